@@ -1,0 +1,125 @@
+/**
+ * The `/v1` API: call, spawn, map, get, cancel, and the list of apps. Shapes
+ * and routes come from `sdk/protocol.ts`; docs/api.md describes them.
+ */
+import { Hono, type Context } from "hono";
+import type { ContentfulStatusCode } from "hono/utils/http-status";
+import { ERROR_STATUS, InvalidRequestError, NotFoundError, toWireError } from "../sdk/errors.js";
+import {
+  CALL_ID_PATTERN,
+  CallRequestSchema,
+  HEADERS,
+  LIMITS,
+  MapRequestSchema,
+  PROTOCOL_VERSION,
+  ROUTES,
+  encodeValue,
+  type CallRecord,
+  type MapResultLine,
+} from "../sdk/protocol.js";
+import { decodeBodyValue, readJsonBody } from "./body.js";
+import { ledgerFor } from "./call-ledger-client.js";
+import { gatewayConfig } from "./config.js";
+import type { Env } from "./env.js";
+import { callNow, mapCalls, spawnCall } from "./executor.js";
+import { registry } from "./registry.js";
+import type { RunContext } from "./run-context.js";
+
+type Api = { Bindings: Env };
+
+export function apiRoutes(): Hono<Api> {
+  const api = new Hono<Api>();
+
+  api.get(ROUTES.health, (c) => c.json({ ok: true, protocol: PROTOCOL_VERSION }));
+
+  api.get(ROUTES.apps, (c) => c.json({ apps: registry().manifests() }));
+
+  api.get(ROUTES.app, (c) => c.json(registry().app(c.req.param("app")).manifest()));
+
+  api.post(ROUTES.call, async (c) => {
+    const fn = registry().function(c.req.param("app"), c.req.param("fn"));
+    const args = await readArgs(c);
+    const { id, row } = await callNow(runContext(c), fn, args);
+    const record: CallRecord = { callId: id, app: row.app, function: row.function, kind: row.kind, status: row.status, attempts: row.attempts, createdAt: row.createdAt, startedAt: row.startedAt, finishedAt: row.finishedAt };
+    if (row.result?.json !== undefined) record.result = row.result.json;
+    if (row.result?.meta !== undefined) record.meta = row.result.meta;
+    if (row.error) record.error = row.error;
+    c.header(HEADERS.callId, id);
+    return c.json(record, row.error ? (ERROR_STATUS[row.error.code] as ContentfulStatusCode) : 200);
+  });
+
+  api.post(ROUTES.spawn, async (c) => {
+    const fn = registry().function(c.req.param("app"), c.req.param("fn"));
+    const args = await readArgs(c);
+    const id = await spawnCall(runContext(c), fn, args, encodeValue(args));
+    c.header(HEADERS.callId, id);
+    return c.json({ callId: id, status: "pending" }, 202);
+  });
+
+  api.post(ROUTES.map, async (c) => {
+    const fn = registry().function(c.req.param("app"), c.req.param("fn"));
+    const body = await readJsonBody(c.req.raw, MapRequestSchema, gatewayConfig(c.env).maxBodyBytes);
+    const inputs = decodeBodyValue(body.inputs, body.meta, "inputs") as unknown[][];
+    const rc = runContext(c);
+    const encoder = new TextEncoder();
+    const stream = new TransformStream<Uint8Array, Uint8Array>();
+    const writer = stream.writable.getWriter();
+    rc.waitUntil(
+      mapCalls(rc, fn, inputs, async (index, callId, outcome, row) => {
+        const line: MapResultLine = { index, callId, status: outcome.status };
+        if (row.result?.json !== undefined) line.result = row.result.json;
+        if (row.result?.meta !== undefined) line.meta = row.result.meta;
+        if (row.error) line.error = row.error;
+        await writer.write(encoder.encode(JSON.stringify(line) + "\n"));
+      })
+        .catch((err) => writer.write(encoder.encode(JSON.stringify({ index: -1, callId: "", status: "failed", error: toWireError(err) }) + "\n")))
+        .finally(() => writer.close()),
+    );
+    return c.body(stream.readable, 200, { "content-type": "application/x-ndjson" });
+  });
+
+  api.get(ROUTES.callRecord, async (c) => {
+    const id = callId(c);
+    const wait = c.req.query("wait");
+    const waitMs = wait === undefined ? 0 : Number(wait);
+    if (!Number.isFinite(waitMs) || waitMs < 0) throw new InvalidRequestError(`"wait" must be a number of milliseconds, 0 to ${LIMITS.maxWaitMs}`);
+    const record = await ledgerFor(c.env, id).get(id, Math.min(waitMs, LIMITS.maxWaitMs));
+    if (!record) throw unknownCall(id);
+    return c.json(record, record.status === "pending" || record.status === "running" ? 202 : 200);
+  });
+
+  api.post(ROUTES.cancel, async (c) => {
+    const id = callId(c);
+    const record = await ledgerFor(c.env, id).cancel(id);
+    if (!record) throw unknownCall(id);
+    return c.json(record);
+  });
+
+  api.all("/v1/*", (c) => {
+    throw new NotFoundError(`no such API route: ${c.req.method} ${new URL(c.req.url).pathname} (see docs/api.md)`);
+  });
+
+  return api;
+}
+
+function runContext(c: Context<Api>): RunContext {
+  return { env: c.env, waitUntil: (p) => c.executionCtx.waitUntil(p) };
+}
+
+async function readArgs(c: Context<Api>): Promise<unknown[]> {
+  const body = await readJsonBody(c.req.raw, CallRequestSchema, gatewayConfig(c.env).maxBodyBytes);
+  const decoded = decodeBodyValue(body.args ?? [], body.meta, "args");
+  if (!Array.isArray(decoded)) throw new InvalidRequestError(`"args" must be an array of arguments`);
+  return decoded;
+}
+
+function callId(c: Context<Api>): string {
+  const id = c.req.param("id") ?? "";
+  if (!CALL_ID_PATTERN.test(id)) throw new InvalidRequestError(`"${id}" is not a call id (they look like fc- followed by 26 characters)`);
+  return id;
+}
+
+function unknownCall(id: string): NotFoundError {
+  return new NotFoundError(`no call ${id} (calls are kept 7 days after they end)`, { callId: id });
+}
+

@@ -1,0 +1,70 @@
+/**
+ * Reading request bodies at the boundary: size limit first (413), then JSON
+ * (400 naming the parse error), then the shape (400 naming the field).
+ */
+import type { z } from "zod";
+import { InvalidRequestError, PayloadTooLargeError } from "../sdk/errors.js";
+import { decodeValue } from "../sdk/protocol.js";
+
+export async function readJsonBody<S extends z.ZodType>(request: Request, schema: S, maxBytes: number): Promise<z.infer<S>> {
+  const declared = Number(request.headers.get("content-length") ?? "NaN");
+  if (declared > maxBytes) throw tooLarge(declared, maxBytes);
+  const bytes = await readLimited(request, maxBytes);
+  const text = new TextDecoder().decode(bytes);
+  if (text.trim() === "") return parseShape(schema, {});
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch (err) {
+    throw new InvalidRequestError(`request body is not valid JSON: ${(err as Error).message}`);
+  }
+  return parseShape(schema, json);
+}
+
+/** Decodes `json` + superjson `meta`, turning a bad `meta` into a 400. */
+export function decodeBodyValue(json: unknown, meta: unknown, field: string): unknown {
+  try {
+    return decodeValue(json, meta);
+  } catch (err) {
+    throw new InvalidRequestError(`"meta" does not describe "${field}": ${(err as Error).message}`);
+  }
+}
+
+function parseShape<S extends z.ZodType>(schema: S, json: unknown): z.infer<S> {
+  const parsed = schema.safeParse(json);
+  if (parsed.success) return parsed.data;
+  const issues = parsed.error.issues.map((issue) => {
+    if (issue.code === "unrecognized_keys") return `unknown field${issue.keys.length > 1 ? "s" : ""} ${issue.keys.map((k) => `"${k}"`).join(", ")}`;
+    const path = issue.path.length ? `"${issue.path.join(".")}"` : "body";
+    return `${path}: ${issue.message}`;
+  });
+  throw new InvalidRequestError(`request body has the wrong shape: ${issues.join("; ")}`);
+}
+
+async function readLimited(request: Request, maxBytes: number): Promise<Uint8Array> {
+  if (!request.body) return new Uint8Array();
+  const reader = request.body.getReader();
+  const chunks: Uint8Array[] = [];
+  let total = 0;
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) break;
+    total += value.byteLength;
+    if (total > maxBytes) {
+      await reader.cancel();
+      throw tooLarge(total, maxBytes);
+    }
+    chunks.push(value);
+  }
+  const out = new Uint8Array(total);
+  let offset = 0;
+  for (const chunk of chunks) {
+    out.set(chunk, offset);
+    offset += chunk.byteLength;
+  }
+  return out;
+}
+
+function tooLarge(size: number, max: number): PayloadTooLargeError {
+  return new PayloadTooLargeError(`request body is larger than ${max} bytes, the most this gateway accepts (TANDEM_MAX_BODY_BYTES)`, { maxBytes: max, atLeast: size });
+}

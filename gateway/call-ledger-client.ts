@@ -1,0 +1,63 @@
+/**
+ * How the rest of the gateway reaches the call ledger: which shard holds a
+ * call, and the shapes of what is written to it.
+ */
+import type { WireError } from "../sdk/errors.js";
+import type { CallKind, CallRecord, CallStatus, EncodedValue } from "../sdk/protocol.js";
+import type { Env } from "./env.js";
+
+/** Ledger shards. A call's shard comes from the random tail of its id. */
+export const LEDGER_SHARDS = 16;
+
+/** A call that has ended, as the executor hands it to the ledger. */
+export interface FinishedCall {
+  id: string;
+  app: string;
+  function: string;
+  kind: CallKind;
+  status: Exclude<CallStatus, "pending" | "running">;
+  attempts: number;
+  createdAt: number;
+  startedAt: number;
+  finishedAt: number;
+  result?: EncodedValue;
+  error?: WireError;
+}
+
+/** A spawned call, recorded before it starts so that it survives a restart. */
+export interface NewCall {
+  id: string;
+  app: string;
+  function: string;
+  kind: CallKind;
+  createdAt: number;
+  input: EncodedValue;
+}
+
+/** What the executor needs of the ledger; both the Durable Object and its stub fit. */
+export interface LedgerApi {
+  create(call: NewCall): Promise<void>;
+  /** Marks attempt `attempt` as started; false when the call was cancelled. */
+  start(id: string, attempt: number): Promise<boolean>;
+  renew(id: string): Promise<void>;
+  finish(call: FinishedCall): Promise<void>;
+  record(calls: FinishedCall[]): Promise<void>;
+  get(id: string, waitMs: number): Promise<CallRecord | null>;
+  cancel(id: string): Promise<CallRecord | null>;
+}
+
+export function shardOf(callId: string): number {
+  let hash = 0;
+  for (let i = callId.length - 8; i < callId.length; i++) hash = (hash * 31 + callId.charCodeAt(i)) >>> 0;
+  return hash % LEDGER_SHARDS;
+}
+
+/** The ledger shard that holds `callId`. `cache` reuses stubs within one request. */
+export function ledgerFor(env: Env, callId: string, cache?: Map<string, LedgerApi>): LedgerApi {
+  const name = `ledger-${shardOf(callId)}`;
+  const cached = cache?.get(name);
+  if (cached) return cached;
+  const stub = env.LEDGER.get(env.LEDGER.idFromName(name)) as unknown as LedgerApi;
+  cache?.set(name, stub);
+  return stub;
+}

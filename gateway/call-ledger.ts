@@ -1,0 +1,241 @@
+/**
+ * The call ledger: a SQLite-backed Durable Object (one per shard) holding
+ * every call's status, attempts, result or error, for at least 7 days after
+ * it ends. `get` long-polls here. Spawned calls are written before they run
+ * and carry a lease that their runner renews; when a lease lapses (the runner
+ * was lost, for example in a restart) the ledger's alarm runs the call again,
+ * so a spawned call's result is never lost.
+ */
+import { DurableObject } from "cloudflare:workers";
+import type { WireError } from "../sdk/errors.js";
+import { TERMINAL_STATUSES, decodeValue, type CallKind, type CallRecord, type CallStatus, type EncodedValue } from "../sdk/protocol.js";
+import type { FinishedCall, LedgerApi, NewCall } from "./call-ledger-client.js";
+import { gatewayConfig } from "./config.js";
+import type { Env } from "./env.js";
+import { runSpawned } from "./executor.js";
+import { registry } from "./registry.js";
+import { runStore } from "./run-context.js";
+
+/** A spawned call whose lease is older than this is taken to have lost its runner. */
+const LEASE_MS = 30_000;
+/** Values larger than this go to R2 and the row keeps a reference. */
+const INLINE_LIMIT = 512 * 1024;
+
+type Row = {
+  id: string;
+  app: string;
+  fn: string;
+  kind: string;
+  status: string;
+  attempts: number;
+  input: string | null;
+  result: string | null;
+  error: string | null;
+  created_at: number;
+  started_at: number | null;
+  finished_at: number | null;
+  lease_until: number | null;
+  expires_at: number | null;
+};
+
+export class CallLedger extends DurableObject<Env> implements LedgerApi {
+  readonly #waiters = new Map<string, Set<() => void>>();
+  readonly #sql: SqlStorage;
+
+  constructor(ctx: DurableObjectState, env: Env) {
+    super(ctx, env);
+    this.#sql = ctx.storage.sql;
+    this.#sql.exec(`
+      CREATE TABLE IF NOT EXISTS calls (
+        id TEXT PRIMARY KEY, app TEXT NOT NULL, fn TEXT NOT NULL, kind TEXT NOT NULL, status TEXT NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0, input TEXT, result TEXT, error TEXT,
+        created_at INTEGER NOT NULL, started_at INTEGER, finished_at INTEGER, lease_until INTEGER, expires_at INTEGER);
+      CREATE INDEX IF NOT EXISTS calls_lease ON calls(lease_until) WHERE lease_until IS NOT NULL;
+      CREATE INDEX IF NOT EXISTS calls_expiry ON calls(expires_at) WHERE expires_at IS NOT NULL;`);
+  }
+
+  async create(call: NewCall): Promise<void> {
+    const input = await this.#storeValue(`inputs/${call.id}`, call.input);
+    this.#sql.exec(
+      "INSERT INTO calls (id, app, fn, kind, status, attempts, input, created_at, lease_until) VALUES (?, ?, ?, ?, 'pending', 0, ?, ?, ?)",
+      call.id, call.app, call.function, call.kind, input, call.createdAt, Date.now() + LEASE_MS,
+    );
+    await this.#scheduleAlarm();
+  }
+
+  async start(id: string, attempt: number): Promise<boolean> {
+    const row = this.#row(id);
+    if (!row || TERMINAL_STATUSES.has(row.status as CallStatus)) return false;
+    this.#sql.exec(
+      "UPDATE calls SET status = 'running', attempts = ?, started_at = COALESCE(started_at, ?), lease_until = ? WHERE id = ?",
+      attempt, Date.now(), Date.now() + LEASE_MS, id,
+    );
+    return true;
+  }
+
+  async renew(id: string): Promise<void> {
+    this.#sql.exec("UPDATE calls SET lease_until = ? WHERE id = ? AND lease_until IS NOT NULL", Date.now() + LEASE_MS, id);
+  }
+
+  async finish(call: FinishedCall): Promise<void> {
+    const row = this.#row(call.id);
+    if (row && TERMINAL_STATUSES.has(row.status as CallStatus)) return; // cancelled meanwhile, or already recorded once
+    await this.record([call]);
+  }
+
+  async record(calls: FinishedCall[]): Promise<void> {
+    const expiresAt = Date.now() + gatewayConfig(this.env).resultTtlSeconds * 1000;
+    for (const call of calls) {
+      const result = call.result === undefined ? null : await this.#storeValue(`results/${call.id}`, call.result);
+      this.#sql.exec(
+        `INSERT INTO calls (id, app, fn, kind, status, attempts, result, error, created_at, started_at, finished_at, lease_until, expires_at)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, ?)
+         ON CONFLICT(id) DO UPDATE SET status = excluded.status, attempts = excluded.attempts, result = excluded.result,
+           error = excluded.error, started_at = COALESCE(calls.started_at, excluded.started_at), finished_at = excluded.finished_at,
+           lease_until = NULL, expires_at = excluded.expires_at`,
+        call.id, call.app, call.function, call.kind, call.status, call.attempts, result,
+        call.error ? JSON.stringify(call.error) : null, call.createdAt, call.startedAt, call.finishedAt, expiresAt,
+      );
+      this.#wake(call.id);
+    }
+    await this.#scheduleAlarm();
+  }
+
+  async get(id: string, waitMs: number): Promise<CallRecord | null> {
+    let row = this.#row(id);
+    if (!row) return null;
+    if (!TERMINAL_STATUSES.has(row.status as CallStatus) && waitMs > 0) {
+      await this.#waitFor(id, waitMs);
+      row = this.#row(id) ?? row;
+    }
+    return this.#toRecord(row);
+  }
+
+  async cancel(id: string): Promise<CallRecord | null> {
+    const row = this.#row(id);
+    if (!row) return null;
+    if (!TERMINAL_STATUSES.has(row.status as CallStatus)) {
+      const error: WireError = { code: "call_cancelled", message: `call ${id} was cancelled`, details: { callId: id } };
+      const expiresAt = Date.now() + gatewayConfig(this.env).resultTtlSeconds * 1000;
+      this.#sql.exec(
+        "UPDATE calls SET status = 'cancelled', error = ?, finished_at = ?, lease_until = NULL, expires_at = ? WHERE id = ?",
+        JSON.stringify(error), Date.now(), expiresAt, id,
+      );
+      this.#wake(id);
+      await this.#scheduleAlarm();
+    }
+    return this.#toRecord(this.#row(id)!);
+  }
+
+  /** Drops expired calls, and resumes spawned calls whose runner was lost. */
+  override async alarm(): Promise<void> {
+    const now = Date.now();
+    for (const row of this.#sql.exec<{ id: string }>("SELECT id FROM calls WHERE expires_at <= ?", now).toArray()) {
+      this.#sql.exec("DELETE FROM calls WHERE id = ?", row.id);
+      await this.env.BLOBS.delete([`inputs/${row.id}`, `results/${row.id}`]);
+    }
+    const orphans = this.#sql.exec<Row>("SELECT * FROM calls WHERE lease_until <= ? AND status IN ('pending', 'running')", now).toArray();
+    for (const row of orphans) this.#resume(row);
+    await this.#scheduleAlarm(true);
+  }
+
+  #resume(row: Row): void {
+    const rc = { env: this.env, waitUntil: (p: Promise<unknown>) => this.ctx.waitUntil(p) };
+    let fn;
+    try {
+      fn = registry().function(row.app, row.fn);
+    } catch (err) {
+      void this.record([this.#lost(row, `its function is no longer deployed: ${(err as Error).message}`)]);
+      return;
+    }
+    this.#sql.exec("UPDATE calls SET lease_until = ? WHERE id = ?", Date.now() + LEASE_MS, row.id);
+    console.warn(`ledger: resuming ${row.app}.${row.fn} ${row.id}, whose runner was lost (attempt ${Math.max(1, row.attempts)})`);
+    this.ctx.waitUntil(
+      (async () => {
+        const input = JSON.parse(await this.#loadValue(row.input!)) as EncodedValue;
+        const args = decodeValue(input.json, input.meta) as unknown[];
+        await runStore.run(rc, () => runSpawned(rc, this, fn, row.id, args, Math.max(1, row.attempts), row.created_at));
+      })().catch((err) => this.record([this.#lost(row, String(err))])),
+    );
+  }
+
+  #lost(row: Row, why: string): FinishedCall {
+    return {
+      id: row.id, app: row.app, function: row.fn, kind: row.kind as CallKind, status: "failed", attempts: row.attempts,
+      createdAt: row.created_at, startedAt: row.started_at ?? Date.now(), finishedAt: Date.now(),
+      error: { code: "internal", message: `call ${row.id} could not be resumed: ${why}` },
+    };
+  }
+
+  #row(id: string): Row | undefined {
+    return this.#sql.exec<Row>("SELECT * FROM calls WHERE id = ?", id).toArray()[0];
+  }
+
+  async #toRecord(row: Row): Promise<CallRecord> {
+    const record: CallRecord = {
+      callId: row.id,
+      app: row.app,
+      function: row.fn,
+      kind: row.kind as CallKind,
+      status: row.status as CallStatus,
+      attempts: row.attempts,
+      createdAt: row.created_at,
+      ...(row.started_at === null ? {} : { startedAt: row.started_at }),
+      ...(row.finished_at === null ? {} : { finishedAt: row.finished_at }),
+    };
+    if (row.result !== null) {
+      const value = JSON.parse(await this.#loadValue(row.result)) as EncodedValue;
+      if (value.json !== undefined) record.result = value.json;
+      if (value.meta !== undefined) record.meta = value.meta;
+    }
+    if (row.error !== null) record.error = JSON.parse(row.error) as WireError;
+    return record;
+  }
+
+  /** Stores an encoded value inline, or in R2 when it is large; returns what the row keeps. */
+  async #storeValue(key: string, value: EncodedValue): Promise<string> {
+    const text = JSON.stringify(value);
+    if (text.length <= INLINE_LIMIT) return text;
+    await this.env.BLOBS.put(key, text);
+    return JSON.stringify({ $ref: key });
+  }
+
+  async #loadValue(stored: string): Promise<string> {
+    if (!stored.startsWith('{"$ref":')) return stored;
+    const { $ref } = JSON.parse(stored) as { $ref: string };
+    const object = await this.env.BLOBS.get($ref);
+    if (!object) throw new Error(`stored value ${$ref} is missing from blob storage`);
+    return object.text();
+  }
+
+  #waitFor(id: string, ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const waiters = this.#waiters.get(id) ?? new Set();
+      this.#waiters.set(id, waiters);
+      const done = () => {
+        clearTimeout(timer);
+        waiters.delete(done);
+        if (waiters.size === 0) this.#waiters.delete(id);
+        resolve();
+      };
+      const timer = setTimeout(done, ms);
+      waiters.add(done);
+    });
+  }
+
+  #wake(id: string): void {
+    for (const done of [...(this.#waiters.get(id) ?? [])]) done();
+  }
+
+  /** Sets the alarm to the next lease to check or row to expire. `always`: inside `alarm()`, where the old one is spent. */
+  async #scheduleAlarm(always = false): Promise<void> {
+    const next = this.#sql
+      .exec<{ t: number | null }>(
+        "SELECT MIN(t) AS t FROM (SELECT MIN(lease_until) AS t FROM calls WHERE lease_until IS NOT NULL UNION ALL SELECT MIN(expires_at) FROM calls WHERE expires_at IS NOT NULL)",
+      )
+      .one().t;
+    if (next === null) return;
+    const current = always ? null : await this.ctx.storage.getAlarm();
+    if (current === null || next < current) await this.ctx.storage.setAlarm(next);
+  }
+}

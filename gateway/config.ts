@@ -1,0 +1,30 @@
+/**
+ * Gateway configuration: one schema, one table of defaults, the `TANDEM_`
+ * prefix. Parsed once per isolate from the Worker's bindings and passed inward.
+ */
+import { z } from "zod";
+import { LIMITS } from "../sdk/protocol.js";
+import type { Env } from "./env.js";
+
+export interface GatewayConfig {
+  /** Largest request body read, in bytes. */
+  maxBodyBytes: number;
+  /** How long ended calls stay in the ledger, in seconds (at least 7 days by default). */
+  resultTtlSeconds: number;
+}
+
+const ConfigSchema = z.object({
+  TANDEM_MAX_BODY_BYTES: z.coerce.number().int().positive().default(LIMITS.maxBodyBytes),
+  TANDEM_RESULT_TTL_SECONDS: z.coerce.number().int().positive().default(LIMITS.resultTtlSeconds),
+});
+
+let cached: { env: Env; config: GatewayConfig } | undefined;
+
+export function gatewayConfig(env: Env): GatewayConfig {
+  if (cached?.env === env) return cached.config;
+  const parsed = ConfigSchema.safeParse(env);
+  if (!parsed.success) throw new Error(`invalid gateway configuration: ${parsed.error.issues.map((i) => `${i.path.join(".")}: ${i.message}`).join("; ")}`);
+  const config = { maxBodyBytes: parsed.data.TANDEM_MAX_BODY_BYTES, resultTtlSeconds: parsed.data.TANDEM_RESULT_TTL_SECONDS };
+  cached = { env, config };
+  return config;
+}

@@ -1,0 +1,16 @@
+/**
+ * The bindings the gateway Worker runs with. Miniflare (`tandem serve`) and
+ * `wrangler.toml` (deploy) both provide exactly these; `gateway/bindings.ts`
+ * names them once for the local runtime.
+ */
+import type { CallLedger } from "./call-ledger.js";
+
+export interface Env {
+  /** The call ledger: a SQLite-backed Durable Object, sharded by call id. */
+  LEDGER: DurableObjectNamespace<CallLedger>;
+  /** Large inputs and results, stored by reference. */
+  BLOBS: R2Bucket;
+  /** Optional settings, all strings; see `gateway/config.ts`. */
+  TANDEM_MAX_BODY_BYTES?: string;
+  TANDEM_RESULT_TTL_SECONDS?: string;
+}

@@ -1,0 +1,186 @@
+/**
+ * Runs edge functions: one attempt at a time inside the isolate, each bounded
+ * by the function's timeout, retried with backoff, with the call's context in
+ * scope for `currentCall()` and log prefixes. Outcomes go to the call ledger.
+ */
+import {
+  CancelledError,
+  FunctionTimeoutError,
+  PlaneUnavailableError,
+  TandemError,
+  remoteErrorFrom,
+  toWireError,
+} from "../sdk/errors.js";
+import { retryDelayMs } from "../sdk/options.js";
+import { encodeValue, newCallId, type CallKind, type CallStatus, type EncodedValue } from "../sdk/protocol.js";
+import { ledgerFor, type FinishedCall, type LedgerApi } from "./call-ledger-client.js";
+import type { RegisteredFunction } from "./registry.js";
+import { runStore, type RunContext } from "./run-context.js";
+
+export interface Outcome {
+  status: Exclude<CallStatus, "pending" | "running">;
+  value?: unknown;
+  error?: TandemError;
+  attempts: number;
+  startedAt: number;
+  finishedAt: number;
+}
+
+/** How often a running spawned call tells the ledger it is still alive. */
+export const LEASE_RENEW_MS = 10_000;
+
+/**
+ * Runs `fn` with its timeout and retry policy. `beforeAttempt` may veto an
+ * attempt (the call was cancelled meanwhile).
+ */
+export async function execute(
+  rc: RunContext,
+  fn: RegisteredFunction,
+  args: unknown[],
+  callId: string,
+  options: { firstAttempt?: number; beforeAttempt?: (attempt: number) => Promise<boolean> } = {},
+): Promise<Outcome> {
+  const startedAt = Date.now();
+  const first = options.firstAttempt ?? 1;
+  const lastAttempt = fn.spec.retries.maxRetries + 1;
+  for (let attempt = first; ; attempt++) {
+    if (options.beforeAttempt && !(await options.beforeAttempt(attempt))) {
+      return { status: "cancelled", error: new CancelledError(`call ${callId} was cancelled`, { callId }), attempts: attempt - 1, startedAt, finishedAt: Date.now() };
+    }
+    try {
+      const value = await attemptOnce(rc, fn, args, callId, attempt);
+      return { status: "succeeded", value, attempts: attempt, startedAt, finishedAt: Date.now() };
+    } catch (err) {
+      const error = err instanceof TandemError ? err : remoteErrorFrom(err, { callId });
+      if (attempt >= lastAttempt || error instanceof PlaneUnavailableError) {
+        return { status: error instanceof FunctionTimeoutError ? "timed_out" : "failed", error, attempts: attempt, startedAt, finishedAt: Date.now() };
+      }
+      await sleep(retryDelayMs(fn.spec.retries, attempt));
+    }
+  }
+}
+
+async function attemptOnce(rc: RunContext, fn: RegisteredFunction, args: unknown[], callId: string, attempt: number): Promise<unknown> {
+  if (fn.spec.tier === "plane") {
+    throw new PlaneUnavailableError(`${fn.app}.${fn.name} runs on the GPU plane, and no plane is connected to this gateway`, { app: fn.app, function: fn.name });
+  }
+  const context: RunContext = {
+    ...rc,
+    logPrefix: `[${fn.app}.${fn.name} ${callId}]`,
+    call: { callId, app: fn.app, function: fn.name, attempt, env: fn.spec.env },
+  };
+  const timeoutMs = fn.spec.timeoutSeconds * 1000;
+  let timer: ReturnType<typeof setTimeout> | null = null;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(
+      () => reject(new FunctionTimeoutError(`${fn.app}.${fn.name} timed out after ${fn.spec.timeoutSeconds} s (attempt ${attempt})`, { callId, timeoutSeconds: fn.spec.timeoutSeconds })),
+      timeoutMs,
+    );
+  });
+  try {
+    const running = runStore.run(context, async () => {
+      try {
+        return await fn.handler(...args);
+      } catch (err) {
+        throw remoteErrorFrom(err, { callId });
+      }
+    });
+    return await Promise.race([running, timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** The ledger row for an outcome. */
+export function finishedCall(id: string, fn: RegisteredFunction, kind: CallKind, createdAt: number, outcome: Outcome): FinishedCall {
+  return {
+    id,
+    app: fn.app,
+    function: fn.name,
+    kind,
+    status: outcome.status,
+    attempts: outcome.attempts,
+    createdAt,
+    startedAt: outcome.startedAt,
+    finishedAt: outcome.finishedAt,
+    ...(outcome.status === "succeeded" ? { result: encodeValue(outcome.value) } : {}),
+    ...(outcome.error ? { error: toWireError(outcome.error) } : {}),
+  };
+}
+
+/** Runs a call now and returns its outcome; the ledger records it after the response. */
+export async function callNow(rc: RunContext, fn: RegisteredFunction, args: unknown[], kind: CallKind = "remote"): Promise<{ id: string; outcome: Outcome; row: FinishedCall }> {
+  const id = newCallId();
+  const createdAt = Date.now();
+  const outcome = await execute(rc, fn, args, id);
+  const row = finishedCall(id, fn, kind, createdAt, outcome);
+  rc.waitUntil(ledgerFor(rc.env, id).record([row]).catch((err) => console.error(`ledger: could not record ${id}:`, err)));
+  return { id, outcome, row };
+}
+
+/** Records a spawned call and starts it in the background; returns its id at once. */
+export async function spawnCall(rc: RunContext, fn: RegisteredFunction, args: unknown[], input: EncodedValue): Promise<string> {
+  const id = newCallId();
+  const ledger = ledgerFor(rc.env, id);
+  await ledger.create({ id, app: fn.app, function: fn.name, kind: "spawn", createdAt: Date.now(), input });
+  rc.waitUntil(runSpawned(rc, ledger, fn, id, args, 1));
+  return id;
+}
+
+/**
+ * Runs a spawned call to its end, keeping its lease alive, and records the
+ * outcome once. Used right after `spawn`, and by the ledger to resume a call
+ * whose runner was lost.
+ */
+export async function runSpawned(rc: RunContext, ledger: LedgerApi, fn: RegisteredFunction, id: string, args: unknown[], firstAttempt: number, createdAt = Date.now()): Promise<void> {
+  const renew = setInterval(() => void ledger.renew(id).catch(() => {}), LEASE_RENEW_MS);
+  try {
+    const outcome = await execute(rc, fn, args, id, { firstAttempt, beforeAttempt: (attempt) => ledger.start(id, attempt) });
+    if (outcome.status === "cancelled") return;
+    await ledger.finish(finishedCall(id, fn, "spawn", createdAt, outcome));
+  } catch (err) {
+    console.error(`call ${id}: could not record its outcome:`, err);
+  } finally {
+    clearInterval(renew);
+  }
+}
+
+/**
+ * Runs one call per input, `concurrency` at a time, handing each result to
+ * `onResult` as it finishes; records them all in the ledger afterwards.
+ */
+export async function mapCalls(
+  rc: RunContext,
+  fn: RegisteredFunction,
+  inputs: unknown[][],
+  onResult: (index: number, id: string, outcome: Outcome, row: FinishedCall) => void | Promise<void>,
+  concurrency = 32,
+): Promise<void> {
+  const rows: FinishedCall[] = [];
+  let next = 0;
+  const worker = async () => {
+    while (next < inputs.length) {
+      const index = next++;
+      const id = newCallId();
+      const createdAt = Date.now();
+      const outcome = await execute(rc, fn, inputs[index]!, id);
+      const row = finishedCall(id, fn, "map", createdAt, outcome);
+      rows.push(row);
+      await onResult(index, id, outcome, row);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(concurrency, inputs.length) }, worker));
+  rc.waitUntil(recordRows(rc, rows));
+}
+
+async function recordRows(rc: RunContext, rows: FinishedCall[]): Promise<void> {
+  const byShard = new Map<LedgerApi, FinishedCall[]>();
+  const stubs = new Map<string, LedgerApi>();
+  for (const row of rows) {
+    const stub = ledgerFor(rc.env, row.id, stubs);
+    byShard.set(stub, [...(byShard.get(stub) ?? []), row]);
+  }
+  await Promise.all([...byShard].map(([stub, shardRows]) => stub.record(shardRows))).catch((err) => console.error("ledger: could not record map calls:", err));
+}
+
+const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));

@@ -1,0 +1,59 @@
+/**
+ * `.remote()`, `.spawn()`, `.map()` and `FunctionCall` as seen from code
+ * running inside the gateway (a web endpoint, or a function calling another):
+ * the call runs here through the executor, with no network hop.
+ */
+import { InternalError, NotFoundError, fromWireError } from "../sdk/errors.js";
+import type { Invoker, MapOutcome } from "../sdk/invoker.js";
+import { LIMITS, TERMINAL_STATUSES, decodeValue, encodeValue } from "../sdk/protocol.js";
+import { ledgerFor } from "./call-ledger-client.js";
+import { callNow, mapCalls, spawnCall } from "./executor.js";
+import { registry } from "./registry.js";
+import { runStore, type RunContext } from "./run-context.js";
+
+export class GatewayInvoker implements Invoker {
+  async call(app: string, fn: string, args: unknown[]): Promise<unknown> {
+    const { outcome } = await callNow(context(), registry().function(app, fn), args);
+    if (outcome.error) throw outcome.error;
+    return outcome.value;
+  }
+
+  spawn(app: string, fn: string, args: unknown[]): Promise<string> {
+    return spawnCall(context(), registry().function(app, fn), args, encodeValue(args));
+  }
+
+  async *map(app: string, fn: string, inputs: AsyncIterable<unknown[]>): AsyncIterable<MapOutcome> {
+    const rc = context();
+    const target = registry().function(app, fn);
+    const all: unknown[][] = [];
+    for await (const input of inputs) all.push(input);
+    const done: MapOutcome[] = [];
+    await mapCalls(rc, target, all, (index, _id, outcome) => {
+      done.push(outcome.error ? { index, ok: false, error: outcome.error } : { index, ok: true, value: outcome.value });
+    });
+    yield* done;
+  }
+
+  async get(callId: string, timeoutMs: number | undefined): Promise<unknown> {
+    const rc = context();
+    const deadline = timeoutMs === undefined ? Infinity : Date.now() + timeoutMs;
+    for (;;) {
+      const record = await ledgerFor(rc.env, callId).get(callId, Math.max(0, Math.min(LIMITS.maxWaitMs, deadline - Date.now())));
+      if (!record) throw new NotFoundError(`no call ${callId}`, { callId });
+      if (record.error) throw fromWireError(record.error);
+      if (TERMINAL_STATUSES.has(record.status)) return decodeValue(record.result, record.meta);
+      if (Date.now() >= deadline) throw fromWireError({ code: "get_timeout", message: `call ${callId} did not finish within ${timeoutMs} ms`, details: { callId } });
+    }
+  }
+
+  async cancel(callId: string): Promise<void> {
+    const record = await ledgerFor(context().env, callId).cancel(callId);
+    if (!record) throw new NotFoundError(`no call ${callId}`, { callId });
+  }
+}
+
+function context(): RunContext {
+  const rc = runStore.getStore();
+  if (!rc) throw new InternalError("a function handle was called outside a request; call functions from inside handlers");
+  return rc;
+}

@@ -1,0 +1,4 @@
+export { createGateway } from "./worker.js";
+export type { AppModule } from "./worker.js";
+export { CallLedger } from "./call-ledger.js";
+export type { Env } from "./env.js";

@@ -1,0 +1,70 @@
+/**
+ * The apps this gateway serves, by name, loaded from the app files bundled
+ * into the Worker.
+ */
+import { type App, type FunctionHandle } from "../sdk/app.js";
+import { NotFoundError } from "../sdk/errors.js";
+import type { FunctionSpec } from "../sdk/options.js";
+import type { AppManifest } from "../sdk/protocol.js";
+
+export interface RegisteredFunction {
+  app: string;
+  name: string;
+  spec: FunctionSpec;
+  handler: (...args: unknown[]) => unknown;
+}
+
+export class AppRegistry {
+  readonly #apps = new Map<string, App>();
+  readonly #functions = new Map<string, Map<string, RegisteredFunction>>();
+
+  constructor(apps: readonly App[]) {
+    for (const app of apps) {
+      if (this.#apps.has(app.name)) throw new Error(`two app files define the app "${app.name}"`);
+      this.#apps.set(app.name, app);
+      const fns = new Map<string, RegisteredFunction>();
+      for (const fn of app.functions as readonly FunctionHandle<unknown[], unknown>[]) {
+        fns.set(fn.name, { app: app.name, name: fn.name, spec: fn.spec!, handler: fn.handler! });
+      }
+      this.#functions.set(app.name, fns);
+    }
+  }
+
+  get apps(): readonly App[] {
+    return [...this.#apps.values()];
+  }
+
+  app(name: string): App {
+    const app = this.#apps.get(name);
+    if (!app) throw new NotFoundError(`no app named "${name}" is deployed here (apps: ${this.#names()})`, { app: name });
+    return app;
+  }
+
+  function(appName: string, name: string): RegisteredFunction {
+    const fns = this.#functions.get(appName);
+    if (!fns) throw new NotFoundError(`no app named "${appName}" is deployed here (apps: ${this.#names()})`, { app: appName });
+    const fn = fns.get(name);
+    if (!fn) throw new NotFoundError(`app "${appName}" has no function "${name}" (functions: ${[...fns.keys()].join(", ") || "none"})`, { app: appName, function: name });
+    return fn;
+  }
+
+  manifests(): AppManifest[] {
+    return this.apps.map((a) => a.manifest());
+  }
+
+  #names(): string {
+    return [...this.#apps.keys()].join(", ") || "none";
+  }
+}
+
+let current: AppRegistry | undefined;
+
+/** Set once when the Worker module loads. */
+export function setRegistry(registry: AppRegistry): void {
+  current = registry;
+}
+
+export function registry(): AppRegistry {
+  if (!current) throw new Error("the gateway's app registry is not loaded");
+  return current;
+}

@@ -1,0 +1,78 @@
+/**
+ * Web endpoints: each app's `app.web` mounts and `app.endpoint` handlers,
+ * routed at `/<app>/<label>/...`. Routes are built once, when the Worker loads.
+ */
+import { Hono, type Context } from "hono";
+import type { App, EndpointHandle, WebApp, WebMount } from "../sdk/app.js";
+import { NotFoundError, remoteErrorFrom, toWireError } from "../sdk/errors.js";
+import { paths } from "../sdk/protocol.js";
+import type { Env } from "./env.js";
+import { runStore, type RunContext } from "./run-context.js";
+
+type Web = { Bindings: Env };
+
+export function webRoutes(apps: readonly App[]): Hono<Web> {
+  const web = new Hono<Web>({ strict: false });
+  for (const app of apps) {
+    for (const mount of app.webMounts) mountWebApp(web, app.name, mount);
+    for (const endpoint of app.endpoints) addEndpoint(web, app.name, endpoint);
+    web.all(`/${app.name}/:label/*`, (c) => {
+      throw new NotFoundError(`app "${app.name}" has no web endpoint "${c.req.param("label")}" (endpoints: ${labels(app)})`, { app: app.name });
+    });
+    web.all(`/${app.name}`, () => {
+      throw new NotFoundError(`app "${app.name}" serves its endpoints under /${app.name}/<label> (endpoints: ${labels(app)})`, { app: app.name });
+    });
+  }
+  return web;
+}
+
+function mountWebApp(web: Hono<Web>, appName: string, mount: WebMount): void {
+  let instance: Promise<WebApp> | undefined;
+  const prefix = `[${appName}/${mount.label}]`;
+  web.mount(paths.web(appName, mount.label), (request, env, ctx) => {
+    instance ??= Promise.resolve(mount.factory());
+    const rc: RunContext = { env: env as Env, waitUntil: (p) => (ctx as ExecutionContext).waitUntil(p), logPrefix: prefix };
+    return runStore.run(rc, async () => {
+      let webApp: WebApp;
+      try {
+        webApp = await instance!;
+      } catch (err) {
+        instance = undefined; // the factory failed: try it again on the next request
+        return failed(err);
+      }
+      try {
+        return await webApp.fetch(request, env, ctx);
+      } catch (err) {
+        return failed(err);
+      }
+    });
+  });
+}
+
+function addEndpoint(web: Hono<Web>, appName: string, endpoint: EndpointHandle): void {
+  const prefix = `[${appName}/${endpoint.label}]`;
+  web.on(endpoint.method, paths.web(appName, endpoint.label, endpoint.path), (c: Context<Web>) => {
+    const rc: RunContext = { env: c.env, waitUntil: (p) => c.executionCtx.waitUntil(p), logPrefix: prefix };
+    return runStore.run(rc, async () => {
+      try {
+        const out = await endpoint.handler(c);
+        if (out instanceof Response) return out;
+        return out === undefined ? c.body(null, 204) : c.json(out as never);
+      } catch (err) {
+        return failed(err);
+      }
+    });
+  });
+}
+
+/** A web handler threw: log the stack (the console prefix says where), answer 500 without it. */
+function failed(err: unknown): Response {
+  const error = toWireError(remoteErrorFrom(err));
+  console.error((err as Error)?.stack ?? err);
+  delete error.remote?.stack;
+  return Response.json({ error }, { status: 500 });
+}
+
+function labels(app: App): string {
+  return [...app.webMounts.map((m) => m.label), ...app.endpoints.map((e) => e.label)].join(", ") || "none";
+}

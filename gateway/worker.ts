@@ -1,0 +1,44 @@
+/**
+ * The gateway Worker: loads the bundled app files, then serves the `/v1` API
+ * and every app's web endpoints. `tandem serve` and `tandem deploy` generate an
+ * entry module that calls `createGateway` with the app files' exports.
+ */
+import { Hono } from "hono";
+import { loadAppModule } from "../sdk/app.js";
+import { TandemError, toWireError } from "../sdk/errors.js";
+import { installInvoker } from "../sdk/invoker.js";
+import type { ContentfulStatusCode } from "hono/utils/http-status";
+import { apiRoutes } from "./api.js";
+import type { Env } from "./env.js";
+import { GatewayInvoker } from "./gateway-invoker.js";
+import { AppRegistry, setRegistry } from "./registry.js";
+import { prefixConsoleLines } from "./run-context.js";
+import { webRoutes } from "./web.js";
+
+/** One bundled app file: its path (for messages) and its module exports. */
+export interface AppModule {
+  file: string;
+  exports: Record<string, unknown>;
+}
+
+export function createGateway(modules: AppModule[]): ExportedHandler<Env> {
+  const apps = modules.map((m) => loadAppModule(m.file, m.exports));
+  setRegistry(new AppRegistry(apps));
+  installInvoker(new GatewayInvoker());
+  prefixConsoleLines();
+
+  const router = new Hono<{ Bindings: Env }>({ strict: false });
+  router.route("/", apiRoutes());
+  router.route("/", webRoutes(apps));
+  router.get("/", (c) => c.json({ gateway: "tandem", apps: apps.map((a) => a.name), api: "/v1/apps" }));
+  router.notFound((c) => {
+    const first = new URL(c.req.url).pathname.split("/")[1] ?? "";
+    return c.json({ error: { code: "not_found", message: `no app named "${decodeURIComponent(first)}" is deployed here (apps: ${apps.map((a) => a.name).join(", ") || "none"})` } }, 404);
+  });
+  router.onError((err, c) => {
+    if (!(err instanceof TandemError)) console.error("gateway:", err);
+    const status = (err instanceof TandemError ? err.status : 500) as ContentfulStatusCode;
+    return c.json({ error: toWireError(err) }, status);
+  });
+  return { fetch: router.fetch };
+}

@@ -1,0 +1,345 @@
+/**
+ * `App` and the handles it hands out: functions (`app.function`), whole hono
+ * apps (`app.web`) and single web handlers (`app.endpoint`). Definitions are
+ * plain data plus the handler; the runtimes (the gateway, later the plane)
+ * decide how to run them.
+ */
+import type { Context } from "hono";
+import { InvalidOptionsError, TandemError } from "./errors.js";
+import { FunctionCall } from "./function-call.js";
+import { invokerFor, type MapOutcome } from "./invoker.js";
+import { parseFunctionOptions, type FunctionOptions, type FunctionSpec } from "./options.js";
+import { NAME_PATTERN, RESERVED_APP_NAMES, type AppManifest } from "./protocol.js";
+
+const APP_BRAND = Symbol.for("tandem.app");
+const FUNCTION_BRAND = Symbol.for("tandem.function");
+
+/** Anything with a Web-standard `fetch`, such as a hono app. */
+export interface WebApp {
+  fetch(request: Request, env?: unknown, ctx?: unknown): Response | Promise<Response>;
+}
+
+export type HttpMethod = "GET" | "POST" | "PUT" | "PATCH" | "DELETE" | "HEAD" | "OPTIONS";
+const METHODS: readonly string[] = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"];
+
+export interface EndpointOptions<P extends string = string> {
+  /** HTTP method; default `"GET"`. */
+  method?: HttpMethod;
+  /** Path under `/<app>/<label>`, with hono parameters (`/:id`); default `/`. */
+  path?: P;
+  /** The URL label; defaults to the name it is exported under. */
+  label?: string;
+}
+
+/** A handler for `app.endpoint`: return a `Response`, or any JSON value to send as JSON. */
+export type EndpointHandler<P extends string = string> = (c: Context<any, P>) => unknown;
+
+export interface MapOptions {
+  /** Yield results in input order (default) or as they finish. */
+  orderOutputs?: boolean;
+  /** Yield a failed input's error instead of throwing it (default false). */
+  returnExceptions?: boolean;
+}
+
+type Inputs<T> = Iterable<T> | AsyncIterable<T>;
+
+/**
+ * A deployed function. Its parameter and return types come from the handler.
+ * @example
+ * export const square = app.function({ timeout: 10 }, (x: number) => x * x);
+ * await square.remote(4);             // 16, run by the gateway
+ * for await (const y of square.map([1, 2, 3])) console.log(y);
+ */
+export class FunctionHandle<A extends unknown[] = unknown[], R = unknown> {
+  readonly [FUNCTION_BRAND] = true;
+  readonly spec: FunctionSpec | undefined;
+  readonly handler: ((...args: A) => unknown) | undefined;
+  #app: string;
+  #name: string | undefined;
+  #gateway: string | undefined;
+
+  /** @internal Made by `app.function` or `lookup`. */
+  constructor(init: { app: string; name?: string; spec?: FunctionSpec; handler?: (...args: A) => unknown; gateway?: string }) {
+    this.#app = init.app;
+    this.#name = init.name;
+    this.spec = init.spec;
+    this.handler = init.handler;
+    this.#gateway = init.gateway;
+  }
+
+  get appName(): string {
+    return this.#app;
+  }
+
+  /** The function's name; throws if it has none yet (not exported and no `name` option). */
+  get name(): string {
+    if (this.#name === undefined) {
+      throw new InvalidOptionsError(`a function of app "${this.#app}" has no name: export it, or give it a \`name\` option`);
+    }
+    return this.#name;
+  }
+
+  /** @internal Called when the app loads, with the name it is exported under. */
+  bindName(name: string): void {
+    this.#name ??= name;
+  }
+
+  /** @internal */
+  get boundName(): string | undefined {
+    return this.#name;
+  }
+
+  /** Runs the function where it is deployed and returns its result. */
+  async remote(...args: A): Promise<R> {
+    return (await invokerFor(this.#gateway).call(this.#app, this.name, args)) as R;
+  }
+
+  /** Runs the handler here, in this process, without the gateway. */
+  async local(...args: A): Promise<R> {
+    if (!this.handler) throw new InvalidOptionsError(`${this.#app}.${this.name} was looked up by name, so it has no local handler`);
+    return (await this.handler(...args)) as R;
+  }
+
+  /** Starts the function and returns at once with a `FunctionCall` to collect the result later. */
+  async spawn(...args: A): Promise<FunctionCall<R>> {
+    const id = await invokerFor(this.#gateway).spawn(this.#app, this.name, args);
+    return new FunctionCall<R>(id, this.#gateway === undefined ? {} : { gateway: this.#gateway });
+  }
+
+  /** Calls the function once per input (its first argument), concurrently. */
+  map(inputs: Inputs<A[0]>, options: MapOptions & { returnExceptions: true }): AsyncIterable<R | TandemError>;
+  map(inputs: Inputs<A[0]>, options?: MapOptions): AsyncIterable<R>;
+  map(inputs: Inputs<A[0]>, options: MapOptions = {}): AsyncIterable<R | TandemError> {
+    return this.starmap(mapInputs(inputs, (x) => [x] as unknown as A), options);
+  }
+
+  /** Like `map`, but each input is the whole argument list. */
+  starmap(inputs: Inputs<A>, options: MapOptions & { returnExceptions: true }): AsyncIterable<R | TandemError>;
+  starmap(inputs: Inputs<A>, options?: MapOptions): AsyncIterable<R>;
+  starmap(inputs: Inputs<A>, options: MapOptions = {}): AsyncIterable<R | TandemError> {
+    const outcomes = invokerFor(this.#gateway).map(this.#app, this.name, toAsync(inputs) as AsyncIterable<unknown[]>);
+    const ordered = options.orderOutputs ?? true;
+    return unwrapOutcomes<R>(ordered ? inOrder(outcomes) : outcomes, options.returnExceptions ?? false);
+  }
+}
+
+/** A single web handler mounted at `/<app>/<label><path>`. */
+export class EndpointHandle {
+  readonly method: HttpMethod;
+  readonly path: string;
+  readonly handler: EndpointHandler;
+  #label: string | undefined;
+
+  /** @internal */
+  constructor(options: EndpointOptions, handler: EndpointHandler) {
+    this.method = options.method ?? "GET";
+    this.path = options.path ?? "/";
+    this.#label = options.label;
+    this.handler = handler;
+  }
+
+  get label(): string {
+    if (this.#label === undefined) throw new InvalidOptionsError("an endpoint has no label: export it, or give it a `label` option");
+    return this.#label;
+  }
+
+  /** @internal */
+  bindName(name: string): void {
+    this.#label ??= name;
+  }
+
+  /** @internal */
+  get boundLabel(): string | undefined {
+    return this.#label;
+  }
+}
+
+/** A whole web app mounted at `/<app>/<label>/...`. */
+export interface WebMount {
+  label: string;
+  factory: () => WebApp | Promise<WebApp>;
+}
+
+/**
+ * An app: a named set of functions and web endpoints. Default-export it from
+ * the app file.
+ * @example
+ * import { App } from "tandem";
+ * const app = new App("hello");
+ * export const greet = app.function({}, (name: string) => `Hello, ${name}!`);
+ * export default app;
+ */
+export class App {
+  readonly [APP_BRAND] = true;
+  readonly name: string;
+  readonly #functions: FunctionHandle<any, any>[] = [];
+  readonly #endpoints: EndpointHandle[] = [];
+  readonly #webMounts: WebMount[] = [];
+
+  constructor(name: string) {
+    if (typeof name !== "string" || !NAME_PATTERN.test(name)) {
+      throw new InvalidOptionsError(`app name ${JSON.stringify(name)} must be 1-64 letters, digits, '-' or '_', starting with a letter or digit`);
+    }
+    if (RESERVED_APP_NAMES.has(name)) throw new InvalidOptionsError(`app name "${name}" is reserved for the gateway's own routes`);
+    this.name = name;
+  }
+
+  /** Defines a function. Options are checked now; see `FunctionOptions`. */
+  function<A extends unknown[], R>(handler: (...args: A) => R): FunctionHandle<A, Awaited<R>>;
+  function<A extends unknown[], R>(options: FunctionOptions, handler: (...args: A) => R): FunctionHandle<A, Awaited<R>>;
+  function<A extends unknown[], R>(a: FunctionOptions | ((...args: A) => R), b?: (...args: A) => R): FunctionHandle<A, Awaited<R>> {
+    const [options, handler] = typeof a === "function" ? [{}, a] : [a, b];
+    const label = (options as FunctionOptions | undefined)?.name ?? `#${this.#functions.length + 1}`;
+    if (typeof handler !== "function") throw new InvalidOptionsError(`app "${this.name}": function ${label} needs a handler function`);
+    const spec = parseFunctionOptions(options, `app "${this.name}": function "${label}"`);
+    const handle = new FunctionHandle<A, Awaited<R>>({ app: this.name, ...(spec.name ? { name: spec.name } : {}), spec, handler });
+    this.#functions.push(handle);
+    return handle;
+  }
+
+  /**
+   * Mounts a whole web app (hono, or anything with `fetch`) at `/<app>/<label>/...`.
+   * The factory runs once per isolate, at the first request.
+   * @example
+   * app.web("api", () => new Hono().get("/", (c) => c.text("hi")));
+   */
+  web(label: string, factory: () => WebApp | Promise<WebApp>): void {
+    if (typeof label !== "string" || !NAME_PATTERN.test(label)) {
+      throw new InvalidOptionsError(`app "${this.name}": web label ${JSON.stringify(label)} must be 1-64 letters, digits, '-' or '_'`);
+    }
+    if (typeof factory !== "function") throw new InvalidOptionsError(`app "${this.name}": web "${label}" needs a factory function returning a hono app`);
+    this.#webMounts.push({ label, factory });
+  }
+
+  /**
+   * One web handler at `/<app>/<label><path>`.
+   * @example
+   * export const hi = app.endpoint({ method: "GET", path: "/:name" }, (c) => ({ hi: c.req.param("name") }));
+   */
+  endpoint<P extends string = "/">(options: EndpointOptions<P>, handler: EndpointHandler<P>): EndpointHandle {
+    const where = `app "${this.name}": endpoint${options?.label ? ` "${options.label}"` : ""}`;
+    if (typeof handler !== "function") throw new InvalidOptionsError(`${where} needs a handler function`);
+    const o = options ?? {};
+    for (const key of Object.keys(o)) {
+      if (!["method", "path", "label"].includes(key)) throw new InvalidOptionsError(`${where}: unknown option "${key}"`);
+    }
+    if (o.method !== undefined && !METHODS.includes(o.method)) throw new InvalidOptionsError(`${where}: option "method" must be one of ${METHODS.join(", ")}`);
+    if (o.path !== undefined && (typeof o.path !== "string" || !o.path.startsWith("/"))) throw new InvalidOptionsError(`${where}: option "path" must start with "/"`);
+    if (o.label !== undefined && !NAME_PATTERN.test(o.label)) throw new InvalidOptionsError(`${where}: option "label" must be 1-64 letters, digits, '-' or '_'`);
+    const handle = new EndpointHandle(o, handler as EndpointHandler);
+    this.#endpoints.push(handle);
+    return handle;
+  }
+
+  get functions(): readonly FunctionHandle<any, any>[] {
+    return this.#functions;
+  }
+
+  get endpoints(): readonly EndpointHandle[] {
+    return this.#endpoints;
+  }
+
+  get webMounts(): readonly WebMount[] {
+    return this.#webMounts;
+  }
+
+  /**
+   * @internal Names functions and endpoints after their exports, then checks
+   * that every one has a name and no two share one. Runtimes call this when
+   * they load the app file.
+   */
+  finalize(moduleExports: Record<string, unknown>): void {
+    for (const [exportName, value] of Object.entries(moduleExports)) {
+      if (value instanceof FunctionHandle || value instanceof EndpointHandle) {
+        if (this.#functions.includes(value as FunctionHandle<any, any>) || this.#endpoints.includes(value as EndpointHandle)) value.bindName(exportName);
+      }
+    }
+    const seen = new Set<string>();
+    for (const fn of this.#functions) {
+      const name = fn.boundName;
+      if (name === undefined) throw new InvalidOptionsError(`app "${this.name}": a function has no name; export it, or give it a \`name\` option`);
+      if (!NAME_PATTERN.test(name)) throw new InvalidOptionsError(`app "${this.name}": function name "${name}" must be 1-64 letters, digits, '-' or '_'`);
+      if (seen.has(name)) throw new InvalidOptionsError(`app "${this.name}": two functions are named "${name}"; names must be unique`);
+      seen.add(name);
+    }
+    const labels = new Set<string>();
+    const all = [...this.#webMounts.map((w) => w.label), ...this.#endpoints.map((e) => e.boundLabel)];
+    for (const label of all) {
+      if (label === undefined) throw new InvalidOptionsError(`app "${this.name}": an endpoint has no label; export it, or give it a \`label\` option`);
+      if (!NAME_PATTERN.test(label)) throw new InvalidOptionsError(`app "${this.name}": endpoint label "${label}" must be 1-64 letters, digits, '-' or '_'`);
+      if (labels.has(label)) throw new InvalidOptionsError(`app "${this.name}": two web endpoints use the label "${label}"`);
+      labels.add(label);
+    }
+  }
+
+  /** What the gateway lists for this app. */
+  manifest(): AppManifest {
+    return {
+      name: this.name,
+      functions: this.#functions.map((f) => ({ name: f.name, tier: f.spec!.tier, timeoutSeconds: f.spec!.timeoutSeconds, retries: f.spec!.retries })),
+      endpoints: [
+        ...this.#webMounts.map((w) => ({ label: w.label, kind: "web" as const, path: "/*" })),
+        ...this.#endpoints.map((e) => ({ label: e.label, kind: "endpoint" as const, method: e.method, path: e.path })),
+      ],
+    };
+  }
+}
+
+/**
+ * The `App` an app file default-exports, with its functions and endpoints
+ * named after their exports and checked. Runtimes call this when they load an
+ * app file; `file` is only for messages.
+ */
+export function loadAppModule(file: string, moduleExports: Record<string, unknown>): App {
+  const app = moduleExports.default;
+  if (!isApp(app)) {
+    throw new InvalidOptionsError(`${file} must \`export default\` an App (found ${app === undefined ? "no default export" : typeof app})`);
+  }
+  app.finalize(moduleExports);
+  return app;
+}
+
+/** True for an `App`, even one made by another copy of the SDK. */
+export function isApp(value: unknown): value is App {
+  return typeof value === "object" && value !== null && APP_BRAND in value;
+}
+
+/**
+ * A handle on a deployed function, by name, from any process.
+ * @example
+ * const greet = lookup<[string], string>("hello", "greet");
+ * console.log(await greet.remote("Ada"));
+ */
+export function lookup<A extends unknown[] = any[], R = any>(appName: string, functionName: string, options: { gateway?: string } = {}): FunctionHandle<A, R> {
+  if (!NAME_PATTERN.test(appName)) throw new InvalidOptionsError(`lookup: app name ${JSON.stringify(appName)} is not a valid name`);
+  if (!NAME_PATTERN.test(functionName)) throw new InvalidOptionsError(`lookup: function name ${JSON.stringify(functionName)} is not a valid name`);
+  return new FunctionHandle<A, R>({ app: appName, name: functionName, ...(options.gateway === undefined ? {} : { gateway: options.gateway }) });
+}
+
+async function* toAsync<T>(inputs: Inputs<T>): AsyncIterable<T> {
+  yield* inputs as AsyncIterable<T>;
+}
+
+async function* mapInputs<T, U>(inputs: Inputs<T>, f: (x: T) => U): AsyncIterable<U> {
+  for await (const x of inputs as AsyncIterable<T>) yield f(x);
+}
+
+async function* inOrder(outcomes: AsyncIterable<MapOutcome>): AsyncIterable<MapOutcome> {
+  const pending = new Map<number, MapOutcome>();
+  let next = 0;
+  for await (const outcome of outcomes) {
+    pending.set(outcome.index, outcome);
+    while (pending.has(next)) {
+      yield pending.get(next)!;
+      pending.delete(next++);
+    }
+  }
+}
+
+async function* unwrapOutcomes<R>(outcomes: AsyncIterable<MapOutcome>, returnExceptions: boolean): AsyncIterable<R | TandemError> {
+  for await (const outcome of outcomes) {
+    if (outcome.ok) yield outcome.value as R;
+    else if (returnExceptions) yield outcome.error as TandemError;
+    else throw outcome.error;
+  }
+}

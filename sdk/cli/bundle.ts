@@ -1,0 +1,88 @@
+/**
+ * Bundling app files with esbuild, twice: into the gateway Worker (with the
+ * gateway runtime, for workerd), and into a Node module that the CLI imports
+ * to check the app and list what it defines before anything starts.
+ */
+import { build, type Plugin } from "esbuild";
+import { mkdir } from "node:fs/promises";
+import { basename, join, relative, resolve } from "node:path";
+import { pathToFileURL } from "node:url";
+import { loadAppModule, type App } from "../app.js";
+import { GATEWAY_ENTRY, PACKAGE_ROOT, SDK_DIST, SDK_ENTRY } from "./paths.js";
+
+export interface WorkerBundle {
+  /** The bundled Worker module (`.mjs`). */
+  path: string;
+  /** Every source file that went into it, for watching. */
+  inputs: string[];
+  bytes: number;
+}
+
+/** Lets an app outside this package import `tandem` and this package's dependencies (hono). */
+const nodePaths = [join(PACKAGE_ROOT, "node_modules")];
+
+/** Bundles the gateway and `appFiles` into one Worker module in `outDir`. */
+export async function bundleWorker(appFiles: string[], outDir: string): Promise<WorkerBundle> {
+  await mkdir(outDir, { recursive: true });
+  const files = appFiles.map((f) => resolve(f));
+  const entry = [
+    ...files.map((f, i) => `import * as app${i} from ${JSON.stringify(f)};`),
+    `import { createGateway, CallLedger } from ${JSON.stringify(GATEWAY_ENTRY)};`,
+    `export default createGateway([${files.map((f, i) => `{ file: ${JSON.stringify(relative(process.cwd(), f) || basename(f))}, exports: app${i} }`).join(", ")}]);`,
+    `export { CallLedger };`,
+  ].join("\n");
+  const path = join(outDir, "worker.mjs");
+  const result = await build({
+    stdin: { contents: entry, resolveDir: PACKAGE_ROOT, loader: "ts", sourcefile: "tandem-worker-entry.ts" },
+    outfile: path,
+    bundle: true,
+    format: "esm",
+    platform: "neutral",
+    target: "es2022",
+    mainFields: ["workerd", "worker", "browser", "module", "main"],
+    conditions: ["workerd", "worker", "browser"],
+    external: ["cloudflare:*", "node:*"],
+    alias: { tandem: SDK_ENTRY },
+    nodePaths,
+    metafile: true,
+    sourcemap: "linked",
+    logLevel: "silent",
+    legalComments: "none",
+  });
+  const inputs = Object.keys(result.metafile.inputs)
+    .filter((i) => !i.includes("node_modules") && !i.startsWith("<"))
+    .map((i) => resolve(PACKAGE_ROOT, i));
+  return { path, inputs, bytes: result.metafile.outputs[relative(process.cwd(), path)]?.bytes ?? 0 };
+}
+
+/** `import "tandem"` in the Node bundle means this package's built SDK, so the app and the CLI share one. */
+const tandemFromDist: Plugin = {
+  name: "tandem-from-dist",
+  setup(b) {
+    b.onResolve({ filter: /^tandem$/ }, () => ({ path: SDK_DIST, external: true }));
+  },
+};
+
+/**
+ * Bundles and imports one app file in Node, then returns its checked `App`.
+ * Throws the app's own `InvalidOptionsError` for bad options.
+ */
+export async function loadAppInNode(appFile: string, outDir: string): Promise<App> {
+  await mkdir(outDir, { recursive: true });
+  const file = resolve(appFile);
+  const out = join(outDir, `${basename(file).replace(/\.[^.]+$/, "")}.node.mjs`);
+  await build({
+    entryPoints: [file],
+    outfile: out,
+    bundle: true,
+    format: "esm",
+    platform: "node",
+    target: "node20",
+    external: ["cloudflare:*"],
+    plugins: [tandemFromDist],
+    nodePaths,
+    logLevel: "silent",
+  });
+  const exports = (await import(`${pathToFileURL(out).href}?t=${Date.now()}`)) as Record<string, unknown>;
+  return loadAppModule(relative(process.cwd(), file) || basename(file), exports);
+}

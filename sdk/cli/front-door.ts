@@ -1,0 +1,143 @@
+/**
+ * The local front door of `tandem serve`: a small HTTP proxy on the public
+ * port in front of the current workerd. A reload starts a new workerd, points
+ * the front door at it, and lets the old one finish its requests in flight
+ * before it is stopped, so no request fails because of a reload.
+ */
+import http from "node:http";
+import net from "node:net";
+import { HEADERS, PROTOCOL_VERSION } from "../protocol.js";
+
+export interface Backend {
+  url: URL;
+  dispose(): Promise<void>;
+}
+
+interface Slot {
+  backend: Backend;
+  inflight: number;
+  retired: boolean;
+  agent: http.Agent;
+}
+
+/** How long a retired backend may take to finish its requests in flight. */
+const DRAIN_LIMIT_MS = 5 * 60_000;
+
+export class FrontDoor {
+  #slot: Slot | undefined;
+  readonly #server: http.Server;
+  readonly #draining = new Set<Promise<void>>();
+
+  private constructor() {
+    this.#server = http.createServer((req, res) => this.#forward(req, res));
+    this.#server.on("upgrade", (req, socket, head) => this.#upgrade(req, socket as net.Socket, head));
+    this.#server.keepAliveTimeout = 5_000;
+  }
+
+  /** Listens before any backend exists, so a taken port is known before workerd starts. */
+  static async listen(host: string, port: number): Promise<{ door: FrontDoor; url: URL }> {
+    const door = new FrontDoor();
+    await new Promise<void>((resolve, reject) => {
+      door.#server.once("error", (err: NodeJS.ErrnoException) =>
+        reject(err.code === "EADDRINUSE" ? new Error(`port ${port} on ${host} is already in use; is another \`tandem serve\` running? Pick another with --port`) : err),
+      );
+      door.#server.listen(port, host, () => resolve());
+    });
+    const address = door.#server.address() as net.AddressInfo;
+    return { door, url: new URL(`http://${host}:${address.port}/`) };
+  }
+
+  /** Sends new requests to `backend`; the old one is stopped once its requests have finished. */
+  swap(backend: Backend): void {
+    const old = this.#slot;
+    this.#slot = slotFor(backend);
+    if (!old) return;
+    old.retired = true;
+    this.#maybeStop(old);
+    // A backend that never drains (a request held open for good) is stopped anyway.
+    setTimeout(() => {
+      if (old.inflight > 0) {
+        old.inflight = 0;
+        this.#maybeStop(old);
+      }
+    }, DRAIN_LIMIT_MS).unref();
+  }
+
+  async close(): Promise<void> {
+    await new Promise<void>((resolve) => {
+      this.#server.close(() => resolve());
+      this.#server.closeAllConnections();
+    });
+    const slot = this.#slot;
+    if (slot) {
+      slot.retired = true;
+      slot.agent.destroy();
+    }
+    await Promise.allSettled([...this.#draining, slot?.backend.dispose()]);
+  }
+
+  #forward(req: http.IncomingMessage, res: http.ServerResponse): void {
+    const slot = this.#slot;
+    if (!slot) {
+      res.writeHead(503, { "content-type": "application/json", "retry-after": "1" });
+      res.end(JSON.stringify({ error: { code: "gateway_unreachable", message: "the local gateway is still starting" } }));
+      return;
+    }
+    slot.inflight++;
+    let released = false;
+    const release = () => {
+      if (released) return;
+      released = true;
+      slot.inflight--;
+      this.#maybeStop(slot);
+    };
+    res.on("close", release);
+    const upstream = http.request(
+      { host: slot.backend.url.hostname, port: slot.backend.url.port, method: req.method, path: req.url, headers: req.headers, agent: slot.agent },
+      (up) => {
+        res.writeHead(up.statusCode ?? 502, up.statusMessage, up.rawHeaders);
+        up.pipe(res);
+      },
+    );
+    upstream.on("error", (err) => {
+      if (!res.headersSent) {
+        res.writeHead(502, { "content-type": "application/json", [HEADERS.protocol]: PROTOCOL_VERSION });
+        res.end(JSON.stringify({ error: { code: "gateway_unreachable", message: `the local gateway did not answer: ${err.message}` } }));
+      } else {
+        res.destroy(err);
+      }
+    });
+    req.on("aborted", () => upstream.destroy());
+    req.pipe(upstream);
+  }
+
+  #upgrade(req: http.IncomingMessage, socket: net.Socket, head: Buffer): void {
+    const slot = this.#slot;
+    if (!slot) return void socket.destroy();
+    const upstream = net.connect(Number(slot.backend.url.port), slot.backend.url.hostname, () => {
+      const lines = [`${req.method} ${req.url} HTTP/1.1`];
+      for (let i = 0; i < req.rawHeaders.length; i += 2) lines.push(`${req.rawHeaders[i]}: ${req.rawHeaders[i + 1]}`);
+      upstream.write(lines.join("\r\n") + "\r\n\r\n");
+      if (head.length) upstream.write(head);
+      upstream.pipe(socket).pipe(upstream);
+    });
+    const end = () => {
+      socket.destroy();
+      upstream.destroy();
+    };
+    upstream.on("error", end);
+    socket.on("error", end);
+  }
+
+  #maybeStop(slot: Slot): void {
+    if (!slot.retired || slot.inflight > 0 || slot === this.#slot) return;
+    slot.agent.destroy();
+    const stopping = slot.backend.dispose().catch(() => {});
+    this.#draining.add(stopping);
+    void stopping.finally(() => this.#draining.delete(stopping));
+  }
+}
+
+function slotFor(backend: Backend): Slot {
+  return { backend, inflight: 0, retired: false, agent: new http.Agent({ keepAlive: true, maxSockets: 256 }) };
+}

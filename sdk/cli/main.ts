@@ -1,0 +1,80 @@
+#!/usr/bin/env node
+/**
+ * The `tandem` command line. Each command is a thin layer over a module in
+ * this folder; `tandem --help` lists them.
+ */
+import { Command, InvalidArgumentError } from "commander";
+import { resolveGatewayUrl } from "../client.js";
+import { TandemError } from "../errors.js";
+import { paths, type AppManifest } from "../protocol.js";
+import { printCallError, runOnce } from "./run.js";
+import { serve } from "./serve.js";
+import { style } from "./style.js";
+
+const program = new Command("tandem")
+  .description("Serverless compute for TypeScript: edge functions in workerd, GPU functions in containers, one SDK.")
+  .version("0.1.0")
+  .showHelpAfterError();
+
+program
+  .command("serve")
+  .description("serve app files locally: the gateway in workerd, state in .tandem/, reload on change")
+  .argument("<app-files...>", "app files that default-export an App")
+  .option("-p, --port <port>", "port of the local gateway", parsePort, 8787)
+  .option("--host <host>", "address to listen on", "127.0.0.1")
+  .option("--no-watch", "do not reload when files change")
+  .action(async (appFiles: string[], opts: { port: number; host: string; watch: boolean }) => {
+    const serving = await serve({ appFiles, port: opts.port, host: opts.host, watch: opts.watch });
+    console.log(style.dim("Watching for changes. Ctrl-C to stop."));
+    const stop = async () => {
+      await serving.close();
+      process.exit(0);
+    };
+    process.once("SIGINT", stop);
+    process.once("SIGTERM", stop);
+  });
+
+program
+  .command("run")
+  .description("run one function once on an ephemeral gateway and print its result")
+  .argument("<target>", "app file and function: app.ts::function")
+  .argument("[args...]", "arguments, each parsed as JSON (a bare word is a string)")
+  .action(async (target: string, args: string[]) => {
+    process.exitCode = await runOnce(target, args);
+  });
+
+program
+  .command("apps")
+  .description("list the apps, functions and web endpoints a gateway serves")
+  .option("-g, --gateway <url>", "gateway URL (default: TANDEM_GATEWAY, then http://127.0.0.1:8787)")
+  .option("--json", "print JSON")
+  .action(async (opts: { gateway?: string; json?: boolean }) => {
+    const base = resolveGatewayUrl(opts.gateway);
+    const res = await fetch(base + paths.apps()).catch((err: Error) => {
+      throw new TandemError("gateway_unreachable", `could not reach the Tandem gateway at ${base} (${(err.cause as Error)?.message ?? err.message}); is \`tandem serve\` running?`);
+    });
+    const { apps } = (await res.json()) as { apps: AppManifest[] };
+    if (opts.json) return console.log(JSON.stringify(apps, null, 2));
+    for (const app of apps) {
+      console.log(style.bold(`app ${app.name}`));
+      for (const f of app.functions) console.log(`  function  ${f.name.padEnd(20)} ${f.tier}, timeout ${f.timeoutSeconds} s, retries ${f.retries.maxRetries}`);
+      for (const e of app.endpoints) console.log(`  ${e.kind.padEnd(9)} ${e.label.padEnd(20)} ${e.method ?? "*"} ${base}${paths.web(app.name, e.label, e.path === "/*" ? "/" : e.path)}`);
+    }
+  });
+
+function parsePort(value: string): number {
+  const port = Number(value);
+  if (!Number.isInteger(port) || port < 0 || port > 65535) throw new InvalidArgumentError("must be a port number, 0 to 65535");
+  return port;
+}
+
+
+program.parseAsync().catch((err: unknown) => {
+  if (err instanceof TandemError) {
+    if (err.code === "function_failed") printCallError(err);
+    else console.error(`${style.err("error")} ${err.message}`);
+  } else {
+    console.error(`${style.err("error")} ${(err as Error)?.message ?? err}`);
+  }
+  process.exit(2);
+});

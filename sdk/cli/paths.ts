@@ -1,0 +1,29 @@
+/**
+ * Where the installed Tandem package lives, and where a project keeps its
+ * local state (`.tandem/` beside the app file's working directory).
+ */
+import { existsSync } from "node:fs";
+import { dirname, join, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+
+/** The package root: the folder holding Tandem's package.json. */
+export const PACKAGE_ROOT = findPackageRoot(dirname(fileURLToPath(import.meta.url)));
+
+export const SDK_ENTRY = join(PACKAGE_ROOT, "sdk/index.ts");
+export const SDK_DIST = join(PACKAGE_ROOT, "dist/index.js");
+export const GATEWAY_ENTRY = join(PACKAGE_ROOT, "gateway/index.ts");
+
+/** The project's local state folder. */
+export function stateDir(cwd = process.cwd()): string {
+  return resolve(cwd, ".tandem");
+}
+
+function findPackageRoot(from: string): string {
+  let dir = from;
+  while (!existsSync(join(dir, "package.json")) || !existsSync(join(dir, "sdk"))) {
+    const up = dirname(dir);
+    if (up === dir) throw new Error(`cannot find Tandem's package root above ${from}`);
+    dir = up;
+  }
+  return dir;
+}

@@ -1,0 +1,76 @@
+/**
+ * `tandem run <app.ts>::<function> [args…]`: runs one function once on an
+ * ephemeral gateway (in-memory state), prints the result, and exits non-zero
+ * with the remote error when it throws.
+ */
+import { inspect } from "node:util";
+import { join } from "node:path";
+import { InvalidOptionsError, RemoteError, TandemError } from "../errors.js";
+import { HttpInvoker } from "../client.js";
+import { bundleWorker, loadAppInNode } from "./bundle.js";
+import { stateDir } from "./paths.js";
+import { startWorkerd } from "./workerd.js";
+
+/** Splits `app.ts::fn`. A missing `::fn` is allowed when the app has exactly one function. */
+export function parseTarget(target: string): { file: string; fn: string | undefined } {
+  const at = target.lastIndexOf("::");
+  if (at < 0) return { file: target, fn: undefined };
+  return { file: target.slice(0, at), fn: target.slice(at + 2) || undefined };
+}
+
+/**
+ * Each argument is parsed as JSON. A bare word that is not JSON (`Ada`) is
+ * taken as a string; something that looks like JSON but is not is an error.
+ */
+export function parseArg(raw: string, position: number): unknown {
+  try {
+    return JSON.parse(raw);
+  } catch (err) {
+    if (/^\s*[[{"]/.test(raw)) throw new InvalidOptionsError(`argument ${position} is not valid JSON: ${(err as Error).message}`);
+    return raw;
+  }
+}
+
+export async function runOnce(target: string, rawArgs: string[]): Promise<number> {
+  const { file, fn: wanted } = parseTarget(target);
+  const buildDir = join(stateDir(), "build", "run");
+  const app = await loadAppInNode(file, join(buildDir, "node"));
+  const names = app.functions.map((f) => f.name);
+  const fn = wanted ?? (names.length === 1 ? names[0] : undefined);
+  if (!fn) throw new InvalidOptionsError(`say which function to run: ${file}::<function> (functions: ${names.join(", ") || "none"})`);
+  if (!names.includes(fn)) throw new InvalidOptionsError(`app "${app.name}" in ${file} has no function "${fn}" (functions: ${names.join(", ") || "none"})`);
+  const args = rawArgs.map((a, i) => parseArg(a, i + 1));
+
+  const bundle = await bundleWorker([file], buildDir);
+  const gateway = await startWorkerd({ scriptPath: bundle.path, persistDir: false });
+  try {
+    const result = await new HttpInvoker(gateway.url.href.replace(/\/$/, "")).call(app.name, fn, args);
+    if (result !== undefined) console.log(typeof result === "string" ? result : isJson(result) ? JSON.stringify(result, null, 2) : inspect(result, { depth: 8 }));
+    return 0;
+  } catch (err) {
+    printCallError(err);
+    return 1;
+  } finally {
+    await gateway.dispose();
+  }
+}
+
+/** Prints a call's error as a user wants to read it: the remote stack for a `RemoteError`. */
+export function printCallError(err: unknown): void {
+  if (err instanceof RemoteError) {
+    console.error(`${err.remoteName}: ${err.message}`);
+    if (err.remoteStack) console.error(err.remoteStack.split("\n").slice(1).join("\n"));
+  } else if (err instanceof TandemError) {
+    console.error(`${err.name} (${err.code}): ${err.message}`);
+  } else {
+    console.error(err);
+  }
+}
+
+function isJson(value: unknown): boolean {
+  try {
+    return JSON.stringify(value) !== undefined && JSON.parse(JSON.stringify(value)) !== null && !(value instanceof Map) && !(value instanceof Set) && !(value instanceof Date) && !(value instanceof Uint8Array);
+  } catch {
+    return false;
+  }
+}

@@ -1,0 +1,109 @@
+/**
+ * `tandem serve`: bundle the app files, check them in Node, run the gateway in
+ * workerd behind the local front door, print every endpoint, stream the
+ * functions' logs, and reload on change without failing requests in flight.
+ */
+import { watch, type FSWatcher } from "node:fs";
+import { dirname, join } from "node:path";
+import type { App } from "../app.js";
+import { paths } from "../protocol.js";
+import { bundleWorker, loadAppInNode } from "./bundle.js";
+import { FrontDoor } from "./front-door.js";
+import { stateDir } from "./paths.js";
+import { startWorkerd } from "./workerd.js";
+import { style } from "./style.js";
+
+export interface ServeOptions {
+  appFiles: string[];
+  host: string;
+  port: number;
+  /** Reload on file change (default true). */
+  watch?: boolean;
+  log?: (line: string) => void;
+}
+
+export interface Serving {
+  url: URL;
+  close(): Promise<void>;
+}
+
+export async function serve(options: ServeOptions): Promise<Serving> {
+  const log = options.log ?? ((line: string) => console.log(line));
+  const state = stateDir();
+  const buildDir = join(state, "build");
+
+  const started = performance.now();
+  const apps = await loadApps(options.appFiles, buildDir);
+  let bundle = await bundleWorker(options.appFiles, join(buildDir, "current"));
+  const { door, url } = await FrontDoor.listen(options.host, options.port);
+  try {
+    door.swap(await startWorkerd({ scriptPath: bundle.path, persistDir: join(state, "state") }));
+  } catch (err) {
+    await door.close();
+    throw err;
+  }
+  log(`${style.ok("✓")} gateway ready at ${style.bold(url.href.replace(/\/$/, ""))} ${style.dim(`(workerd, ${Math.round(performance.now() - started)} ms, state in ${join(".tandem", "state")})`)}`);
+  printEndpoints(apps, url, log);
+
+  let watchers: FSWatcher[] = [];
+  let generation = 0;
+  const rewatch = (inputs: string[]) => {
+    for (const w of watchers) w.close();
+    const files = new Set(inputs);
+    let timer: NodeJS.Timeout | undefined;
+    watchers = [...new Set(inputs.map((f) => dirname(f)))].map((dir) =>
+      watch(dir, (_event, name) => {
+        if (!name || !files.has(join(dir, name.toString()))) return;
+        clearTimeout(timer);
+        timer = setTimeout(() => void reload(), 100);
+      }),
+    );
+  };
+
+  const reload = async () => {
+    const n = ++generation;
+    const t0 = performance.now();
+    try {
+      const next = await loadApps(options.appFiles, buildDir);
+      const nextBundle = await bundleWorker(options.appFiles, join(buildDir, `gen-${n}`));
+      const backend = await startWorkerd({ scriptPath: nextBundle.path, persistDir: join(state, "state") });
+      if (n !== generation) return void backend.dispose(); // a newer change won
+      door.swap(backend);
+      bundle = nextBundle;
+      rewatch(bundle.inputs);
+      log(`${style.ok("↻")} reloaded in ${Math.round(performance.now() - t0)} ms`);
+      printEndpoints(next, url, log);
+    } catch (err) {
+      log(`${style.err("✗")} reload failed, still serving the previous version:\n${(err as Error).message}`);
+    }
+  };
+
+  if (options.watch !== false) rewatch(bundle.inputs);
+  return {
+    url,
+    async close() {
+      for (const w of watchers) w.close();
+      await door.close();
+    },
+  };
+}
+
+async function loadApps(appFiles: string[], buildDir: string): Promise<App[]> {
+  const apps: App[] = [];
+  for (const file of appFiles) apps.push(await loadAppInNode(file, join(buildDir, "node")));
+  return apps;
+}
+
+function printEndpoints(apps: App[], url: URL, log: (line: string) => void): void {
+  const base = url.href.replace(/\/$/, "");
+  for (const app of apps) {
+    log("");
+    log(`  ${style.bold(`app ${app.name}`)}`);
+    for (const fn of app.functions) {
+      log(`    function  ${fn.name.padEnd(20)} ${style.dim(`POST ${base}${paths.call(app.name, fn.name)}`)}${fn.spec?.tier === "plane" ? style.dim("  (plane)") : ""}`);
+    }
+    for (const mount of app.webMounts) log(`    web       ${mount.label.padEnd(20)} ${base}${paths.web(app.name, mount.label)}/`);
+    for (const e of app.endpoints) log(`    endpoint  ${e.label.padEnd(20)} ${e.method} ${base}${paths.web(app.name, e.label, e.path)}`);
+  }
+  log("");
+}

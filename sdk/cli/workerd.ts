@@ -1,0 +1,68 @@
+/**
+ * Starts the gateway Worker in real workerd through miniflare, with the
+ * bindings it declares in `gateway/env.ts`. State (the call ledger, blobs)
+ * persists under `persistDir` when one is given, else lives in memory.
+ */
+import { Miniflare } from "miniflare";
+import type { Readable } from "node:stream";
+
+export interface WorkerdOptions {
+  /** The bundled Worker module. */
+  scriptPath: string;
+  /** `false`: state in memory only. */
+  persistDir: string | false;
+  host?: string;
+  /** 0 picks a free port. */
+  port?: number;
+  /** Extra `TANDEM_*` settings for the gateway. */
+  bindings?: Record<string, string>;
+  /** Where the Worker's console lines go; default this process's stdout/stderr. */
+  onOutput?: (line: string, stream: "stdout" | "stderr") => void;
+}
+
+export const COMPATIBILITY_DATE = "2025-09-01";
+export const COMPATIBILITY_FLAGS = ["nodejs_compat"];
+
+export interface RunningWorkerd {
+  url: URL;
+  miniflare: Miniflare;
+  dispose(): Promise<void>;
+}
+
+export async function startWorkerd(options: WorkerdOptions): Promise<RunningWorkerd> {
+  const onOutput = options.onOutput ?? ((line, stream) => (stream === "stdout" ? process.stdout : process.stderr).write(line + "\n"));
+  const miniflare = new Miniflare({
+    name: "tandem-gateway",
+    modules: true,
+    scriptPath: options.scriptPath,
+    compatibilityDate: COMPATIBILITY_DATE,
+    compatibilityFlags: COMPATIBILITY_FLAGS,
+    durableObjects: { LEDGER: { className: "CallLedger", useSQLite: true } },
+    r2Buckets: ["BLOBS"],
+    bindings: options.bindings ?? {},
+    host: options.host ?? "127.0.0.1",
+    port: options.port ?? 0,
+    cf: false,
+    ...(options.persistDir === false ? {} : { defaultPersistRoot: options.persistDir }),
+    handleRuntimeStdio(stdout: Readable, stderr: Readable) {
+      forwardLines(stdout, (line) => onOutput(line, "stdout"));
+      forwardLines(stderr, (line) => onOutput(line, "stderr"));
+    },
+  });
+  const url = await miniflare.ready;
+  return { url, miniflare, dispose: () => miniflare.dispose() };
+}
+
+function forwardLines(stream: Readable, write: (line: string) => void): void {
+  let buffered = "";
+  stream.setEncoding("utf8");
+  stream.on("data", (chunk: string) => {
+    buffered += chunk;
+    let newline: number;
+    while ((newline = buffered.indexOf("\n")) >= 0) {
+      write(buffered.slice(0, newline));
+      buffered = buffered.slice(newline + 1);
+    }
+  });
+  stream.on("end", () => buffered && write(buffered));
+}

@@ -1,0 +1,161 @@
+/**
+ * The HTTP client of the gateway's `/v1` API, used by every process outside
+ * the gateway (Node scripts, the CLI, browsers). Web-standard `fetch` only.
+ */
+import { GatewayUnreachableError, InvalidOptionsError, fromWireError, type WireError } from "./errors.js";
+import type { Invoker, MapOutcome } from "./invoker.js";
+import {
+  HEADERS,
+  LIMITS,
+  PROTOCOL_VERSION,
+  TERMINAL_STATUSES,
+  decodeValue,
+  encodeValue,
+  paths,
+  type CallRecord,
+  type MapResultLine,
+  type SpawnResponse,
+} from "./protocol.js";
+
+export const DEFAULT_GATEWAY = "http://127.0.0.1:8787";
+
+/** Inputs sent per `map` request. */
+const MAP_BATCH = 256;
+
+/**
+ * The gateway to talk to: the explicit option, then `TANDEM_GATEWAY`, then
+ * `http://127.0.0.1:8787`.
+ */
+export function resolveGatewayUrl(explicit?: string): string {
+  const env = (globalThis as { process?: { env?: Record<string, string | undefined> } }).process?.env;
+  const raw = explicit ?? env?.TANDEM_GATEWAY ?? DEFAULT_GATEWAY;
+  let url: URL;
+  try {
+    url = new URL(raw);
+  } catch {
+    throw new InvalidOptionsError(`gateway "${raw}" is not a URL (set --gateway, the gateway option or TANDEM_GATEWAY to e.g. ${DEFAULT_GATEWAY})`);
+  }
+  if (url.protocol !== "http:" && url.protocol !== "https:") {
+    throw new InvalidOptionsError(`gateway "${raw}" must be an http:// or https:// URL`);
+  }
+  return url.href.replace(/\/+$/, "");
+}
+
+export class HttpInvoker implements Invoker {
+  constructor(readonly baseUrl: string) {}
+
+  async call(app: string, fn: string, args: unknown[]): Promise<unknown> {
+    const record = (await this.request("POST", paths.call(app, fn), argsBody(args))) as CallRecord;
+    return decodeValue(record.result, record.meta);
+  }
+
+  async spawn(app: string, fn: string, args: unknown[]): Promise<string> {
+    const res = (await this.request("POST", paths.spawn(app, fn), argsBody(args))) as SpawnResponse;
+    return res.callId;
+  }
+
+  async *map(app: string, fn: string, inputs: AsyncIterable<unknown[]>): AsyncIterable<MapOutcome> {
+    let offset = 0;
+    for await (const batch of batches(inputs, MAP_BATCH)) {
+      const { json, meta } = encodeValue(batch);
+      const res = await this.send("POST", paths.map(app, fn), meta === undefined ? { inputs: json } : { inputs: json, meta });
+      if (!res.ok || !res.body) await this.fail(res);
+      for await (const line of ndjsonLines(res.body!)) {
+        const r = line as MapResultLine;
+        const index = offset + r.index;
+        if (r.status === "succeeded") yield { index, ok: true, value: decodeValue(r.result, r.meta) };
+        else yield { index, ok: false, error: fromWireError(r.error ?? { code: "internal", message: `call ${r.callId} ended as ${r.status}` }) };
+      }
+      offset += batch.length;
+    }
+  }
+
+  async get(callId: string, timeoutMs: number | undefined): Promise<unknown> {
+    const deadline = timeoutMs === undefined ? Infinity : Date.now() + timeoutMs;
+    for (;;) {
+      const wait = Math.max(0, Math.min(LIMITS.maxWaitMs, deadline - Date.now()));
+      const record = (await this.request("GET", paths.callRecord(callId, wait))) as CallRecord;
+      if (TERMINAL_STATUSES.has(record.status)) return decodeValue(record.result, record.meta);
+      if (Date.now() >= deadline) {
+        throw fromWireError({ code: "get_timeout", message: `call ${callId} did not finish within ${timeoutMs} ms (it is still ${record.status})`, details: { callId } });
+      }
+    }
+  }
+
+  async cancel(callId: string): Promise<void> {
+    await this.request("POST", paths.cancel(callId));
+  }
+
+  /** Sends a request and returns its JSON body; a body with `error` is thrown as its typed error. */
+  private async request(method: string, path: string, body?: unknown): Promise<unknown> {
+    const res = await this.send(method, path, body);
+    const json = await this.readJson(res);
+    if (json && typeof json === "object" && "error" in json && json.error) throw fromWireError(json.error as WireError);
+    if (!res.ok) await this.fail(res, json);
+    return json;
+  }
+
+  private async send(method: string, path: string, body?: unknown): Promise<Response> {
+    try {
+      return await fetch(this.baseUrl + path, {
+        method,
+        headers: { [HEADERS.protocol]: PROTOCOL_VERSION, ...(body === undefined ? {} : { "content-type": "application/json" }) },
+        ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+      });
+    } catch (err) {
+      const cause = err instanceof Error ? (err.cause instanceof Error ? err.cause.message : err.message) : String(err);
+      throw new GatewayUnreachableError(`could not reach the Tandem gateway at ${this.baseUrl} (${cause}); is \`tandem serve\` running?`, { gateway: this.baseUrl });
+    }
+  }
+
+  private async readJson(res: Response): Promise<unknown> {
+    const text = await res.text();
+    try {
+      return JSON.parse(text);
+    } catch {
+      throw new GatewayUnreachableError(`${this.baseUrl} answered HTTP ${res.status} with a body that is not Tandem's JSON: ${text.slice(0, 200)}`, { gateway: this.baseUrl, status: res.status });
+    }
+  }
+
+  private async fail(res: Response, json?: unknown): Promise<never> {
+    const body = json ?? (await this.readJson(res));
+    if (body && typeof body === "object" && "error" in body) throw fromWireError(body.error as WireError);
+    throw new GatewayUnreachableError(`${this.baseUrl} answered HTTP ${res.status}`, { gateway: this.baseUrl, status: res.status });
+  }
+}
+
+function argsBody(args: unknown[]): { args: unknown; meta?: unknown } {
+  const { json, meta } = encodeValue(args);
+  return meta === undefined ? { args: json } : { args: json, meta };
+}
+
+async function* batches<T>(source: AsyncIterable<T>, size: number): AsyncIterable<T[]> {
+  let batch: T[] = [];
+  for await (const item of source) {
+    batch.push(item);
+    if (batch.length === size) {
+      yield batch;
+      batch = [];
+    }
+  }
+  if (batch.length > 0) yield batch;
+}
+
+/** Parses a stream of newline-delimited JSON. */
+export async function* ndjsonLines(body: ReadableStream<Uint8Array>): AsyncIterable<unknown> {
+  const decoder = new TextDecoder();
+  const reader = body.getReader();
+  let buffered = "";
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (value) buffered += decoder.decode(value, { stream: true });
+    let newline: number;
+    while ((newline = buffered.indexOf("\n")) >= 0) {
+      const line = buffered.slice(0, newline).trim();
+      buffered = buffered.slice(newline + 1);
+      if (line) yield JSON.parse(line);
+    }
+    if (done) break;
+  }
+  if (buffered.trim()) yield JSON.parse(buffered);
+}

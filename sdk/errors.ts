@@ -1,0 +1,200 @@
+/**
+ * The one error family of Tandem. Every error has a stable `code`, an HTTP
+ * `status` and a readable message; it is serialised to the wire in one place
+ * (`toWireError`) and revived into the same typed class in one place
+ * (`fromWireError`), so a client catches the class the gateway threw.
+ */
+
+/** Every error code Tandem puts on the wire, with its HTTP status. */
+export const ERROR_STATUS = {
+  invalid_request: 400,
+  invalid_options: 400,
+  not_found: 404,
+  payload_too_large: 413,
+  function_failed: 500,
+  function_timeout: 504,
+  call_cancelled: 409,
+  get_timeout: 408,
+  gateway_unreachable: 502,
+  plane_unavailable: 503,
+  internal: 500,
+} as const;
+
+export type ErrorCode = keyof typeof ERROR_STATUS;
+
+/** The JSON shape of an error on the wire: `{ "error": WireError }`. */
+export interface WireError {
+  code: ErrorCode;
+  message: string;
+  /** For `function_failed`: the remote exception. */
+  remote?: { name: string; message: string; stack?: string };
+  /** Extra, code-specific facts (the option, the call id, the limit). */
+  details?: Record<string, unknown>;
+}
+
+/**
+ * Base class of every Tandem error.
+ * @example
+ * try { await fn.remote(1) } catch (e) { if (e instanceof TandemError) console.log(e.code) }
+ */
+export class TandemError extends Error {
+  readonly code: ErrorCode;
+  readonly details: Record<string, unknown> | undefined;
+
+  constructor(code: ErrorCode, message: string, details?: Record<string, unknown>) {
+    super(message);
+    this.name = new.target.name;
+    this.code = code;
+    this.details = details;
+  }
+
+  get status(): number {
+    return ERROR_STATUS[this.code];
+  }
+
+  toJSON(): WireError {
+    return toWireError(this);
+  }
+}
+
+/** A request the gateway cannot accept as sent (malformed JSON, wrong shape). */
+export class InvalidRequestError extends TandemError {
+  constructor(message: string, details?: Record<string, unknown>) {
+    super("invalid_request", message, details);
+  }
+}
+
+/** An app definition or function option that is not valid; raised when the app loads. */
+export class InvalidOptionsError extends TandemError {
+  constructor(message: string, details?: Record<string, unknown>) {
+    super("invalid_options", message, details);
+  }
+}
+
+/** An unknown app, function, web endpoint or call id. */
+export class NotFoundError extends TandemError {
+  constructor(message: string, details?: Record<string, unknown>) {
+    super("not_found", message, details);
+  }
+}
+
+/** A request body larger than the gateway accepts. */
+export class PayloadTooLargeError extends TandemError {
+  constructor(message: string, details?: Record<string, unknown>) {
+    super("payload_too_large", message, details);
+  }
+}
+
+/**
+ * The function itself threw. `remoteName`, `message` and `remoteStack` are the
+ * remote exception's.
+ * @example
+ * catch (e) { if (e instanceof RemoteError) console.error(e.remoteStack) }
+ */
+export class RemoteError extends TandemError {
+  readonly remoteName: string;
+  readonly remoteStack: string | undefined;
+
+  constructor(remote: { name: string; message: string; stack?: string }, details?: Record<string, unknown>) {
+    super("function_failed", remote.message, details);
+    this.remoteName = remote.name;
+    this.remoteStack = remote.stack;
+  }
+}
+
+/** The function ran past its `timeout`. The call is recorded as `timed_out`. */
+export class FunctionTimeoutError extends TandemError {
+  constructor(message: string, details?: Record<string, unknown>) {
+    super("function_timeout", message, details);
+  }
+}
+
+/** The call was cancelled before it finished. */
+export class CancelledError extends TandemError {
+  constructor(message: string, details?: Record<string, unknown>) {
+    super("call_cancelled", message, details);
+  }
+}
+
+/** `FunctionCall.get({ timeoutMs })` waited that long; the call itself goes on. */
+export class GetTimeoutError extends TandemError {
+  constructor(message: string, details?: Record<string, unknown>) {
+    super("get_timeout", message, details);
+  }
+}
+
+/** The gateway could not be reached, or answered with something that is not Tandem's. */
+export class GatewayUnreachableError extends TandemError {
+  constructor(message: string, details?: Record<string, unknown>) {
+    super("gateway_unreachable", message, details);
+  }
+}
+
+/** A plane-tier function was called and no GPU plane that fits is connected. */
+export class PlaneUnavailableError extends TandemError {
+  constructor(message: string, details?: Record<string, unknown>) {
+    super("plane_unavailable", message, details);
+  }
+}
+
+/** A fault inside Tandem itself. */
+export class InternalError extends TandemError {
+  constructor(message: string, details?: Record<string, unknown>) {
+    super("internal", message, details);
+  }
+}
+
+/** Serialises any thrown value into the wire shape. Non-Tandem errors become `internal`. */
+export function toWireError(err: unknown): WireError {
+  if (err instanceof RemoteError) {
+    return {
+      code: err.code,
+      message: err.message,
+      remote: { name: err.remoteName, message: err.message, ...(err.remoteStack ? { stack: err.remoteStack } : {}) },
+      ...(err.details ? { details: err.details } : {}),
+    };
+  }
+  if (err instanceof TandemError) {
+    return { code: err.code, message: err.message, ...(err.details ? { details: err.details } : {}) };
+  }
+  const message = err instanceof Error ? err.message : String(err);
+  return { code: "internal", message };
+}
+
+const CLASSES: { [C in Exclude<ErrorCode, "function_failed">]: new (message: string, details?: Record<string, unknown>) => TandemError } = {
+  invalid_request: InvalidRequestError,
+  invalid_options: InvalidOptionsError,
+  not_found: NotFoundError,
+  payload_too_large: PayloadTooLargeError,
+  function_timeout: FunctionTimeoutError,
+  call_cancelled: CancelledError,
+  get_timeout: GetTimeoutError,
+  gateway_unreachable: GatewayUnreachableError,
+  plane_unavailable: PlaneUnavailableError,
+  internal: InternalError,
+};
+
+/** Revives a wire error into its typed class. Unknown codes become `InternalError`. */
+export function fromWireError(wire: WireError): TandemError {
+  if (wire.code === "function_failed") {
+    return new RemoteError(wire.remote ?? { name: "Error", message: wire.message }, wire.details);
+  }
+  const Class = CLASSES[wire.code] ?? InternalError;
+  return new Class(wire.message, wire.details);
+}
+
+/** Wraps whatever a user handler threw as a `RemoteError`, keeping its name and stack. */
+export function remoteErrorFrom(thrown: unknown, details?: Record<string, unknown>): RemoteError {
+  if (thrown instanceof Error) {
+    return new RemoteError({ name: thrown.name, message: thrown.message, ...(thrown.stack ? { stack: thrown.stack } : {}) }, details);
+  }
+  return new RemoteError({ name: "Error", message: `non-Error value thrown: ${safeString(thrown)}` }, details);
+}
+
+function safeString(value: unknown): string {
+  try {
+    return typeof value === "string" ? value : JSON.stringify(value) ?? String(value);
+  } catch {
+    return String(value);
+  }
+}

@@ -1,0 +1,47 @@
+/**
+ * A handle on a spawned call. It holds only the call id, so it can be rebuilt
+ * from any process with `FunctionCall.fromId(id)`.
+ */
+import { InvalidRequestError } from "./errors.js";
+import { invokerFor } from "./invoker.js";
+import { CALL_ID_PATTERN } from "./protocol.js";
+
+/**
+ * @example
+ * const call = await square.spawn(4);
+ * const again = FunctionCall.fromId(call.id);   // in another process
+ * console.log(await again.get({ timeoutMs: 10_000 }));
+ */
+export class FunctionCall<R = unknown> {
+  readonly id: string;
+  readonly #gateway: string | undefined;
+
+  constructor(id: string, options: { gateway?: string } = {}) {
+    if (!CALL_ID_PATTERN.test(id)) throw new InvalidRequestError(`"${id}" is not a call id (they look like fc-01jc3k…, 29 characters)`);
+    this.id = id;
+    this.#gateway = options.gateway;
+  }
+
+  /** A handle on an existing call, from its id. */
+  static fromId<R = unknown>(id: string, options: { gateway?: string } = {}): FunctionCall<R> {
+    return new FunctionCall<R>(id, options);
+  }
+
+  /**
+   * Waits for the result. Throws the call's error (`RemoteError`,
+   * `FunctionTimeoutError`, `CancelledError`), or `GetTimeoutError` when
+   * `timeoutMs` passes first (the call goes on). No `timeoutMs`: wait as long as it takes.
+   */
+  async get(options: { timeoutMs?: number } = {}): Promise<R> {
+    return (await invokerFor(this.#gateway).get(this.id, options.timeoutMs)) as R;
+  }
+
+  /** Cancels the call if it has not finished; `get()` then throws `CancelledError`. */
+  async cancel(): Promise<void> {
+    await invokerFor(this.#gateway).cancel(this.id);
+  }
+
+  toJSON(): { id: string } {
+    return { id: this.id };
+  }
+}

@@ -1,0 +1,29 @@
+/**
+ * The Tandem SDK: define apps, call their functions from anywhere.
+ * @example
+ * import { App, lookup, FunctionCall } from "tandem";
+ */
+export { App, FunctionHandle, EndpointHandle, lookup, isApp, loadAppModule } from "./app.js";
+export type { EndpointOptions, EndpointHandler, HttpMethod, MapOptions, WebApp, WebMount } from "./app.js";
+export { FunctionCall } from "./function-call.js";
+export { Retries, DEFAULT_TIMEOUT_SECONDS, DEFAULT_RETRY_POLICY } from "./options.js";
+export type { FunctionOptions, FunctionSpec } from "./options.js";
+export { currentCall } from "./context.js";
+export type { CallContext } from "./context.js";
+export { DEFAULT_GATEWAY, resolveGatewayUrl } from "./client.js";
+export {
+  TandemError,
+  InvalidRequestError,
+  InvalidOptionsError,
+  NotFoundError,
+  PayloadTooLargeError,
+  RemoteError,
+  FunctionTimeoutError,
+  CancelledError,
+  GetTimeoutError,
+  GatewayUnreachableError,
+  PlaneUnavailableError,
+  InternalError,
+} from "./errors.js";
+export type { ErrorCode, WireError } from "./errors.js";
+export type { CallRecord, CallStatus, AppManifest } from "./protocol.js";

@@ -1,0 +1,38 @@
+/**
+ * How a function handle reaches its function. In a client process that is the
+ * gateway over HTTP (`HttpInvoker`); inside the gateway the Worker installs its
+ * own executor with `installInvoker`, so `.remote()` from a web endpoint runs
+ * in the same isolate without a network hop.
+ */
+import { HttpInvoker, resolveGatewayUrl } from "./client.js";
+
+/** One result of a map, in completion order. */
+export type MapOutcome = { index: number; ok: true; value: unknown } | { index: number; ok: false; error: Error };
+
+export interface Invoker {
+  call(app: string, fn: string, args: unknown[]): Promise<unknown>;
+  spawn(app: string, fn: string, args: unknown[]): Promise<string>;
+  map(app: string, fn: string, inputs: AsyncIterable<unknown[]>): AsyncIterable<MapOutcome>;
+  get(callId: string, timeoutMs: number | undefined): Promise<unknown>;
+  cancel(callId: string): Promise<void>;
+}
+
+let installed: Invoker | undefined;
+const byGateway = new Map<string, Invoker>();
+
+/** Used by the gateway runtime: every handle in this isolate calls through `invoker`. */
+export function installInvoker(invoker: Invoker | undefined): void {
+  installed = invoker;
+}
+
+/** The invoker for a handle: the installed one, else an HTTP client of the resolved gateway. */
+export function invokerFor(gateway: string | undefined): Invoker {
+  if (installed && gateway === undefined) return installed;
+  const url = resolveGatewayUrl(gateway);
+  let invoker = byGateway.get(url);
+  if (!invoker) {
+    invoker = new HttpInvoker(url);
+    byGateway.set(url, invoker);
+  }
+  return invoker;
+}

@@ -1,0 +1,149 @@
+/**
+ * Function options: their types, their defaults, and the one validator that
+ * checks them when an app loads, with a message that names the option.
+ */
+import { z } from "zod";
+import { InvalidOptionsError } from "./errors.js";
+import { NAME_PATTERN, type RetryPolicy } from "./protocol.js";
+
+/** Seconds. */
+export const DEFAULT_TIMEOUT_SECONDS = 300;
+export const MAX_TIMEOUT_SECONDS = 24 * 3600;
+
+export const DEFAULT_RETRY_POLICY: RetryPolicy = {
+  maxRetries: 0,
+  backoffCoefficient: 2,
+  initialDelayMs: 1000,
+  maxDelayMs: 60_000,
+};
+
+const RETRIES_BRAND = Symbol.for("tandem.retries");
+
+/** A retry policy made by `Retries(...)`. */
+export type Retries = RetryPolicy & { readonly [RETRIES_BRAND]: true };
+
+/**
+ * A retry policy with exponential backoff: attempt `k` (from 1) waits
+ * `min(initialDelayMs * backoffCoefficient^(k-1), maxDelayMs)` before it runs.
+ * @example
+ * app.function({ retries: Retries({ maxRetries: 3, initialDelayMs: 500 }) }, flaky)
+ */
+export function Retries(options: {
+  maxRetries: number;
+  backoffCoefficient?: number;
+  initialDelayMs?: number;
+  maxDelayMs?: number;
+}): Retries {
+  const parsed = RetriesSchema.safeParse({ ...DEFAULT_RETRY_POLICY, ...options }, { reportInput: true });
+  if (!parsed.success) throw new InvalidOptionsError(`Retries: ${describeIssues(parsed.error)}`);
+  return Object.freeze({ ...parsed.data, [RETRIES_BRAND]: true as const });
+}
+
+/** Options a function may take. Plane options (`gpu`, `image`, `cpu`, `memory`) send it to the GPU plane. */
+export interface FunctionOptions {
+  /** The function's name; defaults to the name it is exported under. */
+  name?: string;
+  /** Seconds one attempt may run, 1 to 86400; default 300. */
+  timeout?: number;
+  /** How many times to retry a failed attempt, or a `Retries(...)` policy. Default 0. */
+  retries?: number | Retries;
+  /** Environment for the function, read with `currentCall().env`. */
+  env?: Record<string, string>;
+  /** Where it runs. Defaults to `"plane"` when a plane option is set, else `"edge"`. */
+  tier?: "edge" | "plane";
+  /** GPU type (`"A100"`, `"H100:2"`) or a fallback list; runs on the plane. */
+  gpu?: string | string[];
+  /** A container image for the plane. */
+  image?: unknown;
+  /** CPU cores on the plane. */
+  cpu?: number;
+  /** Memory in MiB on the plane. */
+  memory?: number;
+}
+
+/** Options after validation, with every default filled in. */
+export interface FunctionSpec {
+  name: string | undefined;
+  timeoutSeconds: number;
+  retries: RetryPolicy;
+  env: Record<string, string>;
+  tier: "edge" | "plane";
+  gpu: string[] | undefined;
+  image: unknown;
+  cpu: number | undefined;
+  memory: number | undefined;
+}
+
+const RetriesSchema = z.strictObject({
+  maxRetries: z.number().int("must be a whole number").min(0, "must be 0 or more").max(10, "must be 10 or fewer"),
+  backoffCoefficient: z.number().min(1, "must be at least 1").max(10, "must be at most 10"),
+  initialDelayMs: z.number().min(0, "must be 0 or more").max(60_000, "must be at most 60000"),
+  maxDelayMs: z.number().min(0, "must be 0 or more").max(60_000, "must be at most 60000"),
+});
+
+const OptionsSchema = z.strictObject({
+  name: z.string().regex(NAME_PATTERN, "must be 1-64 letters, digits, '-' or '_', starting with a letter or digit").optional(),
+  timeout: z
+    .number("must be a number of seconds")
+    .min(1, "must be at least 1 second")
+    .max(MAX_TIMEOUT_SECONDS, "must be at most 86400 seconds (24 h)")
+    .optional(),
+  retries: z
+    .union([z.number().int("must be a whole number").min(0, "must be 0 or more").max(10, "must be 10 or fewer"), z.custom<Retries>((v) => isRetries(v), "must be a number or Retries({...})")])
+    .optional(),
+  env: z.record(z.string(), z.string("values must be strings")).optional(),
+  tier: z.enum(["edge", "plane"], "must be \"edge\" or \"plane\"").optional(),
+  gpu: z.union([z.string().min(1), z.array(z.string().min(1)).min(1)], "must be a GPU type or a list of them").optional(),
+  image: z.unknown().optional(),
+  cpu: z.number().positive("must be more than 0").optional(),
+  memory: z.number().int("must be whole MiB").positive("must be more than 0").optional(),
+});
+
+function isRetries(value: unknown): value is Retries {
+  return typeof value === "object" && value !== null && RETRIES_BRAND in value;
+}
+
+/**
+ * Validates options and fills in defaults. `where` names the function in the
+ * error (`function "greet"`).
+ */
+export function parseFunctionOptions(options: unknown, where: string): FunctionSpec {
+  const parsed = OptionsSchema.safeParse(options ?? {}, { reportInput: true });
+  if (!parsed.success) throw new InvalidOptionsError(`${where}: ${describeIssues(parsed.error)}`);
+  const o = parsed.data;
+  const retries: RetryPolicy =
+    o.retries === undefined
+      ? DEFAULT_RETRY_POLICY
+      : typeof o.retries === "number"
+        ? { ...DEFAULT_RETRY_POLICY, maxRetries: o.retries }
+        : { maxRetries: o.retries.maxRetries, backoffCoefficient: o.retries.backoffCoefficient, initialDelayMs: o.retries.initialDelayMs, maxDelayMs: o.retries.maxDelayMs };
+  const wantsPlane = o.gpu !== undefined || o.image !== undefined || o.cpu !== undefined || o.memory !== undefined;
+  return {
+    name: o.name,
+    timeoutSeconds: o.timeout ?? DEFAULT_TIMEOUT_SECONDS,
+    retries,
+    env: o.env ?? {},
+    tier: o.tier ?? (wantsPlane ? "plane" : "edge"),
+    gpu: o.gpu === undefined ? undefined : Array.isArray(o.gpu) ? o.gpu : [o.gpu],
+    image: o.image,
+    cpu: o.cpu,
+    memory: o.memory,
+  };
+}
+
+/** The delay before retry `attempt` (1 = the first retry). */
+export function retryDelayMs(policy: RetryPolicy, attempt: number): number {
+  return Math.min(policy.initialDelayMs * policy.backoffCoefficient ** (attempt - 1), policy.maxDelayMs);
+}
+
+/** Turns zod issues into "option \"timeout\" must be ..." sentences. */
+export function describeIssues(error: z.ZodError): string {
+  return error.issues
+    .map((issue) => {
+      if (issue.code === "unrecognized_keys") return `unknown option${issue.keys.length > 1 ? "s" : ""} ${issue.keys.map((k) => `"${k}"`).join(", ")}`;
+      const path = issue.path.map(String).join(".");
+      const got = "input" in issue && issue.input !== undefined ? ` (got ${JSON.stringify(issue.input)})` : "";
+      return path ? `option "${path}" ${issue.message}${got}` : `${issue.message}${got}`;
+    })
+    .join("; ");
+}
