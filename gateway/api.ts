@@ -92,7 +92,7 @@ export function apiRoutes(): Hono<Api> {
     const id = callId(c);
     const record = await ledgerFor(c.env, id).cancel(id);
     if (!record) throw unknownCall(id);
-    return c.json(record);
+    return c.json({ callId: id, status: record.status });
   });
 
   api.all("/v1/*", (c) => {

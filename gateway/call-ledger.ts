@@ -16,8 +16,6 @@ import { runSpawned } from "./executor.js";
 import { registry } from "./registry.js";
 import { runStore } from "./run-context.js";
 
-/** A spawned call whose lease is older than this is taken to have lost its runner. */
-const LEASE_MS = 30_000;
 /** Values larger than this go to R2 and the row keeps a reference. */
 const INLINE_LIMIT = 512 * 1024;
 
@@ -41,10 +39,12 @@ type Row = {
 export class CallLedger extends DurableObject<Env> implements LedgerApi {
   readonly #waiters = new Map<string, Set<() => void>>();
   readonly #sql: SqlStorage;
+  readonly #leaseMs: number;
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
     this.#sql = ctx.storage.sql;
+    this.#leaseMs = gatewayConfig(env).callLeaseMs;
     this.#sql.exec(`
       CREATE TABLE IF NOT EXISTS calls (
         id TEXT PRIMARY KEY, app TEXT NOT NULL, fn TEXT NOT NULL, kind TEXT NOT NULL, status TEXT NOT NULL,
@@ -58,7 +58,7 @@ export class CallLedger extends DurableObject<Env> implements LedgerApi {
     const input = await this.#storeValue(`inputs/${call.id}`, call.input);
     this.#sql.exec(
       "INSERT INTO calls (id, app, fn, kind, status, attempts, input, created_at, lease_until) VALUES (?, ?, ?, ?, 'pending', 0, ?, ?, ?)",
-      call.id, call.app, call.function, call.kind, input, call.createdAt, Date.now() + LEASE_MS,
+      call.id, call.app, call.function, call.kind, input, call.createdAt, Date.now() + this.#leaseMs,
     );
     await this.#scheduleAlarm();
   }
@@ -68,13 +68,13 @@ export class CallLedger extends DurableObject<Env> implements LedgerApi {
     if (!row || TERMINAL_STATUSES.has(row.status as CallStatus)) return false;
     this.#sql.exec(
       "UPDATE calls SET status = 'running', attempts = ?, started_at = COALESCE(started_at, ?), lease_until = ? WHERE id = ?",
-      attempt, Date.now(), Date.now() + LEASE_MS, id,
+      attempt, Date.now(), Date.now() + this.#leaseMs, id,
     );
     return true;
   }
 
   async renew(id: string): Promise<void> {
-    this.#sql.exec("UPDATE calls SET lease_until = ? WHERE id = ? AND lease_until IS NOT NULL", Date.now() + LEASE_MS, id);
+    this.#sql.exec("UPDATE calls SET lease_until = ? WHERE id = ? AND lease_until IS NOT NULL", Date.now() + this.#leaseMs, id);
   }
 
   async finish(call: FinishedCall): Promise<void> {
@@ -148,13 +148,13 @@ export class CallLedger extends DurableObject<Env> implements LedgerApi {
       void this.record([this.#lost(row, `its function is no longer deployed: ${(err as Error).message}`)]);
       return;
     }
-    this.#sql.exec("UPDATE calls SET lease_until = ? WHERE id = ?", Date.now() + LEASE_MS, row.id);
+    this.#sql.exec("UPDATE calls SET lease_until = ? WHERE id = ?", Date.now() + this.#leaseMs, row.id);
     console.warn(`ledger: resuming ${row.app}.${row.fn} ${row.id}, whose runner was lost (attempt ${Math.max(1, row.attempts)})`);
     this.ctx.waitUntil(
       (async () => {
         const input = JSON.parse(await this.#loadValue(row.input!)) as EncodedValue;
         const args = decodeValue(input.json, input.meta) as unknown[];
-        await runStore.run(rc, () => runSpawned(rc, this, fn, row.id, args, Math.max(1, row.attempts), row.created_at));
+        await runStore.run(rc, () => runSpawned(rc, this, fn, row.id, args, Math.max(1, row.attempts), row.created_at, this.#leaseMs / 3));
       })().catch((err) => this.record([this.#lost(row, String(err))])),
     );
   }

@@ -11,11 +11,14 @@ export interface GatewayConfig {
   maxBodyBytes: number;
   /** How long ended calls stay in the ledger, in seconds (at least 7 days by default). */
   resultTtlSeconds: number;
+  /** A spawned call whose runner has not renewed its lease for this long is resumed elsewhere. */
+  callLeaseMs: number;
 }
 
 const ConfigSchema = z.object({
   TANDEM_MAX_BODY_BYTES: z.coerce.number().int().positive().default(LIMITS.maxBodyBytes),
   TANDEM_RESULT_TTL_SECONDS: z.coerce.number().int().positive().default(LIMITS.resultTtlSeconds),
+  TANDEM_CALL_LEASE_SECONDS: z.coerce.number().positive().default(30),
 });
 
 let cached: { env: Env; config: GatewayConfig } | undefined;
@@ -24,7 +27,11 @@ export function gatewayConfig(env: Env): GatewayConfig {
   if (cached?.env === env) return cached.config;
   const parsed = ConfigSchema.safeParse(env);
   if (!parsed.success) throw new Error(`invalid gateway configuration: ${parsed.error.issues.map((i) => `${i.path.join(".")}: ${i.message}`).join("; ")}`);
-  const config = { maxBodyBytes: parsed.data.TANDEM_MAX_BODY_BYTES, resultTtlSeconds: parsed.data.TANDEM_RESULT_TTL_SECONDS };
+  const config = {
+    maxBodyBytes: parsed.data.TANDEM_MAX_BODY_BYTES,
+    resultTtlSeconds: parsed.data.TANDEM_RESULT_TTL_SECONDS,
+    callLeaseMs: parsed.data.TANDEM_CALL_LEASE_SECONDS * 1000,
+  };
   cached = { env, config };
   return config;
 }

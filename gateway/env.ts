@@ -13,4 +13,5 @@ export interface Env {
   /** Optional settings, all strings; see `gateway/config.ts`. */
   TANDEM_MAX_BODY_BYTES?: string;
   TANDEM_RESULT_TTL_SECONDS?: string;
+  TANDEM_CALL_LEASE_SECONDS?: string;
 }

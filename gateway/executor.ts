@@ -14,6 +14,7 @@ import {
 import { retryDelayMs } from "../sdk/options.js";
 import { encodeValue, newCallId, type CallKind, type CallStatus, type EncodedValue } from "../sdk/protocol.js";
 import { ledgerFor, type FinishedCall, type LedgerApi } from "./call-ledger-client.js";
+import { gatewayConfig } from "./config.js";
 import type { RegisteredFunction } from "./registry.js";
 import { runStore, type RunContext } from "./run-context.js";
 
@@ -25,9 +26,6 @@ export interface Outcome {
   startedAt: number;
   finishedAt: number;
 }
-
-/** How often a running spawned call tells the ledger it is still alive. */
-export const LEASE_RENEW_MS = 10_000;
 
 /**
  * Runs `fn` with its timeout and retry policy. `beforeAttempt` may veto an
@@ -121,9 +119,10 @@ export async function callNow(rc: RunContext, fn: RegisteredFunction, args: unkn
 /** Records a spawned call and starts it in the background; returns its id at once. */
 export async function spawnCall(rc: RunContext, fn: RegisteredFunction, args: unknown[], input: EncodedValue): Promise<string> {
   const id = newCallId();
+  const createdAt = Date.now();
   const ledger = ledgerFor(rc.env, id);
-  await ledger.create({ id, app: fn.app, function: fn.name, kind: "spawn", createdAt: Date.now(), input });
-  rc.waitUntil(runSpawned(rc, ledger, fn, id, args, 1));
+  await ledger.create({ id, app: fn.app, function: fn.name, kind: "spawn", createdAt, input });
+  rc.waitUntil(runSpawned(rc, ledger, fn, id, args, 1, createdAt, gatewayConfig(rc.env).callLeaseMs / 3));
   return id;
 }
 
@@ -132,8 +131,17 @@ export async function spawnCall(rc: RunContext, fn: RegisteredFunction, args: un
  * outcome once. Used right after `spawn`, and by the ledger to resume a call
  * whose runner was lost.
  */
-export async function runSpawned(rc: RunContext, ledger: LedgerApi, fn: RegisteredFunction, id: string, args: unknown[], firstAttempt: number, createdAt = Date.now()): Promise<void> {
-  const renew = setInterval(() => void ledger.renew(id).catch(() => {}), LEASE_RENEW_MS);
+export async function runSpawned(
+  rc: RunContext,
+  ledger: LedgerApi,
+  fn: RegisteredFunction,
+  id: string,
+  args: unknown[],
+  firstAttempt: number,
+  createdAt: number,
+  renewEveryMs: number,
+): Promise<void> {
+  const renew = setInterval(() => void ledger.renew(id).catch(() => {}), renewEveryMs);
   try {
     const outcome = await execute(rc, fn, args, id, { firstAttempt, beforeAttempt: (attempt) => ledger.start(id, attempt) });
     if (outcome.status === "cancelled") return;

@@ -4,6 +4,7 @@
  * persists under `persistDir` when one is given, else lives in memory.
  */
 import { Miniflare } from "miniflare";
+import { dirname } from "node:path";
 import type { Readable } from "node:stream";
 
 export interface WorkerdOptions {
@@ -35,6 +36,7 @@ export async function startWorkerd(options: WorkerdOptions): Promise<RunningWork
     name: "tandem-gateway",
     modules: true,
     scriptPath: options.scriptPath,
+    modulesRoot: dirname(options.scriptPath),
     compatibilityDate: COMPATIBILITY_DATE,
     compatibilityFlags: COMPATIBILITY_FLAGS,
     durableObjects: { LEDGER: { className: "CallLedger", useSQLite: true } },

@@ -1,0 +1,277 @@
+/**
+ * The gateway in real workerd: calls, spawns, maps, errors, timeouts, retries,
+ * cancellation, the ledger, web endpoints and every bad input, through the SDK
+ * client and raw HTTP.
+ */
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import {
+  CancelledError,
+  FunctionCall,
+  FunctionTimeoutError,
+  GetTimeoutError,
+  NotFoundError,
+  PlaneUnavailableError,
+  RemoteError,
+  lookup,
+  type CallRecord,
+} from "../sdk/index.js";
+import { eventually, startTestGateway, type TestGateway } from "./helpers/gateway.js";
+
+const APP = new URL("./fixtures/edge-app.ts", import.meta.url).pathname;
+let gw: TestGateway;
+const fn = <A extends unknown[] = any[], R = any>(name: string) => lookup<A, R>("edge", name, { gateway: gw.url });
+const post = (path: string, body: string | undefined, headers: Record<string, string> = {}) =>
+  fetch(gw.url + path, { method: "POST", body, headers: { "content-type": "application/json", ...headers } });
+const ledger = async (id: string) => (await (await fetch(`${gw.url}/v1/calls/${id}`)).json()) as CallRecord;
+
+beforeAll(async () => {
+  gw = await startTestGateway(APP, { bindings: { TANDEM_MAX_BODY_BYTES: "4096" } });
+});
+afterAll(async () => {
+  await gw?.dispose();
+});
+
+describe("remote calls", () => {
+  it("returns the handler's result", async () => {
+    expect(await fn<[number, number], number>("add-numbers").remote(2, 3)).toBe(5);
+  });
+
+  it("round-trips bytes, dates, maps, sets and undefined through the gateway", async () => {
+    const args = [new Uint8Array([0, 1, 254, 255]), new Date("2026-01-02T03:04:05.678Z"), new Map([["a", 1]]), new Set(["x", "y"]), undefined, { nested: [undefined, null, 1.5, "s"] }];
+    const back = await fn("echo").remote(...args);
+    expect(back).toEqual(args);
+    expect(back[0]).toBeInstanceOf(Uint8Array);
+    expect(back[1]).toBeInstanceOf(Date);
+    expect(await fn("nothing").remote()).toBeUndefined();
+  });
+
+  it("answers curl-style plain JSON and records the call in the ledger", async () => {
+    const res = await post("/v1/apps/edge/functions/square/call", JSON.stringify({ args: [9] }));
+    expect(res.status).toBe(200);
+    const body = (await res.json()) as CallRecord;
+    expect(body).toMatchObject({ status: "succeeded", result: 81, app: "edge", function: "square" });
+    expect(res.headers.get("tandem-call-id")).toBe(body.callId);
+    await eventually(async () => (await fetch(`${gw.url}/v1/calls/${body.callId}`)).status === 200);
+    expect(await ledger(body.callId)).toMatchObject({ status: "succeeded", result: 81, kind: "remote", attempts: 1 });
+  });
+
+  it("raises a RemoteError with the remote name, message and stack when the handler throws", async () => {
+    const err = await fn("boom").remote("over quota").catch((e) => e);
+    expect(err).toBeInstanceOf(RemoteError);
+    expect(err.message).toBe("over quota");
+    expect(err.remoteName).toBe("QuotaExceeded");
+    expect(err.remoteStack).toMatch(/^QuotaExceeded: over quota\n\s+at /);
+    const callId = err.details.callId as string;
+    await eventually(async () => (await fetch(`${gw.url}/v1/calls/${callId}`)).status === 200);
+    expect(await ledger(callId)).toMatchObject({ status: "failed", error: { code: "function_failed", remote: { name: "QuotaExceeded" } } });
+  });
+
+  it("raises FunctionTimeoutError past the timeout and records the call as timed out", async () => {
+    const err = await fn("slow").remote(5_000).catch((e) => e);
+    expect(err).toBeInstanceOf(FunctionTimeoutError);
+    expect(err.message).toContain("timed out after 1 s");
+    const callId = err.details.callId as string;
+    await eventually(async () => (await fetch(`${gw.url}/v1/calls/${callId}`)).status === 200);
+    expect(await ledger(callId)).toMatchObject({ status: "timed_out", error: { code: "function_timeout" } });
+  });
+
+  it("retries a failing function with backoff until an attempt succeeds", async () => {
+    const result = await fn("flaky").remote("t1", 2);
+    expect(result).toEqual({ token: "t1", attempt: 3, call: 3 });
+  });
+
+  it("gives up after maxRetries and reports the last error", async () => {
+    const err = await fn("flaky").remote("t2", 5).catch((e) => e);
+    expect(err).toBeInstanceOf(RemoteError);
+    expect(err.message).toBe("attempt 3 of t2 failed");
+    await eventually(async () => (await fetch(`${gw.url}/v1/calls/${err.details.callId}`)).status === 200);
+    expect(await ledger(err.details.callId)).toMatchObject({ status: "failed", attempts: 3 });
+  });
+
+  it("gives the function its call context and env", async () => {
+    const me = await fn("whoami").remote();
+    expect(me).toMatchObject({ app: "edge", function: "whoami", mode: "test" });
+    expect(me.callId).toMatch(/^fc-[0-9a-z]{26}$/);
+  });
+
+  it("prefixes the function's console output with the function and call id", async () => {
+    await fn("chatty").remote("pineapple");
+    await eventually(() => gw.output.some((l) => /\[edge\.chatty fc-[0-9a-z]{26}\] saying pineapple/.test(l)));
+  });
+
+  it("answers 503 for a plane function while no plane is connected", async () => {
+    const err = await fn("onGpu").remote().catch((e) => e);
+    expect(err).toBeInstanceOf(PlaneUnavailableError);
+  });
+
+  it("lets a function call another function's map from inside the isolate", async () => {
+    expect(await fn("sumViaRemote").remote([1, 2, 3])).toBe(14);
+  });
+});
+
+describe("spawn and FunctionCall", () => {
+  it("spawns, then gets the result through FunctionCall.fromId", async () => {
+    const call = await fn("napping").spawn(200);
+    expect(call.id).toMatch(/^fc-/);
+    expect(await FunctionCall.fromId(call.id, { gateway: gw.url }).get({ timeoutMs: 10_000 })).toBe("slept 200");
+  });
+
+  it("get({ timeoutMs }) raises GetTimeoutError while the call goes on", async () => {
+    const call = await fn("napping").spawn(1_500);
+    await expect(call.get({ timeoutMs: 100 })).rejects.toBeInstanceOf(GetTimeoutError);
+    expect(await call.get({ timeoutMs: 10_000 })).toBe("slept 1500");
+  });
+
+  it("cancel() ends the call as cancelled", async () => {
+    const call = await fn("napping").spawn(3_000);
+    await call.cancel();
+    await expect(call.get({ timeoutMs: 5_000 })).rejects.toBeInstanceOf(CancelledError);
+    expect(await ledger(call.id)).toMatchObject({ status: "cancelled", error: { code: "call_cancelled" } });
+  });
+
+  it("a spawned call's RemoteError comes back through get()", async () => {
+    const call = await fn("boom").spawn("later");
+    const err = await call.get({ timeoutMs: 10_000 }).catch((e) => e);
+    expect(err).toBeInstanceOf(RemoteError);
+    expect(err.message).toBe("later");
+  });
+});
+
+describe("map and starmap", () => {
+  it("maps in input order by default", async () => {
+    const out: number[] = [];
+    for await (const y of fn<[number], number>("square").map([1, 2, 3, 4, 5])) out.push(y);
+    expect(out).toEqual([1, 4, 9, 16, 25]);
+  });
+
+  it("yields every result when orderOutputs is false", async () => {
+    const out: number[] = [];
+    for await (const y of fn<[number], string>("napping").map([300, 10, 150], { orderOutputs: false })) out.push(y as unknown as number);
+    expect(out).toEqual(["slept 10", "slept 150", "slept 300"]);
+  });
+
+  it("returns exceptions in place with returnExceptions, and throws without it", async () => {
+    const out: unknown[] = [];
+    for await (const y of fn<[number], number>("failOdd").map([2, 3, 4], { returnExceptions: true })) out.push(y);
+    expect(out[0]).toBe(20);
+    expect(out[1]).toBeInstanceOf(RemoteError);
+    expect((out[1] as RemoteError).message).toBe("odd input 3");
+    expect(out[2]).toBe(40);
+    const consume = async () => {
+      for await (const _ of fn("failOdd").map([2, 3])) void _;
+    };
+    await expect(consume()).rejects.toThrow("odd input 3");
+  });
+
+  it("starmap spreads each tuple into arguments, from an async iterable too", async () => {
+    async function* tuples() {
+      yield [1, 2] as [number, number];
+      yield [3, 4] as [number, number];
+    }
+    const out: number[] = [];
+    for await (const y of fn<[number, number], number>("add-numbers").starmap(tuples())) out.push(y);
+    expect(out).toEqual([3, 7]);
+  });
+
+  it("maps more inputs than one request carries", async () => {
+    const inputs = Array.from({ length: 600 }, (_, i) => i);
+    let count = 0;
+    let last = -1;
+    for await (const y of fn<[number], number>("square").map(inputs)) {
+      expect(y).toBe(count * count);
+      last = y;
+      count++;
+    }
+    expect(count).toBe(600);
+    expect(last).toBe(599 * 599);
+  });
+});
+
+describe("web endpoints", () => {
+  it("serves a mounted hono app under /<app>/<label>/", async () => {
+    expect(await (await fetch(`${gw.url}/edge/api/`)).json()).toEqual({ ok: true });
+    expect(await (await fetch(`${gw.url}/edge/api/square/12`)).json()).toEqual({ result: 144 });
+  });
+
+  it("serves app.endpoint handlers with path parameters and JSON bodies", async () => {
+    expect(await (await fetch(`${gw.url}/edge/hello/Ada`)).json()).toEqual({ hello: "Ada" });
+    const res = await fetch(`${gw.url}/edge/submit`, { method: "POST", body: JSON.stringify({ n: 1 }) });
+    expect(await res.json()).toEqual({ got: { n: 1 } });
+  });
+
+  it("answers 500 with the message but not the stack when an endpoint throws", async () => {
+    const res = await fetch(`${gw.url}/edge/broken`);
+    expect(res.status).toBe(500);
+    const body = (await res.json()) as { error: { code: string; message: string; remote: { stack?: string } } };
+    expect(body.error).toMatchObject({ code: "function_failed", message: "endpoint exploded" });
+    expect(body.error.remote.stack).toBeUndefined();
+  });
+
+  it("answers 404 naming an unknown app or label", async () => {
+    const app = await fetch(`${gw.url}/nosuchapp/x`);
+    expect(app.status).toBe(404);
+    expect(((await app.json()) as any).error.message).toContain('no app named "nosuchapp"');
+    const label = await fetch(`${gw.url}/edge/nosuchlabel/`);
+    expect(label.status).toBe(404);
+    expect(((await label.json()) as any).error.message).toContain('no web endpoint "nosuchlabel"');
+  });
+});
+
+describe("bad input", () => {
+  it("answers 400 naming the problem for malformed JSON", async () => {
+    const res = await post("/v1/apps/edge/functions/square/call", '{"args": [1');
+    expect(res.status).toBe(400);
+    expect(((await res.json()) as any).error).toMatchObject({ code: "invalid_request", message: expect.stringContaining("not valid JSON") });
+  });
+
+  it("answers 400 naming the field for a wrongly shaped body", async () => {
+    const notArray = await post("/v1/apps/edge/functions/square/call", JSON.stringify({ args: 5 }));
+    expect(notArray.status).toBe(400);
+    expect(((await notArray.json()) as any).error.message).toContain('"args"');
+    const extra = await post("/v1/apps/edge/functions/square/call", JSON.stringify({ args: [], argz: 1 }));
+    expect(extra.status).toBe(400);
+    expect(((await extra.json()) as any).error.message).toContain('unknown field "argz"');
+    const badMeta = await post("/v1/apps/edge/functions/echo/call", JSON.stringify({ args: [1], meta: { values: { "0": ["nonsense-type"] } } }));
+    expect(badMeta.status).toBe(400);
+    const mapShape = await post("/v1/apps/edge/functions/square/map", JSON.stringify({ inputs: [1, 2] }));
+    expect(mapShape.status).toBe(400);
+  });
+
+  it("answers 404 naming an unknown app or function", async () => {
+    const app = await post("/v1/apps/ghost/functions/square/call", "{}");
+    expect(app.status).toBe(404);
+    expect(((await app.json()) as any).error.message).toContain('no app named "ghost"');
+    const err = await fn("ghostly").remote().catch((e) => e);
+    expect(err).toBeInstanceOf(NotFoundError);
+    expect(err.message).toContain('app "edge" has no function "ghostly"');
+  });
+
+  it("answers 413 for a body over the limit, declared or streamed", async () => {
+    const big = JSON.stringify({ args: ["x".repeat(5000)] });
+    const declared = await post("/v1/apps/edge/functions/echo/call", big);
+    expect(declared.status).toBe(413);
+    expect(((await declared.json()) as any).error.code).toBe("payload_too_large");
+    const chunked = await fetch(`${gw.url}/v1/apps/edge/functions/echo/spawn`, {
+      method: "POST",
+      body: new Blob([big]).stream(),
+      duplex: "half",
+    } as RequestInit);
+    expect(chunked.status).toBe(413);
+  });
+
+  it("answers 400 for a malformed call id and 404 for an unknown one", async () => {
+    expect((await fetch(`${gw.url}/v1/calls/not-an-id`)).status).toBe(400);
+    const unknown = await fetch(`${gw.url}/v1/calls/fc-00000000000000000000000000`);
+    expect(unknown.status).toBe(404);
+    expect(((await unknown.json()) as any).error.code).toBe("not_found");
+  });
+});
+
+describe("the ledger across a restart", () => {
+  it("keeps a spawned call's result when the gateway restarts", async () => {
+    const call = await fn("square").spawn(21);
+    expect(await call.get({ timeoutMs: 10_000 })).toBe(441);
+    await gw.restart();
+    expect(await FunctionCall.fromId(call.id, { gateway: gw.url }).get({ timeoutMs: 10_000 })).toBe(441);
+  });
+});

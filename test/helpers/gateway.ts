@@ -1,0 +1,58 @@
+/** Starts the gateway with an app file in real workerd, as `tandem serve` does, for a test. */
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { bundleWorker } from "../../sdk/cli/bundle.js";
+import { startWorkerd } from "../../sdk/cli/workerd.js";
+
+export interface TestGateway {
+  url: string;
+  /** Every line the Worker wrote. */
+  output: string[];
+  dir: string;
+  restart(): Promise<void>;
+  stop(): Promise<void>;
+  dispose(): Promise<void>;
+}
+
+export async function startTestGateway(appFile: string, options: { bindings?: Record<string, string>; persist?: boolean } = {}): Promise<TestGateway> {
+  const dir = await mkdtemp(join(tmpdir(), "tandem-test-"));
+  const bundle = await bundleWorker([appFile], join(dir, "build"));
+  const output: string[] = [];
+  const start = () =>
+    startWorkerd({
+      scriptPath: bundle.path,
+      persistDir: options.persist === false ? false : join(dir, "state"),
+      bindings: options.bindings ?? {},
+      onOutput: (line) => output.push(line),
+    });
+  let running: Awaited<ReturnType<typeof start>> | undefined = await start();
+  const gateway: TestGateway = {
+    url: running.url.href.replace(/\/$/, ""),
+    output,
+    dir,
+    async restart() {
+      await running?.dispose();
+      running = await start();
+      gateway.url = running.url.href.replace(/\/$/, "");
+    },
+    async stop() {
+      await running?.dispose();
+      running = undefined;
+    },
+    async dispose() {
+      await running?.dispose();
+      await rm(dir, { recursive: true, force: true });
+    },
+  };
+  return gateway;
+}
+
+/** Polls `check` until it returns true or `ms` pass. */
+export async function eventually(check: () => boolean | Promise<boolean>, ms = 10_000): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error("condition not met in time");
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
