@@ -3,11 +3,13 @@
  * gateway runtime, for workerd), and into a Node module that the CLI imports
  * to check the app and list what it defines before anything starts.
  */
-import { build, type Plugin } from "esbuild";
+import { build, type BuildFailure, type BuildOptions, type BuildResult, type Plugin } from "esbuild";
+import { existsSync } from "node:fs";
 import { mkdir } from "node:fs/promises";
 import { basename, join, relative, resolve } from "node:path";
 import { pathToFileURL } from "node:url";
 import { loadAppModule, type App } from "../app.js";
+import { InvalidOptionsError } from "../errors.js";
 import { GATEWAY_ENTRY, PACKAGE_ROOT, SDK_DIST, SDK_ENTRY } from "./paths.js";
 
 export interface WorkerBundle {
@@ -24,7 +26,7 @@ const nodePaths = [join(PACKAGE_ROOT, "node_modules")];
 /** Bundles the gateway and `appFiles` into one Worker module in `outDir`. */
 export async function bundleWorker(appFiles: string[], outDir: string): Promise<WorkerBundle> {
   await mkdir(outDir, { recursive: true });
-  const files = appFiles.map((f) => resolve(f));
+  const files = appFiles.map(checkAppFile);
   const entry = [
     ...files.map((f, i) => `import * as app${i} from ${JSON.stringify(f)};`),
     `import { createGateway, CallLedger } from ${JSON.stringify(GATEWAY_ENTRY)};`,
@@ -32,7 +34,7 @@ export async function bundleWorker(appFiles: string[], outDir: string): Promise<
     `export { CallLedger };`,
   ].join("\n");
   const path = join(outDir, "worker.mjs");
-  const result = await build({
+  const result = await bundle({
     stdin: { contents: entry, resolveDir: PACKAGE_ROOT, loader: "ts", sourcefile: "tandem-worker-entry.ts" },
     outfile: path,
     bundle: true,
@@ -51,7 +53,7 @@ export async function bundleWorker(appFiles: string[], outDir: string): Promise<
   });
   const inputs = Object.keys(result.metafile.inputs)
     .filter((i) => !i.includes("node_modules") && !i.startsWith("<"))
-    .map((i) => resolve(PACKAGE_ROOT, i));
+    .map((i) => resolve(i));
   return { path, inputs, bytes: result.metafile.outputs[relative(process.cwd(), path)]?.bytes ?? 0 };
 }
 
@@ -69,9 +71,9 @@ const tandemFromDist: Plugin = {
  */
 export async function loadAppInNode(appFile: string, outDir: string): Promise<App> {
   await mkdir(outDir, { recursive: true });
-  const file = resolve(appFile);
+  const file = checkAppFile(appFile);
   const out = join(outDir, `${basename(file).replace(/\.[^.]+$/, "")}.node.mjs`);
-  await build({
+  await bundle({
     entryPoints: [file],
     outfile: out,
     bundle: true,
@@ -85,4 +87,24 @@ export async function loadAppInNode(appFile: string, outDir: string): Promise<Ap
   });
   const exports = (await import(`${pathToFileURL(out).href}?t=${Date.now()}`)) as Record<string, unknown>;
   return loadAppModule(relative(process.cwd(), file) || basename(file), exports);
+}
+
+function checkAppFile(appFile: string): string {
+  const file = resolve(appFile);
+  if (!existsSync(file)) throw new InvalidOptionsError(`app file ${appFile} does not exist (looked for ${file})`);
+  return file;
+}
+
+/** esbuild, with its failures turned into one readable message: `file:line:col: text`. */
+async function bundle<O extends BuildOptions & { metafile: true }>(options: O): Promise<BuildResult<O>>;
+async function bundle(options: BuildOptions): Promise<BuildResult>;
+async function bundle(options: BuildOptions): Promise<BuildResult> {
+  try {
+    return await build({ absWorkingDir: process.cwd(), ...options });
+  } catch (err) {
+    const errors = (err as BuildFailure).errors;
+    if (!errors?.length) throw err;
+    const lines = errors.map((e) => (e.location ? `${e.location.file}:${e.location.line}:${e.location.column}: ${e.text}` : e.text));
+    throw new InvalidOptionsError(`could not bundle the app:\n  ${lines.join("\n  ")}`);
+  }
 }

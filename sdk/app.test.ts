@@ -1,0 +1,52 @@
+import { describe, expect, it } from "vitest";
+import { App, loadAppModule, lookup } from "./app.js";
+import { InvalidOptionsError } from "./errors.js";
+
+describe("App", () => {
+  it("names functions and endpoints after their exports, unless they have a name", () => {
+    const app = new App("demo");
+    const greet = app.function((name: string) => `hi ${name}`);
+    const other = app.function({ name: "explicit" }, () => 1);
+    const page = app.endpoint({}, () => "page");
+    loadAppModule("demo.ts", { default: app, greet, renamed: other, page });
+    expect(app.functions.map((f) => f.name)).toEqual(["greet", "explicit"]);
+    expect(page.label).toBe("page");
+    expect(app.manifest().endpoints).toEqual([{ label: "page", kind: "endpoint", method: "GET", path: "/" }]);
+  });
+
+  it("refuses two functions with one name", () => {
+    const app = new App("demo");
+    const a = app.function({ name: "same" }, () => 1);
+    const b = app.function(() => 2);
+    expect(() => loadAppModule("demo.ts", { default: app, a, same: b })).toThrow('two functions are named "same"');
+  });
+
+  it("refuses a function with no name", () => {
+    const app = new App("demo");
+    app.function(() => 1);
+    expect(() => loadAppModule("demo.ts", { default: app })).toThrow("a function has no name");
+  });
+
+  it("refuses an app file without a default-exported App", () => {
+    expect(() => loadAppModule("x.ts", { foo: 1 })).toThrow("x.ts must `export default` an App");
+  });
+
+  it("refuses bad app names, labels and endpoint options", () => {
+    expect(() => new App("has space")).toThrow(InvalidOptionsError);
+    expect(() => new App("v1")).toThrow("reserved");
+    const app = new App("demo");
+    expect(() => app.web("bad label", () => ({ fetch: () => new Response() }))).toThrow("web label");
+    expect(() => app.endpoint({ method: "FETCH" as "GET" }, () => 1)).toThrow('option "method"');
+    expect(() => app.endpoint({ path: "no-slash" }, () => 1)).toThrow('option "path" must start with "/"');
+    const e1 = app.endpoint({ label: "dup" }, () => 1);
+    app.web("dup", () => ({ fetch: () => new Response() }));
+    expect(() => loadAppModule("demo.ts", { default: app, e1 })).toThrow('two web endpoints use the label "dup"');
+  });
+
+  it("runs .local() in this process", async () => {
+    const app = new App("demo");
+    const double = app.function({ name: "double" }, async (x: number) => x * 2);
+    expect(await double.local(21)).toBe(42);
+    await expect(lookup("demo", "double").local(1)).rejects.toThrow("no local handler");
+  });
+});

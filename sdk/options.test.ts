@@ -1,0 +1,64 @@
+import { describe, expect, it } from "vitest";
+import { InvalidOptionsError } from "./errors.js";
+import { DEFAULT_RETRY_POLICY, Retries, parseFunctionOptions, retryDelayMs } from "./options.js";
+
+const parse = (o: unknown) => parseFunctionOptions(o, 'function "f"');
+
+describe("function options", () => {
+  it("fills in defaults", () => {
+    expect(parse({})).toMatchObject({ timeoutSeconds: 300, retries: DEFAULT_RETRY_POLICY, tier: "edge", env: {} });
+  });
+
+  it("sends a function with a plane option to the plane unless tier says otherwise", () => {
+    expect(parse({ gpu: "A100" })).toMatchObject({ tier: "plane", gpu: ["A100"] });
+    expect(parse({ memory: 512, tier: "edge" }).tier).toBe("edge");
+  });
+
+  it.each([
+    [{ timeout: 0 }, 'option "timeout" must be at least 1 second (got 0)'],
+    [{ timeout: 90_000 }, 'option "timeout" must be at most 86400 seconds'],
+    [{ timeout: "10" }, 'option "timeout" must be a number of seconds'],
+    [{ retries: -1 }, 'option "retries"'],
+    [{ retries: 2.5 }, 'option "retries"'],
+    [{ tier: "cloud" }, 'option "tier" must be "edge" or "plane"'],
+    [{ env: { A: 1 } }, 'option "env.A" values must be strings'],
+    [{ name: "has space" }, 'option "name" must be 1-64 letters'],
+    [{ timout: 5 }, 'unknown option "timout"'],
+  ])("rejects %j naming the option", (options, message) => {
+    expect(() => parse(options)).toThrow(InvalidOptionsError);
+    expect(() => parse(options)).toThrow(message);
+  });
+
+  it("names the function in the message", () => {
+    expect(() => parse({ timeout: 0 })).toThrow(/^function "f": /);
+  });
+});
+
+describe("Retries", () => {
+  it("takes a number as maxRetries with the default backoff", () => {
+    expect(parse({ retries: 3 }).retries).toEqual({ ...DEFAULT_RETRY_POLICY, maxRetries: 3 });
+  });
+
+  it("takes a Retries policy", () => {
+    expect(parse({ retries: Retries({ maxRetries: 4, backoffCoefficient: 3, initialDelayMs: 10, maxDelayMs: 100 }) }).retries).toEqual({
+      maxRetries: 4,
+      backoffCoefficient: 3,
+      initialDelayMs: 10,
+      maxDelayMs: 100,
+    });
+  });
+
+  it("rejects an out-of-range policy", () => {
+    expect(() => Retries({ maxRetries: 11 })).toThrow('option "maxRetries" must be 10 or fewer');
+    expect(() => Retries({ maxRetries: 1, backoffCoefficient: 0.5 })).toThrow('option "backoffCoefficient" must be at least 1');
+  });
+
+  it("rejects a plain object that was not made by Retries()", () => {
+    expect(() => parse({ retries: { maxRetries: 1 } })).toThrow('option "retries"');
+  });
+
+  it("grows the delay by the coefficient up to the maximum", () => {
+    const policy = { maxRetries: 5, backoffCoefficient: 2, initialDelayMs: 100, maxDelayMs: 500 };
+    expect([1, 2, 3, 4, 5].map((k) => retryDelayMs(policy, k))).toEqual([100, 200, 400, 500, 500]);
+  });
+});

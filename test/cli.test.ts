@@ -1,0 +1,142 @@
+/**
+ * The `tandem` CLI as a user runs it: serve (endpoints, logs, bad options,
+ * reload), run, apps, and the hello example's client.
+ */
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { runCli, runNode, startServe, type Served } from "./helpers/cli.js";
+
+describe("tandem serve examples/hello", () => {
+  let served: Served;
+  beforeAll(async () => {
+    served = await startServe(["examples/hello/app.ts"]);
+  });
+  afterAll(async () => {
+    await served?.stop();
+  });
+
+  it("prints every function and web endpoint", () => {
+    expect(served.output()).toMatch(/function\s+greet\s+POST http:\/\/127\.0\.0\.1:\d+\/v1\/apps\/hello\/functions\/greet\/call/);
+    expect(served.output()).toMatch(/web\s+api\s+http:\/\/127\.0\.0\.1:\d+\/hello\/api\//);
+    expect(served.output()).toMatch(/endpoint\s+greet\s+GET http:\/\/127\.0\.0\.1:\d+\/hello\/greet\/:name/);
+  });
+
+  it("answers a web endpoint from workerd and streams the function's log line", async () => {
+    const res = await fetch(`${served.url}/hello/greet/Ada`);
+    expect(await res.text()).toBe("Hello, Ada!");
+    await served.waitFor(/\[hello\.greet fc-[0-9a-z]{26}\] greeting Ada/);
+  });
+
+  it("runs the example client: remote, spawn + fromId().get(), map", async () => {
+    const { code, stdout, stderr } = await runNode(["examples/hello/client.mjs"], { env: { TANDEM_GATEWAY: served.url } });
+    expect(stderr).toBe("");
+    expect(code).toBe(0);
+    expect(stdout).toContain("Hello, Ada!");
+    expect(stdout).toMatch(/result of fc-[0-9a-z]{26}: 144/);
+    expect(stdout).toContain("squares: 1, 4, 9, 16, 25");
+  });
+
+  it("lists apps with tandem apps --gateway", async () => {
+    const { code, stdout } = await runCli(["apps", "--gateway", served.url]);
+    expect(code).toBe(0);
+    expect(stdout).toContain("app hello");
+    expect(stdout).toMatch(/function\s+square\s+edge, timeout 300 s, retries 2/);
+  });
+});
+
+describe("tandem serve with bad input", () => {
+  it("refuses an app with invalid options, naming the option, before anything starts", async () => {
+    const { code, stdout, stderr } = await runCli(["serve", "test/fixtures/bad-options-app.ts", "--port", "0"]);
+    expect(code).not.toBe(0);
+    expect(stderr).toContain('function "#1": option "timeout" must be at least 1 second (got 0)');
+    expect(stdout).not.toContain("gateway ready");
+  });
+
+  it("says which file is missing", async () => {
+    const { code, stderr } = await runCli(["serve", "no/such/app.ts", "--port", "0"]);
+    expect(code).not.toBe(0);
+    expect(stderr).toMatch(/no\/such\/app\.ts/);
+  });
+});
+
+describe("tandem run", () => {
+  it("runs one function and prints its result", async () => {
+    const { code, stdout } = await runCli(["run", "test/fixtures/edge-app.ts::add-numbers", "2", "3"]);
+    expect(code).toBe(0);
+    expect(stdout.trim().split("\n").at(-1)).toBe("5");
+  });
+
+  it("takes a bare word as a string and prints JSON results as JSON", async () => {
+    const { code, stdout } = await runCli(["run", "test/fixtures/edge-app.ts::echo", "Ada", '{"n":1}']);
+    expect(code).toBe(0);
+    expect(JSON.parse(stdout)).toEqual(["Ada", { n: 1 }]);
+  });
+
+  it("exits non-zero with the remote error and stack when the function throws", async () => {
+    const { code, stderr } = await runCli(["run", "test/fixtures/edge-app.ts::boom", "out of budget"]);
+    expect(code).toBe(1);
+    expect(stderr).toContain("QuotaExceeded: out of budget");
+    expect(stderr).toMatch(/\n\s+at /);
+  });
+
+  it("names the functions when the one asked for does not exist", async () => {
+    const { code, stderr } = await runCli(["run", "test/fixtures/edge-app.ts::nope"]);
+    expect(code).toBe(2);
+    expect(stderr).toContain('has no function "nope"');
+  });
+});
+
+describe("reloading on change", () => {
+  let dir: string;
+  let served: Served;
+  beforeAll(async () => {
+    // An app outside the repository, as a user writes it.
+    dir = await mkdtemp(join(tmpdir(), "tandem-reload-"));
+    await writeFile(join(dir, "app.ts"), appSource("one"));
+    served = await startServe(["app.ts"], dir);
+  });
+  afterAll(async () => {
+    await served?.stop();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it("serves the new code after a change without failing requests in flight", async () => {
+    expect(await (await fetch(`${served.url}/reloady/api/version`)).text()).toBe("one");
+    const inFlight = fetch(`${served.url}/reloady/api/slow/1500`).then(async (r) => [r.status, await r.text()]);
+    const during: Promise<number>[] = [];
+    const poll = setInterval(() => during.push(fetch(`${served.url}/reloady/api/version`).then((r) => r.status)), 50);
+    await new Promise((r) => setTimeout(r, 200));
+    await writeFile(join(dir, "app.ts"), appSource("two"));
+    await served.waitFor("reloaded");
+    await new Promise((r) => setTimeout(r, 300));
+    clearInterval(poll);
+    expect(await inFlight).toEqual([200, "done one"]);
+    expect(await (await fetch(`${served.url}/reloady/api/version`)).text()).toBe("two");
+    const statuses = await Promise.all(during);
+    expect(statuses.length).toBeGreaterThan(5);
+    expect(statuses.every((s) => s === 200)).toBe(true);
+  });
+
+  it("keeps serving the old code when the change has invalid options", async () => {
+    await writeFile(join(dir, "app.ts"), appSource("three").replace("timeout: 30", "timeout: -1"));
+    await served.waitFor("reload failed");
+    expect(served.output()).toContain('option "timeout"');
+    expect(await (await fetch(`${served.url}/reloady/api/version`)).text()).toBe("two");
+  });
+});
+
+function appSource(version: string): string {
+  return `
+import { Hono } from "hono";
+import { App } from "tandem";
+const app = new App("reloady");
+export const version = app.function({ timeout: 30 }, () => ${JSON.stringify(version)});
+app.web("api", () => new Hono()
+  .get("/version", async (c) => c.text(await version.remote()))
+  .get("/slow/:ms", async (c) => { await new Promise((r) => setTimeout(r, Number(c.req.param("ms")))); return c.text("done " + ${JSON.stringify(version)}); }));
+export default app;
+`;
+}
+

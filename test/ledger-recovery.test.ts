@@ -1,0 +1,32 @@
+/**
+ * A spawned call whose runner dies with the gateway is resumed from the
+ * ledger after a restart, and its result is recorded once.
+ */
+import { afterAll, beforeAll, expect, it } from "vitest";
+import { FunctionCall, lookup, type CallRecord } from "../sdk/index.js";
+import { startTestGateway, type TestGateway } from "./helpers/gateway.js";
+
+const APP = new URL("./fixtures/edge-app.ts", import.meta.url).pathname;
+let gw: TestGateway;
+
+beforeAll(async () => {
+  gw = await startTestGateway(APP, { bindings: { TANDEM_CALL_LEASE_SECONDS: "1" } });
+});
+afterAll(async () => {
+  await gw?.dispose();
+});
+
+it("resumes a spawned call that was running when the gateway stopped", async () => {
+  const call = await lookup("edge", "napping", { gateway: gw.url }).spawn(1_500);
+  await new Promise((r) => setTimeout(r, 300));
+  const before = (await (await fetch(`${gw.url}/v1/calls/${call.id}`)).json()) as CallRecord;
+  expect(before.status).toBe("running");
+
+  await gw.stop(); // the runner dies mid-call
+  await gw.restart();
+
+  expect(await FunctionCall.fromId(call.id, { gateway: gw.url }).get({ timeoutMs: 20_000 })).toBe("slept 1500");
+  const after = (await (await fetch(`${gw.url}/v1/calls/${call.id}`)).json()) as CallRecord;
+  expect(after).toMatchObject({ status: "succeeded", result: "slept 1500", kind: "spawn" });
+  expect(gw.output.some((l) => l.includes(`resuming edge.napping ${call.id}`))).toBe(true);
+});

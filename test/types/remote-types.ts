@@ -1,0 +1,42 @@
+// Checked by `tsc` (npm run typecheck), never run: a handler's parameter and
+// return types flow through to .remote(), .spawn(), .map() and .local().
+import { App, FunctionCall, lookup } from "tandem";
+
+const app = new App("types");
+const greet = app.function({}, (name: string, times: number) => name.repeat(times));
+const square = app.function(async (x: number) => x * x);
+
+export async function checks(): Promise<void> {
+  const s: string = await greet.remote("a", 2);
+  const n: number = await square.remote(3);
+  const local: number = await square.local(3);
+  const call: FunctionCall<number> = await square.spawn(4);
+  const later: number = await call.get({ timeoutMs: 1000 });
+  for await (const y of square.map([1, 2, 3])) {
+    const ny: number = y;
+    void ny;
+  }
+  for await (const y of greet.starmap([["a", 1], ["b", 2]])) {
+    const sy: string = y;
+    void sy;
+  }
+
+  // @ts-expect-error: wrong argument type
+  await greet.remote(1, 2);
+  // @ts-expect-error: missing argument
+  await greet.remote("a");
+  // @ts-expect-error: too many arguments
+  await square.remote(1, 2);
+  // @ts-expect-error: the result is a number, not a string
+  const wrong: string = await square.remote(2);
+  // @ts-expect-error: map inputs are the first argument's type
+  square.map(["x"]);
+  // @ts-expect-error: timeout must be a number
+  app.function({ timeout: "10" }, () => 1);
+  // @ts-expect-error: an unknown option
+  app.function({ timout: 10 }, () => 1);
+
+  const typed = lookup<[string], string>("hello", "greet");
+  const r: string = await typed.remote("x");
+  void [s, n, local, later, wrong, r];
+}
