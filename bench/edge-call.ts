@@ -1,0 +1,77 @@
+/**
+ * bench/edge-call: latency of (a) `.remote()` on an edge function and (b) a
+ * GET on a web endpoint through the gateway, against (c) a bare hono Worker
+ * doing the same work on the same miniflare/workerd, with the same client
+ * (Node's fetch), in one run. Rounds are interleaved so drift hits all three.
+ *
+ *   npx tsx bench/edge-call.ts [--n 2000] [--tiny]
+ */
+import { build } from "esbuild";
+import { Miniflare } from "miniflare";
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { lookup } from "../sdk/index.js";
+import { bundleWorker } from "../sdk/cli/bundle.js";
+import { COMPATIBILITY_DATE, COMPATIBILITY_FLAGS, startWorkerd } from "../sdk/cli/workerd.js";
+import { benchArgs, printTable, summarize } from "./stats.js";
+
+const here = dirname(fileURLToPath(import.meta.url));
+const { n } = benchArgs(2000);
+const WORK = 1000;
+const ROUND = 50;
+
+const dir = await mkdtemp(join(tmpdir(), "tandem-bench-"));
+const gatewayBundle = await bundleWorker([join(here, "apps/edge-call-app.ts")], join(dir, "gateway"));
+const gateway = await startWorkerd({ scriptPath: gatewayBundle.path, persistDir: join(dir, "state"), onOutput: () => {} });
+
+const bareOut = join(dir, "bare", "worker.mjs");
+await build({ entryPoints: [join(here, "apps/bare-worker.ts")], outfile: bareOut, bundle: true, format: "esm", platform: "neutral", mainFields: ["module", "main"], logLevel: "silent" });
+const bare = new Miniflare({ modules: true, scriptPath: bareOut, modulesRoot: dirname(bareOut), compatibilityDate: COMPATIBILITY_DATE, compatibilityFlags: COMPATIBILITY_FLAGS, host: "127.0.0.1", port: 0, cf: false });
+const bareUrl = (await bare.ready).href.replace(/\/$/, "");
+const gatewayUrl = gateway.url.href.replace(/\/$/, "");
+
+const compute = lookup<[number], { sum: number }>("bench", "compute", { gateway: gatewayUrl });
+const targets = {
+  "(a) .remote() on an edge function": async () => {
+    await compute.remote(WORK);
+  },
+  "(b) GET web endpoint through the gateway": async () => {
+    await (await fetch(`${gatewayUrl}/bench/work/${WORK}`)).json();
+  },
+  "(c) GET bare hono Worker, same work": async () => {
+    await (await fetch(`${bareUrl}/work/${WORK}`)).json();
+  },
+};
+type Name = keyof typeof targets;
+const samples = Object.fromEntries(Object.keys(targets).map((k) => [k, [] as number[]])) as Record<Name, number[]>;
+
+// Same answer from all three before timing anything.
+const expected = JSON.stringify(await compute.remote(WORK));
+for (const url of [`${gatewayUrl}/bench/work/${WORK}`, `${bareUrl}/work/${WORK}`]) {
+  const got = JSON.stringify(await (await fetch(url)).json());
+  if (got !== expected) throw new Error(`targets disagree: ${got} vs ${expected}`);
+}
+
+for (const fn of Object.values(targets)) for (let i = 0; i < Math.min(200, n); i++) await fn(); // warm-up
+for (let done = 0; done < n; done += ROUND) {
+  for (const [name, fn] of Object.entries(targets) as [Name, () => Promise<void>][]) {
+    for (let i = 0; i < Math.min(ROUND, n - done); i++) {
+      const t0 = performance.now();
+      await fn();
+      samples[name].push(performance.now() - t0);
+    }
+  }
+}
+
+const rows = (Object.keys(targets) as Name[]).map((name) => summarize(name, samples[name]));
+const [a, b, c] = rows as [ReturnType<typeof summarize>, ReturnType<typeof summarize>, ReturnType<typeof summarize>];
+console.log(`bench/edge-call: ${n} sequential requests per target, work(${WORK}), workerd via miniflare, Node fetch client`);
+printTable(rows);
+console.log(`ratio (a)/(c) median ${(a.medianMs / c.medianMs).toFixed(3)}  p99 ${(a.p99Ms / c.p99Ms).toFixed(3)}`);
+console.log(`ratio (b)/(c) median ${(b.medianMs / c.medianMs).toFixed(3)}  p99 ${(b.p99Ms / c.p99Ms).toFixed(3)}   (target: median <= 1.15)`);
+
+await gateway.dispose();
+await bare.dispose();
+await rm(dir, { recursive: true, force: true });

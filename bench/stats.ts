@@ -1,0 +1,34 @@
+/** Small helpers shared by the benchmarks: percentiles and a printed table. */
+
+export function percentile(sorted: number[], p: number): number {
+  if (sorted.length === 0) return NaN;
+  const rank = Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1));
+  return sorted[rank]!;
+}
+
+export interface Summary {
+  name: string;
+  n: number;
+  medianMs: number;
+  p99Ms: number;
+}
+
+export function summarize(name: string, samples: number[]): Summary {
+  const sorted = [...samples].sort((a, b) => a - b);
+  return { name, n: sorted.length, medianMs: percentile(sorted, 50), p99Ms: percentile(sorted, 99) };
+}
+
+export function printTable(rows: Summary[]): void {
+  console.log(`${"".padEnd(44)} ${"n".padStart(6)} ${"median ms".padStart(10)} ${"p99 ms".padStart(9)}`);
+  for (const r of rows) console.log(`${r.name.padEnd(44)} ${String(r.n).padStart(6)} ${r.medianMs.toFixed(3).padStart(10)} ${r.p99Ms.toFixed(3).padStart(9)}`);
+}
+
+/** Reads `--tiny` (a smoke run for CI) and `--n <count>`. */
+export function benchArgs(defaultN: number): { n: number; tiny: boolean } {
+  const argv = process.argv.slice(2);
+  const tiny = argv.includes("--tiny");
+  const at = argv.indexOf("--n");
+  const n = at >= 0 ? Number(argv[at + 1]) : tiny ? 40 : defaultN;
+  if (!Number.isInteger(n) || n <= 0) throw new Error("--n must be a positive whole number");
+  return { n, tiny };
+}
