@@ -23,8 +23,8 @@ export interface WorkerBundle {
 /** Lets an app outside this package import `tandem` and this package's dependencies (hono). */
 const nodePaths = [join(PACKAGE_ROOT, "node_modules")];
 
-/** Bundles the gateway and `appFiles` into one Worker module in `outDir`. */
-export async function bundleWorker(appFiles: string[], outDir: string): Promise<WorkerBundle> {
+/** Bundles the gateway and `appFiles` into one Worker module in `outDir`; `minify` for deploys. */
+export async function bundleWorker(appFiles: string[], outDir: string, options: { minify?: boolean } = {}): Promise<WorkerBundle> {
   await mkdir(outDir, { recursive: true });
   const files = appFiles.map(checkAppFile);
   const entry = [
@@ -48,6 +48,8 @@ export async function bundleWorker(appFiles: string[], outDir: string): Promise<
     nodePaths,
     metafile: true,
     sourcemap: "linked",
+    minify: options.minify ?? false,
+    keepNames: true,
     logLevel: "silent",
     legalComments: "none",
   });

@@ -7,6 +7,7 @@ import { Command, InvalidArgumentError } from "commander";
 import { resolveGatewayUrl } from "../client.js";
 import { TandemError } from "../errors.js";
 import { paths, type AppManifest } from "../protocol.js";
+import { deploy } from "./deploy.js";
 import { printCallError, runOnce } from "./run.js";
 import { serve } from "./serve.js";
 import { style } from "./style.js";
@@ -41,6 +42,17 @@ program
   .argument("[args...]", "arguments, each parsed as JSON (a bare word is a string)")
   .action(async (target: string, args: string[]) => {
     process.exitCode = await runOnce(target, args);
+  });
+
+program
+  .command("deploy")
+  .description("bundle the gateway with app files and deploy it to Cloudflare with wrangler")
+  .argument("<app-files...>", "app files that default-export an App")
+  .option("--dry-run", "bundle and check the configuration without deploying (works offline)")
+  .option("--name <name>", "the Worker's name (default tandem-gateway)")
+  .option("--outdir <dir>", "where the bundle and its wrangler.toml go (default .tandem/deploy)")
+  .action(async (appFiles: string[], opts: { dryRun?: boolean; name?: string; outdir?: string }) => {
+    process.exitCode = await deploy({ appFiles, dryRun: opts.dryRun ?? false, ...(opts.name ? { name: opts.name } : {}), ...(opts.outdir ? { outDir: opts.outdir } : {}) });
   });
 
 program

@@ -1,0 +1,41 @@
+/**
+ * `tandem deploy`: bundle the gateway with the app files, write a wrangler
+ * configuration beside the bundle (this package's wrangler.toml, with `main`
+ * pointed at it), and deploy with wrangler. `--dry-run` checks everything
+ * without an account or a network.
+ */
+import { spawn } from "node:child_process";
+import { readFile, writeFile } from "node:fs/promises";
+import { join, resolve } from "node:path";
+import { InvalidOptionsError } from "../errors.js";
+import { bundleWorker, loadAppInNode } from "./bundle.js";
+import { PACKAGE_ROOT, stateDir } from "./paths.js";
+
+export interface DeployOptions {
+  appFiles: string[];
+  dryRun: boolean;
+  /** The Worker's name; default `tandem-gateway`. */
+  name?: string;
+  outDir?: string;
+}
+
+export async function deploy(options: DeployOptions): Promise<number> {
+  const outDir = resolve(options.outDir ?? join(stateDir(), "deploy"));
+  for (const file of options.appFiles) await loadAppInNode(file, join(outDir, "node"));
+  const bundle = await bundleWorker(options.appFiles, outDir, { minify: true });
+  const template = await readFile(join(PACKAGE_ROOT, "wrangler.toml"), "utf8");
+  let config = template.replace(/^main = .*$/m, `main = "worker.mjs"`);
+  if (options.name !== undefined) {
+    if (!/^[a-z0-9][a-z0-9-]{0,62}$/.test(options.name)) throw new InvalidOptionsError(`--name "${options.name}" must be lowercase letters, digits and '-'`);
+    config = config.replace(/^name = .*$/m, `name = "${options.name}"`);
+  }
+  const configPath = join(outDir, "wrangler.toml");
+  await writeFile(configPath, config);
+  console.log(`bundled ${options.appFiles.join(", ")} into ${bundle.path} (${(bundle.bytes / 1024).toFixed(1)} KiB)`);
+  const args = ["deploy", "--config", configPath, ...(options.dryRun ? ["--dry-run", "--outdir", join(outDir, "dist")] : [])];
+  const wrangler = join(PACKAGE_ROOT, "node_modules", "wrangler", "bin", "wrangler.js");
+  return new Promise((resolveCode) => {
+    const child = spawn(process.execPath, [wrangler, ...args], { stdio: "inherit", env: { WRANGLER_SEND_METRICS: "false", ...process.env } });
+    child.on("exit", (code) => resolveCode(code ?? 1));
+  });
+}

@@ -1,0 +1,34 @@
+/** `tandem deploy --dry-run`: the generated configuration is accepted by the real wrangler, offline. */
+import { mkdtemp, readFile, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, expect, it } from "vitest";
+import { runCli } from "./helpers/cli.js";
+
+const dirs: string[] = [];
+afterAll(async () => {
+  for (const d of dirs) await rm(d, { recursive: true, force: true });
+});
+
+it("bundles the hello app and wrangler accepts the deployment with its bindings", async () => {
+  const out = await mkdtemp(join(tmpdir(), "tandem-deploy-"));
+  dirs.push(out);
+  const { code, stdout, stderr } = await runCli(["deploy", "examples/hello/app.ts", "--dry-run", "--outdir", out, "--name", "hello-edge"], {
+    env: { WRANGLER_SEND_METRICS: "false", CLOUDFLARE_CF_FETCH_ENABLED: "false" },
+  });
+  expect(stderr).not.toMatch(/✘|\[ERROR\]/);
+  expect(code).toBe(0);
+  expect(stdout).toMatch(/env\.LEDGER \(CallLedger\)\s+Durable Object/);
+  expect(stdout).toMatch(/env\.BLOBS \(tandem-blobs\)\s+R2 Bucket/);
+  expect(stdout).toContain("--dry-run: exiting now.");
+  const config = await readFile(join(out, "wrangler.toml"), "utf8");
+  expect(config).toContain('main = "worker.mjs"');
+  expect(config).toContain('name = "hello-edge"');
+});
+
+it("refuses an app with invalid options before calling wrangler", async () => {
+  const { code, stderr, stdout } = await runCli(["deploy", "test/fixtures/bad-options-app.ts", "--dry-run", "--outdir", join(tmpdir(), "tandem-deploy-bad")]);
+  expect(code).toBe(2);
+  expect(stderr).toContain('option "timeout"');
+  expect(stdout).not.toContain("wrangler");
+});
