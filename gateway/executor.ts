@@ -16,6 +16,7 @@ import { encodeValue, newCallId, type CallKind, type CallStatus, type EncodedVal
 import { ledgerFor, type FinishedCall, type LedgerApi } from "./call-ledger-client.js";
 import { gatewayConfig } from "./config.js";
 import type { RegisteredFunction } from "./registry.js";
+import { mapStack } from "./source-map.js";
 import { runStore, type RunContext } from "./run-context.js";
 
 export interface Outcome {
@@ -80,7 +81,7 @@ async function attemptOnce(rc: RunContext, fn: RegisteredFunction, args: unknown
       try {
         return await fn.handler(...args);
       } catch (err) {
-        throw remoteErrorFrom(err, { callId });
+        throw err instanceof TandemError ? err : remoteErrorFrom(err, { callId }, mapStack);
       }
     });
     return await Promise.race([running, timeout]);

@@ -6,3 +6,9 @@ declare module "node:async_hooks" {
     getStore(): T | undefined;
   }
 }
+
+// The bundle's source map, imported as a text module (sdk/cli/bundle.ts).
+declare module "tandem:source-map" {
+  const text: string;
+  export default text;
+}

@@ -8,6 +8,7 @@ import { NotFoundError, remoteErrorFrom, toWireError } from "../sdk/errors.js";
 import { paths } from "../sdk/protocol.js";
 import type { Env } from "./env.js";
 import { runStore, type RunContext } from "./run-context.js";
+import { mapStack } from "./source-map.js";
 
 type Web = { Bindings: Env };
 
@@ -67,8 +68,9 @@ function addEndpoint(web: Hono<Web>, appName: string, endpoint: EndpointHandle):
 
 /** A web handler threw: log the stack (the console prefix says where), answer 500 without it. */
 function failed(err: unknown): Response {
-  const error = toWireError(remoteErrorFrom(err));
-  console.error((err as Error)?.stack ?? err);
+  const remote = remoteErrorFrom(err, undefined, mapStack);
+  const error = toWireError(remote);
+  console.error(remote.remoteStack ?? err);
   delete error.remote?.stack;
   return Response.json({ error }, { status: 500 });
 }

@@ -183,10 +183,15 @@ export function fromWireError(wire: WireError): TandemError {
   return new Class(wire.message, wire.details);
 }
 
-/** Wraps whatever a user handler threw as a `RemoteError`, keeping its name and stack. */
-export function remoteErrorFrom(thrown: unknown, details?: Record<string, unknown>): RemoteError {
+/**
+ * Wraps whatever a user handler threw as a `RemoteError`, keeping its name and
+ * stack; `mapStack` lets a runtime point the stack at the original sources.
+ */
+export function remoteErrorFrom(thrown: unknown, details?: Record<string, unknown>, mapStack?: (stack: string) => string): RemoteError {
+  if (thrown instanceof RemoteError) return thrown;
   if (thrown instanceof Error) {
-    return new RemoteError({ name: thrown.name, message: thrown.message, ...(thrown.stack ? { stack: thrown.stack } : {}) }, details);
+    const stack = thrown.stack && mapStack ? mapStack(thrown.stack) : thrown.stack;
+    return new RemoteError({ name: thrown.name, message: thrown.message, ...(stack ? { stack } : {}) }, details);
   }
   return new RemoteError({ name: "Error", message: `non-Error value thrown: ${safeString(thrown)}` }, details);
 }

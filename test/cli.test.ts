@@ -78,7 +78,7 @@ describe("tandem run", () => {
     const { code, stderr } = await runCli(["run", "test/fixtures/edge-app.ts::boom", "out of budget"]);
     expect(code).toBe(1);
     expect(stderr).toContain("QuotaExceeded: out of budget");
-    expect(stderr).toMatch(/\n\s+at /);
+    expect(stderr).toMatch(/\n\s+at .*test\/fixtures\/edge-app\.ts:\d+:\d+/);
   });
 
   it("names the functions when the one asked for does not exist", async () => {

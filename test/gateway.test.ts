@@ -60,7 +60,8 @@ describe("remote calls", () => {
     expect(err).toBeInstanceOf(RemoteError);
     expect(err.message).toBe("over quota");
     expect(err.remoteName).toBe("QuotaExceeded");
-    expect(err.remoteStack).toMatch(/^QuotaExceeded: over quota\n\s+at /);
+    expect(err.remoteStack).toMatch(/^QuotaExceeded: over quota\n\s+at .*\(test\/fixtures\/edge-app\.ts:\d+:\d+\)/);
+    expect(err.remoteStack).not.toContain("worker.mjs");
     const callId = err.details.callId as string;
     await eventually(async () => (await fetch(`${gw.url}/v1/calls/${callId}`)).status === 200);
     expect(await ledger(callId)).toMatchObject({ status: "failed", error: { code: "function_failed", remote: { name: "QuotaExceeded" } } });

@@ -5,8 +5,8 @@
  */
 import { build, type BuildFailure, type BuildOptions, type BuildResult, type Plugin } from "esbuild";
 import { existsSync } from "node:fs";
-import { mkdir } from "node:fs/promises";
-import { basename, join, relative, resolve } from "node:path";
+import { mkdir, readFile, writeFile } from "node:fs/promises";
+import { basename, dirname, join, relative, resolve } from "node:path";
 import { pathToFileURL } from "node:url";
 import { loadAppModule, type App } from "../app.js";
 import { InvalidOptionsError } from "../errors.js";
@@ -23,13 +23,27 @@ export interface WorkerBundle {
 /** Lets an app outside this package import `tandem` and this package's dependencies (hono). */
 const nodePaths = [join(PACKAGE_ROOT, "node_modules")];
 
-/** Bundles the gateway and `appFiles` into one Worker module in `outDir`; `minify` for deploys. */
-export async function bundleWorker(appFiles: string[], outDir: string, options: { minify?: boolean } = {}): Promise<WorkerBundle> {
+/** The source map travels beside the bundle as a text module, so remote stacks name the user's files. */
+const SOURCE_MAP_MODULE = "tandem:source-map";
+const sourceMapBesideBundle: Plugin = {
+  name: "source-map-beside-bundle",
+  setup(b) {
+    b.onResolve({ filter: /^tandem:source-map$/ }, () => ({ path: "./worker.mjs.map", external: true }));
+  },
+};
+
+/**
+ * Bundles the gateway and `appFiles` into one Worker module in `outDir`.
+ * `minify` for deploys; `sourceMap: false` leaves the map out of the Worker.
+ */
+export async function bundleWorker(appFiles: string[], outDir: string, options: { minify?: boolean; sourceMap?: boolean } = {}): Promise<WorkerBundle> {
   await mkdir(outDir, { recursive: true });
   const files = appFiles.map(checkAppFile);
+  const withMap = options.sourceMap ?? true;
   const entry = [
     ...files.map((f, i) => `import * as app${i} from ${JSON.stringify(f)};`),
-    `import { createGateway, CallLedger } from ${JSON.stringify(GATEWAY_ENTRY)};`,
+    `import { createGateway, CallLedger, installSourceMap } from ${JSON.stringify(GATEWAY_ENTRY)};`,
+    withMap ? `import sourceMap from ${JSON.stringify(SOURCE_MAP_MODULE)};\ninstallSourceMap(sourceMap);` : "",
     `export default createGateway([${files.map((f, i) => `{ file: ${JSON.stringify(relative(process.cwd(), f) || basename(f))}, exports: app${i} }`).join(", ")}]);`,
     `export { CallLedger };`,
   ].join("\n");
@@ -45,14 +59,17 @@ export async function bundleWorker(appFiles: string[], outDir: string, options: 
     conditions: ["workerd", "worker", "browser"],
     external: ["cloudflare:*", "node:*"],
     alias: { tandem: SDK_ENTRY },
+    plugins: [sourceMapBesideBundle],
     nodePaths,
     metafile: true,
-    sourcemap: "linked",
+    sourcemap: withMap ? "external" : false,
+    sourcesContent: false,
     minify: options.minify ?? false,
     keepNames: true,
     logLevel: "silent",
     legalComments: "none",
   });
+  if (withMap) await relativizeSources(`${path}.map`);
   const inputs = Object.keys(result.metafile.inputs)
     .filter((i) => !i.includes("node_modules") && !i.startsWith("<"))
     .map((i) => resolve(i));
@@ -89,6 +106,13 @@ export async function loadAppInNode(appFile: string, outDir: string): Promise<Ap
   });
   const exports = (await import(`${pathToFileURL(out).href}?t=${Date.now()}`)) as Record<string, unknown>;
   return loadAppModule(relative(process.cwd(), file) || basename(file), exports);
+}
+
+/** Source paths relative to the working directory, as a user reads them in a stack. */
+async function relativizeSources(mapPath: string): Promise<void> {
+  const map = JSON.parse(await readFile(mapPath, "utf8")) as { sources: string[] };
+  map.sources = map.sources.map((s) => relative(process.cwd(), resolve(dirname(mapPath), s)));
+  await writeFile(mapPath, JSON.stringify(map));
 }
 
 function checkAppFile(appFile: string): string {

@@ -22,7 +22,7 @@ export interface DeployOptions {
 export async function deploy(options: DeployOptions): Promise<number> {
   const outDir = resolve(options.outDir ?? join(stateDir(), "deploy"));
   for (const file of options.appFiles) await loadAppInNode(file, join(outDir, "node"));
-  const bundle = await bundleWorker(options.appFiles, outDir, { minify: true });
+  const bundle = await bundleWorker(options.appFiles, outDir, { minify: true, sourceMap: false });
   const template = await readFile(join(PACKAGE_ROOT, "wrangler.toml"), "utf8");
   let config = template.replace(/^main = .*$/m, `main = "worker.mjs"`);
   if (options.name !== undefined) {

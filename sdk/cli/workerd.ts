@@ -37,6 +37,8 @@ export async function startWorkerd(options: WorkerdOptions): Promise<RunningWork
     modules: true,
     scriptPath: options.scriptPath,
     modulesRoot: dirname(options.scriptPath),
+    // The bundle imports its source map as text (see bundle.ts).
+    modulesRules: [{ type: "Text", include: ["**/*.map"] }],
     compatibilityDate: COMPATIBILITY_DATE,
     compatibilityFlags: COMPATIBILITY_FLAGS,
     durableObjects: { LEDGER: { className: "CallLedger", useSQLite: true } },
