@@ -14,11 +14,10 @@ import {
   PROTOCOL_VERSION,
   ROUTES,
   encodeValue,
-  type CallRecord,
   type MapResultLine,
 } from "../sdk/protocol.js";
 import { decodeBodyValue, readJsonBody } from "./body.js";
-import { ledgerFor } from "./call-ledger-client.js";
+import { ledgerFor, toCallRecord } from "./call-ledger-client.js";
 import { gatewayConfig } from "./config.js";
 import type { Env } from "./env.js";
 import { callNow, mapCalls, spawnCall } from "./executor.js";
@@ -40,12 +39,8 @@ export function apiRoutes(): Hono<Api> {
     const fn = registry().function(c.req.param("app"), c.req.param("fn"));
     const args = await readArgs(c);
     const { id, row } = await callNow(runContext(c), fn, args);
-    const record: CallRecord = { callId: id, app: row.app, function: row.function, kind: row.kind, status: row.status, attempts: row.attempts, createdAt: row.createdAt, startedAt: row.startedAt, finishedAt: row.finishedAt };
-    if (row.result?.json !== undefined) record.result = row.result.json;
-    if (row.result?.meta !== undefined) record.meta = row.result.meta;
-    if (row.error) record.error = row.error;
     c.header(HEADERS.callId, id);
-    return c.json(record, row.error ? (ERROR_STATUS[row.error.code] as ContentfulStatusCode) : 200);
+    return c.json(toCallRecord(row), row.error ? (ERROR_STATUS[row.error.code] as ContentfulStatusCode) : 200);
   });
 
   api.post(ROUTES.spawn, async (c) => {
@@ -65,11 +60,9 @@ export function apiRoutes(): Hono<Api> {
     const stream = new TransformStream<Uint8Array, Uint8Array>();
     const writer = stream.writable.getWriter();
     rc.waitUntil(
-      mapCalls(rc, fn, inputs, async (index, callId, outcome, row) => {
-        const line: MapResultLine = { index, callId, status: outcome.status };
-        if (row.result?.json !== undefined) line.result = row.result.json;
-        if (row.result?.meta !== undefined) line.meta = row.result.meta;
-        if (row.error) line.error = row.error;
+      mapCalls(rc, fn, inputs, async (index, row) => {
+        const { callId, status, result, meta, error } = toCallRecord(row);
+        const line: MapResultLine = { index, callId, status, result, meta, error };
         await writer.write(encoder.encode(JSON.stringify(line) + "\n"));
       })
         .catch((err) => writer.write(encoder.encode(JSON.stringify({ index: -1, callId: "", status: "failed", error: toWireError(err) }) + "\n")))

@@ -24,6 +24,25 @@ export interface FinishedCall {
   error?: WireError;
 }
 
+/** The wire record of an ended call. */
+export function toCallRecord(call: FinishedCall): CallRecord {
+  const record: CallRecord = {
+    callId: call.id,
+    app: call.app,
+    function: call.function,
+    kind: call.kind,
+    status: call.status,
+    attempts: call.attempts,
+    createdAt: call.createdAt,
+    startedAt: call.startedAt,
+    finishedAt: call.finishedAt,
+  };
+  if (call.result?.json !== undefined) record.result = call.result.json;
+  if (call.result?.meta !== undefined) record.meta = call.result.meta;
+  if (call.error) record.error = call.error;
+  return record;
+}
+
 /** A spawned call, recorded before it starts so that it survives a restart. */
 export interface NewCall {
   id: string;

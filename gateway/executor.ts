@@ -162,7 +162,7 @@ export async function mapCalls(
   rc: RunContext,
   fn: RegisteredFunction,
   inputs: unknown[][],
-  onResult: (index: number, id: string, outcome: Outcome, row: FinishedCall) => void | Promise<void>,
+  onResult: (index: number, row: FinishedCall, outcome: Outcome) => void | Promise<void>,
   concurrency = 32,
 ): Promise<void> {
   const rows: FinishedCall[] = [];
@@ -175,7 +175,7 @@ export async function mapCalls(
       const outcome = await execute(rc, fn, inputs[index]!, id);
       const row = finishedCall(id, fn, "map", createdAt, outcome);
       rows.push(row);
-      await onResult(index, id, outcome, row);
+      await onResult(index, row, outcome);
     }
   };
   await Promise.all(Array.from({ length: Math.min(concurrency, inputs.length) }, worker));
@@ -187,7 +187,9 @@ async function recordRows(rc: RunContext, rows: FinishedCall[]): Promise<void> {
   const stubs = new Map<string, LedgerApi>();
   for (const row of rows) {
     const stub = ledgerFor(rc.env, row.id, stubs);
-    byShard.set(stub, [...(byShard.get(stub) ?? []), row]);
+    const shardRows = byShard.get(stub);
+    if (shardRows) shardRows.push(row);
+    else byShard.set(stub, [row]);
   }
   await Promise.all([...byShard].map(([stub, shardRows]) => stub.record(shardRows))).catch((err) => console.error("ledger: could not record map calls:", err));
 }

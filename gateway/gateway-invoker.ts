@@ -28,7 +28,7 @@ export class GatewayInvoker implements Invoker {
     const all: unknown[][] = [];
     for await (const input of inputs) all.push(input);
     const done: MapOutcome[] = [];
-    await mapCalls(rc, target, all, (index, _id, outcome) => {
+    await mapCalls(rc, target, all, (index, _row, outcome) => {
       done.push(outcome.error ? { index, ok: false, error: outcome.error } : { index, ok: true, value: outcome.value });
     });
     yield* done;

@@ -28,6 +28,9 @@ export class FrontDoor {
   readonly #server: http.Server;
   readonly #draining = new Set<Promise<void>>();
 
+  /** Told of every request when it ends: method, path, status, milliseconds. */
+  onRequest: ((method: string, path: string, status: number, ms: number) => void) | undefined;
+
   private constructor() {
     this.#server = http.createServer((req, res) => this.#forward(req, res));
     this.#server.on("upgrade", (req, socket, head) => this.#upgrade(req, socket as net.Socket, head));
@@ -84,10 +87,12 @@ export class FrontDoor {
       return;
     }
     slot.inflight++;
+    const started = performance.now();
     let released = false;
     const release = () => {
       if (released) return;
       released = true;
+      this.onRequest?.(req.method ?? "GET", req.url ?? "/", res.statusCode, performance.now() - started);
       slot.inflight--;
       this.#maybeStop(slot);
     };

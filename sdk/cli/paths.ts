@@ -2,7 +2,7 @@
  * Where the installed Tandem package lives, and where a project keeps its
  * local state (`.tandem/` beside the app file's working directory).
  */
-import { existsSync } from "node:fs";
+import { existsSync, mkdirSync, writeFileSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 
@@ -13,9 +13,14 @@ export const SDK_ENTRY = join(PACKAGE_ROOT, "sdk/index.ts");
 export const SDK_DIST = join(PACKAGE_ROOT, "dist/index.js");
 export const GATEWAY_ENTRY = join(PACKAGE_ROOT, "gateway/index.ts");
 
-/** The project's local state folder. */
+/** The project's local state folder, made on first use with a .gitignore so it is never committed. */
 export function stateDir(cwd = process.cwd()): string {
-  return resolve(cwd, ".tandem");
+  const dir = resolve(cwd, ".tandem");
+  if (!existsSync(join(dir, ".gitignore"))) {
+    mkdirSync(dir, { recursive: true });
+    writeFileSync(join(dir, ".gitignore"), "# Local state of `tandem serve`: builds, the call ledger, blobs.\n*\n");
+  }
+  return dir;
 }
 
 function findPackageRoot(from: string): string {

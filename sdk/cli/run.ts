@@ -7,6 +7,7 @@ import { inspect } from "node:util";
 import { join } from "node:path";
 import { InvalidOptionsError, RemoteError, TandemError } from "../errors.js";
 import { HttpInvoker } from "../client.js";
+import { encodeValue } from "../protocol.js";
 import { bundleWorker, loadAppInNode } from "./bundle.js";
 import { stateDir } from "./paths.js";
 import { startWorkerd } from "./workerd.js";
@@ -45,7 +46,8 @@ export async function runOnce(target: string, rawArgs: string[]): Promise<number
   const gateway = await startWorkerd({ scriptPath: bundle.path, persistDir: false });
   try {
     const result = await new HttpInvoker(gateway.url.href.replace(/\/$/, "")).call(app.name, fn, args);
-    if (result !== undefined) console.log(typeof result === "string" ? result : isJson(result) ? JSON.stringify(result, null, 2) : inspect(result, { depth: 8 }));
+    // Strings print as they are, plain JSON as JSON, anything richer (Map, Date, bytes) as Node shows it.
+    if (result !== undefined) console.log(typeof result === "string" ? result : encodeValue(result).meta === undefined ? JSON.stringify(result, null, 2) : inspect(result, { depth: 8 }));
     return 0;
   } catch (err) {
     printCallError(err);
@@ -64,13 +66,5 @@ export function printCallError(err: unknown): void {
     console.error(`${err.name} (${err.code}): ${err.message}`);
   } else {
     console.error(err);
-  }
-}
-
-function isJson(value: unknown): boolean {
-  try {
-    return JSON.stringify(value) !== undefined && JSON.parse(JSON.stringify(value)) !== null && !(value instanceof Map) && !(value instanceof Set) && !(value instanceof Date) && !(value instanceof Uint8Array);
-  } catch {
-    return false;
   }
 }

@@ -36,6 +36,10 @@ export async function serve(options: ServeOptions): Promise<Serving> {
   const apps = await loadApps(options.appFiles, buildDir);
   let bundle = await bundleWorker(options.appFiles, join(buildDir, "current"));
   const { door, url } = await FrontDoor.listen(options.host, options.port);
+  door.onRequest = (method, path, status, ms) => {
+    const code = status >= 500 ? style.err(String(status)) : status >= 400 ? style.warn(String(status)) : style.ok(String(status));
+    log(style.dim(`${method} ${path} `) + code + style.dim(` ${ms.toFixed(1)} ms`));
+  };
   try {
     door.swap(await startWorkerd({ scriptPath: bundle.path, persistDir: join(state, "state") }));
   } catch (err) {

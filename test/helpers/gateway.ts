@@ -10,6 +10,8 @@ export interface TestGateway {
   /** Every line the Worker wrote. */
   output: string[];
   dir: string;
+  /** Keys in the gateway's blob store (R2). */
+  blobKeys(): Promise<string[]>;
   restart(): Promise<void>;
   stop(): Promise<void>;
   dispose(): Promise<void>;
@@ -31,6 +33,10 @@ export async function startTestGateway(appFile: string, options: { bindings?: Re
     url: running.url.href.replace(/\/$/, ""),
     output,
     dir,
+    async blobKeys() {
+      const bucket = await running!.miniflare.getR2Bucket("BLOBS");
+      return (await bucket.list()).objects.map((o) => o.key);
+    },
     async restart() {
       await running?.dispose();
       running = await start();

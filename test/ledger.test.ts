@@ -1,6 +1,6 @@
 /**
- * A spawned call whose runner dies with the gateway is resumed from the
- * ledger after a restart, and its result is recorded once.
+ * The call ledger in real workerd: a spawned call whose runner dies with the
+ * gateway is resumed after a restart, and large values go to blob storage.
  */
 import { afterAll, beforeAll, expect, it } from "vitest";
 import { FunctionCall, lookup, type CallRecord } from "../sdk/index.js";
@@ -29,4 +29,17 @@ it("resumes a spawned call that was running when the gateway stopped", async () 
   const after = (await (await fetch(`${gw.url}/v1/calls/${call.id}`)).json()) as CallRecord;
   expect(after).toMatchObject({ status: "succeeded", result: "slept 1500", kind: "spawn" });
   expect(gw.output.some((l) => l.includes(`resuming edge.napping ${call.id}`))).toBe(true);
+});
+
+it("keeps a result larger than a ledger row in blob storage and returns it whole", async () => {
+  const big = "x".repeat(700_000) + "end";
+  const call = await lookup("edge", "echo", { gateway: gw.url }).spawn(big, new Uint8Array(300_000).fill(7));
+  const [text, bytes] = (await call.get({ timeoutMs: 10_000 })) as [string, Uint8Array];
+  expect(text).toBe(big);
+  expect(bytes).toBeInstanceOf(Uint8Array);
+  expect(bytes.length).toBe(300_000);
+  expect(bytes.every((b) => b === 7)).toBe(true);
+  const blobs = await gw.blobKeys();
+  expect(blobs).toContain(`results/${call.id}`);
+  expect(blobs).toContain(`inputs/${call.id}`);
 });
