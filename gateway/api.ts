@@ -4,7 +4,7 @@
  */
 import { Hono, type Context } from "hono";
 import type { ContentfulStatusCode } from "hono/utils/http-status";
-import { ERROR_STATUS, InvalidRequestError, NotFoundError, toWireError } from "../sdk/errors.js";
+import { ERROR_STATUS, InvalidRequestError, MethodNotAllowedError, NotFoundError, toWireError } from "../sdk/errors.js";
 import {
   CALL_ID_PATTERN,
   CallRequestSchema,
@@ -28,6 +28,15 @@ type Api = { Bindings: Env };
 
 export function apiRoutes(): Hono<Api> {
   const api = new Hono<Api>();
+
+  api.use("/v1/*", async (c, next) => {
+    const asked = c.req.header(HEADERS.protocol);
+    if (asked !== undefined && asked !== PROTOCOL_VERSION) {
+      throw new InvalidRequestError(`this gateway speaks protocol ${PROTOCOL_VERSION}, the request asked for ${asked}; upgrade the client or the gateway`);
+    }
+    await next();
+    c.header(HEADERS.protocol, PROTOCOL_VERSION);
+  });
 
   api.get(ROUTES.health, (c) => c.json({ ok: true, protocol: PROTOCOL_VERSION }));
 
@@ -87,6 +96,18 @@ export function apiRoutes(): Hono<Api> {
     if (!record) throw unknownCall(id);
     return c.json({ callId: id, status: record.status });
   });
+
+  // A known route asked with the wrong method: say which method it takes.
+  const methods: [string, string][] = [
+    [ROUTES.health, "GET"], [ROUTES.apps, "GET"], [ROUTES.app, "GET"], [ROUTES.call, "POST"], [ROUTES.spawn, "POST"],
+    [ROUTES.map, "POST"], [ROUTES.callRecord, "GET"], [ROUTES.cancel, "POST"],
+  ];
+  for (const [route, method] of methods) {
+    api.all(route, (c) => {
+      c.header("allow", method);
+      throw new MethodNotAllowedError(`${new URL(c.req.url).pathname} takes ${method}, not ${c.req.method}`);
+    });
+  }
 
   api.all("/v1/*", (c) => {
     throw new NotFoundError(`no such API route: ${c.req.method} ${new URL(c.req.url).pathname} (see docs/api.md)`);

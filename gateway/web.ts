@@ -18,7 +18,13 @@ export function webRoutes(apps: readonly App[]): Hono<Web> {
     for (const mount of app.webMounts) mountWebApp(web, app.name, mount);
     for (const endpoint of app.endpoints) addEndpoint(web, app.name, endpoint);
     web.all(`/${app.name}/:label/*`, (c) => {
-      throw new NotFoundError(`app "${app.name}" has no web endpoint "${c.req.param("label")}" (endpoints: ${labels(app)})`, { app: app.name });
+      const label = c.req.param("label");
+      const served = app.endpoints.filter((e) => e.label === label).map((e) => `${e.method} ${e.path}`);
+      if (served.length) {
+        const rest = new URL(c.req.url).pathname.slice(`/${app.name}/${label}`.length) || "/";
+        throw new NotFoundError(`endpoint "${label}" of app "${app.name}" does not serve ${c.req.method} ${rest} (it serves ${served.join(", ")})`, { app: app.name, label });
+      }
+      throw new NotFoundError(`app "${app.name}" has no web endpoint "${label}" (endpoints: ${labels(app)})`, { app: app.name });
     });
     web.all(`/${app.name}`, () => {
       throw new NotFoundError(`app "${app.name}" serves its endpoints under /${app.name}/<label> (endpoints: ${labels(app)})`, { app: app.name });

@@ -10,6 +10,7 @@ export const ERROR_STATUS = {
   invalid_request: 400,
   invalid_options: 400,
   not_found: 404,
+  method_not_allowed: 405,
   payload_too_large: 413,
   function_failed: 500,
   function_timeout: 504,
@@ -75,6 +76,13 @@ export class InvalidOptionsError extends TandemError {
 export class NotFoundError extends TandemError {
   constructor(message: string, details?: Record<string, unknown>) {
     super("not_found", message, details);
+  }
+}
+
+/** A known route asked with a method it does not serve. */
+export class MethodNotAllowedError extends TandemError {
+  constructor(message: string, details?: Record<string, unknown>) {
+    super("method_not_allowed", message, details);
   }
 }
 
@@ -165,6 +173,7 @@ const CLASSES: { [C in Exclude<ErrorCode, "function_failed">]: new (message: str
   invalid_request: InvalidRequestError,
   invalid_options: InvalidOptionsError,
   not_found: NotFoundError,
+  method_not_allowed: MethodNotAllowedError,
   payload_too_large: PayloadTooLargeError,
   function_timeout: FunctionTimeoutError,
   call_cancelled: CancelledError,

@@ -16,6 +16,7 @@ export {
   InvalidRequestError,
   InvalidOptionsError,
   NotFoundError,
+  MethodNotAllowedError,
   PayloadTooLargeError,
   RemoteError,
   FunctionTimeoutError,

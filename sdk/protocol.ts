@@ -96,16 +96,18 @@ export function newCallId(now = Date.now()): string {
 // Bodies
 
 const jsonValue: z.ZodType<unknown> = z.unknown();
+/** superjson's description of the values JSON cannot carry. */
+const metaValue = z.looseObject({}, "must be an object in superjson's meta format");
 
 export const CallRequestSchema = z.strictObject({
-  args: z.array(jsonValue).optional(),
-  meta: z.unknown().optional(),
+  args: z.array(jsonValue, "must be an array of arguments").optional(),
+  meta: metaValue.optional(),
 });
 export type CallRequest = z.infer<typeof CallRequestSchema>;
 
 export const MapRequestSchema = z.strictObject({
-  inputs: z.array(z.array(jsonValue)).max(LIMITS.maxMapInputs),
-  meta: z.unknown().optional(),
+  inputs: z.array(z.array(jsonValue, "each input must be an array of arguments"), "must be an array of argument arrays").max(LIMITS.maxMapInputs, `at most ${LIMITS.maxMapInputs} inputs per request`),
+  meta: metaValue.optional(),
 });
 export type MapRequest = z.infer<typeof MapRequestSchema>;
 
@@ -120,7 +122,7 @@ export interface CallRecord {
   createdAt: number;
   startedAt?: number;
   finishedAt?: number;
-  /** Present when `status` is `succeeded` (absent when the function returned `undefined`). */
+  /** Present when `status` is `succeeded`; `undefined` travels as `null` with `meta` saying so. */
   result?: unknown;
   meta?: unknown;
   /** Present when `status` is `failed`, `timed_out` or `cancelled`. */

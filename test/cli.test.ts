@@ -38,6 +38,14 @@ describe("tandem serve examples/hello", () => {
     expect(stdout).toContain("squares: 1, 4, 9, 16, 25");
   });
 
+  it("answers 413 for a declared body over the limit through the local front door", async () => {
+    for (let i = 0; i < 5; i++) {
+      const res = await fetch(`${served.url}/v1/apps/hello/functions/greet/call`, { method: "POST", body: "x".repeat(10 * 1024 * 1024 + 1) });
+      expect(res.status).toBe(413);
+      expect(((await res.json()) as { error: { code: string } }).error.code).toBe("payload_too_large");
+    }
+  });
+
   it("lists apps with tandem apps --gateway", async () => {
     const { code, stdout } = await runCli(["apps", "--gateway", served.url]);
     expect(code).toBe(0);

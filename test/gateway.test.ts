@@ -260,6 +260,28 @@ describe("bad input", () => {
     expect(chunked.status).toBe(413);
   });
 
+  it("answers 405 naming the method a known route takes", async () => {
+    const res = await fetch(`${gw.url}/v1/apps/edge/functions/square/call`);
+    expect(res.status).toBe(405);
+    expect(res.headers.get("allow")).toBe("POST");
+    expect(((await res.json()) as any).error).toMatchObject({ code: "method_not_allowed", message: expect.stringContaining("takes POST, not GET") });
+  });
+
+  it("answers 400 for a protocol version it does not speak, or a meta that is not an object", async () => {
+    const version = await post("/v1/apps/edge/functions/square/call", JSON.stringify({ args: [1] }), { "tandem-protocol": "99" });
+    expect(version.status).toBe(400);
+    expect(((await version.json()) as any).error.message).toContain("speaks protocol 1");
+    const meta = await post("/v1/apps/edge/functions/square/call", JSON.stringify({ args: [1], meta: "garbage" }));
+    expect(meta.status).toBe(400);
+    expect(((await meta.json()) as any).error.message).toContain('"meta"');
+  });
+
+  it("says what an endpoint serves when the method or path does not match", async () => {
+    const res = await fetch(`${gw.url}/edge/hello/Ada`, { method: "DELETE" });
+    expect(res.status).toBe(404);
+    expect(((await res.json()) as any).error.message).toBe('endpoint "hello" of app "edge" does not serve DELETE /Ada (it serves GET /:name)');
+  });
+
   it("answers 400 for a malformed call id and 404 for an unknown one", async () => {
     expect((await fetch(`${gw.url}/v1/calls/not-an-id`)).status).toBe(400);
     const unknown = await fetch(`${gw.url}/v1/calls/fc-00000000000000000000000000`);

@@ -6,7 +6,8 @@
  */
 import http from "node:http";
 import net from "node:net";
-import { HEADERS, PROTOCOL_VERSION } from "../protocol.js";
+import { PayloadTooLargeError, toWireError } from "../errors.js";
+import { HEADERS, LIMITS, PROTOCOL_VERSION } from "../protocol.js";
 
 export interface Backend {
   url: URL;
@@ -30,6 +31,9 @@ export class FrontDoor {
 
   /** Told of every request when it ends: method, path, status, milliseconds. */
   onRequest: ((method: string, path: string, status: number, ms: number) => void) | undefined;
+
+  /** The gateway's body limit, applied before forwarding. */
+  maxBodyBytes: number = LIMITS.maxBodyBytes;
 
   private constructor() {
     this.#server = http.createServer((req, res) => this.#forward(req, res));
@@ -84,6 +88,15 @@ export class FrontDoor {
     if (!slot) {
       res.writeHead(503, { "content-type": "application/json", "retry-after": "1" });
       res.end(JSON.stringify({ error: { code: "gateway_unreachable", message: "the local gateway is still starting" } }));
+      return;
+    }
+    // Refused here, before the body is sent on: workerd would answer 413 and close while we still write it.
+    // The body is read and dropped, so the client can finish sending it and read the answer.
+    const declared = Number(req.headers["content-length"] ?? "NaN");
+    if (declared > this.maxBodyBytes) {
+      res.writeHead(413, { "content-type": "application/json" });
+      res.end(JSON.stringify({ error: toWireError(new PayloadTooLargeError(`request body is larger than ${this.maxBodyBytes} bytes, the most this gateway accepts (TANDEM_MAX_BODY_BYTES)`, { maxBytes: this.maxBodyBytes })) }));
+      req.resume();
       return;
     }
     slot.inflight++;

@@ -10,7 +10,7 @@ import { paths } from "../protocol.js";
 import { bundleWorker, loadAppInNode } from "./bundle.js";
 import { FrontDoor } from "./front-door.js";
 import { stateDir } from "./paths.js";
-import { startWorkerd } from "./workerd.js";
+import { gatewaySettingsFromEnv, startWorkerd } from "./workerd.js";
 import { style } from "./style.js";
 
 export interface ServeOptions {
@@ -36,6 +36,8 @@ export async function serve(options: ServeOptions): Promise<Serving> {
   const apps = await loadApps(options.appFiles, buildDir);
   let bundle = await bundleWorker(options.appFiles, join(buildDir, "current"));
   const { door, url } = await FrontDoor.listen(options.host, options.port);
+  const maxBody = Number(gatewaySettingsFromEnv().TANDEM_MAX_BODY_BYTES);
+  if (maxBody > 0) door.maxBodyBytes = maxBody;
   door.onRequest = (method, path, status, ms) => {
     const code = status >= 500 ? style.err(String(status)) : status >= 400 ? style.warn(String(status)) : style.ok(String(status));
     log(style.dim(`${method} ${path} `) + code + style.dim(` ${ms.toFixed(1)} ms`));

@@ -15,7 +15,7 @@ export interface WorkerdOptions {
   host?: string;
   /** 0 picks a free port. */
   port?: number;
-  /** Extra `TANDEM_*` settings for the gateway. */
+  /** `TANDEM_*` settings for the gateway; default: those set in this process's environment. */
   bindings?: Record<string, string>;
   /** Where the Worker's console lines go; default this process's stdout/stderr. */
   onOutput?: (line: string, stream: "stdout" | "stderr") => void;
@@ -43,7 +43,7 @@ export async function startWorkerd(options: WorkerdOptions): Promise<RunningWork
     compatibilityFlags: COMPATIBILITY_FLAGS,
     durableObjects: { LEDGER: { className: "CallLedger", useSQLite: true } },
     r2Buckets: ["BLOBS"],
-    bindings: options.bindings ?? {},
+    bindings: options.bindings ?? gatewaySettingsFromEnv(),
     host: options.host ?? "127.0.0.1",
     port: options.port ?? 0,
     cf: false,
@@ -69,4 +69,9 @@ function forwardLines(stream: Readable, write: (line: string) => void): void {
     }
   });
   stream.on("end", () => buffered && write(buffered));
+}
+
+/** The gateway's `TANDEM_*` settings as set in this process's environment (the client's `TANDEM_GATEWAY` aside). */
+export function gatewaySettingsFromEnv(env: NodeJS.ProcessEnv = process.env): Record<string, string> {
+  return Object.fromEntries(Object.entries(env).filter((e): e is [string, string] => e[0].startsWith("TANDEM_") && e[0] !== "TANDEM_GATEWAY" && e[1] !== undefined));
 }
