@@ -10,7 +10,11 @@ export async function readJsonBody<S extends z.ZodType>(request: Request, schema
   const declared = Number(request.headers.get("content-length") ?? "NaN");
   if (declared > maxBytes) throw tooLarge(declared, maxBytes);
   const bytes = await readLimited(request, maxBytes);
-  const text = new TextDecoder().decode(bytes);
+  return parseJsonBody(new TextDecoder().decode(bytes), schema);
+}
+
+/** Parses a body already read: JSON first (400 naming the parse error), then the shape. An empty body is `{}`. */
+export function parseJsonBody<S extends z.ZodType>(text: string, schema: S): z.infer<S> {
   if (text.trim() === "") return parseShape(schema, {});
   let json: unknown;
   try {

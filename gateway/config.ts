@@ -13,12 +13,15 @@ export interface GatewayConfig {
   resultTtlSeconds: number;
   /** A spawned call whose runner has not renewed its lease for this long is resumed elsewhere. */
   callLeaseMs: number;
+  /** The secret shared with planes; undefined: planes are off. */
+  planeSecret: string | undefined;
 }
 
 const ConfigSchema = z.object({
   TANDEM_MAX_BODY_BYTES: z.coerce.number().int().positive().default(LIMITS.maxBodyBytes),
   TANDEM_RESULT_TTL_SECONDS: z.coerce.number().int().positive().default(LIMITS.resultTtlSeconds),
   TANDEM_CALL_LEASE_SECONDS: z.coerce.number().positive().default(30),
+  TANDEM_PLANE_SECRET: z.string().min(16, "must be at least 16 characters").optional(),
 });
 
 let cached: { env: Env; config: GatewayConfig } | undefined;
@@ -31,6 +34,7 @@ export function gatewayConfig(env: Env): GatewayConfig {
     maxBodyBytes: parsed.data.TANDEM_MAX_BODY_BYTES,
     resultTtlSeconds: parsed.data.TANDEM_RESULT_TTL_SECONDS,
     callLeaseMs: parsed.data.TANDEM_CALL_LEASE_SECONDS * 1000,
+    planeSecret: parsed.data.TANDEM_PLANE_SECRET,
   };
   cached = { env, config };
   return config;

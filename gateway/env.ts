@@ -4,12 +4,17 @@
  * names them once for the local runtime.
  */
 import type { CallLedger } from "./call-ledger.js";
+import type { PlaneRegistry } from "./plane-registry.js";
 
 export interface Env {
   /** The call ledger: a SQLite-backed Durable Object, sharded by call id. */
   LEDGER: DurableObjectNamespace<CallLedger>;
-  /** Large inputs and results, stored by reference. */
+  /** The planes this gateway forwards plane-tier calls to. */
+  PLANES: DurableObjectNamespace<PlaneRegistry>;
+  /** Large inputs and results, and the planes' app bundles, stored by reference. */
   BLOBS: R2Bucket;
+  /** The secret shared with planes; without it no plane can register. */
+  TANDEM_PLANE_SECRET?: string;
   /** Optional settings, all strings; see `gateway/config.ts`. */
   TANDEM_MAX_BODY_BYTES?: string;
   TANDEM_RESULT_TTL_SECONDS?: string;

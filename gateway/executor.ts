@@ -6,6 +6,7 @@
 import {
   CancelledError,
   FunctionTimeoutError,
+  NoCapacityError,
   PlaneUnavailableError,
   TandemError,
   remoteErrorFrom,
@@ -15,6 +16,7 @@ import { retryDelayMs } from "../sdk/options.js";
 import { encodeValue, newCallId, type CallKind, type CallStatus, type EncodedValue } from "../sdk/protocol.js";
 import { ledgerFor, type FinishedCall, type LedgerApi } from "./call-ledger-client.js";
 import { gatewayConfig } from "./config.js";
+import { forwardToPlane } from "./forward-to-plane.js";
 import type { RegisteredFunction } from "./registry.js";
 import { mapStack } from "./source-map.js";
 import { runStore, type RunContext } from "./run-context.js";
@@ -51,7 +53,7 @@ export async function execute(
       return { status: "succeeded", value, attempts: attempt, startedAt, finishedAt: Date.now() };
     } catch (err) {
       const error = err instanceof TandemError ? err : remoteErrorFrom(err, { callId });
-      if (attempt >= lastAttempt || error instanceof PlaneUnavailableError) {
+      if (attempt >= lastAttempt || error instanceof PlaneUnavailableError || error instanceof NoCapacityError) {
         return { status: error instanceof FunctionTimeoutError ? "timed_out" : "failed", error, attempts: attempt, startedAt, finishedAt: Date.now() };
       }
       await sleep(retryDelayMs(fn.spec.retries, attempt));
@@ -60,9 +62,7 @@ export async function execute(
 }
 
 async function attemptOnce(rc: RunContext, fn: RegisteredFunction, args: unknown[], callId: string, attempt: number): Promise<unknown> {
-  if (fn.spec.tier === "plane") {
-    throw new PlaneUnavailableError(`${fn.app}.${fn.name} runs on the GPU plane, and no plane is connected to this gateway`, { app: fn.app, function: fn.name });
-  }
+  if (fn.spec.tier === "plane") return forwardToPlane(rc.env, fn, args, callId, attempt);
   const context: RunContext = {
     ...rc,
     logPrefix: `[${fn.app}.${fn.name} ${callId}]`,

@@ -10,7 +10,9 @@ import { installInvoker } from "../sdk/invoker.js";
 import type { ContentfulStatusCode } from "hono/utils/http-status";
 import { apiRoutes } from "./api.js";
 import type { Env } from "./env.js";
+import { setPlaneBundles } from "./forward-to-plane.js";
 import { GatewayInvoker } from "./gateway-invoker.js";
+import { planeRoutes } from "./plane-routes.js";
 import { AppRegistry, setRegistry } from "./registry.js";
 import { prefixConsoleLines } from "./run-context.js";
 import { webRoutes } from "./web.js";
@@ -21,13 +23,20 @@ export interface AppModule {
   exports: Record<string, unknown>;
 }
 
-export function createGateway(modules: AppModule[]): ExportedHandler<Env> {
+export interface GatewayOptions {
+  /** Each app's plane bundle (content hash), for plane-tier functions. */
+  planeBundles?: Record<string, string>;
+}
+
+export function createGateway(modules: AppModule[], options: GatewayOptions = {}): ExportedHandler<Env> {
   const apps = modules.map((m) => loadAppModule(m.file, m.exports));
   setRegistry(new AppRegistry(apps));
+  setPlaneBundles(options.planeBundles ?? {});
   installInvoker(new GatewayInvoker());
   prefixConsoleLines();
 
   const router = new Hono<{ Bindings: Env }>({ strict: false });
+  router.route("/", planeRoutes());
   router.route("/", apiRoutes());
   router.route("/", webRoutes(apps));
   router.get("/", (c) => c.json({ gateway: "tandem", apps: apps.map((a) => a.name), api: "/v1/apps" }));

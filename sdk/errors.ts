@@ -9,6 +9,7 @@
 export const ERROR_STATUS = {
   invalid_request: 400,
   invalid_options: 400,
+  unauthorized: 401,
   not_found: 404,
   method_not_allowed: 405,
   payload_too_large: 413,
@@ -17,7 +18,10 @@ export const ERROR_STATUS = {
   call_cancelled: 409,
   get_timeout: 408,
   gateway_unreachable: 502,
+  protocol_error: 502,
   plane_unavailable: 503,
+  no_capacity: 503,
+  container_failed: 500,
   internal: 500,
 } as const;
 
@@ -145,6 +149,38 @@ export class PlaneUnavailableError extends TandemError {
   }
 }
 
+/** A plane request without a valid signature, or a replayed one. */
+export class UnauthorizedError extends TandemError {
+  constructor(message: string, details?: Record<string, unknown>) {
+    super("unauthorized", message, details);
+  }
+}
+
+/** No plane had the GPU type or capacity a call needs before its timeout. */
+export class NoCapacityError extends TandemError {
+  constructor(message: string, details?: Record<string, unknown>) {
+    super("no_capacity", message, details);
+  }
+}
+
+/**
+ * The container running the call crashed, was killed or ran out of memory.
+ * `details.reason` says which (`oom`, `crashed`, `killed`); `details.logTail`
+ * holds its last log lines.
+ */
+export class ContainerFailedError extends TandemError {
+  constructor(message: string, details?: Record<string, unknown>) {
+    super("container_failed", message, details);
+  }
+}
+
+/** A container broke the control protocol (wrote something that is not a frame); it was killed. */
+export class ProtocolError extends TandemError {
+  constructor(message: string, details?: Record<string, unknown>) {
+    super("protocol_error", message, details);
+  }
+}
+
 /** A fault inside Tandem itself. */
 export class InternalError extends TandemError {
   constructor(message: string, details?: Record<string, unknown>) {
@@ -172,6 +208,7 @@ export function toWireError(err: unknown): WireError {
 const CLASSES: { [C in Exclude<ErrorCode, "function_failed">]: new (message: string, details?: Record<string, unknown>) => TandemError } = {
   invalid_request: InvalidRequestError,
   invalid_options: InvalidOptionsError,
+  unauthorized: UnauthorizedError,
   not_found: NotFoundError,
   method_not_allowed: MethodNotAllowedError,
   payload_too_large: PayloadTooLargeError,
@@ -180,6 +217,9 @@ const CLASSES: { [C in Exclude<ErrorCode, "function_failed">]: new (message: str
   get_timeout: GetTimeoutError,
   gateway_unreachable: GatewayUnreachableError,
   plane_unavailable: PlaneUnavailableError,
+  no_capacity: NoCapacityError,
+  container_failed: ContainerFailedError,
+  protocol_error: ProtocolError,
   internal: InternalError,
 };
 

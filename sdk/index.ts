@@ -9,6 +9,8 @@ export { FunctionCall } from "./function-call.js";
 export { Retries, DEFAULT_TIMEOUT_SECONDS, DEFAULT_RETRY_POLICY } from "./options.js";
 export type { FunctionOptions, FunctionSpec } from "./options.js";
 export { currentCall } from "./context.js";
+export { GPU_TYPES, MAX_GPUS_PER_CONTAINER } from "./gpu.js";
+export type { GpuType } from "./gpu.js";
 export type { CallContext } from "./context.js";
 export { DEFAULT_GATEWAY, resolveGatewayUrl } from "./client.js";
 export {
@@ -24,6 +26,10 @@ export {
   GetTimeoutError,
   GatewayUnreachableError,
   PlaneUnavailableError,
+  NoCapacityError,
+  ContainerFailedError,
+  ProtocolError,
+  UnauthorizedError,
   InternalError,
 } from "./errors.js";
 export type { ErrorCode, WireError } from "./errors.js";

@@ -24,6 +24,10 @@ describe("function options", () => {
     [{ env: { A: 1 } }, 'option "env.A" values must be strings'],
     [{ name: "has space" }, 'option "name" must be 1-64 letters'],
     [{ timout: 5 }, 'unknown option "timout"'],
+    [{ gpu: "B200" }, 'option "gpu": unknown GPU "B200"; known types: T4, L4, A10G, L40S, A100, A100-80GB, H100'],
+    [{ gpu: ["H100", "A100:9"] }, 'option "gpu": GPU "A100:9": the count must be 1 to 8'],
+    [{ cpu: 65 }, 'option "cpu" must be at most 64 cores'],
+    [{ memory: 400_000 }, 'option "memory" must be at most 344064 MiB'],
   ])("rejects %j naming the option", (options, message) => {
     expect(() => parse(options)).toThrow(InvalidOptionsError);
     expect(() => parse(options)).toThrow(message);

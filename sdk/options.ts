@@ -4,11 +4,15 @@
  */
 import { z } from "zod";
 import { InvalidOptionsError } from "./errors.js";
+import { parseGpuSpec } from "./gpu.js";
 import { NAME_PATTERN, type RetryPolicy } from "./protocol.js";
 
 /** Seconds. */
 export const DEFAULT_TIMEOUT_SECONDS = 300;
 export const MAX_TIMEOUT_SECONDS = 24 * 3600;
+/** The most one container may ask for. */
+export const MAX_CPU = 64;
+export const MAX_MEMORY_MIB = 336 * 1024;
 
 export const DEFAULT_RETRY_POLICY: RetryPolicy = {
   maxRetries: 0,
@@ -95,8 +99,8 @@ const OptionsSchema = z.strictObject({
   tier: z.enum(["edge", "plane"], "must be \"edge\" or \"plane\"").optional(),
   gpu: z.union([z.string().min(1), z.array(z.string().min(1)).min(1)], "must be a GPU type or a list of them").optional(),
   image: z.unknown().optional(),
-  cpu: z.number().positive("must be more than 0").optional(),
-  memory: z.number().int("must be whole MiB").positive("must be more than 0").optional(),
+  cpu: z.number().positive("must be more than 0").max(MAX_CPU, `must be at most ${MAX_CPU} cores`).optional(),
+  memory: z.number().int("must be whole MiB").positive("must be more than 0").max(MAX_MEMORY_MIB, `must be at most ${MAX_MEMORY_MIB} MiB (336 GB)`).optional(),
 });
 
 function isRetries(value: unknown): value is Retries {
@@ -117,6 +121,14 @@ export function parseFunctionOptions(options: unknown, where: string): FunctionS
       : typeof o.retries === "number"
         ? { ...DEFAULT_RETRY_POLICY, maxRetries: o.retries }
         : { maxRetries: o.retries.maxRetries, backoffCoefficient: o.retries.backoffCoefficient, initialDelayMs: o.retries.initialDelayMs, maxDelayMs: o.retries.maxDelayMs };
+  const gpu = o.gpu === undefined ? undefined : Array.isArray(o.gpu) ? o.gpu : [o.gpu];
+  for (const g of gpu ?? []) {
+    try {
+      parseGpuSpec(g);
+    } catch (err) {
+      throw new InvalidOptionsError(`${where}: option "gpu": ${(err as Error).message}`);
+    }
+  }
   const wantsPlane = o.gpu !== undefined || o.image !== undefined || o.cpu !== undefined || o.memory !== undefined;
   return {
     name: o.name,
@@ -124,7 +136,7 @@ export function parseFunctionOptions(options: unknown, where: string): FunctionS
     retries,
     env: o.env ?? {},
     tier: o.tier ?? (wantsPlane ? "plane" : "edge"),
-    gpu: o.gpu === undefined ? undefined : Array.isArray(o.gpu) ? o.gpu : [o.gpu],
+    gpu,
     image: o.image,
     cpu: o.cpu,
     memory: o.memory,

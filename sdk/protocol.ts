@@ -17,6 +17,10 @@ export const PROTOCOL_VERSION = "1";
 export const HEADERS = {
   protocol: "tandem-protocol",
   callId: "tandem-call-id",
+  /** Signed requests between the gateway and planes (sdk/signing.ts). */
+  timestamp: "tandem-timestamp",
+  nonce: "tandem-nonce",
+  signature: "tandem-signature",
 } as const;
 
 /** Route patterns (hono syntax) for the gateway's `/v1` API. */
@@ -29,6 +33,18 @@ export const ROUTES = {
   map: "/v1/apps/:app/functions/:fn/map",
   callRecord: "/v1/calls/:id",
   cancel: "/v1/calls/:id/cancel",
+  /** Planes register and report their state here (signed). */
+  planeHeartbeat: "/v1/planes/heartbeat",
+  /** The planes the gateway knows, with their inventories. */
+  planes: "/v1/planes",
+  /** A plane fetches an app's plane bundle by content hash (signed). */
+  planeBundle: "/v1/planes/bundles/:hash",
+} as const;
+
+/** Routes a plane serves (all signed by the gateway). */
+export const PLANE_ROUTES = {
+  run: "/v1/plane/run",
+  status: "/v1/plane/status",
 } as const;
 
 const seg = encodeURIComponent;
@@ -43,6 +59,9 @@ export const paths = {
   map: (app: string, fn: string) => `/v1/apps/${seg(app)}/functions/${seg(fn)}/map`,
   callRecord: (id: string, waitMs?: number) => `/v1/calls/${seg(id)}${waitMs === undefined ? "" : `?wait=${waitMs}`}`,
   cancel: (id: string) => `/v1/calls/${seg(id)}/cancel`,
+  planeHeartbeat: () => ROUTES.planeHeartbeat,
+  planes: () => ROUTES.planes,
+  planeBundle: (hash: string) => `/v1/planes/bundles/${seg(hash)}`,
   /** A web endpoint: `/<app>/<label><path>`. */
   web: (app: string, label: string, path = "/") => `/${seg(app)}/${seg(label)}${path === "/" ? "" : path}`,
 };
@@ -170,6 +189,108 @@ export interface RetryPolicy {
   backoffCoefficient: number;
   initialDelayMs: number;
   maxDelayMs: number;
+}
+
+// ---------------------------------------------------------------------------
+// Planes
+
+/** Plane ids: `pl-` and 8 to 32 lowercase letters or digits. */
+export const PLANE_ID_PATTERN = /^pl-[0-9a-z]{8,32}$/;
+/** Bundle hashes: sha256 hex. */
+export const BUNDLE_HASH_PATTERN = /^[0-9a-f]{64}$/;
+/** A plane that has not reported for this long is not sent calls. */
+export const PLANE_STALE_MS = 15_000;
+/** How often planes report. */
+export const PLANE_HEARTBEAT_MS = 3_000;
+
+const capacity = z.object({ total: z.number().nonnegative(), free: z.number() });
+
+export const PlaneHeartbeatSchema = z.strictObject({
+  planeId: z.string().regex(PLANE_ID_PATTERN),
+  url: z.url(),
+  region: z.string().min(1).max(64),
+  runtime: z.enum(["docker", "process"]),
+  /** GPUs are declared, not detected: shown as simulated everywhere. */
+  simulated: z.boolean(),
+  gpus: z.record(z.string(), capacity),
+  cpu: capacity,
+  memoryMiB: capacity,
+  /** Why this plane cannot start containers, if it cannot (no Docker engine, say). */
+  unavailable: z.string().optional(),
+  protocol: z.literal(PROTOCOL_VERSION),
+});
+export type PlaneHeartbeat = z.infer<typeof PlaneHeartbeatSchema>;
+
+/** A plane as the gateway lists it. */
+export interface PlaneInfo extends PlaneHeartbeat {
+  lastSeen: number;
+  healthy: boolean;
+}
+
+export const PlaneRunRequestSchema = z.strictObject({
+  callId: z.string().regex(CALL_ID_PATTERN),
+  app: z.string().regex(NAME_PATTERN),
+  function: z.string().regex(NAME_PATTERN),
+  bundleHash: z.string().regex(BUNDLE_HASH_PATTERN),
+  attempt: z.number().int().min(1),
+  timeoutSeconds: z.number().positive(),
+  args: z.array(z.unknown()),
+  meta: z.unknown().optional(),
+  spec: z.strictObject({
+    gpu: z.array(z.string()).nullable(),
+    cpu: z.number().positive().nullable(),
+    memory: z.number().int().positive().nullable(),
+    env: z.record(z.string(), z.string()),
+  }),
+});
+export type PlaneRunRequest = z.infer<typeof PlaneRunRequestSchema>;
+
+/** What a plane answers to a run request. */
+export interface PlaneRunResponse {
+  status: "succeeded" | "failed" | "timed_out";
+  result?: unknown;
+  meta?: unknown;
+  error?: WireError;
+  containerId?: string;
+  coldStart?: boolean;
+  /** The GPU type the call ran on, when it had one. */
+  gpu?: string;
+}
+
+// ---------------------------------------------------------------------------
+// The control channel between a plane and the runner in each of its containers:
+// newline-delimited JSON frames over a unix socket in a mounted folder.
+
+/** The longest frame either side accepts; more is a protocol error. */
+export const MAX_CONTROL_FRAME_BYTES = 64 * 1024 * 1024;
+
+const encodedValueShape = z.strictObject({ json: z.unknown(), meta: z.unknown().optional() });
+
+/** Frames a runner sends. */
+export const RunnerFrameSchema = z.union([
+  z.strictObject({ t: z.literal("ready"), pid: z.number().int(), functions: z.array(z.string()) }),
+  z.strictObject({ t: z.literal("output"), callId: z.string().regex(CALL_ID_PATTERN), status: z.literal("succeeded"), result: encodedValueShape }),
+  z.strictObject({
+    t: z.literal("output"),
+    callId: z.string().regex(CALL_ID_PATTERN),
+    status: z.literal("failed"),
+    error: z.strictObject({
+      code: z.string(),
+      message: z.string(),
+      remote: z.strictObject({ name: z.string(), message: z.string(), stack: z.string().optional() }).optional(),
+      details: z.record(z.string(), z.unknown()).optional(),
+    }),
+  }),
+]);
+export type RunnerFrame = z.infer<typeof RunnerFrameSchema>;
+
+/** The frame a plane sends: one input for the runner to run. */
+export interface InputFrame {
+  t: "input";
+  callId: string;
+  function: string;
+  attempt: number;
+  args: EncodedValue;
 }
 
 // ---------------------------------------------------------------------------

@@ -4,6 +4,7 @@
  * to check the app and list what it defines before anything starts.
  */
 import { build, type BuildFailure, type BuildOptions, type BuildResult, type Plugin } from "esbuild";
+import { createHash } from "node:crypto";
 import { existsSync } from "node:fs";
 import { mkdir, readFile, writeFile } from "node:fs/promises";
 import { basename, dirname, join, relative, resolve } from "node:path";
@@ -33,19 +34,47 @@ const sourceMapBesideBundle: Plugin = {
 };
 
 /**
+ * Node modules that workerd (this version, with nodejs_compat) does not have.
+ * An app file is loaded at the edge too, so a plane function's `import
+ * { spawn } from "node:child_process"` must not stop the Worker from
+ * starting: at the edge such a module is a stand-in that throws a clear error
+ * when used. Measured by importing each `node:*` module in workerd 1.20260426.
+ */
+const MISSING_IN_WORKERD = [
+  "child_process", "cluster", "console", "dgram", "domain", "fs", "inspector", "os", "perf_hooks", "punycode",
+  "readline", "repl", "trace_events", "tty", "v8", "vm", "wasi", "worker_threads", "sqlite", "test",
+];
+const edgeStandIns: Plugin = {
+  name: "edge-stand-ins",
+  setup(b) {
+    const filter = new RegExp(`^(node:)?(${MISSING_IN_WORKERD.join("|")})$`);
+    b.onResolve({ filter }, (args) => ({ path: args.path.replace(/^node:/, ""), namespace: "edge-stand-in" }));
+    b.onLoad({ filter: /.*/, namespace: "edge-stand-in" }, (args) => ({
+      loader: "js",
+      contents: `const message = ${JSON.stringify(`node:${args.path}`)} + " is not available at the edge (workerd); use it in a plane-tier function";
+module.exports = new Proxy(function () {}, { get(_, key) { if (key === "__esModule") return false; return function () { throw new Error(message); }; } });`,
+    }));
+  },
+};
+
+/**
  * Bundles the gateway and `appFiles` into one Worker module in `outDir`.
  * `minify` for deploys; `sourceMap: false` leaves the map out of the Worker.
  */
-export async function bundleWorker(appFiles: string[], outDir: string, options: { minify?: boolean; sourceMap?: boolean } = {}): Promise<WorkerBundle> {
+export async function bundleWorker(
+  appFiles: string[],
+  outDir: string,
+  options: { minify?: boolean; sourceMap?: boolean; planeBundles?: Record<string, string> } = {},
+): Promise<WorkerBundle> {
   await mkdir(outDir, { recursive: true });
   const files = appFiles.map(checkAppFile);
   const withMap = options.sourceMap ?? true;
   const entry = [
     ...files.map((f, i) => `import * as app${i} from ${JSON.stringify(f)};`),
-    `import { createGateway, CallLedger, installSourceMap } from ${JSON.stringify(GATEWAY_ENTRY)};`,
+    `import { createGateway, CallLedger, PlaneRegistry, installSourceMap } from ${JSON.stringify(GATEWAY_ENTRY)};`,
     withMap ? `import sourceMap from ${JSON.stringify(SOURCE_MAP_MODULE)};\ninstallSourceMap(sourceMap);` : "",
-    `export default createGateway([${files.map((f, i) => `{ file: ${JSON.stringify(relative(process.cwd(), f) || basename(f))}, exports: app${i} }`).join(", ")}]);`,
-    `export { CallLedger };`,
+    `export default createGateway([${files.map((f, i) => `{ file: ${JSON.stringify(relative(process.cwd(), f) || basename(f))}, exports: app${i} }`).join(", ")}], { planeBundles: ${JSON.stringify(options.planeBundles ?? {})} });`,
+    `export { CallLedger, PlaneRegistry };`,
   ].join("\n");
   const path = join(outDir, "worker.mjs");
   const result = await bundle({
@@ -59,7 +88,7 @@ export async function bundleWorker(appFiles: string[], outDir: string, options: 
     conditions: ["workerd", "worker", "browser"],
     external: ["cloudflare:*", "node:*"],
     alias: { tandem: SDK_ENTRY },
-    plugins: [sourceMapBesideBundle],
+    plugins: [sourceMapBesideBundle, edgeStandIns],
     nodePaths,
     metafile: true,
     sourcemap: withMap ? "external" : false,
@@ -74,6 +103,49 @@ export async function bundleWorker(appFiles: string[], outDir: string, options: 
     .filter((i) => !i.includes("node_modules") && !i.startsWith("<"))
     .map((i) => resolve(i));
   return { path, inputs, bytes: result.metafile.outputs[relative(process.cwd(), path)]?.bytes ?? 0 };
+}
+
+export interface PlaneBundle {
+  path: string;
+  /** sha256 of the bundle: how the gateway and planes name it. */
+  hash: string;
+  bytes: Uint8Array;
+}
+
+const RUNNER_ENTRY = join(PACKAGE_ROOT, "gpu-plane/runner/main.ts");
+
+/**
+ * Bundles one app file with the container runner into one self-contained
+ * Node module: what a plane runs in a container for the app's plane-tier
+ * functions.
+ */
+export async function bundlePlane(appFile: string, outDir: string): Promise<PlaneBundle> {
+  await mkdir(outDir, { recursive: true });
+  const file = checkAppFile(appFile);
+  const entry = [
+    `import * as app from ${JSON.stringify(file)};`,
+    `import { runFunctions } from ${JSON.stringify(RUNNER_ENTRY)};`,
+    `await runFunctions(app);`,
+  ].join("\n");
+  const path = join(outDir, `plane-${basename(file).replace(/\.[^.]+$/, "")}.mjs`);
+  const result = await bundle({
+    stdin: { contents: entry, resolveDir: PACKAGE_ROOT, loader: "ts", sourcefile: "tandem-plane-entry.ts" },
+    bundle: true,
+    write: false,
+    outfile: path,
+    format: "esm",
+    platform: "node",
+    target: "node20",
+    alias: { tandem: SDK_ENTRY },
+    nodePaths,
+    // Bundled CommonJS dependencies may require Node built-ins.
+    banner: { js: 'import { createRequire as __tandemRequire } from "node:module"; const require = __tandemRequire(import.meta.url);' },
+    keepNames: true,
+    logLevel: "silent",
+  });
+  const bytes = result.outputFiles![0]!.contents;
+  await writeFile(path, bytes);
+  return { path, hash: createHash("sha256").update(bytes).digest("hex"), bytes };
 }
 
 /** `import "tandem"` in the Node bundle means this package's built SDK, so the app and the CLI share one. */

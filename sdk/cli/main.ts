@@ -7,7 +7,11 @@ import { Command, InvalidArgumentError } from "commander";
 import { resolveGatewayUrl } from "../client.js";
 import { TandemError } from "../errors.js";
 import { paths, type AppManifest } from "../protocol.js";
+import { join } from "node:path";
+import { Plane } from "../../gpu-plane/plane.js";
 import { deploy } from "./deploy.js";
+import { planeSecret } from "./local-stack.js";
+import { stateDir } from "./paths.js";
 import { printCallError, runOnce } from "./run.js";
 import { serve } from "./serve.js";
 import { style } from "./style.js";
@@ -24,8 +28,10 @@ program
   .option("-p, --port <port>", "port of the local gateway", parsePort, 8787)
   .option("--host <host>", "address to listen on", "127.0.0.1")
   .option("--no-watch", "do not reload when files change")
-  .action(async (appFiles: string[], opts: { port: number; host: string; watch: boolean }) => {
-    const serving = await serve({ appFiles, port: opts.port, host: opts.host, watch: opts.watch });
+  .option("--gpus <inventory>", 'the local plane\'s simulated GPUs, e.g. "A100:2,T4:1" (default: real GPUs, else one of each type)')
+  .option("--runtime <runtime>", "the local plane's container runtime: docker, or process (unsandboxed, development only)", parseRuntime, "docker")
+  .action(async (appFiles: string[], opts: { port: number; host: string; watch: boolean; gpus?: string; runtime: "docker" | "process" }) => {
+    const serving = await serve({ appFiles, port: opts.port, host: opts.host, watch: opts.watch, runtime: opts.runtime, ...(opts.gpus ? { gpus: opts.gpus } : {}) });
     console.log(style.dim("Watching for changes. Ctrl-C to stop."));
     const stop = async () => {
       await serving.close();
@@ -56,6 +62,41 @@ program
   });
 
 program
+  .command("plane")
+  .description("start a GPU plane node that runs plane-tier functions in containers for a gateway")
+  .option("-p, --port <port>", "port of the plane's API", parsePort, 8790)
+  .option("--host <host>", "address to listen on and to give the gateway", "127.0.0.1")
+  .option("--region <region>", "the region this plane reports", "local")
+  .option("-g, --gateway <url>", "gateway URL (default: TANDEM_GATEWAY, then http://127.0.0.1:8787)")
+  .option("--gpus <inventory>", 'declare a simulated GPU inventory, e.g. "A100:2,T4:1" (default: real GPUs from nvidia-smi)')
+  .option("--runtime <runtime>", "container runtime: docker, or process (unsandboxed, development only)", parseRuntime, "docker")
+  .option("--docker-runtime <name>", "a Docker runtime other than runc, e.g. runsc (gVisor)")
+  .option("--scaledown-window <seconds>", "seconds a container may sit idle before it is stopped", Number, 60)
+  .action(async (opts: { port: number; host: string; region: string; gateway?: string; gpus?: string; runtime: "docker" | "process"; dockerRuntime?: string; scaledownWindow: number }) => {
+    const state = stateDir();
+    const plane = await Plane.start({
+      gatewayUrl: resolveGatewayUrl(opts.gateway),
+      secret: planeSecret(state),
+      host: opts.host,
+      port: opts.port,
+      region: opts.region,
+      runtime: opts.runtime,
+      stateDir: join(state, "plane"),
+      scaledownWindowSeconds: opts.scaledownWindow,
+      ...(opts.gpus ? { gpus: opts.gpus } : {}),
+      ...(opts.dockerRuntime ? { dockerRuntime: opts.dockerRuntime } : {}),
+    });
+    console.log(`${style.ok("✓")} ${plane.describe()}, reporting to ${resolveGatewayUrl(opts.gateway)}`);
+    if (plane.inventory.simulated) console.log(style.warn("  GPUs are simulated (declared with --gpus)."));
+    const stop = async () => {
+      await plane.close();
+      process.exit(0);
+    };
+    process.once("SIGINT", stop);
+    process.once("SIGTERM", stop);
+  });
+
+program
   .command("apps")
   .description("list the apps, functions and web endpoints a gateway serves")
   .option("-g, --gateway <url>", "gateway URL (default: TANDEM_GATEWAY, then http://127.0.0.1:8787)")
@@ -73,6 +114,11 @@ program
       for (const e of app.endpoints) console.log(`  ${e.kind.padEnd(9)} ${e.label.padEnd(20)} ${e.method ?? "*"} ${base}${paths.web(app.name, e.label, e.path === "/*" ? "/" : e.path)}`);
     }
   });
+
+function parseRuntime(value: string): "docker" | "process" {
+  if (value !== "docker" && value !== "process") throw new InvalidArgumentError('must be "docker" or "process"');
+  return value;
+}
 
 function parsePort(value: string): number {
   const port = Number(value);

@@ -5,10 +5,12 @@
  */
 import { watch, type FSWatcher } from "node:fs";
 import { dirname, join } from "node:path";
+import { Inventory } from "../../gpu-plane/inventory.js";
+import { Plane, planeGpus } from "../../gpu-plane/plane.js";
 import type { App } from "../app.js";
 import { paths } from "../protocol.js";
-import { bundleWorker, loadAppInNode } from "./bundle.js";
 import { FrontDoor } from "./front-door.js";
+import { buildApps, checkPlaneFits, planeSecret, uploadPlaneBundles } from "./local-stack.js";
 import { stateDir } from "./paths.js";
 import { gatewaySettingsFromEnv, startWorkerd } from "./workerd.js";
 import { style } from "./style.js";
@@ -17,6 +19,10 @@ export interface ServeOptions {
   appFiles: string[];
   host: string;
   port: number;
+  /** The local plane's container runtime (default docker). */
+  runtime?: "docker" | "process";
+  /** A declared, simulated GPU inventory for the local plane (`"A100:2,T4:1"`). */
+  gpus?: string;
   /** Reload on file change (default true). */
   watch?: boolean;
   log?: (line: string) => void;
@@ -24,6 +30,7 @@ export interface ServeOptions {
 
 export interface Serving {
   url: URL;
+  plane: Plane;
   close(): Promise<void>;
 }
 
@@ -33,8 +40,12 @@ export async function serve(options: ServeOptions): Promise<Serving> {
   const buildDir = join(state, "build");
 
   const started = performance.now();
-  const apps = await loadApps(options.appFiles, buildDir);
-  let bundle = await bundleWorker(options.appFiles, join(buildDir, "current"));
+  const secret = planeSecret(state);
+  const planeOptions = { gpus: options.gpus, simulateWhenNone: true };
+  const inventory = new Inventory(await planeGpus(planeOptions, log));
+  let built = await buildApps(options.appFiles, join(buildDir, "current"));
+  checkPlaneFits(built.apps, (r) => inventory.fits(r));
+  const bindings = { ...gatewaySettingsFromEnv(), TANDEM_PLANE_SECRET: secret };
   const { door, url } = await FrontDoor.listen(options.host, options.port);
   const maxBody = Number(gatewaySettingsFromEnv().TANDEM_MAX_BODY_BYTES);
   if (maxBody > 0) door.maxBodyBytes = maxBody;
@@ -42,14 +53,30 @@ export async function serve(options: ServeOptions): Promise<Serving> {
     const code = status >= 500 ? style.err(String(status)) : status >= 400 ? style.warn(String(status)) : style.ok(String(status));
     log(style.dim(`${method} ${path} `) + code + style.dim(` ${ms.toFixed(1)} ms`));
   };
+  let plane: Plane | undefined;
   try {
-    door.swap(await startWorkerd({ scriptPath: bundle.path, persistDir: join(state, "state") }));
+    const backend = await startWorkerd({ scriptPath: built.worker.path, persistDir: join(state, "state"), bindings });
+    await uploadPlaneBundles(backend.miniflare, built.planes);
+    door.swap(backend);
+    plane = await Plane.start({
+      ...planeOptions,
+      gatewayUrl: url.href.replace(/\/$/, ""),
+      secret,
+      host: options.host,
+      port: 0,
+      region: "local",
+      runtime: options.runtime ?? "docker",
+      stateDir: join(state, "plane"),
+      log,
+    });
   } catch (err) {
     await door.close();
     throw err;
   }
   log(`${style.ok("✓")} gateway ready at ${style.bold(url.href.replace(/\/$/, ""))} ${style.dim(`(workerd, ${Math.round(performance.now() - started)} ms, state in ${join(".tandem", "state")})`)}`);
-  printEndpoints(apps, url, log);
+  log(`${style.ok("✓")} ${plane.describe()}`);
+  if (plane.inventory.simulated) log(style.warn(`  GPUs are simulated: no nvidia-smi here, so the local plane declares ${options.gpus ? `"${options.gpus}"` : "one of each known type"}; scheduling and CUDA_VISIBLE_DEVICES work as with real ones.`));
+  printEndpoints(built.apps, url, log);
 
   let watchers: FSWatcher[] = [];
   let generation = 0;
@@ -70,34 +97,31 @@ export async function serve(options: ServeOptions): Promise<Serving> {
     const n = ++generation;
     const t0 = performance.now();
     try {
-      const next = await loadApps(options.appFiles, buildDir);
-      const nextBundle = await bundleWorker(options.appFiles, join(buildDir, `gen-${n}`));
-      const backend = await startWorkerd({ scriptPath: nextBundle.path, persistDir: join(state, "state") });
+      const next = await buildApps(options.appFiles, join(buildDir, `gen-${n}`));
+      checkPlaneFits(next.apps, (r) => inventory.fits(r));
+      const backend = await startWorkerd({ scriptPath: next.worker.path, persistDir: join(state, "state"), bindings });
+      await uploadPlaneBundles(backend.miniflare, next.planes);
       if (n !== generation) return void backend.dispose(); // a newer change won
       door.swap(backend);
-      bundle = nextBundle;
-      rewatch(bundle.inputs);
+      built = next;
+      rewatch(built.worker.inputs);
       log(`${style.ok("↻")} reloaded in ${Math.round(performance.now() - t0)} ms`);
-      printEndpoints(next, url, log);
+      printEndpoints(next.apps, url, log);
     } catch (err) {
       log(`${style.err("✗")} reload failed, still serving the previous version:\n${(err as Error).message}`);
     }
   };
 
-  if (options.watch !== false) rewatch(bundle.inputs);
+  if (options.watch !== false) rewatch(built.worker.inputs);
   return {
     url,
+    plane,
     async close() {
       for (const w of watchers) w.close();
+      await plane?.close();
       await door.close();
     },
   };
-}
-
-async function loadApps(appFiles: string[], buildDir: string): Promise<App[]> {
-  const apps: App[] = [];
-  for (const file of appFiles) apps.push(await loadAppInNode(file, join(buildDir, "node")));
-  return apps;
 }
 
 function printEndpoints(apps: App[], url: URL, log: (line: string) => void): void {

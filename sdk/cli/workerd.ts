@@ -41,7 +41,7 @@ export async function startWorkerd(options: WorkerdOptions): Promise<RunningWork
     modulesRules: [{ type: "Text", include: ["**/*.map"] }],
     compatibilityDate: COMPATIBILITY_DATE,
     compatibilityFlags: COMPATIBILITY_FLAGS,
-    durableObjects: { LEDGER: { className: "CallLedger", useSQLite: true } },
+    durableObjects: { LEDGER: { className: "CallLedger", useSQLite: true }, PLANES: { className: "PlaneRegistry", useSQLite: true } },
     r2Buckets: ["BLOBS"],
     bindings: options.bindings ?? gatewaySettingsFromEnv(),
     host: options.host ?? "127.0.0.1",

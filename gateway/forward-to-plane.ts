@@ -1,0 +1,128 @@
+/**
+ * Sends a plane-tier call to a plane that fits: one that has the GPU type (in
+ * the function's fallback order) and, preferably, capacity free now; healthy
+ * (a recent heartbeat). The request is signed. A plane that cannot be reached
+ * or dies mid-call is skipped and the next one that fits is tried; with none
+ * that fits, the call waits until its timeout and then fails with
+ * `no_capacity`.
+ */
+import { FunctionTimeoutError, NoCapacityError, PlaneUnavailableError, fromWireError } from "../sdk/errors.js";
+import { parseGpuSpec, type GpuRequest } from "../sdk/gpu.js";
+import { PLANE_ROUTES, decodeValue, encodeValue, type PlaneInfo, type PlaneRunRequest, type PlaneRunResponse } from "../sdk/protocol.js";
+import { signRequest } from "../sdk/signing.js";
+import { gatewayConfig } from "./config.js";
+import type { Env } from "./env.js";
+import type { RegisteredFunction } from "./registry.js";
+
+/** Extra time the gateway gives a plane past the call's timeout, so the plane's own timeout error arrives first. */
+const TIMEOUT_MARGIN_MS = 10_000;
+const PLANE_LIST_TTL_MS = 1_000;
+const WAIT_FOR_CAPACITY_MS = 500;
+
+let planeList: { at: number; planes: Promise<PlaneInfo[]> } | undefined;
+
+/** The planes the registry knows, cached for a second per isolate. */
+export function knownPlanes(env: Env, fresh = false): Promise<PlaneInfo[]> {
+  if (fresh || !planeList || Date.now() - planeList.at > PLANE_LIST_TTL_MS) {
+    planeList = { at: Date.now(), planes: planeRegistry(env).list() };
+  }
+  return planeList.planes;
+}
+
+export function planeRegistry(env: Env) {
+  return env.PLANES.get(env.PLANES.idFromName("global"));
+}
+
+/** The app bundles planes run, by app name; set when the Worker loads. */
+const planeBundles = new Map<string, string>();
+export function setPlaneBundles(bundles: Record<string, string>): void {
+  for (const [app, hash] of Object.entries(bundles)) planeBundles.set(app, hash);
+}
+
+export async function forwardToPlane(env: Env, fn: RegisteredFunction, args: unknown[], callId: string, attempt: number): Promise<unknown> {
+  const { planeSecret } = gatewayConfig(env);
+  if (!planeSecret) throw new PlaneUnavailableError(`${fn.app}.${fn.name} runs on the GPU plane, and this gateway has no TANDEM_PLANE_SECRET, so no plane can connect`);
+  const bundleHash = planeBundles.get(fn.app);
+  if (!bundleHash) throw new PlaneUnavailableError(`app "${fn.app}" was not bundled for the plane; serve or deploy it with the tandem CLI`);
+
+  const wants = fn.spec.gpu?.map(parseGpuSpec) ?? [];
+  const encoded = encodeValue(args);
+  const request: PlaneRunRequest = {
+    callId,
+    app: fn.app,
+    function: fn.name,
+    bundleHash,
+    attempt,
+    timeoutSeconds: fn.spec.timeoutSeconds,
+    args: encoded.json as unknown[],
+    ...(encoded.meta === undefined ? {} : { meta: encoded.meta }),
+    spec: { gpu: fn.spec.gpu ?? null, cpu: fn.spec.cpu ?? null, memory: fn.spec.memory ?? null, env: fn.spec.env },
+  };
+  const body = JSON.stringify(request);
+  const deadline = Date.now() + fn.spec.timeoutSeconds * 1000;
+  const skipped = new Set<string>();
+
+  for (;;) {
+    const plane = pickPlane(await knownPlanes(env, skipped.size > 0), wants, skipped);
+    if (!plane) {
+      if (Date.now() >= deadline) throw noCapacity(fn, wants, await knownPlanes(env));
+      await new Promise((r) => setTimeout(r, WAIT_FOR_CAPACITY_MS));
+      if (skipped.size) skipped.clear(); // planes may have come back, or new ones registered
+      continue;
+    }
+    let response: Response;
+    try {
+      response = await fetch(new URL(PLANE_ROUTES.run, plane.url), {
+        method: "POST",
+        body,
+        headers: { "content-type": "application/json", ...(await signRequest(planeSecret, "POST", PLANE_ROUTES.run, body)) },
+        signal: AbortSignal.timeout(Math.max(1, deadline - Date.now()) + TIMEOUT_MARGIN_MS),
+      });
+    } catch (err) {
+      if ((err as Error).name === "TimeoutError") {
+        throw new FunctionTimeoutError(`${fn.app}.${fn.name} timed out after ${fn.spec.timeoutSeconds} s on plane ${plane.planeId} (attempt ${attempt})`, { callId, plane: plane.planeId });
+      }
+      console.warn(`plane ${plane.planeId} (${plane.url}) could not be reached for ${callId}: ${(err as Error).message}; trying another`);
+      skipped.add(plane.planeId);
+      continue;
+    }
+    const answer = (await response.json().catch(() => null)) as PlaneRunResponse | null;
+    if (!answer) {
+      console.warn(`plane ${plane.planeId} answered HTTP ${response.status} without a result for ${callId}; trying another`);
+      skipped.add(plane.planeId);
+      continue;
+    }
+    if ((answer.error?.code === "no_capacity" || answer.error?.code === "plane_unavailable") && Date.now() < deadline) {
+      skipped.add(plane.planeId); // full, or cannot run containers: another plane, or this one again after a pause
+      continue;
+    }
+    if (answer.status === "succeeded") return decodeValue(answer.result, answer.meta);
+    if (answer.error) throw fromWireError({ ...answer.error, details: { ...answer.error.details, callId, plane: plane.planeId } });
+    throw new PlaneUnavailableError(`plane ${plane.planeId} answered HTTP ${response.status} without a result`);
+  }
+}
+
+/** The best plane for `wants` (a fallback list; empty for CPU functions), or none. */
+export function pickPlane(planes: PlaneInfo[], wants: GpuRequest[], skipped: ReadonlySet<string>): PlaneInfo | undefined {
+  const usable = planes.filter((p) => p.healthy && !skipped.has(p.planeId));
+  if (wants.length === 0) {
+    return usable.sort((a, b) => b.cpu.free - a.cpu.free)[0];
+  }
+  for (const want of wants) {
+    const free = usable.filter((p) => (p.gpus[want.type]?.free ?? 0) >= want.count).sort((a, b) => b.gpus[want.type]!.free - a.gpus[want.type]!.free);
+    if (free[0]) return free[0];
+  }
+  // None free now: queue on a plane that has enough of the first type it has at all.
+  for (const want of wants) {
+    const fits = usable.filter((p) => (p.gpus[want.type]?.total ?? 0) >= want.count);
+    if (fits[0]) return fits[0];
+  }
+  return undefined;
+}
+
+function noCapacity(fn: RegisteredFunction, wants: GpuRequest[], planes: PlaneInfo[]): NoCapacityError {
+  const what = wants.length ? wants.map((w) => (w.count > 1 ? `${w.type}:${w.count}` : w.type)).join(" or ") : "CPU";
+  const healthy = planes.filter((p) => p.healthy);
+  const seen = healthy.length ? `planes: ${healthy.map((p) => `${p.planeId} (${Object.keys(p.gpus).join(", ") || "no GPUs"})`).join("; ")}` : "no healthy plane is connected";
+  return new NoCapacityError(`no capacity for ${what} within ${fn.spec.timeoutSeconds} s for ${fn.app}.${fn.name}; ${seen}`, { app: fn.app, function: fn.name });
+}

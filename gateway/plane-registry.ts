@@ -1,0 +1,56 @@
+/**
+ * The planes this gateway knows: one Durable Object that every isolate asks,
+ * holding each plane's last heartbeat (region, inventory, free capacity, URL)
+ * and the nonces of signed plane requests, so a replay is refused whichever
+ * isolate it reaches.
+ */
+import { DurableObject } from "cloudflare:workers";
+import { PLANE_STALE_MS, type PlaneHeartbeat, type PlaneInfo } from "../sdk/protocol.js";
+import { NonceCache } from "../sdk/signing.js";
+import type { Env } from "./env.js";
+
+export class PlaneRegistry extends DurableObject<Env> {
+  readonly #planes = new Map<string, { heartbeat: PlaneHeartbeat; lastSeen: number }>();
+  readonly #nonces = new NonceCache();
+
+  constructor(ctx: DurableObjectState, env: Env) {
+    super(ctx, env);
+    void ctx.blockConcurrencyWhile(async () => {
+      const stored = await ctx.storage.list<{ heartbeat: PlaneHeartbeat; lastSeen: number }>({ prefix: "plane:" });
+      for (const [, plane] of stored) this.#planes.set(plane.heartbeat.planeId, plane);
+    });
+  }
+
+  /** True the first time a nonce is seen (within the signature window). */
+  async remember(nonce: string): Promise<boolean> {
+    return this.#nonces.remember(nonce);
+  }
+
+  async heartbeat(heartbeat: PlaneHeartbeat): Promise<void> {
+    const known = this.#planes.has(heartbeat.planeId);
+    const entry = { heartbeat, lastSeen: Date.now() };
+    this.#planes.set(heartbeat.planeId, entry);
+    await this.ctx.storage.put(`plane:${heartbeat.planeId}`, entry);
+    if (!known) console.log(`plane ${heartbeat.planeId} registered: ${heartbeat.url}, region ${heartbeat.region}, ${describeGpus(heartbeat)}`);
+  }
+
+  async list(): Promise<PlaneInfo[]> {
+    const now = Date.now();
+    const planes: PlaneInfo[] = [];
+    for (const [id, { heartbeat, lastSeen }] of this.#planes) {
+      // Forget planes silent for a day; keep listing recently stale ones as unhealthy.
+      if (now - lastSeen > 24 * 3600_000) {
+        this.#planes.delete(id);
+        await this.ctx.storage.delete(`plane:${id}`);
+        continue;
+      }
+      planes.push({ ...heartbeat, lastSeen, healthy: now - lastSeen < PLANE_STALE_MS && heartbeat.unavailable === undefined });
+    }
+    return planes;
+  }
+}
+
+function describeGpus(h: PlaneHeartbeat): string {
+  const gpus = Object.entries(h.gpus).map(([type, c]) => `${type}x${c.total}`);
+  return gpus.length ? `GPUs ${gpus.join(", ")}${h.simulated ? " (simulated)" : ""}` : "no GPUs";
+}

@@ -1,0 +1,185 @@
+/**
+ * The base image every function container starts from, built on this host
+ * with no registry: the host's own Node binary and exactly the shared
+ * libraries it links, a `nobody` user, and the folders the plane mounts into.
+ * The tag is a hash of those files, so the image is built once per Node
+ * install and found again on every later start.
+ */
+
+import { spawn } from "node:child_process";
+import { createHash } from "node:crypto";
+import { createReadStream } from "node:fs";
+import { chmod, copyFile, mkdir, mkdtemp, realpath, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { dirname, isAbsolute, join } from "node:path";
+import type Docker from "dockerode";
+import { InternalError } from "../sdk/errors.js";
+
+/** The repository every base image is tagged in: `tandem-node:<hash>`. */
+export const BASE_IMAGE_REPO = "tandem-node";
+
+/** Where Node sits inside the image. */
+export const NODE_IN_IMAGE = "/usr/local/bin/node";
+
+/**
+ * Bumped when the layout below changes (files, users, folders), so a new
+ * layout gets a new tag even when Node and its libraries have not changed.
+ */
+const LAYOUT_VERSION = "1";
+
+/** One file of the image: its content on the host, its absolute path in the image. */
+interface RootfsFile {
+  hostPath: string;
+  imagePath: string;
+}
+
+/** Builds in flight, per engine address, so concurrent callers share one build even with their own clients. */
+const building = new Map<string, Promise<string>>();
+
+/**
+ * Returns the tag of the base Node image, building and importing it first
+ * when the engine does not have it yet.
+ * @example
+ * const image = await ensureBaseImage(new Docker(), { log: console.log });
+ * // "tandem-node:3f0c9a1b2d4e5f60"
+ */
+export function ensureBaseImage(docker: Docker, options: { log?: (line: string) => void } = {}): Promise<string> {
+  const engine = engineKey(docker);
+  const inFlight = building.get(engine);
+  if (inFlight) return inFlight;
+  const ensured = ensure(docker, options.log ?? (() => {})).finally(() => building.delete(engine));
+  building.set(engine, ensured);
+  return ensured;
+}
+
+/** Where a client dials: docker-modem keeps it on the instance, though its typings do not show it. */
+function engineKey(docker: Docker): string {
+  const modem = docker.modem as unknown as { socketPath?: string; protocol?: string; host?: string; port?: string | number };
+  return modem.socketPath ?? `${modem.protocol ?? "http"}://${modem.host}:${modem.port}`;
+}
+
+async function ensure(docker: Docker, log: (line: string) => void): Promise<string> {
+  const files = await nodeFiles();
+  const tag = `${BASE_IMAGE_REPO}:${await contentHash(files)}`;
+  if (await imageExists(docker, tag)) return tag;
+
+  const started = performance.now();
+  const rootfs = await mkdtemp(join(tmpdir(), "tandem-rootfs-"));
+  try {
+    await layOut(rootfs, files);
+    await importRootfs(docker, rootfs, tag);
+  } finally {
+    await rm(rootfs, { recursive: true, force: true });
+  }
+  log(`built base image ${tag} from ${files[0].hostPath} and ${files.length - 1} libraries in ${Math.round(performance.now() - started)} ms`);
+  return tag;
+}
+
+/** The Node binary first, then every library `ldd` lists for it (the dynamic loader included). */
+async function nodeFiles(): Promise<RootfsFile[]> {
+  const node = await realpath(process.execPath);
+  const libraries = parseLdd(await run("ldd", [node]));
+  const files: RootfsFile[] = [{ hostPath: node, imagePath: NODE_IN_IMAGE }];
+  for (const path of libraries) files.push({ hostPath: await realpath(path), imagePath: path });
+  return files;
+}
+
+/**
+ * The absolute paths in `ldd` output, as the loader will look them up:
+ * `libc.so.6 => /lib/x86_64-linux-gnu/libc.so.6 (0x…)` and
+ * `/lib64/ld-linux-x86-64.so.2 (0x…)`. The vDSO has no file and is skipped.
+ */
+function parseLdd(output: string): string[] {
+  const paths = new Set<string>();
+  for (const line of output.split("\n")) {
+    const match = /(?:=>\s*)?(\/\S+)\s+\(0x[0-9a-f]+\)/.exec(line);
+    if (match) paths.add(match[1]);
+    else if (/=>\s*not found/.test(line)) throw new InternalError(`Node needs a library the host does not have: ${line.trim()}`);
+  }
+  if (paths.size === 0) throw new InternalError(`ldd listed no libraries for ${process.execPath}; a statically linked Node is not supported yet`);
+  return [...paths].sort();
+}
+
+/** First 16 hex chars of a sha256 over every file's image path and content. */
+async function contentHash(files: RootfsFile[]): Promise<string> {
+  const hash = createHash("sha256").update(`tandem-node layout ${LAYOUT_VERSION}\n`);
+  for (const file of files) {
+    hash.update(`${file.imagePath}\n`);
+    for await (const chunk of createReadStream(file.hostPath)) hash.update(chunk as Buffer);
+  }
+  return hash.digest("hex").slice(0, 16);
+}
+
+async function imageExists(docker: Docker, tag: string): Promise<boolean> {
+  try {
+    await docker.getImage(tag).inspect();
+    return true;
+  } catch (err) {
+    if ((err as { statusCode?: number }).statusCode === 404) return false;
+    throw err;
+  }
+}
+
+/** Writes the image's whole filesystem under `rootfs`. */
+async function layOut(rootfs: string, files: RootfsFile[]): Promise<void> {
+  for (const file of files) {
+    if (!isAbsolute(file.imagePath)) throw new InternalError(`not an absolute library path: ${file.imagePath}`);
+    const target = join(rootfs, file.imagePath);
+    await mkdir(dirname(target), { recursive: true });
+    // copyFile reads through symlinks, so the image holds real files at the paths ldd printed.
+    await copyFile(file.hostPath, target);
+    await chmod(target, 0o755);
+  }
+  await mkdir(join(rootfs, "etc"), { recursive: true });
+  await writeFile(join(rootfs, "etc/passwd"), "root:x:0:0:root:/root:/sbin/nologin\nnobody:x:65534:65534:nobody:/nonexistent:/sbin/nologin\n");
+  await writeFile(join(rootfs, "etc/group"), "root:x:0:\nnogroup:x:65534:\n");
+  for (const folder of ["tmp", "tandem/app", "tandem/control"]) await mkdir(join(rootfs, folder), { recursive: true });
+  await chmod(join(rootfs, "tmp"), 0o1777);
+}
+
+/** Streams `rootfs` as a tar into the engine and tags the result. */
+async function importRootfs(docker: Docker, rootfs: string, tag: string): Promise<void> {
+  const [repo, version] = tag.split(":");
+  // Owned by root whoever builds it; sorted so the same files make the same layer.
+  const tar = spawn("tar", ["--create", "--numeric-owner", "--owner=0", "--group=0", "--sort=name", "-C", rootfs, "."], {
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  let tarErrors = "";
+  tar.stderr.setEncoding("utf8").on("data", (text: string) => (tarErrors += text));
+  const tarExit = new Promise<number | null>((resolve, reject) => {
+    tar.on("error", reject);
+    tar.on("close", resolve);
+  });
+
+  try {
+    const progress = await docker.importImage(tar.stdout, { repo, tag: version });
+    await new Promise<void>((resolve, reject) => {
+      docker.modem.followProgress(progress, (err) => (err ? reject(err) : resolve()));
+    });
+  } catch (err) {
+    tar.kill();
+    throw new InternalError(`could not import the base image ${tag}: ${(err as Error).message}`);
+  }
+  const code = await tarExit;
+  if (code !== 0) {
+    // The engine took whatever tar wrote before it failed; that image must not keep the tag.
+    await docker.getImage(tag).remove({ force: true }).catch(() => {});
+    throw new InternalError(`tar failed (exit ${code}) packing the base image: ${tarErrors.trim()}`);
+  }
+}
+
+/** Runs a command without a shell and returns its stdout. */
+function run(command: string, args: string[]): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(command, args, { stdio: ["ignore", "pipe", "pipe"] });
+    let stdout = "";
+    let stderr = "";
+    child.stdout.setEncoding("utf8").on("data", (text: string) => (stdout += text));
+    child.stderr.setEncoding("utf8").on("data", (text: string) => (stderr += text));
+    child.on("error", (err) => reject(new InternalError(`could not run ${command}: ${err.message}`)));
+    child.on("close", (code) => {
+      if (code === 0) resolve(stdout);
+      else reject(new InternalError(`${command} ${args.join(" ")} failed (exit ${code}): ${stderr.trim()}`));
+    });
+  });
+}

@@ -1,0 +1,52 @@
+/**
+ * App bundles on this plane's disk, by content hash. A bundle missing here is
+ * fetched from the gateway (a signed request), checked against its hash, and
+ * kept; concurrent calls for one bundle share one download.
+ */
+import { createHash } from "node:crypto";
+import { existsSync } from "node:fs";
+import { chmod, mkdir, rename, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { InternalError } from "../sdk/errors.js";
+import { paths } from "../sdk/protocol.js";
+import { signRequest } from "../sdk/signing.js";
+
+export class BundleCache {
+  readonly #dir: string;
+  readonly #gatewayUrl: string;
+  readonly #secret: string;
+  readonly #downloads = new Map<string, Promise<string>>();
+
+  constructor(dir: string, gatewayUrl: string, secret: string) {
+    this.#dir = dir;
+    this.#gatewayUrl = gatewayUrl;
+    this.#secret = secret;
+  }
+
+  /** The local path of bundle `hash`, downloading it first if needed. */
+  get(hash: string): Promise<string> {
+    const path = join(this.#dir, `${hash}.mjs`);
+    if (existsSync(path)) return Promise.resolve(path);
+    let download = this.#downloads.get(hash);
+    if (!download) {
+      download = this.#download(hash, path).finally(() => this.#downloads.delete(hash));
+      this.#downloads.set(hash, download);
+    }
+    return download;
+  }
+
+  async #download(hash: string, path: string): Promise<string> {
+    const route = paths.planeBundle(hash);
+    const res = await fetch(this.#gatewayUrl + route, { headers: await signRequest(this.#secret, "GET", route) });
+    if (!res.ok) throw new InternalError(`could not fetch bundle ${hash.slice(0, 12)} from the gateway: HTTP ${res.status} ${(await res.text()).slice(0, 200)}`);
+    const bytes = new Uint8Array(await res.arrayBuffer());
+    const actual = createHash("sha256").update(bytes).digest("hex");
+    if (actual !== hash) throw new InternalError(`bundle ${hash.slice(0, 12)} from the gateway has hash ${actual.slice(0, 12)}; refusing it`);
+    await mkdir(this.#dir, { recursive: true, mode: 0o755 });
+    await chmod(this.#dir, 0o755);
+    const partial = `${path}.${process.pid}.partial`;
+    await writeFile(partial, bytes, { mode: 0o644 });
+    await rename(partial, path);
+    return path;
+  }
+}

@@ -1,0 +1,124 @@
+/**
+ * The plane's end of one container's control channel: a unix socket in a
+ * folder mounted into the container. One runner connects; frames are
+ * newline-delimited JSON checked against the protocol. Anything else (bytes
+ * that are not a frame, a second connection, an oversized line) is a
+ * protocol error, reported once so the plane can kill the container.
+ */
+import { chmod, mkdir, rm } from "node:fs/promises";
+import net from "node:net";
+import { join } from "node:path";
+import { MAX_CONTROL_FRAME_BYTES, RunnerFrameSchema, type InputFrame, type RunnerFrame } from "../sdk/protocol.js";
+
+type Ready = Extract<RunnerFrame, { t: "ready" }>;
+type Output = Extract<RunnerFrame, { t: "output" }>;
+
+export class ControlChannel {
+  readonly dir: string;
+  readonly #server: net.Server;
+  #socket: net.Socket | undefined;
+  #ready!: (frame: Ready) => void;
+  #pending: { resolve: (o: Output) => void; reject: (e: Error) => void } | undefined;
+  #failure: Error | undefined;
+  #onProtocolError: (message: string) => void = () => {};
+  /** Settles when the runner says it is ready. */
+  readonly ready: Promise<Ready>;
+
+  private constructor(dir: string) {
+    this.dir = dir;
+    this.ready = new Promise((resolve) => (this.#ready = resolve));
+    this.#server = net.createServer((socket) => this.#accept(socket));
+  }
+
+  /** Listens on `<dir>/control.sock`, which the container's non-root user may connect to (the folder stays the plane's). */
+  static async open(dir: string): Promise<ControlChannel> {
+    await rm(dir, { recursive: true, force: true });
+    await mkdir(dir, { recursive: true });
+    await chmod(dir, 0o755);
+    const channel = new ControlChannel(dir);
+    const path = join(dir, "control.sock");
+    await new Promise<void>((resolve, reject) => channel.#server.once("error", reject).listen(path, () => resolve()));
+    await chmod(path, 0o666);
+    return channel;
+  }
+
+  /** Called once, with what went wrong, when the runner breaks the protocol. */
+  onProtocolError(listener: (message: string) => void): void {
+    this.#onProtocolError = listener;
+  }
+
+  /** Sends one input and waits for its output. */
+  run(input: InputFrame): Promise<Output> {
+    if (this.#failure) return Promise.reject(this.#failure);
+    if (!this.#socket) return Promise.reject(new Error("the runner is not connected"));
+    if (this.#pending) return Promise.reject(new Error("the runner is busy"));
+    return new Promise<Output>((resolve, reject) => {
+      this.#pending = { resolve, reject };
+      this.#socket!.write(JSON.stringify(input) + "\n");
+    });
+  }
+
+  /** Fails the input in flight (the container died, or timed out). */
+  abort(error: Error): void {
+    const pending = this.#pending;
+    this.#pending = undefined;
+    pending?.reject(error);
+  }
+
+  async close(): Promise<void> {
+    this.#socket?.destroy();
+    await new Promise<void>((resolve) => this.#server.close(() => resolve()));
+    await rm(this.dir, { recursive: true, force: true });
+  }
+
+  #accept(socket: net.Socket): void {
+    if (this.#socket) {
+      socket.destroy();
+      return this.#fail("a second connection on the control socket");
+    }
+    this.#socket = socket;
+    let buffered = "";
+    socket.setEncoding("utf8");
+    socket.on("data", (chunk: string) => {
+      buffered += chunk;
+      if (buffered.length > MAX_CONTROL_FRAME_BYTES) return this.#fail(`a frame over ${MAX_CONTROL_FRAME_BYTES} bytes`);
+      let newline: number;
+      while ((newline = buffered.indexOf("\n")) >= 0) {
+        const line = buffered.slice(0, newline);
+        buffered = buffered.slice(newline + 1);
+        try {
+          this.#frame(line);
+        } catch (err) {
+          this.#fail(`a frame the plane could not handle: ${(err as Error).message}`);
+        }
+        if (this.#failure) return;
+      }
+    });
+    socket.on("error", () => {});
+  }
+
+  #frame(line: string): void {
+    let json: unknown;
+    try {
+      json = JSON.parse(line);
+    } catch {
+      return this.#fail(`bytes that are not a frame: ${JSON.stringify(line.slice(0, 80))}`);
+    }
+    const parsed = RunnerFrameSchema.safeParse(json);
+    if (!parsed.success) return this.#fail(`a frame of the wrong shape: ${JSON.stringify(line.slice(0, 80))}`);
+    const frame = parsed.data;
+    if (frame.t === "ready") return this.#ready(frame);
+    const pending = this.#pending;
+    if (!pending) return this.#fail(`an output for ${frame.callId} with no input in flight`);
+    this.#pending = undefined;
+    pending.resolve(frame);
+  }
+
+  #fail(message: string): void {
+    if (this.#failure) return;
+    this.#failure = new Error(message);
+    this.#socket?.destroy();
+    this.abort(this.#failure);
+    this.#onProtocolError(message);
+  }
+}

@@ -1,0 +1,286 @@
+/**
+ * The Docker driver against a real engine. Each sandbox property is checked
+ * from inside a real container started by `DockerDriver.start`: a small probe
+ * bundle tries what a function must not be able to do and prints what it saw.
+ * Needs a running engine; without one every test fails with the driver's own
+ * message on how to start it.
+ */
+
+import { execFile } from "node:child_process";
+import { randomBytes } from "node:crypto";
+import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
+import { createServer, type Server } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { promisify } from "node:util";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { DockerDriver } from "./docker.js";
+import type { ContainerSpec, StartedContainer } from "./driver.js";
+
+const run = promisify(execFile);
+
+/** One bundle, several probes; `PROBE` picks one. Plain JS: it runs as is in the base image. */
+const PROBE_BUNDLE = String.raw`
+import fs from "node:fs";
+import net from "node:net";
+import os from "node:os";
+import { spawn } from "node:child_process";
+
+const probes = {
+  async sandbox() {
+    const attempt = (fn) => { try { fn(); return "ok"; } catch (err) { return err.code; } };
+    const status = fs.readFileSync("/proc/self/status", "utf8");
+    const connect = await new Promise((resolve) => {
+      const socket = net.connect({ host: "127.0.0.1", port: Number(process.env.HOST_PORT) });
+      socket.setTimeout(2000, () => { socket.destroy(); resolve("timeout"); });
+      socket.on("connect", () => { socket.destroy(); resolve("connected"); });
+      socket.on("error", (err) => resolve(err.code));
+    });
+    return {
+      uid: process.getuid(),
+      gid: process.getgid(),
+      writeRoot: attempt(() => fs.writeFileSync("/x", "x")),
+      writeTmp: attempt(() => fs.writeFileSync("/tmp/x", "x")),
+      writeBundle: attempt(() => fs.writeFileSync("/tandem/app/bundle.mjs", "x")),
+      writeAppFolder: attempt(() => fs.writeFileSync("/tandem/app/other.mjs", "x")),
+      capEff: /^CapEff:\s*(\S+)/m.exec(status)[1],
+      noNewPrivs: /^NoNewPrivs:\s*(\d)/m.exec(status)[1],
+      env: process.env.TANDEM_PROBE_VALUE,
+      interfaces: Object.keys(os.networkInterfaces()),
+      connect,
+    };
+  },
+  async pids() {
+    let spawned = 0;
+    let failure = null;
+    while (spawned < 64 && !failure) {
+      failure = await new Promise((resolve) => {
+        try {
+          const child = spawn(process.execPath, ["-e", "setInterval(() => {}, 1e6)"], { stdio: "ignore" });
+          child.once("spawn", () => { spawned++; resolve(null); });
+          child.once("error", (err) => resolve(err.code));
+        } catch (err) {
+          resolve(err.code);
+        }
+      });
+    }
+    return { spawned, failure };
+  },
+  async memory() {
+    const held = [];
+    // Filled, not just allocated: untouched pages would not count against the limit.
+    for (let i = 0; i < 200; i++) held.push(Buffer.alloc(1024 * 1024, 1));
+    return { held: held.length };
+  },
+  async lines() {
+    console.log("first");
+    console.error("to stderr");
+    console.log("second\nthird");
+    return { done: true };
+  },
+  async sleep() {
+    console.log("ready");
+    await new Promise(() => setInterval(() => {}, 1e6));
+  },
+};
+
+console.log(JSON.stringify(await probes[process.env.PROBE]()));
+process.exit(0);
+`;
+
+const driver = new DockerDriver();
+const planeId = `test-${randomBytes(4).toString("hex")}`;
+let workDir: string;
+let bundlePath: string;
+let controlDir: string;
+
+function specFor(probe: string, overrides: Partial<ContainerSpec> = {}): ContainerSpec {
+  return {
+    id: `ctr-${randomBytes(4).toString("hex")}`,
+    bundlePath,
+    controlDir,
+    env: { PROBE: probe },
+    cpu: 1,
+    memoryMiB: 256,
+    pidsLimit: 64,
+    network: false,
+    gpuDeviceIds: [],
+    labels: { "tandem.plane": planeId },
+    ...overrides,
+  };
+}
+
+/** Starts a probe and returns every line it wrote, the parsed last stdout line, and its exit. */
+async function runProbe(probe: string, overrides: Partial<ContainerSpec> = {}) {
+  const container = await driver.start(specFor(probe, overrides));
+  const lines: { stream: "stdout" | "stderr"; line: string }[] = [];
+  container.onOutput((stream, line) => lines.push({ stream, line }));
+  const exit = await container.exited;
+  const last = lines.filter((l) => l.stream === "stdout").at(-1)?.line;
+  return { container, lines, exit, result: last ? JSON.parse(last) : undefined };
+}
+
+/** Resolves with the next line the container writes. */
+function firstLine(container: StartedContainer): Promise<string> {
+  return new Promise((resolve) => container.onOutput((_stream, line) => resolve(line)));
+}
+
+async function dockerCli(...args: string[]): Promise<{ ok: boolean; out: string }> {
+  try {
+    const { stdout } = await run("docker", args);
+    return { ok: true, out: stdout.trim() };
+  } catch (err) {
+    return { ok: false, out: String((err as { stderr?: string }).stderr ?? err) };
+  }
+}
+
+beforeAll(async () => {
+  // Fails every test with the driver's message ("no Docker engine at … Start one with …") when there is no engine.
+  await driver.prepare();
+  workDir = await mkdtemp(join(tmpdir(), "tandem-docker-test-"));
+  bundlePath = join(workDir, "bundle.mjs");
+  controlDir = join(workDir, "control");
+  await writeFile(bundlePath, PROBE_BUNDLE);
+  await mkdir(controlDir);
+});
+
+afterAll(async () => {
+  if (!workDir) return; // never prepared: the engine's absence is already the failure
+  await driver.cleanup(planeId);
+  await rm(workDir, { recursive: true, force: true });
+});
+
+describe("a container started by the docker driver", () => {
+  let hostServer: Server;
+  let hostPort: number;
+  let probe: Awaited<ReturnType<typeof runProbe>>;
+
+  beforeAll(async () => {
+    // A listener on the host's loopback: the container must not reach it.
+    hostServer = createServer((socket) => socket.destroy());
+    await new Promise<void>((resolve) => hostServer.listen(0, "127.0.0.1", resolve));
+    hostPort = (hostServer.address() as { port: number }).port;
+    probe = await runProbe("sandbox", { env: { PROBE: "sandbox", HOST_PORT: String(hostPort), TANDEM_PROBE_VALUE: "from spec.env" } });
+  });
+
+  afterAll(() => new Promise<void>((resolve) => hostServer.close(() => resolve())));
+
+  it("exits cleanly with code 0", () => {
+    expect(probe.exit).toEqual({ code: 0, oomKilled: false });
+  });
+
+  it("runs as nobody (65534:65534)", () => {
+    expect(probe.result.uid).toBe(65534);
+    expect(probe.result.gid).toBe(65534);
+  });
+
+  it("has a read-only root and a writable /tmp", () => {
+    expect(probe.result.writeRoot).toBe("EROFS");
+    expect(probe.result.writeTmp).toBe("ok");
+  });
+
+  it("cannot change its bundle or add files next to it", () => {
+    expect(probe.result.writeBundle).toBe("EROFS");
+    expect(probe.result.writeAppFolder).toBe("EROFS");
+  });
+
+  it("has no capabilities and cannot gain privileges", () => {
+    expect(probe.result.capEff).toBe("0000000000000000");
+    expect(probe.result.noNewPrivs).toBe("1");
+  });
+
+  it("sees the spec's environment", () => {
+    expect(probe.result.env).toBe("from spec.env");
+  });
+
+  it("has only its own loopback: no interfaces and no way to the host's listeners", () => {
+    expect(probe.result.interfaces).toEqual(["lo"]);
+    expect(probe.result.connect).toBe("ECONNREFUSED");
+  });
+
+  it("shares the host's network when the spec asks for network", async () => {
+    const withNetwork = await runProbe("sandbox", { network: true, env: { PROBE: "sandbox", HOST_PORT: String(hostPort) } });
+    expect(withNetwork.result.connect).toBe("connected");
+  });
+});
+
+describe("the docker driver's limits", () => {
+  it("stops a fork bomb at the pids limit", async () => {
+    const { result } = await runProbe("pids", { pidsLimit: 32 });
+    expect(result.failure).toBe("EAGAIN");
+    expect(result.spawned).toBeLessThan(64);
+  });
+
+  it("OOM-kills a container past its memory limit", async () => {
+    const { exit, result } = await runProbe("memory", { memoryMiB: 64 });
+    expect(result).toBeUndefined();
+    expect(exit.oomKilled || exit.code === 137).toBe(true);
+  });
+});
+
+describe("the docker driver's output and lifecycle", () => {
+  // stdout and stderr are separate streams: order holds within each, not across them.
+  it("delivers stdout and stderr as lines", async () => {
+    const { lines } = await runProbe("lines");
+    expect(lines.filter((l) => l.stream === "stdout").map((l) => l.line).slice(0, 3)).toEqual(["first", "second", "third"]);
+    expect(lines.filter((l) => l.stream === "stderr").map((l) => l.line)).toEqual(["to stderr"]);
+  });
+
+  it("replays lines written before a listener was added", async () => {
+    const container = await driver.start(specFor("lines"));
+    await container.exited;
+    const lines: string[] = [];
+    container.onOutput((_stream, line) => lines.push(line));
+    expect(lines.filter((l) => l !== "to stderr")).toEqual(["first", "second", "third", '{"done":true}']);
+    expect(lines).toContain("to stderr");
+  });
+
+  it("removes a container once it has exited", async () => {
+    const { container } = await runProbe("lines");
+    await expect.poll(async () => (await dockerCli("inspect", container.runtimeId)).out, { timeout: 5000 }).toMatch(/No such object/i);
+  });
+
+  it("kills and removes a running container, and a second kill is harmless", async () => {
+    const container = await driver.start(specFor("sleep"));
+    expect(await firstLine(container)).toBe("ready");
+
+    await container.kill();
+    expect((await container.exited).code).toBe(137);
+    const inspect = await dockerCli("inspect", container.runtimeId);
+    expect(inspect.ok).toBe(false);
+    expect(inspect.out).toMatch(/No such object/i);
+    await expect(container.kill()).resolves.toBeUndefined();
+  });
+
+  it("cleanup(planeId) removes that plane's containers and no other's", async () => {
+    const doomedPlane = `${planeId}-doomed`;
+    const doomed = await Promise.all([1, 2].map(() => driver.start(specFor("sleep", { labels: { "tandem.plane": doomedPlane } }))));
+    const kept = await driver.start(specFor("sleep"));
+
+    await driver.cleanup(doomedPlane);
+
+    expect((await dockerCli("ps", "-aq", "--filter", `label=tandem.plane=${doomedPlane}`)).out).toBe("");
+    await Promise.all(doomed.map((container) => container.exited));
+    expect((await dockerCli("ps", "-aq", "--no-trunc", "--filter", `label=tandem.container=${kept.id}`)).out).toBe(kept.runtimeId);
+    await kept.kill();
+  });
+});
+
+describe("the docker driver's readable failures", () => {
+  it("says how to start an engine when there is none", async () => {
+    const saved = process.env.DOCKER_HOST;
+    process.env.DOCKER_HOST = "unix:///nonexistent/docker.sock";
+    try {
+      await expect(new DockerDriver().prepare()).rejects.toThrow(
+        /no Docker engine at \/nonexistent\/docker\.sock .*dockerd --bridge=none --iptables=false.*--runtime process/,
+      );
+    } finally {
+      if (saved === undefined) delete process.env.DOCKER_HOST;
+      else process.env.DOCKER_HOST = saved;
+    }
+  });
+
+  it("refuses a runtime the engine does not list", async () => {
+    await expect(new DockerDriver({ runtime: "no-such-runtime" }).prepare()).rejects.toThrow(/has no runtime "no-such-runtime" \(it has: .*runc/);
+  });
+});

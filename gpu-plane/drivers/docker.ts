@@ -1,0 +1,343 @@
+/**
+ * The sandboxed driver: each function container is a Docker container from
+ * the base Node image, as nobody, with a read-only root, no capabilities, no
+ * network unless asked, and cgroup limits on memory, CPU and processes. The
+ * only file of the plane that talks to the engine (base-image.ts is handed
+ * the engine from here).
+ */
+
+import { stat } from "node:fs/promises";
+import { PassThrough } from "node:stream";
+import { StringDecoder } from "node:string_decoder";
+import Docker from "dockerode";
+import { InternalError } from "../../sdk/errors.js";
+import { NODE_IN_IMAGE, ensureBaseImage } from "../base-image.js";
+import { IN_CONTAINER, type ContainerDriver, type ContainerSpec, type ExitInfo, type StartedContainer } from "./driver.js";
+
+/** Options of {@link DockerDriver}. */
+export interface DockerDriverOptions {
+  /** The engine; the default socket (or `DOCKER_HOST`) when left out. */
+  docker?: Docker;
+  /** A Docker runtime for stronger isolation, e.g. `"runsc"` (gVisor). Must be listed by `docker info`. */
+  runtime?: string;
+  /** Where the driver says what it did (image builds, failures it recovered from). */
+  log?: (line: string) => void;
+}
+
+/**
+ * The plane cannot use the Docker engine: none is running, or it lacks the
+ * runtime asked for. The message says how to fix it.
+ */
+export class DockerUnavailableError extends InternalError {}
+
+/** Label every container of this driver carries, with the plane's container id. */
+export const CONTAINER_LABEL = "tandem.container";
+/** Label the plane sets on its containers; `cleanup` finds them by it. */
+export const PLANE_LABEL = "tandem.plane";
+
+/** Lines kept for a container nobody listens to yet; beyond it the oldest are dropped. */
+const MAX_BUFFERED_LINES = 1000;
+/** A line longer than this is delivered in pieces, so one newline-less stream cannot grow without end. */
+const MAX_LINE_CHARS = 1 << 20;
+/** How long `exited` waits for the last output once the container has stopped. */
+const OUTPUT_DRAIN_MS = 2000;
+/** How long `kill` waits for the exit to be read before removing the container anyway. */
+const KILL_WAIT_MS = 5000;
+
+/**
+ * Runs function containers on a Docker engine.
+ * @example
+ * const driver = new DockerDriver({ log: console.log });
+ * await driver.prepare();
+ * const container = await driver.start(spec);
+ * container.onOutput((stream, line) => console.log(`[${container.id}] ${line}`));
+ * console.log(await container.exited); // { code: 0, oomKilled: false }
+ */
+export class DockerDriver implements ContainerDriver {
+  readonly name = "docker";
+  readonly sandboxed = true;
+
+  readonly #docker: Docker;
+  readonly #runtime: string | undefined;
+  readonly #log: (line: string) => void;
+  #image: Promise<string> | undefined;
+
+  constructor(options: DockerDriverOptions = {}) {
+    this.#docker = options.docker ?? new Docker();
+    this.#runtime = options.runtime;
+    this.#log = options.log ?? (() => {});
+  }
+
+  /** Checks the engine (and the runtime, if one is set) and builds or finds the base image. */
+  prepare(): Promise<void> {
+    return this.#baseImage().then(() => {});
+  }
+
+  async start(spec: ContainerSpec): Promise<StartedContainer> {
+    const image = await this.#baseImage();
+    await requireHostPath(spec.bundlePath, "file", "bundle");
+    await requireHostPath(spec.controlDir, "folder", "control folder");
+
+    const name = `tandem-${spec.id}`;
+    let container: Docker.Container;
+    try {
+      container = await this.#docker.createContainer({
+        name,
+        Image: image,
+        Cmd: [NODE_IN_IMAGE, IN_CONTAINER.bundle],
+        Env: Object.entries(spec.env).map(([key, value]) => `${key}=${value}`),
+        Labels: { ...spec.labels, [CONTAINER_LABEL]: spec.id },
+        User: "65534:65534",
+        WorkingDir: "/tmp",
+        AttachStdout: true,
+        AttachStderr: true,
+        HostConfig: {
+          NetworkMode: spec.network ? "host" : "none",
+          ReadonlyRootfs: true,
+          Tmpfs: { "/tmp": "rw,nosuid,nodev,size=64m" },
+          CapDrop: ["ALL"],
+          SecurityOpt: ["no-new-privileges"],
+          PidsLimit: spec.pidsLimit,
+          Memory: spec.memoryMiB * 1024 * 1024,
+          // Equal to Memory: no swap, so the limit is a hard one and the OOM killer enforces it.
+          MemorySwap: spec.memoryMiB * 1024 * 1024,
+          NanoCpus: Math.round(spec.cpu * 1e9),
+          // Both read-only: a unix socket can still be connected to through a read-only mount, and the container cannot replace it.
+          Binds: [`${spec.bundlePath}:${IN_CONTAINER.bundle}:ro`, `${spec.controlDir}:${IN_CONTAINER.controlDir}:ro`],
+          ...(this.#runtime ? { Runtime: this.#runtime } : {}),
+          ...(spec.gpuDeviceIds.length > 0
+            ? { DeviceRequests: [{ Driver: "nvidia", DeviceIDs: spec.gpuDeviceIds, Capabilities: [["gpu"]] }] }
+            : {}),
+          AutoRemove: false,
+        },
+      });
+    } catch (err) {
+      throw new InternalError(`could not create container ${name}: ${engineMessage(err)}`, { container: spec.id });
+    }
+
+    try {
+      // Attached before it starts, so not one line of its output is missed.
+      const output = await container.attach({ stream: true, stdout: true, stderr: true });
+      const started = new DockerContainer(spec.id, container, this.#docker, output, this.#log);
+      await container.start();
+      started.watch();
+      return started;
+    } catch (err) {
+      await container.remove({ force: true }).catch(() => {});
+      throw new InternalError(`could not start container ${name}: ${engineMessage(err)}`, { container: spec.id });
+    }
+  }
+
+  async cleanup(planeId: string): Promise<void> {
+    await this.#ping();
+    const left = await this.#docker.listContainers({ all: true, filters: { label: [`${PLANE_LABEL}=${planeId}`] } });
+    await Promise.all(left.map((info) => removeContainer(this.#docker.getContainer(info.Id))));
+    if (left.length > 0) this.#log(`removed ${left.length} container(s) left behind by plane ${planeId}`);
+  }
+
+  /** Prepares once; a failed attempt is forgotten so the next call tries again. */
+  #baseImage(): Promise<string> {
+    this.#image ??= this.#prepare().catch((err: unknown) => {
+      this.#image = undefined;
+      throw err;
+    });
+    return this.#image;
+  }
+
+  async #prepare(): Promise<string> {
+    await this.#ping();
+    if (this.#runtime) {
+      const info = (await this.#docker.info()) as { Runtimes?: Record<string, unknown> };
+      const runtimes = Object.keys(info.Runtimes ?? {});
+      if (!runtimes.includes(this.#runtime)) {
+        throw new DockerUnavailableError(
+          `the Docker engine at ${this.#engineAddress()} has no runtime "${this.#runtime}" (it has: ${runtimes.join(", ") || "none"}). ` +
+            `Install it and register it in /etc/docker/daemon.json under "runtimes", or leave the runtime option out to use the engine's default`,
+        );
+      }
+    }
+    return ensureBaseImage(this.#docker, { log: this.#log });
+  }
+
+  async #ping(): Promise<void> {
+    try {
+      await this.#docker.ping();
+    } catch (err) {
+      throw new DockerUnavailableError(
+        `no Docker engine at ${this.#engineAddress()} (${engineMessage(err)}). ` +
+          "Start one with `dockerd --bridge=none --iptables=false &` (Debian: apt-get install -y docker.io), " +
+          "or run the plane with --runtime process for unsandboxed development",
+      );
+    }
+  }
+
+  #engineAddress(): string {
+    // docker-modem keeps where it dials on the instance; its typings do not show it.
+    const modem = this.#docker.modem as unknown as { socketPath?: string; host?: string; port?: string | number };
+    if (modem.socketPath) return modem.socketPath;
+    return modem.host ? `${modem.host}${modem.port ? `:${modem.port}` : ""}` : "/var/run/docker.sock";
+  }
+}
+
+/** One started container: its output as lines, its exit, and its removal. */
+class DockerContainer implements StartedContainer {
+  readonly runtimeId: string;
+  readonly exited: Promise<ExitInfo>;
+
+  readonly #container: Docker.Container;
+  readonly #log: (line: string) => void;
+  readonly #listeners: ((stream: "stdout" | "stderr", line: string) => void)[] = [];
+  readonly #buffered: ["stdout" | "stderr", string][] = [];
+  readonly #outputEnded: Promise<void>;
+  #settle!: (exit: ExitInfo) => void;
+  #removal: Promise<void> | undefined;
+
+  constructor(
+    readonly id: string,
+    container: Docker.Container,
+    docker: Docker,
+    output: NodeJS.ReadWriteStream,
+    log: (line: string) => void,
+  ) {
+    this.runtimeId = container.id;
+    this.#container = container;
+    this.#log = log;
+    this.exited = new Promise((resolve) => (this.#settle = resolve));
+
+    const stdout = new PassThrough();
+    const stderr = new PassThrough();
+    docker.modem.demuxStream(output, stdout, stderr);
+    const stdoutDone = splitLines(stdout, (line) => this.#emit("stdout", line));
+    const stderrDone = splitLines(stderr, (line) => this.#emit("stderr", line));
+    // demuxStream never ends its outputs; the attach stream ends (or breaks) when the container stops.
+    const endBoth = (): void => {
+      stdout.end();
+      stderr.end();
+    };
+    for (const event of ["end", "close", "error"]) output.on(event, endBoth);
+    this.#outputEnded = Promise.all([stdoutDone, stderrDone]).then(() => {});
+  }
+
+  onOutput(listener: (stream: "stdout" | "stderr", line: string) => void): void {
+    this.#listeners.push(listener);
+    for (const [stream, line] of this.#buffered) listener(stream, line);
+    this.#buffered.length = 0;
+  }
+
+  async kill(): Promise<void> {
+    try {
+      await this.#container.kill();
+    } catch (err) {
+      // Not running (409), or already gone (404): either way it is stopped, which is what was asked.
+      const status = (err as { statusCode?: number }).statusCode;
+      if (status !== 404 && status !== 409 && status !== 304) this.#log(`kill ${this.id}: ${engineMessage(err)}`);
+    }
+    // Let the exit be read before the container (and its state) is removed.
+    await Promise.race([this.exited, new Promise((resolve) => setTimeout(resolve, KILL_WAIT_MS).unref())]);
+    await this.#remove();
+  }
+
+  /** Follows the container to its exit; called once it has started. */
+  watch(): void {
+    void this.#readExit().then((exit) => {
+      this.#settle(exit);
+      return this.#remove();
+    });
+  }
+
+  async #readExit(): Promise<ExitInfo> {
+    let waited: { StatusCode?: number } | undefined;
+    try {
+      waited = (await this.#container.wait()) as { StatusCode?: number };
+    } catch (err) {
+      if ((err as { statusCode?: number }).statusCode !== 404) this.#log(`wait for ${this.id}: ${engineMessage(err)}`);
+    }
+    await Promise.race([this.#outputEnded, new Promise((resolve) => setTimeout(resolve, OUTPUT_DRAIN_MS).unref())]);
+    try {
+      const { State } = await this.#container.inspect();
+      return { code: State.ExitCode, oomKilled: State.OOMKilled };
+    } catch {
+      // Removed before it could be inspected (a kill racing the exit): the wait's code is all there is.
+      return { code: waited?.StatusCode ?? null, oomKilled: false };
+    }
+  }
+
+  #remove(): Promise<void> {
+    this.#removal ??= removeContainer(this.#container).catch((err: unknown) => {
+      this.#log(`remove ${this.id}: ${engineMessage(err)}`);
+    });
+    return this.#removal;
+  }
+
+  #emit(stream: "stdout" | "stderr", line: string): void {
+    if (this.#listeners.length === 0) {
+      this.#buffered.push([stream, line]);
+      if (this.#buffered.length > MAX_BUFFERED_LINES) this.#buffered.shift();
+      return;
+    }
+    for (const listener of this.#listeners) listener(stream, line);
+  }
+}
+
+/** Force-removes a container; one that is already gone, or going, is not an error. */
+async function removeContainer(container: Docker.Container): Promise<void> {
+  try {
+    await container.remove({ force: true });
+  } catch (err) {
+    const status = (err as { statusCode?: number }).statusCode;
+    if (status === 404) return;
+    // 409: another remove is in progress; wait until the engine no longer knows it.
+    if (status === 409) {
+      for (let attempt = 0; attempt < 50; attempt++) {
+        await new Promise((resolve) => setTimeout(resolve, 100));
+        try {
+          await container.inspect();
+        } catch (inspectErr) {
+          if ((inspectErr as { statusCode?: number }).statusCode === 404) return;
+        }
+      }
+    }
+    throw err;
+  }
+}
+
+/** Calls `onLine` for each line of `stream` (UTF-8, `\n` or `\r\n`); resolves when the stream ends. */
+function splitLines(stream: NodeJS.ReadableStream, onLine: (line: string) => void): Promise<void> {
+  const decoder = new StringDecoder("utf8");
+  let pending = "";
+  const take = (text: string): void => {
+    pending += text;
+    let newline: number;
+    while ((newline = pending.indexOf("\n")) !== -1) {
+      onLine(pending.slice(0, newline).replace(/\r$/, ""));
+      pending = pending.slice(newline + 1);
+    }
+    while (pending.length > MAX_LINE_CHARS) {
+      onLine(pending.slice(0, MAX_LINE_CHARS));
+      pending = pending.slice(MAX_LINE_CHARS);
+    }
+  };
+  return new Promise((resolve) => {
+    stream.on("data", (chunk: Buffer) => take(decoder.write(chunk)));
+    stream.on("end", () => {
+      take(decoder.end());
+      if (pending) onLine(pending);
+      pending = "";
+      resolve();
+    });
+  });
+}
+
+/** Checks a host path before Docker sees it: a missing bind source would be created as a root-owned folder. */
+async function requireHostPath(path: string, kind: "file" | "folder", what: string): Promise<void> {
+  const found = await stat(path).catch(() => undefined);
+  const ok = found && (kind === "file" ? found.isFile() : found.isDirectory());
+  if (!ok) throw new InternalError(`the container's ${what} is not a ${kind}: ${path}`);
+}
+
+/** The engine's own words: dockerode puts them in `json.message`, behind a generic `message`. */
+function engineMessage(err: unknown): string {
+  const json = (err as { json?: { message?: string } }).json;
+  if (json?.message) return json.message;
+  return err instanceof Error ? err.message : String(err);
+}

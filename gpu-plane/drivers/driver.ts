@@ -1,0 +1,72 @@
+/**
+ * The one interface every container runtime of the plane implements. The
+ * plane decides what runs where; a driver only starts a container from a
+ * spec, reports its output and its exit, and kills it. `docker.ts` (the
+ * sandboxed default, and the only file that imports dockerode) and
+ * `process.ts` (unsandboxed, development only) are the two drivers.
+ */
+
+/** What to start. Paths are on the plane's host. */
+export interface ContainerSpec {
+  /** The plane's id for this container, e.g. `ctr-1a2b3c4d`. Used in names, labels and log tags. */
+  id: string;
+  /** The app's plane bundle: one self-contained ES module that runs the function runner. */
+  bundlePath: string;
+  /**
+   * A folder holding the control socket `control.sock`, mounted read-only. The
+   * plane makes the socket connectable by the container's user (0666) and
+   * keeps the folder its own (0755).
+   */
+  controlDir: string;
+  /** Environment of the function (its `env` option, `CUDA_VISIBLE_DEVICES`, the runner's settings). */
+  env: Record<string, string>;
+  /** CPU cores (fractions allowed). */
+  cpu: number;
+  /** Memory limit in MiB. */
+  memoryMiB: number;
+  /** Most processes and threads inside the container. */
+  pidsLimit: number;
+  /** `false` (the default for functions): no network at all. */
+  network: boolean;
+  /** Real GPU device ids to hand to the container (empty for CPU functions and simulated GPUs). */
+  gpuDeviceIds: string[];
+  /** Labels to find the container by (app, function, plane). */
+  labels: Record<string, string>;
+}
+
+/** Where the control socket and the bundle appear inside a container. */
+export const IN_CONTAINER = {
+  bundle: "/tandem/app/bundle.mjs",
+  controlDir: "/tandem/control",
+  controlSocket: "/tandem/control/control.sock",
+} as const;
+
+export interface ExitInfo {
+  /** Exit code, or null when killed by a signal the driver could not read a code for. */
+  code: number | null;
+  /** The kernel's OOM killer stopped it (memory limit). */
+  oomKilled: boolean;
+}
+
+export interface StartedContainer {
+  readonly id: string;
+  /** Docker's container id, or the process id. */
+  readonly runtimeId: string;
+  /** Each line the container writes on stdout or stderr, as it comes. */
+  onOutput(listener: (stream: "stdout" | "stderr", line: string) => void): void;
+  /** Settles once when the container stops, for whatever reason. */
+  readonly exited: Promise<ExitInfo>;
+  /** Stops the container at once (SIGKILL) and removes it. Safe to call twice. */
+  kill(): Promise<void>;
+}
+
+export interface ContainerDriver {
+  readonly name: "docker" | "process";
+  /** False only for the development-only process driver. */
+  readonly sandboxed: boolean;
+  /** Readies the runtime (checks the engine, builds or finds the base image). Throws a readable error when it cannot. */
+  prepare(): Promise<void>;
+  start(spec: ContainerSpec): Promise<StartedContainer>;
+  /** Removes every container this plane left behind (by label), e.g. after a crash. */
+  cleanup(planeId: string): Promise<void>;
+}

@@ -1,0 +1,54 @@
+/**
+ * The development-only driver: each "container" is a plain Node child
+ * process. It is NOT a sandbox (no network, filesystem, pid or memory
+ * isolation), and the plane says so on every start.
+ */
+import { spawn } from "node:child_process";
+import { join } from "node:path";
+import type { ContainerDriver, ContainerSpec, ExitInfo, StartedContainer } from "./driver.js";
+
+export class ProcessDriver implements ContainerDriver {
+  readonly name = "process" as const;
+  readonly sandboxed = false;
+
+  async prepare(): Promise<void> {}
+
+  async start(spec: ContainerSpec): Promise<StartedContainer> {
+    const child = spawn(process.execPath, [`--max-old-space-size=${Math.max(64, spec.memoryMiB)}`, spec.bundlePath], {
+      env: { PATH: process.env.PATH ?? "", ...spec.env, TANDEM_CONTROL_SOCKET: join(spec.controlDir, "control.sock") },
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    const listeners: ((stream: "stdout" | "stderr", line: string) => void)[] = [];
+    const early: ["stdout" | "stderr", string][] = [];
+    for (const stream of ["stdout", "stderr"] as const) {
+      let buffered = "";
+      child[stream].setEncoding("utf8");
+      child[stream].on("data", (chunk: string) => {
+        buffered += chunk;
+        let newline: number;
+        while ((newline = buffered.indexOf("\n")) >= 0) {
+          const line = buffered.slice(0, newline);
+          buffered = buffered.slice(newline + 1);
+          if (listeners.length) for (const l of listeners) l(stream, line);
+          else early.push([stream, line]);
+        }
+      });
+    }
+    const exited = new Promise<ExitInfo>((resolve) => child.once("exit", (code) => resolve({ code, oomKilled: false })));
+    return {
+      id: spec.id,
+      runtimeId: String(child.pid),
+      onOutput(listener) {
+        listeners.push(listener);
+        for (const [stream, line] of early.splice(0)) listener(stream, line);
+      },
+      exited,
+      async kill() {
+        if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
+        await exited;
+      },
+    };
+  }
+
+  async cleanup(): Promise<void> {}
+}

@@ -1,0 +1,2 @@
+export { Plane } from "./plane.js";
+export type { PlaneOptions } from "./plane.js";

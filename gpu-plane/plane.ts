@@ -1,0 +1,179 @@
+/**
+ * One plane node: its inventory, its container driver, the scheduler, the
+ * HTTP API the gateway calls, and the heartbeat that registers it with the
+ * gateway. `tandem plane` starts one; `tandem serve` starts one beside the
+ * local gateway.
+ */
+import { serve as serveHttp, type ServerType } from "@hono/node-server";
+import { randomBytes } from "node:crypto";
+import { join } from "node:path";
+import { PlaneUnavailableError } from "../sdk/errors.js";
+import { GPU_TYPES, parseGpuInventory, type GpuType } from "../sdk/gpu.js";
+import { PLANE_HEARTBEAT_MS, PROTOCOL_VERSION, paths, type PlaneHeartbeat, type PlaneRunRequest, type PlaneRunResponse } from "../sdk/protocol.js";
+import { signRequest } from "../sdk/signing.js";
+import { BundleCache } from "./bundle-cache.js";
+import type { ContainerDriver } from "./drivers/driver.js";
+import { ProcessDriver } from "./drivers/process.js";
+import { Inventory, detectGpus, simulatedGpus } from "./inventory.js";
+import { Scheduler, type FunctionStats } from "./scheduler.js";
+import { planeServer } from "./server.js";
+
+export interface PlaneOptions {
+  gatewayUrl: string;
+  /** Shared with the gateway; signs every request both ways. */
+  secret: string;
+  host: string;
+  /** 0 picks a free port. */
+  port: number;
+  region: string;
+  /** A declared inventory (`"A100:2,T4:1"`), simulated. */
+  gpus?: string;
+  /** With no real GPUs and no `gpus`, declare one of each known type (what `tandem serve` does). */
+  simulateWhenNone?: boolean;
+  runtime: "docker" | "process";
+  /** A Docker runtime other than runc, such as `runsc`. */
+  dockerRuntime?: string;
+  stateDir: string;
+  /** Seconds idle before a container is stopped; default 60. */
+  scaledownWindowSeconds?: number;
+  log?: (line: string) => void;
+}
+
+export class Plane {
+  readonly planeId: string;
+  readonly url: string;
+  readonly inventory: Inventory;
+  readonly driver: ContainerDriver;
+  /** Why containers cannot start here, if they cannot. */
+  readonly unavailable: string | undefined;
+  readonly #options: PlaneOptions;
+  readonly #scheduler: Scheduler;
+  readonly #bundles: BundleCache;
+  readonly #server: ServerType;
+  #heartbeat: NodeJS.Timeout | undefined;
+  #gatewayDown = false;
+
+  private constructor(init: { planeId: string; url: string; inventory: Inventory; driver: ContainerDriver; unavailable: string | undefined; options: PlaneOptions; scheduler: Scheduler; bundles: BundleCache; server: ServerType }) {
+    this.planeId = init.planeId;
+    this.url = init.url;
+    this.inventory = init.inventory;
+    this.driver = init.driver;
+    this.unavailable = init.unavailable;
+    this.#options = init.options;
+    this.#scheduler = init.scheduler;
+    this.#bundles = init.bundles;
+    this.#server = init.server;
+  }
+
+  static async start(options: PlaneOptions): Promise<Plane> {
+    const log = options.log ?? ((line: string) => console.log(line));
+    const planeId = `pl-${randomBytes(6).toString("hex")}`;
+    const inventory = new Inventory(await planeGpus(options, log));
+    // dockerode loads only when the Docker runtime is used.
+    const driver: ContainerDriver =
+      options.runtime === "process"
+        ? new ProcessDriver()
+        : new (await import("./drivers/docker.js")).DockerDriver({ ...(options.dockerRuntime ? { runtime: options.dockerRuntime } : {}), log });
+    let unavailable: string | undefined;
+    try {
+      await driver.prepare();
+      await driver.cleanup(planeId);
+    } catch (err) {
+      unavailable = (err as Error).message;
+    }
+    const scheduler = new Scheduler({
+      driver,
+      inventory,
+      planeId,
+      stateDir: options.stateDir,
+      scaledownWindowMs: (options.scaledownWindowSeconds ?? 60) * 1000,
+      log,
+    });
+    const bundles = new BundleCache(join(options.stateDir, "bundles"), options.gatewayUrl, options.secret);
+    let plane: Plane | undefined;
+    const app = planeServer({ secret: options.secret, run: (req) => plane!.run(req), status: () => plane!.status(), log });
+    const { server, port } = await new Promise<{ server: ServerType; port: number }>((resolve, reject) => {
+      const s = serveHttp({ fetch: app.fetch, hostname: options.host, port: options.port }, (info) => resolve({ server: s, port: info.port }));
+      s.once("error", reject);
+    });
+    plane = new Plane({ planeId, url: `http://${options.host}:${port}`, inventory, driver, unavailable, options, scheduler, bundles, server });
+    if (driver.sandboxed === false) log("⚠ plane runtime `process`: functions run as plain processes, NOT sandboxed. For development only.");
+    if (unavailable) log(`⚠ plane ${planeId} cannot start containers: ${unavailable}`);
+    await plane.#beat();
+    plane.#heartbeat = setInterval(() => void plane!.#beat(), PLANE_HEARTBEAT_MS);
+    plane.#heartbeat.unref();
+    return plane;
+  }
+
+  /** Runs one input (a request from the gateway). */
+  async run(req: PlaneRunRequest): Promise<PlaneRunResponse> {
+    if (this.unavailable) throw new PlaneUnavailableError(`plane ${this.planeId} cannot start containers: ${this.unavailable}`);
+    const bundlePath = await this.#bundles.get(req.bundleHash);
+    return this.#scheduler.run(req, bundlePath);
+  }
+
+  status(): { planeId: string; region: string; runtime: string; sandboxed: boolean; simulated: boolean; unavailable?: string; inventory: ReturnType<Inventory["summary"]>; functions: FunctionStats[]; containers: ReturnType<Scheduler["containers"]> } {
+    return {
+      planeId: this.planeId,
+      region: this.#options.region,
+      runtime: this.driver.name,
+      sandboxed: this.driver.sandboxed,
+      simulated: this.inventory.simulated,
+      ...(this.unavailable ? { unavailable: this.unavailable } : {}),
+      inventory: this.inventory.summary(),
+      functions: this.#scheduler.stats(),
+      containers: this.#scheduler.containers(),
+    };
+  }
+
+  /** A line describing this plane, for start-up messages. */
+  describe(): string {
+    const gpus = this.inventory.summary().gpus;
+    const list = Object.entries(gpus).map(([t, c]) => `${t}x${c.total}`).join(", ") || "no GPUs";
+    return `plane ${this.planeId} at ${this.url} (region ${this.#options.region}, runtime ${this.driver.name}${this.driver.sandboxed ? "" : ", UNSANDBOXED"}; ${list}${this.inventory.simulated ? ", simulated" : ""})`;
+  }
+
+  async close(): Promise<void> {
+    clearInterval(this.#heartbeat);
+    await this.#scheduler.close();
+    await this.driver.cleanup(this.planeId).catch(() => {});
+    await new Promise<void>((resolve) => this.#server.close(() => resolve()));
+  }
+
+  async #beat(): Promise<void> {
+    const summary = this.inventory.summary();
+    const heartbeat: PlaneHeartbeat = {
+      planeId: this.planeId,
+      url: this.url,
+      region: this.#options.region,
+      runtime: this.driver.name,
+      simulated: this.inventory.simulated,
+      ...summary,
+      ...(this.unavailable ? { unavailable: this.unavailable } : {}),
+      protocol: PROTOCOL_VERSION,
+    };
+    const body = JSON.stringify(heartbeat);
+    const route = paths.planeHeartbeat();
+    try {
+      const res = await fetch(this.#options.gatewayUrl + route, {
+        method: "POST",
+        body,
+        headers: { "content-type": "application/json", ...(await signRequest(this.#options.secret, "POST", route, body)) },
+      });
+      if (!res.ok) throw new Error(`HTTP ${res.status}: ${(await res.text()).slice(0, 200)}`);
+      if (this.#gatewayDown) (this.#options.log ?? console.log)(`plane ${this.planeId} reached the gateway again`);
+      this.#gatewayDown = false;
+    } catch (err) {
+      if (!this.#gatewayDown) (this.#options.log ?? console.log)(`plane ${this.planeId} could not report to the gateway at ${this.#options.gatewayUrl}: ${(err as Error).message}`);
+      this.#gatewayDown = true;
+    }
+  }
+}
+
+/** The plane's GPUs: declared (simulated), else real, else (for `serve`) one simulated GPU of each known type. */
+export async function planeGpus(options: Pick<PlaneOptions, "gpus" | "simulateWhenNone">, log: (line: string) => void) {
+  if (options.gpus) return simulatedGpus(parseGpuInventory(options.gpus));
+  const real = await detectGpus(log);
+  if (real.length || !options.simulateWhenNone) return real;
+  return simulatedGpus(Object.fromEntries(Object.keys(GPU_TYPES).map((t) => [t, 1])) as Record<GpuType, number>);
+}

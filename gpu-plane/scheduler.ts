@@ -1,0 +1,361 @@
+/**
+ * Puts each input on a warm container of its function, or starts one when
+ * resources allow (evicting idle containers of other functions when they hold
+ * what is needed), or queues it until its deadline. A container serves one
+ * input at a time and is stopped after a scale-down window with no inputs.
+ * Every way a container can fail ends the call with a typed error that says
+ * which, with the last lines of its log.
+ */
+import { randomBytes } from "node:crypto";
+import { join } from "node:path";
+import {
+  ContainerFailedError,
+  FunctionTimeoutError,
+  NoCapacityError,
+  ProtocolError,
+  TandemError,
+  toWireError,
+  type WireError,
+} from "../sdk/errors.js";
+import { formatGpu, parseGpuSpec, type GpuRequest } from "../sdk/gpu.js";
+import type { PlaneRunRequest, PlaneRunResponse } from "../sdk/protocol.js";
+import { ControlChannel } from "./control-channel.js";
+import type { ContainerDriver, ExitInfo, StartedContainer } from "./drivers/driver.js";
+import type { Inventory, Reservation, ResourceRequest } from "./inventory.js";
+
+/** Defaults for functions that do not say. */
+export const DEFAULT_CPU = 1;
+export const DEFAULT_MEMORY_MIB = 512;
+const PIDS_LIMIT = 256;
+const LOG_TAIL_LINES = 20;
+
+export interface SchedulerOptions {
+  driver: ContainerDriver;
+  inventory: Inventory;
+  planeId: string;
+  /** Control sockets live under `<stateDir>/control/<container>`. */
+  stateDir: string;
+  /** Idle time before a container is stopped. */
+  scaledownWindowMs: number;
+  /** Each container log line, tagged. */
+  log: (line: string) => void;
+}
+
+interface Worker {
+  id: string;
+  key: string;
+  label: string;
+  container: StartedContainer;
+  channel: ControlChannel;
+  reservation: Reservation;
+  busy: boolean;
+  callId: string | undefined;
+  logTail: string[];
+  idleTimer: NodeJS.Timeout | undefined;
+  exit: ExitInfo | undefined;
+  protocolError: string | undefined;
+}
+
+export interface FunctionStats {
+  app: string;
+  function: string;
+  running: number;
+  idle: number;
+  starting: number;
+  queued: number;
+  coldStarts: number;
+}
+
+export class Scheduler {
+  readonly #o: SchedulerOptions;
+  readonly #workers = new Set<Worker>();
+  readonly #waiters = new Set<() => void>();
+  readonly #stats = new Map<string, FunctionStats>();
+  #closed = false;
+
+  constructor(options: SchedulerOptions) {
+    this.#o = options;
+  }
+
+  /** Runs one input to its end. Never throws: every outcome is a response. */
+  async run(req: PlaneRunRequest, bundlePath: string): Promise<PlaneRunResponse> {
+    const deadline = Date.now() + req.timeoutSeconds * 1000;
+    const stats = this.#statsFor(req);
+    let worker: Worker | undefined;
+    let coldStart = false;
+    try {
+      const acquired = await this.#acquire(req, bundlePath, deadline, stats);
+      worker = acquired.worker;
+      coldStart = acquired.cold;
+      worker.callId = req.callId;
+      const output = await this.#runOn(worker, req, deadline);
+      this.#release(worker);
+      const base = { containerId: worker.id, coldStart, ...(worker.reservation.gpus[0] ? { gpu: worker.reservation.gpus[0].type } : {}) };
+      if (output.status === "succeeded") {
+        return { status: "succeeded", result: output.result.json, ...(output.result.meta === undefined ? {} : { meta: output.result.meta }), ...base };
+      }
+      return { status: "failed", error: output.error as WireError, ...base };
+    } catch (err) {
+      if (worker) await this.#retire(worker);
+      const error = err instanceof TandemError ? err : new ContainerFailedError((err as Error).message);
+      return { status: error instanceof FunctionTimeoutError ? "timed_out" : "failed", error: toWireError(error), ...(worker ? { containerId: worker.id, coldStart } : {}) };
+    }
+  }
+
+  stats(): FunctionStats[] {
+    return [...this.#stats.values()].map((s) => {
+      const mine = [...this.#workers].filter((w) => w.label === `${s.app}.${s.function}`);
+      return { ...s, running: mine.filter((w) => w.busy).length, idle: mine.filter((w) => !w.busy).length };
+    });
+  }
+
+  /** Containers by id, for `docker ps`-style views and tests. */
+  containers(): { id: string; app: string; function: string; busy: boolean; runtimeId: string }[] {
+    return [...this.#workers].map((w) => {
+      const [app = "", fn = ""] = w.label.split(".");
+      return { id: w.id, app, function: fn, busy: w.busy, runtimeId: w.container.runtimeId };
+    });
+  }
+
+  async close(): Promise<void> {
+    this.#closed = true;
+    for (const wake of this.#waiters) wake();
+    await Promise.all([...this.#workers].map((w) => this.#retire(w)));
+  }
+
+  async #acquire(req: PlaneRunRequest, bundlePath: string, deadline: number, stats: FunctionStats): Promise<{ worker: Worker; cold: boolean }> {
+    const key = keyOf(req);
+    const options = (req.spec.gpu ?? []).map(parseGpuSpec);
+    const requests: ResourceRequest[] = (options.length ? options : [undefined]).map((gpu: GpuRequest | undefined) => ({
+      gpu,
+      cpu: req.spec.cpu ?? DEFAULT_CPU,
+      memoryMiB: req.spec.memory ?? DEFAULT_MEMORY_MIB,
+    }));
+    const possible = requests.filter((r) => this.#o.inventory.fits(r) === undefined);
+    if (possible.length === 0) {
+      throw new NoCapacityError(`no capacity for ${describe(requests)} on plane ${this.#o.planeId}: ${this.#o.inventory.fits(requests[0]!)}`);
+    }
+    stats.queued++;
+    try {
+      for (;;) {
+        if (this.#closed) throw new NoCapacityError(`plane ${this.#o.planeId} is shutting down`);
+        const idle = [...this.#workers].find((w) => w.key === key && !w.busy && !w.exit && !w.protocolError);
+        if (idle) {
+          clearTimeout(idle.idleTimer);
+          idle.busy = true;
+          return { worker: idle, cold: false };
+        }
+        for (const request of possible) {
+          const reservation = this.#o.inventory.reserve(request) ?? (this.#evictFor(request) ? this.#o.inventory.reserve(request) : undefined);
+          if (reservation) {
+            stats.queued--;
+            stats.starting++;
+            try {
+              const worker = await this.#start(req, key, bundlePath, reservation, deadline);
+              stats.coldStarts++;
+              return { worker, cold: true };
+            } finally {
+              stats.starting--;
+              stats.queued++;
+            }
+          }
+        }
+        if (Date.now() >= deadline) {
+          throw new NoCapacityError(`no capacity for ${describe(possible)} on plane ${this.#o.planeId} within ${req.timeoutSeconds} s (all of it is in use)`);
+        }
+        await this.#waitForRelease(deadline);
+      }
+    } finally {
+      stats.queued--;
+    }
+  }
+
+  /** Stops one idle container whose resources would let `request` start. */
+  #evictFor(request: ResourceRequest): boolean {
+    const victim = [...this.#workers].find(
+      (w) => !w.busy && (request.gpu ? w.reservation.gpus.some((g) => g.type === request.gpu!.type) : w.reservation.memoryMiB > 0),
+    );
+    if (!victim) return false;
+    this.#o.log(`[plane] stopping idle ${victim.label} ${victim.id} to make room`);
+    this.#forget(victim);
+    void victim.container.kill().finally(() => victim.channel.close());
+    return true;
+  }
+
+  async #start(req: PlaneRunRequest, key: string, bundlePath: string, reservation: Reservation, deadline: number): Promise<Worker> {
+    const id = `ctr-${randomBytes(4).toString("hex")}`;
+    const channel = await ControlChannel.open(join(this.#o.stateDir, "control", id));
+    let container: StartedContainer;
+    try {
+      container = await this.#o.driver.start({
+        id,
+        bundlePath,
+        controlDir: channel.dir,
+        env: {
+          ...req.spec.env,
+          ...(reservation.gpus.length ? { CUDA_VISIBLE_DEVICES: reservation.gpus.map((g) => g.index).join(",") } : {}),
+          TANDEM_APP: req.app,
+          TANDEM_FUNCTION: req.function,
+          TANDEM_CONTAINER_ID: id,
+        },
+        cpu: reservation.cpu,
+        memoryMiB: reservation.memoryMiB,
+        pidsLimit: PIDS_LIMIT,
+        network: false,
+        gpuDeviceIds: reservation.gpus.filter((g) => !g.simulated).map((g) => g.deviceId),
+        labels: { "tandem.plane": this.#o.planeId, "tandem.app": req.app, "tandem.function": req.function },
+      });
+    } catch (err) {
+      this.#o.inventory.release(reservation);
+      await channel.close();
+      throw new ContainerFailedError(`could not start a container for ${req.app}.${req.function}: ${(err as Error).message}`, { reason: "start" });
+    }
+    const worker: Worker = {
+      id, key, label: `${req.app}.${req.function}`, container, channel, reservation,
+      busy: true, callId: undefined, logTail: [], idleTimer: undefined, exit: undefined, protocolError: undefined,
+    };
+    this.#workers.add(worker);
+    container.onOutput((stream, line) => {
+      worker.logTail.push(line);
+      if (worker.logTail.length > LOG_TAIL_LINES) worker.logTail.shift();
+      this.#o.log(`[${worker.label} ${worker.callId ?? "-"} ${id}]${stream === "stderr" ? " (stderr)" : ""} ${line}`);
+    });
+    channel.onProtocolError((message) => {
+      worker.protocolError = message;
+      this.#o.log(`[plane] ${worker.label} ${id} broke the control protocol (${message}); killing it`);
+      void container.kill();
+    });
+    void container.exited.then((exit) => {
+      worker.exit = exit;
+      channel.abort(new Error("container exited"));
+      if (!worker.busy) {
+        this.#forget(worker);
+        void channel.close();
+      }
+    });
+    const ready = await raceDeadline(
+      Promise.race([channel.ready.then(() => "ready" as const), container.exited.then(() => "exited" as const)]),
+      deadline,
+    );
+    if (ready !== "ready") {
+      const failure = ready === "timeout" ? this.#timeout(worker, req) : this.#failure(worker, await container.exited, "while starting");
+      await this.#retire(worker);
+      throw failure;
+    }
+    return worker;
+  }
+
+  async #runOn(worker: Worker, req: PlaneRunRequest, deadline: number) {
+    const outcome = await raceDeadline(
+      Promise.race([
+        worker.channel.run({ t: "input", callId: req.callId, function: req.function, attempt: req.attempt, args: { json: req.args, ...(req.meta === undefined ? {} : { meta: req.meta }) } }).then(
+          (output) => ({ output }),
+          () => ({ output: undefined }),
+        ),
+        worker.container.exited.then(() => ({ output: undefined })),
+      ]),
+      deadline,
+    );
+    if (outcome === "timeout") throw this.#timeout(worker, req);
+    if (outcome.output) return outcome.output;
+    if (worker.protocolError) {
+      throw new ProtocolError(`${worker.label} container ${worker.id} wrote something that is not a control frame (${worker.protocolError}); it was killed`, { logTail: worker.logTail.slice() });
+    }
+    throw this.#failure(worker, await worker.container.exited, "during the call");
+  }
+
+  #timeout(worker: Worker, req: PlaneRunRequest): FunctionTimeoutError {
+    return new FunctionTimeoutError(`${req.app}.${req.function} timed out after ${req.timeoutSeconds} s in container ${worker.id} (attempt ${req.attempt}); the container was stopped`, {
+      containerId: worker.id,
+      logTail: worker.logTail.slice(),
+    });
+  }
+
+  #failure(worker: Worker, exit: ExitInfo, when: string): ContainerFailedError {
+    const tail = worker.logTail.slice();
+    const reason = exit.oomKilled ? "oom" : exit.code === 137 || exit.code === null ? "killed" : "crashed";
+    const what =
+      reason === "oom"
+        ? `ran out of memory (limit ${worker.reservation.memoryMiB} MiB)`
+        : reason === "killed"
+          ? "was killed"
+          : `crashed with exit code ${exit.code}`;
+    const lastLines = tail.length ? `; last log lines:\n${tail.slice(-5).join("\n")}` : "";
+    return new ContainerFailedError(`${worker.label} container ${worker.id} ${what} ${when}${lastLines}`, { reason, exitCode: exit.code, containerId: worker.id, logTail: tail });
+  }
+
+  #release(worker: Worker): void {
+    // callId stays until the next input: output can arrive just after the result, and belongs to this call.
+    worker.busy = false;
+    if (worker.exit || worker.protocolError) {
+      void this.#retire(worker);
+      return;
+    }
+    worker.idleTimer = setTimeout(() => {
+      this.#o.log(`[plane] ${worker.label} ${worker.id} idle for ${this.#o.scaledownWindowMs / 1000} s; stopping it`);
+      void this.#retire(worker);
+    }, this.#o.scaledownWindowMs);
+    worker.idleTimer.unref();
+    this.#wake();
+  }
+
+  async #retire(worker: Worker): Promise<void> {
+    const known = this.#workers.has(worker);
+    this.#forget(worker);
+    if (!known && worker.exit) return;
+    await worker.container.kill().catch(() => {});
+    await worker.channel.close().catch(() => {});
+  }
+
+  /** Drops a worker from the pool and gives its resources back, once. */
+  #forget(worker: Worker): void {
+    if (!this.#workers.delete(worker)) return;
+    clearTimeout(worker.idleTimer);
+    this.#o.inventory.release(worker.reservation);
+    this.#wake();
+  }
+
+  #waitForRelease(deadline: number): Promise<void> {
+    return new Promise((resolve) => {
+      const done = () => {
+        clearTimeout(timer);
+        this.#waiters.delete(done);
+        resolve();
+      };
+      const timer = setTimeout(done, Math.max(0, Math.min(1_000, deadline - Date.now())));
+      this.#waiters.add(done);
+    });
+  }
+
+  #wake(): void {
+    for (const wake of [...this.#waiters]) wake();
+  }
+
+  #statsFor(req: PlaneRunRequest): FunctionStats {
+    const key = `${req.app}.${req.function}`;
+    let stats = this.#stats.get(key);
+    if (!stats) {
+      stats = { app: req.app, function: req.function, running: 0, idle: 0, starting: 0, queued: 0, coldStarts: 0 };
+      this.#stats.set(key, stats);
+    }
+    return stats;
+  }
+}
+
+function keyOf(req: PlaneRunRequest): string {
+  return `${req.app}/${req.function}/${req.bundleHash}/${(req.spec.gpu ?? []).join("|")}/${req.spec.cpu}/${req.spec.memory}/${JSON.stringify(req.spec.env)}`;
+}
+
+function describe(requests: ResourceRequest[]): string {
+  return requests.map((r) => (r.gpu ? formatGpu(r.gpu) : `${r.cpu} CPU, ${r.memoryMiB} MiB`)).join(" or ");
+}
+
+async function raceDeadline<T>(promise: Promise<T>, deadline: number): Promise<T | "timeout"> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<"timeout">((resolve) => (timer = setTimeout(() => resolve("timeout"), Math.max(0, deadline - Date.now()))));
+  try {
+    return await Promise.race([promise, timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
+}

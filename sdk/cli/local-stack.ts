@@ -1,0 +1,68 @@
+/**
+ * What `tandem serve` (and the tests) build and start locally: the app files
+ * bundled for the gateway and for the plane, the gateway in workerd with the
+ * plane bundles in its blob store, and the plane secret they share.
+ */
+import { randomBytes } from "node:crypto";
+import { existsSync, readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import type { Miniflare } from "miniflare";
+import type { App } from "../app.js";
+import { InvalidOptionsError } from "../errors.js";
+import { parseGpuSpec } from "../gpu.js";
+import { bundlePlane, bundleWorker, loadAppInNode, type PlaneBundle, type WorkerBundle } from "./bundle.js";
+
+export interface BuiltApps {
+  apps: App[];
+  worker: WorkerBundle;
+  planes: PlaneBundle[];
+}
+
+/** Loads and checks the app files, then bundles them for workerd and, where they have plane functions, for the plane. */
+export async function buildApps(appFiles: string[], buildDir: string, options: { minify?: boolean; sourceMap?: boolean } = {}): Promise<BuiltApps> {
+  const apps: App[] = [];
+  const planes: PlaneBundle[] = [];
+  const planeBundles: Record<string, string> = {};
+  for (const file of appFiles) {
+    const app = await loadAppInNode(file, join(buildDir, "node"));
+    apps.push(app);
+    if (app.functions.some((f) => f.spec?.tier === "plane")) {
+      const plane = await bundlePlane(file, join(buildDir, "plane"));
+      planes.push(plane);
+      planeBundles[app.name] = plane.hash;
+    }
+  }
+  const worker = await bundleWorker(appFiles, buildDir, { ...options, planeBundles });
+  return { apps, worker, planes };
+}
+
+/** Puts the plane bundles where planes fetch them: the gateway's blob store. */
+export async function uploadPlaneBundles(miniflare: Miniflare, planes: PlaneBundle[]): Promise<void> {
+  const bucket = await miniflare.getR2Bucket("BLOBS");
+  for (const plane of planes) await bucket.put(`bundles/${plane.hash}.mjs`, plane.bytes);
+}
+
+/** Checks plane functions against what the local plane has: an error names the limit. */
+export function checkPlaneFits(apps: App[], fits: (request: { gpu: { type: never; count: number } | undefined; cpu: number; memoryMiB: number }) => string | undefined): void {
+  for (const app of apps) {
+    for (const fn of app.functions) {
+      if (fn.spec?.tier !== "plane") continue;
+      const options = fn.spec.gpu?.map(parseGpuSpec) ?? [undefined];
+      const problems = options.map((gpu) => fits({ gpu: gpu as never, cpu: fn.spec!.cpu ?? 1, memoryMiB: fn.spec!.memory ?? 512 }));
+      const first = problems.find((p) => p !== undefined);
+      if (problems.every((p) => p !== undefined) && first) {
+        throw new InvalidOptionsError(`app "${app.name}": function "${fn.name}" cannot run on the local plane: ${first}`);
+      }
+    }
+  }
+}
+
+/** The secret the local gateway and planes share: TANDEM_PLANE_SECRET, else one kept in `.tandem/plane-secret`. */
+export function planeSecret(stateDir: string): string {
+  if (process.env.TANDEM_PLANE_SECRET) return process.env.TANDEM_PLANE_SECRET;
+  const file = join(stateDir, "plane-secret");
+  if (existsSync(file)) return readFileSync(file, "utf8").trim();
+  const secret = randomBytes(32).toString("hex");
+  writeFileSync(file, secret + "\n", { mode: 0o600 });
+  return secret;
+}

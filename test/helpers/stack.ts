@@ -1,0 +1,75 @@
+/**
+ * A local stack for plane tests: the gateway in real workerd with the app's
+ * plane bundle in its blob store, and a plane (real Docker) registered with it.
+ */
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { Plane, type PlaneOptions } from "../../gpu-plane/plane.js";
+import { buildApps, uploadPlaneBundles } from "../../sdk/cli/local-stack.js";
+import { startWorkerd, type RunningWorkerd } from "../../sdk/cli/workerd.js";
+import { eventually } from "./gateway.js";
+
+export const SECRET = "test-plane-secret-0123456789abcdef";
+
+export interface TestStack {
+  url: string;
+  dir: string;
+  gatewayOutput: string[];
+  planeOutput: string[];
+  planes: Plane[];
+  workerd: RunningWorkerd;
+  addPlane(options?: Partial<PlaneOptions>): Promise<Plane>;
+  dispose(): Promise<void>;
+}
+
+export async function startTestStack(appFile: string, planeOptions: Partial<PlaneOptions> = {}): Promise<TestStack> {
+  const dir = await mkdtemp(join(tmpdir(), "tandem-stack-"));
+  const built = await buildApps([appFile], join(dir, "build"));
+  const gatewayOutput: string[] = [];
+  const planeOutput: string[] = [];
+  const workerd = await startWorkerd({
+    scriptPath: built.worker.path,
+    persistDir: join(dir, "state"),
+    bindings: { TANDEM_PLANE_SECRET: SECRET },
+    onOutput: (line) => gatewayOutput.push(line),
+  });
+  await uploadPlaneBundles(workerd.miniflare, built.planes);
+  const url = workerd.url.href.replace(/\/$/, "");
+  const planes: Plane[] = [];
+  const stack: TestStack = {
+    url,
+    dir,
+    gatewayOutput,
+    planeOutput,
+    planes,
+    workerd,
+    async addPlane(options = {}) {
+      const plane = await Plane.start({
+        gatewayUrl: url,
+        secret: SECRET,
+        host: "127.0.0.1",
+        port: 0,
+        region: "test",
+        runtime: "docker",
+        stateDir: join(dir, `plane-${planes.length}`),
+        log: (line) => planeOutput.push(line),
+        ...planeOptions,
+        ...options,
+      });
+      planes.push(plane);
+      await eventually(async () => {
+        const res = (await (await fetch(`${url}/v1/planes`)).json()) as { planes: { planeId: string; healthy: boolean }[] };
+        return res.planes.some((p) => p.planeId === plane.planeId && p.healthy);
+      });
+      return plane;
+    },
+    async dispose() {
+      for (const p of planes) await p.close().catch(() => {});
+      await workerd.dispose();
+      await rm(dir, { recursive: true, force: true });
+    },
+  };
+  await stack.addPlane();
+  return stack;
+}

@@ -1,0 +1,146 @@
+/**
+ * The GPU plane end to end: the gateway in real workerd forwards plane-tier
+ * calls to a plane that runs them in real Docker containers, sandboxed; a
+ * test tries to break each sandbox property from inside a container.
+ */
+import net from "node:net";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { ContainerFailedError, FunctionTimeoutError, ProtocolError, RemoteError, lookup, type CallRecord } from "../sdk/index.js";
+import { eventually } from "./helpers/gateway.js";
+import { startTestStack, type TestStack } from "./helpers/stack.js";
+
+const APP = new URL("./fixtures/plane-app.ts", import.meta.url).pathname;
+let stack: TestStack;
+const fn = <A extends unknown[] = any[], R = any>(name: string) => lookup<A, R>("plane", name, { gateway: stack.url });
+
+beforeAll(async () => {
+  stack = await startTestStack(APP, { gpus: "A100:2,T4:1", scaledownWindowSeconds: 3 });
+});
+afterAll(async () => {
+  await stack?.dispose();
+});
+
+describe("calls forwarded to the plane", () => {
+  it("runs a GPU function in a container, with CUDA_VISIBLE_DEVICES from the simulated inventory", async () => {
+    const out = await fn("whereAmI").remote();
+    expect(out.cuda).toMatch(/^[01]$/);
+    expect(out.uid).toBe(65534);
+    expect(out.container).toMatch(/^ctr-[0-9a-f]{8}$/);
+    expect(out.callId).toMatch(/^fc-/);
+    expect(out.interfaces).toEqual(["lo"]);
+  });
+
+  it("falls back along a GPU list to a type the plane has", async () => {
+    expect(await fn("twoGpus").remote()).toBe("0,1");
+  });
+
+  it("round-trips values and the function's env, and tags its logs with function, call id and container", async () => {
+    const args = [new Date("2026-01-01T00:00:00Z"), new Uint8Array([1, 2, 3]), new Map([["k", 1]]), undefined];
+    expect(await fn("echoPlane").remote(...args)).toEqual(args);
+    await eventually(() => stack.planeOutput.some((l) => /\[plane\.echoPlane fc-[0-9a-z]{26} ctr-[0-9a-f]{8}\] echoing 4 values/.test(l)));
+  });
+
+  it("reuses a warm container for the next input, then stops it after the scale-down window", async () => {
+    const first = await fn("slowPlane").remote(10);
+    const second = await fn("slowPlane").remote(10);
+    expect(second.split(" in ")[1]).toBe(first.split(" in ")[1]);
+    const container = first.split(" in ")[1];
+    const stats = stack.planes[0]!.status().functions.find((f) => f.function === "slowPlane")!;
+    expect(stats.coldStarts).toBe(1);
+    await eventually(() => !stack.planes[0]!.status().containers.some((c) => c.id === container), 15_000);
+  });
+
+  it("brings a RemoteError back from the container", async () => {
+    const err = await fn("boomPlane").remote("out of range").catch((e) => e);
+    expect(err).toBeInstanceOf(RemoteError);
+    expect(err.remoteName).toBe("RangeError");
+    expect(err.message).toBe("out of range");
+  });
+
+  it("records a spawned plane call in the ledger", async () => {
+    const call = await fn("slowPlane").spawn(50);
+    expect(await call.get({ timeoutMs: 30_000 })).toMatch(/^slept 50 in ctr-/);
+    const record = (await (await fetch(`${stack.url}/v1/calls/${call.id}`)).json()) as CallRecord;
+    expect(record).toMatchObject({ status: "succeeded", kind: "spawn" });
+  });
+});
+
+describe("failures are explained", () => {
+  it("stops a container past its timeout and reports a timeout", async () => {
+    const err = await fn("tooSlow").remote().catch((e) => e);
+    expect(err).toBeInstanceOf(FunctionTimeoutError);
+    expect(err.message).toContain("timed out after 2 s");
+  });
+
+  it("says the container ran out of memory, with its last log lines", async () => {
+    const err = await fn("hog").remote().catch((e) => e);
+    expect(err).toBeInstanceOf(ContainerFailedError);
+    expect(err.details.reason).toBe("oom");
+    expect(err.message).toContain("ran out of memory (limit 64 MiB)");
+    expect(err.message).toContain("about to allocate");
+  });
+
+  it("says the container crashed, with its exit code and last lines", async () => {
+    const err = await fn("crash").remote().catch((e) => e);
+    expect(err).toBeInstanceOf(ContainerFailedError);
+    expect(err.details).toMatchObject({ reason: "crashed", exitCode: 3 });
+    expect(err.message).toContain("going down");
+  });
+
+  it("kills a container that writes garbage on the control channel, with a protocol error", async () => {
+    const err = await fn("garbage").remote().catch((e) => e);
+    expect(err).toBeInstanceOf(ProtocolError);
+    expect(err.message).toContain("it was killed");
+  });
+});
+
+describe("the sandbox, tried from inside a container", () => {
+  let server: net.Server;
+  let port: number;
+  beforeAll(async () => {
+    server = net.createServer((s) => s.end("host"));
+    await new Promise<void>((r) => server.listen(0, "127.0.0.1", () => r()));
+    port = (server.address() as net.AddressInfo).port;
+  });
+  afterAll(() => server.close());
+
+  it("cannot write /, reach the host's loopback, or start more processes than its pid limit", async () => {
+    const out = await fn("escape").remote(port);
+    expect(out.writeRoot).toBe("EROFS");
+    expect(out.connect).toBe("ECONNREFUSED");
+    expect(Number(out.processesStarted)).toBeLessThan(256);
+  });
+});
+
+describe("trust between the gateway and planes", () => {
+  it("refuses unsigned, tampered and replayed requests to a plane with 401", async () => {
+    const plane = stack.planes[0]!;
+    const body = JSON.stringify({});
+    const unsigned = await fetch(`${plane.url}/v1/plane/run`, { method: "POST", body });
+    expect(unsigned.status).toBe(401);
+    const { signRequest } = await import("../sdk/signing.js");
+    const { SECRET } = await import("./helpers/stack.js");
+    const headers = await signRequest(SECRET, "GET", "/v1/plane/status");
+    expect((await fetch(`${plane.url}/v1/plane/status`, { headers })).status).toBe(200);
+    const replay = await fetch(`${plane.url}/v1/plane/status`, { headers });
+    expect(replay.status).toBe(401);
+    expect(((await replay.json()) as any).error.message).toContain("replayed nonce");
+    const tampered = await signRequest(SECRET, "POST", "/v1/plane/run", '{"a":1}');
+    expect((await fetch(`${plane.url}/v1/plane/run`, { method: "POST", body: '{"a":2}', headers: tampered })).status).toBe(401);
+    const old = await signRequest(SECRET, "GET", "/v1/plane/status", "", Date.now() - 120_000);
+    expect(((await (await fetch(`${plane.url}/v1/plane/status`, { headers: old })).json()) as any).error.message).toContain("outside the 30 s window");
+    expect(stack.planeOutput.some((l) => l.includes("refused POST /v1/plane/run: unsigned request"))).toBe(true);
+  });
+
+  it("refuses unsigned and replayed heartbeats at the gateway with 401 and logs them", async () => {
+    const unsigned = await fetch(`${stack.url}/v1/planes/heartbeat`, { method: "POST", body: "{}" });
+    expect(unsigned.status).toBe(401);
+    const { signRequest } = await import("../sdk/signing.js");
+    const { SECRET } = await import("./helpers/stack.js");
+    const body = JSON.stringify({ nonsense: true });
+    const headers = await signRequest(SECRET, "POST", "/v1/planes/heartbeat", body);
+    expect((await fetch(`${stack.url}/v1/planes/heartbeat`, { method: "POST", body, headers })).status).toBe(400);
+    expect((await fetch(`${stack.url}/v1/planes/heartbeat`, { method: "POST", body, headers })).status).toBe(401);
+    await eventually(() => stack.gatewayOutput.some((l) => l.includes("refused plane request POST /v1/planes/heartbeat: replayed nonce")));
+  });
+});
