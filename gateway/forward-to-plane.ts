@@ -8,7 +8,7 @@
  */
 import { FunctionTimeoutError, NoCapacityError, PlaneUnavailableError, fromWireError } from "../sdk/errors.js";
 import { parseGpuSpec, type GpuRequest } from "../sdk/gpu.js";
-import { PLANE_ROUTES, decodeValue, encodeValue, type PlaneInfo, type PlaneRunRequest, type PlaneRunResponse } from "../sdk/protocol.js";
+import { PLANE_ROUTES, decodeValue, encodeValue, type PlaneBundleRef, type PlaneInfo, type PlaneRunRequest, type PlaneRunResponse } from "../sdk/protocol.js";
 import { signRequest } from "../sdk/signing.js";
 import { gatewayConfig } from "./config.js";
 import type { Env } from "./env.js";
@@ -34,16 +34,16 @@ export function planeRegistry(env: Env) {
 }
 
 /** The app bundles planes run, by app name; set when the Worker loads. */
-const planeBundles = new Map<string, string>();
-export function setPlaneBundles(bundles: Record<string, string>): void {
-  for (const [app, hash] of Object.entries(bundles)) planeBundles.set(app, hash);
+const planeBundles = new Map<string, PlaneBundleRef>();
+export function setPlaneBundles(bundles: Record<string, PlaneBundleRef>): void {
+  for (const [app, ref] of Object.entries(bundles)) planeBundles.set(app, ref);
 }
 
 export async function forwardToPlane(env: Env, fn: RegisteredFunction, args: unknown[], callId: string, attempt: number): Promise<unknown> {
   const { planeSecret } = gatewayConfig(env);
   if (!planeSecret) throw new PlaneUnavailableError(`${fn.app}.${fn.name} runs on the GPU plane, and this gateway has no TANDEM_PLANE_SECRET, so no plane can connect`);
-  const bundleHash = planeBundles.get(fn.app);
-  if (!bundleHash) throw new PlaneUnavailableError(`app "${fn.app}" was not bundled for the plane; serve or deploy it with the tandem CLI`);
+  const bundle = planeBundles.get(fn.app);
+  if (!bundle) throw new PlaneUnavailableError(`app "${fn.app}" was not bundled for the plane; serve or deploy it with the tandem CLI`);
 
   const wants = fn.spec.gpu?.map(parseGpuSpec) ?? [];
   const encoded = encodeValue(args);
@@ -51,7 +51,8 @@ export async function forwardToPlane(env: Env, fn: RegisteredFunction, args: unk
     callId,
     app: fn.app,
     function: fn.name,
-    bundleHash,
+    bundleHash: bundle.hash,
+    ...(bundle.nodeModules ? { nodeModules: bundle.nodeModules } : {}),
     attempt,
     timeoutSeconds: fn.spec.timeoutSeconds,
     args: encoded.json as unknown[],

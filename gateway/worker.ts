@@ -6,6 +6,7 @@
 import { Hono } from "hono";
 import { loadAppModule } from "../sdk/app.js";
 import { TandemError, toWireError } from "../sdk/errors.js";
+import type { PlaneBundleRef } from "../sdk/protocol.js";
 import { installInvoker } from "../sdk/invoker.js";
 import type { ContentfulStatusCode } from "hono/utils/http-status";
 import { apiRoutes } from "./api.js";
@@ -24,8 +25,8 @@ export interface AppModule {
 }
 
 export interface GatewayOptions {
-  /** Each app's plane bundle (content hash), for plane-tier functions. */
-  planeBundles?: Record<string, string>;
+  /** Each app's plane bundle, for plane-tier functions. */
+  planeBundles?: Record<string, PlaneBundleRef>;
 }
 
 export function createGateway(modules: AppModule[], options: GatewayOptions = {}): ExportedHandler<Env> {

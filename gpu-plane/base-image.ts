@@ -8,7 +8,7 @@
 
 import { spawn } from "node:child_process";
 import { createHash } from "node:crypto";
-import { createReadStream } from "node:fs";
+import { createReadStream, existsSync } from "node:fs";
 import { chmod, copyFile, mkdir, mkdtemp, realpath, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { dirname, isAbsolute, join } from "node:path";
@@ -25,7 +25,7 @@ export const NODE_IN_IMAGE = "/usr/local/bin/node";
  * Bumped when the layout below changes (files, users, folders), so a new
  * layout gets a new tag even when Node and its libraries have not changed.
  */
-const LAYOUT_VERSION = "1";
+const LAYOUT_VERSION = "2";
 
 /** One file of the image: its content on the host, its absolute path in the image. */
 interface RootfsFile {
@@ -75,10 +75,17 @@ async function ensure(docker: Docker, log: (line: string) => void): Promise<stri
   return tag;
 }
 
-/** The Node binary first, then every library `ldd` lists for it (the dynamic loader included). */
+/**
+ * glibc libraries Node itself does not link but native addons commonly do
+ * (onnxruntime-node needs librt); taken from the host when it has them.
+ */
+const ADDON_LIBRARIES = ["/lib/x86_64-linux-gnu/librt.so.1", "/lib/aarch64-linux-gnu/librt.so.1"];
+
+/** The Node binary first, then every library `ldd` lists for it (the dynamic loader included), then the addon libraries. */
 async function nodeFiles(): Promise<RootfsFile[]> {
   const node = await realpath(process.execPath);
   const libraries = parseLdd(await run("ldd", [node]));
+  for (const extra of ADDON_LIBRARIES) if (existsSync(extra)) libraries.push(extra);
   const files: RootfsFile[] = [{ hostPath: node, imagePath: NODE_IN_IMAGE }];
   for (const path of libraries) files.push({ hostPath: await realpath(path), imagePath: path });
   return files;

@@ -5,8 +5,8 @@
  */
 import { createHash } from "node:crypto";
 import { existsSync } from "node:fs";
-import { chmod, mkdir, rename, writeFile } from "node:fs/promises";
-import { join } from "node:path";
+import { chmod, mkdir, rename, symlink, writeFile } from "node:fs/promises";
+import { dirname, join } from "node:path";
 import { InternalError } from "../sdk/errors.js";
 import { paths } from "../sdk/protocol.js";
 import { signRequest } from "../sdk/signing.js";
@@ -23,9 +23,22 @@ export class BundleCache {
     this.#secret = secret;
   }
 
-  /** The local path of bundle `hash`, downloading it first if needed. */
-  get(hash: string): Promise<string> {
-    const path = join(this.#dir, `${hash}.mjs`);
+  /**
+   * The local path of bundle `hash`, downloading it first if needed. Each
+   * bundle has its own folder, so that a `node_modules` link beside it (for
+   * native packages) resolves for processes as the mount does for containers.
+   */
+  async get(hash: string, nodeModules?: string): Promise<string> {
+    const path = await this.#fetched(hash);
+    if (nodeModules) {
+      const link = join(dirname(path), "node_modules");
+      if (!existsSync(link)) await symlink(nodeModules, link).catch(() => {});
+    }
+    return path;
+  }
+
+  #fetched(hash: string): Promise<string> {
+    const path = join(this.#dir, hash, "bundle.mjs");
     if (existsSync(path)) return Promise.resolve(path);
     let download = this.#downloads.get(hash);
     if (!download) {
@@ -42,8 +55,10 @@ export class BundleCache {
     const bytes = new Uint8Array(await res.arrayBuffer());
     const actual = createHash("sha256").update(bytes).digest("hex");
     if (actual !== hash) throw new InternalError(`bundle ${hash.slice(0, 12)} from the gateway has hash ${actual.slice(0, 12)}; refusing it`);
-    await mkdir(this.#dir, { recursive: true, mode: 0o755 });
-    await chmod(this.#dir, 0o755);
+    for (const dir of [this.#dir, dirname(path)]) {
+      await mkdir(dir, { recursive: true, mode: 0o755 });
+      await chmod(dir, 0o755);
+    }
     const partial = `${path}.${process.pid}.partial`;
     await writeFile(partial, bytes, { mode: 0o644 });
     await rename(partial, path);

@@ -6,6 +6,7 @@
  */
 import { serve as serveHttp, type ServerType } from "@hono/node-server";
 import { randomBytes } from "node:crypto";
+import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { PlaneUnavailableError } from "../sdk/errors.js";
 import { GPU_TYPES, parseGpuInventory, type GpuType } from "../sdk/gpu.js";
@@ -108,8 +109,13 @@ export class Plane {
   /** Runs one input (a request from the gateway). */
   async run(req: PlaneRunRequest): Promise<PlaneRunResponse> {
     if (this.unavailable) throw new PlaneUnavailableError(`plane ${this.planeId} cannot start containers: ${this.unavailable}`);
-    const bundlePath = await this.#bundles.get(req.bundleHash);
-    return this.#scheduler.run(req, bundlePath);
+    if (req.nodeModules && !existsSync(req.nodeModules)) {
+      throw new PlaneUnavailableError(
+        `app "${req.app}" uses native packages mounted from ${req.nodeModules} on the machine that built it, which plane ${this.planeId} does not have`,
+      );
+    }
+    const bundlePath = await this.#bundles.get(req.bundleHash, req.nodeModules);
+    return this.#scheduler.run(req, { path: bundlePath, nodeModules: req.nodeModules });
   }
 
   status(): { planeId: string; region: string; runtime: string; sandboxed: boolean; simulated: boolean; unavailable?: string; inventory: ReturnType<Inventory["summary"]>; functions: FunctionStats[]; containers: ReturnType<Scheduler["containers"]> } {

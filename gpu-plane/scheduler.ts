@@ -29,6 +29,12 @@ export const DEFAULT_MEMORY_MIB = 512;
 const PIDS_LIMIT = 256;
 const LOG_TAIL_LINES = 20;
 
+/** An app bundle on the plane's disk, with the node_modules its native packages come from. */
+export interface BundleOnDisk {
+  path: string;
+  nodeModules: string | undefined;
+}
+
 export interface SchedulerOptions {
   driver: ContainerDriver;
   inventory: Inventory;
@@ -78,13 +84,13 @@ export class Scheduler {
   }
 
   /** Runs one input to its end. Never throws: every outcome is a response. */
-  async run(req: PlaneRunRequest, bundlePath: string): Promise<PlaneRunResponse> {
+  async run(req: PlaneRunRequest, bundle: BundleOnDisk): Promise<PlaneRunResponse> {
     const deadline = Date.now() + req.timeoutSeconds * 1000;
     const stats = this.#statsFor(req);
     let worker: Worker | undefined;
     let coldStart = false;
     try {
-      const acquired = await this.#acquire(req, bundlePath, deadline, stats);
+      const acquired = await this.#acquire(req, bundle, deadline, stats);
       worker = acquired.worker;
       coldStart = acquired.cold;
       worker.callId = req.callId;
@@ -123,7 +129,7 @@ export class Scheduler {
     await Promise.all([...this.#workers].map((w) => this.#retire(w)));
   }
 
-  async #acquire(req: PlaneRunRequest, bundlePath: string, deadline: number, stats: FunctionStats): Promise<{ worker: Worker; cold: boolean }> {
+  async #acquire(req: PlaneRunRequest, bundle: BundleOnDisk, deadline: number, stats: FunctionStats): Promise<{ worker: Worker; cold: boolean }> {
     const key = keyOf(req);
     const options = (req.spec.gpu ?? []).map(parseGpuSpec);
     const requests: ResourceRequest[] = (options.length ? options : [undefined]).map((gpu: GpuRequest | undefined) => ({
@@ -151,7 +157,7 @@ export class Scheduler {
             stats.queued--;
             stats.starting++;
             try {
-              const worker = await this.#start(req, key, bundlePath, reservation, deadline);
+              const worker = await this.#start(req, key, bundle, reservation, deadline);
               stats.coldStarts++;
               return { worker, cold: true };
             } finally {
@@ -182,14 +188,15 @@ export class Scheduler {
     return true;
   }
 
-  async #start(req: PlaneRunRequest, key: string, bundlePath: string, reservation: Reservation, deadline: number): Promise<Worker> {
+  async #start(req: PlaneRunRequest, key: string, bundle: BundleOnDisk, reservation: Reservation, deadline: number): Promise<Worker> {
     const id = `ctr-${randomBytes(4).toString("hex")}`;
     const channel = await ControlChannel.open(join(this.#o.stateDir, "control", id));
     let container: StartedContainer;
     try {
       container = await this.#o.driver.start({
         id,
-        bundlePath,
+        bundlePath: bundle.path,
+        nodeModulesPath: bundle.nodeModules,
         controlDir: channel.dir,
         env: {
           ...req.spec.env,

@@ -227,11 +227,22 @@ export interface PlaneInfo extends PlaneHeartbeat {
   healthy: boolean;
 }
 
+/** Which plane bundle an app's plane functions run from. */
+export interface PlaneBundleRef {
+  hash: string;
+  /**
+   * Where the bundle's native packages are, on the machine that built it: a
+   * plane on that machine mounts this node_modules folder read-only.
+   */
+  nodeModules?: string;
+}
+
 export const PlaneRunRequestSchema = z.strictObject({
   callId: z.string().regex(CALL_ID_PATTERN),
   app: z.string().regex(NAME_PATTERN),
   function: z.string().regex(NAME_PATTERN),
   bundleHash: z.string().regex(BUNDLE_HASH_PATTERN),
+  nodeModules: z.string().optional(),
   attempt: z.number().int().min(1),
   timeoutSeconds: z.number().positive(),
   args: z.array(z.unknown()),

@@ -5,7 +5,7 @@
  */
 import net from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { ContainerFailedError, FunctionTimeoutError, ProtocolError, RemoteError, lookup, type CallRecord } from "../sdk/index.js";
+import { ContainerFailedError, FunctionTimeoutError, NoCapacityError, ProtocolError, RemoteError, lookup, type CallRecord } from "../sdk/index.js";
 import { eventually } from "./helpers/gateway.js";
 import { startTestStack, type TestStack } from "./helpers/stack.js";
 
@@ -62,6 +62,17 @@ describe("calls forwarded to the plane", () => {
     expect(await call.get({ timeoutMs: 30_000 })).toMatch(/^slept 50 in ctr-/);
     const record = (await (await fetch(`${stack.url}/v1/calls/${call.id}`)).json()) as CallRecord;
     expect(record).toMatchObject({ status: "succeeded", kind: "spawn" });
+  });
+});
+
+describe("capacity", () => {
+  it("queues a call that no GPU is free for, and fails it with no capacity at its timeout", async () => {
+    const holding = fn("holdT4").remote(4_000);
+    await new Promise((r) => setTimeout(r, 500));
+    const err = await fn("quickT4").remote().catch((e) => e);
+    expect(err).toBeInstanceOf(NoCapacityError);
+    expect(err.message).toContain("no capacity for T4");
+    expect(await holding).toBe("held T4 2");
   });
 });
 

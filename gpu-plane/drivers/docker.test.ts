@@ -98,6 +98,7 @@ function specFor(probe: string, overrides: Partial<ContainerSpec> = {}): Contain
   return {
     id: `ctr-${randomBytes(4).toString("hex")}`,
     bundlePath,
+    nodeModulesPath: undefined,
     controlDir,
     env: { PROBE: probe },
     cpu: 1,

@@ -103,7 +103,11 @@ export class DockerDriver implements ContainerDriver {
           MemorySwap: spec.memoryMiB * 1024 * 1024,
           NanoCpus: Math.round(spec.cpu * 1e9),
           // Both read-only: a unix socket can still be connected to through a read-only mount, and the container cannot replace it.
-          Binds: [`${spec.bundlePath}:${IN_CONTAINER.bundle}:ro`, `${spec.controlDir}:${IN_CONTAINER.controlDir}:ro`],
+          Binds: [
+            `${spec.bundlePath}:${IN_CONTAINER.bundle}:ro`,
+            `${spec.controlDir}:${IN_CONTAINER.controlDir}:ro`,
+            ...(spec.nodeModulesPath ? [`${spec.nodeModulesPath}:${IN_CONTAINER.nodeModules}:ro`] : []),
+          ],
           ...(this.#runtime ? { Runtime: this.#runtime } : {}),
           ...(spec.gpuDeviceIds.length > 0
             ? { DeviceRequests: [{ Driver: "nvidia", DeviceIDs: spec.gpuDeviceIds, Capabilities: [["gpu"]] }] }

@@ -12,6 +12,8 @@ export interface ContainerSpec {
   id: string;
   /** The app's plane bundle: one self-contained ES module that runs the function runner. */
   bundlePath: string;
+  /** A node_modules folder for the bundle's native packages, mounted read-only beside it; none when it has none. */
+  nodeModulesPath: string | undefined;
   /**
    * A folder holding the control socket `control.sock`, mounted read-only. The
    * plane makes the socket connectable by the container's user (0666) and
@@ -37,6 +39,7 @@ export interface ContainerSpec {
 /** Where the control socket and the bundle appear inside a container. */
 export const IN_CONTAINER = {
   bundle: "/tandem/app/bundle.mjs",
+  nodeModules: "/tandem/app/node_modules",
   controlDir: "/tandem/control",
   controlSocket: "/tandem/control/control.sock",
 } as const;

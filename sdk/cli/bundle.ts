@@ -5,12 +5,13 @@
  */
 import { build, type BuildFailure, type BuildOptions, type BuildResult, type Plugin } from "esbuild";
 import { createHash } from "node:crypto";
-import { existsSync } from "node:fs";
+import { existsSync, readdirSync } from "node:fs";
 import { mkdir, readFile, writeFile } from "node:fs/promises";
-import { basename, dirname, join, relative, resolve } from "node:path";
+import { basename, dirname, join, relative, resolve, sep } from "node:path";
 import { pathToFileURL } from "node:url";
 import { loadAppModule, type App } from "../app.js";
 import { InvalidOptionsError } from "../errors.js";
+import type { PlaneBundleRef } from "../protocol.js";
 import { GATEWAY_ENTRY, PACKAGE_ROOT, SDK_DIST, SDK_ENTRY } from "./paths.js";
 
 export interface WorkerBundle {
@@ -64,7 +65,7 @@ module.exports = new Proxy(function () {}, { get(_, key) { if (key === "__esModu
 export async function bundleWorker(
   appFiles: string[],
   outDir: string,
-  options: { minify?: boolean; sourceMap?: boolean; planeBundles?: Record<string, string> } = {},
+  options: { minify?: boolean; sourceMap?: boolean; planeBundles?: Record<string, PlaneBundleRef> } = {},
 ): Promise<WorkerBundle> {
   await mkdir(outDir, { recursive: true });
   const files = appFiles.map(checkAppFile);
@@ -110,6 +111,61 @@ export interface PlaneBundle {
   /** sha256 of the bundle: how the gateway and planes name it. */
   hash: string;
   bytes: Uint8Array;
+  /** Packages with native code, left out of the bundle and loaded from `nodeModules`. */
+  externals: string[];
+  /** The node_modules folder the native packages come from, mounted read-only into containers. */
+  nodeModules: string | undefined;
+}
+
+/**
+ * Packages with native addons (a `.node` file or a `binding.gyp`) cannot be
+ * bundled: they stay imports, resolved in the container from the app's
+ * node_modules, which the plane mounts read-only.
+ */
+function nativePackagesExternal(found: { externals: Set<string>; nodeModules: Set<string> }): Plugin {
+  const nativeRoots = new Map<string, boolean>();
+  return {
+    name: "native-packages-external",
+    setup(b) {
+      b.onResolve({ filter: /^[^./]/ }, async (args) => {
+        if (args.pluginData === "native-check" || args.path.startsWith("node:")) return undefined;
+        const resolved = await b.resolve(args.path, { kind: args.kind, resolveDir: args.resolveDir, importer: args.importer, pluginData: "native-check" });
+        if (resolved.errors.length || !resolved.path || resolved.external) return undefined;
+        const name = packageName(args.path);
+        const root = packageRoot(resolved.path, name);
+        if (!root) return undefined;
+        if (!nativeRoots.has(root)) nativeRoots.set(root, hasNativeCode(root));
+        if (!nativeRoots.get(root)) return undefined;
+        found.externals.add(name);
+        found.nodeModules.add(dirname(name.startsWith("@") ? dirname(root) : root));
+        return { path: args.path, external: true };
+      });
+    },
+  };
+}
+
+function packageName(specifier: string): string {
+  const parts = specifier.split("/");
+  return specifier.startsWith("@") ? parts.slice(0, 2).join("/") : parts[0]!;
+}
+
+function packageRoot(resolvedFile: string, name: string): string | undefined {
+  const marker = `${sep}node_modules${sep}${name.split("/").join(sep)}`;
+  const at = resolvedFile.lastIndexOf(marker);
+  return at < 0 ? undefined : resolvedFile.slice(0, at + marker.length);
+}
+
+function hasNativeCode(root: string): boolean {
+  if (existsSync(join(root, "binding.gyp"))) return true;
+  const walk = (dir: string, depth: number): boolean => {
+    if (depth > 6) return false;
+    for (const entry of readdirSync(dir, { withFileTypes: true })) {
+      if (entry.isFile() && entry.name.endsWith(".node")) return true;
+      if (entry.isDirectory() && entry.name !== "node_modules" && walk(join(dir, entry.name), depth + 1)) return true;
+    }
+    return false;
+  };
+  return walk(root, 0);
 }
 
 const RUNNER_ENTRY = join(PACKAGE_ROOT, "gpu-plane/runner/main.ts");
@@ -128,6 +184,7 @@ export async function bundlePlane(appFile: string, outDir: string): Promise<Plan
     `await runFunctions(app);`,
   ].join("\n");
   const path = join(outDir, `plane-${basename(file).replace(/\.[^.]+$/, "")}.mjs`);
+  const found = { externals: new Set<string>(), nodeModules: new Set<string>() };
   const result = await bundle({
     stdin: { contents: entry, resolveDir: PACKAGE_ROOT, loader: "ts", sourcefile: "tandem-plane-entry.ts" },
     bundle: true,
@@ -141,11 +198,12 @@ export async function bundlePlane(appFile: string, outDir: string): Promise<Plan
     // Bundled CommonJS dependencies may require Node built-ins.
     banner: { js: 'import { createRequire as __tandemRequire } from "node:module"; const require = __tandemRequire(import.meta.url);' },
     keepNames: true,
+    plugins: [nativePackagesExternal(found)],
     logLevel: "silent",
   });
   const bytes = result.outputFiles![0]!.contents;
   await writeFile(path, bytes);
-  return { path, hash: createHash("sha256").update(bytes).digest("hex"), bytes };
+  return { path, hash: createHash("sha256").update(bytes).digest("hex"), bytes, externals: [...found.externals], nodeModules: [...found.nodeModules][0] };
 }
 
 /** `import "tandem"` in the Node bundle means this package's built SDK, so the app and the CLI share one. */

@@ -10,6 +10,7 @@ import type { Miniflare } from "miniflare";
 import type { App } from "../app.js";
 import { InvalidOptionsError } from "../errors.js";
 import { parseGpuSpec } from "../gpu.js";
+import type { PlaneBundleRef } from "../protocol.js";
 import { bundlePlane, bundleWorker, loadAppInNode, type PlaneBundle, type WorkerBundle } from "./bundle.js";
 
 export interface BuiltApps {
@@ -22,14 +23,14 @@ export interface BuiltApps {
 export async function buildApps(appFiles: string[], buildDir: string, options: { minify?: boolean; sourceMap?: boolean } = {}): Promise<BuiltApps> {
   const apps: App[] = [];
   const planes: PlaneBundle[] = [];
-  const planeBundles: Record<string, string> = {};
+  const planeBundles: Record<string, PlaneBundleRef> = {};
   for (const file of appFiles) {
     const app = await loadAppInNode(file, join(buildDir, "node"));
     apps.push(app);
     if (app.functions.some((f) => f.spec?.tier === "plane")) {
       const plane = await bundlePlane(file, join(buildDir, "plane"));
       planes.push(plane);
-      planeBundles[app.name] = plane.hash;
+      planeBundles[app.name] = { hash: plane.hash, ...(plane.nodeModules ? { nodeModules: plane.nodeModules } : {}) };
     }
   }
   const worker = await bundleWorker(appFiles, buildDir, { ...options, planeBundles });

@@ -23,7 +23,8 @@ export interface TestStack {
   dispose(): Promise<void>;
 }
 
-export async function startTestStack(appFile: string, planeOptions: Partial<PlaneOptions> = {}): Promise<TestStack> {
+/** Starts the gateway and, unless `planes: 0`, one in-process plane with `planeOptions`. */
+export async function startTestStack(appFile: string, planeOptions: Partial<PlaneOptions> = {}, options: { planes?: 0 | 1 } = {}): Promise<TestStack> {
   const dir = await mkdtemp(join(tmpdir(), "tandem-stack-"));
   const built = await buildApps([appFile], join(dir, "build"));
   const gatewayOutput: string[] = [];
@@ -70,6 +71,6 @@ export async function startTestStack(appFile: string, planeOptions: Partial<Plan
       await rm(dir, { recursive: true, force: true });
     },
   };
-  await stack.addPlane();
+  if (options.planes !== 0) await stack.addPlane();
   return stack;
 }

@@ -1,0 +1,124 @@
+/**
+ * Planes as separate processes, the way `tandem plane` runs them: losing one
+ * mid-load loses no spawned call; a plane without a Docker engine says how to
+ * start one; the process runtime is announced as unsandboxed.
+ */
+import { spawn, execFileSync, type ChildProcess } from "node:child_process";
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { FunctionCall, lookup, type CallRecord } from "../sdk/index.js";
+import { CLI } from "./helpers/cli.js";
+import { eventually } from "./helpers/gateway.js";
+import { SECRET, startTestStack, type TestStack } from "./helpers/stack.js";
+
+const APP = new URL("./fixtures/plane-app.ts", import.meta.url).pathname;
+
+interface PlaneProcess {
+  child: ChildProcess;
+  output: () => string;
+  planeId: () => string | undefined;
+  dir: string;
+}
+
+async function startPlaneProcess(gateway: string, args: string[] = [], env: Record<string, string> = {}): Promise<PlaneProcess> {
+  const dir = await mkdtemp(join(tmpdir(), "tandem-plane-"));
+  const child = spawn(process.execPath, [CLI, "plane", "--gateway", gateway, "--port", "0", ...args], {
+    cwd: dir,
+    env: { ...process.env, NO_COLOR: "1", TANDEM_PLANE_SECRET: SECRET, ...env },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  let out = "";
+  child.stdout!.on("data", (d) => (out += d));
+  child.stderr!.on("data", (d) => (out += d));
+  const plane: PlaneProcess = { child, dir, output: () => out, planeId: () => /plane (pl-[0-9a-z]+) at/.exec(out)?.[1] };
+  await eventually(() => plane.planeId() !== undefined || child.exitCode !== null, 30_000);
+  return plane;
+}
+
+async function stopPlaneProcess(plane: PlaneProcess): Promise<void> {
+  if (plane.child.exitCode === null && plane.child.signalCode === null) {
+    const exited = new Promise((r) => plane.child.once("exit", r));
+    plane.child.kill("SIGKILL");
+    await exited;
+  }
+  const id = plane.planeId();
+  if (id) {
+    const ids = execFileSync("docker", ["ps", "-aq", "--filter", `label=tandem.plane=${id}`]).toString().split("\n").filter(Boolean);
+    if (ids.length) execFileSync("docker", ["rm", "-f", ...ids]);
+  }
+  await rm(plane.dir, { recursive: true, force: true });
+}
+
+describe("two planes, one killed mid-load", () => {
+  let stack: TestStack;
+  const planes: PlaneProcess[] = [];
+  beforeAll(async () => {
+    stack = await startTestStack(APP, {}, { planes: 0 });
+    planes.push(await startPlaneProcess(stack.url, ["--gpus", "A100:2,T4:1"]));
+    planes.push(await startPlaneProcess(stack.url, ["--gpus", "A100:2,T4:1"]));
+    await eventually(async () => {
+      const res = (await (await fetch(`${stack.url}/v1/planes`)).json()) as { planes: { healthy: boolean }[] };
+      return res.planes.filter((p) => p.healthy).length === 2;
+    }, 20_000);
+  });
+  afterAll(async () => {
+    for (const p of planes) await stopPlaneProcess(p).catch(() => {});
+    await stack?.dispose();
+  });
+
+  it("loses no spawned call: calls on the dead plane finish on the other, each recorded once", async () => {
+    const slow = lookup<[number], string>("plane", "slowPlane", { gateway: stack.url });
+    const calls: FunctionCall<string>[] = [];
+    for (let i = 0; i < 8; i++) calls.push(await slow.spawn(2_500));
+
+    // Find the plane running them (its containers carry its id), and kill it hard.
+    let victim: PlaneProcess | undefined;
+    await eventually(() => {
+      victim = planes.find((p) => execFileSync("docker", ["ps", "-q", "--filter", `label=tandem.plane=${p.planeId()}`]).toString().trim() !== "");
+      return victim !== undefined;
+    }, 20_000);
+    victim!.child.kill("SIGKILL");
+
+    const results = await Promise.all(calls.map((c) => c.get({ timeoutMs: 60_000 })));
+    expect(results.every((r) => /^slept 2500 in ctr-/.test(r))).toBe(true);
+    for (const call of calls) {
+      const record = (await (await fetch(`${stack.url}/v1/calls/${call.id}`)).json()) as CallRecord;
+      expect(record).toMatchObject({ status: "succeeded", kind: "spawn", attempts: 1 });
+    }
+    expect(stack.gatewayOutput.some((l) => /could not be reached for fc-/.test(l))).toBe(true);
+  });
+});
+
+describe("a plane without a Docker engine", () => {
+  it("starts, reports why it cannot run containers, and says how to start an engine", async () => {
+    const stack = await startTestStack(APP, {}, { planes: 0 });
+    const plane = await startPlaneProcess(stack.url, ["--gpus", "T4:1"], { DOCKER_HOST: "unix:///tmp/tandem-no-docker.sock" });
+    try {
+      expect(plane.output()).toContain("cannot start containers");
+      expect(plane.output()).toContain("dockerd --bridge=none --iptables=false");
+      expect(plane.output()).toContain("--runtime process");
+    } finally {
+      await stopPlaneProcess(plane);
+      await stack.dispose();
+    }
+  });
+});
+
+describe("the process runtime", () => {
+  let stack: TestStack;
+  beforeAll(async () => {
+    stack = await startTestStack(APP, { runtime: "process", gpus: "A100:2,T4:1" });
+  });
+  afterAll(async () => {
+    await stack?.dispose();
+  });
+
+  it("runs plane functions as plain processes and says on start that they are not sandboxed", async () => {
+    expect(stack.planeOutput.some((l) => l.includes("NOT sandboxed"))).toBe(true);
+    const out = await lookup("plane", "whereAmI", { gateway: stack.url }).remote();
+    expect(out.cuda).toMatch(/^[01]$/);
+    expect(out.container).toMatch(/^ctr-/);
+  });
+});
