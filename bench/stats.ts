@@ -23,12 +23,12 @@ export function printTable(rows: Summary[]): void {
   for (const r of rows) console.log(`${r.name.padEnd(44)} ${String(r.n).padStart(6)} ${r.medianMs.toFixed(3).padStart(10)} ${r.p99Ms.toFixed(3).padStart(9)}`);
 }
 
-/** Reads `--tiny` (a smoke run for CI) and `--n <count>`. */
-export function benchArgs(defaultN: number): { n: number; tiny: boolean } {
+/** Reads `--tiny` (a smoke run for CI, `tinyN` samples) and `--n <count>`. */
+export function benchArgs(defaultN: number, tinyN = 40): { n: number; tiny: boolean } {
   const argv = process.argv.slice(2);
   const tiny = argv.includes("--tiny");
   const at = argv.indexOf("--n");
-  const n = at >= 0 ? Number(argv[at + 1]) : tiny ? 40 : defaultN;
+  const n = at >= 0 ? Number(argv[at + 1]) : tiny ? tinyN : defaultN;
   if (!Number.isInteger(n) || n <= 0) throw new Error("--n must be a positive whole number");
   return { n, tiny };
 }

@@ -6,11 +6,11 @@
  */
 import { serve as serveHttp, type ServerType } from "@hono/node-server";
 import { randomBytes } from "node:crypto";
-import { existsSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { PlaneUnavailableError } from "../sdk/errors.js";
 import { GPU_TYPES, parseGpuInventory, type GpuType } from "../sdk/gpu.js";
-import { PLANE_HEARTBEAT_MS, PROTOCOL_VERSION, paths, type PlaneHeartbeat, type PlaneRunRequest, type PlaneRunResponse } from "../sdk/protocol.js";
+import { PLANE_HEARTBEAT_MS, PLANE_ID_PATTERN, PROTOCOL_VERSION, paths, type PlaneHeartbeat, type PlaneRunRequest, type PlaneRunResponse } from "../sdk/protocol.js";
 import { signRequest } from "../sdk/signing.js";
 import { BundleCache } from "./bundle-cache.js";
 import type { ContainerDriver } from "./drivers/driver.js";
@@ -68,7 +68,7 @@ export class Plane {
 
   static async start(options: PlaneOptions): Promise<Plane> {
     const log = options.log ?? ((line: string) => console.log(line));
-    const planeId = `pl-${randomBytes(6).toString("hex")}`;
+    const planeId = stablePlaneId(options.stateDir);
     const inventory = new Inventory(await planeGpus(options, log));
     // dockerode loads only when the Docker runtime is used.
     const driver: ContainerDriver =
@@ -78,7 +78,7 @@ export class Plane {
     let unavailable: string | undefined;
     try {
       await driver.prepare();
-      await driver.cleanup(planeId);
+      await driver.cleanup(planeId); // containers a previous run of this plane left behind
     } catch (err) {
       unavailable = (err as Error).message;
     }
@@ -174,6 +174,22 @@ export class Plane {
       this.#gatewayDown = true;
     }
   }
+}
+
+/**
+ * A plane keeps its id in its state folder, so that a restart finds (and
+ * removes) the containers it left behind. One plane per state folder.
+ */
+function stablePlaneId(stateDir: string): string {
+  const file = join(stateDir, "plane-id");
+  if (existsSync(file)) {
+    const id = readFileSync(file, "utf8").trim();
+    if (PLANE_ID_PATTERN.test(id)) return id;
+  }
+  const id = `pl-${randomBytes(6).toString("hex")}`;
+  mkdirSync(stateDir, { recursive: true });
+  writeFileSync(file, id + "\n");
+  return id;
 }
 
 /** The plane's GPUs: declared (simulated), else real, else (for `serve`) one simulated GPU of each known type. */

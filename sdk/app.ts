@@ -44,6 +44,12 @@ export interface MapOptions {
 type Inputs<T> = Iterable<T> | AsyncIterable<T>;
 
 /**
+ * Any function a handler can be. `never` parameters leave the handler's own
+ * annotations and default values to type its parameters.
+ */
+type Handler = (...args: never) => unknown;
+
+/**
  * A deployed function. Its parameter and return types come from the handler.
  * @example
  * export const square = app.function({ timeout: 10 }, (x: number) => x * x);
@@ -184,15 +190,21 @@ export class App {
     this.name = name;
   }
 
-  /** Defines a function. Options are checked now; see `FunctionOptions`. */
-  function<A extends unknown[], R>(handler: (...args: A) => R): FunctionHandle<A, Awaited<R>>;
-  function<A extends unknown[], R>(options: FunctionOptions, handler: (...args: A) => R): FunctionHandle<A, Awaited<R>>;
-  function<A extends unknown[], R>(a: FunctionOptions | ((...args: A) => R), b?: (...args: A) => R): FunctionHandle<A, Awaited<R>> {
+  /**
+   * Defines a function. Options are checked now; see `FunctionOptions`. The
+   * handler's parameter types (defaults included) and return type become the
+   * handle's.
+   */
+  function<F extends Handler>(handler: F): FunctionHandle<Parameters<F>, Awaited<ReturnType<F>>>;
+  function<F extends Handler>(options: FunctionOptions, handler: F): FunctionHandle<Parameters<F>, Awaited<ReturnType<F>>>;
+  function<F extends Handler>(a: FunctionOptions | F, b?: F): FunctionHandle<Parameters<F>, Awaited<ReturnType<F>>> {
+    type A = Parameters<F>;
+    type R = Awaited<ReturnType<F>>;
     const [options, handler] = typeof a === "function" ? [{}, a] : [a, b];
     const label = (options as FunctionOptions | undefined)?.name ?? `#${this.#functions.length + 1}`;
     if (typeof handler !== "function") throw new InvalidOptionsError(`app "${this.name}": function ${label} needs a handler function`);
     const spec = parseFunctionOptions(options, `app "${this.name}": function "${label}"`);
-    const handle = new FunctionHandle<A, Awaited<R>>({ app: this.name, ...(spec.name ? { name: spec.name } : {}), spec, handler });
+    const handle = new FunctionHandle<A, R>({ app: this.name, ...(spec.name ? { name: spec.name } : {}), spec, handler: handler as unknown as (...args: A) => unknown });
     this.#functions.push(handle);
     return handle;
   }

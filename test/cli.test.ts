@@ -2,6 +2,7 @@
  * The `tandem` CLI as a user runs it: serve (endpoints, logs, bad options,
  * reload), run, apps, and the hello example's client.
  */
+import { execFileSync } from "node:child_process";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -59,6 +60,13 @@ describe("tandem serve with bad input", () => {
     const { code, stdout, stderr } = await runCli(["serve", "test/fixtures/bad-options-app.ts", "--port", "0"]);
     expect(code).not.toBe(0);
     expect(stderr).toContain('function "#1": option "timeout" must be at least 1 second (got 0)');
+    expect(stdout).not.toContain("gateway ready");
+  });
+
+  it("refuses a function that asks for more GPUs than the local plane has, naming the limit", async () => {
+    const { code, stdout, stderr } = await runCli(["serve", "test/fixtures/plane-app.ts", "--port", "0", "--gpus", "A100:1,T4:1"]);
+    expect(code).not.toBe(0);
+    expect(stderr).toContain('function "twoGpus" cannot run on the local plane: this plane has 0 H100 GPUs, the function asks for 2');
     expect(stdout).not.toContain("gateway ready");
   });
 
@@ -148,3 +156,40 @@ export default app;
 `;
 }
 
+
+describe("tandem serve examples/inference (the GPU plane, real Docker)", () => {
+  let served: Served;
+  beforeAll(async () => {
+    served = await startServe(["examples/inference/app.ts", "--scaledown-window", "3"]);
+  });
+  afterAll(async () => {
+    await served?.stop();
+  });
+
+  const generate = (body: unknown) => fetch(`${served.url}/inference/generate`, { method: "POST", body: JSON.stringify(body) });
+  const inferenceContainers = () => execFileSync("docker", ["ps", "-q", "--filter", "label=tandem.app=inference"]).toString().trim();
+
+  it("says the local plane's GPUs are simulated", () => {
+    expect(served.output()).toMatch(/plane pl-[0-9a-f]+ at http:\/\/127\.0\.0\.1:\d+ \(region local, runtime docker; .*T4x1.*simulated\)/);
+    expect(served.output()).toContain("GPUs are simulated");
+  });
+
+  it("serves POST /inference/generate from the edge, the model running in a container that stops after the scale-down window", async () => {
+    const first = await generate({ prompt: "The ", maxTokens: 30 });
+    expect(first.status).toBe(200);
+    const { completion } = (await first.json()) as { completion: string };
+    expect(completion.startsWith("The ")).toBe(true);
+    expect(completion.length).toBeGreaterThan(10);
+    expect(inferenceContainers()).not.toBe("");
+    const again = (await (await generate({ prompt: "The ", maxTokens: 30 })).json()) as { completion: string };
+    expect(again.completion).toBe(completion);
+    await served.waitFor(/\[inference\.generate fc-[0-9a-z]{26} ctr-[0-9a-f]{8}\] model loaded on cpu/);
+    await served.waitFor(/inference\.generate ctr-[0-9a-f]{8} idle for 3 s; stopping it/, 20_000);
+    await new Promise((r) => setTimeout(r, 1_000));
+    expect(inferenceContainers()).toBe("");
+  });
+
+  it("answers 400 for a request without a prompt", async () => {
+    expect((await generate({ maxTokens: 3 })).status).toBe(400);
+  });
+});

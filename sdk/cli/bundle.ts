@@ -49,10 +49,10 @@ const edgeStandIns: Plugin = {
   name: "edge-stand-ins",
   setup(b) {
     const filter = new RegExp(`^(node:)?(${MISSING_IN_WORKERD.join("|")})$`);
-    b.onResolve({ filter }, (args) => ({ path: args.path.replace(/^node:/, ""), namespace: "edge-stand-in" }));
+    b.onResolve({ filter }, (args) => ({ path: args.path.startsWith("node:") ? args.path : `node:${args.path}`, namespace: "edge-stand-in" }));
     b.onLoad({ filter: /.*/, namespace: "edge-stand-in" }, (args) => ({
       loader: "js",
-      contents: `const message = ${JSON.stringify(`node:${args.path}`)} + " is not available at the edge (workerd); use it in a plane-tier function";
+      contents: `const message = ${JSON.stringify(args.path)} + " is not available at the edge (workerd); use it in a plane-tier function";
 module.exports = new Proxy(function () {}, { get(_, key) { if (key === "__esModule") return false; return function () { throw new Error(message); }; } });`,
     }));
   },
@@ -89,7 +89,7 @@ export async function bundleWorker(
     conditions: ["workerd", "worker", "browser"],
     external: ["cloudflare:*", "node:*"],
     alias: { tandem: SDK_ENTRY },
-    plugins: [sourceMapBesideBundle, edgeStandIns],
+    plugins: [sourceMapBesideBundle, edgeStandIns, nativePackages("edge-stand-in")],
     nodePaths,
     metafile: true,
     sourcemap: withMap ? "external" : false,
@@ -119,16 +119,18 @@ export interface PlaneBundle {
 
 /**
  * Packages with native addons (a `.node` file or a `binding.gyp`) cannot be
- * bundled: they stay imports, resolved in the container from the app's
- * node_modules, which the plane mounts read-only.
+ * bundled. For Node (the plane, the CLI's check of the app) they stay imports,
+ * resolved from the app's node_modules, which the plane mounts read-only into
+ * containers. At the edge they become a stand-in that throws when used, since
+ * an app file is loaded there too but only plane functions may use them.
  */
-function nativePackagesExternal(found: { externals: Set<string>; nodeModules: Set<string> }): Plugin {
+function nativePackages(mode: "external" | "edge-stand-in", found?: { externals: Set<string>; nodeModules: Set<string> }): Plugin {
   const nativeRoots = new Map<string, boolean>();
   return {
-    name: "native-packages-external",
+    name: `native-packages-${mode}`,
     setup(b) {
       b.onResolve({ filter: /^[^./]/ }, async (args) => {
-        if (args.pluginData === "native-check" || args.path.startsWith("node:")) return undefined;
+        if (args.pluginData === "native-check" || args.path.startsWith("node:") || args.path.includes(":")) return undefined;
         const resolved = await b.resolve(args.path, { kind: args.kind, resolveDir: args.resolveDir, importer: args.importer, pluginData: "native-check" });
         if (resolved.errors.length || !resolved.path || resolved.external) return undefined;
         const name = packageName(args.path);
@@ -136,8 +138,9 @@ function nativePackagesExternal(found: { externals: Set<string>; nodeModules: Se
         if (!root) return undefined;
         if (!nativeRoots.has(root)) nativeRoots.set(root, hasNativeCode(root));
         if (!nativeRoots.get(root)) return undefined;
-        found.externals.add(name);
-        found.nodeModules.add(dirname(name.startsWith("@") ? dirname(root) : root));
+        if (mode === "edge-stand-in") return { path: args.path, namespace: "edge-stand-in" };
+        found?.externals.add(name);
+        found?.nodeModules.add(dirname(name.startsWith("@") ? dirname(root) : root));
         return { path: args.path, external: true };
       });
     },
@@ -197,8 +200,10 @@ export async function bundlePlane(appFile: string, outDir: string): Promise<Plan
     nodePaths,
     // Bundled CommonJS dependencies may require Node built-ins.
     banner: { js: 'import { createRequire as __tandemRequire } from "node:module"; const require = __tandemRequire(import.meta.url);' },
+    // Smaller parses faster: every cold container loads this.
+    minify: true,
     keepNames: true,
-    plugins: [nativePackagesExternal(found)],
+    plugins: [nativePackages("external", found)],
     logLevel: "silent",
   });
   const bytes = result.outputFiles![0]!.contents;
@@ -230,7 +235,7 @@ export async function loadAppInNode(appFile: string, outDir: string): Promise<Ap
     platform: "node",
     target: "node20",
     external: ["cloudflare:*"],
-    plugins: [tandemFromDist],
+    plugins: [tandemFromDist, nativePackages("external")],
     nodePaths,
     logLevel: "silent",
   });

@@ -30,8 +30,17 @@ program
   .option("--no-watch", "do not reload when files change")
   .option("--gpus <inventory>", 'the local plane\'s simulated GPUs, e.g. "A100:2,T4:1" (default: real GPUs, else one of each type)')
   .option("--runtime <runtime>", "the local plane's container runtime: docker, or process (unsandboxed, development only)", parseRuntime, "docker")
-  .action(async (appFiles: string[], opts: { port: number; host: string; watch: boolean; gpus?: string; runtime: "docker" | "process" }) => {
-    const serving = await serve({ appFiles, port: opts.port, host: opts.host, watch: opts.watch, runtime: opts.runtime, ...(opts.gpus ? { gpus: opts.gpus } : {}) });
+  .option("--scaledown-window <seconds>", "seconds a plane container may sit idle before it is stopped", parseSeconds, 60)
+  .action(async (appFiles: string[], opts: { port: number; host: string; watch: boolean; gpus?: string; runtime: "docker" | "process"; scaledownWindow: number }) => {
+    const serving = await serve({
+      appFiles,
+      port: opts.port,
+      host: opts.host,
+      watch: opts.watch,
+      runtime: opts.runtime,
+      scaledownWindowSeconds: opts.scaledownWindow,
+      ...(opts.gpus ? { gpus: opts.gpus } : {}),
+    });
     console.log(style.dim("Watching for changes. Ctrl-C to stop."));
     const stop = async () => {
       await serving.close();
@@ -71,7 +80,7 @@ program
   .option("--gpus <inventory>", 'declare a simulated GPU inventory, e.g. "A100:2,T4:1" (default: real GPUs from nvidia-smi)')
   .option("--runtime <runtime>", "container runtime: docker, or process (unsandboxed, development only)", parseRuntime, "docker")
   .option("--docker-runtime <name>", "a Docker runtime other than runc, e.g. runsc (gVisor)")
-  .option("--scaledown-window <seconds>", "seconds a container may sit idle before it is stopped", Number, 60)
+  .option("--scaledown-window <seconds>", "seconds a container may sit idle before it is stopped", parseSeconds, 60)
   .action(async (opts: { port: number; host: string; region: string; gateway?: string; gpus?: string; runtime: "docker" | "process"; dockerRuntime?: string; scaledownWindow: number }) => {
     const state = stateDir();
     const plane = await Plane.start({
@@ -118,6 +127,12 @@ program
 function parseRuntime(value: string): "docker" | "process" {
   if (value !== "docker" && value !== "process") throw new InvalidArgumentError('must be "docker" or "process"');
   return value;
+}
+
+function parseSeconds(value: string): number {
+  const seconds = Number(value);
+  if (!Number.isFinite(seconds) || seconds <= 0 || seconds > 86_400) throw new InvalidArgumentError("must be a number of seconds, more than 0 and at most 86400");
+  return seconds;
 }
 
 function parsePort(value: string): number {

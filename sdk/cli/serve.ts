@@ -23,6 +23,8 @@ export interface ServeOptions {
   runtime?: "docker" | "process";
   /** A declared, simulated GPU inventory for the local plane (`"A100:2,T4:1"`). */
   gpus?: string;
+  /** Seconds a plane container may sit idle before it is stopped (default 60). */
+  scaledownWindowSeconds?: number;
   /** Reload on file change (default true). */
   watch?: boolean;
   log?: (line: string) => void;
@@ -67,6 +69,7 @@ export async function serve(options: ServeOptions): Promise<Serving> {
       region: "local",
       runtime: options.runtime ?? "docker",
       stateDir: join(state, "plane"),
+      ...(options.scaledownWindowSeconds === undefined ? {} : { scaledownWindowSeconds: options.scaledownWindowSeconds }),
       log,
     });
   } catch (err) {

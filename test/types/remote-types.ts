@@ -36,6 +36,13 @@ export async function checks(): Promise<void> {
   // @ts-expect-error: an unknown option
   app.function({ timout: 10 }, () => 1);
 
+  const withDefault = app.function((prompt: string, maxTokens = 40) => prompt.slice(0, maxTokens));
+  const d1: string = await withDefault.remote("x");
+  const d2: string = await withDefault.remote("x", 2);
+  // @ts-expect-error: a default value types its parameter
+  await withDefault.remote("x", "2");
+  void [d1, d2];
+
   const typed = lookup<[string], string>("hello", "greet");
   const r: string = await typed.remote("x");
   void [s, n, local, later, wrong, r];

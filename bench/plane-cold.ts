@@ -1,0 +1,95 @@
+/**
+ * bench/plane-cold: time from call to result on a cold container (the image
+ * already cached), against a bare create + start of the same image running
+ * the same handler through the same Docker engine, in one run. Reports the
+ * ratio of the medians.
+ *
+ *   npx tsx bench/plane-cold.ts [--n 20] [--tiny]
+ */
+import { randomBytes } from "node:crypto";
+import { mkdir } from "node:fs/promises";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { build } from "esbuild";
+import { DockerDriver } from "../gpu-plane/drivers/docker.js";
+import { lookup } from "../sdk/index.js";
+import { eventually } from "../test/helpers/gateway.js";
+import { startTestStack } from "../test/helpers/stack.js";
+import { benchArgs, printTable, summarize } from "./stats.js";
+
+const here = dirname(fileURLToPath(import.meta.url));
+const { n, tiny } = benchArgs(20, 3);
+const WORK = 1000;
+
+// A container that is stopped as soon as its call ends, so every call starts cold.
+const stack = await startTestStack(join(here, "apps/plane-work-app.ts"), { scaledownWindowSeconds: 0.001 });
+const plane = stack.planes[0]!;
+const driver = new DockerDriver();
+
+// The bare side: the same handler from the same app module, called directly by a script that prints its
+// result, bundled as the plane bundles it (so both load the same code), started by create + start.
+const bareDir = join(stack.dir, "bare");
+await mkdir(join(bareDir, "control"), { recursive: true });
+const bareScript = join(bareDir, "bare.mjs");
+await build({
+  stdin: {
+    contents: `import { compute } from ${JSON.stringify(join(here, "apps/plane-work-app.ts"))};\nconsole.log(JSON.stringify(await compute.local(${WORK})));`,
+    resolveDir: join(here, ".."),
+    loader: "ts",
+  },
+  outfile: bareScript,
+  bundle: true,
+  minify: true,
+  format: "esm",
+  platform: "node",
+  target: "node20",
+  alias: { tandem: join(here, "../sdk/index.ts") },
+  logLevel: "silent",
+});
+
+async function bare(): Promise<string> {
+  const container = await driver.start({
+    id: `ctr-${randomBytes(4).toString("hex")}`,
+    bundlePath: bareScript,
+    nodeModulesPath: undefined,
+    controlDir: join(bareDir, "control"),
+    env: {},
+    cpu: 1,
+    memoryMiB: 256,
+    pidsLimit: 256,
+    network: false,
+    gpuDeviceIds: [],
+    labels: { "tandem.plane": plane.planeId, "tandem.bench": "bare" },
+  });
+  const line = await new Promise<string>((resolve) => container.onOutput((_s, l) => resolve(l)));
+  void container.kill();
+  return line;
+}
+
+try {
+  await driver.prepare();
+  const compute = lookup<[number], unknown>("planebench", "compute", { gateway: stack.url });
+  if (JSON.stringify(await compute.remote(WORK)) !== (await bare())) throw new Error("the two sides disagree");
+
+  const sides: [string, () => Promise<unknown>][] = [
+    ["(a) cold .remote() → gateway → plane → new container", () => compute.remote(WORK)],
+    ["(b) bare create + start, same image, app and handler", bare],
+  ];
+  const samples: number[][] = [[], []];
+  for (let i = 0; i < n; i++) {
+    for (const [k, [, fn]] of sides.entries()) {
+      await eventually(() => plane.status().containers.length === 0, 10_000);
+      const t0 = performance.now();
+      await fn();
+      samples[k]!.push(performance.now() - t0);
+    }
+  }
+  const rows = sides.map(([name], k) => summarize(name, samples[k]!));
+  const cold = plane.status().functions.find((f) => f.function === "compute")?.coldStarts ?? 0;
+  console.log(`bench/plane-cold: ${n} calls per side${tiny ? " (tiny)" : ""}, ${cold} cold starts counted by the plane, image cached`);
+  printTable(rows);
+  console.log(`ratio (a)/(b): median ${(rows[0]!.medianMs / rows[1]!.medianMs).toFixed(3)}  p99 ${(rows[0]!.p99Ms / rows[1]!.p99Ms).toFixed(3)}   (target: median <= 1.1)`);
+} finally {
+  await stack.dispose();
+  await driver.cleanup(plane.planeId).catch(() => {});
+}

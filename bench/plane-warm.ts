@@ -1,0 +1,52 @@
+/**
+ * bench/plane-warm: `.remote()` through gateway → plane → a warm container
+ * and back, against the same handler in a plain Node process over HTTP on
+ * loopback, with the same client (Node's fetch), in one run. Reports the
+ * overhead in ms at the median and p99.
+ *
+ *   npx tsx bench/plane-warm.ts [--n 1000] [--tiny]
+ */
+import { spawn } from "node:child_process";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { lookup } from "../sdk/index.js";
+import { startTestStack } from "../test/helpers/stack.js";
+import { benchArgs, printTable, summarize } from "./stats.js";
+
+const here = dirname(fileURLToPath(import.meta.url));
+const { n } = benchArgs(1000);
+const WORK = 1000;
+
+const stack = await startTestStack(join(here, "apps/plane-work-app.ts"), { scaledownWindowSeconds: 600 });
+const baseline = spawn(process.execPath, ["--import", "tsx", join(here, "apps/plain-node-server.ts")], { stdio: ["ignore", "pipe", "inherit"] });
+const port = await new Promise<number>((resolve) => baseline.stdout!.once("data", (d) => resolve(JSON.parse(String(d)).port)));
+
+try {
+  const compute = lookup<[number], { n: number; sum: number }>("planebench", "compute", { gateway: stack.url });
+  const plain = async () => (await fetch(`http://127.0.0.1:${port}/`, { method: "POST", body: JSON.stringify({ n: WORK }) })).json();
+  if (JSON.stringify(await compute.remote(WORK)) !== JSON.stringify(await plain())) throw new Error("the two sides disagree");
+
+  const targets: [string, () => Promise<unknown>][] = [
+    ["(a) .remote() → gateway → plane → warm container", () => compute.remote(WORK)],
+    ["(b) plain Node process over HTTP, same handler", plain],
+  ];
+  const samples = targets.map(() => [] as number[]);
+  for (const [, fn] of targets) for (let i = 0; i < Math.min(100, n); i++) await fn();
+  for (let done = 0; done < n; done += 25) {
+    for (const [i, [, fn]] of targets.entries()) {
+      for (let k = 0; k < Math.min(25, n - done); k++) {
+        const t0 = performance.now();
+        await fn();
+        samples[i]!.push(performance.now() - t0);
+      }
+    }
+  }
+  const rows = targets.map(([name], i) => summarize(name, samples[i]!));
+  const cold = stack.planes[0]!.status().functions.find((f) => f.function === "compute")?.coldStarts;
+  console.log(`bench/plane-warm: ${n} sequential calls per target, work(${WORK}), Docker runtime, ${cold} cold start(s) in all`);
+  printTable(rows);
+  console.log(`overhead (a)-(b): median ${(rows[0]!.medianMs - rows[1]!.medianMs).toFixed(3)} ms, p99 ${(rows[0]!.p99Ms - rows[1]!.p99Ms).toFixed(3)} ms   (target: median < 2 ms)`);
+} finally {
+  baseline.kill();
+  await stack.dispose();
+}
