@@ -80,3 +80,35 @@ export function ledgerFor(env: Env, callId: string, cache?: Map<string, LedgerAp
   cache?.set(name, stub);
   return stub;
 }
+
+/** How long ended calls wait to be written together; short, so `GET /v1/calls/:id` sees them at once in practice. */
+const RECORD_BATCH_MS = 5;
+
+let pending: { rows: FinishedCall[]; flushed: Promise<void> } | undefined;
+
+/**
+ * Records ended calls in the ledger, batched: rows that end within a few
+ * milliseconds of each other in this isolate go in one write per shard, so a
+ * stream of calls does not pay a Durable Object round trip each. Resolves
+ * when this row is written; hand it to `waitUntil`.
+ */
+export function recordEnded(env: Env, rows: FinishedCall[]): Promise<void> {
+  if (!pending) {
+    const batch = { rows: [] as FinishedCall[], flushed: Promise.resolve() };
+    batch.flushed = new Promise<void>((resolve) => setTimeout(resolve, RECORD_BATCH_MS)).then(async () => {
+      pending = undefined;
+      const byShard = new Map<LedgerApi, FinishedCall[]>();
+      const stubs = new Map<string, LedgerApi>();
+      for (const row of batch.rows) {
+        const stub = ledgerFor(env, row.id, stubs);
+        const shardRows = byShard.get(stub);
+        if (shardRows) shardRows.push(row);
+        else byShard.set(stub, [row]);
+      }
+      await Promise.all([...byShard].map(([stub, shardRows]) => stub.record(shardRows)));
+    });
+    pending = batch;
+  }
+  pending.rows.push(...rows);
+  return pending.flushed;
+}

@@ -14,7 +14,7 @@ import {
 } from "../sdk/errors.js";
 import { retryDelayMs } from "../sdk/options.js";
 import { encodeValue, newCallId, type CallKind, type CallStatus, type EncodedValue } from "../sdk/protocol.js";
-import { ledgerFor, type FinishedCall, type LedgerApi } from "./call-ledger-client.js";
+import { ledgerFor, recordEnded, type FinishedCall, type LedgerApi } from "./call-ledger-client.js";
 import { gatewayConfig } from "./config.js";
 import { forwardToPlane } from "./forward-to-plane.js";
 import type { RegisteredFunction } from "./registry.js";
@@ -113,7 +113,7 @@ export async function callNow(rc: RunContext, fn: RegisteredFunction, args: unkn
   const createdAt = Date.now();
   const outcome = await execute(rc, fn, args, id);
   const row = finishedCall(id, fn, kind, createdAt, outcome);
-  rc.waitUntil(ledgerFor(rc.env, id).record([row]).catch((err) => console.error(`ledger: could not record ${id}:`, err)));
+  rc.waitUntil(recordEnded(rc.env, [row]).catch((err) => console.error(`ledger: could not record ${id}:`, err)));
   return { id, outcome, row };
 }
 
@@ -179,19 +179,7 @@ export async function mapCalls(
     }
   };
   await Promise.all(Array.from({ length: Math.min(concurrency, inputs.length) }, worker));
-  rc.waitUntil(recordRows(rc, rows));
-}
-
-async function recordRows(rc: RunContext, rows: FinishedCall[]): Promise<void> {
-  const byShard = new Map<LedgerApi, FinishedCall[]>();
-  const stubs = new Map<string, LedgerApi>();
-  for (const row of rows) {
-    const stub = ledgerFor(rc.env, row.id, stubs);
-    const shardRows = byShard.get(stub);
-    if (shardRows) shardRows.push(row);
-    else byShard.set(stub, [row]);
-  }
-  await Promise.all([...byShard].map(([stub, shardRows]) => stub.record(shardRows))).catch((err) => console.error("ledger: could not record map calls:", err));
+  rc.waitUntil(recordEnded(rc.env, rows).catch((err) => console.error("ledger: could not record map calls:", err)));
 }
 
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
