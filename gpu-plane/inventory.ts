@@ -101,6 +101,7 @@ export class Inventory {
       if (total < request.gpu.count) return `this plane has ${total} ${request.gpu.type} GPU${total === 1 ? "" : "s"}, the function asks for ${request.gpu.count}`;
     }
     if (request.memoryMiB > this.memoryMiBTotal) return `this plane has ${this.memoryMiBTotal} MiB of memory, the function asks for ${request.memoryMiB}`;
+    if (request.cpu > this.cpuTotal) return `this plane has ${this.cpuTotal} CPU cores, the function asks for ${request.cpu}`;
     return undefined;
   }
 

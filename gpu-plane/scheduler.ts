@@ -190,6 +190,7 @@ export class Scheduler {
 
   async #start(req: PlaneRunRequest, key: string, bundle: BundleOnDisk, reservation: Reservation, deadline: number): Promise<Worker> {
     const id = `ctr-${randomBytes(4).toString("hex")}`;
+    const started = performance.now();
     const channel = await ControlChannel.open(join(this.#o.stateDir, "control", id));
     let container: StartedContainer;
     try {
@@ -249,6 +250,8 @@ export class Scheduler {
       await this.#retire(worker);
       throw failure;
     }
+    const gpus = reservation.gpus.length ? `, ${reservation.gpus.map((g) => `${g.type}#${g.index}`).join(" ")}${reservation.gpus[0]!.simulated ? " (simulated)" : ""}` : "";
+    this.#o.log(`[plane] cold start: ${worker.label} ${id} ready in ${Math.round(performance.now() - started)} ms${gpus}`);
     return worker;
   }
 

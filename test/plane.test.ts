@@ -28,6 +28,7 @@ describe("calls forwarded to the plane", () => {
     expect(out.container).toMatch(/^ctr-[0-9a-f]{8}$/);
     expect(out.callId).toMatch(/^fc-/);
     expect(out.interfaces).toEqual(["lo"]);
+    expect(stack.planeOutput.some((l) => new RegExp(`cold start: plane\\.whereAmI ${out.container} ready in \\d+ ms, A100#${out.cuda} \\(simulated\\)`).test(l))).toBe(true);
   });
 
   it("falls back along a GPU list to a type the plane has", async () => {
