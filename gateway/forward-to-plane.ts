@@ -8,7 +8,7 @@
  */
 import { FunctionTimeoutError, NoCapacityError, PlaneUnavailableError, fromWireError } from "../sdk/errors.js";
 import { parseGpuSpec, type GpuRequest } from "../sdk/gpu.js";
-import { PLANE_ROUTES, decodeValue, encodeValue, type PlaneBundleRef, type PlaneInfo, type PlaneRunRequest, type PlaneRunResponse } from "../sdk/protocol.js";
+import { PLANE_ROUTES, PLANE_STALE_MS, decodeValue, encodeValue, type PlaneBundleRef, type PlaneInfo, type PlaneRunRequest, type PlaneRunResponse } from "../sdk/protocol.js";
 import { signRequest } from "../sdk/signing.js";
 import { gatewayConfig } from "./config.js";
 import type { Env } from "./env.js";
@@ -64,9 +64,15 @@ export async function forwardToPlane(env: Env, fn: RegisteredFunction, args: unk
   const skipped = new Set<string>();
 
   for (;;) {
-    const plane = pickPlane(await knownPlanes(env, skipped.size > 0), wants, skipped);
+    const planes = await knownPlanes(env, skipped.size > 0);
+    const plane = pickPlane(planes, wants, skipped);
     if (!plane) {
-      if (Date.now() >= deadline) throw noCapacity(fn, wants, await knownPlanes(env));
+      // Planes that report but cannot run containers (no Docker engine, say) will not get better by waiting: say why now.
+      const broken = planes.filter((p) => p.unavailable !== undefined && Date.now() - p.lastSeen < PLANE_STALE_MS);
+      if (broken.length && !planes.some((p) => p.healthy)) {
+        throw new PlaneUnavailableError(broken.map((p) => `plane ${p.planeId} cannot start containers: ${p.unavailable}`).join("; "), { app: fn.app, function: fn.name });
+      }
+      if (Date.now() >= deadline) throw noCapacity(fn, wants, planes);
       await new Promise((r) => setTimeout(r, WAIT_FOR_CAPACITY_MS));
       if (skipped.size) skipped.clear(); // planes may have come back, or new ones registered
       continue;

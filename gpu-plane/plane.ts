@@ -6,9 +6,9 @@
  */
 import { serve as serveHttp, type ServerType } from "@hono/node-server";
 import { randomBytes } from "node:crypto";
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { PlaneUnavailableError } from "../sdk/errors.js";
+import { InvalidOptionsError, PlaneUnavailableError } from "../sdk/errors.js";
 import { GPU_TYPES, parseGpuInventory, type GpuType } from "../sdk/gpu.js";
 import { PLANE_HEARTBEAT_MS, PLANE_ID_PATTERN, PROTOCOL_VERSION, paths, type PlaneHeartbeat, type PlaneRunRequest, type PlaneRunResponse } from "../sdk/protocol.js";
 import { signRequest } from "../sdk/signing.js";
@@ -141,6 +141,7 @@ export class Plane {
 
   async close(): Promise<void> {
     clearInterval(this.#heartbeat);
+    rmSync(join(this.#options.stateDir, "plane.pid"), { force: true });
     await this.#scheduler.close();
     await this.driver.cleanup(this.planeId).catch(() => {});
     await new Promise<void>((resolve) => this.#server.close(() => resolve()));
@@ -178,18 +179,34 @@ export class Plane {
 
 /**
  * A plane keeps its id in its state folder, so that a restart finds (and
- * removes) the containers it left behind. One plane per state folder.
+ * removes) the containers it left behind. One plane per state folder: a
+ * second one started on it is refused while the first runs.
  */
 function stablePlaneId(stateDir: string): string {
+  mkdirSync(stateDir, { recursive: true });
+  const lock = join(stateDir, "plane.pid");
+  const holder = existsSync(lock) ? Number(readFileSync(lock, "utf8")) : NaN;
+  if (Number.isInteger(holder) && holder !== process.pid && isAlive(holder)) {
+    throw new InvalidOptionsError(`another plane (process ${holder}) is running from ${stateDir}; start this one from another folder`);
+  }
+  writeFileSync(lock, String(process.pid));
   const file = join(stateDir, "plane-id");
   if (existsSync(file)) {
     const id = readFileSync(file, "utf8").trim();
     if (PLANE_ID_PATTERN.test(id)) return id;
   }
   const id = `pl-${randomBytes(6).toString("hex")}`;
-  mkdirSync(stateDir, { recursive: true });
   writeFileSync(file, id + "\n");
   return id;
+}
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 /** The plane's GPUs: declared (simulated), else real, else (for `serve`) one simulated GPU of each known type. */

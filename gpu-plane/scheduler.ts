@@ -201,7 +201,7 @@ export class Scheduler {
         controlDir: channel.dir,
         env: {
           ...req.spec.env,
-          ...(reservation.gpus.length ? { CUDA_VISIBLE_DEVICES: reservation.gpus.map((g) => g.index).join(",") } : {}),
+          ...(reservation.gpus.length ? { CUDA_VISIBLE_DEVICES: cudaVisibleDevices(reservation, this.#o.driver) } : {}),
           TANDEM_APP: req.app,
           TANDEM_FUNCTION: req.function,
           TANDEM_CONTAINER_ID: id,
@@ -350,6 +350,17 @@ export class Scheduler {
     }
     return stats;
   }
+}
+
+/**
+ * What the function sees in CUDA_VISIBLE_DEVICES. Real GPUs handed to a Docker
+ * container by device request are the only ones it sees, numbered from 0; a
+ * process (unisolated) sees the host's numbering; simulated GPUs show the
+ * host index they were assigned, so the assignment can be checked.
+ */
+function cudaVisibleDevices(reservation: Reservation, driver: ContainerDriver): string {
+  const real = reservation.gpus.some((g) => !g.simulated);
+  return reservation.gpus.map((g, i) => (real && driver.sandboxed ? i : g.index)).join(",");
 }
 
 function keyOf(req: PlaneRunRequest): string {

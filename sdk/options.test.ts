@@ -9,9 +9,10 @@ describe("function options", () => {
     expect(parse({})).toMatchObject({ timeoutSeconds: 300, retries: DEFAULT_RETRY_POLICY, tier: "edge", env: {} });
   });
 
-  it("sends a function with a plane option to the plane unless tier says otherwise", () => {
+  it("sends a function with a plane option to the plane, and refuses one that also says tier edge", () => {
     expect(parse({ gpu: "A100" })).toMatchObject({ tier: "plane", gpu: ["A100"] });
-    expect(parse({ memory: 512, tier: "edge" }).tier).toBe("edge");
+    expect(parse({ tier: "plane" }).tier).toBe("plane");
+    expect(() => parse({ memory: 512, tier: "edge" })).toThrow('option "tier" is "edge", but option "memory" needs the plane');
   });
 
   it.each([

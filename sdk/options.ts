@@ -130,6 +130,10 @@ export function parseFunctionOptions(options: unknown, where: string): FunctionS
     }
   }
   const wantsPlane = o.gpu !== undefined || o.image !== undefined || o.cpu !== undefined || o.memory !== undefined;
+  if (wantsPlane && o.tier === "edge") {
+    const named = (["gpu", "image", "cpu", "memory"] as const).filter((k) => o[k] !== undefined).map((k) => `"${k}"`);
+    throw new InvalidOptionsError(`${where}: option "tier" is "edge", but option${named.length > 1 ? "s" : ""} ${named.join(", ")} need${named.length > 1 ? "" : "s"} the plane; drop one or the other`);
+  }
   return {
     name: o.name,
     timeoutSeconds: o.timeout ?? DEFAULT_TIMEOUT_SECONDS,

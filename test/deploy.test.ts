@@ -26,6 +26,15 @@ it("bundles the hello app and wrangler accepts the deployment with its bindings"
   expect(config).toContain('name = "hello-edge"');
 });
 
+it("bundles plane functions for the planes, and says where the bundle goes", async () => {
+  const out = await mkdtemp(join(tmpdir(), "tandem-deploy-"));
+  dirs.push(out);
+  const { code, stdout } = await runCli(["deploy", "examples/inference/app.ts", "--dry-run", "--outdir", out], { env: { WRANGLER_SEND_METRICS: "false" } });
+  expect(code).toBe(0);
+  expect(stdout).toMatch(/would upload the plane bundle .*plane-app\.mjs to r2:\/\/tandem-blobs\/bundles\/[0-9a-f]{64}\.mjs/);
+  expect(stdout).toMatch(/env\.PLANES \(PlaneRegistry\)\s+Durable Object/);
+});
+
 it("refuses an app with invalid options before calling wrangler", async () => {
   const { code, stderr, stdout } = await runCli(["deploy", "test/fixtures/bad-options-app.ts", "--dry-run", "--outdir", join(tmpdir(), "tandem-deploy-bad")]);
   expect(code).toBe(2);

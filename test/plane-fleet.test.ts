@@ -8,7 +8,7 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { FunctionCall, lookup, type CallRecord } from "../sdk/index.js";
+import { FunctionCall, PlaneUnavailableError, lookup, type CallRecord } from "../sdk/index.js";
 import { CLI } from "./helpers/cli.js";
 import { eventually } from "./helpers/gateway.js";
 import { SECRET, startTestStack, type TestStack } from "./helpers/stack.js";
@@ -99,6 +99,15 @@ describe("a plane without a Docker engine", () => {
       expect(plane.output()).toContain("cannot start containers");
       expect(plane.output()).toContain("dockerd --bridge=none --iptables=false");
       expect(plane.output()).toContain("--runtime process");
+      await eventually(async () => {
+        const res = (await (await fetch(`${stack.url}/v1/planes`)).json()) as { planes: { planeId: string; unavailable?: string }[] };
+        return res.planes.some((p) => p.planeId === plane.planeId() && p.unavailable !== undefined);
+      });
+      const started = Date.now();
+      const err = await lookup("plane", "quickT4", { gateway: stack.url }).remote().catch((e) => e);
+      expect(err).toBeInstanceOf(PlaneUnavailableError);
+      expect(err.message).toContain(`plane ${plane.planeId()} cannot start containers: no Docker engine`);
+      expect(Date.now() - started).toBeLessThan(1_500); // said at once, not after the call's 2 s timeout
     } finally {
       await stopPlaneProcess(plane);
       await stack.dispose();

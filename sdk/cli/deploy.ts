@@ -1,14 +1,15 @@
 /**
  * `tandem deploy`: bundle the gateway with the app files, write a wrangler
  * configuration beside the bundle (this package's wrangler.toml, with `main`
- * pointed at it), and deploy with wrangler. `--dry-run` checks everything
- * without an account or a network.
+ * pointed at it), and deploy with wrangler, then put the plane bundles in the
+ * gateway's blob bucket. `--dry-run` checks everything without an account or
+ * a network.
  */
 import { spawn } from "node:child_process";
 import { readFile, writeFile } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import { InvalidOptionsError } from "../errors.js";
-import { bundleWorker, loadAppInNode } from "./bundle.js";
+import { buildApps } from "./local-stack.js";
 import { PACKAGE_ROOT, stateDir } from "./paths.js";
 
 export interface DeployOptions {
@@ -21,8 +22,7 @@ export interface DeployOptions {
 
 export async function deploy(options: DeployOptions): Promise<number> {
   const outDir = resolve(options.outDir ?? join(stateDir(), "deploy"));
-  for (const file of options.appFiles) await loadAppInNode(file, join(outDir, "node"));
-  const bundle = await bundleWorker(options.appFiles, outDir, { minify: true, sourceMap: false });
+  const { worker: bundle, planes } = await buildApps(options.appFiles, outDir, { minify: true, sourceMap: false });
   const template = await readFile(join(PACKAGE_ROOT, "wrangler.toml"), "utf8");
   let config = template.replace(/^main = .*$/m, `main = "worker.mjs"`);
   if (options.name !== undefined) {
@@ -32,10 +32,26 @@ export async function deploy(options: DeployOptions): Promise<number> {
   const configPath = join(outDir, "wrangler.toml");
   await writeFile(configPath, config);
   console.log(`bundled ${options.appFiles.join(", ")} into ${bundle.path} (${(bundle.bytes / 1024).toFixed(1)} KiB)`);
-  const args = ["deploy", "--config", configPath, ...(options.dryRun ? ["--dry-run", "--outdir", join(outDir, "dist")] : [])];
-  const wrangler = join(PACKAGE_ROOT, "node_modules", "wrangler", "bin", "wrangler.js");
+  const code = await wrangler(["deploy", "--config", configPath, ...(options.dryRun ? ["--dry-run", "--outdir", join(outDir, "dist")] : [])]);
+  if (code !== 0) return code;
+  // Plane bundles go where planes fetch them: the gateway's blob bucket, by content hash.
+  const bucket = /^bucket_name = "(.*)"$/m.exec(config)?.[1] ?? "tandem-blobs";
+  for (const plane of planes) {
+    const key = `${bucket}/bundles/${plane.hash}.mjs`;
+    if (options.dryRun) {
+      console.log(`would upload the plane bundle ${plane.path} to r2://${key}`);
+      continue;
+    }
+    const uploaded = await wrangler(["r2", "object", "put", key, "--file", plane.path, "--remote", "--config", configPath]);
+    if (uploaded !== 0) return uploaded;
+  }
+  return 0;
+}
+
+function wrangler(args: string[]): Promise<number> {
+  const bin = join(PACKAGE_ROOT, "node_modules", "wrangler", "bin", "wrangler.js");
   return new Promise((resolveCode) => {
-    const child = spawn(process.execPath, [wrangler, ...args], { stdio: "inherit", env: { WRANGLER_SEND_METRICS: "false", ...process.env } });
+    const child = spawn(process.execPath, [bin, ...args], { stdio: "inherit", env: { WRANGLER_SEND_METRICS: "false", ...process.env } });
     child.on("exit", (code) => resolveCode(code ?? 1));
   });
 }

@@ -68,7 +68,7 @@ export async function serve(options: ServeOptions): Promise<Serving> {
       port: 0,
       region: "local",
       runtime: options.runtime ?? "docker",
-      stateDir: join(state, "plane"),
+      stateDir: join(state, "serve-plane"),
       ...(options.scaledownWindowSeconds === undefined ? {} : { scaledownWindowSeconds: options.scaledownWindowSeconds }),
       log,
     });
@@ -78,7 +78,10 @@ export async function serve(options: ServeOptions): Promise<Serving> {
   }
   log(`${style.ok("✓")} gateway ready at ${style.bold(url.href.replace(/\/$/, ""))} ${style.dim(`(workerd, ${Math.round(performance.now() - started)} ms, state in ${join(".tandem", "state")})`)}`);
   log(`${style.ok("✓")} ${plane.describe()}`);
-  if (plane.inventory.simulated) log(style.warn(`  GPUs are simulated: no nvidia-smi here, so the local plane declares ${options.gpus ? `"${options.gpus}"` : "one of each known type"}; scheduling and CUDA_VISIBLE_DEVICES work as with real ones.`));
+  if (plane.inventory.simulated) {
+    const why = options.gpus ? `declared with --gpus "${options.gpus}"` : "no nvidia-smi here, so the local plane declares one of each known type";
+    log(style.warn(`  GPUs are simulated (${why}); scheduling and CUDA_VISIBLE_DEVICES work as with real ones.`));
+  }
   printEndpoints(built.apps, url, log);
 
   let watchers: FSWatcher[] = [];
