@@ -11,11 +11,12 @@ import { join } from "node:path";
 import { InvalidOptionsError, PlaneUnavailableError } from "../sdk/errors.js";
 import { GPU_TYPES, parseGpuInventory, type GpuType } from "../sdk/gpu.js";
 import { PLANE_HEARTBEAT_MS, PLANE_ID_PATTERN, PROTOCOL_VERSION, paths, type PlaneHeartbeat, type PlaneRunRequest, type PlaneRunResponse } from "../sdk/protocol.js";
-import { signRequest } from "../sdk/signing.js";
+import { signRequest, useHmacEngine } from "../sdk/signing.js";
 import { BundleCache } from "./bundle-cache.js";
 import type { ContainerDriver } from "./drivers/driver.js";
 import { ProcessDriver } from "./drivers/process.js";
 import { Inventory, detectGpus, simulatedGpus } from "./inventory.js";
+import { nodeHmacEngine } from "./node-hmac.js";
 import { Scheduler, type FunctionStats } from "./scheduler.js";
 import { planeServer } from "./server.js";
 
@@ -67,6 +68,7 @@ export class Plane {
   }
 
   static async start(options: PlaneOptions): Promise<Plane> {
+    useHmacEngine(nodeHmacEngine);
     const log = options.log ?? ((line: string) => console.log(line));
     const planeId = stablePlaneId(options.stateDir);
     const inventory = new Inventory(await planeGpus(options, log));
