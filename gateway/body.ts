@@ -9,6 +9,8 @@ import { decodeValue } from "../sdk/protocol.js";
 export async function readJsonBody<S extends z.ZodType>(request: Request, schema: S, maxBytes: number): Promise<z.infer<S>> {
   const declared = Number(request.headers.get("content-length") ?? "NaN");
   if (declared > maxBytes) throw tooLarge(declared, maxBytes);
+  // A declared length within the limit can be read in one go; only a body of unknown length is counted as it streams.
+  if (Number.isFinite(declared)) return parseJsonBody(await request.text(), schema);
   const bytes = await readLimited(request, maxBytes);
   return parseJsonBody(new TextDecoder().decode(bytes), schema);
 }
