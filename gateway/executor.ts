@@ -16,6 +16,7 @@ import { retryDelayMs } from "../sdk/options.js";
 import { encodeValue, newCallId, type CallKind, type CallStatus, type EncodedValue } from "../sdk/protocol.js";
 import { ledgerFor, recordEnded, type FinishedCall, type LedgerApi } from "./call-ledger-client.js";
 import { gatewayConfig } from "./config.js";
+import { EncodedResult } from "./encoded-result.js";
 import { forwardToPlane } from "./forward-to-plane.js";
 import type { RegisteredFunction } from "./registry.js";
 import { mapStack } from "./source-map.js";
@@ -23,6 +24,7 @@ import { runStore, type RunContext } from "./run-context.js";
 
 export interface Outcome {
   status: Exclude<CallStatus, "pending" | "running">;
+  /** The result; an `EncodedResult` when it came from a plane. */
   value?: unknown;
   error?: TandemError;
   attempts: number;
@@ -102,7 +104,7 @@ export function finishedCall(id: string, fn: RegisteredFunction, kind: CallKind,
     createdAt,
     startedAt: outcome.startedAt,
     finishedAt: outcome.finishedAt,
-    ...(outcome.status === "succeeded" ? { result: encodeValue(outcome.value) } : {}),
+    ...(outcome.status === "succeeded" ? { result: outcome.value instanceof EncodedResult ? outcome.value.encoded : encodeValue(outcome.value) } : {}),
     ...(outcome.error ? { error: toWireError(outcome.error) } : {}),
   };
 }

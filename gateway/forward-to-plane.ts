@@ -8,10 +8,11 @@
  */
 import { FunctionTimeoutError, NoCapacityError, PlaneUnavailableError, fromWireError } from "../sdk/errors.js";
 import { parseGpuSpec, type GpuRequest } from "../sdk/gpu.js";
-import { PLANE_ROUTES, PLANE_STALE_MS, decodeValue, encodeValue, type PlaneBundleRef, type PlaneInfo, type PlaneRunRequest, type PlaneRunResponse } from "../sdk/protocol.js";
+import { PLANE_ROUTES, PLANE_STALE_MS, encodeValue, type PlaneBundleRef, type PlaneInfo, type PlaneRunRequest, type PlaneRunResponse } from "../sdk/protocol.js";
 import { signRequest } from "../sdk/signing.js";
 import { gatewayConfig } from "./config.js";
 import type { Env } from "./env.js";
+import { EncodedResult } from "./encoded-result.js";
 import type { RegisteredFunction } from "./registry.js";
 
 /** Extra time the gateway gives a plane past the call's timeout, so the plane's own timeout error arrives first. */
@@ -103,7 +104,7 @@ export async function forwardToPlane(env: Env, fn: RegisteredFunction, args: unk
       skipped.add(plane.planeId); // full, or cannot run containers: another plane, or this one again after a pause
       continue;
     }
-    if (answer.status === "succeeded") return decodeValue(answer.result, answer.meta);
+    if (answer.status === "succeeded") return new EncodedResult(answer.meta === undefined ? { json: answer.result } : { json: answer.result, meta: answer.meta });
     if (answer.error) throw fromWireError({ ...answer.error, details: { ...answer.error.details, callId, plane: plane.planeId } });
     throw new PlaneUnavailableError(`plane ${plane.planeId} answered HTTP ${response.status} without a result`);
   }

@@ -7,6 +7,7 @@ import { InternalError, NotFoundError, fromWireError } from "../sdk/errors.js";
 import type { Invoker, MapOutcome } from "../sdk/invoker.js";
 import { LIMITS, TERMINAL_STATUSES, decodeValue, encodeValue } from "../sdk/protocol.js";
 import { ledgerFor } from "./call-ledger-client.js";
+import { plainValue } from "./encoded-result.js";
 import { callNow, mapCalls, spawnCall } from "./executor.js";
 import { registry } from "./registry.js";
 import { runStore, type RunContext } from "./run-context.js";
@@ -15,7 +16,7 @@ export class GatewayInvoker implements Invoker {
   async call(app: string, fn: string, args: unknown[]): Promise<unknown> {
     const { outcome } = await callNow(context(), registry().function(app, fn), args);
     if (outcome.error) throw outcome.error;
-    return outcome.value;
+    return plainValue(outcome.value);
   }
 
   spawn(app: string, fn: string, args: unknown[]): Promise<string> {
@@ -29,7 +30,7 @@ export class GatewayInvoker implements Invoker {
     for await (const input of inputs) all.push(input);
     const done: MapOutcome[] = [];
     await mapCalls(rc, target, all, (index, _row, outcome) => {
-      done.push(outcome.error ? { index, ok: false, error: outcome.error } : { index, ok: true, value: outcome.value });
+      done.push(outcome.error ? { index, ok: false, error: outcome.error } : { index, ok: true, value: plainValue(outcome.value) });
     });
     yield* done;
   }
