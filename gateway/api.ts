@@ -14,6 +14,7 @@ import {
   PROTOCOL_VERSION,
   ROUTES,
   encodeValue,
+  newCallId,
   type MapResultLine,
 } from "../sdk/protocol.js";
 import { decodeBodyValue, readJsonBody } from "./body.js";
@@ -22,6 +23,7 @@ import { gatewayConfig } from "./config.js";
 import type { Env } from "./env.js";
 import { callNow, mapCalls, spawnCall } from "./executor.js";
 import { registry } from "./registry.js";
+import { streamCall, streamResponseBody } from "./stream.js";
 import type { RunContext } from "./run-context.js";
 
 type Api = { Bindings: Env };
@@ -80,6 +82,14 @@ export function apiRoutes(): Hono<Api> {
     return c.body(stream.readable, 200, { "content-type": "application/x-ndjson" });
   });
 
+  api.post(ROUTES.stream, async (c) => {
+    const fn = registry().function(c.req.param("app"), c.req.param("fn"));
+    const args = await readArgs(c);
+    const id = newCallId();
+    c.header(HEADERS.callId, id);
+    return c.body(streamResponseBody(streamCall(runContext(c), fn, args, id), id), 200, { "content-type": "application/x-ndjson" });
+  });
+
   api.get(ROUTES.callRecord, async (c) => {
     const id = callId(c);
     const wait = c.req.query("wait");
@@ -100,7 +110,7 @@ export function apiRoutes(): Hono<Api> {
   // A known route asked with the wrong method: say which method it takes.
   const methods: [string, string][] = [
     [ROUTES.health, "GET"], [ROUTES.apps, "GET"], [ROUTES.app, "GET"], [ROUTES.call, "POST"], [ROUTES.spawn, "POST"],
-    [ROUTES.map, "POST"], [ROUTES.callRecord, "GET"], [ROUTES.cancel, "POST"],
+    [ROUTES.map, "POST"], [ROUTES.stream, "POST"], [ROUTES.callRecord, "GET"], [ROUTES.cancel, "POST"],
   ];
   for (const [route, method] of methods) {
     api.all(route, (c) => {

@@ -6,8 +6,7 @@
 import {
   CancelledError,
   FunctionTimeoutError,
-  NoCapacityError,
-  PlaneUnavailableError,
+  InvalidRequestError,
   TandemError,
   remoteErrorFrom,
   toWireError,
@@ -20,6 +19,7 @@ import { EncodedResult } from "./encoded-result.js";
 import { forwardToPlane } from "./forward-to-plane.js";
 import type { RegisteredFunction } from "./registry.js";
 import { mapStack } from "./source-map.js";
+import { isStreamable } from "./stream.js";
 import { runStore, type RunContext } from "./run-context.js";
 
 export interface Outcome {
@@ -55,7 +55,7 @@ export async function execute(
       return { status: "succeeded", value, attempts: attempt, startedAt, finishedAt: Date.now() };
     } catch (err) {
       const error = err instanceof TandemError ? err : remoteErrorFrom(err, { callId });
-      if (attempt >= lastAttempt || error instanceof PlaneUnavailableError || error instanceof NoCapacityError) {
+      if (attempt >= lastAttempt || !RETRYABLE.has(error.code)) {
         return { status: error instanceof FunctionTimeoutError ? "timed_out" : "failed", error, attempts: attempt, startedAt, finishedAt: Date.now() };
       }
       await sleep(retryDelayMs(fn.spec.retries, attempt));
@@ -80,17 +80,25 @@ async function attemptOnce(rc: RunContext, fn: RegisteredFunction, args: unknown
   });
   try {
     const running = runStore.run(context, async () => {
+      let value: unknown;
       try {
-        return await fn.handler(...args);
+        value = await fn.handler(...args);
       } catch (err) {
         throw err instanceof TandemError ? err : remoteErrorFrom(err, { callId }, mapStack);
       }
+      if (isStreamable(value)) {
+        throw new InvalidRequestError(`${fn.app}.${fn.name} is a generator function; stream it with .remoteGen() (POST .../stream)`, { callId });
+      }
+      return value;
     });
     return await Promise.race([running, timeout]);
   } finally {
     clearTimeout(timer);
   }
 }
+
+/** Failures worth another attempt; the rest (bad input, no plane, no capacity) would fail the same way again. */
+const RETRYABLE: ReadonlySet<string> = new Set(["function_failed", "function_timeout", "container_failed", "protocol_error", "internal"]);
 
 /** The ledger row for an outcome. */
 export function finishedCall(id: string, fn: RegisteredFunction, kind: CallKind, createdAt: number, outcome: Outcome): FinishedCall {

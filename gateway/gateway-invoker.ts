@@ -5,12 +5,13 @@
  */
 import { InternalError, NotFoundError, fromWireError } from "../sdk/errors.js";
 import type { Invoker, MapOutcome } from "../sdk/invoker.js";
-import { LIMITS, TERMINAL_STATUSES, decodeValue, encodeValue } from "../sdk/protocol.js";
+import { LIMITS, TERMINAL_STATUSES, decodeValue, encodeValue, newCallId } from "../sdk/protocol.js";
 import { ledgerFor } from "./call-ledger-client.js";
 import { plainValue } from "./encoded-result.js";
 import { callNow, mapCalls, spawnCall } from "./executor.js";
 import { registry } from "./registry.js";
 import { runStore, type RunContext } from "./run-context.js";
+import { streamCall } from "./stream.js";
 
 export class GatewayInvoker implements Invoker {
   async call(app: string, fn: string, args: unknown[]): Promise<unknown> {
@@ -33,6 +34,10 @@ export class GatewayInvoker implements Invoker {
       done.push(outcome.error ? { index, ok: false, error: outcome.error } : { index, ok: true, value: plainValue(outcome.value) });
     });
     yield* done;
+  }
+
+  stream(app: string, fn: string, args: unknown[]): AsyncIterable<unknown> {
+    return streamCall(context(), registry().function(app, fn), args, newCallId());
   }
 
   async get(callId: string, timeoutMs: number | undefined): Promise<unknown> {

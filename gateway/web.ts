@@ -4,11 +4,12 @@
  */
 import { Hono, type Context } from "hono";
 import type { App, EndpointHandle, WebApp, WebMount } from "../sdk/app.js";
-import { NotFoundError, remoteErrorFrom, toWireError } from "../sdk/errors.js";
+import { NotFoundError, TandemError, remoteErrorFrom, toWireError } from "../sdk/errors.js";
 import { paths } from "../sdk/protocol.js";
 import type { Env } from "./env.js";
 import { runStore, type RunContext } from "./run-context.js";
 import { mapStack } from "./source-map.js";
+import { isStreamable } from "./stream.js";
 
 type Web = { Bindings: Env };
 
@@ -64,12 +65,51 @@ function addEndpoint(web: Hono<Web>, appName: string, endpoint: EndpointHandle):
       try {
         const out = await endpoint.handler(c);
         if (out instanceof Response) return out;
+        if (isStreamable(out)) return serverSentEvents(c, out);
         return out === undefined ? c.body(null, 204) : c.json(out as never);
       } catch (err) {
         return failed(err);
       }
     });
   });
+}
+
+/**
+ * An endpoint that returns an async iterable (a generator function's chunks,
+ * say) answers with Server-Sent Events: one `data:` event a chunk (JSON), then
+ * `event: done`, or `event: error` with the error. A client that goes away
+ * stops the iterable.
+ */
+function serverSentEvents(c: Context<Web>, source: AsyncIterable<unknown> | Iterable<unknown>): Response {
+  const iterator = Symbol.asyncIterator in source ? source[Symbol.asyncIterator]() : (source as Iterable<unknown>)[Symbol.iterator]();
+  const encoder = new TextEncoder();
+  const event = (name: string | undefined, data: unknown) => encoder.encode(`${name ? `event: ${name}\n` : ""}data: ${JSON.stringify(data)}\n\n`);
+  const rc = runStore.getStore();
+  const body = new ReadableStream<Uint8Array>(
+    {
+      async pull(controller) {
+        try {
+          const step = await (rc ? runStore.run(rc, () => Promise.resolve(iterator.next())) : iterator.next());
+          if (step.done) {
+            controller.enqueue(event("done", null));
+            controller.close();
+          } else {
+            controller.enqueue(event(undefined, step.value));
+          }
+        } catch (err) {
+          const error = toWireError(err instanceof TandemError ? err : remoteErrorFrom(err, undefined, mapStack));
+          delete error.remote?.stack;
+          controller.enqueue(event("error", error));
+          controller.close();
+        }
+      },
+      async cancel() {
+        await iterator.return?.();
+      },
+    },
+    { highWaterMark: 0 },
+  );
+  return c.body(body, 200, { "content-type": "text/event-stream", "cache-control": "no-cache" });
 }
 
 /** A web handler threw: log the stack (the console prefix says where), answer 500 without it. */

@@ -1,8 +1,14 @@
 #!/usr/bin/env bash
-# Makes sure what the test suite needs is running: a Docker engine for the
-# plane's container tests. Installs and starts one where it can (as root, with
-# apt); otherwise says what is missing and lets the tests report it.
+# Makes sure what the test suite needs is there: curl (a test streams with
+# `curl -N`) and a running Docker engine for the plane's container tests.
+# Installs and starts them where it can (as root, with apt); otherwise says
+# what is missing and lets the tests report it.
 set -uo pipefail
+
+if ! command -v curl >/dev/null 2>&1 && [ "$(id -u)" = "0" ]; then
+  echo "test setup: installing curl"
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq curl >/dev/null || echo "test setup: could not install curl" >&2
+fi
 
 if docker info >/dev/null 2>&1; then
   exit 0

@@ -43,6 +43,9 @@ export interface MapOptions {
 
 type Inputs<T> = Iterable<T> | AsyncIterable<T>;
 
+/** What a generator function yields. */
+export type Yielded<R> = R extends AsyncIterable<infer Y> ? Y : R extends Iterable<infer Y> ? Y : never;
+
 /**
  * Any function a handler can be. `never` parameters leave the handler's own
  * annotations and default values to type its parameters.
@@ -98,6 +101,16 @@ export class FunctionHandle<A extends unknown[] = unknown[], R = unknown> {
   /** Runs the function where it is deployed and returns its result. */
   async remote(...args: A): Promise<R> {
     return (await invokerFor(this.#gateway).call(this.#app, this.name, args)) as R;
+  }
+
+  /**
+   * Streams what a generator function yields, chunk by chunk, as it yields
+   * them. Leaving the loop early stops the generator where it runs.
+   * @example
+   * for await (const token of generate.remoteGen("Once upon")) process.stdout.write(token);
+   */
+  remoteGen(...args: A): AsyncIterable<Yielded<R>> {
+    return invokerFor(this.#gateway).stream(this.#app, this.name, args) as AsyncIterable<Yielded<R>>;
   }
 
   /** Runs the handler here, in this process, without the gateway. */

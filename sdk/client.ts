@@ -15,6 +15,7 @@ import {
   type CallRecord,
   type MapResultLine,
   type SpawnResponse,
+  type StreamLine,
 } from "./protocol.js";
 
 export const DEFAULT_GATEWAY = "http://127.0.0.1:8787";
@@ -68,6 +69,19 @@ export class HttpInvoker implements Invoker {
       }
       offset += batch.length;
     }
+  }
+
+  async *stream(app: string, fn: string, args: unknown[]): AsyncIterable<unknown> {
+    const res = await this.send("POST", paths.stream(app, fn), argsBody(args));
+    if (!res.ok || !res.body) await this.fail(res);
+    // Leaving the loop early (break, or an error in the consumer) cancels the body: the gateway stops the generator.
+    for await (const line of ndjsonLines(res.body!)) {
+      const l = line as StreamLine;
+      if ("chunk" in l) yield decodeValue(l.chunk, l.meta);
+      else if ("error" in l) throw fromWireError(l.error);
+      else return;
+    }
+    throw new GatewayUnreachableError(`the stream from ${this.baseUrl} ended without its last line`, { gateway: this.baseUrl });
   }
 
   async get(callId: string, timeoutMs: number | undefined): Promise<unknown> {
@@ -146,16 +160,21 @@ export async function* ndjsonLines(body: ReadableStream<Uint8Array>): AsyncItera
   const decoder = new TextDecoder();
   const reader = body.getReader();
   let buffered = "";
-  for (;;) {
-    const { value, done } = await reader.read();
-    if (value) buffered += decoder.decode(value, { stream: true });
-    let newline: number;
-    while ((newline = buffered.indexOf("\n")) >= 0) {
-      const line = buffered.slice(0, newline).trim();
-      buffered = buffered.slice(newline + 1);
-      if (line) yield JSON.parse(line);
+  try {
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (value) buffered += decoder.decode(value, { stream: true });
+      let newline: number;
+      while ((newline = buffered.indexOf("\n")) >= 0) {
+        const line = buffered.slice(0, newline).trim();
+        buffered = buffered.slice(newline + 1);
+        if (line) yield JSON.parse(line);
+      }
+      if (done) break;
     }
-    if (done) break;
+    if (buffered.trim()) yield JSON.parse(buffered);
+  } finally {
+    // Reached when the consumer stops early too: cancelling tells the server to stop producing.
+    await reader.cancel().catch(() => {});
   }
-  if (buffered.trim()) yield JSON.parse(buffered);
 }

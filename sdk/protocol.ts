@@ -31,6 +31,7 @@ export const ROUTES = {
   call: "/v1/apps/:app/functions/:fn/call",
   spawn: "/v1/apps/:app/functions/:fn/spawn",
   map: "/v1/apps/:app/functions/:fn/map",
+  stream: "/v1/apps/:app/functions/:fn/stream",
   callRecord: "/v1/calls/:id",
   cancel: "/v1/calls/:id/cancel",
   /** Planes register and report their state here (signed). */
@@ -57,6 +58,7 @@ export const paths = {
   call: (app: string, fn: string) => `/v1/apps/${seg(app)}/functions/${seg(fn)}/call`,
   spawn: (app: string, fn: string) => `/v1/apps/${seg(app)}/functions/${seg(fn)}/spawn`,
   map: (app: string, fn: string) => `/v1/apps/${seg(app)}/functions/${seg(fn)}/map`,
+  stream: (app: string, fn: string) => `/v1/apps/${seg(app)}/functions/${seg(fn)}/stream`,
   callRecord: (id: string, waitMs?: number) => `/v1/calls/${seg(id)}${waitMs === undefined ? "" : `?wait=${waitMs}`}`,
   cancel: (id: string) => `/v1/calls/${seg(id)}/cancel`,
   planeHeartbeat: () => ROUTES.planeHeartbeat,
@@ -90,7 +92,7 @@ export type CallStatus = (typeof CALL_STATUSES)[number];
 export const TERMINAL_STATUSES: ReadonlySet<CallStatus> = new Set(["succeeded", "failed", "timed_out", "cancelled"]);
 
 /** How a call was started. */
-export type CallKind = "remote" | "spawn" | "map";
+export type CallKind = "remote" | "spawn" | "map" | "stream";
 
 /** Call ids: `fc-` then 26 lowercase base-32 characters, time-ordered. */
 export const CALL_ID_PATTERN = /^fc-[0-9a-z]{26}$/;
@@ -157,6 +159,15 @@ export interface MapResultLine {
   meta?: unknown;
   error?: WireError;
 }
+
+/**
+ * One line of the NDJSON stream `POST .../stream` answers with: a chunk the
+ * generator yielded, then exactly one last line, `done` or `error`.
+ */
+export type StreamLine =
+  | { chunk: unknown; meta?: unknown }
+  | { done: true; callId: string; chunks: number }
+  | { error: WireError; callId: string; chunks: number };
 
 export interface SpawnResponse {
   callId: string;

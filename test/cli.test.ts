@@ -2,11 +2,12 @@
  * The `tandem` CLI as a user runs it: serve (endpoints, logs, bad options,
  * reload), run, apps, and the hello example's client.
  */
-import { execFileSync } from "node:child_process";
+import { execFileSync, spawn } from "node:child_process";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { lookup } from "../sdk/index.js";
 import { runCli, runNode, startServe, type Served } from "./helpers/cli.js";
 
 describe("tandem serve examples/hello", () => {
@@ -52,6 +53,34 @@ describe("tandem serve examples/hello", () => {
     expect(code).toBe(0);
     expect(stdout).toContain("app hello");
     expect(stdout).toMatch(/function\s+square\s+edge, timeout 300 s, retries 2/);
+  });
+});
+
+describe("tandem serve streaming a generator", () => {
+  let served: Served;
+  beforeAll(async () => {
+    served = await startServe(["test/fixtures/edge-app.ts"]);
+  });
+  afterAll(async () => {
+    await served?.stop();
+  });
+
+  it("streams Server-Sent Events through a web endpoint to curl -N", async () => {
+    const { stdout, code } = await new Promise<{ stdout: string; code: number }>((resolve) => {
+      const curl = spawn("curl", ["-sN", `${served.url}/edge/sse/4`]);
+      let stdout = "";
+      curl.stdout.on("data", (d) => (stdout += d));
+      curl.on("exit", (c) => resolve({ stdout, code: c ?? -1 }));
+    });
+    expect(code).toBe(0);
+    expect(stdout).toBe('data: "tok-0"\n\ndata: "tok-1"\n\ndata: "tok-2"\n\ndata: "tok-3"\n\nevent: done\ndata: null\n\n');
+  });
+
+  it("delivers each chunk through the front door before the generator ends", async () => {
+    const stream = lookup("edge", "gated", { gateway: served.url }).remoteGen()[Symbol.asyncIterator]();
+    expect((await stream.next()).value).toBe("first");
+    await lookup("edge", "release", { gateway: served.url }).remote();
+    expect((await stream.next()).value).toBe("second");
   });
 });
 

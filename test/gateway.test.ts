@@ -9,6 +9,7 @@ import {
   FunctionCall,
   FunctionTimeoutError,
   GetTimeoutError,
+  InvalidRequestError,
   NotFoundError,
   PlaneUnavailableError,
   RemoteError,
@@ -185,6 +186,59 @@ describe("map and starmap", () => {
     }
     expect(count).toBe(600);
     expect(last).toBe(599 * 599);
+  });
+});
+
+describe("generator functions", () => {
+  it("streams the chunks a generator yields, in order", async () => {
+    const out: string[] = [];
+    for await (const t of fn<[number], AsyncGenerator<string>>("tokens").remoteGen(5)) out.push(t);
+    expect(out).toEqual(["tok-0", "tok-1", "tok-2", "tok-3", "tok-4"]);
+  });
+
+  it("sends each chunk before the generator has finished", async () => {
+    const stream = fn("gated").remoteGen()[Symbol.asyncIterator]();
+    expect(await stream.next()).toEqual({ value: "first", done: false });
+    await fn("release").remote();
+    expect(await stream.next()).toEqual({ value: "second", done: false });
+    expect((await stream.next()).done).toBe(true);
+  });
+
+  it("gives the chunks so far, then the error, when the generator throws midway", async () => {
+    const got: unknown[] = [];
+    const err = await (async () => {
+      for await (const x of fn("tokensThenBoom").remoteGen(3)) got.push(x);
+    })().catch((e) => e);
+    expect(got).toEqual([0, 1, 2]);
+    expect(err).toBeInstanceOf(RemoteError);
+    expect(err.message).toBe("broke after 3");
+  });
+
+  it("stops the generator when the caller stops reading", async () => {
+    let n = 0;
+    for await (const _ of fn("endless").remoteGen()) if (++n === 3) break;
+    await new Promise((r) => setTimeout(r, 300));
+    const after = await fn<[], number>("endlessCount").remote();
+    await new Promise((r) => setTimeout(r, 300));
+    expect(await fn<[], number>("endlessCount").remote()).toBe(after); // no longer producing
+    expect(after).toBeLessThan(20);
+  });
+
+  it("streams through a web endpoint as Server-Sent Events", async () => {
+    const res = await fetch(`${gw.url}/edge/sse/3`);
+    expect(res.headers.get("content-type")).toBe("text/event-stream");
+    expect(await res.text()).toBe('data: "tok-0"\n\ndata: "tok-1"\n\ndata: "tok-2"\n\nevent: done\ndata: null\n\n');
+  });
+
+  it("says to use remoteGen for a generator, and remote for the rest", async () => {
+    const remote = await fn("tokens").remote(2).catch((e) => e);
+    expect(remote).toBeInstanceOf(InvalidRequestError);
+    expect(remote.message).toContain("is a generator function; stream it with .remoteGen()");
+    const gen = await (async () => {
+      for await (const _ of fn("square").remoteGen(2)) void _;
+    })().catch((e) => e);
+    expect(gen).toBeInstanceOf(InvalidRequestError);
+    expect(gen.message).toContain("is not a generator function");
   });
 });
 

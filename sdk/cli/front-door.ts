@@ -125,7 +125,10 @@ export class FrontDoor {
         res.destroy(err);
       }
     });
-    req.on("aborted", () => upstream.destroy());
+    // The client went away before the answer ended: tell the gateway (a streaming generator stops).
+    res.on("close", () => {
+      if (!res.writableFinished) upstream.destroy();
+    });
     req.pipe(upstream);
   }
 

@@ -43,6 +43,16 @@ export async function checks(): Promise<void> {
   await withDefault.remote("x", "2");
   void [d1, d2];
 
+  const gen = app.function(async function* (prompt: string) {
+    yield prompt.length;
+  });
+  for await (const chunk of gen.remoteGen("x")) {
+    const c: number = chunk;
+    void c;
+  }
+  // @ts-expect-error: chunks are numbers
+  for await (const chunk of gen.remoteGen("x")) { const wrongChunk: string = chunk; void wrongChunk; }
+
   const typed = lookup<[string], string>("hello", "greet");
   const r: string = await typed.remote("x");
   void [s, n, local, later, wrong, r];

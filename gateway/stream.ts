@@ -1,0 +1,112 @@
+/**
+ * Generator functions: their chunks go to the caller as they are yielded,
+ * pulled one at a time (so a slow reader slows the generator, and nothing
+ * piles up), within the function's timeout. A caller that stops reading stops
+ * the generator. A stream is not retried once it has begun.
+ */
+import { FunctionTimeoutError, InvalidRequestError, TandemError, remoteErrorFrom, toWireError } from "../sdk/errors.js";
+import { encodeValue, type CallStatus, type StreamLine } from "../sdk/protocol.js";
+import { recordEnded } from "./call-ledger-client.js";
+import type { RegisteredFunction } from "./registry.js";
+import { runStore, type RunContext } from "./run-context.js";
+import { mapStack } from "./source-map.js";
+
+/** True for what a generator function returns. */
+export function isStreamable(value: unknown): value is AsyncIterable<unknown> | Iterable<unknown> {
+  return value !== null && typeof value === "object" && (Symbol.asyncIterator in value || (Symbol.iterator in value && typeof (value as { next?: unknown }).next === "function"));
+}
+
+/**
+ * Runs `fn` as a generator and yields its chunks; records the call (with how
+ * many chunks it sent, and how it ended) in the ledger when it is over.
+ */
+export async function* streamCall(rc: RunContext, fn: RegisteredFunction, args: unknown[], callId: string): AsyncGenerator<unknown, void, undefined> {
+  const createdAt = Date.now();
+  const context: RunContext = { ...rc, logPrefix: `[${fn.app}.${fn.name} ${callId}]`, call: { callId, app: fn.app, function: fn.name, attempt: 1, env: fn.spec.env } };
+  const deadline = createdAt + fn.spec.timeoutSeconds * 1000;
+  let status: Exclude<CallStatus, "pending" | "running"> = "cancelled";
+  let error: TandemError | undefined;
+  let chunks = 0;
+  let iterator: AsyncIterator<unknown> | Iterator<unknown> | undefined;
+  try {
+    const produced = await runStore.run(context, async () => fn.handler(...args));
+    if (!isStreamable(produced)) {
+      throw new InvalidRequestError(`${fn.app}.${fn.name} is not a generator function; call it with .remote() (POST .../call)`);
+    }
+    iterator = Symbol.asyncIterator in produced ? produced[Symbol.asyncIterator]() : (produced as Iterable<unknown>)[Symbol.iterator]();
+    for (;;) {
+      const step = await withDeadline(runStore.run(context, () => Promise.resolve(iterator!.next())), deadline, fn, callId);
+      if (step.done) break;
+      chunks++;
+      yield step.value;
+    }
+    status = "succeeded";
+  } catch (err) {
+    error = err instanceof TandemError ? err : remoteErrorFrom(err, { callId }, mapStack);
+    status = error instanceof FunctionTimeoutError ? "timed_out" : "failed";
+    throw error;
+  } finally {
+    // Also reached when the caller stops reading: the generator's own `finally` runs now.
+    if (status !== "succeeded") await runStore.run(context, () => Promise.resolve(iterator?.return?.())).catch(() => {});
+    rc.waitUntil(
+      recordEnded(rc.env, [
+        {
+          id: callId, app: fn.app, function: fn.name, kind: "stream", status, attempts: 1, createdAt, startedAt: createdAt, finishedAt: Date.now(),
+          result: encodeValue({ chunks }),
+          ...(error ? { error: toWireError(error) } : status === "cancelled" ? { error: { code: "call_cancelled" as const, message: `the caller stopped reading after ${chunks} chunks` } } : {}),
+        },
+      ]).catch((err) => console.error(`ledger: could not record ${callId}:`, err)),
+    );
+  }
+}
+
+/**
+ * The NDJSON body of `POST .../stream`: one line a chunk, pulled as the client
+ * reads, then `done` or `error`. When the client goes away, workerd ends the
+ * request's work: the generator is not pulled again (its `finally` may not
+ * run, and the call is not recorded).
+ */
+export function streamResponseBody(chunks: AsyncGenerator<unknown, void, undefined>, callId: string): ReadableStream<Uint8Array> {
+  const encoder = new TextEncoder();
+  const line = (l: StreamLine) => encoder.encode(JSON.stringify(l) + "\n");
+  let sent = 0;
+  return new ReadableStream<Uint8Array>(
+    {
+      async pull(controller) {
+        try {
+          const step = await chunks.next();
+          if (step.done) {
+            controller.enqueue(line({ done: true, callId, chunks: sent }));
+            controller.close();
+            return;
+          }
+          sent++;
+          const { json, meta } = encodeValue(step.value);
+          controller.enqueue(line(meta === undefined ? { chunk: json } : { chunk: json, meta }));
+        } catch (err) {
+          controller.enqueue(line({ error: toWireError(err), callId, chunks: sent }));
+          controller.close();
+        }
+      },
+      async cancel() {
+        await chunks.return(undefined);
+      },
+    },
+    { highWaterMark: 0 },
+  );
+}
+
+async function withDeadline<T>(promise: Promise<T>, deadline: number, fn: RegisteredFunction, callId: string): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | null = null;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(
+      () => reject(new FunctionTimeoutError(`${fn.app}.${fn.name} timed out after ${fn.spec.timeoutSeconds} s while streaming`, { callId })),
+      Math.max(0, deadline - Date.now()),
+    );
+  });
+  try {
+    return await Promise.race([promise, timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
