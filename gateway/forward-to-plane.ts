@@ -6,9 +6,10 @@
  * that fits, the call waits until its timeout and then fails with
  * `no_capacity`.
  */
-import { FunctionTimeoutError, NoCapacityError, PlaneUnavailableError, fromWireError } from "../sdk/errors.js";
+import { ndjsonLines } from "../sdk/client.js";
+import { FunctionTimeoutError, NoCapacityError, PlaneUnavailableError, fromWireError, type WireError } from "../sdk/errors.js";
 import { parseGpuSpec, type GpuRequest } from "../sdk/gpu.js";
-import { PLANE_ROUTES, PLANE_STALE_MS, encodeValue, type PlaneBundleRef, type PlaneInfo, type PlaneRunRequest, type PlaneRunResponse } from "../sdk/protocol.js";
+import { PLANE_ROUTES, PLANE_STALE_MS, encodeValue, type PlaneBundleRef, type PlaneInfo, type PlaneRunRequest, type PlaneRunResponse, type StreamLine } from "../sdk/protocol.js";
 import { signRequest } from "../sdk/signing.js";
 import { gatewayConfig } from "./config.js";
 import type { Env } from "./env.js";
@@ -133,4 +134,63 @@ function noCapacity(fn: RegisteredFunction, wants: GpuRequest[], planes: PlaneIn
   const healthy = planes.filter((p) => p.healthy);
   const seen = healthy.length ? `planes: ${healthy.map((p) => `${p.planeId} (${Object.keys(p.gpus).join(", ") || "no GPUs"})`).join("; ")}` : "no healthy plane is connected";
   return new NoCapacityError(`no capacity for ${what} within ${fn.spec.timeoutSeconds} s for ${fn.app}.${fn.name}; ${seen}`, { app: fn.app, function: fn.name });
+}
+
+/**
+ * Streams a plane generator function: the same choice of plane as a call
+ * (skipping planes that cannot be reached, are full or cannot run it, until
+ * the deadline), then its chunks in wire form as the plane sends them. Once
+ * chunks flow, a lost plane ends the stream with an error; it is not moved.
+ */
+export async function* forwardStreamToPlane(env: Env, fn: RegisteredFunction, args: unknown[], callId: string): AsyncGenerator<EncodedResult, void, undefined> {
+  const { planeSecret } = gatewayConfig(env);
+  if (!planeSecret) throw new PlaneUnavailableError(`${fn.app}.${fn.name} runs on the GPU plane, and this gateway has no TANDEM_PLANE_SECRET, so no plane can connect`);
+  const bundle = planeBundles.get(fn.app);
+  if (!bundle) throw new PlaneUnavailableError(`app "${fn.app}" was not bundled for the plane; serve or deploy it with the tandem CLI`);
+  const wants = fn.spec.gpu?.map(parseGpuSpec) ?? [];
+  const encoded = encodeValue(args);
+  const body = JSON.stringify({
+    callId, app: fn.app, function: fn.name, bundleHash: bundle.hash, ...(bundle.nodeModules ? { nodeModules: bundle.nodeModules } : {}),
+    attempt: 1, timeoutSeconds: fn.spec.timeoutSeconds, args: encoded.json as unknown[], ...(encoded.meta === undefined ? {} : { meta: encoded.meta }),
+    spec: { gpu: fn.spec.gpu ?? null, cpu: fn.spec.cpu ?? null, memory: fn.spec.memory ?? null, env: fn.spec.env },
+  } satisfies PlaneRunRequest);
+  const deadline = Date.now() + fn.spec.timeoutSeconds * 1000;
+  const skipped = new Set<string>();
+  for (;;) {
+    const planes = await knownPlanes(env, skipped.size > 0);
+    const plane = pickPlane(planes, wants, skipped);
+    if (!plane) {
+      if (Date.now() >= deadline) throw noCapacity(fn, wants, planes);
+      await new Promise((r) => setTimeout(r, WAIT_FOR_CAPACITY_MS));
+      skipped.clear();
+      continue;
+    }
+    let response: Response;
+    try {
+      response = await fetch(new URL(PLANE_ROUTES.stream, plane.url), {
+        method: "POST",
+        body,
+        headers: { "content-type": "application/json", ...(await signRequest(planeSecret, "POST", PLANE_ROUTES.stream, body)) },
+      });
+    } catch (err) {
+      console.warn(`plane ${plane.planeId} (${plane.url}) could not be reached for ${callId}: ${(err as Error).message}; trying another`);
+      skipped.add(plane.planeId);
+      continue;
+    }
+    if (!response.ok || !response.body) {
+      const error = ((await response.json().catch(() => null)) as { error?: WireError } | null)?.error ?? { code: "internal" as const, message: `plane ${plane.planeId} answered HTTP ${response.status}` };
+      if ((error.code === "no_capacity" || error.code === "plane_unavailable") && Date.now() < deadline) {
+        skipped.add(plane.planeId);
+        continue;
+      }
+      throw fromWireError({ ...error, details: { ...error.details, callId, plane: plane.planeId } });
+    }
+    for await (const line of ndjsonLines(response.body)) {
+      const l = line as StreamLine;
+      if ("chunk" in l) yield new EncodedResult(l.meta === undefined ? { json: l.chunk } : { json: l.chunk, meta: l.meta });
+      else if ("error" in l) throw fromWireError({ ...l.error, details: { ...l.error.details, callId, plane: plane.planeId } });
+      else return;
+    }
+    throw new PlaneUnavailableError(`plane ${plane.planeId} ended the stream of ${callId} without its last line`, { callId, plane: plane.planeId });
+  }
 }

@@ -36,8 +36,8 @@ export class GatewayInvoker implements Invoker {
     yield* done;
   }
 
-  stream(app: string, fn: string, args: unknown[]): AsyncIterable<unknown> {
-    return streamCall(context(), registry().function(app, fn), args, newCallId());
+  async *stream(app: string, fn: string, args: unknown[]): AsyncIterable<unknown> {
+    for await (const chunk of streamCall(context(), registry().function(app, fn), args, newCallId())) yield plainValue(chunk);
   }
 
   async get(callId: string, timeoutMs: number | undefined): Promise<unknown> {

@@ -7,6 +7,8 @@
 import { FunctionTimeoutError, InvalidRequestError, TandemError, remoteErrorFrom, toWireError } from "../sdk/errors.js";
 import { encodeValue, type CallStatus, type StreamLine } from "../sdk/protocol.js";
 import { recordEnded } from "./call-ledger-client.js";
+import { EncodedResult } from "./encoded-result.js";
+import { forwardStreamToPlane } from "./forward-to-plane.js";
 import type { RegisteredFunction } from "./registry.js";
 import { runStore, type RunContext } from "./run-context.js";
 import { mapStack } from "./source-map.js";
@@ -29,7 +31,7 @@ export async function* streamCall(rc: RunContext, fn: RegisteredFunction, args: 
   let chunks = 0;
   let iterator: AsyncIterator<unknown> | Iterator<unknown> | undefined;
   try {
-    const produced = await runStore.run(context, async () => fn.handler(...args));
+    const produced = fn.spec.tier === "plane" ? forwardStreamToPlane(rc.env, fn, args, callId) : await runStore.run(context, async () => fn.handler(...args));
     if (!isStreamable(produced)) {
       throw new InvalidRequestError(`${fn.app}.${fn.name} is not a generator function; call it with .remote() (POST .../call)`);
     }
@@ -81,7 +83,7 @@ export function streamResponseBody(chunks: AsyncGenerator<unknown, void, undefin
             return;
           }
           sent++;
-          const { json, meta } = encodeValue(step.value);
+          const { json, meta } = step.value instanceof EncodedResult ? step.value.encoded : encodeValue(step.value);
           controller.enqueue(line(meta === undefined ? { chunk: json } : { chunk: json, meta }));
         } catch (err) {
           controller.enqueue(line({ error: toWireError(err), callId, chunks: sent }));

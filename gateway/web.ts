@@ -8,6 +8,7 @@ import { NotFoundError, TandemError, remoteErrorFrom, toWireError } from "../sdk
 import { paths } from "../sdk/protocol.js";
 import type { Env } from "./env.js";
 import { runStore, type RunContext } from "./run-context.js";
+import { EncodedResult } from "./encoded-result.js";
 import { mapStack } from "./source-map.js";
 import { isStreamable } from "./stream.js";
 
@@ -94,7 +95,7 @@ function serverSentEvents(c: Context<Web>, source: AsyncIterable<unknown> | Iter
             controller.enqueue(event("done", null));
             controller.close();
           } else {
-            controller.enqueue(event(undefined, step.value));
+            controller.enqueue(event(undefined, step.value instanceof EncodedResult ? step.value.encoded.json : step.value));
           }
         } catch (err) {
           const error = toWireError(err instanceof TandemError ? err : remoteErrorFrom(err, undefined, mapStack));

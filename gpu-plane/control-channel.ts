@@ -8,17 +8,18 @@
 import { chmod, mkdir, rm } from "node:fs/promises";
 import net from "node:net";
 import { join } from "node:path";
-import { MAX_CONTROL_FRAME_BYTES, RunnerFrameSchema, type InputFrame, type RunnerFrame } from "../sdk/protocol.js";
+import { MAX_CONTROL_FRAME_BYTES, RunnerFrameSchema, type InputFrame, type PlaneFrame, type RunnerFrame } from "../sdk/protocol.js";
 
 type Ready = Extract<RunnerFrame, { t: "ready" }>;
 type Output = Extract<RunnerFrame, { t: "output" }>;
+export type Chunk = Extract<RunnerFrame, { t: "chunk" }>;
 
 export class ControlChannel {
   readonly dir: string;
   readonly #server: net.Server;
   #socket: net.Socket | undefined;
   #ready!: (frame: Ready) => void;
-  #pending: { resolve: (o: Output) => void; reject: (e: Error) => void } | undefined;
+  #pending: { resolve: (o: Output) => void; reject: (e: Error) => void; onChunk?: (c: Chunk) => void } | undefined;
   #failure: Error | undefined;
   #onProtocolError: (message: string) => void = () => {};
   /** Settles when the runner says it is ready. */
@@ -47,15 +48,33 @@ export class ControlChannel {
     this.#onProtocolError = listener;
   }
 
-  /** Sends one input and waits for its output. */
-  run(input: InputFrame): Promise<Output> {
+  /**
+   * Sends one input and waits for its output. For a streaming input
+   * (`input.stream`), each chunk goes to `onChunk`, and the runner yields the
+   * next only after `next()`.
+   */
+  run(input: InputFrame, onChunk?: (chunk: Chunk) => void): Promise<Output> {
     if (this.#failure) return Promise.reject(this.#failure);
     if (!this.#socket) return Promise.reject(new Error("the runner is not connected"));
     if (this.#pending) return Promise.reject(new Error("the runner is busy"));
     return new Promise<Output>((resolve, reject) => {
-      this.#pending = { resolve, reject };
-      this.#socket!.write(JSON.stringify(input) + "\n");
+      this.#pending = { resolve, reject, ...(onChunk ? { onChunk } : {}) };
+      this.#send(input);
     });
+  }
+
+  /** Asks a streaming input for its next chunk. */
+  next(callId: string): void {
+    this.#send({ t: "next", callId });
+  }
+
+  /** Stops a streaming input: the runner returns its generator and ends the input. */
+  cancel(callId: string): void {
+    this.#send({ t: "cancel", callId });
+  }
+
+  #send(frame: PlaneFrame): void {
+    if (!this.#failure) this.#socket?.write(JSON.stringify(frame) + "\n");
   }
 
   /** Fails the input in flight (the container died, or timed out). */
@@ -108,6 +127,10 @@ export class ControlChannel {
     if (!parsed.success) return this.#fail(`a frame of the wrong shape: ${JSON.stringify(line.slice(0, 80))}`);
     const frame = parsed.data;
     if (frame.t === "ready") return this.#ready(frame);
+    if (frame.t === "chunk") {
+      if (!this.#pending?.onChunk) return this.#fail(`a chunk for ${frame.callId} with no stream in flight`);
+      return this.#pending.onChunk(frame);
+    }
     const pending = this.#pending;
     if (!pending) return this.#fail(`an output for ${frame.callId} with no input in flight`);
     this.#pending = undefined;

@@ -10,7 +10,7 @@ import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node
 import { join } from "node:path";
 import { InvalidOptionsError, PlaneUnavailableError } from "../sdk/errors.js";
 import { GPU_TYPES, parseGpuInventory, type GpuType } from "../sdk/gpu.js";
-import { PLANE_HEARTBEAT_MS, PLANE_ID_PATTERN, PROTOCOL_VERSION, paths, type PlaneHeartbeat, type PlaneRunRequest, type PlaneRunResponse } from "../sdk/protocol.js";
+import { PLANE_HEARTBEAT_MS, PLANE_ID_PATTERN, PROTOCOL_VERSION, paths, type EncodedValue, type PlaneHeartbeat, type PlaneRunRequest, type PlaneRunResponse } from "../sdk/protocol.js";
 import { signRequest, useHmacEngine } from "../sdk/signing.js";
 import { BundleCache } from "./bundle-cache.js";
 import type { ContainerDriver } from "./drivers/driver.js";
@@ -94,7 +94,7 @@ export class Plane {
     });
     const bundles = new BundleCache(join(options.stateDir, "bundles"), options.gatewayUrl, options.secret);
     let plane: Plane | undefined;
-    const app = planeServer({ secret: options.secret, run: (req) => plane!.run(req), status: () => plane!.status(), log });
+    const app = planeServer({ secret: options.secret, run: (req) => plane!.run(req), stream: (req) => plane!.stream(req), status: () => plane!.status(), log });
     const { server, port } = await new Promise<{ server: ServerType; port: number }>((resolve, reject) => {
       const s = serveHttp({ fetch: app.fetch, hostname: options.host, port: options.port }, (info) => resolve({ server: s, port: info.port }));
       s.once("error", reject);
@@ -110,14 +110,25 @@ export class Plane {
 
   /** Runs one input (a request from the gateway). */
   async run(req: PlaneRunRequest): Promise<PlaneRunResponse> {
+    const bundlePath = await this.#prepare(req);
+    return this.#scheduler.run(req, { path: bundlePath, nodeModules: req.nodeModules });
+  }
+
+  /** Checks this plane can run the request and has its bundle on disk; returns the bundle's path. */
+  async #prepare(req: PlaneRunRequest): Promise<string> {
     if (this.unavailable) throw new PlaneUnavailableError(`plane ${this.planeId} cannot start containers: ${this.unavailable}`);
     if (req.nodeModules && !existsSync(req.nodeModules)) {
       throw new PlaneUnavailableError(
         `app "${req.app}" uses native packages mounted from ${req.nodeModules} on the machine that built it, which plane ${this.planeId} does not have`,
       );
     }
-    const bundlePath = await this.#bundles.get(req.bundleHash, req.nodeModules);
-    return this.#scheduler.run(req, { path: bundlePath, nodeModules: req.nodeModules });
+    return this.#bundles.get(req.bundleHash, req.nodeModules);
+  }
+
+  /** Runs a generator input (a request from the gateway), yielding its chunks. */
+  async *stream(req: PlaneRunRequest): AsyncGenerator<EncodedValue, void, undefined> {
+    const bundlePath = await this.#prepare(req);
+    yield* this.#scheduler.stream(req, { path: bundlePath, nodeModules: req.nodeModules });
   }
 
   status(): { planeId: string; region: string; runtime: string; sandboxed: boolean; simulated: boolean; unavailable?: string; inventory: ReturnType<Inventory["summary"]>; functions: FunctionStats[]; containers: ReturnType<Scheduler["containers"]> } {

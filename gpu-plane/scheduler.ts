@@ -14,11 +14,12 @@ import {
   NoCapacityError,
   ProtocolError,
   TandemError,
+  fromWireError,
   toWireError,
   type WireError,
 } from "../sdk/errors.js";
 import { formatGpu, parseGpuSpec, type GpuRequest } from "../sdk/gpu.js";
-import type { PlaneRunRequest, PlaneRunResponse } from "../sdk/protocol.js";
+import type { EncodedValue, PlaneRunRequest, PlaneRunResponse } from "../sdk/protocol.js";
 import { ControlChannel } from "./control-channel.js";
 import type { ContainerDriver, ExitInfo, StartedContainer } from "./drivers/driver.js";
 import type { Inventory, Reservation, ResourceRequest } from "./inventory.js";
@@ -105,6 +106,63 @@ export class Scheduler {
       if (worker) await this.#retire(worker);
       const error = err instanceof TandemError ? err : new ContainerFailedError((err as Error).message);
       return { status: error instanceof FunctionTimeoutError ? "timed_out" : "failed", error: toWireError(error), ...(worker ? { containerId: worker.id, coldStart } : {}) };
+    }
+  }
+
+  /**
+   * Runs a generator input and yields its chunks (encoded) as they come. The
+   * runner makes the next chunk only when this is asked for it, so a slow
+   * reader slows the generator; stopping early cancels it. Throws the typed
+   * error when the input fails (after the chunks it sent).
+   */
+  async *stream(req: PlaneRunRequest, bundle: BundleOnDisk): AsyncGenerator<EncodedValue, void, undefined> {
+    const deadline = Date.now() + req.timeoutSeconds * 1000;
+    const { worker } = await this.#acquire(req, bundle, deadline, this.#statsFor(req));
+    worker.callId = req.callId;
+    const chunks: EncodedValue[] = [];
+    let wake: (() => void) | undefined;
+    const poke = () => {
+      const w = wake;
+      wake = undefined;
+      w?.();
+    };
+    let output: Awaited<ReturnType<ControlChannel["run"]>> | undefined;
+    let broken: Error | undefined;
+    const input = { t: "input" as const, callId: req.callId, function: req.function, attempt: req.attempt, stream: true, args: { json: req.args, ...(req.meta === undefined ? {} : { meta: req.meta }) } };
+    const done = worker.channel.run(input, (chunk) => {
+      chunks.push(chunk.value);
+      poke();
+    });
+    done.then((o) => (output = o), (e: Error) => (broken = e)).finally(poke);
+    void worker.container.exited.then(poke);
+    let clean = false;
+    try {
+      for (;;) {
+        if (chunks.length) {
+          yield chunks.shift()!;
+          worker.channel.next(req.callId); // asked for another: let the generator make it
+          continue;
+        }
+        if (output) {
+          if (output.status === "failed") throw fromWireError(output.error as WireError);
+          clean = true;
+          return;
+        }
+        if (worker.protocolError) {
+          throw new ProtocolError(`${worker.label} container ${worker.id} wrote something that is not a control frame (${worker.protocolError}); it was killed`, { logTail: worker.logTail.slice() });
+        }
+        if (worker.exit || broken) throw this.#failure(worker, await worker.container.exited, "while streaming");
+        const woke = await raceDeadline(new Promise<"woke">((resolve) => (wake = () => resolve("woke"))), deadline);
+        if (woke === "timeout") throw this.#timeout(worker, req);
+      }
+    } finally {
+      if (!output && !broken && !worker.exit && !worker.protocolError) {
+        // The reader stopped early: the runner returns the generator (its `finally` runs) and ends the input.
+        worker.channel.cancel(req.callId);
+        clean = (await raceDeadline(done.then(() => true, () => false), Date.now() + 5_000)) === true;
+      }
+      if (clean) this.#release(worker);
+      else await this.#retire(worker);
     }
   }
 

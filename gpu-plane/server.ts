@@ -6,14 +6,15 @@
 import type { IncomingMessage } from "node:http";
 import { Hono, type Context } from "hono";
 import type { ContentfulStatusCode } from "hono/utils/http-status";
-import { TandemError, UnauthorizedError, toWireError } from "../sdk/errors.js";
-import { PLANE_ROUTES, PlaneRunRequestSchema, type PlaneRunRequest, type PlaneRunResponse } from "../sdk/protocol.js";
+import { InvalidRequestError, TandemError, UnauthorizedError, toWireError } from "../sdk/errors.js";
+import { PLANE_ROUTES, PlaneRunRequestSchema, type EncodedValue, type PlaneRunRequest, type PlaneRunResponse, type StreamLine } from "../sdk/protocol.js";
 import { NonceCache, verifyRequest } from "../sdk/signing.js";
 import { describeIssues } from "../sdk/options.js";
 
 export interface PlaneServerOptions {
   secret: string;
   run(req: PlaneRunRequest): Promise<PlaneRunResponse>;
+  stream(req: PlaneRunRequest): AsyncGenerator<EncodedValue, void, undefined>;
   status(): unknown;
   log?: (line: string) => void;
 }
@@ -34,17 +35,55 @@ export function planeServer(options: PlaneServerOptions): Hono {
     return body;
   };
 
-  app.post(PLANE_ROUTES.run, async (c) => {
+  const runRequest = async (c: Context): Promise<PlaneRunRequest> => {
     const body = await verified(c);
     let json: unknown;
     try {
       json = JSON.parse(body);
     } catch {
-      return c.json({ error: { code: "invalid_request", message: "request body is not valid JSON" } }, 400);
+      throw new InvalidRequestError("request body is not valid JSON");
     }
     const parsed = PlaneRunRequestSchema.safeParse(json);
-    if (!parsed.success) return c.json({ error: { code: "invalid_request", message: `run request has the wrong shape: ${describeIssues(parsed.error)}` } }, 400);
-    return c.json(await options.run(parsed.data));
+    if (!parsed.success) throw new InvalidRequestError(`run request has the wrong shape: ${describeIssues(parsed.error)}`);
+    return parsed.data;
+  };
+
+  app.post(PLANE_ROUTES.run, async (c) => c.json(await options.run(await runRequest(c))));
+
+  app.post(PLANE_ROUTES.stream, async (c) => {
+    const req = await runRequest(c);
+    const chunks = options.stream(req);
+    // Starting the generator here lets a failure to start (no capacity, say) answer as an error status, not a stream.
+    const first = await chunks.next();
+    const encoder = new TextEncoder();
+    const line = (l: StreamLine) => encoder.encode(JSON.stringify(l) + "\n");
+    let sent = 0;
+    let pending: IteratorResult<EncodedValue, void> | undefined = first;
+    const body = new ReadableStream<Uint8Array>(
+      {
+        async pull(controller) {
+          try {
+            const step = pending ?? (await chunks.next());
+            pending = undefined;
+            if (step.done) {
+              controller.enqueue(line({ done: true, callId: req.callId, chunks: sent }));
+              controller.close();
+              return;
+            }
+            sent++;
+            controller.enqueue(line(step.value.meta === undefined ? { chunk: step.value.json } : { chunk: step.value.json, meta: step.value.meta }));
+          } catch (err) {
+            controller.enqueue(line({ error: toWireError(err), callId: req.callId, chunks: sent }));
+            controller.close();
+          }
+        },
+        async cancel() {
+          await chunks.return(undefined);
+        },
+      },
+      { highWaterMark: 0 },
+    );
+    return c.body(body, 200, { "content-type": "application/x-ndjson" });
   });
 
   app.get(PLANE_ROUTES.status, async (c) => {

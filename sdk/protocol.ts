@@ -45,6 +45,8 @@ export const ROUTES = {
 /** Routes a plane serves (all signed by the gateway). */
 export const PLANE_ROUTES = {
   run: "/v1/plane/run",
+  /** Like run, for a generator: answers NDJSON `StreamLine`s as the generator yields. */
+  stream: "/v1/plane/stream",
   status: "/v1/plane/status",
 } as const;
 
@@ -291,6 +293,8 @@ const encodedValueShape = z.strictObject({ json: z.unknown(), meta: z.unknown().
 /** Frames a runner sends. */
 export const RunnerFrameSchema = z.union([
   z.strictObject({ t: z.literal("ready"), pid: z.number().int(), functions: z.array(z.string()) }),
+  /** A value a generator yielded; the runner waits for `next` before it pulls another. */
+  z.strictObject({ t: z.literal("chunk"), callId: z.string().regex(CALL_ID_PATTERN), value: encodedValueShape }),
   z.strictObject({ t: z.literal("output"), callId: z.string().regex(CALL_ID_PATTERN), status: z.literal("succeeded"), result: encodedValueShape }),
   z.strictObject({
     t: z.literal("output"),
@@ -306,14 +310,12 @@ export const RunnerFrameSchema = z.union([
 ]);
 export type RunnerFrame = z.infer<typeof RunnerFrameSchema>;
 
-/** The frame a plane sends: one input for the runner to run. */
-export interface InputFrame {
-  t: "input";
-  callId: string;
-  function: string;
-  attempt: number;
-  args: EncodedValue;
-}
+/** The frames a plane sends: an input to run (`stream` for a generator), and, while one streams, `next` or `cancel`. */
+export type PlaneFrame =
+  | { t: "input"; callId: string; function: string; attempt: number; args: EncodedValue; stream?: boolean }
+  | { t: "next"; callId: string }
+  | { t: "cancel"; callId: string };
+export type InputFrame = Extract<PlaneFrame, { t: "input" }>;
 
 // ---------------------------------------------------------------------------
 // Value codec

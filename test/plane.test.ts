@@ -66,6 +66,45 @@ describe("calls forwarded to the plane", () => {
   });
 });
 
+describe("generator functions on the plane", () => {
+  it("streams what a container's generator yields", async () => {
+    const got: number[] = [];
+    for await (const x of fn<[number], AsyncGenerator<number>>("countPlane").remoteGen(4)) got.push(x);
+    expect(got).toEqual([0, 1, 2, 3]);
+  });
+
+  it("delivers a chunk while the generator is still running in its container", async () => {
+    const stream = fn("slowTokens").remoteGen()[Symbol.asyncIterator]();
+    expect((await stream.next()).value).toBe("first");
+    expect(stack.planes[0]!.status().containers.some((c) => c.function === "slowTokens" && c.busy)).toBe(true);
+    expect((await stream.next()).value).toBe("second");
+    expect((await stream.next()).done).toBe(true);
+  });
+
+  it("gives the chunks so far, then the error, when the generator throws midway", async () => {
+    const got: unknown[] = [];
+    const err = await (async () => {
+      for await (const x of fn("boomAfter").remoteGen(2)) got.push(x);
+    })().catch((e) => e);
+    expect(got).toEqual([0, 1]);
+    expect(err).toBeInstanceOf(RemoteError);
+    expect(err.remoteName).toBe("TypeError");
+    expect(err.message).toBe("gave up after 2");
+  });
+
+  it("stops the container's generator (its finally runs) when the caller stops reading", async () => {
+    let n = 0;
+    for await (const _ of fn("endlessPlane").remoteGen()) if (++n === 3) break;
+    await eventually(() => stack.planeOutput.some((l) => /\[plane\.endlessPlane fc-[0-9a-z]{26} ctr-[0-9a-f]{8}\] plane generator stopped after \d+/.test(l)));
+    await eventually(() => stack.planes[0]!.status().containers.some((c) => c.function === "endlessPlane" && !c.busy)); // warm again, not killed
+  });
+
+  it("streams a plane generator through an edge endpoint as Server-Sent Events", async () => {
+    const res = await fetch(`${stack.url}/plane/tokens/3`);
+    expect(await res.text()).toBe("data: 0\n\ndata: 1\n\ndata: 2\n\nevent: done\ndata: null\n\n");
+  });
+});
+
 describe("capacity", () => {
   it("queues a call that no GPU is free for, and fails it with no capacity at its timeout", async () => {
     const holding = fn("holdT4").remote(4_000);

@@ -1,16 +1,21 @@
 /**
  * The container entrypoint. Bundled with the user's app file into one module
  * (the plane bundle), it connects to the control socket, loads the app, says
- * it is ready, then runs one input at a time until the plane stops it.
- * stdout and stderr are the function's logs; the plane tags them.
+ * it is ready, then runs one input at a time until the plane stops it. A
+ * generator function's input streams: each yielded value goes out as a chunk,
+ * and the next is pulled only when the plane asks for it (`next`), so a slow
+ * reader slows the generator; `cancel` stops it. stdout and stderr are the
+ * function's logs; the plane tags them.
  */
 import { AsyncLocalStorage } from "node:async_hooks";
 import net from "node:net";
 import { loadAppModule, type FunctionHandle } from "../../sdk/app.js";
 import { installCallContextStore, type CallContext } from "../../sdk/context.js";
-import { remoteErrorFrom, toWireError } from "../../sdk/errors.js";
-import { decodeValue, encodeValue, type InputFrame, type RunnerFrame } from "../../sdk/protocol.js";
+import { InvalidRequestError, TandemError, remoteErrorFrom, toWireError } from "../../sdk/errors.js";
+import { decodeValue, encodeValue, type InputFrame, type PlaneFrame, type RunnerFrame } from "../../sdk/protocol.js";
 import { IN_CONTAINER } from "../drivers/driver.js";
+
+type Failed = Extract<RunnerFrame, { status: "failed" }>["error"];
 
 export async function runFunctions(appExports: Record<string, unknown>): Promise<void> {
   const socketPath = process.env.TANDEM_CONTROL_SOCKET ?? IN_CONTAINER.controlSocket;
@@ -24,29 +29,70 @@ export async function runFunctions(appExports: Record<string, unknown>): Promise
   const send = (frame: RunnerFrame) => socket.write(JSON.stringify(frame) + "\n");
   send({ t: "ready", pid: process.pid, functions: [...functions.keys()] });
 
+  // What the streaming input waits for between chunks: the plane's `next` (true) or `cancel` (false).
+  let demand: ((more: boolean) => void) | undefined;
+  let running: Promise<void> = Promise.resolve();
   let buffered = "";
   for await (const chunk of socket) {
     buffered += chunk.toString("utf8");
     let newline: number;
     while ((newline = buffered.indexOf("\n")) >= 0) {
-      const input = JSON.parse(buffered.slice(0, newline)) as InputFrame;
+      const frame = JSON.parse(buffered.slice(0, newline)) as PlaneFrame;
       buffered = buffered.slice(newline + 1);
-      send(await run(input));
+      if (frame.t === "input") running = running.then(() => run(frame));
+      else {
+        const wake = demand;
+        demand = undefined;
+        wake?.(frame.t === "next");
+      }
     }
   }
   process.exit(0); // the plane closed the channel
 
-  async function run(input: InputFrame): Promise<RunnerFrame> {
+  async function run(input: InputFrame): Promise<void> {
     const fn = functions.get(input.function);
     const context: CallContext = { callId: input.callId, app: app.name, function: input.function, attempt: input.attempt, env: fn?.spec?.env ?? {} };
+    const failed = (err: unknown) =>
+      send({ t: "output", callId: input.callId, status: "failed", error: toWireError(err instanceof TandemError ? err : remoteErrorFrom(err, { callId: input.callId })) as Failed });
     try {
       if (!fn?.handler) throw new Error(`this bundle of app "${app.name}" has no function "${input.function}"`);
       const args = decodeValue(input.args.json, input.args.meta) as unknown[];
-      const value = await calls.run(context, () => fn.handler!(...args));
-      return { t: "output", callId: input.callId, status: "succeeded", result: encodeValue(value) };
+      const value = await calls.run(context, async () => fn.handler!(...args));
+      const iterable = streamable(value);
+      if (!input.stream) {
+        if (iterable) throw new InvalidRequestError(`${app.name}.${input.function} is a generator function; stream it with .remoteGen()`);
+        send({ t: "output", callId: input.callId, status: "succeeded", result: encodeValue(value) });
+        return;
+      }
+      if (!iterable) throw new InvalidRequestError(`${app.name}.${input.function} is not a generator function; call it with .remote()`);
+      const iterator = iterable[Symbol.asyncIterator]();
+      let chunks = 0;
+      for (;;) {
+        const step = await calls.run(context, () => iterator.next());
+        if (step.done) break;
+        send({ t: "chunk", callId: input.callId, value: encodeValue(step.value) });
+        chunks++;
+        const more = await new Promise<boolean>((resolve) => (demand = resolve));
+        if (!more) {
+          await calls.run(context, async () => iterator.return?.());
+          break;
+        }
+      }
+      send({ t: "output", callId: input.callId, status: "succeeded", result: encodeValue({ chunks }) });
     } catch (err) {
-      const error = toWireError(remoteErrorFrom(err, { callId: input.callId }));
-      return { t: "output", callId: input.callId, status: "failed", error: error as Extract<RunnerFrame, { status: "failed" }>["error"] };
+      failed(err);
     }
   }
+}
+
+function streamable(value: unknown): AsyncIterable<unknown> | undefined {
+  if (value === null || typeof value !== "object") return undefined;
+  if (Symbol.asyncIterator in value) return value as AsyncIterable<unknown>;
+  if (Symbol.iterator in value && typeof (value as { next?: unknown }).next === "function") {
+    const sync = value as Iterable<unknown>;
+    return (async function* () {
+      yield* sync;
+    })();
+  }
+  return undefined;
 }
