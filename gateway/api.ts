@@ -22,6 +22,7 @@ import { ledgerFor, toCallRecord } from "./call-ledger-client.js";
 import { gatewayConfig } from "./config.js";
 import type { Env } from "./env.js";
 import { callNow, mapCalls, spawnCall } from "./executor.js";
+import { stopAppOnPlanes } from "./forward-to-plane.js";
 import { registry } from "./registry.js";
 import { streamCall, streamResponseBody } from "./stream.js";
 import type { RunContext } from "./run-context.js";
@@ -45,6 +46,11 @@ export function apiRoutes(): Hono<Api> {
   api.get(ROUTES.apps, (c) => c.json({ apps: registry().manifests() }));
 
   api.get(ROUTES.app, (c) => c.json(registry().app(c.req.param("app")).manifest()));
+
+  api.post(ROUTES.appStop, async (c) => {
+    const app = registry().app(c.req.param("app")).name;
+    return c.json({ app, stopped: await stopAppOnPlanes(c.env, app) });
+  });
 
   api.post(ROUTES.call, async (c) => {
     const fn = registry().function(c.req.param("app"), c.req.param("fn"));
@@ -109,7 +115,7 @@ export function apiRoutes(): Hono<Api> {
 
   // A known route asked with the wrong method: say which method it takes.
   const methods: [string, string][] = [
-    [ROUTES.health, "GET"], [ROUTES.apps, "GET"], [ROUTES.app, "GET"], [ROUTES.call, "POST"], [ROUTES.spawn, "POST"],
+    [ROUTES.health, "GET"], [ROUTES.apps, "GET"], [ROUTES.app, "GET"], [ROUTES.appStop, "POST"], [ROUTES.call, "POST"], [ROUTES.spawn, "POST"],
     [ROUTES.map, "POST"], [ROUTES.stream, "POST"], [ROUTES.callRecord, "GET"], [ROUTES.cancel, "POST"],
   ];
   for (const [route, method] of methods) {

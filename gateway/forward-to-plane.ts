@@ -9,7 +9,7 @@
 import { ndjsonLines } from "../sdk/client.js";
 import { FunctionTimeoutError, NoCapacityError, PlaneUnavailableError, fromWireError, type WireError } from "../sdk/errors.js";
 import { parseGpuSpec, type GpuRequest } from "../sdk/gpu.js";
-import { PLANE_ROUTES, PLANE_STALE_MS, encodeValue, type PlaneBundleRef, type PlaneInfo, type PlaneRunRequest, type PlaneRunResponse, type StreamLine } from "../sdk/protocol.js";
+import { PLANE_ROUTES, PLANE_STALE_MS, encodeValue, type PlaneBundleRef, type PlaneFunctionSpec, type PlaneInfo, type PlaneRunRequest, type PlaneRunResponse, type StreamLine } from "../sdk/protocol.js";
 import { signRequest } from "../sdk/signing.js";
 import { gatewayConfig } from "./config.js";
 import type { Env } from "./env.js";
@@ -41,6 +41,37 @@ export function setPlaneBundles(bundles: Record<string, PlaneBundleRef>): void {
   for (const [app, ref] of Object.entries(bundles)) planeBundles.set(app, ref);
 }
 
+export function planeBundle(app: string): PlaneBundleRef | undefined {
+  return planeBundles.get(app);
+}
+
+/**
+ * Stops every plane container of `app` on every healthy plane, and keeps its
+ * pools cold until the app is served or deployed again. Returns how many
+ * containers stopped.
+ */
+export async function stopAppOnPlanes(env: Env, app: string): Promise<number> {
+  const { planeSecret } = gatewayConfig(env);
+  const bundle = planeBundles.get(app);
+  if (!planeSecret || !bundle) return 0;
+  await planeRegistry(env).stopApp(app, bundle.hash);
+  const body = JSON.stringify({ app });
+  let stopped = 0;
+  for (const plane of (await knownPlanes(env, true)).filter((p) => p.healthy)) {
+    try {
+      const res = await fetch(new URL(PLANE_ROUTES.stop, plane.url), {
+        method: "POST",
+        body,
+        headers: { "content-type": "application/json", ...(await signRequest(planeSecret, "POST", PLANE_ROUTES.stop, body)) },
+      });
+      stopped += ((await res.json()) as { stopped?: number }).stopped ?? 0;
+    } catch (err) {
+      console.warn(`plane ${plane.planeId} could not be told to stop ${app}: ${(err as Error).message}`);
+    }
+  }
+  return stopped;
+}
+
 export async function forwardToPlane(env: Env, fn: RegisteredFunction, args: unknown[], callId: string, attempt: number): Promise<unknown> {
   const { planeSecret } = gatewayConfig(env);
   if (!planeSecret) throw new PlaneUnavailableError(`${fn.app}.${fn.name} runs on the GPU plane, and this gateway has no TANDEM_PLANE_SECRET, so no plane can connect`);
@@ -59,7 +90,7 @@ export async function forwardToPlane(env: Env, fn: RegisteredFunction, args: unk
     timeoutSeconds: fn.spec.timeoutSeconds,
     args: encoded.json as unknown[],
     ...(encoded.meta === undefined ? {} : { meta: encoded.meta }),
-    spec: { gpu: fn.spec.gpu ?? null, cpu: fn.spec.cpu ?? null, memory: fn.spec.memory ?? null, env: fn.spec.env },
+    spec: planeSpec(fn),
   };
   const body = JSON.stringify(request);
   const deadline = Date.now() + fn.spec.timeoutSeconds * 1000;
@@ -152,7 +183,7 @@ export async function* forwardStreamToPlane(env: Env, fn: RegisteredFunction, ar
   const body = JSON.stringify({
     callId, app: fn.app, function: fn.name, bundleHash: bundle.hash, ...(bundle.nodeModules ? { nodeModules: bundle.nodeModules } : {}),
     attempt: 1, timeoutSeconds: fn.spec.timeoutSeconds, args: encoded.json as unknown[], ...(encoded.meta === undefined ? {} : { meta: encoded.meta }),
-    spec: { gpu: fn.spec.gpu ?? null, cpu: fn.spec.cpu ?? null, memory: fn.spec.memory ?? null, env: fn.spec.env },
+    spec: planeSpec(fn),
   } satisfies PlaneRunRequest);
   const deadline = Date.now() + fn.spec.timeoutSeconds * 1000;
   const skipped = new Set<string>();
@@ -193,4 +224,9 @@ export async function* forwardStreamToPlane(env: Env, fn: RegisteredFunction, ar
     }
     throw new PlaneUnavailableError(`plane ${plane.planeId} ended the stream of ${callId} without its last line`, { callId, plane: plane.planeId });
   }
+}
+
+/** A function's spec as a plane reads it. */
+export function planeSpec(fn: RegisteredFunction): PlaneFunctionSpec {
+  return { gpu: fn.spec.gpu ?? null, cpu: fn.spec.cpu ?? null, memory: fn.spec.memory ?? null, env: fn.spec.env, autoscaler: fn.spec.autoscaler };
 }

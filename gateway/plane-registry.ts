@@ -34,6 +34,16 @@ export class PlaneRegistry extends DurableObject<Env> {
     if (!known) console.log(`plane ${heartbeat.planeId} registered: ${heartbeat.url}, region ${heartbeat.region}, ${describeGpus(heartbeat)}`);
   }
 
+  /** Marks `app` (as bundled now) stopped: its pools are not kept warm until it is served or deployed again. */
+  async stopApp(app: string, bundleHash: string): Promise<void> {
+    await this.ctx.storage.put(`stopped:${app}`, bundleHash);
+  }
+
+  async stoppedBundles(): Promise<Record<string, string>> {
+    const stopped = await this.ctx.storage.list<string>({ prefix: "stopped:" });
+    return Object.fromEntries([...stopped].map(([k, v]) => [k.slice("stopped:".length), v]));
+  }
+
   async list(): Promise<PlaneInfo[]> {
     const now = Date.now();
     const planes: PlaneInfo[] = [];

@@ -5,12 +5,14 @@
  */
 import { Hono, type Context } from "hono";
 import { NotFoundError, UnauthorizedError } from "../sdk/errors.js";
-import { BUNDLE_HASH_PATTERN, PlaneHeartbeatSchema, ROUTES } from "../sdk/protocol.js";
+import { parseGpuSpec } from "../sdk/gpu.js";
+import { BUNDLE_HASH_PATTERN, PlaneHeartbeatSchema, ROUTES, type HeartbeatAnswer, type PlaneInfo, type WarmPoolRef } from "../sdk/protocol.js";
 import { verifyRequest } from "../sdk/signing.js";
 import { parseJsonBody } from "./body.js";
 import { gatewayConfig } from "./config.js";
 import type { Env } from "./env.js";
-import { knownPlanes, planeRegistry } from "./forward-to-plane.js";
+import { knownPlanes, planeBundle, planeRegistry, planeSpec } from "./forward-to-plane.js";
+import { registry } from "./registry.js";
 
 type Api = { Bindings: Env };
 
@@ -23,8 +25,10 @@ export function planeRoutes(): Hono<Api> {
   routes.post(ROUTES.planeHeartbeat, async (c) => {
     const body = await verified(c);
     const heartbeat = parseJsonBody(body, PlaneHeartbeatSchema);
-    await planeRegistry(c.env).heartbeat(heartbeat);
-    return c.json({ ok: true });
+    const planes = planeRegistry(c.env);
+    await planes.heartbeat(heartbeat);
+    const answer: HeartbeatAnswer = { ok: true, warm: warmPoolsFor(heartbeat.planeId, await planes.list(), await planes.stoppedBundles()) };
+    return c.json(answer);
   });
 
   routes.get(ROUTES.planes, async (c) => c.json({ planes: await knownPlanes(c.env, true) }));
@@ -39,6 +43,29 @@ export function planeRoutes(): Hono<Api> {
   });
 
   return routes;
+}
+
+/**
+ * The warm pools (functions with `minContainers`) a plane keeps: each pool
+ * goes to one healthy plane that could hold it, the first by id, so that the
+ * minimum is kept once, not once per plane.
+ */
+export function warmPoolsFor(planeId: string, planes: PlaneInfo[], stopped: Record<string, string>): WarmPoolRef[] {
+  const healthy = planes.filter((p) => p.healthy).sort((a, b) => a.planeId.localeCompare(b.planeId));
+  const pools: WarmPoolRef[] = [];
+  for (const app of registry().apps) {
+    const bundle = planeBundle(app.name);
+    if (!bundle || stopped[app.name] === bundle.hash) continue;
+    for (const fn of app.functions) {
+      if (fn.spec?.tier !== "plane" || fn.spec.autoscaler.minContainers === 0) continue;
+      const wants = fn.spec.gpu?.map(parseGpuSpec) ?? [];
+      const home = healthy.find((p) => wants.length === 0 || wants.some((w) => (p.gpus[w.type]?.total ?? 0) >= w.count));
+      if (home?.planeId !== planeId) continue;
+      const registered = registry().function(app.name, fn.name);
+      pools.push({ app: app.name, function: fn.name, bundleHash: bundle.hash, ...(bundle.nodeModules ? { nodeModules: bundle.nodeModules } : {}), spec: planeSpec(registered) });
+    }
+  }
+  return pools;
 }
 
 /** Reads the body and checks the request's signature and nonce; throws 401 (and logs it) when they fail. */

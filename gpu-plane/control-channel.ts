@@ -19,7 +19,8 @@ export class ControlChannel {
   readonly #server: net.Server;
   #socket: net.Socket | undefined;
   #ready!: (frame: Ready) => void;
-  #pending: { resolve: (o: Output) => void; reject: (e: Error) => void; onChunk?: (c: Chunk) => void } | undefined;
+  /** Inputs in flight, by call id: a container may run several at once (`concurrency.maxInputs`). */
+  readonly #pending = new Map<string, { resolve: (o: Output) => void; reject: (e: Error) => void; onChunk?: (c: Chunk) => void }>();
   #failure: Error | undefined;
   #onProtocolError: (message: string) => void = () => {};
   /** Settles when the runner says it is ready. */
@@ -56,9 +57,9 @@ export class ControlChannel {
   run(input: InputFrame, onChunk?: (chunk: Chunk) => void): Promise<Output> {
     if (this.#failure) return Promise.reject(this.#failure);
     if (!this.#socket) return Promise.reject(new Error("the runner is not connected"));
-    if (this.#pending) return Promise.reject(new Error("the runner is busy"));
+    if (this.#pending.has(input.callId)) return Promise.reject(new Error(`${input.callId} is already running here`));
     return new Promise<Output>((resolve, reject) => {
-      this.#pending = { resolve, reject, ...(onChunk ? { onChunk } : {}) };
+      this.#pending.set(input.callId, { resolve, reject, ...(onChunk ? { onChunk } : {}) });
       this.#send(input);
     });
   }
@@ -77,11 +78,11 @@ export class ControlChannel {
     if (!this.#failure) this.#socket?.write(JSON.stringify(frame) + "\n");
   }
 
-  /** Fails the input in flight (the container died, or timed out). */
+  /** Fails every input in flight (the container died). */
   abort(error: Error): void {
-    const pending = this.#pending;
-    this.#pending = undefined;
-    pending?.reject(error);
+    const pending = [...this.#pending.values()];
+    this.#pending.clear();
+    for (const p of pending) p.reject(error);
   }
 
   async close(): Promise<void> {
@@ -127,13 +128,13 @@ export class ControlChannel {
     if (!parsed.success) return this.#fail(`a frame of the wrong shape: ${JSON.stringify(line.slice(0, 80))}`);
     const frame = parsed.data;
     if (frame.t === "ready") return this.#ready(frame);
+    const pending = this.#pending.get(frame.callId);
     if (frame.t === "chunk") {
-      if (!this.#pending?.onChunk) return this.#fail(`a chunk for ${frame.callId} with no stream in flight`);
-      return this.#pending.onChunk(frame);
+      if (!pending?.onChunk) return this.#fail(`a chunk for ${frame.callId} with no stream in flight`);
+      return pending.onChunk(frame);
     }
-    const pending = this.#pending;
     if (!pending) return this.#fail(`an output for ${frame.callId} with no input in flight`);
-    this.#pending = undefined;
+    this.#pending.delete(frame.callId);
     pending.resolve(frame);
   }
 

@@ -10,7 +10,7 @@ import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node
 import { join } from "node:path";
 import { InvalidOptionsError, PlaneUnavailableError } from "../sdk/errors.js";
 import { GPU_TYPES, parseGpuInventory, type GpuType } from "../sdk/gpu.js";
-import { PLANE_HEARTBEAT_MS, PLANE_ID_PATTERN, PROTOCOL_VERSION, paths, type EncodedValue, type PlaneHeartbeat, type PlaneRunRequest, type PlaneRunResponse } from "../sdk/protocol.js";
+import { PLANE_HEARTBEAT_MS, PLANE_ID_PATTERN, PROTOCOL_VERSION, paths, type EncodedValue, type HeartbeatAnswer, type PlaneHeartbeat, type PlaneRunRequest, type PlaneRunResponse } from "../sdk/protocol.js";
 import { signRequest, useHmacEngine } from "../sdk/signing.js";
 import { BundleCache } from "./bundle-cache.js";
 import type { ContainerDriver } from "./drivers/driver.js";
@@ -94,7 +94,14 @@ export class Plane {
     });
     const bundles = new BundleCache(join(options.stateDir, "bundles"), options.gatewayUrl, options.secret);
     let plane: Plane | undefined;
-    const app = planeServer({ secret: options.secret, run: (req) => plane!.run(req), stream: (req) => plane!.stream(req), status: () => plane!.status(), log });
+    const app = planeServer({
+      secret: options.secret,
+      run: (req) => plane!.run(req),
+      stream: (req) => plane!.stream(req),
+      stopApp: (name) => scheduler.stopApp(name),
+      status: () => plane!.status(),
+      log,
+    });
     const { server, port } = await new Promise<{ server: ServerType; port: number }>((resolve, reject) => {
       const s = serveHttp({ fetch: app.fetch, hostname: options.host, port: options.port }, (info) => resolve({ server: s, port: info.port }));
       s.once("error", reject);
@@ -181,6 +188,12 @@ export class Plane {
         headers: { "content-type": "application/json", ...(await signRequest(this.#options.secret, "POST", route, body)) },
       });
       if (!res.ok) throw new Error(`HTTP ${res.status}: ${(await res.text()).slice(0, 200)}`);
+      const answer = (await res.json()) as HeartbeatAnswer;
+      if (!this.unavailable) {
+        this.#scheduler.keepWarm(
+          (answer.warm ?? []).map((pool) => ({ ...pool, bundle: async () => ({ path: await this.#bundles.get(pool.bundleHash, pool.nodeModules), nodeModules: pool.nodeModules }) })),
+        );
+      }
       if (this.#gatewayDown) (this.#options.log ?? console.log)(`plane ${this.planeId} reached the gateway again`);
       this.#gatewayDown = false;
     } catch (err) {

@@ -19,7 +19,7 @@ import {
   type WireError,
 } from "../sdk/errors.js";
 import { formatGpu, parseGpuSpec, type GpuRequest } from "../sdk/gpu.js";
-import type { EncodedValue, PlaneRunRequest, PlaneRunResponse } from "../sdk/protocol.js";
+import type { EncodedValue, PlaneFunctionSpec, PlaneRunRequest, PlaneRunResponse } from "../sdk/protocol.js";
 import { ControlChannel } from "./control-channel.js";
 import type { ContainerDriver, ExitInfo, StartedContainer } from "./drivers/driver.js";
 import type { Inventory, Reservation, ResourceRequest } from "./inventory.js";
@@ -29,6 +29,19 @@ export const DEFAULT_CPU = 1;
 export const DEFAULT_MEMORY_MIB = 512;
 const PIDS_LIMIT = 256;
 const LOG_TAIL_LINES = 20;
+
+/** What a pool of containers runs: one function of one bundle, with its spec. */
+export interface PoolDescriptor {
+  app: string;
+  function: string;
+  bundleHash: string;
+  spec: PlaneFunctionSpec;
+}
+
+/** A pool the gateway asked this plane to keep warm; `bundle()` fetches its bundle when needed. */
+export interface WarmPool extends PoolDescriptor {
+  bundle(): Promise<BundleOnDisk>;
+}
 
 /** An app bundle on the plane's disk, with the node_modules its native packages come from. */
 export interface BundleOnDisk {
@@ -55,7 +68,11 @@ interface Worker {
   container: StartedContainer;
   channel: ControlChannel;
   reservation: Reservation;
-  busy: boolean;
+  /** The function's scaling settings (concurrency, scale-down, warm minimum). */
+  scaling: PlaneFunctionSpec["autoscaler"];
+  /** Call ids of the inputs it is running now (up to `scaling.maxInputs`). */
+  inFlight: Set<string>;
+  /** The latest input's call id, for log tags. */
   callId: string | undefined;
   logTail: string[];
   idleTimer: NodeJS.Timeout | undefined;
@@ -78,6 +95,11 @@ export class Scheduler {
   readonly #workers = new Set<Worker>();
   readonly #waiters = new Set<() => void>();
   readonly #stats = new Map<string, FunctionStats>();
+  /** Containers starting now, by pool. */
+  readonly #starting = new Map<string, number>();
+  /** Pools this plane keeps warm, as the gateway assigned them. */
+  #warm: WarmPool[] = [];
+  #filling = false;
   #closed = false;
 
   constructor(options: SchedulerOptions) {
@@ -94,9 +116,8 @@ export class Scheduler {
       const acquired = await this.#acquire(req, bundle, deadline, stats);
       worker = acquired.worker;
       coldStart = acquired.cold;
-      worker.callId = req.callId;
       const output = await this.#runOn(worker, req, deadline);
-      this.#release(worker);
+      this.#release(worker, req.callId);
       const base = { containerId: worker.id, coldStart, ...(worker.reservation.gpus[0] ? { gpu: worker.reservation.gpus[0].type } : {}) };
       if (output.status === "succeeded") {
         return { status: "succeeded", result: output.result.json, ...(output.result.meta === undefined ? {} : { meta: output.result.meta }), ...base };
@@ -118,7 +139,6 @@ export class Scheduler {
   async *stream(req: PlaneRunRequest, bundle: BundleOnDisk): AsyncGenerator<EncodedValue, void, undefined> {
     const deadline = Date.now() + req.timeoutSeconds * 1000;
     const { worker } = await this.#acquire(req, bundle, deadline, this.#statsFor(req));
-    worker.callId = req.callId;
     const chunks: EncodedValue[] = [];
     let wake: (() => void) | undefined;
     const poke = () => {
@@ -161,7 +181,7 @@ export class Scheduler {
         worker.channel.cancel(req.callId);
         clean = (await raceDeadline(done.then(() => true, () => false), Date.now() + 5_000)) === true;
       }
-      if (clean) this.#release(worker);
+      if (clean) this.#release(worker, req.callId);
       else await this.#retire(worker);
     }
   }
@@ -169,16 +189,60 @@ export class Scheduler {
   stats(): FunctionStats[] {
     return [...this.#stats.values()].map((s) => {
       const mine = [...this.#workers].filter((w) => w.label === `${s.app}.${s.function}`);
-      return { ...s, running: mine.filter((w) => w.busy).length, idle: mine.filter((w) => !w.busy).length };
+      return { ...s, running: mine.filter((w) => w.inFlight.size > 0).length, idle: mine.filter((w) => w.inFlight.size === 0).length };
     });
   }
 
   /** Containers by id, for `docker ps`-style views and tests. */
-  containers(): { id: string; app: string; function: string; busy: boolean; runtimeId: string }[] {
+  containers(): { id: string; app: string; function: string; busy: boolean; inputs: number; runtimeId: string }[] {
     return [...this.#workers].map((w) => {
       const [app = "", fn = ""] = w.label.split(".");
-      return { id: w.id, app, function: fn, busy: w.busy, runtimeId: w.container.runtimeId };
+      return { id: w.id, app, function: fn, busy: w.inFlight.size > 0, inputs: w.inFlight.size, runtimeId: w.container.runtimeId };
     });
+  }
+
+  /** Stops every container of `app` now (`tandem app stop`); returns how many. */
+  async stopApp(app: string): Promise<number> {
+    this.#warm = this.#warm.filter((p) => p.app !== app);
+    const mine = [...this.#workers].filter((w) => w.label.startsWith(`${app}.`));
+    await Promise.all(mine.map((w) => this.#retire(w)));
+    if (mine.length) this.#o.log(`[plane] stopped ${mine.length} container${mine.length === 1 ? "" : "s"} of app ${app}`);
+    return mine.length;
+  }
+
+  /**
+   * The pools this plane keeps warm (`minContainers`), as the gateway assigns
+   * them; starts what is missing, as resources allow.
+   */
+  keepWarm(pools: WarmPool[]): void {
+    this.#warm = pools;
+    void this.#fillWarm();
+  }
+
+  async #fillWarm(): Promise<void> {
+    if (this.#filling || this.#closed) return;
+    this.#filling = true;
+    try {
+      for (const pool of this.#warm) {
+        const key = keyOf(pool);
+        for (;;) {
+          const have = [...this.#workers].filter((w) => w.key === key && !w.exit).length + (this.#starting.get(key) ?? 0);
+          if (have >= pool.spec.autoscaler.minContainers) break;
+          const reservation = resourceRequests(pool).map((r) => this.#o.inventory.reserve(r)).find((r) => r !== undefined);
+          if (!reservation) break; // no room now; the next heartbeat tries again
+          try {
+            const worker = await this.#startTracked(pool, key, await pool.bundle(), reservation, Date.now() + 120_000);
+            this.#release(worker, undefined);
+            this.#o.log(`[plane] keeping ${worker.label} ${worker.id} warm (minContainers ${pool.spec.autoscaler.minContainers})`);
+          } catch (err) {
+            this.#o.log(`[plane] could not start a warm container for ${pool.app}.${pool.function}: ${(err as Error).message}`);
+            break;
+          }
+        }
+      }
+    } finally {
+      this.#filling = false;
+    }
   }
 
   async close(): Promise<void> {
@@ -189,34 +253,36 @@ export class Scheduler {
 
   async #acquire(req: PlaneRunRequest, bundle: BundleOnDisk, deadline: number, stats: FunctionStats): Promise<{ worker: Worker; cold: boolean }> {
     const key = keyOf(req);
-    const options = (req.spec.gpu ?? []).map(parseGpuSpec);
-    const requests: ResourceRequest[] = (options.length ? options : [undefined]).map((gpu: GpuRequest | undefined) => ({
-      gpu,
-      cpu: req.spec.cpu ?? DEFAULT_CPU,
-      memoryMiB: req.spec.memory ?? DEFAULT_MEMORY_MIB,
-    }));
+    const scaling = req.spec.autoscaler;
+    const requests = resourceRequests(req);
     const possible = requests.filter((r) => this.#o.inventory.fits(r) === undefined);
     if (possible.length === 0) {
       throw new NoCapacityError(`no capacity for ${describe(requests)} on plane ${this.#o.planeId}: ${this.#o.inventory.fits(requests[0]!)}`);
     }
+    const take = (worker: Worker) => {
+      clearTimeout(worker.idleTimer);
+      worker.inFlight.add(req.callId);
+      worker.callId = req.callId;
+      return worker;
+    };
     stats.queued++;
     try {
       for (;;) {
         if (this.#closed) throw new NoCapacityError(`plane ${this.#o.planeId} is shutting down`);
-        const idle = [...this.#workers].find((w) => w.key === key && !w.busy && !w.exit && !w.protocolError);
-        if (idle) {
-          clearTimeout(idle.idleTimer);
-          idle.busy = true;
-          return { worker: idle, cold: false };
-        }
-        for (const request of possible) {
-          const reservation = this.#o.inventory.reserve(request) ?? (this.#evictFor(request) ? this.#o.inventory.reserve(request) : undefined);
-          if (reservation) {
+        const mine = [...this.#workers].filter((w) => w.key === key && !w.exit && !w.protocolError).sort((a, b) => a.inFlight.size - b.inFlight.size);
+        // A warm container below its target load; else a new container, while under maxContainers; else one below its maximum load.
+        const underTarget = mine.find((w) => w.inFlight.size < scaling.targetInputs);
+        if (underTarget) return { worker: take(underTarget), cold: false };
+        if (mine.length + (this.#starting.get(key) ?? 0) < scaling.maxContainers) {
+          for (const request of possible) {
+            const reservation = this.#o.inventory.reserve(request) ?? (this.#evictFor(request) ? this.#o.inventory.reserve(request) : undefined);
+            if (!reservation) continue;
             stats.queued--;
             stats.starting++;
             try {
-              const worker = await this.#start(req, key, bundle, reservation, deadline);
+              const worker = take(await this.#startTracked(req, key, bundle, reservation, deadline));
               stats.coldStarts++;
+              this.#topUpBuffer(req, key, bundle);
               return { worker, cold: true };
             } finally {
               stats.starting--;
@@ -224,8 +290,14 @@ export class Scheduler {
             }
           }
         }
+        const underMax = mine.find((w) => w.inFlight.size < scaling.maxInputs);
+        if (underMax) return { worker: take(underMax), cold: false };
         if (Date.now() >= deadline) {
-          throw new NoCapacityError(`no capacity for ${describe(possible)} on plane ${this.#o.planeId} within ${req.timeoutSeconds} s (all of it is in use)`);
+          const why =
+            mine.length >= scaling.maxContainers
+              ? `all ${mine.length} of its containers are busy (maxContainers ${scaling.maxContainers}, ${scaling.maxInputs} input${scaling.maxInputs === 1 ? "" : "s"} each)`
+              : "all of it is in use";
+          throw new NoCapacityError(`no capacity for ${describe(possible)} for ${req.app}.${req.function} on plane ${this.#o.planeId} within ${req.timeoutSeconds} s: ${why}`);
         }
         await this.#waitForRelease(deadline);
       }
@@ -234,10 +306,37 @@ export class Scheduler {
     }
   }
 
+  /** With `bufferContainers`, keeps that many idle containers ready while the function is busy. */
+  #topUpBuffer(req: PlaneRunRequest, key: string, bundle: BundleOnDisk): void {
+    const { bufferContainers, maxContainers } = req.spec.autoscaler;
+    if (bufferContainers === 0) return;
+    const mine = [...this.#workers].filter((w) => w.key === key && !w.exit);
+    const idle = mine.filter((w) => w.inFlight.size === 0).length + (this.#starting.get(key) ?? 0);
+    const room = maxContainers - mine.length - (this.#starting.get(key) ?? 0);
+    for (let i = 0; i < Math.min(bufferContainers - idle, room); i++) {
+      const reservation = resourceRequests(req).map((r) => this.#o.inventory.reserve(r)).find((r) => r !== undefined);
+      if (!reservation) return;
+      void this.#startTracked(req, key, bundle, reservation, Date.now() + 120_000).then(
+        (worker) => this.#release(worker, undefined),
+        (err: Error) => this.#o.log(`[plane] could not start a buffer container for ${req.app}.${req.function}: ${err.message}`),
+      );
+    }
+  }
+
+  /** Starts a container, counted as starting for its pool meanwhile. */
+  async #startTracked(pool: PoolDescriptor, key: string, bundle: BundleOnDisk, reservation: Reservation, deadline: number): Promise<Worker> {
+    this.#starting.set(key, (this.#starting.get(key) ?? 0) + 1);
+    try {
+      return await this.#start(pool, key, bundle, reservation, deadline);
+    } finally {
+      this.#starting.set(key, (this.#starting.get(key) ?? 1) - 1);
+    }
+  }
+
   /** Stops one idle container whose resources would let `request` start. */
   #evictFor(request: ResourceRequest): boolean {
     const victim = [...this.#workers].find(
-      (w) => !w.busy && (request.gpu ? w.reservation.gpus.some((g) => g.type === request.gpu!.type) : w.reservation.memoryMiB > 0),
+      (w) => w.inFlight.size === 0 && (request.gpu ? w.reservation.gpus.some((g) => g.type === request.gpu!.type) : w.reservation.memoryMiB > 0),
     );
     if (!victim) return false;
     this.#o.log(`[plane] stopping idle ${victim.label} ${victim.id} to make room`);
@@ -246,7 +345,7 @@ export class Scheduler {
     return true;
   }
 
-  async #start(req: PlaneRunRequest, key: string, bundle: BundleOnDisk, reservation: Reservation, deadline: number): Promise<Worker> {
+  async #start(req: PoolDescriptor, key: string, bundle: BundleOnDisk, reservation: Reservation, deadline: number): Promise<Worker> {
     const id = `ctr-${randomBytes(4).toString("hex")}`;
     const started = performance.now();
     const channel = await ControlChannel.open(join(this.#o.stateDir, "control", id));
@@ -277,8 +376,8 @@ export class Scheduler {
       throw new ContainerFailedError(`could not start a container for ${req.app}.${req.function}: ${(err as Error).message}`, { reason: "start" });
     }
     const worker: Worker = {
-      id, key, label: `${req.app}.${req.function}`, container, channel, reservation,
-      busy: true, callId: undefined, logTail: [], idleTimer: undefined, exit: undefined, protocolError: undefined,
+      id, key, label: `${req.app}.${req.function}`, container, channel, reservation, scaling: req.spec.autoscaler,
+      inFlight: new Set(), callId: undefined, logTail: [], idleTimer: undefined, exit: undefined, protocolError: undefined,
     };
     this.#workers.add(worker);
     container.onOutput((stream, line) => {
@@ -294,7 +393,7 @@ export class Scheduler {
     void container.exited.then((exit) => {
       worker.exit = exit;
       channel.abort(new Error("container exited"));
-      if (!worker.busy) {
+      if (worker.inFlight.size === 0) {
         this.#forget(worker);
         void channel.close();
       }
@@ -304,7 +403,10 @@ export class Scheduler {
       deadline,
     );
     if (ready !== "ready") {
-      const failure = ready === "timeout" ? this.#timeout(worker, req) : this.#failure(worker, await container.exited, "while starting");
+      const failure =
+        ready === "timeout"
+          ? new FunctionTimeoutError(`${req.app}.${req.function}: container ${id} did not start in time`, { containerId: id, logTail: worker.logTail.slice() })
+          : this.#failure(worker, await container.exited, "while starting");
       await this.#retire(worker);
       throw failure;
     }
@@ -352,19 +454,30 @@ export class Scheduler {
     return new ContainerFailedError(`${worker.label} container ${worker.id} ${what} ${when}${lastLines}`, { reason, exitCode: exit.code, containerId: worker.id, logTail: tail });
   }
 
-  #release(worker: Worker): void {
-    // callId stays until the next input: output can arrive just after the result, and belongs to this call.
-    worker.busy = false;
+  /** An input ended (or, for `undefined`, a container was started ahead of inputs). */
+  #release(worker: Worker, callId: string | undefined): void {
+    // callId stays in the log tag until the next input: output can arrive just after the result, and belongs to it.
+    if (callId !== undefined) worker.inFlight.delete(callId);
     if (worker.exit || worker.protocolError) {
       void this.#retire(worker);
       return;
     }
-    worker.idleTimer = setTimeout(() => {
-      this.#o.log(`[plane] ${worker.label} ${worker.id} idle for ${this.#o.scaledownWindowMs / 1000} s; stopping it`);
-      void this.#retire(worker);
-    }, this.#o.scaledownWindowMs);
-    worker.idleTimer.unref();
+    if (worker.inFlight.size === 0) this.#scheduleScaleDown(worker);
     this.#wake();
+  }
+
+  /** Stops an idle container after its window, unless its pool would drop below `minContainers`. */
+  #scheduleScaleDown(worker: Worker): void {
+    clearTimeout(worker.idleTimer);
+    const windowMs = (worker.scaling.scaledownWindowSeconds ?? this.#o.scaledownWindowMs / 1000) * 1000;
+    worker.idleTimer = setTimeout(() => {
+      const pool = [...this.#workers].filter((w) => w.key === worker.key && !w.exit).length;
+      const warm = this.#warm.find((p) => keyOf(p) === worker.key)?.spec.autoscaler.minContainers ?? 0;
+      if (pool <= warm) return this.#scheduleScaleDown(worker); // kept warm
+      this.#o.log(`[plane] ${worker.label} ${worker.id} idle for ${windowMs / 1000} s; stopping it`);
+      void this.#retire(worker);
+    }, windowMs);
+    worker.idleTimer.unref();
   }
 
   async #retire(worker: Worker): Promise<void> {
@@ -421,8 +534,19 @@ function cudaVisibleDevices(reservation: Reservation, driver: ContainerDriver): 
   return reservation.gpus.map((g, i) => (real && driver.sandboxed ? i : g.index)).join(",");
 }
 
-function keyOf(req: PlaneRunRequest): string {
+/** What identifies a pool of interchangeable containers: the function, its bundle and its resources. */
+function keyOf(req: PoolDescriptor): string {
   return `${req.app}/${req.function}/${req.bundleHash}/${(req.spec.gpu ?? []).join("|")}/${req.spec.cpu}/${req.spec.memory}/${JSON.stringify(req.spec.env)}`;
+}
+
+/** What a container needs from the inventory: one request per GPU option (a fallback list), or CPU and memory. */
+function resourceRequests(pool: PoolDescriptor): ResourceRequest[] {
+  const options = (pool.spec.gpu ?? []).map(parseGpuSpec);
+  return (options.length ? options : [undefined]).map((gpu: GpuRequest | undefined) => ({
+    gpu,
+    cpu: pool.spec.cpu ?? DEFAULT_CPU,
+    memoryMiB: pool.spec.memory ?? DEFAULT_MEMORY_MIB,
+  }));
 }
 
 function describe(requests: ResourceRequest[]): string {

@@ -7,7 +7,7 @@ import type { IncomingMessage } from "node:http";
 import { Hono, type Context } from "hono";
 import type { ContentfulStatusCode } from "hono/utils/http-status";
 import { InvalidRequestError, TandemError, UnauthorizedError, toWireError } from "../sdk/errors.js";
-import { PLANE_ROUTES, PlaneRunRequestSchema, type EncodedValue, type PlaneRunRequest, type PlaneRunResponse, type StreamLine } from "../sdk/protocol.js";
+import { NAME_PATTERN, PLANE_ROUTES, PlaneRunRequestSchema, type EncodedValue, type PlaneRunRequest, type PlaneRunResponse, type StreamLine } from "../sdk/protocol.js";
 import { NonceCache, verifyRequest } from "../sdk/signing.js";
 import { describeIssues } from "../sdk/options.js";
 
@@ -15,6 +15,7 @@ export interface PlaneServerOptions {
   secret: string;
   run(req: PlaneRunRequest): Promise<PlaneRunResponse>;
   stream(req: PlaneRunRequest): AsyncGenerator<EncodedValue, void, undefined>;
+  stopApp(app: string): Promise<number>;
   status(): unknown;
   log?: (line: string) => void;
 }
@@ -84,6 +85,13 @@ export function planeServer(options: PlaneServerOptions): Hono {
       { highWaterMark: 0 },
     );
     return c.body(body, 200, { "content-type": "application/x-ndjson" });
+  });
+
+  app.post(PLANE_ROUTES.stop, async (c) => {
+    const body = await verified(c);
+    const app = (JSON.parse(body) as { app?: unknown }).app;
+    if (typeof app !== "string" || !NAME_PATTERN.test(app)) throw new InvalidRequestError('stop needs { "app": name }');
+    return c.json({ app, stopped: await options.stopApp(app) });
   });
 
   app.get(PLANE_ROUTES.status, async (c) => {

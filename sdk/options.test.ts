@@ -7,6 +7,9 @@ const parse = (o: unknown) => parseFunctionOptions(o, 'function "f"');
 describe("function options", () => {
   it("fills in defaults", () => {
     expect(parse({})).toMatchObject({ timeoutSeconds: 300, retries: DEFAULT_RETRY_POLICY, tier: "edge", env: {} });
+    expect(parse({ concurrency: { maxInputs: 8 } }).autoscaler).toEqual({
+      minContainers: 0, maxContainers: 100, bufferContainers: 0, scaledownWindowSeconds: null, maxInputs: 8, targetInputs: 8,
+    });
   });
 
   it("sends a function with a plane option to the plane, and refuses one that also says tier edge", () => {
@@ -28,6 +31,13 @@ describe("function options", () => {
     [{ gpu: "B200" }, 'option "gpu": unknown GPU "B200"; known types: T4, L4, A10G, L40S, A100, A100-80GB, H100'],
     [{ gpu: ["H100", "A100:9"] }, 'option "gpu": GPU "A100:9": the count must be 1 to 8'],
     [{ cpu: 65 }, 'option "cpu" must be at most 64 cores'],
+    [{ minContainers: 3, maxContainers: 2 }, 'option "minContainers" (3) is more than option "maxContainers" (2)'],
+    [{ minContainers: -1 }, 'option "minContainers" must be 0 or more'],
+    [{ maxContainers: 0 }, 'option "maxContainers" must be at least 1'],
+    [{ concurrency: { maxInputs: 2, targetInputs: 3 } }, '"concurrency.targetInputs" (3) is more than "concurrency.maxInputs" (2)'],
+    [{ concurrency: { maxInputs: 0 } }, 'option "concurrency.maxInputs" must be at least 1'],
+    [{ scaledownWindow: 0 }, 'option "scaledownWindow" must be at least 1 second'],
+    [{ tier: "edge", minContainers: 1 }, 'option "tier" is "edge", but option "minContainers" needs the plane'],
     [{ memory: 400_000 }, 'option "memory" must be at most 344064 MiB'],
   ])("rejects %j naming the option", (options, message) => {
     expect(() => parse(options)).toThrow(InvalidOptionsError);

@@ -63,7 +63,37 @@ export interface FunctionOptions {
   cpu?: number;
   /** Memory in MiB on the plane. */
   memory?: number;
+  /** Plane containers kept warm with no traffic (default 0). */
+  minContainers?: number;
+  /** The most plane containers at once; inputs beyond them queue (default 100). */
+  maxContainers?: number;
+  /** Idle plane containers kept ready while the function is busy (default 0). */
+  bufferContainers?: number;
+  /** Seconds a plane container may sit idle before it is stopped (default: the plane's, 60 s). */
+  scaledownWindow?: number;
+  /** Inputs one plane container takes at once: `maxInputs` at most, aiming for `targetInputs` before starting another (default 1). */
+  concurrency?: { maxInputs: number; targetInputs?: number };
 }
+
+/** How a plane scales a function's containers, defaults filled in. */
+export interface AutoscalerSpec {
+  minContainers: number;
+  maxContainers: number;
+  bufferContainers: number;
+  /** Null: the plane's own window (60 s unless it was started with another). */
+  scaledownWindowSeconds: number | null;
+  maxInputs: number;
+  targetInputs: number;
+}
+
+export const DEFAULT_AUTOSCALER: AutoscalerSpec = {
+  minContainers: 0,
+  maxContainers: 100,
+  bufferContainers: 0,
+  scaledownWindowSeconds: null,
+  maxInputs: 1,
+  targetInputs: 1,
+};
 
 /** Options after validation, with every default filled in. */
 export interface FunctionSpec {
@@ -76,6 +106,7 @@ export interface FunctionSpec {
   image: unknown;
   cpu: number | undefined;
   memory: number | undefined;
+  autoscaler: AutoscalerSpec;
 }
 
 const RetriesSchema = z.strictObject({
@@ -101,6 +132,16 @@ const OptionsSchema = z.strictObject({
   image: z.unknown().optional(),
   cpu: z.number().positive("must be more than 0").max(MAX_CPU, `must be at most ${MAX_CPU} cores`).optional(),
   memory: z.number().int("must be whole MiB").positive("must be more than 0").max(MAX_MEMORY_MIB, `must be at most ${MAX_MEMORY_MIB} MiB (336 GB)`).optional(),
+  minContainers: z.number().int("must be a whole number").min(0, "must be 0 or more").max(1000, "must be at most 1000").optional(),
+  maxContainers: z.number().int("must be a whole number").min(1, "must be at least 1").max(1000, "must be at most 1000").optional(),
+  bufferContainers: z.number().int("must be a whole number").min(0, "must be 0 or more").max(1000, "must be at most 1000").optional(),
+  scaledownWindow: z.number().min(1, "must be at least 1 second").max(MAX_TIMEOUT_SECONDS, "must be at most 86400 seconds").optional(),
+  concurrency: z
+    .strictObject({
+      maxInputs: z.number().int("must be a whole number").min(1, "must be at least 1").max(1000, "must be at most 1000"),
+      targetInputs: z.number().int("must be a whole number").min(1, "must be at least 1").optional(),
+    })
+    .optional(),
 });
 
 function isRetries(value: unknown): value is Retries {
@@ -129,9 +170,24 @@ export function parseFunctionOptions(options: unknown, where: string): FunctionS
       throw new InvalidOptionsError(`${where}: option "gpu": ${(err as Error).message}`);
     }
   }
-  const wantsPlane = o.gpu !== undefined || o.image !== undefined || o.cpu !== undefined || o.memory !== undefined;
+  const autoscaler: AutoscalerSpec = {
+    minContainers: o.minContainers ?? DEFAULT_AUTOSCALER.minContainers,
+    maxContainers: o.maxContainers ?? Math.max(DEFAULT_AUTOSCALER.maxContainers, o.minContainers ?? 0),
+    bufferContainers: o.bufferContainers ?? DEFAULT_AUTOSCALER.bufferContainers,
+    scaledownWindowSeconds: o.scaledownWindow ?? DEFAULT_AUTOSCALER.scaledownWindowSeconds,
+    maxInputs: o.concurrency?.maxInputs ?? DEFAULT_AUTOSCALER.maxInputs,
+    targetInputs: o.concurrency?.targetInputs ?? o.concurrency?.maxInputs ?? DEFAULT_AUTOSCALER.targetInputs,
+  };
+  if (autoscaler.minContainers > autoscaler.maxContainers) {
+    throw new InvalidOptionsError(`${where}: option "minContainers" (${autoscaler.minContainers}) is more than option "maxContainers" (${autoscaler.maxContainers})`);
+  }
+  if (autoscaler.targetInputs > autoscaler.maxInputs) {
+    throw new InvalidOptionsError(`${where}: option "concurrency.targetInputs" (${autoscaler.targetInputs}) is more than "concurrency.maxInputs" (${autoscaler.maxInputs})`);
+  }
+  const scaling = (["minContainers", "maxContainers", "bufferContainers", "scaledownWindow", "concurrency"] as const).filter((k) => o[k] !== undefined);
+  const wantsPlane = o.gpu !== undefined || o.image !== undefined || o.cpu !== undefined || o.memory !== undefined || scaling.length > 0;
   if (wantsPlane && o.tier === "edge") {
-    const named = (["gpu", "image", "cpu", "memory"] as const).filter((k) => o[k] !== undefined).map((k) => `"${k}"`);
+    const named = (["gpu", "image", "cpu", "memory", ...scaling] as const).filter((k) => o[k] !== undefined).map((k) => `"${k}"`);
     throw new InvalidOptionsError(`${where}: option "tier" is "edge", but option${named.length > 1 ? "s" : ""} ${named.join(", ")} need${named.length > 1 ? "" : "s"} the plane; drop one or the other`);
   }
   return {
@@ -144,6 +200,7 @@ export function parseFunctionOptions(options: unknown, where: string): FunctionS
     image: o.image,
     cpu: o.cpu,
     memory: o.memory,
+    autoscaler,
   };
 }
 

@@ -28,6 +28,8 @@ export const ROUTES = {
   health: "/v1/health",
   apps: "/v1/apps",
   app: "/v1/apps/:app",
+  /** Stops every plane container of an app (`tandem app stop`). */
+  appStop: "/v1/apps/:app/stop",
   call: "/v1/apps/:app/functions/:fn/call",
   spawn: "/v1/apps/:app/functions/:fn/spawn",
   map: "/v1/apps/:app/functions/:fn/map",
@@ -47,6 +49,8 @@ export const PLANE_ROUTES = {
   run: "/v1/plane/run",
   /** Like run, for a generator: answers NDJSON `StreamLine`s as the generator yields. */
   stream: "/v1/plane/stream",
+  /** Stops every container of an app: `{ "app": name }`. */
+  stop: "/v1/plane/stop",
   status: "/v1/plane/status",
 } as const;
 
@@ -57,6 +61,7 @@ export const paths = {
   health: () => ROUTES.health,
   apps: () => ROUTES.apps,
   app: (app: string) => `/v1/apps/${seg(app)}`,
+  appStop: (app: string) => `/v1/apps/${seg(app)}/stop`,
   call: (app: string, fn: string) => `/v1/apps/${seg(app)}/functions/${seg(fn)}/call`,
   spawn: (app: string, fn: string) => `/v1/apps/${seg(app)}/functions/${seg(fn)}/spawn`,
   map: (app: string, fn: string) => `/v1/apps/${seg(app)}/functions/${seg(fn)}/map`,
@@ -250,6 +255,23 @@ export interface PlaneBundleRef {
   nodeModules?: string;
 }
 
+/** What a plane needs to know of a function to run and scale it. */
+export const PlaneFunctionSpecSchema = z.strictObject({
+  gpu: z.array(z.string()).nullable(),
+  cpu: z.number().positive().nullable(),
+  memory: z.number().int().positive().nullable(),
+  env: z.record(z.string(), z.string()),
+  autoscaler: z.strictObject({
+    minContainers: z.number().int().min(0),
+    maxContainers: z.number().int().min(1),
+    bufferContainers: z.number().int().min(0),
+    scaledownWindowSeconds: z.number().positive().nullable(),
+    maxInputs: z.number().int().min(1),
+    targetInputs: z.number().int().min(1),
+  }),
+});
+export type PlaneFunctionSpec = z.infer<typeof PlaneFunctionSpecSchema>;
+
 export const PlaneRunRequestSchema = z.strictObject({
   callId: z.string().regex(CALL_ID_PATTERN),
   app: z.string().regex(NAME_PATTERN),
@@ -260,14 +282,24 @@ export const PlaneRunRequestSchema = z.strictObject({
   timeoutSeconds: z.number().positive(),
   args: z.array(z.unknown()),
   meta: z.unknown().optional(),
-  spec: z.strictObject({
-    gpu: z.array(z.string()).nullable(),
-    cpu: z.number().positive().nullable(),
-    memory: z.number().int().positive().nullable(),
-    env: z.record(z.string(), z.string()),
-  }),
+  spec: PlaneFunctionSpecSchema,
 });
 export type PlaneRunRequest = z.infer<typeof PlaneRunRequestSchema>;
+
+/** A pool the gateway asks a plane to keep warm (a function with `minContainers`). */
+export interface WarmPoolRef {
+  app: string;
+  function: string;
+  bundleHash: string;
+  nodeModules?: string;
+  spec: PlaneFunctionSpec;
+}
+
+/** The gateway's answer to a heartbeat: which warm pools this plane keeps. */
+export interface HeartbeatAnswer {
+  ok: true;
+  warm: WarmPoolRef[];
+}
 
 /** What a plane answers to a run request. */
 export interface PlaneRunResponse {

@@ -1,7 +1,7 @@
 /**
  * The container entrypoint. Bundled with the user's app file into one module
  * (the plane bundle), it connects to the control socket, loads the app, says
- * it is ready, then runs one input at a time until the plane stops it. A
+ * it is ready, then runs the inputs the plane sends until it stops it. A
  * generator function's input streams: each yielded value goes out as a chunk,
  * and the next is pulled only when the plane asks for it (`next`), so a slow
  * reader slows the generator; `cancel` stops it. stdout and stderr are the
@@ -29,9 +29,8 @@ export async function runFunctions(appExports: Record<string, unknown>): Promise
   const send = (frame: RunnerFrame) => socket.write(JSON.stringify(frame) + "\n");
   send({ t: "ready", pid: process.pid, functions: [...functions.keys()] });
 
-  // What the streaming input waits for between chunks: the plane's `next` (true) or `cancel` (false).
-  let demand: ((more: boolean) => void) | undefined;
-  let running: Promise<void> = Promise.resolve();
+  // What each streaming input waits for between chunks: the plane's `next` (true) or `cancel` (false).
+  const demand = new Map<string, (more: boolean) => void>();
   let buffered = "";
   for await (const chunk of socket) {
     buffered += chunk.toString("utf8");
@@ -39,10 +38,11 @@ export async function runFunctions(appExports: Record<string, unknown>): Promise
     while ((newline = buffered.indexOf("\n")) >= 0) {
       const frame = JSON.parse(buffered.slice(0, newline)) as PlaneFrame;
       buffered = buffered.slice(newline + 1);
-      if (frame.t === "input") running = running.then(() => run(frame));
+      // Inputs run side by side: the plane sends a container no more at once than the function's concurrency allows.
+      if (frame.t === "input") void run(frame);
       else {
-        const wake = demand;
-        demand = undefined;
+        const wake = demand.get(frame.callId);
+        demand.delete(frame.callId);
         wake?.(frame.t === "next");
       }
     }
@@ -72,7 +72,7 @@ export async function runFunctions(appExports: Record<string, unknown>): Promise
         if (step.done) break;
         send({ t: "chunk", callId: input.callId, value: encodeValue(step.value) });
         chunks++;
-        const more = await new Promise<boolean>((resolve) => (demand = resolve));
+        const more = await new Promise<boolean>((resolve) => demand.set(input.callId, resolve));
         if (!more) {
           await calls.run(context, async () => iterator.return?.());
           break;

@@ -105,6 +105,22 @@ program
     process.once("SIGTERM", stop);
   });
 
+const appCommand = program.command("app").description("manage a deployed app");
+appCommand
+  .command("stop")
+  .description("stop every plane container of an app (and its warm pools, until it is served or deployed again)")
+  .argument("<app>", "the app's name")
+  .option("-g, --gateway <url>", "gateway URL (default: TANDEM_GATEWAY, then http://127.0.0.1:8787)")
+  .action(async (app: string, opts: { gateway?: string }) => {
+    const base = resolveGatewayUrl(opts.gateway);
+    const res = await fetch(base + paths.appStop(app), { method: "POST" }).catch((err: Error) => {
+      throw new TandemError("gateway_unreachable", `could not reach the Tandem gateway at ${base} (${(err.cause as Error)?.message ?? err.message}); is \`tandem serve\` running?`);
+    });
+    const body = (await res.json()) as { stopped?: number; error?: { message: string } };
+    if (body.error) throw new TandemError("not_found", body.error.message);
+    console.log(`stopped ${body.stopped} container${body.stopped === 1 ? "" : "s"} of app ${app}`);
+  });
+
 program
   .command("apps")
   .description("list the apps, functions and web endpoints a gateway serves")

@@ -1,0 +1,61 @@
+/**
+ * The plane's autoscaler with real Docker: warm minimums kept with no
+ * traffic, bursts capped at maxContainers, scale-down back to the minimum,
+ * several inputs per container, and `tandem app stop`.
+ */
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { lookup } from "../sdk/index.js";
+import { runCli } from "./helpers/cli.js";
+import { eventually } from "./helpers/gateway.js";
+import { startTestStack, type TestStack } from "./helpers/stack.js";
+
+const APP = new URL("./fixtures/scale-app.ts", import.meta.url).pathname;
+let stack: TestStack;
+const containersOf = (fn: string) => stack.planes[0]!.status().containers.filter((c) => c.app === "scale" && c.function === fn);
+
+beforeAll(async () => {
+  stack = await startTestStack(APP);
+});
+afterAll(async () => {
+  await stack?.dispose();
+});
+
+describe("the autoscaler", () => {
+  it("keeps minContainers warm with no traffic", async () => {
+    await eventually(() => containersOf("burst").length === 1, 20_000);
+    await new Promise((r) => setTimeout(r, 3_000)); // longer than its scale-down window
+    expect(containersOf("burst").length).toBe(1);
+    expect(stack.planeOutput.some((l) => /keeping scale\.burst ctr-[0-9a-f]{8} warm \(minContainers 1\)/.test(l))).toBe(true);
+  });
+
+  it("raises the count for a burst up to maxContainers and no further, then falls back to minContainers", async () => {
+    let peak = 0;
+    const sampler = setInterval(() => (peak = Math.max(peak, containersOf("burst").length)), 20);
+    const burst = lookup<[number], string>("scale", "burst", { gateway: stack.url });
+    const results = await Promise.all(Array.from({ length: 9 }, () => burst.remote(700)));
+    clearInterval(sampler);
+    expect(peak).toBe(3);
+    expect(new Set(results).size).toBe(3);
+    await eventually(() => containersOf("burst").length === 1, 15_000);
+  });
+
+  it("gives one container several inputs at once with concurrency.maxInputs", async () => {
+    let most = 0;
+    const sampler = setInterval(() => (most = Math.max(most, ...containersOf("shared").map((c) => c.inputs), 0)), 20);
+    const shared = lookup<[number], string>("scale", "shared", { gateway: stack.url });
+    const results = await Promise.all(Array.from({ length: 4 }, () => shared.remote(800)));
+    clearInterval(sampler);
+    expect(new Set(results).size).toBe(1);
+    expect(most).toBe(4);
+  });
+
+  it("stops every container of an app with tandem app stop, and keeps its pools cold", async () => {
+    await eventually(() => containersOf("burst").length === 1, 20_000);
+    const { code, stdout } = await runCli(["app", "stop", "scale", "--gateway", stack.url]);
+    expect(code).toBe(0);
+    expect(stdout).toMatch(/stopped [1-9]\d* containers? of app scale/);
+    expect(stack.planes[0]!.status().containers.filter((c) => c.app === "scale")).toEqual([]);
+    await new Promise((r) => setTimeout(r, 4_000)); // a heartbeat later: not warmed again
+    expect(containersOf("burst")).toEqual([]);
+  });
+});
