@@ -22,7 +22,7 @@ import { ledgerFor, toCallRecord } from "./call-ledger-client.js";
 import { gatewayConfig } from "./config.js";
 import type { Env } from "./env.js";
 import { callNow, mapCalls, spawnCall } from "./executor.js";
-import { stopAppOnPlanes } from "./forward-to-plane.js";
+import { stopAppOnPlanes, usageFromPlanes } from "./forward-to-plane.js";
 import { registry } from "./registry.js";
 import { streamCall, streamResponseBody } from "./stream.js";
 import type { RunContext } from "./run-context.js";
@@ -46,6 +46,15 @@ export function apiRoutes(): Hono<Api> {
   api.get(ROUTES.apps, (c) => c.json({ apps: registry().manifests() }));
 
   api.get(ROUTES.app, (c) => c.json(registry().app(c.req.param("app")).manifest()));
+
+  api.get(ROUTES.usage, async (c) => {
+    const app = c.req.query("app");
+    const sinceText = c.req.query("since");
+    const since = sinceText === undefined ? undefined : Number(sinceText);
+    if (since !== undefined && !Number.isFinite(since)) throw new InvalidRequestError(`"since" must be milliseconds since the epoch`);
+    const rows = await usageFromPlanes(c.env, { ...(app ? { app } : {}), ...(since !== undefined ? { since } : {}) });
+    return c.json({ rows, totalUsd: rows.reduce((sum, r) => sum + r.costUsd, 0), totalSeconds: rows.reduce((sum, r) => sum + r.seconds, 0) });
+  });
 
   api.post(ROUTES.appStop, async (c) => {
     const app = registry().app(c.req.param("app")).name;
@@ -115,7 +124,7 @@ export function apiRoutes(): Hono<Api> {
 
   // A known route asked with the wrong method: say which method it takes.
   const methods: [string, string][] = [
-    [ROUTES.health, "GET"], [ROUTES.apps, "GET"], [ROUTES.app, "GET"], [ROUTES.appStop, "POST"], [ROUTES.call, "POST"], [ROUTES.spawn, "POST"],
+    [ROUTES.health, "GET"], [ROUTES.apps, "GET"], [ROUTES.app, "GET"], [ROUTES.appStop, "POST"], [ROUTES.usage, "GET"], [ROUTES.call, "POST"], [ROUTES.spawn, "POST"],
     [ROUTES.map, "POST"], [ROUTES.stream, "POST"], [ROUTES.callRecord, "GET"], [ROUTES.cancel, "POST"],
   ];
   for (const [route, method] of methods) {

@@ -9,7 +9,7 @@
 import { ndjsonLines } from "../sdk/client.js";
 import { FunctionTimeoutError, NoCapacityError, PlaneUnavailableError, fromWireError, type WireError } from "../sdk/errors.js";
 import { parseGpuSpec, type GpuRequest } from "../sdk/gpu.js";
-import { PLANE_ROUTES, PLANE_STALE_MS, encodeValue, type PlaneBundleRef, type PlaneFunctionSpec, type PlaneInfo, type PlaneRunRequest, type PlaneRunResponse, type StreamLine } from "../sdk/protocol.js";
+import { PLANE_ROUTES, PLANE_STALE_MS, encodeValue, type PlaneBundleRef, type PlaneFunctionSpec, type PlaneInfo, type PlaneRunRequest, type PlaneRunResponse, type StreamLine, type UsageRow } from "../sdk/protocol.js";
 import { signRequest } from "../sdk/signing.js";
 import { gatewayConfig } from "./config.js";
 import type { Env } from "./env.js";
@@ -228,5 +228,25 @@ export async function* forwardStreamToPlane(env: Env, fn: RegisteredFunction, ar
 
 /** A function's spec as a plane reads it. */
 export function planeSpec(fn: RegisteredFunction): PlaneFunctionSpec {
-  return { gpu: fn.spec.gpu ?? null, cpu: fn.spec.cpu ?? null, memory: fn.spec.memory ?? null, env: fn.spec.env, autoscaler: fn.spec.autoscaler };
+  return { gpu: fn.spec.gpu ?? null, cpu: fn.spec.cpu ?? null, memory: fn.spec.memory ?? null, env: fn.spec.env, spendCapUsd: fn.spendCap ?? null, autoscaler: fn.spec.autoscaler };
+}
+
+/** Container time and cost from every healthy plane, each row with its plane. */
+export async function usageFromPlanes(env: Env, query: { app?: string; since?: number }): Promise<(UsageRow & { plane: string })[]> {
+  const { planeSecret } = gatewayConfig(env);
+  if (!planeSecret) return [];
+  const q = new URLSearchParams();
+  if (query.app) q.set("app", query.app);
+  if (query.since !== undefined) q.set("since", String(query.since));
+  const route = `${PLANE_ROUTES.usage}${q.size ? `?${q}` : ""}`;
+  const rows: (UsageRow & { plane: string })[] = [];
+  for (const plane of (await knownPlanes(env, true)).filter((p) => p.healthy)) {
+    try {
+      const res = await fetch(new URL(route, plane.url), { headers: await signRequest(planeSecret, "GET", route) });
+      for (const row of ((await res.json()) as { rows?: UsageRow[] }).rows ?? []) rows.push({ ...row, plane: plane.planeId });
+    } catch (err) {
+      console.warn(`plane ${plane.planeId} did not report its usage: ${(err as Error).message}`);
+    }
+  }
+  return rows;
 }

@@ -9,6 +9,8 @@ import type { AppManifest } from "../sdk/protocol.js";
 
 export interface RegisteredFunction {
   app: string;
+  /** The app's spend cap in dollars, if it has one. */
+  spendCap: number | undefined;
   name: string;
   spec: FunctionSpec;
   handler: (...args: unknown[]) => unknown;
@@ -24,7 +26,7 @@ export class AppRegistry {
       this.#apps.set(app.name, app);
       const fns = new Map<string, RegisteredFunction>();
       for (const fn of app.functions as readonly FunctionHandle<unknown[], unknown>[]) {
-        fns.set(fn.name, { app: app.name, name: fn.name, spec: fn.spec!, handler: fn.handler! });
+        fns.set(fn.name, { app: app.name, spendCap: app.spendCap, name: fn.name, spec: fn.spec!, handler: fn.handler! });
       }
       this.#functions.set(app.name, fns);
     }

@@ -18,6 +18,7 @@ import { ProcessDriver } from "./drivers/process.js";
 import { Inventory, detectGpus, simulatedGpus } from "./inventory.js";
 import { nodeHmacEngine } from "./node-hmac.js";
 import { Scheduler, type FunctionStats } from "./scheduler.js";
+import { UsageLedger } from "./usage-ledger.js";
 import { planeServer } from "./server.js";
 
 export interface PlaneOptions {
@@ -51,11 +52,15 @@ export class Plane {
   readonly #options: PlaneOptions;
   readonly #scheduler: Scheduler;
   readonly #bundles: BundleCache;
+  readonly #usage: UsageLedger;
   readonly #server: ServerType;
   #heartbeat: NodeJS.Timeout | undefined;
   #gatewayDown = false;
 
-  private constructor(init: { planeId: string; url: string; inventory: Inventory; driver: ContainerDriver; unavailable: string | undefined; options: PlaneOptions; scheduler: Scheduler; bundles: BundleCache; server: ServerType }) {
+  private constructor(init: {
+    planeId: string; url: string; inventory: Inventory; driver: ContainerDriver; unavailable: string | undefined;
+    options: PlaneOptions; scheduler: Scheduler; bundles: BundleCache; usage: UsageLedger; server: ServerType;
+  }) {
     this.planeId = init.planeId;
     this.url = init.url;
     this.inventory = init.inventory;
@@ -64,6 +69,7 @@ export class Plane {
     this.#options = init.options;
     this.#scheduler = init.scheduler;
     this.#bundles = init.bundles;
+    this.#usage = init.usage;
     this.#server = init.server;
   }
 
@@ -84,10 +90,12 @@ export class Plane {
     } catch (err) {
       unavailable = (err as Error).message;
     }
+    const usage = new UsageLedger(join(options.stateDir, "usage.sqlite"));
     const scheduler = new Scheduler({
       driver,
       inventory,
       planeId,
+      usage,
       stateDir: options.stateDir,
       scaledownWindowMs: (options.scaledownWindowSeconds ?? 60) * 1000,
       log,
@@ -99,6 +107,7 @@ export class Plane {
       run: (req) => plane!.run(req),
       stream: (req) => plane!.stream(req),
       stopApp: (name) => scheduler.stopApp(name),
+      usage: (query) => usage.summary({ ...query, running: scheduler.running() }),
       status: () => plane!.status(),
       log,
     });
@@ -106,7 +115,7 @@ export class Plane {
       const s = serveHttp({ fetch: app.fetch, hostname: options.host, port: options.port }, (info) => resolve({ server: s, port: info.port }));
       s.once("error", reject);
     });
-    plane = new Plane({ planeId, url: `http://${options.host}:${port}`, inventory, driver, unavailable, options, scheduler, bundles, server });
+    plane = new Plane({ planeId, url: `http://${options.host}:${port}`, inventory, driver, unavailable, options, scheduler, bundles, usage, server });
     if (driver.sandboxed === false) log("⚠ plane runtime `process`: functions run as plain processes, NOT sandboxed. For development only.");
     if (unavailable) log(`⚠ plane ${planeId} cannot start containers: ${unavailable}`);
     await plane.#beat();
@@ -164,6 +173,7 @@ export class Plane {
     rmSync(join(this.#options.stateDir, "plane.pid"), { force: true });
     await this.#scheduler.close();
     await this.driver.cleanup(this.planeId).catch(() => {});
+    this.#usage.close();
     await new Promise<void>((resolve) => this.#server.close(() => resolve()));
   }
 

@@ -13,6 +13,7 @@ import {
   FunctionTimeoutError,
   NoCapacityError,
   ProtocolError,
+  SpendCapError,
   TandemError,
   fromWireError,
   toWireError,
@@ -23,6 +24,7 @@ import type { EncodedValue, PlaneFunctionSpec, PlaneRunRequest, PlaneRunResponse
 import { ControlChannel } from "./control-channel.js";
 import type { ContainerDriver, ExitInfo, StartedContainer } from "./drivers/driver.js";
 import type { Inventory, Reservation, ResourceRequest } from "./inventory.js";
+import type { ContainerLife, UsageLedger } from "./usage-ledger.js";
 
 /** Defaults for functions that do not say. */
 export const DEFAULT_CPU = 1;
@@ -59,6 +61,8 @@ export interface SchedulerOptions {
   scaledownWindowMs: number;
   /** Each container log line, tagged. */
   log: (line: string) => void;
+  /** Where container lives are recorded (and spend caps read). */
+  usage: UsageLedger;
 }
 
 interface Worker {
@@ -74,6 +78,8 @@ interface Worker {
   inFlight: Set<string>;
   /** The latest input's call id, for log tags. */
   callId: string | undefined;
+  /** What this container's life costs: its app, function and resources, from when it started. */
+  life: ContainerLife;
   logTail: string[];
   idleTimer: NodeJS.Timeout | undefined;
   exit: ExitInfo | undefined;
@@ -325,6 +331,12 @@ export class Scheduler {
 
   /** Starts a container, counted as starting for its pool meanwhile. */
   async #startTracked(pool: PoolDescriptor, key: string, bundle: BundleOnDisk, reservation: Reservation, deadline: number): Promise<Worker> {
+    try {
+      this.#checkSpendCap(pool);
+    } catch (err) {
+      this.#o.inventory.release(reservation);
+      throw err;
+    }
     this.#starting.set(key, (this.#starting.get(key) ?? 0) + 1);
     try {
       return await this.#start(pool, key, bundle, reservation, deadline);
@@ -378,6 +390,10 @@ export class Scheduler {
     const worker: Worker = {
       id, key, label: `${req.app}.${req.function}`, container, channel, reservation, scaling: req.spec.autoscaler,
       inFlight: new Set(), callId: undefined, logTail: [], idleTimer: undefined, exit: undefined, protocolError: undefined,
+      life: {
+        containerId: id, app: req.app, function: req.function, gpu: reservation.gpus[0]?.type ?? null, gpuCount: reservation.gpus.length,
+        cpu: reservation.cpu, memoryMiB: reservation.memoryMiB, startedAt: Date.now(),
+      },
     };
     this.#workers.add(worker);
     container.onOutput((stream, line) => {
@@ -488,12 +504,36 @@ export class Scheduler {
     await worker.channel.close().catch(() => {});
   }
 
-  /** Drops a worker from the pool and gives its resources back, once. */
+  /** Drops a worker from the pool, gives its resources back and records its life, once. */
   #forget(worker: Worker): void {
     if (!this.#workers.delete(worker)) return;
     clearTimeout(worker.idleTimer);
     this.#o.inventory.release(worker.reservation);
+    try {
+      this.#o.usage.record({ ...worker.life, endedAt: Date.now() });
+    } catch (err) {
+      this.#o.log(`[plane] could not record the usage of ${worker.id}: ${(err as Error).message}`);
+    }
     this.#wake();
+  }
+
+  /** The lives of the containers running now, for usage and spend caps. */
+  running(): ContainerLife[] {
+    return [...this.#workers].map((w) => w.life);
+  }
+
+  /** Refuses a new container for an app past its spend cap. */
+  #checkSpendCap(pool: PoolDescriptor): void {
+    const cap = pool.spec.spendCapUsd;
+    if (cap === null) return;
+    const spent = this.#o.usage.spent(pool.app, this.running());
+    if (spent >= cap) {
+      throw new SpendCapError(`app "${pool.app}" reached its spend cap of $${cap} ($${spent.toFixed(6)} spent on plane ${this.#o.planeId}); no new container starts for it`, {
+        app: pool.app,
+        spendCapUsd: cap,
+        spentUsd: spent,
+      });
+    }
   }
 
   #waitForRelease(deadline: number): Promise<void> {

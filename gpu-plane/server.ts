@@ -7,7 +7,7 @@ import type { IncomingMessage } from "node:http";
 import { Hono, type Context } from "hono";
 import type { ContentfulStatusCode } from "hono/utils/http-status";
 import { InvalidRequestError, TandemError, UnauthorizedError, toWireError } from "../sdk/errors.js";
-import { NAME_PATTERN, PLANE_ROUTES, PlaneRunRequestSchema, type EncodedValue, type PlaneRunRequest, type PlaneRunResponse, type StreamLine } from "../sdk/protocol.js";
+import { NAME_PATTERN, PLANE_ROUTES, PlaneRunRequestSchema, type EncodedValue, type PlaneRunRequest, type PlaneRunResponse, type StreamLine, type UsageRow } from "../sdk/protocol.js";
 import { NonceCache, verifyRequest } from "../sdk/signing.js";
 import { describeIssues } from "../sdk/options.js";
 
@@ -16,6 +16,7 @@ export interface PlaneServerOptions {
   run(req: PlaneRunRequest): Promise<PlaneRunResponse>;
   stream(req: PlaneRunRequest): AsyncGenerator<EncodedValue, void, undefined>;
   stopApp(app: string): Promise<number>;
+  usage(query: { app?: string; since?: number }): UsageRow[];
   status(): unknown;
   log?: (line: string) => void;
 }
@@ -28,7 +29,9 @@ export function planeServer(options: PlaneServerOptions): Hono {
   const verified = async (c: Context): Promise<string> => {
     const body = await readBody(c);
     // c.req.header, not c.req.raw: the node server then never builds a full Request for the call.
-    const result = await verifyRequest(options.secret, c.req.method, c.req.path, body, { get: (name) => c.req.header(name) ?? null }, nonces);
+    // The query is signed too (the usage route has one).
+    const search = c.req.url.includes("?") ? c.req.url.slice(c.req.url.indexOf("?")) : "";
+    const result = await verifyRequest(options.secret, c.req.method, c.req.path + search, body, { get: (name) => c.req.header(name) ?? null }, nonces);
     if (!result.ok) {
       log(`[plane] refused ${c.req.method} ${c.req.path}: ${result.reason}`);
       throw new UnauthorizedError(`plane request refused: ${result.reason}`);
@@ -92,6 +95,13 @@ export function planeServer(options: PlaneServerOptions): Hono {
     const app = (JSON.parse(body) as { app?: unknown }).app;
     if (typeof app !== "string" || !NAME_PATTERN.test(app)) throw new InvalidRequestError('stop needs { "app": name }');
     return c.json({ app, stopped: await options.stopApp(app) });
+  });
+
+  app.get(PLANE_ROUTES.usage, async (c) => {
+    await verified(c);
+    const since = c.req.query("since");
+    const app = c.req.query("app");
+    return c.json({ rows: options.usage({ ...(app ? { app } : {}), ...(since ? { since: Number(since) } : {}) }) });
   });
 
   app.get(PLANE_ROUTES.status, async (c) => {

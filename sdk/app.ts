@@ -191,16 +191,23 @@ export interface WebMount {
 export class App {
   readonly [APP_BRAND] = true;
   readonly name: string;
+  /** Dollars of plane container time after which no new container starts; undefined: no cap. */
+  readonly spendCap: number | undefined;
   readonly #functions: FunctionHandle<any, any>[] = [];
   readonly #endpoints: EndpointHandle[] = [];
   readonly #webMounts: WebMount[] = [];
 
-  constructor(name: string) {
+  constructor(name: string, options: { spendCap?: number } = {}) {
     if (typeof name !== "string" || !NAME_PATTERN.test(name)) {
       throw new InvalidOptionsError(`app name ${JSON.stringify(name)} must be 1-64 letters, digits, '-' or '_', starting with a letter or digit`);
     }
     if (RESERVED_APP_NAMES.has(name)) throw new InvalidOptionsError(`app name "${name}" is reserved for the gateway's own routes`);
+    for (const key of Object.keys(options ?? {})) if (key !== "spendCap") throw new InvalidOptionsError(`app "${name}": unknown option "${key}"`);
+    if (options.spendCap !== undefined && !(typeof options.spendCap === "number" && options.spendCap > 0)) {
+      throw new InvalidOptionsError(`app "${name}": option "spendCap" must be a number of dollars above 0`);
+    }
     this.name = name;
+    this.spendCap = options.spendCap;
   }
 
   /**

@@ -10,6 +10,7 @@ export const ERROR_STATUS = {
   invalid_request: 400,
   invalid_options: 400,
   unauthorized: 401,
+  spend_cap_reached: 402,
   not_found: 404,
   method_not_allowed: 405,
   payload_too_large: 413,
@@ -156,6 +157,13 @@ export class UnauthorizedError extends TandemError {
   }
 }
 
+/** The app's spend cap is reached: no new container starts for it. */
+export class SpendCapError extends TandemError {
+  constructor(message: string, details?: Record<string, unknown>) {
+    super("spend_cap_reached", message, details);
+  }
+}
+
 /** No plane had the GPU type or capacity a call needs before its timeout. */
 export class NoCapacityError extends TandemError {
   constructor(message: string, details?: Record<string, unknown>) {
@@ -209,6 +217,7 @@ const CLASSES: { [C in Exclude<ErrorCode, "function_failed">]: new (message: str
   invalid_request: InvalidRequestError,
   invalid_options: InvalidOptionsError,
   unauthorized: UnauthorizedError,
+  spend_cap_reached: SpendCapError,
   not_found: NotFoundError,
   method_not_allowed: MethodNotAllowedError,
   payload_too_large: PayloadTooLargeError,

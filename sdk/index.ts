@@ -30,6 +30,7 @@ export {
   ContainerFailedError,
   ProtocolError,
   UnauthorizedError,
+  SpendCapError,
   InternalError,
 } from "./errors.js";
 export type { ErrorCode, WireError } from "./errors.js";

@@ -30,6 +30,8 @@ export const ROUTES = {
   app: "/v1/apps/:app",
   /** Stops every plane container of an app (`tandem app stop`). */
   appStop: "/v1/apps/:app/stop",
+  /** Container time and cost across planes: `?app=&since=` (ms since the epoch). */
+  usage: "/v1/usage",
   call: "/v1/apps/:app/functions/:fn/call",
   spawn: "/v1/apps/:app/functions/:fn/spawn",
   map: "/v1/apps/:app/functions/:fn/map",
@@ -51,6 +53,8 @@ export const PLANE_ROUTES = {
   stream: "/v1/plane/stream",
   /** Stops every container of an app: `{ "app": name }`. */
   stop: "/v1/plane/stop",
+  /** Container time and cost: `?app=&since=` (ms). */
+  usage: "/v1/plane/usage",
   status: "/v1/plane/status",
 } as const;
 
@@ -62,6 +66,12 @@ export const paths = {
   apps: () => ROUTES.apps,
   app: (app: string) => `/v1/apps/${seg(app)}`,
   appStop: (app: string) => `/v1/apps/${seg(app)}/stop`,
+  usage: (query: { app?: string; since?: number } = {}) => {
+    const q = new URLSearchParams();
+    if (query.app) q.set("app", query.app);
+    if (query.since !== undefined) q.set("since", String(query.since));
+    return `/v1/usage${q.size ? `?${q}` : ""}`;
+  },
   call: (app: string, fn: string) => `/v1/apps/${seg(app)}/functions/${seg(fn)}/call`,
   spawn: (app: string, fn: string) => `/v1/apps/${seg(app)}/functions/${seg(fn)}/spawn`,
   map: (app: string, fn: string) => `/v1/apps/${seg(app)}/functions/${seg(fn)}/map`,
@@ -261,6 +271,8 @@ export const PlaneFunctionSpecSchema = z.strictObject({
   cpu: z.number().positive().nullable(),
   memory: z.number().int().positive().nullable(),
   env: z.record(z.string(), z.string()),
+  /** The app's spend cap in dollars: no new container once it is reached. */
+  spendCapUsd: z.number().positive().nullable(),
   autoscaler: z.strictObject({
     minContainers: z.number().int().min(0),
     maxContainers: z.number().int().min(1),
@@ -299,6 +311,16 @@ export interface WarmPoolRef {
 export interface HeartbeatAnswer {
   ok: true;
   warm: WarmPoolRef[];
+}
+
+/** One line of `tandem usage`: container time and its cost, by app, function and GPU type. */
+export interface UsageRow {
+  app: string;
+  function: string;
+  gpu: string | null;
+  containers: number;
+  seconds: number;
+  costUsd: number;
 }
 
 /** What a plane answers to a run request. */

@@ -6,7 +6,7 @@
 import { Command, InvalidArgumentError } from "commander";
 import { resolveGatewayUrl } from "../client.js";
 import { TandemError } from "../errors.js";
-import { paths, type AppManifest } from "../protocol.js";
+import { paths, type AppManifest, type UsageRow } from "../protocol.js";
 import { join } from "node:path";
 import { Plane } from "../../gpu-plane/plane.js";
 import { deploy } from "./deploy.js";
@@ -122,6 +122,28 @@ appCommand
   });
 
 program
+  .command("usage")
+  .description("container time and cost on the planes, by app, function and GPU type")
+  .option("--app <app>", "only this app")
+  .option("--since <when>", 'only time after this: a duration ("1h", "30m", "7d") or a date', parseSince)
+  .option("-g, --gateway <url>", "gateway URL (default: TANDEM_GATEWAY, then http://127.0.0.1:8787)")
+  .option("--json", "print JSON")
+  .action(async (opts: { app?: string; since?: number; gateway?: string; json?: boolean }) => {
+    const base = resolveGatewayUrl(opts.gateway);
+    const res = await fetch(base + paths.usage({ ...(opts.app ? { app: opts.app } : {}), ...(opts.since !== undefined ? { since: opts.since } : {}) })).catch((err: Error) => {
+      throw new TandemError("gateway_unreachable", `could not reach the Tandem gateway at ${base} (${(err.cause as Error)?.message ?? err.message}); is \`tandem serve\` running?`);
+    });
+    const body = (await res.json()) as { rows: (UsageRow & { plane: string })[]; totalUsd: number; totalSeconds: number; error?: { message: string } };
+    if (body.error) throw new TandemError("invalid_request", body.error.message);
+    if (opts.json) return console.log(JSON.stringify(body, null, 2));
+    console.log(`${"app".padEnd(16)} ${"function".padEnd(20)} ${"gpu".padEnd(10)} ${"containers".padStart(10)} ${"seconds".padStart(10)} ${"cost".padStart(12)}`);
+    for (const r of body.rows) {
+      console.log(`${r.app.padEnd(16)} ${r.function.padEnd(20)} ${(r.gpu ?? "-").padEnd(10)} ${String(r.containers).padStart(10)} ${r.seconds.toFixed(1).padStart(10)} ${`$${r.costUsd.toFixed(6)}`.padStart(12)}`);
+    }
+    console.log(`${"total".padEnd(16)} ${"".padEnd(20)} ${"".padEnd(10)} ${"".padStart(10)} ${body.totalSeconds.toFixed(1).padStart(10)} ${`$${body.totalUsd.toFixed(6)}`.padStart(12)}`);
+  });
+
+program
   .command("apps")
   .description("list the apps, functions and web endpoints a gateway serves")
   .option("-g, --gateway <url>", "gateway URL (default: TANDEM_GATEWAY, then http://127.0.0.1:8787)")
@@ -139,6 +161,14 @@ program
       for (const e of app.endpoints) console.log(`  ${e.kind.padEnd(9)} ${e.label.padEnd(20)} ${e.method ?? "*"} ${base}${paths.web(app.name, e.label, e.path === "/*" ? "/" : e.path)}`);
     }
   });
+
+function parseSince(value: string): number {
+  const duration = /^(\d+(?:\.\d+)?)\s*(s|m|h|d)$/.exec(value.trim());
+  if (duration) return Date.now() - Number(duration[1]) * { s: 1e3, m: 60e3, h: 3600e3, d: 86400e3 }[duration[2] as "s" | "m" | "h" | "d"];
+  const date = Date.parse(value);
+  if (Number.isNaN(date)) throw new InvalidArgumentError('must be a duration such as "1h", "30m", "7d", or a date');
+  return date;
+}
 
 function parseRuntime(value: string): "docker" | "process" {
   if (value !== "docker" && value !== "process") throw new InvalidArgumentError('must be "docker" or "process"');

@@ -1,0 +1,83 @@
+/**
+ * The plane's usage ledger: one row per container life (app, function, GPU
+ * type and count, CPU, memory, start and stop), in SQLite on the plane's
+ * disk, priced with `sdk/pricing.ts`. `tandem usage` reads it through the
+ * gateway; spend caps read it before a container starts.
+ */
+import Database from "better-sqlite3";
+import { mkdirSync } from "node:fs";
+import { dirname } from "node:path";
+import type { GpuType } from "../sdk/gpu.js";
+import { containerCost } from "../sdk/pricing.js";
+import type { UsageRow } from "../sdk/protocol.js";
+
+export interface ContainerLife {
+  containerId: string;
+  app: string;
+  function: string;
+  gpu: GpuType | null;
+  gpuCount: number;
+  cpu: number;
+  memoryMiB: number;
+  startedAt: number;
+  /** Undefined while the container runs: counted up to now. */
+  endedAt?: number;
+}
+
+export class UsageLedger {
+  readonly #db: Database.Database;
+
+  constructor(path: string) {
+    mkdirSync(dirname(path), { recursive: true });
+    this.#db = new Database(path);
+    this.#db.pragma("journal_mode = WAL");
+    this.#db.exec(`CREATE TABLE IF NOT EXISTS containers (
+      container_id TEXT PRIMARY KEY, app TEXT NOT NULL, function TEXT NOT NULL, gpu TEXT, gpu_count INTEGER NOT NULL,
+      cpu REAL NOT NULL, memory_mib INTEGER NOT NULL, started_at INTEGER NOT NULL, ended_at INTEGER NOT NULL);
+      CREATE INDEX IF NOT EXISTS containers_app ON containers(app, ended_at);`);
+  }
+
+  /** Records a container's whole life once it has stopped. */
+  record(life: ContainerLife & { endedAt: number }): void {
+    this.#db
+      .prepare("INSERT OR REPLACE INTO containers VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)")
+      .run(life.containerId, life.app, life.function, life.gpu, life.gpuCount, life.cpu, life.memoryMiB, life.startedAt, life.endedAt);
+  }
+
+  /**
+   * Seconds and dollars by app, function and GPU type, for container time
+   * after `since` (ms), stopped containers from the ledger plus `running` ones
+   * up to now.
+   */
+  summary(options: { app?: string; since?: number; running?: ContainerLife[] } = {}): UsageRow[] {
+    const since = options.since ?? 0;
+    const now = Date.now();
+    const stopped = this.#db
+      .prepare(`SELECT container_id, app, function, gpu, gpu_count, cpu, memory_mib, started_at, ended_at FROM containers WHERE ended_at > ? ${options.app ? "AND app = ?" : ""}`)
+      .all(...(options.app ? [since, options.app] : [since])) as { container_id: string; app: string; function: string; gpu: GpuType | null; gpu_count: number; cpu: number; memory_mib: number; started_at: number; ended_at: number }[];
+    const lives: Required<ContainerLife>[] = [
+      ...stopped.map((r) => ({ containerId: r.container_id, app: r.app, function: r.function, gpu: r.gpu, gpuCount: r.gpu_count, cpu: r.cpu, memoryMiB: r.memory_mib, startedAt: r.started_at, endedAt: r.ended_at })),
+      ...(options.running ?? []).filter((l) => !options.app || l.app === options.app).map((l) => ({ ...l, endedAt: now })),
+    ];
+    const rows = new Map<string, UsageRow>();
+    for (const life of lives) {
+      const seconds = Math.max(0, life.endedAt - Math.max(life.startedAt, since)) / 1000;
+      const key = `${life.app}\u0000${life.function}\u0000${life.gpu ?? ""}`;
+      const row = rows.get(key) ?? { app: life.app, function: life.function, gpu: life.gpu, containers: 0, seconds: 0, costUsd: 0 };
+      row.containers++;
+      row.seconds += seconds;
+      row.costUsd += containerCost(seconds, life);
+      rows.set(key, row);
+    }
+    return [...rows.values()].sort((a, b) => a.app.localeCompare(b.app) || a.function.localeCompare(b.function));
+  }
+
+  /** Dollars `app` has spent on this plane, running containers included. */
+  spent(app: string, running: ContainerLife[] = []): number {
+    return this.summary({ app, running }).reduce((sum, row) => sum + row.costUsd, 0);
+  }
+
+  close(): void {
+    this.#db.close();
+  }
+}

@@ -1,0 +1,35 @@
+/** Metering on the plane with real Docker: `tandem usage`, and an app's spend cap. */
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { SpendCapError, lookup } from "../sdk/index.js";
+import { runCli } from "./helpers/cli.js";
+import { startTestStack, type TestStack } from "./helpers/stack.js";
+
+let stack: TestStack;
+beforeAll(async () => {
+  stack = await startTestStack(new URL("./fixtures/capped-app.ts", import.meta.url).pathname, { scaledownWindowSeconds: 1 });
+});
+afterAll(async () => {
+  await stack?.dispose();
+});
+
+describe("metering", () => {
+  it("refuses a new container past the app's spend cap, with a clear error", async () => {
+    const work = lookup<[number], string>("capped", "work", { gateway: stack.url });
+    const first = work.remote(1_500); // its container's cost passes the cap while it runs
+    await new Promise((r) => setTimeout(r, 500));
+    const err = await work.remote(10).catch((e) => e);
+    expect(err).toBeInstanceOf(SpendCapError);
+    expect(err.message).toMatch(/app "capped" reached its spend cap of \$1e-7 \(\$0\.\d+ spent on plane pl-[0-9a-f]+\); no new container starts for it/);
+    expect(await first).toBe("done");
+  });
+
+  it("prints the seconds and dollars of this test's own runs with tandem usage", async () => {
+    const { code, stdout } = await runCli(["usage", "--app", "capped", "--gateway", stack.url]);
+    expect(code).toBe(0);
+    expect(stdout).toMatch(/capped\s+work\s+-\s+1\s+\d+\.\d\s+\$0\.\d{6}/);
+    const json = JSON.parse((await runCli(["usage", "--app", "capped", "--since", "1h", "--gateway", stack.url, "--json"])).stdout);
+    expect(json.totalSeconds).toBeGreaterThan(1);
+    expect(json.totalUsd).toBeGreaterThan(0);
+    expect(json.rows[0]).toMatchObject({ app: "capped", function: "work", gpu: null, containers: 1 });
+  });
+});
