@@ -76,6 +76,8 @@ interface Worker {
   scaling: PlaneFunctionSpec["autoscaler"];
   /** Call ids of the inputs it is running now (up to `scaling.maxInputs`). */
   inFlight: Set<string>;
+  /** The runner has said it is ready: only then may inputs be given to it. */
+  ready: boolean;
   /** The latest input's call id, for log tags. */
   callId: string | undefined;
   /** What this container's life costs: its app, function and resources, from when it started. */
@@ -275,7 +277,7 @@ export class Scheduler {
     try {
       for (;;) {
         if (this.#closed) throw new NoCapacityError(`plane ${this.#o.planeId} is shutting down`);
-        const mine = [...this.#workers].filter((w) => w.key === key && !w.exit && !w.protocolError).sort((a, b) => a.inFlight.size - b.inFlight.size);
+        const mine = [...this.#workers].filter((w) => w.key === key && w.ready && !w.exit && !w.protocolError).sort((a, b) => a.inFlight.size - b.inFlight.size);
         // A warm container below its target load; else a new container, while under maxContainers; else one below its maximum load.
         const underTarget = mine.find((w) => w.inFlight.size < scaling.targetInputs);
         if (underTarget) return { worker: take(underTarget), cold: false };
@@ -286,7 +288,7 @@ export class Scheduler {
             stats.queued--;
             stats.starting++;
             try {
-              const worker = take(await this.#startTracked(req, key, bundle, reservation, deadline));
+              const worker = take(await this.#startTracked(req, key, bundle, reservation, deadline, req.callId));
               stats.coldStarts++;
               this.#topUpBuffer(req, key, bundle);
               return { worker, cold: true };
@@ -329,8 +331,8 @@ export class Scheduler {
     }
   }
 
-  /** Starts a container, counted as starting for its pool meanwhile. */
-  async #startTracked(pool: PoolDescriptor, key: string, bundle: BundleOnDisk, reservation: Reservation, deadline: number): Promise<Worker> {
+  /** Starts a container, counted as starting for its pool meanwhile; `forCall` holds it for that input from the start. */
+  async #startTracked(pool: PoolDescriptor, key: string, bundle: BundleOnDisk, reservation: Reservation, deadline: number, forCall?: string): Promise<Worker> {
     try {
       this.#checkSpendCap(pool);
     } catch (err) {
@@ -339,9 +341,10 @@ export class Scheduler {
     }
     this.#starting.set(key, (this.#starting.get(key) ?? 0) + 1);
     try {
-      return await this.#start(pool, key, bundle, reservation, deadline);
+      return await this.#start(pool, key, bundle, reservation, deadline, forCall);
     } finally {
       this.#starting.set(key, (this.#starting.get(key) ?? 1) - 1);
+      this.#wake(); // inputs queued behind this start may now share the new container, or start their own
     }
   }
 
@@ -357,7 +360,7 @@ export class Scheduler {
     return true;
   }
 
-  async #start(req: PoolDescriptor, key: string, bundle: BundleOnDisk, reservation: Reservation, deadline: number): Promise<Worker> {
+  async #start(req: PoolDescriptor, key: string, bundle: BundleOnDisk, reservation: Reservation, deadline: number, forCall: string | undefined): Promise<Worker> {
     const id = `ctr-${randomBytes(4).toString("hex")}`;
     const started = performance.now();
     const channel = await ControlChannel.open(join(this.#o.stateDir, "control", id));
@@ -389,7 +392,7 @@ export class Scheduler {
     }
     const worker: Worker = {
       id, key, label: `${req.app}.${req.function}`, container, channel, reservation, scaling: req.spec.autoscaler,
-      inFlight: new Set(), callId: undefined, logTail: [], idleTimer: undefined, exit: undefined, protocolError: undefined,
+      inFlight: new Set(forCall ? [forCall] : []), ready: false, callId: forCall, logTail: [], idleTimer: undefined, exit: undefined, protocolError: undefined,
       life: {
         containerId: id, app: req.app, function: req.function, gpu: reservation.gpus[0]?.type ?? null, gpuCount: reservation.gpus.length,
         cpu: reservation.cpu, memoryMiB: reservation.memoryMiB, startedAt: Date.now(),
@@ -426,6 +429,7 @@ export class Scheduler {
       await this.#retire(worker);
       throw failure;
     }
+    worker.ready = true;
     const gpus = reservation.gpus.length ? `, ${reservation.gpus.map((g) => `${g.type}#${g.index}`).join(" ")}${reservation.gpus[0]!.simulated ? " (simulated)" : ""}` : "";
     this.#o.log(`[plane] cold start: ${worker.label} ${id} ready in ${Math.round(performance.now() - started)} ms${gpus}`);
     return worker;
