@@ -7,7 +7,7 @@
  * `no_capacity`.
  */
 import { ndjsonLines } from "../sdk/client.js";
-import { FunctionTimeoutError, NoCapacityError, PlaneUnavailableError, fromWireError, type WireError } from "../sdk/errors.js";
+import { FunctionTimeoutError, InvalidRequestError, NoCapacityError, PlaneUnavailableError, fromWireError, type WireError } from "../sdk/errors.js";
 import { parseGpuSpec, type GpuRequest } from "../sdk/gpu.js";
 import { PLANE_ROUTES, PLANE_STALE_MS, encodeValue, type PlaneBundleRef, type PlaneFunctionSpec, type PlaneInfo, type PlaneRunRequest, type PlaneRunResponse, type StreamLine, type UsageRow } from "../sdk/protocol.js";
 import { signRequest } from "../sdk/signing.js";
@@ -86,6 +86,7 @@ export async function forwardToPlane(env: Env, fn: RegisteredFunction, args: unk
     function: fn.name,
     bundleHash: bundle.hash,
     ...(bundle.nodeModules ? { nodeModules: bundle.nodeModules } : {}),
+    ...clsParamsOf(fn, args),
     attempt,
     timeoutSeconds: fn.spec.timeoutSeconds,
     args: encoded.json as unknown[],
@@ -181,7 +182,7 @@ export async function* forwardStreamToPlane(env: Env, fn: RegisteredFunction, ar
   const wants = fn.spec.gpu?.map(parseGpuSpec) ?? [];
   const encoded = encodeValue(args);
   const body = JSON.stringify({
-    callId, app: fn.app, function: fn.name, bundleHash: bundle.hash, ...(bundle.nodeModules ? { nodeModules: bundle.nodeModules } : {}),
+    callId, app: fn.app, function: fn.name, bundleHash: bundle.hash, ...(bundle.nodeModules ? { nodeModules: bundle.nodeModules } : {}), ...clsParamsOf(fn, args),
     attempt: 1, timeoutSeconds: fn.spec.timeoutSeconds, args: encoded.json as unknown[], ...(encoded.meta === undefined ? {} : { meta: encoded.meta }),
     spec: planeSpec(fn),
   } satisfies PlaneRunRequest);
@@ -249,4 +250,14 @@ export async function usageFromPlanes(env: Env, query: { app?: string; since?: n
     }
   }
   return rows;
+}
+
+/** A class method's parameters (its first argument), which pick its pool on the plane. */
+function clsParamsOf(fn: RegisteredFunction, args: unknown[]): { clsParams?: Record<string, unknown> } {
+  if (!fn.clsMethod) return {};
+  const params = args[0];
+  if (params === null || typeof params !== "object" || Array.isArray(params)) {
+    throw new InvalidRequestError(`${fn.app}.${fn.name} is a class method: its first argument must be the class's parameters object ({} for none)`);
+  }
+  return { clsParams: params as Record<string, unknown> };
 }

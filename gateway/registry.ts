@@ -2,7 +2,7 @@
  * The apps this gateway serves, by name, loaded from the app files bundled
  * into the Worker.
  */
-import { type App, type FunctionHandle } from "../sdk/app.js";
+import { ClassInstances, type App, type FunctionHandle } from "../sdk/app.js";
 import { NotFoundError } from "../sdk/errors.js";
 import type { FunctionSpec } from "../sdk/options.js";
 import type { AppManifest } from "../sdk/protocol.js";
@@ -14,6 +14,8 @@ export interface RegisteredFunction {
   name: string;
   spec: FunctionSpec;
   handler: (...args: unknown[]) => unknown;
+  /** A class method: its first argument is the class's parameters (its plane pool is per parameters). */
+  clsMethod: boolean;
 }
 
 export class AppRegistry {
@@ -26,7 +28,14 @@ export class AppRegistry {
       this.#apps.set(app.name, app);
       const fns = new Map<string, RegisteredFunction>();
       for (const fn of app.functions as readonly FunctionHandle<unknown[], unknown>[]) {
-        fns.set(fn.name, { app: app.name, spendCap: app.spendCap, name: fn.name, spec: fn.spec!, handler: fn.handler! });
+        fns.set(fn.name, { app: app.name, spendCap: app.spendCap, name: fn.name, spec: fn.spec!, handler: fn.handler!, clsMethod: false });
+      }
+      for (const cls of app.classes) {
+        const instances = new ClassInstances(cls); // at the edge: one instance per isolate and parameters
+        for (const m of cls.methods) {
+          const name = `${cls.name}.${m}`;
+          fns.set(name, { app: app.name, spendCap: app.spendCap, name, spec: cls.spec, handler: instances.handler(m), clsMethod: true });
+        }
       }
       this.#functions.set(app.name, fns);
     }

@@ -69,6 +69,11 @@ export class ControlChannel {
     this.#send({ t: "next", callId });
   }
 
+  /** Asks the runner to run its classes' `exit()` hooks and leave. */
+  shutdown(): void {
+    this.#send({ t: "shutdown" });
+  }
+
   /** Stops a streaming input: the runner returns its generator and ends the input. */
   cancel(callId: string): void {
     this.#send({ t: "cancel", callId });

@@ -31,6 +31,8 @@ export const DEFAULT_CPU = 1;
 export const DEFAULT_MEMORY_MIB = 512;
 const PIDS_LIMIT = 256;
 const LOG_TAIL_LINES = 20;
+/** How long a stopping container's runner has for its classes' `exit()` hooks. */
+const EXIT_GRACE_MS = 10_000;
 
 /** What a pool of containers runs: one function of one bundle, with its spec. */
 export interface PoolDescriptor {
@@ -38,6 +40,8 @@ export interface PoolDescriptor {
   function: string;
   bundleHash: string;
   spec: PlaneFunctionSpec;
+  /** A class method's parameters: each set has its own pool. */
+  clsParams?: Record<string, unknown>;
 }
 
 /** A pool the gateway asked this plane to keep warm; `bundle()` fetches its bundle when needed. */
@@ -213,7 +217,7 @@ export class Scheduler {
   async stopApp(app: string): Promise<number> {
     this.#warm = this.#warm.filter((p) => p.app !== app);
     const mine = [...this.#workers].filter((w) => w.label.startsWith(`${app}.`));
-    await Promise.all(mine.map((w) => this.#retire(w)));
+    await Promise.all(mine.map((w) => this.#retire(w, { graceful: true })));
     if (mine.length) this.#o.log(`[plane] stopped ${mine.length} container${mine.length === 1 ? "" : "s"} of app ${app}`);
     return mine.length;
   }
@@ -256,7 +260,7 @@ export class Scheduler {
   async close(): Promise<void> {
     this.#closed = true;
     for (const wake of this.#waiters) wake();
-    await Promise.all([...this.#workers].map((w) => this.#retire(w)));
+    await Promise.all([...this.#workers].map((w) => this.#retire(w, { graceful: true })));
   }
 
   async #acquire(req: PlaneRunRequest, bundle: BundleOnDisk, deadline: number, stats: FunctionStats): Promise<{ worker: Worker; cold: boolean }> {
@@ -495,15 +499,21 @@ export class Scheduler {
       const warm = this.#warm.find((p) => keyOf(p) === worker.key)?.spec.autoscaler.minContainers ?? 0;
       if (pool <= warm) return this.#scheduleScaleDown(worker); // kept warm
       this.#o.log(`[plane] ${worker.label} ${worker.id} idle for ${windowMs / 1000} s; stopping it`);
-      void this.#retire(worker);
+      void this.#retire(worker, { graceful: true });
     }, windowMs);
     worker.idleTimer.unref();
   }
 
-  async #retire(worker: Worker): Promise<void> {
+  /** Stops a container; `graceful` (scale-down, stop, shutdown) gives its runner time for `exit()` hooks first. */
+  async #retire(worker: Worker, options: { graceful?: boolean } = {}): Promise<void> {
     const known = this.#workers.has(worker);
     this.#forget(worker);
     if (!known && worker.exit) return;
+    if (options.graceful && worker.ready && !worker.exit && !worker.protocolError) {
+      // A grace period: the runner runs its classes' exit() hooks and leaves on its own.
+      worker.channel.shutdown();
+      await raceDeadline(worker.container.exited, Date.now() + EXIT_GRACE_MS);
+    }
     await worker.container.kill().catch(() => {});
     await worker.channel.close().catch(() => {});
   }
@@ -580,7 +590,7 @@ function cudaVisibleDevices(reservation: Reservation, driver: ContainerDriver): 
 
 /** What identifies a pool of interchangeable containers: the function, its bundle and its resources. */
 function keyOf(req: PoolDescriptor): string {
-  return `${req.app}/${req.function}/${req.bundleHash}/${(req.spec.gpu ?? []).join("|")}/${req.spec.cpu}/${req.spec.memory}/${JSON.stringify(req.spec.env)}`;
+  return `${req.app}/${req.function}/${req.bundleHash}/${(req.spec.gpu ?? []).join("|")}/${req.spec.cpu}/${req.spec.memory}/${JSON.stringify(req.spec.env)}/${JSON.stringify(req.clsParams ?? null)}`;
 }
 
 /** What a container needs from the inventory: one request per GPU option (a fallback list), or CPU and memory. */

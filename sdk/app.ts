@@ -9,7 +9,7 @@ import { InvalidOptionsError, TandemError } from "./errors.js";
 import { FunctionCall } from "./function-call.js";
 import { invokerFor, type MapOutcome } from "./invoker.js";
 import { parseFunctionOptions, type FunctionOptions, type FunctionSpec } from "./options.js";
-import { NAME_PATTERN, RESERVED_APP_NAMES, type AppManifest } from "./protocol.js";
+import { FUNCTION_NAME_PATTERN, NAME_PATTERN, RESERVED_APP_NAMES, type AppManifest } from "./protocol.js";
 
 const APP_BRAND = Symbol.for("tandem.app");
 const FUNCTION_BRAND = Symbol.for("tandem.function");
@@ -66,14 +66,17 @@ export class FunctionHandle<A extends unknown[] = unknown[], R = unknown> {
   #app: string;
   #name: string | undefined;
   #gateway: string | undefined;
+  /** Sent before the caller's arguments: a class method's parameters. */
+  readonly #bound: unknown[];
 
-  /** @internal Made by `app.function` or `lookup`. */
-  constructor(init: { app: string; name?: string; spec?: FunctionSpec; handler?: (...args: A) => unknown; gateway?: string }) {
+  /** @internal Made by `app.function`, `app.cls` or `lookup`. */
+  constructor(init: { app: string; name?: string; spec?: FunctionSpec; handler?: (...args: A) => unknown; gateway?: string; boundArgs?: unknown[] }) {
     this.#app = init.app;
     this.#name = init.name;
     this.spec = init.spec;
     this.handler = init.handler;
     this.#gateway = init.gateway;
+    this.#bound = init.boundArgs ?? [];
   }
 
   get appName(): string {
@@ -100,7 +103,7 @@ export class FunctionHandle<A extends unknown[] = unknown[], R = unknown> {
 
   /** Runs the function where it is deployed and returns its result. */
   async remote(...args: A): Promise<R> {
-    return (await invokerFor(this.#gateway).call(this.#app, this.name, args)) as R;
+    return (await invokerFor(this.#gateway).call(this.#app, this.name, [...this.#bound, ...args])) as R;
   }
 
   /**
@@ -110,7 +113,7 @@ export class FunctionHandle<A extends unknown[] = unknown[], R = unknown> {
    * for await (const token of generate.remoteGen("Once upon")) process.stdout.write(token);
    */
   remoteGen(...args: A): AsyncIterable<Yielded<R>> {
-    return invokerFor(this.#gateway).stream(this.#app, this.name, args) as AsyncIterable<Yielded<R>>;
+    return invokerFor(this.#gateway).stream(this.#app, this.name, [...this.#bound, ...args]) as AsyncIterable<Yielded<R>>;
   }
 
   /** Runs the handler here, in this process, without the gateway. */
@@ -121,7 +124,7 @@ export class FunctionHandle<A extends unknown[] = unknown[], R = unknown> {
 
   /** Starts the function and returns at once with a `FunctionCall` to collect the result later. */
   async spawn(...args: A): Promise<FunctionCall<R>> {
-    const id = await invokerFor(this.#gateway).spawn(this.#app, this.name, args);
+    const id = await invokerFor(this.#gateway).spawn(this.#app, this.name, [...this.#bound, ...args]);
     return new FunctionCall<R>(id, this.#gateway === undefined ? {} : { gateway: this.#gateway });
   }
 
@@ -136,7 +139,8 @@ export class FunctionHandle<A extends unknown[] = unknown[], R = unknown> {
   starmap(inputs: Inputs<A>, options: MapOptions & { returnExceptions: true }): AsyncIterable<R | TandemError>;
   starmap(inputs: Inputs<A>, options?: MapOptions): AsyncIterable<R>;
   starmap(inputs: Inputs<A>, options: MapOptions = {}): AsyncIterable<R | TandemError> {
-    const outcomes = invokerFor(this.#gateway).map(this.#app, this.name, toAsync(inputs) as AsyncIterable<unknown[]>);
+    const bound = this.#bound;
+    const outcomes = invokerFor(this.#gateway).map(this.#app, this.name, mapInputs(inputs, (args) => [...bound, ...(args as unknown[])]));
     const ordered = options.orderOutputs ?? true;
     return unwrapOutcomes<R>(ordered ? inOrder(outcomes) : outcomes, options.returnExceptions ?? false);
   }
@@ -173,6 +177,39 @@ export class EndpointHandle {
   }
 }
 
+/** Method names of a class that are lifecycle hooks, not callable methods. */
+export const LIFECYCLE_HOOKS = ["enter", "exit"] as const;
+
+/** Parameters a class is built with; each distinct set gets its own pool of containers. */
+export type ClsParams = Record<string, string | number | boolean | null>;
+
+/** The callable methods of a class instance, as function handles. */
+export type ClsMethods<I> = {
+  [K in keyof I as K extends (typeof LIFECYCLE_HOOKS)[number] ? never : I[K] extends (...args: never) => unknown ? K : never]: I[K] extends (...args: infer A) => infer R
+    ? FunctionHandle<A, Awaited<R>>
+    : never;
+};
+
+/**
+ * A class defined with `app.cls`: call it (with parameters, or none) to get
+ * handles on its methods.
+ * @example
+ * const model = Model({ size: "small" });
+ * await model.predict.remote("hello");
+ */
+export type ClsHandle<I> = ((params?: ClsParams) => ClsMethods<I>) & { readonly [CLS_BRAND]: ClsDefinition };
+
+const CLS_BRAND = Symbol.for("tandem.cls");
+
+/** What the runtimes need of a class: its name, options, constructor and methods. */
+export interface ClsDefinition {
+  /** The class's name in the app (its `name` option, the name it is exported under, or the class's own name). */
+  name: string | undefined;
+  spec: FunctionSpec;
+  Class: new (params: ClsParams) => Record<string, unknown>;
+  methods: string[];
+}
+
 /** A whole web app mounted at `/<app>/<label>/...`. */
 export interface WebMount {
   label: string;
@@ -194,6 +231,7 @@ export class App {
   /** Dollars of plane container time after which no new container starts; undefined: no cap. */
   readonly spendCap: number | undefined;
   readonly #functions: FunctionHandle<any, any>[] = [];
+  readonly #classes: ClsDefinition[] = [];
   readonly #endpoints: EndpointHandle[] = [];
   readonly #webMounts: WebMount[] = [];
 
@@ -226,6 +264,41 @@ export class App {
     const spec = parseFunctionOptions(options, `app "${this.name}": function "${label}"`);
     const handle = new FunctionHandle<A, R>({ app: this.name, ...(spec.name ? { name: spec.name } : {}), spec, handler: handler as unknown as (...args: A) => unknown });
     this.#functions.push(handle);
+    return handle;
+  }
+
+  /**
+   * Defines a class whose methods are functions. One instance is built per
+   * container (per isolate at the edge) and per set of parameters: its
+   * `enter()` runs once there before the first input (load a model once), its
+   * `exit()` when the container stops. Options are a function's options.
+   * @example
+   * export const Model = app.cls({ gpu: "A100" }, class {
+   *   constructor(readonly params: { size?: string }) {}
+   *   async enter() { this.weights = await load(this.params.size) }
+   *   predict(text: string) { return run(this.weights, text) }
+   * });
+   * await Model({ size: "small" }).predict.remote("hi");
+   */
+  cls<C extends new (params: any) => object>(options: FunctionOptions, Class: C): ClsHandle<InstanceType<C>> {
+    const label = options?.name ?? Class?.name ?? `#${this.#classes.length + 1}`;
+    if (typeof Class !== "function") throw new InvalidOptionsError(`app "${this.name}": class ${label} needs a class`);
+    const spec = parseFunctionOptions(options, `app "${this.name}": class "${label}"`);
+    const methods = Object.getOwnPropertyNames(Class.prototype).filter(
+      (m) => m !== "constructor" && !(LIFECYCLE_HOOKS as readonly string[]).includes(m) && typeof (Class.prototype as Record<string, unknown>)[m] === "function",
+    );
+    if (methods.length === 0) throw new InvalidOptionsError(`app "${this.name}": class "${label}" has no methods to call`);
+    const definition: ClsDefinition = { name: spec.name ?? undefined, spec, Class: Class as unknown as ClsDefinition["Class"], methods };
+    this.#classes.push(definition);
+    const appName = this.name;
+    const handle = ((params: ClsParams = {}) => {
+      checkClsParams(appName, definition, params);
+      return Object.fromEntries(
+        methods.map((m) => [m, new FunctionHandle({ app: appName, name: `${clsName(appName, definition)}.${m}`, spec, boundArgs: [params] })]),
+      );
+    }) as ClsHandle<InstanceType<C>>;
+    Object.defineProperty(handle, CLS_BRAND, { value: definition });
+    this.#pendingClassNames.set(handle, definition);
     return handle;
   }
 
@@ -275,6 +348,12 @@ export class App {
     return this.#webMounts;
   }
 
+  get classes(): readonly ClsDefinition[] {
+    return this.#classes;
+  }
+
+  readonly #pendingClassNames = new Map<unknown, ClsDefinition>();
+
   /**
    * @internal Names functions and endpoints after their exports, then checks
    * that every one has a name and no two share one. Runtimes call this when
@@ -282,6 +361,8 @@ export class App {
    */
   finalize(moduleExports: Record<string, unknown>): void {
     for (const [exportName, value] of Object.entries(moduleExports)) {
+      const cls = this.#pendingClassNames.get(value);
+      if (cls) cls.name ??= exportName;
       if (value instanceof FunctionHandle || value instanceof EndpointHandle) {
         if (this.#functions.includes(value as FunctionHandle<any, any>) || this.#endpoints.includes(value as EndpointHandle)) value.bindName(exportName);
       }
@@ -293,6 +374,15 @@ export class App {
       if (!NAME_PATTERN.test(name)) throw new InvalidOptionsError(`app "${this.name}": function name "${name}" must be 1-64 letters, digits, '-' or '_'`);
       if (seen.has(name)) throw new InvalidOptionsError(`app "${this.name}": two functions are named "${name}"; names must be unique`);
       seen.add(name);
+    }
+    for (const cls of this.#classes) {
+      cls.name ??= cls.Class.name || undefined;
+      if (cls.name === undefined || !NAME_PATTERN.test(cls.name)) throw new InvalidOptionsError(`app "${this.name}": a class has no usable name; export it, or give it a \`name\` option`);
+      for (const m of cls.methods) {
+        const name = `${cls.name}.${m}`;
+        if (seen.has(name)) throw new InvalidOptionsError(`app "${this.name}": two functions are named "${name}"; names must be unique`);
+        seen.add(name);
+      }
     }
     const labels = new Set<string>();
     const all = [...this.#webMounts.map((w) => w.label), ...this.#endpoints.map((e) => e.boundLabel)];
@@ -308,7 +398,10 @@ export class App {
   manifest(): AppManifest {
     return {
       name: this.name,
-      functions: this.#functions.map((f) => ({ name: f.name, tier: f.spec!.tier, timeoutSeconds: f.spec!.timeoutSeconds, retries: f.spec!.retries })),
+      functions: [
+        ...this.#functions.map((f) => ({ name: f.name, tier: f.spec!.tier, timeoutSeconds: f.spec!.timeoutSeconds, retries: f.spec!.retries })),
+        ...this.#classes.flatMap((c) => c.methods.map((m) => ({ name: `${c.name}.${m}`, tier: c.spec.tier, timeoutSeconds: c.spec.timeoutSeconds, retries: c.spec.retries }))),
+      ],
       endpoints: [
         ...this.#webMounts.map((w) => ({ label: w.label, kind: "web" as const, path: "/*" })),
         ...this.#endpoints.map((e) => ({ label: e.label, kind: "endpoint" as const, method: e.method, path: e.path })),
@@ -331,6 +424,68 @@ export function loadAppModule(file: string, moduleExports: Record<string, unknow
   return app;
 }
 
+/**
+ * The runtime side of a class: one instance per set of parameters, built on
+ * first use, with `enter()` awaited once before its first method runs (a
+ * failed `enter` fails every input that waits on it). Runtimes call the
+ * handlers with the parameters first, then the method's arguments.
+ */
+export class ClassInstances {
+  readonly #definition: ClsDefinition;
+  readonly #instances = new Map<string, Promise<Record<string, unknown>>>();
+
+  constructor(definition: ClsDefinition) {
+    this.#definition = definition;
+  }
+
+  /** `method`'s handler: `(params, ...args) => result`. */
+  handler(method: string): (...args: unknown[]) => Promise<unknown> {
+    return async (params: unknown, ...args: unknown[]) => {
+      const instance = await this.#instance((params ?? {}) as ClsParams);
+      return (instance[method] as (...a: unknown[]) => unknown).apply(instance, args);
+    };
+  }
+
+  /** Runs every instance's `exit()` (when its container stops). */
+  async exitAll(): Promise<void> {
+    for (const pending of this.#instances.values()) {
+      const instance = await pending.catch(() => undefined);
+      const exit = instance?.exit;
+      if (typeof exit === "function") await Promise.resolve(exit.call(instance)).catch((err) => console.error("exit() failed:", err));
+    }
+    this.#instances.clear();
+  }
+
+  #instance(params: ClsParams): Promise<Record<string, unknown>> {
+    const key = JSON.stringify(Object.entries(params).sort(([a], [b]) => a.localeCompare(b)));
+    let instance = this.#instances.get(key);
+    if (!instance) {
+      instance = (async () => {
+        const created = new this.#definition.Class(params);
+        if (typeof created.enter === "function") await created.enter();
+        return created;
+      })();
+      this.#instances.set(key, instance);
+    }
+    return instance;
+  }
+}
+
+function clsName(app: string, definition: ClsDefinition): string {
+  if (definition.name === undefined) throw new InvalidOptionsError(`app "${app}": a class has no name yet; export it, or give it a \`name\` option`);
+  return definition.name;
+}
+
+function checkClsParams(app: string, definition: ClsDefinition, params: unknown): asserts params is ClsParams {
+  const where = `app "${app}": class "${definition.name ?? definition.Class.name}"`;
+  if (params === null || typeof params !== "object" || Array.isArray(params)) throw new InvalidOptionsError(`${where}: parameters must be an object`);
+  for (const [key, value] of Object.entries(params)) {
+    if (value !== null && !["string", "number", "boolean"].includes(typeof value)) {
+      throw new InvalidOptionsError(`${where}: parameter "${key}" must be a string, number, boolean or null`);
+    }
+  }
+}
+
 /** True for an `App`, even one made by another copy of the SDK. */
 export function isApp(value: unknown): value is App {
   return typeof value === "object" && value !== null && APP_BRAND in value;
@@ -344,12 +499,8 @@ export function isApp(value: unknown): value is App {
  */
 export function lookup<A extends unknown[] = any[], R = any>(appName: string, functionName: string, options: { gateway?: string } = {}): FunctionHandle<A, R> {
   if (!NAME_PATTERN.test(appName)) throw new InvalidOptionsError(`lookup: app name ${JSON.stringify(appName)} is not a valid name`);
-  if (!NAME_PATTERN.test(functionName)) throw new InvalidOptionsError(`lookup: function name ${JSON.stringify(functionName)} is not a valid name`);
+  if (!FUNCTION_NAME_PATTERN.test(functionName)) throw new InvalidOptionsError(`lookup: function name ${JSON.stringify(functionName)} is not a valid name`);
   return new FunctionHandle<A, R>({ app: appName, name: functionName, ...(options.gateway === undefined ? {} : { gateway: options.gateway }) });
-}
-
-async function* toAsync<T>(inputs: Inputs<T>): AsyncIterable<T> {
-  yield* inputs as AsyncIterable<T>;
 }
 
 async function* mapInputs<T, U>(inputs: Inputs<T>, f: (x: T) => U): AsyncIterable<U> {

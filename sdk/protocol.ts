@@ -98,6 +98,9 @@ export const LIMITS = {
 
 /** App names, function names and web labels: letters, digits, `-` and `_`, up to 64. */
 export const NAME_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$/;
+/** Function names: a name, or `Class.method` for a method of a class (`app.cls`). */
+export const FUNCTION_NAME_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_-]{0,63}(\.[A-Za-z_][A-Za-z0-9_]{0,63})?$/;
+
 /** Names an app may not take, because the gateway's own routes live there. */
 export const RESERVED_APP_NAMES = new Set(["v1", "_tandem", "cdn-cgi", "favicon.ico"]);
 
@@ -265,6 +268,11 @@ export interface PlaneBundleRef {
   nodeModules?: string;
 }
 
+/** Shuts a container down: the runner runs its classes' `exit` hooks, then exits. */
+export interface ShutdownFrame {
+  t: "shutdown";
+}
+
 /** What a plane needs to know of a function to run and scale it. */
 export const PlaneFunctionSpecSchema = z.strictObject({
   gpu: z.array(z.string()).nullable(),
@@ -287,7 +295,9 @@ export type PlaneFunctionSpec = z.infer<typeof PlaneFunctionSpecSchema>;
 export const PlaneRunRequestSchema = z.strictObject({
   callId: z.string().regex(CALL_ID_PATTERN),
   app: z.string().regex(NAME_PATTERN),
-  function: z.string().regex(NAME_PATTERN),
+  function: z.string().regex(FUNCTION_NAME_PATTERN),
+  /** For a class method: the parameters its instance is built with (its pool is per parameters). */
+  clsParams: z.record(z.string(), z.unknown()).optional(),
   bundleHash: z.string().regex(BUNDLE_HASH_PATTERN),
   nodeModules: z.string().optional(),
   attempt: z.number().int().min(1),
@@ -366,9 +376,10 @@ export type RunnerFrame = z.infer<typeof RunnerFrameSchema>;
 
 /** The frames a plane sends: an input to run (`stream` for a generator), and, while one streams, `next` or `cancel`. */
 export type PlaneFrame =
-  | { t: "input"; callId: string; function: string; attempt: number; args: EncodedValue; stream?: boolean }
+  | { t: "input"; callId: string; function: string; attempt: number; args: EncodedValue; stream?: boolean; clsParams?: Record<string, unknown> }
   | { t: "next"; callId: string }
-  | { t: "cancel"; callId: string };
+  | { t: "cancel"; callId: string }
+  | ShutdownFrame;
 export type InputFrame = Extract<PlaneFrame, { t: "input" }>;
 
 // ---------------------------------------------------------------------------

@@ -9,7 +9,7 @@
  */
 import { AsyncLocalStorage } from "node:async_hooks";
 import net from "node:net";
-import { loadAppModule, type FunctionHandle } from "../../sdk/app.js";
+import { ClassInstances, loadAppModule, type FunctionHandle } from "../../sdk/app.js";
 import { installCallContextStore, type CallContext } from "../../sdk/context.js";
 import { InvalidRequestError, TandemError, remoteErrorFrom, toWireError } from "../../sdk/errors.js";
 import { decodeValue, encodeValue, type InputFrame, type PlaneFrame, type RunnerFrame } from "../../sdk/protocol.js";
@@ -20,7 +20,13 @@ type Failed = Extract<RunnerFrame, { status: "failed" }>["error"];
 export async function runFunctions(appExports: Record<string, unknown>): Promise<void> {
   const socketPath = process.env.TANDEM_CONTROL_SOCKET ?? IN_CONTAINER.controlSocket;
   const app = loadAppModule("app", appExports);
-  const functions = new Map(app.functions.map((f) => [f.name, f as FunctionHandle<unknown[], unknown>]));
+  const functions = new Map<string, { handler: (...args: unknown[]) => unknown; env: Record<string, string> }>(
+    app.functions.map((f) => [f.name, { handler: (f as FunctionHandle<unknown[], unknown>).handler!, env: f.spec?.env ?? {} }]),
+  );
+  const classes = app.classes.map((c) => new ClassInstances(c));
+  app.classes.forEach((c, i) => {
+    for (const m of c.methods) functions.set(`${c.name}.${m}`, { handler: classes[i]!.handler(m), env: c.spec.env });
+  });
   const calls = new AsyncLocalStorage<CallContext>();
   installCallContextStore(calls);
 
@@ -40,7 +46,10 @@ export async function runFunctions(appExports: Record<string, unknown>): Promise
       buffered = buffered.slice(newline + 1);
       // Inputs run side by side: the plane sends a container no more at once than the function's concurrency allows.
       if (frame.t === "input") void run(frame);
-      else {
+      else if (frame.t === "shutdown") {
+        await Promise.all(classes.map((c) => c.exitAll())); // each class's exit(): the container is stopping
+        process.exit(0);
+      } else {
         const wake = demand.get(frame.callId);
         demand.delete(frame.callId);
         wake?.(frame.t === "next");
@@ -51,13 +60,13 @@ export async function runFunctions(appExports: Record<string, unknown>): Promise
 
   async function run(input: InputFrame): Promise<void> {
     const fn = functions.get(input.function);
-    const context: CallContext = { callId: input.callId, app: app.name, function: input.function, attempt: input.attempt, env: fn?.spec?.env ?? {} };
+    const context: CallContext = { callId: input.callId, app: app.name, function: input.function, attempt: input.attempt, env: fn?.env ?? {} };
     const failed = (err: unknown) =>
       send({ t: "output", callId: input.callId, status: "failed", error: toWireError(err instanceof TandemError ? err : remoteErrorFrom(err, { callId: input.callId })) as Failed });
     try {
-      if (!fn?.handler) throw new Error(`this bundle of app "${app.name}" has no function "${input.function}"`);
+      if (!fn) throw new Error(`this bundle of app "${app.name}" has no function "${input.function}"`);
       const args = decodeValue(input.args.json, input.args.meta) as unknown[];
-      const value = await calls.run(context, async () => fn.handler!(...args));
+      const value = await calls.run(context, async () => fn.handler(...args));
       const iterable = streamable(value);
       if (!input.stream) {
         if (iterable) throw new InvalidRequestError(`${app.name}.${input.function} is a generator function; stream it with .remoteGen()`);

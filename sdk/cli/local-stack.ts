@@ -27,7 +27,7 @@ export async function buildApps(appFiles: string[], buildDir: string, options: {
   for (const file of appFiles) {
     const app = await loadAppInNode(file, join(buildDir, "node"));
     apps.push(app);
-    if (app.functions.some((f) => f.spec?.tier === "plane")) {
+    if (app.functions.some((f) => f.spec?.tier === "plane") || app.classes.some((c) => c.spec.tier === "plane")) {
       const plane = await bundlePlane(file, join(buildDir, "plane"));
       planes.push(plane);
       planeBundles[app.name] = { hash: plane.hash, ...(plane.nodeModules ? { nodeModules: plane.nodeModules } : {}) };
@@ -46,13 +46,16 @@ export async function uploadPlaneBundles(miniflare: Miniflare, planes: PlaneBund
 /** Checks plane functions against what the local plane has: an error names the limit. */
 export function checkPlaneFits(apps: App[], fits: (request: { gpu: { type: never; count: number } | undefined; cpu: number; memoryMiB: number }) => string | undefined): void {
   for (const app of apps) {
-    for (const fn of app.functions) {
-      if (fn.spec?.tier !== "plane") continue;
-      const options = fn.spec.gpu?.map(parseGpuSpec) ?? [undefined];
-      const problems = options.map((gpu) => fits({ gpu: gpu as never, cpu: fn.spec!.cpu ?? 1, memoryMiB: fn.spec!.memory ?? 512 }));
+    const planeFunctions = [
+      ...app.functions.map((f) => ({ what: `function "${f.name}"`, spec: f.spec! })),
+      ...app.classes.map((c) => ({ what: `class "${c.name}"`, spec: c.spec })),
+    ].filter((f) => f.spec.tier === "plane");
+    for (const { what, spec } of planeFunctions) {
+      const options = spec.gpu?.map(parseGpuSpec) ?? [undefined];
+      const problems = options.map((gpu) => fits({ gpu: gpu as never, cpu: spec.cpu ?? 1, memoryMiB: spec.memory ?? 512 }));
       const first = problems.find((p) => p !== undefined);
       if (problems.every((p) => p !== undefined) && first) {
-        throw new InvalidOptionsError(`app "${app.name}": function "${fn.name}" cannot run on the local plane: ${first}`);
+        throw new InvalidOptionsError(`app "${app.name}": ${what} cannot run on the local plane: ${first}`);
       }
     }
   }

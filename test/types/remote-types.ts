@@ -53,6 +53,23 @@ export async function checks(): Promise<void> {
   // @ts-expect-error: chunks are numbers
   for await (const chunk of gen.remoteGen("x")) { const wrongChunk: string = chunk; void wrongChunk; }
 
+  const Model = app.cls(
+    { gpu: "T4" },
+    class {
+      constructor(readonly params: { size?: string }) {}
+      enter() {}
+      predict(text: string, n: number) {
+        return text.repeat(n);
+      }
+    },
+  );
+  const predicted: string = await Model({ size: "small" }).predict.remote("a", 2);
+  // @ts-expect-error: predict takes (string, number)
+  await Model().predict.remote(1, 2);
+  // @ts-expect-error: lifecycle hooks are not callable methods
+  void Model().enter;
+  void predicted;
+
   const typed = lookup<[string], string>("hello", "greet");
   const r: string = await typed.remote("x");
   void [s, n, local, later, wrong, r];

@@ -1,0 +1,59 @@
+/** Classes with lifecycle, on the plane (real Docker) and at the edge (workerd). */
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { RemoteError, lookup } from "../sdk/index.js";
+import { eventually } from "./helpers/gateway.js";
+import { startTestStack, type TestStack } from "./helpers/stack.js";
+
+let stack: TestStack;
+beforeAll(async () => {
+  stack = await startTestStack(new URL("./fixtures/class-app.ts", import.meta.url).pathname);
+});
+afterAll(async () => {
+  await stack?.dispose();
+});
+
+const predict = (params: Record<string, unknown>, text: string) => lookup<[Record<string, unknown>, string], string>("classes", "Model.predict", { gateway: stack.url }).remote(params, text);
+const entersIn = (container: string, size: string) => stack.planeOutput.filter((l) => l.includes(container) && l.endsWith(`] enter ${size}`)).length;
+
+describe("classes on the plane", () => {
+  it("runs enter once per container, before the first input, and keeps the instance for the next", async () => {
+    const outs = [await predict({ size: "small" }, "a"), await predict({ size: "small" }, "b"), await predict({ size: "small" }, "c")];
+    const containers = new Set(outs.map((o) => o.split(":")[2]));
+    expect(containers.size).toBe(1);
+    expect(outs.map((o) => o.split(":").slice(0, 2).join(":"))).toEqual(["w-small:a", "w-small:b", "w-small:c"]);
+    expect(entersIn([...containers][0]!, "small")).toBe(1);
+  });
+
+  it("gives each set of parameters its own pool", async () => {
+    const small = (await predict({ size: "small" }, "x")).split(":")[2];
+    const large = await predict({ size: "large" }, "x");
+    expect(large.startsWith("w-large:x:")).toBe(true);
+    expect(large.split(":")[2]).not.toBe(small);
+  });
+
+  it("runs exit when a container stops after its scale-down window", async () => {
+    await eventually(() => stack.planeOutput.some((l) => /\[classes\.Model\.predict fc-[0-9a-z]{26} ctr-[0-9a-f]{8}\] exit small/.test(l)), 20_000);
+  });
+
+  it("fails every input with the error when enter throws", async () => {
+    for (let i = 0; i < 2; i++) {
+      const err = await lookup("classes", "Broken.predict", { gateway: stack.url }).remote({}).catch((e) => e);
+      expect(err).toBeInstanceOf(RemoteError);
+      expect(err.message).toBe("could not load the weights");
+    }
+  });
+
+  it("lists class methods as functions", async () => {
+    const manifest = (await (await fetch(`${stack.url}/v1/apps/classes`)).json()) as { functions: { name: string; tier: string }[] };
+    expect(manifest.functions.map((f) => f.name)).toEqual(expect.arrayContaining(["Model.predict", "Broken.predict", "Counter.bump"]));
+  });
+});
+
+describe("classes at the edge", () => {
+  it("keeps one instance per isolate and parameters", async () => {
+    const bump = lookup<[Record<string, unknown>, number], number>("classes", "Counter.bump", { gateway: stack.url });
+    expect(await bump.remote({ start: 10 }, 1)).toBe(11);
+    expect(await bump.remote({ start: 10 }, 1)).toBe(12);
+    expect(await bump.remote({ start: 100 }, 5)).toBe(105);
+  });
+});
