@@ -8,6 +8,7 @@ import { ERROR_STATUS, InvalidRequestError, MethodNotAllowedError, NotFoundError
 import {
   CALL_ID_PATTERN,
   CallRequestSchema,
+  CancelRequestSchema,
   HEADERS,
   LIMITS,
   MapRequestSchema,
@@ -22,7 +23,7 @@ import { ledgerFor, toCallRecord } from "./call-ledger-client.js";
 import { gatewayConfig } from "./config.js";
 import type { Env } from "./env.js";
 import { callNow, mapCalls, spawnCall } from "./executor.js";
-import { stopAppOnPlanes, usageFromPlanes } from "./forward-to-plane.js";
+import { cancelOnPlane, stopAppOnPlanes, usageFromPlanes } from "./forward-to-plane.js";
 import { registry } from "./registry.js";
 import { streamCall, streamResponseBody } from "./stream.js";
 import type { RunContext } from "./run-context.js";
@@ -117,9 +118,11 @@ export function apiRoutes(): Hono<Api> {
 
   api.post(ROUTES.cancel, async (c) => {
     const id = callId(c);
-    const record = await ledgerFor(c.env, id).cancel(id);
-    if (!record) throw unknownCall(id);
-    return c.json({ callId: id, status: record.status });
+    const { terminateContainer } = await readJsonBody(c.req.raw, CancelRequestSchema, gatewayConfig(c.env).maxBodyBytes);
+    const cancelled = await ledgerFor(c.env, id).cancel(id);
+    if (!cancelled) throw unknownCall(id);
+    if (cancelled.plane) await cancelOnPlane(c.env, cancelled.plane, id, terminateContainer ?? false);
+    return c.json({ callId: id, status: cancelled.record.status });
   });
 
   // A known route asked with the wrong method: say which method it takes.

@@ -62,7 +62,9 @@ export interface LedgerApi {
   finish(call: FinishedCall): Promise<void>;
   record(calls: FinishedCall[]): Promise<void>;
   get(id: string, waitMs: number): Promise<CallRecord | null>;
-  cancel(id: string): Promise<CallRecord | null>;
+  /** Cancels a call that has not ended; says which plane it was running on, if one. */
+  cancel(id: string): Promise<{ record: CallRecord; plane: string | null } | null>;
+  runningOn(id: string, planeId: string): Promise<void>;
 }
 
 export function shardOf(callId: string): number {

@@ -34,6 +34,7 @@ type Row = {
   finished_at: number | null;
   lease_until: number | null;
   expires_at: number | null;
+  plane: string | null;
 };
 
 export class CallLedger extends DurableObject<Env> implements LedgerApi {
@@ -52,6 +53,10 @@ export class CallLedger extends DurableObject<Env> implements LedgerApi {
         created_at INTEGER NOT NULL, started_at INTEGER, finished_at INTEGER, lease_until INTEGER, expires_at INTEGER);
       CREATE INDEX IF NOT EXISTS calls_lease ON calls(lease_until) WHERE lease_until IS NOT NULL;
       CREATE INDEX IF NOT EXISTS calls_expiry ON calls(expires_at) WHERE expires_at IS NOT NULL;`);
+    // Added after the first release: the plane a spawned call runs on, so a cancel can reach it.
+    if (!this.#sql.exec<{ name: string }>("PRAGMA table_info(calls)").toArray().some((c) => c.name === "plane")) {
+      this.#sql.exec("ALTER TABLE calls ADD COLUMN plane TEXT");
+    }
   }
 
   async create(call: NewCall): Promise<void> {
@@ -71,6 +76,11 @@ export class CallLedger extends DurableObject<Env> implements LedgerApi {
       attempt, Date.now(), Date.now() + this.#leaseMs, id,
     );
     return true;
+  }
+
+  /** Notes the plane a call's attempt was sent to. */
+  async runningOn(id: string, planeId: string): Promise<void> {
+    this.#sql.exec("UPDATE calls SET plane = ? WHERE id = ?", planeId, id);
   }
 
   async renew(id: string): Promise<void> {
@@ -111,9 +121,10 @@ export class CallLedger extends DurableObject<Env> implements LedgerApi {
     return this.#toRecord(row);
   }
 
-  async cancel(id: string): Promise<CallRecord | null> {
+  async cancel(id: string): Promise<{ record: CallRecord; plane: string | null } | null> {
     const row = this.#row(id);
     if (!row) return null;
+    const wasRunning = !TERMINAL_STATUSES.has(row.status as CallStatus);
     if (!TERMINAL_STATUSES.has(row.status as CallStatus)) {
       const error: WireError = { code: "call_cancelled", message: `call ${id} was cancelled`, details: { callId: id } };
       const expiresAt = Date.now() + gatewayConfig(this.env).resultTtlSeconds * 1000;
@@ -124,7 +135,7 @@ export class CallLedger extends DurableObject<Env> implements LedgerApi {
       this.#wake(id);
       await this.#scheduleAlarm();
     }
-    return this.#toRecord(this.#row(id)!);
+    return { record: await this.#toRecord(this.#row(id)!), plane: wasRunning ? row.plane : null };
   }
 
   /** Drops expired calls, and resumes spawned calls whose runner was lost. */

@@ -41,7 +41,7 @@ export async function execute(
   fn: RegisteredFunction,
   args: unknown[],
   callId: string,
-  options: { firstAttempt?: number; beforeAttempt?: (attempt: number) => Promise<boolean> } = {},
+  options: { firstAttempt?: number; beforeAttempt?: (attempt: number) => Promise<boolean>; onPlane?: (planeId: string) => Promise<void> } = {},
 ): Promise<Outcome> {
   const startedAt = Date.now();
   const first = options.firstAttempt ?? 1;
@@ -51,7 +51,7 @@ export async function execute(
       return { status: "cancelled", error: new CancelledError(`call ${callId} was cancelled`, { callId }), attempts: attempt - 1, startedAt, finishedAt: Date.now() };
     }
     try {
-      const value = await attemptOnce(rc, fn, args, callId, attempt);
+      const value = await attemptOnce(rc, fn, args, callId, attempt, options.onPlane);
       return { status: "succeeded", value, attempts: attempt, startedAt, finishedAt: Date.now() };
     } catch (err) {
       const error = err instanceof TandemError ? err : remoteErrorFrom(err, { callId });
@@ -63,8 +63,8 @@ export async function execute(
   }
 }
 
-async function attemptOnce(rc: RunContext, fn: RegisteredFunction, args: unknown[], callId: string, attempt: number): Promise<unknown> {
-  if (fn.spec.tier === "plane") return forwardToPlane(rc.env, fn, args, callId, attempt);
+async function attemptOnce(rc: RunContext, fn: RegisteredFunction, args: unknown[], callId: string, attempt: number, onPlane?: (planeId: string) => Promise<void>): Promise<unknown> {
+  if (fn.spec.tier === "plane") return forwardToPlane(rc.env, fn, args, callId, attempt, onPlane);
   const context: RunContext = {
     ...rc,
     logPrefix: `[${fn.app}.${fn.name} ${callId}]`,
@@ -154,7 +154,7 @@ export async function runSpawned(
 ): Promise<void> {
   const renew = setInterval(() => void ledger.renew(id).catch(() => {}), renewEveryMs);
   try {
-    const outcome = await execute(rc, fn, args, id, { firstAttempt, beforeAttempt: (attempt) => ledger.start(id, attempt) });
+    const outcome = await execute(rc, fn, args, id, { firstAttempt, beforeAttempt: (attempt) => ledger.start(id, attempt), onPlane: (planeId) => ledger.runningOn(id, planeId) });
     if (outcome.status === "cancelled") return;
     await ledger.finish(finishedCall(id, fn, "spawn", createdAt, outcome));
   } catch (err) {

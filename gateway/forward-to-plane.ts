@@ -72,7 +72,14 @@ export async function stopAppOnPlanes(env: Env, app: string): Promise<number> {
   return stopped;
 }
 
-export async function forwardToPlane(env: Env, fn: RegisteredFunction, args: unknown[], callId: string, attempt: number): Promise<unknown> {
+export async function forwardToPlane(
+  env: Env,
+  fn: RegisteredFunction,
+  args: unknown[],
+  callId: string,
+  attempt: number,
+  onPlane?: (planeId: string) => Promise<void>,
+): Promise<unknown> {
   const { planeSecret } = gatewayConfig(env);
   if (!planeSecret) throw new PlaneUnavailableError(`${fn.app}.${fn.name} runs on the GPU plane, and this gateway has no TANDEM_PLANE_SECRET, so no plane can connect`);
   const bundle = planeBundles.get(fn.app);
@@ -111,6 +118,7 @@ export async function forwardToPlane(env: Env, fn: RegisteredFunction, args: unk
       if (skipped.size) skipped.clear(); // planes may have come back, or new ones registered
       continue;
     }
+    await onPlane?.(plane.planeId);
     let response: Response;
     try {
       response = await fetch(new URL(PLANE_ROUTES.run, plane.url), {
@@ -260,4 +268,17 @@ function clsParamsOf(fn: RegisteredFunction, args: unknown[]): { clsParams?: Rec
     throw new InvalidRequestError(`${fn.app}.${fn.name} is a class method: its first argument must be the class's parameters object ({} for none)`);
   }
   return { clsParams: params as Record<string, unknown> };
+}
+
+/** Tells the plane a call runs on to stop it: its input, or with `terminateContainer` its whole container. */
+export async function cancelOnPlane(env: Env, planeId: string, callId: string, terminateContainer: boolean): Promise<void> {
+  const { planeSecret } = gatewayConfig(env);
+  const plane = (await knownPlanes(env, true)).find((p) => p.planeId === planeId);
+  if (!planeSecret || !plane) return;
+  const body = JSON.stringify({ callId, terminateContainer });
+  await fetch(new URL(PLANE_ROUTES.cancel, plane.url), {
+    method: "POST",
+    body,
+    headers: { "content-type": "application/json", ...(await signRequest(planeSecret, "POST", PLANE_ROUTES.cancel, body)) },
+  }).catch((err: Error) => console.warn(`plane ${planeId} could not be told to cancel ${callId}: ${err.message}`));
 }

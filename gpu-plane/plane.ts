@@ -107,6 +107,7 @@ export class Plane {
       run: (req) => plane!.run(req),
       stream: (req) => plane!.stream(req),
       stopApp: (name) => scheduler.stopApp(name),
+      cancel: (callId, terminate) => scheduler.cancel(callId, terminate),
       usage: (query) => usage.summary({ ...query, running: scheduler.running() }),
       status: () => plane!.status(),
       log,

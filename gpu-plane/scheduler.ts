@@ -107,6 +107,8 @@ export class Scheduler {
   readonly #workers = new Set<Worker>();
   readonly #waiters = new Set<() => void>();
   readonly #stats = new Map<string, FunctionStats>();
+  /** Calls cancelled while their container was starting. */
+  readonly #cancelledBeforeStart = new Set<string>();
   /** Containers starting now, by pool. */
   readonly #starting = new Map<string, number>();
   /** Pools this plane keeps warm, as the gateway assigned them. */
@@ -206,11 +208,26 @@ export class Scheduler {
   }
 
   /** Containers by id, for `docker ps`-style views and tests. */
-  containers(): { id: string; app: string; function: string; busy: boolean; inputs: number; runtimeId: string }[] {
+  containers(): { id: string; app: string; function: string; ready: boolean; busy: boolean; inputs: number; runtimeId: string }[] {
     return [...this.#workers].map((w) => {
       const [app = "", fn = ""] = w.label.split(".");
-      return { id: w.id, app, function: fn, busy: w.inFlight.size > 0, inputs: w.inFlight.size, runtimeId: w.container.runtimeId };
+      return { id: w.id, app, function: fn, ready: w.ready, busy: w.inFlight.size > 0, inputs: w.inFlight.size, runtimeId: w.container.runtimeId };
     });
+  }
+
+  /**
+   * Stops a call's input: the runner aborts its signal and answers it as
+   * cancelled; with `terminateContainer`, its container is stopped at once.
+   * False when no container here runs it.
+   */
+  cancel(callId: string, terminateContainer: boolean): boolean {
+    const worker = [...this.#workers].find((w) => w.inFlight.has(callId));
+    if (!worker) return false;
+    this.#o.log(`[plane] cancelling ${worker.label} ${callId}${terminateContainer ? `, stopping container ${worker.id}` : ""}`);
+    if (terminateContainer) void this.#retire(worker);
+    else if (worker.ready) worker.channel.cancel(callId);
+    else this.#cancelledBeforeStart.add(callId); // its container is still starting: the input is never sent
+    return true;
   }
 
   /** Stops every container of `app` now (`tandem app stop`); returns how many. */
@@ -440,6 +457,9 @@ export class Scheduler {
   }
 
   async #runOn(worker: Worker, req: PlaneRunRequest, deadline: number) {
+    if (this.#cancelledBeforeStart.delete(req.callId)) {
+      return { t: "output" as const, callId: req.callId, status: "failed" as const, error: { code: "call_cancelled", message: `call ${req.callId} was cancelled` } };
+    }
     const outcome = await raceDeadline(
       Promise.race([
         worker.channel.run({ t: "input", callId: req.callId, function: req.function, attempt: req.attempt, args: { json: req.args, ...(req.meta === undefined ? {} : { meta: req.meta }) } }).then(

@@ -16,6 +16,7 @@ export interface PlaneServerOptions {
   run(req: PlaneRunRequest): Promise<PlaneRunResponse>;
   stream(req: PlaneRunRequest): AsyncGenerator<EncodedValue, void, undefined>;
   stopApp(app: string): Promise<number>;
+  cancel(callId: string, terminateContainer: boolean): boolean;
   usage(query: { app?: string; since?: number }): UsageRow[];
   status(): unknown;
   log?: (line: string) => void;
@@ -95,6 +96,12 @@ export function planeServer(options: PlaneServerOptions): Hono {
     const app = (JSON.parse(body) as { app?: unknown }).app;
     if (typeof app !== "string" || !NAME_PATTERN.test(app)) throw new InvalidRequestError('stop needs { "app": name }');
     return c.json({ app, stopped: await options.stopApp(app) });
+  });
+
+  app.post(PLANE_ROUTES.cancel, async (c) => {
+    const body = JSON.parse(await verified(c)) as { callId?: unknown; terminateContainer?: unknown };
+    if (typeof body.callId !== "string") throw new InvalidRequestError('cancel needs { "callId" }');
+    return c.json({ callId: body.callId, cancelled: options.cancel(body.callId, body.terminateContainer === true) });
   });
 
   app.get(PLANE_ROUTES.usage, async (c) => {

@@ -96,8 +96,8 @@ export class HttpInvoker implements Invoker {
     }
   }
 
-  async cancel(callId: string): Promise<void> {
-    await this.request("POST", paths.cancel(callId));
+  async cancel(callId: string, options: { terminateContainer?: boolean } = {}): Promise<void> {
+    await this.request("POST", paths.cancel(callId), options.terminateContainer ? { terminateContainer: true } : undefined);
   }
 
   /** Sends a request and returns its JSON body; a body with `error` is thrown as its typed error. */

@@ -12,6 +12,8 @@ export interface CallContext {
   attempt: number;
   /** The function's `env` option. */
   env: Readonly<Record<string, string>>;
+  /** Aborts when the call is cancelled (on the plane); a long function may watch it and stop early. */
+  signal?: AbortSignal;
 }
 
 interface ContextStore {

@@ -36,9 +36,14 @@ export class FunctionCall<R = unknown> {
     return (await invokerFor(this.#gateway).get(this.id, options.timeoutMs)) as R;
   }
 
-  /** Cancels the call if it has not finished; `get()` then throws `CancelledError`. */
-  async cancel(): Promise<void> {
-    await invokerFor(this.#gateway).cancel(this.id);
+  /**
+   * Cancels the call if it has not finished; `get()` then throws
+   * `CancelledError`. On the plane the input is stopped: a function sees
+   * `currentCall().signal` abort; with `terminateContainer` its container is
+   * stopped too (for a function that does not watch the signal).
+   */
+  async cancel(options: { terminateContainer?: boolean } = {}): Promise<void> {
+    await invokerFor(this.#gateway).cancel(this.id, options);
   }
 
   toJSON(): { id: string } {

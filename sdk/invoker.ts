@@ -16,7 +16,7 @@ export interface Invoker {
   /** The values a generator function yields, as they come; stopping early stops the generator. */
   stream(app: string, fn: string, args: unknown[]): AsyncIterable<unknown>;
   get(callId: string, timeoutMs: number | undefined): Promise<unknown>;
-  cancel(callId: string): Promise<void>;
+  cancel(callId: string, options?: { terminateContainer?: boolean }): Promise<void>;
 }
 
 let installed: Invoker | undefined;

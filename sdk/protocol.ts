@@ -55,6 +55,8 @@ export const PLANE_ROUTES = {
   stop: "/v1/plane/stop",
   /** Container time and cost: `?app=&since=` (ms). */
   usage: "/v1/plane/usage",
+  /** Stops a call's input: `{ "callId", "terminateContainer" }`. */
+  cancel: "/v1/plane/cancel",
   status: "/v1/plane/status",
 } as const;
 
@@ -145,6 +147,11 @@ export const CallRequestSchema = z.strictObject({
   meta: metaValue.optional(),
 });
 export type CallRequest = z.infer<typeof CallRequestSchema>;
+
+export const CancelRequestSchema = z.strictObject({
+  /** Also stop the container the call runs in (for a function that does not watch `currentCall().signal`). */
+  terminateContainer: z.boolean().optional(),
+});
 
 export const MapRequestSchema = z.strictObject({
   inputs: z.array(z.array(jsonValue, "each input must be an array of arguments"), "must be an array of argument arrays").max(LIMITS.maxMapInputs, `at most ${LIMITS.maxMapInputs} inputs per request`),

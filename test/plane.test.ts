@@ -5,7 +5,7 @@
  */
 import net from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { ContainerFailedError, FunctionTimeoutError, NoCapacityError, ProtocolError, RemoteError, lookup, type CallRecord } from "../sdk/index.js";
+import { CancelledError, ContainerFailedError, FunctionTimeoutError, NoCapacityError, ProtocolError, RemoteError, lookup, type CallRecord } from "../sdk/index.js";
 import { eventually } from "./helpers/gateway.js";
 import { startTestStack, type TestStack } from "./helpers/stack.js";
 
@@ -102,6 +102,31 @@ describe("generator functions on the plane", () => {
   it("streams a plane generator through an edge endpoint as Server-Sent Events", async () => {
     const res = await fetch(`${stack.url}/plane/tokens/3`);
     expect(await res.text()).toBe("data: 0\n\ndata: 1\n\ndata: 2\n\nevent: done\ndata: null\n\n");
+  });
+});
+
+describe("retries and cancellation on the plane", () => {
+  it("retries a failing plane function with backoff until an attempt succeeds", async () => {
+    expect(await fn("flakyPlane").remote()).toEqual({ attempts: 3, attempt: 3 });
+  });
+
+  it("cancel() stops the input: the function sees its signal abort, the container stays warm", async () => {
+    const call = await fn("watchful").spawn();
+    await eventually(() => stack.planes[0]!.status().containers.some((c) => c.function === "watchful" && c.ready && c.busy), 15_000);
+    await call.cancel();
+    await expect(call.get({ timeoutMs: 10_000 })).rejects.toBeInstanceOf(CancelledError);
+    await eventually(() => stack.planeOutput.some((l) => /\[plane\.watchful fc-[0-9a-z]{26} ctr-[0-9a-f]{8}\] saw cancel/.test(l)));
+    expect(stack.planes[0]!.status().containers.some((c) => c.function === "watchful")).toBe(true);
+    const record = (await (await fetch(`${stack.url}/v1/calls/${call.id}`)).json()) as CallRecord;
+    expect(record.status).toBe("cancelled");
+  });
+
+  it("cancel({ terminateContainer: true }) stops the container of a function that ignores the signal", async () => {
+    const call = await fn("stubborn").spawn();
+    await eventually(() => stack.planes[0]!.status().containers.some((c) => c.function === "stubborn" && c.ready && c.busy), 15_000);
+    await call.cancel({ terminateContainer: true });
+    await expect(call.get({ timeoutMs: 10_000 })).rejects.toBeInstanceOf(CancelledError);
+    await eventually(() => !stack.planes[0]!.status().containers.some((c) => c.function === "stubborn"), 10_000);
   });
 });
 

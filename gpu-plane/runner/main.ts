@@ -32,11 +32,15 @@ export async function runFunctions(appExports: Record<string, unknown>): Promise
 
   const socket = net.connect(socketPath);
   await new Promise<void>((resolve, reject) => socket.once("connect", resolve).once("error", reject));
-  const send = (frame: RunnerFrame) => socket.write(JSON.stringify(frame) + "\n");
+  const sendFrame = (frame: RunnerFrame) => socket.write(JSON.stringify(frame) + "\n");
+  const send = sendFrame;
   send({ t: "ready", pid: process.pid, functions: [...functions.keys()] });
 
   // What each streaming input waits for between chunks: the plane's `next` (true) or `cancel` (false).
   const demand = new Map<string, (more: boolean) => void>();
+  // Each input's cancel signal (`currentCall().signal`); a cancelled input is answered at once, its late result dropped.
+  const cancels = new Map<string, AbortController>();
+  const answered = new Set<string>();
   let buffered = "";
   for await (const chunk of socket) {
     buffered += chunk.toString("utf8");
@@ -49,6 +53,10 @@ export async function runFunctions(appExports: Record<string, unknown>): Promise
       else if (frame.t === "shutdown") {
         await Promise.all(classes.map((c) => c.exitAll())); // each class's exit(): the container is stopping
         process.exit(0);
+      } else if (frame.t === "cancel" && !demand.has(frame.callId) && cancels.has(frame.callId)) {
+        cancels.get(frame.callId)!.abort();
+        answered.add(frame.callId);
+        send({ t: "output", callId: frame.callId, status: "failed", error: { code: "call_cancelled", message: `call ${frame.callId} was cancelled` } });
       } else {
         const wake = demand.get(frame.callId);
         demand.delete(frame.callId);
@@ -60,7 +68,13 @@ export async function runFunctions(appExports: Record<string, unknown>): Promise
 
   async function run(input: InputFrame): Promise<void> {
     const fn = functions.get(input.function);
-    const context: CallContext = { callId: input.callId, app: app.name, function: input.function, attempt: input.attempt, env: fn?.env ?? {} };
+    const cancel = new AbortController();
+    cancels.set(input.callId, cancel);
+    const context: CallContext = { callId: input.callId, app: app.name, function: input.function, attempt: input.attempt, env: fn?.env ?? {}, signal: cancel.signal };
+    const send = (frame: RunnerFrame) => {
+      if (answered.has(input.callId)) return; // cancelled: answered already
+      sendFrame(frame);
+    };
     const failed = (err: unknown) =>
       send({ t: "output", callId: input.callId, status: "failed", error: toWireError(err instanceof TandemError ? err : remoteErrorFrom(err, { callId: input.callId })) as Failed });
     try {
@@ -90,6 +104,9 @@ export async function runFunctions(appExports: Record<string, unknown>): Promise
       send({ t: "output", callId: input.callId, status: "succeeded", result: encodeValue({ chunks }) });
     } catch (err) {
       failed(err);
+    } finally {
+      cancels.delete(input.callId);
+      answered.delete(input.callId);
     }
   }
 }
