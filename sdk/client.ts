@@ -20,8 +20,9 @@ import {
 
 export const DEFAULT_GATEWAY = "http://127.0.0.1:8787";
 
-/** Inputs sent per `map` request. */
+/** Inputs sent per `map` request, and how many such requests are in flight at once. */
 const MAP_BATCH = 256;
+const MAP_BATCHES_IN_FLIGHT = 4;
 
 /**
  * The gateway to talk to: the explicit option, then `TANDEM_GATEWAY`, then
@@ -55,20 +56,62 @@ export class HttpInvoker implements Invoker {
     return res.callId;
   }
 
+  /**
+   * Sends inputs in batches, several batches in flight at once (so the
+   * gateway never idles between them), and yields results as they arrive.
+   */
   async *map(app: string, fn: string, inputs: AsyncIterable<unknown[]>): AsyncIterable<MapOutcome> {
-    let offset = 0;
-    for await (const batch of batches(inputs, MAP_BATCH)) {
+    const results: MapOutcome[] = [];
+    let wake: (() => void) | undefined;
+    let failure: unknown;
+    const push = (outcome: MapOutcome) => {
+      results.push(outcome);
+      wake?.();
+    };
+    const runBatch = async (batch: unknown[][], offset: number) => {
       const { json, meta } = encodeValue(batch);
       const res = await this.send("POST", paths.map(app, fn), meta === undefined ? { inputs: json } : { inputs: json, meta });
       if (!res.ok || !res.body) await this.fail(res);
       for await (const line of ndjsonLines(res.body!)) {
         const r = line as MapResultLine;
         const index = offset + r.index;
-        if (r.status === "succeeded") yield { index, ok: true, value: decodeValue(r.result, r.meta) };
-        else yield { index, ok: false, error: fromWireError(r.error ?? { code: "internal", message: `call ${r.callId} ended as ${r.status}` }) };
+        if (r.status === "succeeded") push({ index, ok: true, value: decodeValue(r.result, r.meta) });
+        else push({ index, ok: false, error: fromWireError(r.error ?? { code: "internal", message: `call ${r.callId} ended as ${r.status}` }) });
       }
-      offset += batch.length;
+    };
+    let producing = true;
+    const inFlight = new Set<Promise<void>>();
+    const producer = (async () => {
+      let offset = 0;
+      for await (const batch of batches(inputs, MAP_BATCH)) {
+        while (inFlight.size >= MAP_BATCHES_IN_FLIGHT) await Promise.race(inFlight);
+        const running: Promise<void> = runBatch(batch, offset)
+          .catch((err) => void (failure ??= err))
+          .finally(() => {
+            inFlight.delete(running);
+            wake?.();
+          });
+        inFlight.add(running);
+        offset += batch.length;
+      }
+    })()
+      .catch((err) => void (failure ??= err))
+      .finally(() => {
+        producing = false;
+        wake?.();
+      });
+    for (;;) {
+      if (failure) throw failure;
+      if (results.length) {
+        yield results.shift()!;
+        continue;
+      }
+      if (!producing && inFlight.size === 0) break;
+      await new Promise<void>((resolve) => (wake = resolve));
+      wake = undefined;
     }
+    await producer;
+    if (failure) throw failure;
   }
 
   async *stream(app: string, fn: string, args: unknown[]): AsyncIterable<unknown> {
