@@ -64,15 +64,17 @@ export class HttpInvoker implements Invoker {
     const results: MapOutcome[] = [];
     let wake: (() => void) | undefined;
     let failure: unknown;
+    const stop = new AbortController(); // the consumer left early: no more batches, and the ones in flight end
     const push = (outcome: MapOutcome) => {
       results.push(outcome);
       wake?.();
     };
     const runBatch = async (batch: unknown[][], offset: number) => {
       const { json, meta } = encodeValue(batch);
-      const res = await this.send("POST", paths.map(app, fn), meta === undefined ? { inputs: json } : { inputs: json, meta });
+      const res = await this.send("POST", paths.map(app, fn), meta === undefined ? { inputs: json } : { inputs: json, meta }, stop.signal);
       if (!res.ok || !res.body) await this.fail(res);
       for await (const line of ndjsonLines(res.body!)) {
+        if (stop.signal.aborted) return;
         const r = line as MapResultLine;
         const index = offset + r.index;
         if (r.status === "succeeded") push({ index, ok: true, value: decodeValue(r.result, r.meta) });
@@ -85,6 +87,7 @@ export class HttpInvoker implements Invoker {
       let offset = 0;
       for await (const batch of batches(inputs, MAP_BATCH)) {
         while (inFlight.size >= MAP_BATCHES_IN_FLIGHT) await Promise.race(inFlight);
+        if (stop.signal.aborted) return;
         const running: Promise<void> = runBatch(batch, offset)
           .catch((err) => void (failure ??= err))
           .finally(() => {
@@ -100,18 +103,22 @@ export class HttpInvoker implements Invoker {
         producing = false;
         wake?.();
       });
-    for (;;) {
-      if (failure) throw failure;
-      if (results.length) {
-        yield results.shift()!;
-        continue;
+    try {
+      for (;;) {
+        if (failure) throw failure;
+        if (results.length) {
+          yield results.shift()!;
+          continue;
+        }
+        if (!producing && inFlight.size === 0) break;
+        await new Promise<void>((resolve) => (wake = resolve));
+        wake = undefined;
       }
-      if (!producing && inFlight.size === 0) break;
-      await new Promise<void>((resolve) => (wake = resolve));
-      wake = undefined;
+      await producer;
+      if (failure) throw failure;
+    } finally {
+      stop.abort();
     }
-    await producer;
-    if (failure) throw failure;
   }
 
   async *stream(app: string, fn: string, args: unknown[]): AsyncIterable<unknown> {
@@ -152,10 +159,11 @@ export class HttpInvoker implements Invoker {
     return json;
   }
 
-  private async send(method: string, path: string, body?: unknown): Promise<Response> {
+  private async send(method: string, path: string, body?: unknown, signal?: AbortSignal): Promise<Response> {
     try {
       return await fetch(this.baseUrl + path, {
         method,
+        ...(signal ? { signal } : {}),
         headers: { [HEADERS.protocol]: PROTOCOL_VERSION, ...(body === undefined ? {} : { "content-type": "application/json" }) },
         ...(body === undefined ? {} : { body: JSON.stringify(body) }),
       });
