@@ -72,20 +72,19 @@ export async function stopAppOnPlanes(env: Env, app: string): Promise<number> {
   return stopped;
 }
 
-export async function forwardToPlane(
-  env: Env,
-  fn: RegisteredFunction,
-  args: unknown[],
-  callId: string,
-  attempt: number,
-  onPlane?: (planeId: string) => Promise<void>,
-): Promise<unknown> {
+/** What sending one input to a plane needs: the secret, the signed body, what GPUs it wants, its deadline. */
+interface PlaneSend {
+  secret: string;
+  body: string;
+  wants: GpuRequest[];
+  deadline: number;
+}
+
+function planeSend(env: Env, fn: RegisteredFunction, args: unknown[], callId: string, attempt: number): PlaneSend {
   const { planeSecret } = gatewayConfig(env);
   if (!planeSecret) throw new PlaneUnavailableError(`${fn.app}.${fn.name} runs on the GPU plane, and this gateway has no TANDEM_PLANE_SECRET, so no plane can connect`);
   const bundle = planeBundles.get(fn.app);
   if (!bundle) throw new PlaneUnavailableError(`app "${fn.app}" was not bundled for the plane; serve or deploy it with the tandem CLI`);
-
-  const wants = fn.spec.gpu?.map(parseGpuSpec) ?? [];
   const encoded = encodeValue(args);
   const request: PlaneRunRequest = {
     callId,
@@ -100,32 +99,55 @@ export async function forwardToPlane(
     ...(encoded.meta === undefined ? {} : { meta: encoded.meta }),
     spec: planeSpec(fn),
   };
-  const body = JSON.stringify(request);
-  const deadline = Date.now() + fn.spec.timeoutSeconds * 1000;
-  const skipped = new Set<string>();
+  return { secret: planeSecret, body: JSON.stringify(request), wants: fn.spec.gpu?.map(parseGpuSpec) ?? [], deadline: Date.now() + fn.spec.timeoutSeconds * 1000 };
+}
 
+/**
+ * The next plane to try, waiting (until the deadline) while none fits. Throws
+ * `plane_unavailable` at once when the only planes left cannot start
+ * containers, and `no_capacity` at the deadline.
+ */
+async function choosePlane(env: Env, fn: RegisteredFunction, send: PlaneSend, skipped: Set<string>): Promise<PlaneInfo> {
   for (;;) {
     const planes = await knownPlanes(env, skipped.size > 0);
-    const plane = pickPlane(planes, wants, skipped);
-    if (!plane) {
-      // Planes that report but cannot run containers (no Docker engine, say) will not get better by waiting: say why now.
-      const broken = planes.filter((p) => p.unavailable !== undefined && Date.now() - p.lastSeen < PLANE_STALE_MS);
-      if (broken.length && !planes.some((p) => p.healthy)) {
-        throw new PlaneUnavailableError(broken.map((p) => `plane ${p.planeId} cannot start containers: ${p.unavailable}`).join("; "), { app: fn.app, function: fn.name });
-      }
-      if (Date.now() >= deadline) throw noCapacity(fn, wants, planes);
-      await new Promise((r) => setTimeout(r, WAIT_FOR_CAPACITY_MS));
-      if (skipped.size) skipped.clear(); // planes may have come back, or new ones registered
-      continue;
+    const plane = pickPlane(planes, send.wants, skipped);
+    if (plane) return plane;
+    // Planes that report but cannot run containers (no Docker engine, say) will not get better by waiting: say why now.
+    const broken = planes.filter((p) => p.unavailable !== undefined && Date.now() - p.lastSeen < PLANE_STALE_MS);
+    if (broken.length && !planes.some((p) => p.healthy)) {
+      throw new PlaneUnavailableError(broken.map((p) => `plane ${p.planeId} cannot start containers: ${p.unavailable}`).join("; "), { app: fn.app, function: fn.name });
     }
+    if (Date.now() >= send.deadline) throw noCapacity(fn, send.wants, planes);
+    await new Promise((r) => setTimeout(r, WAIT_FOR_CAPACITY_MS));
+    skipped.clear(); // planes may have come back, or new ones registered
+  }
+}
+
+/** A plane's answer worth trying elsewhere (it is full, or cannot run this app) while time is left. */
+function tryElsewhere(error: WireError | undefined, send: PlaneSend): boolean {
+  return (error?.code === "no_capacity" || error?.code === "plane_unavailable") && Date.now() < send.deadline;
+}
+
+export async function forwardToPlane(
+  env: Env,
+  fn: RegisteredFunction,
+  args: unknown[],
+  callId: string,
+  attempt: number,
+  onPlane?: (planeId: string) => Promise<void>,
+): Promise<unknown> {
+  const send = planeSend(env, fn, args, callId, attempt);
+  const skipped = new Set<string>();
+  for (;;) {
+    const plane = await choosePlane(env, fn, send, skipped);
     await onPlane?.(plane.planeId);
     let response: Response;
     try {
       response = await fetch(new URL(PLANE_ROUTES.run, plane.url), {
         method: "POST",
-        body,
-        headers: { "content-type": "application/json", ...(await signRequest(planeSecret, "POST", PLANE_ROUTES.run, body)) },
-        signal: AbortSignal.timeout(Math.max(1, deadline - Date.now()) + TIMEOUT_MARGIN_MS),
+        body: send.body,
+        headers: { "content-type": "application/json", ...(await signRequest(send.secret, "POST", PLANE_ROUTES.run, send.body)) },
+        signal: AbortSignal.timeout(Math.max(1, send.deadline - Date.now()) + TIMEOUT_MARGIN_MS),
       });
     } catch (err) {
       if ((err as Error).name === "TimeoutError") {
@@ -141,8 +163,8 @@ export async function forwardToPlane(
       skipped.add(plane.planeId);
       continue;
     }
-    if ((answer.error?.code === "no_capacity" || answer.error?.code === "plane_unavailable") && Date.now() < deadline) {
-      skipped.add(plane.planeId); // full, or cannot run containers: another plane, or this one again after a pause
+    if (tryElsewhere(answer.error, send)) {
+      skipped.add(plane.planeId); // another plane, or this one again after a pause
       continue;
     }
     if (answer.status === "succeeded") return new EncodedResult(answer.meta === undefined ? { json: answer.result } : { json: answer.result, meta: answer.meta });
@@ -183,34 +205,16 @@ function noCapacity(fn: RegisteredFunction, wants: GpuRequest[], planes: PlaneIn
  * chunks flow, a lost plane ends the stream with an error; it is not moved.
  */
 export async function* forwardStreamToPlane(env: Env, fn: RegisteredFunction, args: unknown[], callId: string): AsyncGenerator<EncodedResult, void, undefined> {
-  const { planeSecret } = gatewayConfig(env);
-  if (!planeSecret) throw new PlaneUnavailableError(`${fn.app}.${fn.name} runs on the GPU plane, and this gateway has no TANDEM_PLANE_SECRET, so no plane can connect`);
-  const bundle = planeBundles.get(fn.app);
-  if (!bundle) throw new PlaneUnavailableError(`app "${fn.app}" was not bundled for the plane; serve or deploy it with the tandem CLI`);
-  const wants = fn.spec.gpu?.map(parseGpuSpec) ?? [];
-  const encoded = encodeValue(args);
-  const body = JSON.stringify({
-    callId, app: fn.app, function: fn.name, bundleHash: bundle.hash, ...(bundle.nodeModules ? { nodeModules: bundle.nodeModules } : {}), ...clsParamsOf(fn, args),
-    attempt: 1, timeoutSeconds: fn.spec.timeoutSeconds, args: encoded.json as unknown[], ...(encoded.meta === undefined ? {} : { meta: encoded.meta }),
-    spec: planeSpec(fn),
-  } satisfies PlaneRunRequest);
-  const deadline = Date.now() + fn.spec.timeoutSeconds * 1000;
+  const send = planeSend(env, fn, args, callId, 1);
   const skipped = new Set<string>();
   for (;;) {
-    const planes = await knownPlanes(env, skipped.size > 0);
-    const plane = pickPlane(planes, wants, skipped);
-    if (!plane) {
-      if (Date.now() >= deadline) throw noCapacity(fn, wants, planes);
-      await new Promise((r) => setTimeout(r, WAIT_FOR_CAPACITY_MS));
-      skipped.clear();
-      continue;
-    }
+    const plane = await choosePlane(env, fn, send, skipped);
     let response: Response;
     try {
       response = await fetch(new URL(PLANE_ROUTES.stream, plane.url), {
         method: "POST",
-        body,
-        headers: { "content-type": "application/json", ...(await signRequest(planeSecret, "POST", PLANE_ROUTES.stream, body)) },
+        body: send.body,
+        headers: { "content-type": "application/json", ...(await signRequest(send.secret, "POST", PLANE_ROUTES.stream, send.body)) },
       });
     } catch (err) {
       console.warn(`plane ${plane.planeId} (${plane.url}) could not be reached for ${callId}: ${(err as Error).message}; trying another`);
@@ -219,7 +223,7 @@ export async function* forwardStreamToPlane(env: Env, fn: RegisteredFunction, ar
     }
     if (!response.ok || !response.body) {
       const error = ((await response.json().catch(() => null)) as { error?: WireError } | null)?.error ?? { code: "internal" as const, message: `plane ${plane.planeId} answered HTTP ${response.status}` };
-      if ((error.code === "no_capacity" || error.code === "plane_unavailable") && Date.now() < deadline) {
+      if (tryElsewhere(error, send)) {
         skipped.add(plane.planeId);
         continue;
       }
