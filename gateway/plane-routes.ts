@@ -64,6 +64,15 @@ export function warmPoolsFor(planeId: string, planes: PlaneInfo[], stopped: Reco
       const registered = registry().function(app.name, fn.name);
       pools.push({ app: app.name, function: fn.name, bundleHash: bundle.hash, ...(bundle.nodeModules ? { nodeModules: bundle.nodeModules } : {}), spec: planeSpec(registered) });
     }
+    // A class keeps warm the instances of its default parameters ({}), serving all its methods.
+    for (const cls of app.classes) {
+      if (cls.spec.tier !== "plane" || cls.spec.autoscaler.minContainers === 0) continue;
+      const wants = cls.spec.gpu?.map(parseGpuSpec) ?? [];
+      const home = healthy.find((p) => wants.length === 0 || wants.some((w) => (p.gpus[w.type]?.total ?? 0) >= w.count));
+      if (home?.planeId !== planeId) continue;
+      const registered = registry().function(app.name, `${cls.name}.${cls.methods[0]}`);
+      pools.push({ app: app.name, function: registered.name, bundleHash: bundle.hash, ...(bundle.nodeModules ? { nodeModules: bundle.nodeModules } : {}), spec: planeSpec(registered), clsParams: {} });
+    }
   }
   return pools;
 }

@@ -398,6 +398,8 @@ export class Scheduler {
           TANDEM_APP: req.app,
           TANDEM_FUNCTION: req.function,
           TANDEM_CONTAINER_ID: id,
+          // A class's container builds its instance (and runs enter()) before it says it is ready.
+          ...(req.clsParams === undefined ? {} : { TANDEM_CLS_PARAMS: JSON.stringify(req.clsParams) }),
         },
         cpu: reservation.cpu,
         memoryMiB: reservation.memoryMiB,
@@ -610,7 +612,12 @@ function cudaVisibleDevices(reservation: Reservation, driver: ContainerDriver): 
 
 /** What identifies a pool of interchangeable containers: the function, its bundle and its resources. */
 function keyOf(req: PoolDescriptor): string {
-  return `${req.app}/${req.function}/${req.bundleHash}/${(req.spec.gpu ?? []).join("|")}/${req.spec.cpu}/${req.spec.memory}/${JSON.stringify(req.spec.env)}/${JSON.stringify(req.clsParams ?? null)}`;
+  return `${req.app}/${poolName(req)}/${req.bundleHash}/${(req.spec.gpu ?? []).join("|")}/${req.spec.cpu}/${req.spec.memory}/${JSON.stringify(req.spec.env)}/${JSON.stringify(req.clsParams ?? null)}`;
+}
+
+/** A function's pool, or for a class method its class's: one container serves every method of an instance. */
+function poolName(req: PoolDescriptor): string {
+  return req.clsParams === undefined ? req.function : req.function.split(".")[0]!;
 }
 
 /** What a container needs from the inventory: one request per GPU option (a fallback list), or CPU and memory. */

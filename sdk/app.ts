@@ -446,6 +446,11 @@ export class ClassInstances {
     };
   }
 
+  /** Builds the instance for `params` now (its `enter()` runs), as a container does before it takes inputs. */
+  async prepare(params: ClsParams): Promise<void> {
+    await this.#instance(params);
+  }
+
   /** Runs every instance's `exit()` (when its container stops). */
   async exitAll(): Promise<void> {
     for (const pending of this.#instances.values()) {

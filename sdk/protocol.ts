@@ -322,6 +322,8 @@ export interface WarmPoolRef {
   bundleHash: string;
   nodeModules?: string;
   spec: PlaneFunctionSpec;
+  /** For a class: the parameters of the instances kept warm (`{}`). */
+  clsParams?: Record<string, unknown>;
 }
 
 /** The gateway's answer to a heartbeat: which warm pools this plane keeps. */

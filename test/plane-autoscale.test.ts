@@ -49,6 +49,16 @@ describe("the autoscaler", () => {
     expect(most).toBe(4);
   });
 
+  it("keeps bufferContainers idle and ready beside the busy ones while the function has traffic", async () => {
+    const running = lookup<[number], string>("scale", "buffered", { gateway: stack.url }).remote(2_000);
+    await eventually(() => {
+      const mine = containersOf("buffered");
+      return mine.some((c) => c.busy) && mine.some((c) => !c.busy && c.ready);
+    }, 15_000);
+    expect(containersOf("buffered").length).toBe(2);
+    await running;
+  });
+
   it("stops every container of an app with tandem app stop, and keeps its pools cold", async () => {
     await eventually(() => containersOf("burst").length === 1, 20_000);
     const { code, stdout } = await runCli(["app", "stop", "scale", "--gateway", stack.url]);

@@ -43,6 +43,15 @@ describe("classes on the plane", () => {
     }
   });
 
+  it("keeps a class with minContainers warm, entered before any input, one container for all its methods", async () => {
+    await eventually(() => stack.planeOutput.some((l) => /ctr-[0-9a-f]{8}\] warm enter/.test(l)), 20_000);
+    const warm = (name: string) => lookup("classes", `Warm.${name}`, { gateway: stack.url });
+    expect(await warm("ping").remote({})).toBe(true);
+    const container = await warm("pong").remote({});
+    expect(stack.planeOutput.filter((l) => l.includes(container) && l.endsWith("] warm enter"))).toHaveLength(1);
+    expect(stack.planeOutput.filter((l) => l.endsWith("] warm enter"))).toHaveLength(1);
+  });
+
   it("lists class methods as functions", async () => {
     const manifest = (await (await fetch(`${stack.url}/v1/apps/classes`)).json()) as { functions: { name: string; tier: string }[] };
     expect(manifest.functions.map((f) => f.name)).toEqual(expect.arrayContaining(["Model.predict", "Broken.predict", "Counter.bump"]));

@@ -30,6 +30,15 @@ export async function runFunctions(appExports: Record<string, unknown>): Promise
   const calls = new AsyncLocalStorage<CallContext>();
   installCallContextStore(calls);
 
+  // A class's container runs enter() before it is ready, so the first input (and a warm pool) finds it loaded.
+  const clsParams = process.env.TANDEM_CLS_PARAMS;
+  const clsIndex = app.classes.findIndex((c) => process.env.TANDEM_FUNCTION?.startsWith(`${c.name}.`));
+  if (clsParams !== undefined && clsIndex >= 0) {
+    await calls
+      .run({ callId: "-", app: app.name, function: process.env.TANDEM_FUNCTION!, attempt: 1, env: app.classes[clsIndex]!.spec.env }, () => classes[clsIndex]!.prepare(JSON.parse(clsParams)))
+      .catch(() => {}); // a failed enter() fails each input with its error
+  }
+
   const socket = net.connect(socketPath);
   await new Promise<void>((resolve, reject) => socket.once("connect", resolve).once("error", reject));
   const sendFrame = (frame: RunnerFrame) => socket.write(JSON.stringify(frame) + "\n");
