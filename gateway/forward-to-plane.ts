@@ -241,7 +241,9 @@ export async function* forwardStreamToPlane(env: Env, fn: RegisteredFunction, ar
 
 /** A function's spec as a plane reads it. */
 export function planeSpec(fn: RegisteredFunction): PlaneFunctionSpec {
-  return { gpu: fn.spec.gpu ?? null, cpu: fn.spec.cpu ?? null, memory: fn.spec.memory ?? null, env: fn.spec.env, spendCapUsd: fn.spendCap ?? null, autoscaler: fn.spec.autoscaler };
+  const images = planeBundles.get(fn.app)?.images;
+  const image = images?.[fn.name] ?? (fn.clsMethod ? images?.[fn.name.split(".")[0]!] : undefined) ?? null;
+  return { gpu: fn.spec.gpu ?? null, cpu: fn.spec.cpu ?? null, memory: fn.spec.memory ?? null, env: fn.spec.env, spendCapUsd: fn.spendCap ?? null, image, autoscaler: fn.spec.autoscaler };
 }
 
 /** Container time and cost from every healthy plane, each row with its plane. */

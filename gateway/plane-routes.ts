@@ -42,6 +42,15 @@ export function planeRoutes(): Hono<Api> {
     return c.body(object.body, 200, { "content-type": "text/javascript" });
   });
 
+  routes.get(ROUTES.planeImage, async (c) => {
+    await verified(c);
+    const hash = c.req.param("hash") ?? "";
+    if (!BUNDLE_HASH_PATTERN.test(hash)) throw new NotFoundError(`"${hash}" is not an image hash`);
+    const object = await c.env.BLOBS.get(`images/${hash}.json`);
+    if (!object) throw new NotFoundError(`no image spec ${hash}`, { hash });
+    return c.body(object.body, 200, { "content-type": "application/json" });
+  });
+
   return routes;
 }
 

@@ -8,7 +8,7 @@ import { existsSync } from "node:fs";
 import { chmod, mkdir, rename, symlink, writeFile } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { InternalError } from "../sdk/errors.js";
-import { paths } from "../sdk/protocol.js";
+import { paths, type ImageBuildSpec } from "../sdk/protocol.js";
 import { signRequest } from "../sdk/signing.js";
 
 export class BundleCache {
@@ -46,6 +46,16 @@ export class BundleCache {
       this.#downloads.set(hash, download);
     }
     return download;
+  }
+
+  /** An image spec, by the hash of its JSON, fetched from the gateway and checked. */
+  async image(hash: string): Promise<ImageBuildSpec> {
+    const route = paths.planeImage(hash);
+    const res = await fetch(this.#gatewayUrl + route, { headers: await signRequest(this.#secret, "GET", route) });
+    if (!res.ok) throw new InternalError(`could not fetch image spec ${hash.slice(0, 12)} from the gateway: HTTP ${res.status} ${(await res.text()).slice(0, 200)}`);
+    const text = await res.text();
+    if (createHash("sha256").update(text).digest("hex") !== hash) throw new InternalError(`image spec ${hash.slice(0, 12)} from the gateway does not match its hash; refusing it`);
+    return JSON.parse(text) as ImageBuildSpec;
   }
 
   async #download(hash: string, path: string): Promise<string> {

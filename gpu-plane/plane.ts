@@ -91,7 +91,18 @@ export class Plane {
       unavailable = (err as Error).message;
     }
     const usage = new UsageLedger(join(options.stateDir, "usage.sqlite"));
+    const bundles = new BundleCache(join(options.stateDir, "bundles"), options.gatewayUrl, options.secret);
+    const images = new Map<string, Promise<string>>();
     const scheduler = new Scheduler({
+      imageFor: (hash) => {
+        let tag = images.get(hash);
+        if (!tag) {
+          tag = bundles.image(hash).then((spec) => driver.buildImage(spec, hash));
+          tag.catch(() => images.delete(hash)); // a failed build is tried again on the next cold start
+          images.set(hash, tag);
+        }
+        return tag;
+      },
       driver,
       inventory,
       planeId,
@@ -100,7 +111,6 @@ export class Plane {
       scaledownWindowMs: (options.scaledownWindowSeconds ?? 60) * 1000,
       log,
     });
-    const bundles = new BundleCache(join(options.stateDir, "bundles"), options.gatewayUrl, options.secret);
     let plane: Plane | undefined;
     const app = planeServer({
       secret: options.secret,

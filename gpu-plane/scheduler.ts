@@ -67,6 +67,8 @@ export interface SchedulerOptions {
   log: (line: string) => void;
   /** Where container lives are recorded (and spend caps read). */
   usage: UsageLedger;
+  /** The tag of a function's image, built on first use (by the hash of its spec). */
+  imageFor(hash: string): Promise<string>;
 }
 
 interface Worker {
@@ -384,6 +386,13 @@ export class Scheduler {
   async #start(req: PoolDescriptor, key: string, bundle: BundleOnDisk, reservation: Reservation, deadline: number, forCall: string | undefined): Promise<Worker> {
     const id = `ctr-${randomBytes(4).toString("hex")}`;
     const started = performance.now();
+    let image: string | undefined;
+    try {
+      image = req.spec.image ? await this.#o.imageFor(req.spec.image) : undefined;
+    } catch (err) {
+      this.#o.inventory.release(reservation);
+      throw err;
+    }
     const channel = await ControlChannel.open(join(this.#o.stateDir, "control", id));
     let container: StartedContainer;
     try {
@@ -407,6 +416,7 @@ export class Scheduler {
         network: false,
         gpuDeviceIds: reservation.gpus.filter((g) => !g.simulated).map((g) => g.deviceId),
         labels: { "tandem.plane": this.#o.planeId, "tandem.app": req.app, "tandem.function": req.function },
+        ...(image ? { image } : {}),
       });
     } catch (err) {
       this.#o.inventory.release(reservation);
@@ -612,7 +622,7 @@ function cudaVisibleDevices(reservation: Reservation, driver: ContainerDriver): 
 
 /** What identifies a pool of interchangeable containers: the function, its bundle and its resources. */
 function keyOf(req: PoolDescriptor): string {
-  return `${req.app}/${poolName(req)}/${req.bundleHash}/${(req.spec.gpu ?? []).join("|")}/${req.spec.cpu}/${req.spec.memory}/${JSON.stringify(req.spec.env)}/${JSON.stringify(req.clsParams ?? null)}`;
+  return `${req.app}/${poolName(req)}/${req.bundleHash}/${req.spec.image}/${(req.spec.gpu ?? []).join("|")}/${req.spec.cpu}/${req.spec.memory}/${JSON.stringify(req.spec.env)}/${JSON.stringify(req.clsParams ?? null)}`;
 }
 
 /** A function's pool, or for a class method its class's: one container serves every method of an instance. */

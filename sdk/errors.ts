@@ -23,6 +23,7 @@ export const ERROR_STATUS = {
   plane_unavailable: 503,
   no_capacity: 503,
   container_failed: 500,
+  image_build_failed: 500,
   internal: 500,
 } as const;
 
@@ -182,6 +183,13 @@ export class ContainerFailedError extends TandemError {
   }
 }
 
+/** A function's image could not be built; the message names the failing step and shows its log tail. */
+export class ImageBuildError extends TandemError {
+  constructor(message: string, details?: Record<string, unknown>) {
+    super("image_build_failed", message, details);
+  }
+}
+
 /** A container broke the control protocol (wrote something that is not a frame); it was killed. */
 export class ProtocolError extends TandemError {
   constructor(message: string, details?: Record<string, unknown>) {
@@ -228,6 +236,7 @@ const CLASSES: { [C in Exclude<ErrorCode, "function_failed">]: new (message: str
   plane_unavailable: PlaneUnavailableError,
   no_capacity: NoCapacityError,
   container_failed: ContainerFailedError,
+  image_build_failed: ImageBuildError,
   protocol_error: ProtocolError,
   internal: InternalError,
 };

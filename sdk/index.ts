@@ -8,6 +8,8 @@ export type { EndpointOptions, EndpointHandler, HttpMethod, MapOptions, WebApp, 
 export { FunctionCall } from "./function-call.js";
 export { Retries, DEFAULT_TIMEOUT_SECONDS, DEFAULT_RETRY_POLICY } from "./options.js";
 export type { FunctionOptions, FunctionSpec } from "./options.js";
+export { Image } from "./image.js";
+export type { ImageStep } from "./image.js";
 export { currentCall } from "./context.js";
 export { GPU_TYPES, MAX_GPUS_PER_CONTAINER } from "./gpu.js";
 export type { GpuType } from "./gpu.js";
@@ -28,6 +30,7 @@ export {
   PlaneUnavailableError,
   NoCapacityError,
   ContainerFailedError,
+  ImageBuildError,
   ProtocolError,
   UnauthorizedError,
   SpendCapError,

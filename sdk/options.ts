@@ -5,6 +5,7 @@
 import { z } from "zod";
 import { InvalidOptionsError } from "./errors.js";
 import { parseGpuSpec } from "./gpu.js";
+import { isImage, type Image } from "./image.js";
 import { NAME_PATTERN, type RetryPolicy } from "./protocol.js";
 
 /** Seconds. */
@@ -57,8 +58,8 @@ export interface FunctionOptions {
   tier?: "edge" | "plane";
   /** GPU type (`"A100"`, `"H100:2"`) or a fallback list; runs on the plane. */
   gpu?: string | string[];
-  /** A container image for the plane. */
-  image?: unknown;
+  /** A container image for the plane: `Image.node().npmInstall(...)...`. */
+  image?: Image;
   /** CPU cores on the plane. */
   cpu?: number;
   /** Memory in MiB on the plane. */
@@ -103,7 +104,7 @@ export interface FunctionSpec {
   env: Record<string, string>;
   tier: "edge" | "plane";
   gpu: string[] | undefined;
-  image: unknown;
+  image: Image | undefined;
   cpu: number | undefined;
   memory: number | undefined;
   autoscaler: AutoscalerSpec;
@@ -129,7 +130,7 @@ const OptionsSchema = z.strictObject({
   env: z.record(z.string(), z.string("values must be strings")).optional(),
   tier: z.enum(["edge", "plane"], "must be \"edge\" or \"plane\"").optional(),
   gpu: z.union([z.string().min(1), z.array(z.string().min(1)).min(1)], "must be a GPU type or a list of them").optional(),
-  image: z.unknown().optional(),
+  image: z.custom<Image>((v) => isImage(v), "must be an Image (Image.node()...)").optional(),
   cpu: z.number().positive("must be more than 0").max(MAX_CPU, `must be at most ${MAX_CPU} cores`).optional(),
   memory: z.number().int("must be whole MiB").positive("must be more than 0").max(MAX_MEMORY_MIB, `must be at most ${MAX_MEMORY_MIB} MiB (336 GB)`).optional(),
   minContainers: z.number().int("must be a whole number").min(0, "must be 0 or more").max(1000, "must be at most 1000").optional(),

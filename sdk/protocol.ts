@@ -44,6 +44,8 @@ export const ROUTES = {
   planes: "/v1/planes",
   /** A plane fetches an app's plane bundle by content hash (signed). */
   planeBundle: "/v1/planes/bundles/:hash",
+  /** A plane fetches an image spec by content hash (signed). */
+  planeImage: "/v1/planes/images/:hash",
 } as const;
 
 /** Routes a plane serves (all signed by the gateway). */
@@ -83,6 +85,7 @@ export const paths = {
   planeHeartbeat: () => ROUTES.planeHeartbeat,
   planes: () => ROUTES.planes,
   planeBundle: (hash: string) => `/v1/planes/bundles/${seg(hash)}`,
+  planeImage: (hash: string) => `/v1/planes/images/${seg(hash)}`,
   /** A web endpoint: `/<app>/<label><path>`. */
   web: (app: string, label: string, path = "/") => `/${seg(app)}/${seg(label)}${path === "/" ? "" : path}`,
 };
@@ -265,9 +268,27 @@ export interface PlaneInfo extends PlaneHeartbeat {
   healthy: boolean;
 }
 
+/** An image as a plane builds it: the `Image` steps, with local files read in. Named by the sha256 of its JSON. */
+export interface ImageBuildSpec {
+  steps: ResolvedImageStep[];
+  force: boolean;
+}
+
+export type ResolvedImageStep =
+  | { kind: "node"; version: string | null }
+  | { kind: "registry"; ref: string }
+  | { kind: "npm"; packages: string[] }
+  | { kind: "apt"; packages: string[] }
+  | { kind: "env"; vars: Record<string, string> }
+  | { kind: "workdir"; path: string }
+  | { kind: "files"; dst: string; files: { path: string; content: string; mode: number }[] }
+  | { kind: "run"; commands: string[] };
+
 /** Which plane bundle an app's plane functions run from. */
 export interface PlaneBundleRef {
   hash: string;
+  /** Each function's (or class's) image, by name: the hash of its `ImageBuildSpec`. */
+  images?: Record<string, string>;
   /**
    * Where the bundle's native packages are, on the machine that built it: a
    * plane on that machine mounts this node_modules folder read-only.
@@ -288,6 +309,8 @@ export const PlaneFunctionSpecSchema = z.strictObject({
   env: z.record(z.string(), z.string()),
   /** The app's spend cap in dollars: no new container once it is reached. */
   spendCapUsd: z.number().positive().nullable(),
+  /** The hash of the function's `ImageBuildSpec`; null: the plane's base Node image. */
+  image: z.string().regex(BUNDLE_HASH_PATTERN).nullable(),
   autoscaler: z.strictObject({
     minContainers: z.number().int().min(0),
     maxContainers: z.number().int().min(1),

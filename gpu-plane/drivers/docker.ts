@@ -11,7 +11,9 @@ import { PassThrough } from "node:stream";
 import { StringDecoder } from "node:string_decoder";
 import Docker from "dockerode";
 import { InternalError } from "../../sdk/errors.js";
+import type { ImageBuildSpec } from "../../sdk/protocol.js";
 import { NODE_IN_IMAGE, ensureBaseImage } from "../base-image.js";
+import { buildImage } from "../image-builder.js";
 import { IN_CONTAINER, type ContainerDriver, type ContainerSpec, type ExitInfo, type StartedContainer } from "./driver.js";
 
 /** Options of {@link DockerDriver}. */
@@ -83,12 +85,13 @@ export class DockerDriver implements ContainerDriver {
     try {
       container = await this.#docker.createContainer({
         name,
-        Image: image,
+        Image: spec.image ?? image,
         Cmd: [NODE_IN_IMAGE, IN_CONTAINER.bundle],
         Env: Object.entries(spec.env).map(([key, value]) => `${key}=${value}`),
         Labels: { ...spec.labels, [CONTAINER_LABEL]: spec.id },
         User: "65534:65534",
-        WorkingDir: "/tmp",
+        // A built image keeps its own working directory (Image.workdir).
+        ...(spec.image ? {} : { WorkingDir: "/tmp" }),
         AttachStdout: true,
         AttachStderr: true,
         HostConfig: {
@@ -106,7 +109,8 @@ export class DockerDriver implements ContainerDriver {
           Binds: [
             `${spec.bundlePath}:${IN_CONTAINER.bundle}:ro`,
             `${spec.controlDir}:${IN_CONTAINER.controlDir}:ro`,
-            ...(spec.nodeModulesPath ? [`${spec.nodeModulesPath}:${IN_CONTAINER.nodeModules}:ro`] : []),
+            // A built image brings its own node_modules (Image.npmInstall).
+            ...(spec.nodeModulesPath && !spec.image ? [`${spec.nodeModulesPath}:${IN_CONTAINER.nodeModules}:ro`] : []),
           ],
           ...(this.#runtime ? { Runtime: this.#runtime } : {}),
           ...(spec.gpuDeviceIds.length > 0
@@ -140,6 +144,11 @@ export class DockerDriver implements ContainerDriver {
   }
 
   /** Prepares once; a failed attempt is forgotten so the next call tries again. */
+  /** Builds a function's image on the base image (see image-builder.ts); returns its tag. */
+  async buildImage(spec: ImageBuildSpec, hash: string): Promise<string> {
+    return (await buildImage(this.#docker, await this.#baseImage(), spec, hash, this.#log)).tag;
+  }
+
   #baseImage(): Promise<string> {
     this.#image ??= this.#prepare().catch((err: unknown) => {
       this.#image = undefined;

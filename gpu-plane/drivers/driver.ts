@@ -6,6 +6,8 @@
  * `process.ts` (unsandboxed, development only) are the two drivers.
  */
 
+import type { ImageBuildSpec } from "../../sdk/protocol.js";
+
 /** What to start. Paths are on the plane's host. */
 export interface ContainerSpec {
   /** The plane's id for this container, e.g. `ctr-1a2b3c4d`. Used in names, labels and log tags. */
@@ -34,6 +36,8 @@ export interface ContainerSpec {
   gpuDeviceIds: string[];
   /** Labels to find the container by (app, function, plane). */
   labels: Record<string, string>;
+  /** The function's built image (a tag from `buildImage`); none: the base Node image. */
+  image?: string;
 }
 
 /** Where the control socket and the bundle appear inside a container. */
@@ -72,4 +76,6 @@ export interface ContainerDriver {
   start(spec: ContainerSpec): Promise<StartedContainer>;
   /** Removes every container this plane left behind (by label), e.g. after a crash. */
   cleanup(planeId: string): Promise<void>;
+  /** Builds (or finds, by hash) a function's image; returns its tag. */
+  buildImage(spec: ImageBuildSpec, hash: string): Promise<string>;
 }

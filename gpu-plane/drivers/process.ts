@@ -5,6 +5,7 @@
  */
 import { spawn } from "node:child_process";
 import { join } from "node:path";
+import { ImageBuildError } from "../../sdk/errors.js";
 import type { ContainerDriver, ContainerSpec, ExitInfo, StartedContainer } from "./driver.js";
 
 export class ProcessDriver implements ContainerDriver {
@@ -51,4 +52,8 @@ export class ProcessDriver implements ContainerDriver {
   }
 
   async cleanup(): Promise<void> {}
+
+  async buildImage(): Promise<string> {
+    throw new ImageBuildError("images need the docker runtime; this plane runs functions as plain processes (--runtime process)");
+  }
 }

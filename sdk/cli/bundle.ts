@@ -58,6 +58,18 @@ module.exports = new Proxy(function () {}, { get(_, key) { if (key === "__esModu
   },
 };
 
+/** Packages an image installs exist only on the plane: at the edge they are stand-ins that throw when used. */
+function imagePackagesAtTheEdge(packages: string[]): Plugin {
+  return {
+    name: "image-packages-at-the-edge",
+    setup(b) {
+      if (packages.length === 0) return;
+      const filter = new RegExp(`^(${packages.map((p) => p.replace(/[.*+?^${}()|[\]\\/]/g, "\\$&")).join("|")})(/.*)?$`);
+      b.onResolve({ filter }, (args) => ({ path: args.path, namespace: "edge-stand-in" }));
+    },
+  };
+}
+
 /**
  * Bundles the gateway and `appFiles` into one Worker module in `outDir`.
  * `minify` for deploys; `sourceMap: false` leaves the map out of the Worker.
@@ -65,7 +77,7 @@ module.exports = new Proxy(function () {}, { get(_, key) { if (key === "__esModu
 export async function bundleWorker(
   appFiles: string[],
   outDir: string,
-  options: { minify?: boolean; sourceMap?: boolean; planeBundles?: Record<string, PlaneBundleRef> } = {},
+  options: { minify?: boolean; sourceMap?: boolean; planeBundles?: Record<string, PlaneBundleRef>; external?: string[] } = {},
 ): Promise<WorkerBundle> {
   await mkdir(outDir, { recursive: true });
   const files = appFiles.map(checkAppFile);
@@ -89,7 +101,7 @@ export async function bundleWorker(
     conditions: ["workerd", "worker", "browser"],
     external: ["cloudflare:*", "node:*"],
     alias: { tandem: SDK_ENTRY },
-    plugins: [sourceMapBesideBundle, edgeStandIns, nativePackages("edge-stand-in")],
+    plugins: [sourceMapBesideBundle, edgeStandIns, imagePackagesAtTheEdge(options.external ?? []), nativePackages("edge-stand-in")],
     nodePaths,
     metafile: true,
     sourcemap: withMap ? "external" : false,
@@ -117,6 +129,9 @@ export interface PlaneBundle {
   nodeModules: string | undefined;
 }
 
+/** Marks the resolutions our plugins make to look at a package, so that no plugin handles them again. */
+const PROBING = Symbol("tandem.probing");
+
 /**
  * Packages with native addons (a `.node` file or a `binding.gyp`) cannot be
  * bundled. For Node (the plane, the CLI's check of the app) they stay imports,
@@ -130,8 +145,8 @@ function nativePackages(mode: "external" | "edge-stand-in", found?: { externals:
     name: `native-packages-${mode}`,
     setup(b) {
       b.onResolve({ filter: /^[^./]/ }, async (args) => {
-        if (args.pluginData === "native-check" || args.path.startsWith("node:") || args.path.includes(":")) return undefined;
-        const resolved = await b.resolve(args.path, { kind: args.kind, resolveDir: args.resolveDir, importer: args.importer, pluginData: "native-check" });
+        if (args.pluginData === PROBING || args.path.includes(":")) return undefined;
+        const resolved = await b.resolve(args.path, { kind: args.kind, resolveDir: args.resolveDir, importer: args.importer, pluginData: PROBING });
         if (resolved.errors.length || !resolved.path || resolved.external) return undefined;
         const name = packageName(args.path);
         const root = packageRoot(resolved.path, name);
@@ -178,7 +193,7 @@ const RUNNER_ENTRY = join(PACKAGE_ROOT, "gpu-plane/runner/main.ts");
  * Node module: what a plane runs in a container for the app's plane-tier
  * functions.
  */
-export async function bundlePlane(appFile: string, outDir: string): Promise<PlaneBundle> {
+export async function bundlePlane(appFile: string, outDir: string, options: { external?: string[] } = {}): Promise<PlaneBundle> {
   await mkdir(outDir, { recursive: true });
   const file = checkAppFile(appFile);
   const entry = [
@@ -197,6 +212,8 @@ export async function bundlePlane(appFile: string, outDir: string): Promise<Plan
     platform: "node",
     target: "node20",
     alias: { tandem: SDK_ENTRY },
+    // Packages an image installs (Image.npmInstall) are there at run time, not here.
+    external: options.external ?? [],
     nodePaths,
     // Bundled CommonJS dependencies may require Node built-ins.
     banner: { js: 'import { createRequire as __tandemRequire } from "node:module"; const require = __tandemRequire(import.meta.url);' },
@@ -210,6 +227,22 @@ export async function bundlePlane(appFile: string, outDir: string): Promise<Plan
   await writeFile(path, bytes);
   return { path, hash: createHash("sha256").update(bytes).digest("hex"), bytes, externals: [...found.externals], nodeModules: [...found.nodeModules][0] };
 }
+
+/**
+ * When the CLI loads an app file to check it, a package it cannot find here
+ * (one an image installs on the plane) stays an import: the check never runs
+ * the function that imports it.
+ */
+const unresolvedExternal: Plugin = {
+  name: "unresolved-external",
+  setup(b) {
+    b.onResolve({ filter: /^[^./]/ }, async (args) => {
+      if (args.pluginData === PROBING || args.path.includes(":")) return undefined;
+      const resolved = await b.resolve(args.path, { kind: args.kind, resolveDir: args.resolveDir, importer: args.importer, pluginData: PROBING });
+      return resolved.errors.length ? { path: args.path, external: true } : undefined;
+    });
+  },
+};
 
 /** `import "tandem"` in the Node bundle means this package's built SDK, so the app and the CLI share one. */
 const tandemFromDist: Plugin = {
@@ -235,7 +268,7 @@ export async function loadAppInNode(appFile: string, outDir: string): Promise<Ap
     platform: "node",
     target: "node20",
     external: ["cloudflare:*"],
-    plugins: [tandemFromDist, nativePackages("external")],
+    plugins: [tandemFromDist, nativePackages("external"), unresolvedExternal],
     nodePaths,
     logLevel: "silent",
   });

@@ -22,7 +22,7 @@ export interface DeployOptions {
 
 export async function deploy(options: DeployOptions): Promise<number> {
   const outDir = resolve(options.outDir ?? join(stateDir(), "deploy"));
-  const { worker: bundle, planes } = await buildApps(options.appFiles, outDir, { minify: true, sourceMap: false });
+  const { worker: bundle, planes, images } = await buildApps(options.appFiles, outDir, { minify: true, sourceMap: false });
   const template = await readFile(join(PACKAGE_ROOT, "wrangler.toml"), "utf8");
   let config = template.replace(/^main = .*$/m, `main = "worker.mjs"`);
   if (options.name !== undefined) {
@@ -43,6 +43,16 @@ export async function deploy(options: DeployOptions): Promise<number> {
       continue;
     }
     const uploaded = await wrangler(["r2", "object", "put", key, "--file", plane.path, "--remote", "--config", configPath]);
+    if (uploaded !== 0) return uploaded;
+  }
+  for (const [hash, json] of images) {
+    const file = join(outDir, `image-${hash}.json`);
+    await writeFile(file, json);
+    if (options.dryRun) {
+      console.log(`would upload the image spec ${file} to r2://${bucket}/images/${hash}.json`);
+      continue;
+    }
+    const uploaded = await wrangler(["r2", "object", "put", `${bucket}/images/${hash}.json`, "--file", file, "--remote", "--config", configPath]);
     if (uploaded !== 0) return uploaded;
   }
   return 0;

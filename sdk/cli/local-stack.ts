@@ -12,11 +12,14 @@ import { InvalidOptionsError } from "../errors.js";
 import { parseGpuSpec } from "../gpu.js";
 import type { PlaneBundleRef } from "../protocol.js";
 import { bundlePlane, bundleWorker, loadAppInNode, type PlaneBundle, type WorkerBundle } from "./bundle.js";
+import { resolveImage } from "./images.js";
 
 export interface BuiltApps {
   apps: App[];
   worker: WorkerBundle;
   planes: PlaneBundle[];
+  /** Image specs the plane functions use, by hash (uploaded beside the bundles). */
+  images: Map<string, string>;
 }
 
 /** Loads and checks the app files, then bundles them for workerd and, where they have plane functions, for the plane. */
@@ -24,23 +27,47 @@ export async function buildApps(appFiles: string[], buildDir: string, options: {
   const apps: App[] = [];
   const planes: PlaneBundle[] = [];
   const planeBundles: Record<string, PlaneBundleRef> = {};
+  const images = new Map<string, string>();
+  const external = new Set<string>();
   for (const file of appFiles) {
     const app = await loadAppInNode(file, join(buildDir, "node"));
     apps.push(app);
+    for (const p of imagePackages(app)) external.add(p);
     if (app.functions.some((f) => f.spec?.tier === "plane") || app.classes.some((c) => c.spec.tier === "plane")) {
-      const plane = await bundlePlane(file, join(buildDir, "plane"));
+      const plane = await bundlePlane(file, join(buildDir, "plane"), { external: imagePackages(app) });
       planes.push(plane);
-      planeBundles[app.name] = { hash: plane.hash, ...(plane.nodeModules ? { nodeModules: plane.nodeModules } : {}) };
+      const imageOf: Record<string, string> = {};
+      const withImages = [...app.functions.map((f) => ({ name: f.name, spec: f.spec! })), ...app.classes.map((c) => ({ name: c.name!, spec: c.spec }))];
+      for (const { name, spec } of withImages) {
+        if (spec.tier !== "plane" || !spec.image) continue;
+        const image = resolveImage(spec.image, `app "${app.name}": ${name}`);
+        images.set(image.hash, image.json);
+        imageOf[name] = image.hash;
+      }
+      planeBundles[app.name] = {
+        hash: plane.hash,
+        ...(plane.nodeModules ? { nodeModules: plane.nodeModules } : {}),
+        ...(Object.keys(imageOf).length ? { images: imageOf } : {}),
+      };
     }
   }
-  const worker = await bundleWorker(appFiles, buildDir, { ...options, planeBundles });
-  return { apps, worker, planes };
+  const worker = await bundleWorker(appFiles, buildDir, { ...options, planeBundles, external: [...external] });
+  return { apps, worker, planes, images };
 }
 
-/** Puts the plane bundles where planes fetch them: the gateway's blob store. */
-export async function uploadPlaneBundles(miniflare: Miniflare, planes: PlaneBundle[]): Promise<void> {
+/** The npm packages an app's images install: imports of them stay imports in its bundles. */
+function imagePackages(app: App): string[] {
+  const specs = [...app.functions.map((f) => f.spec!), ...app.classes.map((c) => c.spec)];
+  return specs.flatMap((spec) =>
+    (spec.image?.steps ?? []).flatMap((step) => (step.kind === "npm" ? step.packages.map((p) => p.replace(/(.)@.*$/, "$1")) : [])),
+  );
+}
+
+/** Puts the plane bundles and image specs where planes fetch them: the gateway's blob store. */
+export async function uploadPlaneBundles(miniflare: Miniflare, built: Pick<BuiltApps, "planes" | "images">): Promise<void> {
   const bucket = await miniflare.getR2Bucket("BLOBS");
-  for (const plane of planes) await bucket.put(`bundles/${plane.hash}.mjs`, plane.bytes);
+  for (const plane of built.planes) await bucket.put(`bundles/${plane.hash}.mjs`, plane.bytes);
+  for (const [hash, json] of built.images) await bucket.put(`images/${hash}.json`, json);
 }
 
 /** Checks plane functions against what the local plane has: an error names the limit. */

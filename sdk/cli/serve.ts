@@ -58,7 +58,7 @@ export async function serve(options: ServeOptions): Promise<Serving> {
   let plane: Plane | undefined;
   try {
     const backend = await startWorkerd({ scriptPath: built.worker.path, persistDir: join(state, "state"), bindings });
-    await uploadPlaneBundles(backend.miniflare, built.planes);
+    await uploadPlaneBundles(backend.miniflare, built);
     door.swap(backend);
     plane = await Plane.start({
       ...planeOptions,
@@ -106,7 +106,7 @@ export async function serve(options: ServeOptions): Promise<Serving> {
       const next = await buildApps(options.appFiles, join(buildDir, `gen-${n}`));
       checkPlaneFits(next.apps, (r) => inventory.fits(r));
       const backend = await startWorkerd({ scriptPath: next.worker.path, persistDir: join(state, "state"), bindings });
-      await uploadPlaneBundles(backend.miniflare, next.planes);
+      await uploadPlaneBundles(backend.miniflare, next);
       if (n !== generation) return void backend.dispose(); // a newer change won
       door.swap(backend);
       built = next;

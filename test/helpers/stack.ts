@@ -35,7 +35,7 @@ export async function startTestStack(appFile: string, planeOptions: Partial<Plan
     bindings: { TANDEM_PLANE_SECRET: SECRET },
     onOutput: (line) => gatewayOutput.push(line),
   });
-  await uploadPlaneBundles(workerd.miniflare, built.planes);
+  await uploadPlaneBundles(workerd.miniflare, built);
   const url = workerd.url.href.replace(/\/$/, "");
   const planes: Plane[] = [];
   const stack: TestStack = {

@@ -1,0 +1,111 @@
+/**
+ * Container images for plane functions, described as data: a fluent,
+ * immutable `Image` whose every step becomes one layer, built on the plane and
+ * cached by content hash (an unchanged spec is never rebuilt; a changed step
+ * rebuilds from that step on). The SDK only describes; the CLI reads the local
+ * files into the spec; the plane builds (see docs/plane.md, "Images").
+ */
+import { InvalidOptionsError } from "./errors.js";
+
+export type ImageStep =
+  | { kind: "node"; version: string | null }
+  | { kind: "registry"; ref: string }
+  | { kind: "npm"; packages: string[] }
+  | { kind: "apt"; packages: string[] }
+  | { kind: "env"; vars: Record<string, string> }
+  | { kind: "workdir"; path: string }
+  | { kind: "file"; src: string; dst: string }
+  | { kind: "dir"; src: string; dst: string; ignore: string[] }
+  | { kind: "run"; commands: string[] };
+
+const IMAGE_BRAND = Symbol.for("tandem.image");
+
+/**
+ * @example
+ * const image = Image.node()
+ *   .aptInstall("hello")
+ *   .npmInstall("is-number@7.0.0")
+ *   .env({ MODEL: "small" })
+ *   .addLocalDir("./weights", "/srv/weights", { ignore: ["*.tmp"] })
+ *   .runCommands("ls /srv/weights > /srv/index.txt");
+ * export const infer = app.function({ gpu: "T4", image }, (x: string) => x);
+ */
+export class Image {
+  readonly [IMAGE_BRAND] = true;
+  readonly steps: readonly ImageStep[];
+  /** Every step is rebuilt, cache or not (see `forceBuild()`; `TANDEM_FORCE_BUILD=1` on the plane does it for all). */
+  readonly rebuild: boolean;
+
+  private constructor(steps: readonly ImageStep[], rebuild = false) {
+    this.steps = Object.freeze([...steps]);
+    this.rebuild = rebuild;
+  }
+
+  /** The plane's Node runtime image, assembled locally. `version` (a major, e.g. "20") must match the plane's Node. */
+  static node(version?: string): Image {
+    if (version !== undefined && !/^\d+(\.\d+){0,2}$/.test(version)) throw new InvalidOptionsError(`Image.node("${version}"): give a version such as "20"`);
+    return new Image([{ kind: "node", version: version ?? null }]);
+  }
+
+  /** An image from a registry, where the plane can reach one (or the image is already on its engine). */
+  static fromRegistry(ref: string): Image {
+    if (!/^[a-z0-9][a-z0-9._\-/:@]*$/i.test(ref)) throw new InvalidOptionsError(`Image.fromRegistry("${ref}"): not an image reference`);
+    return new Image([{ kind: "registry", ref }]);
+  }
+
+  /** npm packages (`name` or `name@version`), installed under the app's node_modules in the image. */
+  npmInstall(...packages: string[]): Image {
+    for (const p of packages) if (!/^(@[\w.-]+\/)?[\w.-]+(@[\w.^~<>=*|-]+)?$/.test(p)) throw new InvalidOptionsError(`Image.npmInstall: "${p}" is not an npm package name`);
+    return this.#with({ kind: "npm", packages });
+  }
+
+  /** Debian packages, downloaded on the plane and unpacked into a layer (their dependencies are not followed; list them too). */
+  aptInstall(...packages: string[]): Image {
+    for (const p of packages) if (!/^[a-z0-9][a-z0-9+.-]*(=[\w.:~+-]+)?$/.test(p)) throw new InvalidOptionsError(`Image.aptInstall: "${p}" is not a Debian package name`);
+    return this.#with({ kind: "apt", packages });
+  }
+
+  env(vars: Record<string, string>): Image {
+    for (const [k, v] of Object.entries(vars)) {
+      if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(k) || typeof v !== "string") throw new InvalidOptionsError(`Image.env: "${k}" must be a name with a string value`);
+    }
+    return this.#with({ kind: "env", vars });
+  }
+
+  workdir(path: string): Image {
+    if (!path.startsWith("/")) throw new InvalidOptionsError(`Image.workdir("${path}"): the path must be absolute`);
+    return this.#with({ kind: "workdir", path });
+  }
+
+  /** A local file (relative to the working directory of `tandem serve`/`deploy`), copied to `dst`. */
+  addLocalFile(src: string, dst: string): Image {
+    if (!dst.startsWith("/")) throw new InvalidOptionsError(`Image.addLocalFile: "${dst}" must be an absolute path`);
+    return this.#with({ kind: "file", src, dst });
+  }
+
+  /** A local folder, copied to `dst`, leaving out names matching `ignore` (`node_modules`, `*.log`). */
+  addLocalDir(src: string, dst: string, options: { ignore?: string[] } = {}): Image {
+    if (!dst.startsWith("/")) throw new InvalidOptionsError(`Image.addLocalDir: "${dst}" must be an absolute path`);
+    return this.#with({ kind: "dir", src, dst, ignore: options.ignore ?? [] });
+  }
+
+  /** Shell commands (`/bin/sh -c`, busybox), each run in the image as it is built, as root. */
+  runCommands(...commands: string[]): Image {
+    if (commands.some((c) => typeof c !== "string" || !c.trim())) throw new InvalidOptionsError("Image.runCommands: each command must be a non-empty string");
+    return this.#with({ kind: "run", commands });
+  }
+
+  /** The same image, built again from scratch (no cached step) each time the plane first needs it. */
+  forceBuild(): Image {
+    return new Image(this.steps, true);
+  }
+
+  #with(step: ImageStep): Image {
+    return new Image([...this.steps, step], this.rebuild);
+  }
+}
+
+/** True for an `Image`, even one made by another copy of the SDK. */
+export function isImage(value: unknown): value is Image {
+  return typeof value === "object" && value !== null && IMAGE_BRAND in value;
+}
