@@ -10,7 +10,7 @@ import net from "node:net";
 import { join } from "node:path";
 import { MAX_CONTROL_FRAME_BYTES, RunnerFrameSchema, type InputFrame, type PlaneFrame, type RunnerFrame } from "../sdk/protocol.js";
 
-type Ready = Extract<RunnerFrame, { t: "ready" }>;
+export type Ready = Extract<RunnerFrame, { t: "ready" }>;
 type Output = Extract<RunnerFrame, { t: "output" }>;
 export type Chunk = Extract<RunnerFrame, { t: "chunk" }>;
 

@@ -21,7 +21,7 @@ import {
 } from "../sdk/errors.js";
 import { formatGpu, parseGpuSpec, type GpuRequest } from "../sdk/gpu.js";
 import type { EncodedValue, PlaneFunctionSpec, PlaneRunRequest, PlaneRunResponse } from "../sdk/protocol.js";
-import { ControlChannel } from "./control-channel.js";
+import { ControlChannel, type Ready } from "./control-channel.js";
 import type { ContainerDriver, ExitInfo, StartedContainer } from "./drivers/driver.js";
 import type { Inventory, Reservation, ResourceRequest } from "./inventory.js";
 import type { ContainerLife, UsageLedger } from "./usage-ledger.js";
@@ -31,6 +31,9 @@ export const DEFAULT_CPU = 1;
 export const DEFAULT_MEMORY_MIB = 512;
 const PIDS_LIMIT = 256;
 const LOG_TAIL_LINES = 20;
+/** How long a pool whose class `enter()` failed waits before a new container tries: doubling, from the first to the most. */
+const ENTER_BACKOFF_FIRST_MS = 1_000;
+const ENTER_BACKOFF_MAX_MS = 60_000;
 /** How long a stopping container's runner has for its classes' `exit()` hooks. */
 const EXIT_GRACE_MS = 10_000;
 
@@ -109,6 +112,8 @@ export class Scheduler {
   readonly #workers = new Set<Worker>();
   readonly #waiters = new Set<() => void>();
   readonly #stats = new Map<string, FunctionStats>();
+  /** Pools whose class `enter()` failed: no new container before `until`; inputs fail with `error` meanwhile. */
+  readonly #enterBackoff = new Map<string, { until: number; delayMs: number; error: TandemError }>();
   /** Calls cancelled while their container was starting. */
   readonly #cancelledBeforeStart = new Set<string>();
   /** Containers starting now, by pool. */
@@ -304,6 +309,8 @@ export class Scheduler {
         // A warm container below its target load; else a new container, while under maxContainers; else one below its maximum load.
         const underTarget = mine.find((w) => w.inFlight.size < scaling.targetInputs);
         if (underTarget) return { worker: take(underTarget), cold: false };
+        const backoff = this.#enterBackoff.get(key);
+        if (backoff && Date.now() < backoff.until && mine.length === 0) throw backoff.error; // not a hang: the same error, now
         if (mine.length + (this.#starting.get(key) ?? 0) < scaling.maxContainers) {
           for (const request of possible) {
             const reservation = this.#o.inventory.reserve(request) ?? (this.#evictFor(request) ? this.#o.inventory.reserve(request) : undefined);
@@ -335,6 +342,14 @@ export class Scheduler {
     } finally {
       stats.queued--;
     }
+  }
+
+  /** Records a failed `enter()`: the pool waits 1 s, then 2, 4, … up to a minute, before a container tries again. */
+  #enterFailed(key: string, pool: PoolDescriptor, error: TandemError): TandemError {
+    const delayMs = Math.min(ENTER_BACKOFF_MAX_MS, (this.#enterBackoff.get(key)?.delayMs ?? ENTER_BACKOFF_FIRST_MS / 2) * 2);
+    this.#enterBackoff.set(key, { until: Date.now() + delayMs, delayMs, error });
+    this.#o.log(`[plane] ${pool.app}.${poolName(pool)}: enter() failed (${error.message}); no new container for ${delayMs / 1000} s`);
+    return error;
   }
 
   /** With `bufferContainers`, keeps that many idle containers ready while the function is busy. */
@@ -450,10 +465,17 @@ export class Scheduler {
         void channel.close();
       }
     });
+    let readyFrame: Ready | undefined;
     const ready = await raceDeadline(
-      Promise.race([channel.ready.then(() => "ready" as const), container.exited.then(() => "exited" as const)]),
+      Promise.race([channel.ready.then((frame) => ((readyFrame = frame), "ready" as const)), container.exited.then(() => "exited" as const)]),
       deadline,
     );
+    if (readyFrame?.enterFailed) {
+      // The class could not load: fail with its error, and let the pool rest before another container tries.
+      await this.#retire(worker);
+      throw this.#enterFailed(key, req, fromWireError(readyFrame.enterFailed as WireError));
+    }
+    this.#enterBackoff.delete(key);
     if (ready !== "ready") {
       const failure =
         ready === "timeout"

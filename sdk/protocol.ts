@@ -388,7 +388,13 @@ const encodedValueShape = z.strictObject({ json: z.unknown(), meta: z.unknown().
 
 /** Frames a runner sends. */
 export const RunnerFrameSchema = z.union([
-  z.strictObject({ t: z.literal("ready"), pid: z.number().int(), functions: z.array(z.string()) }),
+  z.strictObject({
+    t: z.literal("ready"),
+    pid: z.number().int(),
+    functions: z.array(z.string()),
+    /** A class's `enter()` threw while the container started: its error. */
+    enterFailed: z.strictObject({ code: z.string(), message: z.string(), remote: z.strictObject({ name: z.string(), message: z.string(), stack: z.string().optional() }).optional() }).optional(),
+  }),
   /** A value a generator yielded; the runner waits for `next` before it pulls another. */
   z.strictObject({ t: z.literal("chunk"), callId: z.string().regex(CALL_ID_PATTERN), value: encodedValueShape }),
   z.strictObject({ t: z.literal("output"), callId: z.string().regex(CALL_ID_PATTERN), status: z.literal("succeeded"), result: encodedValueShape }),

@@ -35,12 +35,14 @@ describe("classes on the plane", () => {
     await eventually(() => stack.planeOutput.some((l) => /\[classes\.Model\.predict fc-[0-9a-z]{26} ctr-[0-9a-f]{8}\] exit small/.test(l)), 20_000);
   });
 
-  it("fails every input with the error when enter throws", async () => {
-    for (let i = 0; i < 2; i++) {
+  it("fails every input with the error when enter throws, and backs off before another container tries", async () => {
+    for (let i = 0; i < 3; i++) {
       const err = await lookup("classes", "Broken.predict", { gateway: stack.url }).remote({}).catch((e) => e);
       expect(err).toBeInstanceOf(RemoteError);
       expect(err.message).toBe("could not load the weights");
     }
+    // The first call's container failed to enter; the next ones, within the backoff, got the error without a new one.
+    expect(stack.planeOutput.filter((l) => l.includes("classes.Broken: enter() failed (could not load the weights); no new container for 1 s"))).toHaveLength(1);
   });
 
   it("keeps a class with minContainers warm, entered before any input, one container for all its methods", async () => {

@@ -33,17 +33,18 @@ export async function runFunctions(appExports: Record<string, unknown>): Promise
   // A class's container runs enter() before it is ready, so the first input (and a warm pool) finds it loaded.
   const clsParams = process.env.TANDEM_CLS_PARAMS;
   const clsIndex = app.classes.findIndex((c) => process.env.TANDEM_FUNCTION?.startsWith(`${c.name}.`));
+  let enterFailed: Failed | undefined;
   if (clsParams !== undefined && clsIndex >= 0) {
     await calls
       .run({ callId: "-", app: app.name, function: process.env.TANDEM_FUNCTION!, attempt: 1, env: app.classes[clsIndex]!.spec.env }, () => classes[clsIndex]!.prepare(JSON.parse(clsParams)))
-      .catch(() => {}); // a failed enter() fails each input with its error
+      .catch((err: unknown) => (enterFailed = toWireError(remoteErrorFrom(err)) as Failed)); // the plane backs off and fails the inputs with it
   }
 
   const socket = net.connect(socketPath);
   await new Promise<void>((resolve, reject) => socket.once("connect", resolve).once("error", reject));
   const sendFrame = (frame: RunnerFrame) => socket.write(JSON.stringify(frame) + "\n");
   const send = sendFrame;
-  send({ t: "ready", pid: process.pid, functions: [...functions.keys()] });
+  send({ t: "ready", pid: process.pid, functions: [...functions.keys()], ...(enterFailed ? { enterFailed } : {}) });
 
   // What each streaming input waits for between chunks: the plane's `next` (true) or `cancel` (false).
   const demand = new Map<string, (more: boolean) => void>();
