@@ -65,7 +65,7 @@ describe("the image builder", () => {
   });
 
   it("says there is no registry for an image it does not have", async () => {
-    const err = await build({ force: false, steps: [{ kind: "registry", ref: "example.invalid/nothing:1" }] }, hash(6)).catch((e) => e);
+    const err = await build({ force: false, steps: [{ kind: "registry", ref: "127.0.0.1:9/tandem-missing:1" }] }, hash(6)).catch((e) => e);
     expect(err.code).toBe("image_build_failed");
     expect(err.message).toContain("no image registry is reachable from this plane");
   });

@@ -88,7 +88,13 @@ async function dockerfile(docker: Docker, base: string, steps: ResolvedImageStep
       }
       case "registry":
         if (!(await exists(docker, step.ref))) {
-          throw new ImageBuildError(`${where}: Image.fromRegistry("${step.ref}"): no image registry is reachable from this plane, and its Docker engine does not have that image; build from Image.node() instead`);
+          say(`pulling ${step.ref}`);
+          const pulled = await pull(docker, step.ref);
+          if (pulled !== true) {
+            throw new ImageBuildError(
+              `${where}: Image.fromRegistry("${step.ref}"): no image registry is reachable from this plane (${pulled}), and its Docker engine does not have that image; build from Image.node() instead`,
+            );
+          }
         }
         lines.push(`FROM ${step.ref}`);
         break;
@@ -171,6 +177,16 @@ function run(command: string, args: string[], where: string, say: (line: string)
       code === 0 ? resolve() : reject(new ImageBuildError(`${where}: ${command} ${args.join(" ")} failed (exit ${code}):\n${out.slice(-10).join("\n")}`, { logTail: out.slice(-20) })),
     );
   });
+}
+
+/** Pulls an image: true, or why it could not. */
+async function pull(docker: Docker, ref: string): Promise<true | string> {
+  try {
+    const stream = await docker.pull(ref);
+    return await new Promise<true | string>((resolve) => docker.modem.followProgress(stream, (err: Error | null) => resolve(err ? err.message : true)));
+  } catch (err) {
+    return (err as Error).message.split("\n")[0]!;
+  }
 }
 
 async function exists(docker: Docker, ref: string): Promise<boolean> {
