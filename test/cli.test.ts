@@ -126,6 +126,15 @@ describe("tandem run", () => {
     expect(stderr).toMatch(/\n\s+at .*test\/fixtures\/edge-app\.ts:\d+:\d+/);
   });
 
+  it("runs a plane function, and a class method, on an ephemeral plane; stdout is the result alone", async () => {
+    const plane = await runCli(["run", "test/fixtures/plane-app.ts::echoPlane", "x"]);
+    expect(plane.code).toBe(0);
+    expect(JSON.parse(plane.stdout)).toEqual(["x"]);
+    const method = await runCli(["run", "test/fixtures/class-app.ts::Model.predict", '{"size":"tiny"}', "hi"]);
+    expect(method.code).toBe(0);
+    expect(method.stdout.trim()).toMatch(/^w-tiny:hi:ctr-[0-9a-f]{8}$/);
+  });
+
   it("names the functions when the one asked for does not exist", async () => {
     const { code, stderr } = await runCli(["run", "test/fixtures/edge-app.ts::nope"]);
     expect(code).toBe(2);

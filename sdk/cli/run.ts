@@ -1,16 +1,19 @@
 /**
  * `tandem run <app.ts>::<function> [args…]`: runs one function once on an
- * ephemeral gateway (in-memory state), prints the result, and exits non-zero
- * with the remote error when it throws.
+ * ephemeral gateway (in-memory state), with an ephemeral plane beside it when
+ * the app has plane functions, prints the result, and exits non-zero with the
+ * remote error when it throws.
  */
 import { inspect } from "node:util";
 import { join } from "node:path";
 import { InvalidOptionsError, RemoteError, TandemError } from "../errors.js";
 import { HttpInvoker } from "../client.js";
 import { encodeValue } from "../protocol.js";
-import { bundleWorker, loadAppInNode } from "./bundle.js";
+import { randomBytes } from "node:crypto";
+import { Plane } from "../../gpu-plane/plane.js";
+import { buildApps, uploadPlaneBundles } from "./local-stack.js";
 import { stateDir } from "./paths.js";
-import { startWorkerd } from "./workerd.js";
+import { gatewaySettingsFromEnv, startWorkerd } from "./workerd.js";
 
 /** Splits `app.ts::fn`. A missing `::fn` is allowed when the app has exactly one function. */
 export function parseTarget(target: string): { file: string; fn: string | undefined } {
@@ -34,18 +37,33 @@ export function parseArg(raw: string, position: number): unknown {
 
 export async function runOnce(target: string, rawArgs: string[]): Promise<number> {
   const { file, fn: wanted } = parseTarget(target);
-  const buildDir = join(stateDir(), "build", "run");
-  const app = await loadAppInNode(file, join(buildDir, "node"));
-  const names = app.functions.map((f) => f.name);
+  const state = stateDir();
+  const buildDir = join(state, "build", "run");
+  const built = await buildApps([file], buildDir);
+  const app = built.apps[0]!;
+  const names = [...app.functions.map((f) => f.name), ...app.classes.flatMap((c) => c.methods.map((m) => `${c.name}.${m}`))];
   const fn = wanted ?? (names.length === 1 ? names[0] : undefined);
   if (!fn) throw new InvalidOptionsError(`say which function to run: ${file}::<function> (functions: ${names.join(", ") || "none"})`);
   if (!names.includes(fn)) throw new InvalidOptionsError(`app "${app.name}" in ${file} has no function "${fn}" (functions: ${names.join(", ") || "none"})`);
   const args = rawArgs.map((a, i) => parseArg(a, i + 1));
 
-  const bundle = await bundleWorker([file], buildDir);
-  const gateway = await startWorkerd({ scriptPath: bundle.path, persistDir: false });
+  // An ephemeral gateway (state in memory) and, when the app has plane functions, an ephemeral plane beside it.
+  const secret = randomBytes(32).toString("hex");
+  // Logs go to stderr: stdout is the result alone.
+  const gateway = await startWorkerd({
+    scriptPath: built.worker.path,
+    persistDir: false,
+    bindings: { ...gatewaySettingsFromEnv(), TANDEM_PLANE_SECRET: secret },
+    onOutput: (line) => process.stderr.write(line + "\n"),
+  });
+  let plane: Plane | undefined;
   try {
-    const result = await new HttpInvoker(gateway.url.href.replace(/\/$/, "")).call(app.name, fn, args);
+    const url = gateway.url.href.replace(/\/$/, "");
+    if (built.planes.length) {
+      await uploadPlaneBundles(gateway.miniflare, built);
+      plane = await Plane.start({ gatewayUrl: url, secret, host: "127.0.0.1", port: 0, region: "local", runtime: "docker", simulateWhenNone: true, stateDir: join(state, "run-plane"), log: (line) => console.error(line) });
+    }
+    const result = await new HttpInvoker(url).call(app.name, fn, args);
     // Strings print as they are, plain JSON as JSON, anything richer (Map, Date, bytes) as Node shows it.
     if (result !== undefined) console.log(typeof result === "string" ? result : encodeValue(result).meta === undefined ? JSON.stringify(result, null, 2) : inspect(result, { depth: 8 }));
     return 0;
@@ -53,6 +71,7 @@ export async function runOnce(target: string, rawArgs: string[]): Promise<number
     printCallError(err);
     return 1;
   } finally {
+    await plane?.close();
     await gateway.dispose();
   }
 }
