@@ -6,17 +6,9 @@
  * files into the spec; the plane builds (see docs/plane.md, "Images").
  */
 import { InvalidOptionsError } from "./errors.js";
+import type { ImageStep } from "./protocol.js";
 
-export type ImageStep =
-  | { kind: "node"; version: string | null }
-  | { kind: "registry"; ref: string }
-  | { kind: "npm"; packages: string[] }
-  | { kind: "apt"; packages: string[] }
-  | { kind: "env"; vars: Record<string, string> }
-  | { kind: "workdir"; path: string }
-  | { kind: "file"; src: string; dst: string }
-  | { kind: "dir"; src: string; dst: string; ignore: string[] }
-  | { kind: "run"; commands: string[] };
+export type { ImageStep };
 
 const IMAGE_BRAND = Symbol.for("tandem.image");
 

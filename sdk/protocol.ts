@@ -274,15 +274,22 @@ export interface ImageBuildSpec {
   force: boolean;
 }
 
-export type ResolvedImageStep =
+/** One step of an `Image`, as the SDK records it. */
+export type ImageStep =
   | { kind: "node"; version: string | null }
   | { kind: "registry"; ref: string }
   | { kind: "npm"; packages: string[] }
   | { kind: "apt"; packages: string[] }
   | { kind: "env"; vars: Record<string, string> }
   | { kind: "workdir"; path: string }
-  | { kind: "files"; dst: string; files: { path: string; content: string; mode: number }[] }
+  | { kind: "file"; src: string; dst: string }
+  | { kind: "dir"; src: string; dst: string; ignore: string[] }
   | { kind: "run"; commands: string[] };
+
+/** A step as the plane builds it: local files and folders read in (base64), the rest as the SDK recorded it. */
+export type ResolvedImageStep =
+  | Exclude<ImageStep, { kind: "file" } | { kind: "dir" }>
+  | { kind: "files"; dst: string; files: { path: string; content: string; mode: number }[] };
 
 /** Which plane bundle an app's plane functions run from. */
 export interface PlaneBundleRef {
