@@ -52,6 +52,7 @@ export async function serve(options: ServeOptions): Promise<Serving> {
   const maxBody = Number(gatewaySettingsFromEnv().TANDEM_MAX_BODY_BYTES);
   if (maxBody > 0) door.maxBodyBytes = maxBody;
   door.onRequest = (method, path, status, ms) => {
+    if (path.startsWith("/v1/planes/") && status < 400) return; // the local plane's heartbeats and bundle fetches: not the user's traffic
     const code = status >= 500 ? style.err(String(status)) : status >= 400 ? style.warn(String(status)) : style.ok(String(status));
     log(style.dim(`${method} ${path} `) + code + style.dim(` ${ms.toFixed(1)} ms`));
   };
