@@ -54,6 +54,8 @@ export class Plane {
   readonly #bundles: BundleCache;
   readonly #usage: UsageLedger;
   readonly #server: ServerType;
+  /** Bundles already on disk (and their node_modules checked), by hash. */
+  readonly #prepared = new Map<string, string>();
   #heartbeat: NodeJS.Timeout | undefined;
   #gatewayDown = false;
 
@@ -144,12 +146,16 @@ export class Plane {
   /** Checks this plane can run the request and has its bundle on disk; returns the bundle's path. */
   async #prepare(req: PlaneRunRequest): Promise<string> {
     if (this.unavailable) throw new PlaneUnavailableError(`plane ${this.planeId} cannot start containers: ${this.unavailable}`);
+    const known = this.#prepared.get(`${req.bundleHash}:${req.nodeModules ?? ""}`);
+    if (known) return known; // every warm call comes here: no file system checks once a bundle is in place
     if (req.nodeModules && !existsSync(req.nodeModules)) {
       throw new PlaneUnavailableError(
         `app "${req.app}" uses native packages mounted from ${req.nodeModules} on the machine that built it, which plane ${this.planeId} does not have`,
       );
     }
-    return this.#bundles.get(req.bundleHash, req.nodeModules);
+    const path = await this.#bundles.get(req.bundleHash, req.nodeModules);
+    this.#prepared.set(`${req.bundleHash}:${req.nodeModules ?? ""}`, path);
+    return path;
   }
 
   /** Runs a generator input (a request from the gateway), yielding its chunks. */
