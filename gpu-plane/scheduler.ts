@@ -87,6 +87,8 @@ interface Worker {
   inFlight: Set<string>;
   /** The runner has said it is ready: only then may inputs be given to it. */
   ready: boolean;
+  /** The plane itself is stopping it (so a SIGKILL is ours, not the OOM killer's). */
+  stopping: boolean;
   /** The latest input's call id, for log tags. */
   callId: string | undefined;
   /** What this container's life costs: its app, function and resources, from when it started. */
@@ -393,6 +395,7 @@ export class Scheduler {
     );
     if (!victim) return false;
     this.#o.log(`[plane] stopping idle ${victim.label} ${victim.id} to make room`);
+    victim.stopping = true;
     this.#forget(victim);
     void victim.container.kill().finally(() => victim.channel.close());
     return true;
@@ -440,7 +443,7 @@ export class Scheduler {
     }
     const worker: Worker = {
       id, key, label: `${req.app}.${req.function}`, container, channel, reservation, scaling: req.spec.autoscaler,
-      inFlight: new Set(forCall ? [forCall] : []), ready: false, callId: forCall, logTail: [], idleTimer: undefined, exit: undefined, protocolError: undefined,
+      inFlight: new Set(forCall ? [forCall] : []), ready: false, stopping: false, callId: forCall, logTail: [], idleTimer: undefined, exit: undefined, protocolError: undefined,
       life: {
         containerId: id, app: req.app, function: req.function, gpu: reservation.gpus[0]?.type ?? null, gpuCount: reservation.gpus.length,
         cpu: reservation.cpu, memoryMiB: reservation.memoryMiB, startedAt: Date.now(),
@@ -455,6 +458,7 @@ export class Scheduler {
     channel.onProtocolError((message) => {
       worker.protocolError = message;
       this.#o.log(`[plane] ${worker.label} ${id} broke the control protocol (${message}); killing it`);
+      worker.stopping = true;
       void container.kill();
     });
     void container.exited.then((exit) => {
@@ -521,7 +525,10 @@ export class Scheduler {
 
   #failure(worker: Worker, exit: ExitInfo, when: string): ContainerFailedError {
     const tail = worker.logTail.slice();
-    const reason = exit.oomKilled ? "oom" : exit.code === 137 || exit.code === null ? "killed" : "crashed";
+    // Docker does not always set OOMKilled (its OOM event can lose the race with the exit): a SIGKILL the plane
+    // did not send, to a container under a memory limit, is the kernel's OOM killer.
+    const oom = exit.oomKilled || (exit.code === 137 && !worker.stopping);
+    const reason = oom ? "oom" : exit.code === 137 || exit.code === null ? "killed" : "crashed";
     const what =
       reason === "oom"
         ? `ran out of memory (limit ${worker.reservation.memoryMiB} MiB)`
@@ -563,6 +570,7 @@ export class Scheduler {
     const known = this.#workers.has(worker);
     this.#forget(worker);
     if (!known && worker.exit) return;
+    worker.stopping = true;
     if (options.graceful && worker.ready && !worker.exit && !worker.protocolError) {
       // A grace period: the runner runs its classes' exit() hooks and leaves on its own.
       worker.channel.shutdown();
