@@ -1,0 +1,101 @@
+/**
+ * The WebAssembly host: a WASI command run in Node and in real workerd gives
+ * the same output; bad modules are refused naming what is wrong; limits and
+ * traps fail one run, and the next run works.
+ */
+import { build } from "esbuild";
+import { Miniflare } from "miniflare";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { compileFixture } from "./fixtures/build.js";
+import { WasmLimitError, WasmModuleError, WasmTrapError, checkWasiCommand, runWasi } from "./host.js";
+
+const dir = mkdtempSync(join(tmpdir(), "tandem-wasm-"));
+let echo: Uint8Array<ArrayBuffer>;
+let misbehave: Uint8Array<ArrayBuffer>;
+let usesEnv: Uint8Array<ArrayBuffer>;
+const text = (bytes: Uint8Array) => new TextDecoder().decode(bytes);
+const bytes = (s: string) => new TextEncoder().encode(s);
+
+beforeAll(() => {
+  echo = compileFixture("echo", dir);
+  misbehave = compileFixture("misbehave", dir);
+  usesEnv = compileFixture("uses-env", dir);
+});
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+describe("the WASI host in Node", () => {
+  it("runs a command: stdin in, stdout and stderr out, its exit code", () => {
+    const module = new WebAssembly.Module(echo);
+    checkWasiCommand(module, "echo.wasm");
+    const run = runWasi(module, "echo.wasm", { stdin: bytes("hello, wasm") });
+    expect({ exitCode: run.exitCode, stdout: text(run.stdout), stderr: text(run.stderr) }).toEqual({ exitCode: 0, stdout: "HELLO, WASM", stderr: "bye\n" });
+    expect(runWasi(module, "echo.wasm", { stdin: bytes("!stop") }).exitCode).toBe(3);
+  });
+
+  it("refuses a module that imports what the host does not provide, naming the import", () => {
+    expect(() => checkWasiCommand(new WebAssembly.Module(usesEnv), "uses-env.wasm")).toThrow(WasmModuleError);
+    expect(() => checkWasiCommand(new WebAssembly.Module(usesEnv), "uses-env.wasm")).toThrow("uses-env.wasm imports env.now_please (function), which this host does not provide");
+  });
+
+  it("fails a run that traps, outgrows its memory or its output limit, and the next run works", () => {
+    const module = new WebAssembly.Module(misbehave);
+    expect(() => runWasi(module, "m.wasm", { stdin: bytes("t") })).toThrow(WasmTrapError);
+    expect(() => runWasi(module, "m.wasm", { stdin: bytes("g"), limits: { maxMemoryPages: 50 } })).toThrow(/grew its memory to \d+ pages, past its limit of 50/);
+    const output = (() => {
+      try {
+        runWasi(module, "m.wasm", { stdin: bytes("o"), limits: { maxOutputBytes: 1000 } });
+      } catch (e) {
+        return e;
+      }
+    })();
+    expect(output).toBeInstanceOf(WasmLimitError);
+    expect((output as WasmLimitError).limit).toBe("output");
+    expect(text(runWasi(module, "m.wasm", { stdin: bytes("x") }).stdout)).toBe("ok");
+  });
+});
+
+describe("the same module in workerd", () => {
+  it("gives the same output as in Node", async () => {
+    const worker = await build({
+      stdin: {
+        contents: `import { runWasi, checkWasiCommand } from ${JSON.stringify(join(import.meta.dirname, "host.ts"))};
+import echo from "./echo.wasm";
+export default { async fetch(request) {
+  checkWasiCommand(echo, "echo.wasm");
+  const run = runWasi(echo, "echo.wasm", { stdin: new Uint8Array(await request.arrayBuffer()) });
+  const d = new TextDecoder();
+  return Response.json({ exitCode: run.exitCode, stdout: d.decode(run.stdout), stderr: d.decode(run.stderr) });
+} };`,
+        resolveDir: dir,
+        loader: "ts",
+      },
+      bundle: true,
+      write: false,
+      format: "esm",
+      platform: "neutral",
+      mainFields: ["module", "main"],
+      external: ["*.wasm"],
+      logLevel: "silent",
+    });
+    const mf = new Miniflare({
+      modules: [
+        { type: "ESModule", path: "worker.mjs", contents: worker.outputFiles[0]!.text },
+        { type: "CompiledWasm", path: "echo.wasm", contents: echo },
+      ],
+      compatibilityDate: "2025-09-01",
+      cf: false,
+    });
+    try {
+      for (const input of ["hello, wasm", "!stop"]) {
+        const fromWorkerd = await (await mf.dispatchFetch("http://x/", { method: "POST", body: input })).json();
+        const node = runWasi(new WebAssembly.Module(echo), "echo.wasm", { stdin: bytes(input) });
+        expect(fromWorkerd).toEqual({ exitCode: node.exitCode, stdout: text(node.stdout), stderr: text(node.stderr) });
+      }
+    } finally {
+      await mf.dispose();
+    }
+  });
+});

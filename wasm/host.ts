@@ -1,0 +1,143 @@
+/**
+ * The WebAssembly host: runs a WASI (preview1) command module the same way in
+ * workerd (the edge) and in Node (the plane, local tools), on
+ * @bjorn3/browser_wasi_shim. A call gets a fresh instance: arguments, an
+ * environment, stdin, stdout and stderr captured (up to a limit), clocks and
+ * random from the runtime, an in-memory file system preopened at `/`, and the
+ * exit code. Modules are compiled once by the caller (workerd refuses to
+ * compile bytes at run time: ship them as modules) and instantiated per call.
+ */
+import { ConsoleStdout, Directory, File, OpenFile, PreopenDirectory, WASI, WASIProcExit, type Inode } from "@bjorn3/browser_wasi_shim";
+
+/** What one run of a module may take; past either, the run fails with `WasmLimitError`. */
+export interface WasmLimits {
+  /** Bytes on stdout and stderr together (default 10 MiB). */
+  maxOutputBytes: number;
+  /** Linear memory, in 64 KiB pages (default 4096: 256 MiB). */
+  maxMemoryPages: number;
+}
+
+export const DEFAULT_WASM_LIMITS: WasmLimits = { maxOutputBytes: 10 * 1024 * 1024, maxMemoryPages: 4096 };
+
+export interface WasiRunOptions {
+  /** argv[1..]; argv[0] is the module's name. */
+  args?: string[];
+  env?: Record<string, string>;
+  stdin?: Uint8Array;
+  /** Files in the in-memory file system, by absolute path (`/data/input.txt`), preopened at `/`. */
+  files?: Record<string, Uint8Array>;
+  limits?: Partial<WasmLimits>;
+}
+
+export interface WasiRunResult {
+  exitCode: number;
+  stdout: Uint8Array;
+  stderr: Uint8Array;
+  /** Linear memory at the end, in pages. */
+  memoryPages: number;
+}
+
+/** A module that is not a WASI command, or asks for an import the host does not give. */
+export class WasmModuleError extends Error {
+  override name = "WasmModuleError";
+}
+
+/** A run went past one of its limits (`limit` says which). */
+export class WasmLimitError extends Error {
+  override name = "WasmLimitError";
+  constructor(
+    readonly limit: "output" | "memory",
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+/** The module trapped (an unreachable, an out-of-bounds access, a stack overflow). */
+export class WasmTrapError extends Error {
+  override name = "WasmTrapError";
+}
+
+const WASI_MODULE = "wasi_snapshot_preview1";
+/** The WASI functions the host gives: every one the shim implements. */
+const PROVIDED = new Set(Object.keys(new WASI([], [], []).wasiImport));
+
+/**
+ * Checks that `module` is a WASI command this host can run: it exports
+ * `_start` and `memory`, and imports only WASI functions the host provides.
+ * Throws `WasmModuleError` naming the module (`name`) and what is wrong.
+ */
+export function checkWasiCommand(module: WebAssembly.Module, name: string): void {
+  const exports = new Map(WebAssembly.Module.exports(module).map((e) => [e.name, e.kind]));
+  if (exports.get("_start") !== "function") throw new WasmModuleError(`${name} is not a WASI command: it exports no _start function`);
+  if (exports.get("memory") !== "memory") throw new WasmModuleError(`${name} is not a WASI command: it exports no memory`);
+  for (const i of WebAssembly.Module.imports(module)) {
+    if (i.module !== WASI_MODULE || !PROVIDED.has(i.name)) {
+      throw new WasmModuleError(`${name} imports ${i.module}.${i.name} (${i.kind}), which this host does not provide (it provides ${WASI_MODULE} functions only)`);
+    }
+  }
+}
+
+/** Runs `module` once, in a fresh instance. */
+export function runWasi(module: WebAssembly.Module, name: string, options: WasiRunOptions = {}): WasiRunResult {
+  const limits = { ...DEFAULT_WASM_LIMITS, ...options.limits };
+  const out: Uint8Array[] = [];
+  const err: Uint8Array[] = [];
+  let written = 0;
+  const capture = (sink: Uint8Array[]) => (bytes: Uint8Array) => {
+    written += bytes.length;
+    if (written > limits.maxOutputBytes) throw new WasmLimitError("output", `${name} wrote more than ${limits.maxOutputBytes} bytes of output`);
+    sink.push(bytes.slice());
+  };
+  const env = Object.entries(options.env ?? {}).map(([k, v]) => `${k}=${v}`);
+  const wasi = new WASI([name, ...(options.args ?? [])], env, [
+    new OpenFile(new File(options.stdin ?? new Uint8Array())),
+    new ConsoleStdout(capture(out)),
+    new ConsoleStdout(capture(err)),
+    new PreopenDirectory("/", fileTree(options.files ?? {})),
+  ]);
+  const instance = new WebAssembly.Instance(module, { [WASI_MODULE]: wasi.wasiImport });
+  const exports = instance.exports as { memory: WebAssembly.Memory; _start: () => unknown };
+  let exitCode: number;
+  try {
+    exitCode = wasi.start({ exports });
+  } catch (thrown) {
+    if (thrown instanceof WasmLimitError) throw thrown;
+    if (thrown instanceof WASIProcExit) exitCode = thrown.code;
+    else if (thrown instanceof WebAssembly.RuntimeError || thrown instanceof RangeError) throw new WasmTrapError(`${name} trapped: ${thrown.message}`);
+    else throw thrown;
+  }
+  const memoryPages = exports.memory.buffer.byteLength / 65536;
+  if (memoryPages > limits.maxMemoryPages) {
+    throw new WasmLimitError("memory", `${name} grew its memory to ${memoryPages} pages, past its limit of ${limits.maxMemoryPages} (${(limits.maxMemoryPages * 64) / 1024} MiB)`);
+  }
+  return { exitCode, stdout: concat(out), stderr: concat(err), memoryPages };
+}
+
+function fileTree(files: Record<string, Uint8Array>): Map<string, Inode> {
+  const root = new Map<string, Inode>();
+  for (const [path, data] of Object.entries(files)) {
+    const parts = path.split("/").filter(Boolean);
+    let dir = root;
+    for (const part of parts.slice(0, -1)) {
+      let next = dir.get(part);
+      if (!(next instanceof Directory)) {
+        next = new Directory(new Map());
+        dir.set(part, next);
+      }
+      dir = (next as Directory).contents;
+    }
+    dir.set(parts[parts.length - 1]!, new File(data));
+  }
+  return root;
+}
+
+function concat(chunks: Uint8Array[]): Uint8Array {
+  const out = new Uint8Array(chunks.reduce((n, c) => n + c.length, 0));
+  let offset = 0;
+  for (const c of chunks) {
+    out.set(c, offset);
+    offset += c.length;
+  }
+  return out;
+}
