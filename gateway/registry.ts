@@ -6,6 +6,7 @@ import { ClassInstances, type App, type FunctionHandle } from "../sdk/app.js";
 import { NotFoundError } from "../sdk/errors.js";
 import type { FunctionSpec } from "../sdk/options.js";
 import type { AppManifest } from "../sdk/protocol.js";
+import { wasmHandler } from "./wasm-functions.js";
 
 export interface RegisteredFunction {
   app: string;
@@ -22,13 +23,19 @@ export class AppRegistry {
   readonly #apps = new Map<string, App>();
   readonly #functions = new Map<string, Map<string, RegisteredFunction>>();
 
-  constructor(apps: readonly App[]) {
+  /** `wasm`: the compiled module of each WebAssembly function, by `app/name`. */
+  constructor(apps: readonly App[], wasm: Record<string, WebAssembly.Module> = {}) {
     for (const app of apps) {
       if (this.#apps.has(app.name)) throw new Error(`two app files define the app "${app.name}"`);
       this.#apps.set(app.name, app);
       const fns = new Map<string, RegisteredFunction>();
       for (const fn of app.functions as readonly FunctionHandle<unknown[], unknown>[]) {
         fns.set(fn.name, { app: app.name, spendCap: app.spendCap, name: fn.name, spec: fn.spec!, handler: fn.handler!, clsMethod: false });
+      }
+      for (const w of app.wasmFunctions) {
+        const module = wasm[`${app.name}/${w.name}`];
+        if (!module) throw new Error(`the WebAssembly module of ${app.name}.${w.name} was not bundled; serve or deploy the app with the tandem CLI`);
+        fns.set(w.name, { app: app.name, spendCap: app.spendCap, name: w.name, spec: w.spec, handler: wasmHandler(app.name, w, module), clsMethod: false });
       }
       for (const cls of app.classes) {
         const instances = new ClassInstances(cls); // at the edge: one instance per isolate and parameters

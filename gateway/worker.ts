@@ -27,11 +27,13 @@ export interface AppModule {
 export interface GatewayOptions {
   /** Each app's plane bundle, for plane-tier functions. */
   planeBundles?: Record<string, PlaneBundleRef>;
+  /** The compiled module of each WebAssembly function, by `app/name`. */
+  wasm?: Record<string, WebAssembly.Module>;
 }
 
 export function createGateway(modules: AppModule[], options: GatewayOptions = {}): ExportedHandler<Env> {
   const apps = modules.map((m) => loadAppModule(m.file, m.exports));
-  setRegistry(new AppRegistry(apps));
+  setRegistry(new AppRegistry(apps, options.wasm ?? {}));
   setPlaneBundles(options.planeBundles ?? {});
   installInvoker(new GatewayInvoker());
   prefixConsoleLines();

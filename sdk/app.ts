@@ -210,6 +210,22 @@ export interface ClsDefinition {
   methods: string[];
 }
 
+/** Where a WebAssembly function's module comes from; paths are relative to the app file. */
+export interface WasmSource {
+  /** A prebuilt WASI command module (`.wasm`), from any language that targets WASI. */
+  module?: string;
+  /** AssemblyScript source, compiled by `tandem serve`/`deploy`. */
+  source?: string;
+}
+
+/** A WebAssembly function as the runtimes see it. */
+export interface WasmDefinition {
+  name: string;
+  module: string | undefined;
+  source: string | undefined;
+  spec: FunctionSpec;
+}
+
 /** A whole web app mounted at `/<app>/<label>/...`. */
 export interface WebMount {
   label: string;
@@ -234,6 +250,7 @@ export class App {
   readonly #classes: ClsDefinition[] = [];
   readonly #endpoints: EndpointHandle[] = [];
   readonly #webMounts: WebMount[] = [];
+  readonly #wasm: WasmDefinition[] = [];
 
   constructor(name: string, options: { spendCap?: number } = {}) {
     if (typeof name !== "string" || !NAME_PATTERN.test(name)) {
@@ -300,6 +317,29 @@ export class App {
     Object.defineProperty(handle, CLS_BRAND, { value: definition });
     this.#pendingClassNames.set(handle, definition);
     return handle;
+  }
+
+  /**
+   * A function that is a WASI command module: its arguments arrive as a JSON
+   * array on stdin, its result is the JSON it writes to stdout, stderr goes to
+   * the logs, and a non-zero exit is an error carrying stderr's tail (see
+   * docs/wasm.md). It runs at the edge, in a fresh instance per call.
+   * @example
+   * export const upper = app.wasm<[string], string[]>("upper", { source: "./upper.as.ts" });
+   */
+  wasm<A extends unknown[] = unknown[], R = unknown>(name: string, from: WasmSource, options: FunctionOptions = {}): FunctionHandle<A, R> {
+    const where = `app "${this.name}": wasm function "${name}"`;
+    if (typeof name !== "string" || !NAME_PATTERN.test(name)) throw new InvalidOptionsError(`${where}: the name must be 1-64 letters, digits, '-' or '_'`);
+    const given = (["module", "source"] as const).filter((k) => typeof from?.[k] === "string");
+    if (given.length !== 1) throw new InvalidOptionsError(`${where}: give exactly one of { module: "./fn.wasm" } or { source: "./fn.as.ts" }`);
+    const spec = parseFunctionOptions({ ...options, name }, where);
+    if (spec.tier === "plane") throw new InvalidOptionsError(`${where}: WebAssembly functions run at the edge for now; drop the plane options`);
+    this.#wasm.push({ name, module: from.module, source: from.source, spec });
+    return new FunctionHandle<A, R>({ app: this.name, name, spec });
+  }
+
+  get wasmFunctions(): readonly WasmDefinition[] {
+    return this.#wasm;
   }
 
   /**
@@ -375,6 +415,10 @@ export class App {
       if (seen.has(name)) throw new InvalidOptionsError(`app "${this.name}": two functions are named "${name}"; names must be unique`);
       seen.add(name);
     }
+    for (const w of this.#wasm) {
+      if (seen.has(w.name)) throw new InvalidOptionsError(`app "${this.name}": two functions are named "${w.name}"; names must be unique`);
+      seen.add(w.name);
+    }
     for (const cls of this.#classes) {
       cls.name ??= cls.Class.name || undefined;
       if (cls.name === undefined || !NAME_PATTERN.test(cls.name)) throw new InvalidOptionsError(`app "${this.name}": a class has no usable name; export it, or give it a \`name\` option`);
@@ -401,6 +445,7 @@ export class App {
       functions: [
         ...this.#functions.map((f) => ({ name: f.name, tier: f.spec!.tier, timeoutSeconds: f.spec!.timeoutSeconds, retries: f.spec!.retries })),
         ...this.#classes.flatMap((c) => c.methods.map((m) => ({ name: `${c.name}.${m}`, tier: c.spec.tier, timeoutSeconds: c.spec.timeoutSeconds, retries: c.spec.retries }))),
+        ...this.#wasm.map((w) => ({ name: w.name, tier: w.spec.tier, timeoutSeconds: w.spec.timeoutSeconds, retries: w.spec.retries })),
       ],
       endpoints: [
         ...this.#webMounts.map((w) => ({ label: w.label, kind: "web" as const, path: "/*" })),

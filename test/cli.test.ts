@@ -19,10 +19,10 @@ describe("tandem serve examples/hello", () => {
     await served?.stop();
   });
 
-  it("prints every function and web endpoint", () => {
-    expect(served.output()).toMatch(/function\s+greet\s+POST http:\/\/127\.0\.0\.1:\d+\/v1\/apps\/hello\/functions\/greet\/call/);
-    expect(served.output()).toMatch(/web\s+api\s+http:\/\/127\.0\.0\.1:\d+\/hello\/api\//);
-    expect(served.output()).toMatch(/endpoint\s+greet\s+GET http:\/\/127\.0\.0\.1:\d+\/hello\/greet\/:name/);
+  it("prints every function and web endpoint", async () => {
+    await served.waitFor(/function\s+greet\s+POST http:\/\/127\.0\.0\.1:\d+\/v1\/apps\/hello\/functions\/greet\/call/);
+    await served.waitFor(/web\s+api\s+http:\/\/127\.0\.0\.1:\d+\/hello\/api\//);
+    await served.waitFor(/endpoint\s+greet\s+GET http:\/\/127\.0\.0\.1:\d+\/hello\/greet\/:name/);
   });
 
   it("answers a web endpoint from workerd and streams the function's log line", async () => {
@@ -207,9 +207,9 @@ describe("tandem serve examples/inference (the GPU plane, real Docker)", () => {
   const generate = (body: unknown) => fetch(`${served.url}/inference/generate`, { method: "POST", body: JSON.stringify(body) });
   const inferenceContainers = () => execFileSync("docker", ["ps", "-q", "--filter", "label=tandem.app=inference"]).toString().trim();
 
-  it("says the local plane's GPUs are simulated", () => {
-    expect(served.output()).toMatch(/plane pl-[0-9a-f]+ at http:\/\/127\.0\.0\.1:\d+ \(region local, runtime docker; .*T4x1.*simulated\)/);
-    expect(served.output()).toContain("GPUs are simulated");
+  it("says the local plane's GPUs are simulated", async () => {
+    await served.waitFor(/plane pl-[0-9a-f]+ at http:\/\/127\.0\.0\.1:\d+ \(region local, runtime docker; .*T4x1.*simulated\)/);
+    await served.waitFor("GPUs are simulated");
   });
 
   it("serves POST /inference/generate from the edge, the model running in a container that stops after the scale-down window", async () => {

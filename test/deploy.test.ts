@@ -1,4 +1,5 @@
 /** `tandem deploy --dry-run`: the generated configuration is accepted by the real wrangler, offline. */
+import { existsSync } from "node:fs";
 import { mkdtemp, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -33,6 +34,14 @@ it("bundles plane functions for the planes, and says where the bundle goes", asy
   expect(code).toBe(0);
   expect(stdout).toMatch(/would upload the plane bundle .*plane-app\.mjs to r2:\/\/tandem-blobs\/bundles\/[0-9a-f]{64}\.mjs/);
   expect(stdout).toMatch(/env\.PLANES \(PlaneRegistry\)\s+Durable Object/);
+});
+
+it("ships WebAssembly functions' modules in the deployment", async () => {
+  const out = await mkdtemp(join(tmpdir(), "tandem-deploy-"));
+  dirs.push(out);
+  const { code } = await runCli(["deploy", "test/fixtures/wasm-app.ts", "--dry-run", "--outdir", out], { env: { WRANGLER_SEND_METRICS: "false" } });
+  expect(code).toBe(0);
+  expect(existsSync(join(out, "dist", "wasm", "wasmy-upper.wasm"))).toBe(true);
 });
 
 it("refuses an app with invalid options before calling wrangler", async () => {

@@ -31,6 +31,8 @@ const sourceMapBesideBundle: Plugin = {
   name: "source-map-beside-bundle",
   setup(b) {
     b.onResolve({ filter: /^tandem:source-map$/ }, () => ({ path: "./worker.mjs.map", external: true }));
+    // WebAssembly modules travel beside the bundle too, as compiled modules (workerd compiles no bytes at run time).
+    b.onResolve({ filter: /^\.\/wasm\/.*\.wasm$/ }, (args) => ({ path: args.path, external: true }));
   },
 };
 
@@ -77,7 +79,14 @@ function imagePackagesAtTheEdge(packages: string[]): Plugin {
 export async function bundleWorker(
   appFiles: string[],
   outDir: string,
-  options: { minify?: boolean; sourceMap?: boolean; planeBundles?: Record<string, PlaneBundleRef>; external?: string[] } = {},
+  options: {
+    minify?: boolean;
+    sourceMap?: boolean;
+    planeBundles?: Record<string, PlaneBundleRef>;
+    external?: string[];
+    /** WebAssembly modules to ship in the Worker: `app/name` → a `.wasm` file in `outDir/wasm/`. */
+    wasm?: Record<string, string>;
+  } = {},
 ): Promise<WorkerBundle> {
   await mkdir(outDir, { recursive: true });
   const files = appFiles.map(checkAppFile);
@@ -86,7 +95,8 @@ export async function bundleWorker(
     ...files.map((f, i) => `import * as app${i} from ${JSON.stringify(f)};`),
     `import { createGateway, CallLedger, PlaneRegistry, installSourceMap } from ${JSON.stringify(GATEWAY_ENTRY)};`,
     withMap ? `import sourceMap from ${JSON.stringify(SOURCE_MAP_MODULE)};\ninstallSourceMap(sourceMap);` : "",
-    `export default createGateway([${files.map((f, i) => `{ file: ${JSON.stringify(relative(process.cwd(), f) || basename(f))}, exports: app${i} }`).join(", ")}], { planeBundles: ${JSON.stringify(options.planeBundles ?? {})} });`,
+    ...Object.values(options.wasm ?? {}).map((file, i) => `import wasm${i} from ${JSON.stringify(`./wasm/${file}`)};`),
+    `export default createGateway([${files.map((f, i) => `{ file: ${JSON.stringify(relative(process.cwd(), f) || basename(f))}, exports: app${i} }`).join(", ")}], { planeBundles: ${JSON.stringify(options.planeBundles ?? {})}, wasm: { ${Object.keys(options.wasm ?? {}).map((key, i) => `${JSON.stringify(key)}: wasm${i}`).join(", ")} } });`,
     `export { CallLedger, PlaneRegistry };`,
   ].join("\n");
   const path = join(outDir, "worker.mjs");

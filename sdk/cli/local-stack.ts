@@ -3,15 +3,19 @@
  * bundled for the gateway and for the plane, the gateway in workerd with the
  * plane bundles in its blob store, and the plane secret they share.
  */
+import { execFileSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
-import { join } from "node:path";
+import { copyFile, mkdir, readFile } from "node:fs/promises";
+import { dirname, join, resolve } from "node:path";
 import type { Miniflare } from "miniflare";
-import type { App } from "../app.js";
+import { checkWasiCommand } from "../../wasm/host.js";
+import type { App, WasmDefinition } from "../app.js";
 import { InvalidOptionsError } from "../errors.js";
 import { parseGpuSpec } from "../gpu.js";
 import type { PlaneBundleRef } from "../protocol.js";
 import { bundlePlane, bundleWorker, loadAppInNode, type PlaneBundle, type WorkerBundle } from "./bundle.js";
+import { PACKAGE_ROOT } from "./paths.js";
 import { resolveImage } from "./images.js";
 
 export interface BuiltApps {
@@ -29,9 +33,11 @@ export async function buildApps(appFiles: string[], buildDir: string, options: {
   const planeBundles: Record<string, PlaneBundleRef> = {};
   const images = new Map<string, string>();
   const external = new Set<string>();
+  const wasm: Record<string, string> = {};
   for (const file of appFiles) {
     const app = await loadAppInNode(file, join(buildDir, "node"));
     apps.push(app);
+    for (const w of app.wasmFunctions) wasm[`${app.name}/${w.name}`] = await prepareWasm(app.name, w, file, join(buildDir, "wasm"));
     for (const p of imagePackages(app)) external.add(p);
     if (app.functions.some((f) => f.spec?.tier === "plane") || app.classes.some((c) => c.spec.tier === "plane")) {
       const plane = await bundlePlane(file, join(buildDir, "plane"), { external: imagePackages(app) });
@@ -51,8 +57,46 @@ export async function buildApps(appFiles: string[], buildDir: string, options: {
       };
     }
   }
-  const worker = await bundleWorker(appFiles, buildDir, { ...options, planeBundles, external: [...external] });
+  const worker = await bundleWorker(appFiles, buildDir, { ...options, planeBundles, external: [...external], wasm });
   return { apps, worker, planes, images };
+}
+
+/**
+ * A WebAssembly function's module, ready to ship: its `.wasm` file (or its
+ * AssemblyScript source, compiled with asc) copied into the build's `wasm/`
+ * folder and checked here, so a bad module fails before anything starts.
+ * Returns the file's name there.
+ */
+async function prepareWasm(app: string, w: WasmDefinition, appFile: string, outDir: string): Promise<string> {
+  await mkdir(outDir, { recursive: true });
+  const from = resolve(dirname(appFile), (w.module ?? w.source)!);
+  const where = `app "${app}": wasm function "${w.name}"`;
+  if (!existsSync(from)) throw new InvalidOptionsError(`${where}: ${w.module ?? w.source} does not exist (looked for ${from})`);
+  const file = `${app}-${w.name}.wasm`;
+  const out = join(outDir, file);
+  if (w.source) {
+    const asc = join(PACKAGE_ROOT, "node_modules", ".bin", "asc");
+    try {
+      execFileSync(asc, [from, "-O3", "--runtime", "stub", "--noAssert", "--use", "abort=", "-o", out], { stdio: "pipe" });
+    } catch (err) {
+      const output = String((err as { stderr?: Buffer }).stderr ?? (err as Error).message).trim();
+      throw new InvalidOptionsError(`${where}: AssemblyScript could not compile ${w.source}:\n${output.split("\n").slice(-15).join("\n")}`);
+    }
+  } else {
+    await copyFile(from, out);
+  }
+  let module: WebAssembly.Module;
+  try {
+    module = new WebAssembly.Module(await readFile(out));
+  } catch (err) {
+    throw new InvalidOptionsError(`${where}: ${w.module ?? w.source} is not a WebAssembly module (${(err as Error).message})`);
+  }
+  try {
+    checkWasiCommand(module, `${w.module ?? w.source}`);
+  } catch (err) {
+    throw new InvalidOptionsError(`${where}: ${(err as Error).message}`);
+  }
+  return file;
 }
 
 /** The npm packages an app's images install: imports of them stay imports in its bundles. */

@@ -38,7 +38,10 @@ export async function startWorkerd(options: WorkerdOptions): Promise<RunningWork
     scriptPath: options.scriptPath,
     modulesRoot: dirname(options.scriptPath),
     // The bundle imports its source map as text (see bundle.ts).
-    modulesRules: [{ type: "Text", include: ["**/*.map"] }],
+    modulesRules: [
+      { type: "Text", include: ["**/*.map"] },
+      { type: "CompiledWasm", include: ["**/*.wasm"] },
+    ],
     compatibilityDate: COMPATIBILITY_DATE,
     compatibilityFlags: COMPATIBILITY_FLAGS,
     durableObjects: { LEDGER: { className: "CallLedger", useSQLite: true }, PLANES: { className: "PlaneRegistry", useSQLite: true } },

@@ -2,7 +2,7 @@
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { bundleWorker } from "../../sdk/cli/bundle.js";
+import { buildApps } from "../../sdk/cli/local-stack.js";
 import { startWorkerd } from "../../sdk/cli/workerd.js";
 
 export interface TestGateway {
@@ -19,7 +19,7 @@ export interface TestGateway {
 
 export async function startTestGateway(appFile: string, options: { bindings?: Record<string, string>; persist?: boolean } = {}): Promise<TestGateway> {
   const dir = await mkdtemp(join(tmpdir(), "tandem-test-"));
-  const bundle = await bundleWorker([appFile], join(dir, "build"));
+  const { worker: bundle } = await buildApps([appFile], join(dir, "build"));
   const output: string[] = [];
   const start = () =>
     startWorkerd({
