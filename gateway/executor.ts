@@ -19,7 +19,7 @@ import { EncodedResult } from "./encoded-result.js";
 import { forwardToPlane } from "./forward-to-plane.js";
 import type { RegisteredFunction } from "./registry.js";
 import { mapStack } from "./source-map.js";
-import { isStreamable } from "./stream.js";
+import { isGeneratorResult } from "../sdk/generator-result.js";
 import { runStore, type RunContext } from "./run-context.js";
 
 export interface Outcome {
@@ -86,7 +86,7 @@ async function attemptOnce(rc: RunContext, fn: RegisteredFunction, args: unknown
       } catch (err) {
         throw err instanceof TandemError ? err : remoteErrorFrom(err, { callId }, mapStack);
       }
-      if (isStreamable(value)) {
+      if (isGeneratorResult(value)) {
         throw new InvalidRequestError(`${fn.app}.${fn.name} is a generator function; stream it with .remoteGen() (POST .../stream)`, { callId });
       }
       return value;

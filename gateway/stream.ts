@@ -5,6 +5,7 @@
  * the generator. A stream is not retried once it has begun.
  */
 import { FunctionTimeoutError, InvalidRequestError, TandemError, remoteErrorFrom, toWireError } from "../sdk/errors.js";
+import { chunkIterator, isGeneratorResult } from "../sdk/generator-result.js";
 import { encodeValue, type CallStatus, type StreamLine } from "../sdk/protocol.js";
 import { recordEnded } from "./call-ledger-client.js";
 import { EncodedResult } from "./encoded-result.js";
@@ -12,11 +13,6 @@ import { forwardStreamToPlane } from "./forward-to-plane.js";
 import type { RegisteredFunction } from "./registry.js";
 import { runStore, type RunContext } from "./run-context.js";
 import { mapStack } from "./source-map.js";
-
-/** True for what a generator function returns. */
-export function isStreamable(value: unknown): value is AsyncIterable<unknown> | Iterable<unknown> {
-  return value !== null && typeof value === "object" && (Symbol.asyncIterator in value || (Symbol.iterator in value && typeof (value as { next?: unknown }).next === "function"));
-}
 
 /**
  * Runs `fn` as a generator and yields its chunks; records the call (with how
@@ -32,10 +28,10 @@ export async function* streamCall(rc: RunContext, fn: RegisteredFunction, args: 
   let iterator: AsyncIterator<unknown> | Iterator<unknown> | undefined;
   try {
     const produced = fn.spec.tier === "plane" ? forwardStreamToPlane(rc.env, fn, args, callId) : await runStore.run(context, async () => fn.handler(...args));
-    if (!isStreamable(produced)) {
+    if (!isGeneratorResult(produced)) {
       throw new InvalidRequestError(`${fn.app}.${fn.name} is not a generator function; call it with .remote() (POST .../call)`);
     }
-    iterator = Symbol.asyncIterator in produced ? produced[Symbol.asyncIterator]() : (produced as Iterable<unknown>)[Symbol.iterator]();
+    iterator = chunkIterator(produced);
     for (;;) {
       const step = await withDeadline(runStore.run(context, () => Promise.resolve(iterator!.next())), deadline, fn, callId);
       if (step.done) break;

@@ -10,7 +10,7 @@ import type { Env } from "./env.js";
 import { runStore, type RunContext } from "./run-context.js";
 import { EncodedResult } from "./encoded-result.js";
 import { mapStack } from "./source-map.js";
-import { isStreamable } from "./stream.js";
+import { chunkIterator, isGeneratorResult, type GeneratorResult } from "../sdk/generator-result.js";
 
 type Web = { Bindings: Env };
 
@@ -66,7 +66,7 @@ function addEndpoint(web: Hono<Web>, appName: string, endpoint: EndpointHandle):
       try {
         const out = await endpoint.handler(c);
         if (out instanceof Response) return out;
-        if (isStreamable(out)) return serverSentEvents(c, out);
+        if (isGeneratorResult(out)) return serverSentEvents(c, out);
         return out === undefined ? c.body(null, 204) : c.json(out as never);
       } catch (err) {
         return failed(err);
@@ -81,8 +81,8 @@ function addEndpoint(web: Hono<Web>, appName: string, endpoint: EndpointHandle):
  * `event: done`, or `event: error` with the error. A client that goes away
  * stops the iterable.
  */
-function serverSentEvents(c: Context<Web>, source: AsyncIterable<unknown> | Iterable<unknown>): Response {
-  const iterator = Symbol.asyncIterator in source ? source[Symbol.asyncIterator]() : (source as Iterable<unknown>)[Symbol.iterator]();
+function serverSentEvents(c: Context<Web>, source: GeneratorResult): Response {
+  const iterator = chunkIterator(source);
   const encoder = new TextEncoder();
   const event = (name: string | undefined, data: unknown) => encoder.encode(`${name ? `event: ${name}\n` : ""}data: ${JSON.stringify(data)}\n\n`);
   const rc = runStore.getStore();

@@ -150,8 +150,14 @@ export class HttpInvoker implements Invoker {
     await this.request("POST", paths.cancel(callId), options.terminateContainer ? { terminateContainer: true } : undefined);
   }
 
-  /** Sends a request and returns its JSON body; a body with `error` is thrown as its typed error. */
-  private async request(method: string, path: string, body?: unknown): Promise<unknown> {
+  /**
+   * Sends a request to the gateway and returns its JSON body; a body with
+   * `error` is thrown as its typed error, an unreachable gateway as
+   * `GatewayUnreachableError`. For routes the handle methods do not cover.
+   * @example
+   * const { apps } = (await new HttpInvoker(url).request("GET", paths.apps())) as { apps: AppManifest[] };
+   */
+  async request(method: string, path: string, body?: unknown): Promise<unknown> {
     const res = await this.send(method, path, body);
     const json = await this.readJson(res);
     if (json && typeof json === "object" && "error" in json && json.error) throw fromWireError(json.error as WireError);

@@ -10,6 +10,7 @@
 import { AsyncLocalStorage } from "node:async_hooks";
 import net from "node:net";
 import { ClassInstances, loadAppModule, type FunctionHandle } from "../../sdk/app.js";
+import { chunkIterator, isGeneratorResult } from "../../sdk/generator-result.js";
 import { installCallContextStore, type CallContext } from "../../sdk/context.js";
 import { InvalidRequestError, TandemError, remoteErrorFrom, toWireError } from "../../sdk/errors.js";
 import { decodeValue, encodeValue, type InputFrame, type PlaneFrame, type RunnerFrame } from "../../sdk/protocol.js";
@@ -91,17 +92,17 @@ export async function runFunctions(appExports: Record<string, unknown>): Promise
       if (!fn) throw new Error(`this bundle of app "${app.name}" has no function "${input.function}"`);
       const args = decodeValue(input.args.json, input.args.meta) as unknown[];
       const value = await calls.run(context, async () => fn.handler(...args));
-      const iterable = streamable(value);
+      const iterable = isGeneratorResult(value) ? value : undefined;
       if (!input.stream) {
         if (iterable) throw new InvalidRequestError(`${app.name}.${input.function} is a generator function; stream it with .remoteGen()`);
         send({ t: "output", callId: input.callId, status: "succeeded", result: encodeValue(value) });
         return;
       }
       if (!iterable) throw new InvalidRequestError(`${app.name}.${input.function} is not a generator function; call it with .remote()`);
-      const iterator = iterable[Symbol.asyncIterator]();
+      const iterator = chunkIterator(iterable);
       let chunks = 0;
       for (;;) {
-        const step = await calls.run(context, () => iterator.next());
+        const step = await calls.run(context, async () => iterator.next());
         if (step.done) break;
         send({ t: "chunk", callId: input.callId, value: encodeValue(step.value) });
         chunks++;
@@ -119,16 +120,4 @@ export async function runFunctions(appExports: Record<string, unknown>): Promise
       answered.delete(input.callId);
     }
   }
-}
-
-function streamable(value: unknown): AsyncIterable<unknown> | undefined {
-  if (value === null || typeof value !== "object") return undefined;
-  if (Symbol.asyncIterator in value) return value as AsyncIterable<unknown>;
-  if (Symbol.iterator in value && typeof (value as { next?: unknown }).next === "function") {
-    const sync = value as Iterable<unknown>;
-    return (async function* () {
-      yield* sync;
-    })();
-  }
-  return undefined;
 }

@@ -4,7 +4,7 @@
  * this folder; `tandem --help` lists them.
  */
 import { Command, InvalidArgumentError } from "commander";
-import { resolveGatewayUrl } from "../client.js";
+import { HttpInvoker, resolveGatewayUrl } from "../client.js";
 import { TandemError } from "../errors.js";
 import { paths, type AppManifest, type UsageRow } from "../protocol.js";
 import { join } from "node:path";
@@ -112,12 +112,7 @@ appCommand
   .argument("<app>", "the app's name")
   .option("-g, --gateway <url>", "gateway URL (default: TANDEM_GATEWAY, then http://127.0.0.1:8787)")
   .action(async (app: string, opts: { gateway?: string }) => {
-    const base = resolveGatewayUrl(opts.gateway);
-    const res = await fetch(base + paths.appStop(app), { method: "POST" }).catch((err: Error) => {
-      throw new TandemError("gateway_unreachable", `could not reach the Tandem gateway at ${base} (${(err.cause as Error)?.message ?? err.message}); is \`tandem serve\` running?`);
-    });
-    const body = (await res.json()) as { stopped?: number; error?: { message: string } };
-    if (body.error) throw new TandemError("not_found", body.error.message);
+    const body = (await new HttpInvoker(resolveGatewayUrl(opts.gateway)).request("POST", paths.appStop(app))) as { stopped: number };
     console.log(`stopped ${body.stopped} container${body.stopped === 1 ? "" : "s"} of app ${app}`);
   });
 
@@ -129,12 +124,8 @@ program
   .option("-g, --gateway <url>", "gateway URL (default: TANDEM_GATEWAY, then http://127.0.0.1:8787)")
   .option("--json", "print JSON")
   .action(async (opts: { app?: string; since?: number; gateway?: string; json?: boolean }) => {
-    const base = resolveGatewayUrl(opts.gateway);
-    const res = await fetch(base + paths.usage({ ...(opts.app ? { app: opts.app } : {}), ...(opts.since !== undefined ? { since: opts.since } : {}) })).catch((err: Error) => {
-      throw new TandemError("gateway_unreachable", `could not reach the Tandem gateway at ${base} (${(err.cause as Error)?.message ?? err.message}); is \`tandem serve\` running?`);
-    });
-    const body = (await res.json()) as { rows: (UsageRow & { plane: string })[]; totalUsd: number; totalSeconds: number; error?: { message: string } };
-    if (body.error) throw new TandemError("invalid_request", body.error.message);
+    const query = { ...(opts.app ? { app: opts.app } : {}), ...(opts.since !== undefined ? { since: opts.since } : {}) };
+    const body = (await new HttpInvoker(resolveGatewayUrl(opts.gateway)).request("GET", paths.usage(query))) as { rows: (UsageRow & { plane: string })[]; totalUsd: number; totalSeconds: number };
     if (opts.json) return console.log(JSON.stringify(body, null, 2));
     console.log(`${"app".padEnd(16)} ${"function".padEnd(20)} ${"gpu".padEnd(10)} ${"containers".padStart(10)} ${"seconds".padStart(10)} ${"cost".padStart(12)}`);
     for (const r of body.rows) {
@@ -150,10 +141,7 @@ program
   .option("--json", "print JSON")
   .action(async (opts: { gateway?: string; json?: boolean }) => {
     const base = resolveGatewayUrl(opts.gateway);
-    const res = await fetch(base + paths.apps()).catch((err: Error) => {
-      throw new TandemError("gateway_unreachable", `could not reach the Tandem gateway at ${base} (${(err.cause as Error)?.message ?? err.message}); is \`tandem serve\` running?`);
-    });
-    const { apps } = (await res.json()) as { apps: AppManifest[] };
+    const { apps } = (await new HttpInvoker(base).request("GET", paths.apps())) as { apps: AppManifest[] };
     if (opts.json) return console.log(JSON.stringify(apps, null, 2));
     for (const app of apps) {
       console.log(style.bold(`app ${app.name}`));
