@@ -65,8 +65,8 @@ export function warmPoolsFor(planeId: string, planes: PlaneInfo[], stopped: Reco
   for (const app of registry().apps) {
     const bundle = planeBundle(app.name);
     if (!bundle || stopped[app.name] === bundle.hash) continue;
-    for (const fn of app.functions) {
-      if (fn.spec?.tier !== "plane" || fn.spec.autoscaler.minContainers === 0) continue;
+    for (const fn of app.callables.filter((c) => c.kind !== "method")) {
+      if (fn.spec.tier !== "plane" || fn.spec.autoscaler.minContainers === 0) continue;
       const wants = fn.spec.gpu?.map(parseGpuSpec) ?? [];
       const home = healthy.find((p) => wants.length === 0 || wants.some((w) => (p.gpus[w.type]?.total ?? 0) >= w.count));
       if (home?.planeId !== planeId) continue;

@@ -6,7 +6,7 @@ import { ClassInstances, type App, type FunctionHandle } from "../sdk/app.js";
 import { NotFoundError } from "../sdk/errors.js";
 import type { FunctionSpec } from "../sdk/options.js";
 import type { AppManifest } from "../sdk/protocol.js";
-import { wasmHandler } from "./wasm-functions.js";
+import { wasmFunction } from "../wasm/function.js";
 
 export interface RegisteredFunction {
   app: string;
@@ -34,8 +34,10 @@ export class AppRegistry {
       }
       for (const w of app.wasmFunctions) {
         const module = wasm[`${app.name}/${w.name}`];
-        if (!module) throw new Error(`the WebAssembly module of ${app.name}.${w.name} was not bundled; serve or deploy the app with the tandem CLI`);
-        fns.set(w.name, { app: app.name, spendCap: app.spendCap, name: w.name, spec: w.spec, handler: wasmHandler(app.name, w, module), clsMethod: false });
+        // A plane-tier module ships in the plane bundle; the edge forwards its calls.
+        const handler = w.spec.tier === "plane" ? planeOnly : module ? wasmFunction(app.name, w, module) : undefined;
+        if (!handler) throw new Error(`the WebAssembly module of ${app.name}.${w.name} was not bundled; serve or deploy the app with the tandem CLI`);
+        fns.set(w.name, { app: app.name, spendCap: app.spendCap, name: w.name, spec: w.spec, handler, clsMethod: false });
       }
       for (const cls of app.classes) {
         const instances = new ClassInstances(cls); // at the edge: one instance per isolate and parameters
@@ -74,6 +76,10 @@ export class AppRegistry {
     return [...this.#apps.keys()].join(", ") || "none";
   }
 }
+
+const planeOnly = () => {
+  throw new Error("a plane-tier WebAssembly function runs on the plane, not at the edge");
+};
 
 let current: AppRegistry | undefined;
 

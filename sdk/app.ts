@@ -8,7 +8,7 @@ import type { Context } from "hono";
 import { InvalidOptionsError, TandemError } from "./errors.js";
 import { FunctionCall } from "./function-call.js";
 import { invokerFor, type MapOutcome } from "./invoker.js";
-import { parseFunctionOptions, type FunctionOptions, type FunctionSpec } from "./options.js";
+import { parseFunctionOptions, parseWasmOptions, type FunctionOptions, type FunctionSpec, type WasmOptions } from "./options.js";
 import { FUNCTION_NAME_PATTERN, NAME_PATTERN, RESERVED_APP_NAMES, type AppManifest } from "./protocol.js";
 
 const APP_BRAND = Symbol.for("tandem.app");
@@ -224,6 +224,15 @@ export interface WasmDefinition {
   module: string | undefined;
   source: string | undefined;
   spec: FunctionSpec;
+  contentType: "json" | "bytes";
+  limits: { maxMemoryPages: number; maxOutputBytes: number };
+}
+
+/** A function as callers name it: a function, a class's method or a WebAssembly function, with its options. */
+export interface Callable {
+  name: string;
+  kind: "function" | "method" | "wasm";
+  spec: FunctionSpec;
 }
 
 /** A whole web app mounted at `/<app>/<label>/...`. */
@@ -323,18 +332,19 @@ export class App {
    * A function that is a WASI command module: its arguments arrive as a JSON
    * array on stdin, its result is the JSON it writes to stdout, stderr goes to
    * the logs, and a non-zero exit is an error carrying stderr's tail (see
-   * docs/wasm.md). It runs at the edge, in a fresh instance per call.
+   * docs/wasm.md). It runs at the edge, in a fresh instance per call, or on
+   * the plane with `tier: "plane"`, through the same host.
    * @example
    * export const upper = app.wasm<[string], string[]>("upper", { source: "./upper.as.ts" });
+   * export const thumb = app.wasm<[Uint8Array], Uint8Array>("thumb", { module: "./thumb.wasm" }, { contentType: "bytes" });
    */
-  wasm<A extends unknown[] = unknown[], R = unknown>(name: string, from: WasmSource, options: FunctionOptions = {}): FunctionHandle<A, R> {
+  wasm<A extends unknown[] = unknown[], R = unknown>(name: string, from: WasmSource, options: WasmOptions = {}): FunctionHandle<A, R> {
     const where = `app "${this.name}": wasm function "${name}"`;
     if (typeof name !== "string" || !NAME_PATTERN.test(name)) throw new InvalidOptionsError(`${where}: the name must be 1-64 letters, digits, '-' or '_'`);
     const given = (["module", "source"] as const).filter((k) => typeof from?.[k] === "string");
     if (given.length !== 1) throw new InvalidOptionsError(`${where}: give exactly one of { module: "./fn.wasm" } or { source: "./fn.as.ts" }`);
-    const spec = parseFunctionOptions({ ...options, name }, where);
-    if (spec.tier === "plane") throw new InvalidOptionsError(`${where}: WebAssembly functions run at the edge for now; drop the plane options`);
-    this.#wasm.push({ name, module: from.module, source: from.source, spec });
+    const { spec, contentType, limits } = parseWasmOptions({ ...options, name }, where);
+    this.#wasm.push({ name, module: from.module, source: from.source, spec, contentType, limits });
     return new FunctionHandle<A, R>({ app: this.name, name, spec });
   }
 
@@ -378,6 +388,15 @@ export class App {
 
   get functions(): readonly FunctionHandle<any, any>[] {
     return this.#functions;
+  }
+
+  /** Every function a caller can name: functions, class methods and WebAssembly functions (after `finalize`). */
+  get callables(): Callable[] {
+    return [
+      ...this.#functions.map((f) => ({ name: f.name, kind: "function" as const, spec: f.spec! })),
+      ...this.#classes.flatMap((c) => c.methods.map((m) => ({ name: `${c.name}.${m}`, kind: "method" as const, spec: c.spec }))),
+      ...this.#wasm.map((w) => ({ name: w.name, kind: "wasm" as const, spec: w.spec })),
+    ];
   }
 
   get endpoints(): readonly EndpointHandle[] {
@@ -442,11 +461,7 @@ export class App {
   manifest(): AppManifest {
     return {
       name: this.name,
-      functions: [
-        ...this.#functions.map((f) => ({ name: f.name, tier: f.spec!.tier, timeoutSeconds: f.spec!.timeoutSeconds, retries: f.spec!.retries })),
-        ...this.#classes.flatMap((c) => c.methods.map((m) => ({ name: `${c.name}.${m}`, tier: c.spec.tier, timeoutSeconds: c.spec.timeoutSeconds, retries: c.spec.retries }))),
-        ...this.#wasm.map((w) => ({ name: w.name, tier: w.spec.tier, timeoutSeconds: w.spec.timeoutSeconds, retries: w.spec.retries })),
-      ],
+      functions: this.callables.map(({ name, spec }) => ({ name, tier: spec.tier, timeoutSeconds: spec.timeoutSeconds, retries: spec.retries })),
       endpoints: [
         ...this.#webMounts.map((w) => ({ label: w.label, kind: "web" as const, path: "/*" })),
         ...this.#endpoints.map((e) => ({ label: e.label, kind: "endpoint" as const, method: e.method, path: e.path })),

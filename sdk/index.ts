@@ -4,10 +4,10 @@
  * import { App, lookup, FunctionCall } from "tandem";
  */
 export { App, FunctionHandle, EndpointHandle, lookup, isApp, loadAppModule } from "./app.js";
-export type { EndpointOptions, EndpointHandler, HttpMethod, MapOptions, WebApp, WebMount } from "./app.js";
+export type { EndpointOptions, EndpointHandler, HttpMethod, MapOptions, WebApp, WebMount, WasmSource } from "./app.js";
 export { FunctionCall } from "./function-call.js";
 export { Retries, DEFAULT_TIMEOUT_SECONDS, DEFAULT_RETRY_POLICY } from "./options.js";
-export type { FunctionOptions, FunctionSpec } from "./options.js";
+export type { FunctionOptions, FunctionSpec, WasmOptions } from "./options.js";
 export { Image } from "./image.js";
 export type { ImageStep } from "./image.js";
 export { currentCall } from "./context.js";

@@ -205,6 +205,41 @@ export function parseFunctionOptions(options: unknown, where: string): FunctionS
   };
 }
 
+/** Options of a WebAssembly function (`app.wasm`): a function's options, and these. */
+export interface WasmOptions extends FunctionOptions {
+  /** How input and output travel: `"json"` (default: the arguments as a JSON array on stdin, the result as JSON on stdout) or `"bytes"` (one argument's raw bytes in, stdout's raw bytes out). */
+  contentType?: "json" | "bytes";
+  /** Linear memory one call may use, in 64 KiB pages (default 4096: 256 MiB). */
+  maxMemoryPages?: number;
+  /** Bytes one call may write to stdout and stderr together (default 10 MiB). */
+  maxOutputBytes?: number;
+}
+
+/** A WebAssembly function's options after validation. Its wall-time limit is its `timeout`. */
+export interface WasmSpec {
+  spec: FunctionSpec;
+  contentType: "json" | "bytes";
+  limits: { maxMemoryPages: number; maxOutputBytes: number };
+}
+
+const WasmOnlySchema = z.object({
+  contentType: z.enum(["json", "bytes"], 'must be "json" or "bytes"').optional(),
+  maxMemoryPages: z.number().int("must be a whole number").min(1, "must be at least 1").max(65536, "must be at most 65536 (4 GiB)").optional(),
+  maxOutputBytes: z.number().int("must be a whole number").min(1, "must be at least 1").max(1024 ** 3, "must be at most 1 GiB").optional(),
+});
+
+/** Validates a WebAssembly function's options; `where` names it in the error. */
+export function parseWasmOptions(options: unknown, where: string): WasmSpec {
+  const { contentType, maxMemoryPages, maxOutputBytes, ...rest } = (options ?? {}) as WasmOptions;
+  const parsed = WasmOnlySchema.safeParse({ contentType, maxMemoryPages, maxOutputBytes }, { reportInput: true });
+  if (!parsed.success) throw new InvalidOptionsError(`${where}: ${describeIssues(parsed.error)}`);
+  return {
+    spec: parseFunctionOptions(rest, where),
+    contentType: parsed.data.contentType ?? "json",
+    limits: { maxMemoryPages: parsed.data.maxMemoryPages ?? 4096, maxOutputBytes: parsed.data.maxOutputBytes ?? 10 * 1024 * 1024 },
+  };
+}
+
 /** The delay before retry `attempt` (1 = the first retry). */
 export function retryDelayMs(policy: RetryPolicy, attempt: number): number {
   return Math.min(policy.initialDelayMs * policy.backoffCoefficient ** (attempt - 1), policy.maxDelayMs);

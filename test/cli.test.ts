@@ -231,3 +231,34 @@ describe("tandem serve examples/inference (the GPU plane, real Docker)", () => {
     expect((await generate({ maxTokens: 3 })).status).toBe(400);
   });
 });
+
+describe("tandem serve examples/wasm", () => {
+  let served: Served;
+  beforeAll(async () => {
+    served = await startServe(["examples/wasm/app.ts"]);
+  });
+  afterAll(async () => {
+    await served?.stop();
+  });
+
+  it("lists both WebAssembly functions", async () => {
+    await served.waitFor(/wasm\s+fib\s+POST http:\/\/127\.0\.0\.1:\d+\/v1\/apps\/wasm\/functions\/fib\/call/);
+    await served.waitFor(/wasm\s+wc\s+POST /);
+  });
+
+  it("answers from the AssemblyScript function through an edge endpoint", async () => {
+    expect(await (await fetch(`${served.url}/wasm/fib/50`)).json()).toEqual({ n: 50, fib: 12586269025 });
+    expect(await (await fetch(`${served.url}/wasm/fib/0`)).json()).toEqual({ n: 0, fib: 0 });
+    expect((await fetch(`${served.url}/wasm/fib/94`)).status).toBe(400);
+    const err = await lookup("wasm", "fib", { gateway: served.url }).remote(-1).catch((e) => e);
+    expect(err.message).toBe("fib exited with code 2: fib takes one whole number, e.g. [50]");
+  });
+
+  it("answers from the C module through an edge endpoint, raw bytes in, its log line in the terminal", async () => {
+    const text = "one two\nthree  four five\nsix\n";
+    const res = await fetch(`${served.url}/wasm/count/`, { method: "POST", body: text });
+    expect(res.headers.get("content-type")).toBe("application/json");
+    expect(await res.json()).toEqual({ lines: 3, words: 6, bytes: text.length });
+    await served.waitFor(new RegExp(`\\[wasm\\.wc fc-[0-9a-z]{26}\\] counted ${text.length} bytes`));
+  });
+});

@@ -1,5 +1,4 @@
 /** `tandem deploy --dry-run`: the generated configuration is accepted by the real wrangler, offline. */
-import { existsSync } from "node:fs";
 import { mkdtemp, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -36,12 +35,15 @@ it("bundles plane functions for the planes, and says where the bundle goes", asy
   expect(stdout).toMatch(/env\.PLANES \(PlaneRegistry\)\s+Durable Object/);
 });
 
-it("ships WebAssembly functions' modules in the deployment", async () => {
+it("ships WebAssembly functions' modules in the deployment, instrumented", async () => {
   const out = await mkdtemp(join(tmpdir(), "tandem-deploy-"));
   dirs.push(out);
-  const { code } = await runCli(["deploy", "test/fixtures/wasm-app.ts", "--dry-run", "--outdir", out], { env: { WRANGLER_SEND_METRICS: "false" } });
+  const { code } = await runCli(["deploy", "examples/wasm/app.ts", "--dry-run", "--outdir", out], { env: { WRANGLER_SEND_METRICS: "false" } });
   expect(code).toBe(0);
-  expect(existsSync(join(out, "dist", "wasm", "wasmy-upper.wasm"))).toBe(true);
+  for (const file of ["wasm-fib.wasm", "wasm-wc.wasm"]) {
+    const module = new WebAssembly.Module(await readFile(join(out, "dist", "wasm", file)));
+    expect(WebAssembly.Module.imports(module).map((i) => `${i.module}.${i.name}`)).toContain("tandem.tick");
+  }
 });
 
 it("refuses an app with invalid options before calling wrangler", async () => {

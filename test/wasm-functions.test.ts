@@ -1,6 +1,6 @@
 /** WebAssembly functions at the edge, in real workerd: the JSON ABI, endpoints calling them, errors. */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { RemoteError, lookup } from "../sdk/index.js";
+import { FunctionTimeoutError, InvalidRequestError, RemoteError, lookup } from "../sdk/index.js";
 import { runCli } from "./helpers/cli.js";
 import { startTestGateway, type TestGateway } from "./helpers/gateway.js";
 
@@ -34,10 +34,71 @@ describe("WebAssembly functions", () => {
   });
 });
 
+describe("a bytes function", () => {
+  const misbehave = () => lookup<[Uint8Array | string], Uint8Array>("wasmy", "misbehave", { gateway: gw.url });
+  const text = (b: Uint8Array) => new TextDecoder().decode(b);
+
+  it("takes raw bytes on stdin and answers with stdout's bytes, from a call and from an endpoint", async () => {
+    const out = await misbehave().remote(new TextEncoder().encode("x"));
+    expect(out).toBeInstanceOf(Uint8Array);
+    expect(text(out)).toBe("ok");
+    expect(text(await misbehave().remote("x"))).toBe("ok");
+    const res = await fetch(`${gw.url}/wasmy/raw/`, { method: "POST", body: "x" });
+    expect(await res.text()).toBe("ok");
+  });
+
+  it("refuses input that is not one bytes value with a 4xx naming it", async () => {
+    const err = await lookup("wasmy", "misbehave", { gateway: gw.url }).remote(1, 2).catch((e) => e);
+    expect(err).toBeInstanceOf(InvalidRequestError);
+    expect(err.message).toBe("wasmy.misbehave takes its input as bytes: call it with one Uint8Array or string (got 2 arguments)");
+  });
+
+  it("fails one call that traps, outgrows its memory or output, or loops past its timeout; the next call works", async () => {
+    const failure = async (input: string) => {
+      const e = await misbehave().remote(input).catch((e) => e);
+      return { type: e.constructor.name, name: e.remoteName, message: e.message };
+    };
+    expect(await failure("t")).toEqual({ type: "RemoteError", name: "WasmTrapError", message: "misbehave trapped: unreachable" });
+    expect(await failure("o")).toEqual({ type: "RemoteError", name: "WasmLimitError", message: "misbehave wrote more than 1000 bytes of output" });
+    expect(await failure("m")).toEqual({ type: "RemoteError", name: "WasmLimitError", message: "misbehave grew its memory to 65 pages, past its limit of 64 (4 MiB)" });
+    const started = Date.now();
+    const timedOut = await misbehave().remote("l").catch((e) => e);
+    expect(timedOut).toBeInstanceOf(FunctionTimeoutError);
+    expect(timedOut.message).toMatch(/^wasmy\.misbehave timed out after 1 s: misbehave ran for 1\d{3} ms, past its limit of 1000 ms, and was stopped$/);
+    expect(Date.now() - started).toBeLessThan(10_000);
+    expect(text(await misbehave().remote("x"))).toBe("ok");
+  });
+
+  it("records a call that ran past its timeout as timed out", async () => {
+    const call = await misbehave().spawn("l");
+    const err = await call.get().catch((e) => e);
+    expect(err).toBeInstanceOf(FunctionTimeoutError);
+    const res = await fetch(`${gw.url}/v1/calls/${call.id}`);
+    expect(((await res.json()) as { status: string }).status).toBe("timed_out");
+  });
+});
+
 describe("a bad module", () => {
-  it("fails serve before anything starts, naming the module and the import", async () => {
-    const { code, stderr } = await runCli(["run", "test/fixtures/wasm-bad-app.ts::bad"]);
-    expect(code).toBe(2);
-    expect(stderr).toContain('app "wasmbad": wasm function "bad": ../../wasm/fixtures/uses-env.as.ts imports env.now_please (function), which this host does not provide');
+  const load = async (which: string) => {
+    const { code, stderr } = await runCli(["run", "test/fixtures/wasm-bad-app.ts::bad"], { env: { TANDEM_TEST_BAD: which } });
+    return { code, error: stderr.split("\n").find((l) => l.includes('app "wasmbad"')) };
+  };
+
+  it("fails before anything starts, naming the module and the import it lacks", async () => {
+    expect(await load("import")).toEqual({
+      code: 2,
+      error: expect.stringContaining('app "wasmbad": wasm function "bad": ../../wasm/fixtures/uses-env.as.ts imports env.now_please (function), which this host does not provide'),
+    });
+  });
+
+  it("fails before anything starts when the module is not a WASI command, or not WebAssembly at all", async () => {
+    expect(await load("command")).toEqual({
+      code: 2,
+      error: expect.stringContaining('app "wasmbad": wasm function "bad": ../../wasm/fixtures/not-command.as.ts is not a WASI command: it exports no _start function'),
+    });
+    expect(await load("module")).toEqual({
+      code: 2,
+      error: expect.stringMatching(/app "wasmbad": wasm function "bad": \.\/not-a-module\.wasm is not a WebAssembly module \(.+\)/),
+    });
   });
 });

@@ -11,6 +11,7 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { compileFixture } from "./fixtures/build.js";
 import { WasmLimitError, WasmModuleError, WasmTrapError, checkWasiCommand, runWasi } from "./host.js";
+import { instrument } from "./prepare.js";
 
 const dir = mkdtempSync(join(tmpdir(), "tandem-wasm-"));
 let echo: Uint8Array<ArrayBuffer>;
@@ -53,6 +54,24 @@ describe("the WASI host in Node", () => {
     })();
     expect(output).toBeInstanceOf(WasmLimitError);
     expect((output as WasmLimitError).limit).toBe("output");
+    expect(text(runWasi(module, "m.wasm", { stdin: bytes("x") }).stdout)).toBe("ok");
+  });
+
+  it("stops an instrumented module that loops past its time or grows past its memory, and the next run works", async () => {
+    const module = new WebAssembly.Module(await instrument(misbehave, 64));
+    expect(WebAssembly.Module.imports(module).map((i) => `${i.module}.${i.name}`)).toContain("tandem.tick");
+    const limitOf = (input: string, limits: object) => {
+      try {
+        runWasi(module, "m.wasm", { stdin: bytes(input), limits });
+      } catch (e) {
+        return e instanceof WasmLimitError ? { limit: e.limit, message: e.message } : e;
+      }
+    };
+    const started = Date.now();
+    expect(limitOf("l", { maxWallMs: 200 })).toEqual({ limit: "time", message: expect.stringMatching(/^m\.wasm ran for 2\d\d ms, past its limit of 200 ms, and was stopped$/) });
+    expect(Date.now() - started).toBeLessThan(5000);
+    // Caught at the first step past the limit (one page over), not when the loop's budget runs out.
+    expect(limitOf("m", { maxMemoryPages: 64 })).toEqual({ limit: "memory", message: "m.wasm grew its memory to 65 pages, past its limit of 64 (4 MiB)" });
     expect(text(runWasi(module, "m.wasm", { stdin: bytes("x") }).stdout)).toBe("ok");
   });
 });

@@ -9,15 +9,28 @@
  */
 import { ConsoleStdout, Directory, File, OpenFile, PreopenDirectory, WASI, WASIProcExit, type Inode } from "@bjorn3/browser_wasi_shim";
 
-/** What one run of a module may take; past either, the run fails with `WasmLimitError`. */
+/** What one run of a module may take; past any, the run fails with `WasmLimitError`. */
 export interface WasmLimits {
   /** Bytes on stdout and stderr together (default 10 MiB). */
   maxOutputBytes: number;
   /** Linear memory, in 64 KiB pages (default 4096: 256 MiB). */
   maxMemoryPages: number;
+  /**
+   * Milliseconds of wall time (default 300 s). Checked at every tick of a
+   * module instrumented by wasm/prepare.ts, and at the end of the run.
+   */
+  maxWallMs: number;
 }
 
-export const DEFAULT_WASM_LIMITS: WasmLimits = { maxOutputBytes: 10 * 1024 * 1024, maxMemoryPages: 4096 };
+export const DEFAULT_WASM_LIMITS: WasmLimits = { maxOutputBytes: 10 * 1024 * 1024, maxMemoryPages: 4096, maxWallMs: 300_000 };
+
+/**
+ * The import an instrumented module calls once per `TICK_EVERY` loop
+ * iterations and function exits, so the host can stop a run that is past its
+ * time or memory limit (wasm/prepare.ts adds it).
+ */
+export const TICK_IMPORT = { module: "tandem", name: "tick" } as const;
+export const TICK_EVERY = 8192;
 
 export interface WasiRunOptions {
   /** argv[1..]; argv[0] is the module's name. */
@@ -46,7 +59,7 @@ export class WasmModuleError extends Error {
 export class WasmLimitError extends Error {
   override name = "WasmLimitError";
   constructor(
-    readonly limit: "output" | "memory",
+    readonly limit: "output" | "memory" | "time",
     message: string,
   ) {
     super(message);
@@ -72,6 +85,7 @@ export function checkWasiCommand(module: WebAssembly.Module, name: string): void
   if (exports.get("_start") !== "function") throw new WasmModuleError(`${name} is not a WASI command: it exports no _start function`);
   if (exports.get("memory") !== "memory") throw new WasmModuleError(`${name} is not a WASI command: it exports no memory`);
   for (const i of WebAssembly.Module.imports(module)) {
+    if (i.module === TICK_IMPORT.module && i.name === TICK_IMPORT.name && i.kind === "function") continue;
     if (i.module !== WASI_MODULE || !PROVIDED.has(i.name)) {
       throw new WasmModuleError(`${name} imports ${i.module}.${i.name} (${i.kind}), which this host does not provide (it provides ${WASI_MODULE} functions only)`);
     }
@@ -96,7 +110,16 @@ export function runWasi(module: WebAssembly.Module, name: string, options: WasiR
     new ConsoleStdout(capture(err)),
     new PreopenDirectory("/", fileTree(options.files ?? {})),
   ]);
-  const instance = new WebAssembly.Instance(module, { [WASI_MODULE]: wasi.wasiImport });
+  const started = Date.now();
+  const checkLimits = () => {
+    const pages = exports.memory.buffer.byteLength / 65536;
+    if (pages > limits.maxMemoryPages) {
+      throw new WasmLimitError("memory", `${name} grew its memory to ${pages} pages, past its limit of ${limits.maxMemoryPages} (${formatMiB(limits.maxMemoryPages)})`);
+    }
+    const elapsed = Date.now() - started;
+    if (elapsed > limits.maxWallMs) throw new WasmLimitError("time", `${name} ran for ${elapsed} ms, past its limit of ${limits.maxWallMs} ms, and was stopped`);
+  };
+  const instance = new WebAssembly.Instance(module, { [WASI_MODULE]: wasi.wasiImport, [TICK_IMPORT.module]: { [TICK_IMPORT.name]: checkLimits } });
   const exports = instance.exports as { memory: WebAssembly.Memory; _start: () => unknown };
   let exitCode: number;
   try {
@@ -104,15 +127,16 @@ export function runWasi(module: WebAssembly.Module, name: string, options: WasiR
   } catch (thrown) {
     if (thrown instanceof WasmLimitError) throw thrown;
     if (thrown instanceof WASIProcExit) exitCode = thrown.code;
-    else if (thrown instanceof WebAssembly.RuntimeError || thrown instanceof RangeError) throw new WasmTrapError(`${name} trapped: ${thrown.message}`);
-    else throw thrown;
+    else if (thrown instanceof WebAssembly.RuntimeError || thrown instanceof RangeError) {
+      checkLimits(); // a trap because memory could not grow is the memory limit
+      throw new WasmTrapError(`${name} trapped: ${thrown.message}`);
+    } else throw thrown;
   }
-  const memoryPages = exports.memory.buffer.byteLength / 65536;
-  if (memoryPages > limits.maxMemoryPages) {
-    throw new WasmLimitError("memory", `${name} grew its memory to ${memoryPages} pages, past its limit of ${limits.maxMemoryPages} (${(limits.maxMemoryPages * 64) / 1024} MiB)`);
-  }
-  return { exitCode, stdout: concat(out), stderr: concat(err), memoryPages };
+  checkLimits();
+  return { exitCode, stdout: concat(out), stderr: concat(err), memoryPages: exports.memory.buffer.byteLength / 65536 };
 }
+
+const formatMiB = (pages: number) => `${(pages * 64) / 1024} MiB`;
 
 function fileTree(files: Record<string, Uint8Array>): Map<string, Inode> {
   const root = new Map<string, Inode>();

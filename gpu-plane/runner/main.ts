@@ -14,11 +14,13 @@ import { chunkIterator, isGeneratorResult } from "../../sdk/generator-result.js"
 import { installCallContextStore, type CallContext } from "../../sdk/context.js";
 import { InvalidRequestError, TandemError, remoteErrorFrom, toWireError } from "../../sdk/errors.js";
 import { decodeValue, encodeValue, type InputFrame, type PlaneFrame, type RunnerFrame } from "../../sdk/protocol.js";
+import { wasmFunction } from "../../wasm/function.js";
 import { IN_CONTAINER } from "../drivers/driver.js";
 
 type Failed = Extract<RunnerFrame, { status: "failed" }>["error"];
 
-export async function runFunctions(appExports: Record<string, unknown>): Promise<void> {
+/** `wasm`: the prepared module of each plane-tier WebAssembly function, by name (they travel inside the bundle). */
+export async function runFunctions(appExports: Record<string, unknown>, wasm: Record<string, Uint8Array<ArrayBuffer>> = {}): Promise<void> {
   const socketPath = process.env.TANDEM_CONTROL_SOCKET ?? IN_CONTAINER.controlSocket;
   const app = loadAppModule("app", appExports);
   const functions = new Map<string, { handler: (...args: unknown[]) => unknown; env: Record<string, string> }>(
@@ -28,6 +30,11 @@ export async function runFunctions(appExports: Record<string, unknown>): Promise
   app.classes.forEach((c, i) => {
     for (const m of c.methods) functions.set(`${c.name}.${m}`, { handler: classes[i]!.handler(m), env: c.spec.env });
   });
+  // Compiled when the container starts, then a fresh instance per input, through the same host as at the edge.
+  for (const w of app.wasmFunctions) {
+    const bytes = wasm[w.name];
+    if (bytes) functions.set(w.name, { handler: wasmFunction(app.name, w, new WebAssembly.Module(bytes)), env: w.spec.env });
+  }
   const calls = new AsyncLocalStorage<CallContext>();
   installCallContextStore(calls);
 

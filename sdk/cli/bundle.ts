@@ -203,13 +203,23 @@ const RUNNER_ENTRY = join(PACKAGE_ROOT, "gpu-plane/runner/main.ts");
  * Node module: what a plane runs in a container for the app's plane-tier
  * functions.
  */
-export async function bundlePlane(appFile: string, outDir: string, options: { external?: string[] } = {}): Promise<PlaneBundle> {
+export async function bundlePlane(
+  appFile: string,
+  outDir: string,
+  options: {
+    external?: string[];
+    /** Plane-tier WebAssembly functions' prepared modules, by function name: they travel inside the bundle. */
+    wasm?: Record<string, string>;
+  } = {},
+): Promise<PlaneBundle> {
   await mkdir(outDir, { recursive: true });
   const file = checkAppFile(appFile);
+  const wasm = Object.entries(options.wasm ?? {});
   const entry = [
     `import * as app from ${JSON.stringify(file)};`,
     `import { runFunctions } from ${JSON.stringify(RUNNER_ENTRY)};`,
-    `await runFunctions(app);`,
+    ...wasm.map(([, path], i) => `import wasm${i} from ${JSON.stringify(path)};`),
+    `await runFunctions(app, { ${wasm.map(([name], i) => `${JSON.stringify(name)}: wasm${i}`).join(", ")} });`,
   ].join("\n");
   const path = join(outDir, `plane-${basename(file).replace(/\.[^.]+$/, "")}.mjs`);
   const found = { externals: new Set<string>(), nodeModules: new Set<string>() };
@@ -231,6 +241,7 @@ export async function bundlePlane(appFile: string, outDir: string, options: { ex
     minify: true,
     keepNames: true,
     plugins: [nativePackages("external", found)],
+    loader: { ".wasm": "binary" },
     logLevel: "silent",
   });
   const bytes = result.outputFiles![0]!.contents;

@@ -3,19 +3,17 @@
  * bundled for the gateway and for the plane, the gateway in workerd with the
  * plane bundles in its blob store, and the plane secret they share.
  */
-import { execFileSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
-import { copyFile, mkdir, readFile } from "node:fs/promises";
+import { mkdir } from "node:fs/promises";
 import { dirname, join, resolve } from "node:path";
 import type { Miniflare } from "miniflare";
-import { checkWasiCommand } from "../../wasm/host.js";
+import { prepareModule } from "../../wasm/prepare.js";
 import type { App, WasmDefinition } from "../app.js";
 import { InvalidOptionsError } from "../errors.js";
 import { parseGpuSpec } from "../gpu.js";
 import type { PlaneBundleRef } from "../protocol.js";
 import { bundlePlane, bundleWorker, loadAppInNode, type PlaneBundle, type WorkerBundle } from "./bundle.js";
-import { PACKAGE_ROOT } from "./paths.js";
 import { resolveImage } from "./images.js";
 
 export interface BuiltApps {
@@ -37,13 +35,18 @@ export async function buildApps(appFiles: string[], buildDir: string, options: {
   for (const file of appFiles) {
     const app = await loadAppInNode(file, join(buildDir, "node"));
     apps.push(app);
-    for (const w of app.wasmFunctions) wasm[`${app.name}/${w.name}`] = await prepareWasm(app.name, w, file, join(buildDir, "wasm"));
+    const planeWasm: Record<string, string> = {};
+    for (const w of app.wasmFunctions) {
+      const prepared = await prepareWasm(app.name, w, file, join(buildDir, "wasm"));
+      if (w.spec.tier === "plane") planeWasm[w.name] = join(buildDir, "wasm", prepared);
+      else wasm[`${app.name}/${w.name}`] = prepared;
+    }
     for (const p of imagePackages(app)) external.add(p);
-    if (app.functions.some((f) => f.spec?.tier === "plane") || app.classes.some((c) => c.spec.tier === "plane")) {
-      const plane = await bundlePlane(file, join(buildDir, "plane"), { external: imagePackages(app) });
+    if (app.callables.some((c) => c.spec.tier === "plane")) {
+      const plane = await bundlePlane(file, join(buildDir, "plane"), { external: imagePackages(app), wasm: planeWasm });
       planes.push(plane);
       const imageOf: Record<string, string> = {};
-      const withImages = [...app.functions.map((f) => ({ name: f.name, spec: f.spec! })), ...app.classes.map((c) => ({ name: c.name!, spec: c.spec }))];
+      const withImages = [...app.callables.filter((c) => c.kind !== "method"), ...app.classes.map((c) => ({ name: c.name!, spec: c.spec }))];
       for (const { name, spec } of withImages) {
         if (spec.tier !== "plane" || !spec.image) continue;
         const image = resolveImage(spec.image, `app "${app.name}": ${name}`);
@@ -63,36 +66,19 @@ export async function buildApps(appFiles: string[], buildDir: string, options: {
 
 /**
  * A WebAssembly function's module, ready to ship: its `.wasm` file (or its
- * AssemblyScript source, compiled with asc) copied into the build's `wasm/`
- * folder and checked here, so a bad module fails before anything starts.
- * Returns the file's name there.
+ * AssemblyScript source, compiled with asc) checked and instrumented
+ * (wasm/prepare.ts) into the build's `wasm/` folder, so a bad module fails
+ * before anything starts. Returns the file's name there.
  */
 async function prepareWasm(app: string, w: WasmDefinition, appFile: string, outDir: string): Promise<string> {
   await mkdir(outDir, { recursive: true });
-  const from = resolve(dirname(appFile), (w.module ?? w.source)!);
+  const given = (w.module ?? w.source)!;
+  const from = resolve(dirname(appFile), given);
   const where = `app "${app}": wasm function "${w.name}"`;
-  if (!existsSync(from)) throw new InvalidOptionsError(`${where}: ${w.module ?? w.source} does not exist (looked for ${from})`);
+  if (!existsSync(from)) throw new InvalidOptionsError(`${where}: ${given} does not exist (looked for ${from})`);
   const file = `${app}-${w.name}.wasm`;
-  const out = join(outDir, file);
-  if (w.source) {
-    const asc = join(PACKAGE_ROOT, "node_modules", ".bin", "asc");
-    try {
-      execFileSync(asc, [from, "-O3", "--runtime", "stub", "--noAssert", "--use", "abort=", "-o", out], { stdio: "pipe" });
-    } catch (err) {
-      const output = String((err as { stderr?: Buffer }).stderr ?? (err as Error).message).trim();
-      throw new InvalidOptionsError(`${where}: AssemblyScript could not compile ${w.source}:\n${output.split("\n").slice(-15).join("\n")}`);
-    }
-  } else {
-    await copyFile(from, out);
-  }
-  let module: WebAssembly.Module;
   try {
-    module = new WebAssembly.Module(await readFile(out));
-  } catch (err) {
-    throw new InvalidOptionsError(`${where}: ${w.module ?? w.source} is not a WebAssembly module (${(err as Error).message})`);
-  }
-  try {
-    checkWasiCommand(module, `${w.module ?? w.source}`);
+    await prepareModule(from, join(outDir, file), { source: w.source !== undefined, name: given, maxMemoryPages: w.limits.maxMemoryPages });
   } catch (err) {
     throw new InvalidOptionsError(`${where}: ${(err as Error).message}`);
   }
@@ -101,7 +87,7 @@ async function prepareWasm(app: string, w: WasmDefinition, appFile: string, outD
 
 /** The npm packages an app's images install: imports of them stay imports in its bundles. */
 function imagePackages(app: App): string[] {
-  const specs = [...app.functions.map((f) => f.spec!), ...app.classes.map((c) => c.spec)];
+  const specs = app.callables.map((c) => c.spec);
   return specs.flatMap((spec) =>
     (spec.image?.steps ?? []).flatMap((step) => (step.kind === "npm" ? step.packages.map((p) => p.replace(/(.)@.*$/, "$1")) : [])),
   );
@@ -118,7 +104,7 @@ export async function uploadPlaneBundles(miniflare: Miniflare, built: Pick<Built
 export function checkPlaneFits(apps: App[], fits: (request: { gpu: { type: never; count: number } | undefined; cpu: number; memoryMiB: number }) => string | undefined): void {
   for (const app of apps) {
     const planeFunctions = [
-      ...app.functions.map((f) => ({ what: `function "${f.name}"`, spec: f.spec! })),
+      ...app.callables.filter((c) => c.kind !== "method").map((c) => ({ what: `function "${c.name}"`, spec: c.spec })),
       ...app.classes.map((c) => ({ what: `class "${c.name}"`, spec: c.spec })),
     ].filter((f) => f.spec.tier === "plane");
     for (const { what, spec } of planeFunctions) {

@@ -41,7 +41,7 @@ export async function runOnce(target: string, rawArgs: string[]): Promise<number
   const buildDir = join(state, "build", "run");
   const built = await buildApps([file], buildDir);
   const app = built.apps[0]!;
-  const names = [...app.functions.map((f) => f.name), ...app.classes.flatMap((c) => c.methods.map((m) => `${c.name}.${m}`))];
+  const names = app.callables.map((c) => c.name);
   const fn = wanted ?? (names.length === 1 ? names[0] : undefined);
   if (!fn) throw new InvalidOptionsError(`say which function to run: ${file}::<function> (functions: ${names.join(", ") || "none"})`);
   if (!names.includes(fn)) throw new InvalidOptionsError(`app "${app.name}" in ${file} has no function "${fn}" (functions: ${names.join(", ") || "none"})`);

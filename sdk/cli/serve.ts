@@ -136,14 +136,9 @@ function printEndpoints(apps: App[], url: URL, log: (line: string) => void): voi
   for (const app of apps) {
     log("");
     log(`  ${style.bold(`app ${app.name}`)}`);
-    for (const fn of app.functions) {
-      log(`    function  ${fn.name.padEnd(20)} ${style.dim(`POST ${base}${paths.call(app.name, fn.name)}`)}${fn.spec?.tier === "plane" ? style.dim("  (plane)") : ""}`);
-    }
-    for (const cls of app.classes) {
-      for (const m of cls.methods) {
-        const name = `${cls.name}.${m}`;
-        log(`    method    ${name.padEnd(20)} ${style.dim(`POST ${base}${paths.call(app.name, name)}`)}${cls.spec.tier === "plane" ? style.dim("  (plane)") : ""}`);
-      }
+    for (const fn of app.callables) {
+      const kind = fn.kind === "method" ? "method  " : fn.kind === "wasm" ? "wasm    " : "function";
+      log(`    ${kind}  ${fn.name.padEnd(20)} ${style.dim(`POST ${base}${paths.call(app.name, fn.name)}`)}${fn.spec.tier === "plane" ? style.dim("  (plane)") : ""}`);
     }
     for (const mount of app.webMounts) log(`    web       ${mount.label.padEnd(20)} ${base}${paths.web(app.name, mount.label)}/`);
     for (const e of app.endpoints) log(`    endpoint  ${e.label.padEnd(20)} ${e.method} ${base}${paths.web(app.name, e.label, e.path)}`);

@@ -1,0 +1,68 @@
+/**
+ * The function ABI (docs/wasm.md), the same at the edge and on the plane: a
+ * WebAssembly function is a WASI command; its input arrives on stdin (the
+ * call's arguments as a JSON array, or one argument's raw bytes when its
+ * content type is "bytes"), its result is stdout (JSON, or the raw bytes),
+ * each stderr line goes to the logs, and a non-zero exit is an error carrying
+ * stderr's tail. Each call gets a fresh instance of a module compiled once.
+ */
+import type { WasmDefinition } from "../sdk/app.js";
+import { FunctionTimeoutError, InvalidRequestError } from "../sdk/errors.js";
+import { WasmLimitError, checkWasiCommand, runWasi } from "./host.js";
+
+const encoder = new TextEncoder();
+const decoder = new TextDecoder();
+
+/** An exit with a non-zero code, or output the ABI cannot read; `remoteName` on the caller's side. */
+export class WasmExitError extends Error {
+  override name = "WasmExitError";
+}
+
+/**
+ * The handler of a WebAssembly function of app `app`. Checks the module now
+ * (load time), naming it and what is wrong.
+ */
+export function wasmFunction(app: string, definition: WasmDefinition, module: WebAssembly.Module): (...args: unknown[]) => unknown {
+  checkWasiCommand(module, `${app}.${definition.name} (${definition.module ?? definition.source})`);
+  const { name, spec, contentType, limits } = definition;
+  const bytes = contentType === "bytes";
+  return (...args: unknown[]) => {
+    const stdin = bytes ? bytesInput(`${app}.${name}`, args) : encoder.encode(JSON.stringify(args));
+    let run;
+    try {
+      run = runWasi(module, name, { stdin, env: spec.env, limits: { ...limits, maxWallMs: spec.timeoutSeconds * 1000 } });
+    } catch (err) {
+      // Past its time, a WebAssembly function times out like any other: same error, same retry policy.
+      if (err instanceof WasmLimitError && err.limit === "time") {
+        throw new FunctionTimeoutError(`${app}.${name} timed out after ${spec.timeoutSeconds} s: ${err.message}`, { timeoutSeconds: spec.timeoutSeconds });
+      }
+      throw err;
+    }
+    const stderr = decoder.decode(run.stderr);
+    for (const line of stderr.split("\n").filter(Boolean)) console.error(line);
+    if (run.exitCode !== 0) {
+      const tail = stderr.trim().split("\n").slice(-10).join("\n");
+      throw new WasmExitError(`${name} exited with code ${run.exitCode}${tail ? `: ${tail}` : ""}`);
+    }
+    if (bytes) return run.stdout;
+    const text = decoder.decode(run.stdout).trim();
+    if (!text) return undefined;
+    try {
+      return JSON.parse(text);
+    } catch {
+      throw new WasmExitError(`${name} wrote output that is not JSON: ${JSON.stringify(text.slice(0, 200))}`);
+    }
+  };
+}
+
+/** A "bytes" function takes one argument: bytes (Uint8Array, ArrayBuffer) or a string, sent as UTF-8. */
+function bytesInput(where: string, args: unknown[]): Uint8Array {
+  const [input] = args;
+  if (args.length === 1) {
+    if (input instanceof Uint8Array) return input;
+    if (input instanceof ArrayBuffer) return new Uint8Array(input);
+    if (typeof input === "string") return encoder.encode(input);
+  }
+  const got = args.length === 1 ? (input === null ? "null" : typeof input) : `${args.length} arguments`;
+  throw new InvalidRequestError(`${where} takes its input as bytes: call it with one Uint8Array or string (got ${got})`);
+}
