@@ -17,6 +17,7 @@ const dir = mkdtempSync(join(tmpdir(), "tandem-wasm-"));
 let echo: Uint8Array<ArrayBuffer>;
 let misbehave: Uint8Array<ArrayBuffer>;
 let usesEnv: Uint8Array<ArrayBuffer>;
+let notCommand: Uint8Array<ArrayBuffer>;
 const text = (bytes: Uint8Array) => new TextDecoder().decode(bytes);
 const bytes = (s: string) => new TextEncoder().encode(s);
 
@@ -24,6 +25,7 @@ beforeAll(() => {
   echo = compileFixture("echo", dir);
   misbehave = compileFixture("misbehave", dir);
   usesEnv = compileFixture("uses-env", dir);
+  notCommand = compileFixture("not-command", dir);
 });
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
@@ -77,12 +79,16 @@ describe("the WASI host in Node", () => {
 });
 
 describe("the same module in workerd", () => {
-  it("gives the same output as in Node", async () => {
+  it("gives the same output as in Node, and refuses the same bad modules", async () => {
     const worker = await build({
       stdin: {
         contents: `import { runWasi, checkWasiCommand } from ${JSON.stringify(join(import.meta.dirname, "host.ts"))};
 import echo from "./echo.wasm";
+import usesEnv from "./uses-env.wasm";
+import notCommand from "./not-command.wasm";
+const refusal = (module, name) => { try { checkWasiCommand(module, name); } catch (e) { return e.name + ": " + e.message; } };
 export default { async fetch(request) {
+  if (request.method === "GET") return Response.json([refusal(usesEnv, "uses-env.wasm"), refusal(notCommand, "not-command.wasm")]);
   checkWasiCommand(echo, "echo.wasm");
   const run = runWasi(echo, "echo.wasm", { stdin: new Uint8Array(await request.arrayBuffer()) });
   const d = new TextDecoder();
@@ -103,6 +109,8 @@ export default { async fetch(request) {
       modules: [
         { type: "ESModule", path: "worker.mjs", contents: worker.outputFiles[0]!.text },
         { type: "CompiledWasm", path: "echo.wasm", contents: echo },
+        { type: "CompiledWasm", path: "uses-env.wasm", contents: usesEnv },
+        { type: "CompiledWasm", path: "not-command.wasm", contents: notCommand },
       ],
       compatibilityDate: "2025-09-01",
       cf: false,
@@ -113,6 +121,10 @@ export default { async fetch(request) {
         const node = runWasi(new WebAssembly.Module(echo), "echo.wasm", { stdin: bytes(input) });
         expect(fromWorkerd).toEqual({ exitCode: node.exitCode, stdout: text(node.stdout), stderr: text(node.stderr) });
       }
+      expect(await (await mf.dispatchFetch("http://x/")).json()).toEqual([
+        "WasmModuleError: uses-env.wasm imports env.now_please (function), which this host does not provide (it provides wasi_snapshot_preview1 functions only)",
+        "WasmModuleError: not-command.wasm is not a WASI command: it exports no _start function",
+      ]);
     } finally {
       await mf.dispose();
     }
