@@ -20,6 +20,7 @@ import {
 } from "../sdk/protocol.js";
 import { decodeBodyValue, readJsonBody } from "./body.js";
 import { ledgerFor, toCallRecord } from "./call-ledger-client.js";
+import { schedulerFor } from "./scheduler.js";
 import { gatewayConfig } from "./config.js";
 import type { Env } from "./env.js";
 import { callNow, mapCalls, spawnCall } from "./executor.js";
@@ -104,6 +105,20 @@ export function apiRoutes(): Hono<Api> {
     const id = newCallId();
     c.header(HEADERS.callId, id);
     return c.body(streamResponseBody(streamCall(runContext(c), fn, args, id), id), 200, { "content-type": "application/x-ndjson" });
+  });
+
+  api.get(ROUTES.schedules, async (c) => {
+    const app = c.req.query("app");
+    if (app !== undefined) registry().app(app); // 404 for an unknown app
+    return c.json({ schedules: await schedulerFor(c.env).list(app, Date.now()) });
+  });
+
+  api.post(ROUTES.trigger, async (c) => {
+    const fn = registry().function(c.req.param("app"), c.req.param("fn"));
+    if (!fn.spec.schedule) throw new InvalidRequestError(`${fn.app}.${fn.name} has no schedule; call it with .remote() or .spawn()`, { app: fn.app, function: fn.name });
+    const id = await schedulerFor(c.env).trigger(fn.app, fn.name, Date.now());
+    c.header(HEADERS.callId, id);
+    return c.json({ callId: id, status: "pending" }, 202);
   });
 
   api.get(ROUTES.callRecord, async (c) => {

@@ -51,6 +51,8 @@ export interface NewCall {
   kind: CallKind;
   createdAt: number;
   input: EncodedValue;
+  /** A scheduled run: the time it was due. */
+  scheduledAt?: number;
 }
 
 /** What the executor needs of the ledger; both the Durable Object and its stub fit. */

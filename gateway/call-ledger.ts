@@ -35,6 +35,7 @@ type Row = {
   lease_until: number | null;
   expires_at: number | null;
   plane: string | null;
+  scheduled_at: number | null;
 };
 
 export class CallLedger extends DurableObject<Env> implements LedgerApi {
@@ -53,17 +54,17 @@ export class CallLedger extends DurableObject<Env> implements LedgerApi {
         created_at INTEGER NOT NULL, started_at INTEGER, finished_at INTEGER, lease_until INTEGER, expires_at INTEGER);
       CREATE INDEX IF NOT EXISTS calls_lease ON calls(lease_until) WHERE lease_until IS NOT NULL;
       CREATE INDEX IF NOT EXISTS calls_expiry ON calls(expires_at) WHERE expires_at IS NOT NULL;`);
-    // Added after the first release: the plane a spawned call runs on, so a cancel can reach it.
-    if (!this.#sql.exec<{ name: string }>("PRAGMA table_info(calls)").toArray().some((c) => c.name === "plane")) {
-      this.#sql.exec("ALTER TABLE calls ADD COLUMN plane TEXT");
-    }
+    // Added after the first release: the plane a spawned call runs on, so a cancel can reach it; a scheduled run's due time.
+    const columns = new Set(this.#sql.exec<{ name: string }>("PRAGMA table_info(calls)").toArray().map((c) => c.name));
+    if (!columns.has("plane")) this.#sql.exec("ALTER TABLE calls ADD COLUMN plane TEXT");
+    if (!columns.has("scheduled_at")) this.#sql.exec("ALTER TABLE calls ADD COLUMN scheduled_at INTEGER");
   }
 
   async create(call: NewCall): Promise<void> {
     const input = await this.#storeValue(`inputs/${call.id}`, call.input);
     this.#sql.exec(
-      "INSERT INTO calls (id, app, fn, kind, status, attempts, input, created_at, lease_until) VALUES (?, ?, ?, ?, 'pending', 0, ?, ?, ?)",
-      call.id, call.app, call.function, call.kind, input, call.createdAt, Date.now() + this.#leaseMs,
+      "INSERT INTO calls (id, app, fn, kind, status, attempts, input, created_at, lease_until, scheduled_at) VALUES (?, ?, ?, ?, 'pending', 0, ?, ?, ?, ?)",
+      call.id, call.app, call.function, call.kind, input, call.createdAt, Date.now() + this.#leaseMs, call.scheduledAt ?? null,
     );
     await this.#scheduleAlarm();
   }
@@ -193,6 +194,7 @@ export class CallLedger extends DurableObject<Env> implements LedgerApi {
       createdAt: row.created_at,
       ...(row.started_at === null ? {} : { startedAt: row.started_at }),
       ...(row.finished_at === null ? {} : { finishedAt: row.finished_at }),
+      ...(row.scheduled_at === null ? {} : { scheduledAt: row.scheduled_at }),
     };
     if (row.result !== null) {
       const value = JSON.parse(await this.#loadValue(row.result)) as EncodedValue;

@@ -5,12 +5,15 @@
  */
 import type { CallLedger } from "./call-ledger.js";
 import type { PlaneRegistry } from "./plane-registry.js";
+import type { Scheduler } from "./scheduler.js";
 
 export interface Env {
   /** The call ledger: a SQLite-backed Durable Object, sharded by call id. */
   LEDGER: DurableObjectNamespace<CallLedger>;
   /** The planes this gateway forwards plane-tier calls to. */
   PLANES: DurableObjectNamespace<PlaneRegistry>;
+  /** Scheduled functions' state: one Durable Object that decides which runs are due. */
+  SCHEDULER: DurableObjectNamespace<Scheduler>;
   /** Large inputs and results, and the planes' app bundles, stored by reference. */
   BLOBS: R2Bucket;
   /** The secret shared with planes; without it no plane can register. */

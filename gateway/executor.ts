@@ -127,12 +127,21 @@ export async function callNow(rc: RunContext, fn: RegisteredFunction, args: unkn
   return { id, outcome, row };
 }
 
-/** Records a spawned call and starts it in the background; returns its id at once. */
-export async function spawnCall(rc: RunContext, fn: RegisteredFunction, args: unknown[], input: EncodedValue): Promise<string> {
-  const id = newCallId();
+/**
+ * Records a spawned call and starts it in the background; returns its id at
+ * once. A scheduled run is a spawned call of kind "scheduled", with its due time.
+ */
+export async function spawnCall(
+  rc: RunContext,
+  fn: RegisteredFunction,
+  args: unknown[],
+  input: EncodedValue,
+  options: { id?: string; kind?: "spawn" | "scheduled"; scheduledAt?: number } = {},
+): Promise<string> {
+  const id = options.id ?? newCallId();
   const createdAt = Date.now();
   const ledger = ledgerFor(rc.env, id);
-  await ledger.create({ id, app: fn.app, function: fn.name, kind: "spawn", createdAt, input });
+  await ledger.create({ id, app: fn.app, function: fn.name, kind: options.kind ?? "spawn", createdAt, input, ...(options.scheduledAt === undefined ? {} : { scheduledAt: options.scheduledAt }) });
   rc.waitUntil(runSpawned(rc, ledger, fn, id, args, 1, createdAt, gatewayConfig(rc.env).callLeaseMs / 3));
   return id;
 }

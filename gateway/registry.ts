@@ -68,6 +68,11 @@ export class AppRegistry {
     return fn;
   }
 
+  /** Every function of every app. */
+  all(): RegisteredFunction[] {
+    return [...this.#functions.values()].flatMap((fns) => [...fns.values()]);
+  }
+
   manifests(): AppManifest[] {
     return this.apps.map((a) => a.manifest());
   }

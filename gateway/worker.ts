@@ -16,6 +16,7 @@ import { GatewayInvoker } from "./gateway-invoker.js";
 import { planeRoutes } from "./plane-routes.js";
 import { AppRegistry, setRegistry } from "./registry.js";
 import { prefixConsoleLines } from "./run-context.js";
+import { schedulerFor } from "./scheduler.js";
 import { webRoutes } from "./web.js";
 
 /** One bundled app file: its path (for messages) and its module exports. */
@@ -52,5 +53,12 @@ export function createGateway(modules: AppModule[], options: GatewayOptions = {}
     const status = (err instanceof TandemError ? err.status : 500) as ContentfulStatusCode;
     return c.json({ error: toWireError(err) }, status);
   });
-  return { fetch: router.fetch };
+  const scheduled = apps.some((a) => a.callables.some((c) => c.spec.schedule));
+  return {
+    fetch: router.fetch,
+    // The cron trigger (every minute, when any function has a schedule): the Scheduler decides what is due.
+    async scheduled(controller, env, ctx) {
+      if (scheduled) ctx.waitUntil(schedulerFor(env).tick(controller.scheduledTime));
+    },
+  };
 }

@@ -310,6 +310,7 @@ export class App {
     const label = options?.name ?? Class?.name ?? `#${this.#classes.length + 1}`;
     if (typeof Class !== "function") throw new InvalidOptionsError(`app "${this.name}": class ${label} needs a class`);
     const spec = parseFunctionOptions(options, `app "${this.name}": class "${label}"`);
+    if (spec.schedule) throw new InvalidOptionsError(`app "${this.name}": class "${label}": option "schedule" is for functions; schedule a function that calls the method`);
     const methods = Object.getOwnPropertyNames(Class.prototype).filter(
       (m) => m !== "constructor" && !(LIFECYCLE_HOOKS as readonly string[]).includes(m) && typeof (Class.prototype as Record<string, unknown>)[m] === "function",
     );

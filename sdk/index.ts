@@ -8,6 +8,8 @@ export type { EndpointOptions, EndpointHandler, HttpMethod, MapOptions, WebApp, 
 export { FunctionCall } from "./function-call.js";
 export { Retries, DEFAULT_TIMEOUT_SECONDS, DEFAULT_RETRY_POLICY } from "./options.js";
 export type { FunctionOptions, FunctionSpec, WasmOptions } from "./options.js";
+export { Cron, Period } from "./schedule.js";
+export type { Schedule, ScheduleOptions, OverlapPolicy } from "./schedule.js";
 export { Image } from "./image.js";
 export type { ImageStep } from "./image.js";
 export { currentCall } from "./context.js";
@@ -37,4 +39,4 @@ export {
   InternalError,
 } from "./errors.js";
 export type { ErrorCode, WireError } from "./errors.js";
-export type { CallRecord, CallStatus, AppManifest } from "./protocol.js";
+export type { CallRecord, CallStatus, AppManifest, ScheduleInfo } from "./protocol.js";

@@ -7,6 +7,7 @@ import { InvalidOptionsError } from "./errors.js";
 import { parseGpuSpec } from "./gpu.js";
 import { isImage, type Image } from "./image.js";
 import { NAME_PATTERN, type RetryPolicy } from "./protocol.js";
+import { isSchedule, type Schedule } from "./schedule.js";
 
 /** Seconds. */
 export const DEFAULT_TIMEOUT_SECONDS = 300;
@@ -56,6 +57,8 @@ export interface FunctionOptions {
   env?: Record<string, string>;
   /** Where it runs. Defaults to `"plane"` when a plane option is set, else `"edge"`. */
   tier?: "edge" | "plane";
+  /** Run it on a schedule, fired from the edge: `Cron("0 2 * * *")` or `Period({ hours: 1 })`. It is called with no arguments. */
+  schedule?: Schedule;
   /** GPU type (`"A100"`, `"H100:2"`) or a fallback list; runs on the plane. */
   gpu?: string | string[];
   /** A container image for the plane: `Image.node().npmInstall(...)...`. */
@@ -103,6 +106,7 @@ export interface FunctionSpec {
   retries: RetryPolicy;
   env: Record<string, string>;
   tier: "edge" | "plane";
+  schedule: Schedule | undefined;
   gpu: string[] | undefined;
   image: Image | undefined;
   cpu: number | undefined;
@@ -129,6 +133,7 @@ const OptionsSchema = z.strictObject({
     .optional(),
   env: z.record(z.string(), z.string("values must be strings")).optional(),
   tier: z.enum(["edge", "plane"], "must be \"edge\" or \"plane\"").optional(),
+  schedule: z.custom<Schedule>((v) => isSchedule(v), "must be Cron(\"...\") or Period({...})").optional(),
   gpu: z.union([z.string().min(1), z.array(z.string().min(1)).min(1)], "must be a GPU type or a list of them").optional(),
   image: z.custom<Image>((v) => isImage(v), "must be an Image (Image.node()...)").optional(),
   cpu: z.number().positive("must be more than 0").max(MAX_CPU, `must be at most ${MAX_CPU} cores`).optional(),
@@ -197,6 +202,7 @@ export function parseFunctionOptions(options: unknown, where: string): FunctionS
     retries,
     env: o.env ?? {},
     tier: o.tier ?? (wantsPlane ? "plane" : "edge"),
+    schedule: o.schedule,
     gpu,
     image: o.image,
     cpu: o.cpu,

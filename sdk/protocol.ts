@@ -38,6 +38,10 @@ export const ROUTES = {
   stream: "/v1/apps/:app/functions/:fn/stream",
   callRecord: "/v1/calls/:id",
   cancel: "/v1/calls/:id/cancel",
+  /** Every scheduled function, its next runs and last run: `?app=`. */
+  schedules: "/v1/schedules",
+  /** Fires one scheduled run of a function now (`tandem schedule trigger`). */
+  trigger: "/v1/apps/:app/functions/:fn/trigger",
   /** Planes register and report their state here (signed). */
   planeHeartbeat: "/v1/planes/heartbeat",
   /** The planes the gateway knows, with their inventories. */
@@ -82,6 +86,8 @@ export const paths = {
   stream: (app: string, fn: string) => `/v1/apps/${seg(app)}/functions/${seg(fn)}/stream`,
   callRecord: (id: string, waitMs?: number) => `/v1/calls/${seg(id)}${waitMs === undefined ? "" : `?wait=${waitMs}`}`,
   cancel: (id: string) => `/v1/calls/${seg(id)}/cancel`,
+  schedules: (app?: string) => `/v1/schedules${app ? `?app=${seg(app)}` : ""}`,
+  trigger: (app: string, fn: string) => `/v1/apps/${seg(app)}/functions/${seg(fn)}/trigger`,
   planeHeartbeat: () => ROUTES.planeHeartbeat,
   planes: () => ROUTES.planes,
   planeBundle: (hash: string) => `/v1/planes/bundles/${seg(hash)}`,
@@ -117,7 +123,7 @@ export type CallStatus = (typeof CALL_STATUSES)[number];
 export const TERMINAL_STATUSES: ReadonlySet<CallStatus> = new Set(["succeeded", "failed", "timed_out", "cancelled"]);
 
 /** How a call was started. */
-export type CallKind = "remote" | "spawn" | "map" | "stream";
+export type CallKind = "remote" | "spawn" | "map" | "stream" | "scheduled";
 
 /** Call ids: `fc-` then 26 lowercase base-32 characters, time-ordered. */
 export const CALL_ID_PATTERN = /^fc-[0-9a-z]{26}$/;
@@ -178,6 +184,35 @@ export interface CallRecord {
   meta?: unknown;
   /** Present when `status` is `failed`, `timed_out` or `cancelled`. */
   error?: WireError;
+  /** A scheduled run (`kind: "scheduled"`): the time it was due, ms since the epoch. */
+  scheduledAt?: number;
+}
+
+/** One scheduled function, as `GET /v1/schedules` lists it. */
+export interface ScheduleInfo {
+  app: string;
+  function: string;
+  /** `cron "0 2 * * *" (UTC)`, `every 1h`. */
+  schedule: string;
+  kind: "cron" | "period";
+  expression?: string;
+  timezone: string;
+  periodMs?: number;
+  overlap: "skip" | "allow";
+  /** The next three run times, ms since the epoch. */
+  nextRuns: number[];
+  /** The last run fired, with its outcome once the ledger has it. */
+  lastRun?: {
+    callId: string;
+    scheduledAt: number;
+    status: CallStatus;
+    durationMs?: number;
+    error?: WireError;
+  };
+  /** Runs skipped because the previous one was still running (overlap "skip"). */
+  skipped: number;
+  /** Runs missed while nothing fired (the edge was down); each such gap is caught up once. */
+  missed: number;
 }
 
 /** One line of the NDJSON stream `POST .../map` answers with. */

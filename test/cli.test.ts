@@ -262,3 +262,22 @@ describe("tandem serve examples/wasm", () => {
     await served.waitFor(new RegExp(`\\[wasm\\.wc fc-[0-9a-z]{26}\\] counted ${text.length} bytes`));
   });
 });
+
+describe("tandem serve driving schedules", () => {
+  let served: Served;
+  beforeAll(async () => {
+    served = await startServe(["test/fixtures/period-app.ts"]);
+  });
+  afterAll(async () => {
+    await served?.stop();
+  });
+
+  it("lists the schedule, fires it in real time, and shows the last run", async () => {
+    await served.waitFor(/schedule\s+pulse\s+every 2s/);
+    // Two runs, two seconds apart, with no tick from outside.
+    await served.waitFor(/\[ticker\.pulse fc-[0-9a-z]{26}\] pulse[\s\S]*\[ticker\.pulse fc-[0-9a-z]{26}\] pulse/, 20_000);
+    const { code, stdout } = await runCli(["schedule", "list", "--gateway", served.url]);
+    expect(code).toBe(0);
+    expect(stdout).toMatch(/ticker::pulse {2}every 2s\n {2}next {6}\S+Z {2}\S+Z {2}\S+Z\n {2}last run {2}succeeded in \d+ ms \(fc-[0-9a-z]{26}, due \S+Z\)/);
+  });
+});

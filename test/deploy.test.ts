@@ -52,3 +52,14 @@ it("refuses an app with invalid options before calling wrangler", async () => {
   expect(stderr).toContain('option "timeout"');
   expect(stdout).not.toContain("wrangler");
 });
+
+it("gives a deployment with scheduled functions a cron trigger, and wrangler accepts it", async () => {
+  const out = await mkdtemp(join(tmpdir(), "tandem-deploy-"));
+  dirs.push(out);
+  const { code, stdout } = await runCli(["deploy", "examples/cron/app.ts", "--dry-run", "--outdir", out], { env: { WRANGLER_SEND_METRICS: "false" } });
+  expect(code).toBe(0);
+  expect(stdout).toMatch(/env\.SCHEDULER \(Scheduler\)\s+Durable Object/);
+  const config = await readFile(join(out, "wrangler.toml"), "utf8");
+  expect(config).toContain('[triggers]\ncrons = ["* * * * *"]');
+  expect(config).toContain('# 2 scheduled functions: cron::heartbeat (cron "*/5 * * * *" (UTC)), cron::refreshModelCache (every 1d)');
+});

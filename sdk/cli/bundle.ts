@@ -50,7 +50,7 @@ const MISSING_IN_WORKERD = [
 const edgeStandIns: Plugin = {
   name: "edge-stand-ins",
   setup(b) {
-    const filter = new RegExp(`^(node:)?(${MISSING_IN_WORKERD.join("|")})$`);
+    const filter = new RegExp(`^(node:)?(${MISSING_IN_WORKERD.join("|")})(/[a-z_]+)?$`); // fs/promises too
     b.onResolve({ filter }, (args) => ({ path: args.path.startsWith("node:") ? args.path : `node:${args.path}`, namespace: "edge-stand-in" }));
     b.onLoad({ filter: /.*/, namespace: "edge-stand-in" }, (args) => ({
       loader: "js",
@@ -93,11 +93,11 @@ export async function bundleWorker(
   const withMap = options.sourceMap ?? true;
   const entry = [
     ...files.map((f, i) => `import * as app${i} from ${JSON.stringify(f)};`),
-    `import { createGateway, CallLedger, PlaneRegistry, installSourceMap } from ${JSON.stringify(GATEWAY_ENTRY)};`,
+    `import { createGateway, CallLedger, PlaneRegistry, Scheduler, installSourceMap } from ${JSON.stringify(GATEWAY_ENTRY)};`,
     withMap ? `import sourceMap from ${JSON.stringify(SOURCE_MAP_MODULE)};\ninstallSourceMap(sourceMap);` : "",
     ...Object.values(options.wasm ?? {}).map((file, i) => `import wasm${i} from ${JSON.stringify(`./wasm/${file}`)};`),
     `export default createGateway([${files.map((f, i) => `{ file: ${JSON.stringify(relative(process.cwd(), f) || basename(f))}, exports: app${i} }`).join(", ")}], { planeBundles: ${JSON.stringify(options.planeBundles ?? {})}, wasm: { ${Object.keys(options.wasm ?? {}).map((key, i) => `${JSON.stringify(key)}: wasm${i}`).join(", ")} } });`,
-    `export { CallLedger, PlaneRegistry };`,
+    `export { CallLedger, PlaneRegistry, Scheduler };`,
   ].join("\n");
   const path = join(outDir, "worker.mjs");
   const result = await bundle({
@@ -123,7 +123,7 @@ export async function bundleWorker(
   });
   if (withMap) await relativizeSources(`${path}.map`);
   const inputs = Object.keys(result.metafile.inputs)
-    .filter((i) => !i.includes("node_modules") && !i.startsWith("<"))
+    .filter((i) => !i.includes("node_modules") && !i.startsWith("<") && !/^[a-z-]+:/.test(i)) // files only, not plugin namespaces
     .map((i) => resolve(i));
   return { path, inputs, bytes: result.metafile.outputs[relative(process.cwd(), path)]?.bytes ?? 0 };
 }

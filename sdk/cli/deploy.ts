@@ -22,13 +22,17 @@ export interface DeployOptions {
 
 export async function deploy(options: DeployOptions): Promise<number> {
   const outDir = resolve(options.outDir ?? join(stateDir(), "deploy"));
-  const { worker: bundle, planes, images } = await buildApps(options.appFiles, outDir, { minify: true, sourceMap: false });
+  const { worker: bundle, planes, images, apps } = await buildApps(options.appFiles, outDir, { minify: true, sourceMap: false });
   const template = await readFile(join(PACKAGE_ROOT, "wrangler.toml"), "utf8");
   let config = template.replace(/^main = .*$/m, `main = "worker.mjs"`);
   if (options.name !== undefined) {
     if (!/^[a-z0-9][a-z0-9-]{0,62}$/.test(options.name)) throw new InvalidOptionsError(`--name "${options.name}" must be lowercase letters, digits and '-'`);
     config = config.replace(/^name = .*$/m, `name = "${options.name}"`);
   }
+  // Scheduled functions: one trigger every minute, and the Scheduler decides what is due. Cloudflare's cron triggers
+  // read UTC only and number the days of the week differently, so users' expressions are never passed to them.
+  const scheduled = apps.flatMap((a) => a.callables.filter((c) => c.spec.schedule).map((c) => `${a.name}::${c.name} (${c.spec.schedule!.description})`));
+  if (scheduled.length) config += `\n# ${scheduled.length} scheduled function${scheduled.length === 1 ? "" : "s"}: ${scheduled.join(", ")}\n[triggers]\ncrons = ["* * * * *"]\n`;
   const configPath = join(outDir, "wrangler.toml");
   await writeFile(configPath, config);
   console.log(`bundled ${options.appFiles.join(", ")} into ${bundle.path} (${(bundle.bytes / 1024).toFixed(1)} KiB)`);

@@ -6,7 +6,7 @@
 import { Command, InvalidArgumentError } from "commander";
 import { HttpInvoker, resolveGatewayUrl } from "../client.js";
 import { TandemError } from "../errors.js";
-import { paths, type AppManifest, type UsageRow } from "../protocol.js";
+import { paths, type AppManifest, type ScheduleInfo, type UsageRow } from "../protocol.js";
 import { join } from "node:path";
 import { Plane } from "../../gpu-plane/plane.js";
 import { deploy } from "./deploy.js";
@@ -149,6 +149,44 @@ program
       for (const e of app.endpoints) console.log(`  ${e.kind.padEnd(9)} ${e.label.padEnd(20)} ${e.method ?? "*"} ${base}${paths.web(app.name, e.label, e.path === "/*" ? "/" : e.path)}`);
     }
   });
+
+const scheduleCommand = program.command("schedule").description("scheduled functions (Cron and Period) and their runs");
+scheduleCommand
+  .command("list")
+  .description("each scheduled function: its schedule, the next three runs, and the last run's outcome and duration")
+  .argument("[app]", "only this app")
+  .option("-g, --gateway <url>", "gateway URL (default: TANDEM_GATEWAY, then http://127.0.0.1:8787)")
+  .option("--json", "print JSON")
+  .action(async (app: string | undefined, opts: { gateway?: string; json?: boolean }) => {
+    const { schedules } = (await new HttpInvoker(resolveGatewayUrl(opts.gateway)).request("GET", paths.schedules(app))) as { schedules: ScheduleInfo[] };
+    if (opts.json) return console.log(JSON.stringify(schedules, null, 2));
+    if (schedules.length === 0) return console.log(app ? `app ${app} has no scheduled functions` : "no scheduled functions");
+    for (const s of schedules) {
+      console.log(`${style.bold(`${s.app}::${s.function}`)}  ${s.schedule}${s.overlap === "allow" ? ", overlap allowed" : ""}`);
+      console.log(`  next      ${s.nextRuns.map((t) => new Date(t).toISOString()).join("  ")}`);
+      const last = s.lastRun;
+      const outcome = last
+        ? `${last.status}${last.durationMs !== undefined ? ` in ${formatMs(last.durationMs)}` : ""} (${last.callId}, due ${new Date(last.scheduledAt).toISOString()})${last.error ? `: ${last.error.message}` : ""}`
+        : "none yet";
+      console.log(`  last run  ${outcome}`);
+      if (s.skipped || s.missed) console.log(style.dim(`  ${s.skipped} skipped while the previous run was running, ${s.missed} missed while nothing ticked`));
+    }
+  });
+scheduleCommand
+  .command("trigger")
+  .description("fire one run of a scheduled function now, as its schedule would")
+  .argument("<target>", "app and function: app::function")
+  .option("-g, --gateway <url>", "gateway URL (default: TANDEM_GATEWAY, then http://127.0.0.1:8787)")
+  .action(async (target: string, opts: { gateway?: string }) => {
+    const [app, fn, extra] = target.split("::");
+    if (!app || !fn || extra !== undefined) throw new InvalidArgumentError(`"${target}" must be app::function, e.g. cron::refresh`);
+    const { callId } = (await new HttpInvoker(resolveGatewayUrl(opts.gateway)).request("POST", paths.trigger(app, fn))) as { callId: string };
+    console.log(`fired ${app}::${fn}: ${callId}  (tandem schedule list ${app} shows its outcome)`);
+  });
+
+function formatMs(ms: number): string {
+  return ms < 1000 ? `${ms} ms` : `${(ms / 1000).toFixed(ms < 10_000 ? 2 : 1)} s`;
+}
 
 function parseSince(value: string): number {
   const duration = /^(\d+(?:\.\d+)?)\s*(s|m|h|d)$/.exec(value.trim());

@@ -12,7 +12,7 @@ import { paths } from "../protocol.js";
 import { FrontDoor } from "./front-door.js";
 import { buildApps, checkPlaneFits, planeSecret, uploadPlaneBundles } from "./local-stack.js";
 import { stateDir } from "./paths.js";
-import { gatewaySettingsFromEnv, startWorkerd } from "./workerd.js";
+import { gatewaySettingsFromEnv, startWorkerd, type RunningWorkerd } from "./workerd.js";
 import { style } from "./style.js";
 
 export interface ServeOptions {
@@ -57,10 +57,12 @@ export async function serve(options: ServeOptions): Promise<Serving> {
     log(style.dim(`${method} ${path} `) + code + style.dim(` ${ms.toFixed(1)} ms`));
   };
   let plane: Plane | undefined;
+  let live: RunningWorkerd;
   try {
     const backend = await startWorkerd({ scriptPath: built.worker.path, persistDir: join(state, "state"), bindings });
     await uploadPlaneBundles(backend.miniflare, built);
     door.swap(backend);
+    live = backend;
     plane = await Plane.start({
       ...planeOptions,
       gatewayUrl: url.href.replace(/\/$/, ""),
@@ -110,6 +112,8 @@ export async function serve(options: ServeOptions): Promise<Serving> {
       await uploadPlaneBundles(backend.miniflare, next);
       if (n !== generation) return void backend.dispose(); // a newer change won
       door.swap(backend);
+      live = backend;
+      void tick(Date.now()); // a changed schedule counts from now
       built = next;
       rewatch(built.worker.inputs);
       log(`${style.ok("↻")} reloaded in ${Math.round(performance.now() - t0)} ms`);
@@ -119,11 +123,33 @@ export async function serve(options: ServeOptions): Promise<Serving> {
     }
   };
 
+  // miniflare fires no cron triggers: serve calls the Worker's scheduled handler at the start of every minute, as
+  // the deployed cron trigger does, and once now (the Scheduler's alarm keeps finer schedules on time in between).
+  let tickTimer: NodeJS.Timeout | undefined;
+  const tick = async (at: number) => {
+    try {
+      const worker = await live.miniflare.getWorker();
+      await worker.scheduled({ scheduledTime: new Date(at), cron: "* * * * *" });
+    } catch (err) {
+      log(style.warn(`schedules: the tick of ${new Date(at).toISOString()} failed: ${(err as Error).message}`));
+    }
+  };
+  const tickEveryMinute = () => {
+    const next = Math.floor(Date.now() / 60_000) * 60_000 + 60_000;
+    tickTimer = setTimeout(() => {
+      void tick(next);
+      tickEveryMinute();
+    }, next - Date.now());
+  };
+  void tick(Date.now());
+  tickEveryMinute();
+
   if (options.watch !== false) rewatch(built.worker.inputs);
   return {
     url,
     plane,
     async close() {
+      clearTimeout(tickTimer);
       for (const w of watchers) w.close();
       await plane?.close();
       await door.close();
@@ -139,6 +165,10 @@ function printEndpoints(apps: App[], url: URL, log: (line: string) => void): voi
     for (const fn of app.callables) {
       const kind = fn.kind === "method" ? "method  " : fn.kind === "wasm" ? "wasm    " : "function";
       log(`    ${kind}  ${fn.name.padEnd(20)} ${style.dim(`POST ${base}${paths.call(app.name, fn.name)}`)}${fn.spec.tier === "plane" ? style.dim("  (plane)") : ""}`);
+    }
+    for (const fn of app.callables.filter((c) => c.spec.schedule)) {
+      const schedule = fn.spec.schedule!;
+      log(`    schedule  ${fn.name.padEnd(20)} ${schedule.description}${style.dim(`, next ${schedule.kind === "cron" ? schedule.nextRuns(1)[0]!.toISOString() : `in ${schedule.description.replace("every ", "")}`}`)}`);
     }
     for (const mount of app.webMounts) log(`    web       ${mount.label.padEnd(20)} ${base}${paths.web(app.name, mount.label)}/`);
     for (const e of app.endpoints) log(`    endpoint  ${e.label.padEnd(20)} ${e.method} ${base}${paths.web(app.name, e.label, e.path)}`);

@@ -12,6 +12,8 @@ export interface TestGateway {
   dir: string;
   /** Keys in the gateway's blob store (R2). */
   blobKeys(): Promise<string[]>;
+  /** Calls the Worker's scheduled handler (the cron trigger) with this scheduled time. */
+  scheduled(at: number): Promise<void>;
   restart(): Promise<void>;
   stop(): Promise<void>;
   dispose(): Promise<void>;
@@ -36,6 +38,10 @@ export async function startTestGateway(appFile: string, options: { bindings?: Re
     async blobKeys() {
       const bucket = await running!.miniflare.getR2Bucket("BLOBS");
       return (await bucket.list()).objects.map((o) => o.key);
+    },
+    async scheduled(at: number) {
+      const worker = await running!.miniflare.getWorker();
+      await worker.scheduled({ scheduledTime: new Date(at), cron: "* * * * *" });
     },
     async restart() {
       await running?.dispose();

@@ -1,0 +1,202 @@
+/**
+ * Schedules fired from the edge: one SQLite-backed Durable Object holds each
+ * scheduled function's state (when it was first seen, the last time it was
+ * due, its last run), so each (function, scheduled time) fires exactly once
+ * however many ticks arrive: a tick claims a due time by moving `last_due`
+ * forward before anything awaits, and a tick that finds nothing new past
+ * `last_due` fires nothing. Ticks come from the Worker's cron trigger (every
+ * minute), from this object's alarm (set for the next due time, for timing
+ * finer than a minute) and, locally, from `tandem serve`.
+ *
+ * Policies (docs/schedules.md):
+ * - a schedule seen for the first time fires from then on, never for earlier times;
+ *   a Period's first run is one period after that;
+ * - runs missed while nothing ticked (the edge down) are caught up once: the latest
+ *   due time fires, the others are counted as missed;
+ * - overlap "skip" (default): a run due while the previous one is still pending or
+ *   running is skipped and counted; "allow": it fires as well.
+ * Every run is a spawned call of kind "scheduled" in the call ledger, with its due time,
+ * following the function's timeout and retry policy.
+ */
+import { DurableObject } from "cloudflare:workers";
+import { TERMINAL_STATUSES, encodeValue, newCallId, type CallRecord, type ScheduleInfo } from "../sdk/protocol.js";
+import type { Schedule } from "../sdk/schedule.js";
+import { ledgerFor } from "./call-ledger-client.js";
+import type { Env } from "./env.js";
+import { spawnCall } from "./executor.js";
+import { registry, type RegisteredFunction } from "./registry.js";
+import { runStore, type RunContext } from "./run-context.js";
+
+type Row = {
+  key: string;
+  description: string;
+  anchor: number;
+  last_due: number;
+  last_call: string | null;
+  last_scheduled_at: number | null;
+  skipped: number;
+  missed: number;
+};
+
+/** The most due times counted when catching up after a long gap. */
+const MAX_COUNTED = 10_000;
+
+/** What one tick did for one function. */
+export interface TickOutcome {
+  app: string;
+  function: string;
+  scheduledAt: number;
+  fired: string | null;
+  /** Why it did not fire (overlap), or that it caught up missed runs. */
+  note?: string;
+}
+
+export class Scheduler extends DurableObject<Env> {
+  readonly #sql: SqlStorage;
+
+  constructor(ctx: DurableObjectState, env: Env) {
+    super(ctx, env);
+    this.#sql = ctx.storage.sql;
+    this.#sql.exec(`CREATE TABLE IF NOT EXISTS schedules (
+      key TEXT PRIMARY KEY, description TEXT NOT NULL, anchor INTEGER NOT NULL, last_due INTEGER NOT NULL,
+      last_call TEXT, last_scheduled_at INTEGER, skipped INTEGER NOT NULL DEFAULT 0, missed INTEGER NOT NULL DEFAULT 0)`);
+  }
+
+  /** Fires every function due at `at` (ms) that has not fired for that time yet. */
+  async tick(at: number): Promise<TickOutcome[]> {
+    const outcomes: TickOutcome[] = [];
+    const launches: Promise<void>[] = [];
+    for (const fn of scheduledFunctions()) {
+      const schedule = fn.spec.schedule!;
+      const row = this.#state(fn, schedule, at);
+      const next = schedule.nextAfter(row.last_due, row.anchor);
+      if (next > at) continue;
+      // Every time due in (last_due, at]: the latest fires, the rest were missed.
+      let latest = next;
+      let due = 1;
+      for (let t = schedule.nextAfter(latest, row.anchor); t <= at && due < MAX_COUNTED; t = schedule.nextAfter(latest, row.anchor)) {
+        latest = t;
+        due++;
+      }
+      // Claimed before anything awaits: a second tick for the same time finds nothing due.
+      this.#sql.exec("UPDATE schedules SET last_due = ?, missed = missed + ? WHERE key = ?", latest, due - 1, row.key);
+      const note = due > 1 ? `caught up once for ${due - 1}${due === MAX_COUNTED ? "+" : ""} missed run${due === 2 ? "" : "s"}` : undefined;
+      launches.push(
+        this.#fireUnlessOverlapping(fn, schedule, row, latest).then((outcome) => {
+          outcomes.push({ ...outcome, ...(note && outcome.fired ? { note } : {}) });
+        }),
+      );
+    }
+    await Promise.all(launches);
+    await this.#setAlarm(at);
+    return outcomes;
+  }
+
+  /** Ticks on time between cron triggers (and locally between `serve`'s ticks). */
+  override async alarm(): Promise<void> {
+    await this.tick(Date.now());
+  }
+
+  /** Fires one run of scheduled `app.fn` now, whatever its schedule and the overlap policy (`tandem schedule trigger`). */
+  async trigger(app: string, name: string, at: number): Promise<string> {
+    const fn = registry().function(app, name);
+    const row = this.#state(fn, fn.spec.schedule!, at);
+    return this.#fire(fn, row, at);
+  }
+
+  /** Each scheduled function with its next runs and its last run's outcome; `app` filters. */
+  async list(app: string | undefined, now: number): Promise<ScheduleInfo[]> {
+    const infos: ScheduleInfo[] = [];
+    for (const fn of scheduledFunctions()) {
+      if (app !== undefined && fn.app !== app) continue;
+      const schedule = fn.spec.schedule!;
+      const row = this.#state(fn, schedule, now);
+      const nextRuns: number[] = [];
+      for (let t = row.last_due; nextRuns.length < 3; ) nextRuns.push((t = schedule.nextAfter(Math.max(t, now - 1), row.anchor)));
+      const info: ScheduleInfo = {
+        app: fn.app,
+        function: fn.name,
+        schedule: schedule.description,
+        kind: schedule.kind,
+        ...(schedule.expression ? { expression: schedule.expression } : {}),
+        timezone: schedule.timezone,
+        ...(schedule.periodMs ? { periodMs: schedule.periodMs } : {}),
+        overlap: schedule.overlap,
+        nextRuns,
+        skipped: row.skipped,
+        missed: row.missed,
+      };
+      if (row.last_call) {
+        const record = await ledgerFor(this.env, row.last_call).get(row.last_call, 0);
+        info.lastRun = {
+          callId: row.last_call,
+          scheduledAt: row.last_scheduled_at ?? 0,
+          status: record?.status ?? "pending",
+          ...(record?.startedAt !== undefined && record.finishedAt !== undefined ? { durationMs: record.finishedAt - record.startedAt } : {}),
+          ...(record?.error ? { error: record.error } : {}),
+        };
+      }
+      infos.push(info);
+    }
+    return infos;
+  }
+
+  /** A function's row, made when its schedule is first seen (or changed): it fires from `at` on. */
+  #state(fn: RegisteredFunction, schedule: Schedule, at: number): Row {
+    const key = `${fn.app}/${fn.name}`;
+    const row = this.#sql.exec<Row>("SELECT * FROM schedules WHERE key = ?", key).toArray()[0];
+    if (row && row.description === schedule.description) return row;
+    // A cron time equal to `at` is due now; a period's first run is one period after `at`.
+    const fresh: Row = { key, description: schedule.description, anchor: at, last_due: schedule.kind === "period" ? at : at - 1, last_call: null, last_scheduled_at: null, skipped: 0, missed: 0 };
+    this.#sql.exec(
+      "INSERT OR REPLACE INTO schedules (key, description, anchor, last_due, skipped, missed) VALUES (?, ?, ?, ?, 0, 0)",
+      key, fresh.description, fresh.anchor, fresh.last_due,
+    );
+    if (row) console.log(`schedule: ${key} is now ${schedule.description}; it counts from now`);
+    return fresh;
+  }
+
+  async #fireUnlessOverlapping(fn: RegisteredFunction, schedule: Schedule, row: Row, scheduledAt: number): Promise<TickOutcome> {
+    const base = { app: fn.app, function: fn.name, scheduledAt };
+    if (schedule.overlap === "skip" && row.last_call) {
+      const previous: CallRecord | null = await ledgerFor(this.env, row.last_call).get(row.last_call, 0);
+      if (previous && !TERMINAL_STATUSES.has(previous.status)) {
+        this.#sql.exec("UPDATE schedules SET skipped = skipped + 1 WHERE key = ?", row.key);
+        const note = `skipped: the run of ${new Date(row.last_scheduled_at ?? 0).toISOString()} (${row.last_call}) is still ${previous.status}`;
+        console.warn(`[${fn.app}.${fn.name}] scheduled run of ${new Date(scheduledAt).toISOString()} ${note}`);
+        return { ...base, fired: null, note };
+      }
+    }
+    return { ...base, fired: await this.#fire(fn, row, scheduledAt) };
+  }
+
+  /** Starts one run: a spawned call of kind "scheduled", recorded in the ledger before it runs. */
+  async #fire(fn: RegisteredFunction, row: Row, scheduledAt: number): Promise<string> {
+    const id = newCallId();
+    this.#sql.exec("UPDATE schedules SET last_call = ?, last_scheduled_at = ? WHERE key = ?", id, scheduledAt, row.key);
+    const rc: RunContext = { env: this.env, waitUntil: (p) => this.ctx.waitUntil(p) };
+    await runStore.run(rc, () => spawnCall(rc, fn, [], encodeValue([]), { id, kind: "scheduled", scheduledAt }));
+    return id;
+  }
+
+  /** The alarm goes off at the next due time of any schedule. */
+  async #setAlarm(after: number): Promise<void> {
+    let soonest = Infinity;
+    for (const fn of scheduledFunctions()) {
+      const row = this.#sql.exec<Row>("SELECT * FROM schedules WHERE key = ?", `${fn.app}/${fn.name}`).toArray()[0];
+      if (row) soonest = Math.min(soonest, fn.spec.schedule!.nextAfter(Math.max(row.last_due, after), row.anchor));
+    }
+    if (soonest === Infinity) return;
+    const current = await this.ctx.storage.getAlarm();
+    if (current === null || soonest < current || current <= Date.now()) await this.ctx.storage.setAlarm(soonest);
+  }
+}
+
+function scheduledFunctions(): RegisteredFunction[] {
+  return registry().all().filter((fn) => fn.spec.schedule !== undefined);
+}
+
+/** The one Scheduler of this gateway. */
+export function schedulerFor(env: Env): DurableObjectStub<Scheduler> {
+  return env.SCHEDULER.get(env.SCHEDULER.idFromName("scheduler"));
+}

@@ -1,0 +1,133 @@
+/**
+ * Schedules fired from the edge, in real workerd: the Worker's scheduled
+ * handler (the cron trigger) is invoked with chosen times, in 2030 so that no
+ * real alarm interferes, and every run is checked in the call ledger.
+ */
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { CallRecord, ScheduleInfo } from "../sdk/index.js";
+import { runCli } from "./helpers/cli.js";
+import { eventually, startTestGateway, type TestGateway } from "./helpers/gateway.js";
+import { startTestStack, type TestStack } from "./helpers/stack.js";
+
+const T0 = Date.UTC(2030, 0, 7, 0, 0); // a Monday, 00:00 UTC
+const MIN = 60_000;
+let gw: TestGateway;
+
+const schedules = async (): Promise<Record<string, ScheduleInfo>> => {
+  const { schedules } = (await (await fetch(`${gw.url}/v1/schedules?app=crony`)).json()) as { schedules: ScheduleInfo[] };
+  return Object.fromEntries(schedules.map((s) => [s.function, s]));
+};
+const record = async (id: string): Promise<CallRecord> => (await (await fetch(`${gw.url}/v1/calls/${id}?wait=10000`)).json()) as CallRecord;
+const runs = (fn: string) => gw.output.filter((l) => new RegExp(`^\\[crony\\.${fn} fc-[0-9a-z]{26}\\] \\w+ ran$`).test(l)).length;
+
+beforeAll(async () => {
+  gw = await startTestGateway(new URL("./fixtures/cron-app.ts", import.meta.url).pathname);
+});
+afterAll(async () => {
+  await gw?.dispose();
+});
+
+describe("schedules fired from the edge", () => {
+  let first: Record<string, ScheduleInfo>;
+
+  it("fires each due function once per scheduled time, however many times the handler is invoked", async () => {
+    await Promise.all([gw.scheduled(T0), gw.scheduled(T0)]);
+    await gw.scheduled(T0);
+    first = await schedules();
+    const minute = first.everyMinute!.lastRun!;
+    expect(minute.scheduledAt).toBe(T0);
+    const rec = await record(minute.callId);
+    expect(rec).toMatchObject({ app: "crony", function: "everyMinute", kind: "scheduled", scheduledAt: T0, status: "succeeded", result: "ok" });
+    expect(runs("everyMinute")).toBe(1);
+    // Not due at T0: a Period's first run is one period after it is first seen; 09:30 in Paris is later.
+    expect(first.hourly!.lastRun).toBeUndefined();
+    expect(first.paris!.lastRun).toBeUndefined();
+  });
+
+  it("skips a run due while the previous one still runs (overlap skip), and fires it with overlap allow", async () => {
+    await gw.scheduled(T0 + 5 * MIN); // the slow runs of T0 take 2 s
+    const after = await schedules();
+    expect(after.slowSkip!.lastRun!.scheduledAt).toBe(T0);
+    expect(after.slowSkip!.skipped).toBe(1);
+    expect(after.slowAllow!.lastRun!.scheduledAt).toBe(T0 + 5 * MIN);
+    expect(after.slowAllow!.skipped).toBe(0);
+    await eventually(() => runs("slowAllow") === 2);
+    expect(runs("slowSkip")).toBe(1);
+    expect(gw.output.some((l) => l.includes("[crony.slowSkip] scheduled run of 2030-01-07T00:05:00.000Z skipped: the run of 2030-01-07T00:00:00.000Z"))).toBe(true);
+  });
+
+  it("catches up a missed window once, counting the runs it missed", async () => {
+    const after = await schedules();
+    // everyMinute was due at 00:01 to 00:05: one run, for 00:05, and four missed.
+    expect(after.everyMinute!.lastRun!.scheduledAt).toBe(T0 + 5 * MIN);
+    expect(after.everyMinute!.missed).toBe(4);
+    await record(after.everyMinute!.lastRun!.callId);
+    expect(runs("everyMinute")).toBe(2);
+  });
+
+  it("records a failed run with its error after the function's retries, and the next tick still fires", async () => {
+    const failed = await record(first.flaky!.lastRun!.callId);
+    expect(failed).toMatchObject({ kind: "scheduled", scheduledAt: T0, status: "failed", attempts: 2, error: { message: "the feed is down" } });
+    await gw.scheduled(T0 + 60 * MIN);
+    const after = await schedules();
+    expect(after.flaky!.lastRun!.callId).not.toBe(failed.callId);
+    expect(after.flaky!.lastRun!.scheduledAt).toBe(T0 + 60 * MIN);
+    expect((await record(after.flaky!.lastRun!.callId)).status).toBe("failed");
+    // The Period: one hour after it was first seen.
+    expect(after.hourly!.lastRun!.scheduledAt).toBe(T0 + 60 * MIN);
+    expect((await schedules()).flaky!.lastRun).toMatchObject({ status: "failed", error: { message: "the feed is down" } });
+  });
+
+  it("lists each schedule with its next three runs, in its timezone", async () => {
+    const { paris, hourly } = await schedules();
+    expect(paris).toMatchObject({ schedule: 'cron "30 9 * * MON-FRI" (Europe/Paris)', timezone: "Europe/Paris", overlap: "skip", skipped: 0, missed: 0 });
+    // 09:30 in Paris in January is 08:30 UTC; Monday to Wednesday.
+    expect(paris!.nextRuns.map((t) => new Date(t).toISOString())).toEqual(["2030-01-07T08:30:00.000Z", "2030-01-08T08:30:00.000Z", "2030-01-09T08:30:00.000Z"]);
+    expect(hourly!.nextRuns).toEqual([T0 + 120 * MIN, T0 + 180 * MIN, T0 + 240 * MIN]);
+    const { code, stdout } = await runCli(["schedule", "list", "crony", "--gateway", gw.url]);
+    expect(code).toBe(0);
+    expect(stdout).toContain('crony::paris  cron "30 9 * * MON-FRI" (Europe/Paris)');
+    expect(stdout).toContain("next      2030-01-07T08:30:00.000Z  2030-01-08T08:30:00.000Z  2030-01-09T08:30:00.000Z");
+    expect(stdout).toMatch(/crony::flaky {2}cron "0 \* \* \* \*" \(UTC\)\n {2}next {6}2030-01-07T02:00:00.000Z.*\n {2}last run {2}failed in \d+ ms \(fc-[0-9a-z]{26}, due 2030-01-07T01:00:00.000Z\): the feed is down/);
+  });
+
+  it("fires one run now with tandem schedule trigger, and refuses a function without a schedule", async () => {
+    const fired = await runCli(["schedule", "trigger", "crony::everyMinute", "--gateway", gw.url]);
+    expect(fired.code).toBe(0);
+    const id = /fired crony::everyMinute: (fc-[0-9a-z]{26})/.exec(fired.stdout)?.[1];
+    expect(id).toBeDefined();
+    expect(await record(id!)).toMatchObject({ kind: "scheduled", status: "succeeded" });
+    const refused = await runCli(["schedule", "trigger", "crony::notScheduled", "--gateway", gw.url]);
+    expect(refused.code).toBe(2);
+    expect(refused.stderr).toContain("crony.notScheduled has no schedule; call it with .remote() or .spawn()");
+    const bad = await runCli(["schedule", "trigger", "crony", "--gateway", gw.url]);
+    expect(bad.stderr).toContain('"crony" must be app::function');
+  });
+});
+
+describe("examples/cron: a plane function fired from an edge tick (real Docker)", () => {
+  let stack: TestStack;
+  beforeAll(async () => {
+    stack = await startTestStack(new URL("../examples/cron/app.ts", import.meta.url).pathname);
+  });
+  afterAll(async () => {
+    await stack?.dispose();
+  });
+
+  it("runs the daily Period in a plane container, recorded as a scheduled call", async () => {
+    const tick = async (at: number) => (await stack.workerd.miniflare.getWorker()).scheduled({ scheduledTime: new Date(at), cron: "* * * * *" });
+    const list = async () => ((await (await fetch(`${stack.url}/v1/schedules?app=cron`)).json()) as { schedules: ScheduleInfo[] }).schedules;
+    await tick(T0);
+    expect((await list()).find((s) => s.function === "refreshModelCache")!.lastRun).toBeUndefined();
+    await tick(T0 + 24 * 60 * MIN);
+    const run = (await list()).find((s) => s.function === "refreshModelCache")!.lastRun!;
+    expect(run.scheduledAt).toBe(T0 + 24 * 60 * MIN);
+    const rec = (await (await fetch(`${stack.url}/v1/calls/${run.callId}?wait=30000`)).json()) as CallRecord;
+    expect(rec).toMatchObject({ kind: "scheduled", status: "succeeded", result: { bytes: 4349, tokens: expect.any(Number) } });
+    expect((rec.result as { sha256: string }).sha256).toMatch(/^[0-9a-f]{64}$/);
+    await eventually(() => stack.planeOutput.some((l) => new RegExp(`\\[cron\\.refreshModelCache ${run.callId} ctr-[0-9a-f]{8}\\] model cache refreshed in /tmp/model-cache: 4349 bytes`).test(l)));
+    // The edge job ran at the edge on the same tick (00:00 is on its five minutes).
+    const heartbeat = (await list()).find((s) => s.function === "heartbeat")!;
+    expect(heartbeat.lastRun!.scheduledAt).toBe(T0 + 24 * 60 * MIN);
+  });
+});
