@@ -64,8 +64,8 @@ export default { async fetch(request) {
   bundle: true,
   write: false,
   format: "esm",
-  platform: "neutral",
-  mainFields: ["module", "main"],
+  // "browser": packages' browser maps apply (cron-parser's file reader is left out), as in the gateway's bundle.
+  platform: "browser",
   external: ["*.wasm"],
   logLevel: "silent",
 });

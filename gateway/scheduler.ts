@@ -38,7 +38,7 @@ type Row = {
   missed: number;
 };
 
-/** The most due times counted when catching up after a long gap. */
+/** The most missed runs counted one by one after a long gap (a period's are computed). */
 const MAX_COUNTED = 10_000;
 
 /** What one tick did for one function. */
@@ -72,17 +72,16 @@ export class Scheduler extends DurableObject<Env> {
       const next = schedule.nextAfter(row.last_due, row.anchor);
       if (next > at) continue;
       // Every time due in (last_due, at]: the latest fires, the rest were missed.
-      let latest = next;
+      const latest = schedule.latestAtOrBefore(at, row.anchor);
       let due = 1;
-      for (let t = schedule.nextAfter(latest, row.anchor); t <= at && due < MAX_COUNTED; t = schedule.nextAfter(latest, row.anchor)) {
-        latest = t;
-        due++;
-      }
+      if (schedule.periodMs) due = Math.round((latest - next) / schedule.periodMs) + 1;
+      else for (let t = next; t < latest && due < MAX_COUNTED; t = schedule.nextAfter(t, row.anchor)) due++;
       // Claimed before anything awaits: a second tick for the same time finds nothing due.
       this.#sql.exec("UPDATE schedules SET last_due = ?, missed = missed + ? WHERE key = ?", latest, due - 1, row.key);
       const note = due > 1 ? `caught up once for ${due - 1}${due === MAX_COUNTED ? "+" : ""} missed run${due === 2 ? "" : "s"}` : undefined;
       launches.push(
         this.#fireUnlessOverlapping(fn, schedule, row, latest).then((outcome) => {
+          if (note && outcome.fired) console.warn(`[${fn.app}.${fn.name}] scheduled run of ${new Date(latest).toISOString()} ${note} (nothing ticked meanwhile)`);
           outcomes.push({ ...outcome, ...(note && outcome.fired ? { note } : {}) });
         }),
       );
@@ -131,7 +130,7 @@ export class Scheduler extends DurableObject<Env> {
         info.lastRun = {
           callId: row.last_call,
           scheduledAt: row.last_scheduled_at ?? 0,
-          status: record?.status ?? "pending",
+          status: record?.status ?? "expired", // past the ledger's retention
           ...(record?.startedAt !== undefined && record.finishedAt !== undefined ? { durationMs: record.finishedAt - record.startedAt } : {}),
           ...(record?.error ? { error: record.error } : {}),
         };

@@ -205,7 +205,8 @@ export interface ScheduleInfo {
   lastRun?: {
     callId: string;
     scheduledAt: number;
-    status: CallStatus;
+    /** `expired`: the call ended longer ago than the ledger keeps records. */
+    status: CallStatus | "expired";
     durationMs?: number;
     error?: WireError;
   };

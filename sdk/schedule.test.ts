@@ -49,6 +49,9 @@ describe("Cron", () => {
     // Strictly after `from`.
     expect(iso(Cron("0 0 * * *").nextRuns(1, { from: FROM }))).toEqual(["2026-11-02T00:00:00.000Z"]);
     expect(Cron("0 0 * * *").nextAfter(FROM.getTime() - 1, 0)).toBe(FROM.getTime());
+    // The latest run at or before a time: what a late tick fires.
+    expect(Cron("*/5 * * * *").latestAtOrBefore(FROM.getTime() + 7 * 60_000 + 5, 0)).toBe(FROM.getTime() + 5 * 60_000);
+    expect(Cron("*/5 * * * *").latestAtOrBefore(FROM.getTime(), 0)).toBe(FROM.getTime());
   });
 
   it("fails at load time naming the field and the reason", () => {
@@ -87,6 +90,8 @@ describe("Period", () => {
     expect(p.nextAfter(1_000, 0)).toBe(10_000);
     expect(p.nextAfter(10_000, 0)).toBe(20_000);
     expect(p.nextAfter(-5, 0)).toBe(0);
+    // A week later, the latest due time is computed, not walked to.
+    expect(p.latestAtOrBefore(7 * 86_400_000 + 9_999, 0)).toBe(7 * 86_400_000);
     expect(Period({ days: 1, hours: 2 }).description).toBe("every 1d2h");
   });
 

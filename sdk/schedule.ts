@@ -40,6 +40,8 @@ export interface Schedule {
   nextRuns(count: number, options?: { from?: Date | number }): Date[];
   /** @internal The first run time strictly after `after` (ms); `anchor`: where a period counts from. */
   nextAfter(after: number, anchor: number): number;
+  /** @internal The last run time at or before `at` (ms). */
+  latestAtOrBefore(at: number, anchor: number): number;
 }
 
 /** Fields of a five-field expression, with their ranges and names. */
@@ -94,6 +96,7 @@ export function Cron(expression: string, options: ScheduleOptions & { timezone?:
     throw new InvalidOptionsError(`${where}: ${(err as Error).message}`);
   }
   const nextAfter = (after: number) => parse(after).next().getTime();
+  const latestAtOrBefore = (at: number) => parse(at + 1).prev().getTime();
   return schedule({
     kind: "cron",
     description: `cron "${normalized}" (${timezone})`,
@@ -102,6 +105,7 @@ export function Cron(expression: string, options: ScheduleOptions & { timezone?:
     periodMs: undefined,
     overlap,
     nextAfter,
+    latestAtOrBefore,
     nextRuns: (count, from) => parse(from).take(count).map((d) => d.toDate()),
   });
 }
@@ -127,6 +131,7 @@ export function Period(length: { days?: number; hours?: number; minutes?: number
   ms = Math.round(ms);
   if (ms < 1000) throw new InvalidOptionsError(`${where}: a period must be at least 1 second long (this one is ${ms} ms)`);
   const nextAfter = (after: number, anchor: number) => (after < anchor ? anchor : anchor + (Math.floor((after - anchor) / ms) + 1) * ms);
+  const latestAtOrBefore = (at: number, anchor: number) => anchor + Math.floor((at - anchor) / ms) * ms;
   return schedule({
     kind: "period",
     description: `every ${formatDuration(ms)}`,
@@ -135,6 +140,7 @@ export function Period(length: { days?: number; hours?: number; minutes?: number
     periodMs: ms,
     overlap,
     nextAfter,
+    latestAtOrBefore,
     nextRuns: (count, from) => Array.from({ length: count }, (_, i) => new Date(from + (i + 1) * ms)),
   });
 }
@@ -151,6 +157,7 @@ function schedule(s: {
   periodMs: number | undefined;
   overlap: OverlapPolicy;
   nextAfter: (after: number, anchor: number) => number;
+  latestAtOrBefore: (at: number, anchor: number) => number;
   nextRuns: (count: number, from: number) => Date[];
 }): Schedule {
   return Object.freeze({
@@ -162,6 +169,7 @@ function schedule(s: {
     periodMs: s.periodMs,
     overlap: s.overlap,
     nextAfter: s.nextAfter,
+    latestAtOrBefore: s.latestAtOrBefore,
     nextRuns(count: number, options: { from?: Date | number } = {}) {
       if (!Number.isInteger(count) || count < 0 || count > 1000) throw new InvalidOptionsError(`nextRuns: count must be a whole number from 0 to 1000`);
       const from = options.from === undefined ? Date.now() : new Date(options.from).getTime();

@@ -63,6 +63,7 @@ describe("schedules fired from the edge", () => {
     expect(after.everyMinute!.missed).toBe(4);
     await record(after.everyMinute!.lastRun!.callId);
     expect(runs("everyMinute")).toBe(2);
+    expect(gw.output).toContain("[crony.everyMinute] scheduled run of 2030-01-07T00:05:00.000Z caught up once for 4 missed runs (nothing ticked meanwhile)");
   });
 
   it("records a failed run with its error after the function's retries, and the next tick still fires", async () => {
