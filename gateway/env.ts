@@ -3,6 +3,7 @@
  * `wrangler.toml` (deploy) both provide exactly these; `gateway/bindings.ts`
  * names them once for the local runtime.
  */
+import type { AgentHub } from "./agents.js";
 import type { CallLedger } from "./call-ledger.js";
 import type { PlaneRegistry } from "./plane-registry.js";
 import type { Scheduler } from "./scheduler.js";
@@ -14,6 +15,8 @@ export interface Env {
   PLANES: DurableObjectNamespace<PlaneRegistry>;
   /** Scheduled functions' state: one Durable Object that decides which runs are due. */
   SCHEDULER: DurableObjectNamespace<Scheduler>;
+  /** WebSocket agents: one Durable Object per agent holds its sessions' sockets and state. */
+  AGENTS: DurableObjectNamespace<AgentHub>;
   /** Large inputs and results, and the planes' app bundles, stored by reference. */
   BLOBS: R2Bucket;
   /** The secret shared with planes; without it no plane can register. */

@@ -3,9 +3,9 @@
  * routed at `/<app>/<label>/...`. Routes are built once, when the Worker loads.
  */
 import { Hono, type Context } from "hono";
-import type { App, EndpointHandle, WebApp, WebMount } from "../sdk/app.js";
-import { NotFoundError, TandemError, remoteErrorFrom, toWireError } from "../sdk/errors.js";
-import { paths } from "../sdk/protocol.js";
+import type { AgentDefinition, App, EndpointHandle, WebApp, WebMount } from "../sdk/app.js";
+import { InvalidRequestError, NotFoundError, TandemError, remoteErrorFrom, toWireError } from "../sdk/errors.js";
+import { HEADERS, SESSION_ID_PATTERN, paths } from "../sdk/protocol.js";
 import type { Env } from "./env.js";
 import { runStore, type RunContext } from "./run-context.js";
 import { EncodedResult } from "./encoded-result.js";
@@ -19,6 +19,7 @@ export function webRoutes(apps: readonly App[]): Hono<Web> {
   for (const app of apps) {
     for (const mount of app.webMounts) mountWebApp(web, app.name, mount);
     for (const endpoint of app.endpoints) addEndpoint(web, app.name, endpoint);
+    for (const agent of app.agents) addAgent(web, app.name, agent);
     web.all(`/${app.name}/:label/*`, (c) => {
       const label = c.req.param("label");
       const served = app.endpoints.filter((e) => e.label === label).map((e) => `${e.method} ${e.path}`);
@@ -75,6 +76,29 @@ function addEndpoint(web: Hono<Web>, appName: string, endpoint: EndpointHandle):
   });
 }
 
+/** A WebSocket agent: an upgrade goes to the agent's Durable Object (gateway/agents.ts), with its session. */
+function addAgent(web: Hono<Web>, appName: string, agent: AgentDefinition): void {
+  web.all(paths.web(appName, agent.label), (c: Context<Web>) => {
+    if (c.req.header("upgrade")?.toLowerCase() !== "websocket") {
+      return c.json(
+        { error: { code: "upgrade_required", message: `websocket "${agent.label}" of app "${appName}" takes WebSocket connections: connect("${appName}", "${agent.label}") from the SDK, or ws://…${paths.web(appName, agent.label)}?session=<id>` } },
+        426,
+        { upgrade: "websocket" },
+      );
+    }
+    const given = c.req.query("session");
+    if (given !== undefined && !SESSION_ID_PATTERN.test(given)) {
+      throw new InvalidRequestError(`session ids are 8-128 letters, digits, '-' or '_' (got ${JSON.stringify(given.slice(0, 40))})`);
+    }
+    const headers = new Headers(c.req.raw.headers);
+    headers.set(HEADERS.agentApp, appName);
+    headers.set(HEADERS.agentLabel, agent.label);
+    headers.set(HEADERS.agentSession, given ?? crypto.randomUUID());
+    const hub = c.env.AGENTS.get(c.env.AGENTS.idFromName(`${appName}/${agent.label}`));
+    return hub.fetch(new Request(c.req.url, { headers }));
+  });
+}
+
 /**
  * An endpoint that returns an async iterable (a generator function's chunks,
  * say) answers with Server-Sent Events: one `data:` event a chunk (JSON), then
@@ -123,5 +147,5 @@ function failed(err: unknown): Response {
 }
 
 function labels(app: App): string {
-  return [...app.webMounts.map((m) => m.label), ...app.endpoints.map((e) => e.label)].join(", ") || "none";
+  return [...app.webMounts.map((m) => m.label), ...app.endpoints.map((e) => e.label), ...app.agents.map((a) => a.label)].join(", ") || "none";
 }

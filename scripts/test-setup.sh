@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Makes sure what the test suite needs is there: curl (a test streams with
-# `curl -N`) and a running Docker engine for the plane's container tests.
+# `curl -N`), Chromium (the agent example's page is tested in it, headless) and
+# a running Docker engine for the plane's container tests.
 # Installs and starts them where it can (as root, with apt); otherwise says
 # what is missing and lets the tests report it.
 set -uo pipefail
@@ -8,6 +9,11 @@ set -uo pipefail
 if ! command -v curl >/dev/null 2>&1 && [ "$(id -u)" = "0" ]; then
   echo "test setup: installing curl"
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq curl >/dev/null || echo "test setup: could not install curl" >&2
+fi
+
+if [ ! -x "${CHROMIUM_PATH:-/usr/bin/chromium}" ] && [ "$(id -u)" = "0" ]; then
+  echo "test setup: installing chromium (Debian)"
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null || echo "test setup: could not install chromium" >&2
 fi
 
 if docker info >/dev/null 2>&1; then

@@ -235,6 +235,56 @@ export interface Callable {
   spec: FunctionSpec;
 }
 
+/** What a WebSocket agent's handlers get: the session, its durable state, and the socket. */
+export interface AgentContext<S = Record<string, unknown>> {
+  /** The session's id: the client's `sessionId` (resume with it), or one made for a client that gave none. */
+  readonly sessionId: string;
+  /**
+   * The session's state: mutate it freely. It is saved when each handler
+   * settles (threw or not), and survives hibernation, a gateway restart and
+   * reconnects with the same session id. JSON-like values only.
+   */
+  state: S;
+  /** Sends a text or binary frame to this session's sockets. */
+  send(data: string | ArrayBuffer | ArrayBufferView): void;
+  /** Closes this session's sockets (default 1000). */
+  close(code?: number, reason?: string): void;
+  /** Joins a named room (kept with the session); `broadcast` reaches every socket in it. */
+  join(room: string): void;
+  leave(room: string): void;
+  readonly rooms: readonly string[];
+  /** Sends to every socket in `room` (this session's too unless `exceptSelf`); returns how many it reached. */
+  broadcast(room: string, data: string | ArrayBuffer | ArrayBufferView, options?: { exceptSelf?: boolean }): number;
+}
+
+/** A WebSocket agent's handlers. Each may be async, and may call any function (`.remote()`, `.remoteGen()`). */
+export interface AgentHandlers<S = Record<string, unknown>> {
+  /** The session's first state (default `{}`). */
+  initialState?: () => S;
+  /** A socket opened; `resumed` when the session existed before (a reconnect). */
+  onOpen?: (ctx: AgentContext<S>, info: { resumed: boolean }) => unknown;
+  /** A frame arrived: text as a string, binary as bytes. */
+  onMessage?: (ctx: AgentContext<S>, message: string | Uint8Array) => unknown;
+  /** A socket closed, with the code and reason it closed with. */
+  onClose?: (ctx: AgentContext<S>, info: { code: number; reason: string }) => unknown;
+}
+
+/** Limits of a WebSocket agent's connections. */
+export interface AgentOptions {
+  /** The largest frame a client may send, in bytes (default 1 MiB); a larger one closes the socket with 1009. */
+  maxMessageBytes?: number;
+  /** Frames a client may send per second, bursts of twice that allowed (default 20); a flood closes the socket with 1008. */
+  maxMessagesPerSecond?: number;
+}
+
+/** A WebSocket agent as the gateway sees it. */
+export interface AgentDefinition {
+  label: string;
+  handlers: AgentHandlers<any>;
+  maxMessageBytes: number;
+  maxMessagesPerSecond: number;
+}
+
 /** A whole web app mounted at `/<app>/<label>/...`. */
 export interface WebMount {
   label: string;
@@ -260,6 +310,7 @@ export class App {
   readonly #endpoints: EndpointHandle[] = [];
   readonly #webMounts: WebMount[] = [];
   readonly #wasm: WasmDefinition[] = [];
+  readonly #agents: AgentDefinition[] = [];
 
   constructor(name: string, options: { spendCap?: number } = {}) {
     if (typeof name !== "string" || !NAME_PATTERN.test(name)) {
@@ -351,6 +402,41 @@ export class App {
 
   get wasmFunctions(): readonly WasmDefinition[] {
     return this.#wasm;
+  }
+
+  /**
+   * A WebSocket agent at `/<app>/<label>`: each connection is a session held at
+   * the edge (in a Durable Object, hibernating while idle), with durable state,
+   * rooms, and handlers that may call any function. Clients connect with
+   * `connect(app, label)`, or any WebSocket (`?session=<id>` to resume).
+   * @example
+   * app.websocket<{ turns: number }>("chat", {
+   *   initialState: () => ({ turns: 0 }),
+   *   async onMessage(ctx, text) {
+   *     ctx.state.turns++;
+   *     for await (const token of generate.remoteGen(String(text))) ctx.send(token);
+   *   },
+   * });
+   */
+  websocket<S = Record<string, unknown>>(label: string, handlers: AgentHandlers<S>, options: AgentOptions = {}): void {
+    const where = `app "${this.name}": websocket "${label}"`;
+    if (typeof label !== "string" || !NAME_PATTERN.test(label)) throw new InvalidOptionsError(`${where}: the label must be 1-64 letters, digits, '-' or '_'`);
+    if (typeof handlers !== "object" || handlers === null) throw new InvalidOptionsError(`${where} needs handlers: { onOpen?, onMessage?, onClose? }`);
+    for (const [key, value] of Object.entries(handlers)) {
+      if (!["initialState", "onOpen", "onMessage", "onClose"].includes(key)) throw new InvalidOptionsError(`${where}: unknown handler "${key}" (handlers: initialState, onOpen, onMessage, onClose)`);
+      if (typeof value !== "function") throw new InvalidOptionsError(`${where}: "${key}" must be a function`);
+    }
+    for (const key of Object.keys(options ?? {})) {
+      if (!["maxMessageBytes", "maxMessagesPerSecond"].includes(key)) throw new InvalidOptionsError(`${where}: unknown option "${key}"`);
+    }
+    const { maxMessageBytes = 1024 * 1024, maxMessagesPerSecond = 20 } = options ?? {};
+    if (!Number.isInteger(maxMessageBytes) || maxMessageBytes < 1 || maxMessageBytes > 1024 * 1024) throw new InvalidOptionsError(`${where}: option "maxMessageBytes" must be a whole number from 1 to 1048576 (1 MiB)`);
+    if (!(typeof maxMessagesPerSecond === "number" && maxMessagesPerSecond > 0 && maxMessagesPerSecond <= 10_000)) throw new InvalidOptionsError(`${where}: option "maxMessagesPerSecond" must be a number above 0, at most 10000`);
+    this.#agents.push({ label, handlers: handlers as AgentHandlers<any>, maxMessageBytes, maxMessagesPerSecond });
+  }
+
+  get agents(): readonly AgentDefinition[] {
+    return this.#agents;
   }
 
   /**
@@ -449,7 +535,7 @@ export class App {
       }
     }
     const labels = new Set<string>();
-    const all = [...this.#webMounts.map((w) => w.label), ...this.#endpoints.map((e) => e.boundLabel)];
+    const all = [...this.#webMounts.map((w) => w.label), ...this.#endpoints.map((e) => e.boundLabel), ...this.#agents.map((a) => a.label)];
     for (const label of all) {
       if (label === undefined) throw new InvalidOptionsError(`app "${this.name}": an endpoint has no label; export it, or give it a \`label\` option`);
       if (!NAME_PATTERN.test(label)) throw new InvalidOptionsError(`app "${this.name}": endpoint label "${label}" must be 1-64 letters, digits, '-' or '_'`);
@@ -465,6 +551,7 @@ export class App {
       functions: this.callables.map(({ name, spec }) => ({ name, tier: spec.tier, timeoutSeconds: spec.timeoutSeconds, retries: spec.retries })),
       endpoints: [
         ...this.#webMounts.map((w) => ({ label: w.label, kind: "web" as const, path: "/*" })),
+        ...this.#agents.map((a) => ({ label: a.label, kind: "websocket" as const, path: "/" })),
         ...this.#endpoints.map((e) => ({ label: e.label, kind: "endpoint" as const, method: e.method, path: e.path })),
       ],
     };

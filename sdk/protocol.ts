@@ -21,7 +21,17 @@ export const HEADERS = {
   timestamp: "tandem-timestamp",
   nonce: "tandem-nonce",
   signature: "tandem-signature",
+  /** From the gateway's web routes to the WebSocket agent hub: which app, agent and session. */
+  agentApp: "tandem-agent-app",
+  agentLabel: "tandem-agent-label",
+  agentSession: "tandem-agent-session",
 } as const;
+
+/** WebSocket agents: `?session=<id>` resumes a session; ids are 8-128 letters, digits, '-' or '_'. */
+export const SESSION_ID_PATTERN = /^[A-Za-z0-9_-]{8,128}$/;
+/** Keep-alive frames a client may send at any time; the edge answers without waking the session's object. */
+export const AGENT_PING = '{"tandem":"ping"}';
+export const AGENT_PONG = '{"tandem":"pong"}';
 
 /** Route patterns (hono syntax) for the gateway's `/v1` API. */
 export const ROUTES = {
@@ -256,7 +266,7 @@ export interface FunctionManifest {
 
 export interface EndpointManifest {
   label: string;
-  kind: "web" | "endpoint";
+  kind: "web" | "endpoint" | "websocket";
   method?: string;
   path: string;
 }

@@ -172,6 +172,7 @@ function printEndpoints(apps: App[], url: URL, log: (line: string) => void): voi
     }
     for (const mount of app.webMounts) log(`    web       ${mount.label.padEnd(20)} ${base}${paths.web(app.name, mount.label)}/`);
     for (const e of app.endpoints) log(`    endpoint  ${e.label.padEnd(20)} ${e.method} ${base}${paths.web(app.name, e.label, e.path)}`);
+    for (const a of app.agents) log(`    websocket ${a.label.padEnd(20)} ${base.replace(/^http/, "ws")}${paths.web(app.name, a.label)}`);
   }
   log("");
 }

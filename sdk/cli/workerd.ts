@@ -44,7 +44,7 @@ export async function startWorkerd(options: WorkerdOptions): Promise<RunningWork
     ],
     compatibilityDate: COMPATIBILITY_DATE,
     compatibilityFlags: COMPATIBILITY_FLAGS,
-    durableObjects: { LEDGER: { className: "CallLedger", useSQLite: true }, PLANES: { className: "PlaneRegistry", useSQLite: true }, SCHEDULER: { className: "Scheduler", useSQLite: true } },
+    durableObjects: { LEDGER: { className: "CallLedger", useSQLite: true }, PLANES: { className: "PlaneRegistry", useSQLite: true }, SCHEDULER: { className: "Scheduler", useSQLite: true }, AGENTS: { className: "AgentHub", useSQLite: true } },
     r2Buckets: ["BLOBS"],
     bindings: options.bindings ?? gatewaySettingsFromEnv(),
     host: options.host ?? "127.0.0.1",

@@ -14,6 +14,7 @@ export interface TestGateway {
   blobKeys(): Promise<string[]>;
   /** Calls the Worker's scheduled handler (the cron trigger) with this scheduled time. */
   scheduled(at: number): Promise<void>;
+  /** Stops the gateway and starts it again on the same port, with the same state. */
   restart(): Promise<void>;
   stop(): Promise<void>;
   dispose(): Promise<void>;
@@ -23,8 +24,9 @@ export async function startTestGateway(appFile: string, options: { bindings?: Re
   const dir = await mkdtemp(join(tmpdir(), "tandem-test-"));
   const { worker: bundle } = await buildApps([appFile], join(dir, "build"));
   const output: string[] = [];
-  const start = () =>
+  const start = (port = 0) =>
     startWorkerd({
+      port,
       scriptPath: bundle.path,
       persistDir: options.persist === false ? false : join(dir, "state"),
       bindings: options.bindings ?? {},
@@ -44,8 +46,9 @@ export async function startTestGateway(appFile: string, options: { bindings?: Re
       await worker.scheduled({ scheduledTime: new Date(at), cron: "* * * * *" });
     },
     async restart() {
+      const port = Number(new URL(gateway.url).port);
       await running?.dispose();
-      running = await start();
+      running = await start(port);
       gateway.url = running.url.href.replace(/\/$/, "");
     },
     async stop() {

@@ -1,0 +1,209 @@
+/**
+ * WebSocket agents (`app.websocket`): one Durable Object per agent (app and
+ * label) holds its sessions' sockets through the WebSocket Hibernation API, so
+ * an idle connection costs nothing and outlives the object being evicted. A
+ * session's durable state and rooms live in the object's storage, saved after
+ * every handler; a socket's attachment (app, label, session, rooms) survives
+ * hibernation, so a broadcast finds its room's sockets without waking anyone's
+ * state. Limits: a frame over `maxMessageBytes` closes its socket with 1009, a
+ * flood (a token bucket of `maxMessagesPerSecond`) with 1008, a handler that
+ * throws with 1011; other sockets carry on.
+ */
+import { DurableObject } from "cloudflare:workers";
+import type { AgentContext, AgentDefinition } from "../sdk/app.js";
+import { remoteErrorFrom } from "../sdk/errors.js";
+import { AGENT_PING, AGENT_PONG, HEADERS } from "../sdk/protocol.js";
+import type { Env } from "./env.js";
+import { registry } from "./registry.js";
+import { runStore, type RunContext } from "./run-context.js";
+import { mapStack } from "./source-map.js";
+
+interface Attachment {
+  app: string;
+  label: string;
+  sessionId: string;
+  rooms: string[];
+}
+
+interface Session {
+  state: unknown;
+  rooms: string[];
+}
+
+/** A session in memory, with what storage holds for it (to skip writes that would change nothing). */
+interface Loaded {
+  session: Session;
+  stored: string;
+}
+
+type Frame = string | ArrayBuffer | ArrayBufferView;
+
+const ROOM_PATTERN = /^[^\s]{1,128}$/;
+const encoder = new TextEncoder();
+const sessionTag = (id: string) => `session:${id}`;
+
+export class AgentHub extends DurableObject<Env> {
+  /** Sessions whose state is in memory; after hibernation they are read again from storage. */
+  readonly #sessions = new Map<string, Promise<Loaded>>();
+  readonly #buckets = new WeakMap<WebSocket, { tokens: number; at: number }>();
+
+  constructor(ctx: DurableObjectState, env: Env) {
+    super(ctx, env);
+    ctx.setWebSocketAutoResponse(new WebSocketRequestResponsePair(AGENT_PING, AGENT_PONG));
+  }
+
+  /** A WebSocket upgrade, forwarded by the gateway's web routes with the app, label and session in headers. */
+  override async fetch(request: Request): Promise<Response> {
+    const app = request.headers.get(HEADERS.agentApp)!;
+    const label = request.headers.get(HEADERS.agentLabel)!;
+    const sessionId = request.headers.get(HEADERS.agentSession)!;
+    const agent = agentOf(app, label);
+    const stored = await this.ctx.storage.get<Session>(`session:${sessionId}`);
+    const session: Session = stored ?? { state: agent.handlers.initialState?.() ?? {}, rooms: [] };
+    if (!stored) await this.ctx.storage.put(`session:${sessionId}`, session);
+    this.#sessions.set(sessionId, Promise.resolve({ session, stored: JSON.stringify(session) }));
+    const [client, server] = Object.values(new WebSocketPair()) as [WebSocket, WebSocket];
+    this.ctx.acceptWebSocket(server, [sessionTag(sessionId)]);
+    const attachment: Attachment = { app, label, sessionId, rooms: session.rooms };
+    server.serializeAttachment(attachment);
+    this.ctx.waitUntil(this.#handle(server, attachment, agent, "onOpen", { resumed: stored !== undefined }));
+    return new Response(null, { status: 101, webSocket: client });
+  }
+
+  override async webSocketMessage(ws: WebSocket, message: string | ArrayBuffer): Promise<void> {
+    const attachment = ws.deserializeAttachment() as Attachment;
+    const agent = agentOf(attachment.app, attachment.label);
+    const size = typeof message === "string" ? encoder.encode(message).length : message.byteLength;
+    if (size > agent.maxMessageBytes) return closeWith(ws, 1009, `message too big: ${size} bytes, the limit is ${agent.maxMessageBytes}`);
+    if (!this.#allow(ws, agent.maxMessagesPerSecond)) return closeWith(ws, 1008, `too many messages: the limit is ${agent.maxMessagesPerSecond} a second`);
+    await this.#handle(ws, attachment, agent, "onMessage", typeof message === "string" ? message : new Uint8Array(message));
+  }
+
+  override async webSocketClose(ws: WebSocket, code: number, reason: string): Promise<void> {
+    // Answer the client's close; 1005 (no code given), 1006 and 1015 may not be sent, so those get 1000.
+    closeWith(ws, code === 1005 || code === 1006 || code === 1015 ? 1000 : code, reason);
+    const attachment = ws.deserializeAttachment() as Attachment;
+    const agent = agentOf(attachment.app, attachment.label);
+    await this.#handle(ws, attachment, agent, "onClose", { code, reason });
+  }
+
+  override async webSocketError(ws: WebSocket, error: unknown): Promise<void> {
+    const { app, label, sessionId } = ws.deserializeAttachment() as Attachment;
+    console.warn(`[${app}/${label} ${sessionId}] socket error: ${(error as Error)?.message ?? error}`);
+  }
+
+  /** Runs one handler with the session's context, then saves the session, whether the handler threw or not. */
+  async #handle(ws: WebSocket, attachment: Attachment, agent: AgentDefinition, hook: "onOpen" | "onMessage" | "onClose", arg: unknown): Promise<void> {
+    const handler = agent.handlers[hook] as ((ctx: AgentContext<unknown>, arg: unknown) => unknown) | undefined;
+    if (!handler) return;
+    const { sessionId } = attachment;
+    const loaded = await this.#session(sessionId);
+    const { session } = loaded;
+    const prefix = `[${attachment.app}/${attachment.label} ${sessionId}]`;
+    const rc: RunContext = { env: this.env, waitUntil: (p) => this.ctx.waitUntil(p), logPrefix: prefix };
+    try {
+      await runStore.run(rc, async () => handler(this.#context(sessionId, session), arg));
+    } catch (err) {
+      const remote = remoteErrorFrom(err, undefined, mapStack);
+      console.error(`${prefix} ${hook} threw: ${remote.remoteStack ?? remote.message}`);
+      if (hook !== "onClose") closeWith(ws, 1011, `${hook} failed: ${remote.remoteName}: ${remote.message}`);
+    } finally {
+      const now = JSON.stringify(session);
+      if (now !== loaded.stored) {
+        loaded.stored = now;
+        await this.ctx.storage.put(`session:${sessionId}`, session);
+      }
+    }
+  }
+
+  #session(id: string): Promise<Loaded> {
+    let loaded = this.#sessions.get(id);
+    if (!loaded) {
+      loaded = this.ctx.storage.get<Session>(`session:${id}`).then((s) => {
+        const session = s ?? { state: {}, rooms: [] };
+        return { session, stored: JSON.stringify(session) };
+      });
+      this.#sessions.set(id, loaded);
+    }
+    return loaded;
+  }
+
+  #context(sessionId: string, session: Session): AgentContext<unknown> {
+    const sockets = () => this.ctx.getWebSockets(sessionTag(sessionId));
+    const setRooms = (rooms: string[]) => {
+      session.rooms = rooms;
+      for (const ws of sockets()) ws.serializeAttachment({ ...(ws.deserializeAttachment() as Attachment), rooms });
+    };
+    const checkRoom = (room: string) => {
+      if (typeof room !== "string" || !ROOM_PATTERN.test(room)) throw new TypeError(`a room's name is 1-128 characters without spaces (got ${JSON.stringify(room)})`);
+    };
+    return {
+      sessionId,
+      get state() {
+        return session.state;
+      },
+      set state(value) {
+        session.state = value;
+      },
+      get rooms() {
+        return [...session.rooms];
+      },
+      send: (data) => {
+        for (const ws of sockets()) sendTo(ws, data);
+      },
+      close: (code = 1000, reason = "") => {
+        for (const ws of sockets()) closeWith(ws, code, reason);
+      },
+      join: (room) => {
+        checkRoom(room);
+        if (!session.rooms.includes(room)) setRooms([...session.rooms, room]);
+      },
+      leave: (room) => setRooms(session.rooms.filter((r) => r !== room)),
+      broadcast: (room, data, options = {}) => {
+        checkRoom(room);
+        let reached = 0;
+        for (const ws of this.ctx.getWebSockets()) {
+          const to = ws.deserializeAttachment() as Attachment | null;
+          if (!to?.rooms.includes(room) || (options.exceptSelf && to.sessionId === sessionId)) continue;
+          if (sendTo(ws, data)) reached++;
+        }
+        return reached;
+      },
+    };
+  }
+
+  /** A token bucket per socket: `rate` a second, bursts of twice that. */
+  #allow(ws: WebSocket, rate: number): boolean {
+    const now = Date.now();
+    const bucket = this.#buckets.get(ws) ?? { tokens: rate * 2, at: now };
+    bucket.tokens = Math.min(rate * 2, bucket.tokens + ((now - bucket.at) / 1000) * rate);
+    bucket.at = now;
+    this.#buckets.set(ws, bucket);
+    if (bucket.tokens < 1) return false;
+    bucket.tokens -= 1;
+    return true;
+  }
+}
+
+function agentOf(app: string, label: string): AgentDefinition {
+  const agent = registry().app(app).agents.find((a) => a.label === label);
+  if (!agent) throw new Error(`app "${app}" has no websocket "${label}"`);
+  return agent;
+}
+
+function sendTo(ws: WebSocket, data: Frame): boolean {
+  if (ws.readyState !== WebSocket.OPEN) return false;
+  ws.send(ArrayBuffer.isView(data) ? new Uint8Array(data.buffer, data.byteOffset, data.byteLength).slice() : data);
+  return true;
+}
+
+/** Closes a socket with a code and a reason cut to the 123 bytes a close frame allows; a closed socket is left alone. */
+function closeWith(ws: WebSocket, code: number, reason: string): void {
+  let cut = reason.slice(0, 200);
+  while (encoder.encode(cut).length > 123) cut = cut.slice(0, -2) + "…";
+  try {
+    ws.close(code, cut);
+  } catch {
+    // already closed
+  }
+}

@@ -1,0 +1,188 @@
+/**
+ * The client side of WebSocket agents, for Node and browsers:
+ * `connect(app, label)` gives a WebSocket-like object that keeps its session:
+ * it reconnects with backoff when the connection drops and resumes the same
+ * session (the same state) with its `sessionId`. It sends keep-alive pings the
+ * edge answers without waking the session, and reconnects when they go
+ * unanswered. Frames sent while it reconnects are queued and sent in order.
+ */
+import { resolveGatewayUrl } from "./client.js";
+import { InvalidOptionsError } from "./errors.js";
+import { AGENT_PING, AGENT_PONG, SESSION_ID_PATTERN, paths } from "./protocol.js";
+
+export interface ConnectOptions {
+  /** The gateway (default: TANDEM_GATEWAY, then http://127.0.0.1:8787). */
+  gateway?: string;
+  /** Resume this session (same state); default: a new session with a fresh id. */
+  sessionId?: string;
+  /** Reconnect when the connection drops (default true). */
+  reconnect?: boolean;
+  /** The longest wait between reconnect attempts, in ms (default 10000); the first is 250 ms, doubling. */
+  maxReconnectDelayMs?: number;
+  /** How often to ping, in ms (default 30000); a ping unanswered by the next one drops the connection. 0: never. */
+  pingIntervalMs?: number;
+}
+
+type Data = string | ArrayBuffer | ArrayBufferView;
+
+/** Close codes after which reconnecting would fail the same way: normal, policy, unsupported or bad data, too big. */
+const FINAL_CODES = new Set([1000, 1003, 1007, 1008, 1009]);
+const MAX_QUEUED = 1000;
+
+interface RawSocket {
+  readyState: number;
+  binaryType: string;
+  send(data: Data): void;
+  close(code?: number, reason?: string): void;
+  onopen: ((ev: unknown) => void) | null;
+  onmessage: ((ev: { data: unknown }) => void) | null;
+  onclose: ((ev: { code: number; reason: string; wasClean: boolean }) => void) | null;
+  onerror: ((ev: { message?: string; error?: unknown }) => void) | null;
+}
+type RawSocketClass = new (url: string) => RawSocket;
+
+/** A message from the agent: text as a string, binary as bytes. */
+export type AgentMessageEvent = Event & { data: string | Uint8Array };
+/** The connection closed; `willReconnect` when the client is about to reconnect. */
+export type AgentCloseEvent = Event & { code: number; reason: string; wasClean: boolean; willReconnect: boolean };
+
+/**
+ * A session with a WebSocket agent. Events: `open` (each connection, with
+ * `resumed` after the first), `message`, `close` (each drop, with
+ * `willReconnect`), `error`.
+ */
+export class AgentSocket extends EventTarget {
+  static readonly CONNECTING = 0;
+  static readonly OPEN = 1;
+  static readonly CLOSING = 2;
+  static readonly CLOSED = 3;
+
+  readonly sessionId: string;
+  readonly url: string;
+  #socket: RawSocket | undefined;
+  #closedByUser = false;
+  #failures = 0;
+  #connections = 0;
+  #queue: Data[] = [];
+  #timer: ReturnType<typeof setTimeout> | undefined;
+  #ping: ReturnType<typeof setInterval> | undefined;
+  #state: number = AgentSocket.CONNECTING;
+  readonly #options: Required<Omit<ConnectOptions, "gateway" | "sessionId">>;
+
+  constructor(app: string, label: string, options: ConnectOptions = {}) {
+    super();
+    if (options.sessionId !== undefined && !SESSION_ID_PATTERN.test(options.sessionId)) {
+      throw new InvalidOptionsError(`connect: sessionId must be 8-128 letters, digits, '-' or '_' (got ${JSON.stringify(options.sessionId)})`);
+    }
+    this.sessionId = options.sessionId ?? crypto.randomUUID();
+    const url = new URL(paths.web(app, label), resolveGatewayUrl(options.gateway));
+    url.protocol = url.protocol === "https:" ? "wss:" : "ws:";
+    url.searchParams.set("session", this.sessionId);
+    this.url = url.href;
+    this.#options = { reconnect: options.reconnect ?? true, maxReconnectDelayMs: options.maxReconnectDelayMs ?? 10_000, pingIntervalMs: options.pingIntervalMs ?? 30_000 };
+    void this.#open();
+  }
+
+  get readyState(): number {
+    return this.#state;
+  }
+
+  /** Sends a frame; while (re)connecting, frames queue and go out in order once open. */
+  send(data: Data): void {
+    if (this.#state >= AgentSocket.CLOSING) throw new Error(`this agent socket is closed (session ${this.sessionId})`);
+    if (this.#state === AgentSocket.OPEN && this.#socket?.readyState === 1) return this.#socket.send(data);
+    if (this.#queue.length >= MAX_QUEUED) throw new Error(`${MAX_QUEUED} frames are already waiting for the connection; not queueing more`);
+    this.#queue.push(data);
+  }
+
+  /** Closes the connection for good (no reconnect). */
+  close(code = 1000, reason = ""): void {
+    this.#closedByUser = true;
+    clearTimeout(this.#timer);
+    clearInterval(this.#ping);
+    if (this.#socket && this.#socket.readyState <= 1) {
+      this.#state = AgentSocket.CLOSING;
+      this.#socket.close(code, reason);
+    } else {
+      this.#finish(code, reason, true);
+    }
+  }
+
+  async #open(): Promise<void> {
+    let Socket: RawSocketClass;
+    try {
+      Socket = await webSocketClass();
+    } catch (err) {
+      return this.#fail(err);
+    }
+    if (this.#closedByUser) return;
+    const socket = new Socket(this.url);
+    socket.binaryType = "arraybuffer";
+    this.#socket = socket;
+    let answered = true;
+    socket.onopen = () => {
+      this.#state = AgentSocket.OPEN;
+      this.#failures = 0;
+      this.dispatchEvent(Object.assign(new Event("open"), { resumed: this.#connections++ > 0 }));
+      for (const data of this.#queue.splice(0)) socket.send(data);
+      if (this.#options.pingIntervalMs > 0) {
+        this.#ping = setInterval(() => {
+          if (!answered) return socket.close(4000, "keep-alive ping unanswered"); // then reconnect
+          answered = false;
+          socket.send(AGENT_PING);
+        }, this.#options.pingIntervalMs);
+      }
+    };
+    socket.onmessage = (ev) => {
+      if (ev.data === AGENT_PONG) {
+        answered = true;
+        return;
+      }
+      const data = typeof ev.data === "string" ? ev.data : new Uint8Array(ev.data as ArrayBuffer);
+      this.dispatchEvent(Object.assign(new Event("message"), { data }));
+    };
+    socket.onerror = (ev) => {
+      this.dispatchEvent(Object.assign(new Event("error"), { message: ev.message ?? String(ev.error ?? "connection error"), error: ev.error }));
+    };
+    socket.onclose = (ev) => {
+      clearInterval(this.#ping);
+      const again = this.#options.reconnect && !this.#closedByUser && !FINAL_CODES.has(ev.code);
+      this.dispatchEvent(Object.assign(new Event("close"), { code: ev.code, reason: ev.reason, wasClean: ev.wasClean, willReconnect: again }));
+      if (!again) return this.#finish(ev.code, ev.reason, false);
+      this.#state = AgentSocket.CONNECTING;
+      const delay = Math.min(this.#options.maxReconnectDelayMs, 250 * 2 ** this.#failures++) * (0.5 + Math.random() / 2);
+      this.#timer = setTimeout(() => void this.#open(), delay);
+    };
+  }
+
+  #fail(err: unknown): void {
+    this.dispatchEvent(Object.assign(new Event("error"), { message: (err as Error).message, error: err }));
+    this.#finish(1006, (err as Error).message, false);
+  }
+
+  #finish(code: number, reason: string, dispatch: boolean): void {
+    this.#state = AgentSocket.CLOSED;
+    this.#queue = [];
+    if (dispatch) this.dispatchEvent(Object.assign(new Event("close"), { code, reason, wasClean: true, willReconnect: false }));
+  }
+}
+
+/**
+ * Connects to the WebSocket agent `label` of app `app`. Keep the `sessionId`
+ * to resume the session later, from anywhere.
+ * @example
+ * const chat = connect("agent", "chat");
+ * chat.addEventListener("message", (e) => console.log((e as AgentMessageEvent).data));
+ * chat.send("hello");
+ */
+export function connect(app: string, label: string, options: ConnectOptions = {}): AgentSocket {
+  return new AgentSocket(app, label, options);
+}
+
+/** The runtime's WebSocket (browsers, Node 22), else the `ws` package (Node 20). */
+async function webSocketClass(): Promise<RawSocketClass> {
+  const native = (globalThis as unknown as { WebSocket?: RawSocketClass }).WebSocket;
+  if (native) return native;
+  const ws = (await import("ws")) as unknown as { default: RawSocketClass };
+  return ws.default;
+}

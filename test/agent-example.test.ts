@@ -1,0 +1,61 @@
+/**
+ * examples/agent through `tandem serve`, in real headless Chromium: the page
+ * sends a message over its WebSocket, the edge agent calls the plane's
+ * generator (real Docker), and the page shows the tokens as they stream in;
+ * after a reload the conversation is still there (the same session).
+ */
+import { chromium, type Browser } from "playwright-core";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { startServe, type Served } from "./helpers/cli.js";
+
+const CHROMIUM = process.env.CHROMIUM_PATH ?? "/usr/bin/chromium";
+let served: Served;
+let browser: Browser;
+
+beforeAll(async () => {
+  served = await startServe(["examples/agent/app.ts"]);
+  browser = await chromium.launch({
+    executablePath: CHROMIUM,
+    args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+  });
+});
+afterAll(async () => {
+  await browser?.close();
+  await served?.stop();
+});
+
+describe("examples/agent in a browser", () => {
+  it("lists the websocket when served", async () => {
+    await served.waitFor(/websocket\s+chat\s+ws:\/\/127\.0\.0\.1:\d+\/agent\/chat/);
+  });
+
+  it("streams the plane's tokens into the page one by one, and keeps the conversation across a reload", async () => {
+    const page = await browser.newPage();
+    await page.goto(`${served.url}/agent/ui`);
+    await page.waitForSelector('#status[data-state="idle"]');
+    await page.fill("#text", "hello from the browser");
+    // Record the reply's text each time it changes, until the agent says it is done.
+    await page.evaluate(() => {
+      const seen: string[] = ((window as unknown as { seen: string[] }).seen = []);
+      new MutationObserver(() => {
+        const last = document.querySelector("#log p.assistant:last-child");
+        if (last && seen[seen.length - 1] !== last.textContent) seen.push(last.textContent ?? "");
+      }).observe(document.getElementById("log")!, { subtree: true, childList: true, characterData: true });
+    });
+    await page.click("button");
+    await page.waitForSelector('#status[data-state="streaming"]', { timeout: 30_000 });
+    await page.waitForSelector('#status[data-state="idle"]', { timeout: 30_000 });
+    const seen = await page.evaluate(() => (window as unknown as { seen: string[] }).seen);
+    const reply = 'You said "hello from the browser". That is message 1 of our conversation, and 4 words long.';
+    expect(seen[seen.length - 1]).toBe(reply);
+    // Token by token: many partial texts, each a prefix of the next.
+    expect(seen.length).toBeGreaterThan(10);
+    for (let i = 1; i < seen.length; i++) expect(seen[i]!.startsWith(seen[i - 1]!)).toBe(true);
+
+    await page.reload();
+    await page.waitForSelector('#status[data-state="idle"]');
+    const texts = await page.$$eval("#log p", (ps) => ps.map((p) => `${p.className}: ${p.textContent}`));
+    expect(texts).toEqual(["user: hello from the browser", `assistant: ${reply}`]);
+    await page.close();
+  });
+});

@@ -1,0 +1,252 @@
+/**
+ * WebSocket agents with a real `ws` client against real workerd: echo, state
+ * through hibernation and a gateway restart, the SDK client's reconnect and
+ * resume, rooms, every limit with its close code, a throwing handler, bad
+ * frames, and hono's own WebSocket upgrade in an app.web mount.
+ */
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import WebSocket from "ws";
+import { connect, type AgentMessageEvent, type AgentSocket } from "../sdk/index.js";
+import { startTestGateway, type TestGateway } from "./helpers/gateway.js";
+
+let gw: TestGateway;
+const wsUrl = (path: string) => gw.url.replace(/^http/, "ws") + path;
+
+beforeAll(async () => {
+  gw = await startTestGateway(new URL("./fixtures/agent-app.ts", import.meta.url).pathname);
+});
+afterAll(async () => {
+  await gw?.dispose();
+});
+
+/** A `ws` client whose frames and close can be awaited in order. */
+async function client(path: string) {
+  const ws = new WebSocket(wsUrl(path));
+  const frames: (string | number[])[] = [];
+  let wake = () => {};
+  ws.on("message", (data: Buffer, binary: boolean) => {
+    frames.push(binary ? [...data] : data.toString());
+    wake();
+  });
+  const closed = new Promise<{ code: number; reason: string }>((resolve) => ws.on("close", (code, reason) => resolve({ code, reason: reason.toString() })));
+  await new Promise((resolve, reject) => ws.once("open", resolve).once("error", reject));
+  return {
+    ws,
+    closed,
+    async next(ms = 5000): Promise<string | number[]> {
+      const deadline = Date.now() + ms;
+      while (frames.length === 0) {
+        if (Date.now() > deadline) throw new Error(`no frame within ${ms} ms`);
+        await new Promise<void>((r) => {
+          wake = r;
+          setTimeout(r, 50);
+        });
+      }
+      return frames.shift()!;
+    },
+  };
+}
+const json = async (c: { next(): Promise<string | number[]> }) => JSON.parse((await c.next()) as string);
+
+describe("a WebSocket agent", () => {
+  it("greets, echoes text and binary frames, and calls functions from its handlers", async () => {
+    const c = await client("/agents/echo?session=echo-session-1");
+    expect(await json(c)).toEqual({ hello: "echo-session-1", resumed: false, messages: 0 });
+    c.ws.send("hi");
+    expect(await c.next()).toBe("echo:hi");
+    c.ws.send(Buffer.from([1, 2, 3]));
+    expect(await c.next()).toEqual([3, 2, 1]);
+    c.ws.send("shout quiet please");
+    expect(await c.next()).toBe("QUIET PLEASE");
+    c.ws.close();
+  });
+
+  it("sends a generator's chunks one by one, as they are produced", async () => {
+    const c = await client("/agents/echo?session=stream-session");
+    await c.next();
+    c.ws.send("stream one two three");
+    const arrived: [string | number[], number][] = [];
+    for (let i = 0; i < 4; i++) arrived.push([await c.next(), Date.now()]);
+    expect(arrived.map(([f]) => f)).toEqual(["token:one", "token:two", "token:three", "done"]);
+    // 150 ms between chunks: the first arrived well before the generator finished.
+    expect(arrived[2]![1] - arrived[0]![1]).toBeGreaterThan(200);
+    c.ws.close();
+  });
+
+  it("gives a session without an id a fresh one", async () => {
+    const c = await client("/agents/echo");
+    const hello = await json(c);
+    expect(hello.hello).toMatch(/^[0-9a-f-]{36}$/);
+    c.ws.close();
+  });
+
+  it("keeps the session's state through hibernation", { timeout: 40_000 }, async () => {
+    const c = await client("/agents/echo?session=sleepy-session");
+    await c.next();
+    c.ws.send("note before sleeping");
+    c.ws.send("memory");
+    expect(await c.next()).toBe("read from storage");
+    c.ws.send("memory");
+    expect(await c.next()).toBe("in memory");
+    // Idle: the object is evicted and the socket stays open.
+    await new Promise((r) => setTimeout(r, 15_000));
+    c.ws.send("memory");
+    expect(await c.next()).toBe("read from storage");
+    c.ws.send("state");
+    expect(await json(c)).toEqual({ messages: 5, notes: ["before sleeping"] });
+    c.ws.close();
+  });
+
+  it("broadcasts to a room's sockets, and to no one else", async () => {
+    const [a, b, outsider] = await Promise.all(["room-a-1234", "room-b-1234", "room-c-1234"].map((s) => client(`/agents/echo?session=${s}`)));
+    for (const c of [a, b, outsider]) await c!.next();
+    a!.ws.send("join lobby");
+    b!.ws.send("join lobby");
+    await new Promise((r) => setTimeout(r, 200));
+    a!.ws.send("say hello room");
+    expect(await b!.next()).toBe("room-a-1234: hello room");
+    expect(await a!.next()).toBe("reached:1");
+    outsider!.ws.send("hi");
+    expect(await outsider!.next()).toBe("echo:hi"); // it got nothing from the room
+    for (const c of [a, b, outsider]) c!.ws.close();
+  });
+
+  it("answers 426 to a plain request and 400 to a bad session id", async () => {
+    const plain = await fetch(`${gw.url}/agents/echo`);
+    expect(plain.status).toBe(426);
+    expect(((await plain.json()) as { error: { message: string } }).error.message).toContain('websocket "echo" of app "agents" takes WebSocket connections');
+    const refused = await new Promise<string>((resolve) => new WebSocket(wsUrl("/agents/echo?session=no")).on("error", (e) => resolve(e.message)));
+    expect(refused).toBe("Unexpected server response: 400");
+  });
+});
+
+describe("limits and bad input", () => {
+  it("closes a socket that sends a frame over the limit with 1009, and no other", async () => {
+    const [big, other] = await Promise.all([client("/agents/echo?session=big-sender-1"), client("/agents/echo?session=bystander-1")]);
+    await big.next();
+    await other.next();
+    big.ws.send("x".repeat(2000));
+    expect(await big.closed).toEqual({ code: 1009, reason: "message too big: 2000 bytes, the limit is 1024" });
+    other.ws.send("still here");
+    expect(await other.next()).toBe("echo:still here");
+    other.ws.close();
+  });
+
+  it("closes a flooding socket with 1008", async () => {
+    const flood = await client("/agents/echo?session=flooder-1234");
+    await flood.next();
+    for (let i = 0; i < 40; i++) flood.ws.send(`m${i}`);
+    expect(await flood.closed).toEqual({ code: 1008, reason: "too many messages: the limit is 10 a second" });
+  });
+
+  it("closes with 1011 when a handler throws, keeping the state it wrote before", async () => {
+    const c = await client("/agents/echo?session=thrower-1234");
+    await c.next();
+    c.ws.send("note first");
+    c.ws.send("throw");
+    expect(await c.closed).toEqual({ code: 1011, reason: "onMessage failed: Error: the handler broke" });
+    expect(gw.output.some((l) => l.includes("[agents/echo thrower-1234] onMessage threw: Error: the handler broke"))).toBe(true);
+    const again = await client("/agents/echo?session=thrower-1234");
+    expect(await json(again)).toMatchObject({ resumed: true });
+    again.ws.send("state");
+    expect(await json(again)).toEqual({ messages: 3, notes: ["first", "before the error"] });
+    again.ws.close();
+  });
+
+  // About 10 s: after workerd's 1002, the client waits for the connection to end.
+  it("survives a client close without a code, and a malformed frame closes only its socket", { timeout: 30_000 }, async () => {
+    const quiet = await client("/agents/echo?session=no-code-close");
+    await quiet.next();
+    quiet.ws.terminate(); // no close frame at all
+    const polite = await client("/agents/echo?session=no-code-close");
+    await polite.next();
+    polite.ws.close(); // a close frame without a code (1005): the agent answers with 1000
+    expect(await polite.closed).toEqual({ code: 1000, reason: "" });
+    const [broken, other] = await Promise.all([client("/agents/echo?session=malformed-1"), client("/agents/echo?session=bystander-2")]);
+    await broken.next();
+    await other.next();
+    // A frame with the reserved bits set and no mask: a protocol error.
+    (broken.ws as unknown as { _socket: { write(b: Buffer): void } })._socket.write(Buffer.from([0xf1, 0x02, 0x68, 0x69]));
+    expect((await broken.closed).code).toBe(1002);
+    other.ws.send("fine");
+    expect(await other.next()).toBe("echo:fine");
+    other.ws.close();
+    // workerd notes the protocol error itself; no handler failed.
+    expect(gw.output.filter((l) => /\[agents\/echo (no-code-close|malformed-1|bystander-2)\].*threw/.test(l))).toEqual([]);
+  });
+
+  it("closes with the code a handler asks for", async () => {
+    const c = await client("/agents/echo?session=leaver-12345");
+    await c.next();
+    c.ws.send("bye");
+    expect(await c.closed).toEqual({ code: 4001, reason: "asked to leave" });
+  });
+});
+
+describe("the SDK client", () => {
+  const messages = (socket: AgentSocket) => {
+    const got: (string | Uint8Array)[] = [];
+    socket.addEventListener("message", (e) => got.push((e as AgentMessageEvent).data));
+    return got;
+  };
+  const until = async (check: () => boolean, ms = 10_000) => {
+    const deadline = Date.now() + ms;
+    while (!check()) {
+      if (Date.now() > deadline) throw new Error("timed out");
+      await new Promise((r) => setTimeout(r, 25));
+    }
+  };
+
+  it("reconnects after the gateway restarts and resumes the same session", { timeout: 30_000 }, async () => {
+    const socket = connect("agents", "echo", { gateway: gw.url });
+    const got = messages(socket);
+    const opens: boolean[] = [];
+    socket.addEventListener("open", (e) => opens.push((e as Event & { resumed: boolean }).resumed));
+    socket.send("note kept across restarts"); // queued until open
+    await until(() => got.length >= 1);
+    expect(JSON.parse(got[0] as string)).toEqual({ hello: socket.sessionId, resumed: false, messages: 0 });
+    await gw.restart();
+    await until(() => opens.length === 2, 20_000);
+    expect(opens).toEqual([false, true]);
+    await until(() => got.length >= 2);
+    expect(JSON.parse(got[1] as string)).toEqual({ hello: socket.sessionId, resumed: true, messages: 1 });
+    socket.send("state");
+    await until(() => got.length >= 3);
+    expect(JSON.parse(got[2] as string)).toEqual({ messages: 2, notes: ["kept across restarts"] });
+    socket.send(new Uint8Array([9, 8]));
+    await until(() => got.length >= 4);
+    expect(got[3]).toEqual(new Uint8Array([8, 9]));
+    socket.close();
+    expect(socket.readyState).toBeGreaterThanOrEqual(2);
+  });
+
+  it("resumes a session by its id from another client, and does not reconnect after a policy close", async () => {
+    const first = connect("agents", "echo", { gateway: gw.url });
+    const got = messages(first);
+    first.send("note from the first client");
+    await until(() => got.length >= 1);
+    first.close();
+    const second = connect("agents", "echo", { gateway: gw.url, sessionId: first.sessionId });
+    const got2 = messages(second);
+    second.send("state");
+    await until(() => got2.length >= 2);
+    expect(JSON.parse(got2[0] as string)).toMatchObject({ resumed: true });
+    expect(JSON.parse(got2[1] as string).notes).toEqual(["from the first client"]);
+    const closes: { code: number; willReconnect: boolean }[] = [];
+    second.addEventListener("close", (e) => closes.push(e as never));
+    second.send("x".repeat(5000));
+    await until(() => closes.length === 1);
+    expect(closes[0]).toMatchObject({ code: 1009, willReconnect: false });
+    expect(second.readyState).toBe(3);
+    expect(() => connect("agents", "echo", { gateway: gw.url, sessionId: "bad id" })).toThrow("sessionId must be 8-128 letters");
+  });
+});
+
+describe("app.web with hono's WebSocket upgrade", () => {
+  it("upgrades in workerd", async () => {
+    const c = await client("/agents/raw/ws");
+    c.ws.send("ping?");
+    expect(await c.next()).toBe("hono:ping?");
+    c.ws.close();
+  });
+});
