@@ -4,6 +4,7 @@
  * generator (real Docker), and the page shows the tokens as they stream in;
  * after a reload the conversation is still there (the same session).
  */
+import { build } from "esbuild";
 import { chromium, type Browser } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startServe, type Served } from "./helpers/cli.js";
@@ -56,6 +57,39 @@ describe("examples/agent in a browser", () => {
     await page.waitForSelector('#status[data-state="idle"]');
     const texts = await page.$$eval("#log p", (ps) => ps.map((p) => `${p.className}: ${p.textContent}`));
     expect(texts).toEqual(["user: hello from the browser", `assistant: ${reply}`]);
+    await page.close();
+  });
+
+  it("runs the SDK's connect() in the browser: tokens arrive, and the session resumes", async () => {
+    // The SDK's client, bundled for the browser as an app's bundler would.
+    const bundled = await build({
+      stdin: { contents: `import { connect } from "./sdk/index.ts"; window.tandem = { connect };`, resolveDir: new URL("..", import.meta.url).pathname, loader: "ts" },
+      bundle: true,
+      write: false,
+      format: "iife",
+      platform: "browser",
+      logLevel: "silent",
+    });
+    const page = await browser.newPage();
+    await page.goto(`${served.url}/agent/ui`);
+    await page.addScriptTag({ content: bundled.outputFiles[0]!.text });
+    const result = await page.evaluate(async (gateway) => {
+      const { connect } = (window as unknown as { tandem: typeof import("../sdk/index.js") }).tandem;
+      const frames: string[] = [];
+      const chat = connect("agent", "chat", { gateway });
+      chat.addEventListener("message", (e) => frames.push((e as unknown as { data: string }).data));
+      chat.send("from the sdk");
+      while (!frames.some((f) => JSON.parse(f).type === "done")) await new Promise((r) => setTimeout(r, 20));
+      chat.close();
+      const again = connect("agent", "chat", { gateway, sessionId: chat.sessionId });
+      const hello = await new Promise<string>((resolve) => again.addEventListener("message", (e) => resolve((e as unknown as { data: string }).data), { once: true }));
+      again.close();
+      return { frames: frames.map((f) => JSON.parse(f)), hello: JSON.parse(hello) };
+    }, served.url);
+    const tokens = result.frames.filter((f) => f.type === "token");
+    expect(tokens.length).toBeGreaterThan(10);
+    expect(result.frames.at(-1)).toEqual({ type: "done", text: tokens.map((t) => t.token).join("") });
+    expect(result.hello).toMatchObject({ type: "hello", resumed: true, history: [{ role: "user", text: "from the sdk" }, { role: "assistant", text: result.frames.at(-1).text }] });
     await page.close();
   });
 });

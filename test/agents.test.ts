@@ -7,6 +7,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import WebSocket from "ws";
 import { connect, type AgentMessageEvent, type AgentSocket } from "../sdk/index.js";
+import { AGENT_PING, AGENT_PONG } from "../sdk/protocol.js";
 import { startTestGateway, type TestGateway } from "./helpers/gateway.js";
 
 let gw: TestGateway;
@@ -109,6 +110,19 @@ describe("a WebSocket agent", () => {
     outsider!.ws.send("hi");
     expect(await outsider!.next()).toBe("echo:hi"); // it got nothing from the room
     for (const c of [a, b, outsider]) c!.ws.close();
+  });
+
+  it("answers keep-alive pings: protocol pings, and the text ping browsers send", async () => {
+    const c = await client("/agents/echo?session=keepalive-1");
+    await c.next();
+    const pong = new Promise<string>((resolve) => c.ws.once("pong", (data) => resolve(data.toString())));
+    c.ws.ping("are you there");
+    expect(await pong).toBe("are you there");
+    c.ws.send(AGENT_PING);
+    expect(await c.next()).toBe(AGENT_PONG);
+    c.ws.send("state");
+    expect(await json(c)).toEqual({ messages: 1, notes: [] }); // the text ping never reached the handler
+    c.ws.close();
   });
 
   it("answers 426 to a plain request and 400 to a bad session id", async () => {
