@@ -146,7 +146,10 @@ program
     for (const app of apps) {
       console.log(style.bold(`app ${app.name}`));
       for (const f of app.functions) console.log(`  function  ${f.name.padEnd(20)} ${f.tier}, timeout ${f.timeoutSeconds} s, retries ${f.retries.maxRetries}`);
-      for (const e of app.endpoints) console.log(`  ${e.kind.padEnd(9)} ${e.label.padEnd(20)} ${e.method ?? "*"} ${base}${paths.web(app.name, e.label, e.path === "/*" ? "/" : e.path)}`);
+      for (const e of app.endpoints) {
+        if (e.kind === "websocket") console.log(`  websocket ${e.label.padEnd(20)} ${base.replace(/^http/, "ws")}${paths.web(app.name, e.label)}`);
+        else console.log(`  ${e.kind.padEnd(9)} ${e.label.padEnd(20)} ${e.method ?? "*"} ${base}${paths.web(app.name, e.label, e.path === "/*" ? "/" : e.path)}`);
+      }
     }
   });
 
