@@ -7,7 +7,9 @@
  * hibernation, so a broadcast finds its room's sockets without waking anyone's
  * state. Limits: a frame over `maxMessageBytes` closes its socket with 1009, a
  * flood (a token bucket of `maxMessagesPerSecond`) with 1008, a handler that
- * throws with 1011; other sockets carry on.
+ * throws (or leaves state that cannot be saved) with 1011; other sockets carry
+ * on. A session with no socket for `sessionTtl` seconds is deleted by the
+ * object's alarm.
  */
 import { DurableObject } from "cloudflare:workers";
 import type { AgentContext, AgentDefinition } from "../sdk/app.js";
@@ -28,6 +30,8 @@ interface Attachment {
 interface Session {
   state: unknown;
   rooms: string[];
+  /** When its last socket closed (or it opened); what `sessionTtl` counts from. */
+  lastActive: number;
 }
 
 /** A session in memory, with what storage holds for it (to skip writes that would change nothing). */
@@ -58,9 +62,11 @@ export class AgentHub extends DurableObject<Env> {
     const label = request.headers.get(HEADERS.agentLabel)!;
     const sessionId = request.headers.get(HEADERS.agentSession)!;
     const agent = agentOf(app, label);
+    await this.ctx.storage.put("agent", { app, label }); // for the alarm, which has no request to say
     const stored = await this.ctx.storage.get<Session>(`session:${sessionId}`);
-    const session: Session = stored ?? { state: agent.handlers.initialState?.() ?? {}, rooms: [] };
-    if (!stored) await this.ctx.storage.put(`session:${sessionId}`, session);
+    const session: Session = stored ?? { state: agent.handlers.initialState?.() ?? {}, rooms: [], lastActive: Date.now() };
+    session.lastActive = Date.now();
+    await this.ctx.storage.put(`session:${sessionId}`, session);
     this.#sessions.set(sessionId, Promise.resolve({ session, stored: JSON.stringify(session) }));
     const [client, server] = Object.values(new WebSocketPair()) as [WebSocket, WebSocket];
     this.ctx.acceptWebSocket(server, [sessionTag(sessionId)]);
@@ -85,6 +91,34 @@ export class AgentHub extends DurableObject<Env> {
     const attachment = ws.deserializeAttachment() as Attachment;
     const agent = agentOf(attachment.app, attachment.label);
     await this.#handle(ws, attachment, agent, "onClose", { code, reason });
+    // Its last socket: the session's time to live starts now.
+    if (this.ctx.getWebSockets(sessionTag(attachment.sessionId)).every((s) => s === ws || s.readyState >= WebSocket.CLOSING)) {
+      const loaded = await this.#session(attachment.sessionId);
+      loaded.session.lastActive = Date.now();
+      await this.#save(ws, attachment.sessionId, loaded);
+      const expiry = Date.now() + agent.sessionTtl * 1000;
+      const alarm = await this.ctx.storage.getAlarm();
+      if (alarm === null || alarm > expiry) await this.ctx.storage.setAlarm(expiry);
+    }
+  }
+
+  /** Deletes the sessions that have had no socket for longer than their agent's `sessionTtl`. */
+  override async alarm(): Promise<void> {
+    const where = await this.ctx.storage.get<{ app: string; label: string }>("agent");
+    if (!where) return;
+    const ttlMs = agentOf(where.app, where.label).sessionTtl * 1000;
+    const now = Date.now();
+    let next = Infinity;
+    for (const [key, session] of await this.ctx.storage.list<Session>({ prefix: "session:" })) {
+      const id = key.slice("session:".length);
+      if (this.ctx.getWebSockets(sessionTag(id)).length > 0) continue; // connected: it expires after its last socket closes
+      const expiry = (session.lastActive ?? 0) + ttlMs;
+      if (expiry <= now) {
+        await this.ctx.storage.delete(key);
+        this.#sessions.delete(id);
+      } else next = Math.min(next, expiry);
+    }
+    if (next !== Infinity) await this.ctx.storage.setAlarm(next);
   }
 
   override async webSocketError(ws: WebSocket, error: unknown): Promise<void> {
@@ -108,11 +142,21 @@ export class AgentHub extends DurableObject<Env> {
       console.error(`${prefix} ${hook} threw: ${remote.remoteStack ?? remote.message}`);
       if (hook !== "onClose") closeWith(ws, 1011, `${hook} failed: ${remote.remoteName}: ${remote.message}`);
     } finally {
-      const now = JSON.stringify(session);
-      if (now !== loaded.stored) {
-        loaded.stored = now;
-        await this.ctx.storage.put(`session:${sessionId}`, session);
-      }
+      await this.#save(ws, sessionId, loaded);
+    }
+  }
+
+  /** Writes the session when it changed. State that cannot be saved (a cycle, a function) closes the socket with 1011. */
+  async #save(ws: WebSocket, sessionId: string, loaded: Loaded): Promise<void> {
+    try {
+      const now = JSON.stringify(loaded.session);
+      if (now === loaded.stored) return;
+      await this.ctx.storage.put(`session:${sessionId}`, loaded.session);
+      loaded.stored = now;
+    } catch (err) {
+      const { app, label } = ws.deserializeAttachment() as Attachment;
+      console.error(`[${app}/${label} ${sessionId}] the session's state could not be saved: ${(err as Error).message}`);
+      closeWith(ws, 1011, `the session's state could not be saved: ${(err as Error).message}`);
     }
   }
 
@@ -120,7 +164,7 @@ export class AgentHub extends DurableObject<Env> {
     let loaded = this.#sessions.get(id);
     if (!loaded) {
       loaded = this.ctx.storage.get<Session>(`session:${id}`).then((s) => {
-        const session = s ?? { state: {}, rooms: [] };
+        const session = s ?? { state: {}, rooms: [], lastActive: Date.now() };
         return { session, stored: JSON.stringify(session) };
       });
       this.#sessions.set(id, loaded);

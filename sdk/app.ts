@@ -275,6 +275,8 @@ export interface AgentOptions {
   maxMessageBytes?: number;
   /** Frames a client may send per second, bursts of twice that allowed (default 20); a flood closes the socket with 1008. */
   maxMessagesPerSecond?: number;
+  /** Seconds a session's state is kept after its last socket closes (default 7 days); a later connection with its id starts afresh. */
+  sessionTtl?: number;
 }
 
 /** A WebSocket agent as the gateway sees it. */
@@ -283,6 +285,7 @@ export interface AgentDefinition {
   handlers: AgentHandlers<any>;
   maxMessageBytes: number;
   maxMessagesPerSecond: number;
+  sessionTtl: number;
 }
 
 /** A whole web app mounted at `/<app>/<label>/...`. */
@@ -427,12 +430,13 @@ export class App {
       if (typeof value !== "function") throw new InvalidOptionsError(`${where}: "${key}" must be a function`);
     }
     for (const key of Object.keys(options ?? {})) {
-      if (!["maxMessageBytes", "maxMessagesPerSecond"].includes(key)) throw new InvalidOptionsError(`${where}: unknown option "${key}"`);
+      if (!["maxMessageBytes", "maxMessagesPerSecond", "sessionTtl"].includes(key)) throw new InvalidOptionsError(`${where}: unknown option "${key}"`);
     }
-    const { maxMessageBytes = 1024 * 1024, maxMessagesPerSecond = 20 } = options ?? {};
+    const { maxMessageBytes = 1024 * 1024, maxMessagesPerSecond = 20, sessionTtl = 7 * 86_400 } = options ?? {};
     if (!Number.isInteger(maxMessageBytes) || maxMessageBytes < 1 || maxMessageBytes > 1024 * 1024) throw new InvalidOptionsError(`${where}: option "maxMessageBytes" must be a whole number from 1 to 1048576 (1 MiB)`);
     if (!(typeof maxMessagesPerSecond === "number" && maxMessagesPerSecond > 0 && maxMessagesPerSecond <= 10_000)) throw new InvalidOptionsError(`${where}: option "maxMessagesPerSecond" must be a number above 0, at most 10000`);
-    this.#agents.push({ label, handlers: handlers as AgentHandlers<any>, maxMessageBytes, maxMessagesPerSecond });
+    if (!(typeof sessionTtl === "number" && sessionTtl >= 1 && sessionTtl <= 365 * 86_400)) throw new InvalidOptionsError(`${where}: option "sessionTtl" must be a number of seconds from 1 to 31536000 (365 days)`);
+    this.#agents.push({ label, handlers: handlers as AgentHandlers<any>, maxMessageBytes, maxMessagesPerSecond, sessionTtl });
   }
 
   get agents(): readonly AgentDefinition[] {

@@ -189,6 +189,39 @@ describe("limits and bad input", () => {
     expect(gw.output.filter((l) => /\[agents\/echo (no-code-close|malformed-1|bystander-2)\].*threw/.test(l))).toEqual([]);
   });
 
+  it("closes with 1011 when the state cannot be saved, and keeps the last state that could", async () => {
+    const c = await client("/agents/echo?session=cyclic-state-1");
+    await c.next();
+    c.ws.send("note saved");
+    c.ws.send("cycle");
+    const closed = await c.closed;
+    expect(closed.code).toBe(1011);
+    expect(closed.reason).toMatch(/^the session's state could not be saved: .*circular/i);
+    const again = await client("/agents/echo?session=cyclic-state-1");
+    await again.next();
+    again.ws.send("state");
+    // The note's message was saved; the cycle's was not (its count with it); "state" counts itself.
+    expect(await json(again)).toEqual({ messages: 2, notes: ["saved"] });
+    again.ws.close();
+  });
+
+  it("forgets a session once it has had no socket for its sessionTtl", async () => {
+    const c = await client("/agents/brief?session=brief-session-1");
+    expect(await json(c)).toEqual({ resumed: false, notes: [] });
+    c.ws.send("remember me");
+    await new Promise((r) => setTimeout(r, 100));
+    c.ws.close();
+    await c.closed;
+    const soon = await client("/agents/brief?session=brief-session-1");
+    expect(await json(soon)).toEqual({ resumed: true, notes: ["remember me"] });
+    soon.ws.close();
+    await soon.closed;
+    await new Promise((r) => setTimeout(r, 2500));
+    const later = await client("/agents/brief?session=brief-session-1");
+    expect(await json(later)).toEqual({ resumed: false, notes: [] });
+    later.ws.close();
+  });
+
   it("closes with the code a handler asks for", async () => {
     const c = await client("/agents/echo?session=leaver-12345");
     await c.next();
