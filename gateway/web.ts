@@ -4,7 +4,7 @@
  */
 import { Hono, type Context } from "hono";
 import type { AgentDefinition, App, EndpointHandle, WebApp, WebMount } from "../sdk/app.js";
-import { InvalidRequestError, NotFoundError, TandemError, remoteErrorFrom, toWireError } from "../sdk/errors.js";
+import { InvalidRequestError, NotFoundError, TandemError, UpgradeRequiredError, remoteErrorFrom, toWireError } from "../sdk/errors.js";
 import { HEADERS, SESSION_ID_PATTERN, paths } from "../sdk/protocol.js";
 import type { Env } from "./env.js";
 import { runStore, type RunContext } from "./run-context.js";
@@ -78,13 +78,10 @@ function addEndpoint(web: Hono<Web>, appName: string, endpoint: EndpointHandle):
 
 /** A WebSocket agent: an upgrade goes to the agent's Durable Object (gateway/agents.ts), with its session. */
 function addAgent(web: Hono<Web>, appName: string, agent: AgentDefinition): void {
-  web.all(paths.web(appName, agent.label), (c: Context<Web>) => {
+  web.all(paths.agent(appName, agent.label), (c: Context<Web>) => {
     if (c.req.header("upgrade")?.toLowerCase() !== "websocket") {
-      return c.json(
-        { error: { code: "upgrade_required", message: `websocket "${agent.label}" of app "${appName}" takes WebSocket connections: connect("${appName}", "${agent.label}") from the SDK, or ws://…${paths.web(appName, agent.label)}?session=<id>` } },
-        426,
-        { upgrade: "websocket" },
-      );
+      const message = `websocket "${agent.label}" of app "${appName}" takes WebSocket connections: connect("${appName}", "${agent.label}") from the SDK, or ws://…${paths.agent(appName, agent.label)}?session=<id>`;
+      return c.json({ error: toWireError(new UpgradeRequiredError(message, { app: appName, label: agent.label })) }, 426, { upgrade: "websocket" });
     }
     const given = c.req.query("session");
     if (given !== undefined && !SESSION_ID_PATTERN.test(given)) {

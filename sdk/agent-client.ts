@@ -75,9 +75,8 @@ export class AgentSocket extends EventTarget {
       throw new InvalidOptionsError(`connect: sessionId must be 8-128 letters, digits, '-' or '_' (got ${JSON.stringify(options.sessionId)})`);
     }
     this.sessionId = options.sessionId ?? crypto.randomUUID();
-    const url = new URL(paths.web(app, label), resolveGatewayUrl(options.gateway));
+    const url = new URL(paths.agent(app, label, this.sessionId), resolveGatewayUrl(options.gateway));
     url.protocol = url.protocol === "https:" ? "wss:" : "ws:";
-    url.searchParams.set("session", this.sessionId);
     this.url = url.href;
     this.#options = { reconnect: options.reconnect ?? true, maxReconnectDelayMs: options.maxReconnectDelayMs ?? 10_000, pingIntervalMs: options.pingIntervalMs ?? 30_000 };
     void this.#open();

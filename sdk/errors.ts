@@ -14,6 +14,7 @@ export const ERROR_STATUS = {
   not_found: 404,
   method_not_allowed: 405,
   payload_too_large: 413,
+  upgrade_required: 426,
   function_failed: 500,
   function_timeout: 504,
   call_cancelled: 409,
@@ -89,6 +90,13 @@ export class NotFoundError extends TandemError {
 export class MethodNotAllowedError extends TandemError {
   constructor(message: string, details?: Record<string, unknown>) {
     super("method_not_allowed", message, details);
+  }
+}
+
+/** A plain HTTP request to a WebSocket agent, which takes WebSocket connections only. */
+export class UpgradeRequiredError extends TandemError {
+  constructor(message: string, details?: Record<string, unknown>) {
+    super("upgrade_required", message, details);
   }
 }
 
@@ -228,6 +236,7 @@ const CLASSES: { [C in Exclude<ErrorCode, "function_failed">]: new (message: str
   spend_cap_reached: SpendCapError,
   not_found: NotFoundError,
   method_not_allowed: MethodNotAllowedError,
+  upgrade_required: UpgradeRequiredError,
   payload_too_large: PayloadTooLargeError,
   function_timeout: FunctionTimeoutError,
   call_cancelled: CancelledError,

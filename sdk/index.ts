@@ -25,6 +25,7 @@ export {
   InvalidOptionsError,
   NotFoundError,
   MethodNotAllowedError,
+  UpgradeRequiredError,
   PayloadTooLargeError,
   RemoteError,
   FunctionTimeoutError,

@@ -102,6 +102,8 @@ export const paths = {
   planes: () => ROUTES.planes,
   planeBundle: (hash: string) => `/v1/planes/bundles/${seg(hash)}`,
   planeImage: (hash: string) => `/v1/planes/images/${seg(hash)}`,
+  /** A WebSocket agent: `/<app>/<label>`, with `?session=<id>` to resume a session. */
+  agent: (app: string, label: string, sessionId?: string) => `/${seg(app)}/${seg(label)}${sessionId === undefined ? "" : `?session=${seg(sessionId)}`}`,
   /** A web endpoint: `/<app>/<label><path>`. */
   web: (app: string, label: string, path = "/") => `/${seg(app)}/${seg(label)}${path === "/" ? "" : path}`,
 };
