@@ -261,6 +261,12 @@ describe("tandem serve examples/wasm", () => {
     expect(await res.json()).toEqual({ lines: 3, words: 6, bytes: text.length });
     await served.waitFor(new RegExp(`\\[wasm\\.wc fc-[0-9a-z]{26}\\] counted ${text.length} bytes`));
   });
+
+  it("tandem run writes a bytes function's output to stdout as it is", async () => {
+    const { code, stdout } = await runCli(["run", "examples/wasm/app.ts::wc", '"one two"']);
+    expect(code).toBe(0);
+    expect(stdout).toBe('{"lines":0,"words":2,"bytes":7}\n');
+  });
 });
 
 describe("tandem serve driving schedules", () => {

@@ -72,6 +72,8 @@ describe("the WASI host in Node", () => {
     const started = Date.now();
     expect(limitOf("l", { maxWallMs: 200 })).toEqual({ limit: "time", message: expect.stringMatching(/^m\.wasm ran for 2\d\d ms, past its limit of 200 ms, and was stopped$/) });
     expect(Date.now() - started).toBeLessThan(5000);
+    // A sleep past the limit fails at once, rather than spinning until it ends.
+    expect(limitOf("s", { maxWallMs: 200 })).toEqual({ limit: "time", message: "m.wasm asked to sleep 10000 ms, past its limit of 200 ms, and was stopped" });
     // Caught at the first step past the limit (one page over), not when the loop's budget runs out.
     expect(limitOf("m", { maxMemoryPages: 64 })).toEqual({ limit: "memory", message: "m.wasm grew its memory to 65 pages, past its limit of 64 (4 MiB)" });
     expect(text(runWasi(module, "m.wasm", { stdin: bytes("x") }).stdout)).toBe("ok");

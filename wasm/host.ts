@@ -73,7 +73,8 @@ export class WasmTrapError extends Error {
 
 const WASI_MODULE = "wasi_snapshot_preview1";
 /** The WASI functions the host gives: every one the shim implements. */
-const PROVIDED = new Set(Object.keys(new WASI([], [], []).wasiImport));
+// `debug: false`: the shim logs every call unless told not to.
+const PROVIDED = new Set(Object.keys(new WASI([], [], [], { debug: false }).wasiImport));
 
 /**
  * Checks that `module` is a WASI command this host can run: it exports
@@ -109,7 +110,7 @@ export function runWasi(module: WebAssembly.Module, name: string, options: WasiR
     new ConsoleStdout(capture(out)),
     new ConsoleStdout(capture(err)),
     new PreopenDirectory("/", fileTree(options.files ?? {})),
-  ]);
+  ], { debug: false });
   const started = Date.now();
   const checkLimits = () => {
     const pages = exports.memory.buffer.byteLength / 65536;
@@ -119,7 +120,21 @@ export function runWasi(module: WebAssembly.Module, name: string, options: WasiR
     const elapsed = Date.now() - started;
     if (elapsed > limits.maxWallMs) throw new WasmLimitError("time", `${name} ran for ${elapsed} ms, past its limit of ${limits.maxWallMs} ms, and was stopped`);
   };
-  const instance = new WebAssembly.Instance(module, { [WASI_MODULE]: wasi.wasiImport, [TICK_IMPORT.module]: { [TICK_IMPORT.name]: checkLimits } });
+  // The shim sleeps (poll_oneoff on a clock) by spinning in JS, where no tick can stop it: a sleep that would end past
+  // the time limit fails at once instead.
+  const pollOneoff = wasi.wasiImport.poll_oneoff as (inPtr: number, outPtr: number, count: number, neventsPtr: number) => number;
+  const imports = {
+    ...wasi.wasiImport,
+    poll_oneoff(inPtr: number, outPtr: number, count: number, neventsPtr: number): number {
+      checkLimits();
+      const sleepMs = clockSleepMs(new DataView(exports.memory.buffer), inPtr, count);
+      if (sleepMs !== undefined && Date.now() + sleepMs - started > limits.maxWallMs) {
+        throw new WasmLimitError("time", `${name} asked to sleep ${Math.round(sleepMs)} ms, past its limit of ${limits.maxWallMs} ms, and was stopped`);
+      }
+      return pollOneoff(inPtr, outPtr, count, neventsPtr);
+    },
+  };
+  const instance = new WebAssembly.Instance(module, { [WASI_MODULE]: imports, [TICK_IMPORT.module]: { [TICK_IMPORT.name]: checkLimits } });
   const exports = instance.exports as { memory: WebAssembly.Memory; _start: () => unknown };
   let exitCode: number;
   try {
@@ -137,6 +152,17 @@ export function runWasi(module: WebAssembly.Module, name: string, options: WasiR
 }
 
 const formatMiB = (pages: number) => `${(pages * 64) / 1024} MiB`;
+
+/**
+ * How long a poll_oneoff asks to sleep, in ms, when it is one relative clock
+ * subscription (what `sleep` compiles to); undefined otherwise. Layout of
+ * `subscription` (48 bytes): userdata u64 @0, tag u8 @8 (0: clock), clock id
+ * u32 @16, timeout u64 ns @24, precision u64 @32, flags u16 @40 (1: absolute).
+ */
+function clockSleepMs(view: DataView, inPtr: number, count: number): number | undefined {
+  if (count !== 1 || view.getUint8(inPtr + 8) !== 0 || (view.getUint16(inPtr + 40, true) & 1) !== 0) return undefined;
+  return Number(view.getBigUint64(inPtr + 24, true)) / 1e6;
+}
 
 function fileTree(files: Record<string, Uint8Array>): Map<string, Inode> {
   const root = new Map<string, Inode>();

@@ -65,7 +65,9 @@ export async function runOnce(target: string, rawArgs: string[]): Promise<number
     }
     const result = await new HttpInvoker(url).call(app.name, fn, args);
     // Strings print as they are, plain JSON as JSON, anything richer (Map, Date, bytes) as Node shows it.
-    if (result !== undefined) console.log(typeof result === "string" ? result : encodeValue(result).meta === undefined ? JSON.stringify(result, null, 2) : inspect(result, { depth: 8 }));
+    // Bytes (a "bytes" WebAssembly function's output, say) go to stdout as they are, so they can be piped.
+    if (result instanceof Uint8Array) process.stdout.write(result);
+    else if (result !== undefined) console.log(typeof result === "string" ? result : encodeValue(result).meta === undefined ? JSON.stringify(result, null, 2) : inspect(result, { depth: 8 }));
     return 0;
   } catch (err) {
     printCallError(err);
