@@ -4,7 +4,8 @@
  * gateway. `tandem plane` starts one; `tandem serve` starts one beside the
  * local gateway.
  */
-import { serve as serveHttp, type ServerType } from "@hono/node-server";
+import { createServer, type Server } from "node:http";
+import type { AddressInfo } from "node:net";
 import { randomBytes } from "node:crypto";
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
@@ -53,7 +54,7 @@ export class Plane {
   readonly #scheduler: Scheduler;
   readonly #bundles: BundleCache;
   readonly #usage: UsageLedger;
-  readonly #server: ServerType;
+  readonly #server: Server;
   /** Bundles already on disk (and their node_modules checked), by hash. */
   readonly #prepared = new Map<string, string>();
   #heartbeat: NodeJS.Timeout | undefined;
@@ -61,7 +62,7 @@ export class Plane {
 
   private constructor(init: {
     planeId: string; url: string; inventory: Inventory; driver: ContainerDriver; unavailable: string | undefined;
-    options: PlaneOptions; scheduler: Scheduler; bundles: BundleCache; usage: UsageLedger; server: ServerType;
+    options: PlaneOptions; scheduler: Scheduler; bundles: BundleCache; usage: UsageLedger; server: Server;
   }) {
     this.planeId = init.planeId;
     this.url = init.url;
@@ -114,7 +115,7 @@ export class Plane {
       log,
     });
     let plane: Plane | undefined;
-    const app = planeServer({
+    const listener = planeServer({
       secret: options.secret,
       run: (req) => plane!.run(req),
       stream: (req) => plane!.stream(req),
@@ -124,9 +125,9 @@ export class Plane {
       status: () => plane!.status(),
       log,
     });
-    const { server, port } = await new Promise<{ server: ServerType; port: number }>((resolve, reject) => {
-      const s = serveHttp({ fetch: app.fetch, hostname: options.host, port: options.port }, (info) => resolve({ server: s, port: info.port }));
-      s.once("error", reject);
+    const { server, port } = await new Promise<{ server: Server; port: number }>((resolve, reject) => {
+      const s = createServer(listener);
+      s.once("error", reject).listen(options.port, options.host, () => resolve({ server: s, port: (s.address() as AddressInfo).port }));
     });
     plane = new Plane({ planeId, url: `http://${options.host}:${port}`, inventory, driver, unavailable, options, scheduler, bundles, usage, server });
     if (driver.sandboxed === false) log("⚠ plane runtime `process`: functions run as plain processes, NOT sandboxed. For development only.");

@@ -1,9 +1,12 @@
 /**
  * The plane's HTTP API, called by the gateway: run one input, report status.
  * Every request must carry the gateway's signature; unsigned, tampered or
- * replayed ones get 401 and are logged.
+ * replayed ones get 401 and are logged. `POST /v1/plane/run`, on every plane
+ * call's path, is answered straight from Node's request and response; the
+ * rest go through hono.
  */
-import type { IncomingMessage } from "node:http";
+import type { IncomingMessage, ServerResponse } from "node:http";
+import { getRequestListener } from "@hono/node-server";
 import { Hono, type Context } from "hono";
 import type { ContentfulStatusCode } from "hono/utils/http-status";
 import { InvalidRequestError, TandemError, UnauthorizedError, toWireError } from "../sdk/errors.js";
@@ -22,26 +25,29 @@ export interface PlaneServerOptions {
   log?: (line: string) => void;
 }
 
-export function planeServer(options: PlaneServerOptions): Hono {
+/** The plane's request listener for Node's HTTP server. */
+export function planeServer(options: PlaneServerOptions): (req: IncomingMessage, res: ServerResponse) => void {
   const app = new Hono();
   const nonces = new NonceCache();
   const log = options.log ?? ((line: string) => console.warn(line));
 
-  const verified = async (c: Context): Promise<string> => {
-    const body = await readBody(c);
-    // c.req.header, not c.req.raw: the node server then never builds a full Request for the call.
-    // The query is signed too (the usage route has one).
-    const search = c.req.url.includes("?") ? c.req.url.slice(c.req.url.indexOf("?")) : "";
-    const result = await verifyRequest(options.secret, c.req.method, c.req.path + search, body, { get: (name) => c.req.header(name) ?? null }, nonces);
+  /** Checks a request's signature and nonce; `pathAndQuery` is what was signed (the usage route has a query). */
+  const verify = async (method: string, pathAndQuery: string, body: string, header: (name: string) => string | null): Promise<string> => {
+    const result = await verifyRequest(options.secret, method, pathAndQuery, body, { get: header }, nonces);
     if (!result.ok) {
-      log(`[plane] refused ${c.req.method} ${c.req.path}: ${result.reason}`);
+      log(`[plane] refused ${method} ${pathAndQuery.split("?")[0]}: ${result.reason}`);
       throw new UnauthorizedError(`plane request refused: ${result.reason}`);
     }
     return body;
   };
 
-  const runRequest = async (c: Context): Promise<PlaneRunRequest> => {
-    const body = await verified(c);
+  const verified = async (c: Context): Promise<string> => {
+    const search = c.req.url.includes("?") ? c.req.url.slice(c.req.url.indexOf("?")) : "";
+    // c.req.header, not c.req.raw: the node server then never builds a full Request for the call.
+    return verify(c.req.method, c.req.path + search, await readBody(c), (name) => c.req.header(name) ?? null);
+  };
+
+  const parseRun = (body: string): PlaneRunRequest => {
     let json: unknown;
     try {
       json = JSON.parse(body);
@@ -52,8 +58,24 @@ export function planeServer(options: PlaneServerOptions): Hono {
     if (!parsed.success) throw new InvalidRequestError(`run request has the wrong shape: ${describeIssues(parsed.error)}`);
     return parsed.data;
   };
+  const runRequest = async (c: Context): Promise<PlaneRunRequest> => parseRun(await verified(c));
 
-  app.post(PLANE_ROUTES.run, async (c) => c.json(await options.run(await runRequest(c))));
+  /** The hot route without hono: measured, hono's node adapter added about 0.18 ms to each call. */
+  const run = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
+    let status = 200;
+    let answer: unknown;
+    try {
+      const body = await verify("POST", PLANE_ROUTES.run, await readIncoming(req), (name) => headerOf(req, name));
+      answer = await options.run(parseRun(body));
+    } catch (err) {
+      status = err instanceof TandemError ? err.status : 500;
+      if (!(err instanceof TandemError)) log(`[plane] ${(err as Error).stack ?? err}`);
+      answer = { error: toWireError(err) };
+    }
+    const text = JSON.stringify(answer);
+    res.writeHead(status, { "content-type": "application/json", "content-length": Buffer.byteLength(text) });
+    res.end(text);
+  };
 
   app.post(PLANE_ROUTES.stream, async (c) => {
     const req = await runRequest(c);
@@ -121,7 +143,12 @@ export function planeServer(options: PlaneServerOptions): Hono {
     if (!(err instanceof TandemError)) log(`[plane] ${err.stack ?? err}`);
     return c.json({ error: toWireError(err) }, status);
   });
-  return app;
+
+  const viaHono = getRequestListener(app.fetch);
+  return (req, res) => {
+    if (req.method === "POST" && req.url === PLANE_ROUTES.run) void run(req, res);
+    else void viaHono(req, res);
+  };
 }
 
 /**
@@ -131,8 +158,16 @@ export function planeServer(options: PlaneServerOptions): Hono {
  */
 async function readBody(c: Context): Promise<string> {
   const incoming = (c.env as { incoming?: IncomingMessage } | undefined)?.incoming;
-  if (!incoming) return c.req.text();
+  return incoming ? readIncoming(incoming) : c.req.text();
+}
+
+async function readIncoming(incoming: IncomingMessage): Promise<string> {
   const chunks: Buffer[] = [];
   for await (const chunk of incoming) chunks.push(chunk as Buffer);
   return Buffer.concat(chunks).toString("utf8");
+}
+
+function headerOf(req: IncomingMessage, name: string): string | null {
+  const value = req.headers[name.toLowerCase()];
+  return Array.isArray(value) ? (value[0] ?? null) : (value ?? null);
 }
