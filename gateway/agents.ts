@@ -5,7 +5,9 @@
  * session's durable state and rooms live in the object's storage, saved after
  * every handler; a socket's attachment (app, label, session, rooms) survives
  * hibernation, so a broadcast finds its room's sockets without waking anyone's
- * state. Limits: a frame over `maxMessageBytes` closes its socket with 1009, a
+ * state. An agent with `shards` > 1 spreads its sessions over that many
+ * objects by session id (`hubFor`); a broadcast is delivered by each shard to
+ * its own sockets. Limits: a frame over `maxMessageBytes` closes its socket with 1009, a
  * flood (a token bucket of `maxMessagesPerSecond`) with 1008, a handler that
  * throws (or leaves state that cannot be saved) with 1011; other sockets carry
  * on. A session with no socket for `sessionTtl` seconds is deleted by the
@@ -18,6 +20,7 @@ import { AGENT_PING, AGENT_PONG, HEADERS } from "../sdk/protocol.js";
 import type { Env } from "./env.js";
 import { registry } from "./registry.js";
 import { runStore, type RunContext } from "./run-context.js";
+export { shardOf } from "./shard.js";
 import { mapStack } from "./source-map.js";
 
 interface Attachment {
@@ -25,6 +28,13 @@ interface Attachment {
   label: string;
   sessionId: string;
   rooms: string[];
+}
+
+/** Which agent and shard an object serves; kept in its storage for the alarm and broadcasts, which have no request to say. */
+interface Where {
+  app: string;
+  label: string;
+  shard: number;
 }
 
 interface Session {
@@ -50,6 +60,7 @@ export class AgentHub extends DurableObject<Env> {
   /** Sessions whose state is in memory; after hibernation they are read again from storage. */
   readonly #sessions = new Map<string, Promise<Loaded>>();
   readonly #buckets = new WeakMap<WebSocket, { tokens: number; at: number }>();
+  #where: Where | undefined;
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
@@ -61,8 +72,12 @@ export class AgentHub extends DurableObject<Env> {
     const app = request.headers.get(HEADERS.agentApp)!;
     const label = request.headers.get(HEADERS.agentLabel)!;
     const sessionId = request.headers.get(HEADERS.agentSession)!;
+    const shard = Number(request.headers.get(HEADERS.agentShard) ?? 0);
     const agent = agentOf(app, label);
-    await this.ctx.storage.put("agent", { app, label }); // for the alarm, which has no request to say
+    if (this.#where?.shard !== shard) {
+      this.#where = { app, label, shard };
+      await this.ctx.storage.put("agent", this.#where);
+    }
     const stored = await this.ctx.storage.get<Session>(`session:${sessionId}`);
     const session: Session = stored ?? { state: agent.handlers.initialState?.() ?? {}, rooms: [], lastActive: Date.now() };
     session.lastActive = Date.now();
@@ -104,7 +119,7 @@ export class AgentHub extends DurableObject<Env> {
 
   /** Deletes the sessions that have had no socket for longer than their agent's `sessionTtl`. */
   override async alarm(): Promise<void> {
-    const where = await this.ctx.storage.get<{ app: string; label: string }>("agent");
+    const where = await this.#whereAmI();
     if (!where) return;
     const ttlMs = agentOf(where.app, where.label).sessionTtl * 1000;
     const now = Date.now();
@@ -203,17 +218,37 @@ export class AgentHub extends DurableObject<Env> {
         if (!session.rooms.includes(room)) setRooms([...session.rooms, room]);
       },
       leave: (room) => setRooms(session.rooms.filter((r) => r !== room)),
-      broadcast: (room, data, options = {}) => {
+      broadcast: async (room, data, options = {}) => {
         checkRoom(room);
-        let reached = 0;
-        for (const ws of this.ctx.getWebSockets()) {
-          const to = ws.deserializeAttachment() as Attachment | null;
-          if (!to?.rooms.includes(room) || (options.exceptSelf && to.sessionId === sessionId)) continue;
-          if (sendTo(ws, data)) reached++;
+        const except = options.exceptSelf ? sessionId : undefined;
+        const frame = ArrayBuffer.isView(data) ? new Uint8Array(data.buffer, data.byteOffset, data.byteLength).slice() : data;
+        let reached = this.deliver(room, frame, except);
+        const where = await this.#whereAmI();
+        const agent = where && agentOf(where.app, where.label);
+        if (where && agent && agent.shards > 1) {
+          const others = Array.from({ length: agent.shards }, (_, i) => i).filter((i) => i !== where.shard);
+          const counts = await Promise.all(others.map((i) => hubFor(this.env, where.app, where.label, i, agent.shards).deliver(room, frame, except)));
+          reached += counts.reduce((a, b) => a + b, 0);
         }
         return reached;
       },
     };
+  }
+
+  /** Sends a frame to this object's sockets in `room` (not `exceptSession`'s); returns how many it reached. */
+  deliver(room: string, data: string | ArrayBuffer | Uint8Array, exceptSession?: string): number {
+    let reached = 0;
+    for (const ws of this.ctx.getWebSockets()) {
+      const to = ws.deserializeAttachment() as Attachment | null;
+      if (!to?.rooms.includes(room) || to.sessionId === exceptSession) continue;
+      if (sendTo(ws, data)) reached++;
+    }
+    return reached;
+  }
+
+  async #whereAmI(): Promise<Where | undefined> {
+    this.#where ??= await this.ctx.storage.get<Where>("agent");
+    return this.#where;
   }
 
   /** A token bucket per socket: `rate` a second, bursts of twice that. */
@@ -227,6 +262,12 @@ export class AgentHub extends DurableObject<Env> {
     bucket.tokens -= 1;
     return true;
   }
+}
+
+/** The object holding a session's sockets: one per agent, or one per shard, chosen by the session id. */
+export function hubFor(env: Env, app: string, label: string, shard: number, shards: number): DurableObjectStub<AgentHub> {
+  // One shard keeps the name an unsharded agent always had, so its sessions stay where they are.
+  return env.AGENTS.get(env.AGENTS.idFromName(shards === 1 ? `${app}/${label}` : `${app}/${label}#${shard}`));
 }
 
 function agentOf(app: string, label: string): AgentDefinition {

@@ -7,6 +7,8 @@ import type { AgentDefinition, App, EndpointHandle, WebApp, WebMount } from "../
 import { InvalidRequestError, NotFoundError, TandemError, UpgradeRequiredError, remoteErrorFrom, toWireError } from "../sdk/errors.js";
 import { HEADERS, SESSION_ID_PATTERN, paths } from "../sdk/protocol.js";
 import type { Env } from "./env.js";
+import { hubFor } from "./agents.js";
+import { shardOf } from "./shard.js";
 import { runStore, type RunContext } from "./run-context.js";
 import { EncodedResult } from "./encoded-result.js";
 import { mapStack } from "./source-map.js";
@@ -87,12 +89,14 @@ function addAgent(web: Hono<Web>, appName: string, agent: AgentDefinition): void
     if (given !== undefined && !SESSION_ID_PATTERN.test(given)) {
       throw new InvalidRequestError(`session ids are 8-128 letters, digits, '-' or '_' (got ${JSON.stringify(given.slice(0, 40))})`);
     }
+    const sessionId = given ?? crypto.randomUUID();
+    const shard = shardOf(sessionId, agent.shards);
     const headers = new Headers(c.req.raw.headers);
     headers.set(HEADERS.agentApp, appName);
     headers.set(HEADERS.agentLabel, agent.label);
-    headers.set(HEADERS.agentSession, given ?? crypto.randomUUID());
-    const hub = c.env.AGENTS.get(c.env.AGENTS.idFromName(`${appName}/${agent.label}`));
-    return hub.fetch(new Request(c.req.url, { headers }));
+    headers.set(HEADERS.agentSession, sessionId);
+    headers.set(HEADERS.agentShard, String(shard));
+    return hubFor(c.env, appName, agent.label, shard, agent.shards).fetch(new Request(c.req.url, { headers }));
   });
 }
 

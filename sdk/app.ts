@@ -253,8 +253,8 @@ export interface AgentContext<S = Record<string, unknown>> {
   join(room: string): void;
   leave(room: string): void;
   readonly rooms: readonly string[];
-  /** Sends to every socket in `room` (this session's too unless `exceptSelf`); returns how many it reached. */
-  broadcast(room: string, data: string | ArrayBuffer | ArrayBufferView, options?: { exceptSelf?: boolean }): number;
+  /** Sends to every socket in `room`, in every shard (this session's too unless `exceptSelf`); resolves to how many it reached. */
+  broadcast(room: string, data: string | ArrayBuffer | ArrayBufferView, options?: { exceptSelf?: boolean }): Promise<number>;
 }
 
 /** A WebSocket agent's handlers. Each may be async, and may call any function (`.remote()`, `.remoteGen()`). */
@@ -277,6 +277,11 @@ export interface AgentOptions {
   maxMessagesPerSecond?: number;
   /** Seconds a session's state is kept after its last socket closes (default 7 days); a later connection with its id starts afresh. */
   sessionTtl?: number;
+  /**
+   * Durable Objects the sessions are spread over, by session id (default 1, at most 64): one object runs its
+   * sessions' handlers one at a time, so an agent with many busy connections wants more. Rooms span them all.
+   */
+  shards?: number;
 }
 
 /** A WebSocket agent as the gateway sees it. */
@@ -286,6 +291,7 @@ export interface AgentDefinition {
   maxMessageBytes: number;
   maxMessagesPerSecond: number;
   sessionTtl: number;
+  shards: number;
 }
 
 /** A whole web app mounted at `/<app>/<label>/...`. */
@@ -430,13 +436,14 @@ export class App {
       if (typeof value !== "function") throw new InvalidOptionsError(`${where}: "${key}" must be a function`);
     }
     for (const key of Object.keys(options ?? {})) {
-      if (!["maxMessageBytes", "maxMessagesPerSecond", "sessionTtl"].includes(key)) throw new InvalidOptionsError(`${where}: unknown option "${key}"`);
+      if (!["maxMessageBytes", "maxMessagesPerSecond", "sessionTtl", "shards"].includes(key)) throw new InvalidOptionsError(`${where}: unknown option "${key}"`);
     }
-    const { maxMessageBytes = 1024 * 1024, maxMessagesPerSecond = 20, sessionTtl = 7 * 86_400 } = options ?? {};
+    const { maxMessageBytes = 1024 * 1024, maxMessagesPerSecond = 20, sessionTtl = 7 * 86_400, shards = 1 } = options ?? {};
     if (!Number.isInteger(maxMessageBytes) || maxMessageBytes < 1 || maxMessageBytes > 1024 * 1024) throw new InvalidOptionsError(`${where}: option "maxMessageBytes" must be a whole number from 1 to 1048576 (1 MiB)`);
     if (!(typeof maxMessagesPerSecond === "number" && maxMessagesPerSecond > 0 && maxMessagesPerSecond <= 10_000)) throw new InvalidOptionsError(`${where}: option "maxMessagesPerSecond" must be a number above 0, at most 10000`);
     if (!(typeof sessionTtl === "number" && sessionTtl >= 1 && sessionTtl <= 365 * 86_400)) throw new InvalidOptionsError(`${where}: option "sessionTtl" must be a number of seconds from 1 to 31536000 (365 days)`);
-    this.#agents.push({ label, handlers: handlers as AgentHandlers<any>, maxMessageBytes, maxMessagesPerSecond, sessionTtl });
+    if (!Number.isInteger(shards) || shards < 1 || shards > 64) throw new InvalidOptionsError(`${where}: option "shards" must be a whole number from 1 to 64`);
+    this.#agents.push({ label, handlers: handlers as AgentHandlers<any>, maxMessageBytes, maxMessagesPerSecond, sessionTtl, shards });
   }
 
   get agents(): readonly AgentDefinition[] {

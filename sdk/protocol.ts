@@ -25,6 +25,7 @@ export const HEADERS = {
   agentApp: "tandem-agent-app",
   agentLabel: "tandem-agent-label",
   agentSession: "tandem-agent-session",
+  agentShard: "tandem-agent-shard",
 } as const;
 
 /** WebSocket agents: `?session=<id>` resumes a session; ids are 8-128 letters, digits, '-' or '_'. */

@@ -8,6 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import WebSocket from "ws";
 import { connect, type AgentMessageEvent, type AgentSocket } from "../sdk/index.js";
 import { AGENT_PING, AGENT_PONG } from "../sdk/protocol.js";
+import { shardOf } from "../gateway/shard.js";
 import { startTestGateway, type TestGateway } from "./helpers/gateway.js";
 
 let gw: TestGateway;
@@ -110,6 +111,17 @@ describe("a WebSocket agent", () => {
     outsider!.ws.send("hi");
     expect(await outsider!.next()).toBe("echo:hi"); // it got nothing from the room
     for (const c of [a, b, outsider]) c!.ws.close();
+  });
+
+  it("spreads a sharded agent's sessions over its shards, and a room still reaches them all", async () => {
+    const sessions = Array.from({ length: 8 }, (_, i) => `crowd-session-${i}`);
+    expect(new Set(sessions.map((s) => shardOf(s, 4))).size).toBeGreaterThan(2);
+    const clients = await Promise.all(sessions.map((s) => client(`/agents/crowd?session=${s}`)));
+    await new Promise((r) => setTimeout(r, 200)); // every onOpen has joined the room
+    clients[0]!.ws.send("hello all");
+    for (const c of clients) expect(await c.next()).toBe("crowd-session-0: hello all");
+    expect(await clients[0]!.next()).toBe("reached:8");
+    for (const c of clients) c.ws.close();
   });
 
   it("answers keep-alive pings: protocol pings, and the text ping browsers send", async () => {
