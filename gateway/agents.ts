@@ -93,7 +93,8 @@ export class AgentHub extends DurableObject<Env> {
 
   override async webSocketMessage(ws: WebSocket, message: string | ArrayBuffer): Promise<void> {
     const attachment = ws.deserializeAttachment() as Attachment;
-    const agent = agentOf(attachment.app, attachment.label);
+    const agent = deployedAgent(ws, attachment);
+    if (!agent) return;
     const size = typeof message === "string" ? encoder.encode(message).length : message.byteLength;
     if (size > agent.maxMessageBytes) return closeWith(ws, 1009, `message too big: ${size} bytes, the limit is ${agent.maxMessageBytes}`);
     if (!this.#allow(ws, agent.maxMessagesPerSecond)) return closeWith(ws, 1008, `too many messages: the limit is ${agent.maxMessagesPerSecond} a second`);
@@ -104,7 +105,8 @@ export class AgentHub extends DurableObject<Env> {
     // Answer the client's close; 1005 (no code given), 1006 and 1015 may not be sent, so those get 1000.
     closeWith(ws, code === 1005 || code === 1006 || code === 1015 ? 1000 : code, reason);
     const attachment = ws.deserializeAttachment() as Attachment;
-    const agent = agentOf(attachment.app, attachment.label);
+    const agent = deployedAgent(ws, attachment);
+    if (!agent) return;
     await this.#handle(ws, attachment, agent, "onClose", { code, reason });
     // Its last socket: the session's time to live starts now.
     if (this.ctx.getWebSockets(sessionTag(attachment.sessionId)).every((s) => s === ws || s.readyState >= WebSocket.CLOSING)) {
@@ -268,6 +270,16 @@ export class AgentHub extends DurableObject<Env> {
 export function hubFor(env: Env, app: string, label: string, shard: number, shards: number): DurableObjectStub<AgentHub> {
   // One shard keeps the name an unsharded agent always had, so its sessions stay where they are.
   return env.AGENTS.get(env.AGENTS.idFromName(shards === 1 ? `${app}/${label}` : `${app}/${label}#${shard}`));
+}
+
+/** The socket's agent as deployed now; a socket whose agent was removed by a redeploy is closed with 1001. */
+function deployedAgent(ws: WebSocket, { app, label }: Attachment): AgentDefinition | undefined {
+  try {
+    return agentOf(app, label);
+  } catch {
+    closeWith(ws, 1001, `websocket "${label}" of app "${app}" is no longer deployed`);
+    return undefined;
+  }
 }
 
 function agentOf(app: string, label: string): AgentDefinition {
