@@ -95,7 +95,8 @@ export class AgentHub extends DurableObject<Env> {
     const attachment = ws.deserializeAttachment() as Attachment;
     const agent = deployedAgent(ws, attachment);
     if (!agent) return;
-    const size = typeof message === "string" ? encoder.encode(message).length : message.byteLength;
+    // A string's UTF-8 length is at most three bytes a character: encode it only when that could pass the limit.
+    const size = typeof message === "string" ? (message.length * 3 <= agent.maxMessageBytes ? message.length : encoder.encode(message).length) : message.byteLength;
     if (size > agent.maxMessageBytes) return closeWith(ws, 1009, `message too big: ${size} bytes, the limit is ${agent.maxMessageBytes}`);
     if (!this.#allow(ws, agent.maxMessagesPerSecond)) return closeWith(ws, 1008, `too many messages: the limit is ${agent.maxMessagesPerSecond} a second`);
     await this.#handle(ws, attachment, agent, "onMessage", typeof message === "string" ? message : new Uint8Array(message));

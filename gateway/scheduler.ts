@@ -41,16 +41,6 @@ type Row = {
 /** The most missed runs counted one by one after a long gap (a period's are computed). */
 const MAX_COUNTED = 10_000;
 
-/** What one tick did for one function. */
-export interface TickOutcome {
-  app: string;
-  function: string;
-  scheduledAt: number;
-  fired: string | null;
-  /** Why it did not fire (overlap), or that it caught up missed runs. */
-  note?: string;
-}
-
 export class Scheduler extends DurableObject<Env> {
   readonly #sql: SqlStorage;
 
@@ -63,8 +53,7 @@ export class Scheduler extends DurableObject<Env> {
   }
 
   /** Fires every function due at `at` (ms) that has not fired for that time yet. */
-  async tick(at: number): Promise<TickOutcome[]> {
-    const outcomes: TickOutcome[] = [];
+  async tick(at: number): Promise<void> {
     const launches: Promise<void>[] = [];
     for (const fn of scheduledFunctions()) {
       const schedule = fn.spec.schedule!;
@@ -80,15 +69,13 @@ export class Scheduler extends DurableObject<Env> {
       this.#sql.exec("UPDATE schedules SET last_due = ?, missed = missed + ? WHERE key = ?", latest, due - 1, row.key);
       const note = due > 1 ? `caught up once for ${due - 1}${due === MAX_COUNTED ? "+" : ""} missed run${due === 2 ? "" : "s"}` : undefined;
       launches.push(
-        this.#fireUnlessOverlapping(fn, schedule, row, latest).then((outcome) => {
-          if (note && outcome.fired) console.warn(`[${fn.app}.${fn.name}] scheduled run of ${new Date(latest).toISOString()} ${note} (nothing ticked meanwhile)`);
-          outcomes.push({ ...outcome, ...(note && outcome.fired ? { note } : {}) });
+        this.#fireUnlessOverlapping(fn, schedule, row, latest).then((fired) => {
+          if (note && fired) console.warn(`[${fn.app}.${fn.name}] scheduled run of ${new Date(latest).toISOString()} ${note} (nothing ticked meanwhile)`);
         }),
       );
     }
     await Promise.all(launches);
     await this.#setAlarm(at);
-    return outcomes;
   }
 
   /** Ticks on time between cron triggers (and locally between `serve`'s ticks). */
@@ -155,18 +142,17 @@ export class Scheduler extends DurableObject<Env> {
     return fresh;
   }
 
-  async #fireUnlessOverlapping(fn: RegisteredFunction, schedule: Schedule, row: Row, scheduledAt: number): Promise<TickOutcome> {
-    const base = { app: fn.app, function: fn.name, scheduledAt };
+  /** Fires the run due at `scheduledAt`, unless the overlap policy skips it; returns the call id, or null when skipped. */
+  async #fireUnlessOverlapping(fn: RegisteredFunction, schedule: Schedule, row: Row, scheduledAt: number): Promise<string | null> {
     if (schedule.overlap === "skip" && row.last_call) {
       const previous: CallRecord | null = await ledgerFor(this.env, row.last_call).get(row.last_call, 0);
       if (previous && !TERMINAL_STATUSES.has(previous.status)) {
         this.#sql.exec("UPDATE schedules SET skipped = skipped + 1 WHERE key = ?", row.key);
-        const note = `skipped: the run of ${new Date(row.last_scheduled_at ?? 0).toISOString()} (${row.last_call}) is still ${previous.status}`;
-        console.warn(`[${fn.app}.${fn.name}] scheduled run of ${new Date(scheduledAt).toISOString()} ${note}`);
-        return { ...base, fired: null, note };
+        console.warn(`[${fn.app}.${fn.name}] scheduled run of ${new Date(scheduledAt).toISOString()} skipped: the run of ${new Date(row.last_scheduled_at ?? 0).toISOString()} (${row.last_call}) is still ${previous.status}`);
+        return null;
       }
     }
-    return { ...base, fired: await this.#fire(fn, row, scheduledAt) };
+    return this.#fire(fn, row, scheduledAt);
   }
 
   /** Starts one run: a spawned call of kind "scheduled", recorded in the ledger before it runs. */

@@ -21,11 +21,8 @@ let notCommand: Uint8Array<ArrayBuffer>;
 const text = (bytes: Uint8Array) => new TextDecoder().decode(bytes);
 const bytes = (s: string) => new TextEncoder().encode(s);
 
-beforeAll(() => {
-  echo = compileFixture("echo", dir);
-  misbehave = compileFixture("misbehave", dir);
-  usesEnv = compileFixture("uses-env", dir);
-  notCommand = compileFixture("not-command", dir);
+beforeAll(async () => {
+  [echo, misbehave, usesEnv, notCommand] = await Promise.all(["echo", "misbehave", "uses-env", "not-command"].map((name) => compileFixture(name, dir)));
 });
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
