@@ -28,8 +28,20 @@ const gateway = await startWorkerd({ scriptPath: gatewayBundle.path, persistDir:
 
 const bareOut = join(dir, "bare", "worker.mjs");
 await build({ entryPoints: [join(here, "apps/bare-worker.ts")], outfile: bareOut, bundle: true, format: "esm", platform: "neutral", mainFields: ["module", "main"], logLevel: "silent" });
-const bare = new Miniflare({ modules: true, scriptPath: bareOut, modulesRoot: dirname(bareOut), compatibilityDate: COMPATIBILITY_DATE, compatibilityFlags: COMPATIBILITY_FLAGS, host: "127.0.0.1", port: 0, cf: false });
-const bareUrl = (await bare.ready).href.replace(/\/$/, "");
+// Served on its own socket, as the gateway is (see sdk/cli/workerd.ts), not through miniflare's entry Worker.
+const bare = new Miniflare({
+  modules: true,
+  scriptPath: bareOut,
+  modulesRoot: dirname(bareOut),
+  compatibilityDate: COMPATIBILITY_DATE,
+  compatibilityFlags: COMPATIBILITY_FLAGS,
+  unsafeDirectSockets: [{ host: "127.0.0.1", port: 0 }],
+  host: "127.0.0.1",
+  port: 0,
+  cf: false,
+});
+await bare.ready;
+const bareUrl = (await bare.unsafeGetDirectURL()).href.replace(/\/$/, "");
 const gatewayUrl = gateway.url.href.replace(/\/$/, "");
 
 const compute = lookup<[number], { sum: number }>("bench", "compute", { gateway: gatewayUrl });

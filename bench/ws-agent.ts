@@ -49,11 +49,14 @@ const bare = new Miniflare({
   compatibilityDate: COMPATIBILITY_DATE,
   compatibilityFlags: COMPATIBILITY_FLAGS,
   durableObjects: { ECHO: { className: "EchoHub", useSQLite: true } },
+  // Its own socket, as the gateway's (see sdk/cli/workerd.ts), not through miniflare's entry Worker.
+  unsafeDirectSockets: [{ host: "127.0.0.1", port: 0 }],
   host: "127.0.0.1",
   port: 0,
   cf: false,
 });
-const bareUrl = (await bare.ready).href.replace(/^http/, "ws").replace(/\/$/, "");
+await bare.ready;
+const bareUrl = (await bare.unsafeGetDirectURL()).href.replace(/^http/, "ws").replace(/\/$/, "");
 const gatewayUrl = gateway.url.href.replace(/^http/, "ws").replace(/\/$/, "");
 
 /** An open socket and a function that sends one frame and waits for its echo. */

@@ -47,8 +47,12 @@ export async function startWorkerd(options: WorkerdOptions): Promise<RunningWork
     durableObjects: { LEDGER: { className: "CallLedger", useSQLite: true }, PLANES: { className: "PlaneRegistry", useSQLite: true }, SCHEDULER: { className: "Scheduler", useSQLite: true }, AGENTS: { className: "AgentHub", useSQLite: true } },
     r2Buckets: ["BLOBS"],
     bindings: options.bindings ?? gatewaySettingsFromEnv(),
-    host: options.host ?? "127.0.0.1",
-    port: options.port ?? 0,
+    // Requests come in on a socket of the Worker's own, as in production. miniflare's entry socket (which
+    // dispatchFetch and the binding helpers use) passes each request through an extra entry Worker first:
+    // measured here, a bare Worker's POST took 0.97 ms that way and 0.45 ms on its own socket.
+    unsafeDirectSockets: [{ host: options.host ?? "127.0.0.1", port: options.port ?? 0 }],
+    host: "127.0.0.1",
+    port: 0,
     cf: false,
     ...(options.persistDir === false ? {} : { defaultPersistRoot: options.persistDir }),
     handleRuntimeStdio(stdout: Readable, stderr: Readable) {
@@ -56,7 +60,8 @@ export async function startWorkerd(options: WorkerdOptions): Promise<RunningWork
       forwardLines(stderr, (line) => onOutput(line, "stderr"));
     },
   });
-  const url = await miniflare.ready;
+  await miniflare.ready;
+  const url = await miniflare.unsafeGetDirectURL();
   return { url, miniflare, dispose: () => miniflare.dispose() };
 }
 
