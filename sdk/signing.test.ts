@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { NonceCache, signRequest, verifyRequest } from "./signing.js";
+import { NonceCache, SIGNATURE_WINDOW_MS, signRequest, verifyRequest } from "./signing.js";
 
 const SECRET = "0123456789abcdef0123456789abcdef";
 
@@ -21,5 +21,16 @@ describe("request signing", () => {
     const old = new Headers(await signRequest(SECRET, "GET", "/p", "", Date.now() - 60_000));
     expect((await verifyRequest(SECRET, "GET", "/p", "", old, new NonceCache())).ok).toBe(false);
     expect(await verifyRequest(SECRET, "GET", "/p", "", new Headers(), new NonceCache())).toEqual({ ok: false, reason: "unsigned request" });
+  });
+
+  it("remembers a nonce for twice the window, then forgets it, holding only the recent ones", () => {
+    const nonces = new NonceCache();
+    expect(nonces.remember("a", 0)).toBe(true);
+    expect(nonces.remember("a", 2 * SIGNATURE_WINDOW_MS)).toBe(false);
+    expect(nonces.remember("a", 2 * SIGNATURE_WINDOW_MS + 1)).toBe(true); // forgotten: its timestamp is long out of the window
+    // A steady stream of requests: what is remembered stays at the last two windows' worth.
+    for (let t = 0; t < 10 * SIGNATURE_WINDOW_MS; t += 10) nonces.remember(`n${t}`, 3 * SIGNATURE_WINDOW_MS + t);
+    expect(nonces.size).toBeLessThanOrEqual((2 * SIGNATURE_WINDOW_MS) / 10 + 1);
+    expect(nonces.size).toBeGreaterThan((2 * SIGNATURE_WINDOW_MS) / 10 - 10);
   });
 });

@@ -81,16 +81,28 @@ export async function signRequest(secret: string, method: string, path: string, 
   return { [HEADERS.timestamp]: timestamp, [HEADERS.nonce]: nonce, [HEADERS.signature]: signature };
 }
 
-/** Remembers nonces for the signature window; a nonce seen twice is a replay. */
+/**
+ * Remembers nonces for the signature window; a nonce seen twice is a replay.
+ * Nonces are kept in the order they came, so forgetting the expired ones looks
+ * only at those: each call costs the same however many are remembered.
+ */
 export class NonceCache implements NonceStore {
   readonly #seen = new Map<string, number>();
 
   /** True the first time a nonce is seen within the window. */
   remember(nonce: string, now = Date.now()): boolean {
-    if (this.#seen.size > 10_000) for (const [n, t] of this.#seen) if (now - t > 2 * SIGNATURE_WINDOW_MS) this.#seen.delete(n);
+    for (const [n, t] of this.#seen) {
+      if (now - t <= 2 * SIGNATURE_WINDOW_MS) break;
+      this.#seen.delete(n);
+    }
     if (this.#seen.has(nonce)) return false;
     this.#seen.set(nonce, now);
     return true;
+  }
+
+  /** How many nonces are remembered now. */
+  get size(): number {
+    return this.#seen.size;
   }
 }
 
