@@ -6,15 +6,14 @@
  *
  *   npx tsx bench/edge-call.ts [--n 2000] [--tiny]
  */
-import { build } from "esbuild";
-import { Miniflare } from "miniflare";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { lookup } from "../sdk/index.js";
 import { bundleWorker } from "../sdk/cli/bundle.js";
-import { COMPATIBILITY_DATE, COMPATIBILITY_FLAGS, startWorkerd } from "../sdk/cli/workerd.js";
+import { startWorkerd } from "../sdk/cli/workerd.js";
+import { startBareWorker } from "./bare-worker.js";
 import { benchArgs, printTable, summarize } from "./stats.js";
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -26,22 +25,8 @@ const dir = await mkdtemp(join(tmpdir(), "tandem-bench-"));
 const gatewayBundle = await bundleWorker([join(here, "apps/edge-call-app.ts")], join(dir, "gateway"));
 const gateway = await startWorkerd({ scriptPath: gatewayBundle.path, persistDir: join(dir, "state"), onOutput: () => {} });
 
-const bareOut = join(dir, "bare", "worker.mjs");
-await build({ entryPoints: [join(here, "apps/bare-worker.ts")], outfile: bareOut, bundle: true, format: "esm", platform: "neutral", mainFields: ["module", "main"], logLevel: "silent" });
-// Served on its own socket, as the gateway is (see sdk/cli/workerd.ts), not through miniflare's entry Worker.
-const bare = new Miniflare({
-  modules: true,
-  scriptPath: bareOut,
-  modulesRoot: dirname(bareOut),
-  compatibilityDate: COMPATIBILITY_DATE,
-  compatibilityFlags: COMPATIBILITY_FLAGS,
-  unsafeDirectSockets: [{ host: "127.0.0.1", port: 0 }],
-  host: "127.0.0.1",
-  port: 0,
-  cf: false,
-});
-await bare.ready;
-const bareUrl = (await bare.unsafeGetDirectURL()).href.replace(/\/$/, "");
+const bare = await startBareWorker(join(here, "apps/bare-worker.ts"), join(dir, "bare"));
+const bareUrl = bare.url;
 const gatewayUrl = gateway.url.href.replace(/\/$/, "");
 
 const compute = lookup<[number], { sum: number }>("bench", "compute", { gateway: gatewayUrl });

@@ -12,11 +12,10 @@ import { mkdtemp, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { build } from "esbuild";
-import { Miniflare } from "miniflare";
 import WebSocket from "ws";
 import { bundleWorker } from "../sdk/cli/bundle.js";
-import { COMPATIBILITY_DATE, COMPATIBILITY_FLAGS, startWorkerd } from "../sdk/cli/workerd.js";
+import { startWorkerd } from "../sdk/cli/workerd.js";
+import { startBareWorker } from "./bare-worker.js";
 import { benchArgs, printTable, summarize } from "./stats.js";
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -40,23 +39,8 @@ const gatewayBundle = await bundleWorker([join(here, "apps/ws-app.ts")], join(di
 const gateway = await startWorkerd({ scriptPath: gatewayBundle.path, persistDir: join(dir, "state"), onOutput: () => {} });
 const gatewayPid = [...workerdPids()].find((p) => !before.has(p));
 
-const bareOut = join(dir, "bare", "worker.mjs");
-await build({ entryPoints: [join(here, "apps/bare-echo-worker.ts")], outfile: bareOut, bundle: true, format: "esm", platform: "neutral", external: ["cloudflare:*"], logLevel: "silent" });
-const bare = new Miniflare({
-  modules: true,
-  scriptPath: bareOut,
-  modulesRoot: dirname(bareOut),
-  compatibilityDate: COMPATIBILITY_DATE,
-  compatibilityFlags: COMPATIBILITY_FLAGS,
-  durableObjects: { ECHO: { className: "EchoHub", useSQLite: true } },
-  // Its own socket, as the gateway's (see sdk/cli/workerd.ts), not through miniflare's entry Worker.
-  unsafeDirectSockets: [{ host: "127.0.0.1", port: 0 }],
-  host: "127.0.0.1",
-  port: 0,
-  cf: false,
-});
-await bare.ready;
-const bareUrl = (await bare.unsafeGetDirectURL()).href.replace(/^http/, "ws").replace(/\/$/, "");
+const bare = await startBareWorker(join(here, "apps/bare-echo-worker.ts"), join(dir, "bare"), { durableObjects: { ECHO: { className: "EchoHub", useSQLite: true } } });
+const bareUrl = bare.url.replace(/^http/, "ws");
 const gatewayUrl = gateway.url.href.replace(/^http/, "ws").replace(/\/$/, "");
 
 /** An open socket and a function that sends one frame and waits for its echo. */
