@@ -135,6 +135,13 @@ describe("tandem run", () => {
     expect(method.stdout.trim()).toMatch(/^w-tiny:hi:ctr-[0-9a-f]{8}$/);
   });
 
+  it("fails at once, naming the limit, when a function asks for more GPUs than the local plane has", async () => {
+    const { code, stdout, stderr } = await runCli(["run", "test/fixtures/plane-app.ts::twoGpus"]);
+    expect(code).toBe(1);
+    expect(stderr).toContain('function "twoGpus" cannot run on the local plane: this plane has 1 H100 GPU, the function asks for 2');
+    expect(stdout).toBe("");
+  });
+
   it("names the functions when the one asked for does not exist", async () => {
     const { code, stderr } = await runCli(["run", "test/fixtures/edge-app.ts::nope"]);
     expect(code).toBe(2);
@@ -181,6 +188,27 @@ describe("reloading on change", () => {
   });
 });
 
+describe("tandem serve, stopped with Ctrl-C", () => {
+  it("stops and removes the local plane's containers before it exits", async () => {
+    const dir = await mkdtemp(join(tmpdir(), "tandem-sigint-"));
+    try {
+      await writeFile(join(dir, "app.ts"), `import { App } from "tandem";\nconst app = new App("sigint");\nexport const twice = app.function({ tier: "plane" }, (n: number) => n * 2);\nexport default app;\n`);
+      const served = await startServe(["app.ts", "--no-watch"], dir);
+      const planeId = /plane (pl-[0-9a-f]+) at/.exec(served.output())![1]!;
+      const planeContainers = () => execFileSync("docker", ["ps", "-aq", "--filter", `label=tandem.plane=${planeId}`]).toString().trim();
+      const res = await fetch(`${served.url}/v1/apps/sigint/functions/twice/call`, { method: "POST", body: JSON.stringify({ args: [21] }) });
+      expect(((await res.json()) as { result: unknown }).result).toBe(42);
+      expect(planeContainers()).not.toBe("");
+      await served.stop(); // SIGINT, as Ctrl-C sends
+      expect(served.process.exitCode).toBe(0);
+      expect(served.output()).toContain("stopping the local plane's containers");
+      expect(planeContainers()).toBe("");
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+});
+
 function appSource(version: string): string {
   return `
 import { Hono } from "hono";
@@ -205,7 +233,8 @@ describe("tandem serve examples/inference (the GPU plane, real Docker)", () => {
   });
 
   const generate = (body: unknown) => fetch(`${served.url}/inference/generate`, { method: "POST", body: JSON.stringify(body) });
-  const inferenceContainers = () => execFileSync("docker", ["ps", "-q", "--filter", "label=tandem.app=inference"]).toString().trim();
+  // -a: a container stopped after the window is removed too, not left behind exited.
+  const inferenceContainers = () => execFileSync("docker", ["ps", "-aq", "--filter", "label=tandem.app=inference"]).toString().trim();
 
   it("says the local plane's GPUs are simulated", async () => {
     await served.waitFor(/plane pl-[0-9a-f]+ at http:\/\/127\.0\.0\.1:\d+ \(region local, runtime docker; .*T4x1.*simulated\)/);

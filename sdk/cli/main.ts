@@ -13,6 +13,7 @@ import { deploy } from "./deploy.js";
 import { planeSecret } from "./local-stack.js";
 import { stateDir } from "./paths.js";
 import { printCallError, runOnce } from "./run.js";
+import { onStopSignal } from "./signals.js";
 import { serve } from "./serve.js";
 import { style } from "./style.js";
 
@@ -42,12 +43,11 @@ program
       ...(opts.gpus ? { gpus: opts.gpus } : {}),
     });
     console.log(style.dim("Watching for changes. Ctrl-C to stop."));
-    const stop = async () => {
+    onStopSignal(async () => {
+      console.log(style.dim("stopping the local plane's containers and the gateway… (Ctrl-C again to quit now)"));
       await serving.close();
       process.exit(0);
-    };
-    process.once("SIGINT", stop);
-    process.once("SIGTERM", stop);
+    });
   });
 
 program
@@ -97,12 +97,10 @@ program
     });
     console.log(`${style.ok("✓")} ${plane.describe()}, reporting to ${resolveGatewayUrl(opts.gateway)}`);
     if (plane.inventory.simulated) console.log(style.warn("  GPUs are simulated (declared with --gpus)."));
-    const stop = async () => {
+    onStopSignal(async () => {
       await plane.close();
       process.exit(0);
-    };
-    process.once("SIGINT", stop);
-    process.once("SIGTERM", stop);
+    });
   });
 
 const appCommand = program.command("app").description("manage a deployed app");

@@ -11,8 +11,9 @@ import { HttpInvoker } from "../client.js";
 import { encodeValue } from "../protocol.js";
 import { randomBytes } from "node:crypto";
 import { Plane } from "../../gpu-plane/plane.js";
-import { buildApps, uploadPlaneBundles } from "./local-stack.js";
+import { buildApps, checkPlaneFits, uploadPlaneBundles } from "./local-stack.js";
 import { stateDir } from "./paths.js";
+import { onStopSignal } from "./signals.js";
 import { gatewaySettingsFromEnv, startWorkerd } from "./workerd.js";
 
 /** Splits `app.ts::fn`. A missing `::fn` is allowed when the app has exactly one function. */
@@ -57,11 +58,18 @@ export async function runOnce(target: string, rawArgs: string[]): Promise<number
     onOutput: (line) => process.stderr.write(line + "\n"),
   });
   let plane: Plane | undefined;
+  onStopSignal(async () => {
+    await plane?.close();
+    await gateway.dispose();
+    process.exit(130);
+  });
   try {
     const url = gateway.url.href.replace(/\/$/, "");
     if (built.planes.length) {
       await uploadPlaneBundles(gateway.miniflare, built);
       plane = await Plane.start({ gatewayUrl: url, secret, host: "127.0.0.1", port: 0, region: "local", runtime: "docker", simulateWhenNone: true, stateDir: join(state, "run-plane"), log: (line) => console.error(line) });
+      const local = plane;
+      checkPlaneFits(built.apps, (request) => local.inventory.fits(request)); // as serve does: a call that could never run here fails now, not at its timeout
     }
     const result = await new HttpInvoker(url).call(app.name, fn, args);
     // Strings print as they are, plain JSON as JSON, anything richer (Map, Date, bytes) as Node shows it.
