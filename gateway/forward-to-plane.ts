@@ -16,7 +16,11 @@ import type { Env } from "./env.js";
 import { EncodedResult } from "./encoded-result.js";
 import type { RegisteredFunction } from "./registry.js";
 
-/** Extra time the gateway gives a plane past the call's timeout, so the plane's own timeout error arrives first. */
+/**
+ * Extra time the gateway gives a plane past the longest an attempt can take
+ * there (waiting for a container, up to the timeout, then running, up to the
+ * timeout), so the plane's own error arrives first.
+ */
 const TIMEOUT_MARGIN_MS = 10_000;
 const PLANE_LIST_TTL_MS = 1_000;
 const WAIT_FOR_CAPACITY_MS = 500;
@@ -147,7 +151,7 @@ export async function forwardToPlane(
         method: "POST",
         body: send.body,
         headers: { "content-type": "application/json", ...(await signRequest(send.secret, "POST", PLANE_ROUTES.run, send.body)) },
-        signal: AbortSignal.timeout(Math.max(1, send.deadline - Date.now()) + TIMEOUT_MARGIN_MS),
+        signal: AbortSignal.timeout(2 * fn.spec.timeoutSeconds * 1000 + TIMEOUT_MARGIN_MS),
       });
     } catch (err) {
       if ((err as Error).name === "TimeoutError") {

@@ -131,15 +131,14 @@ export class Scheduler {
 
   /** Runs one input to its end. Never throws: every outcome is a response. */
   async run(req: PlaneRunRequest, bundle: BundleOnDisk): Promise<PlaneRunResponse> {
-    const deadline = Date.now() + req.timeoutSeconds * 1000;
     const stats = this.#statsFor(req);
     let worker: Worker | undefined;
     let coldStart = false;
     try {
-      const acquired = await this.#acquire(req, bundle, deadline, stats);
+      const acquired = await this.#acquire(req, bundle, timeoutFromNow(req), stats);
       worker = acquired.worker;
       coldStart = acquired.cold;
-      const output = await this.#runOn(worker, req, deadline);
+      const output = await this.#runOn(worker, req, timeoutFromNow(req));
       this.#release(worker, req.callId);
       const base = { containerId: worker.id, coldStart, ...(worker.reservation.gpus[0] ? { gpu: worker.reservation.gpus[0].type } : {}) };
       if (output.status === "succeeded") {
@@ -160,8 +159,8 @@ export class Scheduler {
    * error when the input fails (after the chunks it sent).
    */
   async *stream(req: PlaneRunRequest, bundle: BundleOnDisk): AsyncGenerator<EncodedValue, void, undefined> {
-    const deadline = Date.now() + req.timeoutSeconds * 1000;
-    const { worker } = await this.#acquire(req, bundle, deadline, this.#statsFor(req));
+    const { worker } = await this.#acquire(req, bundle, timeoutFromNow(req), this.#statsFor(req));
+    const deadline = timeoutFromNow(req);
     const chunks: EncodedValue[] = [];
     let wake: (() => void) | undefined;
     const poke = () => {
@@ -518,6 +517,7 @@ export class Scheduler {
 
   #timeout(worker: Worker, req: PlaneRunRequest): FunctionTimeoutError {
     return new FunctionTimeoutError(`${req.app}.${req.function} timed out after ${req.timeoutSeconds} s in container ${worker.id} (attempt ${req.attempt}); the container was stopped`, {
+      timeoutSeconds: req.timeoutSeconds,
       containerId: worker.id,
       logTail: worker.logTail.slice(),
     });
@@ -648,6 +648,16 @@ export class Scheduler {
 function cudaVisibleDevices(reservation: Reservation, driver: ContainerDriver): string {
   const real = reservation.gpus.some((g) => !g.simulated);
   return reservation.gpus.map((g, i) => (real && driver.sandboxed ? i : g.index)).join(",");
+}
+
+/**
+ * `timeout` seconds from now. An input gets it twice: once to wait for a
+ * container (a free GPU, a slot under `maxContainers`, a cold start), which
+ * ends in `no_capacity`, and once more, from when it reaches the container,
+ * to run: waiting in the queue does not use up its run time.
+ */
+function timeoutFromNow(req: PlaneRunRequest): number {
+  return Date.now() + req.timeoutSeconds * 1000;
 }
 
 /** What identifies a pool of interchangeable containers: the function, its bundle and its resources. */

@@ -139,6 +139,13 @@ describe("capacity", () => {
     expect(err.message).toContain("no capacity for T4");
     expect(await holding).toBe("held T4 2");
   });
+
+  it("gives a queued call its whole timeout to run once it reaches a container", async () => {
+    // One T4: the second call waits about 2.3 s for the first (a cold start and its 2 s), then runs 2 s of its 3 s timeout.
+    const [first, second] = await Promise.all([fn("queuedT4").remote(2_000), new Promise((r) => setTimeout(r, 100)).then(() => fn("queuedT4").remote(2_000))]);
+    expect(first).toMatch(/^ctr-[0-9a-f]{8}$/);
+    expect(second).toBe(first); // the same warm container, not stopped by a timeout
+  });
 });
 
 describe("failures are explained", () => {
@@ -146,6 +153,7 @@ describe("failures are explained", () => {
     const err = await fn("tooSlow").remote().catch((e) => e);
     expect(err).toBeInstanceOf(FunctionTimeoutError);
     expect(err.message).toContain("timed out after 2 s");
+    expect(err.details.timeoutSeconds).toBe(2); // as an edge function's timeout says it
   });
 
   it("says the container ran out of memory, with its last log lines", async () => {
