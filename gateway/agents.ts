@@ -164,7 +164,11 @@ export class AgentHub extends DurableObject<Env> {
     }
   }
 
-  /** Writes the session when it changed. State that cannot be saved (a cycle, a function) closes the socket with 1011. */
+  /**
+   * Writes the session when it changed. State that cannot be saved (a cycle,
+   * a function) closes the socket with 1011, and the session goes back to its
+   * last saved state, so the session's other sockets carry on from there.
+   */
   async #save(ws: WebSocket, sessionId: string, loaded: Loaded): Promise<void> {
     try {
       const now = JSON.stringify(loaded.session);
@@ -172,9 +176,11 @@ export class AgentHub extends DurableObject<Env> {
       await this.ctx.storage.put(`session:${sessionId}`, loaded.session);
       loaded.stored = now;
     } catch (err) {
+      loaded.session = JSON.parse(loaded.stored) as Session;
       const { app, label } = ws.deserializeAttachment() as Attachment;
-      console.error(`[${app}/${label} ${sessionId}] the session's state could not be saved: ${(err as Error).message}`);
-      closeWith(ws, 1011, `the session's state could not be saved: ${(err as Error).message}`);
+      const why = (err as Error).message.split("\n")[0]; // V8's cycle message goes on to draw the cycle over several lines
+      console.error(`[${app}/${label} ${sessionId}] the session's state could not be saved, so it is back to its last saved state: ${(err as Error).message}`);
+      closeWith(ws, 1011, `the session's state could not be saved: ${why}`);
     }
   }
 

@@ -204,16 +204,23 @@ describe("limits and bad input", () => {
   it("closes with 1011 when the state cannot be saved, and keeps the last state that could", async () => {
     const c = await client("/agents/echo?session=cyclic-state-1");
     await c.next();
+    const sibling = await client("/agents/echo?session=cyclic-state-1"); // the same session in another tab
+    await sibling.next();
     c.ws.send("note saved");
     c.ws.send("cycle");
     const closed = await c.closed;
     expect(closed.code).toBe(1011);
-    expect(closed.reason).toMatch(/^the session's state could not be saved: .*circular/i);
+    expect(closed.reason).toMatch(/^the session's state could not be saved: Converting circular structure to JSON$/);
+    // The other socket carries on from the last saved state, not the one that could not be saved.
+    sibling.ws.send("state");
+    expect(await json(sibling)).toEqual({ messages: 2, notes: ["saved"] });
+    sibling.ws.close();
+    await sibling.closed;
     const again = await client("/agents/echo?session=cyclic-state-1");
     await again.next();
     again.ws.send("state");
-    // The note's message was saved; the cycle's was not (its count with it); "state" counts itself.
-    expect(await json(again)).toEqual({ messages: 2, notes: ["saved"] });
+    // The note's message was saved; the cycle's was not (its count with it); each "state" counts itself.
+    expect(await json(again)).toEqual({ messages: 3, notes: ["saved"] });
     again.ws.close();
   });
 
