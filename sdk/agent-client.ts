@@ -119,6 +119,14 @@ export class AgentSocket extends EventTarget {
     socket.binaryType = "arraybuffer";
     this.#socket = socket;
     let answered = true;
+    // A refused upgrade (a typo in the agent's name, say) would fail the same way on every retry: with the `ws`
+    // package the answer can be read, so the gateway's message is shown and the client stops. Browsers do not
+    // show it; there the client keeps retrying with backoff.
+    let refused: { status: number; message: string } | undefined;
+    onRefusedUpgrade(socket, (status, message) => {
+      refused = { status, message: `the gateway refused the connection (HTTP ${status}): ${message}` };
+      this.dispatchEvent(Object.assign(new Event("error"), { message: refused.message, status }));
+    });
     socket.onopen = () => {
       this.#state = AgentSocket.OPEN;
       this.#failures = 0;
@@ -141,13 +149,16 @@ export class AgentSocket extends EventTarget {
       this.dispatchEvent(Object.assign(new Event("message"), { data }));
     };
     socket.onerror = (ev) => {
+      if (refused) return; // said already, with the gateway's own words
       this.dispatchEvent(Object.assign(new Event("error"), { message: ev.message ?? String(ev.error ?? "connection error"), error: ev.error }));
     };
     socket.onclose = (ev) => {
       clearInterval(this.#ping);
-      const again = this.#options.reconnect && !this.#closedByUser && !FINAL_CODES.has(ev.code);
-      this.dispatchEvent(Object.assign(new Event("close"), { code: ev.code, reason: ev.reason, wasClean: ev.wasClean, willReconnect: again }));
-      if (!again) return this.#finish(ev.code, ev.reason, false);
+      const final = FINAL_CODES.has(ev.code) || (refused !== undefined && refused.status < 500 && refused.status !== 408 && refused.status !== 429);
+      const again = this.#options.reconnect && !this.#closedByUser && !final;
+      const reason = refused?.message ?? ev.reason;
+      this.dispatchEvent(Object.assign(new Event("close"), { code: ev.code, reason, wasClean: ev.wasClean, willReconnect: again }));
+      if (!again) return this.#finish(ev.code, reason, false);
       this.#state = AgentSocket.CONNECTING;
       const delay = Math.min(this.#options.maxReconnectDelayMs, 250 * 2 ** this.#failures++) * (0.5 + Math.random() / 2);
       this.#timer = setTimeout(() => void this.#open(), delay);
@@ -178,10 +189,41 @@ export function connect(app: string, label: string, options: ConnectOptions = {}
   return new AgentSocket(app, label, options);
 }
 
-/** The runtime's WebSocket (browsers, Node 22), else the `ws` package (Node 20). */
+/** The browser's WebSocket; in Node, the `ws` package, which (unlike Node's own) shows a refused upgrade's answer. */
 async function webSocketClass(): Promise<RawSocketClass> {
   const native = (globalThis as unknown as { WebSocket?: RawSocketClass }).WebSocket;
-  if (native) return native;
+  const inNode = typeof process !== "undefined" && process.versions?.node !== undefined;
+  if (native && !inNode) return native;
   const ws = (await import("ws")) as unknown as { default: RawSocketClass };
   return ws.default;
+}
+
+interface UpgradeAnswer {
+  statusCode?: number;
+  setEncoding(encoding: "utf8"): void;
+  on(event: "data" | "end", listener: (chunk?: string) => void): void;
+}
+
+/**
+ * Calls `refused` with the status and the gateway's error message when the
+ * upgrade is answered with something other than 101 (the `ws` package only;
+ * a browser's WebSocket has no such event), then drops the connection.
+ */
+function onRefusedUpgrade(socket: RawSocket, refused: (status: number, message: string) => void): void {
+  const ws = socket as unknown as { on?: (event: "unexpected-response", listener: (req: unknown, res: UpgradeAnswer) => void) => void; terminate?: () => void };
+  ws.on?.("unexpected-response", (_req, res) => {
+    let body = "";
+    res.setEncoding("utf8");
+    res.on("data", (chunk) => (body += chunk ?? ""));
+    res.on("end", () => {
+      let message = body.trim().slice(0, 500) || "no message";
+      try {
+        message = (JSON.parse(body) as { error?: { message?: string } }).error?.message ?? message;
+      } catch {
+        // not the gateway's JSON: the text as it is
+      }
+      refused(res.statusCode ?? 0, message);
+      ws.terminate?.();
+    });
+  });
 }

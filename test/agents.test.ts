@@ -306,6 +306,21 @@ describe("the SDK client", () => {
     expect(second.readyState).toBe(3);
     expect(() => connect("agents", "echo", { gateway: gw.url, sessionId: "bad id" })).toThrow("sessionId must be 8-128 letters");
   });
+
+  it("stops, with the gateway's message, when the agent does not exist, instead of retrying forever", async () => {
+    const socket = connect("agents", "no-such-agent", { gateway: gw.url });
+    const errors: string[] = [];
+    const closes: { reason: string; willReconnect: boolean }[] = [];
+    socket.addEventListener("error", (e) => errors.push((e as Event & { message: string }).message));
+    socket.addEventListener("close", (e) => closes.push(e as never));
+    await until(() => closes.length === 1);
+    expect(errors).toEqual([expect.stringMatching(/^the gateway refused the connection \(HTTP 404\): .*no-such-agent/)]);
+    expect(closes[0]).toMatchObject({ willReconnect: false, reason: errors[0] });
+    expect(socket.readyState).toBe(3);
+    await new Promise((r) => setTimeout(r, 600)); // past the first reconnect delay: nothing more happens
+    expect(closes.length).toBe(1);
+    expect(() => socket.send("x")).toThrow("closed");
+  });
 });
 
 describe("app.web with hono's WebSocket upgrade", () => {
