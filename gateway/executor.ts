@@ -165,6 +165,11 @@ export async function runSpawned(
   try {
     const outcome = await execute(rc, fn, args, id, { firstAttempt, beforeAttempt: (attempt) => ledger.start(id, attempt), onPlane: (planeId) => ledger.runningOn(id, planeId) });
     if (outcome.status === "cancelled") return;
+    // Nobody may be waiting on a background call (a scheduled run never has a caller): its failure goes to the logs too.
+    if (outcome.error) {
+      const attempts = `${outcome.attempts} attempt${outcome.attempts === 1 ? "" : "s"}`;
+      console.error(`[${fn.app}.${fn.name} ${id}] ${outcome.status === "timed_out" ? "timed out" : "failed"} after ${attempts}: ${outcome.error.name}: ${outcome.error.message}`);
+    }
     await ledger.finish(finishedCall(id, fn, "spawn", createdAt, outcome));
   } catch (err) {
     console.error(`call ${id}: could not record its outcome:`, err);

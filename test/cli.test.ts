@@ -295,6 +295,10 @@ describe("tandem serve examples/wasm", () => {
     const { code, stdout } = await runCli(["run", "examples/wasm/app.ts::wc", '"one two"']);
     expect(code).toBe(0);
     expect(stdout).toBe('{"lines":0,"words":2,"bytes":7}\n');
+    // No argument (as a scheduled run has none): an empty stdin.
+    const empty = await runCli(["run", "examples/wasm/app.ts::wc"]);
+    expect(empty.code).toBe(0);
+    expect(empty.stdout).toBe('{"lines":0,"words":0,"bytes":0}\n');
   });
 });
 

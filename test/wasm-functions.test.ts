@@ -50,7 +50,7 @@ describe("a bytes function", () => {
   it("refuses input that is not one bytes value with a 4xx naming it", async () => {
     const err = await lookup("wasmy", "misbehave", { gateway: gw.url }).remote(1, 2).catch((e) => e);
     expect(err).toBeInstanceOf(InvalidRequestError);
-    expect(err.message).toBe("wasmy.misbehave takes its input as bytes: call it with one Uint8Array or string (got 2 arguments)");
+    expect(err.message).toBe("wasmy.misbehave takes its input as bytes: call it with one Uint8Array or string, or with nothing for an empty stdin (got 2 arguments)");
   });
 
   it("fails one call that traps, outgrows its memory or output, or loops past its timeout; the next call works", async () => {

@@ -58,11 +58,12 @@ export function wasmFunction(app: string, definition: WasmDefinition, module: We
 /** A "bytes" function takes one argument: bytes (Uint8Array, ArrayBuffer) or a string, sent as UTF-8. */
 function bytesInput(where: string, args: unknown[]): Uint8Array {
   const [input] = args;
+  if (args.length === 0) return new Uint8Array(); // no input (a scheduled run, say): an empty stdin
   if (args.length === 1) {
     if (input instanceof Uint8Array) return input;
     if (input instanceof ArrayBuffer) return new Uint8Array(input);
     if (typeof input === "string") return encoder.encode(input);
   }
   const got = args.length === 1 ? (input === null ? "null" : typeof input) : `${args.length} arguments`;
-  throw new InvalidRequestError(`${where} takes its input as bytes: call it with one Uint8Array or string (got ${got})`);
+  throw new InvalidRequestError(`${where} takes its input as bytes: call it with one Uint8Array or string, or with nothing for an empty stdin (got ${got})`);
 }
