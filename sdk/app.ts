@@ -68,15 +68,31 @@ export class FunctionHandle<A extends unknown[] = unknown[], R = unknown> {
   #gateway: string | undefined;
   /** Sent before the caller's arguments: a class method's parameters. */
   readonly #bound: unknown[];
+  /** Options that did not check out: the error, told once the function's name is known. */
+  readonly #invalid: ((name: string) => InvalidOptionsError) | undefined;
 
   /** @internal Made by `app.function`, `app.cls` or `lookup`. */
-  constructor(init: { app: string; name?: string; spec?: FunctionSpec; handler?: (...args: A) => unknown; gateway?: string; boundArgs?: unknown[] }) {
+  constructor(init: {
+    app: string;
+    name?: string;
+    spec?: FunctionSpec;
+    handler?: (...args: A) => unknown;
+    gateway?: string;
+    boundArgs?: unknown[];
+    invalid?: (name: string) => InvalidOptionsError;
+  }) {
     this.#app = init.app;
     this.#name = init.name;
     this.spec = init.spec;
     this.handler = init.handler;
     this.#gateway = init.gateway;
     this.#bound = init.boundArgs ?? [];
+    this.#invalid = init.invalid;
+  }
+
+  /** @internal What is wrong with its options, named after the function; `label` when it has no name. */
+  optionsError(label: string): InvalidOptionsError | undefined {
+    return this.#invalid?.(this.#name ?? label);
   }
 
   get appName(): string {
@@ -85,6 +101,7 @@ export class FunctionHandle<A extends unknown[] = unknown[], R = unknown> {
 
   /** The function's name; throws if it has none yet (not exported and no `name` option). */
   get name(): string {
+    if (this.#invalid) throw this.#invalid(this.#name ?? "(no name)");
     if (this.#name === undefined) {
       throw new InvalidOptionsError(`a function of app "${this.#app}" has no name: export it, or give it a \`name\` option`);
     }
@@ -347,8 +364,32 @@ export class App {
     const [options, handler] = typeof a === "function" ? [{}, a] : [a, b];
     const label = (options as FunctionOptions | undefined)?.name ?? `#${this.#functions.length + 1}`;
     if (typeof handler !== "function") throw new InvalidOptionsError(`app "${this.name}": function ${label} needs a handler function`);
-    const spec = parseFunctionOptions(options, `app "${this.name}": function "${label}"`);
-    const handle = new FunctionHandle<A, R>({ app: this.name, ...(spec.name ? { name: spec.name } : {}), spec, handler: handler as unknown as (...args: A) => unknown });
+    const where = (name: string) => `app "${this.name}": function "${name}"`;
+    let spec: FunctionSpec;
+    let invalid: ((name: string) => InvalidOptionsError) | undefined;
+    try {
+      spec = parseFunctionOptions(options, where(label));
+    } catch (err) {
+      // Not named yet (it is named after its export when the app loads): the error waits for the name, and
+      // `finalize` throws it; using the function before that throws it too.
+      if (!(err instanceof InvalidOptionsError) || (options as FunctionOptions | undefined)?.name !== undefined) throw err;
+      spec = parseFunctionOptions({}, where(label));
+      invalid = (name) => {
+        try {
+          parseFunctionOptions(options, where(name));
+        } catch (again) {
+          return again as InvalidOptionsError;
+        }
+        return err;
+      };
+    }
+    const handle = new FunctionHandle<A, R>({
+      app: this.name,
+      ...(spec.name ? { name: spec.name } : {}),
+      spec,
+      handler: handler as unknown as (...args: A) => unknown,
+      ...(invalid ? { invalid } : {}),
+    });
     this.#functions.push(handle);
     return handle;
   }
@@ -523,6 +564,10 @@ export class App {
       if (value instanceof FunctionHandle || value instanceof EndpointHandle) {
         if (this.#functions.includes(value as FunctionHandle<any, any>) || this.#endpoints.includes(value as EndpointHandle)) value.bindName(exportName);
       }
+    }
+    for (const [i, fn] of this.#functions.entries()) {
+      const error = fn.optionsError(`#${i + 1}`);
+      if (error) throw error;
     }
     const seen = new Set<string>();
     for (const fn of this.#functions) {

@@ -105,8 +105,16 @@ describe("Period", () => {
 
 describe("the schedule option", () => {
   it("is checked when the app loads", () => {
+    const bad = new App("bad");
+    // Named after its export: the error waits for the app to load, and any use of the function before that throws it.
+    const nightly = bad.function({ schedule: "0 2 * * *" as never }, () => 1);
+    expect(() => nightly.name).toThrow('app "bad": function "(no name)": option "schedule" must be Cron("...") or Period({...})');
+    expect(() => bad.finalize({ nightly, default: bad })).toThrow('app "bad": function "nightly": option "schedule" must be Cron("...") or Period({...}) (got "0 2 * * *")');
+    const unexported = new App("bad2");
+    unexported.function({ timeout: 0 }, () => 1);
+    expect(() => unexported.finalize({ default: unexported })).toThrow('app "bad2": function "#1": option "timeout"');
+    expect(() => unexported.function({ name: "named", timeout: 0 }, () => 1)).toThrow('app "bad2": function "named": option "timeout"'); // named: at once
     const app = new App("s");
-    expect(() => app.function({ schedule: "0 2 * * *" as never }, () => 1)).toThrow('option "schedule" must be Cron("...") or Period({...})');
     expect(app.function({ schedule: Cron("0 2 * * *") }, () => 1).spec?.schedule?.description).toBe('cron "0 2 * * *" (UTC)');
     expect(() => app.cls({ schedule: Period({ hours: 1 }) }, class { m() {} })).toThrow('option "schedule" is for functions');
   });

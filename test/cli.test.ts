@@ -88,7 +88,7 @@ describe("tandem serve with bad input", () => {
   it("refuses an app with invalid options, naming the option, before anything starts", async () => {
     const { code, stdout, stderr } = await runCli(["serve", "test/fixtures/bad-options-app.ts", "--port", "0"]);
     expect(code).not.toBe(0);
-    expect(stderr).toContain('function "#1": option "timeout" must be at least 1 second (got 0)');
+    expect(stderr).toContain('function "tooFast": option "timeout" must be at least 1 second (got 0)');
     expect(stdout).not.toContain("gateway ready");
   });
 
