@@ -104,7 +104,15 @@ export function apiRoutes(): Hono<Api> {
     const args = await readArgs(c);
     const id = newCallId();
     c.header(HEADERS.callId, id);
-    return c.body(streamResponseBody(streamCall(runContext(c), fn, args, id), id), 200, { "content-type": "application/x-ndjson" });
+    const chunks = streamCall(runContext(c), fn, args, id);
+    // The first chunk is awaited before answering, so a stream that fails before it (not a generator, no capacity,
+    // a throw before the first yield) answers with its error's status, as a call does.
+    const first = await chunks.next().then(
+      (step) => ({ step }),
+      (error: unknown) => ({ error: toWireError(error) }),
+    );
+    if ("error" in first) return c.json({ error: first.error }, ERROR_STATUS[first.error.code] as ContentfulStatusCode);
+    return c.body(streamResponseBody(chunks, id, first.step), 200, { "content-type": "application/x-ndjson" });
   });
 
   api.get(ROUTES.schedules, async (c) => {

@@ -50,8 +50,12 @@ export async function* streamCall(rc: RunContext, fn: RegisteredFunction, args: 
       recordEnded(rc.env, [
         {
           id: callId, app: fn.app, function: fn.name, kind: "stream", status, attempts: 1, createdAt, startedAt: createdAt, finishedAt: Date.now(),
-          result: encodeValue({ chunks }),
-          ...(error ? { error: toWireError(error) } : status === "cancelled" ? { error: { code: "call_cancelled" as const, message: `the caller stopped reading after ${chunks} chunks` } } : {}),
+          ...(status === "succeeded" ? { result: encodeValue({ chunks }) } : {}),
+          ...(error
+            ? { error: { ...toWireError(error), details: { ...error.details, chunks } } }
+            : status === "cancelled"
+              ? { error: { code: "call_cancelled" as const, message: `the caller stopped reading after ${chunks} chunks`, details: { chunks } } }
+              : {}),
         },
       ]).catch((err) => console.error(`ledger: could not record ${callId}:`, err)),
     );
@@ -64,15 +68,17 @@ export async function* streamCall(rc: RunContext, fn: RegisteredFunction, args: 
  * request's work: the generator is not pulled again (its `finally` may not
  * run, and the call is not recorded).
  */
-export function streamResponseBody(chunks: AsyncGenerator<unknown, void, undefined>, callId: string): ReadableStream<Uint8Array> {
+export function streamResponseBody(chunks: AsyncGenerator<unknown, void, undefined>, callId: string, first?: IteratorResult<unknown, void>): ReadableStream<Uint8Array> {
   const encoder = new TextEncoder();
   const line = (l: StreamLine) => encoder.encode(JSON.stringify(l) + "\n");
   let sent = 0;
+  let pending = first;
   return new ReadableStream<Uint8Array>(
     {
       async pull(controller) {
         try {
-          const step = await chunks.next();
+          const step = pending ?? (await chunks.next());
+          pending = undefined;
           if (step.done) {
             controller.enqueue(line({ done: true, callId, chunks: sent }));
             controller.close();

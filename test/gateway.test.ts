@@ -239,6 +239,10 @@ describe("generator functions", () => {
     })().catch((e) => e);
     expect(gen).toBeInstanceOf(InvalidRequestError);
     expect(gen.message).toContain("is not a generator function");
+    // Over HTTP: a 400 with the error, as a call answers, not a 200 stream holding it.
+    const res = await post("/v1/apps/edge/functions/square/stream", JSON.stringify({ args: [2] }));
+    expect(res.status).toBe(400);
+    expect(((await res.json()) as any).error).toMatchObject({ code: "invalid_request", message: expect.stringContaining("is not a generator function") });
   });
 });
 

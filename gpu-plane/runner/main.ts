@@ -101,11 +101,11 @@ export async function runFunctions(appExports: Record<string, unknown>, wasm: Re
       const value = await calls.run(context, async () => fn.handler(...args));
       const iterable = isGeneratorResult(value) ? value : undefined;
       if (!input.stream) {
-        if (iterable) throw new InvalidRequestError(`${app.name}.${input.function} is a generator function; stream it with .remoteGen()`);
+        if (iterable) throw new InvalidRequestError(`${app.name}.${input.function} is a generator function; stream it with .remoteGen() (POST .../stream)`);
         send({ t: "output", callId: input.callId, status: "succeeded", result: encodeValue(value) });
         return;
       }
-      if (!iterable) throw new InvalidRequestError(`${app.name}.${input.function} is not a generator function; call it with .remote()`);
+      if (!iterable) throw new InvalidRequestError(`${app.name}.${input.function} is not a generator function; call it with .remote() (POST .../call)`);
       const iterator = chunkIterator(iterable);
       let chunks = 0;
       for (;;) {
