@@ -74,6 +74,9 @@ describe("Cron", () => {
     expect(error("0 0 * * MOO")).toMatch(/the day-of-week field "MOO": unknown name "MOO" \(names: SUN, MON/);
     expect(error("*/0 * * * *")).toMatch(/the minute field "\*\/0": the step "0" must be a whole number above 0/);
     expect(error("5-1 * * * *")).toMatch(/the minute field "5-1": the range 5-1 runs backwards/);
+    expect(error("0 0 30 2 *")).toMatch(/the day-of-month field "30" has no day in the month field "2", so it would never run/);
+    expect(error("0 0 31 4,6 *")).toMatch(/the day-of-month field "31" has no day in the month field "4,6"/);
+    expect(error("0 0 31 4,5 *")).toBe("no error"); // May has a 31st
     expect(error("0 0 L * *")).toMatch(/the day-of-month field "L": "L" is not a number/);
     expect(error("@every5m")).toMatch(/unknown shorthand @every5m/);
     expect(error("0 2 * * *", { timezone: "Mars/Olympus" })).toBe('Cron("0 2 * * *"): unknown timezone "Mars/Olympus"; use an IANA name such as "UTC", "Europe/Paris" or "America/New_York"');

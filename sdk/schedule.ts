@@ -93,7 +93,14 @@ export function Cron(expression: string, options: ScheduleOptions & { timezone?:
   try {
     parse(Date.now()).next();
   } catch (err) {
-    throw new InvalidOptionsError(`${where}: ${(err as Error).message}`);
+    const message = (err as Error).message;
+    if (/day of month/i.test(message)) {
+      // The fields each check out, but no day of month given exists in the months given (the 30th of February).
+      throw new InvalidOptionsError(
+        `${where}: the day-of-month field "${fields[2]}" has no day in the month field "${fields[3]}", so it would never run (February has 29 days at most; April, June, September and November 30)`,
+      );
+    }
+    throw new InvalidOptionsError(`${where}: ${message}`);
   }
   const nextAfter = (after: number) => parse(after).next().getTime();
   const latestAtOrBefore = (at: number) => parse(at + 1).prev().getTime();
@@ -124,7 +131,7 @@ export function Period(length: { days?: number; hours?: number; minutes?: number
   let ms = 0;
   for (const [key, value] of Object.entries(length)) {
     if (!(key in units)) throw new InvalidOptionsError(`${where}: unknown unit "${key}"; use days, hours, minutes and seconds`);
-    if (typeof value !== "number" || !Number.isFinite(value)) throw new InvalidOptionsError(`${where}: ${key} must be a number`);
+    if (typeof value !== "number" || !Number.isFinite(value)) throw new InvalidOptionsError(`${where}: ${key} must be a finite number (got ${String(value)})`);
     if (value < 0) throw new InvalidOptionsError(`${where}: ${key} must not be negative`);
     ms += value * units[key as keyof typeof units];
   }
