@@ -129,7 +129,7 @@ const OptionsSchema = z.strictObject({
     .max(MAX_TIMEOUT_SECONDS, "must be at most 86400 seconds (24 h)")
     .optional(),
   retries: z
-    .union([z.number().int("must be a whole number").min(0, "must be 0 or more").max(10, "must be 10 or fewer"), z.custom<Retries>((v) => isRetries(v), "must be a number or Retries({...})")])
+    .union([z.number().int().min(0).max(10), z.custom<Retries>((v) => isRetries(v))], "must be a whole number of retries from 0 to 10, or Retries({...})")
     .optional(),
   env: z.record(z.string(), z.string("values must be strings")).optional(),
   tier: z.enum(["edge", "plane"], "must be \"edge\" or \"plane\"").optional(),
