@@ -133,7 +133,7 @@ export function apiRoutes(): Hono<Api> {
     const id = callId(c);
     const wait = c.req.query("wait");
     const waitMs = wait === undefined ? 0 : Number(wait);
-    if (!Number.isFinite(waitMs) || waitMs < 0) throw new InvalidRequestError(`"wait" must be a number of milliseconds, 0 to ${LIMITS.maxWaitMs}`);
+    if (!Number.isFinite(waitMs) || waitMs < 0) throw new InvalidRequestError(`"wait" must be a number of milliseconds, 0 or more (a longer wait than ${LIMITS.maxWaitMs} is cut to ${LIMITS.maxWaitMs})`);
     const record = await ledgerFor(c.env, id).get(id, Math.min(waitMs, LIMITS.maxWaitMs));
     if (!record) throw unknownCall(id);
     return c.json(record, record.status === "pending" || record.status === "running" ? 202 : 200);

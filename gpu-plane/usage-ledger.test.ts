@@ -25,7 +25,7 @@ describe("the usage ledger", () => {
     const rows = usage.summary();
     expect(rows).toHaveLength(2);
     const [a, b] = rows;
-    expect(a).toMatchObject({ app: "a", function: "f", gpu: "A100", containers: 2, seconds: 30 });
+    expect(a).toMatchObject({ app: "a", function: "f", gpu: "A100:2", containers: 2, seconds: 30 });
     expect(a!.costUsd).toBeCloseTo(30 * (2 * GPU_PRICE_PER_SECOND.A100 + CPU_PRICE_PER_CORE_SECOND + MEMORY_PRICE_PER_GIB_SECOND), 12);
     expect(b).toMatchObject({ app: "b", gpu: null, containers: 1, seconds: 5 });
     expect(b!.costUsd).toBeCloseTo(5 * (2 * CPU_PRICE_PER_CORE_SECOND + 2 * MEMORY_PRICE_PER_GIB_SECOND), 12);

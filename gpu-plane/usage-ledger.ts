@@ -62,8 +62,10 @@ export class UsageLedger {
     const rows = new Map<string, UsageRow>();
     for (const life of lives) {
       const seconds = Math.max(0, life.endedAt - Math.max(life.startedAt, since)) / 1000;
-      const key = `${life.app}\u0000${life.function}\u0000${life.gpu ?? ""}`;
-      const row = rows.get(key) ?? { app: life.app, function: life.function, gpu: life.gpu, containers: 0, seconds: 0, costUsd: 0 };
+      // As a spec reads: "A100:2" for a container with two.
+      const gpu = life.gpu === null ? null : life.gpuCount > 1 ? `${life.gpu}:${life.gpuCount}` : life.gpu;
+      const key = `${life.app}\u0000${life.function}\u0000${gpu ?? ""}`;
+      const row = rows.get(key) ?? { app: life.app, function: life.function, gpu, containers: 0, seconds: 0, costUsd: 0 };
       row.containers++;
       row.seconds += seconds;
       row.costUsd += containerCost(seconds, life);
