@@ -101,4 +101,11 @@ describe("a bad module", () => {
       error: expect.stringMatching(/app "wasmbad": wasm function "bad": \.\/not-a-module\.wasm is not a WebAssembly module \(.+\)/),
     });
   });
+
+  it("says to use module, not source, for a .wasm file", async () => {
+    expect(await load("source-is-wasm")).toEqual({
+      code: 2,
+      error: expect.stringContaining('app "wasmbad": wasm function "bad": "source" is AssemblyScript to compile (a .ts file); for a compiled module, use { module: "./not-a-module.wasm" }'),
+    });
+  });
 });

@@ -76,6 +76,12 @@ async function prepareWasm(app: string, w: WasmDefinition, appFile: string, outD
   const from = resolve(dirname(appFile), given);
   const where = `app "${app}": wasm function "${w.name}"`;
   if (!existsSync(from)) throw new InvalidOptionsError(`${where}: ${given} does not exist (looked for ${from})`);
+  if (w.source !== undefined && /\.wasm$/i.test(given)) {
+    throw new InvalidOptionsError(`${where}: "source" is AssemblyScript to compile (a .ts file); for a compiled module, use { module: ${JSON.stringify(given)} }`);
+  }
+  if (w.module !== undefined && /\.ts$/i.test(given)) {
+    throw new InvalidOptionsError(`${where}: "module" is a compiled .wasm file; for AssemblyScript, use { source: ${JSON.stringify(given)} }`);
+  }
   const file = `${app}-${w.name}.wasm`;
   try {
     await prepareModule(from, join(outDir, file), { source: w.source !== undefined, name: given, maxMemoryPages: w.limits.maxMemoryPages });
