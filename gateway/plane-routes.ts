@@ -42,6 +42,15 @@ export function planeRoutes(): Hono<Api> {
     return c.body(object.body, 200, { "content-type": "text/javascript" });
   });
 
+  routes.get(ROUTES.planeBundleMap, async (c) => {
+    await verified(c);
+    const hash = c.req.param("hash") ?? "";
+    if (!BUNDLE_HASH_PATTERN.test(hash)) throw new NotFoundError(`"${hash}" is not a bundle hash`);
+    const object = await c.env.BLOBS.get(`${bundleKey(hash)}.map`);
+    if (!object) throw new NotFoundError(`no source map for plane bundle ${hash}`, { hash });
+    return c.body(object.body, 200, { "content-type": "application/json" });
+  });
+
   routes.get(ROUTES.planeImage, async (c) => {
     await verified(c);
     const hash = c.req.param("hash") ?? "";

@@ -10,12 +10,15 @@ import { dirname, join } from "node:path";
 import { InternalError } from "../sdk/errors.js";
 import { paths, type ImageBuildSpec } from "../sdk/protocol.js";
 import { signRequest } from "../sdk/signing.js";
+import { mapStackWith, traceMap } from "../sdk/stack-map.js";
+import type { TraceMap } from "@jridgewell/trace-mapping";
 
 export class BundleCache {
   readonly #dir: string;
   readonly #gatewayUrl: string;
   readonly #secret: string;
   readonly #downloads = new Map<string, Promise<string>>();
+  readonly #maps = new Map<string, Promise<TraceMap | null>>();
 
   constructor(dir: string, gatewayUrl: string, secret: string) {
     this.#dir = dir;
@@ -46,6 +49,31 @@ export class BundleCache {
       this.#downloads.set(hash, download);
     }
     return download;
+  }
+
+  /**
+   * `stack`, thrown inside bundle `hash`, mapped to the app's own files as the
+   * edge maps its stacks (sdk/stack-map.ts). The bundle's source map is
+   * fetched from the gateway on the first stack to map, then kept.
+   */
+  async mapStack(hash: string, stack: string): Promise<string> {
+    let map = this.#maps.get(hash);
+    if (!map) {
+      map = this.#sourceMap(hash);
+      this.#maps.set(hash, map);
+    }
+    return mapStackWith(await map, stack);
+  }
+
+  async #sourceMap(hash: string): Promise<TraceMap | null> {
+    const route = paths.planeBundleMap(hash);
+    try {
+      const res = await fetch(this.#gatewayUrl + route, { headers: await signRequest(this.#secret, "GET", route) });
+      return res.ok ? traceMap(await res.text()) : null; // a bundle shipped without one: its stacks stay as they are
+    } catch {
+      this.#maps.delete(hash); // the gateway could not be reached: the next stack tries again
+      return null;
+    }
   }
 
   /** An image spec, by the hash of its JSON, fetched from the gateway and checked. */

@@ -9,7 +9,7 @@ import type { AddressInfo } from "node:net";
 import { randomBytes } from "node:crypto";
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { InvalidOptionsError, PlaneUnavailableError } from "../sdk/errors.js";
+import { InvalidOptionsError, PlaneUnavailableError, RemoteError } from "../sdk/errors.js";
 import { GPU_TYPES, parseGpuInventory, type GpuType } from "../sdk/gpu.js";
 import { PLANE_HEARTBEAT_MS, PLANE_ID_PATTERN, PROTOCOL_VERSION, paths, type EncodedValue, type HeartbeatAnswer, type PlaneHeartbeat, type PlaneRunRequest, type PlaneRunResponse } from "../sdk/protocol.js";
 import { signRequest, useHmacEngine } from "../sdk/signing.js";
@@ -141,7 +141,10 @@ export class Plane {
   /** Runs one input (a request from the gateway). */
   async run(req: PlaneRunRequest): Promise<PlaneRunResponse> {
     const bundlePath = await this.#prepare(req);
-    return this.#scheduler.run(req, { path: bundlePath, nodeModules: req.nodeModules });
+    const answer = await this.#scheduler.run(req, { path: bundlePath, nodeModules: req.nodeModules });
+    const remote = answer.error?.remote;
+    if (remote?.stack) remote.stack = await this.#bundles.mapStack(req.bundleHash, remote.stack);
+    return answer;
   }
 
   /** Checks this plane can run the request and has its bundle on disk; returns the bundle's path. */
@@ -162,7 +165,13 @@ export class Plane {
   /** Runs a generator input (a request from the gateway), yielding its chunks. */
   async *stream(req: PlaneRunRequest): AsyncGenerator<EncodedValue, void, undefined> {
     const bundlePath = await this.#prepare(req);
-    yield* this.#scheduler.stream(req, { path: bundlePath, nodeModules: req.nodeModules });
+    try {
+      yield* this.#scheduler.stream(req, { path: bundlePath, nodeModules: req.nodeModules });
+    } catch (err) {
+      if (!(err instanceof RemoteError) || !err.remoteStack) throw err;
+      const stack = await this.#bundles.mapStack(req.bundleHash, err.remoteStack);
+      throw new RemoteError({ name: err.remoteName, message: err.message, stack }, err.details);
+    }
   }
 
   status(): { planeId: string; region: string; runtime: string; sandboxed: boolean; simulated: boolean; unavailable?: string; inventory: ReturnType<Inventory["summary"]>; functions: FunctionStats[]; containers: ReturnType<Scheduler["containers"]> } {

@@ -59,6 +59,8 @@ export const ROUTES = {
   planes: "/v1/planes",
   /** A plane fetches an app's plane bundle by content hash (signed). */
   planeBundle: "/v1/planes/bundles/:hash",
+  /** A plane fetches a bundle's source map, to map a failed call's stack (signed). */
+  planeBundleMap: "/v1/planes/bundles/:hash/source-map",
   /** A plane fetches an image spec by content hash (signed). */
   planeImage: "/v1/planes/images/:hash",
 } as const;
@@ -102,6 +104,7 @@ export const paths = {
   planeHeartbeat: () => ROUTES.planeHeartbeat,
   planes: () => ROUTES.planes,
   planeBundle: (hash: string) => `/v1/planes/bundles/${seg(hash)}`,
+  planeBundleMap: (hash: string) => `/v1/planes/bundles/${seg(hash)}/source-map`,
   planeImage: (hash: string) => `/v1/planes/images/${seg(hash)}`,
   /** A WebSocket agent: `/<app>/<label>`, with `?session=<id>` to resume a session. */
   agent: (app: string, label: string, sessionId?: string) => `/${seg(app)}/${seg(label)}${sessionId === undefined ? "" : `?session=${seg(sessionId)}`}`,

@@ -31,7 +31,8 @@ it("bundles plane functions for the planes, and says where the bundle goes", asy
   dirs.push(out);
   const { code, stdout } = await runCli(["deploy", "examples/inference/app.ts", "--dry-run", "--outdir", out], { env: { WRANGLER_SEND_METRICS: "false" } });
   expect(code).toBe(0);
-  expect(stdout).toMatch(/would upload the plane bundle .*plane-app\.mjs to r2:\/\/tandem-blobs\/bundles\/[0-9a-f]{64}\.mjs/);
+  expect(stdout).toMatch(/would upload .*plane-app\.mjs to r2:\/\/tandem-blobs\/bundles\/[0-9a-f]{64}\.mjs\n/);
+  expect(stdout).toMatch(/would upload .*plane-app\.mjs\.map to r2:\/\/tandem-blobs\/bundles\/[0-9a-f]{64}\.mjs\.map\n/);
   expect(stdout).toMatch(/env\.PLANES \(PlaneRegistry\)\s+Durable Object/);
 });
 

@@ -56,6 +56,10 @@ describe("calls forwarded to the plane", () => {
     expect(err).toBeInstanceOf(RemoteError);
     expect(err.remoteName).toBe("RangeError");
     expect(err.message).toBe("out of range");
+    // The stack names the app's file and line, as an edge function's does, not the bundle the container ran.
+    expect(err.remoteStack).toMatch(/^RangeError: out of range\n\s+at .*\(test\/fixtures\/plane-app\.ts:\d+:\d+\)/);
+    expect(err.remoteStack).not.toContain("bundle.mjs");
+    expect(err.remoteStack).not.toContain("runner");
   });
 
   it("records a spawned plane call in the ledger", async () => {

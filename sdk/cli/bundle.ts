@@ -12,6 +12,7 @@ import { pathToFileURL } from "node:url";
 import { loadAppModule, type App } from "../app.js";
 import { InvalidOptionsError } from "../errors.js";
 import type { PlaneBundleRef } from "../protocol.js";
+import { RUNTIME_SOURCE_PREFIX } from "../stack-map.js";
 import { GATEWAY_ENTRY, PACKAGE_ROOT, SDK_DIST, SDK_ENTRY } from "./paths.js";
 
 export interface WorkerBundle {
@@ -133,6 +134,8 @@ export interface PlaneBundle {
   /** sha256 of the bundle: how the gateway and planes name it. */
   hash: string;
   bytes: Uint8Array;
+  /** Its source map (JSON), kept beside it: planes map failed calls' stacks with it. */
+  map: string;
   /** Packages with native code, left out of the bundle and loaded from `nodeModules`. */
   externals: string[];
   /** The node_modules folder the native packages come from, mounted read-only into containers. */
@@ -242,11 +245,17 @@ export async function bundlePlane(
     keepNames: true,
     plugins: [nativePackages("external", found)],
     loader: { ".wasm": "binary" },
+    // Beside the bundle, not in it: the plane maps a failed call's stack with it (Node in the container never reads it).
+    sourcemap: "external",
+    sourcesContent: false,
     logLevel: "silent",
   });
-  const bytes = result.outputFiles![0]!.contents;
+  const js = result.outputFiles!.find((f) => !f.path.endsWith(".map"))!;
+  const map = relativizedMap(result.outputFiles!.find((f) => f.path.endsWith(".map"))!.text, outDir);
+  const bytes = js.contents;
   await writeFile(path, bytes);
-  return { path, hash: createHash("sha256").update(bytes).digest("hex"), bytes, externals: [...found.externals], nodeModules: [...found.nodeModules][0] };
+  await writeFile(`${path}.map`, map);
+  return { path, hash: createHash("sha256").update(bytes).digest("hex"), bytes, map, externals: [...found.externals], nodeModules: [...found.nodeModules][0] };
 }
 
 /**
@@ -299,9 +308,24 @@ export async function loadAppInNode(appFile: string, outDir: string): Promise<Ap
 
 /** Source paths relative to the working directory, as a user reads them in a stack. */
 async function relativizeSources(mapPath: string): Promise<void> {
-  const map = JSON.parse(await readFile(mapPath, "utf8")) as { sources: string[] };
-  map.sources = map.sources.map((s) => relative(process.cwd(), resolve(dirname(mapPath), s)));
-  await writeFile(mapPath, JSON.stringify(map));
+  await writeFile(mapPath, relativizedMap(await readFile(mapPath, "utf8"), dirname(mapPath)));
+}
+
+/**
+ * A source map whose sources read as a user knows them: their files relative
+ * to the working folder, and Tandem's own (its runtime folders and packages)
+ * marked `tandem:`, so that remote stacks leave those frames out
+ * (sdk/stack-map.ts). `from` is the folder the map's sources are relative to.
+ */
+function relativizedMap(text: string, from: string): string {
+  const map = JSON.parse(text) as { sources: string[] };
+  map.sources = map.sources.map((s) => {
+    const file = resolve(from, s);
+    const inPackage = relative(PACKAGE_ROOT, file);
+    if (/^(gateway|gpu-plane|sdk|wasm|node_modules)\//.test(inPackage)) return `${RUNTIME_SOURCE_PREFIX}${inPackage}`;
+    return relative(process.cwd(), file);
+  });
+  return JSON.stringify(map);
 }
 
 function checkAppFile(appFile: string): string {

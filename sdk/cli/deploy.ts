@@ -41,13 +41,15 @@ export async function deploy(options: DeployOptions): Promise<number> {
   // Plane bundles go where planes fetch them: the gateway's blob bucket, by content hash.
   const bucket = /^bucket_name = "(.*)"$/m.exec(config)?.[1] ?? "tandem-blobs";
   for (const plane of planes) {
-    const key = `${bucket}/bundles/${plane.hash}.mjs`;
-    if (options.dryRun) {
-      console.log(`would upload the plane bundle ${plane.path} to r2://${key}`);
-      continue;
+    // The bundle, and its source map beside it (planes map failed calls' stacks with it).
+    for (const [key, file] of [[`${bucket}/bundles/${plane.hash}.mjs`, plane.path], [`${bucket}/bundles/${plane.hash}.mjs.map`, `${plane.path}.map`]] as const) {
+      if (options.dryRun) {
+        console.log(`would upload ${file} to r2://${key}`);
+        continue;
+      }
+      const uploaded = await wrangler(["r2", "object", "put", key, "--file", file, "--remote", "--config", configPath]);
+      if (uploaded !== 0) return uploaded;
     }
-    const uploaded = await wrangler(["r2", "object", "put", key, "--file", plane.path, "--remote", "--config", configPath]);
-    if (uploaded !== 0) return uploaded;
   }
   for (const [hash, json] of images) {
     const file = join(outDir, `image-${hash}.json`);

@@ -102,17 +102,25 @@ function imagePackages(app: App): string[] {
 /** Puts the plane bundles and image specs where planes fetch them: the gateway's blob store. */
 export async function uploadPlaneBundles(miniflare: Miniflare, built: Pick<BuiltApps, "planes" | "images">): Promise<void> {
   const bucket = await miniflare.getR2Bucket("BLOBS");
-  for (const plane of built.planes) await bucket.put(`bundles/${plane.hash}.mjs`, plane.bytes);
+  for (const plane of built.planes) {
+    await bucket.put(`bundles/${plane.hash}.mjs`, plane.bytes);
+    await bucket.put(`bundles/${plane.hash}.mjs.map`, plane.map);
+  }
   for (const [hash, json] of built.images) await bucket.put(`images/${hash}.json`, json);
 }
 
 /** Checks plane functions against what the local plane has: an error names the limit. */
-export function checkPlaneFits(apps: App[], fits: (request: { gpu: { type: never; count: number } | undefined; cpu: number; memoryMiB: number }) => string | undefined): void {
+export function checkPlaneFits(
+  apps: App[],
+  fits: (request: { gpu: { type: never; count: number } | undefined; cpu: number; memoryMiB: number }) => string | undefined,
+  /** Only this function (`fn`, or `Class.method`): `tandem run` checks the one it runs. */
+  only?: string,
+): void {
   for (const app of apps) {
     const planeFunctions = [
-      ...app.callables.filter((c) => c.kind !== "method").map((c) => ({ what: `function "${c.name}"`, spec: c.spec })),
-      ...app.classes.map((c) => ({ what: `class "${c.name}"`, spec: c.spec })),
-    ].filter((f) => f.spec.tier === "plane");
+      ...app.callables.filter((c) => c.kind !== "method").map((c) => ({ name: c.name, what: `function "${c.name}"`, spec: c.spec })),
+      ...app.classes.map((c) => ({ name: c.name, what: `class "${c.name}"`, spec: c.spec })),
+    ].filter((f) => f.spec.tier === "plane" && (only === undefined || only === f.name || only.startsWith(`${f.name}.`)));
     for (const { what, spec } of planeFunctions) {
       const options = spec.gpu?.map(parseGpuSpec) ?? [undefined];
       const problems = options.map((gpu) => fits({ gpu: gpu as never, cpu: spec.cpu ?? 1, memoryMiB: spec.memory ?? 512 }));

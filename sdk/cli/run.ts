@@ -69,7 +69,7 @@ export async function runOnce(target: string, rawArgs: string[]): Promise<number
       await uploadPlaneBundles(gateway.miniflare, built);
       plane = await Plane.start({ gatewayUrl: url, secret, host: "127.0.0.1", port: 0, region: "local", runtime: "docker", simulateWhenNone: true, stateDir: join(state, "run-plane"), log: (line) => console.error(line) });
       const local = plane;
-      checkPlaneFits(built.apps, (request) => local.inventory.fits(request)); // as serve does: a call that could never run here fails now, not at its timeout
+      checkPlaneFits(built.apps, (request) => local.inventory.fits(request), fn); // as serve does: a call that could never run here fails now, not at its timeout
     }
     const result = await new HttpInvoker(url).call(app.name, fn, args);
     // Strings print as they are, plain JSON as JSON, anything richer (Map, Date, bytes) as Node shows it.

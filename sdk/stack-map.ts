@@ -1,0 +1,38 @@
+/**
+ * Remote stacks that name the user's files, in both tiers: a stack from a
+ * bundle is mapped through the bundle's source map, and frames inside Tandem
+ * itself (sources the bundler marked `tandem:`) or inside packages are
+ * dropped, so a caller sees the lines of their own code.
+ */
+import { TraceMap, originalPositionFor } from "@jridgewell/trace-mapping";
+
+const FRAME = /^(\s+at )(?:(.*?) \()?(?:file:\/\/)?([^()\s]+?):(\d+):(\d+)\)?$/;
+/** What `relativizeSources` (sdk/cli/bundle.ts) calls Tandem's own sources. */
+export const RUNTIME_SOURCE_PREFIX = "tandem:";
+const RUNTIME_SOURCE = /^tandem:|(^|\/)node_modules\//;
+
+/** Parses a source map; null when it cannot be read (the stack then stays as it is). */
+export function traceMap(text: string): TraceMap | null {
+  try {
+    return new TraceMap(text);
+  } catch {
+    return null;
+  }
+}
+
+/** Maps `stack` to the original sources and keeps only the user's frames; with no frame of theirs, the stack as it was. */
+export function mapStackWith(map: TraceMap | null, stack: string): string {
+  if (!map) return stack;
+  const [head, ...frames] = stack.split("\n");
+  const mapped: string[] = [];
+  for (const frame of frames) {
+    const m = FRAME.exec(frame);
+    if (!m) continue;
+    const [, at, fnName, , line, column] = m;
+    const pos = originalPositionFor(map, { line: Number(line), column: Number(column) - 1 });
+    if (!pos.source || RUNTIME_SOURCE.test(pos.source)) continue;
+    const where = `${pos.source}:${pos.line}:${(pos.column ?? 0) + 1}`;
+    mapped.push(fnName ? `${at}${fnName} (${where})` : `${at}${where}`);
+  }
+  return mapped.length ? [head, ...mapped].join("\n") : stack;
+}
