@@ -25,7 +25,7 @@ import { gatewayConfig } from "./config.js";
 import type { Env } from "./env.js";
 import { callNow, mapCalls, spawnCall } from "./executor.js";
 import { cancelOnPlane, stopAppOnPlanes, usageFromPlanes } from "./forward-to-plane.js";
-import { registry } from "./registry.js";
+import { registry, type RegisteredFunction } from "./registry.js";
 import { streamCall, streamResponseBody } from "./stream.js";
 import type { RunContext } from "./run-context.js";
 
@@ -64,7 +64,7 @@ export function apiRoutes(): Hono<Api> {
   });
 
   api.post(ROUTES.call, async (c) => {
-    const fn = registry().function(c.req.param("app"), c.req.param("fn"));
+    const fn = notGenerator(registry().function(c.req.param("app"), c.req.param("fn")));
     const args = await readArgs(c);
     const { id, row } = await callNow(runContext(c), fn, args);
     c.header(HEADERS.callId, id);
@@ -72,7 +72,7 @@ export function apiRoutes(): Hono<Api> {
   });
 
   api.post(ROUTES.spawn, async (c) => {
-    const fn = registry().function(c.req.param("app"), c.req.param("fn"));
+    const fn = notGenerator(registry().function(c.req.param("app"), c.req.param("fn")));
     const args = await readArgs(c);
     const id = await spawnCall(runContext(c), fn, args, encodeValue(args));
     c.header(HEADERS.callId, id);
@@ -80,7 +80,7 @@ export function apiRoutes(): Hono<Api> {
   });
 
   api.post(ROUTES.map, async (c) => {
-    const fn = registry().function(c.req.param("app"), c.req.param("fn"));
+    const fn = notGenerator(registry().function(c.req.param("app"), c.req.param("fn")));
     const body = await readJsonBody(c.req.raw, MapRequestSchema, gatewayConfig(c.env).maxBodyBytes);
     const inputs = decodeBodyValue(body.inputs, body.meta, "inputs") as unknown[][];
     const rc = runContext(c);
@@ -169,6 +169,12 @@ export function apiRoutes(): Hono<Api> {
 
 function runContext(c: Context<Api>): RunContext {
   return { env: c.env, waitUntil: (p) => c.executionCtx.waitUntil(p) };
+}
+
+/** Refuses a function declared as a generator on the routes that call it (one found to be a generator only when it runs fails then). */
+function notGenerator(fn: RegisteredFunction): RegisteredFunction {
+  if (fn.generator) throw new InvalidRequestError(`${fn.app}.${fn.name} is a generator function; stream it with .remoteGen() (POST .../stream)`, { app: fn.app, function: fn.name });
+  return fn;
 }
 
 async function readArgs(c: Context<Api>): Promise<unknown[]> {

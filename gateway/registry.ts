@@ -17,6 +17,8 @@ export interface RegisteredFunction {
   handler: (...args: unknown[]) => unknown;
   /** A class method: its first argument is the class's parameters (its plane pool is per parameters). */
   clsMethod: boolean;
+  /** Declared as a generator function: it is streamed, not called. */
+  generator: boolean;
 }
 
 export class AppRegistry {
@@ -29,21 +31,22 @@ export class AppRegistry {
       if (this.#apps.has(app.name)) throw new Error(`two app files define the app "${app.name}"`);
       this.#apps.set(app.name, app);
       const fns = new Map<string, RegisteredFunction>();
+      const generators = new Set(app.callables.filter((c) => c.generator).map((c) => c.name));
       for (const fn of app.functions as readonly FunctionHandle<unknown[], unknown>[]) {
-        fns.set(fn.name, { app: app.name, spendCap: app.spendCap, name: fn.name, spec: fn.spec!, handler: fn.handler!, clsMethod: false });
+        fns.set(fn.name, { app: app.name, spendCap: app.spendCap, name: fn.name, spec: fn.spec!, handler: fn.handler!, clsMethod: false, generator: generators.has(fn.name) });
       }
       for (const w of app.wasmFunctions) {
         const module = wasm[`${app.name}/${w.name}`];
         // A plane-tier module ships in the plane bundle; the edge forwards its calls.
         const handler = w.spec.tier === "plane" ? planeOnly : module ? wasmFunction(app.name, w, module) : undefined;
         if (!handler) throw new Error(`the WebAssembly module of ${app.name}.${w.name} was not bundled; serve or deploy the app with the tandem CLI`);
-        fns.set(w.name, { app: app.name, spendCap: app.spendCap, name: w.name, spec: w.spec, handler, clsMethod: false });
+        fns.set(w.name, { app: app.name, spendCap: app.spendCap, name: w.name, spec: w.spec, handler, clsMethod: false, generator: false });
       }
       for (const cls of app.classes) {
         const instances = new ClassInstances(cls); // at the edge: one instance per isolate and parameters
         for (const m of cls.methods) {
           const name = `${cls.name}.${m}`;
-          fns.set(name, { app: app.name, spendCap: app.spendCap, name, spec: cls.spec, handler: instances.handler(m), clsMethod: true });
+          fns.set(name, { app: app.name, spendCap: app.spendCap, name, spec: cls.spec, handler: instances.handler(m), clsMethod: true, generator: generators.has(name) });
         }
       }
       this.#functions.set(app.name, fns);

@@ -250,6 +250,14 @@ export interface Callable {
   name: string;
   kind: "function" | "method" | "wasm";
   spec: FunctionSpec;
+  /** Declared as a generator function (`function*`, `async function*`): it streams. */
+  generator: boolean;
+}
+
+/** A handler written as a generator function. (One that returns an iterable some other way is only known when it runs.) */
+function isGeneratorFunction(f: unknown): boolean {
+  const kind = (f as { constructor?: { name?: string } } | undefined)?.constructor?.name;
+  return kind === "AsyncGeneratorFunction" || kind === "GeneratorFunction";
 }
 
 /** What a WebSocket agent's handlers get: the session, its durable state, and the socket. */
@@ -532,9 +540,11 @@ export class App {
   /** Every function a caller can name: functions, class methods and WebAssembly functions (after `finalize`). */
   get callables(): Callable[] {
     return [
-      ...this.#functions.map((f) => ({ name: f.name, kind: "function" as const, spec: f.spec! })),
-      ...this.#classes.flatMap((c) => c.methods.map((m) => ({ name: `${c.name}.${m}`, kind: "method" as const, spec: c.spec }))),
-      ...this.#wasm.map((w) => ({ name: w.name, kind: "wasm" as const, spec: w.spec })),
+      ...this.#functions.map((f) => ({ name: f.name, kind: "function" as const, spec: f.spec!, generator: isGeneratorFunction(f.handler) })),
+      ...this.#classes.flatMap((c) =>
+        c.methods.map((m) => ({ name: `${c.name}.${m}`, kind: "method" as const, spec: c.spec, generator: isGeneratorFunction((c.Class.prototype as Record<string, unknown>)[m]) })),
+      ),
+      ...this.#wasm.map((w) => ({ name: w.name, kind: "wasm" as const, spec: w.spec, generator: false })),
     ];
   }
 
@@ -604,7 +614,7 @@ export class App {
   manifest(): AppManifest {
     return {
       name: this.name,
-      functions: this.callables.map(({ name, spec }) => ({ name, tier: spec.tier, timeoutSeconds: spec.timeoutSeconds, retries: spec.retries })),
+      functions: this.callables.map(({ name, spec, generator }) => ({ name, tier: spec.tier, timeoutSeconds: spec.timeoutSeconds, retries: spec.retries, generator })),
       endpoints: [
         ...this.#webMounts.map((w) => ({ label: w.label, kind: "web" as const, path: "/*" })),
         ...this.#agents.map((a) => ({ label: a.label, kind: "websocket" as const, path: "/" })),

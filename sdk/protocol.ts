@@ -268,6 +268,8 @@ export interface FunctionManifest {
   tier: "edge" | "plane";
   timeoutSeconds: number;
   retries: RetryPolicy;
+  /** Declared as a generator (`async function*`): stream it (`.remoteGen()`, `POST .../stream`). */
+  generator: boolean;
 }
 
 export interface EndpointManifest {

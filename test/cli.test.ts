@@ -142,6 +142,16 @@ describe("tandem run", () => {
     expect(stdout).toBe("");
   });
 
+  it("prints a generator's chunks as they come, and its error when it throws midway", async () => {
+    const tokens = await runCli(["run", "test/fixtures/edge-app.ts::tokens", "3"]);
+    expect(tokens.code).toBe(0);
+    expect(tokens.stdout).toBe("tok-0tok-1tok-2\n");
+    const broken = await runCli(["run", "test/fixtures/edge-app.ts::tokensThenBoom", "2"]);
+    expect(broken.code).toBe(1);
+    expect(broken.stdout).toBe("0\n1\n");
+    expect(broken.stderr).toContain("Error: broke after 2");
+  });
+
   it("names the functions when the one asked for does not exist", async () => {
     const { code, stderr } = await runCli(["run", "test/fixtures/edge-app.ts::nope"]);
     expect(code).toBe(2);

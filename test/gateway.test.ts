@@ -239,6 +239,13 @@ describe("generator functions", () => {
     })().catch((e) => e);
     expect(gen).toBeInstanceOf(InvalidRequestError);
     expect(gen.message).toContain("is not a generator function");
+    // Declared generators are known when the app loads: spawn refuses one at once, and the app's manifest says which they are.
+    const spawned = await post("/v1/apps/edge/functions/tokens/spawn", JSON.stringify({ args: [2] }));
+    expect(spawned.status).toBe(400);
+    expect(((await spawned.json()) as any).error.message).toBe("edge.tokens is a generator function; stream it with .remoteGen() (POST .../stream)");
+    const manifest = (await (await fetch(`${gw.url}/v1/apps/edge`)).json()) as { functions: { name: string; generator: boolean }[] };
+    expect(manifest.functions.find((f) => f.name === "tokens")?.generator).toBe(true);
+    expect(manifest.functions.find((f) => f.name === "square")?.generator).toBe(false);
     // Over HTTP: a 400 with the error, as a call answers, not a 200 stream holding it.
     const res = await post("/v1/apps/edge/functions/square/stream", JSON.stringify({ args: [2] }));
     expect(res.status).toBe(400);

@@ -52,7 +52,7 @@ program
 
 program
   .command("run")
-  .description("run one function once on an ephemeral gateway and print its result")
+  .description("run one function once on an ephemeral gateway and print its result (a generator's chunks as they come)")
   .argument("<target>", "app file and function: app.ts::function")
   .argument("[args...]", "arguments, each parsed as JSON (a bare word is a string)")
   .action(async (target: string, args: string[]) => {

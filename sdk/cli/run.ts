@@ -71,7 +71,19 @@ export async function runOnce(target: string, rawArgs: string[]): Promise<number
       const local = plane;
       checkPlaneFits(built.apps, (request) => local.inventory.fits(request), fn); // as serve does: a call that could never run here fails now, not at its timeout
     }
-    const result = await new HttpInvoker(url).call(app.name, fn, args);
+    const invoker = new HttpInvoker(url);
+    if (app.callables.find((c) => c.name === fn)?.generator) {
+      // A generator's chunks print as they come: text as it is (tokens run on), anything else a JSON line each.
+      let endsLine = true;
+      for await (const chunk of invoker.stream(app.name, fn, args)) {
+        const text = typeof chunk === "string" ? chunk : `${JSON.stringify(chunk)}\n`;
+        process.stdout.write(text);
+        if (text) endsLine = text.endsWith("\n");
+      }
+      if (!endsLine) process.stdout.write("\n");
+      return 0;
+    }
+    const result = await invoker.call(app.name, fn, args);
     // Strings print as they are, plain JSON as JSON, anything richer (Map, Date, bytes) as Node shows it.
     // Bytes (a "bytes" WebAssembly function's output, say) go to stdout as they are, so they can be piped.
     if (result instanceof Uint8Array) process.stdout.write(result);

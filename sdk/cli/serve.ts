@@ -164,7 +164,9 @@ function printEndpoints(apps: App[], url: URL, log: (line: string) => void): voi
     log(`  ${style.bold(`app ${app.name}`)}`);
     for (const fn of app.callables) {
       const kind = fn.kind === "method" ? "method  " : fn.kind === "wasm" ? "wasm    " : "function";
-      log(`    ${kind}  ${fn.name.padEnd(20)} ${style.dim(`POST ${base}${paths.call(app.name, fn.name)}`)}${fn.spec.tier === "plane" ? style.dim("  (plane)") : ""}`);
+      const route = fn.generator ? paths.stream(app.name, fn.name) : paths.call(app.name, fn.name);
+      const notes = [fn.generator ? "generator" : "", fn.spec.tier === "plane" ? "plane" : ""].filter(Boolean).join(", ");
+      log(`    ${kind}  ${fn.name.padEnd(20)} ${style.dim(`POST ${base}${route}`)}${notes ? style.dim(`  (${notes})`) : ""}`);
     }
     for (const fn of app.callables.filter((c) => c.spec.schedule)) {
       const schedule = fn.spec.schedule!;
