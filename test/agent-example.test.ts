@@ -7,14 +7,20 @@
 import { build } from "esbuild";
 import { chromium, type Browser } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { startServe, type Served } from "./helpers/cli.js";
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { ROOT, startServe, type Served } from "./helpers/cli.js";
 
 const CHROMIUM = process.env.CHROMIUM_PATH ?? "/usr/bin/chromium";
 let served: Served;
 let browser: Browser;
+let dir: string;
 
 beforeAll(async () => {
-  served = await startServe(["examples/agent/app.ts"]);
+  // Its own folder (its own .tandem state and local plane): other test files serve from the repository at the same time.
+  dir = await mkdtemp(join(tmpdir(), "tandem-agent-example-"));
+  served = await startServe([join(ROOT, "examples/agent/app.ts")], dir);
   browser = await chromium.launch({
     executablePath: CHROMIUM,
     args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--disable-sync"],
@@ -23,6 +29,7 @@ beforeAll(async () => {
 afterAll(async () => {
   await browser?.close();
   await served?.stop();
+  await rm(dir, { recursive: true, force: true });
 });
 
 describe("examples/agent in a browser", () => {

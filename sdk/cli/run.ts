@@ -5,6 +5,7 @@
  * remote error when it throws.
  */
 import { inspect } from "node:util";
+import { rm } from "node:fs/promises";
 import { join } from "node:path";
 import { InvalidOptionsError, RemoteError, TandemError } from "../errors.js";
 import { HttpInvoker } from "../client.js";
@@ -58,16 +59,22 @@ export async function runOnce(target: string, rawArgs: string[]): Promise<number
     onOutput: (line) => process.stderr.write(line + "\n"),
   });
   let plane: Plane | undefined;
-  onStopSignal(async () => {
+  // A folder of this run's own: runs side by side in one project each get their ephemeral plane.
+  const planeDir = join(state, "run-planes", String(process.pid));
+  const stop = async () => {
     await plane?.close();
     await gateway.dispose();
+    await rm(planeDir, { recursive: true, force: true });
+  };
+  onStopSignal(async () => {
+    await stop();
     process.exit(130);
   });
   try {
     const url = gateway.url.href.replace(/\/$/, "");
     if (built.planes.length) {
       await uploadPlaneBundles(gateway.miniflare, built);
-      plane = await Plane.start({ gatewayUrl: url, secret, host: "127.0.0.1", port: 0, region: "local", runtime: "docker", simulateWhenNone: true, stateDir: join(state, "run-plane"), log: (line) => console.error(line) });
+      plane = await Plane.start({ gatewayUrl: url, secret, host: "127.0.0.1", port: 0, region: "local", runtime: "docker", simulateWhenNone: true, stateDir: planeDir, log: (line) => console.error(line) });
       const local = plane;
       checkPlaneFits(built.apps, (request) => local.inventory.fits(request), fn); // as serve does: a call that could never run here fails now, not at its timeout
     }
@@ -93,8 +100,7 @@ export async function runOnce(target: string, rawArgs: string[]): Promise<number
     printCallError(err);
     return 1;
   } finally {
-    await plane?.close();
-    await gateway.dispose();
+    await stop();
   }
 }
 
