@@ -10,11 +10,12 @@
  * an isolate. On a loop that does nothing else the countdown costs about 70%;
  * on real work, much less (bench/wasm-cold).
  */
-import { execFile } from "node:child_process";
-import { readFile, writeFile } from "node:fs/promises";
+import { createHash } from "node:crypto";
+import { copyFile, mkdir, readFile, writeFile } from "node:fs/promises";
 import { createRequire } from "node:module";
-import { dirname, join } from "node:path";
-import { promisify } from "node:util";
+import { dirname, join, resolve } from "node:path";
+import { pathToFileURL } from "node:url";
+import { Worker } from "node:worker_threads";
 import { TICK_EVERY, TICK_IMPORT, checkWasiCommand } from "./host.js";
 
 const require = createRequire(import.meta.url);
@@ -24,14 +25,91 @@ export class WasmPrepareError extends Error {
   override name = "WasmPrepareError";
 }
 
-/** Compiles AssemblyScript `source` to `out` with the options docs/wasm.md names. */
-export async function compileAssemblyScript(source: string, out: string): Promise<void> {
-  const asc = join(dirname(require.resolve("assemblyscript/package.json")), "bin", "asc.js");
+/** The asc options docs/wasm.md names. */
+const ASC_FLAGS = ["-O3", "--runtime", "stub", "--noAssert", "--use", "abort="];
+
+/**
+ * asc, run in a worker thread (a compile takes a second or more, and `tandem
+ * serve` keeps answering meanwhile). It reports every file the compiler asked
+ * for, found or not, so that a cached result can be checked against them.
+ */
+const ASC_WORKER = `
+const { parentPort, workerData } = require("node:worker_threads");
+const { readFileSync } = require("node:fs");
+const { resolve } = require("node:path");
+(async () => {
+  const asc = await import(workerData.asc);
+  const read = {};
+  let stderr = "";
+  const text = (s) => (typeof s === "string" ? s : new TextDecoder().decode(s));
+  const { error } = await asc.main(workerData.argv, {
+    readFile(name, baseDir) {
+      const path = resolve(baseDir, name);
+      try {
+        return (read[path] = readFileSync(path, "utf8"));
+      } catch {
+        read[path] = null;
+        return null;
+      }
+    },
+    stdout: { write: () => true },
+    stderr: { write: (s) => ((stderr += text(s)), true) },
+  });
+  parentPort.postMessage({ ok: !error, stderr: stderr || String(error?.message ?? ""), read });
+})().catch((err) => parentPort.postMessage({ ok: false, stderr: String(err?.stack ?? err), read: {} }));
+`;
+
+interface CachedCompile {
+  /** Every file the compile read (its content hash) or looked for and did not find (null). */
+  files: Record<string, string | null>;
+}
+
+const sha256 = (text: string) => createHash("sha256").update(text).digest("hex");
+
+/**
+ * Compiles AssemblyScript `source` to `out` with the options docs/wasm.md
+ * names. With `cacheDir`, a compile whose inputs (every file asc read or
+ * looked for, the compiler's version and options) are unchanged is reused,
+ * so a reload that did not touch the module does not compile it again.
+ */
+export async function compileAssemblyScript(source: string, out: string, cacheDir?: string): Promise<void> {
+  const ascPackage = require.resolve("assemblyscript/package.json");
+  const version = (JSON.parse(await readFile(ascPackage, "utf8")) as { version: string }).version;
+  const key = sha256(JSON.stringify([version, ASC_FLAGS, resolve(source)]));
+  const cached = cacheDir && join(cacheDir, key);
+  if (cached && (await unchanged(`${cached}.json`))) {
+    await copyFile(`${cached}.wasm`, out);
+    return;
+  }
+  const asc = pathToFileURL(join(dirname(ascPackage), "dist", "asc.js")).href;
+  const result = await new Promise<{ ok: boolean; stderr: string; read: Record<string, string | null> }>((resolveResult, reject) => {
+    const worker = new Worker(ASC_WORKER, { eval: true, workerData: { asc, argv: [source, ...ASC_FLAGS, "-o", out] } });
+    worker.once("message", resolveResult);
+    worker.once("error", reject);
+    worker.once("exit", (code) => reject(new Error(`the compiler stopped (exit code ${code})`)));
+  }).catch((err: Error) => ({ ok: false, stderr: err.message, read: {} }));
+  if (!result.ok) {
+    throw new WasmPrepareError(`AssemblyScript could not compile it:\n${result.stderr.trim().split("\n").slice(-15).join("\n")}`);
+  }
+  if (cached) {
+    await mkdir(cacheDir, { recursive: true });
+    await copyFile(out, `${cached}.wasm`);
+    const files = Object.fromEntries(Object.entries(result.read).map(([path, text]) => [path, text === null ? null : sha256(text)]));
+    await writeFile(`${cached}.json`, JSON.stringify({ files } satisfies CachedCompile));
+  }
+}
+
+/** True when every file a cached compile read is as it was, and every file it looked for is still missing. */
+async function unchanged(entry: string): Promise<boolean> {
   try {
-    await promisify(execFile)(process.execPath, [asc, source, "-O3", "--runtime", "stub", "--noAssert", "--use", "abort=", "-o", out]);
-  } catch (err) {
-    const output = String((err as { stderr?: string }).stderr || (err as Error).message).trim();
-    throw new WasmPrepareError(`AssemblyScript could not compile it:\n${output.split("\n").slice(-15).join("\n")}`);
+    const { files } = JSON.parse(await readFile(entry, "utf8")) as CachedCompile;
+    for (const [path, hash] of Object.entries(files)) {
+      const now = await readFile(path, "utf8").then(sha256, () => null);
+      if (now !== hash) return false;
+    }
+    return Object.keys(files).length > 0;
+  } catch {
+    return false;
   }
 }
 
@@ -40,8 +118,8 @@ export async function compileAssemblyScript(source: string, out: string): Promis
  * a WASI command the host can run, instruments it, and writes it to `out`.
  * `name` names it in errors.
  */
-export async function prepareModule(file: string, out: string, options: { source: boolean; name: string; maxMemoryPages: number }): Promise<void> {
-  if (options.source) await compileAssemblyScript(file, out);
+export async function prepareModule(file: string, out: string, options: { source: boolean; name: string; maxMemoryPages: number; cacheDir?: string }): Promise<void> {
+  if (options.source) await compileAssemblyScript(file, out, options.cacheDir);
   const bytes = new Uint8Array(await readFile(options.source ? out : file));
   let module: WebAssembly.Module;
   try {

@@ -15,6 +15,7 @@ import { parseGpuSpec } from "../gpu.js";
 import type { PlaneBundleRef } from "../protocol.js";
 import { bundlePlane, bundleWorker, loadAppInNode, type PlaneBundle, type WorkerBundle } from "./bundle.js";
 import { resolveImage } from "./images.js";
+import { stateDir } from "./paths.js";
 
 export interface BuiltApps {
   apps: App[];
@@ -84,7 +85,8 @@ async function prepareWasm(app: string, w: WasmDefinition, appFile: string, outD
   }
   const file = `${app}-${w.name}.wasm`;
   try {
-    await prepareModule(from, join(outDir, file), { source: w.source !== undefined, name: given, maxMemoryPages: w.limits.maxMemoryPages });
+    // Compiles are kept in the project's .tandem folder: a reload that did not touch the module does not compile it again.
+    await prepareModule(from, join(outDir, file), { source: w.source !== undefined, name: given, maxMemoryPages: w.limits.maxMemoryPages, cacheDir: join(stateDir(), "cache", "asc") });
   } catch (err) {
     throw new InvalidOptionsError(`${where}: ${(err as Error).message}`);
   }
