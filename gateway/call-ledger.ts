@@ -166,7 +166,7 @@ export class CallLedger extends DurableObject<Env> implements LedgerApi {
       (async () => {
         const input = JSON.parse(await this.#loadValue(row.input!)) as EncodedValue;
         const args = decodeValue(input.json, input.meta) as unknown[];
-        await runStore.run(rc, () => runSpawned(rc, this, fn, row.id, args, Math.max(1, row.attempts), row.created_at, this.#leaseMs / 3));
+        await runStore.run(rc, () => runSpawned(rc, this, fn, row.id, args, Math.max(1, row.attempts), row.created_at, this.#leaseMs / 3, row.kind === "scheduled"));
       })().catch((err) => this.record([this.#lost(row, String(err))])),
     );
   }

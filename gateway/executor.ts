@@ -142,7 +142,7 @@ export async function spawnCall(
   const createdAt = Date.now();
   const ledger = ledgerFor(rc.env, id);
   await ledger.create({ id, app: fn.app, function: fn.name, kind: options.kind ?? "spawn", createdAt, input, ...(options.scheduledAt === undefined ? {} : { scheduledAt: options.scheduledAt }) });
-  rc.waitUntil(runSpawned(rc, ledger, fn, id, args, 1, createdAt, gatewayConfig(rc.env).callLeaseMs / 3));
+  rc.waitUntil(runSpawned(rc, ledger, fn, id, args, 1, createdAt, gatewayConfig(rc.env).callLeaseMs / 3, options.kind === "scheduled"));
   return id;
 }
 
@@ -160,13 +160,14 @@ export async function runSpawned(
   firstAttempt: number,
   createdAt: number,
   renewEveryMs: number,
+  /** A scheduled run: nobody waits on it, so a failure goes to the logs too. */
+  logFailure = false,
 ): Promise<void> {
   const renew = setInterval(() => void ledger.renew(id).catch(() => {}), renewEveryMs);
   try {
     const outcome = await execute(rc, fn, args, id, { firstAttempt, beforeAttempt: (attempt) => ledger.start(id, attempt), onPlane: (planeId) => ledger.runningOn(id, planeId) });
     if (outcome.status === "cancelled") return;
-    // Nobody may be waiting on a background call (a scheduled run never has a caller): its failure goes to the logs too.
-    if (outcome.error) {
+    if (logFailure && outcome.error) {
       const attempts = `${outcome.attempts} attempt${outcome.attempts === 1 ? "" : "s"}`;
       console.error(`[${fn.app}.${fn.name} ${id}] ${outcome.status === "timed_out" ? "timed out" : "failed"} after ${attempts}: ${outcome.error.name}: ${outcome.error.message}`);
     }

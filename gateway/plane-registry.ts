@@ -36,12 +36,13 @@ export class PlaneRegistry extends DurableObject<Env> {
 
   /** Marks `app` (as bundled now) stopped: its pools are not kept warm until it is served or deployed again. */
   async stopApp(app: string, bundleHash: string): Promise<void> {
-    await this.ctx.storage.put(`stopped:${app}`, bundleHash);
+    await this.ctx.storage.put(`stopped:${app}`, { hash: bundleHash, at: Date.now() } satisfies StopMark);
   }
 
-  async stoppedBundles(): Promise<Record<string, string>> {
-    const stopped = await this.ctx.storage.list<string>({ prefix: "stopped:" });
-    return Object.fromEntries([...stopped].map(([k, v]) => [k.slice("stopped:".length), v]));
+  async stoppedBundles(): Promise<Record<string, StopMark>> {
+    const stopped = await this.ctx.storage.list<StopMark | string>({ prefix: "stopped:" });
+    // A mark from before marks had a time (a bare hash) holds until the bundle changes.
+    return Object.fromEntries([...stopped].map(([k, v]) => [k.slice("stopped:".length), typeof v === "string" ? { hash: v, at: Number.MAX_SAFE_INTEGER } : v]));
   }
 
   async list(): Promise<PlaneInfo[]> {
@@ -63,4 +64,10 @@ export class PlaneRegistry extends DurableObject<Env> {
 function describeGpus(h: PlaneHeartbeat): string {
   const gpus = Object.entries(h.gpus).map(([type, c]) => `${type}x${c.total}`);
   return gpus.length ? `GPUs ${gpus.join(", ")}${h.simulated ? " (simulated)" : ""}` : "no GPUs";
+}
+
+/** `tandem app stop`: the app's bundle then, and when. */
+export interface StopMark {
+  hash: string;
+  at: number;
 }

@@ -13,6 +13,7 @@ import { gatewayConfig } from "./config.js";
 import type { Env } from "./env.js";
 import { knownPlanes, planeBundle, planeRegistry, planeSpec } from "./forward-to-plane.js";
 import { registry } from "./registry.js";
+import type { StopMark } from "./plane-registry.js";
 
 type Api = { Bindings: Env };
 
@@ -68,12 +69,14 @@ export function planeRoutes(): Hono<Api> {
  * goes to one healthy plane that could hold it, the first by id, so that the
  * minimum is kept once, not once per plane.
  */
-export function warmPoolsFor(planeId: string, planes: PlaneInfo[], stopped: Record<string, string>): WarmPoolRef[] {
+export function warmPoolsFor(planeId: string, planes: PlaneInfo[], stopped: Record<string, StopMark>): WarmPoolRef[] {
   const healthy = planes.filter((p) => p.healthy).sort((a, b) => a.planeId.localeCompare(b.planeId));
   const pools: WarmPoolRef[] = [];
   for (const app of registry().apps) {
     const bundle = planeBundle(app.name);
-    if (!bundle || stopped[app.name] === bundle.hash) continue;
+    // Stopped: until the app is served or deployed again (a build after the stop), even with the same code.
+    const mark = stopped[app.name];
+    if (!bundle || (mark && mark.hash === bundle.hash && mark.at >= (bundle.builtAt ?? 0))) continue;
     for (const fn of app.callables.filter((c) => c.kind !== "method")) {
       if (fn.spec.tier !== "plane" || fn.spec.autoscaler.minContainers === 0) continue;
       const wants = fn.spec.gpu?.map(parseGpuSpec) ?? [];

@@ -40,6 +40,8 @@ export interface PlaneOptions {
   stateDir: string;
   /** Seconds idle before a container is stopped; default 60. */
   scaledownWindowSeconds?: number;
+  /** Keep the warm pools (`minContainers`) the gateway assigns; default true. `tandem run`'s one-call plane does not. */
+  keepWarm?: boolean;
   log?: (line: string) => void;
 }
 
@@ -226,7 +228,7 @@ export class Plane {
       });
       if (!res.ok) throw new Error(`HTTP ${res.status}: ${(await res.text()).slice(0, 200)}`);
       const answer = (await res.json()) as HeartbeatAnswer;
-      if (!this.unavailable) {
+      if (!this.unavailable && this.#options.keepWarm !== false) {
         this.#scheduler.keepWarm(
           (answer.warm ?? []).map((pool) => ({ ...pool, bundle: async () => ({ path: await this.#bundles.get(pool.bundleHash, pool.nodeModules), nodeModules: pool.nodeModules }) })),
         );

@@ -272,7 +272,8 @@ export class Scheduler {
             this.#release(worker, undefined);
             this.#o.log(`[plane] keeping ${worker.label} ${worker.id} warm (minContainers ${pool.spec.autoscaler.minContainers})`);
           } catch (err) {
-            this.#o.log(`[plane] could not start a warm container for ${pool.app}.${pool.function}: ${(err as Error).message}`);
+            // A plane shutting down kills what is still starting: that is no failure to report.
+            if (!this.#closed) this.#o.log(`[plane] could not start a warm container for ${pool.app}.${pool.function}: ${(err as Error).message}`);
             break;
           }
         }

@@ -348,6 +348,8 @@ export type ResolvedImageStep =
 /** Which plane bundle an app's plane functions run from. */
 export interface PlaneBundleRef {
   hash: string;
+  /** When it was built (ms): each `tandem serve` start or reload, and each deploy, builds anew. */
+  builtAt?: number;
   /** Each function's (or class's) image, by name: the hash of its `ImageBuildSpec`. */
   images?: Record<string, string>;
   /**

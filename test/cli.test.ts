@@ -198,6 +198,28 @@ describe("reloading on change", () => {
   });
 });
 
+describe("tandem app stop, then serving again", () => {
+  it("warms the app's pool again when it is served again, with the same code", { timeout: 90_000 }, async () => {
+    const dir = await mkdtemp(join(tmpdir(), "tandem-app-stop-"));
+    const warmContainers = () => execFileSync("docker", ["ps", "-q", "--filter", "label=tandem.app=stoppy"]).toString().trim();
+    try {
+      await writeFile(join(dir, "app.ts"), `import { App } from "tandem";\nconst app = new App("stoppy");\nexport const ready = app.function({ tier: "plane", minContainers: 1 }, () => "ok");\nexport default app;\n`);
+      let served = await startServe(["app.ts", "--no-watch"], dir);
+      await served.waitFor(/keeping stoppy\.ready ctr-[0-9a-f]{8} warm/, 30_000);
+      const stopped = await runCli(["app", "stop", "stoppy", "--gateway", served.url]);
+      expect(stopped.stdout).toMatch(/stopped 1 container of app stoppy/);
+      await served.stop();
+      // Served again, with the same code: the stop is over.
+      served = await startServe(["app.ts", "--no-watch"], dir);
+      await served.waitFor(/keeping stoppy\.ready ctr-[0-9a-f]{8} warm/, 30_000);
+      expect(warmContainers()).not.toBe("");
+      await served.stop();
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+});
+
 describe("tandem serve, stopped with Ctrl-C", () => {
   it("stops and removes the local plane's containers before it exits", async () => {
     const dir = await mkdtemp(join(tmpdir(), "tandem-sigint-"));

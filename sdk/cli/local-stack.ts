@@ -56,6 +56,7 @@ export async function buildApps(appFiles: string[], buildDir: string, options: {
       }
       planeBundles[app.name] = {
         hash: plane.hash,
+        builtAt: Date.now(),
         ...(plane.nodeModules ? { nodeModules: plane.nodeModules } : {}),
         ...(Object.keys(imageOf).length ? { images: imageOf } : {}),
       };

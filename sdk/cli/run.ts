@@ -74,7 +74,7 @@ export async function runOnce(target: string, rawArgs: string[]): Promise<number
     const url = gateway.url.href.replace(/\/$/, "");
     if (built.planes.length) {
       await uploadPlaneBundles(gateway.miniflare, built);
-      plane = await Plane.start({ gatewayUrl: url, secret, host: "127.0.0.1", port: 0, region: "local", runtime: "docker", simulateWhenNone: true, stateDir: planeDir, log: (line) => console.error(line) });
+      plane = await Plane.start({ gatewayUrl: url, secret, host: "127.0.0.1", port: 0, region: "local", runtime: "docker", simulateWhenNone: true, keepWarm: false, stateDir: planeDir, log: (line) => console.error(line) });
       const local = plane;
       checkPlaneFits(built.apps, (request) => local.inventory.fits(request), fn); // as serve does: a call that could never run here fails now, not at its timeout
     }
