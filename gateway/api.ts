@@ -24,7 +24,7 @@ import { schedulerFor } from "./scheduler.js";
 import { gatewayConfig } from "./config.js";
 import type { Env } from "./env.js";
 import { callNow, mapCalls, spawnCall } from "./executor.js";
-import { cancelOnPlane, stopAppOnPlanes, usageFromPlanes } from "./forward-to-plane.js";
+import { cancelOnPlane, clsParamsOf, stopAppOnPlanes, usageFromPlanes } from "./forward-to-plane.js";
 import { registry, type RegisteredFunction } from "./registry.js";
 import { streamCall, streamResponseBody } from "./stream.js";
 import type { RunContext } from "./run-context.js";
@@ -66,6 +66,7 @@ export function apiRoutes(): Hono<Api> {
   api.post(ROUTES.call, async (c) => {
     const fn = notGenerator(registry().function(c.req.param("app"), c.req.param("fn")));
     const args = await readArgs(c);
+    clsParamsOf(fn, args); // a class method's parameters: a 400 now, at either tier
     const { id, row } = await callNow(runContext(c), fn, args);
     c.header(HEADERS.callId, id);
     return c.json(toCallRecord(row), row.error ? (ERROR_STATUS[row.error.code] as ContentfulStatusCode) : 200);
@@ -74,6 +75,7 @@ export function apiRoutes(): Hono<Api> {
   api.post(ROUTES.spawn, async (c) => {
     const fn = notGenerator(registry().function(c.req.param("app"), c.req.param("fn")));
     const args = await readArgs(c);
+    clsParamsOf(fn, args);
     const id = await spawnCall(runContext(c), fn, args, encodeValue(args));
     c.header(HEADERS.callId, id);
     return c.json({ callId: id, status: "pending" }, 202);

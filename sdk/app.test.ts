@@ -60,4 +60,31 @@ describe("App", () => {
     expect(await double.local(21)).toBe(42);
     await expect(lookup("demo", "double").local(1)).rejects.toThrow("no local handler");
   });
+
+  it("runs a class method's .local() on an instance built here, enter() first", async () => {
+    const app = new App("demo");
+    const Counter = app.cls(
+      { name: "Counter" },
+      class {
+        n = 0;
+        constructor(readonly params: { start?: number }) {}
+        enter() {
+          this.n = this.params.start ?? 0;
+        }
+        inc(by: number) {
+          return (this.n += by);
+        }
+      },
+    );
+    expect(await Counter({ start: 5 }).inc!.local(2)).toBe(7);
+    expect(await Counter({ start: 5 }).inc!.local(2)).toBe(9); // the same instance for the same parameters
+    expect(await Counter({ start: 1 }).inc!.local(1)).toBe(2);
+  });
+
+  it("says what it got when app.cls is not given a class, and how to call an unnamed handle from elsewhere", () => {
+    const app = new App("demo");
+    expect(() => app.cls({}, (() => 1) as never)).toThrow('app "demo": class #1 needs a class (got an arrow function)');
+    const unnamed = app.function(() => 1);
+    expect(() => unnamed.name).toThrow('From another program, call it by name: lookup("demo", "<export name>")');
+  });
 });

@@ -103,7 +103,9 @@ export class FunctionHandle<A extends unknown[] = unknown[], R = unknown> {
   get name(): string {
     if (this.#invalid) throw this.#invalid(this.#name ?? "(no name)");
     if (this.#name === undefined) {
-      throw new InvalidOptionsError(`a function of app "${this.#app}" has no name: export it, or give it a \`name\` option`);
+      throw new InvalidOptionsError(
+        `a function of app "${this.#app}" has no name yet: functions are named after their exports (or a \`name\` option) when a runtime loads the app file. From another program, call it by name: lookup("${this.#app}", "<export name>")`,
+      );
     }
     return this.#name;
   }
@@ -417,7 +419,7 @@ export class App {
    */
   cls<C extends new (params: any) => object>(options: FunctionOptions, Class: C): ClsHandle<InstanceType<C>> {
     const label = options?.name ?? Class?.name ?? `#${this.#classes.length + 1}`;
-    if (typeof Class !== "function") throw new InvalidOptionsError(`app "${this.name}": class ${label} needs a class`);
+    if (typeof Class !== "function" || typeof Class.prototype !== "object") throw new InvalidOptionsError(`app "${this.name}": class ${label || "#" + (this.#classes.length + 1)} needs a class (got ${typeof Class === "function" ? "an arrow function" : typeof Class})`);
     const spec = parseFunctionOptions(options, `app "${this.name}": class "${label}"`);
     if (spec.schedule) throw new InvalidOptionsError(`app "${this.name}": class "${label}": option "schedule" is for functions; schedule a function that calls the method`);
     const methods = Object.getOwnPropertyNames(Class.prototype).filter(
@@ -427,10 +429,20 @@ export class App {
     const definition: ClsDefinition = { name: spec.name ?? undefined, spec, Class: Class as unknown as ClsDefinition["Class"], methods };
     this.#classes.push(definition);
     const appName = this.name;
+    let local: ClassInstances | undefined; // `.local()`: instances in this process, built on first use
     const handle = ((params: ClsParams = {}) => {
       checkClsParams(appName, definition, params);
       return Object.fromEntries(
-        methods.map((m) => [m, new FunctionHandle({ app: appName, name: `${clsName(appName, definition)}.${m}`, spec, boundArgs: [params] })]),
+        methods.map((m) => [
+          m,
+          new FunctionHandle({
+            app: appName,
+            name: `${clsName(appName, definition)}.${m}`,
+            spec,
+            boundArgs: [params],
+            handler: (...args: unknown[]) => (local ??= new ClassInstances(definition)).handler(m)(params, ...args),
+          }),
+        ]),
       );
     }) as ClsHandle<InstanceType<C>>;
     Object.defineProperty(handle, CLS_BRAND, { value: definition });
@@ -691,7 +703,11 @@ export class ClassInstances {
 }
 
 function clsName(app: string, definition: ClsDefinition): string {
-  if (definition.name === undefined) throw new InvalidOptionsError(`app "${app}": a class has no name yet; export it, or give it a \`name\` option`);
+  if (definition.name === undefined) {
+    throw new InvalidOptionsError(
+      `app "${app}": a class has no name yet: classes are named after their exports (or a \`name\` option) when a runtime loads the app file. From another program, call a method by name: lookup("${app}", "<Class>.<method>").remote(params, ...args)`,
+    );
+  }
   return definition.name;
 }
 

@@ -23,6 +23,7 @@ describe("function options", () => {
     [{ timeout: 90_000 }, 'option "timeout" must be at most 86400 seconds'],
     [{ timeout: "10" }, 'option "timeout" must be a number of seconds'],
     [{ retries: -1 }, 'option "retries"'],
+    [{ memory: 1 }, 'option "memory" must be at least 6 MiB, the least a container can have (got 1)'],
     [{ retries: 2.5 }, 'option "retries" must be a whole number of retries from 0 to 10, or Retries({...}) (got 2.5)'],
     [{ tier: "cloud" }, 'option "tier" must be "edge" or "plane"'],
     [{ env: { A: 1 } }, 'option "env.A" values must be strings'],

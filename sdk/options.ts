@@ -137,7 +137,7 @@ const OptionsSchema = z.strictObject({
   gpu: z.union([z.string().min(1), z.array(z.string().min(1)).min(1)], "must be a GPU type or a list of them").optional(),
   image: z.custom<Image>((v) => isImage(v), "must be an Image (Image.node()...)").optional(),
   cpu: z.number().positive("must be more than 0").max(MAX_CPU, `must be at most ${MAX_CPU} cores`).optional(),
-  memory: z.number().int("must be whole MiB").positive("must be more than 0").max(MAX_MEMORY_MIB, `must be at most ${MAX_MEMORY_MIB} MiB (336 GB)`).optional(),
+  memory: z.number().int("must be whole MiB").min(6, "must be at least 6 MiB, the least a container can have").max(MAX_MEMORY_MIB, `must be at most ${MAX_MEMORY_MIB} MiB (336 GB)`).optional(),
   minContainers: z.number().int("must be a whole number").min(0, "must be 0 or more").max(1000, "must be at most 1000").optional(),
   maxContainers: z.number().int("must be a whole number").min(1, "must be at least 1").max(1000, "must be at most 1000").optional(),
   bufferContainers: z.number().int("must be a whole number").min(0, "must be 0 or more").max(1000, "must be at most 1000").optional(),

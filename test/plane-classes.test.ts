@@ -67,4 +67,10 @@ describe("classes at the edge", () => {
     expect(await bump.remote({ start: 10 }, 1)).toBe(12);
     expect(await bump.remote({ start: 100 }, 5)).toBe(105);
   });
+
+  it("refuses parameters that are not strings, numbers, booleans or null, with a 400 naming the parameter", async () => {
+    const res = await fetch(`${stack.url}/v1/apps/classes/functions/Counter.bump/call`, { method: "POST", body: JSON.stringify({ args: [{ start: [1, 2] }, 1] }) });
+    expect(res.status).toBe(400);
+    expect(((await res.json()) as { error: { message: string } }).error.message).toBe('classes.Counter.bump: class parameter "start" must be a string, number, boolean or null (got an array)');
+  });
 });
