@@ -149,12 +149,14 @@ async function aptLayer(packages: string[], dir: string, where: string, say: (li
   await mkdir(debs, { recursive: true });
   await mkdir(root, { recursive: true });
   say(`apt-get download ${packages.join(" ")}`);
+  // Downloads go to a folder of the plane's own: apt's sandbox user need not (and often cannot) write there.
+  const download = ["-o", "APT::Sandbox::User=root", "download", ...packages];
   try {
-    await run("apt-get", ["download", ...packages], where, say, debs);
+    await run("apt-get", download, where, say, debs);
   } catch {
     say("the package lists do not have them: apt-get update");
     await run("apt-get", ["update", "-qq"], where, say);
-    await run("apt-get", ["download", ...packages], where, say, debs);
+    await run("apt-get", download, where, say, debs);
   }
   for (const deb of (await readdir(debs)).filter((f) => f.endsWith(".deb"))) await run("dpkg-deb", ["-x", join(debs, deb), root], where, say);
   return root;
