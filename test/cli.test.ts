@@ -99,6 +99,20 @@ describe("tandem serve with bad input", () => {
     expect(stdout).not.toContain("gateway ready");
   });
 
+  it("refuses an image for a Node the local plane does not run, before anything starts", async () => {
+    const dir = await mkdtemp(join(tmpdir(), "tandem-node-version-"));
+    try {
+      const other = String(Number(process.versions.node.split(".")[0]) - 2);
+      await writeFile(join(dir, "app.ts"), `import { App, Image } from "tandem";\nconst app = new App("oldnode");\nexport const f = app.function({ image: Image.node("${other}") }, () => 1);\nexport default app;\n`);
+      const { code, stdout, stderr } = await runCli(["serve", "app.ts", "--port", "0"], { cwd: dir });
+      expect(code).not.toBe(0);
+      expect(stderr).toContain(`function "f" cannot run on the local plane: Image.node("${other}") asks for Node ${other}, and the local plane builds on Node ${process.versions.node}`);
+      expect(stdout).not.toContain("gateway ready");
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
   it("says which file is missing", async () => {
     const { code, stderr } = await runCli(["serve", "no/such/app.ts", "--port", "0"]);
     expect(code).not.toBe(0);

@@ -125,6 +125,11 @@ export function checkPlaneFits(
       ...app.classes.map((c) => ({ name: c.name, what: `class "${c.name}"`, spec: c.spec })),
     ].filter((f) => f.spec.tier === "plane" && (only === undefined || only === f.name || only.startsWith(`${f.name}.`)));
     for (const { what, spec } of planeFunctions) {
+      // The local plane builds images on this machine's Node: a different major would only fail at the first call.
+      const node = spec.image?.steps.find((step) => step.kind === "node");
+      if (node?.kind === "node" && node.version !== null && node.version.split(".")[0] !== process.versions.node.split(".")[0]) {
+        throw new InvalidOptionsError(`app "${app.name}": ${what} cannot run on the local plane: Image.node("${node.version}") asks for Node ${node.version}, and the local plane builds on Node ${process.versions.node}`);
+      }
       const options = spec.gpu?.map(parseGpuSpec) ?? [undefined];
       const problems = options.map((gpu) => fits({ gpu: gpu as never, cpu: spec.cpu ?? 1, memoryMiB: spec.memory ?? 512 }));
       const first = problems.find((p) => p !== undefined);
