@@ -31,5 +31,7 @@ describe("metering", () => {
     expect(json.totalSeconds).toBeGreaterThan(1);
     expect(json.totalUsd).toBeGreaterThan(0);
     expect(json.rows[0]).toMatchObject({ app: "capped", function: "work", gpu: null, containers: 1 });
+    const none = await runCli(["usage", "--app", "nosuch", "--gateway", stack.url]);
+    expect(none.stdout.trim()).toBe("no container time recorded for app nosuch on the planes the gateway knows");
   });
 });

@@ -125,6 +125,10 @@ program
     const query = { ...(opts.app ? { app: opts.app } : {}), ...(opts.since !== undefined ? { since: opts.since } : {}) };
     const body = (await new HttpInvoker(resolveGatewayUrl(opts.gateway)).request("GET", paths.usage(query))) as { rows: (UsageRow & { plane: string })[]; totalUsd: number; totalSeconds: number };
     if (opts.json) return console.log(JSON.stringify(body, null, 2));
+    if (body.rows.length === 0) {
+      const since = opts.since === undefined ? "" : ` since ${new Date(opts.since).toISOString()}`;
+      return console.log(`no container time recorded${opts.app ? ` for app ${opts.app}` : ""}${since} on the planes the gateway knows`);
+    }
     console.log(`${"app".padEnd(16)} ${"function".padEnd(20)} ${"gpu".padEnd(10)} ${"containers".padStart(10)} ${"seconds".padStart(10)} ${"cost".padStart(12)}`);
     for (const r of body.rows) {
       console.log(`${r.app.padEnd(16)} ${r.function.padEnd(20)} ${(r.gpu ?? "-").padEnd(10)} ${String(r.containers).padStart(10)} ${r.seconds.toFixed(1).padStart(10)} ${`$${r.costUsd.toFixed(6)}`.padStart(12)}`);
@@ -143,7 +147,9 @@ program
     if (opts.json) return console.log(JSON.stringify(apps, null, 2));
     for (const app of apps) {
       console.log(style.bold(`app ${app.name}`));
-      for (const f of app.functions) console.log(`  function  ${f.name.padEnd(20)} ${f.tier}, timeout ${f.timeoutSeconds} s, retries ${f.retries.maxRetries}`);
+      for (const f of app.functions) {
+        console.log(`  function  ${f.name.padEnd(20)} ${f.tier}, timeout ${f.timeoutSeconds} s, retries ${f.retries.maxRetries}${f.generator ? ", generator (stream it)" : ""}`);
+      }
       for (const e of app.endpoints) {
         if (e.kind === "websocket") console.log(`  websocket ${e.label.padEnd(20)} ${base.replace(/^http/, "ws")}${paths.web(app.name, e.label)}`);
         else console.log(`  ${e.kind.padEnd(9)} ${e.label.padEnd(20)} ${e.method ?? "*"} ${base}${paths.web(app.name, e.label, e.path === "/*" ? "/" : e.path)}`);
