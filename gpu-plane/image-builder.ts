@@ -38,7 +38,7 @@ export async function buildImage(docker: Docker, base: string, spec: ImageBuildS
     log(`[image ${hash.slice(0, 12)}] ${line}`);
   };
   try {
-    const lines = await dockerfile(docker, base, spec.steps, context, say);
+    const { lines, stepOf } = await dockerfile(docker, base, spec.steps, context, say);
     await writeFile(join(context, "Dockerfile"), lines.join("\n") + "\n");
     say(`building ${tag}: ${lines.length} steps${force ? " (forced)" : ""}`);
     const tar = spawn("tar", ["-C", context, "-c", "."], { stdio: ["ignore", "pipe", "inherit"] });
@@ -61,8 +61,10 @@ export async function buildImage(docker: Docker, base: string, spec: ImageBuildS
       ),
     );
     if (failure) {
-      const at = steps.length ? `step ${steps.length} (${steps[steps.length - 1]!.instruction})` : "its first step";
-      throw new ImageBuildError(`the image failed to build at ${at}: ${failure.trim()}\n${tail.slice(-10).join("\n")}`, { step: steps.length, logTail: tail.slice() });
+      // Named as the user wrote it: their step (one may make several Dockerfile instructions), then the instruction.
+      const mine = steps.length ? stepOf[steps.length - 1]! : 0;
+      const at = steps.length ? `step ${mine + 1} (${spec.steps[mine]!.kind}), at ${steps[steps.length - 1]!.instruction}` : "its first step";
+      throw new ImageBuildError(`the image failed to build at ${at}: ${failure.trim()}\n${tail.slice(-10).join("\n")}`, { step: mine + 1, logTail: tail.slice() });
     }
     say(`built ${tag} (${steps.filter((s) => s.cached).length} of ${steps.length} steps from cache)`);
     return { tag, steps };
@@ -72,8 +74,16 @@ export async function buildImage(docker: Docker, base: string, spec: ImageBuildS
 }
 
 /** The Dockerfile for the steps, with what each needs laid out in `context`. */
-async function dockerfile(docker: Docker, base: string, steps: ResolvedImageStep[], context: string, say: (line: string) => void): Promise<string[]> {
+async function dockerfile(
+  docker: Docker,
+  base: string,
+  steps: ResolvedImageStep[],
+  context: string,
+  say: (line: string) => void,
+): Promise<{ lines: string[]; stepOf: number[] }> {
   const lines: string[] = [];
+  /** The index of the step each line comes from. */
+  const stepOf: number[] = [];
   let shell = false;
   for (const [i, step] of steps.entries()) {
     const where = `step ${i + 1} (${step.kind})`;
@@ -138,8 +148,9 @@ async function dockerfile(docker: Docker, base: string, steps: ResolvedImageStep
         for (const command of step.commands) lines.push(`RUN ["/bin/sh", "-c", ${JSON.stringify(command)}]`);
         break;
     }
+    while (stepOf.length < lines.length) stepOf.push(i);
   }
-  return lines;
+  return { lines, stepOf };
 }
 
 /** Downloads Debian packages and unpacks them into `<dir>/root`; runs `apt-get update` once if the lists lack them. */
