@@ -6,13 +6,14 @@
  */
 import { FunctionTimeoutError, InvalidRequestError, TandemError, remoteErrorFrom, toWireError } from "../sdk/errors.js";
 import { chunkIterator, isGeneratorResult } from "../sdk/generator-result.js";
-import { encodeValue, type CallStatus, type StreamLine } from "../sdk/protocol.js";
+import { encodeValue, type CallStatus } from "../sdk/protocol.js";
 import { recordEnded } from "./call-ledger-client.js";
 import { EncodedResult } from "./encoded-result.js";
 import { forwardStreamToPlane } from "./forward-to-plane.js";
 import type { RegisteredFunction } from "./registry.js";
 import { runStore, type RunContext } from "./run-context.js";
 import { mapStack } from "./source-map.js";
+import { streamLines } from "../sdk/stream-lines.js";
 
 /**
  * Runs `fn` as a generator and yields its chunks; records the call (with how
@@ -69,35 +70,7 @@ export async function* streamCall(rc: RunContext, fn: RegisteredFunction, args: 
  * run, and the call is not recorded).
  */
 export function streamResponseBody(chunks: AsyncGenerator<unknown, void, undefined>, callId: string, first?: IteratorResult<unknown, void>): ReadableStream<Uint8Array> {
-  const encoder = new TextEncoder();
-  const line = (l: StreamLine) => encoder.encode(JSON.stringify(l) + "\n");
-  let sent = 0;
-  let pending = first;
-  return new ReadableStream<Uint8Array>(
-    {
-      async pull(controller) {
-        try {
-          const step = pending ?? (await chunks.next());
-          pending = undefined;
-          if (step.done) {
-            controller.enqueue(line({ done: true, callId, chunks: sent }));
-            controller.close();
-            return;
-          }
-          sent++;
-          const { json, meta } = step.value instanceof EncodedResult ? step.value.encoded : encodeValue(step.value);
-          controller.enqueue(line(meta === undefined ? { chunk: json } : { chunk: json, meta }));
-        } catch (err) {
-          controller.enqueue(line({ error: toWireError(err), callId, chunks: sent }));
-          controller.close();
-        }
-      },
-      async cancel() {
-        await chunks.return(undefined);
-      },
-    },
-    { highWaterMark: 0 },
-  );
+  return streamLines(chunks, callId, (chunk) => (chunk instanceof EncodedResult ? chunk.encoded : encodeValue(chunk)), first);
 }
 
 async function withDeadline<T>(promise: Promise<T>, deadline: number, fn: RegisteredFunction, callId: string): Promise<T> {

@@ -653,9 +653,9 @@ function cudaVisibleDevices(reservation: Reservation, driver: ContainerDriver): 
 
 /**
  * `timeout` seconds from now. An input gets it twice: once to wait for a
- * container (a free GPU, a slot under `maxContainers`, a cold start), which
- * ends in `no_capacity`, and once more, from when it reaches the container,
- * to run: waiting in the queue does not use up its run time.
+ * container (a free GPU, a slot under `maxContainers`: `no_capacity`; a cold
+ * start: "did not start in time"), and once more, from when it reaches the
+ * container, to run: waiting in the queue does not use up its run time.
  */
 function timeoutFromNow(req: PlaneRunRequest): number {
   return Date.now() + req.timeoutSeconds * 1000;

@@ -10,9 +10,10 @@ import { getRequestListener } from "@hono/node-server";
 import { Hono, type Context } from "hono";
 import type { ContentfulStatusCode } from "hono/utils/http-status";
 import { InvalidRequestError, TandemError, UnauthorizedError, toWireError } from "../sdk/errors.js";
-import { NAME_PATTERN, PLANE_ROUTES, PlaneRunRequestSchema, type EncodedValue, type PlaneRunRequest, type PlaneRunResponse, type StreamLine, type UsageRow } from "../sdk/protocol.js";
+import { NAME_PATTERN, PLANE_ROUTES, PlaneRunRequestSchema, type EncodedValue, type PlaneRunRequest, type PlaneRunResponse, type UsageRow } from "../sdk/protocol.js";
 import { NonceCache, verifyRequest } from "../sdk/signing.js";
 import { describeIssues } from "../sdk/options.js";
+import { streamLines } from "../sdk/stream-lines.js";
 
 export interface PlaneServerOptions {
   secret: string;
@@ -82,34 +83,7 @@ export function planeServer(options: PlaneServerOptions): (req: IncomingMessage,
     const chunks = options.stream(req);
     // Starting the generator here lets a failure to start (no capacity, say) answer as an error status, not a stream.
     const first = await chunks.next();
-    const encoder = new TextEncoder();
-    const line = (l: StreamLine) => encoder.encode(JSON.stringify(l) + "\n");
-    let sent = 0;
-    let pending: IteratorResult<EncodedValue, void> | undefined = first;
-    const body = new ReadableStream<Uint8Array>(
-      {
-        async pull(controller) {
-          try {
-            const step = pending ?? (await chunks.next());
-            pending = undefined;
-            if (step.done) {
-              controller.enqueue(line({ done: true, callId: req.callId, chunks: sent }));
-              controller.close();
-              return;
-            }
-            sent++;
-            controller.enqueue(line(step.value.meta === undefined ? { chunk: step.value.json } : { chunk: step.value.json, meta: step.value.meta }));
-          } catch (err) {
-            controller.enqueue(line({ error: toWireError(err), callId: req.callId, chunks: sent }));
-            controller.close();
-          }
-        },
-        async cancel() {
-          await chunks.return(undefined);
-        },
-      },
-      { highWaterMark: 0 },
-    );
+    const body = streamLines(chunks, req.callId, (value) => value, first);
     return c.body(body, 200, { "content-type": "application/x-ndjson" });
   });
 

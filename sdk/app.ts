@@ -384,14 +384,7 @@ export class App {
       // `finalize` throws it; using the function before that throws it too.
       if (!(err instanceof InvalidOptionsError) || (options as FunctionOptions | undefined)?.name !== undefined) throw err;
       spec = parseFunctionOptions({}, where(label));
-      invalid = (name) => {
-        try {
-          parseFunctionOptions(options, where(name));
-        } catch (again) {
-          return again as InvalidOptionsError;
-        }
-        return err;
-      };
+      invalid = (name) => new InvalidOptionsError(err.message.replace(where(label), where(name)), err.details);
     }
     const handle = new FunctionHandle<A, R>({
       app: this.name,
