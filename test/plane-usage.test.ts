@@ -2,6 +2,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { SpendCapError, lookup } from "../sdk/index.js";
 import { runCli } from "./helpers/cli.js";
+import { eventually } from "./helpers/gateway.js";
 import { startTestStack, type TestStack } from "./helpers/stack.js";
 
 let stack: TestStack;
@@ -16,7 +17,9 @@ describe("metering", () => {
   it("refuses a new container past the app's spend cap, with a clear error", async () => {
     const work = lookup<[number], string>("capped", "work", { gateway: stack.url });
     const first = work.remote(1_500); // its container's cost passes the cap while it runs
-    await new Promise((r) => setTimeout(r, 500));
+    // Once its container runs (a cold start can take longer than the cap takes to pass), and a little cost has accrued.
+    await eventually(() => stack.planes[0]!.status().containers.some((c) => c.busy));
+    await new Promise((r) => setTimeout(r, 200));
     const err = await work.remote(10).catch((e) => e);
     expect(err).toBeInstanceOf(SpendCapError);
     expect(err.message).toMatch(/app "capped" reached its spend cap of \$1e-7 \(\$0\.\d+ spent on plane pl-[0-9a-f]+\); no new container starts for it/);
