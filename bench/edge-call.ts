@@ -23,7 +23,7 @@ const ROUND = 50;
 
 const dir = await mkdtemp(join(tmpdir(), "tandem-bench-"));
 const gatewayBundle = await bundleWorker([join(here, "apps/edge-call-app.ts")], join(dir, "gateway"));
-const gateway = await startWorkerd({ scriptPath: gatewayBundle.path, persistDir: join(dir, "state"), onOutput: () => {} });
+const gateway = await startWorkerd({ scriptPath: gatewayBundle.path, persistDir: join(dir, "state"), bindings: {}, onOutput: () => {} });
 
 const bare = await startBareWorker(join(here, "apps/bare-worker.ts"), join(dir, "bare"));
 const bareUrl = bare.url;

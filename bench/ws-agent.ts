@@ -36,7 +36,7 @@ const rssMiB = async (pid: number) => Number(/VmRSS:\s+(\d+) kB/.exec(await read
 const dir = await mkdtemp(join(tmpdir(), "tandem-bench-ws-"));
 const before = workerdPids();
 const gatewayBundle = await bundleWorker([join(here, "apps/ws-app.ts")], join(dir, "gateway"));
-const gateway = await startWorkerd({ scriptPath: gatewayBundle.path, persistDir: join(dir, "state"), onOutput: () => {} });
+const gateway = await startWorkerd({ scriptPath: gatewayBundle.path, persistDir: join(dir, "state"), bindings: {}, onOutput: () => {} });
 const gatewayPid = [...workerdPids()].find((p) => !before.has(p));
 
 const bare = await startBareWorker(join(here, "apps/bare-echo-worker.ts"), join(dir, "bare"), { durableObjects: { ECHO: { className: "EchoHub", useSQLite: true } } });

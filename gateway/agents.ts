@@ -16,7 +16,7 @@
 import { DurableObject } from "cloudflare:workers";
 import type { AgentContext, AgentDefinition } from "../sdk/app.js";
 import { remoteErrorFrom } from "../sdk/errors.js";
-import { AGENT_PING, AGENT_PONG, HEADERS } from "../sdk/protocol.js";
+import { AGENT_CLOSE, AGENT_PING, AGENT_PONG, HEADERS } from "../sdk/protocol.js";
 import type { Env } from "./env.js";
 import { registry } from "./registry.js";
 import { runStore, type RunContext } from "./run-context.js";
@@ -97,14 +97,15 @@ export class AgentHub extends DurableObject<Env> {
     if (!agent) return;
     // A string's UTF-8 length is at most three bytes a character: encode it only when that could pass the limit.
     const size = typeof message === "string" ? (message.length * 3 <= agent.maxMessageBytes ? message.length : encoder.encode(message).length) : message.byteLength;
-    if (size > agent.maxMessageBytes) return closeWith(ws, 1009, `message too big: ${size} bytes, the limit is ${agent.maxMessageBytes}`);
-    if (!this.#allow(ws, agent.maxMessagesPerSecond)) return closeWith(ws, 1008, `too many messages: the limit is ${agent.maxMessagesPerSecond} a second`);
+    if (size > agent.maxMessageBytes) return closeWith(ws, AGENT_CLOSE.tooBig, `message too big: ${size} bytes, the limit is ${agent.maxMessageBytes}`);
+    if (!this.#allow(ws, agent.maxMessagesPerSecond)) return closeWith(ws, AGENT_CLOSE.policyViolation, `too many messages: the limit is ${agent.maxMessagesPerSecond} a second`);
     await this.#handle(ws, attachment, agent, "onMessage", typeof message === "string" ? message : new Uint8Array(message));
   }
 
   override async webSocketClose(ws: WebSocket, code: number, reason: string): Promise<void> {
     // Answer the client's close; 1005 (no code given), 1006 and 1015 may not be sent, so those get 1000.
-    closeWith(ws, code === 1005 || code === 1006 || code === 1015 ? 1000 : code, reason);
+    const reserved: number[] = [AGENT_CLOSE.noStatus, AGENT_CLOSE.abnormal, AGENT_CLOSE.tlsFailed];
+    closeWith(ws, reserved.includes(code) ? AGENT_CLOSE.normal : code, reason);
     const attachment = ws.deserializeAttachment() as Attachment;
     const agent = deployedAgent(ws, attachment);
     if (!agent) return;
@@ -158,7 +159,7 @@ export class AgentHub extends DurableObject<Env> {
     } catch (err) {
       const remote = remoteErrorFrom(err, undefined, mapStack);
       console.error(`${prefix} ${hook} threw: ${remote.remoteStack ?? remote.message}`);
-      if (hook !== "onClose") closeWith(ws, 1011, `${hook} failed: ${remote.remoteName}: ${remote.message}`);
+      if (hook !== "onClose") closeWith(ws, AGENT_CLOSE.handlerFailed, `${hook} failed: ${remote.remoteName}: ${remote.message}`);
     } finally {
       await this.#save(ws, sessionId, loaded);
     }
@@ -180,7 +181,7 @@ export class AgentHub extends DurableObject<Env> {
       const { app, label } = ws.deserializeAttachment() as Attachment;
       const why = (err as Error).message.split("\n")[0]; // V8's cycle message goes on to draw the cycle over several lines
       console.error(`[${app}/${label} ${sessionId}] the session's state could not be saved, so it is back to its last saved state: ${(err as Error).message}`);
-      closeWith(ws, 1011, `the session's state could not be saved: ${why}`);
+      closeWith(ws, AGENT_CLOSE.handlerFailed, `the session's state could not be saved: ${why}`);
     }
   }
 
@@ -219,7 +220,7 @@ export class AgentHub extends DurableObject<Env> {
       send: (data) => {
         for (const ws of sockets()) sendTo(ws, data);
       },
-      close: (code = 1000, reason = "") => {
+      close: (code: number = AGENT_CLOSE.normal, reason = "") => {
         for (const ws of sockets()) closeWith(ws, code, reason);
       },
       join: (room) => {
@@ -284,7 +285,7 @@ function deployedAgent(ws: WebSocket, { app, label }: Attachment): AgentDefiniti
   try {
     return agentOf(app, label);
   } catch {
-    closeWith(ws, 1001, `websocket "${label}" of app "${app}" is no longer deployed`);
+    closeWith(ws, AGENT_CLOSE.goingAway, `websocket "${label}" of app "${app}" is no longer deployed`);
     return undefined;
   }
 }

@@ -3,12 +3,13 @@
  * (400 naming the parse error), then the shape (400 naming the field).
  */
 import type { z } from "zod";
-import { InvalidRequestError, PayloadTooLargeError } from "../sdk/errors.js";
+import { InvalidRequestError, bodyTooLarge } from "../sdk/errors.js";
 import { decodeValue } from "../sdk/protocol.js";
+import { describeIssues } from "../sdk/zod-issues.js";
 
 export async function readJsonBody<S extends z.ZodType>(request: Request, schema: S, maxBytes: number): Promise<z.infer<S>> {
   const declared = Number(request.headers.get("content-length") ?? "NaN");
-  if (declared > maxBytes) throw tooLarge(declared, maxBytes);
+  if (declared > maxBytes) throw bodyTooLarge(maxBytes, declared);
   // A declared length within the limit can be read in one go; only a body of unknown length is counted as it streams.
   if (Number.isFinite(declared)) return parseJsonBody(await request.text(), schema);
   const bytes = await readLimited(request, maxBytes);
@@ -39,12 +40,7 @@ export function decodeBodyValue(json: unknown, meta: unknown, field: string): un
 function parseShape<S extends z.ZodType>(schema: S, json: unknown): z.infer<S> {
   const parsed = schema.safeParse(json);
   if (parsed.success) return parsed.data;
-  const issues = parsed.error.issues.map((issue) => {
-    if (issue.code === "unrecognized_keys") return `unknown field${issue.keys.length > 1 ? "s" : ""} ${issue.keys.map((k) => `"${k}"`).join(", ")}`;
-    const path = issue.path.length ? `"${issue.path.join(".")}"` : "body";
-    return `${path}: ${issue.message}`;
-  });
-  throw new InvalidRequestError(`request body has the wrong shape: ${issues.join("; ")}`);
+  throw new InvalidRequestError(`request body has the wrong shape: ${describeIssues(parsed.error, "field")}`);
 }
 
 async function readLimited(request: Request, maxBytes: number): Promise<Uint8Array> {
@@ -58,7 +54,7 @@ async function readLimited(request: Request, maxBytes: number): Promise<Uint8Arr
     total += value.byteLength;
     if (total > maxBytes) {
       await reader.cancel();
-      throw tooLarge(total, maxBytes);
+      throw bodyTooLarge(maxBytes, total);
     }
     chunks.push(value);
   }
@@ -69,8 +65,4 @@ async function readLimited(request: Request, maxBytes: number): Promise<Uint8Arr
     offset += chunk.byteLength;
   }
   return out;
-}
-
-function tooLarge(size: number, max: number): PayloadTooLargeError {
-  return new PayloadTooLargeError(`request body is larger than ${max} bytes, the most this gateway accepts (TANDEM_MAX_BODY_BYTES)`, { maxBytes: max, atLeast: size });
 }

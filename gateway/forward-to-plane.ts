@@ -6,9 +6,9 @@
  * that fits, the call waits until its timeout and then fails with
  * `no_capacity`.
  */
-import { ndjsonLines } from "../sdk/client.js";
+import { ndjsonLines } from "../sdk/stream-lines.js";
 import { FunctionTimeoutError, InvalidRequestError, NoCapacityError, PlaneUnavailableError, fromWireError, type WireError } from "../sdk/errors.js";
-import { parseGpuSpec, type GpuRequest } from "../sdk/gpu.js";
+import type { GpuRequest } from "../sdk/gpu.js";
 import { PLANE_ROUTES, PLANE_STALE_MS, encodeValue, type PlaneBundleRef, type PlaneFunctionSpec, type PlaneInfo, type PlaneRunRequest, type PlaneRunResponse, type StreamLine, type UsageRow } from "../sdk/protocol.js";
 import { signRequest } from "../sdk/signing.js";
 import { gatewayConfig } from "./config.js";
@@ -103,7 +103,7 @@ function planeSend(env: Env, fn: RegisteredFunction, args: unknown[], callId: st
     ...(encoded.meta === undefined ? {} : { meta: encoded.meta }),
     spec: planeSpec(fn),
   };
-  return { secret: planeSecret, body: JSON.stringify(request), wants: fn.spec.gpu?.map(parseGpuSpec) ?? [], deadline: Date.now() + fn.spec.timeoutSeconds * 1000 };
+  return { secret: planeSecret, body: JSON.stringify(request), wants: fn.spec.gpu ?? [], deadline: Date.now() + fn.spec.timeoutSeconds * 1000 };
 }
 
 /**

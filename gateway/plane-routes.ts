@@ -5,7 +5,6 @@
  */
 import { Hono, type Context } from "hono";
 import { NotFoundError, UnauthorizedError } from "../sdk/errors.js";
-import { parseGpuSpec } from "../sdk/gpu.js";
 import { BUNDLE_HASH_PATTERN, PlaneHeartbeatSchema, ROUTES, type HeartbeatAnswer, type PlaneInfo, type WarmPoolRef } from "../sdk/protocol.js";
 import { verifyRequest } from "../sdk/signing.js";
 import { parseJsonBody } from "./body.js";
@@ -79,7 +78,7 @@ export function warmPoolsFor(planeId: string, planes: PlaneInfo[], stopped: Reco
     if (!bundle || (mark && mark.hash === bundle.hash && mark.at >= (bundle.builtAt ?? 0))) continue;
     for (const fn of app.callables.filter((c) => c.kind !== "method")) {
       if (fn.spec.tier !== "plane" || fn.spec.autoscaler.minContainers === 0) continue;
-      const wants = fn.spec.gpu?.map(parseGpuSpec) ?? [];
+      const wants = fn.spec.gpu ?? [];
       const home = healthy.find((p) => wants.length === 0 || wants.some((w) => (p.gpus[w.type]?.total ?? 0) >= w.count));
       if (home?.planeId !== planeId) continue;
       const registered = registry().function(app.name, fn.name);
@@ -88,7 +87,7 @@ export function warmPoolsFor(planeId: string, planes: PlaneInfo[], stopped: Reco
     // A class keeps warm the instances of its default parameters ({}), serving all its methods.
     for (const cls of app.classes) {
       if (cls.spec.tier !== "plane" || cls.spec.autoscaler.minContainers === 0) continue;
-      const wants = cls.spec.gpu?.map(parseGpuSpec) ?? [];
+      const wants = cls.spec.gpu ?? [];
       const home = healthy.find((p) => wants.length === 0 || wants.some((w) => (p.gpus[w.type]?.total ?? 0) >= w.count));
       if (home?.planeId !== planeId) continue;
       const registered = registry().function(app.name, `${cls.name}.${cls.methods[0]}`);

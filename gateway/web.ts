@@ -4,7 +4,7 @@
  */
 import { Hono, type Context } from "hono";
 import type { AgentDefinition, App, EndpointHandle, WebApp, WebMount } from "../sdk/app.js";
-import { InvalidRequestError, NotFoundError, TandemError, UpgradeRequiredError, remoteErrorFrom, toWireError } from "../sdk/errors.js";
+import { InvalidRequestError, NotFoundError, TandemError, UpgradeRequiredError, errorBody, remoteErrorFrom, toWireError } from "../sdk/errors.js";
 import { HEADERS, SESSION_ID_PATTERN, paths } from "../sdk/protocol.js";
 import type { Env } from "./env.js";
 import { hubFor } from "./agents.js";
@@ -83,7 +83,7 @@ function addAgent(web: Hono<Web>, appName: string, agent: AgentDefinition): void
   web.all(paths.agent(appName, agent.label), (c: Context<Web>) => {
     if (c.req.header("upgrade")?.toLowerCase() !== "websocket") {
       const message = `websocket "${agent.label}" of app "${appName}" takes WebSocket connections: connect("${appName}", "${agent.label}") from the SDK, or ws://…${paths.agent(appName, agent.label)}?session=<id>`;
-      return c.json({ error: toWireError(new UpgradeRequiredError(message, { app: appName, label: agent.label })) }, 426, { upgrade: "websocket" });
+      return c.json(errorBody(new UpgradeRequiredError(message, { app: appName, label: agent.label })), 426, { upgrade: "websocket" });
     }
     const given = c.req.query("session");
     if (given !== undefined && !SESSION_ID_PATTERN.test(given)) {
@@ -141,10 +141,10 @@ function serverSentEvents(c: Context<Web>, source: GeneratorResult): Response {
 /** A web handler threw: log the stack (the console prefix says where), answer 500 without it. */
 function failed(err: unknown): Response {
   const remote = remoteErrorFrom(err, undefined, mapStack);
-  const error = toWireError(remote);
+  const body = errorBody(remote);
   console.error(remote.remoteStack ?? err);
-  delete error.remote?.stack;
-  return Response.json({ error }, { status: 500 });
+  delete body.error.remote?.stack;
+  return Response.json(body, { status: 500 });
 }
 
 function labels(app: App): string {

@@ -8,7 +8,9 @@
 import { chmod, mkdir, rm } from "node:fs/promises";
 import net from "node:net";
 import { join } from "node:path";
-import { MAX_CONTROL_FRAME_BYTES, RunnerFrameSchema, type InputFrame, type PlaneFrame, type RunnerFrame } from "../sdk/protocol.js";
+import { PLANE_DEFAULTS } from "../sdk/defaults.js";
+import { RunnerFrameSchema, type InputFrame, type PlaneFrame, type RunnerFrame } from "../sdk/protocol.js";
+import { LineSplitter } from "../sdk/stream-lines.js";
 
 export type Ready = Extract<RunnerFrame, { t: "ready" }>;
 type Output = Extract<RunnerFrame, { t: "output" }>;
@@ -102,15 +104,13 @@ export class ControlChannel {
       return this.#fail("a second connection on the control socket");
     }
     this.#socket = socket;
-    let buffered = "";
+    const lines = new LineSplitter();
+    const max = PLANE_DEFAULTS.maxControlFrameBytes;
     socket.setEncoding("utf8");
     socket.on("data", (chunk: string) => {
-      buffered += chunk;
-      if (buffered.length > MAX_CONTROL_FRAME_BYTES) return this.#fail(`a frame over ${MAX_CONTROL_FRAME_BYTES} bytes`);
-      let newline: number;
-      while ((newline = buffered.indexOf("\n")) >= 0) {
-        const line = buffered.slice(0, newline);
-        buffered = buffered.slice(newline + 1);
+      const complete = lines.push(chunk);
+      if (lines.pendingLength > max) return this.#fail(`a frame over ${max} bytes`);
+      for (const line of complete) {
         try {
           this.#frame(line);
         } catch (err) {

@@ -28,7 +28,7 @@ export interface BuiltImage {
 
 export async function buildImage(docker: Docker, base: string, spec: ImageBuildSpec, hash: string, log: (line: string) => void): Promise<BuiltImage> {
   const tag = `${IMAGE_REPO}:${hash.slice(0, 16)}`;
-  const force = spec.force || process.env.TANDEM_FORCE_BUILD === "1";
+  const force = spec.force;
   if (!force && (await exists(docker, tag))) return { tag, steps: [] };
   const context = await mkdtemp(join(tmpdir(), "tandem-image-"));
   const tail: string[] = [];

@@ -11,7 +11,8 @@ import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node
 import { join } from "node:path";
 import { InvalidOptionsError, PlaneUnavailableError, RemoteError } from "../sdk/errors.js";
 import { GPU_TYPES, parseGpuInventory, type GpuType } from "../sdk/gpu.js";
-import { PLANE_HEARTBEAT_MS, PLANE_ID_PATTERN, PROTOCOL_VERSION, paths, type EncodedValue, type HeartbeatAnswer, type PlaneHeartbeat, type PlaneRunRequest, type PlaneRunResponse } from "../sdk/protocol.js";
+import { FUNCTION_DEFAULTS, PLANE_DEFAULTS } from "../sdk/defaults.js";
+import { PLANE_ID_PATTERN, PROTOCOL_VERSION, paths, type EncodedValue, type HeartbeatAnswer, type PlaneHeartbeat, type PlaneRunRequest, type PlaneRunResponse } from "../sdk/protocol.js";
 import { signRequest, useHmacEngine } from "../sdk/signing.js";
 import { BundleCache } from "./bundle-cache.js";
 import type { ContainerDriver } from "./drivers/driver.js";
@@ -37,8 +38,10 @@ export interface PlaneOptions {
   runtime: "docker" | "process";
   /** A Docker runtime other than runc, such as `runsc`. */
   dockerRuntime?: string;
+  /** Rebuild every image step, cache or not (`TANDEM_FORCE_BUILD=1`). */
+  forceBuild?: boolean;
   stateDir: string;
-  /** Seconds idle before a container is stopped; default 60. */
+  /** Seconds idle before a container is stopped; default 60 (`FUNCTION_DEFAULTS.scaledownWindowSeconds`). */
   scaledownWindowSeconds?: number;
   /** Keep the warm pools (`minContainers`) the gateway assigns; default true. `tandem run`'s one-call plane does not. */
   keepWarm?: boolean;
@@ -87,7 +90,7 @@ export class Plane {
     const driver: ContainerDriver =
       options.runtime === "process"
         ? new ProcessDriver()
-        : new (await import("./drivers/docker.js")).DockerDriver({ ...(options.dockerRuntime ? { runtime: options.dockerRuntime } : {}), log });
+        : new (await import("./drivers/docker.js")).DockerDriver({ ...(options.dockerRuntime ? { runtime: options.dockerRuntime } : {}), forceBuild: options.forceBuild ?? false, log });
     let unavailable: string | undefined;
     try {
       await driver.prepare();
@@ -113,7 +116,7 @@ export class Plane {
       planeId,
       usage,
       stateDir: options.stateDir,
-      scaledownWindowMs: (options.scaledownWindowSeconds ?? 60) * 1000,
+      scaledownWindowMs: (options.scaledownWindowSeconds ?? FUNCTION_DEFAULTS.scaledownWindowSeconds) * 1000,
       log,
     });
     let plane: Plane | undefined;
@@ -135,7 +138,7 @@ export class Plane {
     if (driver.sandboxed === false) log("⚠ plane runtime `process`: functions run as plain processes, NOT sandboxed. For development only.");
     if (unavailable) log(`⚠ plane ${planeId} cannot start containers: ${unavailable}`);
     await plane.#beat();
-    plane.#heartbeat = setInterval(() => void plane!.#beat(), PLANE_HEARTBEAT_MS);
+    plane.#heartbeat = setInterval(() => void plane!.#beat(), PLANE_DEFAULTS.heartbeatMs);
     plane.#heartbeat.unref();
     return plane;
   }

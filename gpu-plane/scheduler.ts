@@ -19,7 +19,8 @@ import {
   toWireError,
   type WireError,
 } from "../sdk/errors.js";
-import { formatGpu, parseGpuSpec, type GpuRequest } from "../sdk/gpu.js";
+import { formatGpu, type GpuRequest } from "../sdk/gpu.js";
+import { containerResources } from "../sdk/options.js";
 import type { EncodedValue, PlaneFunctionSpec, PlaneRunRequest, PlaneRunResponse } from "../sdk/protocol.js";
 import { ControlChannel, type Ready } from "./control-channel.js";
 import type { ContainerDriver, ExitInfo, StartedContainer } from "./drivers/driver.js";
@@ -673,12 +674,8 @@ function poolName(req: PoolDescriptor): string {
 
 /** What a container needs from the inventory: one request per GPU option (a fallback list), or CPU and memory. */
 function resourceRequests(pool: PoolDescriptor): ResourceRequest[] {
-  const options = (pool.spec.gpu ?? []).map(parseGpuSpec);
-  return (options.length ? options : [undefined]).map((gpu: GpuRequest | undefined) => ({
-    gpu,
-    cpu: pool.spec.cpu ?? DEFAULT_CPU,
-    memoryMiB: pool.spec.memory ?? DEFAULT_MEMORY_MIB,
-  }));
+  const options: (GpuRequest | undefined)[] = pool.spec.gpu ?? [undefined];
+  return options.map((gpu) => ({ gpu, ...containerResources(pool.spec) }));
 }
 
 function describe(requests: ResourceRequest[]): string {

@@ -8,7 +8,7 @@
  */
 import { resolveGatewayUrl } from "./client.js";
 import { InvalidOptionsError } from "./errors.js";
-import { AGENT_PING, AGENT_PONG, SESSION_ID_PATTERN, paths } from "./protocol.js";
+import { AGENT_CLOSE, AGENT_FINAL_CLOSE_CODES, AGENT_PING, AGENT_PONG, SESSION_ID_PATTERN, paths } from "./protocol.js";
 
 export interface ConnectOptions {
   /** The gateway (default: TANDEM_GATEWAY, then http://127.0.0.1:8787). */
@@ -25,8 +25,6 @@ export interface ConnectOptions {
 
 type Data = string | ArrayBuffer | ArrayBufferView;
 
-/** Close codes after which reconnecting would fail the same way: normal, policy, unsupported or bad data, too big. */
-const FINAL_CODES = new Set([1000, 1003, 1007, 1008, 1009]);
 const MAX_QUEUED = 1000;
 
 interface RawSocket {
@@ -95,7 +93,7 @@ export class AgentSocket extends EventTarget {
   }
 
   /** Closes the connection for good (no reconnect). */
-  close(code = 1000, reason = ""): void {
+  close(code: number = AGENT_CLOSE.normal, reason = ""): void {
     this.#closedByUser = true;
     clearTimeout(this.#timer);
     clearInterval(this.#ping);
@@ -134,7 +132,7 @@ export class AgentSocket extends EventTarget {
       for (const data of this.#queue.splice(0)) socket.send(data);
       if (this.#options.pingIntervalMs > 0) {
         this.#ping = setInterval(() => {
-          if (!answered) return socket.close(4000, "keep-alive ping unanswered"); // then reconnect
+          if (!answered) return socket.close(AGENT_CLOSE.pingUnanswered, "keep-alive ping unanswered"); // then reconnect
           answered = false;
           socket.send(AGENT_PING);
         }, this.#options.pingIntervalMs);
@@ -154,7 +152,7 @@ export class AgentSocket extends EventTarget {
     };
     socket.onclose = (ev) => {
       clearInterval(this.#ping);
-      const final = FINAL_CODES.has(ev.code) || (refused !== undefined && refused.status < 500 && refused.status !== 408 && refused.status !== 429);
+      const final = AGENT_FINAL_CLOSE_CODES.has(ev.code) || (refused !== undefined && refused.status < 500 && refused.status !== 408 && refused.status !== 429);
       const again = this.#options.reconnect && !this.#closedByUser && !final;
       const reason = refused?.message ?? ev.reason;
       this.dispatchEvent(Object.assign(new Event("close"), { code: ev.code, reason, wasClean: ev.wasClean, willReconnect: again }));
@@ -167,7 +165,7 @@ export class AgentSocket extends EventTarget {
 
   #fail(err: unknown): void {
     this.dispatchEvent(Object.assign(new Event("error"), { message: (err as Error).message, error: err }));
-    this.#finish(1006, (err as Error).message, false);
+    this.#finish(AGENT_CLOSE.abnormal, (err as Error).message, false);
   }
 
   #finish(code: number, reason: string, dispatch: boolean): void {

@@ -9,7 +9,8 @@ import { InvalidOptionsError, TandemError } from "./errors.js";
 import { FunctionCall } from "./function-call.js";
 import { invokerFor, type MapOutcome } from "./invoker.js";
 import { parseFunctionOptions, parseWasmOptions, type FunctionOptions, type FunctionSpec, type WasmOptions } from "./options.js";
-import { FUNCTION_NAME_PATTERN, NAME_PATTERN, RESERVED_APP_NAMES, type AppManifest } from "./protocol.js";
+import { AGENT_DEFAULTS } from "./defaults.js";
+import { FUNCTION_NAME_PATTERN, NAME_PATTERN, RESERVED_APP_NAMES, clsParamsProblem, type AppManifest } from "./protocol.js";
 
 const APP_BRAND = Symbol.for("tandem.app");
 const FUNCTION_BRAND = Symbol.for("tandem.function");
@@ -492,11 +493,12 @@ export class App {
     for (const key of Object.keys(options ?? {})) {
       if (!["maxMessageBytes", "maxMessagesPerSecond", "sessionTtl", "shards"].includes(key)) throw new InvalidOptionsError(`${where}: unknown option "${key}"`);
     }
-    const { maxMessageBytes = 1024 * 1024, maxMessagesPerSecond = 20, sessionTtl = 7 * 86_400, shards = 1 } = options ?? {};
-    if (!Number.isInteger(maxMessageBytes) || maxMessageBytes < 1 || maxMessageBytes > 1024 * 1024) throw new InvalidOptionsError(`${where}: option "maxMessageBytes" must be a whole number from 1 to 1048576 (1 MiB)`);
-    if (!(typeof maxMessagesPerSecond === "number" && maxMessagesPerSecond > 0 && maxMessagesPerSecond <= 10_000)) throw new InvalidOptionsError(`${where}: option "maxMessagesPerSecond" must be a number above 0, at most 10000`);
-    if (!(typeof sessionTtl === "number" && sessionTtl >= 1 && sessionTtl <= 365 * 86_400)) throw new InvalidOptionsError(`${where}: option "sessionTtl" must be a number of seconds from 1 to 31536000 (365 days)`);
-    if (!Number.isInteger(shards) || shards < 1 || shards > 64) throw new InvalidOptionsError(`${where}: option "shards" must be a whole number from 1 to 64`);
+    const d = AGENT_DEFAULTS;
+    const { maxMessageBytes = d.maxMessageBytes, maxMessagesPerSecond = d.maxMessagesPerSecond, sessionTtl = d.sessionTtlSeconds, shards = d.shards } = options ?? {};
+    if (!Number.isInteger(maxMessageBytes) || maxMessageBytes < 1 || maxMessageBytes > d.maxMessageBytesLimit) throw new InvalidOptionsError(`${where}: option "maxMessageBytes" must be a whole number from 1 to ${d.maxMessageBytesLimit} (1 MiB)`);
+    if (!(typeof maxMessagesPerSecond === "number" && maxMessagesPerSecond > 0 && maxMessagesPerSecond <= d.maxMessagesPerSecondLimit)) throw new InvalidOptionsError(`${where}: option "maxMessagesPerSecond" must be a number above 0, at most ${d.maxMessagesPerSecondLimit}`);
+    if (!(typeof sessionTtl === "number" && sessionTtl >= 1 && sessionTtl <= d.sessionTtlSecondsLimit)) throw new InvalidOptionsError(`${where}: option "sessionTtl" must be a number of seconds from 1 to ${d.sessionTtlSecondsLimit} (365 days)`);
+    if (!Number.isInteger(shards) || shards < 1 || shards > d.shardsLimit) throw new InvalidOptionsError(`${where}: option "shards" must be a whole number from 1 to ${d.shardsLimit}`);
     this.#agents.push({ label, handlers: handlers as AgentHandlers<any>, maxMessageBytes, maxMessagesPerSecond, sessionTtl, shards });
   }
 
@@ -705,13 +707,8 @@ function clsName(app: string, definition: ClsDefinition): string {
 }
 
 function checkClsParams(app: string, definition: ClsDefinition, params: unknown): asserts params is ClsParams {
-  const where = `app "${app}": class "${definition.name ?? definition.Class.name}"`;
-  if (params === null || typeof params !== "object" || Array.isArray(params)) throw new InvalidOptionsError(`${where}: parameters must be an object`);
-  for (const [key, value] of Object.entries(params)) {
-    if (value !== null && !["string", "number", "boolean"].includes(typeof value)) {
-      throw new InvalidOptionsError(`${where}: parameter "${key}" must be a string, number, boolean or null`);
-    }
-  }
+  const wrong = clsParamsProblem(params);
+  if (wrong) throw new InvalidOptionsError(`app "${app}": class "${definition.name ?? definition.Class.name}": ${wrong.problem}`, wrong.parameter ? { parameter: wrong.parameter } : undefined);
 }
 
 /** True for an `App`, even one made by another copy of the SDK. */

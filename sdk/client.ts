@@ -4,6 +4,7 @@
  */
 import { GatewayUnreachableError, InvalidOptionsError, fromWireError, type WireError } from "./errors.js";
 import type { Invoker, MapOutcome } from "./invoker.js";
+import { ndjsonLines } from "./stream-lines.js";
 import {
   HEADERS,
   LIMITS,
@@ -212,26 +213,3 @@ async function* batches<T>(source: AsyncIterable<T>, size: number): AsyncIterabl
   if (batch.length > 0) yield batch;
 }
 
-/** Parses a stream of newline-delimited JSON. */
-export async function* ndjsonLines(body: ReadableStream<Uint8Array>): AsyncIterable<unknown> {
-  const decoder = new TextDecoder();
-  const reader = body.getReader();
-  let buffered = "";
-  try {
-    for (;;) {
-      const { value, done } = await reader.read();
-      if (value) buffered += decoder.decode(value, { stream: true });
-      let newline: number;
-      while ((newline = buffered.indexOf("\n")) >= 0) {
-        const line = buffered.slice(0, newline).trim();
-        buffered = buffered.slice(newline + 1);
-        if (line) yield JSON.parse(line);
-      }
-      if (done) break;
-    }
-    if (buffered.trim()) yield JSON.parse(buffered);
-  } finally {
-    // Reached when the consumer stops early too: cancelling tells the server to stop producing.
-    await reader.cancel().catch(() => {});
-  }
-}

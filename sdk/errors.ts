@@ -30,6 +30,12 @@ export const ERROR_STATUS = {
 
 export type ErrorCode = keyof typeof ERROR_STATUS;
 
+/**
+ * Failures worth another attempt under a function's retry policy; the rest
+ * (bad input, no plane, no capacity, a cancel) would fail the same way again.
+ */
+export const RETRYABLE_CODES: ReadonlySet<ErrorCode> = new Set<ErrorCode>(["function_failed", "function_timeout", "container_failed", "protocol_error", "internal"]);
+
 /** The JSON shape of an error on the wire: `{ "error": WireError }`. */
 export interface WireError {
   code: ErrorCode;
@@ -131,6 +137,41 @@ export class FunctionTimeoutError extends TandemError {
   }
 }
 
+/** What a function's timeout error says, wherever it ran out: the same `details` in both tiers. */
+export interface TimeoutFacts {
+  app: string;
+  function: string;
+  timeoutSeconds: number;
+  callId?: string;
+  attempt?: number;
+  /** Where it was when time ran out: `while streaming`, `on plane pl-…`, `in container ctr-…`. */
+  where?: string;
+  /** What was done about it, or what stopped it: `the container was stopped`. */
+  reason?: string;
+  plane?: string;
+  containerId?: string;
+  logTail?: string[];
+}
+
+/**
+ * The one way to say a function ran past its timeout, in either tier:
+ * `demo.slow timed out after 1 s on plane pl-… (attempt 2): …`, with
+ * `details` holding `timeoutSeconds` and whichever of the call id, attempt,
+ * plane, container and log tail are known.
+ */
+export function functionTimeout(facts: TimeoutFacts): FunctionTimeoutError {
+  const { app, function: fn, timeoutSeconds, callId, attempt, where, reason, plane, containerId, logTail } = facts;
+  const message = `${app}.${fn} timed out after ${timeoutSeconds} s${where ? ` ${where}` : ""}${attempt === undefined ? "" : ` (attempt ${attempt})`}${reason ? `: ${reason}` : ""}`;
+  return new FunctionTimeoutError(message, {
+    timeoutSeconds,
+    ...(callId === undefined ? {} : { callId }),
+    ...(attempt === undefined ? {} : { attempt }),
+    ...(plane === undefined ? {} : { plane }),
+    ...(containerId === undefined ? {} : { containerId }),
+    ...(logTail === undefined ? {} : { logTail }),
+  });
+}
+
 /** The call was cancelled before it finished. */
 export class CancelledError extends TandemError {
   constructor(message: string, details?: Record<string, unknown>) {
@@ -227,6 +268,29 @@ export function toWireError(err: unknown): WireError {
   }
   const message = err instanceof Error ? err.message : String(err);
   return { code: "internal", message };
+}
+
+/**
+ * The body of every HTTP error answer Tandem gives, in both tiers and the
+ * CLI's front door: `{ "error": { code, message, … } }`.
+ * @example
+ * return c.json(errorBody(err), err instanceof TandemError ? err.status : 500);
+ */
+export function errorBody(err: unknown): { error: WireError } {
+  return { error: toWireError(err) };
+}
+
+/** A request body over the gateway's limit (`TANDEM_MAX_BODY_BYTES`): the same words wherever it is refused. */
+export function bodyTooLarge(maxBytes: number, atLeast?: number): PayloadTooLargeError {
+  return new PayloadTooLargeError(`request body is larger than ${maxBytes} bytes, the most this gateway accepts (TANDEM_MAX_BODY_BYTES)`, {
+    maxBytes,
+    ...(atLeast === undefined ? {} : { atLeast }),
+  });
+}
+
+/** The HTTP status an error answers with: its code's, or 500 for anything that is not a Tandem error. */
+export function errorStatus(err: unknown): number {
+  return err instanceof TandemError ? err.status : 500;
 }
 
 const CLASSES: { [C in Exclude<ErrorCode, "function_failed">]: new (message: string, details?: Record<string, unknown>) => TandemError } = {

@@ -25,7 +25,7 @@ const IMAGE_BRAND = Symbol.for("tandem.image");
 export class Image {
   readonly [IMAGE_BRAND] = true;
   readonly steps: readonly ImageStep[];
-  /** Every step is rebuilt, cache or not (see `forceBuild()`; `TANDEM_FORCE_BUILD=1` on the plane does it for all). */
+  /** Every step is rebuilt, cache or not (see `forceBuild()`; `TANDEM_FORCE_BUILD=1` where the plane starts does it for all). */
   readonly rebuild: boolean;
 
   private constructor(steps: readonly ImageStep[], rebuild = false) {

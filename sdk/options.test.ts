@@ -13,7 +13,9 @@ describe("function options", () => {
   });
 
   it("sends a function with a plane option to the plane, and refuses one that also says tier edge", () => {
-    expect(parse({ gpu: "A100" })).toMatchObject({ tier: "plane", gpu: ["A100"] });
+    // The GPU option is parsed once, here: every runtime reads { type, count } requests.
+    expect(parse({ gpu: "A100" })).toMatchObject({ tier: "plane", gpu: [{ type: "A100", count: 1 }] });
+    expect(parse({ gpu: ["h100:2", "A100-80GB"] }).gpu).toEqual([{ type: "H100", count: 2 }, { type: "A100-80GB", count: 1 }]);
     expect(parse({ tier: "plane" }).tier).toBe("plane");
     expect(() => parse({ memory: 512, tier: "edge" })).toThrow('option "tier" is "edge", but option "memory" needs the plane');
   });

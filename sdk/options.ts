@@ -1,32 +1,37 @@
 /**
- * Function options: their types, their defaults, and the one validator that
- * checks them when an app loads, with a message that names the option.
+ * Function options, declared once: `FunctionOptionsSchema` holds each
+ * option's type and doc comment (what an editor shows), its check and the
+ * message that names it, and where it runs. `FunctionOptions` (what users
+ * write), `FunctionSpec` (what runtimes read, defaults filled in) and the
+ * spec a plane receives are derived from it; defaults come from
+ * `sdk/defaults.ts`. sdk/README.md says how to add an option.
  */
 import { z } from "zod";
+import { FUNCTION_DEFAULTS, FUNCTION_LIMITS, WASM_DEFAULTS } from "./defaults.js";
 import { InvalidOptionsError } from "./errors.js";
-import { parseGpuSpec } from "./gpu.js";
+import { parseGpuSpec, type GpuRequest } from "./gpu.js";
 import { isImage, type Image } from "./image.js";
-import { NAME_PATTERN, type RetryPolicy } from "./protocol.js";
+import { NAME_PATTERN, type PlaneFunctionSpec, type RetryPolicy } from "./protocol.js";
 import { isSchedule, type Schedule } from "./schedule.js";
+import { describeIssues } from "./zod-issues.js";
 
 /** Seconds. */
-export const DEFAULT_TIMEOUT_SECONDS = 300;
-export const MAX_TIMEOUT_SECONDS = 24 * 3600;
-/** The most one container may ask for. */
-export const MAX_CPU = 64;
-export const MAX_MEMORY_MIB = 336 * 1024;
-
-export const DEFAULT_RETRY_POLICY: RetryPolicy = {
-  maxRetries: 0,
-  backoffCoefficient: 2,
-  initialDelayMs: 1000,
-  maxDelayMs: 60_000,
-};
+export const DEFAULT_TIMEOUT_SECONDS = FUNCTION_DEFAULTS.timeoutSeconds;
+export const DEFAULT_RETRY_POLICY: RetryPolicy = FUNCTION_DEFAULTS.retries;
 
 const RETRIES_BRAND = Symbol.for("tandem.retries");
 
 /** A retry policy made by `Retries(...)`. */
 export type Retries = RetryPolicy & { readonly [RETRIES_BRAND]: true };
+
+const { maxTimeoutSeconds, maxCpu, minMemoryMiB, maxMemoryMiB, maxContainers, maxInputsPerContainer } = FUNCTION_LIMITS;
+
+const RetriesSchema = z.strictObject({
+  maxRetries: z.number().int("must be a whole number").min(0, "must be 0 or more").max(FUNCTION_LIMITS.maxRetries, `must be ${FUNCTION_LIMITS.maxRetries} or fewer`),
+  backoffCoefficient: z.number().min(1, "must be at least 1").max(FUNCTION_LIMITS.maxBackoffCoefficient, `must be at most ${FUNCTION_LIMITS.maxBackoffCoefficient}`),
+  initialDelayMs: z.number().min(0, "must be 0 or more").max(FUNCTION_LIMITS.maxRetryDelayMs, `must be at most ${FUNCTION_LIMITS.maxRetryDelayMs}`),
+  maxDelayMs: z.number().min(0, "must be 0 or more").max(FUNCTION_LIMITS.maxRetryDelayMs, `must be at most ${FUNCTION_LIMITS.maxRetryDelayMs}`),
+});
 
 /**
  * A retry policy with exponential backoff: attempt `k` (from 1) waits
@@ -34,50 +39,81 @@ export type Retries = RetryPolicy & { readonly [RETRIES_BRAND]: true };
  * @example
  * app.function({ retries: Retries({ maxRetries: 3, initialDelayMs: 500 }) }, flaky)
  */
-export function Retries(options: {
-  maxRetries: number;
-  backoffCoefficient?: number;
-  initialDelayMs?: number;
-  maxDelayMs?: number;
-}): Retries {
+export function Retries(options: { maxRetries: number; backoffCoefficient?: number; initialDelayMs?: number; maxDelayMs?: number }): Retries {
   const parsed = RetriesSchema.safeParse({ ...DEFAULT_RETRY_POLICY, ...options }, { reportInput: true });
   if (!parsed.success) throw new InvalidOptionsError(`Retries: ${describeIssues(parsed.error)}`);
   return Object.freeze({ ...parsed.data, [RETRIES_BRAND]: true as const });
 }
 
-/** Options a function may take. Plane options (`gpu`, `image`, `cpu`, `memory`) send it to the GPU plane. */
-export interface FunctionOptions {
-  /** The function's name; defaults to the name it is exported under. */
-  name?: string;
-  /** Seconds one attempt may run, 1 to 86400; default 300. */
-  timeout?: number;
-  /** How many times to retry a failed attempt, or a `Retries(...)` policy. Default 0. */
-  retries?: number | Retries;
-  /** Environment for the function, read with `currentCall().env`. */
-  env?: Record<string, string>;
-  /** Where it runs. Defaults to `"plane"` when a plane option is set, else `"edge"`. */
-  tier?: "edge" | "plane";
-  /** Run it on a schedule, fired from the edge: `Cron("0 2 * * *")` or `Period({ hours: 1 })`. It is called with no arguments. */
-  schedule?: Schedule;
-  /** GPU type (`"A100"`, `"H100:2"`) or a fallback list; runs on the plane. */
-  gpu?: string | string[];
-  /** A container image for the plane: `Image.node().npmInstall(...)...`. */
-  image?: Image;
-  /** CPU cores on the plane. */
-  cpu?: number;
-  /** Memory in MiB on the plane. */
-  memory?: number;
-  /** Plane containers kept warm with no traffic (default 0). */
-  minContainers?: number;
-  /** The most plane containers at once; inputs beyond them queue (default 100). */
-  maxContainers?: number;
-  /** Idle plane containers kept ready while the function is busy (default 0). */
-  bufferContainers?: number;
-  /** Seconds a plane container may sit idle before it is stopped (default: the plane's, 60 s). */
-  scaledownWindow?: number;
-  /** Inputs one plane container takes at once: `maxInputs` at most, aiming for `targetInputs` before starting another (default 1). */
-  concurrency?: { maxInputs: number; targetInputs?: number };
+function isRetries(value: unknown): value is Retries {
+  return typeof value === "object" && value !== null && RETRIES_BRAND in value;
 }
+
+/** Marks an option that sends a function to the GPU plane (`tier` defaults to `"plane"` when one is set). */
+const PLANE = { tier: "plane" } as const;
+
+const wholeContainers = (least: number, what: string) =>
+  z.number().int("must be a whole number").min(least, what).max(maxContainers, `must be at most ${maxContainers}`);
+
+/**
+ * Every option of `app.function` and `app.cls`. Plane options (marked
+ * `.meta(PLANE)`) send the function to the GPU plane and are part of the spec
+ * each plane receives, and of what makes its containers interchangeable.
+ */
+const FunctionOptionsSchema = z.strictObject({
+  /** The function's name; defaults to the name it is exported under. */
+  name: z.string().regex(NAME_PATTERN, "must be 1-64 letters, digits, '-' or '_', starting with a letter or digit").optional(),
+  /** Seconds one attempt may run, 1 to 86400; default 300. */
+  timeout: z.number("must be a number of seconds").min(1, "must be at least 1 second").max(maxTimeoutSeconds, "must be at most 86400 seconds (24 h)").optional(),
+  /** How many times to retry a failed attempt, or a `Retries(...)` policy. Default 0. */
+  retries: z
+    .union([z.number().int().min(0).max(FUNCTION_LIMITS.maxRetries), z.custom<Retries>((v) => isRetries(v))], "must be a whole number of retries from 0 to 10, or Retries({...})")
+    .optional(),
+  /** Environment for the function, read with `currentCall().env`; on the plane also the container's environment. */
+  env: z.record(z.string(), z.string("values must be strings")).optional(),
+  /** Where it runs. Defaults to `"plane"` when a plane option is set, else `"edge"`. */
+  tier: z.enum(["edge", "plane"], 'must be "edge" or "plane"').optional(),
+  /** Run it on a schedule, fired from the edge: `Cron("0 2 * * *")` or `Period({ hours: 1 })`. It is called with no arguments. */
+  schedule: z.custom<Schedule>((v) => isSchedule(v), 'must be Cron("...") or Period({...})').optional(),
+  /** GPU type (`"A100"`, `"H100:2"`) or a fallback list; runs on the plane. */
+  gpu: z.union([z.string().min(1), z.array(z.string().min(1)).min(1)], "must be a GPU type or a list of them").optional().meta(PLANE),
+  /** A container image for the plane: `Image.node().npmInstall(...)...`. */
+  image: z.custom<Image>((v) => isImage(v), "must be an Image (Image.node()...)").optional().meta(PLANE),
+  /** CPU cores on the plane (default 1). */
+  cpu: z.number().positive("must be more than 0").max(maxCpu, `must be at most ${maxCpu} cores`).optional().meta(PLANE),
+  /** Memory in MiB on the plane (default 512). */
+  memory: z
+    .number()
+    .int("must be whole MiB")
+    .min(minMemoryMiB, `must be at least ${minMemoryMiB} MiB, the least a container can have`)
+    .max(maxMemoryMiB, `must be at most ${maxMemoryMiB} MiB (336 GB)`)
+    .optional()
+    .meta(PLANE),
+  /** Plane containers kept warm with no traffic (default 0). */
+  minContainers: wholeContainers(0, "must be 0 or more").optional().meta(PLANE),
+  /** The most plane containers at once; inputs beyond them queue (default 100). */
+  maxContainers: wholeContainers(1, "must be at least 1").optional().meta(PLANE),
+  /** Idle plane containers kept ready while the function is busy (default 0). */
+  bufferContainers: wholeContainers(0, "must be 0 or more").optional().meta(PLANE),
+  /** Seconds a plane container may sit idle before it is stopped (default: the plane's, 60 s). */
+  scaledownWindow: z.number().min(1, "must be at least 1 second").max(maxTimeoutSeconds, "must be at most 86400 seconds").optional().meta(PLANE),
+  /** Inputs one plane container takes at once: `maxInputs` at most, aiming for `targetInputs` before starting another (default 1). */
+  concurrency: z
+    .strictObject({
+      maxInputs: z.number().int("must be a whole number").min(1, "must be at least 1").max(maxInputsPerContainer, `must be at most ${maxInputsPerContainer}`),
+      targetInputs: z.number().int("must be a whole number").min(1, "must be at least 1").optional(),
+    })
+    .optional()
+    .meta(PLANE),
+});
+
+/** Options a function may take. Plane options (`gpu`, `image`, `cpu`, `memory`, scaling) send it to the GPU plane. */
+export type FunctionOptions = z.input<typeof FunctionOptionsSchema>;
+
+/** The options that send a function to the plane, read from their declaration. */
+const PLANE_OPTIONS = Object.entries(FunctionOptionsSchema.shape)
+  .filter(([, schema]) => schema.meta()?.tier === "plane")
+  .map(([key]) => key as keyof FunctionOptions);
 
 /** How a plane scales a function's containers, defaults filled in. */
 export interface AutoscalerSpec {
@@ -90,99 +126,31 @@ export interface AutoscalerSpec {
   targetInputs: number;
 }
 
-export const DEFAULT_AUTOSCALER: AutoscalerSpec = {
-  minContainers: 0,
-  maxContainers: 100,
-  bufferContainers: 0,
-  scaledownWindowSeconds: null,
-  maxInputs: 1,
-  targetInputs: 1,
-};
-
-/** Options after validation, with every default filled in. */
-export interface FunctionSpec {
-  name: string | undefined;
-  timeoutSeconds: number;
-  retries: RetryPolicy;
-  env: Record<string, string>;
-  tier: "edge" | "plane";
-  schedule: Schedule | undefined;
-  gpu: string[] | undefined;
-  image: Image | undefined;
-  cpu: number | undefined;
-  memory: number | undefined;
-  autoscaler: AutoscalerSpec;
-}
-
-const RetriesSchema = z.strictObject({
-  maxRetries: z.number().int("must be a whole number").min(0, "must be 0 or more").max(10, "must be 10 or fewer"),
-  backoffCoefficient: z.number().min(1, "must be at least 1").max(10, "must be at most 10"),
-  initialDelayMs: z.number().min(0, "must be 0 or more").max(60_000, "must be at most 60000"),
-  maxDelayMs: z.number().min(0, "must be 0 or more").max(60_000, "must be at most 60000"),
-});
-
-const OptionsSchema = z.strictObject({
-  name: z.string().regex(NAME_PATTERN, "must be 1-64 letters, digits, '-' or '_', starting with a letter or digit").optional(),
-  timeout: z
-    .number("must be a number of seconds")
-    .min(1, "must be at least 1 second")
-    .max(MAX_TIMEOUT_SECONDS, "must be at most 86400 seconds (24 h)")
-    .optional(),
-  retries: z
-    .union([z.number().int().min(0).max(10), z.custom<Retries>((v) => isRetries(v))], "must be a whole number of retries from 0 to 10, or Retries({...})")
-    .optional(),
-  env: z.record(z.string(), z.string("values must be strings")).optional(),
-  tier: z.enum(["edge", "plane"], "must be \"edge\" or \"plane\"").optional(),
-  schedule: z.custom<Schedule>((v) => isSchedule(v), "must be Cron(\"...\") or Period({...})").optional(),
-  gpu: z.union([z.string().min(1), z.array(z.string().min(1)).min(1)], "must be a GPU type or a list of them").optional(),
-  image: z.custom<Image>((v) => isImage(v), "must be an Image (Image.node()...)").optional(),
-  cpu: z.number().positive("must be more than 0").max(MAX_CPU, `must be at most ${MAX_CPU} cores`).optional(),
-  memory: z.number().int("must be whole MiB").min(6, "must be at least 6 MiB, the least a container can have").max(MAX_MEMORY_MIB, `must be at most ${MAX_MEMORY_MIB} MiB (336 GB)`).optional(),
-  minContainers: z.number().int("must be a whole number").min(0, "must be 0 or more").max(1000, "must be at most 1000").optional(),
-  maxContainers: z.number().int("must be a whole number").min(1, "must be at least 1").max(1000, "must be at most 1000").optional(),
-  bufferContainers: z.number().int("must be a whole number").min(0, "must be 0 or more").max(1000, "must be at most 1000").optional(),
-  scaledownWindow: z.number().min(1, "must be at least 1 second").max(MAX_TIMEOUT_SECONDS, "must be at most 86400 seconds").optional(),
-  concurrency: z
-    .strictObject({
-      maxInputs: z.number().int("must be a whole number").min(1, "must be at least 1").max(1000, "must be at most 1000"),
-      targetInputs: z.number().int("must be a whole number").min(1, "must be at least 1").optional(),
-    })
-    .optional(),
-});
-
-function isRetries(value: unknown): value is Retries {
-  return typeof value === "object" && value !== null && RETRIES_BRAND in value;
-}
+export const DEFAULT_AUTOSCALER: AutoscalerSpec = { ...FUNCTION_DEFAULTS.autoscaler, scaledownWindowSeconds: null };
 
 /**
- * Validates options and fills in defaults. `where` names the function in the
- * error (`function "greet"`).
+ * Options after validation, with every default filled in: a few are
+ * normalised (`timeout` → `timeoutSeconds`, `retries` → a policy, `gpu` →
+ * parsed requests, the scaling options → `autoscaler`); any other option is
+ * carried as it was given.
  */
-export function parseFunctionOptions(options: unknown, where: string): FunctionSpec {
-  const parsed = OptionsSchema.safeParse(options ?? {}, { reportInput: true });
-  if (!parsed.success) throw new InvalidOptionsError(`${where}: ${describeIssues(parsed.error)}`);
-  const o = parsed.data;
-  const retries: RetryPolicy =
-    o.retries === undefined
+export type FunctionSpec = ReturnType<typeof toSpec>;
+
+function toSpec(o: z.output<typeof FunctionOptionsSchema>, where: string) {
+  const { timeout, retries, env, tier, gpu, minContainers, maxContainers, bufferContainers, scaledownWindow, concurrency, ...rest } = o;
+  const policy: RetryPolicy =
+    retries === undefined
       ? DEFAULT_RETRY_POLICY
-      : typeof o.retries === "number"
-        ? { ...DEFAULT_RETRY_POLICY, maxRetries: o.retries }
-        : { maxRetries: o.retries.maxRetries, backoffCoefficient: o.retries.backoffCoefficient, initialDelayMs: o.retries.initialDelayMs, maxDelayMs: o.retries.maxDelayMs };
-  const gpu = o.gpu === undefined ? undefined : Array.isArray(o.gpu) ? o.gpu : [o.gpu];
-  for (const g of gpu ?? []) {
-    try {
-      parseGpuSpec(g);
-    } catch (err) {
-      throw new InvalidOptionsError(`${where}: option "gpu": ${(err as Error).message}`);
-    }
-  }
+      : typeof retries === "number"
+        ? { ...DEFAULT_RETRY_POLICY, maxRetries: retries }
+        : { maxRetries: retries.maxRetries, backoffCoefficient: retries.backoffCoefficient, initialDelayMs: retries.initialDelayMs, maxDelayMs: retries.maxDelayMs };
   const autoscaler: AutoscalerSpec = {
-    minContainers: o.minContainers ?? DEFAULT_AUTOSCALER.minContainers,
-    maxContainers: o.maxContainers ?? Math.max(DEFAULT_AUTOSCALER.maxContainers, o.minContainers ?? 0),
-    bufferContainers: o.bufferContainers ?? DEFAULT_AUTOSCALER.bufferContainers,
-    scaledownWindowSeconds: o.scaledownWindow ?? DEFAULT_AUTOSCALER.scaledownWindowSeconds,
-    maxInputs: o.concurrency?.maxInputs ?? DEFAULT_AUTOSCALER.maxInputs,
-    targetInputs: o.concurrency?.targetInputs ?? o.concurrency?.maxInputs ?? DEFAULT_AUTOSCALER.targetInputs,
+    minContainers: minContainers ?? DEFAULT_AUTOSCALER.minContainers,
+    maxContainers: maxContainers ?? Math.max(DEFAULT_AUTOSCALER.maxContainers, minContainers ?? 0),
+    bufferContainers: bufferContainers ?? DEFAULT_AUTOSCALER.bufferContainers,
+    scaledownWindowSeconds: scaledownWindow ?? DEFAULT_AUTOSCALER.scaledownWindowSeconds,
+    maxInputs: concurrency?.maxInputs ?? DEFAULT_AUTOSCALER.maxInputs,
+    targetInputs: concurrency?.targetInputs ?? concurrency?.maxInputs ?? DEFAULT_AUTOSCALER.targetInputs,
   };
   if (autoscaler.minContainers > autoscaler.maxContainers) {
     throw new InvalidOptionsError(`${where}: option "minContainers" (${autoscaler.minContainers}) is more than option "maxContainers" (${autoscaler.maxContainers})`);
@@ -190,36 +158,81 @@ export function parseFunctionOptions(options: unknown, where: string): FunctionS
   if (autoscaler.targetInputs > autoscaler.maxInputs) {
     throw new InvalidOptionsError(`${where}: option "concurrency.targetInputs" (${autoscaler.targetInputs}) is more than "concurrency.maxInputs" (${autoscaler.maxInputs})`);
   }
-  const scaling = (["minContainers", "maxContainers", "bufferContainers", "scaledownWindow", "concurrency"] as const).filter((k) => o[k] !== undefined);
-  const wantsPlane = o.gpu !== undefined || o.image !== undefined || o.cpu !== undefined || o.memory !== undefined || scaling.length > 0;
-  if (wantsPlane && o.tier === "edge") {
-    const named = (["gpu", "image", "cpu", "memory", ...scaling] as const).filter((k) => o[k] !== undefined).map((k) => `"${k}"`);
+  const planeOptions = PLANE_OPTIONS.filter((k) => o[k] !== undefined);
+  if (planeOptions.length > 0 && tier === "edge") {
+    const named = planeOptions.map((k) => `"${k}"`);
     throw new InvalidOptionsError(`${where}: option "tier" is "edge", but option${named.length > 1 ? "s" : ""} ${named.join(", ")} need${named.length > 1 ? "" : "s"} the plane; drop one or the other`);
   }
   return {
-    name: o.name,
-    timeoutSeconds: o.timeout ?? DEFAULT_TIMEOUT_SECONDS,
-    retries,
-    env: o.env ?? {},
-    tier: o.tier ?? (wantsPlane ? "plane" : "edge"),
-    schedule: o.schedule,
-    gpu,
-    image: o.image,
-    cpu: o.cpu,
-    memory: o.memory,
+    ...rest,
+    timeoutSeconds: timeout ?? DEFAULT_TIMEOUT_SECONDS,
+    retries: policy,
+    env: env ?? {},
+    tier: tier ?? (planeOptions.length > 0 ? "plane" : "edge"),
+    gpu: gpu === undefined ? undefined : parseGpuOption(gpu, where),
     autoscaler,
   };
 }
 
-/** Options of a WebAssembly function (`app.wasm`): a function's options, and these. */
-export interface WasmOptions extends FunctionOptions {
-  /** How input and output travel: `"json"` (default: the arguments as a JSON array on stdin, the result as JSON on stdout) or `"bytes"` (one argument's raw bytes in, stdout's raw bytes out). */
-  contentType?: "json" | "bytes";
-  /** Linear memory one call may use, in 64 KiB pages (default 4096: 256 MiB). */
-  maxMemoryPages?: number;
-  /** Bytes one call may write to stdout and stderr together (default 10 MiB). */
-  maxOutputBytes?: number;
+/** The GPU option as requests, parsed once here: every runtime reads `{ type, count }`. */
+function parseGpuOption(gpu: string | string[], where: string): GpuRequest[] {
+  return (Array.isArray(gpu) ? gpu : [gpu]).map((g) => {
+    try {
+      return parseGpuSpec(g);
+    } catch (err) {
+      throw new InvalidOptionsError(`${where}: option "gpu": ${(err as Error).message}`);
+    }
+  });
 }
+
+/**
+ * Validates options and fills in defaults. `where` names the function in the
+ * error (`function "greet"`).
+ */
+export function parseFunctionOptions(options: unknown, where: string): FunctionSpec {
+  const parsed = FunctionOptionsSchema.safeParse(options ?? {}, { reportInput: true });
+  if (!parsed.success) throw new InvalidOptionsError(`${where}: ${describeIssues(parsed.error)}`);
+  return toSpec(parsed.data, where);
+}
+
+/**
+ * What a plane needs of a function to run and scale it: its plane options
+ * (resources, scaling), its environment, and what the gateway knows of it
+ * (its image's hash, the app's spend cap).
+ */
+export function planeSpecOf(spec: FunctionSpec, known: { image: string | null; spendCapUsd: number | null }): PlaneFunctionSpec {
+  return {
+    gpu: spec.gpu ?? null,
+    cpu: spec.cpu ?? null,
+    memory: spec.memory ?? null,
+    env: spec.env,
+    spendCapUsd: known.spendCapUsd,
+    image: known.image,
+    autoscaler: spec.autoscaler,
+  };
+}
+
+/** The resources a plane container of `spec` gets: its options, else the defaults. */
+export function containerResources(spec: Pick<PlaneFunctionSpec, "cpu" | "memory">): { cpu: number; memoryMiB: number } {
+  return { cpu: spec.cpu ?? FUNCTION_DEFAULTS.cpu, memoryMiB: spec.memory ?? FUNCTION_DEFAULTS.memoryMiB };
+}
+
+const WasmOptionsSchema = FunctionOptionsSchema.extend({
+  /** How input and output travel: `"json"` (default: the arguments as a JSON array on stdin, the result as JSON on stdout) or `"bytes"` (one argument's raw bytes in, stdout's raw bytes out). */
+  contentType: z.enum(["json", "bytes"], 'must be "json" or "bytes"').optional(),
+  /** Linear memory one call may use, in 64 KiB pages (default 4096: 256 MiB). */
+  maxMemoryPages: z
+    .number()
+    .int("must be a whole number")
+    .min(1, "must be at least 1")
+    .max(WASM_DEFAULTS.maxMemoryPagesLimit, `must be at most ${WASM_DEFAULTS.maxMemoryPagesLimit} (4 GiB)`)
+    .optional(),
+  /** Bytes one call may write to stdout and stderr together (default 10 MiB). */
+  maxOutputBytes: z.number().int("must be a whole number").min(1, "must be at least 1").max(WASM_DEFAULTS.maxOutputBytesLimit, "must be at most 1 GiB").optional(),
+});
+
+/** Options of a WebAssembly function (`app.wasm`): a function's options, and how its input, output and memory are handled. */
+export type WasmOptions = z.input<typeof WasmOptionsSchema>;
 
 /** A WebAssembly function's options after validation. Its wall-time limit is its `timeout`. */
 export interface WasmSpec {
@@ -228,37 +241,19 @@ export interface WasmSpec {
   limits: { maxMemoryPages: number; maxOutputBytes: number };
 }
 
-const WasmOnlySchema = z.object({
-  contentType: z.enum(["json", "bytes"], 'must be "json" or "bytes"').optional(),
-  maxMemoryPages: z.number().int("must be a whole number").min(1, "must be at least 1").max(65536, "must be at most 65536 (4 GiB)").optional(),
-  maxOutputBytes: z.number().int("must be a whole number").min(1, "must be at least 1").max(1024 ** 3, "must be at most 1 GiB").optional(),
-});
-
 /** Validates a WebAssembly function's options; `where` names it in the error. */
 export function parseWasmOptions(options: unknown, where: string): WasmSpec {
-  const { contentType, maxMemoryPages, maxOutputBytes, ...rest } = (options ?? {}) as WasmOptions;
-  const parsed = WasmOnlySchema.safeParse({ contentType, maxMemoryPages, maxOutputBytes }, { reportInput: true });
+  const parsed = WasmOptionsSchema.safeParse(options ?? {}, { reportInput: true });
   if (!parsed.success) throw new InvalidOptionsError(`${where}: ${describeIssues(parsed.error)}`);
+  const { contentType, maxMemoryPages, maxOutputBytes, ...rest } = parsed.data;
   return {
-    spec: parseFunctionOptions(rest, where),
-    contentType: parsed.data.contentType ?? "json",
-    limits: { maxMemoryPages: parsed.data.maxMemoryPages ?? 4096, maxOutputBytes: parsed.data.maxOutputBytes ?? 10 * 1024 * 1024 },
+    spec: toSpec(rest, where),
+    contentType: contentType ?? "json",
+    limits: { maxMemoryPages: maxMemoryPages ?? WASM_DEFAULTS.maxMemoryPages, maxOutputBytes: maxOutputBytes ?? WASM_DEFAULTS.maxOutputBytes },
   };
 }
 
 /** The delay before retry `attempt` (1 = the first retry). */
 export function retryDelayMs(policy: RetryPolicy, attempt: number): number {
   return Math.min(policy.initialDelayMs * policy.backoffCoefficient ** (attempt - 1), policy.maxDelayMs);
-}
-
-/** Turns zod issues into "option \"timeout\" must be ..." sentences. */
-export function describeIssues(error: z.ZodError): string {
-  return error.issues
-    .map((issue) => {
-      if (issue.code === "unrecognized_keys") return `unknown option${issue.keys.length > 1 ? "s" : ""} ${issue.keys.map((k) => `"${k}"`).join(", ")}`;
-      const path = issue.path.map(String).join(".");
-      const got = "input" in issue && issue.input !== undefined ? ` (got ${JSON.stringify(issue.input)})` : "";
-      return path ? `option "${path}" ${issue.message}${got}` : `${issue.message}${got}`;
-    })
-    .join("; ");
 }

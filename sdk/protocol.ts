@@ -9,7 +9,9 @@
  */
 import { SuperJSON } from "superjson";
 import { z } from "zod";
+import { API_LIMITS, GATEWAY_DEFAULTS, PLANE_DEFAULTS } from "./defaults.js";
 import type { WireError } from "./errors.js";
+import { GPU_TYPES, MAX_GPUS_PER_CONTAINER, type GpuType } from "./gpu.js";
 
 /** Bumped when a wire shape changes incompatibly. Sent as the `tandem-protocol` header. */
 export const PROTOCOL_VERSION = "1";
@@ -33,6 +35,43 @@ export const SESSION_ID_PATTERN = /^[A-Za-z0-9_-]{8,128}$/;
 /** Keep-alive frames a client may send at any time; the edge answers without waking the session's object. */
 export const AGENT_PING = '{"tandem":"ping"}';
 export const AGENT_PONG = '{"tandem":"pong"}';
+
+/**
+ * The close codes of an agent's sockets, shared by the gateway and the
+ * client: RFC 6455 section 7.4's, and Tandem's own in the 4000s.
+ * docs/agents.md says when each is sent.
+ */
+export const AGENT_CLOSE = {
+  /** The session or the client closed it. */
+  normal: 1000,
+  /** The agent is no longer deployed (a redeploy removed it). */
+  goingAway: 1001,
+  unsupportedData: 1003,
+  /** Reserved: a close frame without a code. Never sent. */
+  noStatus: 1005,
+  /** Reserved: the connection dropped without a close frame. Never sent; a client reports it locally. */
+  abnormal: 1006,
+  invalidData: 1007,
+  /** More frames than the agent's `maxMessagesPerSecond` allows. */
+  policyViolation: 1008,
+  /** A frame over the agent's `maxMessageBytes`. */
+  tooBig: 1009,
+  /** A handler threw, or left state that cannot be saved. */
+  handlerFailed: 1011,
+  /** Reserved: a TLS handshake failure. Never sent. */
+  tlsFailed: 1015,
+  /** The client's keep-alive ping went unanswered; it reconnects. */
+  pingUnanswered: 4000,
+} as const;
+
+/** Codes a client does not reconnect after: the session ended on purpose, or reconnecting would fail the same way. */
+export const AGENT_FINAL_CLOSE_CODES: ReadonlySet<number> = new Set([
+  AGENT_CLOSE.normal,
+  AGENT_CLOSE.unsupportedData,
+  AGENT_CLOSE.invalidData,
+  AGENT_CLOSE.policyViolation,
+  AGENT_CLOSE.tooBig,
+]);
 
 /** Route patterns (hono syntax) for the gateway's `/v1` API. */
 export const ROUTES = {
@@ -87,12 +126,9 @@ export const paths = {
   apps: () => ROUTES.apps,
   app: (app: string) => `/v1/apps/${seg(app)}`,
   appStop: (app: string) => `/v1/apps/${seg(app)}/stop`,
-  usage: (query: { app?: string; since?: number } = {}) => {
-    const q = new URLSearchParams();
-    if (query.app) q.set("app", query.app);
-    if (query.since !== undefined) q.set("since", String(query.since));
-    return `/v1/usage${q.size ? `?${q}` : ""}`;
-  },
+  usage: (query: UsageQuery = {}) => `${ROUTES.usage}${usageQueryString(query)}`,
+  /** A plane's usage route, as the gateway signs and sends it. */
+  planeUsage: (query: UsageQuery = {}) => `${PLANE_ROUTES.usage}${usageQueryString(query)}`,
   call: (app: string, fn: string) => `/v1/apps/${seg(app)}/functions/${seg(fn)}/call`,
   spawn: (app: string, fn: string) => `/v1/apps/${seg(app)}/functions/${seg(fn)}/spawn`,
   map: (app: string, fn: string) => `/v1/apps/${seg(app)}/functions/${seg(fn)}/map`,
@@ -112,15 +148,12 @@ export const paths = {
   web: (app: string, label: string, path = "/") => `/${seg(app)}/${seg(label)}${path === "/" ? "" : path}`,
 };
 
+/** @deprecated The API's limits now live in `sdk/defaults.ts` (`API_LIMITS`, `GATEWAY_DEFAULTS`). */
 export const LIMITS = {
-  /** Default largest request body the gateway reads; `TANDEM_MAX_BODY_BYTES` changes it. */
-  maxBodyBytes: 10 * 1024 * 1024,
-  /** The longest one `GET /v1/calls/:id?wait=` holds the request open. */
-  maxWaitMs: 50_000,
-  /** The most inputs one `map` request may carry; the SDK sends larger maps in batches. */
-  maxMapInputs: 1_000,
-  /** Results are kept at least this long after a call ends. */
-  resultTtlSeconds: 7 * 24 * 3600,
+  maxBodyBytes: GATEWAY_DEFAULTS.maxBodyBytes,
+  maxWaitMs: API_LIMITS.maxWaitMs,
+  maxMapInputs: API_LIMITS.maxMapInputs,
+  resultTtlSeconds: GATEWAY_DEFAULTS.resultTtlSeconds,
 } as const;
 
 /** App names, function names and web labels: letters, digits, `-` and `_`, up to 64. */
@@ -130,6 +163,42 @@ export const FUNCTION_NAME_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_-]{0,63}(\.[A-Za-z_
 
 /** Names an app may not take, because the gateway's own routes live there. */
 export const RESERVED_APP_NAMES = new Set(["v1", "_tandem", "cdn-cgi", "favicon.ico"]);
+
+/** Where things live in the gateway's blob storage (R2). */
+export const BLOB_KEYS = {
+  /** An app's plane bundle, by content hash, and its source map beside it. */
+  planeBundle: (hash: string) => `bundles/${hash}.mjs`,
+  planeBundleMap: (hash: string) => `bundles/${hash}.mjs.map`,
+  /** An image spec (`ImageBuildSpec` JSON), by content hash. */
+  image: (hash: string) => `images/${hash}.json`,
+  /** A spawned call's input, and a call's result, when too large for a ledger row. */
+  input: (callId: string) => `inputs/${callId}`,
+  result: (callId: string) => `results/${callId}`,
+} as const;
+
+/**
+ * The rule for a class's parameters (`Model({ size: "small" })`), the same in
+ * the SDK and at the gateway: an object whose values are strings, numbers,
+ * booleans or null, since each set picks an instance (and a plane pool).
+ * Returns what is wrong, as the end of a sentence, or undefined.
+ */
+export function clsParamsProblem(params: unknown): { parameter?: string; problem: string } | undefined {
+  if (params === null || typeof params !== "object" || Array.isArray(params)) {
+    return { problem: `parameters must be an object ({} for none; got ${describeType(params)})` };
+  }
+  for (const [key, value] of Object.entries(params)) {
+    if (value !== null && !["string", "number", "boolean"].includes(typeof value)) {
+      return { parameter: key, problem: `parameter "${key}" must be a string, number, boolean or null (got ${describeType(value)})` };
+    }
+  }
+  return undefined;
+}
+
+function describeType(value: unknown): string {
+  if (value === null) return "null";
+  if (Array.isArray(value)) return "an array";
+  return typeof value === "object" ? "an object" : typeof value;
+}
 
 // ---------------------------------------------------------------------------
 // Calls
@@ -179,7 +248,7 @@ export const CancelRequestSchema = z.strictObject({
 });
 
 export const MapRequestSchema = z.strictObject({
-  inputs: z.array(z.array(jsonValue, "each input must be an array of arguments"), "must be an array of argument arrays").max(LIMITS.maxMapInputs, `at most ${LIMITS.maxMapInputs} inputs per request`),
+  inputs: z.array(z.array(jsonValue, "each input must be an array of arguments"), "must be an array of argument arrays").max(API_LIMITS.maxMapInputs, `at most ${API_LIMITS.maxMapInputs} inputs per request`),
   meta: metaValue.optional(),
 });
 export type MapRequest = z.infer<typeof MapRequestSchema>;
@@ -293,10 +362,10 @@ export interface RetryPolicy {
 export const PLANE_ID_PATTERN = /^pl-[0-9a-z]{8,32}$/;
 /** Bundle hashes: sha256 hex. */
 export const BUNDLE_HASH_PATTERN = /^[0-9a-f]{64}$/;
-/** A plane that has not reported for this long is not sent calls. */
-export const PLANE_STALE_MS = 15_000;
-/** How often planes report. */
-export const PLANE_HEARTBEAT_MS = 3_000;
+/** @deprecated `PLANE_DEFAULTS.staleMs` in sdk/defaults.ts. */
+export const PLANE_STALE_MS = PLANE_DEFAULTS.staleMs;
+/** @deprecated `PLANE_DEFAULTS.heartbeatMs` in sdk/defaults.ts. */
+export const PLANE_HEARTBEAT_MS = PLANE_DEFAULTS.heartbeatMs;
 
 const capacity = z.object({ total: z.number().nonnegative(), free: z.number() });
 
@@ -364,9 +433,16 @@ export interface ShutdownFrame {
   t: "shutdown";
 }
 
-/** What a plane needs to know of a function to run and scale it. */
+/** One GPU request of a function (`"H100:2"` as the SDK parsed it), in its fallback order. */
+export const GpuRequestSchema = z.strictObject({
+  type: z.enum(Object.keys(GPU_TYPES) as [GpuType, ...GpuType[]]),
+  count: z.number().int().min(1).max(MAX_GPUS_PER_CONTAINER),
+});
+
+/** What a plane needs to know of a function to run and scale it (`planeSpecOf` in sdk/options.ts makes it). */
 export const PlaneFunctionSpecSchema = z.strictObject({
-  gpu: z.array(z.string()).nullable(),
+  /** GPU requests in fallback order, parsed by the SDK; null: CPU only. */
+  gpu: z.array(GpuRequestSchema).min(1).nullable(),
   cpu: z.number().positive().nullable(),
   memory: z.number().int().positive().nullable(),
   env: z.record(z.string(), z.string()),
@@ -428,6 +504,56 @@ export interface UsageRow {
   costUsd: number;
 }
 
+/** The query of `GET /v1/usage` and a plane's `GET /v1/plane/usage`: `?app=&since=` (ms since the epoch). */
+export const UsageQuerySchema = z.strictObject({
+  app: z.string().regex(NAME_PATTERN, "must be an app name").optional(),
+  since: z.coerce.number("must be milliseconds since the epoch").finite("must be milliseconds since the epoch").optional(),
+});
+export type UsageQuery = z.infer<typeof UsageQuerySchema>;
+
+/** `?app=&since=` for a usage query, or nothing. */
+export function usageQueryString(query: UsageQuery): string {
+  const q = new URLSearchParams();
+  if (query.app) q.set("app", query.app);
+  if (query.since !== undefined) q.set("since", String(query.since));
+  return q.size ? `?${q}` : "";
+}
+
+/** What a plane answers to a usage query. */
+export interface PlaneUsageAnswer {
+  rows: UsageRow[];
+}
+
+/** `GET /v1/usage`: every healthy plane's rows, each with its plane, and the totals. */
+export interface UsageAnswer {
+  rows: (UsageRow & { plane: string })[];
+  totalUsd: number;
+  totalSeconds: number;
+}
+
+/** `POST /v1/plane/stop`: stop every container of an app. */
+export const PlaneStopRequestSchema = z.strictObject({ app: z.string().regex(NAME_PATTERN, "must be an app name") });
+export type PlaneStopRequest = z.infer<typeof PlaneStopRequestSchema>;
+
+/** What `POST /v1/apps/:app/stop` and a plane's `POST /v1/plane/stop` answer: how many containers stopped. */
+export interface StopAnswer {
+  app: string;
+  stopped: number;
+}
+
+/** `POST /v1/plane/cancel`: stop a call's input, or with `terminateContainer` its whole container. */
+export const PlaneCancelRequestSchema = z.strictObject({
+  callId: z.string().regex(CALL_ID_PATTERN, "must be a call id"),
+  terminateContainer: z.boolean().optional(),
+});
+export type PlaneCancelRequest = z.infer<typeof PlaneCancelRequestSchema>;
+
+/** What a plane answers to a cancel: whether a container here ran the call. */
+export interface PlaneCancelAnswer {
+  callId: string;
+  cancelled: boolean;
+}
+
 /** What a plane answers to a run request. */
 export interface PlaneRunResponse {
   status: "succeeded" | "failed" | "timed_out";
@@ -444,8 +570,28 @@ export interface PlaneRunResponse {
 // The control channel between a plane and the runner in each of its containers:
 // newline-delimited JSON frames over a unix socket in a mounted folder.
 
-/** The longest frame either side accepts; more is a protocol error. */
-export const MAX_CONTROL_FRAME_BYTES = 64 * 1024 * 1024;
+/** @deprecated `PLANE_DEFAULTS.maxControlFrameBytes` in sdk/defaults.ts. */
+export const MAX_CONTROL_FRAME_BYTES = PLANE_DEFAULTS.maxControlFrameBytes;
+
+/** The environment a plane gives each container's runner (besides the function's own `env`). */
+export const CONTAINER_ENV = {
+  app: "TANDEM_APP",
+  function: "TANDEM_FUNCTION",
+  containerId: "TANDEM_CONTAINER_ID",
+  /** A class's parameters (JSON): the runner builds its instance and runs `enter()` before it says it is ready. */
+  clsParams: "TANDEM_CLS_PARAMS",
+  /** Where the control socket is, when not at its place in a container (the unsandboxed process runtime). */
+  controlSocket: "TANDEM_CONTROL_SOCKET",
+} as const;
+
+/** Labels a plane puts on its containers, to find them again (`cleanup` after a crash) and to show them. */
+export const CONTAINER_LABELS = {
+  plane: "tandem.plane",
+  app: "tandem.app",
+  function: "tandem.function",
+  /** The plane's id for the container (`ctr-…`). */
+  container: "tandem.container",
+} as const;
 
 const encodedValueShape = z.strictObject({ json: z.unknown(), meta: z.unknown().optional() });
 

@@ -1,13 +1,86 @@
 /**
+ * Lines, both ways. Writing: the NDJSON body of a streamed call, in both tiers
+ * (`streamLines`). Reading: one splitter for text that arrives in pieces (a
+ * socket, a pipe, a container's output, a fetch body), and the NDJSON reader
+ * built on it (`ndjsonLines`). Web-standard, so every tier and the SDK share it.
+ */
+import { toWireError } from "./errors.js";
+import type { EncodedValue, StreamLine } from "./protocol.js";
+
+/**
+ * Splits text that arrives in pieces into lines (`\n`; a `\r` before it is
+ * dropped). A line longer than `maxLineChars` comes out in pieces of that
+ * size, so input without newlines cannot grow the buffer without end.
+ * @example
+ * const lines = new LineSplitter();
+ * socket.on("data", (text) => lines.push(text).forEach(onLine));
+ * socket.on("end", () => lines.end().forEach(onLine));
+ */
+export class LineSplitter {
+  #pending = "";
+  readonly #maxLineChars: number;
+
+  constructor(options: { maxLineChars?: number } = {}) {
+    this.#maxLineChars = options.maxLineChars ?? Infinity;
+  }
+
+  /** The lines `text` completes, in order. */
+  push(text: string): string[] {
+    this.#pending += text;
+    const lines: string[] = [];
+    let newline: number;
+    while ((newline = this.#pending.indexOf("\n")) >= 0) {
+      const line = this.#pending.slice(0, newline);
+      lines.push(line.endsWith("\r") ? line.slice(0, -1) : line);
+      this.#pending = this.#pending.slice(newline + 1);
+    }
+    while (this.#pending.length > this.#maxLineChars) {
+      lines.push(this.#pending.slice(0, this.#maxLineChars));
+      this.#pending = this.#pending.slice(this.#maxLineChars);
+    }
+    return lines;
+  }
+
+  /** The last line, when the input ended without a newline after it. */
+  end(): string[] {
+    const rest = this.#pending;
+    this.#pending = "";
+    return rest ? [rest] : [];
+  }
+
+  /** Characters held that no newline has ended yet. */
+  get pendingLength(): number {
+    return this.#pending.length;
+  }
+}
+
+/** Parses a stream of newline-delimited JSON, one value a line (blank lines skipped). Stopping early cancels the stream. */
+export async function* ndjsonLines(body: ReadableStream<Uint8Array>): AsyncIterable<unknown> {
+  const decoder = new TextDecoder();
+  const lines = new LineSplitter();
+  const reader = body.getReader();
+  try {
+    for (;;) {
+      const { value, done } = await reader.read();
+      const text = done ? decoder.decode() : decoder.decode(value, { stream: true });
+      for (const line of done ? [...lines.push(text), ...lines.end()] : lines.push(text)) {
+        if (line.trim()) yield JSON.parse(line);
+      }
+      if (done) break;
+    }
+  } finally {
+    // Reached when the consumer stops early too: cancelling tells the server to stop producing.
+    await reader.cancel().catch(() => {});
+  }
+}
+
+/**
  * The NDJSON body of a streamed call, in both tiers (the gateway's
  * `POST .../stream`, the plane's `/v1/plane/stream`): one `StreamLine` a
  * chunk, pulled only as the reader reads (a slow reader slows the generator),
  * then `done`, or `error` after the chunks sent so far. A reader that goes away
  * returns the generator.
  */
-import { toWireError } from "./errors.js";
-import type { EncodedValue, StreamLine } from "./protocol.js";
-
 export function streamLines<T>(
   chunks: AsyncGenerator<T, void, undefined>,
   callId: string,

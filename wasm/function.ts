@@ -7,7 +7,7 @@
  * stderr's tail. Each call gets a fresh instance of a module compiled once.
  */
 import type { WasmDefinition } from "../sdk/app.js";
-import { FunctionTimeoutError, InvalidRequestError } from "../sdk/errors.js";
+import { InvalidRequestError, functionTimeout } from "../sdk/errors.js";
 import { WasmLimitError, checkWasiCommand, runWasi } from "./host.js";
 
 const encoder = new TextEncoder();
@@ -34,7 +34,7 @@ export function wasmFunction(app: string, definition: WasmDefinition, module: We
     } catch (err) {
       // Past its time, a WebAssembly function times out like any other: same error, same retry policy.
       if (err instanceof WasmLimitError && err.limit === "time") {
-        throw new FunctionTimeoutError(`${app}.${name} timed out after ${spec.timeoutSeconds} s: ${err.message}`, { timeoutSeconds: spec.timeoutSeconds });
+        throw functionTimeout({ app, function: name, timeoutSeconds: spec.timeoutSeconds, reason: err.message });
       }
       throw err;
     }

@@ -8,6 +8,7 @@
  * compile bytes at run time: ship them as modules) and instantiated per call.
  */
 import { ConsoleStdout, Directory, File, OpenFile, PreopenDirectory, WASI, WASIProcExit, type Inode } from "@bjorn3/browser_wasi_shim";
+import { FUNCTION_DEFAULTS, WASM_DEFAULTS } from "../sdk/defaults.js";
 
 /** What one run of a module may take; past any, the run fails with `WasmLimitError`. */
 export interface WasmLimits {
@@ -22,7 +23,11 @@ export interface WasmLimits {
   maxWallMs: number;
 }
 
-export const DEFAULT_WASM_LIMITS: WasmLimits = { maxOutputBytes: 10 * 1024 * 1024, maxMemoryPages: 4096, maxWallMs: 300_000 };
+export const DEFAULT_WASM_LIMITS: WasmLimits = {
+  maxOutputBytes: WASM_DEFAULTS.maxOutputBytes,
+  maxMemoryPages: WASM_DEFAULTS.maxMemoryPages,
+  maxWallMs: FUNCTION_DEFAULTS.timeoutSeconds * 1000,
+};
 
 /**
  * The import an instrumented module calls once per `TICK_EVERY` loop

@@ -11,7 +11,8 @@ import { PassThrough } from "node:stream";
 import { StringDecoder } from "node:string_decoder";
 import Docker from "dockerode";
 import { InternalError } from "../../sdk/errors.js";
-import type { ImageBuildSpec } from "../../sdk/protocol.js";
+import { CONTAINER_LABELS, type ImageBuildSpec } from "../../sdk/protocol.js";
+import { LineSplitter } from "../../sdk/stream-lines.js";
 import { NODE_IN_IMAGE, ensureBaseImage } from "../base-image.js";
 import { buildImage } from "../image-builder.js";
 import { IN_CONTAINER, type ContainerDriver, type ContainerSpec, type ExitInfo, type StartedContainer } from "./driver.js";
@@ -24,6 +25,8 @@ export interface DockerDriverOptions {
   runtime?: string;
   /** Where the driver says what it did (image builds, failures it recovered from). */
   log?: (line: string) => void;
+  /** Rebuild every image step, cache or not (`TANDEM_FORCE_BUILD=1` on the plane). */
+  forceBuild?: boolean;
 }
 
 /**
@@ -32,10 +35,6 @@ export interface DockerDriverOptions {
  */
 export class DockerUnavailableError extends InternalError {}
 
-/** Label every container of this driver carries, with the plane's container id. */
-export const CONTAINER_LABEL = "tandem.container";
-/** Label the plane sets on its containers; `cleanup` finds them by it. */
-export const PLANE_LABEL = "tandem.plane";
 
 /** Lines kept for a container nobody listens to yet; beyond it the oldest are dropped. */
 const MAX_BUFFERED_LINES = 1000;
@@ -62,12 +61,14 @@ export class DockerDriver implements ContainerDriver {
   readonly #docker: Docker;
   readonly #runtime: string | undefined;
   readonly #log: (line: string) => void;
+  readonly #forceBuild: boolean;
   #image: Promise<string> | undefined;
 
   constructor(options: DockerDriverOptions = {}) {
     this.#docker = options.docker ?? new Docker();
     this.#runtime = options.runtime;
     this.#log = options.log ?? (() => {});
+    this.#forceBuild = options.forceBuild ?? false;
   }
 
   /** Checks the engine (and the runtime, if one is set) and builds or finds the base image. */
@@ -88,7 +89,7 @@ export class DockerDriver implements ContainerDriver {
         Image: spec.image ?? image,
         Cmd: [NODE_IN_IMAGE, IN_CONTAINER.bundle],
         Env: Object.entries(spec.env).map(([key, value]) => `${key}=${value}`),
-        Labels: { ...spec.labels, [CONTAINER_LABEL]: spec.id },
+        Labels: { ...spec.labels, [CONTAINER_LABELS.container]: spec.id },
         User: "65534:65534",
         // A built image keeps its own working directory (Image.workdir).
         ...(spec.image ? {} : { WorkingDir: "/tmp" }),
@@ -138,7 +139,7 @@ export class DockerDriver implements ContainerDriver {
 
   async cleanup(planeId: string): Promise<void> {
     await this.#ping();
-    const left = await this.#docker.listContainers({ all: true, filters: { label: [`${PLANE_LABEL}=${planeId}`] } });
+    const left = await this.#docker.listContainers({ all: true, filters: { label: [`${CONTAINER_LABELS.plane}=${planeId}`] } });
     await Promise.all(left.map((info) => removeContainer(this.#docker.getContainer(info.Id))));
     if (left.length > 0) this.#log(`removed ${left.length} container(s) left behind by plane ${planeId}`);
   }
@@ -146,7 +147,7 @@ export class DockerDriver implements ContainerDriver {
   /** Prepares once; a failed attempt is forgotten so the next call tries again. */
   /** Builds a function's image on the base image (see image-builder.ts); returns its tag. */
   async buildImage(spec: ImageBuildSpec, hash: string): Promise<string> {
-    return (await buildImage(this.#docker, await this.#baseImage(), spec, hash, this.#log)).tag;
+    return (await buildImage(this.#docker, await this.#baseImage(), spec.force || this.#forceBuild ? { ...spec, force: true } : spec, hash, this.#log)).tag;
   }
 
   #baseImage(): Promise<string> {
@@ -317,25 +318,11 @@ async function removeContainer(container: Docker.Container): Promise<void> {
 /** Calls `onLine` for each line of `stream` (UTF-8, `\n` or `\r\n`); resolves when the stream ends. */
 function splitLines(stream: NodeJS.ReadableStream, onLine: (line: string) => void): Promise<void> {
   const decoder = new StringDecoder("utf8");
-  let pending = "";
-  const take = (text: string): void => {
-    pending += text;
-    let newline: number;
-    while ((newline = pending.indexOf("\n")) !== -1) {
-      onLine(pending.slice(0, newline).replace(/\r$/, ""));
-      pending = pending.slice(newline + 1);
-    }
-    while (pending.length > MAX_LINE_CHARS) {
-      onLine(pending.slice(0, MAX_LINE_CHARS));
-      pending = pending.slice(MAX_LINE_CHARS);
-    }
-  };
+  const lines = new LineSplitter({ maxLineChars: MAX_LINE_CHARS });
   return new Promise((resolve) => {
-    stream.on("data", (chunk: Buffer) => take(decoder.write(chunk)));
+    stream.on("data", (chunk: Buffer) => lines.push(decoder.write(chunk)).forEach(onLine));
     stream.on("end", () => {
-      take(decoder.end());
-      if (pending) onLine(pending);
-      pending = "";
+      [...lines.push(decoder.end()), ...lines.end()].forEach(onLine);
       resolve();
     });
   });

@@ -6,6 +6,8 @@
 import { spawn } from "node:child_process";
 import { join } from "node:path";
 import { ImageBuildError } from "../../sdk/errors.js";
+import { CONTAINER_ENV } from "../../sdk/protocol.js";
+import { LineSplitter } from "../../sdk/stream-lines.js";
 import type { ContainerDriver, ContainerSpec, ExitInfo, StartedContainer } from "./driver.js";
 
 export class ProcessDriver implements ContainerDriver {
@@ -16,24 +18,20 @@ export class ProcessDriver implements ContainerDriver {
 
   async start(spec: ContainerSpec): Promise<StartedContainer> {
     const child = spawn(process.execPath, [`--max-old-space-size=${Math.max(64, spec.memoryMiB)}`, spec.bundlePath], {
-      env: { PATH: process.env.PATH ?? "", ...spec.env, TANDEM_CONTROL_SOCKET: join(spec.controlDir, "control.sock") },
+      env: { PATH: process.env.PATH ?? "", ...spec.env, [CONTAINER_ENV.controlSocket]: join(spec.controlDir, "control.sock") },
       stdio: ["ignore", "pipe", "pipe"],
     });
     const listeners: ((stream: "stdout" | "stderr", line: string) => void)[] = [];
     const early: ["stdout" | "stderr", string][] = [];
     for (const stream of ["stdout", "stderr"] as const) {
-      let buffered = "";
+      const lines = new LineSplitter();
+      const emit = (line: string) => {
+        if (listeners.length) for (const l of listeners) l(stream, line);
+        else early.push([stream, line]);
+      };
       child[stream].setEncoding("utf8");
-      child[stream].on("data", (chunk: string) => {
-        buffered += chunk;
-        let newline: number;
-        while ((newline = buffered.indexOf("\n")) >= 0) {
-          const line = buffered.slice(0, newline);
-          buffered = buffered.slice(newline + 1);
-          if (listeners.length) for (const l of listeners) l(stream, line);
-          else early.push([stream, line]);
-        }
-      });
+      child[stream].on("data", (chunk: string) => lines.push(chunk).forEach(emit));
+      child[stream].on("end", () => lines.end().forEach(emit));
     }
     const exited = new Promise<ExitInfo>((resolve) => child.once("exit", (code) => resolve({ code, oomKilled: false })));
     return {

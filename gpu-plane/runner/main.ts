@@ -13,7 +13,8 @@ import { ClassInstances, loadAppModule, type FunctionHandle } from "../../sdk/ap
 import { chunkIterator, isGeneratorResult } from "../../sdk/generator-result.js";
 import { installCallContextStore, type CallContext } from "../../sdk/context.js";
 import { InvalidRequestError, TandemError, remoteErrorFrom, toWireError } from "../../sdk/errors.js";
-import { decodeValue, encodeValue, type InputFrame, type PlaneFrame, type RunnerFrame } from "../../sdk/protocol.js";
+import { CONTAINER_ENV, decodeValue, encodeValue, type InputFrame, type PlaneFrame, type RunnerFrame } from "../../sdk/protocol.js";
+import { LineSplitter } from "../../sdk/stream-lines.js";
 import { wasmFunction } from "../../wasm/function.js";
 import { IN_CONTAINER } from "../drivers/driver.js";
 
@@ -21,7 +22,11 @@ type Failed = Extract<RunnerFrame, { status: "failed" }>["error"];
 
 /** `wasm`: the prepared module of each plane-tier WebAssembly function, by name (they travel inside the bundle). */
 export async function runFunctions(appExports: Record<string, unknown>, wasm: Record<string, Uint8Array<ArrayBuffer>> = {}): Promise<void> {
-  const socketPath = process.env.TANDEM_CONTROL_SOCKET ?? IN_CONTAINER.controlSocket;
+  // What the plane told this container (sdk/protocol.ts CONTAINER_ENV), read once.
+  const given = process.env;
+  const socketPath = given[CONTAINER_ENV.controlSocket] ?? IN_CONTAINER.controlSocket;
+  const containerFunction = given[CONTAINER_ENV.function];
+  const clsParams = given[CONTAINER_ENV.clsParams];
   const app = loadAppModule("app", appExports);
   const functions = new Map<string, { handler: (...args: unknown[]) => unknown; env: Record<string, string> }>(
     app.functions.map((f) => [f.name, { handler: (f as FunctionHandle<unknown[], unknown>).handler!, env: f.spec?.env ?? {} }]),
@@ -39,12 +44,11 @@ export async function runFunctions(appExports: Record<string, unknown>, wasm: Re
   installCallContextStore(calls);
 
   // A class's container runs enter() before it is ready, so the first input (and a warm pool) finds it loaded.
-  const clsParams = process.env.TANDEM_CLS_PARAMS;
-  const clsIndex = app.classes.findIndex((c) => process.env.TANDEM_FUNCTION?.startsWith(`${c.name}.`));
+  const clsIndex = app.classes.findIndex((c) => containerFunction?.startsWith(`${c.name}.`));
   let enterFailed: Failed | undefined;
   if (clsParams !== undefined && clsIndex >= 0) {
     await calls
-      .run({ callId: "-", app: app.name, function: process.env.TANDEM_FUNCTION!, attempt: 1, env: app.classes[clsIndex]!.spec.env }, () => classes[clsIndex]!.prepare(JSON.parse(clsParams)))
+      .run({ callId: "-", app: app.name, function: containerFunction!, attempt: 1, env: app.classes[clsIndex]!.spec.env }, () => classes[clsIndex]!.prepare(JSON.parse(clsParams)))
       .catch((err: unknown) => (enterFailed = toWireError(remoteErrorFrom(err)) as Failed)); // the plane backs off and fails the inputs with it
   }
 
@@ -59,13 +63,11 @@ export async function runFunctions(appExports: Record<string, unknown>, wasm: Re
   // Each input's cancel signal (`currentCall().signal`); a cancelled input is answered at once, its late result dropped.
   const cancels = new Map<string, AbortController>();
   const answered = new Set<string>();
-  let buffered = "";
+  const lines = new LineSplitter();
+  socket.setEncoding("utf8");
   for await (const chunk of socket) {
-    buffered += chunk.toString("utf8");
-    let newline: number;
-    while ((newline = buffered.indexOf("\n")) >= 0) {
-      const frame = JSON.parse(buffered.slice(0, newline)) as PlaneFrame;
-      buffered = buffered.slice(newline + 1);
+    for (const line of lines.push(chunk as string)) {
+      const frame = JSON.parse(line) as PlaneFrame;
       // Inputs run side by side: the plane sends a container no more at once than the function's concurrency allows.
       if (frame.t === "input") void run(frame);
       else if (frame.t === "shutdown") {

@@ -9,6 +9,7 @@ import { spawn } from "node:child_process";
 import { readFile, writeFile } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import { InvalidOptionsError } from "../errors.js";
+import { BLOB_KEYS } from "../protocol.js";
 import { buildApps } from "./local-stack.js";
 import { PACKAGE_ROOT, stateDir } from "./paths.js";
 
@@ -42,7 +43,7 @@ export async function deploy(options: DeployOptions): Promise<number> {
   const bucket = /^bucket_name = "(.*)"$/m.exec(config)?.[1] ?? "tandem-blobs";
   for (const plane of planes) {
     // The bundle, and its source map beside it (planes map failed calls' stacks with it).
-    for (const [key, file] of [[`${bucket}/bundles/${plane.hash}.mjs`, plane.path], [`${bucket}/bundles/${plane.hash}.mjs.map`, `${plane.path}.map`]] as const) {
+    for (const [key, file] of [[`${bucket}/${BLOB_KEYS.planeBundle(plane.hash)}`, plane.path], [`${bucket}/${BLOB_KEYS.planeBundleMap(plane.hash)}`, `${plane.path}.map`]] as const) {
       if (options.dryRun) {
         console.log(`would upload ${file} to r2://${key}`);
         continue;
@@ -55,10 +56,10 @@ export async function deploy(options: DeployOptions): Promise<number> {
     const file = join(outDir, `image-${hash}.json`);
     await writeFile(file, json);
     if (options.dryRun) {
-      console.log(`would upload the image spec ${file} to r2://${bucket}/images/${hash}.json`);
+      console.log(`would upload the image spec ${file} to r2://${bucket}/${BLOB_KEYS.image(hash)}`);
       continue;
     }
-    const uploaded = await wrangler(["r2", "object", "put", `${bucket}/images/${hash}.json`, "--file", file, "--remote", "--config", configPath]);
+    const uploaded = await wrangler(["r2", "object", "put", `${bucket}/${BLOB_KEYS.image(hash)}`, "--file", file, "--remote", "--config", configPath]);
     if (uploaded !== 0) return uploaded;
   }
   return 0;

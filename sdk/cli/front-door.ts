@@ -6,8 +6,9 @@
  */
 import http from "node:http";
 import net from "node:net";
-import { PayloadTooLargeError, toWireError } from "../errors.js";
-import { HEADERS, LIMITS, PROTOCOL_VERSION } from "../protocol.js";
+import { GATEWAY_DEFAULTS } from "../defaults.js";
+import { GatewayUnreachableError, bodyTooLarge, errorBody } from "../errors.js";
+import { HEADERS, PROTOCOL_VERSION } from "../protocol.js";
 
 export interface Backend {
   url: URL;
@@ -33,7 +34,7 @@ export class FrontDoor {
   onRequest: ((method: string, path: string, status: number, ms: number) => void) | undefined;
 
   /** The gateway's body limit, applied before forwarding. */
-  maxBodyBytes: number = LIMITS.maxBodyBytes;
+  maxBodyBytes: number = GATEWAY_DEFAULTS.maxBodyBytes;
 
   private constructor() {
     this.#server = http.createServer((req, res) => this.#forward(req, res));
@@ -87,7 +88,7 @@ export class FrontDoor {
     const slot = this.#slot;
     if (!slot) {
       res.writeHead(503, { "content-type": "application/json", "retry-after": "1" });
-      res.end(JSON.stringify({ error: { code: "gateway_unreachable", message: "the local gateway is still starting" } }));
+      res.end(JSON.stringify(errorBody(new GatewayUnreachableError("the local gateway is still starting"))));
       return;
     }
     // Refused here, before the body is sent on: workerd would answer 413 and close while we still write it.
@@ -95,7 +96,7 @@ export class FrontDoor {
     const declared = Number(req.headers["content-length"] ?? "NaN");
     if (declared > this.maxBodyBytes) {
       res.writeHead(413, { "content-type": "application/json" });
-      res.end(JSON.stringify({ error: toWireError(new PayloadTooLargeError(`request body is larger than ${this.maxBodyBytes} bytes, the most this gateway accepts (TANDEM_MAX_BODY_BYTES)`, { maxBytes: this.maxBodyBytes })) }));
+      res.end(JSON.stringify(errorBody(bodyTooLarge(this.maxBodyBytes))));
       req.resume();
       return;
     }
@@ -120,7 +121,7 @@ export class FrontDoor {
     upstream.on("error", (err) => {
       if (!res.headersSent) {
         res.writeHead(502, { "content-type": "application/json", [HEADERS.protocol]: PROTOCOL_VERSION });
-        res.end(JSON.stringify({ error: { code: "gateway_unreachable", message: `the local gateway did not answer: ${err.message}` } }));
+        res.end(JSON.stringify(errorBody(new GatewayUnreachableError(`the local gateway did not answer: ${err.message}`))));
       } else {
         res.destroy(err);
       }

@@ -11,8 +11,8 @@ import type { Miniflare } from "miniflare";
 import { prepareModule } from "../../wasm/prepare.js";
 import type { App, WasmDefinition } from "../app.js";
 import { InvalidOptionsError } from "../errors.js";
-import { parseGpuSpec } from "../gpu.js";
-import type { PlaneBundleRef } from "../protocol.js";
+import { containerResources } from "../options.js";
+import { BLOB_KEYS, type PlaneBundleRef } from "../protocol.js";
 import { bundlePlane, bundleWorker, loadAppInNode, type PlaneBundle, type WorkerBundle } from "./bundle.js";
 import { resolveImage } from "./images.js";
 import { stateDir } from "./paths.js";
@@ -106,10 +106,10 @@ function imagePackages(app: App): string[] {
 export async function uploadPlaneBundles(miniflare: Miniflare, built: Pick<BuiltApps, "planes" | "images">): Promise<void> {
   const bucket = await miniflare.getR2Bucket("BLOBS");
   for (const plane of built.planes) {
-    await bucket.put(`bundles/${plane.hash}.mjs`, plane.bytes);
-    await bucket.put(`bundles/${plane.hash}.mjs.map`, plane.map);
+    await bucket.put(BLOB_KEYS.planeBundle(plane.hash), plane.bytes);
+    await bucket.put(BLOB_KEYS.planeBundleMap(plane.hash), plane.map);
   }
-  for (const [hash, json] of built.images) await bucket.put(`images/${hash}.json`, json);
+  for (const [hash, json] of built.images) await bucket.put(BLOB_KEYS.image(hash), json);
 }
 
 /** Checks plane functions against what the local plane has: an error names the limit. */
@@ -130,8 +130,8 @@ export function checkPlaneFits(
       if (node?.kind === "node" && node.version !== null && node.version.split(".")[0] !== process.versions.node.split(".")[0]) {
         throw new InvalidOptionsError(`app "${app.name}": ${what} cannot run on the local plane: Image.node("${node.version}") asks for Node ${node.version}, and the local plane builds on Node ${process.versions.node}`);
       }
-      const options = spec.gpu?.map(parseGpuSpec) ?? [undefined];
-      const problems = options.map((gpu) => fits({ gpu: gpu as never, cpu: spec.cpu ?? 1, memoryMiB: spec.memory ?? 512 }));
+      const options = spec.gpu ?? [undefined];
+      const problems = options.map((gpu) => fits({ gpu: gpu as never, ...containerResources({ cpu: spec.cpu ?? null, memory: spec.memory ?? null }) }));
       const first = problems.find((p) => p !== undefined);
       if (problems.every((p) => p !== undefined) && first) {
         throw new InvalidOptionsError(`app "${app.name}": ${what} cannot run on the local plane: ${first}`);
@@ -140,9 +140,9 @@ export function checkPlaneFits(
   }
 }
 
-/** The secret the local gateway and planes share: TANDEM_PLANE_SECRET, else one kept in `.tandem/plane-secret`. */
-export function planeSecret(stateDir: string): string {
-  if (process.env.TANDEM_PLANE_SECRET) return process.env.TANDEM_PLANE_SECRET;
+/** The secret the local gateway and planes share: `given` (TANDEM_PLANE_SECRET), else one kept in `.tandem/plane-secret`. */
+export function planeSecret(stateDir: string, given: string | undefined): string {
+  if (given) return given;
   const file = join(stateDir, "plane-secret");
   if (existsSync(file)) return readFileSync(file, "utf8").trim();
   const secret = randomBytes(32).toString("hex");

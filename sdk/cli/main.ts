@@ -6,9 +6,11 @@
 import { Command, InvalidArgumentError } from "commander";
 import { HttpInvoker, resolveGatewayUrl } from "../client.js";
 import { TandemError } from "../errors.js";
-import { paths, type AppManifest, type ScheduleInfo, type UsageRow } from "../protocol.js";
+import { paths, type AppManifest, type ScheduleInfo, type StopAnswer, type UsageAnswer } from "../protocol.js";
 import { join } from "node:path";
 import { Plane } from "../../gpu-plane/plane.js";
+import { FUNCTION_DEFAULTS, LOCAL_DEFAULTS, PLANE_DEFAULTS } from "../defaults.js";
+import { readCliConfig, type CliConfig } from "./config.js";
 import { deploy } from "./deploy.js";
 import { planeSecret } from "./local-stack.js";
 import { stateDir } from "./paths.js";
@@ -16,6 +18,16 @@ import { printCallError, runOnce } from "./run.js";
 import { onStopSignal } from "./signals.js";
 import { serve } from "./serve.js";
 import { style } from "./style.js";
+
+// Every TANDEM_* setting the CLI uses, read once, here.
+let config: CliConfig;
+try {
+  config = readCliConfig();
+} catch (err) {
+  console.error(`${style.err("error")} ${(err as Error).message}`);
+  process.exit(2);
+}
+const gatewayOf = (opts: { gateway?: string }) => resolveGatewayUrl(opts.gateway ?? config.gateway);
 
 const program = new Command("tandem")
   .description("Serverless compute for TypeScript: edge functions in workerd, GPU functions in containers, one SDK.")
@@ -26,15 +38,16 @@ program
   .command("serve")
   .description("serve app files locally: the gateway in workerd, state in .tandem/, reload on change")
   .argument("<app-files...>", "app files that default-export an App")
-  .option("-p, --port <port>", "port of the local gateway", parsePort, 8787)
-  .option("--host <host>", "address to listen on", "127.0.0.1")
+  .option("-p, --port <port>", "port of the local gateway", parsePort, LOCAL_DEFAULTS.port)
+  .option("--host <host>", "address to listen on", LOCAL_DEFAULTS.host)
   .option("--no-watch", "do not reload when files change")
   .option("--gpus <inventory>", 'the local plane\'s simulated GPUs, e.g. "A100:2,T4:1" (default: real GPUs, else one of each type)')
   .option("--runtime <runtime>", "the local plane's container runtime: docker, or process (unsandboxed, development only)", parseRuntime, "docker")
-  .option("--scaledown-window <seconds>", "seconds a plane container may sit idle before it is stopped", parseSeconds, 60)
+  .option("--scaledown-window <seconds>", "seconds a plane container may sit idle before it is stopped", parseSeconds, FUNCTION_DEFAULTS.scaledownWindowSeconds)
   .action(async (appFiles: string[], opts: { port: number; host: string; watch: boolean; gpus?: string; runtime: "docker" | "process"; scaledownWindow: number }) => {
     const serving = await serve({
       appFiles,
+      config,
       port: opts.port,
       host: opts.host,
       watch: opts.watch,
@@ -56,7 +69,7 @@ program
   .argument("<target>", "app file and function: app.ts::function")
   .argument("[args...]", "arguments, each parsed as JSON (a bare word is a string)")
   .action(async (target: string, args: string[]) => {
-    process.exitCode = await runOnce(target, args);
+    process.exitCode = await runOnce(target, args, config);
   });
 
 program
@@ -73,19 +86,20 @@ program
 program
   .command("plane")
   .description("start a GPU plane node that runs plane-tier functions in containers for a gateway")
-  .option("-p, --port <port>", "port of the plane's API", parsePort, 8790)
-  .option("--host <host>", "address to listen on and to give the gateway", "127.0.0.1")
+  .option("-p, --port <port>", "port of the plane's API", parsePort, PLANE_DEFAULTS.port)
+  .option("--host <host>", "address to listen on and to give the gateway", LOCAL_DEFAULTS.host)
   .option("--region <region>", "the region this plane reports", "local")
   .option("-g, --gateway <url>", "gateway URL (default: TANDEM_GATEWAY, then http://127.0.0.1:8787)")
   .option("--gpus <inventory>", 'declare a simulated GPU inventory, e.g. "A100:2,T4:1" (default: real GPUs from nvidia-smi)')
   .option("--runtime <runtime>", "container runtime: docker, or process (unsandboxed, development only)", parseRuntime, "docker")
   .option("--docker-runtime <name>", "a Docker runtime other than runc, e.g. runsc (gVisor)")
-  .option("--scaledown-window <seconds>", "seconds a container may sit idle before it is stopped", parseSeconds, 60)
+  .option("--scaledown-window <seconds>", "seconds a container may sit idle before it is stopped", parseSeconds, FUNCTION_DEFAULTS.scaledownWindowSeconds)
   .action(async (opts: { port: number; host: string; region: string; gateway?: string; gpus?: string; runtime: "docker" | "process"; dockerRuntime?: string; scaledownWindow: number }) => {
     const state = stateDir();
     const plane = await Plane.start({
-      gatewayUrl: resolveGatewayUrl(opts.gateway),
-      secret: planeSecret(state),
+      gatewayUrl: gatewayOf(opts),
+      secret: planeSecret(state, config.planeSecret),
+      forceBuild: config.forceBuild,
       host: opts.host,
       port: opts.port,
       region: opts.region,
@@ -95,7 +109,7 @@ program
       ...(opts.gpus ? { gpus: opts.gpus } : {}),
       ...(opts.dockerRuntime ? { dockerRuntime: opts.dockerRuntime } : {}),
     });
-    console.log(`${style.ok("✓")} ${plane.describe()}, reporting to ${resolveGatewayUrl(opts.gateway)}`);
+    console.log(`${style.ok("✓")} ${plane.describe()}, reporting to ${gatewayOf(opts)}`);
     if (plane.inventory.simulated) console.log(style.warn("  GPUs are simulated (declared with --gpus)."));
     onStopSignal(async () => {
       await plane.close();
@@ -110,7 +124,7 @@ appCommand
   .argument("<app>", "the app's name")
   .option("-g, --gateway <url>", "gateway URL (default: TANDEM_GATEWAY, then http://127.0.0.1:8787)")
   .action(async (app: string, opts: { gateway?: string }) => {
-    const body = (await new HttpInvoker(resolveGatewayUrl(opts.gateway)).request("POST", paths.appStop(app))) as { stopped: number };
+    const body = (await new HttpInvoker(gatewayOf(opts)).request("POST", paths.appStop(app))) as StopAnswer;
     console.log(`stopped ${body.stopped} container${body.stopped === 1 ? "" : "s"} of app ${app}`);
   });
 
@@ -123,7 +137,7 @@ program
   .option("--json", "print JSON")
   .action(async (opts: { app?: string; since?: number; gateway?: string; json?: boolean }) => {
     const query = { ...(opts.app ? { app: opts.app } : {}), ...(opts.since !== undefined ? { since: opts.since } : {}) };
-    const body = (await new HttpInvoker(resolveGatewayUrl(opts.gateway)).request("GET", paths.usage(query))) as { rows: (UsageRow & { plane: string })[]; totalUsd: number; totalSeconds: number };
+    const body = (await new HttpInvoker(gatewayOf(opts)).request("GET", paths.usage(query))) as UsageAnswer;
     if (opts.json) return console.log(JSON.stringify(body, null, 2));
     if (body.rows.length === 0) {
       const since = opts.since === undefined ? "" : ` since ${new Date(opts.since).toISOString()}`;
@@ -142,7 +156,7 @@ program
   .option("-g, --gateway <url>", "gateway URL (default: TANDEM_GATEWAY, then http://127.0.0.1:8787)")
   .option("--json", "print JSON")
   .action(async (opts: { gateway?: string; json?: boolean }) => {
-    const base = resolveGatewayUrl(opts.gateway);
+    const base = gatewayOf(opts);
     const { apps } = (await new HttpInvoker(base).request("GET", paths.apps())) as { apps: AppManifest[] };
     if (opts.json) return console.log(JSON.stringify(apps, null, 2));
     for (const app of apps) {
@@ -165,7 +179,7 @@ scheduleCommand
   .option("-g, --gateway <url>", "gateway URL (default: TANDEM_GATEWAY, then http://127.0.0.1:8787)")
   .option("--json", "print JSON")
   .action(async (app: string | undefined, opts: { gateway?: string; json?: boolean }) => {
-    const { schedules } = (await new HttpInvoker(resolveGatewayUrl(opts.gateway)).request("GET", paths.schedules(app))) as { schedules: ScheduleInfo[] };
+    const { schedules } = (await new HttpInvoker(gatewayOf(opts)).request("GET", paths.schedules(app))) as { schedules: ScheduleInfo[] };
     if (opts.json) return console.log(JSON.stringify(schedules, null, 2));
     if (schedules.length === 0) return console.log(app ? `app ${app} has no scheduled functions` : "no scheduled functions");
     for (const s of schedules) {
@@ -187,7 +201,7 @@ scheduleCommand
   .action(async (target: string, opts: { gateway?: string }) => {
     const [app, fn, extra] = target.split("::");
     if (!app || !fn || extra !== undefined) throw new InvalidArgumentError(`"${target}" must be app::function, e.g. cron::refresh`);
-    const { callId } = (await new HttpInvoker(resolveGatewayUrl(opts.gateway)).request("POST", paths.trigger(app, fn))) as { callId: string };
+    const { callId } = (await new HttpInvoker(gatewayOf(opts)).request("POST", paths.trigger(app, fn))) as { callId: string };
     console.log(`fired ${app}::${fn}: ${callId}  (tandem schedule list ${app} shows its outcome)`);
   });
 

@@ -15,7 +15,8 @@ import { Plane } from "../../gpu-plane/plane.js";
 import { buildApps, checkPlaneFits, uploadPlaneBundles } from "./local-stack.js";
 import { stateDir } from "./paths.js";
 import { onStopSignal } from "./signals.js";
-import { gatewaySettingsFromEnv, startWorkerd } from "./workerd.js";
+import type { CliConfig } from "./config.js";
+import { startWorkerd } from "./workerd.js";
 
 /** Splits `app.ts::fn`. A missing `::fn` is allowed when the app has exactly one function. */
 export function parseTarget(target: string): { file: string; fn: string | undefined } {
@@ -37,7 +38,7 @@ export function parseArg(raw: string, position: number): unknown {
   }
 }
 
-export async function runOnce(target: string, rawArgs: string[]): Promise<number> {
+export async function runOnce(target: string, rawArgs: string[], config: CliConfig): Promise<number> {
   const { file, fn: wanted } = parseTarget(target);
   const state = stateDir();
   const buildDir = join(state, "build", "run");
@@ -55,7 +56,7 @@ export async function runOnce(target: string, rawArgs: string[]): Promise<number
   const gateway = await startWorkerd({
     scriptPath: built.worker.path,
     persistDir: false,
-    bindings: { ...gatewaySettingsFromEnv(), TANDEM_PLANE_SECRET: secret },
+    bindings: { ...config.gatewayVars, TANDEM_PLANE_SECRET: secret },
     onOutput: (line) => process.stderr.write(line + "\n"),
   });
   let plane: Plane | undefined;
@@ -74,7 +75,7 @@ export async function runOnce(target: string, rawArgs: string[]): Promise<number
     const url = gateway.url.href.replace(/\/$/, "");
     if (built.planes.length) {
       await uploadPlaneBundles(gateway.miniflare, built);
-      plane = await Plane.start({ gatewayUrl: url, secret, host: "127.0.0.1", port: 0, region: "local", runtime: "docker", simulateWhenNone: true, keepWarm: false, stateDir: planeDir, log: (line) => console.error(line) });
+      plane = await Plane.start({ gatewayUrl: url, secret, host: "127.0.0.1", port: 0, region: "local", runtime: "docker", simulateWhenNone: true, keepWarm: false, forceBuild: config.forceBuild, stateDir: planeDir, log: (line) => console.error(line) });
       const local = plane;
       checkPlaneFits(built.apps, (request) => local.inventory.fits(request), fn); // as serve does: a call that could never run here fails now, not at its timeout
     }

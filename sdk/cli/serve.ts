@@ -12,11 +12,14 @@ import { paths } from "../protocol.js";
 import { FrontDoor } from "./front-door.js";
 import { buildApps, checkPlaneFits, planeSecret, uploadPlaneBundles } from "./local-stack.js";
 import { stateDir } from "./paths.js";
-import { gatewaySettingsFromEnv, startWorkerd, type RunningWorkerd } from "./workerd.js";
+import type { CliConfig } from "./config.js";
+import { startWorkerd, type RunningWorkerd } from "./workerd.js";
 import { style } from "./style.js";
 
 export interface ServeOptions {
   appFiles: string[];
+  /** The `TANDEM_*` settings, read once by the CLI. */
+  config: CliConfig;
   host: string;
   port: number;
   /** The local plane's container runtime (default docker). */
@@ -42,15 +45,14 @@ export async function serve(options: ServeOptions): Promise<Serving> {
   const buildDir = join(state, "build");
 
   const started = performance.now();
-  const secret = planeSecret(state);
+  const secret = planeSecret(state, options.config.planeSecret);
   const planeOptions = { gpus: options.gpus, simulateWhenNone: true };
   const inventory = new Inventory(await planeGpus(planeOptions, log));
   let built = await buildApps(options.appFiles, join(buildDir, "current"));
   checkPlaneFits(built.apps, (r) => inventory.fits(r));
-  const bindings = { ...gatewaySettingsFromEnv(), TANDEM_PLANE_SECRET: secret };
+  const bindings = { ...options.config.gatewayVars, TANDEM_PLANE_SECRET: secret };
   const { door, url } = await FrontDoor.listen(options.host, options.port);
-  const maxBody = Number(gatewaySettingsFromEnv().TANDEM_MAX_BODY_BYTES);
-  if (maxBody > 0) door.maxBodyBytes = maxBody;
+  door.maxBodyBytes = options.config.gatewayConfig.maxBodyBytes;
   door.onRequest = (method, path, status, ms) => {
     if (path.startsWith("/v1/planes/") && status < 400) return; // the local plane's heartbeats and bundle fetches: not the user's traffic
     const code = status >= 500 ? style.err(String(status)) : status >= 400 ? style.warn(String(status)) : style.ok(String(status));
@@ -72,6 +74,7 @@ export async function serve(options: ServeOptions): Promise<Serving> {
       region: "local",
       runtime: options.runtime ?? "docker",
       stateDir: join(state, "serve-plane"),
+      forceBuild: options.config.forceBuild,
       ...(options.scaledownWindowSeconds === undefined ? {} : { scaledownWindowSeconds: options.scaledownWindowSeconds }),
       log,
     });

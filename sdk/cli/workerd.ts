@@ -6,6 +6,7 @@
 import { Miniflare } from "miniflare";
 import { dirname } from "node:path";
 import type { Readable } from "node:stream";
+import { LineSplitter } from "../stream-lines.js";
 
 export interface WorkerdOptions {
   /** The bundled Worker module. */
@@ -15,8 +16,8 @@ export interface WorkerdOptions {
   host?: string;
   /** 0 picks a free port. */
   port?: number;
-  /** `TANDEM_*` settings for the gateway; default: those set in this process's environment. */
-  bindings?: Record<string, string>;
+  /** The gateway's `TANDEM_*` settings, as Worker bindings (the CLI reads them from its environment once: `config.ts`). */
+  bindings: Record<string, string>;
   /** Where the Worker's console lines go; default this process's stdout/stderr. */
   onOutput?: (line: string, stream: "stdout" | "stderr") => void;
 }
@@ -46,7 +47,7 @@ export async function startWorkerd(options: WorkerdOptions): Promise<RunningWork
     compatibilityFlags: COMPATIBILITY_FLAGS,
     durableObjects: { LEDGER: { className: "CallLedger", useSQLite: true }, PLANES: { className: "PlaneRegistry", useSQLite: true }, SCHEDULER: { className: "Scheduler", useSQLite: true }, AGENTS: { className: "AgentHub", useSQLite: true } },
     r2Buckets: ["BLOBS"],
-    bindings: options.bindings ?? gatewaySettingsFromEnv(),
+    bindings: options.bindings,
     // Requests come in on a socket of the Worker's own, as in production. miniflare's entry socket (which
     // dispatchFetch and the binding helpers use) passes each request through an extra entry Worker first:
     // measured here, a bare Worker's POST took 0.97 ms that way and 0.45 ms on its own socket.
@@ -66,20 +67,8 @@ export async function startWorkerd(options: WorkerdOptions): Promise<RunningWork
 }
 
 function forwardLines(stream: Readable, write: (line: string) => void): void {
-  let buffered = "";
+  const lines = new LineSplitter();
   stream.setEncoding("utf8");
-  stream.on("data", (chunk: string) => {
-    buffered += chunk;
-    let newline: number;
-    while ((newline = buffered.indexOf("\n")) >= 0) {
-      write(buffered.slice(0, newline));
-      buffered = buffered.slice(newline + 1);
-    }
-  });
-  stream.on("end", () => buffered && write(buffered));
-}
-
-/** The gateway's `TANDEM_*` settings as set in this process's environment (the client's `TANDEM_GATEWAY` aside). */
-export function gatewaySettingsFromEnv(env: NodeJS.ProcessEnv = process.env): Record<string, string> {
-  return Object.fromEntries(Object.entries(env).filter((e): e is [string, string] => e[0].startsWith("TANDEM_") && e[0] !== "TANDEM_GATEWAY" && e[1] !== undefined));
+  stream.on("data", (chunk: string) => lines.push(chunk).forEach(write));
+  stream.on("end", () => lines.end().forEach(write));
 }

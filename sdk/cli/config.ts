@@ -1,0 +1,37 @@
+/**
+ * The CLI's configuration: every `TANDEM_*` variable it uses, read from the
+ * environment once, when a command starts (`main.ts`), and passed to the
+ * command. Nothing else in the CLI, the local gateway or the plane reads the
+ * environment for settings.
+ */
+import { parseGatewaySettings, type GatewayConfig } from "../settings.js";
+
+export interface CliConfig {
+  /** `TANDEM_GATEWAY`: the gateway commands talk to, unless `--gateway` says. */
+  gateway: string | undefined;
+  /** `TANDEM_PLANE_SECRET`: the secret gateways and planes share; else one kept in `.tandem/plane-secret`. */
+  planeSecret: string | undefined;
+  /** `TANDEM_FORCE_BUILD=1`: planes started here rebuild every image step, cache or not. */
+  forceBuild: boolean;
+  /** The local gateway's `TANDEM_*` variables (`TANDEM_MAX_BODY_BYTES`, …), as its Worker bindings. */
+  gatewayVars: Record<string, string>;
+  /** The same, parsed: the local front door applies the body limit before the gateway does. */
+  gatewayConfig: GatewayConfig;
+}
+
+/** Variables that are the CLI's own, not the gateway's. */
+const CLI_ONLY = new Set(["TANDEM_GATEWAY", "TANDEM_FORCE_BUILD"]);
+
+/** Reads the configuration from `env` (the process's environment); throws naming a setting that is wrong. */
+export function readCliConfig(env: NodeJS.ProcessEnv = process.env): CliConfig {
+  const gatewayVars = Object.fromEntries(
+    Object.entries(env).filter((e): e is [string, string] => e[0].startsWith("TANDEM_") && !CLI_ONLY.has(e[0]) && e[1] !== undefined),
+  );
+  return {
+    gateway: env.TANDEM_GATEWAY || undefined,
+    planeSecret: env.TANDEM_PLANE_SECRET || undefined,
+    forceBuild: env.TANDEM_FORCE_BUILD === "1",
+    gatewayVars,
+    gatewayConfig: parseGatewaySettings(gatewayVars),
+  };
+}

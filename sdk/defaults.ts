@@ -1,0 +1,106 @@
+/**
+ * Every default and limit of Tandem, in one table: what a function gets when
+ * its options do not say, what a gateway, a plane and an agent allow. Options,
+ * configuration schemas, the tiers and the docs read them from here, so a
+ * default changes in one place. Settings a deployment may change (`TANDEM_*`)
+ * say so; they are parsed once, at each tier's entry (`gateway/config.ts`,
+ * `gpu-plane/plane.ts`, `sdk/cli/main.ts`).
+ */
+
+const KiB = 1024;
+const MiB = 1024 * KiB;
+const DAY_SECONDS = 86_400;
+
+/** A function's options, when they do not say. */
+export const FUNCTION_DEFAULTS = {
+  /** Seconds one attempt may run. */
+  timeoutSeconds: 300,
+  /** The retry policy: none, and when `retries` is a number, this backoff. */
+  retries: { maxRetries: 0, backoffCoefficient: 2, initialDelayMs: 1000, maxDelayMs: 60_000 },
+  /** Plane containers: kept warm, most at once, idle spares while busy, inputs per container. */
+  autoscaler: { minContainers: 0, maxContainers: 100, bufferContainers: 0, maxInputs: 1, targetInputs: 1 },
+  /** A plane container's resources. */
+  cpu: 1,
+  memoryMiB: 512,
+  /** Seconds a plane container sits idle before it is stopped; a plane may be started with another (`--scaledown-window`). */
+  scaledownWindowSeconds: 60,
+} as const;
+
+/** What a function's options may ask for at most (and at least). */
+export const FUNCTION_LIMITS = {
+  maxTimeoutSeconds: DAY_SECONDS,
+  maxRetries: 10,
+  maxRetryDelayMs: 60_000,
+  maxBackoffCoefficient: 10,
+  maxCpu: 64,
+  /** The least memory a container can start with. */
+  minMemoryMiB: 6,
+  maxMemoryMiB: 336 * 1024,
+  /** `minContainers`, `maxContainers`, `bufferContainers` and `concurrency.maxInputs`. */
+  maxContainers: 1000,
+  maxInputsPerContainer: 1000,
+} as const;
+
+/** A WebAssembly function's limits per call, by default and at most. Its wall-time limit is its timeout. */
+export const WASM_DEFAULTS = {
+  maxMemoryPages: 4096,
+  maxMemoryPagesLimit: 65_536,
+  maxOutputBytes: 10 * MiB,
+  maxOutputBytesLimit: 1024 * MiB,
+} as const;
+
+/** A WebSocket agent's limits (`app.websocket` options), by default and at most. */
+export const AGENT_DEFAULTS = {
+  maxMessageBytes: 1 * MiB,
+  maxMessageBytesLimit: 1 * MiB,
+  maxMessagesPerSecond: 20,
+  maxMessagesPerSecondLimit: 10_000,
+  sessionTtlSeconds: 7 * DAY_SECONDS,
+  sessionTtlSecondsLimit: 365 * DAY_SECONDS,
+  shards: 1,
+  shardsLimit: 64,
+} as const;
+
+/** The gateway's settings (`TANDEM_*` Worker variables), when they are not set. */
+export const GATEWAY_DEFAULTS = {
+  /** `TANDEM_MAX_BODY_BYTES`: the largest request body the gateway reads. */
+  maxBodyBytes: 10 * MiB,
+  /** `TANDEM_RESULT_TTL_SECONDS`: how long an ended call's record and result are kept. */
+  resultTtlSeconds: 7 * DAY_SECONDS,
+  /** `TANDEM_CALL_LEASE_SECONDS`: a spawned call whose runner has not renewed its lease for this long is resumed. */
+  callLeaseSeconds: 30,
+} as const;
+
+/** Limits of the `/v1` API that no setting changes. */
+export const API_LIMITS = {
+  /** The longest one `GET /v1/calls/:id?wait=` holds the request open. */
+  maxWaitMs: 50_000,
+  /** The most inputs one `map` request may carry; the SDK sends larger maps in batches. */
+  maxMapInputs: 1_000,
+  /** Values larger than this are kept in blob storage, the ledger row holding a reference. */
+  maxInlineValueBytes: 512 * KiB,
+} as const;
+
+/** How gateways and planes keep in touch. */
+export const PLANE_DEFAULTS = {
+  /** How often a plane reports. */
+  heartbeatMs: 3_000,
+  /** A plane that has not reported for this long is not sent calls. */
+  staleMs: 15_000,
+  /** How far a signed request's timestamp may be from the verifier's clock. */
+  signatureWindowMs: 30_000,
+  /** The longest control frame between a plane and a container's runner. */
+  maxControlFrameBytes: 64 * MiB,
+  /** Processes and threads one container may have. */
+  pidsLimit: 256,
+  /** The port `tandem plane` listens on. */
+  port: 8790,
+} as const;
+
+/** The local development stack (`tandem serve`). */
+export const LOCAL_DEFAULTS = {
+  /** Where the SDK and CLI find a gateway when neither an option nor `TANDEM_GATEWAY` says. */
+  gateway: "http://127.0.0.1:8787",
+  port: 8787,
+  host: "127.0.0.1",
+} as const;

@@ -1,0 +1,49 @@
+/**
+ * The `TANDEM_*` settings a gateway reads, as one schema with its defaults
+ * (`sdk/defaults.ts`). Parsed once where a gateway starts: in workerd from the
+ * Worker's bindings (`gateway/config.ts`), and by the CLI for the local
+ * gateway it runs (its front door needs the body limit too).
+ */
+import { z } from "zod";
+import { GATEWAY_DEFAULTS } from "./defaults.js";
+import { InvalidOptionsError } from "./errors.js";
+import { describeIssues } from "./zod-issues.js";
+
+/** A gateway's settings, parsed, with defaults filled in. */
+export interface GatewayConfig {
+  /** Largest request body read, in bytes. */
+  maxBodyBytes: number;
+  /** How long ended calls stay in the ledger, in seconds (at least 7 days by default). */
+  resultTtlSeconds: number;
+  /** A spawned call whose runner has not renewed its lease for this long is resumed elsewhere. */
+  callLeaseMs: number;
+  /** The secret shared with planes; undefined: planes are off. */
+  planeSecret: string | undefined;
+}
+
+const whole = "must be a whole number above 0";
+
+/** The Worker variables (and secret) a gateway reads; unknown `TANDEM_*` names are ignored. */
+const GatewaySettingsSchema = z.object({
+  TANDEM_MAX_BODY_BYTES: z.coerce.number(whole).int(whole).positive(whole).default(GATEWAY_DEFAULTS.maxBodyBytes),
+  TANDEM_RESULT_TTL_SECONDS: z.coerce.number(whole).int(whole).positive(whole).default(GATEWAY_DEFAULTS.resultTtlSeconds),
+  TANDEM_CALL_LEASE_SECONDS: z.coerce.number("must be a number of seconds above 0").positive("must be a number of seconds above 0").default(GATEWAY_DEFAULTS.callLeaseSeconds),
+  TANDEM_PLANE_SECRET: z.string().min(16, "must be at least 16 characters").optional(),
+});
+
+/**
+ * Parses a gateway's settings from its variables (a Worker's `env`, or an
+ * environment); throws naming the setting that is wrong.
+ * @example
+ * parseGatewaySettings({ TANDEM_MAX_BODY_BYTES: "1048576" }).maxBodyBytes; // 1048576
+ */
+export function parseGatewaySettings(vars: Record<string, unknown>): GatewayConfig {
+  const parsed = GatewaySettingsSchema.safeParse(vars);
+  if (!parsed.success) throw new InvalidOptionsError(`invalid gateway configuration: ${describeIssues(parsed.error, "setting")}`);
+  return {
+    maxBodyBytes: parsed.data.TANDEM_MAX_BODY_BYTES,
+    resultTtlSeconds: parsed.data.TANDEM_RESULT_TTL_SECONDS,
+    callLeaseMs: parsed.data.TANDEM_CALL_LEASE_SECONDS * 1000,
+    planeSecret: parsed.data.TANDEM_PLANE_SECRET,
+  };
+}
