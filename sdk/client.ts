@@ -2,6 +2,7 @@
  * The HTTP client of the gateway's `/v1` API, used by every process outside
  * the gateway (Node scripts, the CLI, browsers). Web-standard `fetch` only.
  */
+import { LOCAL_DEFAULTS } from "./defaults.js";
 import { GatewayUnreachableError, InvalidOptionsError, fromWireError, type WireError } from "./errors.js";
 import type { Invoker, MapOutcome } from "./invoker.js";
 import { ndjsonLines } from "./stream-lines.js";
@@ -19,7 +20,7 @@ import {
   type StreamLine,
 } from "./protocol.js";
 
-export const DEFAULT_GATEWAY = "http://127.0.0.1:8787";
+export const DEFAULT_GATEWAY = LOCAL_DEFAULTS.gateway;
 
 /** Inputs sent per `map` request, and how many such requests are in flight at once. */
 const MAP_BATCH = 256;

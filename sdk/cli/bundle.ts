@@ -1,7 +1,10 @@
 /**
- * Bundling app files with esbuild, twice: into the gateway Worker (with the
- * gateway runtime, for workerd), and into a Node module that the CLI imports
- * to check the app and list what it defines before anything starts.
+ * Bundling app files with esbuild, three ways: into the gateway Worker (with
+ * the gateway runtime, for workerd: `bundleWorker`), into the plane bundle
+ * (with the container runner, one self-contained module per app that has
+ * plane functions: `bundlePlane`), and into a Node module that the CLI imports
+ * to check the app and list what it defines before anything starts
+ * (`loadAppInNode`).
  */
 import { build, type BuildFailure, type BuildOptions, type BuildResult, type Plugin } from "esbuild";
 import { createHash } from "node:crypto";
