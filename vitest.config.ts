@@ -1,11 +1,50 @@
-import { defineConfig } from "vitest/config";
+import { configDefaults, defineConfig } from "vitest/config";
+
+/**
+ * Four projects by what a suite needs, so the fast ones run alone: `npx vitest run --project unit`.
+ * `npx vitest run` runs every project, each file once. A suite's project is what it starts (test/README.md):
+ * one that starts workerd and Docker is in `docker`; a new suite in test/ lands in `docker` unless listed,
+ * a new one beside the code in `unit` unless listed. Together they include what the root once did
+ * (BESIDE_CODE and test/): a root `include` would be added to every project's, so there is none.
+ */
+const WORKERD = [
+  "wasm/host.test.ts",
+  "test/agents.test.ts",
+  "test/deploy.test.ts", // wrangler's dry run of the edge bundle: no Docker, too slow for unit
+  "test/gateway.test.ts",
+  "test/ledger.test.ts",
+  "test/wasm-functions.test.ts",
+];
+const BROWSER = ["test/agent-example.test.ts"];
+const DOCKER_BESIDE_CODE = ["gpu-plane/drivers/docker.test.ts", "gpu-plane/image-builder.test.ts"];
+const UNIT_IN_TEST = ["test/tier-rules.test.ts"];
+const BESIDE_CODE = ["sdk/**/*.test.ts", "gateway/**/*.test.ts", "gpu-plane/**/*.test.ts", "wasm/**/*.test.ts"];
 
 export default defineConfig({
   test: {
-    include: ["sdk/**/*.test.ts", "gateway/**/*.test.ts", "gpu-plane/**/*.test.ts", "wasm/**/*.test.ts", "test/**/*.test.ts"],
     environment: "node",
     testTimeout: 60_000,
     hookTimeout: 60_000,
     maxWorkers: 2,
+    projects: [
+      {
+        extends: true,
+        test: {
+          name: "unit",
+          include: [...BESIDE_CODE, ...UNIT_IN_TEST],
+          exclude: [...configDefaults.exclude, ...WORKERD, ...DOCKER_BESIDE_CODE],
+        },
+      },
+      { extends: true, test: { name: "workerd", include: WORKERD } },
+      {
+        extends: true,
+        test: {
+          name: "docker",
+          include: [...DOCKER_BESIDE_CODE, "test/**/*.test.ts"],
+          exclude: [...configDefaults.exclude, ...WORKERD, ...BROWSER, ...UNIT_IN_TEST],
+        },
+      },
+      { extends: true, test: { name: "browser", include: BROWSER } },
+    ],
   },
 });
