@@ -1,6 +1,9 @@
 /**
  * What a pool of interchangeable containers runs, and what follows from that
  * alone: the pool's key, its name, and what each of its containers reserves.
+ * The key is the canonical JSON of everything that describes the pool, the
+ * whole function spec included, so that a field added to the spec later can
+ * never let two different functions share a container.
  */
 import { formatGpu, parseGpuSpec, type GpuRequest } from "../sdk/gpu.js";
 import type { PlaneFunctionSpec } from "../sdk/protocol.js";
@@ -24,9 +27,15 @@ export interface PoolDescriptor {
   clsParams?: Record<string, unknown>;
 }
 
-/** What identifies a pool of interchangeable containers: the function, its bundle and its resources. */
-export function poolKey(req: PoolDescriptor): string {
-  return `${req.app}/${poolName(req)}/${req.bundleHash}/${req.spec.image}/${(req.spec.gpu ?? []).join("|")}/${req.spec.cpu}/${req.spec.memory}/${JSON.stringify(req.spec.env)}/${JSON.stringify(req.clsParams ?? null)}`;
+/**
+ * What identifies a pool of interchangeable containers: the app, the pool's
+ * name, the bundle, the class parameters and the whole spec, as JSON with
+ * sorted keys (so the order fields were written in does not matter).
+ * @example
+ * poolKey(req) === poolKey({ ...req, callId: "fc-…", args: [2] }); // true: only the pool's own fields count
+ */
+export function poolKey(pool: PoolDescriptor): string {
+  return canonicalJson({ app: pool.app, pool: poolName(pool), bundleHash: pool.bundleHash, clsParams: pool.clsParams ?? null, spec: pool.spec });
 }
 
 /**
@@ -61,4 +70,11 @@ export function resourceRequests(pool: PoolDescriptor): ResourceRequest[] {
  */
 export function describeRequests(requests: ResourceRequest[]): string {
   return requests.map((r) => (r.gpu ? formatGpu(r.gpu) : `${r.cpu} CPU, ${r.memoryMiB} MiB`)).join(" or ");
+}
+
+/** JSON with every object's keys sorted, at every depth; arrays keep their order (a GPU fallback list is ordered). */
+function canonicalJson(value: unknown): string {
+  return JSON.stringify(value, (_key, v: unknown) =>
+    v !== null && typeof v === "object" && !Array.isArray(v) ? Object.fromEntries(Object.entries(v).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))) : v,
+  );
 }
