@@ -23,6 +23,9 @@ import { Dispatcher } from "./dispatcher.js";
 import { UsageLedger } from "./usage-ledger.js";
 import { planeServer } from "./server.js";
 
+/** The drivers a plane runs (never the unit tests' fake), named as heartbeats carry them. */
+type PlaneDriver = ContainerDriver & { readonly name: PlaneHeartbeat["runtime"] };
+
 export interface PlaneOptions {
   gatewayUrl: string;
   /** Shared with the gateway; signs every request both ways. */
@@ -50,7 +53,7 @@ export class Plane {
   readonly planeId: string;
   readonly url: string;
   readonly inventory: Inventory;
-  readonly driver: ContainerDriver;
+  readonly driver: PlaneDriver;
   /** Why containers cannot start here, if they cannot. */
   readonly unavailable: string | undefined;
   readonly #options: PlaneOptions;
@@ -64,7 +67,7 @@ export class Plane {
   #gatewayDown = false;
 
   private constructor(init: {
-    planeId: string; url: string; inventory: Inventory; driver: ContainerDriver; unavailable: string | undefined;
+    planeId: string; url: string; inventory: Inventory; driver: PlaneDriver; unavailable: string | undefined;
     options: PlaneOptions; dispatcher: Dispatcher; bundles: BundleCache; usage: UsageLedger; server: Server;
   }) {
     this.planeId = init.planeId;
@@ -85,7 +88,7 @@ export class Plane {
     const planeId = stablePlaneId(options.stateDir);
     const inventory = new Inventory(await planeGpus(options, log));
     // dockerode loads only when the Docker runtime is used.
-    const driver: ContainerDriver =
+    const driver: PlaneDriver =
       options.runtime === "process"
         ? new ProcessDriver()
         : new (await import("./drivers/docker.js")).DockerDriver({ ...(options.dockerRuntime ? { runtime: options.dockerRuntime } : {}), log });
