@@ -78,6 +78,7 @@ export class ContainerPool {
   readonly #waiters = new Set<() => void>();
   readonly #stats = new Map<string, FunctionStats>();
 
+  /** Adds a container that has just been started (not ready yet). */
   add(worker: Worker): void {
     this.#workers.add(worker);
   }
@@ -87,6 +88,7 @@ export class ContainerPool {
     return this.#workers.delete(worker);
   }
 
+  /** Whether `worker` is still in its pool (not yet forgotten). */
   has(worker: Worker): boolean {
     return this.#workers.has(worker);
   }

@@ -216,7 +216,8 @@ describe("the dispatcher, on fake containers", () => {
     const [a, b] = await Promise.all([h.dispatcher.run({ ...warm, callId: newCallId() }, BUNDLE), h.dispatcher.run({ ...warm, callId: newCallId() }, BUNDLE)]);
     expect(a).toMatchObject({ status: "succeeded", containerId: warmId, coldStart: false });
     expect(b).toMatchObject({ status: "succeeded", coldStart: true });
-    await sleep(800); // four windows
+    await until(() => h.driver.started.some((c) => c.exit !== undefined), "the extra container to stop");
+    await sleep(500); // more windows pass: the last one stays
     expect(h.dispatcher.containers()).toHaveLength(1);
     expect(h.driver.started.filter((c) => c.exit !== undefined)).toHaveLength(1);
     expect(h.lines.filter((l) => l.includes("s; stopping it"))).toHaveLength(1);
@@ -251,7 +252,7 @@ describe("the dispatcher, on fake containers", () => {
   });
 
   it("answers a call cancelled while its container starts as cancelled, and never sends it the input", async () => {
-    const h = harness({ f: () => "ran" }, { startup: () => ({ delayMs: 300 }) });
+    const h = harness({ f: () => "ran" }, { startup: () => ({ delayMs: 500 }) });
     const req = request("f");
     const answer = h.dispatcher.run(req, BUNDLE);
     await until(() => h.dispatcher.containers().length === 1, "the container to start");
@@ -292,6 +293,16 @@ describe("the dispatcher, on fake containers", () => {
     const answer = await h.dispatcher.run(request("f"), BUNDLE);
     expect(answer.error).toMatchObject({ code: "container_failed", details: { reason: "crashed", exitCode: 1, logTail: ["Error: Cannot find module 'sharp'"] } });
     expect(answer.error!.message).toContain("crashed with exit code 1 while starting");
+  });
+
+  it("ends a call whose container never says it is ready with FunctionTimeoutError, and stops it", async () => {
+    const h = harness({ f: () => "ok" }, { startup: () => ({ hang: true }) });
+    const answer = await h.dispatcher.run(request("f", { timeoutSeconds: 0.3 }), BUNDLE);
+    expect(answer.status).toBe("timed_out");
+    expect(answer.error).toMatchObject({ code: "function_timeout" });
+    expect(answer.error!.message).toBe(`app.f: container ${h.driver.started[0]!.id} did not start in time`);
+    expect(h.driver.started[0]!.exit).toEqual({ code: 137, oomKilled: false });
+    expect(h.inventory.summary().memoryMiB.free).toBe(MEMORY_TOTAL_MIB);
   });
 
   it("ends a call whose container runs out of memory with ContainerFailedError (reason oom)", async () => {
