@@ -1,5 +1,5 @@
 /**
- * One plane node: its inventory, its container driver, the scheduler, the
+ * One plane node: its inventory, its container driver, the dispatcher, the
  * HTTP API the gateway calls, and the heartbeat that registers it with the
  * gateway. `tandem plane` starts one; `tandem serve` starts one beside the
  * local gateway.
@@ -19,9 +19,13 @@ import type { ContainerDriver } from "./drivers/driver.js";
 import { ProcessDriver } from "./drivers/process.js";
 import { Inventory, detectGpus, simulatedGpus } from "./inventory.js";
 import { nodeHmacEngine } from "./node-hmac.js";
-import { Scheduler, type FunctionStats } from "./scheduler.js";
+import type { ContainerSummary, FunctionStats } from "./container-pool.js";
+import { Dispatcher } from "./dispatcher.js";
 import { UsageLedger } from "./usage-ledger.js";
 import { planeServer } from "./server.js";
+
+/** The drivers a plane runs (never the unit tests' fake), named as heartbeats carry them. */
+type PlaneDriver = ContainerDriver & { readonly name: PlaneHeartbeat["runtime"] };
 
 export interface PlaneOptions {
   gatewayUrl: string;
@@ -52,11 +56,11 @@ export class Plane {
   readonly planeId: string;
   readonly url: string;
   readonly inventory: Inventory;
-  readonly driver: ContainerDriver;
+  readonly driver: PlaneDriver;
   /** Why containers cannot start here, if they cannot. */
   readonly unavailable: string | undefined;
   readonly #options: PlaneOptions;
-  readonly #scheduler: Scheduler;
+  readonly #dispatcher: Dispatcher;
   readonly #bundles: BundleCache;
   readonly #usage: UsageLedger;
   readonly #server: Server;
@@ -66,8 +70,8 @@ export class Plane {
   #gatewayDown = false;
 
   private constructor(init: {
-    planeId: string; url: string; inventory: Inventory; driver: ContainerDriver; unavailable: string | undefined;
-    options: PlaneOptions; scheduler: Scheduler; bundles: BundleCache; usage: UsageLedger; server: Server;
+    planeId: string; url: string; inventory: Inventory; driver: PlaneDriver; unavailable: string | undefined;
+    options: PlaneOptions; dispatcher: Dispatcher; bundles: BundleCache; usage: UsageLedger; server: Server;
   }) {
     this.planeId = init.planeId;
     this.url = init.url;
@@ -75,7 +79,7 @@ export class Plane {
     this.driver = init.driver;
     this.unavailable = init.unavailable;
     this.#options = init.options;
-    this.#scheduler = init.scheduler;
+    this.#dispatcher = init.dispatcher;
     this.#bundles = init.bundles;
     this.#usage = init.usage;
     this.#server = init.server;
@@ -87,7 +91,7 @@ export class Plane {
     const planeId = stablePlaneId(options.stateDir);
     const inventory = new Inventory(await planeGpus(options, log));
     // dockerode loads only when the Docker runtime is used.
-    const driver: ContainerDriver =
+    const driver: PlaneDriver =
       options.runtime === "process"
         ? new ProcessDriver()
         : new (await import("./drivers/docker.js")).DockerDriver({ ...(options.dockerRuntime ? { runtime: options.dockerRuntime } : {}), forceBuild: options.forceBuild ?? false, log });
@@ -101,7 +105,7 @@ export class Plane {
     const usage = new UsageLedger(join(options.stateDir, "usage.sqlite"));
     const bundles = new BundleCache(join(options.stateDir, "bundles"), options.gatewayUrl, options.secret);
     const images = new Map<string, Promise<string>>();
-    const scheduler = new Scheduler({
+    const dispatcher = new Dispatcher({
       imageFor: (hash) => {
         let tag = images.get(hash);
         if (!tag) {
@@ -124,9 +128,9 @@ export class Plane {
       secret: options.secret,
       run: (req) => plane!.run(req),
       stream: (req) => plane!.stream(req),
-      stopApp: (name) => scheduler.stopApp(name),
-      cancel: (callId, terminate) => scheduler.cancel(callId, terminate),
-      usage: (query) => usage.summary({ ...query, running: scheduler.running() }),
+      stopApp: (name) => dispatcher.stopApp(name),
+      cancel: (callId, terminate) => dispatcher.cancel(callId, terminate),
+      usage: (query) => usage.summary({ ...query, running: dispatcher.running() }),
       status: () => plane!.status(),
       log,
     });
@@ -134,7 +138,7 @@ export class Plane {
       const s = createServer(listener);
       s.once("error", reject).listen(options.port, options.host, () => resolve({ server: s, port: (s.address() as AddressInfo).port }));
     });
-    plane = new Plane({ planeId, url: `http://${options.host}:${port}`, inventory, driver, unavailable, options, scheduler, bundles, usage, server });
+    plane = new Plane({ planeId, url: `http://${options.host}:${port}`, inventory, driver, unavailable, options, dispatcher, bundles, usage, server });
     if (driver.sandboxed === false) log("⚠ plane runtime `process`: functions run as plain processes, NOT sandboxed. For development only.");
     if (unavailable) log(`⚠ plane ${planeId} cannot start containers: ${unavailable}`);
     await plane.#beat();
@@ -146,7 +150,7 @@ export class Plane {
   /** Runs one input (a request from the gateway). */
   async run(req: PlaneRunRequest): Promise<PlaneRunResponse> {
     const bundlePath = await this.#prepare(req);
-    const answer = await this.#scheduler.run(req, { path: bundlePath, nodeModules: req.nodeModules });
+    const answer = await this.#dispatcher.run(req, { path: bundlePath, nodeModules: req.nodeModules });
     const remote = answer.error?.remote;
     if (remote?.stack) remote.stack = await this.#bundles.mapStack(req.bundleHash, remote.stack);
     return answer;
@@ -171,7 +175,7 @@ export class Plane {
   async *stream(req: PlaneRunRequest): AsyncGenerator<EncodedValue, void, undefined> {
     const bundlePath = await this.#prepare(req);
     try {
-      yield* this.#scheduler.stream(req, { path: bundlePath, nodeModules: req.nodeModules });
+      yield* this.#dispatcher.stream(req, { path: bundlePath, nodeModules: req.nodeModules });
     } catch (err) {
       if (!(err instanceof RemoteError) || !err.remoteStack) throw err;
       const stack = await this.#bundles.mapStack(req.bundleHash, err.remoteStack);
@@ -179,7 +183,7 @@ export class Plane {
     }
   }
 
-  status(): { planeId: string; region: string; runtime: string; sandboxed: boolean; simulated: boolean; unavailable?: string; inventory: ReturnType<Inventory["summary"]>; functions: FunctionStats[]; containers: ReturnType<Scheduler["containers"]> } {
+  status(): { planeId: string; region: string; runtime: string; sandboxed: boolean; simulated: boolean; unavailable?: string; inventory: ReturnType<Inventory["summary"]>; functions: FunctionStats[]; containers: ContainerSummary[] } {
     return {
       planeId: this.planeId,
       region: this.#options.region,
@@ -188,8 +192,8 @@ export class Plane {
       simulated: this.inventory.simulated,
       ...(this.unavailable ? { unavailable: this.unavailable } : {}),
       inventory: this.inventory.summary(),
-      functions: this.#scheduler.stats(),
-      containers: this.#scheduler.containers(),
+      functions: this.#dispatcher.stats(),
+      containers: this.#dispatcher.containers(),
     };
   }
 
@@ -203,7 +207,7 @@ export class Plane {
   async close(): Promise<void> {
     clearInterval(this.#heartbeat);
     rmSync(join(this.#options.stateDir, "plane.pid"), { force: true });
-    await this.#scheduler.close();
+    await this.#dispatcher.close();
     await this.driver.cleanup(this.planeId).catch(() => {});
     this.#usage.close();
     await new Promise<void>((resolve) => this.#server.close(() => resolve()));
@@ -232,7 +236,7 @@ export class Plane {
       if (!res.ok) throw new Error(`HTTP ${res.status}: ${(await res.text()).slice(0, 200)}`);
       const answer = (await res.json()) as HeartbeatAnswer;
       if (!this.unavailable && this.#options.keepWarm !== false) {
-        this.#scheduler.keepWarm(
+        this.#dispatcher.keepWarm(
           (answer.warm ?? []).map((pool) => ({ ...pool, bundle: async () => ({ path: await this.#bundles.get(pool.bundleHash, pool.nodeModules), nodeModules: pool.nodeModules }) })),
         );
       }

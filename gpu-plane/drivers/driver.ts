@@ -3,7 +3,9 @@
  * plane decides what runs where; a driver only starts a container from a
  * spec, reports its output and its exit, and kills it. `docker.ts` (the
  * sandboxed default, and the only file that imports dockerode) and
- * `process.ts` (unsandboxed, development only) are the two drivers.
+ * `process.ts` (unsandboxed, development only) are the two drivers a plane
+ * runs; `memory.ts` is a fake for unit tests of the dispatcher, never run by
+ * a plane.
  */
 
 import type { ImageBuildSpec } from "../../sdk/protocol.js";
@@ -68,7 +70,8 @@ export interface StartedContainer {
 }
 
 export interface ContainerDriver {
-  readonly name: "docker" | "process";
+  /** The runtime, as heartbeats and `status` name it; `"memory"` only for the unit tests' fake. */
+  readonly name: "docker" | "process" | "memory";
   /** False only for the development-only process driver. */
   readonly sandboxed: boolean;
   /** Readies the runtime (checks the engine, builds or finds the base image). Throws a readable error when it cannot. */

@@ -1,0 +1,389 @@
+/**
+ * The dispatcher's decisions, fast: containers here are the MemoryDriver's
+ * in-process fakes (drivers/memory.ts), with a real Inventory, a real
+ * UsageLedger and real control sockets. That a function really runs in a
+ * container is proven by test/plane*.test.ts against Docker, not here.
+ */
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterEach, describe, expect, it } from "vitest";
+import type { GpuType } from "../sdk/gpu.js";
+import { newCallId, type PlaneFunctionSpec, type PlaneRunRequest } from "../sdk/protocol.js";
+import { Dispatcher } from "./dispatcher.js";
+import { MemoryDriver, type MemoryDriverOptions, type MemoryFunction } from "./drivers/memory.js";
+import { Inventory, simulatedGpus } from "./inventory.js";
+import { UsageLedger } from "./usage-ledger.js";
+
+/** The fake driver never reads the bundle. */
+const BUNDLE = { path: "/nonexistent/bundle.mjs", nodeModules: undefined };
+const BUNDLE_HASH = "b".repeat(64);
+const MEMORY_TOTAL_MIB = 4096;
+
+interface Harness {
+  dispatcher: Dispatcher;
+  driver: MemoryDriver;
+  inventory: Inventory;
+  usage: UsageLedger;
+  /** Every line the plane logged. */
+  lines: string[];
+  dir: string;
+}
+
+const harnesses: Harness[] = [];
+
+afterEach(async () => {
+  for (const h of harnesses.splice(0)) {
+    await h.dispatcher.close();
+    h.usage.close();
+    rmSync(h.dir, { recursive: true, force: true });
+  }
+});
+
+function harness(
+  functions: Record<string, MemoryFunction>,
+  options: { startup?: MemoryDriverOptions["startup"]; gpus?: Partial<Record<GpuType, number>>; scaledownWindowMs?: number } = {},
+): Harness {
+  const dir = mkdtempSync(join(tmpdir(), "tandem-dispatcher-"));
+  const driver = new MemoryDriver({ functions, ...(options.startup ? { startup: options.startup } : {}) });
+  const inventory = new Inventory(simulatedGpus(options.gpus ?? {}), 8, MEMORY_TOTAL_MIB);
+  const usage = new UsageLedger(join(dir, "usage.sqlite"));
+  const lines: string[] = [];
+  const dispatcher = new Dispatcher({
+    driver,
+    inventory,
+    usage,
+    planeId: "pl-test",
+    stateDir: dir,
+    scaledownWindowMs: options.scaledownWindowMs ?? 60_000,
+    log: (line) => lines.push(line),
+    imageFor: (hash) => driver.buildImage({ steps: [], force: false }, hash),
+  });
+  const h = { dispatcher, driver, inventory, usage, lines, dir };
+  harnesses.push(h);
+  return h;
+}
+
+function request(
+  fn: string,
+  options: { args?: unknown[]; timeoutSeconds?: number; clsParams?: Record<string, unknown>; spec?: Partial<Omit<PlaneFunctionSpec, "autoscaler">>; autoscaler?: Partial<PlaneFunctionSpec["autoscaler"]> } = {},
+): PlaneRunRequest {
+  return {
+    callId: newCallId(),
+    app: "app",
+    function: fn,
+    bundleHash: BUNDLE_HASH,
+    ...(options.clsParams ? { clsParams: options.clsParams } : {}),
+    attempt: 1,
+    timeoutSeconds: options.timeoutSeconds ?? 5,
+    args: options.args ?? [],
+    spec: {
+      gpu: null,
+      cpu: 1,
+      memory: 256,
+      env: {},
+      spendCapUsd: null,
+      image: null,
+      ...options.spec,
+      autoscaler: { minContainers: 0, maxContainers: 4, bufferContainers: 0, scaledownWindowSeconds: null, maxInputs: 1, targetInputs: 1, ...options.autoscaler },
+    },
+  };
+}
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+async function until(check: () => boolean, what: string, ms = 3_000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!check()) {
+    if (Date.now() > end) throw new Error(`gave up waiting for ${what}`);
+    await sleep(10);
+  }
+}
+
+/** A gate a handler waits at until the test opens it. */
+function gate(): { open: () => void; opened: Promise<void> } {
+  let open!: () => void;
+  const opened = new Promise<void>((resolve) => (open = resolve));
+  return { open, opened };
+}
+
+const never = () => new Promise<never>(() => {});
+
+describe("the dispatcher, on fake containers", () => {
+  it("reuses the warm container for a second call instead of starting another", async () => {
+    const h = harness({ double: ([x]) => (x as number) * 2 });
+    const first = await h.dispatcher.run(request("double", { args: [2] }), BUNDLE);
+    const second = await h.dispatcher.run(request("double", { args: [5] }), BUNDLE);
+    expect(first).toMatchObject({ status: "succeeded", result: 4, coldStart: true });
+    expect(second).toMatchObject({ status: "succeeded", result: 10, coldStart: false, containerId: first.containerId });
+    expect(h.driver.started).toHaveLength(1);
+    expect(h.lines.filter((l) => l.startsWith(`[plane] cold start: app.double ${first.containerId} ready in`))).toHaveLength(1);
+    expect(h.driver.started[0]!.spec.env).toMatchObject({ TANDEM_APP: "app", TANDEM_FUNCTION: "double", TANDEM_CONTAINER_ID: first.containerId });
+  });
+
+  it("runs up to maxInputs inputs at once on one container and queues the next", async () => {
+    let running = 0;
+    let most = 0;
+    const h = harness({
+      work: async () => {
+        most = Math.max(most, ++running);
+        await sleep(150);
+        running--;
+        return "done";
+      },
+    });
+    const autoscaler = { maxContainers: 1, maxInputs: 2, targetInputs: 2 };
+    const answers = await Promise.all([1, 2, 3].map(() => h.dispatcher.run(request("work", { autoscaler }), BUNDLE)));
+    expect(answers.map((a) => a.status)).toEqual(["succeeded", "succeeded", "succeeded"]);
+    expect(new Set(answers.map((a) => a.containerId)).size).toBe(1);
+    expect(most).toBe(2);
+    expect(h.driver.started).toHaveLength(1);
+  });
+
+  it("starts another container once the warm ones reach targetInputs, then fills them up to maxInputs", async () => {
+    const hold = gate();
+    let running = 0;
+    const h = harness({
+      work: async () => {
+        running++;
+        await hold.opened;
+        return "done";
+      },
+    });
+    const autoscaler = { maxContainers: 2, maxInputs: 2, targetInputs: 1 };
+    const answers = Promise.all([1, 2, 3, 4].map(() => h.dispatcher.run(request("work", { autoscaler }), BUNDLE)));
+    await until(() => running === 4, "four inputs to run at once");
+    expect(h.driver.started).toHaveLength(2);
+    hold.open();
+    const done = await answers;
+    expect(done.map((a) => a.status)).toEqual(["succeeded", "succeeded", "succeeded", "succeeded"]);
+    expect(new Set(done.map((a) => a.containerId)).size).toBe(2);
+  });
+
+  it("runs a queued input on the container once it is free, with its whole timeout", async () => {
+    const h = harness({ work: () => sleep(300).then(() => "done") });
+    const autoscaler = { maxContainers: 1 };
+    const first = h.dispatcher.run(request("work", { autoscaler }), BUNDLE);
+    await until(() => h.dispatcher.containers().some((c) => c.ready && c.busy), "the first input to run");
+    const started = Date.now();
+    const second = await h.dispatcher.run(request("work", { autoscaler, timeoutSeconds: 0.5 }), BUNDLE);
+    expect(second).toMatchObject({ status: "succeeded", result: "done", coldStart: false, containerId: (await first).containerId });
+    expect(Date.now() - started).toBeGreaterThan(500); // waited, then ran 0.3 s: waiting did not use up its 0.5 s
+  });
+
+  it("fails a queued input with no_capacity at its deadline while maxContainers are busy", async () => {
+    const hold = gate();
+    const h = harness({ work: () => hold.opened.then(() => "done") });
+    const autoscaler = { maxContainers: 1 };
+    const first = h.dispatcher.run(request("work", { autoscaler }), BUNDLE);
+    await until(() => h.dispatcher.containers().some((c) => c.ready && c.busy), "the first input to run");
+    const started = Date.now();
+    const second = await h.dispatcher.run(request("work", { autoscaler, timeoutSeconds: 0.4 }), BUNDLE);
+    expect(Date.now() - started).toBeGreaterThanOrEqual(390);
+    expect(second.status).toBe("failed");
+    expect(second.error).toMatchObject({ code: "no_capacity" });
+    expect(second.error!.message).toContain("all 1 of its containers are busy (maxContainers 1, 1 input each)");
+    hold.open();
+    expect(await first).toMatchObject({ status: "succeeded", result: "done" });
+  });
+
+  it("stops a container after its scale-down window with no inputs, and records its life", async () => {
+    const h = harness({ f: () => "ok" });
+    const answer = await h.dispatcher.run(request("f", { autoscaler: { scaledownWindowSeconds: 0.3 } }), BUNDLE);
+    const container = h.driver.started[0]!;
+    expect(h.inventory.summary().memoryMiB.free).toBe(MEMORY_TOTAL_MIB - 256);
+    await until(() => container.exit !== undefined, "the idle container to stop");
+    expect(h.lines).toContain(`[plane] app.f ${answer.containerId} idle for 0.3 s; stopping it`);
+    expect(container.frames.at(-1)).toEqual({ t: "shutdown" }); // graceful: the runner may run exit() hooks
+    expect(h.dispatcher.containers()).toEqual([]);
+    expect(h.inventory.summary().memoryMiB.free).toBe(MEMORY_TOTAL_MIB);
+    expect(h.usage.summary({ app: "app" })).toMatchObject([{ function: "f", containers: 1 }]);
+  });
+
+  it("uses the plane's scale-down window for a function that sets none", async () => {
+    const h = harness({ f: () => "ok" }, { scaledownWindowMs: 200 });
+    const answer = await h.dispatcher.run(request("f"), BUNDLE);
+    await until(() => h.dispatcher.containers().length === 0, "the idle container to stop");
+    expect(h.lines).toContain(`[plane] app.f ${answer.containerId} idle for 0.2 s; stopping it`);
+  });
+
+  it("keeps minContainers warm with no calls, and never scales below them", async () => {
+    const h = harness({ f: () => sleep(150).then(() => "ok") });
+    const warm = request("f", { autoscaler: { minContainers: 1, scaledownWindowSeconds: 0.2 } });
+    h.dispatcher.keepWarm([{ app: warm.app, function: warm.function, bundleHash: warm.bundleHash, spec: warm.spec, bundle: async () => BUNDLE }]);
+    await until(() => h.lines.some((l) => /^\[plane\] keeping app\.f ctr-[0-9a-f]{8} warm \(minContainers 1\)$/.test(l)), "the warm container");
+    const warmId = h.driver.started[0]!.id;
+    const [a, b] = await Promise.all([h.dispatcher.run({ ...warm, callId: newCallId() }, BUNDLE), h.dispatcher.run({ ...warm, callId: newCallId() }, BUNDLE)]);
+    expect(a).toMatchObject({ status: "succeeded", containerId: warmId, coldStart: false });
+    expect(b).toMatchObject({ status: "succeeded", coldStart: true });
+    await until(() => h.driver.started.some((c) => c.exit !== undefined), "the extra container to stop");
+    await sleep(500); // more windows pass: the last one stays
+    expect(h.dispatcher.containers()).toHaveLength(1);
+    expect(h.driver.started.filter((c) => c.exit !== undefined)).toHaveLength(1);
+    expect(h.lines.filter((l) => l.includes("s; stopping it"))).toHaveLength(1);
+  });
+
+  it("stops an idle container of another function to make room for a new one", async () => {
+    const h = harness({ f: () => "f", g: () => "g" }, { gpus: { T4: 1 } });
+    const t4 = { spec: { gpu: [{ type: "T4" as const, count: 1 }] } };
+    const f = await h.dispatcher.run(request("f", t4), BUNDLE);
+    const g = await h.dispatcher.run(request("g", t4), BUNDLE);
+    expect(f).toMatchObject({ status: "succeeded", gpu: "T4" });
+    expect(g).toMatchObject({ status: "succeeded", gpu: "T4", coldStart: true });
+    expect(h.lines).toContain(`[plane] stopping idle app.f ${f.containerId} to make room`);
+    expect(await h.driver.started[0]!.exited).toEqual({ code: 137, oomKilled: false });
+    expect(h.dispatcher.containers().map((c) => c.id)).toEqual([g.containerId]);
+  });
+
+  it("fails a class's inputs with its enter() error, and starts no container for it until the backoff passes", async () => {
+    const enterFailed = { code: "function_failed", message: "could not load the weights", remote: { name: "Error", message: "could not load the weights" } };
+    const h = harness({ "Model.generate": () => "text" }, { startup: (_spec, index) => (index === 0 ? { enterFailed } : {}) });
+    const call = () => h.dispatcher.run(request("Model.generate", { clsParams: {} }), BUNDLE);
+    const first = await call();
+    expect(first).toMatchObject({ status: "failed", error: { code: "function_failed", message: "could not load the weights" } });
+    expect(h.lines).toContain("[plane] app.Model: enter() failed (could not load the weights); no new container for 1 s");
+    const second = await call();
+    expect(second).toMatchObject({ status: "failed", error: { code: "function_failed", message: "could not load the weights" } });
+    expect(h.driver.started).toHaveLength(1); // the same error at once, from no new container
+    expect(h.driver.started[0]!.spec.env.TANDEM_CLS_PARAMS).toBe("{}");
+    await sleep(1_050);
+    expect(await call()).toMatchObject({ status: "succeeded", result: "text", coldStart: true });
+    expect(h.driver.started).toHaveLength(2);
+  });
+
+  it("answers a call cancelled while its container starts as cancelled, and never sends it the input", async () => {
+    const h = harness({ f: () => "ran" }, { startup: () => ({ delayMs: 500 }) });
+    const req = request("f");
+    const answer = h.dispatcher.run(req, BUNDLE);
+    await until(() => h.dispatcher.containers().length === 1, "the container to start");
+    expect(h.dispatcher.cancel(req.callId, false)).toBe(true);
+    expect(await answer).toMatchObject({ status: "failed", error: { code: "call_cancelled" } });
+    expect(h.lines).toContain(`[plane] cancelling app.f ${req.callId}`);
+    expect(h.driver.started[0]!.frames.filter((f) => f.t === "input")).toEqual([]);
+    expect(h.dispatcher.cancel(newCallId(), false)).toBe(false);
+    expect(await h.dispatcher.run(request("f"), BUNDLE)).toMatchObject({ status: "succeeded", result: "ran", coldStart: false }); // the container stays
+  });
+
+  it("ends a call whose container crashes with ContainerFailedError (reason crashed) and its log tail", async () => {
+    const h = harness({
+      f: (_args, call) => {
+        call.container.log("loading the weights");
+        call.container.log("segfault in the extension", "stderr");
+        call.container.crash(3);
+        return never();
+      },
+    });
+    const req = request("f");
+    const answer = await h.dispatcher.run(req, BUNDLE);
+    expect(answer.status).toBe("failed");
+    expect(answer.error).toMatchObject({
+      code: "container_failed",
+      details: { reason: "crashed", exitCode: 3, containerId: answer.containerId, logTail: ["loading the weights", "segfault in the extension"] },
+    });
+    expect(answer.error!.message).toBe(
+      `app.f container ${answer.containerId} crashed with exit code 3 during the call; last log lines:\nloading the weights\nsegfault in the extension`,
+    );
+    expect(h.lines).toContain(`[app.f ${req.callId} ${answer.containerId}] (stderr) segfault in the extension`);
+    expect(h.dispatcher.containers()).toEqual([]);
+    expect(h.inventory.summary().memoryMiB.free).toBe(MEMORY_TOTAL_MIB);
+  });
+
+  it("ends a call whose container crashes while starting with ContainerFailedError, saying so", async () => {
+    const h = harness({ f: () => "ok" }, { startup: () => ({ logs: ["Error: Cannot find module 'sharp'"], exitCode: 1 }) });
+    const answer = await h.dispatcher.run(request("f"), BUNDLE);
+    expect(answer.error).toMatchObject({ code: "container_failed", details: { reason: "crashed", exitCode: 1, logTail: ["Error: Cannot find module 'sharp'"] } });
+    expect(answer.error!.message).toContain("crashed with exit code 1 while starting");
+  });
+
+  it("ends a call whose container never says it is ready with FunctionTimeoutError, and stops it", async () => {
+    const h = harness({ f: () => "ok" }, { startup: () => ({ hang: true }) });
+    const answer = await h.dispatcher.run(request("f", { timeoutSeconds: 0.3 }), BUNDLE);
+    expect(answer.status).toBe("timed_out");
+    expect(answer.error).toMatchObject({ code: "function_timeout" });
+    expect(answer.error!.message).toBe(`app.f timed out after 0.3 s while container ${h.driver.started[0]!.id} started: it did not say it was ready in time`);
+    expect(h.driver.started[0]!.exit).toEqual({ code: 137, oomKilled: false });
+    expect(h.inventory.summary().memoryMiB.free).toBe(MEMORY_TOTAL_MIB);
+  });
+
+  it("ends a call whose container runs out of memory with ContainerFailedError (reason oom)", async () => {
+    const h = harness({
+      f: (_args, call) => {
+        call.container.oom();
+        return never();
+      },
+    });
+    const answer = await h.dispatcher.run(request("f"), BUNDLE);
+    expect(answer.error).toMatchObject({ code: "container_failed", details: { reason: "oom", exitCode: 137 } });
+    expect(answer.error!.message).toContain("ran out of memory (limit 256 MiB) during the call");
+  });
+
+  it("ends a call past its timeout with FunctionTimeoutError and stops its container", async () => {
+    const h = harness({ f: never });
+    const answer = await h.dispatcher.run(request("f", { timeoutSeconds: 0.3 }), BUNDLE);
+    expect(answer.status).toBe("timed_out");
+    expect(answer.error).toMatchObject({ code: "function_timeout", details: { timeoutSeconds: 0.3, containerId: answer.containerId } });
+    expect(answer.error!.message).toBe(`app.f timed out after 0.3 s in container ${answer.containerId} (attempt 1): the container was stopped`);
+    expect(await h.driver.started[0]!.exited).toEqual({ code: 137, oomKilled: false });
+    expect(h.dispatcher.containers()).toEqual([]);
+  });
+
+  it("ends a call whose container writes garbage on the control socket with ProtocolError, and kills it", async () => {
+    const h = harness({
+      f: (_args, call) => {
+        call.container.garbage("{not json");
+        return never();
+      },
+    });
+    const answer = await h.dispatcher.run(request("f"), BUNDLE);
+    expect(answer.error).toMatchObject({ code: "protocol_error" });
+    expect(answer.error!.message).toContain(`app.f container ${answer.containerId} wrote something that is not a control frame (bytes that are not a frame: "{not json"); it was killed`);
+    expect(h.lines.some((l) => l.startsWith(`[plane] app.f ${answer.containerId} broke the control protocol`))).toBe(true);
+    expect(h.driver.started[0]!.exit).toEqual({ code: 137, oomKilled: false });
+  });
+
+  it("never shares a container between two specs of a function that differ in one field", async () => {
+    const h = harness({ f: () => "ok" });
+    const base = await h.dispatcher.run(request("f"), BUNDLE);
+    const capped = await h.dispatcher.run(request("f", { spec: { spendCapUsd: 1_000 } }), BUNDLE);
+    const concurrent = await h.dispatcher.run(request("f", { autoscaler: { maxInputs: 4 } }), BUNDLE);
+    const again = await h.dispatcher.run(request("f"), BUNDLE);
+    expect(new Set([base.containerId, capped.containerId, concurrent.containerId]).size).toBe(3);
+    expect(again).toMatchObject({ containerId: base.containerId, coldStart: false });
+  });
+
+  it("refuses to start a container for an app past its spend cap", async () => {
+    const h = harness({ f: () => "ok" });
+    const now = Date.now();
+    h.usage.record({ containerId: "ctr-00000000", app: "app", function: "f", gpu: null, gpuCount: 0, cpu: 1, memoryMiB: 256, startedAt: now - 100_000, endedAt: now });
+    const answer = await h.dispatcher.run(request("f", { spec: { spendCapUsd: 0.000001 } }), BUNDLE);
+    expect(answer.error).toMatchObject({ code: "spend_cap_reached", details: { app: "app", spendCapUsd: 0.000001 } });
+    expect(answer.error!.message).toContain('app "app" reached its spend cap of $0.000001');
+    expect(h.driver.started).toEqual([]);
+    expect(h.inventory.summary().memoryMiB.free).toBe(MEMORY_TOTAL_MIB);
+  });
+
+  it("streams a generator's chunks as the reader asks, and cancels it when the reader stops early", async () => {
+    let finished = false;
+    const h = harness({
+      count: async function* () {
+        try {
+          for (let i = 0; ; i++) yield i;
+        } finally {
+          finished = true;
+        }
+      },
+      f: () => "ok",
+    });
+    const chunks: unknown[] = [];
+    for await (const chunk of h.dispatcher.stream(request("count"), BUNDLE)) {
+      chunks.push(chunk.json);
+      if (chunks.length === 3) break;
+    }
+    expect(chunks).toEqual([0, 1, 2]);
+    const container = h.driver.started[0]!;
+    expect(container.frames.filter((f) => f.t === "next")).toHaveLength(2);
+    expect(container.frames.at(-1)).toMatchObject({ t: "cancel" });
+    expect(finished).toBe(true);
+    expect(h.dispatcher.containers()).toMatchObject([{ id: container.id, busy: false }]); // released, not retired
+  });
+});

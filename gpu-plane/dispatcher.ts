@@ -1,0 +1,283 @@
+/**
+ * The plane's dispatcher: puts each input on a warm container of its pool, or
+ * starts one when resources allow (evicting idle containers of other
+ * functions when they hold what is needed), or queues it until its deadline;
+ * then runs it there, or streams it, and answers with its result or the typed
+ * error that ended it. It coordinates the parts that each hold one job:
+ * container-pool.ts (the containers by pool), container-start.ts (one start),
+ * container-failure.ts (the errors), warm-pools.ts (containers ahead of
+ * inputs) and scale-down.ts (stopping containers).
+ */
+import { ContainerFailedError, FunctionTimeoutError, NoCapacityError, TandemError, fromWireError, toWireError, type WireError } from "../sdk/errors.js";
+import type { EncodedValue, PlaneRunRequest, PlaneRunResponse } from "../sdk/protocol.js";
+import type { ControlChannel } from "./control-channel.js";
+import { exitFailure, protocolFailure, runTimeout } from "./container-failure.js";
+import { ContainerPool, type ContainerSummary, type FunctionStats, type Worker } from "./container-pool.js";
+import { ContainerStarter, type BundleOnDisk } from "./container-start.js";
+import { TIMED_OUT, raceDeadline } from "../sdk/deadline.js";
+import type { ContainerDriver } from "./drivers/driver.js";
+import type { Inventory } from "./inventory.js";
+import { describeRequests, poolKey, resourceRequests } from "./pool-descriptor.js";
+import { ScaleDown } from "./scale-down.js";
+import type { ContainerLife, UsageLedger } from "./usage-ledger.js";
+import { WarmPools, type WarmPool } from "./warm-pools.js";
+
+/** What a {@link Dispatcher} runs on. */
+export interface DispatcherOptions {
+  driver: ContainerDriver;
+  inventory: Inventory;
+  planeId: string;
+  /** Control sockets live under `<stateDir>/control/<container>`. */
+  stateDir: string;
+  /** Idle time before a container is stopped. */
+  scaledownWindowMs: number;
+  /** Each container log line, tagged. */
+  log: (line: string) => void;
+  /** Where container lives are recorded (and spend caps read). */
+  usage: UsageLedger;
+  /** The tag of a function's image, built on first use (by the hash of its spec). */
+  imageFor(hash: string): Promise<string>;
+}
+
+/**
+ * Runs the plane's inputs on its containers.
+ * @example
+ * const dispatcher = new Dispatcher({ driver, inventory, planeId, stateDir, scaledownWindowMs: 60_000, log: console.log, usage, imageFor });
+ * const answer = await dispatcher.run(req, { path: bundlePath, nodeModules: undefined }); // { status: "succeeded", result, containerId, coldStart }
+ * await dispatcher.close();
+ */
+export class Dispatcher {
+  readonly #o: DispatcherOptions;
+  readonly #pool = new ContainerPool();
+  readonly #scaleDown: ScaleDown;
+  readonly #starter: ContainerStarter;
+  readonly #warm: WarmPools;
+  /** Calls cancelled while their container was starting. */
+  readonly #cancelledBeforeStart = new Set<string>();
+  #closed = false;
+
+  constructor(options: DispatcherOptions) {
+    this.#o = options;
+    const { inventory, usage, log } = options;
+    this.#scaleDown = new ScaleDown({ pool: this.#pool, inventory, usage, log, scaledownWindowMs: options.scaledownWindowMs, keptWarm: (key) => this.#warm.minimumFor(key) });
+    this.#starter = new ContainerStarter({ ...options, pool: this.#pool, scaleDown: this.#scaleDown });
+    this.#warm = new WarmPools({ pool: this.#pool, starter: this.#starter, scaleDown: this.#scaleDown, inventory, log });
+  }
+
+  /** Runs one input to its end. Never throws: every outcome is a response. */
+  async run(req: PlaneRunRequest, bundle: BundleOnDisk): Promise<PlaneRunResponse> {
+    const stats = this.#pool.statsFor(req.app, req.function);
+    let worker: Worker | undefined;
+    let coldStart = false;
+    try {
+      const acquired = await this.#acquire(req, bundle, timeoutFromNow(req), stats);
+      worker = acquired.worker;
+      coldStart = acquired.cold;
+      const output = await this.#runOn(worker, req, timeoutFromNow(req));
+      this.#scaleDown.release(worker, req.callId);
+      const base = { containerId: worker.id, coldStart, ...(worker.reservation.gpus[0] ? { gpu: worker.reservation.gpus[0].type } : {}) };
+      if (output.status === "succeeded") {
+        return { status: "succeeded", result: output.result.json, ...(output.result.meta === undefined ? {} : { meta: output.result.meta }), ...base };
+      }
+      return { status: "failed", error: output.error as WireError, ...base };
+    } catch (err) {
+      if (worker) await this.#scaleDown.retire(worker);
+      const error = err instanceof TandemError ? err : new ContainerFailedError((err as Error).message);
+      return { status: error instanceof FunctionTimeoutError ? "timed_out" : "failed", error: toWireError(error), ...(worker ? { containerId: worker.id, coldStart } : {}) };
+    }
+  }
+
+  /**
+   * Runs a generator input and yields its chunks (encoded) as they come. The
+   * runner makes the next chunk only when this is asked for it, so a slow
+   * reader slows the generator; stopping early cancels it. Throws the typed
+   * error when the input fails (after the chunks it sent).
+   */
+  async *stream(req: PlaneRunRequest, bundle: BundleOnDisk): AsyncGenerator<EncodedValue, void, undefined> {
+    const { worker } = await this.#acquire(req, bundle, timeoutFromNow(req), this.#pool.statsFor(req.app, req.function));
+    const deadline = timeoutFromNow(req);
+    const chunks: EncodedValue[] = [];
+    let wake: (() => void) | undefined;
+    const poke = () => {
+      const w = wake;
+      wake = undefined;
+      w?.();
+    };
+    let output: Awaited<ReturnType<ControlChannel["run"]>> | undefined;
+    let broken: Error | undefined;
+    const input = { t: "input" as const, callId: req.callId, function: req.function, attempt: req.attempt, stream: true, args: { json: req.args, ...(req.meta === undefined ? {} : { meta: req.meta }) } };
+    const done = worker.channel.run(input, (chunk) => {
+      chunks.push(chunk.value);
+      poke();
+    });
+    done.then((o) => (output = o), (e: Error) => (broken = e)).finally(poke);
+    void worker.container.exited.then(poke);
+    let clean = false;
+    try {
+      for (;;) {
+        if (chunks.length) {
+          yield chunks.shift()!;
+          worker.channel.next(req.callId); // asked for another: let the generator make it
+          continue;
+        }
+        if (output) {
+          if (output.status === "failed") throw fromWireError(output.error as WireError);
+          clean = true;
+          return;
+        }
+        if (worker.protocolError) throw protocolFailure(worker);
+        if (worker.exit || broken) throw exitFailure(worker, await worker.container.exited, "while streaming");
+        const woke = await raceDeadline(new Promise<"woke">((resolve) => (wake = () => resolve("woke"))), deadline);
+        if (woke === TIMED_OUT) throw runTimeout(worker, req);
+      }
+    } finally {
+      if (!output && !broken && !worker.exit && !worker.protocolError) {
+        // The reader stopped early: the runner returns the generator (its `finally` runs) and ends the input.
+        worker.channel.cancel(req.callId);
+        clean = (await raceDeadline(done.then(() => true, () => false), Date.now() + 5_000)) === true;
+      }
+      if (clean) this.#scaleDown.release(worker, req.callId);
+      else await this.#scaleDown.retire(worker);
+    }
+  }
+
+  /** Every function's counters, for the plane's `status`. */
+  stats(): FunctionStats[] {
+    return this.#pool.stats();
+  }
+
+  /** Containers by id, for `docker ps`-style views and tests. */
+  containers(): ContainerSummary[] {
+    return this.#pool.summaries();
+  }
+
+  /** The lives of the containers running now, for usage and spend caps. */
+  running(): ContainerLife[] {
+    return this.#pool.lives();
+  }
+
+  /**
+   * Stops a call's input: the runner aborts its signal and answers it as
+   * cancelled; with `terminateContainer`, its container is stopped at once.
+   * False when no container here runs it.
+   */
+  cancel(callId: string, terminateContainer: boolean): boolean {
+    const worker = this.#pool.runningCall(callId);
+    if (!worker) return false;
+    this.#o.log(`[plane] cancelling ${worker.label} ${callId}${terminateContainer ? `, stopping container ${worker.id}` : ""}`);
+    if (terminateContainer) void this.#scaleDown.retire(worker);
+    else if (worker.ready) worker.channel.cancel(callId);
+    else this.#cancelledBeforeStart.add(callId); // its container is still starting: the input is never sent
+    return true;
+  }
+
+  /** Stops every container of `app` now (`tandem app stop`); returns how many. */
+  async stopApp(app: string): Promise<number> {
+    this.#warm.dropApp(app);
+    const mine = this.#pool.ofApp(app);
+    await Promise.all(mine.map((w) => this.#scaleDown.retire(w, { graceful: true })));
+    if (mine.length) this.#o.log(`[plane] stopped ${mine.length} container${mine.length === 1 ? "" : "s"} of app ${app}`);
+    return mine.length;
+  }
+
+  /**
+   * The pools this plane keeps warm (`minContainers`), as the gateway assigns
+   * them; starts what is missing, as resources allow.
+   */
+  keepWarm(pools: WarmPool[]): void {
+    this.#warm.keep(pools);
+  }
+
+  /** Stops every container (each given time for its `exit()` hooks) and fails what is queued. */
+  async close(): Promise<void> {
+    this.#closed = true;
+    this.#warm.close();
+    this.#pool.wake();
+    await Promise.all(this.#pool.all().map((w) => this.#scaleDown.retire(w, { graceful: true })));
+  }
+
+  /** A container for the input, held for it: a warm one, a new one, or, after waiting, one freed; `no_capacity` at the deadline. */
+  async #acquire(req: PlaneRunRequest, bundle: BundleOnDisk, deadline: number, stats: FunctionStats): Promise<{ worker: Worker; cold: boolean }> {
+    const key = poolKey(req);
+    const scaling = req.spec.autoscaler;
+    const requests = resourceRequests(req);
+    const possible = requests.filter((r) => this.#o.inventory.fits(r) === undefined);
+    if (possible.length === 0) {
+      throw new NoCapacityError(`no capacity for ${describeRequests(requests)} on plane ${this.#o.planeId}: ${this.#o.inventory.fits(requests[0]!)}`);
+    }
+    stats.queued++;
+    try {
+      for (;;) {
+        if (this.#closed) throw new NoCapacityError(`plane ${this.#o.planeId} is shutting down`);
+        const mine = this.#pool.serving(key);
+        // A warm container below its target load; else a new container, while under maxContainers; else one below its maximum load.
+        const underTarget = mine.find((w) => w.inFlight.size < scaling.targetInputs);
+        if (underTarget) return { worker: this.#pool.hold(underTarget, req.callId), cold: false };
+        const resting = this.#starter.resting(key);
+        if (resting && mine.length === 0) throw resting; // not a hang: the same error, now
+        if (mine.length + this.#pool.starting(key) < scaling.maxContainers) {
+          for (const request of possible) {
+            const reservation = this.#o.inventory.reserve(request) ?? (this.#scaleDown.evictFor(request) ? this.#o.inventory.reserve(request) : undefined);
+            if (!reservation) continue;
+            stats.queued--;
+            stats.starting++;
+            try {
+              const worker = this.#pool.hold(await this.#starter.start(req, key, bundle, reservation, deadline, req.callId), req.callId);
+              stats.coldStarts++;
+              this.#warm.topUpBuffer(req, key, bundle);
+              return { worker, cold: true };
+            } finally {
+              stats.starting--;
+              stats.queued++;
+            }
+          }
+        }
+        const underMax = mine.find((w) => w.inFlight.size < scaling.maxInputs);
+        if (underMax) return { worker: this.#pool.hold(underMax, req.callId), cold: false };
+        if (Date.now() >= deadline) {
+          const why =
+            mine.length >= scaling.maxContainers
+              ? `all ${mine.length} of its containers are busy (maxContainers ${scaling.maxContainers}, ${scaling.maxInputs} input${scaling.maxInputs === 1 ? "" : "s"} each)`
+              : "all of it is in use";
+          throw new NoCapacityError(`no capacity for ${describeRequests(possible)} for ${req.app}.${req.function} on plane ${this.#o.planeId} within ${req.timeoutSeconds} s: ${why}`);
+        }
+        await this.#pool.waitForRelease(deadline);
+      }
+    } finally {
+      stats.queued--;
+    }
+  }
+
+  /** Sends the input to its container and waits for its output, the container's end, or the deadline. */
+  async #runOn(worker: Worker, req: PlaneRunRequest, deadline: number) {
+    if (this.#cancelledBeforeStart.delete(req.callId)) {
+      return { t: "output" as const, callId: req.callId, status: "failed" as const, error: { code: "call_cancelled", message: `call ${req.callId} was cancelled` } };
+    }
+    const outcome = await raceDeadline(
+      Promise.race([
+        worker.channel.run({ t: "input", callId: req.callId, function: req.function, attempt: req.attempt, args: { json: req.args, ...(req.meta === undefined ? {} : { meta: req.meta }) } }).then(
+          (output) => ({ output }),
+          () => ({ output: undefined }),
+        ),
+        worker.container.exited.then(() => ({ output: undefined })),
+      ]),
+      deadline,
+    );
+    if (outcome === TIMED_OUT) throw runTimeout(worker, req);
+    if (outcome.output) return outcome.output;
+    if (worker.protocolError) throw protocolFailure(worker);
+    throw exitFailure(worker, await worker.container.exited, "during the call");
+  }
+}
+
+/**
+ * `timeout` seconds from now. An input gets it twice: once to wait for a
+ * container (a free GPU, a slot under `maxContainers`: `no_capacity`; a cold
+ * start: "did not start in time"), and once more, from when it reaches the
+ * container, to run: waiting in the queue does not use up its run time.
+ * @example
+ * const deadline = timeoutFromNow(req); // Date.now() + req.timeoutSeconds * 1000
+ */
+function timeoutFromNow(req: Pick<PlaneRunRequest, "timeoutSeconds">): number {
+  return Date.now() + req.timeoutSeconds * 1000;
+}

@@ -1,0 +1,111 @@
+/**
+ * How containers leave the plane: stopped after their scale-down window with
+ * no inputs (never below a pool's warm minimum), stopped to make room for
+ * another function, retired when they fail or the plane stops them, and
+ * forgotten once, which gives their resources back and records their life in
+ * the usage ledger.
+ */
+import { raceDeadline } from "../sdk/deadline.js";
+import type { ContainerPool, Worker } from "./container-pool.js";
+import type { Inventory, ResourceRequest } from "./inventory.js";
+import type { UsageLedger } from "./usage-ledger.js";
+
+/** How long a stopping container's runner has for its classes' `exit()` hooks. */
+const EXIT_GRACE_MS = 10_000;
+
+/** What {@link ScaleDown} works on. */
+export interface ScaleDownOptions {
+  pool: ContainerPool;
+  inventory: Inventory;
+  /** Where container lives are recorded. */
+  usage: UsageLedger;
+  log: (line: string) => void;
+  /** Idle time before a container is stopped, for functions whose spec does not say. */
+  scaledownWindowMs: number;
+  /** How many containers of a pool the plane keeps warm (its `minContainers`, 0 for a pool not assigned here). */
+  keptWarm(key: string): number;
+}
+
+/**
+ * Stops and forgets the plane's containers.
+ * @example
+ * const scaleDown = new ScaleDown({ pool, inventory, usage, log, scaledownWindowMs: 60_000, keptWarm: () => 0 });
+ * scaleDown.release(worker, req.callId); // its idle timer starts when it has no input left
+ */
+export class ScaleDown {
+  readonly #o: ScaleDownOptions;
+
+  constructor(options: ScaleDownOptions) {
+    this.#o = options;
+  }
+
+  /**
+   * An input ended (or, for `undefined`, a container was started ahead of
+   * inputs): a dead container is retired, an idle one starts its scale-down
+   * window, and queued inputs look again.
+   */
+  release(worker: Worker, callId: string | undefined): void {
+    // callId stays in the log tag until the next input: output can arrive just after the result, and belongs to it.
+    if (callId !== undefined) worker.inFlight.delete(callId);
+    if (worker.exit || worker.protocolError) {
+      void this.retire(worker);
+      return;
+    }
+    if (worker.inFlight.size === 0) this.#scheduleScaleDown(worker);
+    this.#o.pool.wake();
+  }
+
+  /** Stops an idle container after its window, unless its pool would drop below `minContainers`. */
+  #scheduleScaleDown(worker: Worker): void {
+    clearTimeout(worker.idleTimer);
+    const windowMs = (worker.scaling.scaledownWindowSeconds ?? this.#o.scaledownWindowMs / 1000) * 1000;
+    worker.idleTimer = setTimeout(() => {
+      const pool = this.#o.pool.live(worker.key).length;
+      if (pool <= this.#o.keptWarm(worker.key)) return this.#scheduleScaleDown(worker); // kept warm
+      this.#o.log(`[plane] ${worker.label} ${worker.id} idle for ${windowMs / 1000} s; stopping it`);
+      void this.retire(worker, { graceful: true });
+    }, windowMs);
+    worker.idleTimer.unref();
+  }
+
+  /** Stops a container; `graceful` (scale-down, stop, shutdown) gives its runner time for `exit()` hooks first. */
+  async retire(worker: Worker, options: { graceful?: boolean } = {}): Promise<void> {
+    const known = this.#o.pool.has(worker);
+    this.forget(worker);
+    if (!known && worker.exit) return;
+    worker.stopping = true;
+    if (options.graceful && worker.ready && !worker.exit && !worker.protocolError) {
+      // A grace period: the runner runs its classes' exit() hooks and leaves on its own.
+      worker.channel.shutdown();
+      await raceDeadline(worker.container.exited, Date.now() + EXIT_GRACE_MS);
+    }
+    await worker.container.kill().catch(() => {});
+    await worker.channel.close().catch(() => {});
+  }
+
+  /** Drops a container from its pool, gives its resources back and records its life, once. */
+  forget(worker: Worker): void {
+    if (!this.#o.pool.delete(worker)) return;
+    clearTimeout(worker.idleTimer);
+    this.#o.inventory.release(worker.reservation);
+    try {
+      this.#o.usage.record({ ...worker.life, endedAt: Date.now() });
+    } catch (err) {
+      this.#o.log(`[plane] could not record the usage of ${worker.id}: ${(err as Error).message}`);
+    }
+    this.#o.pool.wake();
+  }
+
+  /** Stops one idle container (of any function) whose resources would let `request` start; false when there is none. */
+  evictFor(request: ResourceRequest): boolean {
+    const victim = this.#o.pool
+      .all()
+      .find((w) => w.inFlight.size === 0 && (request.gpu ? w.reservation.gpus.some((g) => g.type === request.gpu!.type) : w.reservation.memoryMiB > 0));
+    if (!victim) return false;
+    this.#o.log(`[plane] stopping idle ${victim.label} ${victim.id} to make room`);
+    victim.stopping = true;
+    this.forget(victim);
+    void victim.container.kill().finally(() => victim.channel.close());
+    return true;
+  }
+}

@@ -1,0 +1,115 @@
+/**
+ * Containers started ahead of inputs: the warm pools the gateway assigns this
+ * plane (`minContainers`, kept even with no calls, refilled on each
+ * heartbeat), and buffer containers (`bufferContainers`, kept idle beside a
+ * busy function so a burst finds them ready). Both start only as resources
+ * allow; neither queues.
+ */
+import type { ContainerPool } from "./container-pool.js";
+import type { BundleOnDisk, ContainerStarter } from "./container-start.js";
+import type { Inventory } from "./inventory.js";
+import { poolKey, resourceRequests, type PoolDescriptor } from "./pool-descriptor.js";
+import type { ScaleDown } from "./scale-down.js";
+
+/** How long a container started ahead of inputs has to say it is ready. */
+const AHEAD_START_DEADLINE_MS = 120_000;
+
+/** A pool the gateway asked this plane to keep warm; `bundle()` fetches its bundle when needed. */
+export interface WarmPool extends PoolDescriptor {
+  bundle(): Promise<BundleOnDisk>;
+}
+
+/** What {@link WarmPools} needs. */
+export interface WarmPoolsOptions {
+  pool: ContainerPool;
+  starter: ContainerStarter;
+  scaleDown: ScaleDown;
+  inventory: Inventory;
+  log: (line: string) => void;
+}
+
+/**
+ * Keeps warm pools at their minimum and tops up buffer containers.
+ * @example
+ * warm.keep(heartbeatAnswer.warm.map((ref) => ({ ...ref, bundle: () => bundles.get(ref.bundleHash) })));
+ * warm.minimumFor(poolKey(req)); // its minContainers, or 0
+ */
+export class WarmPools {
+  readonly #o: WarmPoolsOptions;
+  /** Pools this plane keeps warm, as the gateway assigned them. */
+  #warm: WarmPool[] = [];
+  #filling = false;
+  #closed = false;
+
+  constructor(options: WarmPoolsOptions) {
+    this.#o = options;
+  }
+
+  /**
+   * The pools this plane keeps warm (`minContainers`), as the gateway assigns
+   * them; starts what is missing, as resources allow.
+   */
+  keep(pools: WarmPool[]): void {
+    this.#warm = pools;
+    void this.#fill();
+  }
+
+  /** Stops keeping `app`'s pools warm (until the gateway assigns them again). */
+  dropApp(app: string): void {
+    this.#warm = this.#warm.filter((p) => p.app !== app);
+  }
+
+  /** How many containers of the pool `key` are kept warm: its `minContainers` when it is assigned here, else 0. */
+  minimumFor(key: string): number {
+    return this.#warm.find((p) => poolKey(p) === key)?.spec.autoscaler.minContainers ?? 0;
+  }
+
+  /** No more warm containers: the plane is shutting down. */
+  close(): void {
+    this.#closed = true;
+  }
+
+  async #fill(): Promise<void> {
+    if (this.#filling || this.#closed) return;
+    this.#filling = true;
+    try {
+      for (const pool of this.#warm) {
+        const key = poolKey(pool);
+        for (;;) {
+          const have = this.#o.pool.live(key).length + this.#o.pool.starting(key);
+          if (have >= pool.spec.autoscaler.minContainers) break;
+          const reservation = resourceRequests(pool).map((r) => this.#o.inventory.reserve(r)).find((r) => r !== undefined);
+          if (!reservation) break; // no room now; the next heartbeat tries again
+          try {
+            const worker = await this.#o.starter.start(pool, key, await pool.bundle(), reservation, Date.now() + AHEAD_START_DEADLINE_MS);
+            this.#o.scaleDown.release(worker, undefined);
+            this.#o.log(`[plane] keeping ${worker.label} ${worker.id} warm (minContainers ${pool.spec.autoscaler.minContainers})`);
+          } catch (err) {
+            // A plane shutting down kills what is still starting: that is no failure to report.
+            if (!this.#closed) this.#o.log(`[plane] could not start a warm container for ${pool.app}.${pool.function}: ${(err as Error).message}`);
+            break;
+          }
+        }
+      }
+    } finally {
+      this.#filling = false;
+    }
+  }
+
+  /** With `bufferContainers`, keeps that many idle containers ready while the function is busy. */
+  topUpBuffer(req: PoolDescriptor, key: string, bundle: BundleOnDisk): void {
+    const { bufferContainers, maxContainers } = req.spec.autoscaler;
+    if (bufferContainers === 0) return;
+    const mine = this.#o.pool.live(key);
+    const idle = mine.filter((w) => w.inFlight.size === 0).length + this.#o.pool.starting(key);
+    const room = maxContainers - mine.length - this.#o.pool.starting(key);
+    for (let i = 0; i < Math.min(bufferContainers - idle, room); i++) {
+      const reservation = resourceRequests(req).map((r) => this.#o.inventory.reserve(r)).find((r) => r !== undefined);
+      if (!reservation) return;
+      void this.#o.starter.start(req, key, bundle, reservation, Date.now() + AHEAD_START_DEADLINE_MS).then(
+        (worker) => this.#o.scaleDown.release(worker, undefined),
+        (err: Error) => this.#o.log(`[plane] could not start a buffer container for ${req.app}.${req.function}: ${err.message}`),
+      );
+    }
+  }
+}
