@@ -14,7 +14,6 @@ import {
 import { retryDelayMs } from "../sdk/options.js";
 import { encodeValue, newCallId, type CallKind, type CallStatus, type EncodedValue } from "../sdk/protocol.js";
 import { ledgerFor, recordEnded, type FinishedCall, type LedgerApi } from "./call-ledger-client.js";
-import { gatewayConfig } from "./config.js";
 import { EncodedResult } from "./encoded-result.js";
 import { forwardToPlane } from "./forward-to-plane.js";
 import type { RegisteredFunction } from "./registry.js";
@@ -64,7 +63,7 @@ export async function execute(
 }
 
 async function attemptOnce(rc: RunContext, fn: RegisteredFunction, args: unknown[], callId: string, attempt: number, onPlane?: (planeId: string) => Promise<void>): Promise<unknown> {
-  if (fn.spec.tier === "plane") return forwardToPlane(rc.env, fn, args, callId, attempt, onPlane);
+  if (fn.spec.tier === "plane") return forwardToPlane(rc, fn, args, callId, attempt, onPlane);
   const context: RunContext = {
     ...rc,
     logPrefix: `[${fn.app}.${fn.name} ${callId}]`,
@@ -142,14 +141,15 @@ export async function spawnCall(
   const createdAt = Date.now();
   const ledger = ledgerFor(rc.env, id);
   await ledger.create({ id, app: fn.app, function: fn.name, kind: options.kind ?? "spawn", createdAt, input, ...(options.scheduledAt === undefined ? {} : { scheduledAt: options.scheduledAt }) });
-  rc.waitUntil(runSpawned(rc, ledger, fn, id, args, 1, createdAt, gatewayConfig(rc.env).callLeaseMs / 3, options.kind === "scheduled"));
+  rc.waitUntil(runSpawned(rc, ledger, fn, id, args, 1, createdAt, options.kind === "scheduled"));
   return id;
 }
 
 /**
- * Runs a spawned call to its end, keeping its lease alive, and records the
- * outcome once. Used right after `spawn`, and by the ledger to resume a call
- * whose runner was lost.
+ * Runs a spawned call to its end, keeping its lease alive (renewed three
+ * times a lease), and records the outcome once. Used right after `spawn`, and
+ * by the ledger to resume a call whose runner was lost (gateway/worker.ts
+ * hands it to the ledger).
  */
 export async function runSpawned(
   rc: RunContext,
@@ -159,11 +159,10 @@ export async function runSpawned(
   args: unknown[],
   firstAttempt: number,
   createdAt: number,
-  renewEveryMs: number,
   /** A scheduled run: nobody waits on it, so a failure goes to the logs too. */
   logFailure = false,
 ): Promise<void> {
-  const renew = setInterval(() => void ledger.renew(id).catch(() => {}), renewEveryMs);
+  const renew = setInterval(() => void ledger.renew(id).catch(() => {}), rc.config.callLeaseMs / 3);
   try {
     const outcome = await execute(rc, fn, args, id, { firstAttempt, beforeAttempt: (attempt) => ledger.start(id, attempt), onPlane: (planeId) => ledger.runningOn(id, planeId) });
     if (outcome.status === "cancelled") return;

@@ -9,7 +9,7 @@ import { LIMITS, TERMINAL_STATUSES, decodeValue, encodeValue, newCallId } from "
 import { ledgerFor } from "./call-ledger-client.js";
 import { plainValue } from "./encoded-result.js";
 import { callNow, mapCalls, spawnCall } from "./executor.js";
-import { cancelOnPlane } from "./forward-to-plane.js";
+import { cancelOnPlane } from "./plane-client.js";
 import { registry } from "./registry.js";
 import { runStore, type RunContext } from "./run-context.js";
 import { streamCall } from "./stream.js";
@@ -57,7 +57,7 @@ export class GatewayInvoker implements Invoker {
     const rc = context();
     const cancelled = await ledgerFor(rc.env, callId).cancel(callId);
     if (!cancelled) throw new NotFoundError(`no call ${callId}`, { callId });
-    if (cancelled.plane) await cancelOnPlane(rc.env, cancelled.plane, callId, options.terminateContainer ?? false);
+    if (cancelled.plane) await cancelOnPlane(rc, cancelled.plane, callId, options.terminateContainer ?? false);
   }
 }
 

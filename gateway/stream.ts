@@ -28,7 +28,7 @@ export async function* streamCall(rc: RunContext, fn: RegisteredFunction, args: 
   let chunks = 0;
   let iterator: AsyncIterator<unknown> | Iterator<unknown> | undefined;
   try {
-    const produced = fn.spec.tier === "plane" ? forwardStreamToPlane(rc.env, fn, args, callId) : await runStore.run(context, async () => fn.handler(...args));
+    const produced = fn.spec.tier === "plane" ? forwardStreamToPlane(rc, fn, args, callId) : await runStore.run(context, async () => fn.handler(...args));
     if (!isGeneratorResult(produced)) {
       throw new InvalidRequestError(`${fn.app}.${fn.name} is not a generator function; call it with .remote() (POST .../call)`);
     }
