@@ -14,11 +14,11 @@ import {
   MapRequestSchema,
   PROTOCOL_VERSION,
   ROUTES,
-  encodeValue,
   newCallId,
   type MapResultLine,
 } from "../sdk/protocol.js";
 import { decodeBodyValue, readJsonBody } from "./body.js";
+import { CallArgs } from "./call-args.js";
 import { ledgerFor, toCallRecord } from "./call-ledger-client.js";
 import { clsParamsOf } from "./class-params.js";
 import { schedulerFor } from "./scheduler.js";
@@ -66,7 +66,7 @@ export function apiRoutes(): Hono<Api> {
   api.post(ROUTES.call, async (c) => {
     const fn = notGenerator(registry().function(c.req.param("app"), c.req.param("fn")));
     const args = await readArgs(c);
-    clsParamsOf(fn, args); // a class method's parameters: a 400 now, at either tier
+    if (fn.clsMethod) clsParamsOf(fn, args.values); // a class method's parameters: a 400 now, at either tier
     const { id, row } = await callNow(runContext(c), fn, args);
     c.header(HEADERS.callId, id);
     return c.json(toCallRecord(row), row.error ? (ERROR_STATUS[row.error.code] as ContentfulStatusCode) : 200);
@@ -75,8 +75,8 @@ export function apiRoutes(): Hono<Api> {
   api.post(ROUTES.spawn, async (c) => {
     const fn = notGenerator(registry().function(c.req.param("app"), c.req.param("fn")));
     const args = await readArgs(c);
-    clsParamsOf(fn, args);
-    const id = await spawnCall(runContext(c), fn, args, encodeValue(args));
+    if (fn.clsMethod) clsParamsOf(fn, args.values);
+    const id = await spawnCall(runContext(c), fn, args); // the ledger keeps the arguments as they came
     c.header(HEADERS.callId, id);
     return c.json({ callId: id, status: "pending" }, 202);
   });
@@ -84,7 +84,9 @@ export function apiRoutes(): Hono<Api> {
   api.post(ROUTES.map, async (c) => {
     const fn = notGenerator(registry().function(c.req.param("app"), c.req.param("fn")));
     const body = await readJsonBody(c.req.raw, MapRequestSchema, c.var.config.maxBodyBytes);
-    const inputs = decodeBodyValue(body.inputs, body.meta, "inputs") as unknown[][];
+    // One meta describes every input (its paths start at the input's index), so the inputs are decoded here and
+    // each one encoded again for a plane: splitting superjson's meta per input is not something it offers.
+    const inputs = (decodeBodyValue(body.inputs, body.meta, "inputs") as unknown[][]).map((input) => CallArgs.of(input));
     const rc = runContext(c);
     const encoder = new TextEncoder();
     const stream = new TransformStream<Uint8Array, Uint8Array>();
@@ -179,11 +181,19 @@ function notGenerator(fn: RegisteredFunction): RegisteredFunction {
   return fn;
 }
 
-async function readArgs(c: Context<Api>): Promise<unknown[]> {
+/**
+ * A call's arguments, kept as the body carried them. A `meta` is decoded once
+ * here all the same: one that does not fit its `args` is the caller's 400
+ * (docs/api.md), whichever tier would run the function, not a failure in a
+ * container. Without `meta` the JSON is the values, and nothing is decoded.
+ */
+async function readArgs(c: Context<Api>): Promise<CallArgs> {
   const body = await readJsonBody(c.req.raw, CallRequestSchema, c.var.config.maxBodyBytes);
-  const decoded = decodeBodyValue(body.args ?? [], body.meta, "args");
+  const json = body.args ?? [];
+  if (body.meta === undefined) return CallArgs.received({ json }, json);
+  const decoded = decodeBodyValue(json, body.meta, "args");
   if (!Array.isArray(decoded)) throw new InvalidRequestError(`"args" must be an array of arguments`);
-  return decoded;
+  return CallArgs.received({ json, meta: body.meta }, decoded);
 }
 
 function callId(c: Context<Api>): string {

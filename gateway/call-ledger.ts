@@ -10,7 +10,8 @@
  */
 import { DurableObject } from "cloudflare:workers";
 import type { WireError } from "../sdk/errors.js";
-import { TERMINAL_STATUSES, decodeValue, type CallKind, type CallRecord, type CallStatus, type EncodedValue } from "../sdk/protocol.js";
+import { TERMINAL_STATUSES, type CallKind, type CallRecord, type CallStatus, type EncodedValue } from "../sdk/protocol.js";
+import { CallArgs } from "./call-args.js";
 import type { FinishedCall, LedgerApi, NewCall } from "./call-ledger-client.js";
 import { gatewayConfig, type GatewayConfig } from "./config.js";
 import type { Env } from "./env.js";
@@ -22,7 +23,7 @@ const INLINE_LIMIT = 512 * 1024;
 
 /**
  * Runs a resumed call to its end and records its outcome in `ledger`, from
- * attempt `firstAttempt`, with its arguments: the executor's
+ * attempt `firstAttempt`, its arguments as they were stored: the executor's
  * `runSpawned`. `logFailure`: a scheduled run, whose failure nobody waits for.
  */
 export type ResumeCall = (
@@ -30,7 +31,7 @@ export type ResumeCall = (
   ledger: LedgerApi,
   fn: RegisteredFunction,
   id: string,
-  args: unknown[],
+  args: CallArgs,
   firstAttempt: number,
   createdAt: number,
   logFailure: boolean,
@@ -200,8 +201,8 @@ export class CallLedger extends DurableObject<Env> implements LedgerApi {
     console.warn(`ledger: resuming ${row.app}.${row.fn} ${row.id}, whose runner was lost (attempt ${Math.max(1, row.attempts)})`);
     this.ctx.waitUntil(
       (async () => {
-        const input = JSON.parse(await this.#loadValue(row.input!)) as EncodedValue;
-        const args = decodeValue(input.json, input.meta) as unknown[];
+        // As stored: a plane gets them as they came; an edge function decodes them when it runs.
+        const args = CallArgs.received(JSON.parse(await this.#loadValue(row.input!)) as EncodedValue);
         await runStore.run(rc, () => resume(rc, this, fn, row.id, args, Math.max(1, row.attempts), row.created_at, row.kind === "scheduled"));
       })().catch((err) => this.record([this.#lost(row, String(err))])),
     );

@@ -4,12 +4,13 @@
  * (a recent heartbeat). The request is signed. A plane that cannot be reached
  * or dies mid-call is skipped and the next one that fits is tried; with none
  * that fits, the call waits until its timeout and then fails with
- * `no_capacity`.
+ * `no_capacity`. The arguments go as the gateway received them.
  */
 import { ndjsonLines } from "../sdk/client.js";
 import { FunctionTimeoutError, PlaneUnavailableError, fromWireError, type WireError } from "../sdk/errors.js";
 import { parseGpuSpec } from "../sdk/gpu.js";
-import { PLANE_ROUTES, encodeValue, type PlaneRunRequest, type PlaneRunResponse, type StreamLine } from "../sdk/protocol.js";
+import { PLANE_ROUTES, type PlaneRunRequest, type PlaneRunResponse, type StreamLine } from "../sdk/protocol.js";
+import type { CallArgs } from "./call-args.js";
 import { clsParamsOf } from "./class-params.js";
 import { EncodedResult } from "./encoded-result.js";
 import { signedFetch } from "./plane-client.js";
@@ -30,19 +31,20 @@ interface PlaneSend extends PlaneWants {
   body: string;
 }
 
-function planeSend(rc: RunContext, fn: RegisteredFunction, args: unknown[], callId: string, attempt: number): PlaneSend {
+function planeSend(rc: RunContext, fn: RegisteredFunction, args: CallArgs, callId: string, attempt: number): PlaneSend {
   const { planeSecret } = rc.config;
   if (!planeSecret) throw new PlaneUnavailableError(`${fn.app}.${fn.name} runs on the GPU plane, and this gateway has no TANDEM_PLANE_SECRET, so no plane can connect`);
   const bundle = registry().planeBundle(fn.app);
   if (!bundle) throw new PlaneUnavailableError(`app "${fn.app}" was not bundled for the plane; serve or deploy it with the tandem CLI`);
-  const encoded = encodeValue(args);
+  // Only a class method's parameters are read here (they pick its pool); the rest go on encoded as they came.
+  const encoded = args.encoded;
   const request: PlaneRunRequest = {
     callId,
     app: fn.app,
     function: fn.name,
     bundleHash: bundle.hash,
     ...(bundle.nodeModules ? { nodeModules: bundle.nodeModules } : {}),
-    ...clsParamsOf(fn, args),
+    ...(fn.clsMethod ? clsParamsOf(fn, args.values) : {}),
     attempt,
     timeoutSeconds: fn.spec.timeoutSeconds,
     args: encoded.json as unknown[],
@@ -62,12 +64,12 @@ function tryElsewhere(error: WireError | undefined, send: PlaneSend): boolean {
  * result in wire form (an `EncodedResult`), or throws its error. `onPlane`
  * hears which plane each try goes to (the ledger notes it, so a cancel reaches it).
  *
- * @example const result = await forwardToPlane(rc, fn, [prompt], callId, 1);
+ * @example const result = await forwardToPlane(rc, fn, CallArgs.of([prompt]), callId, 1);
  */
 export async function forwardToPlane(
   rc: RunContext,
   fn: RegisteredFunction,
-  args: unknown[],
+  args: CallArgs,
   callId: string,
   attempt: number,
   onPlane?: (planeId: string) => Promise<void>,
@@ -112,7 +114,7 @@ export async function forwardToPlane(
  *
  * @example for await (const chunk of forwardStreamToPlane(rc, fn, args, callId)) send(chunk.encoded);
  */
-export async function* forwardStreamToPlane(rc: RunContext, fn: RegisteredFunction, args: unknown[], callId: string): AsyncGenerator<EncodedResult, void, undefined> {
+export async function* forwardStreamToPlane(rc: RunContext, fn: RegisteredFunction, args: CallArgs, callId: string): AsyncGenerator<EncodedResult, void, undefined> {
   const send = planeSend(rc, fn, args, callId, 1);
   const skipped = new Set<string>();
   for (;;) {

@@ -19,8 +19,9 @@
  * following the function's timeout and retry policy.
  */
 import { DurableObject } from "cloudflare:workers";
-import { TERMINAL_STATUSES, encodeValue, newCallId, type CallRecord, type ScheduleInfo } from "../sdk/protocol.js";
+import { TERMINAL_STATUSES, newCallId, type CallRecord, type ScheduleInfo } from "../sdk/protocol.js";
 import type { Schedule } from "../sdk/schedule.js";
+import { CallArgs } from "./call-args.js";
 import { ledgerFor } from "./call-ledger-client.js";
 import { gatewayConfig, type GatewayConfig } from "./config.js";
 import type { Env } from "./env.js";
@@ -163,7 +164,7 @@ export class Scheduler extends DurableObject<Env> {
     const id = newCallId();
     this.#sql.exec("UPDATE schedules SET last_call = ?, last_scheduled_at = ? WHERE key = ?", id, scheduledAt, row.key);
     const rc: RunContext = { env: this.env, config: this.#config, waitUntil: (p) => this.ctx.waitUntil(p) };
-    await runStore.run(rc, () => spawnCall(rc, fn, [], encodeValue([]), { id, kind: "scheduled", scheduledAt }));
+    await runStore.run(rc, () => spawnCall(rc, fn, CallArgs.of([]), { id, kind: "scheduled", scheduledAt }));
     return id;
   }
 
