@@ -17,6 +17,7 @@ import { DurableObject } from "cloudflare:workers";
 import type { AgentContext, AgentDefinition } from "../sdk/app.js";
 import { remoteErrorFrom } from "../sdk/errors.js";
 import { AGENT_CLOSE, AGENT_PING, AGENT_PONG, HEADERS } from "../sdk/protocol.js";
+import { gatewayConfig, type GatewayConfig } from "./config.js";
 import type { Env } from "./env.js";
 import { registry } from "./registry.js";
 import { runStore, type RunContext } from "./run-context.js";
@@ -61,9 +62,11 @@ export class AgentHub extends DurableObject<Env> {
   readonly #sessions = new Map<string, Promise<Loaded>>();
   readonly #buckets = new WeakMap<WebSocket, { tokens: number; at: number }>();
   #where: Where | undefined;
+  readonly #config: GatewayConfig;
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
+    this.#config = gatewayConfig(env); // this object's entry: handlers that call functions run with it
     ctx.setWebSocketAutoResponse(new WebSocketRequestResponsePair(AGENT_PING, AGENT_PONG));
   }
 
@@ -153,7 +156,7 @@ export class AgentHub extends DurableObject<Env> {
     const loaded = await this.#session(sessionId);
     const { session } = loaded;
     const prefix = `[${attachment.app}/${attachment.label} ${sessionId}]`;
-    const rc: RunContext = { env: this.env, waitUntil: (p) => this.ctx.waitUntil(p), logPrefix: prefix };
+    const rc: RunContext = { env: this.env, config: this.#config, waitUntil: (p) => this.ctx.waitUntil(p), logPrefix: prefix };
     try {
       await runStore.run(rc, async () => handler(this.#context(sessionId, session), arg));
     } catch (err) {

@@ -14,22 +14,22 @@ import {
   MapRequestSchema,
   PROTOCOL_VERSION,
   ROUTES,
-  encodeValue,
   newCallId,
   type MapResultLine,
 } from "../sdk/protocol.js";
 import { decodeBodyValue, readJsonBody } from "./body.js";
+import { CallArgs } from "./call-args.js";
 import { ledgerFor, toCallRecord } from "./call-ledger-client.js";
+import { clsParamsOf } from "./class-params.js";
 import { schedulerFor } from "./scheduler.js";
-import { gatewayConfig } from "./config.js";
-import type { Env } from "./env.js";
+import type { RouteEnv } from "./env.js";
 import { callNow, mapCalls, spawnCall } from "./executor.js";
-import { cancelOnPlane, clsParamsOf, stopAppOnPlanes, usageFromPlanes } from "./forward-to-plane.js";
+import { cancelOnPlane, stopAppOnPlanes, usageFromPlanes } from "./plane-client.js";
 import { registry, type RegisteredFunction } from "./registry.js";
 import { streamCall, streamResponseBody } from "./stream.js";
 import type { RunContext } from "./run-context.js";
 
-type Api = { Bindings: Env };
+type Api = RouteEnv;
 
 export function apiRoutes(): Hono<Api> {
   const api = new Hono<Api>();
@@ -54,19 +54,19 @@ export function apiRoutes(): Hono<Api> {
     const sinceText = c.req.query("since");
     const since = sinceText === undefined ? undefined : Number(sinceText);
     if (since !== undefined && !Number.isFinite(since)) throw new InvalidRequestError(`"since" must be milliseconds since the epoch`);
-    const rows = await usageFromPlanes(c.env, { ...(app ? { app } : {}), ...(since !== undefined ? { since } : {}) });
+    const rows = await usageFromPlanes(runContext(c), { ...(app ? { app } : {}), ...(since !== undefined ? { since } : {}) });
     return c.json({ rows, totalUsd: rows.reduce((sum, r) => sum + r.costUsd, 0), totalSeconds: rows.reduce((sum, r) => sum + r.seconds, 0) });
   });
 
   api.post(ROUTES.appStop, async (c) => {
     const app = registry().app(c.req.param("app")).name;
-    return c.json({ app, stopped: await stopAppOnPlanes(c.env, app) });
+    return c.json({ app, stopped: await stopAppOnPlanes(runContext(c), app) });
   });
 
   api.post(ROUTES.call, async (c) => {
     const fn = notGenerator(registry().function(c.req.param("app"), c.req.param("fn")));
     const args = await readArgs(c);
-    clsParamsOf(fn, args); // a class method's parameters: a 400 now, at either tier
+    if (fn.clsMethod) clsParamsOf(fn, args.values); // a class method's parameters: a 400 now, at either tier
     const { id, row } = await callNow(runContext(c), fn, args);
     c.header(HEADERS.callId, id);
     return c.json(toCallRecord(row), row.error ? (ERROR_STATUS[row.error.code] as ContentfulStatusCode) : 200);
@@ -75,16 +75,18 @@ export function apiRoutes(): Hono<Api> {
   api.post(ROUTES.spawn, async (c) => {
     const fn = notGenerator(registry().function(c.req.param("app"), c.req.param("fn")));
     const args = await readArgs(c);
-    clsParamsOf(fn, args);
-    const id = await spawnCall(runContext(c), fn, args, encodeValue(args));
+    if (fn.clsMethod) clsParamsOf(fn, args.values);
+    const id = await spawnCall(runContext(c), fn, args); // the ledger keeps the arguments as they came
     c.header(HEADERS.callId, id);
     return c.json({ callId: id, status: "pending" }, 202);
   });
 
   api.post(ROUTES.map, async (c) => {
     const fn = notGenerator(registry().function(c.req.param("app"), c.req.param("fn")));
-    const body = await readJsonBody(c.req.raw, MapRequestSchema, gatewayConfig(c.env).maxBodyBytes);
-    const inputs = decodeBodyValue(body.inputs, body.meta, "inputs") as unknown[][];
+    const body = await readJsonBody(c.req.raw, MapRequestSchema, c.var.config.maxBodyBytes);
+    // One meta describes every input (its paths start at the input's index), so the inputs are decoded here and
+    // each one encoded again for a plane: splitting superjson's meta per input is not something it offers.
+    const inputs = (decodeBodyValue(body.inputs, body.meta, "inputs") as unknown[][]).map((input) => CallArgs.of(input));
     const rc = runContext(c);
     const encoder = new TextEncoder();
     const stream = new TransformStream<Uint8Array, Uint8Array>();
@@ -143,10 +145,10 @@ export function apiRoutes(): Hono<Api> {
 
   api.post(ROUTES.cancel, async (c) => {
     const id = callId(c);
-    const { terminateContainer } = await readJsonBody(c.req.raw, CancelRequestSchema, gatewayConfig(c.env).maxBodyBytes);
+    const { terminateContainer } = await readJsonBody(c.req.raw, CancelRequestSchema, c.var.config.maxBodyBytes);
     const cancelled = await ledgerFor(c.env, id).cancel(id);
     if (!cancelled) throw unknownCall(id);
-    if (cancelled.plane) await cancelOnPlane(c.env, cancelled.plane, id, terminateContainer ?? false);
+    if (cancelled.plane) await cancelOnPlane(runContext(c), cancelled.plane, id, terminateContainer ?? false);
     return c.json({ callId: id, status: cancelled.record.status });
   });
 
@@ -170,7 +172,7 @@ export function apiRoutes(): Hono<Api> {
 }
 
 function runContext(c: Context<Api>): RunContext {
-  return { env: c.env, waitUntil: (p) => c.executionCtx.waitUntil(p) };
+  return { env: c.env, config: c.var.config, waitUntil: (p) => c.executionCtx.waitUntil(p) };
 }
 
 /** Refuses a function declared as a generator on the routes that call it (one found to be a generator only when it runs fails then). */
@@ -179,11 +181,19 @@ function notGenerator(fn: RegisteredFunction): RegisteredFunction {
   return fn;
 }
 
-async function readArgs(c: Context<Api>): Promise<unknown[]> {
-  const body = await readJsonBody(c.req.raw, CallRequestSchema, gatewayConfig(c.env).maxBodyBytes);
-  const decoded = decodeBodyValue(body.args ?? [], body.meta, "args");
+/**
+ * A call's arguments, kept as the body carried them. A `meta` is decoded once
+ * here all the same: one that does not fit its `args` is the caller's 400
+ * (docs/api.md), whichever tier would run the function, not a failure in a
+ * container. Without `meta` the JSON is the values, and nothing is decoded.
+ */
+async function readArgs(c: Context<Api>): Promise<CallArgs> {
+  const body = await readJsonBody(c.req.raw, CallRequestSchema, c.var.config.maxBodyBytes);
+  const json = body.args ?? [];
+  if (body.meta === undefined) return CallArgs.received({ json }, json);
+  const decoded = decodeBodyValue(json, body.meta, "args");
   if (!Array.isArray(decoded)) throw new InvalidRequestError(`"args" must be an array of arguments`);
-  return decoded;
+  return CallArgs.received({ json, meta: body.meta }, decoded);
 }
 
 function callId(c: Context<Api>): string {

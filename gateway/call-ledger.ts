@@ -4,20 +4,50 @@
  * it ends. `get` long-polls here. Spawned calls are written before they run
  * and carry a lease that their runner renews; when a lease lapses (the runner
  * was lost, for example in a restart) the ledger's alarm runs the call again,
- * so a spawned call's result is never lost.
+ * so a spawned call's result is never lost. It runs it with the function the
+ * Worker's entry hands it (`setResumeCall`), not by importing the executor,
+ * which writes to the ledger.
  */
 import { DurableObject } from "cloudflare:workers";
 import type { WireError } from "../sdk/errors.js";
-import { TERMINAL_STATUSES, decodeValue, type CallKind, type CallRecord, type CallStatus, type EncodedValue } from "../sdk/protocol.js";
+import { TERMINAL_STATUSES, type CallKind, type CallRecord, type CallStatus, type EncodedValue } from "../sdk/protocol.js";
+import { CallArgs } from "./call-args.js";
 import type { FinishedCall, LedgerApi, NewCall } from "./call-ledger-client.js";
-import { gatewayConfig } from "./config.js";
+import { gatewayConfig, type GatewayConfig } from "./config.js";
 import type { Env } from "./env.js";
-import { runSpawned } from "./executor.js";
-import { registry } from "./registry.js";
-import { runStore } from "./run-context.js";
+import { registry, type RegisteredFunction } from "./registry.js";
+import { runStore, type RunContext } from "./run-context.js";
 
 /** Values larger than this go to R2 and the row keeps a reference. */
 const INLINE_LIMIT = 512 * 1024;
+
+/**
+ * Runs a resumed call to its end and records its outcome in `ledger`, from
+ * attempt `firstAttempt`, its arguments as they were stored: the executor's
+ * `runSpawned`. `logFailure`: a scheduled run, whose failure nobody waits for.
+ */
+export type ResumeCall = (
+  rc: RunContext,
+  ledger: LedgerApi,
+  fn: RegisteredFunction,
+  id: string,
+  args: CallArgs,
+  firstAttempt: number,
+  createdAt: number,
+  logFailure: boolean,
+) => Promise<void>;
+
+let resumeCall: ResumeCall | undefined;
+
+/**
+ * Hands the ledger how to run a call whose runner was lost; set once when the
+ * Worker module loads.
+ *
+ * @example setResumeCall(runSpawned);
+ */
+export function setResumeCall(resume: ResumeCall): void {
+  resumeCall = resume;
+}
 
 type Row = {
   id: string;
@@ -41,12 +71,14 @@ type Row = {
 export class CallLedger extends DurableObject<Env> implements LedgerApi {
   readonly #waiters = new Map<string, Set<() => void>>();
   readonly #sql: SqlStorage;
+  readonly #config: GatewayConfig;
   readonly #leaseMs: number;
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
     this.#sql = ctx.storage.sql;
-    this.#leaseMs = gatewayConfig(env).callLeaseMs;
+    this.#config = gatewayConfig(env); // this object's entry: parsed here, for everything it runs
+    this.#leaseMs = this.#config.callLeaseMs;
     this.#sql.exec(`
       CREATE TABLE IF NOT EXISTS calls (
         id TEXT PRIMARY KEY, app TEXT NOT NULL, fn TEXT NOT NULL, kind TEXT NOT NULL, status TEXT NOT NULL,
@@ -95,7 +127,7 @@ export class CallLedger extends DurableObject<Env> implements LedgerApi {
   }
 
   async record(calls: FinishedCall[]): Promise<void> {
-    const expiresAt = Date.now() + gatewayConfig(this.env).resultTtlSeconds * 1000;
+    const expiresAt = Date.now() + this.#config.resultTtlSeconds * 1000;
     for (const call of calls) {
       const result = call.result === undefined ? null : await this.#storeValue(`results/${call.id}`, call.result);
       this.#sql.exec(
@@ -128,7 +160,7 @@ export class CallLedger extends DurableObject<Env> implements LedgerApi {
     const wasRunning = !TERMINAL_STATUSES.has(row.status as CallStatus);
     if (!TERMINAL_STATUSES.has(row.status as CallStatus)) {
       const error: WireError = { code: "call_cancelled", message: `call ${id} was cancelled`, details: { callId: id } };
-      const expiresAt = Date.now() + gatewayConfig(this.env).resultTtlSeconds * 1000;
+      const expiresAt = Date.now() + this.#config.resultTtlSeconds * 1000;
       this.#sql.exec(
         "UPDATE calls SET status = 'cancelled', error = ?, finished_at = ?, lease_until = NULL, expires_at = ? WHERE id = ?",
         JSON.stringify(error), Date.now(), expiresAt, id,
@@ -152,7 +184,12 @@ export class CallLedger extends DurableObject<Env> implements LedgerApi {
   }
 
   #resume(row: Row): void {
-    const rc = { env: this.env, waitUntil: (p: Promise<unknown>) => this.ctx.waitUntil(p) };
+    const rc: RunContext = { env: this.env, config: this.#config, waitUntil: (p) => this.ctx.waitUntil(p) };
+    const resume = resumeCall;
+    if (!resume) {
+      void this.record([this.#lost(row, "this gateway did not hand its ledger a way to run calls (setResumeCall)")]);
+      return;
+    }
     let fn;
     try {
       fn = registry().function(row.app, row.fn);
@@ -164,9 +201,9 @@ export class CallLedger extends DurableObject<Env> implements LedgerApi {
     console.warn(`ledger: resuming ${row.app}.${row.fn} ${row.id}, whose runner was lost (attempt ${Math.max(1, row.attempts)})`);
     this.ctx.waitUntil(
       (async () => {
-        const input = JSON.parse(await this.#loadValue(row.input!)) as EncodedValue;
-        const args = decodeValue(input.json, input.meta) as unknown[];
-        await runStore.run(rc, () => runSpawned(rc, this, fn, row.id, args, Math.max(1, row.attempts), row.created_at, this.#leaseMs / 3, row.kind === "scheduled"));
+        // As stored: a plane gets them as they came; an edge function decodes them when it runs.
+        const args = CallArgs.received(JSON.parse(await this.#loadValue(row.input!)) as EncodedValue);
+        await runStore.run(rc, () => resume(rc, this, fn, row.id, args, Math.max(1, row.attempts), row.created_at, row.kind === "scheduled"));
       })().catch((err) => this.record([this.#lost(row, String(err))])),
     );
   }

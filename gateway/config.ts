@@ -1,6 +1,8 @@
 /**
  * Gateway configuration: one schema, one table of defaults, the `TANDEM_`
- * prefix. Parsed once per isolate from the Worker's bindings and passed inward.
+ * prefix. Parsed once per isolate from the Worker's bindings, at the tier's
+ * entries (the Worker's fetch middleware, each Durable Object's constructor),
+ * and passed inward: routes read `c.var.config`, running code `RunContext.config`.
  */
 import { z } from "zod";
 import { LIMITS } from "../sdk/protocol.js";
@@ -26,6 +28,12 @@ const ConfigSchema = z.object({
 
 let cached: { env: Env; config: GatewayConfig } | undefined;
 
+/**
+ * The configuration in `env`, parsed once per bindings object (an isolate's
+ * entries all see the same one). Throws naming every bad setting.
+ *
+ * @example const { callLeaseMs } = gatewayConfig(env); // in a Durable Object's constructor
+ */
 export function gatewayConfig(env: Env): GatewayConfig {
   if (cached?.env === env) return cached.config;
   const parsed = ConfigSchema.safeParse(env);

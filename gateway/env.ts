@@ -1,10 +1,11 @@
 /**
- * The bindings the gateway Worker runs with. Miniflare (`tandem serve`) and
- * `wrangler.toml` (deploy) both provide exactly these; `gateway/bindings.ts`
- * names them once for the local runtime.
+ * The bindings the gateway Worker runs with, and what its routes see of them.
+ * Miniflare (`tandem serve`, through `sdk/cli/workerd.ts`) and `wrangler.toml`
+ * (deploy) both provide exactly these.
  */
 import type { AgentHub } from "./agents.js";
 import type { CallLedger } from "./call-ledger.js";
+import type { GatewayConfig } from "./config.js";
 import type { PlaneRegistry } from "./plane-registry.js";
 import type { Scheduler } from "./scheduler.js";
 
@@ -26,3 +27,11 @@ export interface Env {
   TANDEM_RESULT_TTL_SECONDS?: string;
   TANDEM_CALL_LEASE_SECONDS?: string;
 }
+
+/**
+ * The hono environment of every gateway route: the bindings, and the
+ * configuration the Worker's entry parsed from them once (`c.var.config`).
+ *
+ * @example new Hono<RouteEnv>().get("/", (c) => c.json({ maxBodyBytes: c.var.config.maxBodyBytes }))
+ */
+export type RouteEnv = { Bindings: Env; Variables: { config: GatewayConfig } };

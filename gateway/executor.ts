@@ -12,9 +12,9 @@ import {
   toWireError,
 } from "../sdk/errors.js";
 import { retryDelayMs } from "../sdk/options.js";
-import { encodeValue, newCallId, type CallKind, type CallStatus, type EncodedValue } from "../sdk/protocol.js";
+import { encodeValue, newCallId, type CallKind, type CallStatus } from "../sdk/protocol.js";
+import type { CallArgs } from "./call-args.js";
 import { ledgerFor, recordEnded, type FinishedCall, type LedgerApi } from "./call-ledger-client.js";
-import { gatewayConfig } from "./config.js";
 import { EncodedResult } from "./encoded-result.js";
 import { forwardToPlane } from "./forward-to-plane.js";
 import type { RegisteredFunction } from "./registry.js";
@@ -39,7 +39,7 @@ export interface Outcome {
 export async function execute(
   rc: RunContext,
   fn: RegisteredFunction,
-  args: unknown[],
+  args: CallArgs,
   callId: string,
   options: { firstAttempt?: number; beforeAttempt?: (attempt: number) => Promise<boolean>; onPlane?: (planeId: string) => Promise<void> } = {},
 ): Promise<Outcome> {
@@ -63,8 +63,9 @@ export async function execute(
   }
 }
 
-async function attemptOnce(rc: RunContext, fn: RegisteredFunction, args: unknown[], callId: string, attempt: number, onPlane?: (planeId: string) => Promise<void>): Promise<unknown> {
-  if (fn.spec.tier === "plane") return forwardToPlane(rc.env, fn, args, callId, attempt, onPlane);
+async function attemptOnce(rc: RunContext, fn: RegisteredFunction, args: CallArgs, callId: string, attempt: number, onPlane?: (planeId: string) => Promise<void>): Promise<unknown> {
+  // A plane gets the arguments in wire form; only a function run here needs their values.
+  if (fn.spec.tier === "plane") return forwardToPlane(rc, fn, args, callId, attempt, onPlane);
   const context: RunContext = {
     ...rc,
     logPrefix: `[${fn.app}.${fn.name} ${callId}]`,
@@ -82,7 +83,7 @@ async function attemptOnce(rc: RunContext, fn: RegisteredFunction, args: unknown
     const running = runStore.run(context, async () => {
       let value: unknown;
       try {
-        value = await fn.handler(...args);
+        value = await fn.handler(...args.values);
       } catch (err) {
         throw err instanceof TandemError ? err : remoteErrorFrom(err, { callId }, mapStack);
       }
@@ -118,7 +119,7 @@ export function finishedCall(id: string, fn: RegisteredFunction, kind: CallKind,
 }
 
 /** Runs a call now and returns its outcome; the ledger records it after the response. */
-export async function callNow(rc: RunContext, fn: RegisteredFunction, args: unknown[], kind: CallKind = "remote"): Promise<{ id: string; outcome: Outcome; row: FinishedCall }> {
+export async function callNow(rc: RunContext, fn: RegisteredFunction, args: CallArgs, kind: CallKind = "remote"): Promise<{ id: string; outcome: Outcome; row: FinishedCall }> {
   const id = newCallId();
   const createdAt = Date.now();
   const outcome = await execute(rc, fn, args, id);
@@ -128,42 +129,42 @@ export async function callNow(rc: RunContext, fn: RegisteredFunction, args: unkn
 }
 
 /**
- * Records a spawned call and starts it in the background; returns its id at
- * once. A scheduled run is a spawned call of kind "scheduled", with its due time.
+ * Records a spawned call (its arguments in wire form, as they came) and starts
+ * it in the background; returns its id at once. A scheduled run is a spawned
+ * call of kind "scheduled", with its due time.
  */
 export async function spawnCall(
   rc: RunContext,
   fn: RegisteredFunction,
-  args: unknown[],
-  input: EncodedValue,
+  args: CallArgs,
   options: { id?: string; kind?: "spawn" | "scheduled"; scheduledAt?: number } = {},
 ): Promise<string> {
   const id = options.id ?? newCallId();
   const createdAt = Date.now();
   const ledger = ledgerFor(rc.env, id);
-  await ledger.create({ id, app: fn.app, function: fn.name, kind: options.kind ?? "spawn", createdAt, input, ...(options.scheduledAt === undefined ? {} : { scheduledAt: options.scheduledAt }) });
-  rc.waitUntil(runSpawned(rc, ledger, fn, id, args, 1, createdAt, gatewayConfig(rc.env).callLeaseMs / 3, options.kind === "scheduled"));
+  await ledger.create({ id, app: fn.app, function: fn.name, kind: options.kind ?? "spawn", createdAt, input: args.encoded, ...(options.scheduledAt === undefined ? {} : { scheduledAt: options.scheduledAt }) });
+  rc.waitUntil(runSpawned(rc, ledger, fn, id, args, 1, createdAt, options.kind === "scheduled"));
   return id;
 }
 
 /**
- * Runs a spawned call to its end, keeping its lease alive, and records the
- * outcome once. Used right after `spawn`, and by the ledger to resume a call
- * whose runner was lost.
+ * Runs a spawned call to its end, keeping its lease alive (renewed three
+ * times a lease), and records the outcome once. Used right after `spawn`, and
+ * by the ledger to resume a call whose runner was lost (gateway/worker.ts
+ * hands it to the ledger).
  */
 export async function runSpawned(
   rc: RunContext,
   ledger: LedgerApi,
   fn: RegisteredFunction,
   id: string,
-  args: unknown[],
+  args: CallArgs,
   firstAttempt: number,
   createdAt: number,
-  renewEveryMs: number,
   /** A scheduled run: nobody waits on it, so a failure goes to the logs too. */
   logFailure = false,
 ): Promise<void> {
-  const renew = setInterval(() => void ledger.renew(id).catch(() => {}), renewEveryMs);
+  const renew = setInterval(() => void ledger.renew(id).catch(() => {}), rc.config.callLeaseMs / 3);
   try {
     const outcome = await execute(rc, fn, args, id, { firstAttempt, beforeAttempt: (attempt) => ledger.start(id, attempt), onPlane: (planeId) => ledger.runningOn(id, planeId) });
     if (outcome.status === "cancelled") return;
@@ -186,7 +187,7 @@ export async function runSpawned(
 export async function mapCalls(
   rc: RunContext,
   fn: RegisteredFunction,
-  inputs: unknown[][],
+  inputs: CallArgs[],
   onResult: (index: number, row: FinishedCall, outcome: Outcome) => void | Promise<void>,
   concurrency = 32,
 ): Promise<void> {

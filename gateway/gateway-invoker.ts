@@ -5,31 +5,32 @@
  */
 import { InternalError, NotFoundError, fromWireError } from "../sdk/errors.js";
 import type { Invoker, MapOutcome } from "../sdk/invoker.js";
-import { LIMITS, TERMINAL_STATUSES, decodeValue, encodeValue, newCallId } from "../sdk/protocol.js";
+import { LIMITS, TERMINAL_STATUSES, decodeValue, newCallId } from "../sdk/protocol.js";
+import { CallArgs } from "./call-args.js";
 import { ledgerFor } from "./call-ledger-client.js";
 import { plainValue } from "./encoded-result.js";
 import { callNow, mapCalls, spawnCall } from "./executor.js";
-import { cancelOnPlane } from "./forward-to-plane.js";
+import { cancelOnPlane } from "./plane-client.js";
 import { registry } from "./registry.js";
 import { runStore, type RunContext } from "./run-context.js";
 import { streamCall } from "./stream.js";
 
 export class GatewayInvoker implements Invoker {
   async call(app: string, fn: string, args: unknown[]): Promise<unknown> {
-    const { outcome } = await callNow(context(), registry().function(app, fn), args);
+    const { outcome } = await callNow(context(), registry().function(app, fn), CallArgs.of(args));
     if (outcome.error) throw outcome.error;
     return plainValue(outcome.value);
   }
 
   spawn(app: string, fn: string, args: unknown[]): Promise<string> {
-    return spawnCall(context(), registry().function(app, fn), args, encodeValue(args));
+    return spawnCall(context(), registry().function(app, fn), CallArgs.of(args));
   }
 
   async *map(app: string, fn: string, inputs: AsyncIterable<unknown[]>): AsyncIterable<MapOutcome> {
     const rc = context();
     const target = registry().function(app, fn);
-    const all: unknown[][] = [];
-    for await (const input of inputs) all.push(input);
+    const all: CallArgs[] = [];
+    for await (const input of inputs) all.push(CallArgs.of(input));
     const done: MapOutcome[] = [];
     await mapCalls(rc, target, all, (index, _row, outcome) => {
       done.push(outcome.error ? { index, ok: false, error: outcome.error } : { index, ok: true, value: plainValue(outcome.value) });
@@ -38,7 +39,7 @@ export class GatewayInvoker implements Invoker {
   }
 
   async *stream(app: string, fn: string, args: unknown[]): AsyncIterable<unknown> {
-    for await (const chunk of streamCall(context(), registry().function(app, fn), args, newCallId())) yield plainValue(chunk);
+    for await (const chunk of streamCall(context(), registry().function(app, fn), CallArgs.of(args), newCallId())) yield plainValue(chunk);
   }
 
   async get(callId: string, timeoutMs: number | undefined): Promise<unknown> {
@@ -57,7 +58,7 @@ export class GatewayInvoker implements Invoker {
     const rc = context();
     const cancelled = await ledgerFor(rc.env, callId).cancel(callId);
     if (!cancelled) throw new NotFoundError(`no call ${callId}`, { callId });
-    if (cancelled.plane) await cancelOnPlane(rc.env, cancelled.plane, callId, options.terminateContainer ?? false);
+    if (cancelled.plane) await cancelOnPlane(rc, cancelled.plane, callId, options.terminateContainer ?? false);
   }
 }
 

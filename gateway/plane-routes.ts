@@ -8,13 +8,12 @@ import { NotFoundError, UnauthorizedError } from "../sdk/errors.js";
 import { BUNDLE_HASH_PATTERN, PlaneHeartbeatSchema, ROUTES, type HeartbeatAnswer, type PlaneInfo, type WarmPoolRef } from "../sdk/protocol.js";
 import { verifyRequest } from "../sdk/signing.js";
 import { parseJsonBody } from "./body.js";
-import { gatewayConfig } from "./config.js";
-import type { Env } from "./env.js";
-import { knownPlanes, planeBundle, planeRegistry, planeSpec } from "./forward-to-plane.js";
+import type { RouteEnv } from "./env.js";
+import { knownPlanes, planeRegistry } from "./plane-choice.js";
 import { registry } from "./registry.js";
 import type { StopMark } from "./plane-registry.js";
 
-type Api = { Bindings: Env };
+type Api = RouteEnv;
 
 /** Where a plane bundle lives in blob storage. */
 export const bundleKey = (hash: string) => `bundles/${hash}.mjs`;
@@ -72,7 +71,7 @@ export function warmPoolsFor(planeId: string, planes: PlaneInfo[], stopped: Reco
   const healthy = planes.filter((p) => p.healthy).sort((a, b) => a.planeId.localeCompare(b.planeId));
   const pools: WarmPoolRef[] = [];
   for (const app of registry().apps) {
-    const bundle = planeBundle(app.name);
+    const bundle = registry().planeBundle(app.name);
     // Stopped: until the app is served or deployed again (a build after the stop), even with the same code.
     const mark = stopped[app.name];
     if (!bundle || (mark && mark.hash === bundle.hash && mark.at >= (bundle.builtAt ?? 0))) continue;
@@ -82,7 +81,7 @@ export function warmPoolsFor(planeId: string, planes: PlaneInfo[], stopped: Reco
       const home = healthy.find((p) => wants.length === 0 || wants.some((w) => (p.gpus[w.type]?.total ?? 0) >= w.count));
       if (home?.planeId !== planeId) continue;
       const registered = registry().function(app.name, fn.name);
-      pools.push({ app: app.name, function: fn.name, bundleHash: bundle.hash, ...(bundle.nodeModules ? { nodeModules: bundle.nodeModules } : {}), spec: planeSpec(registered) });
+      pools.push({ app: app.name, function: fn.name, bundleHash: bundle.hash, ...(bundle.nodeModules ? { nodeModules: bundle.nodeModules } : {}), spec: registered.planeSpec });
     }
     // A class keeps warm the instances of its default parameters ({}), serving all its methods.
     for (const cls of app.classes) {
@@ -91,7 +90,7 @@ export function warmPoolsFor(planeId: string, planes: PlaneInfo[], stopped: Reco
       const home = healthy.find((p) => wants.length === 0 || wants.some((w) => (p.gpus[w.type]?.total ?? 0) >= w.count));
       if (home?.planeId !== planeId) continue;
       const registered = registry().function(app.name, `${cls.name}.${cls.methods[0]}`);
-      pools.push({ app: app.name, function: registered.name, bundleHash: bundle.hash, ...(bundle.nodeModules ? { nodeModules: bundle.nodeModules } : {}), spec: planeSpec(registered), clsParams: {} });
+      pools.push({ app: app.name, function: registered.name, bundleHash: bundle.hash, ...(bundle.nodeModules ? { nodeModules: bundle.nodeModules } : {}), spec: registered.planeSpec, clsParams: {} });
     }
   }
   return pools;
@@ -99,7 +98,7 @@ export function warmPoolsFor(planeId: string, planes: PlaneInfo[], stopped: Reco
 
 /** Reads the body and checks the request's signature and nonce; throws 401 (and logs it) when they fail. */
 async function verified(c: Context<Api>): Promise<string> {
-  const secret = gatewayConfig(c.env).planeSecret;
+  const secret = c.var.config.planeSecret;
   const path = new URL(c.req.url).pathname;
   if (!secret) throw refuse(c, "this gateway has no TANDEM_PLANE_SECRET, so it accepts no plane");
   const body = await c.req.text();

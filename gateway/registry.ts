@@ -1,11 +1,12 @@
 /**
  * The apps this gateway serves, by name, loaded from the app files bundled
- * into the Worker.
+ * into the Worker, with each app's plane bundle and each function's spec as a
+ * plane reads it.
  */
 import { ClassInstances, type App, type FunctionHandle } from "../sdk/app.js";
 import { NotFoundError } from "../sdk/errors.js";
 import type { FunctionSpec } from "../sdk/options.js";
-import type { AppManifest } from "../sdk/protocol.js";
+import type { AppManifest, PlaneBundleRef, PlaneFunctionSpec } from "../sdk/protocol.js";
 import { wasmFunction } from "../wasm/function.js";
 
 export interface RegisteredFunction {
@@ -14,6 +15,8 @@ export interface RegisteredFunction {
   spendCap: number | undefined;
   name: string;
   spec: FunctionSpec;
+  /** Its spec as a plane reads it (sent with every input and warm pool); made once, when the registry is built. */
+  planeSpec: PlaneFunctionSpec;
   handler: (...args: unknown[]) => unknown;
   /** A class method: its first argument is the class's parameters (its plane pool is per parameters). */
   clsMethod: boolean;
@@ -24,33 +27,49 @@ export interface RegisteredFunction {
 export class AppRegistry {
   readonly #apps = new Map<string, App>();
   readonly #functions = new Map<string, Map<string, RegisteredFunction>>();
+  readonly #planeBundles = new Map<string, PlaneBundleRef>();
 
-  /** `wasm`: the compiled module of each WebAssembly function, by `app/name`. */
-  constructor(apps: readonly App[], wasm: Record<string, WebAssembly.Module> = {}) {
+  /**
+   * `wasm`: the compiled module of each WebAssembly function, by `app/name`;
+   * `planeBundles`: the bundle planes run for each app, by app name.
+   *
+   * @example new AppRegistry([app], {}, { shop: { hash, images: {} } })
+   */
+  constructor(apps: readonly App[], wasm: Record<string, WebAssembly.Module> = {}, planeBundles: Record<string, PlaneBundleRef> = {}) {
+    for (const [app, ref] of Object.entries(planeBundles)) this.#planeBundles.set(app, ref);
     for (const app of apps) {
       if (this.#apps.has(app.name)) throw new Error(`two app files define the app "${app.name}"`);
       this.#apps.set(app.name, app);
       const fns = new Map<string, RegisteredFunction>();
+      const add = (fn: Omit<RegisteredFunction, "app" | "spendCap" | "planeSpec">) => {
+        const registered = { app: app.name, spendCap: app.spendCap, ...fn };
+        fns.set(fn.name, { ...registered, planeSpec: this.#planeSpecOf(registered) });
+      };
       const generators = new Set(app.callables.filter((c) => c.generator).map((c) => c.name));
       for (const fn of app.functions as readonly FunctionHandle<unknown[], unknown>[]) {
-        fns.set(fn.name, { app: app.name, spendCap: app.spendCap, name: fn.name, spec: fn.spec!, handler: fn.handler!, clsMethod: false, generator: generators.has(fn.name) });
+        add({ name: fn.name, spec: fn.spec!, handler: fn.handler!, clsMethod: false, generator: generators.has(fn.name) });
       }
       for (const w of app.wasmFunctions) {
         const module = wasm[`${app.name}/${w.name}`];
         // A plane-tier module ships in the plane bundle; the edge forwards its calls.
         const handler = w.spec.tier === "plane" ? planeOnly : module ? wasmFunction(app.name, w, module) : undefined;
         if (!handler) throw new Error(`the WebAssembly module of ${app.name}.${w.name} was not bundled; serve or deploy the app with the tandem CLI`);
-        fns.set(w.name, { app: app.name, spendCap: app.spendCap, name: w.name, spec: w.spec, handler, clsMethod: false, generator: false });
+        add({ name: w.name, spec: w.spec, handler, clsMethod: false, generator: false });
       }
       for (const cls of app.classes) {
         const instances = new ClassInstances(cls); // at the edge: one instance per isolate and parameters
         for (const m of cls.methods) {
           const name = `${cls.name}.${m}`;
-          fns.set(name, { app: app.name, spendCap: app.spendCap, name, spec: cls.spec, handler: instances.handler(m), clsMethod: true, generator: generators.has(name) });
+          add({ name, spec: cls.spec, handler: instances.handler(m), clsMethod: true, generator: generators.has(name) });
         }
       }
       this.#functions.set(app.name, fns);
     }
+  }
+
+  /** The bundle planes run for `app`; undefined when it was not bundled for the plane. */
+  planeBundle(app: string): PlaneBundleRef | undefined {
+    return this.#planeBundles.get(app);
   }
 
   get apps(): readonly App[] {
@@ -82,6 +101,13 @@ export class AppRegistry {
 
   #names(): string {
     return [...this.#apps.keys()].join(", ") || "none";
+  }
+
+  /** A function's spec as a plane reads it: its resources, env, spend cap, and the image built for it (or its class). */
+  #planeSpecOf(fn: Omit<RegisteredFunction, "planeSpec">): PlaneFunctionSpec {
+    const images = this.#planeBundles.get(fn.app)?.images;
+    const image = images?.[fn.name] ?? (fn.clsMethod ? images?.[fn.name.split(".")[0]!] : undefined) ?? null;
+    return { gpu: fn.spec.gpu ?? null, cpu: fn.spec.cpu ?? null, memory: fn.spec.memory ?? null, env: fn.spec.env, spendCapUsd: fn.spendCap ?? null, image, autoscaler: fn.spec.autoscaler };
   }
 }
 

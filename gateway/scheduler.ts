@@ -19,9 +19,11 @@
  * following the function's timeout and retry policy.
  */
 import { DurableObject } from "cloudflare:workers";
-import { TERMINAL_STATUSES, encodeValue, newCallId, type CallRecord, type ScheduleInfo } from "../sdk/protocol.js";
+import { TERMINAL_STATUSES, newCallId, type CallRecord, type ScheduleInfo } from "../sdk/protocol.js";
 import type { Schedule } from "../sdk/schedule.js";
+import { CallArgs } from "./call-args.js";
 import { ledgerFor } from "./call-ledger-client.js";
+import { gatewayConfig, type GatewayConfig } from "./config.js";
 import type { Env } from "./env.js";
 import { spawnCall } from "./executor.js";
 import { registry, type RegisteredFunction } from "./registry.js";
@@ -43,10 +45,12 @@ const MAX_COUNTED = 10_000;
 
 export class Scheduler extends DurableObject<Env> {
   readonly #sql: SqlStorage;
+  readonly #config: GatewayConfig;
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
     this.#sql = ctx.storage.sql;
+    this.#config = gatewayConfig(env); // this object's entry: parsed here, for the runs it fires
     this.#sql.exec(`CREATE TABLE IF NOT EXISTS schedules (
       key TEXT PRIMARY KEY, description TEXT NOT NULL, anchor INTEGER NOT NULL, last_due INTEGER NOT NULL,
       last_call TEXT, last_scheduled_at INTEGER, skipped INTEGER NOT NULL DEFAULT 0, missed INTEGER NOT NULL DEFAULT 0)`);
@@ -159,8 +163,8 @@ export class Scheduler extends DurableObject<Env> {
   async #fire(fn: RegisteredFunction, row: Row, scheduledAt: number): Promise<string> {
     const id = newCallId();
     this.#sql.exec("UPDATE schedules SET last_call = ?, last_scheduled_at = ? WHERE key = ?", id, scheduledAt, row.key);
-    const rc: RunContext = { env: this.env, waitUntil: (p) => this.ctx.waitUntil(p) };
-    await runStore.run(rc, () => spawnCall(rc, fn, [], encodeValue([]), { id, kind: "scheduled", scheduledAt }));
+    const rc: RunContext = { env: this.env, config: this.#config, waitUntil: (p) => this.ctx.waitUntil(p) };
+    await runStore.run(rc, () => spawnCall(rc, fn, CallArgs.of([]), { id, kind: "scheduled", scheduledAt }));
     return id;
   }
 

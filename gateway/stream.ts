@@ -7,6 +7,7 @@
 import { FunctionTimeoutError, InvalidRequestError, TandemError, remoteErrorFrom, toWireError } from "../sdk/errors.js";
 import { chunkIterator, isGeneratorResult } from "../sdk/generator-result.js";
 import { encodeValue, type CallStatus } from "../sdk/protocol.js";
+import type { CallArgs } from "./call-args.js";
 import { recordEnded } from "./call-ledger-client.js";
 import { EncodedResult } from "./encoded-result.js";
 import { forwardStreamToPlane } from "./forward-to-plane.js";
@@ -19,7 +20,7 @@ import { streamLines } from "../sdk/stream-lines.js";
  * Runs `fn` as a generator and yields its chunks; records the call (with how
  * many chunks it sent, and how it ended) in the ledger when it is over.
  */
-export async function* streamCall(rc: RunContext, fn: RegisteredFunction, args: unknown[], callId: string): AsyncGenerator<unknown, void, undefined> {
+export async function* streamCall(rc: RunContext, fn: RegisteredFunction, args: CallArgs, callId: string): AsyncGenerator<unknown, void, undefined> {
   const createdAt = Date.now();
   const context: RunContext = { ...rc, logPrefix: `[${fn.app}.${fn.name} ${callId}]`, call: { callId, app: fn.app, function: fn.name, attempt: 1, env: fn.spec.env } };
   const deadline = createdAt + fn.spec.timeoutSeconds * 1000;
@@ -28,7 +29,7 @@ export async function* streamCall(rc: RunContext, fn: RegisteredFunction, args: 
   let chunks = 0;
   let iterator: AsyncIterator<unknown> | Iterator<unknown> | undefined;
   try {
-    const produced = fn.spec.tier === "plane" ? forwardStreamToPlane(rc.env, fn, args, callId) : await runStore.run(context, async () => fn.handler(...args));
+    const produced = fn.spec.tier === "plane" ? forwardStreamToPlane(rc, fn, args, callId) : await runStore.run(context, async () => fn.handler(...args.values));
     if (!isGeneratorResult(produced)) {
       throw new InvalidRequestError(`${fn.app}.${fn.name} is not a generator function; call it with .remote() (POST .../call)`);
     }

@@ -6,7 +6,8 @@ import { Hono, type Context } from "hono";
 import type { AgentDefinition, App, EndpointHandle, WebApp, WebMount } from "../sdk/app.js";
 import { InvalidRequestError, NotFoundError, TandemError, UpgradeRequiredError, errorBody, remoteErrorFrom, toWireError } from "../sdk/errors.js";
 import { HEADERS, SESSION_ID_PATTERN, paths } from "../sdk/protocol.js";
-import type { Env } from "./env.js";
+import type { GatewayConfig } from "./config.js";
+import type { Env, RouteEnv } from "./env.js";
 import { hubFor } from "./agents.js";
 import { shardOf } from "./shard.js";
 import { runStore, type RunContext } from "./run-context.js";
@@ -14,7 +15,7 @@ import { EncodedResult } from "./encoded-result.js";
 import { mapStack } from "./source-map.js";
 import { chunkIterator, isGeneratorResult, type GeneratorResult } from "../sdk/generator-result.js";
 
-type Web = { Bindings: Env };
+type Web = RouteEnv;
 
 export function webRoutes(apps: readonly App[]): Hono<Web> {
   const web = new Hono<Web>({ strict: false });
@@ -41,9 +42,11 @@ export function webRoutes(apps: readonly App[]): Hono<Web> {
 function mountWebApp(web: Hono<Web>, appName: string, mount: WebMount): void {
   let instance: Promise<WebApp> | undefined;
   const prefix = `[${appName}/${mount.label}]`;
-  web.mount(paths.web(appName, mount.label), (request, env, ctx) => {
+  // The mounted app is called as a Worker is (request, env, ctx); the configuration comes along for the run context.
+  const withConfig = (c: Context<Web>) => [c.env, c.executionCtx, c.var.config];
+  web.mount(paths.web(appName, mount.label), (request, env, ctx, config: GatewayConfig) => {
     instance ??= Promise.resolve(mount.factory());
-    const rc: RunContext = { env: env as Env, waitUntil: (p) => (ctx as ExecutionContext).waitUntil(p), logPrefix: prefix };
+    const rc: RunContext = { env: env as Env, config, waitUntil: (p) => (ctx as ExecutionContext).waitUntil(p), logPrefix: prefix };
     return runStore.run(rc, async () => {
       let webApp: WebApp;
       try {
@@ -58,13 +61,13 @@ function mountWebApp(web: Hono<Web>, appName: string, mount: WebMount): void {
         return failed(err);
       }
     });
-  });
+  }, withConfig);
 }
 
 function addEndpoint(web: Hono<Web>, appName: string, endpoint: EndpointHandle): void {
   const prefix = `[${appName}/${endpoint.label}]`;
   web.on(endpoint.method, paths.web(appName, endpoint.label, endpoint.path), (c: Context<Web>) => {
-    const rc: RunContext = { env: c.env, waitUntil: (p) => c.executionCtx.waitUntil(p), logPrefix: prefix };
+    const rc: RunContext = { env: c.env, config: c.var.config, waitUntil: (p) => c.executionCtx.waitUntil(p), logPrefix: prefix };
     return runStore.run(rc, async () => {
       try {
         const out = await endpoint.handler(c);

@@ -1,7 +1,10 @@
 /**
- * The gateway Worker: loads the bundled app files, then serves the `/v1` API
- * and every app's web endpoints. `tandem serve` and `tandem deploy` generate an
- * entry module that calls `createGateway` with the app files' exports.
+ * The gateway Worker, and the composition root of the edge tier: loads the
+ * bundled app files into the registry, wires the pieces that must not import
+ * each other (the ledger resumes calls with the executor's `runSpawned`),
+ * parses the configuration once per request at the entry, then serves the
+ * `/v1` API and every app's web endpoints. `tandem serve` and `tandem deploy`
+ * generate an entry module that calls `createGateway` with the app files' exports.
  */
 import { Hono } from "hono";
 import { loadAppModule } from "../sdk/app.js";
@@ -10,8 +13,10 @@ import type { PlaneBundleRef } from "../sdk/protocol.js";
 import { installInvoker } from "../sdk/invoker.js";
 import type { ContentfulStatusCode } from "hono/utils/http-status";
 import { apiRoutes } from "./api.js";
-import type { Env } from "./env.js";
-import { setPlaneBundles } from "./forward-to-plane.js";
+import { setResumeCall } from "./call-ledger.js";
+import { gatewayConfig } from "./config.js";
+import type { Env, RouteEnv } from "./env.js";
+import { runSpawned } from "./executor.js";
 import { GatewayInvoker } from "./gateway-invoker.js";
 import { planeRoutes } from "./plane-routes.js";
 import { AppRegistry, setRegistry } from "./registry.js";
@@ -32,14 +37,25 @@ export interface GatewayOptions {
   wasm?: Record<string, WebAssembly.Module>;
 }
 
+/**
+ * The Worker for `modules` (each app file's exports), with the planes' bundles
+ * and the WebAssembly modules the CLI built for them.
+ *
+ * @example export default createGateway([{ file: "app.ts", exports: appExports }], { planeBundles, wasm });
+ */
 export function createGateway(modules: AppModule[], options: GatewayOptions = {}): ExportedHandler<Env> {
   const apps = modules.map((m) => loadAppModule(m.file, m.exports));
-  setRegistry(new AppRegistry(apps, options.wasm ?? {}));
-  setPlaneBundles(options.planeBundles ?? {});
+  setRegistry(new AppRegistry(apps, options.wasm ?? {}, options.planeBundles ?? {}));
+  setResumeCall(runSpawned);
   installInvoker(new GatewayInvoker());
   prefixConsoleLines();
 
-  const router = new Hono<{ Bindings: Env }>({ strict: false });
+  const router = new Hono<RouteEnv>({ strict: false });
+  // The fetch entry: configuration parsed here (once per isolate and bindings; see gatewayConfig) and read by every route from c.var.
+  router.use("*", async (c, next) => {
+    c.set("config", gatewayConfig(c.env));
+    await next();
+  });
   router.route("/", planeRoutes());
   router.route("/", apiRoutes());
   router.route("/", webRoutes(apps));

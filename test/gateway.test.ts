@@ -299,6 +299,11 @@ describe("bad input", () => {
     expect(((await extra.json()) as any).error.message).toContain('unknown field "argz"');
     const badMeta = await post("/v1/apps/edge/functions/echo/call", JSON.stringify({ args: [1], meta: { values: { "0": ["nonsense-type"] } } }));
     expect(badMeta.status).toBe(400);
+    // Whichever tier would run the function (onGpu runs on a plane): the gateway sends a plane's arguments on as
+    // they came, but still answers a meta that does not fit them itself.
+    const badPlaneMeta = await post("/v1/apps/edge/functions/onGpu/call", JSON.stringify({ args: [1], meta: { values: { "0": ["nonsense-type"] } } }));
+    expect(badPlaneMeta.status).toBe(400);
+    expect(((await badPlaneMeta.json()) as any).error.message).toContain('"meta" does not describe "args"');
     const mapShape = await post("/v1/apps/edge/functions/square/map", JSON.stringify({ inputs: [1, 2] }));
     expect(mapShape.status).toBe(400);
   });

@@ -4,7 +4,8 @@
  */
 import { afterAll, beforeAll, expect, it } from "vitest";
 import { FunctionCall, lookup, type CallRecord } from "../sdk/index.js";
-import { startTestGateway, type TestGateway } from "./helpers/gateway.js";
+import { encodeValue } from "../sdk/protocol.js";
+import { eventually, startTestGateway, type TestGateway } from "./helpers/gateway.js";
 
 const APP = new URL("./fixtures/edge-app.ts", import.meta.url).pathname;
 let gw: TestGateway;
@@ -29,6 +30,24 @@ it("resumes a spawned call that was running when the gateway stopped", async () 
   const after = (await (await fetch(`${gw.url}/v1/calls/${call.id}`)).json()) as CallRecord;
   expect(after).toMatchObject({ status: "succeeded", result: "slept 1500", kind: "spawn" });
   expect(gw.output.some((l) => l.includes(`resuming edge.napping ${call.id}`))).toBe(true);
+});
+
+it("resumes a spawned call with its arguments as they were sent", async () => {
+  const values = [new Date("2026-01-01T00:00:00Z"), new Map([["k", 1n]]), 2n ** 70n, new Uint8Array([1, 2, 3]), undefined];
+  // The last argument an invalid Date, which the ledger would have kept as null had the gateway encoded it again.
+  const { json, meta } = encodeValue([1_500, ...values, "not a date"]) as { json: unknown[]; meta: { values: Record<string, unknown> } };
+  meta.values[String(json.length - 1)] = ["Date"];
+  const res = await fetch(`${gw.url}/v1/apps/edge/functions/argsAfter/spawn`, { method: "POST", body: JSON.stringify({ args: json, meta }) });
+  const { callId } = (await res.json()) as { callId: string };
+  await eventually(async () => ((await (await fetch(`${gw.url}/v1/calls/${callId}`)).json()) as CallRecord).status === "running");
+
+  await gw.stop(); // the runner dies mid-call
+  await gw.restart();
+
+  const back = (await FunctionCall.fromId(callId, { gateway: gw.url }).get({ timeoutMs: 20_000 })) as { kinds: string[]; values: unknown[] };
+  expect(back.kinds).toEqual(["[object Date]", "[object Map]", "[object BigInt]", "[object Uint8Array]", "[object Undefined]", "[object Date]"]);
+  expect(back.values.slice(0, values.length)).toEqual(values);
+  expect(gw.output.some((l) => l.includes(`resuming edge.argsAfter ${callId}`))).toBe(true);
 });
 
 it("keeps a result larger than a ledger row in blob storage and returns it whole", async () => {

@@ -5,7 +5,8 @@
  */
 import net from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { CancelledError, ContainerFailedError, FunctionTimeoutError, NoCapacityError, ProtocolError, RemoteError, lookup, type CallRecord } from "../sdk/index.js";
+import { CancelledError, ContainerFailedError, FunctionCall, FunctionTimeoutError, NoCapacityError, ProtocolError, RemoteError, lookup, type CallRecord } from "../sdk/index.js";
+import { encodeValue } from "../sdk/protocol.js";
 import { eventually } from "./helpers/gateway.js";
 import { startTestStack, type TestStack } from "./helpers/stack.js";
 
@@ -41,6 +42,21 @@ describe("calls forwarded to the plane", () => {
     await eventually(() => stack.planeOutput.some((l) => /\[plane\.echoPlane fc-[0-9a-z]{26} ctr-[0-9a-f]{8}\] echoing 4 values/.test(l)));
   });
 
+  it("hands a plane function its arguments as the request sent them, called or spawned", async () => {
+    const values = [new Date("2026-01-01T00:00:00Z"), new Map([["k", 1n]]), 2n ** 70n, new Uint8Array([1, 2, 3]), undefined, { nested: [new Set(["a"]), null] }];
+    const kinds = ["[object Date]", "[object Map]", "[object BigInt]", "[object Uint8Array]", "[object Undefined]", "[object Object]"];
+    expect(await fn("argsPlane").remote(0, ...values)).toEqual({ kinds, values });
+    expect(await (await fn("argsPlane").spawn(0, ...values)).get({ timeoutMs: 30_000 })).toEqual({ kinds, values });
+    // An invalid Date, which superjson would encode again as null: sent on as it came, the function gets the Date that
+    // an edge function would get.
+    const body = JSON.stringify({ args: [0, "not a date"], meta: { values: { "1": ["Date"] }, v: 1 } });
+    const called = (await (await fetch(`${stack.url}/v1/apps/plane/functions/argsPlane/call`, { method: "POST", body })).json()) as CallRecord;
+    expect(called.result).toMatchObject({ kinds: ["[object Date]"] });
+    const { callId } = (await (await fetch(`${stack.url}/v1/apps/plane/functions/argsPlane/spawn`, { method: "POST", body })).json()) as { callId: string };
+    const spawned = (await (await fetch(`${stack.url}/v1/calls/${callId}?wait=30000`)).json()) as CallRecord;
+    expect(spawned.result).toMatchObject({ kinds: ["[object Date]"] });
+  });
+
   it("reuses a warm container for the next input, then stops it after the scale-down window", async () => {
     const first = await fn("slowPlane").remote(10);
     const second = await fn("slowPlane").remote(10);
@@ -67,6 +83,33 @@ describe("calls forwarded to the plane", () => {
     expect(await call.get({ timeoutMs: 30_000 })).toMatch(/^slept 50 in ctr-/);
     const record = (await (await fetch(`${stack.url}/v1/calls/${call.id}`)).json()) as CallRecord;
     expect(record).toMatchObject({ status: "succeeded", kind: "spawn" });
+  });
+});
+
+describe("a spawned plane call whose runner is lost", () => {
+  let lossy: TestStack;
+  beforeAll(async () => {
+    lossy = await startTestStack(APP, {}, { bindings: { TANDEM_CALL_LEASE_SECONDS: "1" } });
+  });
+  afterAll(async () => {
+    await lossy?.dispose();
+  });
+
+  it("is resumed after a gateway restart with its arguments as they were sent", async () => {
+    const values = [new Date("2026-01-01T00:00:00Z"), new Map([["k", 1n]]), 2n ** 70n, new Uint8Array([1, 2, 3]), undefined];
+    // The last argument an invalid Date, which the ledger would have kept as null had the gateway encoded it again.
+    const { json, meta } = encodeValue([3_000, ...values, "not a date"]) as { json: unknown[]; meta: { values: Record<string, unknown> } };
+    meta.values[String(json.length - 1)] = ["Date"];
+    const res = await fetch(`${lossy.url}/v1/apps/plane/functions/argsPlane/spawn`, { method: "POST", body: JSON.stringify({ args: json, meta }) });
+    const { callId } = (await res.json()) as { callId: string };
+    await eventually(async () => ((await (await fetch(`${lossy.url}/v1/calls/${callId}`)).json()) as CallRecord).status === "running", 20_000);
+
+    await lossy.restartGateway(); // the runner dies mid-call
+
+    const back = (await FunctionCall.fromId(callId, { gateway: lossy.url }).get({ timeoutMs: 60_000 })) as { kinds: string[]; values: unknown[] };
+    expect(back.kinds).toEqual(["[object Date]", "[object Map]", "[object BigInt]", "[object Uint8Array]", "[object Undefined]", "[object Date]"]);
+    expect(back.values.slice(0, values.length)).toEqual(values);
+    expect(lossy.gatewayOutput.some((l) => l.includes(`resuming plane.argsPlane ${callId}`))).toBe(true);
   });
 });
 

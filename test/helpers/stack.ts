@@ -20,21 +20,26 @@ export interface TestStack {
   planes: Plane[];
   workerd: RunningWorkerd;
   addPlane(options?: Partial<PlaneOptions>): Promise<Plane>;
+  /** Stops the gateway (its runners die mid-call) and starts it again on the same port, with the same state. */
+  restartGateway(): Promise<void>;
   dispose(): Promise<void>;
 }
 
-/** Starts the gateway and, unless `planes: 0`, one in-process plane with `planeOptions`. */
-export async function startTestStack(appFile: string, planeOptions: Partial<PlaneOptions> = {}, options: { planes?: 0 | 1 } = {}): Promise<TestStack> {
+/** Starts the gateway (with `bindings` besides the plane secret) and, unless `planes: 0`, one in-process plane with `planeOptions`. */
+export async function startTestStack(appFile: string, planeOptions: Partial<PlaneOptions> = {}, options: { planes?: 0 | 1; bindings?: Record<string, string> } = {}): Promise<TestStack> {
   const dir = await mkdtemp(join(tmpdir(), "tandem-stack-"));
   const built = await buildApps([appFile], join(dir, "build"));
   const gatewayOutput: string[] = [];
   const planeOutput: string[] = [];
-  const workerd = await startWorkerd({
-    scriptPath: built.worker.path,
-    persistDir: join(dir, "state"),
-    bindings: { TANDEM_PLANE_SECRET: SECRET },
-    onOutput: (line) => gatewayOutput.push(line),
-  });
+  const startGateway = (port = 0) =>
+    startWorkerd({
+      port,
+      scriptPath: built.worker.path,
+      persistDir: join(dir, "state"),
+      bindings: { ...options.bindings, TANDEM_PLANE_SECRET: SECRET },
+      onOutput: (line) => gatewayOutput.push(line),
+    });
+  const workerd = await startGateway();
   await uploadPlaneBundles(workerd.miniflare, built);
   const url = workerd.url.href.replace(/\/$/, "");
   const planes: Plane[] = [];
@@ -65,9 +70,13 @@ export async function startTestStack(appFile: string, planeOptions: Partial<Plan
       });
       return plane;
     },
+    async restartGateway() {
+      await stack.workerd.dispose();
+      stack.workerd = await startGateway(Number(new URL(url).port));
+    },
     async dispose() {
       for (const p of planes) await p.close().catch(() => {});
-      await workerd.dispose();
+      await stack.workerd.dispose();
       await rm(dir, { recursive: true, force: true });
     },
   };

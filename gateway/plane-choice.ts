@@ -1,0 +1,99 @@
+/**
+ * Which plane a plane-tier input goes to: the planes the registry knows
+ * (cached for a second per isolate), the best one for a function's GPU
+ * fallback list, and the wait, until the input's deadline, while none fits;
+ * then `no_capacity`, naming what was asked for and what is connected.
+ */
+import { NoCapacityError, PlaneUnavailableError } from "../sdk/errors.js";
+import type { GpuRequest } from "../sdk/gpu.js";
+import { PLANE_STALE_MS, type PlaneInfo } from "../sdk/protocol.js";
+import type { Env } from "./env.js";
+import type { RegisteredFunction } from "./registry.js";
+
+const PLANE_LIST_TTL_MS = 1_000;
+const WAIT_FOR_CAPACITY_MS = 500;
+
+/** What an input asks of a plane: the GPUs it wants (in fallback order; none for CPU), and when it stops waiting. */
+export interface PlaneWants {
+  wants: GpuRequest[];
+  deadline: number;
+}
+
+let planeList: { at: number; planes: Promise<PlaneInfo[]> } | undefined;
+
+/**
+ * The planes the registry knows, cached for a second per isolate; `fresh`
+ * asks the registry again.
+ *
+ * @example const healthy = (await knownPlanes(env, true)).filter((p) => p.healthy);
+ */
+export function knownPlanes(env: Env, fresh = false): Promise<PlaneInfo[]> {
+  if (fresh || !planeList || Date.now() - planeList.at > PLANE_LIST_TTL_MS) {
+    planeList = { at: Date.now(), planes: planeRegistry(env).list() };
+  }
+  return planeList.planes;
+}
+
+/**
+ * The gateway's one plane registry (the `PlaneRegistry` Durable Object).
+ *
+ * @example await planeRegistry(env).heartbeat(heartbeat);
+ */
+export function planeRegistry(env: Env) {
+  return env.PLANES.get(env.PLANES.idFromName("global"));
+}
+
+/**
+ * The next plane to try, waiting (until the deadline) while none fits. Throws
+ * `plane_unavailable` at once when the only planes left cannot start
+ * containers, and `no_capacity` at the deadline. `skipped`: planes tried
+ * already for this input; cleared after a wait, since they may have come back.
+ *
+ * @example const plane = await choosePlane(env, fn, { wants: [{ type: "A100", count: 1 }], deadline }, new Set());
+ */
+export async function choosePlane(env: Env, fn: RegisteredFunction, want: PlaneWants, skipped: Set<string>): Promise<PlaneInfo> {
+  for (;;) {
+    const planes = await knownPlanes(env, skipped.size > 0);
+    const plane = pickPlane(planes, want.wants, skipped);
+    if (plane) return plane;
+    // Planes that report but cannot run containers (no Docker engine, say) will not get better by waiting: say why now.
+    const broken = planes.filter((p) => p.unavailable !== undefined && Date.now() - p.lastSeen < PLANE_STALE_MS);
+    if (broken.length && !planes.some((p) => p.healthy)) {
+      throw new PlaneUnavailableError(broken.map((p) => `plane ${p.planeId} cannot start containers: ${p.unavailable}`).join("; "), { app: fn.app, function: fn.name });
+    }
+    if (Date.now() >= want.deadline) throw noCapacity(fn, want.wants, planes);
+    await new Promise((r) => setTimeout(r, WAIT_FOR_CAPACITY_MS));
+    skipped.clear(); // planes may have come back, or new ones registered
+  }
+}
+
+/**
+ * The best plane for `wants` (a fallback list; empty for CPU functions), or
+ * none: the one with the most of the first type free, else one that has
+ * enough of a type at all (the input queues there).
+ *
+ * @example pickPlane(planes, [{ type: "H100", count: 2 }, { type: "A100", count: 2 }], new Set())
+ */
+export function pickPlane(planes: PlaneInfo[], wants: GpuRequest[], skipped: ReadonlySet<string>): PlaneInfo | undefined {
+  const usable = planes.filter((p) => p.healthy && !skipped.has(p.planeId));
+  if (wants.length === 0) {
+    return usable.sort((a, b) => b.cpu.free - a.cpu.free)[0];
+  }
+  for (const want of wants) {
+    const free = usable.filter((p) => (p.gpus[want.type]?.free ?? 0) >= want.count).sort((a, b) => b.gpus[want.type]!.free - a.gpus[want.type]!.free);
+    if (free[0]) return free[0];
+  }
+  // None free now: queue on a plane that has enough of the first type it has at all.
+  for (const want of wants) {
+    const fits = usable.filter((p) => (p.gpus[want.type]?.total ?? 0) >= want.count);
+    if (fits[0]) return fits[0];
+  }
+  return undefined;
+}
+
+function noCapacity(fn: RegisteredFunction, wants: GpuRequest[], planes: PlaneInfo[]): NoCapacityError {
+  const what = wants.length ? wants.map((w) => (w.count > 1 ? `${w.type}:${w.count}` : w.type)).join(" or ") : "CPU";
+  const healthy = planes.filter((p) => p.healthy);
+  const seen = healthy.length ? `planes: ${healthy.map((p) => `${p.planeId} (${Object.keys(p.gpus).join(", ") || "no GPUs"})`).join("; ")}` : "no healthy plane is connected";
+  return new NoCapacityError(`no capacity for ${what} within ${fn.spec.timeoutSeconds} s for ${fn.app}.${fn.name}; ${seen}`, { app: fn.app, function: fn.name });
+}

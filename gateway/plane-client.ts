@@ -1,0 +1,104 @@
+/**
+ * The gateway as a client of its planes. Every request to a plane goes
+ * through `signedFetch`, signed with the plane secret (bound to its method,
+ * route and body; see `sdk/signing.ts`); the operations on the whole fleet
+ * (stop an app, collect usage) and on the plane that runs a call (cancel it)
+ * are built on it.
+ */
+import { PLANE_ROUTES, type UsageRow } from "../sdk/protocol.js";
+import { signRequest } from "../sdk/signing.js";
+import { knownPlanes, planeRegistry } from "./plane-choice.js";
+import { registry } from "./registry.js";
+import type { RunContext } from "./run-context.js";
+
+/** One request to a plane: its route (a `PLANE_ROUTES` path, with any query), a JSON body for a POST, how long to wait for the answer. */
+export interface PlaneRequest {
+  method: "GET" | "POST";
+  route: string;
+  body?: string;
+  /** Gives up (a `TimeoutError`) after this long; counted from when the request is sent. */
+  timeoutMs?: number;
+}
+
+/** What the fleet-wide operations need of where they run: the bindings, and the plane secret in the configuration. */
+export type PlaneAccess = Pick<RunContext, "env" | "config">;
+
+/**
+ * Signs `request` with the plane secret and sends it to the plane at `planeUrl`.
+ *
+ * @example const res = await signedFetch(secret, plane.url, { method: "POST", route: PLANE_ROUTES.run, body: JSON.stringify(run) });
+ */
+export async function signedFetch(secret: string, planeUrl: string, request: PlaneRequest): Promise<Response> {
+  const signature = await signRequest(secret, request.method, request.route, request.body);
+  return fetch(new URL(request.route, planeUrl), {
+    method: request.method,
+    ...(request.body === undefined ? { headers: signature } : { body: request.body, headers: { "content-type": "application/json", ...signature } }),
+    ...(request.timeoutMs === undefined ? {} : { signal: AbortSignal.timeout(request.timeoutMs) }),
+  });
+}
+
+/**
+ * Stops every plane container of `app` on every healthy plane, and keeps its
+ * pools cold until the app is served or deployed again. Returns how many
+ * containers stopped.
+ *
+ * @example const stopped = await stopAppOnPlanes(rc, "shop");
+ */
+export async function stopAppOnPlanes(rc: PlaneAccess, app: string): Promise<number> {
+  const { planeSecret } = rc.config;
+  const bundle = registry().planeBundle(app);
+  if (!planeSecret || !bundle) return 0;
+  await planeRegistry(rc.env).stopApp(app, bundle.hash);
+  const body = JSON.stringify({ app });
+  let stopped = 0;
+  for (const plane of (await knownPlanes(rc.env, true)).filter((p) => p.healthy)) {
+    try {
+      const res = await signedFetch(planeSecret, plane.url, { method: "POST", route: PLANE_ROUTES.stop, body });
+      stopped += ((await res.json()) as { stopped?: number }).stopped ?? 0;
+    } catch (err) {
+      console.warn(`plane ${plane.planeId} could not be told to stop ${app}: ${(err as Error).message}`);
+    }
+  }
+  return stopped;
+}
+
+/**
+ * Container time and cost from every healthy plane, each row with its plane.
+ *
+ * @example const rows = await usageFromPlanes(rc, { app: "shop", since: Date.now() - 86_400_000 });
+ */
+export async function usageFromPlanes(rc: PlaneAccess, query: { app?: string; since?: number }): Promise<(UsageRow & { plane: string })[]> {
+  const { planeSecret } = rc.config;
+  if (!planeSecret) return [];
+  const q = new URLSearchParams();
+  if (query.app) q.set("app", query.app);
+  if (query.since !== undefined) q.set("since", String(query.since));
+  const route = `${PLANE_ROUTES.usage}${q.size ? `?${q}` : ""}`;
+  const rows: (UsageRow & { plane: string })[] = [];
+  for (const plane of (await knownPlanes(rc.env, true)).filter((p) => p.healthy)) {
+    try {
+      const res = await signedFetch(planeSecret, plane.url, { method: "GET", route });
+      for (const row of ((await res.json()) as { rows?: UsageRow[] }).rows ?? []) rows.push({ ...row, plane: plane.planeId });
+    } catch (err) {
+      console.warn(`plane ${plane.planeId} did not report its usage: ${(err as Error).message}`);
+    }
+  }
+  return rows;
+}
+
+/**
+ * Tells the plane a call runs on to stop it: its input, or with
+ * `terminateContainer` its whole container. A plane that cannot be reached is
+ * logged, not thrown: the call is cancelled in the ledger either way.
+ *
+ * @example await cancelOnPlane(rc, cancelled.plane, callId, false);
+ */
+export async function cancelOnPlane(rc: PlaneAccess, planeId: string, callId: string, terminateContainer: boolean): Promise<void> {
+  const { planeSecret } = rc.config;
+  const plane = (await knownPlanes(rc.env, true)).find((p) => p.planeId === planeId);
+  if (!planeSecret || !plane) return;
+  const body = JSON.stringify({ callId, terminateContainer });
+  await signedFetch(planeSecret, plane.url, { method: "POST", route: PLANE_ROUTES.cancel, body }).catch((err: Error) =>
+    console.warn(`plane ${planeId} could not be told to cancel ${callId}: ${err.message}`),
+  );
+}
