@@ -4,19 +4,23 @@
  */
 import { Hono, type Context } from "hono";
 import type { ContentfulStatusCode } from "hono/utils/http-status";
-import { ERROR_STATUS, InvalidRequestError, MethodNotAllowedError, NotFoundError, toWireError } from "../sdk/errors.js";
+import { ERROR_STATUS, InvalidRequestError, MethodNotAllowedError, NotFoundError, errorBody, errorStatus, toWireError } from "../sdk/errors.js";
 import {
   CALL_ID_PATTERN,
   CallRequestSchema,
   CancelRequestSchema,
   HEADERS,
-  LIMITS,
   MapRequestSchema,
   PROTOCOL_VERSION,
   ROUTES,
+  UsageQuerySchema,
   newCallId,
   type MapResultLine,
+  type StopAnswer,
+  type UsageAnswer,
 } from "../sdk/protocol.js";
+import { API_LIMITS } from "../sdk/defaults.js";
+import { describeIssues } from "../sdk/zod-issues.js";
 import { decodeBodyValue, readJsonBody } from "./body.js";
 import { CallArgs } from "./call-args.js";
 import { ledgerFor, toCallRecord } from "./call-ledger-client.js";
@@ -50,17 +54,15 @@ export function apiRoutes(): Hono<Api> {
   api.get(ROUTES.app, (c) => c.json(registry().app(c.req.param("app")).manifest()));
 
   api.get(ROUTES.usage, async (c) => {
-    const app = c.req.query("app");
-    const sinceText = c.req.query("since");
-    const since = sinceText === undefined ? undefined : Number(sinceText);
-    if (since !== undefined && !Number.isFinite(since)) throw new InvalidRequestError(`"since" must be milliseconds since the epoch`);
-    const rows = await usageFromPlanes(runContext(c), { ...(app ? { app } : {}), ...(since !== undefined ? { since } : {}) });
-    return c.json({ rows, totalUsd: rows.reduce((sum, r) => sum + r.costUsd, 0), totalSeconds: rows.reduce((sum, r) => sum + r.seconds, 0) });
+    const query = UsageQuerySchema.safeParse(c.req.query(), { reportInput: true });
+    if (!query.success) throw new InvalidRequestError(`usage query: ${describeIssues(query.error, "field")}`);
+    const rows = await usageFromPlanes(runContext(c), query.data);
+    return c.json({ rows, totalUsd: rows.reduce((sum, r) => sum + r.costUsd, 0), totalSeconds: rows.reduce((sum, r) => sum + r.seconds, 0) } satisfies UsageAnswer);
   });
 
   api.post(ROUTES.appStop, async (c) => {
     const app = registry().app(c.req.param("app")).name;
-    return c.json({ app, stopped: await stopAppOnPlanes(runContext(c), app) });
+    return c.json({ app, stopped: await stopAppOnPlanes(runContext(c), app) } satisfies StopAnswer);
   });
 
   api.post(ROUTES.call, async (c) => {
@@ -113,9 +115,9 @@ export function apiRoutes(): Hono<Api> {
     // a throw before the first yield) answers with its error's status, as a call does.
     const first = await chunks.next().then(
       (step) => ({ step }),
-      (error: unknown) => ({ error: toWireError(error) }),
+      (error: unknown) => ({ error }),
     );
-    if ("error" in first) return c.json({ error: first.error }, ERROR_STATUS[first.error.code] as ContentfulStatusCode);
+    if ("error" in first) return c.json(errorBody(first.error), errorStatus(first.error) as ContentfulStatusCode);
     return c.body(streamResponseBody(chunks, id, first.step), 200, { "content-type": "application/x-ndjson" });
   });
 
@@ -137,8 +139,8 @@ export function apiRoutes(): Hono<Api> {
     const id = callId(c);
     const wait = c.req.query("wait");
     const waitMs = wait === undefined ? 0 : Number(wait);
-    if (!Number.isFinite(waitMs) || waitMs < 0) throw new InvalidRequestError(`"wait" must be a number of milliseconds, 0 or more (a longer wait than ${LIMITS.maxWaitMs} is cut to ${LIMITS.maxWaitMs})`);
-    const record = await ledgerFor(c.env, id).get(id, Math.min(waitMs, LIMITS.maxWaitMs));
+    if (!Number.isFinite(waitMs) || waitMs < 0) throw new InvalidRequestError(`"wait" must be a number of milliseconds, 0 or more (a longer wait than ${API_LIMITS.maxWaitMs} is cut to ${API_LIMITS.maxWaitMs})`);
+    const record = await ledgerFor(c.env, id).get(id, Math.min(waitMs, API_LIMITS.maxWaitMs));
     if (!record) throw unknownCall(id);
     return c.json(record, record.status === "pending" || record.status === "running" ? 202 : 200);
   });

@@ -10,16 +10,14 @@
  */
 import { DurableObject } from "cloudflare:workers";
 import type { WireError } from "../sdk/errors.js";
-import { TERMINAL_STATUSES, type CallKind, type CallRecord, type CallStatus, type EncodedValue } from "../sdk/protocol.js";
+import { API_LIMITS } from "../sdk/defaults.js";
+import { BLOB_KEYS, TERMINAL_STATUSES, type CallKind, type CallRecord, type CallStatus, type EncodedValue } from "../sdk/protocol.js";
 import { CallArgs } from "./call-args.js";
 import type { FinishedCall, LedgerApi, NewCall } from "./call-ledger-client.js";
 import { gatewayConfig, type GatewayConfig } from "./config.js";
 import type { Env } from "./env.js";
 import { registry, type RegisteredFunction } from "./registry.js";
 import { runStore, type RunContext } from "./run-context.js";
-
-/** Values larger than this go to R2 and the row keeps a reference. */
-const INLINE_LIMIT = 512 * 1024;
 
 /**
  * Runs a resumed call to its end and records its outcome in `ledger`, from
@@ -93,7 +91,7 @@ export class CallLedger extends DurableObject<Env> implements LedgerApi {
   }
 
   async create(call: NewCall): Promise<void> {
-    const input = await this.#storeValue(`inputs/${call.id}`, call.input);
+    const input = await this.#storeValue(BLOB_KEYS.input(call.id), call.input);
     this.#sql.exec(
       "INSERT INTO calls (id, app, fn, kind, status, attempts, input, created_at, lease_until, scheduled_at) VALUES (?, ?, ?, ?, 'pending', 0, ?, ?, ?, ?)",
       call.id, call.app, call.function, call.kind, input, call.createdAt, Date.now() + this.#leaseMs, call.scheduledAt ?? null,
@@ -129,7 +127,7 @@ export class CallLedger extends DurableObject<Env> implements LedgerApi {
   async record(calls: FinishedCall[]): Promise<void> {
     const expiresAt = Date.now() + this.#config.resultTtlSeconds * 1000;
     for (const call of calls) {
-      const result = call.result === undefined ? null : await this.#storeValue(`results/${call.id}`, call.result);
+      const result = call.result === undefined ? null : await this.#storeValue(BLOB_KEYS.result(call.id), call.result);
       this.#sql.exec(
         `INSERT INTO calls (id, app, fn, kind, status, attempts, result, error, created_at, started_at, finished_at, lease_until, expires_at)
          VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, ?)
@@ -176,7 +174,7 @@ export class CallLedger extends DurableObject<Env> implements LedgerApi {
     const now = Date.now();
     for (const row of this.#sql.exec<{ id: string }>("SELECT id FROM calls WHERE expires_at <= ?", now).toArray()) {
       this.#sql.exec("DELETE FROM calls WHERE id = ?", row.id);
-      await this.env.BLOBS.delete([`inputs/${row.id}`, `results/${row.id}`]);
+      await this.env.BLOBS.delete([BLOB_KEYS.input(row.id), BLOB_KEYS.result(row.id)]);
     }
     const orphans = this.#sql.exec<Row>("SELECT * FROM calls WHERE lease_until <= ? AND status IN ('pending', 'running')", now).toArray();
     for (const row of orphans) this.#resume(row);
@@ -245,7 +243,7 @@ export class CallLedger extends DurableObject<Env> implements LedgerApi {
   /** Stores an encoded value inline, or in R2 when it is large; returns what the row keeps. */
   async #storeValue(key: string, value: EncodedValue): Promise<string> {
     const text = JSON.stringify(value);
-    if (text.length <= INLINE_LIMIT) return text;
+    if (text.length <= API_LIMITS.maxInlineValueBytes) return text;
     await this.env.BLOBS.put(key, text);
     return JSON.stringify({ $ref: key });
   }

@@ -3,11 +3,14 @@
  * by the function's timeout, retried with backoff, with the call's context in
  * scope for `currentCall()` and log prefixes. Outcomes go to the call ledger.
  */
+import { withDeadline } from "../sdk/deadline.js";
 import {
   CancelledError,
   FunctionTimeoutError,
   InvalidRequestError,
+  RETRYABLE_CODES,
   TandemError,
+  functionTimeout,
   remoteErrorFrom,
   toWireError,
 } from "../sdk/errors.js";
@@ -55,7 +58,7 @@ export async function execute(
       return { status: "succeeded", value, attempts: attempt, startedAt, finishedAt: Date.now() };
     } catch (err) {
       const error = err instanceof TandemError ? err : remoteErrorFrom(err, { callId });
-      if (attempt >= lastAttempt || !RETRYABLE.has(error.code)) {
+      if (attempt >= lastAttempt || !RETRYABLE_CODES.has(error.code)) {
         return { status: error instanceof FunctionTimeoutError ? "timed_out" : "failed", error, attempts: attempt, startedAt, finishedAt: Date.now() };
       }
       await sleep(retryDelayMs(fn.spec.retries, attempt));
@@ -71,16 +74,7 @@ async function attemptOnce(rc: RunContext, fn: RegisteredFunction, args: CallArg
     logPrefix: `[${fn.app}.${fn.name} ${callId}]`,
     call: { callId, app: fn.app, function: fn.name, attempt, env: fn.spec.env },
   };
-  const timeoutMs = fn.spec.timeoutSeconds * 1000;
-  let timer: ReturnType<typeof setTimeout> | null = null;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(
-      () => reject(new FunctionTimeoutError(`${fn.app}.${fn.name} timed out after ${fn.spec.timeoutSeconds} s (attempt ${attempt})`, { callId, timeoutSeconds: fn.spec.timeoutSeconds })),
-      timeoutMs,
-    );
-  });
-  try {
-    const running = runStore.run(context, async () => {
+  const running = runStore.run(context, async () => {
       let value: unknown;
       try {
         value = await fn.handler(...args.values);
@@ -92,14 +86,9 @@ async function attemptOnce(rc: RunContext, fn: RegisteredFunction, args: CallArg
       }
       return value;
     });
-    return await Promise.race([running, timeout]);
-  } finally {
-    clearTimeout(timer);
-  }
+  const deadline = Date.now() + fn.spec.timeoutSeconds * 1000;
+  return withDeadline(running, deadline, () => functionTimeout({ app: fn.app, function: fn.name, timeoutSeconds: fn.spec.timeoutSeconds, callId, attempt }));
 }
-
-/** Failures worth another attempt; the rest (bad input, no plane, no capacity) would fail the same way again. */
-const RETRYABLE: ReadonlySet<string> = new Set(["function_failed", "function_timeout", "container_failed", "protocol_error", "internal"]);
 
 /** The ledger row for an outcome. */
 export function finishedCall(id: string, fn: RegisteredFunction, kind: CallKind, createdAt: number, outcome: Outcome): FinishedCall {

@@ -7,7 +7,7 @@
  * `no_capacity`. The arguments go as the gateway received them.
  */
 import { ndjsonLines } from "../sdk/stream-lines.js";
-import { FunctionTimeoutError, PlaneUnavailableError, fromWireError, type WireError } from "../sdk/errors.js";
+import { PlaneUnavailableError, fromWireError, functionTimeout, type WireError } from "../sdk/errors.js";
 import { PLANE_ROUTES, type PlaneRunRequest, type PlaneRunResponse, type StreamLine } from "../sdk/protocol.js";
 import type { CallArgs } from "./call-args.js";
 import { clsParamsOf } from "./class-params.js";
@@ -83,7 +83,7 @@ export async function forwardToPlane(
       response = await signedFetch(send.secret, plane.url, { method: "POST", route: PLANE_ROUTES.run, body: send.body, timeoutMs: 2 * fn.spec.timeoutSeconds * 1000 + TIMEOUT_MARGIN_MS });
     } catch (err) {
       if ((err as Error).name === "TimeoutError") {
-        throw new FunctionTimeoutError(`${fn.app}.${fn.name} timed out after ${fn.spec.timeoutSeconds} s on plane ${plane.planeId} (attempt ${attempt})`, { callId, plane: plane.planeId });
+        throw functionTimeout({ app: fn.app, function: fn.name, timeoutSeconds: fn.spec.timeoutSeconds, callId, attempt, where: `on plane ${plane.planeId}`, plane: plane.planeId });
       }
       console.warn(`plane ${plane.planeId} (${plane.url}) could not be reached for ${callId}: ${(err as Error).message}; trying another`);
       skipped.add(plane.planeId);

@@ -5,7 +5,8 @@
  */
 import { InternalError, NotFoundError, fromWireError } from "../sdk/errors.js";
 import type { Invoker, MapOutcome } from "../sdk/invoker.js";
-import { LIMITS, TERMINAL_STATUSES, decodeValue, newCallId } from "../sdk/protocol.js";
+import { API_LIMITS } from "../sdk/defaults.js";
+import { TERMINAL_STATUSES, decodeValue, newCallId } from "../sdk/protocol.js";
 import { CallArgs } from "./call-args.js";
 import { ledgerFor } from "./call-ledger-client.js";
 import { plainValue } from "./encoded-result.js";
@@ -46,7 +47,7 @@ export class GatewayInvoker implements Invoker {
     const rc = context();
     const deadline = timeoutMs === undefined ? Infinity : Date.now() + timeoutMs;
     for (;;) {
-      const record = await ledgerFor(rc.env, callId).get(callId, Math.max(0, Math.min(LIMITS.maxWaitMs, deadline - Date.now())));
+      const record = await ledgerFor(rc.env, callId).get(callId, Math.max(0, Math.min(API_LIMITS.maxWaitMs, deadline - Date.now())));
       if (!record) throw new NotFoundError(`no call ${callId}`, { callId });
       if (record.error) throw fromWireError(record.error);
       if (TERMINAL_STATUSES.has(record.status)) return decodeValue(record.result, record.meta);

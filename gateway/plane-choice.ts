@@ -6,7 +6,8 @@
  */
 import { NoCapacityError, PlaneUnavailableError } from "../sdk/errors.js";
 import type { GpuRequest } from "../sdk/gpu.js";
-import { PLANE_STALE_MS, type PlaneInfo } from "../sdk/protocol.js";
+import { PLANE_DEFAULTS } from "../sdk/defaults.js";
+import type { PlaneInfo } from "../sdk/protocol.js";
 import type { Env } from "./env.js";
 import type { RegisteredFunction } from "./registry.js";
 
@@ -57,7 +58,7 @@ export async function choosePlane(env: Env, fn: RegisteredFunction, want: PlaneW
     const plane = pickPlane(planes, want.wants, skipped);
     if (plane) return plane;
     // Planes that report but cannot run containers (no Docker engine, say) will not get better by waiting: say why now.
-    const broken = planes.filter((p) => p.unavailable !== undefined && Date.now() - p.lastSeen < PLANE_STALE_MS);
+    const broken = planes.filter((p) => p.unavailable !== undefined && Date.now() - p.lastSeen < PLANE_DEFAULTS.staleMs);
     if (broken.length && !planes.some((p) => p.healthy)) {
       throw new PlaneUnavailableError(broken.map((p) => `plane ${p.planeId} cannot start containers: ${p.unavailable}`).join("; "), { app: fn.app, function: fn.name });
     }

@@ -5,7 +5,16 @@
  * (stop an app, collect usage) and on the plane that runs a call (cancel it)
  * are built on it.
  */
-import { PLANE_ROUTES, type UsageRow } from "../sdk/protocol.js";
+import {
+  PLANE_ROUTES,
+  paths,
+  type PlaneCancelRequest,
+  type PlaneStopRequest,
+  type PlaneUsageAnswer,
+  type StopAnswer,
+  type UsageAnswer,
+  type UsageQuery,
+} from "../sdk/protocol.js";
 import { signRequest } from "../sdk/signing.js";
 import { knownPlanes, planeRegistry } from "./plane-choice.js";
 import { registry } from "./registry.js";
@@ -49,12 +58,12 @@ export async function stopAppOnPlanes(rc: PlaneAccess, app: string): Promise<num
   const bundle = registry().planeBundle(app);
   if (!planeSecret || !bundle) return 0;
   await planeRegistry(rc.env).stopApp(app, bundle.hash);
-  const body = JSON.stringify({ app });
+  const body = JSON.stringify({ app } satisfies PlaneStopRequest);
   let stopped = 0;
   for (const plane of (await knownPlanes(rc.env, true)).filter((p) => p.healthy)) {
     try {
       const res = await signedFetch(planeSecret, plane.url, { method: "POST", route: PLANE_ROUTES.stop, body });
-      stopped += ((await res.json()) as { stopped?: number }).stopped ?? 0;
+      stopped += ((await res.json()) as Partial<StopAnswer>).stopped ?? 0;
     } catch (err) {
       console.warn(`plane ${plane.planeId} could not be told to stop ${app}: ${(err as Error).message}`);
     }
@@ -67,18 +76,15 @@ export async function stopAppOnPlanes(rc: PlaneAccess, app: string): Promise<num
  *
  * @example const rows = await usageFromPlanes(rc, { app: "shop", since: Date.now() - 86_400_000 });
  */
-export async function usageFromPlanes(rc: PlaneAccess, query: { app?: string; since?: number }): Promise<(UsageRow & { plane: string })[]> {
+export async function usageFromPlanes(rc: PlaneAccess, query: UsageQuery): Promise<UsageAnswer["rows"]> {
   const { planeSecret } = rc.config;
   if (!planeSecret) return [];
-  const q = new URLSearchParams();
-  if (query.app) q.set("app", query.app);
-  if (query.since !== undefined) q.set("since", String(query.since));
-  const route = `${PLANE_ROUTES.usage}${q.size ? `?${q}` : ""}`;
-  const rows: (UsageRow & { plane: string })[] = [];
+  const route = paths.planeUsage(query);
+  const rows: UsageAnswer["rows"] = [];
   for (const plane of (await knownPlanes(rc.env, true)).filter((p) => p.healthy)) {
     try {
       const res = await signedFetch(planeSecret, plane.url, { method: "GET", route });
-      for (const row of ((await res.json()) as { rows?: UsageRow[] }).rows ?? []) rows.push({ ...row, plane: plane.planeId });
+      for (const row of ((await res.json()) as Partial<PlaneUsageAnswer>).rows ?? []) rows.push({ ...row, plane: plane.planeId });
     } catch (err) {
       console.warn(`plane ${plane.planeId} did not report its usage: ${(err as Error).message}`);
     }
@@ -97,7 +103,7 @@ export async function cancelOnPlane(rc: PlaneAccess, planeId: string, callId: st
   const { planeSecret } = rc.config;
   const plane = (await knownPlanes(rc.env, true)).find((p) => p.planeId === planeId);
   if (!planeSecret || !plane) return;
-  const body = JSON.stringify({ callId, terminateContainer });
+  const body = JSON.stringify({ callId, terminateContainer } satisfies PlaneCancelRequest);
   await signedFetch(planeSecret, plane.url, { method: "POST", route: PLANE_ROUTES.cancel, body }).catch((err: Error) =>
     console.warn(`plane ${planeId} could not be told to cancel ${callId}: ${err.message}`),
   );

@@ -5,7 +5,8 @@
  * isolate it reaches.
  */
 import { DurableObject } from "cloudflare:workers";
-import { PLANE_STALE_MS, type PlaneHeartbeat, type PlaneInfo } from "../sdk/protocol.js";
+import { PLANE_DEFAULTS } from "../sdk/defaults.js";
+import type { PlaneHeartbeat, PlaneInfo } from "../sdk/protocol.js";
 import { NonceCache } from "../sdk/signing.js";
 import type { Env } from "./env.js";
 
@@ -55,7 +56,7 @@ export class PlaneRegistry extends DurableObject<Env> {
         await this.ctx.storage.delete(`plane:${id}`);
         continue;
       }
-      planes.push({ ...heartbeat, lastSeen, healthy: now - lastSeen < PLANE_STALE_MS && heartbeat.unavailable === undefined });
+      planes.push({ ...heartbeat, lastSeen, healthy: now - lastSeen < PLANE_DEFAULTS.staleMs && heartbeat.unavailable === undefined });
     }
     return planes;
   }

@@ -5,7 +5,7 @@
  */
 import { Hono, type Context } from "hono";
 import { NotFoundError, UnauthorizedError } from "../sdk/errors.js";
-import { BUNDLE_HASH_PATTERN, PlaneHeartbeatSchema, ROUTES, type HeartbeatAnswer, type PlaneInfo, type WarmPoolRef } from "../sdk/protocol.js";
+import { BLOB_KEYS, BUNDLE_HASH_PATTERN, PlaneHeartbeatSchema, ROUTES, type HeartbeatAnswer, type PlaneInfo, type WarmPoolRef } from "../sdk/protocol.js";
 import { verifyRequest } from "../sdk/signing.js";
 import { parseJsonBody } from "./body.js";
 import type { RouteEnv } from "./env.js";
@@ -15,8 +15,6 @@ import type { StopMark } from "./plane-registry.js";
 
 type Api = RouteEnv;
 
-/** Where a plane bundle lives in blob storage. */
-export const bundleKey = (hash: string) => `bundles/${hash}.mjs`;
 
 export function planeRoutes(): Hono<Api> {
   const routes = new Hono<Api>();
@@ -36,7 +34,7 @@ export function planeRoutes(): Hono<Api> {
     await verified(c);
     const hash = c.req.param("hash") ?? "";
     if (!BUNDLE_HASH_PATTERN.test(hash)) throw new NotFoundError(`"${hash}" is not a bundle hash`);
-    const object = await c.env.BLOBS.get(bundleKey(hash));
+    const object = await c.env.BLOBS.get(BLOB_KEYS.planeBundle(hash));
     if (!object) throw new NotFoundError(`no plane bundle ${hash}`, { hash });
     return c.body(object.body, 200, { "content-type": "text/javascript" });
   });
@@ -45,7 +43,7 @@ export function planeRoutes(): Hono<Api> {
     await verified(c);
     const hash = c.req.param("hash") ?? "";
     if (!BUNDLE_HASH_PATTERN.test(hash)) throw new NotFoundError(`"${hash}" is not a bundle hash`);
-    const object = await c.env.BLOBS.get(`${bundleKey(hash)}.map`);
+    const object = await c.env.BLOBS.get(BLOB_KEYS.planeBundleMap(hash));
     if (!object) throw new NotFoundError(`no source map for plane bundle ${hash}`, { hash });
     return c.body(object.body, 200, { "content-type": "application/json" });
   });
@@ -54,7 +52,7 @@ export function planeRoutes(): Hono<Api> {
     await verified(c);
     const hash = c.req.param("hash") ?? "";
     if (!BUNDLE_HASH_PATTERN.test(hash)) throw new NotFoundError(`"${hash}" is not an image hash`);
-    const object = await c.env.BLOBS.get(`images/${hash}.json`);
+    const object = await c.env.BLOBS.get(BLOB_KEYS.image(hash));
     if (!object) throw new NotFoundError(`no image spec ${hash}`, { hash });
     return c.body(object.body, 200, { "content-type": "application/json" });
   });

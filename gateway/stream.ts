@@ -4,7 +4,8 @@
  * piles up), within the function's timeout. A caller that stops reading stops
  * the generator. A stream is not retried once it has begun.
  */
-import { FunctionTimeoutError, InvalidRequestError, TandemError, remoteErrorFrom, toWireError } from "../sdk/errors.js";
+import { withDeadline } from "../sdk/deadline.js";
+import { FunctionTimeoutError, InvalidRequestError, TandemError, functionTimeout, remoteErrorFrom, toWireError } from "../sdk/errors.js";
 import { chunkIterator, isGeneratorResult } from "../sdk/generator-result.js";
 import { encodeValue, type CallStatus } from "../sdk/protocol.js";
 import type { CallArgs } from "./call-args.js";
@@ -35,7 +36,9 @@ export async function* streamCall(rc: RunContext, fn: RegisteredFunction, args: 
     }
     iterator = chunkIterator(produced);
     for (;;) {
-      const step = await withDeadline(runStore.run(context, () => Promise.resolve(iterator!.next())), deadline, fn, callId);
+      const step = await withDeadline(runStore.run(context, () => Promise.resolve(iterator!.next())), deadline, () =>
+        functionTimeout({ app: fn.app, function: fn.name, timeoutSeconds: fn.spec.timeoutSeconds, callId, where: "while streaming" }),
+      );
       if (step.done) break;
       chunks++;
       yield step.value;
@@ -72,19 +75,4 @@ export async function* streamCall(rc: RunContext, fn: RegisteredFunction, args: 
  */
 export function streamResponseBody(chunks: AsyncGenerator<unknown, void, undefined>, callId: string, first?: IteratorResult<unknown, void>): ReadableStream<Uint8Array> {
   return streamLines(chunks, callId, (chunk) => (chunk instanceof EncodedResult ? chunk.encoded : encodeValue(chunk)), first);
-}
-
-async function withDeadline<T>(promise: Promise<T>, deadline: number, fn: RegisteredFunction, callId: string): Promise<T> {
-  let timer: ReturnType<typeof setTimeout> | null = null;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(
-      () => reject(new FunctionTimeoutError(`${fn.app}.${fn.name} timed out after ${fn.spec.timeoutSeconds} s while streaming`, { callId })),
-      Math.max(0, deadline - Date.now()),
-    );
-  });
-  try {
-    return await Promise.race([promise, timeout]);
-  } finally {
-    clearTimeout(timer);
-  }
 }

@@ -8,7 +8,7 @@
  */
 import { Hono } from "hono";
 import { loadAppModule } from "../sdk/app.js";
-import { TandemError, toWireError } from "../sdk/errors.js";
+import { NotFoundError, TandemError, errorBody, errorStatus } from "../sdk/errors.js";
 import type { PlaneBundleRef } from "../sdk/protocol.js";
 import { installInvoker } from "../sdk/invoker.js";
 import type { ContentfulStatusCode } from "hono/utils/http-status";
@@ -62,12 +62,11 @@ export function createGateway(modules: AppModule[], options: GatewayOptions = {}
   router.get("/", (c) => c.json({ gateway: "tandem", apps: apps.map((a) => a.name), api: "/v1/apps" }));
   router.notFound((c) => {
     const first = new URL(c.req.url).pathname.split("/")[1] ?? "";
-    return c.json({ error: { code: "not_found", message: `no app named "${decodeURIComponent(first)}" is deployed here (apps: ${apps.map((a) => a.name).join(", ") || "none"})` } }, 404);
+    return c.json(errorBody(new NotFoundError(`no app named "${decodeURIComponent(first)}" is deployed here (apps: ${apps.map((a) => a.name).join(", ") || "none"})`)), 404);
   });
   router.onError((err, c) => {
     if (!(err instanceof TandemError)) console.error("gateway:", err);
-    const status = (err instanceof TandemError ? err.status : 500) as ContentfulStatusCode;
-    return c.json({ error: toWireError(err) }, status);
+    return c.json(errorBody(err), errorStatus(err) as ContentfulStatusCode);
   });
   const scheduled = apps.some((a) => a.callables.some((c) => c.spec.schedule));
   return {

@@ -2,13 +2,12 @@
  * The HTTP client of the gateway's `/v1` API, used by every process outside
  * the gateway (Node scripts, the CLI, browsers). Web-standard `fetch` only.
  */
-import { LOCAL_DEFAULTS } from "./defaults.js";
+import { API_LIMITS, LOCAL_DEFAULTS } from "./defaults.js";
 import { GatewayUnreachableError, InvalidOptionsError, fromWireError, type WireError } from "./errors.js";
 import type { Invoker, MapOutcome } from "./invoker.js";
 import { ndjsonLines } from "./stream-lines.js";
 import {
   HEADERS,
-  LIMITS,
   PROTOCOL_VERSION,
   TERMINAL_STATUSES,
   decodeValue,
@@ -139,7 +138,7 @@ export class HttpInvoker implements Invoker {
   async get(callId: string, timeoutMs: number | undefined): Promise<unknown> {
     const deadline = timeoutMs === undefined ? Infinity : Date.now() + timeoutMs;
     for (;;) {
-      const wait = Math.max(0, Math.min(LIMITS.maxWaitMs, deadline - Date.now()));
+      const wait = Math.max(0, Math.min(API_LIMITS.maxWaitMs, deadline - Date.now()));
       const record = (await this.request("GET", paths.callRecord(callId, wait))) as CallRecord;
       if (TERMINAL_STATUSES.has(record.status)) return decodeValue(record.result, record.meta);
       if (Date.now() >= deadline) {

@@ -9,7 +9,7 @@
  */
 import { SuperJSON } from "superjson";
 import { z } from "zod";
-import { API_LIMITS, GATEWAY_DEFAULTS, PLANE_DEFAULTS } from "./defaults.js";
+import { API_LIMITS } from "./defaults.js";
 import type { WireError } from "./errors.js";
 import { GPU_TYPES, MAX_GPUS_PER_CONTAINER, type GpuType } from "./gpu.js";
 
@@ -148,13 +148,6 @@ export const paths = {
   web: (app: string, label: string, path = "/") => `/${seg(app)}/${seg(label)}${path === "/" ? "" : path}`,
 };
 
-/** @deprecated The API's limits now live in `sdk/defaults.ts` (`API_LIMITS`, `GATEWAY_DEFAULTS`). */
-export const LIMITS = {
-  maxBodyBytes: GATEWAY_DEFAULTS.maxBodyBytes,
-  maxWaitMs: API_LIMITS.maxWaitMs,
-  maxMapInputs: API_LIMITS.maxMapInputs,
-  resultTtlSeconds: GATEWAY_DEFAULTS.resultTtlSeconds,
-} as const;
 
 /** App names, function names and web labels: letters, digits, `-` and `_`, up to 64. */
 export const NAME_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$/;
@@ -362,10 +355,6 @@ export interface RetryPolicy {
 export const PLANE_ID_PATTERN = /^pl-[0-9a-z]{8,32}$/;
 /** Bundle hashes: sha256 hex. */
 export const BUNDLE_HASH_PATTERN = /^[0-9a-f]{64}$/;
-/** @deprecated `PLANE_DEFAULTS.staleMs` in sdk/defaults.ts. */
-export const PLANE_STALE_MS = PLANE_DEFAULTS.staleMs;
-/** @deprecated `PLANE_DEFAULTS.heartbeatMs` in sdk/defaults.ts. */
-export const PLANE_HEARTBEAT_MS = PLANE_DEFAULTS.heartbeatMs;
 
 const capacity = z.object({ total: z.number().nonnegative(), free: z.number() });
 
@@ -569,9 +558,6 @@ export interface PlaneRunResponse {
 // ---------------------------------------------------------------------------
 // The control channel between a plane and the runner in each of its containers:
 // newline-delimited JSON frames over a unix socket in a mounted folder.
-
-/** @deprecated `PLANE_DEFAULTS.maxControlFrameBytes` in sdk/defaults.ts. */
-export const MAX_CONTROL_FRAME_BYTES = PLANE_DEFAULTS.maxControlFrameBytes;
 
 /** The environment a plane gives each container's runner (besides the function's own `env`). */
 export const CONTAINER_ENV = {

@@ -5,10 +5,11 @@
  * window, and a nonce it has seen before. Web Crypto only, so it runs in
  * workerd and Node alike.
  */
+import { PLANE_DEFAULTS } from "./defaults.js";
 import { HEADERS } from "./protocol.js";
 
-/** How far a signed request's timestamp may be from the verifier's clock. */
-export const SIGNATURE_WINDOW_MS = 30_000;
+/** How far a signed request's timestamp may be from the verifier's clock (`PLANE_DEFAULTS.signatureWindowMs`). */
+export const SIGNATURE_WINDOW_MS = PLANE_DEFAULTS.signatureWindowMs;
 
 const encoder = new TextEncoder();
 
