@@ -9,9 +9,22 @@ import { Miniflare } from "miniflare";
 import { dirname, join } from "node:path";
 import { COMPATIBILITY_DATE, COMPATIBILITY_FLAGS } from "../sdk/cli/workerd.js";
 
-export async function startBareWorker(entry: string, outDir: string, extra: { durableObjects?: Record<string, { className: string; useSQLite?: boolean }> } = {}): Promise<{ url: string; dispose(): Promise<void> }> {
+export async function startBareWorker(
+  entry: string,
+  outDir: string,
+  extra: { durableObjects?: Record<string, { className: string; useSQLite?: boolean }> } = {},
+): Promise<{ url: string; dispose(): Promise<void> }> {
   const out = join(outDir, "worker.mjs");
-  await build({ entryPoints: [entry], outfile: out, bundle: true, format: "esm", platform: "neutral", mainFields: ["module", "main"], external: ["cloudflare:*"], logLevel: "silent" });
+  await build({
+    entryPoints: [entry],
+    outfile: out,
+    bundle: true,
+    format: "esm",
+    platform: "neutral",
+    mainFields: ["module", "main"],
+    external: ["cloudflare:*"],
+    logLevel: "silent",
+  });
   const bare = new Miniflare({
     modules: true,
     scriptPath: out,

@@ -43,8 +43,17 @@ http.createServer((req, res) => { let b = ""; req.on("data", (c) => (b += c)); r
   );
   for (const port of ports) {
     const container = await driver.start({
-      id: `ctr-${randomBytes(4).toString("hex")}`, bundlePath: script, nodeModulesPath: undefined, controlDir: join(dir, "control"),
-      env: { PORT: String(port) }, cpu: 1, memoryMiB: 256, pidsLimit: 256, network: true, gpuDeviceIds: [], labels: { "tandem.plane": stack.planes[0]!.planeId },
+      id: `ctr-${randomBytes(4).toString("hex")}`,
+      bundlePath: script,
+      nodeModulesPath: undefined,
+      controlDir: join(dir, "control"),
+      env: { PORT: String(port) },
+      cpu: 1,
+      memoryMiB: 256,
+      pidsLimit: 256,
+      network: true,
+      gpuDeviceIds: [],
+      labels: { "tandem.plane": stack.planes[0]!.planeId },
     });
     await new Promise<void>((resolve) => container.onOutput((_s, line) => line === "listening" && resolve()));
     bare.push(container);

@@ -98,7 +98,9 @@ try {
   const cold = plane.status().functions.find((f) => f.function === "compute")?.coldStarts ?? 0;
   console.log(`bench/plane-cold: ${n} calls per side${tiny ? " (tiny)" : ""}, ${cold} cold starts counted by the plane, image cached`);
   printTable(rows);
-  console.log(`ratio (a)/(b): median ${(rows[0]!.medianMs / rows[1]!.medianMs).toFixed(3)}  p99 ${(rows[0]!.p99Ms / rows[1]!.p99Ms).toFixed(3)}   (target: median <= 1.1)`);
+  console.log(
+    `ratio (a)/(b): median ${(rows[0]!.medianMs / rows[1]!.medianMs).toFixed(3)}  p99 ${(rows[0]!.p99Ms / rows[1]!.p99Ms).toFixed(3)}   (target: median <= 1.1)`,
+  );
 } finally {
   await stack.dispose();
   await driver.cleanup(plane.planeId).catch(() => {});

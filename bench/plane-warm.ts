@@ -32,7 +32,10 @@ await new Promise<void>((resolve, reject) => {
   planeProcess.stdout!.on("data", (d) => String(d).includes(" at http://") && resolve());
   planeProcess.once("exit", (code) => reject(new Error(`tandem plane exited with ${code}`)));
 });
-await eventually(async () => ((await (await fetch(`${stack.url}/v1/planes`)).json()) as { planes: { healthy: boolean }[] }).planes.some((p) => p.healthy), 20_000);
+await eventually(
+  async () => ((await (await fetch(`${stack.url}/v1/planes`)).json()) as { planes: { healthy: boolean }[] }).planes.some((p) => p.healthy),
+  20_000,
+);
 const baseline = spawn(process.execPath, ["--import", "tsx", join(here, "apps/plain-node-server.ts")], { stdio: ["ignore", "pipe", "inherit"] });
 const port = await new Promise<number>((resolve) => baseline.stdout!.once("data", (d) => resolve(JSON.parse(String(d)).port)));
 
@@ -59,7 +62,9 @@ try {
   const rows = targets.map(([name], i) => summarize(name, samples[i]!));
   console.log(`bench/plane-warm: ${n} sequential calls per target, work(${WORK}), Docker runtime, the plane in its own process`);
   printTable(rows);
-  console.log(`overhead (a)-(b): median ${(rows[0]!.medianMs - rows[1]!.medianMs).toFixed(3)} ms, p99 ${(rows[0]!.p99Ms - rows[1]!.p99Ms).toFixed(3)} ms   (target: median < 2 ms)`);
+  console.log(
+    `overhead (a)-(b): median ${(rows[0]!.medianMs - rows[1]!.medianMs).toFixed(3)} ms, p99 ${(rows[0]!.p99Ms - rows[1]!.p99Ms).toFixed(3)} ms   (target: median < 2 ms)`,
+  );
 } finally {
   baseline.kill();
   planeProcess.kill("SIGINT");

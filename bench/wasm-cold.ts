@@ -83,7 +83,8 @@ try {
   const fibPlane = lookup<[number], number>("wasmbench", "fibPlane", { gateway: stack.url });
   if (check.wasm !== check.ts || (await fibPlane.remote(N)) !== check.ts) throw new Error(`the sides disagree: ${JSON.stringify(check)}`);
 
-  const inIsolate = async (side: string) => (await (await mf.dispatchFetch(`http://bench/?side=${side}&samples=${n}`)).json()) as { batch: number; samples: number[] };
+  const inIsolate = async (side: string) =>
+    (await (await mf.dispatchFetch(`http://bench/?side=${side}&samples=${n}`)).json()) as { batch: number; samples: number[] };
   await inIsolate("wasm"); // warm-up: the isolate's JIT
   await inIsolate("ts");
   const a = await inIsolate("wasm");
@@ -102,9 +103,11 @@ try {
     summarize(`(b) the same logic in TypeScript, in workerd`, ms(b.samples)),
     summarize(`(c) cold plane container, same module`, c),
   ];
-  console.log(`bench/wasm-cold: fib(${N}); (a) ${n} batches of ${a.batch} calls, (b) ${n} batches of ${b.batch}, (c) ${coldN} cold calls${tiny ? " (tiny)" : ""}`);
+  console.log(
+    `bench/wasm-cold: fib(${N}); (a) ${n} batches of ${a.batch} calls, (b) ${n} batches of ${b.batch}, (c) ${coldN} cold calls${tiny ? " (tiny)" : ""}`,
+  );
   printTable(rows);
-  const [ra, rb, rc] = rows as [typeof rows[0], typeof rows[0], typeof rows[0]];
+  const [ra, rb, rc] = rows as [(typeof rows)[0], (typeof rows)[0], (typeof rows)[0]];
   console.log(`(a) per call: median ${(ra.medianMs * 1000).toFixed(1)} µs, p99 ${(ra.p99Ms * 1000).toFixed(1)} µs   (target: median < 200 µs)`);
   console.log(`(b) per call: median ${(rb.medianMs * 1000).toFixed(2)} µs, p99 ${(rb.p99Ms * 1000).toFixed(2)} µs`);
   console.log(`ratio a/b: median ${(ra.medianMs / rb.medianMs).toFixed(1)}   ratio c/a: median ${(rc.medianMs / ra.medianMs).toFixed(0)}`);

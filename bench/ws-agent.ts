@@ -39,7 +39,9 @@ const gatewayBundle = await bundleWorker([join(here, "apps/ws-app.ts")], join(di
 const gateway = await startWorkerd({ scriptPath: gatewayBundle.path, persistDir: join(dir, "state"), bindings: {}, onOutput: () => {} });
 const gatewayPid = [...workerdPids()].find((p) => !before.has(p));
 
-const bare = await startBareWorker(join(here, "apps/bare-echo-worker.ts"), join(dir, "bare"), { durableObjects: { ECHO: { className: "EchoHub", useSQLite: true } } });
+const bare = await startBareWorker(join(here, "apps/bare-echo-worker.ts"), join(dir, "bare"), {
+  durableObjects: { ECHO: { className: "EchoHub", useSQLite: true } },
+});
 const bareUrl = bare.url.replace(/^http/, "ws");
 const gatewayUrl = gateway.url.href.replace(/^http/, "ws").replace(/\/$/, "");
 
@@ -74,7 +76,9 @@ try {
   const rows = (Object.keys(sides) as Name[]).map((name) => summarize(name, samples[name]));
   console.log(`bench/ws-agent: ${n} sequential echo round trips per side, ${MESSAGE.length}-byte text frames, ws client${tiny ? " (tiny)" : ""}`);
   printTable(rows);
-  console.log(`ratio (a)/(b): median ${(rows[0]!.medianMs / rows[1]!.medianMs).toFixed(3)}  p99 ${(rows[0]!.p99Ms / rows[1]!.p99Ms).toFixed(3)}   (target: median <= 1.2)`);
+  console.log(
+    `ratio (a)/(b): median ${(rows[0]!.medianMs / rows[1]!.medianMs).toFixed(3)}  p99 ${(rows[0]!.p99Ms / rows[1]!.p99Ms).toFixed(3)}   (target: median <= 1.2)`,
+  );
 
   // Idle connections: each a session of its own, opened then left alone.
   if (gatewayPid) {

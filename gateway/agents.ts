@@ -99,9 +99,11 @@ export class AgentHub extends DurableObject<Env> {
     const agent = deployedAgent(ws, attachment);
     if (!agent) return;
     // A string's UTF-8 length is at most three bytes a character: encode it only when that could pass the limit.
-    const size = typeof message === "string" ? (message.length * 3 <= agent.maxMessageBytes ? message.length : encoder.encode(message).length) : message.byteLength;
+    const size =
+      typeof message === "string" ? (message.length * 3 <= agent.maxMessageBytes ? message.length : encoder.encode(message).length) : message.byteLength;
     if (size > agent.maxMessageBytes) return closeWith(ws, AGENT_CLOSE.tooBig, `message too big: ${size} bytes, the limit is ${agent.maxMessageBytes}`);
-    if (!this.#allow(ws, agent.maxMessagesPerSecond)) return closeWith(ws, AGENT_CLOSE.policyViolation, `too many messages: the limit is ${agent.maxMessagesPerSecond} a second`);
+    if (!this.#allow(ws, agent.maxMessagesPerSecond))
+      return closeWith(ws, AGENT_CLOSE.policyViolation, `too many messages: the limit is ${agent.maxMessagesPerSecond} a second`);
     await this.#handle(ws, attachment, agent, "onMessage", typeof message === "string" ? message : new Uint8Array(message));
   }
 
@@ -207,7 +209,8 @@ export class AgentHub extends DurableObject<Env> {
       for (const ws of sockets()) ws.serializeAttachment({ ...(ws.deserializeAttachment() as Attachment), rooms });
     };
     const checkRoom = (room: string) => {
-      if (typeof room !== "string" || !ROOM_PATTERN.test(room)) throw new TypeError(`a room's name is 1-128 characters without spaces (got ${JSON.stringify(room)})`);
+      if (typeof room !== "string" || !ROOM_PATTERN.test(room))
+        throw new TypeError(`a room's name is 1-128 characters without spaces (got ${JSON.stringify(room)})`);
     };
     return {
       sessionId,
@@ -294,7 +297,9 @@ function deployedAgent(ws: WebSocket, { app, label }: Attachment): AgentDefiniti
 }
 
 function agentOf(app: string, label: string): AgentDefinition {
-  const agent = registry().app(app).agents.find((a) => a.label === label);
+  const agent = registry()
+    .app(app)
+    .agents.find((a) => a.label === label);
   if (!agent) throw new Error(`app "${app}" has no websocket "${label}"`);
   return agent;
 }

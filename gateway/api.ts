@@ -57,7 +57,11 @@ export function apiRoutes(): Hono<Api> {
     const query = UsageQuerySchema.safeParse(c.req.query(), { reportInput: true });
     if (!query.success) throw new InvalidRequestError(`usage query: ${describeIssues(query.error, "field")}`);
     const rows = await usageFromPlanes(runContext(c), query.data);
-    return c.json({ rows, totalUsd: rows.reduce((sum, r) => sum + r.costUsd, 0), totalSeconds: rows.reduce((sum, r) => sum + r.seconds, 0) } satisfies UsageAnswer);
+    return c.json({
+      rows,
+      totalUsd: rows.reduce((sum, r) => sum + r.costUsd, 0),
+      totalSeconds: rows.reduce((sum, r) => sum + r.seconds, 0),
+    } satisfies UsageAnswer);
   });
 
   api.post(ROUTES.appStop, async (c) => {
@@ -129,7 +133,8 @@ export function apiRoutes(): Hono<Api> {
 
   api.post(ROUTES.trigger, async (c) => {
     const fn = registry().function(c.req.param("app"), c.req.param("fn"));
-    if (!fn.spec.schedule) throw new InvalidRequestError(`${fn.app}.${fn.name} has no schedule; call it with .remote() or .spawn()`, { app: fn.app, function: fn.name });
+    if (!fn.spec.schedule)
+      throw new InvalidRequestError(`${fn.app}.${fn.name} has no schedule; call it with .remote() or .spawn()`, { app: fn.app, function: fn.name });
     const id = await schedulerFor(c.env).trigger(fn.app, fn.name, Date.now());
     c.header(HEADERS.callId, id);
     return c.json({ callId: id, status: "pending" }, 202);
@@ -139,7 +144,10 @@ export function apiRoutes(): Hono<Api> {
     const id = callId(c);
     const wait = c.req.query("wait");
     const waitMs = wait === undefined ? 0 : Number(wait);
-    if (!Number.isFinite(waitMs) || waitMs < 0) throw new InvalidRequestError(`"wait" must be a number of milliseconds, 0 or more (a longer wait than ${API_LIMITS.maxWaitMs} is cut to ${API_LIMITS.maxWaitMs})`);
+    if (!Number.isFinite(waitMs) || waitMs < 0)
+      throw new InvalidRequestError(
+        `"wait" must be a number of milliseconds, 0 or more (a longer wait than ${API_LIMITS.maxWaitMs} is cut to ${API_LIMITS.maxWaitMs})`,
+      );
     const record = await ledgerFor(c.env, id).get(id, Math.min(waitMs, API_LIMITS.maxWaitMs));
     if (!record) throw unknownCall(id);
     return c.json(record, record.status === "pending" || record.status === "running" ? 202 : 200);
@@ -156,8 +164,17 @@ export function apiRoutes(): Hono<Api> {
 
   // A known route asked with the wrong method: say which method it takes.
   const methods: [string, string][] = [
-    [ROUTES.health, "GET"], [ROUTES.apps, "GET"], [ROUTES.app, "GET"], [ROUTES.appStop, "POST"], [ROUTES.usage, "GET"], [ROUTES.call, "POST"], [ROUTES.spawn, "POST"],
-    [ROUTES.map, "POST"], [ROUTES.stream, "POST"], [ROUTES.callRecord, "GET"], [ROUTES.cancel, "POST"],
+    [ROUTES.health, "GET"],
+    [ROUTES.apps, "GET"],
+    [ROUTES.app, "GET"],
+    [ROUTES.appStop, "POST"],
+    [ROUTES.usage, "GET"],
+    [ROUTES.call, "POST"],
+    [ROUTES.spawn, "POST"],
+    [ROUTES.map, "POST"],
+    [ROUTES.stream, "POST"],
+    [ROUTES.callRecord, "GET"],
+    [ROUTES.cancel, "POST"],
   ];
   for (const [route, method] of methods) {
     api.all(route, (c) => {
@@ -179,7 +196,11 @@ function runContext(c: Context<Api>): RunContext {
 
 /** Refuses a function declared as a generator on the routes that call it (one found to be a generator only when it runs fails then). */
 function notGenerator(fn: RegisteredFunction): RegisteredFunction {
-  if (fn.generator) throw new InvalidRequestError(`${fn.app}.${fn.name} is a generator function; stream it with .remoteGen() (POST .../stream)`, { app: fn.app, function: fn.name });
+  if (fn.generator)
+    throw new InvalidRequestError(`${fn.app}.${fn.name} is a generator function; stream it with .remoteGen() (POST .../stream)`, {
+      app: fn.app,
+      function: fn.name,
+    });
   return fn;
 }
 
@@ -207,4 +228,3 @@ function callId(c: Context<Api>): string {
 function unknownCall(id: string): NotFoundError {
   return new NotFoundError(`no call ${id} (calls are kept 7 days after they end)`, { callId: id });
 }
-

@@ -85,7 +85,12 @@ export class CallLedger extends DurableObject<Env> implements LedgerApi {
       CREATE INDEX IF NOT EXISTS calls_lease ON calls(lease_until) WHERE lease_until IS NOT NULL;
       CREATE INDEX IF NOT EXISTS calls_expiry ON calls(expires_at) WHERE expires_at IS NOT NULL;`);
     // Added after the first release: the plane a spawned call runs on, so a cancel can reach it; a scheduled run's due time.
-    const columns = new Set(this.#sql.exec<{ name: string }>("PRAGMA table_info(calls)").toArray().map((c) => c.name));
+    const columns = new Set(
+      this.#sql
+        .exec<{ name: string }>("PRAGMA table_info(calls)")
+        .toArray()
+        .map((c) => c.name),
+    );
     if (!columns.has("plane")) this.#sql.exec("ALTER TABLE calls ADD COLUMN plane TEXT");
     if (!columns.has("scheduled_at")) this.#sql.exec("ALTER TABLE calls ADD COLUMN scheduled_at INTEGER");
   }
@@ -94,7 +99,14 @@ export class CallLedger extends DurableObject<Env> implements LedgerApi {
     const input = await this.#storeValue(BLOB_KEYS.input(call.id), call.input);
     this.#sql.exec(
       "INSERT INTO calls (id, app, fn, kind, status, attempts, input, created_at, lease_until, scheduled_at) VALUES (?, ?, ?, ?, 'pending', 0, ?, ?, ?, ?)",
-      call.id, call.app, call.function, call.kind, input, call.createdAt, Date.now() + this.#leaseMs, call.scheduledAt ?? null,
+      call.id,
+      call.app,
+      call.function,
+      call.kind,
+      input,
+      call.createdAt,
+      Date.now() + this.#leaseMs,
+      call.scheduledAt ?? null,
     );
     await this.#scheduleAlarm();
   }
@@ -104,7 +116,10 @@ export class CallLedger extends DurableObject<Env> implements LedgerApi {
     if (!row || TERMINAL_STATUSES.has(row.status as CallStatus)) return false;
     this.#sql.exec(
       "UPDATE calls SET status = 'running', attempts = ?, started_at = COALESCE(started_at, ?), lease_until = ? WHERE id = ?",
-      attempt, Date.now(), Date.now() + this.#leaseMs, id,
+      attempt,
+      Date.now(),
+      Date.now() + this.#leaseMs,
+      id,
     );
     return true;
   }
@@ -134,8 +149,18 @@ export class CallLedger extends DurableObject<Env> implements LedgerApi {
          ON CONFLICT(id) DO UPDATE SET status = excluded.status, attempts = excluded.attempts, result = excluded.result,
            error = excluded.error, started_at = COALESCE(calls.started_at, excluded.started_at), finished_at = excluded.finished_at,
            lease_until = NULL, expires_at = excluded.expires_at`,
-        call.id, call.app, call.function, call.kind, call.status, call.attempts, result,
-        call.error ? JSON.stringify(call.error) : null, call.createdAt, call.startedAt, call.finishedAt, expiresAt,
+        call.id,
+        call.app,
+        call.function,
+        call.kind,
+        call.status,
+        call.attempts,
+        result,
+        call.error ? JSON.stringify(call.error) : null,
+        call.createdAt,
+        call.startedAt,
+        call.finishedAt,
+        expiresAt,
       );
       this.#wake(call.id);
     }
@@ -161,7 +186,10 @@ export class CallLedger extends DurableObject<Env> implements LedgerApi {
       const expiresAt = Date.now() + this.#config.resultTtlSeconds * 1000;
       this.#sql.exec(
         "UPDATE calls SET status = 'cancelled', error = ?, finished_at = ?, lease_until = NULL, expires_at = ? WHERE id = ?",
-        JSON.stringify(error), Date.now(), expiresAt, id,
+        JSON.stringify(error),
+        Date.now(),
+        expiresAt,
+        id,
       );
       this.#wake(id);
       await this.#scheduleAlarm();
@@ -208,8 +236,15 @@ export class CallLedger extends DurableObject<Env> implements LedgerApi {
 
   #lost(row: Row, why: string): FinishedCall {
     return {
-      id: row.id, app: row.app, function: row.fn, kind: row.kind as CallKind, status: "failed", attempts: row.attempts,
-      createdAt: row.created_at, startedAt: row.started_at ?? Date.now(), finishedAt: Date.now(),
+      id: row.id,
+      app: row.app,
+      function: row.fn,
+      kind: row.kind as CallKind,
+      status: "failed",
+      attempts: row.attempts,
+      createdAt: row.created_at,
+      startedAt: row.started_at ?? Date.now(),
+      finishedAt: Date.now(),
       error: { code: "internal", message: `call ${row.id} could not be resumed: ${why}` },
     };
   }

@@ -18,4 +18,3 @@ export class EncodedResult {
 export function plainValue(value: unknown): unknown {
   return value instanceof EncodedResult ? value.decode() : value;
 }
-

@@ -51,7 +51,13 @@ export async function execute(
   const lastAttempt = fn.spec.retries.maxRetries + 1;
   for (let attempt = first; ; attempt++) {
     if (options.beforeAttempt && !(await options.beforeAttempt(attempt))) {
-      return { status: "cancelled", error: new CancelledError(`call ${callId} was cancelled`, { callId }), attempts: attempt - 1, startedAt, finishedAt: Date.now() };
+      return {
+        status: "cancelled",
+        error: new CancelledError(`call ${callId} was cancelled`, { callId }),
+        attempts: attempt - 1,
+        startedAt,
+        finishedAt: Date.now(),
+      };
     }
     try {
       const value = await attemptOnce(rc, fn, args, callId, attempt, options.onPlane);
@@ -66,7 +72,14 @@ export async function execute(
   }
 }
 
-async function attemptOnce(rc: RunContext, fn: RegisteredFunction, args: CallArgs, callId: string, attempt: number, onPlane?: (planeId: string) => Promise<void>): Promise<unknown> {
+async function attemptOnce(
+  rc: RunContext,
+  fn: RegisteredFunction,
+  args: CallArgs,
+  callId: string,
+  attempt: number,
+  onPlane?: (planeId: string) => Promise<void>,
+): Promise<unknown> {
   // A plane gets the arguments in wire form; only a function run here needs their values.
   if (fn.spec.tier === "plane") return forwardToPlane(rc, fn, args, callId, attempt, onPlane);
   const context: RunContext = {
@@ -75,17 +88,17 @@ async function attemptOnce(rc: RunContext, fn: RegisteredFunction, args: CallArg
     call: { callId, app: fn.app, function: fn.name, attempt, env: fn.spec.env },
   };
   const running = runStore.run(context, async () => {
-      let value: unknown;
-      try {
-        value = await fn.handler(...args.values);
-      } catch (err) {
-        throw err instanceof TandemError ? err : remoteErrorFrom(err, { callId }, mapStack);
-      }
-      if (isGeneratorResult(value)) {
-        throw new InvalidRequestError(`${fn.app}.${fn.name} is a generator function; stream it with .remoteGen() (POST .../stream)`, { callId });
-      }
-      return value;
-    });
+    let value: unknown;
+    try {
+      value = await fn.handler(...args.values);
+    } catch (err) {
+      throw err instanceof TandemError ? err : remoteErrorFrom(err, { callId }, mapStack);
+    }
+    if (isGeneratorResult(value)) {
+      throw new InvalidRequestError(`${fn.app}.${fn.name} is a generator function; stream it with .remoteGen() (POST .../stream)`, { callId });
+    }
+    return value;
+  });
   const deadline = Date.now() + fn.spec.timeoutSeconds * 1000;
   return withDeadline(running, deadline, () => functionTimeout({ app: fn.app, function: fn.name, timeoutSeconds: fn.spec.timeoutSeconds, callId, attempt }));
 }
@@ -108,7 +121,12 @@ export function finishedCall(id: string, fn: RegisteredFunction, kind: CallKind,
 }
 
 /** Runs a call now and returns its outcome; the ledger records it after the response. */
-export async function callNow(rc: RunContext, fn: RegisteredFunction, args: CallArgs, kind: CallKind = "remote"): Promise<{ id: string; outcome: Outcome; row: FinishedCall }> {
+export async function callNow(
+  rc: RunContext,
+  fn: RegisteredFunction,
+  args: CallArgs,
+  kind: CallKind = "remote",
+): Promise<{ id: string; outcome: Outcome; row: FinishedCall }> {
   const id = newCallId();
   const createdAt = Date.now();
   const outcome = await execute(rc, fn, args, id);
@@ -131,7 +149,15 @@ export async function spawnCall(
   const id = options.id ?? newCallId();
   const createdAt = Date.now();
   const ledger = ledgerFor(rc.env, id);
-  await ledger.create({ id, app: fn.app, function: fn.name, kind: options.kind ?? "spawn", createdAt, input: args.encoded, ...(options.scheduledAt === undefined ? {} : { scheduledAt: options.scheduledAt }) });
+  await ledger.create({
+    id,
+    app: fn.app,
+    function: fn.name,
+    kind: options.kind ?? "spawn",
+    createdAt,
+    input: args.encoded,
+    ...(options.scheduledAt === undefined ? {} : { scheduledAt: options.scheduledAt }),
+  });
   rc.waitUntil(runSpawned(rc, ledger, fn, id, args, 1, createdAt, options.kind === "scheduled"));
   return id;
 }
@@ -155,11 +181,17 @@ export async function runSpawned(
 ): Promise<void> {
   const renew = setInterval(() => void ledger.renew(id).catch(() => {}), rc.config.callLeaseMs / 3);
   try {
-    const outcome = await execute(rc, fn, args, id, { firstAttempt, beforeAttempt: (attempt) => ledger.start(id, attempt), onPlane: (planeId) => ledger.runningOn(id, planeId) });
+    const outcome = await execute(rc, fn, args, id, {
+      firstAttempt,
+      beforeAttempt: (attempt) => ledger.start(id, attempt),
+      onPlane: (planeId) => ledger.runningOn(id, planeId),
+    });
     if (outcome.status === "cancelled") return;
     if (logFailure && outcome.error) {
       const attempts = `${outcome.attempts} attempt${outcome.attempts === 1 ? "" : "s"}`;
-      console.error(`[${fn.app}.${fn.name} ${id}] ${outcome.status === "timed_out" ? "timed out" : "failed"} after ${attempts}: ${outcome.error.name}: ${outcome.error.message}`);
+      console.error(
+        `[${fn.app}.${fn.name} ${id}] ${outcome.status === "timed_out" ? "timed out" : "failed"} after ${attempts}: ${outcome.error.name}: ${outcome.error.message}`,
+      );
     }
     await ledger.finish(finishedCall(id, fn, "spawn", createdAt, outcome));
   } catch (err) {

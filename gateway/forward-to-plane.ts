@@ -32,7 +32,8 @@ interface PlaneSend extends PlaneWants {
 
 function planeSend(rc: RunContext, fn: RegisteredFunction, args: CallArgs, callId: string, attempt: number): PlaneSend {
   const { planeSecret } = rc.config;
-  if (!planeSecret) throw new PlaneUnavailableError(`${fn.app}.${fn.name} runs on the GPU plane, and this gateway has no TANDEM_PLANE_SECRET, so no plane can connect`);
+  if (!planeSecret)
+    throw new PlaneUnavailableError(`${fn.app}.${fn.name} runs on the GPU plane, and this gateway has no TANDEM_PLANE_SECRET, so no plane can connect`);
   const bundle = registry().planeBundle(fn.app);
   if (!bundle) throw new PlaneUnavailableError(`app "${fn.app}" was not bundled for the plane; serve or deploy it with the tandem CLI`);
   // Only a class method's parameters are read here (they pick its pool); the rest go on encoded as they came.
@@ -80,10 +81,23 @@ export async function forwardToPlane(
     await onPlane?.(plane.planeId);
     let response: Response;
     try {
-      response = await signedFetch(send.secret, plane.url, { method: "POST", route: PLANE_ROUTES.run, body: send.body, timeoutMs: 2 * fn.spec.timeoutSeconds * 1000 + TIMEOUT_MARGIN_MS });
+      response = await signedFetch(send.secret, plane.url, {
+        method: "POST",
+        route: PLANE_ROUTES.run,
+        body: send.body,
+        timeoutMs: 2 * fn.spec.timeoutSeconds * 1000 + TIMEOUT_MARGIN_MS,
+      });
     } catch (err) {
       if ((err as Error).name === "TimeoutError") {
-        throw functionTimeout({ app: fn.app, function: fn.name, timeoutSeconds: fn.spec.timeoutSeconds, callId, attempt, where: `on plane ${plane.planeId}`, plane: plane.planeId });
+        throw functionTimeout({
+          app: fn.app,
+          function: fn.name,
+          timeoutSeconds: fn.spec.timeoutSeconds,
+          callId,
+          attempt,
+          where: `on plane ${plane.planeId}`,
+          plane: plane.planeId,
+        });
       }
       console.warn(`plane ${plane.planeId} (${plane.url}) could not be reached for ${callId}: ${(err as Error).message}; trying another`);
       skipped.add(plane.planeId);
@@ -99,7 +113,8 @@ export async function forwardToPlane(
       skipped.add(plane.planeId); // another plane, or this one again after a pause
       continue;
     }
-    if (answer.status === "succeeded") return new EncodedResult(answer.meta === undefined ? { json: answer.result } : { json: answer.result, meta: answer.meta });
+    if (answer.status === "succeeded")
+      return new EncodedResult(answer.meta === undefined ? { json: answer.result } : { json: answer.result, meta: answer.meta });
     if (answer.error) throw fromWireError({ ...answer.error, details: { ...answer.error.details, callId, plane: plane.planeId } });
     throw new PlaneUnavailableError(`plane ${plane.planeId} answered HTTP ${response.status} without a result`);
   }
@@ -113,7 +128,12 @@ export async function forwardToPlane(
  *
  * @example for await (const chunk of forwardStreamToPlane(rc, fn, args, callId)) send(chunk.encoded);
  */
-export async function* forwardStreamToPlane(rc: RunContext, fn: RegisteredFunction, args: CallArgs, callId: string): AsyncGenerator<EncodedResult, void, undefined> {
+export async function* forwardStreamToPlane(
+  rc: RunContext,
+  fn: RegisteredFunction,
+  args: CallArgs,
+  callId: string,
+): AsyncGenerator<EncodedResult, void, undefined> {
   const send = planeSend(rc, fn, args, callId, 1);
   const skipped = new Set<string>();
   for (;;) {
@@ -127,7 +147,10 @@ export async function* forwardStreamToPlane(rc: RunContext, fn: RegisteredFuncti
       continue;
     }
     if (!response.ok || !response.body) {
-      const error = ((await response.json().catch(() => null)) as { error?: WireError } | null)?.error ?? { code: "internal" as const, message: `plane ${plane.planeId} answered HTTP ${response.status}` };
+      const error = ((await response.json().catch(() => null)) as { error?: WireError } | null)?.error ?? {
+        code: "internal" as const,
+        message: `plane ${plane.planeId} answered HTTP ${response.status}`,
+      };
       if (tryElsewhere(error, send)) {
         skipped.add(plane.planeId);
         continue;

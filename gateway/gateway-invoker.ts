@@ -51,7 +51,8 @@ export class GatewayInvoker implements Invoker {
       if (!record) throw new NotFoundError(`no call ${callId}`, { callId });
       if (record.error) throw fromWireError(record.error);
       if (TERMINAL_STATUSES.has(record.status)) return decodeValue(record.result, record.meta);
-      if (Date.now() >= deadline) throw fromWireError({ code: "get_timeout", message: `call ${callId} did not finish within ${timeoutMs} ms`, details: { callId } });
+      if (Date.now() >= deadline)
+        throw fromWireError({ code: "get_timeout", message: `call ${callId} did not finish within ${timeoutMs} ms`, details: { callId } });
     }
   }
 

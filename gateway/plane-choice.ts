@@ -60,7 +60,10 @@ export async function choosePlane(env: Env, fn: RegisteredFunction, want: PlaneW
     // Planes that report but cannot run containers (no Docker engine, say) will not get better by waiting: say why now.
     const broken = planes.filter((p) => p.unavailable !== undefined && Date.now() - p.lastSeen < PLANE_DEFAULTS.staleMs);
     if (broken.length && !planes.some((p) => p.healthy)) {
-      throw new PlaneUnavailableError(broken.map((p) => `plane ${p.planeId} cannot start containers: ${p.unavailable}`).join("; "), { app: fn.app, function: fn.name });
+      throw new PlaneUnavailableError(broken.map((p) => `plane ${p.planeId} cannot start containers: ${p.unavailable}`).join("; "), {
+        app: fn.app,
+        function: fn.name,
+      });
     }
     if (Date.now() >= want.deadline) throw noCapacity(fn, want.wants, planes);
     await new Promise((r) => setTimeout(r, WAIT_FOR_CAPACITY_MS));
@@ -95,6 +98,11 @@ export function pickPlane(planes: PlaneInfo[], wants: GpuRequest[], skipped: Rea
 function noCapacity(fn: RegisteredFunction, wants: GpuRequest[], planes: PlaneInfo[]): NoCapacityError {
   const what = wants.length ? wants.map((w) => (w.count > 1 ? `${w.type}:${w.count}` : w.type)).join(" or ") : "CPU";
   const healthy = planes.filter((p) => p.healthy);
-  const seen = healthy.length ? `planes: ${healthy.map((p) => `${p.planeId} (${Object.keys(p.gpus).join(", ") || "no GPUs"})`).join("; ")}` : "no healthy plane is connected";
-  return new NoCapacityError(`no capacity for ${what} within ${fn.spec.timeoutSeconds} s for ${fn.app}.${fn.name}; ${seen}`, { app: fn.app, function: fn.name });
+  const seen = healthy.length
+    ? `planes: ${healthy.map((p) => `${p.planeId} (${Object.keys(p.gpus).join(", ") || "no GPUs"})`).join("; ")}`
+    : "no healthy plane is connected";
+  return new NoCapacityError(`no capacity for ${what} within ${fn.spec.timeoutSeconds} s for ${fn.app}.${fn.name}; ${seen}`, {
+    app: fn.app,
+    function: fn.name,
+  });
 }

@@ -15,7 +15,6 @@ import type { StopMark } from "./plane-registry.js";
 
 type Api = RouteEnv;
 
-
 export function planeRoutes(): Hono<Api> {
   const routes = new Hono<Api>();
 
@@ -79,7 +78,13 @@ export function warmPoolsFor(planeId: string, planes: PlaneInfo[], stopped: Reco
       const home = healthy.find((p) => wants.length === 0 || wants.some((w) => (p.gpus[w.type]?.total ?? 0) >= w.count));
       if (home?.planeId !== planeId) continue;
       const registered = registry().function(app.name, fn.name);
-      pools.push({ app: app.name, function: fn.name, bundleHash: bundle.hash, ...(bundle.nodeModules ? { nodeModules: bundle.nodeModules } : {}), spec: registered.planeSpec });
+      pools.push({
+        app: app.name,
+        function: fn.name,
+        bundleHash: bundle.hash,
+        ...(bundle.nodeModules ? { nodeModules: bundle.nodeModules } : {}),
+        spec: registered.planeSpec,
+      });
     }
     // A class keeps warm the instances of its default parameters ({}), serving all its methods.
     for (const cls of app.classes) {
@@ -88,7 +93,14 @@ export function warmPoolsFor(planeId: string, planes: PlaneInfo[], stopped: Reco
       const home = healthy.find((p) => wants.length === 0 || wants.some((w) => (p.gpus[w.type]?.total ?? 0) >= w.count));
       if (home?.planeId !== planeId) continue;
       const registered = registry().function(app.name, `${cls.name}.${cls.methods[0]}`);
-      pools.push({ app: app.name, function: registered.name, bundleHash: bundle.hash, ...(bundle.nodeModules ? { nodeModules: bundle.nodeModules } : {}), spec: registered.planeSpec, clsParams: {} });
+      pools.push({
+        app: app.name,
+        function: registered.name,
+        bundleHash: bundle.hash,
+        ...(bundle.nodeModules ? { nodeModules: bundle.nodeModules } : {}),
+        spec: registered.planeSpec,
+        clsParams: {},
+      });
     }
   }
   return pools;

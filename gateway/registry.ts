@@ -86,7 +86,11 @@ export class AppRegistry {
     const fns = this.#functions.get(appName);
     if (!fns) throw new NotFoundError(`no app named "${appName}" is deployed here (apps: ${this.#names()})`, { app: appName });
     const fn = fns.get(name);
-    if (!fn) throw new NotFoundError(`app "${appName}" has no function "${name}" (functions: ${[...fns.keys()].join(", ") || "none"})`, { app: appName, function: name });
+    if (!fn)
+      throw new NotFoundError(`app "${appName}" has no function "${name}" (functions: ${[...fns.keys()].join(", ") || "none"})`, {
+        app: appName,
+        function: name,
+      });
     return fn;
   }
 
@@ -107,7 +111,15 @@ export class AppRegistry {
   #planeSpecOf(fn: Omit<RegisteredFunction, "planeSpec">): PlaneFunctionSpec {
     const images = this.#planeBundles.get(fn.app)?.images;
     const image = images?.[fn.name] ?? (fn.clsMethod ? images?.[fn.name.split(".")[0]!] : undefined) ?? null;
-    return { gpu: fn.spec.gpu ?? null, cpu: fn.spec.cpu ?? null, memory: fn.spec.memory ?? null, env: fn.spec.env, spendCapUsd: fn.spendCap ?? null, image, autoscaler: fn.spec.autoscaler };
+    return {
+      gpu: fn.spec.gpu ?? null,
+      cpu: fn.spec.cpu ?? null,
+      memory: fn.spec.memory ?? null,
+      env: fn.spec.env,
+      spendCapUsd: fn.spendCap ?? null,
+      image,
+      autoscaler: fn.spec.autoscaler,
+    };
   }
 }
 

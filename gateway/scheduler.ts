@@ -102,7 +102,7 @@ export class Scheduler extends DurableObject<Env> {
       const schedule = fn.spec.schedule!;
       const row = this.#state(fn, schedule, now);
       const nextRuns: number[] = [];
-      for (let t = row.last_due; nextRuns.length < 3; ) nextRuns.push((t = schedule.nextAfter(Math.max(t, now - 1), row.anchor)));
+      for (let t = row.last_due; nextRuns.length < 3;) nextRuns.push((t = schedule.nextAfter(Math.max(t, now - 1), row.anchor)));
       const info: ScheduleInfo = {
         app: fn.app,
         function: fn.name,
@@ -137,10 +137,22 @@ export class Scheduler extends DurableObject<Env> {
     const row = this.#sql.exec<Row>("SELECT * FROM schedules WHERE key = ?", key).toArray()[0];
     if (row && row.description === schedule.description) return row;
     // A cron time equal to `at` is due now; a period's first run is one period after `at`.
-    const fresh: Row = { key, description: schedule.description, anchor: at, last_due: schedule.kind === "period" ? at : at - 1, last_call: null, last_scheduled_at: null, skipped: 0, missed: 0 };
+    const fresh: Row = {
+      key,
+      description: schedule.description,
+      anchor: at,
+      last_due: schedule.kind === "period" ? at : at - 1,
+      last_call: null,
+      last_scheduled_at: null,
+      skipped: 0,
+      missed: 0,
+    };
     this.#sql.exec(
       "INSERT OR REPLACE INTO schedules (key, description, anchor, last_due, skipped, missed) VALUES (?, ?, ?, ?, 0, 0)",
-      key, fresh.description, fresh.anchor, fresh.last_due,
+      key,
+      fresh.description,
+      fresh.anchor,
+      fresh.last_due,
     );
     if (row) console.log(`schedule: ${key} is now ${schedule.description}; it counts from now`);
     return fresh;
@@ -152,7 +164,9 @@ export class Scheduler extends DurableObject<Env> {
       const previous: CallRecord | null = await ledgerFor(this.env, row.last_call).get(row.last_call, 0);
       if (previous && !TERMINAL_STATUSES.has(previous.status)) {
         this.#sql.exec("UPDATE schedules SET skipped = skipped + 1 WHERE key = ?", row.key);
-        console.warn(`[${fn.app}.${fn.name}] scheduled run of ${new Date(scheduledAt).toISOString()} skipped: the run of ${new Date(row.last_scheduled_at ?? 0).toISOString()} (${row.last_call}) is still ${previous.status}`);
+        console.warn(
+          `[${fn.app}.${fn.name}] scheduled run of ${new Date(scheduledAt).toISOString()} skipped: the run of ${new Date(row.last_scheduled_at ?? 0).toISOString()} (${row.last_call}) is still ${previous.status}`,
+        );
         return null;
       }
     }
@@ -182,7 +196,9 @@ export class Scheduler extends DurableObject<Env> {
 }
 
 function scheduledFunctions(): RegisteredFunction[] {
-  return registry().all().filter((fn) => fn.spec.schedule !== undefined);
+  return registry()
+    .all()
+    .filter((fn) => fn.spec.schedule !== undefined);
 }
 
 /** The one Scheduler of this gateway. */

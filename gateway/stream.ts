@@ -23,21 +23,28 @@ import { streamLines } from "../sdk/stream-lines.js";
  */
 export async function* streamCall(rc: RunContext, fn: RegisteredFunction, args: CallArgs, callId: string): AsyncGenerator<unknown, void, undefined> {
   const createdAt = Date.now();
-  const context: RunContext = { ...rc, logPrefix: `[${fn.app}.${fn.name} ${callId}]`, call: { callId, app: fn.app, function: fn.name, attempt: 1, env: fn.spec.env } };
+  const context: RunContext = {
+    ...rc,
+    logPrefix: `[${fn.app}.${fn.name} ${callId}]`,
+    call: { callId, app: fn.app, function: fn.name, attempt: 1, env: fn.spec.env },
+  };
   const deadline = createdAt + fn.spec.timeoutSeconds * 1000;
   let status: Exclude<CallStatus, "pending" | "running"> = "cancelled";
   let error: TandemError | undefined;
   let chunks = 0;
   let iterator: AsyncIterator<unknown> | Iterator<unknown> | undefined;
   try {
-    const produced = fn.spec.tier === "plane" ? forwardStreamToPlane(rc, fn, args, callId) : await runStore.run(context, async () => fn.handler(...args.values));
+    const produced =
+      fn.spec.tier === "plane" ? forwardStreamToPlane(rc, fn, args, callId) : await runStore.run(context, async () => fn.handler(...args.values));
     if (!isGeneratorResult(produced)) {
       throw new InvalidRequestError(`${fn.app}.${fn.name} is not a generator function; call it with .remote() (POST .../call)`);
     }
     iterator = chunkIterator(produced);
     for (;;) {
-      const step = await withDeadline(runStore.run(context, () => Promise.resolve(iterator!.next())), deadline, () =>
-        functionTimeout({ app: fn.app, function: fn.name, timeoutSeconds: fn.spec.timeoutSeconds, callId, where: "while streaming" }),
+      const step = await withDeadline(
+        runStore.run(context, () => Promise.resolve(iterator!.next())),
+        deadline,
+        () => functionTimeout({ app: fn.app, function: fn.name, timeoutSeconds: fn.spec.timeoutSeconds, callId, where: "while streaming" }),
       );
       if (step.done) break;
       chunks++;
@@ -54,7 +61,15 @@ export async function* streamCall(rc: RunContext, fn: RegisteredFunction, args: 
     rc.waitUntil(
       recordEnded(rc.env, [
         {
-          id: callId, app: fn.app, function: fn.name, kind: "stream", status, attempts: 1, createdAt, startedAt: createdAt, finishedAt: Date.now(),
+          id: callId,
+          app: fn.app,
+          function: fn.name,
+          kind: "stream",
+          status,
+          attempts: 1,
+          createdAt,
+          startedAt: createdAt,
+          finishedAt: Date.now(),
           ...(status === "succeeded" ? { result: encodeValue({ chunks }) } : {}),
           ...(error
             ? { error: { ...toWireError(error), details: { ...error.details, chunks } } }
@@ -73,6 +88,10 @@ export async function* streamCall(rc: RunContext, fn: RegisteredFunction, args: 
  * request's work: the generator is not pulled again (its `finally` may not
  * run, and the call is not recorded).
  */
-export function streamResponseBody(chunks: AsyncGenerator<unknown, void, undefined>, callId: string, first?: IteratorResult<unknown, void>): ReadableStream<Uint8Array> {
+export function streamResponseBody(
+  chunks: AsyncGenerator<unknown, void, undefined>,
+  callId: string,
+  first?: IteratorResult<unknown, void>,
+): ReadableStream<Uint8Array> {
   return streamLines(chunks, callId, (chunk) => (chunk instanceof EncodedResult ? chunk.encoded : encodeValue(chunk)), first);
 }

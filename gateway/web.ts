@@ -28,7 +28,10 @@ export function webRoutes(apps: readonly App[]): Hono<Web> {
       const served = app.endpoints.filter((e) => e.label === label).map((e) => `${e.method} ${e.path}`);
       if (served.length) {
         const rest = new URL(c.req.url).pathname.slice(`/${app.name}/${label}`.length) || "/";
-        throw new NotFoundError(`endpoint "${label}" of app "${app.name}" does not serve ${c.req.method} ${rest} (it serves ${served.join(", ")})`, { app: app.name, label });
+        throw new NotFoundError(`endpoint "${label}" of app "${app.name}" does not serve ${c.req.method} ${rest} (it serves ${served.join(", ")})`, {
+          app: app.name,
+          label,
+        });
       }
       throw new NotFoundError(`app "${app.name}" has no web endpoint "${label}" (endpoints: ${labels(app)})`, { app: app.name });
     });
@@ -44,24 +47,28 @@ function mountWebApp(web: Hono<Web>, appName: string, mount: WebMount): void {
   const prefix = `[${appName}/${mount.label}]`;
   // The mounted app is called as a Worker is (request, env, ctx); the configuration comes along for the run context.
   const withConfig = (c: Context<Web>) => [c.env, c.executionCtx, c.var.config];
-  web.mount(paths.web(appName, mount.label), (request, env, ctx, config: GatewayConfig) => {
-    instance ??= Promise.resolve(mount.factory());
-    const rc: RunContext = { env: env as Env, config, waitUntil: (p) => (ctx as ExecutionContext).waitUntil(p), logPrefix: prefix };
-    return runStore.run(rc, async () => {
-      let webApp: WebApp;
-      try {
-        webApp = await instance!;
-      } catch (err) {
-        instance = undefined; // the factory failed: try it again on the next request
-        return failed(err);
-      }
-      try {
-        return await webApp.fetch(request, env, ctx);
-      } catch (err) {
-        return failed(err);
-      }
-    });
-  }, withConfig);
+  web.mount(
+    paths.web(appName, mount.label),
+    (request, env, ctx, config: GatewayConfig) => {
+      instance ??= Promise.resolve(mount.factory());
+      const rc: RunContext = { env: env as Env, config, waitUntil: (p) => (ctx as ExecutionContext).waitUntil(p), logPrefix: prefix };
+      return runStore.run(rc, async () => {
+        let webApp: WebApp;
+        try {
+          webApp = await instance!;
+        } catch (err) {
+          instance = undefined; // the factory failed: try it again on the next request
+          return failed(err);
+        }
+        try {
+          return await webApp.fetch(request, env, ctx);
+        } catch (err) {
+          return failed(err);
+        }
+      });
+    },
+    withConfig,
+  );
 }
 
 function addEndpoint(web: Hono<Web>, appName: string, endpoint: EndpointHandle): void {

@@ -62,7 +62,10 @@ export function createGateway(modules: AppModule[], options: GatewayOptions = {}
   router.get("/", (c) => c.json({ gateway: "tandem", apps: apps.map((a) => a.name), api: "/v1/apps" }));
   router.notFound((c) => {
     const first = new URL(c.req.url).pathname.split("/")[1] ?? "";
-    return c.json(errorBody(new NotFoundError(`no app named "${decodeURIComponent(first)}" is deployed here (apps: ${apps.map((a) => a.name).join(", ") || "none"})`)), 404);
+    return c.json(
+      errorBody(new NotFoundError(`no app named "${decodeURIComponent(first)}" is deployed here (apps: ${apps.map((a) => a.name).join(", ") || "none"})`)),
+      404,
+    );
   });
   router.onError((err, c) => {
     if (!(err instanceof TandemError)) console.error("gateway:", err);

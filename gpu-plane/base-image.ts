@@ -170,7 +170,10 @@ async function importRootfs(docker: Docker, rootfs: string, tag: string): Promis
   const code = await tarExit;
   if (code !== 0) {
     // The engine took whatever tar wrote before it failed; that image must not keep the tag.
-    await docker.getImage(tag).remove({ force: true }).catch(() => {});
+    await docker
+      .getImage(tag)
+      .remove({ force: true })
+      .catch(() => {});
     throw new InternalError(`tar failed (exit ${code}) packing the base image: ${tarErrors.trim()}`);
   }
 }

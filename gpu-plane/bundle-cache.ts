@@ -80,16 +80,19 @@ export class BundleCache {
   async image(hash: string): Promise<ImageBuildSpec> {
     const route = paths.planeImage(hash);
     const res = await fetch(this.#gatewayUrl + route, { headers: await signRequest(this.#secret, "GET", route) });
-    if (!res.ok) throw new InternalError(`could not fetch image spec ${hash.slice(0, 12)} from the gateway: HTTP ${res.status} ${(await res.text()).slice(0, 200)}`);
+    if (!res.ok)
+      throw new InternalError(`could not fetch image spec ${hash.slice(0, 12)} from the gateway: HTTP ${res.status} ${(await res.text()).slice(0, 200)}`);
     const text = await res.text();
-    if (createHash("sha256").update(text).digest("hex") !== hash) throw new InternalError(`image spec ${hash.slice(0, 12)} from the gateway does not match its hash; refusing it`);
+    if (createHash("sha256").update(text).digest("hex") !== hash)
+      throw new InternalError(`image spec ${hash.slice(0, 12)} from the gateway does not match its hash; refusing it`);
     return JSON.parse(text) as ImageBuildSpec;
   }
 
   async #download(hash: string, path: string): Promise<string> {
     const route = paths.planeBundle(hash);
     const res = await fetch(this.#gatewayUrl + route, { headers: await signRequest(this.#secret, "GET", route) });
-    if (!res.ok) throw new InternalError(`could not fetch bundle ${hash.slice(0, 12)} from the gateway: HTTP ${res.status} ${(await res.text()).slice(0, 200)}`);
+    if (!res.ok)
+      throw new InternalError(`could not fetch bundle ${hash.slice(0, 12)} from the gateway: HTTP ${res.status} ${(await res.text()).slice(0, 200)}`);
     const bytes = new Uint8Array(await res.arrayBuffer());
     const actual = createHash("sha256").update(bytes).digest("hex");
     if (actual !== hash) throw new InternalError(`bundle ${hash.slice(0, 12)} from the gateway has hash ${actual.slice(0, 12)}; refusing it`);

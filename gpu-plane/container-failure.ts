@@ -45,7 +45,12 @@ export function exitFailure(worker: Worker, exit: ExitInfo, when: string): Conta
         ? "was killed"
         : `crashed with exit code ${exit.code}`;
   const lastLines = tail.length ? `; last log lines:\n${tail.slice(-5).join("\n")}` : "";
-  return new ContainerFailedError(`${worker.label} container ${worker.id} ${what} ${when}${lastLines}`, { reason, exitCode: exit.code, containerId: worker.id, logTail: tail });
+  return new ContainerFailedError(`${worker.label} container ${worker.id} ${what} ${when}${lastLines}`, {
+    reason,
+    exitCode: exit.code,
+    containerId: worker.id,
+    logTail: tail,
+  });
 }
 
 /**
@@ -54,7 +59,9 @@ export function exitFailure(worker: Worker, exit: ExitInfo, when: string): Conta
  * if (worker.protocolError) throw protocolFailure(worker);
  */
 export function protocolFailure(worker: Worker): ProtocolError {
-  return new ProtocolError(`${worker.label} container ${worker.id} wrote something that is not a control frame (${worker.protocolError}); it was killed`, { logTail: worker.logTail.slice() });
+  return new ProtocolError(`${worker.label} container ${worker.id} wrote something that is not a control frame (${worker.protocolError}); it was killed`, {
+    logTail: worker.logTail.slice(),
+  });
 }
 
 /**

@@ -93,7 +93,14 @@ export class ContainerStarter {
     }
   }
 
-  async #start(req: PoolDescriptor, key: string, bundle: BundleOnDisk, reservation: Reservation, deadline: number, forCall: string | undefined): Promise<Worker> {
+  async #start(
+    req: PoolDescriptor,
+    key: string,
+    bundle: BundleOnDisk,
+    reservation: Reservation,
+    deadline: number,
+    forCall: string | undefined,
+  ): Promise<Worker> {
     const id = `ctr-${randomBytes(4).toString("hex")}`;
     const started = performance.now();
     const startedAt = Date.now();
@@ -135,11 +142,30 @@ export class ContainerStarter {
       throw new ContainerFailedError(`could not start a container for ${req.app}.${req.function}: ${(err as Error).message}`, { reason: "start" });
     }
     const worker: Worker = {
-      id, key, label: `${req.app}.${req.function}`, container, channel, reservation, scaling: req.spec.autoscaler,
-      inFlight: new Set(forCall ? [forCall] : []), ready: false, stopping: false, callId: forCall, logTail: [], idleTimer: undefined, exit: undefined, protocolError: undefined,
+      id,
+      key,
+      label: `${req.app}.${req.function}`,
+      container,
+      channel,
+      reservation,
+      scaling: req.spec.autoscaler,
+      inFlight: new Set(forCall ? [forCall] : []),
+      ready: false,
+      stopping: false,
+      callId: forCall,
+      logTail: [],
+      idleTimer: undefined,
+      exit: undefined,
+      protocolError: undefined,
       life: {
-        containerId: id, app: req.app, function: req.function, gpu: reservation.gpus[0]?.type ?? null, gpuCount: reservation.gpus.length,
-        cpu: reservation.cpu, memoryMiB: reservation.memoryMiB, startedAt: Date.now(),
+        containerId: id,
+        app: req.app,
+        function: req.function,
+        gpu: reservation.gpus[0]?.type ?? null,
+        gpuCount: reservation.gpus.length,
+        cpu: reservation.cpu,
+        memoryMiB: reservation.memoryMiB,
+        startedAt: Date.now(),
       },
     };
     this.#o.pool.add(worker);
@@ -173,12 +199,17 @@ export class ContainerStarter {
     }
     this.#enterBackoff.delete(key);
     if (ready !== "ready") {
-      const failure = ready === TIMED_OUT ? startTimeout(worker, req, Math.round((deadline - startedAt) / 100) / 10) : exitFailure(worker, await container.exited, "while starting");
+      const failure =
+        ready === TIMED_OUT
+          ? startTimeout(worker, req, Math.round((deadline - startedAt) / 100) / 10)
+          : exitFailure(worker, await container.exited, "while starting");
       await this.#o.scaleDown.retire(worker);
       throw failure;
     }
     worker.ready = true;
-    const gpus = reservation.gpus.length ? `, ${reservation.gpus.map((g) => `${g.type}#${g.index}`).join(" ")}${reservation.gpus[0]!.simulated ? " (simulated)" : ""}` : "";
+    const gpus = reservation.gpus.length
+      ? `, ${reservation.gpus.map((g) => `${g.type}#${g.index}`).join(" ")}${reservation.gpus[0]!.simulated ? " (simulated)" : ""}`
+      : "";
     this.#o.log(`[plane] cold start: ${worker.label} ${id} ready in ${Math.round(performance.now() - started)} ms${gpus}`);
     return worker;
   }
@@ -197,11 +228,14 @@ export class ContainerStarter {
     if (cap === null) return;
     const spent = this.#o.usage.spent(pool.app, this.#o.pool.lives());
     if (spent >= cap) {
-      throw new SpendCapError(`app "${pool.app}" reached its spend cap of $${cap} ($${spent.toFixed(6)} spent on plane ${this.#o.planeId}); no new container starts for it`, {
-        app: pool.app,
-        spendCapUsd: cap,
-        spentUsd: spent,
-      });
+      throw new SpendCapError(
+        `app "${pool.app}" reached its spend cap of $${cap} ($${spent.toFixed(6)} spent on plane ${this.#o.planeId}); no new container starts for it`,
+        {
+          app: pool.app,
+          spendCapUsd: cap,
+          spentUsd: spent,
+        },
+      );
     }
   }
 }

@@ -66,7 +66,13 @@ function harness(
 
 function request(
   fn: string,
-  options: { args?: unknown[]; timeoutSeconds?: number; clsParams?: Record<string, unknown>; spec?: Partial<Omit<PlaneFunctionSpec, "autoscaler">>; autoscaler?: Partial<PlaneFunctionSpec["autoscaler"]> } = {},
+  options: {
+    args?: unknown[];
+    timeoutSeconds?: number;
+    clsParams?: Record<string, unknown>;
+    spec?: Partial<Omit<PlaneFunctionSpec, "autoscaler">>;
+    autoscaler?: Partial<PlaneFunctionSpec["autoscaler"]>;
+  } = {},
 ): PlaneRunRequest {
   return {
     callId: newCallId(),
@@ -85,7 +91,15 @@ function request(
       spendCapUsd: null,
       image: null,
       ...options.spec,
-      autoscaler: { minContainers: 0, maxContainers: 4, bufferContainers: 0, scaledownWindowSeconds: null, maxInputs: 1, targetInputs: 1, ...options.autoscaler },
+      autoscaler: {
+        minContainers: 0,
+        maxContainers: 4,
+        bufferContainers: 0,
+        scaledownWindowSeconds: null,
+        maxInputs: 1,
+        targetInputs: 1,
+        ...options.autoscaler,
+      },
     },
   };
 }
@@ -291,7 +305,10 @@ describe("the dispatcher, on fake containers", () => {
   it("ends a call whose container crashes while starting with ContainerFailedError, saying so", async () => {
     const h = harness({ f: () => "ok" }, { startup: () => ({ logs: ["Error: Cannot find module 'sharp'"], exitCode: 1 }) });
     const answer = await h.dispatcher.run(request("f"), BUNDLE);
-    expect(answer.error).toMatchObject({ code: "container_failed", details: { reason: "crashed", exitCode: 1, logTail: ["Error: Cannot find module 'sharp'"] } });
+    expect(answer.error).toMatchObject({
+      code: "container_failed",
+      details: { reason: "crashed", exitCode: 1, logTail: ["Error: Cannot find module 'sharp'"] },
+    });
     expect(answer.error!.message).toContain("crashed with exit code 1 while starting");
   });
 
@@ -336,7 +353,9 @@ describe("the dispatcher, on fake containers", () => {
     });
     const answer = await h.dispatcher.run(request("f"), BUNDLE);
     expect(answer.error).toMatchObject({ code: "protocol_error" });
-    expect(answer.error!.message).toContain(`app.f container ${answer.containerId} wrote something that is not a control frame (bytes that are not a frame: "{not json"); it was killed`);
+    expect(answer.error!.message).toContain(
+      `app.f container ${answer.containerId} wrote something that is not a control frame (bytes that are not a frame: "{not json"); it was killed`,
+    );
     expect(h.lines.some((l) => l.startsWith(`[plane] app.f ${answer.containerId} broke the control protocol`))).toBe(true);
     expect(h.driver.started[0]!.exit).toEqual({ code: 137, oomKilled: false });
   });
@@ -354,7 +373,17 @@ describe("the dispatcher, on fake containers", () => {
   it("refuses to start a container for an app past its spend cap", async () => {
     const h = harness({ f: () => "ok" });
     const now = Date.now();
-    h.usage.record({ containerId: "ctr-00000000", app: "app", function: "f", gpu: null, gpuCount: 0, cpu: 1, memoryMiB: 256, startedAt: now - 100_000, endedAt: now });
+    h.usage.record({
+      containerId: "ctr-00000000",
+      app: "app",
+      function: "f",
+      gpu: null,
+      gpuCount: 0,
+      cpu: 1,
+      memoryMiB: 256,
+      startedAt: now - 100_000,
+      endedAt: now,
+    });
     const answer = await h.dispatcher.run(request("f", { spec: { spendCapUsd: 0.000001 } }), BUNDLE);
     expect(answer.error).toMatchObject({ code: "spend_cap_reached", details: { app: "app", spendCapUsd: 0.000001 } });
     expect(answer.error!.message).toContain('app "app" reached its spend cap of $0.000001');

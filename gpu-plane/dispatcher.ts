@@ -59,7 +59,14 @@ export class Dispatcher {
   constructor(options: DispatcherOptions) {
     this.#o = options;
     const { inventory, usage, log } = options;
-    this.#scaleDown = new ScaleDown({ pool: this.#pool, inventory, usage, log, scaledownWindowMs: options.scaledownWindowMs, keptWarm: (key) => this.#warm.minimumFor(key) });
+    this.#scaleDown = new ScaleDown({
+      pool: this.#pool,
+      inventory,
+      usage,
+      log,
+      scaledownWindowMs: options.scaledownWindowMs,
+      keptWarm: (key) => this.#warm.minimumFor(key),
+    });
     this.#starter = new ContainerStarter({ ...options, pool: this.#pool, scaleDown: this.#scaleDown });
     this.#warm = new WarmPools({ pool: this.#pool, starter: this.#starter, scaleDown: this.#scaleDown, inventory, log });
   }
@@ -83,7 +90,11 @@ export class Dispatcher {
     } catch (err) {
       if (worker) await this.#scaleDown.retire(worker);
       const error = err instanceof TandemError ? err : new ContainerFailedError((err as Error).message);
-      return { status: error instanceof FunctionTimeoutError ? "timed_out" : "failed", error: toWireError(error), ...(worker ? { containerId: worker.id, coldStart } : {}) };
+      return {
+        status: error instanceof FunctionTimeoutError ? "timed_out" : "failed",
+        error: toWireError(error),
+        ...(worker ? { containerId: worker.id, coldStart } : {}),
+      };
     }
   }
 
@@ -105,12 +116,24 @@ export class Dispatcher {
     };
     let output: Awaited<ReturnType<ControlChannel["run"]>> | undefined;
     let broken: Error | undefined;
-    const input = { t: "input" as const, callId: req.callId, function: req.function, attempt: req.attempt, stream: true, args: { json: req.args, ...(req.meta === undefined ? {} : { meta: req.meta }) } };
+    const input = {
+      t: "input" as const,
+      callId: req.callId,
+      function: req.function,
+      attempt: req.attempt,
+      stream: true,
+      args: { json: req.args, ...(req.meta === undefined ? {} : { meta: req.meta }) },
+    };
     const done = worker.channel.run(input, (chunk) => {
       chunks.push(chunk.value);
       poke();
     });
-    done.then((o) => (output = o), (e: Error) => (broken = e)).finally(poke);
+    done
+      .then(
+        (o) => (output = o),
+        (e: Error) => (broken = e),
+      )
+      .finally(poke);
     void worker.container.exited.then(poke);
     let clean = false;
     try {
@@ -134,7 +157,14 @@ export class Dispatcher {
       if (!output && !broken && !worker.exit && !worker.protocolError) {
         // The reader stopped early: the runner returns the generator (its `finally` runs) and ends the input.
         worker.channel.cancel(req.callId);
-        clean = (await raceDeadline(done.then(() => true, () => false), Date.now() + 5_000)) === true;
+        clean =
+          (await raceDeadline(
+            done.then(
+              () => true,
+              () => false,
+            ),
+            Date.now() + 5_000,
+          )) === true;
       }
       if (clean) this.#scaleDown.release(worker, req.callId);
       else await this.#scaleDown.retire(worker);
@@ -239,7 +269,9 @@ export class Dispatcher {
             mine.length >= scaling.maxContainers
               ? `all ${mine.length} of its containers are busy (maxContainers ${scaling.maxContainers}, ${scaling.maxInputs} input${scaling.maxInputs === 1 ? "" : "s"} each)`
               : "all of it is in use";
-          throw new NoCapacityError(`no capacity for ${describeRequests(possible)} for ${req.app}.${req.function} on plane ${this.#o.planeId} within ${req.timeoutSeconds} s: ${why}`);
+          throw new NoCapacityError(
+            `no capacity for ${describeRequests(possible)} for ${req.app}.${req.function} on plane ${this.#o.planeId} within ${req.timeoutSeconds} s: ${why}`,
+          );
         }
         await this.#pool.waitForRelease(deadline);
       }
@@ -251,14 +283,27 @@ export class Dispatcher {
   /** Sends the input to its container and waits for its output, the container's end, or the deadline. */
   async #runOn(worker: Worker, req: PlaneRunRequest, deadline: number) {
     if (this.#cancelledBeforeStart.delete(req.callId)) {
-      return { t: "output" as const, callId: req.callId, status: "failed" as const, error: { code: "call_cancelled", message: `call ${req.callId} was cancelled` } };
+      return {
+        t: "output" as const,
+        callId: req.callId,
+        status: "failed" as const,
+        error: { code: "call_cancelled", message: `call ${req.callId} was cancelled` },
+      };
     }
     const outcome = await raceDeadline(
       Promise.race([
-        worker.channel.run({ t: "input", callId: req.callId, function: req.function, attempt: req.attempt, args: { json: req.args, ...(req.meta === undefined ? {} : { meta: req.meta }) } }).then(
-          (output) => ({ output }),
-          () => ({ output: undefined }),
-        ),
+        worker.channel
+          .run({
+            t: "input",
+            callId: req.callId,
+            function: req.function,
+            attempt: req.attempt,
+            args: { json: req.args, ...(req.meta === undefined ? {} : { meta: req.meta }) },
+          })
+          .then(
+            (output) => ({ output }),
+            () => ({ output: undefined }),
+          ),
         worker.container.exited.then(() => ({ output: undefined })),
       ]),
       deadline,

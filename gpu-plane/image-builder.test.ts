@@ -34,7 +34,11 @@ const run = randomBytes(8).toString("hex");
 const hash = (n: number) => createHash("sha256").update(`${run}-${n}`).digest("hex");
 
 afterAll(async () => {
-  for (const tag of new Set(tags)) await docker.getImage(tag).remove({ force: true }).catch(() => {});
+  for (const tag of new Set(tags))
+    await docker
+      .getImage(tag)
+      .remove({ force: true })
+      .catch(() => {});
 });
 
 describe("the image builder", () => {
@@ -42,7 +46,7 @@ describe("the image builder", () => {
     const first = await build(spec(`one ${Date.now()}`), hash(1));
     expect(first.steps.length).toBeGreaterThanOrEqual(6);
     const second = await build(spec(`two ${Date.now()}`), hash(2));
-    const copyAt = second.steps.findIndex((s) => s.instruction.startsWith("COPY [\"files-3/\""));
+    const copyAt = second.steps.findIndex((s) => s.instruction.startsWith('COPY ["files-3/"'));
     expect(copyAt).toBeGreaterThan(0);
     expect(second.steps.slice(1, copyAt).every((s) => s.cached)).toBe(true); // ENV, WORKDIR
     expect(second.steps.slice(copyAt).some((s) => s.cached)).toBe(false); // the file, the shell, the command

@@ -42,7 +42,13 @@ export async function buildImage(docker: Docker, base: string, spec: ImageBuildS
     await writeFile(join(context, "Dockerfile"), lines.join("\n") + "\n");
     say(`building ${tag}: ${lines.length} steps${force ? " (forced)" : ""}`);
     const tar = spawn("tar", ["-C", context, "-c", "."], { stdio: ["ignore", "pipe", "inherit"] });
-    const stream = await docker.buildImage(tar.stdout as unknown as NodeJS.ReadableStream, { t: tag, networkmode: "none", nocache: force, rm: true, forcerm: true });
+    const stream = await docker.buildImage(tar.stdout as unknown as NodeJS.ReadableStream, {
+      t: tag,
+      networkmode: "none",
+      nocache: force,
+      rm: true,
+      forcerm: true,
+    });
     const steps: BuiltImage["steps"] = [];
     let failure: string | undefined;
     await new Promise<void>((resolve) =>
@@ -50,7 +56,10 @@ export async function buildImage(docker: Docker, base: string, spec: ImageBuildS
         stream,
         () => resolve(),
         (event: { stream?: string; error?: string }) => {
-          for (const line of (event.stream ?? "").split("\n").map((l) => l.trimEnd()).filter(Boolean)) {
+          for (const line of (event.stream ?? "")
+            .split("\n")
+            .map((l) => l.trimEnd())
+            .filter(Boolean)) {
             const step = /^Step \d+\/\d+ : (.*)$/.exec(line);
             if (step) steps.push({ instruction: step[1]!, cached: false });
             if (line.includes("Using cache") && steps.length) steps[steps.length - 1]!.cached = true;
@@ -64,7 +73,10 @@ export async function buildImage(docker: Docker, base: string, spec: ImageBuildS
       // Named as the user wrote it: their step (one may make several Dockerfile instructions), then the instruction.
       const mine = steps.length ? stepOf[steps.length - 1]! : 0;
       const at = steps.length ? `step ${mine + 1} (${spec.steps[mine]!.kind}), at ${steps[steps.length - 1]!.instruction}` : "its first step";
-      throw new ImageBuildError(`the image failed to build at ${at}: ${failure.trim()}\n${tail.slice(-10).join("\n")}`, { step: mine + 1, logTail: tail.slice() });
+      throw new ImageBuildError(`the image failed to build at ${at}: ${failure.trim()}\n${tail.slice(-10).join("\n")}`, {
+        step: mine + 1,
+        logTail: tail.slice(),
+      });
     }
     say(`built ${tag} (${steps.filter((s) => s.cached).length} of ${steps.length} steps from cache)`);
     return { tag, steps };
@@ -91,7 +103,9 @@ async function dockerfile(
       case "node": {
         const have = process.versions.node.split(".")[0];
         if (step.version !== null && step.version.split(".")[0] !== have) {
-          throw new ImageBuildError(`${where}: Image.node("${step.version}") asks for Node ${step.version}, and this plane builds on its own Node ${process.versions.node}`);
+          throw new ImageBuildError(
+            `${where}: Image.node("${step.version}") asks for Node ${step.version}, and this plane builds on its own Node ${process.versions.node}`,
+          );
         }
         lines.push(`FROM ${base}`);
         break;
@@ -112,7 +126,12 @@ async function dockerfile(
         const dir = join(context, `npm-${i}`);
         await mkdir(dir, { recursive: true });
         say(`npm install ${step.packages.join(" ")}`);
-        await run("npm", ["install", "--no-save", "--no-package-lock", "--no-audit", "--no-fund", "--ignore-scripts", "--prefix", dir, ...step.packages], where, say);
+        await run(
+          "npm",
+          ["install", "--no-save", "--no-package-lock", "--no-audit", "--no-fund", "--ignore-scripts", "--prefix", dir, ...step.packages],
+          where,
+          say,
+        );
         lines.push(`COPY ["npm-${i}/node_modules/", "/tandem/app/node_modules/"]`);
         break;
       }
@@ -187,7 +206,11 @@ function run(command: string, args: string[], where: string, say: (line: string)
     child.stderr.on("data", collect);
     child.on("error", (err) => reject(new ImageBuildError(`${where}: ${command} could not run: ${err.message}`)));
     child.on("exit", (code) =>
-      code === 0 ? resolve() : reject(new ImageBuildError(`${where}: ${command} ${args.join(" ")} failed (exit ${code}):\n${out.slice(-10).join("\n")}`, { logTail: out.slice(-20) })),
+      code === 0
+        ? resolve()
+        : reject(
+            new ImageBuildError(`${where}: ${command} ${args.join(" ")} failed (exit ${code}):\n${out.slice(-10).join("\n")}`, { logTail: out.slice(-20) }),
+          ),
     );
   });
 }

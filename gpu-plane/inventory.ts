@@ -98,7 +98,8 @@ export class Inventory {
   fits(request: ResourceRequest): string | undefined {
     if (request.gpu) {
       const total = this.gpus.filter((g) => g.type === request.gpu!.type).length;
-      if (total < request.gpu.count) return `this plane has ${total} ${request.gpu.type} GPU${total === 1 ? "" : "s"}, the function asks for ${request.gpu.count}`;
+      if (total < request.gpu.count)
+        return `this plane has ${total} ${request.gpu.type} GPU${total === 1 ? "" : "s"}, the function asks for ${request.gpu.count}`;
     }
     if (request.memoryMiB > this.memoryMiBTotal) return `this plane has ${this.memoryMiBTotal} MiB of memory, the function asks for ${request.memoryMiB}`;
     if (request.cpu > this.cpuTotal) return `this plane has ${this.cpuTotal} CPU cores, the function asks for ${request.cpu}`;
@@ -110,7 +111,10 @@ export class Inventory {
     if (request.memoryMiB > this.#memoryFree) return undefined;
     let gpus: GpuDevice[] = [];
     if (request.gpu) {
-      gpus = [...this.#freeGpus].filter((g) => g.type === request.gpu!.type).sort((a, b) => a.index - b.index).slice(0, request.gpu.count);
+      gpus = [...this.#freeGpus]
+        .filter((g) => g.type === request.gpu!.type)
+        .sort((a, b) => a.index - b.index)
+        .slice(0, request.gpu.count);
       if (gpus.length < request.gpu.count) return undefined;
     }
     for (const g of gpus) this.#freeGpus.delete(g);

@@ -12,7 +12,16 @@ import { join } from "node:path";
 import { InvalidOptionsError, PlaneUnavailableError, RemoteError } from "../sdk/errors.js";
 import { GPU_TYPES, parseGpuInventory, type GpuType } from "../sdk/gpu.js";
 import { FUNCTION_DEFAULTS, PLANE_DEFAULTS } from "../sdk/defaults.js";
-import { PLANE_ID_PATTERN, PROTOCOL_VERSION, paths, type EncodedValue, type HeartbeatAnswer, type PlaneHeartbeat, type PlaneRunRequest, type PlaneRunResponse } from "../sdk/protocol.js";
+import {
+  PLANE_ID_PATTERN,
+  PROTOCOL_VERSION,
+  paths,
+  type EncodedValue,
+  type HeartbeatAnswer,
+  type PlaneHeartbeat,
+  type PlaneRunRequest,
+  type PlaneRunResponse,
+} from "../sdk/protocol.js";
 import { signRequest, useHmacEngine } from "../sdk/signing.js";
 import { BundleCache } from "./bundle-cache.js";
 import type { ContainerDriver } from "./drivers/driver.js";
@@ -70,8 +79,16 @@ export class Plane {
   #gatewayDown = false;
 
   private constructor(init: {
-    planeId: string; url: string; inventory: Inventory; driver: PlaneDriver; unavailable: string | undefined;
-    options: PlaneOptions; dispatcher: Dispatcher; bundles: BundleCache; usage: UsageLedger; server: Server;
+    planeId: string;
+    url: string;
+    inventory: Inventory;
+    driver: PlaneDriver;
+    unavailable: string | undefined;
+    options: PlaneOptions;
+    dispatcher: Dispatcher;
+    bundles: BundleCache;
+    usage: UsageLedger;
+    server: Server;
   }) {
     this.planeId = init.planeId;
     this.url = init.url;
@@ -94,7 +111,11 @@ export class Plane {
     const driver: PlaneDriver =
       options.runtime === "process"
         ? new ProcessDriver()
-        : new (await import("./drivers/docker.js")).DockerDriver({ ...(options.dockerRuntime ? { runtime: options.dockerRuntime } : {}), forceBuild: options.forceBuild ?? false, log });
+        : new (await import("./drivers/docker.js")).DockerDriver({
+            ...(options.dockerRuntime ? { runtime: options.dockerRuntime } : {}),
+            forceBuild: options.forceBuild ?? false,
+            log,
+          });
     let unavailable: string | undefined;
     try {
       await driver.prepare();
@@ -183,7 +204,17 @@ export class Plane {
     }
   }
 
-  status(): { planeId: string; region: string; runtime: string; sandboxed: boolean; simulated: boolean; unavailable?: string; inventory: ReturnType<Inventory["summary"]>; functions: FunctionStats[]; containers: ContainerSummary[] } {
+  status(): {
+    planeId: string;
+    region: string;
+    runtime: string;
+    sandboxed: boolean;
+    simulated: boolean;
+    unavailable?: string;
+    inventory: ReturnType<Inventory["summary"]>;
+    functions: FunctionStats[];
+    containers: ContainerSummary[];
+  } {
     return {
       planeId: this.planeId,
       region: this.#options.region,
@@ -200,7 +231,10 @@ export class Plane {
   /** A line describing this plane, for start-up messages. */
   describe(): string {
     const gpus = this.inventory.summary().gpus;
-    const list = Object.entries(gpus).map(([t, c]) => `${t}x${c.total}`).join(", ") || "no GPUs";
+    const list =
+      Object.entries(gpus)
+        .map(([t, c]) => `${t}x${c.total}`)
+        .join(", ") || "no GPUs";
     return `plane ${this.planeId} at ${this.url} (region ${this.#options.region}, runtime ${this.driver.name}${this.driver.sandboxed ? "" : ", UNSANDBOXED"}; ${list}${this.inventory.simulated ? ", simulated" : ""})`;
   }
 
@@ -237,13 +271,17 @@ export class Plane {
       const answer = (await res.json()) as HeartbeatAnswer;
       if (!this.unavailable && this.#options.keepWarm !== false) {
         this.#dispatcher.keepWarm(
-          (answer.warm ?? []).map((pool) => ({ ...pool, bundle: async () => ({ path: await this.#bundles.get(pool.bundleHash, pool.nodeModules), nodeModules: pool.nodeModules }) })),
+          (answer.warm ?? []).map((pool) => ({
+            ...pool,
+            bundle: async () => ({ path: await this.#bundles.get(pool.bundleHash, pool.nodeModules), nodeModules: pool.nodeModules }),
+          })),
         );
       }
       if (this.#gatewayDown) (this.#options.log ?? console.log)(`plane ${this.planeId} reached the gateway again`);
       this.#gatewayDown = false;
     } catch (err) {
-      if (!this.#gatewayDown) (this.#options.log ?? console.log)(`plane ${this.planeId} could not report to the gateway at ${this.#options.gatewayUrl}: ${(err as Error).message}`);
+      if (!this.#gatewayDown)
+        (this.#options.log ?? console.log)(`plane ${this.planeId} could not report to the gateway at ${this.#options.gatewayUrl}: ${(err as Error).message}`);
       this.#gatewayDown = true;
     }
   }

@@ -3,7 +3,10 @@ import { PlaneFunctionSpecSchema, type PlaneFunctionSpec } from "../sdk/protocol
 import { poolKey, poolName, resourceRequests, type PoolDescriptor } from "./pool-descriptor.js";
 
 const spec: PlaneFunctionSpec = {
-  gpu: [{ type: "A100", count: 1 }, { type: "T4", count: 1 }],
+  gpu: [
+    { type: "A100", count: 1 },
+    { type: "T4", count: 1 },
+  ],
   cpu: 2,
   memory: 1024,
   env: { MODEL: "small", LOG_LEVEL: "info" },
@@ -69,14 +72,36 @@ describe("the pool key", () => {
       env: { LOG_LEVEL: "info", MODEL: "small" },
       memory: 1024,
       cpu: 2,
-      gpu: [{ type: "A100", count: 1 }, { type: "T4", count: 1 }],
+      gpu: [
+        { type: "A100", count: 1 },
+        { type: "T4", count: 1 },
+      ],
     };
-    const request = { ...pool, spec: reordered, callId: "fc-0000000000aaaaaaaaaaaaaaaa", attempt: 2, timeoutSeconds: 60, args: [1], nodeModules: "/srv/node_modules" };
+    const request = {
+      ...pool,
+      spec: reordered,
+      callId: "fc-0000000000aaaaaaaaaaaaaaaa",
+      attempt: 2,
+      timeoutSeconds: 60,
+      args: [1],
+      nodeModules: "/srv/node_modules",
+    };
     expect(poolKey(request)).toBe(poolKey(pool));
   });
 
   it("keeps a GPU fallback list's order, which is a preference", () => {
-    expect(poolKey({ ...pool, spec: { ...spec, gpu: [{ type: "T4", count: 1 }, { type: "A100", count: 1 }] } })).not.toBe(poolKey(pool));
+    expect(
+      poolKey({
+        ...pool,
+        spec: {
+          ...spec,
+          gpu: [
+            { type: "T4", count: 1 },
+            { type: "A100", count: 1 },
+          ],
+        },
+      }),
+    ).not.toBe(poolKey(pool));
   });
 
   it("puts every method of a class instance in its class's pool", () => {

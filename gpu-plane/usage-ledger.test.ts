@@ -36,7 +36,17 @@ describe("the usage ledger", () => {
   it("counts only the time after `since`, and running containers up to now", () => {
     const usage = ledger();
     const now = Date.now();
-    usage.record({ containerId: "ctr-1", app: "a", function: "f", gpu: "T4", gpuCount: 1, cpu: 1, memoryMiB: 512, startedAt: now - 60_000, endedAt: now - 20_000 });
+    usage.record({
+      containerId: "ctr-1",
+      app: "a",
+      function: "f",
+      gpu: "T4",
+      gpuCount: 1,
+      cpu: 1,
+      memoryMiB: 512,
+      startedAt: now - 60_000,
+      endedAt: now - 20_000,
+    });
     expect(usage.summary({ since: now - 30_000 })[0]!.seconds).toBeCloseTo(10, 0);
     const running = [{ containerId: "ctr-2", app: "a", function: "f", gpu: "T4" as const, gpuCount: 1, cpu: 1, memoryMiB: 512, startedAt: now - 5_000 }];
     expect(usage.summary({ since: now - 30_000, running })[0]).toMatchObject({ containers: 2 });

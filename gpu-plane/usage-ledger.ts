@@ -53,10 +53,32 @@ export class UsageLedger {
     const since = options.since ?? 0;
     const now = Date.now();
     const stopped = this.#db
-      .prepare(`SELECT container_id, app, function, gpu, gpu_count, cpu, memory_mib, started_at, ended_at FROM containers WHERE ended_at > ? ${options.app ? "AND app = ?" : ""}`)
-      .all(...(options.app ? [since, options.app] : [since])) as { container_id: string; app: string; function: string; gpu: GpuType | null; gpu_count: number; cpu: number; memory_mib: number; started_at: number; ended_at: number }[];
+      .prepare(
+        `SELECT container_id, app, function, gpu, gpu_count, cpu, memory_mib, started_at, ended_at FROM containers WHERE ended_at > ? ${options.app ? "AND app = ?" : ""}`,
+      )
+      .all(...(options.app ? [since, options.app] : [since])) as {
+      container_id: string;
+      app: string;
+      function: string;
+      gpu: GpuType | null;
+      gpu_count: number;
+      cpu: number;
+      memory_mib: number;
+      started_at: number;
+      ended_at: number;
+    }[];
     const lives: Required<ContainerLife>[] = [
-      ...stopped.map((r) => ({ containerId: r.container_id, app: r.app, function: r.function, gpu: r.gpu, gpuCount: r.gpu_count, cpu: r.cpu, memoryMiB: r.memory_mib, startedAt: r.started_at, endedAt: r.ended_at })),
+      ...stopped.map((r) => ({
+        containerId: r.container_id,
+        app: r.app,
+        function: r.function,
+        gpu: r.gpu,
+        gpuCount: r.gpu_count,
+        cpu: r.cpu,
+        memoryMiB: r.memory_mib,
+        startedAt: r.started_at,
+        endedAt: r.ended_at,
+      })),
       ...(options.running ?? []).filter((l) => !options.app || l.app === options.app).map((l) => ({ ...l, endedAt: now })),
     ];
     const rows = new Map<string, UsageRow>();

@@ -78,7 +78,9 @@ export class WarmPools {
         for (;;) {
           const have = this.#o.pool.live(key).length + this.#o.pool.starting(key);
           if (have >= pool.spec.autoscaler.minContainers) break;
-          const reservation = resourceRequests(pool).map((r) => this.#o.inventory.reserve(r)).find((r) => r !== undefined);
+          const reservation = resourceRequests(pool)
+            .map((r) => this.#o.inventory.reserve(r))
+            .find((r) => r !== undefined);
           if (!reservation) break; // no room now; the next heartbeat tries again
           try {
             const worker = await this.#o.starter.start(pool, key, await pool.bundle(), reservation, Date.now() + AHEAD_START_DEADLINE_MS);
@@ -104,7 +106,9 @@ export class WarmPools {
     const idle = mine.filter((w) => w.inFlight.size === 0).length + this.#o.pool.starting(key);
     const room = maxContainers - mine.length - this.#o.pool.starting(key);
     for (let i = 0; i < Math.min(bufferContainers - idle, room); i++) {
-      const reservation = resourceRequests(req).map((r) => this.#o.inventory.reserve(r)).find((r) => r !== undefined);
+      const reservation = resourceRequests(req)
+        .map((r) => this.#o.inventory.reserve(r))
+        .find((r) => r !== undefined);
       if (!reservation) return;
       void this.#o.starter.start(req, key, bundle, reservation, Date.now() + AHEAD_START_DEADLINE_MS).then(
         (worker) => this.#o.scaleDown.release(worker, undefined),

@@ -76,7 +76,11 @@ export class AgentSocket extends EventTarget {
     const url = new URL(paths.agent(app, label, this.sessionId), resolveGatewayUrl(options.gateway));
     url.protocol = url.protocol === "https:" ? "wss:" : "ws:";
     this.url = url.href;
-    this.#options = { reconnect: options.reconnect ?? true, maxReconnectDelayMs: options.maxReconnectDelayMs ?? 10_000, pingIntervalMs: options.pingIntervalMs ?? 30_000 };
+    this.#options = {
+      reconnect: options.reconnect ?? true,
+      maxReconnectDelayMs: options.maxReconnectDelayMs ?? 10_000,
+      pingIntervalMs: options.pingIntervalMs ?? 30_000,
+    };
     void this.#open();
   }
 

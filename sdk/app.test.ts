@@ -46,12 +46,17 @@ describe("App", () => {
   it("checks a WebAssembly function's options, naming the option", () => {
     const app = new App("w");
     expect(() => app.wasm("x", { module: "./x.wasm", source: "./x.as.ts" })).toThrow('give exactly one of { module: "./fn.wasm" } or { source: "./fn.as.ts" }');
-    expect(() => app.wasm("x", { module: "./x.wasm" }, { contentType: "xml" as "json" })).toThrow('app "w": wasm function "x": option "contentType" must be "json" or "bytes" (got "xml")');
+    expect(() => app.wasm("x", { module: "./x.wasm" }, { contentType: "xml" as "json" })).toThrow(
+      'app "w": wasm function "x": option "contentType" must be "json" or "bytes" (got "xml")',
+    );
     expect(() => app.wasm("x", { module: "./x.wasm" }, { maxMemoryPages: 0 })).toThrow('option "maxMemoryPages" must be at least 1');
     expect(() => app.wasm("x", { module: "./x.wasm" }, { timeot: 3 } as object)).toThrow('unknown option "timeot"');
     const plane = app.wasm("y", { module: "./y.wasm" }, { tier: "plane", contentType: "bytes", timeout: 5 });
     expect(plane.spec?.tier).toBe("plane");
-    expect(app.wasmFunctions.find((w) => w.name === "y")).toMatchObject({ contentType: "bytes", limits: { maxMemoryPages: 4096, maxOutputBytes: 10 * 1024 * 1024 } });
+    expect(app.wasmFunctions.find((w) => w.name === "y")).toMatchObject({
+      contentType: "bytes",
+      limits: { maxMemoryPages: 4096, maxOutputBytes: 10 * 1024 * 1024 },
+    });
   });
 
   it("runs .local() in this process", async () => {

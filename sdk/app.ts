@@ -152,7 +152,10 @@ export class FunctionHandle<A extends unknown[] = unknown[], R = unknown> {
   map(inputs: Inputs<A[0]>, options: MapOptions & { returnExceptions: true }): AsyncIterable<R | TandemError>;
   map(inputs: Inputs<A[0]>, options?: MapOptions): AsyncIterable<R>;
   map(inputs: Inputs<A[0]>, options: MapOptions = {}): AsyncIterable<R | TandemError> {
-    return this.starmap(mapInputs(inputs, (x) => [x] as unknown as A), options);
+    return this.starmap(
+      mapInputs(inputs, (x) => [x] as unknown as A),
+      options,
+    );
   }
 
   /** Like `map`, but each input is the whole argument list. */
@@ -160,7 +163,11 @@ export class FunctionHandle<A extends unknown[] = unknown[], R = unknown> {
   starmap(inputs: Inputs<A>, options?: MapOptions): AsyncIterable<R>;
   starmap(inputs: Inputs<A>, options: MapOptions = {}): AsyncIterable<R | TandemError> {
     const bound = this.#bound;
-    const outcomes = invokerFor(this.#gateway).map(this.#app, this.name, mapInputs(inputs, (args) => [...bound, ...(args as unknown[])]));
+    const outcomes = invokerFor(this.#gateway).map(
+      this.#app,
+      this.name,
+      mapInputs(inputs, (args) => [...bound, ...(args as unknown[])]),
+    );
     const ordered = options.orderOutputs ?? true;
     return unwrapOutcomes<R>(ordered ? inOrder(outcomes) : outcomes, options.returnExceptions ?? false);
   }
@@ -205,7 +212,9 @@ export type ClsParams = Record<string, string | number | boolean | null>;
 
 /** The callable methods of a class instance, as function handles. */
 export type ClsMethods<I> = {
-  [K in keyof I as K extends (typeof LIFECYCLE_HOOKS)[number] ? never : I[K] extends (...args: never) => unknown ? K : never]: I[K] extends (...args: infer A) => infer R
+  [K in keyof I as K extends (typeof LIFECYCLE_HOOKS)[number] ? never : I[K] extends (...args: never) => unknown ? K : never]: I[K] extends (
+    ...args: infer A
+  ) => infer R
     ? FunctionHandle<A, Awaited<R>>
     : never;
 };
@@ -413,11 +422,16 @@ export class App {
    */
   cls<C extends new (params: any) => object>(options: FunctionOptions, Class: C): ClsHandle<InstanceType<C>> {
     const label = options?.name ?? Class?.name ?? `#${this.#classes.length + 1}`;
-    if (typeof Class !== "function" || typeof Class.prototype !== "object") throw new InvalidOptionsError(`app "${this.name}": class ${label || "#" + (this.#classes.length + 1)} needs a class (got ${typeof Class === "function" ? "an arrow function" : typeof Class})`);
+    if (typeof Class !== "function" || typeof Class.prototype !== "object")
+      throw new InvalidOptionsError(
+        `app "${this.name}": class ${label || "#" + (this.#classes.length + 1)} needs a class (got ${typeof Class === "function" ? "an arrow function" : typeof Class})`,
+      );
     const spec = parseFunctionOptions(options, `app "${this.name}": class "${label}"`);
-    if (spec.schedule) throw new InvalidOptionsError(`app "${this.name}": class "${label}": option "schedule" is for functions; schedule a function that calls the method`);
+    if (spec.schedule)
+      throw new InvalidOptionsError(`app "${this.name}": class "${label}": option "schedule" is for functions; schedule a function that calls the method`);
     const methods = Object.getOwnPropertyNames(Class.prototype).filter(
-      (m) => m !== "constructor" && !(LIFECYCLE_HOOKS as readonly string[]).includes(m) && typeof (Class.prototype as Record<string, unknown>)[m] === "function",
+      (m) =>
+        m !== "constructor" && !(LIFECYCLE_HOOKS as readonly string[]).includes(m) && typeof (Class.prototype as Record<string, unknown>)[m] === "function",
     );
     if (methods.length === 0) throw new InvalidOptionsError(`app "${this.name}": class "${label}" has no methods to call`);
     const definition: ClsDefinition = { name: spec.name ?? undefined, spec, Class: Class as unknown as ClsDefinition["Class"], methods };
@@ -487,18 +501,29 @@ export class App {
     if (typeof label !== "string" || !NAME_PATTERN.test(label)) throw new InvalidOptionsError(`${where}: the label must be 1-64 letters, digits, '-' or '_'`);
     if (typeof handlers !== "object" || handlers === null) throw new InvalidOptionsError(`${where} needs handlers: { onOpen?, onMessage?, onClose? }`);
     for (const [key, value] of Object.entries(handlers)) {
-      if (!["initialState", "onOpen", "onMessage", "onClose"].includes(key)) throw new InvalidOptionsError(`${where}: unknown handler "${key}" (handlers: initialState, onOpen, onMessage, onClose)`);
+      if (!["initialState", "onOpen", "onMessage", "onClose"].includes(key))
+        throw new InvalidOptionsError(`${where}: unknown handler "${key}" (handlers: initialState, onOpen, onMessage, onClose)`);
       if (typeof value !== "function") throw new InvalidOptionsError(`${where}: "${key}" must be a function`);
     }
     for (const key of Object.keys(options ?? {})) {
-      if (!["maxMessageBytes", "maxMessagesPerSecond", "sessionTtl", "shards"].includes(key)) throw new InvalidOptionsError(`${where}: unknown option "${key}"`);
+      if (!["maxMessageBytes", "maxMessagesPerSecond", "sessionTtl", "shards"].includes(key))
+        throw new InvalidOptionsError(`${where}: unknown option "${key}"`);
     }
     const d = AGENT_DEFAULTS;
-    const { maxMessageBytes = d.maxMessageBytes, maxMessagesPerSecond = d.maxMessagesPerSecond, sessionTtl = d.sessionTtlSeconds, shards = d.shards } = options ?? {};
-    if (!Number.isInteger(maxMessageBytes) || maxMessageBytes < 1 || maxMessageBytes > d.maxMessageBytesLimit) throw new InvalidOptionsError(`${where}: option "maxMessageBytes" must be a whole number from 1 to ${d.maxMessageBytesLimit} (1 MiB)`);
-    if (!(typeof maxMessagesPerSecond === "number" && maxMessagesPerSecond > 0 && maxMessagesPerSecond <= d.maxMessagesPerSecondLimit)) throw new InvalidOptionsError(`${where}: option "maxMessagesPerSecond" must be a number above 0, at most ${d.maxMessagesPerSecondLimit}`);
-    if (!(typeof sessionTtl === "number" && sessionTtl >= 1 && sessionTtl <= d.sessionTtlSecondsLimit)) throw new InvalidOptionsError(`${where}: option "sessionTtl" must be a number of seconds from 1 to ${d.sessionTtlSecondsLimit} (365 days)`);
-    if (!Number.isInteger(shards) || shards < 1 || shards > d.shardsLimit) throw new InvalidOptionsError(`${where}: option "shards" must be a whole number from 1 to ${d.shardsLimit}`);
+    const {
+      maxMessageBytes = d.maxMessageBytes,
+      maxMessagesPerSecond = d.maxMessagesPerSecond,
+      sessionTtl = d.sessionTtlSeconds,
+      shards = d.shards,
+    } = options ?? {};
+    if (!Number.isInteger(maxMessageBytes) || maxMessageBytes < 1 || maxMessageBytes > d.maxMessageBytesLimit)
+      throw new InvalidOptionsError(`${where}: option "maxMessageBytes" must be a whole number from 1 to ${d.maxMessageBytesLimit} (1 MiB)`);
+    if (!(typeof maxMessagesPerSecond === "number" && maxMessagesPerSecond > 0 && maxMessagesPerSecond <= d.maxMessagesPerSecondLimit))
+      throw new InvalidOptionsError(`${where}: option "maxMessagesPerSecond" must be a number above 0, at most ${d.maxMessagesPerSecondLimit}`);
+    if (!(typeof sessionTtl === "number" && sessionTtl >= 1 && sessionTtl <= d.sessionTtlSecondsLimit))
+      throw new InvalidOptionsError(`${where}: option "sessionTtl" must be a number of seconds from 1 to ${d.sessionTtlSecondsLimit} (365 days)`);
+    if (!Number.isInteger(shards) || shards < 1 || shards > d.shardsLimit)
+      throw new InvalidOptionsError(`${where}: option "shards" must be a whole number from 1 to ${d.shardsLimit}`);
     this.#agents.push({ label, handlers: handlers as AgentHandlers<any>, maxMessageBytes, maxMessagesPerSecond, sessionTtl, shards });
   }
 
@@ -533,8 +558,10 @@ export class App {
       if (!["method", "path", "label"].includes(key)) throw new InvalidOptionsError(`${where}: unknown option "${key}"`);
     }
     if (o.method !== undefined && !METHODS.includes(o.method)) throw new InvalidOptionsError(`${where}: option "method" must be one of ${METHODS.join(", ")}`);
-    if (o.path !== undefined && (typeof o.path !== "string" || !o.path.startsWith("/"))) throw new InvalidOptionsError(`${where}: option "path" must start with "/"`);
-    if (o.label !== undefined && !NAME_PATTERN.test(o.label)) throw new InvalidOptionsError(`${where}: option "label" must be 1-64 letters, digits, '-' or '_'`);
+    if (o.path !== undefined && (typeof o.path !== "string" || !o.path.startsWith("/")))
+      throw new InvalidOptionsError(`${where}: option "path" must start with "/"`);
+    if (o.label !== undefined && !NAME_PATTERN.test(o.label))
+      throw new InvalidOptionsError(`${where}: option "label" must be 1-64 letters, digits, '-' or '_'`);
     const handle = new EndpointHandle(o, handler as EndpointHandler);
     this.#endpoints.push(handle);
     return handle;
@@ -549,7 +576,12 @@ export class App {
     return [
       ...this.#functions.map((f) => ({ name: f.name, kind: "function" as const, spec: f.spec!, generator: isGeneratorFunction(f.handler) })),
       ...this.#classes.flatMap((c) =>
-        c.methods.map((m) => ({ name: `${c.name}.${m}`, kind: "method" as const, spec: c.spec, generator: isGeneratorFunction((c.Class.prototype as Record<string, unknown>)[m]) })),
+        c.methods.map((m) => ({
+          name: `${c.name}.${m}`,
+          kind: "method" as const,
+          spec: c.spec,
+          generator: isGeneratorFunction((c.Class.prototype as Record<string, unknown>)[m]),
+        })),
       ),
       ...this.#wasm.map((w) => ({ name: w.name, kind: "wasm" as const, spec: w.spec, generator: false })),
     ];
@@ -600,7 +632,8 @@ export class App {
     }
     for (const cls of this.#classes) {
       cls.name ??= cls.Class.name || undefined;
-      if (cls.name === undefined || !NAME_PATTERN.test(cls.name)) throw new InvalidOptionsError(`app "${this.name}": a class has no usable name; export it, or give it a \`name\` option`);
+      if (cls.name === undefined || !NAME_PATTERN.test(cls.name))
+        throw new InvalidOptionsError(`app "${this.name}": a class has no usable name; export it, or give it a \`name\` option`);
       for (const m of cls.methods) {
         const name = `${cls.name}.${m}`;
         if (seen.has(name)) throw new InvalidOptionsError(`app "${this.name}": two functions are named "${name}"; names must be unique`);
@@ -621,7 +654,13 @@ export class App {
   manifest(): AppManifest {
     return {
       name: this.name,
-      functions: this.callables.map(({ name, spec, generator }) => ({ name, tier: spec.tier, timeoutSeconds: spec.timeoutSeconds, retries: spec.retries, generator })),
+      functions: this.callables.map(({ name, spec, generator }) => ({
+        name,
+        tier: spec.tier,
+        timeoutSeconds: spec.timeoutSeconds,
+        retries: spec.retries,
+        generator,
+      })),
       endpoints: [
         ...this.#webMounts.map((w) => ({ label: w.label, kind: "web" as const, path: "/*" })),
         ...this.#agents.map((a) => ({ label: a.label, kind: "websocket" as const, path: "/" })),
@@ -708,7 +747,11 @@ function clsName(app: string, definition: ClsDefinition): string {
 
 function checkClsParams(app: string, definition: ClsDefinition, params: unknown): asserts params is ClsParams {
   const wrong = clsParamsProblem(params);
-  if (wrong) throw new InvalidOptionsError(`app "${app}": class "${definition.name ?? definition.Class.name}": ${wrong.problem}`, wrong.parameter ? { parameter: wrong.parameter } : undefined);
+  if (wrong)
+    throw new InvalidOptionsError(
+      `app "${app}": class "${definition.name ?? definition.Class.name}": ${wrong.problem}`,
+      wrong.parameter ? { parameter: wrong.parameter } : undefined,
+    );
 }
 
 /** True for an `App`, even one made by another copy of the SDK. */

@@ -142,7 +142,11 @@ export class HttpInvoker implements Invoker {
       const record = (await this.request("GET", paths.callRecord(callId, wait))) as CallRecord;
       if (TERMINAL_STATUSES.has(record.status)) return decodeValue(record.result, record.meta);
       if (Date.now() >= deadline) {
-        throw fromWireError({ code: "get_timeout", message: `call ${callId} did not finish within ${timeoutMs} ms (it is still ${record.status})`, details: { callId } });
+        throw fromWireError({
+          code: "get_timeout",
+          message: `call ${callId} did not finish within ${timeoutMs} ms (it is still ${record.status})`,
+          details: { callId },
+        });
       }
     }
   }
@@ -176,7 +180,9 @@ export class HttpInvoker implements Invoker {
       });
     } catch (err) {
       const cause = err instanceof Error ? (err.cause instanceof Error ? err.cause.message : err.message) : String(err);
-      throw new GatewayUnreachableError(`could not reach the Tandem gateway at ${this.baseUrl} (${cause}); is \`tandem serve\` running?`, { gateway: this.baseUrl });
+      throw new GatewayUnreachableError(`could not reach the Tandem gateway at ${this.baseUrl} (${cause}); is \`tandem serve\` running?`, {
+        gateway: this.baseUrl,
+      });
     }
   }
 
@@ -185,7 +191,10 @@ export class HttpInvoker implements Invoker {
     try {
       return JSON.parse(text);
     } catch {
-      throw new GatewayUnreachableError(`${this.baseUrl} answered HTTP ${res.status} with a body that is not Tandem's JSON: ${text.slice(0, 200)}`, { gateway: this.baseUrl, status: res.status });
+      throw new GatewayUnreachableError(`${this.baseUrl} answered HTTP ${res.status} with a body that is not Tandem's JSON: ${text.slice(0, 200)}`, {
+        gateway: this.baseUrl,
+        status: res.status,
+      });
     }
   }
 
@@ -212,4 +221,3 @@ async function* batches<T>(source: AsyncIterable<T>, size: number): AsyncIterabl
   }
   if (batch.length > 0) yield batch;
 }
-

@@ -34,7 +34,13 @@ export type ErrorCode = keyof typeof ERROR_STATUS;
  * Failures worth another attempt under a function's retry policy; the rest
  * (bad input, no plane, no capacity, a cancel) would fail the same way again.
  */
-export const RETRYABLE_CODES: ReadonlySet<ErrorCode> = new Set<ErrorCode>(["function_failed", "function_timeout", "container_failed", "protocol_error", "internal"]);
+export const RETRYABLE_CODES: ReadonlySet<ErrorCode> = new Set<ErrorCode>([
+  "function_failed",
+  "function_timeout",
+  "container_failed",
+  "protocol_error",
+  "internal",
+]);
 
 /** The JSON shape of an error on the wire: `{ "error": WireError }`. */
 export interface WireError {
@@ -338,7 +344,7 @@ export function remoteErrorFrom(thrown: unknown, details?: Record<string, unknow
 
 function safeString(value: unknown): string {
   try {
-    return typeof value === "string" ? value : JSON.stringify(value) ?? String(value);
+    return typeof value === "string" ? value : (JSON.stringify(value) ?? String(value));
   } catch {
     return String(value);
   }

@@ -7,7 +7,11 @@
 export type GeneratorResult = AsyncIterable<unknown> | Iterable<unknown>;
 
 export function isGeneratorResult(value: unknown): value is GeneratorResult {
-  return value !== null && typeof value === "object" && (Symbol.asyncIterator in value || (Symbol.iterator in value && typeof (value as { next?: unknown }).next === "function"));
+  return (
+    value !== null &&
+    typeof value === "object" &&
+    (Symbol.asyncIterator in value || (Symbol.iterator in value && typeof (value as { next?: unknown }).next === "function"))
+  );
 }
 
 /** The iterator to pull its chunks from; `await it.next()` works for both kinds. */

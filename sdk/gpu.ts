@@ -50,7 +50,10 @@ export function formatGpu(request: GpuRequest): string {
 /** Parses an inventory declaration such as `"A100:2,T4:1"` (used by `--gpus`). */
 export function parseGpuInventory(text: string): Partial<Record<GpuType, number>> {
   const inventory: Partial<Record<GpuType, number>> = {};
-  for (const part of text.split(",").map((p) => p.trim()).filter(Boolean)) {
+  for (const part of text
+    .split(",")
+    .map((p) => p.trim())
+    .filter(Boolean)) {
     const [type = "", count = "1"] = part.split(":");
     const n = Number(count);
     if (!Number.isInteger(n) || n < 1 || n > 64) throw new InvalidOptionsError(`--gpus "${part}": the count must be 1 to 64`);

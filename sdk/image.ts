@@ -47,13 +47,15 @@ export class Image {
 
   /** npm packages (`name` or `name@version`), installed under the app's node_modules in the image. */
   npmInstall(...packages: string[]): Image {
-    for (const p of packages) if (!/^(@[\w.-]+\/)?[\w.-]+(@[\w.^~<>=*|-]+)?$/.test(p)) throw new InvalidOptionsError(`Image.npmInstall: "${p}" is not an npm package name`);
+    for (const p of packages)
+      if (!/^(@[\w.-]+\/)?[\w.-]+(@[\w.^~<>=*|-]+)?$/.test(p)) throw new InvalidOptionsError(`Image.npmInstall: "${p}" is not an npm package name`);
     return this.#with({ kind: "npm", packages });
   }
 
   /** Debian packages, downloaded on the plane and unpacked into a layer (their dependencies are not followed; list them too). */
   aptInstall(...packages: string[]): Image {
-    for (const p of packages) if (!/^[a-z0-9][a-z0-9+.-]*(=[\w.:~+-]+)?$/.test(p)) throw new InvalidOptionsError(`Image.aptInstall: "${p}" is not a Debian package name`);
+    for (const p of packages)
+      if (!/^[a-z0-9][a-z0-9+.-]*(=[\w.:~+-]+)?$/.test(p)) throw new InvalidOptionsError(`Image.aptInstall: "${p}" is not a Debian package name`);
     return this.#with({ kind: "apt", packages });
   }
 

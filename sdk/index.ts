@@ -4,7 +4,18 @@
  * import { App, lookup, FunctionCall } from "tandem";
  */
 export { App, FunctionHandle, EndpointHandle, lookup, isApp, loadAppModule } from "./app.js";
-export type { EndpointOptions, EndpointHandler, HttpMethod, MapOptions, WebApp, WebMount, WasmSource, AgentContext, AgentHandlers, AgentOptions } from "./app.js";
+export type {
+  EndpointOptions,
+  EndpointHandler,
+  HttpMethod,
+  MapOptions,
+  WebApp,
+  WebMount,
+  WasmSource,
+  AgentContext,
+  AgentHandlers,
+  AgentOptions,
+} from "./app.js";
 export { connect, AgentSocket } from "./agent-client.js";
 export type { ConnectOptions, AgentMessageEvent, AgentCloseEvent } from "./agent-client.js";
 export { FunctionCall } from "./function-call.js";

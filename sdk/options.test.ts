@@ -8,14 +8,22 @@ describe("function options", () => {
   it("fills in defaults", () => {
     expect(parse({})).toMatchObject({ timeoutSeconds: 300, retries: DEFAULT_RETRY_POLICY, tier: "edge", env: {} });
     expect(parse({ concurrency: { maxInputs: 8 } }).autoscaler).toEqual({
-      minContainers: 0, maxContainers: 100, bufferContainers: 0, scaledownWindowSeconds: null, maxInputs: 8, targetInputs: 8,
+      minContainers: 0,
+      maxContainers: 100,
+      bufferContainers: 0,
+      scaledownWindowSeconds: null,
+      maxInputs: 8,
+      targetInputs: 8,
     });
   });
 
   it("sends a function with a plane option to the plane, and refuses one that also says tier edge", () => {
     // The GPU option is parsed once, here: every runtime reads { type, count } requests.
     expect(parse({ gpu: "A100" })).toMatchObject({ tier: "plane", gpu: [{ type: "A100", count: 1 }] });
-    expect(parse({ gpu: ["h100:2", "A100-80GB"] }).gpu).toEqual([{ type: "H100", count: 2 }, { type: "A100-80GB", count: 1 }]);
+    expect(parse({ gpu: ["h100:2", "A100-80GB"] }).gpu).toEqual([
+      { type: "H100", count: 2 },
+      { type: "A100-80GB", count: 1 },
+    ]);
     expect(parse({ tier: "plane" }).tier).toBe("plane");
     expect(() => parse({ memory: 512, tier: "edge" })).toThrow('option "tier" is "edge", but option "memory" needs the plane');
   });

@@ -27,8 +27,15 @@ export type Retries = RetryPolicy & { readonly [RETRIES_BRAND]: true };
 const { maxTimeoutSeconds, maxCpu, minMemoryMiB, maxMemoryMiB, maxContainers, maxInputsPerContainer } = FUNCTION_LIMITS;
 
 const RetriesSchema = z.strictObject({
-  maxRetries: z.number().int("must be a whole number").min(0, "must be 0 or more").max(FUNCTION_LIMITS.maxRetries, `must be ${FUNCTION_LIMITS.maxRetries} or fewer`),
-  backoffCoefficient: z.number().min(1, "must be at least 1").max(FUNCTION_LIMITS.maxBackoffCoefficient, `must be at most ${FUNCTION_LIMITS.maxBackoffCoefficient}`),
+  maxRetries: z
+    .number()
+    .int("must be a whole number")
+    .min(0, "must be 0 or more")
+    .max(FUNCTION_LIMITS.maxRetries, `must be ${FUNCTION_LIMITS.maxRetries} or fewer`),
+  backoffCoefficient: z
+    .number()
+    .min(1, "must be at least 1")
+    .max(FUNCTION_LIMITS.maxBackoffCoefficient, `must be at most ${FUNCTION_LIMITS.maxBackoffCoefficient}`),
   initialDelayMs: z.number().min(0, "must be 0 or more").max(FUNCTION_LIMITS.maxRetryDelayMs, `must be at most ${FUNCTION_LIMITS.maxRetryDelayMs}`),
   maxDelayMs: z.number().min(0, "must be 0 or more").max(FUNCTION_LIMITS.maxRetryDelayMs, `must be at most ${FUNCTION_LIMITS.maxRetryDelayMs}`),
 });
@@ -64,10 +71,17 @@ const FunctionOptionsSchema = z.strictObject({
   /** The function's name; defaults to the name it is exported under. */
   name: z.string().regex(NAME_PATTERN, "must be 1-64 letters, digits, '-' or '_', starting with a letter or digit").optional(),
   /** Seconds one attempt may run, 1 to 86400; default 300. */
-  timeout: z.number("must be a number of seconds").min(1, "must be at least 1 second").max(maxTimeoutSeconds, "must be at most 86400 seconds (24 h)").optional(),
+  timeout: z
+    .number("must be a number of seconds")
+    .min(1, "must be at least 1 second")
+    .max(maxTimeoutSeconds, "must be at most 86400 seconds (24 h)")
+    .optional(),
   /** How many times to retry a failed attempt, or a `Retries(...)` policy. Default 0. */
   retries: z
-    .union([z.number().int().min(0).max(FUNCTION_LIMITS.maxRetries), z.custom<Retries>((v) => isRetries(v))], "must be a whole number of retries from 0 to 10, or Retries({...})")
+    .union(
+      [z.number().int().min(0).max(FUNCTION_LIMITS.maxRetries), z.custom<Retries>((v) => isRetries(v))],
+      "must be a whole number of retries from 0 to 10, or Retries({...})",
+    )
     .optional(),
   /** Environment for the function, read with `currentCall().env`; on the plane also the container's environment. */
   env: z.record(z.string(), z.string("values must be strings")).optional(),
@@ -76,9 +90,15 @@ const FunctionOptionsSchema = z.strictObject({
   /** Run it on a schedule, fired from the edge: `Cron("0 2 * * *")` or `Period({ hours: 1 })`. It is called with no arguments. */
   schedule: z.custom<Schedule>((v) => isSchedule(v), 'must be Cron("...") or Period({...})').optional(),
   /** GPU type (`"A100"`, `"H100:2"`) or a fallback list; runs on the plane. */
-  gpu: z.union([z.string().min(1), z.array(z.string().min(1)).min(1)], "must be a GPU type or a list of them").optional().meta(PLANE),
+  gpu: z
+    .union([z.string().min(1), z.array(z.string().min(1)).min(1)], "must be a GPU type or a list of them")
+    .optional()
+    .meta(PLANE),
   /** A container image for the plane: `Image.node().npmInstall(...)...`. */
-  image: z.custom<Image>((v) => isImage(v), "must be an Image (Image.node()...)").optional().meta(PLANE),
+  image: z
+    .custom<Image>((v) => isImage(v), "must be an Image (Image.node()...)")
+    .optional()
+    .meta(PLANE),
   /** CPU cores on the plane (default 1). */
   cpu: z.number().positive("must be more than 0").max(maxCpu, `must be at most ${maxCpu} cores`).optional().meta(PLANE),
   /** Memory in MiB on the plane (default 512). */
@@ -143,7 +163,12 @@ function toSpec(o: z.output<typeof FunctionOptionsSchema>, where: string) {
       ? DEFAULT_RETRY_POLICY
       : typeof retries === "number"
         ? { ...DEFAULT_RETRY_POLICY, maxRetries: retries }
-        : { maxRetries: retries.maxRetries, backoffCoefficient: retries.backoffCoefficient, initialDelayMs: retries.initialDelayMs, maxDelayMs: retries.maxDelayMs };
+        : {
+            maxRetries: retries.maxRetries,
+            backoffCoefficient: retries.backoffCoefficient,
+            initialDelayMs: retries.initialDelayMs,
+            maxDelayMs: retries.maxDelayMs,
+          };
   const autoscaler: AutoscalerSpec = {
     minContainers: minContainers ?? DEFAULT_AUTOSCALER.minContainers,
     maxContainers: maxContainers ?? Math.max(DEFAULT_AUTOSCALER.maxContainers, minContainers ?? 0),
@@ -153,15 +178,21 @@ function toSpec(o: z.output<typeof FunctionOptionsSchema>, where: string) {
     targetInputs: concurrency?.targetInputs ?? concurrency?.maxInputs ?? DEFAULT_AUTOSCALER.targetInputs,
   };
   if (autoscaler.minContainers > autoscaler.maxContainers) {
-    throw new InvalidOptionsError(`${where}: option "minContainers" (${autoscaler.minContainers}) is more than option "maxContainers" (${autoscaler.maxContainers})`);
+    throw new InvalidOptionsError(
+      `${where}: option "minContainers" (${autoscaler.minContainers}) is more than option "maxContainers" (${autoscaler.maxContainers})`,
+    );
   }
   if (autoscaler.targetInputs > autoscaler.maxInputs) {
-    throw new InvalidOptionsError(`${where}: option "concurrency.targetInputs" (${autoscaler.targetInputs}) is more than "concurrency.maxInputs" (${autoscaler.maxInputs})`);
+    throw new InvalidOptionsError(
+      `${where}: option "concurrency.targetInputs" (${autoscaler.targetInputs}) is more than "concurrency.maxInputs" (${autoscaler.maxInputs})`,
+    );
   }
   const planeOptions = PLANE_OPTIONS.filter((k) => o[k] !== undefined);
   if (planeOptions.length > 0 && tier === "edge") {
     const named = planeOptions.map((k) => `"${k}"`);
-    throw new InvalidOptionsError(`${where}: option "tier" is "edge", but option${named.length > 1 ? "s" : ""} ${named.join(", ")} need${named.length > 1 ? "" : "s"} the plane; drop one or the other`);
+    throw new InvalidOptionsError(
+      `${where}: option "tier" is "edge", but option${named.length > 1 ? "s" : ""} ${named.join(", ")} need${named.length > 1 ? "" : "s"} the plane; drop one or the other`,
+    );
   }
   return {
     ...rest,
@@ -228,7 +259,12 @@ const WasmOptionsSchema = FunctionOptionsSchema.extend({
     .max(WASM_DEFAULTS.maxMemoryPagesLimit, `must be at most ${WASM_DEFAULTS.maxMemoryPagesLimit} (4 GiB)`)
     .optional(),
   /** Bytes one call may write to stdout and stderr together (default 10 MiB). */
-  maxOutputBytes: z.number().int("must be a whole number").min(1, "must be at least 1").max(WASM_DEFAULTS.maxOutputBytesLimit, "must be at most 1 GiB").optional(),
+  maxOutputBytes: z
+    .number()
+    .int("must be a whole number")
+    .min(1, "must be at least 1")
+    .max(WASM_DEFAULTS.maxOutputBytesLimit, "must be at most 1 GiB")
+    .optional(),
 });
 
 /** Options of a WebAssembly function (`app.wasm`): a function's options, and how its input, output and memory are handled. */

@@ -11,7 +11,10 @@ describe("the value codec", () => {
     const value = {
       bytes: new Uint8Array([0, 127, 128, 255]),
       when: new Date("2020-02-29T12:00:00Z"),
-      map: new Map<unknown, unknown>([["k", new Set([1, 2])], [3, "three"]]),
+      map: new Map<unknown, unknown>([
+        ["k", new Set([1, 2])],
+        [3, "three"],
+      ]),
       missing: undefined,
       list: [undefined, 1],
       big: 12345678901234567890n,

@@ -148,7 +148,6 @@ export const paths = {
   web: (app: string, label: string, path = "/") => `/${seg(app)}/${seg(label)}${path === "/" ? "" : path}`,
 };
 
-
 /** App names, function names and web labels: letters, digits, `-` and `_`, up to 64. */
 export const NAME_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$/;
 /** Function names: a name, or `Class.method` for a method of a class (`app.cls`). */
@@ -241,7 +240,9 @@ export const CancelRequestSchema = z.strictObject({
 });
 
 export const MapRequestSchema = z.strictObject({
-  inputs: z.array(z.array(jsonValue, "each input must be an array of arguments"), "must be an array of argument arrays").max(API_LIMITS.maxMapInputs, `at most ${API_LIMITS.maxMapInputs} inputs per request`),
+  inputs: z
+    .array(z.array(jsonValue, "each input must be an array of arguments"), "must be an array of argument arrays")
+    .max(API_LIMITS.maxMapInputs, `at most ${API_LIMITS.maxMapInputs} inputs per request`),
   meta: metaValue.optional(),
 });
 export type MapRequest = z.infer<typeof MapRequestSchema>;
@@ -309,9 +310,7 @@ export interface MapResultLine {
  * generator yielded, then exactly one last line, `done` or `error`.
  */
 export type StreamLine =
-  | { chunk: unknown; meta?: unknown }
-  | { done: true; callId: string; chunks: number }
-  | { error: WireError; callId: string; chunks: number };
+  { chunk: unknown; meta?: unknown } | { done: true; callId: string; chunks: number } | { error: WireError; callId: string; chunks: number };
 
 export interface SpawnResponse {
   callId: string;
@@ -400,8 +399,7 @@ export type ImageStep =
 
 /** A step as the plane builds it: local files and folders read in (base64), the rest as the SDK recorded it. */
 export type ResolvedImageStep =
-  | Exclude<ImageStep, { kind: "file" } | { kind: "dir" }>
-  | { kind: "files"; dst: string; files: { path: string; content: string; mode: number }[] };
+  Exclude<ImageStep, { kind: "file" } | { kind: "dir" }> | { kind: "files"; dst: string; files: { path: string; content: string; mode: number }[] };
 
 /** Which plane bundle an app's plane functions run from. */
 export interface PlaneBundleRef {
@@ -588,7 +586,13 @@ export const RunnerFrameSchema = z.union([
     pid: z.number().int(),
     functions: z.array(z.string()),
     /** A class's `enter()` threw while the container started: its error. */
-    enterFailed: z.strictObject({ code: z.string(), message: z.string(), remote: z.strictObject({ name: z.string(), message: z.string(), stack: z.string().optional() }).optional() }).optional(),
+    enterFailed: z
+      .strictObject({
+        code: z.string(),
+        message: z.string(),
+        remote: z.strictObject({ name: z.string(), message: z.string(), stack: z.string().optional() }).optional(),
+      })
+      .optional(),
   }),
   /** A value a generator yielded; the runner waits for `next` before it pulls another. */
   z.strictObject({ t: z.literal("chunk"), callId: z.string().regex(CALL_ID_PATTERN), value: encodedValueShape }),

@@ -43,7 +43,12 @@ describe("Cron", () => {
     expect(iso(Cron("0 0 * * 7").nextRuns(3, { from: FROM }))).toEqual(["2026-11-08T00:00:00.000Z", "2026-11-15T00:00:00.000Z", "2026-11-22T00:00:00.000Z"]);
     expect(iso(Cron("0 0 * * 0").nextRuns(3, { from: FROM }))).toEqual(iso(Cron("0 0 * * 7").nextRuns(3, { from: FROM })));
     // Both restricted: the 1st-3rd of the month OR a Friday.
-    expect(iso(Cron("0 0 1-3 * FRI").nextRuns(4, { from: FROM }))).toEqual(["2026-11-02T00:00:00.000Z", "2026-11-03T00:00:00.000Z", "2026-11-06T00:00:00.000Z", "2026-11-13T00:00:00.000Z"]);
+    expect(iso(Cron("0 0 1-3 * FRI").nextRuns(4, { from: FROM }))).toEqual([
+      "2026-11-02T00:00:00.000Z",
+      "2026-11-03T00:00:00.000Z",
+      "2026-11-06T00:00:00.000Z",
+      "2026-11-13T00:00:00.000Z",
+    ]);
     // 02:00 in Paris is 01:00 UTC in winter.
     expect(iso(Cron("0 2 * * *", { timezone: "Europe/Paris" }).nextRuns(1, { from: FROM }))).toEqual(["2026-11-01T01:00:00.000Z"]);
     // Strictly after `from`.
@@ -63,7 +68,9 @@ describe("Cron", () => {
       }
       return "no error";
     };
-    expect(error("0 0 2 * * *")).toBe('Cron("0 0 2 * * *"): has 6 fields; a cron expression has five: minute hour day-of-month month day-of-week (seconds are not supported)');
+    expect(error("0 0 2 * * *")).toBe(
+      'Cron("0 0 2 * * *"): has 6 fields; a cron expression has five: minute hour day-of-month month day-of-week (seconds are not supported)',
+    );
     expect(error("0 2 * *")).toMatch(/has 4 fields; a cron expression has five/);
     expect(error("60 * * * *")).toBe('Cron("60 * * * *"): the minute field "60": 60 is out of range (0-59)');
     expect(error("0 24 * * *")).toBe('Cron("0 24 * * *"): the hour field "24": 24 is out of range (0-23)');
@@ -79,7 +86,9 @@ describe("Cron", () => {
     expect(error("0 0 31 4,5 *")).toBe("no error"); // May has a 31st
     expect(error("0 0 L * *")).toMatch(/the day-of-month field "L": "L" is not a number/);
     expect(error("@every5m")).toMatch(/unknown shorthand @every5m/);
-    expect(error("0 2 * * *", { timezone: "Mars/Olympus" })).toBe('Cron("0 2 * * *"): unknown timezone "Mars/Olympus"; use an IANA name such as "UTC", "Europe/Paris" or "America/New_York"');
+    expect(error("0 2 * * *", { timezone: "Mars/Olympus" })).toBe(
+      'Cron("0 2 * * *"): unknown timezone "Mars/Olympus"; use an IANA name such as "UTC", "Europe/Paris" or "America/New_York"',
+    );
     expect(error("0 2 * * *", { overlap: "queue" })).toMatch(/option "overlap" must be "skip" or "allow"/);
     expect(error("0 0 31 2 *")).toMatch(/^Cron\("0 0 31 2 \*"\): .+/); // never happens: cron-parser's reason
   });
@@ -112,13 +121,22 @@ describe("the schedule option", () => {
     // Named after its export: the error waits for the app to load, and any use of the function before that throws it.
     const nightly = bad.function({ schedule: "0 2 * * *" as never }, () => 1);
     expect(() => nightly.name).toThrow('app "bad": function "(no name)": option "schedule" must be Cron("...") or Period({...})');
-    expect(() => bad.finalize({ nightly, default: bad })).toThrow('app "bad": function "nightly": option "schedule" must be Cron("...") or Period({...}) (got "0 2 * * *")');
+    expect(() => bad.finalize({ nightly, default: bad })).toThrow(
+      'app "bad": function "nightly": option "schedule" must be Cron("...") or Period({...}) (got "0 2 * * *")',
+    );
     const unexported = new App("bad2");
     unexported.function({ timeout: 0 }, () => 1);
     expect(() => unexported.finalize({ default: unexported })).toThrow('app "bad2": function "#1": option "timeout"');
     expect(() => unexported.function({ name: "named", timeout: 0 }, () => 1)).toThrow('app "bad2": function "named": option "timeout"'); // named: at once
     const app = new App("s");
     expect(app.function({ schedule: Cron("0 2 * * *") }, () => 1).spec?.schedule?.description).toBe('cron "0 2 * * *" (UTC)');
-    expect(() => app.cls({ schedule: Period({ hours: 1 }) }, class { m() {} })).toThrow('option "schedule" is for functions');
+    expect(() =>
+      app.cls(
+        { schedule: Period({ hours: 1 }) },
+        class {
+          m() {}
+        },
+      ),
+    ).toThrow('option "schedule" is for functions');
   });
 });

@@ -75,7 +75,9 @@ export function Cron(expression: string, options: ScheduleOptions & { timezone?:
   if (typeof expression !== "string") throw new InvalidOptionsError(`Cron: the expression must be a string such as "0 2 * * *"`);
   const { timezone = "UTC", overlap } = checkOptions(where, options, ["timezone", "overlap"]);
   if (typeof timezone !== "string" || !isTimezone(timezone)) {
-    throw new InvalidOptionsError(`${where}: unknown timezone ${JSON.stringify(timezone)}; use an IANA name such as "UTC", "Europe/Paris" or "America/New_York"`);
+    throw new InvalidOptionsError(
+      `${where}: unknown timezone ${JSON.stringify(timezone)}; use an IANA name such as "UTC", "Europe/Paris" or "America/New_York"`,
+    );
   }
   const trimmed = expression.trim();
   const fields = (SHORTHANDS[trimmed.toLowerCase()] ?? trimmed).split(/\s+/).filter(Boolean);
@@ -103,7 +105,10 @@ export function Cron(expression: string, options: ScheduleOptions & { timezone?:
     throw new InvalidOptionsError(`${where}: ${message}`);
   }
   const nextAfter = (after: number) => parse(after).next().getTime();
-  const latestAtOrBefore = (at: number) => parse(at + 1).prev().getTime();
+  const latestAtOrBefore = (at: number) =>
+    parse(at + 1)
+      .prev()
+      .getTime();
   return schedule({
     kind: "cron",
     description: `cron "${normalized}" (${timezone})`,
@@ -113,7 +118,10 @@ export function Cron(expression: string, options: ScheduleOptions & { timezone?:
     overlap,
     nextAfter,
     latestAtOrBefore,
-    nextRuns: (count, from) => parse(from).take(count).map((d) => d.toDate()),
+    nextRuns: (count, from) =>
+      parse(from)
+        .take(count)
+        .map((d) => d.toDate()),
   });
 }
 
@@ -190,7 +198,8 @@ function checkOptions<K extends string>(where: string, options: unknown, known: 
   if (typeof options !== "object" || options === null) throw new InvalidOptionsError(`${where}: options must be an object`);
   for (const key of Object.keys(options)) if (!(known as string[]).includes(key)) throw new InvalidOptionsError(`${where}: unknown option "${key}"`);
   const o = options as { overlap?: unknown; timezone?: string };
-  if (o.overlap !== undefined && o.overlap !== "skip" && o.overlap !== "allow") throw new InvalidOptionsError(`${where}: option "overlap" must be "skip" or "allow"`);
+  if (o.overlap !== undefined && o.overlap !== "skip" && o.overlap !== "allow")
+    throw new InvalidOptionsError(`${where}: option "overlap" must be "skip" or "allow"`);
   return { overlap: (o.overlap as OverlapPolicy | undefined) ?? "skip", ...(o.timezone !== undefined ? { timezone: o.timezone } : {}) };
 }
 
@@ -239,7 +248,12 @@ function checkField(where: string, field: (typeof FIELDS)[number], text: string)
 function formatDuration(ms: number): string {
   const parts: string[] = [];
   let rest = ms;
-  for (const [unit, size] of [["d", 86_400_000], ["h", 3_600_000], ["m", 60_000], ["s", 1000]] as const) {
+  for (const [unit, size] of [
+    ["d", 86_400_000],
+    ["h", 3_600_000],
+    ["m", 60_000],
+    ["s", 1000],
+  ] as const) {
     const n = Math.floor(rest / size);
     if (n) parts.push(`${n}${unit}`);
     rest -= n * size;

@@ -27,7 +27,10 @@ const whole = "must be a whole number above 0";
 const GatewaySettingsSchema = z.object({
   TANDEM_MAX_BODY_BYTES: z.coerce.number(whole).int(whole).positive(whole).default(GATEWAY_DEFAULTS.maxBodyBytes),
   TANDEM_RESULT_TTL_SECONDS: z.coerce.number(whole).int(whole).positive(whole).default(GATEWAY_DEFAULTS.resultTtlSeconds),
-  TANDEM_CALL_LEASE_SECONDS: z.coerce.number("must be a number of seconds above 0").positive("must be a number of seconds above 0").default(GATEWAY_DEFAULTS.callLeaseSeconds),
+  TANDEM_CALL_LEASE_SECONDS: z.coerce
+    .number("must be a number of seconds above 0")
+    .positive("must be a number of seconds above 0")
+    .default(GATEWAY_DEFAULTS.callLeaseSeconds),
   TANDEM_PLANE_SECRET: z.string().min(16, "must be at least 16 characters").optional(),
 });
 

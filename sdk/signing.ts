@@ -75,7 +75,13 @@ function canonical(method: string, path: string, bodyHash: string, timestamp: st
  * const headers = await signRequest(secret, "POST", "/v1/plane/run", body);
  * await fetch(url, { method: "POST", body, headers });
  */
-export async function signRequest(secret: string, method: string, path: string, body: string | Uint8Array = "", now = Date.now()): Promise<Record<string, string>> {
+export async function signRequest(
+  secret: string,
+  method: string,
+  path: string,
+  body: string | Uint8Array = "",
+  now = Date.now(),
+): Promise<Record<string, string>> {
   const timestamp = String(now);
   const nonce = hex(crypto.getRandomValues(new Uint8Array(16)).buffer as ArrayBuffer);
   const signature = await engine.hmacHex(secret, canonical(method, path, await engine.sha256Hex(body), timestamp, nonce));

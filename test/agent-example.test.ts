@@ -70,7 +70,11 @@ describe("examples/agent in a browser", () => {
   it("runs the SDK's connect() in the browser: tokens arrive, and the session resumes", async () => {
     // The SDK's client, bundled for the browser as an app's bundler would.
     const bundled = await build({
-      stdin: { contents: `import { connect } from "./sdk/index.ts"; window.tandem = { connect };`, resolveDir: new URL("..", import.meta.url).pathname, loader: "ts" },
+      stdin: {
+        contents: `import { connect } from "./sdk/index.ts"; window.tandem = { connect };`,
+        resolveDir: new URL("..", import.meta.url).pathname,
+        loader: "ts",
+      },
       bundle: true,
       write: false,
       format: "iife",
@@ -89,14 +93,23 @@ describe("examples/agent in a browser", () => {
       while (!frames.some((f) => JSON.parse(f).type === "done")) await new Promise((r) => setTimeout(r, 20));
       chat.close();
       const again = connect("agent", "chat", { gateway, sessionId: chat.sessionId });
-      const hello = await new Promise<string>((resolve) => again.addEventListener("message", (e) => resolve((e as unknown as { data: string }).data), { once: true }));
+      const hello = await new Promise<string>((resolve) =>
+        again.addEventListener("message", (e) => resolve((e as unknown as { data: string }).data), { once: true }),
+      );
       again.close();
       return { frames: frames.map((f) => JSON.parse(f)), hello: JSON.parse(hello) };
     }, served.url);
     const tokens = result.frames.filter((f) => f.type === "token");
     expect(tokens.length).toBeGreaterThan(10);
     expect(result.frames.at(-1)).toEqual({ type: "done", text: tokens.map((t) => t.token).join("") });
-    expect(result.hello).toMatchObject({ type: "hello", resumed: true, history: [{ role: "user", text: "from the sdk" }, { role: "assistant", text: result.frames.at(-1).text }] });
+    expect(result.hello).toMatchObject({
+      type: "hello",
+      resumed: true,
+      history: [
+        { role: "user", text: "from the sdk" },
+        { role: "assistant", text: result.frames.at(-1).text },
+      ],
+    });
     await page.close();
   });
 });

@@ -103,10 +103,15 @@ describe("tandem serve with bad input", () => {
     const dir = await mkdtemp(join(tmpdir(), "tandem-node-version-"));
     try {
       const other = String(Number(process.versions.node.split(".")[0]) - 2);
-      await writeFile(join(dir, "app.ts"), `import { App, Image } from "tandem";\nconst app = new App("oldnode");\nexport const f = app.function({ image: Image.node("${other}") }, () => 1);\nexport default app;\n`);
+      await writeFile(
+        join(dir, "app.ts"),
+        `import { App, Image } from "tandem";\nconst app = new App("oldnode");\nexport const f = app.function({ image: Image.node("${other}") }, () => 1);\nexport default app;\n`,
+      );
       const { code, stdout, stderr } = await runCli(["serve", "app.ts", "--port", "0"], { cwd: dir });
       expect(code).not.toBe(0);
-      expect(stderr).toContain(`function "f" cannot run on the local plane: Image.node("${other}") asks for Node ${other}, and the local plane builds on Node ${process.versions.node}`);
+      expect(stderr).toContain(
+        `function "f" cannot run on the local plane: Image.node("${other}") asks for Node ${other}, and the local plane builds on Node ${process.versions.node}`,
+      );
       expect(stdout).not.toContain("gateway ready");
     } finally {
       await rm(dir, { recursive: true, force: true });
@@ -217,7 +222,10 @@ describe("tandem app stop, then serving again", () => {
     const dir = await mkdtemp(join(tmpdir(), "tandem-app-stop-"));
     const warmContainers = () => execFileSync("docker", ["ps", "-q", "--filter", "label=tandem.app=stoppy"]).toString().trim();
     try {
-      await writeFile(join(dir, "app.ts"), `import { App } from "tandem";\nconst app = new App("stoppy");\nexport const ready = app.function({ tier: "plane", minContainers: 1 }, () => "ok");\nexport default app;\n`);
+      await writeFile(
+        join(dir, "app.ts"),
+        `import { App } from "tandem";\nconst app = new App("stoppy");\nexport const ready = app.function({ tier: "plane", minContainers: 1 }, () => "ok");\nexport default app;\n`,
+      );
       let served = await startServe(["app.ts", "--no-watch"], dir);
       await served.waitFor(/keeping stoppy\.ready ctr-[0-9a-f]{8} warm/, 30_000);
       const stopped = await runCli(["app", "stop", "stoppy", "--gateway", served.url]);
@@ -238,10 +246,16 @@ describe("tandem serve, stopped with Ctrl-C", () => {
   it("stops and removes the local plane's containers before it exits", async () => {
     const dir = await mkdtemp(join(tmpdir(), "tandem-sigint-"));
     try {
-      await writeFile(join(dir, "app.ts"), `import { App } from "tandem";\nconst app = new App("sigint");\nexport const twice = app.function({ tier: "plane" }, (n: number) => n * 2);\nexport default app;\n`);
+      await writeFile(
+        join(dir, "app.ts"),
+        `import { App } from "tandem";\nconst app = new App("sigint");\nexport const twice = app.function({ tier: "plane" }, (n: number) => n * 2);\nexport default app;\n`,
+      );
       const served = await startServe(["app.ts", "--no-watch"], dir);
       const planeId = /plane (pl-[0-9a-f]+) at/.exec(served.output())![1]!;
-      const planeContainers = () => execFileSync("docker", ["ps", "-aq", "--filter", `label=tandem.plane=${planeId}`]).toString().trim();
+      const planeContainers = () =>
+        execFileSync("docker", ["ps", "-aq", "--filter", `label=tandem.plane=${planeId}`])
+          .toString()
+          .trim();
       const res = await fetch(`${served.url}/v1/apps/sigint/functions/twice/call`, { method: "POST", body: JSON.stringify({ args: [21] }) });
       expect(((await res.json()) as { result: unknown }).result).toBe(42);
       expect(planeContainers()).not.toBe("");
@@ -267,7 +281,6 @@ app.web("api", () => new Hono()
 export default app;
 `;
 }
-
 
 describe("tandem serve examples/inference (the GPU plane, real Docker)", () => {
   let served: Served;
@@ -325,7 +338,9 @@ describe("tandem serve examples/wasm", () => {
     expect(await (await fetch(`${served.url}/wasm/fib/50`)).json()).toEqual({ n: 50, fib: 12586269025 });
     expect(await (await fetch(`${served.url}/wasm/fib/0`)).json()).toEqual({ n: 0, fib: 0 });
     expect((await fetch(`${served.url}/wasm/fib/94`)).status).toBe(400);
-    const err = await lookup("wasm", "fib", { gateway: served.url }).remote(-1).catch((e) => e);
+    const err = await lookup("wasm", "fib", { gateway: served.url })
+      .remote(-1)
+      .catch((e) => e);
     expect(err.message).toBe("fib exited with code 2: fib takes one whole number, e.g. [50]");
   });
 

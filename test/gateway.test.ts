@@ -38,7 +38,14 @@ describe("remote calls", () => {
   });
 
   it("round-trips bytes, dates, maps, sets and undefined through the gateway", async () => {
-    const args = [new Uint8Array([0, 1, 254, 255]), new Date("2026-01-02T03:04:05.678Z"), new Map([["a", 1]]), new Set(["x", "y"]), undefined, { nested: [undefined, null, 1.5, "s"] }];
+    const args = [
+      new Uint8Array([0, 1, 254, 255]),
+      new Date("2026-01-02T03:04:05.678Z"),
+      new Map([["a", 1]]),
+      new Set(["x", "y"]),
+      undefined,
+      { nested: [undefined, null, 1.5, "s"] },
+    ];
     const back = await fn("echo").remote(...args);
     expect(back).toEqual(args);
     expect(back[0]).toBeInstanceOf(Uint8Array);
@@ -57,7 +64,9 @@ describe("remote calls", () => {
   });
 
   it("raises a RemoteError with the remote name, message and stack when the handler throws", async () => {
-    const err = await fn("boom").remote("over quota").catch((e) => e);
+    const err = await fn("boom")
+      .remote("over quota")
+      .catch((e) => e);
     expect(err).toBeInstanceOf(RemoteError);
     expect(err.message).toBe("over quota");
     expect(err.remoteName).toBe("QuotaExceeded");
@@ -69,7 +78,9 @@ describe("remote calls", () => {
   });
 
   it("raises FunctionTimeoutError past the timeout and records the call as timed out", async () => {
-    const err = await fn("slow").remote(5_000).catch((e) => e);
+    const err = await fn("slow")
+      .remote(5_000)
+      .catch((e) => e);
     expect(err).toBeInstanceOf(FunctionTimeoutError);
     expect(err.message).toContain("timed out after 1 s");
     const callId = err.details.callId as string;
@@ -83,7 +94,9 @@ describe("remote calls", () => {
   });
 
   it("gives up after maxRetries and reports the last error", async () => {
-    const err = await fn("flaky").remote("t2", 5).catch((e) => e);
+    const err = await fn("flaky")
+      .remote("t2", 5)
+      .catch((e) => e);
     expect(err).toBeInstanceOf(RemoteError);
     expect(err.message).toBe("attempt 3 of t2 failed");
     await eventually(async () => (await fetch(`${gw.url}/v1/calls/${err.details.callId}`)).status === 200);
@@ -102,7 +115,9 @@ describe("remote calls", () => {
   });
 
   it("answers 503 for a plane function while no plane is connected", async () => {
-    const err = await fn("onGpu").remote().catch((e) => e);
+    const err = await fn("onGpu")
+      .remote()
+      .catch((e) => e);
     expect(err).toBeInstanceOf(PlaneUnavailableError);
   });
 
@@ -231,7 +246,9 @@ describe("generator functions", () => {
   });
 
   it("says to use remoteGen for a generator, and remote for the rest", async () => {
-    const remote = await fn("tokens").remote(2).catch((e) => e);
+    const remote = await fn("tokens")
+      .remote(2)
+      .catch((e) => e);
     expect(remote).toBeInstanceOf(InvalidRequestError);
     expect(remote.message).toContain("is a generator function; stream it with .remoteGen()");
     const gen = await (async () => {
@@ -312,7 +329,9 @@ describe("bad input", () => {
     const app = await post("/v1/apps/ghost/functions/square/call", "{}");
     expect(app.status).toBe(404);
     expect(((await app.json()) as any).error.message).toContain('no app named "ghost"');
-    const err = await fn("ghostly").remote().catch((e) => e);
+    const err = await fn("ghostly")
+      .remote()
+      .catch((e) => e);
     expect(err).toBeInstanceOf(NotFoundError);
     expect(err.message).toContain('app "edge" has no function "ghostly"');
   });

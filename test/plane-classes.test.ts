@@ -12,7 +12,8 @@ afterAll(async () => {
   await stack?.dispose();
 });
 
-const predict = (params: Record<string, unknown>, text: string) => lookup<[Record<string, unknown>, string], string>("classes", "Model.predict", { gateway: stack.url }).remote(params, text);
+const predict = (params: Record<string, unknown>, text: string) =>
+  lookup<[Record<string, unknown>, string], string>("classes", "Model.predict", { gateway: stack.url }).remote(params, text);
 const entersIn = (container: string, size: string) => stack.planeOutput.filter((l) => l.includes(container) && l.endsWith(`] enter ${size}`)).length;
 
 describe("classes on the plane", () => {
@@ -37,12 +38,16 @@ describe("classes on the plane", () => {
 
   it("fails every input with the error when enter throws, and backs off before another container tries", async () => {
     for (let i = 0; i < 3; i++) {
-      const err = await lookup("classes", "Broken.predict", { gateway: stack.url }).remote({}).catch((e) => e);
+      const err = await lookup("classes", "Broken.predict", { gateway: stack.url })
+        .remote({})
+        .catch((e) => e);
       expect(err).toBeInstanceOf(RemoteError);
       expect(err.message).toBe("could not load the weights");
     }
     // The first call's container failed to enter; the next ones, within the backoff, got the error without a new one.
-    expect(stack.planeOutput.filter((l) => l.includes("classes.Broken: enter() failed (could not load the weights); no new container for 1 s"))).toHaveLength(1);
+    expect(stack.planeOutput.filter((l) => l.includes("classes.Broken: enter() failed (could not load the weights); no new container for 1 s"))).toHaveLength(
+      1,
+    );
   });
 
   it("keeps a class with minContainers warm, entered before any input, one container for all its methods", async () => {
@@ -69,8 +74,13 @@ describe("classes at the edge", () => {
   });
 
   it("refuses parameters that are not strings, numbers, booleans or null, with a 400 naming the parameter", async () => {
-    const res = await fetch(`${stack.url}/v1/apps/classes/functions/Counter.bump/call`, { method: "POST", body: JSON.stringify({ args: [{ start: [1, 2] }, 1] }) });
+    const res = await fetch(`${stack.url}/v1/apps/classes/functions/Counter.bump/call`, {
+      method: "POST",
+      body: JSON.stringify({ args: [{ start: [1, 2] }, 1] }),
+    });
     expect(res.status).toBe(400);
-    expect(((await res.json()) as { error: { message: string } }).error.message).toBe('classes.Counter.bump: class parameter "start" must be a string, number, boolean or null (got an array)');
+    expect(((await res.json()) as { error: { message: string } }).error.message).toBe(
+      'classes.Counter.bump: class parameter "start" must be a string, number, boolean or null (got an array)',
+    );
   });
 });

@@ -45,7 +45,10 @@ async function stopPlaneProcess(plane: PlaneProcess): Promise<void> {
   }
   const id = plane.planeId();
   if (id) {
-    const ids = execFileSync("docker", ["ps", "-aq", "--filter", `label=tandem.plane=${id}`]).toString().split("\n").filter(Boolean);
+    const ids = execFileSync("docker", ["ps", "-aq", "--filter", `label=tandem.plane=${id}`])
+      .toString()
+      .split("\n")
+      .filter(Boolean);
     if (ids.length) execFileSync("docker", ["rm", "-f", ...ids]);
   }
   await rm(plane.dir, { recursive: true, force: true });
@@ -76,7 +79,12 @@ describe("two planes, one killed mid-load", () => {
     // Find the plane running them (its containers carry its id), and kill it hard.
     let victim: PlaneProcess | undefined;
     await eventually(() => {
-      victim = planes.find((p) => execFileSync("docker", ["ps", "-q", "--filter", `label=tandem.plane=${p.planeId()}`]).toString().trim() !== "");
+      victim = planes.find(
+        (p) =>
+          execFileSync("docker", ["ps", "-q", "--filter", `label=tandem.plane=${p.planeId()}`])
+            .toString()
+            .trim() !== "",
+      );
       return victim !== undefined;
     }, 20_000);
     victim!.child.kill("SIGKILL");
@@ -104,7 +112,9 @@ describe("a plane without a Docker engine", () => {
         return res.planes.some((p) => p.planeId === plane.planeId() && p.unavailable !== undefined);
       });
       const started = Date.now();
-      const err = await lookup("plane", "quickT4", { gateway: stack.url }).remote().catch((e) => e);
+      const err = await lookup("plane", "quickT4", { gateway: stack.url })
+        .remote()
+        .catch((e) => e);
       expect(err).toBeInstanceOf(PlaneUnavailableError);
       expect(err.message).toContain(`plane ${plane.planeId()} cannot start containers: no Docker engine`);
       expect(Date.now() - started).toBeLessThan(1_500); // said at once, not after the call's 2 s timeout

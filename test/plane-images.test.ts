@@ -25,10 +25,14 @@ describe("images", () => {
   });
 
   it("names the failing build step and shows its log tail", async () => {
-    const err = await lookup("images", "badBuild", { gateway: stack.url }).remote().catch((e) => e);
+    const err = await lookup("images", "badBuild", { gateway: stack.url })
+      .remote()
+      .catch((e) => e);
     expect(err).toBeInstanceOf(ImageBuildError);
     // Its second step as written (runCommands), though it is the fifth instruction Docker runs.
-    expect(err.message).toMatch(/failed to build at step 2 \(run\), at RUN \["\/bin\/sh", "-c", "exit 3"\]: The command '\/bin\/sh -c exit 3' returned a non-zero code: 3/);
+    expect(err.message).toMatch(
+      /failed to build at step 2 \(run\), at RUN \["\/bin\/sh", "-c", "exit 3"\]: The command '\/bin\/sh -c exit 3' returned a non-zero code: 3/,
+    );
     expect(err.details.step).toBe(2);
     expect(err.message).toContain("about to fail");
   });

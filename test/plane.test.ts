@@ -5,7 +5,17 @@
  */
 import net from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { CancelledError, ContainerFailedError, FunctionCall, FunctionTimeoutError, NoCapacityError, ProtocolError, RemoteError, lookup, type CallRecord } from "../sdk/index.js";
+import {
+  CancelledError,
+  ContainerFailedError,
+  FunctionCall,
+  FunctionTimeoutError,
+  NoCapacityError,
+  ProtocolError,
+  RemoteError,
+  lookup,
+  type CallRecord,
+} from "../sdk/index.js";
 import { encodeValue } from "../sdk/protocol.js";
 import { eventually } from "./helpers/gateway.js";
 import { startTestStack, type TestStack } from "./helpers/stack.js";
@@ -29,7 +39,9 @@ describe("calls forwarded to the plane", () => {
     expect(out.container).toMatch(/^ctr-[0-9a-f]{8}$/);
     expect(out.callId).toMatch(/^fc-/);
     expect(out.interfaces).toEqual(["lo"]);
-    expect(stack.planeOutput.some((l) => new RegExp(`cold start: plane\\.whereAmI ${out.container} ready in \\d+ ms, A100#${out.cuda} \\(simulated\\)`).test(l))).toBe(true);
+    expect(
+      stack.planeOutput.some((l) => new RegExp(`cold start: plane\\.whereAmI ${out.container} ready in \\d+ ms, A100#${out.cuda} \\(simulated\\)`).test(l)),
+    ).toBe(true);
   });
 
   it("falls back along a GPU list to a type the plane has", async () => {
@@ -43,7 +55,14 @@ describe("calls forwarded to the plane", () => {
   });
 
   it("hands a plane function its arguments as the request sent them, called or spawned", async () => {
-    const values = [new Date("2026-01-01T00:00:00Z"), new Map([["k", 1n]]), 2n ** 70n, new Uint8Array([1, 2, 3]), undefined, { nested: [new Set(["a"]), null] }];
+    const values = [
+      new Date("2026-01-01T00:00:00Z"),
+      new Map([["k", 1n]]),
+      2n ** 70n,
+      new Uint8Array([1, 2, 3]),
+      undefined,
+      { nested: [new Set(["a"]), null] },
+    ];
     const kinds = ["[object Date]", "[object Map]", "[object BigInt]", "[object Uint8Array]", "[object Undefined]", "[object Object]"];
     expect(await fn("argsPlane").remote(0, ...values)).toEqual({ kinds, values });
     expect(await (await fn("argsPlane").spawn(0, ...values)).get({ timeoutMs: 30_000 })).toEqual({ kinds, values });
@@ -68,7 +87,9 @@ describe("calls forwarded to the plane", () => {
   });
 
   it("brings a RemoteError back from the container", async () => {
-    const err = await fn("boomPlane").remote("out of range").catch((e) => e);
+    const err = await fn("boomPlane")
+      .remote("out of range")
+      .catch((e) => e);
     expect(err).toBeInstanceOf(RemoteError);
     expect(err.remoteName).toBe("RangeError");
     expect(err.message).toBe("out of range");
@@ -181,7 +202,9 @@ describe("capacity", () => {
   it("queues a call that no GPU is free for, and fails it with no capacity at its timeout", async () => {
     const holding = fn("holdT4").remote(4_000);
     await new Promise((r) => setTimeout(r, 500));
-    const err = await fn("quickT4").remote().catch((e) => e);
+    const err = await fn("quickT4")
+      .remote()
+      .catch((e) => e);
     expect(err).toBeInstanceOf(NoCapacityError);
     expect(err.message).toContain("no capacity for T4");
     expect(await holding).toBe("held T4 2");
@@ -198,14 +221,18 @@ describe("capacity", () => {
 
 describe("failures are explained", () => {
   it("stops a container past its timeout and reports a timeout", async () => {
-    const err = await fn("tooSlow").remote().catch((e) => e);
+    const err = await fn("tooSlow")
+      .remote()
+      .catch((e) => e);
     expect(err).toBeInstanceOf(FunctionTimeoutError);
     expect(err.message).toContain("timed out after 2 s");
     expect(err.details.timeoutSeconds).toBe(2); // as an edge function's timeout says it
   });
 
   it("says the container ran out of memory, with its last log lines", async () => {
-    const err = await fn("hog").remote().catch((e) => e);
+    const err = await fn("hog")
+      .remote()
+      .catch((e) => e);
     expect(err).toBeInstanceOf(ContainerFailedError);
     expect(err.details.reason).toBe("oom");
     expect(err.message).toContain("ran out of memory (limit 64 MiB)");
@@ -213,14 +240,18 @@ describe("failures are explained", () => {
   });
 
   it("says the container crashed, with its exit code and last lines", async () => {
-    const err = await fn("crash").remote().catch((e) => e);
+    const err = await fn("crash")
+      .remote()
+      .catch((e) => e);
     expect(err).toBeInstanceOf(ContainerFailedError);
     expect(err.details).toMatchObject({ reason: "crashed", exitCode: 3 });
     expect(err.message).toContain("going down");
   });
 
   it("kills a container that writes garbage on the control channel, with a protocol error", async () => {
-    const err = await fn("garbage").remote().catch((e) => e);
+    const err = await fn("garbage")
+      .remote()
+      .catch((e) => e);
     expect(err).toBeInstanceOf(ProtocolError);
     expect(err.message).toContain("it was killed");
   });

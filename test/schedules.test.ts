@@ -53,7 +53,9 @@ describe("schedules fired from the edge", () => {
     expect(after.slowAllow!.skipped).toBe(0);
     await eventually(() => runs("slowAllow") === 2);
     expect(runs("slowSkip")).toBe(1);
-    expect(gw.output.some((l) => l.includes("[crony.slowSkip] scheduled run of 2030-01-07T00:05:00.000Z skipped: the run of 2030-01-07T00:00:00.000Z"))).toBe(true);
+    expect(gw.output.some((l) => l.includes("[crony.slowSkip] scheduled run of 2030-01-07T00:05:00.000Z skipped: the run of 2030-01-07T00:00:00.000Z"))).toBe(
+      true,
+    );
   });
 
   it("catches up a missed window once, counting the runs it missed", async () => {
@@ -91,7 +93,9 @@ describe("schedules fired from the edge", () => {
     expect(code).toBe(0);
     expect(stdout).toContain('crony::paris  cron "30 9 * * MON-FRI" (Europe/Paris)');
     expect(stdout).toContain("next      2030-01-07T08:30:00.000Z  2030-01-08T08:30:00.000Z  2030-01-09T08:30:00.000Z");
-    expect(stdout).toMatch(/crony::flaky {2}cron "0 \* \* \* \*" \(UTC\)\n {2}next {6}2030-01-07T02:00:00.000Z.*\n {2}last run {2}failed in \d+ ms \(fc-[0-9a-z]{26}, due 2030-01-07T01:00:00.000Z\): the feed is down/);
+    expect(stdout).toMatch(
+      /crony::flaky {2}cron "0 \* \* \* \*" \(UTC\)\n {2}next {6}2030-01-07T02:00:00.000Z.*\n {2}last run {2}failed in \d+ ms \(fc-[0-9a-z]{26}, due 2030-01-07T01:00:00.000Z\): the feed is down/,
+    );
   });
 
   it("fires one run now with tandem schedule trigger, and refuses a function without a schedule", async () => {
@@ -128,7 +132,11 @@ describe("examples/cron: a plane function fired from an edge tick (real Docker)"
     const rec = (await (await fetch(`${stack.url}/v1/calls/${run.callId}?wait=30000`)).json()) as CallRecord;
     expect(rec).toMatchObject({ kind: "scheduled", status: "succeeded", result: { bytes: 4349, tokens: expect.any(Number) } });
     expect((rec.result as { sha256: string }).sha256).toMatch(/^[0-9a-f]{64}$/);
-    await eventually(() => stack.planeOutput.some((l) => new RegExp(`\\[cron\\.refreshModelCache ${run.callId} ctr-[0-9a-f]{8}\\] model cache refreshed in /tmp/model-cache: 4349 bytes`).test(l)));
+    await eventually(() =>
+      stack.planeOutput.some((l) =>
+        new RegExp(`\\[cron\\.refreshModelCache ${run.callId} ctr-[0-9a-f]{8}\\] model cache refreshed in /tmp/model-cache: 4349 bytes`).test(l),
+      ),
+    );
     // The edge job ran at the edge on the same tick (00:00 is on its five minutes).
     const heartbeat = (await list()).find((s) => s.function === "heartbeat")!;
     expect(heartbeat.lastRun!.scheduledAt).toBe(T0 + 24 * 60 * MIN);

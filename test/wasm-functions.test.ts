@@ -25,7 +25,9 @@ describe("WebAssembly functions", () => {
   });
 
   it("fail the call with a typed error when the output is not JSON, and log their stderr", async () => {
-    const err = await lookup("wasmy", "notJson", { gateway: gw.url }).remote().catch((e) => e);
+    const err = await lookup("wasmy", "notJson", { gateway: gw.url })
+      .remote()
+      .catch((e) => e);
     expect(err).toBeInstanceOf(RemoteError);
     expect(err.remoteName).toBe("WasmExitError");
     expect(err.message).toBe('notJson wrote output that is not JSON: "ok"');
@@ -48,21 +50,33 @@ describe("a bytes function", () => {
   });
 
   it("refuses input that is not one bytes value with a 4xx naming it", async () => {
-    const err = await lookup("wasmy", "misbehave", { gateway: gw.url }).remote(1, 2).catch((e) => e);
+    const err = await lookup("wasmy", "misbehave", { gateway: gw.url })
+      .remote(1, 2)
+      .catch((e) => e);
     expect(err).toBeInstanceOf(InvalidRequestError);
-    expect(err.message).toBe("wasmy.misbehave takes its input as bytes: call it with one Uint8Array or string, or with nothing for an empty stdin (got 2 arguments)");
+    expect(err.message).toBe(
+      "wasmy.misbehave takes its input as bytes: call it with one Uint8Array or string, or with nothing for an empty stdin (got 2 arguments)",
+    );
   });
 
   it("fails one call that traps, outgrows its memory or output, or loops past its timeout; the next call works", async () => {
     const failure = async (input: string) => {
-      const e = await misbehave().remote(input).catch((e) => e);
+      const e = await misbehave()
+        .remote(input)
+        .catch((e) => e);
       return { type: e.constructor.name, name: e.remoteName, message: e.message };
     };
     expect(await failure("t")).toEqual({ type: "RemoteError", name: "WasmTrapError", message: "misbehave trapped: unreachable" });
     expect(await failure("o")).toEqual({ type: "RemoteError", name: "WasmLimitError", message: "misbehave wrote more than 1000 bytes of output" });
-    expect(await failure("m")).toEqual({ type: "RemoteError", name: "WasmLimitError", message: "misbehave grew its memory to 65 pages, past its limit of 64 (4 MiB)" });
+    expect(await failure("m")).toEqual({
+      type: "RemoteError",
+      name: "WasmLimitError",
+      message: "misbehave grew its memory to 65 pages, past its limit of 64 (4 MiB)",
+    });
     const started = Date.now();
-    const timedOut = await misbehave().remote("l").catch((e) => e);
+    const timedOut = await misbehave()
+      .remote("l")
+      .catch((e) => e);
     expect(timedOut).toBeInstanceOf(FunctionTimeoutError);
     expect(timedOut.message).toMatch(/^wasmy\.misbehave timed out after 1 s: misbehave ran for 1\d{3} ms, past its limit of 1000 ms, and was stopped$/);
     expect(Date.now() - started).toBeLessThan(10_000);
@@ -87,14 +101,18 @@ describe("a bad module", () => {
   it("fails before anything starts, naming the module and the import it lacks", async () => {
     expect(await load("import")).toEqual({
       code: 2,
-      error: expect.stringContaining('app "wasmbad": wasm function "bad": ../../wasm/fixtures/uses-env.as.ts imports env.now_please (function), which this host does not provide'),
+      error: expect.stringContaining(
+        'app "wasmbad": wasm function "bad": ../../wasm/fixtures/uses-env.as.ts imports env.now_please (function), which this host does not provide',
+      ),
     });
   });
 
   it("fails before anything starts when the module is not a WASI command, or not WebAssembly at all", async () => {
     expect(await load("command")).toEqual({
       code: 2,
-      error: expect.stringContaining('app "wasmbad": wasm function "bad": ../../wasm/fixtures/not-command.as.ts is not a WASI command: it exports no _start function'),
+      error: expect.stringContaining(
+        'app "wasmbad": wasm function "bad": ../../wasm/fixtures/not-command.as.ts is not a WASI command: it exports no _start function',
+      ),
     });
     expect(await load("module")).toEqual({
       code: 2,
@@ -105,7 +123,9 @@ describe("a bad module", () => {
   it("says to use module, not source, for a .wasm file", async () => {
     expect(await load("source-is-wasm")).toEqual({
       code: 2,
-      error: expect.stringContaining('app "wasmbad": wasm function "bad": "source" is AssemblyScript to compile (a .ts file); for a compiled module, use { module: "./not-a-module.wasm" }'),
+      error: expect.stringContaining(
+        'app "wasmbad": wasm function "bad": "source" is AssemblyScript to compile (a .ts file); for a compiled module, use { module: "./not-a-module.wasm" }',
+      ),
     });
   });
 });

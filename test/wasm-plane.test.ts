@@ -36,11 +36,19 @@ describe("a WebAssembly function on the plane", () => {
     for (const input of ["x", "t", "o", "!"]) {
       expect(await outcome(fn<[string], Uint8Array>("rawPlane").remote(input))).toEqual(await outcome(fn<[string], Uint8Array>("rawEdge").remote(input)));
     }
-    expect(await outcome(fn<[string], Uint8Array>("rawPlane").remote("t"))).toEqual({ error: "RemoteError", name: "WasmTrapError", message: "raw trapped: unreachable" });
+    expect(await outcome(fn<[string], Uint8Array>("rawPlane").remote("t"))).toEqual({
+      error: "RemoteError",
+      name: "WasmTrapError",
+      message: "raw trapped: unreachable",
+    });
   });
 
   it("times out a module that loops past its timeout, and the next call works", async () => {
-    expect(await fn<[string], Uint8Array>("rawPlane").remote("l").catch((e) => e)).toBeInstanceOf(FunctionTimeoutError);
+    expect(
+      await fn<[string], Uint8Array>("rawPlane")
+        .remote("l")
+        .catch((e) => e),
+    ).toBeInstanceOf(FunctionTimeoutError);
     expect(new TextDecoder().decode(await fn<[string], Uint8Array>("rawPlane").remote("x"))).toBe("ok");
   });
 });

@@ -37,13 +37,17 @@ describe("the WASI host in Node", () => {
 
   it("refuses a module that imports what the host does not provide, naming the import", () => {
     expect(() => checkWasiCommand(new WebAssembly.Module(usesEnv), "uses-env.wasm")).toThrow(WasmModuleError);
-    expect(() => checkWasiCommand(new WebAssembly.Module(usesEnv), "uses-env.wasm")).toThrow("uses-env.wasm imports env.now_please (function), which this host does not provide");
+    expect(() => checkWasiCommand(new WebAssembly.Module(usesEnv), "uses-env.wasm")).toThrow(
+      "uses-env.wasm imports env.now_please (function), which this host does not provide",
+    );
   });
 
   it("fails a run that traps, outgrows its memory or its output limit, and the next run works", () => {
     const module = new WebAssembly.Module(misbehave);
     expect(() => runWasi(module, "m.wasm", { stdin: bytes("t") })).toThrow(WasmTrapError);
-    expect(() => runWasi(module, "m.wasm", { stdin: bytes("g"), limits: { maxMemoryPages: 50 } })).toThrow(/grew its memory to \d+ pages, past its limit of 50/);
+    expect(() => runWasi(module, "m.wasm", { stdin: bytes("g"), limits: { maxMemoryPages: 50 } })).toThrow(
+      /grew its memory to \d+ pages, past its limit of 50/,
+    );
     const output = (() => {
       try {
         runWasi(module, "m.wasm", { stdin: bytes("o"), limits: { maxOutputBytes: 1000 } });
@@ -67,7 +71,10 @@ describe("the WASI host in Node", () => {
       }
     };
     const started = Date.now();
-    expect(limitOf("l", { maxWallMs: 200 })).toEqual({ limit: "time", message: expect.stringMatching(/^m\.wasm ran for 2\d\d ms, past its limit of 200 ms, and was stopped$/) });
+    expect(limitOf("l", { maxWallMs: 200 })).toEqual({
+      limit: "time",
+      message: expect.stringMatching(/^m\.wasm ran for 2\d\d ms, past its limit of 200 ms, and was stopped$/),
+    });
     expect(Date.now() - started).toBeLessThan(5000);
     // A sleep past the limit fails at once, rather than spinning until it ends.
     expect(limitOf("s", { maxWallMs: 200 })).toEqual({ limit: "time", message: "m.wasm asked to sleep 10000 ms, past its limit of 200 ms, and was stopped" });

@@ -93,7 +93,9 @@ export function checkWasiCommand(module: WebAssembly.Module, name: string): void
   for (const i of WebAssembly.Module.imports(module)) {
     if (i.module === TICK_IMPORT.module && i.name === TICK_IMPORT.name && i.kind === "function") continue;
     if (i.module !== WASI_MODULE || !PROVIDED.has(i.name)) {
-      throw new WasmModuleError(`${name} imports ${i.module}.${i.name} (${i.kind}), which this host does not provide (it provides ${WASI_MODULE} functions only)`);
+      throw new WasmModuleError(
+        `${name} imports ${i.module}.${i.name} (${i.kind}), which this host does not provide (it provides ${WASI_MODULE} functions only)`,
+      );
     }
   }
 }
@@ -110,20 +112,29 @@ export function runWasi(module: WebAssembly.Module, name: string, options: WasiR
     sink.push(bytes.slice());
   };
   const env = Object.entries(options.env ?? {}).map(([k, v]) => `${k}=${v}`);
-  const wasi = new WASI([name, ...(options.args ?? [])], env, [
-    new OpenFile(new File(options.stdin ?? new Uint8Array())),
-    new ConsoleStdout(capture(out)),
-    new ConsoleStdout(capture(err)),
-    new PreopenDirectory("/", fileTree(options.files ?? {})),
-  ], { debug: false });
+  const wasi = new WASI(
+    [name, ...(options.args ?? [])],
+    env,
+    [
+      new OpenFile(new File(options.stdin ?? new Uint8Array())),
+      new ConsoleStdout(capture(out)),
+      new ConsoleStdout(capture(err)),
+      new PreopenDirectory("/", fileTree(options.files ?? {})),
+    ],
+    { debug: false },
+  );
   const started = Date.now();
   const checkLimits = () => {
     const pages = exports.memory.buffer.byteLength / 65536;
     if (pages > limits.maxMemoryPages) {
-      throw new WasmLimitError("memory", `${name} grew its memory to ${pages} pages, past its limit of ${limits.maxMemoryPages} (${formatMiB(limits.maxMemoryPages)})`);
+      throw new WasmLimitError(
+        "memory",
+        `${name} grew its memory to ${pages} pages, past its limit of ${limits.maxMemoryPages} (${formatMiB(limits.maxMemoryPages)})`,
+      );
     }
     const elapsed = Date.now() - started;
-    if (elapsed > limits.maxWallMs) throw new WasmLimitError("time", `${name} ran for ${elapsed} ms, past its limit of ${limits.maxWallMs} ms, and was stopped`);
+    if (elapsed > limits.maxWallMs)
+      throw new WasmLimitError("time", `${name} ran for ${elapsed} ms, past its limit of ${limits.maxWallMs} ms, and was stopped`);
   };
   // The shim sleeps (poll_oneoff on a clock) by spinning in JS, where no tick can stop it: a sleep that would end past
   // the time limit fails at once instead.

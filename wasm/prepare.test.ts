@@ -17,7 +17,10 @@ describe("compiling AssemblyScript with a cache", () => {
     const cache = join(dir, "cache");
     const out = join(dir, "out.wasm");
     await writeFile(join(dir, "lib.ts"), "export function two(): i32 { return 2; }\n");
-    await writeFile(join(dir, "main.ts"), 'import { two } from "./lib";\nexport function _start(): void {}\nexport function answer(): i32 { return two() * 21; }\n');
+    await writeFile(
+      join(dir, "main.ts"),
+      'import { two } from "./lib";\nexport function _start(): void {}\nexport function answer(): i32 { return two() * 21; }\n',
+    );
     const answer = async () => (new WebAssembly.Instance(new WebAssembly.Module(await readFile(out))).exports.answer as () => number)();
 
     await compileAssemblyScript(join(dir, "main.ts"), out, cache);
@@ -38,6 +41,8 @@ describe("compiling AssemblyScript with a cache", () => {
 
   it("says what asc said when the source does not compile", async () => {
     await writeFile(join(dir, "broken.ts"), "export function _start(): void { let x: i32 = 'text'; }\n");
-    await expect(compileAssemblyScript(join(dir, "broken.ts"), join(dir, "broken.wasm"), join(dir, "cache"))).rejects.toThrow(/AssemblyScript could not compile it:[\s\S]*not assignable/);
+    await expect(compileAssemblyScript(join(dir, "broken.ts"), join(dir, "broken.wasm"), join(dir, "cache"))).rejects.toThrow(
+      /AssemblyScript could not compile it:[\s\S]*not assignable/,
+    );
   });
 });

@@ -118,7 +118,11 @@ async function unchanged(entry: string): Promise<boolean> {
  * a WASI command the host can run, instruments it, and writes it to `out`.
  * `name` names it in errors.
  */
-export async function prepareModule(file: string, out: string, options: { source: boolean; name: string; maxMemoryPages: number; cacheDir?: string }): Promise<void> {
+export async function prepareModule(
+  file: string,
+  out: string,
+  options: { source: boolean; name: string; maxMemoryPages: number; cacheDir?: string },
+): Promise<void> {
   if (options.source) await compileAssemblyScript(file, out, options.cacheDir);
   const bytes = new Uint8Array(await readFile(options.source ? out : file));
   let module: WebAssembly.Module;

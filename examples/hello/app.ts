@@ -23,8 +23,6 @@ app.web("api", () =>
 );
 
 /** One handler at /hello/greet/:name. */
-export const greetPage = app.endpoint({ method: "GET", path: "/:name", label: "greet" }, async (c) =>
-  c.text(await greet.remote(c.req.param("name"))),
-);
+export const greetPage = app.endpoint({ method: "GET", path: "/:name", label: "greet" }, async (c) => c.text(await greet.remote(c.req.param("name"))));
 
 export default app;

@@ -223,7 +223,12 @@ describe("the docker driver's output and lifecycle", () => {
   // stdout and stderr are separate streams: order holds within each, not across them.
   it("delivers stdout and stderr as lines", async () => {
     const { lines } = await runProbe("lines");
-    expect(lines.filter((l) => l.stream === "stdout").map((l) => l.line).slice(0, 3)).toEqual(["first", "second", "third"]);
+    expect(
+      lines
+        .filter((l) => l.stream === "stdout")
+        .map((l) => l.line)
+        .slice(0, 3),
+    ).toEqual(["first", "second", "third"]);
     expect(lines.filter((l) => l.stream === "stderr").map((l) => l.line)).toEqual(["to stderr"]);
   });
 

@@ -35,7 +35,6 @@ export interface DockerDriverOptions {
  */
 export class DockerUnavailableError extends InternalError {}
 
-
 /** Lines kept for a container nobody listens to yet; beyond it the oldest are dropped. */
 const MAX_BUFFERED_LINES = 1000;
 /** A line longer than this is delivered in pieces, so one newline-less stream cannot grow without end. */
@@ -114,9 +113,7 @@ export class DockerDriver implements ContainerDriver {
             ...(spec.nodeModulesPath && !spec.image ? [`${spec.nodeModulesPath}:${IN_CONTAINER.nodeModules}:ro`] : []),
           ],
           ...(this.#runtime ? { Runtime: this.#runtime } : {}),
-          ...(spec.gpuDeviceIds.length > 0
-            ? { DeviceRequests: [{ Driver: "nvidia", DeviceIDs: spec.gpuDeviceIds, Capabilities: [["gpu"]] }] }
-            : {}),
+          ...(spec.gpuDeviceIds.length > 0 ? { DeviceRequests: [{ Driver: "nvidia", DeviceIDs: spec.gpuDeviceIds, Capabilities: [["gpu"]] }] } : {}),
           AutoRemove: false,
         },
       });

@@ -192,7 +192,12 @@ export class MemoryContainer implements StartedContainer {
     this.#socket = socket;
     socket.setEncoding("utf8");
     socket.once("connect", () => {
-      this.#send({ t: "ready", pid: process.pid, functions: Object.keys(this.#functions), ...(startup.enterFailed ? { enterFailed: startup.enterFailed } : {}) });
+      this.#send({
+        t: "ready",
+        pid: process.pid,
+        functions: Object.keys(this.#functions),
+        ...(startup.enterFailed ? { enterFailed: startup.enterFailed } : {}),
+      });
     });
     // As the runner: an unusable socket is a crash, the plane closing it is the end.
     socket.on("error", () => this.crash(1));
@@ -212,7 +217,8 @@ export class MemoryContainer implements StartedContainer {
 
   #frame(frame: PlaneFrame): void {
     if (frame.t === "input") void this.#run(frame);
-    else if (frame.t === "shutdown") this.#end({ code: 0, oomKilled: false }); // no exit() hooks to run here
+    else if (frame.t === "shutdown")
+      this.#end({ code: 0, oomKilled: false }); // no exit() hooks to run here
     else if (frame.t === "cancel" && !this.#demand.has(frame.callId) && this.#cancels.has(frame.callId)) {
       this.#cancels.get(frame.callId)!.abort();
       this.#answered.add(frame.callId);

@@ -48,7 +48,9 @@ export async function runFunctions(appExports: Record<string, unknown>, wasm: Re
   let enterFailed: Failed | undefined;
   if (clsParams !== undefined && clsIndex >= 0) {
     await calls
-      .run({ callId: "-", app: app.name, function: containerFunction!, attempt: 1, env: app.classes[clsIndex]!.spec.env }, () => classes[clsIndex]!.prepare(JSON.parse(clsParams)))
+      .run({ callId: "-", app: app.name, function: containerFunction!, attempt: 1, env: app.classes[clsIndex]!.spec.env }, () =>
+        classes[clsIndex]!.prepare(JSON.parse(clsParams)),
+      )
       .catch((err: unknown) => (enterFailed = toWireError(remoteErrorFrom(err)) as Failed)); // the plane backs off and fails the inputs with it
   }
 
@@ -90,13 +92,25 @@ export async function runFunctions(appExports: Record<string, unknown>, wasm: Re
     const fn = functions.get(input.function);
     const cancel = new AbortController();
     cancels.set(input.callId, cancel);
-    const context: CallContext = { callId: input.callId, app: app.name, function: input.function, attempt: input.attempt, env: fn?.env ?? {}, signal: cancel.signal };
+    const context: CallContext = {
+      callId: input.callId,
+      app: app.name,
+      function: input.function,
+      attempt: input.attempt,
+      env: fn?.env ?? {},
+      signal: cancel.signal,
+    };
     const send = (frame: RunnerFrame) => {
       if (answered.has(input.callId)) return; // cancelled: answered already
       sendFrame(frame);
     };
     const failed = (err: unknown) =>
-      send({ t: "output", callId: input.callId, status: "failed", error: toWireError(err instanceof TandemError ? err : remoteErrorFrom(err, { callId: input.callId })) as Failed });
+      send({
+        t: "output",
+        callId: input.callId,
+        status: "failed",
+        error: toWireError(err instanceof TandemError ? err : remoteErrorFrom(err, { callId: input.callId })) as Failed,
+      });
     try {
       if (!fn) throw new Error(`this bundle of app "${app.name}" has no function "${input.function}"`);
       const args = decodeValue(input.args.json, input.args.meta) as unknown[];

@@ -48,8 +48,26 @@ const sourceMapBesideBundle: Plugin = {
  * when used. Measured by importing each `node:*` module in workerd 1.20260426.
  */
 const MISSING_IN_WORKERD = [
-  "child_process", "cluster", "console", "dgram", "domain", "fs", "inspector", "os", "perf_hooks", "punycode",
-  "readline", "repl", "trace_events", "tty", "v8", "vm", "wasi", "worker_threads", "sqlite", "test",
+  "child_process",
+  "cluster",
+  "console",
+  "dgram",
+  "domain",
+  "fs",
+  "inspector",
+  "os",
+  "perf_hooks",
+  "punycode",
+  "readline",
+  "repl",
+  "trace_events",
+  "tty",
+  "v8",
+  "vm",
+  "wasi",
+  "worker_threads",
+  "sqlite",
+  "test",
 ];
 const edgeStandIns: Plugin = {
   name: "edge-stand-ins",
@@ -100,7 +118,11 @@ export async function bundleWorker(
     `import { createGateway, AgentHub, CallLedger, PlaneRegistry, Scheduler, installSourceMap } from ${JSON.stringify(GATEWAY_ENTRY)};`,
     withMap ? `import sourceMap from ${JSON.stringify(SOURCE_MAP_MODULE)};\ninstallSourceMap(sourceMap);` : "",
     ...Object.values(options.wasm ?? {}).map((file, i) => `import wasm${i} from ${JSON.stringify(`./wasm/${file}`)};`),
-    `export default createGateway([${files.map((f, i) => `{ file: ${JSON.stringify(relative(process.cwd(), f) || basename(f))}, exports: app${i} }`).join(", ")}], { planeBundles: ${JSON.stringify(options.planeBundles ?? {})}, wasm: { ${Object.keys(options.wasm ?? {}).map((key, i) => `${JSON.stringify(key)}: wasm${i}`).join(", ")} } });`,
+    `export default createGateway([${files.map((f, i) => `{ file: ${JSON.stringify(relative(process.cwd(), f) || basename(f))}, exports: app${i} }`).join(", ")}], { planeBundles: ${JSON.stringify(options.planeBundles ?? {})}, wasm: { ${Object.keys(
+      options.wasm ?? {},
+    )
+      .map((key, i) => `${JSON.stringify(key)}: wasm${i}`)
+      .join(", ")} } });`,
     `export { AgentHub, CallLedger, PlaneRegistry, Scheduler };`,
   ].join("\n");
   const path = join(outDir, "worker.mjs");

@@ -33,7 +33,8 @@ export async function deploy(options: DeployOptions): Promise<number> {
   // Scheduled functions: one trigger every minute, and the Scheduler decides what is due. Cloudflare's cron triggers
   // read UTC only and number the days of the week differently, so users' expressions are never passed to them.
   const scheduled = apps.flatMap((a) => a.callables.filter((c) => c.spec.schedule).map((c) => `${a.name}::${c.name} (${c.spec.schedule!.description})`));
-  if (scheduled.length) config += `\n# ${scheduled.length} scheduled function${scheduled.length === 1 ? "" : "s"}: ${scheduled.join(", ")}\n[triggers]\ncrons = ["* * * * *"]\n`;
+  if (scheduled.length)
+    config += `\n# ${scheduled.length} scheduled function${scheduled.length === 1 ? "" : "s"}: ${scheduled.join(", ")}\n[triggers]\ncrons = ["* * * * *"]\n`;
   const configPath = join(outDir, "wrangler.toml");
   await writeFile(configPath, config);
   console.log(`bundled ${options.appFiles.join(", ")} into ${bundle.path} (${(bundle.bytes / 1024).toFixed(1)} KiB)`);
@@ -43,7 +44,10 @@ export async function deploy(options: DeployOptions): Promise<number> {
   const bucket = /^bucket_name = "(.*)"$/m.exec(config)?.[1] ?? "tandem-blobs";
   for (const plane of planes) {
     // The bundle, and its source map beside it (planes map failed calls' stacks with it).
-    for (const [key, file] of [[`${bucket}/${BLOB_KEYS.planeBundle(plane.hash)}`, plane.path], [`${bucket}/${BLOB_KEYS.planeBundleMap(plane.hash)}`, `${plane.path}.map`]] as const) {
+    for (const [key, file] of [
+      [`${bucket}/${BLOB_KEYS.planeBundle(plane.hash)}`, plane.path],
+      [`${bucket}/${BLOB_KEYS.planeBundleMap(plane.hash)}`, `${plane.path}.map`],
+    ] as const) {
       if (options.dryRun) {
         console.log(`would upload ${file} to r2://${key}`);
         continue;

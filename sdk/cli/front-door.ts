@@ -47,7 +47,11 @@ export class FrontDoor {
     const door = new FrontDoor();
     await new Promise<void>((resolve, reject) => {
       door.#server.once("error", (err: NodeJS.ErrnoException) =>
-        reject(err.code === "EADDRINUSE" ? new Error(`port ${port} on ${host} is already in use; is another \`tandem serve\` running? Pick another with --port`) : err),
+        reject(
+          err.code === "EADDRINUSE"
+            ? new Error(`port ${port} on ${host} is already in use; is another \`tandem serve\` running? Pick another with --port`)
+            : err,
+        ),
       );
       door.#server.listen(port, host, () => resolve());
     });

@@ -79,7 +79,9 @@ async function prepareWasm(app: string, w: WasmDefinition, appFile: string, outD
   const where = `app "${app}": wasm function "${w.name}"`;
   if (!existsSync(from)) throw new InvalidOptionsError(`${where}: ${given} does not exist (looked for ${from})`);
   if (w.source !== undefined && /\.wasm$/i.test(given)) {
-    throw new InvalidOptionsError(`${where}: "source" is AssemblyScript to compile (a .ts file); for a compiled module, use { module: ${JSON.stringify(given)} }`);
+    throw new InvalidOptionsError(
+      `${where}: "source" is AssemblyScript to compile (a .ts file); for a compiled module, use { module: ${JSON.stringify(given)} }`,
+    );
   }
   if (w.module !== undefined && /\.ts$/i.test(given)) {
     throw new InvalidOptionsError(`${where}: "module" is a compiled .wasm file; for AssemblyScript, use { source: ${JSON.stringify(given)} }`);
@@ -87,7 +89,12 @@ async function prepareWasm(app: string, w: WasmDefinition, appFile: string, outD
   const file = `${app}-${w.name}.wasm`;
   try {
     // Compiles are kept in the project's .tandem folder: a reload that did not touch the module does not compile it again.
-    await prepareModule(from, join(outDir, file), { source: w.source !== undefined, name: given, maxMemoryPages: w.limits.maxMemoryPages, cacheDir: join(stateDir(), "cache", "asc") });
+    await prepareModule(from, join(outDir, file), {
+      source: w.source !== undefined,
+      name: given,
+      maxMemoryPages: w.limits.maxMemoryPages,
+      cacheDir: join(stateDir(), "cache", "asc"),
+    });
   } catch (err) {
     throw new InvalidOptionsError(`${where}: ${(err as Error).message}`);
   }
@@ -128,7 +135,9 @@ export function checkPlaneFits(
       // The local plane builds images on this machine's Node: a different major would only fail at the first call.
       const node = spec.image?.steps.find((step) => step.kind === "node");
       if (node?.kind === "node" && node.version !== null && node.version.split(".")[0] !== process.versions.node.split(".")[0]) {
-        throw new InvalidOptionsError(`app "${app.name}": ${what} cannot run on the local plane: Image.node("${node.version}") asks for Node ${node.version}, and the local plane builds on Node ${process.versions.node}`);
+        throw new InvalidOptionsError(
+          `app "${app.name}": ${what} cannot run on the local plane: Image.node("${node.version}") asks for Node ${node.version}, and the local plane builds on Node ${process.versions.node}`,
+        );
       }
       const options = spec.gpu ?? [undefined];
       const problems = options.map((gpu) => fits({ gpu: gpu as never, ...containerResources({ cpu: spec.cpu ?? null, memory: spec.memory ?? null }) }));

@@ -44,24 +44,26 @@ program
   .option("--gpus <inventory>", 'the local plane\'s simulated GPUs, e.g. "A100:2,T4:1" (default: real GPUs, else one of each type)')
   .option("--runtime <runtime>", "the local plane's container runtime: docker, or process (unsandboxed, development only)", parseRuntime, "docker")
   .option("--scaledown-window <seconds>", "seconds a plane container may sit idle before it is stopped", parseSeconds, FUNCTION_DEFAULTS.scaledownWindowSeconds)
-  .action(async (appFiles: string[], opts: { port: number; host: string; watch: boolean; gpus?: string; runtime: "docker" | "process"; scaledownWindow: number }) => {
-    const serving = await serve({
-      appFiles,
-      config,
-      port: opts.port,
-      host: opts.host,
-      watch: opts.watch,
-      runtime: opts.runtime,
-      scaledownWindowSeconds: opts.scaledownWindow,
-      ...(opts.gpus ? { gpus: opts.gpus } : {}),
-    });
-    console.log(style.dim("Watching for changes. Ctrl-C to stop."));
-    onStopSignal(async () => {
-      console.log(style.dim("stopping the local plane's containers and the gateway… (Ctrl-C again to quit now)"));
-      await serving.close();
-      process.exit(0);
-    });
-  });
+  .action(
+    async (appFiles: string[], opts: { port: number; host: string; watch: boolean; gpus?: string; runtime: "docker" | "process"; scaledownWindow: number }) => {
+      const serving = await serve({
+        appFiles,
+        config,
+        port: opts.port,
+        host: opts.host,
+        watch: opts.watch,
+        runtime: opts.runtime,
+        scaledownWindowSeconds: opts.scaledownWindow,
+        ...(opts.gpus ? { gpus: opts.gpus } : {}),
+      });
+      console.log(style.dim("Watching for changes. Ctrl-C to stop."));
+      onStopSignal(async () => {
+        console.log(style.dim("stopping the local plane's containers and the gateway… (Ctrl-C again to quit now)"));
+        await serving.close();
+        process.exit(0);
+      });
+    },
+  );
 
 program
   .command("run")
@@ -80,7 +82,12 @@ program
   .option("--name <name>", "the Worker's name (default tandem-gateway)")
   .option("--outdir <dir>", "where the bundle and its wrangler.toml go (default .tandem/deploy)")
   .action(async (appFiles: string[], opts: { dryRun?: boolean; name?: string; outdir?: string }) => {
-    process.exitCode = await deploy({ appFiles, dryRun: opts.dryRun ?? false, ...(opts.name ? { name: opts.name } : {}), ...(opts.outdir ? { outDir: opts.outdir } : {}) });
+    process.exitCode = await deploy({
+      appFiles,
+      dryRun: opts.dryRun ?? false,
+      ...(opts.name ? { name: opts.name } : {}),
+      ...(opts.outdir ? { outDir: opts.outdir } : {}),
+    });
   });
 
 program
@@ -94,28 +101,39 @@ program
   .option("--runtime <runtime>", "container runtime: docker, or process (unsandboxed, development only)", parseRuntime, "docker")
   .option("--docker-runtime <name>", "a Docker runtime other than runc, e.g. runsc (gVisor)")
   .option("--scaledown-window <seconds>", "seconds a container may sit idle before it is stopped", parseSeconds, FUNCTION_DEFAULTS.scaledownWindowSeconds)
-  .action(async (opts: { port: number; host: string; region: string; gateway?: string; gpus?: string; runtime: "docker" | "process"; dockerRuntime?: string; scaledownWindow: number }) => {
-    const state = stateDir();
-    const plane = await Plane.start({
-      gatewayUrl: gatewayOf(opts),
-      secret: planeSecret(state, config.planeSecret),
-      forceBuild: config.forceBuild,
-      host: opts.host,
-      port: opts.port,
-      region: opts.region,
-      runtime: opts.runtime,
-      stateDir: join(state, "plane"),
-      scaledownWindowSeconds: opts.scaledownWindow,
-      ...(opts.gpus ? { gpus: opts.gpus } : {}),
-      ...(opts.dockerRuntime ? { dockerRuntime: opts.dockerRuntime } : {}),
-    });
-    console.log(`${style.ok("✓")} ${plane.describe()}, reporting to ${gatewayOf(opts)}`);
-    if (plane.inventory.simulated) console.log(style.warn("  GPUs are simulated (declared with --gpus)."));
-    onStopSignal(async () => {
-      await plane.close();
-      process.exit(0);
-    });
-  });
+  .action(
+    async (opts: {
+      port: number;
+      host: string;
+      region: string;
+      gateway?: string;
+      gpus?: string;
+      runtime: "docker" | "process";
+      dockerRuntime?: string;
+      scaledownWindow: number;
+    }) => {
+      const state = stateDir();
+      const plane = await Plane.start({
+        gatewayUrl: gatewayOf(opts),
+        secret: planeSecret(state, config.planeSecret),
+        forceBuild: config.forceBuild,
+        host: opts.host,
+        port: opts.port,
+        region: opts.region,
+        runtime: opts.runtime,
+        stateDir: join(state, "plane"),
+        scaledownWindowSeconds: opts.scaledownWindow,
+        ...(opts.gpus ? { gpus: opts.gpus } : {}),
+        ...(opts.dockerRuntime ? { dockerRuntime: opts.dockerRuntime } : {}),
+      });
+      console.log(`${style.ok("✓")} ${plane.describe()}, reporting to ${gatewayOf(opts)}`);
+      if (plane.inventory.simulated) console.log(style.warn("  GPUs are simulated (declared with --gpus)."));
+      onStopSignal(async () => {
+        await plane.close();
+        process.exit(0);
+      });
+    },
+  );
 
 const appCommand = program.command("app").description("manage a deployed app");
 appCommand
@@ -143,11 +161,17 @@ program
       const since = opts.since === undefined ? "" : ` since ${new Date(opts.since).toISOString()}`;
       return console.log(`no container time recorded${opts.app ? ` for app ${opts.app}` : ""}${since} on the planes the gateway knows`);
     }
-    console.log(`${"app".padEnd(16)} ${"function".padEnd(20)} ${"gpu".padEnd(10)} ${"containers".padStart(10)} ${"seconds".padStart(10)} ${"cost".padStart(12)}`);
+    console.log(
+      `${"app".padEnd(16)} ${"function".padEnd(20)} ${"gpu".padEnd(10)} ${"containers".padStart(10)} ${"seconds".padStart(10)} ${"cost".padStart(12)}`,
+    );
     for (const r of body.rows) {
-      console.log(`${r.app.padEnd(16)} ${r.function.padEnd(20)} ${(r.gpu ?? "-").padEnd(10)} ${String(r.containers).padStart(10)} ${r.seconds.toFixed(1).padStart(10)} ${`$${r.costUsd.toFixed(6)}`.padStart(12)}`);
+      console.log(
+        `${r.app.padEnd(16)} ${r.function.padEnd(20)} ${(r.gpu ?? "-").padEnd(10)} ${String(r.containers).padStart(10)} ${r.seconds.toFixed(1).padStart(10)} ${`$${r.costUsd.toFixed(6)}`.padStart(12)}`,
+      );
     }
-    console.log(`${"total".padEnd(16)} ${"".padEnd(20)} ${"".padEnd(10)} ${"".padStart(10)} ${body.totalSeconds.toFixed(1).padStart(10)} ${`$${body.totalUsd.toFixed(6)}`.padStart(12)}`);
+    console.log(
+      `${"total".padEnd(16)} ${"".padEnd(20)} ${"".padEnd(10)} ${"".padStart(10)} ${body.totalSeconds.toFixed(1).padStart(10)} ${`$${body.totalUsd.toFixed(6)}`.padStart(12)}`,
+    );
   });
 
 program
@@ -162,11 +186,14 @@ program
     for (const app of apps) {
       console.log(style.bold(`app ${app.name}`));
       for (const f of app.functions) {
-        console.log(`  function  ${f.name.padEnd(20)} ${f.tier}, timeout ${f.timeoutSeconds} s, retries ${f.retries.maxRetries}${f.generator ? ", generator (stream it)" : ""}`);
+        console.log(
+          `  function  ${f.name.padEnd(20)} ${f.tier}, timeout ${f.timeoutSeconds} s, retries ${f.retries.maxRetries}${f.generator ? ", generator (stream it)" : ""}`,
+        );
       }
       for (const e of app.endpoints) {
         if (e.kind === "websocket") console.log(`  websocket ${e.label.padEnd(20)} ${base.replace(/^http/, "ws")}${paths.web(app.name, e.label)}`);
-        else console.log(`  ${e.kind.padEnd(9)} ${e.label.padEnd(20)} ${e.method ?? "*"} ${base}${paths.web(app.name, e.label, e.path === "/*" ? "/" : e.path)}`);
+        else
+          console.log(`  ${e.kind.padEnd(9)} ${e.label.padEnd(20)} ${e.method ?? "*"} ${base}${paths.web(app.name, e.label, e.path === "/*" ? "/" : e.path)}`);
       }
     }
   });
@@ -224,7 +251,8 @@ function parseRuntime(value: string): "docker" | "process" {
 
 function parseSeconds(value: string): number {
   const seconds = Number(value);
-  if (!Number.isFinite(seconds) || seconds <= 0 || seconds > 86_400) throw new InvalidArgumentError("must be a number of seconds, more than 0 and at most 86400");
+  if (!Number.isFinite(seconds) || seconds <= 0 || seconds > 86_400)
+    throw new InvalidArgumentError("must be a number of seconds, more than 0 and at most 86400");
   return seconds;
 }
 
@@ -233,7 +261,6 @@ function parsePort(value: string): number {
   if (!Number.isInteger(port) || port < 0 || port > 65535) throw new InvalidArgumentError("must be a port number, 0 to 65535");
   return port;
 }
-
 
 program.parseAsync().catch((err: unknown) => {
   if (err instanceof TandemError) {

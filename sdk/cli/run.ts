@@ -75,7 +75,19 @@ export async function runOnce(target: string, rawArgs: string[], config: CliConf
     const url = gateway.url.href.replace(/\/$/, "");
     if (built.planes.length) {
       await uploadPlaneBundles(gateway.miniflare, built);
-      plane = await Plane.start({ gatewayUrl: url, secret, host: "127.0.0.1", port: 0, region: "local", runtime: "docker", simulateWhenNone: true, keepWarm: false, forceBuild: config.forceBuild, stateDir: planeDir, log: (line) => console.error(line) });
+      plane = await Plane.start({
+        gatewayUrl: url,
+        secret,
+        host: "127.0.0.1",
+        port: 0,
+        region: "local",
+        runtime: "docker",
+        simulateWhenNone: true,
+        keepWarm: false,
+        forceBuild: config.forceBuild,
+        stateDir: planeDir,
+        log: (line) => console.error(line),
+      });
       const local = plane;
       checkPlaneFits(built.apps, (request) => local.inventory.fits(request), fn); // as serve does: a call that could never run here fails now, not at its timeout
     }
@@ -95,7 +107,10 @@ export async function runOnce(target: string, rawArgs: string[], config: CliConf
     // Strings print as they are, plain JSON as JSON, anything richer (Map, Date, bytes) as Node shows it.
     // Bytes (a "bytes" WebAssembly function's output, say) go to stdout as they are, so they can be piped.
     if (result instanceof Uint8Array) process.stdout.write(result);
-    else if (result !== undefined) console.log(typeof result === "string" ? result : encodeValue(result).meta === undefined ? JSON.stringify(result, null, 2) : inspect(result, { depth: 8 }));
+    else if (result !== undefined)
+      console.log(
+        typeof result === "string" ? result : encodeValue(result).meta === undefined ? JSON.stringify(result, null, 2) : inspect(result, { depth: 8 }),
+      );
     return 0;
   } catch (err) {
     printCallError(err);

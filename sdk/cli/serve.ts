@@ -82,7 +82,9 @@ export async function serve(options: ServeOptions): Promise<Serving> {
     await door.close();
     throw err;
   }
-  log(`${style.ok("✓")} gateway ready at ${style.bold(url.href.replace(/\/$/, ""))} ${style.dim(`(workerd, ${Math.round(performance.now() - started)} ms, state in ${join(".tandem", "state")})`)}`);
+  log(
+    `${style.ok("✓")} gateway ready at ${style.bold(url.href.replace(/\/$/, ""))} ${style.dim(`(workerd, ${Math.round(performance.now() - started)} ms, state in ${join(".tandem", "state")})`)}`,
+  );
   log(`${style.ok("✓")} ${plane.describe()}`);
   if (plane.inventory.simulated) {
     const why = options.gpus ? `declared with --gpus "${options.gpus}"` : "no nvidia-smi here, so the local plane declares one of each known type";
@@ -173,7 +175,9 @@ function printEndpoints(apps: App[], url: URL, log: (line: string) => void): voi
     }
     for (const fn of app.callables.filter((c) => c.spec.schedule)) {
       const schedule = fn.spec.schedule!;
-      log(`    schedule  ${fn.name.padEnd(20)} ${schedule.description}${style.dim(`, next ${schedule.kind === "cron" ? schedule.nextRuns(1)[0]!.toISOString() : `in ${schedule.description.replace("every ", "")}`}`)}`);
+      log(
+        `    schedule  ${fn.name.padEnd(20)} ${schedule.description}${style.dim(`, next ${schedule.kind === "cron" ? schedule.nextRuns(1)[0]!.toISOString() : `in ${schedule.description.replace("every ", "")}`}`)}`,
+      );
     }
     for (const mount of app.webMounts) log(`    web       ${mount.label.padEnd(20)} ${base}${paths.web(app.name, mount.label)}/`);
     for (const e of app.endpoints) log(`    endpoint  ${e.label.padEnd(20)} ${e.method} ${base}${paths.web(app.name, e.label, e.path)}`);

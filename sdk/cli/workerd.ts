@@ -45,7 +45,12 @@ export async function startWorkerd(options: WorkerdOptions): Promise<RunningWork
     ],
     compatibilityDate: COMPATIBILITY_DATE,
     compatibilityFlags: COMPATIBILITY_FLAGS,
-    durableObjects: { LEDGER: { className: "CallLedger", useSQLite: true }, PLANES: { className: "PlaneRegistry", useSQLite: true }, SCHEDULER: { className: "Scheduler", useSQLite: true }, AGENTS: { className: "AgentHub", useSQLite: true } },
+    durableObjects: {
+      LEDGER: { className: "CallLedger", useSQLite: true },
+      PLANES: { className: "PlaneRegistry", useSQLite: true },
+      SCHEDULER: { className: "Scheduler", useSQLite: true },
+      AGENTS: { className: "AgentHub", useSQLite: true },
+    },
     r2Buckets: ["BLOBS"],
     bindings: options.bindings,
     // Requests come in on a socket of the Worker's own, as in production. miniflare's entry socket (which

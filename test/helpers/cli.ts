@@ -15,7 +15,11 @@ export interface Served {
 
 /** `tandem serve <args> --port 0`, resolved once it prints its URL. */
 export async function startServe(args: string[], cwd = ROOT): Promise<Served> {
-  const child = spawn(process.execPath, [CLI, "serve", ...args, "--port", "0"], { cwd, env: { ...process.env, NO_COLOR: "1" }, stdio: ["ignore", "pipe", "pipe"] });
+  const child = spawn(process.execPath, [CLI, "serve", ...args, "--port", "0"], {
+    cwd,
+    env: { ...process.env, NO_COLOR: "1" },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
   let out = "";
   child.stdout!.on("data", (d) => (out += d));
   child.stderr!.on("data", (d) => (out += d));
@@ -44,11 +48,17 @@ export async function startServe(args: string[], cwd = ROOT): Promise<Served> {
 }
 
 /** Runs the CLI to completion. */
-export function runCli(args: string[], options: { cwd?: string; env?: Record<string, string> } = {}): Promise<{ code: number; stdout: string; stderr: string }> {
+export function runCli(
+  args: string[],
+  options: { cwd?: string; env?: Record<string, string> } = {},
+): Promise<{ code: number; stdout: string; stderr: string }> {
   return runNode([CLI, ...args], options);
 }
 
-export function runNode(args: string[], options: { cwd?: string; env?: Record<string, string> } = {}): Promise<{ code: number; stdout: string; stderr: string }> {
+export function runNode(
+  args: string[],
+  options: { cwd?: string; env?: Record<string, string> } = {},
+): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
     const child = spawn(process.execPath, args, { cwd: options.cwd ?? ROOT, env: { ...process.env, NO_COLOR: "1", ...options.env } });
     let stdout = "";

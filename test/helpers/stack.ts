@@ -26,7 +26,11 @@ export interface TestStack {
 }
 
 /** Starts the gateway (with `bindings` besides the plane secret) and, unless `planes: 0`, one in-process plane with `planeOptions`. */
-export async function startTestStack(appFile: string, planeOptions: Partial<PlaneOptions> = {}, options: { planes?: 0 | 1; bindings?: Record<string, string> } = {}): Promise<TestStack> {
+export async function startTestStack(
+  appFile: string,
+  planeOptions: Partial<PlaneOptions> = {},
+  options: { planes?: 0 | 1; bindings?: Record<string, string> } = {},
+): Promise<TestStack> {
   const dir = await mkdtemp(join(tmpdir(), "tandem-stack-"));
   const built = await buildApps([appFile], join(dir, "build"));
   const gatewayOutput: string[] = [];

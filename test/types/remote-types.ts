@@ -16,7 +16,10 @@ export async function checks(): Promise<void> {
     const ny: number = y;
     void ny;
   }
-  for await (const y of greet.starmap([["a", 1], ["b", 2]])) {
+  for await (const y of greet.starmap([
+    ["a", 1],
+    ["b", 2],
+  ])) {
     const sy: string = y;
     void sy;
   }
@@ -50,8 +53,11 @@ export async function checks(): Promise<void> {
     const c: number = chunk;
     void c;
   }
-  // @ts-expect-error: chunks are numbers
-  for await (const chunk of gen.remoteGen("x")) { const wrongChunk: string = chunk; void wrongChunk; }
+  for await (const chunk of gen.remoteGen("x")) {
+    // @ts-expect-error: chunks are numbers
+    const wrongChunk: string = chunk;
+    void wrongChunk;
+  }
 
   const Model = app.cls(
     { gpu: "T4" },
