@@ -13,6 +13,7 @@ const WORKERD = [
   "test/deploy.test.ts", // wrangler's dry run of the edge bundle: no Docker, too slow for unit
   "test/gateway.test.ts",
   "test/ledger.test.ts",
+  "test/tokens.test.ts",
   "test/wasm-functions.test.ts",
 ];
 const BROWSER = ["test/agent-example.test.ts"];
@@ -26,6 +27,8 @@ export default defineConfig({
     testTimeout: 60_000,
     hookTimeout: 60_000,
     maxWorkers: 2,
+    // Tests call gateways the way users do, with a token in the environment (test/helpers/setup.ts).
+    setupFiles: ["test/helpers/setup.ts"],
     projects: [
       {
         extends: true,

@@ -13,6 +13,7 @@ import { fileURLToPath } from "node:url";
 import { lookup } from "../sdk/index.js";
 import { bundleWorker } from "../sdk/cli/bundle.js";
 import { startWorkerd } from "../sdk/cli/workerd.js";
+import { ADMIN_TOKEN } from "../test/helpers/gateway.js";
 import { startBareWorker } from "./bare-worker.js";
 import { benchArgs, printTable, summarize } from "./stats.js";
 
@@ -23,13 +24,18 @@ const ROUND = 50;
 
 const dir = await mkdtemp(join(tmpdir(), "tandem-bench-"));
 const gatewayBundle = await bundleWorker([join(here, "apps/edge-call-app.ts")], join(dir, "gateway"));
-const gateway = await startWorkerd({ scriptPath: gatewayBundle.path, persistDir: join(dir, "state"), bindings: {}, onOutput: () => {} });
+const gateway = await startWorkerd({
+  scriptPath: gatewayBundle.path,
+  persistDir: join(dir, "state"),
+  bindings: { TANDEM_ADMIN_TOKEN: ADMIN_TOKEN },
+  onOutput: () => {},
+});
 
 const bare = await startBareWorker(join(here, "apps/bare-worker.ts"), join(dir, "bare"));
 const bareUrl = bare.url;
 const gatewayUrl = gateway.url.href.replace(/\/$/, "");
 
-const compute = lookup<[number], { sum: number }>("bench", "compute", { gateway: gatewayUrl });
+const compute = lookup<[number], { sum: number }>("bench", "compute", { gateway: gatewayUrl, token: ADMIN_TOKEN });
 const targets = {
   "(a) .remote() on an edge function": async () => {
     await compute.remote(WORK);

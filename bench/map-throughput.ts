@@ -15,6 +15,7 @@ import { DockerDriver } from "../gpu-plane/drivers/docker.js";
 import type { StartedContainer } from "../gpu-plane/drivers/driver.js";
 import { lookup } from "../sdk/index.js";
 import { startTestStack } from "../test/helpers/stack.js";
+import { ADMIN_TOKEN } from "../test/helpers/gateway.js";
 import { benchArgs } from "./stats.js";
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -59,7 +60,7 @@ http.createServer((req, res) => { let b = ""; req.on("data", (c) => (b += c)); r
     bare.push(container);
   }
 
-  const small = lookup<[number], number>("mapbench", "small", { gateway: stack.url });
+  const small = lookup<[number], number>("mapbench", "small", { gateway: stack.url, token: ADMIN_TOKEN });
   for await (const _ of small.map(Array.from({ length: 64 }, () => WORK))) void _; // warm: four containers up
 
   console.log(`bench/map-throughput: work(${WORK}) per input; Tandem: maxContainers 4 x maxInputs 8; bare: 4 containers, ${IN_FLIGHT} HTTP calls in flight`);

@@ -16,6 +16,7 @@ import { DockerDriver } from "../gpu-plane/drivers/docker.js";
 import { lookup } from "../sdk/index.js";
 import { eventually } from "../test/helpers/gateway.js";
 import { startTestStack } from "../test/helpers/stack.js";
+import { ADMIN_TOKEN } from "../test/helpers/gateway.js";
 import { benchArgs, printTable, summarize } from "./stats.js";
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -76,7 +77,7 @@ async function bare(): Promise<string> {
 
 try {
   await driver.prepare();
-  const compute = lookup<[number], unknown>("planebench", "compute", { gateway: stack.url });
+  const compute = lookup<[number], unknown>("planebench", "compute", { gateway: stack.url, token: ADMIN_TOKEN });
   if (JSON.stringify(await compute.remote(WORK)) !== (await bare())) throw new Error("the two sides disagree");
 
   const sides: [string, () => Promise<unknown>][] = [

@@ -14,6 +14,7 @@ import { fileURLToPath } from "node:url";
 import { lookup } from "../sdk/index.js";
 import { eventually } from "../test/helpers/gateway.js";
 import { SECRET, startTestStack } from "../test/helpers/stack.js";
+import { ADMIN_TOKEN } from "../test/helpers/gateway.js";
 import { benchArgs, printTable, summarize } from "./stats.js";
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -40,7 +41,7 @@ const baseline = spawn(process.execPath, ["--import", "tsx", join(here, "apps/pl
 const port = await new Promise<number>((resolve) => baseline.stdout!.once("data", (d) => resolve(JSON.parse(String(d)).port)));
 
 try {
-  const compute = lookup<[number], { n: number; sum: number }>("planebench", "compute", { gateway: stack.url });
+  const compute = lookup<[number], { n: number; sum: number }>("planebench", "compute", { gateway: stack.url, token: ADMIN_TOKEN });
   const plain = async () => (await fetch(`http://127.0.0.1:${port}/`, { method: "POST", body: JSON.stringify({ n: WORK }) })).json();
   if (JSON.stringify(await compute.remote(WORK)) !== JSON.stringify(await plain())) throw new Error("the two sides disagree");
 

@@ -18,6 +18,7 @@ import { Miniflare } from "miniflare";
 import { lookup } from "../sdk/index.js";
 import { eventually } from "../test/helpers/gateway.js";
 import { startTestStack } from "../test/helpers/stack.js";
+import { ADMIN_TOKEN } from "../test/helpers/gateway.js";
 import { prepareModule } from "../wasm/prepare.js";
 import { benchArgs, printTable, summarize } from "./stats.js";
 
@@ -80,7 +81,7 @@ const mf = new Miniflare({
 const stack = await startTestStack(join(here, "apps/wasm-app.ts"), { scaledownWindowSeconds: 0.001 });
 try {
   const check = (await (await mf.dispatchFetch("http://bench/?side=check")).json()) as { wasm: number; ts: number };
-  const fibPlane = lookup<[number], number>("wasmbench", "fibPlane", { gateway: stack.url });
+  const fibPlane = lookup<[number], number>("wasmbench", "fibPlane", { gateway: stack.url, token: ADMIN_TOKEN });
   if (check.wasm !== check.ts || (await fibPlane.remote(N)) !== check.ts) throw new Error(`the sides disagree: ${JSON.stringify(check)}`);
 
   const inIsolate = async (side: string) =>

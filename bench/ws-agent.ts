@@ -15,6 +15,7 @@ import { fileURLToPath } from "node:url";
 import WebSocket from "ws";
 import { bundleWorker } from "../sdk/cli/bundle.js";
 import { startWorkerd } from "../sdk/cli/workerd.js";
+import { ADMIN_TOKEN } from "../test/helpers/gateway.js";
 import { startBareWorker } from "./bare-worker.js";
 import { benchArgs, printTable, summarize } from "./stats.js";
 
@@ -36,7 +37,12 @@ const rssMiB = async (pid: number) => Number(/VmRSS:\s+(\d+) kB/.exec(await read
 const dir = await mkdtemp(join(tmpdir(), "tandem-bench-ws-"));
 const before = workerdPids();
 const gatewayBundle = await bundleWorker([join(here, "apps/ws-app.ts")], join(dir, "gateway"));
-const gateway = await startWorkerd({ scriptPath: gatewayBundle.path, persistDir: join(dir, "state"), bindings: {}, onOutput: () => {} });
+const gateway = await startWorkerd({
+  scriptPath: gatewayBundle.path,
+  persistDir: join(dir, "state"),
+  bindings: { TANDEM_ADMIN_TOKEN: ADMIN_TOKEN },
+  onOutput: () => {},
+});
 const gatewayPid = [...workerdPids()].find((p) => !before.has(p));
 
 const bare = await startBareWorker(join(here, "apps/bare-echo-worker.ts"), join(dir, "bare"), {

@@ -7,6 +7,8 @@ import type { ContentfulStatusCode } from "hono/utils/http-status";
 import { ERROR_STATUS, InvalidRequestError, MethodNotAllowedError, NotFoundError, errorBody, errorStatus, toWireError } from "../sdk/errors.js";
 import {
   CALL_ID_PATTERN,
+  ConnectTokenRequestSchema,
+  TERMINAL_STATUSES,
   CallRequestSchema,
   CancelRequestSchema,
   HEADERS,
@@ -15,11 +17,15 @@ import {
   ROUTES,
   UsageQuerySchema,
   newCallId,
+  type ConnectTokenAnswer,
   type MapResultLine,
+  type ScheduleInfo,
   type StopAnswer,
   type UsageAnswer,
 } from "../sdk/protocol.js";
-import { API_LIMITS } from "../sdk/defaults.js";
+import { API_LIMITS, TOKEN_DEFAULTS } from "../sdk/defaults.js";
+import { guard, mayReach, mintConnectToken, principalOf, requireApp } from "./auth.js";
+import { tokenRoutes } from "./token-routes.js";
 import { describeIssues } from "../sdk/zod-issues.js";
 import { decodeBodyValue, readJsonBody } from "./body.js";
 import { CallArgs } from "./call-args.js";
@@ -49,14 +55,38 @@ export function apiRoutes(): Hono<Api> {
 
   api.get(ROUTES.health, (c) => c.json({ ok: true, protocol: PROTOCOL_VERSION }));
 
-  api.get(ROUTES.apps, (c) => c.json({ apps: registry().manifests() }));
+  // Who may call what: every route below needs a token (gateway/auth.ts); the scope each needs is in docs/api.md.
+  api.get(ROUTES.whoami, guard("call"), (c) => c.json(principalOf(c)));
 
-  api.get(ROUTES.app, (c) => c.json(registry().app(c.req.param("app")).manifest()));
+  api.route("/", tokenRoutes());
 
-  api.get(ROUTES.usage, async (c) => {
+  api.get(ROUTES.apps, guard("call"), (c) =>
+    c.json({
+      apps: registry()
+        .manifests()
+        .filter((m) => mayReach(principalOf(c), m.name)),
+    }),
+  );
+
+  api.get(ROUTES.app, guard("call"), (c) => c.json(registry().app(c.req.param("app")).manifest()));
+
+  api.post(ROUTES.connectToken, guard("call"), async (c) => {
+    const app = registry().app(c.req.param("app"));
+    const body = await readJsonBody(c.req.raw, ConnectTokenRequestSchema, c.var.config.maxBodyBytes);
+    const labels = [...app.webMounts.map((w) => w.label), ...app.endpoints.map((e) => e.label), ...app.agents.map((a) => a.label)];
+    if (body.label !== undefined && !labels.includes(body.label)) {
+      throw new NotFoundError(`app "${app.name}" has no web endpoint or agent "${body.label}" (labels: ${labels.join(", ") || "none"})`);
+    }
+    const minted = await mintConnectToken(c.env, principalOf(c), app.name, body.label, body.ttlSeconds ?? TOKEN_DEFAULTS.connectTokenTtlSeconds);
+    return c.json(minted satisfies ConnectTokenAnswer);
+  });
+
+  api.get(ROUTES.usage, guard("deploy"), async (c) => {
     const query = UsageQuerySchema.safeParse(c.req.query(), { reportInput: true });
     if (!query.success) throw new InvalidRequestError(`usage query: ${describeIssues(query.error, "field")}`);
-    const rows = await usageFromPlanes(runContext(c), query.data);
+    const principal = principalOf(c);
+    if (query.data.app !== undefined) requireApp(principal, query.data.app);
+    const rows = (await usageFromPlanes(runContext(c), query.data)).filter((r) => mayReach(principal, r.app));
     return c.json({
       rows,
       totalUsd: rows.reduce((sum, r) => sum + r.costUsd, 0),
@@ -64,12 +94,12 @@ export function apiRoutes(): Hono<Api> {
     } satisfies UsageAnswer);
   });
 
-  api.post(ROUTES.appStop, async (c) => {
+  api.post(ROUTES.appStop, guard("deploy"), async (c) => {
     const app = registry().app(c.req.param("app")).name;
     return c.json({ app, stopped: await stopAppOnPlanes(runContext(c), app) } satisfies StopAnswer);
   });
 
-  api.post(ROUTES.call, async (c) => {
+  api.post(ROUTES.call, guard("call"), async (c) => {
     const fn = notGenerator(registry().function(c.req.param("app"), c.req.param("fn")));
     const args = await readArgs(c);
     if (fn.clsMethod) clsParamsOf(fn, args.values); // a class method's parameters: a 400 now, at either tier
@@ -78,7 +108,7 @@ export function apiRoutes(): Hono<Api> {
     return c.json(toCallRecord(row), row.error ? (ERROR_STATUS[row.error.code] as ContentfulStatusCode) : 200);
   });
 
-  api.post(ROUTES.spawn, async (c) => {
+  api.post(ROUTES.spawn, guard("call"), async (c) => {
     const fn = notGenerator(registry().function(c.req.param("app"), c.req.param("fn")));
     const args = await readArgs(c);
     if (fn.clsMethod) clsParamsOf(fn, args.values);
@@ -87,7 +117,7 @@ export function apiRoutes(): Hono<Api> {
     return c.json({ callId: id, status: "pending" }, 202);
   });
 
-  api.post(ROUTES.map, async (c) => {
+  api.post(ROUTES.map, guard("call"), async (c) => {
     const fn = notGenerator(registry().function(c.req.param("app"), c.req.param("fn")));
     const body = await readJsonBody(c.req.raw, MapRequestSchema, c.var.config.maxBodyBytes);
     // One meta describes every input (its paths start at the input's index), so the inputs are decoded here and
@@ -109,7 +139,7 @@ export function apiRoutes(): Hono<Api> {
     return c.body(stream.readable, 200, { "content-type": "application/x-ndjson" });
   });
 
-  api.post(ROUTES.stream, async (c) => {
+  api.post(ROUTES.stream, guard("call"), async (c) => {
     const fn = registry().function(c.req.param("app"), c.req.param("fn"));
     const args = await readArgs(c);
     const id = newCallId();
@@ -125,13 +155,19 @@ export function apiRoutes(): Hono<Api> {
     return c.body(streamResponseBody(chunks, id, first.step), 200, { "content-type": "application/x-ndjson" });
   });
 
-  api.get(ROUTES.schedules, async (c) => {
+  api.get(ROUTES.schedules, guard("call"), async (c) => {
     const app = c.req.query("app");
-    if (app !== undefined) registry().app(app); // 404 for an unknown app
-    return c.json({ schedules: await schedulerFor(c.env).list(app, Date.now()) });
+    const principal = principalOf(c);
+    if (app !== undefined) {
+      requireApp(principal, app);
+      registry().app(app); // 404 for an unknown app
+    }
+    const listed = (await schedulerFor(c.env).list(app, Date.now())) as ScheduleInfo[];
+    const schedules = listed.filter((s) => mayReach(principal, s.app));
+    return c.json({ schedules });
   });
 
-  api.post(ROUTES.trigger, async (c) => {
+  api.post(ROUTES.trigger, guard("deploy"), async (c) => {
     const fn = registry().function(c.req.param("app"), c.req.param("fn"));
     if (!fn.spec.schedule)
       throw new InvalidRequestError(`${fn.app}.${fn.name} has no schedule; call it with .remote() or .spawn()`, { app: fn.app, function: fn.name });
@@ -140,7 +176,7 @@ export function apiRoutes(): Hono<Api> {
     return c.json({ callId: id, status: "pending" }, 202);
   });
 
-  api.get(ROUTES.callRecord, async (c) => {
+  api.get(ROUTES.callRecord, guard("call"), async (c) => {
     const id = callId(c);
     const wait = c.req.query("wait");
     const waitMs = wait === undefined ? 0 : Number(wait);
@@ -148,14 +184,20 @@ export function apiRoutes(): Hono<Api> {
       throw new InvalidRequestError(
         `"wait" must be a number of milliseconds, 0 or more (a longer wait than ${API_LIMITS.maxWaitMs} is cut to ${API_LIMITS.maxWaitMs})`,
       );
-    const record = await ledgerFor(c.env, id).get(id, Math.min(waitMs, API_LIMITS.maxWaitMs));
+    // Another app's call is as unknown as one that never was: a token restricted to apps cannot see it.
+    const ledger = ledgerFor(c.env, id);
+    const seen = await ledger.get(id, 0);
+    if (!seen || !mayReach(principalOf(c), seen.app)) throw unknownCall(id);
+    const record = waitMs > 0 && !TERMINAL_STATUSES.has(seen.status) ? await ledger.get(id, Math.min(waitMs, API_LIMITS.maxWaitMs)) : seen;
     if (!record) throw unknownCall(id);
     return c.json(record, record.status === "pending" || record.status === "running" ? 202 : 200);
   });
 
-  api.post(ROUTES.cancel, async (c) => {
+  api.post(ROUTES.cancel, guard("call"), async (c) => {
     const id = callId(c);
     const { terminateContainer } = await readJsonBody(c.req.raw, CancelRequestSchema, c.var.config.maxBodyBytes);
+    const seen = await ledgerFor(c.env, id).get(id, 0);
+    if (!seen || !mayReach(principalOf(c), seen.app)) throw unknownCall(id);
     const cancelled = await ledgerFor(c.env, id).cancel(id);
     if (!cancelled) throw unknownCall(id);
     if (cancelled.plane) await cancelOnPlane(runContext(c), cancelled.plane, id, terminateContainer ?? false);
@@ -165,6 +207,12 @@ export function apiRoutes(): Hono<Api> {
   // A known route asked with the wrong method: say which method it takes.
   const methods: [string, string][] = [
     [ROUTES.health, "GET"],
+    [ROUTES.whoami, "GET"],
+    [ROUTES.tokens, "GET, POST"],
+    [ROUTES.token, "DELETE"],
+    [ROUTES.connectToken, "POST"],
+    [ROUTES.schedules, "GET"],
+    [ROUTES.trigger, "POST"],
     [ROUTES.apps, "GET"],
     [ROUTES.app, "GET"],
     [ROUTES.appStop, "POST"],

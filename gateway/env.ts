@@ -8,6 +8,8 @@ import type { CallLedger } from "./call-ledger.js";
 import type { GatewayConfig } from "./config.js";
 import type { PlaneRegistry } from "./plane-registry.js";
 import type { Scheduler } from "./scheduler.js";
+import type { TokenStore } from "./token-store.js";
+import type { Principal } from "./auth.js";
 
 export interface Env {
   /** The call ledger: a SQLite-backed Durable Object, sharded by call id. */
@@ -18,8 +20,12 @@ export interface Env {
   SCHEDULER: DurableObjectNamespace<Scheduler>;
   /** WebSocket agents: one Durable Object per agent holds its sessions' sockets and state. */
   AGENTS: DurableObjectNamespace<AgentHub>;
+  /** API tokens (hashed) and the key connect tokens are signed with. */
+  TOKENS: DurableObjectNamespace<TokenStore>;
   /** Large inputs and results, and the planes' app bundles, stored by reference. */
   BLOBS: R2Bucket;
+  /** The bootstrap admin token (a secret: `wrangler secret put TANDEM_ADMIN_TOKEN`; `tandem serve` sets one from .tandem/token). */
+  TANDEM_ADMIN_TOKEN?: string;
   /** The secret shared with planes; without it no plane can register. */
   TANDEM_PLANE_SECRET?: string;
   /** Optional settings, all strings; see `gateway/config.ts`. */
@@ -34,4 +40,4 @@ export interface Env {
  *
  * @example new Hono<RouteEnv>().get("/", (c) => c.json({ maxBodyBytes: c.var.config.maxBodyBytes }))
  */
-export type RouteEnv = { Bindings: Env; Variables: { config: GatewayConfig } };
+export type RouteEnv = { Bindings: Env; Variables: { config: GatewayConfig; principal?: Principal } };

@@ -5,8 +5,18 @@
  */
 import { Hono, type Context } from "hono";
 import { NotFoundError, UnauthorizedError } from "../sdk/errors.js";
-import { BLOB_KEYS, BUNDLE_HASH_PATTERN, PlaneHeartbeatSchema, ROUTES, type HeartbeatAnswer, type PlaneInfo, type WarmPoolRef } from "../sdk/protocol.js";
+import {
+  BLOB_KEYS,
+  BUNDLE_HASH_PATTERN,
+  HEADERS,
+  PlaneHeartbeatSchema,
+  ROUTES,
+  type HeartbeatAnswer,
+  type PlaneInfo,
+  type WarmPoolRef,
+} from "../sdk/protocol.js";
 import { verifyRequest } from "../sdk/signing.js";
+import { authenticate, requireScope } from "./auth.js";
 import { parseJsonBody } from "./body.js";
 import type { RouteEnv } from "./env.js";
 import { knownPlanes, planeRegistry } from "./plane-choice.js";
@@ -27,7 +37,15 @@ export function planeRoutes(): Hono<Api> {
     return c.json(answer);
   });
 
-  routes.get(ROUTES.planes, async (c) => c.json({ planes: await knownPlanes(c.env, true) }));
+  // The plane list names the planes' URLs: for an admin token, or a plane (signed), never for callers.
+  routes.get(ROUTES.planes, async (c) => {
+    if (c.req.header(HEADERS.signature) !== undefined) {
+      await verified(c);
+    } else {
+      requireScope(await authenticate(c.env, c.req.header(HEADERS.authorization)), "admin", "the plane list");
+    }
+    return c.json({ planes: await knownPlanes(c.env, true) });
+  });
 
   routes.get(ROUTES.planeBundle, async (c) => {
     await verified(c);

@@ -9,6 +9,7 @@ import { HEADERS, SESSION_ID_PATTERN, paths } from "../sdk/protocol.js";
 import type { GatewayConfig } from "./config.js";
 import type { Env, RouteEnv } from "./env.js";
 import { hubFor } from "./agents.js";
+import { authorizeWeb } from "./auth.js";
 import { shardOf } from "./shard.js";
 import { runStore, type RunContext } from "./run-context.js";
 import { EncodedResult } from "./encoded-result.js";
@@ -49,7 +50,8 @@ function mountWebApp(web: Hono<Web>, appName: string, mount: WebMount): void {
   const withConfig = (c: Context<Web>) => [c.env, c.executionCtx, c.var.config];
   web.mount(
     paths.web(appName, mount.label),
-    (request, env, ctx, config: GatewayConfig) => {
+    async (request, env, ctx, config: GatewayConfig) => {
+      if (mount.auth === "token") await authorizeWeb(env as Env, request, appName, mount.label);
       instance ??= Promise.resolve(mount.factory());
       const rc: RunContext = { env: env as Env, config, waitUntil: (p) => (ctx as ExecutionContext).waitUntil(p), logPrefix: prefix };
       return runStore.run(rc, async () => {
@@ -73,7 +75,8 @@ function mountWebApp(web: Hono<Web>, appName: string, mount: WebMount): void {
 
 function addEndpoint(web: Hono<Web>, appName: string, endpoint: EndpointHandle): void {
   const prefix = `[${appName}/${endpoint.label}]`;
-  web.on(endpoint.method, paths.web(appName, endpoint.label, endpoint.path), (c: Context<Web>) => {
+  web.on(endpoint.method, paths.web(appName, endpoint.label, endpoint.path), async (c: Context<Web>) => {
+    if (endpoint.auth === "token") await authorizeWeb(c.env, c.req.raw, appName, endpoint.label);
     const rc: RunContext = { env: c.env, config: c.var.config, waitUntil: (p) => c.executionCtx.waitUntil(p), logPrefix: prefix };
     return runStore.run(rc, async () => {
       try {
@@ -90,7 +93,8 @@ function addEndpoint(web: Hono<Web>, appName: string, endpoint: EndpointHandle):
 
 /** A WebSocket agent: an upgrade goes to the agent's Durable Object (gateway/agents.ts), with its session. */
 function addAgent(web: Hono<Web>, appName: string, agent: AgentDefinition): void {
-  web.all(paths.agent(appName, agent.label), (c: Context<Web>) => {
+  web.all(paths.agent(appName, agent.label), async (c: Context<Web>) => {
+    if (agent.auth === "token") await authorizeWeb(c.env, c.req.raw, appName, agent.label);
     if (c.req.header("upgrade")?.toLowerCase() !== "websocket") {
       const message = `websocket "${agent.label}" of app "${appName}" takes WebSocket connections: connect("${appName}", "${agent.label}") from the SDK, or ws://…${paths.agent(appName, agent.label)}?session=<id>`;
       return c.json(errorBody(new UpgradeRequiredError(message, { app: appName, label: agent.label })), 426, { upgrade: "websocket" });

@@ -7,8 +7,19 @@
  * unanswered. Frames sent while it reconnects are queued and sent in order.
  */
 import { resolveGatewayUrl } from "./client.js";
+import { tokenFor } from "./credentials.js";
 import { InvalidOptionsError } from "./errors.js";
-import { AGENT_CLOSE, AGENT_FINAL_CLOSE_CODES, AGENT_PING, AGENT_PONG, SESSION_ID_PATTERN, paths } from "./protocol.js";
+import {
+  AGENT_CLOSE,
+  AGENT_FINAL_CLOSE_CODES,
+  AGENT_PING,
+  AGENT_PONG,
+  CONNECT_TOKEN_PATTERN,
+  HEADERS,
+  SESSION_ID_PATTERN,
+  TOKEN_PATTERN,
+  paths,
+} from "./protocol.js";
 
 export interface ConnectOptions {
   /** The gateway (default: TANDEM_GATEWAY, then http://127.0.0.1:8787). */
@@ -21,6 +32,14 @@ export interface ConnectOptions {
   maxReconnectDelayMs?: number;
   /** How often to ping, in ms (default 30000); a ping unanswered by the next one drops the connection. 0: never. */
   pingIntervalMs?: number;
+  /**
+   * For an agent with `auth: "token"`. In Node: an API token (default: the one
+   * found for the gateway, as `lookup` finds it), sent as `Authorization`. In a
+   * browser: a connect token (`ct-…`, from `POST /v1/apps/:app/connect-token`,
+   * minted by your backend), sent as `?token=`; give a function to mint a fresh
+   * one for each reconnect.
+   */
+  token?: string | (() => string | Promise<string>);
 }
 
 type Data = string | ArrayBuffer | ArrayBufferView;
@@ -37,7 +56,8 @@ interface RawSocket {
   onclose: ((ev: { code: number; reason: string; wasClean: boolean }) => void) | null;
   onerror: ((ev: { message?: string; error?: unknown }) => void) | null;
 }
-type RawSocketClass = new (url: string) => RawSocket;
+/** The browser's WebSocket takes a URL; the `ws` package also takes options (headers). */
+type RawSocketClass = new (url: string, options?: { headers: Record<string, string> }) => RawSocket;
 
 /** A message from the agent: text as a string, binary as bytes. */
 export type AgentMessageEvent = Event & { data: string | Uint8Array };
@@ -65,7 +85,9 @@ export class AgentSocket extends EventTarget {
   #timer: ReturnType<typeof setTimeout> | undefined;
   #ping: ReturnType<typeof setInterval> | undefined;
   #state: number = AgentSocket.CONNECTING;
-  readonly #options: Required<Omit<ConnectOptions, "gateway" | "sessionId">>;
+  readonly #options: Required<Omit<ConnectOptions, "gateway" | "sessionId" | "token">>;
+  readonly #token: ConnectOptions["token"];
+  readonly #gateway: string;
 
   constructor(app: string, label: string, options: ConnectOptions = {}) {
     super();
@@ -73,7 +95,9 @@ export class AgentSocket extends EventTarget {
       throw new InvalidOptionsError(`connect: sessionId must be 8-128 letters, digits, '-' or '_' (got ${JSON.stringify(options.sessionId)})`);
     }
     this.sessionId = options.sessionId ?? crypto.randomUUID();
-    const url = new URL(paths.agent(app, label, this.sessionId), resolveGatewayUrl(options.gateway));
+    this.#gateway = resolveGatewayUrl(options.gateway);
+    this.#token = options.token;
+    const url = new URL(paths.agent(app, label, this.sessionId), this.#gateway);
     url.protocol = url.protocol === "https:" ? "wss:" : "ws:";
     this.url = url.href;
     this.#options = {
@@ -116,8 +140,14 @@ export class AgentSocket extends EventTarget {
     } catch (err) {
       return this.#fail(err);
     }
+    let credentials: { url: string; headers?: Record<string, string> };
+    try {
+      credentials = await this.#credentials();
+    } catch (err) {
+      return this.#fail(err);
+    }
     if (this.#closedByUser) return;
-    const socket = new Socket(this.url);
+    const socket = credentials.headers ? new Socket(credentials.url, { headers: credentials.headers }) : new Socket(credentials.url);
     socket.binaryType = "arraybuffer";
     this.#socket = socket;
     let answered = true;
@@ -167,6 +197,25 @@ export class AgentSocket extends EventTarget {
     };
   }
 
+  /** The URL to open and the headers to send: a connect token goes in `?token=`, an API token in `Authorization` (Node only). */
+  async #credentials(): Promise<{ url: string; headers?: Record<string, string> }> {
+    const given = typeof this.#token === "function" ? await this.#token() : this.#token;
+    const token = given ?? (inNode() ? tokenFor(this.#gateway) : undefined);
+    if (token === undefined) return { url: this.url };
+    if (CONNECT_TOKEN_PATTERN.test(token)) {
+      const url = new URL(this.url);
+      url.searchParams.set("token", token);
+      return { url: url.href };
+    }
+    if (!TOKEN_PATTERN.test(token)) throw new InvalidOptionsError("connect: token must be an API token (tk-….ts-…) or a connect token (ct-…)");
+    if (!inNode()) {
+      throw new InvalidOptionsError(
+        "connect: a browser cannot send an API token with a WebSocket (and should not hold one): give a connect token (ct-…) minted by your backend with POST /v1/apps/:app/connect-token",
+      );
+    }
+    return { url: this.url, headers: { [HEADERS.authorization]: `Bearer ${token}` } };
+  }
+
   #fail(err: unknown): void {
     this.dispatchEvent(Object.assign(new Event("error"), { message: (err as Error).message, error: err }));
     this.#finish(AGENT_CLOSE.abnormal, (err as Error).message, false);
@@ -194,8 +243,7 @@ export function connect(app: string, label: string, options: ConnectOptions = {}
 /** The browser's WebSocket; in Node, the `ws` package, which (unlike Node's own) shows a refused upgrade's answer. */
 async function webSocketClass(): Promise<RawSocketClass> {
   const native = (globalThis as unknown as { WebSocket?: RawSocketClass }).WebSocket;
-  const inNode = typeof process !== "undefined" && process.versions?.node !== undefined;
-  if (native && !inNode) return native;
+  if (native && !inNode()) return native;
   const ws = (await import("ws")) as unknown as { default: RawSocketClass };
   return ws.default;
 }
@@ -228,4 +276,8 @@ function onRefusedUpgrade(socket: RawSocket, refused: (status: number, message: 
       ws.terminate?.();
     });
   });
+}
+
+function inNode(): boolean {
+  return typeof process !== "undefined" && process.versions?.node !== undefined;
 }

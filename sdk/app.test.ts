@@ -11,7 +11,7 @@ describe("App", () => {
     loadAppModule("demo.ts", { default: app, greet, renamed: other, page });
     expect(app.functions.map((f) => f.name)).toEqual(["greet", "explicit"]);
     expect(page.label).toBe("page");
-    expect(app.manifest().endpoints).toEqual([{ label: "page", kind: "endpoint", method: "GET", path: "/" }]);
+    expect(app.manifest().endpoints).toEqual([{ label: "page", kind: "endpoint", method: "GET", path: "/", auth: "public" }]);
   });
 
   it("refuses two functions with one name", () => {

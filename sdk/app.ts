@@ -15,6 +15,14 @@ import { FUNCTION_NAME_PATTERN, NAME_PATTERN, RESERVED_APP_NAMES, clsParamsProbl
 const APP_BRAND = Symbol.for("tandem.app");
 const FUNCTION_BRAND = Symbol.for("tandem.function");
 
+/** Where a client's calls go, and with which API token. */
+export interface ClientOptions {
+  /** The gateway: this option, then `TANDEM_GATEWAY`, then http://127.0.0.1:8787. */
+  gateway?: string;
+  /** The API token: this option, then `TANDEM_TOKEN`, then the profile file's for the gateway, then (for a local gateway) `.tandem/token`. */
+  token?: string;
+}
+
 /** Anything with a Web-standard `fetch`, such as a hono app. */
 export interface WebApp {
   fetch(request: Request, env?: unknown, ctx?: unknown): Response | Promise<Response>;
@@ -30,6 +38,22 @@ export interface EndpointOptions<P extends string = string> {
   path?: P;
   /** The URL label; defaults to the name it is exported under. */
   label?: string;
+  /** `"token"`: callers need an API token (or a connect token in `?token=`); default `"public"`. */
+  auth?: WebAuth;
+}
+
+/**
+ * Who may open a web endpoint or agent: anyone (`"public"`, the default), or
+ * callers with an API token that reaches the app, or a connect token minted
+ * for it (`"token"`; see docs/security.md).
+ */
+export type WebAuth = "public" | "token";
+const WEB_AUTH: readonly string[] = ["public", "token"];
+
+/** Options of `app.web`. */
+export interface WebOptions {
+  /** `"token"`: callers need an API token (or a connect token in `?token=`); default `"public"`. */
+  auth?: WebAuth;
 }
 
 /** A handler for `app.endpoint`: return a `Response`, or any JSON value to send as JSON. */
@@ -66,7 +90,8 @@ export class FunctionHandle<A extends unknown[] = unknown[], R = unknown> {
   readonly handler: ((...args: A) => unknown) | undefined;
   #app: string;
   #name: string | undefined;
-  #gateway: string | undefined;
+  /** Where calls go and with which token (`lookup`'s options); empty: the defaults. */
+  readonly #client: ClientOptions;
   /** Sent before the caller's arguments: a class method's parameters. */
   readonly #bound: unknown[];
   /** Options that did not check out: the error, told once the function's name is known. */
@@ -78,7 +103,7 @@ export class FunctionHandle<A extends unknown[] = unknown[], R = unknown> {
     name?: string;
     spec?: FunctionSpec;
     handler?: (...args: A) => unknown;
-    gateway?: string;
+    client?: ClientOptions;
     boundArgs?: unknown[];
     invalid?: (name: string) => InvalidOptionsError;
   }) {
@@ -86,7 +111,7 @@ export class FunctionHandle<A extends unknown[] = unknown[], R = unknown> {
     this.#name = init.name;
     this.spec = init.spec;
     this.handler = init.handler;
-    this.#gateway = init.gateway;
+    this.#client = init.client ?? {};
     this.#bound = init.boundArgs ?? [];
     this.#invalid = init.invalid;
   }
@@ -123,7 +148,7 @@ export class FunctionHandle<A extends unknown[] = unknown[], R = unknown> {
 
   /** Runs the function where it is deployed and returns its result. */
   async remote(...args: A): Promise<R> {
-    return (await invokerFor(this.#gateway).call(this.#app, this.name, [...this.#bound, ...args])) as R;
+    return (await invokerFor(this.#client.gateway, this.#client.token).call(this.#app, this.name, [...this.#bound, ...args])) as R;
   }
 
   /**
@@ -133,7 +158,7 @@ export class FunctionHandle<A extends unknown[] = unknown[], R = unknown> {
    * for await (const token of generate.remoteGen("Once upon")) process.stdout.write(token);
    */
   remoteGen(...args: A): AsyncIterable<Yielded<R>> {
-    return invokerFor(this.#gateway).stream(this.#app, this.name, [...this.#bound, ...args]) as AsyncIterable<Yielded<R>>;
+    return invokerFor(this.#client.gateway, this.#client.token).stream(this.#app, this.name, [...this.#bound, ...args]) as AsyncIterable<Yielded<R>>;
   }
 
   /** Runs the handler here, in this process, without the gateway. */
@@ -144,8 +169,8 @@ export class FunctionHandle<A extends unknown[] = unknown[], R = unknown> {
 
   /** Starts the function and returns at once with a `FunctionCall` to collect the result later. */
   async spawn(...args: A): Promise<FunctionCall<R>> {
-    const id = await invokerFor(this.#gateway).spawn(this.#app, this.name, [...this.#bound, ...args]);
-    return new FunctionCall<R>(id, this.#gateway === undefined ? {} : { gateway: this.#gateway });
+    const id = await invokerFor(this.#client.gateway, this.#client.token).spawn(this.#app, this.name, [...this.#bound, ...args]);
+    return new FunctionCall<R>(id, this.#client);
   }
 
   /** Calls the function once per input (its first argument), concurrently. */
@@ -163,7 +188,7 @@ export class FunctionHandle<A extends unknown[] = unknown[], R = unknown> {
   starmap(inputs: Inputs<A>, options?: MapOptions): AsyncIterable<R>;
   starmap(inputs: Inputs<A>, options: MapOptions = {}): AsyncIterable<R | TandemError> {
     const bound = this.#bound;
-    const outcomes = invokerFor(this.#gateway).map(
+    const outcomes = invokerFor(this.#client.gateway, this.#client.token).map(
       this.#app,
       this.name,
       mapInputs(inputs, (args) => [...bound, ...(args as unknown[])]),
@@ -178,12 +203,14 @@ export class EndpointHandle {
   readonly method: HttpMethod;
   readonly path: string;
   readonly handler: EndpointHandler;
+  readonly auth: WebAuth;
   #label: string | undefined;
 
   /** @internal */
   constructor(options: EndpointOptions, handler: EndpointHandler) {
     this.method = options.method ?? "GET";
     this.path = options.path ?? "/";
+    this.auth = options.auth ?? "public";
     this.#label = options.label;
     this.handler = handler;
   }
@@ -319,11 +346,14 @@ export interface AgentOptions {
    * sessions' handlers one at a time, so an agent with many busy connections wants more. Rooms span them all.
    */
   shards?: number;
+  /** `"token"`: a client needs an API token (or, from a browser, a connect token in `?token=`); default `"public"`. */
+  auth?: WebAuth;
 }
 
 /** A WebSocket agent as the gateway sees it. */
 export interface AgentDefinition {
   label: string;
+  auth: WebAuth;
   handlers: AgentHandlers<any>;
   maxMessageBytes: number;
   maxMessagesPerSecond: number;
@@ -334,6 +364,7 @@ export interface AgentDefinition {
 /** A whole web app mounted at `/<app>/<label>/...`. */
 export interface WebMount {
   label: string;
+  auth: WebAuth;
   factory: () => WebApp | Promise<WebApp>;
 }
 
@@ -506,7 +537,7 @@ export class App {
       if (typeof value !== "function") throw new InvalidOptionsError(`${where}: "${key}" must be a function`);
     }
     for (const key of Object.keys(options ?? {})) {
-      if (!["maxMessageBytes", "maxMessagesPerSecond", "sessionTtl", "shards"].includes(key))
+      if (!["maxMessageBytes", "maxMessagesPerSecond", "sessionTtl", "shards", "auth"].includes(key))
         throw new InvalidOptionsError(`${where}: unknown option "${key}"`);
     }
     const d = AGENT_DEFAULTS;
@@ -524,7 +555,8 @@ export class App {
       throw new InvalidOptionsError(`${where}: option "sessionTtl" must be a number of seconds from 1 to ${d.sessionTtlSecondsLimit} (365 days)`);
     if (!Number.isInteger(shards) || shards < 1 || shards > d.shardsLimit)
       throw new InvalidOptionsError(`${where}: option "shards" must be a whole number from 1 to ${d.shardsLimit}`);
-    this.#agents.push({ label, handlers: handlers as AgentHandlers<any>, maxMessageBytes, maxMessagesPerSecond, sessionTtl, shards });
+    const auth = checkAuth(options?.auth, where);
+    this.#agents.push({ label, auth, handlers: handlers as AgentHandlers<any>, maxMessageBytes, maxMessagesPerSecond, sessionTtl, shards });
   }
 
   get agents(): readonly AgentDefinition[] {
@@ -537,12 +569,14 @@ export class App {
    * @example
    * app.web("api", () => new Hono().get("/", (c) => c.text("hi")));
    */
-  web(label: string, factory: () => WebApp | Promise<WebApp>): void {
+  web(label: string, factory: () => WebApp | Promise<WebApp>, options: WebOptions = {}): void {
     if (typeof label !== "string" || !NAME_PATTERN.test(label)) {
       throw new InvalidOptionsError(`app "${this.name}": web label ${JSON.stringify(label)} must be 1-64 letters, digits, '-' or '_'`);
     }
     if (typeof factory !== "function") throw new InvalidOptionsError(`app "${this.name}": web "${label}" needs a factory function returning a hono app`);
-    this.#webMounts.push({ label, factory });
+    const where = `app "${this.name}": web "${label}"`;
+    for (const key of Object.keys(options ?? {})) if (key !== "auth") throw new InvalidOptionsError(`${where}: unknown option "${key}" (options: auth)`);
+    this.#webMounts.push({ label, factory, auth: checkAuth(options?.auth, where) });
   }
 
   /**
@@ -555,8 +589,9 @@ export class App {
     if (typeof handler !== "function") throw new InvalidOptionsError(`${where} needs a handler function`);
     const o = options ?? {};
     for (const key of Object.keys(o)) {
-      if (!["method", "path", "label"].includes(key)) throw new InvalidOptionsError(`${where}: unknown option "${key}"`);
+      if (!["method", "path", "label", "auth"].includes(key)) throw new InvalidOptionsError(`${where}: unknown option "${key}"`);
     }
+    checkAuth(o.auth, where);
     if (o.method !== undefined && !METHODS.includes(o.method)) throw new InvalidOptionsError(`${where}: option "method" must be one of ${METHODS.join(", ")}`);
     if (o.path !== undefined && (typeof o.path !== "string" || !o.path.startsWith("/")))
       throw new InvalidOptionsError(`${where}: option "path" must start with "/"`);
@@ -662,9 +697,9 @@ export class App {
         generator,
       })),
       endpoints: [
-        ...this.#webMounts.map((w) => ({ label: w.label, kind: "web" as const, path: "/*" })),
-        ...this.#agents.map((a) => ({ label: a.label, kind: "websocket" as const, path: "/" })),
-        ...this.#endpoints.map((e) => ({ label: e.label, kind: "endpoint" as const, method: e.method, path: e.path })),
+        ...this.#webMounts.map((w) => ({ label: w.label, kind: "web" as const, path: "/*", auth: w.auth })),
+        ...this.#agents.map((a) => ({ label: a.label, kind: "websocket" as const, path: "/", auth: a.auth })),
+        ...this.#endpoints.map((e) => ({ label: e.label, kind: "endpoint" as const, method: e.method, path: e.path, auth: e.auth })),
       ],
     };
   }
@@ -754,6 +789,14 @@ function checkClsParams(app: string, definition: ClsDefinition, params: unknown)
     );
 }
 
+/** Checks an `auth` option; returns it, `"public"` when left out. */
+function checkAuth(auth: unknown, where: string): WebAuth {
+  if (auth === undefined) return "public";
+  if (typeof auth !== "string" || !WEB_AUTH.includes(auth))
+    throw new InvalidOptionsError(`${where}: option "auth" must be "public" or "token" (got ${JSON.stringify(auth)})`);
+  return auth as WebAuth;
+}
+
 /** True for an `App`, even one made by another copy of the SDK. */
 export function isApp(value: unknown): value is App {
   return typeof value === "object" && value !== null && APP_BRAND in value;
@@ -765,10 +808,10 @@ export function isApp(value: unknown): value is App {
  * const greet = lookup<[string], string>("hello", "greet");
  * console.log(await greet.remote("Ada"));
  */
-export function lookup<A extends unknown[] = any[], R = any>(appName: string, functionName: string, options: { gateway?: string } = {}): FunctionHandle<A, R> {
+export function lookup<A extends unknown[] = any[], R = any>(appName: string, functionName: string, options: ClientOptions = {}): FunctionHandle<A, R> {
   if (!NAME_PATTERN.test(appName)) throw new InvalidOptionsError(`lookup: app name ${JSON.stringify(appName)} is not a valid name`);
   if (!FUNCTION_NAME_PATTERN.test(functionName)) throw new InvalidOptionsError(`lookup: function name ${JSON.stringify(functionName)} is not a valid name`);
-  return new FunctionHandle<A, R>({ app: appName, name: functionName, ...(options.gateway === undefined ? {} : { gateway: options.gateway }) });
+  return new FunctionHandle<A, R>({ app: appName, name: functionName, client: options });
 }
 
 async function* mapInputs<T, U>(inputs: Inputs<T>, f: (x: T) => U): AsyncIterable<U> {

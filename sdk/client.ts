@@ -4,6 +4,7 @@
  */
 import { API_LIMITS, LOCAL_DEFAULTS } from "./defaults.js";
 import { GatewayUnreachableError, InvalidOptionsError, fromWireError, type WireError } from "./errors.js";
+import { tokenFor } from "./credentials.js";
 import type { Invoker, MapOutcome } from "./invoker.js";
 import { ndjsonLines } from "./stream-lines.js";
 import {
@@ -45,7 +46,26 @@ export function resolveGatewayUrl(explicit?: string): string {
 }
 
 export class HttpInvoker implements Invoker {
-  constructor(readonly baseUrl: string) {}
+  readonly #token: string | undefined;
+  #resolved = false;
+  #found: string | undefined;
+
+  /** `token`: the API token to send; by default the one found for this gateway (`sdk/credentials.ts`). */
+  constructor(
+    readonly baseUrl: string,
+    options: { token?: string } = {},
+  ) {
+    this.#token = options.token;
+  }
+
+  /** The token this client sends, looked up once. */
+  get token(): string | undefined {
+    if (!this.#resolved) {
+      this.#found = tokenFor(this.baseUrl, this.#token);
+      this.#resolved = true;
+    }
+    return this.#found;
+  }
 
   async call(app: string, fn: string, args: unknown[]): Promise<unknown> {
     const record = (await this.request("POST", paths.call(app, fn), argsBody(args))) as CallRecord;
@@ -175,7 +195,11 @@ export class HttpInvoker implements Invoker {
       return await fetch(this.baseUrl + path, {
         method,
         ...(signal ? { signal } : {}),
-        headers: { [HEADERS.protocol]: PROTOCOL_VERSION, ...(body === undefined ? {} : { "content-type": "application/json" }) },
+        headers: {
+          [HEADERS.protocol]: PROTOCOL_VERSION,
+          ...(this.token === undefined ? {} : { [HEADERS.authorization]: `Bearer ${this.token}` }),
+          ...(body === undefined ? {} : { "content-type": "application/json" }),
+        },
         ...(body === undefined ? {} : { body: JSON.stringify(body) }),
       });
     } catch (err) {

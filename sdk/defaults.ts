@@ -81,6 +81,17 @@ export const API_LIMITS = {
   maxInlineValueBytes: 512 * KiB,
 } as const;
 
+/** API tokens (docs/security.md). */
+export const TOKEN_DEFAULTS = {
+  /** How long a gateway isolate trusts a token it checked: a revoked token stops working within this. */
+  cacheMs: 10_000,
+  /** A connect token's life, by default and at most (seconds). */
+  connectTokenTtlSeconds: 300,
+  maxConnectTokenTtlSeconds: 3600,
+  /** Tokens one gateway keeps (revoked ones included). */
+  maxTokens: 10_000,
+} as const;
+
 /** How gateways and planes keep in touch. */
 export const PLANE_DEFAULTS = {
   /** How often a plane reports. */

@@ -11,6 +11,7 @@ export const ERROR_STATUS = {
   invalid_options: 400,
   unauthorized: 401,
   spend_cap_reached: 402,
+  forbidden: 403,
   not_found: 404,
   method_not_allowed: 405,
   payload_too_large: 413,
@@ -206,10 +207,17 @@ export class PlaneUnavailableError extends TandemError {
   }
 }
 
-/** A plane request without a valid signature, or a replayed one. */
+/** A request without a token (or with one the gateway does not know, or revoked), or a plane request without a valid signature. */
 export class UnauthorizedError extends TandemError {
   constructor(message: string, details?: Record<string, unknown>) {
     super("unauthorized", message, details);
+  }
+}
+
+/** A valid token that may not do what was asked (its scope, or its apps); the message names what it lacks. */
+export class ForbiddenError extends TandemError {
+  constructor(message: string, details?: Record<string, unknown>) {
+    super("forbidden", message, details);
   }
 }
 
@@ -303,6 +311,7 @@ const CLASSES: { [C in Exclude<ErrorCode, "function_failed">]: new (message: str
   invalid_request: InvalidRequestError,
   invalid_options: InvalidOptionsError,
   unauthorized: UnauthorizedError,
+  forbidden: ForbiddenError,
   spend_cap_reached: SpendCapError,
   not_found: NotFoundError,
   method_not_allowed: MethodNotAllowedError,

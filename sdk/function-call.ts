@@ -3,6 +3,7 @@
  * from any process with `FunctionCall.fromId(id)`.
  */
 import { InvalidRequestError } from "./errors.js";
+import type { ClientOptions } from "./app.js";
 import { invokerFor } from "./invoker.js";
 import { CALL_ID_PATTERN } from "./protocol.js";
 
@@ -14,16 +15,16 @@ import { CALL_ID_PATTERN } from "./protocol.js";
  */
 export class FunctionCall<R = unknown> {
   readonly id: string;
-  readonly #gateway: string | undefined;
+  readonly #client: ClientOptions;
 
-  constructor(id: string, options: { gateway?: string } = {}) {
+  constructor(id: string, options: ClientOptions = {}) {
     if (!CALL_ID_PATTERN.test(id)) throw new InvalidRequestError(`"${id}" is not a call id (they look like fc-01jc3k…, 29 characters)`);
     this.id = id;
-    this.#gateway = options.gateway;
+    this.#client = options;
   }
 
   /** A handle on an existing call, from its id. */
-  static fromId<R = unknown>(id: string, options: { gateway?: string } = {}): FunctionCall<R> {
+  static fromId<R = unknown>(id: string, options: ClientOptions = {}): FunctionCall<R> {
     return new FunctionCall<R>(id, options);
   }
 
@@ -33,7 +34,7 @@ export class FunctionCall<R = unknown> {
    * `timeoutMs` passes first (the call goes on). No `timeoutMs`: wait as long as it takes.
    */
   async get(options: { timeoutMs?: number } = {}): Promise<R> {
-    return (await invokerFor(this.#gateway).get(this.id, options.timeoutMs)) as R;
+    return (await invokerFor(this.#client.gateway, this.#client.token).get(this.id, options.timeoutMs)) as R;
   }
 
   /**
@@ -43,7 +44,7 @@ export class FunctionCall<R = unknown> {
    * stopped too (for a function that does not watch the signal).
    */
   async cancel(options: { terminateContainer?: boolean } = {}): Promise<void> {
-    await invokerFor(this.#gateway).cancel(this.id, options);
+    await invokerFor(this.#client.gateway, this.#client.token).cancel(this.id, options);
   }
 
   toJSON(): { id: string } {

@@ -5,12 +5,15 @@
  */
 export { App, FunctionHandle, EndpointHandle, lookup, isApp, loadAppModule } from "./app.js";
 export type {
+  ClientOptions,
   EndpointOptions,
   EndpointHandler,
   HttpMethod,
   MapOptions,
   WebApp,
   WebMount,
+  WebAuth,
+  WebOptions,
   WasmSource,
   AgentContext,
   AgentHandlers,
@@ -49,8 +52,9 @@ export {
   ImageBuildError,
   ProtocolError,
   UnauthorizedError,
+  ForbiddenError,
   SpendCapError,
   InternalError,
 } from "./errors.js";
 export type { ErrorCode, WireError } from "./errors.js";
-export type { CallRecord, CallStatus, AppManifest, ScheduleInfo } from "./protocol.js";
+export type { CallRecord, CallStatus, AppManifest, ScheduleInfo, TokenInfo, TokenScope } from "./protocol.js";

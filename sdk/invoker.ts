@@ -27,14 +27,18 @@ export function installInvoker(invoker: Invoker | undefined): void {
   installed = invoker;
 }
 
-/** The invoker for a handle: the installed one, else an HTTP client of the resolved gateway. */
-export function invokerFor(gateway: string | undefined): Invoker {
-  if (installed && gateway === undefined) return installed;
+/**
+ * The invoker for a handle: the installed one, else an HTTP client of the
+ * resolved gateway, sending `token` (else the one found for that gateway).
+ */
+export function invokerFor(gateway: string | undefined, token?: string): Invoker {
+  if (installed && gateway === undefined && token === undefined) return installed;
   const url = resolveGatewayUrl(gateway);
-  let invoker = byGateway.get(url);
+  const key = `${url} ${token ?? ""}`;
+  let invoker = byGateway.get(key);
   if (!invoker) {
-    invoker = new HttpInvoker(url);
-    byGateway.set(url, invoker);
+    invoker = new HttpInvoker(url, token === undefined ? {} : { token });
+    byGateway.set(key, invoker);
   }
   return invoker;
 }

@@ -18,6 +18,8 @@ export const PROTOCOL_VERSION = "1";
 
 export const HEADERS = {
   protocol: "tandem-protocol",
+  /** `Bearer <token>`: an API token on `/v1`, and on web endpoints and agents that ask for one. */
+  authorization: "authorization",
   callId: "tandem-call-id",
   /** Signed requests between the gateway and planes (sdk/signing.ts). */
   timestamp: "tandem-timestamp",
@@ -92,6 +94,14 @@ export const ROUTES = {
   schedules: "/v1/schedules",
   /** Fires one scheduled run of a function now (`tandem schedule trigger`). */
   trigger: "/v1/apps/:app/functions/:fn/trigger",
+  /** Who the request's token is: its id, name, scope and apps. */
+  whoami: "/v1/whoami",
+  /** API tokens: list (`GET`) and create (`POST`); admin scope. */
+  tokens: "/v1/tokens",
+  /** Revokes a token (`DELETE`); admin scope. */
+  token: "/v1/tokens/:id",
+  /** Mints a short-lived connect token for a browser to open an app's web endpoint or agent that asks for a token. */
+  connectToken: "/v1/apps/:app/connect-token",
   /** Planes register and report their state here (signed). */
   planeHeartbeat: "/v1/planes/heartbeat",
   /** The planes the gateway knows, with their inventories. */
@@ -137,6 +147,10 @@ export const paths = {
   cancel: (id: string) => `/v1/calls/${seg(id)}/cancel`,
   schedules: (app?: string) => `/v1/schedules${app ? `?app=${seg(app)}` : ""}`,
   trigger: (app: string, fn: string) => `/v1/apps/${seg(app)}/functions/${seg(fn)}/trigger`,
+  whoami: () => ROUTES.whoami,
+  tokens: () => ROUTES.tokens,
+  token: (id: string) => `/v1/tokens/${seg(id)}`,
+  connectToken: (app: string) => `/v1/apps/${seg(app)}/connect-token`,
   planeHeartbeat: () => ROUTES.planeHeartbeat,
   planes: () => ROUTES.planes,
   planeBundle: (hash: string) => `/v1/planes/bundles/${seg(hash)}`,
@@ -338,6 +352,8 @@ export interface EndpointManifest {
   kind: "web" | "endpoint" | "websocket";
   method?: string;
   path: string;
+  /** `token`: callers need an API token or a connect token (`auth: "token"`). */
+  auth: "public" | "token";
 }
 
 export interface RetryPolicy {
@@ -345,6 +361,75 @@ export interface RetryPolicy {
   backoffCoefficient: number;
   initialDelayMs: number;
   maxDelayMs: number;
+}
+
+// ---------------------------------------------------------------------------
+// Tokens: who may call what (docs/security.md)
+
+/** What a token may do, each including the ones before it: call functions; deploy and stop apps; manage tokens and planes. */
+export const TOKEN_SCOPES = ["call", "deploy", "admin"] as const;
+export type TokenScope = (typeof TOKEN_SCOPES)[number];
+
+/** True when a token of scope `has` may do what needs `needs`. */
+export function scopeAllows(has: TokenScope, needs: TokenScope): boolean {
+  return TOKEN_SCOPES.indexOf(has) >= TOKEN_SCOPES.indexOf(needs);
+}
+
+/** Token ids: `tk-` and 16 lowercase letters or digits. Shown in lists; not a secret. */
+export const TOKEN_ID_PATTERN = /^tk-[0-9a-z]{16}$/;
+/** A whole token, as `TANDEM_TOKEN` and `Authorization: Bearer` carry it: its id, a dot, its secret (`ts-` and 32 characters). */
+export const TOKEN_PATTERN = /^(tk-[0-9a-z]{16})\.(ts-[0-9a-z]{32})$/;
+/** A connect token: short-lived, for one app (and one label), signed by the gateway; `?token=` on a web endpoint or agent. */
+export const CONNECT_TOKEN_PATTERN = /^ct-[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$/;
+
+/** A new token's id and secret, and the whole token to send (`<id>.<secret>`). */
+export function newToken(): { id: string; secret: string; token: string } {
+  const random = (length: number) => [...crypto.getRandomValues(new Uint8Array(length))].map((byte) => B32[byte % 32]).join("");
+  const id = `tk-${random(16)}`;
+  const secret = `ts-${random(32)}`;
+  return { id, secret, token: `${id}.${secret}` };
+}
+
+/** `POST /v1/tokens`. */
+export const TokenCreateRequestSchema = z.strictObject({
+  name: z.string().min(1, "must not be empty").max(64, "must be at most 64 characters").optional(),
+  scope: z.enum(TOKEN_SCOPES, 'must be "call", "deploy" or "admin"').optional(),
+  /** Only these apps; none: every app. An admin token reaches every app. */
+  apps: z.array(z.string().regex(NAME_PATTERN, "must be app names"), "must be a list of app names").min(1, "must name at least one app").max(100).optional(),
+});
+export type TokenCreateRequest = z.infer<typeof TokenCreateRequestSchema>;
+
+/** A token as `GET /v1/tokens` and `GET /v1/whoami` show it: never its secret. */
+export interface TokenInfo {
+  id: string;
+  name: string;
+  scope: TokenScope;
+  /** The apps it may reach; null: every app. */
+  apps: string[] | null;
+  createdAt: number;
+  /** The token that created it (`bootstrap` for the gateway's `TANDEM_ADMIN_TOKEN`). */
+  createdBy: string;
+  /** When it was last used, to the minute; null: never. */
+  lastUsedAt: number | null;
+}
+
+/** `POST /v1/tokens` answers the new token once, secret included. */
+export interface TokenCreateAnswer extends TokenInfo {
+  /** The whole token to send: `<id>.<secret>`. Shown once; the gateway keeps only its hash. */
+  token: string;
+}
+
+/** `POST /v1/apps/:app/connect-token`. */
+export const ConnectTokenRequestSchema = z.strictObject({
+  /** Only this web endpoint or agent of the app; none: any of the app's that ask for a token. */
+  label: z.string().regex(NAME_PATTERN, "must be a label").optional(),
+  ttlSeconds: z.number().int("must be whole seconds").min(10, "must be at least 10").max(3600, "must be at most 3600").optional(),
+});
+
+/** A connect token, and until when it opens connections (ms since the epoch). */
+export interface ConnectTokenAnswer {
+  token: string;
+  expiresAt: number;
 }
 
 // ---------------------------------------------------------------------------

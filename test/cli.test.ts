@@ -3,17 +3,21 @@
  * reload), run, apps, and the hello example's client.
  */
 import { execFileSync, spawn } from "node:child_process";
-import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { mkdtemp, readFile, rm, stat, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { lookup } from "../sdk/index.js";
-import { runCli, runNode, startServe, type Served } from "./helpers/cli.js";
+import { ROOT, runCli, runNode, startServe, type Served } from "./helpers/cli.js";
+import { authed } from "./helpers/gateway.js";
 
 describe("tandem serve examples/hello", () => {
+  // As the README's quickstart: no token in the environment; serve makes the local admin token, and the CLI and
+  // the SDK find it in .tandem/token.
+  const NO_TOKEN = { TANDEM_TOKEN: "", TANDEM_ADMIN_TOKEN: "" };
   let served: Served;
   beforeAll(async () => {
-    served = await startServe(["examples/hello/app.ts"]);
+    served = await startServe(["examples/hello/app.ts"], ROOT, NO_TOKEN);
   });
   afterAll(async () => {
     await served?.stop();
@@ -32,7 +36,7 @@ describe("tandem serve examples/hello", () => {
   });
 
   it("runs the example client: remote, spawn + fromId().get(), map", async () => {
-    const { code, stdout, stderr } = await runNode(["examples/hello/client.mjs"], { env: { TANDEM_GATEWAY: served.url } });
+    const { code, stdout, stderr } = await runNode(["examples/hello/client.mjs"], { env: { ...NO_TOKEN, TANDEM_GATEWAY: served.url } });
     expect(stderr).toBe("");
     expect(code).toBe(0);
     expect(stdout).toContain("Hello, Ada!");
@@ -42,14 +46,25 @@ describe("tandem serve examples/hello", () => {
 
   it("answers 413 for a declared body over the limit through the local front door", async () => {
     for (let i = 0; i < 5; i++) {
-      const res = await fetch(`${served.url}/v1/apps/hello/functions/greet/call`, { method: "POST", body: "x".repeat(10 * 1024 * 1024 + 1) });
+      const res = await fetch(`${served.url}/v1/apps/hello/functions/greet/call`, authed({ method: "POST", body: "x".repeat(10 * 1024 * 1024 + 1) }));
       expect(res.status).toBe(413);
       expect(((await res.json()) as { error: { code: string } }).error.code).toBe("payload_too_large");
     }
   });
 
+  it("keeps its local admin token in .tandem/token, which the /v1 API needs and curl can send", async () => {
+    const token = (await readFile(join(ROOT, ".tandem", "token"), "utf8")).trim();
+    expect(token).toMatch(/^tk-[0-9a-z]{16}\.ts-[0-9a-z]{32}$/);
+    expect((await stat(join(ROOT, ".tandem", "token"))).mode & 0o777).toBe(0o600);
+    const call = (headers: Record<string, string>) =>
+      fetch(`${served.url}/v1/apps/hello/functions/square/call`, { method: "POST", body: '{"args":[12]}', headers });
+    expect((await call({})).status).toBe(401);
+    const res = await call({ authorization: `Bearer ${token}` });
+    expect(((await res.json()) as { result: number }).result).toBe(144);
+  });
+
   it("lists apps with tandem apps --gateway", async () => {
-    const { code, stdout } = await runCli(["apps", "--gateway", served.url]);
+    const { code, stdout } = await runCli(["apps", "--gateway", served.url], { env: NO_TOKEN });
     expect(code).toBe(0);
     expect(stdout).toContain("app hello");
     expect(stdout).toMatch(/function\s+square\s+edge, timeout 300 s, retries 2/);
@@ -256,7 +271,7 @@ describe("tandem serve, stopped with Ctrl-C", () => {
         execFileSync("docker", ["ps", "-aq", "--filter", `label=tandem.plane=${planeId}`])
           .toString()
           .trim();
-      const res = await fetch(`${served.url}/v1/apps/sigint/functions/twice/call`, { method: "POST", body: JSON.stringify({ args: [21] }) });
+      const res = await fetch(`${served.url}/v1/apps/sigint/functions/twice/call`, authed({ method: "POST", body: JSON.stringify({ args: [21] }) }));
       expect(((await res.json()) as { result: unknown }).result).toBe(42);
       expect(planeContainers()).not.toBe("");
       await served.stop(); // SIGINT, as Ctrl-C sends

@@ -16,14 +16,14 @@ import {
   lookup,
   type CallRecord,
 } from "../sdk/index.js";
-import { eventually, startTestGateway, type TestGateway } from "./helpers/gateway.js";
+import { authed, eventually, startTestGateway, type TestGateway } from "./helpers/gateway.js";
 
 const APP = new URL("./fixtures/edge-app.ts", import.meta.url).pathname;
 let gw: TestGateway;
 const fn = <A extends unknown[] = any[], R = any>(name: string) => lookup<A, R>("edge", name, { gateway: gw.url });
 const post = (path: string, body: string | undefined, headers: Record<string, string> = {}) =>
-  fetch(gw.url + path, { method: "POST", body, headers: { "content-type": "application/json", ...headers } });
-const ledger = async (id: string) => (await (await fetch(`${gw.url}/v1/calls/${id}`)).json()) as CallRecord;
+  fetch(gw.url + path, authed({ method: "POST", body, headers: { "content-type": "application/json", ...headers } }));
+const ledger = async (id: string) => (await (await fetch(`${gw.url}/v1/calls/${id}`, authed())).json()) as CallRecord;
 
 beforeAll(async () => {
   gw = await startTestGateway(APP, { bindings: { TANDEM_MAX_BODY_BYTES: "4096" } });
@@ -59,7 +59,7 @@ describe("remote calls", () => {
     const body = (await res.json()) as CallRecord;
     expect(body).toMatchObject({ status: "succeeded", result: 81, app: "edge", function: "square" });
     expect(res.headers.get("tandem-call-id")).toBe(body.callId);
-    await eventually(async () => (await fetch(`${gw.url}/v1/calls/${body.callId}`)).status === 200);
+    await eventually(async () => (await fetch(`${gw.url}/v1/calls/${body.callId}`, authed())).status === 200);
     expect(await ledger(body.callId)).toMatchObject({ status: "succeeded", result: 81, kind: "remote", attempts: 1 });
   });
 
@@ -73,7 +73,7 @@ describe("remote calls", () => {
     expect(err.remoteStack).toMatch(/^QuotaExceeded: over quota\n\s+at .*\(test\/fixtures\/edge-app\.ts:\d+:\d+\)/);
     expect(err.remoteStack).not.toContain("worker.mjs");
     const callId = err.details.callId as string;
-    await eventually(async () => (await fetch(`${gw.url}/v1/calls/${callId}`)).status === 200);
+    await eventually(async () => (await fetch(`${gw.url}/v1/calls/${callId}`, authed())).status === 200);
     expect(await ledger(callId)).toMatchObject({ status: "failed", error: { code: "function_failed", remote: { name: "QuotaExceeded" } } });
   });
 
@@ -84,7 +84,7 @@ describe("remote calls", () => {
     expect(err).toBeInstanceOf(FunctionTimeoutError);
     expect(err.message).toContain("timed out after 1 s");
     const callId = err.details.callId as string;
-    await eventually(async () => (await fetch(`${gw.url}/v1/calls/${callId}`)).status === 200);
+    await eventually(async () => (await fetch(`${gw.url}/v1/calls/${callId}`, authed())).status === 200);
     expect(await ledger(callId)).toMatchObject({ status: "timed_out", error: { code: "function_timeout" } });
   });
 
@@ -99,7 +99,7 @@ describe("remote calls", () => {
       .catch((e) => e);
     expect(err).toBeInstanceOf(RemoteError);
     expect(err.message).toBe("attempt 3 of t2 failed");
-    await eventually(async () => (await fetch(`${gw.url}/v1/calls/${err.details.callId}`)).status === 200);
+    await eventually(async () => (await fetch(`${gw.url}/v1/calls/${err.details.callId}`, authed())).status === 200);
     expect(await ledger(err.details.callId)).toMatchObject({ status: "failed", attempts: 3 });
   });
 
@@ -260,7 +260,7 @@ describe("generator functions", () => {
     const spawned = await post("/v1/apps/edge/functions/tokens/spawn", JSON.stringify({ args: [2] }));
     expect(spawned.status).toBe(400);
     expect(((await spawned.json()) as any).error.message).toBe("edge.tokens is a generator function; stream it with .remoteGen() (POST .../stream)");
-    const manifest = (await (await fetch(`${gw.url}/v1/apps/edge`)).json()) as { functions: { name: string; generator: boolean }[] };
+    const manifest = (await (await fetch(`${gw.url}/v1/apps/edge`, authed())).json()) as { functions: { name: string; generator: boolean }[] };
     expect(manifest.functions.find((f) => f.name === "tokens")?.generator).toBe(true);
     expect(manifest.functions.find((f) => f.name === "square")?.generator).toBe(false);
     // Over HTTP: a 400 with the error, as a call answers, not a 200 stream holding it.
@@ -341,16 +341,19 @@ describe("bad input", () => {
     const declared = await post("/v1/apps/edge/functions/echo/call", big);
     expect(declared.status).toBe(413);
     expect(((await declared.json()) as any).error.code).toBe("payload_too_large");
-    const chunked = await fetch(`${gw.url}/v1/apps/edge/functions/echo/spawn`, {
-      method: "POST",
-      body: new Blob([big]).stream(),
-      duplex: "half",
-    } as RequestInit);
+    const chunked = await fetch(
+      `${gw.url}/v1/apps/edge/functions/echo/spawn`,
+      authed({
+        method: "POST",
+        body: new Blob([big]).stream(),
+        duplex: "half",
+      } as RequestInit),
+    );
     expect(chunked.status).toBe(413);
   });
 
   it("answers 405 naming the method a known route takes", async () => {
-    const res = await fetch(`${gw.url}/v1/apps/edge/functions/square/call`);
+    const res = await fetch(`${gw.url}/v1/apps/edge/functions/square/call`, authed());
     expect(res.status).toBe(405);
     expect(res.headers.get("allow")).toBe("POST");
     expect(((await res.json()) as any).error).toMatchObject({ code: "method_not_allowed", message: expect.stringContaining("takes POST, not GET") });
@@ -372,8 +375,8 @@ describe("bad input", () => {
   });
 
   it("answers 400 for a malformed call id and 404 for an unknown one", async () => {
-    expect((await fetch(`${gw.url}/v1/calls/not-an-id`)).status).toBe(400);
-    const unknown = await fetch(`${gw.url}/v1/calls/fc-00000000000000000000000000`);
+    expect((await fetch(`${gw.url}/v1/calls/not-an-id`, authed())).status).toBe(400);
+    const unknown = await fetch(`${gw.url}/v1/calls/fc-00000000000000000000000000`, authed());
     expect(unknown.status).toBe(404);
     expect(((await unknown.json()) as any).error.code).toBe("not_found");
   });

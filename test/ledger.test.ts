@@ -5,7 +5,7 @@
 import { afterAll, beforeAll, expect, it } from "vitest";
 import { FunctionCall, lookup, type CallRecord } from "../sdk/index.js";
 import { encodeValue } from "../sdk/protocol.js";
-import { eventually, startTestGateway, type TestGateway } from "./helpers/gateway.js";
+import { authed, eventually, startTestGateway, type TestGateway } from "./helpers/gateway.js";
 
 const APP = new URL("./fixtures/edge-app.ts", import.meta.url).pathname;
 let gw: TestGateway;
@@ -20,14 +20,14 @@ afterAll(async () => {
 it("resumes a spawned call that was running when the gateway stopped", async () => {
   const call = await lookup("edge", "napping", { gateway: gw.url }).spawn(1_500);
   await new Promise((r) => setTimeout(r, 300));
-  const before = (await (await fetch(`${gw.url}/v1/calls/${call.id}`)).json()) as CallRecord;
+  const before = (await (await fetch(`${gw.url}/v1/calls/${call.id}`, authed())).json()) as CallRecord;
   expect(before.status).toBe("running");
 
   await gw.stop(); // the runner dies mid-call
   await gw.restart();
 
   expect(await FunctionCall.fromId(call.id, { gateway: gw.url }).get({ timeoutMs: 20_000 })).toBe("slept 1500");
-  const after = (await (await fetch(`${gw.url}/v1/calls/${call.id}`)).json()) as CallRecord;
+  const after = (await (await fetch(`${gw.url}/v1/calls/${call.id}`, authed())).json()) as CallRecord;
   expect(after).toMatchObject({ status: "succeeded", result: "slept 1500", kind: "spawn" });
   expect(gw.output.some((l) => l.includes(`resuming edge.napping ${call.id}`))).toBe(true);
 });
@@ -37,9 +37,9 @@ it("resumes a spawned call with its arguments as they were sent", async () => {
   // The last argument an invalid Date, which the ledger would have kept as null had the gateway encoded it again.
   const { json, meta } = encodeValue([1_500, ...values, "not a date"]) as { json: unknown[]; meta: { values: Record<string, unknown> } };
   meta.values[String(json.length - 1)] = ["Date"];
-  const res = await fetch(`${gw.url}/v1/apps/edge/functions/argsAfter/spawn`, { method: "POST", body: JSON.stringify({ args: json, meta }) });
+  const res = await fetch(`${gw.url}/v1/apps/edge/functions/argsAfter/spawn`, authed({ method: "POST", body: JSON.stringify({ args: json, meta }) }));
   const { callId } = (await res.json()) as { callId: string };
-  await eventually(async () => ((await (await fetch(`${gw.url}/v1/calls/${callId}`)).json()) as CallRecord).status === "running");
+  await eventually(async () => ((await (await fetch(`${gw.url}/v1/calls/${callId}`, authed())).json()) as CallRecord).status === "running");
 
   await gw.stop(); // the runner dies mid-call
   await gw.restart();

@@ -1,7 +1,7 @@
 /** Classes with lifecycle, on the plane (real Docker) and at the edge (workerd). */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { RemoteError, lookup } from "../sdk/index.js";
-import { eventually } from "./helpers/gateway.js";
+import { authed, eventually } from "./helpers/gateway.js";
 import { startTestStack, type TestStack } from "./helpers/stack.js";
 
 let stack: TestStack;
@@ -60,7 +60,7 @@ describe("classes on the plane", () => {
   });
 
   it("lists class methods as functions", async () => {
-    const manifest = (await (await fetch(`${stack.url}/v1/apps/classes`)).json()) as { functions: { name: string; tier: string }[] };
+    const manifest = (await (await fetch(`${stack.url}/v1/apps/classes`, authed())).json()) as { functions: { name: string; tier: string }[] };
     expect(manifest.functions.map((f) => f.name)).toEqual(expect.arrayContaining(["Model.predict", "Broken.predict", "Counter.bump"]));
   });
 });
@@ -74,10 +74,13 @@ describe("classes at the edge", () => {
   });
 
   it("refuses parameters that are not strings, numbers, booleans or null, with a 400 naming the parameter", async () => {
-    const res = await fetch(`${stack.url}/v1/apps/classes/functions/Counter.bump/call`, {
-      method: "POST",
-      body: JSON.stringify({ args: [{ start: [1, 2] }, 1] }),
-    });
+    const res = await fetch(
+      `${stack.url}/v1/apps/classes/functions/Counter.bump/call`,
+      authed({
+        method: "POST",
+        body: JSON.stringify({ args: [{ start: [1, 2] }, 1] }),
+      }),
+    );
     expect(res.status).toBe(400);
     expect(((await res.json()) as { error: { message: string } }).error.message).toBe(
       'classes.Counter.bump: class parameter "start" must be a string, number, boolean or null (got an array)',

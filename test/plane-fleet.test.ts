@@ -10,7 +10,7 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { FunctionCall, PlaneUnavailableError, lookup, type CallRecord } from "../sdk/index.js";
 import { CLI } from "./helpers/cli.js";
-import { eventually } from "./helpers/gateway.js";
+import { authed, eventually } from "./helpers/gateway.js";
 import { SECRET, startTestStack, type TestStack } from "./helpers/stack.js";
 
 const APP = new URL("./fixtures/plane-app.ts", import.meta.url).pathname;
@@ -62,7 +62,7 @@ describe("two planes, one killed mid-load", () => {
     planes.push(await startPlaneProcess(stack.url, ["--gpus", "A100:2,T4:1"]));
     planes.push(await startPlaneProcess(stack.url, ["--gpus", "A100:2,T4:1"]));
     await eventually(async () => {
-      const res = (await (await fetch(`${stack.url}/v1/planes`)).json()) as { planes: { healthy: boolean }[] };
+      const res = (await (await fetch(`${stack.url}/v1/planes`, authed())).json()) as { planes: { healthy: boolean }[] };
       return res.planes.filter((p) => p.healthy).length === 2;
     }, 20_000);
   });
@@ -92,7 +92,7 @@ describe("two planes, one killed mid-load", () => {
     const results = await Promise.all(calls.map((c) => c.get({ timeoutMs: 60_000 })));
     expect(results.every((r) => /^slept 2500 in ctr-/.test(r))).toBe(true);
     for (const call of calls) {
-      const record = (await (await fetch(`${stack.url}/v1/calls/${call.id}`)).json()) as CallRecord;
+      const record = (await (await fetch(`${stack.url}/v1/calls/${call.id}`, authed())).json()) as CallRecord;
       expect(record).toMatchObject({ status: "succeeded", kind: "spawn", attempts: 1 });
     }
     expect(stack.gatewayOutput.some((l) => /could not be reached for fc-/.test(l))).toBe(true);
@@ -108,7 +108,7 @@ describe("a plane without a Docker engine", () => {
       expect(plane.output()).toContain("dockerd --bridge=none --iptables=false");
       expect(plane.output()).toContain("--runtime process");
       await eventually(async () => {
-        const res = (await (await fetch(`${stack.url}/v1/planes`)).json()) as { planes: { planeId: string; unavailable?: string }[] };
+        const res = (await (await fetch(`${stack.url}/v1/planes`, authed())).json()) as { planes: { planeId: string; unavailable?: string }[] };
         return res.planes.some((p) => p.planeId === plane.planeId() && p.unavailable !== undefined);
       });
       const started = Date.now();

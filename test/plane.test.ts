@@ -17,7 +17,7 @@ import {
   type CallRecord,
 } from "../sdk/index.js";
 import { encodeValue } from "../sdk/protocol.js";
-import { eventually } from "./helpers/gateway.js";
+import { authed, eventually } from "./helpers/gateway.js";
 import { startTestStack, type TestStack } from "./helpers/stack.js";
 
 const APP = new URL("./fixtures/plane-app.ts", import.meta.url).pathname;
@@ -69,10 +69,12 @@ describe("calls forwarded to the plane", () => {
     // An invalid Date, which superjson would encode again as null: sent on as it came, the function gets the Date that
     // an edge function would get.
     const body = JSON.stringify({ args: [0, "not a date"], meta: { values: { "1": ["Date"] }, v: 1 } });
-    const called = (await (await fetch(`${stack.url}/v1/apps/plane/functions/argsPlane/call`, { method: "POST", body })).json()) as CallRecord;
+    const called = (await (await fetch(`${stack.url}/v1/apps/plane/functions/argsPlane/call`, authed({ method: "POST", body }))).json()) as CallRecord;
     expect(called.result).toMatchObject({ kinds: ["[object Date]"] });
-    const { callId } = (await (await fetch(`${stack.url}/v1/apps/plane/functions/argsPlane/spawn`, { method: "POST", body })).json()) as { callId: string };
-    const spawned = (await (await fetch(`${stack.url}/v1/calls/${callId}?wait=30000`)).json()) as CallRecord;
+    const { callId } = (await (await fetch(`${stack.url}/v1/apps/plane/functions/argsPlane/spawn`, authed({ method: "POST", body }))).json()) as {
+      callId: string;
+    };
+    const spawned = (await (await fetch(`${stack.url}/v1/calls/${callId}?wait=30000`, authed())).json()) as CallRecord;
     expect(spawned.result).toMatchObject({ kinds: ["[object Date]"] });
   });
 
@@ -102,7 +104,7 @@ describe("calls forwarded to the plane", () => {
   it("records a spawned plane call in the ledger", async () => {
     const call = await fn("slowPlane").spawn(50);
     expect(await call.get({ timeoutMs: 30_000 })).toMatch(/^slept 50 in ctr-/);
-    const record = (await (await fetch(`${stack.url}/v1/calls/${call.id}`)).json()) as CallRecord;
+    const record = (await (await fetch(`${stack.url}/v1/calls/${call.id}`, authed())).json()) as CallRecord;
     expect(record).toMatchObject({ status: "succeeded", kind: "spawn" });
   });
 });
@@ -121,9 +123,9 @@ describe("a spawned plane call whose runner is lost", () => {
     // The last argument an invalid Date, which the ledger would have kept as null had the gateway encoded it again.
     const { json, meta } = encodeValue([3_000, ...values, "not a date"]) as { json: unknown[]; meta: { values: Record<string, unknown> } };
     meta.values[String(json.length - 1)] = ["Date"];
-    const res = await fetch(`${lossy.url}/v1/apps/plane/functions/argsPlane/spawn`, { method: "POST", body: JSON.stringify({ args: json, meta }) });
+    const res = await fetch(`${lossy.url}/v1/apps/plane/functions/argsPlane/spawn`, authed({ method: "POST", body: JSON.stringify({ args: json, meta }) }));
     const { callId } = (await res.json()) as { callId: string };
-    await eventually(async () => ((await (await fetch(`${lossy.url}/v1/calls/${callId}`)).json()) as CallRecord).status === "running", 20_000);
+    await eventually(async () => ((await (await fetch(`${lossy.url}/v1/calls/${callId}`, authed())).json()) as CallRecord).status === "running", 20_000);
 
     await lossy.restartGateway(); // the runner dies mid-call
 
@@ -185,7 +187,7 @@ describe("retries and cancellation on the plane", () => {
     await expect(call.get({ timeoutMs: 10_000 })).rejects.toBeInstanceOf(CancelledError);
     await eventually(() => stack.planeOutput.some((l) => /\[plane\.watchful fc-[0-9a-z]{26} ctr-[0-9a-f]{8}\] saw cancel/.test(l)));
     expect(stack.planes[0]!.status().containers.some((c) => c.function === "watchful")).toBe(true);
-    const record = (await (await fetch(`${stack.url}/v1/calls/${call.id}`)).json()) as CallRecord;
+    const record = (await (await fetch(`${stack.url}/v1/calls/${call.id}`, authed())).json()) as CallRecord;
     expect(record.status).toBe("cancelled");
   });
 

@@ -6,7 +6,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { CallRecord, ScheduleInfo } from "../sdk/index.js";
 import { runCli } from "./helpers/cli.js";
-import { eventually, startTestGateway, type TestGateway } from "./helpers/gateway.js";
+import { authed, eventually, startTestGateway, type TestGateway } from "./helpers/gateway.js";
 import { startTestStack, type TestStack } from "./helpers/stack.js";
 
 const T0 = Date.UTC(2030, 0, 7, 0, 0); // a Monday, 00:00 UTC
@@ -14,10 +14,10 @@ const MIN = 60_000;
 let gw: TestGateway;
 
 const schedules = async (): Promise<Record<string, ScheduleInfo>> => {
-  const { schedules } = (await (await fetch(`${gw.url}/v1/schedules?app=crony`)).json()) as { schedules: ScheduleInfo[] };
+  const { schedules } = (await (await fetch(`${gw.url}/v1/schedules?app=crony`, authed())).json()) as { schedules: ScheduleInfo[] };
   return Object.fromEntries(schedules.map((s) => [s.function, s]));
 };
-const record = async (id: string): Promise<CallRecord> => (await (await fetch(`${gw.url}/v1/calls/${id}?wait=10000`)).json()) as CallRecord;
+const record = async (id: string): Promise<CallRecord> => (await (await fetch(`${gw.url}/v1/calls/${id}?wait=10000`, authed())).json()) as CallRecord;
 const runs = (fn: string) => gw.output.filter((l) => new RegExp(`^\\[crony\\.${fn} fc-[0-9a-z]{26}\\] \\w+ ran$`).test(l)).length;
 
 beforeAll(async () => {
@@ -123,13 +123,13 @@ describe("examples/cron: a plane function fired from an edge tick (real Docker)"
 
   it("runs the daily Period in a plane container, recorded as a scheduled call", async () => {
     const tick = async (at: number) => (await stack.workerd.miniflare.getWorker()).scheduled({ scheduledTime: new Date(at), cron: "* * * * *" });
-    const list = async () => ((await (await fetch(`${stack.url}/v1/schedules?app=cron`)).json()) as { schedules: ScheduleInfo[] }).schedules;
+    const list = async () => ((await (await fetch(`${stack.url}/v1/schedules?app=cron`, authed())).json()) as { schedules: ScheduleInfo[] }).schedules;
     await tick(T0);
     expect((await list()).find((s) => s.function === "refreshModelCache")!.lastRun).toBeUndefined();
     await tick(T0 + 24 * 60 * MIN);
     const run = (await list()).find((s) => s.function === "refreshModelCache")!.lastRun!;
     expect(run.scheduledAt).toBe(T0 + 24 * 60 * MIN);
-    const rec = (await (await fetch(`${stack.url}/v1/calls/${run.callId}?wait=30000`)).json()) as CallRecord;
+    const rec = (await (await fetch(`${stack.url}/v1/calls/${run.callId}?wait=30000`, authed())).json()) as CallRecord;
     expect(rec).toMatchObject({ kind: "scheduled", status: "succeeded", result: { bytes: 4349, tokens: expect.any(Number) } });
     expect((rec.result as { sha256: string }).sha256).toMatch(/^[0-9a-f]{64}$/);
     await eventually(() =>

@@ -2,7 +2,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { FunctionTimeoutError, InvalidRequestError, RemoteError, lookup } from "../sdk/index.js";
 import { runCli } from "./helpers/cli.js";
-import { startTestGateway, type TestGateway } from "./helpers/gateway.js";
+import { authed, startTestGateway, type TestGateway } from "./helpers/gateway.js";
 
 let gw: TestGateway;
 beforeAll(async () => {
@@ -87,7 +87,7 @@ describe("a bytes function", () => {
     const call = await misbehave().spawn("l");
     const err = await call.get().catch((e) => e);
     expect(err).toBeInstanceOf(FunctionTimeoutError);
-    const res = await fetch(`${gw.url}/v1/calls/${call.id}`);
+    const res = await fetch(`${gw.url}/v1/calls/${call.id}`, authed());
     expect(((await res.json()) as { status: string }).status).toBe("timed_out");
   });
 });

@@ -9,6 +9,8 @@ import { parseGatewaySettings, type GatewayConfig } from "../settings.js";
 export interface CliConfig {
   /** `TANDEM_GATEWAY`: the gateway commands talk to, unless `--gateway` says. */
   gateway: string | undefined;
+  /** `TANDEM_TOKEN`: the API token commands send, unless `--token` says. */
+  token: string | undefined;
   /** `TANDEM_PLANE_SECRET`: the secret gateways and planes share; else one kept in `.tandem/plane-secret`. */
   planeSecret: string | undefined;
   /** `TANDEM_FORCE_BUILD=1`: planes started here rebuild every image step, cache or not. */
@@ -20,7 +22,7 @@ export interface CliConfig {
 }
 
 /** Variables that are the CLI's own, not the gateway's. */
-const CLI_ONLY = new Set(["TANDEM_GATEWAY", "TANDEM_FORCE_BUILD"]);
+const CLI_ONLY = new Set(["TANDEM_GATEWAY", "TANDEM_FORCE_BUILD", "TANDEM_TOKEN", "TANDEM_PROFILE"]);
 
 /** Reads the configuration from `env` (the process's environment); throws naming a setting that is wrong. */
 export function readCliConfig(env: NodeJS.ProcessEnv = process.env): CliConfig {
@@ -29,6 +31,7 @@ export function readCliConfig(env: NodeJS.ProcessEnv = process.env): CliConfig {
   );
   return {
     gateway: env.TANDEM_GATEWAY || undefined,
+    token: env.TANDEM_TOKEN || undefined,
     planeSecret: env.TANDEM_PLANE_SECRET || undefined,
     forceBuild: env.TANDEM_FORCE_BUILD === "1",
     gatewayVars,

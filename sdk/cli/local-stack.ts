@@ -12,7 +12,7 @@ import { prepareModule } from "../../wasm/prepare.js";
 import type { App, WasmDefinition } from "../app.js";
 import { InvalidOptionsError } from "../errors.js";
 import { containerResources } from "../options.js";
-import { BLOB_KEYS, type PlaneBundleRef } from "../protocol.js";
+import { BLOB_KEYS, TOKEN_PATTERN, newToken, type PlaneBundleRef } from "../protocol.js";
 import { bundlePlane, bundleWorker, loadAppInNode, type PlaneBundle, type WorkerBundle } from "./bundle.js";
 import { resolveImage } from "./images.js";
 import { stateDir } from "./paths.js";
@@ -147,6 +147,23 @@ export function checkPlaneFits(
       }
     }
   }
+}
+
+/**
+ * The local gateway's bootstrap admin token, kept in `.tandem/token` (made on
+ * first use, readable by its owner only). `tandem serve` gives it to the gateway
+ * as `TANDEM_ADMIN_TOKEN`; the SDK and CLI send it to a gateway on this machine
+ * when nothing else names a token (sdk/credentials.ts).
+ */
+export function localAdminToken(stateDir: string): string {
+  const file = join(stateDir, "token");
+  if (existsSync(file)) {
+    const saved = readFileSync(file, "utf8").trim();
+    if (TOKEN_PATTERN.test(saved)) return saved;
+  }
+  const { token } = newToken();
+  writeFileSync(file, token + "\n", { mode: 0o600 });
+  return token;
 }
 
 /** The secret the local gateway and planes share: `given` (TANDEM_PLANE_SECRET), else one kept in `.tandem/plane-secret`. */

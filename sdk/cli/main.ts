@@ -12,6 +12,7 @@ import { Plane } from "../../gpu-plane/plane.js";
 import { FUNCTION_DEFAULTS, LOCAL_DEFAULTS, PLANE_DEFAULTS } from "../defaults.js";
 import { readCliConfig, type CliConfig } from "./config.js";
 import { deploy } from "./deploy.js";
+import { addTokenCommands } from "./tokens.js";
 import { planeSecret } from "./local-stack.js";
 import { stateDir } from "./paths.js";
 import { printCallError, runOnce } from "./run.js";
@@ -27,7 +28,13 @@ try {
   console.error(`${style.err("error")} ${(err as Error).message}`);
   process.exit(2);
 }
-const gatewayOf = (opts: { gateway?: string }) => resolveGatewayUrl(opts.gateway ?? config.gateway);
+const gatewayOf = (opts: { gateway?: string; token?: string }) => resolveGatewayUrl(opts.gateway ?? config.gateway);
+/** A client of the gateway a command names, sending its token: `--token`, then TANDEM_TOKEN, then the one saved for that gateway. */
+const clientOf = (opts: { gateway?: string; token?: string }) => {
+  const token = opts.token ?? config.token;
+  return new HttpInvoker(gatewayOf(opts), token === undefined ? {} : { token });
+};
+const TOKEN_HELP = "API token (default: TANDEM_TOKEN, then the one saved for the gateway, then .tandem/token for a local gateway)";
 
 const program = new Command("tandem")
   .description("Serverless compute for TypeScript: edge functions in workerd, GPU functions in containers, one SDK.")
@@ -141,8 +148,9 @@ appCommand
   .description("stop every plane container of an app (and its warm pools, until it is served or deployed again)")
   .argument("<app>", "the app's name")
   .option("-g, --gateway <url>", "gateway URL (default: TANDEM_GATEWAY, then http://127.0.0.1:8787)")
-  .action(async (app: string, opts: { gateway?: string }) => {
-    const body = (await new HttpInvoker(gatewayOf(opts)).request("POST", paths.appStop(app))) as StopAnswer;
+  .option("--token <token>", TOKEN_HELP)
+  .action(async (app: string, opts: { gateway?: string; token?: string }) => {
+    const body = (await clientOf(opts).request("POST", paths.appStop(app))) as StopAnswer;
     console.log(`stopped ${body.stopped} container${body.stopped === 1 ? "" : "s"} of app ${app}`);
   });
 
@@ -152,10 +160,11 @@ program
   .option("--app <app>", "only this app")
   .option("--since <when>", 'only time after this: a duration ("1h", "30m", "7d") or a date', parseSince)
   .option("-g, --gateway <url>", "gateway URL (default: TANDEM_GATEWAY, then http://127.0.0.1:8787)")
+  .option("--token <token>", TOKEN_HELP)
   .option("--json", "print JSON")
-  .action(async (opts: { app?: string; since?: number; gateway?: string; json?: boolean }) => {
+  .action(async (opts: { app?: string; since?: number; gateway?: string; token?: string; json?: boolean }) => {
     const query = { ...(opts.app ? { app: opts.app } : {}), ...(opts.since !== undefined ? { since: opts.since } : {}) };
-    const body = (await new HttpInvoker(gatewayOf(opts)).request("GET", paths.usage(query))) as UsageAnswer;
+    const body = (await clientOf(opts).request("GET", paths.usage(query))) as UsageAnswer;
     if (opts.json) return console.log(JSON.stringify(body, null, 2));
     if (body.rows.length === 0) {
       const since = opts.since === undefined ? "" : ` since ${new Date(opts.since).toISOString()}`;
@@ -178,10 +187,11 @@ program
   .command("apps")
   .description("list the apps, functions and web endpoints a gateway serves")
   .option("-g, --gateway <url>", "gateway URL (default: TANDEM_GATEWAY, then http://127.0.0.1:8787)")
+  .option("--token <token>", TOKEN_HELP)
   .option("--json", "print JSON")
-  .action(async (opts: { gateway?: string; json?: boolean }) => {
+  .action(async (opts: { gateway?: string; token?: string; json?: boolean }) => {
     const base = gatewayOf(opts);
-    const { apps } = (await new HttpInvoker(base).request("GET", paths.apps())) as { apps: AppManifest[] };
+    const { apps } = (await clientOf(opts).request("GET", paths.apps())) as { apps: AppManifest[] };
     if (opts.json) return console.log(JSON.stringify(apps, null, 2));
     for (const app of apps) {
       console.log(style.bold(`app ${app.name}`));
@@ -191,12 +201,17 @@ program
         );
       }
       for (const e of app.endpoints) {
-        if (e.kind === "websocket") console.log(`  websocket ${e.label.padEnd(20)} ${base.replace(/^http/, "ws")}${paths.web(app.name, e.label)}`);
+        const guarded = e.auth === "token" ? "  (needs a token)" : "";
+        if (e.kind === "websocket") console.log(`  websocket ${e.label.padEnd(20)} ${base.replace(/^http/, "ws")}${paths.web(app.name, e.label)}${guarded}`);
         else
-          console.log(`  ${e.kind.padEnd(9)} ${e.label.padEnd(20)} ${e.method ?? "*"} ${base}${paths.web(app.name, e.label, e.path === "/*" ? "/" : e.path)}`);
+          console.log(
+            `  ${e.kind.padEnd(9)} ${e.label.padEnd(20)} ${e.method ?? "*"} ${base}${paths.web(app.name, e.label, e.path === "/*" ? "/" : e.path)}${guarded}`,
+          );
       }
     }
   });
+
+addTokenCommands(program, clientOf, TOKEN_HELP);
 
 const scheduleCommand = program.command("schedule").description("scheduled functions (Cron and Period) and their runs");
 scheduleCommand
@@ -204,9 +219,10 @@ scheduleCommand
   .description("each scheduled function: its schedule, the next three runs, and the last run's outcome and duration")
   .argument("[app]", "only this app")
   .option("-g, --gateway <url>", "gateway URL (default: TANDEM_GATEWAY, then http://127.0.0.1:8787)")
+  .option("--token <token>", TOKEN_HELP)
   .option("--json", "print JSON")
-  .action(async (app: string | undefined, opts: { gateway?: string; json?: boolean }) => {
-    const { schedules } = (await new HttpInvoker(gatewayOf(opts)).request("GET", paths.schedules(app))) as { schedules: ScheduleInfo[] };
+  .action(async (app: string | undefined, opts: { gateway?: string; token?: string; json?: boolean }) => {
+    const { schedules } = (await clientOf(opts).request("GET", paths.schedules(app))) as { schedules: ScheduleInfo[] };
     if (opts.json) return console.log(JSON.stringify(schedules, null, 2));
     if (schedules.length === 0) return console.log(app ? `app ${app} has no scheduled functions` : "no scheduled functions");
     for (const s of schedules) {
@@ -225,10 +241,11 @@ scheduleCommand
   .description("fire one run of a scheduled function now, as its schedule would")
   .argument("<target>", "app and function: app::function")
   .option("-g, --gateway <url>", "gateway URL (default: TANDEM_GATEWAY, then http://127.0.0.1:8787)")
-  .action(async (target: string, opts: { gateway?: string }) => {
+  .option("--token <token>", TOKEN_HELP)
+  .action(async (target: string, opts: { gateway?: string; token?: string }) => {
     const [app, fn, extra] = target.split("::");
     if (!app || !fn || extra !== undefined) throw new InvalidArgumentError(`"${target}" must be app::function, e.g. cron::refresh`);
-    const { callId } = (await new HttpInvoker(gatewayOf(opts)).request("POST", paths.trigger(app, fn))) as { callId: string };
+    const { callId } = (await clientOf(opts).request("POST", paths.trigger(app, fn))) as { callId: string };
     console.log(`fired ${app}::${fn}: ${callId}  (tandem schedule list ${app} shows its outcome)`);
   });
 

@@ -9,7 +9,7 @@ import { rm } from "node:fs/promises";
 import { join } from "node:path";
 import { InvalidOptionsError, RemoteError, TandemError } from "../errors.js";
 import { HttpInvoker } from "../client.js";
-import { encodeValue } from "../protocol.js";
+import { encodeValue, newToken } from "../protocol.js";
 import { randomBytes } from "node:crypto";
 import { Plane } from "../../gpu-plane/plane.js";
 import { buildApps, checkPlaneFits, uploadPlaneBundles } from "./local-stack.js";
@@ -52,11 +52,12 @@ export async function runOnce(target: string, rawArgs: string[], config: CliConf
 
   // An ephemeral gateway (state in memory) and, when the app has plane functions, an ephemeral plane beside it.
   const secret = randomBytes(32).toString("hex");
+  const { token } = newToken(); // this run's own admin token: its gateway lives as long as the run
   // Logs go to stderr: stdout is the result alone.
   const gateway = await startWorkerd({
     scriptPath: built.worker.path,
     persistDir: false,
-    bindings: { ...config.gatewayVars, TANDEM_PLANE_SECRET: secret },
+    bindings: { ...config.gatewayVars, TANDEM_PLANE_SECRET: secret, TANDEM_ADMIN_TOKEN: token },
     onOutput: (line) => process.stderr.write(line + "\n"),
   });
   let plane: Plane | undefined;
@@ -91,7 +92,7 @@ export async function runOnce(target: string, rawArgs: string[], config: CliConf
       const local = plane;
       checkPlaneFits(built.apps, (request) => local.inventory.fits(request), fn); // as serve does: a call that could never run here fails now, not at its timeout
     }
-    const invoker = new HttpInvoker(url);
+    const invoker = new HttpInvoker(url, { token });
     if (app.callables.find((c) => c.name === fn)?.generator) {
       // A generator's chunks print as they come: text as it is (tokens run on), anything else a JSON line each.
       let endsLine = true;

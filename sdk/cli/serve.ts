@@ -10,7 +10,7 @@ import { Plane, planeGpus } from "../../gpu-plane/plane.js";
 import type { App } from "../app.js";
 import { paths } from "../protocol.js";
 import { FrontDoor } from "./front-door.js";
-import { buildApps, checkPlaneFits, planeSecret, uploadPlaneBundles } from "./local-stack.js";
+import { buildApps, checkPlaneFits, localAdminToken, planeSecret, uploadPlaneBundles } from "./local-stack.js";
 import { stateDir } from "./paths.js";
 import type { CliConfig } from "./config.js";
 import { startWorkerd, type RunningWorkerd } from "./workerd.js";
@@ -50,7 +50,9 @@ export async function serve(options: ServeOptions): Promise<Serving> {
   const inventory = new Inventory(await planeGpus(planeOptions, log));
   let built = await buildApps(options.appFiles, join(buildDir, "current"));
   checkPlaneFits(built.apps, (r) => inventory.fits(r));
-  const bindings = { ...options.config.gatewayVars, TANDEM_PLANE_SECRET: secret };
+  // The local admin token, unless the environment sets one for the gateway (TANDEM_ADMIN_TOKEN).
+  const adminToken = options.config.gatewayVars.TANDEM_ADMIN_TOKEN || localAdminToken(state);
+  const bindings = { ...options.config.gatewayVars, TANDEM_PLANE_SECRET: secret, TANDEM_ADMIN_TOKEN: adminToken };
   const { door, url } = await FrontDoor.listen(options.host, options.port);
   door.maxBodyBytes = options.config.gatewayConfig.maxBodyBytes;
   door.onRequest = (method, path, status, ms) => {
@@ -179,9 +181,10 @@ function printEndpoints(apps: App[], url: URL, log: (line: string) => void): voi
         `    schedule  ${fn.name.padEnd(20)} ${schedule.description}${style.dim(`, next ${schedule.kind === "cron" ? schedule.nextRuns(1)[0]!.toISOString() : `in ${schedule.description.replace("every ", "")}`}`)}`,
       );
     }
-    for (const mount of app.webMounts) log(`    web       ${mount.label.padEnd(20)} ${base}${paths.web(app.name, mount.label)}/`);
-    for (const e of app.endpoints) log(`    endpoint  ${e.label.padEnd(20)} ${e.method} ${base}${paths.web(app.name, e.label, e.path)}`);
-    for (const a of app.agents) log(`    websocket ${a.label.padEnd(20)} ${base.replace(/^http/, "ws")}${paths.web(app.name, a.label)}`);
+    const guarded = (auth: string) => (auth === "token" ? style.dim("  (needs a token)") : "");
+    for (const mount of app.webMounts) log(`    web       ${mount.label.padEnd(20)} ${base}${paths.web(app.name, mount.label)}/${guarded(mount.auth)}`);
+    for (const e of app.endpoints) log(`    endpoint  ${e.label.padEnd(20)} ${e.method} ${base}${paths.web(app.name, e.label, e.path)}${guarded(e.auth)}`);
+    for (const a of app.agents) log(`    websocket ${a.label.padEnd(20)} ${base.replace(/^http/, "ws")}${paths.web(app.name, a.label)}${guarded(a.auth)}`);
   }
   log("");
 }

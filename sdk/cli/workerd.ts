@@ -50,6 +50,7 @@ export async function startWorkerd(options: WorkerdOptions): Promise<RunningWork
       PLANES: { className: "PlaneRegistry", useSQLite: true },
       SCHEDULER: { className: "Scheduler", useSQLite: true },
       AGENTS: { className: "AgentHub", useSQLite: true },
+      TOKENS: { className: "TokenStore", useSQLite: true },
     },
     r2Buckets: ["BLOBS"],
     bindings: options.bindings,

@@ -14,10 +14,10 @@ export interface Served {
 }
 
 /** `tandem serve <args> --port 0`, resolved once it prints its URL. */
-export async function startServe(args: string[], cwd = ROOT): Promise<Served> {
+export async function startServe(args: string[], cwd = ROOT, env: Record<string, string> = {}): Promise<Served> {
   const child = spawn(process.execPath, [CLI, "serve", ...args, "--port", "0"], {
     cwd,
-    env: { ...process.env, NO_COLOR: "1" },
+    env: { ...process.env, NO_COLOR: "1", ...env },
     stdio: ["ignore", "pipe", "pipe"],
   });
   let out = "";

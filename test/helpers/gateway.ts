@@ -4,6 +4,9 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { buildApps } from "../../sdk/cli/local-stack.js";
 import { startWorkerd } from "../../sdk/cli/workerd.js";
+import { ADMIN_TOKEN } from "./tokens.js";
+
+export { ADMIN_TOKEN };
 
 export interface TestGateway {
   url: string;
@@ -20,16 +23,25 @@ export interface TestGateway {
   dispose(): Promise<void>;
 }
 
-export async function startTestGateway(appFile: string, options: { bindings?: Record<string, string>; persist?: boolean } = {}): Promise<TestGateway> {
+/** `init` with the admin token's `Authorization` header added, for raw `fetch` calls to `/v1`. */
+export function authed<T extends RequestInit>(init?: T): T {
+  return { ...init, headers: { ...(init?.headers as Record<string, string> | undefined), authorization: `Bearer ${ADMIN_TOKEN}` } } as unknown as T;
+}
+
+/** Starts a gateway serving `appFile` (or several app files) in real workerd. */
+export async function startTestGateway(
+  appFile: string | string[],
+  options: { bindings?: Record<string, string>; persist?: boolean } = {},
+): Promise<TestGateway> {
   const dir = await mkdtemp(join(tmpdir(), "tandem-test-"));
-  const { worker: bundle } = await buildApps([appFile], join(dir, "build"));
+  const { worker: bundle } = await buildApps(Array.isArray(appFile) ? appFile : [appFile], join(dir, "build"));
   const output: string[] = [];
   const start = (port = 0) =>
     startWorkerd({
       port,
       scriptPath: bundle.path,
       persistDir: options.persist === false ? false : join(dir, "state"),
-      bindings: options.bindings ?? {},
+      bindings: { TANDEM_ADMIN_TOKEN: ADMIN_TOKEN, ...options.bindings },
       onOutput: (line) => output.push(line),
     });
   let running: Awaited<ReturnType<typeof start>> | undefined = await start();

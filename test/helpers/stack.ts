@@ -8,7 +8,7 @@ import { join } from "node:path";
 import { Plane, type PlaneOptions } from "../../gpu-plane/plane.js";
 import { buildApps, uploadPlaneBundles } from "../../sdk/cli/local-stack.js";
 import { startWorkerd, type RunningWorkerd } from "../../sdk/cli/workerd.js";
-import { eventually } from "./gateway.js";
+import { ADMIN_TOKEN, authed, eventually } from "./gateway.js";
 
 export const SECRET = "test-plane-secret-0123456789abcdef";
 
@@ -40,7 +40,7 @@ export async function startTestStack(
       port,
       scriptPath: built.worker.path,
       persistDir: join(dir, "state"),
-      bindings: { ...options.bindings, TANDEM_PLANE_SECRET: SECRET },
+      bindings: { TANDEM_ADMIN_TOKEN: ADMIN_TOKEN, ...options.bindings, TANDEM_PLANE_SECRET: SECRET },
       onOutput: (line) => gatewayOutput.push(line),
     });
   const workerd = await startGateway();
@@ -69,7 +69,7 @@ export async function startTestStack(
       });
       planes.push(plane);
       await eventually(async () => {
-        const res = (await (await fetch(`${url}/v1/planes`)).json()) as { planes: { planeId: string; healthy: boolean }[] };
+        const res = (await (await fetch(`${url}/v1/planes`, authed())).json()) as { planes: { planeId: string; healthy: boolean }[] };
         return res.planes.some((p) => p.planeId === plane.planeId && p.healthy);
       });
       return plane;

@@ -1,0 +1,239 @@
+/**
+ * Who may call what. Every `/v1` route (but `/v1/health` and the planes'
+ * signed routes) needs an API token: `Authorization: Bearer <id>.<secret>`.
+ * A token has a scope (`call` < `deploy` < `admin`) and may be restricted to
+ * apps; `guard(scope)` checks both for a route, naming what a token lacks.
+ * The gateway's bootstrap token is the `TANDEM_ADMIN_TOKEN` secret (admin, every
+ * app); the rest live hashed in the `TokenStore` Durable Object. A checked
+ * token is trusted for `TOKEN_DEFAULTS.cacheMs` in each isolate.
+ *
+ * Web endpoints and agents that ask for a token (`auth: "token"`) take the
+ * same header, or, for browsers, a short-lived connect token in `?token=`,
+ * minted by `POST /v1/apps/:app/connect-token` and signed with a key the
+ * `TokenStore` keeps.
+ */
+import type { Context, MiddlewareHandler } from "hono";
+import { TOKEN_DEFAULTS } from "../sdk/defaults.js";
+import { ForbiddenError, UnauthorizedError } from "../sdk/errors.js";
+import { CONNECT_TOKEN_PATTERN, HEADERS, TOKEN_PATTERN, scopeAllows, type TokenInfo, type TokenScope } from "../sdk/protocol.js";
+import type { Env, RouteEnv } from "./env.js";
+
+/** Who a request is: the token it carried. */
+export type Principal = Pick<TokenInfo, "id" | "name" | "scope" | "apps">;
+
+const encoder = new TextEncoder();
+
+/** The token store's stub (one object for the whole gateway). */
+export function tokenStore(env: Env) {
+  return env.TOKENS.get(env.TOKENS.idFromName("tokens"));
+}
+
+/** Tokens checked lately in this isolate, by the SHA-256 of the whole token: who they are (null: refused), until when. */
+const checked = new Map<string, { principal: Principal | null; until: number }>();
+
+/** Forgets what this isolate knows of a token (after a revoke here; other isolates forget within `cacheMs`). */
+export function forgetToken(id: string): void {
+  for (const [key, entry] of checked) if (entry.principal?.id === id) checked.delete(key);
+}
+
+/**
+ * The principal of a request's `Authorization: Bearer` token. Throws 401 with
+ * what to do when there is none, or when the gateway does not know it.
+ */
+export async function authenticate(env: Env, header: string | undefined): Promise<Principal> {
+  if (!header) {
+    throw new UnauthorizedError(
+      "this gateway needs an API token: send `Authorization: Bearer <token>`. The SDK and CLI send TANDEM_TOKEN, the token saved for this gateway by `tandem token create --save`, or (for a gateway on this machine) the one `tandem serve` keeps in .tandem/token",
+    );
+  }
+  const match = /^Bearer\s+(\S+)\s*$/i.exec(header);
+  const token = match?.[1] ?? "";
+  const parts = TOKEN_PATTERN.exec(token);
+  if (!parts) throw new UnauthorizedError("the Authorization header does not hold a Tandem token (`Bearer tk-<16 characters>.ts-<32 characters>`)");
+  const key = await sha256Hex(token);
+  const now = Date.now();
+  const known = checked.get(key);
+  if (known && known.until > now) {
+    if (known.principal) return known.principal;
+    throw unknownToken(parts[1]!);
+  }
+  const principal = await lookUp(env, token, parts[1]!, parts[2]!);
+  if (checked.size > 10_000) checked.clear(); // bounded: a flood of made-up tokens cannot grow it without end
+  checked.set(key, { principal, until: now + TOKEN_DEFAULTS.cacheMs });
+  if (!principal) throw unknownToken(parts[1]!);
+  return principal;
+}
+
+async function lookUp(env: Env, token: string, id: string, secret: string): Promise<Principal | null> {
+  if (env.TANDEM_ADMIN_TOKEN && (await sha256Hex(token)) === (await sha256Hex(env.TANDEM_ADMIN_TOKEN.trim()))) {
+    return { id, name: "bootstrap (TANDEM_ADMIN_TOKEN)", scope: "admin", apps: null };
+  }
+  const info = await tokenStore(env).verify(id, await sha256Hex(secret));
+  return info ? { id: info.id, name: info.name, scope: info.scope, apps: info.apps } : null;
+}
+
+function unknownToken(id: string): UnauthorizedError {
+  return new UnauthorizedError(`token ${id} is not known to this gateway, or was revoked (tandem token list shows the tokens)`, { token: id });
+}
+
+/** Throws 403 unless `principal` has at least scope `needs`. */
+export function requireScope(principal: Principal, needs: TokenScope, what: string): void {
+  if (!scopeAllows(principal.scope, needs)) {
+    throw new ForbiddenError(`token ${describe(principal)} has scope "${principal.scope}"; ${what} needs "${needs}"`, {
+      token: principal.id,
+      scope: principal.scope,
+      needs,
+    });
+  }
+}
+
+/** True when `principal` may reach `app`. */
+export function mayReach(principal: Principal, app: string): boolean {
+  return principal.apps === null || principal.apps.includes(app);
+}
+
+/** Throws 403 unless `principal` may reach `app`. */
+export function requireApp(principal: Principal, app: string): void {
+  if (!mayReach(principal, app)) {
+    throw new ForbiddenError(
+      `token ${describe(principal)} may reach only app${principal.apps!.length === 1 ? "" : "s"} ${principal.apps!.join(", ")}, not "${app}"`,
+      {
+        token: principal.id,
+        app,
+      },
+    );
+  }
+}
+
+/**
+ * Route middleware: authenticates the request, requires `scope`, and, when the
+ * route names an app (`:app`), that the token may reach it. The principal is on
+ * `c.var.principal` for routes that check more (a call's app).
+ * @example
+ * api.post(ROUTES.appStop, guard("deploy"), async (c) => …)
+ */
+export function guard(scope: TokenScope): MiddlewareHandler<RouteEnv> {
+  return async (c, next) => {
+    const principal = await authenticate(c.env, c.req.header(HEADERS.authorization));
+    requireScope(principal, scope, `${c.req.method} ${new URL(c.req.url).pathname}`);
+    const app = c.req.param("app");
+    if (app !== undefined) requireApp(principal, app);
+    c.set("principal", principal);
+    await next();
+  };
+}
+
+/** The principal a guarded route runs for. */
+export function principalOf(c: Context<RouteEnv>): Principal {
+  const principal = c.get("principal");
+  if (!principal) throw new Error("principalOf: the route has no guard");
+  return principal;
+}
+
+function describe(principal: Principal): string {
+  return `${principal.id} ("${principal.name}")`;
+}
+
+// ---------------------------------------------------------------------------
+// Connect tokens
+
+let connectKey: Promise<CryptoKey> | undefined;
+
+function signingKey(env: Env): Promise<CryptoKey> {
+  connectKey ??= tokenStore(env)
+    .connectKey()
+    .then((hex) => crypto.subtle.importKey("raw", encoder.encode(hex), { name: "HMAC", hash: "SHA-256" }, false, ["sign", "verify"]))
+    .catch((err: unknown) => {
+      connectKey = undefined;
+      throw err;
+    });
+  return connectKey;
+}
+
+interface ConnectClaims {
+  /** The app, and the label when the token is for one endpoint or agent. */
+  a: string;
+  l?: string;
+  /** Expiry, ms since the epoch. */
+  e: number;
+  /** The API token that minted it. */
+  t: string;
+}
+
+/** A connect token for `app` (and `label`), valid for `ttlSeconds`, minted for `principal`. */
+export async function mintConnectToken(
+  env: Env,
+  principal: Principal,
+  app: string,
+  label: string | undefined,
+  ttlSeconds: number,
+): Promise<{ token: string; expiresAt: number }> {
+  const expiresAt = Date.now() + ttlSeconds * 1000;
+  const claims: ConnectClaims = { a: app, ...(label ? { l: label } : {}), e: expiresAt, t: principal.id };
+  const payload = base64url(encoder.encode(JSON.stringify(claims)));
+  const mac = await crypto.subtle.sign("HMAC", await signingKey(env), encoder.encode(payload));
+  return { token: `ct-${payload}.${base64url(new Uint8Array(mac))}`, expiresAt };
+}
+
+/**
+ * Checks a web endpoint's or agent's request that asks for a token: an API
+ * token in `Authorization` (scope `call`, reaching `app`), or a connect token
+ * for `app` (and this `label`) in `?token=`. Throws 401/403 saying which.
+ */
+export async function authorizeWeb(env: Env, request: Request, app: string, label: string): Promise<void> {
+  const header = request.headers.get(HEADERS.authorization) ?? undefined;
+  const given = new URL(request.url).searchParams.get("token");
+  if (header || !given) {
+    if (!header) {
+      throw new UnauthorizedError(
+        `"${label}" of app "${app}" needs a token: send \`Authorization: Bearer <token>\`, or (from a browser) a connect token in ?token= from POST /v1/apps/${app}/connect-token`,
+      );
+    }
+    const principal = await authenticate(env, header);
+    requireScope(principal, "call", `"${label}" of app "${app}"`);
+    requireApp(principal, app);
+    return;
+  }
+  const claims = await readConnectToken(env, given);
+  if (!claims) throw new UnauthorizedError(`?token= is not a connect token this gateway signed`);
+  if (claims.e <= Date.now())
+    throw new UnauthorizedError(`the connect token expired at ${new Date(claims.e).toISOString()}; mint another (POST /v1/apps/${app}/connect-token)`);
+  if (claims.a !== app || (claims.l !== undefined && claims.l !== label)) {
+    throw new ForbiddenError(`the connect token is for ${claims.l ? `"${claims.l}" of ` : ""}app "${claims.a}", not "${label}" of app "${app}"`);
+  }
+}
+
+async function readConnectToken(env: Env, token: string): Promise<ConnectClaims | undefined> {
+  if (!CONNECT_TOKEN_PATTERN.test(token)) return undefined;
+  const [payload, mac] = token.slice(3).split(".") as [string, string];
+  let valid: boolean;
+  try {
+    valid = await crypto.subtle.verify("HMAC", await signingKey(env), fromBase64url(mac), encoder.encode(payload));
+  } catch {
+    return undefined;
+  }
+  if (!valid) return undefined;
+  try {
+    return JSON.parse(new TextDecoder().decode(fromBase64url(payload))) as ConnectClaims;
+  } catch {
+    return undefined;
+  }
+}
+
+async function sha256Hex(text: string): Promise<string> {
+  const digest = await crypto.subtle.digest("SHA-256", encoder.encode(text));
+  return [...new Uint8Array(digest)].map((b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+function base64url(bytes: Uint8Array): string {
+  let binary = "";
+  for (const byte of bytes) binary += String.fromCharCode(byte);
+  return btoa(binary).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
+}
+
+function fromBase64url(text: string): Uint8Array<ArrayBuffer> {
+  const binary = atob(text.replace(/-/g, "+").replace(/_/g, "/") + "=".repeat((4 - (text.length % 4)) % 4));
+  const bytes = new Uint8Array(binary.length);
+  for (let i = 0; i < binary.length; i++) bytes[i] = binary.charCodeAt(i);
+  return bytes;
+}

@@ -1,0 +1,56 @@
+/**
+ * `/v1/tokens`: list, create and revoke API tokens (admin scope). A new
+ * token's secret is made here, answered once, and only its hash is stored
+ * (gateway/token-store.ts).
+ */
+import { Hono } from "hono";
+import { InvalidRequestError, NotFoundError } from "../sdk/errors.js";
+import { ROUTES, TOKEN_ID_PATTERN, TokenCreateRequestSchema, newToken, type TokenCreateAnswer } from "../sdk/protocol.js";
+import { forgetToken, guard, principalOf, tokenStore } from "./auth.js";
+import { readJsonBody } from "./body.js";
+import type { RouteEnv } from "./env.js";
+import { registry } from "./registry.js";
+
+async function sha256Hex(text: string): Promise<string> {
+  const digest = await crypto.subtle.digest("SHA-256", new TextEncoder().encode(text));
+  return [...new Uint8Array(digest)].map((b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+export function tokenRoutes(): Hono<RouteEnv> {
+  const routes = new Hono<RouteEnv>();
+
+  routes.get(ROUTES.tokens, guard("admin"), async (c) => c.json({ tokens: await tokenStore(c.env).list() }));
+
+  routes.post(ROUTES.tokens, guard("admin"), async (c) => {
+    const request = await readJsonBody(c.req.raw, TokenCreateRequestSchema, c.var.config.maxBodyBytes);
+    if (request.scope === "admin" && request.apps) {
+      throw new InvalidRequestError('an admin token reaches every app: leave out "apps", or give the token scope "call" or "deploy"');
+    }
+    // An app the gateway does not serve is most likely a typo: say so now, not when the token is refused later.
+    const unknown = (request.apps ?? []).filter((app) => !registry().apps.some((a) => a.name === app));
+    if (unknown.length) {
+      throw new InvalidRequestError(
+        `no app named ${unknown.map((a) => `"${a}"`).join(", ")} is deployed here (apps: ${
+          registry()
+            .apps.map((a) => a.name)
+            .join(", ") || "none"
+        })`,
+      );
+    }
+    const { id, secret, token } = newToken();
+    const info = await tokenStore(c.env).create(id, await sha256Hex(secret), request, principalOf(c).id);
+    console.log(`token ${id} ("${info.name}") created by ${principalOf(c).id}: scope ${info.scope}, apps ${info.apps?.join(", ") ?? "all"}`);
+    return c.json({ ...info, token } satisfies TokenCreateAnswer, 201);
+  });
+
+  routes.delete(ROUTES.token, guard("admin"), async (c) => {
+    const id = c.req.param("id") ?? "";
+    if (!TOKEN_ID_PATTERN.test(id)) throw new NotFoundError(`"${id}" is not a token id (they look like tk- and 16 characters)`);
+    const revoked = await tokenStore(c.env).revoke(id);
+    forgetToken(id);
+    console.log(`token ${id} ("${revoked.name}") revoked by ${principalOf(c).id}`);
+    return c.json(revoked);
+  });
+
+  return routes;
+}

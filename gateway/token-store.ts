@@ -1,0 +1,121 @@
+/**
+ * The API tokens of a gateway: one SQLite-backed Durable Object holding each
+ * token's id, name, scope, apps and the SHA-256 of its secret, never the
+ * secret itself, which is shown once when the token is made. It also keeps the
+ * key that signs connect tokens (gateway/auth.ts), made on first use.
+ */
+import { DurableObject } from "cloudflare:workers";
+import { TOKEN_DEFAULTS } from "../sdk/defaults.js";
+import { InvalidRequestError, NotFoundError } from "../sdk/errors.js";
+import type { TokenCreateRequest, TokenInfo, TokenScope } from "../sdk/protocol.js";
+import type { Env } from "./env.js";
+
+type Row = {
+  id: string;
+  name: string;
+  scope: string;
+  apps: string | null;
+  secret_sha256: string;
+  created_at: number;
+  created_by: string;
+  last_used_at: number | null;
+  revoked_at: number | null;
+};
+
+/** How often a token's `lastUsedAt` is written: to the minute, so a busy token does not write on every request. */
+const LAST_USED_RESOLUTION_MS = 60_000;
+
+export class TokenStore extends DurableObject<Env> {
+  readonly #sql: SqlStorage;
+
+  constructor(ctx: DurableObjectState, env: Env) {
+    super(ctx, env);
+    this.#sql = ctx.storage.sql;
+    this.#sql.exec(`
+      CREATE TABLE IF NOT EXISTS tokens (
+        id TEXT PRIMARY KEY, name TEXT NOT NULL, scope TEXT NOT NULL, apps TEXT, secret_sha256 TEXT NOT NULL,
+        created_at INTEGER NOT NULL, created_by TEXT NOT NULL, last_used_at INTEGER, revoked_at INTEGER);
+      CREATE TABLE IF NOT EXISTS keys (name TEXT PRIMARY KEY, value TEXT NOT NULL);`);
+  }
+
+  /** Stores a new token, its secret hashed (the caller made the secret and shows it once). */
+  async create(id: string, secretSha256: string, request: TokenCreateRequest, createdBy: string): Promise<TokenInfo> {
+    const count = this.#sql.exec<{ n: number }>("SELECT COUNT(*) AS n FROM tokens").one().n;
+    if (count >= TOKEN_DEFAULTS.maxTokens) throw new InvalidRequestError(`this gateway holds ${count} tokens, the most it keeps; revoke some first`);
+    const scope: TokenScope = request.scope ?? "call";
+    const apps = request.apps ? [...new Set(request.apps)].sort() : null;
+    const name = request.name ?? `token ${id.slice(3, 9)}`;
+    this.#sql.exec(
+      "INSERT INTO tokens (id, name, scope, apps, secret_sha256, created_at, created_by) VALUES (?, ?, ?, ?, ?, ?, ?)",
+      id,
+      name,
+      scope,
+      apps ? JSON.stringify(apps) : null,
+      secretSha256,
+      Date.now(),
+      createdBy,
+    );
+    return this.#info(this.#row(id)!);
+  }
+
+  /** The token whose secret hashes to `secretSha256`, unless revoked; notes the use. */
+  async verify(id: string, secretSha256: string): Promise<TokenInfo | null> {
+    const row = this.#row(id);
+    if (!row || row.revoked_at !== null || !sameHex(row.secret_sha256, secretSha256)) return null;
+    const now = Date.now();
+    if (row.last_used_at === null || now - row.last_used_at >= LAST_USED_RESOLUTION_MS) {
+      this.#sql.exec("UPDATE tokens SET last_used_at = ? WHERE id = ?", now, id);
+      row.last_used_at = now;
+    }
+    return this.#info(row);
+  }
+
+  /** Every token not revoked, newest first. */
+  async list(): Promise<TokenInfo[]> {
+    return this.#sql
+      .exec<Row>("SELECT * FROM tokens WHERE revoked_at IS NULL ORDER BY created_at DESC")
+      .toArray()
+      .map((row) => this.#info(row));
+  }
+
+  /** Revokes a token; it stops working within `TOKEN_DEFAULTS.cacheMs` in every isolate. */
+  async revoke(id: string): Promise<TokenInfo> {
+    const row = this.#row(id);
+    if (!row || row.revoked_at !== null) throw new NotFoundError(`no token ${id} (tandem token list shows the tokens)`, { token: id });
+    this.#sql.exec("UPDATE tokens SET revoked_at = ? WHERE id = ?", Date.now(), id);
+    return this.#info(row);
+  }
+
+  /** The key connect tokens are signed with, made once (random, 32 bytes, hex). */
+  async connectKey(): Promise<string> {
+    const found = this.#sql.exec<{ value: string }>("SELECT value FROM keys WHERE name = 'connect'").toArray()[0];
+    if (found) return found.value;
+    const key = [...crypto.getRandomValues(new Uint8Array(32))].map((b) => b.toString(16).padStart(2, "0")).join("");
+    this.#sql.exec("INSERT INTO keys (name, value) VALUES ('connect', ?)", key);
+    return key;
+  }
+
+  #row(id: string): Row | undefined {
+    return this.#sql.exec<Row>("SELECT * FROM tokens WHERE id = ?", id).toArray()[0];
+  }
+
+  #info(row: Row): TokenInfo {
+    return {
+      id: row.id,
+      name: row.name,
+      scope: row.scope as TokenScope,
+      apps: row.apps === null ? null : (JSON.parse(row.apps) as string[]),
+      createdAt: row.created_at,
+      createdBy: row.created_by,
+      lastUsedAt: row.last_used_at,
+    };
+  }
+}
+
+/** Compares two hex strings in time that does not depend on where they differ. */
+function sameHex(a: string, b: string): boolean {
+  if (a.length !== b.length) return false;
+  let diff = 0;
+  for (let i = 0; i < a.length; i++) diff |= a.charCodeAt(i) ^ b.charCodeAt(i);
+  return diff === 0;
+}

@@ -1,0 +1,110 @@
+/**
+ * `tandem token create|list|revoke|bootstrap`: API tokens of a gateway
+ * (docs/security.md). A new token is printed once; `--save` keeps it in the
+ * profile file for that gateway, where the SDK and CLI find it.
+ */
+import { spawn } from "node:child_process";
+import { join } from "node:path";
+import { Command, InvalidArgumentError, Option } from "commander";
+import type { HttpInvoker } from "../client.js";
+import { saveToken } from "../credentials.js";
+import { NAME_PATTERN, TOKEN_ID_PATTERN, TOKEN_SCOPES, newToken, paths, type TokenCreateAnswer, type TokenInfo, type TokenScope } from "../protocol.js";
+import { PACKAGE_ROOT } from "./paths.js";
+import { style } from "./style.js";
+
+type GatewayOpts = { gateway?: string; token?: string };
+
+/** Adds `tandem token …` to `program`; `clientOf` makes a client for a command's `--gateway` and `--token`. */
+export function addTokenCommands(program: Command, clientOf: (opts: GatewayOpts) => HttpInvoker, tokenHelp: string): void {
+  const token = program.command("token").description("API tokens: who may call what on a gateway (docs/security.md)");
+  const withGateway = (cmd: Command) =>
+    cmd.option("-g, --gateway <url>", "gateway URL (default: TANDEM_GATEWAY, then http://127.0.0.1:8787)").option("--token <token>", tokenHelp);
+
+  withGateway(
+    token
+      .command("create")
+      .description("make a token (needs an admin token); it is printed once, and with --save kept for this gateway in ~/.tandem.toml")
+      .option("--name <name>", "a name to know it by in `tandem token list`")
+      .option("--app <app...>", "only these apps (default: every app)", collectApps)
+      .addOption(
+        new Option("--scope <scope>", "what it may do: call functions, deploy and stop apps, or admin (tokens, planes)").choices(TOKEN_SCOPES).default("call"),
+      )
+      .option("--save", "keep it in the profile file (~/.tandem.toml, or TANDEM_PROFILE) for this gateway"),
+  ).action(async (opts: GatewayOpts & { name?: string; app?: string[]; scope: TokenScope; save?: boolean }) => {
+    const client = clientOf(opts);
+    const body = { ...(opts.name ? { name: opts.name } : {}), ...(opts.app ? { apps: opts.app } : {}), scope: opts.scope };
+    const created = (await client.request("POST", paths.tokens(), body)) as TokenCreateAnswer;
+    console.log(
+      `${style.ok("✓")} created token ${created.id} "${created.name}": scope ${created.scope}, ${created.apps ? `apps ${created.apps.join(", ")}` : "every app"}`,
+    );
+    console.log(`  ${style.bold(created.token)}`);
+    console.log(style.dim("  shown once: the gateway keeps only its hash"));
+    if (opts.save) {
+      const file = saveToken(client.baseUrl, created.token, created.name);
+      console.log(`  saved for ${client.baseUrl} in ${file}: the SDK and CLI send it there`);
+    } else {
+      console.log(style.dim(`  use it: export TANDEM_TOKEN=${created.token}   (or create it with --save)`));
+    }
+  });
+
+  withGateway(token.command("list").description("the gateway's tokens (never their secrets); needs an admin token").option("--json", "print JSON")).action(
+    async (opts: GatewayOpts & { json?: boolean }) => {
+      const { tokens } = (await clientOf(opts).request("GET", paths.tokens())) as { tokens: TokenInfo[] };
+      if (opts.json) return console.log(JSON.stringify(tokens, null, 2));
+      if (tokens.length === 0) return console.log("no tokens yet (the gateway's bootstrap admin token is not listed); tandem token create makes one");
+      console.log(`${"id".padEnd(20)} ${"name".padEnd(20)} ${"scope".padEnd(7)} ${"apps".padEnd(24)} ${"created".padEnd(20)} last used`);
+      for (const t of tokens) {
+        const when = (ms: number | null) => (ms === null ? "never" : new Date(ms).toISOString().slice(0, 16).replace("T", " "));
+        console.log(
+          `${t.id.padEnd(20)} ${t.name.slice(0, 20).padEnd(20)} ${t.scope.padEnd(7)} ${(t.apps?.join(",") ?? "all").slice(0, 24).padEnd(24)} ${when(t.createdAt).padEnd(20)} ${when(t.lastUsedAt)}`,
+        );
+      }
+    },
+  );
+
+  withGateway(
+    token.command("revoke").description("revoke a token: it stops working within 10 seconds; needs an admin token").argument("<id>", "the token's id (tk-…)"),
+  ).action(async (id: string, opts: GatewayOpts) => {
+    if (!TOKEN_ID_PATTERN.test(id)) throw new InvalidArgumentError(`"${id}" is not a token id (tk- and 16 characters; tandem token list shows them)`);
+    const revoked = (await clientOf(opts).request("DELETE", paths.token(id))) as TokenInfo;
+    console.log(`revoked token ${revoked.id} "${revoked.name}"`);
+  });
+
+  token
+    .command("bootstrap")
+    .description("make the first admin token of a deployed gateway: it is set as the Worker's TANDEM_ADMIN_TOKEN secret")
+    .option("--name <worker>", "the Worker's name (default tandem-gateway)", "tandem-gateway")
+    .option("--put", "run `wrangler secret put TANDEM_ADMIN_TOKEN` now, with your Cloudflare credentials")
+    .action(async (opts: { name: string; put?: boolean }) => {
+      const { token: admin } = newToken();
+      console.log(`a new admin token for the Worker ${opts.name} (shown once):`);
+      console.log(`  ${style.bold(admin)}`);
+      if (!opts.put) {
+        console.log(`give it to the Worker: echo '${admin}' | npx wrangler secret put TANDEM_ADMIN_TOKEN --name ${opts.name}`);
+        console.log("then: TANDEM_TOKEN=<it> tandem token create --gateway https://… --scope call --app <app> --save");
+        return;
+      }
+      const code = await wranglerSecretPut(opts.name, admin);
+      if (code !== 0) throw new Error(`wrangler secret put exited with ${code}; the Worker has no new admin token`);
+      console.log(`${style.ok("✓")} set as TANDEM_ADMIN_TOKEN of ${opts.name}; TANDEM_TOKEN=<it> tandem token create --gateway https://… makes the others`);
+    });
+}
+
+function collectApps(value: string, previous: string[] | undefined): string[] {
+  for (const app of value.split(",")) {
+    if (!NAME_PATTERN.test(app)) throw new InvalidArgumentError(`"${app}" is not an app name`);
+  }
+  return [...(previous ?? []), ...value.split(",")];
+}
+
+function wranglerSecretPut(worker: string, value: string): Promise<number> {
+  const bin = join(PACKAGE_ROOT, "node_modules", "wrangler", "bin", "wrangler.js");
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, [bin, "secret", "put", "TANDEM_ADMIN_TOKEN", "--name", worker], {
+      stdio: ["pipe", "inherit", "inherit"],
+      env: { WRANGLER_SEND_METRICS: "false", ...process.env },
+    });
+    child.stdin.end(value + "\n");
+    child.on("exit", (code) => resolve(code ?? 1));
+  });
+}

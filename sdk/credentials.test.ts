@@ -1,0 +1,59 @@
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { saveToken, tokenFor } from "./credentials.js";
+
+const A = "tk-aaaaaaaaaaaaaaaa.ts-aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+const B = "tk-bbbbbbbbbbbbbbbb.ts-bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";
+const LOCAL = "tk-cccccccccccccccc.ts-cccccccccccccccccccccccccccccccc";
+
+describe("which token a client sends", () => {
+  let dir: string;
+  let saved: { token?: string; profile?: string; cwd: string };
+  beforeEach(() => {
+    dir = mkdtempSync(join(tmpdir(), "tandem-credentials-"));
+    saved = { token: process.env.TANDEM_TOKEN, profile: process.env.TANDEM_PROFILE, cwd: process.cwd() };
+    delete process.env.TANDEM_TOKEN;
+    process.env.TANDEM_PROFILE = join(dir, "profile.toml");
+    mkdirSync(join(dir, ".tandem"));
+    writeFileSync(join(dir, ".tandem", "token"), LOCAL + "\n");
+    process.chdir(dir);
+  });
+  afterEach(() => {
+    process.chdir(saved.cwd);
+    if (saved.token === undefined) delete process.env.TANDEM_TOKEN;
+    else process.env.TANDEM_TOKEN = saved.token;
+    if (saved.profile === undefined) delete process.env.TANDEM_PROFILE;
+    else process.env.TANDEM_PROFILE = saved.profile;
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it("sends the local admin token to a gateway on this machine only", () => {
+    expect(tokenFor("http://127.0.0.1:8787")).toBe(LOCAL);
+    expect(tokenFor("http://localhost:9000")).toBe(LOCAL);
+    expect(tokenFor("https://tandem.example.com")).toBeUndefined();
+  });
+
+  it("prefers the profile's token for that gateway, then TANDEM_TOKEN, then the option", () => {
+    const file = saveToken("https://tandem.example.com/", A, "laptop");
+    expect(file).toBe(join(dir, "profile.toml"));
+    expect(statSync(file).mode & 0o777).toBe(0o600);
+    expect(readFileSync(file, "utf8")).toContain('[gateways."https://tandem.example.com"]');
+    expect(tokenFor("https://tandem.example.com")).toBe(A);
+    saveToken("http://127.0.0.1:8787", B, "local");
+    expect(tokenFor("http://127.0.0.1:8787")).toBe(B); // the profile's, over .tandem/token
+    expect(tokenFor("https://tandem.example.com")).toBe(A); // saving another gateway's kept this one
+    process.env.TANDEM_TOKEN = B;
+    expect(tokenFor("https://tandem.example.com")).toBe(B);
+    expect(tokenFor("https://tandem.example.com", A)).toBe(A);
+  });
+
+  it("names where a token that is not a token came from", () => {
+    process.env.TANDEM_TOKEN = "hunter2";
+    expect(() => tokenFor("http://127.0.0.1:8787")).toThrow("TANDEM_TOKEN does not hold a Tandem token");
+    delete process.env.TANDEM_TOKEN;
+    writeFileSync(join(dir, "profile.toml"), "gateways = [");
+    expect(() => tokenFor("http://127.0.0.1:8787")).toThrow("is not valid TOML");
+  });
+});

@@ -1,0 +1,119 @@
+/**
+ * Which API token a client sends to a gateway, found the way every SDK, the
+ * CLI and `connect()` find it: the option given in code, then `TANDEM_TOKEN`,
+ * then the profile file that `tandem token create --save` writes (by default
+ * `~/.tandem.toml`, tokens by gateway), then, for a gateway on this machine
+ * only, the local admin token `tandem serve` keeps in `.tandem/token`. Files are
+ * read in Node only (through `process.getBuiltinModule`, so this module stays
+ * Web-standard and bundles for workerd and browsers, where only the option and
+ * the environment count).
+ */
+import { parse, stringify } from "smol-toml";
+import { InvalidOptionsError } from "./errors.js";
+import { TOKEN_PATTERN } from "./protocol.js";
+
+/** Where `tandem serve` keeps the local gateway's admin token, relative to the folder it runs in. */
+export const LOCAL_TOKEN_FILE = ".tandem/token";
+
+/** The profile file's default name, in the home folder; `TANDEM_PROFILE` names another. */
+export const PROFILE_FILE = ".tandem.toml";
+
+interface NodeBits {
+  env: Record<string, string | undefined>;
+  cwd(): string;
+  fs: {
+    readFileSync(path: string, encoding: "utf8"): string;
+    writeFileSync(path: string, text: string, options?: { mode?: number }): void;
+    existsSync(path: string): boolean;
+  };
+  home: string;
+}
+
+/** What Node offers this process, or undefined in workerd and browsers. */
+function node(): NodeBits | undefined {
+  const proc = (
+    globalThis as {
+      process?: { env?: Record<string, string | undefined>; cwd?: () => string; getBuiltinModule?: (name: string) => unknown; versions?: { node?: string } };
+    }
+  ).process;
+  if (!proc?.versions?.node || !proc.getBuiltinModule || !proc.cwd) return undefined;
+  const fs = proc.getBuiltinModule("node:fs") as NodeBits["fs"];
+  const os = proc.getBuiltinModule("node:os") as { homedir(): string };
+  return { env: proc.env ?? {}, cwd: proc.cwd, fs, home: os.homedir() };
+}
+
+/** The profile file this process uses: `TANDEM_PROFILE`, else `~/.tandem.toml`; undefined outside Node. */
+export function profilePath(): string | undefined {
+  const n = node();
+  if (!n) return undefined;
+  return n.env.TANDEM_PROFILE || `${n.home}/${PROFILE_FILE}`;
+}
+
+/**
+ * The token to send to `gatewayUrl`, or undefined when none is found.
+ * @example
+ * const token = tokenFor("http://127.0.0.1:8787"); // TANDEM_TOKEN, the profile's, or .tandem/token
+ */
+export function tokenFor(gatewayUrl: string, explicit?: string): string | undefined {
+  if (explicit !== undefined) return checkToken(explicit, "the token option");
+  const env = (globalThis as { process?: { env?: Record<string, string | undefined> } }).process?.env;
+  if (env?.TANDEM_TOKEN) return checkToken(env.TANDEM_TOKEN, "TANDEM_TOKEN");
+  const n = node();
+  if (!n) return undefined;
+  const saved = readProfile(n)[normalise(gatewayUrl)]?.token;
+  if (saved) return checkToken(saved, `${profilePath()} (gateway ${normalise(gatewayUrl)})`);
+  // The local admin token goes only to a gateway on this machine: never to one elsewhere.
+  if (isLoopback(gatewayUrl)) {
+    const file = `${n.cwd()}/${LOCAL_TOKEN_FILE}`;
+    if (n.fs.existsSync(file)) return checkToken(n.fs.readFileSync(file, "utf8").trim(), file);
+  }
+  return undefined;
+}
+
+/** Saves `token` for `gatewayUrl` in the profile file (created with mode 600), replacing one saved before; returns the file. */
+export function saveToken(gatewayUrl: string, token: string, name: string): string {
+  const n = node();
+  const path = profilePath();
+  if (!n || !path) throw new InvalidOptionsError("a token can be saved to the profile file only from Node");
+  const profile = readProfile(n);
+  profile[normalise(gatewayUrl)] = { token, name };
+  const text = `# Tandem API tokens by gateway, written by \`tandem token create --save\`. Keep this file private.\n${stringify({ gateways: profile })}\n`;
+  n.fs.writeFileSync(path, text, { mode: 0o600 });
+  return path;
+}
+
+function readProfile(n: NodeBits): Record<string, { token?: string; name?: string }> {
+  const path = n.env.TANDEM_PROFILE || `${n.home}/${PROFILE_FILE}`;
+  if (!n.fs.existsSync(path)) return {};
+  let parsed: { gateways?: Record<string, { token?: string; name?: string }> };
+  try {
+    parsed = parse(n.fs.readFileSync(path, "utf8")) as typeof parsed;
+  } catch (err) {
+    throw new InvalidOptionsError(`the profile file ${path} is not valid TOML: ${(err as Error).message.split("\n")[0]}`);
+  }
+  return parsed.gateways ?? {};
+}
+
+function checkToken(token: string, from: string): string {
+  const trimmed = token.trim();
+  if (!TOKEN_PATTERN.test(trimmed)) {
+    throw new InvalidOptionsError(
+      `${from} does not hold a Tandem token (they look like tk-<16 characters>.ts-<32 characters>); create one with \`tandem token create\``,
+    );
+  }
+  return trimmed;
+}
+
+/** A gateway URL as profiles key it: origin and path, no trailing slash. */
+function normalise(url: string): string {
+  return url.replace(/\/+$/, "");
+}
+
+function isLoopback(url: string): boolean {
+  try {
+    const host = new URL(url).hostname;
+    return host === "localhost" || host === "[::1]" || /^127\.\d+\.\d+\.\d+$/.test(host);
+  } catch {
+    return false;
+  }
+}

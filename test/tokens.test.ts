@@ -1,0 +1,260 @@
+/**
+ * API tokens in real workerd: who may call what, over HTTP, through the SDK,
+ * the CLI and `connect()`; web endpoints and agents that ask for a token, with
+ * API tokens and browsers' connect tokens.
+ */
+import { mkdtemp, readFile, rm, stat } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import WebSocket from "ws";
+import { ForbiddenError, FunctionCall, UnauthorizedError, connect, lookup, type AgentMessageEvent, type TokenInfo } from "../sdk/index.js";
+import type { TokenCreateAnswer } from "../sdk/protocol.js";
+import { runCli } from "./helpers/cli.js";
+import { ADMIN_TOKEN, authed, startTestGateway, type TestGateway } from "./helpers/gateway.js";
+
+let gw: TestGateway;
+const fixture = (name: string) => new URL(`./fixtures/${name}`, import.meta.url).pathname;
+
+beforeAll(async () => {
+  gw = await startTestGateway([fixture("auth-app.ts"), fixture("edge-app.ts")]);
+});
+afterAll(async () => {
+  await gw?.dispose();
+});
+
+const bearer = (token: string) => ({ authorization: `Bearer ${token}` });
+const api = (path: string, token: string | undefined, init: RequestInit = {}) =>
+  fetch(gw.url + path, {
+    ...init,
+    headers: { "content-type": "application/json", ...(token ? bearer(token) : {}), ...(init.headers as Record<string, string>) },
+  });
+const errorOf = async (res: Response) => ((await res.json()) as { error: { code: string; message: string } }).error;
+
+async function createToken(body: Record<string, unknown>): Promise<TokenCreateAnswer> {
+  const res = await api("/v1/tokens", ADMIN_TOKEN, { method: "POST", body: JSON.stringify(body) });
+  expect(res.status).toBe(201);
+  return (await res.json()) as TokenCreateAnswer;
+}
+
+describe("tokens over HTTP", () => {
+  it("refuses every /v1 route without a token, saying how to send one, but answers /v1/health", async () => {
+    for (const [method, path] of [
+      ["GET", "/v1/apps"],
+      ["POST", "/v1/apps/edge/functions/square/call"],
+      ["GET", "/v1/calls/fc-00000000000000000000000000"],
+      ["GET", "/v1/usage"],
+      ["GET", "/v1/tokens"],
+      ["GET", "/v1/planes"],
+    ] as const) {
+      const res = await api(path, undefined, { method, ...(method === "POST" ? { body: '{"args":[2]}' } : {}) });
+      expect(res.status, `${method} ${path}`).toBe(401);
+      const error = await errorOf(res);
+      expect(error.code).toBe("unauthorized");
+      expect(error.message).toContain("Authorization: Bearer");
+    }
+    expect((await fetch(`${gw.url}/v1/health`)).status).toBe(200);
+  });
+
+  it("refuses a token it does not know, and one that is not a token at all", async () => {
+    const unknown = await api("/v1/apps", "tk-0000000000000000.ts-00000000000000000000000000000000");
+    expect(unknown.status).toBe(401);
+    expect((await errorOf(unknown)).message).toContain("token tk-0000000000000000 is not known to this gateway, or was revoked");
+    const garbage = await api("/v1/apps", "hunter2");
+    expect(garbage.status).toBe(401);
+    expect((await errorOf(garbage)).message).toContain("does not hold a Tandem token");
+  });
+
+  it("creates a token once, lists it without its secret, and says who it is", async () => {
+    const created = await createToken({ name: "ci", scope: "call", apps: ["edge"] });
+    expect(created).toMatchObject({ name: "ci", scope: "call", apps: ["edge"], createdBy: "tk-testadmin0000000" });
+    expect(created.token).toMatch(/^tk-[0-9a-z]{16}\.ts-[0-9a-z]{32}$/);
+    const { tokens } = (await (await api("/v1/tokens", ADMIN_TOKEN)).json()) as { tokens: TokenInfo[] };
+    const listed = tokens.find((t) => t.id === created.id)!;
+    expect(listed).toMatchObject({ name: "ci", scope: "call", apps: ["edge"] });
+    expect(JSON.stringify(tokens)).not.toContain(created.token.split(".")[1]!);
+    const me = await (await api("/v1/whoami", created.token)).json();
+    expect(me).toEqual({ id: created.id, name: "ci", scope: "call", apps: ["edge"] });
+  });
+
+  it("lets a token restricted to an app call it, and not see, call, cancel or stop another", async () => {
+    const edgeOnly = await createToken({ scope: "call", apps: ["edge"] });
+    const called = await api("/v1/apps/edge/functions/square/call", edgeOnly.token, { method: "POST", body: '{"args":[7]}' });
+    expect(called.status).toBe(200);
+    expect(((await called.json()) as { result: number }).result).toBe(49);
+
+    const other = await api("/v1/apps/guarded/functions/hello/call", edgeOnly.token, { method: "POST", body: '{"args":["x"]}' });
+    expect(other.status).toBe(403);
+    expect(await errorOf(other)).toMatchObject({ code: "forbidden", message: expect.stringContaining('may reach only app edge, not "guarded"') });
+
+    const { apps } = (await (await api("/v1/apps", edgeOnly.token)).json()) as { apps: { name: string }[] };
+    expect(apps.map((a) => a.name)).toEqual(["edge"]);
+
+    // Another app's call is as unknown to it as one that never was.
+    const spawned = (await (await api("/v1/apps/guarded/functions/hello/spawn", ADMIN_TOKEN, { method: "POST", body: '{"args":["y"]}' })).json()) as {
+      callId: string;
+    };
+    expect((await api(`/v1/calls/${spawned.callId}`, edgeOnly.token)).status).toBe(404);
+    expect((await api(`/v1/calls/${spawned.callId}/cancel`, edgeOnly.token, { method: "POST", body: "{}" })).status).toBe(404);
+    expect((await api(`/v1/calls/${spawned.callId}?wait=5000`, ADMIN_TOKEN)).status).toBe(200); // not cancelled: it ran
+
+    const stop = await api("/v1/apps/edge/stop", edgeOnly.token, { method: "POST" });
+    expect(stop.status).toBe(403);
+    expect((await errorOf(stop)).message).toContain('has scope "call"; POST /v1/apps/edge/stop needs "deploy"');
+    expect((await api("/v1/usage", edgeOnly.token)).status).toBe(403);
+    expect((await api("/v1/tokens", edgeOnly.token)).status).toBe(403);
+    expect((await api("/v1/planes", edgeOnly.token)).status).toBe(403);
+  });
+
+  it("lets a deploy token stop and read the usage of its apps only", async () => {
+    const deployer = await createToken({ scope: "deploy", apps: ["edge"] });
+    expect((await api("/v1/apps/edge/stop", deployer.token, { method: "POST" })).status).toBe(200);
+    expect((await api("/v1/apps/guarded/stop", deployer.token, { method: "POST" })).status).toBe(403);
+    expect((await api("/v1/usage?app=edge", deployer.token)).status).toBe(200);
+    expect((await api("/v1/usage?app=guarded", deployer.token)).status).toBe(403);
+    expect((await api("/v1/tokens", deployer.token, { method: "POST", body: "{}" })).status).toBe(403);
+  });
+
+  it("refuses an admin token restricted to apps, and an app it does not serve", async () => {
+    const admin = await api("/v1/tokens", ADMIN_TOKEN, { method: "POST", body: JSON.stringify({ scope: "admin", apps: ["edge"] }) });
+    expect(admin.status).toBe(400);
+    expect((await errorOf(admin)).message).toContain("an admin token reaches every app");
+    const typo = await api("/v1/tokens", ADMIN_TOKEN, { method: "POST", body: JSON.stringify({ apps: ["egde"] }) });
+    expect(typo.status).toBe(400);
+    expect((await errorOf(typo)).message).toContain('no app named "egde"');
+  });
+
+  it("stops a revoked token at once", async () => {
+    const doomed = await createToken({ name: "doomed" });
+    expect((await api("/v1/apps", doomed.token)).status).toBe(200);
+    expect((await api(`/v1/tokens/${doomed.id}`, ADMIN_TOKEN, { method: "DELETE" })).status).toBe(200);
+    expect((await api("/v1/apps", doomed.token)).status).toBe(401);
+    const { tokens } = (await (await api("/v1/tokens", ADMIN_TOKEN)).json()) as { tokens: TokenInfo[] };
+    expect(tokens.some((t) => t.id === doomed.id)).toBe(false);
+    expect((await api(`/v1/tokens/${doomed.id}`, ADMIN_TOKEN, { method: "DELETE" })).status).toBe(404);
+  });
+});
+
+describe("tokens through the SDK and the CLI", () => {
+  it("sends the token option, and raises UnauthorizedError and ForbiddenError", async () => {
+    const edgeOnly = await createToken({ apps: ["edge"] });
+    expect(await lookup<[number], number>("edge", "square", { gateway: gw.url, token: edgeOnly.token }).remote(5)).toBe(25);
+    const call = await lookup<[number], number>("edge", "square", { gateway: gw.url, token: edgeOnly.token }).spawn(6);
+    expect(await FunctionCall.fromId(call.id, { gateway: gw.url, token: edgeOnly.token }).get({ timeoutMs: 10_000 })).toBe(36);
+    await expect(lookup("guarded", "hello", { gateway: gw.url, token: edgeOnly.token }).remote("x")).rejects.toBeInstanceOf(ForbiddenError);
+    const revoked = await createToken({});
+    await api(`/v1/tokens/${revoked.id}`, ADMIN_TOKEN, { method: "DELETE" });
+    await expect(lookup("edge", "square", { gateway: gw.url, token: revoked.token }).remote(1)).rejects.toBeInstanceOf(UnauthorizedError);
+    await expect(lookup("edge", "square", { gateway: gw.url, token: "not a token" }).remote(1)).rejects.toThrow("does not hold a Tandem token");
+  });
+
+  it("creates a token with --save, then every command and the SDK use it from the profile file", async () => {
+    const dir = await mkdtemp(join(tmpdir(), "tandem-profile-"));
+    const profile = join(dir, "profile.toml");
+    const env = { TANDEM_PROFILE: profile, TANDEM_TOKEN: "" };
+    try {
+      const created = await runCli(["token", "create", "--name", "laptop", "--app", "edge", "--save", "--gateway", gw.url], {
+        env: { ...env, TANDEM_TOKEN: ADMIN_TOKEN },
+      });
+      expect(created.code, created.stderr).toBe(0);
+      expect(created.stdout).toMatch(/created token tk-[0-9a-z]{16} "laptop": scope call, apps edge/);
+      expect(created.stdout).toContain(`saved for ${gw.url} in ${profile}`);
+      expect((await stat(profile)).mode & 0o777).toBe(0o600);
+      expect(await readFile(profile, "utf8")).toMatch(new RegExp(`\\[gateways\\."${gw.url.replace(/[.]/g, "\\.")}"\\]\\s+token = "tk-`));
+
+      const apps = await runCli(["apps", "--gateway", gw.url, "--json"], { env });
+      expect(apps.code, apps.stderr).toBe(0);
+      expect((JSON.parse(apps.stdout) as { name: string }[]).map((a) => a.name)).toEqual(["edge"]);
+
+      const refused = await runCli(["token", "list", "--gateway", gw.url], { env });
+      expect(refused.code).toBe(2);
+      expect(refused.stderr).toContain('has scope "call"; GET /v1/tokens needs "admin"');
+
+      const listed = await runCli(["token", "list", "--gateway", gw.url], { env: { ...env, TANDEM_TOKEN: ADMIN_TOKEN } });
+      expect(listed.stdout).toMatch(/tk-[0-9a-z]{16}\s+laptop\s+call\s+edge/);
+      const id = /tk-[0-9a-z]{16}(?=\s+laptop)/.exec(listed.stdout)![0];
+      const revoked = await runCli(["token", "revoke", id, "--gateway", gw.url], { env: { ...env, TANDEM_TOKEN: ADMIN_TOKEN } });
+      expect(revoked.stdout).toContain(`revoked token ${id} "laptop"`);
+      const after = await runCli(["apps", "--gateway", gw.url], { env });
+      expect(after.code).toBe(2);
+      expect(after.stderr).toContain(`token ${id} is not known to this gateway, or was revoked`);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  it("says how to get a token when a command has none", async () => {
+    const dir = await mkdtemp(join(tmpdir(), "tandem-none-"));
+    try {
+      const res = await runCli(["apps", "--gateway", gw.url], { cwd: dir, env: { TANDEM_TOKEN: "", TANDEM_PROFILE: join(dir, "none.toml") } });
+      expect(res.code).toBe(2);
+      expect(res.stderr).toContain("this gateway needs an API token");
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe("web endpoints and agents that ask for a token", () => {
+  it("keeps endpoints public unless they ask", async () => {
+    expect(await (await fetch(`${gw.url}/guarded/open`)).json()).toEqual({ open: true });
+  });
+
+  it("refuses a guarded endpoint and web app without a token, and serves them with one", async () => {
+    for (const path of ["/guarded/secret", "/guarded/admin/"]) {
+      const refused = await fetch(gw.url + path);
+      expect(refused.status, path).toBe(401);
+      expect((await errorOf(refused)).message).toContain("needs a token");
+      expect((await fetch(gw.url + path, authed())).status, path).toBe(200);
+    }
+    const edgeOnly = await createToken({ apps: ["edge"] });
+    expect((await fetch(`${gw.url}/guarded/secret`, { headers: bearer(edgeOnly.token) })).status).toBe(403);
+  });
+
+  it("opens a guarded endpoint with a connect token for it, and not with one for another label or app, or an old one", async () => {
+    const mint = async (body: Record<string, unknown>, app = "guarded") =>
+      (await (await api(`/v1/apps/${app}/connect-token`, ADMIN_TOKEN, { method: "POST", body: JSON.stringify(body) })).json()) as {
+        token: string;
+        expiresAt: number;
+      };
+    const forSecret = await mint({ label: "secret", ttlSeconds: 60 });
+    expect(forSecret.token).toMatch(/^ct-/);
+    expect(forSecret.expiresAt).toBeGreaterThan(Date.now() + 50_000);
+    expect(await (await fetch(`${gw.url}/guarded/secret?token=${forSecret.token}`)).json()).toEqual({ secret: true });
+    expect((await fetch(`${gw.url}/guarded/admin/?token=${forSecret.token}`)).status).toBe(403);
+    const forEdge = await mint({}, "edge");
+    expect((await fetch(`${gw.url}/guarded/secret?token=${forEdge.token}`)).status).toBe(403);
+    const forged = forSecret.token.slice(0, -4) + (forSecret.token.endsWith("AAAA") ? "BBBB" : "AAAA");
+    expect((await fetch(`${gw.url}/guarded/secret?token=${forged}`)).status).toBe(401);
+    const missing = await api("/v1/apps/guarded/connect-token", ADMIN_TOKEN, { method: "POST", body: JSON.stringify({ label: "nope" }) });
+    expect(missing.status).toBe(404);
+  });
+
+  it("lets connect() into a guarded agent with an API token in Node, or a connect token, and says why it cannot without", async () => {
+    const edgeOnly = await createToken({ apps: ["edge"] });
+    const forbidden = connect("guarded", "room", { gateway: gw.url, token: edgeOnly.token });
+    const closed = await new Promise<{ reason: string; willReconnect: boolean }>((resolve) => forbidden.addEventListener("close", (e) => resolve(e as never)));
+    expect(closed.willReconnect).toBe(false);
+    expect(closed.reason).toContain("HTTP 403");
+
+    for (const token of [
+      ADMIN_TOKEN,
+      async () => (await (await api("/v1/apps/guarded/connect-token", ADMIN_TOKEN, { method: "POST", body: "{}" })).json()).token,
+    ]) {
+      const socket = connect("guarded", "room", { gateway: gw.url, token: token as string });
+      const got: string[] = [];
+      socket.addEventListener("message", (e) => got.push(String((e as AgentMessageEvent).data)));
+      socket.send("hi");
+      const deadline = Date.now() + 5000;
+      while (got.length === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+      expect(got).toEqual(["echo hi"]);
+      socket.close();
+    }
+  });
+
+  it("refuses a raw WebSocket upgrade to a guarded agent without a token", async () => {
+    const ws = new WebSocket(`${gw.url.replace(/^http/, "ws")}/guarded/room`);
+    const status = await new Promise<number>((resolve) => ws.on("unexpected-response", (_req, res) => resolve(res.statusCode ?? 0)));
+    expect(status).toBe(401);
+  });
+});
