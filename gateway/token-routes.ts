@@ -4,6 +4,7 @@
  * (gateway/token-store.ts).
  */
 import { Hono } from "hono";
+import { TOKEN_DEFAULTS } from "../sdk/defaults.js";
 import { InvalidRequestError, NotFoundError } from "../sdk/errors.js";
 import { ROUTES, TOKEN_ID_PATTERN, TokenCreateRequestSchema, newToken, type TokenCreateAnswer } from "../sdk/protocol.js";
 import { forgetToken, guard, principalOf, tokenStore } from "./auth.js";
@@ -39,6 +40,7 @@ export function tokenRoutes(): Hono<RouteEnv> {
     }
     const { id, secret, token } = newToken();
     const info = await tokenStore(c.env).create(id, await sha256Hex(secret), request, principalOf(c).id);
+    if (!info) throw new InvalidRequestError(`this gateway holds ${TOKEN_DEFAULTS.maxTokens} tokens, the most it keeps; revoke some first`);
     console.log(`token ${id} ("${info.name}") created by ${principalOf(c).id}: scope ${info.scope}, apps ${info.apps?.join(", ") ?? "all"}`);
     return c.json({ ...info, token } satisfies TokenCreateAnswer, 201);
   });
@@ -47,6 +49,7 @@ export function tokenRoutes(): Hono<RouteEnv> {
     const id = c.req.param("id") ?? "";
     if (!TOKEN_ID_PATTERN.test(id)) throw new NotFoundError(`"${id}" is not a token id (they look like tk- and 16 characters)`);
     const revoked = await tokenStore(c.env).revoke(id);
+    if (!revoked) throw new NotFoundError(`no token ${id} (tandem token list shows the tokens)`, { token: id });
     forgetToken(id);
     console.log(`token ${id} ("${revoked.name}") revoked by ${principalOf(c).id}`);
     return c.json(revoked);

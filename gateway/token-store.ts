@@ -6,7 +6,6 @@
  */
 import { DurableObject } from "cloudflare:workers";
 import { TOKEN_DEFAULTS } from "../sdk/defaults.js";
-import { InvalidRequestError, NotFoundError } from "../sdk/errors.js";
 import type { TokenCreateRequest, TokenInfo, TokenScope } from "../sdk/protocol.js";
 import type { Env } from "./env.js";
 
@@ -38,10 +37,14 @@ export class TokenStore extends DurableObject<Env> {
       CREATE TABLE IF NOT EXISTS keys (name TEXT PRIMARY KEY, value TEXT NOT NULL);`);
   }
 
-  /** Stores a new token, its secret hashed (the caller made the secret and shows it once). */
-  async create(id: string, secretSha256: string, request: TokenCreateRequest, createdBy: string): Promise<TokenInfo> {
+  /**
+   * Stores a new token, its secret hashed (the caller made the secret and shows it once). Null when the
+   * gateway holds the most tokens it keeps. (Errors do not cross a Durable Object's RPC as their class: the
+   * routes turn outcomes into errors.)
+   */
+  async create(id: string, secretSha256: string, request: TokenCreateRequest, createdBy: string): Promise<TokenInfo | null> {
     const count = this.#sql.exec<{ n: number }>("SELECT COUNT(*) AS n FROM tokens").one().n;
-    if (count >= TOKEN_DEFAULTS.maxTokens) throw new InvalidRequestError(`this gateway holds ${count} tokens, the most it keeps; revoke some first`);
+    if (count >= TOKEN_DEFAULTS.maxTokens) return null;
     const scope: TokenScope = request.scope ?? "call";
     const apps = request.apps ? [...new Set(request.apps)].sort() : null;
     const name = request.name ?? `token ${id.slice(3, 9)}`;
@@ -78,10 +81,10 @@ export class TokenStore extends DurableObject<Env> {
       .map((row) => this.#info(row));
   }
 
-  /** Revokes a token; it stops working within `TOKEN_DEFAULTS.cacheMs` in every isolate. */
-  async revoke(id: string): Promise<TokenInfo> {
+  /** Revokes a token; it stops working within `TOKEN_DEFAULTS.cacheMs` in every isolate. Null: no such token. */
+  async revoke(id: string): Promise<TokenInfo | null> {
     const row = this.#row(id);
-    if (!row || row.revoked_at !== null) throw new NotFoundError(`no token ${id} (tandem token list shows the tokens)`, { token: id });
+    if (!row || row.revoked_at !== null) return null;
     this.#sql.exec("UPDATE tokens SET revoked_at = ? WHERE id = ?", Date.now(), id);
     return this.#info(row);
   }
