@@ -96,7 +96,8 @@ export function planeServer(options: PlaneServerOptions): (req: IncomingMessage,
       answer = errorBody(err);
     }
     const text = JSON.stringify(answer);
-    res.writeHead(status, { "content-type": "application/json", "content-length": Buffer.byteLength(text), ...closeUnlessRead(req) });
+    closeAfterAnswerUnlessRead(req, res);
+    res.writeHead(status, { "content-type": "application/json", "content-length": Buffer.byteLength(text) });
     res.end(text);
   };
 
@@ -133,7 +134,8 @@ export function planeServer(options: PlaneServerOptions): (req: IncomingMessage,
 
   app.onError((err, c) => {
     if (!(err instanceof TandemError)) log(`[plane] ${err.stack ?? err}`);
-    return c.json(errorBody(err), errorStatus(err) as ContentfulStatusCode, closeUnlessRead(incomingOf(c)));
+    closeAfterAnswerUnlessRead(incomingOf(c), (c.env as { outgoing: ServerResponse }).outgoing);
+    return c.json(errorBody(err), errorStatus(err) as ContentfulStatusCode);
   });
 
   const viaHono = getRequestListener(app.fetch);
@@ -152,9 +154,8 @@ function incomingOf(c: Context): IncomingMessage {
  * The request body as text, read straight from Node's request (building a Web
  * Request and stream for it was a measurable part of every call's time on the
  * plane), and no further than `maxBytes`: a declared length over it is refused
- * before a byte is read, a chunked body as soon as it passes it. The request
- * is then paused, and the answer closes the connection (`closeUnlessRead`), so
- * the rest is never read.
+ * before a byte is read, a chunked body as soon as it passes it; what comes
+ * after is dropped, never kept (`closeAfterAnswerUnlessRead`).
  */
 function readIncoming(incoming: IncomingMessage, maxBytes: number): Promise<string> {
   const declared = Number(incoming.headers["content-length"]);
@@ -170,7 +171,6 @@ function readIncoming(incoming: IncomingMessage, maxBytes: number): Promise<stri
     const onData = (chunk: Buffer) => {
       total += chunk.length;
       if (total <= maxBytes) return void chunks.push(chunk);
-      incoming.pause();
       settle(signedBodyTooLarge(maxBytes, total));
     };
     const onEnd = () => settle();
@@ -179,9 +179,22 @@ function readIncoming(incoming: IncomingMessage, maxBytes: number): Promise<stri
   });
 }
 
-/** `connection: close` for an answer given before the whole body came (refused, or too large), so Node does not read on. */
-function closeUnlessRead(incoming: IncomingMessage): Record<string, string> {
-  return incoming.complete ? {} : { connection: "close" };
+/**
+ * For an answer given before the whole body came (refused, or too large): the
+ * rest of the body is dropped as it comes, never kept, and the connection is
+ * closed once the answer is out. Not at once: closing a socket with the
+ * client's bytes still unread sends a reset, and the client's side then drops
+ * the answer it had not read yet. So the plane half-closes after the answer,
+ * drops what still comes for `PLANE_DEFAULTS.lingerMs`, then closes.
+ */
+function closeAfterAnswerUnlessRead(incoming: IncomingMessage, outgoing: ServerResponse): void {
+  if (incoming.complete) return;
+  const socket = incoming.socket;
+  outgoing.once("finish", () => {
+    incoming.resume(); // no listener reads it: dropped
+    socket.end();
+    setTimeout(() => socket.destroy(), PLANE_DEFAULTS.lingerMs).unref();
+  });
 }
 
 function headerOf(req: IncomingMessage, name: string): string | null {

@@ -102,6 +102,11 @@ export const PLANE_DEFAULTS = {
    * and structured clone recurse, and run out of stack a few thousand levels down.
    */
   maxJsonDepth: 1_000,
+  /**
+   * How long a plane drops the rest of a body it answered early (refused, or over its limit) before it closes the
+   * connection: long enough for the client to read the answer, which a reset at once would lose.
+   */
+  lingerMs: 1_000,
   /** The longest control frame between a plane and a container's runner. */
   maxControlFrameBytes: 64 * MiB,
   /** Processes and threads one container may have. */

@@ -9,7 +9,9 @@
 import { execFileSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { readFileSync, readdirSync } from "node:fs";
+import { once } from "node:events";
 import http from "node:http";
+import net from "node:net";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { lookup } from "../sdk/index.js";
@@ -42,46 +44,83 @@ function signedLooking(audience: string): Record<string, string> {
 interface StreamedAnswer {
   status: number;
   body: string;
-  /** Bytes of the body the client had handed to the socket when the answer came. */
+  /** Bytes of the body the client had handed to its socket when the first byte of the answer came. */
   sentBeforeAnswer: number;
 }
 
 /**
- * Sends up to `totalBytes` as a chunked body, 1 MiB at a time, and stops the
- * moment an answer arrives (or the server closes the connection). Bounded:
- * never more than `totalBytes`, loopback only.
+ * Sends up to `totalBytes` as a chunked body, 256 KiB at a time, and stops the
+ * moment an answer starts to arrive (or the connection closes). After the
+ * first piece it gives the server up to 2 s to answer, as a server that checks
+ * the headers first does at once; then it streams the rest as fast as it goes.
+ * A raw socket, not an HTTP client, read between writes: a server that answers
+ * early may then reset the connection, and the answer must be read before the
+ * reset (an HTTP client's next write would fail first). Bounded: never more
+ * than `totalBytes`, nor longer than 30 s; loopback only.
  */
 async function streamUntilAnswered(url: string, method: string, headers: Record<string, string>, totalBytes: number): Promise<StreamedAnswer> {
-  const chunk = Buffer.alloc(MiB, "[");
+  const { hostname, port, pathname } = new URL(url);
+  const socket = net.connect(Number(port), hostname);
+  await once(socket, "connect");
+  const deadline = Date.now() + 30_000;
+  let received = Buffer.alloc(0);
   let sent = 0;
-  let stop = false;
-  let wake: () => void = () => {};
-  const req = http.request(url, { method, headers: { ...headers, "transfer-encoding": "chunked" } });
-  const answer = new Promise<StreamedAnswer>((resolve, reject) => {
-    req.once("response", (res) => {
-      const sentBeforeAnswer = sent;
-      stop = true;
-      wake();
-      let body = "";
-      res.setEncoding("utf8");
-      res.on("data", (d: string) => (body += d));
-      res.once("end", () => resolve({ status: res.statusCode ?? 0, body, sentBeforeAnswer }));
-      res.once("error", reject);
-    });
-    req.once("error", (err) => {
-      stop = true;
-      wake();
-      setTimeout(() => reject(err), 1_000); // a reset may come just after the answer: give the answer a moment to win
-    });
+  let sentBeforeAnswer: number | undefined;
+  let closed = false;
+  socket.on("data", (data: Buffer) => {
+    sentBeforeAnswer ??= sent;
+    received = Buffer.concat([received, data]);
   });
-  answer.catch(() => {});
-  while (!stop && sent < totalBytes) {
-    sent += chunk.length;
-    if (!req.write(chunk)) await new Promise<void>((resolve) => ((wake = resolve), req.once("drain", resolve)));
+  socket.on("error", () => {}); // a reset after the answer: what came before it is what counts
+  socket.on("close", () => (closed = true));
+  const lines = Object.entries({ host: `${hostname}:${port}`, ...headers, "transfer-encoding": "chunked" }).map(([k, v]) => `${k}: ${v}\r\n`);
+  socket.write(`${method} ${pathname} HTTP/1.1\r\n${lines.join("")}\r\n`);
+  const piece = 256 * 1024;
+  const frame = Buffer.concat([Buffer.from(`${piece.toString(16)}\r\n`), Buffer.alloc(piece, "["), Buffer.from("\r\n")]);
+  const settled = () => sentBeforeAnswer !== undefined || closed || Date.now() > deadline;
+  const firstWait = Date.now() + 2_000;
+  while (!settled() && sent < totalBytes) {
+    sent += piece;
+    // Not events.once: it rejects on the socket's error, and a reset is an answer here.
+    if (!socket.write(frame))
+      await Promise.race([new Promise((resolve) => socket.once("drain", resolve).once("close", resolve)), sleep(deadline - Date.now())]);
+    await new Promise((resolve) => setImmediate(resolve)); // an I/O poll between writes: an answer is read as it comes
+    if (sent === piece) while (!settled() && Date.now() < firstWait) await sleep(10);
   }
-  if (!stop) req.end();
-  return answer;
+  if (!settled()) socket.write("0\r\n\r\n");
+  while (!answerComplete(received) && !closed && Date.now() < deadline) await sleep(20);
+  socket.destroy();
+  const text = received.toString("utf8");
+  const head = text.slice(0, text.indexOf("\r\n\r\n"));
+  const rawBody = text.slice(head.length + 4);
+  return {
+    status: Number(/^HTTP\/1\.1 (\d{3})/.exec(text)?.[1] ?? 0),
+    body: /^transfer-encoding: chunked/im.test(head) ? dechunk(rawBody) : rawBody,
+    sentBeforeAnswer: sentBeforeAnswer ?? sent,
+  };
 }
+
+/** Whether an HTTP answer has arrived whole: its declared length, or a chunked body's last chunk. */
+function answerComplete(received: Buffer): boolean {
+  const text = received.toString("utf8");
+  const end = text.indexOf("\r\n\r\n");
+  if (end < 0) return false;
+  const length = /^content-length: (\d+)/im.exec(text.slice(0, end))?.[1];
+  return length !== undefined ? Buffer.byteLength(text.slice(end + 4)) >= Number(length) : text.endsWith("0\r\n\r\n");
+}
+
+function dechunk(body: string): string {
+  let out = "";
+  for (let at = 0; ;) {
+    const lineEnd = body.indexOf("\r\n", at);
+    const size = parseInt(body.slice(at, lineEnd), 16);
+    if (!size) return out;
+    out += body.slice(lineEnd + 2, lineEnd + 2 + size);
+    at = lineEnd + 2 + size + 2;
+  }
+}
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, Math.max(0, ms)));
 
 /** The resident memory of a process, in bytes (Linux). */
 function rssOf(pid: number): number {
@@ -182,9 +221,8 @@ describe("signatures", () => {
 
       const plane = stack.planes[0]!;
       const replayed = await fetch(`${plane.url}/v1/plane/run`, { method: "POST", body: captured!.body, headers: captured!.headers });
-      const text = await replayed.text();
       expect(replayed.status).toBe(401);
-      expect(text).toContain(`signed for "${recorderId}", not "${plane.planeId}"`);
+      expect(((await replayed.json()) as any).error.message).toBe(`plane request refused: request signed for "${recorderId}", not "${plane.planeId}"`);
       expect(stack.planeOutput.some((l) => l.includes(`refused POST /v1/plane/run: request signed for "${recorderId}"`))).toBe(true);
     } finally {
       recorder.close();
@@ -219,7 +257,13 @@ describe("bodies, read only once the headers pass and never past a limit", () =>
         method: "POST",
         headers: { ...signedLooking(plane.planeId), "content-length": String(1024 * MiB) },
       });
-      req.once("response", (res) => (res.resume(), resolve(res.statusCode ?? 0)));
+      const gaveUp = setTimeout(() => (resolve(0), req.destroy()), 5_000); // bounded: a plane waiting for the gigabyte gets none of it
+      req.once("response", (res) => {
+        clearTimeout(gaveUp);
+        res.resume();
+        resolve(res.statusCode ?? 0);
+        req.destroy(); // the rest of the gigabyte is never sent
+      });
       req.once("error", reject);
       req.write("{"); // one byte of the gigabyte it announced
     });
