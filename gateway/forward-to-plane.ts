@@ -81,7 +81,7 @@ export async function forwardToPlane(
     await onPlane?.(plane.planeId);
     let response: Response;
     try {
-      response = await signedFetch(send.secret, plane.url, {
+      response = await signedFetch(send.secret, plane, {
         method: "POST",
         route: PLANE_ROUTES.run,
         body: send.body,
@@ -140,7 +140,7 @@ export async function* forwardStreamToPlane(
     const plane = await choosePlane(rc.env, fn, send, skipped);
     let response: Response;
     try {
-      response = await signedFetch(send.secret, plane.url, { method: "POST", route: PLANE_ROUTES.stream, body: send.body });
+      response = await signedFetch(send.secret, plane, { method: "POST", route: PLANE_ROUTES.stream, body: send.body });
     } catch (err) {
       console.warn(`plane ${plane.planeId} (${plane.url}) could not be reached for ${callId}: ${(err as Error).message}; trying another`);
       skipped.add(plane.planeId);

@@ -1,14 +1,15 @@
 /**
  * The gateway as a client of its planes. Every request to a plane goes
- * through `signedFetch`, signed with the plane secret (bound to its method,
- * route and body; see `sdk/signing.ts`); the operations on the whole fleet
- * (stop an app, collect usage) and on the plane that runs a call (cancel it)
- * are built on it.
+ * through `signedFetch`, signed with the plane secret for that plane (bound to
+ * its id, method, route and body; see `sdk/signing.ts`), so no other plane
+ * accepts it; the operations on the whole fleet (stop an app, collect usage)
+ * and on the plane that runs a call (cancel it) are built on it.
  */
 import {
   PLANE_ROUTES,
   paths,
   type PlaneCancelRequest,
+  type PlaneInfo,
   type PlaneStopRequest,
   type PlaneUsageAnswer,
   type StopAnswer,
@@ -33,13 +34,14 @@ export interface PlaneRequest {
 export type PlaneAccess = Pick<RunContext, "env" | "config">;
 
 /**
- * Signs `request` with the plane secret and sends it to the plane at `planeUrl`.
+ * Signs `request` with the plane secret for `plane` (its id is the audience:
+ * another plane refuses it) and sends it to the plane's URL.
  *
- * @example const res = await signedFetch(secret, plane.url, { method: "POST", route: PLANE_ROUTES.run, body: JSON.stringify(run) });
+ * @example const res = await signedFetch(secret, plane, { method: "POST", route: PLANE_ROUTES.run, body: JSON.stringify(run) });
  */
-export async function signedFetch(secret: string, planeUrl: string, request: PlaneRequest): Promise<Response> {
-  const signature = await signRequest(secret, request.method, request.route, request.body);
-  return fetch(new URL(request.route, planeUrl), {
+export async function signedFetch(secret: string, plane: Pick<PlaneInfo, "planeId" | "url">, request: PlaneRequest): Promise<Response> {
+  const signature = await signRequest(secret, { audience: plane.planeId, method: request.method, path: request.route, body: request.body });
+  return fetch(new URL(request.route, plane.url), {
     method: request.method,
     ...(request.body === undefined ? { headers: signature } : { body: request.body, headers: { "content-type": "application/json", ...signature } }),
     ...(request.timeoutMs === undefined ? {} : { signal: AbortSignal.timeout(request.timeoutMs) }),
@@ -62,7 +64,7 @@ export async function stopAppOnPlanes(rc: PlaneAccess, app: string): Promise<num
   let stopped = 0;
   for (const plane of (await knownPlanes(rc.env, true)).filter((p) => p.healthy)) {
     try {
-      const res = await signedFetch(planeSecret, plane.url, { method: "POST", route: PLANE_ROUTES.stop, body });
+      const res = await signedFetch(planeSecret, plane, { method: "POST", route: PLANE_ROUTES.stop, body });
       stopped += ((await res.json()) as Partial<StopAnswer>).stopped ?? 0;
     } catch (err) {
       console.warn(`plane ${plane.planeId} could not be told to stop ${app}: ${(err as Error).message}`);
@@ -83,7 +85,7 @@ export async function usageFromPlanes(rc: PlaneAccess, query: UsageQuery): Promi
   const rows: UsageAnswer["rows"] = [];
   for (const plane of (await knownPlanes(rc.env, true)).filter((p) => p.healthy)) {
     try {
-      const res = await signedFetch(planeSecret, plane.url, { method: "GET", route });
+      const res = await signedFetch(planeSecret, plane, { method: "GET", route });
       for (const row of ((await res.json()) as Partial<PlaneUsageAnswer>).rows ?? []) rows.push({ ...row, plane: plane.planeId });
     } catch (err) {
       console.warn(`plane ${plane.planeId} did not report its usage: ${(err as Error).message}`);
@@ -104,7 +106,7 @@ export async function cancelOnPlane(rc: PlaneAccess, planeId: string, callId: st
   const plane = (await knownPlanes(rc.env, true)).find((p) => p.planeId === planeId);
   if (!planeSecret || !plane) return;
   const body = JSON.stringify({ callId, terminateContainer } satisfies PlaneCancelRequest);
-  await signedFetch(planeSecret, plane.url, { method: "POST", route: PLANE_ROUTES.cancel, body }).catch((err: Error) =>
+  await signedFetch(planeSecret, plane, { method: "POST", route: PLANE_ROUTES.cancel, body }).catch((err: Error) =>
     console.warn(`plane ${planeId} could not be told to cancel ${callId}: ${err.message}`),
   );
 }

@@ -2,29 +2,41 @@
  * The planes this gateway knows: one Durable Object that every isolate asks,
  * holding each plane's last heartbeat (region, inventory, free capacity, URL)
  * and the nonces of signed plane requests, so a replay is refused whichever
- * isolate it reaches.
+ * isolate it reaches, and after this object or the gateway restarts.
  */
 import { DurableObject } from "cloudflare:workers";
 import { PLANE_DEFAULTS } from "../sdk/defaults.js";
 import type { PlaneHeartbeat, PlaneInfo } from "../sdk/protocol.js";
-import { NonceCache } from "../sdk/signing.js";
+import { SIGNATURE_WINDOW_MS } from "../sdk/signing.js";
 import type { Env } from "./env.js";
 
 export class PlaneRegistry extends DurableObject<Env> {
   readonly #planes = new Map<string, { heartbeat: PlaneHeartbeat; lastSeen: number }>();
-  readonly #nonces = new NonceCache();
+  readonly #sql: SqlStorage;
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
+    this.#sql = ctx.storage.sql;
+    this.#sql.exec(`
+      CREATE TABLE IF NOT EXISTS nonces (nonce TEXT PRIMARY KEY, seen_at INTEGER NOT NULL);
+      CREATE INDEX IF NOT EXISTS nonces_seen ON nonces(seen_at);`);
     void ctx.blockConcurrencyWhile(async () => {
       const stored = await ctx.storage.list<{ heartbeat: PlaneHeartbeat; lastSeen: number }>({ prefix: "plane:" });
       for (const [, plane] of stored) this.#planes.set(plane.heartbeat.planeId, plane);
     });
   }
 
-  /** True the first time a nonce is seen (within the signature window). */
+  /**
+   * True the first time a nonce is seen (within twice the signature window).
+   * Kept in storage, not memory: this object starts on demand, woken by the
+   * very request it checks, so refusing what was signed before it started (as
+   * a plane does) would refuse that request; forgetting would let a captured
+   * one be replayed after a restart.
+   */
   async remember(nonce: string): Promise<boolean> {
-    return this.#nonces.remember(nonce);
+    const now = Date.now();
+    this.#sql.exec("DELETE FROM nonces WHERE seen_at < ?", now - 2 * SIGNATURE_WINDOW_MS);
+    return this.#sql.exec("INSERT OR IGNORE INTO nonces (nonce, seen_at) VALUES (?, ?)", nonce, now).rowsWritten > 0;
   }
 
   async heartbeat(heartbeat: PlaneHeartbeat): Promise<void> {

@@ -1,13 +1,18 @@
 /**
  * The gateway's side of the plane protocol: heartbeats (registration
  * included), the plane list, and app bundles for planes. Plane requests are
- * signed; an unsigned, tampered or replayed one gets 401 and is logged.
+ * signed for the gateway; their headers are checked before a byte of the body
+ * is read, and the body is read no further than its limit. An unsigned,
+ * misdirected, tampered or replayed one gets 401 and is logged; a body over
+ * the limit 413, a malformed one 400.
  */
 import { Hono, type Context } from "hono";
+import { PLANE_DEFAULTS } from "../sdk/defaults.js";
 import { NotFoundError, UnauthorizedError } from "../sdk/errors.js";
 import {
   BLOB_KEYS,
   BUNDLE_HASH_PATTERN,
+  GATEWAY_AUDIENCE,
   HEADERS,
   PlaneHeartbeatSchema,
   ROUTES,
@@ -15,9 +20,9 @@ import {
   type PlaneInfo,
   type WarmPoolRef,
 } from "../sdk/protocol.js";
-import { verifyRequest } from "../sdk/signing.js";
+import { parseSignedBody, readSignedBody } from "../sdk/signed-body.js";
+import { checkSignatureHeaders, verifyRequest } from "../sdk/signing.js";
 import { authenticate, requireScope } from "./auth.js";
-import { parseJsonBody } from "./body.js";
 import type { RouteEnv } from "./env.js";
 import { knownPlanes, planeRegistry } from "./plane-choice.js";
 import { registry } from "./registry.js";
@@ -29,8 +34,7 @@ export function planeRoutes(): Hono<Api> {
   const routes = new Hono<Api>();
 
   routes.post(ROUTES.planeHeartbeat, async (c) => {
-    const body = await verified(c);
-    const heartbeat = parseJsonBody(body, PlaneHeartbeatSchema);
+    const heartbeat = parseSignedBody(await verified(c), PlaneHeartbeatSchema, "heartbeat");
     const planes = planeRegistry(c.env);
     await planes.heartbeat(heartbeat);
     const answer: HeartbeatAnswer = { ok: true, warm: warmPoolsFor(heartbeat.planeId, await planes.list(), await planes.stoppedBundles()) };
@@ -124,13 +128,20 @@ export function warmPoolsFor(planeId: string, planes: PlaneInfo[], stopped: Reco
   return pools;
 }
 
-/** Reads the body and checks the request's signature and nonce; throws 401 (and logs it) when they fail. */
+/**
+ * Checks the request's signature headers, then reads the body (no further than
+ * `PLANE_DEFAULTS.maxSignedRequestBytes`) and checks the signature over it and
+ * the nonce; throws 401 (and logs it) when they fail, 413 past the limit.
+ */
 async function verified(c: Context<Api>): Promise<string> {
   const secret = c.var.config.planeSecret;
   const path = new URL(c.req.url).pathname;
   if (!secret) throw refuse(c, "this gateway has no TANDEM_PLANE_SECRET, so it accepts no plane");
-  const body = await c.req.text();
-  const result = await verifyRequest(secret, c.req.method, path, body, c.req.raw.headers, planeRegistry(c.env));
+  const headers = c.req.raw.headers;
+  const checked = checkSignatureHeaders(headers, { audience: GATEWAY_AUDIENCE });
+  if (!checked.ok) throw refuse(c, checked.reason);
+  const body = await readSignedBody(c.req.raw, PLANE_DEFAULTS.maxSignedRequestBytes);
+  const result = await verifyRequest(secret, { audience: GATEWAY_AUDIENCE, method: c.req.method, path, body }, headers, planeRegistry(c.env));
   if (!result.ok) throw refuse(c, result.reason);
   return body;
 }

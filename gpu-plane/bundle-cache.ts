@@ -1,14 +1,14 @@
 /**
  * App bundles on this plane's disk, by content hash. A bundle missing here is
- * fetched from the gateway (a signed request), checked against its hash, and
- * kept; concurrent calls for one bundle share one download.
+ * fetched from the gateway (a request signed for the gateway), checked against
+ * its hash, and kept; concurrent calls for one bundle share one download.
  */
 import { createHash } from "node:crypto";
 import { existsSync } from "node:fs";
 import { chmod, mkdir, rename, symlink, writeFile } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { InternalError } from "../sdk/errors.js";
-import { paths, type ImageBuildSpec } from "../sdk/protocol.js";
+import { GATEWAY_AUDIENCE, paths, type ImageBuildSpec } from "../sdk/protocol.js";
 import { signRequest } from "../sdk/signing.js";
 import { mapStackWith, traceMap } from "../sdk/stack-map.js";
 import type { TraceMap } from "@jridgewell/trace-mapping";
@@ -68,7 +68,7 @@ export class BundleCache {
   async #sourceMap(hash: string): Promise<TraceMap | null> {
     const route = paths.planeBundleMap(hash);
     try {
-      const res = await fetch(this.#gatewayUrl + route, { headers: await signRequest(this.#secret, "GET", route) });
+      const res = await this.#get(route);
       return res.ok ? traceMap(await res.text()) : null; // a bundle shipped without one: its stacks stay as they are
     } catch {
       this.#maps.delete(hash); // the gateway could not be reached: the next stack tries again
@@ -79,7 +79,7 @@ export class BundleCache {
   /** An image spec, by the hash of its JSON, fetched from the gateway and checked. */
   async image(hash: string): Promise<ImageBuildSpec> {
     const route = paths.planeImage(hash);
-    const res = await fetch(this.#gatewayUrl + route, { headers: await signRequest(this.#secret, "GET", route) });
+    const res = await this.#get(route);
     if (!res.ok)
       throw new InternalError(`could not fetch image spec ${hash.slice(0, 12)} from the gateway: HTTP ${res.status} ${(await res.text()).slice(0, 200)}`);
     const text = await res.text();
@@ -88,9 +88,14 @@ export class BundleCache {
     return JSON.parse(text) as ImageBuildSpec;
   }
 
+  /** A signed GET to the gateway. */
+  async #get(route: string): Promise<Response> {
+    return fetch(this.#gatewayUrl + route, { headers: await signRequest(this.#secret, { audience: GATEWAY_AUDIENCE, method: "GET", path: route }) });
+  }
+
   async #download(hash: string, path: string): Promise<string> {
     const route = paths.planeBundle(hash);
-    const res = await fetch(this.#gatewayUrl + route, { headers: await signRequest(this.#secret, "GET", route) });
+    const res = await this.#get(route);
     if (!res.ok)
       throw new InternalError(`could not fetch bundle ${hash.slice(0, 12)} from the gateway: HTTP ${res.status} ${(await res.text()).slice(0, 200)}`);
     const bytes = new Uint8Array(await res.arrayBuffer());

@@ -13,6 +13,7 @@ import { InvalidOptionsError, PlaneUnavailableError, RemoteError } from "../sdk/
 import { GPU_TYPES, parseGpuInventory, type GpuType } from "../sdk/gpu.js";
 import { FUNCTION_DEFAULTS, PLANE_DEFAULTS } from "../sdk/defaults.js";
 import {
+  GATEWAY_AUDIENCE,
   PLANE_ID_PATTERN,
   PROTOCOL_VERSION,
   paths,
@@ -147,6 +148,7 @@ export class Plane {
     let plane: Plane | undefined;
     const listener = planeServer({
       secret: options.secret,
+      planeId,
       run: (req) => plane!.run(req),
       stream: (req) => plane!.stream(req),
       stopApp: (name) => dispatcher.stopApp(name),
@@ -265,7 +267,10 @@ export class Plane {
       const res = await fetch(this.#options.gatewayUrl + route, {
         method: "POST",
         body,
-        headers: { "content-type": "application/json", ...(await signRequest(this.#options.secret, "POST", route, body)) },
+        headers: {
+          "content-type": "application/json",
+          ...(await signRequest(this.#options.secret, { audience: GATEWAY_AUDIENCE, method: "POST", path: route, body })),
+        },
       });
       if (!res.ok) throw new Error(`HTTP ${res.status}: ${(await res.text()).slice(0, 200)}`);
       const answer = (await res.json()) as HeartbeatAnswer;

@@ -1,15 +1,18 @@
 /**
  * The plane's HTTP API, called by the gateway: run one input, report status.
- * Every request must carry the gateway's signature; unsigned, tampered or
- * replayed ones get 401 and are logged. `POST /v1/plane/run`, on every plane
- * call's path, is answered straight from Node's request and response; the
- * rest go through hono.
+ * Every request must carry the gateway's signature, made for this plane (its
+ * id is the audience) since this plane started. The headers are checked
+ * before a byte of the body is read, and the body is read no further than its
+ * limit: unsigned, misdirected, tampered or replayed requests get 401, bodies
+ * over the limit 413, malformed ones 400, and refusals are logged.
+ * `POST /v1/plane/run`, on every plane call's path, is answered straight from
+ * Node's request and response; the rest go through hono.
  */
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { getRequestListener } from "@hono/node-server";
 import { Hono, type Context } from "hono";
 import type { ContentfulStatusCode } from "hono/utils/http-status";
-import type { z } from "zod";
+import { PLANE_DEFAULTS } from "../sdk/defaults.js";
 import { InvalidRequestError, TandemError, UnauthorizedError, errorBody, errorStatus } from "../sdk/errors.js";
 import {
   PLANE_ROUTES,
@@ -26,12 +29,15 @@ import {
   type UsageQuery,
   type UsageRow,
 } from "../sdk/protocol.js";
-import { NonceCache, verifyRequest } from "../sdk/signing.js";
+import { parseSignedBody, signedBodyTooLarge } from "../sdk/signed-body.js";
+import { NonceCache, checkSignatureHeaders, verifyRequest, type Receiver } from "../sdk/signing.js";
 import { describeIssues } from "../sdk/zod-issues.js";
 import { streamLines } from "../sdk/stream-lines.js";
 
 export interface PlaneServerOptions {
   secret: string;
+  /** This plane's id: the audience every request to it must be signed for. */
+  planeId: string;
   run(req: PlaneRunRequest): Promise<PlaneRunResponse>;
   stream(req: PlaneRunRequest): AsyncGenerator<EncodedValue, void, undefined>;
   stopApp(app: string): Promise<number>;
@@ -45,46 +51,58 @@ export interface PlaneServerOptions {
 export function planeServer(options: PlaneServerOptions): (req: IncomingMessage, res: ServerResponse) => void {
   const app = new Hono();
   const nonces = new NonceCache();
+  // Nonces are kept in memory only, so what was signed before this start (a request a previous run of this plane
+  // may have run) is refused, rather than the nonces persisted on every call's path.
+  const receiver: Receiver = { audience: options.planeId, startedAt: Date.now() };
   const log = options.log ?? ((line: string) => console.warn(line));
 
-  /** Checks a request's signature and nonce; `pathAndQuery` is what was signed (the usage route has a query). */
-  const verify = async (method: string, pathAndQuery: string, body: string, header: (name: string) => string | null): Promise<string> => {
-    const result = await verifyRequest(options.secret, method, pathAndQuery, body, { get: header }, nonces);
-    if (!result.ok) {
-      log(`[plane] refused ${method} ${pathAndQuery.split("?")[0]}: ${result.reason}`);
-      throw new UnauthorizedError(`plane request refused: ${result.reason}`);
-    }
+  const refuse = (method: string, pathAndQuery: string, reason: string): never => {
+    log(`[plane] refused ${method} ${pathAndQuery.split("?")[0]}: ${reason}`);
+    throw new UnauthorizedError(`plane request refused: ${reason}`);
+  };
+
+  /**
+   * A signed request's body, verified: the headers first (a request that fails them has none of its body read),
+   * then the body, no further than `maxBytes`, then the signature over it and the nonce. `pathAndQuery` is what was
+   * signed (the usage route has a query).
+   */
+  const verifiedBody = async (incoming: IncomingMessage, method: string, pathAndQuery: string, maxBytes: number): Promise<string> => {
+    const headers = { get: (name: string) => headerOf(incoming, name) };
+    const checked = checkSignatureHeaders(headers, receiver);
+    if (!checked.ok) refuse(method, pathAndQuery, checked.reason);
+    const body = await readIncoming(incoming, maxBytes);
+    const request = { audience: receiver.audience, method, path: pathAndQuery, body };
+    const verified = await verifyRequest(options.secret, request, headers, nonces, { startedAt: receiver.startedAt });
+    if (!verified.ok) refuse(method, pathAndQuery, verified.reason);
     return body;
   };
 
-  const verified = async (c: Context): Promise<string> => {
+  const verified = (c: Context, maxBytes: number = PLANE_DEFAULTS.maxSignedRequestBytes): Promise<string> => {
     const search = c.req.url.includes("?") ? c.req.url.slice(c.req.url.indexOf("?")) : "";
-    // c.req.header, not c.req.raw: the node server then never builds a full Request for the call.
-    return verify(c.req.method, c.req.path + search, await readBody(c), (name) => c.req.header(name) ?? null);
+    return verifiedBody(incomingOf(c), c.req.method, c.req.path + search, maxBytes);
   };
 
-  const parseRun = (body: string): PlaneRunRequest => parseSigned(body, PlaneRunRequestSchema, "run");
-  const runRequest = async (c: Context): Promise<PlaneRunRequest> => parseRun(await verified(c));
+  const parseRun = (body: string): PlaneRunRequest => parseSignedBody(body, PlaneRunRequestSchema, "run");
 
   /** The hot route without hono: measured, hono's node adapter added about 0.18 ms to each call. */
   const run = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
     let status = 200;
     let answer: unknown;
     try {
-      const body = await verify("POST", PLANE_ROUTES.run, await readIncoming(req), (name) => headerOf(req, name));
-      answer = await options.run(parseRun(body));
+      answer = await options.run(parseRun(await verifiedBody(req, "POST", PLANE_ROUTES.run, PLANE_DEFAULTS.maxRunRequestBytes)));
     } catch (err) {
       status = errorStatus(err);
       if (!(err instanceof TandemError)) log(`[plane] ${(err as Error).stack ?? err}`);
       answer = errorBody(err);
     }
     const text = JSON.stringify(answer);
+    closeAfterAnswerUnlessRead(req, res);
     res.writeHead(status, { "content-type": "application/json", "content-length": Buffer.byteLength(text) });
     res.end(text);
   };
 
   app.post(PLANE_ROUTES.stream, async (c) => {
-    const req = await runRequest(c);
+    const req = parseRun(await verified(c, PLANE_DEFAULTS.maxRunRequestBytes));
     const chunks = options.stream(req);
     // Starting the generator here lets a failure to start (no capacity, say) answer as an error status, not a stream.
     const first = await chunks.next();
@@ -93,12 +111,12 @@ export function planeServer(options: PlaneServerOptions): (req: IncomingMessage,
   });
 
   app.post(PLANE_ROUTES.stop, async (c) => {
-    const { app } = parseSigned(await verified(c), PlaneStopRequestSchema, "stop");
+    const { app } = parseSignedBody(await verified(c), PlaneStopRequestSchema, "stop");
     return c.json({ app, stopped: await options.stopApp(app) } satisfies StopAnswer);
   });
 
   app.post(PLANE_ROUTES.cancel, async (c) => {
-    const { callId, terminateContainer } = parseSigned(await verified(c), PlaneCancelRequestSchema, "cancel");
+    const { callId, terminateContainer } = parseSignedBody(await verified(c), PlaneCancelRequestSchema, "cancel");
     return c.json({ callId, cancelled: options.cancel(callId, terminateContainer === true) } satisfies PlaneCancelAnswer);
   });
 
@@ -116,6 +134,7 @@ export function planeServer(options: PlaneServerOptions): (req: IncomingMessage,
 
   app.onError((err, c) => {
     if (!(err instanceof TandemError)) log(`[plane] ${err.stack ?? err}`);
+    closeAfterAnswerUnlessRead(incomingOf(c), (c.env as { outgoing: ServerResponse }).outgoing);
     return c.json(errorBody(err), errorStatus(err) as ContentfulStatusCode);
   });
 
@@ -126,33 +145,56 @@ export function planeServer(options: PlaneServerOptions): (req: IncomingMessage,
   };
 }
 
-/** A signed request's body, checked: JSON (400 if not), then its shape (400 naming the field). */
-function parseSigned<S extends z.ZodType>(body: string, schema: S, what: string): z.infer<S> {
-  let json: unknown;
-  try {
-    json = JSON.parse(body);
-  } catch {
-    throw new InvalidRequestError(`${what} request body is not valid JSON`);
-  }
-  const parsed = schema.safeParse(json, { reportInput: true });
-  if (!parsed.success) throw new InvalidRequestError(`${what} request has the wrong shape: ${describeIssues(parsed.error, "field")}`);
-  return parsed.data;
+/** The Node request under a hono context (@hono/node-server hands it over as `env.incoming`). */
+function incomingOf(c: Context): IncomingMessage {
+  return (c.env as { incoming: IncomingMessage }).incoming;
 }
 
 /**
- * The request body as text. On @hono/node-server it is read straight from
- * Node's request, so no Web Request and stream are built for it: that was a
- * measurable part of every call's time on the plane.
+ * The request body as text, read straight from Node's request (building a Web
+ * Request and stream for it was a measurable part of every call's time on the
+ * plane), and no further than `maxBytes`: a declared length over it is refused
+ * before a byte is read, a chunked body as soon as it passes it; what comes
+ * after is dropped, never kept (`closeAfterAnswerUnlessRead`).
  */
-async function readBody(c: Context): Promise<string> {
-  const incoming = (c.env as { incoming?: IncomingMessage } | undefined)?.incoming;
-  return incoming ? readIncoming(incoming) : c.req.text();
+function readIncoming(incoming: IncomingMessage, maxBytes: number): Promise<string> {
+  const declared = Number(incoming.headers["content-length"]);
+  if (declared > maxBytes) return Promise.reject(signedBodyTooLarge(maxBytes, declared));
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let total = 0;
+    const settle = (err?: Error) => {
+      incoming.off("data", onData).off("end", onEnd).off("error", settle).off("close", onClose);
+      if (err) reject(err);
+      else resolve(Buffer.concat(chunks, total).toString("utf8"));
+    };
+    const onData = (chunk: Buffer) => {
+      total += chunk.length;
+      if (total <= maxBytes) return void chunks.push(chunk);
+      settle(signedBodyTooLarge(maxBytes, total));
+    };
+    const onEnd = () => settle();
+    const onClose = () => settle(new InvalidRequestError("the request ended before its body did"));
+    incoming.on("data", onData).once("end", onEnd).once("error", settle).once("close", onClose);
+  });
 }
 
-async function readIncoming(incoming: IncomingMessage): Promise<string> {
-  const chunks: Buffer[] = [];
-  for await (const chunk of incoming) chunks.push(chunk as Buffer);
-  return Buffer.concat(chunks).toString("utf8");
+/**
+ * For an answer given before the whole body came (refused, or too large): the
+ * rest of the body is dropped as it comes, never kept, and the connection is
+ * closed once the answer is out. Not at once: closing a socket with the
+ * client's bytes still unread sends a reset, and the client's side then drops
+ * the answer it had not read yet. So the plane half-closes after the answer,
+ * drops what still comes for `PLANE_DEFAULTS.lingerMs`, then closes.
+ */
+function closeAfterAnswerUnlessRead(incoming: IncomingMessage, outgoing: ServerResponse): void {
+  if (incoming.complete) return;
+  const socket = incoming.socket;
+  outgoing.once("finish", () => {
+    incoming.resume(); // no listener reads it: dropped
+    socket.end();
+    setTimeout(() => socket.destroy(), PLANE_DEFAULTS.lingerMs).unref();
+  });
 }
 
 function headerOf(req: IncomingMessage, name: string): string | null {

@@ -100,6 +100,24 @@ export const PLANE_DEFAULTS = {
   staleMs: 15_000,
   /** How far a signed request's timestamp may be from the verifier's clock. */
   signatureWindowMs: 30_000,
+  /**
+   * The largest body of a signed run or stream request to a plane. It carries a call's arguments as the gateway
+   * received them (at most `GATEWAY_DEFAULTS.maxBodyBytes`), with room for the function's spec and for arguments
+   * that encode larger than they came (`1e20` is written out in full).
+   */
+  maxRunRequestBytes: 2 * GATEWAY_DEFAULTS.maxBodyBytes,
+  /** The largest body of every other signed request, either way: heartbeats, stops, cancels (fetches and status have none). */
+  maxSignedRequestBytes: 64 * KiB,
+  /**
+   * How deep JSON in a signed request may nest. Deeper is refused before it is parsed: JSON.stringify, superjson
+   * and structured clone recurse, and run out of stack a few thousand levels down.
+   */
+  maxJsonDepth: 1_000,
+  /**
+   * How long a plane drops the rest of a body it answered early (refused, or over its limit) before it closes the
+   * connection: long enough for the client to read the answer, which a reset at once would lose.
+   */
+  lingerMs: 1_000,
   /** The longest control frame between a plane and a container's runner. */
   maxControlFrameBytes: 64 * MiB,
   /** Processes and threads one container may have. */

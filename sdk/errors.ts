@@ -294,9 +294,13 @@ export function errorBody(err: unknown): { error: WireError } {
   return { error: toWireError(err) };
 }
 
-/** A request body over the gateway's limit (`TANDEM_MAX_BODY_BYTES`): the same words wherever it is refused. */
-export function bodyTooLarge(maxBytes: number, atLeast?: number): PayloadTooLargeError {
-  return new PayloadTooLargeError(`request body is larger than ${maxBytes} bytes, the most this gateway accepts (TANDEM_MAX_BODY_BYTES)`, {
+/**
+ * A request body over a limit: the same words wherever it is refused. The limit is the gateway's
+ * (`TANDEM_MAX_BODY_BYTES`) unless `limit` says whose it is.
+ * @example throw bodyTooLarge(config.maxBodyBytes, declaredLength);
+ */
+export function bodyTooLarge(maxBytes: number, atLeast?: number, limit = "the most this gateway accepts (TANDEM_MAX_BODY_BYTES)"): PayloadTooLargeError {
+  return new PayloadTooLargeError(`request body is larger than ${maxBytes} bytes, ${limit}`, {
     maxBytes,
     ...(atLeast === undefined ? {} : { atLeast }),
   });

@@ -25,6 +25,8 @@ export const HEADERS = {
   timestamp: "tandem-timestamp",
   nonce: "tandem-nonce",
   signature: "tandem-signature",
+  /** Who a signed request is for: the plane's id, or `GATEWAY_AUDIENCE`. */
+  audience: "tandem-audience",
   /** From the gateway's web routes to the WebSocket agent hub: which app, agent and session. */
   agentApp: "tandem-agent-app",
   agentLabel: "tandem-agent-label",
@@ -434,6 +436,9 @@ export interface ConnectTokenAnswer {
 
 // ---------------------------------------------------------------------------
 // Planes
+
+/** The audience of signed requests from a plane to the gateway (a request to a plane names the plane's id). */
+export const GATEWAY_AUDIENCE = "gateway";
 
 /** Plane ids: `pl-` and 8 to 32 lowercase letters or digits. */
 export const PLANE_ID_PATTERN = /^pl-[0-9a-z]{8,32}$/;

@@ -1,9 +1,13 @@
 /**
  * Request signing between the gateway and its planes, both ways: HMAC-SHA256
- * over the method, the path, the body's SHA-256, a timestamp and a nonce, with
- * a shared secret. A verifier refuses a bad signature, a timestamp outside the
- * window, and a nonce it has seen before. Web Crypto only, so it runs in
- * workerd and Node alike.
+ * with a shared secret over the method, the path, the body's SHA-256, a
+ * timestamp, a nonce and the audience (the plane a request is for, or the
+ * gateway), so a request cannot be replayed to anyone it was not meant for.
+ * A verifier checks the headers before it reads any body
+ * (`checkSignatureHeaders`: present, well-formed, its own audience, a
+ * timestamp inside the window and not before the receiver started), then the
+ * signature over the body and the nonce (`verifyRequest`). Web Crypto only, so
+ * it runs in workerd and Node alike.
  */
 import { PLANE_DEFAULTS } from "./defaults.js";
 import { HEADERS } from "./protocol.js";
@@ -65,27 +69,40 @@ function sameHex(a: string, b: string): boolean {
   return diff === 0;
 }
 
-function canonical(method: string, path: string, bodyHash: string, timestamp: string, nonce: string): string {
-  return [method.toUpperCase(), path, bodyHash, timestamp, nonce].join("\n");
+/** A request as it is signed. */
+export interface SignedRequest {
+  /** Who it is for: the plane's id (gateway to plane), or `GATEWAY_AUDIENCE` (plane to gateway). */
+  audience: string;
+  method: string;
+  /** The path, with its query when it has one. */
+  path: string;
+  /** The body; none for a GET. */
+  body?: string | Uint8Array;
+}
+
+function canonical(request: SignedRequest, bodyHash: string, timestamp: string, nonce: string): string {
+  return [request.method.toUpperCase(), request.path, bodyHash, timestamp, nonce, request.audience].join("\n");
+}
+
+async function signatureOf(secret: string, request: SignedRequest, timestamp: string, nonce: string): Promise<string> {
+  return engine.hmacHex(secret, canonical(request, await engine.sha256Hex(request.body ?? ""), timestamp, nonce));
 }
 
 /**
- * The signature headers for a request.
+ * The signature headers for a request to `audience`.
  * @example
- * const headers = await signRequest(secret, "POST", "/v1/plane/run", body);
+ * const headers = await signRequest(secret, { audience: plane.planeId, method: "POST", path: "/v1/plane/run", body });
  * await fetch(url, { method: "POST", body, headers });
  */
-export async function signRequest(
-  secret: string,
-  method: string,
-  path: string,
-  body: string | Uint8Array = "",
-  now = Date.now(),
-): Promise<Record<string, string>> {
+export async function signRequest(secret: string, request: SignedRequest, now = Date.now()): Promise<Record<string, string>> {
   const timestamp = String(now);
   const nonce = hex(crypto.getRandomValues(new Uint8Array(16)).buffer as ArrayBuffer);
-  const signature = await engine.hmacHex(secret, canonical(method, path, await engine.sha256Hex(body), timestamp, nonce));
-  return { [HEADERS.timestamp]: timestamp, [HEADERS.nonce]: nonce, [HEADERS.signature]: signature };
+  return {
+    [HEADERS.timestamp]: timestamp,
+    [HEADERS.nonce]: nonce,
+    [HEADERS.signature]: await signatureOf(secret, request, timestamp, nonce),
+    [HEADERS.audience]: request.audience,
+  };
 }
 
 /**
@@ -120,25 +137,67 @@ export interface NonceStore {
   remember(nonce: string, now?: number): boolean | Promise<boolean>;
 }
 
-/** Checks a request's signature headers; `nonces` refuses replays. */
-export async function verifyRequest(
-  secret: string,
-  method: string,
-  path: string,
-  body: string | Uint8Array,
-  headers: { get(name: string): string | null },
-  nonces: NonceStore,
-  now = Date.now(),
-): Promise<VerifyResult> {
+/** The side that verifies: what it accepts besides a good signature. */
+export interface Receiver {
+  /** Its own audience: a plane's id, or `GATEWAY_AUDIENCE`. */
+  audience: string;
+  /**
+   * When it started (ms). A receiver that keeps nonces in memory only (a
+   * plane) refuses what was signed before, since it cannot know what it saw then.
+   */
+  startedAt?: number;
+}
+
+/** A request's headers, read by name (a `Headers`, or a function over Node's). */
+export interface HeaderSource {
+  get(name: string): string | null;
+}
+
+/**
+ * The checks that need no body: every signature header present and
+ * well-formed, signed for the receiver's audience, within the window, and not
+ * before the receiver started. A receiver runs it before it reads a byte of
+ * the body, so a request that fails it costs nothing however large it is.
+ * @example
+ * const check = checkSignatureHeaders(request.headers, { audience: "gateway" });
+ * if (!check.ok) throw new UnauthorizedError(check.reason);
+ */
+export function checkSignatureHeaders(headers: HeaderSource, receiver: Receiver, now = Date.now()): VerifyResult {
   const timestamp = headers.get(HEADERS.timestamp);
   const nonce = headers.get(HEADERS.nonce);
   const signature = headers.get(HEADERS.signature);
+  const audience = headers.get(HEADERS.audience);
   if (!timestamp || !nonce || !signature) return { ok: false, reason: "unsigned request" };
-  if (!/^[0-9a-f]{64}$/.test(signature) || !/^[0-9a-f]{32}$/.test(nonce)) return { ok: false, reason: "malformed signature headers" };
-  const skew = Math.abs(now - Number(timestamp));
-  if (!Number.isFinite(skew) || skew > SIGNATURE_WINDOW_MS) return { ok: false, reason: `timestamp outside the ${SIGNATURE_WINDOW_MS / 1000} s window` };
-  const expected = await engine.hmacHex(secret, canonical(method, path, await engine.sha256Hex(body), timestamp, nonce));
-  if (!sameHex(expected, signature)) return { ok: false, reason: "bad signature" };
-  if (!(await nonces.remember(nonce, now))) return { ok: false, reason: "replayed nonce" };
+  if (!audience) return { ok: false, reason: "request names no audience (signed by an older gateway or plane?)" };
+  if (!/^[0-9]{1,16}$/.test(timestamp) || !/^[0-9a-f]{64}$/.test(signature) || !/^[0-9a-f]{32}$/.test(nonce) || !/^[0-9a-z-]{1,64}$/.test(audience)) {
+    return { ok: false, reason: "malformed signature headers" };
+  }
+  if (audience !== receiver.audience) return { ok: false, reason: `request signed for "${audience}", not "${receiver.audience}"` };
+  const signedAt = Number(timestamp);
+  if (Math.abs(now - signedAt) > SIGNATURE_WINDOW_MS) return { ok: false, reason: `timestamp outside the ${SIGNATURE_WINDOW_MS / 1000} s window` };
+  if (receiver.startedAt !== undefined && signedAt < receiver.startedAt) return { ok: false, reason: "signed before this receiver started" };
+  return { ok: true };
+}
+
+/**
+ * Checks a request's signature headers (`checkSignatureHeaders` again, then
+ * the signature over `request`, body included), and refuses a nonce `nonces`
+ * has seen. `request.audience` is the verifier's own.
+ * @example
+ * const result = await verifyRequest(secret, { audience: planeId, method: "POST", path, body }, headers, nonces, { startedAt });
+ */
+export async function verifyRequest(
+  secret: string,
+  request: SignedRequest,
+  headers: HeaderSource,
+  nonces: NonceStore,
+  options: { startedAt?: number; now?: number } = {},
+): Promise<VerifyResult> {
+  const now = options.now ?? Date.now();
+  const checked = checkSignatureHeaders(headers, { audience: request.audience, startedAt: options.startedAt }, now);
+  if (!checked.ok) return checked;
+  const expected = await signatureOf(secret, request, headers.get(HEADERS.timestamp)!, headers.get(HEADERS.nonce)!);
+  if (!sameHex(expected, headers.get(HEADERS.signature)!)) return { ok: false, reason: "bad signature" };
+  if (!(await nonces.remember(headers.get(HEADERS.nonce)!, now))) return { ok: false, reason: "replayed nonce" };
   return { ok: true };
 }

@@ -276,36 +276,3 @@ describe("the sandbox, tried from inside a container", () => {
     expect(Number(out.processesStarted)).toBeLessThan(256);
   });
 });
-
-describe("trust between the gateway and planes", () => {
-  it("refuses unsigned, tampered and replayed requests to a plane with 401", async () => {
-    const plane = stack.planes[0]!;
-    const body = JSON.stringify({});
-    const unsigned = await fetch(`${plane.url}/v1/plane/run`, { method: "POST", body });
-    expect(unsigned.status).toBe(401);
-    const { signRequest } = await import("../sdk/signing.js");
-    const { SECRET } = await import("./helpers/stack.js");
-    const headers = await signRequest(SECRET, "GET", "/v1/plane/status");
-    expect((await fetch(`${plane.url}/v1/plane/status`, { headers })).status).toBe(200);
-    const replay = await fetch(`${plane.url}/v1/plane/status`, { headers });
-    expect(replay.status).toBe(401);
-    expect(((await replay.json()) as any).error.message).toContain("replayed nonce");
-    const tampered = await signRequest(SECRET, "POST", "/v1/plane/run", '{"a":1}');
-    expect((await fetch(`${plane.url}/v1/plane/run`, { method: "POST", body: '{"a":2}', headers: tampered })).status).toBe(401);
-    const old = await signRequest(SECRET, "GET", "/v1/plane/status", "", Date.now() - 120_000);
-    expect(((await (await fetch(`${plane.url}/v1/plane/status`, { headers: old })).json()) as any).error.message).toContain("outside the 30 s window");
-    expect(stack.planeOutput.some((l) => l.includes("refused POST /v1/plane/run: unsigned request"))).toBe(true);
-  });
-
-  it("refuses unsigned and replayed heartbeats at the gateway with 401 and logs them", async () => {
-    const unsigned = await fetch(`${stack.url}/v1/planes/heartbeat`, { method: "POST", body: "{}" });
-    expect(unsigned.status).toBe(401);
-    const { signRequest } = await import("../sdk/signing.js");
-    const { SECRET } = await import("./helpers/stack.js");
-    const body = JSON.stringify({ nonsense: true });
-    const headers = await signRequest(SECRET, "POST", "/v1/planes/heartbeat", body);
-    expect((await fetch(`${stack.url}/v1/planes/heartbeat`, { method: "POST", body, headers })).status).toBe(400);
-    expect((await fetch(`${stack.url}/v1/planes/heartbeat`, { method: "POST", body, headers })).status).toBe(401);
-    await eventually(() => stack.gatewayOutput.some((l) => l.includes("refused plane request POST /v1/planes/heartbeat: replayed nonce")));
-  });
-});

@@ -54,8 +54,7 @@ export async function runFunctions(appExports: Record<string, unknown>, wasm: Re
       .catch((err: unknown) => (enterFailed = toWireError(remoteErrorFrom(err)) as Failed)); // the plane backs off and fails the inputs with it
   }
 
-  const socket = net.connect(socketPath);
-  await new Promise<void>((resolve, reject) => socket.once("connect", resolve).once("error", reject));
+  const socket = await connectToPlane(socketPath);
   const sendFrame = (frame: RunnerFrame) => socket.write(JSON.stringify(frame) + "\n");
   const send = sendFrame;
   send({ t: "ready", pid: process.pid, functions: [...functions.keys()], ...(enterFailed ? { enterFailed } : {}) });
@@ -86,7 +85,7 @@ export async function runFunctions(appExports: Record<string, unknown>, wasm: Re
       }
     }
   }
-  process.exit(0); // the plane closed the channel
+  process.exit(0); // the plane closed the channel: it stopped this container, or went away
 
   async function run(input: InputFrame): Promise<void> {
     const fn = functions.get(input.function);
@@ -143,4 +142,28 @@ export async function runFunctions(appExports: Record<string, unknown>, wasm: Re
       answered.delete(input.callId);
     }
   }
+}
+
+/**
+ * The control socket, connected. A runner that cannot connect says so in one
+ * line and exits 1 (the plane reports the container failed, with its log).
+ * Once connected, the plane going away (its end closed or reset, a frame
+ * written after it left) ends the runner quietly with 0: nobody is left to
+ * answer, and a stack trace in the container's log would only mislead.
+ */
+async function connectToPlane(path: string): Promise<net.Socket> {
+  const socket = net.connect(path);
+  await new Promise<void>((resolve) => {
+    const failed = (err: NodeJS.ErrnoException) => {
+      console.error(`tandem runner: cannot reach the plane's control socket ${path} (${err.code ?? err.message}); leaving`);
+      process.exit(1);
+    };
+    socket.once("error", failed).once("connect", () => {
+      socket.off("error", failed);
+      resolve();
+    });
+  });
+  // Registered before the input loop reads the socket, so it runs before the loop would see the error as a throw.
+  socket.on("error", () => process.exit(0));
+  return socket;
 }
