@@ -14,9 +14,10 @@ import { tmpdir } from "node:os";
 import { dirname, isAbsolute, join } from "node:path";
 import type Docker from "dockerode";
 import { InternalError } from "../sdk/errors.js";
+import { IMAGE_LABELS, IMAGE_REPOSITORIES } from "../sdk/protocol.js";
 
 /** The repository every base image is tagged in: `tandem-node:<hash>`. */
-export const BASE_IMAGE_REPO = "tandem-node";
+export const BASE_IMAGE_REPO = IMAGE_REPOSITORIES.base;
 
 /** Where Node sits inside the image. */
 export const NODE_IN_IMAGE = "/usr/local/bin/node";
@@ -25,7 +26,7 @@ export const NODE_IN_IMAGE = "/usr/local/bin/node";
  * Bumped when the layout below changes (files, users, folders), so a new
  * layout gets a new tag even when Node and its libraries have not changed.
  */
-const LAYOUT_VERSION = "2";
+const LAYOUT_VERSION = "3";
 
 /** One file of the image: its content on the host, its absolute path in the image. */
 interface RootfsFile {
@@ -159,7 +160,8 @@ async function importRootfs(docker: Docker, rootfs: string, tag: string): Promis
   });
 
   try {
-    const progress = await docker.importImage(tar.stdout, { repo, tag: version });
+    // Labelled, so that a plane can tell its own images apart even when one is named by id.
+    const progress = await docker.importImage(tar.stdout, { repo, tag: version, changes: [`LABEL ${IMAGE_LABELS.madeBy}=base`] });
     await new Promise<void>((resolve, reject) => {
       docker.modem.followProgress(progress, (err) => (err ? reject(err) : resolve()));
     });
