@@ -212,10 +212,17 @@ describe("the docker driver's limits", () => {
     expect(result.spawned).toBeLessThan(64);
   });
 
-  it("OOM-kills a container past its memory limit", async () => {
+  it("OOM-kills a container past its memory limit, and says so", async () => {
     const { exit, result } = await runProbe("memory", { memoryMiB: 64 });
     expect(result).toBeUndefined();
-    expect(exit.oomKilled || exit.code === 137).toBe(true);
+    expect(exit).toMatchObject({ code: 137, oomKilled: true });
+  });
+
+  it("reports a docker kill from outside as a SIGKILL, not as running out of memory", async () => {
+    const container = await driver.start(specFor("sleep"));
+    expect(await firstLine(container)).toBe("ready");
+    expect((await dockerCli("kill", container.runtimeId)).ok).toBe(true);
+    expect(await container.exited).toEqual({ code: 137, oomKilled: false, signal: "SIGKILL" });
   });
 });
 

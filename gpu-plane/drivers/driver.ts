@@ -53,8 +53,10 @@ export const IN_CONTAINER = {
 export interface ExitInfo {
   /** Exit code, or null when killed by a signal the driver could not read a code for. */
   code: number | null;
-  /** The kernel's OOM killer stopped it (memory limit). */
+  /** The kernel's OOM killer stopped it (memory limit), as the runtime reports it; never guessed from the exit code. */
   oomKilled: boolean;
+  /** The signal that ended it (`"SIGKILL"`), when the runtime knows one did: the OOM killer's, the plane's, or one from outside. */
+  signal?: string;
 }
 
 export interface StartedContainer {
