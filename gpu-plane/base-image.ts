@@ -3,7 +3,9 @@
  * with no registry: the host's own Node binary and exactly the shared
  * libraries it links, a `nobody` user, and the folders the plane mounts into.
  * The tag is a hash of those files, so the image is built once per Node
- * install and found again on every later start.
+ * install and found again on every later start. Node is execute-only for the
+ * container's user, which keeps the runner out of reach of ptrace (see
+ * {@link NODE_MODE}).
  */
 
 import { spawn } from "node:child_process";
@@ -26,7 +28,17 @@ export const NODE_IN_IMAGE = "/usr/local/bin/node";
  * Bumped when the layout below changes (files, users, folders), so a new
  * layout gets a new tag even when Node and its libraries have not changed.
  */
-const LAYOUT_VERSION = "3";
+const LAYOUT_VERSION = "4";
+
+/**
+ * Node's mode in the image: executable by anyone, readable by root only. The
+ * kernel marks a process whose program its user cannot read as not dumpable,
+ * and a process that is not dumpable cannot be ptraced, have its memory read
+ * through /proc/<pid>/mem or process_vm_readv, or its /proc files opened, by
+ * another process of the same user without CAP_SYS_PTRACE. So what a function
+ * spawns cannot reach into the runner.
+ */
+const NODE_MODE = 0o711;
 
 /** One file of the image: its content on the host, its absolute path in the image. */
 interface RootfsFile {
@@ -136,7 +148,8 @@ async function layOut(rootfs: string, files: RootfsFile[]): Promise<void> {
     await mkdir(dirname(target), { recursive: true });
     // copyFile reads through symlinks, so the image holds real files at the paths ldd printed.
     await copyFile(file.hostPath, target);
-    await chmod(target, 0o755);
+    // Libraries must stay readable: the dynamic loader maps them as the container's user.
+    await chmod(target, file.imagePath === NODE_IN_IMAGE ? NODE_MODE : 0o755);
   }
   await mkdir(join(rootfs, "etc"), { recursive: true });
   await writeFile(join(rootfs, "etc/passwd"), "root:x:0:0:root:/root:/sbin/nologin\nnobody:x:65534:65534:nobody:/nonexistent:/sbin/nologin\n");

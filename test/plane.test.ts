@@ -288,6 +288,11 @@ describe("the sandbox, tried from inside a container", () => {
   });
   afterAll(() => server.close());
 
+  it("cannot read its runner's memory from a process it spawns", async () => {
+    const out = await fn("peekRunner").remote();
+    expect(out.runnerMemory).toBe("EACCES");
+  });
+
   it("cannot write /, reach the host's loopback, or start more processes than its pid limit", async () => {
     const out = await fn("escape").remote(port);
     expect(out.writeRoot).toBe("EROFS");

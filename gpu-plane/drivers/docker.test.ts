@@ -24,7 +24,7 @@ const PROBE_BUNDLE = String.raw`
 import fs from "node:fs";
 import net from "node:net";
 import os from "node:os";
-import { spawn } from "node:child_process";
+import { spawn, spawnSync } from "node:child_process";
 
 const probes = {
   async sandbox() {
@@ -81,6 +81,20 @@ const probes = {
   async sleep() {
     console.log("ready");
     await new Promise(() => setInterval(() => {}, 1e6));
+  },
+  // A child process reads this one's memory: /proc/<pid>/mem passes the same ptrace access check as PTRACE_ATTACH.
+  async ptrace() {
+    const peek = [
+      "const fs = require('fs');",
+      "try {",
+      "  const map = fs.readFileSync('/proc/' + process.ppid + '/maps', 'utf8').split('\\n').find((l) => / r..p /.test(l));",
+      "  const fd = fs.openSync('/proc/' + process.ppid + '/mem', 'r');",
+      "  const n = fs.readSync(fd, Buffer.alloc(16), 0, 16, BigInt('0x' + map.split('-')[0]));",
+      "  console.log('read ' + n + ' bytes');",
+      "} catch (err) { console.log(err.code); }",
+    ].join("\n");
+    const child = spawnSync(process.execPath, ["-e", peek], { encoding: "utf8" });
+    return { child: child.stdout.trim(), childError: child.stderr.trim() };
   },
 };
 
@@ -223,6 +237,14 @@ describe("the docker driver's limits", () => {
     expect(await firstLine(container)).toBe("ready");
     expect((await dockerCli("kill", container.runtimeId)).ok).toBe(true);
     expect(await container.exited).toEqual({ code: 137, oomKilled: false, signal: "SIGKILL" });
+  });
+});
+
+describe("what a container can learn of the plane and its runner", () => {
+  it("keeps a process it spawns from reading the runner's memory", async () => {
+    const { result } = await runProbe("ptrace");
+    expect(result.childError).toBe("");
+    expect(result.child).toBe("EACCES");
   });
 });
 
