@@ -293,6 +293,12 @@ describe("the sandbox, tried from inside a container", () => {
     expect(out.runnerMemory).toBe("EACCES");
   });
 
+  it("sees no path of the plane's state folder in its mountinfo", async () => {
+    const out = await fn("peekRunner").remote();
+    expect(out.mountinfo).toContain("/tandem/app/bundle.mjs");
+    expect(out.mountinfo).not.toContain(stack.dir); // the plane's state folder: its bundles and control sockets
+  });
+
   it("cannot write /, reach the host's loopback, or start more processes than its pid limit", async () => {
     const out = await fn("escape").remote(port);
     expect(out.writeRoot).toBe("EROFS");

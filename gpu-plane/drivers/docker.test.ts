@@ -82,6 +82,9 @@ const probes = {
     console.log("ready");
     await new Promise(() => setInterval(() => {}, 1e6));
   },
+  async mounts() {
+    return { mountinfo: fs.readFileSync("/proc/self/mountinfo", "utf8") };
+  },
   // A child process reads this one's memory: /proc/<pid>/mem passes the same ptrace access check as PTRACE_ATTACH.
   async ptrace() {
     const peek = [
@@ -241,6 +244,22 @@ describe("the docker driver's limits", () => {
 });
 
 describe("what a container can learn of the plane and its runner", () => {
+  it("shows no host path of the plane's folders in its mountinfo", async () => {
+    const id = `ctr-${randomBytes(4).toString("hex")}`;
+    // Where the plane opens a container's control folder (container-start.ts asks the driver).
+    const control = driver.controlDirFor(planeId, id);
+    await mkdir(control, { recursive: true });
+    const { result } = await runProbe("mounts", { id, controlDir: control });
+    const mounts = (result.mountinfo as string).split("\n").map((line) => line.split(" "));
+    const rootOf = (target: string) => mounts.find((fields) => fields[4] === target)?.[3];
+
+    expect(result.mountinfo).not.toContain(workDir); // where this plane keeps the bundle
+    expect(result.mountinfo).not.toContain(control); // the control folder, as the plane sees it
+    // Both are mounted, each from the root of a tmpfs: a path inside it, not one of the host's.
+    expect(rootOf("/tandem/app/bundle.mjs")).toBe(`/tandem-${planeId}/${id}/bundle.mjs`);
+    expect(rootOf("/tandem/control")).toBe(`/tandem-${planeId}/${id}/control`);
+  });
+
   it("keeps a process it spawns from reading the runner's memory", async () => {
     const { result } = await runProbe("ptrace");
     expect(result.childError).toBe("");

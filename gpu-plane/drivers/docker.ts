@@ -1,15 +1,19 @@
 /**
  * The sandboxed driver: each function container is a Docker container from
  * the base Node image, as nobody, with a read-only root, no capabilities, no
- * network unless asked, and cgroup limits on memory, CPU and processes. How a
- * container ended (an OOM kill, a kill from outside) it takes from the
- * engine's own events. The only file of the plane that talks to the engine
- * (base-image.ts and image-builder.ts are handed the engine from here).
+ * network unless asked, and cgroup limits on memory, CPU and processes. What
+ * it mounts (the bundle, the control folder) it keeps on a tmpfs, so a
+ * container's mountinfo shows no path of the plane's; how a container ended
+ * (an OOM kill, a kill from outside) it takes from the engine's own events.
+ * The only file of the plane that talks to the engine (base-image.ts and
+ * image-builder.ts are handed the engine from here).
  */
 
-import { stat } from "node:fs/promises";
+import { accessSync, constants as fsConstants, lstatSync, mkdirSync, statSync } from "node:fs";
+import { chmod, copyFile, mkdir, rm, stat } from "node:fs/promises";
 import type { Socket } from "node:net";
-import { constants as osConstants } from "node:os";
+import { constants as osConstants, tmpdir } from "node:os";
+import { join } from "node:path";
 import { PassThrough } from "node:stream";
 import { StringDecoder } from "node:string_decoder";
 import Docker from "dockerode";
@@ -30,6 +34,12 @@ export interface DockerDriverOptions {
   log?: (line: string) => void;
   /** Rebuild every image step, cache or not (`TANDEM_FORCE_BUILD=1` on the plane). */
   forceBuild?: boolean;
+  /**
+   * Where the driver keeps what it mounts into containers: `/dev/shm` (a
+   * tmpfs, whose paths a container's mountinfo shows from its own root only)
+   * when it can write there, else the system's temporary folder.
+   */
+  stagingDir?: string;
 }
 
 /**
@@ -73,6 +83,9 @@ export class DockerDriver implements ContainerDriver {
   readonly #runtime: string | undefined;
   readonly #log: (line: string) => void;
   readonly #forceBuild: boolean;
+  readonly #staging: string;
+  /** Plane folders under the staging folder that this driver made or checked. */
+  readonly #owned = new Set<string>();
   readonly #events: EngineEvents;
   #image: Promise<string> | undefined;
 
@@ -81,7 +94,13 @@ export class DockerDriver implements ContainerDriver {
     this.#runtime = options.runtime;
     this.#log = options.log ?? (() => {});
     this.#forceBuild = options.forceBuild ?? false;
+    this.#staging = options.stagingDir ?? defaultStagingDir();
     this.#events = new EngineEvents(this.#docker, this.#log);
+  }
+
+  /** A container's control folder, beside its staged bundle (see {@link DockerDriverOptions.stagingDir}). */
+  controlDirFor(planeId: string, containerId: string): string {
+    return join(this.#containerFolder(planeId, containerId), "control");
   }
 
   /** Checks the engine (and the runtime, if one is set) and builds or finds the base image. */
@@ -95,6 +114,15 @@ export class DockerDriver implements ContainerDriver {
     await requireHostPath(spec.controlDir, "folder", "control folder");
     // Before the container exists, so that no event about it is missed.
     await this.#events.ready();
+
+    // The bundle is mounted from a copy on the staging tmpfs: a bind shows its source's path in the
+    // container's mountinfo, and the bundle cache's path would say where the plane keeps its state.
+    const folder = this.#containerFolder(spec.labels[CONTAINER_LABELS.plane] ?? "", spec.id);
+    const bundle = join(folder, "bundle.mjs");
+    await mkdir(folder, { recursive: true });
+    await copyFile(spec.bundlePath, bundle);
+    await chmod(bundle, 0o444);
+    const forget = () => rm(folder, { recursive: true, force: true });
 
     const name = `tandem-${spec.id}`;
     let container: Docker.Container;
@@ -123,7 +151,7 @@ export class DockerDriver implements ContainerDriver {
           NanoCpus: Math.round(spec.cpu * 1e9),
           // Both read-only: a unix socket can still be connected to through a read-only mount, and the container cannot replace it.
           Binds: [
-            `${spec.bundlePath}:${IN_CONTAINER.bundle}:ro`,
+            `${bundle}:${IN_CONTAINER.bundle}:ro`,
             `${spec.controlDir}:${IN_CONTAINER.controlDir}:ro`,
             // A built image brings its own node_modules (Image.npmInstall).
             ...(spec.nodeModulesPath && !spec.image ? [`${spec.nodeModulesPath}:${IN_CONTAINER.nodeModules}:ro`] : []),
@@ -134,6 +162,7 @@ export class DockerDriver implements ContainerDriver {
         },
       });
     } catch (err) {
+      await forget();
       throw new InternalError(`could not create container ${name}: ${engineMessage(err)}`, { container: spec.id });
     }
 
@@ -143,6 +172,7 @@ export class DockerDriver implements ContainerDriver {
       const output = await container.attach({ stream: true, stdout: true, stderr: true });
       const started = new DockerContainer(spec.id, container, this.#docker, output, this.#log, events, async () => {
         this.#events.forget(container.id);
+        await forget();
       });
       await container.start();
       started.watch();
@@ -150,6 +180,7 @@ export class DockerDriver implements ContainerDriver {
     } catch (err) {
       await container.remove({ force: true }).catch(() => {});
       this.#events.forget(container.id);
+      await forget();
       throw new InternalError(`could not start container ${name}: ${engineMessage(err)}`, { container: spec.id });
     }
   }
@@ -159,11 +190,45 @@ export class DockerDriver implements ContainerDriver {
     const left = await this.#docker.listContainers({ all: true, filters: { label: [`${CONTAINER_LABELS.plane}=${planeId}`] } });
     await Promise.all(left.map((info) => removeContainer(this.#docker.getContainer(info.Id))));
     if (left.length > 0) this.#log(`removed ${left.length} container(s) left behind by plane ${planeId}`);
+    const folder = this.#planeFolderPath(planeId);
+    this.#owned.delete(folder);
+    await rm(folder, { recursive: true, force: true });
   }
 
   /** Builds a function's image on the base image (see image-builder.ts); returns its tag. */
   async buildImage(spec: ImageBuildSpec, hash: string): Promise<string> {
     return (await buildImage(this.#docker, await this.#baseImage(), spec.force || this.#forceBuild ? { ...spec, force: true } : spec, hash, this.#log)).tag;
+  }
+
+  /** Everything staged for one plane's containers: removed by `cleanup`, so a crash leaves nothing for long. */
+  #planeFolderPath(planeId: string): string {
+    return join(this.#staging, `tandem-${planeId.replace(/[^\w.-]/g, "_") || "unlabelled"}`);
+  }
+
+  /**
+   * The plane's staging folder, made when missing. `/dev/shm` is every local
+   * user's to write in, so the folder must be this process's own and closed to
+   * others (0700; the engine mounts from it as root), never a folder or a link
+   * someone else put there to swap a bundle or a socket.
+   */
+  #planeFolder(planeId: string): string {
+    const folder = this.#planeFolderPath(planeId);
+    if (this.#owned.has(folder)) return folder;
+    try {
+      mkdirSync(folder, { mode: 0o700 });
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== "EEXIST") throw new InternalError(`could not make the staging folder ${folder}: ${(err as Error).message}`);
+    }
+    const found = lstatSync(folder);
+    if (!found.isDirectory() || found.uid !== process.getuid?.() || (found.mode & 0o077) !== 0) {
+      throw new InternalError(`${folder} is not this plane's own folder (a link, another user's, or open to others); remove it and try again`);
+    }
+    this.#owned.add(folder);
+    return folder;
+  }
+
+  #containerFolder(planeId: string, containerId: string): string {
+    return join(this.#planeFolder(planeId), containerId.replace(/[^\w.-]/g, "_"));
   }
 
   /** Prepares once; a failed attempt is forgotten so the next call tries again. */
@@ -476,6 +541,19 @@ function signalOf(code: number | null, sent: number[]): string | undefined {
   const number = code === 137 ? 9 : code !== null && code > 128 && sent.includes(code - 128) ? code - 128 : undefined;
   if (number === undefined) return undefined;
   return Object.entries(osConstants.signals).find(([, n]) => n === number)?.[0] ?? `signal ${number}`;
+}
+
+/** `/dev/shm` when it is a folder this process may write in (a tmpfs on Linux), else the temporary folder. */
+function defaultStagingDir(): string {
+  try {
+    if (statSync("/dev/shm").isDirectory()) {
+      accessSync("/dev/shm", fsConstants.W_OK);
+      return "/dev/shm";
+    }
+  } catch {
+    // No /dev/shm (or not ours to write): the temporary folder, whose path mountinfo then shows.
+  }
+  return tmpdir();
 }
 
 /** Force-removes a container; one that is already gone, or going, is not an error. */

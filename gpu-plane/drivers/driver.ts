@@ -79,8 +79,15 @@ export interface ContainerDriver {
   /** Readies the runtime (checks the engine, builds or finds the base image). Throws a readable error when it cannot. */
   prepare(): Promise<void>;
   start(spec: ContainerSpec): Promise<StartedContainer>;
-  /** Removes every container this plane left behind (by label), e.g. after a crash. */
+  /** Removes every container this plane left behind (by label), e.g. after a crash, and what the driver kept for them. */
   cleanup(planeId: string): Promise<void>;
+  /**
+   * Where the plane should open a container's control folder, when the
+   * driver has a place for it (the Docker driver keeps it off the plane's
+   * state folder, whose path a mount would show inside the container);
+   * otherwise the plane keeps it under its state folder.
+   */
+  controlDirFor?(planeId: string, containerId: string): string;
   /** Builds (or finds, by hash) a function's image; returns its tag. */
   buildImage(spec: ImageBuildSpec, hash: string): Promise<string>;
 }
