@@ -3,7 +3,9 @@
  * with no registry: the host's own Node binary and exactly the shared
  * libraries it links, a `nobody` user, and the folders the plane mounts into.
  * The tag is a hash of those files, so the image is built once per Node
- * install and found again on every later start.
+ * install and found again on every later start. Node is execute-only for the
+ * container's user, which keeps the runner out of reach of ptrace (see
+ * {@link NODE_MODE}).
  */
 
 import { spawn } from "node:child_process";
@@ -14,9 +16,10 @@ import { tmpdir } from "node:os";
 import { dirname, isAbsolute, join } from "node:path";
 import type Docker from "dockerode";
 import { InternalError } from "../sdk/errors.js";
+import { IMAGE_LABELS, IMAGE_REPOSITORIES } from "../sdk/protocol.js";
 
 /** The repository every base image is tagged in: `tandem-node:<hash>`. */
-export const BASE_IMAGE_REPO = "tandem-node";
+export const BASE_IMAGE_REPO = IMAGE_REPOSITORIES.base;
 
 /** Where Node sits inside the image. */
 export const NODE_IN_IMAGE = "/usr/local/bin/node";
@@ -25,7 +28,17 @@ export const NODE_IN_IMAGE = "/usr/local/bin/node";
  * Bumped when the layout below changes (files, users, folders), so a new
  * layout gets a new tag even when Node and its libraries have not changed.
  */
-const LAYOUT_VERSION = "2";
+const LAYOUT_VERSION = "4";
+
+/**
+ * Node's mode in the image: executable by anyone, readable by root only. The
+ * kernel marks a process whose program its user cannot read as not dumpable,
+ * and a process that is not dumpable cannot be ptraced, have its memory read
+ * through /proc/<pid>/mem or process_vm_readv, or its /proc files opened, by
+ * another process of the same user without CAP_SYS_PTRACE. So what a function
+ * spawns cannot reach into the runner.
+ */
+const NODE_MODE = 0o711;
 
 /** One file of the image: its content on the host, its absolute path in the image. */
 interface RootfsFile {
@@ -135,7 +148,8 @@ async function layOut(rootfs: string, files: RootfsFile[]): Promise<void> {
     await mkdir(dirname(target), { recursive: true });
     // copyFile reads through symlinks, so the image holds real files at the paths ldd printed.
     await copyFile(file.hostPath, target);
-    await chmod(target, 0o755);
+    // Libraries must stay readable: the dynamic loader maps them as the container's user.
+    await chmod(target, file.imagePath === NODE_IN_IMAGE ? NODE_MODE : 0o755);
   }
   await mkdir(join(rootfs, "etc"), { recursive: true });
   await writeFile(join(rootfs, "etc/passwd"), "root:x:0:0:root:/root:/sbin/nologin\nnobody:x:65534:65534:nobody:/nonexistent:/sbin/nologin\n");
@@ -159,7 +173,8 @@ async function importRootfs(docker: Docker, rootfs: string, tag: string): Promis
   });
 
   try {
-    const progress = await docker.importImage(tar.stdout, { repo, tag: version });
+    // Labelled, so that a plane can tell its own images apart even when one is named by id.
+    const progress = await docker.importImage(tar.stdout, { repo, tag: version, changes: [`LABEL ${IMAGE_LABELS.madeBy}=base`] });
     await new Promise<void>((resolve, reject) => {
       docker.modem.followProgress(progress, (err) => (err ? reject(err) : resolve()));
     });

@@ -1,6 +1,6 @@
 /**
  * How a container's failure reaches the caller: each way it can end a call (an
- * exit, an OOM kill, bytes that are not a frame, a call or a start past its
+ * exit, an OOM kill, a kill, bytes that are not a frame, a call or a start past its
  * timeout) becomes the typed error that says which, with the last lines of
  * the container's log. Kept in one place so every path that ends a call
  * words the same failure the same way.
@@ -26,28 +26,29 @@ export function keepLogLine(tail: string[], line: string): void {
 }
 
 /**
- * A container that exited under a call: `oom`, `killed` or `crashed` (with
- * its exit code), `when` saying what it was doing.
+ * A container that exited under a call: `oom` (only when the runtime says the
+ * OOM killer ended it), `killed` (by a signal: the plane's, or one from
+ * outside such as `docker kill`, named in `details.signal` when known) or
+ * `crashed` (with its exit code), `when` saying what it was doing.
  * @example
  * throw exitFailure(worker, await worker.container.exited, "during the call");
  * // ContainerFailedError: app.f container ctr-1a2b3c4d crashed with exit code 3 during the call; last log lines: …
  */
 export function exitFailure(worker: Worker, exit: ExitInfo, when: string): ContainerFailedError {
   const tail = worker.logTail.slice();
-  // Docker does not always set OOMKilled (its OOM event can lose the race with the exit): a SIGKILL the plane
-  // did not send, to a container under a memory limit, is the kernel's OOM killer.
-  const oom = exit.oomKilled || (exit.code === 137 && !worker.stopping);
-  const reason = oom ? "oom" : exit.code === 137 || exit.code === null ? "killed" : "crashed";
+  // Never guessed from the exit code: 137 is any SIGKILL, and `docker kill` is not a lack of memory.
+  const reason = exit.oomKilled ? "oom" : exit.signal !== undefined || exit.code === 137 || exit.code === null ? "killed" : "crashed";
   const what =
     reason === "oom"
       ? `ran out of memory (limit ${worker.reservation.memoryMiB} MiB)`
       : reason === "killed"
-        ? "was killed"
+        ? `was killed${exit.signal ? ` (${exit.signal})` : ""}${worker.stopping ? " by the plane" : ""}`
         : `crashed with exit code ${exit.code}`;
   const lastLines = tail.length ? `; last log lines:\n${tail.slice(-5).join("\n")}` : "";
   return new ContainerFailedError(`${worker.label} container ${worker.id} ${what} ${when}${lastLines}`, {
     reason,
     exitCode: exit.code,
+    ...(exit.signal ? { signal: exit.signal } : {}),
     containerId: worker.id,
     logTail: tail,
   });

@@ -38,7 +38,7 @@ export interface ContainerStartOptions {
   driver: ContainerDriver;
   inventory: Inventory;
   planeId: string;
-  /** Control sockets live under `<stateDir>/control/<container>`. */
+  /** Control sockets live under `<stateDir>/control/<container>`, unless the driver has a place for them. */
   stateDir: string;
   /** Each container log line, tagged. */
   log: (line: string) => void;
@@ -111,7 +111,7 @@ export class ContainerStarter {
       this.#o.inventory.release(reservation);
       throw err;
     }
-    const channel = await ControlChannel.open(join(this.#o.stateDir, "control", id));
+    const channel = await ControlChannel.open(this.#o.driver.controlDirFor?.(this.#o.planeId, id) ?? join(this.#o.stateDir, "control", id));
     let container: StartedContainer;
     try {
       container = await this.#o.driver.start({

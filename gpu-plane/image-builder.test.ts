@@ -2,11 +2,16 @@
  * The image builder against the real Docker engine: layers cached by content
  * (a changed file rebuilds from its step on), an unchanged spec never built
  * again, a failing step named with its log tail while the previous image
- * stays, and no registry.
+ * stays, no registry, and no image of the plane's own (another app's) as a
+ * function's base, however it is named.
  */
+import { spawn } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import Docker from "dockerode";
-import { afterAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { ImageBuildSpec } from "../sdk/protocol.js";
 import { ensureBaseImage } from "./base-image.js";
 import { buildImage } from "./image-builder.js";
@@ -72,5 +77,68 @@ describe("the image builder", () => {
     const err = await build({ force: false, steps: [{ kind: "registry", ref: "127.0.0.1:9/tandem-missing:1" }] }, hash(6)).catch((e) => e);
     expect(err.code).toBe("image_build_failed");
     expect(err.message).toContain("no image registry is reachable from this plane");
+  });
+});
+
+describe("the image builder, given an image the plane made", () => {
+  const registry = (ref: string): ImageBuildSpec => ({ force: false, steps: [{ kind: "registry", ref }] });
+  const refusal = async (ref: string) => {
+    const err = await build(registry(ref), hash(Math.random() * 1e9)).catch((e) => e);
+    expect(err.code, `${ref} was not refused`).toBe("image_build_failed");
+    return err.message as string;
+  };
+  let made: Awaited<ReturnType<typeof build>>;
+  let madeId: string;
+
+  beforeAll(async () => {
+    made = await build(spec(`another app's secret ${Date.now()}`), hash(7));
+    madeId = (await docker.getImage(made.tag).inspect()).Id;
+  });
+
+  it("refuses it by its tag, as a spec from the wire may name it", async () => {
+    expect(await refusal(made.tag)).toMatch(
+      /Image\.fromRegistry\("tandem-image:[0-9a-f]{16}"\) is refused: "tandem-image" is the repository where Tandem's planes keep/,
+    );
+    expect(await refusal(`docker.io/library/${made.tag}`)).toContain("is refused");
+  });
+
+  it("refuses it by its id, whole or short, and the base image too", async () => {
+    expect(await refusal(madeId)).toContain("an image id names whatever image");
+    expect(await refusal(madeId.slice("sha256:".length, "sha256:".length + 12))).toContain("an image this plane made");
+    const base = await ensureBaseImage(docker);
+    expect(await refusal(base)).toContain('"tandem-node" is the repository');
+    const baseId = (await docker.getImage(base).inspect()).Id;
+    expect(await refusal(baseId.slice("sha256:".length, "sha256:".length + 12))).toContain("an image this plane made");
+  });
+
+  it("refuses each intermediate image of its build, whose ids its build log printed", async () => {
+    const history = (await docker.getImage(made.tag).history()) as { Id: string }[];
+    const intermediates = history.map((h) => h.Id).filter((id) => id.startsWith("sha256:") && id !== madeId);
+    expect(intermediates.length).toBeGreaterThan(0);
+    for (const id of intermediates) {
+      const short = id.slice("sha256:".length, "sha256:".length + 12);
+      const labels = (await docker.getImage(id).inspect()).Config.Labels ?? {};
+      // The base's own layer (FROM) is the base image; every step after it carries the plane's label.
+      expect(labels["tandem.image"], short).toMatch(/^(base|built)$/);
+      expect(await refusal(short)).toContain("an image this plane made");
+    }
+  });
+
+  it("still builds on an image the plane did not make", async () => {
+    const plain = `tandem-test-plain:${run}`;
+    const dir = await mkdtemp(join(tmpdir(), "tandem-plain-"));
+    await writeFile(join(dir, "hello.txt"), "hello");
+    const tar = spawn("tar", ["-C", dir, "-c", "."], { stdio: ["ignore", "pipe", "inherit"] });
+    const [repo, version] = plain.split(":");
+    await new Promise((resolve, reject) =>
+      docker
+        .importImage(tar.stdout as unknown as NodeJS.ReadableStream, { repo, tag: version })
+        .then((stream) => docker.modem.followProgress(stream, (err) => (err ? reject(err) : resolve(undefined))), reject),
+    );
+    tags.push(plain);
+    await rm(dir, { recursive: true, force: true });
+    const built = await build(registry(plain), hash(8));
+    expect(built.steps[0]!.instruction).toMatch(/^FROM sha256:[0-9a-f]{64}$/);
+    expect((await docker.getImage(built.tag).inspect()).Config.Labels).toEqual({ "tandem.image": "built" });
   });
 });

@@ -6,18 +6,24 @@
  * the plane's npm, Debian packages through its `apt-get download` (unpacked
  * into a layer; their dependencies are not followed), and `runCommands` run in
  * a busybox shell added as a layer. A finished image is tagged by the spec's
- * hash, so an unchanged spec is never built again. Takes the engine from the
- * Docker driver: this file does not make its own.
+ * hash and the base image's, so an unchanged spec is never built again and a
+ * new base rebuilds it. Every image it makes is labelled as the plane's, and a
+ * `registry` step that names one of the plane's own images (by repository or
+ * by id) fails: those hold other apps' files. Takes the engine from the Docker
+ * driver: this file does not make its own.
  */
 import { spawn } from "node:child_process";
+import { createHash } from "node:crypto";
 import { mkdir, mkdtemp, readdir, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join, posix } from "node:path";
 import type Docker from "dockerode";
 import { ImageBuildError } from "../sdk/errors.js";
-import type { ImageBuildSpec, ResolvedImageStep } from "../sdk/protocol.js";
+import { refusedImageRef } from "../sdk/image.js";
+import { IMAGE_LABELS, IMAGE_REPOSITORIES, type ImageBuildSpec, type ResolvedImageStep } from "../sdk/protocol.js";
 
-export const IMAGE_REPO = "tandem-image";
+/** The repository built images are tagged in: `tandem-image:<hash>`. */
+export const IMAGE_REPO = IMAGE_REPOSITORIES.built;
 const LOG_TAIL = 20;
 
 export interface BuiltImage {
@@ -26,8 +32,16 @@ export interface BuiltImage {
   steps: { instruction: string; cached: boolean }[];
 }
 
+/**
+ * Builds the image of `spec` (named by `hash`, the sha256 of its JSON) on
+ * `base`, or finds it built; returns its tag.
+ * @example
+ * const { tag } = await buildImage(docker, await ensureBaseImage(docker), spec, hash, console.log);
+ * // "tandem-image:5d41402abc4b2a76"
+ */
 export async function buildImage(docker: Docker, base: string, spec: ImageBuildSpec, hash: string, log: (line: string) => void): Promise<BuiltImage> {
-  const tag = `${IMAGE_REPO}:${hash.slice(0, 16)}`;
+  // The base is part of the name: an image built on another Node (or base layout) is not this one.
+  const tag = `${IMAGE_REPO}:${createHash("sha256").update(`${base}\n${hash}`).digest("hex").slice(0, 16)}`;
   const force = spec.force;
   if (!force && (await exists(docker, tag))) return { tag, steps: [] };
   const context = await mkdtemp(join(tmpdir(), "tandem-image-"));
@@ -107,20 +121,11 @@ async function dockerfile(
             `${where}: Image.node("${step.version}") asks for Node ${step.version}, and this plane builds on its own Node ${process.versions.node}`,
           );
         }
-        lines.push(`FROM ${base}`);
+        lines.push(`FROM ${base}`, MADE_BY_PLANE);
         break;
       }
       case "registry":
-        if (!(await exists(docker, step.ref))) {
-          say(`pulling ${step.ref}`);
-          const pulled = await pull(docker, step.ref);
-          if (pulled !== true) {
-            throw new ImageBuildError(
-              `${where}: Image.fromRegistry("${step.ref}"): no image registry is reachable from this plane (${pulled}), and its Docker engine does not have that image; build from Image.node() instead`,
-            );
-          }
-        }
-        lines.push(`FROM ${step.ref}`);
+        lines.push(`FROM ${await registryImage(docker, step.ref, where, say)}`, MADE_BY_PLANE);
         break;
       case "npm": {
         const dir = join(context, `npm-${i}`);
@@ -170,6 +175,41 @@ async function dockerfile(
     while (stepOf.length < lines.length) stepOf.push(i);
   }
   return { lines, stepOf };
+}
+
+/**
+ * The first instruction after FROM: every step from it on, intermediate images
+ * included (the build log prints their ids), carries the plane's label.
+ */
+const MADE_BY_PLANE = `LABEL ${IMAGE_LABELS.madeBy}=built`;
+
+/**
+ * The id of the image a `registry` step names, pulled if the engine lacks it;
+ * refused when it is one of the plane's own images. The id, not the name, goes
+ * into FROM, so the image checked is the image built on.
+ */
+async function registryImage(docker: Docker, ref: string, where: string, say: (line: string) => void): Promise<string> {
+  const refuse = (why: string) => new ImageBuildError(`${where}: Image.fromRegistry("${ref}") is refused: ${why}`);
+  // The SDK refuses these when the app loads; a spec reaches the plane over the wire, so the plane checks again.
+  const refused = refusedImageRef(ref);
+  if (refused) throw refuse(refused);
+  let image = await inspect(docker, ref);
+  if (!image) {
+    say(`pulling ${ref}`);
+    const pulled = await pull(docker, ref);
+    image = pulled === true ? await inspect(docker, ref) : undefined;
+    if (!image) {
+      throw new ImageBuildError(
+        `${where}: Image.fromRegistry("${ref}"): no image registry is reachable from this plane (${pulled === true ? "the pull left no image" : pulled}), and its Docker engine does not have that image; build from Image.node() instead`,
+      );
+    }
+  }
+  // A short id, or another tag on the same image, resolves to an image of the plane's all the same.
+  const own = (image.RepoTags ?? []).find((t) => Object.values(IMAGE_REPOSITORIES).some((repo) => t.startsWith(`${repo}:`)));
+  if (image.Config?.Labels?.[IMAGE_LABELS.madeBy] !== undefined || own) {
+    throw refuse(`it resolves to ${own ?? image.Id}, an image this plane made (it may hold another app's files); a function may not run in one`);
+  }
+  return image.Id;
 }
 
 /** Downloads Debian packages and unpacks them into `<dir>/root`; runs `apt-get update` once if the lists lack them. */
@@ -226,10 +266,14 @@ async function pull(docker: Docker, ref: string): Promise<true | string> {
 }
 
 async function exists(docker: Docker, ref: string): Promise<boolean> {
+  return (await inspect(docker, ref)) !== undefined;
+}
+
+/** The engine's record of an image, or undefined when it has none by that reference. */
+async function inspect(docker: Docker, ref: string): Promise<Docker.ImageInspectInfo | undefined> {
   try {
-    await docker.getImage(ref).inspect();
-    return true;
+    return await docker.getImage(ref).inspect();
   } catch {
-    return false;
+    return undefined;
   }
 }

@@ -6,7 +6,7 @@
  * files into the spec; the plane builds (see docs/plane.md, "Images").
  */
 import { InvalidOptionsError } from "./errors.js";
-import type { ImageStep } from "./protocol.js";
+import { IMAGE_REPOSITORIES, type ImageStep } from "./protocol.js";
 
 export type { ImageStep };
 
@@ -39,9 +39,15 @@ export class Image {
     return new Image([{ kind: "node", version: version ?? null }]);
   }
 
-  /** An image from a registry, where the plane can reach one (or the image is already on its engine). */
+  /**
+   * An image from a registry, where the plane can reach one (or the image is
+   * already on its engine). Never one of the plane's own images: those hold
+   * other apps' files (see {@link refusedImageRef}).
+   */
   static fromRegistry(ref: string): Image {
     if (!/^[a-z0-9][a-z0-9._\-/:@]*$/i.test(ref)) throw new InvalidOptionsError(`Image.fromRegistry("${ref}"): not an image reference`);
+    const refused = refusedImageRef(ref);
+    if (refused) throw new InvalidOptionsError(`Image.fromRegistry("${ref}"): ${refused}`);
     return new Image([{ kind: "registry", ref }]);
   }
 
@@ -102,4 +108,38 @@ export class Image {
 /** True for an `Image`, even one made by another copy of the SDK. */
 export function isImage(value: unknown): value is Image {
   return typeof value === "object" && value !== null && IMAGE_BRAND in value;
+}
+
+/**
+ * Why an image reference may not be a function's image, or undefined when it
+ * may: a reference into the repositories the plane keeps its own images in
+ * (however it is spelled: `docker.io/library/tandem-image:…`, a digest), or a
+ * bare image id, which names whatever the plane's engine holds. The SDK
+ * checks it when the app loads and the plane again before it builds, since a
+ * spec reaches the plane over the wire.
+ * @example
+ * refusedImageRef("tandem-image:1a2b3c4d5e6f7a8b"); // "\"tandem-image\" is the repository …"
+ * refusedImageRef("node:20-slim"); // undefined
+ */
+export function refusedImageRef(ref: string): string | undefined {
+  if (/^(sha256:)?[0-9a-f]{64}$/i.test(ref)) {
+    return "an image id names whatever image the plane's engine holds, other apps' images included; name the image by repository and tag";
+  }
+  const repository = repositoryOf(ref);
+  const own = Object.values(IMAGE_REPOSITORIES).find((name) => name === repository);
+  if (own) {
+    return (
+      `"${own}" is the repository where Tandem's planes keep the images they build, which hold other apps' files; ` +
+      "a function may not run in one. Describe your image with Image.node() and its steps instead"
+    );
+  }
+  return undefined;
+}
+
+/** The repository a reference names, as Docker resolves it locally: no tag, no digest, no Docker Hub prefix. */
+function repositoryOf(ref: string): string {
+  let name = ref.toLowerCase().split("@")[0]!;
+  // A colon after the last slash starts the tag; one before it is a registry's port.
+  if (name.lastIndexOf(":") > name.lastIndexOf("/")) name = name.slice(0, name.lastIndexOf(":"));
+  return name.replace(/^(docker\.io|index\.docker\.io|registry-1\.docker\.io)\//, "").replace(/^library\//, "");
 }

@@ -475,6 +475,25 @@ export interface ImageBuildSpec {
   force: boolean;
 }
 
+/**
+ * The Docker repositories a plane tags its own images in: the base Node image
+ * (`tandem-node:<hash>`) and functions' built images (`tandem-image:<hash>`).
+ * A built image holds its app's files, so no `Image.fromRegistry` may name one.
+ */
+export const IMAGE_REPOSITORIES = {
+  base: "tandem-node",
+  built: "tandem-image",
+} as const;
+
+/**
+ * Labels on every image a plane makes (the base image, each built image and
+ * each of its intermediate steps), so the plane can refuse one named by id.
+ */
+export const IMAGE_LABELS = {
+  /** `base` or `built`. */
+  madeBy: "tandem.image",
+} as const;
+
 /** One step of an `Image`, as the SDK records it. */
 export type ImageStep =
   | { kind: "node"; version: string | null }

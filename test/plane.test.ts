@@ -3,7 +3,9 @@
  * calls to a plane that runs them in real Docker containers, sandboxed; a
  * test tries to break each sandbox property from inside a container.
  */
+import { execFile } from "node:child_process";
 import net from "node:net";
+import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
   CancelledError,
@@ -23,6 +25,8 @@ import { startTestStack, type TestStack } from "./helpers/stack.js";
 const APP = new URL("./fixtures/plane-app.ts", import.meta.url).pathname;
 let stack: TestStack;
 const fn = <A extends unknown[] = any[], R = any>(name: string) => lookup<A, R>("plane", name, { gateway: stack.url });
+/** The docker CLI: tests outside gpu-plane/ do not import dockerode. */
+const docker = async (...args: string[]) => (await promisify(execFile)("docker", args)).stdout.trim();
 
 beforeAll(async () => {
   stack = await startTestStack(APP, { gpus: "A100:2,T4:1", scaledownWindowSeconds: 3 });
@@ -241,6 +245,23 @@ describe("failures are explained", () => {
     expect(err.message).toContain("about to allocate");
   });
 
+  it("says a container killed from outside (docker kill) was killed, not that it ran out of memory", async () => {
+    const call = fn("killMe")
+      .remote()
+      .catch((e) => e);
+    await eventually(() => stack.planeOutput.some((line) => line.includes("waiting to be killed")), 30_000);
+    const plane = stack.planes[0]!;
+    const running = (await docker("ps", "-q", "--filter", `label=tandem.plane=${plane.planeId}`, "--filter", "label=tandem.function=killMe")).split("\n");
+    expect(running).toHaveLength(1);
+    await docker("kill", running[0]!);
+
+    const err = await call;
+    expect(err).toBeInstanceOf(ContainerFailedError);
+    expect(err.details).toMatchObject({ reason: "killed", signal: "SIGKILL", exitCode: 137 });
+    expect(err.message).toContain("was killed (SIGKILL)");
+    expect(err.message).not.toContain("memory");
+  });
+
   it("says the container crashed, with its exit code and last lines", async () => {
     const err = await fn("crash")
       .remote()
@@ -268,6 +289,17 @@ describe("the sandbox, tried from inside a container", () => {
     port = (server.address() as net.AddressInfo).port;
   });
   afterAll(() => server.close());
+
+  it("cannot read its runner's memory from a process it spawns", async () => {
+    const out = await fn("peekRunner").remote();
+    expect(out.runnerMemory).toBe("EACCES");
+  });
+
+  it("sees no path of the plane's state folder in its mountinfo", async () => {
+    const out = await fn("peekRunner").remote();
+    expect(out.mountinfo).toContain("/tandem/app/bundle.mjs");
+    expect(out.mountinfo).not.toContain(stack.dir); // the plane's state folder: its bundles and control sockets
+  });
 
   it("cannot write /, reach the host's loopback, or start more processes than its pid limit", async () => {
     const out = await fn("escape").remote(port);

@@ -24,7 +24,7 @@ const PROBE_BUNDLE = String.raw`
 import fs from "node:fs";
 import net from "node:net";
 import os from "node:os";
-import { spawn } from "node:child_process";
+import { spawn, spawnSync } from "node:child_process";
 
 const probes = {
   async sandbox() {
@@ -81,6 +81,23 @@ const probes = {
   async sleep() {
     console.log("ready");
     await new Promise(() => setInterval(() => {}, 1e6));
+  },
+  async mounts() {
+    return { mountinfo: fs.readFileSync("/proc/self/mountinfo", "utf8") };
+  },
+  // A child process reads this one's memory: /proc/<pid>/mem passes the same ptrace access check as PTRACE_ATTACH.
+  async ptrace() {
+    const peek = [
+      "const fs = require('fs');",
+      "try {",
+      "  const map = fs.readFileSync('/proc/' + process.ppid + '/maps', 'utf8').split('\\n').find((l) => / r..p /.test(l));",
+      "  const fd = fs.openSync('/proc/' + process.ppid + '/mem', 'r');",
+      "  const n = fs.readSync(fd, Buffer.alloc(16), 0, 16, BigInt('0x' + map.split('-')[0]));",
+      "  console.log('read ' + n + ' bytes');",
+      "} catch (err) { console.log(err.code); }",
+    ].join("\n");
+    const child = spawnSync(process.execPath, ["-e", peek], { encoding: "utf8" });
+    return { child: child.stdout.trim(), childError: child.stderr.trim() };
   },
 };
 
@@ -212,10 +229,41 @@ describe("the docker driver's limits", () => {
     expect(result.spawned).toBeLessThan(64);
   });
 
-  it("OOM-kills a container past its memory limit", async () => {
+  it("OOM-kills a container past its memory limit, and says so", async () => {
     const { exit, result } = await runProbe("memory", { memoryMiB: 64 });
     expect(result).toBeUndefined();
-    expect(exit.oomKilled || exit.code === 137).toBe(true);
+    expect(exit).toMatchObject({ code: 137, oomKilled: true });
+  });
+
+  it("reports a docker kill from outside as a SIGKILL, not as running out of memory", async () => {
+    const container = await driver.start(specFor("sleep"));
+    expect(await firstLine(container)).toBe("ready");
+    expect((await dockerCli("kill", container.runtimeId)).ok).toBe(true);
+    expect(await container.exited).toEqual({ code: 137, oomKilled: false, signal: "SIGKILL" });
+  });
+});
+
+describe("what a container can learn of the plane and its runner", () => {
+  it("shows no host path of the plane's folders in its mountinfo", async () => {
+    const id = `ctr-${randomBytes(4).toString("hex")}`;
+    // Where the plane opens a container's control folder (container-start.ts asks the driver).
+    const control = driver.controlDirFor(planeId, id);
+    await mkdir(control, { recursive: true });
+    const { result } = await runProbe("mounts", { id, controlDir: control });
+    const mounts = (result.mountinfo as string).split("\n").map((line) => line.split(" "));
+    const rootOf = (target: string) => mounts.find((fields) => fields[4] === target)?.[3];
+
+    expect(result.mountinfo).not.toContain(workDir); // where this plane keeps the bundle
+    expect(result.mountinfo).not.toContain(control); // the control folder, as the plane sees it
+    // Both are mounted, each from the root of a tmpfs: a path inside it, not one of the host's.
+    expect(rootOf("/tandem/app/bundle.mjs")).toBe(`/tandem-${planeId}/${id}/bundle.mjs`);
+    expect(rootOf("/tandem/control")).toBe(`/tandem-${planeId}/${id}/control`);
+  });
+
+  it("keeps a process it spawns from reading the runner's memory", async () => {
+    const { result } = await runProbe("ptrace");
+    expect(result.childError).toBe("");
+    expect(result.child).toBe("EACCES");
   });
 });
 

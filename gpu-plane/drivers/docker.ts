@@ -1,12 +1,19 @@
 /**
  * The sandboxed driver: each function container is a Docker container from
  * the base Node image, as nobody, with a read-only root, no capabilities, no
- * network unless asked, and cgroup limits on memory, CPU and processes. The
- * only file of the plane that talks to the engine (base-image.ts is handed
- * the engine from here).
+ * network unless asked, and cgroup limits on memory, CPU and processes. What
+ * it mounts (the bundle, the control folder) it keeps on a tmpfs, so a
+ * container's mountinfo shows no path of the plane's; how a container ended
+ * (an OOM kill, a kill from outside) it takes from the engine's own events.
+ * The only file of the plane that talks to the engine (base-image.ts and
+ * image-builder.ts are handed the engine from here).
  */
 
-import { stat } from "node:fs/promises";
+import { accessSync, constants as fsConstants, lstatSync, mkdirSync, statSync } from "node:fs";
+import { chmod, copyFile, mkdir, rm, stat } from "node:fs/promises";
+import type { Socket } from "node:net";
+import { constants as osConstants, tmpdir } from "node:os";
+import { join } from "node:path";
 import { PassThrough } from "node:stream";
 import { StringDecoder } from "node:string_decoder";
 import Docker from "dockerode";
@@ -27,6 +34,12 @@ export interface DockerDriverOptions {
   log?: (line: string) => void;
   /** Rebuild every image step, cache or not (`TANDEM_FORCE_BUILD=1` on the plane). */
   forceBuild?: boolean;
+  /**
+   * Where the driver keeps what it mounts into containers: `/dev/shm` (a
+   * tmpfs, whose paths a container's mountinfo shows from its own root only)
+   * when it can write there, else the system's temporary folder.
+   */
+  stagingDir?: string;
 }
 
 /**
@@ -43,6 +56,15 @@ const MAX_LINE_CHARS = 1 << 20;
 const OUTPUT_DRAIN_MS = 2000;
 /** How long `kill` waits for the exit to be read before removing the container anyway. */
 const KILL_WAIT_MS = 5000;
+/** How long an exit waits for the engine's `die` event, after which every event logged before it has arrived. */
+const DIE_EVENT_WAIT_MS = 2000;
+/**
+ * How long a SIGKILL that no one sent through the engine waits for an `oom`
+ * event: the runtime may report the OOM kill just after the exit.
+ */
+const LATE_OOM_WAIT_MS = 500;
+/** How long the driver waits before it reopens a broken event stream. */
+const EVENTS_RETRY_MS = 1000;
 
 /**
  * Runs function containers on a Docker engine.
@@ -61,6 +83,10 @@ export class DockerDriver implements ContainerDriver {
   readonly #runtime: string | undefined;
   readonly #log: (line: string) => void;
   readonly #forceBuild: boolean;
+  readonly #staging: string;
+  /** Plane folders under the staging folder that this driver made or checked. */
+  readonly #owned = new Set<string>();
+  readonly #events: EngineEvents;
   #image: Promise<string> | undefined;
 
   constructor(options: DockerDriverOptions = {}) {
@@ -68,6 +94,13 @@ export class DockerDriver implements ContainerDriver {
     this.#runtime = options.runtime;
     this.#log = options.log ?? (() => {});
     this.#forceBuild = options.forceBuild ?? false;
+    this.#staging = options.stagingDir ?? defaultStagingDir();
+    this.#events = new EngineEvents(this.#docker, this.#log);
+  }
+
+  /** A container's control folder, beside its staged bundle (see {@link DockerDriverOptions.stagingDir}). */
+  controlDirFor(planeId: string, containerId: string): string {
+    return join(this.#containerFolder(planeId, containerId), "control");
   }
 
   /** Checks the engine (and the runtime, if one is set) and builds or finds the base image. */
@@ -79,6 +112,17 @@ export class DockerDriver implements ContainerDriver {
     const image = await this.#baseImage();
     await requireHostPath(spec.bundlePath, "file", "bundle");
     await requireHostPath(spec.controlDir, "folder", "control folder");
+    // Before the container exists, so that no event about it is missed.
+    await this.#events.ready();
+
+    // The bundle is mounted from a copy on the staging tmpfs: a bind shows its source's path in the
+    // container's mountinfo, and the bundle cache's path would say where the plane keeps its state.
+    const folder = this.#containerFolder(spec.labels[CONTAINER_LABELS.plane] ?? "", spec.id);
+    const bundle = join(folder, "bundle.mjs");
+    await mkdir(folder, { recursive: true });
+    await copyFile(spec.bundlePath, bundle);
+    await chmod(bundle, 0o444);
+    const forget = () => rm(folder, { recursive: true, force: true });
 
     const name = `tandem-${spec.id}`;
     let container: Docker.Container;
@@ -107,7 +151,7 @@ export class DockerDriver implements ContainerDriver {
           NanoCpus: Math.round(spec.cpu * 1e9),
           // Both read-only: a unix socket can still be connected to through a read-only mount, and the container cannot replace it.
           Binds: [
-            `${spec.bundlePath}:${IN_CONTAINER.bundle}:ro`,
+            `${bundle}:${IN_CONTAINER.bundle}:ro`,
             `${spec.controlDir}:${IN_CONTAINER.controlDir}:ro`,
             // A built image brings its own node_modules (Image.npmInstall).
             ...(spec.nodeModulesPath && !spec.image ? [`${spec.nodeModulesPath}:${IN_CONTAINER.nodeModules}:ro`] : []),
@@ -118,18 +162,25 @@ export class DockerDriver implements ContainerDriver {
         },
       });
     } catch (err) {
+      await forget();
       throw new InternalError(`could not create container ${name}: ${engineMessage(err)}`, { container: spec.id });
     }
 
+    const events = this.#events.watch(container.id);
     try {
       // Attached before it starts, so not one line of its output is missed.
       const output = await container.attach({ stream: true, stdout: true, stderr: true });
-      const started = new DockerContainer(spec.id, container, this.#docker, output, this.#log);
+      const started = new DockerContainer(spec.id, container, this.#docker, output, this.#log, events, async () => {
+        this.#events.forget(container.id);
+        await forget();
+      });
       await container.start();
       started.watch();
       return started;
     } catch (err) {
       await container.remove({ force: true }).catch(() => {});
+      this.#events.forget(container.id);
+      await forget();
       throw new InternalError(`could not start container ${name}: ${engineMessage(err)}`, { container: spec.id });
     }
   }
@@ -139,14 +190,48 @@ export class DockerDriver implements ContainerDriver {
     const left = await this.#docker.listContainers({ all: true, filters: { label: [`${CONTAINER_LABELS.plane}=${planeId}`] } });
     await Promise.all(left.map((info) => removeContainer(this.#docker.getContainer(info.Id))));
     if (left.length > 0) this.#log(`removed ${left.length} container(s) left behind by plane ${planeId}`);
+    const folder = this.#planeFolderPath(planeId);
+    this.#owned.delete(folder);
+    await rm(folder, { recursive: true, force: true });
   }
 
-  /** Prepares once; a failed attempt is forgotten so the next call tries again. */
   /** Builds a function's image on the base image (see image-builder.ts); returns its tag. */
   async buildImage(spec: ImageBuildSpec, hash: string): Promise<string> {
     return (await buildImage(this.#docker, await this.#baseImage(), spec.force || this.#forceBuild ? { ...spec, force: true } : spec, hash, this.#log)).tag;
   }
 
+  /** Everything staged for one plane's containers: removed by `cleanup`, so a crash leaves nothing for long. */
+  #planeFolderPath(planeId: string): string {
+    return join(this.#staging, `tandem-${planeId.replace(/[^\w.-]/g, "_") || "unlabelled"}`);
+  }
+
+  /**
+   * The plane's staging folder, made when missing. `/dev/shm` is every local
+   * user's to write in, so the folder must be this process's own and closed to
+   * others (0700; the engine mounts from it as root), never a folder or a link
+   * someone else put there to swap a bundle or a socket.
+   */
+  #planeFolder(planeId: string): string {
+    const folder = this.#planeFolderPath(planeId);
+    if (this.#owned.has(folder)) return folder;
+    try {
+      mkdirSync(folder, { mode: 0o700 });
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== "EEXIST") throw new InternalError(`could not make the staging folder ${folder}: ${(err as Error).message}`);
+    }
+    const found = lstatSync(folder);
+    if (!found.isDirectory() || found.uid !== process.getuid?.() || (found.mode & 0o077) !== 0) {
+      throw new InternalError(`${folder} is not this plane's own folder (a link, another user's, or open to others); remove it and try again`);
+    }
+    this.#owned.add(folder);
+    return folder;
+  }
+
+  #containerFolder(planeId: string, containerId: string): string {
+    return join(this.#planeFolder(planeId), containerId.replace(/[^\w.-]/g, "_"));
+  }
+
+  /** Prepares once; a failed attempt is forgotten so the next call tries again. */
   #baseImage(): Promise<string> {
     this.#image ??= this.#prepare().catch((err: unknown) => {
       this.#image = undefined;
@@ -200,8 +285,12 @@ class DockerContainer implements StartedContainer {
   readonly #listeners: ((stream: "stdout" | "stderr", line: string) => void)[] = [];
   readonly #buffered: ["stdout" | "stderr", string][] = [];
   readonly #outputEnded: Promise<void>;
+  readonly #events: ContainerEvents;
+  readonly #removed: () => Promise<void>;
   #settle!: (exit: ExitInfo) => void;
   #removal: Promise<void> | undefined;
+  /** The plane asked for this container's end: its SIGKILL is no one else's. */
+  #killing = false;
 
   constructor(
     readonly id: string,
@@ -209,10 +298,14 @@ class DockerContainer implements StartedContainer {
     docker: Docker,
     output: NodeJS.ReadWriteStream,
     log: (line: string) => void,
+    events: ContainerEvents,
+    removed: () => Promise<void>,
   ) {
     this.runtimeId = container.id;
     this.#container = container;
     this.#log = log;
+    this.#events = events;
+    this.#removed = removed;
     this.exited = new Promise((resolve) => (this.#settle = resolve));
 
     const stdout = new PassThrough();
@@ -236,6 +329,7 @@ class DockerContainer implements StartedContainer {
   }
 
   async kill(): Promise<void> {
+    this.#killing = true;
     try {
       await this.#container.kill();
     } catch (err) {
@@ -263,20 +357,37 @@ class DockerContainer implements StartedContainer {
     } catch (err) {
       if ((err as { statusCode?: number }).statusCode !== 404) this.#log(`wait for ${this.id}: ${engineMessage(err)}`);
     }
-    await Promise.race([this.#outputEnded, new Promise((resolve) => setTimeout(resolve, OUTPUT_DRAIN_MS).unref())]);
+    await Promise.all([
+      Promise.race([this.#outputEnded, new Promise((resolve) => setTimeout(resolve, OUTPUT_DRAIN_MS).unref())]),
+      // Once the engine's `die` event is in, so is every `oom` and `kill` it logged before it.
+      this.#events.until((seen) => seen.died, DIE_EVENT_WAIT_MS),
+    ]);
+    let code = waited?.StatusCode ?? null;
+    let oomKilled = false;
     try {
       const { State } = await this.#container.inspect();
-      return { code: State.ExitCode, oomKilled: State.OOMKilled };
+      code = State.ExitCode;
+      oomKilled = State.OOMKilled;
     } catch {
-      // Removed before it could be inspected (a kill racing the exit): the wait's code is all there is.
-      return { code: waited?.StatusCode ?? null, oomKilled: false };
+      // Removed before it could be inspected (a kill racing the exit): the wait's code and the events are all there is.
     }
+    const seen = this.#events.seen;
+    oomKilled ||= seen.oom;
+    if (!oomKilled && code === 137 && !this.#killing && seen.signals.length === 0) {
+      // A SIGKILL that neither the plane nor anyone through the engine sent: the OOM killer's, or one from the host.
+      // Docker's OOMKilled flag can lose a race with the exit; the oom event may still be on its way.
+      oomKilled = await this.#events.until((s) => s.oom, LATE_OOM_WAIT_MS);
+    }
+    const signal = signalOf(code, seen.signals);
+    return { code, oomKilled, ...(signal ? { signal } : {}) };
   }
 
   #remove(): Promise<void> {
-    this.#removal ??= removeContainer(this.#container).catch((err: unknown) => {
-      this.#log(`remove ${this.id}: ${engineMessage(err)}`);
-    });
+    this.#removal ??= removeContainer(this.#container)
+      .catch((err: unknown) => {
+        this.#log(`remove ${this.id}: ${engineMessage(err)}`);
+      })
+      .then(() => this.#removed());
     return this.#removal;
   }
 
@@ -288,6 +399,161 @@ class DockerContainer implements StartedContainer {
     }
     for (const listener of this.#listeners) listener(stream, line);
   }
+}
+
+/** What the engine said about one container: an OOM kill, the signals sent to it through the engine, its death. */
+interface ContainerEventLog {
+  oom: boolean;
+  signals: number[];
+  died: boolean;
+}
+
+/** One container's view of {@link EngineEvents}. */
+interface ContainerEvents {
+  readonly seen: ContainerEventLog;
+  /** Resolves true as soon as `test` holds for what was seen, false after `ms` (at once when no stream is open). */
+  until(test: (seen: ContainerEventLog) => boolean, ms: number): Promise<boolean>;
+}
+
+/**
+ * One stream of the engine's `oom`, `kill` and `die` events for the plane's
+ * containers (by label), shared by all of them. The engine's word on how a
+ * container ended: Docker's OOMKilled flag on inspect can lose a race with the
+ * exit, and a kill from outside (`docker kill`) looks like an OOM kill by exit
+ * code alone. A broken stream is reopened from where it broke.
+ */
+class EngineEvents {
+  readonly #docker: Docker;
+  readonly #log: (line: string) => void;
+  readonly #watched = new Map<string, { seen: ContainerEventLog; wake: Set<() => void> }>();
+  #open: Promise<void> | undefined;
+  #connected = false;
+  /** Said that the stream cannot be opened, once until it opens again. */
+  #complained = false;
+  /** Seconds: the time of the last event read, to resume from after a break. */
+  #since: number | undefined;
+
+  constructor(docker: Docker, log: (line: string) => void) {
+    this.#docker = docker;
+    this.#log = log;
+  }
+
+  /**
+   * Resolves once the stream is open (opened on first use). Never fails: with
+   * no stream, exits are read from inspect alone, and the next call tries again.
+   */
+  ready(): Promise<void> {
+    this.#open ??= this.#connect().catch((err: unknown) => {
+      this.#open = undefined;
+      if (!this.#complained)
+        this.#log(`could not follow the Docker engine's events (${engineMessage(err)}); until it can, an exit's cause comes from inspect alone`);
+      this.#complained = true;
+    });
+    return this.#open;
+  }
+
+  /** Starts recording events for a container (by Docker id), before it starts. */
+  watch(dockerId: string): ContainerEvents {
+    const entry = { seen: { oom: false, signals: [], died: false }, wake: new Set<() => void>() };
+    this.#watched.set(dockerId, entry);
+    return {
+      seen: entry.seen,
+      until: (test, ms) => {
+        if (test(entry.seen)) return Promise.resolve(true);
+        if (!this.#connected) return Promise.resolve(false);
+        return new Promise<boolean>((resolve) => {
+          const check = () => {
+            if (!test(entry.seen)) return;
+            clearTimeout(timer);
+            entry.wake.delete(check);
+            resolve(true);
+          };
+          const timer = setTimeout(() => {
+            entry.wake.delete(check);
+            resolve(false);
+          }, ms).unref();
+          entry.wake.add(check);
+        });
+      },
+    };
+  }
+
+  forget(dockerId: string): void {
+    this.#watched.delete(dockerId);
+  }
+
+  async #connect(): Promise<void> {
+    const since = this.#since;
+    const stream = await this.#docker.getEvents({
+      filters: { type: ["container"], event: ["oom", "kill", "die"], label: [CONTAINER_LABELS.container] },
+      ...(since === undefined ? {} : { since }),
+    });
+    this.#connected = true;
+    this.#complained = false;
+    this.#since ??= Math.floor(Date.now() / 1000);
+    // A stream that never ends must not keep the plane's process alive.
+    (stream as { socket?: Socket }).socket?.unref();
+    const decoder = new StringDecoder("utf8");
+    const lines = new LineSplitter({ maxLineChars: MAX_LINE_CHARS });
+    stream.on("data", (chunk: Buffer) => lines.push(decoder.write(chunk)).forEach((line) => this.#record(line)));
+    let broken = false;
+    const reopen = (why: string) => {
+      if (broken) return;
+      broken = true;
+      this.#connected = false;
+      this.#open = undefined;
+      this.#log(`the Docker engine's event stream ended (${why}); reopening it`);
+      const retry = () => void this.ready().then(() => this.#connected || setTimeout(retry, EVENTS_RETRY_MS).unref());
+      setTimeout(retry, EVENTS_RETRY_MS).unref();
+    };
+    stream.on("end", () => reopen("end"));
+    stream.on("close", () => reopen("closed"));
+    stream.on("error", (err: Error) => reopen(err.message));
+  }
+
+  #record(line: string): void {
+    let event: { Action?: string; Actor?: { ID?: string; Attributes?: Record<string, string> }; time?: number };
+    try {
+      event = JSON.parse(line) as typeof event;
+    } catch {
+      return;
+    }
+    // Resumed from the same second after a break: a repeated event changes nothing.
+    if (typeof event.time === "number") this.#since = event.time;
+    const entry = this.#watched.get(event.Actor?.ID ?? "");
+    if (!entry) return;
+    if (event.Action === "oom") entry.seen.oom = true;
+    if (event.Action === "die") entry.seen.died = true;
+    if (event.Action === "kill") {
+      const signal = Number(event.Actor?.Attributes?.signal);
+      if (Number.isInteger(signal)) entry.seen.signals.push(signal);
+    }
+    for (const wake of [...entry.wake]) wake();
+  }
+}
+
+/**
+ * The signal that ended a container, when one did: SIGKILL for exit code 137,
+ * or a signal sent through the engine that its exit code (128 + n) matches.
+ * A code like 134 alone is a process that aborted, not one that was killed.
+ */
+function signalOf(code: number | null, sent: number[]): string | undefined {
+  const number = code === 137 ? 9 : code !== null && code > 128 && sent.includes(code - 128) ? code - 128 : undefined;
+  if (number === undefined) return undefined;
+  return Object.entries(osConstants.signals).find(([, n]) => n === number)?.[0] ?? `signal ${number}`;
+}
+
+/** `/dev/shm` when it is a folder this process may write in (a tmpfs on Linux), else the temporary folder. */
+function defaultStagingDir(): string {
+  try {
+    if (statSync("/dev/shm").isDirectory()) {
+      accessSync("/dev/shm", fsConstants.W_OK);
+      return "/dev/shm";
+    }
+  } catch {
+    // No /dev/shm (or not ours to write): the temporary folder, whose path mountinfo then shows.
+  }
+  return tmpdir();
 }
 
 /** Force-removes a container; one that is already gone, or going, is not an error. */

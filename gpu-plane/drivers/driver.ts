@@ -53,8 +53,10 @@ export const IN_CONTAINER = {
 export interface ExitInfo {
   /** Exit code, or null when killed by a signal the driver could not read a code for. */
   code: number | null;
-  /** The kernel's OOM killer stopped it (memory limit). */
+  /** The kernel's OOM killer stopped it (memory limit), as the runtime reports it; never guessed from the exit code. */
   oomKilled: boolean;
+  /** The signal that ended it (`"SIGKILL"`), when the runtime knows one did: the OOM killer's, the plane's, or one from outside. */
+  signal?: string;
 }
 
 export interface StartedContainer {
@@ -77,8 +79,15 @@ export interface ContainerDriver {
   /** Readies the runtime (checks the engine, builds or finds the base image). Throws a readable error when it cannot. */
   prepare(): Promise<void>;
   start(spec: ContainerSpec): Promise<StartedContainer>;
-  /** Removes every container this plane left behind (by label), e.g. after a crash. */
+  /** Removes every container this plane left behind (by label), e.g. after a crash, and what the driver kept for them. */
   cleanup(planeId: string): Promise<void>;
+  /**
+   * Where the plane should open a container's control folder, when the
+   * driver has a place for it (the Docker driver keeps it off the plane's
+   * state folder, whose path a mount would show inside the container);
+   * otherwise the plane keeps it under its state folder.
+   */
+  controlDirFor?(planeId: string, containerId: string): string;
   /** Builds (or finds, by hash) a function's image; returns its tag. */
   buildImage(spec: ImageBuildSpec, hash: string): Promise<string>;
 }

@@ -1,0 +1,46 @@
+/** `Image` as the SDK records it: which registry images a function may name when its app loads. */
+import { describe, expect, it } from "vitest";
+import { InvalidOptionsError } from "./errors.js";
+import { Image } from "./image.js";
+
+describe("Image.fromRegistry", () => {
+  it("refuses the repositories a plane keeps its own images in, however the reference spells them", () => {
+    for (const ref of [
+      "tandem-image:1a2b3c4d5e6f7a8b",
+      "tandem-node:08267b7d9111d47b",
+      "tandem-image",
+      "docker.io/library/tandem-image:1a2b3c4d5e6f7a8b",
+      "index.docker.io/tandem-node:latest",
+      `tandem-image@sha256:${"a".repeat(64)}`,
+      "TANDEM-IMAGE:1A2B",
+    ]) {
+      let err: unknown;
+      try {
+        Image.fromRegistry(ref);
+      } catch (e) {
+        err = e;
+      }
+      expect(err, ref).toBeInstanceOf(InvalidOptionsError);
+      expect((err as Error).message).toContain(`Image.fromRegistry("${ref}"): "tandem-`);
+      expect((err as Error).message).toContain("is the repository where Tandem's planes keep the images they build, which hold other apps' files");
+    }
+  });
+
+  it("refuses a bare image id, which names whatever the plane's engine holds", () => {
+    for (const ref of [`sha256:${"b".repeat(64)}`, "c".repeat(64)]) {
+      expect(() => Image.fromRegistry(ref)).toThrow(`Image.fromRegistry("${ref}"): an image id names whatever image the plane's engine holds`);
+    }
+  });
+
+  it("takes any other image, a registry's port or a look-alike name included", () => {
+    for (const ref of [
+      "node:20-slim",
+      "ghcr.io/acme/tandem-image-tools:1",
+      "localhost:5000/tandem-image:1",
+      "acme/tandem-node",
+      `python@sha256:${"d".repeat(64)}`,
+    ]) {
+      expect(Image.fromRegistry(ref).steps, ref).toEqual([{ kind: "registry", ref }]);
+    }
+  });
+});
