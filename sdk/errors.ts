@@ -286,9 +286,15 @@ export function errorBody(err: unknown): { error: WireError } {
   return { error: toWireError(err) };
 }
 
-/** A request body over the gateway's limit (`TANDEM_MAX_BODY_BYTES`): the same words wherever it is refused. */
-export function bodyTooLarge(maxBytes: number, atLeast?: number): PayloadTooLargeError {
-  return new PayloadTooLargeError(`request body is larger than ${maxBytes} bytes, the most this gateway accepts (TANDEM_MAX_BODY_BYTES)`, {
+/**
+ * A request body over a limit: the same words wherever it is refused (the
+ * gateway, an endpoint, the CLI's front door). `whose` says whose limit it is,
+ * by default the gateway's (`TANDEM_MAX_BODY_BYTES`).
+ * @example
+ * throw bodyTooLarge(1024, 1100, `endpoint "upload" accepts (its maxBodyBytes option)`);
+ */
+export function bodyTooLarge(maxBytes: number, atLeast?: number, whose = "this gateway accepts (TANDEM_MAX_BODY_BYTES)"): PayloadTooLargeError {
+  return new PayloadTooLargeError(`request body is larger than ${maxBytes} bytes, the most ${whose}`, {
     maxBytes,
     ...(atLeast === undefined ? {} : { atLeast }),
   });

@@ -105,6 +105,7 @@ describe("the public surface of sdk/index.ts", () => {
         "WasmSource",
         "WebApp",
         "WebMount",
+        "WebOptions",
         "WireError",
       ]
     `);

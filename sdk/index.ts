@@ -11,6 +11,7 @@ export type {
   MapOptions,
   WebApp,
   WebMount,
+  WebOptions,
   WasmSource,
   AgentContext,
   AgentHandlers,

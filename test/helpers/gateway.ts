@@ -2,11 +2,14 @@
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import type { App } from "../../sdk/app.js";
 import { buildApps } from "../../sdk/cli/local-stack.js";
 import { startWorkerd } from "../../sdk/cli/workerd.js";
 
 export interface TestGateway {
   url: string;
+  /** The app files' apps, as loaded in Node. */
+  apps: App[];
   /** Every line the Worker wrote. */
   output: string[];
   dir: string;
@@ -22,7 +25,7 @@ export interface TestGateway {
 
 export async function startTestGateway(appFile: string, options: { bindings?: Record<string, string>; persist?: boolean } = {}): Promise<TestGateway> {
   const dir = await mkdtemp(join(tmpdir(), "tandem-test-"));
-  const { worker: bundle } = await buildApps([appFile], join(dir, "build"));
+  const { worker: bundle, apps } = await buildApps([appFile], join(dir, "build"));
   const output: string[] = [];
   const start = (port = 0) =>
     startWorkerd({
@@ -35,6 +38,7 @@ export async function startTestGateway(appFile: string, options: { bindings?: Re
   let running: Awaited<ReturnType<typeof start>> | undefined = await start();
   const gateway: TestGateway = {
     url: running.url.href.replace(/\/$/, ""),
+    apps,
     output,
     dir,
     async blobKeys() {
