@@ -525,6 +525,23 @@ describe("deep JSON", () => {
   });
 });
 
+describe("request contexts", () => {
+  it("records bursts of concurrent edge calls without workerd warning of a promise resolved from another request", async () => {
+    const ids: string[] = [];
+    for (let round = 0; round < 3; round++) {
+      const answers = await Promise.all(Array.from({ length: 40 }, (_, i) => post("/v1/apps/edge/functions/square/call", JSON.stringify({ args: [i] }))));
+      for (const res of answers) {
+        expect(res.status).toBe(200);
+        ids.push(res.headers.get("tandem-call-id")!);
+        await res.arrayBuffer();
+      }
+    }
+    // Every call reaches the ledger, batched.
+    await eventually(async () => (await Promise.all(ids.map(async (id) => (await fetch(`${gw.url}/v1/calls/${id}`)).status))).every((s) => s === 200));
+    expect(gw.output.filter((l) => /different request context/.test(l))).toEqual([]);
+  });
+});
+
 describe("the ledger across a restart", () => {
   it("keeps a spawned call's result when the gateway restarts", async () => {
     const call = await fn("square").spawn(21);
