@@ -4,7 +4,16 @@
  */
 import { Hono, type Context } from "hono";
 import type { AgentDefinition, App, EndpointHandle, WebApp, WebMount } from "../sdk/app.js";
-import { InvalidRequestError, NotFoundError, TandemError, UpgradeRequiredError, errorBody, remoteErrorFrom, toWireError } from "../sdk/errors.js";
+import {
+  InvalidRequestError,
+  MethodNotAllowedError,
+  NotFoundError,
+  TandemError,
+  UpgradeRequiredError,
+  errorBody,
+  remoteErrorFrom,
+  toWireError,
+} from "../sdk/errors.js";
 import { HEADERS, SESSION_ID_PATTERN, paths } from "../sdk/protocol.js";
 import type { GatewayConfig } from "./config.js";
 import type { Env, RouteEnv } from "./env.js";
@@ -97,6 +106,16 @@ function addEndpoint(web: Hono<Web>, appName: string, endpoint: EndpointHandle):
       } catch (err) {
         return tooLarge(body.passed()) ?? failed(err);
       }
+    });
+  });
+  // The endpoint's path asked with another method: 405, naming the methods it takes (hono answers HEAD with GET's handler).
+  const allow = endpoint.method === "GET" ? "GET, HEAD" : endpoint.method;
+  web.all(path, (c) => {
+    c.header("allow", allow);
+    const rest = new URL(c.req.url).pathname.slice(`/${appName}/${endpoint.label}`.length) || "/";
+    throw new MethodNotAllowedError(`endpoint "${endpoint.label}" of app "${appName}" takes ${allow} at ${rest}, not ${c.req.method}`, {
+      app: appName,
+      label: endpoint.label,
     });
   });
 }

@@ -18,6 +18,7 @@ import {
   type CallRecord,
 } from "../sdk/index.js";
 import { API_LIMITS } from "../sdk/defaults.js";
+import { ROUTE_METHODS, ROUTES } from "../sdk/protocol.js";
 import { eventually, startTestGateway, type TestGateway } from "./helpers/gateway.js";
 
 const APP = new URL("./fixtures/edge-app.ts", import.meta.url).pathname;
@@ -375,6 +376,19 @@ describe("bad input", () => {
     expect(((await res.json()) as any).error).toMatchObject({ code: "method_not_allowed", message: expect.stringContaining("takes POST, not GET") });
   });
 
+  it("answers 405 with an allow header on every /v1 route asked with a method it does not take", async () => {
+    const params: Record<string, string> = { app: "edge", fn: "square", id: "fc-00000000000000000000000000", hash: "0".repeat(64) };
+    const wrong: string[] = [];
+    for (const [name, methods] of Object.entries(ROUTE_METHODS)) {
+      const path = ROUTES[name as keyof typeof ROUTES].replace(/:(\w+)/g, (_, p: string) => params[p]!);
+      const method = (methods as readonly string[]).includes("GET") ? "PUT" : "GET";
+      const res = await fetch(gw.url + path, { method });
+      const allow = (methods as readonly string[]).flatMap((m) => (m === "GET" ? ["GET", "HEAD"] : [m])).join(", ");
+      if (res.status !== 405 || res.headers.get("allow") !== allow) wrong.push(`${method} ${path}: ${res.status} allow=${res.headers.get("allow")}`);
+    }
+    expect(wrong).toEqual([]);
+  });
+
   it("answers 400 for a protocol version it does not speak, or a meta that is not an object", async () => {
     const version = await post("/v1/apps/edge/functions/square/call", JSON.stringify({ args: [1] }), { "tandem-protocol": "99" });
     expect(version.status).toBe(400);
@@ -384,10 +398,22 @@ describe("bad input", () => {
     expect(((await meta.json()) as any).error.message).toContain('"meta"');
   });
 
-  it("says what an endpoint serves when the method or path does not match", async () => {
-    const res = await fetch(`${gw.url}/edge/hello/Ada`, { method: "DELETE" });
-    expect(res.status).toBe(404);
-    expect(((await res.json()) as any).error.message).toBe('endpoint "hello" of app "edge" does not serve DELETE /Ada (it serves GET /:name)');
+  it("says what an endpoint serves when the path does not match, and answers 405 naming its methods when the method does not", async () => {
+    const path = await fetch(`${gw.url}/edge/hello/Ada/Lovelace`);
+    expect(path.status).toBe(404);
+    expect(((await path.json()) as any).error.message).toBe('endpoint "hello" of app "edge" does not serve GET /Ada/Lovelace (it serves GET /:name)');
+    for (const method of ["POST", "DELETE", "PUT"]) {
+      const res = await fetch(`${gw.url}/edge/hello/Ada`, { method });
+      expect(res.status).toBe(405);
+      expect(res.headers.get("allow")).toBe("GET, HEAD");
+      expect(((await res.json()) as any).error).toMatchObject({
+        code: "method_not_allowed",
+        message: `endpoint "hello" of app "edge" takes GET, HEAD at /Ada, not ${method}`,
+      });
+    }
+    const post = await fetch(`${gw.url}/edge/submit`);
+    expect([post.status, post.headers.get("allow")]).toEqual([405, "POST"]);
+    expect((await fetch(`${gw.url}/edge/hello/Ada`, { method: "HEAD" })).status).toBe(200);
   });
 
   it("answers 400 for a malformed call id and 404 for an unknown one", async () => {
