@@ -11,6 +11,7 @@ const WORKERD = [
   "wasm/host.test.ts",
   "test/agents.test.ts",
   "test/deploy.test.ts", // wrangler's dry run of the edge bundle: no Docker, too slow for unit
+  "test/front-door.test.ts",
   "test/gateway.test.ts",
   "test/ledger.test.ts",
   "test/tokens.test.ts",

@@ -10,13 +10,14 @@
  * its own sockets. Limits: a frame over `maxMessageBytes` closes its socket with 1009, a
  * flood (a token bucket of `maxMessagesPerSecond`) with 1008, a handler that
  * throws (or leaves state that cannot be saved) with 1011; other sockets carry
- * on. A session with no socket for `sessionTtl` seconds is deleted by the
- * object's alarm.
+ * on. A client's close frame is answered as RFC 6455 section 7.4 asks (its
+ * code echoed, or 1002 for one that may not be sent). A session with no socket
+ * for `sessionTtl` seconds is deleted by the object's alarm.
  */
 import { DurableObject } from "cloudflare:workers";
 import type { AgentContext, AgentDefinition } from "../sdk/app.js";
 import { remoteErrorFrom } from "../sdk/errors.js";
-import { AGENT_CLOSE, AGENT_PING, AGENT_PONG, HEADERS } from "../sdk/protocol.js";
+import { AGENT_CLOSE, AGENT_PING, AGENT_PONG, HEADERS, MAX_CLOSE_REASON_BYTES, isValidCloseCode } from "../sdk/protocol.js";
 import { gatewayConfig, type GatewayConfig } from "./config.js";
 import type { Env } from "./env.js";
 import { registry } from "./registry.js";
@@ -108,9 +109,7 @@ export class AgentHub extends DurableObject<Env> {
   }
 
   override async webSocketClose(ws: WebSocket, code: number, reason: string): Promise<void> {
-    // Answer the client's close; 1005 (no code given), 1006 and 1015 may not be sent, so those get 1000.
-    const reserved: number[] = [AGENT_CLOSE.noStatus, AGENT_CLOSE.abnormal, AGENT_CLOSE.tlsFailed];
-    closeWith(ws, reserved.includes(code) ? AGENT_CLOSE.normal : code, reason);
+    answerClose(ws, code, reason);
     const attachment = ws.deserializeAttachment() as Attachment;
     const agent = deployedAgent(ws, attachment);
     if (!agent) return;
@@ -310,10 +309,25 @@ function sendTo(ws: WebSocket, data: Frame): boolean {
   return true;
 }
 
+/**
+ * Answers a client's close frame as RFC 6455 section 7.4 asks: a valid code is
+ * echoed with its reason; no code at all (reported as 1005) gets 1000; a code
+ * that may not be sent, or a reason over 123 bytes, gets 1002 (protocol error).
+ */
+function answerClose(ws: WebSocket, code: number, reason: string): void {
+  if (code === AGENT_CLOSE.noStatus) return closeWith(ws, AGENT_CLOSE.normal, "");
+  if (!isValidCloseCode(code)) return closeWith(ws, AGENT_CLOSE.protocolError, `close code ${code} may not be sent (RFC 6455 section 7.4)`);
+  const bytes = encoder.encode(reason).length;
+  if (bytes > MAX_CLOSE_REASON_BYTES) {
+    return closeWith(ws, AGENT_CLOSE.protocolError, `a close reason is at most ${MAX_CLOSE_REASON_BYTES} bytes (this one had ${bytes})`);
+  }
+  closeWith(ws, code, reason);
+}
+
 /** Closes a socket with a code and a reason cut to the 123 bytes a close frame allows; a closed socket is left alone. */
 function closeWith(ws: WebSocket, code: number, reason: string): void {
   let cut = reason.slice(0, 200);
-  while (encoder.encode(cut).length > 123) cut = cut.slice(0, -2) + "…";
+  while (encoder.encode(cut).length > MAX_CLOSE_REASON_BYTES) cut = cut.slice(0, -2) + "…";
   try {
     ws.close(code, cut);
   } catch {

@@ -15,6 +15,7 @@ import {
   MapRequestSchema,
   PROTOCOL_VERSION,
   ROUTES,
+  ROUTE_METHODS,
   UsageQuerySchema,
   newCallId,
   type ConnectTokenAnswer,
@@ -204,30 +205,17 @@ export function apiRoutes(): Hono<Api> {
     return c.json({ callId: id, status: cancelled.record.status });
   });
 
-  // A known route asked with the wrong method: say which method it takes.
-  const methods: [string, string][] = [
-    [ROUTES.health, "GET"],
-    [ROUTES.whoami, "GET"],
-    [ROUTES.tokens, "GET, POST"],
-    [ROUTES.token, "DELETE"],
-    [ROUTES.connectToken, "POST"],
-    [ROUTES.schedules, "GET"],
-    [ROUTES.trigger, "POST"],
-    [ROUTES.apps, "GET"],
-    [ROUTES.app, "GET"],
-    [ROUTES.appStop, "POST"],
-    [ROUTES.usage, "GET"],
-    [ROUTES.call, "POST"],
-    [ROUTES.spawn, "POST"],
-    [ROUTES.map, "POST"],
-    [ROUTES.stream, "POST"],
-    [ROUTES.callRecord, "GET"],
-    [ROUTES.cancel, "POST"],
-  ];
-  for (const [route, method] of methods) {
+  // A known route asked with the wrong method: say which methods it takes (every route in ROUTES, by ROUTE_METHODS).
+  const allowed = new Map<string, string[]>();
+  for (const [name, methods] of Object.entries(ROUTE_METHODS)) {
+    const route = ROUTES[name as keyof typeof ROUTES];
+    allowed.set(route, [...(allowed.get(route) ?? []), ...methods.flatMap((m) => (m === "GET" ? ["GET", "HEAD"] : [m]))]);
+  }
+  for (const [route, methods] of allowed) {
+    const allow = methods.join(", ");
     api.all(route, (c) => {
-      c.header("allow", method);
-      throw new MethodNotAllowedError(`${new URL(c.req.url).pathname} takes ${method}, not ${c.req.method}`);
+      c.header("allow", allow);
+      throw new MethodNotAllowedError(`${new URL(c.req.url).pathname} takes ${allow}, not ${c.req.method}`);
     });
   }
 

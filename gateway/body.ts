@@ -1,24 +1,43 @@
 /**
- * Reading request bodies at the boundary: size limit first (413), then JSON
- * (400 naming the parse error), then the shape (400 naming the field).
+ * Reading request bodies at the boundary: size limit first (413), counted as
+ * the bytes arrive whatever the headers declare; then nesting depth (400),
+ * checked on the text before it is parsed; then JSON (400 naming the parse
+ * error), the shape (400 naming the field), and `meta` (400 when it does not
+ * fit, or would rebuild a value deeper or larger than its JSON). Web
+ * endpoints' bodies are only limited here (`limitBody`); their handlers parse
+ * them.
  */
 import type { z } from "zod";
-import { InvalidRequestError, bodyTooLarge } from "../sdk/errors.js";
+import { API_LIMITS } from "../sdk/defaults.js";
+import { InvalidRequestError, bodyTooLarge, type PayloadTooLargeError } from "../sdk/errors.js";
 import { decodeValue } from "../sdk/protocol.js";
 import { describeIssues } from "../sdk/zod-issues.js";
 
+const decoder = new TextDecoder();
+
+/**
+ * Reads a `/v1` JSON body of at most `maxBytes`, then parses and checks it.
+ *
+ * @example const body = await readJsonBody(c.req.raw, CallRequestSchema, c.var.config.maxBodyBytes);
+ */
 export async function readJsonBody<S extends z.ZodType>(request: Request, schema: S, maxBytes: number): Promise<z.infer<S>> {
   const declared = Number(request.headers.get("content-length") ?? "NaN");
   if (declared > maxBytes) throw bodyTooLarge(maxBytes, declared);
-  // A declared length within the limit can be read in one go; only a body of unknown length is counted as it streams.
-  if (Number.isFinite(declared)) return parseJsonBody(await request.text(), schema);
+  // Counted as it streams even when a length is declared: the header may not be what frames the body (a
+  // content-length sent beside a chunked transfer-encoding, say), and reading stops at the limit either way.
   const bytes = await readLimited(request, maxBytes);
-  return parseJsonBody(new TextDecoder().decode(bytes), schema);
+  return parseJsonBody(decoder.decode(bytes), schema);
 }
 
-/** Parses a body already read: JSON first (400 naming the parse error), then the shape. An empty body is `{}`. */
+/** Parses a body already read: depth and JSON first (400 naming the problem), then the shape. An empty body is `{}`. */
 export function parseJsonBody<S extends z.ZodType>(text: string, schema: S): z.infer<S> {
   if (text.trim() === "") return parseShape(schema, {});
+  if (nestedDeeperThan(text, API_LIMITS.maxJsonDepth)) {
+    throw new InvalidRequestError(
+      `request body nests arrays and objects more than ${API_LIMITS.maxJsonDepth} levels deep, the most this gateway reads; send the value flatter`,
+      { maxDepth: API_LIMITS.maxJsonDepth },
+    );
+  }
   let json: unknown;
   try {
     json = JSON.parse(text);
@@ -28,13 +47,62 @@ export function parseJsonBody<S extends z.ZodType>(text: string, schema: S): z.i
   return parseShape(schema, json);
 }
 
-/** Decodes `json` + superjson `meta`, turning a bad `meta` into a 400. */
+/**
+ * Decodes `json` + superjson `meta`, turning a bad `meta` into a 400. A
+ * `meta` may restore shared references and cycles (`referentialEqualities`),
+ * which could otherwise turn a small body into a value nested thousands of
+ * levels deep, or with exponentially many elements (each level holding the
+ * next twice): such a value is refused here, before anything walks it.
+ */
 export function decodeBodyValue(json: unknown, meta: unknown, field: string): unknown {
+  let value: unknown;
   try {
-    return decodeValue(json, meta);
+    value = decodeValue(json, meta);
   } catch (err) {
     throw new InvalidRequestError(`"meta" does not describe "${field}": ${(err as Error).message}`);
   }
+  if (meta !== null && typeof meta === "object" && "referentialEqualities" in meta) {
+    const written = shapeOf(json, API_LIMITS.maxJsonDepth, Infinity);
+    const rebuilt = typeof written === "object" ? shapeOf(value, API_LIMITS.maxJsonDepth, written.nodes) : written;
+    if (rebuilt === "too deep") {
+      throw new InvalidRequestError(
+        `"meta" rebuilds "${field}" more than ${API_LIMITS.maxJsonDepth} levels deep through its references, the most this gateway reads`,
+        { maxDepth: API_LIMITS.maxJsonDepth },
+      );
+    }
+    if (rebuilt === "too large") {
+      throw new InvalidRequestError(`"meta" rebuilds "${field}" with more elements than its JSON holds: references may share values, not multiply them`);
+    }
+  }
+  return value;
+}
+
+/**
+ * A request whose body stops at `maxBytes`: a declared length over it is
+ * refused at once (the error is thrown); a streamed body errors with the
+ * same 413 once the bytes read pass it, so a handler reading it fails there,
+ * having seen at most `maxBytes` bytes. `passed` says whether that happened,
+ * so the caller can answer 413 whatever the handler did with the error.
+ *
+ * @example const limited = limitBody(c.req.raw, 1024); c.req.raw = limited.request;
+ */
+export function limitBody(request: Request, maxBytes: number, whose?: string): { request: Request; passed(): PayloadTooLargeError | undefined } {
+  const declared = Number(request.headers.get("content-length") ?? "NaN");
+  if (declared > maxBytes) throw bodyTooLarge(maxBytes, declared, whose);
+  if (request.body === null || maxBytes === Infinity) return { request, passed: () => undefined };
+  let seen = 0;
+  let error: PayloadTooLargeError | undefined;
+  const counter = new TransformStream<Uint8Array, Uint8Array>({
+    transform(chunk, controller) {
+      seen += chunk.byteLength;
+      if (seen <= maxBytes) return controller.enqueue(chunk);
+      error = bodyTooLarge(maxBytes, seen, whose);
+      controller.error(error); // and the client's upload is cancelled: nothing past the limit is read
+    },
+  });
+  // `duplex`: Node's Request wants it for a stream body (the unit tests); workerd reads streams that way anyway.
+  const init = { body: request.body.pipeThrough(counter), duplex: "half" } as RequestInit;
+  return { request: new Request(request, init), passed: () => error };
 }
 
 function parseShape<S extends z.ZodType>(schema: S, json: unknown): z.infer<S> {
@@ -58,6 +126,7 @@ async function readLimited(request: Request, maxBytes: number): Promise<Uint8Arr
     }
     chunks.push(value);
   }
+  if (chunks.length === 1) return chunks[0]!;
   const out = new Uint8Array(total);
   let offset = 0;
   for (const chunk of chunks) {
@@ -65,4 +134,96 @@ async function readLimited(request: Request, maxBytes: number): Promise<Uint8Arr
     offset += chunk.byteLength;
   }
   return out;
+}
+
+/**
+ * Whether JSON text nests arrays and objects deeper than `max`, found in one
+ * pass over the text (brackets inside strings do not count), before
+ * `JSON.parse` builds anything. Text shorter than `max` cannot.
+ */
+export function nestedDeeperThan(text: string, max: number): boolean {
+  if (text.length <= max) return false;
+  let depth = 0;
+  let inString = false;
+  for (let i = 0; i < text.length; i++) {
+    const ch = text.charCodeAt(i);
+    if (inString) {
+      if (ch === 0x5c)
+        i++; // a backslash: the next character is escaped
+      else if (ch === 0x22) inString = false;
+    } else if (ch === 0x22) inString = true;
+    else if (ch === 0x5b || ch === 0x7b) {
+      if (++depth > max) return true;
+    } else if (ch === 0x5d || ch === 0x7d) depth--;
+  }
+  return false;
+}
+
+/**
+ * How deep a decoded value nests (arrays, plain objects, `Map`s, `Set`s) and
+ * how many elements it has when written out, each shared reference counted
+ * each time it appears; a reference back to an enclosing value (a cycle) is
+ * not followed, as superjson does not. Walked without recursion, each
+ * distinct object once, stopping early at `maxDepth` or `maxNodes`.
+ */
+function shapeOf(root: unknown, maxDepth: number, maxNodes: number): { depth: number; nodes: number } | "too deep" | "too large" {
+  interface Frame {
+    value: object;
+    children: unknown[];
+    next: number;
+    depth: number;
+    nodes: number;
+  }
+  if (!isContainer(root)) return { depth: 0, nodes: 1 };
+  const done = new Map<object, { depth: number; nodes: number }>();
+  const open = new Set<object>([root]);
+  const stack: Frame[] = [{ value: root, children: childrenOf(root), next: 0, depth: 0, nodes: 1 }];
+  let total = 1;
+  for (;;) {
+    const top = stack[stack.length - 1]!;
+    if (top.next < top.children.length) {
+      const child = top.children[top.next++];
+      if (!isContainer(child)) {
+        top.nodes++;
+        if (++total > maxNodes) return "too large";
+        continue;
+      }
+      if (open.has(child)) continue;
+      const known = done.get(child);
+      if (known) {
+        if (stack.length + known.depth > maxDepth) return "too deep";
+        top.nodes += known.nodes;
+        top.depth = Math.max(top.depth, known.depth);
+        if ((total += known.nodes) > maxNodes) return "too large";
+        continue;
+      }
+      if (stack.length >= maxDepth) return "too deep";
+      if (++total > maxNodes) return "too large";
+      open.add(child);
+      stack.push({ value: child, children: childrenOf(child), next: 0, depth: 0, nodes: 1 });
+      continue;
+    }
+    stack.pop();
+    open.delete(top.value);
+    const shape = { depth: top.depth + 1, nodes: top.nodes };
+    done.set(top.value, shape);
+    const parent = stack[stack.length - 1];
+    if (!parent) return shape;
+    parent.nodes += shape.nodes;
+    parent.depth = Math.max(parent.depth, shape.depth);
+  }
+}
+
+function isContainer(value: unknown): value is object {
+  if (value === null || typeof value !== "object") return false;
+  if (Array.isArray(value) || value instanceof Map || value instanceof Set) return true;
+  const proto = Object.getPrototypeOf(value) as unknown;
+  return proto === Object.prototype || proto === null;
+}
+
+function childrenOf(value: object): unknown[] {
+  if (Array.isArray(value)) return value;
+  if (value instanceof Map) return [...value.keys(), ...value.values()];
+  if (value instanceof Set) return [...value];
+  return Object.values(value);
 }

@@ -20,19 +20,21 @@ export interface PlaneWants {
   deadline: number;
 }
 
-let planeList: { at: number; planes: Promise<PlaneInfo[]> } | undefined;
+/** The last list the registry gave, as plain data: a cached promise would be one request's, awaited by others (workerd warns). */
+let planeList: { at: number; planes: PlaneInfo[] } | undefined;
 
 /**
  * The planes the registry knows, cached for a second per isolate; `fresh`
- * asks the registry again.
+ * asks the registry again. Requests that find the cache stale at the same
+ * moment each ask, in their own request context.
  *
  * @example const healthy = (await knownPlanes(env, true)).filter((p) => p.healthy);
  */
-export function knownPlanes(env: Env, fresh = false): Promise<PlaneInfo[]> {
-  if (fresh || !planeList || Date.now() - planeList.at > PLANE_LIST_TTL_MS) {
-    planeList = { at: Date.now(), planes: planeRegistry(env).list() };
-  }
-  return planeList.planes;
+export async function knownPlanes(env: Env, fresh = false): Promise<PlaneInfo[]> {
+  if (!fresh && planeList && Date.now() - planeList.at <= PLANE_LIST_TTL_MS) return planeList.planes;
+  const planes = await planeRegistry(env).list();
+  planeList = { at: Date.now(), planes };
+  return planes;
 }
 
 /**

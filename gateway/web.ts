@@ -4,12 +4,22 @@
  */
 import { Hono, type Context } from "hono";
 import type { AgentDefinition, App, EndpointHandle, WebApp, WebMount } from "../sdk/app.js";
-import { InvalidRequestError, NotFoundError, TandemError, UpgradeRequiredError, errorBody, remoteErrorFrom, toWireError } from "../sdk/errors.js";
+import {
+  InvalidRequestError,
+  MethodNotAllowedError,
+  NotFoundError,
+  TandemError,
+  UpgradeRequiredError,
+  errorBody,
+  remoteErrorFrom,
+  toWireError,
+} from "../sdk/errors.js";
 import { HEADERS, SESSION_ID_PATTERN, paths } from "../sdk/protocol.js";
 import type { GatewayConfig } from "./config.js";
 import type { Env, RouteEnv } from "./env.js";
 import { hubFor } from "./agents.js";
 import { authorizeWeb } from "./auth.js";
+import { limitBody } from "./body.js";
 import { shardOf } from "./shard.js";
 import { runStore, type RunContext } from "./run-context.js";
 import { EncodedResult } from "./encoded-result.js";
@@ -52,6 +62,12 @@ function mountWebApp(web: Hono<Web>, appName: string, mount: WebMount): void {
     paths.web(appName, mount.label),
     async (request, env, ctx, config: GatewayConfig) => {
       if (mount.auth === "token") await authorizeWeb(env as Env, request, appName, mount.label);
+      let body: ReturnType<typeof limitBody>;
+      try {
+        body = limitBody(request, mount.maxBodyBytes ?? config.maxBodyBytes, whoseLimit(appName, mount.label, mount.maxBodyBytes));
+      } catch (err) {
+        return Response.json(errorBody(err), { status: 413 });
+      }
       instance ??= Promise.resolve(mount.factory());
       const rc: RunContext = { env: env as Env, config, waitUntil: (p) => (ctx as ExecutionContext).waitUntil(p), logPrefix: prefix };
       return runStore.run(rc, async () => {
@@ -63,9 +79,10 @@ function mountWebApp(web: Hono<Web>, appName: string, mount: WebMount): void {
           return failed(err);
         }
         try {
-          return await webApp.fetch(request, env, ctx);
+          const response = await webApp.fetch(body.request, env, ctx);
+          return tooLarge(body.passed()) ?? response;
         } catch (err) {
-          return failed(err);
+          return tooLarge(body.passed()) ?? failed(err);
         }
       });
     },
@@ -75,20 +92,45 @@ function mountWebApp(web: Hono<Web>, appName: string, mount: WebMount): void {
 
 function addEndpoint(web: Hono<Web>, appName: string, endpoint: EndpointHandle): void {
   const prefix = `[${appName}/${endpoint.label}]`;
-  web.on(endpoint.method, paths.web(appName, endpoint.label, endpoint.path), async (c: Context<Web>) => {
+  const path = paths.web(appName, endpoint.label, endpoint.path);
+  web.on(endpoint.method, path, async (c: Context<Web>) => {
     if (endpoint.auth === "token") await authorizeWeb(c.env, c.req.raw, appName, endpoint.label);
+    const body = limitBody(c.req.raw, endpoint.maxBodyBytes ?? c.var.config.maxBodyBytes, whoseLimit(appName, endpoint.label, endpoint.maxBodyBytes));
+    c.req.raw = body.request;
     const rc: RunContext = { env: c.env, config: c.var.config, waitUntil: (p) => c.executionCtx.waitUntil(p), logPrefix: prefix };
     return runStore.run(rc, async () => {
       try {
         const out = await endpoint.handler(c);
+        const refused = tooLarge(body.passed());
+        if (refused) return refused;
         if (out instanceof Response) return out;
         if (isGeneratorResult(out)) return serverSentEvents(c, out);
         return out === undefined ? c.body(null, 204) : c.json(out as never);
       } catch (err) {
-        return failed(err);
+        return tooLarge(body.passed()) ?? failed(err);
       }
     });
   });
+  // The endpoint's path asked with another method: 405, naming the methods it takes (hono answers HEAD with GET's handler).
+  const allow = endpoint.method === "GET" ? "GET, HEAD" : endpoint.method;
+  web.all(path, (c) => {
+    c.header("allow", allow);
+    const rest = new URL(c.req.url).pathname.slice(`/${appName}/${endpoint.label}`.length) || "/";
+    throw new MethodNotAllowedError(`endpoint "${endpoint.label}" of app "${appName}" takes ${allow} at ${rest}, not ${c.req.method}`, {
+      app: appName,
+      label: endpoint.label,
+    });
+  });
+}
+
+/** Whose body limit a 413 names: the endpoint's own option, or the gateway's setting. */
+function whoseLimit(appName: string, label: string, own: number | undefined): string | undefined {
+  return own === undefined ? undefined : `endpoint "${label}" of app "${appName}" accepts (its maxBodyBytes option)`;
+}
+
+/** A body past its limit answers 413, whatever the handler made of the error its read threw (or returned meanwhile). */
+function tooLarge(passed: TandemError | undefined): Response | undefined {
+  return passed && Response.json(errorBody(passed), { status: passed.status });
 }
 
 /** A WebSocket agent: an upgrade goes to the agent's Durable Object (gateway/agents.ts), with its session. */

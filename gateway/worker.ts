@@ -8,7 +8,7 @@
  */
 import { Hono } from "hono";
 import { loadAppModule } from "../sdk/app.js";
-import { NotFoundError, TandemError, errorBody, errorStatus } from "../sdk/errors.js";
+import { InternalError, NotFoundError, TandemError, errorBody } from "../sdk/errors.js";
 import type { PlaneBundleRef } from "../sdk/protocol.js";
 import { installInvoker } from "../sdk/invoker.js";
 import type { ContentfulStatusCode } from "hono/utils/http-status";
@@ -68,8 +68,12 @@ export function createGateway(modules: AppModule[], options: GatewayOptions = {}
     );
   });
   router.onError((err, c) => {
-    if (!(err instanceof TandemError)) console.error("gateway:", err);
-    return c.json(errorBody(err), errorStatus(err) as ContentfulStatusCode);
+    if (err instanceof TandemError) return c.json(errorBody(err), err.status as ContentfulStatusCode);
+    // A fault of the gateway's own: its stack goes to the log only (it names this host's files). The answer has the
+    // message's first line (V8's can go on to draw the value it choked on), as `internal`.
+    console.error("gateway:", err);
+    const message = (err instanceof Error ? err.message : String(err)).split("\n")[0]!;
+    return c.json(errorBody(new InternalError(message)), 500);
   });
   const scheduled = apps.some((a) => a.callables.some((c) => c.spec.schedule));
   return {

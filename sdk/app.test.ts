@@ -43,6 +43,23 @@ describe("App", () => {
     expect(() => loadAppModule("demo.ts", { default: app, e1 })).toThrow('two web endpoints use the label "dup"');
   });
 
+  it("takes a body limit for an endpoint or a web mount, and refuses one that is not a size", () => {
+    const app = new App("demo");
+    const upload = app.endpoint({ method: "POST", maxBodyBytes: 50_000_000 }, () => 1);
+    const open = app.endpoint({ method: "PUT", maxBodyBytes: Infinity }, () => 1);
+    app.web("files", () => ({ fetch: () => new Response() }), { maxBodyBytes: 0 });
+    expect([upload.maxBodyBytes, open.maxBodyBytes, app.webMounts[0]!.maxBodyBytes]).toEqual([50_000_000, Infinity, 0]);
+    for (const bad of [-1, 1.5, NaN, "stream", "10mb", null]) {
+      expect(() => app.endpoint({ method: "POST", maxBodyBytes: bad as number }, () => 1)).toThrow(
+        `app "demo": endpoint: option "maxBodyBytes" must be a whole number of bytes, 0 or more, or Infinity for no limit (got ${typeof bad === "string" ? JSON.stringify(bad) : String(bad)})`,
+      );
+      expect(() => app.web("w", () => ({ fetch: () => new Response() }), { maxBodyBytes: bad as number })).toThrow(
+        'app "demo": web "w": option "maxBodyBytes"',
+      );
+    }
+    expect(() => app.web("w", () => ({ fetch: () => new Response() }), { maxBody: 1 } as object)).toThrow('unknown option "maxBody" (options: auth, maxBodyBytes)');
+  });
+
   it("checks a WebAssembly function's options, naming the option", () => {
     const app = new App("w");
     expect(() => app.wasm("x", { module: "./x.wasm", source: "./x.as.ts" })).toThrow('give exactly one of { module: "./fn.wasm" } or { source: "./fn.as.ts" }');

@@ -40,6 +40,13 @@ export interface EndpointOptions<P extends string = string> {
   label?: string;
   /** `"token"`: callers need an API token (or a connect token in `?token=`); default `"public"`. */
   auth?: WebAuth;
+  /**
+   * The largest request body the handler is given, in bytes: a whole number
+   * (0 for none), or `Infinity` for no limit, the handler then reading the
+   * stream as it comes. Default: the gateway's `TANDEM_MAX_BODY_BYTES`. A
+   * larger body answers `413 payload_too_large`.
+   */
+  maxBodyBytes?: number;
 }
 
 /**
@@ -54,6 +61,8 @@ const WEB_AUTH: readonly string[] = ["public", "token"];
 export interface WebOptions {
   /** `"token"`: callers need an API token (or a connect token in `?token=`); default `"public"`. */
   auth?: WebAuth;
+  /** The largest request body the mounted app is given; as `EndpointOptions.maxBodyBytes`. */
+  maxBodyBytes?: number;
 }
 
 /** A handler for `app.endpoint`: return a `Response`, or any JSON value to send as JSON. */
@@ -204,6 +213,8 @@ export class EndpointHandle {
   readonly path: string;
   readonly handler: EndpointHandler;
   readonly auth: WebAuth;
+  /** The endpoint's own body limit (`Infinity`: none); undefined: the gateway's. */
+  readonly maxBodyBytes: number | undefined;
   #label: string | undefined;
 
   /** @internal */
@@ -211,6 +222,7 @@ export class EndpointHandle {
     this.method = options.method ?? "GET";
     this.path = options.path ?? "/";
     this.auth = options.auth ?? "public";
+    this.maxBodyBytes = options.maxBodyBytes;
     this.#label = options.label;
     this.handler = handler;
   }
@@ -366,6 +378,8 @@ export interface WebMount {
   label: string;
   auth: WebAuth;
   factory: () => WebApp | Promise<WebApp>;
+  /** The mount's own body limit (`Infinity`: none); undefined: the gateway's. */
+  maxBodyBytes?: number;
 }
 
 /**
@@ -568,15 +582,25 @@ export class App {
    * The factory runs once per isolate, at the first request.
    * @example
    * app.web("api", () => new Hono().get("/", (c) => c.text("hi")));
+   * app.web("uploads", () => uploads, { maxBodyBytes: Infinity }); // reads request bodies as streams, of any size
    */
   web(label: string, factory: () => WebApp | Promise<WebApp>, options: WebOptions = {}): void {
     if (typeof label !== "string" || !NAME_PATTERN.test(label)) {
       throw new InvalidOptionsError(`app "${this.name}": web label ${JSON.stringify(label)} must be 1-64 letters, digits, '-' or '_'`);
     }
-    if (typeof factory !== "function") throw new InvalidOptionsError(`app "${this.name}": web "${label}" needs a factory function returning a hono app`);
     const where = `app "${this.name}": web "${label}"`;
-    for (const key of Object.keys(options ?? {})) if (key !== "auth") throw new InvalidOptionsError(`${where}: unknown option "${key}" (options: auth)`);
-    this.#webMounts.push({ label, factory, auth: checkAuth(options?.auth, where) });
+    if (typeof factory !== "function") throw new InvalidOptionsError(`${where} needs a factory function returning a hono app`);
+    if (options === null || typeof options !== "object") throw new InvalidOptionsError(`${where}: options must be an object ({ auth, maxBodyBytes })`);
+    for (const key of Object.keys(options)) {
+      if (key !== "auth" && key !== "maxBodyBytes") throw new InvalidOptionsError(`${where}: unknown option "${key}" (options: auth, maxBodyBytes)`);
+    }
+    checkMaxBodyBytes(where, options.maxBodyBytes);
+    this.#webMounts.push({
+      label,
+      factory,
+      auth: checkAuth(options.auth, where),
+      ...(options.maxBodyBytes === undefined ? {} : { maxBodyBytes: options.maxBodyBytes }),
+    });
   }
 
   /**
@@ -589,9 +613,10 @@ export class App {
     if (typeof handler !== "function") throw new InvalidOptionsError(`${where} needs a handler function`);
     const o = options ?? {};
     for (const key of Object.keys(o)) {
-      if (!["method", "path", "label", "auth"].includes(key)) throw new InvalidOptionsError(`${where}: unknown option "${key}"`);
+      if (!["method", "path", "label", "auth", "maxBodyBytes"].includes(key)) throw new InvalidOptionsError(`${where}: unknown option "${key}"`);
     }
     checkAuth(o.auth, where);
+    checkMaxBodyBytes(where, o.maxBodyBytes);
     if (o.method !== undefined && !METHODS.includes(o.method)) throw new InvalidOptionsError(`${where}: option "method" must be one of ${METHODS.join(", ")}`);
     if (o.path !== undefined && (typeof o.path !== "string" || !o.path.startsWith("/")))
       throw new InvalidOptionsError(`${where}: option "path" must start with "/"`);
@@ -836,4 +861,12 @@ async function* unwrapOutcomes<R>(outcomes: AsyncIterable<MapOutcome>, returnExc
     else if (returnExceptions) yield outcome.error as TandemError;
     else throw outcome.error;
   }
+}
+
+/** `maxBodyBytes` of an endpoint or a web mount: a whole number of bytes, 0 or more, or `Infinity`. */
+function checkMaxBodyBytes(where: string, value: unknown): void {
+  if (value === undefined || value === Infinity || (Number.isSafeInteger(value) && (value as number) >= 0)) return;
+  throw new InvalidOptionsError(
+    `${where}: option "maxBodyBytes" must be a whole number of bytes, 0 or more, or Infinity for no limit (got ${typeof value === "string" ? JSON.stringify(value) : String(value)})`,
+  );
 }

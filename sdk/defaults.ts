@@ -79,6 +79,13 @@ export const API_LIMITS = {
   maxMapInputs: 1_000,
   /** Values larger than this are kept in blob storage, the ledger row holding a reference. */
   maxInlineValueBytes: 512 * KiB,
+  /**
+   * The deepest nesting of arrays and objects a request body may have, and a
+   * value its `meta` rebuilds. Decoding and encoding values recurse once a
+   * level, and overflowed the stack at about 3,800 levels; well under that,
+   * so a value that is read can also be sent on and stored.
+   */
+  maxJsonDepth: 512,
 } as const;
 
 /** API tokens (docs/security.md). */

@@ -295,12 +295,14 @@ export function errorBody(err: unknown): { error: WireError } {
 }
 
 /**
- * A request body over a limit: the same words wherever it is refused. The limit is the gateway's
- * (`TANDEM_MAX_BODY_BYTES`) unless `limit` says whose it is.
- * @example throw bodyTooLarge(config.maxBodyBytes, declaredLength);
+ * A request body over a limit: the same words wherever it is refused (the
+ * gateway, an endpoint, the CLI's front door). `whose` says whose limit it is,
+ * by default the gateway's (`TANDEM_MAX_BODY_BYTES`).
+ * @example
+ * throw bodyTooLarge(1024, 1100, `endpoint "upload" accepts (its maxBodyBytes option)`);
  */
-export function bodyTooLarge(maxBytes: number, atLeast?: number, limit = "the most this gateway accepts (TANDEM_MAX_BODY_BYTES)"): PayloadTooLargeError {
-  return new PayloadTooLargeError(`request body is larger than ${maxBytes} bytes, ${limit}`, {
+export function bodyTooLarge(maxBytes: number, atLeast?: number, whose = "this gateway accepts (TANDEM_MAX_BODY_BYTES)"): PayloadTooLargeError {
+  return new PayloadTooLargeError(`request body is larger than ${maxBytes} bytes, the most ${whose}`, {
     maxBytes,
     ...(atLeast === undefined ? {} : { atLeast }),
   });

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { CALL_ID_PATTERN, decodeValue, encodeValue, newCallId } from "./protocol.js";
+import { CALL_ID_PATTERN, ROUTE_METHODS, ROUTES, decodeValue, encodeValue, isValidCloseCode, newCallId } from "./protocol.js";
 
 describe("the value codec", () => {
   it("leaves plain JSON as it is, with no meta", () => {
@@ -40,5 +40,20 @@ describe("call ids", () => {
     expect(a).toMatch(CALL_ID_PATTERN);
     expect(a < b).toBe(true);
     expect(new Set(Array.from({ length: 1000 }, () => newCallId())).size).toBe(1000);
+  });
+});
+
+describe("close codes", () => {
+  it("are valid in a close frame only where RFC 6455 section 7.4 allows", () => {
+    const valid = [1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 1012, 1013, 1014, 3000, 4000, 4999];
+    const invalid = [0, 999, 1004, 1005, 1006, 1015, 1016, 2000, 2999, 5000, 65535];
+    expect(valid.filter((c) => !isValidCloseCode(c))).toEqual([]);
+    expect(invalid.filter((c) => isValidCloseCode(c))).toEqual([]);
+  });
+});
+
+describe("routes", () => {
+  it("say which methods each takes, for every route", () => {
+    expect(Object.keys(ROUTE_METHODS).sort()).toEqual(Object.keys(ROUTES).sort());
   });
 });

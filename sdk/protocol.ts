@@ -50,6 +50,8 @@ export const AGENT_CLOSE = {
   normal: 1000,
   /** The agent is no longer deployed (a redeploy removed it). */
   goingAway: 1001,
+  /** The client's close frame broke RFC 6455: a code that may not be sent, or a reason over 123 bytes. */
+  protocolError: 1002,
   unsupportedData: 1003,
   /** Reserved: a close frame without a code. Never sent. */
   noStatus: 1005,
@@ -67,6 +69,19 @@ export const AGENT_CLOSE = {
   /** The client's keep-alive ping went unanswered; it reconnects. */
   pingUnanswered: 4000,
 } as const;
+
+/** The longest close reason, in UTF-8 bytes: a close frame's payload is at most 125 bytes, two of them the code. */
+export const MAX_CLOSE_REASON_BYTES = 123;
+
+/**
+ * Whether a close frame may carry `code` (RFC 6455 section 7.4): 1000-1003,
+ * 1007-1014 and 3000-4999. The rest are reserved (1004, 1016-2999), only
+ * reported locally and never sent (1005, 1006, 1015), or undefined (below 1000,
+ * 5000 and above).
+ */
+export function isValidCloseCode(code: number): boolean {
+  return (code >= 1000 && code <= 1003) || (code >= 1007 && code <= 1014) || (code >= 3000 && code <= 4999);
+}
 
 /** Codes a client does not reconnect after: the session ended on purpose, or reconnecting would fail the same way. */
 export const AGENT_FINAL_CLOSE_CODES: ReadonlySet<number> = new Set([
@@ -115,6 +130,36 @@ export const ROUTES = {
   /** A plane fetches an image spec by content hash (signed). */
   planeImage: "/v1/planes/images/:hash",
 } as const;
+
+/**
+ * The methods each `/v1` route takes; a route asked with another gets `405`
+ * with an `allow` header built from this (GET routes answer HEAD too). Every
+ * route in `ROUTES` must be here: the type says so.
+ */
+export const ROUTE_METHODS = {
+  health: ["GET"],
+  apps: ["GET"],
+  app: ["GET"],
+  appStop: ["POST"],
+  usage: ["GET"],
+  call: ["POST"],
+  spawn: ["POST"],
+  map: ["POST"],
+  stream: ["POST"],
+  callRecord: ["GET"],
+  cancel: ["POST"],
+  schedules: ["GET"],
+  trigger: ["POST"],
+  whoami: ["GET"],
+  tokens: ["GET", "POST"],
+  token: ["DELETE"],
+  connectToken: ["POST"],
+  planeHeartbeat: ["POST"],
+  planes: ["GET"],
+  planeBundle: ["GET"],
+  planeBundleMap: ["GET"],
+  planeImage: ["GET"],
+} as const satisfies { readonly [K in keyof typeof ROUTES]: readonly ("GET" | "POST" | "PUT" | "PATCH" | "DELETE")[] };
 
 /** Routes a plane serves (all signed by the gateway). */
 export const PLANE_ROUTES = {

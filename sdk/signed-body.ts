@@ -18,7 +18,7 @@ import { describeIssues } from "./zod-issues.js";
  * @example throw signedBodyTooLarge(PLANE_DEFAULTS.maxSignedRequestBytes, received);
  */
 export function signedBodyTooLarge(maxBytes: number, atLeast?: number): PayloadTooLargeError {
-  return bodyTooLarge(maxBytes, atLeast, "the most a signed request between the gateway and a plane may carry");
+  return bodyTooLarge(maxBytes, atLeast, "a signed request between the gateway and a plane may carry");
 }
 
 /**

@@ -4,6 +4,7 @@
  * resume, rooms, every limit with its close code, a throwing handler, bad
  * frames, and hono's own WebSocket upgrade in an app.web mount.
  */
+import { randomBytes } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import WebSocket from "ws";
 import { connect, type AgentMessageEvent, type AgentSocket } from "../sdk/index.js";
@@ -49,6 +50,15 @@ async function client(path: string) {
   };
 }
 const json = async (c: { next(): Promise<string | number[]> }) => JSON.parse((await c.next()) as string);
+
+/** Writes a raw, masked client frame: `ws` itself refuses to send the close codes and reasons RFC 6455 forbids. */
+function writeFrame(ws: WebSocket, opcode: number, payload: Buffer): void {
+  const mask = randomBytes(4);
+  const masked = Buffer.from(payload.map((b, i) => b ^ mask[i % 4]!));
+  const length = payload.length < 126 ? [0x80 | payload.length] : [0x80 | 126, payload.length >> 8, payload.length & 0xff];
+  (ws as unknown as { _socket: { write(b: Buffer): void } })._socket.write(Buffer.concat([Buffer.from([0x80 | opcode, ...length]), mask, masked]));
+}
+const closePayload = (code: number, reason: Buffer = Buffer.alloc(0)) => Buffer.concat([Buffer.from([code >> 8, code & 0xff]), reason]);
 
 describe("a WebSocket agent", () => {
   it("greets, echoes text and binary frames, and calls functions from its handlers", async () => {
@@ -239,6 +249,58 @@ describe("limits and bad input", () => {
     const later = await client("/agents/brief?session=brief-session-1");
     expect(await json(later)).toEqual({ resumed: false, notes: [] });
     later.ws.close();
+  });
+
+  it("answers a client's close frame as RFC 6455 asks: a valid code echoed, a code that may not be sent with 1002", { timeout: 30_000 }, async () => {
+    const answers: Record<string, { code: number; reason: string }> = {};
+    const cases: [string, Buffer][] = [
+      ...[0, 999, 1004, 1006, 1015, 1016, 2000, 2999, 5000].map((code): [string, Buffer] => [`code ${code}`, closePayload(code)]),
+      ["code 1000", closePayload(1000, Buffer.from("bye"))],
+      ["code 1012", closePayload(1012, Buffer.from("restarting"))],
+      ["code 3000", closePayload(3000)],
+      ["code 4999", closePayload(4999, Buffer.from("é".repeat(61)))], // 122 bytes of reason
+    ];
+    for (const [name, payload] of cases) {
+      const c = await client(`/agents/closer?session=close-${name.replace(" ", "-")}`);
+      writeFrame(c.ws, 0x8, payload);
+      answers[name] = await c.closed;
+    }
+    const protocolError = { code: 1002, reason: expect.stringMatching(/^close code \d+ may not be sent \(RFC 6455 section 7\.4\)$/) };
+    expect(answers).toEqual({
+      "code 0": protocolError,
+      "code 999": protocolError,
+      "code 1004": protocolError,
+      "code 1006": protocolError,
+      "code 1015": protocolError,
+      "code 1016": protocolError,
+      "code 2000": protocolError,
+      "code 2999": protocolError,
+      "code 5000": protocolError,
+      "code 1000": { code: 1000, reason: "bye" },
+      "code 1012": { code: 1012, reason: "restarting" },
+      "code 3000": { code: 3000, reason: "" },
+      "code 4999": { code: 4999, reason: "é".repeat(61) },
+    });
+    // The agent's onClose was told the code the client sent, whatever the answer.
+    expect(gw.output.some((l) => /closer close-code-2000 got 2000 ""/.test(l))).toBe(true);
+  });
+
+  it("answers a close reason over 123 bytes with 1002", async () => {
+    const c = await client("/agents/closer?session=close-long-reason");
+    writeFrame(c.ws, 0x8, closePayload(4000, Buffer.alloc(124, 0x61)));
+    expect(await c.closed).toEqual({ code: 1002, reason: "a close reason is at most 123 bytes (this one had 124)" });
+  });
+
+  it("hands on what workerd decided itself: invalid UTF-8 as U+FFFD, and a one-byte close payload as no code", async () => {
+    const text = await client("/agents/closer?session=invalid-utf8-text");
+    writeFrame(text.ws, 0x1, Buffer.from([0x61, 0xff, 0xfe, 0x62]));
+    expect(await text.next()).toBe("[97,65533,65533,98]"); // not closed with 1007
+    writeFrame(text.ws, 0x8, closePayload(4000, Buffer.from([0x61, 0xff])));
+    expect(await text.closed).toEqual({ code: 4000, reason: "a\ufffd" }); // the agent cannot tell the reason was not UTF-8
+    const short = await client("/agents/closer?session=one-byte-close");
+    writeFrame(short.ws, 0x8, Buffer.from([0x03]));
+    expect(await short.closed).toEqual({ code: 1000, reason: "" });
+    expect(gw.output.some((l) => /closer one-byte-close got 1005 ""/.test(l))).toBe(true);
   });
 
   it("closes with the code a handler asks for", async () => {

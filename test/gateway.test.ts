@@ -3,6 +3,7 @@
  * cancellation, the ledger, web endpoints and every bad input, through the SDK
  * client and raw HTTP.
  */
+import net from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
   CancelledError,
@@ -16,6 +17,8 @@ import {
   lookup,
   type CallRecord,
 } from "../sdk/index.js";
+import { API_LIMITS } from "../sdk/defaults.js";
+import { ROUTE_METHODS, ROUTES } from "../sdk/protocol.js";
 import { authed, eventually, startTestGateway, type TestGateway } from "./helpers/gateway.js";
 
 const APP = new URL("./fixtures/edge-app.ts", import.meta.url).pathname;
@@ -24,6 +27,23 @@ const fn = <A extends unknown[] = any[], R = any>(name: string) => lookup<A, R>(
 const post = (path: string, body: string | undefined, headers: Record<string, string> = {}) =>
   fetch(gw.url + path, authed({ method: "POST", body, headers: { "content-type": "application/json", ...headers } }));
 const ledger = async (id: string) => (await (await fetch(`${gw.url}/v1/calls/${id}`, authed())).json()) as CallRecord;
+/** A body of `total` bytes sent chunked (no length declared), in 16 KiB pieces. */
+const chunkedBody = (total: number, byte = 0x61) => {
+  let left = total;
+  return new ReadableStream<Uint8Array>({
+    pull(controller) {
+      if (left <= 0) return controller.close();
+      const piece = new Uint8Array(Math.min(16 * 1024, left)).fill(byte);
+      left -= piece.length;
+      controller.enqueue(piece);
+    },
+  });
+};
+const postChunked = (path: string, total: number) => fetch(gw.url + path, authed({ method: "POST", body: chunkedBody(total), duplex: "half" } as RequestInit));
+/** Nothing of the gateway's own insides: no stack frame, no file of this host. */
+const expectNoInternals = (text: string) => {
+  expect(text).not.toMatch(/\n\s+at |worker\.mjs|\/tmp\/|file:\/\//);
+};
 
 beforeAll(async () => {
   gw = await startTestGateway(APP, { bindings: { TANDEM_MAX_BODY_BYTES: "4096" } });
@@ -359,6 +379,19 @@ describe("bad input", () => {
     expect(((await res.json()) as any).error).toMatchObject({ code: "method_not_allowed", message: expect.stringContaining("takes POST, not GET") });
   });
 
+  it("answers 405 with an allow header on every /v1 route asked with a method it does not take", async () => {
+    const params: Record<string, string> = { app: "edge", fn: "square", id: "fc-00000000000000000000000000", hash: "0".repeat(64) };
+    const wrong: string[] = [];
+    for (const [name, methods] of Object.entries(ROUTE_METHODS)) {
+      const path = ROUTES[name as keyof typeof ROUTES].replace(/:(\w+)/g, (_, p: string) => params[p]!);
+      const method = (methods as readonly string[]).includes("GET") ? "PUT" : "GET";
+      const res = await fetch(gw.url + path, { method });
+      const allow = (methods as readonly string[]).flatMap((m) => (m === "GET" ? ["GET", "HEAD"] : [m])).join(", ");
+      if (res.status !== 405 || res.headers.get("allow") !== allow) wrong.push(`${method} ${path}: ${res.status} allow=${res.headers.get("allow")}`);
+    }
+    expect(wrong).toEqual([]);
+  });
+
   it("answers 400 for a protocol version it does not speak, or a meta that is not an object", async () => {
     const version = await post("/v1/apps/edge/functions/square/call", JSON.stringify({ args: [1] }), { "tandem-protocol": "99" });
     expect(version.status).toBe(400);
@@ -368,10 +401,22 @@ describe("bad input", () => {
     expect(((await meta.json()) as any).error.message).toContain('"meta"');
   });
 
-  it("says what an endpoint serves when the method or path does not match", async () => {
-    const res = await fetch(`${gw.url}/edge/hello/Ada`, { method: "DELETE" });
-    expect(res.status).toBe(404);
-    expect(((await res.json()) as any).error.message).toBe('endpoint "hello" of app "edge" does not serve DELETE /Ada (it serves GET /:name)');
+  it("says what an endpoint serves when the path does not match, and answers 405 naming its methods when the method does not", async () => {
+    const path = await fetch(`${gw.url}/edge/hello/Ada/Lovelace`);
+    expect(path.status).toBe(404);
+    expect(((await path.json()) as any).error.message).toBe('endpoint "hello" of app "edge" does not serve GET /Ada/Lovelace (it serves GET /:name)');
+    for (const method of ["POST", "DELETE", "PUT"]) {
+      const res = await fetch(`${gw.url}/edge/hello/Ada`, { method });
+      expect(res.status).toBe(405);
+      expect(res.headers.get("allow")).toBe("GET, HEAD");
+      expect(((await res.json()) as any).error).toMatchObject({
+        code: "method_not_allowed",
+        message: `endpoint "hello" of app "edge" takes GET, HEAD at /Ada, not ${method}`,
+      });
+    }
+    const post = await fetch(`${gw.url}/edge/submit`);
+    expect([post.status, post.headers.get("allow")]).toEqual([405, "POST"]);
+    expect((await fetch(`${gw.url}/edge/hello/Ada`, { method: "HEAD" })).status).toBe(200);
   });
 
   it("answers 400 for a malformed call id and 404 for an unknown one", async () => {
@@ -379,6 +424,152 @@ describe("bad input", () => {
     const unknown = await fetch(`${gw.url}/v1/calls/fc-00000000000000000000000000`, authed());
     expect(unknown.status).toBe(404);
     expect(((await unknown.json()) as any).error.code).toBe("not_found");
+  });
+});
+
+describe("body limits", () => {
+  const stats = async () => (await (await fetch(`${gw.url}/edge/upload-stats`)).json()) as { runs: number; read: number };
+
+  it("answers 413 before an endpoint's handler runs when the declared length is over the limit", async () => {
+    const before = await stats();
+    const res = await fetch(`${gw.url}/edge/upload`, { method: "POST", body: "x".repeat(5000) });
+    expect(res.status).toBe(413);
+    expect(((await res.json()) as any).error).toMatchObject({ code: "payload_too_large", details: { maxBytes: 4096, atLeast: 5000 } });
+    expect((await stats()).runs).toBe(before.runs);
+  });
+
+  it("gives an endpoint a streamed body that stops at the limit, and answers 413", async () => {
+    const before = await stats();
+    // 48 KiB: small enough that the client has sent it all before workerd answers and closes (a larger body may see
+    // the connection reset instead; the front door, in front of workerd under tandem serve, answers those: front-door.test.ts).
+    const res = await postChunked("/edge/upload", 48 * 1024);
+    expect(res.status).toBe(413);
+    expect(((await res.json()) as any).error).toMatchObject({
+      code: "payload_too_large",
+      message: "request body is larger than 4096 bytes, the most this gateway accepts (TANDEM_MAX_BODY_BYTES)",
+    });
+    const after = await stats();
+    expect(after.runs).toBe(before.runs + 1);
+    expect(after.read).toBeLessThanOrEqual(4096);
+  });
+
+  it("answers 413 even when the handler catches the error its read threw", async () => {
+    const res = await postChunked("/edge/swallow", 64 * 1024);
+    expect(res.status).toBe(413);
+    expect(((await res.json()) as any).error.code).toBe("payload_too_large");
+  });
+
+  it("limits a mounted web app's bodies too, with the gateway's limit or its own", async () => {
+    expect((await postChunked("/edge/api/size", 64 * 1024)).status).toBe(413);
+    expect(await (await postChunked("/edge/api/size", 3000)).json()).toEqual({ read: 3000 });
+    expect(await (await postChunked("/edge/files/", 8000)).json()).toEqual({ read: 8000 });
+    const over = await postChunked("/edge/files/", 9000);
+    expect(over.status).toBe(413);
+    expect(((await over.json()) as any).error.message).toBe(
+      'request body is larger than 8192 bytes, the most endpoint "files" of app "edge" accepts (its maxBodyBytes option)',
+    );
+  });
+
+  it("lets an endpoint take more than the gateway's limit when it asks, or any size with Infinity", async () => {
+    expect(await (await postChunked("/edge/big-upload", 90_000)).json()).toEqual({ read: 90_000 });
+    const declared = await fetch(`${gw.url}/edge/big-upload`, { method: "POST", body: "x".repeat(100_001) });
+    expect(declared.status).toBe(413);
+    expect(((await declared.json()) as any).error.details).toEqual({ maxBytes: 100_000, atLeast: 100_001 });
+    expect(await (await postChunked("/edge/any-upload", 3 * 1024 * 1024)).json()).toEqual({ read: 3 * 1024 * 1024 });
+  });
+
+  it("stops reading a /v1 body at the limit when its content-length is smaller than what is sent", async () => {
+    // A content-length beside a chunked transfer-encoding: the chunks frame the body, and there are 256 KiB of them.
+    const answer = await new Promise<string>((resolve, reject) => {
+      const socket = net.connect(Number(new URL(gw.url).port), "127.0.0.1");
+      let got = "";
+      socket.on("data", (d) => {
+        got += d.toString();
+        if (got.includes("\r\n\r\n") && got.includes("}}")) socket.destroy();
+      });
+      socket.on("close", () => resolve(got));
+      socket.on("error", reject);
+      socket.write("POST /v1/apps/edge/functions/echo/call HTTP/1.1\r\nhost: x\r\ncontent-length: 12\r\ntransfer-encoding: chunked\r\n\r\n");
+      const piece = "[" + "1,".repeat(8191) + "1]";
+      const head = '{"args":[[0]';
+      socket.write(`${head.length.toString(16)}\r\n${head}\r\n`);
+      for (let i = 0; i < 16; i++) socket.write(`${(piece.length + 1).toString(16)}\r\n,${piece}\r\n`);
+      socket.write("2\r\n]}\r\n0\r\n\r\n");
+      setTimeout(() => socket.destroy(), 10_000).unref();
+    });
+    expect(answer).toMatch(/^HTTP\/1\.1 413 /);
+    expect(answer).toContain('"code":"payload_too_large"');
+  });
+});
+
+describe("deep JSON", () => {
+  const nested = (depth: number) => "[".repeat(depth) + "1" + "]".repeat(depth);
+
+  it("answers 400 for a body nested past the limit, at either tier and on every route that reads arguments, with no internals", async () => {
+    for (const fn of ["echo", "onGpu"]) {
+      for (const [route, body] of [
+        ["call", `{"args":[${nested(1500)}]}`],
+        ["spawn", `{"args":[${nested(1500)}]}`],
+        ["map", `{"inputs":[[${nested(1500)}]]}`],
+        ["stream", `{"args":[${nested(1500)}]}`],
+      ] as const) {
+        const res = await post(`/v1/apps/edge/functions/${fn}/${route}`, body);
+        const text = await res.text();
+        expect([fn, route, res.status]).toEqual([fn, route, 400]);
+        expect(JSON.parse(text).error).toMatchObject({
+          code: "invalid_request",
+          message: expect.stringContaining(`more than ${API_LIMITS.maxJsonDepth} levels deep`),
+          details: { maxDepth: API_LIMITS.maxJsonDepth },
+        });
+        expectNoInternals(text);
+      }
+    }
+  });
+
+  it("answers 400 for a meta whose references rebuild the arguments deeper than the limit", async () => {
+    // Three chains of 200 arrays (the body is within the 4096-byte limit), each one's innermost element the next chain.
+    const chain = nested(200);
+    const leaf = "." + Array(200).fill("0").join(".");
+    const meta = { referentialEqualities: { "1": [`0${leaf}`], "2": [`1${leaf}`] }, v: 1 };
+    for (const fn of ["echo", "onGpu"]) {
+      const res = await post(`/v1/apps/edge/functions/${fn}/call`, `{"args":[${chain},${chain},${chain}],"meta":${JSON.stringify(meta)}}`);
+      const text = await res.text();
+      expect(res.status).toBe(400);
+      expect(JSON.parse(text).error.message).toContain('"meta" rebuilds "args" more than 512 levels deep');
+      expectNoInternals(text);
+    }
+  });
+
+  it("still carries a value nested within the limit, both ways", async () => {
+    const value = JSON.parse(nested(API_LIMITS.maxJsonDepth - 2)) as unknown;
+    expect(await fn("echo").remote(value)).toEqual([value]);
+  });
+
+  it("answers a function's own too-deep result as internal, with the message and no stack", async () => {
+    const res = await post("/v1/apps/edge/functions/deepResult/call", JSON.stringify({ args: [100_000] }));
+    const text = await res.text();
+    expect(res.status).toBe(500);
+    expect(JSON.parse(text).error).toEqual({ code: "internal", message: "Maximum call stack size exceeded" });
+    expectNoInternals(text);
+  });
+});
+
+describe("request contexts", () => {
+  it("records bursts of concurrent edge calls without workerd warning of a promise resolved from another request", async () => {
+    const ids: string[] = [];
+    for (let round = 0; round < 3; round++) {
+      const answers = await Promise.all(Array.from({ length: 40 }, (_, i) => post("/v1/apps/edge/functions/square/call", JSON.stringify({ args: [i] }))));
+      for (const res of answers) {
+        expect(res.status).toBe(200);
+        ids.push(res.headers.get("tandem-call-id")!);
+        await res.arrayBuffer();
+      }
+    }
+    // Every call reaches the ledger, batched.
+    await eventually(async () =>
+      (await Promise.all(ids.map(async (id) => (await fetch(`${gw.url}/v1/calls/${id}`, authed())).status))).every((s) => s === 200),
+    );
+    expect(gw.output.filter((l) => /different request context/.test(l))).toEqual([]);
   });
 });
 

@@ -2,12 +2,18 @@
  * The local front door of `tandem serve`: a small HTTP proxy on the public
  * port in front of the current workerd. A reload starts a new workerd, points
  * the front door at it, and lets the old one finish its requests in flight
- * before it is stopped, so no request fails because of a reload.
+ * before it is stopped, so no request fails because of a reload. It keeps
+ * the body limit itself, counting the bytes as they stream: workerd answers
+ * 413 and closes while the body is still being sent, and the reset that
+ * follows could lose its answer (a 502 instead); here the client gets the
+ * 413 and the rest of its body is read and dropped, so it can read it.
  */
 import http from "node:http";
 import net from "node:net";
+import { Transform } from "node:stream";
+import type { App } from "../app.js";
 import { GATEWAY_DEFAULTS } from "../defaults.js";
-import { GatewayUnreachableError, bodyTooLarge, errorBody } from "../errors.js";
+import { GatewayUnreachableError, bodyTooLarge, errorBody, type TandemError } from "../errors.js";
 import { HEADERS, PROTOCOL_VERSION } from "../protocol.js";
 
 export interface Backend {
@@ -24,6 +30,14 @@ interface Slot {
 
 /** How long a retired backend may take to finish its requests in flight. */
 const DRAIN_LIMIT_MS = 5 * 60_000;
+/** How much of a refused body is read and dropped, so its client can read the 413, before the connection is closed instead. */
+const DISCARD_LIMIT_BYTES = 256 * 1024 * 1024;
+
+/** A body limit and whose it is, as the 413 says. */
+interface BodyLimit {
+  maxBytes: number;
+  whose?: string;
+}
 
 export class FrontDoor {
   #slot: Slot | undefined;
@@ -35,6 +49,9 @@ export class FrontDoor {
 
   /** The gateway's body limit, applied before forwarding. */
   maxBodyBytes: number = GATEWAY_DEFAULTS.maxBodyBytes;
+
+  /** Web endpoints' own body limits (`maxBodyBytes`), by `/<app>/<label>`: the limit there instead (`endpointBodyLimits`). */
+  endpointBodyLimits: ReadonlyMap<string, BodyLimit> = new Map();
 
   private constructor() {
     this.#server = http.createServer((req, res) => this.#forward(req, res));
@@ -96,13 +113,11 @@ export class FrontDoor {
       return;
     }
     // Refused here, before the body is sent on: workerd would answer 413 and close while we still write it.
-    // The body is read and dropped, so the client can finish sending it and read the answer.
+    const limit = this.#bodyLimit(req.url ?? "/");
     const declared = Number(req.headers["content-length"] ?? "NaN");
-    if (declared > this.maxBodyBytes) {
-      res.writeHead(413, { "content-type": "application/json" });
-      res.end(JSON.stringify(errorBody(bodyTooLarge(this.maxBodyBytes))));
-      req.resume();
-      return;
+    if (declared > limit.maxBytes) {
+      refuse(req, res, bodyTooLarge(limit.maxBytes, declared, limit.whose));
+      return this.onRequest?.(req.method ?? "GET", req.url ?? "/", res.statusCode, 0);
     }
     slot.inflight++;
     const started = performance.now();
@@ -115,14 +130,23 @@ export class FrontDoor {
       this.#maybeStop(slot);
     };
     res.on("close", release);
+    // Once the body passed its limit, or the gateway's answer ended before the body did (an unknown route, a
+    // handler that did not read it), the rest is not sent on: the upstream request is dropped on purpose.
+    let stopped = false;
+    let answered = false;
     const upstream = http.request(
       { host: slot.backend.url.hostname, port: slot.backend.url.port, method: req.method, path: req.url, headers: req.headers, agent: slot.agent },
       (up) => {
         res.writeHead(up.statusCode ?? 502, up.statusMessage, up.rawHeaders);
         up.pipe(res);
+        up.on("end", () => {
+          answered = true;
+          if (!req.complete) stopSending();
+        });
       },
     );
     upstream.on("error", (err) => {
+      if (stopped || answered) return;
       if (!res.headersSent) {
         res.writeHead(502, { "content-type": "application/json", [HEADERS.protocol]: PROTOCOL_VERSION });
         res.end(JSON.stringify(errorBody(new GatewayUnreachableError(`the local gateway did not answer: ${err.message}`))));
@@ -134,7 +158,35 @@ export class FrontDoor {
     res.on("close", () => {
       if (!res.writableFinished) upstream.destroy();
     });
-    req.pipe(upstream);
+    const stopSending = () => {
+      if (stopped) return;
+      stopped = true;
+      req.unpipe();
+      upstream.destroy();
+      discardRest(req);
+    };
+    // A declared length frames the body (Node refuses one beside a transfer-encoding) and was checked above: only a
+    // streamed body needs counting.
+    if (limit.maxBytes === Infinity || req.headers["transfer-encoding"] === undefined) return void req.pipe(upstream);
+    let seen = 0;
+    const counter = new Transform({
+      transform(chunk: Buffer, _encoding, done) {
+        seen += chunk.length;
+        if (seen <= limit.maxBytes) return done(null, chunk);
+        done();
+        if (stopped) return;
+        stopSending();
+        if (!res.headersSent) answer(res, bodyTooLarge(limit.maxBytes, seen, limit.whose));
+        else if (!answered) res.destroy(); // the gateway had begun answering a body it could not have read whole
+      },
+    });
+    req.pipe(counter).pipe(upstream);
+  }
+
+  /** The body limit of a path: a web endpoint's own (`/<app>/<label>/…`), else the gateway's. */
+  #bodyLimit(url: string): BodyLimit {
+    const [, app, label] = url.split(/[/?#]/, 3);
+    return this.endpointBodyLimits.get(`/${app}/${label}`) ?? { maxBytes: this.maxBodyBytes };
   }
 
   #upgrade(req: http.IncomingMessage, socket: net.Socket, head: Buffer): void {
@@ -166,4 +218,47 @@ export class FrontDoor {
 
 function slotFor(backend: Backend): Slot {
   return { backend, inflight: 0, retired: false, agent: new http.Agent({ keepAlive: true, maxSockets: 256 }) };
+}
+
+/**
+ * The body limits `app.endpoint` and `app.web` set for themselves
+ * (`maxBodyBytes`), by `/<app>/<label>`, as the front door takes them.
+ *
+ * @example door.endpointBodyLimits = endpointBodyLimits(built.apps);
+ */
+export function endpointBodyLimits(apps: readonly App[]): Map<string, BodyLimit> {
+  const limits = new Map<string, BodyLimit>();
+  for (const app of apps) {
+    for (const { label, maxBodyBytes } of [...app.webMounts, ...app.endpoints]) {
+      if (maxBodyBytes === undefined) continue;
+      limits.set(`/${app.name}/${label}`, { maxBytes: maxBodyBytes, whose: `endpoint "${label}" of app "${app.name}" accepts (its maxBodyBytes option)` });
+    }
+  }
+  return limits;
+}
+
+/** Answers with an error of the gateway's shape. */
+function answer(res: http.ServerResponse, err: TandemError): void {
+  res.writeHead(err.status, { "content-type": "application/json", [HEADERS.protocol]: PROTOCOL_VERSION });
+  res.end(JSON.stringify(errorBody(err)));
+}
+
+/** Refuses a request before its body is sent on, then reads what the client still sends, so it can read the answer. */
+function refuse(req: http.IncomingMessage, res: http.ServerResponse, err: TandemError): void {
+  answer(res, err);
+  discardRest(req);
+}
+
+/**
+ * Reads and drops the rest of a body nobody will use. Closing the connection
+ * while the client still sends would reset it, and a client can lose the
+ * answer it has not read yet; past `DISCARD_LIMIT_BYTES` it is closed all the same.
+ */
+function discardRest(req: http.IncomingMessage): void {
+  let discarded = 0;
+  req.on("data", (chunk: Buffer) => {
+    discarded += chunk.length;
+    if (discarded > DISCARD_LIMIT_BYTES) req.socket.destroy();
+  });
+  req.resume();
 }

@@ -2,6 +2,7 @@
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import type { App } from "../../sdk/app.js";
 import { buildApps } from "../../sdk/cli/local-stack.js";
 import { startWorkerd } from "../../sdk/cli/workerd.js";
 import { ADMIN_TOKEN } from "./tokens.js";
@@ -10,6 +11,8 @@ export { ADMIN_TOKEN };
 
 export interface TestGateway {
   url: string;
+  /** The app files' apps, as loaded in Node. */
+  apps: App[];
   /** Every line the Worker wrote. */
   output: string[];
   dir: string;
@@ -34,7 +37,7 @@ export async function startTestGateway(
   options: { bindings?: Record<string, string>; persist?: boolean } = {},
 ): Promise<TestGateway> {
   const dir = await mkdtemp(join(tmpdir(), "tandem-test-"));
-  const { worker: bundle } = await buildApps(Array.isArray(appFile) ? appFile : [appFile], join(dir, "build"));
+  const { worker: bundle, apps } = await buildApps(Array.isArray(appFile) ? appFile : [appFile], join(dir, "build"));
   const output: string[] = [];
   const start = (port = 0) =>
     startWorkerd({
@@ -47,6 +50,7 @@ export async function startTestGateway(
   let running: Awaited<ReturnType<typeof start>> | undefined = await start();
   const gateway: TestGateway = {
     url: running.url.href.replace(/\/$/, ""),
+    apps,
     output,
     dir,
     async blobKeys() {

@@ -1,0 +1,117 @@
+/**
+ * Reading request bodies, as logic: the depth check on the text, a `meta`
+ * that rebuilds a value deeper or larger than its JSON, and a body limited
+ * as it streams. The same paths against real workerd: test/gateway.test.ts.
+ */
+import { describe, expect, it } from "vitest";
+import { z } from "zod";
+import { API_LIMITS } from "../sdk/defaults.js";
+import { InvalidRequestError, PayloadTooLargeError } from "../sdk/errors.js";
+import { encodeValue } from "../sdk/protocol.js";
+import { decodeBodyValue, limitBody, nestedDeeperThan, parseJsonBody, readJsonBody } from "./body.js";
+
+const nested = (depth: number, open = "[", close = "]") => open.repeat(depth) + "1" + close.repeat(depth);
+const anything = z.unknown();
+
+/** A body that arrives in pieces, with no length declared. */
+function streamed(pieces: Uint8Array[], headers: Record<string, string> = {}): Request {
+  const body = new ReadableStream<Uint8Array>({
+    pull(controller) {
+      const next = pieces.shift();
+      if (next) controller.enqueue(next);
+      else controller.close();
+    },
+  });
+  return new Request("http://x/", { method: "POST", body, headers, duplex: "half" } as RequestInit);
+}
+
+describe("the depth of a body", () => {
+  it("counts arrays and objects, and not brackets inside strings", () => {
+    expect(nestedDeeperThan(nested(600), 512)).toBe(true);
+    expect(nestedDeeperThan(nested(512), 512)).toBe(false);
+    expect(nestedDeeperThan(`{"a":${nested(300, '{"b":', "}")}}`, 300)).toBe(true);
+    expect(nestedDeeperThan(JSON.stringify({ text: "[".repeat(5000) + '\\"[' }), 512)).toBe(false);
+  });
+
+  it("refuses a body nested past the limit with a 400 that says so, before parsing it", () => {
+    const err = (() => {
+      try {
+        parseJsonBody(`{"args":[${nested(API_LIMITS.maxJsonDepth)}]}`, anything);
+      } catch (e) {
+        return e;
+      }
+    })();
+    expect(err).toBeInstanceOf(InvalidRequestError);
+    expect((err as Error).message).toContain(`more than ${API_LIMITS.maxJsonDepth} levels deep`);
+    expect(parseJsonBody(`{"args":[${nested(API_LIMITS.maxJsonDepth - 2)}]}`, anything)).toBeTruthy();
+  });
+});
+
+describe("a meta that rebuilds shared references", () => {
+  it("keeps values an SDK sent with shared references and cycles", () => {
+    const shared = { deep: { er: [1, 2] } };
+    const cyclic: Record<string, unknown> = { name: "loop" };
+    cyclic.self = cyclic;
+    const { json, meta } = encodeValue([shared, shared, cyclic, new Map([["k", shared]])]);
+    expect(meta).toMatchObject({ referentialEqualities: expect.anything() });
+    const back = decodeBodyValue(JSON.parse(JSON.stringify(json)), JSON.parse(JSON.stringify(meta)), "args") as unknown[];
+    expect(back[0]).toBe(back[1]);
+    expect((back[2] as Record<string, unknown>).self).toBe(back[2]);
+  });
+
+  it("refuses chains joined end to end into a value far deeper than its JSON", () => {
+    const depth = 400;
+    const chain = JSON.parse(nested(depth, '{"a":', "}")) as unknown;
+    const leaf = "." + Array(depth).fill("a").join(".");
+    const json = [chain, JSON.parse(JSON.stringify(chain)), JSON.parse(JSON.stringify(chain))];
+    const meta = { referentialEqualities: { "1": [`0${leaf}`], "2": [`1${leaf}`] }, v: 1 };
+    expect(() => decodeBodyValue(json, meta, "args")).toThrow(/rebuilds "args" more than 512 levels deep/);
+  });
+
+  it("refuses references that multiply a value's elements (each level holding the next twice)", () => {
+    const levels = 40;
+    const json = Array.from({ length: levels }, () => ({ l: null as unknown, r: null as unknown }));
+    const equalities: Record<string, string[]> = {};
+    for (let i = 1; i < levels; i++) equalities[String(i)] = [`${i - 1}.l`, `${i - 1}.r`];
+    expect(() => decodeBodyValue(json, { referentialEqualities: equalities, v: 1 }, "args")).toThrow(
+      '"meta" rebuilds "args" with more elements than its JSON holds',
+    );
+  });
+});
+
+describe("a body's size limit", () => {
+  it("stops reading a /v1 body at the limit, whatever length it declares", async () => {
+    const pieces = Array.from({ length: 64 }, () => new Uint8Array(1024).fill(0x20));
+    const lying = streamed(pieces, { "content-length": "10" });
+    await expect(readJsonBody(lying, anything, 4096)).rejects.toMatchObject({ code: "payload_too_large", details: { maxBytes: 4096, atLeast: 5120 } });
+    expect(pieces.length).toBeGreaterThan(50); // the rest was never pulled
+  });
+
+  it("gives a handler a body that errors with 413 once it passes the limit, and says so", async () => {
+    const pieces = Array.from({ length: 8 }, () => new Uint8Array(1000).fill(0x61));
+    const limited = limitBody(streamed(pieces), 2500, `endpoint "up" of app "a" accepts (its maxBodyBytes option)`);
+    const reader = limited.request.body!.getReader();
+    let read = 0;
+    const err = await (async () => {
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done) return undefined;
+        read += value.byteLength;
+      }
+    })().catch((e: unknown) => e);
+    expect(read).toBe(2000);
+    expect(err).toBeInstanceOf(PayloadTooLargeError);
+    expect(limited.passed()?.message).toBe('request body is larger than 2500 bytes, the most endpoint "up" of app "a" accepts (its maxBodyBytes option)');
+  });
+
+  it("refuses a declared length over the limit at once, and leaves a body within it whole", async () => {
+    expect(() => limitBody(new Request("http://x/", { method: "POST", body: "x".repeat(100), headers: { "content-length": "100" } }), 10)).toThrow(
+      PayloadTooLargeError,
+    );
+    const fine = limitBody(streamed([new TextEncoder().encode("hello")]), 5);
+    expect(await fine.request.text()).toBe("hello");
+    expect(fine.passed()).toBeUndefined();
+    const open = limitBody(streamed([new Uint8Array(10_000)]), Infinity);
+    expect((await open.request.arrayBuffer()).byteLength).toBe(10_000);
+  });
+});

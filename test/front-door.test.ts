@@ -1,0 +1,120 @@
+/**
+ * The local front door of `tandem serve` (sdk/cli/front-door.ts) with a real
+ * workerd behind it: chunked bodies over the limit get the documented 413 on
+ * every kind of route, the client reads it whole, and an endpoint that asks
+ * for larger bodies gets them through the door too.
+ */
+import http from "node:http";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { FrontDoor, endpointBodyLimits } from "../sdk/cli/front-door.js";
+import { startTestGateway, type TestGateway } from "./helpers/gateway.js";
+
+const LIMIT = 1024 * 1024;
+let gw: TestGateway;
+let door: FrontDoor;
+let doorUrl: URL;
+
+beforeAll(async () => {
+  gw = await startTestGateway(new URL("./fixtures/edge-app.ts", import.meta.url).pathname, {
+    bindings: { TANDEM_MAX_BODY_BYTES: String(LIMIT) },
+    persist: false,
+  });
+  ({ door, url: doorUrl } = await FrontDoor.listen("127.0.0.1", 0));
+  door.maxBodyBytes = LIMIT;
+  door.endpointBodyLimits = endpointBodyLimits(gw.apps);
+  door.swap({ url: new URL(gw.url), dispose: async () => {} });
+});
+afterAll(async () => {
+  await door?.close();
+  await gw?.dispose();
+});
+
+interface Answer {
+  status: number;
+  body: string;
+  /** How much of its body the client had written when the answer ended. */
+  sent: number;
+}
+
+/**
+ * POSTs `total` bytes chunked through the door with Node's own client, which
+ * reads the answer while it still writes. `untilAnswered`: write 64 KiB, then
+ * the rest only once the answer has begun.
+ */
+function postChunked(path: string, total: number, options: { untilAnswered?: boolean } = {}): Promise<Answer> {
+  return new Promise((resolve, reject) => {
+    let sent = 0;
+    let answered: () => void = () => {};
+    const answeredOnce = new Promise<void>((r) => (answered = r));
+    const req = http.request(new URL(path, doorUrl), { method: "POST", headers: { "transfer-encoding": "chunked" } }, (res) => {
+      answered();
+      let body = "";
+      res.setEncoding("utf8");
+      res.on("data", (d: string) => (body += d));
+      res.on("end", () => resolve({ status: res.statusCode!, body, sent }));
+      res.on("error", reject);
+    });
+    req.on("error", reject);
+    const piece = Buffer.alloc(64 * 1024, 0x61);
+    const pump = async () => {
+      while (sent < total) {
+        if (options.untilAnswered && sent === piece.length) await answeredOnce;
+        sent += piece.length;
+        if (!req.write(piece)) await new Promise((r) => req.once("drain", r));
+      }
+      req.end();
+    };
+    pump().catch(reject);
+  });
+}
+
+describe("the front door of tandem serve", () => {
+  it("answers 413 itself, whole, to a chunked body 16 times the limit on the /v1 routes and a web endpoint", async () => {
+    for (const path of ["/v1/apps/edge/functions/echo/call", "/v1/apps/edge/functions/echo/spawn", "/v1/apps/edge/functions/echo/map", "/edge/upload"]) {
+      const answer = await postChunked(path, 16 * LIMIT);
+      expect([path, answer.status]).toEqual([path, 413]);
+      expect(JSON.parse(answer.body).error).toMatchObject({
+        code: "payload_too_large",
+        message: `request body is larger than ${LIMIT} bytes, the most this gateway accepts (TANDEM_MAX_BODY_BYTES)`,
+        details: { maxBytes: LIMIT },
+      });
+    }
+  });
+
+  it("sends the gateway's own answer whole when it ends before the body does, as an unknown route's does", async () => {
+    const answer = await postChunked("/nope/x", 16 * LIMIT, { untilAnswered: true });
+    expect(answer.status).toBe(404);
+    expect(JSON.parse(answer.body).error).toMatchObject({ code: "not_found", message: expect.stringContaining('no app named "nope"') });
+  });
+
+  it("keeps the connection usable: the next request on it is answered", async () => {
+    const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+    const get = () =>
+      new Promise<number>((resolve, reject) =>
+        http.get(new URL("/v1/health", doorUrl), { agent }, (res) => res.resume().on("end", () => resolve(res.statusCode!))).on("error", reject),
+      );
+    expect(await get()).toBe(200);
+    const refused = await new Promise<number>((resolve, reject) => {
+      const req = http.request(
+        new URL("/v1/apps/edge/functions/echo/call", doorUrl),
+        { method: "POST", agent, headers: { "transfer-encoding": "chunked" } },
+        (res) => res.resume().on("end", () => resolve(res.statusCode!)),
+      );
+      req.on("error", reject);
+      req.end(Buffer.alloc(2 * LIMIT, 0x20));
+    });
+    expect(refused).toBe(413);
+    expect(await get()).toBe(200);
+    agent.destroy();
+  });
+
+  it("lets a body through to an endpoint whose own limit is larger, and refuses one over an endpoint's smaller limit", async () => {
+    const any = await postChunked("/edge/any-upload", 4 * LIMIT);
+    expect([any.status, JSON.parse(any.body)]).toEqual([200, { read: 4 * LIMIT }]);
+    const files = await postChunked("/edge/files/", 128 * 1024);
+    expect(files.status).toBe(413);
+    expect(JSON.parse(files.body).error.message).toBe(
+      'request body is larger than 8192 bytes, the most endpoint "files" of app "edge" accepts (its maxBodyBytes option)',
+    );
+  });
+});
