@@ -13,6 +13,7 @@ const WORKERD = [
   "test/deploy.test.ts", // wrangler's dry run of the edge bundle: no Docker, too slow for unit
   "test/gateway.test.ts",
   "test/ledger.test.ts",
+  "test/delivery.test.ts",
   "test/wasm-functions.test.ts",
 ];
 const BROWSER = ["test/agent-example.test.ts"];

@@ -3,10 +3,15 @@
  * port in front of the current workerd. A reload starts a new workerd, points
  * the front door at it, and lets the old one finish its requests in flight
  * before it is stopped, so no request fails because of a reload.
+ *
+ * Nor because of a kept-alive connection: workerd closes a connection that
+ * has been idle for 5 s, so the front door drops its idle connections before
+ * that, and sends a request once more, on a new connection, when the one it
+ * was sent on turned out to be closed (see `#proxy`).
  */
 import http from "node:http";
 import net from "node:net";
-import { GATEWAY_DEFAULTS } from "../defaults.js";
+import { DELIVERY_DEFAULTS, GATEWAY_DEFAULTS } from "../defaults.js";
 import { GatewayUnreachableError, bodyTooLarge, errorBody } from "../errors.js";
 import { HEADERS, PROTOCOL_VERSION } from "../protocol.js";
 
@@ -24,6 +29,9 @@ interface Slot {
 
 /** How long a retired backend may take to finish its requests in flight. */
 const DRAIN_LIMIT_MS = 5 * 60_000;
+
+/** The largest request body kept to be sent again on a new connection (a call's arguments are rarely near it). */
+const REPLAY_LIMIT = 1024 * 1024;
 
 export class FrontDoor {
   #slot: Slot | undefined;
@@ -115,26 +123,74 @@ export class FrontDoor {
       this.#maybeStop(slot);
     };
     res.on("close", release);
-    const upstream = http.request(
-      { host: slot.backend.url.hostname, port: slot.backend.url.port, method: req.method, path: req.url, headers: req.headers, agent: slot.agent },
-      (up) => {
-        res.writeHead(up.statusCode ?? 502, up.statusMessage, up.rawHeaders);
-        up.pipe(res);
-      },
-    );
-    upstream.on("error", (err) => {
-      if (!res.headersSent) {
-        res.writeHead(502, { "content-type": "application/json", [HEADERS.protocol]: PROTOCOL_VERSION });
-        res.end(JSON.stringify(errorBody(new GatewayUnreachableError(`the local gateway did not answer: ${err.message}`))));
-      } else {
-        res.destroy(err);
+    this.#proxy(slot, req, res);
+  }
+
+  /**
+   * Sends the request to workerd, and its answer back. A request sent on a
+   * kept-alive connection that workerd closed as it went out (it closes
+   * connections idle for 5 s; the reset or broken pipe comes before any byte
+   * of an answer) never reached the Worker: it is sent once more on a new
+   * connection, its body replayed from memory. Bodies over `REPLAY_LIMIT` are
+   * not kept, and such a failure answers 502 as any other.
+   */
+  #proxy(slot: Slot, req: http.IncomingMessage, res: http.ServerResponse): void {
+    const body: Buffer[] = [];
+    let kept = 0;
+    let replayable = true;
+    let bodyEnded = false;
+    const send = (agent: http.Agent | false): http.ClientRequest => {
+      const upstream = http.request(
+        { host: slot.backend.url.hostname, port: slot.backend.url.port, method: req.method, path: req.url, headers: req.headers, agent },
+        (up) => {
+          replayable = false;
+          body.length = 0;
+          res.writeHead(up.statusCode ?? 502, up.statusMessage, up.rawHeaders);
+          up.pipe(res);
+        },
+      );
+      upstream.on("error", (err: NodeJS.ErrnoException) => {
+        if (upstream !== current) return;
+        if (agent !== false && upstream.reusedSocket && replayable && !res.headersSent && (err.code === "ECONNRESET" || err.code === "EPIPE")) {
+          current = send(false); // a new connection: one from the pool could be just as stale
+          for (const chunk of body) current.write(chunk);
+          if (bodyEnded) current.end();
+          req.resume();
+          return;
+        }
+        if (!res.headersSent) {
+          res.writeHead(502, { "content-type": "application/json", [HEADERS.protocol]: PROTOCOL_VERSION });
+          res.end(JSON.stringify(errorBody(new GatewayUnreachableError(`the local gateway did not answer: ${err.message}`))));
+        } else {
+          res.destroy(err);
+        }
+      });
+      return upstream;
+    };
+    let current = send(slot.agent);
+    req.on("data", (chunk: Buffer) => {
+      if (replayable) {
+        kept += chunk.length;
+        if (kept <= REPLAY_LIMIT) body.push(chunk);
+        else {
+          replayable = false;
+          body.length = 0;
+        }
       }
+      const upstream = current;
+      if (!upstream.write(chunk)) {
+        req.pause();
+        upstream.once("drain", () => req.resume());
+      }
+    });
+    req.on("end", () => {
+      bodyEnded = true;
+      current.end();
     });
     // The client went away before the answer ended: tell the gateway (a streaming generator stops).
     res.on("close", () => {
-      if (!res.writableFinished) upstream.destroy();
+      if (!res.writableFinished) current.destroy();
     });
-    req.pipe(upstream);
   }
 
   #upgrade(req: http.IncomingMessage, socket: net.Socket, head: Buffer): void {
@@ -165,5 +221,7 @@ export class FrontDoor {
 }
 
 function slotFor(backend: Backend): Slot {
-  return { backend, inflight: 0, retired: false, agent: new http.Agent({ keepAlive: true, maxSockets: 256 }) };
+  // `timeout` closes a connection idle that long in the pool (a busy one only hears of it): before workerd closes it.
+  const agent = new http.Agent({ keepAlive: true, maxSockets: 256, timeout: DELIVERY_DEFAULTS.frontDoorIdleSocketMs });
+  return { backend, inflight: 0, retired: false, agent };
 }
