@@ -86,6 +86,9 @@ type Row = {
 
 const NOT_ENDED = "status IN ('pending', 'running')";
 
+/** Resumed calls named one by one in the log, per alarm; the rest are counted. */
+const RESUMES_LOGGED = 10;
+
 export class CallLedger extends DurableObject<Env> implements LedgerApi {
   readonly #waiters = new Map<string, Set<() => void>>();
   readonly #sql: SqlStorage;
@@ -269,11 +272,14 @@ export class CallLedger extends DurableObject<Env> implements LedgerApi {
       await this.env.BLOBS.delete([BLOB_KEYS.input(row.id), BLOB_KEYS.result(row.id)]);
     }
     const orphans = this.#sql.exec<Row>(`SELECT * FROM calls WHERE lease_until <= ? AND ${NOT_ENDED}`, now).toArray();
-    for (const row of orphans) this.#resume(row);
+    orphans.forEach((row, i) => this.#resume(row, i < RESUMES_LOGGED));
+    // A line each would be thousands after a crash under load: workerd writes them to a pipe, and `tandem serve`
+    // blocks on a synchronous miniflare call as it starts, so a full pipe once stalled both for good.
+    if (orphans.length > RESUMES_LOGGED) console.warn(`ledger: resuming ${orphans.length - RESUMES_LOGGED} more calls whose runner was lost`);
     await this.#scheduleAlarm(true);
   }
 
-  #resume(row: Row): void {
+  #resume(row: Row, logged: boolean): void {
     const rc: RunContext = { env: this.env, config: this.#config, waitUntil: (p) => this.ctx.waitUntil(p) };
     const resume = resumeCall;
     if (!resume) {
@@ -290,7 +296,7 @@ export class CallLedger extends DurableObject<Env> implements LedgerApi {
     this.#sql.exec("UPDATE calls SET lease_until = ? WHERE id = ?", Date.now() + this.#leaseMs, row.id);
     const from: ResumePoint = { attempts: row.attempts, running: row.status === "running", plane: row.plane };
     const where = !from.running ? "it had not started" : `attempt ${row.attempts} was under way${row.plane ? ` on plane ${row.plane}` : ""}`;
-    console.warn(`ledger: resuming ${row.app}.${row.fn} ${row.id}, whose runner was lost (${where})`);
+    if (logged) console.warn(`ledger: resuming ${row.app}.${row.fn} ${row.id}, whose runner was lost (${where})`);
     this.ctx.waitUntil(
       (async () => {
         // As stored: a plane gets them as they came; an edge function decodes them when it runs.
