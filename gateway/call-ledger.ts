@@ -94,6 +94,8 @@ export class CallLedger extends DurableObject<Env> implements LedgerApi {
   readonly #sql: SqlStorage;
   readonly #config: GatewayConfig;
   readonly #leaseMs: number;
+  /** When the alarm is set for: undefined until read, null when none is. */
+  #alarmAt: number | null | undefined;
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
@@ -135,9 +137,10 @@ export class CallLedger extends DurableObject<Env> implements LedgerApi {
           continue;
         }
       }
-      const input = await this.#storeValue(BLOB_KEYS.input(call.id), call.input);
-      // Checked again: a request with the same key may have come in while the input was stored (R2 lets it in).
-      const known = call.key === undefined ? undefined : this.#callWithKey(call.key);
+      const text = JSON.stringify(call.input);
+      const input = text.length <= API_LIMITS.maxInlineValueBytes ? text : await this.#storeValue(BLOB_KEYS.input(call.id), call.input);
+      // Checked again after a write to R2, during which a request with the same key may have come in.
+      const known = call.key === undefined || input === text ? undefined : this.#callWithKey(call.key);
       if (known) {
         ids.push(known);
         continue;
@@ -173,21 +176,25 @@ export class CallLedger extends DurableObject<Env> implements LedgerApi {
   }
 
   #start(id: string, attempt: number): boolean {
-    const row = this.#row(id);
-    if (!row || TERMINAL_STATUSES.has(row.status as CallStatus)) return false;
-    this.#sql.exec(
-      "UPDATE calls SET status = 'running', attempts = ?, started_at = COALESCE(started_at, ?), lease_until = ? WHERE id = ?",
+    // One statement, not a read then a write: a keyed map marks every input's attempt.
+    const now = Date.now();
+    const marked = this.#sql.exec(
+      `UPDATE calls SET status = 'running', attempts = ?, started_at = COALESCE(started_at, ?), lease_until = ? WHERE id = ? AND ${NOT_ENDED} RETURNING id`,
       attempt,
-      Date.now(),
-      Date.now() + this.#leaseMs,
+      now,
+      now + this.#leaseMs,
       id,
     );
-    return true;
+    return marked.toArray().length > 0;
   }
 
   /** Notes the plane a call's attempt was sent to. */
   async runningOn(id: string, planeId: string): Promise<void> {
     this.#sql.exec("UPDATE calls SET plane = ? WHERE id = ?", planeId, id);
+  }
+
+  async runningOnMany(notes: { id: string; planeId: string }[]): Promise<void[]> {
+    return notes.map(({ id, planeId }) => void this.#sql.exec("UPDATE calls SET plane = ? WHERE id = ?", planeId, id));
   }
 
   async renew(id: string): Promise<void> {
@@ -266,6 +273,7 @@ export class CallLedger extends DurableObject<Env> implements LedgerApi {
 
   /** Drops expired calls, and resumes spawned calls whose runner was lost. */
   override async alarm(): Promise<void> {
+    this.#alarmAt = null; // spent
     const now = Date.now();
     for (const row of this.#sql.exec<{ id: string }>("SELECT id FROM calls WHERE expires_at <= ?", now).toArray()) {
       this.#sql.exec("DELETE FROM calls WHERE id = ?", row.id);
@@ -394,7 +402,12 @@ export class CallLedger extends DurableObject<Env> implements LedgerApi {
       )
       .one().t;
     if (next === null) return;
-    const current = always ? null : await this.ctx.storage.getAlarm();
-    if (current === null || next < current) await this.ctx.storage.setAlarm(next);
+    // The alarm is only ever set here, so this object knows it once it has read it: no storage read on every call recorded.
+    if (this.#alarmAt === undefined) this.#alarmAt = await this.ctx.storage.getAlarm();
+    const current = always ? null : this.#alarmAt;
+    if (current === null || next < current) {
+      await this.ctx.storage.setAlarm(next);
+      this.#alarmAt = next;
+    }
   }
 }

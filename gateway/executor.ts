@@ -29,7 +29,7 @@ import { TERMINAL_STATUSES, encodeValue, newCallId, type CallKind, type CallReco
 import type { CallArgs } from "./call-args.js";
 import type { ResumePoint } from "./call-ledger.js";
 import {
-  groupedStarts,
+  grouped,
   keyScope,
   ledgerFor,
   ledgerShard,
@@ -290,21 +290,29 @@ async function runRecorded(
   id: string,
   args: CallArgs,
   from: ResumePoint,
-  options: { renew: boolean; firstMarked?: boolean; waited?: boolean; start?: (id: string, attempt: number) => Promise<boolean> },
+  options: {
+    renew: boolean;
+    firstMarked?: boolean;
+    waited?: boolean;
+    /** How attempts are marked and planes noted, when not one write each (a keyed map groups them). */
+    start?: (mark: { id: string; attempt: number }) => Promise<boolean>;
+    notePlane?: (note: { id: string; planeId: string }) => Promise<void>;
+  },
 ): Promise<Outcome> {
   let marked = options.firstMarked === true;
-  const start = options.start ?? ((callId: string, attempt: number) => ledger.start(callId, attempt));
+  const start = options.start ?? ((mark: { id: string; attempt: number }) => ledger.start(mark.id, mark.attempt));
+  const notePlane = options.notePlane ?? ((note: { id: string; planeId: string }) => ledger.runningOn(note.id, note.planeId));
   const renew = options.renew ? setInterval(() => void ledger.renew(id).catch(() => {}), rc.config.callLeaseMs / 3) : undefined;
   try {
     return await execute(rc, fn, args, id, {
       from,
       beforeAttempt: (attempt) => {
-        if (!marked) return start(id, attempt);
+        if (!marked) return start({ id, attempt });
         marked = false;
         return Promise.resolve(true);
       },
       onPlane: (planeId) => {
-        const noted = ledger.runningOn(id, planeId);
+        const noted = notePlane({ id, planeId });
         if (!options.waited) return noted;
         rc.waitUntil(noted.catch((err) => console.error(`ledger: could not note the plane of ${id}:`, err)));
         return Promise.resolve();
@@ -389,7 +397,8 @@ export async function mapCallsOnce(
   }));
   const ids = await ledger.createMany(calls);
   const mine = new Set(ids.filter((id, index) => id === calls[index]!.id));
-  const start = groupedStarts(ledger);
+  const start = grouped((marks: { id: string; attempt: number }[]) => ledger.startMany(marks));
+  const notePlane = grouped((notes: { id: string; planeId: string }[]) => ledger.runningOnMany(notes));
   const renew = setInterval(() => void (mine.size ? ledger.renewAll([...mine]) : Promise.resolve()).catch(() => {}), rc.config.callLeaseMs / 3);
   const rows: FinishedCall[] = [];
   let next = 0;
@@ -401,7 +410,7 @@ export async function mapCallsOnce(
         await onRecord(index, await awaitRecord(ledger, id, fn, rc)); // made by the first request with this key
         continue;
       }
-      const outcome = await runRecorded(rc, ledger, fn, id, inputs[index]!, NOT_STARTED, { renew: false, waited: true, start });
+      const outcome = await runRecorded(rc, ledger, fn, id, inputs[index]!, NOT_STARTED, { renew: false, waited: true, start, notePlane });
       mine.delete(id);
       const row = finishedCall(id, fn, "map", createdAt, outcome);
       if (outcome.status !== "cancelled") rows.push(row);

@@ -214,7 +214,9 @@ export const IDEMPOTENCY_KEY_PATTERN = /^[\x21-\x7e]{1,255}$/;
 /** Call ids: `fc-` then 26 lowercase base-32 characters, time-ordered. */
 export const CALL_ID_PATTERN = /^fc-[0-9a-z]{26}$/;
 
-const B32 = "0123456789abcdefghjkmnpqrstvwxyz";
+/** The characters of a call id after `fc-` (base 32, without i, l, o, u). */
+export const CALL_ID_ALPHABET = "0123456789abcdefghjkmnpqrstvwxyz";
+const B32 = CALL_ID_ALPHABET;
 
 /** A new call id: 10 characters of milliseconds, 16 of randomness. */
 export function newCallId(now = Date.now()): string {
