@@ -15,6 +15,7 @@ const WORKERD = [
   "test/gateway.test.ts",
   "test/ledger.test.ts",
   "test/tokens.test.ts",
+  "test/delivery.test.ts",
   "test/wasm-functions.test.ts",
 ];
 const BROWSER = ["test/agent-example.test.ts"];

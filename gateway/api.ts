@@ -4,7 +4,7 @@
  */
 import { Hono, type Context } from "hono";
 import type { ContentfulStatusCode } from "hono/utils/http-status";
-import { ERROR_STATUS, InvalidRequestError, MethodNotAllowedError, NotFoundError, errorBody, errorStatus, toWireError } from "../sdk/errors.js";
+import { InvalidRequestError, MethodNotAllowedError, NotFoundError, errorBody, errorStatus, toWireError } from "../sdk/errors.js";
 import {
   CALL_ID_PATTERN,
   ConnectTokenRequestSchema,
@@ -12,6 +12,7 @@ import {
   CallRequestSchema,
   CancelRequestSchema,
   HEADERS,
+  IDEMPOTENCY_KEY_PATTERN,
   MapRequestSchema,
   PROTOCOL_VERSION,
   ROUTES,
@@ -19,6 +20,7 @@ import {
   UsageQuerySchema,
   newCallId,
   type ConnectTokenAnswer,
+  type CallRecord,
   type MapResultLine,
   type ScheduleInfo,
   type StopAnswer,
@@ -30,11 +32,11 @@ import { tokenRoutes } from "./token-routes.js";
 import { describeIssues } from "../sdk/zod-issues.js";
 import { decodeBodyValue, readJsonBody } from "./body.js";
 import { CallArgs } from "./call-args.js";
-import { ledgerFor, toCallRecord } from "./call-ledger-client.js";
+import { ledgerFor, recordStatus, toCallRecord } from "./call-ledger-client.js";
 import { clsParamsOf } from "./class-params.js";
 import { schedulerFor } from "./scheduler.js";
 import type { RouteEnv } from "./env.js";
-import { callNow, mapCalls, spawnCall } from "./executor.js";
+import { callNow, callOnce, mapCalls, mapCallsOnce, spawnCall } from "./executor.js";
 import { cancelOnPlane, stopAppOnPlanes, usageFromPlanes } from "./plane-client.js";
 import { registry, type RegisteredFunction } from "./registry.js";
 import { streamCall, streamResponseBody } from "./stream.js";
@@ -104,16 +106,18 @@ export function apiRoutes(): Hono<Api> {
     const fn = notGenerator(registry().function(c.req.param("app"), c.req.param("fn")));
     const args = await readArgs(c);
     if (fn.clsMethod) clsParamsOf(fn, args.values); // a class method's parameters: a 400 now, at either tier
-    const { id, row } = await callNow(runContext(c), fn, args);
-    c.header(HEADERS.callId, id);
-    return c.json(toCallRecord(row), row.error ? (ERROR_STATUS[row.error.code] as ContentfulStatusCode) : 200);
+    const key = idempotencyKey(c);
+    const record = key === undefined ? toCallRecord((await callNow(runContext(c), fn, args)).row) : await callOnce(runContext(c), fn, args, key);
+    c.header(HEADERS.callId, record.callId);
+    return c.json(record, recordStatus(record) as ContentfulStatusCode);
   });
 
   api.post(ROUTES.spawn, guard("call"), async (c) => {
     const fn = notGenerator(registry().function(c.req.param("app"), c.req.param("fn")));
     const args = await readArgs(c);
     if (fn.clsMethod) clsParamsOf(fn, args.values);
-    const id = await spawnCall(runContext(c), fn, args); // the ledger keeps the arguments as they came
+    const key = idempotencyKey(c);
+    const id = await spawnCall(runContext(c), fn, args, key === undefined ? {} : { key }); // the ledger keeps the arguments as they came
     c.header(HEADERS.callId, id);
     return c.json({ callId: id, status: "pending" }, 202);
   });
@@ -125,15 +129,16 @@ export function apiRoutes(): Hono<Api> {
     // each one encoded again for a plane: splitting superjson's meta per input is not something it offers.
     const inputs = (decodeBodyValue(body.inputs, body.meta, "inputs") as unknown[][]).map((input) => CallArgs.of(input));
     const rc = runContext(c);
+    const key = idempotencyKey(c);
     const encoder = new TextEncoder();
     const stream = new TransformStream<Uint8Array, Uint8Array>();
     const writer = stream.writable.getWriter();
+    const send = async (index: number, { callId, status, result, meta, error }: CallRecord) => {
+      const line: MapResultLine = { index, callId, status, result, meta, error };
+      await writer.write(encoder.encode(JSON.stringify(line) + "\n"));
+    };
     rc.waitUntil(
-      mapCalls(rc, fn, inputs, async (index, row) => {
-        const { callId, status, result, meta, error } = toCallRecord(row);
-        const line: MapResultLine = { index, callId, status, result, meta, error };
-        await writer.write(encoder.encode(JSON.stringify(line) + "\n"));
-      })
+      (key === undefined ? mapCalls(rc, fn, inputs, (index, row) => send(index, toCallRecord(row))) : mapCallsOnce(rc, fn, inputs, key, send))
         .catch((err) => writer.write(encoder.encode(JSON.stringify({ index: -1, callId: "", status: "failed", error: toWireError(err) }) + "\n")))
         .finally(() => writer.close()),
     );
@@ -253,6 +258,14 @@ async function readArgs(c: Context<Api>): Promise<CallArgs> {
   const decoded = decodeBodyValue(json, body.meta, "args");
   if (!Array.isArray(decoded)) throw new InvalidRequestError(`"args" must be an array of arguments`);
   return CallArgs.received({ json, meta: body.meta }, decoded);
+}
+
+/** The request's `Idempotency-Key`, if it has one (docs/api.md, "Delivery"). */
+function idempotencyKey(c: Context<Api>): string | undefined {
+  const key = c.req.header(HEADERS.idempotencyKey);
+  if (key !== undefined && !IDEMPOTENCY_KEY_PATTERN.test(key))
+    throw new InvalidRequestError(`the ${HEADERS.idempotencyKey} header must be 1 to 255 visible ASCII characters (a UUID, say)`);
+  return key;
 }
 
 function callId(c: Context<Api>): string {

@@ -6,7 +6,13 @@
  * was lost, for example in a restart) the ledger's alarm runs the call again,
  * so a spawned call's result is never lost. It runs it with the function the
  * Worker's entry hands it (`setResumeCall`), not by importing the executor,
- * which writes to the ledger.
+ * which writes to the ledger, from where the record says it got to: which
+ * attempt had begun (the runner marks each one with `start` before it runs
+ * it), and on which plane.
+ *
+ * A call made with an idempotency key keeps it in its row (unique), so a
+ * second request with the key finds the call instead of making another, for
+ * as long as the record is kept.
  */
 import { DurableObject } from "cloudflare:workers";
 import type { WireError } from "../sdk/errors.js";
@@ -20,8 +26,19 @@ import { registry, type RegisteredFunction } from "./registry.js";
 import { runStore, type RunContext } from "./run-context.js";
 
 /**
+ * Where a recorded call got to when its runner was lost: how many attempts
+ * had begun, whether the last one was under way (the call was `running`), and
+ * the plane that attempt was last sent to.
+ */
+export interface ResumePoint {
+  attempts: number;
+  running: boolean;
+  plane: string | null;
+}
+
+/**
  * Runs a resumed call to its end and records its outcome in `ledger`, from
- * attempt `firstAttempt`, its arguments as they were stored: the executor's
+ * where it got to, its arguments as they were stored: the executor's
  * `runSpawned`. `logFailure`: a scheduled run, whose failure nobody waits for.
  */
 export type ResumeCall = (
@@ -30,7 +47,7 @@ export type ResumeCall = (
   fn: RegisteredFunction,
   id: string,
   args: CallArgs,
-  firstAttempt: number,
+  from: ResumePoint,
   createdAt: number,
   logFailure: boolean,
 ) => Promise<void>;
@@ -64,13 +81,21 @@ type Row = {
   expires_at: number | null;
   plane: string | null;
   scheduled_at: number | null;
+  idem_key: string | null;
 };
+
+const NOT_ENDED = "status IN ('pending', 'running')";
+
+/** Resumed calls named one by one in the log, per alarm; the rest are counted. */
+const RESUMES_LOGGED = 10;
 
 export class CallLedger extends DurableObject<Env> implements LedgerApi {
   readonly #waiters = new Map<string, Set<() => void>>();
   readonly #sql: SqlStorage;
   readonly #config: GatewayConfig;
   readonly #leaseMs: number;
+  /** When the alarm is set for: undefined until read, null when none is. */
+  #alarmAt: number | null | undefined;
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
@@ -93,35 +118,74 @@ export class CallLedger extends DurableObject<Env> implements LedgerApi {
     );
     if (!columns.has("plane")) this.#sql.exec("ALTER TABLE calls ADD COLUMN plane TEXT");
     if (!columns.has("scheduled_at")) this.#sql.exec("ALTER TABLE calls ADD COLUMN scheduled_at INTEGER");
+    // An idempotency key names one call, for as long as the call's record is kept (it goes with the row).
+    if (!columns.has("idem_key")) this.#sql.exec("ALTER TABLE calls ADD COLUMN idem_key TEXT");
+    this.#sql.exec("CREATE UNIQUE INDEX IF NOT EXISTS calls_key ON calls(idem_key) WHERE idem_key IS NOT NULL");
   }
 
-  async create(call: NewCall): Promise<void> {
-    const input = await this.#storeValue(BLOB_KEYS.input(call.id), call.input);
-    this.#sql.exec(
-      "INSERT INTO calls (id, app, fn, kind, status, attempts, input, created_at, lease_until, scheduled_at) VALUES (?, ?, ?, ?, 'pending', 0, ?, ?, ?, ?)",
-      call.id,
-      call.app,
-      call.function,
-      call.kind,
-      input,
-      call.createdAt,
-      Date.now() + this.#leaseMs,
-      call.scheduledAt ?? null,
-    );
+  async create(call: NewCall): Promise<string> {
+    return (await this.createMany([call]))[0]!;
+  }
+
+  async createMany(calls: NewCall[]): Promise<string[]> {
+    const ids: string[] = [];
+    for (const call of calls) {
+      if (call.key !== undefined) {
+        const known = this.#callWithKey(call.key);
+        if (known) {
+          ids.push(known);
+          continue;
+        }
+      }
+      const text = JSON.stringify(call.input);
+      const input = text.length <= API_LIMITS.maxInlineValueBytes ? text : await this.#storeValue(BLOB_KEYS.input(call.id), call.input);
+      // Checked again after a write to R2, during which a request with the same key may have come in.
+      const known = call.key === undefined || input === text ? undefined : this.#callWithKey(call.key);
+      if (known) {
+        ids.push(known);
+        continue;
+      }
+      this.#sql.exec(
+        `INSERT INTO calls (id, app, fn, kind, status, attempts, input, created_at, started_at, lease_until, scheduled_at, idem_key)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+        call.id,
+        call.app,
+        call.function,
+        call.kind,
+        call.running ? "running" : "pending",
+        call.running ? 1 : 0,
+        input,
+        call.createdAt,
+        call.running ? call.createdAt : null, // its first attempt begins as it is accepted
+        Date.now() + this.#leaseMs,
+        call.scheduledAt ?? null,
+        call.key ?? null,
+      );
+      ids.push(call.id);
+    }
     await this.#scheduleAlarm();
+    return ids;
   }
 
   async start(id: string, attempt: number): Promise<boolean> {
-    const row = this.#row(id);
-    if (!row || TERMINAL_STATUSES.has(row.status as CallStatus)) return false;
-    this.#sql.exec(
-      "UPDATE calls SET status = 'running', attempts = ?, started_at = COALESCE(started_at, ?), lease_until = ? WHERE id = ?",
+    return this.#start(id, attempt);
+  }
+
+  async startMany(marks: { id: string; attempt: number }[]): Promise<boolean[]> {
+    return marks.map(({ id, attempt }) => this.#start(id, attempt));
+  }
+
+  #start(id: string, attempt: number): boolean {
+    // One statement, not a read then a write: a keyed map marks every input's attempt.
+    const now = Date.now();
+    const marked = this.#sql.exec(
+      `UPDATE calls SET status = 'running', attempts = ?, started_at = COALESCE(started_at, ?), lease_until = ? WHERE id = ? AND ${NOT_ENDED} RETURNING id`,
       attempt,
-      Date.now(),
-      Date.now() + this.#leaseMs,
+      now,
+      now + this.#leaseMs,
       id,
     );
-    return true;
+    return marked.toArray().length > 0;
   }
 
   /** Notes the plane a call's attempt was sent to. */
@@ -129,8 +193,17 @@ export class CallLedger extends DurableObject<Env> implements LedgerApi {
     this.#sql.exec("UPDATE calls SET plane = ? WHERE id = ?", planeId, id);
   }
 
+  async runningOnMany(notes: { id: string; planeId: string }[]): Promise<void[]> {
+    return notes.map(({ id, planeId }) => void this.#sql.exec("UPDATE calls SET plane = ? WHERE id = ?", planeId, id));
+  }
+
   async renew(id: string): Promise<void> {
     this.#sql.exec("UPDATE calls SET lease_until = ? WHERE id = ? AND lease_until IS NOT NULL", Date.now() + this.#leaseMs, id);
+  }
+
+  async renewAll(ids: string[]): Promise<void> {
+    const until = Date.now() + this.#leaseMs;
+    for (const id of ids) this.#sql.exec("UPDATE calls SET lease_until = ? WHERE id = ? AND lease_until IS NOT NULL", until, id);
   }
 
   async finish(call: FinishedCall): Promise<void> {
@@ -148,7 +221,8 @@ export class CallLedger extends DurableObject<Env> implements LedgerApi {
          VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, ?)
          ON CONFLICT(id) DO UPDATE SET status = excluded.status, attempts = excluded.attempts, result = excluded.result,
            error = excluded.error, started_at = COALESCE(calls.started_at, excluded.started_at), finished_at = excluded.finished_at,
-           lease_until = NULL, expires_at = excluded.expires_at`,
+           lease_until = NULL, expires_at = excluded.expires_at
+         WHERE calls.${NOT_ENDED}`,
         call.id,
         call.app,
         call.function,
@@ -199,17 +273,21 @@ export class CallLedger extends DurableObject<Env> implements LedgerApi {
 
   /** Drops expired calls, and resumes spawned calls whose runner was lost. */
   override async alarm(): Promise<void> {
+    this.#alarmAt = null; // spent
     const now = Date.now();
     for (const row of this.#sql.exec<{ id: string }>("SELECT id FROM calls WHERE expires_at <= ?", now).toArray()) {
       this.#sql.exec("DELETE FROM calls WHERE id = ?", row.id);
       await this.env.BLOBS.delete([BLOB_KEYS.input(row.id), BLOB_KEYS.result(row.id)]);
     }
-    const orphans = this.#sql.exec<Row>("SELECT * FROM calls WHERE lease_until <= ? AND status IN ('pending', 'running')", now).toArray();
-    for (const row of orphans) this.#resume(row);
+    const orphans = this.#sql.exec<Row>(`SELECT * FROM calls WHERE lease_until <= ? AND ${NOT_ENDED}`, now).toArray();
+    orphans.forEach((row, i) => this.#resume(row, i < RESUMES_LOGGED));
+    // A line each would be thousands after a crash under load: workerd writes them to a pipe, and `tandem serve`
+    // blocks on a synchronous miniflare call as it starts, so a full pipe once stalled both for good.
+    if (orphans.length > RESUMES_LOGGED) console.warn(`ledger: resuming ${orphans.length - RESUMES_LOGGED} more calls whose runner was lost`);
     await this.#scheduleAlarm(true);
   }
 
-  #resume(row: Row): void {
+  #resume(row: Row, logged: boolean): void {
     const rc: RunContext = { env: this.env, config: this.#config, waitUntil: (p) => this.ctx.waitUntil(p) };
     const resume = resumeCall;
     if (!resume) {
@@ -224,12 +302,14 @@ export class CallLedger extends DurableObject<Env> implements LedgerApi {
       return;
     }
     this.#sql.exec("UPDATE calls SET lease_until = ? WHERE id = ?", Date.now() + this.#leaseMs, row.id);
-    console.warn(`ledger: resuming ${row.app}.${row.fn} ${row.id}, whose runner was lost (attempt ${Math.max(1, row.attempts)})`);
+    const from: ResumePoint = { attempts: row.attempts, running: row.status === "running", plane: row.plane };
+    const where = !from.running ? "it had not started" : `attempt ${row.attempts} was under way${row.plane ? ` on plane ${row.plane}` : ""}`;
+    if (logged) console.warn(`ledger: resuming ${row.app}.${row.fn} ${row.id}, whose runner was lost (${where})`);
     this.ctx.waitUntil(
       (async () => {
         // As stored: a plane gets them as they came; an edge function decodes them when it runs.
         const args = CallArgs.received(JSON.parse(await this.#loadValue(row.input!)) as EncodedValue);
-        await runStore.run(rc, () => resume(rc, this, fn, row.id, args, Math.max(1, row.attempts), row.created_at, row.kind === "scheduled"));
+        await runStore.run(rc, () => resume(rc, this, fn, row.id, args, from, row.created_at, row.kind === "scheduled"));
       })().catch((err) => this.record([this.#lost(row, String(err))])),
     );
   }
@@ -247,6 +327,10 @@ export class CallLedger extends DurableObject<Env> implements LedgerApi {
       finishedAt: Date.now(),
       error: { code: "internal", message: `call ${row.id} could not be resumed: ${why}` },
     };
+  }
+
+  #callWithKey(key: string): string | undefined {
+    return this.#sql.exec<{ id: string }>("SELECT id FROM calls WHERE idem_key = ?", key).toArray()[0]?.id;
   }
 
   #row(id: string): Row | undefined {
@@ -318,7 +402,12 @@ export class CallLedger extends DurableObject<Env> implements LedgerApi {
       )
       .one().t;
     if (next === null) return;
-    const current = always ? null : await this.ctx.storage.getAlarm();
-    if (current === null || next < current) await this.ctx.storage.setAlarm(next);
+    // The alarm is only ever set here, so this object knows it once it has read it: no storage read on every call recorded.
+    if (this.#alarmAt === undefined) this.#alarmAt = await this.ctx.storage.getAlarm();
+    const current = always ? null : this.#alarmAt;
+    if (current === null || next < current) {
+      await this.ctx.storage.setAlarm(next);
+      this.#alarmAt = next;
+    }
   }
 }

@@ -1,12 +1,22 @@
 /**
- * Runs edge functions: one attempt at a time inside the isolate, each bounded
- * by the function's timeout, retried with backoff, with the call's context in
- * scope for `currentCall()` and log prefixes. Outcomes go to the call ledger.
+ * Runs functions: one attempt at a time (inside the isolate, or on a plane),
+ * each bounded by the function's timeout, retried with backoff, with the
+ * call's context in scope for `currentCall()` and log prefixes. Outcomes go to
+ * the call ledger.
+ *
+ * `attempts` counts the attempts that ran, or may have: one lost with its
+ * isolate or plane (docs/api.md, "Delivery") is counted, and the next one
+ * starts without using a retry. A spawned call, and any call made with an
+ * idempotency key, is recorded before it runs and marks each attempt in the
+ * ledger before it starts it, so a runner that takes it over after a crash
+ * knows where it got to.
  */
 import { withDeadline } from "../sdk/deadline.js";
+import { API_LIMITS, DELIVERY_DEFAULTS } from "../sdk/defaults.js";
 import {
   CancelledError,
   FunctionTimeoutError,
+  InternalError,
   InvalidRequestError,
   RETRYABLE_CODES,
   TandemError,
@@ -15,11 +25,24 @@ import {
   toWireError,
 } from "../sdk/errors.js";
 import { retryDelayMs } from "../sdk/options.js";
-import { encodeValue, newCallId, type CallKind, type CallStatus } from "../sdk/protocol.js";
+import { TERMINAL_STATUSES, encodeValue, newCallId, type CallKind, type CallRecord, type CallStatus } from "../sdk/protocol.js";
 import type { CallArgs } from "./call-args.js";
-import { ledgerFor, recordEnded, type FinishedCall, type LedgerApi } from "./call-ledger-client.js";
+import type { ResumePoint } from "./call-ledger.js";
+import {
+  grouped,
+  keyScope,
+  ledgerFor,
+  ledgerShard,
+  newCallIdIn,
+  recordEnded,
+  shardOfKey,
+  toCallRecord,
+  type FinishedCall,
+  type LedgerApi,
+  type NewCall,
+} from "./call-ledger-client.js";
 import { EncodedResult } from "./encoded-result.js";
-import { forwardToPlane } from "./forward-to-plane.js";
+import { AttemptLost, forwardToPlane, type ForwardOptions } from "./forward-to-plane.js";
 import type { RegisteredFunction } from "./registry.js";
 import { mapStack } from "./source-map.js";
 import { isGeneratorResult } from "../sdk/generator-result.js";
@@ -35,21 +58,43 @@ export interface Outcome {
   finishedAt: number;
 }
 
+/** A call that has not begun. */
+const NOT_STARTED: ResumePoint = { attempts: 0, running: false, plane: null };
+
+export interface ExecuteOptions {
+  /** Where a recorded call got to, when this runner takes it over from one that was lost. */
+  from?: ResumePoint;
+  /** May veto an attempt (the call was cancelled meanwhile); a recorded call marks the attempt started here. */
+  beforeAttempt?: (attempt: number) => Promise<boolean>;
+  /** Told which plane each try of a plane attempt goes to. */
+  onPlane?: (planeId: string) => Promise<void>;
+}
+
 /**
- * Runs `fn` with its timeout and retry policy. `beforeAttempt` may veto an
- * attempt (the call was cancelled meanwhile).
+ * Runs `fn` with its timeout and retry policy, from where `options.from`
+ * says the call got to (a new call: attempt 1).
+ *
+ * A resumed attempt that had begun at the edge died with its isolate: it ran,
+ * or began to, so the next one is a new attempt. One that had begun on a
+ * plane may still be running there, or have ended there: it is asked for
+ * again, under its number, from the plane it was sent to, which answers with
+ * its outcome rather than run it twice. An attempt lost with a plane (or a
+ * plane's memory of it) is counted, and the next one starts at once; such
+ * lost attempts use no retry, and at most `maxLostAttempts` are taken.
  */
-export async function execute(
-  rc: RunContext,
-  fn: RegisteredFunction,
-  args: CallArgs,
-  callId: string,
-  options: { firstAttempt?: number; beforeAttempt?: (attempt: number) => Promise<boolean>; onPlane?: (planeId: string) => Promise<void> } = {},
-): Promise<Outcome> {
+export async function execute(rc: RunContext, fn: RegisteredFunction, args: CallArgs, callId: string, options: ExecuteOptions = {}): Promise<Outcome> {
   const startedAt = Date.now();
-  const first = options.firstAttempt ?? 1;
-  const lastAttempt = fn.spec.retries.maxRetries + 1;
-  for (let attempt = first; ; attempt++) {
+  const from = options.from ?? NOT_STARTED;
+  const plane = fn.spec.tier === "plane";
+  let attempt = from.running && !plane ? from.attempts + 1 : Math.max(1, from.attempts);
+  let lost = from.running && !plane ? 1 : 0;
+  const forward: ForwardOptions = {
+    ...(options.onPlane ? { onPlane: options.onPlane } : {}),
+    ...(from.running && plane && from.plane ? { sentTo: from.plane } : {}),
+  };
+  const lastAttempt = () => fn.spec.retries.maxRetries + 1 + lost;
+  // Bounded: every pass either returns or moves to the next attempt, and attempts stop at the last one.
+  for (let pass = 0; pass <= fn.spec.retries.maxRetries + 1 + DELIVERY_DEFAULTS.maxLostAttempts + 1; pass++) {
     if (options.beforeAttempt && !(await options.beforeAttempt(attempt))) {
       return {
         status: "cancelled",
@@ -60,28 +105,37 @@ export async function execute(
       };
     }
     try {
-      const value = await attemptOnce(rc, fn, args, callId, attempt, options.onPlane);
+      const value = await attemptOnce(rc, fn, args, callId, attempt, forward);
       return { status: "succeeded", value, attempts: attempt, startedAt, finishedAt: Date.now() };
     } catch (err) {
+      if (err instanceof AttemptLost) {
+        if (lost >= DELIVERY_DEFAULTS.maxLostAttempts) {
+          const error = new InternalError(`call ${callId} lost ${lost + 1} attempts to planes that died or restarted; the last: ${err.message}`, { callId });
+          return { status: "failed", error, attempts: attempt, startedAt, finishedAt: Date.now() };
+        }
+        console.warn(`[${fn.app}.${fn.name} ${callId}] ${err.message}: it counts as attempt ${attempt}, attempt ${attempt + 1} starts now`);
+        lost++;
+        attempt++;
+        delete forward.sentTo;
+        forward.avoid = err.planes;
+        continue; // nothing failed: no backoff
+      }
       const error = err instanceof TandemError ? err : remoteErrorFrom(err, { callId });
-      if (attempt >= lastAttempt || !RETRYABLE_CODES.has(error.code)) {
+      if (attempt >= lastAttempt() || !RETRYABLE_CODES.has(error.code)) {
         return { status: error instanceof FunctionTimeoutError ? "timed_out" : "failed", error, attempts: attempt, startedAt, finishedAt: Date.now() };
       }
-      await sleep(retryDelayMs(fn.spec.retries, attempt));
+      await sleep(retryDelayMs(fn.spec.retries, attempt - lost));
+      attempt++;
+      delete forward.sentTo;
+      delete forward.avoid;
     }
   }
+  throw new InternalError(`call ${callId} ran past its last attempt`, { callId }); // unreachable: the loop returns first
 }
 
-async function attemptOnce(
-  rc: RunContext,
-  fn: RegisteredFunction,
-  args: CallArgs,
-  callId: string,
-  attempt: number,
-  onPlane?: (planeId: string) => Promise<void>,
-): Promise<unknown> {
+async function attemptOnce(rc: RunContext, fn: RegisteredFunction, args: CallArgs, callId: string, attempt: number, forward: ForwardOptions): Promise<unknown> {
   // A plane gets the arguments in wire form; only a function run here needs their values.
-  if (fn.spec.tier === "plane") return forwardToPlane(rc, fn, args, callId, attempt, onPlane);
+  if (fn.spec.tier === "plane") return forwardToPlane(rc, fn, args, callId, attempt, forward);
   const context: RunContext = {
     ...rc,
     logPrefix: `[${fn.app}.${fn.name} ${callId}]`,
@@ -136,20 +190,44 @@ export async function callNow(
 }
 
 /**
+ * Runs a call made with an idempotency key: recorded first (running, attempt
+ * 1, with its arguments, so it is resumed if this runner is lost), then run
+ * here. A key already known answers with the record of the call it named,
+ * waiting for it to end. Returns the call's record.
+ *
+ * @example const record = await callOnce(rc, fn, args, "5b0c…"); // the same record for the same key
+ */
+export async function callOnce(rc: RunContext, fn: RegisteredFunction, args: CallArgs, key: string): Promise<CallRecord> {
+  const scope = keyScope(fn.app, fn.name, key);
+  const id = newCallIdIn(shardOfKey(scope));
+  const ledger = ledgerFor(rc.env, id);
+  const createdAt = Date.now();
+  const callId = await ledger.create({ id, app: fn.app, function: fn.name, kind: "remote", createdAt, input: args.encoded, key: scope, running: true });
+  if (callId !== id) return awaitRecord(ledger, callId, fn, rc);
+  const outcome = await runRecorded(rc, ledger, fn, id, args, NOT_STARTED, { renew: true, firstMarked: true, waited: true });
+  const row = { ...finishedCall(id, fn, "remote", createdAt, outcome), startedAt: createdAt }; // as recorded: begun when accepted
+  // The answer goes first; the row follows in the next batch (a request sent again meanwhile waits for it).
+  if (outcome.status !== "cancelled") rc.waitUntil(recordEnded(rc.env, [row]).catch((err) => console.error(`ledger: could not record ${id}:`, err)));
+  return toCallRecord(row);
+}
+
+/**
  * Records a spawned call (its arguments in wire form, as they came) and starts
  * it in the background; returns its id at once. A scheduled run is a spawned
- * call of kind "scheduled", with its due time.
+ * call of kind "scheduled", with its due time. With an idempotency `key`
+ * already known, returns the id of the call it named and starts nothing.
  */
 export async function spawnCall(
   rc: RunContext,
   fn: RegisteredFunction,
   args: CallArgs,
-  options: { id?: string; kind?: "spawn" | "scheduled"; scheduledAt?: number } = {},
+  options: { id?: string; kind?: "spawn" | "scheduled"; scheduledAt?: number; key?: string } = {},
 ): Promise<string> {
-  const id = options.id ?? newCallId();
+  const scope = options.key === undefined ? undefined : keyScope(fn.app, fn.name, options.key);
+  const id = options.id ?? (scope === undefined ? newCallId() : newCallIdIn(shardOfKey(scope)));
   const createdAt = Date.now();
   const ledger = ledgerFor(rc.env, id);
-  await ledger.create({
+  const callId = await ledger.create({
     id,
     app: fn.app,
     function: fn.name,
@@ -157,8 +235,10 @@ export async function spawnCall(
     createdAt,
     input: args.encoded,
     ...(options.scheduledAt === undefined ? {} : { scheduledAt: options.scheduledAt }),
+    ...(scope === undefined ? {} : { key: scope }),
   });
-  rc.waitUntil(runSpawned(rc, ledger, fn, id, args, 1, createdAt, options.kind === "scheduled"));
+  if (callId !== id) return callId; // sent again: the call its key named is running or ran
+  rc.waitUntil(runSpawned(rc, ledger, fn, id, args, NOT_STARTED, createdAt, options.kind === "scheduled"));
   return id;
 }
 
@@ -166,7 +246,7 @@ export async function spawnCall(
  * Runs a spawned call to its end, keeping its lease alive (renewed three
  * times a lease), and records the outcome once. Used right after `spawn`, and
  * by the ledger to resume a call whose runner was lost (gateway/worker.ts
- * hands it to the ledger).
+ * hands it to the ledger), from where it got to.
  */
 export async function runSpawned(
   rc: RunContext,
@@ -174,18 +254,13 @@ export async function runSpawned(
   fn: RegisteredFunction,
   id: string,
   args: CallArgs,
-  firstAttempt: number,
+  from: ResumePoint,
   createdAt: number,
   /** A scheduled run: nobody waits on it, so a failure goes to the logs too. */
   logFailure = false,
 ): Promise<void> {
-  const renew = setInterval(() => void ledger.renew(id).catch(() => {}), rc.config.callLeaseMs / 3);
   try {
-    const outcome = await execute(rc, fn, args, id, {
-      firstAttempt,
-      beforeAttempt: (attempt) => ledger.start(id, attempt),
-      onPlane: (planeId) => ledger.runningOn(id, planeId),
-    });
+    const outcome = await runRecorded(rc, ledger, fn, id, args, from, { renew: true });
     if (outcome.status === "cancelled") return;
     if (logFailure && outcome.error) {
       const attempts = `${outcome.attempts} attempt${outcome.attempts === 1 ? "" : "s"}`;
@@ -196,8 +271,71 @@ export async function runSpawned(
     await ledger.finish(finishedCall(id, fn, "spawn", createdAt, outcome));
   } catch (err) {
     console.error(`call ${id}: could not record its outcome:`, err);
+  }
+}
+
+/**
+ * Runs a call that the ledger holds: each attempt marked started there before
+ * it runs (`firstMarked`: the first was, when the call was recorded), the
+ * plane each try goes to noted, and (with `renew`) its lease renewed three
+ * times a lease while it runs. `waited`: someone waits for the answer, so the
+ * plane is noted beside the request to it rather than before (a runner lost
+ * in that fraction of a millisecond leaves it unnoted, and the call resumes on
+ * whichever plane fits); a spawned call notes it first.
+ */
+async function runRecorded(
+  rc: RunContext,
+  ledger: LedgerApi,
+  fn: RegisteredFunction,
+  id: string,
+  args: CallArgs,
+  from: ResumePoint,
+  options: {
+    renew: boolean;
+    firstMarked?: boolean;
+    waited?: boolean;
+    /** How attempts are marked and planes noted, when not one write each (a keyed map groups them). */
+    start?: (mark: { id: string; attempt: number }) => Promise<boolean>;
+    notePlane?: (note: { id: string; planeId: string }) => Promise<void>;
+  },
+): Promise<Outcome> {
+  let marked = options.firstMarked === true;
+  const start = options.start ?? ((mark: { id: string; attempt: number }) => ledger.start(mark.id, mark.attempt));
+  const notePlane = options.notePlane ?? ((note: { id: string; planeId: string }) => ledger.runningOn(note.id, note.planeId));
+  const renew = options.renew ? setInterval(() => void ledger.renew(id).catch(() => {}), rc.config.callLeaseMs / 3) : undefined;
+  try {
+    return await execute(rc, fn, args, id, {
+      from,
+      beforeAttempt: (attempt) => {
+        if (!marked) return start({ id, attempt });
+        marked = false;
+        return Promise.resolve(true);
+      },
+      onPlane: (planeId) => {
+        const noted = notePlane({ id, planeId });
+        if (!options.waited) return noted;
+        rc.waitUntil(noted.catch((err) => console.error(`ledger: could not note the plane of ${id}:`, err)));
+        return Promise.resolve();
+      },
+    });
   } finally {
     clearInterval(renew);
+  }
+}
+
+/**
+ * The record of a call, once it has ended: waits for it in the ledger (long
+ * polls), for as long as the function could run with every retry; a call still
+ * going after that is answered as it stands.
+ */
+async function awaitRecord(ledger: LedgerApi, id: string, fn: RegisteredFunction, rc: RunContext): Promise<CallRecord> {
+  const attempts = fn.spec.retries.maxRetries + 1 + DELIVERY_DEFAULTS.maxLostAttempts;
+  const perAttemptMs = 2 * fn.spec.timeoutSeconds * 1000 + 10_000 + fn.spec.retries.maxDelayMs;
+  const deadline = Date.now() + attempts * perAttemptMs + rc.config.callLeaseMs;
+  for (;;) {
+    const record = await ledger.get(id, Math.max(0, Math.min(API_LIMITS.maxWaitMs, deadline - Date.now())));
+    if (!record) throw new InternalError(`call ${id}, named by this idempotency key, is missing from the ledger`, { callId: id });
+    if (TERMINAL_STATUSES.has(record.status) || Date.now() >= deadline) return record;
   }
 }
 
@@ -227,6 +365,64 @@ export async function mapCalls(
   };
   await Promise.all(Array.from({ length: Math.min(concurrency, inputs.length) }, worker));
   rc.waitUntil(recordEnded(rc.env, rows).catch((err) => console.error("ledger: could not record map calls:", err)));
+}
+
+/**
+ * `mapCalls` for a map request with an idempotency key: every input is
+ * recorded first (in one write, in the key's shard, each with the key and its
+ * index), so that the request sent again streams the same calls' records, as
+ * each ends, instead of running them again; and calls whose runner is lost
+ * are resumed. Leases are renewed for the inputs still waiting or running.
+ */
+export async function mapCallsOnce(
+  rc: RunContext,
+  fn: RegisteredFunction,
+  inputs: CallArgs[],
+  key: string,
+  onRecord: (index: number, record: CallRecord) => void | Promise<void>,
+  concurrency = 32,
+): Promise<void> {
+  const scope = keyScope(fn.app, fn.name, key);
+  const shard = shardOfKey(scope);
+  const ledger = ledgerShard(rc.env, shard);
+  const createdAt = Date.now();
+  const calls: NewCall[] = inputs.map((args, index) => ({
+    id: newCallIdIn(shard),
+    app: fn.app,
+    function: fn.name,
+    kind: "map",
+    createdAt,
+    input: args.encoded,
+    key: `${scope} ${index}`, // a space: no key has one, so no other request's key can name an input of this map
+  }));
+  const ids = await ledger.createMany(calls);
+  const mine = new Set(ids.filter((id, index) => id === calls[index]!.id));
+  const start = grouped((marks: { id: string; attempt: number }[]) => ledger.startMany(marks));
+  const notePlane = grouped((notes: { id: string; planeId: string }[]) => ledger.runningOnMany(notes));
+  const renew = setInterval(() => void (mine.size ? ledger.renewAll([...mine]) : Promise.resolve()).catch(() => {}), rc.config.callLeaseMs / 3);
+  const rows: FinishedCall[] = [];
+  let next = 0;
+  const worker = async () => {
+    while (next < inputs.length) {
+      const index = next++;
+      const id = ids[index]!;
+      if (!mine.has(id)) {
+        await onRecord(index, await awaitRecord(ledger, id, fn, rc)); // made by the first request with this key
+        continue;
+      }
+      const outcome = await runRecorded(rc, ledger, fn, id, inputs[index]!, NOT_STARTED, { renew: false, waited: true, start, notePlane });
+      mine.delete(id);
+      const row = finishedCall(id, fn, "map", createdAt, outcome);
+      if (outcome.status !== "cancelled") rows.push(row);
+      await onRecord(index, toCallRecord(row));
+    }
+  };
+  try {
+    await Promise.all(Array.from({ length: Math.min(concurrency, inputs.length) }, worker));
+  } finally {
+    clearInterval(renew);
+    rc.waitUntil(recordEnded(rc.env, rows).catch((err) => console.error("ledger: could not record map calls:", err)));
+  }
 }
 
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));

@@ -5,15 +5,23 @@
  * or dies mid-call is skipped and the next one that fits is tried; with none
  * that fits, the call waits until its timeout and then fails with
  * `no_capacity`. The arguments go as the gateway received them.
+ *
+ * A plane runs each attempt (call id and attempt number) once, and answers a
+ * request for one it has seen with its outcome (gpu-plane/outcome-cache.ts).
+ * So an attempt that may have reached a plane is only ever sent again to that
+ * plane; sending it anywhere else would run it twice under one number, and a
+ * run there is a new attempt (`AttemptLost`), which the executor numbers and
+ * records.
  */
+import { PLANE_DEFAULTS } from "../sdk/defaults.js";
 import { ndjsonLines } from "../sdk/stream-lines.js";
 import { PlaneUnavailableError, fromWireError, functionTimeout, type WireError } from "../sdk/errors.js";
-import { PLANE_ROUTES, type PlaneRunRequest, type PlaneRunResponse, type StreamLine } from "../sdk/protocol.js";
+import { PLANE_ROUTES, type PlaneInfo, type PlaneRunRequest, type PlaneRunResponse, type StreamLine } from "../sdk/protocol.js";
 import type { CallArgs } from "./call-args.js";
 import { clsParamsOf } from "./class-params.js";
 import { EncodedResult } from "./encoded-result.js";
 import { signedFetch } from "./plane-client.js";
-import { choosePlane, type PlaneWants } from "./plane-choice.js";
+import { choosePlane, knownPlanes, type PlaneWants } from "./plane-choice.js";
 import { registry, type RegisteredFunction } from "./registry.js";
 import type { RunContext } from "./run-context.js";
 
@@ -54,6 +62,31 @@ function planeSend(rc: RunContext, fn: RegisteredFunction, args: CallArgs, callI
   return { secret: planeSecret, body: JSON.stringify(request), wants: fn.spec.gpu ?? [], deadline: Date.now() + fn.spec.timeoutSeconds * 1000 };
 }
 
+/**
+ * The attempt may have run, or may be running, where it cannot be asked for
+ * again: on a plane that cannot be reached, or on one that ran it and lost
+ * its outcome. Another run is a new attempt. `planes`: where it may be.
+ */
+export class AttemptLost extends Error {
+  constructor(
+    readonly planes: string[],
+    message: string,
+  ) {
+    super(message);
+    this.name = "AttemptLost";
+  }
+}
+
+/** How one attempt is sent. */
+export interface ForwardOptions {
+  /** Told which plane each try goes to (the ledger notes it, so a cancel, and a resumed runner, find it). */
+  onPlane?: (planeId: string) => Promise<void>;
+  /** This attempt was sent before, to this plane, by a runner that was lost: ask that plane for it again first. */
+  sentTo?: string;
+  /** Planes not to try first (where the previous attempt was lost). */
+  avoid?: Iterable<string>;
+}
+
 /** A plane's answer worth trying elsewhere (it is full, or cannot run this app) while time is left. */
 function tryElsewhere(error: WireError | undefined, send: PlaneSend): boolean {
   return (error?.code === "no_capacity" || error?.code === "plane_unavailable") && Date.now() < send.deadline;
@@ -61,10 +94,10 @@ function tryElsewhere(error: WireError | undefined, send: PlaneSend): boolean {
 
 /**
  * Runs one attempt of a plane-tier call on a plane that fits and returns its
- * result in wire form (an `EncodedResult`), or throws its error. `onPlane`
- * hears which plane each try goes to (the ledger notes it, so a cancel reaches it).
+ * result in wire form (an `EncodedResult`), or throws its error, or
+ * `AttemptLost` when it may have run on a plane that can no longer answer for it.
  *
- * @example const result = await forwardToPlane(rc, fn, CallArgs.of([prompt]), callId, 1);
+ * @example const result = await forwardToPlane(rc, fn, CallArgs.of([prompt]), callId, 1, { onPlane });
  */
 export async function forwardToPlane(
   rc: RunContext,
@@ -72,13 +105,25 @@ export async function forwardToPlane(
   args: CallArgs,
   callId: string,
   attempt: number,
-  onPlane?: (planeId: string) => Promise<void>,
+  options: ForwardOptions = {},
 ): Promise<unknown> {
   const send = planeSend(rc, fn, args, callId, attempt);
-  const skipped = new Set<string>();
+  const skipped = new Set<string>(options.avoid);
+  // Planes that may hold this attempt: while there is one, it goes nowhere else.
+  const mayHold = new Set<string>();
+  let next: PlaneInfo | undefined;
+  if (options.sentTo) {
+    mayHold.add(options.sentTo);
+    next = await planeBack(rc, options.sentTo);
+  }
   for (;;) {
-    const plane = await choosePlane(rc.env, fn, send, skipped);
-    await onPlane?.(plane.planeId);
+    const plane = next ?? (await choosePlane(rc.env, fn, send, skipped));
+    next = undefined;
+    if (mayHold.size > 0 && !mayHold.has(plane.planeId)) {
+      const where = [...mayHold].join(", ");
+      throw new AttemptLost([...mayHold], `attempt ${attempt} of ${callId} may have run on plane ${where}, which cannot be reached`);
+    }
+    await options.onPlane?.(plane.planeId);
     let response: Response;
     try {
       response = await signedFetch(send.secret, plane, {
@@ -99,7 +144,10 @@ export async function forwardToPlane(
           plane: plane.planeId,
         });
       }
-      console.warn(`plane ${plane.planeId} (${plane.url}) could not be reached for ${callId}: ${(err as Error).message}; trying another`);
+      // workerd's fetch says "Network connection lost." whether the request reached the plane or not: it may be running
+      // there. That plane is asked again when it is back (it answers for what it ran); any other plane gets a new attempt.
+      console.warn(`plane ${plane.planeId} (${plane.url}) could not be reached for ${callId} attempt ${attempt}: ${(err as Error).message}; trying another`);
+      mayHold.add(plane.planeId);
       skipped.add(plane.planeId);
       continue;
     }
@@ -109,6 +157,8 @@ export async function forwardToPlane(
       skipped.add(plane.planeId);
       continue;
     }
+    if (answer.again === "lost") throw new AttemptLost([], answer.error?.message ?? `attempt ${attempt} of ${callId} was lost on plane ${plane.planeId}`);
+    mayHold.delete(plane.planeId); // it answered for this attempt: whatever it says, it no longer may hold it unseen
     if (tryElsewhere(answer.error, send)) {
       skipped.add(plane.planeId); // another plane, or this one again after a pause
       continue;
@@ -117,6 +167,21 @@ export async function forwardToPlane(
       return new EncodedResult(answer.meta === undefined ? { json: answer.result } : { json: answer.result, meta: answer.meta });
     if (answer.error) throw fromWireError({ ...answer.error, details: { ...answer.error.details, callId, plane: plane.planeId } });
     throw new PlaneUnavailableError(`plane ${plane.planeId} answered HTTP ${response.status} without a result`);
+  }
+}
+
+/**
+ * The plane `planeId`, once it reports (it is healthy), waiting for it as long
+ * as a plane may go silent before it counts as gone. A gateway that restarted
+ * resumes its calls at once, before its planes have reported to it again.
+ */
+async function planeBack(rc: RunContext, planeId: string): Promise<PlaneInfo | undefined> {
+  const until = Date.now() + PLANE_DEFAULTS.staleMs;
+  for (;;) {
+    // The list cached for the isolate (a second): a restart resumes many calls at once, all asking.
+    const plane = (await knownPlanes(rc.env)).find((p) => p.planeId === planeId && p.healthy);
+    if (plane || Date.now() >= until) return plane;
+    await new Promise((r) => setTimeout(r, PLANE_DEFAULTS.heartbeatMs / 6));
   }
 }
 

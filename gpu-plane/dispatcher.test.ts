@@ -27,6 +27,8 @@ interface Harness {
   usage: UsageLedger;
   /** Every line the plane logged. */
   lines: string[];
+  /** The call ids of the inputs handed to a container (`onInput`), in order. */
+  inputs: string[];
   dir: string;
 }
 
@@ -49,6 +51,7 @@ function harness(
   const inventory = new Inventory(simulatedGpus(options.gpus ?? {}), 8, MEMORY_TOTAL_MIB);
   const usage = new UsageLedger(join(dir, "usage.sqlite"));
   const lines: string[] = [];
+  const inputs: string[] = [];
   const dispatcher = new Dispatcher({
     driver,
     inventory,
@@ -58,8 +61,9 @@ function harness(
     scaledownWindowMs: options.scaledownWindowMs ?? 60_000,
     log: (line) => lines.push(line),
     imageFor: (hash) => driver.buildImage({ steps: [], force: false }, hash),
+    onInput: (req) => inputs.push(req.callId),
   });
-  const h = { dispatcher, driver, inventory, usage, lines, dir };
+  const h = { dispatcher, driver, inventory, usage, lines, inputs, dir };
   harnesses.push(h);
   return h;
 }
@@ -133,6 +137,15 @@ describe("the dispatcher, on fake containers", () => {
     expect(h.driver.started).toHaveLength(1);
     expect(h.lines.filter((l) => l.startsWith(`[plane] cold start: app.double ${first.containerId} ready in`))).toHaveLength(1);
     expect(h.driver.started[0]!.spec.env).toMatchObject({ TANDEM_APP: "app", TANDEM_FUNCTION: "double", TANDEM_CONTAINER_ID: first.containerId });
+  });
+
+  it("tells the plane of each input as it reaches a container, and of none that never did", async () => {
+    const h = harness({ double: ([x]) => (x as number) * 2 }, { gpus: { T4: 1 } });
+    const ran = request("double", { args: [2] });
+    const tooBig = request("double", { spec: { gpu: [{ type: "H100", count: 1 }] } });
+    expect(await h.dispatcher.run(ran, BUNDLE)).toMatchObject({ status: "succeeded" });
+    expect(await h.dispatcher.run(tooBig, BUNDLE)).toMatchObject({ status: "failed", error: { code: "no_capacity" } });
+    expect(h.inputs).toEqual([ran.callId]);
   });
 
   it("runs up to maxInputs inputs at once on one container and queues the next", async () => {

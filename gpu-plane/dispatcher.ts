@@ -37,6 +37,8 @@ export interface DispatcherOptions {
   usage: UsageLedger;
   /** The tag of a function's image, built on first use (by the hash of its spec). */
   imageFor(hash: string): Promise<string>;
+  /** Told as an input is handed to its container: from then on it has run here (the outcome cache notes it). */
+  onInput?: (req: PlaneRunRequest) => void;
 }
 
 /**
@@ -290,6 +292,7 @@ export class Dispatcher {
         error: { code: "call_cancelled", message: `call ${req.callId} was cancelled` },
       };
     }
+    this.#o.onInput?.(req);
     const outcome = await raceDeadline(
       Promise.race([
         worker.channel

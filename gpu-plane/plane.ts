@@ -11,7 +11,7 @@ import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node
 import { join } from "node:path";
 import { InvalidOptionsError, PlaneUnavailableError, RemoteError } from "../sdk/errors.js";
 import { GPU_TYPES, parseGpuInventory, type GpuType } from "../sdk/gpu.js";
-import { FUNCTION_DEFAULTS, PLANE_DEFAULTS } from "../sdk/defaults.js";
+import { DELIVERY_DEFAULTS, FUNCTION_DEFAULTS, PLANE_DEFAULTS } from "../sdk/defaults.js";
 import {
   GATEWAY_AUDIENCE,
   PLANE_ID_PATTERN,
@@ -31,6 +31,7 @@ import { Inventory, detectGpus, simulatedGpus } from "./inventory.js";
 import { nodeHmacEngine } from "./node-hmac.js";
 import type { ContainerSummary, FunctionStats } from "./container-pool.js";
 import { Dispatcher } from "./dispatcher.js";
+import { OutcomeCache } from "./outcome-cache.js";
 import { UsageLedger } from "./usage-ledger.js";
 import { planeServer } from "./server.js";
 
@@ -73,6 +74,7 @@ export class Plane {
   readonly #dispatcher: Dispatcher;
   readonly #bundles: BundleCache;
   readonly #usage: UsageLedger;
+  readonly #outcomes: OutcomeCache<PlaneRunResponse>;
   readonly #server: Server;
   /** Bundles already on disk (and their node_modules checked), by hash. */
   readonly #prepared = new Map<string, string>();
@@ -89,6 +91,7 @@ export class Plane {
     dispatcher: Dispatcher;
     bundles: BundleCache;
     usage: UsageLedger;
+    outcomes: OutcomeCache<PlaneRunResponse>;
     server: Server;
   }) {
     this.planeId = init.planeId;
@@ -100,6 +103,7 @@ export class Plane {
     this.#dispatcher = init.dispatcher;
     this.#bundles = init.bundles;
     this.#usage = init.usage;
+    this.#outcomes = init.outcomes;
     this.#server = init.server;
   }
 
@@ -127,6 +131,8 @@ export class Plane {
     const usage = new UsageLedger(join(options.stateDir, "usage.sqlite"));
     const bundles = new BundleCache(join(options.stateDir, "bundles"), options.gatewayUrl, options.secret);
     const images = new Map<string, Promise<string>>();
+    // Kept in the state folder, which a restart of this plane (same id) finds again.
+    const outcomes = new OutcomeCache<PlaneRunResponse>({ dir: options.stateDir, log });
     const dispatcher = new Dispatcher({
       imageFor: (hash) => {
         let tag = images.get(hash);
@@ -144,12 +150,14 @@ export class Plane {
       stateDir: options.stateDir,
       scaledownWindowMs: (options.scaledownWindowSeconds ?? FUNCTION_DEFAULTS.scaledownWindowSeconds) * 1000,
       log,
+      onInput: (req) => outcomes.ran(req.callId, req.attempt),
     });
     let plane: Plane | undefined;
     const listener = planeServer({
       secret: options.secret,
       planeId,
       run: (req) => plane!.run(req),
+      outcomes,
       stream: (req) => plane!.stream(req),
       stopApp: (name) => dispatcher.stopApp(name),
       cancel: (callId, terminate) => dispatcher.cancel(callId, terminate),
@@ -159,9 +167,24 @@ export class Plane {
     });
     const { server, port } = await new Promise<{ server: Server; port: number }>((resolve, reject) => {
       const s = createServer(listener);
+      // The gateway (workerd) closes an idle connection after 5 s, and so would Node by default: at the same moment, a
+      // request it sends on one as it closes fails. Kept longer here, the client always closes first.
+      s.keepAliveTimeout = DELIVERY_DEFAULTS.planeKeepAliveMs;
       s.once("error", reject).listen(options.port, options.host, () => resolve({ server: s, port: (s.address() as AddressInfo).port }));
     });
-    plane = new Plane({ planeId, url: `http://${options.host}:${port}`, inventory, driver, unavailable, options, dispatcher, bundles, usage, server });
+    plane = new Plane({
+      planeId,
+      url: `http://${options.host}:${port}`,
+      inventory,
+      driver,
+      unavailable,
+      options,
+      dispatcher,
+      bundles,
+      usage,
+      outcomes,
+      server,
+    });
     if (driver.sandboxed === false) log("⚠ plane runtime `process`: functions run as plain processes, NOT sandboxed. For development only.");
     if (unavailable) log(`⚠ plane ${planeId} cannot start containers: ${unavailable}`);
     await plane.#beat();
@@ -246,6 +269,7 @@ export class Plane {
     await this.#dispatcher.close();
     await this.driver.cleanup(this.planeId).catch(() => {});
     this.#usage.close();
+    this.#outcomes.close();
     await new Promise<void>((resolve) => this.#server.close(() => resolve()));
   }
 

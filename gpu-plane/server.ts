@@ -7,6 +7,9 @@
  * over the limit 413, malformed ones 400, and refusals are logged.
  * `POST /v1/plane/run`, on every plane call's path, is answered straight from
  * Node's request and response; the rest go through hono.
+ * A run is idempotent per attempt: one this plane has seen (a restarted
+ * gateway sending what it had in flight) is answered from the outcome cache
+ * rather than run again.
  */
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { getRequestListener } from "@hono/node-server";
@@ -33,12 +36,15 @@ import { parseSignedBody, signedBodyTooLarge } from "../sdk/signed-body.js";
 import { NonceCache, checkSignatureHeaders, verifyRequest, type Receiver } from "../sdk/signing.js";
 import { describeIssues } from "../sdk/zod-issues.js";
 import { streamLines } from "../sdk/stream-lines.js";
+import { OutcomeCache, type KnownAttempt } from "./outcome-cache.js";
 
 export interface PlaneServerOptions {
   secret: string;
   /** This plane's id: the audience every request to it must be signed for. */
   planeId: string;
   run(req: PlaneRunRequest): Promise<PlaneRunResponse>;
+  /** The attempts this plane ran and their outcomes: a run it has seen is answered from here (default: in memory only). */
+  outcomes?: OutcomeCache<PlaneRunResponse>;
   stream(req: PlaneRunRequest): AsyncGenerator<EncodedValue, void, undefined>;
   stopApp(app: string): Promise<number>;
   cancel(callId: string, terminateContainer: boolean): boolean;
@@ -54,6 +60,7 @@ export function planeServer(options: PlaneServerOptions): (req: IncomingMessage,
   // Nonces are kept in memory only, so what was signed before this start (a request a previous run of this plane
   // may have run) is refused, rather than the nonces persisted on every call's path.
   const receiver: Receiver = { audience: options.planeId, startedAt: Date.now() };
+  const outcomes = options.outcomes ?? new OutcomeCache<PlaneRunResponse>();
   const log = options.log ?? ((line: string) => console.warn(line));
 
   const refuse = (method: string, pathAndQuery: string, reason: string): never => {
@@ -87,15 +94,25 @@ export function planeServer(options: PlaneServerOptions): (req: IncomingMessage,
   /** The hot route without hono: measured, hono's node adapter added about 0.18 ms to each call. */
   const run = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
     let status = 200;
-    let answer: unknown;
+    let text: string;
     try {
-      answer = await options.run(parseRun(await verifiedBody(req, "POST", PLANE_ROUTES.run, PLANE_DEFAULTS.maxRunRequestBytes)));
+      const run = parseRun(await verifiedBody(req, "POST", PLANE_ROUTES.run, PLANE_DEFAULTS.maxRunRequestBytes));
+      const known = outcomes.lookup(run.callId, run.attempt);
+      if (known) {
+        log(`[plane] ${run.app}.${run.function} ${run.callId} attempt ${run.attempt} was sent again: ${knownLine(known)}`);
+        text = JSON.stringify(await answerAgain(known, run));
+      } else {
+        const running = options.run(run);
+        outcomes.running(run.callId, run.attempt, running);
+        const answer = await running;
+        text = JSON.stringify(answer);
+        outcomes.ended(run.callId, run.attempt, answer, text.length);
+      }
     } catch (err) {
       status = errorStatus(err);
       if (!(err instanceof TandemError)) log(`[plane] ${(err as Error).stack ?? err}`);
-      answer = errorBody(err);
+      text = JSON.stringify(errorBody(err));
     }
-    const text = JSON.stringify(answer);
     closeAfterAnswerUnlessRead(req, res);
     res.writeHead(status, { "content-type": "application/json", "content-length": Buffer.byteLength(text) });
     res.end(text);
@@ -143,6 +160,27 @@ export function planeServer(options: PlaneServerOptions): (req: IncomingMessage,
     if (req.method === "POST" && req.url === PLANE_ROUTES.run) void run(req, res);
     else void viaHono(req, res);
   };
+}
+
+/** The answer to an attempt this plane has seen: its outcome when it ends or has ended, or that it was lost. */
+async function answerAgain(known: KnownAttempt<PlaneRunResponse>, run: PlaneRunRequest): Promise<PlaneRunResponse> {
+  if (known.state === "running") return { ...(await known.outcome), again: "attached" };
+  if (known.state === "ended") return { ...known.outcome, again: "replayed" };
+  return {
+    status: "failed",
+    error: {
+      code: "internal",
+      message: `attempt ${run.attempt} of ${run.callId} was lost: ${known.why}`,
+      details: { callId: run.callId, attempt: run.attempt },
+    },
+    again: "lost",
+  };
+}
+
+function knownLine(known: KnownAttempt<PlaneRunResponse>): string {
+  if (known.state === "running") return "still running, answering when it ends";
+  if (known.state === "ended") return "it ended, answering with its outcome";
+  return `lost (${known.why}), so the gateway starts another`;
 }
 
 /** The Node request under a hono context (@hono/node-server hands it over as `env.incoming`). */

@@ -1,9 +1,15 @@
 /**
  * The HTTP client of the gateway's `/v1` API, used by every process outside
  * the gateway (Node scripts, the CLI, browsers). Web-standard `fetch` only.
+ *
+ * A request that got no answer (the connection was refused or reset, or the
+ * `tandem serve` front door answered 502/503 `gateway_unreachable`) is sent
+ * again, a few times with backoff, when that is safe: reads, and `call`,
+ * `spawn` and `map`, which carry an `Idempotency-Key` (one per logical call),
+ * so the gateway answers a repeat with the call it already made.
  */
-import { API_LIMITS, LOCAL_DEFAULTS } from "./defaults.js";
-import { GatewayUnreachableError, InvalidOptionsError, fromWireError, type WireError } from "./errors.js";
+import { API_LIMITS, DELIVERY_DEFAULTS, LOCAL_DEFAULTS } from "./defaults.js";
+import { GatewayUnreachableError, InvalidOptionsError, TandemError, fromWireError, type WireError } from "./errors.js";
 import { tokenFor } from "./credentials.js";
 import type { Invoker, MapOutcome } from "./invoker.js";
 import { ndjsonLines } from "./stream-lines.js";
@@ -68,12 +74,12 @@ export class HttpInvoker implements Invoker {
   }
 
   async call(app: string, fn: string, args: unknown[]): Promise<unknown> {
-    const record = (await this.request("POST", paths.call(app, fn), argsBody(args))) as CallRecord;
+    const record = (await this.request("POST", paths.call(app, fn), argsBody(args), newIdempotencyKey())) as CallRecord;
     return decodeValue(record.result, record.meta);
   }
 
   async spawn(app: string, fn: string, args: unknown[]): Promise<string> {
-    const res = (await this.request("POST", paths.spawn(app, fn), argsBody(args))) as SpawnResponse;
+    const res = (await this.request("POST", paths.spawn(app, fn), argsBody(args), newIdempotencyKey())) as SpawnResponse;
     return res.callId;
   }
 
@@ -92,14 +98,28 @@ export class HttpInvoker implements Invoker {
     };
     const runBatch = async (batch: unknown[][], offset: number) => {
       const { json, meta } = encodeValue(batch);
-      const res = await this.send("POST", paths.map(app, fn), meta === undefined ? { inputs: json } : { inputs: json, meta }, stop.signal);
-      if (!res.ok || !res.body) await this.fail(res);
-      for await (const line of ndjsonLines(res.body!)) {
-        if (stop.signal.aborted) return;
-        const r = line as MapResultLine;
-        const index = offset + r.index;
-        if (r.status === "succeeded") push({ index, ok: true, value: decodeValue(r.result, r.meta) });
-        else push({ index, ok: false, error: fromWireError(r.error ?? { code: "internal", message: `call ${r.callId} ended as ${r.status}` }) });
+      const body = meta === undefined ? { inputs: json } : { inputs: json, meta };
+      // A batch whose answer breaks off is sent again with its key: the gateway streams the same calls again, and the lines already had are skipped.
+      const key = newIdempotencyKey();
+      const had = new Set<number>();
+      for (let sent = 0; ; sent++) {
+        const res = await this.send("POST", paths.map(app, fn), body, stop.signal, key);
+        if (!res.ok || !res.body) await this.fail(res);
+        try {
+          for await (const line of ndjsonLines(res.body!)) {
+            if (stop.signal.aborted) return;
+            const r = line as MapResultLine;
+            if (had.has(r.index)) continue;
+            had.add(r.index);
+            const index = offset + r.index;
+            if (r.status === "succeeded") push({ index, ok: true, value: decodeValue(r.result, r.meta) });
+            else push({ index, ok: false, error: fromWireError(r.error ?? { code: "internal", message: `call ${r.callId} ended as ${r.status}` }) });
+          }
+          return;
+        } catch (err) {
+          if (stop.signal.aborted || sent >= DELIVERY_DEFAULTS.clientRetries || err instanceof TandemError) throw err;
+          await retryPause(sent);
+        }
       }
     };
     let producing = true;
@@ -182,31 +202,47 @@ export class HttpInvoker implements Invoker {
    * @example
    * const { apps } = (await new HttpInvoker(url).request("GET", paths.apps())) as { apps: AppManifest[] };
    */
-  async request(method: string, path: string, body?: unknown): Promise<unknown> {
-    const res = await this.send(method, path, body);
+  async request(method: string, path: string, body?: unknown, idempotencyKey?: string): Promise<unknown> {
+    const res = await this.send(method, path, body, undefined, idempotencyKey);
     const json = await this.readJson(res);
     if (json && typeof json === "object" && "error" in json && json.error) throw fromWireError(json.error as WireError);
     if (!res.ok) await this.fail(res, json);
     return json;
   }
 
-  private async send(method: string, path: string, body?: unknown, signal?: AbortSignal): Promise<Response> {
-    try {
-      return await fetch(this.baseUrl + path, {
-        method,
-        ...(signal ? { signal } : {}),
-        headers: {
-          [HEADERS.protocol]: PROTOCOL_VERSION,
-          ...(this.token === undefined ? {} : { [HEADERS.authorization]: `Bearer ${this.token}` }),
-          ...(body === undefined ? {} : { "content-type": "application/json" }),
-        },
-        ...(body === undefined ? {} : { body: JSON.stringify(body) }),
-      });
-    } catch (err) {
-      const cause = err instanceof Error ? (err.cause instanceof Error ? err.cause.message : err.message) : String(err);
-      throw new GatewayUnreachableError(`could not reach the Tandem gateway at ${this.baseUrl} (${cause}); is \`tandem serve\` running?`, {
-        gateway: this.baseUrl,
-      });
+  /** Sends a request; one that got no answer is sent again when that is safe (a read, or a request with an idempotency key). */
+  private async send(method: string, path: string, body?: unknown, signal?: AbortSignal, idempotencyKey?: string): Promise<Response> {
+    const safe = method === "GET" || idempotencyKey !== undefined;
+    for (let sent = 0; ; sent++) {
+      const again = safe && sent < DELIVERY_DEFAULTS.clientRetries;
+      let res: Response;
+      try {
+        res = await fetch(this.baseUrl + path, {
+          method,
+          ...(signal ? { signal } : {}),
+          headers: {
+            [HEADERS.protocol]: PROTOCOL_VERSION,
+            ...(this.token === undefined ? {} : { [HEADERS.authorization]: `Bearer ${this.token}` }),
+            ...(body === undefined ? {} : { "content-type": "application/json" }),
+            ...(idempotencyKey === undefined ? {} : { [HEADERS.idempotencyKey]: idempotencyKey }),
+          },
+          ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+        });
+      } catch (err) {
+        if (again && !signal?.aborted) {
+          await retryPause(sent);
+          continue;
+        }
+        const cause = err instanceof Error ? (err.cause instanceof Error ? err.cause.message : err.message) : String(err);
+        throw new GatewayUnreachableError(`could not reach the Tandem gateway at ${this.baseUrl} (${cause}); is \`tandem serve\` running?`, {
+          gateway: this.baseUrl,
+        });
+      }
+      if (again && (await unanswered(res))) {
+        await retryPause(sent);
+        continue;
+      }
+      return res;
     }
   }
 
@@ -227,6 +263,27 @@ export class HttpInvoker implements Invoker {
     if (body && typeof body === "object" && "error" in body) throw fromWireError(body.error as WireError);
     throw new GatewayUnreachableError(`${this.baseUrl} answered HTTP ${res.status}`, { gateway: this.baseUrl, status: res.status });
   }
+}
+
+/** A new idempotency key: 128 random bits (`getRandomValues`, which browsers also give pages not served over https). */
+function newIdempotencyKey(): string {
+  return Array.from(crypto.getRandomValues(new Uint8Array(16)), (b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+/** The `tandem serve` front door's answer for a gateway that did not answer (502) or is starting (503): nothing ran. */
+async function unanswered(res: Response): Promise<boolean> {
+  if (res.status !== 502 && res.status !== 503) return false;
+  const body = (await res
+    .clone()
+    .json()
+    .catch(() => null)) as { error?: { code?: string } } | null;
+  return body?.error?.code === "gateway_unreachable";
+}
+
+/** Waits before sending a request again: doubling from `clientRetryDelayMs`, with jitter so many clients do not come back at once. */
+function retryPause(sent: number): Promise<void> {
+  const ms = Math.min(DELIVERY_DEFAULTS.clientRetryDelayMs * 2 ** sent, DELIVERY_DEFAULTS.clientRetryMaxDelayMs);
+  return new Promise((resolve) => setTimeout(resolve, ms / 2 + Math.random() * (ms / 2)));
 }
 
 function argsBody(args: unknown[]): { args: unknown; meta?: unknown } {

@@ -140,3 +140,33 @@ export const LOCAL_DEFAULTS = {
   port: 8787,
   host: "127.0.0.1",
 } as const;
+
+/**
+ * Delivery: how a call survives losing the gateway, a plane or a connection
+ * (docs/api.md, "Delivery"). A plane remembers the attempts it ran, so that a
+ * gateway that lost their answers gets them instead of a second run; clients
+ * send an `Idempotency-Key` and retry what never got an answer.
+ */
+export const DELIVERY_DEFAULTS = {
+  /** How long a plane remembers an attempt it ran (call id and attempt), and keeps its outcome. */
+  planeAttemptTtlMs: 10 * 60_000,
+  /** The most attempts a plane remembers, and the most outcomes (and their bytes, as JSON) it keeps; the oldest go first. */
+  planeAttemptsRemembered: 200_000,
+  planeOutcomesKept: 10_000,
+  planeOutcomeBytesKept: 64 * MiB,
+  /** Extra attempts a call may take because one was lost with its gateway or plane (not failures: they use no retry). */
+  maxLostAttempts: 3,
+  /** The SDK's retries of a request that got no answer (connection refused or reset, the front door's 502), and their backoff. */
+  clientRetries: 4,
+  clientRetryDelayMs: 200,
+  clientRetryMaxDelayMs: 2_000,
+  /**
+   * workerd closes a connection that has been idle for 5 s, and so do Node's HTTP servers: a client that keeps idle
+   * connections must close them first, or a request it sends on one as it closes fails.
+   */
+  serverIdleCloseMs: 5_000,
+  /** How long the `tandem serve` front door keeps an idle connection to workerd: less than `serverIdleCloseMs`. */
+  frontDoorIdleSocketMs: 4_000,
+  /** How long a plane's API keeps an idle connection: more than `serverIdleCloseMs`, so the gateway (the client) closes first. */
+  planeKeepAliveMs: 30_000,
+} as const;

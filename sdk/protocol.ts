@@ -21,6 +21,12 @@ export const HEADERS = {
   /** `Bearer <token>`: an API token on `/v1`, and on web endpoints and agents that ask for one. */
   authorization: "authorization",
   callId: "tandem-call-id",
+  /**
+   * A client's name for one logical call on `POST .../call`, `.../spawn` and `.../map`: the same key (per app and
+   * function, kept as long as the call's record) answers with the same call instead of starting another, so a
+   * request whose answer was lost can be sent again. See `IDEMPOTENCY_KEY_PATTERN`.
+   */
+  idempotencyKey: "idempotency-key",
   /** Signed requests between the gateway and planes (sdk/signing.ts). */
   timestamp: "tandem-timestamp",
   nonce: "tandem-nonce",
@@ -263,10 +269,15 @@ export const TERMINAL_STATUSES: ReadonlySet<CallStatus> = new Set(["succeeded", 
 /** How a call was started. */
 export type CallKind = "remote" | "spawn" | "map" | "stream" | "scheduled";
 
+/** An `Idempotency-Key` header: 1 to 255 visible ASCII characters (a UUID, say). */
+export const IDEMPOTENCY_KEY_PATTERN = /^[\x21-\x7e]{1,255}$/;
+
 /** Call ids: `fc-` then 26 lowercase base-32 characters, time-ordered. */
 export const CALL_ID_PATTERN = /^fc-[0-9a-z]{26}$/;
 
-const B32 = "0123456789abcdefghjkmnpqrstvwxyz";
+/** The characters of a call id after `fc-` (base 32, without i, l, o, u). */
+export const CALL_ID_ALPHABET = "0123456789abcdefghjkmnpqrstvwxyz";
+const B32 = CALL_ID_ALPHABET;
 
 /** A new call id: 10 characters of milliseconds, 16 of randomness. */
 export function newCallId(now = Date.now()): string {
@@ -705,6 +716,13 @@ export interface PlaneRunResponse {
   coldStart?: boolean;
   /** The GPU type the call ran on, when it had one. */
   gpu?: string;
+  /**
+   * Set when the plane had this attempt (call id and attempt) already, so this request did not run it again:
+   * `attached`, it was running and this answer waited for it; `replayed`, it had ended and this is its kept
+   * outcome; `lost`, it ran here and its outcome is gone (the plane restarted, or no longer keeps it), so the
+   * gateway starts the next attempt. See `DELIVERY_DEFAULTS`.
+   */
+  again?: "attached" | "replayed" | "lost";
 }
 
 // ---------------------------------------------------------------------------

@@ -1,7 +1,9 @@
 /**
  * Planes as separate processes, the way `tandem plane` runs them: losing one
- * mid-load loses no spawned call; a plane without a Docker engine says how to
- * start one; the process runtime is announced as unsandboxed.
+ * mid-load loses no spawned call, and the records count the runs lost with
+ * it; a plane killed and started again answers for what it ran before; a
+ * plane without a Docker engine says how to start one; the process runtime is
+ * announced as unsandboxed.
  */
 import { spawn, execFileSync, type ChildProcess } from "node:child_process";
 import { mkdtemp, rm } from "node:fs/promises";
@@ -22,8 +24,9 @@ interface PlaneProcess {
   dir: string;
 }
 
-async function startPlaneProcess(gateway: string, args: string[] = [], env: Record<string, string> = {}): Promise<PlaneProcess> {
-  const dir = await mkdtemp(join(tmpdir(), "tandem-plane-"));
+/** `tandem plane` in `dir` (a new folder by default; a plane's folder holds its id and what it ran). */
+async function startPlaneProcess(gateway: string, args: string[] = [], env: Record<string, string> = {}, folder?: string): Promise<PlaneProcess> {
+  const dir = folder ?? (await mkdtemp(join(tmpdir(), "tandem-plane-")));
   const child = spawn(process.execPath, [CLI, "plane", "--gateway", gateway, "--port", "0", ...args], {
     cwd: dir,
     env: { ...process.env, NO_COLOR: "1", TANDEM_PLANE_SECRET: SECRET, ...env },
@@ -71,7 +74,7 @@ describe("two planes, one killed mid-load", () => {
     await stack?.dispose();
   });
 
-  it("loses no spawned call: calls on the dead plane finish on the other, each recorded once", async () => {
+  it("loses no spawned call: calls on the dead plane finish on the other, their lost runs counted", async () => {
     const slow = lookup<[number], string>("plane", "slowPlane", { gateway: stack.url });
     const calls: FunctionCall<string>[] = [];
     for (let i = 0; i < 8; i++) calls.push(await slow.spawn(2_500));
@@ -91,11 +94,50 @@ describe("two planes, one killed mid-load", () => {
 
     const results = await Promise.all(calls.map((c) => c.get({ timeoutMs: 60_000 })));
     expect(results.every((r) => /^slept 2500 in ctr-/.test(r))).toBe(true);
+    // A call the dead plane had may have run there: it ran again on the other plane as attempt 2, and its record says so.
+    let moved = 0;
     for (const call of calls) {
       const record = (await (await fetch(`${stack.url}/v1/calls/${call.id}`, authed())).json()) as CallRecord;
-      expect(record).toMatchObject({ status: "succeeded", kind: "spawn", attempts: 1 });
+      const lost = stack.gatewayOutput.some((l) => l.includes(`attempt 1 of ${call.id} may have run on plane ${victim!.planeId()}`));
+      expect(record).toMatchObject({ status: "succeeded", kind: "spawn", attempts: lost ? 2 : 1 });
+      if (lost) moved++;
     }
+    expect(moved).toBeGreaterThan(0);
     expect(stack.gatewayOutput.some((l) => /could not be reached for fc-/.test(l))).toBe(true);
+  });
+});
+
+describe("a plane killed mid-call and started again on its folder", () => {
+  it("answers that the run it had is lost: the call runs again as attempt 2, and its record says so", async () => {
+    const stack = await startTestStack(APP, {}, { planes: 0 });
+    let plane = await startPlaneProcess(stack.url, ["--gpus", "T4:1"]);
+    const healthy = (id: string | undefined) => async () => {
+      const res = (await (await fetch(`${stack.url}/v1/planes`)).json()) as { planes: { planeId: string; url: string; healthy: boolean }[] };
+      return res.planes.some((p) => p.planeId === id && p.healthy && p.url === /at (http:\/\/\S+) \(/.exec(plane.output())?.[1]);
+    };
+    try {
+      await eventually(healthy(plane.planeId()), 20_000);
+      const call = await lookup<[number], string>("plane", "announcedNap", { gateway: stack.url }).spawn(2_000);
+      const ran = (out: string, attempt: number) => out.split("\n").some((l) => l.includes(call.id) && l.includes(`running attempt ${attempt}`));
+      await eventually(() => ran(plane.output(), 1), 30_000);
+
+      const exited = new Promise((r) => plane.child.once("exit", r));
+      plane.child.kill("SIGKILL");
+      await exited;
+      const first = plane.output();
+      plane = await startPlaneProcess(stack.url, ["--gpus", "T4:1"], {}, plane.dir); // the same id, and its journal
+
+      expect(await call.get({ timeoutMs: 60_000 })).toBe("slept 2000");
+      const record = (await (await fetch(`${stack.url}/v1/calls/${call.id}`)).json()) as CallRecord;
+      expect(record).toMatchObject({ status: "succeeded", attempts: 2 });
+      expect(ran(first, 1)).toBe(true);
+      expect(ran(plane.output(), 2)).toBe(true);
+      expect(ran(plane.output(), 1)).toBe(false); // attempt 1 was not run a second time
+      expect(plane.output()).toContain(`${call.id} attempt 1 was sent again: lost (it ran on this plane before the plane restarted)`);
+    } finally {
+      await stopPlaneProcess(plane);
+      await stack.dispose();
+    }
   });
 });
 

@@ -138,6 +138,35 @@ describe("a spawned plane call whose runner is lost", () => {
     expect(back.values.slice(0, values.length)).toEqual(values);
     expect(lossy.gatewayOutput.some((l) => l.includes(`resuming plane.argsPlane ${callId}`))).toBe(true);
   });
+
+  /** How many times the plane ran a call of `announcedNap` (each run prints a line, tagged with its call id). */
+  const runs = (callId: string) => lossy.planeOutput.filter((l) => l.includes(callId) && l.includes("running attempt")).length;
+
+  it("is not run again after a gateway restart: the plane that runs it answers for it, and the record says 1 attempt", async () => {
+    const call = await lookup<[number], string>("plane", "announcedNap", { gateway: lossy.url }).spawn(3_000);
+    await eventually(() => runs(call.id) === 1, 30_000);
+
+    await lossy.restartGateway(); // the runner dies mid-call; the plane goes on
+
+    expect(await call.get({ timeoutMs: 60_000 })).toBe("slept 3000");
+    const record = (await (await fetch(`${lossy.url}/v1/calls/${call.id}`)).json()) as CallRecord;
+    expect(record).toMatchObject({ status: "succeeded", attempts: 1 });
+    expect(runs(call.id)).toBe(1);
+    expect(lossy.planeOutput.some((l) => l.includes(`${call.id} attempt 1 was sent again: still running`))).toBe(true);
+  });
+
+  it("that ended while the gateway was down gets the outcome the plane kept, without running again", async () => {
+    const call = await lookup<[number], string>("plane", "announcedNap", { gateway: lossy.url }).spawn(800);
+    await eventually(() => runs(call.id) === 1, 30_000);
+
+    await lossy.restartGateway(2_000); // it ends on the plane meanwhile
+
+    expect(await call.get({ timeoutMs: 60_000 })).toBe("slept 800");
+    const record = (await (await fetch(`${lossy.url}/v1/calls/${call.id}`)).json()) as CallRecord;
+    expect(record).toMatchObject({ status: "succeeded", attempts: 1 });
+    expect(runs(call.id)).toBe(1);
+    expect(lossy.planeOutput.some((l) => l.includes(`${call.id} attempt 1 was sent again: it ended`))).toBe(true);
+  });
 });
 
 describe("generator functions on the plane", () => {

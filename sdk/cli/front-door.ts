@@ -7,12 +7,16 @@
  * 413 and closes while the body is still being sent, and the reset that
  * follows could lose its answer (a 502 instead); here the client gets the
  * 413 and the rest of its body is read and dropped, so it can read it.
+ *
+ * Nor because of a kept-alive connection: workerd closes a connection that
+ * has been idle for 5 s, so the front door drops its idle connections before
+ * that, and sends a request once more, on a new connection, when the one it
+ * was sent on turned out to be closed (see `#proxy`).
  */
 import http from "node:http";
 import net from "node:net";
-import { Transform } from "node:stream";
 import type { App } from "../app.js";
-import { GATEWAY_DEFAULTS } from "../defaults.js";
+import { DELIVERY_DEFAULTS, GATEWAY_DEFAULTS } from "../defaults.js";
 import { GatewayUnreachableError, bodyTooLarge, errorBody, type TandemError } from "../errors.js";
 import { HEADERS, PROTOCOL_VERSION } from "../protocol.js";
 
@@ -30,6 +34,9 @@ interface Slot {
 
 /** How long a retired backend may take to finish its requests in flight. */
 const DRAIN_LIMIT_MS = 5 * 60_000;
+
+/** The largest request body kept to be sent again on a new connection (a call's arguments are rarely near it). */
+const REPLAY_LIMIT = 1024 * 1024;
 /** How much of a refused body is read and dropped, so its client can read the 413, before the connection is closed instead. */
 const DISCARD_LIMIT_BYTES = 256 * 1024 * 1024;
 
@@ -130,57 +137,103 @@ export class FrontDoor {
       this.#maybeStop(slot);
     };
     res.on("close", release);
+    this.#proxy(slot, req, res, limit);
+  }
+
+  /**
+   * Sends the request to workerd, and its answer back, counting a streamed
+   * body against its limit (past it, the rest is not sent on and the client
+   * gets 413). A request sent on a kept-alive connection that workerd closed as
+   * it went out (it closes connections idle for 5 s; the reset or broken pipe
+   * comes before any byte of an answer) never reached the Worker: it is sent
+   * once more on a new connection, its body replayed from memory. Bodies over
+   * `REPLAY_LIMIT` are not kept, and such a failure answers 502 as any other.
+   */
+  #proxy(slot: Slot, req: http.IncomingMessage, res: http.ServerResponse, limit: BodyLimit): void {
+    // A declared length frames the body (Node refuses one beside a transfer-encoding) and was checked already: only
+    // a streamed body needs counting.
+    const counted = limit.maxBytes !== Infinity && req.headers["transfer-encoding"] !== undefined;
+    const body: Buffer[] = [];
+    let kept = 0;
+    let seen = 0;
+    let replayable = true;
+    let bodyEnded = false;
     // Once the body passed its limit, or the gateway's answer ended before the body did (an unknown route, a
     // handler that did not read it), the rest is not sent on: the upstream request is dropped on purpose.
     let stopped = false;
     let answered = false;
-    const upstream = http.request(
-      { host: slot.backend.url.hostname, port: slot.backend.url.port, method: req.method, path: req.url, headers: req.headers, agent: slot.agent },
-      (up) => {
-        res.writeHead(up.statusCode ?? 502, up.statusMessage, up.rawHeaders);
-        up.pipe(res);
-        up.on("end", () => {
-          answered = true;
-          if (!req.complete) stopSending();
-        });
-      },
-    );
-    upstream.on("error", (err) => {
-      if (stopped || answered) return;
-      if (!res.headersSent) {
-        res.writeHead(502, { "content-type": "application/json", [HEADERS.protocol]: PROTOCOL_VERSION });
-        res.end(JSON.stringify(errorBody(new GatewayUnreachableError(`the local gateway did not answer: ${err.message}`))));
-      } else {
-        res.destroy(err);
-      }
-    });
-    // The client went away before the answer ended: tell the gateway (a streaming generator stops).
-    res.on("close", () => {
-      if (!res.writableFinished) upstream.destroy();
-    });
+    const send = (agent: http.Agent | false): http.ClientRequest => {
+      const upstream = http.request(
+        { host: slot.backend.url.hostname, port: slot.backend.url.port, method: req.method, path: req.url, headers: req.headers, agent },
+        (up) => {
+          replayable = false;
+          body.length = 0;
+          res.writeHead(up.statusCode ?? 502, up.statusMessage, up.rawHeaders);
+          up.pipe(res);
+          up.on("end", () => {
+            answered = true;
+            if (!req.complete) stopSending();
+          });
+        },
+      );
+      upstream.on("error", (err: NodeJS.ErrnoException) => {
+        if (upstream !== current || stopped || answered) return;
+        if (agent !== false && upstream.reusedSocket && replayable && !res.headersSent && (err.code === "ECONNRESET" || err.code === "EPIPE")) {
+          current = send(false); // a new connection: one from the pool could be just as stale
+          for (const chunk of body) current.write(chunk);
+          if (bodyEnded) current.end();
+          req.resume();
+          return;
+        }
+        if (!res.headersSent) {
+          res.writeHead(502, { "content-type": "application/json", [HEADERS.protocol]: PROTOCOL_VERSION });
+          res.end(JSON.stringify(errorBody(new GatewayUnreachableError(`the local gateway did not answer: ${err.message}`))));
+        } else {
+          res.destroy(err);
+        }
+      });
+      return upstream;
+    };
+    let current = send(slot.agent);
     const stopSending = () => {
       if (stopped) return;
       stopped = true;
-      req.unpipe();
-      upstream.destroy();
+      current.destroy();
       discardRest(req);
     };
-    // A declared length frames the body (Node refuses one beside a transfer-encoding) and was checked above: only a
-    // streamed body needs counting.
-    if (limit.maxBytes === Infinity || req.headers["transfer-encoding"] === undefined) return void req.pipe(upstream);
-    let seen = 0;
-    const counter = new Transform({
-      transform(chunk: Buffer, _encoding, done) {
+    req.on("data", (chunk: Buffer) => {
+      if (stopped) return;
+      if (counted) {
         seen += chunk.length;
-        if (seen <= limit.maxBytes) return done(null, chunk);
-        done();
-        if (stopped) return;
-        stopSending();
-        if (!res.headersSent) answer(res, bodyTooLarge(limit.maxBytes, seen, limit.whose));
-        else if (!answered) res.destroy(); // the gateway had begun answering a body it could not have read whole
-      },
+        if (seen > limit.maxBytes) {
+          stopSending();
+          if (!res.headersSent) answer(res, bodyTooLarge(limit.maxBytes, seen, limit.whose));
+          else if (!answered) res.destroy(); // the gateway had begun answering a body it could not have read whole
+          return;
+        }
+      }
+      if (replayable) {
+        kept += chunk.length;
+        if (kept <= REPLAY_LIMIT) body.push(chunk);
+        else {
+          replayable = false;
+          body.length = 0;
+        }
+      }
+      const upstream = current;
+      if (!upstream.write(chunk)) {
+        req.pause();
+        upstream.once("drain", () => req.resume());
+      }
     });
-    req.pipe(counter).pipe(upstream);
+    req.on("end", () => {
+      bodyEnded = true;
+      if (!stopped) current.end();
+    });
+    // The client went away before the answer ended: tell the gateway (a streaming generator stops).
+    res.on("close", () => {
+      if (!res.writableFinished) current.destroy();
+    });
   }
 
   /** The body limit of a path: a web endpoint's own (`/<app>/<label>/…`), else the gateway's. */
@@ -217,7 +270,9 @@ export class FrontDoor {
 }
 
 function slotFor(backend: Backend): Slot {
-  return { backend, inflight: 0, retired: false, agent: new http.Agent({ keepAlive: true, maxSockets: 256 }) };
+  // `timeout` closes a connection idle that long in the pool (a busy one only hears of it): before workerd closes it.
+  const agent = new http.Agent({ keepAlive: true, maxSockets: 256, timeout: DELIVERY_DEFAULTS.frontDoorIdleSocketMs });
+  return { backend, inflight: 0, retired: false, agent };
 }
 
 /**

@@ -2,10 +2,13 @@
  * Starts the gateway Worker in real workerd through miniflare, with the
  * bindings it declares in `gateway/env.ts`. State (the call ledger, blobs)
  * persists under `persistDir` when one is given, else lives in memory.
+ * workerd ends with the process that started it, however that process ends.
  */
+import { spawn, type ChildProcess } from "node:child_process";
+import { readFileSync, readdirSync } from "node:fs";
 import { Miniflare } from "miniflare";
 import { dirname } from "node:path";
-import type { Readable } from "node:stream";
+import type { Readable, Writable } from "node:stream";
 import { LineSplitter } from "../stream-lines.js";
 
 export interface WorkerdOptions {
@@ -68,8 +71,66 @@ export async function startWorkerd(options: WorkerdOptions): Promise<RunningWork
     },
   });
   await miniflare.ready;
+  const watchdog = endWithThisProcess(newWorkerdChild());
   const url = await miniflare.unsafeGetDirectURL();
-  return { url, miniflare, dispose: () => miniflare.dispose() };
+  return {
+    url,
+    miniflare,
+    dispose: async () => {
+      watchdog?.kill();
+      await miniflare.dispose();
+    },
+  };
+}
+
+const workerdPids = new Set<number>();
+
+/** The workerd miniflare has just started: a child of this process not seen before (Linux's /proc; none elsewhere). */
+function newWorkerdChild(): number | undefined {
+  let entries: string[];
+  try {
+    entries = readdirSync("/proc").filter((e) => /^\d+$/.test(e));
+  } catch {
+    return undefined;
+  }
+  for (const entry of entries) {
+    const pid = Number(entry);
+    if (workerdPids.has(pid)) continue;
+    try {
+      // /proc/<pid>/stat: "pid (comm) state ppid ..."; comm may hold spaces, so read from its closing parenthesis.
+      const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+      const comm = stat.slice(stat.indexOf("(") + 1, stat.lastIndexOf(")"));
+      const ppid = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
+      if (comm === "workerd" && ppid === process.pid) {
+        workerdPids.add(pid);
+        return pid;
+      }
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return undefined;
+}
+
+/**
+ * Kills workerd `pid` when this process is gone. miniflare stops workerd on
+ * dispose, but a process killed outright (SIGKILL, the OOM killer) left it
+ * running: still serving the calls it had and renewing their leases, beside
+ * the workerd a restart starts on the same state folder, which then ran them
+ * again. A shell in its own process group (a Ctrl-C to this one does not
+ * reach it) waits on a pipe from this process; the pipe closes when this
+ * process ends, and the shell kills workerd.
+ */
+function endWithThisProcess(pid: number | undefined): ChildProcess | undefined {
+  if (pid === undefined) return undefined;
+  const watchdog = spawn("/bin/sh", ["-c", 'read _; kill -9 "$1" 2>/dev/null', "tandem-workerd-watchdog", String(pid)], {
+    stdio: ["pipe", "ignore", "ignore"],
+    detached: true,
+  });
+  watchdog.on("error", () => {}); // no shell: workerd outlives a killed process, as before
+  watchdog.unref();
+  (watchdog.stdin as Writable & { unref?: () => void }).unref?.();
+  return watchdog;
 }
 
 function forwardLines(stream: Readable, write: (line: string) => void): void {

@@ -20,8 +20,8 @@ export interface TestStack {
   planes: Plane[];
   workerd: RunningWorkerd;
   addPlane(options?: Partial<PlaneOptions>): Promise<Plane>;
-  /** Stops the gateway (its runners die mid-call) and starts it again on the same port, with the same state. */
-  restartGateway(): Promise<void>;
+  /** Stops the gateway (its runners die mid-call) and starts it again on the same port, with the same state, `downMs` later. */
+  restartGateway(downMs?: number): Promise<void>;
   dispose(): Promise<void>;
 }
 
@@ -74,8 +74,9 @@ export async function startTestStack(
       });
       return plane;
     },
-    async restartGateway() {
+    async restartGateway(downMs = 0) {
       await stack.workerd.dispose();
+      await new Promise((r) => setTimeout(r, downMs));
       stack.workerd = await startGateway(Number(new URL(url).port));
     },
     async dispose() {

@@ -1,0 +1,58 @@
+/**
+ * The ledger client's logic on its own: which shard answers for a key, call
+ * ids made to fall in it, and attempt marks written together while a write is
+ * under way.
+ */
+import { describe, expect, it } from "vitest";
+import { CALL_ID_PATTERN } from "../sdk/protocol.js";
+import { LEDGER_SHARDS, grouped, keyScope, newCallIdIn, shardOf, shardOfKey } from "./call-ledger-client.js";
+
+describe("a keyed call's id", () => {
+  it("falls in the shard of its key, so the key and the record are written together", () => {
+    for (let i = 0; i < 50; i++) {
+      const shard = shardOfKey(keyScope("app", "fn", `key-${i}`));
+      const id = newCallIdIn(shard);
+      expect(id).toMatch(CALL_ID_PATTERN);
+      expect(shardOf(id)).toBe(shard);
+    }
+  });
+
+  it("can fall in every shard, whatever the id's random characters", () => {
+    for (let shard = 0; shard < LEDGER_SHARDS; shard++) {
+      for (let i = 0; i < 200; i++) expect(shardOf(newCallIdIn(shard))).toBe(shard);
+    }
+  });
+
+  it("spreads keys over every shard", () => {
+    const shards = new Set(Array.from({ length: 500 }, (_, i) => shardOfKey(keyScope("app", "fn", `k${i}`))));
+    expect(shards.size).toBe(LEDGER_SHARDS);
+  });
+});
+
+describe("grouped writes", () => {
+  it("send the items asked for during a write together in the next, and answer each", async () => {
+    const writes: string[][] = [];
+    let release!: () => void;
+    const start = grouped(async (marks: { id: string; attempt: number }[]) => {
+      writes.push(marks.map((m) => `${m.id}#${m.attempt}`));
+      if (writes.length === 1) await new Promise<void>((resolve) => (release = resolve));
+      return marks.map((m) => m.id !== "cancelled");
+    });
+    const first = start({ id: "a", attempt: 1 });
+    const rest = [start({ id: "b", attempt: 1 }), start({ id: "c", attempt: 2 }), start({ id: "cancelled", attempt: 1 })];
+    release();
+    expect(await first).toBe(true);
+    expect(await Promise.all(rest)).toEqual([true, true, false]);
+    expect(writes).toEqual([["a#1"], ["b#1", "c#2", "cancelled#1"]]);
+  });
+
+  it("fail the items of a write that failed, and go on with the next", async () => {
+    let calls = 0;
+    const start = grouped(async (marks: { id: string }[]) => {
+      if (calls++ === 0) throw new Error("ledger down");
+      return marks.map(() => true);
+    });
+    await expect(start({ id: "a" })).rejects.toThrow("ledger down");
+    expect(await start({ id: "b" })).toBe(true);
+  });
+});

@@ -1,0 +1,88 @@
+/**
+ * The `tandem serve` front door's connections to workerd, against a stand-in
+ * upstream that closes kept-alive connections the way workerd does (at 5 s
+ * idle) and, for the race, resets one as a request arrives on it. That
+ * workerd closes idle connections after 5 s is a fact of workerd (checked in
+ * test/delivery.test.ts against the real one); here the front door's answer
+ * to it is tested on its own.
+ */
+import http from "node:http";
+import type { AddressInfo } from "node:net";
+import { afterEach, expect, it } from "vitest";
+import { DELIVERY_DEFAULTS } from "../defaults.js";
+import { FrontDoor } from "./front-door.js";
+
+interface Upstream {
+  url: URL;
+  /** Bodies of the requests answered, in order. */
+  answered: string[];
+  connections: number;
+  /** When each connection closed, in ms after the last answer on it. */
+  closedAfterMs: number[];
+  close(): Promise<void>;
+}
+
+/** An upstream that echoes bodies; with `resetSecond`, it resets a connection when a second request comes on it. */
+async function startUpstream(options: { resetSecond: boolean }): Promise<Upstream> {
+  const perSocket = new WeakMap<object, number>();
+  const lastAnswer = new WeakMap<object, number>();
+  const upstream: Upstream = { url: new URL("http://127.0.0.1"), answered: [], connections: 0, closedAfterMs: [], close: async () => {} };
+  const server = http.createServer(async (req, res) => {
+    const n = (perSocket.get(req.socket) ?? 0) + 1;
+    perSocket.set(req.socket, n);
+    if (options.resetSecond && n === 2) return void req.socket.resetAndDestroy(); // closed just as the request came in
+    const chunks: Buffer[] = [];
+    for await (const chunk of req) chunks.push(chunk as Buffer);
+    const body = Buffer.concat(chunks).toString();
+    upstream.answered.push(body);
+    res.end(`echo ${body}`, () => lastAnswer.set(req.socket, performance.now()));
+  });
+  server.keepAliveTimeout = 60_000; // so any close seen is the front door's
+  server.on("connection", (socket) => {
+    upstream.connections++;
+    socket.on("close", () => upstream.closedAfterMs.push(performance.now() - (lastAnswer.get(socket) ?? 0)));
+  });
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  upstream.url = new URL(`http://127.0.0.1:${(server.address() as AddressInfo).port}/`);
+  upstream.close = () => new Promise((resolve) => server.close(() => resolve()));
+  return upstream;
+}
+
+const open: (() => Promise<void>)[] = [];
+afterEach(async () => {
+  for (const close of open.splice(0).reverse()) await close();
+});
+
+async function doorTo(upstream: Upstream): Promise<string> {
+  const { door, url } = await FrontDoor.listen("127.0.0.1", 0);
+  door.swap({ url: upstream.url, dispose: async () => {} });
+  open.push(
+    () => upstream.close(),
+    () => door.close(),
+  );
+  return url.href.replace(/\/$/, "");
+}
+
+it("sends a request again on a new connection when the kept-alive one it went out on was reset before any answer", async () => {
+  const upstream = await startUpstream({ resetSecond: true });
+  const door = await doorTo(upstream);
+  const first = await fetch(`${door}/v1/apps/a/functions/f/spawn`, { method: "POST", body: "one" });
+  expect(await first.text()).toBe("echo one");
+  // The front door reuses its idle connection for this one, and the upstream resets it.
+  const second = await fetch(`${door}/v1/apps/a/functions/f/spawn`, { method: "POST", body: "two" });
+  expect(second.status).toBe(200);
+  expect(await second.text()).toBe("echo two");
+  expect(upstream.answered).toEqual(["one", "two"]);
+  expect(upstream.connections).toBe(2);
+});
+
+it("closes a connection it keeps idle before workerd's 5 s, so none is reused as workerd closes it", async () => {
+  const upstream = await startUpstream({ resetSecond: false });
+  const door = await doorTo(upstream);
+  expect(await (await fetch(`${door}/v1/health`)).text()).toBe("echo ");
+  const deadline = Date.now() + DELIVERY_DEFAULTS.serverIdleCloseMs + 1_000;
+  while (upstream.closedAfterMs.length === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+  expect(upstream.closedAfterMs).toHaveLength(1);
+  expect(upstream.closedAfterMs[0]).toBeLessThan(DELIVERY_DEFAULTS.serverIdleCloseMs - 500);
+  expect(upstream.closedAfterMs[0]).toBeGreaterThanOrEqual(DELIVERY_DEFAULTS.frontDoorIdleSocketMs - 100);
+});

@@ -1,0 +1,196 @@
+/**
+ * Delivery between a client and the gateway in real workerd: a request sent
+ * again with its `Idempotency-Key` gets the call the first one made, not a
+ * second call; the SDK sends such a request again when the first got no
+ * answer (a proxy on loopback drops it), and the function runs once; and the
+ * workerd fact the `tandem serve` front door is built around.
+ */
+import net from "node:net";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { lookup, type CallRecord } from "../sdk/index.js";
+import { HEADERS, type MapResultLine } from "../sdk/protocol.js";
+import { DELIVERY_DEFAULTS } from "../sdk/defaults.js";
+import { authed, startTestGateway, type TestGateway } from "./helpers/gateway.js";
+
+const APP = new URL("./fixtures/edge-app.ts", import.meta.url).pathname;
+let gw: TestGateway;
+let tokens = 0;
+const token = () => `t${Date.now()}-${tokens++}`;
+const runsOf = (t: string) => lookup<[string], number>("edge", "runsOf", { gateway: gw.url }).remote(t);
+const post = (path: string, body: unknown, key?: string) =>
+  fetch(gw.url + path, {
+    method: "POST",
+    body: JSON.stringify(body),
+    headers: { "content-type": "application/json", ...(key === undefined ? {} : { [HEADERS.idempotencyKey]: key }), ...authed().headers },
+  });
+const mapLines = async (res: Response) =>
+  (await res.text())
+    .trim()
+    .split("\n")
+    .map((l) => JSON.parse(l) as MapResultLine)
+    .sort((a, b) => a.index - b.index);
+
+beforeAll(async () => {
+  gw = await startTestGateway(APP);
+});
+afterAll(async () => {
+  await gw?.dispose();
+});
+
+describe("an Idempotency-Key", () => {
+  it("makes a spawn sent twice one call: the same call id, one run", async () => {
+    const t = token();
+    const first = await post("/v1/apps/edge/functions/countedNap/spawn", { args: [t, 300] }, `spawn-${t}`);
+    const second = await post("/v1/apps/edge/functions/countedNap/spawn", { args: [t, 300] }, `spawn-${t}`);
+    expect(first.status).toBe(202);
+    expect(second.status).toBe(202);
+    const a = (await first.json()) as { callId: string };
+    const b = (await second.json()) as { callId: string };
+    expect(b.callId).toBe(a.callId);
+    expect(second.headers.get(HEADERS.callId)).toBe(a.callId);
+    const record = (await (await fetch(`${gw.url}/v1/calls/${a.callId}?wait=10000`, authed())).json()) as CallRecord;
+    expect(record).toMatchObject({ status: "succeeded", attempts: 1, result: { token: t, runs: 1 } });
+    expect(await runsOf(t)).toBe(1);
+  });
+
+  it("makes a call sent again while the first runs wait for it and answer with its record", async () => {
+    const t = token();
+    const first = post("/v1/apps/edge/functions/countedNap/call", { args: [t, 1_000] }, `call-${t}`);
+    await new Promise((r) => setTimeout(r, 200));
+    const second = await post("/v1/apps/edge/functions/countedNap/call", { args: [t, 1_000] }, `call-${t}`);
+    const a = (await (await first).json()) as CallRecord;
+    const b = (await second.json()) as CallRecord;
+    expect(second.status).toBe(200);
+    expect(b).toEqual(a);
+    expect(a).toMatchObject({ status: "succeeded", kind: "remote", attempts: 1, result: { token: t, runs: 1 } });
+    expect(await runsOf(t)).toBe(1);
+    // And once it has ended, from its record.
+    const third = (await (await post("/v1/apps/edge/functions/countedNap/call", { args: [t, 1_000] }, `call-${t}`)).json()) as CallRecord;
+    expect(third).toEqual(a);
+    expect(await runsOf(t)).toBe(1);
+  });
+
+  it("makes a map sent twice the same calls, each run once", async () => {
+    const t = [token(), token(), token()];
+    const inputs = t.map((x) => [x, 200]);
+    const first = await mapLines(await post("/v1/apps/edge/functions/countedNap/map", { inputs }, `map-${t[0]}`));
+    const second = await mapLines(await post("/v1/apps/edge/functions/countedNap/map", { inputs }, `map-${t[0]}`));
+    expect(first.map((l) => l.status)).toEqual(["succeeded", "succeeded", "succeeded"]);
+    expect(second.map((l) => l.callId)).toEqual(first.map((l) => l.callId));
+    expect(second.map((l) => l.result)).toEqual(first.map((l) => l.result));
+    for (const x of t) expect(await runsOf(x)).toBe(1);
+    const record = (await (await fetch(`${gw.url}/v1/calls/${first[0]!.callId}`, authed())).json()) as CallRecord;
+    expect(record).toMatchObject({ kind: "map", status: "succeeded", attempts: 1 });
+  });
+
+  it("names a call per app and function: the same key elsewhere, or another key, is another call", async () => {
+    const t = token();
+    const key = `shared-${t}`;
+    const a = (await (await post("/v1/apps/edge/functions/countedNap/spawn", { args: [t, 10] }, key)).json()) as { callId: string };
+    const b = (await (await post("/v1/apps/edge/functions/napping/spawn", { args: [10] }, key)).json()) as { callId: string };
+    const c = (await (await post("/v1/apps/edge/functions/countedNap/spawn", { args: [t, 10] }, `other-${t}`)).json()) as { callId: string };
+    expect(new Set([a.callId, b.callId, c.callId]).size).toBe(3);
+  });
+
+  it("must be 1 to 255 visible characters", async () => {
+    const res = await post("/v1/apps/edge/functions/countedNap/spawn", { args: ["x", 1] }, "has space");
+    expect(res.status).toBe(400);
+    expect(((await res.json()) as { error: { message: string } }).error.message).toContain(HEADERS.idempotencyKey);
+  });
+});
+
+/**
+ * A TCP proxy on loopback in front of the gateway that spoils its first
+ * connection: `drop` passes the request on and drops the answer (the client
+ * sees its connection reset, the gateway ran the call); `reset` resets it
+ * before passing anything on. Records each request's idempotency key.
+ */
+async function faultyProxy(mode: "drop" | "reset"): Promise<{ url: string; keys: string[]; close(): Promise<void> }> {
+  const upstream = new URL(gw.url);
+  const keys: string[] = [];
+  const sockets = new Set<net.Socket>();
+  let connections = 0;
+  const server = net.createServer((client) => {
+    const first = connections++ === 0;
+    sockets.add(client);
+    client.on("data", (d) => {
+      const key = new RegExp(`^${HEADERS.idempotencyKey}: (\\S+)`, "im").exec(d.toString("latin1"))?.[1];
+      if (key) keys.push(key);
+    });
+    if (first && mode === "reset") return void client.once("data", () => client.resetAndDestroy());
+    const gateway = net.connect(Number(upstream.port), upstream.hostname);
+    sockets.add(gateway);
+    client.pipe(gateway);
+    if (first) gateway.once("data", () => (client.resetAndDestroy(), gateway.destroy()));
+    else gateway.pipe(client);
+    client.on("error", () => gateway.destroy());
+    gateway.on("error", () => client.destroy());
+  });
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  return {
+    url: `http://127.0.0.1:${(server.address() as net.AddressInfo).port}`,
+    keys,
+    close: () =>
+      new Promise((resolve) => {
+        server.close(() => resolve());
+        for (const socket of sockets) socket.destroy(); // the client's kept-alive connection would hold the close
+      }),
+  };
+}
+
+describe("the SDK, when a request gets no answer", () => {
+  it("sends a call again with the same key when its answer was dropped, and the function runs once", async () => {
+    const proxy = await faultyProxy("drop");
+    try {
+      const t = token();
+      const out = await lookup("edge", "countedNap", { gateway: proxy.url }).remote(t, 100);
+      expect(out).toEqual({ token: t, runs: 1 });
+      expect(await runsOf(t)).toBe(1);
+      expect(proxy.keys).toHaveLength(2);
+      expect(proxy.keys[1]).toBe(proxy.keys[0]);
+    } finally {
+      await proxy.close();
+    }
+  });
+
+  it("sends a spawn again with the same key when its connection was reset first, and gets one call", async () => {
+    const proxy = await faultyProxy("reset");
+    try {
+      const t = token();
+      const call = await lookup("edge", "countedNap", { gateway: proxy.url }).spawn(t, 100);
+      expect(await call.get({ timeoutMs: 10_000 })).toEqual({ token: t, runs: 1 });
+      expect(proxy.keys.slice(0, 2)).toEqual([proxy.keys[0], proxy.keys[0]]);
+      expect(await runsOf(t)).toBe(1);
+    } finally {
+      await proxy.close();
+    }
+  });
+
+  it("sends a map batch again with the same key when its answer was dropped, and each input runs once", async () => {
+    const proxy = await faultyProxy("drop");
+    try {
+      const t = [token(), token()];
+      const out: unknown[] = [];
+      for await (const r of lookup<[string, number]>("edge", "countedNap", { gateway: proxy.url }).starmap(t.map((x) => [x, 50] as [string, number])))
+        out.push(r);
+      expect(out).toEqual([
+        { token: t[0], runs: 1 },
+        { token: t[1], runs: 1 },
+      ]);
+      for (const x of t) expect(await runsOf(x)).toBe(1);
+    } finally {
+      await proxy.close();
+    }
+  });
+});
+
+it("is needed because workerd closes a kept-alive connection idle for 5 s", async () => {
+  const socket = net.connect(Number(new URL(gw.url).port), "127.0.0.1");
+  let answeredAt = 0;
+  socket.once("data", () => (answeredAt = Date.now()));
+  const closed = new Promise<number>((resolve) => socket.once("close", () => resolve(Date.now())));
+  socket.write("GET /v1/health HTTP/1.1\r\nHost: x\r\n\r\n");
+  const idleMs = (await closed) - answeredAt;
+  expect(idleMs).toBeGreaterThanOrEqual(DELIVERY_DEFAULTS.serverIdleCloseMs - 100);
+  expect(idleMs).toBeLessThan(DELIVERY_DEFAULTS.serverIdleCloseMs + 1_000);
+});
