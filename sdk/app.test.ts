@@ -57,7 +57,9 @@ describe("App", () => {
         'app "demo": web "w": option "maxBodyBytes"',
       );
     }
-    expect(() => app.web("w", () => ({ fetch: () => new Response() }), { maxBody: 1 } as object)).toThrow('unknown option "maxBody" (options: auth, maxBodyBytes)');
+    expect(() => app.web("w", () => ({ fetch: () => new Response() }), { maxBody: 1 } as object)).toThrow(
+      'unknown option "maxBody" (options: auth, maxBodyBytes)',
+    );
   });
 
   it("checks a WebAssembly function's options, naming the option", () => {
