@@ -120,7 +120,9 @@ export async function execute(rc: RunContext, fn: RegisteredFunction, args: Call
         forward.avoid = err.planes;
         continue; // nothing failed: no backoff
       }
-      const error = err instanceof TandemError ? err : remoteErrorFrom(err, { callId });
+      // The handler's own errors arrive as RemoteError already (attemptOnce); anything else is the gateway's fault,
+      // told without its stack or this host's paths.
+      const error = err instanceof TandemError ? err : new InternalError(`call ${callId} failed inside the gateway: ${firstLine(err)}`, { callId });
       if (attempt >= lastAttempt() || !RETRYABLE_CODES.has(error.code)) {
         return { status: error instanceof FunctionTimeoutError ? "timed_out" : "failed", error, attempts: attempt, startedAt, finishedAt: Date.now() };
       }
@@ -426,3 +428,7 @@ export async function mapCallsOnce(
 }
 
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
+
+function firstLine(err: unknown): string {
+  return (err instanceof Error ? err.message : String(err)).split("\n")[0]!.slice(0, 300);
+}

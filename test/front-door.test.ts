@@ -7,7 +7,7 @@
 import http from "node:http";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { FrontDoor, endpointBodyLimits } from "../sdk/cli/front-door.js";
-import { startTestGateway, type TestGateway } from "./helpers/gateway.js";
+import { ADMIN_TOKEN, startTestGateway, type TestGateway } from "./helpers/gateway.js";
 
 const LIMIT = 1024 * 1024;
 let gw: TestGateway;
@@ -46,14 +46,18 @@ function postChunked(path: string, total: number, options: { untilAnswered?: boo
     let sent = 0;
     let answered: () => void = () => {};
     const answeredOnce = new Promise<void>((r) => (answered = r));
-    const req = http.request(new URL(path, doorUrl), { method: "POST", headers: { "transfer-encoding": "chunked" } }, (res) => {
-      answered();
-      let body = "";
-      res.setEncoding("utf8");
-      res.on("data", (d: string) => (body += d));
-      res.on("end", () => resolve({ status: res.statusCode!, body, sent }));
-      res.on("error", reject);
-    });
+    const req = http.request(
+      new URL(path, doorUrl),
+      { method: "POST", headers: { "transfer-encoding": "chunked", authorization: `Bearer ${ADMIN_TOKEN}` } },
+      (res) => {
+        answered();
+        let body = "";
+        res.setEncoding("utf8");
+        res.on("data", (d: string) => (body += d));
+        res.on("end", () => resolve({ status: res.statusCode!, body, sent }));
+        res.on("error", reject);
+      },
+    );
     req.on("error", reject);
     const piece = Buffer.alloc(64 * 1024, 0x61);
     const pump = async () => {
@@ -97,7 +101,7 @@ describe("the front door of tandem serve", () => {
     const refused = await new Promise<number>((resolve, reject) => {
       const req = http.request(
         new URL("/v1/apps/edge/functions/echo/call", doorUrl),
-        { method: "POST", agent, headers: { "transfer-encoding": "chunked" } },
+        { method: "POST", agent, headers: { "transfer-encoding": "chunked", authorization: `Bearer ${ADMIN_TOKEN}` } },
         (res) => res.resume().on("end", () => resolve(res.statusCode!)),
       );
       req.on("error", reject);

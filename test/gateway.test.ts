@@ -19,7 +19,7 @@ import {
 } from "../sdk/index.js";
 import { API_LIMITS } from "../sdk/defaults.js";
 import { ROUTE_METHODS, ROUTES } from "../sdk/protocol.js";
-import { authed, eventually, startTestGateway, type TestGateway } from "./helpers/gateway.js";
+import { ADMIN_TOKEN, authed, eventually, startTestGateway, type TestGateway } from "./helpers/gateway.js";
 
 const APP = new URL("./fixtures/edge-app.ts", import.meta.url).pathname;
 let gw: TestGateway;
@@ -489,7 +489,9 @@ describe("body limits", () => {
       });
       socket.on("close", () => resolve(got));
       socket.on("error", reject);
-      socket.write("POST /v1/apps/edge/functions/echo/call HTTP/1.1\r\nhost: x\r\ncontent-length: 12\r\ntransfer-encoding: chunked\r\n\r\n");
+      socket.write(
+        `POST /v1/apps/edge/functions/echo/call HTTP/1.1\r\nhost: x\r\nauthorization: Bearer ${ADMIN_TOKEN}\r\ncontent-length: 12\r\ntransfer-encoding: chunked\r\n\r\n`,
+      );
       const piece = "[" + "1,".repeat(8191) + "1]";
       const head = '{"args":[[0]';
       socket.write(`${head.length.toString(16)}\r\n${head}\r\n`);

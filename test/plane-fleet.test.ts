@@ -112,7 +112,7 @@ describe("a plane killed mid-call and started again on its folder", () => {
     const stack = await startTestStack(APP, {}, { planes: 0 });
     let plane = await startPlaneProcess(stack.url, ["--gpus", "T4:1"]);
     const healthy = (id: string | undefined) => async () => {
-      const res = (await (await fetch(`${stack.url}/v1/planes`)).json()) as { planes: { planeId: string; url: string; healthy: boolean }[] };
+      const res = (await (await fetch(`${stack.url}/v1/planes`, authed())).json()) as { planes: { planeId: string; url: string; healthy: boolean }[] };
       return res.planes.some((p) => p.planeId === id && p.healthy && p.url === /at (http:\/\/\S+) \(/.exec(plane.output())?.[1]);
     };
     try {
@@ -128,7 +128,7 @@ describe("a plane killed mid-call and started again on its folder", () => {
       plane = await startPlaneProcess(stack.url, ["--gpus", "T4:1"], {}, plane.dir); // the same id, and its journal
 
       expect(await call.get({ timeoutMs: 60_000 })).toBe("slept 2000");
-      const record = (await (await fetch(`${stack.url}/v1/calls/${call.id}`)).json()) as CallRecord;
+      const record = (await (await fetch(`${stack.url}/v1/calls/${call.id}`, authed())).json()) as CallRecord;
       expect(record).toMatchObject({ status: "succeeded", attempts: 2 });
       expect(ran(first, 1)).toBe(true);
       expect(ran(plane.output(), 2)).toBe(true);

@@ -149,7 +149,7 @@ describe("a spawned plane call whose runner is lost", () => {
     await lossy.restartGateway(); // the runner dies mid-call; the plane goes on
 
     expect(await call.get({ timeoutMs: 60_000 })).toBe("slept 3000");
-    const record = (await (await fetch(`${lossy.url}/v1/calls/${call.id}`)).json()) as CallRecord;
+    const record = (await (await fetch(`${lossy.url}/v1/calls/${call.id}`, authed())).json()) as CallRecord;
     expect(record).toMatchObject({ status: "succeeded", attempts: 1 });
     expect(runs(call.id)).toBe(1);
     expect(lossy.planeOutput.some((l) => l.includes(`${call.id} attempt 1 was sent again: still running`))).toBe(true);
@@ -162,7 +162,7 @@ describe("a spawned plane call whose runner is lost", () => {
     await lossy.restartGateway(2_000); // it ends on the plane meanwhile
 
     expect(await call.get({ timeoutMs: 60_000 })).toBe("slept 800");
-    const record = (await (await fetch(`${lossy.url}/v1/calls/${call.id}`)).json()) as CallRecord;
+    const record = (await (await fetch(`${lossy.url}/v1/calls/${call.id}`, authed())).json()) as CallRecord;
     expect(record).toMatchObject({ status: "succeeded", attempts: 1 });
     expect(runs(call.id)).toBe(1);
     expect(lossy.planeOutput.some((l) => l.includes(`${call.id} attempt 1 was sent again: it ended`))).toBe(true);
