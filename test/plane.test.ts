@@ -143,12 +143,12 @@ describe("a spawned plane call whose runner is lost", () => {
   const runs = (callId: string) => lossy.planeOutput.filter((l) => l.includes(callId) && l.includes("running attempt")).length;
 
   it("is not run again after a gateway restart: the plane that runs it answers for it, and the record says 1 attempt", async () => {
-    const call = await lookup<[number], string>("plane", "announcedNap", { gateway: lossy.url }).spawn(3_000);
+    const call = await lookup<[number], string>("plane", "announcedNap", { gateway: lossy.url }).spawn(12_000); // long enough to outlast a gateway restart on a loaded machine
     await eventually(() => runs(call.id) === 1, 30_000);
 
     await lossy.restartGateway(); // the runner dies mid-call; the plane goes on
 
-    expect(await call.get({ timeoutMs: 60_000 })).toBe("slept 3000");
+    expect(await call.get({ timeoutMs: 60_000 })).toBe("slept 12000");
     const record = (await (await fetch(`${lossy.url}/v1/calls/${call.id}`, authed())).json()) as CallRecord;
     expect(record).toMatchObject({ status: "succeeded", attempts: 1 });
     expect(runs(call.id)).toBe(1);
