@@ -12,7 +12,7 @@ import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { lookup } from "../sdk/index.js";
-import { eventually } from "../test/helpers/gateway.js";
+import { authed, eventually } from "../test/helpers/gateway.js";
 import { SECRET, startTestStack } from "../test/helpers/stack.js";
 import { ADMIN_TOKEN } from "../test/helpers/gateway.js";
 import { benchArgs, printTable, summarize } from "./stats.js";
@@ -34,7 +34,7 @@ await new Promise<void>((resolve, reject) => {
   planeProcess.once("exit", (code) => reject(new Error(`tandem plane exited with ${code}`)));
 });
 await eventually(
-  async () => ((await (await fetch(`${stack.url}/v1/planes`)).json()) as { planes: { healthy: boolean }[] }).planes.some((p) => p.healthy),
+  async () => ((await (await fetch(`${stack.url}/v1/planes`, authed())).json()) as { planes: { healthy: boolean }[] }).planes.some((p) => p.healthy),
   20_000,
 );
 const baseline = spawn(process.execPath, ["--import", "tsx", join(here, "apps/plain-node-server.ts")], { stdio: ["ignore", "pipe", "inherit"] });
