@@ -12,9 +12,8 @@ import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { lookup } from "../sdk/index.js";
-import { authed, eventually } from "../test/helpers/gateway.js";
+import { ADMIN_TOKEN, authed, eventually } from "../test/helpers/gateway.js";
 import { SECRET, startTestStack } from "../test/helpers/stack.js";
-import { ADMIN_TOKEN } from "../test/helpers/gateway.js";
 import { benchArgs, printTable, summarize } from "./stats.js";
 
 const here = dirname(fileURLToPath(import.meta.url));
