@@ -33,7 +33,7 @@ import { describeIssues } from "../sdk/zod-issues.js";
 import { decodeBodyValue, readJsonBody } from "./body.js";
 import { CallArgs } from "./call-args.js";
 import { ledgerFor, recordStatus, toCallRecord } from "./call-ledger-client.js";
-import { clsParamsOf } from "./class-params.js";
+import { checkArguments } from "./check-arguments.js";
 import { schedulerFor } from "./scheduler.js";
 import type { RouteEnv } from "./env.js";
 import { callNow, callOnce, mapCalls, mapCallsOnce, spawnCall } from "./executor.js";
@@ -105,7 +105,7 @@ export function apiRoutes(): Hono<Api> {
   api.post(ROUTES.call, guard("call"), async (c) => {
     const fn = notGenerator(registry().function(c.req.param("app"), c.req.param("fn")));
     const args = await readArgs(c);
-    if (fn.clsMethod) clsParamsOf(fn, args.values); // a class method's parameters: a 400 now, at either tier
+    await checkArguments(fn, args); // a class method's parameters and the `input` schema: a 400 now, at either tier
     const key = idempotencyKey(c);
     const record = key === undefined ? toCallRecord((await callNow(runContext(c), fn, args)).row) : await callOnce(runContext(c), fn, args, key);
     c.header(HEADERS.callId, record.callId);
@@ -115,7 +115,7 @@ export function apiRoutes(): Hono<Api> {
   api.post(ROUTES.spawn, guard("call"), async (c) => {
     const fn = notGenerator(registry().function(c.req.param("app"), c.req.param("fn")));
     const args = await readArgs(c);
-    if (fn.clsMethod) clsParamsOf(fn, args.values);
+    await checkArguments(fn, args); // before the call is recorded
     const key = idempotencyKey(c);
     const id = await spawnCall(runContext(c), fn, args, key === undefined ? {} : { key }); // the ledger keeps the arguments as they came
     c.header(HEADERS.callId, id);
@@ -127,6 +127,7 @@ export function apiRoutes(): Hono<Api> {
     const body = await readJsonBody(c.req.raw, MapRequestSchema, c.var.config.maxBodyBytes);
     // One meta describes every input (its paths start at the input's index), so the inputs are decoded here and
     // each one encoded again for a plane: splitting superjson's meta per input is not something it offers.
+    // Each input's arguments are checked as it runs (gateway/executor.ts): a bad one fails that input alone.
     const inputs = (decodeBodyValue(body.inputs, body.meta, "inputs") as unknown[][]).map((input) => CallArgs.of(input));
     const rc = runContext(c);
     const key = idempotencyKey(c);
@@ -148,6 +149,7 @@ export function apiRoutes(): Hono<Api> {
   api.post(ROUTES.stream, guard("call"), async (c) => {
     const fn = registry().function(c.req.param("app"), c.req.param("fn"));
     const args = await readArgs(c);
+    await checkArguments(fn, args);
     const id = newCallId();
     c.header(HEADERS.callId, id);
     const chunks = streamCall(runContext(c), fn, args, id);

@@ -27,6 +27,7 @@ import {
 import { retryDelayMs } from "../sdk/options.js";
 import { TERMINAL_STATUSES, encodeValue, newCallId, type CallKind, type CallRecord, type CallStatus } from "../sdk/protocol.js";
 import type { CallArgs } from "./call-args.js";
+import { checkArguments } from "./check-arguments.js";
 import type { ResumePoint } from "./call-ledger.js";
 import {
   grouped,
@@ -136,8 +137,12 @@ export async function execute(rc: RunContext, fn: RegisteredFunction, args: Call
 }
 
 async function attemptOnce(rc: RunContext, fn: RegisteredFunction, args: CallArgs, callId: string, attempt: number, forward: ForwardOptions): Promise<unknown> {
-  // A plane gets the arguments in wire form; only a function run here needs their values.
-  if (fn.spec.tier === "plane") return forwardToPlane(rc, fn, args, callId, attempt, forward);
+  // A plane gets the arguments in wire form; only a function run here needs their values. Arguments its `input`
+  // refuses fail the attempt here, before a plane is asked (a map input, a scheduled run): at the edge, the handler checks them.
+  if (fn.spec.tier === "plane") {
+    if (fn.input) await checkArguments(fn, args);
+    return forwardToPlane(rc, fn, args, callId, attempt, forward);
+  }
   const context: RunContext = {
     ...rc,
     logPrefix: `[${fn.app}.${fn.name} ${callId}]`,

@@ -8,6 +8,7 @@ import type { Invoker, MapOutcome } from "../sdk/invoker.js";
 import { API_LIMITS } from "../sdk/defaults.js";
 import { TERMINAL_STATUSES, decodeValue, newCallId } from "../sdk/protocol.js";
 import { CallArgs } from "./call-args.js";
+import { checkArguments } from "./check-arguments.js";
 import { ledgerFor } from "./call-ledger-client.js";
 import { plainValue } from "./encoded-result.js";
 import { callNow, mapCalls, spawnCall } from "./executor.js";
@@ -17,14 +18,21 @@ import { runStore, type RunContext } from "./run-context.js";
 import { streamCall } from "./stream.js";
 
 export class GatewayInvoker implements Invoker {
+  // Arguments are checked before a call is made, as the HTTP API does: a bad one throws here, with no call recorded.
   async call(app: string, fn: string, args: unknown[]): Promise<unknown> {
-    const { outcome } = await callNow(context(), registry().function(app, fn), CallArgs.of(args));
+    const target = registry().function(app, fn);
+    const given = CallArgs.of(args);
+    await checkArguments(target, given);
+    const { outcome } = await callNow(context(), target, given);
     if (outcome.error) throw outcome.error;
     return plainValue(outcome.value);
   }
 
-  spawn(app: string, fn: string, args: unknown[]): Promise<string> {
-    return spawnCall(context(), registry().function(app, fn), CallArgs.of(args));
+  async spawn(app: string, fn: string, args: unknown[]): Promise<string> {
+    const target = registry().function(app, fn);
+    const given = CallArgs.of(args);
+    await checkArguments(target, given);
+    return spawnCall(context(), target, given);
   }
 
   async *map(app: string, fn: string, inputs: AsyncIterable<unknown[]>): AsyncIterable<MapOutcome> {
@@ -40,7 +48,10 @@ export class GatewayInvoker implements Invoker {
   }
 
   async *stream(app: string, fn: string, args: unknown[]): AsyncIterable<unknown> {
-    for await (const chunk of streamCall(context(), registry().function(app, fn), CallArgs.of(args), newCallId())) yield plainValue(chunk);
+    const target = registry().function(app, fn);
+    const given = CallArgs.of(args);
+    await checkArguments(target, given);
+    for await (const chunk of streamCall(context(), target, given, newCallId())) yield plainValue(chunk);
   }
 
   async get(callId: string, timeoutMs: number | undefined): Promise<unknown> {

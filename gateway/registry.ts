@@ -4,6 +4,7 @@
  * plane reads it.
  */
 import { ClassInstances, type App, type FunctionHandle } from "../sdk/app.js";
+import type { ArgumentsSchema } from "../sdk/arguments.js";
 import { NotFoundError } from "../sdk/errors.js";
 import type { FunctionSpec } from "../sdk/options.js";
 import type { AppManifest, PlaneBundleRef, PlaneFunctionSpec } from "../sdk/protocol.js";
@@ -22,6 +23,8 @@ export interface RegisteredFunction {
   clsMethod: boolean;
   /** Declared as a generator function: it is streamed, not called. */
   generator: boolean;
+  /** Its `input` schema (a class method's own): a call's arguments are checked against it before it runs or is forwarded. */
+  input: ArgumentsSchema | undefined;
 }
 
 export class AppRegistry {
@@ -47,20 +50,20 @@ export class AppRegistry {
       };
       const generators = new Set(app.callables.filter((c) => c.generator).map((c) => c.name));
       for (const fn of app.functions as readonly FunctionHandle<unknown[], unknown>[]) {
-        add({ name: fn.name, spec: fn.spec!, handler: fn.handler!, clsMethod: false, generator: generators.has(fn.name) });
+        add({ name: fn.name, spec: fn.spec!, handler: fn.handler!, clsMethod: false, generator: generators.has(fn.name), input: fn.spec!.input });
       }
       for (const w of app.wasmFunctions) {
         const module = wasm[`${app.name}/${w.name}`];
         // A plane-tier module ships in the plane bundle; the edge forwards its calls.
         const handler = w.spec.tier === "plane" ? planeOnly : module ? wasmFunction(app.name, w, module) : undefined;
         if (!handler) throw new Error(`the WebAssembly module of ${app.name}.${w.name} was not bundled; serve or deploy the app with the tandem CLI`);
-        add({ name: w.name, spec: w.spec, handler, clsMethod: false, generator: false });
+        add({ name: w.name, spec: w.spec, handler, clsMethod: false, generator: false, input: w.spec.input });
       }
       for (const cls of app.classes) {
         const instances = new ClassInstances(cls); // at the edge: one instance per isolate and parameters
         for (const m of cls.methods) {
           const name = `${cls.name}.${m}`;
-          add({ name, spec: cls.spec, handler: instances.handler(m), clsMethod: true, generator: generators.has(name) });
+          add({ name, spec: cls.spec, handler: instances.handler(m), clsMethod: true, generator: generators.has(name), input: cls.input[m] });
         }
       }
       this.#functions.set(app.name, fns);

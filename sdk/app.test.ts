@@ -1,6 +1,7 @@
 import { describe, expect, it } from "vitest";
+import { z } from "zod";
 import { App, loadAppModule, lookup } from "./app.js";
-import { InvalidOptionsError } from "./errors.js";
+import { InvalidArgumentError, InvalidOptionsError } from "./errors.js";
 
 describe("App", () => {
   it("names functions and endpoints after their exports, unless they have a name", () => {
@@ -110,5 +111,60 @@ describe("App", () => {
     expect(() => app.cls({}, (() => 1) as never)).toThrow('app "demo": class #1 needs a class (got an arrow function)');
     const unnamed = app.function(() => 1);
     expect(() => unnamed.name).toThrow('From another program, call it by name: lookup("demo", "<export name>")');
+  });
+
+  it("checks a function's arguments against its input schema in .local(), handing the handler the schema's output", async () => {
+    const app = new App("demo");
+    const repeat = app.function({ input: z.tuple([z.string().trim(), z.number().int().default(2)]) }, (s, n) => s.repeat(n));
+    const stream = app.function({ input: z.tuple([z.number()]) }, async function* (n) {
+      yield n;
+    });
+    loadAppModule("demo.ts", { default: app, repeat, stream });
+    expect(await repeat.local(" ab ")).toBe("abab");
+    const err = await repeat.local("ab", 1.5).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(InvalidArgumentError);
+    expect((err as Error).message).toBe("demo.repeat: argument 2: Invalid input: expected int, received number (got 1.5)");
+    expect(app.callables.map((c) => [c.name, c.generator])).toEqual([
+      ["repeat", false],
+      ["stream", true],
+    ]);
+  });
+
+  it("takes a class's input schemas per method, and checks them in .local()", async () => {
+    const app = new App("demo");
+    const Model = app.cls(
+      { name: "Model", input: { predict: z.tuple([z.string().min(1)]) } },
+      class {
+        constructor(readonly params: { size?: string }) {}
+        predict(text: string) {
+          return text.toUpperCase();
+        }
+        free(x: unknown) {
+          return x;
+        }
+      },
+    );
+    expect(app.classes[0]!.input).toHaveProperty("predict");
+    expect(await Model().predict!.local("hi")).toBe("HI");
+    expect(await Model().free!.local(3)).toBe(3);
+    await expect(Model().predict!.local("")).rejects.toThrow('demo.Model.predict: argument 1: Too small: expected string to have >=1 characters (got "")');
+  });
+
+  it("refuses a class's input that is not a schema per method, naming the methods", () => {
+    const app = new App("demo");
+    const Class = class {
+      predict(text: string) {
+        return text;
+      }
+    };
+    expect(() => app.cls({ name: "M", input: z.tuple([z.string()]) as never }, Class)).toThrow(
+      'app "demo": class "M": option "input" takes a schema per method, such as { predict: z.tuple([...]) }',
+    );
+    expect(() => app.cls({ name: "M", input: { predikt: z.tuple([z.string()]) } as never }, Class)).toThrow(
+      'option "input" names "predikt", which is not a method of the class (methods: predict)',
+    );
+    expect(() => app.cls({ name: "M", input: { predict: z.string() } as never }, Class)).toThrow(
+      'option "input.predict" must be a zod schema of the argument list',
+    );
   });
 });

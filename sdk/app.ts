@@ -5,6 +5,7 @@
  * decide how to run them.
  */
 import type { Context } from "hono";
+import { checkedHandler, isArgumentsSchema, parseArguments, type ArgumentsIn, type ArgumentsOut, type ArgumentsSchema } from "./arguments.js";
 import { InvalidOptionsError, TandemError } from "./errors.js";
 import { FunctionCall } from "./function-call.js";
 import { invokerFor, type MapOutcome } from "./invoker.js";
@@ -96,7 +97,10 @@ type Handler = (...args: never) => unknown;
 export class FunctionHandle<A extends unknown[] = unknown[], R = unknown> {
   readonly [FUNCTION_BRAND] = true;
   readonly spec: FunctionSpec | undefined;
+  /** The handler as runtimes call it: with an `input` schema, it checks its arguments and hands the handler the schema's output. */
   readonly handler: ((...args: A) => unknown) | undefined;
+  /** @internal Declared as a generator function (`function*`, `async function*`): it streams. */
+  readonly generator: boolean;
   #app: string;
   #name: string | undefined;
   /** Where calls go and with which token (`lookup`'s options); empty: the defaults. */
@@ -112,6 +116,7 @@ export class FunctionHandle<A extends unknown[] = unknown[], R = unknown> {
     name?: string;
     spec?: FunctionSpec;
     handler?: (...args: A) => unknown;
+    generator?: boolean;
     client?: ClientOptions;
     boundArgs?: unknown[];
     invalid?: (name: string) => InvalidOptionsError;
@@ -120,6 +125,7 @@ export class FunctionHandle<A extends unknown[] = unknown[], R = unknown> {
     this.#name = init.name;
     this.spec = init.spec;
     this.handler = init.handler;
+    this.generator = init.generator ?? isGeneratorFunction(init.handler);
     this.#client = init.client ?? {};
     this.#bound = init.boundArgs ?? [];
     this.#invalid = init.invalid;
@@ -170,7 +176,7 @@ export class FunctionHandle<A extends unknown[] = unknown[], R = unknown> {
     return invokerFor(this.#client.gateway, this.#client.token).stream(this.#app, this.name, [...this.#bound, ...args]) as AsyncIterable<Yielded<R>>;
   }
 
-  /** Runs the handler here, in this process, without the gateway. */
+  /** Runs the handler here, in this process, without the gateway (its `input` schema checks the arguments here too). */
   async local(...args: A): Promise<R> {
     if (!this.handler) throw new InvalidOptionsError(`${this.#app}.${this.name} was looked up by name, so it has no local handler`);
     return (await this.handler(...args)) as R;
@@ -276,7 +282,23 @@ export interface ClsDefinition {
   spec: FunctionSpec;
   Class: new (params: ClsParams) => Record<string, unknown>;
   methods: string[];
+  /** The app it belongs to (for messages). */
+  app: string;
+  /** Each method's `input` schema, for those that have one. */
+  input: Readonly<Record<string, ArgumentsSchema>>;
 }
+
+/**
+ * Options of `app.cls`: a function's options, with `input` given per method
+ * (`{ predict: z.tuple([z.string()]) }`), each schema's output fitting its
+ * method's parameters. (A single schema type-checks, so that options typed
+ * `FunctionOptions` fit a class too; it is refused when the app loads.)
+ */
+export type ClsOptions<I = Record<string, unknown>> = Omit<FunctionOptions, "input"> & {
+  input?: { [K in keyof ClsMethods<I>]?: K extends keyof I ? ArgumentsSchema<MethodParameters<I[K]>> : never } | ArgumentsSchema;
+};
+
+type MethodParameters<M> = M extends (...args: infer A) => unknown ? A : never;
 
 /** Where a WebAssembly function's module comes from; paths are relative to the app file. */
 export interface WasmSource {
@@ -419,10 +441,17 @@ export class App {
   /**
    * Defines a function. Options are checked now; see `FunctionOptions`. The
    * handler's parameter types (defaults included) and return type become the
-   * handle's.
+   * handle's; with an `input` schema, the schema's input types the callers'
+   * arguments and its output the handler's parameters.
+   * @example
+   * export const add = app.function({ input: z.tuple([z.number(), z.number()]) }, (a, b) => a + b); // add.remote(1, "2"): 400 invalid_argument
    */
   function<F extends Handler>(handler: F): FunctionHandle<Parameters<F>, Awaited<ReturnType<F>>>;
-  function<F extends Handler>(options: FunctionOptions, handler: F): FunctionHandle<Parameters<F>, Awaited<ReturnType<F>>>;
+  function<S extends ArgumentsSchema, R>(
+    options: FunctionOptions & { input: S },
+    handler: (...args: ArgumentsOut<S>) => R,
+  ): FunctionHandle<ArgumentsIn<S>, Awaited<R>>;
+  function<F extends Handler>(options: Omit<FunctionOptions, "input">, handler: F): FunctionHandle<Parameters<F>, Awaited<ReturnType<F>>>;
   function<F extends Handler>(a: FunctionOptions | F, b?: F): FunctionHandle<Parameters<F>, Awaited<ReturnType<F>>> {
     type A = Parameters<F>;
     type R = Awaited<ReturnType<F>>;
@@ -441,11 +470,14 @@ export class App {
       spec = parseFunctionOptions({}, where(label));
       invalid = (name) => new InvalidOptionsError(err.message.replace(where(label), where(name)), err.details);
     }
-    const handle = new FunctionHandle<A, R>({
+    const input = spec.input;
+    const handle: FunctionHandle<A, R> = new FunctionHandle<A, R>({
       app: this.name,
       ...(spec.name ? { name: spec.name } : {}),
       spec,
-      handler: handler as unknown as (...args: A) => unknown,
+      // With an `input` schema, every runtime (the edge, a plane container, `.local()`) calls the checked handler.
+      handler: input ? checkedHandler<A>(handler, input, () => `${this.name}.${handle.boundName ?? label}`) : (handler as unknown as (...args: A) => unknown),
+      generator: isGeneratorFunction(handler),
       ...(invalid ? { invalid } : {}),
     });
     this.#functions.push(handle);
@@ -465,13 +497,14 @@ export class App {
    * });
    * await Model({ size: "small" }).predict.remote("hi");
    */
-  cls<C extends new (params: any) => object>(options: FunctionOptions, Class: C): ClsHandle<InstanceType<C>> {
+  cls<C extends new (params: any) => object>(options: NoInfer<ClsOptions<InstanceType<C>>>, Class: C): ClsHandle<InstanceType<C>> {
     const label = options?.name ?? Class?.name ?? `#${this.#classes.length + 1}`;
     if (typeof Class !== "function" || typeof Class.prototype !== "object")
       throw new InvalidOptionsError(
         `app "${this.name}": class ${label || "#" + (this.#classes.length + 1)} needs a class (got ${typeof Class === "function" ? "an arrow function" : typeof Class})`,
       );
-    const spec = parseFunctionOptions(options, `app "${this.name}": class "${label}"`);
+    const { input, ...functionOptions } = (options ?? {}) as ClsOptions;
+    const spec = parseFunctionOptions(functionOptions, `app "${this.name}": class "${label}"`);
     if (spec.schedule)
       throw new InvalidOptionsError(`app "${this.name}": class "${label}": option "schedule" is for functions; schedule a function that calls the method`);
     const methods = Object.getOwnPropertyNames(Class.prototype).filter(
@@ -479,7 +512,14 @@ export class App {
         m !== "constructor" && !(LIFECYCLE_HOOKS as readonly string[]).includes(m) && typeof (Class.prototype as Record<string, unknown>)[m] === "function",
     );
     if (methods.length === 0) throw new InvalidOptionsError(`app "${this.name}": class "${label}" has no methods to call`);
-    const definition: ClsDefinition = { name: spec.name ?? undefined, spec, Class: Class as unknown as ClsDefinition["Class"], methods };
+    const definition: ClsDefinition = {
+      name: spec.name ?? undefined,
+      spec,
+      Class: Class as unknown as ClsDefinition["Class"],
+      methods,
+      app: this.name,
+      input: checkMethodInputs(`app "${this.name}": class "${label}"`, input, methods),
+    };
     this.#classes.push(definition);
     const appName = this.name;
     let local: ClassInstances | undefined; // `.local()`: instances in this process, built on first use
@@ -634,7 +674,7 @@ export class App {
   /** Every function a caller can name: functions, class methods and WebAssembly functions (after `finalize`). */
   get callables(): Callable[] {
     return [
-      ...this.#functions.map((f) => ({ name: f.name, kind: "function" as const, spec: f.spec!, generator: isGeneratorFunction(f.handler) })),
+      ...this.#functions.map((f) => ({ name: f.name, kind: "function" as const, spec: f.spec!, generator: f.generator })),
       ...this.#classes.flatMap((c) =>
         c.methods.map((m) => ({
           name: `${c.name}.${m}`,
@@ -758,9 +798,12 @@ export class ClassInstances {
     this.#definition = definition;
   }
 
-  /** `method`'s handler: `(params, ...args) => result`. */
+  /** `method`'s handler: `(params, ...args) => result`, the arguments checked first when the method has an `input` schema. */
   handler(method: string): (...args: unknown[]) => Promise<unknown> {
-    return async (params: unknown, ...args: unknown[]) => {
+    const schema = this.#definition.input[method];
+    const where = () => `${this.#definition.app}.${this.#definition.name}.${method}`;
+    return async (params: unknown, ...given: unknown[]) => {
+      const args = schema ? await parseArguments(schema, given, where()) : given;
       const instance = await this.#instance((params ?? {}) as ClsParams);
       return (instance[method] as (...a: unknown[]) => unknown).apply(instance, args);
     };
@@ -812,6 +855,23 @@ function checkClsParams(app: string, definition: ClsDefinition, params: unknown)
       `app "${app}": class "${definition.name ?? definition.Class.name}": ${wrong.problem}`,
       wrong.parameter ? { parameter: wrong.parameter } : undefined,
     );
+}
+
+/** A class's `input` option: a zod schema of the arguments per method, each named method one of the class's. */
+function checkMethodInputs(where: string, input: unknown, methods: readonly string[]): Record<string, ArgumentsSchema> {
+  if (input === undefined) return {};
+  const example = `{ ${methods[0]}: z.tuple([...]) }`;
+  if (isArgumentsSchema(input))
+    throw new InvalidOptionsError(`${where}: option "input" takes a schema per method, such as ${example}; a class's methods take different arguments`);
+  if (typeof input !== "object" || input === null || Array.isArray(input))
+    throw new InvalidOptionsError(`${where}: option "input" must map method names to zod schemas of their arguments, such as ${example}`);
+  for (const [method, schema] of Object.entries(input)) {
+    if (!methods.includes(method))
+      throw new InvalidOptionsError(`${where}: option "input" names "${method}", which is not a method of the class (methods: ${methods.join(", ")})`);
+    if (!isArgumentsSchema(schema))
+      throw new InvalidOptionsError(`${where}: option "input.${method}" must be a zod schema of the argument list, such as z.tuple([z.string(), z.number()])`);
+  }
+  return input as Record<string, ArgumentsSchema>;
 }
 
 /** Checks an `auth` option; returns it, `"public"` when left out. */

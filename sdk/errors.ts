@@ -9,6 +9,7 @@
 export const ERROR_STATUS = {
   invalid_request: 400,
   invalid_options: 400,
+  invalid_argument: 400,
   unauthorized: 401,
   spend_cap_reached: 402,
   forbidden: 403,
@@ -89,6 +90,21 @@ export class InvalidRequestError extends TandemError {
 export class InvalidOptionsError extends TandemError {
   constructor(message: string, details?: Record<string, unknown>) {
     super("invalid_options", message, details);
+  }
+}
+
+/**
+ * An argument that does not fit its function's `input` schema, refused
+ * before the function runs. The message names the argument (from 1) and
+ * what was expected; `details.argument` is that number, and
+ * `details.issues` lists every problem found (`argument`, `path` inside it,
+ * `message`).
+ * @example
+ * catch (e) { if (e instanceof InvalidArgumentError) console.error(e.message) } // demo.add: argument 2: Invalid input: expected number, received string (got "two")
+ */
+export class InvalidArgumentError extends TandemError {
+  constructor(message: string, details?: Record<string, unknown>) {
+    super("invalid_argument", message, details);
   }
 }
 
@@ -316,6 +332,7 @@ export function errorStatus(err: unknown): number {
 const CLASSES: { [C in Exclude<ErrorCode, "function_failed">]: new (message: string, details?: Record<string, unknown>) => TandemError } = {
   invalid_request: InvalidRequestError,
   invalid_options: InvalidOptionsError,
+  invalid_argument: InvalidArgumentError,
   unauthorized: UnauthorizedError,
   forbidden: ForbiddenError,
   spend_cap_reached: SpendCapError,

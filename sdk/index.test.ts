@@ -50,6 +50,7 @@ describe("the public surface of sdk/index.ts", () => {
         "Image",
         "ImageBuildError",
         "InternalError",
+        "InvalidArgumentError",
         "InvalidOptionsError",
         "InvalidRequestError",
         "MAX_GPUS_PER_CONTAINER",

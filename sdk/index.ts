@@ -37,6 +37,7 @@ export {
   TandemError,
   InvalidRequestError,
   InvalidOptionsError,
+  InvalidArgumentError,
   NotFoundError,
   MethodNotAllowedError,
   UpgradeRequiredError,

@@ -1,4 +1,5 @@
 import { describe, expect, it } from "vitest";
+import { z } from "zod";
 import { InvalidOptionsError } from "./errors.js";
 import { DEFAULT_RETRY_POLICY, Retries, parseFunctionOptions, retryDelayMs } from "./options.js";
 
@@ -50,6 +51,8 @@ describe("function options", () => {
     [{ scaledownWindow: 0 }, 'option "scaledownWindow" must be at least 1 second'],
     [{ tier: "edge", minContainers: 1 }, 'option "tier" is "edge", but option "minContainers" needs the plane'],
     [{ memory: 400_000 }, 'option "memory" must be at most 344064 MiB'],
+    [{ input: z.string() }, 'option "input" must be a zod schema of the argument list, such as z.tuple([z.string(), z.number()])'],
+    [{ input: [z.string()] }, 'option "input" must be a zod schema of the argument list'],
   ])("rejects %j naming the option", (options, message) => {
     expect(() => parse(options)).toThrow(InvalidOptionsError);
     expect(() => parse(options)).toThrow(message);

@@ -7,6 +7,7 @@
  * `sdk/defaults.ts`. sdk/README.md says how to add an option.
  */
 import { z } from "zod";
+import { isArgumentsSchema, type ArgumentsSchema } from "./arguments.js";
 import { FUNCTION_DEFAULTS, FUNCTION_LIMITS, WASM_DEFAULTS } from "./defaults.js";
 import { InvalidOptionsError } from "./errors.js";
 import { parseGpuSpec, type GpuRequest } from "./gpu.js";
@@ -87,6 +88,15 @@ const FunctionOptionsSchema = z.strictObject({
   env: z.record(z.string(), z.string("values must be strings")).optional(),
   /** Where it runs. Defaults to `"plane"` when a plane option is set, else `"edge"`. */
   tier: z.enum(["edge", "plane"], 'must be "edge" or "plane"').optional(),
+  /**
+   * A zod schema of the argument list, `z.tuple([z.string(), z.number()])`: each call's arguments are checked
+   * before it runs (a bad one is `400 invalid_argument`, naming it), and the handler gets the schema's output.
+   * Its types type the handler's parameters and the callers' arguments. For `app.cls`, one per method:
+   * `{ predict: z.tuple([z.string()]) }`. See docs/arguments.md.
+   */
+  input: z
+    .custom<ArgumentsSchema>((v) => isArgumentsSchema(v), "must be a zod schema of the argument list, such as z.tuple([z.string(), z.number()])")
+    .optional(),
   /** Run it on a schedule, fired from the edge: `Cron("0 2 * * *")` or `Period({ hours: 1 })`. It is called with no arguments. */
   schedule: z.custom<Schedule>((v) => isSchedule(v), 'must be Cron("...") or Period({...})').optional(),
   /** GPU type (`"A100"`, `"H100:2"`) or a fallback list; runs on the plane. */

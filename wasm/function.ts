@@ -7,6 +7,7 @@
  * stderr's tail. Each call gets a fresh instance of a module compiled once.
  */
 import type { WasmDefinition } from "../sdk/app.js";
+import { checkedHandler } from "../sdk/arguments.js";
 import { InvalidRequestError, functionTimeout } from "../sdk/errors.js";
 import { WasmLimitError, checkWasiCommand, runWasi } from "./host.js";
 
@@ -20,13 +21,14 @@ export class WasmExitError extends Error {
 
 /**
  * The handler of a WebAssembly function of app `app`. Checks the module now
- * (load time), naming it and what is wrong.
+ * (load time), naming it and what is wrong. With an `input` schema, the
+ * module is given the schema's output, as any function's handler is.
  */
 export function wasmFunction(app: string, definition: WasmDefinition, module: WebAssembly.Module): (...args: unknown[]) => unknown {
   checkWasiCommand(module, `${app}.${definition.name} (${definition.module ?? definition.source})`);
   const { name, spec, contentType, limits } = definition;
   const bytes = contentType === "bytes";
-  return (...args: unknown[]) => {
+  const run = (...args: unknown[]) => {
     const stdin = bytes ? bytesInput(`${app}.${name}`, args) : encoder.encode(JSON.stringify(args));
     let run;
     try {
@@ -53,6 +55,7 @@ export function wasmFunction(app: string, definition: WasmDefinition, module: We
       throw new WasmExitError(`${name} wrote output that is not JSON: ${JSON.stringify(text.slice(0, 200))}`);
     }
   };
+  return spec.input ? checkedHandler(run, spec.input, () => `${app}.${name}`) : run;
 }
 
 /** A "bytes" function takes one argument: bytes (Uint8Array, ArrayBuffer) or a string, sent as UTF-8. */

@@ -1,0 +1,25 @@
+/**
+ * A call's arguments checked at the gateway, before anything runs: a class
+ * method's parameters, and the function's `input` schema. A call, spawn or
+ * stream request with a bad one is refused (`400`) before it is recorded or
+ * sent to a plane; a map input with one fails by itself. The schema's output
+ * is not kept here: the handler gets it where it runs (sdk/arguments.ts),
+ * and a plane is sent the arguments as the caller sent them.
+ */
+import { parseArguments } from "../sdk/arguments.js";
+import type { CallArgs } from "./call-args.js";
+import { clsParamsOf } from "./class-params.js";
+import type { RegisteredFunction } from "./registry.js";
+
+/**
+ * Throws `invalid_request` for a class method's bad parameters, and
+ * `invalid_argument` for an argument its `input` schema refuses (a class
+ * method's own arguments are counted after its parameters). Arguments still
+ * in wire form are decoded only when there is something to check.
+ *
+ * @example await checkArguments(fn, CallArgs.of(["a", 1])) // demo.add: argument 1: Invalid input: expected number, received string (got "a")
+ */
+export async function checkArguments(fn: RegisteredFunction, args: CallArgs): Promise<void> {
+  if (fn.clsMethod) clsParamsOf(fn, args.values);
+  if (fn.input) await parseArguments(fn.input, fn.clsMethod ? args.values.slice(1) : args.values, `${fn.app}.${fn.name}`);
+}

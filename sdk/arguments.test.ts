@@ -1,0 +1,85 @@
+import { describe, expect, it } from "vitest";
+import { z } from "zod";
+import { checkedHandler, isArgumentsSchema, parseArguments } from "./arguments.js";
+import { InvalidArgumentError, fromWireError, toWireError } from "./errors.js";
+
+const pair = z.tuple([z.string(), z.number().int().min(0)]);
+const refused = (schema: z.core.$ZodType<readonly unknown[], readonly unknown[]>, args: unknown[]) =>
+  parseArguments(schema, args, "demo.add").then(
+    () => {
+      throw new Error("accepted");
+    },
+    (err: unknown) => err as InvalidArgumentError,
+  );
+
+describe("arguments checked against an input schema", () => {
+  it("returns the schema's output: defaults filled in, transforms applied", async () => {
+    expect(await parseArguments(pair, ["a", 1], "demo.add")).toEqual(["a", 1]);
+    const shaped = z.tuple([z.string().trim(), z.number().default(3)]).transform(([s, n]) => [s.repeat(n)]);
+    expect(await parseArguments(shaped, [" ab "], "demo.f")).toEqual(["ababab"]);
+    expect(await parseArguments(z.array(z.coerce.number()), ["1", "2"], "demo.f")).toEqual([1, 2]);
+  });
+
+  it("names the argument (from 1) and what was expected, with what was given", async () => {
+    const err = await refused(pair, ["a", "two"]);
+    expect(err).toBeInstanceOf(InvalidArgumentError);
+    expect(err.code).toBe("invalid_argument");
+    expect(err.status).toBe(400);
+    expect(err.message).toBe('demo.add: argument 2: Invalid input: expected number, received string (got "two")');
+    expect(err.details).toEqual({ argument: 2, issues: [{ argument: 2, path: [], message: "Invalid input: expected number, received string" }] });
+  });
+
+  it("names every bad argument, a field inside one, a missing one and too many", async () => {
+    expect((await refused(pair, [1, -1])).message).toBe(
+      "demo.add: argument 1: Invalid input: expected string, received number (got 1); argument 2: Too small: expected number to be >=0 (got -1)",
+    );
+    const user = z.tuple([z.strictObject({ name: z.string(), age: z.number() })]);
+    const nested = await refused(user, [{ name: "Ada", age: "36", extra: 1 }]);
+    expect(nested.message).toBe(
+      'demo.add: argument 1: field "age" Invalid input: expected number, received string (got "36"); argument 1: unknown field "extra"',
+    );
+    expect(nested.details?.issues).toContainEqual({ argument: 1, path: ["age"], message: "Invalid input: expected number, received string" });
+    expect((await refused(pair, ["a"])).message).toBe("demo.add: argument 2: Invalid input: expected number, received undefined");
+    const tooMany = await refused(pair, ["a", 1, 2]);
+    expect(tooMany.message).toBe("demo.add: takes at most 2 arguments (got 3)");
+    expect(tooMany.details).toEqual({ issues: [{ path: [], message: expect.any(String) }] });
+    expect((await refused(z.array(z.number()).min(2), [1])).message).toBe("demo.add: takes at least 2 arguments (got 1)");
+  });
+
+  it("runs async refinements", async () => {
+    const known = z.tuple([z.string().refine(async (s) => s === "ada", "must be a known user")]);
+    expect((await refused(known, ["bob"])).message).toBe('demo.add: argument 1: must be a known user (got "bob")');
+  });
+
+  it("travels the wire and comes back as the same class", async () => {
+    const err = await refused(pair, ["a", "two"]);
+    const revived = fromWireError(JSON.parse(JSON.stringify(toWireError(err))));
+    expect(revived).toBeInstanceOf(InvalidArgumentError);
+    expect(revived.details).toEqual(err.details);
+  });
+
+  it("wraps a handler so that it gets the checked values", async () => {
+    const run = checkedHandler(
+      (s: string, n: number) => s.repeat(n),
+      pair,
+      () => "demo.repeat",
+    );
+    expect(await run("ab", 2)).toBe("abab");
+    await expect(run("ab", -1)).rejects.toThrow("demo.repeat: argument 2: Too small");
+  });
+
+  it("refuses a transform that puts out something other than a list, naming the option", async () => {
+    const single = z.tuple([z.string()]).transform(([s]) => s) as unknown as z.core.$ZodType<readonly unknown[], readonly unknown[]>;
+    await expect(parseArguments(single, ["a"], "demo.f")).rejects.toThrow('demo.f: option "input" must put out an argument list (an array), not string');
+  });
+
+  it("takes schemas of a list only", () => {
+    expect(isArgumentsSchema(pair)).toBe(true);
+    expect(isArgumentsSchema(z.array(z.string()))).toBe(true);
+    expect(isArgumentsSchema(pair.transform(([s]) => [s]))).toBe(true);
+    expect(isArgumentsSchema(z.string())).toBe(false);
+    expect(isArgumentsSchema(z.object({}))).toBe(false);
+    expect(isArgumentsSchema({ parse: () => [] })).toBe(false);
+    expect(isArgumentsSchema(undefined)).toBe(false);
+  });
+});

@@ -1,0 +1,121 @@
+/**
+ * A function's arguments checked against its `input` schema (a zod schema of
+ * the argument list), the same way wherever it happens: the gateway checks a
+ * call's arguments before it runs it or forwards it to a plane, and the
+ * handler, wherever it runs (the edge, a plane container, `.local()`), is
+ * handed the schema's output. A bad argument is `invalid_argument`, naming it
+ * (from 1) and what was expected. docs/arguments.md says what users see.
+ */
+import { z } from "zod";
+import { InvalidArgumentError, InvalidOptionsError } from "./errors.js";
+import { describeIssues } from "./zod-issues.js";
+
+/**
+ * A zod schema of a function's argument list: `z.tuple([z.string(), z.number()])`,
+ * `z.array(z.number())`, either one with `.refine()` or `.transform()`. Its
+ * input types the callers' arguments; its output types the handler's.
+ */
+export type ArgumentsSchema<Out extends readonly unknown[] = readonly unknown[], In extends readonly unknown[] = readonly unknown[]> = z.core.$ZodType<Out, In>;
+
+/** The arguments callers pass to a function with this `input`. */
+export type ArgumentsIn<S extends ArgumentsSchema> = z.input<S> extends infer A extends unknown[] ? A : unknown[];
+
+/** The arguments its handler is given: the schema's output. */
+export type ArgumentsOut<S extends ArgumentsSchema> = z.output<S> extends infer A extends unknown[] ? A : unknown[];
+
+/** Kinds of zod schema that describe a list of arguments; a pipe (`.transform()`, `.pipe()`) is one when its input is. */
+const LIST_KINDS: ReadonlySet<string> = new Set(["tuple", "array"]);
+
+/**
+ * True for a zod (4) schema of a list: a tuple or an array, possibly piped
+ * into a transform. Anything else would never accept an argument list, so it
+ * is refused when the app loads.
+ * @example
+ * isArgumentsSchema(z.tuple([z.string()])) // true; z.string(): false
+ */
+export function isArgumentsSchema(value: unknown): value is ArgumentsSchema {
+  const def = (value as { _zod?: { def?: { type?: string; in?: unknown } } } | null)?._zod?.def;
+  if (typeof def?.type !== "string") return false;
+  return LIST_KINDS.has(def.type) || (def.type === "pipe" && isArgumentsSchema(def.in));
+}
+
+/**
+ * Checks `args` against `schema` and returns the schema's output, the values a
+ * handler is given. Throws `InvalidArgumentError` naming `where`
+ * (`demo.add`), each bad argument and what was expected.
+ * @example
+ * await parseArguments(z.tuple([z.string(), z.number()]), ["a", "b"], "demo.add");
+ * // InvalidArgumentError: demo.add: argument 2: Invalid input: expected number, received string (got "b")
+ */
+export async function parseArguments(schema: ArgumentsSchema, args: readonly unknown[], where: string): Promise<unknown[]> {
+  // A tuple's missing trailing arguments are undefined, as in a JavaScript call, so their `.default()` applies
+  // (zod leaves a tuple's missing trailing elements out, defaults and all).
+  const items = tupleLength(schema);
+  const given = args.length < items ? [...args, ...Array<undefined>(items - args.length)] : args;
+  const parsed = await z.safeParseAsync(schema, given, { reportInput: true });
+  if (parsed.success) {
+    // Only a transform can make something else of the list; the types refuse it, plain JavaScript may not.
+    if (!Array.isArray(parsed.data))
+      throw new InvalidOptionsError(`${where}: option "input" must put out an argument list (an array), not ${typeof parsed.data}`);
+    return parsed.data;
+  }
+  const issues = parsed.error.issues.map((issue) => describeArgumentIssue(issue, args.length));
+  const first = issues.find((i) => i.argument !== undefined)?.argument;
+  throw new InvalidArgumentError(`${where}: ${issues.map((i) => i.sentence).join("; ")}`, {
+    ...(first === undefined ? {} : { argument: first }),
+    issues: issues.map(({ argument, path, message }) => ({ ...(argument === undefined ? {} : { argument }), path, message })),
+  });
+}
+
+/** How many elements a tuple schema (or a pipe from one) lists; 0 for any other list. */
+function tupleLength(schema: ArgumentsSchema): number {
+  const def = (schema as { _zod: { def: { type: string; items?: unknown[]; in?: ArgumentsSchema } } })._zod.def;
+  if (def.type === "pipe" && def.in) return tupleLength(def.in);
+  return def.type === "tuple" ? (def.items?.length ?? 0) : 0;
+}
+
+/**
+ * A handler that checks its arguments first and is then called with the
+ * schema's output. `where` is asked for when a call is refused (a function is
+ * named only when its app loads).
+ * @example
+ * const run = checkedHandler((a: string, n: number) => a.repeat(n), z.tuple([z.string(), z.number()]), () => "demo.repeat");
+ */
+export function checkedHandler<A extends unknown[]>(
+  handler: (...args: never) => unknown,
+  schema: ArgumentsSchema,
+  where: () => string,
+): (...args: A) => Promise<unknown> {
+  const call = handler as (...args: unknown[]) => unknown;
+  return async (...args: A) => call(...(await parseArguments(schema, args, where())));
+}
+
+interface ArgumentIssue {
+  /** The argument, from 1; undefined when the list as a whole is wrong (too many arguments). */
+  argument: number | undefined;
+  /** Where inside the argument. */
+  path: (string | number)[];
+  message: string;
+  sentence: string;
+}
+
+/** `argument 2: Invalid input: expected number, received string (got "b")`, or for the list: `takes at most 2 arguments (got 3)`. */
+function describeArgumentIssue(issue: z.core.$ZodIssue, given: number): ArgumentIssue {
+  const [index, ...path] = issue.path;
+  if (typeof index !== "number") {
+    const count = (n: number | bigint) => `${n} argument${Number(n) === 1 ? "" : "s"}`;
+    const sentence =
+      issue.code === "too_big" && issue.origin === "array"
+        ? `takes at most ${count(issue.maximum)} (got ${given})`
+        : issue.code === "too_small" && issue.origin === "array"
+          ? `takes at least ${count(issue.minimum)} (got ${given})`
+          : describeIssues(new z.ZodError([issue]), "field");
+    return { argument: undefined, path: keys(issue.path), message: issue.message, sentence };
+  }
+  // The same words as every other refusal (zod-issues.ts), with the path inside the argument named as its field.
+  const inside = describeIssues(new z.ZodError([{ ...issue, path }]), "field");
+  return { argument: index + 1, path: keys(path), message: issue.message, sentence: `argument ${index + 1}: ${inside}` };
+}
+
+/** A path as JSON can carry it. */
+const keys = (path: PropertyKey[]) => path.map((k) => (typeof k === "symbol" ? String(k) : k));
