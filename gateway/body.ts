@@ -108,7 +108,7 @@ export function limitBody(request: Request, maxBytes: number, whose?: string): {
 function parseShape<S extends z.ZodType>(schema: S, json: unknown): z.infer<S> {
   const parsed = schema.safeParse(json);
   if (parsed.success) return parsed.data;
-  throw new InvalidRequestError(`request body has the wrong shape: ${describeIssues(parsed.error, "field")}`);
+  throw new InvalidRequestError(`request body has the wrong shape: ${describeIssues(parsed.error, "field", schema)}`);
 }
 
 async function readLimited(request: Request, maxBytes: number): Promise<Uint8Array> {

@@ -35,6 +35,13 @@ import { OutcomeCache } from "./outcome-cache.js";
 import { UsageLedger } from "./usage-ledger.js";
 import { planeServer } from "./server.js";
 
+/**
+ * How a heartbeat went: the gateway took it; refused it (a 4xx answer: a secret that is not the gateway's, a clock
+ * too far off, a gateway with no secret), which trying again will not change; or could not be reached (no answer
+ * in time, or a 5xx), which it may.
+ */
+export type HeartbeatOutcome = { kind: "accepted" } | { kind: "refused"; reason: string } | { kind: "unreachable"; reason: string };
+
 /** The drivers a plane runs (never the unit tests' fake), named as heartbeats carry them. */
 type PlaneDriver = ContainerDriver & { readonly name: PlaneHeartbeat["runtime"] };
 
@@ -61,6 +68,11 @@ export interface PlaneOptions {
   /** Keep the warm pools (`minContainers`) the gateway assigns; default true. `tandem run`'s one-call plane does not. */
   keepWarm?: boolean;
   log?: (line: string) => void;
+  /**
+   * Told how each heartbeat went, the first one before `start` returns. Without it, the plane logs when the gateway
+   * stops taking its heartbeats and when it takes them again.
+   */
+  onHeartbeat?: (outcome: HeartbeatOutcome) => void;
 }
 
 export class Plane {
@@ -287,6 +299,7 @@ export class Plane {
     };
     const body = JSON.stringify(heartbeat);
     const route = paths.planeHeartbeat();
+    let outcome: HeartbeatOutcome;
     try {
       const res = await fetch(this.#options.gatewayUrl + route, {
         method: "POST",
@@ -295,25 +308,61 @@ export class Plane {
           "content-type": "application/json",
           ...(await signRequest(this.#options.secret, { audience: GATEWAY_AUDIENCE, method: "POST", path: route, body })),
         },
+        // A heartbeat older than this is of no use to the gateway: a gateway that keeps it longer counts as unreachable.
+        signal: AbortSignal.timeout(PLANE_DEFAULTS.staleMs),
       });
-      if (!res.ok) throw new Error(`HTTP ${res.status}: ${(await res.text()).slice(0, 200)}`);
-      const answer = (await res.json()) as HeartbeatAnswer;
-      if (!this.unavailable && this.#options.keepWarm !== false) {
-        this.#dispatcher.keepWarm(
-          (answer.warm ?? []).map((pool) => ({
-            ...pool,
-            bundle: async () => ({ path: await this.#bundles.get(pool.bundleHash, pool.nodeModules), nodeModules: pool.nodeModules }),
-          })),
-        );
+      if (!res.ok) {
+        const reason = await answerReason(res);
+        outcome = res.status < 500 ? { kind: "refused", reason } : { kind: "unreachable", reason };
+      } else {
+        const answer = (await res.json()) as HeartbeatAnswer;
+        if (!this.unavailable && this.#options.keepWarm !== false) {
+          this.#dispatcher.keepWarm(
+            (answer.warm ?? []).map((pool) => ({
+              ...pool,
+              bundle: async () => ({ path: await this.#bundles.get(pool.bundleHash, pool.nodeModules), nodeModules: pool.nodeModules }),
+            })),
+          );
+        }
+        outcome = { kind: "accepted" };
       }
-      if (this.#gatewayDown) (this.#options.log ?? console.log)(`plane ${this.planeId} reached the gateway again`);
-      this.#gatewayDown = false;
     } catch (err) {
-      if (!this.#gatewayDown)
-        (this.#options.log ?? console.log)(`plane ${this.planeId} could not report to the gateway at ${this.#options.gatewayUrl}: ${(err as Error).message}`);
-      this.#gatewayDown = true;
+      outcome = { kind: "unreachable", reason: networkReason(err) };
     }
+    if (this.#options.onHeartbeat) return this.#options.onHeartbeat(outcome);
+    const log = this.#options.log ?? console.log;
+    if (outcome.kind === "accepted" && this.#gatewayDown) log(`plane ${this.planeId} reached the gateway again`);
+    if (outcome.kind !== "accepted" && !this.#gatewayDown)
+      log(`plane ${this.planeId} could not report to the gateway at ${this.#options.gatewayUrl}: ${outcome.reason}`);
+    this.#gatewayDown = outcome.kind !== "accepted";
   }
+}
+
+/** What a gateway's error answer says (`plane request refused: bad signature`), else its status. */
+async function answerReason(res: Response): Promise<string> {
+  const text = await res.text().catch(() => "");
+  try {
+    const message = (JSON.parse(text) as { error?: { message?: unknown } }).error?.message;
+    if (typeof message === "string") return message;
+  } catch {
+    // not an error body: say what came
+  }
+  return `HTTP ${res.status}${text ? `: ${text.slice(0, 200)}` : ""}`;
+}
+
+/** Why a request got no answer, in a few words: `connection refused (ECONNREFUSED)`, `no answer in 15 s`. */
+function networkReason(err: unknown): string {
+  const e = err as Error & { cause?: { code?: string; message?: string } };
+  if (e.name === "TimeoutError") return `no answer in ${PLANE_DEFAULTS.staleMs / 1000} s`;
+  const code = e.cause?.code;
+  const words: Record<string, string> = {
+    ECONNREFUSED: "connection refused",
+    ENOTFOUND: "no such host",
+    ECONNRESET: "connection reset",
+    EHOSTUNREACH: "host unreachable",
+  };
+  if (code) return words[code] ? `${words[code]} (${code})` : code;
+  return e.cause?.message ?? e.message;
 }
 
 /**

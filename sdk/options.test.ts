@@ -39,7 +39,10 @@ describe("function options", () => {
     [{ tier: "cloud" }, 'option "tier" must be "edge" or "plane"'],
     [{ env: { A: 1 } }, 'option "env.A" values must be strings'],
     [{ name: "has space" }, 'option "name" must be 1-64 letters'],
-    [{ timout: 5 }, 'unknown option "timout"'],
+    [{ timout: 5 }, 'unknown option "timout"; did you mean "timeout"?'],
+    [{ gpus: "A100" }, 'unknown option "gpus"; did you mean "gpu"?'],
+    [{ concurrency: { maxInputs: 2, maxInput: 2 } }, 'unknown option "concurrency.maxInput"; did you mean "concurrency.maxInputs"?'],
+    [{ gpus: "A100", colour: "red" }, 'unknown options "gpus" (did you mean "gpu"?), "colour"'],
     [{ gpu: "B200" }, 'option "gpu": unknown GPU "B200"; known types: T4, L4, A10G, L40S, A100, A100-80GB, H100'],
     [{ gpu: ["H100", "A100:9"] }, 'option "gpu": GPU "A100:9": the count must be 1 to 8'],
     [{ cpu: 65 }, 'option "cpu" must be at most 64 cores'],
@@ -80,6 +83,7 @@ describe("Retries", () => {
   it("rejects an out-of-range policy", () => {
     expect(() => Retries({ maxRetries: 11 })).toThrow('option "maxRetries" must be 10 or fewer');
     expect(() => Retries({ maxRetries: 1, backoffCoefficient: 0.5 })).toThrow('option "backoffCoefficient" must be at least 1');
+    expect(() => Retries({ maxRetry: 1 } as never)).toThrow('Retries: unknown option "maxRetry"; did you mean "maxRetries"?');
   });
 
   it("rejects a plain object that was not made by Retries()", () => {

@@ -49,7 +49,7 @@ const RetriesSchema = z.strictObject({
  */
 export function Retries(options: { maxRetries: number; backoffCoefficient?: number; initialDelayMs?: number; maxDelayMs?: number }): Retries {
   const parsed = RetriesSchema.safeParse({ ...DEFAULT_RETRY_POLICY, ...options }, { reportInput: true });
-  if (!parsed.success) throw new InvalidOptionsError(`Retries: ${describeIssues(parsed.error)}`);
+  if (!parsed.success) throw new InvalidOptionsError(`Retries: ${describeIssues(parsed.error, "option", RetriesSchema)}`);
   return Object.freeze({ ...parsed.data, [RETRIES_BRAND]: true as const });
 }
 
@@ -197,6 +197,7 @@ function toSpec(o: z.output<typeof FunctionOptionsSchema>, where: string) {
       `${where}: option "concurrency.targetInputs" (${autoscaler.targetInputs}) is more than "concurrency.maxInputs" (${autoscaler.maxInputs})`,
     );
   }
+  if (o.schedule?.refused) throw new InvalidOptionsError(`${where}: option "schedule": ${o.schedule.refused}`);
   const planeOptions = PLANE_OPTIONS.filter((k) => o[k] !== undefined);
   if (planeOptions.length > 0 && tier === "edge") {
     const named = planeOptions.map((k) => `"${k}"`);
@@ -232,7 +233,7 @@ function parseGpuOption(gpu: string | string[], where: string): GpuRequest[] {
  */
 export function parseFunctionOptions(options: unknown, where: string): FunctionSpec {
   const parsed = FunctionOptionsSchema.safeParse(options ?? {}, { reportInput: true });
-  if (!parsed.success) throw new InvalidOptionsError(`${where}: ${describeIssues(parsed.error)}`);
+  if (!parsed.success) throw new InvalidOptionsError(`${where}: ${describeIssues(parsed.error, "option", FunctionOptionsSchema)}`);
   return toSpec(parsed.data, where);
 }
 
@@ -290,7 +291,7 @@ export interface WasmSpec {
 /** Validates a WebAssembly function's options; `where` names it in the error. */
 export function parseWasmOptions(options: unknown, where: string): WasmSpec {
   const parsed = WasmOptionsSchema.safeParse(options ?? {}, { reportInput: true });
-  if (!parsed.success) throw new InvalidOptionsError(`${where}: ${describeIssues(parsed.error)}`);
+  if (!parsed.success) throw new InvalidOptionsError(`${where}: ${describeIssues(parsed.error, "option", WasmOptionsSchema)}`);
   const { contentType, maxMemoryPages, maxOutputBytes, ...rest } = parsed.data;
   return {
     spec: toSpec(rest, where),

@@ -59,15 +59,8 @@ describe("Cron", () => {
     expect(Cron("*/5 * * * *").latestAtOrBefore(FROM.getTime(), 0)).toBe(FROM.getTime());
   });
 
-  it("fails at load time naming the field and the reason", () => {
-    const error = (expression: string, options?: object) => {
-      try {
-        Cron(expression, options);
-      } catch (e) {
-        return (e as Error).message;
-      }
-      return "no error";
-    };
+  it("refuses a bad expression naming the field and the reason", () => {
+    const error = (expression: string, options?: object) => Cron(expression, options).refused ?? "no error";
     expect(error("0 0 2 * * *")).toBe(
       'Cron("0 0 2 * * *"): has 6 fields; a cron expression has five: minute hour day-of-month month day-of-week (seconds are not supported)',
     );
@@ -108,14 +101,28 @@ describe("Period", () => {
   });
 
   it("refuses a length of zero or less, or an unknown unit", () => {
-    expect(() => Period({})).toThrow("Period({}): a period must be at least 1 second long (this one is 0 ms)");
-    expect(() => Period({ hours: -1 })).toThrow('Period({"hours":-1}): hours must not be negative');
-    expect(() => Period({ minutes: 0, seconds: 0 })).toThrow("a period must be at least 1 second long");
-    expect(() => Period({ weeks: 1 } as object)).toThrow('unknown unit "weeks"; use days, hours, minutes and seconds');
+    expect(Period({}).refused).toBe("Period({}): a period must be at least 1 second long (this one is 0 ms)");
+    expect(Period({ hours: -1 }).refused).toBe('Period({"hours":-1}): hours must not be negative');
+    expect(Period({ minutes: 0, seconds: 0 }).refused).toContain("a period must be at least 1 second long");
+    expect(Period({ weeks: 1 } as object).refused).toContain('unknown unit "weeks"; use days, hours, minutes and seconds');
   });
 });
 
 describe("the schedule option", () => {
+  it("names the app and the function a refused Cron or Period was given to", () => {
+    const app = new App("reports");
+    expect(() => app.function({ name: "nightly", schedule: Cron("0 24 * * *") }, () => 1)).toThrow(
+      'app "reports": function "nightly": option "schedule": Cron("0 24 * * *"): the hour field "24": 24 is out of range (0-23)',
+    );
+    // Named after its export: the error waits for the app to load, as any option's does.
+    const hourly = app.function({ schedule: Period({ hours: -1 }) }, () => 1);
+    expect(() => app.finalize({ hourly, default: app })).toThrow(
+      'app "reports": function "hourly": option "schedule": Period({"hours":-1}): hours must not be negative',
+    );
+    // Used on its own, a refused schedule throws its reason when asked for run times.
+    expect(() => Cron("61 * * * *").nextRuns(1)).toThrow('Cron("61 * * * *"): the minute field "61": 61 is out of range (0-59)');
+  });
+
   it("is checked when the app loads", () => {
     const bad = new App("bad");
     // Named after its export: the error waits for the app to load, and any use of the function before that throws it.

@@ -5,7 +5,9 @@
  * for months and days, ranges, steps, lists, 0 and 7 both Sunday, and day of
  * month OR day of week when both are restricted. Parsing and iteration are
  * cron-parser's; this module checks each field first so that an error names
- * the field and the reason. The edge fires schedules (gateway/scheduler.ts).
+ * the field and the reason. A schedule it refuses is kept, with its reason,
+ * until the function it is given to is checked: the error then names the app
+ * and the function too. The edge fires schedules (gateway/scheduler.ts).
  */
 import { CronExpressionParser } from "cron-parser";
 import { InvalidOptionsError } from "./errors.js";
@@ -33,6 +35,11 @@ export interface Schedule {
   /** A period's length in milliseconds (period schedules). */
   readonly periodMs: number | undefined;
   readonly overlap: OverlapPolicy;
+  /**
+   * Why this schedule cannot run (`Cron("0 24 * * *"): the hour field "24": …`), or undefined. A function given
+   * it fails to load, naming the app, the function and this reason; asking it for run times throws the reason.
+   */
+  readonly refused: string | undefined;
   /**
    * The next `count` run times after `from` (default now). A period counts from
    * `from`; on the edge it counts from when the schedule was first deployed.
@@ -71,6 +78,10 @@ const SHORTHANDS: Record<string, string> = {
  * Cron("*\/15 9-17 * * MON-FRI").nextRuns(3)
  */
 export function Cron(expression: string, options: ScheduleOptions & { timezone?: string } = {}): Schedule {
+  return refusedWhenInvalid("cron", `Cron(${JSON.stringify(expression)})`, () => cron(expression, options));
+}
+
+function cron(expression: string, options: ScheduleOptions & { timezone?: string }): Schedule {
   const where = `Cron(${JSON.stringify(expression)})`;
   if (typeof expression !== "string") throw new InvalidOptionsError(`Cron: the expression must be a string such as "0 2 * * *"`);
   const { timezone = "UTC", overlap } = checkOptions(where, options, ["timezone", "overlap"]);
@@ -132,6 +143,10 @@ export function Cron(expression: string, options: ScheduleOptions & { timezone?:
  * app.function({ schedule: Period({ hours: 1 }) }, syncFeeds)
  */
 export function Period(length: { days?: number; hours?: number; minutes?: number; seconds?: number }, options: ScheduleOptions = {}): Schedule {
+  return refusedWhenInvalid("period", `Period(${JSON.stringify(length)})`, () => period(length, options));
+}
+
+function period(length: { days?: number; hours?: number; minutes?: number; seconds?: number }, options: ScheduleOptions): Schedule {
   const where = `Period(${JSON.stringify(length)})`;
   const { overlap } = checkOptions(where, options, ["overlap"]);
   if (typeof length !== "object" || length === null) throw new InvalidOptionsError(`Period: give a length such as { hours: 1 }`);
@@ -160,6 +175,34 @@ export function Period(length: { days?: number; hours?: number; minutes?: number
   });
 }
 
+/**
+ * The schedule `make` builds, or, when it refuses the arguments, one that carries the reason: Cron and Period are
+ * called before the function they are given to, so only its check can name the app and the function.
+ */
+function refusedWhenInvalid(kind: Schedule["kind"], written: string, make: () => Schedule): Schedule {
+  try {
+    return make();
+  } catch (err) {
+    if (!(err instanceof InvalidOptionsError)) throw err;
+    const reason = err.message;
+    const refuse = (): never => {
+      throw new InvalidOptionsError(reason);
+    };
+    return schedule({
+      kind,
+      description: `${written} (refused)`,
+      expression: undefined,
+      timezone: "UTC",
+      periodMs: undefined,
+      overlap: "skip",
+      refused: reason,
+      nextAfter: refuse,
+      latestAtOrBefore: refuse,
+      nextRuns: refuse,
+    });
+  }
+}
+
 export function isSchedule(value: unknown): value is Schedule {
   return typeof value === "object" && value !== null && SCHEDULE_BRAND in value;
 }
@@ -171,6 +214,7 @@ function schedule(s: {
   timezone: string;
   periodMs: number | undefined;
   overlap: OverlapPolicy;
+  refused?: string;
   nextAfter: (after: number, anchor: number) => number;
   latestAtOrBefore: (at: number, anchor: number) => number;
   nextRuns: (count: number, from: number) => Date[];
@@ -183,6 +227,7 @@ function schedule(s: {
     timezone: s.timezone,
     periodMs: s.periodMs,
     overlap: s.overlap,
+    refused: s.refused,
     nextAfter: s.nextAfter,
     latestAtOrBefore: s.latestAtOrBefore,
     nextRuns(count: number, options: { from?: Date | number } = {}) {

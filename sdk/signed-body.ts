@@ -71,7 +71,7 @@ export function parseSignedBody<S extends z.ZodType>(text: string, schema: S, wh
   }
   if (typeof json !== "object" || json === null || Array.isArray(json)) throw new InvalidRequestError(`${what} request body is not a JSON object`);
   const parsed = schema.safeParse(json, { reportInput: true });
-  if (!parsed.success) throw new InvalidRequestError(`${what} request has the wrong shape: ${describeIssues(parsed.error, "field")}`);
+  if (!parsed.success) throw new InvalidRequestError(`${what} request has the wrong shape: ${describeIssues(parsed.error, "field", schema)}`);
   return parsed.data;
 }
 

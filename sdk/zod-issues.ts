@@ -2,9 +2,11 @@
  * One way to say what is wrong with a value zod refused, for every boundary:
  * function options when an app loads (`option "timeout" must be ...`), request
  * bodies at the gateway and the plane (`field "callId" must be ...`), and
- * configuration (`setting "TANDEM_MAX_BODY_BYTES" must be ...`).
+ * configuration (`setting "TANDEM_MAX_BODY_BYTES" must be ...`). Given the
+ * schema, a name it does not know comes with the nearest one it does.
  */
 import type { z } from "zod";
+import { nearestName } from "./nearest-name.js";
 
 /** What the checked names are called in the sentence. */
 export type IssueNoun = "option" | "field" | "setting";
@@ -14,20 +16,44 @@ const MAX_ECHO = 80;
 
 /**
  * Turns zod issues into sentences: `option "timeout" must be at least 1
- * second (got 0)`; unknown keys: `unknown field "argz"`.
+ * second (got 0)`; unknown keys: `unknown field "argz"`, and with the
+ * `schema` that refused them, `unknown option "gpus"; did you mean "gpu"?`.
  * @example
  * const parsed = schema.safeParse(body, { reportInput: true });
- * if (!parsed.success) throw new InvalidRequestError(`run request: ${describeIssues(parsed.error, "field")}`);
+ * if (!parsed.success) throw new InvalidRequestError(`run request: ${describeIssues(parsed.error, "field", schema)}`);
  */
-export function describeIssues(error: z.ZodError, noun: IssueNoun = "option"): string {
+export function describeIssues(error: z.ZodError, noun: IssueNoun = "option", schema?: z.ZodType): string {
   return error.issues
     .map((issue) => {
-      if (issue.code === "unrecognized_keys") return `unknown ${noun}${issue.keys.length > 1 ? "s" : ""} ${issue.keys.map((k) => `"${k}"`).join(", ")}`;
+      if (issue.code === "unrecognized_keys") return unknownKeys(issue.path, issue.keys, noun, schema ? keysAt(schema, issue.path) : []);
       const path = issue.path.map(String).join(".");
       const got = "input" in issue && issue.input !== undefined ? ` (got ${echo(issue.input)})` : "";
       return path ? `${noun} "${path}" ${issue.message}${got}` : `${issue.message}${got}`;
     })
     .join("; ");
+}
+
+/**
+ * `unknown option "gpus"; did you mean "gpu"?`; several: each with its nearest known name. Inside an object, named
+ * with its path: `unknown option "concurrency.maxInput"; did you mean "concurrency.maxInputs"?`.
+ */
+function unknownKeys(path: PropertyKey[], keys: string[], noun: IssueNoun, known: string[]): string {
+  const full = (key: string) => `"${[...path.map(String), key].join(".")}"`;
+  const named = keys.map((key) => {
+    const near = nearestName(key, known);
+    return { key: full(key), hint: near === undefined ? undefined : `did you mean ${full(near)}?` };
+  });
+  if (named.length === 1) return `unknown ${noun} ${named[0]!.key}${named[0]!.hint ? `; ${named[0]!.hint}` : ""}`;
+  return `unknown ${noun}s ${named.map(({ key, hint }) => (hint ? `${key} (${hint})` : key)).join(", ")}`;
+}
+
+/** The names the object schema at `path` declares, looking through wrappers (`.optional()`, `.default()`, …). */
+function keysAt(schema: z.ZodType, path: PropertyKey[]): string[] {
+  type Node = { def?: { innerType?: Node; shape?: Record<string, Node> } } | undefined;
+  const unwrap = (node: Node): Node => (node?.def?.innerType ? unwrap(node.def.innerType) : node);
+  let node = unwrap(schema as Node);
+  for (const key of path) node = unwrap(node?.def?.shape?.[String(key)]);
+  return Object.keys(node?.def?.shape ?? {});
 }
 
 function echo(value: unknown): string {

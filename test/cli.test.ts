@@ -107,10 +107,12 @@ describe("tandem serve with bad input", () => {
     expect(stdout).not.toContain("gateway ready");
   });
 
-  it("refuses a function that asks for more GPUs than the local plane has, naming the limit", async () => {
+  it("refuses a function that asks for more GPUs than the local plane has, naming the limit and the --gpus that fits", async () => {
     const { code, stdout, stderr } = await runCli(["serve", "test/fixtures/plane-app.ts", "--port", "0", "--gpus", "A100:1,T4:1"]);
     expect(code).not.toBe(0);
-    expect(stderr).toContain('function "twoGpus" cannot run on the local plane: this plane has 0 H100 GPUs, the function asks for 2');
+    expect(stderr).toContain(
+      'error: app "plane": function "twoGpus" cannot run on the local plane: this plane has 0 H100 GPUs, the function asks for 2; simulate them with --gpus "A100:1,T4:1,H100:2"',
+    );
     expect(stdout).not.toContain("gateway ready");
   });
 
@@ -169,27 +171,75 @@ describe("tandem run", () => {
     expect(method.stdout.trim()).toMatch(/^w-tiny:hi:ctr-[0-9a-f]{8}$/);
   });
 
-  it("fails at once, naming the limit, when a function asks for more GPUs than the local plane has", async () => {
+  it("fails at once, naming the limit and the --gpus that fits, when a function asks for more GPUs than the local plane has", async () => {
     const { code, stdout, stderr } = await runCli(["run", "test/fixtures/plane-app.ts::twoGpus"]);
     expect(code).toBe(1);
-    expect(stderr).toContain('function "twoGpus" cannot run on the local plane: this plane has 1 H100 GPU, the function asks for 2');
+    expect(stderr).toContain(
+      'function "twoGpus" cannot run on the local plane: this plane has 1 H100 GPU, the function asks for 2; simulate them with --gpus "H100:2"',
+    );
     expect(stdout).toBe("");
+    const simulated = await runCli(["run", "test/fixtures/plane-app.ts::twoGpus", "--gpus", "H100:2"]);
+    expect(simulated.stderr).not.toContain("cannot run on the local plane");
+    expect(simulated.code).toBe(0);
+    expect(simulated.stdout.trim()).toBe("0,1");
   });
 
-  it("prints a generator's chunks as they come, and its error when it throws midway", async () => {
+  it("prints a generator's chunks one a line as they come, as JSON lines with --json, and its error when it throws midway", async () => {
     const tokens = await runCli(["run", "test/fixtures/edge-app.ts::tokens", "3"]);
     expect(tokens.code).toBe(0);
-    expect(tokens.stdout).toBe("tok-0tok-1tok-2\n");
+    expect(tokens.stdout).toBe("tok-0\ntok-1\ntok-2\n");
+    const json = await runCli(["run", "test/fixtures/edge-app.ts::tokens", "3", "--json"]);
+    expect(json.code).toBe(0);
+    expect(json.stdout).toBe('"tok-0"\n"tok-1"\n"tok-2"\n');
     const broken = await runCli(["run", "test/fixtures/edge-app.ts::tokensThenBoom", "2"]);
     expect(broken.code).toBe(1);
     expect(broken.stdout).toBe("0\n1\n");
-    expect(broken.stderr).toContain("Error: broke after 2");
+    expect(broken.stderr).toContain("error: Error: broke after 2");
   });
 
   it("names the functions when the one asked for does not exist", async () => {
     const { code, stderr } = await runCli(["run", "test/fixtures/edge-app.ts::nope"]);
     expect(code).toBe(2);
     expect(stderr).toContain('has no function "nope"');
+  });
+});
+
+describe("a newcomer's mistakes, each told in one format", () => {
+  let dir: string;
+  beforeAll(async () => {
+    dir = await mkdtemp(join(tmpdir(), "tandem-mistakes-"));
+  });
+  afterAll(async () => {
+    await rm(dir, { recursive: true, force: true });
+  });
+  /** Runs the CLI on an app file of `body` (between `const app = new App("mine")` and its export). */
+  const withApp = async (body: string, args: string[]) => {
+    const source = `import { App, Cron } from "tandem";\nconst app = new App("mine");\n${body}\nexport default app;\n`;
+    await writeFile(join(dir, "app.ts"), source);
+    return runCli(args, { cwd: dir });
+  };
+
+  it("an unknown option: the nearest known one", async () => {
+    const { code, stderr } = await withApp('export const embed = app.function({ gpus: "A100" }, () => 1);', ["serve", "app.ts", "--port", "0"]);
+    expect(code).toBe(2);
+    expect(stderr).toBe('error: app "mine": function "embed": unknown option "gpus"; did you mean "gpu"?\n');
+  });
+
+  it("a bad cron expression: the app and the function", async () => {
+    const { code, stderr } = await withApp('export const nightly = app.function({ schedule: Cron("0 24 * * *") }, () => 1);', ["run", "app.ts::nightly"]);
+    expect(code).toBe(2);
+    expect(stderr).toBe('error: app "mine": function "nightly": option "schedule": Cron("0 24 * * *"): the hour field "24": 24 is out of range (0-23)\n');
+  });
+
+  it("a function's own error, an unknown flag, a bad setting: error: first, every one", async () => {
+    const thrown = await runCli(["run", "test/fixtures/edge-app.ts::boom", "out of budget"]);
+    expect(thrown.stderr).toMatch(/^error: QuotaExceeded: out of budget\n\s+at /m);
+    const flag = await runCli(["run", "test/fixtures/edge-app.ts::tokens", "--gpu", "H100:2"]);
+    expect(flag.code).not.toBe(0);
+    expect(flag.stderr).toMatch(/^error: unknown option '--gpu'; did you mean --gpus\?\n/);
+    const setting = await runCli(["apps"], { env: { TANDEM_MAX_BODY_BYTES: "lots" } });
+    expect(setting.code).toBe(2);
+    expect(setting.stderr).toMatch(/^error: invalid gateway configuration: setting "TANDEM_MAX_BODY_BYTES" /);
   });
 });
 

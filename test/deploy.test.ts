@@ -34,6 +34,8 @@ it("bundles plane functions for the planes, and says where the bundle goes", asy
   expect(stdout).toMatch(/would upload .*plane-app\.mjs to r2:\/\/tandem-blobs\/bundles\/[0-9a-f]{64}\.mjs\n/);
   expect(stdout).toMatch(/would upload .*plane-app\.mjs\.map to r2:\/\/tandem-blobs\/bundles\/[0-9a-f]{64}\.mjs\.map\n/);
   expect(stdout).toMatch(/env\.PLANES \(PlaneRegistry\)\s+Durable Object/);
+  // Minified, with the names the author wrote: an error reads `text.charCodeAt is not a function`, not `t.charCodeAt …`.
+  for (const bundle of ["worker.mjs", join("plane", "plane-app.mjs")]) expect(await readFile(join(out, bundle), "utf8")).toContain("text.charCodeAt(");
 });
 
 it("ships WebAssembly functions' modules in the deployment, instrumented", async () => {

@@ -333,7 +333,7 @@ describe("bad input", () => {
     expect(((await notArray.json()) as any).error.message).toContain('"args"');
     const extra = await post("/v1/apps/edge/functions/square/call", JSON.stringify({ args: [], argz: 1 }));
     expect(extra.status).toBe(400);
-    expect(((await extra.json()) as any).error.message).toContain('unknown field "argz"');
+    expect(((await extra.json()) as any).error.message).toContain('unknown field "argz"; did you mean "args"?');
     const badMeta = await post("/v1/apps/edge/functions/echo/call", JSON.stringify({ args: [1], meta: { values: { "0": ["nonsense-type"] } } }));
     expect(badMeta.status).toBe(400);
     // Whichever tier would run the function (onGpu runs on a plane): the gateway sends a plane's arguments on as

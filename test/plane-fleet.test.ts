@@ -3,7 +3,8 @@
  * mid-load loses no spawned call, and the records count the runs lost with
  * it; a plane killed and started again answers for what it ran before; a
  * plane without a Docker engine says how to start one; the process runtime is
- * announced as unsandboxed.
+ * announced as unsandboxed; `tandem plane` says ✓ only once the gateway took
+ * its heartbeat, and what to do when it refuses it or cannot be reached.
  */
 import { spawn, execFileSync, type ChildProcess } from "node:child_process";
 import { mkdtemp, rm } from "node:fs/promises";
@@ -24,8 +25,8 @@ interface PlaneProcess {
   dir: string;
 }
 
-/** `tandem plane` in `dir` (a new folder by default; a plane's folder holds its id and what it ran). */
-async function startPlaneProcess(gateway: string, args: string[] = [], env: Record<string, string> = {}, folder?: string): Promise<PlaneProcess> {
+/** `tandem plane` in `dir` (a new folder by default; a plane's folder holds its id and what it ran); `env` undefined unsets. */
+async function startPlaneProcess(gateway: string, args: string[] = [], env: Record<string, string | undefined> = {}, folder?: string): Promise<PlaneProcess> {
   const dir = folder ?? (await mkdtemp(join(tmpdir(), "tandem-plane-")));
   const child = spawn(process.execPath, [CLI, "plane", "--gateway", gateway, "--port", "0", ...args], {
     cwd: dir,
@@ -163,6 +164,65 @@ describe("a plane without a Docker engine", () => {
     } finally {
       await stopPlaneProcess(plane);
       await stack.dispose();
+    }
+  });
+});
+
+describe("tandem plane and its gateway", () => {
+  let stack: TestStack;
+  beforeAll(async () => {
+    stack = await startTestStack(APP, {}, { planes: 0 });
+  });
+  afterAll(async () => {
+    await stack?.dispose();
+  });
+  const exited = (plane: PlaneProcess) =>
+    plane.child.exitCode !== null ? Promise.resolve(plane.child.exitCode) : new Promise<number | null>((r) => plane.child.once("exit", r));
+
+  it("prints ✓ once the gateway has taken its first heartbeat", async () => {
+    const plane = await startPlaneProcess(stack.url, ["--runtime", "process"]);
+    try {
+      await eventually(() => plane.output().includes("registered with the gateway"));
+      expect(plane.output()).toMatch(
+        new RegExp(`✓ plane ${plane.planeId()} at http://127\\.0\\.0\\.1:\\d+ \\(.*\\), registered with the gateway at ${stack.url}\n`),
+      );
+    } finally {
+      await stopPlaneProcess(plane);
+    }
+  });
+
+  it("refused for another secret: says so, how to give it the gateway's, and stops, without ✓", async () => {
+    // Started in a folder of its own, as a newcomer does: it makes a secret there, which is not the gateway's.
+    const plane = await startPlaneProcess(stack.url, ["--runtime", "process"], { TANDEM_PLANE_SECRET: undefined });
+    try {
+      expect(await exited(plane)).toBe(2);
+      expect(plane.output()).toMatch(
+        new RegExp(
+          `error: the gateway at ${stack.url} refused plane pl-[0-9a-f]+: bad signature\\. This plane's secret is not the gateway's: it signs with the secret in \\.tandem/plane-secret\\. Give it the gateway's secret as TANDEM_PLANE_SECRET`,
+        ),
+      );
+      expect(plane.output()).toContain("or run tandem plane from the gateway's folder");
+      expect(plane.output()).not.toContain("✓");
+    } finally {
+      await stopPlaneProcess(plane);
+    }
+  });
+
+  it("with its gateway down: says it cannot reach it, keeps trying, and prints ✓ once it answers", async () => {
+    let plane: PlaneProcess | undefined;
+    try {
+      await stack.restartGateway(0, async () => {
+        plane = await startPlaneProcess(stack.url, ["--runtime", "process"]);
+        await eventually(() => plane!.output().includes("cannot reach the gateway"));
+        expect(plane.output()).toMatch(
+          new RegExp(`… plane pl-[0-9a-f]+ at .* cannot reach the gateway at ${stack.url}: connection refused \\(ECONNREFUSED\\); trying again every 3 s\n`),
+        );
+        expect(plane.output()).not.toContain("✓");
+      });
+      await eventually(() => plane!.output().includes("registered with the gateway"), 15_000);
+      expect(plane!.child.exitCode).toBeNull();
+    } finally {
+      if (plane) await stopPlaneProcess(plane);
     }
   });
 });

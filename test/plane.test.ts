@@ -105,6 +105,18 @@ describe("calls forwarded to the plane", () => {
     expect(err.remoteStack).not.toContain("runner");
   });
 
+  it("says a function's own mistake in its author's words, as the edge does", async () => {
+    const atEdge = await fn("firstWordEdge")
+      .remote(42)
+      .catch((e) => e);
+    const onPlane = await fn("firstWordPlane")
+      .remote(42)
+      .catch((e) => e);
+    expect(atEdge.message).toBe("text.split is not a function");
+    expect(onPlane).toBeInstanceOf(RemoteError);
+    expect(`${onPlane.remoteName}: ${onPlane.message}`).toBe(`${atEdge.remoteName}: ${atEdge.message}`);
+  });
+
   it("records a spawned plane call in the ledger", async () => {
     const call = await fn("slowPlane").spawn(50);
     expect(await call.get({ timeoutMs: 30_000 })).toMatch(/^slept 50 in ctr-/);

@@ -8,9 +8,11 @@ import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { mkdir } from "node:fs/promises";
 import { dirname, join, resolve } from "node:path";
 import type { Miniflare } from "miniflare";
+import type { Inventory } from "../../gpu-plane/inventory.js";
 import { prepareModule } from "../../wasm/prepare.js";
 import type { App, WasmDefinition } from "../app.js";
 import { InvalidOptionsError } from "../errors.js";
+import type { GpuRequest } from "../gpu.js";
 import { containerResources } from "../options.js";
 import { BLOB_KEYS, TOKEN_PATTERN, newToken, type PlaneBundleRef } from "../protocol.js";
 import { bundlePlane, bundleWorker, loadAppInNode, type PlaneBundle, type WorkerBundle } from "./bundle.js";
@@ -119,10 +121,13 @@ export async function uploadPlaneBundles(miniflare: Miniflare, built: Pick<Built
   for (const [hash, json] of built.images) await bucket.put(BLOB_KEYS.image(hash), json);
 }
 
-/** Checks plane functions against what the local plane has: an error names the limit. */
+/**
+ * Checks plane functions against what the local plane has: an error names the limit, and for GPUs the `--gpus`
+ * that would simulate enough of them.
+ */
 export function checkPlaneFits(
   apps: App[],
-  fits: (request: { gpu: { type: never; count: number } | undefined; cpu: number; memoryMiB: number }) => string | undefined,
+  inventory: Pick<Inventory, "fits" | "summary">,
   /** Only this function (`fn`, or `Class.method`): `tandem run` checks the one it runs. */
   only?: string,
 ): void {
@@ -139,14 +144,26 @@ export function checkPlaneFits(
           `app "${app.name}": ${what} cannot run on the local plane: Image.node("${node.version}") asks for Node ${node.version}, and the local plane builds on Node ${process.versions.node}`,
         );
       }
+      const resources = containerResources({ cpu: spec.cpu ?? null, memory: spec.memory ?? null });
       const options = spec.gpu ?? [undefined];
-      const problems = options.map((gpu) => fits({ gpu: gpu as never, ...containerResources({ cpu: spec.cpu ?? null, memory: spec.memory ?? null }) }));
+      const problems = options.map((gpu) => inventory.fits({ gpu, ...resources }));
       const first = problems.find((p) => p !== undefined);
       if (problems.every((p) => p !== undefined) && first) {
-        throw new InvalidOptionsError(`app "${app.name}": ${what} cannot run on the local plane: ${first}`);
+        const gpu = spec.gpu?.[0];
+        const short = gpu !== undefined && inventory.fits({ gpu, cpu: 0, memoryMiB: 0 }) !== undefined;
+        // `tandem run` needs only this function's GPUs; `serve` keeps the others' too.
+        const hint = short ? `; simulate them with --gpus "${gpusFlag(only === undefined ? inventory : undefined, gpu)}"` : "";
+        throw new InvalidOptionsError(`app "${app.name}": ${what} cannot run on the local plane: ${first}${hint}`);
       }
     }
   }
+}
+
+/** A `--gpus` inventory: what `inventory` has, with at least `need`. */
+function gpusFlag(inventory: Pick<Inventory, "summary"> | undefined, need: GpuRequest): string {
+  const counts = new Map(Object.entries(inventory?.summary().gpus ?? {}).map(([type, { total }]) => [type, total]));
+  counts.set(need.type, Math.max(counts.get(need.type) ?? 0, need.count));
+  return [...counts].map(([type, count]) => `${type}:${count}`).join(",");
 }
 
 /**

@@ -5,17 +5,14 @@
  */
 import { Command, InvalidArgumentError } from "commander";
 import { HttpInvoker, resolveGatewayUrl } from "../client.js";
-import { TandemError } from "../errors.js";
 import { paths, type AppManifest, type ScheduleInfo, type StopAnswer, type UsageAnswer } from "../protocol.js";
-import { join } from "node:path";
-import { Plane } from "../../gpu-plane/plane.js";
 import { FUNCTION_DEFAULTS, LOCAL_DEFAULTS, PLANE_DEFAULTS } from "../defaults.js";
 import { readCliConfig, type CliConfig } from "./config.js";
 import { deploy } from "./deploy.js";
+import { formatCommanderError, printFailure } from "./failure.js";
 import { addTokenCommands } from "./tokens.js";
-import { planeSecret } from "./local-stack.js";
-import { stateDir } from "./paths.js";
-import { printCallError, runOnce } from "./run.js";
+import { startPlaneNode } from "./plane.js";
+import { runOnce } from "./run.js";
 import { onStopSignal } from "./signals.js";
 import { serve } from "./serve.js";
 import { style } from "./style.js";
@@ -25,7 +22,7 @@ let config: CliConfig;
 try {
   config = readCliConfig();
 } catch (err) {
-  console.error(`${style.err("error")} ${(err as Error).message}`);
+  printFailure(err);
   process.exit(2);
 }
 const gatewayOf = (opts: { gateway?: string; token?: string }) => resolveGatewayUrl(opts.gateway ?? config.gateway);
@@ -39,7 +36,9 @@ const TOKEN_HELP = "API token (default: TANDEM_TOKEN, then the one saved for the
 const program = new Command("tandem")
   .description("Serverless compute for TypeScript: edge functions in workerd, GPU functions in containers, one SDK.")
   .version("0.1.0")
-  .showHelpAfterError();
+  .showHelpAfterError()
+  // Commander's own errors (an unknown flag, a bad value) in the format of every other failure.
+  .configureOutput({ outputError: (text, write) => write(formatCommanderError(text)) });
 
 program
   .command("serve")
@@ -74,11 +73,13 @@ program
 
 program
   .command("run")
-  .description("run one function once on an ephemeral gateway and print its result (a generator's chunks as they come)")
+  .description("run one function once on an ephemeral gateway and print its result (a generator's chunks one a line, as they come)")
   .argument("<target>", "app file and function: app.ts::function")
   .argument("[args...]", "arguments, each parsed as JSON (a bare word is a string)")
-  .action(async (target: string, args: string[]) => {
-    process.exitCode = await runOnce(target, args, config);
+  .option("--json", "print the result as JSON, a generator's chunks as JSON lines (NDJSON)")
+  .option("--gpus <inventory>", 'the ephemeral plane\'s simulated GPUs, e.g. "H100:2" (default: real GPUs, else one of each type)')
+  .action(async (target: string, args: string[], opts: { json?: boolean; gpus?: string }) => {
+    process.exitCode = await runOnce(target, args, config, { json: opts.json ?? false, ...(opts.gpus ? { gpus: opts.gpus } : {}) });
   });
 
 program
@@ -119,25 +120,16 @@ program
       dockerRuntime?: string;
       scaledownWindow: number;
     }) => {
-      const state = stateDir();
-      const plane = await Plane.start({
-        gatewayUrl: gatewayOf(opts),
-        secret: planeSecret(state, config.planeSecret),
-        forceBuild: config.forceBuild,
+      await startPlaneNode({
+        gateway: gatewayOf(opts),
+        config,
         host: opts.host,
         port: opts.port,
         region: opts.region,
         runtime: opts.runtime,
-        stateDir: join(state, "plane"),
         scaledownWindowSeconds: opts.scaledownWindow,
         ...(opts.gpus ? { gpus: opts.gpus } : {}),
         ...(opts.dockerRuntime ? { dockerRuntime: opts.dockerRuntime } : {}),
-      });
-      console.log(`${style.ok("✓")} ${plane.describe()}, reporting to ${gatewayOf(opts)}`);
-      if (plane.inventory.simulated) console.log(style.warn("  GPUs are simulated (declared with --gpus)."));
-      onStopSignal(async () => {
-        await plane.close();
-        process.exit(0);
       });
     },
   );
@@ -279,12 +271,8 @@ function parsePort(value: string): number {
   return port;
 }
 
+// Every command's failure, in one format (failure.ts).
 program.parseAsync().catch((err: unknown) => {
-  if (err instanceof TandemError) {
-    if (err.code === "function_failed") printCallError(err);
-    else console.error(`${style.err("error")} ${err.message}`);
-  } else {
-    console.error(`${style.err("error")} ${(err as Error)?.message ?? err}`);
-  }
+  printFailure(err);
   process.exit(2);
 });

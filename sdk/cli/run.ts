@@ -1,13 +1,14 @@
 /**
  * `tandem run <app.ts>::<function> [args…]`: runs one function once on an
  * ephemeral gateway (in-memory state), with an ephemeral plane beside it when
- * the app has plane functions, prints the result, and exits non-zero with the
- * remote error when it throws.
+ * the app has plane functions, prints the result (a generator's chunks one a
+ * line as they come; `--json`: JSON lines), and exits non-zero with the remote
+ * error when it throws.
  */
 import { inspect } from "node:util";
 import { rm } from "node:fs/promises";
 import { join } from "node:path";
-import { InvalidOptionsError, RemoteError, TandemError } from "../errors.js";
+import { InvalidOptionsError } from "../errors.js";
 import { HttpInvoker } from "../client.js";
 import { encodeValue, newToken } from "../protocol.js";
 import { randomBytes } from "node:crypto";
@@ -16,6 +17,7 @@ import { buildApps, checkPlaneFits, uploadPlaneBundles } from "./local-stack.js"
 import { stateDir } from "./paths.js";
 import { onStopSignal } from "./signals.js";
 import type { CliConfig } from "./config.js";
+import { printFailure } from "./failure.js";
 import { startWorkerd } from "./workerd.js";
 
 /** Splits `app.ts::fn`. A missing `::fn` is allowed when the app has exactly one function. */
@@ -38,7 +40,14 @@ export function parseArg(raw: string, position: number): unknown {
   }
 }
 
-export async function runOnce(target: string, rawArgs: string[], config: CliConfig): Promise<number> {
+export interface RunOptions {
+  /** Print the result, or each chunk, as one line of JSON. */
+  json?: boolean;
+  /** The ephemeral plane's simulated GPUs (`"H100:2"`); default real ones, else one of each type. */
+  gpus?: string;
+}
+
+export async function runOnce(target: string, rawArgs: string[], config: CliConfig, options: RunOptions = {}): Promise<number> {
   const { file, fn: wanted } = parseTarget(target);
   const state = stateDir();
   const buildDir = join(state, "build", "run");
@@ -84,27 +93,25 @@ export async function runOnce(target: string, rawArgs: string[], config: CliConf
         region: "local",
         runtime: "docker",
         simulateWhenNone: true,
+        ...(options.gpus ? { gpus: options.gpus } : {}),
         keepWarm: false,
         forceBuild: config.forceBuild,
         stateDir: planeDir,
         log: (line) => console.error(line),
       });
       const local = plane;
-      checkPlaneFits(built.apps, (request) => local.inventory.fits(request), fn); // as serve does: a call that could never run here fails now, not at its timeout
+      checkPlaneFits(built.apps, local.inventory, fn); // as serve does: a call that could never run here fails now, not at its timeout
     }
     const invoker = new HttpInvoker(url, { token });
     if (app.callables.find((c) => c.name === fn)?.generator) {
-      // A generator's chunks print as they come: text as it is (tokens run on), anything else a JSON line each.
-      let endsLine = true;
-      for await (const chunk of invoker.stream(app.name, fn, args)) {
-        const text = typeof chunk === "string" ? chunk : `${JSON.stringify(chunk)}\n`;
-        process.stdout.write(text);
-        if (text) endsLine = text.endsWith("\n");
-      }
-      if (!endsLine) process.stdout.write("\n");
+      for await (const chunk of invoker.stream(app.name, fn, args)) console.log(chunkLine(chunk, options.json ?? false));
       return 0;
     }
     const result = await invoker.call(app.name, fn, args);
+    if (options.json) {
+      console.log(JSON.stringify(result) ?? "null");
+      return 0;
+    }
     // Strings print as they are, plain JSON as JSON, anything richer (Map, Date, bytes) as Node shows it.
     // Bytes (a "bytes" WebAssembly function's output, say) go to stdout as they are, so they can be piped.
     if (result instanceof Uint8Array) process.stdout.write(result);
@@ -114,21 +121,19 @@ export async function runOnce(target: string, rawArgs: string[], config: CliConf
       );
     return 0;
   } catch (err) {
-    printCallError(err);
+    printFailure(err);
     return 1;
   } finally {
     await stop();
   }
 }
 
-/** Prints a call's error as a user wants to read it: the remote stack for a `RemoteError`. */
-export function printCallError(err: unknown): void {
-  if (err instanceof RemoteError) {
-    console.error(`${err.remoteName}: ${err.message}`);
-    if (err.remoteStack) console.error(err.remoteStack.split("\n").slice(1).join("\n"));
-  } else if (err instanceof TandemError) {
-    console.error(`${err.name} (${err.code}): ${err.message}`);
-  } else {
-    console.error(err);
-  }
+/**
+ * A generator's chunk as one line: text as it is, plain JSON as JSON, anything richer (Map, Date) as Node shows
+ * it; with `json`, every chunk as JSON (NDJSON: text quoted).
+ */
+export function chunkLine(chunk: unknown, json: boolean): string {
+  if (json) return JSON.stringify(chunk) ?? "null";
+  if (typeof chunk === "string") return chunk;
+  return encodeValue(chunk).meta === undefined ? JSON.stringify(chunk) : inspect(chunk, { depth: 8, breakLength: Infinity });
 }

@@ -49,7 +49,7 @@ export async function serve(options: ServeOptions): Promise<Serving> {
   const planeOptions = { gpus: options.gpus, simulateWhenNone: true };
   const inventory = new Inventory(await planeGpus(planeOptions, log));
   let built = await buildApps(options.appFiles, join(buildDir, "current"));
-  checkPlaneFits(built.apps, (r) => inventory.fits(r));
+  checkPlaneFits(built.apps, inventory);
   // The local admin token, unless the environment sets one for the gateway (TANDEM_ADMIN_TOKEN).
   const adminToken = options.config.gatewayVars.TANDEM_ADMIN_TOKEN || localAdminToken(state);
   const bindings = { ...options.config.gatewayVars, TANDEM_PLANE_SECRET: secret, TANDEM_ADMIN_TOKEN: adminToken };
@@ -115,7 +115,7 @@ export async function serve(options: ServeOptions): Promise<Serving> {
     const t0 = performance.now();
     try {
       const next = await buildApps(options.appFiles, join(buildDir, `gen-${n}`));
-      checkPlaneFits(next.apps, (r) => inventory.fits(r));
+      checkPlaneFits(next.apps, inventory);
       const backend = await startWorkerd({ scriptPath: next.worker.path, persistDir: join(state, "state"), bindings });
       await uploadPlaneBundles(backend.miniflare, next);
       if (n !== generation) return void backend.dispose(); // a newer change won

@@ -20,8 +20,11 @@ export interface TestStack {
   planes: Plane[];
   workerd: RunningWorkerd;
   addPlane(options?: Partial<PlaneOptions>): Promise<Plane>;
-  /** Stops the gateway (its runners die mid-call) and starts it again on the same port, with the same state, `downMs` later. */
-  restartGateway(downMs?: number): Promise<void>;
+  /**
+   * Stops the gateway (its runners die mid-call) and starts it again on the same port, with the same state, `downMs`
+   * later, and after `whileDown` has run.
+   */
+  restartGateway(downMs?: number, whileDown?: () => Promise<void>): Promise<void>;
   dispose(): Promise<void>;
 }
 
@@ -74,9 +77,10 @@ export async function startTestStack(
       });
       return plane;
     },
-    async restartGateway(downMs = 0) {
+    async restartGateway(downMs = 0, whileDown) {
       await stack.workerd.dispose();
       await new Promise((r) => setTimeout(r, downMs));
+      await whileDown?.();
       stack.workerd = await startGateway(Number(new URL(url).port));
     },
     async dispose() {

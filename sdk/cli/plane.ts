@@ -1,0 +1,120 @@
+/**
+ * `tandem plane`: a GPU plane node for a gateway elsewhere. It says ✓ only
+ * once the gateway has taken its first heartbeat. A refused heartbeat ends it
+ * with what to do (most often: the plane's secret is not the gateway's); a
+ * gateway it cannot reach is said so, and tried again every heartbeat, with a
+ * status line every so often, until it answers.
+ */
+import { join, relative } from "node:path";
+import { Plane, type HeartbeatOutcome } from "../../gpu-plane/plane.js";
+import { PLANE_DEFAULTS } from "../defaults.js";
+import { UnauthorizedError } from "../errors.js";
+import type { CliConfig } from "./config.js";
+import { printFailure } from "./failure.js";
+import { planeSecret } from "./local-stack.js";
+import { stateDir } from "./paths.js";
+import { onStopSignal } from "./signals.js";
+import { style } from "./style.js";
+
+/** A status line while the gateway cannot be reached: after the first failure, then every this many. */
+const STATUS_EVERY = 10;
+
+export interface PlaneNodeOptions {
+  /** The gateway's URL, resolved (`--gateway`, TANDEM_GATEWAY, or the local default). */
+  gateway: string;
+  config: CliConfig;
+  host: string;
+  port: number;
+  region: string;
+  gpus?: string;
+  runtime: "docker" | "process";
+  dockerRuntime?: string;
+  scaledownWindowSeconds: number;
+}
+
+/** Starts the plane and reports to the gateway until Ctrl-C; throws (the plane closed) when the gateway refuses it. */
+export async function startPlaneNode(options: PlaneNodeOptions): Promise<void> {
+  const state = stateDir();
+  const secretFile = join(state, "plane-secret");
+  const secretFrom = options.config.planeSecret ? "TANDEM_PLANE_SECRET" : `the secret in ${relative(process.cwd(), secretFile) || secretFile}`;
+  let started: Plane | undefined;
+  let first: HeartbeatOutcome | undefined;
+  let accepted = false;
+  let failures = 0;
+
+  const report = (outcome: HeartbeatOutcome, p: Plane): void => {
+    if (outcome.kind === "accepted") {
+      if (!accepted) {
+        console.log(`${style.ok("✓")} ${p.describe()}, registered with the gateway at ${options.gateway}`);
+        if (p.inventory.simulated) console.log(style.warn("  GPUs are simulated (declared with --gpus)."));
+      } else if (failures > 0) {
+        console.log(`${style.ok("✓")} plane ${p.planeId} reached the gateway at ${options.gateway} again`);
+      }
+      accepted = true;
+      failures = 0;
+      return;
+    }
+    if (outcome.kind === "refused") {
+      const refusal = refused(options.gateway, p.planeId, outcome.reason, secretFrom);
+      if (accepted) return console.log(style.warn(`⚠ ${refusal.message}`)); // it was taken before: a gateway changing, not this plane
+      void p.close().finally(() => {
+        printFailure(refusal);
+        process.exit(2);
+      });
+      return;
+    }
+    failures++;
+    const every = `trying again every ${PLANE_DEFAULTS.heartbeatMs / 1000} s`;
+    if (failures === 1) {
+      const what = accepted ? `lost the gateway at ${options.gateway}` : `${p.describe()} cannot reach the gateway at ${options.gateway}`;
+      console.log(`${style.warn("…")} ${what}: ${outcome.reason}; ${every}`);
+    } else if (failures % STATUS_EVERY === 0) {
+      const waited = Math.round((failures * PLANE_DEFAULTS.heartbeatMs) / 1000);
+      console.log(style.dim(`  still cannot reach the gateway at ${options.gateway} (${failures} tries, ${waited} s): ${outcome.reason}; ${every}`));
+    }
+  };
+
+  const plane = await Plane.start({
+    gatewayUrl: options.gateway,
+    secret: planeSecret(state, options.config.planeSecret),
+    forceBuild: options.config.forceBuild,
+    host: options.host,
+    port: options.port,
+    region: options.region,
+    runtime: options.runtime,
+    stateDir: join(state, "plane"),
+    scaledownWindowSeconds: options.scaledownWindowSeconds,
+    ...(options.gpus ? { gpus: options.gpus } : {}),
+    ...(options.dockerRuntime ? { dockerRuntime: options.dockerRuntime } : {}),
+    // The first heartbeat is sent before start returns: it is reported once the plane is there to describe.
+    onHeartbeat: (outcome) => (started ? report(outcome, started) : (first = outcome)),
+  });
+  started = plane;
+  if (first?.kind === "refused") {
+    await plane.close();
+    throw refused(options.gateway, plane.planeId, first.reason, secretFrom);
+  }
+  if (first) report(first, plane);
+  onStopSignal(async () => {
+    await plane.close();
+    process.exit(0);
+  });
+}
+
+/** Why the gateway refused this plane, and what to do about it. */
+function refused(gateway: string, planeId: string, reason: string, secretFrom: string): UnauthorizedError {
+  const why = reason.replace(/^plane request refused: /, "");
+  const head = `the gateway at ${gateway} refused plane ${planeId}: ${why}`;
+  if (/bad signature/.test(why)) {
+    return new UnauthorizedError(
+      `${head}. This plane's secret is not the gateway's: it signs with ${secretFrom}. Give it the gateway's secret as TANDEM_PLANE_SECRET ` +
+        `(for a local tandem serve: TANDEM_PLANE_SECRET=$(cat <its folder>/.tandem/plane-secret) tandem plane --gateway ${gateway}), ` +
+        `or run tandem plane from the gateway's folder, where .tandem/plane-secret is the gateway's`,
+    );
+  }
+  if (/no TANDEM_PLANE_SECRET/.test(why)) {
+    return new UnauthorizedError(`${head}. Give the gateway a TANDEM_PLANE_SECRET (16 characters or more), and this plane the same one`);
+  }
+  if (/timestamp outside/.test(why)) return new UnauthorizedError(`${head}. This machine's clock and the gateway's differ: set both right (NTP)`);
+  return new UnauthorizedError(head);
+}
