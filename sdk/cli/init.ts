@@ -77,39 +77,42 @@ export interface InitOptions {
  */
 export async function initProject(options: InitOptions): Promise<{ dir: string; app: string }> {
   const log = options.log ?? ((line: string) => console.log(line));
+  const link = options.link ?? false;
+  const install = options.install ?? true;
   const dir = resolve(options.dir);
   const app = appNameFor(dir);
   const inTandem = relative(PACKAGE_ROOT, dir);
   if (!inTandem.startsWith("..") && !inTandem.startsWith(sep))
     throw new InvalidOptionsError(`${dir} is inside Tandem's own folder (${PACKAGE_ROOT}); make the project beside it, e.g. tandem init ../${app}`);
-  if (options.link && PACKAGE_ROOT.split(sep).includes("node_modules"))
+  if (link && PACKAGE_ROOT.split(sep).includes("node_modules"))
     throw new InvalidOptionsError(
       `--link needs a checkout of Tandem, and this one is an installed package (${PACKAGE_ROOT}); leave --link out to use a tarball of it`,
     );
   checkFolder(dir);
 
-  const tandem = readTandemPackage();
+  // Tandem first: a checkout that is not built fails here, before any file is written.
+  const from = link ? relative(dir, PACKAGE_ROOT) : relative(dir, await packTandem(join(dir, "vendor")));
+  const dependency = `file:${posix(from)}`;
   await mkdir(dir, { recursive: true });
   for (const file of TEMPLATE_FILES) {
     const text = await readFile(join(TEMPLATE_DIR, file), "utf8");
     await writeFile(join(dir, file), text.replaceAll(TEMPLATE_NAME, app));
   }
-  const dependency = options.link ? `file:${posix(relative(dir, PACKAGE_ROOT))}` : `file:${posix(relative(dir, await packTandem(join(dir, "vendor"))))}`;
-  await writeFile(join(dir, "package.json"), `${JSON.stringify(projectPackage(app, dependency, tandem, dir, options.link ?? false), null, 2)}\n`);
-  await writeFile(join(dir, "README.md"), readme(app, dependency, options.link ?? false));
+  await writeFile(join(dir, "package.json"), `${JSON.stringify(projectPackage(app, dependency, readTandemPackage(), dir, link), null, 2)}\n`);
+  await writeFile(join(dir, "README.md"), readme(app, posix(from), link));
   await writeGitignore(dir);
 
   const where = options.dir; // as the user wrote it, for `cd`
   log(`${style.ok("✓")} app ${style.bold(app)} in ${where}: app.ts (an edge function, a plane function, a web endpoint), client.mjs, tsconfig.json`);
-  log(style.dim(`  Tandem from ${dependency.slice("file:".length)}${options.link ? " (linked)" : " (commit it: npm ci then works for a teammate and CI)"}`));
-  if (options.install ?? true) {
+  log(style.dim(`  Tandem from ${posix(from)}${link ? " (linked)" : " (commit it: npm ci then works for a teammate and CI)"}`));
+  if (install) {
     log(style.dim(`npm install in ${where}…`));
     await npmInstall(dir);
   }
   log("");
   log("Next:");
   if (where !== ".") log(`  cd ${where}`);
-  if (!(options.install ?? true)) log("  npm install");
+  if (!install) log("  npm install");
   log(`  npx tandem serve      ${style.dim("serves app.ts at http://127.0.0.1:8787 (plane functions need a Docker engine)")}`);
   log(`  node client.mjs       ${style.dim("calls all three, from another terminal")}`);
   log(`  npx tsc               ${style.dim("type-checks the app")}`);
@@ -200,8 +203,7 @@ function projectPackage(app: string, dependency: string, tandem: TandemPackage, 
   };
 }
 
-function readme(app: string, dependency: string, link: boolean): string {
-  const from = dependency.slice("file:".length);
+function readme(app: string, from: string, link: boolean): string {
   const tandem = link
     ? `Tandem comes from the checkout at \`${from}\` (\`npm ci\` there first); \`npx tandem --help\` lists the commands, and Tandem's README has the rest.`
     : `Tandem comes from \`${from}\` (commit it, so \`npm ci\` works anywhere); \`npx tandem --help\` lists the commands, and Tandem's README has the rest.`;
