@@ -119,7 +119,14 @@ const FunctionOptionsSchema = z.strictObject({
     .max(maxMemoryMiB, `must be at most ${maxMemoryMiB} MiB (336 GB)`)
     .optional()
     .meta(PLANE),
-  /** Plane containers kept warm with no traffic (default 0). */
+  /**
+   * Plane containers kept warm with no traffic (default 0). On a class it is
+   * kept for the default parameters only (`Model()`, that is `{}`): every other
+   * set of parameters has a pool of its own, started by its first call and
+   * scaled to zero after `scaledownWindow`.
+   * @example
+   * app.cls({ gpu: "T4", minContainers: 1 }, Model); // one container of Model() stays warm; Model({ size: "large" }) starts cold
+   */
   minContainers: wholeContainers(0, "must be 0 or more").optional().meta(PLANE),
   /** The most plane containers at once; inputs beyond them queue (default 100). */
   maxContainers: wholeContainers(1, "must be at least 1").optional().meta(PLANE),

@@ -6,10 +6,12 @@
 import { Command, InvalidArgumentError } from "commander";
 import { HttpInvoker, resolveGatewayUrl } from "../client.js";
 import { paths, type AppManifest, type ScheduleInfo, type StopAnswer, type UsageAnswer } from "../protocol.js";
+import { existsSync } from "node:fs";
 import { FUNCTION_DEFAULTS, LOCAL_DEFAULTS, PLANE_DEFAULTS } from "../defaults.js";
 import { readCliConfig, type CliConfig } from "./config.js";
 import { deploy } from "./deploy.js";
 import { formatCommanderError, printFailure } from "./failure.js";
+import { initProject, packTandem } from "./init.js";
 import { addTokenCommands } from "./tokens.js";
 import { startPlaneNode } from "./plane.js";
 import { runOnce } from "./run.js";
@@ -41,9 +43,29 @@ const program = new Command("tandem")
   .configureOutput({ outputError: (text, write) => write(formatCommanderError(text)) });
 
 program
+  .command("init")
+  .description("start a project: app.ts (an edge function, a plane function, a web endpoint), a client, Tandem in package.json; then npm install")
+  .argument("[dir]", "the project's folder, new or empty (default: this one); its name is the app's")
+  .option("--link", "depend on this checkout of Tandem through a file: path, instead of a tarball of it in vendor/")
+  .option("--no-install", "do not run npm install")
+  .action(async (dir: string | undefined, opts: { link?: boolean; install: boolean }) => {
+    await initProject({ dir: dir ?? ".", link: opts.link ?? false, install: opts.install });
+  });
+
+program
+  .command("pack")
+  .description("pack this Tandem, built and without build scripts, into a tarball a project depends on: npm install ./tandem-<version>.tgz")
+  .argument("[dir]", "where the tarball goes (default: this folder)")
+  .action(async (dir: string | undefined) => {
+    const tarball = await packTandem(dir ?? ".");
+    console.log(`${style.ok("✓")} ${tarball}`);
+    console.log(style.dim(`  in a project: npm install ${tarball}  (README: "Tandem in an existing project")`));
+  });
+
+program
   .command("serve")
   .description("serve app files locally: the gateway in workerd, state in .tandem/, reload on change")
-  .argument("<app-files...>", "app files that default-export an App")
+  .argument("[app-files...]", "app files that default-export an App (default: app.ts)")
   .option("-p, --port <port>", "port of the local gateway", parsePort, LOCAL_DEFAULTS.port)
   .option("--host <host>", "address to listen on", LOCAL_DEFAULTS.host)
   .option("--no-watch", "do not reload when files change")
@@ -52,8 +74,10 @@ program
   .option("--scaledown-window <seconds>", "seconds a plane container may sit idle before it is stopped", parseSeconds, FUNCTION_DEFAULTS.scaledownWindowSeconds)
   .action(
     async (appFiles: string[], opts: { port: number; host: string; watch: boolean; gpus?: string; runtime: "docker" | "process"; scaledownWindow: number }) => {
+      if (appFiles.length === 0 && !existsSync("app.ts"))
+        throw new InvalidArgumentError("no app file given, and no app.ts here: tandem serve <app files>, or tandem init to start a project");
       const serving = await serve({
-        appFiles,
+        appFiles: appFiles.length > 0 ? appFiles : ["app.ts"],
         config,
         port: opts.port,
         host: opts.host,

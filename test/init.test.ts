@@ -1,0 +1,212 @@
+/**
+ * `tandem init` as a newcomer runs it, from this checkout and no global link:
+ * a project in a new folder outside the repository, installed from the npm
+ * registry (Tandem from the tarball init packs into it), type-checked with its
+ * own tsc, served with its own `tandem serve`, and called from its client
+ * (the edge function, the plane function in Docker, the web endpoint) with no
+ * token in the environment, as a user's shell has none. Then what init
+ * refuses, `--link`, and `tandem pack`.
+ */
+import { execFileSync } from "node:child_process";
+import { existsSync, readFileSync, statSync } from "node:fs";
+import { mkdir, mkdtemp, readFile, readdir, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join, relative } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { ROOT, runCli, runNode, startServe, type Served } from "./helpers/cli.js";
+
+const NO_TOKEN = { TANDEM_TOKEN: "", TANDEM_ADMIN_TOKEN: "" };
+const VERSION = (JSON.parse(readFileSync(join(ROOT, "package.json"), "utf8")) as { version: string }).version;
+
+describe("tandem init, then npm install, tsc, tandem serve and the client, in a new folder", () => {
+  let parent: string;
+  let dir: string;
+  let init: { code: number; stdout: string; stderr: string; seconds: number };
+  let served: Served | undefined;
+
+  beforeAll(async () => {
+    parent = await mkdtemp(join(tmpdir(), "tandem-init-"));
+    dir = join(parent, "first-app");
+    const started = Date.now();
+    // npm install runs inside init: Tandem's dependencies from the registry (better-sqlite3 compiles where its prebuilt binary cannot be fetched).
+    init = { ...(await runCli(["init", "first-app"], { cwd: parent })), seconds: (Date.now() - started) / 1000 };
+  }, 600_000);
+  afterAll(async () => {
+    await served?.stop();
+    if (parent) await rm(parent, { recursive: true, force: true });
+  });
+
+  it("writes the project and installs it, with no install-script warning", async () => {
+    expect(init.stderr + init.stdout).not.toContain("install-scripts");
+    expect(init.code, init.stderr).toBe(0);
+    expect(init.stdout).toContain("app first-app in first-app");
+    expect(init.stdout).toMatch(/cd first-app\n\s+npx tandem serve/);
+    console.log(`tandem init with npm install: ${init.seconds.toFixed(1)} s`);
+
+    expect((await readdir(dir)).sort()).toEqual(
+      [
+        ".gitignore",
+        "README.md",
+        "app.ts",
+        "client.mjs",
+        "image-packages.d.ts",
+        "node_modules",
+        "package-lock.json",
+        "package.json",
+        "tsconfig.json",
+        "vendor",
+      ].sort(),
+    );
+    const pkg = JSON.parse(await readFile(join(dir, "package.json"), "utf8"));
+    expect(pkg.dependencies.tandem).toBe(`file:vendor/tandem-${VERSION}.tgz`);
+    expect(pkg.dependencies.hono).toBeDefined();
+    expect((await readFile(join(dir, ".gitignore"), "utf8")).split("\n")).toEqual(expect.arrayContaining(["node_modules/", ".tandem/"]));
+    expect((await readFile(join(dir, "README.md"), "utf8")).trimEnd().split("\n")).toHaveLength(3);
+    expect(await readFile(join(dir, "app.ts"), "utf8")).toContain('new App("first-app")');
+    // Tandem is installed as a package of its own, not a link to this checkout.
+    expect(statSync(join(dir, "node_modules/tandem")).isDirectory()).toBe(true);
+    expect(existsSync(join(dir, "node_modules/tandem/dist/cli.js"))).toBe(true);
+    const installed = JSON.parse(await readFile(join(dir, "node_modules/tandem/package.json"), "utf8"));
+    expect(installed.scripts).toBeUndefined();
+  });
+
+  it("type-checks the app with tsc: hono's and Node's types found, the image-only package declared", async () => {
+    const { code, stdout, stderr } = await runNode([join(dir, "node_modules/typescript/bin/tsc"), "-p", "."], { cwd: dir });
+    expect(stdout + stderr).toBe("");
+    expect(code).toBe(0);
+  });
+
+  it("serves with the project's own tandem serve, no app file named, no token in the environment", async () => {
+    served = await startServe([], dir, NO_TOKEN, join(dir, "node_modules/.bin/tandem"));
+    await served.waitFor(/function\s+greet\s+POST http:\/\/127\.0\.0\.1:\d+\/v1\/apps\/first-app\/functions\/greet\/call/);
+    await served.waitFor(/function\s+countNumbers\s+POST .*\(plane\)/);
+    await served.waitFor(/endpoint\s+hello\s+GET http:\/\/127\.0\.0\.1:\d+\/first-app\/hello\/:name/);
+    expect(existsSync(join(dir, ".tandem/token"))).toBe(true);
+  });
+
+  it("answers the edge function, the plane function and the web endpoint from client.mjs", async () => {
+    expect(served, "tandem serve did not start").toBeDefined();
+    const { code, stdout, stderr } = await runNode(["client.mjs"], { cwd: dir, env: { ...NO_TOKEN, TANDEM_GATEWAY: served!.url } });
+    expect(stderr).toBe("");
+    expect(code).toBe(0);
+    expect(stdout.split("\n")).toEqual(["Hello, Ada!", `{ numbers: 2, of: 3, node: '${process.version}' }`, "200 Hello, Ada!", ""]);
+    await served!.waitFor(/\[plane\] cold start: first-app\.countNumbers ctr-[0-9a-f]{8} ready/);
+  }, 240_000);
+});
+
+describe("tandem init refuses what it should not write into", () => {
+  let parent: string;
+  beforeAll(async () => {
+    parent = await mkdtemp(join(tmpdir(), "tandem-init-refuse-"));
+  });
+  afterAll(async () => {
+    await rm(parent, { recursive: true, force: true });
+  });
+
+  it("refuses a folder that holds a project, pointing at how to add Tandem to one, and writes nothing", async () => {
+    const dir = join(parent, "existing");
+    await mkdir(dir);
+    await writeFile(join(dir, "package.json"), "{}\n");
+    await writeFile(join(dir, "index.js"), "\n");
+    const { code, stderr } = await runCli(["init", dir, "--no-install"], { cwd: parent });
+    expect(code).not.toBe(0);
+    expect(stderr).toContain(`${dir} is not empty (index.js, package.json): tandem init writes only into a new folder, and never over a file.`);
+    expect(stderr).toContain('"Tandem in an existing project" in Tandem\'s README');
+    expect((await readdir(dir)).sort()).toEqual(["index.js", "package.json"]);
+  });
+
+  it("refuses a folder with a file it would write, naming it", async () => {
+    const dir = join(parent, "has-app");
+    await mkdir(dir);
+    await writeFile(join(dir, "app.ts"), "// mine\n");
+    const { code, stderr } = await runCli(["init", "has-app", "--no-install"], { cwd: parent });
+    expect(code).not.toBe(0);
+    expect(stderr).toContain("is not empty (app.ts)");
+    expect(await readFile(join(dir, "app.ts"), "utf8")).toBe("// mine\n");
+  });
+
+  it("refuses a folder inside Tandem's own, suggesting one beside it", async () => {
+    const { code, stderr } = await runCli(["init", "examples/new-app", "--no-install"], { cwd: ROOT });
+    expect(code).not.toBe(0);
+    expect(stderr).toContain("is inside Tandem's own folder");
+    expect(stderr).toContain("tandem init ../new-app");
+    expect(existsSync(join(ROOT, "examples/new-app"))).toBe(false);
+  });
+
+  it("refuses a folder whose name makes no app name", async () => {
+    const { code, stderr } = await runCli(["init", "__", "--no-install"], { cwd: parent });
+    expect(code).not.toBe(0);
+    expect(stderr).toContain('cannot name an app after the folder "__"');
+  });
+
+  it("takes a fresh clone's folder (.git, a .gitignore, a licence), keeping the .gitignore's lines", async () => {
+    const dir = join(parent, "Fresh Clone");
+    await mkdir(join(dir, ".git"), { recursive: true });
+    await writeFile(join(dir, ".gitignore"), "*.log");
+    await writeFile(join(dir, "LICENSE"), "MIT\n");
+    const { code, stdout, stderr } = await runCli(["init", "--no-install"], { cwd: dir });
+    expect(stderr).toBe("");
+    expect(code).toBe(0);
+    expect(stdout).toContain("app fresh-clone in .");
+    expect(stdout).not.toContain("  cd ");
+    expect(await readFile(join(dir, ".gitignore"), "utf8")).toBe("*.log\nnode_modules/\n.tandem/\n");
+    expect(await readFile(join(dir, "LICENSE"), "utf8")).toBe("MIT\n");
+    expect(existsSync(join(dir, `vendor/tandem-${VERSION}.tgz`))).toBe(true);
+    expect(existsSync(join(dir, "node_modules"))).toBe(false);
+  });
+});
+
+describe("tandem init --link and tandem pack", () => {
+  let parent: string;
+  beforeAll(async () => {
+    parent = await mkdtemp(join(tmpdir(), "tandem-init-link-"));
+  });
+  afterAll(async () => {
+    await rm(parent, { recursive: true, force: true });
+  });
+
+  it("depends on this checkout through a file: path, and denies its build step to npm (npm ci here ran it)", async () => {
+    const { code, stderr } = await runCli(["init", "linked", "--link", "--no-install"], { cwd: parent });
+    expect(stderr).toBe("");
+    expect(code).toBe(0);
+    const dir = join(parent, "linked");
+    const pkg = JSON.parse(await readFile(join(dir, "package.json"), "utf8"));
+    expect(pkg.dependencies.tandem).toBe(`file:${relative(dir, ROOT)}`);
+    expect(pkg.allowScripts[`file:${relative(join(dir, "node_modules"), ROOT)}`]).toBe(false);
+    expect(existsSync(join(dir, "vendor"))).toBe(false);
+    expect(await readFile(join(dir, "README.md"), "utf8")).toContain(`the checkout at \`${relative(dir, ROOT)}\``);
+  });
+
+  it("packs a built Tandem without build scripts or tests", async () => {
+    const { code, stdout, stderr } = await runCli(["pack", parent], { cwd: parent });
+    expect(stderr).toBe("");
+    expect(code).toBe(0);
+    const tarball = join(parent, `tandem-${VERSION}.tgz`);
+    expect(stdout).toContain(tarball);
+    const files = execFileSync("tar", ["-tzf", tarball], { encoding: "utf8" }).trim().split("\n");
+    expect(files).toEqual(
+      expect.arrayContaining(["package/dist/cli.js", "package/dist/types/sdk/index.d.ts", "package/gateway/index.ts", "package/sdk/cli/init-template/app.ts"]),
+    );
+    expect(files.filter((f) => f.endsWith(".test.ts"))).toEqual([]);
+    const pkg = JSON.parse(execFileSync("tar", ["-xzOf", tarball, "package/package.json"], { encoding: "utf8" }));
+    expect(pkg.scripts).toBeUndefined();
+  });
+});
+
+describe("the tandem command", () => {
+  it("lists init in its help", async () => {
+    const { stdout } = await runCli(["--help"]);
+    expect(stdout).toMatch(/^\s+init \[options\] \[dir\]\s+start a project/m);
+  });
+
+  it("says what to do when serve has no app file and there is no app.ts", async () => {
+    const dir = await mkdtemp(join(tmpdir(), "tandem-no-app-"));
+    try {
+      const { code, stderr } = await runCli(["serve", "--port", "0"], { cwd: dir });
+      expect(code).not.toBe(0);
+      expect(stderr).toContain("no app file given, and no app.ts here: tandem serve <app files>, or tandem init to start a project");
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+});
