@@ -8,17 +8,15 @@ import { HttpInvoker, resolveGatewayUrl } from "../client.js";
 import { TandemError } from "../errors.js";
 import { paths, type AppManifest, type ScheduleInfo, type StopAnswer, type UsageAnswer } from "../protocol.js";
 import { join } from "node:path";
-import { Plane } from "../../gpu-plane/plane.js";
 import { FUNCTION_DEFAULTS, LOCAL_DEFAULTS, PLANE_DEFAULTS } from "../defaults.js";
 import { readCliConfig, type CliConfig } from "./config.js";
-import { deploy } from "./deploy.js";
 import { addTokenCommands } from "./tokens.js";
-import { planeSecret } from "./local-stack.js";
 import { stateDir } from "./paths.js";
-import { printCallError, runOnce } from "./run.js";
 import { onStopSignal } from "./signals.js";
-import { serve } from "./serve.js";
 import { style } from "./style.js";
+
+// A command loads what it runs (serve, run, deploy, plane) when it runs: miniflare, esbuild, the plane and
+// their packages take a second to load, which `tandem run` and a command that only asks a gateway should not wait for.
 
 // Every TANDEM_* setting the CLI uses, read once, here.
 let config: CliConfig;
@@ -53,6 +51,7 @@ program
   .option("--scaledown-window <seconds>", "seconds a plane container may sit idle before it is stopped", parseSeconds, FUNCTION_DEFAULTS.scaledownWindowSeconds)
   .action(
     async (appFiles: string[], opts: { port: number; host: string; watch: boolean; gpus?: string; runtime: "docker" | "process"; scaledownWindow: number }) => {
+      const { serve } = await import("./serve.js");
       const serving = await serve({
         appFiles,
         config,
@@ -78,6 +77,7 @@ program
   .argument("<target>", "app file and function: app.ts::function")
   .argument("[args...]", "arguments, each parsed as JSON (a bare word is a string)")
   .action(async (target: string, args: string[]) => {
+    const { runOnce } = await import("./run.js");
     process.exitCode = await runOnce(target, args, config);
   });
 
@@ -89,6 +89,7 @@ program
   .option("--name <name>", "the Worker's name (default tandem-gateway)")
   .option("--outdir <dir>", "where the bundle and its wrangler.toml go (default .tandem/deploy)")
   .action(async (appFiles: string[], opts: { dryRun?: boolean; name?: string; outdir?: string }) => {
+    const { deploy } = await import("./deploy.js");
     process.exitCode = await deploy({
       appFiles,
       dryRun: opts.dryRun ?? false,
@@ -119,6 +120,7 @@ program
       dockerRuntime?: string;
       scaledownWindow: number;
     }) => {
+      const [{ Plane }, { planeSecret }] = await Promise.all([import("../../gpu-plane/plane.js"), import("./local-stack.js")]);
       const state = stateDir();
       const plane = await Plane.start({
         gatewayUrl: gatewayOf(opts),
@@ -279,9 +281,9 @@ function parsePort(value: string): number {
   return port;
 }
 
-program.parseAsync().catch((err: unknown) => {
+program.parseAsync().catch(async (err: unknown) => {
   if (err instanceof TandemError) {
-    if (err.code === "function_failed") printCallError(err);
+    if (err.code === "function_failed") (await import("./run.js")).printCallError(err);
     else console.error(`${style.err("error")} ${err.message}`);
   } else {
     console.error(`${style.err("error")} ${(err as Error)?.message ?? err}`);
