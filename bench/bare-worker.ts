@@ -5,9 +5,14 @@
  * does (see sdk/cli/workerd.ts), not through miniflare's entry Worker.
  */
 import { build } from "esbuild";
-import { Miniflare } from "miniflare";
+import type * as MiniflareModule from "miniflare";
+import { createRequire } from "node:module";
 import { dirname, join } from "node:path";
 import { COMPATIBILITY_DATE, COMPATIBILITY_FLAGS } from "../sdk/cli/workerd.js";
+
+// Loaded as sdk/cli/workerd.ts loads it (required: an ES import of CommonJS miniflare takes longer), so that
+// bench/cli-run compares start-ups on equal terms.
+const { Miniflare } = createRequire(import.meta.url)("miniflare") as typeof MiniflareModule;
 
 export async function startBareWorker(
   entry: string,

@@ -25,7 +25,7 @@ const ROUND = 50;
 const dir = await mkdtemp(join(tmpdir(), "tandem-bench-"));
 const gatewayBundle = await bundleWorker([join(here, "apps/edge-call-app.ts")], join(dir, "gateway"));
 const gateway = await startWorkerd({
-  scriptPath: gatewayBundle.path,
+  worker: gatewayBundle,
   persistDir: join(dir, "state"),
   bindings: { TANDEM_ADMIN_TOKEN: ADMIN_TOKEN },
   onOutput: () => {},

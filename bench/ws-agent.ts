@@ -38,7 +38,7 @@ const dir = await mkdtemp(join(tmpdir(), "tandem-bench-ws-"));
 const before = workerdPids();
 const gatewayBundle = await bundleWorker([join(here, "apps/ws-app.ts")], join(dir, "gateway"));
 const gateway = await startWorkerd({
-  scriptPath: gatewayBundle.path,
+  worker: gatewayBundle,
   persistDir: join(dir, "state"),
   bindings: { TANDEM_ADMIN_TOKEN: ADMIN_TOKEN },
   onOutput: () => {},

@@ -28,6 +28,11 @@ export interface Env {
   TANDEM_ADMIN_TOKEN?: string;
   /** The secret shared with planes; without it no plane can register. */
   TANDEM_PLANE_SECRET?: string;
+  /**
+   * Local only: the `tandem run` that started this gateway, which starts its
+   * plane when a call first needs one (`LOCAL_PLANE_ROUTES`). Never bound in a deployment.
+   */
+  LOCAL_PLANE?: Fetcher;
   /** Optional settings, all strings; see `gateway/config.ts`. */
   TANDEM_MAX_BODY_BYTES?: string;
   TANDEM_RESULT_TTL_SECONDS?: string;

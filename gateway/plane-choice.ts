@@ -4,10 +4,10 @@
  * fallback list, and the wait, until the input's deadline, while none fits;
  * then `no_capacity`, naming what was asked for and what is connected.
  */
-import { NoCapacityError, PlaneUnavailableError } from "../sdk/errors.js";
+import { NoCapacityError, PlaneUnavailableError, fromWireError, type WireError } from "../sdk/errors.js";
 import type { GpuRequest } from "../sdk/gpu.js";
 import { PLANE_DEFAULTS } from "../sdk/defaults.js";
-import type { PlaneInfo } from "../sdk/protocol.js";
+import { LOCAL_PLANE_ROUTES, type PlaneInfo } from "../sdk/protocol.js";
 import type { Env } from "./env.js";
 import type { RegisteredFunction } from "./registry.js";
 
@@ -55,10 +55,18 @@ export function planeRegistry(env: Env) {
  * @example const plane = await choosePlane(env, fn, { wants: [{ type: "A100", count: 1 }], deadline }, new Set());
  */
 export async function choosePlane(env: Env, fn: RegisteredFunction, want: PlaneWants, skipped: Set<string>): Promise<PlaneInfo> {
+  let askedLocal = false;
   for (;;) {
     const planes = await knownPlanes(env, skipped.size > 0);
     const plane = pickPlane(planes, want.wants, skipped);
     if (plane) return plane;
+    // `tandem run` starts its plane only when a call needs one: ask it once, then look again.
+    if (env.LOCAL_PLANE && !askedLocal) {
+      askedLocal = true;
+      await startLocalPlane(env.LOCAL_PLANE, fn);
+      planeList = undefined;
+      continue;
+    }
     // Planes that report but cannot run containers (no Docker engine, say) will not get better by waiting: say why now.
     const broken = planes.filter((p) => p.unavailable !== undefined && Date.now() - p.lastSeen < PLANE_DEFAULTS.staleMs);
     if (broken.length && !planes.some((p) => p.healthy)) {
@@ -95,6 +103,15 @@ export function pickPlane(planes: PlaneInfo[], wants: GpuRequest[], skipped: Rea
     if (fits[0]) return fits[0];
   }
   return undefined;
+}
+
+/** Asks the `tandem run` that started this gateway for its plane; resolves once the plane has reported. */
+async function startLocalPlane(local: Fetcher, fn: RegisteredFunction): Promise<void> {
+  const res = await local.fetch(`http://local-plane${LOCAL_PLANE_ROUTES.start}`, { method: "POST" });
+  if (res.ok) return;
+  const body = (await res.json().catch(() => undefined)) as { error?: WireError } | undefined;
+  if (body?.error) throw fromWireError(body.error);
+  throw new PlaneUnavailableError(`the local plane did not start (HTTP ${res.status})`, { app: fn.app, function: fn.name });
 }
 
 function noCapacity(fn: RegisteredFunction, wants: GpuRequest[], planes: PlaneInfo[]): NoCapacityError {

@@ -64,9 +64,12 @@ export function planeRoutes(): Hono<Api> {
     await verified(c);
     const hash = c.req.param("hash") ?? "";
     if (!BUNDLE_HASH_PATTERN.test(hash)) throw new NotFoundError(`"${hash}" is not a bundle hash`);
-    const object = await c.env.BLOBS.get(BLOB_KEYS.planeBundleMap(hash));
+    // The same bundle may come again with another map (an edit that moved only edge code: bundle.ts leaves that out of
+    // plane bundles), so planes ask again with the map they have, and are told when it is still the one.
+    const object = await c.env.BLOBS.get(BLOB_KEYS.planeBundleMap(hash), { onlyIf: c.req.raw.headers });
     if (!object) throw new NotFoundError(`no source map for plane bundle ${hash}`, { hash });
-    return c.body(object.body, 200, { "content-type": "application/json" });
+    if (!("body" in object)) return c.body(null, 304, { etag: object.httpEtag });
+    return c.body(object.body, 200, { "content-type": "application/json", etag: object.httpEtag });
   });
 
   routes.get(ROUTES.planeImage, async (c) => {

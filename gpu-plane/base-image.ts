@@ -3,7 +3,8 @@
  * with no registry: the host's own Node binary and exactly the shared
  * libraries it links, a `nobody` user, and the folders the plane mounts into.
  * The tag is a hash of those files, so the image is built once per Node
- * install and found again on every later start. Node is execute-only for the
+ * install and found again on every later start (through a second tag, of
+ * what `stat` says of them, while they are unchanged). Node is execute-only for the
  * container's user, which keeps the runner out of reach of ptrace (see
  * {@link NODE_MODE}).
  */
@@ -11,7 +12,7 @@
 import { spawn } from "node:child_process";
 import { createHash } from "node:crypto";
 import { createReadStream, existsSync } from "node:fs";
-import { chmod, copyFile, mkdir, mkdtemp, realpath, rm, writeFile } from "node:fs/promises";
+import { chmod, copyFile, mkdir, mkdtemp, realpath, rm, stat, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { dirname, isAbsolute, join } from "node:path";
 import type Docker from "dockerode";
@@ -73,9 +74,18 @@ function engineKey(docker: Docker): string {
 
 async function ensure(docker: Docker, log: (line: string) => void): Promise<string> {
   const files = await nodeFiles();
+  // Hashing Node's 100 MB takes most of a second of every plane start (`tandem run` waits for it). The same files
+  // (path, size, modification time, inode) as at an earlier start name the image through a second tag instead.
+  const alias = `files-${await statKey(files)}`;
+  const known = await contentTagOf(docker, `${BASE_IMAGE_REPO}:${alias}`);
+  if (known) return known;
   const tag = `${BASE_IMAGE_REPO}:${await contentHash(files)}`;
-  if (await imageExists(docker, tag)) return tag;
+  if (!(await imageExists(docker, tag))) await build(docker, files, tag, log);
+  await docker.getImage(tag).tag({ repo: BASE_IMAGE_REPO, tag: alias });
+  return tag;
+}
 
+async function build(docker: Docker, files: RootfsFile[], tag: string, log: (line: string) => void): Promise<void> {
   const started = performance.now();
   const rootfs = await mkdtemp(join(tmpdir(), "tandem-rootfs-"));
   try {
@@ -85,7 +95,6 @@ async function ensure(docker: Docker, log: (line: string) => void): Promise<stri
     await rm(rootfs, { recursive: true, force: true });
   }
   log(`built base image ${tag} from ${files[0].hostPath} and ${files.length - 1} libraries in ${Math.round(performance.now() - started)} ms`);
-  return tag;
 }
 
 /**
@@ -118,6 +127,28 @@ function parseLdd(output: string): string[] {
   }
   if (paths.size === 0) throw new InternalError(`ldd listed no libraries for ${process.execPath}; a statically linked Node is not supported yet`);
   return [...paths].sort();
+}
+
+/** First 16 hex chars of a sha256 over every file's paths and what `stat` says of it: a file replaced or rewritten changes it. */
+async function statKey(files: RootfsFile[]): Promise<string> {
+  const hash = createHash("sha256").update(`tandem-node layout ${LAYOUT_VERSION}\n`);
+  for (const file of files) {
+    const { dev, ino, size, mtimeMs, ctimeMs } = await stat(file.hostPath);
+    hash.update(`${file.imagePath} ${file.hostPath} ${dev} ${ino} ${size} ${mtimeMs} ${ctimeMs}\n`);
+  }
+  return hash.digest("hex").slice(0, 16);
+}
+
+/** The content tag of the base image `alias` names, if the engine has one (a tag made by `ensure`, on an image labelled as the base). */
+async function contentTagOf(docker: Docker, alias: string): Promise<string | undefined> {
+  try {
+    const image = await docker.getImage(alias).inspect();
+    if (image.Config?.Labels?.[IMAGE_LABELS.madeBy] !== "base") return undefined;
+    return image.RepoTags?.find((t) => new RegExp(`^${BASE_IMAGE_REPO}:[0-9a-f]{16}$`).test(t));
+  } catch (err) {
+    if ((err as { statusCode?: number }).statusCode === 404) return undefined;
+    throw err;
+  }
 }
 
 /** First 16 hex chars of a sha256 over every file's image path and content. */

@@ -15,14 +15,17 @@ import type { TraceMap } from "@jridgewell/trace-mapping";
 
 export class BundleCache {
   readonly #dir: string;
-  readonly #gatewayUrl: string;
+  readonly #gatewayUrl: Promise<string>;
   readonly #secret: string;
   readonly #downloads = new Map<string, Promise<string>>();
-  readonly #maps = new Map<string, Promise<TraceMap | null>>();
+  /** Each bundle's source map as last fetched, with its ETag. */
+  readonly #maps = new Map<string, { etag: string; map: TraceMap }>();
 
-  constructor(dir: string, gatewayUrl: string, secret: string) {
+  /** `gatewayUrl` may be a promise: a plane gets ready while its gateway starts. */
+  constructor(dir: string, gatewayUrl: string | Promise<string>, secret: string) {
     this.#dir = dir;
-    this.#gatewayUrl = gatewayUrl;
+    this.#gatewayUrl = Promise.resolve(gatewayUrl);
+    this.#gatewayUrl.catch(() => {}); // a gateway that never started: the plane's start says so
     this.#secret = secret;
   }
 
@@ -53,26 +56,27 @@ export class BundleCache {
 
   /**
    * `stack`, thrown inside bundle `hash`, mapped to the app's own files as the
-   * edge maps its stacks (sdk/stack-map.ts). The bundle's source map is
-   * fetched from the gateway on the first stack to map, then kept.
+   * edge maps its stacks (sdk/stack-map.ts). The bundle's source map is asked
+   * of the gateway for each stack, with the ETag of the one kept: the same
+   * bundle can come again with another map (an edit that moved only edge code,
+   * which plane bundles leave out), and a stack must name the lines as they are now.
    */
   async mapStack(hash: string, stack: string): Promise<string> {
-    let map = this.#maps.get(hash);
-    if (!map) {
-      map = this.#sourceMap(hash);
-      this.#maps.set(hash, map);
-    }
-    return mapStackWith(await map, stack);
+    return mapStackWith(await this.#sourceMap(hash), stack);
   }
 
   async #sourceMap(hash: string): Promise<TraceMap | null> {
-    const route = paths.planeBundleMap(hash);
+    const kept = this.#maps.get(hash);
     try {
-      const res = await this.#get(route);
-      return res.ok ? traceMap(await res.text()) : null; // a bundle shipped without one: its stacks stay as they are
+      const res = await this.#get(paths.planeBundleMap(hash), kept ? { "if-none-match": kept.etag } : {});
+      if (res.status === 304 && kept) return kept.map;
+      if (!res.ok) return null; // a bundle shipped without one: its stacks stay as they are
+      const map = traceMap(await res.text());
+      const etag = res.headers.get("etag");
+      if (map && etag) this.#maps.set(hash, { etag, map });
+      return map;
     } catch {
-      this.#maps.delete(hash); // the gateway could not be reached: the next stack tries again
-      return null;
+      return kept?.map ?? null; // the gateway could not be reached: the map kept, if any
     }
   }
 
@@ -89,8 +93,19 @@ export class BundleCache {
   }
 
   /** A signed GET to the gateway. */
-  async #get(route: string): Promise<Response> {
-    return fetch(this.#gatewayUrl + route, { headers: await signRequest(this.#secret, { audience: GATEWAY_AUDIENCE, method: "GET", path: route }) });
+  async #get(route: string, headers: Record<string, string> = {}): Promise<Response> {
+    return fetch((await this.#gatewayUrl) + route, {
+      headers: { ...headers, ...(await signRequest(this.#secret, { audience: GATEWAY_AUDIENCE, method: "GET", path: route })) },
+    });
+  }
+
+  /**
+   * Keeps bundle `hash` that this plane was handed, not fetched (`tandem run`
+   * built it, and starts a container of it before its gateway is up); checked
+   * against its hash all the same.
+   */
+  async put(hash: string, bytes: Uint8Array): Promise<void> {
+    await this.#write(hash, bytes, join(this.#dir, hash, "bundle.mjs"), "handed to this plane");
   }
 
   async #download(hash: string, path: string): Promise<string> {
@@ -98,9 +113,12 @@ export class BundleCache {
     const res = await this.#get(route);
     if (!res.ok)
       throw new InternalError(`could not fetch bundle ${hash.slice(0, 12)} from the gateway: HTTP ${res.status} ${(await res.text()).slice(0, 200)}`);
-    const bytes = new Uint8Array(await res.arrayBuffer());
+    return this.#write(hash, new Uint8Array(await res.arrayBuffer()), path, "from the gateway");
+  }
+
+  async #write(hash: string, bytes: Uint8Array, path: string, from: string): Promise<string> {
     const actual = createHash("sha256").update(bytes).digest("hex");
-    if (actual !== hash) throw new InternalError(`bundle ${hash.slice(0, 12)} from the gateway has hash ${actual.slice(0, 12)}; refusing it`);
+    if (actual !== hash) throw new InternalError(`bundle ${hash.slice(0, 12)} ${from} has hash ${actual.slice(0, 12)}; refusing it`);
     for (const dir of [this.#dir, dirname(path)]) {
       await mkdir(dir, { recursive: true, mode: 0o755 });
       await chmod(dir, 0o755);

@@ -128,6 +128,25 @@ function gate(): { open: () => void; opened: Promise<void> } {
 const never = () => new Promise<never>(() => {});
 
 describe("the dispatcher, on fake containers", () => {
+  it("gives an input the container started ahead for it, waiting for it rather than starting another", async () => {
+    const h = harness({ double: ([x]) => (x as number) * 2 }, { startup: () => ({ delayMs: 300 }) });
+    const req = request("double", { args: [21] });
+    h.dispatcher.startAhead(req, BUNDLE);
+    await sleep(50); // still starting when the input comes
+    const answer = await h.dispatcher.run(req, BUNDLE);
+    expect(answer).toMatchObject({ status: "succeeded", result: 42, coldStart: false, containerId: h.driver.started[0]!.spec.id });
+    expect(h.driver.started).toHaveLength(1);
+  });
+
+  it("starts a container for the input when the one started ahead fails", async () => {
+    const h = harness({ double: ([x]) => (x as number) * 2 }, { startup: (_spec, index) => (index === 0 ? { delayMs: 100, exitCode: 1 } : {}) });
+    const req = request("double", { args: [4] });
+    h.dispatcher.startAhead(req, BUNDLE);
+    expect(await h.dispatcher.run(req, BUNDLE)).toMatchObject({ status: "succeeded", result: 8, coldStart: true });
+    expect(h.driver.started).toHaveLength(2);
+    expect(h.lines.some((l) => l.startsWith("[plane] could not start a container ahead for app.double"))).toBe(true);
+  });
+
   it("reuses the warm container for a second call instead of starting another", async () => {
     const h = harness({ double: ([x]) => (x as number) * 2 });
     const first = await h.dispatcher.run(request("double", { args: [2] }), BUNDLE);

@@ -17,7 +17,7 @@ import { ContainerStarter, type BundleOnDisk } from "./container-start.js";
 import { TIMED_OUT, raceDeadline } from "../sdk/deadline.js";
 import type { ContainerDriver } from "./drivers/driver.js";
 import type { Inventory } from "./inventory.js";
-import { describeRequests, poolKey, resourceRequests } from "./pool-descriptor.js";
+import { describeRequests, poolKey, resourceRequests, type PoolDescriptor } from "./pool-descriptor.js";
 import { ScaleDown } from "./scale-down.js";
 import type { ContainerLife, UsageLedger } from "./usage-ledger.js";
 import { WarmPools, type WarmPool } from "./warm-pools.js";
@@ -220,6 +220,14 @@ export class Dispatcher {
     this.#warm.keep(pools);
   }
 
+  /**
+   * Starts a container of `pool` for an input known to be coming, before it
+   * comes; the pool's inputs wait for it rather than start another.
+   */
+  startAhead(pool: PoolDescriptor, bundle: BundleOnDisk): void {
+    this.#warm.startAhead(pool, bundle);
+  }
+
   /** Stops every container (each given time for its `exit()` hooks) and fails what is queued. */
   async close(): Promise<void> {
     this.#closed = true;
@@ -247,6 +255,11 @@ export class Dispatcher {
         if (underTarget) return { worker: this.#pool.hold(underTarget, req.callId), cold: false };
         const resting = this.#starter.resting(key);
         if (resting && mine.length === 0) throw resting; // not a hang: the same error, now
+        // A container started ahead for this input (warm-pools.ts startAhead) is nearly ready: wait for it.
+        if (this.#warm.startingAhead(key)) {
+          await this.#pool.waitForRelease(deadline);
+          continue;
+        }
         if (mine.length + this.#pool.starting(key) < scaling.maxContainers) {
           for (const request of possible) {
             const reservation = this.#o.inventory.reserve(request) ?? (this.#scaleDown.evictFor(request) ? this.#o.inventory.reserve(request) : undefined);

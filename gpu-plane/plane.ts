@@ -30,6 +30,7 @@ import { ProcessDriver } from "./drivers/process.js";
 import { Inventory, detectGpus, simulatedGpus } from "./inventory.js";
 import { nodeHmacEngine } from "./node-hmac.js";
 import type { ContainerSummary, FunctionStats } from "./container-pool.js";
+import type { PoolDescriptor } from "./pool-descriptor.js";
 import { Dispatcher } from "./dispatcher.js";
 import { OutcomeCache } from "./outcome-cache.js";
 import { UsageLedger } from "./usage-ledger.js";
@@ -46,7 +47,12 @@ export type HeartbeatOutcome = { kind: "accepted" } | { kind: "refused"; reason:
 type PlaneDriver = ContainerDriver & { readonly name: PlaneHeartbeat["runtime"] };
 
 export interface PlaneOptions {
-  gatewayUrl: string;
+  /**
+   * The gateway this plane reports to. A promise lets the plane get ready
+   * (inventory, Docker engine, base image) while its gateway is still starting
+   * (`tandem run`, `tandem serve`); it first reports once the URL is known.
+   */
+  gatewayUrl: string | Promise<string>;
   /** Shared with the gateway; signs every request both ways. */
   secret: string;
   host: string;
@@ -67,6 +73,12 @@ export interface PlaneOptions {
   scaledownWindowSeconds?: number;
   /** Keep the warm pools (`minContainers`) the gateway assigns; default true. `tandem run`'s one-call plane does not. */
   keepWarm?: boolean;
+  /**
+   * A container to start as soon as the plane is ready, for an input known to
+   * be coming (`tandem run`'s one call, while its gateway starts): its pool,
+   * and its bundle, handed over rather than fetched from the gateway.
+   */
+  startAhead?: { pool: PoolDescriptor; bundle: Uint8Array; nodeModules?: string };
   log?: (line: string) => void;
   /**
    * Told how each heartbeat went, the first one before `start` returns. Without it, the plane logs when the gateway
@@ -82,7 +94,7 @@ export class Plane {
   readonly driver: PlaneDriver;
   /** Why containers cannot start here, if they cannot. */
   readonly unavailable: string | undefined;
-  readonly #options: PlaneOptions;
+  readonly #options: PlaneOptions & { gatewayUrl: string };
   readonly #dispatcher: Dispatcher;
   readonly #bundles: BundleCache;
   readonly #usage: UsageLedger;
@@ -99,7 +111,7 @@ export class Plane {
     inventory: Inventory;
     driver: PlaneDriver;
     unavailable: string | undefined;
-    options: PlaneOptions;
+    options: PlaneOptions & { gatewayUrl: string };
     dispatcher: Dispatcher;
     bundles: BundleCache;
     usage: UsageLedger;
@@ -184,13 +196,32 @@ export class Plane {
       s.keepAliveTimeout = DELIVERY_DEFAULTS.planeKeepAliveMs;
       s.once("error", reject).listen(options.port, options.host, () => resolve({ server: s, port: (s.address() as AddressInfo).port }));
     });
+    if (options.startAhead && !unavailable) {
+      const { pool, bundle, nodeModules } = options.startAhead;
+      await bundles.put(pool.bundleHash, bundle);
+      dispatcher.startAhead(pool, { path: await bundles.get(pool.bundleHash, nodeModules), nodeModules });
+    }
+    // Ready but for its gateway: nothing reaches this plane before it reports, which it does once the URL is known.
+    let gatewayUrl: string;
+    try {
+      gatewayUrl = await options.gatewayUrl;
+    } catch (err) {
+      // Its gateway did not start: neither does this plane.
+      await dispatcher.close();
+      await driver.cleanup(planeId).catch(() => {});
+      usage.close();
+      outcomes.close();
+      server.close();
+      rmSync(join(options.stateDir, "plane.pid"), { force: true });
+      throw err;
+    }
     plane = new Plane({
       planeId,
       url: `http://${options.host}:${port}`,
       inventory,
       driver,
       unavailable,
-      options,
+      options: { ...options, gatewayUrl },
       dispatcher,
       bundles,
       usage,

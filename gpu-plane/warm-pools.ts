@@ -1,9 +1,10 @@
 /**
  * Containers started ahead of inputs: the warm pools the gateway assigns this
  * plane (`minContainers`, kept even with no calls, refilled on each
- * heartbeat), and buffer containers (`bufferContainers`, kept idle beside a
- * busy function so a burst finds them ready). Both start only as resources
- * allow; neither queues.
+ * heartbeat), buffer containers (`bufferContainers`, kept idle beside a
+ * busy function so a burst finds them ready), and one container for an input
+ * known to be coming (`tandem run` starts it while its gateway starts). They
+ * start only as resources allow; none queues.
  */
 import type { ContainerPool } from "./container-pool.js";
 import type { BundleOnDisk, ContainerStarter } from "./container-start.js";
@@ -40,6 +41,8 @@ export class WarmPools {
   #warm: WarmPool[] = [];
   #filling = false;
   #closed = false;
+  /** Pools with a container starting for an input known to be coming: that input waits for it. */
+  readonly #ahead = new Set<string>();
 
   constructor(options: WarmPoolsOptions) {
     this.#o = options;
@@ -96,6 +99,35 @@ export class WarmPools {
     } finally {
       this.#filling = false;
     }
+  }
+
+  /**
+   * Starts one container of `pool` for an input that is coming but has not
+   * come yet (`tandem run`'s one call, while its gateway starts). Until it is
+   * ready, or has failed, the pool's inputs wait for it rather than start another.
+   */
+  startAhead(pool: PoolDescriptor, bundle: BundleOnDisk): void {
+    const key = poolKey(pool);
+    const reservation = resourceRequests(pool)
+      .map((r) => this.#o.inventory.reserve(r))
+      .find((r) => r !== undefined);
+    if (!reservation) return;
+    this.#ahead.add(key);
+    void this.#o.starter
+      .start(pool, key, bundle, reservation, Date.now() + AHEAD_START_DEADLINE_MS)
+      .then(
+        (worker) => this.#o.scaleDown.release(worker, undefined),
+        (err: Error) => this.#closed || this.#o.log(`[plane] could not start a container ahead for ${pool.app}.${pool.function}: ${err.message}`),
+      )
+      .finally(() => {
+        this.#ahead.delete(key);
+        this.#o.pool.wake();
+      });
+  }
+
+  /** Whether a container of the pool `key` is starting for an input known to be coming (see `startAhead`). */
+  startingAhead(key: string): boolean {
+    return this.#ahead.has(key);
   }
 
   /** With `bufferContainers`, keeps that many idle containers ready while the function is busy. */

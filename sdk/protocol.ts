@@ -181,6 +181,15 @@ export const PLANE_ROUTES = {
   status: "/v1/plane/status",
 } as const;
 
+/**
+ * Routes of the CLI that started a local gateway, which the gateway reaches
+ * through its `LOCAL_PLANE` binding (`tandem run` only; never in a deployment).
+ */
+export const LOCAL_PLANE_ROUTES = {
+  /** Start the local plane, unless it has started: answers 204 once it has reported to the gateway, or an error body. */
+  start: "/v1/local-plane/start",
+} as const;
+
 const seg = encodeURIComponent;
 
 /** Concrete paths for the routes above. */

@@ -6,7 +6,7 @@
  * to check the app and list what it defines before anything starts
  * (`loadAppInNode`).
  */
-import { build, type BuildFailure, type BuildOptions, type BuildResult, type Plugin } from "esbuild";
+import { build, transform, type BuildFailure, type BuildOptions, type BuildResult, type Plugin } from "esbuild";
 import { createHash } from "node:crypto";
 import { existsSync, readdirSync } from "node:fs";
 import { mkdir, readFile, writeFile } from "node:fs/promises";
@@ -16,14 +16,28 @@ import { loadAppModule, type App } from "../app.js";
 import { InvalidOptionsError } from "../errors.js";
 import type { PlaneBundleRef } from "../protocol.js";
 import { RUNTIME_SOURCE_PREFIX } from "../stack-map.js";
+import { withoutEdgeHandlers, type EdgeHandler } from "./edge-code.js";
 import { GATEWAY_ENTRY, PACKAGE_ROOT, SDK_DIST, SDK_ENTRY } from "./paths.js";
 
 export interface WorkerBundle {
   /** The bundled Worker module (`.mjs`). */
   path: string;
+  /**
+   * The files beside it that it imports (its source map as text, WebAssembly
+   * modules compiled), named so workerd is handed the whole module list: left to
+   * find them, miniflare parses the whole bundle in Node first (measured: 1.4 s of
+   * a 3 s start).
+   */
+  modules: WorkerModule[];
   /** Every source file that went into it, for watching. */
   inputs: string[];
   bytes: number;
+}
+
+/** A file the Worker module imports, and how workerd loads it. */
+export interface WorkerModule {
+  type: "Text" | "CompiledWasm";
+  path: string;
 }
 
 /** Lets an app outside this package import `tandem` and this package's dependencies (hono). */
@@ -162,7 +176,11 @@ export async function bundleWorker(
   const inputs = Object.keys(result.metafile.inputs)
     .filter((i) => !i.includes("node_modules") && !i.startsWith("<") && !/^[a-z-]+:/.test(i)) // files only, not plugin namespaces
     .map((i) => resolve(i));
-  return { path, inputs, bytes: result.metafile.outputs[relative(process.cwd(), path)]?.bytes ?? 0 };
+  const modules: WorkerModule[] = [
+    ...(withMap ? [{ type: "Text" as const, path: `${path}.map` }] : []),
+    ...Object.values(options.wasm ?? {}).map((file) => ({ type: "CompiledWasm" as const, path: join(outDir, "wasm", file) })),
+  ];
+  return { path, modules, inputs, bytes: result.metafile.outputs[relative(process.cwd(), path)]?.bytes ?? 0 };
 }
 
 export interface PlaneBundle {
@@ -240,7 +258,9 @@ const RUNNER_ENTRY = join(PACKAGE_ROOT, "gpu-plane/runner/main.ts");
 /**
  * Bundles one app file with the container runner into one self-contained
  * Node module: what a plane runs in a container for the app's plane-tier
- * functions.
+ * functions. `edgeHandlers` (the app's edge functions, loaded in Node) are
+ * left out of it (see edge-code.ts), so that its hash changes only with code
+ * a container can run.
  */
 export async function bundlePlane(
   appFile: string,
@@ -249,6 +269,7 @@ export async function bundlePlane(
     external?: string[];
     /** Plane-tier WebAssembly functions' prepared modules, by function name: they travel inside the bundle. */
     wasm?: Record<string, string>;
+    edgeHandlers?: readonly EdgeHandler[];
   } = {},
 ): Promise<PlaneBundle> {
   await mkdir(outDir, { recursive: true });
@@ -276,8 +297,8 @@ export async function bundlePlane(
     nodePaths,
     // Bundled CommonJS dependencies may require Node built-ins.
     banner: { js: 'import { createRequire as __tandemRequire } from "node:module"; const require = __tandemRequire(import.meta.url);' },
-    // Smaller parses faster: every cold container loads this. Names kept, as the user reads them in errors.
-    ...MINIFY_KEEPING_NAMES,
+    // Printed as loadAppInNode prints the app, so that edge handlers' source text is found here (minified below, names kept).
+    minify: false,
     keepNames: true,
     plugins: [nativePackages("external", found)],
     loader: { ".wasm": "binary" },
@@ -286,9 +307,25 @@ export async function bundlePlane(
     sourcesContent: false,
     logLevel: "silent",
   });
-  const js = result.outputFiles!.find((f) => !f.path.endsWith(".map"))!;
-  const map = relativizedMap(result.outputFiles!.find((f) => f.path.endsWith(".map"))!.text, outDir);
-  const bytes = js.contents;
+  const printed = result.outputFiles!.find((f) => !f.path.endsWith(".map"))!.text;
+  const printedMap = result.outputFiles!.find((f) => f.path.endsWith(".map"))!.text;
+  // Minified once the edge handlers are out: smaller parses faster (every cold container loads this), and an edge
+  // function's lines no longer show in the bytes. The map of the printed bundle goes in, and comes out composed.
+  const minified = await transform(
+    `${withoutEdgeHandlers(printed, options.edgeHandlers ?? [])}\n//# sourceMappingURL=data:application/json;base64,${Buffer.from(printedMap).toString("base64")}\n`,
+    {
+      loader: "js",
+      format: "esm",
+      target: "node20",
+      ...MINIFY_KEEPING_NAMES,
+      keepNames: true,
+      sourcemap: "external",
+      sourcesContent: false,
+      logLevel: "silent",
+    },
+  );
+  const map = relativizedMap(minified.map, outDir);
+  const bytes = new TextEncoder().encode(minified.code);
   await writeFile(path, bytes);
   await writeFile(`${path}.map`, map);
   return { path, hash: createHash("sha256").update(bytes).digest("hex"), bytes, map, externals: [...found.externals], nodeModules: [...found.nodeModules][0] };
@@ -336,6 +373,7 @@ export async function loadAppInNode(appFile: string, outDir: string): Promise<Ap
     external: ["cloudflare:*"],
     plugins: [tandemFromDist, nativePackages("external"), unresolvedExternal],
     nodePaths,
+    keepNames: true, // as bundlePlane prints the app: it finds edge handlers by their source text
     logLevel: "silent",
   });
   const exports = (await import(`${pathToFileURL(out).href}?t=${Date.now()}`)) as Record<string, unknown>;

@@ -16,6 +16,7 @@ import type { GpuRequest } from "../gpu.js";
 import { containerResources } from "../options.js";
 import { BLOB_KEYS, TOKEN_PATTERN, newToken, type PlaneBundleRef } from "../protocol.js";
 import { bundlePlane, bundleWorker, loadAppInNode, type PlaneBundle, type WorkerBundle } from "./bundle.js";
+import type { EdgeHandler } from "./edge-code.js";
 import { resolveImage } from "./images.js";
 import { stateDir } from "./paths.js";
 
@@ -46,7 +47,7 @@ export async function buildApps(appFiles: string[], buildDir: string, options: {
     }
     for (const p of imagePackages(app)) external.add(p);
     if (app.callables.some((c) => c.spec.tier === "plane")) {
-      const plane = await bundlePlane(file, join(buildDir, "plane"), { external: imagePackages(app), wasm: planeWasm });
+      const plane = await bundlePlane(file, join(buildDir, "plane"), { external: imagePackages(app), wasm: planeWasm, edgeHandlers: edgeHandlers(app) });
       planes.push(plane);
       const imageOf: Record<string, string> = {};
       const withImages = [...app.callables.filter((c) => c.kind !== "method"), ...app.classes.map((c) => ({ name: c.name!, spec: c.spec }))];
@@ -101,6 +102,15 @@ async function prepareWasm(app: string, w: WasmDefinition, appFile: string, outD
     throw new InvalidOptionsError(`${where}: ${(err as Error).message}`);
   }
   return file;
+}
+
+/** The handlers of an app's edge functions, endpoints and web mounts: the plane bundle leaves them out. */
+function edgeHandlers(app: App): EdgeHandler[] {
+  return [
+    ...app.functions.filter((f) => f.spec?.tier !== "plane" && f.handler).map((f) => ({ name: `${app.name}.${f.name}`, source: f.handler!.toString() })),
+    ...app.endpoints.map((e) => ({ name: `endpoint "${e.label}" of app "${app.name}"`, source: e.handler.toString() })),
+    ...app.webMounts.map((m) => ({ name: `web mount "${m.label}" of app "${app.name}"`, source: m.factory.toString() })),
+  ];
 }
 
 /** The npm packages an app's images install: imports of them stay imports in its bundles. */

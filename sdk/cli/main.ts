@@ -9,15 +9,13 @@ import { paths, type AppManifest, type ScheduleInfo, type StopAnswer, type Usage
 import { existsSync } from "node:fs";
 import { FUNCTION_DEFAULTS, LOCAL_DEFAULTS, PLANE_DEFAULTS } from "../defaults.js";
 import { readCliConfig, type CliConfig } from "./config.js";
-import { deploy } from "./deploy.js";
 import { formatCommanderError, printFailure } from "./failure.js";
-import { initProject, packTandem } from "./init.js";
 import { addTokenCommands } from "./tokens.js";
-import { startPlaneNode } from "./plane.js";
-import { runOnce } from "./run.js";
 import { onStopSignal } from "./signals.js";
-import { serve } from "./serve.js";
 import { style } from "./style.js";
+
+// A command loads what it runs (init, serve, run, deploy, plane) when it runs: miniflare, esbuild, the plane and
+// their packages take a second to load, which `tandem run` and a command that only asks a gateway should not wait for.
 
 // Every TANDEM_* setting the CLI uses, read once, here.
 let config: CliConfig;
@@ -49,6 +47,7 @@ program
   .option("--link", "depend on this checkout of Tandem through a file: path, instead of a tarball of it in vendor/")
   .option("--no-install", "do not run npm install")
   .action(async (dir: string | undefined, opts: { link?: boolean; install: boolean }) => {
+    const { initProject } = await import("./init.js");
     await initProject({ dir: dir ?? ".", link: opts.link ?? false, install: opts.install });
   });
 
@@ -57,6 +56,7 @@ program
   .description("pack this Tandem, built and without build scripts, into a tarball a project depends on: npm install ./tandem-<version>.tgz")
   .argument("[dir]", "where the tarball goes (default: this folder)")
   .action(async (dir: string | undefined) => {
+    const { packTandem } = await import("./init.js");
     const tarball = await packTandem(dir ?? ".");
     console.log(`${style.ok("✓")} ${tarball}`);
     console.log(style.dim(`  in a project: npm install ${tarball}  (README: "Tandem in an existing project")`));
@@ -76,6 +76,7 @@ program
     async (appFiles: string[], opts: { port: number; host: string; watch: boolean; gpus?: string; runtime: "docker" | "process"; scaledownWindow: number }) => {
       if (appFiles.length === 0 && !existsSync("app.ts"))
         throw new InvalidArgumentError("no app file given, and no app.ts here: tandem serve <app files>, or tandem init to start a project");
+      const { serve } = await import("./serve.js");
       const serving = await serve({
         appFiles: appFiles.length > 0 ? appFiles : ["app.ts"],
         config,
@@ -103,6 +104,7 @@ program
   .option("--json", "print the result as JSON, a generator's chunks as JSON lines (NDJSON)")
   .option("--gpus <inventory>", 'the ephemeral plane\'s simulated GPUs, e.g. "H100:2" (default: real GPUs, else one of each type)')
   .action(async (target: string, args: string[], opts: { json?: boolean; gpus?: string }) => {
+    const { runOnce } = await import("./run.js");
     process.exitCode = await runOnce(target, args, config, { json: opts.json ?? false, ...(opts.gpus ? { gpus: opts.gpus } : {}) });
   });
 
@@ -114,6 +116,7 @@ program
   .option("--name <name>", "the Worker's name (default tandem-gateway)")
   .option("--outdir <dir>", "where the bundle and its wrangler.toml go (default .tandem/deploy)")
   .action(async (appFiles: string[], opts: { dryRun?: boolean; name?: string; outdir?: string }) => {
+    const { deploy } = await import("./deploy.js");
     process.exitCode = await deploy({
       appFiles,
       dryRun: opts.dryRun ?? false,
@@ -144,6 +147,7 @@ program
       dockerRuntime?: string;
       scaledownWindow: number;
     }) => {
+      const { startPlaneNode } = await import("./plane.js");
       await startPlaneNode({
         gateway: gatewayOf(opts),
         config,

@@ -1,9 +1,11 @@
 /**
  * `tandem run <app.ts>::<function> [args…]`: runs one function once on an
- * ephemeral gateway (in-memory state), with an ephemeral plane beside it when
- * the app has plane functions, prints the result (a generator's chunks one a
- * line as they come; `--json`: JSON lines), and exits non-zero with the remote
- * error when it throws.
+ * ephemeral gateway (in-memory state), prints the result (a generator's chunks
+ * one a line as they come; `--json`: JSON lines), and exits non-zero with the
+ * remote error when it throws. It starts only what the function needs: a plane
+ * function's plane starts beside workerd; an edge function's app gets a plane
+ * only if the call asks for one (an edge function calling a plane function),
+ * through the gateway's `LOCAL_PLANE` binding.
  */
 import { inspect } from "node:util";
 import { rm } from "node:fs/promises";
@@ -11,14 +13,15 @@ import { join } from "node:path";
 import { InvalidOptionsError } from "../errors.js";
 import { HttpInvoker } from "../client.js";
 import { encodeValue, newToken } from "../protocol.js";
+import { planeSpecOf } from "../options.js";
 import { randomBytes } from "node:crypto";
-import { Plane } from "../../gpu-plane/plane.js";
-import { buildApps, checkPlaneFits, uploadPlaneBundles } from "./local-stack.js";
+import type { Plane, PlaneOptions } from "../../gpu-plane/plane.js";
+import { buildApps, checkPlaneFits, uploadPlaneBundles, type BuiltApps } from "./local-stack.js";
 import { stateDir } from "./paths.js";
 import { onStopSignal } from "./signals.js";
 import type { CliConfig } from "./config.js";
 import { printFailure } from "./failure.js";
-import { startWorkerd } from "./workerd.js";
+import type { RunningWorkerd } from "./workerd.js";
 
 /** Splits `app.ts::fn`. A missing `::fn` is allowed when the app has exactly one function. */
 export function parseTarget(target: string): { file: string; fn: string | undefined } {
@@ -51,6 +54,8 @@ export async function runOnce(target: string, rawArgs: string[], config: CliConf
   const { file, fn: wanted } = parseTarget(target);
   const state = stateDir();
   const buildDir = join(state, "build", "run");
+  // miniflare takes a third of a second to load: it starts loading now, beside esbuild bundling the app.
+  const workerd = import("./workerd.js");
   const built = await buildApps([file], buildDir);
   const app = built.apps[0]!;
   const names = app.callables.map((c) => c.name);
@@ -59,48 +64,62 @@ export async function runOnce(target: string, rawArgs: string[], config: CliConf
   if (!names.includes(fn)) throw new InvalidOptionsError(`app "${app.name}" in ${file} has no function "${fn}" (functions: ${names.join(", ") || "none"})`);
   const args = rawArgs.map((a, i) => parseArg(a, i + 1));
 
-  // An ephemeral gateway (state in memory) and, when the app has plane functions, an ephemeral plane beside it.
+  // An ephemeral gateway (state in memory), and a plane when the function runs there or a call asks for one.
   const secret = randomBytes(32).toString("hex");
   const { token } = newToken(); // this run's own admin token: its gateway lives as long as the run
+  const callable = app.callables.find((c) => c.name === fn)!;
+  const onPlane = callable.spec.tier === "plane";
+  // A folder of this run's own: runs side by side in one project each get their ephemeral plane.
+  const planeDir = join(state, "run-planes", String(process.pid));
+  const plane = runPlane(() => gatewayStarting, built, {
+    secret,
+    forceBuild: config.forceBuild,
+    stateDir: planeDir,
+    ...(options.gpus ? { gpus: options.gpus } : {}),
+    // The function's container starts while workerd does, when nothing it needs comes from the gateway (an image spec).
+    ...(onPlane && callable.kind === "function" && !callable.spec.image
+      ? {
+          startAhead: {
+            pool: {
+              app: app.name,
+              function: fn,
+              bundleHash: built.planes[0]!.hash,
+              spec: planeSpecOf(callable.spec, { image: null, spendCapUsd: app.spendCap ?? null }),
+            },
+            bundle: built.planes[0]!.bytes,
+            ...(built.planes[0]!.nodeModules ? { nodeModules: built.planes[0]!.nodeModules } : {}),
+          },
+        }
+      : {}),
+  });
+  const { startWorkerd } = await workerd;
   // Logs go to stderr: stdout is the result alone.
-  const gateway = await startWorkerd({
-    scriptPath: built.worker.path,
+  const gatewayStarting = startWorkerd({
+    worker: built.worker,
     persistDir: false,
     bindings: { ...config.gatewayVars, TANDEM_PLANE_SECRET: secret, TANDEM_ADMIN_TOKEN: token },
     onOutput: (line) => process.stderr.write(line + "\n"),
+    ...(built.planes.length ? { startPlane: async () => void (await plane.start()) } : {}),
   });
-  let plane: Plane | undefined;
-  // A folder of this run's own: runs side by side in one project each get their ephemeral plane.
-  const planeDir = join(state, "run-planes", String(process.pid));
+  if (onPlane) plane.start().catch(() => {}); // beside workerd; a failure is met where it is awaited below
   const stop = async () => {
-    await plane?.close();
-    await gateway.dispose();
+    const gateway = await gatewayStarting.catch(() => undefined);
+    await Promise.all([plane.close(), gateway?.dispose()]);
     await rm(planeDir, { recursive: true, force: true });
   };
   onStopSignal(async () => {
     await stop();
     process.exit(130);
   });
+  const gateway = await gatewayStarting.catch(async (err: unknown) => {
+    await stop();
+    throw err;
+  });
   try {
     const url = gateway.url.href.replace(/\/$/, "");
-    if (built.planes.length) {
-      await uploadPlaneBundles(gateway.miniflare, built);
-      plane = await Plane.start({
-        gatewayUrl: url,
-        secret,
-        host: "127.0.0.1",
-        port: 0,
-        region: "local",
-        runtime: "docker",
-        simulateWhenNone: true,
-        ...(options.gpus ? { gpus: options.gpus } : {}),
-        keepWarm: false,
-        forceBuild: config.forceBuild,
-        stateDir: planeDir,
-        log: (line) => console.error(line),
-      });
-      const local = plane;
-      checkPlaneFits(built.apps, local.inventory, fn); // as serve does: a call that could never run here fails now, not at its timeout
+    if (onPlane) {
+      const { inventory } = await plane.start();
+      checkPlaneFits(built.apps, inventory, fn); // as serve does: a call that could never run here fails now, not at its timeout
     }
     const invoker = new HttpInvoker(url, { token });
     if (app.callables.find((c) => c.name === fn)?.generator) {
@@ -136,4 +155,50 @@ export function chunkLine(chunk: unknown, json: boolean): string {
   if (json) return JSON.stringify(chunk) ?? "null";
   if (typeof chunk === "string") return chunk;
   return encodeValue(chunk).meta === undefined ? JSON.stringify(chunk) : inspect(chunk, { depth: 8, breakLength: Infinity });
+}
+
+/**
+ * This run's plane, started when first asked for: it gets ready (Docker, the
+ * base image) while workerd starts, reports once workerd is up, and finds the
+ * app's plane bundles uploaded by then.
+ */
+function runPlane(
+  gateway: () => Promise<RunningWorkerd>,
+  built: BuiltApps,
+  options: Pick<PlaneOptions, "secret" | "forceBuild" | "stateDir" | "startAhead" | "gpus">,
+): { start(): Promise<Plane>; close(): Promise<void> } {
+  let starting: Promise<Plane> | undefined;
+  let started: Plane | undefined;
+  const start = async () => {
+    const { Plane } = await import("../../gpu-plane/plane.js"); // loaded only when a plane starts
+    const [plane, uploaded] = await Promise.allSettled([
+      Plane.start({
+        gatewayUrl: gateway().then((g) => g.url.href.replace(/\/$/, "")),
+        secret: options.secret,
+        host: "127.0.0.1",
+        port: 0,
+        region: "local",
+        runtime: "docker",
+        simulateWhenNone: true,
+        ...(options.gpus ? { gpus: options.gpus } : {}),
+        keepWarm: false,
+        forceBuild: options.forceBuild ?? false,
+        stateDir: options.stateDir,
+        ...(options.startAhead ? { startAhead: options.startAhead } : {}),
+        log: (line) => console.error(line),
+      }),
+      gateway().then((g) => uploadPlaneBundles(g.miniflare, built)),
+    ]);
+    if (plane.status === "rejected") throw plane.reason;
+    started = plane.value;
+    if (uploaded.status === "rejected") throw uploaded.reason;
+    return started;
+  };
+  return {
+    start: () => (starting ??= start()),
+    async close() {
+      await starting?.catch(() => {});
+      await started?.close();
+    },
+  };
 }

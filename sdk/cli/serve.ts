@@ -13,7 +13,7 @@ import { FrontDoor, endpointBodyLimits } from "./front-door.js";
 import { buildApps, checkPlaneFits, localAdminToken, planeSecret, uploadPlaneBundles } from "./local-stack.js";
 import { stateDir } from "./paths.js";
 import type { CliConfig } from "./config.js";
-import { startWorkerd, type RunningWorkerd } from "./workerd.js";
+import { startWorkerd } from "./workerd.js";
 import { style } from "./style.js";
 
 export interface ServeOptions {
@@ -61,16 +61,20 @@ export async function serve(options: ServeOptions): Promise<Serving> {
     const code = status >= 500 ? style.err(String(status)) : status >= 400 ? style.warn(String(status)) : style.ok(String(status));
     log(style.dim(`${method} ${path} `) + code + style.dim(` ${ms.toFixed(1)} ms`));
   };
-  let plane: Plane | undefined;
-  let live: RunningWorkerd;
-  try {
-    const backend = await startWorkerd({ scriptPath: built.worker.path, persistDir: join(state, "state"), bindings });
-    await uploadPlaneBundles(backend.miniflare, built);
+  // The plane gets ready (Docker, its base image) while workerd starts, and reports once the gateway answers.
+  const gatewayStarting = startWorkerd({ worker: built.worker, persistDir: join(state, "state"), bindings }).then(async (backend) => {
+    await uploadPlaneBundles(backend.miniflare, built).catch(async (err: unknown) => {
+      await backend.dispose();
+      throw err;
+    });
     door.swap(backend);
-    live = backend;
-    plane = await Plane.start({
+    return backend;
+  });
+  const [gatewayStarted, planeStarted] = await Promise.allSettled([
+    gatewayStarting,
+    Plane.start({
       ...planeOptions,
-      gatewayUrl: url.href.replace(/\/$/, ""),
+      gatewayUrl: gatewayStarting.then(() => url.href.replace(/\/$/, "")),
       secret,
       host: options.host,
       port: 0,
@@ -80,11 +84,15 @@ export async function serve(options: ServeOptions): Promise<Serving> {
       forceBuild: options.config.forceBuild,
       ...(options.scaledownWindowSeconds === undefined ? {} : { scaledownWindowSeconds: options.scaledownWindowSeconds }),
       log,
-    });
-  } catch (err) {
-    await door.close();
-    throw err;
+    }),
+  ]);
+  if (gatewayStarted.status === "rejected" || planeStarted.status === "rejected") {
+    if (planeStarted.status === "fulfilled") await planeStarted.value.close();
+    await door.close(); // and the gateway, if it started: the door has it
+    throw gatewayStarted.status === "rejected" ? gatewayStarted.reason : (planeStarted as PromiseRejectedResult).reason;
   }
+  const plane = planeStarted.value;
+  let live = gatewayStarted.value;
   log(
     `${style.ok("✓")} gateway ready at ${style.bold(url.href.replace(/\/$/, ""))} ${style.dim(`(workerd, ${Math.round(performance.now() - started)} ms, state in ${join(".tandem", "state")})`)}`,
   );
@@ -116,7 +124,7 @@ export async function serve(options: ServeOptions): Promise<Serving> {
     try {
       const next = await buildApps(options.appFiles, join(buildDir, `gen-${n}`));
       checkPlaneFits(next.apps, inventory);
-      const backend = await startWorkerd({ scriptPath: next.worker.path, persistDir: join(state, "state"), bindings });
+      const backend = await startWorkerd({ worker: next.worker, persistDir: join(state, "state"), bindings });
       await uploadPlaneBundles(backend.miniflare, next);
       if (n !== generation) return void backend.dispose(); // a newer change won
       door.endpointBodyLimits = endpointBodyLimits(next.apps);

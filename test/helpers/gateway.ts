@@ -42,7 +42,7 @@ export async function startTestGateway(
   const start = (port = 0) =>
     startWorkerd({
       port,
-      scriptPath: bundle.path,
+      worker: bundle,
       persistDir: options.persist === false ? false : join(dir, "state"),
       bindings: { TANDEM_ADMIN_TOKEN: ADMIN_TOKEN, ...options.bindings },
       onOutput: (line) => output.push(line),

@@ -41,7 +41,7 @@ export async function startTestStack(
   const startGateway = (port = 0) =>
     startWorkerd({
       port,
-      scriptPath: built.worker.path,
+      worker: built.worker,
       persistDir: join(dir, "state"),
       bindings: { TANDEM_ADMIN_TOKEN: ADMIN_TOKEN, ...options.bindings, TANDEM_PLANE_SECRET: SECRET },
       onOutput: (line) => gatewayOutput.push(line),

@@ -1,0 +1,130 @@
+/**
+ * The inner loop, as a user goes round it with the built CLI: `tandem run`
+ * starts only what the function needs (no plane for an edge function unless
+ * a call asks for one), and a `tandem serve` reload that edits an edge
+ * function keeps the plane's warm containers, while any edit to plane code
+ * runs in a new one. Timings are bench/cli-run.ts's; these assert on what starts.
+ */
+import { copyFile, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { RemoteError, lookup } from "../sdk/index.js";
+import { ROOT, runCli, startServe, type Served } from "./helpers/cli.js";
+
+const FIXTURE = join(ROOT, "test/fixtures/reload-app.ts");
+/** What a plane says to its gateway when it starts: `tandem run` passes the gateway's lines on to stderr. */
+const PLANE_REGISTERED = /plane pl-[0-9a-f]+ registered/;
+
+describe("tandem run starts only what the function needs", () => {
+  let dir: string;
+  beforeAll(async () => {
+    dir = await mkdtemp(join(tmpdir(), "tandem-run-starts-"));
+    await copyFile(FIXTURE, join(dir, "app.ts"));
+  });
+  afterAll(async () => {
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it("runs an edge function without a plane, though its app has plane functions", async () => {
+    const { code, stdout, stderr } = await runCli(["run", "app.ts::hello", "Ada"], { cwd: dir });
+    expect(code).toBe(0);
+    expect(stdout.trim()).toBe("Hello, Ada!");
+    expect(stderr).not.toMatch(PLANE_REGISTERED);
+  });
+
+  it("starts the plane beside workerd for a plane function", async () => {
+    const { code, stdout, stderr } = await runCli(["run", "app.ts::where"], { cwd: dir });
+    expect(code).toBe(0);
+    expect(JSON.parse(stdout)).toMatchObject({ version: 1, container: expect.stringMatching(/^ctr-[0-9a-f]{8}$/) });
+    expect(stderr).toMatch(PLANE_REGISTERED);
+  });
+
+  it("starts the plane when an edge function's call asks for one", async () => {
+    const { code, stdout, stderr } = await runCli(["run", "app.ts::whereFromEdge"], { cwd: dir });
+    expect(code).toBe(0);
+    expect(stdout.trim()).toBe("1");
+    expect(stderr.match(new RegExp(PLANE_REGISTERED, "g"))).toHaveLength(1);
+  });
+});
+
+describe("tandem serve reloading an edit", () => {
+  let dir: string;
+  let served: Served;
+  const file = () => join(dir, "app.ts");
+  /** Makes each replacement in the app file, then waits for the reload. */
+  const edit = async (...replacements: [from: string, to: string][]) => {
+    let source = await readFile(file(), "utf8");
+    for (const [from, to] of replacements) {
+      expect(source).toContain(from);
+      source = source.replace(from, to);
+    }
+    const reloads = served.output().split("reloaded in").length - 1;
+    await writeFile(file(), source);
+    await served.waitFor(new RegExp(`(reloaded in[\\s\\S]*){${reloads + 1}}`));
+  };
+  const coldStarts = () => served.output().match(/cold start: reload\.where /g)?.length ?? 0;
+  const fn = <A extends unknown[], R>(name: string) => lookup<A, R>("reload", name, { gateway: served.url });
+  const where = () => fn<[], { version: number; container: string }>("where").remote();
+  const failingStack = async () => {
+    const err = await fn<[], never>("failing")
+      .remote()
+      .catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(RemoteError);
+    return (err as RemoteError).remoteStack ?? "";
+  };
+
+  beforeAll(async () => {
+    dir = await mkdtemp(join(tmpdir(), "tandem-reload-plane-"));
+    await copyFile(FIXTURE, file());
+    served = await startServe(["app.ts", "--scaledown-window", "600"], dir);
+  });
+  afterAll(async () => {
+    await served?.stop();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it("keeps the warm plane container when only an edge function changed, and serves the new edge code", async () => {
+    const before = await where();
+    expect(before.version).toBe(1);
+    expect(coldStarts()).toBe(1);
+    const stackBefore = await failingStack();
+    const line = Number(/app\.ts:(\d+):\d+/.exec(stackBefore)?.[1]);
+    expect(line).toBeGreaterThan(0);
+
+    // Two lines more above the plane functions: their code is the same, at other lines.
+    await edit(["return `Hello, ${name}!`;", 'const greeting = "Hi";\n  const punctuation = "!";\n  return `${greeting}, ${name}${punctuation}`;']);
+    expect(await fn<[string], string>("hello").remote("Ada")).toBe("Hi, Ada!");
+    const after = await where();
+    expect(after).toEqual(before); // the same container, and no other cold start
+    expect(coldStarts()).toBe(1);
+    // Its stacks name the lines as they are now.
+    expect(await failingStack()).toContain(`app.ts:${line + 2}:`);
+  });
+
+  it("runs changed plane code in a new container, never in the old one", async () => {
+    const before = await where();
+    await edit(["version: 1", "version: 2"]);
+    const after = await where();
+    expect(after.version).toBe(2);
+    expect(after.container).not.toBe(before.container);
+    expect(coldStarts()).toBe(2);
+  });
+
+  it("runs plane code in a new container when code it shares with an edge function changed", async () => {
+    const before = await where();
+    await edit(
+      ["export default app;", "export const shared = () => 3;\nexport default app;"],
+      ["version: 2", "version: shared()"],
+      ["return `${greeting}", "return `${shared()} ${greeting}"],
+    );
+    const after = await where();
+    expect(after.version).toBe(3);
+    expect(after.container).not.toBe(before.container);
+    await edit(["export const shared = () => 3;", "export const shared = () => 4;"]);
+    const again = await where();
+    expect(again.version).toBe(4);
+    expect(again.container).not.toBe(after.container);
+    expect(await fn<[string], string>("hello").remote("Ada")).toBe("4 Hi, Ada!");
+  });
+});
