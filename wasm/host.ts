@@ -7,7 +7,7 @@
  * exit code. Modules are compiled once by the caller (workerd refuses to
  * compile bytes at run time: ship them as modules) and instantiated per call.
  */
-import { ConsoleStdout, Directory, File, OpenFile, PreopenDirectory, WASI, WASIProcExit, type Inode } from "@bjorn3/browser_wasi_shim";
+import { ConsoleStdout, Directory, File, OpenFile, PreopenDirectory, WASI, WASIProcExit, type Fd, type Inode } from "@bjorn3/browser_wasi_shim";
 import { FUNCTION_DEFAULTS, WASM_DEFAULTS } from "../sdk/defaults.js";
 
 /** What one run of a module may take; past any, the run fails with `WasmLimitError`. */
@@ -44,6 +44,8 @@ export interface WasiRunOptions {
   stdin?: Uint8Array;
   /** Files in the in-memory file system, by absolute path (`/data/input.txt`), preopened at `/`. */
   files?: Record<string, Uint8Array>;
+  /** More directories, each preopened at its own guest path after `/` (wasm/files.ts: a function's bundled directories, read-only). */
+  preopens?: Fd[];
   limits?: Partial<WasmLimits>;
 }
 
@@ -120,6 +122,7 @@ export function runWasi(module: WebAssembly.Module, name: string, options: WasiR
       new ConsoleStdout(capture(out)),
       new ConsoleStdout(capture(err)),
       new PreopenDirectory("/", fileTree(options.files ?? {})),
+      ...(options.preopens ?? []),
     ],
     { debug: false },
   );
