@@ -189,9 +189,9 @@ export function runWasi(module: WebAssembly.Module, name: string, options: WasiR
   const calls = wasiCalls({
     memory: () => exports.memory.buffer,
     fds: wasi.fds,
+    checkLimits,
     writableBytes: (fd) => (fd === stdout || fd === stderr ? limits.maxOutputBytes - written : undefined),
     sleep(ms, done) {
-      checkLimits();
       if (Date.now() + ms - started > limits.maxWallMs) {
         throw new WasmLimitError("time", `${name} asked to sleep ${Math.round(ms)} ms, past its limit of ${limits.maxWallMs} ms, and was stopped`);
       }

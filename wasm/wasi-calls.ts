@@ -67,6 +67,8 @@ export interface WasiCallsContext {
   memory(): ArrayBuffer;
   /** The run's open file descriptors, by number. */
   fds: ReadonlyArray<Fd | undefined>;
+  /** Throws (ends the run) when it is past its time or memory limit. */
+  checkLimits(): void;
   /** Bytes `fd` may still write (stdout and stderr share the output limit); undefined when it has no such limit. */
   writableBytes(fd: Fd): number | undefined;
   /**
@@ -129,6 +131,7 @@ export function wasiCalls(context: WasiCallsContext) {
  * u64 @0, error u16 @8, type u8 @10, nbytes u64 @16, flags u16 @24.
  */
 function pollOneoff(context: WasiCallsContext, inPtr: number, outPtr: number, count: number, neventsPtr: number): number {
+  context.checkLimits();
   if (count === 0) return ERRNO.INVAL;
   const size = context.memory().byteLength;
   if (inPtr + count * SUBSCRIPTION_SIZE > size || outPtr + count * EVENT_SIZE > size || neventsPtr + 4 > size) return ERRNO.FAULT;
@@ -137,6 +140,7 @@ function pollOneoff(context: WasiCallsContext, inPtr: number, outPtr: number, co
   const subscriptions: Subscription[] = [];
   let view = new DataView(context.memory());
   for (let i = 0; i < count; i++) {
+    if (i % 65536 === 65535) context.checkLimits(); // millions of subscriptions take a while to read
     const at = inPtr + i * SUBSCRIPTION_SIZE;
     const userdata = view.getBigUint64(at, true);
     const type = view.getUint8(at + 8);
