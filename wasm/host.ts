@@ -4,8 +4,9 @@
  * @bjorn3/browser_wasi_shim. A call gets a fresh instance: arguments, an
  * environment, stdin, stdout and stderr captured (up to a limit), clocks and
  * random from the runtime, sleeps that never outlast the run's time limit
- * (wasi-calls.ts), an in-memory file system preopened at `/`, and the exit code. Modules are compiled once by the caller (workerd refuses to
- * compile bytes at run time: ship them as modules) and instantiated per call.
+ * (wasi-calls.ts), an in-memory file system preopened at `/`, and the exit
+ * code. Modules are compiled once by the caller (workerd refuses to compile
+ * bytes at run time: ship them as modules) and instantiated per call.
  */
 import { ConsoleStdout, Directory, File, OpenFile, PreopenDirectory, WASI, WASIProcExit, type Inode } from "@bjorn3/browser_wasi_shim";
 import { FUNCTION_DEFAULTS, WASM_DEFAULTS } from "../sdk/defaults.js";
