@@ -9,6 +9,7 @@ import { configDefaults, defineConfig } from "vitest/config";
  */
 const WORKERD = [
   "wasm/host.test.ts",
+  "wasm/wasi-calls.test.ts",
   "test/agents.test.ts",
   "test/arguments.test.ts",
   "test/deploy.test.ts", // wrangler's dry run of the edge bundle: no Docker, too slow for unit
@@ -18,6 +19,7 @@ const WORKERD = [
   "test/tokens.test.ts",
   "test/delivery.test.ts",
   "test/wasm-functions.test.ts",
+  "test/wasm-gateway-guard.test.ts",
 ];
 const BROWSER = ["test/agent-example.test.ts"];
 const DOCKER_BESIDE_CODE = ["gpu-plane/drivers/docker.test.ts", "gpu-plane/image-builder.test.ts"];

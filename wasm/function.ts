@@ -3,13 +3,13 @@
  * WebAssembly function is a WASI command; its input arrives on stdin (the
  * call's arguments as a JSON array, or one argument's raw bytes when its
  * content type is "bytes"), its result is stdout (JSON, or the raw bytes),
- * each stderr line goes to the logs, and a non-zero exit is an error carrying
- * stderr's tail. Each call gets a fresh instance of a module compiled once.
+ * each stderr line goes to the logs, and a non-zero exit, a trap or a signal
+ * is an error carrying stderr's tail. Each call gets a fresh instance of a module compiled once.
  */
 import type { WasmDefinition } from "../sdk/app.js";
 import { checkedHandler } from "../sdk/arguments.js";
 import { InvalidRequestError, functionTimeout } from "../sdk/errors.js";
-import { WasmLimitError, checkWasiCommand, runWasi } from "./host.js";
+import { WasmLimitError, WasmTrapError, checkWasiCommand, runWasi, stderrTail } from "./host.js";
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
@@ -38,12 +38,13 @@ export function wasmFunction(app: string, definition: WasmDefinition, module: We
       if (err instanceof WasmLimitError && err.limit === "time") {
         throw functionTimeout({ app, function: name, timeoutSeconds: spec.timeoutSeconds, reason: err.message });
       }
+      // A trap (a panic, a failed assert) logs what it wrote to stderr, as an exit does.
+      if (err instanceof WasmTrapError) logLines(err.stderr);
       throw err;
     }
-    const stderr = decoder.decode(run.stderr);
-    for (const line of stderr.split("\n").filter(Boolean)) console.error(line);
+    logLines(run.stderr);
     if (run.exitCode !== 0) {
-      const tail = stderr.trim().split("\n").slice(-10).join("\n");
+      const tail = stderrTail(run.stderr);
       throw new WasmExitError(`${name} exited with code ${run.exitCode}${tail ? `: ${tail}` : ""}`);
     }
     if (bytes) return run.stdout;
@@ -56,6 +57,11 @@ export function wasmFunction(app: string, definition: WasmDefinition, module: We
     }
   };
   return spec.input ? checkedHandler(run, spec.input, () => `${app}.${name}`) : run;
+}
+
+/** Each line of a module's stderr, to the logs. */
+function logLines(stderr: Uint8Array): void {
+  for (const line of decoder.decode(stderr).split("\n").filter(Boolean)) console.error(line);
 }
 
 /** A "bytes" function takes one argument: bytes (Uint8Array, ArrayBuffer) or a string, sent as UTF-8. */
