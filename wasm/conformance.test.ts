@@ -14,6 +14,7 @@ import { WASI as NodeWASI } from "node:wasi";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { compileFixture } from "./fixtures/build.js";
 import { runWasi } from "./host.js";
+import { ConsoleStdout, File, OpenFile, PreopenDirectory, WASI, type WasiInstance } from "./wasi/index.js";
 
 const dir = mkdtempSync(join(tmpdir(), "tandem-wasi-conformance-"));
 let fixture: Uint8Array<ArrayBuffer>;
@@ -301,6 +302,26 @@ describe("the host's file system, against Node's node:wasi", () => {
       "rmdir nlink: NOTDIR",
       "unlink nlink: SUCCESS",
       "stat new: dir",
+    ]);
+  });
+});
+
+describe("the host's file system, beyond what Node can show", () => {
+  it("refuses to open a read-only file for writing or truncating (EROFS), and reads it", () => {
+    const out: Uint8Array[] = [];
+    const files = new Map([["a.txt", new File(new TextEncoder().encode("hello"), { readonly: true })]]);
+    const wasi = new WASI(
+      ["fs", "read-only"],
+      [],
+      [new OpenFile(new File(new Uint8Array())), new ConsoleStdout((b) => out.push(b.slice())), new ConsoleStdout(() => {}), new PreopenDirectory("/", files)],
+    );
+    wasi.start(new WebAssembly.Instance(module, { wasi_snapshot_preview1: wasi.wasiImport }) as unknown as WasiInstance);
+    expect(lines(out.map((b) => new TextDecoder().decode(b)).join(""))).toEqual([
+      "open a.txt: ROFS",
+      "open a.txt: ROFS",
+      "open a.txt: SUCCESS",
+      "fdstat: file flags=0 read=yes write=no readdir=no",
+      'read: SUCCESS "hello"',
     ]);
   });
 });

@@ -3,7 +3,7 @@
  * with), an open directory (a preopen is one with a name), or an output stream that hands every
  * write to a callback (stdout, stderr).
  */
-import { DIRECTORY_RIGHTS, FILE_RIGHTS, FILETYPE, RIGHTS } from "./constants.js";
+import { DIRECTORY_RIGHTS, FILE_RIGHTS, FILETYPE, RIGHTS, WRITE_RIGHTS } from "./constants.js";
 import { Directory, File, Inode, type Entries } from "./tree.js";
 
 export abstract class Fd {
@@ -28,7 +28,7 @@ export class OpenFile extends Fd {
     readonly file: File,
     options: OpenOptions = {},
   ) {
-    super((options.rights ?? FILE_RIGHTS) & FILE_RIGHTS, 0n);
+    super((options.rights ?? FILE_RIGHTS) & (file.readonly ? FILE_RIGHTS & ~WRITE_RIGHTS : FILE_RIGHTS), 0n);
     this.flags = options.flags ?? 0;
   }
   get inode(): Inode {

@@ -27,7 +27,7 @@ export abstract class Inode {
   }
 }
 
-/** A regular file. `readonly` refuses opens for writing (EROFS). */
+/** A regular file. `readonly` refuses opens for writing and truncating (EROFS); a descriptor on it never has write rights. */
 export class File extends Inode {
   readonly filetype = FILETYPE.REGULAR_FILE;
   readonly readonly: boolean;
@@ -36,7 +36,8 @@ export class File extends Inode {
 
   constructor(data: ArrayBuffer | ArrayLike<number>, options?: { readonly?: boolean }) {
     super();
-    this.bytes = new Uint8Array(data as ArrayLike<number>);
+    // A copy: the caller's buffer stays as it was, whatever the module writes.
+    this.bytes = data instanceof ArrayBuffer ? new Uint8Array(data.slice(0)) : Uint8Array.from(data);
     this.length = this.bytes.length;
     this.readonly = !!options?.readonly;
   }
