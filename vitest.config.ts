@@ -10,6 +10,7 @@ import { configDefaults, defineConfig } from "vitest/config";
 const WORKERD = [
   "wasm/host.test.ts",
   "wasm/wasi-calls.test.ts",
+  "wasm/conformance.test.ts",
   "test/agents.test.ts",
   "test/arguments.test.ts",
   "test/deploy.test.ts", // wrangler's dry run of the edge bundle: no Docker, too slow for unit

@@ -1,14 +1,14 @@
 /**
  * The WebAssembly host: runs a WASI (preview1) command module the same way in
- * workerd (the edge) and in Node (the plane, local tools), on
- * @bjorn3/browser_wasi_shim. A call gets a fresh instance: arguments, an
+ * workerd (the edge) and in Node (the plane, local tools), on wasi/
+ * (@bjorn3/browser_wasi_shim, with a file system of Tandem's own). A call gets a fresh instance: arguments, an
  * environment, stdin, stdout and stderr captured (up to a limit), clocks and
  * random from the runtime, sleeps that never outlast the run's time limit
  * (wasi-calls.ts), an in-memory file system preopened at `/`, and the exit
  * code. Modules are compiled once by the caller (workerd refuses to compile
  * bytes at run time: ship them as modules) and instantiated per call.
  */
-import { ConsoleStdout, Directory, File, OpenFile, PreopenDirectory, WASI, WASIProcExit, type Inode } from "@bjorn3/browser_wasi_shim";
+import { ConsoleStdout, Directory, File, OpenFile, PreopenDirectory, WASI, WASIProcExit, type Inode } from "./wasi/index.js";
 import { FUNCTION_DEFAULTS, WASM_DEFAULTS } from "../sdk/defaults.js";
 import { wasiCalls } from "./wasi-calls.js";
 
