@@ -20,6 +20,7 @@ import { remoteErrorFrom } from "../sdk/errors.js";
 import { AGENT_CLOSE, AGENT_PING, AGENT_PONG, HEADERS, MAX_CLOSE_REASON_BYTES, isValidCloseCode } from "../sdk/protocol.js";
 import { gatewayConfig, type GatewayConfig } from "./config.js";
 import type { Env } from "./env.js";
+import { secretEnv } from "./secret-env.js";
 import { registry } from "./registry.js";
 import { runStore, type RunContext } from "./run-context.js";
 export { shardOf } from "./shard.js";
@@ -159,6 +160,8 @@ export class AgentHub extends DurableObject<Env> {
     const prefix = `[${attachment.app}/${attachment.label} ${sessionId}]`;
     const rc: RunContext = { env: this.env, config: this.#config, waitUntil: (p) => this.ctx.waitUntil(p), logPrefix: prefix };
     try {
+      const where = `websocket "${attachment.label}" of app "${attachment.app}"`;
+      rc.processEnv = await secretEnv(rc, { app: attachment.app, holder: `web/${attachment.label}`, where, secrets: agent.secrets });
       await runStore.run(rc, async () => handler(this.#context(sessionId, session), arg));
     } catch (err) {
       const remote = remoteErrorFrom(err, undefined, mapStack);

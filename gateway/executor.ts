@@ -44,7 +44,7 @@ import {
 } from "./call-ledger-client.js";
 import { EncodedResult } from "./encoded-result.js";
 import { AttemptLost, forwardToPlane, type ForwardOptions } from "./forward-to-plane.js";
-import type { RegisteredFunction } from "./registry.js";
+import { registry, type RegisteredFunction } from "./registry.js";
 import { mapStack } from "./source-map.js";
 import { isGeneratorResult } from "../sdk/generator-result.js";
 import { runStore, type RunContext } from "./run-context.js";
@@ -147,6 +147,7 @@ async function attemptOnce(rc: RunContext, fn: RegisteredFunction, args: CallArg
     ...rc,
     logPrefix: `[${fn.app}.${fn.name} ${callId}]`,
     call: { callId, app: fn.app, function: fn.name, attempt, env: fn.spec.env },
+    processEnv: await registry().processEnvOf(rc, fn),
   };
   const running = runStore.run(context, async () => {
     let value: unknown;

@@ -18,11 +18,46 @@ export interface RunContext {
   /** Put before every console line: `[app.fn fc-…]` or `[app/label]`. */
   logPrefix?: string;
   call?: CallContext;
+  /** What `process.env` shows the code running: its `env` option and its secrets (secret-env.ts); none outside a call. */
+  processEnv?: Record<string, string>;
 }
 
 export const runStore = new AsyncLocalStorage<RunContext>();
 
 installCallContextStore({ getStore: () => runStore.getStore()?.call });
+
+let envInstalled = false;
+
+/**
+ * Makes `process.env` the running call's own: many functions share one
+ * isolate, and each sees only its `env` option and the keys of the secrets it
+ * declares (`RunContext.processEnv`), nothing outside a call.
+ */
+export function installCallEnv(): void {
+  const holder = (globalThis as { process?: { env: Record<string, string | undefined> } }).process;
+  if (envInstalled || !holder) return;
+  envInstalled = true;
+  const current = () => runStore.getStore()?.processEnv ?? {};
+  holder.env = new Proxy({} as Record<string, string | undefined>, {
+    get: (_, key) => (typeof key === "string" && Object.hasOwn(current(), key) ? current()[key] : undefined),
+    has: (_, key) => typeof key === "string" && Object.hasOwn(current(), key),
+    ownKeys: () => Object.keys(current()),
+    getOwnPropertyDescriptor: (_, key) =>
+      typeof key === "string" && Object.hasOwn(current(), key) ? { value: current()[key], enumerable: true, configurable: true, writable: false } : undefined,
+    // A write goes to this call's own copy; outside a call there is nothing to write to.
+    set: (_, key, value) => {
+      const env = runStore.getStore()?.processEnv;
+      if (!env || typeof key !== "string") return false;
+      env[key] = String(value);
+      return true;
+    },
+    deleteProperty: (_, key) => {
+      const env = runStore.getStore()?.processEnv;
+      if (env && typeof key === "string") delete env[key];
+      return true;
+    },
+  });
+}
 
 let consolePatched = false;
 

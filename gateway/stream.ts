@@ -12,7 +12,7 @@ import type { CallArgs } from "./call-args.js";
 import { recordEnded } from "./call-ledger-client.js";
 import { EncodedResult } from "./encoded-result.js";
 import { forwardStreamToPlane } from "./forward-to-plane.js";
-import type { RegisteredFunction } from "./registry.js";
+import { registry, type RegisteredFunction } from "./registry.js";
 import { runStore, type RunContext } from "./run-context.js";
 import { mapStack } from "./source-map.js";
 import { streamLines } from "../sdk/stream-lines.js";
@@ -34,6 +34,7 @@ export async function* streamCall(rc: RunContext, fn: RegisteredFunction, args: 
   let chunks = 0;
   let iterator: AsyncIterator<unknown> | Iterator<unknown> | undefined;
   try {
+    if (fn.spec.tier !== "plane") context.processEnv = await registry().processEnvOf(rc, fn);
     const produced =
       fn.spec.tier === "plane" ? forwardStreamToPlane(rc, fn, args, callId) : await runStore.run(context, async () => fn.handler(...args.values));
     if (!isGeneratorResult(produced)) {

@@ -17,6 +17,7 @@ import {
 import { HEADERS, SESSION_ID_PATTERN, paths } from "../sdk/protocol.js";
 import type { GatewayConfig } from "./config.js";
 import type { Env, RouteEnv } from "./env.js";
+import { secretEnv } from "./secret-env.js";
 import { hubFor } from "./agents.js";
 import { authorizeWeb } from "./auth.js";
 import { limitBody } from "./body.js";
@@ -73,6 +74,12 @@ function mountWebApp(web: Hono<Web>, appName: string, mount: WebMount): void {
       return runStore.run(rc, async () => {
         let webApp: WebApp;
         try {
+          rc.processEnv = await secretEnv(rc, {
+            app: appName,
+            holder: `web/${mount.label}`,
+            where: `web "${mount.label}" of app "${appName}"`,
+            secrets: mount.secrets,
+          });
           webApp = await instance!;
         } catch (err) {
           instance = undefined; // the factory failed: try it again on the next request
@@ -100,6 +107,8 @@ function addEndpoint(web: Hono<Web>, appName: string, endpoint: EndpointHandle):
     const rc: RunContext = { env: c.env, config: c.var.config, waitUntil: (p) => c.executionCtx.waitUntil(p), logPrefix: prefix };
     return runStore.run(rc, async () => {
       try {
+        const where = `endpoint "${endpoint.label}" of app "${appName}"`;
+        rc.processEnv = await secretEnv(rc, { app: appName, holder: `web/${endpoint.label}`, where, secrets: endpoint.secrets });
         const out = await endpoint.handler(c);
         const refused = tooLarge(body.passed());
         if (refused) return refused;

@@ -121,6 +121,7 @@ export class ContainerStarter {
         controlDir: channel.dir,
         env: {
           ...req.spec.env,
+          ...req.secrets,
           ...(reservation.gpus.length ? { CUDA_VISIBLE_DEVICES: cudaVisibleDevices(reservation, this.#o.driver) } : {}),
           [CONTAINER_ENV.app]: req.app,
           [CONTAINER_ENV.function]: req.function,

@@ -11,6 +11,7 @@ import { FUNCTION_DEFAULTS, LOCAL_DEFAULTS, PLANE_DEFAULTS } from "../defaults.j
 import { readCliConfig, type CliConfig } from "./config.js";
 import { formatCommanderError, printFailure } from "./failure.js";
 import { addTokenCommands } from "./tokens.js";
+import { addSecretCommands } from "./secrets.js";
 import { onStopSignal } from "./signals.js";
 import { style } from "./style.js";
 
@@ -232,6 +233,7 @@ program
   });
 
 addTokenCommands(program, clientOf, TOKEN_HELP);
+addSecretCommands(program, clientOf, TOKEN_HELP);
 
 const scheduleCommand = program.command("schedule").description("scheduled functions (Cron and Period) and their runs");
 scheduleCommand

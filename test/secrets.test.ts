@@ -1,0 +1,132 @@
+/**
+ * Secrets served by `tandem serve` (real workerd, real Docker), created with
+ * the `tandem secret` CLI: an edge function and a plane function that declare
+ * `Secret.fromName("api")` read its value as `process.env.API_KEY`; one that
+ * does not declare it sees undefined, in both tiers; local secrets, their
+ * order, and `requiredKeys`; the list never shows a value.
+ */
+import { execFile } from "node:child_process";
+import { mkdtemp, readFile, readdir, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { promisify } from "node:util";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { lookup } from "../sdk/index.js";
+import { runCli, startServe, type Served } from "./helpers/cli.js";
+import { authed } from "./helpers/gateway.js";
+
+const VALUE = "k-7f3a9c-secret-value";
+const LOCAL_VALUE = "local-4b1d-secret-value";
+const DOTENV_VALUE = "dotenv-9e2c-secret-value";
+const rev = (s: string) => [...s].reverse().join("");
+
+// Each function answers a value derived from its secrets (reversed), so that a value found in a file under .tandem
+// could only have been written there by Tandem, not recorded as a call's result.
+const appSource = `
+import { App, Secret } from "tandem";
+const app = new App("vault");
+const rev = (s: string | undefined) => (s === undefined ? "undefined" : [...s].reverse().join(""));
+const api = Secret.fromName("api", { requiredKeys: ["API_KEY"] });
+export const edgeKey = app.function({ secrets: [api] }, () => "edge:" + rev(process.env.API_KEY));
+export const planeKey = app.function({ tier: "plane", secrets: [api] }, () => "plane:" + rev(process.env.API_KEY));
+export const edgeNone = app.function(() => typeof process.env.API_KEY);
+export const planeNone = app.function({ tier: "plane" }, () => typeof process.env.API_KEY);
+export const local = app.function(
+  { secrets: [api, Secret.fromDict({ API_KEY: "overridden", LOCAL: process.env.VAULT_LOCAL }), Secret.fromDotenv()] },
+  () => [process.env.API_KEY, process.env.LOCAL, process.env.FROM_DOTENV].map(rev).join(","),
+);
+export const pay = app.endpoint({ path: "/", secrets: [api] }, () => ({ key: rev(process.env.API_KEY) }));
+export default app;
+`;
+
+let dir: string;
+let served: Served;
+const fn = (name: string) => lookup<[], string>("vault", name, { gateway: served.url });
+const cli = (args: string[]) => runCli([...args, "--gateway", served.url], { cwd: dir });
+
+beforeAll(async () => {
+  dir = await mkdtemp(join(tmpdir(), "tandem-secrets-"));
+  await writeFile(join(dir, "app.ts"), appSource);
+  await writeFile(join(dir, ".env"), `# local\nFROM_DOTENV="${DOTENV_VALUE}"\n`);
+  served = await startServe(["app.ts"], dir, { VAULT_LOCAL: LOCAL_VALUE });
+});
+afterAll(async () => {
+  await served?.stop();
+  await rm(dir, { recursive: true, force: true });
+});
+
+describe("secrets in both tiers", () => {
+  it("tandem serve names the secret and the function a missing named secret fails", async () => {
+    await served.waitFor("✗");
+    expect(served.output()).toContain(
+      'app "vault": function "edgeKey" declares secret "api", which the gateway does not have; make it: tandem secret create api KEY=value',
+    );
+    await expect(fn("edgeKey").remote()).rejects.toThrow('vault.edgeKey: no secret named "api"');
+  });
+
+  it("tandem secret create stores one, refuses it again without --force, and the list shows its keys, never its values", async () => {
+    const created = await cli(["secret", "create", "api", `API_KEY=${VALUE}`, "OTHER=x"]);
+    expect(created.stderr).toBe("");
+    expect(created.stdout).toContain("✓ secret api: API_KEY, OTHER");
+    const again = await cli(["secret", "create", "api", "API_KEY=new"]);
+    expect(again.code).not.toBe(0);
+    expect(again.stderr).toContain('a secret named "api" exists; replace it with --force');
+    const listed = await cli(["secret", "list", "--json"]);
+    expect(JSON.parse(listed.stdout)).toMatchObject([{ name: "api", keys: ["API_KEY", "OTHER"] }]);
+    expect(listed.stdout).not.toContain(VALUE);
+    const bad = await cli(["secret", "create", "api", "not-a-pair"]);
+    expect(bad.code).not.toBe(0);
+    expect(bad.stderr).toContain('"not-a-pair" is not KEY=VALUE');
+    // Over HTTP too: a token restricted to an app may not write one, and values never come back.
+    const res = await fetch(`${served.url}/v1/secrets`, authed());
+    expect(await res.text()).not.toContain(VALUE);
+  });
+
+  it("edge and plane functions that declare it read process.env.API_KEY; others see undefined in both tiers", async () => {
+    await writeFile(join(dir, "app.ts"), appSource + "\n// reload\n"); // loads again, now that the secret exists
+    await served.waitFor("reloaded", 60_000);
+    expect(await fn("edgeKey").remote()).toBe(`edge:${rev(VALUE)}`);
+    expect(await fn("planeKey").remote()).toBe(`plane:${rev(VALUE)}`);
+    expect(await fn("edgeNone").remote()).toBe("undefined");
+    expect(await fn("planeNone").remote()).toBe("undefined");
+    expect(await (await fetch(`${served.url}/vault/pay`)).json()).toEqual({ key: rev(VALUE) });
+  }, 120_000);
+
+  it("reads local secrets in Node, later ones overriding earlier ones, and writes them into no file under .tandem", async () => {
+    expect(await fn("local").remote()).toBe(["overridden", LOCAL_VALUE, DOTENV_VALUE].map(rev).join(","));
+    const files = (await readdir(join(dir, ".tandem"), { recursive: true, withFileTypes: true })).filter((e) => e.isFile());
+    for (const file of files) {
+      const text = await readFile(join(file.parentPath, file.name), "latin1");
+      expect(text, join(file.parentPath, file.name)).not.toContain(LOCAL_VALUE);
+      expect(text, join(file.parentPath, file.name)).not.toContain(DOTENV_VALUE);
+      expect(text, join(file.parentPath, file.name)).not.toContain(VALUE);
+    }
+  });
+
+  it("tandem run reads the project's named and local secrets, edge and plane, and fails naming a missing one", async () => {
+    const edge = await runCli(["run", "app.ts::local"], { cwd: dir, env: { VAULT_LOCAL: LOCAL_VALUE } });
+    expect(edge.stdout.trim()).toBe(["overridden", LOCAL_VALUE, DOTENV_VALUE].map(rev).join(","));
+    const plane = await runCli(["run", "app.ts::planeKey"], { cwd: dir, env: { VAULT_LOCAL: LOCAL_VALUE } });
+    expect(plane.stdout.trim()).toBe(`plane:${rev(VALUE)}`);
+    const unset = await runCli(["run", "app.ts::edgeNone"], { cwd: dir });
+    expect(unset.code).not.toBe(0);
+    expect(unset.stderr).toContain('app "vault": function "local": Secret.fromDict: the value of LOCAL is undefined');
+  }, 120_000);
+
+  it("gives a plane container its secrets as Docker environment, not in its image", async () => {
+    const { stdout } = await promisify(execFile)("docker", ["ps", "--filter", "label=tandem.function=planeKey", "--format", "{{.ID}} {{.Image}}"]);
+    const [id, image] = stdout.trim().split("\n")[0]!.split(" ");
+    const inspect = (what: string) => promisify(execFile)("docker", ["inspect", what]).then((r) => r.stdout);
+    expect(await inspect(id!)).toContain(`API_KEY=${VALUE}`);
+    expect(await inspect(image!)).not.toContain(VALUE);
+  });
+
+  it("fails a load that lacks a required key, naming the key, the secret and the function", async () => {
+    expect((await cli(["secret", "create", "api", "OTHER=y", "--force"])).code).toBe(0);
+    await writeFile(join(dir, "app.ts"), appSource + "\n// reload 2\n");
+    await served.waitFor("reload failed", 60_000);
+    expect(served.output()).toContain('app "vault": function "edgeKey" requires key API_KEY of secret "api", which has OTHER');
+    expect((await cli(["secret", "delete", "api"])).stdout).toContain("deleted secret api (OTHER)");
+    expect((await cli(["secret", "delete", "api"])).stderr).toContain('no secret named "api"');
+  }, 90_000);
+});
