@@ -690,6 +690,8 @@ export interface WarmPoolRef {
   spec: PlaneFunctionSpec;
   /** For a class: the parameters of the instances kept warm (`{}`). */
   clsParams?: Record<string, unknown>;
+  /** The function's environment with its secrets' values, for the warm containers (as `PlaneRunRequest.secrets`). */
+  secrets?: Record<string, string>;
 }
 
 /** The gateway's answer to a heartbeat: which warm pools this plane keeps. */

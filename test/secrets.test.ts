@@ -13,7 +13,7 @@ import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { lookup } from "../sdk/index.js";
 import { runCli, startServe, type Served } from "./helpers/cli.js";
-import { authed } from "./helpers/gateway.js";
+import { authed, eventually } from "./helpers/gateway.js";
 
 const VALUE = "k-7f3a9c-secret-value";
 const LOCAL_VALUE = "local-4b1d-secret-value";
@@ -29,6 +29,7 @@ const rev = (s: string | undefined) => (s === undefined ? "undefined" : [...s].r
 const api = Secret.fromName("api", { requiredKeys: ["API_KEY"] });
 export const edgeKey = app.function({ secrets: [api] }, () => "edge:" + rev(process.env.API_KEY));
 export const planeKey = app.function({ tier: "plane", secrets: [api] }, () => "plane:" + rev(process.env.API_KEY));
+export const warmKey = app.function({ tier: "plane", minContainers: 1, secrets: [api] }, () => rev(process.env.API_KEY));
 export const edgeNone = app.function(() => typeof process.env.API_KEY);
 export const planeNone = app.function({ tier: "plane" }, () => typeof process.env.API_KEY);
 export const local = app.function(
@@ -113,12 +114,20 @@ describe("secrets in both tiers", () => {
     expect(unset.stderr).toContain('app "vault": function "local": Secret.fromDict: the value of LOCAL is undefined');
   }, 120_000);
 
-  it("gives a plane container its secrets as Docker environment, not in its image", async () => {
-    const { stdout } = await promisify(execFile)("docker", ["ps", "--filter", "label=tandem.function=planeKey", "--format", "{{.ID}} {{.Image}}"]);
-    const [id, image] = stdout.trim().split("\n")[0]!.split(" ");
+  it("gives a plane container its secrets as Docker environment, not in its image, warm containers too", async () => {
+    const containers = async (fn: string) =>
+      (await promisify(execFile)("docker", ["ps", "--filter", `label=tandem.function=${fn}`, "--format", "{{.ID}} {{.Image}}"])).stdout
+        .trim()
+        .split("\n")
+        .filter(Boolean)
+        .map((line) => line.split(" ") as [string, string]);
     const inspect = (what: string) => promisify(execFile)("docker", ["inspect", what]).then((r) => r.stdout);
-    expect(await inspect(id!)).toContain(`API_KEY=${VALUE}`);
-    expect(await inspect(image!)).not.toContain(VALUE);
+    const [id, image] = (await containers("planeKey"))[0]!;
+    expect(await inspect(id)).toContain(`API_KEY=${VALUE}`);
+    expect(await inspect(image)).not.toContain(VALUE);
+    await eventually(async () => (await containers("warmKey")).length > 0, 30_000); // minContainers: 1, kept by the plane
+    expect(await inspect((await containers("warmKey"))[0]![0])).toContain(`API_KEY=${VALUE}`);
+    expect(await fn("warmKey").remote()).toBe(rev(VALUE));
   });
 
   it("fails a load that lacks a required key, naming the key, the secret and the function", async () => {
@@ -129,4 +138,17 @@ describe("secrets in both tiers", () => {
     expect((await cli(["secret", "delete", "api"])).stdout).toContain("deleted secret api (OTHER)");
     expect((await cli(["secret", "delete", "api"])).stderr).toContain('no secret named "api"');
   }, 90_000);
+
+  it("tandem deploy refuses local secrets, and checks named ones against the gateway it names, before deploying", async () => {
+    const local = await runCli(["deploy", "app.ts", "--dry-run", "--outdir", join(dir, "deploy")], { cwd: dir, env: { VAULT_LOCAL: LOCAL_VALUE } });
+    expect(local.code).not.toBe(0);
+    expect(local.stderr).toContain('app "vault": function "local" declares Secret.fromDict, a local secret, and tandem deploy does not send local secrets');
+    await writeFile(
+      join(dir, "named.ts"),
+      `import { App, Secret } from "tandem";\nconst app = new App("named");\nexport const f = app.function({ secrets: [Secret.fromName("missing")] }, () => 1);\nexport default app;\n`,
+    );
+    const named = await runCli(["deploy", "named.ts", "--dry-run", "--outdir", join(dir, "deploy"), "--gateway", served.url], { cwd: dir });
+    expect(named.code).not.toBe(0);
+    expect(named.stderr).toContain('app "named": function "f" declares secret "missing", which the gateway does not have');
+  });
 });
