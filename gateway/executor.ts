@@ -47,7 +47,8 @@ import { AttemptLost, forwardToPlane, type ForwardOptions } from "./forward-to-p
 import { registry, type RegisteredFunction } from "./registry.js";
 import { mapStack } from "./source-map.js";
 import { isGeneratorResult } from "../sdk/generator-result.js";
-import { runStore, type RunContext } from "./run-context.js";
+import { runStore, withCallEnv, type RunContext } from "./run-context.js";
+import { maskedError } from "../sdk/secret.js";
 
 export interface Outcome {
   status: Exclude<CallStatus, "pending" | "running">;
@@ -147,14 +148,14 @@ async function attemptOnce(rc: RunContext, fn: RegisteredFunction, args: CallArg
     ...rc,
     logPrefix: `[${fn.app}.${fn.name} ${callId}]`,
     call: { callId, app: fn.app, function: fn.name, attempt, env: fn.spec.env },
-    processEnv: await registry().processEnvOf(rc, fn),
   };
+  withCallEnv(context, await registry().processEnvOf(rc, fn));
   const running = runStore.run(context, async () => {
     let value: unknown;
     try {
       value = await fn.handler(...args.values);
     } catch (err) {
-      throw err instanceof TandemError ? err : remoteErrorFrom(err, { callId }, mapStack);
+      throw maskedError(err instanceof TandemError ? err : remoteErrorFrom(err, { callId }, mapStack), context.secretValues);
     }
     if (isGeneratorResult(value)) {
       throw new InvalidRequestError(`${fn.app}.${fn.name} is a generator function; stream it with .remoteGen() (POST .../stream)`, { callId });

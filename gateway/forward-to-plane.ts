@@ -59,7 +59,7 @@ async function planeSend(rc: RunContext, fn: RegisteredFunction, args: CallArgs,
     ...(encoded.meta === undefined ? {} : { meta: encoded.meta }),
     spec: fn.planeSpec,
     // Its secrets' values, for the container this input may start (and only that one): the body is signed, and never logged.
-    ...(fn.spec.secrets.length ? { secrets: await registry().processEnvOf(rc, fn) } : {}),
+    ...(fn.spec.secrets.length ? { secrets: (await registry().processEnvOf(rc, fn)).env } : {}),
   };
   return { secret: planeSecret, body: JSON.stringify(request), wants: fn.spec.gpu ?? [], deadline: Date.now() + fn.spec.timeoutSeconds * 1000 };
 }

@@ -48,7 +48,7 @@ export function planeRoutes(): Hono<Api> {
         return registry()
           .processEnvOf(rc, fn)
           .then(
-            (secrets) => ({ ...ref, secrets }),
+            ({ env }) => ({ ...ref, secrets: env }),
             () => undefined,
           );
       }),

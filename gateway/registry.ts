@@ -10,7 +10,7 @@ import type { FunctionSpec } from "../sdk/options.js";
 import type { AppManifest, PlaneBundleRef, PlaneFunctionSpec } from "../sdk/protocol.js";
 import { wasmFunction } from "../wasm/function.js";
 import type { RunContext } from "./run-context.js";
-import { secretEnv } from "./secret-env.js";
+import { secretEnv, type CallEnv } from "./secret-env.js";
 
 export interface RegisteredFunction {
   app: string;
@@ -104,7 +104,7 @@ export class AppRegistry {
   }
 
   /** The environment `fn` runs with: its `env` option and its secrets (gateway/secret-env.ts). */
-  processEnvOf(rc: Pick<RunContext, "env" | "config">, fn: RegisteredFunction): Promise<Record<string, string>> {
+  processEnvOf(rc: Pick<RunContext, "env" | "config">, fn: RegisteredFunction): Promise<CallEnv> {
     return secretEnv(rc, { app: fn.app, holder: fn.secretHolder, where: `${fn.app}.${fn.name}`, secrets: fn.spec.secrets }, fn.spec.env);
   }
 

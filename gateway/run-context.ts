@@ -6,9 +6,11 @@
  * prefixes, find it without it being passed through user code.
  */
 import { AsyncLocalStorage } from "node:async_hooks";
+import { maskSecretValues } from "../sdk/secret.js";
 import { installCallContextStore, type CallContext } from "../sdk/context.js";
 import type { GatewayConfig } from "./config.js";
 import type { Env } from "./env.js";
+import type { CallEnv } from "./secret-env.js";
 
 export interface RunContext {
   env: Env;
@@ -20,6 +22,15 @@ export interface RunContext {
   call?: CallContext;
   /** What `process.env` shows the code running: its `env` option and its secrets (secret-env.ts); none outside a call. */
   processEnv?: Record<string, string>;
+  /** Values that came from secrets: masked as `***` in the lines this code logs, and in its errors. */
+  secretValues?: readonly string[];
+}
+
+/** `rc` running with `callEnv`: its `process.env`, and the secret values its logs and errors mask. */
+export function withCallEnv(rc: RunContext, callEnv: CallEnv): RunContext {
+  rc.processEnv = callEnv.env;
+  rc.secretValues = callEnv.secretValues;
+  return rc;
 }
 
 export const runStore = new AsyncLocalStorage<RunContext>();
@@ -59,6 +70,17 @@ export function installCallEnv(): void {
   });
 }
 
+/** One console argument as text: strings as they are, errors with their stacks, the rest as JSON where it can be. */
+function logText(arg: unknown): string {
+  if (typeof arg === "string") return arg;
+  if (arg instanceof Error) return arg.stack ?? `${arg.name}: ${arg.message}`;
+  try {
+    return JSON.stringify(arg, (_, v: unknown) => (typeof v === "bigint" ? `${v}n` : v)) ?? String(arg);
+  } catch {
+    return String(arg);
+  }
+}
+
 let consolePatched = false;
 
 /** Prefixes every console line written inside a call or web request with where it came from. */
@@ -68,9 +90,11 @@ export function prefixConsoleLines(): void {
   for (const level of ["log", "info", "warn", "error", "debug"] as const) {
     const write = console[level].bind(console);
     console[level] = (...args: unknown[]) => {
-      const prefix = runStore.getStore()?.logPrefix;
-      if (prefix) write(prefix, ...args);
-      else write(...args);
+      const store = runStore.getStore();
+      // A line of code that holds secrets is written as one string, their values masked.
+      const line = store?.secretValues?.length ? [maskSecretValues(args.map(logText).join(" "), store.secretValues)] : args;
+      if (store?.logPrefix) write(store.logPrefix, ...line);
+      else write(...line);
     };
   }
 }

@@ -33,21 +33,24 @@ export interface SecretsOf {
   secrets: readonly Secret[];
 }
 
+/** A call's environment, and the values in it that came from secrets (masked as `***` in its logs and errors). */
+export interface CallEnv {
+  env: Record<string, string>;
+  secretValues: string[];
+}
+
 /**
  * The environment `of` runs with, over `base` (its `env` option). Throws
  * `not_found` naming a missing secret or key, and the function.
- * @example const env = await secretEnv(rc, { app: "demo", holder: "charge", where: "demo.charge", secrets }, fn.spec.env);
+ * @example const { env } = await secretEnv(rc, { app: "demo", holder: "charge", where: "demo.charge", secrets }, fn.spec.env);
  */
-export async function secretEnv(
-  rc: Pick<RunContext, "env" | "config">,
-  of: SecretsOf,
-  base: Readonly<Record<string, string>> = {},
-): Promise<Record<string, string>> {
-  if (of.secrets.length === 0) return { ...base };
+export async function secretEnv(rc: Pick<RunContext, "env" | "config">, of: SecretsOf, base: Readonly<Record<string, string>> = {}): Promise<CallEnv> {
+  if (of.secrets.length === 0) return { env: { ...base }, secretValues: [] };
   const names = of.secrets.flatMap((s) => (s.source.kind === "name" ? [s.source.name] : []));
   const named = await namedValues(rc.env, names, of.where);
   const local = rc.config.localSecrets[of.app]?.[of.holder] ?? [];
   const env: Record<string, string> = { ...base };
+  const secretValues: string[] = [];
   of.secrets.forEach((secret, i) => {
     const source = secret.source;
     if (source.kind === "name") {
@@ -59,13 +62,15 @@ export async function secretEnv(
           keys: lacking,
         });
       Object.assign(env, values);
+      secretValues.push(...Object.values(values));
       return;
     }
     const values = local[i];
     if (!values) throw new NotFoundError(`${of.where}: the values of ${secret.describe()} were not sent with the app; serve or run it with the tandem CLI`);
     Object.assign(env, values);
+    secretValues.push(...Object.values(values));
   });
-  return env;
+  return { env, secretValues };
 }
 
 async function namedValues(env: Env, names: string[], where: string): Promise<Record<string, Record<string, string>>> {

@@ -13,7 +13,9 @@ import {
   errorBody,
   remoteErrorFrom,
   toWireError,
+  type RemoteError,
 } from "../sdk/errors.js";
+import { maskedError } from "../sdk/secret.js";
 import { HEADERS, SESSION_ID_PATTERN, paths } from "../sdk/protocol.js";
 import type { GatewayConfig } from "./config.js";
 import type { Env, RouteEnv } from "./env.js";
@@ -22,7 +24,7 @@ import { hubFor } from "./agents.js";
 import { authorizeWeb } from "./auth.js";
 import { limitBody } from "./body.js";
 import { shardOf } from "./shard.js";
-import { runStore, type RunContext } from "./run-context.js";
+import { runStore, withCallEnv, type RunContext } from "./run-context.js";
 import { EncodedResult } from "./encoded-result.js";
 import { mapStack } from "./source-map.js";
 import { chunkIterator, isGeneratorResult, type GeneratorResult } from "../sdk/generator-result.js";
@@ -74,12 +76,15 @@ function mountWebApp(web: Hono<Web>, appName: string, mount: WebMount): void {
       return runStore.run(rc, async () => {
         let webApp: WebApp;
         try {
-          rc.processEnv = await secretEnv(rc, {
-            app: appName,
-            holder: `web/${mount.label}`,
-            where: `web "${mount.label}" of app "${appName}"`,
-            secrets: mount.secrets,
-          });
+          withCallEnv(
+            rc,
+            await secretEnv(rc, {
+              app: appName,
+              holder: `web/${mount.label}`,
+              where: `web "${mount.label}" of app "${appName}"`,
+              secrets: mount.secrets,
+            }),
+          );
           webApp = await instance!;
         } catch (err) {
           instance = undefined; // the factory failed: try it again on the next request
@@ -108,7 +113,7 @@ function addEndpoint(web: Hono<Web>, appName: string, endpoint: EndpointHandle):
     return runStore.run(rc, async () => {
       try {
         const where = `endpoint "${endpoint.label}" of app "${appName}"`;
-        rc.processEnv = await secretEnv(rc, { app: appName, holder: `web/${endpoint.label}`, where, secrets: endpoint.secrets });
+        withCallEnv(rc, await secretEnv(rc, { app: appName, holder: `web/${endpoint.label}`, where, secrets: endpoint.secrets }));
         const out = await endpoint.handler(c);
         const refused = tooLarge(body.passed());
         if (refused) return refused;
@@ -188,7 +193,7 @@ function serverSentEvents(c: Context<Web>, source: GeneratorResult): Response {
             controller.enqueue(event(undefined, step.value instanceof EncodedResult ? step.value.encoded.json : step.value));
           }
         } catch (err) {
-          const error = toWireError(err instanceof TandemError ? err : remoteErrorFrom(err, undefined, mapStack));
+          const error = toWireError(maskedError(err instanceof TandemError ? err : remoteErrorFrom(err, undefined, mapStack), rc?.secretValues));
           delete error.remote?.stack;
           controller.enqueue(event("error", error));
           controller.close();
@@ -205,7 +210,7 @@ function serverSentEvents(c: Context<Web>, source: GeneratorResult): Response {
 
 /** A web handler threw: log the stack (the console prefix says where), answer 500 without it. */
 function failed(err: unknown): Response {
-  const remote = remoteErrorFrom(err, undefined, mapStack);
+  const remote = maskedError(remoteErrorFrom(err, undefined, mapStack), runStore.getStore()?.secretValues) as RemoteError;
   const body = errorBody(remote);
   console.error(remote.remoteStack ?? err);
   delete body.error.remote?.stack;

@@ -109,6 +109,8 @@ export const SECRET_LIMITS = {
   maxValueBytes: 32 * KiB,
   /** How long a gateway isolate keeps a secret's values it read: an update reaches calls at the edge within this. */
   cacheMs: 5_000,
+  /** Values shorter than this are not masked in logs and errors: masking a one-letter value would blank every such letter. */
+  minMaskedLength: 4,
 } as const;
 
 /** How gateways and planes keep in touch. */

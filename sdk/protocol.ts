@@ -792,6 +792,8 @@ export const CONTAINER_ENV = {
   clsParams: "TANDEM_CLS_PARAMS",
   /** Where the control socket is, when not at its place in a container (the unsandboxed process runtime). */
   controlSocket: "TANDEM_CONTROL_SOCKET",
+  /** The names (never the values) of the variables that came from secrets: the runner masks their values in logs and errors. */
+  secretKeys: "TANDEM_SECRET_KEYS",
 } as const;
 
 /** Labels a plane puts on its containers, to find them again (`cleanup` after a crash) and to show them. */

@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { App } from "./app.js";
-import { InvalidOptionsError } from "./errors.js";
-import { parseDotenv, Secret } from "./secret.js";
+import { InvalidOptionsError, NotFoundError, RemoteError } from "./errors.js";
+import { maskedError, maskSecretValues, parseDotenv, Secret } from "./secret.js";
 
 describe("parseDotenv", () => {
   it("reads KEY=value lines, comments, export and blank lines", () => {
@@ -61,5 +61,21 @@ describe("Secret", () => {
     expect(() => bad.endpoint({ label: "x", secrets: ["api"] as never }, () => 1)).toThrow('app "bad": endpoint "x": option "secrets.0" must be Secrets');
     const f = bad.function({ secrets: "api" } as never, () => 1);
     expect(() => bad.finalize({ f })).toThrow('option "secrets" must be a list of Secrets, such as [Secret.fromName("api")]');
+  });
+});
+
+describe("masking", () => {
+  it("replaces each secret value with ***, longest first, and leaves values too short to mask", () => {
+    expect(maskSecretValues("k-123 and k-1234 and x", ["k-123", "k-1234", "x"])).toBe("*** and *** and x");
+    expect(maskSecretValues("nothing here", [])).toBe("nothing here");
+  });
+
+  it("masks an error's message and remote stack, keeping its class", () => {
+    const err = new RemoteError({ name: "Error", message: "bad k-secret", stack: "Error: bad k-secret\n    at f (app.ts:1:1)" }, { callId: "fc-1" });
+    const masked = maskedError(err, ["k-secret"]) as RemoteError;
+    expect(masked).toBeInstanceOf(RemoteError);
+    expect([masked.message, masked.remoteStack, masked.details]).toEqual(["bad ***", "Error: bad ***\n    at f (app.ts:1:1)", { callId: "fc-1" }]);
+    expect(maskedError(err, ["other"])).toBe(err);
+    expect(maskedError(new NotFoundError("no k-secret"), ["k-secret"])).toBeInstanceOf(NotFoundError);
   });
 });

@@ -5,7 +5,8 @@
  * read by the CLI when it loads the app, and sent with it at serve and run,
  * never written into a bundle or image. docs/secrets.md tells the whole model.
  */
-import { InvalidOptionsError } from "./errors.js";
+import { SECRET_LIMITS } from "./defaults.js";
+import { InvalidOptionsError, fromWireError, toWireError, type TandemError } from "./errors.js";
 import { NAME_PATTERN, SECRET_KEY_PATTERN } from "./protocol.js";
 
 const SECRET_BRAND = Symbol.for("tandem.secret");
@@ -83,10 +84,40 @@ export function isSecret(value: unknown): value is Secret {
 }
 
 /**
- * Where a function's (or endpoint's, class's, agent's) secrets are declared, as local secrets' values travel:
- * a function or class by its name, `web/<label>`, `endpoint/<label>` or `websocket/<label>`.
+ * `text` with each of `values` (a call's secret values) replaced by `***`, longest first. Values shorter than
+ * `SECRET_LIMITS.minMaskedLength` are left.
+ * @example maskSecretValues("key k-123 refused", ["k-123"]); // "key *** refused"
  */
-export type SecretHolder = string;
+export function maskSecretValues(text: string, values: readonly string[]): string {
+  let masked = text;
+  for (const value of [...values].filter((v) => v.length >= SECRET_LIMITS.minMaskedLength).sort((a, b) => b.length - a.length)) {
+    masked = masked.split(value).join("***");
+  }
+  return masked;
+}
+
+/**
+ * `err` with the secret `values` masked in its message and its remote stack (the same class, through its wire form).
+ * @example throw maskedError(remoteErrorFrom(err), context.secretValues);
+ */
+export function maskedError(err: TandemError, values: readonly string[] | undefined): TandemError {
+  if (!values?.length) return err;
+  const wire = toWireError(err);
+  const masked = {
+    ...wire,
+    message: maskSecretValues(wire.message, values),
+    ...(wire.remote
+      ? {
+          remote: {
+            ...wire.remote,
+            message: maskSecretValues(wire.remote.message, values),
+            ...(wire.remote.stack === undefined ? {} : { stack: maskSecretValues(wire.remote.stack, values) }),
+          },
+        }
+      : {}),
+  };
+  return masked.message === wire.message && JSON.stringify(masked.remote) === JSON.stringify(wire.remote) ? err : fromWireError(masked);
+}
 
 /**
  * A dotenv file's variables: `KEY=value` lines, `export ` before a key allowed, `#` comments (after a space, in an

@@ -11,7 +11,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { lookup } from "../sdk/index.js";
+import { RemoteError, lookup } from "../sdk/index.js";
 import { runCli, startServe, type Served } from "./helpers/cli.js";
 import { authed, eventually } from "./helpers/gateway.js";
 
@@ -30,6 +30,12 @@ const api = Secret.fromName("api", { requiredKeys: ["API_KEY"] });
 export const edgeKey = app.function({ secrets: [api] }, () => "edge:" + rev(process.env.API_KEY));
 export const planeKey = app.function({ tier: "plane", secrets: [api] }, () => "plane:" + rev(process.env.API_KEY));
 export const warmKey = app.function({ tier: "plane", minContainers: 1, secrets: [api] }, () => rev(process.env.API_KEY));
+const leak = () => {
+  console.log("the key is", process.env.API_KEY, { nested: process.env.API_KEY });
+  throw new Error("refused key " + process.env.API_KEY);
+};
+export const edgeLeak = app.function({ secrets: [api] }, leak);
+export const planeLeak = app.function({ tier: "plane", secrets: [api] }, leak);
 export const edgeNone = app.function(() => typeof process.env.API_KEY);
 export const planeNone = app.function({ tier: "plane" }, () => typeof process.env.API_KEY);
 export const local = app.function(
@@ -92,6 +98,29 @@ describe("secrets in both tiers", () => {
     expect(await fn("planeNone").remote()).toBe("undefined");
     expect(await (await fetch(`${served.url}/vault/pay`)).json()).toEqual({ key: rev(VALUE) });
   }, 120_000);
+
+  it("masks secret values as *** in log lines, error messages, stacks and call records, edge and plane", async () => {
+    for (const name of ["edgeLeak", "planeLeak"]) {
+      const error = await fn(name)
+        .remote()
+        .then(
+          () => undefined,
+          (err: unknown) => err as RemoteError,
+        );
+      expect(error, name).toBeInstanceOf(RemoteError);
+      expect(error!.message).toBe("refused key ***");
+      expect(error!.remoteStack).toContain("Error: refused key ***");
+      expect(error!.remoteStack).not.toContain(VALUE);
+      const spawned = await fn(name).spawn();
+      await expect(spawned.get({ timeoutMs: 30_000 })).rejects.toThrow("refused key ***");
+      const record = await (await fetch(`${served.url}/v1/calls/${spawned.id}`, authed())).text();
+      expect(record).toContain("refused key ***");
+      expect(record).not.toContain(VALUE);
+    }
+    await served.waitFor(/\[vault\.planeLeak [^\]]*\] the key is \*\*\* \{ nested: '\*\*\*' \}/);
+    expect(served.output()).toMatch(/\[vault\.edgeLeak [^\]]*\] the key is \*\*\* \{"nested":"\*\*\*"\}/);
+    expect(served.output()).not.toContain(VALUE);
+  }, 90_000);
 
   it("reads local secrets in Node, later ones overriding earlier ones, and writes them into no file under .tandem", async () => {
     expect(await fn("local").remote()).toBe(["overridden", LOCAL_VALUE, DOTENV_VALUE].map(rev).join(","));
