@@ -159,6 +159,15 @@ describe("secrets in both tiers", () => {
     expect(await fn("warmKey").remote()).toBe(rev(VALUE));
   });
 
+  it("an updated secret reaches edge calls within seconds and new plane containers; a warm container keeps its value until the app is stopped", async () => {
+    const NEW = "k-rotated-5d0e-secret-value";
+    expect((await cli(["secret", "create", "api", `API_KEY=${NEW}`, "--force"])).code).toBe(0);
+    await eventually(async () => (await fn("edgeKey").remote()) === `edge:${rev(NEW)}`, 15_000);
+    expect(await fn("planeKey").remote()).toBe(`plane:${rev(VALUE)}`); // its warm container started with the old value
+    expect((await cli(["app", "stop", "vault"])).code).toBe(0);
+    expect(await fn("planeKey").remote()).toBe(`plane:${rev(NEW)}`); // a new container
+  }, 90_000);
+
   it("fails a load that lacks a required key, naming the key, the secret and the function", async () => {
     expect((await cli(["secret", "create", "api", "OTHER=y", "--force"])).code).toBe(0);
     await writeFile(join(dir, "app.ts"), appSource + "\n// reload 2\n");
