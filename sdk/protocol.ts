@@ -504,11 +504,16 @@ export const SECRET_KEY_PATTERN = /^[A-Za-z_][A-Za-z0-9_]{0,127}$/;
 export const SecretCreateRequestSchema = z.strictObject({
   name: z.string().regex(NAME_PATTERN, "must be 1-64 letters, digits, '-' or '_', starting with a letter or digit"),
   values: z
-    .record(
-      z.string().regex(SECRET_KEY_PATTERN, "keys must be environment variable names (letters, digits and '_', not starting with a digit)"),
-      z.string("values must be strings").max(SECRET_LIMITS.maxValueBytes, `values must be at most ${SECRET_LIMITS.maxValueBytes} characters`),
-    )
+    .record(z.string(), z.string("values must be strings").max(SECRET_LIMITS.maxValueBytes, `values must be at most ${SECRET_LIMITS.maxValueBytes} characters`))
     .refine((values) => Object.keys(values).length > 0, "must hold at least one KEY=VALUE")
+    .superRefine((values, ctx) => {
+      const bad = Object.keys(values).find((key) => !SECRET_KEY_PATTERN.test(key));
+      if (bad !== undefined)
+        ctx.addIssue({
+          code: "custom",
+          message: `"${bad}" is not a key: keys are environment variable names (letters, digits and '_', not starting with a digit)`,
+        });
+    })
     .refine((values) => Object.keys(values).length <= SECRET_LIMITS.maxKeys, `must hold at most ${SECRET_LIMITS.maxKeys} keys`),
   force: z.boolean().optional(),
 });
