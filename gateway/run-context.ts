@@ -30,6 +30,7 @@ export interface RunContext {
 export function withCallEnv(rc: RunContext, callEnv: CallEnv): RunContext {
   rc.processEnv = callEnv.env;
   rc.secretValues = callEnv.secretValues;
+  if (rc.call) rc.call = { ...rc.call, secrets: callEnv.secrets };
   return rc;
 }
 

@@ -36,6 +36,8 @@ export interface SecretsOf {
 /** A call's environment, and the values in it that came from secrets (masked as `***` in its logs and errors). */
 export interface CallEnv {
   env: Record<string, string>;
+  /** The variables the secrets set, later ones overriding earlier ones. */
+  secrets: Record<string, string>;
   secretValues: string[];
 }
 
@@ -45,11 +47,12 @@ export interface CallEnv {
  * @example const { env } = await secretEnv(rc, { app: "demo", holder: "charge", where: "demo.charge", secrets }, fn.spec.env);
  */
 export async function secretEnv(rc: Pick<RunContext, "env" | "config">, of: SecretsOf, base: Readonly<Record<string, string>> = {}): Promise<CallEnv> {
-  if (of.secrets.length === 0) return { env: { ...base }, secretValues: [] };
+  if (of.secrets.length === 0) return { env: { ...base }, secrets: {}, secretValues: [] };
   const names = of.secrets.flatMap((s) => (s.source.kind === "name" ? [s.source.name] : []));
   const named = await namedValues(rc.env, names, of.where);
   const local = rc.config.localSecrets[of.app]?.[of.holder] ?? [];
   const env: Record<string, string> = { ...base };
+  const secrets: Record<string, string> = {};
   const secretValues: string[] = [];
   of.secrets.forEach((secret, i) => {
     const source = secret.source;
@@ -61,16 +64,16 @@ export async function secretEnv(rc: Pick<RunContext, "env" | "config">, of: Secr
           secret: source.name,
           keys: lacking,
         });
-      Object.assign(env, values);
+      Object.assign(secrets, values);
       secretValues.push(...Object.values(values));
       return;
     }
     const values = local[i];
     if (!values) throw new NotFoundError(`${of.where}: the values of ${secret.describe()} were not sent with the app; serve or run it with the tandem CLI`);
-    Object.assign(env, values);
+    Object.assign(secrets, values);
     secretValues.push(...Object.values(values));
   });
-  return { env, secretValues };
+  return { env: { ...env, ...secrets }, secrets, secretValues };
 }
 
 async function namedValues(env: Env, names: string[], where: string): Promise<Record<string, Record<string, string>>> {

@@ -6,7 +6,7 @@
  * order, and `requiredKeys`; the list never shows a value.
  */
 import { execFile } from "node:child_process";
-import { mkdtemp, readFile, readdir, rm, writeFile } from "node:fs/promises";
+import { copyFile, mkdtemp, readFile, readdir, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
@@ -36,6 +36,10 @@ const leak = () => {
 };
 export const edgeLeak = app.function({ secrets: [api] }, leak);
 export const planeLeak = app.function({ tier: "plane", secrets: [api] }, leak);
+// WebAssembly functions read their secrets in their WASI environment (env-key.as.ts: API_KEY reversed).
+export const wasmKey = app.wasm("wasmKey", { source: "./env-key.as.ts" }, { secrets: [api] });
+export const wasmPlaneKey = app.wasm("wasmPlaneKey", { source: "./env-key.as.ts" }, { tier: "plane", secrets: [api] });
+export const wasmNone = app.wasm("wasmNone", { source: "./env-key.as.ts" });
 export const edgeNone = app.function(() => typeof process.env.API_KEY);
 export const planeNone = app.function({ tier: "plane" }, () => typeof process.env.API_KEY);
 export const local = app.function(
@@ -54,6 +58,7 @@ const cli = (args: string[]) => runCli([...args, "--gateway", served.url], { cwd
 beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), "tandem-secrets-"));
   await writeFile(join(dir, "app.ts"), appSource);
+  await copyFile(new URL("./fixtures/env-key.as.ts", import.meta.url), join(dir, "env-key.as.ts"));
   await writeFile(join(dir, ".env"), `# local\nFROM_DOTENV="${DOTENV_VALUE}"\n`);
   served = await startServe(["app.ts"], dir, { VAULT_LOCAL: LOCAL_VALUE });
 });
@@ -97,6 +102,9 @@ describe("secrets in both tiers", () => {
     expect(await fn("edgeNone").remote()).toBe("undefined");
     expect(await fn("planeNone").remote()).toBe("undefined");
     expect(await (await fetch(`${served.url}/vault/pay`)).json()).toEqual({ key: rev(VALUE) });
+    expect(await fn("wasmKey").remote()).toBe(rev(VALUE));
+    expect(await fn("wasmPlaneKey").remote()).toBe(rev(VALUE));
+    expect(await fn("wasmNone").remote()).toBe("undefined");
   }, 120_000);
 
   it("masks secret values as *** in log lines, error messages, stacks and call records, edge and plane", async () => {

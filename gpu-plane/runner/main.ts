@@ -30,7 +30,10 @@ export async function runFunctions(appExports: Record<string, unknown>, wasm: Re
   const containerFunction = given[CONTAINER_ENV.function];
   const clsParams = given[CONTAINER_ENV.clsParams];
   // The values of this container's secrets: masked as *** in every line it logs and every error it sends.
-  const secretValues = (given[CONTAINER_ENV.secretKeys] ?? "").split(",").flatMap((key) => (key && given[key] ? [given[key]] : []));
+  const secrets = Object.fromEntries(
+    (given[CONTAINER_ENV.secretKeys] ?? "").split(",").flatMap((key) => (key && given[key] !== undefined ? [[key, given[key]] as const] : [])),
+  );
+  const secretValues = Object.values(secrets);
   maskConsole(secretValues);
   const app = loadAppModule("app", appExports);
   const functions = new Map<string, { handler: (...args: unknown[]) => unknown; env: Record<string, string> }>(
@@ -102,6 +105,7 @@ export async function runFunctions(appExports: Record<string, unknown>, wasm: Re
       function: input.function,
       attempt: input.attempt,
       env: fn?.env ?? {},
+      secrets,
       signal: cancel.signal,
     };
     const send = (frame: RunnerFrame) => {
