@@ -40,6 +40,9 @@ export const planeLeak = app.function({ tier: "plane", secrets: [api] }, leak);
 export const wasmKey = app.wasm("wasmKey", { source: "./env-key.as.ts" }, { secrets: [api] });
 export const wasmPlaneKey = app.wasm("wasmPlaneKey", { source: "./env-key.as.ts" }, { tier: "plane", secrets: [api] });
 export const wasmNone = app.wasm("wasmNone", { source: "./env-key.as.ts" });
+// Classes, at the edge and on the plane: each method reads its class's secrets.
+export const Keeper = app.cls({ secrets: [api] }, class { key() { return rev(process.env.API_KEY); } });
+export const PlaneKeeper = app.cls({ tier: "plane", secrets: [api] }, class { key() { return rev(process.env.API_KEY); } });
 export const edgeNone = app.function(() => typeof process.env.API_KEY);
 export const planeNone = app.function({ tier: "plane" }, () => typeof process.env.API_KEY);
 export const local = app.function(
@@ -105,6 +108,9 @@ describe("secrets in both tiers", () => {
     expect(await fn("wasmKey").remote()).toBe(rev(VALUE));
     expect(await fn("wasmPlaneKey").remote()).toBe(rev(VALUE));
     expect(await fn("wasmNone").remote()).toBe("undefined");
+    for (const cls of ["Keeper", "PlaneKeeper"]) {
+      expect(await lookup<[Record<string, unknown>], string>("vault", `${cls}.key`, { gateway: served.url }).remote({})).toBe(rev(VALUE));
+    }
   }, 120_000);
 
   it("masks secret values as *** in log lines, error messages, stacks and call records, edge and plane", async () => {
