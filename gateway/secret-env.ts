@@ -51,14 +51,13 @@ export async function secretEnv(rc: Pick<RunContext, "env" | "config">, of: Secr
   const names = of.secrets.flatMap((s) => (s.source.kind === "name" ? [s.source.name] : []));
   const named = await namedValues(rc.env, names, of.where);
   const local = rc.config.localSecrets[of.app]?.[of.holder] ?? [];
-  const env: Record<string, string> = { ...base };
   const secrets: Record<string, string> = {};
   const secretValues: string[] = [];
   of.secrets.forEach((secret, i) => {
     const source = secret.source;
     if (source.kind === "name") {
       const values = named[source.name]!;
-      const lacking = source.requiredKeys.filter((k) => !(k in values));
+      const lacking = source.requiredKeys.filter((k) => !Object.hasOwn(values, k));
       if (lacking.length)
         throw new NotFoundError(`${of.where}: secret "${source.name}" has no key ${lacking.join(", ")} (it has ${Object.keys(values).join(", ")})`, {
           secret: source.name,
@@ -73,7 +72,7 @@ export async function secretEnv(rc: Pick<RunContext, "env" | "config">, of: Secr
     Object.assign(secrets, values);
     secretValues.push(...Object.values(values));
   });
-  return { env: { ...env, ...secrets }, secrets, secretValues };
+  return { env: { ...base, ...secrets }, secrets, secretValues };
 }
 
 async function namedValues(env: Env, names: string[], where: string): Promise<Record<string, Record<string, string>>> {

@@ -97,6 +97,7 @@ export async function runOnce(target: string, rawArgs: string[], config: CliConf
   const { startWorkerd } = await workerd;
   // Named secrets are the local gateway's (tandem serve's state): this run's gateway starts on a copy of its
   // secret store (sealed values; the key is the project's), in a folder of the run's own, removed at its end.
+  const localSecrets = JSON.stringify(localSecretValues(built.apps, [file])); // read first: a value it lacks fails the run now
   const named = declaresNamedSecrets(built.apps);
   const runState = join(state, "run-state", String(process.pid));
   if (named) await copySecretStore(join(state, "state"), runState);
@@ -109,7 +110,7 @@ export async function runOnce(target: string, rawArgs: string[], config: CliConf
       TANDEM_PLANE_SECRET: secret,
       TANDEM_ADMIN_TOKEN: token,
       TANDEM_SECRETS_KEY: localSecretsKey(state, config.gatewayVars.TANDEM_SECRETS_KEY),
-      TANDEM_LOCAL_SECRETS: JSON.stringify(localSecretValues(built.apps, [file])),
+      TANDEM_LOCAL_SECRETS: localSecrets,
     },
     onOutput: (line) => process.stderr.write(line + "\n"),
     ...(built.planes.length ? { startPlane: async () => void (await plane.start()) } : {}),
