@@ -18,6 +18,7 @@ const WORKERD = [
   "test/gateway.test.ts",
   "test/ledger.test.ts",
   "test/tokens.test.ts",
+  "test/secret-routes.test.ts",
   "test/delivery.test.ts",
   "test/wasm-functions.test.ts",
   "test/wasm-gateway-guard.test.ts",

@@ -8,6 +8,7 @@
  */
 import type { WasmDefinition } from "../sdk/app.js";
 import { checkedHandler } from "../sdk/arguments.js";
+import { currentCall } from "../sdk/context.js";
 import { InvalidRequestError, functionTimeout } from "../sdk/errors.js";
 import { WasmLimitError, WasmTrapError, checkWasiCommand, runWasi, stderrTail } from "./host.js";
 
@@ -32,7 +33,8 @@ export function wasmFunction(app: string, definition: WasmDefinition, module: We
     const stdin = bytes ? bytesInput(`${app}.${name}`, args) : encoder.encode(JSON.stringify(args));
     let run;
     try {
-      run = runWasi(module, name, { stdin, env: spec.env, limits: { ...limits, maxWallMs: spec.timeoutSeconds * 1000 } });
+      // Its environment: its `env` option and the variables its secrets set (docs/secrets.md).
+      run = runWasi(module, name, { stdin, env: { ...spec.env, ...currentCall()?.secrets }, limits: { ...limits, maxWallMs: spec.timeoutSeconds * 1000 } });
     } catch (err) {
       // Past its time, a WebAssembly function times out like any other: same error, same retry policy.
       if (err instanceof WasmLimitError && err.limit === "time") {
