@@ -69,8 +69,8 @@ export default defineConfig(
   tier(["sdk/cli/**/*.ts"], [], [forbid.gateway, forbid.dockerode]), // the composition root: may import gpu-plane/, wasm/, node:*
   tier(["gateway/**/*.ts"], [], [forbid.gpuPlane, forbid.cli, forbid.dockerode, forbid.nodeButAsyncHooks]),
   tier(["gpu-plane/**/*.ts"], [], [forbid.gateway, forbid.cli]),
-  tier(["wasm/**/*.ts"], ["wasm/*.ts"], [forbid.gateway, forbid.gpuPlane, forbid.cli, forbid.dockerode]),
-  // host.ts and function.ts run in both tiers; prepare.ts (the CLI's compile step) and the tests are Node.
-  tier(["wasm/*.ts"], ["wasm/prepare.ts", "wasm/*.test.ts"], [forbid.gateway, forbid.gpuPlane, forbid.cli, forbid.dockerode, forbid.node]),
+  tier(["wasm/**/*.ts"], ["wasm/*.ts", "wasm/wasi/*.ts"], [forbid.gateway, forbid.gpuPlane, forbid.cli, forbid.dockerode]),
+  // host.ts, function.ts and wasi/ run in both tiers; prepare.ts (the CLI's compile step) and the tests are Node.
+  tier(["wasm/*.ts", "wasm/wasi/*.ts"], ["wasm/prepare.ts", "wasm/*.test.ts"], [forbid.gateway, forbid.gpuPlane, forbid.cli, forbid.dockerode, forbid.node]),
   tier(["wasm/prepare.ts", "wasm/*.test.ts"], [], [forbid.gateway, forbid.gpuPlane, forbid.cli, forbid.dockerode]),
 );

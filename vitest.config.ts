@@ -9,6 +9,8 @@ import { configDefaults, defineConfig } from "vitest/config";
  */
 const WORKERD = [
   "wasm/host.test.ts",
+  "wasm/wasi-calls.test.ts",
+  "wasm/conformance.test.ts",
   "test/agents.test.ts",
   "test/arguments.test.ts",
   "test/deploy.test.ts", // wrangler's dry run of the edge bundle: no Docker, too slow for unit
@@ -16,8 +18,10 @@ const WORKERD = [
   "test/gateway.test.ts",
   "test/ledger.test.ts",
   "test/tokens.test.ts",
+  "test/secret-routes.test.ts",
   "test/delivery.test.ts",
   "test/wasm-functions.test.ts",
+  "test/wasm-gateway-guard.test.ts",
 ];
 const BROWSER = ["test/agent-example.test.ts"];
 const DOCKER_BESIDE_CODE = ["gpu-plane/drivers/docker.test.ts", "gpu-plane/image-builder.test.ts"];

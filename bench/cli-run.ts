@@ -23,6 +23,7 @@ import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { build } from "esbuild";
 import { DockerDriver } from "../gpu-plane/drivers/docker.js";
+import { buildBareScript } from "./bare-script.js";
 import { benchArgs, printTable, summarize } from "./stats.js";
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -66,21 +67,7 @@ const planeId = `pl-bench${randomBytes(3).toString("hex")}`;
 const bareDir = join(cwd, "bare-plane");
 await mkdir(join(bareDir, "control"), { recursive: true });
 const bareScript = join(bareDir, "bare.mjs");
-await build({
-  stdin: {
-    contents: `import { onPlane } from ${JSON.stringify(APP)};\nconsole.log(JSON.stringify(await onPlane.local(${WORK})));`,
-    resolveDir: root,
-    loader: "ts",
-  },
-  outfile: bareScript,
-  bundle: true,
-  minify: true,
-  format: "esm",
-  platform: "node",
-  target: "node20",
-  alias: { tandem: join(root, "sdk/index.ts") },
-  logLevel: "silent",
-});
+await buildBareScript(APP, "onPlane", WORK, bareScript);
 async function barePlane(): Promise<string> {
   const container = await driver.start({
     id: `ctr-${randomBytes(4).toString("hex")}`,

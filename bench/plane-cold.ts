@@ -10,13 +10,13 @@ import { randomBytes } from "node:crypto";
 import { mkdir } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { build } from "esbuild";
 import Docker from "dockerode";
 import { DockerDriver } from "../gpu-plane/drivers/docker.js";
 import { lookup } from "../sdk/index.js";
 import { eventually } from "../test/helpers/gateway.js";
 import { startTestStack } from "../test/helpers/stack.js";
 import { ADMIN_TOKEN } from "../test/helpers/gateway.js";
+import { buildBareScript } from "./bare-script.js";
 import { benchArgs, printTable, summarize } from "./stats.js";
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -34,21 +34,7 @@ const docker = new Docker();
 const bareDir = join(stack.dir, "bare");
 await mkdir(join(bareDir, "control"), { recursive: true });
 const bareScript = join(bareDir, "bare.mjs");
-await build({
-  stdin: {
-    contents: `import { compute } from ${JSON.stringify(join(here, "apps/plane-work-app.ts"))};\nconsole.log(JSON.stringify(await compute.local(${WORK})));`,
-    resolveDir: join(here, ".."),
-    loader: "ts",
-  },
-  outfile: bareScript,
-  bundle: true,
-  minify: true,
-  format: "esm",
-  platform: "node",
-  target: "node20",
-  alias: { tandem: join(here, "../sdk/index.ts") },
-  logLevel: "silent",
-});
+await buildBareScript(join(here, "apps/plane-work-app.ts"), "compute", WORK, bareScript);
 
 /** Resolves once the engine holds no container of this run: a container being torn down slows the next start. */
 async function engineQuiet(): Promise<void> {

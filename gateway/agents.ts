@@ -16,12 +16,14 @@
  */
 import { DurableObject } from "cloudflare:workers";
 import type { AgentContext, AgentDefinition } from "../sdk/app.js";
-import { remoteErrorFrom } from "../sdk/errors.js";
+import { remoteErrorFrom, type RemoteError } from "../sdk/errors.js";
+import { maskedError } from "../sdk/secret.js";
 import { AGENT_CLOSE, AGENT_PING, AGENT_PONG, HEADERS, MAX_CLOSE_REASON_BYTES, isValidCloseCode } from "../sdk/protocol.js";
 import { gatewayConfig, type GatewayConfig } from "./config.js";
 import type { Env } from "./env.js";
+import { secretEnv } from "./secret-env.js";
 import { registry } from "./registry.js";
-import { runStore, type RunContext } from "./run-context.js";
+import { runStore, withCallEnv, type RunContext } from "./run-context.js";
 export { shardOf } from "./shard.js";
 import { mapStack } from "./source-map.js";
 
@@ -159,9 +161,11 @@ export class AgentHub extends DurableObject<Env> {
     const prefix = `[${attachment.app}/${attachment.label} ${sessionId}]`;
     const rc: RunContext = { env: this.env, config: this.#config, waitUntil: (p) => this.ctx.waitUntil(p), logPrefix: prefix };
     try {
+      const where = `websocket "${attachment.label}" of app "${attachment.app}"`;
+      withCallEnv(rc, await secretEnv(rc, { app: attachment.app, holder: `web/${attachment.label}`, where, secrets: agent.secrets }));
       await runStore.run(rc, async () => handler(this.#context(sessionId, session), arg));
     } catch (err) {
-      const remote = remoteErrorFrom(err, undefined, mapStack);
+      const remote = maskedError(remoteErrorFrom(err, undefined, mapStack), rc.secretValues) as RemoteError;
       console.error(`${prefix} ${hook} threw: ${remote.remoteStack ?? remote.message}`);
       if (hook !== "onClose") closeWith(ws, AGENT_CLOSE.handlerFailed, `${hook} failed: ${remote.remoteName}: ${remote.message}`);
     } finally {

@@ -8,6 +8,7 @@ import type { CallLedger } from "./call-ledger.js";
 import type { GatewayConfig } from "./config.js";
 import type { PlaneRegistry } from "./plane-registry.js";
 import type { Scheduler } from "./scheduler.js";
+import type { SecretStore } from "./secret-store.js";
 import type { TokenStore } from "./token-store.js";
 import type { Principal } from "./auth.js";
 
@@ -22,10 +23,16 @@ export interface Env {
   AGENTS: DurableObjectNamespace<AgentHub>;
   /** API tokens (hashed) and the key connect tokens are signed with. */
   TOKENS: DurableObjectNamespace<TokenStore>;
+  /** Named secrets, their values sealed with AES-GCM under `TANDEM_SECRETS_KEY`. */
+  SECRETS: DurableObjectNamespace<SecretStore>;
   /** Large inputs and results, and the planes' app bundles, stored by reference. */
   BLOBS: R2Bucket;
   /** The bootstrap admin token (a secret: `wrangler secret put TANDEM_ADMIN_TOKEN`; `tandem serve` sets one from .tandem/token). */
   TANDEM_ADMIN_TOKEN?: string;
+  /** The key secrets are sealed with, 64 hex digits (`openssl rand -hex 32 | wrangler secret put TANDEM_SECRETS_KEY`; `tandem serve` keeps one in .tandem/secrets-key). */
+  TANDEM_SECRETS_KEY?: string;
+  /** Local only: the values of the apps' local secrets (`Secret.fromDict`, `fromDotenv`) as the CLI read them, JSON. */
+  TANDEM_LOCAL_SECRETS?: string;
   /** The secret shared with planes; without it no plane can register. */
   TANDEM_PLANE_SECRET?: string;
   /**

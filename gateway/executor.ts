@@ -44,10 +44,11 @@ import {
 } from "./call-ledger-client.js";
 import { EncodedResult } from "./encoded-result.js";
 import { AttemptLost, forwardToPlane, type ForwardOptions } from "./forward-to-plane.js";
-import type { RegisteredFunction } from "./registry.js";
+import { registry, type RegisteredFunction } from "./registry.js";
 import { mapStack } from "./source-map.js";
 import { isGeneratorResult } from "../sdk/generator-result.js";
-import { runStore, type RunContext } from "./run-context.js";
+import { runStore, withCallEnv, type RunContext } from "./run-context.js";
+import { maskedError } from "../sdk/secret.js";
 
 export interface Outcome {
   status: Exclude<CallStatus, "pending" | "running">;
@@ -148,12 +149,13 @@ async function attemptOnce(rc: RunContext, fn: RegisteredFunction, args: CallArg
     logPrefix: `[${fn.app}.${fn.name} ${callId}]`,
     call: { callId, app: fn.app, function: fn.name, attempt, env: fn.spec.env },
   };
+  withCallEnv(context, await registry().processEnvOf(rc, fn));
   const running = runStore.run(context, async () => {
     let value: unknown;
     try {
       value = await fn.handler(...args.values);
     } catch (err) {
-      throw err instanceof TandemError ? err : remoteErrorFrom(err, { callId }, mapStack);
+      throw maskedError(err instanceof TandemError ? err : remoteErrorFrom(err, { callId }, mapStack), context.secretValues);
     }
     if (isGeneratorResult(value)) {
       throw new InvalidRequestError(`${fn.app}.${fn.name} is a generator function; stream it with .remoteGen() (POST .../stream)`, { callId });

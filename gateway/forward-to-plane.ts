@@ -38,7 +38,7 @@ interface PlaneSend extends PlaneWants {
   body: string;
 }
 
-function planeSend(rc: RunContext, fn: RegisteredFunction, args: CallArgs, callId: string, attempt: number): PlaneSend {
+async function planeSend(rc: RunContext, fn: RegisteredFunction, args: CallArgs, callId: string, attempt: number): Promise<PlaneSend> {
   const { planeSecret } = rc.config;
   if (!planeSecret)
     throw new PlaneUnavailableError(`${fn.app}.${fn.name} runs on the GPU plane, and this gateway has no TANDEM_PLANE_SECRET, so no plane can connect`);
@@ -58,6 +58,8 @@ function planeSend(rc: RunContext, fn: RegisteredFunction, args: CallArgs, callI
     args: encoded.json as unknown[],
     ...(encoded.meta === undefined ? {} : { meta: encoded.meta }),
     spec: fn.planeSpec,
+    // Its secrets' values, for the container this input may start (and only that one): the body is signed, and never logged.
+    ...(fn.spec.secrets.length ? { secrets: (await registry().processEnvOf(rc, fn)).env } : {}),
   };
   return { secret: planeSecret, body: JSON.stringify(request), wants: fn.spec.gpu ?? [], deadline: Date.now() + fn.spec.timeoutSeconds * 1000 };
 }
@@ -107,7 +109,7 @@ export async function forwardToPlane(
   attempt: number,
   options: ForwardOptions = {},
 ): Promise<unknown> {
-  const send = planeSend(rc, fn, args, callId, attempt);
+  const send = await planeSend(rc, fn, args, callId, attempt);
   const skipped = new Set<string>(options.avoid);
   // Planes that may hold this attempt: while there is one, it goes nowhere else.
   const mayHold = new Set<string>();
@@ -199,7 +201,7 @@ export async function* forwardStreamToPlane(
   args: CallArgs,
   callId: string,
 ): AsyncGenerator<EncodedResult, void, undefined> {
-  const send = planeSend(rc, fn, args, callId, 1);
+  const send = await planeSend(rc, fn, args, callId, 1);
   const skipped = new Set<string>();
   for (;;) {
     const plane = await choosePlane(rc.env, fn, send, skipped);

@@ -37,7 +37,23 @@ export function planeRoutes(): Hono<Api> {
     const heartbeat = parseSignedBody(await verified(c), PlaneHeartbeatSchema, "heartbeat");
     const planes = planeRegistry(c.env);
     await planes.heartbeat(heartbeat);
-    const answer: HeartbeatAnswer = { ok: true, warm: warmPoolsFor(heartbeat.planeId, await planes.list(), await planes.stoppedBundles()) };
+    const warm = warmPoolsFor(heartbeat.planeId, await planes.list(), await planes.stoppedBundles());
+    // A warm pool's containers start with its function's secrets, as those an input starts do. A pool whose secrets
+    // cannot be read (one missing) is not kept warm meanwhile; its calls fail naming the secret.
+    const rc = { env: c.env, config: c.var.config };
+    const withSecrets = await Promise.all(
+      warm.map(async (ref) => {
+        const fn = registry().function(ref.app, ref.function);
+        if (fn.spec.secrets.length === 0) return ref;
+        return registry()
+          .processEnvOf(rc, fn)
+          .then(
+            ({ env }) => ({ ...ref, secrets: env }),
+            () => undefined,
+          );
+      }),
+    );
+    const answer: HeartbeatAnswer = { ok: true, warm: withSecrets.filter((ref) => ref !== undefined) };
     return c.json(answer);
   });
 

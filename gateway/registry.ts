@@ -9,6 +9,8 @@ import { NotFoundError } from "../sdk/errors.js";
 import type { FunctionSpec } from "../sdk/options.js";
 import type { AppManifest, PlaneBundleRef, PlaneFunctionSpec } from "../sdk/protocol.js";
 import { wasmFunction } from "../wasm/function.js";
+import type { RunContext } from "./run-context.js";
+import { secretEnv, type CallEnv } from "./secret-env.js";
 
 export interface RegisteredFunction {
   app: string;
@@ -23,6 +25,8 @@ export interface RegisteredFunction {
   clsMethod: boolean;
   /** Declared as a generator function: it is streamed, not called. */
   generator: boolean;
+  /** Who declares its secrets (`App.secretHolders`): its name, or its class's. */
+  secretHolder: string;
   /** Its `input` schema (a class method's own): a call's arguments are checked against it before it runs or is forwarded. */
   input: ArgumentsSchema | undefined;
 }
@@ -56,20 +60,22 @@ export class AppRegistry {
       };
       const generators = new Set(app.callables.filter((c) => c.generator).map((c) => c.name));
       for (const fn of app.functions as readonly FunctionHandle<unknown[], unknown>[]) {
-        add({ name: fn.name, spec: fn.spec!, handler: fn.handler!, clsMethod: false, generator: generators.has(fn.name), input: fn.spec!.input });
+        const { name, spec } = fn;
+        add({ name, spec: spec!, handler: fn.handler!, clsMethod: false, generator: generators.has(name), input: spec!.input, secretHolder: name });
       }
       for (const w of app.wasmFunctions) {
         const module = wasm[`${app.name}/${w.name}`];
         // A plane-tier module ships in the plane bundle; the edge forwards its calls.
         const handler = w.spec.tier === "plane" ? planeOnly : module ? wasmFunction(app.name, w, module, wasmFiles[`${app.name}/${w.name}`]) : undefined;
         if (!handler) throw new Error(`the WebAssembly module of ${app.name}.${w.name} was not bundled; serve or deploy the app with the tandem CLI`);
-        add({ name: w.name, spec: w.spec, handler, clsMethod: false, generator: false, input: w.spec.input });
+        add({ name: w.name, spec: w.spec, handler, clsMethod: false, generator: false, input: w.spec.input, secretHolder: w.name });
       }
       for (const cls of app.classes) {
         const instances = new ClassInstances(cls); // at the edge: one instance per isolate and parameters
         for (const m of cls.methods) {
           const name = `${cls.name}.${m}`;
-          add({ name, spec: cls.spec, handler: instances.handler(m), clsMethod: true, generator: generators.has(name), input: cls.input[m] });
+          const input = cls.input[m];
+          add({ name, spec: cls.spec, handler: instances.handler(m), clsMethod: true, generator: generators.has(name), input, secretHolder: cls.name! });
         }
       }
       this.#functions.set(app.name, fns);
@@ -101,6 +107,11 @@ export class AppRegistry {
         function: name,
       });
     return fn;
+  }
+
+  /** The environment `fn` runs with: its `env` option and its secrets (gateway/secret-env.ts). */
+  processEnvOf(rc: Pick<RunContext, "env" | "config">, fn: RegisteredFunction): Promise<CallEnv> {
+    return secretEnv(rc, { app: fn.app, holder: fn.secretHolder, where: `${fn.app}.${fn.name}`, secrets: fn.spec.secrets }, fn.spec.env);
   }
 
   /** Every function of every app. */

@@ -6,9 +6,11 @@
  * prefixes, find it without it being passed through user code.
  */
 import { AsyncLocalStorage } from "node:async_hooks";
+import { maskSecretValues } from "../sdk/secret.js";
 import { installCallContextStore, type CallContext } from "../sdk/context.js";
 import type { GatewayConfig } from "./config.js";
 import type { Env } from "./env.js";
+import type { CallEnv } from "./secret-env.js";
 
 export interface RunContext {
   env: Env;
@@ -18,11 +20,67 @@ export interface RunContext {
   /** Put before every console line: `[app.fn fc-…]` or `[app/label]`. */
   logPrefix?: string;
   call?: CallContext;
+  /** What `process.env` shows the code running: its `env` option and its secrets (secret-env.ts); none outside a call. */
+  processEnv?: Record<string, string>;
+  /** Values that came from secrets: masked as `***` in the lines this code logs, and in its errors. */
+  secretValues?: readonly string[];
+}
+
+/** `rc` running with `callEnv`: its `process.env`, and the secret values its logs and errors mask. */
+export function withCallEnv(rc: RunContext, callEnv: CallEnv): RunContext {
+  rc.processEnv = callEnv.env;
+  rc.secretValues = callEnv.secretValues;
+  if (rc.call) rc.call = { ...rc.call, secrets: callEnv.secrets };
+  return rc;
 }
 
 export const runStore = new AsyncLocalStorage<RunContext>();
 
 installCallContextStore({ getStore: () => runStore.getStore()?.call });
+
+let envInstalled = false;
+
+/**
+ * Makes `process.env` the running call's own: many functions share one
+ * isolate, and each sees only its `env` option and the keys of the secrets it
+ * declares (`RunContext.processEnv`), nothing outside a call.
+ */
+export function installCallEnv(): void {
+  const holder = (globalThis as { process?: { env: Record<string, string | undefined> } }).process;
+  if (envInstalled || !holder) return;
+  envInstalled = true;
+  const current = () => runStore.getStore()?.processEnv ?? {};
+  holder.env = new Proxy({} as Record<string, string | undefined>, {
+    get: (_, key) => (typeof key === "string" && Object.hasOwn(current(), key) ? current()[key] : undefined),
+    has: (_, key) => typeof key === "string" && Object.hasOwn(current(), key),
+    ownKeys: () => Object.keys(current()),
+    getOwnPropertyDescriptor: (_, key) =>
+      typeof key === "string" && Object.hasOwn(current(), key) ? { value: current()[key], enumerable: true, configurable: true, writable: false } : undefined,
+    // A write goes to this call's own copy; outside a call there is nothing to write to.
+    set: (_, key, value) => {
+      const env = runStore.getStore()?.processEnv;
+      if (!env || typeof key !== "string") return false;
+      env[key] = String(value);
+      return true;
+    },
+    deleteProperty: (_, key) => {
+      const env = runStore.getStore()?.processEnv;
+      if (env && typeof key === "string") delete env[key];
+      return true;
+    },
+  });
+}
+
+/** One console argument as text: strings as they are, errors with their stacks, the rest as JSON where it can be. */
+function logText(arg: unknown): string {
+  if (typeof arg === "string") return arg;
+  if (arg instanceof Error) return arg.stack ?? `${arg.name}: ${arg.message}`;
+  try {
+    return JSON.stringify(arg, (_, v: unknown) => (typeof v === "bigint" ? `${v}n` : v)) ?? String(arg);
+  } catch {
+    return String(arg);
+  }
+}
 
 let consolePatched = false;
 
@@ -33,9 +91,11 @@ export function prefixConsoleLines(): void {
   for (const level of ["log", "info", "warn", "error", "debug"] as const) {
     const write = console[level].bind(console);
     console[level] = (...args: unknown[]) => {
-      const prefix = runStore.getStore()?.logPrefix;
-      if (prefix) write(prefix, ...args);
-      else write(...args);
+      const store = runStore.getStore();
+      // A line of code that holds secrets is written as one string, their values masked.
+      const line = store?.secretValues?.length ? [maskSecretValues(args.map(logText).join(" "), store.secretValues)] : args;
+      if (store?.logPrefix) write(store.logPrefix, ...line);
+      else write(...line);
     };
   }
 }

@@ -12,8 +12,9 @@ import type { CallArgs } from "./call-args.js";
 import { recordEnded } from "./call-ledger-client.js";
 import { EncodedResult } from "./encoded-result.js";
 import { forwardStreamToPlane } from "./forward-to-plane.js";
-import type { RegisteredFunction } from "./registry.js";
-import { runStore, type RunContext } from "./run-context.js";
+import { registry, type RegisteredFunction } from "./registry.js";
+import { runStore, withCallEnv, type RunContext } from "./run-context.js";
+import { maskedError } from "../sdk/secret.js";
 import { mapStack } from "./source-map.js";
 import { streamLines } from "../sdk/stream-lines.js";
 
@@ -34,6 +35,7 @@ export async function* streamCall(rc: RunContext, fn: RegisteredFunction, args: 
   let chunks = 0;
   let iterator: AsyncIterator<unknown> | Iterator<unknown> | undefined;
   try {
+    if (fn.spec.tier !== "plane") withCallEnv(context, await registry().processEnvOf(rc, fn));
     const produced =
       fn.spec.tier === "plane" ? forwardStreamToPlane(rc, fn, args, callId) : await runStore.run(context, async () => fn.handler(...args.values));
     if (!isGeneratorResult(produced)) {
@@ -52,7 +54,7 @@ export async function* streamCall(rc: RunContext, fn: RegisteredFunction, args: 
     }
     status = "succeeded";
   } catch (err) {
-    error = err instanceof TandemError ? err : remoteErrorFrom(err, { callId }, mapStack);
+    error = maskedError(err instanceof TandemError ? err : remoteErrorFrom(err, { callId }, mapStack), context.secretValues);
     status = error instanceof FunctionTimeoutError ? "timed_out" : "failed";
     throw error;
   } finally {

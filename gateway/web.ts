@@ -13,15 +13,18 @@ import {
   errorBody,
   remoteErrorFrom,
   toWireError,
+  type RemoteError,
 } from "../sdk/errors.js";
+import { maskedError } from "../sdk/secret.js";
 import { HEADERS, SESSION_ID_PATTERN, paths } from "../sdk/protocol.js";
 import type { GatewayConfig } from "./config.js";
 import type { Env, RouteEnv } from "./env.js";
+import { secretEnv } from "./secret-env.js";
 import { hubFor } from "./agents.js";
 import { authorizeWeb } from "./auth.js";
 import { limitBody } from "./body.js";
 import { shardOf } from "./shard.js";
-import { runStore, type RunContext } from "./run-context.js";
+import { runStore, withCallEnv, type RunContext } from "./run-context.js";
 import { EncodedResult } from "./encoded-result.js";
 import { mapStack } from "./source-map.js";
 import { chunkIterator, isGeneratorResult, type GeneratorResult } from "../sdk/generator-result.js";
@@ -73,6 +76,15 @@ function mountWebApp(web: Hono<Web>, appName: string, mount: WebMount): void {
       return runStore.run(rc, async () => {
         let webApp: WebApp;
         try {
+          withCallEnv(
+            rc,
+            await secretEnv(rc, {
+              app: appName,
+              holder: `web/${mount.label}`,
+              where: `web "${mount.label}" of app "${appName}"`,
+              secrets: mount.secrets,
+            }),
+          );
           webApp = await instance!;
         } catch (err) {
           instance = undefined; // the factory failed: try it again on the next request
@@ -100,6 +112,8 @@ function addEndpoint(web: Hono<Web>, appName: string, endpoint: EndpointHandle):
     const rc: RunContext = { env: c.env, config: c.var.config, waitUntil: (p) => c.executionCtx.waitUntil(p), logPrefix: prefix };
     return runStore.run(rc, async () => {
       try {
+        const where = `endpoint "${endpoint.label}" of app "${appName}"`;
+        withCallEnv(rc, await secretEnv(rc, { app: appName, holder: `web/${endpoint.label}`, where, secrets: endpoint.secrets }));
         const out = await endpoint.handler(c);
         const refused = tooLarge(body.passed());
         if (refused) return refused;
@@ -179,7 +193,7 @@ function serverSentEvents(c: Context<Web>, source: GeneratorResult): Response {
             controller.enqueue(event(undefined, step.value instanceof EncodedResult ? step.value.encoded.json : step.value));
           }
         } catch (err) {
-          const error = toWireError(err instanceof TandemError ? err : remoteErrorFrom(err, undefined, mapStack));
+          const error = toWireError(maskedError(err instanceof TandemError ? err : remoteErrorFrom(err, undefined, mapStack), rc?.secretValues));
           delete error.remote?.stack;
           controller.enqueue(event("error", error));
           controller.close();
@@ -196,7 +210,7 @@ function serverSentEvents(c: Context<Web>, source: GeneratorResult): Response {
 
 /** A web handler threw: log the stack (the console prefix says where), answer 500 without it. */
 function failed(err: unknown): Response {
-  const remote = remoteErrorFrom(err, undefined, mapStack);
+  const remote = maskedError(remoteErrorFrom(err, undefined, mapStack), runStore.getStore()?.secretValues) as RemoteError;
   const body = errorBody(remote);
   console.error(remote.remoteStack ?? err);
   delete body.error.remote?.stack;

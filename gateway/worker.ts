@@ -20,7 +20,7 @@ import { runSpawned } from "./executor.js";
 import { GatewayInvoker } from "./gateway-invoker.js";
 import { planeRoutes } from "./plane-routes.js";
 import { AppRegistry, setRegistry } from "./registry.js";
-import { prefixConsoleLines } from "./run-context.js";
+import { installCallEnv, prefixConsoleLines } from "./run-context.js";
 import { schedulerFor } from "./scheduler.js";
 import { webRoutes } from "./web.js";
 
@@ -51,6 +51,7 @@ export function createGateway(modules: AppModule[], options: GatewayOptions = {}
   setResumeCall(runSpawned);
   installInvoker(new GatewayInvoker());
   prefixConsoleLines();
+  installCallEnv();
 
   const router = new Hono<RouteEnv>({ strict: false });
   // The fetch entry: configuration parsed here (once per isolate and bindings; see gatewayConfig) and read by every route from c.var.

@@ -121,6 +121,8 @@ export class ContainerStarter {
         controlDir: channel.dir,
         env: {
           ...req.spec.env,
+          ...req.secrets,
+          ...secretKeysEnv(req),
           ...(reservation.gpus.length ? { CUDA_VISIBLE_DEVICES: cudaVisibleDevices(reservation, this.#o.driver) } : {}),
           [CONTAINER_ENV.app]: req.app,
           [CONTAINER_ENV.function]: req.function,
@@ -249,4 +251,12 @@ export class ContainerStarter {
 function cudaVisibleDevices(reservation: Reservation, driver: ContainerDriver): string {
   const real = reservation.gpus.some((g) => !g.simulated);
   return reservation.gpus.map((g, i) => (real && driver.sandboxed ? i : g.index)).join(",");
+}
+
+/** The names of the variables in `req.secrets` that its secrets set (not its `env` option), for the runner to mask. */
+function secretKeysEnv(req: PoolDescriptor): Record<string, string> {
+  const keys = Object.entries(req.secrets ?? {})
+    .filter(([key, value]) => req.spec.env[key] !== value)
+    .map(([key]) => key);
+  return keys.length ? { [CONTAINER_ENV.secretKeys]: keys.join(",") } : {};
 }

@@ -21,6 +21,8 @@ export interface PoolDescriptor {
   spec: PlaneFunctionSpec;
   /** A class method's parameters: each set has its own pool. */
   clsParams?: Record<string, unknown>;
+  /** The environment with secrets, for a container this pool starts; not part of its key (a warm container keeps what it started with). */
+  secrets?: Record<string, string>;
 }
 
 /**

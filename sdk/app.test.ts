@@ -59,7 +59,7 @@ describe("App", () => {
       );
     }
     expect(() => app.web("w", () => ({ fetch: () => new Response() }), { maxBody: 1 } as object)).toThrow(
-      'unknown option "maxBody" (options: auth, maxBodyBytes)',
+      'unknown option "maxBody" (options: auth, maxBodyBytes, secrets)',
     );
   });
 

@@ -11,6 +11,7 @@ import { FunctionCall } from "./function-call.js";
 import { invokerFor, type MapOutcome } from "./invoker.js";
 import {
   parseFunctionOptions,
+  parseSecretsOption,
   parseWasmOptions,
   parseWasmSource,
   type FunctionOptions,
@@ -23,6 +24,7 @@ import {
 export type { WasmSource } from "./options.js";
 import { AGENT_DEFAULTS } from "./defaults.js";
 import { FUNCTION_NAME_PATTERN, NAME_PATTERN, RESERVED_APP_NAMES, clsParamsProblem, type AppManifest } from "./protocol.js";
+import type { Secret } from "./secret.js";
 
 const APP_BRAND = Symbol.for("tandem.app");
 const FUNCTION_BRAND = Symbol.for("tandem.function");
@@ -59,6 +61,8 @@ export interface EndpointOptions<P extends string = string> {
    * larger body answers `413 payload_too_large`.
    */
   maxBodyBytes?: number;
+  /** Secrets the handler reads as `process.env.KEY` (docs/secrets.md). */
+  secrets?: Secret[];
 }
 
 /**
@@ -75,6 +79,8 @@ export interface WebOptions {
   auth?: WebAuth;
   /** The largest request body the mounted app is given; as `EndpointOptions.maxBodyBytes`. */
   maxBodyBytes?: number;
+  /** Secrets the mounted app reads as `process.env.KEY` (docs/secrets.md). */
+  secrets?: Secret[];
 }
 
 /** A handler for `app.endpoint`: return a `Response`, or any JSON value to send as JSON. */
@@ -232,6 +238,7 @@ export class EndpointHandle {
   readonly auth: WebAuth;
   /** The endpoint's own body limit (`Infinity`: none); undefined: the gateway's. */
   readonly maxBodyBytes: number | undefined;
+  readonly secrets: readonly Secret[];
   #label: string | undefined;
 
   /** @internal */
@@ -240,6 +247,7 @@ export class EndpointHandle {
     this.path = options.path ?? "/";
     this.auth = options.auth ?? "public";
     this.maxBodyBytes = options.maxBodyBytes;
+    this.secrets = options.secrets ?? [];
     this.#label = options.label;
     this.handler = handler;
   }
@@ -383,6 +391,8 @@ export interface AgentOptions {
   shards?: number;
   /** `"token"`: a client needs an API token (or, from a browser, a connect token in `?token=`); default `"public"`. */
   auth?: WebAuth;
+  /** Secrets the handlers read as `process.env.KEY` (docs/secrets.md). */
+  secrets?: Secret[];
 }
 
 /** A WebSocket agent as the gateway sees it. */
@@ -394,6 +404,7 @@ export interface AgentDefinition {
   maxMessagesPerSecond: number;
   sessionTtl: number;
   shards: number;
+  secrets: readonly Secret[];
 }
 
 /** A whole web app mounted at `/<app>/<label>/...`. */
@@ -403,6 +414,7 @@ export interface WebMount {
   factory: () => WebApp | Promise<WebApp>;
   /** The mount's own body limit (`Infinity`: none); undefined: the gateway's. */
   maxBodyBytes?: number;
+  secrets: readonly Secret[];
 }
 
 /**
@@ -595,7 +607,7 @@ export class App {
       if (typeof value !== "function") throw new InvalidOptionsError(`${where}: "${key}" must be a function`);
     }
     for (const key of Object.keys(options ?? {})) {
-      if (!["maxMessageBytes", "maxMessagesPerSecond", "sessionTtl", "shards", "auth"].includes(key))
+      if (!["maxMessageBytes", "maxMessagesPerSecond", "sessionTtl", "shards", "auth", "secrets"].includes(key))
         throw new InvalidOptionsError(`${where}: unknown option "${key}"`);
     }
     const d = AGENT_DEFAULTS;
@@ -614,7 +626,8 @@ export class App {
     if (!Number.isInteger(shards) || shards < 1 || shards > d.shardsLimit)
       throw new InvalidOptionsError(`${where}: option "shards" must be a whole number from 1 to ${d.shardsLimit}`);
     const auth = checkAuth(options?.auth, where);
-    this.#agents.push({ label, auth, handlers: handlers as AgentHandlers<any>, maxMessageBytes, maxMessagesPerSecond, sessionTtl, shards });
+    const secrets = parseSecretsOption(options?.secrets, where);
+    this.#agents.push({ label, auth, handlers: handlers as AgentHandlers<any>, maxMessageBytes, maxMessagesPerSecond, sessionTtl, shards, secrets });
   }
 
   get agents(): readonly AgentDefinition[] {
@@ -634,15 +647,17 @@ export class App {
     }
     const where = `app "${this.name}": web "${label}"`;
     if (typeof factory !== "function") throw new InvalidOptionsError(`${where} needs a factory function returning a hono app`);
-    if (options === null || typeof options !== "object") throw new InvalidOptionsError(`${where}: options must be an object ({ auth, maxBodyBytes })`);
+    if (options === null || typeof options !== "object") throw new InvalidOptionsError(`${where}: options must be an object ({ auth, maxBodyBytes, secrets })`);
     for (const key of Object.keys(options)) {
-      if (key !== "auth" && key !== "maxBodyBytes") throw new InvalidOptionsError(`${where}: unknown option "${key}" (options: auth, maxBodyBytes)`);
+      if (!["auth", "maxBodyBytes", "secrets"].includes(key))
+        throw new InvalidOptionsError(`${where}: unknown option "${key}" (options: auth, maxBodyBytes, secrets)`);
     }
     checkMaxBodyBytes(where, options.maxBodyBytes);
     this.#webMounts.push({
       label,
       factory,
       auth: checkAuth(options.auth, where),
+      secrets: parseSecretsOption(options.secrets, where),
       ...(options.maxBodyBytes === undefined ? {} : { maxBodyBytes: options.maxBodyBytes }),
     });
   }
@@ -657,9 +672,10 @@ export class App {
     if (typeof handler !== "function") throw new InvalidOptionsError(`${where} needs a handler function`);
     const o = options ?? {};
     for (const key of Object.keys(o)) {
-      if (!["method", "path", "label", "auth", "maxBodyBytes"].includes(key)) throw new InvalidOptionsError(`${where}: unknown option "${key}"`);
+      if (!["method", "path", "label", "auth", "maxBodyBytes", "secrets"].includes(key)) throw new InvalidOptionsError(`${where}: unknown option "${key}"`);
     }
     checkAuth(o.auth, where);
+    parseSecretsOption(o.secrets, where);
     checkMaxBodyBytes(where, o.maxBodyBytes);
     if (o.method !== undefined && !METHODS.includes(o.method)) throw new InvalidOptionsError(`${where}: option "method" must be one of ${METHODS.join(", ")}`);
     if (o.path !== undefined && (typeof o.path !== "string" || !o.path.startsWith("/")))
@@ -689,6 +705,21 @@ export class App {
       ),
       ...this.#wasm.map((w) => ({ name: w.name, kind: "wasm" as const, spec: w.spec, generator: false })),
     ];
+  }
+
+  /**
+   * Everything in the app that declares secrets: who (`holder`: a function's or class's name, or `web/<label>` for
+   * a web mount, endpoint or agent), how messages name it, and its secrets in order.
+   */
+  secretHolders(): { holder: string; what: string; secrets: readonly Secret[] }[] {
+    return [
+      ...this.#functions.map((f) => ({ holder: f.name, what: `function "${f.name}"`, secrets: f.spec?.secrets ?? [] })),
+      ...this.#wasm.map((w) => ({ holder: w.name, what: `wasm function "${w.name}"`, secrets: w.spec.secrets })),
+      ...this.#classes.map((c) => ({ holder: c.name!, what: `class "${c.name}"`, secrets: c.spec.secrets })),
+      ...this.#webMounts.map((m) => ({ holder: `web/${m.label}`, what: `web "${m.label}"`, secrets: m.secrets })),
+      ...this.#endpoints.map((e) => ({ holder: `web/${e.label}`, what: `endpoint "${e.label}"`, secrets: e.secrets })),
+      ...this.#agents.map((a) => ({ holder: `web/${a.label}`, what: `websocket "${a.label}"`, secrets: a.secrets })),
+    ].filter((h) => h.secrets.length > 0);
   }
 
   get endpoints(): readonly EndpointHandle[] {

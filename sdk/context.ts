@@ -12,6 +12,8 @@ export interface CallContext {
   attempt: number;
   /** The function's `env` option. */
   env: Readonly<Record<string, string>>;
+  /** The variables its secrets set, by key (as `process.env` shows them): a WebAssembly function's WASI environment has them too. */
+  secrets?: Readonly<Record<string, string>>;
   /** Aborts when the call is cancelled (on the plane); a long function may watch it and stop early. */
   signal?: AbortSignal;
 }

@@ -105,6 +105,20 @@ export const TOKEN_DEFAULTS = {
   maxTokens: 10_000,
 } as const;
 
+/** Named secrets (docs/secrets.md). */
+export const SECRET_LIMITS = {
+  /** Secrets one gateway keeps. */
+  maxSecrets: 1_000,
+  /** Keys in one secret. */
+  maxKeys: 100,
+  /** Characters in one value. */
+  maxValueBytes: 32 * KiB,
+  /** How long a gateway isolate keeps a secret's values it read: an update reaches calls at the edge within this. */
+  cacheMs: 5_000,
+  /** Values shorter than this are not masked in logs and errors: masking a one-letter value would blank every such letter. */
+  minMaskedLength: 4,
+} as const;
+
 /** How gateways and planes keep in touch. */
 export const PLANE_DEFAULTS = {
   /** How often a plane reports. */

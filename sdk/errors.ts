@@ -20,10 +20,12 @@ export const ERROR_STATUS = {
   function_failed: 500,
   function_timeout: 504,
   call_cancelled: 409,
+  already_exists: 409,
   get_timeout: 408,
   gateway_unreachable: 502,
   protocol_error: 502,
   plane_unavailable: 503,
+  not_configured: 503,
   no_capacity: 503,
   container_failed: 500,
   image_build_failed: 500,
@@ -112,6 +114,20 @@ export class InvalidArgumentError extends TandemError {
 export class NotFoundError extends TandemError {
   constructor(message: string, details?: Record<string, unknown>) {
     super("not_found", message, details);
+  }
+}
+
+/** Something made with a name already taken (`tandem secret create` without `--force`). */
+export class AlreadyExistsError extends TandemError {
+  constructor(message: string, details?: Record<string, unknown>) {
+    super("already_exists", message, details);
+  }
+}
+
+/** A gateway that lacks a setting the request needs (a secret store without `TANDEM_SECRETS_KEY`); the message names it. */
+export class NotConfiguredError extends TandemError {
+  constructor(message: string, details?: Record<string, unknown>) {
+    super("not_configured", message, details);
   }
 }
 
@@ -342,9 +358,11 @@ const CLASSES: { [C in Exclude<ErrorCode, "function_failed">]: new (message: str
   payload_too_large: PayloadTooLargeError,
   function_timeout: FunctionTimeoutError,
   call_cancelled: CancelledError,
+  already_exists: AlreadyExistsError,
   get_timeout: GetTimeoutError,
   gateway_unreachable: GatewayUnreachableError,
   plane_unavailable: PlaneUnavailableError,
+  not_configured: NotConfiguredError,
   no_capacity: NoCapacityError,
   container_failed: ContainerFailedError,
   image_build_failed: ImageBuildError,

@@ -32,6 +32,7 @@ describe("the public surface of sdk/index.ts", () => {
     expect(Object.keys(await import("./index.js")).sort()).toMatchInlineSnapshot(`
       [
         "AgentSocket",
+        "AlreadyExistsError",
         "App",
         "CancelledError",
         "ContainerFailedError",
@@ -56,6 +57,7 @@ describe("the public surface of sdk/index.ts", () => {
         "MAX_GPUS_PER_CONTAINER",
         "MethodNotAllowedError",
         "NoCapacityError",
+        "NotConfiguredError",
         "NotFoundError",
         "PayloadTooLargeError",
         "Period",
@@ -63,6 +65,7 @@ describe("the public surface of sdk/index.ts", () => {
         "ProtocolError",
         "RemoteError",
         "Retries",
+        "Secret",
         "SpendCapError",
         "TandemError",
         "UnauthorizedError",
@@ -104,6 +107,7 @@ describe("the public surface of sdk/index.ts", () => {
         "Schedule",
         "ScheduleInfo",
         "ScheduleOptions",
+        "SecretInfo",
         "TokenInfo",
         "TokenScope",
         "WasmOptions",

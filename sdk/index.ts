@@ -27,6 +27,7 @@ export type { FunctionOptions, FunctionSpec, WasmOptions } from "./options.js";
 export { Cron, Period } from "./schedule.js";
 export type { Schedule, ScheduleOptions, OverlapPolicy } from "./schedule.js";
 export { Image } from "./image.js";
+export { Secret } from "./secret.js";
 export type { ImageStep } from "./image.js";
 export { currentCall } from "./context.js";
 export { GPU_TYPES, MAX_GPUS_PER_CONTAINER } from "./gpu.js";
@@ -48,6 +49,8 @@ export {
   GetTimeoutError,
   GatewayUnreachableError,
   PlaneUnavailableError,
+  AlreadyExistsError,
+  NotConfiguredError,
   NoCapacityError,
   ContainerFailedError,
   ImageBuildError,
@@ -58,4 +61,4 @@ export {
   InternalError,
 } from "./errors.js";
 export type { ErrorCode, WireError } from "./errors.js";
-export type { CallRecord, CallStatus, AppManifest, ScheduleInfo, TokenInfo, TokenScope } from "./protocol.js";
+export type { CallRecord, CallStatus, AppManifest, ScheduleInfo, TokenInfo, TokenScope, SecretInfo } from "./protocol.js";

@@ -14,6 +14,7 @@ import { parseGpuSpec, type GpuRequest } from "./gpu.js";
 import { isImage, type Image } from "./image.js";
 import { NAME_PATTERN, type PlaneFunctionSpec, type RetryPolicy } from "./protocol.js";
 import { isSchedule, type Schedule } from "./schedule.js";
+import { isSecret, type Secret } from "./secret.js";
 import { describeIssues } from "./zod-issues.js";
 
 /** Seconds. */
@@ -86,6 +87,16 @@ const FunctionOptionsSchema = z.strictObject({
     .optional(),
   /** Environment for the function, read with `currentCall().env`; on the plane also the container's environment. */
   env: z.record(z.string(), z.string("values must be strings")).optional(),
+  /**
+   * Secrets read as `process.env.KEY` inside the function, in both tiers; later ones override earlier ones, and the
+   * function sees no other secret's keys. `[Secret.fromName("api"), Secret.fromDotenv()]`. See docs/secrets.md.
+   */
+  secrets: z
+    .array(
+      z.custom<Secret>((v) => isSecret(v), "must be Secrets"),
+      'must be a list of Secrets, such as [Secret.fromName("api")]',
+    )
+    .optional(),
   /** Where it runs. Defaults to `"plane"` when a plane option is set, else `"edge"`. */
   tier: z.enum(["edge", "plane"], 'must be "edge" or "plane"').optional(),
   /**
@@ -143,6 +154,18 @@ const FunctionOptionsSchema = z.strictObject({
     .optional()
     .meta(PLANE),
 });
+
+/**
+ * The `secrets` option of the web handlers and agents (`app.web`, `app.endpoint`, `app.websocket`): the
+ * functions' own schema, checked the same way.
+ * @example parseSecretsOption([Secret.fromName("api")], 'endpoint "pay"'); // [Secret]
+ */
+export function parseSecretsOption(secrets: unknown, where: string): Secret[] {
+  const schema = z.strictObject({ secrets: FunctionOptionsSchema.shape.secrets });
+  const parsed = schema.safeParse({ secrets }, { reportInput: true });
+  if (!parsed.success) throw new InvalidOptionsError(`${where}: ${describeIssues(parsed.error, "option", schema)}`);
+  return parsed.data.secrets ?? [];
+}
 
 /** Options a function may take. Plane options (`gpu`, `image`, `cpu`, `memory`, scaling) send it to the GPU plane. */
 export type FunctionOptions = z.input<typeof FunctionOptionsSchema>;
@@ -217,6 +240,7 @@ function toSpec(o: z.output<typeof FunctionOptionsSchema>, where: string) {
     timeoutSeconds: timeout ?? DEFAULT_TIMEOUT_SECONDS,
     retries: policy,
     env: env ?? {},
+    secrets: rest.secrets ?? [],
     tier: tier ?? (planeOptions.length > 0 ? "plane" : "edge"),
     gpu: gpu === undefined ? undefined : parseGpuOption(gpu, where),
     autoscaler,

@@ -9,7 +9,7 @@
  */
 import { SuperJSON } from "superjson";
 import { z } from "zod";
-import { API_LIMITS } from "./defaults.js";
+import { API_LIMITS, SECRET_LIMITS } from "./defaults.js";
 import type { WireError } from "./errors.js";
 import { GPU_TYPES, MAX_GPUS_PER_CONTAINER, type GpuType } from "./gpu.js";
 
@@ -123,6 +123,10 @@ export const ROUTES = {
   tokens: "/v1/tokens",
   /** Revokes a token (`DELETE`); admin scope. */
   token: "/v1/tokens/:id",
+  /** Named secrets: list (`GET`: names, keys, times, never values) and create or replace (`POST`); deploy scope, every app. */
+  secrets: "/v1/secrets",
+  /** Deletes a secret (`DELETE`). */
+  secret: "/v1/secrets/:name",
   /** Mints a short-lived connect token for a browser to open an app's web endpoint or agent that asks for a token. */
   connectToken: "/v1/apps/:app/connect-token",
   /** Planes register and report their state here (signed). */
@@ -160,6 +164,8 @@ export const ROUTE_METHODS = {
   tokens: ["GET", "POST"],
   token: ["DELETE"],
   connectToken: ["POST"],
+  secrets: ["GET", "POST"],
+  secret: ["DELETE"],
   planeHeartbeat: ["POST"],
   planes: ["GET"],
   planeBundle: ["GET"],
@@ -213,6 +219,8 @@ export const paths = {
   tokens: () => ROUTES.tokens,
   token: (id: string) => `/v1/tokens/${seg(id)}`,
   connectToken: (app: string) => `/v1/apps/${seg(app)}/connect-token`,
+  secrets: () => ROUTES.secrets,
+  secret: (name: string) => `/v1/secrets/${seg(name)}`,
   planeHeartbeat: () => ROUTES.planeHeartbeat,
   planes: () => ROUTES.planes,
   planeBundle: (hash: string) => `/v1/planes/bundles/${seg(hash)}`,
@@ -486,6 +494,40 @@ export interface TokenCreateAnswer extends TokenInfo {
   token: string;
 }
 
+// ---------------------------------------------------------------------------
+// Secrets (docs/secrets.md)
+
+/** A secret's keys: environment variable names. */
+export const SECRET_KEY_PATTERN = /^[A-Za-z_][A-Za-z0-9_]{0,127}$/;
+
+/** `POST /v1/secrets`: a secret's values, all at once; `force` replaces one that exists (else `409 already_exists`). */
+export const SecretCreateRequestSchema = z.strictObject({
+  name: z.string().regex(NAME_PATTERN, "must be 1-64 letters, digits, '-' or '_', starting with a letter or digit"),
+  values: z
+    .record(z.string(), z.string("values must be strings").max(SECRET_LIMITS.maxValueBytes, `values must be at most ${SECRET_LIMITS.maxValueBytes} characters`))
+    .refine((values) => Object.keys(values).length > 0, "must hold at least one KEY=VALUE")
+    .superRefine((values, ctx) => {
+      const bad = Object.keys(values).find((key) => !SECRET_KEY_PATTERN.test(key));
+      if (bad !== undefined)
+        ctx.addIssue({
+          code: "custom",
+          message: `"${bad}" is not a key: keys are environment variable names (letters, digits and '_', not starting with a digit)`,
+        });
+    })
+    .refine((values) => Object.keys(values).length <= SECRET_LIMITS.maxKeys, `must hold at most ${SECRET_LIMITS.maxKeys} keys`),
+  force: z.boolean().optional(),
+});
+export type SecretCreateRequest = z.infer<typeof SecretCreateRequestSchema>;
+
+/** A secret as `GET /v1/secrets` shows it: its name and keys, never its values. */
+export interface SecretInfo {
+  name: string;
+  /** Its keys, sorted. */
+  keys: string[];
+  createdAt: number;
+  updatedAt: number;
+}
+
 /** `POST /v1/apps/:app/connect-token`. */
 export const ConnectTokenRequestSchema = z.strictObject({
   /** Only this web endpoint or agent of the app; none: any of the app's that ask for a token. */
@@ -635,6 +677,12 @@ export const PlaneRunRequestSchema = z.strictObject({
   args: z.array(z.unknown()),
   meta: z.unknown().optional(),
   spec: PlaneFunctionSpecSchema,
+  /**
+   * The function's environment with its secrets' values (docs/secrets.md), for a container this input starts:
+   * given to Docker as environment at create, never written to disk or a log. Not part of the pool's key: a warm
+   * container keeps the values it started with.
+   */
+  secrets: z.record(z.string(), z.string()).optional(),
 });
 export type PlaneRunRequest = z.infer<typeof PlaneRunRequestSchema>;
 
@@ -647,6 +695,8 @@ export interface WarmPoolRef {
   spec: PlaneFunctionSpec;
   /** For a class: the parameters of the instances kept warm (`{}`). */
   clsParams?: Record<string, unknown>;
+  /** The function's environment with its secrets' values, for the warm containers (as `PlaneRunRequest.secrets`). */
+  secrets?: Record<string, string>;
 }
 
 /** The gateway's answer to a heartbeat: which warm pools this plane keeps. */
@@ -747,6 +797,8 @@ export const CONTAINER_ENV = {
   clsParams: "TANDEM_CLS_PARAMS",
   /** Where the control socket is, when not at its place in a container (the unsandboxed process runtime). */
   controlSocket: "TANDEM_CONTROL_SOCKET",
+  /** The names (never the values) of the variables that came from secrets: the runner masks their values in logs and errors. */
+  secretKeys: "TANDEM_SECRET_KEYS",
 } as const;
 
 /** Labels a plane puts on its containers, to find them again (`cleanup` after a crash) and to show them. */

@@ -2,15 +2,20 @@
  * Schedules: `Cron(expression, { timezone })` and `Period({ hours: 1 })`, a
  * function's `schedule` option. Cron expressions have five fields (minute,
  * hour, day of month, month, day of week) with standard cron semantics: names
- * for months and days, ranges, steps, lists, 0 and 7 both Sunday, and day of
- * month OR day of week when both are restricted. Parsing and iteration are
- * cron-parser's; this module checks each field first so that an error names
- * the field and the reason. A schedule it refuses is kept, with its reason,
- * until the function it is given to is checked: the error then names the app
- * and the function too. The edge fires schedules (gateway/scheduler.ts).
+ * for months and days, ranges (wrapping ones too), steps, lists, 0 and 7 both
+ * Sunday, and day of month OR day of week when both are restricted. Each field
+ * is read and checked here (cron-expression.ts), so that an error names the
+ * field and the reason; cron-parser finds the wall-clock times that match, and
+ * this module places them in the timezone, with a daylight-saving policy of its
+ * own (`cronRuns`, docs/schedules.md). A schedule it refuses is kept, with its
+ * reason, until the function it is given to is checked: the error then names
+ * the app and the function too. The edge fires schedules (gateway/scheduler.ts);
+ * `tandem schedule list` shows the runs the edge computed with this module.
  */
-import { CronExpressionParser } from "cron-parser";
+import { CronExpressionParser, type CronExpression } from "cron-parser";
+import { readCronExpression } from "./cron-expression.js";
 import { InvalidOptionsError } from "./errors.js";
+import { gapEnd, instantsAt, isTimezone, offsetAt } from "./zoned-time.js";
 
 const SCHEDULE_BRAND = Symbol.for("tandem.schedule");
 
@@ -51,31 +56,12 @@ export interface Schedule {
   latestAtOrBefore(at: number, anchor: number): number;
 }
 
-/** Fields of a five-field expression, with their ranges and names. */
-const FIELDS = [
-  { name: "minute", min: 0, max: 59 },
-  { name: "hour", min: 0, max: 23 },
-  { name: "day-of-month", min: 1, max: 31 },
-  { name: "month", min: 1, max: 12, names: ["jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"], first: 1 },
-  { name: "day-of-week", min: 0, max: 7, names: ["sun", "mon", "tue", "wed", "thu", "fri", "sat"], first: 0 },
-] as const;
-
-/** The shorthands Vixie cron knows, as five fields. */
-const SHORTHANDS: Record<string, string> = {
-  "@yearly": "0 0 1 1 *",
-  "@annually": "0 0 1 1 *",
-  "@monthly": "0 0 1 * *",
-  "@weekly": "0 0 * * 0",
-  "@daily": "0 0 * * *",
-  "@midnight": "0 0 * * *",
-  "@hourly": "0 * * * *",
-};
-
 /**
  * A cron schedule: five fields, read in `timezone` (an IANA name, default UTC).
  * @example
  * app.function({ schedule: Cron("0 2 * * *", { timezone: "Europe/Paris" }) }, refreshCache)
  * Cron("*\/15 9-17 * * MON-FRI").nextRuns(3)
+ * Cron("30 2 * * Friday-Monday", { timezone: "America/New_York" }) // Fri, Sat, Sun, Mon; at 03:00 the day 02:30 is skipped
  */
 export function Cron(expression: string, options: ScheduleOptions & { timezone?: string } = {}): Schedule {
   return refusedWhenInvalid("cron", `Cron(${JSON.stringify(expression)})`, () => cron(expression, options));
@@ -90,50 +76,102 @@ function cron(expression: string, options: ScheduleOptions & { timezone?: string
       `${where}: unknown timezone ${JSON.stringify(timezone)}; use an IANA name such as "UTC", "Europe/Paris" or "America/New_York"`,
     );
   }
-  const trimmed = expression.trim();
-  const fields = (SHORTHANDS[trimmed.toLowerCase()] ?? trimmed).split(/\s+/).filter(Boolean);
-  if (trimmed.startsWith("@") && !SHORTHANDS[trimmed.toLowerCase()]) {
-    throw new InvalidOptionsError(`${where}: unknown shorthand ${trimmed}; known: ${Object.keys(SHORTHANDS).join(", ")}`);
-  }
-  if (fields.length !== 5) {
-    throw new InvalidOptionsError(
-      `${where}: has ${fields.length} field${fields.length === 1 ? "" : "s"}; a cron expression has five: minute hour day-of-month month day-of-week${fields.length === 6 ? " (seconds are not supported)" : ""}`,
-    );
-  }
-  fields.forEach((field, i) => checkField(where, FIELDS[i]!, field));
-  const normalized = fields.join(" ");
-  const parse = (from: number) => CronExpressionParser.parse(normalized, { currentDate: new Date(from), tz: timezone });
+  const read = readCronExpression(expression, where);
+  const written = read.fields.join(" ");
+  let walls: CronExpression;
   try {
-    parse(Date.now()).next();
+    // Wall-clock times, on a timeline without daylight saving; `cronRuns` places them in the timezone.
+    walls = CronExpressionParser.parse(read.plain, { tz: "UTC" });
+    walls.next();
   } catch (err) {
     const message = (err as Error).message;
     if (/day of month/i.test(message)) {
       // The fields each check out, but no day of month given exists in the months given (the 30th of February).
       throw new InvalidOptionsError(
-        `${where}: the day-of-month field "${fields[2]}" has no day in the month field "${fields[3]}", so it would never run (February has 29 days at most; April, June, September and November 30)`,
+        `${where}: the day-of-month field "${read.fields[2]}" has no day in the month field "${read.fields[3]}", so it would never run (February has 29 days at most; April, June, September and November 30)`,
       );
     }
     throw new InvalidOptionsError(`${where}: ${message}`);
   }
-  const nextAfter = (after: number) => parse(after).next().getTime();
-  const latestAtOrBefore = (at: number) =>
-    parse(at + 1)
-      .prev()
-      .getTime();
+  const runs = cronRuns(walls, timezone, read.interval);
   return schedule({
     kind: "cron",
-    description: `cron "${normalized}" (${timezone})`,
-    expression: normalized,
+    description: `cron "${written}" (${timezone})`,
+    expression: written,
     timezone,
     periodMs: undefined,
     overlap,
-    nextAfter,
-    latestAtOrBefore,
-    nextRuns: (count, from) =>
-      parse(from)
-        .take(count)
-        .map((d) => d.toDate()),
+    nextAfter: runs.nextAfter,
+    latestAtOrBefore: runs.latestAtOrBefore,
+    nextRuns: (count, from) => {
+      const out: Date[] = [];
+      for (let t = from; out.length < count;) out.push(new Date((t = runs.nextAfter(t))));
+      return out;
+    },
   });
+}
+
+/** The most wall-clock times one search looks at (a skipped day of minutes is 1440). */
+const MAX_WALLS = 10_000;
+const MINUTE = 60_000;
+const DAY = 86_400_000;
+
+/**
+ * When a cron schedule runs in real time. Each wall-clock time it matches runs once, at the instant the clock in
+ * `timezone` shows it, except across daylight-saving changes (docs/schedules.md, cron(8)'s rule):
+ * - a time the clocks skip: a job at a time of day runs when they jump (02:30 runs at 03:00), once however many of
+ *   its times were skipped; an interval job (`interval`) does not run for it, so it keeps its pace;
+ * - a time the clocks repeat: a job at a time of day runs the first time only; an interval job runs both times.
+ * `walls` iterates the matching wall-clock times (cron-parser, on a UTC timeline).
+ */
+function cronRuns(walls: CronExpression, timezone: string, interval: boolean) {
+  const runsAt = (wall: number): number[] => {
+    const instants = instantsAt(timezone, wall);
+    if (instants.length === 0) return interval ? [] : [gapEnd(timezone, wall)];
+    return interval ? instants : instants.slice(0, 1);
+  };
+  const offset = (instant: number) => offsetAt(timezone, instant);
+  return {
+    /** The first run strictly after `after`. */
+    nextAfter(after: number): number {
+      // Runs come in the order of their wall-clock times, but for a repeated hour's second pass and a gap's jump:
+      // look from the earliest wall clock near `after`, and on until no later wall-clock time can run sooner.
+      let best = Infinity;
+      let highest = offset(after); // the largest offset between `after` and `best` (one change at most)
+      walls.reset(new Date(after + Math.min(highest, offset(after + 2 * DAY))));
+      for (let i = 0; i < MAX_WALLS; i++) {
+        const wall = walls.next().getTime();
+        for (const t of runsAt(wall)) {
+          if (t > after && t < best) {
+            best = t;
+            highest = Math.max(offset(after), offset(best));
+          }
+        }
+        // The next wall-clock time is a minute later at least, so none of its runs comes before `wall + MINUTE - highest`.
+        if (wall + MINUTE - highest >= best) break;
+      }
+      if (best === Infinity) throw new Error(`no run found after ${new Date(after).toISOString()}`);
+      return best;
+    },
+    /** The last run at or before `at`. */
+    latestAtOrBefore(at: number): number {
+      let best = -Infinity;
+      let lowest = offset(at); // the smallest offset between `best` and `at`
+      walls.reset(new Date(at + Math.max(lowest, offset(at - 2 * DAY)) + 1));
+      for (let i = 0; i < MAX_WALLS; i++) {
+        const wall = walls.prev().getTime();
+        for (const t of runsAt(wall)) {
+          if (t <= at && t > best) {
+            best = t;
+            lowest = Math.min(offset(at), offset(best));
+          }
+        }
+        if (wall - MINUTE - lowest <= best) break;
+      }
+      if (best === -Infinity) throw new Error(`no run found at or before ${new Date(at).toISOString()}`);
+      return best;
+    },
+  };
 }
 
 /**
@@ -246,48 +284,6 @@ function checkOptions<K extends string>(where: string, options: unknown, known: 
   if (o.overlap !== undefined && o.overlap !== "skip" && o.overlap !== "allow")
     throw new InvalidOptionsError(`${where}: option "overlap" must be "skip" or "allow"`);
   return { overlap: (o.overlap as OverlapPolicy | undefined) ?? "skip", ...(o.timezone !== undefined ? { timezone: o.timezone } : {}) };
-}
-
-function isTimezone(name: string): boolean {
-  try {
-    new Intl.DateTimeFormat("en-US", { timeZone: name });
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-/** Checks one field: lists of `*`, values, names, ranges and steps, each value in range. */
-function checkField(where: string, field: (typeof FIELDS)[number], text: string): void {
-  const fail = (why: string) => {
-    throw new InvalidOptionsError(`${where}: the ${field.name} field ${JSON.stringify(text)}: ${why}`);
-  };
-  const value = (token: string): number => {
-    if (/^\d+$/.test(token)) {
-      const n = Number(token);
-      if (n < field.min || n > field.max) fail(`${n} is out of range (${field.min}-${field.max}${field.name === "day-of-week" ? ", 0 and 7 are Sunday" : ""})`);
-      return n;
-    }
-    const names: readonly string[] | undefined = "names" in field ? field.names : undefined;
-    const at = names?.indexOf(token.toLowerCase()) ?? -1;
-    if (at < 0) {
-      fail(names ? `unknown name "${token}" (names: ${names.map((n) => n.toUpperCase()).join(", ")})` : `"${token}" is not a number`);
-    }
-    return at + ("first" in field ? field.first : 0);
-  };
-  for (const part of text.split(",")) {
-    const [range, step, extra] = part.split("/");
-    if (extra !== undefined) fail(`"${part}" has more than one step`);
-    if (step !== undefined && !(/^\d+$/.test(step) && Number(step) > 0)) fail(`the step "${step}" must be a whole number above 0`);
-    if (range === "*") continue;
-    const [start, end, more] = (range ?? "").split("-");
-    if (more !== undefined || !start) fail(`"${part}" is not a value, a name, a range or *`);
-    const a = value(start!);
-    if (end !== undefined) {
-      const b = value(end);
-      if (b < a) fail(`the range ${range} runs backwards`);
-    }
-  }
 }
 
 function formatDuration(ms: number): string {

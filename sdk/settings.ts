@@ -19,7 +19,20 @@ export interface GatewayConfig {
   callLeaseMs: number;
   /** The secret shared with planes; undefined: planes are off. */
   planeSecret: string | undefined;
+  /** The key secrets are encrypted with (32 bytes, as 64 hex digits); undefined: the secret store is off. */
+  secretsKey: string | undefined;
+  /**
+   * Local only: the values of the apps' local secrets (`Secret.fromDict`, `Secret.fromDotenv`), as the CLI read
+   * them when it loaded the app: by app, then holder (`App.secretHolders`), one entry per declared secret (null
+   * for a named one).
+   */
+  localSecrets: LocalSecrets;
 }
+
+/** The values of local secrets, by app and holder (`TANDEM_LOCAL_SECRETS`). */
+export type LocalSecrets = Record<string, Record<string, (Record<string, string> | null)[]>>;
+
+const LocalSecretsSchema = z.record(z.string(), z.record(z.string(), z.array(z.record(z.string(), z.string()).nullable())));
 
 const whole = "must be a whole number above 0";
 
@@ -32,6 +45,23 @@ const GatewaySettingsSchema = z.object({
     .positive("must be a number of seconds above 0")
     .default(GATEWAY_DEFAULTS.callLeaseSeconds),
   TANDEM_PLANE_SECRET: z.string().min(16, "must be at least 16 characters").optional(),
+  TANDEM_SECRETS_KEY: z
+    .string()
+    .trim()
+    .regex(/^[0-9a-fA-F]{64}$/, "must be 32 bytes as 64 hex digits (openssl rand -hex 32)")
+    .optional(),
+  TANDEM_LOCAL_SECRETS: z
+    .string()
+    .transform((text, ctx) => {
+      try {
+        return JSON.parse(text) as unknown;
+      } catch {
+        ctx.addIssue({ code: "custom", message: "must be JSON" });
+        return z.NEVER;
+      }
+    })
+    .pipe(LocalSecretsSchema)
+    .optional(),
 });
 
 /**
@@ -48,5 +78,7 @@ export function parseGatewaySettings(vars: Record<string, unknown>): GatewayConf
     resultTtlSeconds: parsed.data.TANDEM_RESULT_TTL_SECONDS,
     callLeaseMs: parsed.data.TANDEM_CALL_LEASE_SECONDS * 1000,
     planeSecret: parsed.data.TANDEM_PLANE_SECRET,
+    secretsKey: parsed.data.TANDEM_SECRETS_KEY,
+    localSecrets: parsed.data.TANDEM_LOCAL_SECRETS ?? {},
   };
 }

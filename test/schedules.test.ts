@@ -84,15 +84,19 @@ describe("schedules fired from the edge", () => {
   });
 
   it("lists each schedule with its next three runs, in its timezone", async () => {
-    const { paris, hourly } = await schedules();
+    const { paris, hourly, marchSundays } = await schedules();
     expect(paris).toMatchObject({ schedule: 'cron "30 9 * * MON-FRI" (Europe/Paris)', timezone: "Europe/Paris", overlap: "skip", skipped: 0, missed: 0 });
     // 09:30 in Paris in January is 08:30 UTC; Monday to Wednesday.
     expect(paris!.nextRuns.map((t) => new Date(t).toISOString())).toEqual(["2030-01-07T08:30:00.000Z", "2030-01-08T08:30:00.000Z", "2030-01-09T08:30:00.000Z"]);
     expect(hourly!.nextRuns).toEqual([T0 + 120 * MIN, T0 + 180 * MIN, T0 + 240 * MIN]);
+    // Sundays in March at 02:30 New York time; on the 10th the clocks jump from 02:00 to 03:00, and it runs then.
+    const sundays = ["2030-03-03T07:30:00.000Z", "2030-03-10T07:00:00.000Z", "2030-03-17T06:30:00.000Z"];
+    expect(marchSundays!.nextRuns.map((t) => new Date(t).toISOString())).toEqual(sundays);
     const { code, stdout } = await runCli(["schedule", "list", "crony", "--gateway", gw.url]);
     expect(code).toBe(0);
     expect(stdout).toContain('crony::paris  cron "30 9 * * MON-FRI" (Europe/Paris)');
     expect(stdout).toContain("next      2030-01-07T08:30:00.000Z  2030-01-08T08:30:00.000Z  2030-01-09T08:30:00.000Z");
+    expect(stdout).toContain(`crony::marchSundays  cron "30 2 * March sunday" (America/New_York)\n  next      ${sundays.join("  ")}`);
     expect(stdout).toMatch(
       /crony::flaky {2}cron "0 \* \* \* \*" \(UTC\)\n {2}next {6}2030-01-07T02:00:00.000Z.*\n {2}last run {2}failed in \d+ ms \(fc-[0-9a-z]{26}, due 2030-01-07T01:00:00.000Z\): the feed is down/,
     );

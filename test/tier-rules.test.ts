@@ -56,6 +56,7 @@ describe("an import across a tier fails the lint", () => {
   it("wasm/ importing a tier, and its runtime-neutral host importing a node:* module", async () => {
     expect(await lintImport("wasm/example.ts", "../gpu-plane/plane.js")).toEqual(refused("only sdk/cli/ (the composition root) imports it"));
     expect(await lintImport("wasm/example.ts", "node:fs")).toEqual(refused("no node:* modules"));
+    expect(await lintImport("wasm/wasi/example.ts", "node:fs")).toEqual(refused("no node:* modules"));
   });
 
   it("dockerode imported outside gpu-plane/", async () => {

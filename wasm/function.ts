@@ -3,16 +3,17 @@
  * WebAssembly function is a WASI command; its input arrives on stdin (the
  * call's arguments as a JSON array, or one argument's raw bytes when its
  * content type is "bytes"), its result is stdout (JSON, or the raw bytes),
- * each stderr line goes to the logs, and a non-zero exit is an error carrying
- * stderr's tail. Each call gets a fresh instance of a module compiled once,
- * the function's `args` as argv[1..], and its bundled directories (`files`)
- * preopened read-only.
+ * each stderr line goes to the logs, and a non-zero exit, a trap or a signal
+ * is an error carrying stderr's tail. Each call gets a fresh instance of a
+ * module compiled once, the function's `args` as argv[1..], and its bundled
+ * directories (`files`) preopened read-only.
  */
 import type { WasmDefinition } from "../sdk/app.js";
 import { checkedHandler } from "../sdk/arguments.js";
+import { currentCall } from "../sdk/context.js";
 import { InvalidRequestError, functionTimeout } from "../sdk/errors.js";
 import { readOnlyPreopen, unpackFiles, type BundledFiles } from "./files.js";
-import { WasmLimitError, checkWasiCommand, runWasi } from "./host.js";
+import { WasmLimitError, WasmTrapError, checkWasiCommand, runWasi, stderrTail } from "./host.js";
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
@@ -45,7 +46,8 @@ export function wasmFunction(
       run = runWasi(module, name, {
         args: argv,
         stdin,
-        env: spec.env,
+        // Its environment: its `env` option and the variables its secrets set (docs/secrets.md).
+        env: { ...spec.env, ...currentCall()?.secrets },
         // A fresh tree per call over the same bytes: nothing a call does under them reaches the next.
         preopens: Object.entries(bundled).map(([guest, dir]) => readOnlyPreopen(guest, dir)),
         limits: { ...limits, maxWallMs: spec.timeoutSeconds * 1000 },
@@ -55,12 +57,13 @@ export function wasmFunction(
       if (err instanceof WasmLimitError && err.limit === "time") {
         throw functionTimeout({ app, function: name, timeoutSeconds: spec.timeoutSeconds, reason: err.message });
       }
+      // A trap (a panic, a failed assert) logs what it wrote to stderr, as an exit does.
+      if (err instanceof WasmTrapError) logLines(err.stderr);
       throw err;
     }
-    const stderr = decoder.decode(run.stderr);
-    for (const line of stderr.split("\n").filter(Boolean)) console.error(line);
+    logLines(run.stderr);
     if (run.exitCode !== 0) {
-      const tail = stderr.trim().split("\n").slice(-10).join("\n");
+      const tail = stderrTail(run.stderr);
       throw new WasmExitError(`${name} exited with code ${run.exitCode}${tail ? `: ${tail}` : ""}`);
     }
     if (bytes) return run.stdout;
@@ -85,6 +88,11 @@ function bundledFiles(app: string, definition: WasmDefinition, blob: ArrayBuffer
     throw new Error(`the files of ${app}.${definition.name} (${missing.join(", ")}) were not bundled; serve or deploy the app with the tandem CLI`);
   }
   return found;
+}
+
+/** Each line of a module's stderr, to the logs. */
+function logLines(stderr: Uint8Array): void {
+  for (const line of decoder.decode(stderr).split("\n").filter(Boolean)) console.error(line);
 }
 
 /** A "bytes" function takes one argument: bytes (Uint8Array, ArrayBuffer) or a string, sent as UTF-8. */

@@ -1,14 +1,16 @@
 /**
  * The WebAssembly host: runs a WASI (preview1) command module the same way in
- * workerd (the edge) and in Node (the plane, local tools), on
- * @bjorn3/browser_wasi_shim. A call gets a fresh instance: arguments, an
+ * workerd (the edge) and in Node (the plane, local tools), on wasi/
+ * (@bjorn3/browser_wasi_shim, with a file system of Tandem's own). A call gets a fresh instance: arguments, an
  * environment, stdin, stdout and stderr captured (up to a limit), clocks and
- * random from the runtime, an in-memory file system preopened at `/`, and the
- * exit code. Modules are compiled once by the caller (workerd refuses to
- * compile bytes at run time: ship them as modules) and instantiated per call.
+ * random from the runtime, sleeps that never outlast the run's time limit
+ * (wasi-calls.ts), an in-memory file system preopened at `/`, and the exit
+ * code. Modules are compiled once by the caller (workerd refuses to compile
+ * bytes at run time: ship them as modules) and instantiated per call.
  */
-import { ConsoleStdout, Directory, File, OpenFile, PreopenDirectory, WASI, WASIProcExit, type Fd, type Inode } from "@bjorn3/browser_wasi_shim";
+import { ConsoleStdout, Directory, File, OpenFile, PreopenDirectory, WASI, WASIProcExit, type Fd, type Inode } from "./wasi/index.js";
 import { FUNCTION_DEFAULTS, WASM_DEFAULTS } from "../sdk/defaults.js";
+import { wasiCalls } from "./wasi-calls.js";
 
 /** What one run of a module may take; past any, the run fails with `WasmLimitError`. */
 export interface WasmLimits {
@@ -73,13 +75,64 @@ export class WasmLimitError extends Error {
   }
 }
 
-/** The module trapped (an unreachable, an out-of-bounds access, a stack overflow). */
+/**
+ * The module trapped (an unreachable, an out-of-bounds access, a stack
+ * overflow). A Rust panic or a C `assert` writes why to stderr first: the
+ * message ends with stderr's last lines, `stderrTail` holds them, and
+ * `stderr` all the run wrote there.
+ * @example
+ * catch (e) { if (e instanceof WasmTrapError) console.error(e.stderrTail) } // panicked at src/main.rs:4:5: ...
+ */
 export class WasmTrapError extends Error {
   override name = "WasmTrapError";
+  /** stderr's last lines (up to `STDERR_TAIL_LINES`), "" when it wrote none. */
+  readonly stderrTail: string;
+  constructor(
+    message: string,
+    readonly stderr: Uint8Array = new Uint8Array(),
+  ) {
+    const tail = stderrTail(stderr);
+    super(tail ? `${message}: ${tail}` : message);
+    this.stderrTail = tail;
+  }
+}
+
+/**
+ * The module raised a signal whose default action ends a process
+ * (`proc_raise`: SIGABRT, SIGTERM, ...), and the run was stopped; `signal`
+ * names it. (Raising SIGCHLD, SIGCONT, SIGURG or SIGWINCH does nothing, as in
+ * a POSIX process.)
+ */
+export class WasmSignalError extends WasmTrapError {
+  override name = "WasmSignalError";
+  constructor(
+    readonly signal: string,
+    message: string,
+    stderr?: Uint8Array,
+  ) {
+    super(message, stderr);
+  }
+}
+
+/** How many of stderr's last lines an exit, a trap or a signal carries in its message. */
+export const STDERR_TAIL_LINES = 10;
+
+/** The last `STDERR_TAIL_LINES` lines of `stderr`, trimmed. */
+export function stderrTail(stderr: Uint8Array | string): string {
+  const text = typeof stderr === "string" ? stderr : new TextDecoder().decode(stderr);
+  return text.trim().split("\n").slice(-STDERR_TAIL_LINES).join("\n");
+}
+
+/** Thrown through the module by `proc_raise`; runWasi turns it into WasmSignalError with stderr's tail. */
+class RaisedSignal {
+  constructor(
+    readonly number: number,
+    readonly signal: string,
+  ) {}
 }
 
 const WASI_MODULE = "wasi_snapshot_preview1";
-/** The WASI functions the host gives: every one the shim implements. */
+/** The WASI functions the host gives: every one the shim implements, some answered by the host itself (wasi-calls.ts). */
 // `debug: false`: the shim logs every call unless told not to.
 const PROVIDED = new Set(Object.keys(new WASI([], [], [], { debug: false }).wasiImport));
 
@@ -114,13 +167,15 @@ export function runWasi(module: WebAssembly.Module, name: string, options: WasiR
     sink.push(bytes.slice());
   };
   const env = Object.entries(options.env ?? {}).map(([k, v]) => `${k}=${v}`);
+  const stdout = new ConsoleStdout(capture(out));
+  const stderr = new ConsoleStdout(capture(err));
   const wasi = new WASI(
     [name, ...(options.args ?? [])],
     env,
     [
       new OpenFile(new File(options.stdin ?? new Uint8Array())),
-      new ConsoleStdout(capture(out)),
-      new ConsoleStdout(capture(err)),
+      stdout,
+      stderr,
       new PreopenDirectory("/", fileTree(options.files ?? {})),
       ...(options.preopens ?? []),
     ],
@@ -139,20 +194,23 @@ export function runWasi(module: WebAssembly.Module, name: string, options: WasiR
     if (elapsed > limits.maxWallMs)
       throw new WasmLimitError("time", `${name} ran for ${elapsed} ms, past its limit of ${limits.maxWallMs} ms, and was stopped`);
   };
-  // The shim sleeps (poll_oneoff on a clock) by spinning in JS, where no tick can stop it: a sleep that would end past
-  // the time limit fails at once instead.
-  const pollOneoff = wasi.wasiImport.poll_oneoff as (inPtr: number, outPtr: number, count: number, neventsPtr: number) => number;
-  const imports = {
-    ...wasi.wasiImport,
-    poll_oneoff(inPtr: number, outPtr: number, count: number, neventsPtr: number): number {
-      checkLimits();
-      const sleepMs = clockSleepMs(new DataView(exports.memory.buffer), inPtr, count);
-      if (sleepMs !== undefined && Date.now() + sleepMs - started > limits.maxWallMs) {
-        throw new WasmLimitError("time", `${name} asked to sleep ${Math.round(sleepMs)} ms, past its limit of ${limits.maxWallMs} ms, and was stopped`);
+  // Calls the host answers itself (wasm/wasi-calls.ts): waits bounded by the deadline, no sockets, signals.
+  const calls = wasiCalls({
+    memory: () => exports.memory.buffer,
+    fds: wasi.fds,
+    checkLimits,
+    writableBytes: (fd) => (fd === stdout || fd === stderr ? limits.maxOutputBytes - written : undefined),
+    sleep(ms, done) {
+      if (Date.now() + ms - started > limits.maxWallMs) {
+        throw new WasmLimitError("time", `${name} asked to sleep ${Math.round(ms)} ms, past its limit of ${limits.maxWallMs} ms, and was stopped`);
       }
-      return pollOneoff(inPtr, outPtr, count, neventsPtr);
+      while (!done()) checkLimits();
     },
-  };
+    raise(signal, signalName) {
+      throw new RaisedSignal(signal, signalName);
+    },
+  });
+  const imports = { ...wasi.wasiImport, ...calls };
   const instance = new WebAssembly.Instance(module, { [WASI_MODULE]: imports, [TICK_IMPORT.module]: { [TICK_IMPORT.name]: checkLimits } });
   const exports = instance.exports as { memory: WebAssembly.Memory; _start: () => unknown };
   let exitCode: number;
@@ -161,9 +219,11 @@ export function runWasi(module: WebAssembly.Module, name: string, options: WasiR
   } catch (thrown) {
     if (thrown instanceof WasmLimitError) throw thrown;
     if (thrown instanceof WASIProcExit) exitCode = thrown.code;
-    else if (thrown instanceof WebAssembly.RuntimeError || thrown instanceof RangeError) {
+    else if (thrown instanceof RaisedSignal) {
+      throw new WasmSignalError(thrown.signal, `${name} raised ${thrown.signal} (signal ${thrown.number}) and was stopped`, concat(err));
+    } else if (thrown instanceof WebAssembly.RuntimeError || thrown instanceof RangeError) {
       checkLimits(); // a trap because memory could not grow is the memory limit
-      throw new WasmTrapError(`${name} trapped: ${thrown.message}`);
+      throw new WasmTrapError(`${name} trapped: ${thrown.message}`, concat(err));
     } else throw thrown;
   }
   checkLimits();
@@ -171,17 +231,6 @@ export function runWasi(module: WebAssembly.Module, name: string, options: WasiR
 }
 
 const formatMiB = (pages: number) => `${(pages * 64) / 1024} MiB`;
-
-/**
- * How long a poll_oneoff asks to sleep, in ms, when it is one relative clock
- * subscription (what `sleep` compiles to); undefined otherwise. Layout of
- * `subscription` (48 bytes): userdata u64 @0, tag u8 @8 (0: clock), clock id
- * u32 @16, timeout u64 ns @24, precision u64 @32, flags u16 @40 (1: absolute).
- */
-function clockSleepMs(view: DataView, inPtr: number, count: number): number | undefined {
-  if (count !== 1 || view.getUint8(inPtr + 8) !== 0 || (view.getUint16(inPtr + 40, true) & 1) !== 0) return undefined;
-  return Number(view.getBigUint64(inPtr + 24, true)) / 1e6;
-}
 
 function fileTree(files: Record<string, Uint8Array>): Map<string, Inode> {
   const root = new Map<string, Inode>();

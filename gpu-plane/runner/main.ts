@@ -15,6 +15,8 @@ import { installCallContextStore, type CallContext } from "../../sdk/context.js"
 import { InvalidRequestError, TandemError, remoteErrorFrom, toWireError } from "../../sdk/errors.js";
 import { CONTAINER_ENV, decodeValue, encodeValue, type InputFrame, type PlaneFrame, type RunnerFrame } from "../../sdk/protocol.js";
 import { LineSplitter } from "../../sdk/stream-lines.js";
+import { maskSecretValues, maskedError } from "../../sdk/secret.js";
+import { format } from "node:util";
 import { wasmFunction } from "../../wasm/function.js";
 import { IN_CONTAINER } from "../drivers/driver.js";
 
@@ -34,6 +36,12 @@ export async function runFunctions(
   const socketPath = given[CONTAINER_ENV.controlSocket] ?? IN_CONTAINER.controlSocket;
   const containerFunction = given[CONTAINER_ENV.function];
   const clsParams = given[CONTAINER_ENV.clsParams];
+  // The values of this container's secrets: masked as *** in every line it logs and every error it sends.
+  const secrets = Object.fromEntries(
+    (given[CONTAINER_ENV.secretKeys] ?? "").split(",").flatMap((key) => (key && given[key] !== undefined ? [[key, given[key]] as const] : [])),
+  );
+  const secretValues = Object.values(secrets);
+  maskConsole(secretValues);
   const app = loadAppModule("app", appExports);
   const functions = new Map<string, { handler: (...args: unknown[]) => unknown; env: Record<string, string> }>(
     app.functions.map((f) => [f.name, { handler: (f as FunctionHandle<unknown[], unknown>).handler!, env: f.spec?.env ?? {} }]),
@@ -58,7 +66,7 @@ export async function runFunctions(
       .run({ callId: "-", app: app.name, function: containerFunction!, attempt: 1, env: app.classes[clsIndex]!.spec.env }, () =>
         classes[clsIndex]!.prepare(JSON.parse(clsParams)),
       )
-      .catch((err: unknown) => (enterFailed = toWireError(remoteErrorFrom(err)) as Failed)); // the plane backs off and fails the inputs with it
+      .catch((err: unknown) => (enterFailed = toWireError(maskedError(remoteErrorFrom(err), secretValues)) as Failed)); // the plane backs off and fails the inputs with it
   }
 
   const socket = await connectToPlane(socketPath);
@@ -104,6 +112,7 @@ export async function runFunctions(
       function: input.function,
       attempt: input.attempt,
       env: fn?.env ?? {},
+      secrets,
       signal: cancel.signal,
     };
     const send = (frame: RunnerFrame) => {
@@ -115,7 +124,7 @@ export async function runFunctions(
         t: "output",
         callId: input.callId,
         status: "failed",
-        error: toWireError(err instanceof TandemError ? err : remoteErrorFrom(err, { callId: input.callId })) as Failed,
+        error: toWireError(maskedError(err instanceof TandemError ? err : remoteErrorFrom(err, { callId: input.callId }), secretValues)) as Failed,
       });
     try {
       if (!fn) throw new Error(`this bundle of app "${app.name}" has no function "${input.function}"`);
@@ -173,4 +182,13 @@ async function connectToPlane(path: string): Promise<net.Socket> {
   // Registered before the input loop reads the socket, so it runs before the loop would see the error as a throw.
   socket.on("error", () => process.exit(0));
   return socket;
+}
+
+/** Writes each console line as one string with `values` masked (nothing to do when the container has no secrets). */
+function maskConsole(values: string[]): void {
+  if (values.length === 0) return;
+  for (const level of ["log", "info", "warn", "error", "debug"] as const) {
+    const write = console[level].bind(console);
+    console[level] = (...args: unknown[]) => write(maskSecretValues(format(...args), values));
+  }
 }

@@ -9,8 +9,10 @@ import { spawn } from "node:child_process";
 import { readFile, writeFile } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import { InvalidOptionsError } from "../errors.js";
-import { BLOB_KEYS } from "../protocol.js";
+import { BLOB_KEYS, type SecretInfo } from "../protocol.js";
+import type { App } from "../app.js";
 import { buildApps } from "./local-stack.js";
+import { checkNamedSecrets, declaresNamedSecrets } from "./secret-values.js";
 import { PACKAGE_ROOT, stateDir } from "./paths.js";
 
 export interface DeployOptions {
@@ -19,11 +21,18 @@ export interface DeployOptions {
   /** The Worker's name; default `tandem-gateway`. */
   name?: string;
   outDir?: string;
+  /** The secrets of the gateway deployed to, to check the app's named secrets against; undefined: no gateway named, not checked. */
+  heldSecrets?: () => Promise<SecretInfo[]>;
 }
 
 export async function deploy(options: DeployOptions): Promise<number> {
   const outDir = resolve(options.outDir ?? join(stateDir(), "deploy"));
   const { worker: bundle, planes, images, apps } = await buildApps(options.appFiles, outDir, { minify: true, sourceMap: false });
+  refuseLocalSecrets(apps);
+  if (declaresNamedSecrets(apps)) {
+    if (options.heldSecrets) checkNamedSecrets(apps, await options.heldSecrets());
+    else console.log("the app declares named secrets: name the gateway they are on (--gateway, or TANDEM_GATEWAY) to check them before deploying");
+  }
   const template = await readFile(join(PACKAGE_ROOT, "wrangler.toml"), "utf8");
   let config = template.replace(/^main = .*$/m, `main = "worker.mjs"`);
   if (options.name !== undefined) {
@@ -75,4 +84,17 @@ function wrangler(args: string[]): Promise<number> {
     const child = spawn(process.execPath, [bin, ...args], { stdio: "inherit", env: { WRANGLER_SEND_METRICS: "false", ...process.env } });
     child.on("exit", (code) => resolveCode(code ?? 1));
   });
+}
+
+/** A deployed gateway gets no local secrets yet (their values would have to travel as a Worker secret): say so, naming one. */
+function refuseLocalSecrets(apps: App[]): void {
+  for (const app of apps) {
+    for (const { what, secrets } of app.secretHolders()) {
+      const local = secrets.find((s) => s.source.kind !== "name");
+      if (local)
+        throw new InvalidOptionsError(
+          `app "${app.name}": ${what} declares ${local.describe()}, a local secret, and tandem deploy does not send local secrets: store it with tandem secret create NAME KEY=value --gateway <the deployed gateway> and declare Secret.fromName(NAME)`,
+        );
+    }
+  }
 }

@@ -5,12 +5,13 @@
  */
 import { Command, InvalidArgumentError } from "commander";
 import { HttpInvoker, resolveGatewayUrl } from "../client.js";
-import { paths, type AppManifest, type ScheduleInfo, type StopAnswer, type UsageAnswer } from "../protocol.js";
+import { paths, type AppManifest, type ScheduleInfo, type SecretInfo, type StopAnswer, type UsageAnswer } from "../protocol.js";
 import { existsSync } from "node:fs";
 import { FUNCTION_DEFAULTS, LOCAL_DEFAULTS, PLANE_DEFAULTS } from "../defaults.js";
 import { readCliConfig, type CliConfig } from "./config.js";
 import { formatCommanderError, printFailure } from "./failure.js";
 import { addTokenCommands } from "./tokens.js";
+import { addSecretCommands } from "./secrets.js";
 import { onStopSignal } from "./signals.js";
 import { style } from "./style.js";
 
@@ -115,11 +116,15 @@ program
   .option("--dry-run", "bundle and check the configuration without deploying (works offline)")
   .option("--name <name>", "the Worker's name (default tandem-gateway)")
   .option("--outdir <dir>", "where the bundle and its wrangler.toml go (default .tandem/deploy)")
-  .action(async (appFiles: string[], opts: { dryRun?: boolean; name?: string; outdir?: string }) => {
+  .option("-g, --gateway <url>", "the deployed gateway, to check the app's named secrets against first (default TANDEM_GATEWAY)")
+  .option("--token <token>", TOKEN_HELP)
+  .action(async (appFiles: string[], opts: { dryRun?: boolean; name?: string; outdir?: string; gateway?: string; token?: string }) => {
     const { deploy } = await import("./deploy.js");
+    const gatewayNamed = (opts.gateway ?? config.gateway) !== undefined;
     process.exitCode = await deploy({
       appFiles,
       dryRun: opts.dryRun ?? false,
+      ...(gatewayNamed ? { heldSecrets: async () => ((await clientOf(opts).request("GET", paths.secrets())) as { secrets: SecretInfo[] }).secrets } : {}),
       ...(opts.name ? { name: opts.name } : {}),
       ...(opts.outdir ? { outDir: opts.outdir } : {}),
     });
@@ -232,6 +237,7 @@ program
   });
 
 addTokenCommands(program, clientOf, TOKEN_HELP);
+addSecretCommands(program, clientOf, TOKEN_HELP);
 
 const scheduleCommand = program.command("schedule").description("scheduled functions (Cron and Period) and their runs");
 scheduleCommand

@@ -8,7 +8,8 @@
  * through the gateway's `LOCAL_PLANE` binding.
  */
 import { inspect } from "node:util";
-import { rm } from "node:fs/promises";
+import { existsSync } from "node:fs";
+import { cp, mkdir, rm } from "node:fs/promises";
 import { join } from "node:path";
 import { InvalidOptionsError } from "../errors.js";
 import { HttpInvoker } from "../client.js";
@@ -18,6 +19,7 @@ import { randomBytes } from "node:crypto";
 import type { Plane, PlaneOptions } from "../../gpu-plane/plane.js";
 import { buildApps, checkPlaneFits, uploadPlaneBundles, type BuiltApps } from "./local-stack.js";
 import { stateDir } from "./paths.js";
+import { checkNamedSecrets, declaresNamedSecrets, heldSecrets, localSecretValues, localSecretsKey } from "./secret-values.js";
 import { onStopSignal } from "./signals.js";
 import type { CliConfig } from "./config.js";
 import { printFailure } from "./failure.js";
@@ -76,8 +78,8 @@ export async function runOnce(target: string, rawArgs: string[], config: CliConf
     forceBuild: config.forceBuild,
     stateDir: planeDir,
     ...(options.gpus ? { gpus: options.gpus } : {}),
-    // The function's container starts while workerd does, when nothing it needs comes from the gateway (an image spec).
-    ...(onPlane && callable.kind === "function" && !callable.spec.image
+    // The function's container starts while workerd does, when nothing it needs comes from the gateway (an image spec, secrets).
+    ...(onPlane && callable.kind === "function" && !callable.spec.image && callable.spec.secrets.length === 0
       ? {
           startAhead: {
             pool: {
@@ -93,11 +95,23 @@ export async function runOnce(target: string, rawArgs: string[], config: CliConf
       : {}),
   });
   const { startWorkerd } = await workerd;
+  // Named secrets are the local gateway's (tandem serve's state): this run's gateway starts on a copy of its
+  // secret store (sealed values; the key is the project's), in a folder of the run's own, removed at its end.
+  const localSecrets = JSON.stringify(localSecretValues(built.apps, [file])); // read first: a value it lacks fails the run now
+  const named = declaresNamedSecrets(built.apps);
+  const runState = join(state, "run-state", String(process.pid));
+  if (named) await copySecretStore(join(state, "state"), runState);
   // Logs go to stderr: stdout is the result alone.
   const gatewayStarting = startWorkerd({
     worker: built.worker,
-    persistDir: false,
-    bindings: { ...config.gatewayVars, TANDEM_PLANE_SECRET: secret, TANDEM_ADMIN_TOKEN: token },
+    persistDir: named ? runState : false,
+    bindings: {
+      ...config.gatewayVars,
+      TANDEM_PLANE_SECRET: secret,
+      TANDEM_ADMIN_TOKEN: token,
+      TANDEM_SECRETS_KEY: localSecretsKey(state, config.gatewayVars.TANDEM_SECRETS_KEY),
+      TANDEM_LOCAL_SECRETS: localSecrets,
+    },
     onOutput: (line) => process.stderr.write(line + "\n"),
     ...(built.planes.length ? { startPlane: async () => void (await plane.start()) } : {}),
   });
@@ -106,6 +120,7 @@ export async function runOnce(target: string, rawArgs: string[], config: CliConf
     const gateway = await gatewayStarting.catch(() => undefined);
     await Promise.all([plane.close(), gateway?.dispose()]);
     await rm(planeDir, { recursive: true, force: true });
+    await rm(runState, { recursive: true, force: true });
   };
   onStopSignal(async () => {
     await stop();
@@ -117,6 +132,7 @@ export async function runOnce(target: string, rawArgs: string[], config: CliConf
   });
   try {
     const url = gateway.url.href.replace(/\/$/, "");
+    if (named) checkNamedSecrets(built.apps, await heldSecrets(url, token));
     if (onPlane) {
       const { inventory } = await plane.start();
       checkPlaneFits(built.apps, inventory, fn); // as serve does: a call that could never run here fails now, not at its timeout
@@ -145,6 +161,13 @@ export async function runOnce(target: string, rawArgs: string[], config: CliConf
   } finally {
     await stop();
   }
+}
+
+/** Copies the local gateway's secret store (its SQLite files: sealed values) into `to`, a gateway state folder. */
+async function copySecretStore(from: string, to: string): Promise<void> {
+  const store = join("do", "tandem-gateway-SecretStore");
+  await mkdir(join(to, "do"), { recursive: true });
+  if (existsSync(join(from, store))) await cp(join(from, store), join(to, store), { recursive: true });
 }
 
 /**

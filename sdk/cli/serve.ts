@@ -12,6 +12,7 @@ import { paths } from "../protocol.js";
 import { FrontDoor, endpointBodyLimits } from "./front-door.js";
 import { buildApps, checkPlaneFits, localAdminToken, planeSecret, uploadPlaneBundles } from "./local-stack.js";
 import { stateDir } from "./paths.js";
+import { checkNamedSecrets, declaresNamedSecrets, heldSecrets, localSecretValues, localSecretsKey } from "./secret-values.js";
 import type { CliConfig } from "./config.js";
 import { startWorkerd } from "./workerd.js";
 import { style } from "./style.js";
@@ -52,7 +53,16 @@ export async function serve(options: ServeOptions): Promise<Serving> {
   checkPlaneFits(built.apps, inventory);
   // The local admin token, unless the environment sets one for the gateway (TANDEM_ADMIN_TOKEN).
   const adminToken = options.config.gatewayVars.TANDEM_ADMIN_TOKEN || localAdminToken(state);
-  const bindings = { ...options.config.gatewayVars, TANDEM_PLANE_SECRET: secret, TANDEM_ADMIN_TOKEN: adminToken };
+  const secretsKey = localSecretsKey(state, options.config.gatewayVars.TANDEM_SECRETS_KEY);
+  // Local secrets' values go to workerd in memory, with each build's bindings: never into a bundle or a file.
+  const bindingsFor = (apps: App[]) => ({
+    ...options.config.gatewayVars,
+    TANDEM_PLANE_SECRET: secret,
+    TANDEM_ADMIN_TOKEN: adminToken,
+    TANDEM_SECRETS_KEY: secretsKey,
+    TANDEM_LOCAL_SECRETS: JSON.stringify(localSecretValues(apps, options.appFiles)),
+  });
+  const bindings = bindingsFor(built.apps);
   const { door, url } = await FrontDoor.listen(options.host, options.port);
   door.maxBodyBytes = options.config.gatewayConfig.maxBodyBytes;
   door.endpointBodyLimits = endpointBodyLimits(built.apps);
@@ -102,6 +112,15 @@ export async function serve(options: ServeOptions): Promise<Serving> {
     log(style.warn(`  GPUs are simulated (${why}); scheduling and CUDA_VISIBLE_DEVICES work as with real ones.`));
   }
   printEndpoints(built.apps, url, log);
+  // A named secret the app declares and the gateway lacks: said now. The gateway stays up, so that
+  // `tandem secret create` can reach it; saving the app file checks again.
+  if (declaresNamedSecrets(built.apps)) {
+    try {
+      checkNamedSecrets(built.apps, await heldSecrets(url.href, adminToken));
+    } catch (err) {
+      log(`${style.err("✗")} ${(err as Error).message}; then save the app file to load it again`);
+    }
+  }
 
   let watchers: FSWatcher[] = [];
   let generation = 0;
@@ -124,8 +143,16 @@ export async function serve(options: ServeOptions): Promise<Serving> {
     try {
       const next = await buildApps(options.appFiles, join(buildDir, `gen-${n}`));
       checkPlaneFits(next.apps, inventory);
-      const backend = await startWorkerd({ worker: next.worker, persistDir: join(state, "state"), bindings });
+      const backend = await startWorkerd({ worker: next.worker, persistDir: join(state, "state"), bindings: bindingsFor(next.apps) });
       await uploadPlaneBundles(backend.miniflare, next);
+      if (declaresNamedSecrets(next.apps)) {
+        try {
+          checkNamedSecrets(next.apps, await heldSecrets(backend.url.href, adminToken));
+        } catch (err) {
+          await backend.dispose();
+          throw err;
+        }
+      }
       if (n !== generation) return void backend.dispose(); // a newer change won
       door.endpointBodyLimits = endpointBodyLimits(next.apps);
       door.swap(backend);

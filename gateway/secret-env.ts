@@ -1,0 +1,100 @@
+/**
+ * The environment a function (or web handler, or agent) runs with: its `env`
+ * option, then its secrets in the order it declares them, later ones
+ * overriding earlier ones. Named secrets come from the `SecretStore`, kept in
+ * this isolate for `SECRET_LIMITS.cacheMs`; local ones from what the CLI sent
+ * with the app (`TANDEM_LOCAL_SECRETS`). At the edge it is the call's
+ * `process.env` (run-context.ts); a plane gives it to the container it starts.
+ */
+import { SECRET_LIMITS } from "../sdk/defaults.js";
+import { NotConfiguredError, NotFoundError } from "../sdk/errors.js";
+import type { Secret } from "../sdk/secret.js";
+import type { Env } from "./env.js";
+import type { RunContext } from "./run-context.js";
+
+/** The secret store's stub (one object for the whole gateway). */
+export function secretStore(env: Env) {
+  return env.SECRETS.get(env.SECRETS.idFromName("secrets"));
+}
+
+/** Named secrets' values read lately in this isolate, and until when they are trusted. */
+const cached = new Map<string, { values: Record<string, string>; until: number }>();
+
+/** Forgets what this isolate knows of a secret (after a write here; other isolates within `cacheMs`). */
+export function forgetSecret(name: string): void {
+  cached.delete(name);
+}
+
+/** Who declares the secrets: the app, the holder (`App.secretHolders`), and how messages name it (`demo.charge`). */
+export interface SecretsOf {
+  app: string;
+  holder: string;
+  where: string;
+  secrets: readonly Secret[];
+}
+
+/** A call's environment, and the values in it that came from secrets (masked as `***` in its logs and errors). */
+export interface CallEnv {
+  env: Record<string, string>;
+  /** The variables the secrets set, later ones overriding earlier ones. */
+  secrets: Record<string, string>;
+  secretValues: string[];
+}
+
+/**
+ * The environment `of` runs with, over `base` (its `env` option). Throws
+ * `not_found` naming a missing secret or key, and the function.
+ * @example const { env } = await secretEnv(rc, { app: "demo", holder: "charge", where: "demo.charge", secrets }, fn.spec.env);
+ */
+export async function secretEnv(rc: Pick<RunContext, "env" | "config">, of: SecretsOf, base: Readonly<Record<string, string>> = {}): Promise<CallEnv> {
+  if (of.secrets.length === 0) return { env: { ...base }, secrets: {}, secretValues: [] };
+  const names = of.secrets.flatMap((s) => (s.source.kind === "name" ? [s.source.name] : []));
+  const named = await namedValues(rc.env, names, of.where);
+  const local = rc.config.localSecrets[of.app]?.[of.holder] ?? [];
+  const secrets: Record<string, string> = {};
+  const secretValues: string[] = [];
+  of.secrets.forEach((secret, i) => {
+    const source = secret.source;
+    if (source.kind === "name") {
+      const values = named[source.name]!;
+      const lacking = source.requiredKeys.filter((k) => !Object.hasOwn(values, k));
+      if (lacking.length)
+        throw new NotFoundError(`${of.where}: secret "${source.name}" has no key ${lacking.join(", ")} (it has ${Object.keys(values).join(", ")})`, {
+          secret: source.name,
+          keys: lacking,
+        });
+      Object.assign(secrets, values);
+      secretValues.push(...Object.values(values));
+      return;
+    }
+    const values = local[i];
+    if (!values) throw new NotFoundError(`${of.where}: the values of ${secret.describe()} were not sent with the app; serve or run it with the tandem CLI`);
+    Object.assign(secrets, values);
+    secretValues.push(...Object.values(values));
+  });
+  return { env: { ...base, ...secrets }, secrets, secretValues };
+}
+
+async function namedValues(env: Env, names: string[], where: string): Promise<Record<string, Record<string, string>>> {
+  const now = Date.now();
+  const found: Record<string, Record<string, string>> = {};
+  const wanted = names.filter((name) => {
+    const hit = cached.get(name);
+    if (hit && hit.until > now) found[name] = hit.values;
+    return !(name in found);
+  });
+  if (wanted.length === 0) return found;
+  const outcome = await secretStore(env).values(wanted);
+  if ("refused" in outcome)
+    throw new NotConfiguredError(`${where} declares secrets, and this gateway has no TANDEM_SECRETS_KEY to open them with (docs/secrets.md)`);
+  if (outcome.missing.length)
+    throw new NotFoundError(`${where}: no secret named "${outcome.missing[0]}" (tandem secret create ${outcome.missing[0]} KEY=value makes it)`, {
+      secret: outcome.missing[0],
+    });
+  if (cached.size > 1_000) cached.clear(); // bounded
+  for (const [name, values] of Object.entries(outcome.values)) {
+    cached.set(name, { values, until: now + SECRET_LIMITS.cacheMs });
+    found[name] = values;
+  }
+  return found;
+}

@@ -1,0 +1,72 @@
+/**
+ * `/v1/secrets`: list, create (or replace, with `force`) and delete named
+ * secrets. A secret belongs to the gateway, not to one app, so each route
+ * needs a `deploy` token that reaches every app (an admin token does). Values
+ * go in and never come out: the list has names, keys and times; the values
+ * are read only by the gateway itself, for a call (gateway/secret-env.ts).
+ */
+import { Hono, type Context } from "hono";
+import { SECRET_LIMITS } from "../sdk/defaults.js";
+import { AlreadyExistsError, ForbiddenError, InvalidRequestError, NotConfiguredError, NotFoundError } from "../sdk/errors.js";
+import { NAME_PATTERN, ROUTES, SecretCreateRequestSchema } from "../sdk/protocol.js";
+import { guard, principalOf } from "./auth.js";
+import { readJsonBody } from "./body.js";
+import type { RouteEnv } from "./env.js";
+import { forgetSecret, secretStore } from "./secret-env.js";
+
+/** How to give a gateway its key, in the error a gateway without one answers. */
+const NO_KEY =
+  "this gateway has no TANDEM_SECRETS_KEY, so it keeps no secrets: `openssl rand -hex 32 | npx wrangler secret put TANDEM_SECRETS_KEY` (tandem serve makes one in .tandem/secrets-key)";
+
+export function secretRoutes(): Hono<RouteEnv> {
+  const routes = new Hono<RouteEnv>();
+
+  routes.get(ROUTES.secrets, guard("deploy"), async (c) => {
+    everyApp(c);
+    return c.json({ secrets: await secretStore(c.env).list() });
+  });
+
+  routes.post(ROUTES.secrets, guard("deploy"), async (c) => {
+    everyApp(c);
+    const request = await readJsonBody(c.req.raw, SecretCreateRequestSchema, c.var.config.maxBodyBytes);
+    const outcome = await secretStore(c.env).put(request.name, request.values, request.force ?? false);
+    if ("refused" in outcome) {
+      if (outcome.refused === "no_key") throw new NotConfiguredError(NO_KEY);
+      if (outcome.refused === "full")
+        throw new InvalidRequestError(`this gateway holds ${SECRET_LIMITS.maxSecrets} secrets, the most it keeps; delete some first`);
+      throw new AlreadyExistsError(`a secret named "${request.name}" exists; replace it with --force (tandem secret create ${request.name} … --force)`, {
+        secret: request.name,
+      });
+    }
+    forgetSecret(request.name);
+    // The log names the secret and its keys, never a value.
+    console.log(`secret "${request.name}" (${outcome.info.keys.join(", ")}) ${request.force ? "written" : "created"} by ${principalOf(c).id}`);
+    return c.json(outcome.info, 201);
+  });
+
+  routes.delete(ROUTES.secret, guard("deploy"), async (c) => {
+    everyApp(c);
+    const name = c.req.param("name") ?? "";
+    if (!NAME_PATTERN.test(name)) throw new NotFoundError(`"${name}" is not a secret name (1-64 letters, digits, '-' or '_')`);
+    const removed = await secretStore(c.env).remove(name);
+    if (!removed) throw new NotFoundError(`no secret named "${name}" (tandem secret list shows them)`, { secret: name });
+    forgetSecret(name);
+    console.log(`secret "${name}" deleted by ${principalOf(c).id}`);
+    return c.json(removed);
+  });
+
+  return routes;
+}
+
+/** Secrets are the gateway's, for every app: a token restricted to some apps may not read their names or write them. */
+function everyApp(c: Context<RouteEnv>): void {
+  const principal = principalOf(c);
+  if (principal.apps !== null) {
+    throw new ForbiddenError(
+      `token ${principal.id} ("${principal.name}") reaches only app${principal.apps.length === 1 ? "" : "s"} ${principal.apps.join(", ")}; secrets are the gateway's, for every app: use a deploy or admin token that reaches every app`,
+      {
+        token: principal.id,
+      },
+    );
+  }
+}

@@ -1,0 +1,95 @@
+/**
+ * The CLI's side of secrets when it serves, runs or deploys an app: the local
+ * key the local gateway seals them with, the values of local secrets
+ * (`Secret.fromDict`, `Secret.fromDotenv`) read in Node and handed to workerd
+ * in memory, and the check that every named secret a function declares is
+ * on the gateway with the keys it requires.
+ */
+import { randomBytes } from "node:crypto";
+import { existsSync, readFileSync, writeFileSync } from "node:fs";
+import { dirname, join, resolve } from "node:path";
+import type { App } from "../app.js";
+import { InvalidOptionsError } from "../errors.js";
+import { paths, type SecretInfo } from "../protocol.js";
+import { parseDotenv } from "../secret.js";
+import type { LocalSecrets } from "../settings.js";
+
+/** The key the local gateway seals secrets with: `given` (TANDEM_SECRETS_KEY), else one kept in `.tandem/secrets-key` (made on first use, readable by its owner only). */
+export function localSecretsKey(stateDir: string, given: string | undefined): string {
+  if (given) return given;
+  const file = join(stateDir, "secrets-key");
+  if (existsSync(file)) {
+    const saved = readFileSync(file, "utf8").trim();
+    if (/^[0-9a-f]{64}$/i.test(saved)) return saved;
+  }
+  const key = randomBytes(32).toString("hex");
+  writeFileSync(file, key + "\n", { mode: 0o600 });
+  return key;
+}
+
+/**
+ * The values of the apps' local secrets, read now: `apps[i]` was loaded from `appFiles[i]`, and a dotenv file is
+ * found from its app file's folder. Throws naming the secret, the key and the function when one cannot be read.
+ */
+export function localSecretValues(apps: App[], appFiles: string[]): LocalSecrets {
+  const out: LocalSecrets = {};
+  apps.forEach((app, i) => {
+    for (const { holder, what, secrets } of app.secretHolders()) {
+      if (secrets.every((s) => s.source.kind === "name")) continue;
+      out[app.name] ??= {};
+      out[app.name]![holder] = secrets.map((secret) => {
+        const source = secret.source;
+        const where = `app "${app.name}": ${what}: ${secret.describe()}`;
+        if (source.kind === "name") return null;
+        if (source.kind === "dict") {
+          const unset = Object.entries(source.values).find(([, v]) => v === undefined);
+          if (unset) throw new InvalidOptionsError(`${where}: the value of ${unset[0]} is undefined (is it set in this shell's environment?)`);
+          return source.values as Record<string, string>;
+        }
+        const file = resolve(dirname(appFiles[i]!), source.path);
+        if (!existsSync(file)) throw new InvalidOptionsError(`${where}: ${file} does not exist`);
+        return parseDotenv(readFileSync(file, "utf8"), file);
+      });
+    }
+  });
+  return out;
+}
+
+/**
+ * Throws naming the secret, the key and the function when a named secret an app declares is not among `held`
+ * (what the gateway keeps), or lacks a key it requires.
+ * @example checkNamedSecrets(apps, (await client.request("GET", paths.secrets())).secrets);
+ */
+export function checkNamedSecrets(apps: App[], held: SecretInfo[]): void {
+  const byName = new Map(held.map((s) => [s.name, s]));
+  for (const app of apps) {
+    for (const { what, secrets } of app.secretHolders()) {
+      for (const secret of secrets) {
+        const source = secret.source;
+        if (source.kind !== "name") continue;
+        const found = byName.get(source.name);
+        if (!found)
+          throw new InvalidOptionsError(
+            `app "${app.name}": ${what} declares secret "${source.name}", which the gateway does not have; make it: tandem secret create ${source.name} KEY=value`,
+          );
+        const lacking = source.requiredKeys.find((k) => !found.keys.includes(k));
+        if (lacking)
+          throw new InvalidOptionsError(
+            `app "${app.name}": ${what} requires key ${lacking} of secret "${source.name}", which has ${found.keys.join(", ")}; add it: tandem secret create ${source.name} ${lacking}=… --force (with the other keys)`,
+          );
+      }
+    }
+  }
+}
+
+/** Whether any app declares a named secret (only then is the gateway asked for its list). */
+export function declaresNamedSecrets(apps: App[]): boolean {
+  return apps.some((app) => app.secretHolders().some((h) => h.secrets.some((s) => s.source.kind === "name")));
+}
+
+/** The secrets a gateway keeps (names and keys), asked with `token`. */
+export async function heldSecrets(gatewayUrl: string, token: string): Promise<SecretInfo[]> {
+  const res = await fetch(`${gatewayUrl.replace(/\/$/, "")}${paths.secrets()}`, { headers: { authorization: `Bearer ${token}` } });
+  if (!res.ok) throw new InvalidOptionsError(`could not list the gateway's secrets to check the app's: ${res.status} ${await res.text()}`);
+  return ((await res.json()) as { secrets: SecretInfo[] }).secrets;
+}

@@ -1,0 +1,83 @@
+/**
+ * `tandem secret create|list|delete`: a gateway's named secrets
+ * (docs/secrets.md). Values are sent once, over the API, and never shown
+ * again: the list has names, keys and times.
+ */
+import { readFileSync } from "node:fs";
+import { Command, InvalidArgumentError } from "commander";
+import type { HttpInvoker } from "../client.js";
+import { NAME_PATTERN, SECRET_KEY_PATTERN, paths, type SecretInfo } from "../protocol.js";
+import { parseDotenv } from "../secret.js";
+import { style } from "./style.js";
+
+type GatewayOpts = { gateway?: string; token?: string };
+
+/** Adds `tandem secret …` to `program`; `clientOf` makes a client for a command's `--gateway` and `--token`. */
+export function addSecretCommands(program: Command, clientOf: (opts: GatewayOpts) => HttpInvoker, tokenHelp: string): void {
+  const secret = program.command("secret").description("named secrets, read as process.env.KEY by the functions that declare them (docs/secrets.md)");
+  const withGateway = (cmd: Command) =>
+    cmd.option("-g, --gateway <url>", "gateway URL (default: TANDEM_GATEWAY, then http://127.0.0.1:8787)").option("--token <token>", tokenHelp);
+
+  withGateway(
+    secret
+      .command("create")
+      .description("store a secret (needs a deploy or admin token that reaches every app); its values are never shown again")
+      .argument("<name>", "the secret's name, as Secret.fromName(name) declares it")
+      .argument("[pairs...]", "KEY=VALUE pairs")
+      .option("--from-dotenv <file>", "read KEY=VALUE lines from a dotenv file")
+      .option("--from-json <file>", "read a JSON object of string values")
+      .option("--force", "replace a secret of that name, if there is one"),
+  ).action(async (name: string, pairs: string[], opts: GatewayOpts & { fromDotenv?: string; fromJson?: string; force?: boolean }) => {
+    if (!NAME_PATTERN.test(name)) throw new InvalidArgumentError(`"${name}" is not a secret name (1-64 letters, digits, '-' or '_')`);
+    const values = { ...(opts.fromDotenv ? parseDotenv(readText(opts.fromDotenv), opts.fromDotenv) : {}), ...(opts.fromJson ? readJson(opts.fromJson) : {}) };
+    for (const pair of pairs) {
+      const at = pair.indexOf("=");
+      const key = at < 0 ? pair : pair.slice(0, at);
+      if (at < 0 || !SECRET_KEY_PATTERN.test(key)) throw new InvalidArgumentError(`"${key}" is not KEY=VALUE with KEY an environment variable name`);
+      values[key] = pair.slice(at + 1);
+    }
+    if (Object.keys(values).length === 0) throw new InvalidArgumentError(`give the secret at least one KEY=VALUE (or --from-dotenv FILE, --from-json FILE)`);
+    const created = (await clientOf(opts).request("POST", paths.secrets(), { name, values, ...(opts.force ? { force: true } : {}) })) as SecretInfo;
+    console.log(`${style.ok("✓")} secret ${created.name}: ${created.keys.join(", ")}`);
+  });
+
+  withGateway(secret.command("list").description("the gateway's secrets: names, keys and times, never values").option("--json", "print JSON")).action(
+    async (opts: GatewayOpts & { json?: boolean }) => {
+      const { secrets } = (await clientOf(opts).request("GET", paths.secrets())) as { secrets: SecretInfo[] };
+      if (opts.json) return console.log(JSON.stringify(secrets, null, 2));
+      if (secrets.length === 0) return console.log("no secrets yet; tandem secret create NAME KEY=VALUE makes one");
+      const when = (ms: number) => new Date(ms).toISOString().slice(0, 16).replace("T", " ");
+      console.log(`${"name".padEnd(24)} ${"created".padEnd(17)} ${"updated".padEnd(17)} keys`);
+      for (const s of secrets) console.log(`${s.name.padEnd(24)} ${when(s.createdAt).padEnd(17)} ${when(s.updatedAt).padEnd(17)} ${s.keys.join(", ")}`);
+    },
+  );
+
+  withGateway(secret.command("delete").description("delete a secret; functions that declare it fail to load until it is made again").argument("<name>")).action(
+    async (name: string, opts: GatewayOpts) => {
+      if (!NAME_PATTERN.test(name)) throw new InvalidArgumentError(`"${name}" is not a secret name (1-64 letters, digits, '-' or '_')`);
+      const removed = (await clientOf(opts).request("DELETE", paths.secret(name))) as SecretInfo;
+      console.log(`deleted secret ${removed.name} (${removed.keys.join(", ")})`);
+    },
+  );
+}
+
+function readText(file: string): string {
+  try {
+    return readFileSync(file, "utf8");
+  } catch (err) {
+    throw new InvalidArgumentError(`cannot read ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+  }
+}
+
+function readJson(file: string): Record<string, string> {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(readText(file));
+  } catch (err) {
+    if (err instanceof InvalidArgumentError) throw err;
+    throw new InvalidArgumentError(`${file} is not JSON: ${(err as Error).message}`);
+  }
+  if (typeof parsed !== "object" || parsed === null || Array.isArray(parsed) || Object.values(parsed).some((v) => typeof v !== "string"))
+    throw new InvalidArgumentError(`${file} must hold a JSON object of string values ({ "KEY": "value" })`);
+  return parsed as Record<string, string>;
+}

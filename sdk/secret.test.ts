@@ -1,0 +1,81 @@
+import { describe, expect, it } from "vitest";
+import { App } from "./app.js";
+import { InvalidOptionsError, NotFoundError, RemoteError } from "./errors.js";
+import { maskedError, maskSecretValues, parseDotenv, Secret } from "./secret.js";
+
+describe("parseDotenv", () => {
+  it("reads KEY=value lines, comments, export and blank lines", () => {
+    expect(parseDotenv("# a comment\n\nAPI_KEY=abc # the key\nexport MODE = demo\nEMPTY=\nURL=http://x/#frag\n")).toEqual({
+      API_KEY: "abc",
+      MODE: "demo",
+      EMPTY: "",
+      URL: "http://x/#frag",
+    });
+  });
+
+  it("keeps single-quoted values as they are and reads escapes in double quotes, over several lines", () => {
+    expect(parseDotenv(`A='x \\n # y'\nB="one\\ntwo \\"q\\""\nC="line 1\nline 2" # after\r\nD=last`)).toEqual({
+      A: "x \\n # y",
+      B: 'one\ntwo "q"',
+      C: "line 1\nline 2",
+      D: "last",
+    });
+  });
+
+  it("names the file and line of what it cannot read, never a value", () => {
+    expect(() => parseDotenv("OK=1\nnot a pair\n", "app/.env")).toThrow("app/.env:2: expected KEY=value");
+    expect(() => parseDotenv('K="open-secret-value\n', ".env")).toThrow('.env:1: the value of K has no closing "');
+    try {
+      parseDotenv('K="open-secret-value\n');
+    } catch (err) {
+      expect((err as Error).message).not.toContain("open-secret-value");
+    }
+    expect(() => parseDotenv("1KEY=x")).toThrow(InvalidOptionsError);
+  });
+});
+
+describe("Secret", () => {
+  it("refuses bad names, keys and values, naming them", () => {
+    expect(() => Secret.fromName("no spaces")).toThrow('Secret.fromName("no spaces")');
+    expect(() => Secret.fromName("api", { requiredKeys: ["1X"] })).toThrow('"requiredKeys" must be a list of environment variable names');
+    expect(() => Secret.fromDict({ "A-B": "x" })).toThrow('"A-B" is not an environment variable name');
+    expect(() => Secret.fromDict({ A: 1 as unknown as string })).toThrow('the value of "A" must be a string');
+  });
+
+  it("is the secrets option of functions, classes, wasm, web handlers and agents, and nothing else", () => {
+    const app = new App("s");
+    const api = Secret.fromName("api", { requiredKeys: ["API_KEY"] });
+    const fn = app.function({ secrets: [api, Secret.fromDotenv()] }, () => 1);
+    app.endpoint({ label: "pay", secrets: [Secret.fromDict({ K: "v" })] }, () => "ok");
+    app.web("api", () => ({ fetch: () => new Response("") }), { secrets: [api] });
+    app.websocket("chat", {}, { secrets: [api] });
+    app.finalize({ fn });
+    expect(app.secretHolders().map((h) => [h.holder, h.what, h.secrets.length])).toEqual([
+      ["fn", 'function "fn"', 2],
+      ["web/api", 'web "api"', 1],
+      ["web/pay", 'endpoint "pay"', 1],
+      ["web/chat", 'websocket "chat"', 1],
+    ]);
+    expect(fn.spec!.secrets[0]!.source).toEqual({ kind: "name", name: "api", requiredKeys: ["API_KEY"] });
+    const bad = new App("bad");
+    expect(() => bad.endpoint({ label: "x", secrets: ["api"] as never }, () => 1)).toThrow('app "bad": endpoint "x": option "secrets.0" must be Secrets');
+    const f = bad.function({ secrets: "api" } as never, () => 1);
+    expect(() => bad.finalize({ f })).toThrow('option "secrets" must be a list of Secrets, such as [Secret.fromName("api")]');
+  });
+});
+
+describe("masking", () => {
+  it("replaces each secret value with ***, longest first, and leaves values too short to mask", () => {
+    expect(maskSecretValues("k-123 and k-1234 and x", ["k-123", "k-1234", "x"])).toBe("*** and *** and x");
+    expect(maskSecretValues("nothing here", [])).toBe("nothing here");
+  });
+
+  it("masks an error's message and remote stack, keeping its class", () => {
+    const err = new RemoteError({ name: "Error", message: "bad k-secret", stack: "Error: bad k-secret\n    at f (app.ts:1:1)" }, { callId: "fc-1" });
+    const masked = maskedError(err, ["k-secret"]) as RemoteError;
+    expect(masked).toBeInstanceOf(RemoteError);
+    expect([masked.message, masked.remoteStack, masked.details]).toEqual(["bad ***", "Error: bad ***\n    at f (app.ts:1:1)", { callId: "fc-1" }]);
+    expect(maskedError(err, ["other"])).toBe(err);
+    expect(maskedError(new NotFoundError("no k-secret"), ["k-secret"])).toBeInstanceOf(NotFoundError);
+  });
+});

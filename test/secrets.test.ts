@@ -1,0 +1,206 @@
+/**
+ * Secrets served by `tandem serve` (real workerd, real Docker), created with
+ * the `tandem secret` CLI: an edge function and a plane function that declare
+ * `Secret.fromName("api")` read its value as `process.env.API_KEY`; one that
+ * does not declare it sees undefined, in both tiers; local secrets, their
+ * order, and `requiredKeys`; the list never shows a value.
+ */
+import { execFile } from "node:child_process";
+import { copyFile, mkdtemp, readFile, readdir, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { promisify } from "node:util";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { RemoteError, lookup } from "../sdk/index.js";
+import { runCli, startServe, type Served } from "./helpers/cli.js";
+import { authed, eventually } from "./helpers/gateway.js";
+
+const VALUE = "k-7f3a9c-secret-value";
+const LOCAL_VALUE = "local-4b1d-secret-value";
+const DOTENV_VALUE = "dotenv-9e2c-secret-value";
+const rev = (s: string) => [...s].reverse().join("");
+
+// Each function answers a value derived from its secrets (reversed), so that a value found in a file under .tandem
+// could only have been written there by Tandem, not recorded as a call's result.
+const appSource = `
+import { App, Secret } from "tandem";
+const app = new App("vault");
+const rev = (s: string | undefined) => (s === undefined ? "undefined" : [...s].reverse().join(""));
+const api = Secret.fromName("api", { requiredKeys: ["API_KEY"] });
+export const edgeKey = app.function({ secrets: [api] }, () => "edge:" + rev(process.env.API_KEY));
+export const planeKey = app.function({ tier: "plane", secrets: [api] }, () => "plane:" + rev(process.env.API_KEY));
+export const warmKey = app.function({ tier: "plane", minContainers: 1, secrets: [api] }, () => rev(process.env.API_KEY));
+const leak = () => {
+  console.log("the key is", process.env.API_KEY, { nested: process.env.API_KEY });
+  throw new Error("refused key " + process.env.API_KEY);
+};
+export const edgeLeak = app.function({ secrets: [api] }, leak);
+export const planeLeak = app.function({ tier: "plane", secrets: [api] }, leak);
+// WebAssembly functions read their secrets in their WASI environment (env-key.as.ts: API_KEY reversed).
+export const wasmKey = app.wasm("wasmKey", { source: "./env-key.as.ts" }, { secrets: [api] });
+export const wasmPlaneKey = app.wasm("wasmPlaneKey", { source: "./env-key.as.ts" }, { tier: "plane", secrets: [api] });
+export const wasmNone = app.wasm("wasmNone", { source: "./env-key.as.ts" });
+// Classes, at the edge and on the plane: each method reads its class's secrets.
+export const Keeper = app.cls({ secrets: [api] }, class { key() { return rev(process.env.API_KEY); } });
+export const PlaneKeeper = app.cls({ tier: "plane", secrets: [api] }, class { key() { return rev(process.env.API_KEY); } });
+export const edgeNone = app.function(() => typeof process.env.API_KEY);
+export const planeNone = app.function({ tier: "plane" }, () => typeof process.env.API_KEY);
+export const local = app.function(
+  { secrets: [api, Secret.fromDict({ API_KEY: "overridden", LOCAL: process.env.VAULT_LOCAL }), Secret.fromDotenv()] },
+  () => [process.env.API_KEY, process.env.LOCAL, process.env.FROM_DOTENV].map(rev).join(","),
+);
+export const pay = app.endpoint({ path: "/", secrets: [api] }, () => ({ key: rev(process.env.API_KEY) }));
+export default app;
+`;
+
+let dir: string;
+let served: Served;
+const fn = (name: string) => lookup<[], string>("vault", name, { gateway: served.url });
+const cli = (args: string[]) => runCli([...args, "--gateway", served.url], { cwd: dir });
+
+beforeAll(async () => {
+  dir = await mkdtemp(join(tmpdir(), "tandem-secrets-"));
+  await writeFile(join(dir, "app.ts"), appSource);
+  await copyFile(new URL("./fixtures/env-key.as.ts", import.meta.url), join(dir, "env-key.as.ts"));
+  await writeFile(join(dir, ".env"), `# local\nFROM_DOTENV="${DOTENV_VALUE}"\n`);
+  served = await startServe(["app.ts"], dir, { VAULT_LOCAL: LOCAL_VALUE });
+});
+afterAll(async () => {
+  await served?.stop();
+  await rm(dir, { recursive: true, force: true });
+});
+
+describe("secrets in both tiers", () => {
+  it("tandem serve names the secret and the function a missing named secret fails", async () => {
+    await served.waitFor("✗");
+    expect(served.output()).toContain(
+      'app "vault": function "edgeKey" declares secret "api", which the gateway does not have; make it: tandem secret create api KEY=value',
+    );
+    await expect(fn("edgeKey").remote()).rejects.toThrow('vault.edgeKey: no secret named "api"');
+  });
+
+  it("tandem secret create stores one, refuses it again without --force, and the list shows its keys, never its values", async () => {
+    const created = await cli(["secret", "create", "api", `API_KEY=${VALUE}`, "OTHER=x"]);
+    expect(created.stderr).toBe("");
+    expect(created.stdout).toContain("✓ secret api: API_KEY, OTHER");
+    const again = await cli(["secret", "create", "api", "API_KEY=new"]);
+    expect(again.code).not.toBe(0);
+    expect(again.stderr).toContain('a secret named "api" exists; replace it with --force');
+    const listed = await cli(["secret", "list", "--json"]);
+    expect(JSON.parse(listed.stdout)).toMatchObject([{ name: "api", keys: ["API_KEY", "OTHER"] }]);
+    expect(listed.stdout).not.toContain(VALUE);
+    const bad = await cli(["secret", "create", "api", "not-a-pair"]);
+    expect(bad.code).not.toBe(0);
+    expect(bad.stderr).toContain('"not-a-pair" is not KEY=VALUE');
+    // Over HTTP too: a token restricted to an app may not write one, and values never come back.
+    const res = await fetch(`${served.url}/v1/secrets`, authed());
+    expect(await res.text()).not.toContain(VALUE);
+  });
+
+  it("edge and plane functions that declare it read process.env.API_KEY; others see undefined in both tiers", async () => {
+    await writeFile(join(dir, "app.ts"), appSource + "\n// reload\n"); // loads again, now that the secret exists
+    await served.waitFor("reloaded", 60_000);
+    expect(await fn("edgeKey").remote()).toBe(`edge:${rev(VALUE)}`);
+    expect(await fn("planeKey").remote()).toBe(`plane:${rev(VALUE)}`);
+    expect(await fn("edgeNone").remote()).toBe("undefined");
+    expect(await fn("planeNone").remote()).toBe("undefined");
+    expect(await (await fetch(`${served.url}/vault/pay`)).json()).toEqual({ key: rev(VALUE) });
+    expect(await fn("wasmKey").remote()).toBe(rev(VALUE));
+    expect(await fn("wasmPlaneKey").remote()).toBe(rev(VALUE));
+    expect(await fn("wasmNone").remote()).toBe("undefined");
+    for (const cls of ["Keeper", "PlaneKeeper"]) {
+      expect(await lookup<[Record<string, unknown>], string>("vault", `${cls}.key`, { gateway: served.url }).remote({})).toBe(rev(VALUE));
+    }
+  }, 120_000);
+
+  it("masks secret values as *** in log lines, error messages, stacks and call records, edge and plane", async () => {
+    for (const name of ["edgeLeak", "planeLeak"]) {
+      const error = await fn(name)
+        .remote()
+        .then(
+          () => undefined,
+          (err: unknown) => err as RemoteError,
+        );
+      expect(error, name).toBeInstanceOf(RemoteError);
+      expect(error!.message).toBe("refused key ***");
+      expect(error!.remoteStack).toContain("Error: refused key ***");
+      expect(error!.remoteStack).not.toContain(VALUE);
+      const spawned = await fn(name).spawn();
+      await expect(spawned.get({ timeoutMs: 30_000 })).rejects.toThrow("refused key ***");
+      const record = await (await fetch(`${served.url}/v1/calls/${spawned.id}`, authed())).text();
+      expect(record).toContain("refused key ***");
+      expect(record).not.toContain(VALUE);
+    }
+    await served.waitFor(/\[vault\.planeLeak [^\]]*\] the key is \*\*\* \{ nested: '\*\*\*' \}/);
+    expect(served.output()).toMatch(/\[vault\.edgeLeak [^\]]*\] the key is \*\*\* \{"nested":"\*\*\*"\}/);
+    expect(served.output()).not.toContain(VALUE);
+  }, 90_000);
+
+  it("reads local secrets in Node, later ones overriding earlier ones, and writes them into no file under .tandem", async () => {
+    expect(await fn("local").remote()).toBe(["overridden", LOCAL_VALUE, DOTENV_VALUE].map(rev).join(","));
+    const files = (await readdir(join(dir, ".tandem"), { recursive: true, withFileTypes: true })).filter((e) => e.isFile());
+    for (const file of files) {
+      const text = await readFile(join(file.parentPath, file.name), "latin1");
+      expect(text, join(file.parentPath, file.name)).not.toContain(LOCAL_VALUE);
+      expect(text, join(file.parentPath, file.name)).not.toContain(DOTENV_VALUE);
+      expect(text, join(file.parentPath, file.name)).not.toContain(VALUE);
+    }
+  });
+
+  it("tandem run reads the project's named and local secrets, edge and plane, and fails naming a missing one", async () => {
+    const edge = await runCli(["run", "app.ts::local"], { cwd: dir, env: { VAULT_LOCAL: LOCAL_VALUE } });
+    expect(edge.stdout.trim()).toBe(["overridden", LOCAL_VALUE, DOTENV_VALUE].map(rev).join(","));
+    const plane = await runCli(["run", "app.ts::planeKey"], { cwd: dir, env: { VAULT_LOCAL: LOCAL_VALUE } });
+    expect(plane.stdout.trim()).toBe(`plane:${rev(VALUE)}`);
+    const unset = await runCli(["run", "app.ts::edgeNone"], { cwd: dir });
+    expect(unset.code).not.toBe(0);
+    expect(unset.stderr).toContain('app "vault": function "local": Secret.fromDict: the value of LOCAL is undefined');
+  }, 120_000);
+
+  it("gives a plane container its secrets as Docker environment, not in its image, warm containers too", async () => {
+    const containers = async (fn: string) =>
+      (await promisify(execFile)("docker", ["ps", "--filter", `label=tandem.function=${fn}`, "--format", "{{.ID}} {{.Image}}"])).stdout
+        .trim()
+        .split("\n")
+        .filter(Boolean)
+        .map((line) => line.split(" ") as [string, string]);
+    const inspect = (what: string) => promisify(execFile)("docker", ["inspect", what]).then((r) => r.stdout);
+    const [id, image] = (await containers("planeKey"))[0]!;
+    expect(await inspect(id)).toContain(`API_KEY=${VALUE}`);
+    expect(await inspect(image)).not.toContain(VALUE);
+    await eventually(async () => (await containers("warmKey")).length > 0, 30_000); // minContainers: 1, kept by the plane
+    expect(await inspect((await containers("warmKey"))[0]![0])).toContain(`API_KEY=${VALUE}`);
+    expect(await fn("warmKey").remote()).toBe(rev(VALUE));
+  });
+
+  it("an updated secret reaches edge calls within seconds and new plane containers; a warm container keeps its value until the app is stopped", async () => {
+    const NEW = "k-rotated-5d0e-secret-value";
+    expect((await cli(["secret", "create", "api", `API_KEY=${NEW}`, "--force"])).code).toBe(0);
+    await eventually(async () => (await fn("edgeKey").remote()) === `edge:${rev(NEW)}`, 15_000);
+    expect(await fn("planeKey").remote()).toBe(`plane:${rev(VALUE)}`); // its warm container started with the old value
+    expect((await cli(["app", "stop", "vault"])).code).toBe(0);
+    expect(await fn("planeKey").remote()).toBe(`plane:${rev(NEW)}`); // a new container
+  }, 90_000);
+
+  it("fails a load that lacks a required key, naming the key, the secret and the function", async () => {
+    expect((await cli(["secret", "create", "api", "OTHER=y", "--force"])).code).toBe(0);
+    await writeFile(join(dir, "app.ts"), appSource + "\n// reload 2\n");
+    await served.waitFor("reload failed", 60_000);
+    expect(served.output()).toContain('app "vault": function "edgeKey" requires key API_KEY of secret "api", which has OTHER');
+    expect((await cli(["secret", "delete", "api"])).stdout).toContain("deleted secret api (OTHER)");
+    expect((await cli(["secret", "delete", "api"])).stderr).toContain('no secret named "api"');
+  }, 90_000);
+
+  it("tandem deploy refuses local secrets, and checks named ones against the gateway it names, before deploying", async () => {
+    const local = await runCli(["deploy", "app.ts", "--dry-run", "--outdir", join(dir, "deploy")], { cwd: dir, env: { VAULT_LOCAL: LOCAL_VALUE } });
+    expect(local.code).not.toBe(0);
+    expect(local.stderr).toContain('app "vault": function "local" declares Secret.fromDict, a local secret, and tandem deploy does not send local secrets');
+    await writeFile(
+      join(dir, "named.ts"),
+      `import { App, Secret } from "tandem";\nconst app = new App("named");\nexport const f = app.function({ secrets: [Secret.fromName("missing")] }, () => 1);\nexport default app;\n`,
+    );
+    const named = await runCli(["deploy", "named.ts", "--dry-run", "--outdir", join(dir, "deploy"), "--gateway", served.url], { cwd: dir });
+    expect(named.code).not.toBe(0);
+    expect(named.stderr).toContain('app "named": function "f" declares secret "missing", which the gateway does not have');
+  });
+});
