@@ -29,6 +29,7 @@ import {
 import { API_LIMITS, TOKEN_DEFAULTS } from "../sdk/defaults.js";
 import { guard, mayReach, mintConnectToken, principalOf, requireApp } from "./auth.js";
 import { tokenRoutes } from "./token-routes.js";
+import { volumeRoutes } from "./volume-routes.js";
 import { describeIssues } from "../sdk/zod-issues.js";
 import { decodeBodyValue, readJsonBody } from "./body.js";
 import { CallArgs } from "./call-args.js";
@@ -62,6 +63,7 @@ export function apiRoutes(): Hono<Api> {
   api.get(ROUTES.whoami, guard("call"), (c) => c.json(principalOf(c)));
 
   api.route("/", tokenRoutes());
+  api.route("/", volumeRoutes());
 
   api.get(ROUTES.apps, guard("call"), (c) =>
     c.json({

@@ -9,6 +9,7 @@ import type { GatewayConfig } from "./config.js";
 import type { PlaneRegistry } from "./plane-registry.js";
 import type { Scheduler } from "./scheduler.js";
 import type { TokenStore } from "./token-store.js";
+import type { VolumeStore } from "./volume-store.js";
 import type { Principal } from "./auth.js";
 
 export interface Env {
@@ -22,7 +23,9 @@ export interface Env {
   AGENTS: DurableObjectNamespace<AgentHub>;
   /** API tokens (hashed) and the key connect tokens are signed with. */
   TOKENS: DurableObjectNamespace<TokenStore>;
-  /** Large inputs and results, and the planes' app bundles, stored by reference. */
+  /** Volumes' manifests: one Durable Object per volume, and one catalog of their names (gateway/volume-store.ts). */
+  VOLUMES: DurableObjectNamespace<VolumeStore>;
+  /** Large inputs and results, the planes' app bundles, and volume blocks, stored by reference. */
   BLOBS: R2Bucket;
   /** The bootstrap admin token (a secret: `wrangler secret put TANDEM_ADMIN_TOKEN`; `tandem serve` sets one from .tandem/token). */
   TANDEM_ADMIN_TOKEN?: string;

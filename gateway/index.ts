@@ -5,5 +5,6 @@ export { PlaneRegistry } from "./plane-registry.js";
 export { Scheduler } from "./scheduler.js";
 export { AgentHub } from "./agents.js";
 export { TokenStore } from "./token-store.js";
+export { VolumeStore } from "./volume-store.js";
 export { installSourceMap } from "./source-map.js";
 export type { Env } from "./env.js";

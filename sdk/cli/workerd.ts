@@ -65,6 +65,7 @@ export async function startWorkerd(options: WorkerdOptions): Promise<RunningWork
       SCHEDULER: { className: "Scheduler", useSQLite: true },
       AGENTS: { className: "AgentHub", useSQLite: true },
       TOKENS: { className: "TokenStore", useSQLite: true },
+      VOLUMES: { className: "VolumeStore", useSQLite: true },
     },
     r2Buckets: ["BLOBS"],
     bindings: options.bindings,
