@@ -16,6 +16,7 @@ const WORKERD = [
   "test/gateway.test.ts",
   "test/ledger.test.ts",
   "test/tokens.test.ts",
+  "test/volumes.test.ts",
   "test/delivery.test.ts",
   "test/wasm-functions.test.ts",
 ];
