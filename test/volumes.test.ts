@@ -288,14 +288,14 @@ describe("tandem volume", () => {
     expect((JSON.parse(list.stdout) as VolumeInfo[]).find((v) => v.name === "cli-vol")).toMatchObject({ files: 1, bytes: data.length });
     expect((await cli("delete", "cli-vol", "--yes")).code).toBe(0);
     const gone = await cli("ls", "cli-vol");
-    expect(gone.code).toBe(1);
+    expect(gone.code).toBe(2);
     expect(gone.stderr).toContain('error: no volume named "cli-vol"');
   });
 
   it("says what is wrong in one line: a missing local file, a conflict-free put of a directory", async () => {
     await cli("create", "cli-two");
     const missing = await cli("put", "cli-two", join(dir, "no-such-file"), "/x");
-    expect(missing.code).toBe(1);
+    expect(missing.code).toBe(2);
     expect(missing.stderr).toMatch(/^error: .*no-such-file/m);
     await mkdir(join(dir, "tree/sub"), { recursive: true });
     await writeFile(join(dir, "tree/sub/f.txt"), "f");
