@@ -192,12 +192,12 @@ describe("storage", () => {
     }
   });
 
-  it("refuses a body over its limit from its declared length, before reading it", async () => {
-    // Only the headers are sent: the answer comes without a byte of the body.
-    const answer = await new Promise<{ status: number; body: string }>((resolve, reject) => {
-      const req = httpRequest(`${gw.url}/v1/volumes/strict/blocks/${"0".repeat(64)}`, {
+  /** Sends only a request's headers, declaring `length` bytes of body, and reads the answer: it comes without a byte of the body. */
+  const headersOnly = (path: string, length: number, token?: string) =>
+    new Promise<{ status: number; body: string }>((resolve, reject) => {
+      const req = httpRequest(`${gw.url}${path}`, {
         method: "PUT",
-        headers: { authorization: `Bearer ${ADMIN_TOKEN}`, "content-length": String(VOLUME_LIMITS.blockBytes + 1) },
+        headers: { ...(token ? { authorization: `Bearer ${token}` } : {}), "content-length": String(length) },
       });
       req.on("response", (res) => {
         let body = "";
@@ -210,8 +210,17 @@ describe("storage", () => {
       req.on("error", reject);
       req.flushHeaders();
     });
-    expect(answer.status).toBe(413);
-    expect(answer.body).toContain(`a volume block holds at most ${VOLUME_LIMITS.blockBytes}`);
+
+  it("checks the token, then the declared length, before reading a body", async () => {
+    const block = `/v1/volumes/strict/blocks/${"0".repeat(64)}`;
+    const tooBig = await headersOnly(block, VOLUME_LIMITS.blockBytes + 1, ADMIN_TOKEN);
+    expect(tooBig.status).toBe(413);
+    expect(tooBig.body).toContain(`a volume block holds at most ${VOLUME_LIMITS.blockBytes}`);
+    const file = await headersOnly("/v1/volumes/strict/file?path=huge", VOLUME_LIMITS.maxFileBytes + 1, ADMIN_TOKEN);
+    expect(file.status).toBe(413);
+    expect(file.body).toContain(`a volume holds files of at most ${VOLUME_LIMITS.maxFileBytes} bytes`);
+    const anonymous = await headersOnly(block, VOLUME_LIMITS.blockBytes + 1);
+    expect(anonymous.status).toBe(401);
   });
 });
 
