@@ -61,12 +61,15 @@ describe("storage", () => {
     const data = randomBytes(VOLUME_LIMITS.blockBytes + 99);
     await vol("dedup-a", { createIfMissing: true }).writeFile("one.bin", data);
     const before = await blockKeys();
+    const written = await gw.blobWrites();
     await vol("dedup-a").writeFile("two.bin", data);
     await vol("dedup-b", { createIfMissing: true }).writeFile("copy/three.bin", data);
     // A streamed upload over HTTP is split the same way: its blocks are there already.
     const put = await api("/v1/volumes/dedup-b/file?path=four.bin", { method: "PUT", body: data });
     expect(put.status).toBe(200);
     expect(await blockKeys()).toEqual(before);
+    const again = await gw.blobWrites();
+    expect(before.map((key) => again.get(key))).toEqual(before.map((key) => written.get(key))); // not one block written again
     const three = await (await vol("dedup-b").readFile("copy/three.bin")).bytes();
     const four = await (await vol("dedup-b").readFile("four.bin")).bytes();
     expect([sha256(three), sha256(four)]).toEqual([sha256(data), sha256(data)]);
@@ -112,6 +115,24 @@ describe("storage", () => {
     const res = await api("/v1/volumes/shared/files?path=a.txt&baseVersion=3", { method: "DELETE" });
     expect(res.status).toBe(409);
     expect(await errorOf(res)).toMatchObject({ code: "volume_conflict" });
+  });
+
+  it("lets many writers commit different files at once, each its own version", async () => {
+    await vol("busy", { createIfMissing: true }).info();
+    const writers = Array.from({ length: 12 }, () => vol("busy"));
+    await Promise.all(writers.map((w) => w.reload()));
+    const versions = await Promise.all(writers.map((w, i) => w.writeFile(`w/${i}.txt`, `writer ${i}`)));
+    expect([...versions].sort((a, b) => a - b)).toEqual(Array.from({ length: 12 }, (_, i) => i + 1));
+    expect((await vol("busy").info()).files).toBe(12);
+    // The same file from the same base, at once: one wins, the others are conflicts naming it.
+    const racers = Array.from({ length: 6 }, () => vol("busy"));
+    await Promise.all(racers.map((r) => r.reload()));
+    const outcomes = await Promise.allSettled(racers.map((r, i) => r.writeFile("w/0.txt", `racer ${i}`)));
+    expect(outcomes.filter((o) => o.status === "fulfilled")).toHaveLength(1);
+    for (const o of outcomes.filter((o) => o.status === "rejected")) {
+      expect((o as PromiseRejectedResult).reason).toBeInstanceOf(VolumeConflictError);
+      expect(((o as PromiseRejectedResult).reason as Error).message).toContain('"w/0.txt" was changed by version 13');
+    }
   });
 
   it("makes a volume on first use with createIfMissing, and names a missing one", async () => {
