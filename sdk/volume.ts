@@ -100,10 +100,16 @@ export class VolumeFile implements AsyncIterable<Uint8Array> {
 
   /** All of its bytes, in memory. */
   async bytes(): Promise<Uint8Array> {
-    const all = new Uint8Array(this.size);
-    let at = 0;
+    const chunks: Uint8Array[] = [];
+    let total = 0;
     for await (const chunk of this) {
-      all.set(chunk.subarray(0, Math.max(0, this.size - at)), at);
+      chunks.push(chunk);
+      total += chunk.byteLength;
+    }
+    const all = new Uint8Array(total);
+    let at = 0;
+    for (const chunk of chunks) {
+      all.set(chunk, at);
       at += chunk.byteLength;
     }
     return all;
