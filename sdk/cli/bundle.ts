@@ -140,7 +140,7 @@ export async function bundleWorker(
   const withMap = options.sourceMap ?? true;
   const entry = [
     ...files.map((f, i) => `import * as app${i} from ${JSON.stringify(f)};`),
-    `import { createGateway, AgentHub, CallLedger, PlaneRegistry, Scheduler, SecretStore, TokenStore, installSourceMap } from ${JSON.stringify(GATEWAY_ENTRY)};`,
+    `import { createGateway, AgentHub, CallLedger, PlaneRegistry, Scheduler, SecretStore, TokenStore, VolumeStore, installSourceMap } from ${JSON.stringify(GATEWAY_ENTRY)};`,
     withMap ? `import sourceMap from ${JSON.stringify(SOURCE_MAP_MODULE)};\ninstallSourceMap(sourceMap);` : "",
     ...Object.values(options.wasm ?? {}).map((file, i) => `import wasm${i} from ${JSON.stringify(`./wasm/${file}`)};`),
     `export default createGateway([${files.map((f, i) => `{ file: ${JSON.stringify(relative(process.cwd(), f) || basename(f))}, exports: app${i} }`).join(", ")}], { planeBundles: ${JSON.stringify(options.planeBundles ?? {})}, wasm: { ${Object.keys(
@@ -148,7 +148,7 @@ export async function bundleWorker(
     )
       .map((key, i) => `${JSON.stringify(key)}: wasm${i}`)
       .join(", ")} } });`,
-    `export { AgentHub, CallLedger, PlaneRegistry, Scheduler, SecretStore, TokenStore };`,
+    `export { AgentHub, CallLedger, PlaneRegistry, Scheduler, SecretStore, TokenStore, VolumeStore };`,
   ].join("\n");
   const path = join(outDir, "worker.mjs");
   const result = await bundle({
