@@ -19,6 +19,7 @@ const WORKERD = [
   "test/ledger.test.ts",
   "test/tokens.test.ts",
   "test/secret-routes.test.ts",
+  "test/volumes.test.ts",
   "test/delivery.test.ts",
   "test/wasm-functions.test.ts",
   "test/wasm-gateway-guard.test.ts",

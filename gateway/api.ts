@@ -30,6 +30,7 @@ import { API_LIMITS, TOKEN_DEFAULTS } from "../sdk/defaults.js";
 import { guard, mayReach, mintConnectToken, principalOf, requireApp } from "./auth.js";
 import { tokenRoutes } from "./token-routes.js";
 import { secretRoutes } from "./secret-routes.js";
+import { volumeRoutes } from "./volume-routes.js";
 import { describeIssues } from "../sdk/zod-issues.js";
 import { decodeBodyValue, readJsonBody } from "./body.js";
 import { CallArgs } from "./call-args.js";
@@ -64,6 +65,7 @@ export function apiRoutes(): Hono<Api> {
 
   api.route("/", tokenRoutes());
   api.route("/", secretRoutes());
+  api.route("/", volumeRoutes());
 
   api.get(ROUTES.apps, guard("call"), (c) =>
     c.json({

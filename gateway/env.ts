@@ -10,6 +10,7 @@ import type { PlaneRegistry } from "./plane-registry.js";
 import type { Scheduler } from "./scheduler.js";
 import type { SecretStore } from "./secret-store.js";
 import type { TokenStore } from "./token-store.js";
+import type { VolumeStore } from "./volume-store.js";
 import type { Principal } from "./auth.js";
 
 export interface Env {
@@ -25,7 +26,9 @@ export interface Env {
   TOKENS: DurableObjectNamespace<TokenStore>;
   /** Named secrets, their values sealed with AES-GCM under `TANDEM_SECRETS_KEY`. */
   SECRETS: DurableObjectNamespace<SecretStore>;
-  /** Large inputs and results, and the planes' app bundles, stored by reference. */
+  /** Volumes' manifests: one Durable Object per volume, and one catalog of their names (gateway/volume-store.ts). */
+  VOLUMES: DurableObjectNamespace<VolumeStore>;
+  /** Large inputs and results, the planes' app bundles, and volume blocks, stored by reference. */
   BLOBS: R2Bucket;
   /** The bootstrap admin token (a secret: `wrangler secret put TANDEM_ADMIN_TOKEN`; `tandem serve` sets one from .tandem/token). */
   TANDEM_ADMIN_TOKEN?: string;

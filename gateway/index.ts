@@ -6,5 +6,6 @@ export { Scheduler } from "./scheduler.js";
 export { AgentHub } from "./agents.js";
 export { TokenStore } from "./token-store.js";
 export { SecretStore } from "./secret-store.js";
+export { VolumeStore } from "./volume-store.js";
 export { installSourceMap } from "./source-map.js";
 export type { Env } from "./env.js";

@@ -18,6 +18,8 @@ import { gatewayConfig } from "./config.js";
 import type { Env, RouteEnv } from "./env.js";
 import { runSpawned } from "./executor.js";
 import { GatewayInvoker } from "./gateway-invoker.js";
+import { GatewayVolumes } from "./gateway-volumes.js";
+import { installVolumeBackend } from "../sdk/volume.js";
 import { planeRoutes } from "./plane-routes.js";
 import { AppRegistry, setRegistry } from "./registry.js";
 import { installCallEnv, prefixConsoleLines } from "./run-context.js";
@@ -50,6 +52,7 @@ export function createGateway(modules: AppModule[], options: GatewayOptions = {}
   setRegistry(new AppRegistry(apps, options.wasm ?? {}, options.planeBundles ?? {}, options.wasmFiles ?? {}));
   setResumeCall(runSpawned);
   installInvoker(new GatewayInvoker());
+  installVolumeBackend(new GatewayVolumes());
   prefixConsoleLines();
   installCallEnv();
 

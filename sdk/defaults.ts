@@ -153,6 +153,34 @@ export const PLANE_DEFAULTS = {
   port: 8790,
 } as const;
 
+/**
+ * Volumes (docs/volumes.md): files split into content-addressed blocks in the gateway's blob store, each
+ * volume's manifest in a Durable Object. None of these is a setting: a block's size names its key's content.
+ */
+export const VOLUME_LIMITS = {
+  /** A file's bytes are stored in blocks of this size (the last one shorter), each named by its SHA-256. */
+  blockBytes: 8 * MiB,
+  /** The largest file a volume holds. */
+  maxFileBytes: 64 * 1024 * MiB,
+  /** The most files one volume holds (directories are not counted: they are the paths' prefixes). */
+  maxFiles: 100_000,
+  /** The most volumes one gateway keeps. */
+  maxVolumes: 1_000,
+  /** The most changes (puts, removals, copies) one commit carries. */
+  maxChangesPerCommit: 10_000,
+  /** A path's longest form, in UTF-8 bytes, and one name in it. */
+  maxPathBytes: 1024,
+  maxNameBytes: 255,
+  /** The most blocks one `blocks/missing` request asks about. */
+  maxBlocksPerQuery: 10_000,
+  /** Blocks a client uploads at once, and block existence checks the gateway makes at once. */
+  uploadConcurrency: 4,
+  /** A file's mode when a write does not give one. */
+  defaultMode: 0o644,
+  /** `tandem volume put|get` draw a progress bar for files larger than this (on a terminal). */
+  progressBarBytes: 4 * MiB,
+} as const;
+
 /** The local development stack (`tandem serve`). */
 export const LOCAL_DEFAULTS = {
   /** Where the SDK and CLI find a gateway when neither an option nor `TANDEM_GATEWAY` says. */

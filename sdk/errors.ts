@@ -21,6 +21,7 @@ export const ERROR_STATUS = {
   function_timeout: 504,
   call_cancelled: 409,
   already_exists: 409,
+  volume_conflict: 409,
   get_timeout: 408,
   gateway_unreachable: 502,
   protocol_error: 502,
@@ -292,6 +293,20 @@ export class ProtocolError extends TandemError {
   }
 }
 
+/**
+ * A volume commit that would overwrite a file another commit changed after
+ * the writer's base version. `details.path` names the file, `details.version`
+ * the version that changed it; reload and write again, or write with
+ * `{ force: true }`.
+ * @example
+ * catch (e) { if (e instanceof VolumeConflictError) await vol.writeFile(e.details!.path as string, data, { force: true }) }
+ */
+export class VolumeConflictError extends TandemError {
+  constructor(message: string, details?: Record<string, unknown>) {
+    super("volume_conflict", message, details);
+  }
+}
+
 /** A fault inside Tandem itself. */
 export class InternalError extends TandemError {
   constructor(message: string, details?: Record<string, unknown>) {
@@ -359,6 +374,7 @@ const CLASSES: { [C in Exclude<ErrorCode, "function_failed">]: new (message: str
   function_timeout: FunctionTimeoutError,
   call_cancelled: CancelledError,
   already_exists: AlreadyExistsError,
+  volume_conflict: VolumeConflictError,
   get_timeout: GetTimeoutError,
   gateway_unreachable: GatewayUnreachableError,
   plane_unavailable: PlaneUnavailableError,

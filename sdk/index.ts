@@ -22,6 +22,8 @@ export type {
 export { connect, AgentSocket } from "./agent-client.js";
 export type { ConnectOptions, AgentMessageEvent, AgentCloseEvent } from "./agent-client.js";
 export { FunctionCall } from "./function-call.js";
+export { Volume, VolumeFile, VolumeBatch } from "./volume.js";
+export type { FileData, VolumeOptions } from "./volume.js";
 export { Retries, DEFAULT_TIMEOUT_SECONDS, DEFAULT_RETRY_POLICY } from "./options.js";
 export type { FunctionOptions, FunctionSpec, WasmOptions } from "./options.js";
 export { Cron, Period } from "./schedule.js";
@@ -58,7 +60,9 @@ export {
   UnauthorizedError,
   ForbiddenError,
   SpendCapError,
+  VolumeConflictError,
   InternalError,
 } from "./errors.js";
 export type { ErrorCode, WireError } from "./errors.js";
 export type { CallRecord, CallStatus, AppManifest, ScheduleInfo, TokenInfo, TokenScope, SecretInfo } from "./protocol.js";
+export type { VolumeInfo, VolumeEntry } from "./protocol.js";

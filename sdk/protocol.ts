@@ -9,7 +9,7 @@
  */
 import { SuperJSON } from "superjson";
 import { z } from "zod";
-import { API_LIMITS, SECRET_LIMITS } from "./defaults.js";
+import { API_LIMITS, SECRET_LIMITS, VOLUME_LIMITS } from "./defaults.js";
 import type { WireError } from "./errors.js";
 import { GPU_TYPES, MAX_GPUS_PER_CONTAINER, type GpuType } from "./gpu.js";
 
@@ -38,6 +38,8 @@ export const HEADERS = {
   agentLabel: "tandem-agent-label",
   agentSession: "tandem-agent-session",
   agentShard: "tandem-agent-shard",
+  /** On volume answers: the volume's version the answer reflects (a read), or that the write committed. */
+  volumeVersion: "tandem-volume-version",
 } as const;
 
 /** WebSocket agents: `?session=<id>` resumes a session; ids are 8-128 letters, digits, '-' or '_'. */
@@ -129,6 +131,22 @@ export const ROUTES = {
   secret: "/v1/secrets/:name",
   /** Mints a short-lived connect token for a browser to open an app's web endpoint or agent that asks for a token. */
   connectToken: "/v1/apps/:app/connect-token",
+  /** Volumes (docs/volumes.md): list (`GET`), create (`POST`). */
+  volumes: "/v1/volumes",
+  /** One volume: its version, files and bytes (`GET`), or delete it (`DELETE`). */
+  volume: "/v1/volumes/:volume",
+  /** A volume's files under `?path=` (`GET`, `&recursive=true`), or remove them (`DELETE`, `&recursive=true` for a directory). */
+  volumeFiles: "/v1/volumes/:volume/files",
+  /** One file at `?path=`: download (`GET`), or upload the request's body as it (`PUT`: one commit). */
+  volumeFile: "/v1/volumes/:volume/file",
+  /** Copies files within a volume (`VolumeCopyRequest`): one commit. */
+  volumeCopy: "/v1/volumes/:volume/copy",
+  /** Which of these blocks the gateway lacks (`BlocksMissingRequest`): a client uploads only those. */
+  volumeBlocksMissing: "/v1/volumes/:volume/blocks/missing",
+  /** Uploads one block, its body's SHA-256 being `:hash`. */
+  volumeBlock: "/v1/volumes/:volume/blocks/:hash",
+  /** Publishes changes whose blocks are uploaded (`VolumeCommitRequest`): a compare-and-swap of the volume's version. */
+  volumeCommit: "/v1/volumes/:volume/commit",
   /** Planes register and report their state here (signed). */
   planeHeartbeat: "/v1/planes/heartbeat",
   /** The planes the gateway knows, with their inventories. */
@@ -166,6 +184,14 @@ export const ROUTE_METHODS = {
   connectToken: ["POST"],
   secrets: ["GET", "POST"],
   secret: ["DELETE"],
+  volumes: ["GET", "POST"],
+  volume: ["GET", "DELETE"],
+  volumeFiles: ["GET", "DELETE"],
+  volumeFile: ["GET", "PUT"],
+  volumeCopy: ["POST"],
+  volumeBlocksMissing: ["POST"],
+  volumeBlock: ["PUT"],
+  volumeCommit: ["POST"],
   planeHeartbeat: ["POST"],
   planes: ["GET"],
   planeBundle: ["GET"],
@@ -221,6 +247,14 @@ export const paths = {
   connectToken: (app: string) => `/v1/apps/${seg(app)}/connect-token`,
   secrets: () => ROUTES.secrets,
   secret: (name: string) => `/v1/secrets/${seg(name)}`,
+  volumes: () => ROUTES.volumes,
+  volume: (volume: string) => `/v1/volumes/${seg(volume)}`,
+  volumeFiles: (volume: string, path: string, recursive = false) => `/v1/volumes/${seg(volume)}/files?path=${seg(path)}${recursive ? "&recursive=true" : ""}`,
+  volumeFile: (volume: string, path: string, query: VolumeWriteQuery = {}) => `/v1/volumes/${seg(volume)}/file?${volumeFileQuery(path, query)}`,
+  volumeCopy: (volume: string) => `/v1/volumes/${seg(volume)}/copy`,
+  volumeBlocksMissing: (volume: string) => `/v1/volumes/${seg(volume)}/blocks/missing`,
+  volumeBlock: (volume: string, hash: string) => `/v1/volumes/${seg(volume)}/blocks/${seg(hash)}`,
+  volumeCommit: (volume: string) => `/v1/volumes/${seg(volume)}/commit`,
   planeHeartbeat: () => ROUTES.planeHeartbeat,
   planes: () => ROUTES.planes,
   planeBundle: (hash: string) => `/v1/planes/bundles/${seg(hash)}`,
@@ -250,6 +284,8 @@ export const BLOB_KEYS = {
   /** A spawned call's input, and a call's result, when too large for a ledger row. */
   input: (callId: string) => `inputs/${callId}`,
   result: (callId: string) => `results/${callId}`,
+  /** A volume block (at most `VOLUME_LIMITS.blockBytes`), by the SHA-256 of its bytes: shared by every file, version and volume that holds it. */
+  volumeBlock: (hash: string) => `blocks/sha256/${hash}`,
 } as const;
 
 /**
@@ -539,6 +575,176 @@ export const ConnectTokenRequestSchema = z.strictObject({
 export interface ConnectTokenAnswer {
   token: string;
   expiresAt: number;
+}
+
+// ---------------------------------------------------------------------------
+// Volumes (docs/volumes.md)
+
+/** Volume names: like app names, letters, digits, `-` and `_`, up to 64. */
+export const VOLUME_NAME_PATTERN = NAME_PATTERN;
+/** A block's name: the SHA-256 of its bytes, in lowercase hex. */
+export const BLOCK_HASH_PATTERN = /^[0-9a-f]{64}$/;
+
+const volumePathField = z.string("must be a path in the volume").max(VOLUME_LIMITS.maxPathBytes * 4, `must be at most ${VOLUME_LIMITS.maxPathBytes} bytes`);
+const blockHash = z.string().regex(BLOCK_HASH_PATTERN, "must be block hashes (SHA-256, 64 lowercase hex digits)");
+/** A commit's base and whether it overrides conflicts, as a write names them. */
+const commitTerms = {
+  /** The volume's version the writer saw; a file changed since then by another commit is a `volume_conflict`. None: the current version. */
+  baseVersion: z.number("must be a version number").int("must be a version number").min(0, "must be a version number").optional(),
+  /** Write even over files changed since `baseVersion`. */
+  force: z.boolean("must be true or false").optional(),
+};
+
+/** `POST /v1/volumes`. */
+export const VolumeCreateRequestSchema = z.strictObject({
+  name: z.string("must be a volume name").regex(NAME_PATTERN, "must be a volume name: letters, digits, '-' and '_', up to 64, starting with a letter or digit"),
+  /** An existing volume is answered as it is, instead of refused. */
+  existOk: z.boolean("must be true or false").optional(),
+});
+export type VolumeCreateRequest = z.infer<typeof VolumeCreateRequestSchema>;
+
+/** One change of a commit: a file put (its blocks already uploaded), a file or directory removed, files copied. */
+export const VolumeChangeSchema = z.discriminatedUnion(
+  "op",
+  [
+    z.strictObject({
+      op: z.literal("put"),
+      path: volumePathField,
+      /** The file's blocks in order: each `VOLUME_LIMITS.blockBytes` long but the last. */
+      blocks: z.array(blockHash).max(Math.ceil(VOLUME_LIMITS.maxFileBytes / VOLUME_LIMITS.blockBytes), "holds more blocks than the largest file has"),
+      size: z
+        .number("must be a size in bytes")
+        .int("must be whole bytes")
+        .min(0, "must be 0 or more")
+        .max(VOLUME_LIMITS.maxFileBytes, `must be at most ${VOLUME_LIMITS.maxFileBytes} bytes, the largest file a volume holds`),
+      mode: z
+        .number("must be a file mode")
+        .int("must be a file mode")
+        .min(0, "must be a file mode")
+        .max(0o7777, "must be a file mode (at most 0o7777)")
+        .optional(),
+    }),
+    z.strictObject({ op: z.literal("remove"), path: volumePathField, recursive: z.boolean("must be true or false").optional() }),
+    z.strictObject({
+      op: z.literal("copy"),
+      sources: z.array(volumePathField, "must be a list of paths").min(1, "must name at least one path").max(VOLUME_LIMITS.maxChangesPerCommit),
+      destination: volumePathField,
+    }),
+  ],
+  'must be a change: { "op": "put" | "remove" | "copy", … }',
+);
+export type VolumeChange = z.infer<typeof VolumeChangeSchema>;
+
+/** `POST /v1/volumes/:volume/commit`: every change, or none, in one new version. */
+export const VolumeCommitRequestSchema = z.strictObject({
+  changes: z
+    .array(VolumeChangeSchema, "must be a list of changes")
+    .min(1, "must hold at least one change")
+    .max(VOLUME_LIMITS.maxChangesPerCommit, `must hold at most ${VOLUME_LIMITS.maxChangesPerCommit} changes`),
+  ...commitTerms,
+});
+export type VolumeCommitRequest = z.infer<typeof VolumeCommitRequestSchema>;
+
+/** `POST /v1/volumes/:volume/copy`. */
+export const VolumeCopyRequestSchema = z.strictObject({
+  sources: z.array(volumePathField, "must be a list of paths").min(1, "must name at least one path").max(VOLUME_LIMITS.maxChangesPerCommit),
+  destination: volumePathField,
+  ...commitTerms,
+});
+
+/** `POST /v1/volumes/:volume/blocks/missing`. */
+export const BlocksMissingRequestSchema = z.strictObject({
+  hashes: z
+    .array(blockHash, "must be a list of block hashes")
+    .max(VOLUME_LIMITS.maxBlocksPerQuery, `must hold at most ${VOLUME_LIMITS.maxBlocksPerQuery} hashes`),
+});
+
+/** The query of `PUT .../file` and `DELETE .../files`: the commit's terms, and the new file's mode. */
+export interface VolumeWriteQuery {
+  baseVersion?: number;
+  force?: boolean;
+  mode?: number;
+  recursive?: boolean;
+}
+
+function volumeFileQuery(path: string, query: VolumeWriteQuery): string {
+  const parts = [`path=${seg(path)}`];
+  if (query.baseVersion !== undefined) parts.push(`baseVersion=${query.baseVersion}`);
+  if (query.force) parts.push("force=true");
+  if (query.mode !== undefined) parts.push(`mode=${query.mode.toString(8)}`);
+  if (query.recursive) parts.push("recursive=true");
+  return parts.join("&");
+}
+
+/** A volume as `GET /v1/volumes` and `GET /v1/volumes/:volume` show it. */
+export interface VolumeInfo {
+  name: string;
+  /** Bumped by every commit; 0 for a new volume. */
+  version: number;
+  files: number;
+  bytes: number;
+  createdAt: number;
+}
+
+/** One entry of a listing: a file, or a directory (the prefix of files' paths). */
+export interface VolumeEntry {
+  /** From the volume's root, without a leading `/`. */
+  path: string;
+  type: "file" | "directory";
+  /** A file's size; a directory's is 0. */
+  size: number;
+  /** A file's mode (`0o644`); a directory's is `0o755`. */
+  mode: number;
+  /** When a file was last written, ms since the epoch; a directory's is its newest file's. */
+  mtime: number;
+  /** The volume version that last wrote a file. */
+  version?: number;
+}
+
+/** `GET /v1/volumes/:volume/files`. */
+export interface VolumeListing {
+  volume: string;
+  version: number;
+  path: string;
+  entries: VolumeEntry[];
+}
+
+/** What a commit answers (and `PUT .../file`, `DELETE .../files`, `POST .../copy`). */
+export interface VolumeCommitAnswer {
+  volume: string;
+  /** The version this commit made. */
+  version: number;
+}
+
+/** `POST .../blocks/missing` answers the hashes the gateway lacks; `PUT .../blocks/:hash` whether it stored one. */
+export interface BlocksMissingAnswer {
+  missing: string[];
+}
+export interface BlockPutAnswer {
+  hash: string;
+  size: number;
+  /** False: the gateway had it already. */
+  stored: boolean;
+}
+
+/**
+ * A path in a volume in its one form: from the root, no leading or trailing
+ * `/`, no empty, `.` or `..` names; `""` is the root. Returns the problem,
+ * as the end of a sentence, when there is one. `/models/a.bin`,
+ * `models/a.bin` and `models/a.bin/` are the same path.
+ */
+export function volumePath(given: string): { path: string } | { problem: string } {
+  if (given.includes("\0")) return { problem: "must not hold a NUL character" };
+  const trimmed = given.replace(/^\/+/, "").replace(/\/+$/, "");
+  if (trimmed === "") return { path: "" };
+  if (new TextEncoder().encode(trimmed).byteLength > VOLUME_LIMITS.maxPathBytes) return { problem: `must be at most ${VOLUME_LIMITS.maxPathBytes} bytes long` };
+  for (const name of trimmed.split("/")) {
+    if (name === "") return { problem: "must not hold an empty name (`//`)" };
+    if (name === "." || name === "..") return { problem: "must not hold `.` or `..`: paths start at the volume's root" };
+    if (new TextEncoder().encode(name).byteLength > VOLUME_LIMITS.maxNameBytes)
+      return { problem: `must not hold a name longer than ${VOLUME_LIMITS.maxNameBytes} bytes` };
+  }
+  return { path: trimmed };
 }
 
 // ---------------------------------------------------------------------------

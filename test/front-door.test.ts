@@ -73,6 +73,20 @@ function postChunked(path: string, total: number, options: { untilAnswered?: boo
 }
 
 describe("the front door of tandem serve", () => {
+  it("lets a volume file larger than the gateway's body limit through: the volume routes keep their own limits", async () => {
+    const auth = { authorization: `Bearer ${ADMIN_TOKEN}` };
+    const made = await fetch(new URL("/v1/volumes", doorUrl), { method: "POST", headers: auth, body: JSON.stringify({ name: "through" }) });
+    expect(made.status).toBe(201);
+    const put = await fetch(new URL("/v1/volumes/through/file?path=big.bin", doorUrl), {
+      method: "PUT",
+      headers: auth,
+      body: new Uint8Array(3 * LIMIT).fill(1),
+    });
+    expect(put.status).toBe(200);
+    const got = await fetch(new URL("/v1/volumes/through/file?path=big.bin", doorUrl), { headers: auth });
+    expect((await got.arrayBuffer()).byteLength).toBe(3 * LIMIT);
+  });
+
   it("answers 413 itself, whole, to a chunked body 16 times the limit on the /v1 routes and a web endpoint", async () => {
     for (const path of ["/v1/apps/edge/functions/echo/call", "/v1/apps/edge/functions/echo/spawn", "/v1/apps/edge/functions/echo/map", "/edge/upload"]) {
       const answer = await postChunked(path, 16 * LIMIT);

@@ -380,11 +380,12 @@ describe("bad input", () => {
   });
 
   it("answers 405 with an allow header on every /v1 route asked with a method it does not take", async () => {
-    const params: Record<string, string> = { app: "edge", fn: "square", id: "fc-00000000000000000000000000", hash: "0".repeat(64) };
+    const params: Record<string, string> = { app: "edge", fn: "square", id: "fc-00000000000000000000000000", hash: "0".repeat(64), volume: "vol" };
     const wrong: string[] = [];
     for (const [name, methods] of Object.entries(ROUTE_METHODS)) {
       const path = ROUTES[name as keyof typeof ROUTES].replace(/:(\w+)/g, (_, p: string) => params[p]!);
-      const method = (methods as readonly string[]).includes("GET") ? "PUT" : "GET";
+      const taken = methods as readonly string[];
+      const method = taken.includes("GET") ? (taken.includes("PUT") ? "PATCH" : "PUT") : "GET";
       const res = await fetch(gw.url + path, { method });
       const allow = (methods as readonly string[]).flatMap((m) => (m === "GET" ? ["GET", "HEAD"] : [m])).join(", ");
       if (res.status !== 405 || res.headers.get("allow") !== allow) wrong.push(`${method} ${path}: ${res.status} allow=${res.headers.get("allow")}`);

@@ -60,6 +60,12 @@ describe("a command-line tool with args and files", () => {
       rename: 69,
       mkdir: 69,
       rmdir: 69,
+      link: 69,
+      linkOut: 69,
+      renameOut: 69,
+      symlink: 69,
+      setTimes: 69,
+      setTimesThroughFd: 69,
       openDirectory: 0,
     });
     expect((await tool().remote()).text).toBe("hello from the bundle\n");

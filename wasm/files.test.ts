@@ -10,6 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { readOnlyPreopen, unpackFiles, type BundledFiles } from "./files.js";
 import { compileFixture } from "./fixtures/build.js";
 import { runWasi } from "./host.js";
+import type { File } from "./wasi/index.js";
 import { packDirectories } from "./prepare.js";
 
 const dir = mkdtempSync(join(tmpdir(), "tandem-wasm-files-"));
@@ -59,6 +60,12 @@ describe("bundled directories", () => {
       rename: 69,
       mkdir: 69,
       rmdir: 69,
+      link: 69,
+      linkOut: 69,
+      renameOut: 69,
+      symlink: 69,
+      setTimes: 69,
+      setTimesThroughFd: 69,
       openDirectory: 0,
     });
   });
@@ -67,6 +74,11 @@ describe("bundled directories", () => {
     const bundled = unpackFiles(await packDirectories({ "/data": "./data" }, dir, limits));
     for (let i = 0; i < 3; i++) expect((await run(["/data", "hello.txt"], bundled)).text).toBe("hello from the bundle\n");
     expect(new TextDecoder().decode(bundled["/data"]!.files["hello.txt"])).toBe("hello from the bundle\n");
+    // Each call's tree is its own, over the bundled bytes themselves: not a copy.
+    const [a, b] = [readOnlyPreopen("/data", bundled["/data"]!), readOnlyPreopen("/data", bundled["/data"]!)];
+    expect(a.dir).not.toBe(b.dir);
+    const file = a.dir.contents.get("hello.txt") as File;
+    expect(file.data.buffer).toBe(bundled["/data"]!.files["hello.txt"]!.buffer);
   });
 
   it("are refused past the size limit, naming the directory, its size and the limit", async () => {

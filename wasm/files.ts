@@ -82,11 +82,9 @@ export function readOnlyPreopen(guestPath: string, dir: BundledDirectory): Preop
   const folder = (path: string): Directory => {
     let at = root;
     for (const part of path.split("/")) {
-      let next = at.contents.get(part);
-      if (!(next instanceof Directory)) {
-        next = new Directory([], { readonly: true });
-        at.contents.set(part, next);
-      }
+      const found = at.contents.get(part);
+      const next = found instanceof Directory ? found : new Directory([], { readonly: true });
+      if (next !== found) at.contents.set(part, next);
       at = next;
     }
     return at;

@@ -6,7 +6,8 @@
  * the run). Runtime-neutral, like host.ts: a wait spins, because workerd
  * refuses `Atomics.wait` on its main thread and a module's call cannot yield.
  */
-import { wasi as defs, type Fd } from "@bjorn3/browser_wasi_shim";
+import { wasi as defs } from "@bjorn3/browser_wasi_shim";
+import { OpenFile, type Fd } from "./wasi/index.js";
 
 /** The preview1 error numbers these calls answer with. */
 export const ERRNO = {
@@ -197,10 +198,6 @@ function fdEvent(context: WasiCallsContext, userdata: bigint, type: number, fdNu
   if (!fd) return { userdata, error: ERRNO.BADF, type, nbytes: 0n };
   let nbytes = 0n;
   if (type === EVENTTYPE.FD_WRITE) nbytes = BigInt(Math.max(0, context.writableBytes(fd) ?? 0));
-  else {
-    const { filestat } = fd.fd_filestat_get();
-    const { ret, offset } = fd.fd_tell();
-    if (filestat?.filetype === defs.FILETYPE_REGULAR_FILE && ret === ERRNO.SUCCESS && filestat.size > offset) nbytes = filestat.size - offset;
-  }
+  else if (fd instanceof OpenFile && fd.file.size > fd.position) nbytes = fd.file.size - fd.position;
   return { userdata, error: ERRNO.SUCCESS, type, nbytes };
 }

@@ -16,7 +16,7 @@
 import http from "node:http";
 import net from "node:net";
 import type { App } from "../app.js";
-import { DELIVERY_DEFAULTS, GATEWAY_DEFAULTS } from "../defaults.js";
+import { DELIVERY_DEFAULTS, GATEWAY_DEFAULTS, VOLUME_LIMITS } from "../defaults.js";
 import { GatewayUnreachableError, bodyTooLarge, errorBody, type TandemError } from "../errors.js";
 import { HEADERS, PROTOCOL_VERSION } from "../protocol.js";
 
@@ -239,6 +239,8 @@ export class FrontDoor {
   /** The body limit of a path: a web endpoint's own (`/<app>/<label>/…`), else the gateway's. */
   #bodyLimit(url: string): BodyLimit {
     const [, app, label] = url.split(/[/?#]/, 3);
+    // A volume file's upload streams up to the largest file; the gateway holds each volume route to its own limit.
+    if (app === "v1" && label === "volumes") return { maxBytes: VOLUME_LIMITS.maxFileBytes, whose: "a volume holds in one file" };
     return this.endpointBodyLimits.get(`/${app}/${label}`) ?? { maxBytes: this.maxBodyBytes };
   }
 

@@ -12,6 +12,7 @@ import { readCliConfig, type CliConfig } from "./config.js";
 import { formatCommanderError, printFailure } from "./failure.js";
 import { addTokenCommands } from "./tokens.js";
 import { addSecretCommands } from "./secrets.js";
+import { addVolumeCommands } from "./volumes.js";
 import { onStopSignal } from "./signals.js";
 import { style } from "./style.js";
 
@@ -238,6 +239,14 @@ program
 
 addTokenCommands(program, clientOf, TOKEN_HELP);
 addSecretCommands(program, clientOf, TOKEN_HELP);
+addVolumeCommands(
+  program,
+  (opts) => {
+    const token = opts.token ?? config.token;
+    return { gateway: gatewayOf(opts), ...(token === undefined ? {} : { token }) };
+  },
+  TOKEN_HELP,
+);
 
 const scheduleCommand = program.command("schedule").description("scheduled functions (Cron and Period) and their runs");
 scheduleCommand

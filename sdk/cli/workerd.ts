@@ -66,6 +66,7 @@ export async function startWorkerd(options: WorkerdOptions): Promise<RunningWork
       AGENTS: { className: "AgentHub", useSQLite: true },
       TOKENS: { className: "TokenStore", useSQLite: true },
       SECRETS: { className: "SecretStore", useSQLite: true },
+      VOLUMES: { className: "VolumeStore", useSQLite: true },
     },
     r2Buckets: ["BLOBS"],
     bindings: options.bindings,

@@ -18,6 +18,8 @@ export interface TestGateway {
   dir: string;
   /** Keys in the gateway's blob store (R2). */
   blobKeys(): Promise<string[]>;
+  /** When each object in the blob store was last written (ms since the epoch), by key. */
+  blobWrites(): Promise<Map<string, number>>;
   /** Calls the Worker's scheduled handler (the cron trigger) with this scheduled time. */
   scheduled(at: number): Promise<void>;
   /** Stops the gateway and starts it again on the same port, with the same state. */
@@ -56,6 +58,10 @@ export async function startTestGateway(
     async blobKeys() {
       const bucket = await running!.miniflare.getR2Bucket("BLOBS");
       return (await bucket.list()).objects.map((o) => o.key);
+    },
+    async blobWrites() {
+      const bucket = await running!.miniflare.getR2Bucket("BLOBS");
+      return new Map((await bucket.list()).objects.map((o) => [o.key, o.uploaded.getTime()]));
     },
     async scheduled(at: number) {
       const worker = await running!.miniflare.getWorker();

@@ -1,0 +1,204 @@
+/**
+ * `/v1/volumes`: volumes and their files over HTTP, for the SDK outside the
+ * gateway, the CLI and other languages (docs/volumes.md). Reading needs a
+ * token of scope `call`, and so does writing files; making and deleting
+ * volumes needs `deploy`. Volumes belong to the whole gateway, not to an app:
+ * a token restricted to apps reaches none. Credentials, then sizes, are
+ * checked before a body is read; a file streams through both ways.
+ */
+import { Hono, type Context, type MiddlewareHandler } from "hono";
+import { VOLUME_LIMITS } from "../sdk/defaults.js";
+import { ForbiddenError, InvalidRequestError, PayloadTooLargeError } from "../sdk/errors.js";
+import {
+  BLOCK_HASH_PATTERN,
+  BlocksMissingRequestSchema,
+  HEADERS,
+  ROUTES,
+  VolumeCommitRequestSchema,
+  VolumeCopyRequestSchema,
+  VolumeCreateRequestSchema,
+  type BlockPutAnswer,
+  type BlocksMissingAnswer,
+  type TokenScope,
+  type VolumeCommitAnswer,
+} from "../sdk/protocol.js";
+import { guard, principalOf } from "./auth.js";
+import { limitBody, readJsonBody } from "./body.js";
+import type { RouteEnv } from "./env.js";
+import {
+  checkedVolumeName,
+  commit,
+  createVolume,
+  deleteVolume,
+  listFiles,
+  listVolumes,
+  missingBlocks,
+  putBlock,
+  readFile,
+  volumeInfo,
+  writeFile,
+  type CommitTerms,
+} from "./volumes.js";
+
+type Ctx = Context<RouteEnv>;
+
+/** A token of at least `scope` that reaches every app: volumes are shared by all of them. */
+function volumeGuard(scope: TokenScope): MiddlewareHandler<RouteEnv> {
+  const tokenGuard = guard(scope);
+  return (c, next) =>
+    tokenGuard(c, async () => {
+      const principal = principalOf(c);
+      if (principal.apps !== null) {
+        throw new ForbiddenError(
+          `token ${principal.id} ("${principal.name}") may reach only app${principal.apps.length === 1 ? "" : "s"} ${principal.apps.join(", ")}; volumes belong to the whole gateway, so they need a token for every app`,
+          { token: principal.id },
+        );
+      }
+      await next();
+    });
+}
+
+export function volumeRoutes(): Hono<RouteEnv> {
+  const api = new Hono<RouteEnv>();
+
+  api.get(ROUTES.volumes, volumeGuard("call"), async (c) => c.json({ volumes: await listVolumes(c.env) }));
+
+  api.post(ROUTES.volumes, volumeGuard("deploy"), async (c) => {
+    const body = await readJsonBody(c.req.raw, VolumeCreateRequestSchema, c.var.config.maxBodyBytes);
+    const { created, info } = await createVolume(c.env, body.name, body.existOk ?? false);
+    return c.json(info, created ? 201 : 200);
+  });
+
+  api.get(ROUTES.volume, volumeGuard("call"), async (c) => c.json(await volumeInfo(c.env, volumeOf(c))));
+
+  api.delete(ROUTES.volume, volumeGuard("deploy"), async (c) => c.json(await deleteVolume(c.env, volumeOf(c))));
+
+  api.get(ROUTES.volumeFiles, volumeGuard("call"), async (c) => {
+    const listing = await listFiles(c.env, volumeOf(c), c.req.query("path") ?? "", flag(c, "recursive"));
+    c.header(HEADERS.volumeVersion, String(listing.version));
+    return c.json(listing);
+  });
+
+  api.delete(ROUTES.volumeFiles, volumeGuard("call"), async (c) => {
+    const path = requiredPath(c);
+    const answer = await commit(c.env, volumeOf(c), [{ op: "remove", path, recursive: flag(c, "recursive") }], commitTerms(c));
+    return committed(c, answer);
+  });
+
+  api.get(ROUTES.volumeFile, volumeGuard("call"), async (c) => {
+    const { version, file, body } = await readFile(c.env, volumeOf(c), requiredPath(c));
+    // A fixed length, so a client knows the size (a progress bar) and a cut-off download shows as one.
+    const sized = new FixedLengthStream(file.size);
+    void body.pipeTo(sized.writable).catch(() => {});
+    return c.body(sized.readable, 200, {
+      "content-type": "application/octet-stream",
+      [HEADERS.volumeVersion]: String(version),
+      "tandem-file-mode": file.mode.toString(8),
+    });
+  });
+
+  api.put(ROUTES.volumeFile, volumeGuard("call"), async (c) => {
+    const name = volumeOf(c);
+    const path = requiredPath(c);
+    const terms = commitTerms(c);
+    const mode = modeOf(c);
+    const declared = Number(c.req.header("content-length") ?? "NaN");
+    if (declared > VOLUME_LIMITS.maxFileBytes) throw fileTooLarge(declared);
+    const limited = c.req.raw.body ? limitBody(c.req.raw, VOLUME_LIMITS.maxFileBytes, "a volume holds in one file") : undefined;
+    try {
+      const answer = await writeFile(c.env, name, path, limited?.request.body ?? new Uint8Array(), { ...terms, ...(mode === undefined ? {} : { mode }) });
+      return committed(c, answer);
+    } catch (err) {
+      throw limited?.passed() ?? err;
+    }
+  });
+
+  api.post(ROUTES.volumeCopy, volumeGuard("call"), async (c) => {
+    const body = await readJsonBody(c.req.raw, VolumeCopyRequestSchema, c.var.config.maxBodyBytes);
+    const answer = await commit(c.env, volumeOf(c), [{ op: "copy", sources: body.sources, destination: body.destination }], termsOf(body));
+    return committed(c, answer);
+  });
+
+  api.post(ROUTES.volumeBlocksMissing, volumeGuard("call"), async (c) => {
+    const name = volumeOf(c);
+    const body = await readJsonBody(c.req.raw, BlocksMissingRequestSchema, c.var.config.maxBodyBytes);
+    await volumeInfo(c.env, name); // 404 for a missing volume
+    return c.json({ missing: await missingBlocks(c.env, body.hashes) } satisfies BlocksMissingAnswer);
+  });
+
+  api.put(ROUTES.volumeBlock, volumeGuard("call"), async (c) => {
+    const name = volumeOf(c);
+    const hash = c.req.param("hash") ?? "";
+    if (!BLOCK_HASH_PATTERN.test(hash)) throw new InvalidRequestError(`"${hash}" is not a block's name: the SHA-256 of its bytes, 64 lowercase hex digits`);
+    const declared = Number(c.req.header("content-length") ?? "NaN");
+    if (declared > VOLUME_LIMITS.blockBytes) throw blockTooLarge(declared);
+    await volumeInfo(c.env, name);
+    const limited = limitBody(c.req.raw, VOLUME_LIMITS.blockBytes, "a volume block holds");
+    let bytes: Uint8Array;
+    try {
+      bytes = new Uint8Array(await limited.request.arrayBuffer());
+    } catch (err) {
+      throw limited.passed() ?? err;
+    }
+    return c.json((await putBlock(c.env, hash, bytes)) satisfies BlockPutAnswer);
+  });
+
+  api.post(ROUTES.volumeCommit, volumeGuard("call"), async (c) => {
+    const name = volumeOf(c);
+    const body = await readJsonBody(c.req.raw, VolumeCommitRequestSchema, c.var.config.maxBodyBytes);
+    return committed(c, await commit(c.env, name, body.changes, termsOf(body)));
+  });
+
+  return api;
+}
+
+function volumeOf(c: Ctx): string {
+  return checkedVolumeName(c.req.param("volume") ?? "");
+}
+
+function requiredPath(c: Ctx): string {
+  const path = c.req.query("path");
+  if (path === undefined || path.replace(/\//g, "") === "") throw new InvalidRequestError(`?path= must name a file or directory in the volume`);
+  return path;
+}
+
+function flag(c: Ctx, name: string): boolean {
+  const value = c.req.query(name);
+  if (value === undefined || value === "false" || value === "0") return false;
+  if (value === "" || value === "true" || value === "1") return true;
+  throw new InvalidRequestError(`?${name}= must be true or false (got "${value}")`);
+}
+
+function commitTerms(c: Ctx): CommitTerms {
+  const base = c.req.query("baseVersion");
+  if (base !== undefined && !/^\d{1,15}$/.test(base)) throw new InvalidRequestError(`?baseVersion= must be a version number (got "${base}")`);
+  return { ...(base === undefined ? {} : { baseVersion: Number(base) }), force: flag(c, "force") };
+}
+
+function termsOf(body: { baseVersion?: number | undefined; force?: boolean | undefined }): CommitTerms {
+  return { ...(body.baseVersion === undefined ? {} : { baseVersion: body.baseVersion }), force: body.force ?? false };
+}
+
+function modeOf(c: Ctx): number | undefined {
+  const mode = c.req.query("mode");
+  if (mode === undefined) return undefined;
+  if (!/^[0-7]{1,4}$/.test(mode)) throw new InvalidRequestError(`?mode= must be a file mode in octal, like 644 or 755 (got "${mode}")`);
+  return parseInt(mode, 8);
+}
+
+function committed(c: Ctx, answer: VolumeCommitAnswer): Response {
+  c.header(HEADERS.volumeVersion, String(answer.version));
+  return c.json(answer);
+}
+
+function fileTooLarge(declared: number): PayloadTooLargeError {
+  return new PayloadTooLargeError(`request body is ${declared} bytes; a volume holds files of at most ${VOLUME_LIMITS.maxFileBytes} bytes`, {
+    maxBytes: VOLUME_LIMITS.maxFileBytes,
+  });
+}
+
+function blockTooLarge(declared: number): PayloadTooLargeError {
+  return new PayloadTooLargeError(`request body is ${declared} bytes; a volume block holds at most ${VOLUME_LIMITS.blockBytes}`, {
+    maxBytes: VOLUME_LIMITS.blockBytes,
+  });
+}

@@ -1,0 +1,60 @@
+/**
+ * A file's bytes as volume blocks, the same on both sides of an upload: the
+ * SDK splits what it sends, the gateway what it receives, into blocks of
+ * `VOLUME_LIMITS.blockBytes` (the last one shorter), each named by the
+ * SHA-256 of its bytes. One block is in memory at a time.
+ */
+import { VOLUME_LIMITS } from "./defaults.js";
+
+/** What a file's bytes may come as: all at once, or in pieces as they are read. */
+export type ByteSource = Uint8Array | ReadableStream<Uint8Array> | AsyncIterable<Uint8Array>;
+
+/**
+ * The blocks of `source`, in order. An empty source has none.
+ * @example for await (const block of blocksOf(request.body)) await store(await sha256Hex(block), block);
+ */
+export async function* blocksOf(source: ByteSource, blockBytes: number = VOLUME_LIMITS.blockBytes): AsyncGenerator<Uint8Array> {
+  let block = new Uint8Array(blockBytes);
+  let filled = 0;
+  for await (const piece of piecesOf(source)) {
+    let offset = 0;
+    while (offset < piece.byteLength) {
+      const take = Math.min(blockBytes - filled, piece.byteLength - offset);
+      block.set(piece.subarray(offset, offset + take), filled);
+      filled += take;
+      offset += take;
+      if (filled === blockBytes) {
+        yield block;
+        block = new Uint8Array(blockBytes);
+        filled = 0;
+      }
+    }
+  }
+  if (filled > 0) yield block.subarray(0, filled);
+}
+
+async function* piecesOf(source: ByteSource): AsyncGenerator<Uint8Array> {
+  if (source instanceof Uint8Array) {
+    yield source;
+    return;
+  }
+  if (source instanceof ReadableStream) {
+    const reader = source.getReader();
+    try {
+      for (;;) {
+        const { done, value } = await reader.read();
+        if (done) return;
+        yield value;
+      }
+    } finally {
+      reader.releaseLock();
+    }
+  }
+  yield* source as AsyncIterable<Uint8Array>;
+}
+
+/** The SHA-256 of `bytes` in lowercase hex: a block's name. */
+export async function sha256Hex(bytes: Uint8Array): Promise<string> {
+  const digest = await crypto.subtle.digest("SHA-256", bytes as Uint8Array<ArrayBuffer>);
+  return Array.from(new Uint8Array(digest), (b) => b.toString(16).padStart(2, "0")).join("");
+}

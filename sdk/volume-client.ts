@@ -1,0 +1,144 @@
+/**
+ * Volumes over the gateway's `/v1/volumes` API, for handles outside the
+ * gateway (Node programs, the CLI). A write splits each file into blocks as
+ * it reads it, asks which blocks the gateway lacks and uploads only those
+ * (a few at once), then commits every file in one request.
+ */
+import { VOLUME_LIMITS } from "./defaults.js";
+import { GatewayUnreachableError, InvalidOptionsError, fromWireError, type WireError } from "./errors.js";
+import { HttpInvoker, resolveGatewayUrl } from "./client.js";
+import {
+  HEADERS,
+  PROTOCOL_VERSION,
+  paths,
+  type BlocksMissingAnswer,
+  type VolumeChange,
+  type VolumeCommitAnswer,
+  type VolumeInfo,
+  type VolumeListing,
+} from "./protocol.js";
+import { blocksOf, sha256Hex } from "./volume-blocks.js";
+import type { CommitTerms, FileRead, FileUpload, VolumeBackend } from "./volume.js";
+
+const clients = new Map<string, HttpVolumes>();
+
+/** The HTTP backend for a gateway (option, `TANDEM_GATEWAY`, the local one) and token (option, else as `lookup` finds one). */
+export function httpVolumes(gateway: string | undefined, token: string | undefined): VolumeBackend {
+  const url = resolveGatewayUrl(gateway);
+  const key = `${url} ${token ?? ""}`;
+  let client = clients.get(key);
+  if (!client) {
+    client = new HttpVolumes(new HttpInvoker(url, token === undefined ? {} : { token }));
+    clients.set(key, client);
+  }
+  return client;
+}
+
+export class HttpVolumes implements VolumeBackend {
+  constructor(readonly http: HttpInvoker) {}
+
+  async create(name: string, existOk: boolean): Promise<VolumeInfo> {
+    return (await this.http.request("POST", paths.volumes(), { name, existOk })) as VolumeInfo;
+  }
+
+  async info(name: string): Promise<VolumeInfo> {
+    return (await this.http.request("GET", paths.volume(name))) as VolumeInfo;
+  }
+
+  async delete(name: string): Promise<VolumeInfo> {
+    return (await this.http.request("DELETE", paths.volume(name))) as VolumeInfo;
+  }
+
+  async list(): Promise<VolumeInfo[]> {
+    return ((await this.http.request("GET", paths.volumes())) as { volumes: VolumeInfo[] }).volumes;
+  }
+
+  async listdir(name: string, path: string, recursive: boolean): Promise<VolumeListing> {
+    return (await this.http.request("GET", paths.volumeFiles(name, path, recursive))) as VolumeListing;
+  }
+
+  async read(name: string, path: string): Promise<FileRead> {
+    const res = await this.#fetch("GET", paths.volumeFile(name, path));
+    if (!res.ok || !res.body) await this.#fail(res);
+    return {
+      size: Number(res.headers.get("content-length") ?? 0),
+      mode: parseInt(res.headers.get("tandem-file-mode") ?? "644", 8),
+      version: Number(res.headers.get(HEADERS.volumeVersion) ?? 0),
+      body: res.body!,
+    };
+  }
+
+  async write(name: string, files: FileUpload[], changes: VolumeChange[], terms: CommitTerms): Promise<VolumeCommitAnswer> {
+    const puts: VolumeChange[] = [];
+    for (const file of files) puts.push(await this.#upload(name, file));
+    return (await this.http.request("POST", paths.volumeCommit(name), { changes: [...puts, ...changes], ...terms })) as VolumeCommitAnswer;
+  }
+
+  /** One file's blocks, each sent unless the gateway has it, a few at once; its `put` change. */
+  async #upload(name: string, file: FileUpload): Promise<VolumeChange> {
+    const blocks: string[] = [];
+    let size = 0;
+    const inFlight = new Set<Promise<void>>();
+    let failed: unknown;
+    for await (const block of blocksOf(file.source)) {
+      size += block.byteLength;
+      if (size > VOLUME_LIMITS.maxFileBytes) {
+        throw new InvalidOptionsError(`"${file.path}" is larger than ${VOLUME_LIMITS.maxFileBytes} bytes, the largest file a volume holds`);
+      }
+      const hash = await sha256Hex(block);
+      blocks.push(hash);
+      const sending: Promise<void> = this.#sendBlock(name, hash, block)
+        .catch((err: unknown) => void (failed ??= err))
+        .finally(() => inFlight.delete(sending));
+      inFlight.add(sending);
+      if (inFlight.size >= VOLUME_LIMITS.uploadConcurrency) await Promise.race(inFlight);
+      if (failed) break;
+    }
+    await Promise.all(inFlight);
+    if (failed) throw failed;
+    return { op: "put", path: file.path, blocks, size, ...(file.mode === undefined ? {} : { mode: file.mode }) };
+  }
+
+  async #sendBlock(name: string, hash: string, block: Uint8Array): Promise<void> {
+    const { missing } = (await this.http.request("POST", paths.volumeBlocksMissing(name), { hashes: [hash] })) as BlocksMissingAnswer;
+    if (missing.length === 0) return;
+    const res = await this.#fetch("PUT", paths.volumeBlock(name, hash), block);
+    if (!res.ok) await this.#fail(res);
+    await res.body?.cancel();
+  }
+
+  async #fetch(method: string, path: string, body?: Uint8Array): Promise<Response> {
+    const token = this.http.token;
+    try {
+      return await fetch(this.http.baseUrl + path, {
+        method,
+        headers: {
+          [HEADERS.protocol]: PROTOCOL_VERSION,
+          ...(token === undefined ? {} : { [HEADERS.authorization]: `Bearer ${token}` }),
+          ...(body ? { "content-type": "application/octet-stream" } : {}),
+        },
+        ...(body ? { body: body as Uint8Array<ArrayBuffer> } : {}),
+      });
+    } catch (err) {
+      const cause = err instanceof Error ? (err.cause instanceof Error ? err.cause.message : err.message) : String(err);
+      throw new GatewayUnreachableError(`could not reach the Tandem gateway at ${this.http.baseUrl} (${cause}); is \`tandem serve\` running?`, {
+        gateway: this.http.baseUrl,
+      });
+    }
+  }
+
+  async #fail(res: Response): Promise<never> {
+    const text = await res.text();
+    let body: unknown;
+    try {
+      body = JSON.parse(text);
+    } catch {
+      throw new GatewayUnreachableError(`${this.http.baseUrl} answered HTTP ${res.status} with a body that is not Tandem's JSON: ${text.slice(0, 200)}`, {
+        gateway: this.http.baseUrl,
+        status: res.status,
+      });
+    }
+    if (body && typeof body === "object" && "error" in body) throw fromWireError(body.error as WireError);
+    throw new GatewayUnreachableError(`${this.http.baseUrl} answered HTTP ${res.status}`, { gateway: this.http.baseUrl, status: res.status });
+  }
+}

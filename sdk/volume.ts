@@ -1,0 +1,342 @@
+/**
+ * `Volume`: files that outlive a call, kept by the gateway (docs/volumes.md).
+ * A handle is lazy: `Volume.fromName` sends nothing; its first operation
+ * does. Outside the gateway it speaks the `/v1/volumes` API with a token, as
+ * `lookup` does; inside the gateway (edge functions, web endpoints, agents)
+ * the Worker installs a backend that reaches storage through its bindings.
+ *
+ * Each write through a handle is one commit. A handle remembers the volume
+ * version it started from (its first operation's, then each of its own
+ * commits'): a write that changes a file another commit changed since then
+ * fails with `VolumeConflictError` naming the file, unless it is forced.
+ */
+import { InvalidOptionsError } from "./errors.js";
+import { VOLUME_NAME_PATTERN, type VolumeChange, type VolumeCommitAnswer, type VolumeEntry, type VolumeInfo, type VolumeListing } from "./protocol.js";
+import type { ByteSource } from "./volume-blocks.js";
+import { httpVolumes } from "./volume-client.js";
+
+/** A file's bytes to write: text (UTF-8), bytes, a `Blob`, or a stream of bytes (a Web stream, or Node's `fs.createReadStream`). */
+export type FileData = string | Blob | ByteSource;
+
+/** One file of a write: where it goes, its bytes, its mode. */
+export interface FileUpload {
+  path: string;
+  source: ByteSource;
+  mode?: number;
+}
+
+/** A commit's terms: the base version it is checked against (none: the current one) and whether it overrides conflicts. */
+export interface CommitTerms {
+  baseVersion?: number;
+  force?: boolean;
+}
+
+/** A file being read: its size, mode and the version it was read at, and its bytes, as a stream or all at once. */
+export interface FileRead {
+  size: number;
+  mode: number;
+  version: number;
+  body: ReadableStream<Uint8Array>;
+}
+
+/** How a `Volume` reaches its storage: the gateway's HTTP API, or the gateway's bindings from inside it. */
+export interface VolumeBackend {
+  create(name: string, existOk: boolean): Promise<VolumeInfo>;
+  info(name: string): Promise<VolumeInfo>;
+  delete(name: string): Promise<VolumeInfo>;
+  list(): Promise<VolumeInfo[]>;
+  listdir(name: string, path: string, recursive: boolean): Promise<VolumeListing>;
+  read(name: string, path: string): Promise<FileRead>;
+  /** Uploads the files' blocks (only those the gateway lacks), then commits them, with `changes` after them, as one version. */
+  write(name: string, files: FileUpload[], changes: VolumeChange[], terms: CommitTerms): Promise<VolumeCommitAnswer>;
+}
+
+let installed: VolumeBackend | undefined;
+
+/** Used by the gateway runtime: handles in this isolate without a `gateway` or `token` of their own use `backend`. */
+export function installVolumeBackend(backend: VolumeBackend | undefined): void {
+  installed = backend;
+}
+
+export interface VolumeOptions {
+  /** Make the volume on first use when it does not exist (needs a token of scope `deploy`). */
+  createIfMissing?: boolean;
+  /** The gateway to reach (outside the gateway; default `TANDEM_GATEWAY`, then the local one). */
+  gateway?: string;
+  /** The API token to send (default: as `lookup` finds one). */
+  token?: string;
+}
+
+/**
+ * A file read from a volume: iterate it for its bytes as they arrive (big
+ * files), or take them all at once with `bytes()` or `text()` (small ones).
+ * @example
+ * const file = await vol.readFile("config.json"); JSON.parse(await file.text());
+ * for await (const chunk of await vol.readFile("weights.bin")) hash.update(chunk);
+ */
+export class VolumeFile implements AsyncIterable<Uint8Array> {
+  constructor(
+    readonly path: string,
+    /** Its size in bytes, its mode, and the volume version it was read at. */
+    readonly size: number,
+    readonly mode: number,
+    readonly version: number,
+    /** Its bytes as they arrive; read it once. */
+    readonly stream: ReadableStream<Uint8Array>,
+  ) {}
+
+  async *[Symbol.asyncIterator](): AsyncIterator<Uint8Array> {
+    const reader = this.stream.getReader();
+    try {
+      for (;;) {
+        const { done, value } = await reader.read();
+        if (done) return;
+        yield value;
+      }
+    } finally {
+      await reader.cancel().catch(() => {});
+    }
+  }
+
+  /** All of its bytes, in memory. */
+  async bytes(): Promise<Uint8Array> {
+    const chunks: Uint8Array[] = [];
+    let total = 0;
+    for await (const chunk of this) {
+      chunks.push(chunk);
+      total += chunk.byteLength;
+    }
+    const all = new Uint8Array(total);
+    let at = 0;
+    for (const chunk of chunks) {
+      all.set(chunk, at);
+      at += chunk.byteLength;
+    }
+    return all;
+  }
+
+  /** Its bytes as UTF-8 text. */
+  async text(): Promise<string> {
+    return new TextDecoder().decode(await this.bytes());
+  }
+}
+
+/**
+ * A named volume.
+ * @example
+ * const vol = Volume.fromName("models", { createIfMissing: true });
+ * await vol.writeFile("notes/hello.txt", "hello");
+ * const text = await (await vol.readFile("notes/hello.txt")).text();
+ */
+export class Volume {
+  readonly name: string;
+  readonly #options: VolumeOptions;
+  #backend: VolumeBackend | undefined;
+  #ready: Promise<void> | undefined;
+  #version: number | undefined;
+
+  private constructor(name: string, options: VolumeOptions) {
+    this.name = name;
+    this.#options = options;
+  }
+
+  /** A handle on the volume `name`; nothing is sent until its first operation. */
+  static fromName(name: string, options: VolumeOptions = {}): Volume {
+    if (typeof name !== "string" || !VOLUME_NAME_PATTERN.test(name)) {
+      throw new InvalidOptionsError(`"${String(name)}" is not a volume name: letters, digits, '-' and '_', up to 64, starting with a letter or digit`);
+    }
+    return new Volume(name, options);
+  }
+
+  /** Makes a volume; `existOk` answers an existing one instead of refusing it. Needs a token of scope `deploy`. */
+  static async create(name: string, options: Omit<VolumeOptions, "createIfMissing"> & { existOk?: boolean } = {}): Promise<VolumeInfo> {
+    const vol = Volume.fromName(name, options);
+    return vol.#backendOf().create(name, options.existOk ?? false);
+  }
+
+  /** Every volume of the gateway. */
+  static async list(options: Omit<VolumeOptions, "createIfMissing"> = {}): Promise<VolumeInfo[]> {
+    return backendFor(options).list();
+  }
+
+  /** Deletes a volume and its files. Needs a token of scope `deploy`. */
+  static async delete(name: string, options: Omit<VolumeOptions, "createIfMissing"> = {}): Promise<VolumeInfo> {
+    return Volume.fromName(name, options).#backendOf().delete(name);
+  }
+
+  /** The version this handle's writes start from: its first operation's, then each of its own commits'. Undefined before any. */
+  get version(): number | undefined {
+    return this.#version;
+  }
+
+  /** The volume's version, files and bytes now. */
+  async info(): Promise<VolumeInfo> {
+    const info = await (await this.#ready_()).info(this.name);
+    this.#version ??= info.version;
+    return info;
+  }
+
+  /** Moves this handle to the volume's latest version, so that its writes start from it; returns it. */
+  async reload(): Promise<number> {
+    this.#version = (await (await this.#ready_()).info(this.name)).version;
+    return this.#version;
+  }
+
+  /** The files and directories in `path` (default the root), or every file under it (`recursive`). */
+  async listdir(path = "/", options: { recursive?: boolean } = {}): Promise<VolumeEntry[]> {
+    const listing = await (await this.#ready_()).listdir(this.name, path, options.recursive ?? false);
+    this.#version ??= listing.version;
+    return listing.entries;
+  }
+
+  /** A file: its bytes as a stream (`for await`), or all at once (`bytes()`, `text()`). */
+  async readFile(path: string): Promise<VolumeFile> {
+    const read = await (await this.#ready_()).read(this.name, path);
+    this.#version ??= read.version;
+    return new VolumeFile(path, read.size, read.mode, read.version, read.body);
+  }
+
+  /** Writes one file, in one commit; returns the volume's new version. */
+  async writeFile(path: string, data: FileData, options: { mode?: number; force?: boolean } = {}): Promise<number> {
+    return this.#commit([{ path, source: sourceOf(data), ...(options.mode === undefined ? {} : { mode: options.mode }) }], [], options.force);
+  }
+
+  /** Removes a file, or a directory with everything in it (`recursive`), in one commit; returns the new version. */
+  async remove(path: string, options: { recursive?: boolean; force?: boolean } = {}): Promise<number> {
+    return this.#commit([], [{ op: "remove", path, recursive: options.recursive ?? false }], options.force);
+  }
+
+  /**
+   * Copies files or directories, as `cp -r` does: into `destination` when it
+   * is a directory (or there are several sources), else to it. No bytes move:
+   * the copies name the same blocks. One commit; returns the new version.
+   */
+  async copyFiles(sources: string[], destination: string, options: { force?: boolean } = {}): Promise<number> {
+    return this.#commit([], [{ op: "copy", sources, destination }], options.force);
+  }
+
+  /**
+   * Several files in one commit.
+   * @example
+   * const batch = vol.batchUpload();
+   * batch.putFile("./model.bin", "/models/model.bin");     // a local file (Node), or bytes, a Blob, a stream
+   * batch.putDirectory("./tokenizer", "/models/tokenizer"); // a local directory (Node)
+   * const version = await batch.commit();
+   */
+  batchUpload(options: { force?: boolean } = {}): VolumeBatch {
+    return new VolumeBatch((files) => this.#commit(files, [], options.force));
+  }
+
+  async #commit(files: FileUpload[], changes: VolumeChange[], force: boolean | undefined): Promise<number> {
+    const backend = await this.#ready_();
+    const terms: CommitTerms = { ...(this.#version === undefined ? {} : { baseVersion: this.#version }), ...(force ? { force } : {}) };
+    const { version } = await backend.write(this.name, files, changes, terms);
+    this.#version = version;
+    return version;
+  }
+
+  #backendOf(): VolumeBackend {
+    this.#backend ??= backendFor(this.#options);
+    return this.#backend;
+  }
+
+  /** The backend, after making the volume once when `createIfMissing` says so. */
+  #ready_(): Promise<VolumeBackend> {
+    const backend = this.#backendOf();
+    if (!this.#options.createIfMissing) return Promise.resolve(backend);
+    this.#ready ??= backend.create(this.name, true).then(
+      () => undefined,
+      (err: unknown) => {
+        this.#ready = undefined;
+        throw err;
+      },
+    );
+    return this.#ready.then(() => backend);
+  }
+}
+
+/** The files of one `batchUpload`, committed together by `commit()`. */
+export class VolumeBatch {
+  readonly #files: (FileUpload | Promise<FileUpload[]>)[] = [];
+  #committed = false;
+
+  constructor(private readonly send: (files: FileUpload[]) => Promise<number>) {}
+
+  /** A file: a local path (in Node), or its bytes (text, bytes, a `Blob`, a stream). */
+  putFile(local: FileData, remotePath: string, options: { mode?: number } = {}): this {
+    const mode = options.mode === undefined ? {} : { mode: options.mode };
+    if (typeof local === "string") this.#files.push(localFile(local).then((file) => [{ path: remotePath, source: file.source, ...file.mode, ...mode }]));
+    else this.#files.push({ path: remotePath, source: sourceOf(local), ...mode });
+    return this;
+  }
+
+  /** Every file under a local directory (in Node), at the same places under `remotePath`. */
+  putDirectory(localDir: string, remotePath: string): this {
+    this.#files.push(localDirectory(localDir, remotePath));
+    return this;
+  }
+
+  /** Uploads the files (only blocks the gateway lacks) and commits them as one version; returns it. */
+  async commit(): Promise<number> {
+    if (this.#committed) throw new InvalidOptionsError("this batch was committed already; start another with vol.batchUpload()");
+    this.#committed = true;
+    const files = (await Promise.all(this.#files.map((f) => (f instanceof Promise ? f : [f])))).flat();
+    if (files.length === 0) throw new InvalidOptionsError("the batch holds no files: add some with putFile or putDirectory");
+    return this.send(files);
+  }
+}
+
+function sourceOf(data: FileData): ByteSource {
+  if (typeof data === "string") return new TextEncoder().encode(data);
+  if (typeof Blob !== "undefined" && data instanceof Blob) return data.stream();
+  return data as ByteSource;
+}
+
+function backendFor(options: VolumeOptions): VolumeBackend {
+  if (installed && options.gateway === undefined && options.token === undefined) return installed;
+  return httpVolumes(options.gateway, options.token);
+}
+
+// ---------------------------------------------------------------------------
+// Local files, for batchUpload in Node: node:fs through process.getBuiltinModule (Node 20.16+), so that this
+// module, which the edge bundles too, imports nothing of Node's.
+
+type NodeFs = {
+  statSync(path: string): { mode: number; isDirectory(): boolean };
+  readdirSync(path: string, options: { recursive: true; withFileTypes: true }): { name: string; parentPath?: string; path?: string; isFile(): boolean }[];
+  createReadStream(path: string, options?: { highWaterMark?: number }): AsyncIterable<Uint8Array>;
+};
+
+function nodeFs(what: string): NodeFs {
+  const proc = (globalThis as { process?: { getBuiltinModule?: (name: string) => unknown } }).process;
+  const fs = proc?.getBuiltinModule?.("node:fs") as NodeFs | undefined;
+  if (!fs) throw new InvalidOptionsError(`${what} reads local files, which needs Node 20.16 or later; elsewhere pass the bytes (putFile(bytes, path))`);
+  return fs;
+}
+
+async function localFile(path: string): Promise<{ source: ByteSource; mode: { mode?: number } }> {
+  const fs = nodeFs("putFile with a path");
+  const stat = fs.statSync(path);
+  if (stat.isDirectory()) throw new InvalidOptionsError(`putFile: "${path}" is a directory; use putDirectory`);
+  return { source: readLazily(fs, path), mode: { mode: stat.mode & 0o777 } };
+}
+
+async function localDirectory(dir: string, remotePath: string): Promise<FileUpload[]> {
+  const fs = nodeFs("putDirectory");
+  if (!fs.statSync(dir).isDirectory()) throw new InvalidOptionsError(`putDirectory: "${dir}" is not a directory; use putFile`);
+  const root = dir.replace(/\/+$/, "");
+  const files: FileUpload[] = [];
+  for (const entry of fs.readdirSync(root, { recursive: true, withFileTypes: true })) {
+    if (!entry.isFile()) continue;
+    const parent = entry.parentPath ?? entry.path ?? root;
+    const local = `${parent}/${entry.name}`;
+    const relative = local.slice(root.length + 1);
+    files.push({ path: `${remotePath.replace(/\/+$/, "")}/${relative}`, source: readLazily(fs, local), mode: fs.statSync(local).mode & 0o777 });
+  }
+  return files;
+}
+
+/** A local file's bytes, opened only when read: a directory of many files does not hold a descriptor for each. */
+async function* readLazily(fs: NodeFs, path: string): AsyncGenerator<Uint8Array> {
+  yield* fs.createReadStream(path, { highWaterMark: 1024 * 1024 });
+}

@@ -1,0 +1,337 @@
+/**
+ * Volumes in real workerd: blocks in R2 by content, manifests in the
+ * `VolumeStore` Durable Object, commits as compare-and-swap; the
+ * `/v1/volumes` API with its tokens, the SDK's `Volume` from Node and from an
+ * edge function, and `tandem volume` as a subprocess.
+ */
+import { createHash, randomBytes } from "node:crypto";
+import { mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { request as httpRequest } from "node:http";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { ForbiddenError, NotFoundError, UnauthorizedError, Volume, VolumeConflictError, lookup } from "../sdk/index.js";
+import { VOLUME_LIMITS } from "../sdk/defaults.js";
+import type { TokenCreateAnswer, VolumeInfo } from "../sdk/protocol.js";
+import { runCli } from "./helpers/cli.js";
+import { ADMIN_TOKEN, startTestGateway, type TestGateway } from "./helpers/gateway.js";
+
+let gw: TestGateway;
+let dir: string;
+const fixture = (name: string) => new URL(`./fixtures/${name}`, import.meta.url).pathname;
+const sha256 = (bytes: Uint8Array) => createHash("sha256").update(bytes).digest("hex");
+const vol = (name: string, options: { createIfMissing?: boolean; token?: string } = {}) =>
+  Volume.fromName(name, { gateway: gw.url, token: ADMIN_TOKEN, ...options });
+const blockKeys = async () => (await gw.blobKeys()).filter((k) => k.startsWith("blocks/"));
+const api = (path: string, init: RequestInit & { token?: string | null } = {}) => {
+  const token = init.token === undefined ? ADMIN_TOKEN : init.token;
+  return fetch(gw.url + path, { ...init, headers: { ...(token ? { authorization: `Bearer ${token}` } : {}), ...(init.headers as Record<string, string>) } });
+};
+const errorOf = async (res: Response) => ((await res.json()) as { error: { code: string; message: string } }).error;
+
+beforeAll(async () => {
+  gw = await startTestGateway(fixture("volume-app.ts"));
+  dir = await mkdtemp(join(tmpdir(), "tandem-volumes-"));
+});
+afterAll(async () => {
+  await gw?.dispose();
+  await rm(dir, { recursive: true, force: true });
+});
+
+describe("storage", () => {
+  it("writes a file larger than a block and reads it back with the same sha256", async () => {
+    const data = randomBytes(2 * VOLUME_LIMITS.blockBytes + 12_345);
+    const v = vol("big", { createIfMissing: true });
+    const version = await v.writeFile("/models/weights.bin", data);
+    expect(version).toBe(1);
+    const file = await v.readFile("models/weights.bin");
+    expect(file.size).toBe(data.length);
+    const hash = createHash("sha256");
+    for await (const chunk of file) hash.update(chunk);
+    expect(hash.digest("hex")).toBe(sha256(data));
+    expect(await blockKeys()).toHaveLength(3);
+    // The same bytes over plain HTTP, with their length.
+    const res = await api("/v1/volumes/big/file?path=models/weights.bin");
+    expect(res.headers.get("content-length")).toBe(String(data.length));
+    expect(res.headers.get("tandem-volume-version")).toBe("1");
+    expect(sha256(new Uint8Array(await res.arrayBuffer()))).toBe(sha256(data));
+  });
+
+  it("stores each block once: the same bytes again, in another file and another volume, add no block", async () => {
+    const data = randomBytes(VOLUME_LIMITS.blockBytes + 99);
+    await vol("dedup-a", { createIfMissing: true }).writeFile("one.bin", data);
+    const before = await blockKeys();
+    const written = await gw.blobWrites();
+    await vol("dedup-a").writeFile("two.bin", data);
+    await vol("dedup-b", { createIfMissing: true }).writeFile("copy/three.bin", data);
+    // A streamed upload over HTTP is split the same way: its blocks are there already.
+    const put = await api("/v1/volumes/dedup-b/file?path=four.bin", { method: "PUT", body: data });
+    expect(put.status).toBe(200);
+    expect(await blockKeys()).toEqual(before);
+    const again = await gw.blobWrites();
+    expect(before.map((key) => again.get(key))).toEqual(before.map((key) => written.get(key))); // not one block written again
+    const three = await (await vol("dedup-b").readFile("copy/three.bin")).bytes();
+    const four = await (await vol("dedup-b").readFile("four.bin")).bytes();
+    expect([sha256(three), sha256(four)]).toEqual([sha256(data), sha256(data)]);
+  });
+
+  it("uploads over HTTP only the blocks the gateway lacks", async () => {
+    const block = new Uint8Array(1000).fill(7);
+    const hash = sha256(block);
+    await vol("blocks", { createIfMissing: true }).info();
+    const ask = () =>
+      api("/v1/volumes/blocks/blocks/missing", { method: "POST", body: JSON.stringify({ hashes: [hash] }), headers: { "content-type": "application/json" } });
+    expect(await (await ask()).json()).toEqual({ missing: [hash] });
+    const put = await api(`/v1/volumes/blocks/blocks/${hash}`, { method: "PUT", body: block });
+    expect(await put.json()).toEqual({ hash, size: 1000, stored: true });
+    expect(await (await ask()).json()).toEqual({ missing: [] });
+    const again = await api(`/v1/volumes/blocks/blocks/${hash}`, { method: "PUT", body: block });
+    expect(await again.json()).toEqual({ hash, size: 1000, stored: false });
+    const commit = await api("/v1/volumes/blocks/commit", {
+      method: "POST",
+      body: JSON.stringify({ changes: [{ op: "put", path: "sevens", blocks: [hash], size: 1000, mode: 0o600 }] }),
+    });
+    expect(await commit.json()).toEqual({ volume: "blocks", version: 1 });
+    const [entry] = await vol("blocks").listdir("/");
+    expect(entry).toMatchObject({ path: "sevens", type: "file", size: 1000, mode: 0o600, version: 1 });
+  });
+
+  it("commits different files from the same base; the same file is a conflict naming it, unless forced", async () => {
+    await vol("shared", { createIfMissing: true }).writeFile("a.txt", "a0");
+    const first = vol("shared");
+    const second = vol("shared");
+    expect(await first.reload()).toBe(1);
+    expect(await second.reload()).toBe(1);
+    expect(await first.writeFile("a.txt", "first")).toBe(2);
+    const conflict = await second.writeFile("a.txt", "second").catch((e: unknown) => e);
+    expect(conflict).toBeInstanceOf(VolumeConflictError);
+    expect((conflict as VolumeConflictError).message).toContain('"a.txt" was changed by version 2');
+    expect((conflict as VolumeConflictError).details).toMatchObject({ path: "a.txt", version: 2 });
+    expect(await (await first.readFile("a.txt")).text()).toBe("first");
+    expect(await second.writeFile("b.txt", "second")).toBe(3); // another file from the same base: it succeeds
+    expect(await second.writeFile("a.txt", "forced", { force: true })).toBe(4);
+    expect(await (await first.readFile("a.txt")).text()).toBe("forced");
+    // Removing a file another commit changed is a conflict too, and over HTTP it is a 409.
+    const res = await api("/v1/volumes/shared/files?path=a.txt&baseVersion=3", { method: "DELETE" });
+    expect(res.status).toBe(409);
+    expect(await errorOf(res)).toMatchObject({ code: "volume_conflict" });
+  });
+
+  it("lets many writers commit different files at once, each its own version", async () => {
+    await vol("busy", { createIfMissing: true }).info();
+    const writers = Array.from({ length: 12 }, () => vol("busy"));
+    await Promise.all(writers.map((w) => w.reload()));
+    const versions = await Promise.all(writers.map((w, i) => w.writeFile(`w/${i}.txt`, `writer ${i}`)));
+    expect([...versions].sort((a, b) => a - b)).toEqual(Array.from({ length: 12 }, (_, i) => i + 1));
+    expect((await vol("busy").info()).files).toBe(12);
+    // The same file from the same base, at once: one wins, the others are conflicts naming it.
+    const racers = Array.from({ length: 6 }, () => vol("busy"));
+    await Promise.all(racers.map((r) => r.reload()));
+    const outcomes = await Promise.allSettled(racers.map((r, i) => r.writeFile("w/0.txt", `racer ${i}`)));
+    expect(outcomes.filter((o) => o.status === "fulfilled")).toHaveLength(1);
+    for (const o of outcomes.filter((o) => o.status === "rejected")) {
+      expect((o as PromiseRejectedResult).reason).toBeInstanceOf(VolumeConflictError);
+      expect(((o as PromiseRejectedResult).reason as Error).message).toContain('"w/0.txt" was changed by version 13');
+    }
+  });
+
+  it("makes a volume on first use with createIfMissing, and names a missing one", async () => {
+    const missing = await vol("never-made")
+      .listdir("/")
+      .catch((e: unknown) => e);
+    expect(missing).toBeInstanceOf(NotFoundError);
+    expect((missing as Error).message).toContain('no volume named "never-made"');
+    expect((await vol("made-on-use", { createIfMissing: true }).listdir("/")).length).toBe(0);
+    const names = (await Volume.list({ gateway: gw.url, token: ADMIN_TOKEN })).map((v) => v.name);
+    expect(names).toContain("made-on-use");
+    expect(names).not.toContain("never-made");
+  });
+
+  it("lists, copies and removes files and directories", async () => {
+    const v = vol("tree", { createIfMissing: true });
+    const batch = v.batchUpload();
+    batch
+      .putFile(new TextEncoder().encode("1"), "/d/one.txt")
+      .putFile(new Blob(["2"]), "/d/sub/two.txt")
+      .putFile(new TextEncoder().encode("top"), "top.txt");
+    expect(await batch.commit()).toBe(1); // one commit for the batch
+    expect((await v.listdir("/")).map((e) => [e.path, e.type])).toEqual([
+      ["d", "directory"],
+      ["top.txt", "file"],
+    ]);
+    expect((await v.listdir("d", { recursive: true })).map((e) => e.path)).toEqual(["d/one.txt", "d/sub/two.txt"]);
+    await v.copyFiles(["d"], "e");
+    await v.copyFiles(["top.txt", "d/one.txt"], "e/sub");
+    expect((await v.listdir("e", { recursive: true })).map((e) => e.path)).toEqual(["e/one.txt", "e/sub/one.txt", "e/sub/top.txt", "e/sub/two.txt"]);
+    expect(await (await v.readFile("e/sub/top.txt")).text()).toBe("top");
+    await expect(v.remove("d")).rejects.toThrow('"d" in volume "tree" is a directory: remove it with recursive');
+    await v.remove("d", { recursive: true });
+    await v.remove("top.txt");
+    expect((await v.listdir("/")).map((e) => e.path)).toEqual(["e"]);
+    await expect(v.readFile("top.txt")).rejects.toThrow('volume "tree" has no file "top.txt"');
+  });
+
+  it("uploads a local directory and file from Node in one batch", async () => {
+    await mkdir(join(dir, "local/nested"), { recursive: true });
+    await writeFile(join(dir, "local/a.txt"), "A");
+    await writeFile(join(dir, "local/nested/b.txt"), "B");
+    await writeFile(join(dir, "single.txt"), "S");
+    const v = vol("from-disk", { createIfMissing: true });
+    expect(await v.batchUpload().putDirectory(join(dir, "local"), "/up").putFile(join(dir, "single.txt"), "/s.txt").commit()).toBe(1);
+    expect((await v.listdir("/", { recursive: true })).map((e) => e.path)).toEqual(["s.txt", "up/a.txt", "up/nested/b.txt"]);
+    expect(await (await v.readFile("up/nested/b.txt")).text()).toBe("B");
+  });
+
+  it("refuses bad input with a 4xx that says what is wrong", async () => {
+    await vol("strict", { createIfMissing: true }).writeFile("file", "x");
+    const cases: [string, RequestInit, number, string][] = [
+      ["/v1/volumes/bad name!", {}, 400, "is not a volume name"],
+      ["/v1/volumes/strict/file?path=../etc/passwd", {}, 400, "must not hold `.` or `..`"],
+      ["/v1/volumes/strict/file?path=a//b", { method: "PUT", body: "x" }, 400, "empty name"],
+      ["/v1/volumes/strict/file?path=file/under", { method: "PUT", body: "x" }, 400, '"file" is a file, not a directory'],
+      ["/v1/volumes/strict/file", {}, 400, "?path= must name a file"],
+      ["/v1/volumes/strict/file?path=x&mode=999", { method: "PUT", body: "x" }, 400, "?mode= must be a file mode"],
+      ["/v1/volumes/strict/blocks/nothex", { method: "PUT", body: "x" }, 400, "is not a block's name"],
+      [`/v1/volumes/strict/blocks/${"0".repeat(64)}`, { method: "PUT", body: "x" }, 400, "the body's SHA-256 is"],
+      [
+        "/v1/volumes/strict/commit",
+        { method: "POST", body: JSON.stringify({ changes: [{ op: "put", path: "p", blocks: ["1".repeat(64)], size: 3 }] }) },
+        400,
+        "is not uploaded",
+      ],
+      ["/v1/volumes/strict/commit", { method: "POST", body: JSON.stringify({ changes: [{ op: "move" }] }) }, 400, "must be a change"],
+      ["/v1/volumes/strict/commit", { method: "POST", body: "{" }, 400, "not valid JSON"],
+      ["/v1/volumes", { method: "POST", body: JSON.stringify({ name: "strict" }) }, 400, 'volume "strict" already exists'],
+      ["/v1/volumes/nope/file?path=x", { method: "PUT", body: "x" }, 404, 'no volume named "nope"'],
+      ["/v1/volumes/strict/file?path=missing", {}, 404, 'has no file "missing"'],
+      ["/v1/volumes/strict/copy", { method: "PUT" }, 405, "takes POST"],
+    ];
+    for (const [path, init, status, message] of cases) {
+      const res = await api(path, init);
+      expect(res.status, path).toBe(status);
+      expect((await errorOf(res)).message, path).toContain(message);
+    }
+  });
+
+  /** Sends only a request's headers, declaring `length` bytes of body, and reads the answer: it comes without a byte of the body. */
+  const headersOnly = (path: string, length: number, token?: string) =>
+    new Promise<{ status: number; body: string }>((resolve, reject) => {
+      const req = httpRequest(`${gw.url}${path}`, {
+        method: "PUT",
+        headers: { ...(token ? { authorization: `Bearer ${token}` } : {}), "content-length": String(length) },
+      });
+      req.on("response", (res) => {
+        let body = "";
+        res.on("data", (d) => (body += d));
+        res.on("end", () => {
+          resolve({ status: res.statusCode!, body });
+          req.destroy();
+        });
+      });
+      req.on("error", reject);
+      req.flushHeaders();
+    });
+
+  it("checks the token, then the declared length, before reading a body", async () => {
+    const block = `/v1/volumes/strict/blocks/${"0".repeat(64)}`;
+    const tooBig = await headersOnly(block, VOLUME_LIMITS.blockBytes + 1, ADMIN_TOKEN);
+    expect(tooBig.status).toBe(413);
+    expect(tooBig.body).toContain(`a volume block holds at most ${VOLUME_LIMITS.blockBytes}`);
+    const file = await headersOnly("/v1/volumes/strict/file?path=huge", VOLUME_LIMITS.maxFileBytes + 1, ADMIN_TOKEN);
+    expect(file.status).toBe(413);
+    expect(file.body).toContain(`a volume holds files of at most ${VOLUME_LIMITS.maxFileBytes} bytes`);
+    const anonymous = await headersOnly(block, VOLUME_LIMITS.blockBytes + 1);
+    expect(anonymous.status).toBe(401);
+  });
+});
+
+describe("inside the gateway", () => {
+  it("lets an edge function list a volume and read a file's first bytes", async () => {
+    const data = randomBytes(VOLUME_LIMITS.blockBytes + 10);
+    await vol("edge-read", { createIfMissing: true }).writeFile("data/blob.bin", data);
+    const peek = lookup("vols", "peek", { gateway: gw.url, token: ADMIN_TOKEN });
+    const seen = (await peek.remote("edge-read", "data/blob.bin", 16)) as { paths: string[]; size: number; first: number[] };
+    expect(seen).toEqual({ paths: ["data/blob.bin"], size: data.length, first: [...data.subarray(0, 16)] });
+  });
+
+  it("lets an edge function make a volume, write and read it", async () => {
+    const note = lookup("vols", "note", { gateway: gw.url, token: ADMIN_TOKEN });
+    expect(await note.remote("edge-made", "hello.txt", "hi from the edge")).toEqual({ version: 1, text: "hi from the edge" });
+    expect(await (await vol("edge-made").readFile("hello.txt")).text()).toBe("hi from the edge");
+  });
+});
+
+describe("tokens", () => {
+  async function token(body: Record<string, unknown>): Promise<string> {
+    const res = await api("/v1/tokens", { method: "POST", body: JSON.stringify(body), headers: { "content-type": "application/json" } });
+    return ((await res.json()) as TokenCreateAnswer).token;
+  }
+
+  it("refuses the API without a token, and makes and deletes volumes only with scope deploy", async () => {
+    const none = await api("/v1/volumes", { token: null });
+    expect(none.status).toBe(401);
+    expect((await errorOf(none)).message).toContain("Authorization: Bearer");
+    await vol("guarded", { createIfMissing: true }).writeFile("x", "x");
+    const call = await token({ scope: "call" });
+    const reader = vol("guarded", { token: call });
+    expect(await (await reader.readFile("x")).text()).toBe("x");
+    expect(await reader.writeFile("y", "y")).toBe(2); // writing files: scope call
+    await expect(Volume.create("by-caller", { gateway: gw.url, token: call })).rejects.toThrow(ForbiddenError);
+    await expect(Volume.delete("guarded", { gateway: gw.url, token: call })).rejects.toThrow('needs "deploy"');
+    const deploy = await token({ scope: "deploy" });
+    expect((await Volume.create("by-deployer", { gateway: gw.url, token: deploy })).name).toBe("by-deployer");
+    expect((await Volume.delete("by-deployer", { gateway: gw.url, token: deploy })).name).toBe("by-deployer");
+  });
+
+  it("refuses a token restricted to apps: volumes belong to the whole gateway", async () => {
+    const scoped = await token({ scope: "deploy", apps: ["vols"] });
+    const err = await vol("guarded", { token: scoped })
+      .listdir("/")
+      .catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(ForbiddenError);
+    expect((err as Error).message).toContain("volumes belong to the whole gateway");
+    await expect(vol("guarded", { token: "tk-0000000000000000.ts-00000000000000000000000000000000" }).listdir("/")).rejects.toThrow(UnauthorizedError);
+  });
+});
+
+describe("tandem volume", () => {
+  const cli = (...args: string[]) => runCli(["volume", ...args, "--gateway", gw.url]);
+
+  it("creates, puts, lists, gets, copies, removes and deletes", async () => {
+    expect((await cli("create", "cli-vol")).code).toBe(0);
+    const data = randomBytes(VOLUME_LIMITS.blockBytes + 5);
+    await writeFile(join(dir, "upload.bin"), data);
+    const put = await cli("put", "cli-vol", join(dir, "upload.bin"), "/in/upload.bin");
+    expect(put.code, put.stderr).toBe(0);
+    expect(put.stdout).toContain("in/upload.bin");
+    const ls = await cli("ls", "cli-vol", "/in");
+    expect(ls.stdout).toContain("in/upload.bin");
+    expect(ls.stdout).toContain(String(data.length));
+    const get = await cli("get", "cli-vol", "/in/upload.bin", join(dir, "download.bin"));
+    expect(get.code, get.stderr).toBe(0);
+    expect(sha256(await readFile(join(dir, "download.bin")))).toBe(sha256(data));
+    expect((await cli("cp", "cli-vol", "/in/upload.bin", "/copy.bin")).code).toBe(0);
+    expect((await cli("rm", "cli-vol", "/in", "-r")).code).toBe(0);
+    const after = await cli("ls", "cli-vol", "/", "--json");
+    expect((JSON.parse(after.stdout) as { path: string }[]).map((e) => e.path)).toEqual(["copy.bin"]);
+    const list = await cli("list", "--json");
+    expect((JSON.parse(list.stdout) as VolumeInfo[]).find((v) => v.name === "cli-vol")).toMatchObject({ files: 1, bytes: data.length });
+    expect((await cli("delete", "cli-vol", "--yes")).code).toBe(0);
+    const gone = await cli("ls", "cli-vol");
+    expect(gone.code).toBe(2);
+    expect(gone.stderr).toContain('error: no volume named "cli-vol"');
+  });
+
+  it("says what is wrong in one line: a missing local file, a conflict-free put of a directory", async () => {
+    await cli("create", "cli-two");
+    const missing = await cli("put", "cli-two", join(dir, "no-such-file"), "/x");
+    expect(missing.code).toBe(2);
+    expect(missing.stderr).toMatch(/^error: .*no-such-file/m);
+    await mkdir(join(dir, "tree/sub"), { recursive: true });
+    await writeFile(join(dir, "tree/sub/f.txt"), "f");
+    const put = await cli("put", "cli-two", join(dir, "tree"), "/t");
+    expect(put.code, put.stderr).toBe(0);
+    const ls = await cli("ls", "cli-two", "/", "-r", "--json");
+    expect((JSON.parse(ls.stdout) as { path: string }[]).map((e) => e.path)).toEqual(["t/sub/f.txt"]);
+  });
+});
