@@ -47,13 +47,13 @@ export class WASI {
 
 /** Bit `bits` of `rights` all set. */
 const has = (rights: bigint, bits: bigint) => (rights & bits) === bits;
-const text = new TextDecoder();
+const utf8 = new TextDecoder();
 const encoder = new TextEncoder();
 
 function fileSystem(fds: (Fd | undefined)[], memory: () => WebAssembly.Memory) {
   const view = () => new DataView(memory().buffer);
   const bytes = () => new Uint8Array(memory().buffer);
-  const str = (ptr: number, len: number) => text.decode(bytes().subarray(ptr, ptr + len));
+  const str = (ptr: number, len: number) => utf8.decode(bytes().subarray(ptr, ptr + len));
 
   /** The descriptor `fd`, if it is open and has `rights`; an errno otherwise. */
   const fdWith = (fd: number, rights = 0n): Fd | Errno => {
