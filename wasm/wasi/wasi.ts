@@ -51,13 +51,13 @@ const has = (rights: bigint, bits: bigint) => (rights & bits) === bits;
 const CHANGE_RIGHTS = RIGHTS.FD_WRITE | RIGHTS.FD_ALLOCATE | RIGHTS.FD_FILESTAT_SET_SIZE;
 /** The directory a location's entry is in. */
 const parentOf = (at: Location): Directory => at.stack.at(-1)!;
-const decoder = new TextDecoder();
+const utf8 = new TextDecoder();
 const encoder = new TextEncoder();
 
 function fileSystem(fds: (Fd | undefined)[], memory: () => WebAssembly.Memory) {
   const view = () => new DataView(memory().buffer);
   const bytes = () => new Uint8Array(memory().buffer);
-  const str = (ptr: number, len: number) => decoder.decode(bytes().subarray(ptr, ptr + len));
+  const str = (ptr: number, len: number) => utf8.decode(bytes().subarray(ptr, ptr + len));
 
   /** The descriptor `fd`, if it is open and has `rights`; an errno otherwise. */
   const fdWith = (fd: number, rights = 0n): Fd | Errno => {
