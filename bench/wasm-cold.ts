@@ -35,9 +35,9 @@ await prepareModule(join(here, "../examples/wasm/fib.as.ts"), wasmPath, { source
 const worker = await build({
   stdin: {
     contents: `import { wasmFunction } from ${JSON.stringify(join(here, "../wasm/function.ts"))};
-import { parseWasmOptions } from ${JSON.stringify(join(here, "../sdk/options.ts"))};
+import { parseWasmOptions, parseWasmSource } from ${JSON.stringify(join(here, "../sdk/options.ts"))};
 import fibModule from "./fib.wasm";
-const definition = { name: "fib", module: "./fib.wasm", source: undefined, ...parseWasmOptions({}, "fib") };
+const definition = { name: "fib", ...parseWasmSource({ module: "./fib.wasm" }, "fib"), ...parseWasmOptions({}, "fib") };
 const fibWasm = wasmFunction("bench", definition, fibModule);
 function fibTs(n) { let a = 0, b = 1; for (let i = 0; i < n; i++) [a, b] = [b, a + b]; return a; }
 // Mean µs per call over batches of at least 20 ms (the isolate's clock moves in whole ms).

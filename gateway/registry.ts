@@ -38,11 +38,17 @@ export class AppRegistry {
 
   /**
    * `wasm`: the compiled module of each WebAssembly function, by `app/name`;
-   * `planeBundles`: the bundle planes run for each app, by app name.
+   * `planeBundles`: the bundle planes run for each app, by app name;
+   * `wasmFiles`: the bundled directories of each WebAssembly function that has `files`, by `app/name`.
    *
    * @example new AppRegistry([app], {}, { shop: { hash, images: {} } })
    */
-  constructor(apps: readonly App[], wasm: Record<string, WebAssembly.Module> = {}, planeBundles: Record<string, PlaneBundleRef> = {}) {
+  constructor(
+    apps: readonly App[],
+    wasm: Record<string, WebAssembly.Module> = {},
+    planeBundles: Record<string, PlaneBundleRef> = {},
+    wasmFiles: Record<string, ArrayBuffer> = {},
+  ) {
     for (const [app, ref] of Object.entries(planeBundles)) this.#planeBundles.set(app, ref);
     for (const app of apps) {
       if (this.#apps.has(app.name)) throw new Error(`two app files define the app "${app.name}"`);
@@ -60,7 +66,7 @@ export class AppRegistry {
       for (const w of app.wasmFunctions) {
         const module = wasm[`${app.name}/${w.name}`];
         // A plane-tier module ships in the plane bundle; the edge forwards its calls.
-        const handler = w.spec.tier === "plane" ? planeOnly : module ? wasmFunction(app.name, w, module) : undefined;
+        const handler = w.spec.tier === "plane" ? planeOnly : module ? wasmFunction(app.name, w, module, wasmFiles[`${app.name}/${w.name}`]) : undefined;
         if (!handler) throw new Error(`the WebAssembly module of ${app.name}.${w.name} was not bundled; serve or deploy the app with the tandem CLI`);
         add({ name: w.name, spec: w.spec, handler, clsMethod: false, generator: false, input: w.spec.input, secretHolder: w.name });
       }

@@ -37,6 +37,8 @@ export interface GatewayOptions {
   planeBundles?: Record<string, PlaneBundleRef>;
   /** The compiled module of each WebAssembly function, by `app/name`. */
   wasm?: Record<string, WebAssembly.Module>;
+  /** The bundled directories of each WebAssembly function that has `files` (a data module, wasm/files.ts), by `app/name`. */
+  wasmFiles?: Record<string, ArrayBuffer>;
 }
 
 /**
@@ -47,7 +49,7 @@ export interface GatewayOptions {
  */
 export function createGateway(modules: AppModule[], options: GatewayOptions = {}): ExportedHandler<Env> {
   const apps = modules.map((m) => loadAppModule(m.file, m.exports));
-  setRegistry(new AppRegistry(apps, options.wasm ?? {}, options.planeBundles ?? {}));
+  setRegistry(new AppRegistry(apps, options.wasm ?? {}, options.planeBundles ?? {}, options.wasmFiles ?? {}));
   setResumeCall(runSpawned);
   installInvoker(new GatewayInvoker());
   installVolumeBackend(new GatewayVolumes());

@@ -79,6 +79,44 @@ describe("App", () => {
     });
   });
 
+  it("checks a WebAssembly function's args and files, naming the app, the function and the option", () => {
+    const app = new App("w");
+    const refused = (from: object) => {
+      try {
+        app.wasm("tool", from as { module: string });
+      } catch (err) {
+        return (err as Error).message;
+      }
+      return "accepted";
+    };
+    expect(refused({ module: "./t.wasm", args: "--fast" })).toBe('app "w": wasm function "tool": option "args" must be a list of strings (got "--fast")');
+    expect(refused({ module: "./t.wasm", args: ["-n", 3] })).toBe('app "w": wasm function "tool": option "args.1" must be a string (got 3)');
+    expect(refused({ module: "./t.wasm", files: { data: "./data" } })).toBe(
+      'app "w": wasm function "tool": option "files": a guest path must be absolute (start with /) (got "data")',
+    );
+    expect(refused({ module: "./t.wasm", files: { "/data/../etc": "./data" } })).toBe(
+      'app "w": wasm function "tool": option "files": a guest path must not hold "." or ".." parts (got "/data/../etc")',
+    );
+    expect(refused({ module: "./t.wasm", files: { "/": "./data" } })).toContain(
+      'a guest path cannot be / (the module\'s own scratch file system is there); use a folder such as /data (got "/")',
+    );
+    expect(refused({ module: "./t.wasm", files: { "/data/": "./data" } })).toContain(
+      'a guest path must not end with / or hold an empty part (//) (got "/data/")',
+    );
+    expect(refused({ module: "./t.wasm", files: { "/data": "./a", "/data/more": "./b" } })).toBe(
+      'app "w": wasm function "tool": option "files": a guest path is inside another one ("/data"); give directories that do not nest (got "/data/more")',
+    );
+    expect(refused({ module: "./t.wasm", files: { "/data": 7 } })).toBe(
+      'app "w": wasm function "tool": option "files./data" must be the path of a directory (got 7)',
+    );
+    expect(refused({ module: "./t.wasm", file: { "/data": "./data" } })).toBe('app "w": wasm function "tool": unknown option "file"; did you mean "files"?');
+    app.wasm("ok", { module: "./t.wasm", args: ["--check", "/data/rules.json"], files: { "/data": "./rules", "/share/fonts": "../fonts" } });
+    expect(app.wasmFunctions.find((w) => w.name === "ok")).toMatchObject({
+      args: ["--check", "/data/rules.json"],
+      files: { "/data": "./rules", "/share/fonts": "../fonts" },
+    });
+  });
+
   it("runs .local() in this process", async () => {
     const app = new App("demo");
     const double = app.function({ name: "double" }, async (x: number) => x * 2);

@@ -9,7 +9,19 @@ import { checkedHandler, isArgumentsSchema, parseArguments, type ArgumentsIn, ty
 import { InvalidOptionsError, TandemError } from "./errors.js";
 import { FunctionCall } from "./function-call.js";
 import { invokerFor, type MapOutcome } from "./invoker.js";
-import { parseFunctionOptions, parseSecretsOption, parseWasmOptions, type FunctionOptions, type FunctionSpec, type WasmOptions } from "./options.js";
+import {
+  parseFunctionOptions,
+  parseSecretsOption,
+  parseWasmOptions,
+  parseWasmSource,
+  type FunctionOptions,
+  type FunctionSpec,
+  type WasmOptions,
+  type WasmSource,
+  type WasmSourceSpec,
+} from "./options.js";
+
+export type { WasmSource } from "./options.js";
 import { AGENT_DEFAULTS } from "./defaults.js";
 import { FUNCTION_NAME_PATTERN, NAME_PATTERN, RESERVED_APP_NAMES, clsParamsProblem, type AppManifest } from "./protocol.js";
 import type { Secret } from "./secret.js";
@@ -307,19 +319,9 @@ export type ClsOptions<I = Record<string, unknown>> = Omit<FunctionOptions, "inp
 
 type MethodParameters<M> = M extends (...args: infer A) => unknown ? A : never;
 
-/** Where a WebAssembly function's module comes from; paths are relative to the app file. */
-export interface WasmSource {
-  /** A prebuilt WASI command module (`.wasm`), from any language that targets WASI. */
-  module?: string;
-  /** AssemblyScript source, compiled by `tandem serve`/`deploy`. */
-  source?: string;
-}
-
 /** A WebAssembly function as the runtimes see it. */
-export interface WasmDefinition {
+export interface WasmDefinition extends WasmSourceSpec {
   name: string;
-  module: string | undefined;
-  source: string | undefined;
   spec: FunctionSpec;
   contentType: "json" | "bytes";
   limits: { maxMemoryPages: number; maxOutputBytes: number };
@@ -559,18 +561,21 @@ export class App {
    * array on stdin, its result is the JSON it writes to stdout, stderr goes to
    * the logs, and a non-zero exit is an error carrying stderr's tail (see
    * docs/wasm.md). It runs at the edge, in a fresh instance per call, or on
-   * the plane with `tier: "plane"`, through the same host.
+   * the plane with `tier: "plane"`, through the same host. `args` are its
+   * argv[1..] for every call; `files` bundles directories of the project with
+   * the app and preopens them read-only at their guest paths.
    * @example
    * export const upper = app.wasm<[string], string[]>("upper", { source: "./upper.as.ts" });
    * export const thumb = app.wasm<[Uint8Array], Uint8Array>("thumb", { module: "./thumb.wasm" }, { contentType: "bytes" });
+   * // A command-line tool as it is: its flags in argv, a directory of the project read-only at /data.
+   * export const lint = app.wasm("lint", { module: "./lint.wasm", args: ["--config", "/data/rules.json"], files: { "/data": "./lint-data" } });
    */
   wasm<A extends unknown[] = unknown[], R = unknown>(name: string, from: WasmSource, options: WasmOptions = {}): FunctionHandle<A, R> {
     const where = `app "${this.name}": wasm function "${name}"`;
     if (typeof name !== "string" || !NAME_PATTERN.test(name)) throw new InvalidOptionsError(`${where}: the name must be 1-64 letters, digits, '-' or '_'`);
-    const given = (["module", "source"] as const).filter((k) => typeof from?.[k] === "string");
-    if (given.length !== 1) throw new InvalidOptionsError(`${where}: give exactly one of { module: "./fn.wasm" } or { source: "./fn.as.ts" }`);
+    const source = parseWasmSource(from, where);
     const { spec, contentType, limits } = parseWasmOptions({ ...options, name }, where);
-    this.#wasm.push({ name, module: from.module, source: from.source, spec, contentType, limits });
+    this.#wasm.push({ name, ...source, spec, contentType, limits });
     return new FunctionHandle<A, R>({ app: this.name, name, spec });
   }
 

@@ -47,6 +47,12 @@ export const WASM_DEFAULTS = {
   maxMemoryPagesLimit: 65_536,
   maxOutputBytes: 10 * MiB,
   maxOutputBytesLimit: 1024 * MiB,
+  /**
+   * The directories one function bundles (`files`), all together: bytes and files (directories count as files).
+   * They travel inside the Worker, which Cloudflare limits to 10 MiB compressed, beside the gateway and the app.
+   */
+  maxFilesBytes: 8 * MiB,
+  maxFiles: 1000,
 } as const;
 
 /** A WebSocket agent's limits (`app.websocket` options), by default and at most. */

@@ -309,6 +309,73 @@ const WasmOptionsSchema = FunctionOptionsSchema.extend({
     .optional(),
 });
 
+/**
+ * A guest path a directory is preopened at: absolute, its parts neither empty, "." nor "..", and not `/` itself
+ * (the module's own scratch file system). Returns what is wrong with it, or undefined.
+ */
+function guestPathProblem(path: string): string | undefined {
+  if (!path.startsWith("/")) return "must be absolute (start with /)";
+  if (path === "/") return "cannot be / (the module's own scratch file system is there); use a folder such as /data";
+  const parts = path.slice(1).split("/");
+  if (parts.some((p) => p === "")) return "must not end with / or hold an empty part (//)";
+  if (parts.some((p) => p === "." || p === "..")) return 'must not hold "." or ".." parts';
+  if (path.includes("\0")) return "must not hold a NUL character";
+  return undefined;
+}
+
+const WasmSourceSchema = z
+  .strictObject({
+    /** A prebuilt WASI command module (`.wasm`), from any language that targets WASI; relative to the app file. */
+    module: z.string("must be the path of a .wasm file").min(1, "must be the path of a .wasm file").optional(),
+    /** AssemblyScript source, compiled by `tandem serve`/`deploy`; relative to the app file. */
+    source: z.string("must be the path of an AssemblyScript file").min(1, "must be the path of an AssemblyScript file").optional(),
+    /** argv[1..] of every call (argv[0] is the function's name), as a command line gives a tool its flags. */
+    args: z.array(z.string("must be a string"), "must be a list of strings").optional(),
+    /**
+     * Directories bundled with the app and preopened read-only for the module, by guest path:
+     * `{ "/data": "./data" }` (relative to the app file). A write, create or unlink under them fails with
+     * EROFS. At most 8 MiB and 1000 files and directories in all (sdk/defaults.ts).
+     */
+    files: z.record(z.string(), z.string("must be the path of a directory").min(1, "must be the path of a directory")).optional(),
+  })
+  .superRefine((from, ctx) => {
+    const guestPaths = Object.keys(from.files ?? {});
+    for (const guest of guestPaths) {
+      const problem = guestPathProblem(guest);
+      if (problem) ctx.addIssue({ code: "custom", path: [], message: `option "files": a guest path ${problem}`, input: guest });
+      const outer = guestPaths.find((other) => guest.startsWith(`${other}/`));
+      if (!problem && outer)
+        ctx.addIssue({
+          code: "custom",
+          path: [],
+          message: `option "files": a guest path is inside another one (${JSON.stringify(outer)}); give directories that do not nest`,
+          input: guest,
+        });
+    }
+  });
+
+/** Where a WebAssembly function's module comes from (paths relative to the app file), its argv and its bundled directories. */
+export type WasmSource = z.input<typeof WasmSourceSchema>;
+
+/** A WebAssembly function's source after validation: exactly one of `module` and `source`, `args` and `files` filled in. */
+export interface WasmSourceSpec {
+  module: string | undefined;
+  source: string | undefined;
+  args: string[];
+  files: Record<string, string>;
+}
+
+/** Validates where a WebAssembly function comes from, its `args` and `files`; `where` names it in the error. */
+export function parseWasmSource(from: unknown, where: string): WasmSourceSpec {
+  const parsed = WasmSourceSchema.safeParse(from ?? {}, { reportInput: true });
+  if (!parsed.success) throw new InvalidOptionsError(`${where}: ${describeIssues(parsed.error, "option", WasmSourceSchema)}`);
+  const { module, source, args, files } = parsed.data;
+  if ((module === undefined) === (source === undefined)) {
+    throw new InvalidOptionsError(`${where}: give exactly one of { module: "./fn.wasm" } or { source: "./fn.as.ts" }`);
+  }
+  return { module, source, args: args ?? [], files: files ?? {} };
+}
+
 /** Options of a WebAssembly function (`app.wasm`): a function's options, and how its input, output and memory are handled. */
 export type WasmOptions = z.input<typeof WasmOptionsSchema>;
 

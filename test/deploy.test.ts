@@ -1,8 +1,9 @@
 /** `tandem deploy --dry-run`: the generated configuration is accepted by the real wrangler, offline. */
-import { mkdtemp, readFile, rm } from "node:fs/promises";
+import { mkdtemp, readdir, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, expect, it } from "vitest";
+import { unpackFiles } from "../wasm/files.js";
 import { runCli } from "./helpers/cli.js";
 
 const dirs: string[] = [];
@@ -47,6 +48,17 @@ it("ships WebAssembly functions' modules in the deployment, instrumented", async
     const module = new WebAssembly.Module(await readFile(join(out, "dist", "wasm", file)));
     expect(WebAssembly.Module.imports(module).map((i) => `${i.module}.${i.name}`)).toContain("tandem.tick");
   }
+});
+
+it("ships a WebAssembly function's bundled files as a data module of the deployment", async () => {
+  const out = await mkdtemp(join(tmpdir(), "tandem-deploy-"));
+  dirs.push(out);
+  const { code } = await runCli(["deploy", "test/fixtures/wasm-app.ts", "--dry-run", "--outdir", out], { env: { WRANGLER_SEND_METRICS: "false" } });
+  expect(code).toBe(0);
+  const blob = (await readdir(join(out, "dist", "wasm"))).find((f) => /^files-[0-9a-f]{16}\.bin$/.test(f));
+  expect(blob).toBeDefined();
+  const files = unpackFiles(await readFile(join(out, "dist", "wasm", blob!)));
+  expect(new TextDecoder().decode(files["/data"]!.files["hello.txt"])).toBe("hello from the bundle\n");
 });
 
 it("refuses an app with invalid options before calling wrangler", async () => {

@@ -1,4 +1,7 @@
 /** WebAssembly functions at the edge, in real workerd: the JSON ABI, endpoints calling them, errors. */
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { FunctionTimeoutError, InvalidRequestError, RemoteError, lookup } from "../sdk/index.js";
 import { runCli } from "./helpers/cli.js";
@@ -33,6 +36,39 @@ describe("WebAssembly functions", () => {
     expect(err.message).toBe('notJson wrote output that is not JSON: "ok"');
     await lookup("wasmy", "upper", { gateway: gw.url }).remote("x");
     expect(gw.output.some((l) => /\[wasmy\.upper fc-[0-9a-z]{26}\] bye/.test(l))).toBe(true);
+  });
+});
+
+describe("a command-line tool with args and files", () => {
+  const tool = () => lookup<[], { argv: string[]; text: string; errnos: Record<string, number> }>("wasmy", "tool", { gateway: gw.url });
+
+  it("gets its args as argv and reads its bundled directory at the guest path", async () => {
+    const out = await tool().remote();
+    expect(out.argv).toEqual(["tool", "/data", "hello.txt"]);
+    expect(out.text).toBe("hello from the bundle\n");
+  });
+
+  it("cannot change the directory: EROFS for every change, EBADF through a descriptor opened for reading; the next call reads the same", async () => {
+    const first = await tool().remote();
+    expect(first.errnos).toEqual({
+      openForWriting: 69,
+      truncate: 69,
+      create: 69,
+      writeThroughReadFd: 8,
+      resizeThroughReadFd: 8,
+      unlink: 69,
+      rename: 69,
+      mkdir: 69,
+      rmdir: 69,
+      link: 69,
+      linkOut: 69,
+      renameOut: 69,
+      symlink: 69,
+      setTimes: 69,
+      setTimesThroughFd: 69,
+      openDirectory: 0,
+    });
+    expect((await tool().remote()).text).toBe("hello from the bundle\n");
   });
 });
 
@@ -118,6 +154,22 @@ describe("a bad module", () => {
       code: 2,
       error: expect.stringMatching(/app "wasmbad": wasm function "bad": \.\/not-a-module\.wasm is not a WebAssembly module \(.+\)/),
     });
+  });
+
+  it("fails before anything starts when its files are past the size limit, naming the directory, its size and the limit", async () => {
+    const big = mkdtempSync(join(tmpdir(), "tandem-wasm-big-"));
+    try {
+      writeFileSync(join(big, "a.bin"), new Uint8Array(9 * 1024 * 1024));
+      const { code, stderr } = await runCli(["run", "test/fixtures/wasm-bad-app.ts::bad"], { env: { TANDEM_TEST_BAD: "files", TANDEM_TEST_BAD_DIR: big } });
+      expect({ code, error: stderr.split("\n").find((l) => l.includes('app "wasmbad"')) }).toEqual({
+        code: 2,
+        error: expect.stringContaining(
+          `app "wasmbad": wasm function "bad": option "files" ("/data": ${big}) holds 9.0 MiB, more than the limit of 8.0 MiB for one function`,
+        ),
+      });
+    } finally {
+      rmSync(big, { recursive: true, force: true });
+    }
   });
 
   it("says to use module, not source, for a .wasm file", async () => {

@@ -43,6 +43,17 @@ describe("a WebAssembly function on the plane", () => {
     });
   });
 
+  it("gets the same argv and reads the same read-only directory as at the edge", async () => {
+    type Out = { argv: string[]; text: string; errnos: Record<string, number> };
+    const plane = await fn<[], Out>("toolPlane").remote();
+    const edge = await fn<[], Out>("toolEdge").remote();
+    expect({ ...plane, argv: plane.argv.slice(1) }).toEqual({ ...edge, argv: edge.argv.slice(1) });
+    expect(plane.argv).toEqual(["toolPlane", "/data", "sub/nested.txt"]);
+    expect(plane.text).toBe("nested\n");
+    expect(plane.errnos).toMatchObject({ openForWriting: 69, create: 69, unlink: 69, writeThroughReadFd: 8 });
+    expect((await fn<[], Out>("toolPlane").remote()).text).toBe("nested\n");
+  });
+
   it("times out a module that loops past its timeout, and the next call works", async () => {
     expect(
       await fn<[string], Uint8Array>("rawPlane")

@@ -4,12 +4,15 @@
  * call's arguments as a JSON array, or one argument's raw bytes when its
  * content type is "bytes"), its result is stdout (JSON, or the raw bytes),
  * each stderr line goes to the logs, and a non-zero exit, a trap or a signal
- * is an error carrying stderr's tail. Each call gets a fresh instance of a module compiled once.
+ * is an error carrying stderr's tail. Each call gets a fresh instance of a
+ * module compiled once, the function's `args` as argv[1..], and its bundled
+ * directories (`files`) preopened read-only.
  */
 import type { WasmDefinition } from "../sdk/app.js";
 import { checkedHandler } from "../sdk/arguments.js";
 import { currentCall } from "../sdk/context.js";
 import { InvalidRequestError, functionTimeout } from "../sdk/errors.js";
+import { readOnlyPreopen, unpackFiles, type BundledFiles } from "./files.js";
 import { WasmLimitError, WasmTrapError, checkWasiCommand, runWasi, stderrTail } from "./host.js";
 
 const encoder = new TextEncoder();
@@ -25,16 +28,30 @@ export class WasmExitError extends Error {
  * (load time), naming it and what is wrong. With an `input` schema, the
  * module is given the schema's output, as any function's handler is.
  */
-export function wasmFunction(app: string, definition: WasmDefinition, module: WebAssembly.Module): (...args: unknown[]) => unknown {
+export function wasmFunction(
+  app: string,
+  definition: WasmDefinition,
+  module: WebAssembly.Module,
+  /** The blob of its bundled directories (wasm/files.ts), when it has `files`. */
+  files?: ArrayBuffer | Uint8Array,
+): (...args: unknown[]) => unknown {
   checkWasiCommand(module, `${app}.${definition.name} (${definition.module ?? definition.source})`);
-  const { name, spec, contentType, limits } = definition;
+  const { name, spec, contentType, limits, args: argv } = definition;
+  const bundled = bundledFiles(app, definition, files);
   const bytes = contentType === "bytes";
   const run = (...args: unknown[]) => {
     const stdin = bytes ? bytesInput(`${app}.${name}`, args) : encoder.encode(JSON.stringify(args));
     let run;
     try {
-      // Its environment: its `env` option and the variables its secrets set (docs/secrets.md).
-      run = runWasi(module, name, { stdin, env: { ...spec.env, ...currentCall()?.secrets }, limits: { ...limits, maxWallMs: spec.timeoutSeconds * 1000 } });
+      run = runWasi(module, name, {
+        args: argv,
+        stdin,
+        // Its environment: its `env` option and the variables its secrets set (docs/secrets.md).
+        env: { ...spec.env, ...currentCall()?.secrets },
+        // A fresh tree per call over the same bytes: nothing a call does under them reaches the next.
+        preopens: Object.entries(bundled).map(([guest, dir]) => readOnlyPreopen(guest, dir)),
+        limits: { ...limits, maxWallMs: spec.timeoutSeconds * 1000 },
+      });
     } catch (err) {
       // Past its time, a WebAssembly function times out like any other: same error, same retry policy.
       if (err instanceof WasmLimitError && err.limit === "time") {
@@ -59,6 +76,18 @@ export function wasmFunction(app: string, definition: WasmDefinition, module: We
     }
   };
   return spec.input ? checkedHandler(run, spec.input, () => `${app}.${name}`) : run;
+}
+
+/** A function's bundled directories, by guest path: each one its `files` names, from the blob the CLI bundled. */
+function bundledFiles(app: string, definition: WasmDefinition, blob: ArrayBuffer | Uint8Array | undefined): BundledFiles {
+  const wanted = Object.keys(definition.files);
+  if (wanted.length === 0) return {};
+  const found = blob ? unpackFiles(blob) : {};
+  const missing = wanted.filter((guest) => !found[guest]);
+  if (missing.length > 0) {
+    throw new Error(`the files of ${app}.${definition.name} (${missing.join(", ")}) were not bundled; serve or deploy the app with the tandem CLI`);
+  }
+  return found;
 }
 
 /** Each line of a module's stderr, to the logs. */

@@ -8,7 +8,7 @@
  * code. Modules are compiled once by the caller (workerd refuses to compile
  * bytes at run time: ship them as modules) and instantiated per call.
  */
-import { ConsoleStdout, Directory, File, OpenFile, PreopenDirectory, WASI, WASIProcExit, type Inode } from "./wasi/index.js";
+import { ConsoleStdout, Directory, File, OpenFile, PreopenDirectory, WASI, WASIProcExit, type Fd, type Inode } from "./wasi/index.js";
 import { FUNCTION_DEFAULTS, WASM_DEFAULTS } from "../sdk/defaults.js";
 import { wasiCalls } from "./wasi-calls.js";
 
@@ -46,6 +46,8 @@ export interface WasiRunOptions {
   stdin?: Uint8Array;
   /** Files in the in-memory file system, by absolute path (`/data/input.txt`), preopened at `/`. */
   files?: Record<string, Uint8Array>;
+  /** More directories, each preopened at its own guest path after `/` (wasm/files.ts: a function's bundled directories, read-only). */
+  preopens?: Fd[];
   limits?: Partial<WasmLimits>;
 }
 
@@ -170,7 +172,13 @@ export function runWasi(module: WebAssembly.Module, name: string, options: WasiR
   const wasi = new WASI(
     [name, ...(options.args ?? [])],
     env,
-    [new OpenFile(new File(options.stdin ?? new Uint8Array())), stdout, stderr, new PreopenDirectory("/", fileTree(options.files ?? {}))],
+    [
+      new OpenFile(new File(options.stdin ?? new Uint8Array())),
+      stdout,
+      stderr,
+      new PreopenDirectory("/", fileTree(options.files ?? {})),
+      ...(options.preopens ?? []),
+    ],
     { debug: false },
   );
   const started = Date.now();

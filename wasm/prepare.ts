@@ -2,7 +2,8 @@
  * Getting a WebAssembly function's module ready to ship (Node only: the CLI
  * and the tests run it, never a tier): AssemblyScript source compiled with
  * asc, the module checked, then instrumented with binaryen so the host can
- * stop it. Every loop header and function exit calls a small function added
+ * stop it; and its bundled directories (`files`) read, within their limits,
+ * into one blob. Every loop header and function exit calls a small function added
  * to the module that counts down a budget and calls the host's `tandem.tick`
  * once per `TICK_EVERY` steps, or at once when the memory has grown past
  * `maxMemoryPages`; the host checks the run's deadline and memory there
@@ -11,11 +12,12 @@
  * on real work, much less (bench/wasm-cold).
  */
 import { createHash } from "node:crypto";
-import { copyFile, mkdir, readFile, writeFile } from "node:fs/promises";
+import { copyFile, mkdir, readdir, readFile, realpath, stat, writeFile } from "node:fs/promises";
 import { createRequire } from "node:module";
 import { dirname, join, resolve } from "node:path";
 import { pathToFileURL } from "node:url";
 import { Worker } from "node:worker_threads";
+import { packFiles, type BundledFiles } from "./files.js";
 import { TICK_EVERY, TICK_IMPORT, checkWasiCommand } from "./host.js";
 
 const require = createRequire(import.meta.url);
@@ -133,6 +135,84 @@ export async function prepareModule(
   }
   checkWasiCommand(module, options.name);
   await writeFile(out, await instrument(bytes, options.maxMemoryPages));
+}
+
+/** How much a function's bundled directories may hold, all together (sdk/defaults.ts). */
+export interface FilesLimits {
+  maxBytes: number;
+  /** Files and directories. */
+  maxFiles: number;
+}
+
+/**
+ * Reads the directories of a function's `files` (guest path → directory, relative to `baseDir`) into the blob
+ * that ships with it (wasm/files.ts). Symbolic links are followed; a directory reached twice is refused, as is
+ * anything that is neither a file nor a directory. The limits are checked before any file is read: past either,
+ * the error names the directories, what they hold and the limit.
+ */
+export async function packDirectories(files: Record<string, string>, baseDir: string, limits: FilesLimits): Promise<Uint8Array<ArrayBuffer>> {
+  const found: { guest: string; root: string; dirs: string[]; files: [string, string][] }[] = [];
+  const named = Object.entries(files)
+    .map(([guest, given]) => `${JSON.stringify(guest)}: ${given}`)
+    .join(", ");
+  let bytes = 0;
+  let count = 0;
+  for (const [guest, given] of Object.entries(files)) {
+    const root = resolve(baseDir, given);
+    const info = await stat(root).catch(() => undefined);
+    if (!info) throw new WasmPrepareError(`option "files": ${JSON.stringify(guest)} is ${given}, which does not exist (looked for ${root})`);
+    if (!info.isDirectory()) throw new WasmPrepareError(`option "files": ${JSON.stringify(guest)} is ${given}, which is not a directory`);
+    const entry = { guest, root, dirs: [] as string[], files: [] as [string, string][] };
+    const seen = new Set<string>();
+    const walk = async (dir: string, inside: string): Promise<void> => {
+      const real = await realpath(dir);
+      if (seen.has(real))
+        throw new WasmPrepareError(`option "files": ${given} reaches ${real} twice, through symbolic links; bundle a directory without the loop`);
+      seen.add(real);
+      for (const name of (await readdir(dir)).sort()) {
+        const path = join(dir, name);
+        const rel = inside ? `${inside}/${name}` : name;
+        const s = await stat(path).catch(() => undefined); // follows links
+        // Counted as the walk goes, so that a directory far too large (a node_modules) is refused without walking all of it.
+        if (++count > limits.maxFiles) {
+          throw new WasmPrepareError(
+            `option "files" (${named}) holds more than ${limits.maxFiles} files and directories, the limit for one function; bundle fewer (an archive the module unpacks counts as one)`,
+          );
+        }
+        if (s?.isDirectory()) {
+          entry.dirs.push(rel);
+          await walk(path, rel);
+        } else if (s?.isFile()) {
+          entry.files.push([rel, path]);
+          bytes += s.size;
+        } else {
+          throw new WasmPrepareError(
+            `option "files": ${join(given, rel)} is neither a file nor a directory (or a link to nothing); only files and directories are bundled`,
+          );
+        }
+      }
+    };
+    await walk(root, "");
+    found.push(entry);
+  }
+  if (bytes > limits.maxBytes) {
+    throw new WasmPrepareError(
+      `option "files" (${named}) holds ${formatBytes(bytes)}, more than the limit of ${formatBytes(limits.maxBytes)} for one function; bundle less, or read large data from a volume or a request`,
+    );
+  }
+  const bundled: BundledFiles = {};
+  for (const f of found) {
+    const contents: Record<string, Uint8Array> = {};
+    for (const [rel, path] of f.files) contents[rel] = new Uint8Array(await readFile(path));
+    bundled[f.guest] = { dirs: f.dirs, files: contents };
+  }
+  return packFiles(bundled);
+}
+
+function formatBytes(n: number): string {
+  if (n < 1024) return `${n} bytes`;
+  if (n < 1024 * 1024) return `${(n / 1024).toFixed(1)} KiB`;
+  return `${(n / (1024 * 1024)).toFixed(1)} MiB`;
 }
 
 /** Adds the host's tick to every loop header and function exit of `bytes`; see the file's comment. */

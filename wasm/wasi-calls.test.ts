@@ -10,7 +10,7 @@ import { build } from "esbuild";
 import { Miniflare } from "miniflare";
 import { join } from "node:path";
 import { afterEach, describe, expect, it, vi } from "vitest";
-import { parseWasmOptions } from "../sdk/options.js";
+import { parseWasmOptions, parseWasmSource } from "../sdk/options.js";
 import { wasmFunction } from "./function.js";
 import { WasmLimitError, WasmSignalError, WasmTrapError, checkWasiCommand, runWasi, type WasmLimits } from "./host.js";
 import { instrument } from "./prepare.js";
@@ -277,7 +277,7 @@ describe("a trap", () => {
   it("logs stderr's lines through the function ABI before the call fails", () => {
     const logged: unknown[] = [];
     vi.spyOn(console, "error").mockImplementation((line: unknown) => void logged.push(line));
-    const definition = { name: "panic", module: "./panic.wasm", source: undefined, ...parseWasmOptions({}, "panic") };
+    const definition = { name: "panic", ...parseWasmSource({ module: "./panic.wasm" }, "panic"), ...parseWasmOptions({}, "panic") };
     const handler = wasmFunction("demo", definition, new WebAssembly.Module(PANIC));
     expect(() => handler()).toThrow("panic trapped: unreachable: working\npanicked at src/main.rs:2:5:\nexplicit panic");
     expect(logged).toEqual(["working", "panicked at src/main.rs:2:5:", "explicit panic"]);

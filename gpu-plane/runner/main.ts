@@ -22,8 +22,15 @@ import { IN_CONTAINER } from "../drivers/driver.js";
 
 type Failed = Extract<RunnerFrame, { status: "failed" }>["error"];
 
-/** `wasm`: the prepared module of each plane-tier WebAssembly function, by name (they travel inside the bundle). */
-export async function runFunctions(appExports: Record<string, unknown>, wasm: Record<string, Uint8Array<ArrayBuffer>> = {}): Promise<void> {
+/**
+ * `wasm`: the prepared module of each plane-tier WebAssembly function, by name, and `wasmFiles`: the bundled
+ * directories of those that have `files` (wasm/files.ts); both travel inside the bundle.
+ */
+export async function runFunctions(
+  appExports: Record<string, unknown>,
+  wasm: Record<string, Uint8Array<ArrayBuffer>> = {},
+  wasmFiles: Record<string, Uint8Array<ArrayBuffer>> = {},
+): Promise<void> {
   // What the plane told this container (sdk/protocol.ts CONTAINER_ENV), read once.
   const given = process.env;
   const socketPath = given[CONTAINER_ENV.controlSocket] ?? IN_CONTAINER.controlSocket;
@@ -46,7 +53,7 @@ export async function runFunctions(appExports: Record<string, unknown>, wasm: Re
   // Compiled when the container starts, then a fresh instance per input, through the same host as at the edge.
   for (const w of app.wasmFunctions) {
     const bytes = wasm[w.name];
-    if (bytes) functions.set(w.name, { handler: wasmFunction(app.name, w, new WebAssembly.Module(bytes)), env: w.spec.env });
+    if (bytes) functions.set(w.name, { handler: wasmFunction(app.name, w, new WebAssembly.Module(bytes), wasmFiles[w.name]), env: w.spec.env });
   }
   const calls = new AsyncLocalStorage<CallContext>();
   installCallContextStore(calls);

@@ -36,7 +36,7 @@ export interface WorkerBundle {
 
 /** A file the Worker module imports, and how workerd loads it. */
 export interface WorkerModule {
-  type: "Text" | "CompiledWasm";
+  type: "Text" | "CompiledWasm" | "Data";
   path: string;
 }
 
@@ -50,7 +50,8 @@ const sourceMapBesideBundle: Plugin = {
   setup(b) {
     b.onResolve({ filter: /^tandem:source-map$/ }, () => ({ path: "./worker.mjs.map", external: true }));
     // WebAssembly modules travel beside the bundle too, as compiled modules (workerd compiles no bytes at run time).
-    b.onResolve({ filter: /^\.\/wasm\/.*\.wasm$/ }, (args) => ({ path: args.path, external: true }));
+    // A function's bundled directories (`files`) travel beside it too, each a data module (an ArrayBuffer).
+    b.onResolve({ filter: /^\.\/wasm\/.*\.(wasm|bin)$/ }, (args) => ({ path: args.path, external: true }));
   },
 };
 
@@ -133,20 +134,26 @@ export async function bundleWorker(
     external?: string[];
     /** WebAssembly modules to ship in the Worker: `app/name` → a `.wasm` file in `outDir/wasm/`. */
     wasm?: Record<string, string>;
+    /** Their bundled directories: `app/name` → a `.bin` file (wasm/files.ts) in `outDir/wasm/`. */
+    wasmFiles?: Record<string, string>;
   } = {},
 ): Promise<WorkerBundle> {
   await mkdir(outDir, { recursive: true });
   const files = appFiles.map(checkAppFile);
   const withMap = options.sourceMap ?? true;
+  const blobs = [...new Set(Object.values(options.wasmFiles ?? {}))]; // functions that bundle the same directories share one
   const entry = [
     ...files.map((f, i) => `import * as app${i} from ${JSON.stringify(f)};`),
     `import { createGateway, AgentHub, CallLedger, PlaneRegistry, Scheduler, SecretStore, TokenStore, VolumeStore, installSourceMap } from ${JSON.stringify(GATEWAY_ENTRY)};`,
     withMap ? `import sourceMap from ${JSON.stringify(SOURCE_MAP_MODULE)};\ninstallSourceMap(sourceMap);` : "",
     ...Object.values(options.wasm ?? {}).map((file, i) => `import wasm${i} from ${JSON.stringify(`./wasm/${file}`)};`),
+    ...blobs.map((file, i) => `import files${i} from ${JSON.stringify(`./wasm/${file}`)};`),
     `export default createGateway([${files.map((f, i) => `{ file: ${JSON.stringify(relative(process.cwd(), f) || basename(f))}, exports: app${i} }`).join(", ")}], { planeBundles: ${JSON.stringify(options.planeBundles ?? {})}, wasm: { ${Object.keys(
       options.wasm ?? {},
     )
       .map((key, i) => `${JSON.stringify(key)}: wasm${i}`)
+      .join(", ")} }, wasmFiles: { ${Object.entries(options.wasmFiles ?? {})
+      .map(([key, file]) => `${JSON.stringify(key)}: files${blobs.indexOf(file)}`)
       .join(", ")} } });`,
     `export { AgentHub, CallLedger, PlaneRegistry, Scheduler, SecretStore, TokenStore, VolumeStore };`,
   ].join("\n");
@@ -179,6 +186,7 @@ export async function bundleWorker(
   const modules: WorkerModule[] = [
     ...(withMap ? [{ type: "Text" as const, path: `${path}.map` }] : []),
     ...Object.values(options.wasm ?? {}).map((file) => ({ type: "CompiledWasm" as const, path: join(outDir, "wasm", file) })),
+    ...blobs.map((file) => ({ type: "Data" as const, path: join(outDir, "wasm", file) })),
   ];
   return { path, modules, inputs, bytes: result.metafile.outputs[relative(process.cwd(), path)]?.bytes ?? 0 };
 }
@@ -269,17 +277,21 @@ export async function bundlePlane(
     external?: string[];
     /** Plane-tier WebAssembly functions' prepared modules, by function name: they travel inside the bundle. */
     wasm?: Record<string, string>;
+    /** Their bundled directories (wasm/files.ts), by function name: inside the bundle too. */
+    wasmFiles?: Record<string, string>;
     edgeHandlers?: readonly EdgeHandler[];
   } = {},
 ): Promise<PlaneBundle> {
   await mkdir(outDir, { recursive: true });
   const file = checkAppFile(appFile);
   const wasm = Object.entries(options.wasm ?? {});
+  const wasmFiles = Object.entries(options.wasmFiles ?? {});
   const entry = [
     `import * as app from ${JSON.stringify(file)};`,
     `import { runFunctions } from ${JSON.stringify(RUNNER_ENTRY)};`,
     ...wasm.map(([, path], i) => `import wasm${i} from ${JSON.stringify(path)};`),
-    `await runFunctions(app, { ${wasm.map(([name], i) => `${JSON.stringify(name)}: wasm${i}`).join(", ")} });`,
+    ...wasmFiles.map(([, path], i) => `import files${i} from ${JSON.stringify(path)};`),
+    `await runFunctions(app, { ${wasm.map(([name], i) => `${JSON.stringify(name)}: wasm${i}`).join(", ")} }, { ${wasmFiles.map(([name], i) => `${JSON.stringify(name)}: files${i}`).join(", ")} });`,
   ].join("\n");
   const path = join(outDir, `plane-${basename(file).replace(/\.[^.]+$/, "")}.mjs`);
   const found = { externals: new Set<string>(), nodeModules: new Set<string>() };
@@ -301,7 +313,7 @@ export async function bundlePlane(
     minify: false,
     keepNames: true,
     plugins: [nativePackages("external", found)],
-    loader: { ".wasm": "binary" },
+    loader: { ".wasm": "binary", ".bin": "binary" },
     // Beside the bundle, not in it: the plane maps a failed call's stack with it (Node in the container never reads it).
     sourcemap: "external",
     sourcesContent: false,

@@ -3,14 +3,15 @@
  * bundled for the gateway and for the plane, the gateway in workerd with the
  * plane bundles in its blob store, and the plane secret they share.
  */
-import { randomBytes } from "node:crypto";
+import { createHash, randomBytes } from "node:crypto";
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
-import { mkdir } from "node:fs/promises";
+import { mkdir, writeFile } from "node:fs/promises";
 import { dirname, join, resolve } from "node:path";
 import type { Miniflare } from "miniflare";
 import type { Inventory } from "../../gpu-plane/inventory.js";
-import { prepareModule } from "../../wasm/prepare.js";
+import { packDirectories, prepareModule } from "../../wasm/prepare.js";
 import type { App, WasmDefinition } from "../app.js";
+import { WASM_DEFAULTS } from "../defaults.js";
 import { InvalidOptionsError } from "../errors.js";
 import type { GpuRequest } from "../gpu.js";
 import { containerResources } from "../options.js";
@@ -36,18 +37,31 @@ export async function buildApps(appFiles: string[], buildDir: string, options: {
   const images = new Map<string, string>();
   const external = new Set<string>();
   const wasm: Record<string, string> = {};
+  const wasmFiles: Record<string, string> = {};
   for (const file of appFiles) {
     const app = await loadAppInNode(file, join(buildDir, "node"));
     apps.push(app);
     const planeWasm: Record<string, string> = {};
+    const planeWasmFiles: Record<string, string> = {};
     for (const w of app.wasmFunctions) {
+      const files = await prepareWasmFiles(app.name, w, file, join(buildDir, "wasm")); // first: a size check is quicker than a compile
       const prepared = await prepareWasm(app.name, w, file, join(buildDir, "wasm"));
-      if (w.spec.tier === "plane") planeWasm[w.name] = join(buildDir, "wasm", prepared);
-      else wasm[`${app.name}/${w.name}`] = prepared;
+      if (w.spec.tier === "plane") {
+        planeWasm[w.name] = join(buildDir, "wasm", prepared);
+        if (files) planeWasmFiles[w.name] = join(buildDir, "wasm", files);
+      } else {
+        wasm[`${app.name}/${w.name}`] = prepared;
+        if (files) wasmFiles[`${app.name}/${w.name}`] = files;
+      }
     }
     for (const p of imagePackages(app)) external.add(p);
     if (app.callables.some((c) => c.spec.tier === "plane")) {
-      const plane = await bundlePlane(file, join(buildDir, "plane"), { external: imagePackages(app), wasm: planeWasm, edgeHandlers: edgeHandlers(app) });
+      const plane = await bundlePlane(file, join(buildDir, "plane"), {
+        external: imagePackages(app),
+        wasm: planeWasm,
+        wasmFiles: planeWasmFiles,
+        edgeHandlers: edgeHandlers(app),
+      });
       planes.push(plane);
       const imageOf: Record<string, string> = {};
       const withImages = [...app.callables.filter((c) => c.kind !== "method"), ...app.classes.map((c) => ({ name: c.name!, spec: c.spec }))];
@@ -65,7 +79,7 @@ export async function buildApps(appFiles: string[], buildDir: string, options: {
       };
     }
   }
-  const worker = await bundleWorker(appFiles, buildDir, { ...options, planeBundles, external: [...external], wasm });
+  const worker = await bundleWorker(appFiles, buildDir, { ...options, planeBundles, external: [...external], wasm, wasmFiles });
   return { apps, worker, planes, images };
 }
 
@@ -101,6 +115,25 @@ async function prepareWasm(app: string, w: WasmDefinition, appFile: string, outD
   } catch (err) {
     throw new InvalidOptionsError(`${where}: ${(err as Error).message}`);
   }
+  return file;
+}
+
+/**
+ * A WebAssembly function's bundled directories (`files`), read within their limits (sdk/defaults.ts) into one
+ * blob in the build's `wasm/` folder, named by its content so functions that bundle the same directories ship it
+ * once. Returns the file's name there; undefined when the function has no `files`.
+ */
+async function prepareWasmFiles(app: string, w: WasmDefinition, appFile: string, outDir: string): Promise<string | undefined> {
+  if (Object.keys(w.files).length === 0) return undefined;
+  let blob: Uint8Array;
+  try {
+    blob = await packDirectories(w.files, dirname(appFile), { maxBytes: WASM_DEFAULTS.maxFilesBytes, maxFiles: WASM_DEFAULTS.maxFiles });
+  } catch (err) {
+    throw new InvalidOptionsError(`app "${app}": wasm function "${w.name}": ${(err as Error).message}`);
+  }
+  await mkdir(outDir, { recursive: true });
+  const file = `files-${createHash("sha256").update(blob).digest("hex").slice(0, 16)}.bin`;
+  await writeFile(join(outDir, file), blob);
   return file;
 }
 

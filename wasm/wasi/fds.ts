@@ -51,13 +51,14 @@ export class OpenDirectory extends Fd {
   }
 }
 
-/** A directory handed to the module at start, under `name` (fd_prestat_get). */
+/** A directory handed to the module at start, under `name` (fd_prestat_get); `readonly`, one whose entries never change. */
 export class PreopenDirectory extends OpenDirectory {
   constructor(
     readonly name: string,
     contents: Map<string, Inode> | Entries | [string, Inode][],
+    options?: { readonly?: boolean },
   ) {
-    super(new Directory(contents));
+    super(new Directory(contents, options));
   }
 }
 

@@ -13,6 +13,8 @@ let nextIno = 1n;
 
 export abstract class Inode {
   readonly ino = nextIno++;
+  /** Part of a read-only file system: what would change it fails with EROFS (a file's bytes, a directory's entries, times). */
+  readonly readonly: boolean;
   /** How many directory entries name this inode. */
   nlink = 0n;
   atim = now();
@@ -20,6 +22,9 @@ export abstract class Inode {
   ctim = this.atim;
   abstract readonly filetype: Filetype;
   abstract get size(): bigint;
+  constructor(options?: { readonly?: boolean }) {
+    this.readonly = !!options?.readonly;
+  }
   /** The status change time moves on any change; the modification time too when `modified`. */
   touch(modified: boolean): void {
     this.ctim = now();
@@ -27,19 +32,22 @@ export abstract class Inode {
   }
 }
 
-/** A regular file. `readonly` refuses opens for writing and truncating (EROFS); a descriptor on it never has write rights. */
+/**
+ * A regular file. `readonly` refuses opens for writing and truncating (EROFS); a descriptor on it
+ * never has write rights, so its bytes are never written.
+ */
 export class File extends Inode {
   readonly filetype = FILETYPE.REGULAR_FILE;
-  readonly readonly: boolean;
   private bytes: Uint8Array;
   private length: number;
 
   constructor(data: ArrayBuffer | ArrayLike<number>, options?: { readonly?: boolean }) {
-    super();
-    // A copy: the caller's buffer stays as it was, whatever the module writes.
-    this.bytes = data instanceof ArrayBuffer ? new Uint8Array(data.slice(0)) : Uint8Array.from(data);
+    super(options);
+    // A copy, so the caller's buffer stays as it was whatever the module writes; a read-only
+    // file is never written, so it reads the caller's bytes themselves.
+    if (this.readonly && data instanceof Uint8Array) this.bytes = data;
+    else this.bytes = data instanceof ArrayBuffer ? new Uint8Array(data.slice(0)) : Uint8Array.from(data);
     this.length = this.bytes.length;
-    this.readonly = !!options?.readonly;
   }
 
   get size(): bigint {
@@ -95,12 +103,13 @@ export class Entries extends Map<string, Inode> {
   }
 }
 
+/** A directory. `readonly` refuses any change to its entries (create, mkdir, unlink, rmdir, rename, link, symlink) with EROFS. */
 export class Directory extends Inode {
   readonly filetype = FILETYPE.DIRECTORY;
   readonly contents: Map<string, Inode> = new Entries();
 
-  constructor(contents: Map<string, Inode> | [string, Inode][] = []) {
-    super();
+  constructor(contents: Map<string, Inode> | [string, Inode][] = [], options?: { readonly?: boolean }) {
+    super(options);
     for (const [name, inode] of contents) this.contents.set(name, inode);
   }
 

@@ -47,6 +47,10 @@ export class WASI {
 
 /** Bit `bits` of `rights` all set. */
 const has = (rights: bigint, bits: bigint) => (rights & bits) === bits;
+/** The rights that change a file's bytes. */
+const CHANGE_RIGHTS = RIGHTS.FD_WRITE | RIGHTS.FD_ALLOCATE | RIGHTS.FD_FILESTAT_SET_SIZE;
+/** The directory a location's entry is in. */
+const parentOf = (at: Location): Directory => at.stack.at(-1)!;
 const utf8 = new TextDecoder();
 const encoder = new TextEncoder();
 
@@ -59,7 +63,10 @@ function fileSystem(fds: (Fd | undefined)[], memory: () => WebAssembly.Memory) {
   const fdWith = (fd: number, rights = 0n): Fd | Errno => {
     const entry = fds[fd];
     if (!entry) return ERRNO.BADF;
-    if (!has(entry.rightsBase, rights)) return ERRNO.NOTCAPABLE;
+    if (!has(entry.rightsBase, rights)) {
+      // No descriptor on a read-only file is open for writing: a write through one is EBADF, as POSIX says.
+      return entry.inode.readonly && (rights & CHANGE_RIGHTS) !== 0n ? ERRNO.BADF : ERRNO.NOTCAPABLE;
+    }
     return entry;
   };
   const dirFd = (fd: number): OpenDirectory | Errno => {
@@ -307,7 +314,8 @@ function fileSystem(fds: (Fd | undefined)[], memory: () => WebAssembly.Memory) {
       const at = lookup(fd, str(pathPtr, pathLen), "entry");
       if (typeof at === "number") return at;
       if (at.name === undefined || at.inode) return ERRNO.EXIST;
-      at.stack.at(-1)!.link(at.name, new Directory());
+      if (parentOf(at).readonly) return ERRNO.ROFS;
+      parentOf(at).link(at.name, new Directory());
       return ERRNO.SUCCESS;
     },
     path_filestat_get(fd: number, flags: number, pathPtr: number, pathLen: number, ptr: number): number {
@@ -332,7 +340,9 @@ function fileSystem(fds: (Fd | undefined)[], memory: () => WebAssembly.Memory) {
       if (typeof to === "number") return to;
       if (to.name === undefined || to.inode) return ERRNO.EXIST;
       if (to.slash) return ERRNO.NOENT;
-      to.stack.at(-1)!.link(to.name, from.inode);
+      // Into a read-only directory, or out of one (its file's link count would change).
+      if (parentOf(to).readonly || parentOf(from).readonly) return ERRNO.ROFS;
+      parentOf(to).link(to.name, from.inode);
       return ERRNO.SUCCESS;
     },
     path_open(
@@ -355,8 +365,9 @@ function fileSystem(fds: (Fd | undefined)[], memory: () => WebAssembly.Memory) {
         if ((oflags & OFLAGS.CREAT) === 0) return ERRNO.NOENT;
         if ((oflags & OFLAGS.DIRECTORY) !== 0) return ERRNO.INVAL;
         if (at.slash) return ERRNO.ISDIR;
+        if (parentOf(at).readonly) return ERRNO.ROFS;
         inode = new File(new Uint8Array());
-        at.stack.at(-1)!.link(at.name!, inode);
+        parentOf(at).link(at.name!, inode);
       } else {
         if ((oflags & OFLAGS.CREAT) !== 0 && (oflags & OFLAGS.EXCL) !== 0) return ERRNO.EXIST;
         // O_NOFOLLOW on a symlink: ELOOP, or ENOTDIR when a directory was asked for (as Linux answers).
@@ -393,20 +404,23 @@ function fileSystem(fds: (Fd | undefined)[], memory: () => WebAssembly.Memory) {
       const at = lookup(fd, str(pathPtr, pathLen), "entry");
       if (typeof at === "number") return at;
       if (at.name === undefined) return ERRNO.INVAL;
+      if (parentOf(at).readonly) return ERRNO.ROFS;
       if (!at.inode) return ERRNO.NOENT;
       if (!(at.inode instanceof Directory)) return ERRNO.NOTDIR;
       if (at.inode.contents.size > 0) return ERRNO.NOTEMPTY;
-      at.stack.at(-1)!.unlink(at.name);
+      parentOf(at).unlink(at.name);
       return ERRNO.SUCCESS;
     },
     path_rename(fd: number, oldPtr: number, oldLen: number, newFd: number, newPtr: number, newLen: number): number {
       const from = lookup(fd, str(oldPtr, oldLen), "entry");
       if (typeof from === "number") return from;
       if (from.name === undefined) return ERRNO.INVAL;
+      if (parentOf(from).readonly) return ERRNO.ROFS;
       if (!from.inode) return ERRNO.NOENT;
       const to = lookup(newFd, str(newPtr, newLen), "entry");
       if (typeof to === "number") return to;
       if (to.name === undefined) return ERRNO.INVAL;
+      if (parentOf(to).readonly) return ERRNO.ROFS;
       const moving = from.inode;
       const isDir = moving instanceof Directory;
       if (to.slash && !isDir) return ERRNO.NOTDIR;
@@ -417,8 +431,8 @@ function fileSystem(fds: (Fd | undefined)[], memory: () => WebAssembly.Memory) {
         if (!isDir && to.inode instanceof Directory) return ERRNO.ISDIR;
         if (to.inode instanceof Directory && to.inode.contents.size > 0) return ERRNO.NOTEMPTY;
       }
-      to.stack.at(-1)!.link(to.name, moving);
-      from.stack.at(-1)!.unlink(from.name);
+      parentOf(to).link(to.name, moving);
+      parentOf(from).unlink(from.name);
       return ERRNO.SUCCESS;
     },
     path_symlink(targetPtr: number, targetLen: number, fd: number, pathPtr: number, pathLen: number): number {
@@ -426,16 +440,18 @@ function fileSystem(fds: (Fd | undefined)[], memory: () => WebAssembly.Memory) {
       if (typeof at === "number") return at;
       if (at.name === undefined || at.inode) return ERRNO.EXIST;
       if (at.slash) return ERRNO.NOENT;
-      at.stack.at(-1)!.link(at.name, new Symlink(str(targetPtr, targetLen)));
+      if (parentOf(at).readonly) return ERRNO.ROFS;
+      parentOf(at).link(at.name, new Symlink(str(targetPtr, targetLen)));
       return ERRNO.SUCCESS;
     },
     path_unlink_file(fd: number, pathPtr: number, pathLen: number): number {
       const at = lookup(fd, str(pathPtr, pathLen), "entry");
       if (typeof at === "number") return at;
       if (at.name === undefined) return ERRNO.ISDIR;
+      if (parentOf(at).readonly) return ERRNO.ROFS;
       if (!at.inode) return ERRNO.NOENT;
       if (at.inode instanceof Directory) return ERRNO.ISDIR;
-      at.stack.at(-1)!.unlink(at.name);
+      parentOf(at).unlink(at.name);
       return ERRNO.SUCCESS;
     },
   };
@@ -446,6 +462,7 @@ function setTimes(inode: Inode, atim: bigint, mtim: bigint, flags: number): Errn
   if ((flags & ~FSTFLAGS.ALL) !== 0) return ERRNO.INVAL;
   if ((flags & FSTFLAGS.ATIM) !== 0 && (flags & FSTFLAGS.ATIM_NOW) !== 0) return ERRNO.INVAL;
   if ((flags & FSTFLAGS.MTIM) !== 0 && (flags & FSTFLAGS.MTIM_NOW) !== 0) return ERRNO.INVAL;
+  if (inode.readonly) return ERRNO.ROFS;
   const t = now();
   if ((flags & FSTFLAGS.ATIM) !== 0) inode.atim = atim;
   if ((flags & FSTFLAGS.ATIM_NOW) !== 0) inode.atim = t;
