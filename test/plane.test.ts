@@ -258,9 +258,9 @@ describe("capacity", () => {
   });
 
   it("gives a queued call its whole timeout to run once it reaches a container", async () => {
-    // One T4: the second call waits for the first (a cold start and its 3.5 s), then runs 3.5 s of its 6 s timeout: more
-    // than its timeout in all, within it in each part. A cold start of up to 2.5 s (a loaded machine) leaves the wait in time.
-    const [first, second] = await Promise.all([fn("queuedT4").remote(3_500), new Promise((r) => setTimeout(r, 100)).then(() => fn("queuedT4").remote(3_500))]);
+    // One T4: the second call waits for the first (a cold start and its 5.5 s), then runs 5.5 s of its 10 s timeout: more
+    // than its timeout in all, within it in each part. A cold start of up to 4.5 s (a loaded machine) leaves the wait in time.
+    const [first, second] = await Promise.all([fn("queuedT4").remote(5_500), new Promise((r) => setTimeout(r, 100)).then(() => fn("queuedT4").remote(5_500))]);
     expect(first).toMatch(/^ctr-[0-9a-f]{8}$/);
     expect(second).toBe(first); // the same warm container, not stopped by a timeout
   });
