@@ -5,8 +5,7 @@
  * must be the same but for the lines listed where node:wasi is wrong, each with why. A few
  * scenarios run in real workerd too.
  */
-import { build } from "esbuild";
-import { Miniflare } from "miniflare";
+import { startWasmWorker } from "./fixtures/workerd.js";
 import { spawnSync } from "node:child_process";
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -347,34 +346,16 @@ describe("the host's file system, beyond what Node can show", () => {
 
 describe("the host's file system in workerd", () => {
   it("gives the same answers as in Node", async () => {
-    const worker = await build({
-      stdin: {
-        contents: `import { runWasi } from ${JSON.stringify(join(import.meta.dirname, "host.ts"))};
+    const mf = await startWasmWorker(
+      `import { runWasi } from ${JSON.stringify(join(import.meta.dirname, "host.ts"))};
 import fs from "./fs-conformance.wasm";
 export default { async fetch(request) {
   const scenario = new URL(request.url).searchParams.get("scenario");
   const run = runWasi(fs, "fs", { args: [scenario], files: { "/a.txt": new TextEncoder().encode("hello") } });
   return new Response(run.stdout);
 } };`,
-        resolveDir: dir,
-        loader: "ts",
-      },
-      bundle: true,
-      write: false,
-      format: "esm",
-      platform: "neutral",
-      mainFields: ["module", "main"],
-      external: ["*.wasm"],
-      logLevel: "silent",
-    });
-    const mf = new Miniflare({
-      modules: [
-        { type: "ESModule", path: "worker.mjs", contents: worker.outputFiles[0]!.text },
-        { type: "CompiledWasm", path: "fs-conformance.wasm", contents: fixture },
-      ],
-      compatibilityDate: "2025-09-01",
-      cf: false,
-    });
+      { "fs-conformance.wasm": fixture },
+    );
     try {
       for (const scenario of ["append", "set-times", "nofollow", "symlink", "link", "rename-dir", "read-write", "paths"]) {
         const fromWorkerd = lines(await (await mf.dispatchFetch(`http://x/?scenario=${scenario}`)).text());

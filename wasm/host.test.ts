@@ -3,8 +3,7 @@
  * the same output; bad modules are refused naming what is wrong; limits and
  * traps fail one run, and the next run works.
  */
-import { build } from "esbuild";
-import { Miniflare } from "miniflare";
+import { startWasmWorker } from "./fixtures/workerd.js";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -86,9 +85,8 @@ describe("the WASI host in Node", () => {
 
 describe("the same module in workerd", () => {
   it("gives the same output as in Node, and refuses the same bad modules", async () => {
-    const worker = await build({
-      stdin: {
-        contents: `import { runWasi, checkWasiCommand } from ${JSON.stringify(join(import.meta.dirname, "host.ts"))};
+    const mf = await startWasmWorker(
+      `import { runWasi, checkWasiCommand } from ${JSON.stringify(join(import.meta.dirname, "host.ts"))};
 import echo from "./echo.wasm";
 import usesEnv from "./uses-env.wasm";
 import notCommand from "./not-command.wasm";
@@ -100,27 +98,8 @@ export default { async fetch(request) {
   const d = new TextDecoder();
   return Response.json({ exitCode: run.exitCode, stdout: d.decode(run.stdout), stderr: d.decode(run.stderr) });
 } };`,
-        resolveDir: dir,
-        loader: "ts",
-      },
-      bundle: true,
-      write: false,
-      format: "esm",
-      platform: "neutral",
-      mainFields: ["module", "main"],
-      external: ["*.wasm"],
-      logLevel: "silent",
-    });
-    const mf = new Miniflare({
-      modules: [
-        { type: "ESModule", path: "worker.mjs", contents: worker.outputFiles[0]!.text },
-        { type: "CompiledWasm", path: "echo.wasm", contents: echo },
-        { type: "CompiledWasm", path: "uses-env.wasm", contents: usesEnv },
-        { type: "CompiledWasm", path: "not-command.wasm", contents: notCommand },
-      ],
-      compatibilityDate: "2025-09-01",
-      cf: false,
-    });
+      { "echo.wasm": echo, "uses-env.wasm": usesEnv, "not-command.wasm": notCommand },
+    );
     try {
       for (const input of ["hello, wasm", "!stop"]) {
         const fromWorkerd = await (await mf.dispatchFetch("http://x/", { method: "POST", body: input })).json();

@@ -6,8 +6,7 @@
  * answer ENOTSUP and a raised signal ends the run with WasmSignalError.
  */
 import binaryen from "binaryen";
-import { build } from "esbuild";
-import { Miniflare } from "miniflare";
+import { startWasmWorker } from "./fixtures/workerd.js";
 import { join } from "node:path";
 import { afterEach, describe, expect, it, vi } from "vitest";
 import { parseWasmOptions, parseWasmSource } from "../sdk/options.js";
@@ -362,9 +361,8 @@ describe("sockets and signals", () => {
 
 describe("the same calls in workerd", () => {
   it("sleep, refuse a sleep past the limit, find stdio ready and keep a trap's stderr, as in Node", async () => {
-    const worker = await build({
-      stdin: {
-        contents: `import { runWasi } from ${JSON.stringify(join(import.meta.dirname, "host.ts"))};
+    const mf = await startWasmWorker(
+      `import { runWasi } from ${JSON.stringify(join(import.meta.dirname, "host.ts"))};
 import poll from "./poll.wasm";
 import panic from "./panic.wasm";
 export default { async fetch(request) {
@@ -378,26 +376,8 @@ export default { async fetch(request) {
     return Response.json({ error: { name: e.name, limit: e.limit, message: e.message, tail: e.stderrTail } });
   }
 } };`,
-        resolveDir: import.meta.dirname,
-        loader: "ts",
-      },
-      bundle: true,
-      write: false,
-      format: "esm",
-      platform: "neutral",
-      mainFields: ["module", "main"],
-      external: ["*.wasm"],
-      logLevel: "silent",
-    });
-    const mf = new Miniflare({
-      modules: [
-        { type: "ESModule", path: "worker.mjs", contents: worker.outputFiles[0]!.text },
-        { type: "CompiledWasm", path: "poll.wasm", contents: POLL },
-        { type: "CompiledWasm", path: "panic.wasm", contents: PANIC },
-      ],
-      compatibilityDate: "2025-09-01",
-      cf: false,
-    });
+      { "poll.wasm": POLL, "panic.wasm": PANIC },
+    );
     const inWorkerd = async (subs: Subscription[], rest?: string, path = "/") => {
       const res = (await (await mf.dispatchFetch(`http://x${path}`, { method: "POST", body: pollInput(subs, { rest }) })).json()) as {
         stdout?: number[];
