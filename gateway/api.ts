@@ -111,7 +111,10 @@ export function apiRoutes(): Hono<Api> {
     const args = await readArgs(c);
     await checkArguments(fn, args); // a class method's parameters and the `input` schema: a 400 now, at either tier
     const key = idempotencyKey(c);
-    const record = key === undefined ? toCallRecord((await callNow(runContext(c), fn, args)).row) : await callOnce(runContext(c), fn, args, key);
+    const record =
+      key === undefined
+        ? toCallRecord((await callNow(runContext(c), fn, args)).row)
+        : await callOnce(runContext(c), fn, args, key, c.req.header(HEADERS.freshKey) === "1");
     c.header(HEADERS.callId, record.callId);
     return c.json(record, recordStatus(record) as ContentfulStatusCode);
   });

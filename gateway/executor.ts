@@ -204,16 +204,44 @@ export async function callNow(
  * here. A key already known answers with the record of the call it named,
  * waiting for it to end. Returns the call's record.
  *
- * @example const record = await callOnce(rc, fn, args, "5b0c…"); // the same record for the same key
+ * `fresh`: the client made the key for this request and sends it for the first
+ * time (`Tandem-Fresh-Key`), so no earlier call can hold it. A plane call is
+ * then sent on while the record is written, not after: the ledger's write
+ * leaves the wait for an answer. Its later attempts, the plane it went to and
+ * the answer still wait for the record. A key that turns out to be known after
+ * all (a client that said fresh of a key it had sent) is answered as one sent
+ * again, and the run this request started is logged as the extra one.
+ *
+ * @example const record = await callOnce(rc, fn, args, "5b0c…", false); // the same record for the same key
  */
-export async function callOnce(rc: RunContext, fn: RegisteredFunction, args: CallArgs, key: string): Promise<CallRecord> {
+export async function callOnce(rc: RunContext, fn: RegisteredFunction, args: CallArgs, key: string, fresh = false): Promise<CallRecord> {
   const scope = keyScope(fn.app, fn.name, key);
   const id = newCallIdIn(shardOfKey(scope));
   const ledger = ledgerFor(rc.env, id);
   const createdAt = Date.now();
-  const callId = await ledger.create({ id, app: fn.app, function: fn.name, kind: "remote", createdAt, input: args.encoded, key: scope, running: true });
-  if (callId !== id) return awaitRecord(ledger, callId, fn, rc);
-  const outcome = await runRecorded(rc, ledger, fn, id, args, NOT_STARTED, { renew: true, firstMarked: true, waited: true });
+  const recorded = ledger.create({ id, app: fn.app, function: fn.name, kind: "remote", createdAt, input: args.encoded, key: scope, running: true });
+  let outcome: Outcome;
+  if (fresh && fn.spec.tier === "plane") {
+    // Every later write to this call's row waits for the row: the ledger would not find it before.
+    const afterRecord = <T>(write: () => Promise<T>) => recorded.then(write);
+    const running = runRecorded(rc, ledger, fn, id, args, NOT_STARTED, {
+      renew: true,
+      firstMarked: true,
+      waited: true,
+      start: (mark) => afterRecord(() => ledger.start(mark.id, mark.attempt)),
+      notePlane: (note) => afterRecord(() => ledger.runningOn(note.id, note.planeId)),
+    });
+    const [callId, ran] = await Promise.all([recorded, running]);
+    if (callId !== id) {
+      console.error(`[${fn.app}.${fn.name}] key ${key} was sent as fresh but names call ${callId}: this request's run ${id} was an extra one`);
+      return awaitRecord(ledger, callId, fn, rc);
+    }
+    outcome = ran;
+  } else {
+    const callId = await recorded;
+    if (callId !== id) return awaitRecord(ledger, callId, fn, rc);
+    outcome = await runRecorded(rc, ledger, fn, id, args, NOT_STARTED, { renew: true, firstMarked: true, waited: true });
+  }
   const row = { ...finishedCall(id, fn, "remote", createdAt, outcome), startedAt: createdAt }; // as recorded: begun when accepted
   // The answer goes first; the row follows in the next batch (a request sent again meanwhile waits for it).
   if (outcome.status !== "cancelled") rc.waitUntil(recordEnded(rc.env, [row]).catch((err) => console.error(`ledger: could not record ${id}:`, err)));

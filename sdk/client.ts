@@ -103,7 +103,7 @@ export class HttpInvoker implements Invoker {
       const key = newIdempotencyKey();
       const had = new Set<number>();
       for (let sent = 0; ; sent++) {
-        const res = await this.send("POST", paths.map(app, fn), body, stop.signal, key);
+        const res = await this.send("POST", paths.map(app, fn), body, stop.signal, key, sent > 0);
         if (!res.ok || !res.body) await this.fail(res);
         try {
           for await (const line of ndjsonLines(res.body!)) {
@@ -210,8 +210,11 @@ export class HttpInvoker implements Invoker {
     return json;
   }
 
-  /** Sends a request; one that got no answer is sent again when that is safe (a read, or a request with an idempotency key). */
-  private async send(method: string, path: string, body?: unknown, signal?: AbortSignal, idempotencyKey?: string): Promise<Response> {
+  /**
+   * Sends a request; one that got no answer is sent again when that is safe (a read, or a request with an idempotency
+   * key). `keySentBefore`: the key went out on an earlier request already, so no send of this one says it is fresh.
+   */
+  private async send(method: string, path: string, body?: unknown, signal?: AbortSignal, idempotencyKey?: string, keySentBefore = false): Promise<Response> {
     const safe = method === "GET" || idempotencyKey !== undefined;
     for (let sent = 0; ; sent++) {
       const again = safe && sent < DELIVERY_DEFAULTS.clientRetries;
@@ -225,6 +228,7 @@ export class HttpInvoker implements Invoker {
             ...(this.token === undefined ? {} : { [HEADERS.authorization]: `Bearer ${this.token}` }),
             ...(body === undefined ? {} : { "content-type": "application/json" }),
             ...(idempotencyKey === undefined ? {} : { [HEADERS.idempotencyKey]: idempotencyKey }),
+            ...(idempotencyKey !== undefined && sent === 0 && !keySentBefore ? { [HEADERS.freshKey]: "1" } : {}), // the SDK makes each key for its request
           },
           ...(body === undefined ? {} : { body: JSON.stringify(body) }),
         });

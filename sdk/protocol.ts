@@ -27,6 +27,12 @@ export const HEADERS = {
    * request whose answer was lost can be sent again. See `IDEMPOTENCY_KEY_PATTERN`.
    */
   idempotencyKey: "idempotency-key",
+  /**
+   * `1` beside an `Idempotency-Key` the client made for this request and sends for the first time: no earlier
+   * call can hold the key, so the gateway may send a plane call on while it records it (docs/api.md, "Delivery").
+   * The SDK sets it on a key's first send, never on a send again.
+   */
+  freshKey: "tandem-fresh-key",
   /** Signed requests between the gateway and planes (sdk/signing.ts). */
   timestamp: "tandem-timestamp",
   nonce: "tandem-nonce",

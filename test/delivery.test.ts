@@ -105,9 +105,10 @@ describe("an Idempotency-Key", () => {
  * sees its connection reset, the gateway ran the call); `reset` resets it
  * before passing anything on. Records each request's idempotency key.
  */
-async function faultyProxy(mode: "drop" | "reset"): Promise<{ url: string; keys: string[]; close(): Promise<void> }> {
+async function faultyProxy(mode: "drop" | "reset"): Promise<{ url: string; keys: string[]; fresh: boolean[]; close(): Promise<void> }> {
   const upstream = new URL(gw.url);
   const keys: string[] = [];
+  const fresh: boolean[] = [];
   const sockets = new Set<net.Socket>();
   let connections = 0;
   const server = net.createServer((client) => {
@@ -116,6 +117,7 @@ async function faultyProxy(mode: "drop" | "reset"): Promise<{ url: string; keys:
     client.on("data", (d) => {
       const key = new RegExp(`^${HEADERS.idempotencyKey}: (\\S+)`, "im").exec(d.toString("latin1"))?.[1];
       if (key) keys.push(key);
+      if (key) fresh.push(new RegExp(`^${HEADERS.freshKey}: 1\\r?$`, "im").test(d.toString("latin1")));
     });
     if (first && mode === "reset") return void client.once("data", () => client.resetAndDestroy());
     const gateway = net.connect(Number(upstream.port), upstream.hostname);
@@ -130,6 +132,7 @@ async function faultyProxy(mode: "drop" | "reset"): Promise<{ url: string; keys:
   return {
     url: `http://127.0.0.1:${(server.address() as net.AddressInfo).port}`,
     keys,
+    fresh,
     close: () =>
       new Promise((resolve) => {
         server.close(() => resolve());
@@ -148,6 +151,7 @@ describe("the SDK, when a request gets no answer", () => {
       expect(await runsOf(t)).toBe(1);
       expect(proxy.keys).toHaveLength(2);
       expect(proxy.keys[1]).toBe(proxy.keys[0]);
+      expect(proxy.fresh).toEqual([true, false]); // a key's first send says it is fresh; a send again never does
     } finally {
       await proxy.close();
     }
@@ -160,6 +164,7 @@ describe("the SDK, when a request gets no answer", () => {
       const call = await lookup("edge", "countedNap", { gateway: proxy.url }).spawn(t, 100);
       expect(await call.get({ timeoutMs: 10_000 })).toEqual({ token: t, runs: 1 });
       expect(proxy.keys.slice(0, 2)).toEqual([proxy.keys[0], proxy.keys[0]]);
+      expect(proxy.fresh.slice(0, 2)).toEqual([true, false]);
       expect(await runsOf(t)).toBe(1);
     } finally {
       await proxy.close();
@@ -178,6 +183,7 @@ describe("the SDK, when a request gets no answer", () => {
         { token: t[1], runs: 1 },
       ]);
       for (const x of t) expect(await runsOf(x)).toBe(1);
+      expect(proxy.fresh.slice(0, 2)).toEqual([true, false]); // the batch sent again is not fresh
     } finally {
       await proxy.close();
     }

@@ -18,7 +18,7 @@ import {
   lookup,
   type CallRecord,
 } from "../sdk/index.js";
-import { encodeValue } from "../sdk/protocol.js";
+import { HEADERS, encodeValue } from "../sdk/protocol.js";
 import { authed, eventually } from "./helpers/gateway.js";
 import { startTestStack, type TestStack } from "./helpers/stack.js";
 
@@ -122,6 +122,41 @@ describe("calls forwarded to the plane", () => {
     expect(await call.get({ timeoutMs: 30_000 })).toMatch(/^slept 50 in ctr-/);
     const record = (await (await fetch(`${stack.url}/v1/calls/${call.id}`, authed())).json()) as CallRecord;
     expect(record).toMatchObject({ status: "succeeded", kind: "spawn" });
+  });
+});
+
+describe("a keyed plane call the client says is fresh", () => {
+  const call = (key: string, fresh: boolean) =>
+    fetch(`${stack.url}/v1/apps/plane/functions/announcedNap/call`, {
+      method: "POST",
+      body: JSON.stringify({ args: [300] }),
+      headers: { "content-type": "application/json", [HEADERS.idempotencyKey]: key, ...(fresh ? { [HEADERS.freshKey]: "1" } : {}), ...authed().headers },
+    });
+  const runs = (callId: string) => stack.planeOutput.filter((l) => l.includes(callId) && l.includes("running attempt")).length;
+
+  it("is recorded while it runs, and sent again it answers with the same record without running again", async () => {
+    const key = `fresh-${Date.now()}`;
+    const first = call(key, true);
+    await new Promise((r) => setTimeout(r, 150));
+    const again = await call(key, false); // while the first still runs: waits for it
+    const a = (await (await first).json()) as CallRecord;
+    const b = (await again.json()) as CallRecord;
+    expect(a).toMatchObject({ status: "succeeded", attempts: 1, kind: "remote" });
+    expect(b.callId).toBe(a.callId);
+    const later = (await (await call(key, false)).json()) as CallRecord; // after it ended: its record
+    expect(later).toMatchObject({ callId: a.callId, status: "succeeded" });
+    const record = (await (await fetch(`${stack.url}/v1/calls/${a.callId}`, authed())).json()) as CallRecord;
+    expect(record).toMatchObject({ status: "succeeded", attempts: 1 });
+    expect(runs(a.callId)).toBe(1);
+  });
+
+  it("answers a key it already knows with that call's record, even when the client wrongly says fresh", async () => {
+    const key = `lied-${Date.now()}`;
+    const a = (await (await call(key, true)).json()) as CallRecord;
+    const b = (await (await call(key, true)).json()) as CallRecord;
+    expect(b.callId).toBe(a.callId);
+    expect(b).toMatchObject({ status: "succeeded", result: a.result });
+    await eventually(() => stack.gatewayOutput.some((l) => l.includes(`key ${key} was sent as fresh but names call ${a.callId}`)), 5_000);
   });
 });
 
