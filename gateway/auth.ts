@@ -14,7 +14,7 @@
  */
 import type { Context, MiddlewareHandler } from "hono";
 import { TOKEN_DEFAULTS } from "../sdk/defaults.js";
-import { ForbiddenError, UnauthorizedError } from "../sdk/errors.js";
+import { ForbiddenError, UnauthorizedError, missingToken } from "../sdk/errors.js";
 import { CONNECT_TOKEN_PATTERN, HEADERS, TOKEN_PATTERN, scopeAllows, type TokenInfo, type TokenScope } from "../sdk/protocol.js";
 import type { Env, RouteEnv } from "./env.js";
 
@@ -41,11 +41,7 @@ export function forgetToken(id: string): void {
  * what to do when there is none, or when the gateway does not know it.
  */
 export async function authenticate(env: Env, header: string | undefined): Promise<Principal> {
-  if (!header) {
-    throw new UnauthorizedError(
-      "this gateway needs an API token: send `Authorization: Bearer <token>`. The SDK and CLI send TANDEM_TOKEN, the token saved for this gateway by `tandem token create --save`, or (for a gateway on this machine) the one `tandem serve` keeps in .tandem/token",
-    );
-  }
+  if (!header) throw missingToken();
   const match = /^Bearer\s+(\S+)\s*$/i.exec(header);
   const token = match?.[1] ?? "";
   const parts = TOKEN_PATTERN.exec(token);

@@ -247,6 +247,13 @@ export class UnauthorizedError extends TandemError {
   }
 }
 
+/** The 401 of a `/v1` request that carries no token: what to send, and where the SDK and CLI find one. */
+export function missingToken(): UnauthorizedError {
+  return new UnauthorizedError(
+    "this gateway needs an API token: send `Authorization: Bearer <token>`. The SDK and CLI send TANDEM_TOKEN, the token saved for this gateway by `tandem token create --save`, or (for a gateway on this machine) the one `tandem serve` keeps in .tandem/token",
+  );
+}
+
 /** A valid token that may not do what was asked (its scope, or its apps); the message names what it lacks. */
 export class ForbiddenError extends TandemError {
   constructor(message: string, details?: Record<string, unknown>) {

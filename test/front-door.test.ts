@@ -41,14 +41,17 @@ interface Answer {
  * reads the answer while it still writes. `untilAnswered`: write 64 KiB, then
  * the rest only once the answer has begun.
  */
-function postChunked(path: string, total: number, options: { untilAnswered?: boolean } = {}): Promise<Answer> {
+function postChunked(path: string, total: number, options: { untilAnswered?: boolean; token?: string | false } = {}): Promise<Answer> {
   return new Promise((resolve, reject) => {
     let sent = 0;
     let answered: () => void = () => {};
     const answeredOnce = new Promise<void>((r) => (answered = r));
     const req = http.request(
       new URL(path, doorUrl),
-      { method: "POST", headers: { "transfer-encoding": "chunked", authorization: `Bearer ${ADMIN_TOKEN}` } },
+      {
+        method: "POST",
+        headers: { "transfer-encoding": "chunked", ...(options.token === false ? {} : { authorization: `Bearer ${options.token ?? ADMIN_TOKEN}` }) },
+      },
       (res) => {
         answered();
         let body = "";
@@ -103,6 +106,14 @@ describe("the front door of tandem serve", () => {
     const answer = await postChunked("/nope/x", 16 * LIMIT, { untilAnswered: true });
     expect(answer.status).toBe(404);
     expect(JSON.parse(answer.body).error).toMatchObject({ code: "not_found", message: expect.stringContaining('no app named "nope"') });
+  });
+
+  it("sends the gateway's 401 to a huge chunked body without a token, on every /v1 route that takes a body", async () => {
+    for (const path of ["/v1/apps/edge/functions/echo/call", "/v1/apps/edge/functions/echo/spawn", "/v1/apps/edge/functions/echo/map", "/v1/secrets"]) {
+      const answer = await postChunked(path, 16 * LIMIT, { token: false });
+      expect([path, answer.status]).toEqual([path, 401]);
+      expect(JSON.parse(answer.body).error).toMatchObject({ code: "unauthorized" });
+    }
   });
 
   it("keeps the connection usable: the next request on it is answered", async () => {

@@ -17,7 +17,7 @@ import http from "node:http";
 import net from "node:net";
 import type { App } from "../app.js";
 import { DELIVERY_DEFAULTS, GATEWAY_DEFAULTS, VOLUME_LIMITS } from "../defaults.js";
-import { GatewayUnreachableError, bodyTooLarge, errorBody, type TandemError } from "../errors.js";
+import { GatewayUnreachableError, bodyTooLarge, errorBody, missingToken, type TandemError } from "../errors.js";
 import { HEADERS, PROTOCOL_VERSION } from "../protocol.js";
 
 export interface Backend {
@@ -37,6 +37,9 @@ const DRAIN_LIMIT_MS = 5 * 60_000;
 
 /** The largest request body kept to be sent again on a new connection (a call's arguments are rarely near it). */
 const REPLAY_LIMIT = 1024 * 1024;
+/** How long the gateway is given to answer a body that passed its limit (its 401, 403 or 413) before the 413 comes from here. */
+const VERDICT_WAIT_MS = 2_000;
+
 /** How much of a refused body is read and dropped, so its client can read the 413, before the connection is closed instead. */
 const DISCARD_LIMIT_BYTES = 256 * 1024 * 1024;
 
@@ -119,7 +122,12 @@ export class FrontDoor {
       res.end(JSON.stringify(errorBody(new GatewayUnreachableError("the local gateway is still starting"))));
       return;
     }
-    // Refused here, before the body is sent on: workerd would answer 413 and close while we still write it.
+    // Refused here, before the body is sent on: workerd would answer 401 or 413 and close while we still write it,
+    // and its answer would be lost to the reset. Credentials come first, as the gateway checks them.
+    if (needsToken(req)) {
+      refuse(req, res, missingToken());
+      return this.onRequest?.(req.method ?? "GET", req.url ?? "/", res.statusCode, 0);
+    }
     const limit = this.#bodyLimit(req.url ?? "/");
     const declared = Number(req.headers["content-length"] ?? "NaN");
     if (declared > limit.maxBytes) {
@@ -177,6 +185,7 @@ export class FrontDoor {
         },
       );
       upstream.on("error", (err: NodeJS.ErrnoException) => {
+        if (upstream === current && overLimit && !answered) return overLimit();
         if (upstream !== current || stopped || answered) return;
         if (agent !== false && upstream.reusedSocket && replayable && !res.headersSent && (err.code === "ECONNRESET" || err.code === "EPIPE")) {
           current = send(false); // a new connection: one from the pool could be just as stale
@@ -186,8 +195,13 @@ export class FrontDoor {
           return;
         }
         if (!res.headersSent) {
+          // Mid-body: workerd refused the request before reading its body (a token it does not know, say) and closed,
+          // and the reset took its answer with it.
+          const why = bodyEnded
+            ? err.message
+            : `${err.message}, while the request's body was still being sent; the gateway closes so on a request it refuses before reading its body, such as one with a token it does not know`;
           res.writeHead(502, { "content-type": "application/json", [HEADERS.protocol]: PROTOCOL_VERSION });
-          res.end(JSON.stringify(errorBody(new GatewayUnreachableError(`the local gateway did not answer: ${err.message}`))));
+          res.end(JSON.stringify(errorBody(new GatewayUnreachableError(`the local gateway did not answer: ${why}`))));
         } else {
           res.destroy(err);
         }
@@ -195,6 +209,24 @@ export class FrontDoor {
       return upstream;
     };
     let current = send(slot.agent);
+    /**
+     * The body passed its limit before any answer: the gateway is sent the chunk that passed it, then the end, and
+     * gives the verdict: 401 or 403 to a request it would not take (credentials come before size), else its own 413.
+     * The rest is read and dropped. A gateway that closes first, or says nothing in time, gets the 413 from here.
+     */
+    const handOver = (chunk: Buffer) => {
+      stopped = true;
+      overLimit = () => {
+        clearTimeout(verdict);
+        if (!res.headersSent) answer(res, bodyTooLarge(limit.maxBytes, seen, limit.whose));
+        current.destroy();
+      };
+      const verdict = setTimeout(overLimit, VERDICT_WAIT_MS);
+      res.once("close", () => clearTimeout(verdict));
+      current.end(chunk);
+      discardRest(req);
+    };
+    let overLimit: (() => void) | undefined;
     const stopSending = () => {
       if (stopped) return;
       stopped = true;
@@ -206,9 +238,10 @@ export class FrontDoor {
       if (counted) {
         seen += chunk.length;
         if (seen > limit.maxBytes) {
-          stopSending();
-          if (!res.headersSent) answer(res, bodyTooLarge(limit.maxBytes, seen, limit.whose));
-          else if (!answered) res.destroy(); // the gateway had begun answering a body it could not have read whole
+          if (res.headersSent) {
+            stopSending();
+            if (!answered) res.destroy(); // the gateway had begun answering a body it could not have read whole
+          } else handOver(chunk);
           return;
         }
       }
@@ -292,6 +325,15 @@ export function endpointBodyLimits(apps: readonly App[]): Map<string, BodyLimit>
     }
   }
   return limits;
+}
+
+/**
+ * A request the gateway refuses for want of a token before it reads a byte of its body: one with a body, on a `/v1`
+ * route, with no `Authorization` and no plane signature (the planes' routes are signed instead).
+ */
+function needsToken(req: http.IncomingMessage): boolean {
+  const hasBody = req.headers["transfer-encoding"] !== undefined || Number(req.headers["content-length"] ?? "0") > 0;
+  return hasBody && (req.url ?? "").startsWith("/v1/") && req.headers[HEADERS.authorization] === undefined && req.headers[HEADERS.signature] === undefined;
 }
 
 /** Answers with an error of the gateway's shape. */
