@@ -146,7 +146,10 @@ export function apiRoutes(): Hono<Api> {
       await writer.write(encoder.encode(JSON.stringify(line) + "\n"));
     };
     rc.waitUntil(
-      (key === undefined ? mapCalls(rc, fn, inputs, (index, row) => send(index, toCallRecord(row))) : mapCallsOnce(rc, fn, inputs, key, send))
+      (key === undefined
+        ? mapCalls(rc, fn, inputs, (index, row) => send(index, toCallRecord(row)))
+        : mapCallsOnce(rc, fn, inputs, key, send, { fresh: c.req.header(HEADERS.freshKey) === "1" })
+      )
         .catch((err) => writer.write(encoder.encode(JSON.stringify({ index: -1, callId: "", status: "failed", error: toWireError(err) }) + "\n")))
         .finally(() => writer.close()),
     );

@@ -410,6 +410,13 @@ export async function mapCalls(
  * index), so that the request sent again streams the same calls' records, as
  * each ends, instead of running them again; and calls whose runner is lost
  * are resumed. Leases are renewed for the inputs still waiting or running.
+ *
+ * `fresh` (see `callOnce`), for a plane function: the inputs are recorded as
+ * running their first attempt, so none waits for a mark before it starts, and
+ * they go to their planes while that write is made. A line, a later attempt's
+ * mark and a plane's note wait for it. A runner lost before an input started
+ * leaves it counted as an attempt that may not have run, as the record of
+ * any lost attempt is (docs/api.md, "Delivery").
  */
 export async function mapCallsOnce(
   rc: RunContext,
@@ -417,12 +424,13 @@ export async function mapCallsOnce(
   inputs: CallArgs[],
   key: string,
   onRecord: (index: number, record: CallRecord) => void | Promise<void>,
-  concurrency = 32,
+  options: { fresh?: boolean; concurrency?: number } = {},
 ): Promise<void> {
   const scope = keyScope(fn.app, fn.name, key);
   const shard = shardOfKey(scope);
   const ledger = ledgerShard(rc.env, shard);
   const createdAt = Date.now();
+  const early = options.fresh === true && fn.spec.tier === "plane";
   const calls: NewCall[] = inputs.map((args, index) => ({
     id: newCallIdIn(shard),
     app: fn.app,
@@ -431,11 +439,16 @@ export async function mapCallsOnce(
     createdAt,
     input: args.encoded,
     key: `${scope} ${index}`, // a space: no key has one, so no other request's key can name an input of this map
+    ...(early ? { running: true } : {}),
   }));
-  const ids = await ledger.createMany(calls);
+  const recorded = ledger.createMany(calls);
+  const ids = early ? calls.map((call) => call.id) : await recorded;
   const mine = new Set(ids.filter((id, index) => id === calls[index]!.id));
-  const start = grouped((marks: { id: string; attempt: number }[]) => ledger.startMany(marks));
-  const notePlane = grouped((notes: { id: string; planeId: string }[]) => ledger.runningOnMany(notes));
+  const afterRecord = <T>(write: () => Promise<T>) => recorded.then(write);
+  const startMarks = grouped((marks: { id: string; attempt: number }[]) => ledger.startMany(marks));
+  const planeNotes = grouped((notes: { id: string; planeId: string }[]) => ledger.runningOnMany(notes));
+  const start = early ? (mark: { id: string; attempt: number }) => afterRecord(() => startMarks(mark)) : startMarks;
+  const notePlane = early ? (note: { id: string; planeId: string }) => afterRecord(() => planeNotes(note)) : planeNotes;
   const renew = setInterval(() => void (mine.size ? ledger.renewAll([...mine]) : Promise.resolve()).catch(() => {}), rc.config.callLeaseMs / 3);
   const rows: FinishedCall[] = [];
   let next = 0;
@@ -447,15 +460,23 @@ export async function mapCallsOnce(
         await onRecord(index, await awaitRecord(ledger, id, fn, rc)); // made by the first request with this key
         continue;
       }
-      const outcome = await runRecorded(rc, ledger, fn, id, inputs[index]!, NOT_STARTED, { renew: false, waited: true, start, notePlane });
+      const outcome = await runRecorded(rc, ledger, fn, id, inputs[index]!, NOT_STARTED, { renew: false, firstMarked: early, waited: true, start, notePlane });
       mine.delete(id);
+      if (early) {
+        const known = (await recorded)[index]!;
+        if (known !== id) {
+          console.error(`[${fn.app}.${fn.name}] map key ${key} was sent as fresh but names calls already: input ${index}'s run ${id} was an extra one`);
+          await onRecord(index, await awaitRecord(ledger, known, fn, rc));
+          continue;
+        }
+      }
       const row = finishedCall(id, fn, "map", createdAt, outcome);
-      if (outcome.status !== "cancelled") rows.push(row);
+      if (outcome.status !== "cancelled") rows.push(early ? { ...row, startedAt: createdAt } : row);
       await onRecord(index, toCallRecord(row));
     }
   };
   try {
-    await Promise.all(Array.from({ length: Math.min(concurrency, inputs.length) }, worker));
+    await Promise.all(Array.from({ length: Math.min(options.concurrency ?? 32, inputs.length) }, worker));
   } finally {
     clearInterval(renew);
     rc.waitUntil(recordEnded(rc.env, rows).catch((err) => console.error("ledger: could not record map calls:", err)));

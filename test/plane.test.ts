@@ -18,7 +18,7 @@ import {
   lookup,
   type CallRecord,
 } from "../sdk/index.js";
-import { HEADERS, encodeValue } from "../sdk/protocol.js";
+import { HEADERS, encodeValue, type MapResultLine } from "../sdk/protocol.js";
 import { authed, eventually } from "./helpers/gateway.js";
 import { startTestStack, type TestStack } from "./helpers/stack.js";
 
@@ -148,6 +148,35 @@ describe("a keyed plane call the client says is fresh", () => {
     const record = (await (await fetch(`${stack.url}/v1/calls/${a.callId}`, authed())).json()) as CallRecord;
     expect(record).toMatchObject({ status: "succeeded", attempts: 1 });
     expect(runs(a.callId)).toBe(1);
+  });
+
+  it("runs a fresh keyed map's inputs once each, and the map sent again streams the same calls", async () => {
+    const key = `fresh-map-${Date.now()}`;
+    const map = (fresh: boolean) =>
+      fetch(`${stack.url}/v1/apps/plane/functions/announcedNap/map`, {
+        method: "POST",
+        body: JSON.stringify({ inputs: [[100], [200], [50]] }),
+        headers: { "content-type": "application/json", [HEADERS.idempotencyKey]: key, ...(fresh ? { [HEADERS.freshKey]: "1" } : {}), ...authed().headers },
+      }).then(async (res) =>
+        (await res.text())
+          .trim()
+          .split("\n")
+          .map((l) => JSON.parse(l) as MapResultLine)
+          .sort((a, b) => a.index - b.index),
+      );
+    const first = await map(true);
+    expect(first.map((l) => [l.status, l.result])).toEqual([
+      ["succeeded", "slept 100"],
+      ["succeeded", "slept 200"],
+      ["succeeded", "slept 50"],
+    ]);
+    const again = await map(false);
+    expect(again.map((l) => l.callId)).toEqual(first.map((l) => l.callId));
+    for (const line of first) {
+      expect(runs(line.callId)).toBe(1);
+      const record = (await (await fetch(`${stack.url}/v1/calls/${line.callId}`, authed())).json()) as CallRecord;
+      expect(record).toMatchObject({ status: "succeeded", attempts: 1, kind: "map" });
+    }
   });
 
   it("answers a key it already knows with that call's record, even when the client wrongly says fresh", async () => {
