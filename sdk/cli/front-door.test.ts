@@ -10,6 +10,7 @@ import http from "node:http";
 import type { AddressInfo } from "node:net";
 import { afterEach, expect, it } from "vitest";
 import { DELIVERY_DEFAULTS } from "../defaults.js";
+import { HEADERS } from "../protocol.js";
 import { FrontDoor } from "./front-door.js";
 
 interface Upstream {
@@ -66,10 +67,10 @@ async function doorTo(upstream: Upstream): Promise<string> {
 it("sends a request again on a new connection when the kept-alive one it went out on was reset before any answer", async () => {
   const upstream = await startUpstream({ resetSecond: true });
   const door = await doorTo(upstream);
-  const first = await fetch(`${door}/v1/apps/a/functions/f/spawn`, { method: "POST", body: "one" });
+  const first = await fetch(`${door}/v1/apps/a/functions/f/spawn`, { method: "POST", body: "one", headers: { authorization: "Bearer t" } });
   expect(await first.text()).toBe("echo one");
   // The front door reuses its idle connection for this one, and the upstream resets it.
-  const second = await fetch(`${door}/v1/apps/a/functions/f/spawn`, { method: "POST", body: "two" });
+  const second = await fetch(`${door}/v1/apps/a/functions/f/spawn`, { method: "POST", body: "two", headers: { authorization: "Bearer t" } });
   expect(second.status).toBe(200);
   expect(await second.text()).toBe("echo two");
   expect(upstream.answered).toEqual(["one", "two"]);
@@ -85,4 +86,20 @@ it("closes a connection it keeps idle before workerd's 5 s, so none is reused as
   expect(upstream.closedAfterMs).toHaveLength(1);
   expect(upstream.closedAfterMs[0]).toBeLessThan(DELIVERY_DEFAULTS.serverIdleCloseMs - 500);
   expect(upstream.closedAfterMs[0]).toBeGreaterThanOrEqual(DELIVERY_DEFAULTS.frontDoorIdleSocketMs - 100);
+});
+
+it("answers a /v1 request with a body and no token with the gateway's 401 itself, and sends nothing on", async () => {
+  const upstream = await startUpstream({ resetSecond: false });
+  const door = await doorTo(upstream);
+  const refused = await fetch(`${door}/v1/apps/a/functions/f/call`, { method: "POST", body: "x".repeat(1000) });
+  expect(refused.status).toBe(401);
+  expect(((await refused.json()) as { error: { code: string; message: string } }).error).toMatchObject({
+    code: "unauthorized",
+    message: expect.stringContaining("Authorization: Bearer <token>"),
+  });
+  // A signed plane request carries no token, nor does a request without a body: both go on.
+  const signed = await fetch(`${door}/v1/planes/heartbeat`, { method: "POST", body: "beat", headers: { [HEADERS.signature]: "s" } });
+  expect(await signed.text()).toBe("echo beat");
+  expect(await (await fetch(`${door}/v1/health`)).text()).toBe("echo ");
+  expect(upstream.answered).toEqual(["beat", ""]);
 });
