@@ -115,7 +115,11 @@ export const SECRET_LIMITS = {
   maxValueBytes: 32 * KiB,
   /** How long a gateway isolate keeps a secret's values it read: an update reaches calls at the edge within this. */
   cacheMs: 5_000,
-  /** Values shorter than this are not masked in logs and errors: masking a one-letter value would blank every such letter. */
+  /**
+   * Values at least this long are masked in logs and errors wherever they appear; shorter ones (1 to 3 characters)
+   * only where they stand alone, not touching a letter, digit or `_`: masking a one-letter value inside words would
+   * blank every such letter.
+   */
   minMaskedLength: 4,
 } as const;
 
