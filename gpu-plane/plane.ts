@@ -22,8 +22,9 @@ import {
   type PlaneHeartbeat,
   type PlaneRunRequest,
   type PlaneRunResponse,
+  type WarmPoolRef,
 } from "../sdk/protocol.js";
-import { signRequest, useHmacEngine } from "../sdk/signing.js";
+import { NonceCache, signRequest, useHmacEngine } from "../sdk/signing.js";
 import { BundleCache } from "./bundle-cache.js";
 import type { ContainerDriver } from "./drivers/driver.js";
 import { ProcessDriver } from "./drivers/process.js";
@@ -35,6 +36,7 @@ import { Dispatcher } from "./dispatcher.js";
 import { OutcomeCache } from "./outcome-cache.js";
 import { UsageLedger } from "./usage-ledger.js";
 import { planeServer } from "./server.js";
+import { fetchWarmSecrets } from "./warm-secrets.js";
 
 /**
  * How a heartbeat went: the gateway took it; refused it (a 4xx answer: a secret that is not the gateway's, a clock
@@ -104,6 +106,8 @@ export class Plane {
   readonly #prepared = new Map<string, string>();
   #heartbeat: NodeJS.Timeout | undefined;
   #gatewayDown = false;
+  /** Nonces of the gateway's signed answers (warm containers' secrets): each is taken once. */
+  readonly #answerNonces = new NonceCache();
 
   private constructor(init: {
     planeId: string;
@@ -184,6 +188,7 @@ export class Plane {
       outcomes,
       stream: (req) => plane!.stream(req),
       stopApp: (name) => dispatcher.stopApp(name),
+      rolloverApp: (name) => dispatcher.rolloverApp(name),
       cancel: (callId, terminate) => dispatcher.cancel(callId, terminate),
       usage: (query) => usage.summary({ ...query, running: dispatcher.running() }),
       status: () => plane!.status(),
@@ -316,6 +321,12 @@ export class Plane {
     await new Promise<void>((resolve) => this.#server.close(() => resolve()));
   }
 
+  /** The secrets of one warm container of `pool`, asked of the gateway and checked (warm-secrets.ts). */
+  #warmSecrets(pool: WarmPoolRef): Promise<Record<string, string>> {
+    const source = { gatewayUrl: this.#options.gatewayUrl, secret: this.#options.secret, nonces: this.#answerNonces };
+    return fetchWarmSecrets(source, { planeId: this.planeId, app: pool.app, function: pool.function, bundleHash: pool.bundleHash });
+  }
+
   async #beat(): Promise<void> {
     const summary = this.inventory.summary();
     const heartbeat: PlaneHeartbeat = {
@@ -349,9 +360,10 @@ export class Plane {
         const answer = (await res.json()) as HeartbeatAnswer;
         if (!this.unavailable && this.#options.keepWarm !== false) {
           this.#dispatcher.keepWarm(
-            (answer.warm ?? []).map((pool) => ({
+            (answer.warm ?? []).map(({ withSecrets, ...pool }) => ({
               ...pool,
               bundle: async () => ({ path: await this.#bundles.get(pool.bundleHash, pool.nodeModules), nodeModules: pool.nodeModules }),
+              ...(withSecrets ? { fetchSecrets: () => this.#warmSecrets(pool) } : {}),
             })),
           );
         }
