@@ -15,11 +15,15 @@ import {
   BUNDLE_HASH_PATTERN,
   GATEWAY_AUDIENCE,
   HEADERS,
+  PLANE_IMAGE_SECRETS_ANSWER,
   PLANE_SECRETS_ANSWER,
   PlaneHeartbeatSchema,
+  PlaneImageSecretsRequestSchema,
   PlaneSecretsRequestSchema,
   ROUTES,
   type HeartbeatAnswer,
+  type ImageBuildSpec,
+  type PlaneImageSecretsAnswer,
   type PlaneSecretsAnswer,
   type PlaneInfo,
   type WarmPoolRef,
@@ -30,6 +34,7 @@ import { authenticate, requireScope } from "./auth.js";
 import type { RouteEnv } from "./env.js";
 import { knownPlanes, planeRegistry } from "./plane-choice.js";
 import { registry } from "./registry.js";
+import { namedValues } from "./secret-env.js";
 import type { StopMark } from "./plane-registry.js";
 
 type Api = RouteEnv;
@@ -75,6 +80,29 @@ export function planeRoutes(): Hono<Api> {
     const body = JSON.stringify({ secrets: env } satisfies PlaneSecretsAnswer);
     const signature = await signRequest(c.var.config.planeSecret!, { audience: ask.planeId, ...PLANE_SECRETS_ANSWER, body });
     console.log(`plane ${ask.planeId} fetched the secrets of a warm container of ${ask.app}.${ask.function}`);
+    return c.body(body, 200, { "content-type": "application/json", ...signature });
+  });
+
+  // The named secrets an image's build steps declare (Image.secrets), for a plane building it: only for an image of an
+  // app this gateway serves, answered signed for that plane alone, as above. The plane keeps them in memory for the
+  // build; they go into no layer.
+  routes.post(ROUTES.planeImageSecrets, async (c) => {
+    const ask = parseSignedBody(await verified(c), PlaneImageSecretsRequestSchema, "image secrets");
+    const served = registry().apps.some((app) => Object.values(registry().planeBundle(app.name)?.images ?? {}).includes(ask.imageHash));
+    const object = served ? await c.env.BLOBS.get(BLOB_KEYS.image(ask.imageHash)) : null;
+    if (!object) throw new NotFoundError(`no app served here builds image ${ask.imageHash}`);
+    const spec = (await object.json()) as ImageBuildSpec;
+    const declared = spec.steps.flatMap((step) => (step.kind === "secrets" ? step.secrets : []));
+    const where = `image ${ask.imageHash.slice(0, 12)}`;
+    const named = await namedValues(c.env, [...new Set(declared.map((s) => s.name))], where);
+    for (const { name, requiredKeys } of declared) {
+      const lacking = requiredKeys.find((key) => !Object.hasOwn(named[name]!, key));
+      if (lacking)
+        throw new NotFoundError(`${where} requires key ${lacking} of secret "${name}", which has ${Object.keys(named[name]!).join(", ") || "no key"}`);
+    }
+    const body = JSON.stringify({ named } satisfies PlaneImageSecretsAnswer);
+    const signature = await signRequest(c.var.config.planeSecret!, { audience: ask.planeId, ...PLANE_IMAGE_SECRETS_ANSWER, body });
+    console.log(`plane ${ask.planeId} fetched the secrets of ${where} (${Object.keys(named).join(", ")}) to build it`);
     return c.body(body, 200, { "content-type": "application/json", ...signature });
   });
 

@@ -9,7 +9,7 @@ import type { AddressInfo } from "node:net";
 import { randomBytes } from "node:crypto";
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { InvalidOptionsError, PlaneUnavailableError, RemoteError } from "../sdk/errors.js";
+import { ImageBuildError, InvalidOptionsError, PlaneUnavailableError, RemoteError } from "../sdk/errors.js";
 import { GPU_TYPES, parseGpuInventory, type GpuType } from "../sdk/gpu.js";
 import { DELIVERY_DEFAULTS, FUNCTION_DEFAULTS, PLANE_DEFAULTS } from "../sdk/defaults.js";
 import {
@@ -36,7 +36,7 @@ import { Dispatcher } from "./dispatcher.js";
 import { OutcomeCache } from "./outcome-cache.js";
 import { UsageLedger } from "./usage-ledger.js";
 import { planeServer } from "./server.js";
-import { fetchWarmSecrets } from "./warm-secrets.js";
+import { fetchImageSecrets, fetchWarmSecrets } from "./warm-secrets.js";
 
 /**
  * How a heartbeat went: the gateway took it; refused it (a 4xx answer: a secret that is not the gateway's, a clock
@@ -106,8 +106,8 @@ export class Plane {
   readonly #prepared = new Map<string, string>();
   #heartbeat: NodeJS.Timeout | undefined;
   #gatewayDown = false;
-  /** Nonces of the gateway's signed answers (warm containers' secrets): each is taken once. */
-  readonly #answerNonces = new NonceCache();
+  /** Nonces of the gateway's signed answers (warm containers' and images' secrets): each is taken once. */
+  readonly #answerNonces: NonceCache;
 
   private constructor(init: {
     planeId: string;
@@ -121,6 +121,7 @@ export class Plane {
     usage: UsageLedger;
     outcomes: OutcomeCache<PlaneRunResponse>;
     server: Server;
+    answerNonces: NonceCache;
   }) {
     this.planeId = init.planeId;
     this.url = init.url;
@@ -133,6 +134,7 @@ export class Plane {
     this.#usage = init.usage;
     this.#outcomes = init.outcomes;
     this.#server = init.server;
+    this.#answerNonces = init.answerNonces;
   }
 
   static async start(options: PlaneOptions): Promise<Plane> {
@@ -159,13 +161,21 @@ export class Plane {
     const usage = new UsageLedger(join(options.stateDir, "usage.sqlite"));
     const bundles = new BundleCache(join(options.stateDir, "bundles"), options.gatewayUrl, options.secret);
     const images = new Map<string, Promise<string>>();
+    const answerNonces = new NonceCache();
     // Kept in the state folder, which a restart of this plane (same id) finds again.
     const outcomes = new OutcomeCache<PlaneRunResponse>({ dir: options.stateDir, log });
     const dispatcher = new Dispatcher({
       imageFor: (hash) => {
         let tag = images.get(hash);
         if (!tag) {
-          tag = bundles.image(hash).then((spec) => driver.buildImage(spec, hash));
+          // An image whose steps declare secrets (Image.secrets) gets their values for its build, over the signed channel.
+          const secrets = async () =>
+            fetchImageSecrets({ gatewayUrl: await options.gatewayUrl, secret: options.secret, nonces: answerNonces }, { planeId, imageHash: hash }).catch(
+              (err: Error) => {
+                throw new ImageBuildError(`could not read the secrets the image's steps declare: ${err.message}`);
+              },
+            );
+          tag = bundles.image(hash).then((spec) => driver.buildImage(spec, hash, secrets));
           tag.catch(() => images.delete(hash)); // a failed build is tried again on the next cold start
           images.set(hash, tag);
         }
@@ -232,6 +242,7 @@ export class Plane {
       usage,
       outcomes,
       server,
+      answerNonces,
     });
     if (driver.sandboxed === false) log("⚠ plane runtime `process`: functions run as plain processes, NOT sandboxed. For development only.");
     if (unavailable) log(`⚠ plane ${planeId} cannot start containers: ${unavailable}`);

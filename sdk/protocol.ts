@@ -164,6 +164,8 @@ export const ROUTES = {
    * for that plane (`PLANE_SECRETS_ANSWER`), and the plane verifies it before it uses a value.
    */
   planeSecrets: "/v1/planes/secrets",
+  /** A plane fetches the named secrets an image's build steps declare (signed both ways, as `planeSecrets`). */
+  planeImageSecrets: "/v1/planes/image-secrets",
 } as const;
 
 /**
@@ -206,6 +208,7 @@ export const ROUTE_METHODS = {
   planeBundleMap: ["GET"],
   planeImage: ["GET"],
   planeSecrets: ["POST"],
+  planeImageSecrets: ["POST"],
 } as const satisfies { readonly [K in keyof typeof ROUTES]: readonly ("GET" | "POST" | "PUT" | "PATCH" | "DELETE")[] };
 
 /** Routes a plane serves (all signed by the gateway). */
@@ -273,6 +276,7 @@ export const paths = {
   planeBundleMap: (hash: string) => `/v1/planes/bundles/${seg(hash)}/source-map`,
   planeImage: (hash: string) => `/v1/planes/images/${seg(hash)}`,
   planeSecrets: () => ROUTES.planeSecrets,
+  planeImageSecrets: () => ROUTES.planeImageSecrets,
   /** A WebSocket agent: `/<app>/<label>`, with `?session=<id>` to resume a session. */
   agent: (app: string, label: string, sessionId?: string) => `/${seg(app)}/${seg(label)}${sessionId === undefined ? "" : `?session=${seg(sessionId)}`}`,
   /** A web endpoint: `/<app>/<label><path>`. */
@@ -830,7 +834,12 @@ export type ImageStep =
   | { kind: "workdir"; path: string }
   | { kind: "file"; src: string; dst: string }
   | { kind: "dir"; src: string; dst: string; ignore: string[] }
-  | { kind: "run"; commands: string[] };
+  | { kind: "run"; commands: string[] }
+  /**
+   * Named secrets whose values are the environment of every later `run` step (and of the plane's npm for every later
+   * `npm` step) as it builds, in no layer: the plane asks the gateway for them (`POST /v1/planes/image-secrets`).
+   */
+  | { kind: "secrets"; secrets: { name: string; requiredKeys: string[] }[] };
 
 /** A step as the plane builds it: local files and folders read in (base64), the rest as the SDK recorded it. */
 export type ResolvedImageStep =
@@ -939,6 +948,20 @@ export type PlaneSecretsAnswer = z.infer<typeof PlaneSecretsAnswerSchema>;
  * this method and the route as path, so that no signed request can pass for it, nor it for one.
  */
 export const PLANE_SECRETS_ANSWER = { method: "ANSWER", path: "/v1/planes/secrets" } as const;
+
+/** `POST /v1/planes/image-secrets`: the plane `planeId` builds image `imageHash` and asks for the secrets its steps declare. */
+export const PlaneImageSecretsRequestSchema = z.strictObject({
+  planeId: z.string().regex(PLANE_ID_PATTERN, "must be a plane id"),
+  imageHash: z.string().regex(BUNDLE_HASH_PATTERN, "must be an image hash"),
+});
+export type PlaneImageSecretsRequest = z.infer<typeof PlaneImageSecretsRequestSchema>;
+
+/** The answer to `POST /v1/planes/image-secrets`: each named secret's values, by name. */
+export const PlaneImageSecretsAnswerSchema = z.strictObject({ named: z.record(z.string(), z.record(z.string(), z.string())) });
+export type PlaneImageSecretsAnswer = z.infer<typeof PlaneImageSecretsAnswerSchema>;
+
+/** How the gateway signs its answer to `POST /v1/planes/image-secrets` (as `PLANE_SECRETS_ANSWER`). */
+export const PLANE_IMAGE_SECRETS_ANSWER = { method: "ANSWER", path: "/v1/planes/image-secrets" } as const;
 
 /** The gateway's answer to a heartbeat: which warm pools this plane keeps. */
 export interface HeartbeatAnswer {

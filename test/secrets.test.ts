@@ -6,6 +6,7 @@
  * order, and `requiredKeys`; the list never shows a value.
  */
 import { execFile } from "node:child_process";
+import { createHash } from "node:crypto";
 import { copyFile, mkdtemp, readFile, readdir, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -25,7 +26,7 @@ const rev = (s: string) => [...s].reverse().join("");
 // Each function answers a value derived from its secrets (reversed), so that a value found in a file under .tandem
 // could only have been written there by Tandem, not recorded as a call's result.
 const appSource = `
-import { App, Secret } from "tandem";
+import { App, Image, Secret } from "tandem";
 const app = new App("vault");
 const rev = (s: string | undefined) => (s === undefined ? "undefined" : [...s].reverse().join(""));
 const api = Secret.fromName("api", { requiredKeys: ["API_KEY"] });
@@ -51,6 +52,9 @@ export const local = app.function(
   { secrets: [api, Secret.fromDict({ API_KEY: "overridden", LOCAL: process.env.VAULT_LOCAL }), Secret.fromDotenv()] },
   () => [process.env.API_KEY, process.env.LOCAL, process.env.FROM_DOTENV].map(rev).join(","),
 );
+// An image build step that needs the secret (Image.secrets): it keeps only the value's hash.
+const tokenImage = Image.node().secrets([api]).runCommands('printf %s "$API_KEY" | sha256sum | cut -c1-64 > /token.sha');
+export const imageKey = app.function({ image: tokenImage, timeout: 180 }, async () => (await import("node:fs")).readFileSync("/token.sha", "utf8").trim());
 export const slowKey = app.function({ tier: "plane", secrets: [api] }, async (ms: number) => {
   const key = process.env.API_KEY;
   if (ms > 0) console.log("slowKey sleeping", ms);
@@ -188,6 +192,15 @@ describe("secrets in both tiers", () => {
     expect(await fn("warmKey").remote()).toBe(rev(VALUE));
     await served.waitFor("fetched the secrets of a warm container of vault.warmKey");
   });
+
+  it("gives an image build step its named secrets, fetched over the signed channel, and leaves them in no layer", async () => {
+    expect(await fn("imageKey").remote()).toBe(createHash("sha256").update(VALUE).digest("hex"));
+    await served.waitFor(/plane pl-[0-9a-z]+ fetched the secrets of image [0-9a-f]{12} \(api\) to build it/);
+    const image = (await promisify(execFile)("docker", ["ps", "--filter", "label=tandem.function=imageKey", "--format", "{{.Image}}"])).stdout.trim();
+    expect(image).toMatch(/^tandem-image:/);
+    for (const args of [["history", "--no-trunc"], ["inspect"]]) expect((await promisify(execFile)("docker", [...args, image])).stdout).not.toContain(VALUE);
+    expect(served.output()).not.toContain(VALUE);
+  }, 180_000);
 
   it("sends a warm container's secrets only over a route signed both ways, for a pool of the plane that asks, never in a heartbeat answer", async () => {
     const secret = (await readFile(join(dir, ".tandem", "plane-secret"), "utf8")).trim();
