@@ -109,6 +109,8 @@ export const TOKEN_DEFAULTS = {
 export const SECRET_LIMITS = {
   /** Secrets one gateway keeps. */
   maxSecrets: 1_000,
+  /** The most bytes of local secrets `tandem deploy` sends (as JSON): a Cloudflare Worker secret holds 5 KiB. */
+  maxDeployedLocalBytes: 5 * 1024,
   /** Keys in one secret. */
   maxKeys: 100,
   /** Characters in one value. */

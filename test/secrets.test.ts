@@ -269,10 +269,20 @@ describe("secrets in both tiers", () => {
     expect((await cli(["secret", "delete", "api"])).stderr).toContain('no secret named "api"');
   }, 90_000);
 
-  it("tandem deploy refuses local secrets, and checks named ones against the gateway it names, before deploying", async () => {
-    const local = await runCli(["deploy", "app.ts", "--dry-run", "--outdir", join(dir, "deploy")], { cwd: dir, env: { VAULT_LOCAL: LOCAL_VALUE } });
-    expect(local.code).not.toBe(0);
-    expect(local.stderr).toContain('app "vault": function "local" declares Secret.fromDict, a local secret, and tandem deploy does not send local secrets');
+  it("tandem deploy sends local secrets with the deployment as a Worker secret, written into no file, and checks named ones first", async () => {
+    const out = join(dir, "deploy");
+    const local = await runCli(["deploy", "app.ts", "--dry-run", "--outdir", out], { cwd: dir, env: { VAULT_LOCAL: LOCAL_VALUE } });
+    expect(local.stderr).not.toContain("error:");
+    expect(local.stdout).toContain("would send local secrets of vault.local (API_KEY, LOCAL, FROM_DOTENV) as the Worker secret TANDEM_LOCAL_SECRETS");
+    expect(local.stdout).toMatch(/env\.TANDEM_LOCAL_SECRETS \("\(hidden\)"\)/); // wrangler read it from its stdin, and hides it
+    expect(local.stdout + local.stderr).not.toContain(LOCAL_VALUE);
+    const files = (await readdir(out, { recursive: true, withFileTypes: true })).filter((e) => e.isFile());
+    expect(files.length).toBeGreaterThan(0);
+    for (const file of files) {
+      const text = await readFile(join(file.parentPath, file.name), "latin1");
+      expect(text, join(file.parentPath, file.name)).not.toContain(LOCAL_VALUE);
+      expect(text, join(file.parentPath, file.name)).not.toContain(DOTENV_VALUE);
+    }
     await writeFile(
       join(dir, "named.ts"),
       `import { App, Secret } from "tandem";\nconst app = new App("named");\nexport const f = app.function({ secrets: [Secret.fromName("missing")] }, () => 1);\nexport default app;\n`,
