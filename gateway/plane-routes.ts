@@ -1,7 +1,8 @@
 /**
  * The gateway's side of the plane protocol: heartbeats (registration
  * included), the plane list, app bundles for planes, and the secrets of the
- * warm containers a plane starts (the one answer signed for its plane). Plane requests are
+ * warm containers a plane starts and of the images it builds (the answers
+ * signed for the plane that asked). Plane requests are
  * signed for the gateway; their headers are checked before a byte of the body
  * is read, and the body is read no further than its limit. An unsigned,
  * misdirected, tampered or replayed one gets 401 and is logged; a body over

@@ -6,7 +6,7 @@
  * order, and `requiredKeys`; the list never shows a value.
  */
 import { execFile } from "node:child_process";
-import { createHash } from "node:crypto";
+import { createHash, randomBytes } from "node:crypto";
 import { copyFile, mkdtemp, readFile, readdir, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -22,6 +22,7 @@ const VALUE = "k-7f3a9c-secret-value";
 const LOCAL_VALUE = "local-4b1d-secret-value";
 const DOTENV_VALUE = "dotenv-9e2c-secret-value";
 const rev = (s: string) => [...s].reverse().join("");
+const RUN = randomBytes(6).toString("hex");
 
 // Each function answers a value derived from its secrets (reversed), so that a value found in a file under .tandem
 // could only have been written there by Tandem, not recorded as a call's result.
@@ -53,7 +54,8 @@ export const local = app.function(
   () => [process.env.API_KEY, process.env.LOCAL, process.env.FROM_DOTENV].map(rev).join(","),
 );
 // An image build step that needs the secret (Image.secrets): it keeps only the value's hash.
-const tokenImage = Image.node().secrets([api]).runCommands('printf %s "$API_KEY" | sha256sum | cut -c1-64 > /token.sha');
+// This run's own (RUN): an image built by an earlier run would be found, not built.
+const tokenImage = Image.node().env({ RUN: "${RUN}" }).secrets([api]).runCommands('printf %s "$API_KEY" | sha256sum | cut -c1-64 > /token.sha');
 export const imageKey = app.function({ image: tokenImage, timeout: 180 }, async () => (await import("node:fs")).readFileSync("/token.sha", "utf8").trim());
 export const slowKey = app.function({ tier: "plane", secrets: [api] }, async (ms: number) => {
   const key = process.env.API_KEY;
@@ -61,6 +63,14 @@ export const slowKey = app.function({ tier: "plane", secrets: [api] }, async (ms
   await new Promise((resolve) => setTimeout(resolve, ms));
   return rev(key);
 });
+// A secret of 2 characters: masked where it stands alone, never inside other numbers (docs/secrets.md).
+const pin = Secret.fromDict({ PIN: "42" });
+const pinLeak = () => {
+  console.log("pin", process.env.PIN, "took 142 ms");
+  throw new Error("pin " + process.env.PIN + " refused");
+};
+export const edgePin = app.function({ secrets: [pin] }, pinLeak);
+export const planePin = app.function({ tier: "plane", secrets: [pin] }, pinLeak);
 export const pay = app.endpoint({ path: "/", secrets: [api] }, () => ({ key: rev(process.env.API_KEY) }));
 export default app;
 `;
@@ -149,6 +159,10 @@ describe("secrets in both tiers", () => {
       const record = await (await fetch(`${served.url}/v1/calls/${spawned.id}`, authed())).text();
       expect(record).toContain("refused key ***");
       expect(record).not.toContain(VALUE);
+    }
+    for (const name of ["edgePin", "planePin"]) {
+      await expect(fn(name).remote(), name).rejects.toThrow(/^pin \*\*\* refused$/);
+      await served.waitFor(new RegExp(`\\[vault\\.${name} [^\\]]*\\] pin \\*\\*\\* took 142 ms`));
     }
     await served.waitFor(/\[vault\.planeLeak [^\]]*\] the key is \*\*\* \{ nested: '\*\*\*' \}/);
     expect(served.output()).toMatch(/\[vault\.edgeLeak [^\]]*\] the key is \*\*\* \{"nested":"\*\*\*"\}/);
@@ -239,6 +253,7 @@ describe("secrets in both tiers", () => {
     const NEW = "k-rotated-5d0e-secret-value";
     const slow = lookup<[number], string>("vault", "slowKey", { gateway: served.url });
     expect(await slow.remote(0)).toBe(rev(VALUE)); // its container is up, with the old value
+    expect(await fn("planeKey").remote()).toBe(`plane:${rev(VALUE)}`); // and this one's, within its scale-down window
     expect((await cli(["secret", "create", "api", `API_KEY=${NEW}`, "--force"])).code).toBe(0);
     await eventually(async () => (await fn("edgeKey").remote()) === `edge:${rev(NEW)}`, 15_000);
     expect(await fn("planeKey").remote()).toBe(`plane:${rev(VALUE)}`); // its warm container started with the old value
@@ -273,7 +288,9 @@ describe("secrets in both tiers", () => {
     const out = join(dir, "deploy");
     const local = await runCli(["deploy", "app.ts", "--dry-run", "--outdir", out], { cwd: dir, env: { VAULT_LOCAL: LOCAL_VALUE } });
     expect(local.stderr).not.toContain("error:");
-    expect(local.stdout).toContain("would send local secrets of vault.local (API_KEY, LOCAL, FROM_DOTENV) as the Worker secret TANDEM_LOCAL_SECRETS");
+    expect(local.stdout).toContain(
+      "would send local secrets of vault.local (API_KEY, LOCAL, FROM_DOTENV), vault.edgePin (PIN), vault.planePin (PIN) as the Worker secret TANDEM_LOCAL_SECRETS",
+    );
     expect(local.stdout).toMatch(/env\.TANDEM_LOCAL_SECRETS \("\(hidden\)"\)/); // wrangler read it from its stdin, and hides it
     expect(local.stdout + local.stderr).not.toContain(LOCAL_VALUE);
     const files = (await readdir(out, { recursive: true, withFileTypes: true })).filter((e) => e.isFile());
