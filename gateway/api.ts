@@ -23,6 +23,7 @@ import {
   type CallRecord,
   type MapResultLine,
   type ScheduleInfo,
+  type RolloverAnswer,
   type StopAnswer,
   type UsageAnswer,
 } from "../sdk/protocol.js";
@@ -39,7 +40,7 @@ import { checkArguments } from "./check-arguments.js";
 import { schedulerFor } from "./scheduler.js";
 import type { RouteEnv } from "./env.js";
 import { callNow, callOnce, mapCalls, mapCallsOnce, spawnCall } from "./executor.js";
-import { cancelOnPlane, stopAppOnPlanes, usageFromPlanes } from "./plane-client.js";
+import { cancelOnPlane, rolloverAppOnPlanes, stopAppOnPlanes, usageFromPlanes } from "./plane-client.js";
 import { registry, type RegisteredFunction } from "./registry.js";
 import { streamCall, streamResponseBody } from "./stream.js";
 import type { RunContext } from "./run-context.js";
@@ -104,6 +105,12 @@ export function apiRoutes(): Hono<Api> {
   api.post(ROUTES.appStop, guard("deploy"), async (c) => {
     const app = registry().app(c.req.param("app")).name;
     return c.json({ app, stopped: await stopAppOnPlanes(runContext(c), app) } satisfies StopAnswer);
+  });
+
+  // Restarts the app's plane containers so that they read its secrets afresh: each once its calls end (docs/secrets.md).
+  api.post(ROUTES.appRollover, guard("deploy"), async (c) => {
+    const app = registry().app(c.req.param("app")).name;
+    return c.json({ app, rolledOver: await rolloverAppOnPlanes(runContext(c), app) } satisfies RolloverAnswer);
   });
 
   api.post(ROUTES.call, guard("call"), async (c) => {

@@ -12,6 +12,7 @@ import {
   type PlaneInfo,
   type PlaneStopRequest,
   type PlaneUsageAnswer,
+  type RolloverAnswer,
   type StopAnswer,
   type UsageAnswer,
   type UsageQuery,
@@ -71,6 +72,29 @@ export async function stopAppOnPlanes(rc: PlaneAccess, app: string): Promise<num
     }
   }
   return stopped;
+}
+
+/**
+ * Rolls over every plane container of `app` on every healthy plane (`tandem app rollover`): each takes no new input
+ * and stops once the inputs it runs end; new containers, started with the secrets' current values, replace them.
+ * Unlike a stop, the app's warm pools stay warm. Returns how many containers roll over.
+ *
+ * @example const rolledOver = await rolloverAppOnPlanes(rc, "shop");
+ */
+export async function rolloverAppOnPlanes(rc: PlaneAccess, app: string): Promise<number> {
+  const { planeSecret } = rc.config;
+  if (!planeSecret || !registry().planeBundle(app)) return 0;
+  const body = JSON.stringify({ app } satisfies PlaneStopRequest);
+  let rolledOver = 0;
+  for (const plane of (await knownPlanes(rc.env, true)).filter((p) => p.healthy)) {
+    try {
+      const res = await signedFetch(planeSecret, plane, { method: "POST", route: PLANE_ROUTES.rollover, body });
+      rolledOver += ((await res.json()) as Partial<RolloverAnswer>).rolledOver ?? 0;
+    } catch (err) {
+      console.warn(`plane ${plane.planeId} could not be told to roll over ${app}: ${(err as Error).message}`);
+    }
+  }
+  return rolledOver;
 }
 
 /**

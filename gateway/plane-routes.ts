@@ -1,6 +1,8 @@
 /**
  * The gateway's side of the plane protocol: heartbeats (registration
- * included), the plane list, and app bundles for planes. Plane requests are
+ * included), the plane list, app bundles for planes, and the secrets of the
+ * warm containers a plane starts and of the images it builds (the answers
+ * signed for the plane that asked). Plane requests are
  * signed for the gateway; their headers are checked before a byte of the body
  * is read, and the body is read no further than its limit. An unsigned,
  * misdirected, tampered or replayed one gets 401 and is logged; a body over
@@ -14,18 +16,26 @@ import {
   BUNDLE_HASH_PATTERN,
   GATEWAY_AUDIENCE,
   HEADERS,
+  PLANE_IMAGE_SECRETS_ANSWER,
+  PLANE_SECRETS_ANSWER,
   PlaneHeartbeatSchema,
+  PlaneImageSecretsRequestSchema,
+  PlaneSecretsRequestSchema,
   ROUTES,
   type HeartbeatAnswer,
+  type ImageBuildSpec,
+  type PlaneImageSecretsAnswer,
+  type PlaneSecretsAnswer,
   type PlaneInfo,
   type WarmPoolRef,
 } from "../sdk/protocol.js";
 import { parseSignedBody, readSignedBody } from "../sdk/signed-body.js";
-import { checkSignatureHeaders, verifyRequest } from "../sdk/signing.js";
+import { checkSignatureHeaders, signRequest, verifyRequest } from "../sdk/signing.js";
 import { authenticate, requireScope } from "./auth.js";
 import type { RouteEnv } from "./env.js";
 import { knownPlanes, planeRegistry } from "./plane-choice.js";
 import { registry } from "./registry.js";
+import { namedValues } from "./secret-env.js";
 import type { StopMark } from "./plane-registry.js";
 
 type Api = RouteEnv;
@@ -38,23 +48,63 @@ export function planeRoutes(): Hono<Api> {
     const planes = planeRegistry(c.env);
     await planes.heartbeat(heartbeat);
     const warm = warmPoolsFor(heartbeat.planeId, await planes.list(), await planes.stoppedBundles());
-    // A warm pool's containers start with its function's secrets, as those an input starts do. A pool whose secrets
-    // cannot be read (one missing) is not kept warm meanwhile; its calls fail naming the secret.
+    // A pool whose secrets cannot be read now (one missing) is not kept warm meanwhile; its calls fail naming the
+    // secret. The values never travel here: the plane asks for them, over a route signed both ways, for each warm
+    // container it starts (POST /v1/planes/secrets).
     const rc = { env: c.env, config: c.var.config };
-    const withSecrets = await Promise.all(
+    const readable = await Promise.all(
       warm.map(async (ref) => {
         const fn = registry().function(ref.app, ref.function);
         if (fn.spec.secrets.length === 0) return ref;
         return registry()
           .processEnvOf(rc, fn)
           .then(
-            ({ env }) => ({ ...ref, secrets: env }),
+            () => ({ ...ref, withSecrets: true as const }),
             () => undefined,
           );
       }),
     );
-    const answer: HeartbeatAnswer = { ok: true, warm: withSecrets.filter((ref) => ref !== undefined) };
+    const answer: HeartbeatAnswer = { ok: true, warm: readable.filter((ref) => ref !== undefined) };
     return c.json(answer);
+  });
+
+  // The secrets of one warm container a plane starts: only for a pool the gateway assigned to that plane, answered
+  // signed for that plane alone (its id is the audience), which checks the signature before it uses a value.
+  routes.post(ROUTES.planeSecrets, async (c) => {
+    const ask = parseSignedBody(await verified(c), PlaneSecretsRequestSchema, "secrets");
+    const planes = planeRegistry(c.env);
+    const pool = warmPoolsFor(ask.planeId, await planes.list(), await planes.stoppedBundles()).find(
+      (ref) => ref.app === ask.app && ref.function === ask.function && ref.bundleHash === ask.bundleHash,
+    );
+    if (!pool) throw new NotFoundError(`plane ${ask.planeId} keeps no warm pool of ${ask.app}.${ask.function} with bundle ${ask.bundleHash}`);
+    const { env } = await registry().processEnvOf({ env: c.env, config: c.var.config }, registry().function(ask.app, ask.function));
+    const body = JSON.stringify({ secrets: env } satisfies PlaneSecretsAnswer);
+    const signature = await signRequest(c.var.config.planeSecret!, { audience: ask.planeId, ...PLANE_SECRETS_ANSWER, body });
+    console.log(`plane ${ask.planeId} fetched the secrets of a warm container of ${ask.app}.${ask.function}`);
+    return c.body(body, 200, { "content-type": "application/json", ...signature });
+  });
+
+  // The named secrets an image's build steps declare (Image.secrets), for a plane building it: only for an image of an
+  // app this gateway serves, answered signed for that plane alone, as above. The plane keeps them in memory for the
+  // build; they go into no layer.
+  routes.post(ROUTES.planeImageSecrets, async (c) => {
+    const ask = parseSignedBody(await verified(c), PlaneImageSecretsRequestSchema, "image secrets");
+    const served = registry().apps.some((app) => Object.values(registry().planeBundle(app.name)?.images ?? {}).includes(ask.imageHash));
+    const object = served ? await c.env.BLOBS.get(BLOB_KEYS.image(ask.imageHash)) : null;
+    if (!object) throw new NotFoundError(`no app served here builds image ${ask.imageHash}`);
+    const spec = (await object.json()) as ImageBuildSpec;
+    const declared = spec.steps.flatMap((step) => (step.kind === "secrets" ? step.secrets : []));
+    const where = `image ${ask.imageHash.slice(0, 12)}`;
+    const named = await namedValues(c.env, [...new Set(declared.map((s) => s.name))], where);
+    for (const { name, requiredKeys } of declared) {
+      const lacking = requiredKeys.find((key) => !Object.hasOwn(named[name]!, key));
+      if (lacking)
+        throw new NotFoundError(`${where} requires key ${lacking} of secret "${name}", which has ${Object.keys(named[name]!).join(", ") || "no key"}`);
+    }
+    const body = JSON.stringify({ named } satisfies PlaneImageSecretsAnswer);
+    const signature = await signRequest(c.var.config.planeSecret!, { audience: ask.planeId, ...PLANE_IMAGE_SECRETS_ANSWER, body });
+    console.log(`plane ${ask.planeId} fetched the secrets of ${where} (${Object.keys(named).join(", ")}) to build it`);
+    return c.body(body, 200, { "content-type": "application/json", ...signature });
   });
 
   // The plane list names the planes' URLs: for an admin token, or a plane (signed), never for callers.

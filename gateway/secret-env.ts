@@ -75,7 +75,12 @@ export async function secretEnv(rc: Pick<RunContext, "env" | "config">, of: Secr
   return { env: { ...base, ...secrets }, secrets, secretValues };
 }
 
-async function namedValues(env: Env, names: string[], where: string): Promise<Record<string, Record<string, string>>> {
+/**
+ * Named secrets' values, by name (cached in this isolate for `SECRET_LIMITS.cacheMs`); throws `not_found` naming a
+ * missing one and `where`, `not_configured` on a gateway without a secrets key.
+ * @example const { npm } = await namedValues(c.env, ["npm"], "image 5d41402abc4b");
+ */
+export async function namedValues(env: Env, names: string[], where: string): Promise<Record<string, Record<string, string>>> {
   const now = Date.now();
   const found: Record<string, Record<string, string>> = {};
   const wanted = names.filter((name) => {

@@ -29,6 +29,11 @@ export interface Worker {
   ready: boolean;
   /** The plane itself is stopping it (so a SIGKILL is ours, not the OOM killer's). */
   stopping: boolean;
+  /**
+   * Rolled over (`tandem app rollover`): it takes no new input, and stops once the inputs it runs end; a new
+   * container of its pool, started with what the function declares now (its secrets' current values), replaces it.
+   */
+  draining?: boolean;
   /** The latest input's call id, for log tags. */
   callId: string | undefined;
   /** What this container's life costs: its app, function and resources, from when it started. */
@@ -98,9 +103,9 @@ export class ContainerPool {
     return [...this.#workers];
   }
 
-  /** A pool's containers that have not exited, ready or still starting. */
+  /** A pool's containers that have not exited, ready or still starting, and not rolled over (draining). */
   live(key: string): Worker[] {
-    return [...this.#workers].filter((w) => w.key === key && !w.exit);
+    return [...this.#workers].filter((w) => w.key === key && !w.exit && !w.draining);
   }
 
   /**
@@ -108,7 +113,9 @@ export class ContainerPool {
    * the protocol), least loaded first: the first under a limit is the one to pick.
    */
   serving(key: string): Worker[] {
-    return [...this.#workers].filter((w) => w.key === key && w.ready && !w.exit && !w.protocolError).sort((a, b) => a.inFlight.size - b.inFlight.size);
+    return [...this.#workers]
+      .filter((w) => w.key === key && w.ready && !w.exit && !w.protocolError && !w.draining)
+      .sort((a, b) => a.inFlight.size - b.inFlight.size);
   }
 
   /** Gives `worker` the input `callId`: it is busy now, and its idle timer stops. */

@@ -269,6 +269,42 @@ describe("the dispatcher, on fake containers", () => {
     expect(h.lines.filter((l) => l.includes("s; stopping it"))).toHaveLength(1);
   });
 
+  it("rolls over an app: a busy container finishes its call first, new calls start new containers with the values they carry", async () => {
+    const busy = gate();
+    const h = harness({ f: async ([wait]) => ((wait as boolean) ? busy.opened.then(() => "finished") : "quick") });
+    const old = { ...request("f", { args: [true] }), secrets: { API_KEY: "old-value" } };
+    const running = h.dispatcher.run(old, BUNDLE);
+    await until(() => h.inputs.length === 1, "the first input to reach its container");
+    const idle = await h.dispatcher.run({ ...request("f", { args: [false] }), secrets: { API_KEY: "old-value" } }, BUNDLE); // a second container, idle after
+    expect(h.dispatcher.rolloverApp("app")).toBe(2);
+    expect(h.dispatcher.rolloverApp("other")).toBe(0);
+    await until(() => h.driver.started[1]!.exit !== undefined, "the idle container to stop at once");
+    expect(h.driver.started[0]!.exit).toBeUndefined(); // mid-call: not killed
+    const next = await h.dispatcher.run({ ...request("f", { args: [false] }), secrets: { API_KEY: "new-value" } }, BUNDLE);
+    expect(next).toMatchObject({ status: "succeeded", result: "quick", coldStart: true });
+    expect(next.containerId).not.toBe(idle.containerId);
+    expect(h.driver.started[2]!.spec.env).toMatchObject({ API_KEY: "new-value" });
+    busy.open();
+    expect(await running).toMatchObject({ status: "succeeded", result: "finished" });
+    await until(() => h.driver.started[0]!.exit !== undefined, "the rolled-over container to stop once its call ended");
+    expect(h.dispatcher.containers().map((c) => c.id)).toEqual([next.containerId]);
+    expect(h.lines.filter((l) => l.endsWith("finished its inputs after a rollover; stopping it"))).toHaveLength(2);
+  });
+
+  it("asks a warm pool for its secrets for each container it starts, and replaces its containers at a rollover", async () => {
+    const h = harness({ f: () => process.env.NOTHING ?? "ok" });
+    const warm = request("f", { autoscaler: { minContainers: 1 } });
+    let asked = 0;
+    const fetchSecrets = async () => ({ API_KEY: `value-${++asked}` });
+    h.dispatcher.keepWarm([{ app: warm.app, function: warm.function, bundleHash: warm.bundleHash, spec: warm.spec, bundle: async () => BUNDLE, fetchSecrets }]);
+    await until(() => h.driver.started.length === 1 && h.dispatcher.containers()[0]?.ready === true, "the warm container");
+    expect(h.driver.started[0]!.spec.env).toMatchObject({ API_KEY: "value-1" });
+    expect(h.dispatcher.rolloverApp("app")).toBe(1);
+    await until(() => h.driver.started.length === 2 && h.driver.started[0]!.exit !== undefined, "a new warm container, the old one stopped");
+    expect(h.driver.started[1]!.spec.env).toMatchObject({ API_KEY: "value-2" });
+    expect(asked).toBe(2);
+  });
+
   it("stops an idle container of another function to make room for a new one", async () => {
     const h = harness({ f: () => "f", g: () => "g" }, { gpus: { T4: 1 } });
     const t4 = { spec: { gpu: [{ type: "T4" as const, count: 1 }] } };

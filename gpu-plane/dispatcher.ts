@@ -213,6 +213,23 @@ export class Dispatcher {
   }
 
   /**
+   * Rolls over every container of `app` (`tandem app rollover`): none takes a new input; each stops once the inputs
+   * it runs end (an idle one at once), never in the middle of one; its warm pools start new containers now, and
+   * other inputs start new ones as they come. Returns how many containers were rolled over.
+   */
+  rolloverApp(app: string): number {
+    const mine = this.#pool.ofApp(app).filter((w) => !w.stopping && !w.draining && !w.exit);
+    for (const worker of mine) {
+      worker.draining = true;
+      if (worker.ready && worker.inFlight.size === 0) this.#scaleDown.release(worker, undefined);
+    }
+    if (mine.length) this.#o.log(`[plane] rolling over ${mine.length} container${mine.length === 1 ? "" : "s"} of app ${app}`);
+    this.#warm.refill();
+    this.#pool.wake();
+    return mine.length;
+  }
+
+  /**
    * The pools this plane keeps warm (`minContainers`), as the gateway assigns
    * them; starts what is missing, as resources allow.
    */

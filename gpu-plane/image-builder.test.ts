@@ -80,6 +80,77 @@ describe("the image builder", () => {
   });
 });
 
+describe("the image builder, with Image.secrets", () => {
+  const TOKEN = `npm-tok-${randomBytes(12).toString("hex")}-it's`; // a quote too: the values pass through a shell
+  const OTHER = `other-${randomBytes(12).toString("hex")}`;
+  const withSecrets = (tail: string): ImageBuildSpec => ({
+    force: false,
+    steps: [
+      { kind: "node", version: null },
+      // This run's own: a step with secrets is cached by the image it runs on, its command and keys, not its values.
+      { kind: "env", vars: { STAGE: "test", RUN: run } },
+      { kind: "run", commands: ["echo before > /srv-before.txt || true"] },
+      {
+        kind: "secrets",
+        secrets: [
+          { name: "npm", requiredKeys: ["NPM_TOKEN"] },
+          { name: "other", requiredKeys: [] },
+        ],
+      },
+      // A step that needs the token: it proves it had it (its length and hash) without writing it anywhere.
+      { kind: "run", commands: ['printf %s "$NPM_TOKEN" | sha256sum | cut -c1-64 > /token.sha && echo ${#NPM_TOKEN} $STAGE > /token.len', tail] },
+      { kind: "workdir", path: "/srv" },
+    ],
+  });
+  const values = async () => ({ npm: { NPM_TOKEN: TOKEN }, other: { OTHER } });
+  const sh = (args: string[]) =>
+    new Promise<Buffer>((resolve, reject) => {
+      const child = spawn("docker", args, { stdio: ["ignore", "pipe", "inherit"] });
+      const chunks: Buffer[] = [];
+      child.stdout.on("data", (d: Buffer) => chunks.push(d));
+      child.on("error", reject);
+      child.on("exit", (code) => (code === 0 ? resolve(Buffer.concat(chunks)) : reject(new Error(`docker ${args.join(" ")} exited ${code}`))));
+    });
+
+  it("gives a later step the values as its environment, and leaves them in no layer, history line or config", async () => {
+    const built = await buildImage(docker, await ensureBaseImage(docker), withSecrets('test -n "$OTHER"'), hash(20), (l) => log.push(l), values);
+    tags.push(built.tag);
+    expect(built.steps.some((s) => s.instruction.startsWith("RUN (with secrets)"))).toBe(true);
+    const read = async (file: string) => (await sh(["run", "--rm", "--network", "none", built.tag, "/bin/cat", file])).toString().trim();
+    expect(await read("/token.sha")).toBe(createHash("sha256").update(TOKEN).digest("hex"));
+    expect(await read("/token.len")).toBe(`${TOKEN.length} test`);
+    const image = await docker.getImage(built.tag).inspect();
+    expect(image.Config.WorkingDir).toBe("/srv"); // the step after the secret one built on it
+    expect(image.Config.Labels).toMatchObject({ "tandem.image": "built" });
+    for (const secret of [TOKEN, OTHER]) {
+      expect((await sh(["history", "--no-trunc", built.tag])).toString()).not.toContain(secret);
+      expect((await sh(["inspect", built.tag])).toString()).not.toContain(secret);
+      expect((await sh(["save", built.tag])).includes(secret)).toBe(false); // every layer, every config, the manifest
+    }
+    expect(log.join("\n")).not.toContain(TOKEN);
+    // The container that ran the step is gone.
+    const left = await docker.listContainers({ all: true, filters: { label: ["tandem.image=built"] } });
+    expect(left).toEqual([]);
+  });
+
+  it("reuses a step run with secrets from cache, and names a failing one without its values", async () => {
+    await buildImage(docker, await ensureBaseImage(docker), withSecrets("true"), hash(21), (l) => log.push(l), values);
+    const lines = log.length;
+    const again = await buildImage(docker, await ensureBaseImage(docker), withSecrets("true"), hash(22), (l) => log.push(l), values);
+    tags.push(again.tag);
+    expect(log.slice(lines).some((l) => l.includes(": from cache"))).toBe(true);
+    const build = buildImage(docker, await ensureBaseImage(docker), withSecrets("echo failing on purpose; exit 3"), hash(23), () => {}, values);
+    const failed = (await build.catch((e: unknown) => e)) as Error & { code: string };
+    expect(failed.code).toBe("image_build_failed");
+    expect(failed.message).toContain("step 5 (run), at RUN (with secrets NPM_TOKEN, OTHER)");
+    expect(failed.message).toContain("returned a non-zero code: 3");
+    expect(failed.message).toContain("failing on purpose");
+    expect(failed.message).not.toContain(TOKEN);
+    const none = (await buildImage(docker, await ensureBaseImage(docker), withSecrets("true"), hash(24), () => {}).catch((e: unknown) => e)) as Error;
+    expect(none.message).toContain("the image's steps declare secrets (Image.secrets), and this build was given no way to read them");
+  });
+});
+
 describe("the image builder, given an image the plane made", () => {
   const registry = (ref: string): ImageBuildSpec => ({ force: false, steps: [{ kind: "registry", ref }] });
   const refusal = async (ref: string) => {

@@ -17,6 +17,7 @@ import { createHash } from "node:crypto";
 import { mkdir, mkdtemp, readdir, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join, posix } from "node:path";
+import { Writable } from "node:stream";
 import type Docker from "dockerode";
 import { ImageBuildError } from "../sdk/errors.js";
 import { refusedImageRef } from "../sdk/image.js";
@@ -32,14 +33,36 @@ export interface BuiltImage {
   steps: { instruction: string; cached: boolean }[];
 }
 
+/** A `runCommands` command run with secrets (`Image.secrets`): outside the Dockerfile, its values given on stdin. */
+interface SecretRun {
+  command: string;
+  env: Record<string, string>;
+  /** The user's step it comes from, from 0. */
+  step: number;
+}
+
+/** A Dockerfile line, or a command run with secrets between two Dockerfile parts. */
+type BuildLine = string | SecretRun;
+
 /**
  * Builds the image of `spec` (named by `hash`, the sha256 of its JSON) on
- * `base`, or finds it built; returns its tag.
+ * `base`, or finds it built; returns its tag. A spec whose steps declare
+ * secrets (`Image.secrets`) asks `secrets` for their values, once, and runs
+ * each later command in a container of its own that reads them on stdin, then
+ * commits it: the values are in no layer, no image config and no history line.
+ * The Dockerfile parts between such commands build as usual, cached by Docker.
  * @example
  * const { tag } = await buildImage(docker, await ensureBaseImage(docker), spec, hash, console.log);
  * // "tandem-image:5d41402abc4b2a76"
  */
-export async function buildImage(docker: Docker, base: string, spec: ImageBuildSpec, hash: string, log: (line: string) => void): Promise<BuiltImage> {
+export async function buildImage(
+  docker: Docker,
+  base: string,
+  spec: ImageBuildSpec,
+  hash: string,
+  log: (line: string) => void,
+  secrets?: () => Promise<Record<string, Record<string, string>>>,
+): Promise<BuiltImage> {
   // The base is part of the name: an image built on another Node (or base layout) is not this one.
   const tag = `${IMAGE_REPO}:${createHash("sha256").update(`${base}\n${hash}`).digest("hex").slice(0, 16)}`;
   const force = spec.force;
@@ -52,45 +75,38 @@ export async function buildImage(docker: Docker, base: string, spec: ImageBuildS
     log(`[image ${hash.slice(0, 12)}] ${line}`);
   };
   try {
-    const { lines, stepOf } = await dockerfile(docker, base, spec.steps, context, say);
-    await writeFile(join(context, "Dockerfile"), lines.join("\n") + "\n");
-    say(`building ${tag}: ${lines.length} steps${force ? " (forced)" : ""}`);
-    const tar = spawn("tar", ["-C", context, "-c", "."], { stdio: ["ignore", "pipe", "inherit"] });
-    const stream = await docker.buildImage(tar.stdout as unknown as NodeJS.ReadableStream, {
-      t: tag,
-      networkmode: "none",
-      nocache: force,
-      rm: true,
-      forcerm: true,
-    });
+    let named: Record<string, Record<string, string>> = {};
+    if (spec.steps.some((step) => step.kind === "secrets")) {
+      if (!secrets) throw new ImageBuildError("the image's steps declare secrets (Image.secrets), and this build was given no way to read them");
+      named = await secrets();
+    }
+    const { lines, stepOf } = await dockerfile(docker, base, spec.steps, context, say, named);
+    const withSecrets = lines.filter((l) => typeof l !== "string").length;
+    say(`building ${tag}: ${lines.length} steps${withSecrets ? `, ${withSecrets} of them with secrets` : ""}${force ? " (forced)" : ""}`);
     const steps: BuiltImage["steps"] = [];
-    let failure: string | undefined;
-    await new Promise<void>((resolve) =>
-      docker.modem.followProgress(
-        stream,
-        () => resolve(),
-        (event: { stream?: string; error?: string }) => {
-          for (const line of (event.stream ?? "")
-            .split("\n")
-            .map((l) => l.trimEnd())
-            .filter(Boolean)) {
-            const step = /^Step \d+\/\d+ : (.*)$/.exec(line);
-            if (step) steps.push({ instruction: step[1]!, cached: false });
-            if (line.includes("Using cache") && steps.length) steps[steps.length - 1]!.cached = true;
-            say(line);
-          }
-          if (event.error) failure = event.error;
-        },
-      ),
-    );
-    if (failure) {
-      // Named as the user wrote it: their step (one may make several Dockerfile instructions), then the instruction.
-      const mine = steps.length ? stepOf[steps.length - 1]! : 0;
-      const at = steps.length ? `step ${mine + 1} (${spec.steps[mine]!.kind}), at ${steps[steps.length - 1]!.instruction}` : "its first step";
-      throw new ImageBuildError(`the image failed to build at ${at}: ${failure.trim()}\n${tail.slice(-10).join("\n")}`, {
-        step: mine + 1,
-        logTail: tail.slice(),
-      });
+    let from: string | undefined; // the image the next part builds on, which a command run with secrets left
+    let at = 0;
+    for (;;) {
+      const next = lines.findIndex((l, i) => i >= at && typeof l !== "string");
+      const end = next < 0 ? lines.length : next;
+      const last = end === lines.length;
+      const own = lines.slice(at, end) as string[];
+      if (own.length > 0) {
+        const partTag = last ? tag : undefined; // a part before a command run with secrets is known by its id
+        const first = at;
+        const stepAt = (instructions: number) => {
+          // Named as the user wrote it: their step (one may make several Dockerfile instructions), then the instruction.
+          const mine = stepOf[Math.min(first + Math.max(0, instructions - (from ? 2 : 1)), stepOf.length - 1)] ?? 0;
+          return { step: mine + 1, where: `step ${mine + 1} (${spec.steps[mine]!.kind})` };
+        };
+        from = await buildPart(docker, context, [...(from ? [`FROM ${from}`] : []), ...own], { tag: partTag, force, say, steps, stepAt, tail });
+      }
+      if (last) break;
+      const run = lines[end] as SecretRun;
+      from = await runWithSecrets(docker, from!, run, { force, say, where: `step ${run.step + 1} (${spec.steps[run.step]!.kind})`, tail });
+      steps.push({ instruction: `RUN (with secrets) ${run.command}`, cached: false });
+      at = end + 1;
+      if (at === lines.length) await docker.getImage(from).tag({ repo: IMAGE_REPO, tag: tag.slice(IMAGE_REPO.length + 1) });
     }
     say(`built ${tag} (${steps.filter((s) => s.cached).length} of ${steps.length} steps from cache)`);
     return { tag, steps };
@@ -99,18 +115,151 @@ export async function buildImage(docker: Docker, base: string, spec: ImageBuildS
   }
 }
 
-/** The Dockerfile for the steps, with what each needs laid out in `context`. */
+/** How one part of a build goes: its tag (none for a part a command run with secrets follows), and where its steps and log lines go. */
+interface PartOptions {
+  tag: string | undefined;
+  force: boolean;
+  say: (line: string) => void;
+  steps: BuiltImage["steps"];
+  /** The user's step the part's `n`th instruction comes from. */
+  stepAt: (n: number) => { step: number; where: string };
+  tail: string[];
+}
+
+/** Builds one Dockerfile `lines` in `context` (as `o.tag`), adding its steps to `o.steps`; returns the image's id. A failure names the user's step. */
+async function buildPart(docker: Docker, context: string, lines: string[], o: PartOptions): Promise<string> {
+  await writeFile(join(context, "Dockerfile"), lines.join("\n") + "\n");
+  const tar = spawn("tar", ["-C", context, "-c", "."], { stdio: ["ignore", "pipe", "inherit"] });
+  const stream = await docker.buildImage(tar.stdout as unknown as NodeJS.ReadableStream, {
+    ...(o.tag ? { t: o.tag } : {}),
+    networkmode: "none",
+    nocache: o.force,
+    rm: true,
+    forcerm: true,
+  });
+  const mine: BuiltImage["steps"] = [];
+  let failure: string | undefined;
+  let id: string | undefined;
+  await new Promise<void>((resolve) =>
+    docker.modem.followProgress(
+      stream,
+      () => resolve(),
+      (event: { stream?: string; error?: string; aux?: { ID?: string } }) => {
+        if (event.aux?.ID) id = event.aux.ID;
+        for (const line of (event.stream ?? "")
+          .split("\n")
+          .map((l) => l.trimEnd())
+          .filter(Boolean)) {
+          const step = /^Step \d+\/\d+ : (.*)$/.exec(line);
+          if (step) mine.push({ instruction: step[1]!, cached: false });
+          if (line.includes("Using cache") && mine.length) mine[mine.length - 1]!.cached = true;
+          o.say(line);
+        }
+        if (event.error) failure = event.error;
+      },
+    ),
+  );
+  o.steps.push(...mine);
+  if (failure) {
+    const { step, where } = o.stepAt(mine.length);
+    const at = mine.length ? `${where}, at ${mine[mine.length - 1]!.instruction}` : "its first step";
+    throw new ImageBuildError(`the image failed to build at ${at}: ${failure.trim()}\n${o.tail.slice(-10).join("\n")}`, {
+      step,
+      logTail: o.tail.slice(),
+    });
+  }
+  id ??= o.tag ? (await inspect(docker, o.tag))?.Id : undefined;
+  if (!id) throw new ImageBuildError(`the Docker engine built ${o.tag ?? "a part of the image"} and did not say its id`);
+  return id;
+}
+
+/**
+ * Runs `run.command` in a container of `image` with the secrets' values as its environment, read from stdin (never
+ * in the container's config, so in neither the commit's config nor its history), commits it and removes the
+ * container. A commit made before from the same image, command and keys is reused unless `force`.
+ */
+async function runWithSecrets(
+  docker: Docker,
+  image: string,
+  run: SecretRun,
+  o: { force: boolean; say: (line: string) => void; where: string; tail: string[] },
+): Promise<string> {
+  const key = createHash("sha256")
+    .update([image, run.command, ...Object.keys(run.env).sort()].join("\n"))
+    .digest("hex");
+  const cacheTag = `step-${key.slice(0, 16)}`;
+  const instruction = `RUN (with secrets ${Object.keys(run.env).join(", ")}) ${run.command}`;
+  if (!o.force) {
+    const cached = await inspect(docker, `${IMAGE_REPO}:${cacheTag}`);
+    if (cached) {
+      o.say(`${o.where}: ${instruction}: from cache`);
+      return cached.Id;
+    }
+  }
+  o.say(`${o.where}: ${instruction}`);
+  const script = Object.entries(run.env)
+    .map(([name, value]) => `export ${name}='${value.split("'").join("'\\''")}'\n`)
+    .join("");
+  const container = await docker.createContainer({
+    Image: image,
+    // The values come on stdin, so that they are in no argument, no configured environment, no history line.
+    Cmd: ["/bin/sh", "-c", 'eval "$(cat)" && exec /bin/sh -c "$1"', "sh", run.command],
+    AttachStdin: true,
+    AttachStdout: true,
+    AttachStderr: true,
+    OpenStdin: true,
+    StdinOnce: true,
+    NetworkDisabled: true,
+    Labels: { [IMAGE_LABELS.madeBy]: "built" },
+    HostConfig: { NetworkMode: "none" },
+  });
+  try {
+    const stream = await container.attach({ stream: true, stdin: true, stdout: true, stderr: true, hijack: true });
+    const out: string[] = [];
+    const sink = new Writable({
+      write(chunk: Buffer, _encoding, done) {
+        for (const line of chunk.toString().split("\n").filter(Boolean)) {
+          out.push(line);
+          o.say(line);
+        }
+        done();
+      },
+    });
+    docker.modem.demuxStream(stream, sink, sink);
+    await container.start();
+    stream.end(script);
+    const { StatusCode } = (await container.wait()) as { StatusCode: number };
+    if (StatusCode !== 0) {
+      throw new ImageBuildError(
+        `the image failed to build at ${o.where}, at ${instruction}: it returned a non-zero code: ${StatusCode}\n${out.slice(-10).join("\n")}`,
+        {
+          step: Number(/^step (\d+)/.exec(o.where)?.[1] ?? 1),
+          logTail: out.slice(-20),
+        },
+      );
+    }
+    const committed = (await container.commit({ repo: IMAGE_REPO, tag: cacheTag, comment: "runCommands with secrets" })) as { Id: string };
+    return committed.Id;
+  } finally {
+    await container.remove({ force: true }).catch(() => {});
+  }
+}
+
+/** The Dockerfile for the steps, with what each needs laid out in `context`; a command run with secrets is a {@link SecretRun}. */
 async function dockerfile(
   docker: Docker,
   base: string,
   steps: ResolvedImageStep[],
   context: string,
   say: (line: string) => void,
-): Promise<{ lines: string[]; stepOf: number[] }> {
-  const lines: string[] = [];
+  named: Record<string, Record<string, string>>,
+): Promise<{ lines: BuildLine[]; stepOf: number[] }> {
+  const lines: BuildLine[] = [];
   /** The index of the step each line comes from. */
   const stepOf: number[] = [];
   let shell = false;
+  /** The environment the `Image.secrets` steps so far give, later ones overriding earlier ones. */
+  let secretEnv: Record<string, string> = {};
   for (const [i, step] of steps.entries()) {
     const where = `step ${i + 1} (${step.kind})`;
     switch (step.kind) {
@@ -127,6 +276,13 @@ async function dockerfile(
       case "registry":
         lines.push(`FROM ${await registryImage(docker, step.ref, where, say)}`, MADE_BY_PLANE);
         break;
+      case "secrets":
+        for (const { name } of step.secrets) {
+          const values = named[name];
+          if (!values) throw new ImageBuildError(`${where}: the gateway gave no values for secret "${name}"`);
+          secretEnv = { ...secretEnv, ...values };
+        }
+        break;
       case "npm": {
         const dir = join(context, `npm-${i}`);
         await mkdir(dir, { recursive: true });
@@ -136,6 +292,8 @@ async function dockerfile(
           ["install", "--no-save", "--no-package-lock", "--no-audit", "--no-fund", "--ignore-scripts", "--prefix", dir, ...step.packages],
           where,
           say,
+          undefined,
+          secretEnv,
         );
         lines.push(`COPY ["npm-${i}/node_modules/", "/tandem/app/node_modules/"]`);
         break;
@@ -169,7 +327,10 @@ async function dockerfile(
           lines.push(`COPY ["${posix.relative(context, root)}/bin/busybox", "/bin/busybox"]`, `RUN ["/bin/busybox", "--install", "-s", "/bin"]`);
           shell = true;
         }
-        for (const command of step.commands) lines.push(`RUN ["/bin/sh", "-c", ${JSON.stringify(command)}]`);
+        for (const command of step.commands) {
+          if (Object.keys(secretEnv).length) lines.push({ command, env: secretEnv, step: i });
+          else lines.push(`RUN ["/bin/sh", "-c", ${JSON.stringify(command)}]`);
+        }
         break;
     }
     while (stepOf.length < lines.length) stepOf.push(i);
@@ -232,9 +393,9 @@ async function aptLayer(packages: string[], dir: string, where: string, say: (li
   return root;
 }
 
-function run(command: string, args: string[], where: string, say: (line: string) => void, cwd?: string): Promise<void> {
+function run(command: string, args: string[], where: string, say: (line: string) => void, cwd?: string, env: Record<string, string> = {}): Promise<void> {
   return new Promise((resolve, reject) => {
-    const child = spawn(command, args, { cwd, stdio: ["ignore", "pipe", "pipe"] });
+    const child = spawn(command, args, { cwd, stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, ...env } });
     const out: string[] = [];
     const collect = (d: Buffer) => {
       for (const line of d.toString().split("\n").filter(Boolean)) {

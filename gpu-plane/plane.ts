@@ -9,7 +9,7 @@ import type { AddressInfo } from "node:net";
 import { randomBytes } from "node:crypto";
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { InvalidOptionsError, PlaneUnavailableError, RemoteError } from "../sdk/errors.js";
+import { ImageBuildError, InvalidOptionsError, PlaneUnavailableError, RemoteError } from "../sdk/errors.js";
 import { GPU_TYPES, parseGpuInventory, type GpuType } from "../sdk/gpu.js";
 import { DELIVERY_DEFAULTS, FUNCTION_DEFAULTS, PLANE_DEFAULTS } from "../sdk/defaults.js";
 import {
@@ -22,8 +22,9 @@ import {
   type PlaneHeartbeat,
   type PlaneRunRequest,
   type PlaneRunResponse,
+  type WarmPoolRef,
 } from "../sdk/protocol.js";
-import { signRequest, useHmacEngine } from "../sdk/signing.js";
+import { NonceCache, signRequest, useHmacEngine } from "../sdk/signing.js";
 import { BundleCache } from "./bundle-cache.js";
 import type { ContainerDriver } from "./drivers/driver.js";
 import { ProcessDriver } from "./drivers/process.js";
@@ -35,6 +36,7 @@ import { Dispatcher } from "./dispatcher.js";
 import { OutcomeCache } from "./outcome-cache.js";
 import { UsageLedger } from "./usage-ledger.js";
 import { planeServer } from "./server.js";
+import { fetchImageSecrets, fetchWarmSecrets } from "./warm-secrets.js";
 
 /**
  * How a heartbeat went: the gateway took it; refused it (a 4xx answer: a secret that is not the gateway's, a clock
@@ -104,6 +106,8 @@ export class Plane {
   readonly #prepared = new Map<string, string>();
   #heartbeat: NodeJS.Timeout | undefined;
   #gatewayDown = false;
+  /** Nonces of the gateway's signed answers (warm containers' and images' secrets): each is taken once. */
+  readonly #answerNonces: NonceCache;
 
   private constructor(init: {
     planeId: string;
@@ -117,6 +121,7 @@ export class Plane {
     usage: UsageLedger;
     outcomes: OutcomeCache<PlaneRunResponse>;
     server: Server;
+    answerNonces: NonceCache;
   }) {
     this.planeId = init.planeId;
     this.url = init.url;
@@ -129,6 +134,7 @@ export class Plane {
     this.#usage = init.usage;
     this.#outcomes = init.outcomes;
     this.#server = init.server;
+    this.#answerNonces = init.answerNonces;
   }
 
   static async start(options: PlaneOptions): Promise<Plane> {
@@ -155,13 +161,21 @@ export class Plane {
     const usage = new UsageLedger(join(options.stateDir, "usage.sqlite"));
     const bundles = new BundleCache(join(options.stateDir, "bundles"), options.gatewayUrl, options.secret);
     const images = new Map<string, Promise<string>>();
+    const answerNonces = new NonceCache();
     // Kept in the state folder, which a restart of this plane (same id) finds again.
     const outcomes = new OutcomeCache<PlaneRunResponse>({ dir: options.stateDir, log });
     const dispatcher = new Dispatcher({
       imageFor: (hash) => {
         let tag = images.get(hash);
         if (!tag) {
-          tag = bundles.image(hash).then((spec) => driver.buildImage(spec, hash));
+          // An image whose steps declare secrets (Image.secrets) gets their values for its build, over the signed channel.
+          const secrets = async () =>
+            fetchImageSecrets({ gatewayUrl: await options.gatewayUrl, secret: options.secret, nonces: answerNonces }, { planeId, imageHash: hash }).catch(
+              (err: Error) => {
+                throw new ImageBuildError(`could not read the secrets the image's steps declare: ${err.message}`);
+              },
+            );
+          tag = bundles.image(hash).then((spec) => driver.buildImage(spec, hash, secrets));
           tag.catch(() => images.delete(hash)); // a failed build is tried again on the next cold start
           images.set(hash, tag);
         }
@@ -184,6 +198,7 @@ export class Plane {
       outcomes,
       stream: (req) => plane!.stream(req),
       stopApp: (name) => dispatcher.stopApp(name),
+      rolloverApp: (name) => dispatcher.rolloverApp(name),
       cancel: (callId, terminate) => dispatcher.cancel(callId, terminate),
       usage: (query) => usage.summary({ ...query, running: dispatcher.running() }),
       status: () => plane!.status(),
@@ -227,6 +242,7 @@ export class Plane {
       usage,
       outcomes,
       server,
+      answerNonces,
     });
     if (driver.sandboxed === false) log("⚠ plane runtime `process`: functions run as plain processes, NOT sandboxed. For development only.");
     if (unavailable) log(`⚠ plane ${planeId} cannot start containers: ${unavailable}`);
@@ -316,6 +332,12 @@ export class Plane {
     await new Promise<void>((resolve) => this.#server.close(() => resolve()));
   }
 
+  /** The secrets of one warm container of `pool`, asked of the gateway and checked (warm-secrets.ts). */
+  #warmSecrets(pool: WarmPoolRef): Promise<Record<string, string>> {
+    const source = { gatewayUrl: this.#options.gatewayUrl, secret: this.#options.secret, nonces: this.#answerNonces };
+    return fetchWarmSecrets(source, { planeId: this.planeId, app: pool.app, function: pool.function, bundleHash: pool.bundleHash });
+  }
+
   async #beat(): Promise<void> {
     const summary = this.inventory.summary();
     const heartbeat: PlaneHeartbeat = {
@@ -349,9 +371,10 @@ export class Plane {
         const answer = (await res.json()) as HeartbeatAnswer;
         if (!this.unavailable && this.#options.keepWarm !== false) {
           this.#dispatcher.keepWarm(
-            (answer.warm ?? []).map((pool) => ({
+            (answer.warm ?? []).map(({ withSecrets, ...pool }) => ({
               ...pool,
               bundle: async () => ({ path: await this.#bundles.get(pool.bundleHash, pool.nodeModules), nodeModules: pool.nodeModules }),
+              ...(withSecrets ? { fetchSecrets: () => this.#warmSecrets(pool) } : {}),
             })),
           );
         }

@@ -51,6 +51,12 @@ export class ScaleDown {
       void this.retire(worker);
       return;
     }
+    if (worker.draining && worker.inFlight.size === 0) {
+      this.#o.log(`[plane] ${worker.label} ${worker.id} finished its inputs after a rollover; stopping it`);
+      void this.retire(worker, { graceful: true });
+      this.#o.pool.wake();
+      return;
+    }
     if (worker.inFlight.size === 0) this.#scheduleScaleDown(worker);
     this.#o.pool.wake();
   }

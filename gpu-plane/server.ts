@@ -28,6 +28,7 @@ import {
   type PlaneRunRequest,
   type PlaneRunResponse,
   type PlaneUsageAnswer,
+  type RolloverAnswer,
   type StopAnswer,
   type UsageQuery,
   type UsageRow,
@@ -47,6 +48,8 @@ export interface PlaneServerOptions {
   outcomes?: OutcomeCache<PlaneRunResponse>;
   stream(req: PlaneRunRequest): AsyncGenerator<EncodedValue, void, undefined>;
   stopApp(app: string): Promise<number>;
+  /** Rolls over an app's containers (each stops once its inputs end); returns how many. */
+  rolloverApp(app: string): number;
   cancel(callId: string, terminateContainer: boolean): boolean;
   usage(query: UsageQuery): UsageRow[];
   status(): unknown;
@@ -130,6 +133,11 @@ export function planeServer(options: PlaneServerOptions): (req: IncomingMessage,
   app.post(PLANE_ROUTES.stop, async (c) => {
     const { app } = parseSignedBody(await verified(c), PlaneStopRequestSchema, "stop");
     return c.json({ app, stopped: await options.stopApp(app) } satisfies StopAnswer);
+  });
+
+  app.post(PLANE_ROUTES.rollover, async (c) => {
+    const { app } = parseSignedBody(await verified(c), PlaneStopRequestSchema, "rollover");
+    return c.json({ app, rolledOver: options.rolloverApp(app) } satisfies RolloverAnswer);
   });
 
   app.post(PLANE_ROUTES.cancel, async (c) => {

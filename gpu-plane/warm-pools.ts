@@ -15,9 +15,13 @@ import type { ScaleDown } from "./scale-down.js";
 /** How long a container started ahead of inputs has to say it is ready. */
 const AHEAD_START_DEADLINE_MS = 120_000;
 
-/** A pool the gateway asked this plane to keep warm; `bundle()` fetches its bundle when needed. */
+/**
+ * A pool the gateway asked this plane to keep warm; `bundle()` fetches its bundle when needed, and `fetchSecrets()`, for
+ * a function that declares secrets, their values for each container it starts (warm-secrets.ts: signed both ways).
+ */
 export interface WarmPool extends PoolDescriptor {
   bundle(): Promise<BundleOnDisk>;
+  fetchSecrets?(): Promise<Record<string, string>>;
 }
 
 /** What {@link WarmPools} needs. */
@@ -57,6 +61,11 @@ export class WarmPools {
     void this.#fill();
   }
 
+  /** Starts what the warm pools lack now (after a rollover), rather than at the next heartbeat. */
+  refill(): void {
+    void this.#fill();
+  }
+
   /** Stops keeping `app`'s pools warm (until the gateway assigns them again). */
   dropApp(app: string): void {
     this.#warm = this.#warm.filter((p) => p.app !== app);
@@ -81,12 +90,20 @@ export class WarmPools {
         for (;;) {
           const have = this.#o.pool.live(key).length + this.#o.pool.starting(key);
           if (have >= pool.spec.autoscaler.minContainers) break;
+          let secrets: Record<string, string> | undefined;
+          try {
+            secrets = await pool.fetchSecrets?.();
+          } catch (err) {
+            if (!this.#closed) this.#o.log(`[plane] could not start a warm container for ${pool.app}.${pool.function}: ${(err as Error).message}`);
+            break; // the next heartbeat tries again
+          }
           const reservation = resourceRequests(pool)
             .map((r) => this.#o.inventory.reserve(r))
             .find((r) => r !== undefined);
           if (!reservation) break; // no room now; the next heartbeat tries again
           try {
-            const worker = await this.#o.starter.start(pool, key, await pool.bundle(), reservation, Date.now() + AHEAD_START_DEADLINE_MS);
+            const started = secrets === undefined ? pool : { ...pool, secrets };
+            const worker = await this.#o.starter.start(started, key, await pool.bundle(), reservation, Date.now() + AHEAD_START_DEADLINE_MS);
             this.#o.scaleDown.release(worker, undefined);
             this.#o.log(`[plane] keeping ${worker.label} ${worker.id} warm (minContainers ${pool.spec.autoscaler.minContainers})`);
           } catch (err) {

@@ -109,13 +109,19 @@ export const TOKEN_DEFAULTS = {
 export const SECRET_LIMITS = {
   /** Secrets one gateway keeps. */
   maxSecrets: 1_000,
+  /** The most bytes of local secrets `tandem deploy` sends (as JSON): a Cloudflare Worker secret holds 5 KiB. */
+  maxDeployedLocalBytes: 5 * 1024,
   /** Keys in one secret. */
   maxKeys: 100,
   /** Characters in one value. */
   maxValueBytes: 32 * KiB,
   /** How long a gateway isolate keeps a secret's values it read: an update reaches calls at the edge within this. */
   cacheMs: 5_000,
-  /** Values shorter than this are not masked in logs and errors: masking a one-letter value would blank every such letter. */
+  /**
+   * Values at least this long are masked in logs and errors wherever they appear; shorter ones (1 to 3 characters)
+   * only where they stand alone, not touching a letter, digit or `_`: masking a one-letter value inside words would
+   * blank every such letter.
+   */
   minMaskedLength: 4,
 } as const;
 

@@ -2,6 +2,7 @@
 import { describe, expect, it } from "vitest";
 import { InvalidOptionsError } from "./errors.js";
 import { Image } from "./image.js";
+import { Secret } from "./secret.js";
 
 describe("Image.fromRegistry", () => {
   it("refuses the repositories a plane keeps its own images in, however the reference spells them", () => {
@@ -42,5 +43,26 @@ describe("Image.fromRegistry", () => {
     ]) {
       expect(Image.fromRegistry(ref).steps, ref).toEqual([{ kind: "registry", ref }]);
     }
+  });
+});
+
+describe("Image.secrets", () => {
+  it("records named secrets (name and required keys) as a step, never a value", () => {
+    const image = Image.node()
+      .secrets([Secret.fromName("npm", { requiredKeys: ["NPM_TOKEN"] })])
+      .runCommands("true");
+    expect(image.steps).toEqual([
+      { kind: "node", version: null },
+      { kind: "secrets", secrets: [{ name: "npm", requiredKeys: ["NPM_TOKEN"] }] },
+      { kind: "run", commands: ["true"] },
+    ]);
+  });
+
+  it("refuses local secrets, which never reach a plane's builder, and anything that is not a secret", () => {
+    expect(() => Image.node().secrets([Secret.fromDict({ NPM_TOKEN: "t-123456" })])).toThrow(
+      "Image.secrets: Secret.fromDict is a local secret; an image build takes named secrets (Secret.fromName)",
+    );
+    expect(() => Image.node().secrets(["npm" as never])).toThrow("Image.secrets: entry 0 is not a Secret");
+    expect(() => Image.node().secrets([])).toThrow(InvalidOptionsError);
   });
 });

@@ -7,6 +7,7 @@
  */
 import { InvalidOptionsError } from "./errors.js";
 import { IMAGE_REPOSITORIES, type ImageStep } from "./protocol.js";
+import { isSecret, type Secret } from "./secret.js";
 
 export type { ImageStep };
 
@@ -93,6 +94,29 @@ export class Image {
   runCommands(...commands: string[]): Image {
     if (commands.some((c) => typeof c !== "string" || !c.trim())) throw new InvalidOptionsError("Image.runCommands: each command must be a non-empty string");
     return this.#with({ kind: "run", commands });
+  }
+
+  /**
+   * Named secrets for the build steps that follow: their keys are the environment of each later `runCommands` step
+   * as it runs (and of the plane's npm for each later `npmInstall`, so `npm_config_*` variables reach it), and their
+   * values remain in no layer, no image config and no history. Later secrets override earlier ones. Only named
+   * secrets (`Secret.fromName`): the plane asks the gateway for them as it builds.
+   * @example
+   * Image.node().secrets([Secret.fromName("npm")]).runCommands("echo //npm.example.com/:_authToken=$NPM_TOKEN > ~/.npmrc && npm i private-pkg && rm ~/.npmrc")
+   */
+  secrets(secrets: Secret[]): Image {
+    if (!Array.isArray(secrets) || secrets.length === 0)
+      throw new InvalidOptionsError('Image.secrets: give a list of secrets, such as [Secret.fromName("npm")]');
+    const named = secrets.map((secret, i) => {
+      if (!isSecret(secret)) throw new InvalidOptionsError(`Image.secrets: entry ${i} is not a Secret`);
+      const source = secret.source;
+      if (source.kind !== "name")
+        throw new InvalidOptionsError(
+          `Image.secrets: ${secret.describe()} is a local secret; an image build takes named secrets (Secret.fromName), which the plane asks the gateway for`,
+        );
+      return { name: source.name, requiredKeys: [...source.requiredKeys] };
+    });
+    return this.#with({ kind: "secrets", secrets: named });
   }
 
   /** The same image, built again from scratch (no cached step) each time the plane first needs it. */

@@ -113,6 +113,8 @@ export const ROUTES = {
   app: "/v1/apps/:app",
   /** Stops every plane container of an app (`tandem app stop`). */
   appStop: "/v1/apps/:app/stop",
+  /** Restarts an app's plane containers, each once its calls end (`tandem app rollover`): new ones read secrets afresh. */
+  appRollover: "/v1/apps/:app/rollover",
   /** Container time and cost across planes: `?app=&since=` (ms since the epoch). */
   usage: "/v1/usage",
   call: "/v1/apps/:app/functions/:fn/call",
@@ -163,6 +165,13 @@ export const ROUTES = {
   planeBundleMap: "/v1/planes/bundles/:hash/source-map",
   /** A plane fetches an image spec by content hash (signed). */
   planeImage: "/v1/planes/images/:hash",
+  /**
+   * A plane fetches the secrets of one warm container it starts (signed, `PlaneSecretsRequest`); the answer is signed
+   * for that plane (`PLANE_SECRETS_ANSWER`), and the plane verifies it before it uses a value.
+   */
+  planeSecrets: "/v1/planes/secrets",
+  /** A plane fetches the named secrets an image's build steps declare (signed both ways, as `planeSecrets`). */
+  planeImageSecrets: "/v1/planes/image-secrets",
 } as const;
 
 /**
@@ -175,6 +184,7 @@ export const ROUTE_METHODS = {
   apps: ["GET"],
   app: ["GET"],
   appStop: ["POST"],
+  appRollover: ["POST"],
   usage: ["GET"],
   call: ["POST"],
   spawn: ["POST"],
@@ -203,6 +213,8 @@ export const ROUTE_METHODS = {
   planeBundle: ["GET"],
   planeBundleMap: ["GET"],
   planeImage: ["GET"],
+  planeSecrets: ["POST"],
+  planeImageSecrets: ["POST"],
 } as const satisfies { readonly [K in keyof typeof ROUTES]: readonly ("GET" | "POST" | "PUT" | "PATCH" | "DELETE")[] };
 
 /** Routes a plane serves (all signed by the gateway). */
@@ -212,6 +224,8 @@ export const PLANE_ROUTES = {
   stream: "/v1/plane/stream",
   /** Stops every container of an app: `{ "app": name }`. */
   stop: "/v1/plane/stop",
+  /** Rolls over every container of an app, each once its inputs end: `{ "app": name }`. */
+  rollover: "/v1/plane/rollover",
   /** Container time and cost: `?app=&since=` (ms). */
   usage: "/v1/plane/usage",
   /** Stops a call's input: `{ "callId", "terminateContainer" }`. */
@@ -236,6 +250,7 @@ export const paths = {
   apps: () => ROUTES.apps,
   app: (app: string) => `/v1/apps/${seg(app)}`,
   appStop: (app: string) => `/v1/apps/${seg(app)}/stop`,
+  appRollover: (app: string) => `/v1/apps/${seg(app)}/rollover`,
   usage: (query: UsageQuery = {}) => `${ROUTES.usage}${usageQueryString(query)}`,
   /** A plane's usage route, as the gateway signs and sends it. */
   planeUsage: (query: UsageQuery = {}) => `${PLANE_ROUTES.usage}${usageQueryString(query)}`,
@@ -266,6 +281,8 @@ export const paths = {
   planeBundle: (hash: string) => `/v1/planes/bundles/${seg(hash)}`,
   planeBundleMap: (hash: string) => `/v1/planes/bundles/${seg(hash)}/source-map`,
   planeImage: (hash: string) => `/v1/planes/images/${seg(hash)}`,
+  planeSecrets: () => ROUTES.planeSecrets,
+  planeImageSecrets: () => ROUTES.planeImageSecrets,
   /** A WebSocket agent: `/<app>/<label>`, with `?session=<id>` to resume a session. */
   agent: (app: string, label: string, sessionId?: string) => `/${seg(app)}/${seg(label)}${sessionId === undefined ? "" : `?session=${seg(sessionId)}`}`,
   /** A web endpoint: `/<app>/<label><path>`. */
@@ -823,7 +840,12 @@ export type ImageStep =
   | { kind: "workdir"; path: string }
   | { kind: "file"; src: string; dst: string }
   | { kind: "dir"; src: string; dst: string; ignore: string[] }
-  | { kind: "run"; commands: string[] };
+  | { kind: "run"; commands: string[] }
+  /**
+   * Named secrets whose values are the environment of every later `run` step (and of the plane's npm for every later
+   * `npm` step) as it builds, in no layer: the plane asks the gateway for them (`POST /v1/planes/image-secrets`).
+   */
+  | { kind: "secrets"; secrets: { name: string; requiredKeys: string[] }[] };
 
 /** A step as the plane builds it: local files and folders read in (base64), the rest as the SDK recorded it. */
 export type ResolvedImageStep =
@@ -907,9 +929,45 @@ export interface WarmPoolRef {
   spec: PlaneFunctionSpec;
   /** For a class: the parameters of the instances kept warm (`{}`). */
   clsParams?: Record<string, unknown>;
-  /** The function's environment with its secrets' values, for the warm containers (as `PlaneRunRequest.secrets`). */
-  secrets?: Record<string, string>;
+  /**
+   * The function declares secrets: the plane fetches their values for each warm container it starts, over
+   * `POST /v1/planes/secrets` (signed both ways). A heartbeat answer never carries a value.
+   */
+  withSecrets?: true;
 }
+
+/** `POST /v1/planes/secrets`: the plane `planeId` starts a container of this warm pool and asks for its secrets. */
+export const PlaneSecretsRequestSchema = z.strictObject({
+  planeId: z.string().regex(PLANE_ID_PATTERN, "must be a plane id"),
+  app: z.string().regex(NAME_PATTERN, "must be an app name"),
+  function: z.string().regex(FUNCTION_NAME_PATTERN, "must be a function name"),
+  bundleHash: z.string().regex(BUNDLE_HASH_PATTERN, "must be a bundle hash"),
+});
+export type PlaneSecretsRequest = z.infer<typeof PlaneSecretsRequestSchema>;
+
+/** The answer to `POST /v1/planes/secrets`: the container's environment with its secrets' values. */
+export const PlaneSecretsAnswerSchema = z.strictObject({ secrets: z.record(z.string(), z.string()) });
+export type PlaneSecretsAnswer = z.infer<typeof PlaneSecretsAnswerSchema>;
+
+/**
+ * How the gateway signs its answer to `POST /v1/planes/secrets`: for the asking plane (its id is the audience), with
+ * this method and the route as path, so that no signed request can pass for it, nor it for one.
+ */
+export const PLANE_SECRETS_ANSWER = { method: "ANSWER", path: "/v1/planes/secrets" } as const;
+
+/** `POST /v1/planes/image-secrets`: the plane `planeId` builds image `imageHash` and asks for the secrets its steps declare. */
+export const PlaneImageSecretsRequestSchema = z.strictObject({
+  planeId: z.string().regex(PLANE_ID_PATTERN, "must be a plane id"),
+  imageHash: z.string().regex(BUNDLE_HASH_PATTERN, "must be an image hash"),
+});
+export type PlaneImageSecretsRequest = z.infer<typeof PlaneImageSecretsRequestSchema>;
+
+/** The answer to `POST /v1/planes/image-secrets`: each named secret's values, by name. */
+export const PlaneImageSecretsAnswerSchema = z.strictObject({ named: z.record(z.string(), z.record(z.string(), z.string())) });
+export type PlaneImageSecretsAnswer = z.infer<typeof PlaneImageSecretsAnswerSchema>;
+
+/** How the gateway signs its answer to `POST /v1/planes/image-secrets` (as `PLANE_SECRETS_ANSWER`). */
+export const PLANE_IMAGE_SECRETS_ANSWER = { method: "ANSWER", path: "/v1/planes/image-secrets" } as const;
 
 /** The gateway's answer to a heartbeat: which warm pools this plane keeps. */
 export interface HeartbeatAnswer {
@@ -957,6 +1015,13 @@ export interface UsageAnswer {
 /** `POST /v1/plane/stop`: stop every container of an app. */
 export const PlaneStopRequestSchema = z.strictObject({ app: z.string().regex(NAME_PATTERN, "must be an app name") });
 export type PlaneStopRequest = z.infer<typeof PlaneStopRequestSchema>;
+
+/** What `POST /v1/apps/:app/rollover` and a plane's `POST /v1/plane/rollover` answer: how many containers roll over. */
+export interface RolloverAnswer {
+  app: string;
+  /** Containers that take no new input now, and stop once their inputs end; new ones replace them. */
+  rolledOver: number;
+}
 
 /** What `POST /v1/apps/:app/stop` and a plane's `POST /v1/plane/stop` answer: how many containers stopped. */
 export interface StopAnswer {

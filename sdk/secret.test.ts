@@ -65,9 +65,18 @@ describe("Secret", () => {
 });
 
 describe("masking", () => {
-  it("replaces each secret value with ***, longest first, and leaves values too short to mask", () => {
-    expect(maskSecretValues("k-123 and k-1234 and x", ["k-123", "k-1234", "x"])).toBe("*** and *** and x");
+  it("replaces each secret value with ***, longest first, wherever it appears from 4 characters on", () => {
+    expect(maskSecretValues("k-123 and k-1234 and xk-123x", ["k-123", "k-1234"])).toBe("*** and *** and x***x");
     expect(maskSecretValues("nothing here", [])).toBe("nothing here");
+    expect(maskSecretValues("nothing here", [""])).toBe("nothing here");
+  });
+
+  it("masks a value of 1 to 3 characters only where it stands alone, so ordinary text around it survives", () => {
+    expect(maskSecretValues("pin 42, took 142 ms, v42, 42_x, x42", ["42"])).toBe("pin ***, took 142 ms, v42, 42_x, x42");
+    expect(maskSecretValues("x and max; x=1 (x)", ["x"])).toBe("*** and max; ***=1 (***)");
+    expect(maskSecretValues('{"code":"a.b","n":"a-b"}', ["a.b"])).toBe('{"code":"***","n":"a-b"}'); // a dot is the value, not any character
+    expect(maskSecretValues("één é", ["é"])).toBe("één ***"); // letters of any script count as letters
+    expect(maskSecretValues("key abc, code abcd", ["abc", "abcd"])).toBe("key ***, code ***");
   });
 
   it("masks an error's message and remote stack, keeping its class", () => {

@@ -84,16 +84,25 @@ export function isSecret(value: unknown): value is Secret {
 }
 
 /**
- * `text` with each of `values` (a call's secret values) replaced by `***`, longest first. Values shorter than
- * `SECRET_LIMITS.minMaskedLength` are left.
+ * `text` with each of `values` (a call's secret values) replaced by `***`, longest first. A value of
+ * `SECRET_LIMITS.minMaskedLength` characters or more is masked wherever it appears; a shorter one (1 to 3
+ * characters) only where it stands as a whole token, with no letter, digit or `_` just before or after it, so that
+ * a secret `"7"` masks `pin 7` but not `17 ms` or `v7`. An empty value masks nothing.
  * @example maskSecretValues("key k-123 refused", ["k-123"]); // "key *** refused"
+ * @example maskSecretValues("pin 42, took 142 ms", ["42"]); // "pin ***, took 142 ms"
  */
 export function maskSecretValues(text: string, values: readonly string[]): string {
   let masked = text;
-  for (const value of [...values].filter((v) => v.length >= SECRET_LIMITS.minMaskedLength).sort((a, b) => b.length - a.length)) {
-    masked = masked.split(value).join("***");
+  for (const value of [...values].filter((v) => v.length > 0).sort((a, b) => b.length - a.length)) {
+    if (value.length >= SECRET_LIMITS.minMaskedLength) masked = masked.split(value).join("***");
+    else if (masked.includes(value)) masked = masked.replace(wholeToken(value), "***");
   }
   return masked;
+}
+
+/** Matches `value` where no letter, digit or `_` touches it. */
+function wholeToken(value: string): RegExp {
+  return new RegExp(`(?<![\\p{L}\\p{N}_])${value.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")}(?![\\p{L}\\p{N}_])`, "gu");
 }
 
 /**

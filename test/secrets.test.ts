@@ -6,12 +6,15 @@
  * order, and `requiredKeys`; the list never shows a value.
  */
 import { execFile } from "node:child_process";
+import { createHash, randomBytes } from "node:crypto";
 import { copyFile, mkdtemp, readFile, readdir, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { RemoteError, lookup } from "../sdk/index.js";
+import { PLANE_SECRETS_ANSWER, PROTOCOL_VERSION, type HeartbeatAnswer, type PlaneHeartbeat, type PlaneInfo } from "../sdk/protocol.js";
+import { NonceCache, signRequest, verifyRequest } from "../sdk/signing.js";
 import { runCli, startServe, type Served } from "./helpers/cli.js";
 import { authed, eventually } from "./helpers/gateway.js";
 
@@ -19,11 +22,12 @@ const VALUE = "k-7f3a9c-secret-value";
 const LOCAL_VALUE = "local-4b1d-secret-value";
 const DOTENV_VALUE = "dotenv-9e2c-secret-value";
 const rev = (s: string) => [...s].reverse().join("");
+const RUN = randomBytes(6).toString("hex");
 
 // Each function answers a value derived from its secrets (reversed), so that a value found in a file under .tandem
 // could only have been written there by Tandem, not recorded as a call's result.
 const appSource = `
-import { App, Secret } from "tandem";
+import { App, Image, Secret } from "tandem";
 const app = new App("vault");
 const rev = (s: string | undefined) => (s === undefined ? "undefined" : [...s].reverse().join(""));
 const api = Secret.fromName("api", { requiredKeys: ["API_KEY"] });
@@ -49,6 +53,24 @@ export const local = app.function(
   { secrets: [api, Secret.fromDict({ API_KEY: "overridden", LOCAL: process.env.VAULT_LOCAL }), Secret.fromDotenv()] },
   () => [process.env.API_KEY, process.env.LOCAL, process.env.FROM_DOTENV].map(rev).join(","),
 );
+// An image build step that needs the secret (Image.secrets): it keeps only the value's hash.
+// This run's own (RUN): an image built by an earlier run would be found, not built.
+const tokenImage = Image.node().env({ RUN: "${RUN}" }).secrets([api]).runCommands('printf %s "$API_KEY" | sha256sum | cut -c1-64 > /token.sha');
+export const imageKey = app.function({ image: tokenImage, timeout: 180 }, async () => (await import("node:fs")).readFileSync("/token.sha", "utf8").trim());
+export const slowKey = app.function({ tier: "plane", secrets: [api] }, async (ms: number) => {
+  const key = process.env.API_KEY;
+  if (ms > 0) console.log("slowKey sleeping", ms);
+  await new Promise((resolve) => setTimeout(resolve, ms));
+  return rev(key);
+});
+// A secret of 2 characters: masked where it stands alone, never inside other numbers (docs/secrets.md).
+const pin = Secret.fromDict({ PIN: "42" });
+const pinLeak = () => {
+  console.log("pin", process.env.PIN, "took 142 ms");
+  throw new Error("pin " + process.env.PIN + " refused");
+};
+export const edgePin = app.function({ secrets: [pin] }, pinLeak);
+export const planePin = app.function({ tier: "plane", secrets: [pin] }, pinLeak);
 export const pay = app.endpoint({ path: "/", secrets: [api] }, () => ({ key: rev(process.env.API_KEY) }));
 export default app;
 `;
@@ -57,6 +79,13 @@ let dir: string;
 let served: Served;
 const fn = (name: string) => lookup<[], string>("vault", name, { gateway: served.url });
 const cli = (args: string[]) => runCli([...args, "--gateway", served.url], { cwd: dir });
+/** A new token of scope `call`, made with the tests' admin token. */
+const callToken = async () =>
+  (
+    (await (await fetch(`${served.url}/v1/tokens`, authed({ method: "POST", body: JSON.stringify({ name: "caller", scope: "call" }) }))).json()) as {
+      token: string;
+    }
+  ).token;
 
 beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), "tandem-secrets-"));
@@ -131,6 +160,10 @@ describe("secrets in both tiers", () => {
       expect(record).toContain("refused key ***");
       expect(record).not.toContain(VALUE);
     }
+    for (const name of ["edgePin", "planePin"]) {
+      await expect(fn(name).remote(), name).rejects.toThrow(/^pin \*\*\* refused$/);
+      await served.waitFor(new RegExp(`\\[vault\\.${name} [^\\]]*\\] pin \\*\\*\\* took 142 ms`));
+    }
     await served.waitFor(/\[vault\.planeLeak [^\]]*\] the key is \*\*\* \{ nested: '\*\*\*' \}/);
     expect(served.output()).toMatch(/\[vault\.edgeLeak [^\]]*\] the key is \*\*\* \{"nested":"\*\*\*"\}/);
     expect(served.output()).not.toContain(VALUE);
@@ -171,16 +204,76 @@ describe("secrets in both tiers", () => {
     await eventually(async () => (await containers("warmKey")).length > 0, 30_000); // minContainers: 1, kept by the plane
     expect(await inspect((await containers("warmKey"))[0]![0])).toContain(`API_KEY=${VALUE}`);
     expect(await fn("warmKey").remote()).toBe(rev(VALUE));
+    await served.waitFor("fetched the secrets of a warm container of vault.warmKey");
   });
 
-  it("an updated secret reaches edge calls within seconds and new plane containers; a warm container keeps its value until the app is stopped", async () => {
+  it("gives an image build step its named secrets, fetched over the signed channel, and leaves them in no layer", async () => {
+    expect(await fn("imageKey").remote()).toBe(createHash("sha256").update(VALUE).digest("hex"));
+    await served.waitFor(/plane pl-[0-9a-z]+ fetched the secrets of image [0-9a-f]{12} \(api\) to build it/);
+    const image = (await promisify(execFile)("docker", ["ps", "--filter", "label=tandem.function=imageKey", "--format", "{{.Image}}"])).stdout.trim();
+    expect(image).toMatch(/^tandem-image:/);
+    for (const args of [["history", "--no-trunc"], ["inspect"]]) expect((await promisify(execFile)("docker", [...args, image])).stdout).not.toContain(VALUE);
+    expect(served.output()).not.toContain(VALUE);
+  }, 180_000);
+
+  it("sends a warm container's secrets only over a route signed both ways, for a pool of the plane that asks, never in a heartbeat answer", async () => {
+    const secret = (await readFile(join(dir, ".tandem", "plane-secret"), "utf8")).trim();
+    const [plane] = ((await (await fetch(`${served.url}/v1/planes`, authed())).json()) as { planes: PlaneInfo[] }).planes;
+    const signed = async (path: string, body: string) => ({
+      method: "POST",
+      body,
+      headers: { "content-type": "application/json", ...(await signRequest(secret, { audience: "gateway", method: "POST", path, body })) },
+    });
+    const { planeId, url, region, runtime, simulated, gpus, cpu, memoryMiB } = plane!;
+    const beat = JSON.stringify({ planeId, url, region, runtime, simulated, gpus, cpu, memoryMiB, protocol: PROTOCOL_VERSION } satisfies PlaneHeartbeat);
+    const answer = await (await fetch(`${served.url}/v1/planes/heartbeat`, await signed("/v1/planes/heartbeat", beat))).text();
+    expect(answer).not.toContain(VALUE);
+    const warm = (JSON.parse(answer) as HeartbeatAnswer).warm.find((p) => p.function === "warmKey")!;
+    expect(warm).toMatchObject({ app: "vault", withSecrets: true });
+    expect(warm).not.toHaveProperty("secrets");
+    const ask = (fn: string, id = planeId) => JSON.stringify({ planeId: id, app: "vault", function: fn, bundleHash: warm.bundleHash });
+    const res = await fetch(`${served.url}/v1/planes/secrets`, await signed("/v1/planes/secrets", ask("warmKey")));
+    const text = await res.text();
+    expect(JSON.parse(text)).toMatchObject({ secrets: { API_KEY: VALUE } });
+    const headers = { get: (name: string) => res.headers.get(name) };
+    const check = (audience: string) => verifyRequest(secret, { audience, ...PLANE_SECRETS_ANSWER, body: text }, headers, new NonceCache());
+    expect(await check(planeId)).toEqual({ ok: true });
+    expect(await check("pl-another000")).toMatchObject({ ok: false });
+    // Not for a pool the plane does not keep warm, not for another plane, and not unsigned.
+    const notWarm = await fetch(`${served.url}/v1/planes/secrets`, await signed("/v1/planes/secrets", ask("planeKey")));
+    expect(notWarm.status).toBe(404);
+    expect(await notWarm.text()).toContain(`plane ${planeId} keeps no warm pool of vault.planeKey`);
+    expect((await fetch(`${served.url}/v1/planes/secrets`, await signed("/v1/planes/secrets", ask("warmKey", "pl-another000")))).status).toBe(404);
+    const unsigned = await fetch(`${served.url}/v1/planes/secrets`, { method: "POST", body: ask("warmKey") });
+    expect(unsigned.status).toBe(401);
+    expect(await unsigned.text()).not.toContain(VALUE);
+  });
+
+  it("an updated secret reaches edge calls within seconds; warm containers keep their value until tandem app rollover, which lets a running call finish", async () => {
     const NEW = "k-rotated-5d0e-secret-value";
+    const slow = lookup<[number], string>("vault", "slowKey", { gateway: served.url });
+    expect(await slow.remote(0)).toBe(rev(VALUE)); // its container is up, with the old value
+    expect(await fn("planeKey").remote()).toBe(`plane:${rev(VALUE)}`); // and this one's, within its scale-down window
     expect((await cli(["secret", "create", "api", `API_KEY=${NEW}`, "--force"])).code).toBe(0);
     await eventually(async () => (await fn("edgeKey").remote()) === `edge:${rev(NEW)}`, 15_000);
     expect(await fn("planeKey").remote()).toBe(`plane:${rev(VALUE)}`); // its warm container started with the old value
-    expect((await cli(["app", "stop", "vault"])).code).toBe(0);
+    expect(await fn("warmKey").remote()).toBe(rev(VALUE));
+    // A call running when the rollover comes finishes on its container, with the value it started with.
+    const running = slow.remote(3_000);
+    await served.waitFor(/\[vault\.slowKey [^\]]*\] slowKey sleeping 3000/);
+    // Over HTTP: a call token may not; a deploy token (the CLI's here) may.
+    const caller = await fetch(`${served.url}/v1/apps/vault/rollover`, { method: "POST", headers: { authorization: `Bearer ${await callToken()}` } });
+    expect(caller.status).toBe(403);
+    const rolled = await cli(["app", "rollover", "vault"]);
+    expect(rolled.stderr).toBe("");
+    expect(rolled.stdout).toMatch(/^rolling over \d+ containers of app vault: new calls start new containers; running calls finish first/);
     expect(await fn("planeKey").remote()).toBe(`plane:${rev(NEW)}`); // a new container
-  }, 90_000);
+    expect(await slow.remote(0)).toBe(rev(NEW)); // not the draining one
+    expect(await running).toBe(rev(VALUE)); // finished, not killed
+    await eventually(async () => (await fn("warmKey").remote()) === rev(NEW), 30_000); // its pool started a new warm container
+    const missing = await fetch(`${served.url}/v1/apps/nope/rollover`, authed({ method: "POST" }));
+    expect(missing.status).toBe(404);
+  }, 120_000);
 
   it("fails a load that lacks a required key, naming the key, the secret and the function", async () => {
     expect((await cli(["secret", "create", "api", "OTHER=y", "--force"])).code).toBe(0);
@@ -191,10 +284,22 @@ describe("secrets in both tiers", () => {
     expect((await cli(["secret", "delete", "api"])).stderr).toContain('no secret named "api"');
   }, 90_000);
 
-  it("tandem deploy refuses local secrets, and checks named ones against the gateway it names, before deploying", async () => {
-    const local = await runCli(["deploy", "app.ts", "--dry-run", "--outdir", join(dir, "deploy")], { cwd: dir, env: { VAULT_LOCAL: LOCAL_VALUE } });
-    expect(local.code).not.toBe(0);
-    expect(local.stderr).toContain('app "vault": function "local" declares Secret.fromDict, a local secret, and tandem deploy does not send local secrets');
+  it("tandem deploy sends local secrets with the deployment as a Worker secret, written into no file, and checks named ones first", async () => {
+    const out = join(dir, "deploy");
+    const local = await runCli(["deploy", "app.ts", "--dry-run", "--outdir", out], { cwd: dir, env: { VAULT_LOCAL: LOCAL_VALUE } });
+    expect(local.stderr).not.toContain("error:");
+    expect(local.stdout).toContain(
+      "would send local secrets of vault.local (API_KEY, LOCAL, FROM_DOTENV), vault.edgePin (PIN), vault.planePin (PIN) as the Worker secret TANDEM_LOCAL_SECRETS",
+    );
+    expect(local.stdout).toMatch(/env\.TANDEM_LOCAL_SECRETS \("\(hidden\)"\)/); // wrangler read it from its stdin, and hides it
+    expect(local.stdout + local.stderr).not.toContain(LOCAL_VALUE);
+    const files = (await readdir(out, { recursive: true, withFileTypes: true })).filter((e) => e.isFile());
+    expect(files.length).toBeGreaterThan(0);
+    for (const file of files) {
+      const text = await readFile(join(file.parentPath, file.name), "latin1");
+      expect(text, join(file.parentPath, file.name)).not.toContain(LOCAL_VALUE);
+      expect(text, join(file.parentPath, file.name)).not.toContain(DOTENV_VALUE);
+    }
     await writeFile(
       join(dir, "named.ts"),
       `import { App, Secret } from "tandem";\nconst app = new App("named");\nexport const f = app.function({ secrets: [Secret.fromName("missing")] }, () => 1);\nexport default app;\n`,

@@ -22,7 +22,7 @@ import { CONTAINER_LABELS, type ImageBuildSpec } from "../../sdk/protocol.js";
 import { LineSplitter } from "../../sdk/stream-lines.js";
 import { NODE_IN_IMAGE, ensureBaseImage } from "../base-image.js";
 import { buildImage } from "../image-builder.js";
-import { IN_CONTAINER, type ContainerDriver, type ContainerSpec, type ExitInfo, type StartedContainer } from "./driver.js";
+import { IN_CONTAINER, type ContainerDriver, type ContainerSpec, type ExitInfo, type ImageSecrets, type StartedContainer } from "./driver.js";
 
 /** Options of {@link DockerDriver}. */
 export interface DockerDriverOptions {
@@ -196,8 +196,9 @@ export class DockerDriver implements ContainerDriver {
   }
 
   /** Builds a function's image on the base image (see image-builder.ts); returns its tag. */
-  async buildImage(spec: ImageBuildSpec, hash: string): Promise<string> {
-    return (await buildImage(this.#docker, await this.#baseImage(), spec.force || this.#forceBuild ? { ...spec, force: true } : spec, hash, this.#log)).tag;
+  async buildImage(spec: ImageBuildSpec, hash: string, secrets?: ImageSecrets): Promise<string> {
+    const forced = spec.force || this.#forceBuild ? { ...spec, force: true } : spec;
+    return (await buildImage(this.#docker, await this.#baseImage(), forced, hash, this.#log, secrets)).tag;
   }
 
   /** Everything staged for one plane's containers: removed by `cleanup`, so a crash leaves nothing for long. */

@@ -10,6 +10,9 @@
 
 import type { ImageBuildSpec } from "../../sdk/protocol.js";
 
+/** The values of the named secrets an image's steps declare, by name, fetched when its build needs them. */
+export type ImageSecrets = () => Promise<Record<string, Record<string, string>>>;
+
 /** What to start. Paths are on the plane's host. */
 export interface ContainerSpec {
   /** The plane's id for this container, e.g. `ctr-1a2b3c4d`. Used in names, labels and log tags. */
@@ -88,6 +91,9 @@ export interface ContainerDriver {
    * otherwise the plane keeps it under its state folder.
    */
   controlDirFor?(planeId: string, containerId: string): string;
-  /** Builds (or finds, by hash) a function's image; returns its tag. */
-  buildImage(spec: ImageBuildSpec, hash: string): Promise<string>;
+  /**
+   * Builds (or finds, by hash) a function's image; returns its tag. `secrets` gives the values of the named secrets
+   * its steps declare (`Image.secrets`), asked for only when a build needs them.
+   */
+  buildImage(spec: ImageBuildSpec, hash: string, secrets?: ImageSecrets): Promise<string>;
 }

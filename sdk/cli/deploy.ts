@@ -2,17 +2,20 @@
  * `tandem deploy`: bundle the gateway with the app files, write a wrangler
  * configuration beside the bundle (this package's wrangler.toml, with `main`
  * pointed at it), and deploy with wrangler, then put the plane bundles in the
- * gateway's blob bucket. `--dry-run` checks everything without an account or
- * a network.
+ * gateway's blob bucket. Local secrets (`Secret.fromDict`, `fromDotenv`) are
+ * read now and go with the deployment as the Worker secret
+ * `TANDEM_LOCAL_SECRETS`, handed to wrangler on its stdin, never written to a
+ * file. `--dry-run` checks everything without an account or a network.
  */
 import { spawn } from "node:child_process";
 import { readFile, writeFile } from "node:fs/promises";
 import { join, resolve } from "node:path";
+import { SECRET_LIMITS } from "../defaults.js";
 import { InvalidOptionsError } from "../errors.js";
 import { BLOB_KEYS, type SecretInfo } from "../protocol.js";
 import type { App } from "../app.js";
 import { buildApps } from "./local-stack.js";
-import { checkNamedSecrets, declaresNamedSecrets } from "./secret-values.js";
+import { checkNamedSecrets, declaresNamedSecrets, localSecretValues } from "./secret-values.js";
 import { PACKAGE_ROOT, stateDir } from "./paths.js";
 
 export interface DeployOptions {
@@ -28,7 +31,7 @@ export interface DeployOptions {
 export async function deploy(options: DeployOptions): Promise<number> {
   const outDir = resolve(options.outDir ?? join(stateDir(), "deploy"));
   const { worker: bundle, planes, images, apps } = await buildApps(options.appFiles, outDir, { minify: true, sourceMap: false });
-  refuseLocalSecrets(apps);
+  const local = deployedLocalSecrets(apps, options.appFiles);
   if (declaresNamedSecrets(apps)) {
     if (options.heldSecrets) checkNamedSecrets(apps, await options.heldSecrets());
     else console.log("the app declares named secrets: name the gateway they are on (--gateway, or TANDEM_GATEWAY) to check them before deploying");
@@ -47,7 +50,17 @@ export async function deploy(options: DeployOptions): Promise<number> {
   const configPath = join(outDir, "wrangler.toml");
   await writeFile(configPath, config);
   console.log(`bundled ${options.appFiles.join(", ")} into ${bundle.path} (${(bundle.bytes / 1024).toFixed(1)} KiB)`);
-  const code = await wrangler(["deploy", "--config", configPath, ...(options.dryRun ? ["--dry-run", "--outdir", join(outDir, "dist")] : [])]);
+  if (local) console.log(`${options.dryRun ? "would send" : "sending"} ${local.summary} as the Worker secret TANDEM_LOCAL_SECRETS`);
+  const code = await wrangler(
+    [
+      "deploy",
+      "--config",
+      configPath,
+      ...(local ? ["--secrets-file", "/dev/stdin"] : []),
+      ...(options.dryRun ? ["--dry-run", "--outdir", join(outDir, "dist")] : []),
+    ],
+    local?.file,
+  );
   if (code !== 0) return code;
   // Plane bundles go where planes fetch them: the gateway's blob bucket, by content hash.
   const bucket = /^bucket_name = "(.*)"$/m.exec(config)?.[1] ?? "tandem-blobs";
@@ -78,23 +91,39 @@ export async function deploy(options: DeployOptions): Promise<number> {
   return 0;
 }
 
-function wrangler(args: string[]): Promise<number> {
+/** Runs wrangler; `stdin`, when given, is written to its standard input (a secrets file that never touches disk). */
+function wrangler(args: string[], stdin?: string): Promise<number> {
   const bin = join(PACKAGE_ROOT, "node_modules", "wrangler", "bin", "wrangler.js");
   return new Promise((resolveCode) => {
-    const child = spawn(process.execPath, [bin, ...args], { stdio: "inherit", env: { WRANGLER_SEND_METRICS: "false", ...process.env } });
+    const env = { WRANGLER_SEND_METRICS: "false", ...process.env };
+    // Node hands a child a socket as its stdin, which wrangler cannot open as /dev/stdin: `cat` puts a pipe between.
+    const child =
+      stdin === undefined
+        ? spawn(process.execPath, [bin, ...args], { stdio: "inherit", env })
+        : spawn("/bin/sh", ["-c", 'cat | "$0" "$@"', process.execPath, bin, ...args], { stdio: ["pipe", "inherit", "inherit"], env });
+    if (stdin !== undefined) child.stdin!.end(stdin);
     child.on("exit", (code) => resolveCode(code ?? 1));
   });
 }
 
-/** A deployed gateway gets no local secrets yet (their values would have to travel as a Worker secret): say so, naming one. */
-function refuseLocalSecrets(apps: App[]): void {
-  for (const app of apps) {
-    for (const { what, secrets } of app.secretHolders()) {
-      const local = secrets.find((s) => s.source.kind !== "name");
-      if (local)
-        throw new InvalidOptionsError(
-          `app "${app.name}": ${what} declares ${local.describe()}, a local secret, and tandem deploy does not send local secrets: store it with tandem secret create NAME KEY=value --gateway <the deployed gateway> and declare Secret.fromName(NAME)`,
-        );
-    }
-  }
+/**
+ * The apps' local secrets as they go with a deployment: the Worker secret `TANDEM_LOCAL_SECRETS` (the same JSON
+ * `tandem serve` hands workerd, which the gateway parses with `parseGatewaySettings`), as the secrets file wrangler
+ * reads on its stdin, and a line naming what it holds (functions and keys, never a value). Undefined when the apps
+ * declare none. Throws naming the limit when they are over what a Worker secret holds.
+ * @example const local = deployedLocalSecrets(apps, ["app.ts"]); // { file: '{"TANDEM_LOCAL_SECRETS":"…"}', summary: "local secrets of vault.local (API_KEY, LOCAL)" }
+ */
+export function deployedLocalSecrets(apps: App[], appFiles: string[]): { file: string; value: string; summary: string } | undefined {
+  const values = localSecretValues(apps, appFiles);
+  const holders = Object.entries(values).flatMap(([app, byHolder]) =>
+    Object.entries(byHolder).map(([holder, list]) => `${app}.${holder} (${[...new Set(list.flatMap((v) => (v ? Object.keys(v) : [])))].join(", ")})`),
+  );
+  if (holders.length === 0) return undefined;
+  const value = JSON.stringify(values);
+  const max = SECRET_LIMITS.maxDeployedLocalBytes;
+  if (new TextEncoder().encode(value).length > max)
+    throw new InvalidOptionsError(
+      `the apps' local secrets are ${new TextEncoder().encode(value).length} bytes as JSON, over the ${max} a Worker secret holds: store the larger ones with tandem secret create NAME KEY=value --gateway <the deployed gateway> and declare Secret.fromName(NAME)`,
+    );
+  return { file: JSON.stringify({ TANDEM_LOCAL_SECRETS: value }), value, summary: `local secrets of ${holders.join(", ")}` };
 }

@@ -5,7 +5,7 @@
  */
 import { Command, InvalidArgumentError } from "commander";
 import { HttpInvoker, resolveGatewayUrl } from "../client.js";
-import { paths, type AppManifest, type ScheduleInfo, type SecretInfo, type StopAnswer, type UsageAnswer } from "../protocol.js";
+import { paths, type AppManifest, type ScheduleInfo, type RolloverAnswer, type SecretInfo, type StopAnswer, type UsageAnswer } from "../protocol.js";
 import { existsSync } from "node:fs";
 import { FUNCTION_DEFAULTS, LOCAL_DEFAULTS, PLANE_DEFAULTS } from "../defaults.js";
 import { readCliConfig, type CliConfig } from "./config.js";
@@ -178,6 +178,17 @@ appCommand
   .action(async (app: string, opts: { gateway?: string; token?: string }) => {
     const body = (await clientOf(opts).request("POST", paths.appStop(app))) as StopAnswer;
     console.log(`stopped ${body.stopped} container${body.stopped === 1 ? "" : "s"} of app ${app}`);
+  });
+appCommand
+  .command("rollover")
+  .description("restart an app's plane containers, each once its calls end, so new ones read its secrets' current values")
+  .argument("<app>", "the app's name")
+  .option("-g, --gateway <url>", "gateway URL (default: TANDEM_GATEWAY, then http://127.0.0.1:8787)")
+  .option("--token <token>", TOKEN_HELP)
+  .action(async (app: string, opts: { gateway?: string; token?: string }) => {
+    const body = (await clientOf(opts).request("POST", paths.appRollover(app))) as RolloverAnswer;
+    const n = body.rolledOver;
+    console.log(`rolling over ${n} container${n === 1 ? "" : "s"} of app ${app}: new calls start new containers; running calls finish first`);
   });
 
 program

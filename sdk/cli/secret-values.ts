@@ -11,7 +11,7 @@ import { dirname, join, resolve } from "node:path";
 import type { App } from "../app.js";
 import { InvalidOptionsError } from "../errors.js";
 import { paths, type SecretInfo } from "../protocol.js";
-import { parseDotenv } from "../secret.js";
+import { Secret, parseDotenv } from "../secret.js";
 import type { LocalSecrets } from "../settings.js";
 
 /** The key the local gateway seals secrets with: `given` (TANDEM_SECRETS_KEY), else one kept in `.tandem/secrets-key` (made on first use, readable by its owner only). */
@@ -63,7 +63,7 @@ export function localSecretValues(apps: App[], appFiles: string[]): LocalSecrets
 export function checkNamedSecrets(apps: App[], held: SecretInfo[]): void {
   const byName = new Map(held.map((s) => [s.name, s]));
   for (const app of apps) {
-    for (const { what, secrets } of app.secretHolders()) {
+    for (const { what, secrets } of namedDeclarers(app)) {
       for (const secret of secrets) {
         const source = secret.source;
         if (source.kind !== "name") continue;
@@ -84,7 +84,21 @@ export function checkNamedSecrets(apps: App[], held: SecretInfo[]): void {
 
 /** Whether any app declares a named secret (only then is the gateway asked for its list). */
 export function declaresNamedSecrets(apps: App[]): boolean {
-  return apps.some((app) => app.secretHolders().some((h) => h.secrets.some((s) => s.source.kind === "name")));
+  return apps.some((app) => namedDeclarers(app).some((h) => h.secrets.some((s) => s.source.kind === "name")));
+}
+
+/** What declares secrets in `app`: its functions, classes, web handlers and agents, and its images' build steps (`Image.secrets`). */
+function namedDeclarers(app: App): { what: string; secrets: readonly Secret[] }[] {
+  const images = [
+    ...app.functions.map((f) => ({ what: `function "${f.name}"`, image: f.spec?.image })),
+    ...app.classes.map((c) => ({ what: `class "${c.name}"`, image: c.spec.image })),
+  ].flatMap(({ what, image }) => {
+    const secrets = (image?.steps ?? []).flatMap((step) =>
+      step.kind === "secrets" ? step.secrets.map((s) => Secret.fromName(s.name, { requiredKeys: s.requiredKeys })) : [],
+    );
+    return secrets.length ? [{ what: `${what} (its image)`, secrets }] : [];
+  });
+  return [...app.secretHolders(), ...images];
 }
 
 /** The secrets a gateway keeps (names and keys), asked with `token`. */

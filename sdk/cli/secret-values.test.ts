@@ -1,0 +1,32 @@
+/** The load check of named secrets (`tandem serve`, `run`, `deploy`), image build steps' secrets included. */
+import { describe, expect, it } from "vitest";
+import { App } from "../app.js";
+import { Image } from "../image.js";
+import { Secret } from "../secret.js";
+import { checkNamedSecrets, declaresNamedSecrets } from "./secret-values.js";
+
+const held = (name: string, keys: string[]) => ({ name, keys, createdAt: 0, updatedAt: 0 });
+
+describe("the load check of named secrets", () => {
+  it("names a secret an image's build step declares that the gateway lacks, or a key it lacks", () => {
+    const app = new App("builds");
+    const image = Image.node()
+      .secrets([Secret.fromName("npm", { requiredKeys: ["NPM_TOKEN"] })])
+      .runCommands("true");
+    app.function({ name: "install", image }, () => 1);
+    expect(declaresNamedSecrets([app])).toBe(true);
+    expect(() => checkNamedSecrets([app], [])).toThrow(
+      'app "builds": function "install" (its image) declares secret "npm", which the gateway does not have; make it: tandem secret create npm KEY=value',
+    );
+    expect(() => checkNamedSecrets([app], [held("npm", ["OTHER"])])).toThrow(
+      'app "builds": function "install" (its image) requires key NPM_TOKEN of secret "npm"',
+    );
+    expect(() => checkNamedSecrets([app], [held("npm", ["NPM_TOKEN"])])).not.toThrow();
+  });
+
+  it("asks nothing of the gateway for an app with no named secret anywhere", () => {
+    const app = new App("plain");
+    app.function({ name: "f", image: Image.node().runCommands("true") }, () => 1);
+    expect(declaresNamedSecrets([app])).toBe(false);
+  });
+});
