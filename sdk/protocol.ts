@@ -894,12 +894,12 @@ function canonicalJson(value: unknown, depth: number): string {
   if (typeof value === "object") {
     const proto = Object.getPrototypeOf(value) as unknown;
     if (proto !== Object.prototype && proto !== null) {
-      throw new Error(`must be a string or a JSON value (a ${(value as object).constructor?.name ?? "non-plain object"} is not one)`);
+      throw new Error(`must be a string or a JSON value (got a ${(value as object).constructor?.name ?? "non-plain object"})`);
     }
     const fields = Object.keys(value).sort();
     return `{${fields.map((f) => `${JSON.stringify(f)}:${canonicalJson((value as Record<string, unknown>)[f], depth + 1)}`).join(",")}}`;
   }
-  throw new Error(`must be a string or a JSON value (a ${typeof value} is not one)`);
+  throw new Error(`must be a string or a JSON value (got ${value === undefined ? "undefined" : `a ${typeof value}`})`);
 }
 
 /** The operations `POST /v1/queues/:queue/:op` takes. */
