@@ -132,8 +132,11 @@ export class DictStore extends DurableObject<Env> {
       }
       case "len":
         return { len: this.#len(now) };
-      case "clear":
-        return { removed: this.#sql.exec("DELETE FROM entries").rowsWritten };
+      case "clear": {
+        const removed = this.#len(now); // expired rows go too, uncounted: they were gone for every read already
+        this.#sql.exec("DELETE FROM entries");
+        return { removed };
+      }
       case "entries": {
         const rows = this.#sql
           .exec<EntryRow>(

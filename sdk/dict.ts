@@ -133,7 +133,7 @@ export class Dict {
     return (await this.#op("len", {})).len;
   }
 
-  /** Removes every entry; answers how many rows went. */
+  /** Removes every entry; answers how many there were (expired ones not counted). */
   async clear(): Promise<number> {
     return (await this.#op("clear", {})).removed;
   }

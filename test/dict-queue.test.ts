@@ -111,8 +111,11 @@ describe("dict", () => {
     expect(await d.get("short")).toBeUndefined();
     expect(await d.contains("short")).toBe(false);
     expect(await d.len()).toBe(1);
-    // An expired key can be taken again with ifAbsent.
+    // An expired key can be taken again with ifAbsent; clear counts only the entries still there.
     expect(await d.put("short", "again", { ifAbsent: true })).toBe(true);
+    await d.put("brief", 1, { ttlSeconds: 0.2 });
+    await sleep(300);
+    expect(await d.clear()).toBe(2);
   });
 
   it("pages keys, values and items in canonical-key order", async () => {
