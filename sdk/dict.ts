@@ -9,7 +9,7 @@
 import { DICT_LIMITS } from "./defaults.js";
 import { InvalidOptionsError } from "./errors.js";
 import { DICT_NAME_PATTERN, DictRequestSchemas, canonicalKey, decodeValue, encodeValue, type DictEntry, type DictInfo, type DictOp } from "./protocol.js";
-import { checkedRequest, dictBackend, type DictBackend, type DictRequests, type StoreOptions } from "./store-client.js";
+import { checkedPageSize, checkedRequest, dictBackend, type DictBackend, type DictRequests, type StoreOptions } from "./store-client.js";
 
 export interface DictOptions extends StoreOptions {
   /** Make the dict on first use when it does not exist (needs a token of scope `deploy` over HTTP). */
@@ -154,6 +154,7 @@ export class Dict {
   }
 
   async *#entries(keysOnly: boolean, pageSize: number = DICT_LIMITS.pageSize): AsyncGenerator<DictEntry> {
+    checkedPageSize(pageSize, DICT_LIMITS.maxPageSize, `dict "${this.name}" pages`);
     let after: string | undefined;
     for (;;) {
       const request = checkedRequest(

@@ -10,7 +10,7 @@
 import { QUEUE_LIMITS } from "./defaults.js";
 import { InvalidOptionsError } from "./errors.js";
 import { QUEUE_NAME_PATTERN, QueueRequestSchemas, decodeValue, encodeValue, type QueueInfo, type QueueItem, type QueueOp } from "./protocol.js";
-import { checkedRequest, queueBackend, type QueueBackend, type QueueRequests, type StoreOptions } from "./store-client.js";
+import { checkedPageSize, checkedRequest, queueBackend, type QueueBackend, type QueueRequests, type StoreOptions } from "./store-client.js";
 
 export interface QueueOptions extends StoreOptions {
   /** Make the queue on first use when it does not exist (needs a token of scope `deploy` over HTTP). */
@@ -132,6 +132,7 @@ export class Queue {
 
   /** The items waiting in a partition, oldest first, without taking them; a page at a time. */
   async *iterate<T = unknown>(options: { partition?: string; pageSize?: number } = {}): AsyncGenerator<T> {
+    checkedPageSize(options.pageSize, QUEUE_LIMITS.maxPageSize, `queue "${this.name}" iterate`);
     let after: number | undefined;
     for (;;) {
       const request = {
@@ -151,6 +152,11 @@ export class Queue {
     const { timeoutMs, lease, ...rest } = options;
     if (timeoutMs !== undefined && !(timeoutMs >= 0))
       throw new InvalidOptionsError(`queue "${this.name}" get: option "timeoutMs" must be 0 or more (got ${timeoutMs})`);
+    if (lease !== undefined && !(lease >= QUEUE_LIMITS.minLeaseSeconds && lease <= QUEUE_LIMITS.maxLeaseSeconds)) {
+      throw new InvalidOptionsError(
+        `queue "${this.name}" get: option "lease" must be seconds from ${QUEUE_LIMITS.minLeaseSeconds} to ${QUEUE_LIMITS.maxLeaseSeconds} (got ${lease})`,
+      );
+    }
     const deadline = timeoutMs === undefined ? Infinity : Date.now() + timeoutMs;
     for (;;) {
       const wait = Math.max(0, Math.min(deadline - Date.now(), QUEUE_LIMITS.maxWaitMs));

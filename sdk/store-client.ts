@@ -68,6 +68,13 @@ export function checkedRequest<S extends z.ZodType>(schema: S, request: unknown,
   throw new InvalidOptionsError(`${what}: ${describeIssues(parsed.error, "option", schema)}`);
 }
 
+/** A page size an iterator was given: a whole number from 1 to `max`. */
+export function checkedPageSize(pageSize: number | undefined, max: number, what: string): void {
+  if (pageSize !== undefined && !(Number.isInteger(pageSize) && pageSize >= 1 && pageSize <= max)) {
+    throw new InvalidOptionsError(`${what}: option "pageSize" must be a whole number from 1 to ${max} (got ${pageSize})`);
+  }
+}
+
 const clients = new Map<string, HttpStore>();
 
 function httpStore(kind: "dicts" | "queues", options: StoreOptions): HttpStore {

@@ -140,6 +140,7 @@ describe("dict", () => {
     expect((err as Error).message).toMatch(/larger than 1048576, the most dict "limits" holds/);
     await expect(d.put(new Date(), 1)).rejects.toThrow(InvalidOptionsError);
     await expect(d.put("k", 1, { ttlSeconds: -1 })).rejects.toThrow(/option "ttlSeconds" must be more than 0/);
+    await expect(d.keys({ pageSize: 5000 }).next()).rejects.toThrow(/option "pageSize" must be a whole number from 1 to 1000 \(got 5000\)/);
   });
 
   it("answers a missing dict with 404 naming how to make it, unless createIfMissing", async () => {
@@ -240,6 +241,7 @@ describe("queue", () => {
     expect((full as Error).message).toMatch(/holds 5000 items; a partition holds at most 5000/);
     expect(await q.clear()).toBe(QUEUE_LIMITS.maxItemsPerPartition);
     await expect(q.get({ partition: "p".repeat(65), timeoutMs: 0 })).rejects.toThrow(/option "partition" must be at most 64 bytes/);
+    await expect(q.get({ lease: 0, timeoutMs: 0 })).rejects.toThrow(/option "lease" must be seconds from 0.1 to 43200 \(got 0\)/);
   });
 });
 
