@@ -20,6 +20,7 @@ const WORKERD = [
   "test/tokens.test.ts",
   "test/secret-routes.test.ts",
   "test/volumes.test.ts",
+  "test/dict-queue.test.ts",
   "test/delivery.test.ts",
   "test/wasm-functions.test.ts",
   "test/wasm-gateway-guard.test.ts",

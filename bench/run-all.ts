@@ -9,7 +9,17 @@ import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 
 const here = dirname(fileURLToPath(import.meta.url));
-const BENCHMARKS = ["edge-call.ts", "secret-call.ts", "plane-warm.ts", "plane-cold.ts", "map-throughput.ts", "wasm-cold.ts", "ws-agent.ts", "cli-run.ts"];
+const BENCHMARKS = [
+  "edge-call.ts",
+  "secret-call.ts",
+  "plane-warm.ts",
+  "plane-cold.ts",
+  "map-throughput.ts",
+  "wasm-cold.ts",
+  "ws-agent.ts",
+  "dict-queue.ts",
+  "cli-run.ts",
+];
 
 let failed = 0;
 for (const file of BENCHMARKS) {

@@ -32,6 +32,8 @@ import { guard, mayReach, mintConnectToken, principalOf, requireApp } from "./au
 import { tokenRoutes } from "./token-routes.js";
 import { secretRoutes } from "./secret-routes.js";
 import { volumeRoutes } from "./volume-routes.js";
+import { dictRoutes } from "./dict-routes.js";
+import { queueRoutes } from "./queue-routes.js";
 import { describeIssues } from "../sdk/zod-issues.js";
 import { decodeBodyValue, readJsonBody } from "./body.js";
 import { CallArgs } from "./call-args.js";
@@ -67,6 +69,8 @@ export function apiRoutes(): Hono<Api> {
   api.route("/", tokenRoutes());
   api.route("/", secretRoutes());
   api.route("/", volumeRoutes());
+  api.route("/", dictRoutes());
+  api.route("/", queueRoutes());
 
   api.get(ROUTES.apps, guard("call"), (c) =>
     c.json({

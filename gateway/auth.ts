@@ -119,6 +119,27 @@ export function guard(scope: TokenScope): MiddlewareHandler<RouteEnv> {
   };
 }
 
+/**
+ * `guard(scope)` for what belongs to the whole gateway rather than an app
+ * (volumes, dicts, queues): a token restricted to apps reaches none of it.
+ * @example
+ * api.get(ROUTES.dicts, gatewayWideGuard("call", "dicts"), …)
+ */
+export function gatewayWideGuard(scope: TokenScope, what: string): MiddlewareHandler<RouteEnv> {
+  const tokenGuard = guard(scope);
+  return (c, next) =>
+    tokenGuard(c, async () => {
+      const principal = principalOf(c);
+      if (principal.apps !== null) {
+        throw new ForbiddenError(
+          `token ${principal.id} ("${principal.name}") may reach only app${principal.apps.length === 1 ? "" : "s"} ${principal.apps.join(", ")}; ${what} belong to the whole gateway, so they need a token for every app`,
+          { token: principal.id },
+        );
+      }
+      await next();
+    });
+}
+
 /** The principal a guarded route runs for. */
 export function principalOf(c: Context<RouteEnv>): Principal {
   const principal = c.get("principal");

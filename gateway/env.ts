@@ -11,6 +11,8 @@ import type { Scheduler } from "./scheduler.js";
 import type { SecretStore } from "./secret-store.js";
 import type { TokenStore } from "./token-store.js";
 import type { VolumeStore } from "./volume-store.js";
+import type { DictStore } from "./dict-store.js";
+import type { QueueStore } from "./queue-store.js";
 import type { Principal } from "./auth.js";
 
 export interface Env {
@@ -28,6 +30,10 @@ export interface Env {
   SECRETS: DurableObjectNamespace<SecretStore>;
   /** Volumes' manifests: one Durable Object per volume, and one catalog of their names (gateway/volume-store.ts). */
   VOLUMES: DurableObjectNamespace<VolumeStore>;
+  /** Dicts: one Durable Object per dict holds its entries, and one the catalog of their names (gateway/dict-store.ts). */
+  DICTS: DurableObjectNamespace<DictStore>;
+  /** Queues: one Durable Object per queue holds its items, and one the catalog of their names (gateway/queue-store.ts). */
+  QUEUES: DurableObjectNamespace<QueueStore>;
   /** Large inputs and results, the planes' app bundles, and volume blocks, stored by reference. */
   BLOBS: R2Bucket;
   /** The bootstrap admin token (a secret: `wrangler secret put TANDEM_ADMIN_TOKEN`; `tandem serve` sets one from .tandem/token). */

@@ -6,9 +6,9 @@
  * a token restricted to apps reaches none. Credentials, then sizes, are
  * checked before a body is read; a file streams through both ways.
  */
-import { Hono, type Context, type MiddlewareHandler } from "hono";
+import { Hono, type Context } from "hono";
 import { VOLUME_LIMITS } from "../sdk/defaults.js";
-import { ForbiddenError, InvalidRequestError, PayloadTooLargeError } from "../sdk/errors.js";
+import { InvalidRequestError, PayloadTooLargeError } from "../sdk/errors.js";
 import {
   BLOCK_HASH_PATTERN,
   BlocksMissingRequestSchema,
@@ -22,7 +22,7 @@ import {
   type TokenScope,
   type VolumeCommitAnswer,
 } from "../sdk/protocol.js";
-import { guard, principalOf } from "./auth.js";
+import { gatewayWideGuard } from "./auth.js";
 import { limitBody, readJsonBody } from "./body.js";
 import type { RouteEnv } from "./env.js";
 import {
@@ -43,20 +43,7 @@ import {
 type Ctx = Context<RouteEnv>;
 
 /** A token of at least `scope` that reaches every app: volumes are shared by all of them. */
-function volumeGuard(scope: TokenScope): MiddlewareHandler<RouteEnv> {
-  const tokenGuard = guard(scope);
-  return (c, next) =>
-    tokenGuard(c, async () => {
-      const principal = principalOf(c);
-      if (principal.apps !== null) {
-        throw new ForbiddenError(
-          `token ${principal.id} ("${principal.name}") may reach only app${principal.apps.length === 1 ? "" : "s"} ${principal.apps.join(", ")}; volumes belong to the whole gateway, so they need a token for every app`,
-          { token: principal.id },
-        );
-      }
-      await next();
-    });
-}
+const volumeGuard = (scope: TokenScope) => gatewayWideGuard(scope, "volumes");
 
 export function volumeRoutes(): Hono<RouteEnv> {
   const api = new Hono<RouteEnv>();

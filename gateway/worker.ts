@@ -20,6 +20,8 @@ import { runSpawned } from "./executor.js";
 import { GatewayInvoker } from "./gateway-invoker.js";
 import { GatewayVolumes } from "./gateway-volumes.js";
 import { installVolumeBackend } from "../sdk/volume.js";
+import { installStoreBackends } from "../sdk/store-client.js";
+import { GatewayDicts, GatewayQueues } from "./gateway-stores.js";
 import { planeRoutes } from "./plane-routes.js";
 import { AppRegistry, setRegistry } from "./registry.js";
 import { installCallEnv, prefixConsoleLines } from "./run-context.js";
@@ -53,6 +55,7 @@ export function createGateway(modules: AppModule[], options: GatewayOptions = {}
   setResumeCall(runSpawned);
   installInvoker(new GatewayInvoker());
   installVolumeBackend(new GatewayVolumes());
+  installStoreBackends({ dicts: new GatewayDicts(), queues: new GatewayQueues() });
   prefixConsoleLines();
   installCallEnv();
 

@@ -187,6 +187,53 @@ export const VOLUME_LIMITS = {
   progressBarBytes: 4 * MiB,
 } as const;
 
+/**
+ * Dicts (docs/dict-queue.md): one Durable Object per dict, its entries in SQLite. None of these is a setting.
+ */
+export const DICT_LIMITS = {
+  /** The largest value, as the call codec encodes it (JSON text, UTF-8): over it a put is `value_too_large`. */
+  maxValueBytes: 1 * MiB,
+  /** The longest key, as canonical JSON text in UTF-8. */
+  maxKeyBytes: 2 * KiB,
+  /** An entry is dropped this long after its last write, unless the write gave a `ttlSeconds`. */
+  defaultTtlSeconds: 7 * DAY_SECONDS,
+  /** The longest `ttlSeconds` a write may give. */
+  maxTtlSeconds: 365 * DAY_SECONDS,
+  /** The most entries one `update` carries (and one request, in bytes, stays under the gateway's body limit). */
+  maxEntriesPerUpdate: 1_000,
+  /** Entries per page of `keys`/`values`/`items`: the default, and the most one page holds. */
+  pageSize: 100,
+  maxPageSize: 1_000,
+  /** The most dicts one gateway keeps. */
+  maxDicts: 10_000,
+} as const;
+
+/**
+ * Queues (docs/dict-queue.md): one Durable Object per queue, its items in SQLite, FIFO per partition.
+ */
+export const QUEUE_LIMITS = {
+  /** The largest item, as the call codec encodes it: over it a put is `value_too_large`. */
+  maxItemBytes: 1 * MiB,
+  /** The most items one partition holds (leased ones too): a put past it is `queue_full`. */
+  maxItemsPerPartition: 5_000,
+  /** The most partitions one queue holds at once (an emptied partition no longer counts). */
+  maxPartitions: 1_000,
+  /** A partition's longest name, in UTF-8 bytes. */
+  maxPartitionBytes: 64,
+  /** The most items one `putMany` carries, and one `getMany` asks for. */
+  maxItemsPerRequest: 1_000,
+  /** The longest one get request waits in the queue's object; a client waiting longer asks again. */
+  maxWaitMs: 50_000,
+  /** A lease's shortest and longest seconds. */
+  minLeaseSeconds: 0.1,
+  maxLeaseSeconds: 12 * 3_600,
+  /** Items per page of `iterate()`: the default, and the most one page holds. */
+  pageSize: 100,
+  maxPageSize: 1_000,
+  /** The most queues one gateway keeps. */
+  maxQueues: 10_000,
+} as const;
+
 /** The local development stack (`tandem serve`). */
 export const LOCAL_DEFAULTS = {
   /** Where the SDK and CLI find a gateway when neither an option nor `TANDEM_GATEWAY` says. */

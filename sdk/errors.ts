@@ -22,6 +22,8 @@ export const ERROR_STATUS = {
   call_cancelled: 409,
   already_exists: 409,
   volume_conflict: 409,
+  value_too_large: 413,
+  queue_full: 409,
   get_timeout: 408,
   gateway_unreachable: 502,
   protocol_error: 502,
@@ -314,6 +316,30 @@ export class VolumeConflictError extends TandemError {
   }
 }
 
+/**
+ * A dict value or queue item larger than its limit (1 MiB as the call codec
+ * encodes it; `details.maxBytes`, `details.bytes`).
+ * @example
+ * catch (e) { if (e instanceof ValueTooLargeError) await vol.writeFile("big.bin", bytes) }
+ */
+export class ValueTooLargeError extends TandemError {
+  constructor(message: string, details?: Record<string, unknown>) {
+    super("value_too_large", message, details);
+  }
+}
+
+/**
+ * A queue put past a limit: the items one partition holds, or the partitions
+ * one queue holds (`details.limit`). Consume or clear some first.
+ * @example
+ * catch (e) { if (e instanceof QueueFullError) await sleep(1000) }
+ */
+export class QueueFullError extends TandemError {
+  constructor(message: string, details?: Record<string, unknown>) {
+    super("queue_full", message, details);
+  }
+}
+
 /** A fault inside Tandem itself. */
 export class InternalError extends TandemError {
   constructor(message: string, details?: Record<string, unknown>) {
@@ -382,6 +408,8 @@ const CLASSES: { [C in Exclude<ErrorCode, "function_failed">]: new (message: str
   call_cancelled: CancelledError,
   already_exists: AlreadyExistsError,
   volume_conflict: VolumeConflictError,
+  value_too_large: ValueTooLargeError,
+  queue_full: QueueFullError,
   get_timeout: GetTimeoutError,
   gateway_unreachable: GatewayUnreachableError,
   plane_unavailable: PlaneUnavailableError,

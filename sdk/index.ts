@@ -24,6 +24,10 @@ export type { ConnectOptions, AgentMessageEvent, AgentCloseEvent } from "./agent
 export { FunctionCall } from "./function-call.js";
 export { Volume, VolumeFile, VolumeBatch } from "./volume.js";
 export type { FileData, VolumeOptions } from "./volume.js";
+export { Dict } from "./dict.js";
+export type { DictOptions, DictPutOptions, DictEntryInfo } from "./dict.js";
+export { Queue } from "./queue.js";
+export type { QueueOptions, QueueGetOptions, LeasedItem } from "./queue.js";
 export { Retries, DEFAULT_TIMEOUT_SECONDS, DEFAULT_RETRY_POLICY } from "./options.js";
 export type { FunctionOptions, FunctionSpec, WasmOptions } from "./options.js";
 export { Cron, Period } from "./schedule.js";
@@ -61,8 +65,10 @@ export {
   ForbiddenError,
   SpendCapError,
   VolumeConflictError,
+  ValueTooLargeError,
+  QueueFullError,
   InternalError,
 } from "./errors.js";
 export type { ErrorCode, WireError } from "./errors.js";
 export type { CallRecord, CallStatus, AppManifest, ScheduleInfo, TokenInfo, TokenScope, SecretInfo } from "./protocol.js";
-export type { VolumeInfo, VolumeEntry } from "./protocol.js";
+export type { VolumeInfo, VolumeEntry, DictInfo, QueueInfo } from "./protocol.js";

@@ -1,5 +1,6 @@
 import { describe, expect, it } from "vitest";
-import { CALL_ID_PATTERN, ROUTE_METHODS, ROUTES, decodeValue, encodeValue, isValidCloseCode, newCallId } from "./protocol.js";
+import { DICT_LIMITS } from "./defaults.js";
+import { CALL_ID_PATTERN, ROUTE_METHODS, ROUTES, canonicalKey, decodeValue, encodeValue, isValidCloseCode, newCallId } from "./protocol.js";
 
 describe("the value codec", () => {
   it("leaves plain JSON as it is, with no meta", () => {
@@ -55,5 +56,20 @@ describe("close codes", () => {
 describe("routes", () => {
   it("say which methods each takes, for every route", () => {
     expect(Object.keys(ROUTE_METHODS).sort()).toEqual(Object.keys(ROUTES).sort());
+  });
+});
+
+describe("canonicalKey", () => {
+  it("writes JSON keys in one form: object keys sorted, no spaces", () => {
+    expect(canonicalKey({ b: [1, { d: 2, c: 3 }], a: "x" })).toEqual({ key: '{"a":"x","b":[1,{"c":3,"d":2}]}' });
+    expect(canonicalKey("a")).toEqual({ key: '"a"' });
+    expect(canonicalKey(-0)).toEqual({ key: "0" });
+  });
+
+  it("refuses what JSON cannot say, and keys over the limit", () => {
+    expect(canonicalKey(new Date(0))).toEqual({ problem: "must be a string or a JSON value (got a Date)" });
+    expect(canonicalKey(undefined)).toEqual({ problem: "must be a string or a JSON value (got undefined)" });
+    expect(canonicalKey(Number.NaN)).toEqual({ problem: "must be JSON: NaN is not a JSON number" });
+    expect(canonicalKey("x".repeat(DICT_LIMITS.maxKeyBytes))).toEqual({ problem: `must be at most ${DICT_LIMITS.maxKeyBytes} bytes as JSON` });
   });
 });

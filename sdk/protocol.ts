@@ -9,7 +9,7 @@
  */
 import { SuperJSON } from "superjson";
 import { z } from "zod";
-import { API_LIMITS, SECRET_LIMITS, VOLUME_LIMITS } from "./defaults.js";
+import { API_LIMITS, DICT_LIMITS, QUEUE_LIMITS, SECRET_LIMITS, VOLUME_LIMITS } from "./defaults.js";
 import type { WireError } from "./errors.js";
 import { GPU_TYPES, MAX_GPUS_PER_CONTAINER, type GpuType } from "./gpu.js";
 
@@ -155,6 +155,18 @@ export const ROUTES = {
   volumeBlock: "/v1/volumes/:volume/blocks/:hash",
   /** Publishes changes whose blocks are uploaded (`VolumeCommitRequest`): a compare-and-swap of the volume's version. */
   volumeCommit: "/v1/volumes/:volume/commit",
+  /** Dicts (docs/dict-queue.md): list (`GET`), create (`POST`). */
+  dicts: "/v1/dicts",
+  /** One dict: its size (`GET`), or delete it and its entries (`DELETE`). */
+  dict: "/v1/dicts/:dict",
+  /** One operation on a dict's entries (`DICT_OPS`): its body is `DictRequestSchemas[op]`, its answer `DictAnswers[op]`. */
+  dictOp: "/v1/dicts/:dict/:op",
+  /** Queues (docs/dict-queue.md): list (`GET`), create (`POST`). */
+  queues: "/v1/queues",
+  /** One queue: its length by partition (`GET`), or delete it and its items (`DELETE`). */
+  queue: "/v1/queues/:queue",
+  /** One operation on a queue's items (`QUEUE_OPS`): its body is `QueueRequestSchemas[op]`, its answer `QueueAnswers[op]`. */
+  queueOp: "/v1/queues/:queue/:op",
   /** Planes register and report their state here (signed). */
   planeHeartbeat: "/v1/planes/heartbeat",
   /** The planes the gateway knows, with their inventories. */
@@ -208,6 +220,12 @@ export const ROUTE_METHODS = {
   volumeBlocksMissing: ["POST"],
   volumeBlock: ["PUT"],
   volumeCommit: ["POST"],
+  dicts: ["GET", "POST"],
+  dict: ["GET", "DELETE"],
+  dictOp: ["POST"],
+  queues: ["GET", "POST"],
+  queue: ["GET", "DELETE"],
+  queueOp: ["POST"],
   planeHeartbeat: ["POST"],
   planes: ["GET"],
   planeBundle: ["GET"],
@@ -276,6 +294,12 @@ export const paths = {
   volumeBlocksMissing: (volume: string) => `/v1/volumes/${seg(volume)}/blocks/missing`,
   volumeBlock: (volume: string, hash: string) => `/v1/volumes/${seg(volume)}/blocks/${seg(hash)}`,
   volumeCommit: (volume: string) => `/v1/volumes/${seg(volume)}/commit`,
+  dicts: () => ROUTES.dicts,
+  dict: (dict: string) => `/v1/dicts/${seg(dict)}`,
+  dictOp: (dict: string, op: DictOp) => `/v1/dicts/${seg(dict)}/${op}`,
+  queues: () => ROUTES.queues,
+  queue: (queue: string) => `/v1/queues/${seg(queue)}`,
+  queueOp: (queue: string, op: QueueOp) => `/v1/queues/${seg(queue)}/${op}`,
   planeHeartbeat: () => ROUTES.planeHeartbeat,
   planes: () => ROUTES.planes,
   planeBundle: (hash: string) => `/v1/planes/bundles/${seg(hash)}`,
@@ -768,6 +792,217 @@ export function volumePath(given: string): { path: string } | { problem: string 
       return { problem: `must not hold a name longer than ${VOLUME_LIMITS.maxNameBytes} bytes` };
   }
   return { path: trimmed };
+}
+
+// ---------------------------------------------------------------------------
+// Dicts and queues (docs/dict-queue.md)
+
+/** Dict and queue names: like app names, letters, digits, `-` and `_`, up to 64. */
+export const DICT_NAME_PATTERN = NAME_PATTERN;
+export const QUEUE_NAME_PATTERN = NAME_PATTERN;
+
+/** `POST /v1/dicts` and `POST /v1/queues`. */
+export const StoreCreateRequestSchema = z.strictObject({
+  name: z.string("must be a name").regex(NAME_PATTERN, "must be a name: letters, digits, '-' and '_', up to 64, starting with a letter or digit"),
+  /** An existing one is answered as it is, instead of refused. */
+  existOk: z.boolean("must be true or false").optional(),
+});
+
+/** A value as the call codec encodes it (`encodeValue`): `json`, and superjson's `meta` when JSON alone cannot say it. */
+const encodedValueField = z.strictObject({ json: z.unknown(), meta: z.unknown().optional() }, 'must be an encoded value: { "json": …, "meta"?: … }');
+/** A dict key: a string or any JSON value, compared as its canonical JSON (`canonicalKey`). */
+const dictKeyField = z.unknown();
+const ttlField = z
+  .number("must be seconds")
+  .positive("must be more than 0 seconds")
+  .max(DICT_LIMITS.maxTtlSeconds, `must be at most ${DICT_LIMITS.maxTtlSeconds} seconds`);
+const pageLimit = (max: number) => z.number("must be a count").int("must be a whole count").min(1, "must be at least 1").max(max, `must be at most ${max}`);
+
+/** The operations `POST /v1/dicts/:dict/:op` takes. */
+export const DICT_OPS = ["get", "contains", "put", "update", "pop", "delete", "len", "entries", "clear"] as const;
+export type DictOp = (typeof DICT_OPS)[number];
+
+/** Each dict operation's body. */
+export const DictRequestSchemas = {
+  get: z.strictObject({ key: dictKeyField }),
+  contains: z.strictObject({ key: dictKeyField }),
+  put: z.strictObject({
+    key: dictKeyField,
+    value: encodedValueField,
+    /** Seconds the entry lives from this write (default `DICT_LIMITS.defaultTtlSeconds`). */
+    ttlSeconds: ttlField.optional(),
+    /** Write only when the key holds no entry: a lock (one of many racing writers wins). */
+    ifAbsent: z.boolean("must be true or false").optional(),
+    /** Write only when the key's entry has this version (from `get`'s answer): a compare-and-swap. */
+    ifVersion: z.number("must be a version number").int("must be a version number").min(1, "must be a version number").optional(),
+  }),
+  update: z.strictObject({
+    entries: z
+      .array(z.strictObject({ key: dictKeyField, value: encodedValueField }), "must be a list of { key, value }")
+      .max(DICT_LIMITS.maxEntriesPerUpdate, `must hold at most ${DICT_LIMITS.maxEntriesPerUpdate} entries`),
+    ttlSeconds: ttlField.optional(),
+  }),
+  pop: z.strictObject({ key: dictKeyField }),
+  delete: z.strictObject({ key: dictKeyField }),
+  len: z.strictObject({}),
+  entries: z.strictObject({
+    /** The canonical key of the last entry of the page before (its `next`). */
+    after: z.string("must be the previous page's next").optional(),
+    limit: pageLimit(DICT_LIMITS.maxPageSize).optional(),
+    /** Leave values out (keys only). */
+    keysOnly: z.boolean("must be true or false").optional(),
+  }),
+  clear: z.strictObject({}),
+} as const satisfies { [O in DictOp]: z.ZodType };
+export type DictRequest<O extends DictOp> = z.infer<(typeof DictRequestSchemas)[O]>;
+
+/** An entry as `get`, `pop` and `entries` answer it. */
+export interface DictEntry {
+  /** The key as JSON (a string key is a string). */
+  key: unknown;
+  value?: EncodedValue;
+  /** Bumped by every write to the dict; `put`'s `ifVersion` compares it. */
+  version: number;
+  /** When it will be dropped, ms since the epoch. */
+  expiresAt: number;
+}
+
+/** Each dict operation's answer. */
+export interface DictAnswers {
+  get: { found: boolean; entry?: DictEntry };
+  contains: { found: boolean };
+  /** `version`: the entry's version after the put (whether this put wrote it or not); absent when no entry is there. */
+  put: { written: boolean; version?: number };
+  update: { written: number };
+  pop: { found: boolean; entry?: DictEntry };
+  delete: { found: boolean };
+  len: { len: number };
+  /** `next`: pass as `after` for the next page; absent on the last. */
+  entries: { entries: DictEntry[]; next?: string };
+  clear: { removed: number };
+}
+
+/** A dict as `GET /v1/dicts` and `GET /v1/dicts/:dict` show it. */
+export interface DictInfo {
+  name: string;
+  /** Entries not expired. */
+  len: number;
+  createdAt: number;
+}
+
+/**
+ * A dict key in its one form: canonical JSON (object keys sorted, no
+ * spaces), so `{ a: 1, b: 2 }` and `{ b: 2, a: 1 }` are the same key. Keys
+ * are strings or JSON values; the problem, as the end of a sentence, when a
+ * key is neither.
+ */
+export function canonicalKey(key: unknown): { key: string } | { problem: string } {
+  try {
+    const text = canonicalJson(key, 0);
+    if (new TextEncoder().encode(text).byteLength > DICT_LIMITS.maxKeyBytes) return { problem: `must be at most ${DICT_LIMITS.maxKeyBytes} bytes as JSON` };
+    return { key: text };
+  } catch (err) {
+    return { problem: (err as Error).message };
+  }
+}
+
+function canonicalJson(value: unknown, depth: number): string {
+  if (depth > 32) throw new Error("must nest at most 32 levels");
+  if (value === null || typeof value === "string" || typeof value === "boolean") return JSON.stringify(value);
+  if (typeof value === "number") {
+    if (!Number.isFinite(value)) throw new Error(`must be JSON: ${value} is not a JSON number`);
+    return JSON.stringify(value);
+  }
+  if (Array.isArray(value)) return `[${value.map((v) => canonicalJson(v, depth + 1)).join(",")}]`;
+  if (typeof value === "object") {
+    const proto = Object.getPrototypeOf(value) as unknown;
+    if (proto !== Object.prototype && proto !== null) {
+      throw new Error(`must be a string or a JSON value (got a ${(value as object).constructor?.name ?? "non-plain object"})`);
+    }
+    const fields = Object.keys(value).sort();
+    return `{${fields.map((f) => `${JSON.stringify(f)}:${canonicalJson((value as Record<string, unknown>)[f], depth + 1)}`).join(",")}}`;
+  }
+  throw new Error(`must be a string or a JSON value (got ${value === undefined ? "undefined" : `a ${typeof value}`})`);
+}
+
+/** The operations `POST /v1/queues/:queue/:op` takes. */
+export const QUEUE_OPS = ["put", "get", "ack", "len", "peek", "clear"] as const;
+export type QueueOp = (typeof QUEUE_OPS)[number];
+
+const partitionField = z
+  .string("must be a partition name")
+  .min(1, "must not be empty (leave it out for the default partition)")
+  .refine((p) => new TextEncoder().encode(p).byteLength <= QUEUE_LIMITS.maxPartitionBytes, `must be at most ${QUEUE_LIMITS.maxPartitionBytes} bytes`);
+
+/** Each queue operation's body. */
+export const QueueRequestSchemas = {
+  put: z.strictObject({
+    values: z
+      .array(encodedValueField, "must be a list of encoded values")
+      .min(1, "must hold at least one value")
+      .max(QUEUE_LIMITS.maxItemsPerRequest, `must hold at most ${QUEUE_LIMITS.maxItemsPerRequest} values`),
+    partition: partitionField.optional(),
+  }),
+  get: z.strictObject({
+    /** The most items to take (default 1); the answer holds at least one unless the wait ran out. */
+    n: z.number("must be a count").int("must be a whole count").min(1, "must be at least 1").max(QUEUE_LIMITS.maxItemsPerRequest).optional(),
+    partition: partitionField.optional(),
+    /** How long to wait for an item, at most `QUEUE_LIMITS.maxWaitMs` (default 0: answer at once). */
+    timeoutMs: z.number("must be milliseconds").int("must be whole milliseconds").min(0, "must be 0 or more").max(QUEUE_LIMITS.maxWaitMs).optional(),
+    /** Hand the items out on a lease of this many seconds: each comes back unless acked in time. */
+    leaseSeconds: z
+      .number("must be seconds")
+      .min(QUEUE_LIMITS.minLeaseSeconds, `must be at least ${QUEUE_LIMITS.minLeaseSeconds} seconds`)
+      .max(QUEUE_LIMITS.maxLeaseSeconds, `must be at most ${QUEUE_LIMITS.maxLeaseSeconds} seconds`)
+      .optional(),
+  }),
+  ack: z.strictObject({
+    leases: z
+      .array(z.string("must be lease ids"), "must be a list of lease ids")
+      .min(1, "must name at least one lease")
+      .max(QUEUE_LIMITS.maxItemsPerRequest, `must name at most ${QUEUE_LIMITS.maxItemsPerRequest} leases`),
+  }),
+  len: z.strictObject({ partition: partitionField.optional(), total: z.boolean("must be true or false").optional() }),
+  peek: z.strictObject({
+    partition: partitionField.optional(),
+    /** The `next` of the page before. */
+    after: z.number("must be the previous page's next").int().min(0).optional(),
+    limit: pageLimit(QUEUE_LIMITS.maxPageSize).optional(),
+  }),
+  clear: z.strictObject({ partition: partitionField.optional(), all: z.boolean("must be true or false").optional() }),
+} as const satisfies { [O in QueueOp]: z.ZodType };
+export type QueueRequest<O extends QueueOp> = z.infer<(typeof QueueRequestSchemas)[O]>;
+
+/** An item as `get` and `peek` answer it. */
+export interface QueueItem {
+  /** Its place in the queue: items leave each partition in this order. */
+  id: number;
+  value: EncodedValue;
+  /** With a lease: the id to `ack` it with, and when it comes back to the queue (ms since the epoch). */
+  lease?: string;
+  leaseUntil?: number;
+}
+
+/** Each queue operation's answer. */
+export interface QueueAnswers {
+  put: { put: number };
+  get: { items: QueueItem[] };
+  /** `acked`: the leases that were still held (an expired lease's item went back to the queue). */
+  ack: { acked: number };
+  /** `len`: items waiting (not on a lease); `leased`: items out on a lease. */
+  len: { len: number; leased: number };
+  peek: { items: QueueItem[]; next?: number };
+  clear: { removed: number };
+}
+
+/** A queue as `GET /v1/queues` and `GET /v1/queues/:queue` show it. */
+export interface QueueInfo {
+  name: string;
+  /** Items waiting in every partition, and items out on a lease. */
+  len: number;
+  leased: number;
+  partitions: number;
+  createdAt: number;
 }
 
 // ---------------------------------------------------------------------------

@@ -380,7 +380,16 @@ describe("bad input", () => {
   });
 
   it("answers 405 with an allow header on every /v1 route asked with a method it does not take", async () => {
-    const params: Record<string, string> = { app: "edge", fn: "square", id: "fc-00000000000000000000000000", hash: "0".repeat(64), volume: "vol" };
+    const params: Record<string, string> = {
+      app: "edge",
+      fn: "square",
+      id: "fc-00000000000000000000000000",
+      hash: "0".repeat(64),
+      volume: "vol",
+      dict: "d",
+      queue: "q",
+      op: "get",
+    };
     const wrong: string[] = [];
     for (const [name, methods] of Object.entries(ROUTE_METHODS)) {
       const path = ROUTES[name as keyof typeof ROUTES].replace(/:(\w+)/g, (_, p: string) => params[p]!);

@@ -13,6 +13,7 @@ import { formatCommanderError, printFailure } from "./failure.js";
 import { addTokenCommands } from "./tokens.js";
 import { addSecretCommands } from "./secrets.js";
 import { addVolumeCommands } from "./volumes.js";
+import { addDictQueueCommands } from "./dict-queue.js";
 import { onStopSignal } from "./signals.js";
 import { style } from "./style.js";
 
@@ -250,14 +251,12 @@ program
 
 addTokenCommands(program, clientOf, TOKEN_HELP);
 addSecretCommands(program, clientOf, TOKEN_HELP);
-addVolumeCommands(
-  program,
-  (opts) => {
-    const token = opts.token ?? config.token;
-    return { gateway: gatewayOf(opts), ...(token === undefined ? {} : { token }) };
-  },
-  TOKEN_HELP,
-);
+const storeOptionsOf = (opts: { gateway?: string; token?: string }) => {
+  const token = opts.token ?? config.token;
+  return { gateway: gatewayOf(opts), ...(token === undefined ? {} : { token }) };
+};
+addVolumeCommands(program, storeOptionsOf, TOKEN_HELP);
+addDictQueueCommands(program, storeOptionsOf, TOKEN_HELP);
 
 const scheduleCommand = program.command("schedule").description("scheduled functions (Cron and Period) and their runs");
 scheduleCommand

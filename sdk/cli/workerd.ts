@@ -67,6 +67,8 @@ export async function startWorkerd(options: WorkerdOptions): Promise<RunningWork
       TOKENS: { className: "TokenStore", useSQLite: true },
       SECRETS: { className: "SecretStore", useSQLite: true },
       VOLUMES: { className: "VolumeStore", useSQLite: true },
+      DICTS: { className: "DictStore", useSQLite: true },
+      QUEUES: { className: "QueueStore", useSQLite: true },
     },
     r2Buckets: ["BLOBS"],
     bindings: options.bindings,

@@ -1,0 +1,130 @@
+/**
+ * Dicts at the edge: what the `/v1/dicts` routes and the SDK's `Dict` inside
+ * the gateway both do. Names and keys are checked here (keys put in their
+ * canonical JSON), values measured as the call codec encoded them; each
+ * dict's `DictStore` does the rest.
+ */
+import { DICT_LIMITS } from "../sdk/defaults.js";
+import { InvalidRequestError, ValueTooLargeError, fromWireError } from "../sdk/errors.js";
+import { DICT_NAME_PATTERN, canonicalKey, type DictAnswers, type DictInfo, type DictOp, type DictRequest, type EncodedValue } from "../sdk/protocol.js";
+import type { DictCommand } from "./dict-store.js";
+import type { Env } from "./env.js";
+import { STORE_CATALOG, type Outcome } from "./store-catalog.js";
+
+/** A dict's name, checked: a 400 naming the rule otherwise. */
+export function checkedDictName(name: string): string {
+  if (!DICT_NAME_PATTERN.test(name)) {
+    throw new InvalidRequestError(`"${name}" is not a dict name: letters, digits, '-' and '_', up to 64, starting with a letter or digit`, { dict: name });
+  }
+  return name;
+}
+
+function store(env: Env, name: string) {
+  return env.DICTS.get(env.DICTS.idFromName(`dict:${checkedDictName(name)}`));
+}
+
+function catalog(env: Env) {
+  return env.DICTS.get(env.DICTS.idFromName(STORE_CATALOG));
+}
+
+function unwrap<T>(outcome: Outcome<T>): T {
+  if ("error" in outcome) throw fromWireError(outcome.error);
+  return outcome.ok;
+}
+
+/** Makes a dict; an existing one is answered as it is when `existOk`, else refused. */
+export async function createDict(env: Env, name: string, existOk: boolean): Promise<{ created: boolean; info: DictInfo }> {
+  const made = unwrap(await store(env, name).create(name));
+  if (!made.created && !existOk) throw new InvalidRequestError(`dict "${name}" already exists`, { dict: name });
+  if (!(await catalog(env).catalogAdd(name, made.info.createdAt))) {
+    if (made.created) await store(env, name).drop(name);
+    throw new InvalidRequestError(`this gateway holds ${DICT_LIMITS.maxDicts} dicts, the most it keeps; delete one first`, { maxDicts: DICT_LIMITS.maxDicts });
+  }
+  return made;
+}
+
+export async function dictInfo(env: Env, name: string): Promise<DictInfo> {
+  return unwrap(await store(env, name).info(name));
+}
+
+export async function deleteDict(env: Env, name: string): Promise<DictInfo> {
+  const info = unwrap(await store(env, name).drop(name));
+  await catalog(env).catalogRemove(name);
+  return info;
+}
+
+/** Every dict, by name. */
+export async function listDicts(env: Env): Promise<DictInfo[]> {
+  const names = await catalog(env).catalogList();
+  const infos: DictInfo[] = [];
+  for (let i = 0; i < names.length; i += 32) {
+    const outcomes = await Promise.all(names.slice(i, i + 32).map((name) => store(env, name).info(name)));
+    for (const outcome of outcomes) if ("ok" in outcome) infos.push(outcome.ok); // one deleted meanwhile is left out
+  }
+  return infos;
+}
+
+/** One operation on a dict's entries, its request already in its wire shape (`DictRequestSchemas[op]`). */
+export async function dictOp<O extends DictOp>(env: Env, name: string, op: O, request: DictRequest<O>): Promise<DictAnswers[O]> {
+  const command = commandOf(name, op, request as DictRequest<DictOp>);
+  return unwrap(await store(env, name).run(name, command)) as DictAnswers[O];
+}
+
+function commandOf(name: string, op: DictOp, request: DictRequest<DictOp>): DictCommand {
+  const r = request as Partial<DictRequest<"put"> & DictRequest<"update"> & DictRequest<"entries">>;
+  switch (op) {
+    case "get":
+    case "contains":
+    case "pop":
+    case "delete":
+      return { op, key: checkedKey(r.key) };
+    case "put":
+      return {
+        op,
+        key: checkedKey(r.key),
+        value: checkedValue(name, r.value!),
+        ...(r.ttlSeconds === undefined ? {} : { ttlSeconds: r.ttlSeconds }),
+        ...(r.ifAbsent ? { ifAbsent: true } : {}),
+        ...(r.ifVersion === undefined ? {} : { ifVersion: r.ifVersion }),
+      };
+    case "update":
+      return {
+        op,
+        entries: r.entries!.map((e) => ({ key: checkedKey(e.key), value: checkedValue(name, e.value) })),
+        ...(r.ttlSeconds === undefined ? {} : { ttlSeconds: r.ttlSeconds }),
+      };
+    case "len":
+    case "clear":
+      return { op };
+    case "entries":
+      return { op, ...(r.after === undefined ? {} : { after: r.after }), limit: r.limit ?? DICT_LIMITS.pageSize, keysOnly: r.keysOnly ?? false };
+  }
+}
+
+function checkedKey(key: unknown): string {
+  const checked = canonicalKey(key);
+  if ("problem" in checked) throw new InvalidRequestError(`a dict key ${checked.problem}`);
+  return checked.key;
+}
+
+/** A value's text as stored, or `value_too_large` (413) over `DICT_LIMITS.maxValueBytes`. */
+function checkedValue(name: string, value: EncodedValue): string {
+  const text = encodedText(value);
+  const bytes = new TextEncoder().encode(text).byteLength;
+  if (bytes > DICT_LIMITS.maxValueBytes) {
+    throw new ValueTooLargeError(
+      `a value of ${bytes} bytes (as the call codec encodes it) is larger than ${DICT_LIMITS.maxValueBytes}, the most dict "${name}" holds in one entry`,
+      {
+        dict: name,
+        bytes,
+        maxBytes: DICT_LIMITS.maxValueBytes,
+      },
+    );
+  }
+  return text;
+}
+
+/** An encoded value as text, as dicts and queues store it: `json`, and `meta` when there is one. */
+export function encodedText(value: EncodedValue): string {
+  return JSON.stringify(value.meta === undefined || value.meta === null ? { json: value.json } : { json: value.json, meta: value.meta });
+}

@@ -1,0 +1,108 @@
+/**
+ * Queues at the edge: what the `/v1/queues` routes and the SDK's `Queue`
+ * inside the gateway both do. Names checked, items measured as the call
+ * codec encoded them, partitions filled in; each queue's `QueueStore` does
+ * the rest, a blocking get waiting there.
+ */
+import { QUEUE_LIMITS } from "../sdk/defaults.js";
+import { InvalidRequestError, ValueTooLargeError, fromWireError } from "../sdk/errors.js";
+import { QUEUE_NAME_PATTERN, type QueueAnswers, type QueueInfo, type QueueOp, type QueueRequest } from "../sdk/protocol.js";
+import { encodedText } from "./dicts.js";
+import type { Env } from "./env.js";
+import { DEFAULT_PARTITION, type QueueCommand } from "./queue-store.js";
+import { STORE_CATALOG, type Outcome } from "./store-catalog.js";
+
+/** A queue's name, checked: a 400 naming the rule otherwise. */
+export function checkedQueueName(name: string): string {
+  if (!QUEUE_NAME_PATTERN.test(name)) {
+    throw new InvalidRequestError(`"${name}" is not a queue name: letters, digits, '-' and '_', up to 64, starting with a letter or digit`, { queue: name });
+  }
+  return name;
+}
+
+function store(env: Env, name: string) {
+  return env.QUEUES.get(env.QUEUES.idFromName(`queue:${checkedQueueName(name)}`));
+}
+
+function catalog(env: Env) {
+  return env.QUEUES.get(env.QUEUES.idFromName(STORE_CATALOG));
+}
+
+function unwrap<T>(outcome: Outcome<T>): T {
+  if ("error" in outcome) throw fromWireError(outcome.error);
+  return outcome.ok;
+}
+
+export async function createQueue(env: Env, name: string, existOk: boolean): Promise<{ created: boolean; info: QueueInfo }> {
+  const made = unwrap(await store(env, name).create(name));
+  if (!made.created && !existOk) throw new InvalidRequestError(`queue "${name}" already exists`, { queue: name });
+  if (!(await catalog(env).catalogAdd(name, made.info.createdAt))) {
+    if (made.created) await store(env, name).drop(name);
+    throw new InvalidRequestError(`this gateway holds ${QUEUE_LIMITS.maxQueues} queues, the most it keeps; delete one first`, {
+      maxQueues: QUEUE_LIMITS.maxQueues,
+    });
+  }
+  return made;
+}
+
+export async function queueInfo(env: Env, name: string): Promise<QueueInfo> {
+  return unwrap(await store(env, name).info(name));
+}
+
+export async function deleteQueue(env: Env, name: string): Promise<QueueInfo> {
+  const info = unwrap(await store(env, name).drop(name));
+  await catalog(env).catalogRemove(name);
+  return info;
+}
+
+export async function listQueues(env: Env): Promise<QueueInfo[]> {
+  const names = await catalog(env).catalogList();
+  const infos: QueueInfo[] = [];
+  for (let i = 0; i < names.length; i += 32) {
+    const outcomes = await Promise.all(names.slice(i, i + 32).map((name) => store(env, name).info(name)));
+    for (const outcome of outcomes) if ("ok" in outcome) infos.push(outcome.ok);
+  }
+  return infos;
+}
+
+/** One operation on a queue's items, its request already in its wire shape (`QueueRequestSchemas[op]`). */
+export async function queueOp<O extends QueueOp>(env: Env, name: string, op: O, request: QueueRequest<O>): Promise<QueueAnswers[O]> {
+  const command = commandOf(name, op, request as QueueRequest<QueueOp>);
+  return unwrap(await store(env, name).run(name, command)) as QueueAnswers[O];
+}
+
+function commandOf(name: string, op: QueueOp, request: QueueRequest<QueueOp>): QueueCommand {
+  const r = request as Partial<
+    QueueRequest<"put"> & QueueRequest<"get"> & QueueRequest<"ack"> & QueueRequest<"len"> & QueueRequest<"peek"> & QueueRequest<"clear">
+  >;
+  const partition = r.partition ?? DEFAULT_PARTITION;
+  switch (op) {
+    case "put":
+      return { op, partition, values: r.values!.map((v) => checkedItem(name, encodedText(v))) };
+    case "get":
+      return { op, partition, n: r.n ?? 1, timeoutMs: r.timeoutMs ?? 0, ...(r.leaseSeconds === undefined ? {} : { leaseSeconds: r.leaseSeconds }) };
+    case "ack":
+      return { op, leases: r.leases! };
+    case "len":
+      return { op, partition, total: r.total ?? false };
+    case "peek":
+      return { op, partition, after: r.after ?? 0, limit: r.limit ?? QUEUE_LIMITS.pageSize };
+    case "clear":
+      return { op, partition, all: r.all ?? false };
+  }
+}
+
+function checkedItem(name: string, text: string): string {
+  const bytes = new TextEncoder().encode(text).byteLength;
+  if (bytes > QUEUE_LIMITS.maxItemBytes) {
+    throw new ValueTooLargeError(
+      `an item of ${bytes} bytes (as the call codec encodes it) is larger than ${QUEUE_LIMITS.maxItemBytes}, the most queue "${name}" holds in one item`,
+      {
+        queue: name,
+        bytes,
+        maxBytes: QUEUE_LIMITS.maxItemBytes,
+      },
+    );
+  }
+  return text;
+}

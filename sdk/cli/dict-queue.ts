@@ -1,0 +1,169 @@
+/**
+ * `tandem dict list|get|items|clear|delete` and `tandem queue
+ * list|len|peek|clear|delete`: a gateway's dicts and queues from the shell
+ * (docs/dict-queue.md), through the SDK's `Dict` and `Queue` over
+ * `/v1/dicts` and `/v1/queues`. Values print as JSON when JSON says them,
+ * else as Node shows them (a `Date`, a `Map`, bytes).
+ */
+import { inspect } from "node:util";
+import { Command } from "commander";
+import { Dict } from "../dict.js";
+import { InvalidOptionsError, NotFoundError } from "../errors.js";
+import { encodeValue } from "../protocol.js";
+import { Queue } from "../queue.js";
+import type { StoreOptions } from "../store-client.js";
+import { style } from "./style.js";
+
+type GatewayOpts = { gateway?: string; token?: string };
+
+/** Adds `tandem dict …` and `tandem queue …` to `program`; `optionsOf` gives the SDK options for a command's `--gateway` and `--token`. */
+export function addDictQueueCommands(program: Command, optionsOf: (opts: GatewayOpts) => StoreOptions, tokenHelp: string): void {
+  const withGateway = (cmd: Command) =>
+    cmd.option("-g, --gateway <url>", "gateway URL (default: TANDEM_GATEWAY, then http://127.0.0.1:8787)").option("--token <token>", tokenHelp);
+
+  const dict = program.command("dict").description("dicts: small shared state kept by the gateway (docs/dict-queue.md)");
+
+  withGateway(dict.command("list").description("the gateway's dicts and their sizes").option("--json", "print JSON")).action(
+    async (opts: GatewayOpts & { json?: boolean }) => {
+      const dicts = await Dict.list(optionsOf(opts));
+      if (opts.json) return console.log(JSON.stringify(dicts, null, 2));
+      if (dicts.length === 0) return console.log('no dicts yet; Dict.fromName("NAME", { createIfMissing: true }) makes one');
+      console.log(`${"name".padEnd(24)} ${"entries".padStart(8)}  created`);
+      for (const d of dicts) console.log(`${d.name.padEnd(24)} ${String(d.len).padStart(8)}  ${when(d.createdAt)}`);
+    },
+  );
+
+  withGateway(
+    dict
+      .command("get")
+      .description("one key's value")
+      .argument("<name>", "the dict")
+      .argument("<key>", "the key (a string; with --json-key, JSON)")
+      .option("--json-key", "read the key as JSON (a number, an array, an object)"),
+  ).action(async (name: string, key: string, opts: GatewayOpts & { jsonKey?: boolean }) => {
+    const parsed = opts.jsonKey ? parseKey(key) : key;
+    const d = Dict.fromName(name, optionsOf(opts));
+    const entry = await d.getEntry(parsed);
+    if (!entry) throw new NotFoundError(`dict "${name}" has no key ${JSON.stringify(key)}`, { dict: name });
+    console.log(formatValue(entry.value));
+  });
+
+  withGateway(
+    dict
+      .command("items")
+      .description("its entries, in key order")
+      .argument("<name>", "the dict")
+      .option("-n, --limit <n>", "at most this many", (v) => positive(v, "--limit"))
+      .option("--json", "print JSON lines: { key, value } (value as the call codec encodes it)"),
+  ).action(async (name: string, opts: GatewayOpts & { limit?: number; json?: boolean }) => {
+    let shown = 0;
+    for await (const [key, value] of Dict.fromName(name, optionsOf(opts)).items()) {
+      if (opts.limit !== undefined && shown >= opts.limit) break;
+      shown++;
+      if (opts.json) console.log(JSON.stringify({ key, value: encodeValue(value) }));
+      else console.log(`${style.bold(JSON.stringify(key))}  ${formatValue(value)}`);
+    }
+    if (shown === 0 && !opts.json) console.log(`dict "${name}" is empty`);
+  });
+
+  withGateway(dict.command("clear").description("remove every entry").argument("<name>", "the dict")).action(async (name: string, opts: GatewayOpts) => {
+    const removed = await Dict.fromName(name, optionsOf(opts)).clear();
+    console.log(`${style.ok("✓")} removed ${removed} entr${removed === 1 ? "y" : "ies"} from dict ${name}`);
+  });
+
+  withGateway(dict.command("delete").description("delete a dict and its entries (needs a token of scope deploy)").argument("<name>", "the dict")).action(
+    async (name: string, opts: GatewayOpts) => {
+      const info = await Dict.delete(name, optionsOf(opts));
+      console.log(`${style.ok("✓")} deleted dict ${info.name} (${info.len} entries)`);
+    },
+  );
+
+  const queue = program.command("queue").description("queues: work handed between functions and tiers (docs/dict-queue.md)");
+
+  withGateway(queue.command("list").description("the gateway's queues and their lengths").option("--json", "print JSON")).action(
+    async (opts: GatewayOpts & { json?: boolean }) => {
+      const queues = await Queue.list(optionsOf(opts));
+      if (opts.json) return console.log(JSON.stringify(queues, null, 2));
+      if (queues.length === 0) return console.log('no queues yet; Queue.fromName("NAME", { createIfMissing: true }) makes one');
+      console.log(`${"name".padEnd(24)} ${"waiting".padStart(8)} ${"leased".padStart(8)} ${"partitions".padStart(10)}  created`);
+      for (const q of queues) {
+        console.log(
+          `${q.name.padEnd(24)} ${String(q.len).padStart(8)} ${String(q.leased).padStart(8)} ${String(q.partitions).padStart(10)}  ${when(q.createdAt)}`,
+        );
+      }
+    },
+  );
+
+  withGateway(
+    queue
+      .command("len")
+      .description("items waiting in a partition (leased ones not counted)")
+      .argument("<name>", "the queue")
+      .option("-p, --partition <partition>", "this partition (default: the default one)")
+      .option("--total", "every partition"),
+  ).action(async (name: string, opts: GatewayOpts & { partition?: string; total?: boolean }) => {
+    console.log(await Queue.fromName(name, optionsOf(opts)).len(partitionOf(opts, opts.total ? { total: true } : {})));
+  });
+
+  withGateway(
+    queue
+      .command("peek")
+      .description("the oldest items waiting, without taking them")
+      .argument("<name>", "the queue")
+      .option("-p, --partition <partition>", "this partition (default: the default one)")
+      .option("-n, --limit <n>", "at most this many (default 10)", (v) => positive(v, "--limit"), 10),
+  ).action(async (name: string, opts: GatewayOpts & { partition?: string; limit: number }) => {
+    let shown = 0;
+    for await (const value of Queue.fromName(name, optionsOf(opts)).iterate(partitionOf(opts, { pageSize: Math.min(opts.limit, 1000) }))) {
+      if (shown++ >= opts.limit) break;
+      console.log(formatValue(value));
+    }
+  });
+
+  withGateway(
+    queue
+      .command("clear")
+      .description("remove the items of a partition, or of all")
+      .argument("<name>", "the queue")
+      .option("-p, --partition <partition>", "this partition (default: the default one)")
+      .option("--all", "every partition"),
+  ).action(async (name: string, opts: GatewayOpts & { partition?: string; all?: boolean }) => {
+    const removed = await Queue.fromName(name, optionsOf(opts)).clear(partitionOf(opts, opts.all ? { all: true } : {}));
+    console.log(`${style.ok("✓")} removed ${removed} item${removed === 1 ? "" : "s"} from queue ${name}`);
+  });
+
+  withGateway(queue.command("delete").description("delete a queue and its items (needs a token of scope deploy)").argument("<name>", "the queue")).action(
+    async (name: string, opts: GatewayOpts) => {
+      const info = await Queue.delete(name, optionsOf(opts));
+      console.log(`${style.ok("✓")} deleted queue ${info.name} (${info.len + info.leased} items)`);
+    },
+  );
+}
+
+function partitionOf<T extends object>(opts: { partition?: string }, rest: T): T & { partition?: string } {
+  return opts.partition === undefined ? rest : { ...rest, partition: opts.partition };
+}
+
+function parseKey(text: string): unknown {
+  try {
+    return JSON.parse(text) as unknown;
+  } catch (err) {
+    throw new InvalidOptionsError(`--json-key: ${JSON.stringify(text)} is not JSON (${(err as Error).message})`);
+  }
+}
+
+function positive(value: string, flag: string): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 1) throw new InvalidOptionsError(`${flag} must be a whole number, 1 or more (got "${value}")`);
+  return n;
+}
+
+/** JSON when JSON says the value whole; else as Node shows it. */
+function formatValue(value: unknown): string {
+  if (encodeValue(value).meta === undefined) return JSON.stringify(value);
+  return inspect(value, { depth: 6, breakLength: Infinity, colors: false });
+}
+
+function when(ms: number): string {
+  return new Date(ms).toISOString().slice(0, 16).replace("T", " ");
+}

@@ -1,0 +1,205 @@
+/**
+ * `Dict`: small shared state, kept by the gateway in one Durable Object per
+ * dict, strongly consistent (docs/dict-queue.md). Keys are strings or JSON
+ * values, compared as canonical JSON; values are anything the call codec
+ * carries (`Date`, `Map`, `Set`, bytes, `BigInt`…), up to 1 MiB each. An
+ * entry is dropped 7 days after its last write unless the write gave a
+ * `ttlSeconds`. A handle is lazy: `Dict.fromName` sends nothing.
+ */
+import { DICT_LIMITS } from "./defaults.js";
+import { InvalidOptionsError } from "./errors.js";
+import { DICT_NAME_PATTERN, DictRequestSchemas, canonicalKey, decodeValue, encodeValue, type DictEntry, type DictInfo, type DictOp } from "./protocol.js";
+import { checkedPageSize, checkedRequest, dictBackend, type DictBackend, type DictRequests, type StoreOptions } from "./store-client.js";
+
+export interface DictOptions extends StoreOptions {
+  /** Make the dict on first use when it does not exist (needs a token of scope `deploy` over HTTP). */
+  createIfMissing?: boolean;
+}
+
+/** How `put` writes. */
+export interface DictPutOptions {
+  /** Seconds the entry lives from this write (default 7 days). */
+  ttlSeconds?: number;
+  /** Write only when the key holds no entry; of many racing writers one wins: a lock. */
+  ifAbsent?: boolean;
+  /** Write only when the key's entry has this version (`getEntry`): a compare-and-swap. */
+  ifVersion?: number;
+}
+
+/** An entry with what a conditional write needs: its version, and when it expires. */
+export interface DictEntryInfo<V = unknown> {
+  value: V;
+  version: number;
+  /** Ms since the epoch. */
+  expiresAt: number;
+}
+
+/**
+ * A named dict.
+ * @example
+ * const seen = Dict.fromName("seen", { createIfMissing: true });
+ * if (await seen.put(url, new Date(), { ifAbsent: true })) await crawl(url); // only one caller wins
+ * for await (const [url, when] of seen.items()) console.log(url, when);
+ */
+export class Dict {
+  readonly name: string;
+  readonly #options: DictOptions;
+  #backend: DictBackend | undefined;
+  #ready: Promise<void> | undefined;
+
+  private constructor(name: string, options: DictOptions) {
+    this.name = name;
+    this.#options = options;
+  }
+
+  /** A handle on the dict `name`; nothing is sent until its first operation. */
+  static fromName(name: string, options: DictOptions = {}): Dict {
+    if (typeof name !== "string" || !DICT_NAME_PATTERN.test(name)) {
+      throw new InvalidOptionsError(`"${String(name)}" is not a dict name: letters, digits, '-' and '_', up to 64, starting with a letter or digit`);
+    }
+    return new Dict(name, options);
+  }
+
+  /** Every dict of the gateway, with its size. */
+  static async list(options: StoreOptions = {}): Promise<DictInfo[]> {
+    return dictBackend(options).list();
+  }
+
+  /** Deletes a dict and its entries. Needs a token of scope `deploy` over HTTP. */
+  static async delete(name: string, options: StoreOptions = {}): Promise<DictInfo> {
+    return Dict.fromName(name, options).#backendOf().delete(name);
+  }
+
+  /** The dict's size and when it was made. */
+  async info(): Promise<DictInfo> {
+    return (await this.#ready_()).info(this.name);
+  }
+
+  /** The key's value, or `fallback` (default `undefined`) when it has none. */
+  async get<V = unknown>(key: unknown, fallback?: V): Promise<V | undefined> {
+    const { found, entry } = await this.#op("get", { key: checkedKey(key) });
+    return found ? (valueOf(entry!) as V) : fallback;
+  }
+
+  /** The key's value with its version (for `put`'s `ifVersion`) and expiry, or `undefined`. */
+  async getEntry<V = unknown>(key: unknown): Promise<DictEntryInfo<V> | undefined> {
+    const { found, entry } = await this.#op("get", { key: checkedKey(key) });
+    return found ? { value: valueOf(entry!) as V, version: entry!.version, expiresAt: entry!.expiresAt } : undefined;
+  }
+
+  /**
+   * Writes the key's value; answers whether it wrote (an `ifAbsent` or
+   * `ifVersion` put may not). A value over 1 MiB as encoded is a `ValueTooLargeError`.
+   */
+  async put(key: unknown, value: unknown, options: DictPutOptions = {}): Promise<boolean> {
+    const request = { key: checkedKey(key), value: encodeValue(value), ...options };
+    return (await this.#op("put", checkedRequest(DictRequestSchemas.put, request, `dict "${this.name}" put`))).written;
+  }
+
+  /** Whether the key has a value. */
+  async contains(key: unknown): Promise<boolean> {
+    return (await this.#op("contains", { key: checkedKey(key) })).found;
+  }
+
+  /** Removes the key's entry and answers its value, or `fallback` when it had none. */
+  async pop<V = unknown>(key: unknown, fallback?: V): Promise<V | undefined> {
+    const { found, entry } = await this.#op("pop", { key: checkedKey(key) });
+    return found ? (valueOf(entry!) as V) : fallback;
+  }
+
+  /** Removes the key's entry; answers whether it had one. */
+  async delete(key: unknown): Promise<boolean> {
+    return (await this.#op("delete", { key: checkedKey(key) })).found;
+  }
+
+  /** Writes many entries at once (a `Map`, an object, or `[key, value]` pairs), in batches of at most 1,000 each one write. */
+  async update(
+    entries: Map<unknown, unknown> | Record<string, unknown> | Iterable<readonly [unknown, unknown]>,
+    options: { ttlSeconds?: number } = {},
+  ): Promise<number> {
+    const pairs: (readonly [unknown, unknown])[] =
+      entries instanceof Map || Symbol.iterator in (entries as object) ? [...(entries as Iterable<readonly [unknown, unknown]>)] : Object.entries(entries);
+    let written = 0;
+    for (let i = 0; i < pairs.length; i += DICT_LIMITS.maxEntriesPerUpdate) {
+      const slice = pairs.slice(i, i + DICT_LIMITS.maxEntriesPerUpdate).map(([key, value]) => ({ key: checkedKey(key), value: encodeValue(value) }));
+      const request = checkedRequest(DictRequestSchemas.update, { entries: slice, ...options }, `dict "${this.name}" update`);
+      written += (await this.#op("update", request)).written;
+    }
+    return written;
+  }
+
+  /** How many entries it holds (expired ones not counted). */
+  async len(): Promise<number> {
+    return (await this.#op("len", {})).len;
+  }
+
+  /** Removes every entry; answers how many there were (expired ones not counted). */
+  async clear(): Promise<number> {
+    return (await this.#op("clear", {})).removed;
+  }
+
+  /** Its keys, in canonical-JSON order, a page at a time. */
+  async *keys<K = unknown>(options: { pageSize?: number } = {}): AsyncGenerator<K> {
+    for await (const entry of this.#entries(true, options.pageSize)) yield entry.key as K;
+  }
+
+  /** Its values, in the keys' order, a page at a time. */
+  async *values<V = unknown>(options: { pageSize?: number } = {}): AsyncGenerator<V> {
+    for await (const entry of this.#entries(false, options.pageSize)) yield valueOf(entry) as V;
+  }
+
+  /** Its `[key, value]` pairs, in the keys' order, a page at a time. */
+  async *items<K = unknown, V = unknown>(options: { pageSize?: number } = {}): AsyncGenerator<[K, V]> {
+    for await (const entry of this.#entries(false, options.pageSize)) yield [entry.key as K, valueOf(entry) as V];
+  }
+
+  async *#entries(keysOnly: boolean, pageSize: number = DICT_LIMITS.pageSize): AsyncGenerator<DictEntry> {
+    checkedPageSize(pageSize, DICT_LIMITS.maxPageSize, `dict "${this.name}" pages`);
+    let after: string | undefined;
+    for (;;) {
+      const request = checkedRequest(
+        DictRequestSchemas.entries,
+        { limit: pageSize, keysOnly, ...(after === undefined ? {} : { after }) },
+        `dict "${this.name}" pages`,
+      );
+      const page = await this.#op("entries", request);
+      yield* page.entries;
+      if (page.next === undefined) return;
+      after = page.next;
+    }
+  }
+
+  async #op<O extends DictOp>(op: O, request: DictRequests[O]) {
+    return (await this.#ready_()).op(this.name, op, request);
+  }
+
+  #backendOf(): DictBackend {
+    this.#backend ??= dictBackend(this.#options);
+    return this.#backend;
+  }
+
+  /** The backend, after making the dict once when `createIfMissing` says so. */
+  #ready_(): Promise<DictBackend> {
+    const backend = this.#backendOf();
+    if (!this.#options.createIfMissing) return Promise.resolve(backend);
+    this.#ready ??= backend.create(this.name, true).then(
+      () => undefined,
+      (err: unknown) => {
+        this.#ready = undefined;
+        throw err;
+      },
+    );
+    return this.#ready.then(() => backend);
+  }
+}
+
+/** A key as it travels: checked to be a string or JSON value here, so a bad one fails before anything is sent. */
+function checkedKey(key: unknown): unknown {
+  const checked = canonicalKey(key);
+  if ("problem" in checked) throw new InvalidOptionsError(`a dict key ${checked.problem}`);
+  return key;
+}
+
+function valueOf(entry: DictEntry): unknown {
+  return decodeValue(entry.value!.json, entry.value!.meta);
+}

@@ -1,0 +1,200 @@
+/**
+ * `Queue`: work handed between functions and tiers, kept by the gateway in
+ * one Durable Object per queue, durable, first in, first out in each
+ * partition (docs/dict-queue.md). Items are anything the call codec carries,
+ * up to 1 MiB each. A get blocks until an item comes (a put from anywhere
+ * wakes it at once) or its timeout runs out, then answers `null`. A get with
+ * a `lease` hands out an item that comes back to the queue unless it is
+ * `ack()`ed in time, so a worker that dies loses nothing.
+ */
+import { QUEUE_LIMITS } from "./defaults.js";
+import { InvalidOptionsError } from "./errors.js";
+import { QUEUE_NAME_PATTERN, QueueRequestSchemas, decodeValue, encodeValue, type QueueInfo, type QueueItem, type QueueOp } from "./protocol.js";
+import { checkedPageSize, checkedRequest, queueBackend, type QueueBackend, type QueueRequests, type StoreOptions } from "./store-client.js";
+
+export interface QueueOptions extends StoreOptions {
+  /** Make the queue on first use when it does not exist (needs a token of scope `deploy` over HTTP). */
+  createIfMissing?: boolean;
+}
+
+/** How a get waits and takes. */
+export interface QueueGetOptions {
+  /** How long to wait for an item, in ms (default: until one comes; 0: answer at once). */
+  timeoutMs?: number;
+  /** The partition to take from (default: the default partition). */
+  partition?: string;
+  /** Seconds the item is leased for: it comes back to the queue unless acked by then. */
+  lease?: number;
+}
+
+/**
+ * An item taken on a lease: `ack()` it once it is done, before `leaseUntil`,
+ * or it goes back to the queue (in its place) for another get.
+ */
+export interface LeasedItem<T = unknown> {
+  value: T;
+  /** The lease's id, for `queue.ack`. */
+  lease: string;
+  /** When the lease runs out, ms since the epoch. */
+  leaseUntil: number;
+  /** Removes the item for good; false when the lease had run out (the item may be someone else's now). */
+  ack(): Promise<boolean>;
+}
+
+/**
+ * A named queue.
+ * @example
+ * const jobs = Queue.fromName("jobs", { createIfMissing: true });
+ * await jobs.put({ url });                                  // from an edge function
+ * const job = await jobs.get({ lease: 60, timeoutMs: 30_000 }); // in a worker
+ * if (job) { await work(job.value); await job.ack(); }
+ */
+export class Queue {
+  readonly name: string;
+  readonly #options: QueueOptions;
+  #backend: QueueBackend | undefined;
+  #ready: Promise<void> | undefined;
+
+  private constructor(name: string, options: QueueOptions) {
+    this.name = name;
+    this.#options = options;
+  }
+
+  /** A handle on the queue `name`; nothing is sent until its first operation. */
+  static fromName(name: string, options: QueueOptions = {}): Queue {
+    if (typeof name !== "string" || !QUEUE_NAME_PATTERN.test(name)) {
+      throw new InvalidOptionsError(`"${String(name)}" is not a queue name: letters, digits, '-' and '_', up to 64, starting with a letter or digit`);
+    }
+    return new Queue(name, options);
+  }
+
+  /** Every queue of the gateway, with its length. */
+  static async list(options: StoreOptions = {}): Promise<QueueInfo[]> {
+    return queueBackend(options).list();
+  }
+
+  /** Deletes a queue and its items. Needs a token of scope `deploy` over HTTP. */
+  static async delete(name: string, options: StoreOptions = {}): Promise<QueueInfo> {
+    return Queue.fromName(name, options).#backendOf().delete(name);
+  }
+
+  /** Its items waiting and leased, and its partitions. */
+  async info(): Promise<QueueInfo> {
+    return (await this.#ready_()).info(this.name);
+  }
+
+  /** Adds an item at the end of a partition. A full partition is a `QueueFullError`; an item over 1 MiB encoded a `ValueTooLargeError`. */
+  async put(value: unknown, options: { partition?: string } = {}): Promise<void> {
+    await this.putMany([value], options);
+  }
+
+  /** Adds items in order, in batches of at most 1,000 (each batch all or none). */
+  async putMany(values: unknown[], options: { partition?: string } = {}): Promise<void> {
+    for (let i = 0; i < values.length; i += QUEUE_LIMITS.maxItemsPerRequest) {
+      const request = { values: values.slice(i, i + QUEUE_LIMITS.maxItemsPerRequest).map((v) => encodeValue(v)), ...options };
+      await this.#op("put", checkedRequest(QueueRequestSchemas.put, request, `queue "${this.name}" put`));
+    }
+  }
+
+  /** The oldest item of the partition, waiting for one up to `timeoutMs`; `null` when none came. With `lease`, a `LeasedItem`. */
+  get<T = unknown>(options: QueueGetOptions & { lease: number }): Promise<LeasedItem<T> | null>;
+  get<T = unknown>(options?: QueueGetOptions): Promise<T | null>;
+  async get<T = unknown>(options: QueueGetOptions = {}): Promise<T | LeasedItem<T> | null> {
+    const [item] = await this.#take(1, options);
+    if (!item) return null;
+    return options.lease === undefined ? (decodeValue(item.value.json, item.value.meta) as T) : this.#leased<T>(item);
+  }
+
+  /** Up to `n` of the oldest items, waiting for at least one up to `timeoutMs`; `[]` when none came. */
+  getMany<T = unknown>(n: number, options: QueueGetOptions & { lease: number }): Promise<LeasedItem<T>[]>;
+  getMany<T = unknown>(n: number, options?: QueueGetOptions): Promise<T[]>;
+  async getMany<T = unknown>(n: number, options: QueueGetOptions = {}): Promise<(T | LeasedItem<T>)[]> {
+    const items = await this.#take(n, options);
+    return items.map((item) => (options.lease === undefined ? (decodeValue(item.value.json, item.value.meta) as T) : this.#leased<T>(item)));
+  }
+
+  /** Removes leased items for good; answers how many leases were still held. */
+  async ack(...leases: (string | LeasedItem)[]): Promise<number> {
+    if (leases.length === 0) return 0;
+    const ids = leases.map((l) => (typeof l === "string" ? l : l.lease));
+    return (await this.#op("ack", checkedRequest(QueueRequestSchemas.ack, { leases: ids }, `queue "${this.name}" ack`))).acked;
+  }
+
+  /** Items waiting in a partition (default the default one), or in all of them (`total`). Leased items are not counted. */
+  async len(options: { partition?: string; total?: boolean } = {}): Promise<number> {
+    return (await this.#op("len", checkedRequest(QueueRequestSchemas.len, options, `queue "${this.name}" len`))).len;
+  }
+
+  /** Removes the items of a partition (default the default one), or of all of them (`all`); answers how many. */
+  async clear(options: { partition?: string; all?: boolean } = {}): Promise<number> {
+    return (await this.#op("clear", checkedRequest(QueueRequestSchemas.clear, options, `queue "${this.name}" clear`))).removed;
+  }
+
+  /** The items waiting in a partition, oldest first, without taking them; a page at a time. */
+  async *iterate<T = unknown>(options: { partition?: string; pageSize?: number } = {}): AsyncGenerator<T> {
+    checkedPageSize(options.pageSize, QUEUE_LIMITS.maxPageSize, `queue "${this.name}" iterate`);
+    let after: number | undefined;
+    for (;;) {
+      const request = {
+        limit: options.pageSize ?? QUEUE_LIMITS.pageSize,
+        ...(options.partition === undefined ? {} : { partition: options.partition }),
+        ...(after === undefined ? {} : { after }),
+      };
+      const page = await this.#op("peek", checkedRequest(QueueRequestSchemas.peek, request, `queue "${this.name}" iterate`));
+      for (const item of page.items) yield decodeValue(item.value.json, item.value.meta) as T;
+      if (page.next === undefined) return;
+      after = page.next;
+    }
+  }
+
+  /** Asks until items come or the timeout runs out, each request waiting at most `QUEUE_LIMITS.maxWaitMs` in the queue's object. */
+  async #take(n: number, options: QueueGetOptions): Promise<QueueItem[]> {
+    const { timeoutMs, lease, ...rest } = options;
+    if (timeoutMs !== undefined && !(timeoutMs >= 0))
+      throw new InvalidOptionsError(`queue "${this.name}" get: option "timeoutMs" must be 0 or more (got ${timeoutMs})`);
+    if (lease !== undefined && !(lease >= QUEUE_LIMITS.minLeaseSeconds && lease <= QUEUE_LIMITS.maxLeaseSeconds)) {
+      throw new InvalidOptionsError(
+        `queue "${this.name}" get: option "lease" must be seconds from ${QUEUE_LIMITS.minLeaseSeconds} to ${QUEUE_LIMITS.maxLeaseSeconds} (got ${lease})`,
+      );
+    }
+    const deadline = timeoutMs === undefined ? Infinity : Date.now() + timeoutMs;
+    for (;;) {
+      const wait = Math.max(0, Math.min(deadline - Date.now(), QUEUE_LIMITS.maxWaitMs));
+      const request = { n, timeoutMs: Math.round(wait), ...rest, ...(lease === undefined ? {} : { leaseSeconds: lease }) };
+      const { items } = await this.#op("get", checkedRequest(QueueRequestSchemas.get, request, `queue "${this.name}" get`));
+      if (items.length > 0 || Date.now() >= deadline) return items;
+    }
+  }
+
+  #leased<T>(item: QueueItem): LeasedItem<T> {
+    return {
+      value: decodeValue(item.value.json, item.value.meta) as T,
+      lease: item.lease!,
+      leaseUntil: item.leaseUntil!,
+      ack: async () => (await this.ack(item.lease!)) === 1,
+    };
+  }
+
+  async #op<O extends QueueOp>(op: O, request: QueueRequests[O]) {
+    return (await this.#ready_()).op(this.name, op, request);
+  }
+
+  #backendOf(): QueueBackend {
+    this.#backend ??= queueBackend(this.#options);
+    return this.#backend;
+  }
+
+  /** The backend, after making the queue once when `createIfMissing` says so. */
+  #ready_(): Promise<QueueBackend> {
+    const backend = this.#backendOf();
+    if (!this.#options.createIfMissing) return Promise.resolve(backend);
+    this.#ready ??= backend.create(this.name, true).then(
+      () => undefined,
+      (err: unknown) => {
+        this.#ready = undefined;
+        throw err;
+      },
+    );
+    return this.#ready.then(() => backend);
+  }
+}

@@ -1,0 +1,122 @@
+/**
+ * How a `Dict` or `Queue` handle reaches its storage (`StoreBackend`): over
+ * the gateway's `/v1/dicts` and `/v1/queues` API with a token, as `Volume`
+ * does outside the gateway, or through the backend the gateway installs for
+ * code running inside it. Also the check every operation's request gets
+ * before it is sent, the same for both.
+ */
+import type { z } from "zod";
+import { HttpInvoker, resolveGatewayUrl } from "./client.js";
+import { InvalidOptionsError } from "./errors.js";
+import {
+  paths,
+  type DictAnswers,
+  type DictInfo,
+  type DictOp,
+  type DictRequest,
+  type QueueAnswers,
+  type QueueInfo,
+  type QueueOp,
+  type QueueRequest,
+} from "./protocol.js";
+import { describeIssues } from "./zod-issues.js";
+
+/** A dict's or queue's operations, whichever way they travel. */
+export interface StoreBackend<Info, Op extends string, Requests extends { [O in Op]: unknown }, Answers extends { [O in Op]: unknown }> {
+  create(name: string, existOk: boolean): Promise<Info>;
+  info(name: string): Promise<Info>;
+  delete(name: string): Promise<Info>;
+  list(): Promise<Info[]>;
+  op<O extends Op>(name: string, op: O, request: Requests[O]): Promise<Answers[O]>;
+}
+
+export type DictRequests = { [O in DictOp]: DictRequest<O> };
+export type QueueRequests = { [O in QueueOp]: QueueRequest<O> };
+export type DictBackend = StoreBackend<DictInfo, DictOp, DictRequests, DictAnswers>;
+export type QueueBackend = StoreBackend<QueueInfo, QueueOp, QueueRequests, QueueAnswers>;
+
+/** Where a handle outside the gateway sends its requests. */
+export interface StoreOptions {
+  /** The gateway to reach (outside the gateway; default `TANDEM_GATEWAY`, then the local one). */
+  gateway?: string;
+  /** The API token to send (default: as `lookup` finds one). */
+  token?: string;
+}
+
+const installed: { dicts?: DictBackend; queues?: QueueBackend } = {};
+
+/** Used by the gateway runtime: handles in this isolate without a `gateway` or `token` of their own use these. */
+export function installStoreBackends(backends: { dicts?: DictBackend; queues?: QueueBackend }): void {
+  installed.dicts = backends.dicts;
+  installed.queues = backends.queues;
+}
+
+export function dictBackend(options: StoreOptions): DictBackend {
+  if (installed.dicts && options.gateway === undefined && options.token === undefined) return installed.dicts;
+  return httpStore("dicts", options) as DictBackend;
+}
+
+export function queueBackend(options: StoreOptions): QueueBackend {
+  if (installed.queues && options.gateway === undefined && options.token === undefined) return installed.queues;
+  return httpStore("queues", options) as QueueBackend;
+}
+
+/** An operation's request, checked against its wire shape before it is sent: `InvalidOptionsError` naming the option. */
+export function checkedRequest<S extends z.ZodType>(schema: S, request: unknown, what: string): z.infer<S> {
+  const parsed = schema.safeParse(request);
+  if (parsed.success) return parsed.data;
+  throw new InvalidOptionsError(`${what}: ${describeIssues(parsed.error, "option", schema)}`);
+}
+
+/** A page size an iterator was given: a whole number from 1 to `max`. */
+export function checkedPageSize(pageSize: number | undefined, max: number, what: string): void {
+  if (pageSize !== undefined && !(Number.isInteger(pageSize) && pageSize >= 1 && pageSize <= max)) {
+    throw new InvalidOptionsError(`${what}: option "pageSize" must be a whole number from 1 to ${max} (got ${pageSize})`);
+  }
+}
+
+const clients = new Map<string, HttpStore>();
+
+function httpStore(kind: "dicts" | "queues", options: StoreOptions): HttpStore {
+  const url = resolveGatewayUrl(options.gateway);
+  const key = `${kind} ${url} ${options.token ?? ""}`;
+  let client = clients.get(key);
+  if (!client) {
+    client = new HttpStore(kind, new HttpInvoker(url, options.token === undefined ? {} : { token: options.token }));
+    clients.set(key, client);
+  }
+  return client;
+}
+
+/** Dicts or queues over HTTP: one request per operation (a long get is several, each waiting its most). */
+class HttpStore {
+  constructor(
+    readonly kind: "dicts" | "queues",
+    readonly http: HttpInvoker,
+  ) {}
+
+  #one(name: string): string {
+    return this.kind === "dicts" ? paths.dict(name) : paths.queue(name);
+  }
+
+  async create(name: string, existOk: boolean): Promise<unknown> {
+    return this.http.request("POST", this.kind === "dicts" ? paths.dicts() : paths.queues(), { name, existOk });
+  }
+
+  async info(name: string): Promise<unknown> {
+    return this.http.request("GET", this.#one(name));
+  }
+
+  async delete(name: string): Promise<unknown> {
+    return this.http.request("DELETE", this.#one(name));
+  }
+
+  async list(): Promise<unknown[]> {
+    const answer = (await this.http.request("GET", this.kind === "dicts" ? paths.dicts() : paths.queues())) as Record<string, unknown[]>;
+    return answer[this.kind]!;
+  }
+
+  async op(name: string, op: string, request: unknown): Promise<unknown> {
+    return this.http.request("POST", this.kind === "dicts" ? paths.dictOp(name, op as DictOp) : paths.queueOp(name, op as QueueOp), request);
+  }
+}

@@ -1,0 +1,316 @@
+/**
+ * Dicts and queues in real workerd: one Durable Object per dict or queue,
+ * reached over `/v1/dicts` and `/v1/queues` from Node (the SDK's `Dict` and
+ * `Queue`) and straight through the bindings from edge functions; the call
+ * codec's values both ways, conditional puts as a lock, TTLs, FIFO
+ * partitions, blocking gets woken by a put, leases, limits and errors.
+ */
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { Dict, ForbiddenError, InvalidOptionsError, NotFoundError, Queue, QueueFullError, ValueTooLargeError, lookup } from "../sdk/index.js";
+import { DICT_LIMITS, QUEUE_LIMITS } from "../sdk/defaults.js";
+import type { TokenCreateAnswer } from "../sdk/protocol.js";
+import { runCli } from "./helpers/cli.js";
+import { ADMIN_TOKEN, startTestGateway, type TestGateway } from "./helpers/gateway.js";
+
+let gw: TestGateway;
+const fixture = (name: string) => new URL(`./fixtures/${name}`, import.meta.url).pathname;
+const dict = (name: string, options: { createIfMissing?: boolean; token?: string } = {}) =>
+  Dict.fromName(name, { gateway: gw.url, token: ADMIN_TOKEN, ...options });
+const queue = (name: string, options: { createIfMissing?: boolean; token?: string } = {}) =>
+  Queue.fromName(name, { gateway: gw.url, token: ADMIN_TOKEN, ...options });
+const edge = (fn: string) => lookup("state", fn, { gateway: gw.url, token: ADMIN_TOKEN });
+const api = (path: string, init: RequestInit & { token?: string | null } = {}) => {
+  const token = init.token === undefined ? ADMIN_TOKEN : init.token;
+  return fetch(gw.url + path, {
+    ...init,
+    headers: { "content-type": "application/json", ...(token ? { authorization: `Bearer ${token}` } : {}), ...(init.headers as Record<string, string>) },
+  });
+};
+const errorOf = async (res: Response) => ((await res.json()) as { error: { code: string; message: string } }).error;
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+beforeAll(async () => {
+  gw = await startTestGateway(fixture("dict-queue-app.ts"));
+});
+afterAll(async () => {
+  await gw?.dispose();
+});
+
+describe("dict", () => {
+  it("puts, gets, pops, deletes and counts entries, with JSON keys compared as canonical JSON", async () => {
+    const d = dict("basics", { createIfMissing: true });
+    expect(await d.put("a", 1)).toBe(true);
+    expect(await d.put({ b: 2, a: 1 }, "object key")).toBe(true);
+    expect(await d.get({ a: 1, b: 2 })).toBe("object key");
+    expect(await d.get("missing", "fallback")).toBe("fallback");
+    expect(await d.contains("a")).toBe(true);
+    expect(await d.len()).toBe(2);
+    expect(await d.pop("a")).toBe(1);
+    expect(await d.contains("a")).toBe(false);
+    expect(await d.delete({ b: 2, a: 1 })).toBe(true);
+    expect(await d.delete("nothing")).toBe(false);
+    expect(
+      await d.update(
+        new Map<unknown, unknown>([
+          ["x", 1],
+          [["y", 2], 2],
+        ]),
+      ),
+    ).toBe(2);
+    expect(await d.update({ z: 3 })).toBe(1);
+    expect(await d.len()).toBe(3);
+    expect(await d.clear()).toBe(3);
+    expect(await d.len()).toBe(0);
+  });
+
+  it("carries Date, Map, Set, bytes and BigInt through the call codec, from Node to the edge and back", async () => {
+    const d = dict("codec", { createIfMissing: true });
+    const when = new Date("2026-01-02T03:04:05.678Z");
+    await d.update({ when, map: new Map([[1, "one"]]), bytes: new Uint8Array([0, 255, 7]), big: 12345678901234567890n });
+    const seen = (await edge("inspect").remote("codec", ["when", "map", "bytes", "big"])) as Record<string, { type: string; value: unknown }>;
+    expect(Object.fromEntries(Object.entries(seen).map(([k, v]) => [k, v.type]))).toEqual({ when: "Date", map: "Map", bytes: "Uint8Array", big: "bigint" });
+    expect(seen.big!.value).toBe(12345678901234567890n);
+    expect(await d.get("when")).toEqual(when);
+    expect(await d.get("bytes")).toEqual(new Uint8Array([0, 255, 7]));
+    // Written at the edge, read in Node.
+    expect(await edge("store").remote("codec", "edge")).toBe(true);
+    const value = (await d.get("edge")) as { at: Date; big: bigint; tags: Set<string>; bytes: Uint8Array };
+    expect(value.at).toEqual(new Date(0));
+    expect(value.big).toBe(2n ** 70n);
+    expect(value.tags).toEqual(new Set(["a", "b"]));
+    expect(value.bytes).toEqual(new Uint8Array([1, 2, 3]));
+  });
+
+  it("lets exactly one of 50 concurrent ifAbsent writers through, from Node and from the edge", async () => {
+    const d = dict("locks", { createIfMissing: true });
+    const wrote = await Promise.all(Array.from({ length: 50 }, (_, i) => d.put("lock", i, { ifAbsent: true })));
+    expect(wrote.filter(Boolean)).toHaveLength(1);
+    expect(await d.get("lock")).toBe(wrote.indexOf(true));
+    expect(await edge("race").remote("locks", "edge-lock", 50)).toBe(1);
+  });
+
+  it("writes with ifVersion only over the version it read", async () => {
+    const d = dict("cas", { createIfMissing: true });
+    await d.put("n", 1);
+    const entry = (await d.getEntry<number>("n"))!;
+    expect(await d.put("n", 2, { ifVersion: entry.version })).toBe(true);
+    expect(await d.put("n", 3, { ifVersion: entry.version })).toBe(false);
+    expect(await d.get("n")).toBe(2);
+  });
+
+  it("drops an entry when its TTL runs out, and others 7 days after their last write", async () => {
+    const d = dict("ttl", { createIfMissing: true });
+    const before = Date.now();
+    await d.put("short", "gone soon", { ttlSeconds: 1 });
+    await d.put("long", "stays");
+    const long = (await d.getEntry("long"))!;
+    expect(long.expiresAt - before).toBeGreaterThanOrEqual(DICT_LIMITS.defaultTtlSeconds * 1000);
+    expect(long.expiresAt - before).toBeLessThan(DICT_LIMITS.defaultTtlSeconds * 1000 + 60_000);
+    expect(await d.get("short")).toBe("gone soon");
+    await sleep(1_300);
+    expect(await d.get("short")).toBeUndefined();
+    expect(await d.contains("short")).toBe(false);
+    expect(await d.len()).toBe(1);
+    // An expired key can be taken again with ifAbsent; clear counts only the entries still there.
+    expect(await d.put("short", "again", { ifAbsent: true })).toBe(true);
+    await d.put("brief", 1, { ttlSeconds: 0.2 });
+    await sleep(300);
+    expect(await d.clear()).toBe(2);
+  });
+
+  it("pages keys, values and items in canonical-key order", async () => {
+    const d = dict("pages", { createIfMissing: true });
+    const entries = Array.from({ length: 25 }, (_, i) => [`k${String(i).padStart(2, "0")}`, i] as const);
+    await d.update(entries);
+    const keys: unknown[] = [];
+    for await (const key of d.keys({ pageSize: 7 })) keys.push(key);
+    expect(keys).toEqual(entries.map(([k]) => k));
+    const values: unknown[] = [];
+    for await (const value of d.values({ pageSize: 10 })) values.push(value);
+    expect(values).toEqual(entries.map(([, v]) => v));
+    const items: [unknown, unknown][] = [];
+    for await (const item of d.items()) items.push(item);
+    expect(items).toEqual(entries);
+  });
+
+  it("refuses a value over 1 MiB as value_too_large, and bad keys and options before sending", async () => {
+    const d = dict("limits", { createIfMissing: true });
+    const err = await d.put("big", "x".repeat(DICT_LIMITS.maxValueBytes)).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(ValueTooLargeError);
+    expect((err as Error).message).toMatch(/larger than 1048576, the most dict "limits" holds/);
+    await expect(d.put(new Date(), 1)).rejects.toThrow(InvalidOptionsError);
+    await expect(d.put("k", 1, { ttlSeconds: -1 })).rejects.toThrow(/option "ttlSeconds" must be more than 0/);
+    await expect(d.keys({ pageSize: 5000 }).next()).rejects.toThrow(/option "pageSize" must be a whole number from 1 to 1000 \(got 5000\)/);
+  });
+
+  it("answers a missing dict with 404 naming how to make it, unless createIfMissing", async () => {
+    const err = await dict("nowhere")
+      .get("k")
+      .catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(NotFoundError);
+    expect((err as Error).message).toMatch(/no dict named "nowhere".*createIfMissing: true/);
+    const res = await api("/v1/dicts/nowhere/get", { method: "POST", body: JSON.stringify({ key: "k" }) });
+    expect(res.status).toBe(404);
+    expect((await errorOf(res)).message).toMatch(/no dict named "nowhere"/);
+  });
+});
+
+describe("queue", () => {
+  it("hands items out first in, first out, in each partition apart", async () => {
+    const q = queue("fifo", { createIfMissing: true });
+    await q.putMany([1, 2, 3]);
+    await q.putMany(["a", "b"], { partition: "letters" });
+    await q.put(4);
+    expect(await q.len()).toBe(4);
+    expect(await q.len({ partition: "letters" })).toBe(2);
+    expect(await q.len({ total: true })).toBe(6);
+    const peeked: unknown[] = [];
+    for await (const item of q.iterate({ pageSize: 3 })) peeked.push(item);
+    expect(peeked).toEqual([1, 2, 3, 4]);
+    expect(await q.getMany(3, { timeoutMs: 0 })).toEqual([1, 2, 3]);
+    expect(await q.get({ partition: "letters", timeoutMs: 0 })).toBe("a");
+    expect(await q.get({ timeoutMs: 0 })).toBe(4);
+    expect(await q.get({ timeoutMs: 0 })).toBeNull();
+    expect(await q.clear({ all: true })).toBe(1);
+  });
+
+  it("wakes a blocking get in Node as soon as an edge function puts an item", async () => {
+    const q = queue("wake", { createIfMissing: true });
+    await q.len();
+    const waiting = q.get({ timeoutMs: 20_000 }).then((value) => ({ value, at: Date.now() }));
+    await sleep(500); // the get is waiting in the queue's object
+    const sentAt = Date.now();
+    const { doneAt } = (await edge("enqueue").remote("wake", [{ job: 1 }])) as { doneAt: number };
+    const got = await waiting;
+    // One machine, one clock: workerd's Date.now() and Node's compare.
+    console.log(
+      `queue wake: the get in Node answered ${got.at - doneAt} ms after the edge function's put returned (${got.at - sentAt} ms after the call was sent)`,
+    );
+    expect(got.value).toEqual({ job: 1 });
+    expect(got.at - doneAt).toBeLessThan(1_000);
+  });
+
+  it("wakes a blocking get at the edge on a put from Node", async () => {
+    const q = queue("wake-edge", { createIfMissing: true });
+    await q.len();
+    const started = performance.now();
+    const got = edge("dequeue").remote("wake-edge", 20_000);
+    await sleep(500);
+    await q.put("hello");
+    expect(await got).toBe("hello");
+    expect(performance.now() - started).toBeLessThan(5_000);
+  });
+
+  it("answers null when nothing comes in the timeout", async () => {
+    const q = queue("empty", { createIfMissing: true });
+    const started = performance.now();
+    expect(await q.get({ timeoutMs: 300 })).toBeNull();
+    expect(performance.now() - started).toBeGreaterThanOrEqual(290);
+  });
+
+  it("brings a leased item back when it is not acked in time, and removes it once acked", async () => {
+    const q = queue("leases", { createIfMissing: true });
+    await q.putMany(["first", "second"]);
+    const lost = (await q.get({ lease: 0.5, timeoutMs: 0 }))!;
+    expect(lost.value).toBe("first");
+    expect(await q.len()).toBe(1);
+    expect(await q.get({ timeoutMs: 0 })).toBe("second");
+    expect(await q.get({ timeoutMs: 0 })).toBeNull(); // "first" is out on its lease
+    // A blocking get is woken by the lease running out (the queue's alarm), and gets the item back.
+    const started = performance.now();
+    const again = (await q.get({ lease: 30, timeoutMs: 5_000 }))!;
+    const waited = performance.now() - started;
+    expect(again.value).toBe("first");
+    expect(waited).toBeGreaterThan(200);
+    expect(waited).toBeLessThan(4_000);
+    expect(await lost.ack()).toBe(false); // its lease ran out: the item is someone else's now
+    expect(await q.len()).toBe(0);
+    expect((await q.info()).leased).toBe(1);
+    expect(await again.ack()).toBe(true);
+    expect(await q.len()).toBe(0);
+    expect((await q.info()).leased).toBe(0);
+  });
+
+  it("states and enforces its limits with clear errors", async () => {
+    const q = queue("limits", { createIfMissing: true });
+    const big = await q.put("x".repeat(QUEUE_LIMITS.maxItemBytes)).catch((e: unknown) => e);
+    expect(big).toBeInstanceOf(ValueTooLargeError);
+    await q.putMany(Array.from({ length: QUEUE_LIMITS.maxItemsPerPartition }, (_, i) => i));
+    const full = await q.put("one more").catch((e: unknown) => e);
+    expect(full).toBeInstanceOf(QueueFullError);
+    expect((full as Error).message).toMatch(/holds 5000 items; a partition holds at most 5000/);
+    expect(await q.clear()).toBe(QUEUE_LIMITS.maxItemsPerPartition);
+    await expect(q.get({ partition: "p".repeat(65), timeoutMs: 0 })).rejects.toThrow(/option "partition" must be at most 64 bytes/);
+    await expect(q.get({ lease: 0, timeoutMs: 0 })).rejects.toThrow(/option "lease" must be seconds from 0.1 to 43200 \(got 0\)/);
+  });
+});
+
+describe("HTTP", () => {
+  it("answers bad names, unknown operations, bad bodies and large values with readable 4xx errors", async () => {
+    await api("/v1/dicts", { method: "POST", body: JSON.stringify({ name: "http" }) });
+    const cases: [string, unknown, number, RegExp][] = [
+      ["/v1/dicts/bad%20name/get", { key: "k" }, 400, /"bad name" is not a dict name/],
+      ["/v1/queues/-x/put", { values: [{ json: 1 }] }, 400, /"-x" is not a queue name/],
+      ["/v1/dicts/http/frobnicate", {}, 404, /dicts have no operation "frobnicate" \(they have get, contains/],
+      ["/v1/dicts/http/put", { key: "k" }, 400, /field "value"/],
+      ["/v1/dicts/http/put", { key: "k", value: { json: "x".repeat(DICT_LIMITS.maxValueBytes) } }, 413, /larger than 1048576/],
+      ["/v1/dicts/http/put", { key: "k", value: { json: 1, meta: { values: ["nonsense"] } } }, 400, /"meta" does not describe "value"/],
+      ["/v1/dicts/http/get", { key: "k", extra: 1 }, 400, /unknown field "extra"/],
+      ["/v1/queues/nowhere/get", {}, 404, /no queue named "nowhere"/],
+    ];
+    for (const [path, body, status, message] of cases) {
+      const res = await api(path, { method: "POST", body: JSON.stringify(body) });
+      expect([path, res.status]).toEqual([path, status]);
+      expect((await errorOf(res)).message).toMatch(message);
+    }
+    const created = await api("/v1/queues", { method: "POST", body: JSON.stringify({ name: "http-q" }) });
+    expect(created.status).toBe(201);
+    const put = await api("/v1/queues/http-q/put", { method: "POST", body: JSON.stringify({ values: [{ json: { plain: "json" } }] }) });
+    expect(await put.json()).toEqual({ put: 1 });
+    const got = await api("/v1/queues/http-q/get", { method: "POST", body: JSON.stringify({}) });
+    expect(((await got.json()) as { items: { value: unknown }[] }).items.map((i) => i.value)).toEqual([{ json: { plain: "json" } }]);
+  });
+
+  it("needs a token, scope deploy to make and delete, and one that reaches every app", async () => {
+    const token = async (body: object) => {
+      const res = await api("/v1/tokens", { method: "POST", body: JSON.stringify(body) });
+      return ((await res.json()) as TokenCreateAnswer).token;
+    };
+    expect((await api("/v1/dicts", { token: null })).status).toBe(401);
+    const call = await token({ scope: "call" });
+    await expect(dict("guarded", { token: call, createIfMissing: true }).len()).rejects.toThrow(/needs scope deploy|scope "deploy"|deploy/);
+    await dict("guarded", { createIfMissing: true }).len();
+    expect(await dict("guarded", { token: call }).put("k", 1)).toBe(true);
+    const scoped = await token({ scope: "deploy", apps: ["state"] });
+    const err = await queue("guarded", { token: scoped })
+      .len()
+      .catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(ForbiddenError);
+    expect((err as Error).message).toMatch(/queues belong to the whole gateway/);
+  });
+});
+
+describe("tandem dict and tandem queue", () => {
+  it("lists, reads, peeks, clears and deletes from the shell", async () => {
+    const d = dict("cli-dict", { createIfMissing: true });
+    await d.update({ greeting: "hello", count: 3 });
+    const q = queue("cli-queue", { createIfMissing: true });
+    await q.putMany(["job-1", "job-2"]);
+    const env = { TANDEM_GATEWAY: gw.url, TANDEM_TOKEN: ADMIN_TOKEN };
+    const list = await runCli(["dict", "list"], { env });
+    expect(list.stdout).toMatch(/cli-dict\s+2/);
+    expect((await runCli(["dict", "get", "cli-dict", "greeting"], { env })).stdout.trim()).toBe('"hello"');
+    const missing = await runCli(["dict", "get", "cli-dict", "nope"], { env });
+    expect(missing.code).not.toBe(0);
+    expect(missing.stderr).toMatch(/dict "cli-dict" has no key "nope"/);
+    expect((await runCli(["dict", "items", "cli-dict", "--json"], { env })).stdout).toMatch(/"greeting"/);
+    expect((await runCli(["queue", "len", "cli-queue"], { env })).stdout.trim()).toBe("2");
+    expect((await runCli(["queue", "peek", "cli-queue"], { env })).stdout).toMatch(/"job-1"\n"job-2"/);
+    expect((await runCli(["queue", "list"], { env })).stdout).toMatch(/cli-queue\s+2/);
+    expect((await runCli(["queue", "clear", "cli-queue"], { env })).stdout).toMatch(/removed 2 items/);
+    expect((await runCli(["dict", "clear", "cli-dict"], { env })).stdout).toMatch(/removed 2 entries/);
+    expect((await runCli(["dict", "delete", "cli-dict"], { env })).code).toBe(0);
+    expect((await runCli(["queue", "delete", "cli-queue"], { env })).code).toBe(0);
+    expect((await runCli(["dict", "list"], { env })).stdout).not.toMatch(/cli-dict/);
+  });
+});
