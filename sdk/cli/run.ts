@@ -109,9 +109,12 @@ export async function runOnce(target: string, rawArgs: string[], config: CliConf
         });
         // A plane function's plane gets ready (Docker, the base image) while the app bundles; a failure is met where it is awaited below.
         if (callable.spec.tier === "plane") plane.start().catch(() => {});
-        // miniflare takes a third of a second of this thread to load: it loads now, beside esbuild bundling the app
-        // (and the plane getting ready), not before the app is loaded, which would wait for it.
-        workerd = import("./workerd.js");
+        // miniflare takes a third of a second of this thread to load: it loads now, beside esbuild bundling the app,
+        // not before the app is loaded, which would wait for it; for a plane function, once the plane's own modules
+        // have loaded, so that the plane waits on Docker, not on this thread, while it does.
+        const first =
+          callable.spec.tier === "plane" ? Promise.all([import("../../gpu-plane/plane.js"), import("../../gpu-plane/drivers/docker.js")]) : undefined;
+        workerd = first ? first.then(() => import("./workerd.js")) : import("./workerd.js");
       },
       planeBuilt: (_, bundle) => planeBundle.resolve(bundle),
     });
