@@ -8,7 +8,7 @@
  */
 import { build, transform, version as esbuildVersion, type BuildFailure, type BuildOptions, type BuildResult, type Metafile, type Plugin } from "esbuild";
 import { createHash } from "node:crypto";
-import { existsSync, readdirSync } from "node:fs";
+import { existsSync, readdirSync, statSync } from "node:fs";
 import { mkdir, readFile, writeFile } from "node:fs/promises";
 import { basename, dirname, join, relative, resolve, sep } from "node:path";
 import { pathToFileURL } from "node:url";
@@ -264,7 +264,6 @@ const PROBING = Symbol("tandem.probing");
  * an app file is loaded there too but only plane functions may use them.
  */
 function nativePackages(mode: "external" | "edge-stand-in", found?: { externals: Set<string>; nodeModules: Set<string> }): Plugin {
-  const nativeRoots = new Map<string, boolean>();
   return {
     name: `native-packages-${mode}`,
     setup(b) {
@@ -275,8 +274,7 @@ function nativePackages(mode: "external" | "edge-stand-in", found?: { externals:
         const name = packageName(args.path);
         const root = packageRoot(resolved.path, name);
         if (!root) return undefined;
-        if (!nativeRoots.has(root)) nativeRoots.set(root, hasNativeCode(root));
-        if (!nativeRoots.get(root)) return undefined;
+        if (!hasNativeCodeOnce(root)) return undefined;
         if (mode === "edge-stand-in") return { path: args.path, namespace: "edge-stand-in" };
         found?.externals.add(name);
         found?.nodeModules.add(dirname(name.startsWith("@") ? dirname(root) : root));
@@ -295,6 +293,25 @@ function packageRoot(resolvedFile: string, name: string): string | undefined {
   const marker = `${sep}node_modules${sep}${name.split("/").join(sep)}`;
   const at = resolvedFile.lastIndexOf(marker);
   return at < 0 ? undefined : resolvedFile.slice(0, at + marker.length);
+}
+
+/**
+ * Whether a package has native code, looked for once per process and package version: every build (a run's Worker
+ * and plane bundle, each reload of `tandem serve`) asks of the same packages, and the look walks each one's folders
+ * (hono's: 0.1 s of this thread, measured).
+ */
+const nativeRoots = new Map<string, boolean>();
+function hasNativeCodeOnce(root: string): boolean {
+  let version: string;
+  try {
+    const { mtimeMs, size } = statSync(join(root, "package.json"));
+    version = `${root}@${mtimeMs}:${size}`;
+  } catch {
+    return hasNativeCode(root);
+  }
+  let found = nativeRoots.get(version);
+  if (found === undefined) nativeRoots.set(version, (found = hasNativeCode(root)));
+  return found;
 }
 
 function hasNativeCode(root: string): boolean {
