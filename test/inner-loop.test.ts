@@ -6,9 +6,12 @@
  * runs in a new one; `tandem run` keeps its builds, and an edit builds anew.
  * Timings are bench/cli-run.ts's; these assert on what starts.
  */
+import { execFile } from "node:child_process";
+import { randomBytes } from "node:crypto";
 import { copyFile, mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { RemoteError, lookup } from "../sdk/index.js";
 import { ROOT, runCli, startServe, type Served } from "./helpers/cli.js";
@@ -45,6 +48,19 @@ describe("tandem run starts only what the function needs", () => {
     } finally {
       await rm(tmp, { recursive: true, force: true });
     }
+  });
+
+  it("fails on an argument that is not JSON before a plane function's plane or container starts", async () => {
+    // An app of its own name: the engine is shared, and no container of it may be left.
+    const name = `runargs${randomBytes(3).toString("hex")}`;
+    const source = (await readFile(join(dir, "app.ts"), "utf8")).replace('new App("reload")', `new App("${name}")`);
+    await writeFile(join(dir, "args-app.ts"), source);
+    const { code, stderr } = await runCli(["run", "args-app.ts::where", "{bad"], { cwd: dir });
+    expect(code).not.toBe(0);
+    expect(stderr).toContain("argument 1 is not valid JSON");
+    expect(stderr).not.toMatch(PLANE_REGISTERED);
+    const { stdout: left } = await promisify(execFile)("docker", ["ps", "-aq", "--filter", `label=tandem.app=${name}`]);
+    expect(left.trim()).toBe("");
   });
 
   it("starts the plane beside workerd for a plane function", async () => {

@@ -71,6 +71,9 @@ export async function runOnce(target: string, rawArgs: string[], config: CliConf
   let fn = "";
   let workerd: Promise<typeof import("./workerd.js")> | undefined;
   let plane: RunPlane | undefined;
+  let args: unknown[] = [];
+  let localSecrets = "{}";
+  let named = false;
   const runState = join(state, "run-state", String(process.pid));
   // Up to workerd's start: what fails here ends the plane too, if it has started (it waits for the gateway).
   const preparing = (async () => {
@@ -78,12 +81,19 @@ export async function runOnce(target: string, rawArgs: string[], config: CliConf
       minifyPlane: false,
       // An app run again unchanged bundles nothing: its builds are kept in .tandem/cache/build.
       cache: new BuildCache(join(state, "cache", "build")),
-      loaded: ([app]) => {
+      loaded: (apps) => {
+        const app = apps[0];
         const names = app!.callables.map((c) => c.name);
         fn = wanted ?? (names.length === 1 ? names[0]! : "");
         if (!fn) throw new InvalidOptionsError(`say which function to run: ${file}::<function> (functions: ${names.join(", ") || "none"})`);
         if (!names.includes(fn))
           throw new InvalidOptionsError(`app "${app!.name}" in ${file} has no function "${fn}" (functions: ${names.join(", ") || "none"})`);
+        // What can fail without the bundles fails here, before a plane or its container starts.
+        args = rawArgs.map((a, i) => parseArg(a, i + 1));
+        // Named secrets are the local gateway's (tandem serve's state): this run's gateway starts on a copy of its
+        // secret store (sealed values; the key is the project's), in a folder of the run's own, removed at its end.
+        localSecrets = JSON.stringify(localSecretValues(apps, [file])); // read first: a value it lacks fails the run now
+        named = declaresNamedSecrets(apps);
         const callable = app!.callables.find((c) => c.name === fn)!;
         plane = runPlane(gatewayStarting.promise, builtApps.promise, {
           secret,
@@ -119,16 +129,11 @@ export async function runOnce(target: string, rawArgs: string[], config: CliConf
       planeBuilt: (_, bundle) => planeBundle.resolve(bundle),
     });
     builtApps.resolve(built);
-    const args = rawArgs.map((a, i) => parseArg(a, i + 1));
     const { startWorkerd } = await workerd!;
-    // Named secrets are the local gateway's (tandem serve's state): this run's gateway starts on a copy of its
-    // secret store (sealed values; the key is the project's), in a folder of the run's own, removed at its end.
-    const localSecrets = JSON.stringify(localSecretValues(built.apps, [file])); // read first: a value it lacks fails the run now
-    const named = declaresNamedSecrets(built.apps);
     if (named) await copySecretStore(join(state, "state"), runState);
-    return { built, args, startWorkerd, localSecrets, named };
+    return { built, startWorkerd };
   })();
-  const { built, args, startWorkerd, localSecrets, named } = await preparing.catch(async (err: unknown) => {
+  const { built, startWorkerd } = await preparing.catch(async (err: unknown) => {
     for (const waiting of [planeBundle, builtApps, gatewayStarting]) waiting.reject(err);
     await plane?.close();
     await rm(planeDir, { recursive: true, force: true });
