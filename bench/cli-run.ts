@@ -10,6 +10,9 @@
  *   (d) `tandem run` of (a)'s app's plane function (a cold container, the image cached),
  *   (e) a bare create + start of the same image running the same handler on the
  *       same Docker engine (as bench/plane-cold's bare side), and its removal.
+ *   (f), (g): (a) and (d) just after an edit to the app file (a copy, a comment
+ *       added before each run), so that nothing `tandem run` keeps in
+ *       .tandem/cache/build is of use: what a run after an edit takes.
  * Reports medians, (a)/(c), (b)/(c), and (d) − (e). Runs the built CLI (`npm run build`).
  *
  *   npx tsx bench/cli-run.ts [--n 5] [--tiny]
@@ -17,7 +20,7 @@
 import { spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { existsSync } from "node:fs";
-import { mkdir, mkdtemp, rm } from "node:fs/promises";
+import { appendFile, copyFile, mkdir, mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -87,6 +90,13 @@ async function barePlane(): Promise<string> {
   return line;
 }
 
+// The edited copy: the app and the module it imports, in the run's folder; each run adds a comment to the app.
+const edited = join(cwd, "edited-app.ts");
+await copyFile(APP, edited);
+await copyFile(join(here, "apps/work.ts"), join(cwd, "work.ts"));
+let edits = 0;
+const edit = async () => appendFile(edited, `// edit ${++edits}\n`);
+
 const sides: [string, () => Promise<string>][] = [
   ["(a) tandem run, edge fn (app has plane fn)", () => processOutput([CLI, "run", `${APP}::atEdge`, String(WORK)])],
   ["(b) tandem run, edge fn (edge-only app)", () => processOutput([CLI, "run", `${join(here, "apps/edge-call-app.ts")}::compute`, String(WORK)])],
@@ -96,6 +106,8 @@ const sides: [string, () => Promise<string>][] = [
   ],
   ["(d) tandem run, plane fn (cold container)", () => processOutput([CLI, "run", `${APP}::onPlane`, String(WORK)])],
   ["(e) bare: container create + start + run", barePlane],
+  ["(f) (a) just after an edit", async () => (await edit(), processOutput([CLI, "run", `${edited}::atEdge`, String(WORK)]))],
+  ["(g) (d) just after an edit", async () => (await edit(), processOutput([CLI, "run", `${edited}::onPlane`, String(WORK)]))],
 ];
 
 try {
@@ -116,11 +128,12 @@ try {
   const rows = sides.map(([name], k) => summarize(name, samples[k]!));
   console.log(`bench/cli-run: ${n} runs per side${tiny ? " (tiny)" : ""}, each a new process but (e), work(${WORK})`);
   printTable(rows);
-  const [a, b, c, d, e] = rows.map((r) => r.medianMs) as [number, number, number, number, number];
+  const [a, b, c, d, e, f, g] = rows.map((r) => r.medianMs) as [number, number, number, number, number, number, number];
   console.log(
     `edge:  (a) ${(a / 1000).toFixed(2)} s, (b) ${(b / 1000).toFixed(2)} s; (a)/(c) ${(a / c).toFixed(2)}, (b)/(c) ${(b / c).toFixed(2)}   (target: under 2 s)`,
   );
   console.log(`plane: (d) − (e) ${((d - e) / 1000).toFixed(2)} s   (target: under 1 s)`);
+  console.log(`after an edit: (f) ${(f / 1000).toFixed(2)} s, (g) − (e) ${((g - e) / 1000).toFixed(2)} s`);
 } finally {
   await driver.cleanup(planeId).catch(() => {});
   await rm(cwd, { recursive: true, force: true });

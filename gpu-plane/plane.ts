@@ -78,15 +78,24 @@ export interface PlaneOptions {
   /**
    * A container to start as soon as the plane is ready, for an input known to
    * be coming (`tandem run`'s one call, while its gateway starts): its pool,
-   * and its bundle, handed over rather than fetched from the gateway.
+   * and its bundle, handed over rather than fetched from the gateway. A
+   * promise lets the plane get ready while the bundle is still bundling; one
+   * that fails (or gives nothing) starts nothing ahead.
    */
-  startAhead?: { pool: PoolDescriptor; bundle: Uint8Array; nodeModules?: string };
+  startAhead?: StartAhead | Promise<StartAhead | undefined>;
   log?: (line: string) => void;
   /**
    * Told how each heartbeat went, the first one before `start` returns. Without it, the plane logs when the gateway
    * stops taking its heartbeats and when it takes them again.
    */
   onHeartbeat?: (outcome: HeartbeatOutcome) => void;
+}
+
+/** A container a plane starts ahead of its input: see `PlaneOptions.startAhead`. */
+export interface StartAhead {
+  pool: PoolDescriptor;
+  bundle: Uint8Array;
+  nodeModules?: string;
 }
 
 export class Plane {
@@ -211,8 +220,9 @@ export class Plane {
       s.keepAliveTimeout = DELIVERY_DEFAULTS.planeKeepAliveMs;
       s.once("error", reject).listen(options.port, options.host, () => resolve({ server: s, port: (s.address() as AddressInfo).port }));
     });
-    if (options.startAhead && !unavailable) {
-      const { pool, bundle, nodeModules } = options.startAhead;
+    const ahead = unavailable ? undefined : await Promise.resolve(options.startAhead).catch(() => undefined);
+    if (ahead) {
+      const { pool, bundle, nodeModules } = ahead;
       await bundles.put(pool.bundleHash, bundle);
       dispatcher.startAhead(pool, { path: await bundles.get(pool.bundleHash, nodeModules), nodeModules });
     }

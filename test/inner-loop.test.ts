@@ -3,11 +3,15 @@
  * starts only what the function needs (no plane for an edge function unless
  * a call asks for one), and a `tandem serve` reload that edits an edge
  * function keeps the plane's warm containers, while any edit to plane code
- * runs in a new one. Timings are bench/cli-run.ts's; these assert on what starts.
+ * runs in a new one; `tandem run` keeps its builds, and an edit builds anew.
+ * Timings are bench/cli-run.ts's; these assert on what starts.
  */
-import { copyFile, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { execFile } from "node:child_process";
+import { randomBytes } from "node:crypto";
+import { copyFile, mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { RemoteError, lookup } from "../sdk/index.js";
 import { ROOT, runCli, startServe, type Served } from "./helpers/cli.js";
@@ -33,6 +37,32 @@ describe("tandem run starts only what the function needs", () => {
     expect(stderr).not.toMatch(PLANE_REGISTERED);
   });
 
+  it("exits once its output is written, leaving nothing in the system's temporary folder nor in its own", async () => {
+    const tmp = await mkdtemp(join(tmpdir(), "tandem-run-tmp-"));
+    try {
+      const { code, stdout } = await runCli(["run", "app.ts::hello", "Ada"], { cwd: dir, env: { TMPDIR: tmp } });
+      expect(code).toBe(0);
+      expect(stdout.trim()).toBe("Hello, Ada!");
+      expect(await readdir(tmp)).toEqual([]); // miniflare's folder was in the run's own, removed before it exited
+      expect(await readdir(join(dir, ".tandem/run-state"))).toEqual([]);
+    } finally {
+      await rm(tmp, { recursive: true, force: true });
+    }
+  });
+
+  it("fails on an argument that is not JSON before a plane function's plane or container starts", async () => {
+    // An app of its own name: the engine is shared, and no container of it may be left.
+    const name = `runargs${randomBytes(3).toString("hex")}`;
+    const source = (await readFile(join(dir, "app.ts"), "utf8")).replace('new App("reload")', `new App("${name}")`);
+    await writeFile(join(dir, "args-app.ts"), source);
+    const { code, stderr } = await runCli(["run", "args-app.ts::where", "{bad"], { cwd: dir });
+    expect(code).not.toBe(0);
+    expect(stderr).toContain("argument 1 is not valid JSON");
+    expect(stderr).not.toMatch(PLANE_REGISTERED);
+    const { stdout: left } = await promisify(execFile)("docker", ["ps", "-aq", "--filter", `label=tandem.app=${name}`]);
+    expect(left.trim()).toBe("");
+  });
+
   it("starts the plane beside workerd for a plane function", async () => {
     const { code, stdout, stderr } = await runCli(["run", "app.ts::where"], { cwd: dir });
     expect(code).toBe(0);
@@ -45,6 +75,16 @@ describe("tandem run starts only what the function needs", () => {
     expect(code).toBe(0);
     expect(stdout.trim()).toBe("1");
     expect(stderr.match(new RegExp(PLANE_REGISTERED, "g"))).toHaveLength(1);
+  });
+
+  it("keeps its builds in .tandem/cache between runs, and runs an edited app's new code, edge and plane", async () => {
+    expect((await readdir(join(dir, ".tandem/cache/build/files"))).length).toBeGreaterThan(0);
+    const source = await readFile(join(dir, "app.ts"), "utf8");
+    await writeFile(join(dir, "app.ts"), source.replace("`Hello, ${name}!`", "`Hi, ${name}!`").replace("version: 1", "version: 2"));
+    const edge = await runCli(["run", "app.ts::hello", "Ada"], { cwd: dir });
+    expect(edge.stdout.trim()).toBe("Hi, Ada!");
+    const plane = await runCli(["run", "app.ts::where"], { cwd: dir });
+    expect(JSON.parse(plane.stdout)).toMatchObject({ version: 2 });
   });
 });
 

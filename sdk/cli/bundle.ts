@@ -6,9 +6,9 @@
  * to check the app and list what it defines before anything starts
  * (`loadAppInNode`).
  */
-import { build, transform, type BuildFailure, type BuildOptions, type BuildResult, type Plugin } from "esbuild";
+import { build, transform, version as esbuildVersion, type BuildFailure, type BuildOptions, type BuildResult, type Metafile, type Plugin } from "esbuild";
 import { createHash } from "node:crypto";
-import { existsSync, readdirSync } from "node:fs";
+import { existsSync, readdirSync, statSync } from "node:fs";
 import { mkdir, readFile, writeFile } from "node:fs/promises";
 import { basename, dirname, join, relative, resolve, sep } from "node:path";
 import { pathToFileURL } from "node:url";
@@ -16,6 +16,7 @@ import { loadAppModule, type App } from "../app.js";
 import { InvalidOptionsError } from "../errors.js";
 import type { PlaneBundleRef } from "../protocol.js";
 import { RUNTIME_SOURCE_PREFIX } from "../stack-map.js";
+import { packagesStamp, type BuildCache } from "./build-cache.js";
 import { withoutEdgeHandlers, type EdgeHandler } from "./edge-code.js";
 import { GATEWAY_ENTRY, PACKAGE_ROOT, SDK_DIST, SDK_ENTRY } from "./paths.js";
 
@@ -54,6 +55,18 @@ const sourceMapBesideBundle: Plugin = {
     b.onResolve({ filter: /^\.\/wasm\/.*\.(wasm|bin)$/ }, (args) => ({ path: args.path, external: true }));
   },
 };
+
+/** The plane bundles the Worker names: a module of their references, loaded when they are known. */
+const PLANE_BUNDLES_MODULE = "tandem:plane-bundles";
+function planeBundlesModule(refs: Record<string, PlaneBundleRef> | Promise<Record<string, PlaneBundleRef>>): Plugin {
+  return {
+    name: "plane-bundles",
+    setup(b) {
+      b.onResolve({ filter: /^tandem:plane-bundles$/ }, (args) => ({ path: args.path, namespace: "tandem-plane-bundles" }));
+      b.onLoad({ filter: /.*/, namespace: "tandem-plane-bundles" }, async () => ({ loader: "js", contents: `export default ${JSON.stringify(await refs)};` }));
+    },
+  };
+}
 
 /**
  * Node modules that workerd (this version, with nodejs_compat) does not have.
@@ -130,17 +143,46 @@ export async function bundleWorker(
   options: {
     minify?: boolean;
     sourceMap?: boolean;
-    planeBundles?: Record<string, PlaneBundleRef>;
+    /**
+     * The plane bundles it names, by app. A promise lets the Worker bundle while they are still bundling:
+     * only the module that names them waits for them (`tandem run`, `tandem serve`).
+     */
+    planeBundles?: Record<string, PlaneBundleRef> | Promise<Record<string, PlaneBundleRef>>;
     external?: string[];
     /** WebAssembly modules to ship in the Worker: `app/name` → a `.wasm` file in `outDir/wasm/`. */
     wasm?: Record<string, string>;
     /** Their bundled directories: `app/name` → a `.bin` file (wasm/files.ts) in `outDir/wasm/`. */
     wasmFiles?: Record<string, string>;
+    /** Kept there, and found there again when nothing it reads changed (see build-cache.ts). */
+    cache?: BuildCache;
   } = {},
 ): Promise<WorkerBundle> {
   await mkdir(outDir, { recursive: true });
   const files = appFiles.map(checkAppFile);
   const withMap = options.sourceMap ?? true;
+  const path = join(outDir, "worker.mjs");
+  const modules: WorkerModule[] = [
+    ...(withMap ? [{ type: "Text" as const, path: `${path}.map` }] : []),
+    ...Object.values(options.wasm ?? {}).map((file) => ({ type: "CompiledWasm" as const, path: join(outDir, "wasm", file) })),
+    ...[...new Set(Object.values(options.wasmFiles ?? {}))].map((file) => ({ type: "Data" as const, path: join(outDir, "wasm", file) })),
+  ];
+  const cacheKey = {
+    ...buildKey("worker", outDir),
+    files,
+    minify: options.minify ?? false,
+    withMap,
+    external: options.external ?? [],
+    wasm: options.wasm ?? {},
+    wasmFiles: options.wasmFiles ?? {},
+  };
+  // The plane bundles it names, but for when they were built: a run's gateway keeps no stop marks to compare that with.
+  const planeRefs = async () => JSON.stringify(Object.entries(await (options.planeBundles ?? {})).map(([app, { builtAt: _, ...ref }]) => [app, ref]));
+  const hit = await options.cache?.get<{ refs: string; inputs: string[]; bytes: number }>(`worker:${path}:${files.join(",")}`, cacheKey);
+  if (hit && hit.meta.refs === (await planeRefs())) {
+    await writeFile(path, hit.files.worker!);
+    if (withMap) await writeFile(`${path}.map`, hit.files.map!);
+    return { path, modules, inputs: hit.meta.inputs, bytes: hit.meta.bytes };
+  }
   const blobs = [...new Set(Object.values(options.wasmFiles ?? {}))]; // functions that bundle the same directories share one
   const entry = [
     ...files.map((f, i) => `import * as app${i} from ${JSON.stringify(f)};`),
@@ -148,7 +190,8 @@ export async function bundleWorker(
     withMap ? `import sourceMap from ${JSON.stringify(SOURCE_MAP_MODULE)};\ninstallSourceMap(sourceMap);` : "",
     ...Object.values(options.wasm ?? {}).map((file, i) => `import wasm${i} from ${JSON.stringify(`./wasm/${file}`)};`),
     ...blobs.map((file, i) => `import files${i} from ${JSON.stringify(`./wasm/${file}`)};`),
-    `export default createGateway([${files.map((f, i) => `{ file: ${JSON.stringify(relative(process.cwd(), f) || basename(f))}, exports: app${i} }`).join(", ")}], { planeBundles: ${JSON.stringify(options.planeBundles ?? {})}, wasm: { ${Object.keys(
+    `import planeBundles from ${JSON.stringify(PLANE_BUNDLES_MODULE)};`,
+    `export default createGateway([${files.map((f, i) => `{ file: ${JSON.stringify(relative(process.cwd(), f) || basename(f))}, exports: app${i} }`).join(", ")}], { planeBundles, wasm: { ${Object.keys(
       options.wasm ?? {},
     )
       .map((key, i) => `${JSON.stringify(key)}: wasm${i}`)
@@ -157,7 +200,6 @@ export async function bundleWorker(
       .join(", ")} } });`,
     `export { AgentHub, CallLedger, PlaneRegistry, Scheduler, SecretStore, TokenStore, VolumeStore, DictStore, QueueStore };`,
   ].join("\n");
-  const path = join(outDir, "worker.mjs");
   const result = await bundle({
     stdin: { contents: entry, resolveDir: PACKAGE_ROOT, loader: "ts", sourcefile: "tandem-worker-entry.ts" },
     outfile: path,
@@ -169,7 +211,13 @@ export async function bundleWorker(
     conditions: ["workerd", "worker", "browser"],
     external: ["cloudflare:*", "node:*"],
     alias: { tandem: SDK_ENTRY },
-    plugins: [sourceMapBesideBundle, edgeStandIns, imagePackagesAtTheEdge(options.external ?? []), nativePackages("edge-stand-in")],
+    plugins: [
+      sourceMapBesideBundle,
+      planeBundlesModule(options.planeBundles ?? {}),
+      edgeStandIns,
+      imagePackagesAtTheEdge(options.external ?? []),
+      nativePackages("edge-stand-in"),
+    ],
     nodePaths,
     metafile: true,
     sourcemap: withMap ? "external" : false,
@@ -180,15 +228,16 @@ export async function bundleWorker(
     legalComments: "none",
   });
   if (withMap) await relativizeSources(`${path}.map`);
-  const inputs = Object.keys(result.metafile.inputs)
-    .filter((i) => !i.includes("node_modules") && !i.startsWith("<") && !/^[a-z-]+:/.test(i)) // files only, not plugin namespaces
-    .map((i) => resolve(i));
-  const modules: WorkerModule[] = [
-    ...(withMap ? [{ type: "Text" as const, path: `${path}.map` }] : []),
-    ...Object.values(options.wasm ?? {}).map((file) => ({ type: "CompiledWasm" as const, path: join(outDir, "wasm", file) })),
-    ...blobs.map((file) => ({ type: "Data" as const, path: join(outDir, "wasm", file) })),
-  ];
-  return { path, modules, inputs, bytes: result.metafile.outputs[relative(process.cwd(), path)]?.bytes ?? 0 };
+  const inputs = inputFiles(result.metafile).filter((i) => !i.includes(`${sep}node_modules${sep}`));
+  const bytes = result.metafile.outputs[relative(process.cwd(), path)]?.bytes ?? 0;
+  await options.cache?.put(
+    `worker:${path}:${files.join(",")}`,
+    cacheKey,
+    inputFiles(result.metafile),
+    { worker: await readFile(path), ...(withMap ? { map: await readFile(`${path}.map`) } : {}) },
+    { refs: await planeRefs(), inputs, bytes },
+  );
+  return { path, modules, inputs, bytes };
 }
 
 export interface PlaneBundle {
@@ -215,7 +264,6 @@ const PROBING = Symbol("tandem.probing");
  * an app file is loaded there too but only plane functions may use them.
  */
 function nativePackages(mode: "external" | "edge-stand-in", found?: { externals: Set<string>; nodeModules: Set<string> }): Plugin {
-  const nativeRoots = new Map<string, boolean>();
   return {
     name: `native-packages-${mode}`,
     setup(b) {
@@ -226,8 +274,7 @@ function nativePackages(mode: "external" | "edge-stand-in", found?: { externals:
         const name = packageName(args.path);
         const root = packageRoot(resolved.path, name);
         if (!root) return undefined;
-        if (!nativeRoots.has(root)) nativeRoots.set(root, hasNativeCode(root));
-        if (!nativeRoots.get(root)) return undefined;
+        if (!hasNativeCodeOnce(root)) return undefined;
         if (mode === "edge-stand-in") return { path: args.path, namespace: "edge-stand-in" };
         found?.externals.add(name);
         found?.nodeModules.add(dirname(name.startsWith("@") ? dirname(root) : root));
@@ -246,6 +293,25 @@ function packageRoot(resolvedFile: string, name: string): string | undefined {
   const marker = `${sep}node_modules${sep}${name.split("/").join(sep)}`;
   const at = resolvedFile.lastIndexOf(marker);
   return at < 0 ? undefined : resolvedFile.slice(0, at + marker.length);
+}
+
+/**
+ * Whether a package has native code, looked for once per process and package version: every build (a run's Worker
+ * and plane bundle, each reload of `tandem serve`) asks of the same packages, and the look walks each one's folders
+ * (hono's: 0.1 s of this thread, measured).
+ */
+const nativeRoots = new Map<string, boolean>();
+function hasNativeCodeOnce(root: string): boolean {
+  let version: string;
+  try {
+    const { mtimeMs, size } = statSync(join(root, "package.json"));
+    version = `${root}@${mtimeMs}:${size}`;
+  } catch {
+    return hasNativeCode(root);
+  }
+  let found = nativeRoots.get(version);
+  if (found === undefined) nativeRoots.set(version, (found = hasNativeCode(root)));
+  return found;
 }
 
 function hasNativeCode(root: string): boolean {
@@ -280,10 +346,32 @@ export async function bundlePlane(
     /** Their bundled directories (wasm/files.ts), by function name: inside the bundle too. */
     wasmFiles?: Record<string, string>;
     edgeHandlers?: readonly EdgeHandler[];
+    /**
+     * Minify it (default): smaller, for planes that keep it. `tandem run`'s one container does not gain the time
+     * minifying takes (measured: 0.3 s of a run on this repository's 2-core machine).
+     */
+    minify?: boolean;
+    /** Kept there, and found there again when nothing it reads changed (see build-cache.ts). */
+    cache?: BuildCache;
   } = {},
 ): Promise<PlaneBundle> {
   await mkdir(outDir, { recursive: true });
   const file = checkAppFile(appFile);
+  const path = join(outDir, `plane-${basename(file).replace(/\.[^.]+$/, "")}.mjs`);
+  const cacheKey = {
+    ...buildKey("plane", outDir),
+    file,
+    external: options.external ?? [],
+    wasm: options.wasm ?? {},
+    wasmFiles: options.wasmFiles ?? {},
+    edgeHandlers: options.edgeHandlers ?? [],
+    minify: options.minify ?? true,
+  };
+  const hit = await options.cache?.get<{ externals: string[]; nodeModules: string | null }>(`plane:${path}:${file}`, cacheKey);
+  if (hit) {
+    // Its bytes copied out of the Buffer read: miniflare takes only a view of a whole ArrayBuffer into the blob store.
+    return planeBundleAt(path, new Uint8Array(hit.files.bundle!), hit.files.map!.toString("utf8"), hit.meta.externals, hit.meta.nodeModules ?? undefined);
+  }
   const wasm = Object.entries(options.wasm ?? {});
   const wasmFiles = Object.entries(options.wasmFiles ?? {});
   const entry = [
@@ -293,7 +381,6 @@ export async function bundlePlane(
     ...wasmFiles.map(([, path], i) => `import files${i} from ${JSON.stringify(path)};`),
     `await runFunctions(app, { ${wasm.map(([name], i) => `${JSON.stringify(name)}: wasm${i}`).join(", ")} }, { ${wasmFiles.map(([name], i) => `${JSON.stringify(name)}: files${i}`).join(", ")} });`,
   ].join("\n");
-  const path = join(outDir, `plane-${basename(file).replace(/\.[^.]+$/, "")}.mjs`);
   const found = { externals: new Set<string>(), nodeModules: new Set<string>() };
   const result = await bundle({
     stdin: { contents: entry, resolveDir: PACKAGE_ROOT, loader: "ts", sourcefile: "tandem-plane-entry.ts" },
@@ -317,15 +404,18 @@ export async function bundlePlane(
     // Beside the bundle, not in it: the plane maps a failed call's stack with it (Node in the container never reads it).
     sourcemap: "external",
     sourcesContent: false,
+    metafile: true,
     logLevel: "silent",
   });
   const printed = result.outputFiles!.find((f) => !f.path.endsWith(".map"))!.text;
   const printedMap = result.outputFiles!.find((f) => f.path.endsWith(".map"))!.text;
-  // Minified once the edge handlers are out: smaller parses faster (every cold container loads this), and an edge
-  // function's lines no longer show in the bytes. The map of the printed bundle goes in, and comes out composed.
-  const minified = await transform(
-    `${withoutEdgeHandlers(printed, options.edgeHandlers ?? [])}\n//# sourceMappingURL=data:application/json;base64,${Buffer.from(printedMap).toString("base64")}\n`,
-    {
+  const stubbed = withoutEdgeHandlers(printed, options.edgeHandlers ?? []); // keeps every line and column: the map stays true
+  let code = stubbed;
+  let codeMap = printedMap;
+  if (options.minify ?? true) {
+    // Minified once the edge handlers are out: smaller parses faster (every cold container loads this), and an edge
+    // function's lines no longer show in the bytes. The map of the printed bundle goes in, and comes out composed.
+    const minified = await transform(`${stubbed}\n//# sourceMappingURL=data:application/json;base64,${Buffer.from(printedMap).toString("base64")}\n`, {
       loader: "js",
       format: "esm",
       target: "node20",
@@ -334,13 +424,42 @@ export async function bundlePlane(
       sourcemap: "external",
       sourcesContent: false,
       logLevel: "silent",
-    },
+    });
+    code = minified.code;
+    codeMap = minified.map;
+  }
+  const map = relativizedMap(codeMap, outDir);
+  const bytes = new TextEncoder().encode(code);
+  const externals = [...found.externals];
+  const nodeModules = [...found.nodeModules][0];
+  await options.cache?.put(
+    `plane:${path}:${file}`,
+    cacheKey,
+    inputFiles(result.metafile!),
+    { bundle: bytes, map },
+    { externals, nodeModules: nodeModules ?? null },
   );
-  const map = relativizedMap(minified.map, outDir);
-  const bytes = new TextEncoder().encode(minified.code);
+  return planeBundleAt(path, bytes, map, externals, nodeModules);
+}
+
+/** A plane bundle written to `path`, its map beside it. */
+async function planeBundleAt(path: string, bytes: Uint8Array, map: string, externals: string[], nodeModules: string | undefined): Promise<PlaneBundle> {
   await writeFile(path, bytes);
   await writeFile(`${path}.map`, map);
-  return { path, hash: createHash("sha256").update(bytes).digest("hex"), bytes, map, externals: [...found.externals], nodeModules: [...found.nodeModules][0] };
+  return { path, hash: createHash("sha256").update(bytes).digest("hex"), bytes, map, externals, nodeModules };
+}
+
+/** What every build's key holds: what was built, where, by which Tandem and esbuild, for which working folder and installed packages. */
+function buildKey(kind: string, outDir: string): Record<string, unknown> {
+  return { kind, outDir, cwd: process.cwd(), tandem: PACKAGE_ROOT, esbuild: esbuildVersion, packages: packagesStamp([process.cwd(), PACKAGE_ROOT]) };
+}
+
+/** The files a build read (not its entry on stdin, nor what plugins made up), as absolute paths. */
+function inputFiles(metafile: Metafile): string[] {
+  return Object.keys(metafile.inputs)
+    .filter((i) => !i.startsWith("<") && !/^[a-z-]+:/.test(i))
+    .map((i) => resolve(i))
+    .filter((i) => existsSync(i)); // the entry reads as the name given it (`tandem-worker-entry.ts`), a file nowhere
 }
 
 /**
@@ -371,11 +490,20 @@ const tandemFromDist: Plugin = {
  * Bundles and imports one app file in Node, then returns its checked `App`.
  * Throws the app's own `InvalidOptionsError` for bad options.
  */
-export async function loadAppInNode(appFile: string, outDir: string): Promise<App> {
+export async function loadAppInNode(appFile: string, outDir: string, options: { cache?: BuildCache } = {}): Promise<App> {
   await mkdir(outDir, { recursive: true });
   const file = checkAppFile(appFile);
   const out = join(outDir, `${basename(file).replace(/\.[^.]+$/, "")}.node.mjs`);
-  await bundle({
+  const cacheKey = { ...buildKey("node", outDir), file };
+  const hit = await options.cache?.get<null>(`node:${out}:${file}`, cacheKey);
+  if (hit) await writeFile(out, hit.files.module!);
+  else await bundleAppForNode(file, out, cacheKey, options.cache);
+  const exports = (await import(`${pathToFileURL(out).href}?t=${Date.now()}`)) as Record<string, unknown>;
+  return loadAppModule(relative(process.cwd(), file) || basename(file), exports);
+}
+
+async function bundleAppForNode(file: string, out: string, cacheKey: unknown, cache: BuildCache | undefined): Promise<void> {
+  const result = await bundle({
     entryPoints: [file],
     outfile: out,
     bundle: true,
@@ -386,10 +514,10 @@ export async function loadAppInNode(appFile: string, outDir: string): Promise<Ap
     plugins: [tandemFromDist, nativePackages("external"), unresolvedExternal],
     nodePaths,
     keepNames: true, // as bundlePlane prints the app: it finds edge handlers by their source text
+    metafile: true,
     logLevel: "silent",
   });
-  const exports = (await import(`${pathToFileURL(out).href}?t=${Date.now()}`)) as Record<string, unknown>;
-  return loadAppModule(relative(process.cwd(), file) || basename(file), exports);
+  await cache?.put(`node:${out}:${file}`, cacheKey, inputFiles(result.metafile), { module: await readFile(out) }, null);
 }
 
 /** Source paths relative to the working directory, as a user reads them in a stack. */

@@ -16,6 +16,7 @@ import { InvalidOptionsError } from "../errors.js";
 import type { GpuRequest } from "../gpu.js";
 import { containerResources } from "../options.js";
 import { BLOB_KEYS, TOKEN_PATTERN, newToken, type PlaneBundleRef } from "../protocol.js";
+import type { BuildCache } from "./build-cache.js";
 import { bundlePlane, bundleWorker, loadAppInNode, type PlaneBundle, type WorkerBundle } from "./bundle.js";
 import type { EdgeHandler } from "./edge-code.js";
 import { resolveImage } from "./images.js";
@@ -29,17 +30,39 @@ export interface BuiltApps {
   images: Map<string, string>;
 }
 
-/** Loads and checks the app files, then bundles them for workerd and, where they have plane functions, for the plane. */
-export async function buildApps(appFiles: string[], buildDir: string, options: { minify?: boolean; sourceMap?: boolean } = {}): Promise<BuiltApps> {
+export interface BuildOptions {
+  /** The Worker minified (names kept), for deploys. */
+  minify?: boolean;
+  /** `false` leaves the source map out of the Worker. */
+  sourceMap?: boolean;
+  /** Keep the builds there, and take them from there when nothing they read changed (`tandem run`). */
+  cache?: BuildCache;
+  /** Minify the plane bundles (default); `tandem run`, whose one container does not gain the time it takes, does not. */
+  minifyPlane?: boolean;
+  /**
+   * Told the apps once every file is loaded and checked, before anything is bundled: `tandem run` starts its plane
+   * from here. What it throws fails the build.
+   */
+  loaded?: (apps: App[]) => void;
+  /** Told each app's plane bundle as soon as it is made, before the Worker may be: `tandem run` starts its container. */
+  planeBuilt?: (app: App, plane: PlaneBundle) => void;
+}
+
+/**
+ * Loads and checks the app files, then bundles them for workerd and, where they have plane functions, for the
+ * plane: the plane bundles and the Worker side by side, the Worker's one module that names the plane bundles
+ * waiting for them.
+ */
+export async function buildApps(appFiles: string[], buildDir: string, options: BuildOptions = {}): Promise<BuiltApps> {
   const apps: App[] = [];
-  const planes: PlaneBundle[] = [];
   const planeBundles: Record<string, PlaneBundleRef> = {};
   const images = new Map<string, string>();
   const external = new Set<string>();
   const wasm: Record<string, string> = {};
   const wasmFiles: Record<string, string> = {};
+  const planeBuilds: (() => Promise<PlaneBundle>)[] = [];
   for (const file of appFiles) {
-    const app = await loadAppInNode(file, join(buildDir, "node"));
+    const app = await loadAppInNode(file, join(buildDir, "node"), options.cache ? { cache: options.cache } : {});
     apps.push(app);
     const planeWasm: Record<string, string> = {};
     const planeWasmFiles: Record<string, string> = {};
@@ -56,13 +79,6 @@ export async function buildApps(appFiles: string[], buildDir: string, options: {
     }
     for (const p of imagePackages(app)) external.add(p);
     if (app.callables.some((c) => c.spec.tier === "plane")) {
-      const plane = await bundlePlane(file, join(buildDir, "plane"), {
-        external: imagePackages(app),
-        wasm: planeWasm,
-        wasmFiles: planeWasmFiles,
-        edgeHandlers: edgeHandlers(app),
-      });
-      planes.push(plane);
       const imageOf: Record<string, string> = {};
       const withImages = [...app.callables.filter((c) => c.kind !== "method"), ...app.classes.map((c) => ({ name: c.name!, spec: c.spec }))];
       for (const { name, spec } of withImages) {
@@ -71,16 +87,46 @@ export async function buildApps(appFiles: string[], buildDir: string, options: {
         images.set(image.hash, image.json);
         imageOf[name] = image.hash;
       }
-      planeBundles[app.name] = {
-        hash: plane.hash,
-        builtAt: Date.now(),
-        ...(plane.nodeModules ? { nodeModules: plane.nodeModules } : {}),
-        ...(Object.keys(imageOf).length ? { images: imageOf } : {}),
-      };
+      planeBuilds.push(async () => {
+        const plane = await bundlePlane(file, join(buildDir, "plane"), {
+          external: imagePackages(app),
+          wasm: planeWasm,
+          wasmFiles: planeWasmFiles,
+          edgeHandlers: edgeHandlers(app),
+          minify: options.minifyPlane ?? true,
+          ...(options.cache ? { cache: options.cache } : {}),
+        });
+        options.planeBuilt?.(app, plane);
+        planeBundles[app.name] = {
+          hash: plane.hash,
+          builtAt: Date.now(),
+          ...(plane.nodeModules ? { nodeModules: plane.nodeModules } : {}),
+          ...(Object.keys(imageOf).length ? { images: imageOf } : {}),
+        };
+        return plane;
+      });
     }
   }
-  const worker = await bundleWorker(appFiles, buildDir, { ...options, planeBundles, external: [...external], wasm, wasmFiles });
-  return { apps, worker, planes, images };
+  options.loaded?.(apps);
+  const planesBuilt = Promise.all(planeBuilds.map((build) => build()));
+  const refs = planesBuilt.then(() => planeBundles);
+  refs.catch(() => {}); // a failure is thrown below, whether or not the Worker got as far as waiting for it
+  const [planes, worker] = await Promise.allSettled([
+    planesBuilt,
+    bundleWorker(appFiles, buildDir, {
+      ...(options.minify !== undefined ? { minify: options.minify } : {}),
+      ...(options.sourceMap !== undefined ? { sourceMap: options.sourceMap } : {}),
+      planeBundles: refs,
+      ...(options.cache ? { cache: options.cache } : {}),
+      external: [...external],
+      wasm,
+      wasmFiles,
+    }),
+  ]);
+  // A plane bundle's failure first: the Worker, waiting for it, fails with it.
+  if (planes.status === "rejected") throw planes.reason;
+  if (worker.status === "rejected") throw worker.reason;
+  return { apps, worker: worker.value, planes: planes.value, images };
 }
 
 /**

@@ -108,7 +108,11 @@ program
   .option("--gpus <inventory>", 'the ephemeral plane\'s simulated GPUs, e.g. "H100:2" (default: real GPUs, else one of each type)')
   .action(async (target: string, args: string[], opts: { json?: boolean; gpus?: string }) => {
     const { runOnce } = await import("./run.js");
-    process.exitCode = await runOnce(target, args, config, { json: opts.json ?? false, ...(opts.gpus ? { gpus: opts.gpus } : {}) });
+    const code = await runOnce(target, args, config, { json: opts.json ?? false, ...(opts.gpus ? { gpus: opts.gpus } : {}) });
+    // Everything the run started has stopped: it exits now, its output written, rather than wait for what others
+    // left behind them (miniflare's removal of its folder, idle sockets; 0.1-0.8 s measured on this machine).
+    await Promise.all([process.stdout, process.stderr].map((stream) => new Promise((written) => stream.write("", written))));
+    process.exit(code);
   });
 
 program

@@ -3,9 +3,11 @@
  * ephemeral gateway (in-memory state), prints the result (a generator's chunks
  * one a line as they come; `--json`: JSON lines), and exits non-zero with the
  * remote error when it throws. It starts only what the function needs: a plane
- * function's plane starts beside workerd; an edge function's app gets a plane
- * only if the call asks for one (an edge function calling a plane function),
- * through the gateway's `LOCAL_PLANE` binding.
+ * function's plane starts as soon as the app is loaded, beside bundling and
+ * workerd; an edge function's app gets a plane only if the call asks for one
+ * (an edge function calling a plane function), through the gateway's
+ * `LOCAL_PLANE` binding. Its builds are kept in `.tandem/cache/build`
+ * (build-cache.ts): an app run again unchanged bundles nothing.
  */
 import { inspect } from "node:util";
 import { existsSync } from "node:fs";
@@ -18,6 +20,8 @@ import { planeSpecOf } from "../options.js";
 import { randomBytes } from "node:crypto";
 import type { Plane, PlaneOptions } from "../../gpu-plane/plane.js";
 import { buildApps, checkPlaneFits, uploadPlaneBundles, type BuiltApps } from "./local-stack.js";
+import type { PlaneBundle } from "./bundle.js";
+import { BuildCache } from "./build-cache.js";
 import { stateDir } from "./paths.js";
 import { checkNamedSecrets, declaresNamedSecrets, heldSecrets, localSecretValues, localSecretsKey } from "./secret-values.js";
 import { onStopSignal } from "./signals.js";
@@ -56,53 +60,90 @@ export async function runOnce(target: string, rawArgs: string[], config: CliConf
   const { file, fn: wanted } = parseTarget(target);
   const state = stateDir();
   const buildDir = join(state, "build", "run");
-  // miniflare takes a third of a second to load: it starts loading now, beside esbuild bundling the app.
-  const workerd = import("./workerd.js");
-  const built = await buildApps([file], buildDir);
-  const app = built.apps[0]!;
-  const names = app.callables.map((c) => c.name);
-  const fn = wanted ?? (names.length === 1 ? names[0] : undefined);
-  if (!fn) throw new InvalidOptionsError(`say which function to run: ${file}::<function> (functions: ${names.join(", ") || "none"})`);
-  if (!names.includes(fn)) throw new InvalidOptionsError(`app "${app.name}" in ${file} has no function "${fn}" (functions: ${names.join(", ") || "none"})`);
-  const args = rawArgs.map((a, i) => parseArg(a, i + 1));
-
   // An ephemeral gateway (state in memory), and a plane when the function runs there or a call asks for one.
   const secret = randomBytes(32).toString("hex");
   const { token } = newToken(); // this run's own admin token: its gateway lives as long as the run
-  const callable = app.callables.find((c) => c.name === fn)!;
-  const onPlane = callable.spec.tier === "plane";
   // A folder of this run's own: runs side by side in one project each get their ephemeral plane.
   const planeDir = join(state, "run-planes", String(process.pid));
-  const plane = runPlane(() => gatewayStarting, built, {
-    secret,
-    forceBuild: config.forceBuild,
-    stateDir: planeDir,
-    ...(options.gpus ? { gpus: options.gpus } : {}),
-    // The function's container starts while workerd does, when nothing it needs comes from the gateway (an image spec, secrets).
-    ...(onPlane && callable.kind === "function" && !callable.spec.image && callable.spec.secrets.length === 0
-      ? {
-          startAhead: {
-            pool: {
-              app: app.name,
-              function: fn,
-              bundleHash: built.planes[0]!.hash,
-              spec: planeSpecOf(callable.spec, { image: null, spendCapUsd: app.spendCap ?? null }),
-            },
-            bundle: built.planes[0]!.bytes,
-            ...(built.planes[0]!.nodeModules ? { nodeModules: built.planes[0]!.nodeModules } : {}),
-          },
-        }
-      : {}),
-  });
-  const { startWorkerd } = await workerd;
-  // Named secrets are the local gateway's (tandem serve's state): this run's gateway starts on a copy of its
-  // secret store (sealed values; the key is the project's), in a folder of the run's own, removed at its end.
-  const localSecrets = JSON.stringify(localSecretValues(built.apps, [file])); // read first: a value it lacks fails the run now
-  const named = declaresNamedSecrets(built.apps);
+  const gatewayStarting = deferred<RunningWorkerd>();
+  const builtApps = deferred<BuiltApps>();
+  const planeBundle = deferred<PlaneBundle>();
+  let fn = "";
+  let workerd: Promise<typeof import("./workerd.js")> | undefined;
+  let plane: RunPlane | undefined;
+  let args: unknown[] = [];
+  let localSecrets = "{}";
+  let named = false;
   const runState = join(state, "run-state", String(process.pid));
-  if (named) await copySecretStore(join(state, "state"), runState);
+  // Up to workerd's start: what fails here ends the plane too, if it has started (it waits for the gateway).
+  const preparing = (async () => {
+    const built = await buildApps([file], buildDir, {
+      minifyPlane: false,
+      // An app run again unchanged bundles nothing: its builds are kept in .tandem/cache/build.
+      cache: new BuildCache(join(state, "cache", "build")),
+      loaded: (apps) => {
+        const app = apps[0];
+        const names = app!.callables.map((c) => c.name);
+        fn = wanted ?? (names.length === 1 ? names[0]! : "");
+        if (!fn) throw new InvalidOptionsError(`say which function to run: ${file}::<function> (functions: ${names.join(", ") || "none"})`);
+        if (!names.includes(fn))
+          throw new InvalidOptionsError(`app "${app!.name}" in ${file} has no function "${fn}" (functions: ${names.join(", ") || "none"})`);
+        // What can fail without the bundles fails here, before a plane or its container starts.
+        args = rawArgs.map((a, i) => parseArg(a, i + 1));
+        // Named secrets are the local gateway's (tandem serve's state): this run's gateway starts on a copy of its
+        // secret store (sealed values; the key is the project's), in a folder of the run's own, removed at its end.
+        localSecrets = JSON.stringify(localSecretValues(apps, [file])); // read first: a value it lacks fails the run now
+        named = declaresNamedSecrets(apps);
+        const callable = app!.callables.find((c) => c.name === fn)!;
+        plane = runPlane(gatewayStarting.promise, builtApps.promise, {
+          secret,
+          forceBuild: config.forceBuild,
+          stateDir: planeDir,
+          ...(options.gpus ? { gpus: options.gpus } : {}),
+          // The function's container starts as soon as its bundle is made, while the Worker bundles and workerd
+          // starts, when nothing it needs comes from the gateway (an image spec, secrets).
+          ...(callable.spec.tier === "plane" && callable.kind === "function" && !callable.spec.image && callable.spec.secrets.length === 0
+            ? {
+                startAhead: planeBundle.promise.then((bundle) => ({
+                  pool: {
+                    app: app!.name,
+                    function: fn,
+                    bundleHash: bundle.hash,
+                    spec: planeSpecOf(callable.spec, { image: null, spendCapUsd: app!.spendCap ?? null }),
+                  },
+                  bundle: bundle.bytes,
+                  ...(bundle.nodeModules ? { nodeModules: bundle.nodeModules } : {}),
+                })),
+              }
+            : {}),
+        });
+        // A plane function's plane gets ready (Docker, the base image) while the app bundles; a failure is met where it is awaited below.
+        if (callable.spec.tier === "plane") plane.start().catch(() => {});
+        // miniflare takes a third of a second of this thread to load: it loads now, beside esbuild bundling the app,
+        // not before the app is loaded, which would wait for it; for a plane function, once the plane's own modules
+        // have loaded, so that the plane waits on Docker, not on this thread, while it does.
+        const first =
+          callable.spec.tier === "plane" ? Promise.all([import("../../gpu-plane/plane.js"), import("../../gpu-plane/drivers/docker.js")]) : undefined;
+        workerd = first ? first.then(() => import("./workerd.js")) : import("./workerd.js");
+      },
+      planeBuilt: (_, bundle) => planeBundle.resolve(bundle),
+    });
+    builtApps.resolve(built);
+    const { startWorkerd } = await workerd!;
+    if (named) await copySecretStore(join(state, "state"), runState);
+    return { built, startWorkerd };
+  })();
+  const { built, startWorkerd } = await preparing.catch(async (err: unknown) => {
+    for (const waiting of [planeBundle, builtApps, gatewayStarting]) waiting.reject(err);
+    await plane?.close();
+    await rm(planeDir, { recursive: true, force: true });
+    await rm(runState, { recursive: true, force: true });
+    throw err;
+  });
+  const app = built.apps[0]!;
+  const onPlane = app.callables.find((c) => c.name === fn)!.spec.tier === "plane";
   // Logs go to stderr: stdout is the result alone.
-  const gatewayStarting = startWorkerd({
+  startWorkerd({
     worker: built.worker,
     persistDir: named ? runState : false,
     bindings: {
@@ -113,20 +154,21 @@ export async function runOnce(target: string, rawArgs: string[], config: CliConf
       TANDEM_LOCAL_SECRETS: localSecrets,
     },
     onOutput: (line) => process.stderr.write(line + "\n"),
-    ...(built.planes.length ? { startPlane: async () => void (await plane.start()) } : {}),
-  });
-  if (onPlane) plane.start().catch(() => {}); // beside workerd; a failure is met where it is awaited below
+    // In the run's own folder, removed with it: the run ends without waiting for miniflare to remove a folder of its own.
+    tmpDir: join(runState, "tmp"),
+    ...(built.planes.length ? { startPlane: async () => void (await plane!.start()) } : {}),
+  }).then(gatewayStarting.resolve, gatewayStarting.reject);
   const stop = async () => {
-    const gateway = await gatewayStarting.catch(() => undefined);
-    await Promise.all([plane.close(), gateway?.dispose()]);
+    const gateway = await gatewayStarting.promise.catch(() => undefined);
+    await Promise.all([plane?.close(), gateway?.dispose()]);
     await rm(planeDir, { recursive: true, force: true });
-    await rm(runState, { recursive: true, force: true });
+    await rm(runState, { recursive: true, force: true, maxRetries: 3 }); // miniflare removes its folder there too, meanwhile
   };
   onStopSignal(async () => {
     await stop();
     process.exit(130);
   });
-  const gateway = await gatewayStarting.catch(async (err: unknown) => {
+  const gateway = await gatewayStarting.promise.catch(async (err: unknown) => {
     await stop();
     throw err;
   });
@@ -134,7 +176,7 @@ export async function runOnce(target: string, rawArgs: string[], config: CliConf
     const url = gateway.url.href.replace(/\/$/, "");
     if (named) checkNamedSecrets(built.apps, await heldSecrets(url, token));
     if (onPlane) {
-      const { inventory } = await plane.start();
+      const { inventory } = await plane!.start();
       checkPlaneFits(built.apps, inventory, fn); // as serve does: a call that could never run here fails now, not at its timeout
     }
     const invoker = new HttpInvoker(url, { token });
@@ -180,23 +222,44 @@ export function chunkLine(chunk: unknown, json: boolean): string {
   return encodeValue(chunk).meta === undefined ? JSON.stringify(chunk) : inspect(chunk, { depth: 8, breakLength: Infinity });
 }
 
+interface RunPlane {
+  start(): Promise<Plane>;
+  close(): Promise<void>;
+}
+
+/** A promise settled from outside; never an unhandled rejection (whoever awaits it still sees the failure). */
+function deferred<T>(): { promise: Promise<T>; resolve: (value: T) => void; reject: (err: unknown) => void } {
+  let resolve!: (value: T) => void;
+  let reject!: (err: unknown) => void;
+  const promise = new Promise<T>((res, rej) => {
+    resolve = res;
+    reject = rej;
+  });
+  promise.catch(() => {});
+  return { promise, resolve, reject };
+}
+
 /**
- * This run's plane, started when first asked for: it gets ready (Docker, the
- * base image) while workerd starts, reports once workerd is up, and finds the
- * app's plane bundles uploaded by then.
+ * This run's plane, started when first asked for: for a plane function, as
+ * soon as the app is loaded. It gets ready (Docker, the base image) while the
+ * app bundles and workerd starts, starts the function's container once its
+ * bundle is made, reports once workerd is up, and finds the app's plane
+ * bundles uploaded by then.
  */
 function runPlane(
-  gateway: () => Promise<RunningWorkerd>,
-  built: BuiltApps,
+  gateway: Promise<RunningWorkerd>,
+  built: Promise<BuiltApps>,
   options: Pick<PlaneOptions, "secret" | "forceBuild" | "stateDir" | "startAhead" | "gpus">,
-): { start(): Promise<Plane>; close(): Promise<void> } {
+): RunPlane {
   let starting: Promise<Plane> | undefined;
   let started: Plane | undefined;
   const start = async () => {
     const { Plane } = await import("../../gpu-plane/plane.js"); // loaded only when a plane starts
+    const gatewayUrl = gateway.then((g) => g.url.href.replace(/\/$/, ""));
+    gatewayUrl.catch(() => {}); // a gateway that does not start fails Plane.start, once it gets to waiting for it
     const [plane, uploaded] = await Promise.allSettled([
       Plane.start({
-        gatewayUrl: gateway().then((g) => g.url.href.replace(/\/$/, "")),
+        gatewayUrl,
         secret: options.secret,
         host: "127.0.0.1",
         port: 0,
@@ -210,7 +273,7 @@ function runPlane(
         ...(options.startAhead ? { startAhead: options.startAhead } : {}),
         log: (line) => console.error(line),
       }),
-      gateway().then((g) => uploadPlaneBundles(g.miniflare, built)),
+      Promise.all([gateway, built]).then(([g, b]) => uploadPlaneBundles(g.miniflare, b)),
     ]);
     if (plane.status === "rejected") throw plane.reason;
     started = plane.value;
