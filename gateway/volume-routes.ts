@@ -34,8 +34,10 @@ import {
   listVolumes,
   missingBlocks,
   putBlock,
+  readBlock,
   readFile,
   volumeInfo,
+  volumeManifest,
   writeFile,
   type CommitTerms,
 } from "./volumes.js";
@@ -48,7 +50,8 @@ function volumeGuard(scope: TokenScope): MiddlewareHandler<RouteEnv> {
   return (c, next) =>
     tokenGuard(c, async () => {
       const principal = principalOf(c);
-      if (principal.apps !== null) {
+      // A container's request (through its plane) is its app's own code, which reaches volumes as it does at the edge.
+      if (principal.apps !== null && principal.containerApp === undefined) {
         throw new ForbiddenError(
           `token ${principal.id} ("${principal.name}") may reach only app${principal.apps.length === 1 ? "" : "s"} ${principal.apps.join(", ")}; volumes belong to the whole gateway, so they need a token for every app`,
           { token: principal.id },
@@ -126,10 +129,24 @@ export function volumeRoutes(): Hono<RouteEnv> {
     return c.json({ missing: await missingBlocks(c.env, body.hashes) } satisfies BlocksMissingAnswer);
   });
 
+  api.get(ROUTES.volumeManifest, volumeGuard("call"), async (c) => {
+    const manifest = await volumeManifest(c.env, volumeOf(c));
+    c.header(HEADERS.volumeVersion, String(manifest.version));
+    return c.json(manifest);
+  });
+
+  // A block of a file in the volume (a plane fills its cache with them); any block the gateway has, by its hash.
+  api.get(ROUTES.volumeBlock, volumeGuard("call"), async (c) => {
+    await volumeInfo(c.env, volumeOf(c));
+    const { size, body } = await readBlock(c.env, hashOf(c));
+    const sized = new FixedLengthStream(size);
+    void body.pipeTo(sized.writable).catch(() => {});
+    return c.body(sized.readable, 200, { "content-type": "application/octet-stream" });
+  });
+
   api.put(ROUTES.volumeBlock, volumeGuard("call"), async (c) => {
     const name = volumeOf(c);
-    const hash = c.req.param("hash") ?? "";
-    if (!BLOCK_HASH_PATTERN.test(hash)) throw new InvalidRequestError(`"${hash}" is not a block's name: the SHA-256 of its bytes, 64 lowercase hex digits`);
+    const hash = hashOf(c);
     const declared = Number(c.req.header("content-length") ?? "NaN");
     if (declared > VOLUME_LIMITS.blockBytes) throw blockTooLarge(declared);
     await volumeInfo(c.env, name);
@@ -154,6 +171,12 @@ export function volumeRoutes(): Hono<RouteEnv> {
 
 function volumeOf(c: Ctx): string {
   return checkedVolumeName(c.req.param("volume") ?? "");
+}
+
+function hashOf(c: Ctx): string {
+  const hash = c.req.param("hash") ?? "";
+  if (!BLOCK_HASH_PATTERN.test(hash)) throw new InvalidRequestError(`"${hash}" is not a block's name: the SHA-256 of its bytes, 64 lowercase hex digits`);
+  return hash;
 }
 
 function requiredPath(c: Ctx): string {

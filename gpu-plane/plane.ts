@@ -24,6 +24,8 @@ import {
   type PlaneRunResponse,
 } from "../sdk/protocol.js";
 import { signRequest, useHmacEngine } from "../sdk/signing.js";
+import { ContainerGateway } from "./container-api.js";
+import { VolumeMounts } from "./volume-mounts.js";
 import { BundleCache } from "./bundle-cache.js";
 import type { ContainerDriver } from "./drivers/driver.js";
 import { ProcessDriver } from "./drivers/process.js";
@@ -96,6 +98,7 @@ export class Plane {
   readonly unavailable: string | undefined;
   readonly #options: PlaneOptions & { gatewayUrl: string };
   readonly #dispatcher: Dispatcher;
+  readonly #mounts: VolumeMounts;
   readonly #bundles: BundleCache;
   readonly #usage: UsageLedger;
   readonly #outcomes: OutcomeCache<PlaneRunResponse>;
@@ -113,6 +116,7 @@ export class Plane {
     unavailable: string | undefined;
     options: PlaneOptions & { gatewayUrl: string };
     dispatcher: Dispatcher;
+    mounts: VolumeMounts;
     bundles: BundleCache;
     usage: UsageLedger;
     outcomes: OutcomeCache<PlaneRunResponse>;
@@ -125,6 +129,7 @@ export class Plane {
     this.unavailable = init.unavailable;
     this.#options = init.options;
     this.#dispatcher = init.dispatcher;
+    this.#mounts = init.mounts;
     this.#bundles = init.bundles;
     this.#usage = init.usage;
     this.#outcomes = init.outcomes;
@@ -157,7 +162,10 @@ export class Plane {
     const images = new Map<string, Promise<string>>();
     // Kept in the state folder, which a restart of this plane (same id) finds again.
     const outcomes = new OutcomeCache<PlaneRunResponse>({ dir: options.stateDir, log });
+    // Containers' /v1 requests and volume mounts, sent to the gateway signed as the container's app (container-api.ts).
+    const mounts = new VolumeMounts(join(options.stateDir, "volumes"), new ContainerGateway(options.gatewayUrl, options.secret), log);
     const dispatcher = new Dispatcher({
+      mounts,
       imageFor: (hash) => {
         let tag = images.get(hash);
         if (!tag) {
@@ -223,6 +231,7 @@ export class Plane {
       unavailable,
       options: { ...options, gatewayUrl },
       dispatcher,
+      mounts,
       bundles,
       usage,
       outcomes,
@@ -310,6 +319,7 @@ export class Plane {
     clearInterval(this.#heartbeat);
     rmSync(join(this.#options.stateDir, "plane.pid"), { force: true });
     await this.#dispatcher.close();
+    await this.#mounts.idle(); // the last commits of the containers' volumes
     await this.driver.cleanup(this.planeId).catch(() => {});
     this.#usage.close();
     this.#outcomes.close();
