@@ -332,6 +332,7 @@ const WasmOptionsSchema = FunctionOptionsSchema.extend({
 
 /** What is wrong with a volume's mount path in a container, given the others, or undefined. */
 function mountPathProblem(path: string, all: string[]): string | undefined {
+  if (path === "/") return "cannot be / (the container's own root); use a folder such as /models";
   const problem = guestPathProblem(path);
   if (problem) return problem;
   if (path === "/tandem" || path.startsWith("/tandem/") || path === "/tmp" || path.startsWith("/tmp/")) {
