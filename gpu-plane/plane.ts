@@ -315,6 +315,11 @@ export class Plane {
     return `plane ${this.planeId} at ${this.url} (region ${this.#options.region}, runtime ${this.driver.name}${this.driver.sandboxed ? "" : ", UNSANDBOXED"}; ${list}${this.inventory.simulated ? ", simulated" : ""})`;
   }
 
+  /** Waits for the last commits of the volumes of containers that stopped (gpu-plane/volume-mounts.ts). */
+  async volumeCommitsDone(): Promise<void> {
+    await this.#mounts.idle();
+  }
+
   async close(): Promise<void> {
     clearInterval(this.#heartbeat);
     rmSync(join(this.#options.stateDir, "plane.pid"), { force: true });

@@ -107,6 +107,7 @@ export class VolumeMounts {
   /** Whether this file system clones files (reflink); learnt on the first try. */
   #reflink: boolean | undefined;
   readonly stats: CacheStats = { blocksDownloaded: 0, bytesDownloaded: 0 };
+  readonly #uploaded = { blocks: 0, bytes: 0 };
 
   /** `dir`: the plane's `<stateDir>/volumes` (the cache and the mounts: one file system, for hard links). */
   constructor(dir: string, gateway: ContainerGateway, log: (line: string) => void) {
@@ -231,6 +232,8 @@ export class VolumeMounts {
     const changed = [...present].filter(([rel, st]) => !sameOnDisk(mount.files.get(rel), st));
     const removed = [...mount.files.keys()].filter((rel) => !present.has(rel));
     if (changed.length === 0 && removed.length === 0) return mount.version;
+    const began = performance.now();
+    const sent = { ...this.#uploaded };
     const puts: { rel: string; held: HeldFile; change: VolumeChange }[] = [];
     for (const [rel, st] of changed) {
       const mode = st.mode & 0o111 ? 0o755 : 0o644;
@@ -246,6 +249,9 @@ export class VolumeMounts {
     for (const p of puts) mount.files.set(p.rel, p.held);
     for (const rel of removed) mount.files.delete(rel);
     mount.version = answer.version;
+    this.#log(
+      `[plane] committed volume "${request.volume}" v${answer.version} from ${request.path}: ${puts.length} file(s) put (${this.#uploaded.blocks - sent.blocks} block(s) uploaded, ${Math.round((this.#uploaded.bytes - sent.bytes) / 1024)} KiB), ${removed.length} removed, in ${Math.round(performance.now() - began)} ms`,
+    );
     // Others' commits since the base, to files not changed here: the mount is then at the version committed.
     const manifest = await this.#manifest(attached.app, request.volume);
     await this.#refresh(attached, mount, manifest, false);
@@ -445,6 +451,8 @@ export class VolumeMounts {
           const res = await this.#gateway.request(app, "PUT", paths.volumeBlock(volume, hash), bytes, { "content-type": "application/octet-stream" });
           if (!res.ok) await failed(res);
           await res.body?.cancel();
+          this.#uploaded.blocks++;
+          this.#uploaded.bytes += bytes.byteLength;
         }
       };
       await Promise.all(Array.from({ length: Math.min(VOLUME_LIMITS.uploadConcurrency, sends.length) }, worker));

@@ -6,6 +6,7 @@
  * and the last one when a container stops, conflicts, a missing volume; and
  * the gateway's side of a container's requests carried by its plane.
  */
+import { execFileSync } from "node:child_process";
 import { createHash } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Volume, lookup } from "../sdk/index.js";
@@ -122,6 +123,29 @@ describe("volumes mounted on the plane", () => {
     expect(err).toBeInstanceOf(Error);
     expect((err as Error).message).toContain('no volume named "pv-nobody-made-this"');
   }, 60_000);
+});
+
+describe("killed mid-commit", () => {
+  it("a container SIGKILLed while its commit runs leaves the volume at the version before or after, never between; a later commit works", async () => {
+    const large = Volume.fromName("pv-large", { gateway: stack.url, token: ADMIN_TOKEN });
+    const seen = stack.planeOutput.length;
+    const call = fn<[string, number, number], { sha256: string; version: number }>("putLarge")
+      .remote("pair/a.bin", 24, 5)
+      .catch((err: Error) => err);
+    let line: string | undefined;
+    await eventually(() => (line = stack.planeOutput.slice(seen).find((l) => l.endsWith("] committing pair/a.bin"))) !== undefined, 30_000);
+    const container = /(ctr-[0-9a-f]{8})\]/.exec(line!)![1]!;
+    execFileSync("docker", ["kill", "--signal", "KILL", `tandem-${container}`]);
+    expect(await call).toBeInstanceOf(Error);
+    await stack.planes[0]!.volumeCommitsDone(); // the plane's last commit of the killed container's mount, if it had one to make
+    // Both files (one commit) or neither, and the bytes whole.
+    const paths = (await large.listdir("/", { recursive: true }).catch(() => [])).map((e) => e.path).filter((p) => p.startsWith("pair/"));
+    expect([[], ["pair/a.bin", "pair/a.bin.sha256"]]).toContainEqual(paths.sort());
+    if (paths.length) expect(sha256(await (await large.readFile("pair/a.bin")).bytes())).toBe(await (await large.readFile("pair/a.bin.sha256")).text());
+    const again = await fn<[string, number, number], { sha256: string; version: number }>("putLarge").remote("pair/after.bin", 1, 6);
+    expect(again.sha256).toBe(sha256(bytesOf(1, 6)));
+    expect((await large.info()).version).toBe(again.version);
+  }, 90_000);
 });
 
 describe("a container's requests carried by its plane", () => {
