@@ -9,7 +9,7 @@ import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 
 const here = dirname(fileURLToPath(import.meta.url));
-const BENCHMARKS = ["edge-call.ts", "plane-warm.ts", "plane-cold.ts", "map-throughput.ts", "wasm-cold.ts", "ws-agent.ts", "cli-run.ts"];
+const BENCHMARKS = ["edge-call.ts", "plane-warm.ts", "plane-cold.ts", "map-throughput.ts", "wasm-cold.ts", "ws-agent.ts", "cli-run.ts", "volume.ts"];
 
 let failed = 0;
 for (const file of BENCHMARKS) {
