@@ -156,6 +156,16 @@ try {
     `(a) read: ${mibps(readRows[0]!.medianMs, READ_MIB)} MiB/s mounted, ${mibps(readRows[1]!.medianMs, READ_MIB)} MiB/s bind mount; ratio ${(readRows[1]!.medianMs / readRows[0]!.medianMs).toFixed(3)}   (target >= 0.9)`,
   );
   console.log(`(b) cold start: +${(coldRows[1]!.medianMs - coldRows[0]!.medianMs).toFixed(1)} ms at the median with the volume mounted   (target <= 50 ms)`);
+  const mounts = stack.planeOutput.flatMap((l) => {
+    const m = /at \/vol \(read-only\): 8 file\(s\), 0 block\(s\) downloaded, in (\d+) ms \((\d+) ms asking the gateway\)/.exec(l);
+    return m ? [[Number(m[1]), Number(m[2])] as const] : [];
+  });
+  if (mounts.length) {
+    const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+    console.log(
+      `    of which the plane readying the mount: median ${median(mounts.map((m) => m[0]))} ms, ${median(mounts.map((m) => m[1]))} ms of it asking the gateway for the manifest`,
+    );
+  }
   console.log(
     `(c) commit: ${mibps(commitRows[0]!.medianMs, COMMIT_MIB)} MiB/s, cp ${mibps(commitRows[1]!.medianMs, COMMIT_MIB)} MiB/s; ratio ${(commitRows[1]!.medianMs / commitRows[0]!.medianMs).toFixed(3)}`,
   );

@@ -133,6 +133,7 @@ export class VolumeMounts {
     if (requests.length === 0) return { binds: [], env: [] };
     const began = performance.now();
     const before = { ...this.stats };
+    let manifestMs = 0;
     for (const [i, request] of requests.entries()) {
       const hostDir = join(root, String(i));
       await mkdir(hostDir, { recursive: true });
@@ -140,11 +141,14 @@ export class VolumeMounts {
       const mount: Mount = { request, hostDir, version: 0, files: new Map(), queue: Promise.resolve() };
       attached.mounts.push(mount);
       if (request.createIfMissing) await this.#ask(app, "POST", paths.volumes(), { name: request.volume, existOk: true });
-      await this.#refresh(attached, mount, await this.#manifest(app, request.volume), true);
+      const asked = performance.now();
+      const manifest = await this.#manifest(app, request.volume);
+      manifestMs += performance.now() - asked;
+      await this.#refresh(attached, mount, manifest, true);
     }
     const files = attached.mounts.reduce((n, m) => n + m.files.size, 0);
     this.#log(
-      `[plane] ${containerId} mounts ${attached.mounts.map((m) => `"${m.request.volume}" v${m.version} at ${m.request.path}${m.request.readOnly ? " (read-only)" : ""}`).join(", ")}: ${files} file(s), ${this.stats.blocksDownloaded - before.blocksDownloaded} block(s) downloaded, in ${Math.round(performance.now() - began)} ms`,
+      `[plane] ${containerId} mounts ${attached.mounts.map((m) => `"${m.request.volume}" v${m.version} at ${m.request.path}${m.request.readOnly ? " (read-only)" : ""}`).join(", ")}: ${files} file(s), ${this.stats.blocksDownloaded - before.blocksDownloaded} block(s) downloaded, in ${Math.round(performance.now() - began)} ms (${Math.round(manifestMs)} ms asking the gateway)`,
     );
     if (attached.mounts.some((m) => !m.request.readOnly)) {
       attached.timer = setInterval(() => void this.#background(containerId, attached), VOLUME_LIMITS.backgroundCommitMs);
@@ -304,13 +308,19 @@ export class VolumeMounts {
       mount.request.volume,
       place.map(([, file]) => file),
     );
+    const made = new Set<string>();
     for (const [i, [rel, file]] of place.entries()) {
       const target = join(mount.hostDir, rel);
-      await mkdirOpen(mount.hostDir, dirname(rel));
-      const temp = join(dirname(target), `.tandem-${randomBytes(6).toString("hex")}`);
-      await this.#place(cached[i]!, temp, file, mount.request.readOnly);
-      await rm(target, { recursive: true, force: true }).catch(() => {});
-      await rename(temp, target);
+      await mkdirOpen(mount.hostDir, dirname(rel), made);
+      if (!present.has(rel) && !mount.files.has(rel)) {
+        await this.#place(cached[i]!, target, file, mount.request.readOnly); // nothing there: placed where it goes
+      } else {
+        // Replaced in one step: a reader sees the old file or the new one, never a part.
+        const temp = join(dirname(target), `.tandem-${randomBytes(6).toString("hex")}`);
+        await this.#place(cached[i]!, temp, file, mount.request.readOnly);
+        await rm(target, { recursive: true, force: true }).catch(() => {});
+        await rename(temp, target);
+      }
       const st = await lstat(target);
       mount.files.set(rel, { blocks: file.blocks, size: file.size, mode: file.mode, ino: st.ino, mtimeMs: st.mtimeMs });
     }
@@ -514,21 +524,22 @@ function cacheKey(blocks: string[], mode: number): string {
     .digest("hex");
 }
 
-/** Makes `dir` (relative to `root`) and the folders above it, each writable by the container's user. */
-async function mkdirOpen(root: string, dir: string): Promise<void> {
-  if (dir === "." || dir === "") return;
+/** Makes `dir` (relative to `root`) and the folders above it, each writable by the container's user; `made` remembers them. */
+async function mkdirOpen(root: string, dir: string, made: Set<string>): Promise<void> {
+  if (dir === "." || dir === "" || made.has(dir)) return;
   let at = root;
   for (const part of dir.split("/")) {
     at = join(at, part);
-    const made = await mkdir(at).then(
+    const created = await mkdir(at).then(
       () => true,
       (err: NodeJS.ErrnoException) => {
         if (err.code !== "EEXIST") throw err;
         return false;
       },
     );
-    if (made) await chmod(at, 0o777);
+    if (created) await chmod(at, 0o777);
   }
+  made.add(dir);
 }
 
 async function failed(res: Response): Promise<never> {
