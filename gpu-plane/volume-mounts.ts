@@ -173,13 +173,17 @@ export class VolumeMounts {
     this.#attached.delete(containerId);
     clearInterval(attached.timer);
     const done = (async () => {
+      let kept = false;
       for (const mount of attached.mounts.filter((m) => !m.request.readOnly)) {
-        await this.#queued(mount, () => this.#commit(attached, mount)).catch((err: unknown) =>
-          this.#log(`[plane] ${containerId}: the last commit of volume "${mount.request.volume}" at ${mount.request.path} failed: ${(err as Error).message}`),
-        );
+        await this.#queued(mount, () => this.#commit(attached, mount)).catch((err: unknown) => {
+          kept = true;
+          this.#log(
+            `[plane] ${containerId}: the last commit of volume "${mount.request.volume}" at ${mount.request.path} failed (${(err as Error).message}); its files are kept in ${mount.hostDir}`,
+          );
+        });
       }
       await new Promise<void>((resolve) => (attached.api ? attached.api.close(() => resolve()) : resolve()));
-      await rm(attached.root, { recursive: true, force: true });
+      if (!kept) await rm(attached.root, { recursive: true, force: true });
     })();
     this.#finishing.add(done);
     void done.finally(() => this.#finishing.delete(done));

@@ -8,6 +8,8 @@
  */
 import { execFileSync } from "node:child_process";
 import { createHash } from "node:crypto";
+import { readFile } from "node:fs/promises";
+import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Volume, lookup } from "../sdk/index.js";
 import { GATEWAY_AUDIENCE, HEADERS, paths } from "../sdk/protocol.js";
@@ -77,6 +79,20 @@ describe("volumes mounted on the plane", () => {
     const res = await fetch(`${stack.url}${paths.appStop("volplane")}`, authed({ method: "POST" }));
     expect(res.status).toBe(200);
     await eventually(async () => (await text("notes/exit.txt").catch(() => "")) === "bye", 10_000);
+  }, 60_000);
+
+  it("keeps a stopped container's files on the plane when its last commit cannot reach the gateway", async () => {
+    const container = await fn<[string, string, number], string>("scribbleLater").remote("notes/late.txt", "late", 1_000);
+    let kept: string | undefined;
+    await stack.restartGateway(0, async () => {
+      await new Promise((r) => setTimeout(r, 1_500)); // the file is written while the gateway is down
+      execFileSync("docker", ["kill", "--signal", "KILL", `tandem-${container}`]);
+      await eventually(() => (kept = stack.planeOutput.find((l) => l.includes(`${container}: the last commit of volume "pv-data"`))) !== undefined, 15_000);
+      await stack.planes[0]!.volumeCommitsDone();
+    });
+    const folder = /its files are kept in (\S+)$/.exec(kept!)?.[1];
+    expect(folder, kept).toBeDefined();
+    expect(await readFile(join(folder!, "notes/late.txt"), "utf8")).toBe("late");
   }, 60_000);
 
   it("reload brings in another's commit", async () => {
