@@ -136,7 +136,8 @@ export function volumeRoutes(): Hono<RouteEnv> {
   });
 
   // A block of a file in the volume (a plane fills its cache with them); any block the gateway has, by its hash.
-  api.get(ROUTES.volumeBlock, volumeGuard("call"), async (c) => {
+  // Only a block's name matches, so that GET .../blocks/missing is the 405 it is (that route takes POST).
+  api.get(ROUTES.volumeBlock.replace(":hash", ":hash{[0-9a-f]{64}}"), volumeGuard("call"), async (c) => {
     await volumeInfo(c.env, volumeOf(c));
     const { size, body } = await readBlock(c.env, hashOf(c));
     const sized = new FixedLengthStream(size);
