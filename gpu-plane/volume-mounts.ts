@@ -210,14 +210,13 @@ export class VolumeMounts {
 
   /** Commits or reloads every mount of `volume` in the container; the version the last one is at. */
   async #each(attached: Attached, volume: string, what: "commit" | "reload"): Promise<number> {
-    const mounts = attached.mounts.filter((m) => m.request.volume === volume);
-    if (mounts.length === 0) throw new InvalidRequestError(`volume "${volume}" is not mounted in this container`, { volume });
+    const all = attached.mounts.filter((m) => m.request.volume === volume);
+    if (all.length === 0) throw new InvalidRequestError(`volume "${volume}" is not mounted in this container`, { volume });
+    // A commit publishes the writable mounts (a read-only one has nothing to publish); a reload brings in every one.
+    const mounts = what === "commit" ? all.filter((m) => !m.request.readOnly) : all;
+    if (mounts.length === 0) throw new InvalidRequestError(`volume "${volume}" is mounted read-only here; it has nothing to commit`, { volume });
     let version = 0;
-    for (const mount of mounts) {
-      if (what === "commit" && mount.request.readOnly)
-        throw new InvalidRequestError(`volume "${volume}" is mounted read-only at ${mount.request.path}; it has nothing to commit`);
-      version = await this.#queued(mount, () => this.#commit(attached, mount, what === "reload"));
-    }
+    for (const mount of mounts) version = Math.max(version, await this.#queued(mount, () => this.#commit(attached, mount, what === "reload")));
     return version;
   }
 

@@ -95,6 +95,14 @@ describe("volumes mounted on the plane", () => {
     expect(await readFile(join(folder!, "notes/late.txt"), "utf8")).toBe("late");
   }, 60_000);
 
+  it("commits the writable mount of a volume mounted twice, and reload brings the commit into the read-only one", async () => {
+    const out = await fn<[string], { version: number; before: string; after: string; reloaded: number }>("twice").remote("both ways");
+    expect(out.before).toBe("ENOENT");
+    expect(out.after).toBe("both ways");
+    expect(out.reloaded).toBe(out.version);
+    expect(await text("twice.txt")).toBe("both ways");
+  }, 60_000);
+
   it("reload brings in another's commit", async () => {
     const following = fn<[string, number], { first: string; now: string; version: number }>("follow").remote("live.txt", 20_000);
     const before = mountLines().length;
