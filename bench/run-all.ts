@@ -19,6 +19,7 @@ const BENCHMARKS = [
   "ws-agent.ts",
   "dict-queue.ts",
   "cli-run.ts",
+  "volume.ts",
 ];
 
 let failed = 0;

@@ -16,10 +16,14 @@ import type { Context, MiddlewareHandler } from "hono";
 import { TOKEN_DEFAULTS } from "../sdk/defaults.js";
 import { ForbiddenError, UnauthorizedError, missingToken } from "../sdk/errors.js";
 import { CONNECT_TOKEN_PATTERN, HEADERS, TOKEN_PATTERN, scopeAllows, type TokenInfo, type TokenScope } from "../sdk/protocol.js";
+import { containerPrincipal, isContainerRequest } from "./container-requests.js";
 import type { Env, RouteEnv } from "./env.js";
 
 /** Who a request is: the token it carried. */
-export type Principal = Pick<TokenInfo, "id" | "name" | "scope" | "apps">;
+export type Principal = Pick<TokenInfo, "id" | "name" | "scope" | "apps"> & {
+  /** A container's request its plane carried (gateway/container-requests.ts): the container's app. */
+  containerApp?: string;
+};
 
 const encoder = new TextEncoder();
 
@@ -110,7 +114,7 @@ export function requireApp(principal: Principal, app: string): void {
  */
 export function guard(scope: TokenScope): MiddlewareHandler<RouteEnv> {
   return async (c, next) => {
-    const principal = await authenticate(c.env, c.req.header(HEADERS.authorization));
+    const principal = isContainerRequest(c) ? await containerPrincipal(c) : await authenticate(c.env, c.req.header(HEADERS.authorization));
     requireScope(principal, scope, `${c.req.method} ${new URL(c.req.url).pathname}`);
     const app = c.req.param("app");
     if (app !== undefined) requireApp(principal, app);
@@ -130,7 +134,8 @@ export function gatewayWideGuard(scope: TokenScope, what: string): MiddlewareHan
   return (c, next) =>
     tokenGuard(c, async () => {
       const principal = principalOf(c);
-      if (principal.apps !== null) {
+      // A container's request (carried and signed by its plane) is its app's own code, which reaches these as it does at the edge.
+      if (principal.apps !== null && principal.containerApp === undefined) {
         throw new ForbiddenError(
           `token ${principal.id} ("${principal.name}") may reach only app${principal.apps.length === 1 ? "" : "s"} ${principal.apps.join(", ")}; ${what} belong to the whole gateway, so they need a token for every app`,
           { token: principal.id },

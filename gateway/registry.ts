@@ -6,7 +6,7 @@
 import { ClassInstances, type App, type FunctionHandle } from "../sdk/app.js";
 import type { ArgumentsSchema } from "../sdk/arguments.js";
 import { NotFoundError } from "../sdk/errors.js";
-import type { FunctionSpec } from "../sdk/options.js";
+import { planeSpecOf, type FunctionSpec } from "../sdk/options.js";
 import type { AppManifest, PlaneBundleRef, PlaneFunctionSpec } from "../sdk/protocol.js";
 import { wasmFunction } from "../wasm/function.js";
 import type { RunContext } from "./run-context.js";
@@ -131,15 +131,7 @@ export class AppRegistry {
   #planeSpecOf(fn: Omit<RegisteredFunction, "planeSpec">): PlaneFunctionSpec {
     const images = this.#planeBundles.get(fn.app)?.images;
     const image = images?.[fn.name] ?? (fn.clsMethod ? images?.[fn.name.split(".")[0]!] : undefined) ?? null;
-    return {
-      gpu: fn.spec.gpu ?? null,
-      cpu: fn.spec.cpu ?? null,
-      memory: fn.spec.memory ?? null,
-      env: fn.spec.env,
-      spendCapUsd: fn.spendCap ?? null,
-      image,
-      autoscaler: fn.spec.autoscaler,
-    };
+    return planeSpecOf(fn.spec, { image, spendCapUsd: fn.spendCap ?? null });
   }
 }
 

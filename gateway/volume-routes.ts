@@ -34,8 +34,10 @@ import {
   listVolumes,
   missingBlocks,
   putBlock,
+  readBlock,
   readFile,
   volumeInfo,
+  volumeManifest,
   writeFile,
   type CommitTerms,
 } from "./volumes.js";
@@ -113,10 +115,25 @@ export function volumeRoutes(): Hono<RouteEnv> {
     return c.json({ missing: await missingBlocks(c.env, body.hashes) } satisfies BlocksMissingAnswer);
   });
 
+  api.get(ROUTES.volumeManifest, volumeGuard("call"), async (c) => {
+    const manifest = await volumeManifest(c.env, volumeOf(c));
+    c.header(HEADERS.volumeVersion, String(manifest.version));
+    return c.json(manifest);
+  });
+
+  // A block of a file in the volume (a plane fills its cache with them); any block the gateway has, by its hash.
+  // Only a block's name matches, so that GET .../blocks/missing is the 405 it is (that route takes POST).
+  api.get(ROUTES.volumeBlock.replace(":hash", ":hash{[0-9a-f]{64}}"), volumeGuard("call"), async (c) => {
+    await volumeInfo(c.env, volumeOf(c));
+    const { size, body } = await readBlock(c.env, hashOf(c));
+    const sized = new FixedLengthStream(size);
+    void body.pipeTo(sized.writable).catch(() => {});
+    return c.body(sized.readable, 200, { "content-type": "application/octet-stream" });
+  });
+
   api.put(ROUTES.volumeBlock, volumeGuard("call"), async (c) => {
     const name = volumeOf(c);
-    const hash = c.req.param("hash") ?? "";
-    if (!BLOCK_HASH_PATTERN.test(hash)) throw new InvalidRequestError(`"${hash}" is not a block's name: the SHA-256 of its bytes, 64 lowercase hex digits`);
+    const hash = hashOf(c);
     const declared = Number(c.req.header("content-length") ?? "NaN");
     if (declared > VOLUME_LIMITS.blockBytes) throw blockTooLarge(declared);
     await volumeInfo(c.env, name);
@@ -141,6 +158,12 @@ export function volumeRoutes(): Hono<RouteEnv> {
 
 function volumeOf(c: Ctx): string {
   return checkedVolumeName(c.req.param("volume") ?? "");
+}
+
+function hashOf(c: Ctx): string {
+  const hash = c.req.param("hash") ?? "";
+  if (!BLOCK_HASH_PATTERN.test(hash)) throw new InvalidRequestError(`"${hash}" is not a block's name: the SHA-256 of its bytes, 64 lowercase hex digits`);
+  return hash;
 }
 
 function requiredPath(c: Ctx): string {

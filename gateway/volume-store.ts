@@ -18,7 +18,7 @@
 import { DurableObject } from "cloudflare:workers";
 import { VOLUME_LIMITS } from "../sdk/defaults.js";
 import { InvalidRequestError, NotFoundError, TandemError, VolumeConflictError, toWireError, type WireError } from "../sdk/errors.js";
-import type { VolumeChange, VolumeEntry, VolumeInfo, VolumeListing } from "../sdk/protocol.js";
+import type { VolumeChange, VolumeEntry, VolumeInfo, VolumeListing, VolumeManifest } from "../sdk/protocol.js";
 import type { Env } from "./env.js";
 
 /** A method's answer: its value, or the error to throw at the caller. */
@@ -103,6 +103,15 @@ export class VolumeStore extends DurableObject<Env> {
         else seen.mtime = Math.max(seen.mtime, row.mtime);
       }
       return { volume: name, version: volume.version, path: dir, entries: [...entries.values()] };
+    });
+  }
+
+  /** Every file with its blocks, and the version they are at: what a plane mounts. */
+  async manifest(name: string): Promise<Outcome<VolumeManifest>> {
+    return this.#answer(() => {
+      const volume = this.#need(name);
+      const files = this.#under("").map((row) => ({ ...row, blocks: JSON.parse(row.blocks) as string[] }));
+      return { volume: name, version: volume.version, files };
     });
   }
 

@@ -6,7 +6,7 @@
  * bytes stream through one block at a time, both ways.
  */
 import { VOLUME_LIMITS } from "../sdk/defaults.js";
-import { InternalError, InvalidRequestError, PayloadTooLargeError, fromWireError } from "../sdk/errors.js";
+import { InternalError, InvalidRequestError, NotFoundError, PayloadTooLargeError, fromWireError } from "../sdk/errors.js";
 import {
   BLOB_KEYS,
   VOLUME_NAME_PATTERN,
@@ -15,6 +15,7 @@ import {
   type VolumeCommitAnswer,
   type VolumeInfo,
   type VolumeListing,
+  type VolumeManifest,
 } from "../sdk/protocol.js";
 import { blocksOf, sha256Hex, type ByteSource } from "../sdk/volume-blocks.js";
 import type { Env } from "./env.js";
@@ -91,6 +92,18 @@ export async function listVolumes(env: Env): Promise<VolumeInfo[]> {
 
 export async function listFiles(env: Env, name: string, path: string, recursive: boolean): Promise<VolumeListing> {
   return unwrap(await store(env, name).list(name, checkedPath(path), recursive));
+}
+
+/** Every file of a volume with its blocks, at its latest version (what a plane mounts). */
+export async function volumeManifest(env: Env, name: string): Promise<VolumeManifest> {
+  return unwrap(await store(env, name).manifest(name));
+}
+
+/** One block's bytes, by its hash; a 404 when R2 lacks it. */
+export async function readBlock(env: Env, hash: string): Promise<{ size: number; body: ReadableStream<Uint8Array> }> {
+  const object = await env.BLOBS.get(BLOB_KEYS.volumeBlock(hash));
+  if (!object) throw new NotFoundError(`no volume block ${hash}`, { block: hash });
+  return { size: object.size, body: object.body as ReadableStream<Uint8Array> };
 }
 
 /**

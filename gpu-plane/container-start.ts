@@ -10,7 +10,7 @@
 import { randomBytes } from "node:crypto";
 import { join } from "node:path";
 import { PLANE_DEFAULTS } from "../sdk/defaults.js";
-import { ContainerFailedError, SpendCapError, fromWireError, type TandemError, type WireError } from "../sdk/errors.js";
+import { ContainerFailedError, InvalidOptionsError, SpendCapError, fromWireError, type TandemError, type WireError } from "../sdk/errors.js";
 import { CONTAINER_ENV, CONTAINER_LABELS } from "../sdk/protocol.js";
 import { ControlChannel, type Ready } from "./control-channel.js";
 import { exitFailure, keepLogLine, startTimeout } from "./container-failure.js";
@@ -21,6 +21,7 @@ import type { Inventory, Reservation } from "./inventory.js";
 import { poolName, type PoolDescriptor } from "./pool-descriptor.js";
 import type { ScaleDown } from "./scale-down.js";
 import type { UsageLedger } from "./usage-ledger.js";
+import type { VolumeMounts } from "./volume-mounts.js";
 
 /** Most processes and threads inside a function's container. */
 /** How long a pool whose class `enter()` failed waits before a new container tries: doubling, from the first to the most. */
@@ -50,6 +51,8 @@ export interface ContainerStartOptions {
   pool: ContainerPool;
   /** How a container that failed to start is stopped and forgotten. */
   scaleDown: ScaleDown;
+  /** Each container's API socket and volume mounts (gpu-plane/volume-mounts.ts); none: neither (the dispatcher's unit tests). */
+  mounts?: VolumeMounts;
 }
 
 /**
@@ -112,6 +115,16 @@ export class ContainerStarter {
       throw err;
     }
     const channel = await ControlChannel.open(this.#o.driver.controlDirFor?.(this.#o.planeId, id) ?? join(this.#o.stateDir, "control", id));
+    let attached: Awaited<ReturnType<VolumeMounts["attach"]>> = { binds: [], env: [] };
+    try {
+      if (this.#o.mounts) attached = await this.#o.mounts.attach(id, req.app, channel.dir, req.spec.volumes ?? []);
+      else if (req.spec.volumes?.length) throw new InvalidOptionsError(`${req.app}.${req.function} mounts volumes, which this plane cannot`);
+    } catch (err) {
+      this.#o.inventory.release(reservation);
+      await this.#o.mounts?.finish(id);
+      await channel.close();
+      throw err;
+    }
     let container: StartedContainer;
     try {
       container = await this.#o.driver.start({
@@ -129,6 +142,7 @@ export class ContainerStarter {
           [CONTAINER_ENV.containerId]: id,
           // A class's container builds its instance (and runs enter()) before it says it is ready.
           ...(req.clsParams === undefined ? {} : { [CONTAINER_ENV.clsParams]: JSON.stringify(req.clsParams) }),
+          ...(attached.env.length ? { [CONTAINER_ENV.volumes]: JSON.stringify(attached.env) } : {}),
         },
         cpu: reservation.cpu,
         memoryMiB: reservation.memoryMiB,
@@ -137,9 +151,11 @@ export class ContainerStarter {
         gpuDeviceIds: reservation.gpus.filter((g) => !g.simulated).map((g) => g.deviceId),
         labels: { [CONTAINER_LABELS.plane]: this.#o.planeId, [CONTAINER_LABELS.app]: req.app, [CONTAINER_LABELS.function]: req.function },
         ...(image ? { image } : {}),
+        ...(attached.binds.length ? { mounts: attached.binds } : {}),
       });
     } catch (err) {
       this.#o.inventory.release(reservation);
+      await this.#o.mounts?.finish(id);
       await channel.close();
       throw new ContainerFailedError(`could not start a container for ${req.app}.${req.function}: ${(err as Error).message}`, { reason: "start" });
     }
@@ -183,6 +199,7 @@ export class ContainerStarter {
     });
     void container.exited.then((exit) => {
       worker.exit = exit;
+      void this.#o.mounts?.finish(id); // the last commit of its writable mounts: their folders are the plane's
       channel.abort(new Error("container exited"));
       if (worker.inFlight.size === 0) {
         this.#o.scaleDown.forget(worker);

@@ -14,6 +14,7 @@ import type { ControlChannel } from "./control-channel.js";
 import { exitFailure, protocolFailure, runTimeout } from "./container-failure.js";
 import { ContainerPool, type ContainerSummary, type FunctionStats, type Worker } from "./container-pool.js";
 import { ContainerStarter, type BundleOnDisk } from "./container-start.js";
+import type { VolumeMounts } from "./volume-mounts.js";
 import { TIMED_OUT, raceDeadline } from "../sdk/deadline.js";
 import type { ContainerDriver } from "./drivers/driver.js";
 import type { Inventory } from "./inventory.js";
@@ -29,6 +30,8 @@ export interface DispatcherOptions {
   planeId: string;
   /** Control sockets live under `<stateDir>/control/<container>`. */
   stateDir: string;
+  /** Containers' API sockets and volume mounts; none in the dispatcher's unit tests. */
+  mounts?: VolumeMounts;
   /** Idle time before a container is stopped. */
   scaledownWindowMs: number;
   /** Each container log line, tagged. */

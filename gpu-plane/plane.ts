@@ -25,6 +25,8 @@ import {
   type WarmPoolRef,
 } from "../sdk/protocol.js";
 import { NonceCache, signRequest, useHmacEngine } from "../sdk/signing.js";
+import { ContainerGateway } from "./container-api.js";
+import { VolumeMounts } from "./volume-mounts.js";
 import { BundleCache } from "./bundle-cache.js";
 import type { ContainerDriver } from "./drivers/driver.js";
 import { ProcessDriver } from "./drivers/process.js";
@@ -107,6 +109,7 @@ export class Plane {
   readonly unavailable: string | undefined;
   readonly #options: PlaneOptions & { gatewayUrl: string };
   readonly #dispatcher: Dispatcher;
+  readonly #mounts: VolumeMounts;
   readonly #bundles: BundleCache;
   readonly #usage: UsageLedger;
   readonly #outcomes: OutcomeCache<PlaneRunResponse>;
@@ -126,6 +129,7 @@ export class Plane {
     unavailable: string | undefined;
     options: PlaneOptions & { gatewayUrl: string };
     dispatcher: Dispatcher;
+    mounts: VolumeMounts;
     bundles: BundleCache;
     usage: UsageLedger;
     outcomes: OutcomeCache<PlaneRunResponse>;
@@ -139,6 +143,7 @@ export class Plane {
     this.unavailable = init.unavailable;
     this.#options = init.options;
     this.#dispatcher = init.dispatcher;
+    this.#mounts = init.mounts;
     this.#bundles = init.bundles;
     this.#usage = init.usage;
     this.#outcomes = init.outcomes;
@@ -173,7 +178,10 @@ export class Plane {
     const answerNonces = new NonceCache();
     // Kept in the state folder, which a restart of this plane (same id) finds again.
     const outcomes = new OutcomeCache<PlaneRunResponse>({ dir: options.stateDir, log });
+    // Containers' /v1 requests and volume mounts, sent to the gateway signed as the container's app (container-api.ts).
+    const mounts = new VolumeMounts(join(options.stateDir, "volumes"), new ContainerGateway(options.gatewayUrl, options.secret), log);
     const dispatcher = new Dispatcher({
+      mounts,
       imageFor: (hash) => {
         let tag = images.get(hash);
         if (!tag) {
@@ -248,6 +256,7 @@ export class Plane {
       unavailable,
       options: { ...options, gatewayUrl },
       dispatcher,
+      mounts,
       bundles,
       usage,
       outcomes,
@@ -332,10 +341,16 @@ export class Plane {
     return `plane ${this.planeId} at ${this.url} (region ${this.#options.region}, runtime ${this.driver.name}${this.driver.sandboxed ? "" : ", UNSANDBOXED"}; ${list}${this.inventory.simulated ? ", simulated" : ""})`;
   }
 
+  /** Waits for the last commits of the volumes of containers that stopped (gpu-plane/volume-mounts.ts). */
+  async volumeCommitsDone(): Promise<void> {
+    await this.#mounts.idle();
+  }
+
   async close(): Promise<void> {
     clearInterval(this.#heartbeat);
     rmSync(join(this.#options.stateDir, "plane.pid"), { force: true });
     await this.#dispatcher.close();
+    await this.#mounts.idle(); // the last commits of the containers' volumes
     await this.driver.cleanup(this.planeId).catch(() => {});
     this.#usage.close();
     this.#outcomes.close();

@@ -12,6 +12,7 @@ const spec: PlaneFunctionSpec = {
   env: { MODEL: "small", LOG_LEVEL: "info" },
   spendCapUsd: 5,
   image: "a".repeat(64),
+  volumes: [{ path: "/models", volume: "weights", readOnly: true, subPath: "", createIfMissing: false }],
   autoscaler: { minContainers: 0, maxContainers: 4, bufferContainers: 0, scaledownWindowSeconds: 30, maxInputs: 1, targetInputs: 1 },
 };
 const pool: PoolDescriptor = { app: "inference", function: "generate", bundleHash: "b".repeat(64), spec };
@@ -67,6 +68,7 @@ describe("the pool key", () => {
   it("is the same whatever order the fields were written in, and ignores a request's own fields", () => {
     const reordered: PlaneFunctionSpec = {
       autoscaler: { targetInputs: 1, maxInputs: 1, scaledownWindowSeconds: 30, bufferContainers: 0, maxContainers: 4, minContainers: 0 },
+      volumes: [{ createIfMissing: false, subPath: "", readOnly: true, volume: "weights", path: "/models" }],
       image: spec.image,
       spendCapUsd: 5,
       env: { LOG_LEVEL: "info", MODEL: "small" },

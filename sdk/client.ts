@@ -8,6 +8,7 @@
  * `spawn` and `map`, which carry an `Idempotency-Key` (one per logical call),
  * so the gateway answers a repeat with the call it already made.
  */
+import { gatewayFetch } from "./transport.js";
 import { API_LIMITS, DELIVERY_DEFAULTS, LOCAL_DEFAULTS } from "./defaults.js";
 import { GatewayUnreachableError, InvalidOptionsError, TandemError, fromWireError, type WireError } from "./errors.js";
 import { tokenFor } from "./credentials.js";
@@ -220,7 +221,7 @@ export class HttpInvoker implements Invoker {
       const again = safe && sent < DELIVERY_DEFAULTS.clientRetries;
       let res: Response;
       try {
-        res = await fetch(this.baseUrl + path, {
+        res = await gatewayFetch(this.baseUrl + path, {
           method,
           ...(signal ? { signal } : {}),
           headers: {

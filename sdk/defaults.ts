@@ -185,6 +185,14 @@ export const VOLUME_LIMITS = {
   defaultMode: 0o644,
   /** `tandem volume put|get` draw a progress bar for files larger than this (on a terminal). */
   progressBarBytes: 4 * MiB,
+  /** How often a plane commits the changes in a container's writable mounts (and once more when the container stops). */
+  backgroundCommitMs: 5_000,
+  /** Files up to this size are copied into a writable mount (writable in place); larger ones are cloned or hard-linked. */
+  copyBelowBytes: 1 * MiB,
+  /** Blocks a plane downloads into its cache at once. */
+  downloadConcurrency: 4,
+  /** The largest request body a container sends its plane (a block, or a commit), and the plane carries to the gateway. */
+  maxContainerRequestBytes: 10 * MiB,
 } as const;
 
 /**

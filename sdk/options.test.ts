@@ -1,7 +1,8 @@
 import { describe, expect, it } from "vitest";
 import { z } from "zod";
 import { InvalidOptionsError } from "./errors.js";
-import { DEFAULT_RETRY_POLICY, Retries, parseFunctionOptions, retryDelayMs } from "./options.js";
+import { DEFAULT_RETRY_POLICY, Retries, parseFunctionOptions, planeSpecOf, retryDelayMs } from "./options.js";
+import { Volume } from "./volume.js";
 
 const parse = (o: unknown) => parseFunctionOptions(o, 'function "f"');
 
@@ -93,5 +94,35 @@ describe("Retries", () => {
   it("grows the delay by the coefficient up to the maximum", () => {
     const policy = { maxRetries: 5, backoffCoefficient: 2, initialDelayMs: 100, maxDelayMs: 500 };
     expect([1, 2, 3, 4, 5].map((k) => retryDelayMs(policy, k))).toEqual([100, 200, 400, 500, 500]);
+  });
+});
+
+describe("volume mounts", () => {
+  const models = Volume.fromName("models", { createIfMissing: true });
+
+  it("sends a function that mounts volumes to the plane, each mount as the plane's spec names it", () => {
+    const spec = parse({ volumes: { "/models": models.readOnly(), "/data": Volume.fromName("data").subPath("/a/b/").subPath("c") } });
+    expect(spec.tier).toBe("plane");
+    expect(planeSpecOf(spec, { image: null, spendCapUsd: null }).volumes).toEqual([
+      { path: "/models", volume: "models", readOnly: true, subPath: "", createIfMissing: true },
+      { path: "/data", volume: "data", readOnly: false, subPath: "a/b/c", createIfMissing: false },
+    ]);
+    expect(planeSpecOf(parse({ gpu: "T4" }), { image: null, spendCapUsd: null }).volumes).toBeUndefined();
+    // A restricted handle is another handle: the original stays writable, at the root.
+    expect(models.mountSpec).toEqual({ volume: "models", readOnly: false, subPath: "", createIfMissing: true });
+  });
+
+  it("refuses mount paths that are not absolute, are the plane's own, or sit one inside another, and values that are not Volumes", () => {
+    expect(() => parse({ volumes: { models: models } })).toThrow('option "volumes": "models" must be absolute (start with /)');
+    expect(() => parse({ volumes: { "/": models } })).toThrow('"/" cannot be / (the container\'s own root)');
+    expect(() => parse({ volumes: { "/tandem/x": models } })).toThrow("is the plane's own (/tandem)");
+    expect(() => parse({ volumes: { "/tmp": models } })).toThrow("scratch space (/tmp)");
+    expect(() => parse({ volumes: { "/a": models, "/a/b": models } })).toThrow('"/a" and "/a/b" are one inside the other');
+    expect(() => parse({ volumes: { "/a": "models" } })).toThrow('must be a Volume (Volume.fromName("name"))');
+    expect(() => models.subPath("../up")).toThrow(InvalidOptionsError);
+  });
+
+  it("commit() outside a plane container says what it is for", async () => {
+    await expect(models.commit()).rejects.toThrow('volume "models" is not mounted here: commit() publishes a plane container\'s changes');
   });
 });

@@ -16,6 +16,7 @@ import { NAME_PATTERN, type PlaneFunctionSpec, type RetryPolicy } from "./protoc
 import { isSchedule, type Schedule } from "./schedule.js";
 import { isSecret, type Secret } from "./secret.js";
 import { describeIssues } from "./zod-issues.js";
+import { isVolume, type Volume } from "./volume.js";
 
 /** Seconds. */
 export const DEFAULT_TIMEOUT_SECONDS = FUNCTION_DEFAULTS.timeoutSeconds;
@@ -118,6 +119,19 @@ const FunctionOptionsSchema = z.strictObject({
   /** A container image for the plane: `Image.node().npmInstall(...)...`. */
   image: z
     .custom<Image>((v) => isImage(v), "must be an Image (Image.node()...)")
+    .optional()
+    .meta(PLANE),
+  /**
+   * Volumes mounted into the function's containers, by where: `{ "/models": vol }`, `vol.readOnly()`,
+   * `vol.subPath("dir")`. Each is an ordinary directory there, as committed when the container started; see
+   * docs/volumes.md.
+   */
+  volumes: z
+    .record(
+      z.string(),
+      z.custom<Volume>((v) => isVolume(v), 'must be a Volume (Volume.fromName("name"))'),
+      'must map paths in the container to Volumes: { "/models": Volume.fromName("models") }',
+    )
     .optional()
     .meta(PLANE),
   /** CPU cores on the plane (default 1). */
@@ -227,6 +241,10 @@ function toSpec(o: z.output<typeof FunctionOptionsSchema>, where: string) {
       `${where}: option "concurrency.targetInputs" (${autoscaler.targetInputs}) is more than "concurrency.maxInputs" (${autoscaler.maxInputs})`,
     );
   }
+  for (const path of Object.keys(o.volumes ?? {})) {
+    const problem = mountPathProblem(path, Object.keys(o.volumes ?? {}));
+    if (problem) throw new InvalidOptionsError(`${where}: option "volumes": "${path}" ${problem}`);
+  }
   if (o.schedule?.refused) throw new InvalidOptionsError(`${where}: option "schedule": ${o.schedule.refused}`);
   const planeOptions = PLANE_OPTIONS.filter((k) => o[k] !== undefined);
   if (planeOptions.length > 0 && tier === "edge") {
@@ -281,6 +299,9 @@ export function planeSpecOf(spec: FunctionSpec, known: { image: string | null; s
     env: spec.env,
     spendCapUsd: known.spendCapUsd,
     image: known.image,
+    ...(spec.volumes && Object.keys(spec.volumes).length > 0
+      ? { volumes: Object.entries(spec.volumes).map(([path, vol]) => ({ path, ...vol.mountSpec })) }
+      : {}),
     autoscaler: spec.autoscaler,
   };
 }
@@ -308,6 +329,19 @@ const WasmOptionsSchema = FunctionOptionsSchema.extend({
     .max(WASM_DEFAULTS.maxOutputBytesLimit, "must be at most 1 GiB")
     .optional(),
 });
+
+/** What is wrong with a volume's mount path in a container, given the others, or undefined. */
+function mountPathProblem(path: string, all: string[]): string | undefined {
+  if (path === "/") return "cannot be / (the container's own root); use a folder such as /models";
+  const problem = guestPathProblem(path);
+  if (problem) return problem;
+  if (path === "/tandem" || path.startsWith("/tandem/") || path === "/tmp" || path.startsWith("/tmp/")) {
+    return "is the plane's own (/tandem) or the container's scratch space (/tmp); mount it elsewhere, such as /data";
+  }
+  const other = all.find((p) => p !== path && (p.startsWith(`${path}/`) || path.startsWith(`${p}/`)));
+  if (other) return `and "${other}" are one inside the other; mount volumes side by side`;
+  return undefined;
+}
 
 /**
  * A guest path a directory is preopened at: absolute, its parts neither empty, "." nor "..", and not `/` itself

@@ -46,6 +46,11 @@ export const HEADERS = {
   agentShard: "tandem-agent-shard",
   /** On volume answers: the volume's version the answer reflects (a read), or that the write committed. */
   volumeVersion: "tandem-volume-version",
+  /**
+   * On a plane-signed request that carries a container's `/v1` request to the gateway (docs/security.md): the app
+   * whose container sent it, set by the plane (never by the container) and covered by the signature.
+   */
+  containerApp: "tandem-container-app",
 } as const;
 
 /** WebSocket agents: `?session=<id>` resumes a session; ids are 8-128 letters, digits, '-' or '_'. */
@@ -167,6 +172,8 @@ export const ROUTES = {
   queue: "/v1/queues/:queue",
   /** One operation on a queue's items (`QUEUE_OPS`): its body is `QueueRequestSchemas[op]`, its answer `QueueAnswers[op]`. */
   queueOp: "/v1/queues/:queue/:op",
+  /** Every file of a volume with its blocks, at its latest version (`VolumeManifest`): what a plane mounts. */
+  volumeManifest: "/v1/volumes/:volume/manifest",
   /** Planes register and report their state here (signed). */
   planeHeartbeat: "/v1/planes/heartbeat",
   /** The planes the gateway knows, with their inventories. */
@@ -218,7 +225,7 @@ export const ROUTE_METHODS = {
   volumeFile: ["GET", "PUT"],
   volumeCopy: ["POST"],
   volumeBlocksMissing: ["POST"],
-  volumeBlock: ["PUT"],
+  volumeBlock: ["GET", "PUT"],
   volumeCommit: ["POST"],
   dicts: ["GET", "POST"],
   dict: ["GET", "DELETE"],
@@ -226,6 +233,7 @@ export const ROUTE_METHODS = {
   queues: ["GET", "POST"],
   queue: ["GET", "DELETE"],
   queueOp: ["POST"],
+  volumeManifest: ["GET"],
   planeHeartbeat: ["POST"],
   planes: ["GET"],
   planeBundle: ["GET"],
@@ -300,6 +308,7 @@ export const paths = {
   queues: () => ROUTES.queues,
   queue: (queue: string) => `/v1/queues/${seg(queue)}`,
   queueOp: (queue: string, op: QueueOp) => `/v1/queues/${seg(queue)}/${op}`,
+  volumeManifest: (volume: string) => `/v1/volumes/${seg(volume)}/manifest`,
   planeHeartbeat: () => ROUTES.planeHeartbeat,
   planes: () => ROUTES.planes,
   planeBundle: (hash: string) => `/v1/planes/bundles/${seg(hash)}`,
@@ -767,6 +776,23 @@ export interface VolumeCommitAnswer {
 export interface BlocksMissingAnswer {
   missing: string[];
 }
+/** One file of a `VolumeManifest`: its blocks in order, size, mode, the version that last wrote it. */
+export interface VolumeManifestFile {
+  path: string;
+  blocks: string[];
+  size: number;
+  mode: number;
+  version: number;
+  mtime: number;
+}
+
+/** `GET /v1/volumes/:volume/manifest`: every file of the volume at `version`. */
+export interface VolumeManifest {
+  volume: string;
+  version: number;
+  files: VolumeManifestFile[];
+}
+
 export interface BlockPutAnswer {
   hash: string;
   size: number;
@@ -1122,6 +1148,18 @@ export const PlaneFunctionSpecSchema = z.strictObject({
   spendCapUsd: z.number().positive().nullable(),
   /** The hash of the function's `ImageBuildSpec`; null: the plane's base Node image. */
   image: z.string().regex(BUNDLE_HASH_PATTERN).nullable(),
+  /** Volumes mounted into its containers, by where (`app.function({ volumes: { "/models": vol } })`); none: none. */
+  volumes: z
+    .array(
+      z.strictObject({
+        path: z.string(),
+        volume: z.string().regex(NAME_PATTERN),
+        readOnly: z.boolean(),
+        subPath: z.string(),
+        createIfMissing: z.boolean(),
+      }),
+    )
+    .optional(),
   autoscaler: z.strictObject({
     minContainers: z.number().int().min(0),
     maxContainers: z.number().int().min(1),
@@ -1311,6 +1349,44 @@ export const CONTAINER_ENV = {
   controlSocket: "TANDEM_CONTROL_SOCKET",
   /** The names (never the values) of the variables that came from secrets: the runner masks their values in logs and errors. */
   secretKeys: "TANDEM_SECRET_KEYS",
+  /** The container's volume mounts (JSON `ContainerMount[]`): `vol.commit()` and `vol.reload()` act on them through the plane. */
+  volumes: "TANDEM_VOLUMES",
+  /** Where the plane answers the container's `/v1` requests (a unix socket), when not at its place in a container. */
+  apiSocket: "TANDEM_API_SOCKET",
+} as const;
+
+/** A volume mount as the runner is told of it (`CONTAINER_ENV.volumes`). */
+export interface ContainerMount {
+  /** Where it is in the container: `/models`. */
+  path: string;
+  volume: string;
+  readOnly: boolean;
+  /** The directory of the volume mounted (`""`: its root). */
+  subPath: string;
+  /** The volume's version the mount shows. */
+  version: number;
+}
+
+/**
+ * The route families a container's `/v1` requests may reach, carried by its plane to the gateway (a path equal to
+ * one, or under it; docs/security.md). Both the plane and the gateway hold to it. One line each.
+ */
+export const CONTAINER_ROUTE_FAMILIES: readonly string[] = [
+  "/v1/volumes", // docs/volumes.md
+];
+
+/** True when `path` is in a family containers may reach. */
+export function containerMayReach(path: string): boolean {
+  return CONTAINER_ROUTE_FAMILIES.some((family) => path === family || path.startsWith(`${family}/`));
+}
+
+/**
+ * The plane's own routes on a container's API socket, beside the `/v1` routes it forwards to the gateway
+ * (docs/volumes.md): publish a mount's changes, or bring in others' commits; each answers `{ volume, version }`.
+ */
+export const CONTAINER_ROUTES = {
+  commit: (volume: string) => `/v1/container/volumes/${encodeURIComponent(volume)}/commit`,
+  reload: (volume: string) => `/v1/container/volumes/${encodeURIComponent(volume)}/reload`,
 } as const;
 
 /** Labels a plane puts on its containers, to find them again (`cleanup` after a crash) and to show them. */

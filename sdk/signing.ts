@@ -78,10 +78,14 @@ export interface SignedRequest {
   path: string;
   /** The body; none for a GET. */
   body?: string | Uint8Array;
+  /** A container's request the plane carries to the gateway: the container's app (`HEADERS.containerApp`), signed with the rest. */
+  containerApp?: string;
 }
 
 function canonical(request: SignedRequest, bodyHash: string, timestamp: string, nonce: string): string {
-  return [request.method.toUpperCase(), request.path, bodyHash, timestamp, nonce, request.audience].join("\n");
+  const parts = [request.method.toUpperCase(), request.path, bodyHash, timestamp, nonce, request.audience];
+  if (request.containerApp !== undefined) parts.push(`container-app:${request.containerApp}`);
+  return parts.join("\n");
 }
 
 async function signatureOf(secret: string, request: SignedRequest, timestamp: string, nonce: string): Promise<string> {

@@ -4,6 +4,7 @@
  * it reads it, asks which blocks the gateway lacks and uploads only those
  * (a few at once), then commits every file in one request.
  */
+import { gatewayFetch } from "./transport.js";
 import { VOLUME_LIMITS } from "./defaults.js";
 import { GatewayUnreachableError, InvalidOptionsError, fromWireError, type WireError } from "./errors.js";
 import { HttpInvoker, resolveGatewayUrl } from "./client.js";
@@ -110,7 +111,7 @@ export class HttpVolumes implements VolumeBackend {
   async #fetch(method: string, path: string, body?: Uint8Array): Promise<Response> {
     const token = this.http.token;
     try {
-      return await fetch(this.http.baseUrl + path, {
+      return await gatewayFetch(this.http.baseUrl + path, {
         method,
         headers: {
           [HEADERS.protocol]: PROTOCOL_VERSION,

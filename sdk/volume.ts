@@ -11,7 +11,15 @@
  * fails with `VolumeConflictError` naming the file, unless it is forced.
  */
 import { InvalidOptionsError } from "./errors.js";
-import { VOLUME_NAME_PATTERN, type VolumeChange, type VolumeCommitAnswer, type VolumeEntry, type VolumeInfo, type VolumeListing } from "./protocol.js";
+import {
+  VOLUME_NAME_PATTERN,
+  volumePath,
+  type VolumeChange,
+  type VolumeCommitAnswer,
+  type VolumeEntry,
+  type VolumeInfo,
+  type VolumeListing,
+} from "./protocol.js";
 import type { ByteSource } from "./volume-blocks.js";
 import { httpVolumes } from "./volume-client.js";
 
@@ -52,6 +60,39 @@ export interface VolumeBackend {
 }
 
 let installed: VolumeBackend | undefined;
+
+/** Inside a plane container: what `commit()` and `reload()` do for the volumes mounted there (the runner installs it). */
+export interface MountedVolumes {
+  /** True when `name` is mounted in this container and may be written (not read-only). */
+  mounted(name: string): { readOnly: boolean } | undefined;
+  /** Publishes this container's changes to every mount of `name`; the new version. */
+  commit(name: string): Promise<number>;
+  /** Brings others' commits into every mount of `name`; the version it is at now. */
+  reload(name: string): Promise<number>;
+}
+
+let mounts: MountedVolumes | undefined;
+
+/** Used by the plane's runner: the volumes mounted in this container. */
+export function installMountedVolumes(next: MountedVolumes | undefined): void {
+  mounts = next;
+}
+
+const VOLUME_BRAND = Symbol.for("tandem.volume");
+
+/** True for a `Volume` (from any copy of the SDK). */
+export function isVolume(value: unknown): value is Volume {
+  return typeof value === "object" && value !== null && VOLUME_BRAND in value;
+}
+
+/** How a function mounts a volume (`vol.readOnly()`, `vol.subPath("dir")`). */
+export interface VolumeMountSpec {
+  volume: string;
+  readOnly: boolean;
+  /** The directory of the volume mounted, in its one form (`""`: the root). */
+  subPath: string;
+  createIfMissing: boolean;
+}
 
 /** Used by the gateway runtime: handles in this isolate without a `gateway` or `token` of their own use `backend`. */
 export function installVolumeBackend(backend: VolumeBackend | undefined): void {
@@ -130,14 +171,61 @@ export class VolumeFile implements AsyncIterable<Uint8Array> {
  */
 export class Volume {
   readonly name: string;
+  readonly [VOLUME_BRAND] = true;
   readonly #options: VolumeOptions;
+  readonly #mount: { readOnly: boolean; subPath: string };
   #backend: VolumeBackend | undefined;
   #ready: Promise<void> | undefined;
   #version: number | undefined;
 
-  private constructor(name: string, options: VolumeOptions) {
+  private constructor(name: string, options: VolumeOptions, mount = { readOnly: false, subPath: "" }) {
     this.name = name;
     this.#options = options;
+    this.#mount = mount;
+  }
+
+  /**
+   * The same volume mounted read-only: in a plane function's container every write to it fails with `EROFS`.
+   * @example app.function({ volumes: { "/models": vol.readOnly() } }, …)
+   */
+  readOnly(): Volume {
+    return new Volume(this.name, this.#options, { ...this.#mount, readOnly: true });
+  }
+
+  /**
+   * One directory of the volume, mounted as the mount's root (`vol.subPath("llama")` at `/models` shows the
+   * volume's `llama/weights.bin` as `/models/weights.bin`).
+   */
+  subPath(dir: string): Volume {
+    const checked = volumePath(typeof dir === "string" ? dir : "");
+    if (typeof dir !== "string" || "problem" in checked) {
+      throw new InvalidOptionsError(`subPath("${String(dir)}"): ${"problem" in checked ? `the path ${checked.problem}` : "must be a path in the volume"}`);
+    }
+    const subPath = [this.#mount.subPath, checked.path].filter((p) => p !== "").join("/");
+    return new Volume(this.name, this.#options, { ...this.#mount, subPath });
+  }
+
+  /** How a function's container mounts this handle (read by the SDK's options; `vol.readOnly()` and `vol.subPath()` set it). */
+  get mountSpec(): VolumeMountSpec {
+    return { volume: this.name, ...this.#mount, createIfMissing: this.#options.createIfMissing ?? false };
+  }
+
+  /**
+   * Inside a plane function whose container mounts this volume: publishes the container's changes to it (only
+   * the blocks the gateway lacks are sent; a compare-and-swap on the version the mount is at) and returns the new
+   * version. The plane also commits every few seconds and when the container stops. A file another commit changed
+   * since is a `VolumeConflictError` naming it. Elsewhere each write is its own commit, and this throws.
+   */
+  async commit(): Promise<number> {
+    const mounted = mounts?.mounted(this.name);
+    if (!mounted) {
+      throw new InvalidOptionsError(
+        `volume "${this.name}" is not mounted here: commit() publishes a plane container's changes to a mounted volume (app.function({ volumes: { "/path": vol } })); elsewhere each write is a commit`,
+      );
+    }
+    if (mounted.readOnly) throw new InvalidOptionsError(`volume "${this.name}" is mounted read-only here; it has nothing to commit`);
+    this.#version = await mounts!.commit(this.name);
+    return this.#version;
   }
 
   /** A handle on the volume `name`; nothing is sent until its first operation. */
@@ -176,8 +264,16 @@ export class Volume {
     return info;
   }
 
-  /** Moves this handle to the volume's latest version, so that its writes start from it; returns it. */
+  /**
+   * Moves this handle to the volume's latest version, so that its writes start from it; returns it. Inside a plane
+   * container that mounts the volume, also brings others' commits into the mount (files this container changed
+   * and has not committed stay as they are; one another commit changed too is a `VolumeConflictError`).
+   */
   async reload(): Promise<number> {
+    if (mounts?.mounted(this.name)) {
+      this.#version = await mounts.reload(this.name);
+      return this.#version;
+    }
     this.#version = (await (await this.#ready_()).info(this.name)).version;
     return this.#version;
   }

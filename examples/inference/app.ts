@@ -6,11 +6,18 @@
 // make-model.mjs and imported as data (model-data.ts) so that it travels inside
 // the function's bundle. It runs with onnxruntime-node: on CUDA when the
 // container has a GPU and the CUDA provider loads, else on the CPU.
+//
+// Its weights are cached in a volume mounted at /models, the way a real model's
+// would be: the first container writes them there and commits; every container
+// after it reads them from local disk (docs/volumes.md). Here "downloading" is
+// decoding the bundled bytes; a real model would be fetched once from its hub.
 import type { InferenceSession as Session } from "onnxruntime-node";
-import { App } from "tandem";
+import { App, Volume } from "tandem";
 import { MODEL_BASE64, VOCAB } from "./model-data.js";
 
 const app = new App("inference");
+const models = Volume.fromName("inference-models", { createIfMissing: true });
+const WEIGHTS = "/models/bigram.onnx";
 
 const MAX_TOKENS = 200;
 const TEMPERATURE = 0.5;
@@ -27,7 +34,7 @@ async function loadModel(): Promise<Model> {
   // Imported here, not at the top: this file is loaded at the edge too, where there are no native modules.
   const ort = await import("onnxruntime-node");
   const { existsSync } = await import("node:fs");
-  const bytes = new Uint8Array(Buffer.from(MODEL_BASE64, "base64"));
+  const bytes = await weights();
   const hasGpu = Boolean(process.env.CUDA_VISIBLE_DEVICES) && existsSync("/dev/nvidia0");
   if (hasGpu) {
     try {
@@ -41,6 +48,20 @@ async function loadModel(): Promise<Model> {
   const session = await ort.InferenceSession.create(bytes, { executionProviders: ["cpu"] });
   console.log("model loaded on cpu");
   return { session, ort };
+}
+
+/** The model's bytes from the volume; the first container to need them puts them there and commits. */
+async function weights(): Promise<Uint8Array> {
+  const { readFile, writeFile } = await import("node:fs/promises");
+  const cached = await readFile(WEIGHTS).catch(() => undefined);
+  if (cached) {
+    console.log("weights read from the volume");
+    return new Uint8Array(cached);
+  }
+  const bytes = new Uint8Array(Buffer.from(MODEL_BASE64, "base64")); // a real model: fetched from its hub, once
+  await writeFile(WEIGHTS, bytes);
+  console.log(`weights cached in the volume (version ${await models.commit()})`);
+  return bytes;
 }
 
 /** mulberry32: a small seeded PRNG, so the same prompt always gives the same completion. */
@@ -81,23 +102,26 @@ function sample(probs: Float32Array, temperature: number, random: () => number):
  * Continues `prompt` by `maxTokens` characters, sampled from the bigram model
  * at `TEMPERATURE` with a seed taken from the prompt; returns both together.
  */
-export const generate = app.function({ gpu: "T4", timeout: 60, memory: 1024 }, async (prompt: string, maxTokens: number = 40) => {
-  const { session, ort } = await (model ??= loadModel().catch((err: unknown) => {
-    model = undefined; // let the next call try again
-    throw err;
-  }));
-  const known = [...prompt].reverse().find((ch) => VOCAB.includes(ch));
-  let token = VOCAB.indexOf(known ?? (VOCAB.includes(" ") ? " " : VOCAB[0]));
-  const random = seededRandom(hashString(prompt));
-  let completion = "";
-  for (let i = 0; i < maxTokens; i++) {
-    const feeds = { token: new ort.Tensor("int64", BigInt64Array.of(BigInt(token)), [1]) };
-    const { probs } = await session.run(feeds);
-    token = sample(probs.data as Float32Array, TEMPERATURE, random);
-    completion += VOCAB[token];
-  }
-  return prompt + completion;
-});
+export const generate = app.function(
+  { gpu: "T4", timeout: 60, memory: 1024, volumes: { "/models": models } },
+  async (prompt: string, maxTokens: number = 40) => {
+    const { session, ort } = await (model ??= loadModel().catch((err: unknown) => {
+      model = undefined; // let the next call try again
+      throw err;
+    }));
+    const known = [...prompt].reverse().find((ch) => VOCAB.includes(ch));
+    let token = VOCAB.indexOf(known ?? (VOCAB.includes(" ") ? " " : VOCAB[0]));
+    const random = seededRandom(hashString(prompt));
+    let completion = "";
+    for (let i = 0; i < maxTokens; i++) {
+      const feeds = { token: new ort.Tensor("int64", BigInt64Array.of(BigInt(token)), [1]) };
+      const { probs } = await session.run(feeds);
+      token = sample(probs.data as Float32Array, TEMPERATURE, random);
+      completion += VOCAB[token];
+    }
+    return prompt + completion;
+  },
+);
 
 /** POST /inference/generate with `{ "prompt": "...", "maxTokens": 40 }`. */
 export const api = app.endpoint({ method: "POST", path: "/", label: "generate" }, async (c) => {

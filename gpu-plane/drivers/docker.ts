@@ -155,6 +155,8 @@ export class DockerDriver implements ContainerDriver {
             `${spec.controlDir}:${IN_CONTAINER.controlDir}:ro`,
             // A built image brings its own node_modules (Image.npmInstall).
             ...(spec.nodeModulesPath && !spec.image ? [`${spec.nodeModulesPath}:${IN_CONTAINER.nodeModules}:ro`] : []),
+            // Volumes (gpu-plane/volume-mounts.ts): a read-only one is bound `:ro`, so every write to it is EROFS.
+            ...(spec.mounts ?? []).map((m) => `${m.hostPath}:${m.containerPath}${m.readOnly ? ":ro" : ""}`),
           ],
           ...(this.#runtime ? { Runtime: this.#runtime } : {}),
           ...(spec.gpuDeviceIds.length > 0 ? { DeviceRequests: [{ Driver: "nvidia", DeviceIDs: spec.gpuDeviceIds, Capabilities: [["gpu"]] }] } : {}),

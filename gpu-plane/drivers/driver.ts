@@ -43,6 +43,8 @@ export interface ContainerSpec {
   labels: Record<string, string>;
   /** The function's built image (a tag from `buildImage`); none: the base Node image. */
   image?: string;
+  /** Volume mounts: folders of the plane's bound at `containerPath`, read-only (`EROFS` for every write) or not. */
+  mounts?: { hostPath: string; containerPath: string; readOnly: boolean }[];
 }
 
 /** Where the control socket and the bundle appear inside a container. */
@@ -51,6 +53,8 @@ export const IN_CONTAINER = {
   nodeModules: "/tandem/app/node_modules",
   controlDir: "/tandem/control",
   controlSocket: "/tandem/control/control.sock",
+  /** Where the SDK sends its `/v1` requests, for the plane to answer or carry to the gateway (gpu-plane/container-api.ts). */
+  apiSocket: "/tandem/control/api.sock",
 } as const;
 
 export interface ExitInfo {

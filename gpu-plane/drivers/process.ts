@@ -5,7 +5,7 @@
  */
 import { spawn } from "node:child_process";
 import { join } from "node:path";
-import { ImageBuildError } from "../../sdk/errors.js";
+import { ImageBuildError, InvalidOptionsError } from "../../sdk/errors.js";
 import { CONTAINER_ENV } from "../../sdk/protocol.js";
 import { LineSplitter } from "../../sdk/stream-lines.js";
 import type { ContainerDriver, ContainerSpec, ExitInfo, StartedContainer } from "./driver.js";
@@ -17,8 +17,18 @@ export class ProcessDriver implements ContainerDriver {
   async prepare(): Promise<void> {}
 
   async start(spec: ContainerSpec): Promise<StartedContainer> {
+    if (spec.mounts?.length) {
+      throw new InvalidOptionsError(
+        `volume mounts (${spec.mounts.map((m) => m.containerPath).join(", ")}) need the docker runtime: a plain process has no mounts of its own`,
+      );
+    }
     const child = spawn(process.execPath, [`--max-old-space-size=${Math.max(64, spec.memoryMiB)}`, spec.bundlePath], {
-      env: { PATH: process.env.PATH ?? "", ...spec.env, [CONTAINER_ENV.controlSocket]: join(spec.controlDir, "control.sock") },
+      env: {
+        PATH: process.env.PATH ?? "",
+        ...spec.env,
+        [CONTAINER_ENV.controlSocket]: join(spec.controlDir, "control.sock"),
+        [CONTAINER_ENV.apiSocket]: join(spec.controlDir, "api.sock"),
+      },
       stdio: ["ignore", "pipe", "pipe"],
     });
     const listeners: ((stream: "stdout" | "stderr", line: string) => void)[] = [];

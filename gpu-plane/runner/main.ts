@@ -19,6 +19,7 @@ import { maskSecretValues, maskedError } from "../../sdk/secret.js";
 import { format } from "node:util";
 import { wasmFunction } from "../../wasm/function.js";
 import { IN_CONTAINER } from "../drivers/driver.js";
+import { installPlaneApi } from "./plane-api.js";
 
 type Failed = Extract<RunnerFrame, { status: "failed" }>["error"];
 
@@ -42,6 +43,7 @@ export async function runFunctions(
   );
   const secretValues = Object.values(secrets);
   maskConsole(secretValues);
+  installPlaneApi(given); // the SDK's requests go to the plane; mounted volumes commit and reload through it
   const app = loadAppModule("app", appExports);
   const functions = new Map<string, { handler: (...args: unknown[]) => unknown; env: Record<string, string> }>(
     app.functions.map((f) => [f.name, { handler: (f as FunctionHandle<unknown[], unknown>).handler!, env: f.spec?.env ?? {} }]),

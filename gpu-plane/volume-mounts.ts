@@ -1,0 +1,559 @@
+/**
+ * Volumes mounted into a plane's containers (docs/volumes.md).
+ *
+ * The cache: each file of a volume the plane has seen, whole, under
+ * `<stateDir>/volumes/cache/files/<key>` (the key: the SHA-256 of its block
+ * list, and whether it is executable), assembled from blocks fetched from the
+ * gateway and checked against their hashes, read-only (0444), shared by every
+ * container and every volume and version that holds the same bytes. A second
+ * container mounting the same version downloads nothing.
+ *
+ * A mount: a folder per container and mount (`mounts/<container>/<n>`), bound
+ * into the container, with each file taken from the cache without copying its
+ * bytes where the file system allows it:
+ * - read-only mounts: hard links (Docker binds the folder `:ro`, so every
+ *   write is `EROFS`);
+ * - writable mounts: small files (`VOLUME_LIMITS.copyBelowBytes`) are copied,
+ *   and so writable in place; larger ones are reflinked (a copy-on-write clone,
+ *   writable in place) where the file system can, else hard-linked. A
+ *   hard-linked file is the cache's own inode, read-only and owned by the
+ *   plane, so the container (another user, with no capabilities) can neither
+ *   write it in place nor chmod it: it replaces it (write another file and
+ *   rename it over, or remove it first), and the cache is never touched.
+ *
+ * What the mount holds is remembered per file (its blocks and the inode, size
+ * and mtime it had when placed or committed). A commit walks the folder: a
+ * file whose inode, size and mtime are as remembered is unchanged and is not
+ * read; any other is split into blocks as it is copied into the cache (a
+ * snapshot: the container may go on writing it), the gateway is asked which
+ * blocks it lacks and only those are uploaded, and the puts and removals are
+ * committed as one compare-and-swap on the mount's version. A commit then
+ * brings in others' commits to files the container has not changed, so the
+ * mount is at the version it committed. Background commits run every
+ * `VOLUME_LIMITS.backgroundCommitMs`, and once more when the container stops:
+ * the folder is the plane's, so even a killed container's writes are there.
+ */
+import { createHash, randomBytes } from "node:crypto";
+import { constants, createReadStream } from "node:fs";
+import { chmod, copyFile, link, lstat, mkdir, open, readdir, rename, rm, stat, unlink } from "node:fs/promises";
+import type { Server } from "node:http";
+import { dirname, join } from "node:path";
+import { VOLUME_LIMITS } from "../sdk/defaults.js";
+import { InternalError, InvalidRequestError, NotFoundError, VolumeConflictError, fromWireError, type WireError } from "../sdk/errors.js";
+import {
+  paths,
+  volumePath,
+  type BlocksMissingAnswer,
+  type ContainerMount,
+  type PlaneFunctionSpec,
+  type VolumeChange,
+  type VolumeCommitAnswer,
+  type VolumeManifest,
+  type VolumeManifestFile,
+} from "../sdk/protocol.js";
+import { blocksOf } from "../sdk/volume-blocks.js";
+import { ContainerGateway, openContainerApi } from "./container-api.js";
+
+export type MountRequest = NonNullable<PlaneFunctionSpec["volumes"]>[number];
+
+/** A folder of the plane's to bind into the container. */
+export interface HostMount {
+  hostPath: string;
+  containerPath: string;
+  readOnly: boolean;
+}
+
+/** A file as the mount holds it: its content (blocks, size, mode) and how it looked on disk when placed or committed. */
+interface HeldFile {
+  blocks: string[];
+  size: number;
+  mode: number;
+  ino: number;
+  mtimeMs: number;
+}
+
+interface Mount {
+  request: MountRequest;
+  hostDir: string;
+  version: number;
+  files: Map<string, HeldFile>;
+  /** Operations on this mount, one at a time. */
+  queue: Promise<unknown>;
+  /** The last background commit's failure, logged once. */
+  lastFailure?: string;
+}
+
+interface Attached {
+  app: string;
+  root: string;
+  mounts: Mount[];
+  api: Server | undefined;
+  timer: NodeJS.Timeout | undefined;
+}
+
+/** What a cache download did, for logs and tests. */
+export interface CacheStats {
+  blocksDownloaded: number;
+  bytesDownloaded: number;
+}
+
+export class VolumeMounts {
+  readonly #dir: string;
+  readonly #gateway: ContainerGateway;
+  readonly #log: (line: string) => void;
+  readonly #attached = new Map<string, Attached>();
+  readonly #finishing = new Set<Promise<void>>();
+  readonly #downloads = new Map<string, Promise<string>>();
+  /** Whether this file system clones files (reflink); learnt on the first try. */
+  #reflink: boolean | undefined;
+  readonly stats: CacheStats = { blocksDownloaded: 0, bytesDownloaded: 0 };
+  readonly #uploaded = { blocks: 0, bytes: 0 };
+
+  /** `dir`: the plane's `<stateDir>/volumes` (the cache and the mounts: one file system, for hard links). */
+  constructor(dir: string, gateway: ContainerGateway, log: (line: string) => void) {
+    this.#dir = dir;
+    this.#gateway = gateway;
+    this.#log = log;
+  }
+
+  /**
+   * Opens the container's API socket in `controlDir` and readies its mounts
+   * (fetching what the cache lacks). Returns what to bind and what to tell the
+   * runner. A missing volume (without `createIfMissing`) throws its
+   * `NotFoundError`.
+   */
+  async attach(containerId: string, app: string, controlDir: string, requests: MountRequest[]): Promise<{ binds: HostMount[]; env: ContainerMount[] }> {
+    const root = join(this.#dir, "mounts", containerId);
+    const attached: Attached = { app, root, mounts: [], api: undefined, timer: undefined };
+    this.#attached.set(containerId, attached);
+    attached.api = await openContainerApi(controlDir, app, this.#gateway, {
+      commit: (volume) => this.#each(attached, volume, "commit"),
+      reload: (volume) => this.#each(attached, volume, "reload"),
+    });
+    if (requests.length === 0) return { binds: [], env: [] };
+    const began = performance.now();
+    const before = { ...this.stats };
+    let manifestMs = 0;
+    for (const [i, request] of requests.entries()) {
+      const hostDir = join(root, String(i));
+      await mkdir(hostDir, { recursive: true });
+      await chmod(hostDir, 0o777);
+      const mount: Mount = { request, hostDir, version: 0, files: new Map(), queue: Promise.resolve() };
+      attached.mounts.push(mount);
+      if (request.createIfMissing) await this.#ask(app, "POST", paths.volumes(), { name: request.volume, existOk: true });
+      const asked = performance.now();
+      const manifest = await this.#manifest(app, request.volume);
+      manifestMs += performance.now() - asked;
+      await this.#refresh(attached, mount, manifest, true);
+    }
+    const files = attached.mounts.reduce((n, m) => n + m.files.size, 0);
+    this.#log(
+      `[plane] ${containerId} mounts ${attached.mounts.map((m) => `"${m.request.volume}" v${m.version} at ${m.request.path}${m.request.readOnly ? " (read-only)" : ""}`).join(", ")}: ${files} file(s), ${this.stats.blocksDownloaded - before.blocksDownloaded} block(s) downloaded, in ${Math.round(performance.now() - began)} ms (${Math.round(manifestMs)} ms asking the gateway)`,
+    );
+    if (attached.mounts.some((m) => !m.request.readOnly)) {
+      attached.timer = setInterval(() => void this.#background(containerId, attached), VOLUME_LIMITS.backgroundCommitMs);
+      attached.timer.unref();
+    }
+    return {
+      binds: attached.mounts.map((m) => ({ hostPath: m.hostDir, containerPath: m.request.path, readOnly: m.request.readOnly })),
+      env: attached.mounts.map((m) => ({
+        path: m.request.path,
+        volume: m.request.volume,
+        readOnly: m.request.readOnly,
+        subPath: m.request.subPath,
+        version: m.version,
+      })),
+    };
+  }
+
+  /** The container is gone (or never started): a last commit of its writable mounts, then its folders and socket go. */
+  finish(containerId: string): Promise<void> {
+    const attached = this.#attached.get(containerId);
+    if (!attached) return Promise.resolve();
+    this.#attached.delete(containerId);
+    clearInterval(attached.timer);
+    const done = (async () => {
+      let kept = false;
+      for (const mount of attached.mounts.filter((m) => !m.request.readOnly)) {
+        await this.#queued(mount, () => this.#commit(attached, mount)).catch((err: unknown) => {
+          kept = true;
+          this.#log(
+            `[plane] ${containerId}: the last commit of volume "${mount.request.volume}" at ${mount.request.path} failed (${(err as Error).message}); its files are kept in ${mount.hostDir}`,
+          );
+        });
+      }
+      await new Promise<void>((resolve) => (attached.api ? attached.api.close(() => resolve()) : resolve()));
+      if (!kept) await rm(attached.root, { recursive: true, force: true });
+    })();
+    this.#finishing.add(done);
+    void done.finally(() => this.#finishing.delete(done));
+    return done;
+  }
+
+  /** Waits for the last commits of containers that stopped. */
+  async idle(): Promise<void> {
+    while (this.#finishing.size > 0) await Promise.all([...this.#finishing]);
+  }
+
+  async #background(containerId: string, attached: Attached): Promise<void> {
+    for (const mount of attached.mounts.filter((m) => !m.request.readOnly)) {
+      await this.#queued(mount, () => this.#commit(attached, mount)).then(
+        () => (mount.lastFailure = undefined),
+        (err: unknown) => {
+          const message = (err as Error).message;
+          if (message !== mount.lastFailure) this.#log(`[plane] ${containerId}: a background commit of volume "${mount.request.volume}" failed: ${message}`);
+          mount.lastFailure = message;
+        },
+      );
+    }
+  }
+
+  /** Commits or reloads every mount of `volume` in the container; the version the last one is at. */
+  async #each(attached: Attached, volume: string, what: "commit" | "reload"): Promise<number> {
+    const all = attached.mounts.filter((m) => m.request.volume === volume);
+    if (all.length === 0) throw new InvalidRequestError(`volume "${volume}" is not mounted in this container`, { volume });
+    // A commit publishes the writable mounts (a read-only one has nothing to publish); a reload brings in every one.
+    const mounts = what === "commit" ? all.filter((m) => !m.request.readOnly) : all;
+    if (mounts.length === 0) throw new InvalidRequestError(`volume "${volume}" is mounted read-only here; it has nothing to commit`, { volume });
+    let version = 0;
+    for (const mount of mounts) version = Math.max(version, await this.#queued(mount, () => this.#commit(attached, mount, what === "reload")));
+    return version;
+  }
+
+  #queued<T>(mount: Mount, work: () => Promise<T>): Promise<T> {
+    const run = mount.queue.then(work, work);
+    mount.queue = run.catch(() => {});
+    return run;
+  }
+
+  /**
+   * Publishes the mount's changes (nothing is sent when there are none), then
+   * brings in others' commits; the version the mount is at. `reloadOnly`:
+   * publishes nothing, and a file changed here that another commit changed
+   * too is a conflict.
+   */
+  async #commit(attached: Attached, mount: Mount, reloadOnly = false): Promise<number> {
+    const { request } = mount;
+    if (reloadOnly) return this.#refresh(attached, mount, await this.#manifest(attached.app, request.volume), true);
+    const present = await this.#scan(mount);
+    const changed = [...present].filter(([rel, st]) => !sameOnDisk(mount.files.get(rel), st));
+    const removed = [...mount.files.keys()].filter((rel) => !present.has(rel));
+    if (changed.length === 0 && removed.length === 0) return mount.version;
+    const began = performance.now();
+    const sent = { ...this.#uploaded };
+    const puts: { rel: string; held: HeldFile; change: VolumeChange }[] = [];
+    for (const [rel, st] of changed) {
+      const mode = st.mode & 0o111 ? 0o755 : 0o644;
+      const { blocks, size } = await this.#ingest(attached.app, request.volume, join(mount.hostDir, rel), mode);
+      puts.push({
+        rel,
+        held: { blocks, size, mode, ino: st.ino, mtimeMs: st.mtimeMs },
+        change: { op: "put", path: this.#inVolume(mount, rel), blocks, size, mode },
+      });
+    }
+    const changes: VolumeChange[] = [...puts.map((p) => p.change), ...removed.map((rel): VolumeChange => ({ op: "remove", path: this.#inVolume(mount, rel) }))];
+    const answer = (await this.#ask(attached.app, "POST", paths.volumeCommit(request.volume), { changes, baseVersion: mount.version })) as VolumeCommitAnswer;
+    for (const p of puts) mount.files.set(p.rel, p.held);
+    for (const rel of removed) mount.files.delete(rel);
+    mount.version = answer.version;
+    this.#log(
+      `[plane] committed volume "${request.volume}" v${answer.version} from ${request.path}: ${puts.length} file(s) put (${this.#uploaded.blocks - sent.blocks} block(s) uploaded, ${Math.round((this.#uploaded.bytes - sent.bytes) / 1024)} KiB), ${removed.length} removed, in ${Math.round(performance.now() - began)} ms`,
+    );
+    // Others' commits since the base, to files not changed here: the mount is then at the version committed.
+    const manifest = await this.#manifest(attached.app, request.volume);
+    await this.#refresh(attached, mount, manifest, false);
+    return mount.version;
+  }
+
+  /**
+   * Brings the mount to `manifest`: files it lacks or holds older bytes of are
+   * placed from the cache (downloading what it lacks), files gone from the
+   * volume are removed, each only where the container has not changed it.
+   * `strict`: any file changed here that the manifest changes too is a
+   * `VolumeConflictError`, and nothing is touched.
+   */
+  async #refresh(attached: Attached, mount: Mount, manifest: VolumeManifest, strict: boolean): Promise<number> {
+    const wanted = new Map<string, VolumeManifestFile>();
+    const sub = mount.request.subPath;
+    for (const file of manifest.files) {
+      if (sub === "") wanted.set(file.path, file);
+      else if (file.path.startsWith(`${sub}/`)) wanted.set(file.path.slice(sub.length + 1), file);
+    }
+    const present = await this.#scan(mount);
+    const changedHere = (rel: string) => {
+      const st = present.get(rel);
+      const held = mount.files.get(rel);
+      return st !== undefined && !sameOnDisk(held, st);
+    };
+    const place: [string, VolumeManifestFile][] = [];
+    const drop: string[] = [];
+    const conflicts: string[] = [];
+    for (const [rel, file] of wanted) {
+      const held = mount.files.get(rel);
+      if (held && sameContent(held, file)) continue;
+      if (changedHere(rel)) conflicts.push(rel);
+      else place.push([rel, file]);
+    }
+    for (const rel of mount.files.keys()) {
+      if (wanted.has(rel)) continue;
+      if (changedHere(rel)) conflicts.push(rel);
+      else drop.push(rel);
+    }
+    if (strict && conflicts.length > 0) {
+      const path = this.#inVolume(mount, conflicts[0]!);
+      throw new VolumeConflictError(
+        `"${path}" in volume "${mount.request.volume}" was changed in this container and by another commit since version ${mount.version}; commit() (which fails on it) or undo your change first`,
+        { volume: mount.request.volume, path, ...(conflicts.length > 1 ? { others: conflicts.length - 1 } : {}) },
+      );
+    }
+    const cached = await this.#cachedAll(
+      attached.app,
+      mount.request.volume,
+      place.map(([, file]) => file),
+    );
+    const made = new Set<string>();
+    for (const [i, [rel, file]] of place.entries()) {
+      const target = join(mount.hostDir, rel);
+      await mkdirOpen(mount.hostDir, dirname(rel), made);
+      if (!present.has(rel) && !mount.files.has(rel)) {
+        await this.#place(cached[i]!, target, file, mount.request.readOnly); // nothing there: placed where it goes
+      } else {
+        // Replaced in one step: a reader sees the old file or the new one, never a part.
+        const temp = join(dirname(target), `.tandem-${randomBytes(6).toString("hex")}`);
+        await this.#place(cached[i]!, temp, file, mount.request.readOnly);
+        await rm(target, { recursive: true, force: true }).catch(() => {});
+        await rename(temp, target);
+      }
+      const st = await lstat(target);
+      mount.files.set(rel, { blocks: file.blocks, size: file.size, mode: file.mode, ino: st.ino, mtimeMs: st.mtimeMs });
+    }
+    for (const rel of drop) {
+      await unlink(join(mount.hostDir, rel)).catch(() => {});
+      mount.files.delete(rel);
+    }
+    mount.version = Math.max(mount.version, manifest.version);
+    return mount.version;
+  }
+
+  /** One file from the cache into a mount: linked, cloned or copied (see the top of this file). */
+  async #place(cached: string, target: string, file: VolumeManifestFile, readOnly: boolean): Promise<void> {
+    const writableMode = file.mode & 0o111 ? 0o777 : 0o666;
+    if (readOnly) {
+      await link(cached, target).catch(async () => {
+        await copyFile(cached, target);
+        await chmod(target, 0o444);
+      });
+      return;
+    }
+    if (file.size <= VOLUME_LIMITS.copyBelowBytes) {
+      await copyFile(cached, target, constants.COPYFILE_FICLONE);
+      await chmod(target, writableMode);
+      return;
+    }
+    if (this.#reflink !== false) {
+      try {
+        await copyFile(cached, target, constants.COPYFILE_FICLONE_FORCE);
+        await chmod(target, writableMode);
+        this.#reflink = true;
+        return;
+      } catch {
+        this.#reflink = false;
+      }
+    }
+    // The cache's own inode, read-only and the plane's: the container replaces it to change it.
+    await link(cached, target).catch(async () => {
+      await copyFile(cached, target);
+      await chmod(target, writableMode);
+    });
+  }
+
+  /** The cache's path of each file, downloading those it lacks (a few at once). */
+  async #cachedAll(app: string, volume: string, files: VolumeManifestFile[]): Promise<string[]> {
+    const out: string[] = new Array<string>(files.length);
+    let next = 0;
+    const worker = async () => {
+      while (next < files.length) {
+        const i = next++;
+        out[i] = await this.#cached(app, volume, files[i]!);
+      }
+    };
+    await Promise.all(Array.from({ length: Math.min(VOLUME_LIMITS.downloadConcurrency, files.length) }, worker));
+    return out;
+  }
+
+  /** A file's path in the cache, downloaded first when the cache lacks it (once, however many ask at once). */
+  #cached(app: string, volume: string, file: VolumeManifestFile): Promise<string> {
+    const key = cacheKey(file.blocks, file.mode);
+    const path = join(this.#dir, "cache", "files", key);
+    let pending = this.#downloads.get(key);
+    if (!pending) {
+      pending = stat(path).then(
+        () => path,
+        () => this.#download(app, volume, file, path),
+      );
+      this.#downloads.set(key, pending);
+      void pending.finally(() => this.#downloads.delete(key)).catch(() => {});
+    }
+    return pending;
+  }
+
+  async #download(app: string, volume: string, file: VolumeManifestFile, path: string): Promise<string> {
+    await mkdir(dirname(path), { recursive: true });
+    const temp = `${path}.${randomBytes(6).toString("hex")}.part`;
+    const handle = await open(temp, "w");
+    try {
+      for (let i = 0; i < file.blocks.length; i += VOLUME_LIMITS.downloadConcurrency) {
+        const window = file.blocks.slice(i, i + VOLUME_LIMITS.downloadConcurrency);
+        const bytes = await Promise.all(window.map((hash) => this.#block(app, volume, hash, file.path)));
+        for (const b of bytes) await handle.write(b);
+      }
+    } catch (err) {
+      await handle.close();
+      await rm(temp, { force: true });
+      throw err;
+    }
+    await handle.close();
+    await chmod(temp, file.mode & 0o111 ? 0o555 : 0o444);
+    await rename(temp, path);
+    return path;
+  }
+
+  async #block(app: string, volume: string, hash: string, path: string): Promise<Uint8Array> {
+    const res = await this.#gateway.request(app, "GET", paths.volumeBlock(volume, hash));
+    if (!res.ok) await failed(res);
+    const bytes = new Uint8Array(await res.arrayBuffer());
+    if (createHash("sha256").update(bytes).digest("hex") !== hash) {
+      throw new InternalError(`block ${hash} of "${path}" in volume "${volume}" came from the gateway with other bytes`, { volume, block: hash });
+    }
+    this.stats.blocksDownloaded++;
+    this.stats.bytesDownloaded += bytes.byteLength;
+    return bytes;
+  }
+
+  /**
+   * A file the container wrote, split into blocks as it is copied into the
+   * cache (the copy is what is uploaded and kept: the container may go on
+   * writing its own); the blocks the gateway lacks are uploaded.
+   */
+  async #ingest(app: string, volume: string, source: string, mode: number): Promise<{ blocks: string[]; size: number }> {
+    await mkdir(join(this.#dir, "cache", "files"), { recursive: true });
+    const temp = join(this.#dir, "cache", "files", `.ingest-${randomBytes(6).toString("hex")}.part`);
+    const handle = await open(temp, "w+");
+    const blocks: string[] = [];
+    let size = 0;
+    try {
+      for await (const block of blocksOf(createReadStream(source, { highWaterMark: 1024 * 1024 }))) {
+        blocks.push(createHash("sha256").update(block).digest("hex"));
+        size += block.byteLength;
+        await handle.write(block);
+      }
+      const missing = new Set<string>();
+      for (let i = 0; i < blocks.length; i += VOLUME_LIMITS.maxBlocksPerQuery) {
+        const answer = (await this.#ask(app, "POST", paths.volumeBlocksMissing(volume), {
+          hashes: blocks.slice(i, i + VOLUME_LIMITS.maxBlocksPerQuery),
+        })) as BlocksMissingAnswer;
+        for (const hash of answer.missing) missing.add(hash);
+      }
+      const sends = blocks.flatMap((hash, i) => (missing.delete(hash) ? [{ hash, i }] : []));
+      let next = 0;
+      const worker = async () => {
+        while (next < sends.length) {
+          const { hash, i } = sends[next++]!;
+          const bytes = new Uint8Array(Math.min(VOLUME_LIMITS.blockBytes, size - i * VOLUME_LIMITS.blockBytes));
+          await handle.read(bytes, 0, bytes.byteLength, i * VOLUME_LIMITS.blockBytes);
+          const res = await this.#gateway.request(app, "PUT", paths.volumeBlock(volume, hash), bytes, { "content-type": "application/octet-stream" });
+          if (!res.ok) await failed(res);
+          await res.body?.cancel();
+          this.#uploaded.blocks++;
+          this.#uploaded.bytes += bytes.byteLength;
+        }
+      };
+      await Promise.all(Array.from({ length: Math.min(VOLUME_LIMITS.uploadConcurrency, sends.length) }, worker));
+    } finally {
+      await handle.close();
+    }
+    await chmod(temp, mode & 0o111 ? 0o555 : 0o444);
+    await rename(temp, join(this.#dir, "cache", "files", cacheKey(blocks, mode)));
+    return { blocks, size };
+  }
+
+  async #manifest(app: string, volume: string): Promise<VolumeManifest> {
+    return (await this.#ask(app, "GET", paths.volumeManifest(volume))) as VolumeManifest;
+  }
+
+  /** A JSON request to the gateway as the app's container; its error thrown as its typed error. */
+  async #ask(app: string, method: string, path: string, body?: unknown): Promise<unknown> {
+    const bytes = body === undefined ? undefined : new TextEncoder().encode(JSON.stringify(body));
+    const res = await this.#gateway.request(app, method, path, bytes, bytes ? { "content-type": "application/json" } : {});
+    if (!res.ok) await failed(res);
+    return res.json();
+  }
+
+  /** Every regular file in the mount's folder, by its path there. */
+  async #scan(mount: Mount): Promise<Map<string, Stat>> {
+    const found = new Map<string, Stat>();
+    const entries = await readdir(mount.hostDir, { recursive: true, withFileTypes: true });
+    for (const entry of entries) {
+      if (!entry.isFile()) continue;
+      const full = join(entry.parentPath, entry.name);
+      const rel = full.slice(mount.hostDir.length + 1);
+      if (rel.split("/").some((part) => part.startsWith(".tandem-"))) continue;
+      if ("problem" in volumePath(rel)) continue;
+      const st = await lstat(full).catch(() => undefined);
+      if (st?.isFile()) found.set(rel, { ino: st.ino, size: st.size, mtimeMs: st.mtimeMs, mode: st.mode });
+    }
+    return found;
+  }
+
+  #inVolume(mount: Mount, rel: string): string {
+    return mount.request.subPath === "" ? rel : `${mount.request.subPath}/${rel}`;
+  }
+}
+
+type Stat = { ino: number; size: number; mtimeMs: number; mode: number };
+
+function sameOnDisk(held: HeldFile | undefined, st: Stat): boolean {
+  return held !== undefined && held.ino === st.ino && held.size === st.size && held.mtimeMs === st.mtimeMs;
+}
+
+function sameContent(held: HeldFile, file: VolumeManifestFile): boolean {
+  return held.size === file.size && (held.mode & 0o111) === (file.mode & 0o111) && held.blocks.join() === file.blocks.join();
+}
+
+/** A file's name in the cache: its bytes (by their blocks' hashes), and whether it is executable. */
+function cacheKey(blocks: string[], mode: number): string {
+  return createHash("sha256")
+    .update(`${blocks.join(",")}${mode & 0o111 ? ":x" : ""}`)
+    .digest("hex");
+}
+
+/** Makes `dir` (relative to `root`) and the folders above it, each writable by the container's user; `made` remembers them. */
+async function mkdirOpen(root: string, dir: string, made: Set<string>): Promise<void> {
+  if (dir === "." || dir === "" || made.has(dir)) return;
+  let at = root;
+  for (const part of dir.split("/")) {
+    at = join(at, part);
+    const created = await mkdir(at).then(
+      () => true,
+      (err: NodeJS.ErrnoException) => {
+        if (err.code !== "EEXIST") throw err;
+        return false;
+      },
+    );
+    if (created) await chmod(at, 0o777);
+  }
+  made.add(dir);
+}
+
+async function failed(res: Response): Promise<never> {
+  const text = await res.text();
+  let error: WireError | undefined;
+  try {
+    error = (JSON.parse(text) as { error?: WireError }).error;
+  } catch {
+    // not Tandem's JSON
+  }
+  if (error) throw fromWireError(error);
+  if (res.status === 404) throw new NotFoundError(`the gateway answered 404: ${text.slice(0, 200)}`);
+  throw new InternalError(`the gateway answered HTTP ${res.status}: ${text.slice(0, 200)}`);
+}
