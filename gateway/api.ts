@@ -31,6 +31,7 @@ import { guard, mayReach, mintConnectToken, principalOf, requireApp } from "./au
 import { tokenRoutes } from "./token-routes.js";
 import { secretRoutes } from "./secret-routes.js";
 import { volumeRoutes } from "./volume-routes.js";
+import { logRoutes } from "./log-routes.js";
 import { describeIssues } from "../sdk/zod-issues.js";
 import { decodeBodyValue, readJsonBody } from "./body.js";
 import { CallArgs } from "./call-args.js";
@@ -66,6 +67,7 @@ export function apiRoutes(): Hono<Api> {
   api.route("/", tokenRoutes());
   api.route("/", secretRoutes());
   api.route("/", volumeRoutes());
+  api.route("/", logRoutes());
 
   api.get(ROUTES.apps, guard("call"), (c) =>
     c.json({

@@ -11,6 +11,7 @@ import type { Scheduler } from "./scheduler.js";
 import type { SecretStore } from "./secret-store.js";
 import type { TokenStore } from "./token-store.js";
 import type { VolumeStore } from "./volume-store.js";
+import type { LogStore } from "./log-store.js";
 import type { Principal } from "./auth.js";
 
 export interface Env {
@@ -28,6 +29,8 @@ export interface Env {
   SECRETS: DurableObjectNamespace<SecretStore>;
   /** Volumes' manifests: one Durable Object per volume, and one catalog of their names (gateway/volume-store.ts). */
   VOLUMES: DurableObjectNamespace<VolumeStore>;
+  /** Log lines: one SQLite-backed Durable Object per app (gateway/log-store.ts). */
+  LOGS: DurableObjectNamespace<LogStore>;
   /** Large inputs and results, the planes' app bundles, and volume blocks, stored by reference. */
   BLOBS: R2Bucket;
   /** The bootstrap admin token (a secret: `wrangler secret put TANDEM_ADMIN_TOKEN`; `tandem serve` sets one from .tandem/token). */
@@ -47,6 +50,8 @@ export interface Env {
   TANDEM_MAX_BODY_BYTES?: string;
   TANDEM_RESULT_TTL_SECONDS?: string;
   TANDEM_CALL_LEASE_SECONDS?: string;
+  TANDEM_LOG_RETENTION_DAYS?: string;
+  TANDEM_REGION?: string;
 }
 
 /**

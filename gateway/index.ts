@@ -7,5 +7,6 @@ export { AgentHub } from "./agents.js";
 export { TokenStore } from "./token-store.js";
 export { SecretStore } from "./secret-store.js";
 export { VolumeStore } from "./volume-store.js";
+export { LogStore } from "./log-store.js";
 export { installSourceMap } from "./source-map.js";
 export type { Env } from "./env.js";

@@ -67,6 +67,7 @@ export async function startWorkerd(options: WorkerdOptions): Promise<RunningWork
       TOKENS: { className: "TokenStore", useSQLite: true },
       SECRETS: { className: "SecretStore", useSQLite: true },
       VOLUMES: { className: "VolumeStore", useSQLite: true },
+      LOGS: { className: "LogStore", useSQLite: true },
     },
     r2Buckets: ["BLOBS"],
     bindings: options.bindings,
