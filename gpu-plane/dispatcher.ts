@@ -20,6 +20,7 @@ import type { Inventory } from "./inventory.js";
 import { describeRequests, poolKey, resourceRequests, type PoolDescriptor } from "./pool-descriptor.js";
 import { ScaleDown } from "./scale-down.js";
 import type { ContainerLife, UsageLedger } from "./usage-ledger.js";
+import type { PlaneLogLine } from "./log-shipper.js";
 import { WarmPools, type WarmPool } from "./warm-pools.js";
 
 /** What a {@link Dispatcher} runs on. */
@@ -33,6 +34,8 @@ export interface DispatcherOptions {
   scaledownWindowMs: number;
   /** Each container log line, tagged. */
   log: (line: string) => void;
+  /** Each container log line, and the plane's lines about a call (cold start, timeout, OOM kill, crash), as records for the app's log. */
+  onLogLine?: (line: PlaneLogLine) => void;
   /** Where container lives are recorded (and spend caps read). */
   usage: UsageLedger;
   /** The tag of a function's image, built on first use (by the hash of its spec). */
@@ -92,6 +95,7 @@ export class Dispatcher {
     } catch (err) {
       if (worker) await this.#scaleDown.retire(worker);
       const error = err instanceof TandemError ? err : new ContainerFailedError((err as Error).message);
+      this.#o.onLogLine?.({ app: req.app, function: req.function, callId: req.callId, containerId: worker?.id ?? null, source: "system", text: error.message });
       return {
         status: error instanceof FunctionTimeoutError ? "timed_out" : "failed",
         error: toWireError(error),

@@ -33,6 +33,7 @@ import type { ContainerSummary, FunctionStats } from "./container-pool.js";
 import type { PoolDescriptor } from "./pool-descriptor.js";
 import { Dispatcher } from "./dispatcher.js";
 import { OutcomeCache } from "./outcome-cache.js";
+import { LogShipper } from "./log-shipper.js";
 import { UsageLedger } from "./usage-ledger.js";
 import { planeServer } from "./server.js";
 
@@ -99,6 +100,7 @@ export class Plane {
   readonly #bundles: BundleCache;
   readonly #usage: UsageLedger;
   readonly #outcomes: OutcomeCache<PlaneRunResponse>;
+  readonly #logs: LogShipper;
   readonly #server: Server;
   /** Bundles already on disk (and their node_modules checked), by hash. */
   readonly #prepared = new Map<string, string>();
@@ -116,6 +118,7 @@ export class Plane {
     bundles: BundleCache;
     usage: UsageLedger;
     outcomes: OutcomeCache<PlaneRunResponse>;
+    logs: LogShipper;
     server: Server;
   }) {
     this.planeId = init.planeId;
@@ -128,6 +131,7 @@ export class Plane {
     this.#bundles = init.bundles;
     this.#usage = init.usage;
     this.#outcomes = init.outcomes;
+    this.#logs = init.logs;
     this.#server = init.server;
   }
 
@@ -157,6 +161,8 @@ export class Plane {
     const images = new Map<string, Promise<string>>();
     // Kept in the state folder, which a restart of this plane (same id) finds again.
     const outcomes = new OutcomeCache<PlaneRunResponse>({ dir: options.stateDir, log });
+    // Lines go to the gateway's log stores once its URL is known; until then they wait in the shipper's buffer.
+    const logs = new LogShipper({ gatewayUrl: options.gatewayUrl, secret: options.secret, planeId, region: options.region, log });
     const dispatcher = new Dispatcher({
       imageFor: (hash) => {
         let tag = images.get(hash);
@@ -174,6 +180,7 @@ export class Plane {
       stateDir: options.stateDir,
       scaledownWindowMs: (options.scaledownWindowSeconds ?? FUNCTION_DEFAULTS.scaledownWindowSeconds) * 1000,
       log,
+      onLogLine: (line) => logs.add(line),
       onInput: (req) => outcomes.ran(req.callId, req.attempt),
     });
     let plane: Plane | undefined;
@@ -208,6 +215,7 @@ export class Plane {
     } catch (err) {
       // Its gateway did not start: neither does this plane.
       await dispatcher.close();
+      await logs.close();
       await driver.cleanup(planeId).catch(() => {});
       usage.close();
       outcomes.close();
@@ -226,6 +234,7 @@ export class Plane {
       bundles,
       usage,
       outcomes,
+      logs,
       server,
     });
     if (driver.sandboxed === false) log("⚠ plane runtime `process`: functions run as plain processes, NOT sandboxed. For development only.");
@@ -310,6 +319,7 @@ export class Plane {
     clearInterval(this.#heartbeat);
     rmSync(join(this.#options.stateDir, "plane.pid"), { force: true });
     await this.#dispatcher.close();
+    await this.#logs.close(); // the lines of the containers just stopped, sent once more
     await this.driver.cleanup(this.planeId).catch(() => {});
     this.#usage.close();
     this.#outcomes.close();
