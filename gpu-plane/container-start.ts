@@ -177,7 +177,14 @@ export class ContainerStarter {
     container.onOutput((stream, line) => {
       keepLogLine(worker.logTail, line);
       this.#o.log(`[${worker.label} ${worker.callId ?? "-"} ${id}]${stream === "stderr" ? " (stderr)" : ""} ${line}`);
-      this.#o.onLogLine?.({ app: req.app, function: req.function, callId: worker.callId ?? null, containerId: id, source: stream, text: line });
+      this.#o.onLogLine?.({
+        app: req.app,
+        function: worker.callFunction ?? req.function,
+        callId: worker.callId ?? null,
+        containerId: id,
+        source: stream,
+        text: line,
+      });
     });
     channel.onProtocolError((message) => {
       worker.protocolError = message;

@@ -95,7 +95,8 @@ export class Dispatcher {
     } catch (err) {
       if (worker) await this.#scaleDown.retire(worker);
       const error = err instanceof TandemError ? err : new ContainerFailedError((err as Error).message);
-      this.#o.onLogLine?.({ app: req.app, function: req.function, callId: req.callId, containerId: worker?.id ?? null, source: "system", text: error.message });
+      const containerId = worker?.id ?? (typeof error.details?.containerId === "string" ? error.details.containerId : null); // one that failed to start
+      this.#o.onLogLine?.({ app: req.app, function: req.function, callId: req.callId, containerId, source: "system", text: error.message });
       return {
         status: error instanceof FunctionTimeoutError ? "timed_out" : "failed",
         error: toWireError(error),
@@ -256,7 +257,7 @@ export class Dispatcher {
         const mine = this.#pool.serving(key);
         // A warm container below its target load; else a new container, while under maxContainers; else one below its maximum load.
         const underTarget = mine.find((w) => w.inFlight.size < scaling.targetInputs);
-        if (underTarget) return { worker: this.#pool.hold(underTarget, req.callId), cold: false };
+        if (underTarget) return { worker: this.#pool.hold(underTarget, req.callId, req.function), cold: false };
         const resting = this.#starter.resting(key);
         if (resting && mine.length === 0) throw resting; // not a hang: the same error, now
         // A container started ahead for this input (warm-pools.ts startAhead) is nearly ready: wait for it.
@@ -271,7 +272,7 @@ export class Dispatcher {
             stats.queued--;
             stats.starting++;
             try {
-              const worker = this.#pool.hold(await this.#starter.start(req, key, bundle, reservation, deadline, req.callId), req.callId);
+              const worker = this.#pool.hold(await this.#starter.start(req, key, bundle, reservation, deadline, req.callId), req.callId, req.function);
               stats.coldStarts++;
               this.#warm.topUpBuffer(req, key, bundle);
               return { worker, cold: true };
@@ -282,7 +283,7 @@ export class Dispatcher {
           }
         }
         const underMax = mine.find((w) => w.inFlight.size < scaling.maxInputs);
-        if (underMax) return { worker: this.#pool.hold(underMax, req.callId), cold: false };
+        if (underMax) return { worker: this.#pool.hold(underMax, req.callId, req.function), cold: false };
         if (Date.now() >= deadline) {
           const why =
             mine.length >= scaling.maxContainers

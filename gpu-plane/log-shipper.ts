@@ -4,7 +4,8 @@
  * gathered for `LOG_LIMITS.planeFlushMs` and sent as one signed
  * `POST /v1/planes/logs`. Nothing waits for a send: `add` pushes onto a
  * bounded buffer. While the gateway cannot be reached the lines wait, up to
- * `LOG_LIMITS.planeMaxBufferedLines`; past that new ones are dropped and
+ * `LOG_LIMITS.planeMaxBufferedLines` lines and `planeMaxBufferedChars` of text;
+ * past that new ones are dropped and
  * counted, and once the gateway takes lines again each app that lost some
  * gets a system line saying how many.
  */
@@ -36,6 +37,8 @@ export interface LogShipperOptions {
 export class LogShipper {
   readonly #o: LogShipperOptions & { flushMs: number; maxBufferedLines: number };
   #buffer: LogLine[] = [];
+  /** Characters of text in the buffer. */
+  #chars = 0;
   /** Lines dropped since the gateway last took a batch, by app. */
   readonly #dropped = new Map<string, number>();
   #timer: NodeJS.Timeout | undefined;
@@ -59,11 +62,13 @@ export class LogShipper {
   /** Keeps a line for the next batch (dropped and counted when the buffer is full). */
   add(line: PlaneLogLine): void {
     if (this.#closed) return;
-    if (this.#buffer.length >= this.#o.maxBufferedLines) {
+    const text = cutLogLine(line.text);
+    if (this.#buffer.length >= this.#o.maxBufferedLines || this.#chars + text.length > LOG_LIMITS.planeMaxBufferedChars) {
       this.#dropped.set(line.app, (this.#dropped.get(line.app) ?? 0) + 1);
       return;
     }
-    this.#buffer.push({ time: Date.now(), ...line, tier: "plane", region: this.#o.region, text: cutLogLine(line.text) });
+    this.#chars += text.length;
+    this.#buffer.push({ time: Date.now(), ...line, tier: "plane", region: this.#o.region, text });
     this.#schedule(this.#o.flushMs);
   }
 
@@ -130,7 +135,7 @@ export class LogShipper {
       if (left > 0) this.#dropped.set(app, left);
       else this.#dropped.delete(app);
     }
-    this.#buffer.splice(0, batch.length - counted.length);
+    for (const sent of this.#buffer.splice(0, batch.length - counted.length)) this.#chars -= sent.text.length;
   }
 
   /** One system line per app that lost lines, saying how many. */

@@ -106,6 +106,8 @@ export const LOG_LIMITS = {
   planeFlushMs: 200,
   /** The most lines a plane holds while its gateway cannot be reached; past that, lines are dropped and counted. */
   planeMaxBufferedLines: 20_000,
+  /** And the most characters of text it holds meanwhile (lines are up to `maxLineChars` each). */
+  planeMaxBufferedChars: 8 * MiB,
   /** The largest body of one batch of lines a plane sends. */
   maxPlaneBatchBytes: 1 * MiB,
   /** How often an app's log store deletes lines past their retention. */

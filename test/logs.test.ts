@@ -14,6 +14,9 @@ import { FunctionCall, lookup } from "../sdk/index.js";
 import type { LogLine } from "../sdk/protocol.js";
 import { CLI, runCli, startServe, type Served } from "./helpers/cli.js";
 import { ADMIN_TOKEN } from "./helpers/tokens.js";
+import { authed, startTestGateway } from "./helpers/gateway.js";
+
+const EDGE_APP = new URL("./fixtures/edge-app.ts", import.meta.url).pathname;
 
 const SECRET_VALUE = "s3cr3t-4e1b-log-value";
 
@@ -21,6 +24,7 @@ const appSource = `
 import { App, Retries, Secret } from "tandem";
 const app = new App("journal");
 const key = Secret.fromDict({ KEY: process.env.JOURNAL_KEY });
+export const planeSlow = app.function({ tier: "plane", timeout: 2 }, async (ms: number) => { await new Promise((r) => setTimeout(r, ms)); });
 export const edgeSay = app.function((word: string) => { console.log("edge says " + word); return word; });
 export const planeSay = app.function({ tier: "plane" }, (word: string) => { console.log("plane says " + word); console.error("plane warns " + word); return word; });
 export const edgeLeak = app.function({ secrets: [key] }, () => { console.log("the edge key is " + process.env.KEY); return 1; });
@@ -62,6 +66,30 @@ beforeAll(async () => {
 afterAll(async () => {
   await served?.stop();
   await rm(dir, { recursive: true, force: true });
+});
+
+describe("log retention", () => {
+  it("deletes lines past TANDEM_LOG_RETENTION_DAYS, and says at the edge when a function timed out", async () => {
+    // 0.00003 days: 2.6 s, so the store's alarm sweeps within the test.
+    const gateway = await startTestGateway(EDGE_APP, { bindings: { TANDEM_LOG_RETENTION_DAYS: "0.00003" } });
+    try {
+      const read = async (query: string) =>
+        (await (await fetch(`${gateway.url}/v1/apps/edge/logs${query}`, authed())).text())
+          .split("\n")
+          .filter(Boolean)
+          .map((l) => JSON.parse(l) as LogLine);
+      await lookup<[string], string>("edge", "chatty", { gateway: gateway.url, token }).remote("soon gone");
+      await expect(lookup<[number], string>("edge", "slow", { gateway: gateway.url, token }).remote(3_000)).rejects.toThrow(/timed out/);
+      await expect.poll(async () => (await read("?function=chatty")).map((l) => l.text)).toEqual(["saying soon gone"]);
+      await expect.poll(async () => (await read("?function=slow&source=system")).length).toBe(1); // written just after the answer
+      expect((await read("?function=slow&source=system")).map((l) => [l.tier, l.region, l.text])).toEqual([
+        ["edge", "local", expect.stringMatching(/edge\.slow timed out after 1 s/)],
+      ]);
+      await expect.poll(async () => (await read("")).length, { timeout: 15_000, interval: 500 }).toBe(0);
+    } finally {
+      await gateway.dispose();
+    }
+  }, 60_000);
 });
 
 describe("tandem logs", () => {
@@ -137,6 +165,20 @@ describe("tandem logs", () => {
       .poll(async () => (await logs("?function=flaky&source=system")).lines.map((l) => l.text))
       .toEqual([expect.stringMatching(/^attempt 1 failed \(first try fails\); attempt 2 in \d+ ms$/)]);
   }, 30_000);
+
+  it("keeps the plane's line about a call that timed out, with its container", async () => {
+    await fn<[number], void>("planeSlow").remote(0); // warm: the timeout below is the call's, not its container's start
+    await expect(fn<[number], void>("planeSlow").remote(5_000)).rejects.toThrow(/timed out/);
+    await expect
+      .poll(async () => (await logs("?function=planeSlow&source=system")).lines.filter((l) => !l.text.startsWith("cold start")), { timeout: 5_000 })
+      .toEqual([
+        expect.objectContaining({
+          tier: "plane",
+          containerId: expect.stringMatching(/^ctr-/),
+          text: expect.stringMatching(/^journal\.planeSlow timed out after 2 s/),
+        }),
+      ]);
+  }, 60_000);
 
   it("masks a secret value printed in either tier where the lines are kept", async () => {
     await fn<[], number>("edgeLeak").remote();
