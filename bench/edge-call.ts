@@ -49,7 +49,7 @@ const targets = {
   "(c) GET bare hono Worker, same work": async () => {
     await (await fetch(`${bareUrl}/work/${WORK}`)).json();
   },
-  "(d) .remote() on an edge function logging a line": async () => {
+  "(d) (a), the function logging a line": async () => {
     await computeLogged.remote(WORK);
   },
 };

@@ -49,7 +49,7 @@ try {
   const targets: [string, () => Promise<unknown>][] = [
     ["(a) .remote() → gateway → plane → warm container", () => compute.remote(WORK)],
     ["(b) plain Node process over HTTP, same handler", plain],
-    ["(c) the same as (a), the function logging a line", () => computeLogged.remote(WORK)],
+    ["(c) (a), the function logging a line", () => computeLogged.remote(WORK)],
   ];
   const samples = targets.map(() => [] as number[]);
   for (const [, fn] of targets) for (let i = 0; i < Math.min(100, n); i++) await fn();
