@@ -69,6 +69,7 @@ export class Dispatcher {
       inventory,
       usage,
       log,
+      ...(options.onLogLine ? { onLogLine: options.onLogLine } : {}),
       scaledownWindowMs: options.scaledownWindowMs,
       keptWarm: (key) => this.#warm.minimumFor(key),
     });
@@ -267,7 +268,9 @@ export class Dispatcher {
         }
         if (mine.length + this.#pool.starting(key) < scaling.maxContainers) {
           for (const request of possible) {
-            const reservation = this.#o.inventory.reserve(request) ?? (this.#scaleDown.evictFor(request) ? this.#o.inventory.reserve(request) : undefined);
+            const reservation =
+              this.#o.inventory.reserve(request) ??
+              (this.#scaleDown.evictFor(request, `${req.app}.${req.function}`) ? this.#o.inventory.reserve(request) : undefined);
             if (!reservation) continue;
             stats.queued--;
             stats.starting++;
