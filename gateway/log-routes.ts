@@ -4,7 +4,8 @@
  * stream open and sends new lines as they are stored (asked for every
  * `LOG_LIMITS.followPollMs`), each held back `LOG_LIMITS.followHoldMs` so that
  * a plane's line, which arrives a little after the edge's, still comes out in
- * time order. Scope `call`, and a token restricted to apps reads only theirs.
+ * time order; an empty line every few seconds while there is none keeps the
+ * stream from looking idle. Scope `call`, and a token restricted to apps reads only theirs.
  */
 import { Hono, type Context } from "hono";
 import { LOG_LIMITS } from "../sdk/defaults.js";
@@ -67,6 +68,7 @@ async function logAnswer(c: Context<Api>, app: string, filter: LogFilter, follow
   let after = first.lastSeq;
   let held: StoredLogLine[] = [];
   let stopped = false;
+  let sentAt = Date.now();
   const body = new ReadableStream<Uint8Array>({
     start(controller) {
       if (first.lines.length) controller.enqueue(encoder.encode(first.lines.map(ndjson).join("")));
@@ -80,6 +82,12 @@ async function logAnswer(c: Context<Api>, app: string, filter: LogFilter, follow
           held = held.filter((l) => l.time > now - LOG_LIMITS.followHoldMs);
           due.sort((a, b) => a.time - b.time || a.seq - b.seq);
           controller.enqueue(encoder.encode(due.map(ndjson).join("")));
+          sentAt = now;
+          return;
+        }
+        if (now - sentAt >= LOG_LIMITS.followKeepAliveMs) {
+          controller.enqueue(encoder.encode("\n"));
+          sentAt = now;
           return;
         }
         await new Promise((resolve) => setTimeout(resolve, LOG_LIMITS.followPollMs));

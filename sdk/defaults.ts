@@ -100,6 +100,8 @@ export const LOG_LIMITS = {
    * batches are up to `planeFlushMs` late) still comes out in time order with the edge's.
    */
   followHoldMs: 400,
+  /** A follow with no new line for this long sends an empty line, so no proxy on the way closes it as idle (readers skip it). */
+  followKeepAliveMs: 5_000,
   /** How long a gateway isolate gathers the log lines of its requests before one write per app. */
   edgeBatchMs: 50,
   /** How long a plane gathers its containers' lines before it sends them to the gateway. */

@@ -124,6 +124,26 @@ describe("tandem logs", () => {
     }
   }, 60_000);
 
+  it("a follow left idle for a while still gets the next line", async () => {
+    const res = await fetch(`${served.url}/v1/apps/journal/logs?follow=1&limit=1&search=after%20a%20pause`, { headers: { authorization: `Bearer ${token}` } });
+    const reader = res.body!.getReader();
+    const decoder = new TextDecoder();
+    let text = "";
+    const read = (async () => {
+      while (!text.includes("edge says after a pause")) {
+        const { value, done } = await reader.read();
+        if (done) break;
+        text += decoder.decode(value, { stream: true });
+      }
+    })();
+    await new Promise((r) => setTimeout(r, 7_000)); // longer than workerd's and the front door's idle limits
+    await fn<[string], string>("edgeSay").remote("after a pause");
+    await Promise.race([read, new Promise((r) => setTimeout(r, 3_000))]);
+    await reader.cancel();
+    expect(text).toContain('"text":"edge says after a pause"');
+    expect(text.startsWith("\n")).toBe(true); // the keep-alive line, which readers skip
+  }, 30_000);
+
   it("--call shows only that call's lines, as FunctionCall.fromId(id).logs() does", async () => {
     const first = await fn<[string], string>("planeSay").spawn("alpha");
     const second = await fn<[string], string>("planeSay").spawn("beta");
