@@ -2,7 +2,9 @@
  * bench/edge-call: latency of (a) `.remote()` on an edge function and (b) a
  * GET on a web endpoint through the gateway, against (c) a bare hono Worker
  * doing the same work on the same miniflare/workerd, with the same client
- * (Node's fetch), in one run. Rounds are interleaved so drift hits all three.
+ * (Node's fetch), in one run; and (d) `.remote()` on the same function printing one
+ * line per call, which the gateway keeps in the app's log, against (a): the cost of
+ * logging. Rounds are interleaved so drift hits them all.
  *
  *   npx tsx bench/edge-call.ts [--n 2000] [--tiny]
  */
@@ -36,6 +38,7 @@ const bareUrl = bare.url;
 const gatewayUrl = gateway.url.href.replace(/\/$/, "");
 
 const compute = lookup<[number], { sum: number }>("bench", "compute", { gateway: gatewayUrl, token: ADMIN_TOKEN });
+const computeLogged = lookup<[number], { sum: number }>("bench", "computeLogged", { gateway: gatewayUrl, token: ADMIN_TOKEN });
 const targets = {
   "(a) .remote() on an edge function": async () => {
     await compute.remote(WORK);
@@ -45,6 +48,9 @@ const targets = {
   },
   "(c) GET bare hono Worker, same work": async () => {
     await (await fetch(`${bareUrl}/work/${WORK}`)).json();
+  },
+  "(d) (a), the function logging a line": async () => {
+    await computeLogged.remote(WORK);
   },
 };
 type Name = keyof typeof targets;
@@ -69,11 +75,14 @@ for (let done = 0; done < n; done += ROUND) {
 }
 
 const rows = (Object.keys(targets) as Name[]).map((name) => summarize(name, samples[name]));
-const [a, b, c] = rows as [ReturnType<typeof summarize>, ReturnType<typeof summarize>, ReturnType<typeof summarize>];
+const [a, b, c, d] = rows as [ReturnType<typeof summarize>, ReturnType<typeof summarize>, ReturnType<typeof summarize>, ReturnType<typeof summarize>];
 console.log(`bench/edge-call: ${n} sequential requests per target, work(${WORK}), workerd via miniflare, Node fetch client`);
 printTable(rows);
 console.log(`ratio (a)/(c) median ${(a.medianMs / c.medianMs).toFixed(3)}  p99 ${(a.p99Ms / c.p99Ms).toFixed(3)}`);
 console.log(`ratio (b)/(c) median ${(b.medianMs / c.medianMs).toFixed(3)}  p99 ${(b.p99Ms / c.p99Ms).toFixed(3)}   (target: median <= 1.15)`);
+console.log(
+  `ratio (d)/(a) median ${(d.medianMs / a.medianMs).toFixed(3)}  p99 ${(d.p99Ms / a.p99Ms).toFixed(3)}   (logging one line a call; target: median <= 1.05)`,
+);
 
 await gateway.dispose();
 await bare.dispose();

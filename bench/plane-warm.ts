@@ -2,7 +2,8 @@
  * bench/plane-warm: `.remote()` through gateway → plane → a warm container
  * and back, against the same handler in a plain Node process over HTTP on
  * loopback, with the same client (Node's fetch), in one run. Reports the
- * overhead in ms at the median and p99.
+ * overhead in ms at the median and p99, and (c) the same function printing one
+ * line per call (sent to the gateway's log store) against (a): the cost of logging.
  *
  *   npx tsx bench/plane-warm.ts [--n 1000] [--tiny]
  */
@@ -41,12 +42,14 @@ const port = await new Promise<number>((resolve) => baseline.stdout!.once("data"
 
 try {
   const compute = lookup<[number], { n: number; sum: number }>("planebench", "compute", { gateway: stack.url, token: ADMIN_TOKEN });
+  const computeLogged = lookup<[number], { n: number; sum: number }>("planebench", "computeLogged", { gateway: stack.url, token: ADMIN_TOKEN });
   const plain = async () => (await fetch(`http://127.0.0.1:${port}/`, { method: "POST", body: JSON.stringify({ n: WORK }) })).json();
   if (JSON.stringify(await compute.remote(WORK)) !== JSON.stringify(await plain())) throw new Error("the two sides disagree");
 
   const targets: [string, () => Promise<unknown>][] = [
     ["(a) .remote() → gateway → plane → warm container", () => compute.remote(WORK)],
     ["(b) plain Node process over HTTP, same handler", plain],
+    ["(c) (a), the function logging a line", () => computeLogged.remote(WORK)],
   ];
   const samples = targets.map(() => [] as number[]);
   for (const [, fn] of targets) for (let i = 0; i < Math.min(100, n); i++) await fn();
@@ -64,6 +67,9 @@ try {
   printTable(rows);
   console.log(
     `overhead (a)-(b): median ${(rows[0]!.medianMs - rows[1]!.medianMs).toFixed(3)} ms, p99 ${(rows[0]!.p99Ms - rows[1]!.p99Ms).toFixed(3)} ms   (target: median < 2 ms)`,
+  );
+  console.log(
+    `ratio (c)/(a): median ${(rows[2]!.medianMs / rows[0]!.medianMs).toFixed(3)}, p99 ${(rows[2]!.p99Ms / rows[0]!.p99Ms).toFixed(3)}   (logging one line a call; target: median <= 1.05)`,
   );
 } finally {
   baseline.kill();

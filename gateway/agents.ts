@@ -159,7 +159,13 @@ export class AgentHub extends DurableObject<Env> {
     const loaded = await this.#session(sessionId);
     const { session } = loaded;
     const prefix = `[${attachment.app}/${attachment.label} ${sessionId}]`;
-    const rc: RunContext = { env: this.env, config: this.#config, waitUntil: (p) => this.ctx.waitUntil(p), logPrefix: prefix };
+    const rc: RunContext = {
+      env: this.env,
+      config: this.#config,
+      waitUntil: (p) => this.ctx.waitUntil(p),
+      logPrefix: prefix,
+      logTo: { app: attachment.app, function: attachment.label, callId: null },
+    };
     try {
       const where = `websocket "${attachment.label}" of app "${attachment.app}"`;
       withCallEnv(rc, await secretEnv(rc, { app: attachment.app, holder: `web/${attachment.label}`, where, secrets: agent.secrets }));

@@ -34,6 +34,7 @@ import { secretRoutes } from "./secret-routes.js";
 import { volumeRoutes } from "./volume-routes.js";
 import { dictRoutes } from "./dict-routes.js";
 import { queueRoutes } from "./queue-routes.js";
+import { logRoutes } from "./log-routes.js";
 import { describeIssues } from "../sdk/zod-issues.js";
 import { decodeBodyValue, readJsonBody } from "./body.js";
 import { CallArgs } from "./call-args.js";
@@ -71,6 +72,7 @@ export function apiRoutes(): Hono<Api> {
   api.route("/", volumeRoutes());
   api.route("/", dictRoutes());
   api.route("/", queueRoutes());
+  api.route("/", logRoutes());
 
   api.get(ROUTES.apps, guard("call"), (c) =>
     c.json({

@@ -13,6 +13,7 @@ import type { TokenStore } from "./token-store.js";
 import type { VolumeStore } from "./volume-store.js";
 import type { DictStore } from "./dict-store.js";
 import type { QueueStore } from "./queue-store.js";
+import type { LogStore } from "./log-store.js";
 import type { Principal } from "./auth.js";
 
 export interface Env {
@@ -34,6 +35,8 @@ export interface Env {
   DICTS: DurableObjectNamespace<DictStore>;
   /** Queues: one Durable Object per queue holds its items, and one the catalog of their names (gateway/queue-store.ts). */
   QUEUES: DurableObjectNamespace<QueueStore>;
+  /** Log lines: one SQLite-backed Durable Object per app (gateway/log-store.ts). */
+  LOGS: DurableObjectNamespace<LogStore>;
   /** Large inputs and results, the planes' app bundles, and volume blocks, stored by reference. */
   BLOBS: R2Bucket;
   /** The bootstrap admin token (a secret: `wrangler secret put TANDEM_ADMIN_TOKEN`; `tandem serve` sets one from .tandem/token). */
@@ -53,6 +56,8 @@ export interface Env {
   TANDEM_MAX_BODY_BYTES?: string;
   TANDEM_RESULT_TTL_SECONDS?: string;
   TANDEM_CALL_LEASE_SECONDS?: string;
+  TANDEM_LOG_RETENTION_DAYS?: string;
+  TANDEM_REGION?: string;
 }
 
 /**

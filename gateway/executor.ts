@@ -49,6 +49,7 @@ import { mapStack } from "./source-map.js";
 import { isGeneratorResult } from "../sdk/generator-result.js";
 import { runStore, withCallEnv, type RunContext } from "./run-context.js";
 import { maskedError } from "../sdk/secret.js";
+import { keepEdgeLine } from "./log-sink.js";
 
 export interface Outcome {
   status: Exclude<CallStatus, "pending" | "running">;
@@ -95,6 +96,7 @@ export async function execute(rc: RunContext, fn: RegisteredFunction, args: Call
     ...(from.running && plane && from.plane ? { sentTo: from.plane } : {}),
   };
   const lastAttempt = () => fn.spec.retries.maxRetries + 1 + lost;
+  const origin = { app: fn.app, function: fn.name, callId };
   // Bounded: every pass either returns or moves to the next attempt, and attempts stop at the last one.
   for (let pass = 0; pass <= fn.spec.retries.maxRetries + 1 + DELIVERY_DEFAULTS.maxLostAttempts + 1; pass++) {
     if (options.beforeAttempt && !(await options.beforeAttempt(attempt))) {
@@ -115,7 +117,9 @@ export async function execute(rc: RunContext, fn: RegisteredFunction, args: Call
           const error = new InternalError(`call ${callId} lost ${lost + 1} attempts to planes that died or restarted; the last: ${err.message}`, { callId });
           return { status: "failed", error, attempts: attempt, startedAt, finishedAt: Date.now() };
         }
-        console.warn(`[${fn.app}.${fn.name} ${callId}] ${err.message}: it counts as attempt ${attempt}, attempt ${attempt + 1} starts now`);
+        const lostLine = `${err.message}: it counts as attempt ${attempt}, attempt ${attempt + 1} starts now`;
+        console.warn(`[${fn.app}.${fn.name} ${callId}] ${lostLine}`);
+        keepEdgeLine(rc, origin, "system", lostLine);
         lost++;
         attempt++;
         delete forward.sentTo;
@@ -126,9 +130,13 @@ export async function execute(rc: RunContext, fn: RegisteredFunction, args: Call
       // told without its stack or this host's paths.
       const error = err instanceof TandemError ? err : new InternalError(`call ${callId} failed inside the gateway: ${firstLine(err)}`, { callId });
       if (attempt >= lastAttempt() || !RETRYABLE_CODES.has(error.code)) {
+        // A timeout at the edge is Tandem's to tell; a plane tells its own (with its container).
+        if (error instanceof FunctionTimeoutError && !plane) keepEdgeLine(rc, origin, "system", error.message);
         return { status: error instanceof FunctionTimeoutError ? "timed_out" : "failed", error, attempts: attempt, startedAt, finishedAt: Date.now() };
       }
-      await sleep(retryDelayMs(fn.spec.retries, attempt - lost));
+      const delayMs = retryDelayMs(fn.spec.retries, attempt - lost);
+      keepEdgeLine(rc, origin, "system", `attempt ${attempt} failed (${error.message}); attempt ${attempt + 1} in ${delayMs} ms`);
+      await sleep(delayMs);
       attempt++;
       delete forward.sentTo;
       delete forward.avoid;
@@ -147,6 +155,7 @@ async function attemptOnce(rc: RunContext, fn: RegisteredFunction, args: CallArg
   const context: RunContext = {
     ...rc,
     logPrefix: `[${fn.app}.${fn.name} ${callId}]`,
+    logTo: { app: fn.app, function: fn.name, callId },
     call: { callId, app: fn.app, function: fn.name, attempt, env: fn.spec.env },
   };
   withCallEnv(context, await registry().processEnvOf(rc, fn));

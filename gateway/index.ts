@@ -9,5 +9,6 @@ export { SecretStore } from "./secret-store.js";
 export { VolumeStore } from "./volume-store.js";
 export { DictStore } from "./dict-store.js";
 export { QueueStore } from "./queue-store.js";
+export { LogStore } from "./log-store.js";
 export { installSourceMap } from "./source-map.js";
 export type { Env } from "./env.js";

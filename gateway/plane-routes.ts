@@ -1,15 +1,15 @@
 /**
  * The gateway's side of the plane protocol: heartbeats (registration
- * included), the plane list, app bundles for planes, and the secrets of the
+ * included), the plane list, app bundles for planes, the secrets of the
  * warm containers a plane starts and of the images it builds (the answers
- * signed for the plane that asked). Plane requests are
+ * signed for the plane that asked), and planes' log lines. Plane requests are
  * signed for the gateway; their headers are checked before a byte of the body
  * is read, and the body is read no further than its limit. An unsigned,
  * misdirected, tampered or replayed one gets 401 and is logged; a body over
  * the limit 413, a malformed one 400.
  */
 import { Hono, type Context } from "hono";
-import { PLANE_DEFAULTS } from "../sdk/defaults.js";
+import { LOG_LIMITS, PLANE_DEFAULTS } from "../sdk/defaults.js";
 import { NotFoundError, UnauthorizedError } from "../sdk/errors.js";
 import {
   BLOB_KEYS,
@@ -21,6 +21,8 @@ import {
   PlaneHeartbeatSchema,
   PlaneImageSecretsRequestSchema,
   PlaneSecretsRequestSchema,
+  PlaneLogBatchSchema,
+  cutLogLine,
   ROUTES,
   type HeartbeatAnswer,
   type ImageBuildSpec,
@@ -36,6 +38,7 @@ import type { RouteEnv } from "./env.js";
 import { knownPlanes, planeRegistry } from "./plane-choice.js";
 import { registry } from "./registry.js";
 import { namedValues } from "./secret-env.js";
+import { writeLines } from "./log-sink.js";
 import type { StopMark } from "./plane-registry.js";
 
 type Api = RouteEnv;
@@ -105,6 +108,19 @@ export function planeRoutes(): Hono<Api> {
     const signature = await signRequest(c.var.config.planeSecret!, { audience: ask.planeId, ...PLANE_IMAGE_SECRETS_ANSWER, body });
     console.log(`plane ${ask.planeId} fetched the secrets of ${where} (${Object.keys(named).join(", ")}) to build it`);
     return c.body(body, 200, { "content-type": "application/json", ...signature });
+  });
+
+  // A plane's log lines: stored per app after the answer, so a plane never waits on a write.
+  routes.post(ROUTES.planeLogs, async (c) => {
+    const batch = parseSignedBody(await verified(c, LOG_LIMITS.maxPlaneBatchBytes), PlaneLogBatchSchema, "log batch");
+    // Already a batch: written as it is, one write per app, without the edge's wait for more.
+    c.executionCtx.waitUntil(
+      writeLines(
+        c.env,
+        batch.lines.map((line) => ({ ...line, text: cutLogLine(line.text) })),
+      ),
+    );
+    return c.body(null, 204);
   });
 
   // The plane list names the planes' URLs: for an admin token, or a plane (signed), never for callers.
@@ -199,17 +215,17 @@ export function warmPoolsFor(planeId: string, planes: PlaneInfo[], stopped: Reco
 
 /**
  * Checks the request's signature headers, then reads the body (no further than
- * `PLANE_DEFAULTS.maxSignedRequestBytes`) and checks the signature over it and
+ * `maxBytes`, by default `PLANE_DEFAULTS.maxSignedRequestBytes`) and checks the signature over it and
  * the nonce; throws 401 (and logs it) when they fail, 413 past the limit.
  */
-async function verified(c: Context<Api>): Promise<string> {
+async function verified(c: Context<Api>, maxBytes: number = PLANE_DEFAULTS.maxSignedRequestBytes): Promise<string> {
   const secret = c.var.config.planeSecret;
   const path = new URL(c.req.url).pathname;
   if (!secret) throw refuse(c, "this gateway has no TANDEM_PLANE_SECRET, so it accepts no plane");
   const headers = c.req.raw.headers;
   const checked = checkSignatureHeaders(headers, { audience: GATEWAY_AUDIENCE });
   if (!checked.ok) throw refuse(c, checked.reason);
-  const body = await readSignedBody(c.req.raw, PLANE_DEFAULTS.maxSignedRequestBytes);
+  const body = await readSignedBody(c.req.raw, maxBytes);
   const result = await verifyRequest(secret, { audience: GATEWAY_AUDIENCE, method: c.req.method, path, body }, headers, planeRegistry(c.env));
   if (!result.ok) throw refuse(c, result.reason);
   return body;

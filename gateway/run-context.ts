@@ -11,6 +11,7 @@ import { installCallContextStore, type CallContext } from "../sdk/context.js";
 import type { GatewayConfig } from "./config.js";
 import type { Env } from "./env.js";
 import type { CallEnv } from "./secret-env.js";
+import { keepEdgeLine, reportLogFailuresTo, type LogOrigin } from "./log-sink.js";
 
 export interface RunContext {
   env: Env;
@@ -19,6 +20,8 @@ export interface RunContext {
   waitUntil(promise: Promise<unknown>): void;
   /** Put before every console line: `[app.fn fc-…]` or `[app/label]`. */
   logPrefix?: string;
+  /** Whose log the console lines of this code go to (its app's `LogStore`); none: the terminal only. */
+  logTo?: LogOrigin;
   call?: CallContext;
   /** What `process.env` shows the code running: its `env` option and its secrets (secret-env.ts); none outside a call. */
   processEnv?: Record<string, string>;
@@ -84,18 +87,27 @@ function logText(arg: unknown): string {
 
 let consolePatched = false;
 
-/** Prefixes every console line written inside a call or web request with where it came from. */
+/**
+ * Prefixes every console line written inside a call or web request with where
+ * it came from, and keeps it in its app's log (gateway/log-sink.ts): `log`,
+ * `info` and `debug` as stdout, `warn` and `error` as stderr, secret values masked.
+ */
 export function prefixConsoleLines(): void {
   if (consolePatched) return;
   consolePatched = true;
+  const reportTo = console.error.bind(console);
+  reportLogFailuresTo((message) => reportTo(message));
   for (const level of ["log", "info", "warn", "error", "debug"] as const) {
     const write = console[level].bind(console);
+    const source = level === "warn" || level === "error" ? "stderr" : "stdout";
     console[level] = (...args: unknown[]) => {
       const store = runStore.getStore();
       // A line of code that holds secrets is written as one string, their values masked.
-      const line = store?.secretValues?.length ? [maskSecretValues(args.map(logText).join(" "), store.secretValues)] : args;
+      const masked = store?.secretValues?.length ? maskSecretValues(args.map(logText).join(" "), store.secretValues) : undefined;
+      const line = masked === undefined ? args : [masked];
       if (store?.logPrefix) write(store.logPrefix, ...line);
       else write(...line);
+      if (store?.logTo) keepEdgeLine(store, store.logTo, source, masked ?? args.map(logText).join(" "));
     };
   }
 }

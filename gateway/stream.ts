@@ -27,6 +27,7 @@ export async function* streamCall(rc: RunContext, fn: RegisteredFunction, args: 
   const context: RunContext = {
     ...rc,
     logPrefix: `[${fn.app}.${fn.name} ${callId}]`,
+    logTo: { app: fn.app, function: fn.name, callId },
     call: { callId, app: fn.app, function: fn.name, attempt: 1, env: fn.spec.env },
   };
   const deadline = createdAt + fn.spec.timeoutSeconds * 1000;

@@ -72,7 +72,13 @@ function mountWebApp(web: Hono<Web>, appName: string, mount: WebMount): void {
         return Response.json(errorBody(err), { status: 413 });
       }
       instance ??= Promise.resolve(mount.factory());
-      const rc: RunContext = { env: env as Env, config, waitUntil: (p) => (ctx as ExecutionContext).waitUntil(p), logPrefix: prefix };
+      const rc: RunContext = {
+        env: env as Env,
+        config,
+        waitUntil: (p) => (ctx as ExecutionContext).waitUntil(p),
+        logPrefix: prefix,
+        logTo: { app: appName, function: mount.label, callId: null },
+      };
       return runStore.run(rc, async () => {
         let webApp: WebApp;
         try {
@@ -109,7 +115,13 @@ function addEndpoint(web: Hono<Web>, appName: string, endpoint: EndpointHandle):
     if (endpoint.auth === "token") await authorizeWeb(c.env, c.req.raw, appName, endpoint.label);
     const body = limitBody(c.req.raw, endpoint.maxBodyBytes ?? c.var.config.maxBodyBytes, whoseLimit(appName, endpoint.label, endpoint.maxBodyBytes));
     c.req.raw = body.request;
-    const rc: RunContext = { env: c.env, config: c.var.config, waitUntil: (p) => c.executionCtx.waitUntil(p), logPrefix: prefix };
+    const rc: RunContext = {
+      env: c.env,
+      config: c.var.config,
+      waitUntil: (p) => c.executionCtx.waitUntil(p),
+      logPrefix: prefix,
+      logTo: { app: appName, function: endpoint.label, callId: null },
+    };
     return runStore.run(rc, async () => {
       try {
         const where = `endpoint "${endpoint.label}" of app "${appName}"`;

@@ -36,6 +36,8 @@ export interface Worker {
   draining?: boolean;
   /** The latest input's call id, for log tags. */
   callId: string | undefined;
+  /** The latest input's function (a class's containers serve each of its methods), for log lines; unset: the one it started for. */
+  callFunction?: string;
   /** What this container's life costs: its app, function and resources, from when it started. */
   life: ContainerLife;
   /** Its last log lines, for the errors that end a call (container-failure.ts). */
@@ -118,11 +120,12 @@ export class ContainerPool {
       .sort((a, b) => a.inFlight.size - b.inFlight.size);
   }
 
-  /** Gives `worker` the input `callId`: it is busy now, and its idle timer stops. */
-  hold(worker: Worker, callId: string): Worker {
+  /** Gives `worker` the input `callId` (of function `fn`): it is busy now, and its idle timer stops. */
+  hold(worker: Worker, callId: string, fn?: string): Worker {
     clearTimeout(worker.idleTimer);
     worker.inFlight.add(callId);
     worker.callId = callId;
+    if (fn !== undefined) worker.callFunction = fn;
     return worker;
   }
 

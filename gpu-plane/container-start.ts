@@ -22,6 +22,7 @@ import { poolName, type PoolDescriptor } from "./pool-descriptor.js";
 import type { ScaleDown } from "./scale-down.js";
 import type { UsageLedger } from "./usage-ledger.js";
 import type { VolumeMounts } from "./volume-mounts.js";
+import type { PlaneLogLine } from "./log-shipper.js";
 
 /** Most processes and threads inside a function's container. */
 /** How long a pool whose class `enter()` failed waits before a new container tries: doubling, from the first to the most. */
@@ -43,6 +44,8 @@ export interface ContainerStartOptions {
   stateDir: string;
   /** Each container log line, tagged. */
   log: (line: string) => void;
+  /** Each container log line, and the plane's own lines about a container, as records for the app's log (log-shipper.ts). */
+  onLogLine?: (line: PlaneLogLine) => void;
   /** Where spend caps are read. */
   usage: UsageLedger;
   /** The tag of a function's image, built on first use (by the hash of its spec). */
@@ -190,6 +193,14 @@ export class ContainerStarter {
     container.onOutput((stream, line) => {
       keepLogLine(worker.logTail, line);
       this.#o.log(`[${worker.label} ${worker.callId ?? "-"} ${id}]${stream === "stderr" ? " (stderr)" : ""} ${line}`);
+      this.#o.onLogLine?.({
+        app: req.app,
+        function: worker.callFunction ?? req.function,
+        callId: worker.callId ?? null,
+        containerId: id,
+        source: stream,
+        text: line,
+      });
     });
     channel.onProtocolError((message) => {
       worker.protocolError = message;
@@ -229,7 +240,9 @@ export class ContainerStarter {
     const gpus = reservation.gpus.length
       ? `, ${reservation.gpus.map((g) => `${g.type}#${g.index}`).join(" ")}${reservation.gpus[0]!.simulated ? " (simulated)" : ""}`
       : "";
-    this.#o.log(`[plane] cold start: ${worker.label} ${id} ready in ${Math.round(performance.now() - started)} ms${gpus}`);
+    const coldStart = `cold start: ${worker.label} ${id} ready in ${Math.round(performance.now() - started)} ms${gpus}`;
+    this.#o.log(`[plane] ${coldStart}`);
+    this.#o.onLogLine?.({ app: req.app, function: req.function, callId: forCall ?? null, containerId: id, source: "system", text: coldStart });
     return worker;
   }
 

@@ -10,6 +10,7 @@ import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import type { GpuType } from "../sdk/gpu.js";
 import { newCallId, type PlaneFunctionSpec, type PlaneRunRequest } from "../sdk/protocol.js";
+import type { PlaneLogLine } from "./log-shipper.js";
 import { Dispatcher } from "./dispatcher.js";
 import { MemoryDriver, type MemoryDriverOptions, type MemoryFunction } from "./drivers/memory.js";
 import { Inventory, simulatedGpus } from "./inventory.js";
@@ -27,6 +28,8 @@ interface Harness {
   usage: UsageLedger;
   /** Every line the plane logged. */
   lines: string[];
+  /** Every line for the apps' logs (`onLogLine`). */
+  records: PlaneLogLine[];
   /** The call ids of the inputs handed to a container (`onInput`), in order. */
   inputs: string[];
   dir: string;
@@ -51,6 +54,7 @@ function harness(
   const inventory = new Inventory(simulatedGpus(options.gpus ?? {}), 8, MEMORY_TOTAL_MIB);
   const usage = new UsageLedger(join(dir, "usage.sqlite"));
   const lines: string[] = [];
+  const records: PlaneLogLine[] = [];
   const inputs: string[] = [];
   const dispatcher = new Dispatcher({
     driver,
@@ -60,10 +64,11 @@ function harness(
     stateDir: dir,
     scaledownWindowMs: options.scaledownWindowMs ?? 60_000,
     log: (line) => lines.push(line),
+    onLogLine: (line) => records.push(line),
     imageFor: (hash) => driver.buildImage({ steps: [], force: false }, hash),
     onInput: (req) => inputs.push(req.callId),
   });
-  const h = { dispatcher, driver, inventory, usage, lines, inputs, dir };
+  const h = { dispatcher, driver, inventory, usage, lines, records, inputs, dir };
   harnesses.push(h);
   return h;
 }
@@ -313,6 +318,14 @@ describe("the dispatcher, on fake containers", () => {
     expect(f).toMatchObject({ status: "succeeded", gpu: "T4" });
     expect(g).toMatchObject({ status: "succeeded", gpu: "T4", coldStart: true });
     expect(h.lines).toContain(`[plane] stopping idle app.f ${f.containerId} to make room`);
+    expect(h.records).toContainEqual({
+      app: "app",
+      function: "f",
+      callId: null,
+      containerId: f.containerId,
+      source: "system",
+      text: "evicted: stopped while idle to make room for app.g",
+    });
     expect(await h.driver.started[0]!.exited).toEqual({ code: 137, oomKilled: false });
     expect(h.dispatcher.containers().map((c) => c.id)).toEqual([g.containerId]);
   });

@@ -21,6 +21,7 @@ import type { Inventory } from "./inventory.js";
 import { describeRequests, poolKey, resourceRequests, type PoolDescriptor } from "./pool-descriptor.js";
 import { ScaleDown } from "./scale-down.js";
 import type { ContainerLife, UsageLedger } from "./usage-ledger.js";
+import type { PlaneLogLine } from "./log-shipper.js";
 import { WarmPools, type WarmPool } from "./warm-pools.js";
 
 /** What a {@link Dispatcher} runs on. */
@@ -36,6 +37,8 @@ export interface DispatcherOptions {
   scaledownWindowMs: number;
   /** Each container log line, tagged. */
   log: (line: string) => void;
+  /** Each container log line, and the plane's lines about a call (cold start, timeout, OOM kill, crash), as records for the app's log. */
+  onLogLine?: (line: PlaneLogLine) => void;
   /** Where container lives are recorded (and spend caps read). */
   usage: UsageLedger;
   /** The tag of a function's image, built on first use (by the hash of its spec). */
@@ -69,6 +72,7 @@ export class Dispatcher {
       inventory,
       usage,
       log,
+      ...(options.onLogLine ? { onLogLine: options.onLogLine } : {}),
       scaledownWindowMs: options.scaledownWindowMs,
       keptWarm: (key) => this.#warm.minimumFor(key),
     });
@@ -95,6 +99,8 @@ export class Dispatcher {
     } catch (err) {
       if (worker) await this.#scaleDown.retire(worker);
       const error = err instanceof TandemError ? err : new ContainerFailedError((err as Error).message);
+      const containerId = worker?.id ?? (typeof error.details?.containerId === "string" ? error.details.containerId : null); // one that failed to start
+      this.#o.onLogLine?.({ app: req.app, function: req.function, callId: req.callId, containerId, source: "system", text: error.message });
       return {
         status: error instanceof FunctionTimeoutError ? "timed_out" : "failed",
         error: toWireError(error),
@@ -272,7 +278,7 @@ export class Dispatcher {
         const mine = this.#pool.serving(key);
         // A warm container below its target load; else a new container, while under maxContainers; else one below its maximum load.
         const underTarget = mine.find((w) => w.inFlight.size < scaling.targetInputs);
-        if (underTarget) return { worker: this.#pool.hold(underTarget, req.callId), cold: false };
+        if (underTarget) return { worker: this.#pool.hold(underTarget, req.callId, req.function), cold: false };
         const resting = this.#starter.resting(key);
         if (resting && mine.length === 0) throw resting; // not a hang: the same error, now
         // A container started ahead for this input (warm-pools.ts startAhead) is nearly ready: wait for it.
@@ -282,12 +288,14 @@ export class Dispatcher {
         }
         if (mine.length + this.#pool.starting(key) < scaling.maxContainers) {
           for (const request of possible) {
-            const reservation = this.#o.inventory.reserve(request) ?? (this.#scaleDown.evictFor(request) ? this.#o.inventory.reserve(request) : undefined);
+            const reservation =
+              this.#o.inventory.reserve(request) ??
+              (this.#scaleDown.evictFor(request, `${req.app}.${req.function}`) ? this.#o.inventory.reserve(request) : undefined);
             if (!reservation) continue;
             stats.queued--;
             stats.starting++;
             try {
-              const worker = this.#pool.hold(await this.#starter.start(req, key, bundle, reservation, deadline, req.callId), req.callId);
+              const worker = this.#pool.hold(await this.#starter.start(req, key, bundle, reservation, deadline, req.callId), req.callId, req.function);
               stats.coldStarts++;
               this.#warm.topUpBuffer(req, key, bundle);
               return { worker, cold: true };
@@ -298,7 +306,7 @@ export class Dispatcher {
           }
         }
         const underMax = mine.find((w) => w.inFlight.size < scaling.maxInputs);
-        if (underMax) return { worker: this.#pool.hold(underMax, req.callId), cold: false };
+        if (underMax) return { worker: this.#pool.hold(underMax, req.callId, req.function), cold: false };
         if (Date.now() >= deadline) {
           const why =
             mine.length >= scaling.maxContainers

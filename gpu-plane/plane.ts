@@ -36,6 +36,7 @@ import type { ContainerSummary, FunctionStats } from "./container-pool.js";
 import type { PoolDescriptor } from "./pool-descriptor.js";
 import { Dispatcher } from "./dispatcher.js";
 import { OutcomeCache } from "./outcome-cache.js";
+import { LogShipper } from "./log-shipper.js";
 import { UsageLedger } from "./usage-ledger.js";
 import { planeServer } from "./server.js";
 import { fetchImageSecrets, fetchWarmSecrets } from "./warm-secrets.js";
@@ -113,6 +114,7 @@ export class Plane {
   readonly #bundles: BundleCache;
   readonly #usage: UsageLedger;
   readonly #outcomes: OutcomeCache<PlaneRunResponse>;
+  readonly #logs: LogShipper;
   readonly #server: Server;
   /** Bundles already on disk (and their node_modules checked), by hash. */
   readonly #prepared = new Map<string, string>();
@@ -133,6 +135,7 @@ export class Plane {
     bundles: BundleCache;
     usage: UsageLedger;
     outcomes: OutcomeCache<PlaneRunResponse>;
+    logs: LogShipper;
     server: Server;
     answerNonces: NonceCache;
   }) {
@@ -147,6 +150,7 @@ export class Plane {
     this.#bundles = init.bundles;
     this.#usage = init.usage;
     this.#outcomes = init.outcomes;
+    this.#logs = init.logs;
     this.#server = init.server;
     this.#answerNonces = init.answerNonces;
   }
@@ -178,6 +182,8 @@ export class Plane {
     const answerNonces = new NonceCache();
     // Kept in the state folder, which a restart of this plane (same id) finds again.
     const outcomes = new OutcomeCache<PlaneRunResponse>({ dir: options.stateDir, log });
+    // Lines go to the gateway's log stores once its URL is known; until then they wait in the shipper's buffer.
+    const logs = new LogShipper({ gatewayUrl: options.gatewayUrl, secret: options.secret, planeId, region: options.region, log });
     // Containers' /v1 requests and volume mounts, sent to the gateway signed as the container's app (container-api.ts).
     const mounts = new VolumeMounts(join(options.stateDir, "volumes"), new ContainerGateway(options.gatewayUrl, options.secret), log);
     const dispatcher = new Dispatcher({
@@ -205,6 +211,7 @@ export class Plane {
       stateDir: options.stateDir,
       scaledownWindowMs: (options.scaledownWindowSeconds ?? FUNCTION_DEFAULTS.scaledownWindowSeconds) * 1000,
       log,
+      onLogLine: (line) => logs.add(line),
       onInput: (req) => outcomes.ran(req.callId, req.attempt),
     });
     let plane: Plane | undefined;
@@ -241,6 +248,7 @@ export class Plane {
     } catch (err) {
       // Its gateway did not start: neither does this plane.
       await dispatcher.close();
+      await logs.close();
       await driver.cleanup(planeId).catch(() => {});
       usage.close();
       outcomes.close();
@@ -260,6 +268,7 @@ export class Plane {
       bundles,
       usage,
       outcomes,
+      logs,
       server,
       answerNonces,
     });
@@ -351,6 +360,7 @@ export class Plane {
     rmSync(join(this.#options.stateDir, "plane.pid"), { force: true });
     await this.#dispatcher.close();
     await this.#mounts.idle(); // the last commits of the containers' volumes
+    await this.#logs.close(); // the lines of the containers just stopped, sent once more
     await this.driver.cleanup(this.planeId).catch(() => {});
     this.#usage.close();
     this.#outcomes.close();

@@ -8,6 +8,7 @@
 import { raceDeadline } from "../sdk/deadline.js";
 import type { ContainerPool, Worker } from "./container-pool.js";
 import type { Inventory, ResourceRequest } from "./inventory.js";
+import type { PlaneLogLine } from "./log-shipper.js";
 import type { UsageLedger } from "./usage-ledger.js";
 
 /** How long a stopping container's runner has for its classes' `exit()` hooks. */
@@ -20,6 +21,8 @@ export interface ScaleDownOptions {
   /** Where container lives are recorded. */
   usage: UsageLedger;
   log: (line: string) => void;
+  /** The plane's lines about a container, for its app's log (log-shipper.ts). */
+  onLogLine?: (line: PlaneLogLine) => void;
   /** Idle time before a container is stopped, for functions whose spec does not say. */
   scaledownWindowMs: number;
   /** How many containers of a pool the plane keeps warm (its `minContainers`, 0 for a pool not assigned here). */
@@ -102,13 +105,21 @@ export class ScaleDown {
     this.#o.pool.wake();
   }
 
-  /** Stops one idle container (of any function) whose resources would let `request` start; false when there is none. */
-  evictFor(request: ResourceRequest): boolean {
+  /** Stops one idle container (of any function) whose resources would let `request` (of function `forWhom`) start; false when there is none. */
+  evictFor(request: ResourceRequest, forWhom: string): boolean {
     const victim = this.#o.pool
       .all()
       .find((w) => w.inFlight.size === 0 && (request.gpu ? w.reservation.gpus.some((g) => g.type === request.gpu!.type) : w.reservation.memoryMiB > 0));
     if (!victim) return false;
     this.#o.log(`[plane] stopping idle ${victim.label} ${victim.id} to make room`);
+    this.#o.onLogLine?.({
+      app: victim.life.app,
+      function: victim.callFunction ?? victim.life.function,
+      callId: null,
+      containerId: victim.id,
+      source: "system",
+      text: `evicted: stopped while idle to make room for ${forWhom}`,
+    });
     victim.stopping = true;
     this.forget(victim);
     void victim.container.kill().finally(() => victim.channel.close());

@@ -22,6 +22,7 @@ import {
   encodeValue,
   paths,
   type CallRecord,
+  type LogLine,
   type MapResultLine,
   type SpawnResponse,
   type StreamLine,
@@ -174,6 +175,17 @@ export class HttpInvoker implements Invoker {
       else return;
     }
     throw new GatewayUnreachableError(`the stream from ${this.baseUrl} ended without its last line`, { gateway: this.baseUrl });
+  }
+
+  /**
+   * The log lines a log route answers (`paths.appLogs`, `paths.callLogs`), one at a time as they come: with
+   * `follow`, until the loop stops (which closes the stream) or the gateway ends it.
+   * @example for await (const line of client.logLines(paths.appLogs("shop", { follow: true }))) console.log(line.text);
+   */
+  async *logLines(path: string): AsyncIterable<LogLine> {
+    const res = await this.send("GET", path);
+    if (!res.ok || !res.body) await this.fail(res);
+    for await (const line of ndjsonLines(res.body!)) yield line as LogLine;
   }
 
   async get(callId: string, timeoutMs: number | undefined): Promise<unknown> {

@@ -75,6 +75,45 @@ export const GATEWAY_DEFAULTS = {
   resultTtlSeconds: 7 * DAY_SECONDS,
   /** `TANDEM_CALL_LEASE_SECONDS`: a spawned call whose runner has not renewed its lease for this long is resumed. */
   callLeaseSeconds: 30,
+  /** `TANDEM_LOG_RETENTION_DAYS`: how long log lines are kept at the edge. */
+  logRetentionDays: 7,
+  /** `TANDEM_REGION`: the region the gateway's own log lines (edge functions, edge system lines) name. */
+  region: "local",
+} as const;
+
+/**
+ * Logs (docs/observability.md): every line a function prints in either tier, and Tandem's own lines about its
+ * calls, kept per app at the edge.
+ */
+export const LOG_LIMITS = {
+  /** The longest line kept, in characters; a longer one is cut, and says so. */
+  maxLineChars: 16 * KiB,
+  /** Lines `GET /v1/apps/:app/logs` answers when `limit` does not say, and the most it answers. */
+  defaultLimit: 100,
+  maxLimit: 10_000,
+  /** The longest `search` text. */
+  maxSearchChars: 256,
+  /** How often a follow asks its app's log store for new lines. */
+  followPollMs: 200,
+  /**
+   * How long a follow holds a line back before it sends it, so a plane's line that arrives a little late (its
+   * batches are up to `planeFlushMs` late) still comes out in time order with the edge's.
+   */
+  followHoldMs: 400,
+  /** A follow with no new line for this long sends an empty line, so no proxy on the way closes it as idle (readers skip it). */
+  followKeepAliveMs: 5_000,
+  /** How long a gateway isolate gathers the log lines of its requests before one write per app. */
+  edgeBatchMs: 50,
+  /** How long a plane gathers its containers' lines before it sends them to the gateway. */
+  planeFlushMs: 200,
+  /** The most lines a plane holds while its gateway cannot be reached; past that, lines are dropped and counted. */
+  planeMaxBufferedLines: 20_000,
+  /** And the most characters of text it holds meanwhile (lines are up to `maxLineChars` each). */
+  planeMaxBufferedChars: 8 * MiB,
+  /** The largest body of one batch of lines a plane sends. */
+  maxPlaneBatchBytes: 1 * MiB,
+  /** How often an app's log store deletes lines past their retention. */
+  retentionSweepMs: 60 * 60_000,
 } as const;
 
 /** Limits of the `/v1` API that no setting changes. */

@@ -4,8 +4,12 @@
  */
 import { InvalidRequestError } from "./errors.js";
 import type { ClientOptions } from "./app.js";
+import { HttpInvoker, resolveGatewayUrl } from "./client.js";
 import { invokerFor } from "./invoker.js";
-import { CALL_ID_PATTERN } from "./protocol.js";
+import { CALL_ID_PATTERN, paths, type LogLine, type LogQueryOptions } from "./protocol.js";
+
+/** What `logs()` and `followLogs()` may narrow: the call's lines from one container, of one source, since a time, with a text. */
+export type CallLogOptions = Omit<LogQueryOptions, "call" | "follow" | "function">;
 
 /**
  * @example
@@ -45,6 +49,35 @@ export class FunctionCall<R = unknown> {
    */
   async cancel(options: { terminateContainer?: boolean } = {}): Promise<void> {
     await invokerFor(this.#client.gateway, this.#client.token).cancel(this.id, options);
+  }
+
+  /**
+   * The call's log lines so far, oldest first (the last `limit`, 100 unless it says): what it printed in either
+   * tier, and Tandem's own lines about it (cold start, retries, timeout), each with its time, tier, container and source.
+   * @example
+   * for (const line of await FunctionCall.fromId(id).logs()) console.log(line.source, line.text);
+   */
+  async logs(options: CallLogOptions = {}): Promise<LogLine[]> {
+    const lines: LogLine[] = [];
+    for await (const line of this.#http().logLines(paths.callLogs(this.id, options))) lines.push(line);
+    return lines;
+  }
+
+  /**
+   * The call's log lines as they come: the last `limit` first, then each new one, within a second of being printed,
+   * until the loop stops (`break` closes the stream).
+   * @example
+   * for await (const line of FunctionCall.fromId(id).followLogs()) if (line.text.includes("done")) break;
+   */
+  followLogs(options: CallLogOptions = {}): AsyncIterable<LogLine> {
+    return this.#http().logLines(paths.callLogs(this.id, { ...options, follow: true }));
+  }
+
+  /** Logs are read from the gateway's API, also from code that runs inside it. */
+  #http(): HttpInvoker {
+    const invoker = invokerFor(this.#client.gateway, this.#client.token);
+    if (invoker instanceof HttpInvoker) return invoker;
+    return new HttpInvoker(resolveGatewayUrl(this.#client.gateway), this.#client.token === undefined ? {} : { token: this.#client.token });
   }
 
   toJSON(): { id: string } {

@@ -72,3 +72,5 @@ export {
 export type { ErrorCode, WireError } from "./errors.js";
 export type { CallRecord, CallStatus, AppManifest, ScheduleInfo, TokenInfo, TokenScope, SecretInfo } from "./protocol.js";
 export type { VolumeInfo, VolumeEntry, DictInfo, QueueInfo } from "./protocol.js";
+export type { LogLine, LogSource } from "./protocol.js";
+export type { CallLogOptions } from "./function-call.js";

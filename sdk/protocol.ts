@@ -9,7 +9,7 @@
  */
 import { SuperJSON } from "superjson";
 import { z } from "zod";
-import { API_LIMITS, DICT_LIMITS, QUEUE_LIMITS, SECRET_LIMITS, VOLUME_LIMITS } from "./defaults.js";
+import { API_LIMITS, DICT_LIMITS, LOG_LIMITS, QUEUE_LIMITS, SECRET_LIMITS, VOLUME_LIMITS } from "./defaults.js";
 import type { WireError } from "./errors.js";
 import { GPU_TYPES, MAX_GPUS_PER_CONTAINER, type GpuType } from "./gpu.js";
 
@@ -128,6 +128,10 @@ export const ROUTES = {
   stream: "/v1/apps/:app/functions/:fn/stream",
   callRecord: "/v1/calls/:id",
   cancel: "/v1/calls/:id/cancel",
+  /** An app's log lines (`LogQuery`), NDJSON `LogLine`s; `follow=1` keeps the stream open for new ones. */
+  appLogs: "/v1/apps/:app/logs",
+  /** One call's log lines: the same query, the call's app found in the ledger. */
+  callLogs: "/v1/calls/:id/logs",
   /** Every scheduled function, its next runs and last run: `?app=`. */
   schedules: "/v1/schedules",
   /** Fires one scheduled run of a function now (`tandem schedule trigger`). */
@@ -178,6 +182,8 @@ export const ROUTES = {
   planeHeartbeat: "/v1/planes/heartbeat",
   /** The planes the gateway knows, with their inventories. */
   planes: "/v1/planes",
+  /** A plane sends its containers' log lines and its own lines about calls (`PlaneLogBatch`, signed). */
+  planeLogs: "/v1/planes/logs",
   /** A plane fetches an app's plane bundle by content hash (signed). */
   planeBundle: "/v1/planes/bundles/:hash",
   /** A plane fetches a bundle's source map, to map a failed call's stack (signed). */
@@ -211,6 +217,8 @@ export const ROUTE_METHODS = {
   stream: ["POST"],
   callRecord: ["GET"],
   cancel: ["POST"],
+  appLogs: ["GET"],
+  callLogs: ["GET"],
   schedules: ["GET"],
   trigger: ["POST"],
   whoami: ["GET"],
@@ -236,6 +244,7 @@ export const ROUTE_METHODS = {
   volumeManifest: ["GET"],
   planeHeartbeat: ["POST"],
   planes: ["GET"],
+  planeLogs: ["POST"],
   planeBundle: ["GET"],
   planeBundleMap: ["GET"],
   planeImage: ["GET"],
@@ -286,6 +295,8 @@ export const paths = {
   stream: (app: string, fn: string) => `/v1/apps/${seg(app)}/functions/${seg(fn)}/stream`,
   callRecord: (id: string, waitMs?: number) => `/v1/calls/${seg(id)}${waitMs === undefined ? "" : `?wait=${waitMs}`}`,
   cancel: (id: string) => `/v1/calls/${seg(id)}/cancel`,
+  appLogs: (app: string, query: LogQueryOptions = {}) => `/v1/apps/${seg(app)}/logs${logQueryString(query)}`,
+  callLogs: (id: string, query: LogQueryOptions = {}) => `/v1/calls/${seg(id)}/logs${logQueryString(query)}`,
   schedules: (app?: string) => `/v1/schedules${app ? `?app=${seg(app)}` : ""}`,
   trigger: (app: string, fn: string) => `/v1/apps/${seg(app)}/functions/${seg(fn)}/trigger`,
   whoami: () => ROUTES.whoami,
@@ -311,6 +322,7 @@ export const paths = {
   volumeManifest: (volume: string) => `/v1/volumes/${seg(volume)}/manifest`,
   planeHeartbeat: () => ROUTES.planeHeartbeat,
   planes: () => ROUTES.planes,
+  planeLogs: () => ROUTES.planeLogs,
   planeBundle: (hash: string) => `/v1/planes/bundles/${seg(hash)}`,
   planeBundleMap: (hash: string) => `/v1/planes/bundles/${seg(hash)}/source-map`,
   planeImage: (hash: string) => `/v1/planes/images/${seg(hash)}`,
@@ -1485,4 +1497,119 @@ function base64ToBytes(text: string): Uint8Array {
   const bytes = new Uint8Array(binary.length);
   for (let i = 0; i < binary.length; i++) bytes[i] = binary.charCodeAt(i);
   return bytes;
+}
+
+// ---------------------------------------------------------------------------
+// Logs (docs/observability.md)
+
+/** Where a log line came from: what a function wrote to stdout or stderr, or Tandem itself (cold starts, retries, timeouts, OOM kills). */
+export const LOG_SOURCES = ["stdout", "stderr", "system"] as const;
+export type LogSource = (typeof LOG_SOURCES)[number];
+
+/**
+ * One log line, as stored at the edge and as `GET /v1/apps/:app/logs` answers it (one per NDJSON line). At the
+ * edge, `console.log`, `info` and `debug` are stdout, `warn` and `error` stderr.
+ */
+export const LogLineSchema = z.strictObject({
+  /** When it was printed, in ms since the epoch (the clock of the tier that printed it). */
+  time: z.number().int().nonnegative(),
+  app: z.string().regex(NAME_PATTERN, "must be an app name"),
+  /** The function, class method or web label that printed it; null for an app's own lines. */
+  function: z.string().max(200).nullable(),
+  callId: z.string().regex(CALL_ID_PATTERN, "must be a call id").nullable(),
+  /** The plane container that printed it; null at the edge. */
+  containerId: z.string().max(128).nullable(),
+  tier: z.enum(["edge", "plane"]),
+  region: z.string().min(1).max(64),
+  source: z.enum(LOG_SOURCES),
+  /** The line, secret values masked as `***`, cut at `LOG_LIMITS.maxLineChars`. */
+  text: z.string(),
+});
+export type LogLine = z.infer<typeof LogLineSchema>;
+
+/**
+ * A line no longer than `LOG_LIMITS.maxLineChars`, saying so when it was cut; both tiers cut where they capture.
+ * @example cutLogLine("x".repeat(20_000)); // the first 16 KiB, then "… (cut: 20000 characters)"
+ */
+export function cutLogLine(text: string): string {
+  return text.length <= LOG_LIMITS.maxLineChars ? text : `${text.slice(0, LOG_LIMITS.maxLineChars)}… (cut: ${text.length} characters)`;
+}
+
+/** `POST /v1/planes/logs`: lines from a plane's containers and the plane itself, oldest first. */
+export const PlaneLogBatchSchema = z.strictObject({
+  planeId: z.string().regex(PLANE_ID_PATTERN),
+  lines: z.array(LogLineSchema).max(10_000),
+});
+export type PlaneLogBatch = z.infer<typeof PlaneLogBatchSchema>;
+
+const DURATION_MS = { s: 1e3, m: 60e3, h: 3600e3, d: 86400e3 } as const;
+
+/**
+ * A `since` as a time in ms since the epoch: a duration back from `now` (`"90s"`, `"30m"`, `"2h"`, `"7d"`), ms
+ * since the epoch, or a date `Date.parse` reads. Undefined when it is none of them.
+ * @example sinceTime("2h", Date.now()); // two hours ago
+ */
+export function sinceTime(value: string, now: number): number | undefined {
+  const text = value.trim();
+  const duration = /^(\d+(?:\.\d+)?)\s*(s|m|h|d)$/.exec(text);
+  if (duration) return now - Number(duration[1]) * DURATION_MS[duration[2] as keyof typeof DURATION_MS];
+  if (/^\d+$/.test(text)) return Number(text);
+  const date = Date.parse(text);
+  return Number.isNaN(date) ? undefined : date;
+}
+
+const since = "must be a duration back from now (90s, 30m, 2h, 7d), ms since the epoch, or a date";
+
+/**
+ * The query of `GET /v1/apps/:app/logs` (and `/v1/calls/:id/logs`), each filter optional:
+ * `?function=&call=&container=&source=&since=&search=&limit=&follow=1`.
+ */
+export const LogQuerySchema = z.strictObject({
+  function: z.string().min(1).max(200, "must be a function name").optional(),
+  call: z.string().regex(CALL_ID_PATTERN, "must be a call id (fc-…, 29 characters)").optional(),
+  container: z.string().min(1).max(128, "must be a container id").optional(),
+  source: z.enum(LOG_SOURCES, `must be one of ${LOG_SOURCES.join(", ")}`).optional(),
+  since: z
+    .string()
+    .transform((value, ctx) => {
+      const time = sinceTime(value, Date.now());
+      if (time === undefined) {
+        ctx.addIssue({ code: "custom", message: since, input: value });
+        return z.NEVER;
+      }
+      return time;
+    })
+    .optional(),
+  /** Lines that contain this text, in any case. */
+  search: z.string().min(1).max(LOG_LIMITS.maxSearchChars, `must be at most ${LOG_LIMITS.maxSearchChars} characters`).optional(),
+  /** The last this many lines (of those that match); then, with `follow`, every new one. */
+  limit: z.coerce
+    .number(`must be a whole number from 1 to ${LOG_LIMITS.maxLimit}`)
+    .int(`must be a whole number from 1 to ${LOG_LIMITS.maxLimit}`)
+    .min(1, `must be a whole number from 1 to ${LOG_LIMITS.maxLimit}`)
+    .max(LOG_LIMITS.maxLimit, `must be a whole number from 1 to ${LOG_LIMITS.maxLimit}`)
+    .optional(),
+  follow: z.enum(["0", "1", "true", "false"], 'must be "1" or "0"').optional(),
+});
+/** A log query as the client builds it. */
+export interface LogQueryOptions {
+  function?: string;
+  call?: string;
+  container?: string;
+  source?: LogSource;
+  /** A duration back from now (`"2h"`), ms since the epoch, or a date. */
+  since?: string | number;
+  search?: string;
+  limit?: number;
+  follow?: boolean;
+}
+
+/** The query string of a log query, or nothing. */
+export function logQueryString(query: LogQueryOptions): string {
+  const q = new URLSearchParams();
+  for (const key of ["function", "call", "container", "source", "since", "search", "limit"] as const) {
+    if (query[key] !== undefined) q.set(key, String(query[key]));
+  }
+  if (query.follow) q.set("follow", "1");
+  return q.size ? `?${q}` : "";
 }

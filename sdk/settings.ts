@@ -27,6 +27,10 @@ export interface GatewayConfig {
    * for a named one).
    */
   localSecrets: LocalSecrets;
+  /** How long log lines are kept at the edge, in ms (`TANDEM_LOG_RETENTION_DAYS`, 7 days by default). */
+  logRetentionMs: number;
+  /** The region this gateway's own log lines name (`TANDEM_REGION`, "local" by default). */
+  region: string;
 }
 
 /** The values of local secrets, by app and holder (`TANDEM_LOCAL_SECRETS`). */
@@ -44,6 +48,11 @@ const GatewaySettingsSchema = z.object({
     .number("must be a number of seconds above 0")
     .positive("must be a number of seconds above 0")
     .default(GATEWAY_DEFAULTS.callLeaseSeconds),
+  TANDEM_LOG_RETENTION_DAYS: z.coerce
+    .number("must be a number of days above 0")
+    .positive("must be a number of days above 0")
+    .default(GATEWAY_DEFAULTS.logRetentionDays),
+  TANDEM_REGION: z.string().trim().min(1, "must name a region").max(64, "must be at most 64 characters").default(GATEWAY_DEFAULTS.region),
   TANDEM_PLANE_SECRET: z.string().min(16, "must be at least 16 characters").optional(),
   TANDEM_SECRETS_KEY: z
     .string()
@@ -80,5 +89,7 @@ export function parseGatewaySettings(vars: Record<string, unknown>): GatewayConf
     planeSecret: parsed.data.TANDEM_PLANE_SECRET,
     secretsKey: parsed.data.TANDEM_SECRETS_KEY,
     localSecrets: parsed.data.TANDEM_LOCAL_SECRETS ?? {},
+    logRetentionMs: parsed.data.TANDEM_LOG_RETENTION_DAYS * 86_400_000,
+    region: parsed.data.TANDEM_REGION,
   };
 }

@@ -18,7 +18,7 @@ import {
   lookup,
   type CallRecord,
 } from "../sdk/index.js";
-import { HEADERS, encodeValue, type MapResultLine } from "../sdk/protocol.js";
+import { HEADERS, encodeValue, type LogLine, type MapResultLine } from "../sdk/protocol.js";
 import { authed, eventually } from "./helpers/gateway.js";
 import { startTestStack, type TestStack } from "./helpers/stack.js";
 
@@ -348,6 +348,16 @@ describe("failures are explained", () => {
     expect(err.details.reason).toBe("oom");
     expect(err.message).toContain("ran out of memory (limit 64 MiB)");
     expect(err.message).toContain("about to allocate");
+    // The app's log keeps the container's last line and the plane's line about the OOM kill (docs/observability.md).
+    const logs = async () =>
+      (await (await fetch(`${stack.url}/v1/apps/plane/logs?function=hog`, authed())).text())
+        .split("\n")
+        .filter(Boolean)
+        .map((l) => JSON.parse(l) as LogLine);
+    await expect
+      .poll(async () => (await logs()).filter((l) => l.source === "system" && l.text.includes("ran out of memory")).map((l) => [l.callId, l.containerId]))
+      .toEqual([[err.details.callId ?? expect.any(String), err.details.containerId]]);
+    expect((await logs()).some((l) => l.source === "stdout" && l.text.includes("about to allocate") && l.containerId === err.details.containerId)).toBe(true);
   });
 
   it("says a container killed from outside (docker kill) was killed, not that it ran out of memory", async () => {

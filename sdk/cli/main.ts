@@ -5,7 +5,7 @@
  */
 import { Command, InvalidArgumentError } from "commander";
 import { HttpInvoker, resolveGatewayUrl } from "../client.js";
-import { paths, type AppManifest, type ScheduleInfo, type RolloverAnswer, type SecretInfo, type StopAnswer, type UsageAnswer } from "../protocol.js";
+import { paths, sinceTime, type AppManifest, type ScheduleInfo, type RolloverAnswer, type SecretInfo, type StopAnswer, type UsageAnswer } from "../protocol.js";
 import { existsSync } from "node:fs";
 import { FUNCTION_DEFAULTS, LOCAL_DEFAULTS, PLANE_DEFAULTS } from "../defaults.js";
 import { readCliConfig, type CliConfig } from "./config.js";
@@ -14,6 +14,7 @@ import { addTokenCommands } from "./tokens.js";
 import { addSecretCommands } from "./secrets.js";
 import { addVolumeCommands } from "./volumes.js";
 import { addDictQueueCommands } from "./dict-queue.js";
+import { addLogsCommand } from "./logs.js";
 import { onStopSignal } from "./signals.js";
 import { style } from "./style.js";
 
@@ -254,6 +255,7 @@ program
   });
 
 addTokenCommands(program, clientOf, TOKEN_HELP);
+addLogsCommand(program, clientOf, TOKEN_HELP);
 addSecretCommands(program, clientOf, TOKEN_HELP);
 const storeOptionsOf = (opts: { gateway?: string; token?: string }) => {
   const token = opts.token ?? config.token;
@@ -303,11 +305,9 @@ function formatMs(ms: number): string {
 }
 
 function parseSince(value: string): number {
-  const duration = /^(\d+(?:\.\d+)?)\s*(s|m|h|d)$/.exec(value.trim());
-  if (duration) return Date.now() - Number(duration[1]) * { s: 1e3, m: 60e3, h: 3600e3, d: 86400e3 }[duration[2] as "s" | "m" | "h" | "d"];
-  const date = Date.parse(value);
-  if (Number.isNaN(date)) throw new InvalidArgumentError('must be a duration such as "1h", "30m", "7d", or a date');
-  return date;
+  const time = sinceTime(value, Date.now());
+  if (time === undefined) throw new InvalidArgumentError('must be a duration such as "1h", "30m", "7d", or a date');
+  return time;
 }
 
 function parseRuntime(value: string): "docker" | "process" {

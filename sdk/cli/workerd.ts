@@ -104,6 +104,7 @@ function newMiniflare(options: WorkerdOptions, onOutput: NonNullable<WorkerdOpti
       VOLUMES: { className: "VolumeStore", useSQLite: true },
       DICTS: { className: "DictStore", useSQLite: true },
       QUEUES: { className: "QueueStore", useSQLite: true },
+      LOGS: { className: "LogStore", useSQLite: true },
     },
     r2Buckets: ["BLOBS"],
     bindings: options.bindings,

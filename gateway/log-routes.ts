@@ -1,0 +1,110 @@
+/**
+ * Reading logs: `GET /v1/apps/:app/logs` and `GET /v1/calls/:id/logs`, NDJSON
+ * `LogLine`s from the app's `LogStore`, oldest first. `follow=1` keeps the
+ * stream open and sends new lines as they are stored (asked for every
+ * `LOG_LIMITS.followPollMs`), each held back `LOG_LIMITS.followHoldMs` so that
+ * a plane's line, which arrives a little after the edge's, still comes out in
+ * time order; an empty line every few seconds while there is none keeps the
+ * stream from looking idle. Scope `call`, and a token restricted to apps reads only theirs.
+ */
+import { Hono, type Context } from "hono";
+import { LOG_LIMITS } from "../sdk/defaults.js";
+import { InvalidRequestError, NotFoundError } from "../sdk/errors.js";
+import { CALL_ID_PATTERN, LogQuerySchema, ROUTES, type LogLine } from "../sdk/protocol.js";
+import { describeIssues } from "../sdk/zod-issues.js";
+import { guard, mayReach, principalOf } from "./auth.js";
+import { ledgerFor } from "./call-ledger-client.js";
+import type { RouteEnv } from "./env.js";
+import { logStoreFor } from "./log-sink.js";
+import type { LogFilter, StoredLogLine } from "./log-store.js";
+import { registry } from "./registry.js";
+
+type Api = RouteEnv;
+
+export function logRoutes(): Hono<Api> {
+  const routes = new Hono<Api>();
+
+  routes.get(ROUTES.appLogs, guard("call"), async (c) => {
+    const app = registry().app(c.req.param("app")).name;
+    const { filter, follow } = logQuery(c);
+    return logAnswer(c, app, filter, follow);
+  });
+
+  routes.get(ROUTES.callLogs, guard("call"), async (c) => {
+    const id = c.req.param("id") ?? "";
+    if (!CALL_ID_PATTERN.test(id)) throw new InvalidRequestError(`"${id}" is not a call id (they look like fc- followed by 26 characters)`);
+    const { filter, follow } = logQuery(c);
+    // Another app's call is as unknown as one that never was.
+    const seen = await ledgerFor(c.env, id).get(id, 0);
+    if (!seen || !mayReach(principalOf(c), seen.app)) throw new NotFoundError(`no call ${id} (calls are kept 7 days after they end)`, { callId: id });
+    return logAnswer(c, seen.app, { ...filter, callId: id }, follow);
+  });
+
+  return routes;
+}
+
+/** The request's query as a read of the log store; a bad parameter is a 400 that names it. */
+function logQuery(c: Context<Api>): { filter: LogFilter; follow: boolean } {
+  const parsed = LogQuerySchema.safeParse(c.req.query(), { reportInput: true });
+  if (!parsed.success) throw new InvalidRequestError(`log query: ${describeIssues(parsed.error, "field", LogQuerySchema)}`);
+  const q = parsed.data;
+  const filter: LogFilter = { limit: q.limit ?? LOG_LIMITS.defaultLimit };
+  if (q.function !== undefined) filter.function = q.function;
+  if (q.call !== undefined) filter.callId = q.call;
+  if (q.container !== undefined) filter.containerId = q.container;
+  if (q.source !== undefined) filter.source = q.source;
+  if (q.since !== undefined) filter.since = q.since;
+  if (q.search !== undefined) filter.search = q.search;
+  return { filter, follow: q.follow === "1" || q.follow === "true" };
+}
+
+async function logAnswer(c: Context<Api>, app: string, filter: LogFilter, follow: boolean): Promise<Response> {
+  const store = logStoreFor(c.env, app);
+  const first = await store.read(filter);
+  const headers = { "content-type": "application/x-ndjson; charset=utf-8", "cache-control": "no-store" };
+  if (!follow) return new Response(first.lines.map(ndjson).join(""), { headers });
+
+  const encoder = new TextEncoder();
+  let after = first.lastSeq;
+  let held: StoredLogLine[] = [];
+  let stopped = false;
+  let sentAt = Date.now();
+  const body = new ReadableStream<Uint8Array>({
+    start(controller) {
+      if (first.lines.length) controller.enqueue(encoder.encode(first.lines.map(ndjson).join("")));
+    },
+    // Each pull waits for the next lines due (held long enough), so a reader that stops reading stops the polls.
+    async pull(controller) {
+      for (;;) {
+        const now = Date.now();
+        const due = held.filter((l) => l.time <= now - LOG_LIMITS.followHoldMs);
+        if (due.length) {
+          held = held.filter((l) => l.time > now - LOG_LIMITS.followHoldMs);
+          due.sort((a, b) => a.time - b.time || a.seq - b.seq);
+          controller.enqueue(encoder.encode(due.map(ndjson).join("")));
+          sentAt = now;
+          return;
+        }
+        if (now - sentAt >= LOG_LIMITS.followKeepAliveMs) {
+          controller.enqueue(encoder.encode("\n"));
+          sentAt = now;
+          return;
+        }
+        await new Promise((resolve) => setTimeout(resolve, LOG_LIMITS.followPollMs));
+        if (stopped) return;
+        const next = await store.read({ ...filter, after, limit: LOG_LIMITS.maxLimit });
+        held.push(...next.lines);
+        after = next.lines.length === LOG_LIMITS.maxLimit ? next.lines.at(-1)!.seq : next.lastSeq;
+      }
+    },
+    cancel() {
+      stopped = true;
+    },
+  });
+  return new Response(body, { headers });
+}
+
+/** A stored line as the API answers it (its `seq` is the store's own), one NDJSON line. */
+function ndjson({ seq: _seq, ...line }: StoredLogLine): string {
+  return JSON.stringify(line satisfies LogLine) + "\n";
+}

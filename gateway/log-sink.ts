@@ -1,0 +1,83 @@
+/**
+ * Log lines on their way into the apps' log stores (`LogStore`, one per app).
+ * A line costs its call a push onto an array: the lines printed in this
+ * isolate within `LOG_LIMITS.edgeBatchMs` go in one write per app, made after
+ * the response (`waitUntil`) by the request that opened the batch, as the
+ * ledger's ended calls are (call-ledger-client.ts): no request ever awaits
+ * another's promise, and no call's answer waits for a log write.
+ */
+import { LOG_LIMITS } from "../sdk/defaults.js";
+import { cutLogLine, type LogLine, type LogSource } from "../sdk/protocol.js";
+import type { Env } from "./env.js";
+import type { LogStore } from "./log-store.js";
+
+/** The log store of an app. */
+export function logStoreFor(env: Env, app: string): DurableObjectStub<LogStore> {
+  return env.LOGS.get(env.LOGS.idFromName(app));
+}
+
+/** Where a line a piece of running code prints goes: its app, function (or web label) and call. */
+export interface LogOrigin {
+  app: string;
+  function: string | null;
+  callId: string | null;
+}
+
+/** A batch whose write has not started this long after it opened lost its request (workerd ended it): the next one takes its lines. */
+const STALE_BATCH_MS = 20 * LOG_LIMITS.edgeBatchMs;
+
+let pending: { lines: LogLine[]; openedAt: number } | undefined;
+
+/** What the sink says about a write that failed: the console as it was before lines were captured, so the report is not captured in turn. */
+let report: (message: string) => void = () => {};
+
+/** Sets where the sink reports a write that failed (the unpatched console). */
+export function reportLogFailuresTo(write: (message: string) => void): void {
+  report = write;
+}
+
+/**
+ * Keeps a line printed at the edge: batched, and written after the response.
+ * @example keepEdgeLine(rc, { app: "shop", function: "checkout", callId }, "stdout", "charged 3 items");
+ */
+export function keepEdgeLine(
+  rc: { env: Env; config: { region: string }; waitUntil(promise: Promise<unknown>): void },
+  origin: LogOrigin,
+  source: LogSource,
+  text: string,
+): void {
+  keepLines(rc, [{ time: Date.now(), ...origin, containerId: null, tier: "edge", region: rc.config.region, source, text: cutLogLine(text) }]);
+}
+
+/** Keeps lines (from the edge, or a plane's batch): one write per app after `LOG_LIMITS.edgeBatchMs`, by the request that opens the batch. */
+export function keepLines(rc: { env: Env; waitUntil(promise: Promise<unknown>): void }, lines: LogLine[]): void {
+  if (pending && Date.now() - pending.openedAt < STALE_BATCH_MS) {
+    pending.lines.push(...lines);
+    return;
+  }
+  const batch = { lines: [...(pending?.lines.splice(0) ?? []), ...lines], openedAt: Date.now() };
+  pending = batch;
+  rc.waitUntil(
+    new Promise<void>((resolve) => setTimeout(resolve, LOG_LIMITS.edgeBatchMs)).then(async () => {
+      if (pending === batch) pending = undefined;
+      await writeLines(rc.env, batch.lines.splice(0));
+    }),
+  );
+}
+
+/** Writes lines now, one write per app; a write that fails is reported with how many lines it lost. */
+export async function writeLines(env: Env, lines: LogLine[]): Promise<void> {
+  const byApp = new Map<string, LogLine[]>();
+  for (const line of lines) {
+    const list = byApp.get(line.app);
+    if (list) list.push(line);
+    else byApp.set(line.app, [line]);
+  }
+  await Promise.all(
+    [...byApp].map(([app, appLines]) =>
+      logStoreFor(env, app)
+        .append(appLines)
+        .catch((err: unknown) => report(`logs: could not keep ${appLines.length} lines of app ${app}: ${(err as Error).message}`)),
+    ),
+  );
+}

@@ -1,0 +1,155 @@
+/**
+ * A plane's log lines on their way to the gateway: every line its containers
+ * print, and its own lines about calls (cold starts, timeouts, OOM kills),
+ * gathered for `LOG_LIMITS.planeFlushMs` and sent as one signed
+ * `POST /v1/planes/logs`. Nothing waits for a send: `add` pushes onto a
+ * bounded buffer. While the gateway cannot be reached the lines wait, up to
+ * `LOG_LIMITS.planeMaxBufferedLines` lines and `planeMaxBufferedChars` of text;
+ * past that new ones are dropped and
+ * counted, and once the gateway takes lines again each app that lost some
+ * gets a system line saying how many.
+ */
+import { LOG_LIMITS } from "../sdk/defaults.js";
+import { GATEWAY_AUDIENCE, cutLogLine, paths, type LogLine, type PlaneLogBatch } from "../sdk/protocol.js";
+import { signRequest } from "../sdk/signing.js";
+
+/** A line as the plane's parts hand it over: the shipper adds the time, tier and region. */
+export type PlaneLogLine = Pick<LogLine, "app" | "function" | "callId" | "containerId" | "source" | "text">;
+
+export interface LogShipperOptions {
+  gatewayUrl: string | Promise<string>;
+  secret: string;
+  planeId: string;
+  region: string;
+  /** Where the shipper says that the gateway stopped taking lines (once), and took them again. */
+  log: (line: string) => void;
+  /** Defaults from `LOG_LIMITS`; tests make them small. */
+  flushMs?: number;
+  maxBufferedLines?: number;
+}
+
+/**
+ * @example
+ * const shipper = new LogShipper({ gatewayUrl, secret, planeId, region: "local", log: console.log });
+ * shipper.add({ app: "shop", function: "resize", callId, containerId, source: "stdout", text: "resized 3 images" });
+ * await shipper.close(); // sends what is left
+ */
+export class LogShipper {
+  readonly #o: LogShipperOptions & { flushMs: number; maxBufferedLines: number };
+  #buffer: LogLine[] = [];
+  /** Characters of text in the buffer. */
+  #chars = 0;
+  /** Lines dropped since the gateway last took a batch, by app. */
+  readonly #dropped = new Map<string, number>();
+  #timer: NodeJS.Timeout | undefined;
+  #sending: Promise<void> | undefined;
+  #failing = false;
+  #closed = false;
+
+  constructor(options: LogShipperOptions) {
+    this.#o = {
+      ...options,
+      flushMs: options.flushMs ?? LOG_LIMITS.planeFlushMs,
+      maxBufferedLines: options.maxBufferedLines ?? LOG_LIMITS.planeMaxBufferedLines,
+    };
+  }
+
+  /** Lines held now, not yet taken by the gateway. */
+  get buffered(): number {
+    return this.#buffer.length;
+  }
+
+  /** Keeps a line for the next batch (dropped and counted when the buffer is full). */
+  add(line: PlaneLogLine): void {
+    if (this.#closed) return;
+    const text = cutLogLine(line.text);
+    if (this.#buffer.length >= this.#o.maxBufferedLines || this.#chars + text.length > LOG_LIMITS.planeMaxBufferedChars) {
+      this.#dropped.set(line.app, (this.#dropped.get(line.app) ?? 0) + 1);
+      return;
+    }
+    this.#chars += text.length;
+    this.#buffer.push({ time: Date.now(), ...line, tier: "plane", region: this.#o.region, text });
+    this.#schedule(this.#o.flushMs);
+  }
+
+  /** Sends what is left (once, briefly) and stops. */
+  async close(): Promise<void> {
+    this.#closed = true;
+    clearTimeout(this.#timer);
+    this.#timer = undefined;
+    await this.#sending;
+    if (this.#buffer.length) await this.#send().catch(() => {});
+  }
+
+  #schedule(delayMs: number): void {
+    if (this.#timer || this.#sending || this.#closed) return;
+    this.#timer = setTimeout(() => {
+      this.#timer = undefined;
+      this.#sending = this.#send()
+        .then(
+          () => {
+            if (this.#failing) this.#o.log(`plane ${this.#o.planeId} is sending its log lines to the gateway again`);
+            this.#failing = false;
+          },
+          (err: Error) => {
+            if (!this.#failing) this.#o.log(`plane ${this.#o.planeId} could not send its log lines to the gateway (${err.message}); keeping them for now`);
+            this.#failing = true;
+          },
+        )
+        .finally(() => {
+          this.#sending = undefined;
+          // More came meanwhile, or a send failed: go on (after a pause, while failing).
+          if (this.#buffer.length) this.#schedule(this.#failing ? 1_000 : this.#o.flushMs);
+        });
+    }, delayMs);
+    this.#timer.unref();
+  }
+
+  /** Sends the oldest lines that fit one batch; they leave the buffer only once the gateway took them. */
+  async #send(): Promise<void> {
+    const counted = [...this.#dropped];
+    const lines = counted.length ? [...this.#droppedLines(counted), ...this.#buffer] : this.#buffer;
+    const batch: LogLine[] = [];
+    let bytes = 200;
+    for (const line of lines) {
+      bytes += JSON.stringify(line).length + 1;
+      if (batch.length && (bytes > LOG_LIMITS.maxPlaneBatchBytes || batch.length >= 10_000)) break;
+      batch.push(line);
+    }
+    const body = JSON.stringify({ planeId: this.#o.planeId, lines: batch } satisfies PlaneLogBatch);
+    const route = paths.planeLogs();
+    const res = await fetch((await this.#o.gatewayUrl) + route, {
+      method: "POST",
+      body,
+      headers: {
+        "content-type": "application/json",
+        ...(await signRequest(this.#o.secret, { audience: GATEWAY_AUDIENCE, method: "POST", path: route, body })),
+      },
+      signal: AbortSignal.timeout(5_000),
+    });
+    await res.body?.cancel();
+    if (!res.ok) throw new Error(`the gateway answered HTTP ${res.status}`);
+    // Lines dropped while this batch was on its way are told in the next one.
+    for (const [app, count] of counted) {
+      const left = (this.#dropped.get(app) ?? 0) - count;
+      if (left > 0) this.#dropped.set(app, left);
+      else this.#dropped.delete(app);
+    }
+    for (const sent of this.#buffer.splice(0, batch.length - counted.length)) this.#chars -= sent.text.length;
+  }
+
+  /** One system line per app that lost lines, saying how many. */
+  #droppedLines(counted: [string, number][]): LogLine[] {
+    return counted.map(([app, count]) => ({
+      time: Date.now(),
+      app,
+      function: null,
+      callId: null,
+      containerId: null,
+      tier: "plane" as const,
+      region: this.#o.region,
+      source: "system" as const,
+      text: `${count} lines dropped: plane ${this.#o.planeId} could not send them to the gateway in time`,
+    }));
+  }
+}

@@ -1,0 +1,78 @@
+/**
+ * `tandem logs APP`: an app's log lines from both tiers (docs/observability.md),
+ * filtered by function, call, container, source, time and text; `-f` follows
+ * new lines as they come, until Ctrl-C.
+ */
+import { Command, InvalidArgumentError } from "commander";
+import type { HttpInvoker } from "../client.js";
+import { LOG_LIMITS } from "../defaults.js";
+import { LOG_SOURCES, paths, type LogLine, type LogQueryOptions, type LogSource } from "../protocol.js";
+import { style } from "./style.js";
+
+type LogsOpts = {
+  gateway?: string;
+  token?: string;
+  function?: string;
+  call?: string;
+  container?: string;
+  source?: LogSource;
+  since?: string;
+  search?: string;
+  lines?: number;
+  follow?: boolean;
+  json?: boolean;
+};
+
+/** Adds `tandem logs` to `program`; `clientOf` makes a client for the command's `--gateway` and `--token`. */
+export function addLogsCommand(program: Command, clientOf: (opts: { gateway?: string; token?: string }) => HttpInvoker, tokenHelp: string): void {
+  program
+    .command("logs")
+    .description("an app's log lines, from both tiers: what its functions printed, and Tandem's lines about their calls")
+    .argument("<app>", "the app")
+    .option("--function <name>", "only this function (or class method, or web label)")
+    .option("--call <id>", "only this call's lines")
+    .option("--container <id>", "only this plane container's lines")
+    .option("--source <source>", `only ${LOG_SOURCES.join(", ")}`, parseSource)
+    .option("--since <when>", 'only lines after this: a duration ("2h", "30m", "7d") or a date')
+    .option("--search <text>", "only lines that contain this text (in any case)")
+    .option("-n, --lines <n>", `the last n lines (default ${LOG_LIMITS.defaultLimit}, at most ${LOG_LIMITS.maxLimit})`, parseCount)
+    .option("-f, --follow", "keep printing new lines as they come (Ctrl-C stops)")
+    .option("--json", "print each line as JSON")
+    .option("-g, --gateway <url>", "gateway URL (default: TANDEM_GATEWAY, then http://127.0.0.1:8787)")
+    .option("--token <token>", tokenHelp)
+    .action(async (app: string, opts: LogsOpts) => {
+      const query: LogQueryOptions = {};
+      if (opts.function !== undefined) query.function = opts.function;
+      if (opts.call !== undefined) query.call = opts.call;
+      if (opts.container !== undefined) query.container = opts.container;
+      if (opts.source !== undefined) query.source = opts.source;
+      if (opts.since !== undefined) query.since = opts.since;
+      if (opts.search !== undefined) query.search = opts.search;
+      if (opts.lines !== undefined) query.limit = opts.lines;
+      if (opts.follow) query.follow = true;
+      for await (const line of clientOf(opts).logLines(paths.appLogs(app, query))) {
+        console.log(opts.json ? JSON.stringify(line) : formatLogLine(line));
+      }
+    });
+}
+
+/**
+ * One line as the terminal shows it: time, where it came from, and the text (stderr and system lines coloured).
+ * @example formatLogLine(line); // "2026-12-03T07:04:36.120Z shop.resize fc-01… c-9f2e (stdout) resized 3 images"
+ */
+export function formatLogLine(line: LogLine): string {
+  const where = [line.function ? `${line.app}.${line.function}` : line.app, line.callId, line.containerId].filter(Boolean).join(" ");
+  const text = line.source === "stderr" ? style.warn(line.text) : line.source === "system" ? style.dim(line.text) : line.text;
+  return `${style.dim(new Date(line.time).toISOString())} ${where} (${line.tier}, ${line.source}) ${text}`;
+}
+
+function parseSource(value: string): LogSource {
+  if (!(LOG_SOURCES as readonly string[]).includes(value)) throw new InvalidArgumentError(`must be one of ${LOG_SOURCES.join(", ")}`);
+  return value as LogSource;
+}
+
+function parseCount(value: string): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 1 || n > LOG_LIMITS.maxLimit) throw new InvalidArgumentError(`must be a whole number from 1 to ${LOG_LIMITS.maxLimit}`);
+  return n;
+}

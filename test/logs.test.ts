@@ -1,0 +1,245 @@
+/**
+ * Logs through the built CLI (`tandem serve`, `tandem logs`), real workerd and
+ * real Docker: lines from a plane function's container and an edge function in
+ * one follow, in order, within a second; one call's lines; Tandem's own lines
+ * (a cold start, a retry); secret values masked where lines are kept; lines
+ * that outlive a restart of `tandem serve`; bad queries answered 400.
+ */
+import { spawn } from "node:child_process";
+import { mkdtemp, readFile, readdir, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { FunctionCall, lookup } from "../sdk/index.js";
+import type { LogLine } from "../sdk/protocol.js";
+import { CLI, runCli, startServe, type Served } from "./helpers/cli.js";
+import { ADMIN_TOKEN } from "./helpers/tokens.js";
+import { authed, startTestGateway } from "./helpers/gateway.js";
+
+const EDGE_APP = new URL("./fixtures/edge-app.ts", import.meta.url).pathname;
+
+const SECRET_VALUE = "s3cr3t-4e1b-log-value";
+
+const appSource = `
+import { App, Retries, Secret } from "tandem";
+const app = new App("journal");
+const key = Secret.fromDict({ KEY: process.env.JOURNAL_KEY });
+export const planeSlow = app.function({ tier: "plane", timeout: 2 }, async (ms: number) => { await new Promise((r) => setTimeout(r, ms)); });
+export const edgeSay = app.function((word: string) => { console.log("edge says " + word); return word; });
+export const planeSay = app.function({ tier: "plane" }, (word: string) => { console.log("plane says " + word); console.error("plane warns " + word); return word; });
+export const edgeLeak = app.function({ secrets: [key] }, () => { console.log("the edge key is " + process.env.KEY); return 1; });
+export const planeLeak = app.function({ tier: "plane", secrets: [key] }, () => { console.log("the plane key is " + process.env.KEY); return 1; });
+let tries = 0;
+export const flaky = app.function({ retries: Retries({ maxRetries: 1, initialDelayMs: 10 }) }, () => {
+  tries++;
+  if (tries % 2 === 1) throw new Error("first try fails");
+  return tries;
+});
+export default app;
+`;
+
+let dir: string;
+let served: Served;
+const token = ADMIN_TOKEN; // every gateway a test starts takes it (helpers/setup.ts)
+const fn = <A extends unknown[], R>(name: string) => lookup<A, R>("journal", name, { gateway: served.url, token });
+const logs = async (query: string): Promise<{ status: number; lines: LogLine[]; text: string }> => {
+  const res = await fetch(`${served.url}/v1/apps/journal/logs${query}`, { headers: { authorization: `Bearer ${token}` } });
+  const text = await res.text();
+  return {
+    status: res.status,
+    text,
+    lines: res.ok
+      ? text
+          .split("\n")
+          .filter(Boolean)
+          .map((l) => JSON.parse(l) as LogLine)
+      : [],
+  };
+};
+
+beforeAll(async () => {
+  dir = await mkdtemp(join(tmpdir(), "tandem-logs-"));
+  await writeFile(join(dir, "app.ts"), appSource);
+  served = await startServe(["app.ts"], dir, { JOURNAL_KEY: SECRET_VALUE });
+  await served.waitFor(/plane .* ready|✓ plane/, 120_000);
+}, 180_000);
+afterAll(async () => {
+  await served?.stop();
+  await rm(dir, { recursive: true, force: true });
+});
+
+describe("log retention", () => {
+  it("deletes lines past TANDEM_LOG_RETENTION_DAYS, and says at the edge when a function timed out", async () => {
+    // 0.00003 days: 2.6 s, so the store's alarm sweeps within the test.
+    const gateway = await startTestGateway(EDGE_APP, { bindings: { TANDEM_LOG_RETENTION_DAYS: "0.00003" } });
+    try {
+      const read = async (query: string) =>
+        (await (await fetch(`${gateway.url}/v1/apps/edge/logs${query}`, authed())).text())
+          .split("\n")
+          .filter(Boolean)
+          .map((l) => JSON.parse(l) as LogLine);
+      await lookup<[string], string>("edge", "chatty", { gateway: gateway.url, token }).remote("soon gone");
+      await expect(lookup<[number], string>("edge", "slow", { gateway: gateway.url, token }).remote(3_000)).rejects.toThrow(/timed out/);
+      await expect.poll(async () => (await read("?function=chatty")).map((l) => l.text)).toEqual(["saying soon gone"]);
+      await expect.poll(async () => (await read("?function=slow&source=system")).length).toBe(1); // written just after the answer
+      expect((await read("?function=slow&source=system")).map((l) => [l.tier, l.region, l.text])).toEqual([
+        ["edge", "local", expect.stringMatching(/edge\.slow timed out after 1 s/)],
+      ]);
+      await expect.poll(async () => (await read("")).length, { timeout: 15_000, interval: 500 }).toBe(0);
+    } finally {
+      await gateway.dispose();
+    }
+  }, 60_000);
+});
+
+describe("tandem logs", () => {
+  it("-f shows a line a plane function printed and one an edge function printed, in order, each within a second", async () => {
+    await fn<[string], string>("planeSay").remote("warm-up"); // the container started: its cold start is not what is timed
+    const child = spawn(process.execPath, [CLI, "logs", "journal", "-f", "-n", "1", "--source", "stdout", "--gateway", served.url, "--token", token], {
+      cwd: dir,
+      env: { ...process.env, NO_COLOR: "1" },
+    });
+    let out = "";
+    const seenAt = new Map<string, number>();
+    child.stdout.on("data", (d: Buffer) => {
+      out += d.toString();
+      for (const word of ["plane says one", "edge says two"]) if (!seenAt.has(word) && out.includes(word)) seenAt.set(word, Date.now());
+    });
+    try {
+      await new Promise((r) => setTimeout(r, 1_000)); // the follow is open
+      await fn<[string], string>("planeSay").remote("one");
+      const planeAnswered = Date.now();
+      await fn<[string], string>("edgeSay").remote("two");
+      const edgeAnswered = Date.now();
+      const deadline = Date.now() + 3_000;
+      while (seenAt.size < 2 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+      expect(out).toMatch(/journal\.planeSay fc-[0-9a-z]{26} \S+ \(plane, stdout\) plane says one/);
+      expect(out).toMatch(/journal\.edgeSay fc-[0-9a-z]{26} \(edge, stdout\) edge says two/);
+      expect(out.indexOf("plane says one")).toBeLessThan(out.indexOf("edge says two"));
+      expect(seenAt.get("plane says one")! - planeAnswered).toBeLessThan(1_000);
+      expect(seenAt.get("edge says two")! - edgeAnswered).toBeLessThan(1_000);
+      expect(out).not.toContain("plane warns one"); // --source stdout
+    } finally {
+      child.kill("SIGINT");
+    }
+  }, 60_000);
+
+  it("a follow left idle for a while still gets the next line", async () => {
+    const res = await fetch(`${served.url}/v1/apps/journal/logs?follow=1&limit=1&search=after%20a%20pause`, { headers: { authorization: `Bearer ${token}` } });
+    const reader = res.body!.getReader();
+    const decoder = new TextDecoder();
+    let text = "";
+    const read = (async () => {
+      while (!text.includes("edge says after a pause")) {
+        const { value, done } = await reader.read();
+        if (done) break;
+        text += decoder.decode(value, { stream: true });
+      }
+    })();
+    await new Promise((r) => setTimeout(r, 7_000)); // longer than workerd's and the front door's idle limits
+    await fn<[string], string>("edgeSay").remote("after a pause");
+    await Promise.race([read, new Promise((r) => setTimeout(r, 3_000))]);
+    await reader.cancel();
+    expect(text).toContain('"text":"edge says after a pause"');
+    expect(text.startsWith("\n")).toBe(true); // the keep-alive line, which readers skip
+  }, 30_000);
+
+  it("--call shows only that call's lines, as FunctionCall.fromId(id).logs() does", async () => {
+    const first = await fn<[string], string>("planeSay").spawn("alpha");
+    const second = await fn<[string], string>("planeSay").spawn("beta");
+    await first.get();
+    await second.get();
+    const call = FunctionCall.fromId(first.id, { gateway: served.url, token });
+    let lines: LogLine[] = [];
+    const deadline = Date.now() + 5_000;
+    while (lines.filter((l) => l.source !== "system").length < 2 && Date.now() < deadline) lines = await call.logs();
+    expect(lines.map((l) => [l.source, l.text]).filter(([source]) => source !== "system")).toEqual([
+      ["stdout", "plane says alpha"],
+      ["stderr", "plane warns alpha"],
+    ]);
+    expect(lines.every((l) => l.callId === first.id && l.app === "journal" && l.tier === "plane" && l.region === "local")).toBe(true);
+    expect(lines[0]!.containerId).toMatch(/\S+/);
+
+    const cli = await runCli(["logs", "journal", "--call", first.id, "--gateway", served.url, "--token", token], { cwd: dir });
+    expect(cli.code).toBe(0);
+    expect(cli.stdout).toContain("plane says alpha");
+    expect(cli.stdout).toContain("plane warns alpha");
+    expect(cli.stdout).not.toContain("beta");
+  }, 60_000);
+
+  it("followLogs() yields a call's lines as they come, and stops when the loop does", async () => {
+    const call = await fn<[string], string>("planeSay").spawn("gamma");
+    const seen: string[] = [];
+    for await (const line of FunctionCall.fromId(call.id, { gateway: served.url, token }).followLogs({ source: "stderr" })) {
+      seen.push(line.text);
+      if (line.text === "plane warns gamma") break;
+    }
+    expect(seen).toEqual(["plane warns gamma"]);
+  }, 30_000);
+
+  it("keeps Tandem's own lines: a container's cold start, and a retry", async () => {
+    await fn<[], number>("flaky").remote();
+    const { lines } = await logs("?source=system&limit=1000");
+    expect(lines.some((l) => l.function === "planeSay" && l.tier === "plane" && /^cold start: /.test(l.text) && l.containerId)).toBe(true);
+    await expect
+      .poll(async () => (await logs("?function=flaky&source=system")).lines.map((l) => l.text))
+      .toEqual([expect.stringMatching(/^attempt 1 failed \(first try fails\); attempt 2 in \d+ ms$/)]);
+  }, 30_000);
+
+  it("keeps the plane's line about a call that timed out, with its container", async () => {
+    await fn<[number], void>("planeSlow").remote(0); // warm: the timeout below is the call's, not its container's start
+    await expect(fn<[number], void>("planeSlow").remote(5_000)).rejects.toThrow(/timed out/);
+    await expect
+      .poll(async () => (await logs("?function=planeSlow&source=system")).lines.filter((l) => !l.text.startsWith("cold start")), { timeout: 5_000 })
+      .toEqual([
+        expect.objectContaining({
+          tier: "plane",
+          containerId: expect.stringMatching(/^ctr-/),
+          text: expect.stringMatching(/^journal\.planeSlow timed out after 2 s/),
+        }),
+      ]);
+  }, 60_000);
+
+  it("masks a secret value printed in either tier where the lines are kept", async () => {
+    await fn<[], number>("edgeLeak").remote();
+    await fn<[], number>("planeLeak").remote();
+    await expect.poll(async () => (await logs("?search=key%20is")).lines.map((l) => l.text).sort()).toEqual(["the edge key is ***", "the plane key is ***"]);
+    // Nor in any file of the gateway's state (the value is in no file the app was built from: it came from the environment).
+    const files = await readdir(join(dir, ".tandem", "state"), { recursive: true, withFileTypes: true });
+    for (const f of files.filter((e) => e.isFile())) {
+      expect((await readFile(join(f.parentPath, f.name))).includes(SECRET_VALUE)).toBe(false);
+    }
+  }, 60_000);
+
+  it("answers a bad query with a 400 that names the parameter", async () => {
+    const cases: [string, RegExp][] = [
+      ["?limit=0", /field "limit" must be a whole number from 1 to 10000/],
+      ["?source=stdin", /field "source" must be one of stdout, stderr, system/],
+      ["?since=last-tuesday", /field "since" must be a duration back from now/],
+      ["?call=fc-nope", /field "call" must be a call id/],
+      ["?follow=yes", /field "follow" must be "1" or "0"/],
+      ["?lines=5", /unknown field "lines"/],
+    ];
+    for (const [query, message] of cases) {
+      const { status, text } = await logs(query);
+      expect(status, query).toBe(400);
+      expect((JSON.parse(text) as { error: { message: string } }).error.message, query).toMatch(message);
+    }
+    const unknownApp = await fetch(`${served.url}/v1/apps/nosuch/logs`, { headers: { authorization: `Bearer ${token}` } });
+    expect(unknownApp.status).toBe(404);
+    const noToken = await fetch(`${served.url}/v1/apps/journal/logs`);
+    expect(noToken.status).toBe(401);
+    const cli = await runCli(["logs", "journal", "-n", "0", "--gateway", served.url, "--token", token], { cwd: dir });
+    expect(cli.code).not.toBe(0);
+    expect(cli.stderr).toMatch(/must be a whole number from 1 to 10000/);
+  }, 30_000);
+
+  it("keeps the lines across a restart of tandem serve with the same state folder", async () => {
+    await fn<[string], string>("edgeSay").remote("before the restart");
+    await expect.poll(async () => (await logs("?search=before%20the%20restart")).lines.length).toBe(1);
+    await served.stop();
+    served = await startServe(["app.ts"], dir, { JOURNAL_KEY: SECRET_VALUE });
+    const { lines } = await logs("?search=before%20the%20restart");
+    expect(lines.map((l) => l.text)).toEqual(["edge says before the restart"]);
+  }, 120_000);
+});
