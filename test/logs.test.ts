@@ -153,9 +153,15 @@ describe("tandem logs", () => {
     let lines: LogLine[] = [];
     const deadline = Date.now() + 5_000;
     while (lines.filter((l) => l.source !== "system").length < 2 && Date.now() < deadline) lines = await call.logs();
-    expect(lines.map((l) => [l.source, l.text]).filter(([source]) => source !== "system")).toEqual([
-      ["stdout", "plane says alpha"],
+    // stdout and stderr reach the plane on two streams, so their order between each other is not kept.
+    expect(
+      lines
+        .map((l) => [l.source, l.text])
+        .filter(([source]) => source !== "system")
+        .sort(([a], [b]) => a!.localeCompare(b!)),
+    ).toEqual([
       ["stderr", "plane warns alpha"],
+      ["stdout", "plane says alpha"],
     ]);
     expect(lines.every((l) => l.callId === first.id && l.app === "journal" && l.tier === "plane" && l.region === "local")).toBe(true);
     expect(lines[0]!.containerId).toMatch(/\S+/);
