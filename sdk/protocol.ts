@@ -1385,6 +1385,8 @@ export interface ContainerMount {
  */
 export const CONTAINER_ROUTE_FAMILIES: readonly string[] = [
   "/v1/volumes", // docs/volumes.md
+  "/v1/dicts", // docs/dict-queue.md
+  "/v1/queues", // docs/dict-queue.md
 ];
 
 /** True when `path` is in a family containers may reach. */

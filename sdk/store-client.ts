@@ -1,8 +1,9 @@
 /**
  * How a `Dict` or `Queue` handle reaches its storage (`StoreBackend`): over
  * the gateway's `/v1/dicts` and `/v1/queues` API with a token, as `Volume`
- * does outside the gateway, or through the backend the gateway installs for
- * code running inside it. Also the check every operation's request gets
+ * does outside the gateway (inside a plane container the same requests go
+ * through its plane, sdk/transport.ts), or through the backend the gateway
+ * installs for code running inside it. Also the check every operation's request gets
  * before it is sent, the same for both.
  */
 import type { z } from "zod";
