@@ -1,7 +1,10 @@
 /**
  * App bundles on this plane's disk, by content hash. A bundle missing here is
  * fetched from the gateway (a request signed for the gateway), checked against
- * its hash, and kept; concurrent calls for one bundle share one download.
+ * its hash, and kept; concurrent calls for one bundle share one download. A
+ * bundle handed over by the process that built it (`tandem run`'s plane, on the
+ * CLI's machine) is taken from there instead, with its source map: neither is
+ * asked of the gateway.
  */
 import { createHash } from "node:crypto";
 import { existsSync } from "node:fs";
@@ -20,13 +23,21 @@ export class BundleCache {
   readonly #downloads = new Map<string, Promise<string>>();
   /** Each bundle's source map as last fetched, with its ETag. */
   readonly #maps = new Map<string, { etag: string; map: TraceMap }>();
+  /** Bundles handed over (see `HandedBundle`), by hash; none if they failed to come. */
+  readonly #handed: Promise<Map<string, HandedBundle>>;
+  /** Their source maps, parsed when a stack first needs one. */
+  readonly #handedMaps = new Map<string, TraceMap | null>();
 
   /** `gatewayUrl` may be a promise: a plane gets ready while its gateway starts. */
-  constructor(dir: string, gatewayUrl: string | Promise<string>, secret: string) {
+  constructor(dir: string, gatewayUrl: string | Promise<string>, secret: string, handed: HandedBundle[] | Promise<HandedBundle[]> = []) {
     this.#dir = dir;
     this.#gatewayUrl = Promise.resolve(gatewayUrl);
     this.#gatewayUrl.catch(() => {}); // a gateway that never started: the plane's start says so
     this.#secret = secret;
+    this.#handed = Promise.resolve(handed).then(
+      (list) => new Map(list.map((b) => [b.hash, b])),
+      () => new Map(), // what was to be handed over failed to build: the run that built it fails with it
+    );
   }
 
   /**
@@ -48,7 +59,12 @@ export class BundleCache {
     if (existsSync(path)) return Promise.resolve(path);
     let download = this.#downloads.get(hash);
     if (!download) {
-      download = this.#download(hash, path).finally(() => this.#downloads.delete(hash));
+      download = this.#handed
+        .then((handed) => {
+          const bundle = handed.get(hash);
+          return bundle ? this.#write(hash, bundle.bytes, path, "handed to this plane") : this.#download(hash, path);
+        })
+        .finally(() => this.#downloads.delete(hash));
       this.#downloads.set(hash, download);
     }
     return download;
@@ -66,6 +82,12 @@ export class BundleCache {
   }
 
   async #sourceMap(hash: string): Promise<TraceMap | null> {
+    const handed = (await this.#handed).get(hash);
+    if (handed) {
+      // Built with the bundle by the process that handed it over, and never changed since.
+      if (!this.#handedMaps.has(hash)) this.#handedMaps.set(hash, handed.map === undefined ? null : traceMap(handed.map));
+      return this.#handedMaps.get(hash)!;
+    }
     const kept = this.#maps.get(hash);
     try {
       const res = await this.#get(paths.planeBundleMap(hash), kept ? { "if-none-match": kept.etag } : {});
@@ -128,4 +150,15 @@ export class BundleCache {
     await rename(partial, path);
     return path;
   }
+}
+
+/**
+ * A bundle handed to a plane by the process that built it, on the same machine (`tandem run`): the plane takes it,
+ * and its source map, from here rather than from the gateway's blob store.
+ */
+export interface HandedBundle {
+  hash: string;
+  bytes: Uint8Array;
+  /** Its source map (JSON), if it has one. */
+  map?: string;
 }

@@ -27,7 +27,7 @@ import {
 import { NonceCache, signRequest, useHmacEngine } from "../sdk/signing.js";
 import { ContainerGateway } from "./container-api.js";
 import { VolumeMounts } from "./volume-mounts.js";
-import { BundleCache } from "./bundle-cache.js";
+import { BundleCache, type HandedBundle } from "./bundle-cache.js";
 import type { ContainerDriver } from "./drivers/driver.js";
 import { ProcessDriver } from "./drivers/process.js";
 import { Inventory, detectGpus, simulatedGpus } from "./inventory.js";
@@ -86,6 +86,12 @@ export interface PlaneOptions {
    * that fails (or gives nothing) starts nothing ahead.
    */
   startAhead?: StartAhead | Promise<StartAhead | undefined>;
+  /**
+   * Bundles handed over by the process that built them, on this machine (`tandem run`'s plane): taken, with their
+   * source maps, from here rather than fetched from the gateway, which need not hold them. A promise lets the plane
+   * get ready while they are still bundling; its bundles are waited for only when first needed.
+   */
+  bundles?: HandedBundle[] | Promise<HandedBundle[]>;
   log?: (line: string) => void;
   /**
    * Told how each heartbeat went, the first one before `start` returns. Without it, the plane logs when the gateway
@@ -171,13 +177,13 @@ export class Plane {
           });
     let unavailable: string | undefined;
     try {
-      await driver.prepare();
-      await driver.cleanup(planeId); // containers a previous run of this plane left behind
+      // Side by side: the base image checked, and containers a previous run of this plane left behind removed.
+      await Promise.all([driver.prepare(), driver.cleanup(planeId)]);
     } catch (err) {
       unavailable = (err as Error).message;
     }
     const usage = new UsageLedger(join(options.stateDir, "usage.sqlite"));
-    const bundles = new BundleCache(join(options.stateDir, "bundles"), options.gatewayUrl, options.secret);
+    const bundles = new BundleCache(join(options.stateDir, "bundles"), options.gatewayUrl, options.secret, options.bundles);
     const images = new Map<string, Promise<string>>();
     const answerNonces = new NonceCache();
     // Kept in the state folder, which a restart of this plane (same id) finds again.

@@ -70,6 +70,16 @@ describe("tandem run starts only what the function needs", () => {
     expect(stderr).toMatch(PLANE_REGISTERED);
   });
 
+  it("hands the plane its bundle and source map: a plane function's failure names the app's own lines", async () => {
+    // The run's gateway holds no plane bundle nor map: a plane asking it for either would fail the call or keep
+    // the bundle's own lines in the stack.
+    const { code, stderr } = await runCli(["run", "app.ts::failing"], { cwd: dir });
+    expect(code).toBe(1);
+    expect(stderr).toContain("error: Error: failing on purpose");
+    expect(stderr).toMatch(/at .*app\.ts:17:\d+/);
+    expect(stderr).not.toContain("could not fetch bundle");
+  });
+
   it("starts the plane when an edge function's call asks for one", async () => {
     const { code, stdout, stderr } = await runCli(["run", "app.ts::whereFromEdge"], { cwd: dir });
     expect(code).toBe(0);

@@ -243,8 +243,9 @@ function deferred<T>(): { promise: Promise<T>; resolve: (value: T) => void; reje
  * This run's plane, started when first asked for: for a plane function, as
  * soon as the app is loaded. It gets ready (Docker, the base image) while the
  * app bundles and workerd starts, starts the function's container once its
- * bundle is made, reports once workerd is up, and finds the app's plane
- * bundles uploaded by then.
+ * bundle is made, and reports once workerd is up. The app's plane bundles
+ * are handed to it as they are built, never uploaded to the gateway nor
+ * fetched from it; image specs, which it asks the gateway for, are uploaded.
  */
 function runPlane(
   gateway: Promise<RunningWorkerd>,
@@ -271,9 +272,13 @@ function runPlane(
         forceBuild: options.forceBuild ?? false,
         stateDir: options.stateDir,
         ...(options.startAhead ? { startAhead: options.startAhead } : {}),
+        // On this machine, already built: taken from here, not fetched from the gateway.
+        bundles: built.then((b) => b.planes.map((p) => ({ hash: p.hash, bytes: p.bytes, map: p.map }))),
         log: (line) => console.error(line),
       }),
-      Promise.all([gateway, built]).then(([g, b]) => uploadPlaneBundles(g.miniflare, b)),
+      // The plane bundles are handed to the plane (`bundles`), which never asks the gateway for them: only the image
+      // specs, which the plane does ask for, go into the gateway's blob store (miniflare's R2 set up for them alone).
+      Promise.all([gateway, built]).then(([g, b]) => (b.images.size ? uploadPlaneBundles(g.miniflare, { planes: [], images: b.images }) : undefined)),
     ]);
     if (plane.status === "rejected") throw plane.reason;
     started = plane.value;

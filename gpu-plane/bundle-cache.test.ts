@@ -1,0 +1,85 @@
+/**
+ * The plane's bundle cache: a bundle handed over by the process that built it
+ * (`tandem run`'s plane) is taken, with its source map, from there, and the
+ * gateway is never asked for it; any other bundle is still fetched.
+ */
+import { createHash, randomBytes } from "node:crypto";
+import { createServer, type Server } from "node:http";
+import type { AddressInfo } from "node:net";
+import { mkdtemp, readFile, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { transform } from "esbuild";
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import { useHmacEngine } from "../sdk/signing.js";
+import { BundleCache } from "./bundle-cache.js";
+import { nodeHmacEngine } from "./node-hmac.js";
+
+const SECRET = randomBytes(32).toString("hex");
+
+describe("BundleCache", () => {
+  let dir: string;
+  let server: Server;
+  let gatewayUrl: string;
+  /** Paths the stand-in gateway was asked for: it has no bundle, and answers 404. */
+  let asked: string[] = [];
+  let bundle: { hash: string; bytes: Uint8Array; map: string };
+
+  beforeAll(async () => {
+    useHmacEngine(nodeHmacEngine);
+    dir = await mkdtemp(join(tmpdir(), "tandem-bundle-cache-"));
+    server = createServer((req, res) => {
+      asked.push(req.url ?? "");
+      res.writeHead(404).end("no such bundle");
+    });
+    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+    gatewayUrl = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    const built = await transform('export function fails() {\n  throw new Error("on purpose");\n}\n', {
+      loader: "ts",
+      format: "esm",
+      sourcemap: "external",
+      sourcefile: "app.ts",
+    });
+    const bytes = new TextEncoder().encode(built.code);
+    bundle = { hash: createHash("sha256").update(bytes).digest("hex"), bytes, map: built.map };
+  });
+  afterAll(async () => {
+    server.close();
+    await rm(dir, { recursive: true, force: true });
+  });
+  beforeEach(() => {
+    asked = [];
+  });
+
+  it("takes a handed bundle and its source map without asking the gateway", async () => {
+    const cache = new BundleCache(join(dir, "handed"), gatewayUrl, SECRET, Promise.resolve([bundle]));
+    const path = await cache.get(bundle.hash);
+    expect(new Uint8Array(await readFile(path))).toEqual(bundle.bytes);
+    // Line 2 of the bundle is the throw, line 2 of app.ts.
+    const mapped = await cache.mapStack(bundle.hash, `Error: on purpose\n    at fails (file://${path}:2:9)`);
+    expect(mapped).toBe("Error: on purpose\n    at fails (app.ts:2:9)");
+    expect(asked).toEqual([]);
+  });
+
+  it("still fetches a bundle it was not handed from the gateway", async () => {
+    const cache = new BundleCache(join(dir, "other"), gatewayUrl, SECRET, [bundle]);
+    const other = createHash("sha256").update("another bundle").digest("hex");
+    await expect(cache.get(other)).rejects.toThrow(`could not fetch bundle ${other.slice(0, 12)} from the gateway: HTTP 404`);
+    expect(asked).toEqual([`/v1/planes/bundles/${other}`]);
+  });
+
+  it("fetches from the gateway when what was to be handed over failed to come", async () => {
+    const cache = new BundleCache(join(dir, "failed"), gatewayUrl, SECRET, Promise.reject(new Error("bundling failed")));
+    await expect(cache.get(bundle.hash)).rejects.toThrow("HTTP 404");
+    expect(asked).toEqual([`/v1/planes/bundles/${bundle.hash}`]);
+  });
+
+  it("refuses a handed bundle whose bytes do not match its hash", async () => {
+    const wrong = { ...bundle, hash: createHash("sha256").update("something else").digest("hex") };
+    const cache = new BundleCache(join(dir, "wrong"), gatewayUrl, SECRET, [wrong]);
+    await expect(cache.get(wrong.hash)).rejects.toThrow(
+      `bundle ${wrong.hash.slice(0, 12)} handed to this plane has hash ${bundle.hash.slice(0, 12)}; refusing it`,
+    );
+    expect(asked).toEqual([]);
+  });
+});
