@@ -6,6 +6,7 @@
  * entry is dropped 7 days after its last write unless the write gave a
  * `ttlSeconds`. A handle is lazy: `Dict.fromName` sends nothing.
  */
+import { LazyBackend } from "./lazy-backend.js";
 import { DICT_LIMITS } from "./defaults.js";
 import { InvalidOptionsError } from "./errors.js";
 import { DICT_NAME_PATTERN, DictRequestSchemas, canonicalKey, decodeValue, encodeValue, type DictEntry, type DictInfo, type DictOp } from "./protocol.js";
@@ -43,13 +44,11 @@ export interface DictEntryInfo<V = unknown> {
  */
 export class Dict {
   readonly name: string;
-  readonly #options: DictOptions;
-  #backend: DictBackend | undefined;
-  #ready: Promise<void> | undefined;
+  readonly #store: LazyBackend<DictBackend>;
 
   private constructor(name: string, options: DictOptions) {
     this.name = name;
-    this.#options = options;
+    this.#store = new LazyBackend(() => dictBackend(options), name, options.createIfMissing ?? false);
   }
 
   /** A handle on the dict `name`; nothing is sent until its first operation. */
@@ -174,22 +173,12 @@ export class Dict {
   }
 
   #backendOf(): DictBackend {
-    this.#backend ??= dictBackend(this.#options);
-    return this.#backend;
+    return this.#store.backend();
   }
 
   /** The backend, after making the dict once when `createIfMissing` says so. */
   #ready_(): Promise<DictBackend> {
-    const backend = this.#backendOf();
-    if (!this.#options.createIfMissing) return Promise.resolve(backend);
-    this.#ready ??= backend.create(this.name, true).then(
-      () => undefined,
-      (err: unknown) => {
-        this.#ready = undefined;
-        throw err;
-      },
-    );
-    return this.#ready.then(() => backend);
+    return this.#store.ready();
   }
 }
 

@@ -7,6 +7,7 @@
  * a `lease` hands out an item that comes back to the queue unless it is
  * `ack()`ed in time, so a worker that dies loses nothing.
  */
+import { LazyBackend } from "./lazy-backend.js";
 import { QUEUE_LIMITS } from "./defaults.js";
 import { InvalidOptionsError } from "./errors.js";
 import { QUEUE_NAME_PATTERN, QueueRequestSchemas, decodeValue, encodeValue, type QueueInfo, type QueueItem, type QueueOp } from "./protocol.js";
@@ -51,13 +52,11 @@ export interface LeasedItem<T = unknown> {
  */
 export class Queue {
   readonly name: string;
-  readonly #options: QueueOptions;
-  #backend: QueueBackend | undefined;
-  #ready: Promise<void> | undefined;
+  readonly #store: LazyBackend<QueueBackend>;
 
   private constructor(name: string, options: QueueOptions) {
     this.name = name;
-    this.#options = options;
+    this.#store = new LazyBackend(() => queueBackend(options), name, options.createIfMissing ?? false);
   }
 
   /** A handle on the queue `name`; nothing is sent until its first operation. */
@@ -180,21 +179,11 @@ export class Queue {
   }
 
   #backendOf(): QueueBackend {
-    this.#backend ??= queueBackend(this.#options);
-    return this.#backend;
+    return this.#store.backend();
   }
 
   /** The backend, after making the queue once when `createIfMissing` says so. */
   #ready_(): Promise<QueueBackend> {
-    const backend = this.#backendOf();
-    if (!this.#options.createIfMissing) return Promise.resolve(backend);
-    this.#ready ??= backend.create(this.name, true).then(
-      () => undefined,
-      (err: unknown) => {
-        this.#ready = undefined;
-        throw err;
-      },
-    );
-    return this.#ready.then(() => backend);
+    return this.#store.ready();
   }
 }

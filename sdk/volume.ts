@@ -10,6 +10,7 @@
  * commits'): a write that changes a file another commit changed since then
  * fails with `VolumeConflictError` naming the file, unless it is forced.
  */
+import { LazyBackend } from "./lazy-backend.js";
 import { InvalidOptionsError } from "./errors.js";
 import {
   VOLUME_NAME_PATTERN,
@@ -174,13 +175,13 @@ export class Volume {
   readonly [VOLUME_BRAND] = true;
   readonly #options: VolumeOptions;
   readonly #mount: { readOnly: boolean; subPath: string };
-  #backend: VolumeBackend | undefined;
-  #ready: Promise<void> | undefined;
+  readonly #store: LazyBackend<VolumeBackend>;
   #version: number | undefined;
 
   private constructor(name: string, options: VolumeOptions, mount = { readOnly: false, subPath: "" }) {
     this.name = name;
     this.#options = options;
+    this.#store = new LazyBackend(() => backendFor(options), name, options.createIfMissing ?? false);
     this.#mount = mount;
   }
 
@@ -332,22 +333,12 @@ export class Volume {
   }
 
   #backendOf(): VolumeBackend {
-    this.#backend ??= backendFor(this.#options);
-    return this.#backend;
+    return this.#store.backend();
   }
 
   /** The backend, after making the volume once when `createIfMissing` says so. */
   #ready_(): Promise<VolumeBackend> {
-    const backend = this.#backendOf();
-    if (!this.#options.createIfMissing) return Promise.resolve(backend);
-    this.#ready ??= backend.create(this.name, true).then(
-      () => undefined,
-      (err: unknown) => {
-        this.#ready = undefined;
-        throw err;
-      },
-    );
-    return this.#ready.then(() => backend);
+    return this.#store.ready();
   }
 }
 
