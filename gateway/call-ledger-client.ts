@@ -2,6 +2,7 @@
  * How the rest of the gateway reaches the call ledger: which shard holds a
  * call (and a call's idempotency key), and the shapes of what is written to it.
  */
+import { isolateBatch } from "./isolate-batch.js";
 import { ERROR_STATUS, type WireError } from "../sdk/errors.js";
 import { CALL_ID_ALPHABET, newCallId, type CallKind, type CallRecord, type CallStatus, type EncodedValue } from "../sdk/protocol.js";
 import type { Env } from "./env.js";
@@ -179,50 +180,29 @@ export function ledgerShard(env: Env, shard: number, cache?: Map<string, LedgerA
  * ledger well within a second of its answer.
  */
 const RECORD_BATCH_MS = 50;
-/** A batch whose write has not started this long after it opened lost its request (workerd ended it): the next one takes its rows. */
-const STALE_BATCH_MS = 20 * RECORD_BATCH_MS;
-
-/** Rows waiting for the next write: plain data, so no promise of one request is ever awaited by another. */
-let pending: { rows: FinishedCall[]; openedAt: number } | undefined;
 
 /**
- * Records ended calls in the ledger, batched: rows that end within a few
- * milliseconds of each other in this isolate go in one write per shard, so a
- * stream of calls does not pay a Durable Object round trip each. Hand what it
- * returns to `waitUntil`; a write that fails is logged with the ids it held.
- *
- * The request that opens a batch writes it, in its own context (its promise
- * resolves when the batch is written); a request that joins an open batch
- * only adds its rows and gets a settled promise. Sharing the writer's promise
- * instead made workerd warn, once per joining call, that a promise was
- * resolved from a different request context (each request runs in its own).
+ * Records ended calls in the ledger, batched (gateway/isolate-batch.ts): rows
+ * that end within a few milliseconds of each other in this isolate go in one
+ * write per shard, so a stream of calls does not pay a Durable Object round
+ * trip each. Hand what it returns to `waitUntil`; a write that fails is logged
+ * with the ids it held.
  *
  * @example rc.waitUntil(recordEnded(rc.env, [row]).catch((err) => console.error(err)));
  */
-export function recordEnded(env: Env, rows: FinishedCall[]): Promise<void> {
-  if (pending && Date.now() - pending.openedAt < STALE_BATCH_MS) {
-    pending.rows.push(...rows);
-    return Promise.resolve();
+export const recordEnded = isolateBatch(RECORD_BATCH_MS, async (env: Env, taken: FinishedCall[]) => {
+  const byShard = new Map<LedgerApi, FinishedCall[]>();
+  const stubs = new Map<string, LedgerApi>();
+  for (const row of taken) {
+    const stub = ledgerFor(env, row.id, stubs);
+    const shardRows = byShard.get(stub);
+    if (shardRows) shardRows.push(row);
+    else byShard.set(stub, [row]);
   }
-  // No open batch, or one whose writer is gone: open one, adopting the rows a lost writer left behind.
-  const batch = { rows: [...(pending?.rows.splice(0) ?? []), ...rows], openedAt: Date.now() };
-  pending = batch;
-  return new Promise<void>((resolve) => setTimeout(resolve, RECORD_BATCH_MS)).then(async () => {
-    if (pending === batch) pending = undefined;
-    const taken = batch.rows.splice(0);
-    const byShard = new Map<LedgerApi, FinishedCall[]>();
-    const stubs = new Map<string, LedgerApi>();
-    for (const row of taken) {
-      const stub = ledgerFor(env, row.id, stubs);
-      const shardRows = byShard.get(stub);
-      if (shardRows) shardRows.push(row);
-      else byShard.set(stub, [row]);
-    }
-    try {
-      await Promise.all([...byShard].map(([stub, shardRows]) => stub.record(shardRows)));
-    } catch (err) {
-      // Said here, with every call the write held: the rows of requests that joined the batch are not the writer's to name.
-      console.error(`ledger: could not record ${taken.map((r) => r.id).join(", ")}:`, err);
-    }
-  });
-}
+  try {
+    await Promise.all([...byShard].map(([stub, shardRows]) => stub.record(shardRows)));
+  } catch (err) {
+    // Said here, with every call the write held: the rows of requests that joined the batch are not the writer's to name.
+    console.error(`ledger: could not record ${taken.map((r) => r.id).join(", ")}:`, err);
+  }
+});

@@ -3,9 +3,10 @@
  * A line costs its call a push onto an array: the lines printed in this
  * isolate within `LOG_LIMITS.edgeBatchMs` go in one write per app, made after
  * the response (`waitUntil`) by the request that opened the batch, as the
- * ledger's ended calls are (call-ledger-client.ts): no request ever awaits
+ * ledger's ended calls are (gateway/isolate-batch.ts): no request ever awaits
  * another's promise, and no call's answer waits for a log write.
  */
+import { isolateBatch } from "./isolate-batch.js";
 import { LOG_LIMITS } from "../sdk/defaults.js";
 import { cutLogLine, type LogLine, type LogSource } from "../sdk/protocol.js";
 import type { Env } from "./env.js";
@@ -22,11 +23,6 @@ export interface LogOrigin {
   function: string | null;
   callId: string | null;
 }
-
-/** A batch whose write has not started this long after it opened lost its request (workerd ended it): the next one takes its lines. */
-const STALE_BATCH_MS = 20 * LOG_LIMITS.edgeBatchMs;
-
-let pending: { lines: LogLine[]; openedAt: number } | undefined;
 
 /** What the sink says about a write that failed: the console as it was before lines were captured, so the report is not captured in turn. */
 let report: (message: string) => void = () => {};
@@ -49,20 +45,11 @@ export function keepEdgeLine(
   keepLines(rc, [{ time: Date.now(), ...origin, containerId: null, tier: "edge", region: rc.config.region, source, text: cutLogLine(text) }]);
 }
 
+const batchLines = isolateBatch(LOG_LIMITS.edgeBatchMs, (env: Env, lines: LogLine[]) => writeLines(env, lines));
+
 /** Keeps lines (from the edge, or a plane's batch): one write per app after `LOG_LIMITS.edgeBatchMs`, by the request that opens the batch. */
 export function keepLines(rc: { env: Env; waitUntil(promise: Promise<unknown>): void }, lines: LogLine[]): void {
-  if (pending && Date.now() - pending.openedAt < STALE_BATCH_MS) {
-    pending.lines.push(...lines);
-    return;
-  }
-  const batch = { lines: [...(pending?.lines.splice(0) ?? []), ...lines], openedAt: Date.now() };
-  pending = batch;
-  rc.waitUntil(
-    new Promise<void>((resolve) => setTimeout(resolve, LOG_LIMITS.edgeBatchMs)).then(async () => {
-      if (pending === batch) pending = undefined;
-      await writeLines(rc.env, batch.lines.splice(0));
-    }),
-  );
+  rc.waitUntil(batchLines(rc.env, lines));
 }
 
 /** Writes lines now, one write per app; a write that fails is reported with how many lines it lost. */

@@ -18,21 +18,14 @@
 import { DurableObject } from "cloudflare:workers";
 import { VOLUME_LIMITS } from "../sdk/defaults.js";
 import { InvalidRequestError, NotFoundError, TandemError, VolumeConflictError, toWireError, type WireError } from "../sdk/errors.js";
-import type { VolumeChange, VolumeEntry, VolumeInfo, VolumeListing, VolumeManifest } from "../sdk/protocol.js";
+import type { VolumeChange, VolumeEntry, VolumeInfo, VolumeListing, VolumeManifest, VolumeManifestFile } from "../sdk/protocol.js";
 import type { Env } from "./env.js";
 
 /** A method's answer: its value, or the error to throw at the caller. */
 export type Outcome<T> = { ok: T } | { error: WireError };
 
-/** A file as the manifest holds it: what a reader needs to fetch its bytes. */
-export interface ManifestFile {
-  path: string;
-  blocks: string[];
-  size: number;
-  mode: number;
-  version: number;
-  mtime: number;
-}
+/** A file as the manifest holds it: what a reader needs to fetch its bytes (the shape planes get, `VolumeManifestFile`). */
+export type ManifestFile = VolumeManifestFile;
 
 /** A change whose paths are already in their one form (`volumePath`). */
 export type CheckedChange = VolumeChange;
