@@ -14,6 +14,7 @@
  */
 import type { Context, MiddlewareHandler } from "hono";
 import { TOKEN_DEFAULTS } from "../sdk/defaults.js";
+import { sha256Hex } from "../sdk/hex.js";
 import { ForbiddenError, UnauthorizedError, missingToken } from "../sdk/errors.js";
 import { CONNECT_TOKEN_PATTERN, HEADERS, TOKEN_PATTERN, scopeAllows, type TokenInfo, type TokenScope } from "../sdk/protocol.js";
 import { containerPrincipal, isContainerRequest } from "./container-requests.js";
@@ -240,11 +241,6 @@ async function readConnectToken(env: Env, token: string): Promise<ConnectClaims 
   } catch {
     return undefined;
   }
-}
-
-async function sha256Hex(text: string): Promise<string> {
-  const digest = await crypto.subtle.digest("SHA-256", encoder.encode(text));
-  return [...new Uint8Array(digest)].map((b) => b.toString(16).padStart(2, "0")).join("");
 }
 
 function base64url(bytes: Uint8Array): string {

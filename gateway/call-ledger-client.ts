@@ -96,6 +96,8 @@ export interface NewCall {
   key?: string;
   /** Its first attempt starts now (a keyed `call`, run by the request that made it): recorded as running, attempt 1. */
   running?: boolean;
+  /** The plane its first attempt went to (`running` only): noted with the record instead of in a write of its own. */
+  plane?: string;
 }
 
 /** What the executor needs of the ledger; both the Durable Object and its stub fit. */

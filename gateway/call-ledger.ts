@@ -129,25 +129,26 @@ export class CallLedger extends DurableObject<Env> implements LedgerApi {
 
   async createMany(calls: NewCall[]): Promise<string[]> {
     const ids: string[] = [];
+    let leaseUntil = 0;
     for (const call of calls) {
-      if (call.key !== undefined) {
-        const known = this.#callWithKey(call.key);
+      const text = JSON.stringify(call.input);
+      let input = text;
+      if (text.length > API_LIMITS.maxInlineValueBytes) {
+        // A key already known stores nothing; it is checked again after the write to R2, during which a request with
+        // the same key may have come in.
+        const known = call.key === undefined ? undefined : this.#callWithKey(call.key);
         if (known) {
           ids.push(known);
           continue;
         }
+        input = await this.#storeValue(BLOB_KEYS.input(call.id), call.input);
       }
-      const text = JSON.stringify(call.input);
-      const input = text.length <= API_LIMITS.maxInlineValueBytes ? text : await this.#storeValue(BLOB_KEYS.input(call.id), call.input);
-      // Checked again after a write to R2, during which a request with the same key may have come in.
-      const known = call.key === undefined || input === text ? undefined : this.#callWithKey(call.key);
-      if (known) {
-        ids.push(known);
-        continue;
-      }
-      this.#sql.exec(
-        `INSERT INTO calls (id, app, fn, kind, status, attempts, input, created_at, started_at, lease_until, scheduled_at, idem_key)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+      leaseUntil = Date.now() + this.#leaseMs;
+      // One statement: a key already known inserts nothing (the unique index on keys), and is then looked up.
+      const inserted = this.#sql.exec(
+        `INSERT INTO calls (id, app, fn, kind, status, attempts, input, created_at, started_at, lease_until, scheduled_at, idem_key, plane)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+         ON CONFLICT (idem_key) WHERE idem_key IS NOT NULL DO NOTHING RETURNING id`,
         call.id,
         call.app,
         call.function,
@@ -157,13 +158,14 @@ export class CallLedger extends DurableObject<Env> implements LedgerApi {
         input,
         call.createdAt,
         call.running ? call.createdAt : null, // its first attempt begins as it is accepted
-        Date.now() + this.#leaseMs,
+        leaseUntil,
         call.scheduledAt ?? null,
         call.key ?? null,
+        call.plane ?? null,
       );
-      ids.push(call.id);
+      ids.push(inserted.toArray().length > 0 ? call.id : this.#callWithKey(call.key!)!);
     }
-    await this.#scheduleAlarm();
+    if (leaseUntil) await this.#scheduleAlarm(leaseUntil);
     return ids;
   }
 
@@ -172,11 +174,28 @@ export class CallLedger extends DurableObject<Env> implements LedgerApi {
   }
 
   async startMany(marks: { id: string; attempt: number }[]): Promise<boolean[]> {
-    return marks.map(({ id, attempt }) => this.#start(id, attempt));
+    // One statement per attempt number, not one per input: a keyed map marks every input's attempt.
+    const marked = new Set<string>();
+    const now = Date.now();
+    for (const [attempt, ids] of groupBy(
+      marks,
+      (m) => m.attempt,
+      (m) => m.id,
+    )) {
+      const rows = this.#sql.exec<{ id: string }>(
+        `UPDATE calls SET status = 'running', attempts = ?, started_at = COALESCE(started_at, ?), lease_until = ?
+         WHERE id IN (SELECT value FROM json_each(?)) AND ${NOT_ENDED} RETURNING id`,
+        attempt,
+        now,
+        now + this.#leaseMs,
+        JSON.stringify(ids),
+      );
+      for (const row of rows) marked.add(row.id);
+    }
+    return marks.map(({ id }) => marked.has(id));
   }
 
   #start(id: string, attempt: number): boolean {
-    // One statement, not a read then a write: a keyed map marks every input's attempt.
     const now = Date.now();
     const marked = this.#sql.exec(
       `UPDATE calls SET status = 'running', attempts = ?, started_at = COALESCE(started_at, ?), lease_until = ? WHERE id = ? AND ${NOT_ENDED} RETURNING id`,
@@ -193,8 +212,16 @@ export class CallLedger extends DurableObject<Env> implements LedgerApi {
     this.#sql.exec("UPDATE calls SET plane = ? WHERE id = ?", planeId, id);
   }
 
+  /** `runningOn` for many calls: one statement per plane (a map's inputs mostly go to a few). */
   async runningOnMany(notes: { id: string; planeId: string }[]): Promise<void[]> {
-    return notes.map(({ id, planeId }) => void this.#sql.exec("UPDATE calls SET plane = ? WHERE id = ?", planeId, id));
+    for (const [planeId, ids] of groupBy(
+      notes,
+      (n) => n.planeId,
+      (n) => n.id,
+    )) {
+      this.#sql.exec("UPDATE calls SET plane = ? WHERE id IN (SELECT value FROM json_each(?))", planeId, JSON.stringify(ids));
+    }
+    return notes.map(() => undefined); // one per note, as `grouped` hands them back
   }
 
   async renew(id: string): Promise<void> {
@@ -202,8 +229,11 @@ export class CallLedger extends DurableObject<Env> implements LedgerApi {
   }
 
   async renewAll(ids: string[]): Promise<void> {
-    const until = Date.now() + this.#leaseMs;
-    for (const id of ids) this.#sql.exec("UPDATE calls SET lease_until = ? WHERE id = ? AND lease_until IS NOT NULL", until, id);
+    this.#sql.exec(
+      "UPDATE calls SET lease_until = ? WHERE id IN (SELECT value FROM json_each(?)) AND lease_until IS NOT NULL",
+      Date.now() + this.#leaseMs,
+      JSON.stringify(ids),
+    );
   }
 
   async finish(call: FinishedCall): Promise<void> {
@@ -238,7 +268,7 @@ export class CallLedger extends DurableObject<Env> implements LedgerApi {
       );
       this.#wake(call.id);
     }
-    await this.#scheduleAlarm();
+    await this.#scheduleAlarm(expiresAt);
   }
 
   async get(id: string, waitMs: number): Promise<CallRecord | null> {
@@ -284,7 +314,7 @@ export class CallLedger extends DurableObject<Env> implements LedgerApi {
     // A line each would be thousands after a crash under load: workerd writes them to a pipe, and `tandem serve`
     // blocks on a synchronous miniflare call as it starts, so a full pipe once stalled both for good.
     if (orphans.length > RESUMES_LOGGED) console.warn(`ledger: resuming ${orphans.length - RESUMES_LOGGED} more calls whose runner was lost`);
-    await this.#scheduleAlarm(true);
+    await this.#scheduleAlarm(undefined, true);
   }
 
   #resume(row: Row, logged: boolean): void {
@@ -394,20 +424,37 @@ export class CallLedger extends DurableObject<Env> implements LedgerApi {
     for (const done of [...(this.#waiters.get(id) ?? [])]) done();
   }
 
-  /** Sets the alarm to the next lease to check or row to expire. `always`: inside `alarm()`, where the old one is spent. */
-  async #scheduleAlarm(always = false): Promise<void> {
+  /**
+   * Sets the alarm to the next lease to check or row to expire. `always`: inside `alarm()`, where the old one is
+   * spent. `due`: the time a row just written needs the alarm by; an alarm set for then or sooner already serves it
+   * (it sets the next one when it fires), so a call recorded under way costs no query here.
+   */
+  async #scheduleAlarm(due?: number, always = false): Promise<void> {
+    // The alarm is only ever set here, so this object knows it once it has read it: no storage read on every call recorded.
+    if (this.#alarmAt === undefined) this.#alarmAt = await this.ctx.storage.getAlarm();
+    if (!always && due !== undefined && this.#alarmAt !== null && this.#alarmAt <= due) return;
     const next = this.#sql
       .exec<{ t: number | null }>(
         "SELECT MIN(t) AS t FROM (SELECT MIN(lease_until) AS t FROM calls WHERE lease_until IS NOT NULL UNION ALL SELECT MIN(expires_at) FROM calls WHERE expires_at IS NOT NULL)",
       )
       .one().t;
     if (next === null) return;
-    // The alarm is only ever set here, so this object knows it once it has read it: no storage read on every call recorded.
-    if (this.#alarmAt === undefined) this.#alarmAt = await this.ctx.storage.getAlarm();
     const current = always ? null : this.#alarmAt;
     if (current === null || next < current) {
       await this.ctx.storage.setAlarm(next);
       this.#alarmAt = next;
     }
   }
+}
+
+/** `items`' values grouped by their keys, in the order each key first came. */
+function groupBy<T, K, V>(items: T[], keyOf: (item: T) => K, valueOf: (item: T) => V): Map<K, V[]> {
+  const groups = new Map<K, V[]>();
+  for (const item of items) {
+    const key = keyOf(item);
+    const group = groups.get(key);
+    if (group) group.push(valueOf(item));
+    else groups.set(key, [valueOf(item)]);
+  }
+  return groups;
 }

@@ -5,17 +5,13 @@
  */
 import { Hono } from "hono";
 import { TOKEN_DEFAULTS } from "../sdk/defaults.js";
+import { sha256Hex } from "../sdk/hex.js";
 import { InvalidRequestError, NotFoundError } from "../sdk/errors.js";
 import { ROUTES, TOKEN_ID_PATTERN, TokenCreateRequestSchema, newToken, type TokenCreateAnswer } from "../sdk/protocol.js";
 import { forgetToken, guard, principalOf, tokenStore } from "./auth.js";
 import { readJsonBody } from "./body.js";
 import type { RouteEnv } from "./env.js";
 import { registry } from "./registry.js";
-
-async function sha256Hex(text: string): Promise<string> {
-  const digest = await crypto.subtle.digest("SHA-256", new TextEncoder().encode(text));
-  return [...new Uint8Array(digest)].map((b) => b.toString(16).padStart(2, "0")).join("");
-}
 
 export function tokenRoutes(): Hono<RouteEnv> {
   const routes = new Hono<RouteEnv>();

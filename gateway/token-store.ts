@@ -6,6 +6,7 @@
  */
 import { DurableObject } from "cloudflare:workers";
 import { TOKEN_DEFAULTS } from "../sdk/defaults.js";
+import { toHex } from "../sdk/hex.js";
 import type { TokenCreateRequest, TokenInfo, TokenScope } from "../sdk/protocol.js";
 import type { Env } from "./env.js";
 
@@ -93,7 +94,7 @@ export class TokenStore extends DurableObject<Env> {
   async connectKey(): Promise<string> {
     const found = this.#sql.exec<{ value: string }>("SELECT value FROM keys WHERE name = 'connect'").toArray()[0];
     if (found) return found.value;
-    const key = [...crypto.getRandomValues(new Uint8Array(32))].map((b) => b.toString(16).padStart(2, "0")).join("");
+    const key = toHex(crypto.getRandomValues(new Uint8Array(32)));
     this.#sql.exec("INSERT INTO keys (name, value) VALUES ('connect', ?)", key);
     return key;
   }

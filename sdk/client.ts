@@ -9,6 +9,7 @@
  * so the gateway answers a repeat with the call it already made.
  */
 import { gatewayFetch } from "./transport.js";
+import { toHex } from "./hex.js";
 import { API_LIMITS, DELIVERY_DEFAULTS, LOCAL_DEFAULTS } from "./defaults.js";
 import { GatewayUnreachableError, InvalidOptionsError, TandemError, fromWireError, type WireError } from "./errors.js";
 import { tokenFor } from "./credentials.js";
@@ -284,7 +285,7 @@ export class HttpInvoker implements Invoker {
 
 /** A new idempotency key: 128 random bits (`getRandomValues`, which browsers also give pages not served over https). */
 function newIdempotencyKey(): string {
-  return Array.from(crypto.getRandomValues(new Uint8Array(16)), (b) => b.toString(16).padStart(2, "0")).join("");
+  return toHex(crypto.getRandomValues(new Uint8Array(16)));
 }
 
 /** The `tandem serve` front door's answer for a gateway that did not answer (502) or is starting (503): nothing ran. */

@@ -9,6 +9,7 @@
  * signature over the body and the nonce (`verifyRequest`). Web Crypto only, so
  * it runs in workerd and Node alike.
  */
+import { sha256Hex, toHex } from "./hex.js";
 import { PLANE_DEFAULTS } from "./defaults.js";
 import { HEADERS } from "./protocol.js";
 
@@ -41,12 +42,9 @@ function key(secret: string): Promise<CryptoKey> {
 }
 
 export const webCryptoEngine: HmacEngine = {
-  async sha256Hex(data) {
-    const bytes = typeof data === "string" ? encoder.encode(data) : data;
-    return hex(await crypto.subtle.digest("SHA-256", bytes as Uint8Array<ArrayBuffer>));
-  },
+  sha256Hex,
   async hmacHex(secret, data) {
-    return hex(await crypto.subtle.sign("HMAC", await key(secret), encoder.encode(data)));
+    return toHex(await crypto.subtle.sign("HMAC", await key(secret), encoder.encode(data)));
   },
 };
 
@@ -55,10 +53,6 @@ let engine: HmacEngine = webCryptoEngine;
 /** Replaces the hashing used to sign and verify in this process. */
 export function useHmacEngine(next: HmacEngine): void {
   engine = next;
-}
-
-function hex(buffer: ArrayBuffer): string {
-  return [...new Uint8Array(buffer)].map((b) => b.toString(16).padStart(2, "0")).join("");
 }
 
 /** Compares two hex strings in time that does not depend on where they differ. */
@@ -100,7 +94,7 @@ async function signatureOf(secret: string, request: SignedRequest, timestamp: st
  */
 export async function signRequest(secret: string, request: SignedRequest, now = Date.now()): Promise<Record<string, string>> {
   const timestamp = String(now);
-  const nonce = hex(crypto.getRandomValues(new Uint8Array(16)).buffer as ArrayBuffer);
+  const nonce = toHex(crypto.getRandomValues(new Uint8Array(16)));
   return {
     [HEADERS.timestamp]: timestamp,
     [HEADERS.nonce]: nonce,

@@ -54,7 +54,4 @@ async function* piecesOf(source: ByteSource): AsyncGenerator<Uint8Array> {
 }
 
 /** The SHA-256 of `bytes` in lowercase hex: a block's name. */
-export async function sha256Hex(bytes: Uint8Array): Promise<string> {
-  const digest = await crypto.subtle.digest("SHA-256", bytes as Uint8Array<ArrayBuffer>);
-  return Array.from(new Uint8Array(digest), (b) => b.toString(16).padStart(2, "0")).join("");
-}
+export { sha256Hex } from "./hex.js";

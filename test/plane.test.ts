@@ -179,6 +179,47 @@ describe("a keyed plane call the client says is fresh", () => {
     }
   });
 
+  // The ids of `watchful` calls that have begun on the plane, and a cancel of one through the API.
+  const watching = () => stack.planeOutput.filter((l) => l.includes("[plane.watchful ") && l.includes("watching")).map((l) => /fc-[0-9a-z]{26}/.exec(l)![0]);
+  const newWatchers = async (before: string[], count: number) => {
+    let ids: string[] = [];
+    await eventually(() => (ids = watching().filter((id) => !before.includes(id))).length >= count, 20_000);
+    return ids;
+  };
+  const cancel = (id: string) => fetch(`${stack.url}/v1/calls/${id}/cancel`, authed({ method: "POST" }));
+
+  it("notes its plane with its record, so a cancel while it runs reaches the function there", async () => {
+    const before = watching();
+    const answer = fetch(`${stack.url}/v1/apps/plane/functions/watchful/call`, {
+      method: "POST",
+      body: JSON.stringify({ args: [] }),
+      headers: { "content-type": "application/json", [HEADERS.idempotencyKey]: `fresh-cancel-${Date.now()}`, [HEADERS.freshKey]: "1", ...authed().headers },
+    });
+    const [id] = await newWatchers(before, 1);
+    expect((await cancel(id!)).status).toBe(200);
+    // The answer says what the record says: cancelled (it said "failed", with the cancel as its error).
+    expect((await (await answer).json()) as CallRecord).toMatchObject({ callId: id, status: "cancelled", error: { code: "call_cancelled" } });
+    await eventually(() => stack.planeOutput.some((l) => l.includes(id!) && l.includes("saw cancel")));
+  });
+
+  it("marks and notes a keyed map's inputs sent again without fresh, so a cancel reaches each one's plane", async () => {
+    const before = watching();
+    const lines = fetch(`${stack.url}/v1/apps/plane/functions/watchful/map`, {
+      method: "POST",
+      body: JSON.stringify({ inputs: [[], []] }),
+      headers: { "content-type": "application/json", [HEADERS.idempotencyKey]: `stale-map-${Date.now()}`, ...authed().headers },
+    }).then(async (res) =>
+      (await res.text())
+        .trim()
+        .split("\n")
+        .map((l) => JSON.parse(l) as MapResultLine),
+    );
+    const ids = await newWatchers(before, 2);
+    for (const id of ids) expect((await cancel(id)).status).toBe(200);
+    expect((await lines).map((l) => [l.callId, l.status]).sort()).toEqual(ids.map((id) => [id, "cancelled"]).sort());
+    for (const id of ids) await eventually(() => stack.planeOutput.some((l) => l.includes(id) && l.includes("saw cancel")));
+  });
+
   it("answers a key it already knows with that call's record, even when the client wrongly says fresh", async () => {
     const key = `lied-${Date.now()}`;
     const a = (await (await call(key, true)).json()) as CallRecord;
