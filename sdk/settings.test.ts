@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { InvalidOptionsError } from "./errors.js";
-import { parseOtlpSettings } from "./settings.js";
+import { parseGatewaySettings, parseOtlpSettings } from "./settings.js";
 
 describe("parseOtlpSettings", () => {
   it("reads the endpoint without its trailing slash, and headers as OTEL_EXPORTER_OTLP_HEADERS writes them", () => {
@@ -23,5 +23,16 @@ describe("parseOtlpSettings", () => {
     );
     expect(bad({ TANDEM_OTLP_ENDPOINT: "http://c:4318", TANDEM_OTLP_HEADERS: "k=%E0%A4%A" })).toThrow(/TANDEM_OTLP_HEADERS/);
     expect(bad({ TANDEM_OTLP_HEADERS: "k=v" })).toThrow(/without TANDEM_OTLP_ENDPOINT/);
+  });
+});
+
+describe("a gateway's OTLP settings", () => {
+  it("are read with its other TANDEM_* variables, and absent without an endpoint", () => {
+    expect(parseGatewaySettings({ TANDEM_OTLP_ENDPOINT: "http://127.0.0.1:4318", TANDEM_OTLP_HEADERS: "k=v" }).otlp).toEqual({
+      endpoint: "http://127.0.0.1:4318",
+      headers: { k: "v" },
+    });
+    expect(parseGatewaySettings({}).otlp).toBeUndefined();
+    expect(() => parseGatewaySettings({ TANDEM_OTLP_ENDPOINT: "nope" })).toThrow(/TANDEM_OTLP_ENDPOINT/);
   });
 });

@@ -31,6 +31,8 @@ export interface GatewayConfig {
   logRetentionMs: number;
   /** The region this gateway's own log lines name (`TANDEM_REGION`, "local" by default). */
   region: string;
+  /** Where edge log lines go over OTLP/HTTP as well (`TANDEM_OTLP_ENDPOINT`, `TANDEM_OTLP_HEADERS`); undefined: nowhere. */
+  otlp: OtlpSettings | undefined;
 }
 
 /** The values of local secrets, by app and holder (`TANDEM_LOCAL_SECRETS`). */
@@ -91,6 +93,7 @@ export function parseGatewaySettings(vars: Record<string, unknown>): GatewayConf
     localSecrets: parsed.data.TANDEM_LOCAL_SECRETS ?? {},
     logRetentionMs: parsed.data.TANDEM_LOG_RETENTION_DAYS * 86_400_000,
     region: parsed.data.TANDEM_REGION,
+    otlp: parseOtlpSettings({ TANDEM_OTLP_ENDPOINT: stringOf(vars.TANDEM_OTLP_ENDPOINT), TANDEM_OTLP_HEADERS: stringOf(vars.TANDEM_OTLP_HEADERS) }),
   };
 }
 
@@ -144,4 +147,8 @@ function safeDecode(text: string): string | undefined {
   } catch {
     return undefined;
   }
+}
+
+function stringOf(value: unknown): string | undefined {
+  return typeof value === "string" ? value : undefined;
 }

@@ -63,12 +63,16 @@ beforeAll(async () => {
   });
   await new Promise<void>((resolve) => collector.server!.listen(0, "127.0.0.1", resolve));
   collector.url = `http://127.0.0.1:${(collector.server.address() as AddressInfo).port}`;
-  stack = await startTestStack(APP, {
-    gpus: "T4:1",
-    metricsToken: METRICS_TOKEN,
-    metricsListen: { host: "127.0.0.1", port: 0 },
-    otlp: { endpoint: collector.url, headers: { "x-collector-key": "k=1" }, logsFlushMs: 100, metricsIntervalMs: 300 },
-  });
+  stack = await startTestStack(
+    APP,
+    {
+      gpus: "T4:1",
+      metricsToken: METRICS_TOKEN,
+      metricsListen: { host: "127.0.0.1", port: 0 },
+      otlp: { endpoint: collector.url, headers: { "x-collector-key": "k=1" }, logsFlushMs: 100, metricsIntervalMs: 300 },
+    },
+    { bindings: { TANDEM_OTLP_ENDPOINT: collector.url, TANDEM_OTLP_HEADERS: "x-collector-key=k%3D1" } },
+  );
 }, 180_000);
 afterAll(async () => {
   await stack?.dispose();
@@ -263,6 +267,38 @@ describe("OTLP export", () => {
     expect(record.severityText).toBe("INFO");
     const printedMs = Number(BigInt(record.timeUnixNano) / 1_000_000n);
     expect(Math.abs(Date.now() - printedMs)).toBeLessThan(60_000);
+  });
+
+  it("sends a line an edge function prints from the gateway too, as a schema-valid LogRecord of service tandem-gateway", async () => {
+    const call = await fn<[string], string>("edgeSay").spawn("hello");
+    expect(await call.get()).toBe("hello");
+    let found: { record: any; request: Received } | undefined;
+    await eventually(() => {
+      for (const request of collector.received.filter((r) => r.path === "/v1/logs")) {
+        for (const record of request.body.resourceLogs?.[0]?.scopeLogs?.[0]?.logRecords ?? []) {
+          if (record.body?.stringValue === "edge says hello") found = { record, request };
+        }
+      }
+      return found !== undefined;
+    }, 10_000);
+    const { record, request } = found!;
+    checkAgainstSchema(LogsRequest, request.body);
+    expect(request.headers["x-collector-key"]).toBe("k=1");
+    expect(attrs(request.body.resourceLogs[0].resource.attributes)).toEqual({ "service.name": "tandem-gateway", "tandem.region": "local" });
+    expect(attrs(record.attributes)).toEqual({
+      "tandem.app": "metrics",
+      "tandem.function": "edgeSay",
+      "tandem.call_id": call.id,
+      "tandem.tier": "edge",
+      "tandem.region": "local",
+      "tandem.source": "stdout",
+    });
+    // The gateway sends edge lines only: a plane's lines come from the plane, once.
+    const fromGateway = collector.received.filter(
+      (r) => r.path === "/v1/logs" && attrs(r.body.resourceLogs[0].resource.attributes)["service.name"] === "tandem-gateway",
+    );
+    const tiers = fromGateway.flatMap((r) => r.body.resourceLogs[0].scopeLogs[0].logRecords.map((l: any) => attrs(l.attributes)["tandem.tier"]));
+    expect(new Set(tiers)).toEqual(new Set(["edge"]));
   });
 
   it("sends the plane's series to <endpoint>/v1/metrics as a schema-valid ExportMetricsServiceRequest", async () => {

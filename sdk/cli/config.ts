@@ -17,7 +17,10 @@ export interface CliConfig {
   forceBuild: boolean;
   /** `TANDEM_METRICS_TOKEN`: the bearer token a scrape of a plane started here must carry (docs/observability.md, "Metrics"). */
   metricsToken: string | undefined;
-  /** `TANDEM_OTLP_ENDPOINT` and `TANDEM_OTLP_HEADERS`: where planes started here send their logs and metrics over OTLP. */
+  /**
+   * `TANDEM_OTLP_ENDPOINT` and `TANDEM_OTLP_HEADERS`: where planes started here send their logs and metrics over OTLP
+   * (and the local gateway its edge lines: they are among its variables too).
+   */
   otlp: OtlpSettings | undefined;
   /** The local gateway's `TANDEM_*` variables (`TANDEM_MAX_BODY_BYTES`, …), as its Worker bindings. */
   gatewayVars: Record<string, string>;
@@ -26,15 +29,7 @@ export interface CliConfig {
 }
 
 /** Variables that are the CLI's own, not the gateway's. */
-const CLI_ONLY = new Set([
-  "TANDEM_GATEWAY",
-  "TANDEM_FORCE_BUILD",
-  "TANDEM_TOKEN",
-  "TANDEM_PROFILE",
-  "TANDEM_METRICS_TOKEN",
-  "TANDEM_OTLP_ENDPOINT",
-  "TANDEM_OTLP_HEADERS",
-]);
+const CLI_ONLY = new Set(["TANDEM_GATEWAY", "TANDEM_FORCE_BUILD", "TANDEM_TOKEN", "TANDEM_PROFILE", "TANDEM_METRICS_TOKEN"]);
 
 /** Reads the configuration from `env` (the process's environment); throws naming a setting that is wrong. */
 export function readCliConfig(env: NodeJS.ProcessEnv = process.env): CliConfig {
