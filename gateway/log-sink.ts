@@ -7,10 +7,12 @@
  * another's promise, and no call's answer waits for a log write.
  */
 import { isolateBatch } from "./isolate-batch.js";
+import { sendEdgeLinesToOtlp } from "./log-otlp.js";
 import { LOG_LIMITS } from "../sdk/defaults.js";
 import { cutLogLine, type LogLine, type LogSource } from "../sdk/protocol.js";
 import type { Env } from "./env.js";
 import type { LogStore } from "./log-store.js";
+import type { OtlpSettings } from "../sdk/settings.js";
 
 /** The log store of an app. */
 export function logStoreFor(env: Env, app: string): DurableObjectStub<LogStore> {
@@ -33,16 +35,19 @@ export function reportLogFailuresTo(write: (message: string) => void): void {
 }
 
 /**
- * Keeps a line printed at the edge: batched, and written after the response.
+ * Keeps a line printed at the edge: batched, and written after the response (and sent to the OTLP endpoint, when
+ * `TANDEM_OTLP_ENDPOINT` names one: gateway/log-otlp.ts).
  * @example keepEdgeLine(rc, { app: "shop", function: "checkout", callId }, "stdout", "charged 3 items");
  */
 export function keepEdgeLine(
-  rc: { env: Env; config: { region: string }; waitUntil(promise: Promise<unknown>): void },
+  rc: { env: Env; config: { region: string; otlp?: OtlpSettings | undefined }; waitUntil(promise: Promise<unknown>): void },
   origin: LogOrigin,
   source: LogSource,
   text: string,
 ): void {
-  keepLines(rc, [{ time: Date.now(), ...origin, containerId: null, tier: "edge", region: rc.config.region, source, text: cutLogLine(text) }]);
+  const lines: LogLine[] = [{ time: Date.now(), ...origin, containerId: null, tier: "edge", region: rc.config.region, source, text: cutLogLine(text) }];
+  keepLines(rc, lines);
+  if (rc.config.otlp) sendEdgeLinesToOtlp(rc, rc.config.otlp, lines, report);
 }
 
 const batchLines = isolateBatch(LOG_LIMITS.edgeBatchMs, (env: Env, lines: LogLine[]) => writeLines(env, lines));

@@ -12,6 +12,7 @@ import type { GpuType } from "../sdk/gpu.js";
 import { newCallId, type PlaneFunctionSpec, type PlaneRunRequest } from "../sdk/protocol.js";
 import type { PlaneLogLine } from "./log-shipper.js";
 import { Dispatcher } from "./dispatcher.js";
+import type { CallTimings } from "./plane-metrics.js";
 import { MemoryDriver, type MemoryDriverOptions, type MemoryFunction } from "./drivers/memory.js";
 import { Inventory, simulatedGpus } from "./inventory.js";
 import { UsageLedger } from "./usage-ledger.js";
@@ -32,6 +33,8 @@ interface Harness {
   records: PlaneLogLine[];
   /** The call ids of the inputs handed to a container (`onInput`), in order. */
   inputs: string[];
+  /** What the dispatcher told its meter as each input ended (`meter.callEnded`), in order. */
+  ended: { fn: string; attempt: number; timings: CallTimings; errorCode: string | undefined }[];
   dir: string;
 }
 
@@ -56,6 +59,7 @@ function harness(
   const lines: string[] = [];
   const records: PlaneLogLine[] = [];
   const inputs: string[] = [];
+  const ended: Harness["ended"] = [];
   const dispatcher = new Dispatcher({
     driver,
     inventory,
@@ -67,8 +71,9 @@ function harness(
     onLogLine: (line) => records.push(line),
     imageFor: (hash) => driver.buildImage({ steps: [], force: false }, hash),
     onInput: (req) => inputs.push(req.callId),
+    meter: { callEnded: (_app, fn, attempt, timings, errorCode) => ended.push({ fn, attempt, timings, errorCode }) },
   });
-  const h = { dispatcher, driver, inventory, usage, lines, records, inputs, dir };
+  const h = { dispatcher, driver, inventory, usage, lines, records, inputs, ended, dir };
   harnesses.push(h);
   return h;
 }
@@ -161,6 +166,34 @@ describe("the dispatcher, on fake containers", () => {
     expect(h.driver.started).toHaveLength(1);
     expect(h.lines.filter((l) => l.startsWith(`[plane] cold start: app.double ${first.containerId} ready in`))).toHaveLength(1);
     expect(h.driver.started[0]!.spec.env).toMatchObject({ TANDEM_APP: "app", TANDEM_FUNCTION: "double", TANDEM_CONTAINER_ID: first.containerId });
+  });
+
+  it("tells its meter each input's cold start, queue wait and run, and the code of each failure", async () => {
+    const h = harness(
+      { nap: async ([ms]) => void (await sleep(ms as number)), boom: () => Promise.reject(new RangeError("no")) },
+      { startup: () => ({ delayMs: 200 }) },
+    );
+    const one = { autoscaler: { maxContainers: 1 } };
+    const [first, second] = await Promise.all([
+      h.dispatcher.run(request("nap", { args: [150], ...one }), BUNDLE),
+      sleep(20).then(() => h.dispatcher.run(request("nap", { args: [10], ...one }), BUNDLE)),
+    ]);
+    expect([first.coldStart, second.coldStart]).toEqual([true, false]);
+    const [a, b] = h.ended;
+    expect(a).toMatchObject({ fn: "nap", attempt: 1, errorCode: undefined });
+    expect(a!.timings.coldStartMs).toBeGreaterThanOrEqual(190);
+    expect(a!.timings.queueMs).toBeLessThan(100); // its cold start is not counted as queueing
+    expect(a!.timings.runMs).toBeGreaterThanOrEqual(145);
+    // The second waited for the only container: its start and the first input's run.
+    expect(b!.timings.coldStartMs).toBeUndefined();
+    expect(b!.timings.queueMs).toBeGreaterThanOrEqual(300);
+    expect(b!.timings.runMs).toBeGreaterThanOrEqual(5);
+    const failed = await h.dispatcher.run({ ...request("boom"), attempt: 2 }, BUNDLE);
+    expect(h.ended[2]).toMatchObject({ fn: "boom", attempt: 2, errorCode: failed.error!.code });
+    const tooBig = await h.dispatcher.run(request("nap", { spec: { memory: 2 * MEMORY_TOTAL_MIB } }), BUNDLE);
+    expect(h.ended[3]).toMatchObject({ fn: "nap", errorCode: "no_capacity", timings: { queueMs: expect.any(Number) } });
+    expect(h.ended[3]!.timings.runMs).toBeUndefined();
+    expect(tooBig.error?.code).toBe("no_capacity");
   });
 
   it("tells the plane of each input as it reaches a container, and of none that never did", async () => {

@@ -8,7 +8,16 @@
  * container-failure.ts (the errors), warm-pools.ts (containers ahead of
  * inputs) and scale-down.ts (stopping containers).
  */
-import { ContainerFailedError, FunctionTimeoutError, NoCapacityError, TandemError, fromWireError, toWireError, type WireError } from "../sdk/errors.js";
+import {
+  ContainerFailedError,
+  ERROR_STATUS,
+  FunctionTimeoutError,
+  NoCapacityError,
+  TandemError,
+  fromWireError,
+  toWireError,
+  type WireError,
+} from "../sdk/errors.js";
 import type { EncodedValue, PlaneRunRequest, PlaneRunResponse } from "../sdk/protocol.js";
 import type { ControlChannel } from "./control-channel.js";
 import { exitFailure, protocolFailure, runTimeout } from "./container-failure.js";
@@ -22,6 +31,7 @@ import { describeRequests, poolKey, resourceRequests, type PoolDescriptor } from
 import { ScaleDown } from "./scale-down.js";
 import type { ContainerLife, UsageLedger } from "./usage-ledger.js";
 import type { PlaneLogLine } from "./log-shipper.js";
+import type { CallMeter, CallTimings } from "./plane-metrics.js";
 import { WarmPools, type WarmPool } from "./warm-pools.js";
 
 /** What a {@link Dispatcher} runs on. */
@@ -45,6 +55,8 @@ export interface DispatcherOptions {
   imageFor(hash: string): Promise<string>;
   /** Told as an input is handed to its container: from then on it has run here (the outcome cache notes it). */
   onInput?: (req: PlaneRunRequest) => void;
+  /** Told as each input ends, with its timings (plane-metrics.ts): counters and histograms, nothing more. */
+  meter?: CallMeter;
 }
 
 /**
@@ -82,23 +94,35 @@ export class Dispatcher {
 
   /** Runs one input to its end. Never throws: every outcome is a response. */
   async run(req: PlaneRunRequest, bundle: BundleOnDisk): Promise<PlaneRunResponse> {
+    const arrived = performance.now();
     const stats = this.#pool.statsFor(req.app, req.function);
     let worker: Worker | undefined;
     let coldStart = false;
+    const timings: CallTimings = { queueMs: 0 };
+    let handedOver: number | undefined;
     try {
       const acquired = await this.#acquire(req, bundle, timeoutFromNow(req), stats);
       worker = acquired.worker;
       coldStart = acquired.cold;
+      handedOver = performance.now();
+      timings.queueMs = handedOver - arrived - acquired.startMs;
+      if (coldStart) timings.coldStartMs = acquired.startMs;
       const output = await this.#runOn(worker, req, timeoutFromNow(req));
+      timings.runMs = performance.now() - handedOver;
       this.#scaleDown.release(worker, req.callId);
       const base = { containerId: worker.id, coldStart, ...(worker.reservation.gpus[0] ? { gpu: worker.reservation.gpus[0].type } : {}) };
       if (output.status === "succeeded") {
+        this.#o.meter?.callEnded(req.app, req.function, req.attempt, timings, undefined);
         return { status: "succeeded", result: output.result.json, ...(output.result.meta === undefined ? {} : { meta: output.result.meta }), ...base };
       }
+      this.#o.meter?.callEnded(req.app, req.function, req.attempt, timings, knownCode((output.error as WireError).code));
       return { status: "failed", error: output.error as WireError, ...base };
     } catch (err) {
+      if (handedOver !== undefined) timings.runMs = performance.now() - handedOver;
+      else timings.queueMs = performance.now() - arrived;
       if (worker) await this.#scaleDown.retire(worker);
       const error = err instanceof TandemError ? err : new ContainerFailedError((err as Error).message);
+      this.#o.meter?.callEnded(req.app, req.function, req.attempt, timings, error.code);
       const containerId = worker?.id ?? (typeof error.details?.containerId === "string" ? error.details.containerId : null); // one that failed to start
       this.#o.onLogLine?.({ app: req.app, function: req.function, callId: req.callId, containerId, source: "system", text: error.message });
       return {
@@ -116,7 +140,15 @@ export class Dispatcher {
    * error when the input fails (after the chunks it sent).
    */
   async *stream(req: PlaneRunRequest, bundle: BundleOnDisk): AsyncGenerator<EncodedValue, void, undefined> {
-    const { worker } = await this.#acquire(req, bundle, timeoutFromNow(req), this.#pool.statsFor(req.app, req.function));
+    const arrived = performance.now();
+    const acquired = await this.#acquire(req, bundle, timeoutFromNow(req), this.#pool.statsFor(req.app, req.function)).catch((err: unknown) => {
+      this.#o.meter?.callEnded(req.app, req.function, req.attempt, { queueMs: performance.now() - arrived }, errorCodeOf(err));
+      throw err;
+    });
+    const { worker } = acquired;
+    const handedOver = performance.now();
+    const timings: CallTimings = { queueMs: handedOver - arrived - acquired.startMs, ...(acquired.cold ? { coldStartMs: acquired.startMs } : {}) };
+    let errorCode: string | undefined;
     const deadline = timeoutFromNow(req);
     const chunks: EncodedValue[] = [];
     let wake: (() => void) | undefined;
@@ -164,7 +196,12 @@ export class Dispatcher {
         const woke = await raceDeadline(new Promise<"woke">((resolve) => (wake = () => resolve("woke"))), deadline);
         if (woke === TIMED_OUT) throw runTimeout(worker, req);
       }
+    } catch (err) {
+      errorCode = errorCodeOf(err);
+      throw err;
     } finally {
+      timings.runMs = performance.now() - handedOver;
+      this.#o.meter?.callEnded(req.app, req.function, req.attempt, timings, errorCode);
       if (!output && !broken && !worker.exit && !worker.protocolError) {
         // The reader stopped early: the runner returns the generator (its `finally` runs) and ends the input.
         worker.channel.cancel(req.callId);
@@ -263,7 +300,12 @@ export class Dispatcher {
   }
 
   /** A container for the input, held for it: a warm one, a new one, or, after waiting, one freed; `no_capacity` at the deadline. */
-  async #acquire(req: PlaneRunRequest, bundle: BundleOnDisk, deadline: number, stats: FunctionStats): Promise<{ worker: Worker; cold: boolean }> {
+  async #acquire(
+    req: PlaneRunRequest,
+    bundle: BundleOnDisk,
+    deadline: number,
+    stats: FunctionStats,
+  ): Promise<{ worker: Worker; cold: boolean; startMs: number }> {
     const key = poolKey(req);
     const scaling = req.spec.autoscaler;
     const requests = resourceRequests(req);
@@ -278,7 +320,7 @@ export class Dispatcher {
         const mine = this.#pool.serving(key);
         // A warm container below its target load; else a new container, while under maxContainers; else one below its maximum load.
         const underTarget = mine.find((w) => w.inFlight.size < scaling.targetInputs);
-        if (underTarget) return { worker: this.#pool.hold(underTarget, req.callId, req.function), cold: false };
+        if (underTarget) return { worker: this.#pool.hold(underTarget, req.callId, req.function), cold: false, startMs: 0 };
         const resting = this.#starter.resting(key);
         if (resting && mine.length === 0) throw resting; // not a hang: the same error, now
         // A container started ahead for this input (warm-pools.ts startAhead) is nearly ready: wait for it.
@@ -294,11 +336,12 @@ export class Dispatcher {
             if (!reservation) continue;
             stats.queued--;
             stats.starting++;
+            const began = performance.now();
             try {
               const worker = this.#pool.hold(await this.#starter.start(req, key, bundle, reservation, deadline, req.callId), req.callId, req.function);
               stats.coldStarts++;
               this.#warm.topUpBuffer(req, key, bundle);
-              return { worker, cold: true };
+              return { worker, cold: true, startMs: performance.now() - began };
             } finally {
               stats.starting--;
               stats.queued++;
@@ -306,7 +349,7 @@ export class Dispatcher {
           }
         }
         const underMax = mine.find((w) => w.inFlight.size < scaling.maxInputs);
-        if (underMax) return { worker: this.#pool.hold(underMax, req.callId, req.function), cold: false };
+        if (underMax) return { worker: this.#pool.hold(underMax, req.callId, req.function), cold: false, startMs: 0 };
         if (Date.now() >= deadline) {
           const why =
             mine.length >= scaling.maxContainers
@@ -369,4 +412,14 @@ export class Dispatcher {
  */
 function timeoutFromNow(req: Pick<PlaneRunRequest, "timeoutSeconds">): number {
   return Date.now() + req.timeoutSeconds * 1000;
+}
+
+/** A code a container reported, if it is one of Tandem's (a label of bounded values), else `internal`. */
+function knownCode(code: string): string {
+  return Object.hasOwn(ERROR_STATUS, code) ? code : "internal";
+}
+
+/** The error code a failed input is counted under: a Tandem error's own, else `internal`. */
+function errorCodeOf(err: unknown): string {
+  return err instanceof TandemError ? err.code : "internal";
 }

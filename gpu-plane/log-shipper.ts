@@ -23,6 +23,8 @@ export interface LogShipperOptions {
   region: string;
   /** Where the shipper says that the gateway stopped taking lines (once), and took them again. */
   log: (line: string) => void;
+  /** Handed each line as it is taken, whether or not the gateway can be reached (the OTLP exporter: otlp-exporter.ts). */
+  tap?: (line: LogLine) => void;
   /** Defaults from `LOG_LIMITS`; tests make them small. */
   flushMs?: number;
   maxBufferedLines?: number;
@@ -63,12 +65,14 @@ export class LogShipper {
   add(line: PlaneLogLine): void {
     if (this.#closed) return;
     const text = cutLogLine(line.text);
+    const record: LogLine = { time: Date.now(), ...line, tier: "plane", region: this.#o.region, text };
+    this.#o.tap?.(record);
     if (this.#buffer.length >= this.#o.maxBufferedLines || this.#chars + text.length > LOG_LIMITS.planeMaxBufferedChars) {
       this.#dropped.set(line.app, (this.#dropped.get(line.app) ?? 0) + 1);
       return;
     }
     this.#chars += text.length;
-    this.#buffer.push({ time: Date.now(), ...line, tier: "plane", region: this.#o.region, text });
+    this.#buffer.push(record);
     this.#schedule(this.#o.flushMs);
   }
 

@@ -4,7 +4,7 @@
  * gateway. `tandem plane` starts one; `tandem serve` starts one beside the
  * local gateway.
  */
-import { createServer, type Server } from "node:http";
+import { createServer, type RequestListener, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { randomBytes } from "node:crypto";
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
@@ -15,6 +15,7 @@ import { DELIVERY_DEFAULTS, FUNCTION_DEFAULTS, PLANE_DEFAULTS } from "../sdk/def
 import {
   GATEWAY_AUDIENCE,
   PLANE_ID_PATTERN,
+  PLANE_METRICS_ROUTE,
   PROTOCOL_VERSION,
   paths,
   type EncodedValue,
@@ -37,6 +38,10 @@ import type { PoolDescriptor } from "./pool-descriptor.js";
 import { Dispatcher } from "./dispatcher.js";
 import { OutcomeCache } from "./outcome-cache.js";
 import { LogShipper } from "./log-shipper.js";
+import { metricsListener } from "./metrics-server.js";
+import { OtlpExporter } from "./otlp-exporter.js";
+import { PlaneMetrics } from "./plane-metrics.js";
+import type { OtlpSettings } from "../sdk/settings.js";
 import { UsageLedger } from "./usage-ledger.js";
 import { planeServer } from "./server.js";
 import { fetchImageSecrets, fetchWarmSecrets } from "./warm-secrets.js";
@@ -94,6 +99,18 @@ export interface PlaneOptions {
   bundles?: HandedBundle[] | Promise<HandedBundle[]>;
   log?: (line: string) => void;
   /**
+   * The token a scrape of `GET /metrics` on the plane's API port must carry as a bearer token (`TANDEM_METRICS_TOKEN`),
+   * and on the metrics listener too when there is one; without it, only the metrics listener answers.
+   */
+  metricsToken?: string;
+  /** A listener of its own for `GET /metrics` (`--metrics-port`, `--metrics-host`; 127.0.0.1 by default). Port 0 picks one. */
+  metricsListen?: { host: string; port: number };
+  /**
+   * Where to send the plane's logs and metrics over OTLP/HTTP (`TANDEM_OTLP_ENDPOINT`, `TANDEM_OTLP_HEADERS`); the
+   * intervals default to `METRICS_DEFAULTS` (tests make them small).
+   */
+  otlp?: OtlpSettings & { logsFlushMs?: number; metricsIntervalMs?: number };
+  /**
    * Told how each heartbeat went, the first one before `start` returns. Without it, the plane logs when the gateway
    * stops taking its heartbeats and when it takes them again.
    */
@@ -114,6 +131,10 @@ export class Plane {
   readonly driver: PlaneDriver;
   /** Why containers cannot start here, if they cannot. */
   readonly unavailable: string | undefined;
+  /** The plane's Prometheus series (plane-metrics.ts). */
+  readonly metrics: PlaneMetrics;
+  /** The metrics listener's scrape URL (`…/metrics`), when `metricsListen` asked for one. */
+  readonly metricsUrl: string | undefined;
   readonly #options: PlaneOptions & { gatewayUrl: string };
   readonly #dispatcher: Dispatcher;
   readonly #mounts: VolumeMounts;
@@ -122,6 +143,8 @@ export class Plane {
   readonly #outcomes: OutcomeCache<PlaneRunResponse>;
   readonly #logs: LogShipper;
   readonly #server: Server;
+  readonly #metricsServer: Server | undefined;
+  readonly #otlp: OtlpExporter | undefined;
   /** Bundles already on disk (and their node_modules checked), by hash. */
   readonly #prepared = new Map<string, string>();
   #heartbeat: NodeJS.Timeout | undefined;
@@ -144,6 +167,10 @@ export class Plane {
     logs: LogShipper;
     server: Server;
     answerNonces: NonceCache;
+    metrics: PlaneMetrics;
+    metricsServer: Server | undefined;
+    metricsUrl: string | undefined;
+    otlp: OtlpExporter | undefined;
   }) {
     this.planeId = init.planeId;
     this.url = init.url;
@@ -159,6 +186,10 @@ export class Plane {
     this.#logs = init.logs;
     this.#server = init.server;
     this.#answerNonces = init.answerNonces;
+    this.metrics = init.metrics;
+    this.metricsUrl = init.metricsUrl;
+    this.#metricsServer = init.metricsServer;
+    this.#otlp = init.otlp;
   }
 
   static async start(options: PlaneOptions): Promise<Plane> {
@@ -188,11 +219,39 @@ export class Plane {
     const answerNonces = new NonceCache();
     // Kept in the state folder, which a restart of this plane (same id) finds again.
     const outcomes = new OutcomeCache<PlaneRunResponse>({ dir: options.stateDir, log });
+    let dispatcher: Dispatcher | undefined;
+    // Read when scraped: the dispatcher's counters, the inventory, the usage ledger's seconds and dollars.
+    const metrics = new PlaneMetrics({
+      planeId,
+      region: options.region,
+      runtime: driver.name,
+      sandboxed: driver.sandboxed,
+      inventory,
+      functions: () => dispatcher?.stats() ?? [],
+      containers: () => dispatcher?.containers() ?? [],
+      usage: () => usage.summary({ running: dispatcher?.running() ?? [] }),
+    });
+    const otlp = options.otlp
+      ? new OtlpExporter({
+          ...options.otlp,
+          planeId,
+          region: options.region,
+          metrics,
+          log,
+        })
+      : undefined;
     // Lines go to the gateway's log stores once its URL is known; until then they wait in the shipper's buffer.
-    const logs = new LogShipper({ gatewayUrl: options.gatewayUrl, secret: options.secret, planeId, region: options.region, log });
+    const logs = new LogShipper({
+      gatewayUrl: options.gatewayUrl,
+      secret: options.secret,
+      planeId,
+      region: options.region,
+      log,
+      ...(otlp ? { tap: (line) => otlp.addLog(line) } : {}),
+    });
     // Containers' /v1 requests and volume mounts, sent to the gateway signed as the container's app (container-api.ts).
     const mounts = new VolumeMounts(join(options.stateDir, "volumes"), new ContainerGateway(options.gatewayUrl, options.secret), log);
-    const dispatcher = new Dispatcher({
+    dispatcher = new Dispatcher({
       mounts,
       imageFor: (hash) => {
         let tag = images.get(hash);
@@ -219,6 +278,7 @@ export class Plane {
       log,
       onLogLine: (line) => logs.add(line),
       onInput: (req) => outcomes.ran(req.callId, req.attempt),
+      meter: metrics,
     });
     let plane: Plane | undefined;
     const listener = planeServer({
@@ -232,6 +292,8 @@ export class Plane {
       cancel: (callId, terminate) => dispatcher.cancel(callId, terminate),
       usage: (query) => usage.summary({ ...query, running: dispatcher.running() }),
       status: () => plane!.status(),
+      metrics,
+      ...(options.metricsToken ? { metricsToken: options.metricsToken } : {}),
       log,
     });
     const { server, port } = await new Promise<{ server: Server; port: number }>((resolve, reject) => {
@@ -241,6 +303,15 @@ export class Plane {
       s.keepAliveTimeout = DELIVERY_DEFAULTS.planeKeepAliveMs;
       s.once("error", reject).listen(options.port, options.host, () => resolve({ server: s, port: (s.address() as AddressInfo).port }));
     });
+    const access = { token: options.metricsToken, openWithoutToken: true };
+    const metricsServer = options.metricsListen
+      ? await listen(metricsListener(metrics, access), options.metricsListen).catch((err: Error) => {
+          server.close();
+          throw new InvalidOptionsError(
+            `the metrics listener could not listen on ${options.metricsListen!.host}:${options.metricsListen!.port}: ${err.message}`,
+          );
+        })
+      : undefined;
     const ahead = unavailable ? undefined : await Promise.resolve(options.startAhead).catch(() => undefined);
     if (ahead) {
       const { pool, bundle, nodeModules } = ahead;
@@ -255,6 +326,8 @@ export class Plane {
       // Its gateway did not start: neither does this plane.
       await dispatcher.close();
       await logs.close();
+      await otlp?.close();
+      metricsServer?.server.close();
       await driver.cleanup(planeId).catch(() => {});
       usage.close();
       outcomes.close();
@@ -277,6 +350,10 @@ export class Plane {
       logs,
       server,
       answerNonces,
+      metrics,
+      metricsServer: metricsServer?.server,
+      metricsUrl: metricsServer ? `http://${options.metricsListen!.host}:${metricsServer.port}${PLANE_METRICS_ROUTE}` : undefined,
+      otlp,
     });
     if (driver.sandboxed === false) log("⚠ plane runtime `process`: functions run as plain processes, NOT sandboxed. For development only.");
     if (unavailable) log(`⚠ plane ${planeId} cannot start containers: ${unavailable}`);
@@ -367,6 +444,8 @@ export class Plane {
     await this.#dispatcher.close();
     await this.#mounts.idle(); // the last commits of the containers' volumes
     await this.#logs.close(); // the lines of the containers just stopped, sent once more
+    await this.#otlp?.close(); // and to the OTLP endpoint, with the metrics once more
+    this.#metricsServer?.close();
     await this.driver.cleanup(this.planeId).catch(() => {});
     this.#usage.close();
     this.#outcomes.close();
@@ -498,4 +577,12 @@ export async function planeGpus(options: Pick<PlaneOptions, "gpus" | "simulateWh
   const real = await detectGpus(log);
   if (real.length || !options.simulateWhenNone) return real;
   return simulatedGpus(Object.fromEntries(Object.keys(GPU_TYPES).map((t) => [t, 1])) as Record<GpuType, number>);
+}
+
+/** A Node HTTP server for `listener` on `host:port`, once it listens; with the port it got (port 0 picks one). */
+function listen(listener: RequestListener, at: { host: string; port: number }): Promise<{ server: Server; port: number }> {
+  return new Promise((resolve, reject) => {
+    const server = createServer(listener);
+    server.once("error", reject).listen(at.port, at.host, () => resolve({ server, port: (server.address() as AddressInfo).port }));
+  });
 }

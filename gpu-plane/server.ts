@@ -18,6 +18,7 @@ import type { ContentfulStatusCode } from "hono/utils/http-status";
 import { PLANE_DEFAULTS } from "../sdk/defaults.js";
 import { InvalidRequestError, TandemError, UnauthorizedError, errorBody, errorStatus } from "../sdk/errors.js";
 import {
+  PLANE_METRICS_ROUTE,
   PLANE_ROUTES,
   PlaneCancelRequestSchema,
   PlaneRunRequestSchema,
@@ -38,6 +39,7 @@ import { NonceCache, checkSignatureHeaders, verifyRequest, type Receiver } from 
 import { describeIssues } from "../sdk/zod-issues.js";
 import { streamLines } from "../sdk/stream-lines.js";
 import { OutcomeCache, type KnownAttempt } from "./outcome-cache.js";
+import { answerScrape, type MetricsExposition } from "./metrics-server.js";
 
 export interface PlaneServerOptions {
   secret: string;
@@ -53,6 +55,9 @@ export interface PlaneServerOptions {
   cancel(callId: string, terminateContainer: boolean): boolean;
   usage(query: UsageQuery): UsageRow[];
   status(): unknown;
+  /** `GET /metrics` (metrics-server.ts): answered only with `metricsToken` as a bearer token. */
+  metrics?: MetricsExposition;
+  metricsToken?: string;
   log?: (line: string) => void;
 }
 
@@ -166,7 +171,9 @@ export function planeServer(options: PlaneServerOptions): (req: IncomingMessage,
   const viaHono = getRequestListener(app.fetch);
   return (req, res) => {
     if (req.method === "POST" && req.url === PLANE_ROUTES.run) void run(req, res);
-    else void viaHono(req, res);
+    else if (options.metrics && req.url?.split("?")[0] === PLANE_METRICS_ROUTE) {
+      void answerScrape(req, res, options.metrics, { token: options.metricsToken, openWithoutToken: false });
+    } else void viaHono(req, res);
   };
 }
 

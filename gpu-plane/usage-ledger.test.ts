@@ -2,7 +2,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
-import { CPU_PRICE_PER_CORE_SECOND, GPU_PRICE_PER_SECOND, MEMORY_PRICE_PER_GIB_SECOND } from "../sdk/pricing.js";
+import { CPU_PRICE_PER_CORE_SECOND, GPU_PRICE_PER_SECOND, MEMORY_PRICE_PER_GIB_SECOND, containerCost } from "../sdk/pricing.js";
 import { UsageLedger } from "./usage-ledger.js";
 
 const dirs: string[] = [];
@@ -51,6 +51,32 @@ describe("the usage ledger", () => {
     const running = [{ containerId: "ctr-2", app: "a", function: "f", gpu: "T4" as const, gpuCount: 1, cpu: 1, memoryMiB: 512, startedAt: now - 5_000 }];
     expect(usage.summary({ since: now - 30_000, running })[0]).toMatchObject({ containers: 2 });
     expect(usage.spent("a", running)).toBeGreaterThan(usage.spent("a"));
+    usage.close();
+  });
+
+  it("sums thousands of container lives in SQLite, to the cost each would have alone", () => {
+    const usage = ledger();
+    const t0 = Date.now() - 1_000_000;
+    let expected = 0;
+    for (let i = 0; i < 3000; i++) {
+      const life = {
+        containerId: `ctr-${i}`,
+        app: "a",
+        function: i % 2 ? "f" : "g",
+        gpu: i % 3 ? ("T4" as const) : null,
+        gpuCount: i % 3 ? 1 : 0,
+        cpu: 1 + (i % 2),
+        memoryMiB: 512,
+        startedAt: t0 + i,
+        endedAt: t0 + i + 1_000 + i,
+      };
+      usage.record(life);
+      expected += containerCost((1_000 + i) / 1000, life);
+    }
+    const rows = usage.summary();
+    expect(rows.reduce((n, r) => n + r.containers, 0)).toBe(3000);
+    expect(rows.reduce((sum, r) => sum + r.costUsd, 0)).toBeCloseTo(expected, 9);
+    expect(rows.find((r) => r.function === "f" && r.gpu === "T4")).toMatchObject({ app: "a", containers: 1000 });
     usage.close();
   });
 });

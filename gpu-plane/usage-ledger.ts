@@ -47,50 +47,50 @@ export class UsageLedger {
   /**
    * Seconds and dollars by app, function and GPU type, for container time
    * after `since` (ms), stopped containers from the ledger plus `running` ones
-   * up to now.
+   * up to now. The stopped ones are summed in SQLite, by app, function and
+   * resources (a container's cost is its seconds times its resources' price),
+   * so a scrape of the plane's metrics, which asks for all of it, reads one
+   * row per kind of container, not one per container.
    */
   summary(options: { app?: string; since?: number; running?: ContainerLife[] } = {}): UsageRow[] {
     const since = options.since ?? 0;
     const now = Date.now();
     const stopped = this.#db
       .prepare(
-        `SELECT container_id, app, function, gpu, gpu_count, cpu, memory_mib, started_at, ended_at FROM containers WHERE ended_at > ? ${options.app ? "AND app = ?" : ""}`,
+        `SELECT app, function, gpu, gpu_count, cpu, memory_mib, COUNT(*) AS containers, SUM(ended_at - MAX(started_at, ?)) AS ms
+         FROM containers WHERE ended_at > ? ${options.app ? "AND app = ?" : ""} GROUP BY app, function, gpu, gpu_count, cpu, memory_mib`,
       )
-      .all(...(options.app ? [since, options.app] : [since])) as {
-      container_id: string;
+      .all(...(options.app ? [since, since, options.app] : [since, since])) as {
       app: string;
       function: string;
       gpu: GpuType | null;
       gpu_count: number;
       cpu: number;
       memory_mib: number;
-      started_at: number;
-      ended_at: number;
+      containers: number;
+      ms: number;
     }[];
-    const lives: Required<ContainerLife>[] = [
+    const groups = [
       ...stopped.map((r) => ({
-        containerId: r.container_id,
         app: r.app,
         function: r.function,
-        gpu: r.gpu,
-        gpuCount: r.gpu_count,
-        cpu: r.cpu,
-        memoryMiB: r.memory_mib,
-        startedAt: r.started_at,
-        endedAt: r.ended_at,
+        resources: { gpu: r.gpu, gpuCount: r.gpu_count, cpu: r.cpu, memoryMiB: r.memory_mib },
+        containers: r.containers,
+        seconds: Math.max(0, r.ms) / 1000,
       })),
-      ...(options.running ?? []).filter((l) => !options.app || l.app === options.app).map((l) => ({ ...l, endedAt: now })),
+      ...(options.running ?? [])
+        .filter((l) => !options.app || l.app === options.app)
+        .map((l) => ({ app: l.app, function: l.function, resources: l, containers: 1, seconds: Math.max(0, now - Math.max(l.startedAt, since)) / 1000 })),
     ];
     const rows = new Map<string, UsageRow>();
-    for (const life of lives) {
-      const seconds = Math.max(0, life.endedAt - Math.max(life.startedAt, since)) / 1000;
+    for (const { app, function: fn, resources, containers, seconds } of groups) {
       // As a spec reads: "A100:2" for a container with two.
-      const gpu = life.gpu === null ? null : life.gpuCount > 1 ? `${life.gpu}:${life.gpuCount}` : life.gpu;
-      const key = `${life.app}\u0000${life.function}\u0000${gpu ?? ""}`;
-      const row = rows.get(key) ?? { app: life.app, function: life.function, gpu, containers: 0, seconds: 0, costUsd: 0 };
-      row.containers++;
+      const gpu = resources.gpu === null ? null : resources.gpuCount > 1 ? `${resources.gpu}:${resources.gpuCount}` : resources.gpu;
+      const key = `${app}\u0000${fn}\u0000${gpu ?? ""}`;
+      const row = rows.get(key) ?? { app, function: fn, gpu, containers: 0, seconds: 0, costUsd: 0 };
+      row.containers += containers;
       row.seconds += seconds;
-      row.costUsd += containerCost(seconds, life);
+      row.costUsd += containerCost(seconds, resources);
       rows.set(key, row);
     }
     return [...rows.values()].sort((a, b) => a.app.localeCompare(b.app) || a.function.localeCompare(b.function));

@@ -116,6 +116,29 @@ export const LOG_LIMITS = {
   retentionSweepMs: 60 * 60_000,
 } as const;
 
+/**
+ * Metrics and OTLP export (docs/observability.md, "Metrics" and "OTLP"): a plane's Prometheus series and what it
+ * sends to an OpenTelemetry collector when `TANDEM_OTLP_ENDPOINT` is set.
+ */
+export const METRICS_DEFAULTS = {
+  /** Buckets (seconds) of `tandem_function_queue_wait_seconds`: from a warm container's sub-millisecond wait to a full GPU queue. */
+  queueWaitBuckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300],
+  /** Buckets (seconds) of `tandem_function_cold_start_seconds`: a container's start, image builds included. */
+  coldStartBuckets: [0.1, 0.25, 0.5, 1, 2, 3, 5, 10, 20, 30, 60, 120, 300],
+  /** Buckets (seconds) of `tandem_function_run_seconds`. */
+  runBuckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600],
+  /** How often a plane sends its log records to the OTLP endpoint. */
+  otlpLogsFlushMs: 1_000,
+  /** How often a plane sends its metrics to the OTLP endpoint. */
+  otlpMetricsIntervalMs: 15_000,
+  /** The most log records a plane holds for the OTLP endpoint; past that, new ones are dropped and counted. */
+  otlpMaxBufferedRecords: 10_000,
+  /** The most log records in one OTLP request. */
+  otlpMaxBatchRecords: 1_000,
+  /** How long a plane waits for the OTLP endpoint to answer one request. */
+  otlpTimeoutMs: 10_000,
+} as const;
+
 /** Limits of the `/v1` API that no setting changes. */
 export const API_LIMITS = {
   /** The longest one `GET /v1/calls/:id?wait=` holds the request open. */

@@ -269,6 +269,16 @@ export const PLANE_ROUTES = {
 } as const;
 
 /**
+ * A plane's Prometheus scrape route (docs/observability.md, "Metrics"): unsigned, so a scraper can read it; on the
+ * plane's API port only with the metrics token as a bearer token, on its metrics listener (`--metrics-port`) as well
+ * without one when none is set.
+ */
+export const PLANE_METRICS_ROUTE = "/metrics";
+
+/** The OTLP/HTTP paths under `TANDEM_OTLP_ENDPOINT` that a plane posts JSON to (the OpenTelemetry protocol's own). */
+export const OTLP_PATHS = { logs: "/v1/logs", metrics: "/v1/metrics" } as const;
+
+/**
  * Routes of the CLI that started a local gateway, which the gateway reaches
  * through its `LOCAL_PLANE` binding (`tandem run` only; never in a deployment).
  */

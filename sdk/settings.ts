@@ -31,6 +31,8 @@ export interface GatewayConfig {
   logRetentionMs: number;
   /** The region this gateway's own log lines name (`TANDEM_REGION`, "local" by default). */
   region: string;
+  /** Where edge log lines go over OTLP/HTTP as well (`TANDEM_OTLP_ENDPOINT`, `TANDEM_OTLP_HEADERS`); undefined: nowhere. */
+  otlp: OtlpSettings | undefined;
 }
 
 /** The values of local secrets, by app and holder (`TANDEM_LOCAL_SECRETS`). */
@@ -91,5 +93,62 @@ export function parseGatewaySettings(vars: Record<string, unknown>): GatewayConf
     localSecrets: parsed.data.TANDEM_LOCAL_SECRETS ?? {},
     logRetentionMs: parsed.data.TANDEM_LOG_RETENTION_DAYS * 86_400_000,
     region: parsed.data.TANDEM_REGION,
+    otlp: parseOtlpSettings({ TANDEM_OTLP_ENDPOINT: stringOf(vars.TANDEM_OTLP_ENDPOINT), TANDEM_OTLP_HEADERS: stringOf(vars.TANDEM_OTLP_HEADERS) }),
   };
+}
+
+/** Where a process sends OTLP/HTTP (`TANDEM_OTLP_ENDPOINT`), and the headers it sends with it (`TANDEM_OTLP_HEADERS`). */
+export interface OtlpSettings {
+  /** The collector's base URL, without a trailing slash: records go to `<endpoint>/v1/logs` and `<endpoint>/v1/metrics`. */
+  endpoint: string;
+  headers: Record<string, string>;
+}
+
+/**
+ * `TANDEM_OTLP_ENDPOINT` and `TANDEM_OTLP_HEADERS`, read as OpenTelemetry reads `OTEL_EXPORTER_OTLP_ENDPOINT` and
+ * `OTEL_EXPORTER_OTLP_HEADERS`: an http(s) base URL, and `key=value` pairs split by commas, each part
+ * percent-decoded. Undefined without an endpoint; throws naming the setting when either is malformed.
+ * @example
+ * parseOtlpSettings({ TANDEM_OTLP_ENDPOINT: "http://127.0.0.1:4318/", TANDEM_OTLP_HEADERS: "x-api-key=abc%3D" });
+ * // { endpoint: "http://127.0.0.1:4318", headers: { "x-api-key": "abc=" } }
+ */
+export function parseOtlpSettings(vars: { TANDEM_OTLP_ENDPOINT?: string | undefined; TANDEM_OTLP_HEADERS?: string | undefined }): OtlpSettings | undefined {
+  const raw = vars.TANDEM_OTLP_ENDPOINT?.trim();
+  if (!raw) {
+    if (vars.TANDEM_OTLP_HEADERS?.trim()) throw new InvalidOptionsError("TANDEM_OTLP_HEADERS is set without TANDEM_OTLP_ENDPOINT: set the collector's URL too");
+    return undefined;
+  }
+  let url: URL;
+  try {
+    url = new URL(raw);
+  } catch {
+    throw new InvalidOptionsError(`TANDEM_OTLP_ENDPOINT must be an http(s) URL such as http://127.0.0.1:4318, not "${raw}"`);
+  }
+  if (url.protocol !== "http:" && url.protocol !== "https:") {
+    throw new InvalidOptionsError(`TANDEM_OTLP_ENDPOINT must be an http(s) URL (OTLP/HTTP), not ${url.protocol} ("${raw}")`);
+  }
+  const headers: Record<string, string> = {};
+  for (const part of (vars.TANDEM_OTLP_HEADERS ?? "").split(",")) {
+    if (!part.trim()) continue;
+    const at = part.indexOf("=");
+    const key = at > 0 ? safeDecode(part.slice(0, at).trim()) : undefined;
+    const value = at > 0 ? safeDecode(part.slice(at + 1).trim()) : undefined;
+    if (!key || value === undefined || !/^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/.test(key)) {
+      throw new InvalidOptionsError(`TANDEM_OTLP_HEADERS must be key=value pairs split by commas (as OTEL_EXPORTER_OTLP_HEADERS); "${part.trim()}" is not one`);
+    }
+    headers[key.toLowerCase()] = value;
+  }
+  return { endpoint: url.href.replace(/\/+$/, ""), headers };
+}
+
+function safeDecode(text: string): string | undefined {
+  try {
+    return decodeURIComponent(text);
+  } catch {
+    return undefined;
+  }
+}
+
+function stringOf(value: unknown): string | undefined {
+  return typeof value === "string" ? value : undefined;
 }

@@ -4,7 +4,8 @@
  * it; a plane killed and started again answers for what it ran before; a
  * plane without a Docker engine says how to start one; the process runtime is
  * announced as unsandboxed; `tandem plane` says ✓ only once the gateway took
- * its heartbeat, and what to do when it refuses it or cannot be reached.
+ * its heartbeat, and what to do when it refuses it or cannot be reached; it
+ * serves its metrics on the listener `--metrics-port` asks for.
  */
 import { spawn, execFileSync, type ChildProcess } from "node:child_process";
 import { mkdtemp, rm } from "node:fs/promises";
@@ -186,6 +187,27 @@ describe("tandem plane and its gateway", () => {
       expect(plane.output()).toMatch(
         new RegExp(`✓ plane ${plane.planeId()} at http://127\\.0\\.0\\.1:\\d+ \\(.*\\), registered with the gateway at ${stack.url}\n`),
       );
+    } finally {
+      await stopPlaneProcess(plane);
+    }
+  });
+
+  it("serves its metrics on the --metrics-port listener it prints, and on its API port, with TANDEM_METRICS_TOKEN only", async () => {
+    const token = "fleet-metrics-token-0123";
+    const plane = await startPlaneProcess(stack.url, ["--runtime", "process", "--metrics-port", "0"], { TANDEM_METRICS_TOKEN: token });
+    try {
+      await eventually(() => /metrics at http:\/\/127\.0\.0\.1:\d+\/metrics/.test(plane.output()));
+      const listener = /metrics at (http:\/\/127\.0\.0\.1:\d+\/metrics)/.exec(plane.output())![1]!;
+      const api = /plane pl-[0-9a-f]+ at (http:\/\/127\.0\.0\.1:\d+)/.exec(plane.output())![1]!;
+      const auth = { headers: { authorization: `Bearer ${token}` } };
+      for (const url of [listener, `${api}/metrics`]) {
+        expect((await fetch(url)).status).toBe(401);
+        const res = await fetch(url, auth);
+        expect(res.status).toBe(200);
+        expect(await res.text()).toMatch(
+          new RegExp(`^tandem_plane_info\\{plane="${plane.planeId()}",region="local",runtime="process",sandboxed="false",simulated="false"\\} 1$`, "m"),
+        );
+      }
     } finally {
       await stopPlaneProcess(plane);
     }

@@ -4,7 +4,7 @@
  * command. Nothing else in the CLI, the local gateway or the plane reads the
  * environment for settings.
  */
-import { parseGatewaySettings, type GatewayConfig } from "../settings.js";
+import { parseGatewaySettings, parseOtlpSettings, type GatewayConfig, type OtlpSettings } from "../settings.js";
 
 export interface CliConfig {
   /** `TANDEM_GATEWAY`: the gateway commands talk to, unless `--gateway` says. */
@@ -15,6 +15,13 @@ export interface CliConfig {
   planeSecret: string | undefined;
   /** `TANDEM_FORCE_BUILD=1`: planes started here rebuild every image step, cache or not. */
   forceBuild: boolean;
+  /** `TANDEM_METRICS_TOKEN`: the bearer token a scrape of a plane started here must carry (docs/observability.md, "Metrics"). */
+  metricsToken: string | undefined;
+  /**
+   * `TANDEM_OTLP_ENDPOINT` and `TANDEM_OTLP_HEADERS`: where planes started here send their logs and metrics over OTLP
+   * (and the local gateway its edge lines: they are among its variables too).
+   */
+  otlp: OtlpSettings | undefined;
   /** The local gateway's `TANDEM_*` variables (`TANDEM_MAX_BODY_BYTES`, …), as its Worker bindings. */
   gatewayVars: Record<string, string>;
   /** The same, parsed: the local front door applies the body limit before the gateway does. */
@@ -22,7 +29,7 @@ export interface CliConfig {
 }
 
 /** Variables that are the CLI's own, not the gateway's. */
-const CLI_ONLY = new Set(["TANDEM_GATEWAY", "TANDEM_FORCE_BUILD", "TANDEM_TOKEN", "TANDEM_PROFILE"]);
+const CLI_ONLY = new Set(["TANDEM_GATEWAY", "TANDEM_FORCE_BUILD", "TANDEM_TOKEN", "TANDEM_PROFILE", "TANDEM_METRICS_TOKEN"]);
 
 /** Reads the configuration from `env` (the process's environment); throws naming a setting that is wrong. */
 export function readCliConfig(env: NodeJS.ProcessEnv = process.env): CliConfig {
@@ -34,6 +41,8 @@ export function readCliConfig(env: NodeJS.ProcessEnv = process.env): CliConfig {
     token: env.TANDEM_TOKEN || undefined,
     planeSecret: env.TANDEM_PLANE_SECRET || undefined,
     forceBuild: env.TANDEM_FORCE_BUILD === "1",
+    metricsToken: env.TANDEM_METRICS_TOKEN || undefined,
+    otlp: parseOtlpSettings(env),
     gatewayVars,
     gatewayConfig: parseGatewaySettings(gatewayVars),
   };

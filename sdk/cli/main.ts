@@ -148,6 +148,8 @@ program
   .option("--runtime <runtime>", "container runtime: docker, or process (unsandboxed, development only)", parseRuntime, "docker")
   .option("--docker-runtime <name>", "a Docker runtime other than runc, e.g. runsc (gVisor)")
   .option("--scaledown-window <seconds>", "seconds a container may sit idle before it is stopped", parseSeconds, FUNCTION_DEFAULTS.scaledownWindowSeconds)
+  .option("--metrics-port <port>", "serve Prometheus metrics (GET /metrics) on a listener of their own on this port", parsePort)
+  .option("--metrics-host <host>", "the address of the metrics listener (anyone who reaches it may scrape it unless TANDEM_METRICS_TOKEN is set)", "127.0.0.1")
   .action(
     async (opts: {
       port: number;
@@ -158,6 +160,8 @@ program
       runtime: "docker" | "process";
       dockerRuntime?: string;
       scaledownWindow: number;
+      metricsPort?: number;
+      metricsHost: string;
     }) => {
       const { startPlaneNode } = await import("./plane.js");
       await startPlaneNode({
@@ -170,6 +174,7 @@ program
         scaledownWindowSeconds: opts.scaledownWindow,
         ...(opts.gpus ? { gpus: opts.gpus } : {}),
         ...(opts.dockerRuntime ? { dockerRuntime: opts.dockerRuntime } : {}),
+        ...(opts.metricsPort !== undefined ? { metricsListen: { host: opts.metricsHost, port: opts.metricsPort } } : {}),
       });
     },
   );

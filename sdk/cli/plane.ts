@@ -30,6 +30,8 @@ export interface PlaneNodeOptions {
   runtime: "docker" | "process";
   dockerRuntime?: string;
   scaledownWindowSeconds: number;
+  /** `--metrics-port` and `--metrics-host`: a listener of its own for `GET /metrics`. */
+  metricsListen?: { host: string; port: number };
 }
 
 /** Starts the plane and reports to the gateway until Ctrl-C; throws (the plane closed) when the gateway refuses it. */
@@ -47,6 +49,7 @@ export async function startPlaneNode(options: PlaneNodeOptions): Promise<void> {
       if (!accepted) {
         console.log(`${style.ok("✓")} ${p.describe()}, registered with the gateway at ${options.gateway}`);
         if (p.inventory.simulated) console.log(style.warn("  GPUs are simulated (declared with --gpus)."));
+        if (p.metricsUrl) console.log(style.dim(`  metrics at ${p.metricsUrl}`));
       } else if (failures > 0) {
         console.log(`${style.ok("✓")} plane ${p.planeId} reached the gateway at ${options.gateway} again`);
       }
@@ -86,6 +89,9 @@ export async function startPlaneNode(options: PlaneNodeOptions): Promise<void> {
     scaledownWindowSeconds: options.scaledownWindowSeconds,
     ...(options.gpus ? { gpus: options.gpus } : {}),
     ...(options.dockerRuntime ? { dockerRuntime: options.dockerRuntime } : {}),
+    ...(options.config.metricsToken ? { metricsToken: options.config.metricsToken } : {}),
+    ...(options.metricsListen ? { metricsListen: options.metricsListen } : {}),
+    ...(options.config.otlp ? { otlp: options.config.otlp } : {}),
     // The first heartbeat is sent before start returns: it is reported once the plane is there to describe.
     onHeartbeat: (outcome) => (started ? report(outcome, started) : (first = outcome)),
   });

@@ -92,6 +92,8 @@ export async function serve(options: ServeOptions): Promise<Serving> {
       runtime: options.runtime ?? "docker",
       stateDir: join(state, "serve-plane"),
       forceBuild: options.config.forceBuild,
+      ...(options.config.metricsToken ? { metricsToken: options.config.metricsToken } : {}),
+      ...(options.config.otlp ? { otlp: options.config.otlp } : {}),
       ...(options.scaledownWindowSeconds === undefined ? {} : { scaledownWindowSeconds: options.scaledownWindowSeconds }),
       log,
     }),
