@@ -599,6 +599,8 @@ export const TokenCreateRequestSchema = z.strictObject({
   scope: z.enum(TOKEN_SCOPES, 'must be "call", "deploy" or "admin"').optional(),
   /** Only these apps; none: every app. An admin token reaches every app. */
   apps: z.array(z.string().regex(NAME_PATTERN, "must be app names"), "must be a list of app names").min(1, "must name at least one app").max(100).optional(),
+  /** Only this environment (docs/deploy.md, "Environments"); none: every environment. */
+  env: z.string().regex(ENV_NAME_PATTERN, "must be an environment name: lowercase letters, digits and '-', up to 32").optional(),
 });
 export type TokenCreateRequest = z.infer<typeof TokenCreateRequestSchema>;
 
@@ -609,6 +611,8 @@ export interface TokenInfo {
   scope: TokenScope;
   /** The apps it may reach; null: every app. */
   apps: string[] | null;
+  /** The one environment it may reach; absent: every environment. */
+  env?: string;
   createdAt: number;
   /** The token that created it (`bootstrap` for the gateway's `TANDEM_ADMIN_TOKEN`). */
   createdBy: string;

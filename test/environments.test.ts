@@ -97,6 +97,22 @@ describe("environments main and dev on one gateway's state", () => {
     expect(bad.stderr + bad.stdout).toMatch(/environment "Dev Env" .* must be lowercase letters/);
   });
 
+  it("limits a token made with an environment to that environment", async () => {
+    const made = await cli("token", "create", "--scope", "deploy", "--env", "dev", "--name", "dev-deployer");
+    expect(made.code).toBe(0);
+    expect(made.stdout).toContain("environment dev only");
+    const res = await fetch(`${url}/v1/tokens`, authed({ method: "POST", body: JSON.stringify({ scope: "deploy", env: "dev" }) }));
+    const { token, env } = (await res.json()) as { token: string; env: string };
+    expect(env).toBe("dev");
+    const secrets = (headers: Record<string, string>) => fetch(`${url}/v1/secrets`, { headers: { authorization: `Bearer ${token}`, ...headers } });
+    expect((await secrets({ "tandem-env": "dev" })).status).toBe(200);
+    const refused = await secrets({});
+    expect(refused.status).toBe(403);
+    expect(((await refused.json()) as { error: { message: string } }).error.message).toMatch(/may reach only environment "dev", not "main"/);
+    const badEnv = await fetch(`${url}/v1/tokens`, authed({ method: "POST", body: JSON.stringify({ env: "Dev" }) }));
+    expect(badEnv.status).toBe(400);
+  });
+
   it("runs the same app served as environment dev with dev's state, none of main's", async () => {
     const trigger = await fetch(`${url}/v1/apps/shop/functions/nightly/trigger`, authed({ method: "POST" }));
     expect(trigger.status).toBe(202);
