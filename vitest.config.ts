@@ -24,6 +24,7 @@ const WORKERD = [
   "test/delivery.test.ts",
   "test/wasm-functions.test.ts",
   "test/wasm-gateway-guard.test.ts",
+  "test/environments.test.ts",
 ];
 const BROWSER = ["test/agent-example.test.ts"];
 const DOCKER_BESIDE_CODE = ["gpu-plane/drivers/docker.test.ts", "gpu-plane/image-builder.test.ts"];

@@ -21,6 +21,7 @@ import { maskedError } from "../sdk/secret.js";
 import { AGENT_CLOSE, AGENT_PING, AGENT_PONG, HEADERS, MAX_CLOSE_REASON_BYTES, isValidCloseCode } from "../sdk/protocol.js";
 import { gatewayConfig, type GatewayConfig } from "./config.js";
 import type { Env } from "./env.js";
+import { inEnvironment } from "./environments.js";
 import { secretEnv } from "./secret-env.js";
 import { registry } from "./registry.js";
 import { runStore, withCallEnv, type RunContext } from "./run-context.js";
@@ -292,7 +293,7 @@ export class AgentHub extends DurableObject<Env> {
 /** The object holding a session's sockets: one per agent, or one per shard, chosen by the session id. */
 export function hubFor(env: Env, app: string, label: string, shard: number, shards: number): DurableObjectStub<AgentHub> {
   // One shard keeps the name an unsharded agent always had, so its sessions stay where they are.
-  return env.AGENTS.get(env.AGENTS.idFromName(shards === 1 ? `${app}/${label}` : `${app}/${label}#${shard}`));
+  return env.AGENTS.get(env.AGENTS.idFromName(inEnvironment(env, shards === 1 ? `${app}/${label}` : `${app}/${label}#${shard}`)));
 }
 
 /** The socket's agent as deployed now; a socket whose agent was removed by a redeploy is closed with 1001. */

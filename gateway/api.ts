@@ -43,6 +43,8 @@ import { checkArguments } from "./check-arguments.js";
 import { schedulerFor } from "./scheduler.js";
 import type { RouteEnv } from "./env.js";
 import { callNow, callOnce, mapCalls, mapCallsOnce, spawnCall } from "./executor.js";
+import { nearRegionsOf } from "./plane-regions.js";
+import { appsOfThisEnvironment, inServedEnvironment } from "./environments.js";
 import { cancelOnPlane, rolloverAppOnPlanes, stopAppOnPlanes, usageFromPlanes } from "./plane-client.js";
 import { registry, type RegisteredFunction } from "./registry.js";
 import { streamCall, streamResponseBody } from "./stream.js";
@@ -67,6 +69,10 @@ export function apiRoutes(): Hono<Api> {
   // Who may call what: every route below needs a token (gateway/auth.ts); the scope each needs is in docs/api.md.
   api.get(ROUTES.whoami, guard("call"), (c) => c.json(principalOf(c)));
 
+  // Another environment's apps are not served here: their routes answer 404 naming the environments (environments.ts).
+  api.use("/v1/apps/:app", appsOfThisEnvironment());
+  api.use("/v1/apps/:app/*", appsOfThisEnvironment());
+
   api.route("/", tokenRoutes());
   api.route("/", secretRoutes());
   api.route("/", volumeRoutes());
@@ -76,9 +82,11 @@ export function apiRoutes(): Hono<Api> {
 
   api.get(ROUTES.apps, guard("call"), (c) =>
     c.json({
-      apps: registry()
-        .manifests()
-        .filter((m) => mayReach(principalOf(c), m.name)),
+      apps: inServedEnvironment(c.env)
+        ? registry()
+            .manifests()
+            .filter((m) => mayReach(principalOf(c), m.name))
+        : [],
     }),
   );
 
@@ -193,6 +201,7 @@ export function apiRoutes(): Hono<Api> {
       requireApp(principal, app);
       registry().app(app); // 404 for an unknown app
     }
+    if (!inServedEnvironment(c.env)) return c.json({ schedules: [] }); // another environment's apps have none here
     const listed = (await schedulerFor(c.env).list(app, Date.now())) as ScheduleInfo[];
     const schedules = listed.filter((s) => mayReach(principal, s.app));
     return c.json({ schedules });
@@ -256,8 +265,9 @@ export function apiRoutes(): Hono<Api> {
   return api;
 }
 
+/** What a `/v1` request's work runs with; its plane calls prefer the regions nearest the request. */
 function runContext(c: Context<Api>): RunContext {
-  return { env: c.env, config: c.var.config, waitUntil: (p) => c.executionCtx.waitUntil(p) };
+  return { env: c.env, config: c.var.config, waitUntil: (p) => c.executionCtx.waitUntil(p), nearRegions: nearRegionsOf(c.req.raw, c.var.config) };
 }
 
 /** Refuses a function declared as a generator on the routes that call it (one found to be a generator only when it runs fails then). */

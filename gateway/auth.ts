@@ -19,9 +19,10 @@ import { ForbiddenError, UnauthorizedError, missingToken } from "../sdk/errors.j
 import { CONNECT_TOKEN_PATTERN, HEADERS, TOKEN_PATTERN, scopeAllows, type TokenInfo, type TokenScope } from "../sdk/protocol.js";
 import { containerPrincipal, isContainerRequest } from "./container-requests.js";
 import type { Env, RouteEnv } from "./env.js";
+import { environmentOf } from "./environments.js";
 
 /** Who a request is: the token it carried. */
-export type Principal = Pick<TokenInfo, "id" | "name" | "scope" | "apps"> & {
+export type Principal = Pick<TokenInfo, "id" | "name" | "scope" | "apps" | "env"> & {
   /** A container's request its plane carried (gateway/container-requests.ts): the container's app. */
   containerApp?: string;
 };
@@ -70,7 +71,7 @@ async function lookUp(env: Env, token: string, id: string, secret: string): Prom
     return { id, name: "bootstrap (TANDEM_ADMIN_TOKEN)", scope: "admin", apps: null };
   }
   const info = await tokenStore(env).verify(id, await sha256Hex(secret));
-  return info ? { id: info.id, name: info.name, scope: info.scope, apps: info.apps } : null;
+  return info ? { id: info.id, name: info.name, scope: info.scope, apps: info.apps, ...(info.env === undefined ? {} : { env: info.env }) } : null;
 }
 
 function unknownToken(id: string): UnauthorizedError {
@@ -106,8 +107,18 @@ export function requireApp(principal: Principal, app: string): void {
   }
 }
 
+/** Refuses (403) a token limited to another environment than `environment`, the one the request addresses. */
+export function requireEnvironment(principal: Principal, environment: string): void {
+  if (principal.env !== undefined && principal.env !== environment) {
+    throw new ForbiddenError(`token ${describe(principal)} may reach only environment "${principal.env}", not "${environment}"`, {
+      token: principal.id,
+      env: environment,
+    });
+  }
+}
+
 /**
- * Route middleware: authenticates the request, requires `scope`, and, when the
+ * Route middleware: authenticates the request, requires `scope`, that a token limited to an environment addresses that one, and, when the
  * route names an app (`:app`), that the token may reach it. The principal is on
  * `c.var.principal` for routes that check more (a call's app).
  * @example
@@ -117,6 +128,7 @@ export function guard(scope: TokenScope): MiddlewareHandler<RouteEnv> {
   return async (c, next) => {
     const principal = isContainerRequest(c) ? await containerPrincipal(c) : await authenticate(c.env, c.req.header(HEADERS.authorization));
     requireScope(principal, scope, `${c.req.method} ${new URL(c.req.url).pathname}`);
+    requireEnvironment(principal, environmentOf(c.env));
     const app = c.req.param("app");
     if (app !== undefined) requireApp(principal, app);
     c.set("principal", principal);
@@ -214,6 +226,7 @@ export async function authorizeWeb(env: Env, request: Request, app: string, labe
     }
     const principal = await authenticate(env, header);
     requireScope(principal, "call", `"${label}" of app "${app}"`);
+    requireEnvironment(principal, environmentOf(env));
     requireApp(principal, app);
     return;
   }

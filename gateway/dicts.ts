@@ -9,6 +9,7 @@ import { InvalidRequestError, ValueTooLargeError, fromWireError } from "../sdk/e
 import { DICT_NAME_PATTERN, canonicalKey, type DictAnswers, type DictInfo, type DictOp, type DictRequest, type EncodedValue } from "../sdk/protocol.js";
 import type { DictCommand } from "./dict-store.js";
 import type { Env } from "./env.js";
+import { inEnvironment } from "./environments.js";
 import { STORE_CATALOG, type Outcome } from "./store-catalog.js";
 
 /** A dict's name, checked: a 400 naming the rule otherwise. */
@@ -20,11 +21,11 @@ export function checkedDictName(name: string): string {
 }
 
 function store(env: Env, name: string) {
-  return env.DICTS.get(env.DICTS.idFromName(`dict:${checkedDictName(name)}`));
+  return env.DICTS.get(env.DICTS.idFromName(inEnvironment(env, `dict:${checkedDictName(name)}`)));
 }
 
 function catalog(env: Env) {
-  return env.DICTS.get(env.DICTS.idFromName(STORE_CATALOG));
+  return env.DICTS.get(env.DICTS.idFromName(inEnvironment(env, STORE_CATALOG)));
 }
 
 function unwrap<T>(outcome: Outcome<T>): T {

@@ -58,6 +58,8 @@ export interface Env {
   TANDEM_CALL_LEASE_SECONDS?: string;
   TANDEM_LOG_RETENTION_DAYS?: string;
   TANDEM_REGION?: string;
+  TANDEM_REGION_PREFERENCE?: string;
+  TANDEM_ENV?: string;
 }
 
 /**

@@ -22,6 +22,7 @@ import { clsParamsOf } from "./class-params.js";
 import { EncodedResult } from "./encoded-result.js";
 import { signedFetch } from "./plane-client.js";
 import { choosePlane, knownPlanes, type PlaneWants } from "./plane-choice.js";
+import { defaultNearRegions } from "./plane-regions.js";
 import { registry, type RegisteredFunction } from "./registry.js";
 import type { RunContext } from "./run-context.js";
 
@@ -61,7 +62,14 @@ async function planeSend(rc: RunContext, fn: RegisteredFunction, args: CallArgs,
     // Its secrets' values, for the container this input may start (and only that one): the body is signed, and never logged.
     ...(fn.spec.secrets.length ? { secrets: (await registry().processEnvOf(rc, fn)).env } : {}),
   };
-  return { secret: planeSecret, body: JSON.stringify(request), wants: fn.spec.gpu ?? [], deadline: Date.now() + fn.spec.timeoutSeconds * 1000 };
+  return {
+    secret: planeSecret,
+    body: JSON.stringify(request),
+    wants: fn.spec.gpu ?? [],
+    regions: fn.spec.regions,
+    near: rc.nearRegions ?? defaultNearRegions(rc.config),
+    deadline: Date.now() + fn.spec.timeoutSeconds * 1000,
+  };
 }
 
 /**

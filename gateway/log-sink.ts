@@ -11,12 +11,13 @@ import { sendEdgeLinesToOtlp } from "./log-otlp.js";
 import { LOG_LIMITS } from "../sdk/defaults.js";
 import { cutLogLine, type LogLine, type LogSource } from "../sdk/protocol.js";
 import type { Env } from "./env.js";
+import { inEnvironment } from "./environments.js";
 import type { LogStore } from "./log-store.js";
 import type { OtlpSettings } from "../sdk/settings.js";
 
 /** The log store of an app. */
 export function logStoreFor(env: Env, app: string): DurableObjectStub<LogStore> {
-  return env.LOGS.get(env.LOGS.idFromName(app));
+  return env.LOGS.get(env.LOGS.idFromName(inEnvironment(env, app)));
 }
 
 /** Where a line a piece of running code prints goes: its app, function (or web label) and call. */

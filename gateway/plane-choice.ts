@@ -1,23 +1,34 @@
 /**
  * Which plane a plane-tier input goes to: the planes the registry knows
  * (cached for a second per isolate), the best one for a function's GPU
- * fallback list, and the wait, until the input's deadline, while none fits;
- * then `no_capacity`, naming what was asked for and what is connected.
+ * fallback list among those in its allowed regions, nearest the caller first,
+ * and the wait, until the input's deadline, while none fits; then
+ * `no_capacity`, naming what was asked for, the regions, and what is connected.
  */
 import { NoCapacityError, PlaneUnavailableError, fromWireError, type WireError } from "../sdk/errors.js";
 import type { GpuRequest } from "../sdk/gpu.js";
 import { PLANE_DEFAULTS } from "../sdk/defaults.js";
 import { LOCAL_PLANE_ROUTES, type PlaneInfo } from "../sdk/protocol.js";
 import type { Env } from "./env.js";
+import { describeRegions, inAllowedRegion, regionRank } from "./plane-regions.js";
 import type { RegisteredFunction } from "./registry.js";
 
 const PLANE_LIST_TTL_MS = 1_000;
 const WAIT_FOR_CAPACITY_MS = 500;
 
-/** What an input asks of a plane: the GPUs it wants (in fallback order; none for CPU), and when it stops waiting. */
-export interface PlaneWants {
+/**
+ * What an input asks of a plane: the GPUs it wants (in fallback order; none for CPU), and when it stops waiting;
+ * where it may run, and where it would rather.
+ */
+export interface PlaneWants extends PlanePlacement {
   wants: GpuRequest[];
   deadline: number;
+}
+
+/** Where an input may run (`regions`, empty: anywhere) and the regions nearest its caller, nearest first (plane-regions.ts). */
+export interface PlanePlacement {
+  regions: readonly string[];
+  near: readonly string[];
 }
 
 /** The last list the registry gave, as plain data: a cached promise would be one request's, awaited by others (workerd warns). */
@@ -58,7 +69,7 @@ export async function choosePlane(env: Env, fn: RegisteredFunction, want: PlaneW
   let askedLocal = false;
   for (;;) {
     const planes = await knownPlanes(env, skipped.size > 0);
-    const plane = pickPlane(planes, want.wants, skipped);
+    const plane = pickPlane(planes, want.wants, skipped, want);
     if (plane) return plane;
     // `tandem run` starts its plane only when a call needs one: ask it once, then look again.
     if (env.LOCAL_PLANE && !askedLocal) {
@@ -68,38 +79,56 @@ export async function choosePlane(env: Env, fn: RegisteredFunction, want: PlaneW
       continue;
     }
     // Planes that report but cannot run containers (no Docker engine, say) will not get better by waiting: say why now.
-    const broken = planes.filter((p) => p.unavailable !== undefined && Date.now() - p.lastSeen < PLANE_DEFAULTS.staleMs);
-    if (broken.length && !planes.some((p) => p.healthy)) {
-      throw new PlaneUnavailableError(broken.map((p) => `plane ${p.planeId} cannot start containers: ${p.unavailable}`).join("; "), {
+    const allowed = planes.filter((p) => inAllowedRegion(p.region, want.regions));
+    const broken = allowed.filter((p) => p.unavailable !== undefined && Date.now() - p.lastSeen < PLANE_DEFAULTS.staleMs);
+    if (broken.length && !allowed.some((p) => p.healthy)) {
+      const where = want.regions.length ? ` (${fn.app}.${fn.name} runs only in ${describeRegions(want.regions)})` : "";
+      throw new PlaneUnavailableError(broken.map((p) => `plane ${p.planeId} cannot start containers: ${p.unavailable}`).join("; ") + where, {
         app: fn.app,
         function: fn.name,
+        ...(want.regions.length ? { regions: [...want.regions] } : {}),
       });
     }
-    if (Date.now() >= want.deadline) throw noCapacity(fn, want.wants, planes);
+    if (Date.now() >= want.deadline) throw noCapacity(fn, want, planes);
     await new Promise((r) => setTimeout(r, WAIT_FOR_CAPACITY_MS));
     skipped.clear(); // planes may have come back, or new ones registered
   }
 }
 
 /**
- * The best plane for `wants` (a fallback list; empty for CPU functions), or
- * none: the one with the most of the first type free, else one that has
- * enough of a type at all (the input queues there).
+ * The best plane for `wants` (a fallback list; empty for CPU functions) in
+ * the allowed regions, or none. Region by region, nearest first: the one with
+ * the most of the first type free (or the most CPU free). With none free in
+ * any region, one that has enough of a type at all, nearest first (the input
+ * queues there): a free plane further away starts sooner than a queue nearby.
  *
- * @example pickPlane(planes, [{ type: "H100", count: 2 }, { type: "A100", count: 2 }], new Set())
+ * @example pickPlane(planes, [{ type: "H100", count: 2 }, { type: "A100", count: 2 }], new Set(), { regions: [], near: ["eu"] })
  */
-export function pickPlane(planes: PlaneInfo[], wants: GpuRequest[], skipped: ReadonlySet<string>): PlaneInfo | undefined {
-  const usable = planes.filter((p) => p.healthy && !skipped.has(p.planeId));
-  if (wants.length === 0) {
-    return usable.sort((a, b) => b.cpu.free - a.cpu.free)[0];
+export function pickPlane(
+  planes: PlaneInfo[],
+  wants: GpuRequest[],
+  skipped: ReadonlySet<string>,
+  placement: PlanePlacement = { regions: [], near: [] },
+): PlaneInfo | undefined {
+  const usable = planes.filter((p) => p.healthy && !skipped.has(p.planeId) && inAllowedRegion(p.region, placement.regions));
+  const rank = (p: PlaneInfo) => regionRank(p.region, placement.near);
+  const ranks = [...new Set(usable.map(rank))].sort((a, b) => a - b);
+  for (const r of ranks) {
+    const near = usable.filter((p) => rank(p) === r);
+    if (wants.length === 0) {
+      const roomiest = near.filter((p) => p.cpu.free > 0).sort((a, b) => b.cpu.free - a.cpu.free)[0];
+      if (roomiest) return roomiest;
+      continue;
+    }
+    for (const want of wants) {
+      const free = near.filter((p) => (p.gpus[want.type]?.free ?? 0) >= want.count).sort((a, b) => b.gpus[want.type]!.free - a.gpus[want.type]!.free);
+      if (free[0]) return free[0];
+    }
   }
+  if (wants.length === 0) return usable.sort((a, b) => rank(a) - rank(b) || b.cpu.free - a.cpu.free)[0];
+  // None free now: queue on a plane that has enough of the first type it has at all, nearest first.
   for (const want of wants) {
-    const free = usable.filter((p) => (p.gpus[want.type]?.free ?? 0) >= want.count).sort((a, b) => b.gpus[want.type]!.free - a.gpus[want.type]!.free);
-    if (free[0]) return free[0];
-  }
-  // None free now: queue on a plane that has enough of the first type it has at all.
-  for (const want of wants) {
-    const fits = usable.filter((p) => (p.gpus[want.type]?.total ?? 0) >= want.count);
+    const fits = usable.filter((p) => (p.gpus[want.type]?.total ?? 0) >= want.count).sort((a, b) => rank(a) - rank(b));
     if (fits[0]) return fits[0];
   }
   return undefined;
@@ -114,14 +143,21 @@ async function startLocalPlane(local: Fetcher, fn: RegisteredFunction): Promise<
   throw new PlaneUnavailableError(`the local plane did not start (HTTP ${res.status})`, { app: fn.app, function: fn.name });
 }
 
-function noCapacity(fn: RegisteredFunction, wants: GpuRequest[], planes: PlaneInfo[]): NoCapacityError {
+function noCapacity(fn: RegisteredFunction, want: PlaneWants, planes: PlaneInfo[]): NoCapacityError {
+  const { wants, regions } = want;
   const what = wants.length ? wants.map((w) => (w.count > 1 ? `${w.type}:${w.count}` : w.type)).join(" or ") : "CPU";
   const healthy = planes.filter((p) => p.healthy);
-  const seen = healthy.length
-    ? `planes: ${healthy.map((p) => `${p.planeId} (${Object.keys(p.gpus).join(", ") || "no GPUs"})`).join("; ")}`
-    : "no healthy plane is connected";
-  return new NoCapacityError(`no capacity for ${what} within ${fn.spec.timeoutSeconds} s for ${fn.app}.${fn.name}; ${seen}`, {
+  const inRegions = healthy.filter((p) => inAllowedRegion(p.region, regions));
+  const describe = (list: PlaneInfo[]) => list.map((p) => `${p.planeId} (${p.region}; ${Object.keys(p.gpus).join(", ") || "no GPUs"})`).join("; ");
+  const seen = !healthy.length
+    ? "no healthy plane is connected"
+    : regions.length && !inRegions.length
+      ? `no healthy plane is in ${describeRegions(regions)} (planes elsewhere: ${describe(healthy)})`
+      : `planes: ${describe(inRegions)}`;
+  const where = regions.length ? ` in ${describeRegions(regions)}` : "";
+  return new NoCapacityError(`no capacity for ${what}${where} within ${fn.spec.timeoutSeconds} s for ${fn.app}.${fn.name}; ${seen}`, {
     app: fn.app,
     function: fn.name,
+    ...(regions.length ? { regions: [...regions] } : {}),
   });
 }

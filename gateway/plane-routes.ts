@@ -33,9 +33,11 @@ import {
 } from "../sdk/protocol.js";
 import { parseSignedBody, readSignedBody } from "../sdk/signed-body.js";
 import { checkSignatureHeaders, signRequest, verifyRequest } from "../sdk/signing.js";
+import type { FunctionSpec } from "../sdk/options.js";
 import { authenticate, requireScope } from "./auth.js";
 import type { RouteEnv } from "./env.js";
 import { knownPlanes, planeRegistry } from "./plane-choice.js";
+import { defaultNearRegions, inAllowedRegion, regionRank } from "./plane-regions.js";
 import { registry } from "./registry.js";
 import { namedValues } from "./secret-env.js";
 import { writeLines } from "./log-sink.js";
@@ -50,7 +52,7 @@ export function planeRoutes(): Hono<Api> {
     const heartbeat = parseSignedBody(await verified(c), PlaneHeartbeatSchema, "heartbeat");
     const planes = planeRegistry(c.env);
     await planes.heartbeat(heartbeat);
-    const warm = warmPoolsFor(heartbeat.planeId, await planes.list(), await planes.stoppedBundles());
+    const warm = warmPoolsFor(heartbeat.planeId, await planes.list(), await planes.stoppedBundles(), defaultNearRegions(c.var.config));
     // A pool whose secrets cannot be read now (one missing) is not kept warm meanwhile; its calls fail naming the
     // secret. The values never travel here: the plane asks for them, over a route signed both ways, for each warm
     // container it starts (POST /v1/planes/secrets).
@@ -76,7 +78,7 @@ export function planeRoutes(): Hono<Api> {
   routes.post(ROUTES.planeSecrets, async (c) => {
     const ask = parseSignedBody(await verified(c), PlaneSecretsRequestSchema, "secrets");
     const planes = planeRegistry(c.env);
-    const pool = warmPoolsFor(ask.planeId, await planes.list(), await planes.stoppedBundles()).find(
+    const pool = warmPoolsFor(ask.planeId, await planes.list(), await planes.stoppedBundles(), defaultNearRegions(c.var.config)).find(
       (ref) => ref.app === ask.app && ref.function === ask.function && ref.bundleHash === ask.bundleHash,
     );
     if (!pool) throw new NotFoundError(`plane ${ask.planeId} keeps no warm pool of ${ask.app}.${ask.function} with bundle ${ask.bundleHash}`);
@@ -168,11 +170,16 @@ export function planeRoutes(): Hono<Api> {
 
 /**
  * The warm pools (functions with `minContainers`) a plane keeps: each pool
- * goes to one healthy plane that could hold it, the first by id, so that the
- * minimum is kept once, not once per plane.
+ * goes to one healthy plane that could hold it, in the function's allowed
+ * regions, the nearest region first (`near`: `TANDEM_REGION_PREFERENCE`'s `*`),
+ * then the first by id, so that the minimum is kept once, not once per plane.
  */
-export function warmPoolsFor(planeId: string, planes: PlaneInfo[], stopped: Record<string, StopMark>): WarmPoolRef[] {
-  const healthy = planes.filter((p) => p.healthy).sort((a, b) => a.planeId.localeCompare(b.planeId));
+export function warmPoolsFor(planeId: string, planes: PlaneInfo[], stopped: Record<string, StopMark>, near: readonly string[] = []): WarmPoolRef[] {
+  const healthy = planes.filter((p) => p.healthy).sort((a, b) => regionRank(a.region, near) - regionRank(b.region, near) || a.planeId.localeCompare(b.planeId));
+  const homeOf = (spec: FunctionSpec) => {
+    const wants = spec.gpu ?? [];
+    return healthy.find((p) => inAllowedRegion(p.region, spec.regions) && (wants.length === 0 || wants.some((w) => (p.gpus[w.type]?.total ?? 0) >= w.count)));
+  };
   const pools: WarmPoolRef[] = [];
   for (const app of registry().apps) {
     const bundle = registry().planeBundle(app.name);
@@ -181,9 +188,7 @@ export function warmPoolsFor(planeId: string, planes: PlaneInfo[], stopped: Reco
     if (!bundle || (mark && mark.hash === bundle.hash && mark.at >= (bundle.builtAt ?? 0))) continue;
     for (const fn of app.callables.filter((c) => c.kind !== "method")) {
       if (fn.spec.tier !== "plane" || fn.spec.autoscaler.minContainers === 0) continue;
-      const wants = fn.spec.gpu ?? [];
-      const home = healthy.find((p) => wants.length === 0 || wants.some((w) => (p.gpus[w.type]?.total ?? 0) >= w.count));
-      if (home?.planeId !== planeId) continue;
+      if (homeOf(fn.spec)?.planeId !== planeId) continue;
       const registered = registry().function(app.name, fn.name);
       pools.push({
         app: app.name,
@@ -196,9 +201,7 @@ export function warmPoolsFor(planeId: string, planes: PlaneInfo[], stopped: Reco
     // A class keeps warm the instances of its default parameters ({}), serving all its methods.
     for (const cls of app.classes) {
       if (cls.spec.tier !== "plane" || cls.spec.autoscaler.minContainers === 0) continue;
-      const wants = cls.spec.gpu ?? [];
-      const home = healthy.find((p) => wants.length === 0 || wants.some((w) => (p.gpus[w.type]?.total ?? 0) >= w.count));
-      if (home?.planeId !== planeId) continue;
+      if (homeOf(cls.spec)?.planeId !== planeId) continue;
       const registered = registry().function(app.name, `${cls.name}.${cls.methods[0]}`);
       pools.push({
         app: app.name,

@@ -9,6 +9,7 @@ import { InvalidRequestError, ValueTooLargeError, fromWireError } from "../sdk/e
 import { QUEUE_NAME_PATTERN, type QueueAnswers, type QueueInfo, type QueueOp, type QueueRequest } from "../sdk/protocol.js";
 import { encodedText } from "./dicts.js";
 import type { Env } from "./env.js";
+import { inEnvironment } from "./environments.js";
 import { DEFAULT_PARTITION, type QueueCommand } from "./queue-store.js";
 import { STORE_CATALOG, type Outcome } from "./store-catalog.js";
 
@@ -21,11 +22,11 @@ export function checkedQueueName(name: string): string {
 }
 
 function store(env: Env, name: string) {
-  return env.QUEUES.get(env.QUEUES.idFromName(`queue:${checkedQueueName(name)}`));
+  return env.QUEUES.get(env.QUEUES.idFromName(inEnvironment(env, `queue:${checkedQueueName(name)}`)));
 }
 
 function catalog(env: Env) {
-  return env.QUEUES.get(env.QUEUES.idFromName(STORE_CATALOG));
+  return env.QUEUES.get(env.QUEUES.idFromName(inEnvironment(env, STORE_CATALOG)));
 }
 
 function unwrap<T>(outcome: Outcome<T>): T {

@@ -27,6 +27,11 @@ export interface RunContext {
   processEnv?: Record<string, string>;
   /** Values that came from secrets: masked as `***` in the lines this code logs, and in its errors. */
   secretValues?: readonly string[];
+  /**
+   * The regions nearest the request this work began with, nearest first (gateway/plane-regions.ts): where its plane
+   * calls would rather run. None: `TANDEM_REGION_PREFERENCE`'s `*` entry (scheduled runs, resumed calls).
+   */
+  nearRegions?: readonly string[];
 }
 
 /** `rc` running with `callEnv`: its `process.env`, and the secret values its logs and errors mask. */

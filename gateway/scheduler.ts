@@ -25,6 +25,7 @@ import { CallArgs } from "./call-args.js";
 import { ledgerFor } from "./call-ledger-client.js";
 import { gatewayConfig, type GatewayConfig } from "./config.js";
 import type { Env } from "./env.js";
+import { inEnvironment } from "./environments.js";
 import { spawnCall } from "./executor.js";
 import { registry, type RegisteredFunction } from "./registry.js";
 import { runStore, type RunContext } from "./run-context.js";
@@ -201,7 +202,7 @@ function scheduledFunctions(): RegisteredFunction[] {
     .filter((fn) => fn.spec.schedule !== undefined);
 }
 
-/** The one Scheduler of this gateway. */
+/** The one Scheduler of this gateway's environment. */
 export function schedulerFor(env: Env): DurableObjectStub<Scheduler> {
-  return env.SCHEDULER.get(env.SCHEDULER.idFromName("scheduler"));
+  return env.SCHEDULER.get(env.SCHEDULER.idFromName(inEnvironment(env, "scheduler")));
 }

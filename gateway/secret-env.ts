@@ -10,19 +10,20 @@ import { SECRET_LIMITS } from "../sdk/defaults.js";
 import { NotConfiguredError, NotFoundError } from "../sdk/errors.js";
 import type { Secret } from "../sdk/secret.js";
 import type { Env } from "./env.js";
+import { inEnvironment } from "./environments.js";
 import type { RunContext } from "./run-context.js";
 
-/** The secret store's stub (one object for the whole gateway). */
+/** The secret store's stub (one object for each environment). */
 export function secretStore(env: Env) {
-  return env.SECRETS.get(env.SECRETS.idFromName("secrets"));
+  return env.SECRETS.get(env.SECRETS.idFromName(inEnvironment(env, "secrets")));
 }
 
 /** Named secrets' values read lately in this isolate, and until when they are trusted. */
 const cached = new Map<string, { values: Record<string, string>; until: number }>();
 
 /** Forgets what this isolate knows of a secret (after a write here; other isolates within `cacheMs`). */
-export function forgetSecret(name: string): void {
-  cached.delete(name);
+export function forgetSecret(env: Env, name: string): void {
+  cached.delete(inEnvironment(env, name));
 }
 
 /** Who declares the secrets: the app, the holder (`App.secretHolders`), and how messages name it (`demo.charge`). */
@@ -84,7 +85,7 @@ export async function namedValues(env: Env, names: string[], where: string): Pro
   const now = Date.now();
   const found: Record<string, Record<string, string>> = {};
   const wanted = names.filter((name) => {
-    const hit = cached.get(name);
+    const hit = cached.get(inEnvironment(env, name));
     if (hit && hit.until > now) found[name] = hit.values;
     return !(name in found);
   });
@@ -98,7 +99,7 @@ export async function namedValues(env: Env, names: string[], where: string): Pro
     });
   if (cached.size > 1_000) cached.clear(); // bounded
   for (const [name, values] of Object.entries(outcome.values)) {
-    cached.set(name, { values, until: now + SECRET_LIMITS.cacheMs });
+    cached.set(inEnvironment(env, name), { values, until: now + SECRET_LIMITS.cacheMs });
     found[name] = values;
   }
   return found;

@@ -38,7 +38,7 @@ export function secretRoutes(): Hono<RouteEnv> {
         secret: request.name,
       });
     }
-    forgetSecret(request.name);
+    forgetSecret(c.env, request.name);
     // The log names the secret and its keys, never a value.
     console.log(`secret "${request.name}" (${outcome.info.keys.join(", ")}) ${request.force ? "written" : "created"} by ${principalOf(c).id}`);
     return c.json(outcome.info, 201);
@@ -50,7 +50,7 @@ export function secretRoutes(): Hono<RouteEnv> {
     if (!NAME_PATTERN.test(name)) throw new NotFoundError(`"${name}" is not a secret name (1-64 letters, digits, '-' or '_')`);
     const removed = await secretStore(c.env).remove(name);
     if (!removed) throw new NotFoundError(`no secret named "${name}" (tandem secret list shows them)`, { secret: name });
-    forgetSecret(name);
+    forgetSecret(c.env, name);
     console.log(`secret "${name}" deleted by ${principalOf(c).id}`);
     return c.json(removed);
   });

@@ -15,6 +15,7 @@ type Row = {
   name: string;
   scope: string;
   apps: string | null;
+  env: string | null;
   secret_sha256: string;
   created_at: number;
   created_by: string;
@@ -36,6 +37,9 @@ export class TokenStore extends DurableObject<Env> {
         id TEXT PRIMARY KEY, name TEXT NOT NULL, scope TEXT NOT NULL, apps TEXT, secret_sha256 TEXT NOT NULL,
         created_at INTEGER NOT NULL, created_by TEXT NOT NULL, last_used_at INTEGER, revoked_at INTEGER);
       CREATE TABLE IF NOT EXISTS keys (name TEXT PRIMARY KEY, value TEXT NOT NULL);`);
+    // Tokens limited to an environment came later: a store from before has no column for it.
+    const columns = this.#sql.exec<{ name: string }>("PRAGMA table_info(tokens)").toArray();
+    if (!columns.some((c) => c.name === "env")) this.#sql.exec("ALTER TABLE tokens ADD COLUMN env TEXT");
   }
 
   /**
@@ -50,11 +54,12 @@ export class TokenStore extends DurableObject<Env> {
     const apps = request.apps ? [...new Set(request.apps)].sort() : null;
     const name = request.name ?? `token ${id.slice(3, 9)}`;
     this.#sql.exec(
-      "INSERT INTO tokens (id, name, scope, apps, secret_sha256, created_at, created_by) VALUES (?, ?, ?, ?, ?, ?, ?)",
+      "INSERT INTO tokens (id, name, scope, apps, env, secret_sha256, created_at, created_by) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
       id,
       name,
       scope,
       apps ? JSON.stringify(apps) : null,
+      request.env ?? null,
       secretSha256,
       Date.now(),
       createdBy,
@@ -109,6 +114,7 @@ export class TokenStore extends DurableObject<Env> {
       name: row.name,
       scope: row.scope as TokenScope,
       apps: row.apps === null ? null : (JSON.parse(row.apps) as string[]),
+      ...(row.env === null ? {} : { env: row.env }),
       createdAt: row.created_at,
       createdBy: row.created_by,
       lastUsedAt: row.last_used_at,

@@ -19,6 +19,7 @@ import {
 } from "../sdk/protocol.js";
 import { blocksOf, sha256Hex, type ByteSource } from "../sdk/volume-blocks.js";
 import type { Env } from "./env.js";
+import { inEnvironment } from "./environments.js";
 import { VOLUME_CATALOG, type ManifestFile, type Outcome } from "./volume-store.js";
 
 /** A commit's base version and whether it overrides conflicts. */
@@ -43,11 +44,11 @@ export function checkedPath(given: string): string {
 }
 
 function store(env: Env, name: string) {
-  return env.VOLUMES.get(env.VOLUMES.idFromName(`volume:${checkedVolumeName(name)}`));
+  return env.VOLUMES.get(env.VOLUMES.idFromName(inEnvironment(env, `volume:${checkedVolumeName(name)}`)));
 }
 
 function catalog(env: Env) {
-  return env.VOLUMES.get(env.VOLUMES.idFromName(VOLUME_CATALOG));
+  return env.VOLUMES.get(env.VOLUMES.idFromName(inEnvironment(env, VOLUME_CATALOG)));
 }
 
 function unwrap<T>(outcome: Outcome<T>): T {

@@ -28,6 +28,7 @@ import { runStore, withCallEnv, type RunContext } from "./run-context.js";
 import { EncodedResult } from "./encoded-result.js";
 import { mapStack } from "./source-map.js";
 import { chunkIterator, isGeneratorResult, type GeneratorResult } from "../sdk/generator-result.js";
+import { nearRegionsOf } from "./plane-regions.js";
 
 type Web = RouteEnv;
 
@@ -76,6 +77,7 @@ function mountWebApp(web: Hono<Web>, appName: string, mount: WebMount): void {
         env: env as Env,
         config,
         waitUntil: (p) => (ctx as ExecutionContext).waitUntil(p),
+        nearRegions: nearRegionsOf(request, config),
         logPrefix: prefix,
         logTo: { app: appName, function: mount.label, callId: null },
       };
@@ -119,6 +121,7 @@ function addEndpoint(web: Hono<Web>, appName: string, endpoint: EndpointHandle):
       env: c.env,
       config: c.var.config,
       waitUntil: (p) => c.executionCtx.waitUntil(p),
+      nearRegions: nearRegionsOf(c.req.raw, c.var.config),
       logPrefix: prefix,
       logTo: { app: appName, function: endpoint.label, callId: null },
     };

@@ -23,6 +23,7 @@ import { installVolumeBackend } from "../sdk/volume.js";
 import { installStoreBackends } from "../sdk/store-client.js";
 import { GatewayDicts, GatewayQueues } from "./gateway-stores.js";
 import { planeRoutes } from "./plane-routes.js";
+import { environments } from "./environments.js";
 import { AppRegistry, setRegistry } from "./registry.js";
 import { installCallEnv, prefixConsoleLines } from "./run-context.js";
 import { schedulerFor } from "./scheduler.js";
@@ -65,6 +66,8 @@ export function createGateway(modules: AppModule[], options: GatewayOptions = {}
     c.set("config", gatewayConfig(c.env));
     await next();
   });
+  // Each /v1 request in the environment it names (Tandem-Env), else this gateway's: the stores' objects are its.
+  router.use("/v1/*", environments());
   router.route("/", planeRoutes());
   router.route("/", apiRoutes());
   router.route("/", webRoutes(apps));

@@ -40,6 +40,8 @@ export interface ContainerStartOptions {
   driver: ContainerDriver;
   inventory: Inventory;
   planeId: string;
+  /** The plane's region (`--region`), told to its containers as `TANDEM_REGION`. */
+  region: string;
   /** Control sockets live under `<stateDir>/control/<container>`, unless the driver has a place for them. */
   stateDir: string;
   /** Each container log line, tagged. */
@@ -143,6 +145,7 @@ export class ContainerStarter {
           [CONTAINER_ENV.app]: req.app,
           [CONTAINER_ENV.function]: req.function,
           [CONTAINER_ENV.containerId]: id,
+          [CONTAINER_ENV.region]: this.#o.region,
           // A class's container builds its instance (and runs enter()) before it says it is ready.
           ...(req.clsParams === undefined ? {} : { [CONTAINER_ENV.clsParams]: JSON.stringify(req.clsParams) }),
           ...(attached.env.length ? { [CONTAINER_ENV.volumes]: JSON.stringify(attached.env) } : {}),

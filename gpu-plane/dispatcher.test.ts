@@ -65,6 +65,7 @@ function harness(
     inventory,
     usage,
     planeId: "pl-test",
+    region: "test",
     stateDir: dir,
     scaledownWindowMs: options.scaledownWindowMs ?? 60_000,
     log: (line) => lines.push(line),

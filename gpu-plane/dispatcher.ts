@@ -39,6 +39,8 @@ export interface DispatcherOptions {
   driver: ContainerDriver;
   inventory: Inventory;
   planeId: string;
+  /** The plane's region, told to its containers. */
+  region: string;
   /** Control sockets live under `<stateDir>/control/<container>`. */
   stateDir: string;
   /** Containers' API sockets and volume mounts; none in the dispatcher's unit tests. */

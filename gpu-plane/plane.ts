@@ -253,6 +253,7 @@ export class Plane {
     const mounts = new VolumeMounts(join(options.stateDir, "volumes"), new ContainerGateway(options.gatewayUrl, options.secret), log);
     dispatcher = new Dispatcher({
       mounts,
+      region: options.region,
       imageFor: (hash) => {
         let tag = images.get(hash);
         if (!tag) {

@@ -35,6 +35,14 @@ export interface ClientOptions {
   gateway?: string;
   /** The API token: this option, then `TANDEM_TOKEN`, then the profile file's for the gateway, then (for a local gateway) `.tandem/token`. */
   token?: string;
+  /**
+   * The regions this caller would rather its plane calls ran in, nearest first (`"eu-west"`, `["eu", "us"]`): sent
+   * as `Tandem-Region`, in place of the caller's Cloudflare location. A function's own `region` option still
+   * decides where it may run. See docs/deploy.md, "Regions".
+   */
+  region?: string | string[];
+  /** The environment to address (`dev`); default `TANDEM_ENV`, then the gateway's own. See docs/deploy.md, "Environments". */
+  env?: string;
 }
 
 /** Anything with a Web-standard `fetch`, such as a hono app. */
@@ -180,7 +188,7 @@ export class FunctionHandle<A extends unknown[] = unknown[], R = unknown> {
 
   /** Runs the function where it is deployed and returns its result. */
   async remote(...args: A): Promise<R> {
-    return (await invokerFor(this.#client.gateway, this.#client.token).call(this.#app, this.name, [...this.#bound, ...args])) as R;
+    return (await invokerFor(this.#client).call(this.#app, this.name, [...this.#bound, ...args])) as R;
   }
 
   /**
@@ -190,7 +198,7 @@ export class FunctionHandle<A extends unknown[] = unknown[], R = unknown> {
    * for await (const token of generate.remoteGen("Once upon")) process.stdout.write(token);
    */
   remoteGen(...args: A): AsyncIterable<Yielded<R>> {
-    return invokerFor(this.#client.gateway, this.#client.token).stream(this.#app, this.name, [...this.#bound, ...args]) as AsyncIterable<Yielded<R>>;
+    return invokerFor(this.#client).stream(this.#app, this.name, [...this.#bound, ...args]) as AsyncIterable<Yielded<R>>;
   }
 
   /** Runs the handler here, in this process, without the gateway (its `input` schema checks the arguments here too). */
@@ -201,7 +209,7 @@ export class FunctionHandle<A extends unknown[] = unknown[], R = unknown> {
 
   /** Starts the function and returns at once with a `FunctionCall` to collect the result later. */
   async spawn(...args: A): Promise<FunctionCall<R>> {
-    const id = await invokerFor(this.#client.gateway, this.#client.token).spawn(this.#app, this.name, [...this.#bound, ...args]);
+    const id = await invokerFor(this.#client).spawn(this.#app, this.name, [...this.#bound, ...args]);
     return new FunctionCall<R>(id, this.#client);
   }
 
@@ -220,7 +228,7 @@ export class FunctionHandle<A extends unknown[] = unknown[], R = unknown> {
   starmap(inputs: Inputs<A>, options?: MapOptions): AsyncIterable<R>;
   starmap(inputs: Inputs<A>, options: MapOptions = {}): AsyncIterable<R | TandemError> {
     const bound = this.#bound;
-    const outcomes = invokerFor(this.#client.gateway, this.#client.token).map(
+    const outcomes = invokerFor(this.#client).map(
       this.#app,
       this.name,
       mapInputs(inputs, (args) => [...bound, ...(args as unknown[])]),
@@ -795,6 +803,7 @@ export class App {
         timeoutSeconds: spec.timeoutSeconds,
         retries: spec.retries,
         generator,
+        ...(spec.regions.length ? { regions: spec.regions } : {}),
       })),
       endpoints: [
         ...this.#webMounts.map((w) => ({ label: w.label, kind: "web" as const, path: "/*", auth: w.auth })),

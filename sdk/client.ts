@@ -18,6 +18,8 @@ import { ndjsonLines } from "./stream-lines.js";
 import {
   HEADERS,
   PROTOCOL_VERSION,
+  REGION_PATTERN,
+  ENV_NAME_PATTERN,
   TERMINAL_STATUSES,
   decodeValue,
   encodeValue,
@@ -56,15 +58,33 @@ export function resolveGatewayUrl(explicit?: string): string {
 
 export class HttpInvoker implements Invoker {
   readonly #token: string | undefined;
+  readonly #headers: Record<string, string>;
   #resolved = false;
   #found: string | undefined;
 
-  /** `token`: the API token to send; by default the one found for this gateway (`sdk/credentials.ts`). */
+  /**
+   * `token`: the API token to send; by default the one found for this gateway (`sdk/credentials.ts`). `region`:
+   * the regions plane calls would rather run in, nearest first, each a region name or prefix (`Tandem-Region`).
+   * `env`: the environment addressed (`Tandem-Env`); by default `TANDEM_ENV`, else none (the gateway's own).
+   */
   constructor(
     readonly baseUrl: string,
-    options: { token?: string } = {},
+    options: { token?: string; region?: readonly string[]; env?: string } = {},
   ) {
     this.#token = options.token;
+    const bad = options.region?.find((r) => !REGION_PATTERN.test(r));
+    if (bad !== undefined)
+      throw new InvalidOptionsError(`option "region": "${bad}" is not a region name (lowercase letters, digits and '-', such as "eu-west")`);
+    const env = options.env ?? ((globalThis as { process?: { env?: Record<string, string | undefined> } }).process?.env?.TANDEM_ENV || undefined);
+    if (env !== undefined && !ENV_NAME_PATTERN.test(env)) {
+      throw new InvalidOptionsError(
+        `environment "${env}" (--env, the env option or TANDEM_ENV) must be lowercase letters, digits and '-', up to 32, such as dev`,
+      );
+    }
+    this.#headers = {
+      ...(options.region?.length ? { [HEADERS.region]: options.region.join(",") } : {}),
+      ...(env === undefined ? {} : { [HEADERS.env]: env }),
+    };
   }
 
   /** The token this client sends, looked up once. */
@@ -239,6 +259,7 @@ export class HttpInvoker implements Invoker {
           ...(signal ? { signal } : {}),
           headers: {
             [HEADERS.protocol]: PROTOCOL_VERSION,
+            ...this.#headers,
             ...(this.token === undefined ? {} : { [HEADERS.authorization]: `Bearer ${this.token}` }),
             ...(body === undefined ? {} : { "content-type": "application/json" }),
             ...(idempotencyKey === undefined ? {} : { [HEADERS.idempotencyKey]: idempotencyKey }),

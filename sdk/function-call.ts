@@ -38,7 +38,7 @@ export class FunctionCall<R = unknown> {
    * `timeoutMs` passes first (the call goes on). No `timeoutMs`: wait as long as it takes.
    */
   async get(options: { timeoutMs?: number } = {}): Promise<R> {
-    return (await invokerFor(this.#client.gateway, this.#client.token).get(this.id, options.timeoutMs)) as R;
+    return (await invokerFor(this.#client).get(this.id, options.timeoutMs)) as R;
   }
 
   /**
@@ -48,7 +48,7 @@ export class FunctionCall<R = unknown> {
    * stopped too (for a function that does not watch the signal).
    */
   async cancel(options: { terminateContainer?: boolean } = {}): Promise<void> {
-    await invokerFor(this.#client.gateway, this.#client.token).cancel(this.id, options);
+    await invokerFor(this.#client).cancel(this.id, options);
   }
 
   /**
@@ -75,7 +75,7 @@ export class FunctionCall<R = unknown> {
 
   /** Logs are read from the gateway's API, also from code that runs inside it. */
   #http(): HttpInvoker {
-    const invoker = invokerFor(this.#client.gateway, this.#client.token);
+    const invoker = invokerFor(this.#client);
     if (invoker instanceof HttpInvoker) return invoker;
     return new HttpInvoker(resolveGatewayUrl(this.#client.gateway), this.#client.token === undefined ? {} : { token: this.#client.token });
   }

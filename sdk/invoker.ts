@@ -27,17 +27,34 @@ export function installInvoker(invoker: Invoker | undefined): void {
   installed = invoker;
 }
 
+/** Which gateway a handle talks to, and how (`ClientOptions` in sdk/app.ts). */
+export interface InvokerTarget {
+  gateway?: string | undefined;
+  token?: string | undefined;
+  /** The regions its plane calls would rather run in, nearest first (the `Tandem-Region` header). */
+  region?: string | readonly string[] | undefined;
+  /** The environment it addresses (the `Tandem-Env` header); default `TANDEM_ENV`, then the gateway's own. */
+  env?: string | undefined;
+}
+
 /**
  * The invoker for a handle: the installed one, else an HTTP client of the
- * resolved gateway, sending `token` (else the one found for that gateway).
+ * resolved gateway, sending `token` (else the one found for that gateway) and
+ * the preferred regions.
  */
-export function invokerFor(gateway: string | undefined, token?: string): Invoker {
-  if (installed && gateway === undefined && token === undefined) return installed;
+export function invokerFor(target: InvokerTarget = {}): Invoker {
+  const { gateway, token, env } = target;
+  const region = target.region === undefined ? undefined : typeof target.region === "string" ? [target.region] : [...target.region];
+  if (installed && gateway === undefined && token === undefined && region === undefined && env === undefined) return installed;
   const url = resolveGatewayUrl(gateway);
-  const key = `${url} ${token ?? ""}`;
+  const key = `${url} ${token ?? ""} ${region?.join(",") ?? ""} ${env ?? ""}`;
   let invoker = byGateway.get(key);
   if (!invoker) {
-    invoker = new HttpInvoker(url, token === undefined ? {} : { token });
+    invoker = new HttpInvoker(url, {
+      ...(token === undefined ? {} : { token }),
+      ...(region === undefined ? {} : { region }),
+      ...(env === undefined ? {} : { env }),
+    });
     byGateway.set(key, invoker);
   }
   return invoker;

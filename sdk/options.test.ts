@@ -30,6 +30,13 @@ describe("function options", () => {
     expect(() => parse({ memory: 512, tier: "edge" })).toThrow('option "tier" is "edge", but option "memory" needs the plane');
   });
 
+  it("takes a region or a list of them as the regions a plane function may run in", () => {
+    expect(parse({}).regions).toEqual([]);
+    expect(parse({ region: "eu-west" })).toMatchObject({ tier: "plane", regions: ["eu-west"] });
+    expect(parse({ gpu: "A100", region: ["eu-west", "us-east", "eu-west"] }).regions).toEqual(["eu-west", "us-east"]);
+    expect(() => parse({ tier: "edge", region: "eu-west" })).toThrow('option "tier" is "edge", but option "region" needs the plane');
+  });
+
   it.each([
     [{ timeout: 0 }, 'option "timeout" must be at least 1 second (got 0)'],
     [{ timeout: 90_000 }, 'option "timeout" must be at most 86400 seconds'],
@@ -57,6 +64,8 @@ describe("function options", () => {
     [{ memory: 400_000 }, 'option "memory" must be at most 344064 MiB'],
     [{ input: z.string() }, 'option "input" must be a zod schema of the argument list, such as z.tuple([z.string(), z.number()])'],
     [{ input: [z.string()] }, 'option "input" must be a zod schema of the argument list'],
+    [{ region: "EU West" }, 'option "region" must be a region name (lowercase letters, digits and \'-\', such as "eu-west") or a list of them'],
+    [{ region: [] }, 'option "region" must be a region name'],
   ])("rejects %j naming the option", (options, message) => {
     expect(() => parse(options)).toThrow(InvalidOptionsError);
     expect(() => parse(options)).toThrow(message);

@@ -12,7 +12,7 @@ import { FUNCTION_DEFAULTS, FUNCTION_LIMITS, WASM_DEFAULTS } from "./defaults.js
 import { InvalidOptionsError } from "./errors.js";
 import { parseGpuSpec, type GpuRequest } from "./gpu.js";
 import { isImage, type Image } from "./image.js";
-import { NAME_PATTERN, type PlaneFunctionSpec, type RetryPolicy } from "./protocol.js";
+import { NAME_PATTERN, REGION_PATTERN, type PlaneFunctionSpec, type RetryPolicy } from "./protocol.js";
 import { isSchedule, type Schedule } from "./schedule.js";
 import { isSecret, type Secret } from "./secret.js";
 import { describeIssues } from "./zod-issues.js";
@@ -65,6 +65,9 @@ const PLANE = { tier: "plane" } as const;
 const wholeContainers = (least: number, what: string) =>
   z.number().int("must be a whole number").min(least, what).max(maxContainers, `must be at most ${maxContainers}`);
 
+const REGION_MESSAGE = "must be a region name (lowercase letters, digits and '-', such as \"eu-west\") or a list of them";
+const regionName = z.string(REGION_MESSAGE).regex(REGION_PATTERN, REGION_MESSAGE);
+
 /**
  * Every option of `app.function` and `app.cls`. Plane options (marked
  * `.meta(PLANE)`) send the function to the GPU plane and are part of the spec
@@ -114,6 +117,15 @@ const FunctionOptionsSchema = z.strictObject({
   /** GPU type (`"A100"`, `"H100:2"`) or a fallback list; runs on the plane. */
   gpu: z
     .union([z.string().min(1), z.array(z.string().min(1)).min(1)], "must be a GPU type or a list of them")
+    .optional()
+    .meta(PLANE),
+  /**
+   * The region its plane calls run in (`"eu-west"`), or a list of them: only planes started with one of these
+   * `--region`s take its calls, nearest to the caller first; with none healthy a call fails naming the regions (no
+   * fallback elsewhere). Unset: any region, nearest first. Runs on the plane. See docs/deploy.md, "Regions".
+   */
+  region: z
+    .union([regionName, z.array(regionName).min(1, REGION_MESSAGE)], REGION_MESSAGE)
     .optional()
     .meta(PLANE),
   /** A container image for the plane: `Image.node().npmInstall(...)...`. */
@@ -211,7 +223,7 @@ export const DEFAULT_AUTOSCALER: AutoscalerSpec = { ...FUNCTION_DEFAULTS.autosca
 export type FunctionSpec = ReturnType<typeof toSpec>;
 
 function toSpec(o: z.output<typeof FunctionOptionsSchema>, where: string) {
-  const { timeout, retries, env, tier, gpu, minContainers, maxContainers, bufferContainers, scaledownWindow, concurrency, ...rest } = o;
+  const { timeout, retries, env, tier, gpu, region, minContainers, maxContainers, bufferContainers, scaledownWindow, concurrency, ...rest } = o;
   const policy: RetryPolicy =
     retries === undefined
       ? DEFAULT_RETRY_POLICY
@@ -261,6 +273,8 @@ function toSpec(o: z.output<typeof FunctionOptionsSchema>, where: string) {
     secrets: rest.secrets ?? [],
     tier: tier ?? (planeOptions.length > 0 ? "plane" : "edge"),
     gpu: gpu === undefined ? undefined : parseGpuOption(gpu, where),
+    /** The regions its plane calls may run in; empty: any. */
+    regions: region === undefined ? [] : [...new Set(Array.isArray(region) ? region : [region])],
     autoscaler,
   };
 }

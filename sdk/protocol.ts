@@ -51,6 +51,18 @@ export const HEADERS = {
    * whose container sent it, set by the plane (never by the container) and covered by the signature.
    */
   containerApp: "tandem-container-app",
+  /**
+   * The regions a client would rather its plane calls ran in, nearest first, comma-separated (`eu-west,us-east`):
+   * what a local or self-placed client says in place of its Cloudflare location (docs/deploy.md, "Regions"). Each
+   * entry names a region or a prefix of region names before a `-` (`eu` is `eu-west` and `eu-central`).
+   */
+  region: "tandem-region",
+  /**
+   * The environment a `/v1` request addresses (`ENV_NAME_PATTERN`): its secrets, volumes, dicts and queues, and
+   * its apps, schedules and logs. Absent: the gateway's own (`TANDEM_ENV`, by default `main`). docs/deploy.md,
+   * "Environments".
+   */
+  env: "tandem-env",
 } as const;
 
 /** WebSocket agents: `?session=<id>` resumes a session; ids are 8-128 letters, digits, '-' or '_'. */
@@ -346,6 +358,16 @@ export const paths = {
 
 /** App names, function names and web labels: letters, digits, `-` and `_`, up to 64. */
 export const NAME_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$/;
+/** Environment names (`--env`, `TANDEM_ENV`, `Tandem-Env`): lowercase letters, digits and `-`, up to 32. */
+export const ENV_NAME_PATTERN = /^[a-z0-9][a-z0-9-]{0,31}$/;
+/** The environment of a gateway, a command or a client that names none. */
+export const DEFAULT_ENV = "main";
+
+/**
+ * Region names, as planes report them (`tandem plane --region eu-west`) and functions ask for them
+ * (`region: "eu-west"`): lowercase letters, digits and `-`, up to 64, starting with a letter or digit.
+ */
+export const REGION_PATTERN = /^[a-z0-9][a-z0-9-]{0,63}$/;
 /** Function names: a name, or `Class.method` for a method of a class (`app.cls`). */
 export const FUNCTION_NAME_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_-]{0,63}(\.[A-Za-z_][A-Za-z0-9_]{0,63})?$/;
 
@@ -534,6 +556,8 @@ export interface FunctionManifest {
   retries: RetryPolicy;
   /** Declared as a generator (`async function*`): stream it (`.remoteGen()`, `POST .../stream`). */
   generator: boolean;
+  /** The regions its plane calls may run in (`region` option); absent: any region. */
+  regions?: string[];
 }
 
 export interface EndpointManifest {
@@ -585,6 +609,8 @@ export const TokenCreateRequestSchema = z.strictObject({
   scope: z.enum(TOKEN_SCOPES, 'must be "call", "deploy" or "admin"').optional(),
   /** Only these apps; none: every app. An admin token reaches every app. */
   apps: z.array(z.string().regex(NAME_PATTERN, "must be app names"), "must be a list of app names").min(1, "must name at least one app").max(100).optional(),
+  /** Only this environment (docs/deploy.md, "Environments"); none: every environment. */
+  env: z.string().regex(ENV_NAME_PATTERN, "must be an environment name: lowercase letters, digits and '-', up to 32").optional(),
 });
 export type TokenCreateRequest = z.infer<typeof TokenCreateRequestSchema>;
 
@@ -595,6 +621,8 @@ export interface TokenInfo {
   scope: TokenScope;
   /** The apps it may reach; null: every app. */
   apps: string[] | null;
+  /** The one environment it may reach; absent: every environment. */
+  env?: string;
   createdAt: number;
   /** The token that created it (`bootstrap` for the gateway's `TANDEM_ADMIN_TOKEN`). */
   createdBy: string;
@@ -1069,7 +1097,7 @@ const capacity = z.object({ total: z.number().nonnegative(), free: z.number() })
 export const PlaneHeartbeatSchema = z.strictObject({
   planeId: z.string().regex(PLANE_ID_PATTERN),
   url: z.url(),
-  region: z.string().min(1).max(64),
+  region: z.string().regex(REGION_PATTERN, "must be lowercase letters, digits and '-', up to 64"),
   runtime: z.enum(["docker", "process"]),
   /** GPUs are declared, not detected: shown as simulated everywhere. */
   simulated: z.boolean(),
@@ -1375,6 +1403,8 @@ export const CONTAINER_ENV = {
   volumes: "TANDEM_VOLUMES",
   /** Where the plane answers the container's `/v1` requests (a unix socket), when not at its place in a container. */
   apiSocket: "TANDEM_API_SOCKET",
+  /** The region of the plane the container runs on (`tandem plane --region`). */
+  region: "TANDEM_REGION",
 } as const;
 
 /** A volume mount as the runner is told of it (`CONTAINER_ENV.volumes`). */

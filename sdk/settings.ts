@@ -7,6 +7,7 @@
 import { z } from "zod";
 import { GATEWAY_DEFAULTS } from "./defaults.js";
 import { InvalidOptionsError } from "./errors.js";
+import { DEFAULT_ENV, ENV_NAME_PATTERN, REGION_PATTERN } from "./protocol.js";
 import { describeIssues } from "./zod-issues.js";
 
 /** A gateway's settings, parsed, with defaults filled in. */
@@ -33,7 +34,44 @@ export interface GatewayConfig {
   region: string;
   /** Where edge log lines go over OTLP/HTTP as well (`TANDEM_OTLP_ENDPOINT`, `TANDEM_OTLP_HEADERS`); undefined: nowhere. */
   otlp: OtlpSettings | undefined;
+  /**
+   * Which regions' planes a plane call prefers, nearest first, by where the request came from
+   * (`TANDEM_REGION_PREFERENCE`): by Cloudflare colo (`FRA`), by continent (`EU`), and `*` for requests from
+   * elsewhere and for scheduled runs. Empty: the built-in continent mapping (docs/deploy.md, "Regions").
+   */
+  regionPreference: RegionPreference;
+  /** The environment of the apps this gateway serves (`TANDEM_ENV`, `main` by default); docs/deploy.md, "Environments". */
+  environment: string;
 }
+
+/** Preferred regions (names, or name prefixes before a `-`), nearest first, by colo, continent or `*`. */
+export type RegionPreference = Record<string, string[]>;
+
+const PLACE = /^(\*|[A-Z]{2}|[A-Z]{3})$/;
+
+/** `EU=eu-west,eu-central;NA=us-east;*=us-east`: places (colo, continent, `*`) and their regions, nearest first. */
+const RegionPreferenceSchema = z.string().transform((text, ctx): RegionPreference => {
+  const preference: RegionPreference = {};
+  for (const part of text
+    .split(";")
+    .map((p) => p.trim())
+    .filter(Boolean)) {
+    const [place = "", regions = ""] = part.split("=").map((x) => x.trim());
+    const list = regions
+      .split(",")
+      .map((r) => r.trim())
+      .filter(Boolean);
+    if (!PLACE.test(place) || list.length === 0 || !list.every((r) => REGION_PATTERN.test(r))) {
+      ctx.addIssue({
+        code: "custom",
+        message: `"${part}" must be PLACE=region,region (PLACE a continent code like EU, a colo like FRA, or *; regions lowercase, such as eu-west)`,
+      });
+      return z.NEVER;
+    }
+    preference[place] = list;
+  }
+  return preference;
+});
 
 /** The values of local secrets, by app and holder (`TANDEM_LOCAL_SECRETS`). */
 export type LocalSecrets = Record<string, Record<string, (Record<string, string> | null)[]>>;
@@ -55,6 +93,12 @@ const GatewaySettingsSchema = z.object({
     .positive("must be a number of days above 0")
     .default(GATEWAY_DEFAULTS.logRetentionDays),
   TANDEM_REGION: z.string().trim().min(1, "must name a region").max(64, "must be at most 64 characters").default(GATEWAY_DEFAULTS.region),
+  TANDEM_REGION_PREFERENCE: RegionPreferenceSchema.optional(),
+  TANDEM_ENV: z
+    .string()
+    .trim()
+    .regex(ENV_NAME_PATTERN, "must be an environment name: lowercase letters, digits and '-', up to 32, such as dev")
+    .default(DEFAULT_ENV),
   TANDEM_PLANE_SECRET: z.string().min(16, "must be at least 16 characters").optional(),
   TANDEM_SECRETS_KEY: z
     .string()
@@ -94,6 +138,8 @@ export function parseGatewaySettings(vars: Record<string, unknown>): GatewayConf
     logRetentionMs: parsed.data.TANDEM_LOG_RETENTION_DAYS * 86_400_000,
     region: parsed.data.TANDEM_REGION,
     otlp: parseOtlpSettings({ TANDEM_OTLP_ENDPOINT: stringOf(vars.TANDEM_OTLP_ENDPOINT), TANDEM_OTLP_HEADERS: stringOf(vars.TANDEM_OTLP_HEADERS) }),
+    regionPreference: parsed.data.TANDEM_REGION_PREFERENCE ?? {},
+    environment: parsed.data.TANDEM_ENV,
   };
 }
 

@@ -42,6 +42,8 @@ export interface StoreOptions {
   gateway?: string;
   /** The API token to send (default: as `lookup` finds one). */
   token?: string;
+  /** The environment to address (`dev`); default `TANDEM_ENV`, then the gateway's own. See docs/deploy.md, "Environments". */
+  env?: string;
 }
 
 const installed: { dicts?: DictBackend; queues?: QueueBackend } = {};
@@ -53,12 +55,12 @@ export function installStoreBackends(backends: { dicts?: DictBackend; queues?: Q
 }
 
 export function dictBackend(options: StoreOptions): DictBackend {
-  if (installed.dicts && options.gateway === undefined && options.token === undefined) return installed.dicts;
+  if (installed.dicts && options.gateway === undefined && options.token === undefined && options.env === undefined) return installed.dicts;
   return httpStore("dicts", options) as DictBackend;
 }
 
 export function queueBackend(options: StoreOptions): QueueBackend {
-  if (installed.queues && options.gateway === undefined && options.token === undefined) return installed.queues;
+  if (installed.queues && options.gateway === undefined && options.token === undefined && options.env === undefined) return installed.queues;
   return httpStore("queues", options) as QueueBackend;
 }
 
@@ -80,10 +82,11 @@ const clients = new Map<string, HttpStore>();
 
 function httpStore(kind: "dicts" | "queues", options: StoreOptions): HttpStore {
   const url = resolveGatewayUrl(options.gateway);
-  const key = `${kind} ${url} ${options.token ?? ""}`;
+  const key = `${kind} ${url} ${options.token ?? ""} ${options.env ?? ""}`;
   let client = clients.get(key);
   if (!client) {
-    client = new HttpStore(kind, new HttpInvoker(url, options.token === undefined ? {} : { token: options.token }));
+    const { token, env } = options;
+    client = new HttpStore(kind, new HttpInvoker(url, { ...(token === undefined ? {} : { token }), ...(env === undefined ? {} : { env }) }));
     clients.set(key, client);
   }
   return client;

@@ -24,12 +24,12 @@ import type { CommitTerms, FileRead, FileUpload, VolumeBackend } from "./volume.
 const clients = new Map<string, HttpVolumes>();
 
 /** The HTTP backend for a gateway (option, `TANDEM_GATEWAY`, the local one) and token (option, else as `lookup` finds one). */
-export function httpVolumes(gateway: string | undefined, token: string | undefined): VolumeBackend {
+export function httpVolumes(gateway: string | undefined, token: string | undefined, env?: string): VolumeBackend {
   const url = resolveGatewayUrl(gateway);
-  const key = `${url} ${token ?? ""}`;
+  const key = `${url} ${token ?? ""} ${env ?? ""}`;
   let client = clients.get(key);
   if (!client) {
-    client = new HttpVolumes(new HttpInvoker(url, token === undefined ? {} : { token }));
+    client = new HttpVolumes(new HttpInvoker(url, { ...(token === undefined ? {} : { token }), ...(env === undefined ? {} : { env }) }));
     clients.set(key, client);
   }
   return client;

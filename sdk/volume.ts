@@ -107,6 +107,8 @@ export interface VolumeOptions {
   gateway?: string;
   /** The API token to send (default: as `lookup` finds one). */
   token?: string;
+  /** The environment to address (`dev`); default `TANDEM_ENV`, then the gateway's own. See docs/deploy.md, "Environments". */
+  env?: string;
 }
 
 /**
@@ -380,8 +382,8 @@ function sourceOf(data: FileData): ByteSource {
 }
 
 function backendFor(options: VolumeOptions): VolumeBackend {
-  if (installed && options.gateway === undefined && options.token === undefined) return installed;
-  return httpVolumes(options.gateway, options.token);
+  if (installed && options.gateway === undefined && options.token === undefined && options.env === undefined) return installed;
+  return httpVolumes(options.gateway, options.token, options.env);
 }
 
 // ---------------------------------------------------------------------------

@@ -27,6 +27,23 @@ it("bundles the hello app and wrangler accepts the deployment with its bindings"
   expect(config).toContain('name = "hello-edge"');
 });
 
+it("deploys another environment as a Worker of its own, told its environment, and wrangler accepts it", async () => {
+  const out = await mkdtemp(join(tmpdir(), "tandem-deploy-"));
+  dirs.push(out);
+  const { code, stdout, stderr } = await runCli(["deploy", "examples/hello/app.ts", "--dry-run", "--outdir", out, "--name", "hello-edge", "--env", "dev"], {
+    env: { WRANGLER_SEND_METRICS: "false", CLOUDFLARE_CF_FETCH_ENABLED: "false" },
+  });
+  expect(stderr).not.toMatch(/✘|\[ERROR\]/);
+  expect(code).toBe(0);
+  expect(stdout).toMatch(/env\.TANDEM_ENV \("dev"\)\s+Environment Variable/);
+  const config = await readFile(join(out, "wrangler.toml"), "utf8");
+  expect(config).toContain('name = "hello-edge-dev"');
+  expect(config).toMatch(/\[vars\]\nTANDEM_ENV = "dev"/);
+  const refused = await runCli(["deploy", "examples/hello/app.ts", "--dry-run", "--outdir", out, "--env", "Dev"]);
+  expect(refused.code).not.toBe(0);
+  expect(refused.stderr).toMatch(/--env.*must be an environment name/);
+});
+
 it("bundles plane functions for the planes, and says where the bundle goes", async () => {
   const out = await mkdtemp(join(tmpdir(), "tandem-deploy-"));
   dirs.push(out);

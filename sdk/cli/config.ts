@@ -13,6 +13,8 @@ export interface CliConfig {
   token: string | undefined;
   /** `TANDEM_PLANE_SECRET`: the secret gateways and planes share; else one kept in `.tandem/plane-secret`. */
   planeSecret: string | undefined;
+  /** `TANDEM_ENV`: the environment commands address (and `serve`, `run` and `deploy` put apps in), unless `--env` says. */
+  env: string | undefined;
   /** `TANDEM_FORCE_BUILD=1`: planes started here rebuild every image step, cache or not. */
   forceBuild: boolean;
   /** `TANDEM_METRICS_TOKEN`: the bearer token a scrape of a plane started here must carry (docs/observability.md, "Metrics"). */
@@ -28,6 +30,9 @@ export interface CliConfig {
   gatewayConfig: GatewayConfig;
 }
 
+/** `--env`, on every command that addresses apps or their stores (secrets, volumes, dicts, queues, logs, schedules). */
+export const ENV_HELP = "the environment (default: TANDEM_ENV, then the gateway's own, main unless it was served or deployed with --env)";
+
 /** Variables that are the CLI's own, not the gateway's. */
 const CLI_ONLY = new Set(["TANDEM_GATEWAY", "TANDEM_FORCE_BUILD", "TANDEM_TOKEN", "TANDEM_PROFILE", "TANDEM_METRICS_TOKEN"]);
 
@@ -40,6 +45,7 @@ export function readCliConfig(env: NodeJS.ProcessEnv = process.env): CliConfig {
     gateway: env.TANDEM_GATEWAY || undefined,
     token: env.TANDEM_TOKEN || undefined,
     planeSecret: env.TANDEM_PLANE_SECRET || undefined,
+    env: env.TANDEM_ENV || undefined,
     forceBuild: env.TANDEM_FORCE_BUILD === "1",
     metricsToken: env.TANDEM_METRICS_TOKEN || undefined,
     otlp: parseOtlpSettings(env),

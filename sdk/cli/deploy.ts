@@ -12,7 +12,7 @@ import { readFile, writeFile } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import { SECRET_LIMITS } from "../defaults.js";
 import { InvalidOptionsError } from "../errors.js";
-import { BLOB_KEYS, type SecretInfo } from "../protocol.js";
+import { BLOB_KEYS, DEFAULT_ENV, ENV_NAME_PATTERN, type SecretInfo } from "../protocol.js";
 import type { App } from "../app.js";
 import { buildApps } from "./local-stack.js";
 import { checkNamedSecrets, declaresNamedSecrets, localSecretValues } from "./secret-values.js";
@@ -23,6 +23,8 @@ export interface DeployOptions {
   dryRun: boolean;
   /** The Worker's name; default `tandem-gateway`. */
   name?: string;
+  /** The environment deployed into: `main` is the Worker itself, any other a Worker of its own, `<name>-<env>`, with `TANDEM_ENV` set. */
+  env?: string;
   outDir?: string;
   /** The secrets of the gateway deployed to, to check the app's named secrets against; undefined: no gateway named, not checked. */
   heldSecrets?: () => Promise<SecretInfo[]>;
@@ -41,6 +43,12 @@ export async function deploy(options: DeployOptions): Promise<number> {
   if (options.name !== undefined) {
     if (!/^[a-z0-9][a-z0-9-]{0,62}$/.test(options.name)) throw new InvalidOptionsError(`--name "${options.name}" must be lowercase letters, digits and '-'`);
     config = config.replace(/^name = .*$/m, `name = "${options.name}"`);
+  }
+  // Another environment is a Worker of its own (its Durable Objects, so its state, apart too), told its name.
+  if (options.env !== undefined && options.env !== DEFAULT_ENV) {
+    if (!ENV_NAME_PATTERN.test(options.env)) throw new InvalidOptionsError(`--env "${options.env}" must be lowercase letters, digits and '-', up to 32`);
+    config = config.replace(/^name = "(.*)"$/m, (_, name: string) => `name = "${name}-${options.env}"`);
+    config += `\n# environment ${options.env} (docs/deploy.md, "Environments")\n[vars]\nTANDEM_ENV = "${options.env}"\n`;
   }
   // Scheduled functions: one trigger every minute, and the Scheduler decides what is due. Cloudflare's cron triggers
   // read UTC only and number the days of the week differently, so users' expressions are never passed to them.

@@ -4,6 +4,7 @@
  * new lines as they come, until Ctrl-C.
  */
 import { Command, InvalidArgumentError } from "commander";
+import { ENV_HELP } from "./config.js";
 import type { HttpInvoker } from "../client.js";
 import { LOG_LIMITS } from "../defaults.js";
 import { LOG_SOURCES, paths, type LogLine, type LogQueryOptions, type LogSource } from "../protocol.js";
@@ -24,7 +25,7 @@ type LogsOpts = {
 };
 
 /** Adds `tandem logs` to `program`; `clientOf` makes a client for the command's `--gateway` and `--token`. */
-export function addLogsCommand(program: Command, clientOf: (opts: { gateway?: string; token?: string }) => HttpInvoker, tokenHelp: string): void {
+export function addLogsCommand(program: Command, clientOf: (opts: { gateway?: string; token?: string; env?: string }) => HttpInvoker, tokenHelp: string): void {
   program
     .command("logs")
     .description("an app's log lines, from both tiers: what its functions printed, and Tandem's lines about their calls")
@@ -40,6 +41,7 @@ export function addLogsCommand(program: Command, clientOf: (opts: { gateway?: st
     .option("--json", "print each line as JSON")
     .option("-g, --gateway <url>", "gateway URL (default: TANDEM_GATEWAY, then http://127.0.0.1:8787)")
     .option("--token <token>", tokenHelp)
+    .option("--env <name>", ENV_HELP)
     .action(async (app: string, opts: LogsOpts) => {
       const query: LogQueryOptions = {};
       if (opts.function !== undefined) query.function = opts.function;

@@ -5,10 +5,22 @@
  */
 import { Command, InvalidArgumentError } from "commander";
 import { HttpInvoker, resolveGatewayUrl } from "../client.js";
-import { paths, sinceTime, type AppManifest, type ScheduleInfo, type RolloverAnswer, type SecretInfo, type StopAnswer, type UsageAnswer } from "../protocol.js";
+import {
+  DEFAULT_ENV,
+  ENV_NAME_PATTERN,
+  REGION_PATTERN,
+  paths,
+  sinceTime,
+  type AppManifest,
+  type ScheduleInfo,
+  type RolloverAnswer,
+  type SecretInfo,
+  type StopAnswer,
+  type UsageAnswer,
+} from "../protocol.js";
 import { existsSync } from "node:fs";
 import { FUNCTION_DEFAULTS, LOCAL_DEFAULTS, PLANE_DEFAULTS } from "../defaults.js";
-import { readCliConfig, type CliConfig } from "./config.js";
+import { ENV_HELP, readCliConfig, type CliConfig } from "./config.js";
 import { formatCommanderError, printFailure } from "./failure.js";
 import { addTokenCommands } from "./tokens.js";
 import { addSecretCommands } from "./secrets.js";
@@ -29,11 +41,16 @@ try {
   printFailure(err);
   process.exit(2);
 }
-const gatewayOf = (opts: { gateway?: string; token?: string }) => resolveGatewayUrl(opts.gateway ?? config.gateway);
-/** A client of the gateway a command names, sending its token: `--token`, then TANDEM_TOKEN, then the one saved for that gateway. */
-const clientOf = (opts: { gateway?: string; token?: string }) => {
+type GatewayOpts = { gateway?: string; token?: string; env?: string };
+const gatewayOf = (opts: GatewayOpts) => resolveGatewayUrl(opts.gateway ?? config.gateway);
+/**
+ * A client of the gateway a command names, sending its token (`--token`, then TANDEM_TOKEN, then the one saved for
+ * that gateway) and its environment (`--env`, then TANDEM_ENV, else none: the gateway's own).
+ */
+const clientOf = (opts: GatewayOpts) => {
   const token = opts.token ?? config.token;
-  return new HttpInvoker(gatewayOf(opts), token === undefined ? {} : { token });
+  const env = opts.env ?? config.env;
+  return new HttpInvoker(gatewayOf(opts), { ...(token === undefined ? {} : { token }), ...(env === undefined ? {} : { env }) });
 };
 const TOKEN_HELP = "API token (default: TANDEM_TOKEN, then the one saved for the gateway, then .tandem/token for a local gateway)";
 
@@ -76,14 +93,18 @@ program
   .option("--gpus <inventory>", 'the local plane\'s simulated GPUs, e.g. "A100:2,T4:1" (default: real GPUs, else one of each type)')
   .option("--runtime <runtime>", "the local plane's container runtime: docker, or process (unsandboxed, development only)", parseRuntime, "docker")
   .option("--scaledown-window <seconds>", "seconds a plane container may sit idle before it is stopped", parseSeconds, FUNCTION_DEFAULTS.scaledownWindowSeconds)
+  .option("--env <name>", "the environment the apps are served in (default: TANDEM_ENV, then main)", parseEnvName)
   .action(
-    async (appFiles: string[], opts: { port: number; host: string; watch: boolean; gpus?: string; runtime: "docker" | "process"; scaledownWindow: number }) => {
+    async (
+      appFiles: string[],
+      opts: { port: number; host: string; watch: boolean; gpus?: string; runtime: "docker" | "process"; scaledownWindow: number; env?: string },
+    ) => {
       if (appFiles.length === 0 && !existsSync("app.ts"))
         throw new InvalidArgumentError("no app file given, and no app.ts here: tandem serve <app files>, or tandem init to start a project");
       const { serve } = await import("./serve.js");
       const serving = await serve({
         appFiles: appFiles.length > 0 ? appFiles : ["app.ts"],
-        config,
+        config: inEnvironment(opts.env),
         port: opts.port,
         host: opts.host,
         watch: opts.watch,
@@ -107,9 +128,10 @@ program
   .argument("[args...]", "arguments, each parsed as JSON (a bare word is a string)")
   .option("--json", "print the result as JSON, a generator's chunks as JSON lines (NDJSON)")
   .option("--gpus <inventory>", 'the ephemeral plane\'s simulated GPUs, e.g. "H100:2" (default: real GPUs, else one of each type)')
-  .action(async (target: string, args: string[], opts: { json?: boolean; gpus?: string }) => {
+  .option("--env <name>", "the environment the app runs in: its secrets, volumes, dicts and queues (default: TANDEM_ENV, then main)", parseEnvName)
+  .action(async (target: string, args: string[], opts: { json?: boolean; gpus?: string; env?: string }) => {
     const { runOnce } = await import("./run.js");
-    const code = await runOnce(target, args, config, { json: opts.json ?? false, ...(opts.gpus ? { gpus: opts.gpus } : {}) });
+    const code = await runOnce(target, args, inEnvironment(opts.env), { json: opts.json ?? false, ...(opts.gpus ? { gpus: opts.gpus } : {}) });
     // Everything the run started has stopped: it exits now, its output written, rather than wait for what others
     // left behind them (miniflare's removal of its folder, idle sockets; 0.1-0.8 s measured on this machine).
     await Promise.all([process.stdout, process.stderr].map((stream) => new Promise((written) => stream.write("", written))));
@@ -125,7 +147,8 @@ program
   .option("--outdir <dir>", "where the bundle and its wrangler.toml go (default .tandem/deploy)")
   .option("-g, --gateway <url>", "the deployed gateway, to check the app's named secrets against first (default TANDEM_GATEWAY)")
   .option("--token <token>", TOKEN_HELP)
-  .action(async (appFiles: string[], opts: { dryRun?: boolean; name?: string; outdir?: string; gateway?: string; token?: string }) => {
+  .option("--env <name>", "the environment to deploy into: a Worker of its own, <name>-<env>, unless it is main (default: TANDEM_ENV, then main)", parseEnvName)
+  .action(async (appFiles: string[], opts: { dryRun?: boolean; name?: string; outdir?: string; gateway?: string; token?: string; env?: string }) => {
     const { deploy } = await import("./deploy.js");
     const gatewayNamed = (opts.gateway ?? config.gateway) !== undefined;
     process.exitCode = await deploy({
@@ -133,6 +156,7 @@ program
       dryRun: opts.dryRun ?? false,
       ...(gatewayNamed ? { heldSecrets: async () => ((await clientOf(opts).request("GET", paths.secrets())) as { secrets: SecretInfo[] }).secrets } : {}),
       ...(opts.name ? { name: opts.name } : {}),
+      env: opts.env ?? config.env ?? DEFAULT_ENV,
       ...(opts.outdir ? { outDir: opts.outdir } : {}),
     });
   });
@@ -142,7 +166,12 @@ program
   .description("start a GPU plane node that runs plane-tier functions in containers for a gateway")
   .option("-p, --port <port>", "port of the plane's API", parsePort, PLANE_DEFAULTS.port)
   .option("--host <host>", "address to listen on and to give the gateway", LOCAL_DEFAULTS.host)
-  .option("--region <region>", "the region this plane reports", "local")
+  .option(
+    "--region <region>",
+    "the region this plane is in: functions with a region option run only on planes in theirs (docs/deploy.md)",
+    parseRegion,
+    "local",
+  )
   .option("-g, --gateway <url>", "gateway URL (default: TANDEM_GATEWAY, then http://127.0.0.1:8787)")
   .option("--gpus <inventory>", 'declare a simulated GPU inventory, e.g. "A100:2,T4:1" (default: real GPUs from nvidia-smi)')
   .option("--runtime <runtime>", "container runtime: docker, or process (unsandboxed, development only)", parseRuntime, "docker")
@@ -186,6 +215,7 @@ appCommand
   .argument("<app>", "the app's name")
   .option("-g, --gateway <url>", "gateway URL (default: TANDEM_GATEWAY, then http://127.0.0.1:8787)")
   .option("--token <token>", TOKEN_HELP)
+  .option("--env <name>", ENV_HELP)
   .action(async (app: string, opts: { gateway?: string; token?: string }) => {
     const body = (await clientOf(opts).request("POST", paths.appStop(app))) as StopAnswer;
     console.log(`stopped ${body.stopped} container${body.stopped === 1 ? "" : "s"} of app ${app}`);
@@ -196,6 +226,7 @@ appCommand
   .argument("<app>", "the app's name")
   .option("-g, --gateway <url>", "gateway URL (default: TANDEM_GATEWAY, then http://127.0.0.1:8787)")
   .option("--token <token>", TOKEN_HELP)
+  .option("--env <name>", ENV_HELP)
   .action(async (app: string, opts: { gateway?: string; token?: string }) => {
     const body = (await clientOf(opts).request("POST", paths.appRollover(app))) as RolloverAnswer;
     const n = body.rolledOver;
@@ -209,6 +240,7 @@ program
   .option("--since <when>", 'only time after this: a duration ("1h", "30m", "7d") or a date', parseSince)
   .option("-g, --gateway <url>", "gateway URL (default: TANDEM_GATEWAY, then http://127.0.0.1:8787)")
   .option("--token <token>", TOKEN_HELP)
+  .option("--env <name>", ENV_HELP)
   .option("--json", "print JSON")
   .action(async (opts: { app?: string; since?: number; gateway?: string; token?: string; json?: boolean }) => {
     const query = { ...(opts.app ? { app: opts.app } : {}), ...(opts.since !== undefined ? { since: opts.since } : {}) };
@@ -236,6 +268,7 @@ program
   .description("list the apps, functions and web endpoints a gateway serves")
   .option("-g, --gateway <url>", "gateway URL (default: TANDEM_GATEWAY, then http://127.0.0.1:8787)")
   .option("--token <token>", TOKEN_HELP)
+  .option("--env <name>", ENV_HELP)
   .option("--json", "print JSON")
   .action(async (opts: { gateway?: string; token?: string; json?: boolean }) => {
     const base = gatewayOf(opts);
@@ -262,9 +295,10 @@ program
 addTokenCommands(program, clientOf, TOKEN_HELP);
 addLogsCommand(program, clientOf, TOKEN_HELP);
 addSecretCommands(program, clientOf, TOKEN_HELP);
-const storeOptionsOf = (opts: { gateway?: string; token?: string }) => {
+const storeOptionsOf = (opts: GatewayOpts) => {
   const token = opts.token ?? config.token;
-  return { gateway: gatewayOf(opts), ...(token === undefined ? {} : { token }) };
+  const env = opts.env ?? config.env;
+  return { gateway: gatewayOf(opts), ...(token === undefined ? {} : { token }), ...(env === undefined ? {} : { env }) };
 };
 addVolumeCommands(program, storeOptionsOf, TOKEN_HELP);
 addDictQueueCommands(program, storeOptionsOf, TOKEN_HELP);
@@ -276,6 +310,7 @@ scheduleCommand
   .argument("[app]", "only this app")
   .option("-g, --gateway <url>", "gateway URL (default: TANDEM_GATEWAY, then http://127.0.0.1:8787)")
   .option("--token <token>", TOKEN_HELP)
+  .option("--env <name>", ENV_HELP)
   .option("--json", "print JSON")
   .action(async (app: string | undefined, opts: { gateway?: string; token?: string; json?: boolean }) => {
     const { schedules } = (await clientOf(opts).request("GET", paths.schedules(app))) as { schedules: ScheduleInfo[] };
@@ -298,6 +333,7 @@ scheduleCommand
   .argument("<target>", "app and function: app::function")
   .option("-g, --gateway <url>", "gateway URL (default: TANDEM_GATEWAY, then http://127.0.0.1:8787)")
   .option("--token <token>", TOKEN_HELP)
+  .option("--env <name>", ENV_HELP)
   .action(async (target: string, opts: { gateway?: string; token?: string }) => {
     const [app, fn, extra] = target.split("::");
     if (!app || !fn || extra !== undefined) throw new InvalidArgumentError(`"${target}" must be app::function, e.g. cron::refresh`);
@@ -313,6 +349,21 @@ function parseSince(value: string): number {
   const time = sinceTime(value, Date.now());
   if (time === undefined) throw new InvalidArgumentError('must be a duration such as "1h", "30m", "7d", or a date');
   return time;
+}
+
+function parseEnvName(value: string): string {
+  if (!ENV_NAME_PATTERN.test(value)) throw new InvalidArgumentError('must be an environment name: lowercase letters, digits and "-", up to 32, such as dev');
+  return value;
+}
+
+/** The configuration with the local gateway's environment set to `env` (`--env`), when given. */
+function inEnvironment(env: string | undefined): CliConfig {
+  return env === undefined ? config : { ...config, env, gatewayVars: { ...config.gatewayVars, TANDEM_ENV: env } };
+}
+
+function parseRegion(value: string): string {
+  if (!REGION_PATTERN.test(value)) throw new InvalidArgumentError('must be a region name: lowercase letters, digits and "-", such as eu-west');
+  return value;
 }
 
 function parseRuntime(value: string): "docker" | "process" {

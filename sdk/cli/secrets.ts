@@ -4,19 +4,23 @@
  * again: the list has names, keys and times.
  */
 import { readFileSync } from "node:fs";
+import { ENV_HELP } from "./config.js";
 import { Command, InvalidArgumentError } from "commander";
 import type { HttpInvoker } from "../client.js";
 import { NAME_PATTERN, SECRET_KEY_PATTERN, paths, type SecretInfo } from "../protocol.js";
 import { parseDotenv } from "../secret.js";
 import { style } from "./style.js";
 
-type GatewayOpts = { gateway?: string; token?: string };
+type GatewayOpts = { gateway?: string; token?: string; env?: string };
 
 /** Adds `tandem secret …` to `program`; `clientOf` makes a client for a command's `--gateway` and `--token`. */
 export function addSecretCommands(program: Command, clientOf: (opts: GatewayOpts) => HttpInvoker, tokenHelp: string): void {
   const secret = program.command("secret").description("named secrets, read as process.env.KEY by the functions that declare them (docs/secrets.md)");
   const withGateway = (cmd: Command) =>
-    cmd.option("-g, --gateway <url>", "gateway URL (default: TANDEM_GATEWAY, then http://127.0.0.1:8787)").option("--token <token>", tokenHelp);
+    cmd
+      .option("-g, --gateway <url>", "gateway URL (default: TANDEM_GATEWAY, then http://127.0.0.1:8787)")
+      .option("--token <token>", tokenHelp)
+      .option("--env <name>", ENV_HELP);
 
   withGateway(
     secret

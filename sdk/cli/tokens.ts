@@ -26,16 +26,24 @@ export function addTokenCommands(program: Command, clientOf: (opts: GatewayOpts)
       .description("make a token (needs an admin token); it is printed once, and with --save kept for this gateway in ~/.tandem.toml")
       .option("--name <name>", "a name to know it by in `tandem token list`")
       .option("--app <app...>", "only these apps (default: every app)", collectApps)
+      .option("--env <name>", "only this environment (default: every environment of the gateway)")
       .addOption(
         new Option("--scope <scope>", "what it may do: call functions, deploy and stop apps, or admin (tokens, planes)").choices(TOKEN_SCOPES).default("call"),
       )
       .option("--save", "keep it in the profile file (~/.tandem.toml, or TANDEM_PROFILE) for this gateway"),
-  ).action(async (opts: GatewayOpts & { name?: string; app?: string[]; scope: TokenScope; save?: boolean }) => {
-    const client = clientOf(opts);
-    const body = { ...(opts.name ? { name: opts.name } : {}), ...(opts.app ? { apps: opts.app } : {}), scope: opts.scope };
+  ).action(async (opts: GatewayOpts & { name?: string; app?: string[]; env?: string; scope: TokenScope; save?: boolean }) => {
+    // --env here is the environment the new token is limited to, not one this request addresses.
+    const { env: _limit, ...gateway } = opts;
+    const client = clientOf(gateway);
+    const body = {
+      ...(opts.name ? { name: opts.name } : {}),
+      ...(opts.app ? { apps: opts.app } : {}),
+      ...(opts.env ? { env: opts.env } : {}),
+      scope: opts.scope,
+    };
     const created = (await client.request("POST", paths.tokens(), body)) as TokenCreateAnswer;
     console.log(
-      `${style.ok("✓")} created token ${created.id} "${created.name}": scope ${created.scope}, ${created.apps ? `apps ${created.apps.join(", ")}` : "every app"}`,
+      `${style.ok("✓")} created token ${created.id} "${created.name}": scope ${created.scope}, ${created.apps ? `apps ${created.apps.join(", ")}` : "every app"}${created.env ? `, environment ${created.env} only` : ""}`,
     );
     console.log(`  ${style.bold(created.token)}`);
     console.log(style.dim("  shown once: the gateway keeps only its hash"));

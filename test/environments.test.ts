@@ -1,0 +1,131 @@
+/**
+ * Environments, against real workerd: one gateway's state seen from two environments. The gateway serves its
+ * apps in its own environment (`TANDEM_ENV`); `Tandem-Env` (the CLI's `--env`, the SDK's `env` option) addresses
+ * another's secrets, volumes, dicts and queues, which stay apart from its own; its apps are not served in any
+ * other environment. Then the same state served as environment `dev`: the app of the same name sees dev's
+ * secrets, dict, queue, volumes and schedules, none of main's.
+ */
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { Dict, NotFoundError, Queue, Volume, lookup, type ScheduleInfo, type SecretInfo } from "../sdk/index.js";
+import { buildApps } from "../sdk/cli/local-stack.js";
+import { startWorkerd, type RunningWorkerd } from "../sdk/cli/workerd.js";
+import { runCli } from "./helpers/cli.js";
+import { ADMIN_TOKEN, authed } from "./helpers/gateway.js";
+
+const APP = new URL("./fixtures/env-app.ts", import.meta.url).pathname;
+const KEY = "a".repeat(64);
+
+describe("environments main and dev on one gateway's state", () => {
+  let dir: string;
+  let worker: Awaited<ReturnType<typeof buildApps>>["worker"];
+  let gateway: RunningWorkerd;
+  let url: string;
+  const start = async (env?: string) => {
+    gateway = await startWorkerd({
+      port: 0,
+      worker,
+      persistDir: join(dir, "state"),
+      bindings: { TANDEM_ADMIN_TOKEN: ADMIN_TOKEN, TANDEM_SECRETS_KEY: KEY, ...(env ? { TANDEM_ENV: env } : {}) },
+      onOutput: () => {},
+    });
+    url = gateway.url.href.replace(/\/$/, "");
+  };
+  const cli = (...args: string[]) => runCli([...args, "--gateway", url]);
+  const call = (fn: string, env?: string) => lookup("shop", fn, { gateway: url, ...(env ? { env } : {}) }).remote();
+
+  beforeAll(async () => {
+    dir = await mkdtemp(join(tmpdir(), "tandem-envs-"));
+    worker = (await buildApps([APP], join(dir, "build"))).worker;
+    await start(); // environment main, by default
+  });
+  afterAll(async () => {
+    await gateway?.dispose();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it("keeps each environment's secrets apart: the CLI's --env makes and lists dev's", async () => {
+    expect((await cli("secret", "create", "api", "KEY=main-key")).code).toBe(0);
+    expect((await cli("secret", "create", "api", "KEY=dev-key", "--env", "dev")).code).toBe(0);
+    expect((await cli("secret", "create", "devonly", "X=1", "--env", "dev")).code).toBe(0);
+    const names = async (...env: string[]) =>
+      ((JSON.parse((await cli("secret", "list", "--json", ...env)).stdout) as SecretInfo[]) ?? []).map((s) => s.name).sort();
+    expect(await names()).toEqual(["api"]);
+    expect(await names("--env", "dev")).toEqual(["api", "devonly"]);
+    expect(await names("--env", "main")).toEqual(["api"]);
+    expect(await call("secretKey")).toBe("main-key");
+  });
+
+  it("keeps each environment's dicts, queues and volumes apart", async () => {
+    await Dict.fromName("settings", { gateway: url, createIfMissing: true }).put("who", "main");
+    await Dict.fromName("settings", { gateway: url, env: "dev", createIfMissing: true }).put("who", "dev");
+    await Queue.fromName("jobs", { gateway: url, env: "dev", createIfMissing: true }).putMany([1, 2, 3]);
+    await Volume.create("dev-files", { gateway: url, env: "dev" });
+    expect(await call("dictWho")).toBe("main");
+    expect(await call("queueLen")).toBe(0);
+    expect(await call("volumes")).toEqual([]);
+    expect((await Volume.list({ gateway: url, env: "dev" })).map((v) => v.name)).toEqual(["dev-files"]);
+    expect((await Dict.list({ gateway: url, env: "dev" })).map((d) => d.name)).toEqual(["settings"]);
+    const devQueue = await cli("queue", "len", "jobs", "--env", "dev");
+    expect(devQueue.stdout.trim()).toBe("3");
+  });
+
+  it("serves its apps in its own environment only: another's gets 404 naming both", async () => {
+    const err = await call("secretKey", "dev").catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(NotFoundError);
+    expect((err as Error).message).toBe(
+      'no app named "shop" in environment "dev" here: this gateway serves environment "main" (deploy or serve the app with --env dev)',
+    );
+    const listed = async (env?: string) =>
+      ((await (await fetch(`${url}/v1/apps`, authed({ headers: env ? { "tandem-env": env } : {} }))).json()) as { apps: { name: string }[] }).apps;
+    expect((await listed()).map((a) => a.name)).toEqual(["shop"]);
+    expect(await listed("dev")).toEqual([]);
+    const schedules = async (env?: string) =>
+      ((await (await fetch(`${url}/v1/schedules`, authed({ headers: env ? { "tandem-env": env } : {} }))).json()) as { schedules: ScheduleInfo[] }).schedules;
+    expect((await schedules()).map((s) => s.function)).toEqual(["nightly"]);
+    expect(await schedules("dev")).toEqual([]);
+  });
+
+  it("refuses a malformed environment name with a 400 naming it", async () => {
+    const res = await fetch(`${url}/v1/secrets`, authed({ headers: { "tandem-env": "Dev Env" } }));
+    expect(res.status).toBe(400);
+    expect(((await res.json()) as { error: { message: string } }).error.message).toMatch(/header Tandem-Env: "Dev Env" is not an environment name/);
+    const bad = await cli("secret", "list", "--env", "Dev Env");
+    expect(bad.code).not.toBe(0);
+    expect(bad.stderr + bad.stdout).toMatch(/environment "Dev Env" .* must be lowercase letters/);
+  });
+
+  it("limits a token made with an environment to that environment", async () => {
+    const made = await cli("token", "create", "--scope", "deploy", "--env", "dev", "--name", "dev-deployer");
+    expect(made.code).toBe(0);
+    expect(made.stdout).toContain("environment dev only");
+    const res = await fetch(`${url}/v1/tokens`, authed({ method: "POST", body: JSON.stringify({ scope: "deploy", env: "dev" }) }));
+    const { token, env } = (await res.json()) as { token: string; env: string };
+    expect(env).toBe("dev");
+    const secrets = (headers: Record<string, string>) => fetch(`${url}/v1/secrets`, { headers: { authorization: `Bearer ${token}`, ...headers } });
+    expect((await secrets({ "tandem-env": "dev" })).status).toBe(200);
+    const refused = await secrets({});
+    expect(refused.status).toBe(403);
+    expect(((await refused.json()) as { error: { message: string } }).error.message).toMatch(/may reach only environment "dev", not "main"/);
+    const badEnv = await fetch(`${url}/v1/tokens`, authed({ method: "POST", body: JSON.stringify({ env: "Dev" }) }));
+    expect(badEnv.status).toBe(400);
+  });
+
+  it("runs the same app served as environment dev with dev's state, none of main's", async () => {
+    const trigger = await fetch(`${url}/v1/apps/shop/functions/nightly/trigger`, authed({ method: "POST" }));
+    expect(trigger.status).toBe(202);
+    await gateway.dispose();
+    await start("dev");
+    expect(await call("secretKey")).toBe("dev-key");
+    expect(await call("dictWho")).toBe("dev");
+    expect(await call("queueLen")).toBe(3);
+    expect(await call("volumes")).toEqual(["dev-files"]);
+    const { schedules } = (await (await fetch(`${url}/v1/schedules`, authed())).json()) as { schedules: ScheduleInfo[] };
+    expect(schedules.map((s) => [s.function, s.lastRun])).toEqual([["nightly", undefined]]); // main's run is main's
+    // main's secrets, from dev's gateway, with --env main.
+    expect(JSON.parse((await cli("secret", "list", "--json", "--env", "main")).stdout).map((s: SecretInfo) => s.name)).toEqual(["api"]);
+    expect(await call("secretKey", "main").catch((e: unknown) => (e as Error).message)).toMatch(/this gateway serves environment "dev"/);
+  });
+});
