@@ -242,7 +242,8 @@ async function readConnectToken(env: Env, token: string): Promise<ConnectClaims 
   }
 }
 
-async function sha256Hex(text: string): Promise<string> {
+/** The SHA-256 of `text`, hex: how tokens and dashboard grants are kept. */
+export async function sha256Hex(text: string): Promise<string> {
   const digest = await crypto.subtle.digest("SHA-256", encoder.encode(text));
   return [...new Uint8Array(digest)].map((b) => b.toString(16).padStart(2, "0")).join("");
 }
