@@ -102,12 +102,13 @@ export function totalsByFunction(points: DashboardSeriesPoint[]): FunctionTotals
  * What a second of a function's run costs, by the plane's price table (`sdk/pricing.ts`) for the resources it asks
  * for (its first GPU choice); edge functions cost nothing here. Calls' run time priced so, not containers' lives.
  */
-export function pricePerSecond(app: string, fn: string): { usd: number; gpu: string | null } {
+export function pricePerSecond(app: string, fn: string): { usd: number; gpu: string | null; kind: string } {
   const registered = registry().function(app, fn);
-  if (registered.spec.tier !== "plane") return { usd: 0, gpu: null };
+  if (registered.spec.tier !== "plane") return { usd: 0, gpu: null, kind: "edge (not charged)" };
   const gpu = registered.planeSpec.gpu?.[0] ?? null;
   const resources = { gpu: gpu?.type ?? null, gpuCount: gpu?.count ?? 0, ...containerResources(registered.planeSpec) };
-  return { usd: containerCost(1, resources), gpu: gpu ? `${gpu.type}${gpu.count > 1 ? `x${gpu.count}` : ""}` : null };
+  const named = gpu ? `${gpu.type}${gpu.count > 1 ? `x${gpu.count}` : ""}` : null;
+  return { usd: containerCost(1, resources), gpu: named, kind: named ?? "plane, no GPU" };
 }
 
 /** An app's agents' sessions, each with its agent's label. */

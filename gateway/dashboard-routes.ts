@@ -339,7 +339,7 @@ export function dashboardRoutes(): Hono<RouteEnv> {
         cost.series.push({ label, values: xs.map((t) => (at.get(t) ?? 0) * price.usd) });
         runTime.series.push({ label, values: xs.map((t) => at.get(t) ?? 0) });
         const seconds = points.reduce((n, p) => n + p.runMsSum / 1000, 0);
-        byGpu.set(price.gpu ?? "none (CPU)", (byGpu.get(price.gpu ?? "none (CPU)") ?? 0) + seconds * price.usd);
+        byGpu.set(price.kind, (byGpu.get(price.kind) ?? 0) + seconds * price.usd);
       }
     });
     const body = html`${cost.series.length ? html`${chart(cost)} ${chart(runTime)}` : html`<p class="empty">No calls in the last 24 hours.</p>`}

@@ -14,6 +14,7 @@ import { mkdir, readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { DASHBOARD, HEADERS, type DashboardLoginAnswer } from "../sdk/protocol.js";
+import { runCli } from "./helpers/cli.js";
 import { ADMIN_TOKEN, authed, startTestGateway, type TestGateway } from "./helpers/gateway.js";
 
 const CHROMIUM = process.env.CHROMIUM_PATH ?? "/usr/bin/chromium";
@@ -88,6 +89,23 @@ describe("the dashboard", () => {
     await page.click(".who button");
     expect((await page.goto(`${gateway.url}${DASHBOARD.base}/`))!.status()).toBe(401);
     await Promise.all([context.close(), other.close()]);
+  });
+
+  it("`tandem dashboard` prints a login link that opens the dashboard, and succeeds where no browser can be started", async () => {
+    // No display and no opener: the link is printed, nothing fails.
+    const run = await runCli(["dashboard", "--gateway", gateway.url], { env: { DISPLAY: "", WAYLAND_DISPLAY: "", PATH: "/nonexistent" } });
+    expect(run.code, run.stderr).toBe(0);
+    const link = run.stdout.trim();
+    expect(link).toMatch(new RegExp(`^${gateway.url}${DASHBOARD.login}\\?code=lc-[0-9a-f]{32}$`));
+    expect(run.stderr).toContain("it works once");
+    const context = await browser.newContext();
+    const page = await context.newPage();
+    expect((await page.goto(link))!.status()).toBe(200);
+    expect(await page.textContent("h1")).toBe("Apps");
+    await context.close();
+    const help = await runCli(["dashboard", "--help"]);
+    expect(help.stdout).toContain("--no-open");
+    expect(help.stdout).toContain("works once");
   });
 
   it("shows a new call on the calls page within 2 s without a reload; its page has its log lines and its mapped stack", async () => {
