@@ -10,6 +10,7 @@
  */
 import { Hono, type Context } from "hono";
 import { html } from "hono/html";
+import type { ContentfulStatusCode } from "hono/utils/http-status";
 import { DASHBOARD_DEFAULTS, LOG_LIMITS } from "../sdk/defaults.js";
 import { InvalidRequestError, NotFoundError, TandemError } from "../sdk/errors.js";
 import {
@@ -96,7 +97,7 @@ export function dashboardRoutes(): Hono<RouteEnv> {
   // A page's failure (another app's call, a scope it lacks) is a page too, with the error's status.
   routes.onError((err, c) => {
     if (!(err instanceof TandemError)) throw err;
-    return c.html(layout(`${err.status} ${err.code}`, html`<p class="problem">${err.message}</p>`, { who: who(c) }), err.status as 400);
+    return c.html(layout(`${err.status} ${err.code}`, html`<p class="problem">${err.message}</p>`, { who: who(c) }), err.status as ContentfulStatusCode);
   });
 
   routes.get("/", async (c) => {
