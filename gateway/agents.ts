@@ -42,6 +42,14 @@ interface Where {
   shard: number;
 }
 
+/** A session as the dashboard lists it: live while it has open sockets. */
+export interface AgentSessionInfo {
+  sessionId: string;
+  sockets: number;
+  rooms: string[];
+  lastActive: number;
+}
+
 interface Session {
   state: unknown;
   rooms: string[];
@@ -126,6 +134,16 @@ export class AgentHub extends DurableObject<Env> {
       const alarm = await this.ctx.storage.getAlarm();
       if (alarm === null || alarm > expiry) await this.ctx.storage.setAlarm(expiry);
     }
+  }
+
+  /** The dashboard's view: each session this object keeps, with its open sockets and rooms. */
+  async sessions(): Promise<AgentSessionInfo[]> {
+    const stored = await this.ctx.storage.list<Session>({ prefix: "session:" });
+    return [...stored].map(([key, session]) => {
+      const sessionId = key.slice("session:".length);
+      const sockets = this.ctx.getWebSockets(sessionTag(sessionId)).filter((ws) => ws.readyState === WebSocket.OPEN).length;
+      return { sessionId, sockets, rooms: session.rooms, lastActive: session.lastActive };
+    });
   }
 
   /** Deletes the sessions that have had no socket for longer than their agent's `sessionTtl`. */

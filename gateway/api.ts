@@ -30,6 +30,7 @@ import {
 import { API_LIMITS, TOKEN_DEFAULTS } from "../sdk/defaults.js";
 import { guard, mayReach, mintConnectToken, principalOf, requireApp } from "./auth.js";
 import { tokenRoutes } from "./token-routes.js";
+import { mintLoginCode } from "./dashboard-auth.js";
 import { secretRoutes } from "./secret-routes.js";
 import { volumeRoutes } from "./volume-routes.js";
 import { dictRoutes } from "./dict-routes.js";
@@ -79,6 +80,9 @@ export function apiRoutes(): Hono<Api> {
   api.route("/", dictRoutes());
   api.route("/", queueRoutes());
   api.route("/", logRoutes());
+
+  // A login link for the dashboard, for the token that asks (`tandem dashboard`): docs/observability.md, "Dashboard".
+  api.post(ROUTES.dashboardLogin, guard("call"), async (c) => c.json(await mintLoginCode(c.env, principalOf(c), new URL(c.req.url).origin)));
 
   api.get(ROUTES.apps, guard("call"), (c) =>
     c.json({

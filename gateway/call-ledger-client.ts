@@ -4,7 +4,16 @@
  */
 import { isolateBatch } from "./isolate-batch.js";
 import { ERROR_STATUS, type WireError } from "../sdk/errors.js";
-import { CALL_ID_ALPHABET, newCallId, type CallKind, type CallRecord, type CallStatus, type EncodedValue } from "../sdk/protocol.js";
+import {
+  CALL_ID_ALPHABET,
+  newCallId,
+  type CallKind,
+  type CallRecord,
+  type CallStatus,
+  type DashboardCallRow,
+  type DashboardSeriesPoint,
+  type EncodedValue,
+} from "../sdk/protocol.js";
 import type { Env } from "./env.js";
 
 /**
@@ -120,6 +129,10 @@ export interface LedgerApi {
   runningOn(id: string, planeId: string): Promise<void>;
   /** `runningOn` for several calls in one write. */
   runningOnMany(notes: { id: string; planeId: string }[]): Promise<void[]>;
+  /** The dashboard's list of this shard's calls of an app (or one function), newest first. */
+  callRows(query: { app: string; function?: string; before?: number; limit: number }): Promise<DashboardCallRow[]>;
+  /** The dashboard's counts of this shard's calls over time, per function. */
+  callSeries(query: { app: string; function?: string; since: number; bucketMs: number }): Promise<DashboardSeriesPoint[]>;
 }
 
 export function shardOf(callId: string): number {

@@ -17,7 +17,16 @@
 import { DurableObject } from "cloudflare:workers";
 import type { WireError } from "../sdk/errors.js";
 import { API_LIMITS } from "../sdk/defaults.js";
-import { BLOB_KEYS, TERMINAL_STATUSES, type CallKind, type CallRecord, type CallStatus, type EncodedValue } from "../sdk/protocol.js";
+import {
+  BLOB_KEYS,
+  TERMINAL_STATUSES,
+  type CallKind,
+  type CallRecord,
+  type CallStatus,
+  type DashboardCallRow,
+  type DashboardSeriesPoint,
+  type EncodedValue,
+} from "../sdk/protocol.js";
 import { CallArgs } from "./call-args.js";
 import type { FinishedCall, LedgerApi, NewCall } from "./call-ledger-client.js";
 import { gatewayConfig, type GatewayConfig } from "./config.js";
@@ -121,6 +130,66 @@ export class CallLedger extends DurableObject<Env> implements LedgerApi {
     // An idempotency key names one call, for as long as the call's record is kept (it goes with the row).
     if (!columns.has("idem_key")) this.#sql.exec("ALTER TABLE calls ADD COLUMN idem_key TEXT");
     this.#sql.exec("CREATE UNIQUE INDEX IF NOT EXISTS calls_key ON calls(idem_key) WHERE idem_key IS NOT NULL");
+    // The dashboard's reads: an app's calls, or one function's, newest first, and their counts over time.
+    this.#sql.exec(`
+      CREATE INDEX IF NOT EXISTS calls_app_time ON calls(app, created_at);
+      CREATE INDEX IF NOT EXISTS calls_fn_time ON calls(app, fn, created_at);`);
+  }
+
+  /** The dashboard's list: an app's calls (or one function's), newest first, created before `before` when given. */
+  async callRows(query: { app: string; function?: string; before?: number; limit: number }): Promise<DashboardCallRow[]> {
+    const where = ["app = ?"];
+    const params: (string | number)[] = [query.app];
+    if (query.function !== undefined) {
+      where.push("fn = ?");
+      params.push(query.function);
+    }
+    if (query.before !== undefined) {
+      where.push("created_at < ?");
+      params.push(query.before);
+    }
+    return this.#sql
+      .exec<Pick<Row, "id" | "app" | "fn" | "kind" | "status" | "attempts" | "created_at" | "started_at" | "finished_at" | "error">>(
+        `SELECT id, app, fn, kind, status, attempts, created_at, started_at, finished_at, error FROM calls
+         WHERE ${where.join(" AND ")} ORDER BY created_at DESC LIMIT ?`,
+        ...params,
+        query.limit,
+      )
+      .toArray()
+      .map((row) => {
+        const error = row.error === null ? null : (JSON.parse(row.error) as WireError);
+        return {
+          callId: row.id,
+          app: row.app,
+          function: row.fn,
+          kind: row.kind as CallKind,
+          status: row.status as CallStatus,
+          attempts: row.attempts,
+          createdAt: row.created_at,
+          startedAt: row.started_at,
+          finishedAt: row.finished_at,
+          error: error && { code: error.code, message: error.remote ? `${error.remote.name}: ${error.remote.message}` : error.message },
+        };
+      });
+  }
+
+  /** The dashboard's charts: an app's calls (or one function's) since `since`, counted per function in buckets of `bucketMs`. */
+  async callSeries(query: { app: string; function?: string; since: number; bucketMs: number }): Promise<DashboardSeriesPoint[]> {
+    const bucket = Math.max(1, Math.floor(query.bucketMs)); // bound as a float: the division is made whole in the query
+    const params: (string | number)[] = [bucket, bucket, query.app, query.since];
+    const byFunction = query.function === undefined ? "" : "AND fn = ?";
+    if (query.function !== undefined) params.push(query.function);
+    return this.#sql
+      .exec<DashboardSeriesPoint & Record<string, SqlStorageValue>>(
+        `SELECT fn AS function, CAST(created_at / ? AS INTEGER) * ? AS t, COUNT(*) AS calls,
+           SUM(status IN ('failed', 'timed_out')) AS errors, SUM(MAX(attempts - 1, 0)) AS retries,
+           COUNT(finished_at) AS ended, COALESCE(SUM(finished_at - started_at), 0) AS runMsSum,
+           COALESCE(MAX(finished_at - started_at), 0) AS runMsMax
+         FROM calls WHERE app = ? AND created_at >= ? ${byFunction} GROUP BY fn, t ORDER BY t`,
+        ...params,
+      )
+      .toArray()
+      .map((point) => ({ ...point }));
   }
 
   async create(call: NewCall): Promise<string> {

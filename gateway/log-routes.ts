@@ -16,7 +16,7 @@ import { guard, mayReach, principalOf } from "./auth.js";
 import { ledgerFor } from "./call-ledger-client.js";
 import type { RouteEnv } from "./env.js";
 import { logStoreFor } from "./log-sink.js";
-import type { LogFilter, StoredLogLine } from "./log-store.js";
+import type { LogFilter, LogStore, StoredLogLine } from "./log-store.js";
 import { registry } from "./registry.js";
 
 type Api = RouteEnv;
@@ -44,7 +44,7 @@ export function logRoutes(): Hono<Api> {
 }
 
 /** The request's query as a read of the log store; a bad parameter is a 400 that names it. */
-function logQuery(c: Context<Api>): { filter: LogFilter; follow: boolean } {
+export function logQuery(c: Context<Api>): { filter: LogFilter; follow: boolean } {
   const parsed = LogQuerySchema.safeParse(c.req.query(), { reportInput: true });
   if (!parsed.success) throw new InvalidRequestError(`log query: ${describeIssues(parsed.error, "field", LogQuerySchema)}`);
   const q = parsed.data;
@@ -65,43 +65,69 @@ async function logAnswer(c: Context<Api>, app: string, filter: LogFilter, follow
   if (!follow) return new Response(first.lines.map(ndjson).join(""), { headers });
 
   const encoder = new TextEncoder();
-  let after = first.lastSeq;
-  let held: StoredLogLine[] = [];
-  let stopped = false;
-  let sentAt = Date.now();
+  const follower = new LogFollower(store, filter, first.lastSeq);
   const body = new ReadableStream<Uint8Array>({
     start(controller) {
       if (first.lines.length) controller.enqueue(encoder.encode(first.lines.map(ndjson).join("")));
     },
     // Each pull waits for the next lines due (held long enough), so a reader that stops reading stops the polls.
     async pull(controller) {
-      for (;;) {
-        const now = Date.now();
-        const due = held.filter((l) => l.time <= now - LOG_LIMITS.followHoldMs);
-        if (due.length) {
-          held = held.filter((l) => l.time > now - LOG_LIMITS.followHoldMs);
-          due.sort((a, b) => a.time - b.time || a.seq - b.seq);
-          controller.enqueue(encoder.encode(due.map(ndjson).join("")));
-          sentAt = now;
-          return;
-        }
-        if (now - sentAt >= LOG_LIMITS.followKeepAliveMs) {
-          controller.enqueue(encoder.encode("\n"));
-          sentAt = now;
-          return;
-        }
-        await new Promise((resolve) => setTimeout(resolve, LOG_LIMITS.followPollMs));
-        if (stopped) return;
-        const next = await store.read({ ...filter, after, limit: LOG_LIMITS.maxLimit });
-        held.push(...next.lines);
-        after = next.lines.length === LOG_LIMITS.maxLimit ? next.lines.at(-1)!.seq : next.lastSeq;
-      }
+      const lines = await follower.next();
+      if (lines) controller.enqueue(encoder.encode(lines.length ? lines.map(ndjson).join("") : "\n"));
     },
     cancel() {
-      stopped = true;
+      follower.stop();
     },
   });
   return new Response(body, { headers });
+}
+
+/**
+ * A follow of an app's log from line `after`: each `next()` waits for the
+ * lines that are due (stored, and held back `LOG_LIMITS.followHoldMs` so both
+ * tiers come out in time order) and answers them, or an empty list after
+ * `LOG_LIMITS.followKeepAliveMs` without any (a keep-alive), or undefined once stopped.
+ * The NDJSON follow and the dashboard's live stream both read one.
+ *
+ * @example const follower = new LogFollower(store, { callId, limit: 100 }, lastSeq); for (;;) send(await follower.next());
+ */
+export class LogFollower {
+  #held: StoredLogLine[] = [];
+  #stopped = false;
+  #sentAt = Date.now();
+
+  constructor(
+    private readonly store: DurableObjectStub<LogStore>,
+    private readonly filter: LogFilter,
+    private after: number,
+  ) {}
+
+  async next(): Promise<StoredLogLine[] | undefined> {
+    for (;;) {
+      if (this.#stopped) return undefined;
+      const now = Date.now();
+      const due = this.#held.filter((l) => l.time <= now - LOG_LIMITS.followHoldMs);
+      if (due.length) {
+        this.#held = this.#held.filter((l) => l.time > now - LOG_LIMITS.followHoldMs);
+        due.sort((a, b) => a.time - b.time || a.seq - b.seq);
+        this.#sentAt = now;
+        return due;
+      }
+      if (now - this.#sentAt >= LOG_LIMITS.followKeepAliveMs) {
+        this.#sentAt = now;
+        return [];
+      }
+      await new Promise((resolve) => setTimeout(resolve, LOG_LIMITS.followPollMs));
+      if (this.#stopped) return undefined;
+      const next = await this.store.read({ ...this.filter, after: this.after, limit: LOG_LIMITS.maxLimit });
+      this.#held.push(...next.lines);
+      this.after = next.lines.length === LOG_LIMITS.maxLimit ? next.lines.at(-1)!.seq : next.lastSeq;
+    }
+  }
+
+  stop(): void {
+    this.#stopped = true;
+  }
 }
 
 /** A stored line as the API answers it (its `seq` is the store's own), one NDJSON line. */

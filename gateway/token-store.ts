@@ -23,6 +23,12 @@ type Row = {
   revoked_at: number | null;
 };
 
+/** A dashboard grant: a login code (single-use) or a browser's session. */
+export type DashboardGrantKind = "code" | "session";
+
+/** Who a dashboard grant is for: the token it came from, as `authenticate` found it. */
+export type DashboardPrincipal = Pick<TokenInfo, "id" | "name" | "scope" | "apps">;
+
 /** How often a token's `lastUsedAt` is written: to the minute, so a busy token does not write on every request. */
 const LAST_USED_RESOLUTION_MS = 60_000;
 
@@ -36,10 +42,44 @@ export class TokenStore extends DurableObject<Env> {
       CREATE TABLE IF NOT EXISTS tokens (
         id TEXT PRIMARY KEY, name TEXT NOT NULL, scope TEXT NOT NULL, apps TEXT, secret_sha256 TEXT NOT NULL,
         created_at INTEGER NOT NULL, created_by TEXT NOT NULL, last_used_at INTEGER, revoked_at INTEGER);
-      CREATE TABLE IF NOT EXISTS keys (name TEXT PRIMARY KEY, value TEXT NOT NULL);`);
+      CREATE TABLE IF NOT EXISTS keys (name TEXT PRIMARY KEY, value TEXT NOT NULL);
+      CREATE TABLE IF NOT EXISTS dashboard_grants (
+        secret_sha256 TEXT PRIMARY KEY, kind TEXT NOT NULL, token_id TEXT NOT NULL, principal TEXT NOT NULL, expires_at INTEGER NOT NULL);
+      CREATE INDEX IF NOT EXISTS dashboard_grants_token ON dashboard_grants(token_id);`);
     // Tokens limited to an environment came later: a store from before has no column for it.
     const columns = this.#sql.exec<{ name: string }>("PRAGMA table_info(tokens)").toArray();
     if (!columns.some((c) => c.name === "env")) this.#sql.exec("ALTER TABLE tokens ADD COLUMN env TEXT");
+  }
+
+  /**
+   * Keeps a dashboard grant for `principal` until `expiresAt`: a login code (taken once) or a browser's session,
+   * by the SHA-256 of its secret. Both go when the token they came from is revoked.
+   */
+  async grantDashboard(kind: DashboardGrantKind, secretSha256: string, principal: DashboardPrincipal, expiresAt: number): Promise<void> {
+    this.#sql.exec("DELETE FROM dashboard_grants WHERE expires_at <= ?", Date.now());
+    this.#sql.exec(
+      "INSERT INTO dashboard_grants (secret_sha256, kind, token_id, principal, expires_at) VALUES (?, ?, ?, ?, ?)",
+      secretSha256,
+      kind,
+      principal.id,
+      JSON.stringify(principal),
+      expiresAt,
+    );
+  }
+
+  /** The principal of a live grant of `kind`; a login code is deleted as it is read, so it works once. Null: none. */
+  async dashboardGrant(kind: DashboardGrantKind, secretSha256: string): Promise<DashboardPrincipal | null> {
+    const sql =
+      kind === "code"
+        ? "DELETE FROM dashboard_grants WHERE secret_sha256 = ? AND kind = ? AND expires_at > ? RETURNING principal"
+        : "SELECT principal FROM dashboard_grants WHERE secret_sha256 = ? AND kind = ? AND expires_at > ?";
+    const row = this.#sql.exec<{ principal: string }>(sql, secretSha256, kind, Date.now()).toArray()[0];
+    return row ? (JSON.parse(row.principal) as DashboardPrincipal) : null;
+  }
+
+  /** Ends a browser's session (log out). */
+  async endDashboardSession(secretSha256: string): Promise<void> {
+    this.#sql.exec("DELETE FROM dashboard_grants WHERE secret_sha256 = ? AND kind = 'session'", secretSha256);
   }
 
   /**
@@ -92,6 +132,7 @@ export class TokenStore extends DurableObject<Env> {
     const row = this.#row(id);
     if (!row || row.revoked_at !== null) return null;
     this.#sql.exec("UPDATE tokens SET revoked_at = ? WHERE id = ?", Date.now(), id);
+    this.#sql.exec("DELETE FROM dashboard_grants WHERE token_id = ?", id); // its dashboard sessions end with it
     return this.#info(row);
   }
 

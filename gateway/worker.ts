@@ -9,12 +9,13 @@
 import { Hono } from "hono";
 import { loadAppModule } from "../sdk/app.js";
 import { InternalError, NotFoundError, TandemError, errorBody } from "../sdk/errors.js";
-import type { PlaneBundleRef } from "../sdk/protocol.js";
+import { DASHBOARD, type PlaneBundleRef } from "../sdk/protocol.js";
 import { installInvoker } from "../sdk/invoker.js";
 import type { ContentfulStatusCode } from "hono/utils/http-status";
 import { apiRoutes } from "./api.js";
 import { setResumeCall } from "./call-ledger.js";
 import { gatewayConfig } from "./config.js";
+import { dashboardRoutes } from "./dashboard-routes.js";
 import type { Env, RouteEnv } from "./env.js";
 import { runSpawned } from "./executor.js";
 import { GatewayInvoker } from "./gateway-invoker.js";
@@ -70,8 +71,9 @@ export function createGateway(modules: AppModule[], options: GatewayOptions = {}
   router.use("/v1/*", environments());
   router.route("/", planeRoutes());
   router.route("/", apiRoutes());
+  router.route("/", dashboardRoutes());
   router.route("/", webRoutes(apps));
-  router.get("/", (c) => c.json({ gateway: "tandem", apps: apps.map((a) => a.name), api: "/v1/apps" }));
+  router.get("/", (c) => c.json({ gateway: "tandem", apps: apps.map((a) => a.name), api: "/v1/apps", dashboard: `${DASHBOARD.base}/` }));
   router.notFound((c) => {
     const first = new URL(c.req.url).pathname.split("/")[1] ?? "";
     return c.json(

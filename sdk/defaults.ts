@@ -167,6 +167,23 @@ export const TOKEN_DEFAULTS = {
   maxTokens: 10_000,
 } as const;
 
+/** The dashboard (docs/observability.md, "Dashboard"). */
+export const DASHBOARD_DEFAULTS = {
+  /** A login code's life: `tandem dashboard` prints it, the browser uses it at once. */
+  loginCodeTtlSeconds: 120,
+  /** A browser's session (its HttpOnly cookie) lasts this long, or until its token is revoked. */
+  sessionTtlSeconds: 12 * 3600,
+  /** Calls a calls page lists. */
+  callsShown: 50,
+  /** How often a page's live stream asks the ledger for changed calls. */
+  livePollMs: 250,
+  /** The charts' window and the number of points in it. */
+  chartWindowMs: 3600_000,
+  chartBuckets: 60,
+  /** The usage page's window. */
+  usageWindowMs: 24 * 3600_000,
+} as const;
+
 /** Named secrets (docs/secrets.md). */
 export const SECRET_LIMITS = {
   /** Secrets one gateway keeps. */

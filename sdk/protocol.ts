@@ -150,6 +150,8 @@ export const ROUTES = {
   trigger: "/v1/apps/:app/functions/:fn/trigger",
   /** Who the request's token is: its id, name, scope and apps. */
   whoami: "/v1/whoami",
+  /** Mints a short-lived, single-use code that logs a browser in to the dashboard (`tandem dashboard`): `DashboardLoginAnswer`. */
+  dashboardLogin: "/v1/dashboard/login-code",
   /** API tokens: list (`GET`) and create (`POST`); admin scope. */
   tokens: "/v1/tokens",
   /** Revokes a token (`DELETE`); admin scope. */
@@ -234,6 +236,7 @@ export const ROUTE_METHODS = {
   schedules: ["GET"],
   trigger: ["POST"],
   whoami: ["GET"],
+  dashboardLogin: ["POST"],
   tokens: ["GET", "POST"],
   token: ["DELETE"],
   connectToken: ["POST"],
@@ -322,6 +325,7 @@ export const paths = {
   schedules: (app?: string) => `/v1/schedules${app ? `?app=${seg(app)}` : ""}`,
   trigger: (app: string, fn: string) => `/v1/apps/${seg(app)}/functions/${seg(fn)}/trigger`,
   whoami: () => ROUTES.whoami,
+  dashboardLogin: () => ROUTES.dashboardLogin,
   tokens: () => ROUTES.tokens,
   token: (id: string) => `/v1/tokens/${seg(id)}`,
   connectToken: (app: string) => `/v1/apps/${seg(app)}/connect-token`,
@@ -1654,4 +1658,53 @@ export function logQueryString(query: LogQueryOptions): string {
   }
   if (query.follow) q.set("follow", "1");
   return q.size ? `?${q}` : "";
+}
+
+/**
+ * The dashboard the gateway serves (docs/observability.md, "Dashboard"): its
+ * pages under `base`, the login page that takes a login code (`?code=`) or a
+ * pasted token, and the HttpOnly cookie that holds a browser's session.
+ */
+export const DASHBOARD = {
+  base: "/_tandem",
+  login: "/_tandem/login",
+  cookie: "tandem_session",
+} as const;
+
+/** `POST /v1/dashboard/login-code`: a URL that logs a browser in once, within `expiresAt` (ms since the epoch). */
+export interface DashboardLoginAnswer {
+  url: string;
+  expiresAt: number;
+}
+
+/** A login code: `lc-` and 32 hex digits, single-use. */
+export const LOGIN_CODE_PATTERN = /^lc-[0-9a-f]{32}$/;
+
+/** One call as the dashboard lists it, and as its live stream sends it (`event: call`). */
+export interface DashboardCallRow {
+  callId: string;
+  app: string;
+  function: string;
+  kind: CallKind;
+  status: CallStatus;
+  attempts: number;
+  createdAt: number;
+  startedAt: number | null;
+  finishedAt: number | null;
+  /** The error's code and message, for a call that ended with one. */
+  error: { code: string; message: string } | null;
+}
+
+/** Calls of one function (or every function of an app) in one time bucket: what the dashboard's charts draw. */
+export interface DashboardSeriesPoint {
+  function: string;
+  /** The bucket's start, ms since the epoch. */
+  t: number;
+  calls: number;
+  errors: number;
+  retries: number;
+  /** Of the calls that ended: how many, their run time summed and the longest (ms). */
+  ended: number;
+  runMsSum: number;
+  runMsMax: number;
 }

@@ -27,6 +27,7 @@ import { addSecretCommands } from "./secrets.js";
 import { addVolumeCommands } from "./volumes.js";
 import { addDictQueueCommands } from "./dict-queue.js";
 import { addLogsCommand } from "./logs.js";
+import { addDashboardCommand } from "./dashboard.js";
 import { onStopSignal } from "./signals.js";
 import { style } from "./style.js";
 
@@ -294,6 +295,7 @@ program
 
 addTokenCommands(program, clientOf, TOKEN_HELP);
 addLogsCommand(program, clientOf, TOKEN_HELP);
+addDashboardCommand(program, clientOf, TOKEN_HELP);
 addSecretCommands(program, clientOf, TOKEN_HELP);
 const storeOptionsOf = (opts: GatewayOpts) => {
   const token = opts.token ?? config.token;

@@ -8,7 +8,7 @@ import { dirname, join } from "node:path";
 import { Inventory } from "../../gpu-plane/inventory.js";
 import { Plane, planeGpus } from "../../gpu-plane/plane.js";
 import type { App } from "../app.js";
-import { paths } from "../protocol.js";
+import { DASHBOARD, paths } from "../protocol.js";
 import { FrontDoor, endpointBodyLimits } from "./front-door.js";
 import { buildApps, checkPlaneFits, localAdminToken, planeSecret, uploadPlaneBundles } from "./local-stack.js";
 import { stateDir } from "./paths.js";
@@ -114,6 +114,7 @@ export async function serve(options: ServeOptions): Promise<Serving> {
     log(style.warn(`  GPUs are simulated (${why}); scheduling and CUDA_VISIBLE_DEVICES work as with real ones.`));
   }
   printEndpoints(built.apps, url, log);
+  log(style.dim(`  dashboard ${url.href.replace(/\/$/, "")}${DASHBOARD.base}/ (npx tandem dashboard logs a browser in)`));
   // A named secret the app declares and the gateway lacks: said now. The gateway stays up, so that
   // `tandem secret create` can reach it; saving the app file checks again.
   if (declaresNamedSecrets(built.apps)) {

@@ -1,0 +1,122 @@
+/**
+ * The files the dashboard's pages load: uPlot (bundled as text from the
+ * package, `import … with { type: "text" }`), the stylesheet, and the page
+ * script, which draws each chart and applies the live stream's updates.
+ * Nothing is built for the browser: what is here is what it runs.
+ */
+import uplotScript from "uplot/dist/uPlot.iife.min.js" with { type: "text" };
+import uplotStyle from "uplot/dist/uPlot.min.css" with { type: "text" };
+import { DASHBOARD_DEFAULTS } from "../sdk/defaults.js";
+
+const STYLE = `
+*, *::before, *::after { box-sizing: border-box; }
+body { margin: 0; font: 15px/1.45 system-ui, sans-serif; color: #1d2330; background: #f6f7f9; }
+header { display: flex; flex-wrap: wrap; align-items: center; gap: .5rem 1rem; padding: .6rem 1rem; background: #1d2330; color: #fff; }
+header a { color: #cfd6e4; text-decoration: none; }
+header a:hover { color: #fff; }
+.brand { font-weight: 700; color: #fff; }
+nav { display: flex; flex-wrap: wrap; gap: .25rem .9rem; flex: 1 1 auto; }
+.who { display: flex; gap: .5rem; align-items: center; font-size: .85rem; color: #cfd6e4; }
+.who button { font-size: .8rem; }
+main { padding: 1rem; max-width: 1200px; margin: 0 auto; }
+h1 { font-size: 1.35rem; margin: .2rem 0 1rem; overflow-wrap: anywhere; }
+h2 { font-size: 1.1rem; margin: 1.5rem 0 .5rem; }
+a { color: #2457c5; }
+.table { overflow-x: auto; background: #fff; border: 1px solid #dde1e8; border-radius: 6px; }
+table { border-collapse: collapse; width: 100%; font-size: .9rem; }
+th, td { text-align: left; padding: .4rem .6rem; border-bottom: 1px solid #eef0f4; white-space: nowrap; }
+td.error { white-space: normal; min-width: 12rem; color: #a12a2a; }
+.empty { padding: .5rem .8rem; color: #6b7385; margin: 0; }
+.badge { padding: .05rem .45rem; border-radius: 9px; font-size: .8rem; background: #e8ebf1; }
+.badge.succeeded { background: #ddf3e4; color: #17663a; }
+.badge.failed, .badge.timed_out { background: #fbe1e1; color: #a12a2a; }
+.badge.running, .badge.pending { background: #e2ecfb; color: #2457c5; }
+.facts { display: flex; flex-wrap: wrap; gap: .5rem; margin: 0 0 1rem; }
+.facts div { background: #fff; border: 1px solid #dde1e8; border-radius: 6px; padding: .4rem .7rem; min-width: 7rem; }
+dt { font-size: .75rem; color: #6b7385; } dd { margin: 0; font-weight: 600; overflow-wrap: anywhere; }
+.chart { margin: 0 0 1rem; background: #fff; border: 1px solid #dde1e8; border-radius: 6px; padding: .5rem; }
+.chart figcaption { font-weight: 600; margin-bottom: .3rem; }
+[data-chart] { width: 100%; min-height: 200px; overflow: hidden; }
+pre { background: #1d2330; color: #f1f3f7; padding: .8rem; border-radius: 6px; white-space: pre-wrap; overflow-wrap: anywhere; font-size: .82rem; }
+.logs { list-style: none; margin: 0; padding: .4rem .6rem; background: #10141c; color: #e2e6ee; border-radius: 6px;
+  font: .8rem/1.5 ui-monospace, monospace; max-height: 60vh; overflow-y: auto; }
+.log { overflow-wrap: anywhere; } .log .text { white-space: pre-wrap; }
+.log time { color: #7d8799; } .log .where { color: #8fb4ff; } .log .container { color: #d5a8ff; }
+.log.stderr .text { color: #ff9d9d; } .log.system .text { color: #ffd27d; }
+.problem { background: #fbe1e1; color: #a12a2a; padding: .5rem .8rem; border-radius: 6px; }
+.login { max-width: 26rem; }
+.login form { display: flex; flex-direction: column; gap: .5rem; }
+.login input { font: inherit; padding: .45rem; }
+.simulated { background: #fff3d6; color: #7a5200; padding: .05rem .45rem; border-radius: 9px; font-size: .8rem; }
+code { overflow-wrap: anywhere; }
+@media (max-width: 600px) { main { padding: .6rem; } th, td { padding: .35rem .45rem; } }
+`;
+
+/**
+ * Draws every `[data-chart]` (uPlot, sized to its box: a phone gets a narrow chart) and, when the page has a
+ * live stream (`<body data-live>`), puts each call row it sends in place (or at the top) and adds each log line.
+ */
+const SCRIPT = `
+(() => {
+  const charts = [];
+  function draw(box) {
+    const data = JSON.parse(box.querySelector("script").textContent);
+    const colours = ["#2457c5", "#c53a24", "#17863a", "#8a3fc5", "#c58a24", "#24a5c5", "#5a6275"];
+    const width = Math.max(200, box.clientWidth);
+    const opts = {
+      width, height: 200,
+      scales: { x: { time: true } },
+      series: [{}, ...data.series.map((s, i) => ({ label: s.label, stroke: colours[i % colours.length], width: 2, points: { show: true, size: 5 } }))],
+      axes: [{}, { size: 60 }],
+      legend: { show: true },
+    };
+    const plot = new uPlot(opts, [data.x, ...data.series.map((s) => s.values)], box);
+    box.dataset.points = String(data.series.reduce((n, s) => n + s.values.filter((v) => v !== null).length, 0));
+    charts.push({ box, plot });
+  }
+  document.querySelectorAll("[data-chart]").forEach(draw);
+  let resizing;
+  addEventListener("resize", () => {
+    clearTimeout(resizing);
+    resizing = setTimeout(() => charts.forEach(({ box, plot }) => plot.setSize({ width: Math.max(200, box.clientWidth), height: 200 })), 100);
+  });
+
+  const live = document.body.dataset.live;
+  if (!live) return;
+  const source = new EventSource(live);
+  function fragment(markup, tag) {
+    const holder = document.createElement(tag);
+    holder.innerHTML = markup.trim();
+    return holder.firstElementChild;
+  }
+  source.addEventListener("call", (event) => {
+    const { callId, html } = JSON.parse(event.data);
+    const calls = document.getElementById("calls");
+    if (!calls) return;
+    const row = fragment(html, "tbody");
+    const known = calls.querySelector('tr[data-call-id="' + callId + '"]');
+    if (known) known.replaceWith(row); else calls.prepend(row);
+    const keep = Number(calls.dataset.keep || ${DASHBOARD_DEFAULTS.callsShown});
+    while (calls.rows.length > keep) calls.lastElementChild.remove();
+    calls.closest(".table")?.querySelector(".empty")?.remove();
+    document.querySelectorAll("[data-call-status]").forEach((el) => { if (el.dataset.callStatus === callId) el.textContent = row.querySelector(".badge").textContent; });
+  });
+  source.addEventListener("log", (event) => {
+    const logs = document.getElementById("logs");
+    if (!logs) return;
+    const stick = logs.scrollTop + logs.clientHeight >= logs.scrollHeight - 4;
+    logs.append(fragment(JSON.parse(event.data).html, "ol"));
+    document.getElementById("logs-empty")?.remove();
+    if (stick) logs.scrollTop = logs.scrollHeight;
+  });
+  source.addEventListener("open", () => { document.body.dataset.liveState = "open"; });
+})();
+`;
+
+/** The dashboard's static files, by name under `/_tandem/assets/`. */
+export const DASHBOARD_ASSETS: Record<string, { type: string; body: string }> = {
+  "uplot.js": { type: "text/javascript; charset=utf-8", body: uplotScript },
+  "uplot.css": { type: "text/css; charset=utf-8", body: uplotStyle },
+  "dashboard.css": { type: "text/css; charset=utf-8", body: STYLE },
+  "dashboard.js": { type: "text/javascript; charset=utf-8", body: SCRIPT },
+};

@@ -1,0 +1,92 @@
+/**
+ * Who may see the dashboard. A browser cannot send `Authorization: Bearer`,
+ * so it logs in once and then carries a session cookie (HttpOnly,
+ * SameSite=Strict, path `/_tandem`): either with a login code that
+ * `tandem dashboard` mints with the user's token (`POST /v1/dashboard/login-code`;
+ * single-use, `DASHBOARD_DEFAULTS.loginCodeTtlSeconds`, so the URL it prints
+ * is spent once opened), or by pasting a token into the login form. A session
+ * is the token's principal as it was at login (scope, apps), kept in the
+ * `TokenStore` by the SHA-256 of its secret, and ends when the token is revoked.
+ * A request with a bearer token (curl, tests) is let in as on `/v1`.
+ */
+import type { Context, MiddlewareHandler } from "hono";
+import { deleteCookie, getCookie, setCookie } from "hono/cookie";
+import { DASHBOARD_DEFAULTS } from "../sdk/defaults.js";
+import { UnauthorizedError } from "../sdk/errors.js";
+import { DASHBOARD, HEADERS, LOGIN_CODE_PATTERN, type DashboardLoginAnswer } from "../sdk/protocol.js";
+import { sha256Hex } from "../sdk/hex.js";
+import { authenticate, tokenStore, type Principal } from "./auth.js";
+import type { Env, RouteEnv } from "./env.js";
+
+const SESSION_PATTERN = /^ds-[0-9a-f]{64}$/;
+
+/**
+ * A login URL for `principal` on this gateway (`origin`), spent once opened.
+ * @example const { url } = await mintLoginCode(c.env, principalOf(c), new URL(c.req.url).origin);
+ */
+export async function mintLoginCode(env: Env, principal: Principal, origin: string): Promise<DashboardLoginAnswer> {
+  const code = `lc-${randomHex(16)}`;
+  const expiresAt = Date.now() + DASHBOARD_DEFAULTS.loginCodeTtlSeconds * 1000;
+  await tokenStore(env).grantDashboard("code", await sha256Hex(code), grantOf(principal), expiresAt);
+  return { url: `${origin}${DASHBOARD.login}?code=${code}`, expiresAt };
+}
+
+/** Logs the browser in with a login code: its session cookie set. Throws 401 for a code unknown, spent or expired. */
+export async function logInWithCode(c: Context<RouteEnv>, code: string): Promise<void> {
+  const principal = LOGIN_CODE_PATTERN.test(code) ? await tokenStore(c.env).dashboardGrant("code", await sha256Hex(code)) : null;
+  if (!principal) throw new UnauthorizedError("this login link was used already or has expired; run `tandem dashboard` again for a new one");
+  await startSession(c, principal);
+}
+
+/** Logs the browser in with a pasted API token: its session cookie set. Throws 401 as `authenticate` does. */
+export async function logInWithToken(c: Context<RouteEnv>, token: string): Promise<void> {
+  await startSession(c, await authenticate(c.env, `Bearer ${token.trim()}`));
+}
+
+/** Ends the browser's session and clears its cookie. */
+export async function logOut(c: Context<RouteEnv>): Promise<void> {
+  const session = getCookie(c, DASHBOARD.cookie);
+  if (session && SESSION_PATTERN.test(session)) await tokenStore(c.env).endDashboardSession(await sha256Hex(session));
+  deleteCookie(c, DASHBOARD.cookie, { path: DASHBOARD.base });
+}
+
+/**
+ * Page middleware: the principal of the request's session cookie (or bearer token) on `c.var.principal`;
+ * without either, `unauthenticated` answers (the login page, 401).
+ * @example dashboard.use("*", dashboardGuard((c) => c.html(loginPage(), 401)));
+ */
+export function dashboardGuard(unauthenticated: (c: Context<RouteEnv>) => Response | Promise<Response>): MiddlewareHandler<RouteEnv> {
+  return async (c, next) => {
+    const header = c.req.header(HEADERS.authorization);
+    let principal: Principal | null = null;
+    if (header) principal = await authenticate(c.env, header);
+    else {
+      const session = getCookie(c, DASHBOARD.cookie);
+      if (session && SESSION_PATTERN.test(session)) principal = await tokenStore(c.env).dashboardGrant("session", await sha256Hex(session));
+    }
+    if (!principal) return unauthenticated(c);
+    c.set("principal", principal);
+    await next();
+  };
+}
+
+async function startSession(c: Context<RouteEnv>, principal: Principal): Promise<void> {
+  const session = `ds-${randomHex(32)}`;
+  const ttl = DASHBOARD_DEFAULTS.sessionTtlSeconds;
+  await tokenStore(c.env).grantDashboard("session", await sha256Hex(session), grantOf(principal), Date.now() + ttl * 1000);
+  setCookie(c, DASHBOARD.cookie, session, {
+    path: DASHBOARD.base,
+    httpOnly: true,
+    sameSite: "Strict",
+    secure: new URL(c.req.url).protocol === "https:",
+    maxAge: ttl,
+  });
+}
+
+function grantOf(principal: Principal) {
+  return { id: principal.id, name: principal.name, scope: principal.scope, apps: principal.apps };
+}
+
+function randomHex(bytes: number): string {
+  return [...crypto.getRandomValues(new Uint8Array(bytes))].map((b) => b.toString(16).padStart(2, "0")).join("");
+}

@@ -1,0 +1,129 @@
+/**
+ * What the dashboard's pages show, read from the Durable Objects that hold
+ * it: an app's calls and their counts over time from every ledger shard (each
+ * an indexed query, merged here), agents' sessions from their hubs, and cost
+ * over time priced from the calls' run time.
+ */
+import type { App } from "../sdk/app.js";
+import { DASHBOARD_DEFAULTS } from "../sdk/defaults.js";
+import { containerResources } from "../sdk/options.js";
+import { containerCost } from "../sdk/pricing.js";
+import type { DashboardCallRow, DashboardSeriesPoint } from "../sdk/protocol.js";
+import { hubFor, type AgentSessionInfo } from "./agents.js";
+import { LEDGER_SHARDS, ledgerShard, type LedgerApi } from "./call-ledger-client.js";
+import type { Env } from "./env.js";
+import { registry } from "./registry.js";
+
+function shards(env: Env): LedgerApi[] {
+  return Array.from({ length: LEDGER_SHARDS }, (_, i) => ledgerShard(env, i));
+}
+
+/**
+ * An app's calls (or one function's), newest first, from every ledger shard.
+ * @example const rows = await recentCalls(env, { app: "shop", limit: 50 });
+ */
+export async function recentCalls(env: Env, query: { app: string; function?: string; before?: number; limit: number }): Promise<DashboardCallRow[]> {
+  const parts = await Promise.all(shards(env).map((shard) => shard.callRows(query)));
+  return parts
+    .flat()
+    .sort((a, b) => b.createdAt - a.createdAt || (a.callId < b.callId ? 1 : -1))
+    .slice(0, query.limit);
+}
+
+/**
+ * An app's calls (or one function's) counted per function and time bucket over the chart window, from every shard.
+ * @example const { buckets, points } = await callSeries(env, { app: "shop" });
+ */
+export async function callSeries(env: Env, query: { app: string; function?: string; windowMs?: number }): Promise<CallSeries> {
+  const windowMs = query.windowMs ?? DASHBOARD_DEFAULTS.chartWindowMs;
+  const bucketMs = Math.ceil(windowMs / DASHBOARD_DEFAULTS.chartBuckets);
+  const since = Math.floor((Date.now() - windowMs) / bucketMs) * bucketMs;
+  const ask = { app: query.app, since, bucketMs, ...(query.function === undefined ? {} : { function: query.function }) };
+  const parts = await Promise.all(shards(env).map((shard) => shard.callSeries(ask)));
+  const merged = new Map<string, DashboardSeriesPoint>();
+  for (const point of parts.flat()) {
+    const key = `${point.function}@${point.t}`;
+    const known = merged.get(key);
+    if (!known) merged.set(key, { ...point });
+    else {
+      known.calls += point.calls;
+      known.errors += point.errors;
+      known.retries += point.retries;
+      known.ended += point.ended;
+      known.runMsSum += point.runMsSum;
+      known.runMsMax = Math.max(known.runMsMax, point.runMsMax);
+    }
+  }
+  const buckets: number[] = [];
+  for (let t = since; t <= Date.now(); t += bucketMs) buckets.push(t);
+  return { buckets, points: [...merged.values()].sort((a, b) => a.t - b.t) };
+}
+
+/** Calls over a window: every bucket's start (a chart's x axis, buckets without calls included), and the points that have calls. */
+export interface CallSeries {
+  buckets: number[];
+  points: DashboardSeriesPoint[];
+}
+
+/** One function's totals over a window: the sum of its points. */
+export interface FunctionTotals {
+  function: string;
+  calls: number;
+  errors: number;
+  retries: number;
+  meanRunMs: number;
+  maxRunMs: number;
+}
+
+/** Each function's totals from a series (functions with no calls in it are left out). */
+export function totalsByFunction(points: DashboardSeriesPoint[]): FunctionTotals[] {
+  const totals = new Map<string, DashboardSeriesPoint>();
+  for (const p of points) {
+    const t = totals.get(p.function) ?? { ...p, calls: 0, errors: 0, retries: 0, ended: 0, runMsSum: 0, runMsMax: 0 };
+    t.calls += p.calls;
+    t.errors += p.errors;
+    t.retries += p.retries;
+    t.ended += p.ended;
+    t.runMsSum += p.runMsSum;
+    t.runMsMax = Math.max(t.runMsMax, p.runMsMax);
+    totals.set(p.function, t);
+  }
+  return [...totals.values()].map((t) => ({
+    function: t.function,
+    calls: t.calls,
+    errors: t.errors,
+    retries: t.retries,
+    meanRunMs: t.ended ? t.runMsSum / t.ended : 0,
+    maxRunMs: t.runMsMax,
+  }));
+}
+
+/**
+ * What a second of a function's run costs, by the plane's price table (`sdk/pricing.ts`) for the resources it asks
+ * for (its first GPU choice); edge functions cost nothing here. Calls' run time priced so, not containers' lives.
+ */
+export function pricePerSecond(app: string, fn: string): { usd: number; gpu: string | null; kind: string } {
+  const registered = registry().function(app, fn);
+  if (registered.spec.tier !== "plane") return { usd: 0, gpu: null, kind: "edge (not charged)" };
+  const gpu = registered.planeSpec.gpu?.[0] ?? null;
+  const resources = { gpu: gpu?.type ?? null, gpuCount: gpu?.count ?? 0, ...containerResources(registered.planeSpec) };
+  const named = gpu ? `${gpu.type}${gpu.count > 1 ? `x${gpu.count}` : ""}` : null;
+  return { usd: containerCost(1, resources), gpu: named, kind: named ?? "plane, no GPU" };
+}
+
+/** An app's agents' sessions, each with its agent's label. */
+export async function agentSessions(env: Env, app: App): Promise<(AgentSessionInfo & { label: string })[]> {
+  const found = await Promise.all(
+    app.agents.flatMap((agent) =>
+      Array.from({ length: agent.shards }, async (_, shard) =>
+        (await hubFor(env, app.name, agent.label, shard, agent.shards).sessions()).map((s) => ({ ...s, label: agent.label })),
+      ),
+    ),
+  );
+  return found.flat().sort((a, b) => b.sockets - a.sockets || b.lastActive - a.lastActive);
+}
+
+/** The apps `principal` may see, as the registry holds them. */
+export function visibleApps(apps: string[] | null): App[] {
+  return registry().apps.filter((a) => apps === null || apps.includes(a.name));
+}

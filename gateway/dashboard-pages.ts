@@ -1,0 +1,185 @@
+/**
+ * The dashboard's pages, rendered on the server with hono's `html` helper:
+ * one layout (a nav that folds on a phone-width screen, tables that scroll
+ * inside their own box), and the fragments the live stream sends again as
+ * they change (a call's row, a log line), so the page and its updates are
+ * drawn by the same code. Charts are a `<div data-chart>` holding their data
+ * as JSON; the page's script draws them with uPlot.
+ */
+import { html, raw } from "hono/html";
+import type { HtmlEscapedString } from "hono/utils/html";
+import type { DashboardCallRow, LogLine } from "../sdk/protocol.js";
+import { DASHBOARD } from "../sdk/protocol.js";
+
+type Html = HtmlEscapedString | Promise<HtmlEscapedString>;
+
+/** A chart: its x values (seconds since the epoch) and one series of y values per label. */
+export interface ChartData {
+  title: string;
+  unit: string;
+  x: number[];
+  series: { label: string; values: (number | null)[] }[];
+}
+
+const base = DASHBOARD.base;
+
+/** A path under the dashboard, each part encoded. */
+export function dashboardPath(...parts: string[]): string {
+  return `${base}/${parts.map(encodeURIComponent).join("/")}`;
+}
+
+/** The page around `body`; `live`: the URL of the page's event stream. */
+export function layout(title: string, body: Html, options: { who?: string; live?: string } = {}): Html {
+  return html`<!doctype html>
+    <html lang="en">
+      <head>
+        <meta charset="utf-8" />
+        <meta name="viewport" content="width=device-width, initial-scale=1" />
+        <title>${title} · Tandem</title>
+        <link rel="stylesheet" href="${base}/assets/uplot.css" />
+        <link rel="stylesheet" href="${base}/assets/dashboard.css" />
+      </head>
+      <body ${options.live ? raw(`data-live="${escapeAttr(options.live)}"`) : ""}>
+        <header>
+          <a class="brand" href="${base}/">Tandem</a>
+          <nav>
+            <a href="${base}/">Apps</a><a href="${base}/planes">Planes</a><a href="${base}/schedules">Schedules</a><a href="${base}/agents">Agents</a
+            ><a href="${base}/usage">Usage</a>
+          </nav>
+          ${
+            options.who
+              ? html`<form method="post" action="${base}/logout" class="who"><span>${options.who}</span><button type="submit">Log out</button></form>`
+              : ""
+          }
+        </header>
+        <main>
+          <h1>${title}</h1>
+          ${body}
+        </main>
+        <script src="${base}/assets/uplot.js"></script>
+        <script src="${base}/assets/dashboard.js"></script>
+      </body>
+    </html>`;
+}
+
+/** The login page: a token to paste, and what went wrong with the last try. */
+export function loginPage(problem?: string): Html {
+  return html`<!doctype html>
+    <html lang="en">
+      <head>
+        <meta charset="utf-8" />
+        <meta name="viewport" content="width=device-width, initial-scale=1" />
+        <title>Log in · Tandem</title>
+        <link rel="stylesheet" href="${base}/assets/dashboard.css" />
+      </head>
+      <body>
+        <main class="login">
+          <h1>Tandem dashboard</h1>
+          ${problem ? html`<p class="problem" role="alert">${problem}</p>` : ""}
+          <p>Run <code>tandem dashboard</code> for a link that logs you in, or paste an API token.</p>
+          <form method="post" action="${DASHBOARD.login}">
+            <label for="token">API token</label>
+            <input id="token" name="token" type="password" autocomplete="off" placeholder="tk-….ts-…" required />
+            <button type="submit">Log in</button>
+          </form>
+        </main>
+      </body>
+    </html>`;
+}
+
+/** A table inside a box of its own that scrolls sideways, so a wide table never widens the page. */
+export function table(headings: string[], rows: Html[], options: { id?: string; keep?: number; empty?: string } = {}): Html {
+  return html`<div class="table">
+    <table>
+      <thead>
+        <tr>
+          ${headings.map((h) => html`<th>${h}</th>`)}
+        </tr>
+      </thead>
+      <tbody ${options.id ? raw(`id="${escapeAttr(options.id)}"`) : ""} ${options.keep ? raw(`data-keep="${options.keep}"`) : ""}>
+        ${rows}
+      </tbody>
+    </table>
+    ${rows.length === 0 ? html`<p class="empty">${options.empty ?? "Nothing yet."}</p>` : ""}
+  </div>`;
+}
+
+/** One call's row in a calls table: the live stream sends it again whenever the call changes. */
+export function callRow(call: DashboardCallRow): Html {
+  const runMs = call.startedAt !== null && call.finishedAt !== null ? call.finishedAt - call.startedAt : null;
+  const queueMs = call.startedAt !== null ? call.startedAt - call.createdAt : null;
+  return html`<tr data-call-id="${call.callId}" class="status-${call.status}">
+    <td><a href="${dashboardPath("calls", call.callId)}">${call.callId}</a></td>
+    <td>${call.function}</td>
+    <td><span class="badge ${call.status}">${call.status}</span></td>
+    <td>${time(call.createdAt)}</td>
+    <td>${queueMs === null ? "—" : ms(queueMs)}</td>
+    <td>${runMs === null ? "—" : ms(runMs)}</td>
+    <td>${Math.max(0, call.attempts - 1)}</td>
+    <td class="error">${call.error ? `${call.error.code}: ${call.error.message}` : ""}</td>
+  </tr>`;
+}
+
+export const CALL_HEADINGS = ["call", "function", "status", "created", "queued", "ran", "retries", "error"];
+
+/** One log line: the live stream sends each new one. */
+export function logLine(line: LogLine): Html {
+  // One line of markup: the text keeps its own spaces and line breaks (pre-wrap), the markup around it adds none.
+  const container = line.containerId
+    ? html` <a class="container" href="${dashboardPath("apps", line.app, "containers", line.containerId)}">${line.containerId.slice(0, 12)}</a>`
+    : "";
+  return html`<li class="log ${line.source}">
+    <time>${time(line.time)}</time> <span class="where">${line.tier}${line.function ? ` ${line.function}` : ""}</span>${container}
+    <span class="text">${line.text}</span>
+  </li>`;
+}
+
+/** A log: its lines, and where the live stream adds new ones. */
+export function logList(lines: LogLine[]): Html {
+  return html`<ol id="logs" class="logs">
+      ${lines.map(logLine)}
+    </ol>
+    ${lines.length === 0 ? html`<p class="empty" id="logs-empty">No lines yet.</p>` : ""}`;
+}
+
+/** A chart: uPlot draws it from the JSON it holds. */
+export function chart(data: ChartData): Html {
+  // `<` escaped so the data cannot close the script element.
+  const json = JSON.stringify(data).replace(/</g, "\\u003c");
+  return html`<figure class="chart">
+    <figcaption>${data.title} <small>(${data.unit})</small></figcaption>
+    <div data-chart>${raw(`<script type="application/json">${json}</script>`)}</div>
+  </figure>`;
+}
+
+/** A small fact: a label and its value, in a row of them. */
+export function facts(pairs: [string, Html | string | number][]): Html {
+  return html`<dl class="facts">
+    ${pairs.map(
+      ([k, v]) =>
+        html`<div>
+          <dt>${k}</dt>
+          <dd>${v}</dd>
+        </div>`,
+    )}
+  </dl>`;
+}
+
+export function time(at: number): string {
+  return new Date(at)
+    .toISOString()
+    .replace("T", " ")
+    .replace(/\.\d+Z$/, "Z");
+}
+
+export function ms(value: number): string {
+  return value >= 10_000 ? `${(value / 1000).toFixed(1)} s` : `${Math.round(value)} ms`;
+}
+
+export function usd(value: number): string {
+  return `$${value < 0.01 && value > 0 ? value.toFixed(6) : value.toFixed(2)}`;
+}
+
+function escapeAttr(text: string): string {
+  return text.replace(/&/g, "&amp;").replace(/"/g, "&quot;").replace(/</g, "&lt;");
+}

@@ -1,0 +1,538 @@
+/**
+ * The dashboard at `/_tandem/`: apps → functions → calls → containers,
+ * planes, schedules, agents and usage, rendered on the server
+ * (gateway/dashboard-pages.ts) from the Durable Objects that hold the facts
+ * (gateway/dashboard-data.ts), with a live stream per page (server-sent
+ * events: calls as they change, log lines as they are stored, through the
+ * logs' own follow). Behind the API's credentials (gateway/dashboard-auth.ts):
+ * scope `call` to look, `deploy` for usage, `admin` for the planes' inventory,
+ * and a token restricted to apps sees only those apps.
+ */
+import { Hono, type Context } from "hono";
+import { html } from "hono/html";
+import type { ContentfulStatusCode } from "hono/utils/http-status";
+import { DASHBOARD_DEFAULTS, LOG_LIMITS } from "../sdk/defaults.js";
+import { InvalidRequestError, NotFoundError, TandemError } from "../sdk/errors.js";
+import {
+  CALL_ID_PATTERN,
+  DASHBOARD,
+  scopeAllows,
+  type CallRecord,
+  type DashboardCallRow,
+  type DashboardSeriesPoint,
+  type ScheduleInfo,
+} from "../sdk/protocol.js";
+import { mayReach, principalOf, requireApp, type Principal } from "./auth.js";
+import { ledgerFor } from "./call-ledger-client.js";
+import { DASHBOARD_ASSETS } from "./dashboard-assets.js";
+import { dashboardGuard, logInWithCode, logInWithToken, logOut } from "./dashboard-auth.js";
+import { agentSessions, callSeries, pricePerSecond, type CallSeries, recentCalls, totalsByFunction, visibleApps } from "./dashboard-data.js";
+import {
+  CALL_HEADINGS,
+  callRow,
+  chart,
+  dashboardPath,
+  facts,
+  layout,
+  logLine,
+  logList,
+  loginPage,
+  ms,
+  table,
+  time,
+  usd,
+  type ChartData,
+} from "./dashboard-pages.js";
+import type { RouteEnv } from "./env.js";
+import { LogFollower } from "./log-routes.js";
+import { logStoreFor } from "./log-sink.js";
+import type { LogFilter } from "./log-store.js";
+import { knownPlanes } from "./plane-choice.js";
+import { usageFromPlanes } from "./plane-client.js";
+import { registry } from "./registry.js";
+import { schedulerFor } from "./scheduler.js";
+
+type Ctx = Context<RouteEnv>;
+
+export function dashboardRoutes(): Hono<RouteEnv> {
+  const routes = new Hono<RouteEnv>().basePath(DASHBOARD.base);
+
+  // Public: the script and styles (nothing in them is anyone's), and the login.
+  routes.get("/assets/:name", (c) => {
+    const asset = DASHBOARD_ASSETS[c.req.param("name")];
+    if (!asset) throw new NotFoundError(`no dashboard asset "${c.req.param("name")}"`);
+    return c.body(asset.body, 200, { "content-type": asset.type, "cache-control": "public, max-age=300" });
+  });
+  routes.get("/login", async (c) => {
+    const code = c.req.query("code");
+    if (code === undefined) return c.html(loginPage(), 200);
+    try {
+      await logInWithCode(c, code);
+    } catch (err) {
+      if (err instanceof TandemError) return c.html(loginPage(err.message), 401);
+      throw err;
+    }
+    return c.redirect(`${DASHBOARD.base}/`, 303); // the code leaves the address bar: it is spent anyway
+  });
+  routes.post("/login", async (c) => {
+    const form = await c.req.parseBody();
+    const token = typeof form.token === "string" ? form.token : "";
+    try {
+      await logInWithToken(c, token);
+    } catch (err) {
+      if (err instanceof TandemError) return c.html(loginPage(err.message), 401);
+      throw err;
+    }
+    return c.redirect(`${DASHBOARD.base}/`, 303);
+  });
+  routes.post("/logout", async (c) => {
+    await logOut(c);
+    return c.redirect(DASHBOARD.login, 303);
+  });
+
+  routes.use(
+    "*",
+    dashboardGuard((c) => c.html(loginPage("Log in to see this gateway's dashboard."), 401)),
+  );
+  // A page's failure (another app's call, a scope it lacks) is a page too, with the error's status.
+  routes.onError((err, c) => {
+    if (!(err instanceof TandemError)) throw err;
+    return c.html(layout(`${err.status} ${err.code}`, html`<p class="problem">${err.message}</p>`, { who: who(c) }), err.status as ContentfulStatusCode);
+  });
+
+  routes.get("/", async (c) => {
+    const apps = visibleApps(principalOf(c).apps);
+    const rows = await Promise.all(
+      apps.map(async (app) => {
+        const totals = totalsByFunction((await callSeries(c.env, { app: app.name })).points);
+        const calls = totals.reduce((n, t) => n + t.calls, 0);
+        const errors = totals.reduce((n, t) => n + t.errors, 0);
+        return html`<tr>
+          <td><a href="${dashboardPath("apps", app.name)}">${app.name}</a></td>
+          <td>${app.callables.length}</td>
+          <td>${app.agents.length + app.webMounts.length + app.endpoints.length}</td>
+          <td>${calls}</td>
+          <td>${errors}</td>
+        </tr>`;
+      }),
+    );
+    return c.html(
+      layout("Apps", table(["app", "functions", "endpoints", "calls (1 h)", "errors (1 h)"], rows, { empty: "No apps are deployed here." }), { who: who(c) }),
+    );
+  });
+
+  routes.get("/apps/:app", async (c) => {
+    const app = appOf(c);
+    const [series, calls] = await Promise.all([callSeries(c.env, { app: app.name }), recentCalls(c.env, { app: app.name, limit: 10 })]);
+    const totals = new Map(totalsByFunction(series.points).map((t) => [t.function, t]));
+    const rows = app.callables.map((fn) => {
+      const t = totals.get(fn.name);
+      return html`<tr>
+        <td><a href="${dashboardPath("apps", app.name, "functions", fn.name)}">${fn.name}</a></td>
+        <td>${fn.spec.tier}</td>
+        <td>${t?.calls ?? 0}</td>
+        <td>${t?.errors ?? 0}</td>
+        <td>${t?.retries ?? 0}</td>
+        <td>${t ? ms(t.meanRunMs) : "—"}</td>
+        <td>${t ? ms(t.maxRunMs) : "—"}</td>
+      </tr>`;
+    });
+    const body = html`${activityCharts(series)}
+      <h2>Functions <small>(last hour)</small></h2>
+      ${table(["function", "tier", "calls", "errors", "retries", "mean run", "longest run"], rows, { empty: "This app has no functions." })}
+      <h2>Latest calls</h2>
+      ${table(CALL_HEADINGS, calls.map(callRow), { id: "calls", keep: 10, empty: "No calls yet." })}
+      <p><a href="${dashboardPath("apps", app.name, "calls")}">All calls, live</a> · <a href="${dashboardPath("apps", app.name, "logs")}">Logs, live</a></p>`;
+    return c.html(layout(`App ${app.name}`, body, { who: who(c), live: liveUrl(app.name, {}) }));
+  });
+
+  routes.get("/apps/:app/calls", async (c) => {
+    const app = appOf(c);
+    const calls = await recentCalls(c.env, { app: app.name, limit: DASHBOARD_DEFAULTS.callsShown });
+    const body = html`<p><a href="${dashboardPath("apps", app.name)}">← ${app.name}</a></p>
+      ${table(CALL_HEADINGS, calls.map(callRow), { id: "calls", empty: "No calls yet." })}`;
+    return c.html(layout(`Calls of ${app.name}`, body, { who: who(c), live: liveUrl(app.name, {}) }));
+  });
+
+  routes.get("/apps/:app/functions/:fn", async (c) => {
+    const app = appOf(c);
+    const fn = registry().function(app.name, c.req.param("fn")).name;
+    const [series, calls, usage] = await Promise.all([
+      callSeries(c.env, { app: app.name, function: fn }),
+      recentCalls(c.env, { app: app.name, function: fn, limit: DASHBOARD_DEFAULTS.callsShown }),
+      mayUse(principalOf(c), "deploy") ? usageRows(c, app.name) : Promise.resolve(undefined),
+    ]);
+    const containers = usage?.filter((r) => r.function === fn) ?? [];
+    const body = html`<p><a href="${dashboardPath("apps", app.name)}">← ${app.name}</a></p>
+      ${activityCharts(series)}
+      ${
+        usage === undefined
+          ? ""
+          : html`<h2>Containers <small>(on the planes, last 24 h)</small></h2>
+              ${table(
+                ["plane", "GPU", "containers", "container time", "cost"],
+                containers.map(
+                  (r) =>
+                    html`<tr>
+                      <td>${r.plane}</td>
+                      <td>${r.gpu ?? "—"}</td>
+                      <td>${r.containers}</td>
+                      <td>${ms(r.seconds * 1000)}</td>
+                      <td>${usd(r.costUsd)}</td>
+                    </tr>`,
+                ),
+                { empty: "No plane containers." },
+              )}`
+      }
+      <h2>Calls</h2>
+      ${table(CALL_HEADINGS, calls.map(callRow), { id: "calls", empty: "No calls yet." })}`;
+    return c.html(layout(`${app.name}.${fn}`, body, { who: who(c), live: liveUrl(app.name, { function: fn }) }));
+  });
+
+  routes.get("/apps/:app/logs", async (c) => {
+    const app = appOf(c);
+    const { lines } = await logStoreFor(c.env, app.name).read({ limit: 200 });
+    const body = html`<p><a href="${dashboardPath("apps", app.name)}">← ${app.name}</a></p>
+      ${logList(lines)}`;
+    return c.html(layout(`Logs of ${app.name}`, body, { who: who(c), live: liveUrl(app.name, { logs: "1" }) }));
+  });
+
+  routes.get("/apps/:app/containers/:container", async (c) => {
+    const app = appOf(c);
+    const container = c.req.param("container");
+    const { lines } = await logStoreFor(c.env, app.name).read({ containerId: container, limit: 500 });
+    const body = html`<p><a href="${dashboardPath("apps", app.name)}">← ${app.name}</a></p>
+      ${facts([["container", container]])}
+      <h2>Logs, live</h2>
+      ${logList(lines)}`;
+    return c.html(layout(`Container ${container.slice(0, 12)}`, body, { who: who(c), live: liveUrl(app.name, { container }) }));
+  });
+
+  routes.get("/calls/:id", async (c) => {
+    const id = c.req.param("id");
+    if (!CALL_ID_PATTERN.test(id)) throw new InvalidRequestError(`"${id}" is not a call id (they look like fc- followed by 26 characters)`);
+    const record = await ledgerFor(c.env, id).get(id, 0);
+    // Another app's call is as unknown as one that never was.
+    if (!record || !mayReach(principalOf(c), record.app)) throw new NotFoundError(`no call ${id} (calls are kept 7 days after they end)`, { callId: id });
+    const { lines } = await logStoreFor(c.env, record.app).read({ callId: id, limit: LOG_LIMITS.maxLimit });
+    const body = html`<p>
+        <a href="${dashboardPath("apps", record.app)}">← ${record.app}</a> ·
+        <a href="${dashboardPath("apps", record.app, "functions", record.function)}">${record.function}</a>
+      </p>
+      ${callFacts(record)} ${callError(record)}
+      <h2>Logs</h2>
+      ${logList(lines)}`;
+    return c.html(layout(`Call ${id}`, body, { who: who(c), live: liveUrl(record.app, { call: id }) }));
+  });
+
+  routes.get("/planes", async (c) => {
+    const principal = principalOf(c);
+    if (!mayUse(principal, "admin")) {
+      return c.html(
+        layout("Planes", html`<p class="problem">The planes' inventory needs an admin token; this one has scope "${principal.scope}".</p>`, { who: who(c) }),
+      );
+    }
+    const [planes, usage] = await Promise.all([knownPlanes(c.env, true), usageRows(c)]);
+    const sections = planes.map((p) => {
+      const gpus = Object.entries(p.gpus).map(
+        ([type, cap]) =>
+          html`<tr>
+            <td>${type}</td>
+            <td>${cap.total}</td>
+            <td>${cap.total - cap.free}</td>
+            <td>${cap.free}</td>
+          </tr>`,
+      );
+      const running = usage.filter((r) => r.plane === p.planeId);
+      return html`<h2>${p.planeId} ${p.simulated ? html`<span class="simulated">simulated GPUs</span>` : ""}</h2>
+        ${facts([
+          ["region", p.region],
+          ["health", p.healthy ? "healthy" : (p.unavailable ?? "stale")],
+          ["last heartbeat", time(p.lastSeen)],
+          ["CPU free", `${p.cpu.free} of ${p.cpu.total}`],
+          ["memory free", `${p.memoryMiB.free} of ${p.memoryMiB.total} MiB`],
+        ])}
+        ${table(["GPU", "total", "used", "free"], gpus, { empty: "No GPUs." })}
+        <h3>What ran here <small>(last 24 h)</small></h3>
+        ${table(
+          ["app", "function", "GPU", "containers", "container time", "cost"],
+          running.map(
+            (r) =>
+              html`<tr>
+                <td>${r.app}</td>
+                <td>${r.function}</td>
+                <td>${r.gpu ?? "—"}</td>
+                <td>${r.containers}</td>
+                <td>${ms(r.seconds * 1000)}</td>
+                <td>${usd(r.costUsd)}</td>
+              </tr>`,
+          ),
+          { empty: "No containers." },
+        )}`;
+    });
+    return c.html(layout("Planes", planes.length ? html`${sections}` : html`<p class="empty">No plane has registered with this gateway.</p>`, { who: who(c) }));
+  });
+
+  routes.get("/schedules", async (c) => {
+    const principal = principalOf(c);
+    const listed = ((await schedulerFor(c.env).list(undefined, Date.now())) as ScheduleInfo[]).filter((s) => mayReach(principal, s.app));
+    const rows = listed.map(
+      (s) =>
+        html`<tr>
+          <td><a href="${dashboardPath("apps", s.app, "functions", s.function)}">${s.app}.${s.function}</a></td>
+          <td>${s.schedule}</td>
+          <td>${s.nextRuns.map(time).join(", ")}</td>
+          <td>
+            ${
+              s.lastRun
+                ? html`<a href="${dashboardPath("calls", s.lastRun.callId)}">${time(s.lastRun.scheduledAt)}</a>
+                    <span class="badge ${s.lastRun.status}">${s.lastRun.status}</span>`
+                : "not yet"
+            }
+          </td>
+          <td class="error">${s.lastRun?.error?.message ?? ""}</td>
+        </tr>`,
+    );
+    return c.html(
+      layout("Schedules", table(["function", "schedule", "next runs", "last run", "last error"], rows, { empty: "No scheduled functions." }), { who: who(c) }),
+    );
+  });
+
+  routes.get("/agents", async (c) => {
+    const apps = visibleApps(principalOf(c).apps).filter((a) => a.agents.length > 0);
+    const sessions = (await Promise.all(apps.map(async (app) => (await agentSessions(c.env, app)).map((s) => ({ ...s, app: app.name }))))).flat();
+    const rows = sessions.map(
+      (s) =>
+        html`<tr>
+          <td>${s.app}</td>
+          <td>${s.label}</td>
+          <td>${s.sessionId}</td>
+          <td><span class="badge ${s.sockets ? "running" : ""}">${s.sockets ? `live (${s.sockets})` : "idle"}</span></td>
+          <td>${s.rooms.join(", ")}</td>
+          <td>${time(s.lastActive)}</td>
+        </tr>`,
+    );
+    return c.html(
+      layout("Agents", table(["app", "agent", "session", "sockets", "rooms", "last active"], rows, { empty: "No agent sessions." }), { who: who(c) }),
+    );
+  });
+
+  routes.get("/usage", async (c) => {
+    const principal = principalOf(c);
+    if (!mayUse(principal, "deploy")) {
+      return c.html(layout("Usage", html`<p class="problem">Usage needs a deploy token; this one has scope "${principal.scope}".</p>`, { who: who(c) }));
+    }
+    const apps = visibleApps(principal.apps);
+    const windowMs = DASHBOARD_DEFAULTS.usageWindowMs;
+    const [series, planeRows] = await Promise.all([Promise.all(apps.map((app) => callSeries(c.env, { app: app.name, windowMs }))), usageRows(c)]);
+    // Cost over time: each function's run time in each bucket at its price per second.
+    const xs = series[0]?.buckets ?? [];
+    const cost: ChartData = { title: "Cost of calls' run time, by function", unit: "USD", x: xs.map((t) => t / 1000), series: [] };
+    const runTime: ChartData = { title: "Run time, by function", unit: "seconds", x: cost.x, series: [] };
+    const byGpu = new Map<string, number>();
+    apps.forEach((app, i) => {
+      const byFn = new Map<string, DashboardSeriesPoint[]>();
+      for (const p of series[i]!.points) byFn.set(p.function, [...(byFn.get(p.function) ?? []), p]);
+      for (const [fn, points] of byFn) {
+        const price = pricePerSecond(app.name, fn);
+        const at = new Map(points.map((p) => [p.t, p.runMsSum / 1000]));
+        const label = `${app.name}.${fn}${price.gpu ? ` (${price.gpu})` : ""}`;
+        cost.series.push({ label, values: xs.map((t) => (at.get(t) ?? 0) * price.usd) });
+        runTime.series.push({ label, values: xs.map((t) => at.get(t) ?? 0) });
+        const seconds = points.reduce((n, p) => n + p.runMsSum / 1000, 0);
+        byGpu.set(price.kind, (byGpu.get(price.kind) ?? 0) + seconds * price.usd);
+      }
+    });
+    const body = html`${cost.series.length ? html`${chart(cost)} ${chart(runTime)}` : html`<p class="empty">No calls in the last 24 hours.</p>`}
+      <h2>By GPU <small>(calls' run time, last 24 h)</small></h2>
+      ${table(
+        ["GPU", "cost"],
+        [...byGpu].map(
+          ([gpu, value]) =>
+            html`<tr>
+              <td>${gpu}</td>
+              <td>${usd(value)}</td>
+            </tr>`,
+        ),
+        { empty: "No calls." },
+      )}
+      <h2>Plane containers <small>(their whole lives, idle time included; last 24 h)</small></h2>
+      ${table(
+        ["app", "function", "GPU", "plane", "containers", "container time", "cost"],
+        planeRows.map(
+          (r) =>
+            html`<tr>
+              <td>${r.app}</td>
+              <td>${r.function}</td>
+              <td>${r.gpu ?? "—"}</td>
+              <td>${r.plane}</td>
+              <td>${r.containers}</td>
+              <td>${ms(r.seconds * 1000)}</td>
+              <td>${usd(r.costUsd)}</td>
+            </tr>`,
+        ),
+        { empty: "No plane containers." },
+      )}`;
+    return c.html(layout("Usage", body, { who: who(c) }));
+  });
+
+  routes.get("/apps/:app/events", (c) => liveEvents(c, appOf(c).name));
+
+  return routes;
+}
+
+/**
+ * A page's live stream (server-sent events): `call` with a call's row whenever it changes (an app's or one
+ * function's calls, or one call), `log` with each new log line (the logs' follow: gateway/log-routes.ts).
+ */
+async function liveEvents(c: Ctx, app: string): Promise<Response> {
+  const q = c.req.query();
+  const callId = q.call;
+  if (callId !== undefined && !CALL_ID_PATTERN.test(callId)) throw new InvalidRequestError(`"call": "${callId}" is not a call id`);
+  const filter: LogFilter | undefined =
+    callId !== undefined
+      ? { callId, limit: 1 }
+      : q.container !== undefined
+        ? { containerId: q.container, limit: 1 }
+        : q.logs === "1"
+          ? { limit: 1 }
+          : undefined;
+  const watchCalls = q.container === undefined && q.logs !== "1";
+  // What the page already shows: calls created and ended before it was drawn (a little slack for clocks that differ).
+  const since = Number(q.since ?? 0) - 1000;
+  const encoder = new TextEncoder();
+  const store = logStoreFor(c.env, app);
+  const follower = filter ? new LogFollower(store, filter, (await store.read(filter)).lastSeq) : undefined;
+  let stopped = false;
+  const sent = new Map<string, string>();
+  const env = c.env;
+
+  const body = new ReadableStream<Uint8Array>({
+    start(controller) {
+      const send = (event: string, data: unknown) => {
+        if (!stopped) controller.enqueue(encoder.encode(`event: ${event}\ndata: ${JSON.stringify(data)}\n\n`));
+      };
+      controller.enqueue(encoder.encode(": live\n\n"));
+      const calls = async () => {
+        while (!stopped) {
+          const rows: DashboardCallRow[] =
+            callId !== undefined
+              ? await ledgerFor(env, callId)
+                  .get(callId, 0)
+                  .then((r) => (r && r.app === app ? [rowOf(r)] : []))
+              : await recentCalls(env, { app, ...(q.function ? { function: q.function } : {}), limit: DASHBOARD_DEFAULTS.callsShown });
+          for (const row of rows.reverse()) {
+            if (row.createdAt < since && (row.finishedAt ?? since) < since && !sent.has(row.callId)) continue;
+            const state = `${row.status}/${row.attempts}/${row.finishedAt}`;
+            if (sent.get(row.callId) === state) continue;
+            sent.set(row.callId, state);
+            send("call", { callId: row.callId, html: String(await callRow(row)) });
+          }
+          await new Promise((resolve) => setTimeout(resolve, DASHBOARD_DEFAULTS.livePollMs));
+        }
+      };
+      const logs = async () => {
+        for (;;) {
+          const lines = await follower!.next();
+          if (lines === undefined) return;
+          if (lines.length === 0 && !stopped) controller.enqueue(encoder.encode(": keep-alive\n\n"));
+          for (const { seq: _seq, ...line } of lines) send("log", { html: String(await logLine(line)) });
+        }
+      };
+      const failed = (err: unknown) => {
+        if (stopped) return;
+        stopped = true;
+        follower?.stop();
+        controller.error(err);
+      };
+      if (watchCalls) calls().catch(failed);
+      if (follower) logs().catch(failed);
+    },
+    cancel() {
+      stopped = true;
+      follower?.stop();
+    },
+  });
+  return new Response(body, { headers: { "content-type": "text/event-stream; charset=utf-8", "cache-control": "no-store" } });
+}
+
+function rowOf(r: CallRecord): DashboardCallRow {
+  return {
+    callId: r.callId,
+    app: r.app,
+    function: r.function,
+    kind: r.kind,
+    status: r.status,
+    attempts: r.attempts,
+    createdAt: r.createdAt,
+    startedAt: r.startedAt ?? null,
+    finishedAt: r.finishedAt ?? null,
+    error: r.error ? { code: r.error.code, message: r.error.remote ? `${r.error.remote.name}: ${r.error.remote.message}` : r.error.message } : null,
+  };
+}
+
+function callFacts(r: CallRecord) {
+  return facts([
+    ["status", html`<span class="badge ${r.status}" data-call-status="${r.callId}">${r.status}</span>`],
+    ["function", r.function],
+    ["kind", r.kind],
+    ["created", time(r.createdAt)],
+    ["queued", r.startedAt !== undefined ? ms(r.startedAt - r.createdAt) : "—"],
+    ["ran", r.startedAt !== undefined && r.finishedAt !== undefined ? ms(r.finishedAt - r.startedAt) : "—"],
+    ["attempts", r.attempts],
+    ["retries", Math.max(0, r.attempts - 1)],
+    ...(r.scheduledAt !== undefined ? [["scheduled for", time(r.scheduledAt)] as [string, string]] : []),
+  ]);
+}
+
+function callError(r: CallRecord) {
+  if (!r.error) return "";
+  const remote = r.error.remote;
+  return html`<h2>Error</h2>
+    <p class="problem">${r.error.code}: ${remote ? `${remote.name}: ${remote.message}` : r.error.message}</p>
+    ${remote?.stack ? html`<pre class="stack">${remote.stack}</pre>` : ""}`;
+}
+
+/** Calls, errors and run time over the chart window, one series per function; a bucket without calls is 0 (run time: none). */
+function activityCharts({ buckets, points }: CallSeries) {
+  if (points.length === 0) return html`<p class="empty">No calls in the last hour.</p>`;
+  const functions = [...new Set(points.map((p) => p.function))].sort();
+  const at = new Map(points.map((p) => [`${p.function}@${p.t}`, p]));
+  const chartOf = (title: string, unit: string, value: (p: DashboardSeriesPoint | undefined) => number | null): ChartData => ({
+    title,
+    unit,
+    x: buckets.map((t) => t / 1000),
+    series: functions.map((fn) => ({ label: fn, values: buckets.map((t) => value(at.get(`${fn}@${t}`))) })),
+  });
+  return html`${chart(chartOf("Calls", "per minute", (p) => p?.calls ?? 0))} ${chart(chartOf("Errors", "per minute", (p) => p?.errors ?? 0))}
+  ${chart(chartOf("Mean run time", "ms", (p) => (p?.ended ? Math.round(p.runMsSum / p.ended) : null)))}`;
+}
+
+/** The page's app: 403 for a token restricted to other apps (before whether it exists), 404 for none. */
+function appOf(c: Ctx) {
+  const name = c.req.param("app") ?? "";
+  requireApp(principalOf(c), name);
+  return registry().app(name);
+}
+
+function mayUse(principal: Principal, scope: "deploy" | "admin"): boolean {
+  return scopeAllows(principal.scope, scope);
+}
+
+async function usageRows(c: Ctx, app?: string) {
+  const since = Date.now() - DASHBOARD_DEFAULTS.usageWindowMs;
+  const rows = await usageFromPlanes({ env: c.env, config: c.var.config }, { since, ...(app ? { app } : {}) });
+  return rows.filter((r) => mayReach(principalOf(c), r.app));
+}
+
+/** A page's live stream, from the time the page was drawn (`since`): what changed after that. */
+function liveUrl(app: string, query: Record<string, string>): string {
+  const q = new URLSearchParams({ ...query, since: String(Date.now()) });
+  return `${dashboardPath("apps", app, "events")}${q.size ? `?${q}` : ""}`;
+}
+
+/** Who is logged in, for the page's header; none on a page answered before the guard knew (a bad token's 401). */
+function who(c: Ctx): string | undefined {
+  const p = c.get("principal");
+  return p && `${p.name} (${p.scope}${p.apps ? `, ${p.apps.join(", ")}` : ""})`;
+}

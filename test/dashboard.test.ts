@@ -1,0 +1,256 @@
+/**
+ * The dashboard at /_tandem/ in real headless Chromium against the gateway in
+ * real workerd: a login link works once and leaves an HttpOnly, SameSite=Strict
+ * cookie; a call made by the test appears on the calls page within 2 s without
+ * a reload, and its page shows its log lines and its stack mapped to this
+ * test's app file; the usage chart draws its points; nothing overflows a
+ * 390 px wide screen; a token restricted to one app sees only that app; a page
+ * with 10,000 calls recorded loads in under a second. Screenshots are kept
+ * under test-results/dashboard/.
+ */
+import { chromium, type Browser, type BrowserContext, type Page } from "playwright-core";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { mkdir, readFile } from "node:fs/promises";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { DASHBOARD, HEADERS, type DashboardLoginAnswer } from "../sdk/protocol.js";
+import { runCli } from "./helpers/cli.js";
+import { ADMIN_TOKEN, authed, startTestGateway, type TestGateway } from "./helpers/gateway.js";
+
+const CHROMIUM = process.env.CHROMIUM_PATH ?? "/usr/bin/chromium";
+const APP_FILE = fileURLToPath(new URL("./fixtures/dashboard-app.ts", import.meta.url));
+const SHOTS = fileURLToPath(new URL("../test-results/dashboard/", import.meta.url));
+
+let gateway: TestGateway;
+let browser: Browser;
+let admin: BrowserContext;
+
+beforeAll(async () => {
+  await mkdir(SHOTS, { recursive: true });
+  gateway = await startTestGateway([APP_FILE, fileURLToPath(new URL("./fixtures/edge-app.ts", import.meta.url))]);
+  browser = await chromium.launch({
+    executablePath: CHROMIUM,
+    args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+  });
+  admin = await browser.newContext({ viewport: { width: 1200, height: 900 } });
+  const page = await admin.newPage();
+  await page.goto(await loginLink(ADMIN_TOKEN));
+  await page.close();
+});
+afterAll(async () => {
+  await browser?.close();
+  await gateway?.dispose();
+});
+
+async function loginLink(token: string): Promise<string> {
+  const res = await fetch(`${gateway.url}/v1/dashboard/login-code`, { method: "POST", headers: { authorization: `Bearer ${token}` } });
+  expect(res.status).toBe(200);
+  return ((await res.json()) as DashboardLoginAnswer).url;
+}
+
+async function call(fn: string, args: unknown[]): Promise<string> {
+  const res = await fetch(`${gateway.url}/v1/apps/shop/functions/${fn}/call`, authed({ method: "POST", body: JSON.stringify({ args }) }));
+  return res.headers.get(HEADERS.callId)!;
+}
+
+async function shot(page: Page, name: string, fullPage = true): Promise<void> {
+  await page.screenshot({ path: join(SHOTS, `${name}.png`), fullPage });
+}
+
+describe("the dashboard", () => {
+  it("answers 401 with the login page without credentials, and to a token it does not know", async () => {
+    for (const path of ["/", "/apps/shop", "/apps/shop/events", "/usage"]) {
+      const res = await fetch(`${gateway.url}${DASHBOARD.base}${path}`);
+      expect(res.status, path).toBe(401);
+      expect(await res.text()).toContain('name="token"');
+    }
+    const res = await fetch(`${gateway.url}${DASHBOARD.base}/`, {
+      headers: { authorization: "Bearer tk-unknown000000000.ts-unknown0000000000000000000000000" },
+    });
+    expect(res.status).toBe(401);
+  });
+
+  it("logs a browser in once with a login link: an HttpOnly, SameSite=Strict cookie, the code gone from the address", async () => {
+    const link = await loginLink(ADMIN_TOKEN);
+    const context = await browser.newContext();
+    const page = await context.newPage();
+    await page.goto(link);
+    expect(new URL(page.url()).pathname).toBe(`${DASHBOARD.base}/`);
+    expect(await page.textContent("h1")).toBe("Apps");
+    const cookie = (await context.cookies()).find((c) => c.name === DASHBOARD.cookie)!;
+    expect(cookie).toMatchObject({ httpOnly: true, sameSite: "Strict", path: DASHBOARD.base });
+    // Spent: the same link in another browser is refused.
+    const other = await browser.newContext();
+    const again = await other.newPage();
+    const answer = await again.goto(link);
+    expect(answer!.status()).toBe(401);
+    expect(await again.textContent(".problem")).toContain("used already or has expired");
+    // Logging out ends the session.
+    await page.click(".who button");
+    expect((await page.goto(`${gateway.url}${DASHBOARD.base}/`))!.status()).toBe(401);
+    await Promise.all([context.close(), other.close()]);
+  });
+
+  it("`tandem dashboard` prints a login link that opens the dashboard, and succeeds where no browser can be started", async () => {
+    // No display and no opener: the link is printed, nothing fails.
+    const run = await runCli(["dashboard", "--gateway", gateway.url], { env: { DISPLAY: "", WAYLAND_DISPLAY: "", PATH: "/nonexistent" } });
+    expect(run.code, run.stderr).toBe(0);
+    const link = run.stdout.trim();
+    expect(link).toMatch(new RegExp(`^${gateway.url}${DASHBOARD.login}\\?code=lc-[0-9a-f]{32}$`));
+    expect(run.stderr).toContain("it works once");
+    const context = await browser.newContext();
+    const page = await context.newPage();
+    expect((await page.goto(link))!.status()).toBe(200);
+    expect(await page.textContent("h1")).toBe("Apps");
+    await context.close();
+    const help = await runCli(["dashboard", "--help"]);
+    expect(help.stdout).toContain("--no-open");
+    expect(help.stdout).toContain("works once");
+  });
+
+  it("shows a new call on the calls page within 2 s without a reload; its page has its log lines and its mapped stack", async () => {
+    const page = await admin.newPage();
+    await page.goto(`${gateway.url}${DASHBOARD.base}/apps/shop/calls`);
+    await page.waitForSelector('body[data-live-state="open"]');
+    const started = Date.now();
+    const id = await call("checkout", ["bad-42"]);
+    await page.waitForSelector(`tr[data-call-id="${id}"] .badge.failed`, { timeout: 2000 });
+    const seenMs = Date.now() - started;
+    console.log(`dashboard: a failed call on the calls page ${seenMs} ms after the test made it`);
+    expect(seenMs).toBeLessThan(2000);
+    await shot(page, "calls");
+
+    await page.click(`tr[data-call-id="${id}"] a`);
+    await page.waitForSelector("pre.stack");
+    expect(await page.textContent(".problem")).toContain("PaymentDeclined: card declined for order bad-42");
+    const throwLine = (await readFile(APP_FILE, "utf8")).split("\n").findIndex((l) => l.includes("throw new PaymentDeclined")) + 1;
+    expect(await page.textContent("pre.stack")).toMatch(new RegExp(`dashboard-app\\.ts:${throwLine}:\\d+`));
+    await page.waitForSelector("#logs li", { timeout: 5000 }); // the edge's lines are written a moment after the answer
+    expect(await page.textContent("#logs")).toContain("checking out order bad-42");
+    await shot(page, "call");
+    await page.close();
+  });
+
+  it("adds a call's log lines to the app's live log without a reload", async () => {
+    const page = await admin.newPage();
+    await page.goto(`${gateway.url}${DASHBOARD.base}/apps/shop/logs`);
+    await page.waitForSelector('body[data-live-state="open"]');
+    await call("checkout", ["live-7"]);
+    await page.waitForFunction(() => document.getElementById("logs")!.textContent!.includes("checking out order live-7"), undefined, { timeout: 3000 });
+    await page.close();
+  });
+
+  it("draws the function's charts and the usage charts with their points", async () => {
+    for (let i = 0; i < 5; i++) await call("checkout", [`ok-${i}`]);
+    const page = await admin.newPage();
+    await page.goto(`${gateway.url}${DASHBOARD.base}/apps/shop/functions/checkout`);
+    await page.waitForSelector("[data-chart][data-points] canvas");
+    expect(Number(await page.getAttribute("[data-chart]", "data-points"))).toBeGreaterThan(0);
+    await shot(page, "function");
+
+    await page.goto(`${gateway.url}${DASHBOARD.base}/usage`);
+    await page.waitForSelector("[data-chart][data-points] canvas");
+    const drawn = await page.$$eval("[data-chart]", (boxes) =>
+      boxes.map((box) => {
+        const canvas = box.querySelector("canvas")!;
+        const pixels = canvas.getContext("2d")!.getImageData(0, 0, canvas.width, canvas.height).data;
+        let inked = 0;
+        for (let i = 3; i < pixels.length; i += 4) if (pixels[i]! > 0) inked++;
+        return { points: Number((box as HTMLElement).dataset.points), inked };
+      }),
+    );
+    expect(drawn.length).toBe(2);
+    for (const chart of drawn) {
+      expect(chart.points).toBeGreaterThan(0);
+      expect(chart.inked).toBeGreaterThan(100); // lines and points drawn, not a blank canvas
+    }
+    expect(await page.textContent("figcaption")).toContain("Cost");
+    await shot(page, "usage");
+    await page.close();
+  });
+
+  it("fits a 390 px wide screen: no page overflows sideways", async () => {
+    const id = await call("checkout", ["bad-phone"]);
+    const phone = await browser.newContext({ viewport: { width: 390, height: 844 }, deviceScaleFactor: 2, isMobile: true });
+    await phone.addCookies((await admin.cookies()).map((c) => ({ ...c })));
+    const page = await phone.newPage();
+    for (const path of ["/", "/apps/shop", "/apps/shop/calls", "/apps/shop/functions/checkout", `/calls/${id}`, "/usage", "/planes", "/schedules", "/agents"]) {
+      await page.goto(`${gateway.url}${DASHBOARD.base}${path}`);
+      const { scroll, inner } = await page.evaluate(() => ({ scroll: document.documentElement.scrollWidth, inner: window.innerWidth }));
+      expect(scroll, path).toBeLessThanOrEqual(inner);
+      expect(inner).toBe(390);
+    }
+    await page.goto(`${gateway.url}${DASHBOARD.base}/apps/shop`);
+    await shot(page, "phone-app", false);
+    await phone.close();
+  });
+
+  it("shows a token restricted to one app only that app: others are 403, their calls unknown", async () => {
+    const created = await fetch(
+      `${gateway.url}/v1/tokens`,
+      authed({ method: "POST", body: JSON.stringify({ name: "edge only", scope: "call", apps: ["edge"] }) }),
+    );
+    const { token } = (await created.json()) as { token: string };
+    const shopCall = await call("checkout", ["ok-hidden"]);
+    const context = await browser.newContext();
+    const page = await context.newPage();
+    // The pasted-token form.
+    await page.goto(`${gateway.url}${DASHBOARD.login}`);
+    await page.fill("#token", token);
+    await page.click("button[type=submit]");
+    await page.waitForURL(`${gateway.url}${DASHBOARD.base}/`);
+    const apps = await page.$$eval("tbody a", (links) => links.map((a) => a.textContent));
+    expect(apps).toEqual(["edge"]);
+    expect((await page.goto(`${gateway.url}${DASHBOARD.base}/apps/shop`))!.status()).toBe(403);
+    expect(await page.textContent(".problem")).toContain('not "shop"');
+    expect((await page.goto(`${gateway.url}${DASHBOARD.base}/apps/shop/calls`))!.status()).toBe(403);
+    expect((await page.goto(`${gateway.url}${DASHBOARD.base}/apps/shop/events`))!.status()).toBe(403);
+    expect((await page.goto(`${gateway.url}${DASHBOARD.base}/calls/${shopCall}`))!.status()).toBe(404);
+    // Scope call: no usage, no planes.
+    await page.goto(`${gateway.url}${DASHBOARD.base}/usage`);
+    expect(await page.textContent(".problem")).toContain("needs a deploy token");
+    // A revoked token's session ends with it.
+    const id = token.split(".")[0]!;
+    expect((await fetch(`${gateway.url}/v1/tokens/${id}`, authed({ method: "DELETE" }))).status).toBe(200);
+    expect((await page.goto(`${gateway.url}${DASHBOARD.base}/`))!.status()).toBe(401);
+    await context.close();
+  });
+
+  it("loads an app's pages in under a second with 10,000 calls recorded", async () => {
+    const inputs = Array.from({ length: 1000 }, (_, i) => [i]);
+    for (let batch = 0; batch < 10; batch++) {
+      const res = await fetch(`${gateway.url}/v1/apps/shop/functions/double/map`, authed({ method: "POST", body: JSON.stringify({ inputs }) }));
+      expect(res.status).toBe(200);
+      await res.text();
+    }
+    const page = await admin.newPage();
+    // Every map call recorded (batched writes land a moment after the answers).
+    await page.goto(`${gateway.url}${DASHBOARD.base}/apps/shop`);
+    // The gateway's answer (fetch), and the page loaded in the browser with its script and charts drawn.
+    const timings: Record<string, { answer: number; load: number }> = {};
+    for (const path of ["/apps/shop", "/apps/shop/calls", "/apps/shop/functions/double", "/", "/usage"]) {
+      let started = Date.now();
+      const answer = await fetch(`${gateway.url}${DASHBOARD.base}${path}`, authed());
+      await answer.text();
+      const answerMs = Date.now() - started;
+      started = Date.now();
+      const res = await page.goto(`${gateway.url}${DASHBOARD.base}${path}`, { waitUntil: "load" });
+      timings[path] = { answer: answerMs, load: Date.now() - started };
+      expect(res!.status()).toBe(200);
+    }
+    const calls = await page.goto(`${gateway.url}${DASHBOARD.base}/apps/shop/functions/double`);
+    expect(calls!.status()).toBe(200);
+    const counted = await page.$$eval("tbody#calls tr", (rows) => rows.length);
+    expect(counted).toBe(50);
+    await page.goto(`${gateway.url}${DASHBOARD.base}/apps/shop`);
+    const doubleCalls = await page.$$eval("tr", (rows) => rows.find((r) => r.querySelector("td a")?.textContent === "double")?.children[2]?.textContent);
+    expect(Number(doubleCalls)).toBeGreaterThanOrEqual(10_000);
+    console.log(`dashboard: pages with 10,000 calls recorded loaded in ${JSON.stringify(timings)} (ms)`);
+    for (const [path, { answer, load }] of Object.entries(timings)) {
+      expect(answer, path).toBeLessThan(1000);
+      expect(load, path).toBeLessThan(1000);
+    }
+    await shot(page, "app");
+    await page.close();
+  });
+});
