@@ -40,11 +40,12 @@ export class PlaneRegistry extends DurableObject<Env> {
   }
 
   async heartbeat(heartbeat: PlaneHeartbeat): Promise<void> {
-    const known = this.#planes.has(heartbeat.planeId);
+    const known = this.#planes.get(heartbeat.planeId);
     const entry = { heartbeat, lastSeen: Date.now() };
     this.#planes.set(heartbeat.planeId, entry);
     await this.ctx.storage.put(`plane:${heartbeat.planeId}`, entry);
     if (!known) console.log(`plane ${heartbeat.planeId} registered: ${heartbeat.url}, region ${heartbeat.region}, ${describeGpus(heartbeat)}`);
+    if (heartbeat.draining && !known?.heartbeat.draining) console.log(`plane ${heartbeat.planeId} is draining: it is sent no new input`);
   }
 
   /** Marks `app` (as bundled now) stopped: its pools are not kept warm until it is served or deployed again. */
@@ -68,7 +69,7 @@ export class PlaneRegistry extends DurableObject<Env> {
         await this.ctx.storage.delete(`plane:${id}`);
         continue;
       }
-      planes.push({ ...heartbeat, lastSeen, healthy: now - lastSeen < PLANE_DEFAULTS.staleMs && heartbeat.unavailable === undefined });
+      planes.push({ ...heartbeat, lastSeen, healthy: now - lastSeen < PLANE_DEFAULTS.staleMs && heartbeat.unavailable === undefined && !heartbeat.draining });
     }
     return planes;
   }

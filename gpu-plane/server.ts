@@ -18,6 +18,8 @@ import type { ContentfulStatusCode } from "hono/utils/http-status";
 import { PLANE_DEFAULTS } from "../sdk/defaults.js";
 import { InvalidRequestError, TandemError, UnauthorizedError, errorBody, errorStatus } from "../sdk/errors.js";
 import {
+  HEADERS,
+  PLANE_PROBES,
   PLANE_ROUTES,
   PlaneCancelRequestSchema,
   PlaneRunRequestSchema,
@@ -25,6 +27,7 @@ import {
   UsageQuerySchema,
   type EncodedValue,
   type PlaneCancelAnswer,
+  type PlaneProbeAnswer,
   type PlaneRunRequest,
   type PlaneRunResponse,
   type PlaneUsageAnswer,
@@ -53,6 +56,8 @@ export interface PlaneServerOptions {
   cancel(callId: string, terminateContainer: boolean): boolean;
   usage(query: UsageQuery): UsageRow[];
   status(): unknown;
+  /** The plane's state, for an unsigned probe of the status route. */
+  probe(): PlaneProbeAnswer;
   log?: (line: string) => void;
 }
 
@@ -153,6 +158,14 @@ export function planeServer(options: PlaneServerOptions): (req: IncomingMessage,
   });
 
   app.get(PLANE_ROUTES.status, async (c) => {
+    // An orchestrator's health check: unsigned, and told only the plane's state.
+    const probe = c.req.query("probe");
+    if (probe !== undefined && c.req.header(HEADERS.signature) === undefined) {
+      if (!(PLANE_PROBES as readonly string[]).includes(probe))
+        throw new InvalidRequestError(`probe must be one of ${PLANE_PROBES.join(", ")}, not "${probe}"`);
+      const answer = options.probe();
+      return c.json(answer, probe === "live" || answer.state === "ready" ? 200 : 503);
+    }
     await verified(c);
     return c.json(options.status() as object);
   });

@@ -148,6 +148,12 @@ program
   .option("--runtime <runtime>", "container runtime: docker, or process (unsandboxed, development only)", parseRuntime, "docker")
   .option("--docker-runtime <name>", "a Docker runtime other than runc, e.g. runsc (gVisor)")
   .option("--scaledown-window <seconds>", "seconds a container may sit idle before it is stopped", parseSeconds, FUNCTION_DEFAULTS.scaledownWindowSeconds)
+  .option(
+    "--drain-timeout <seconds>",
+    "on SIGTERM or Ctrl-C, seconds to wait for the inputs in flight to end before their containers are stopped",
+    parseSeconds,
+    PLANE_DEFAULTS.drainTimeoutSeconds,
+  )
   .action(
     async (opts: {
       port: number;
@@ -158,6 +164,7 @@ program
       runtime: "docker" | "process";
       dockerRuntime?: string;
       scaledownWindow: number;
+      drainTimeout: number;
     }) => {
       const { startPlaneNode } = await import("./plane.js");
       await startPlaneNode({
@@ -168,6 +175,7 @@ program
         region: opts.region,
         runtime: opts.runtime,
         scaledownWindowSeconds: opts.scaledownWindow,
+        drainTimeoutSeconds: opts.drainTimeout,
         ...(opts.gpus ? { gpus: opts.gpus } : {}),
         ...(opts.dockerRuntime ? { dockerRuntime: opts.dockerRuntime } : {}),
       });
