@@ -9,6 +9,7 @@ import type { GpuRequest } from "../sdk/gpu.js";
 import { PLANE_DEFAULTS } from "../sdk/defaults.js";
 import { LOCAL_PLANE_ROUTES, type PlaneInfo } from "../sdk/protocol.js";
 import type { Env } from "./env.js";
+import type { RegistryView } from "./plane-registry.js";
 import type { RegisteredFunction } from "./registry.js";
 
 const PLANE_LIST_TTL_MS = 1_000;
@@ -20,8 +21,8 @@ export interface PlaneWants {
   deadline: number;
 }
 
-/** The last list the registry gave, as plain data: a cached promise would be one request's, awaited by others (workerd warns). */
-let planeList: { at: number; planes: PlaneInfo[] } | undefined;
+/** The last view the registry gave, as plain data: a cached promise would be one request's, awaited by others (workerd warns). */
+let planeList: ({ at: number } & RegistryView) | undefined;
 
 /**
  * The planes the registry knows, cached for a second per isolate; `fresh`
@@ -31,10 +32,22 @@ let planeList: { at: number; planes: PlaneInfo[] } | undefined;
  * @example const healthy = (await knownPlanes(env, true)).filter((p) => p.healthy);
  */
 export async function knownPlanes(env: Env, fresh = false): Promise<PlaneInfo[]> {
-  if (!fresh && planeList && Date.now() - planeList.at <= PLANE_LIST_TTL_MS) return planeList.planes;
-  const planes = await planeRegistry(env).list();
-  planeList = { at: Date.now(), planes };
-  return planes;
+  return (await registryView(env, fresh)).planes;
+}
+
+/**
+ * The planes and the apps' stop marks, from the same per-isolate cache as
+ * {@link knownPlanes}. Heartbeats read it: asking the registry for every plane
+ * on every heartbeat would make each one cost more as the fleet grows, and the
+ * fleet's heartbeats together grow with the square of its size.
+ *
+ * @example const { planes, stopped } = await registryView(env);
+ */
+export async function registryView(env: Env, fresh = false): Promise<RegistryView> {
+  if (!fresh && planeList && Date.now() - planeList.at <= PLANE_LIST_TTL_MS) return planeList;
+  const view = await planeRegistry(env).view();
+  planeList = { at: Date.now(), ...view };
+  return view;
 }
 
 /**
