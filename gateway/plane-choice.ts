@@ -97,25 +97,40 @@ export async function choosePlane(env: Env, fn: RegisteredFunction, want: PlaneW
 /**
  * The best plane for `wants` (a fallback list; empty for CPU functions), or
  * none: the one with the most of the first type free, else one that has
- * enough of a type at all (the input queues there).
+ * enough of a type at all (the input queues there). Among planes alike (a
+ * fleet of the same machines, each with a warm container), one at random:
+ * the first listed would otherwise take every call.
  *
  * @example pickPlane(planes, [{ type: "H100", count: 2 }, { type: "A100", count: 2 }], new Set())
  */
 export function pickPlane(planes: PlaneInfo[], wants: GpuRequest[], skipped: ReadonlySet<string>): PlaneInfo | undefined {
   const usable = planes.filter((p) => p.healthy && !skipped.has(p.planeId));
-  if (wants.length === 0) {
-    return usable.sort((a, b) => b.cpu.free - a.cpu.free)[0];
-  }
+  if (wants.length === 0) return mostOf(usable, (p) => p.cpu.free);
   for (const want of wants) {
-    const free = usable.filter((p) => (p.gpus[want.type]?.free ?? 0) >= want.count).sort((a, b) => b.gpus[want.type]!.free - a.gpus[want.type]!.free);
-    if (free[0]) return free[0];
+    const free = mostOf(
+      usable.filter((p) => (p.gpus[want.type]?.free ?? 0) >= want.count),
+      (p) => p.gpus[want.type]!.free,
+    );
+    if (free) return free;
   }
   // None free now: queue on a plane that has enough of the first type it has at all.
   for (const want of wants) {
     const fits = usable.filter((p) => (p.gpus[want.type]?.total ?? 0) >= want.count);
-    if (fits[0]) return fits[0];
+    if (fits.length) return fits[Math.floor(Math.random() * fits.length)];
   }
   return undefined;
+}
+
+/** One of the planes with the most `free`, at random among equals. */
+function mostOf(planes: PlaneInfo[], free: (plane: PlaneInfo) => number): PlaneInfo | undefined {
+  let best: PlaneInfo[] = [];
+  let most = -Infinity;
+  for (const plane of planes) {
+    const n = free(plane);
+    if (n > most) [most, best] = [n, [plane]];
+    else if (n === most) best.push(plane);
+  }
+  return best[Math.floor(Math.random() * best.length)];
 }
 
 /** Asks the `tandem run` that started this gateway for its plane; resolves once the plane has reported. */
