@@ -99,7 +99,7 @@ export async function choosePlane(env: Env, fn: RegisteredFunction, want: PlaneW
  * none: the one with the most of the first type free, else one that has
  * enough of a type at all (the input queues there). Among planes alike (a
  * fleet of the same machines, each with a warm container), one at random:
- * the first listed would otherwise take every call.
+ * the first listed would otherwise take every call that finds them equal.
  *
  * @example pickPlane(planes, [{ type: "H100", count: 2 }, { type: "A100", count: 2 }], new Set())
  */

@@ -116,7 +116,7 @@ describe("a fleet of 20 planes", () => {
     expect(runs.size).toBe(CALLS);
 
     const busy = planes.filter(ranOn).length;
-    expect(busy).toBeGreaterThanOrEqual(15);
+    expect(busy).toBeGreaterThanOrEqual(18); // 13 of 20 when the first listed of planes alike took each call
     console.log(
       `${CALLS} calls on 20 planes in ${seconds.toFixed(1)} s: ${extra} extra runs, all of attempts lost with the ${killed.length} killed planes; ${busy} planes ran calls`,
     );
