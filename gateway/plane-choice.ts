@@ -50,6 +50,32 @@ export async function registryView(env: Env, fresh = false): Promise<RegistryVie
   return view;
 }
 
+/** Planes this isolate could not reach, and when: passed over until they report again. */
+const unreachable = new Map<string, number>();
+
+/**
+ * Notes that a plane could not be reached: this isolate sends it nothing more
+ * until it reports again (a heartbeat after now). Until the registry finds it
+ * stale (15 s), a plane that died is still listed healthy; without this, the
+ * next attempt of a call it lost could go to it again, or to another dead one.
+ *
+ * @example noteUnreachable(plane.planeId);
+ */
+export function noteUnreachable(planeId: string): void {
+  unreachable.set(planeId, Date.now());
+}
+
+/** The planes not known to be unreachable: those this isolate could reach, or that reported since it could not. */
+function reachable(planes: PlaneInfo[]): PlaneInfo[] {
+  return planes.filter((p) => {
+    const since = unreachable.get(p.planeId);
+    if (since === undefined) return true;
+    if (p.lastSeen <= since) return false;
+    unreachable.delete(p.planeId);
+    return true;
+  });
+}
+
 /**
  * The gateway's one plane registry (the `PlaneRegistry` Durable Object).
  *
@@ -71,7 +97,7 @@ export async function choosePlane(env: Env, fn: RegisteredFunction, want: PlaneW
   let askedLocal = false;
   for (;;) {
     const planes = await knownPlanes(env, skipped.size > 0);
-    const plane = pickPlane(planes, want.wants, skipped);
+    const plane = pickPlane(reachable(planes), want.wants, skipped);
     if (plane) return plane;
     // `tandem run` starts its plane only when a call needs one: ask it once, then look again.
     if (env.LOCAL_PLANE && !askedLocal) {
