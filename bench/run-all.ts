@@ -20,6 +20,7 @@ const BENCHMARKS = [
   "dict-queue.ts",
   "cli-run.ts",
   "volume.ts",
+  "plane-heartbeat.ts",
 ];
 
 let failed = 0;

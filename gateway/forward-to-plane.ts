@@ -21,7 +21,7 @@ import type { CallArgs } from "./call-args.js";
 import { clsParamsOf } from "./class-params.js";
 import { EncodedResult } from "./encoded-result.js";
 import { signedFetch } from "./plane-client.js";
-import { choosePlane, knownPlanes, type PlaneWants } from "./plane-choice.js";
+import { choosePlane, knownPlanes, noteUnreachable, type PlaneWants } from "./plane-choice.js";
 import { defaultNearRegions } from "./plane-regions.js";
 import { registry, type RegisteredFunction } from "./registry.js";
 import type { RunContext } from "./run-context.js";
@@ -157,6 +157,7 @@ export async function forwardToPlane(
       // workerd's fetch says "Network connection lost." whether the request reached the plane or not: it may be running
       // there. That plane is asked again when it is back (it answers for what it ran); any other plane gets a new attempt.
       console.warn(`plane ${plane.planeId} (${plane.url}) could not be reached for ${callId} attempt ${attempt}: ${(err as Error).message}; trying another`);
+      noteUnreachable(plane.planeId);
       mayHold.add(plane.planeId);
       skipped.add(plane.planeId);
       continue;
@@ -218,6 +219,7 @@ export async function* forwardStreamToPlane(
       response = await signedFetch(send.secret, plane, { method: "POST", route: PLANE_ROUTES.stream, body: send.body });
     } catch (err) {
       console.warn(`plane ${plane.planeId} (${plane.url}) could not be reached for ${callId}: ${(err as Error).message}; trying another`);
+      noteUnreachable(plane.planeId);
       skipped.add(plane.planeId);
       continue;
     }

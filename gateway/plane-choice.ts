@@ -11,6 +11,7 @@ import { PLANE_DEFAULTS } from "../sdk/defaults.js";
 import { LOCAL_PLANE_ROUTES, type PlaneInfo } from "../sdk/protocol.js";
 import type { Env } from "./env.js";
 import { describeRegions, inAllowedRegion, regionRank } from "./plane-regions.js";
+import type { RegistryView } from "./plane-registry.js";
 import type { RegisteredFunction } from "./registry.js";
 
 const PLANE_LIST_TTL_MS = 1_000;
@@ -31,8 +32,8 @@ export interface PlanePlacement {
   near: readonly string[];
 }
 
-/** The last list the registry gave, as plain data: a cached promise would be one request's, awaited by others (workerd warns). */
-let planeList: { at: number; planes: PlaneInfo[] } | undefined;
+/** The last view the registry gave, as plain data: a cached promise would be one request's, awaited by others (workerd warns). */
+let planeList: ({ at: number } & RegistryView) | undefined;
 
 /**
  * The planes the registry knows, cached for a second per isolate; `fresh`
@@ -42,10 +43,48 @@ let planeList: { at: number; planes: PlaneInfo[] } | undefined;
  * @example const healthy = (await knownPlanes(env, true)).filter((p) => p.healthy);
  */
 export async function knownPlanes(env: Env, fresh = false): Promise<PlaneInfo[]> {
-  if (!fresh && planeList && Date.now() - planeList.at <= PLANE_LIST_TTL_MS) return planeList.planes;
-  const planes = await planeRegistry(env).list();
-  planeList = { at: Date.now(), planes };
-  return planes;
+  return (await registryView(env, fresh)).planes;
+}
+
+/**
+ * The planes and the apps' stop marks, from the same per-isolate cache as
+ * {@link knownPlanes}. Heartbeats read it: asking the registry for every plane
+ * on every heartbeat would make each one cost more as the fleet grows, and the
+ * fleet's heartbeats together grow with the square of its size.
+ *
+ * @example const { planes, stopped } = await registryView(env);
+ */
+export async function registryView(env: Env, fresh = false): Promise<RegistryView> {
+  if (!fresh && planeList && Date.now() - planeList.at <= PLANE_LIST_TTL_MS) return planeList;
+  const view = await planeRegistry(env).view();
+  planeList = { at: Date.now(), ...view };
+  return view;
+}
+
+/** Planes this isolate could not reach, and when: passed over until they report again. */
+const unreachable = new Map<string, number>();
+
+/**
+ * Notes that a plane could not be reached: this isolate sends it nothing more
+ * until it reports again (a heartbeat after now). Until the registry finds it
+ * stale (15 s), a plane that died is still listed healthy; without this, the
+ * next attempt of a call it lost could go to it again, or to another dead one.
+ *
+ * @example noteUnreachable(plane.planeId);
+ */
+export function noteUnreachable(planeId: string): void {
+  unreachable.set(planeId, Date.now());
+}
+
+/** The planes not known to be unreachable: those this isolate could reach, or that reported since it could not. */
+function reachable(planes: PlaneInfo[]): PlaneInfo[] {
+  return planes.filter((p) => {
+    const since = unreachable.get(p.planeId);
+    if (since === undefined) return true;
+    if (p.lastSeen <= since) return false;
+    unreachable.delete(p.planeId);
+    return true;
+  });
 }
 
 /**
@@ -69,7 +108,7 @@ export async function choosePlane(env: Env, fn: RegisteredFunction, want: PlaneW
   let askedLocal = false;
   for (;;) {
     const planes = await knownPlanes(env, skipped.size > 0);
-    const plane = pickPlane(planes, want.wants, skipped, want);
+    const plane = pickPlane(reachable(planes), want.wants, skipped, want);
     if (plane) return plane;
     // `tandem run` starts its plane only when a call needs one: ask it once, then look again.
     if (env.LOCAL_PLANE && !askedLocal) {
@@ -100,7 +139,9 @@ export async function choosePlane(env: Env, fn: RegisteredFunction, want: PlaneW
  * the allowed regions, or none. Region by region, nearest first: the one with
  * the most of the first type free (or the most CPU free). With none free in
  * any region, one that has enough of a type at all, nearest first (the input
- * queues there): a free plane further away starts sooner than a queue nearby.
+ * queues there): a free plane further away starts sooner than a queue nearby. Among planes alike (a
+ * fleet of the same machines, each with a warm container), one at random:
+ * the first listed would otherwise take every call that finds them equal.
  *
  * @example pickPlane(planes, [{ type: "H100", count: 2 }, { type: "A100", count: 2 }], new Set(), { regions: [], near: ["eu"] })
  */
@@ -116,22 +157,42 @@ export function pickPlane(
   for (const r of ranks) {
     const near = usable.filter((p) => rank(p) === r);
     if (wants.length === 0) {
-      const roomiest = near.filter((p) => p.cpu.free > 0).sort((a, b) => b.cpu.free - a.cpu.free)[0];
+      const roomiest = mostOf(near.filter((p) => p.cpu.free > 0), (p) => p.cpu.free);
       if (roomiest) return roomiest;
       continue;
     }
     for (const want of wants) {
-      const free = near.filter((p) => (p.gpus[want.type]?.free ?? 0) >= want.count).sort((a, b) => b.gpus[want.type]!.free - a.gpus[want.type]!.free);
-      if (free[0]) return free[0];
+      const free = mostOf(
+        near.filter((p) => (p.gpus[want.type]?.free ?? 0) >= want.count),
+        (p) => p.gpus[want.type]!.free,
+      );
+      if (free) return free;
     }
   }
-  if (wants.length === 0) return usable.sort((a, b) => rank(a) - rank(b) || b.cpu.free - a.cpu.free)[0];
+  if (wants.length === 0) {
+    const nearest = Math.min(...usable.map(rank));
+    return mostOf(usable.filter((p) => rank(p) === nearest), (p) => p.cpu.free);
+  }
   // None free now: queue on a plane that has enough of the first type it has at all, nearest first.
   for (const want of wants) {
-    const fits = usable.filter((p) => (p.gpus[want.type]?.total ?? 0) >= want.count).sort((a, b) => rank(a) - rank(b));
-    if (fits[0]) return fits[0];
+    const fits = usable.filter((p) => (p.gpus[want.type]?.total ?? 0) >= want.count);
+    const nearest = Math.min(...fits.map(rank));
+    const queues = fits.filter((p) => rank(p) === nearest);
+    if (queues.length) return queues[Math.floor(Math.random() * queues.length)];
   }
   return undefined;
+}
+
+/** One of the planes with the most `free`, at random among equals. */
+function mostOf(planes: PlaneInfo[], free: (plane: PlaneInfo) => number): PlaneInfo | undefined {
+  let best: PlaneInfo[] = [];
+  let most = -Infinity;
+  for (const plane of planes) {
+    const n = free(plane);
+    if (n > most) [most, best] = [n, [plane]];
+    else if (n === most) best.push(plane);
+  }
+  return best[Math.floor(Math.random() * best.length)];
 }
 
 /** Asks the `tandem run` that started this gateway for its plane; resolves once the plane has reported. */

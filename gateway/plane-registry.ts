@@ -40,11 +40,12 @@ export class PlaneRegistry extends DurableObject<Env> {
   }
 
   async heartbeat(heartbeat: PlaneHeartbeat): Promise<void> {
-    const known = this.#planes.has(heartbeat.planeId);
+    const known = this.#planes.get(heartbeat.planeId);
     const entry = { heartbeat, lastSeen: Date.now() };
     this.#planes.set(heartbeat.planeId, entry);
     await this.ctx.storage.put(`plane:${heartbeat.planeId}`, entry);
     if (!known) console.log(`plane ${heartbeat.planeId} registered: ${heartbeat.url}, region ${heartbeat.region}, ${describeGpus(heartbeat)}`);
+    if (heartbeat.draining && !known?.heartbeat.draining) console.log(`plane ${heartbeat.planeId} is draining: it is sent no new input`);
   }
 
   /** Marks `app` (as bundled now) stopped: its pools are not kept warm until it is served or deployed again. */
@@ -58,6 +59,11 @@ export class PlaneRegistry extends DurableObject<Env> {
     return Object.fromEntries([...stopped].map(([k, v]) => [k.slice("stopped:".length), typeof v === "string" ? { hash: v, at: Number.MAX_SAFE_INTEGER } : v]));
   }
 
+  /** The planes and the stop marks in one request: what a heartbeat's answer (its warm pools) is made from. */
+  async view(): Promise<RegistryView> {
+    return { planes: await this.list(), stopped: await this.stoppedBundles() };
+  }
+
   async list(): Promise<PlaneInfo[]> {
     const now = Date.now();
     const planes: PlaneInfo[] = [];
@@ -68,10 +74,26 @@ export class PlaneRegistry extends DurableObject<Env> {
         await this.ctx.storage.delete(`plane:${id}`);
         continue;
       }
-      planes.push({ ...heartbeat, lastSeen, healthy: now - lastSeen < PLANE_DEFAULTS.staleMs && heartbeat.unavailable === undefined });
+      planes.push({ ...heartbeat, lastSeen, healthy: planeHealthy(heartbeat, lastSeen, now) });
     }
     return planes;
   }
+}
+
+/**
+ * Whether the gateway sends a plane inputs: it reported lately, can start
+ * containers, and is not draining.
+ *
+ * @example planeHealthy(heartbeat, Date.now(), Date.now()) // true for a plane that just reported, ready
+ */
+export function planeHealthy(heartbeat: PlaneHeartbeat, lastSeen: number, now: number): boolean {
+  return now - lastSeen < PLANE_DEFAULTS.staleMs && heartbeat.unavailable === undefined && !heartbeat.draining;
+}
+
+/** The registry as a heartbeat's answer reads it: the planes, and the apps stopped (by name). */
+export interface RegistryView {
+  planes: PlaneInfo[];
+  stopped: Record<string, StopMark>;
 }
 
 function describeGpus(h: PlaneHeartbeat): string {

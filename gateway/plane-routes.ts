@@ -36,12 +36,12 @@ import { checkSignatureHeaders, signRequest, verifyRequest } from "../sdk/signin
 import type { FunctionSpec } from "../sdk/options.js";
 import { authenticate, requireScope } from "./auth.js";
 import type { RouteEnv } from "./env.js";
-import { knownPlanes, planeRegistry } from "./plane-choice.js";
+import { knownPlanes, planeRegistry, registryView } from "./plane-choice.js";
 import { defaultNearRegions, inAllowedRegion, regionRank } from "./plane-regions.js";
 import { registry } from "./registry.js";
 import { namedValues } from "./secret-env.js";
 import { writeLines } from "./log-sink.js";
-import type { StopMark } from "./plane-registry.js";
+import { planeHealthy, type StopMark } from "./plane-registry.js";
 
 type Api = RouteEnv;
 
@@ -50,9 +50,14 @@ export function planeRoutes(): Hono<Api> {
 
   routes.post(ROUTES.planeHeartbeat, async (c) => {
     const heartbeat = parseSignedBody(await verified(c), PlaneHeartbeatSchema, "heartbeat");
-    const planes = planeRegistry(c.env);
-    await planes.heartbeat(heartbeat);
-    const warm = warmPoolsFor(heartbeat.planeId, await planes.list(), await planes.stoppedBundles(), defaultNearRegions(c.var.config));
+    await planeRegistry(c.env).heartbeat(heartbeat);
+    // The other planes as this isolate saw them within the last second (a cost per heartbeat that does not grow with
+    // the fleet), this one as it reports now: so a plane that just joined, or now drains, is placed as it is.
+    const now = Date.now();
+    const view = await registryView(c.env);
+    const self: PlaneInfo = { ...heartbeat, lastSeen: now, healthy: planeHealthy(heartbeat, now, now) };
+    const fleet = [...view.planes.filter((p) => p.planeId !== heartbeat.planeId), self];
+    const warm = warmPoolsFor(heartbeat.planeId, fleet, view.stopped, defaultNearRegions(c.var.config));
     // A pool whose secrets cannot be read now (one missing) is not kept warm meanwhile; its calls fail naming the
     // secret. The values never travel here: the plane asks for them, over a route signed both ways, for each warm
     // container it starts (POST /v1/planes/secrets).
@@ -77,8 +82,8 @@ export function planeRoutes(): Hono<Api> {
   // signed for that plane alone (its id is the audience), which checks the signature before it uses a value.
   routes.post(ROUTES.planeSecrets, async (c) => {
     const ask = parseSignedBody(await verified(c), PlaneSecretsRequestSchema, "secrets");
-    const planes = planeRegistry(c.env);
-    const pool = warmPoolsFor(ask.planeId, await planes.list(), await planes.stoppedBundles(), defaultNearRegions(c.var.config)).find(
+    const { planes, stopped } = await registryView(c.env, true);
+    const pool = warmPoolsFor(ask.planeId, planes, stopped, defaultNearRegions(c.var.config)).find(
       (ref) => ref.app === ask.app && ref.function === ask.function && ref.bundleHash === ask.bundleHash,
     );
     if (!pool) throw new NotFoundError(`plane ${ask.planeId} keeps no warm pool of ${ask.app}.${ask.function} with bundle ${ask.bundleHash}`);

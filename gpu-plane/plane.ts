@@ -9,7 +9,8 @@ import type { AddressInfo } from "node:net";
 import { randomBytes } from "node:crypto";
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { ImageBuildError, InvalidOptionsError, PlaneUnavailableError, RemoteError } from "../sdk/errors.js";
+import { raceDeadline } from "../sdk/deadline.js";
+import { ImageBuildError, InvalidOptionsError, NoCapacityError, PlaneUnavailableError, RemoteError } from "../sdk/errors.js";
 import { GPU_TYPES, parseGpuInventory, type GpuType } from "../sdk/gpu.js";
 import { DELIVERY_DEFAULTS, FUNCTION_DEFAULTS, PLANE_DEFAULTS } from "../sdk/defaults.js";
 import {
@@ -21,6 +22,7 @@ import {
   type EncodedValue,
   type HeartbeatAnswer,
   type PlaneHeartbeat,
+  type PlaneProbeAnswer,
   type PlaneRunRequest,
   type PlaneRunResponse,
   type WarmPoolRef,
@@ -149,6 +151,12 @@ export class Plane {
   readonly #prepared = new Map<string, string>();
   #heartbeat: NodeJS.Timeout | undefined;
   #gatewayDown = false;
+  /** Told to stop (`drain`): the inputs it has run to their end, and no new one is taken. */
+  #draining = false;
+  /** Inputs (runs and streams) taken and not yet answered. */
+  #inFlight = 0;
+  /** Wakes `drain` when the last input in flight ends. */
+  #onIdle: (() => void) | undefined;
   /** Nonces of the gateway's signed answers (warm containers' and images' secrets): each is taken once. */
   readonly #answerNonces: NonceCache;
 
@@ -295,6 +303,7 @@ export class Plane {
       status: () => plane!.status(),
       metrics,
       ...(options.metricsToken ? { metricsToken: options.metricsToken } : {}),
+      probe: () => plane?.probe() ?? { planeId, state: "unavailable", inFlight: 0 },
       log,
     });
     const { server, port } = await new Promise<{ server: Server; port: number }>((resolve, reject) => {
@@ -366,11 +375,53 @@ export class Plane {
 
   /** Runs one input (a request from the gateway). */
   async run(req: PlaneRunRequest): Promise<PlaneRunResponse> {
-    const bundlePath = await this.#prepare(req);
-    const answer = await this.#dispatcher.run(req, { path: bundlePath, nodeModules: req.nodeModules });
-    const remote = answer.error?.remote;
-    if (remote?.stack) remote.stack = await this.#bundles.mapStack(req.bundleHash, remote.stack);
-    return answer;
+    this.#take();
+    try {
+      const bundlePath = await this.#prepare(req);
+      const answer = await this.#dispatcher.run(req, { path: bundlePath, nodeModules: req.nodeModules });
+      const remote = answer.error?.remote;
+      if (remote?.stack) remote.stack = await this.#bundles.mapStack(req.bundleHash, remote.stack);
+      return answer;
+    } finally {
+      this.#done();
+    }
+  }
+
+  /**
+   * Stops taking inputs and waits, up to `timeoutMs`, for the ones it has to
+   * end; the gateway hears it at once (a heartbeat saying `draining`) and
+   * sends new inputs elsewhere, and one that arrives meanwhile is answered
+   * `no_capacity`, which the gateway also sends elsewhere. Returns how many
+   * inputs were still running at the timeout (0: all ended). `close` after it.
+   *
+   * @example process.once("SIGTERM", async () => { await plane.drain(300_000); await plane.close(); });
+   */
+  async drain(timeoutMs: number): Promise<number> {
+    this.#draining = true;
+    const log = this.#options.log ?? console.log;
+    log(`plane ${this.planeId} is draining: ${this.#inFlight} input(s) in flight, waiting up to ${Math.round(timeoutMs / 1000)} s for them`);
+    await this.#beat();
+    if (this.#inFlight > 0) {
+      const idle = new Promise<void>((resolve) => (this.#onIdle = resolve));
+      await raceDeadline(idle, Date.now() + timeoutMs);
+    }
+    return this.#inFlight;
+  }
+
+  /** What an orchestrator's probe of the status route is told. */
+  probe(): PlaneProbeAnswer {
+    const state = this.#draining ? "draining" : this.unavailable ? "unavailable" : "ready";
+    return { planeId: this.planeId, state, inFlight: this.#inFlight };
+  }
+
+  /** Counts an input in, or refuses it while draining (the gateway tries another plane). */
+  #take(): void {
+    if (this.#draining) throw new NoCapacityError(`plane ${this.planeId} is draining: it takes no new input`);
+    this.#inFlight++;
+  }
+
+  #done(): void {
+    if (--this.#inFlight === 0) this.#onIdle?.();
   }
 
   /** Checks this plane can run the request and has its bundle on disk; returns the bundle's path. */
@@ -390,13 +441,16 @@ export class Plane {
 
   /** Runs a generator input (a request from the gateway), yielding its chunks. */
   async *stream(req: PlaneRunRequest): AsyncGenerator<EncodedValue, void, undefined> {
-    const bundlePath = await this.#prepare(req);
+    this.#take();
     try {
+      const bundlePath = await this.#prepare(req);
       yield* this.#dispatcher.stream(req, { path: bundlePath, nodeModules: req.nodeModules });
     } catch (err) {
       if (!(err instanceof RemoteError) || !err.remoteStack) throw err;
       const stack = await this.#bundles.mapStack(req.bundleHash, err.remoteStack);
       throw new RemoteError({ name: err.remoteName, message: err.message, stack }, err.details);
+    } finally {
+      this.#done();
     }
   }
 
@@ -469,6 +523,7 @@ export class Plane {
       simulated: this.inventory.simulated,
       ...summary,
       ...(this.unavailable ? { unavailable: this.unavailable } : {}),
+      ...(this.#draining ? { draining: true } : {}),
       protocol: PROTOCOL_VERSION,
     };
     const body = JSON.stringify(heartbeat);

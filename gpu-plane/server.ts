@@ -19,6 +19,8 @@ import { PLANE_DEFAULTS } from "../sdk/defaults.js";
 import { InvalidRequestError, TandemError, UnauthorizedError, errorBody, errorStatus } from "../sdk/errors.js";
 import {
   PLANE_METRICS_ROUTE,
+  HEADERS,
+  PLANE_PROBES,
   PLANE_ROUTES,
   PlaneCancelRequestSchema,
   PlaneRunRequestSchema,
@@ -26,6 +28,7 @@ import {
   UsageQuerySchema,
   type EncodedValue,
   type PlaneCancelAnswer,
+  type PlaneProbeAnswer,
   type PlaneRunRequest,
   type PlaneRunResponse,
   type PlaneUsageAnswer,
@@ -58,6 +61,8 @@ export interface PlaneServerOptions {
   /** `GET /metrics` (metrics-server.ts): answered only with `metricsToken` as a bearer token. */
   metrics?: MetricsExposition;
   metricsToken?: string;
+  /** The plane's state, for an unsigned probe of the status route. */
+  probe(): PlaneProbeAnswer;
   log?: (line: string) => void;
 }
 
@@ -158,6 +163,14 @@ export function planeServer(options: PlaneServerOptions): (req: IncomingMessage,
   });
 
   app.get(PLANE_ROUTES.status, async (c) => {
+    // An orchestrator's health check: unsigned, and told only the plane's state.
+    const probe = c.req.query("probe");
+    if (probe !== undefined && c.req.header(HEADERS.signature) === undefined) {
+      if (!(PLANE_PROBES as readonly string[]).includes(probe))
+        throw new InvalidRequestError(`probe must be one of ${PLANE_PROBES.join(", ")}, not "${probe}"`);
+      const answer = options.probe();
+      return c.json(answer, probe === "live" || answer.state === "ready" ? 200 : 503);
+    }
     await verified(c);
     return c.json(options.status() as object);
   });

@@ -236,6 +236,12 @@ export const PLANE_DEFAULTS = {
   pidsLimit: 256,
   /** The port `tandem plane` listens on. */
   port: 8790,
+  /**
+   * How long a plane told to stop (SIGTERM) waits for the inputs it has to end before it stops their containers:
+   * the default function timeout. An orchestrator's grace period (Kubernetes' `terminationGracePeriodSeconds`,
+   * systemd's `TimeoutStopSec`) should be longer.
+   */
+  drainTimeoutSeconds: 300,
 } as const;
 
 /**

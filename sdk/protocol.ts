@@ -280,8 +280,28 @@ export const PLANE_ROUTES = {
   usage: "/v1/plane/usage",
   /** Stops a call's input: `{ "callId", "terminateContainer" }`. */
   cancel: "/v1/plane/cancel",
+  /**
+   * The plane's status, for the gateway (signed). Unsigned with `?probe=ready` or `?probe=live`, it answers a
+   * `PlaneProbeAnswer` for an orchestrator's health checks: 200 when ready (or alive), 503 when not.
+   */
   status: "/v1/plane/status",
 } as const;
+
+/** The health checks the plane's status route answers unsigned (`?probe=`): liveness and readiness. */
+export const PLANE_PROBES = ["live", "ready"] as const;
+export type PlaneProbe = (typeof PLANE_PROBES)[number];
+
+/**
+ * A plane's answer to a probe. `ready`: it takes new inputs; `draining`: it finishes the ones it has, then stops;
+ * `unavailable`: it cannot start containers (no Docker engine, say). A `ready` probe is answered 200 only in
+ * `ready`; a `live` probe 200 in every state.
+ */
+export interface PlaneProbeAnswer {
+  planeId: string;
+  state: "ready" | "draining" | "unavailable";
+  /** Inputs the plane is running or holding now. */
+  inFlight: number;
+}
 
 /**
  * A plane's Prometheus scrape route (docs/observability.md, "Metrics"): unsigned, so a scraper can read it; on the
@@ -1110,6 +1130,8 @@ export const PlaneHeartbeatSchema = z.strictObject({
   memoryMiB: capacity,
   /** Why this plane cannot start containers, if it cannot (no Docker engine, say). */
   unavailable: z.string().optional(),
+  /** The plane is stopping (SIGTERM): it finishes the inputs it has and takes no new one. */
+  draining: z.boolean().optional(),
   protocol: z.literal(PROTOCOL_VERSION),
 });
 export type PlaneHeartbeat = z.infer<typeof PlaneHeartbeatSchema>;

@@ -5,59 +5,18 @@
  * plane without a Docker engine says how to start one; the process runtime is
  * announced as unsandboxed; `tandem plane` says ✓ only once the gateway took
  * its heartbeat, and what to do when it refuses it or cannot be reached; it
- * serves its metrics on the listener `--metrics-port` asks for.
+ * serves its metrics on the listener `--metrics-port` asks for; a
+ * plane told to stop (SIGTERM) drains: what it runs ends, new calls go to
+ * another plane, and its readiness probe says so meanwhile.
  */
-import { spawn, execFileSync, type ChildProcess } from "node:child_process";
-import { mkdtemp, rm } from "node:fs/promises";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { execFileSync } from "node:child_process";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { FunctionCall, PlaneUnavailableError, lookup, type CallRecord } from "../sdk/index.js";
-import { CLI } from "./helpers/cli.js";
 import { authed, eventually } from "./helpers/gateway.js";
-import { SECRET, startTestStack, type TestStack } from "./helpers/stack.js";
+import { planeExit, startPlaneProcess, stopPlaneProcess, type PlaneProcess } from "./helpers/plane-process.js";
+import { startTestStack, type TestStack } from "./helpers/stack.js";
 
 const APP = new URL("./fixtures/plane-app.ts", import.meta.url).pathname;
-
-interface PlaneProcess {
-  child: ChildProcess;
-  output: () => string;
-  planeId: () => string | undefined;
-  dir: string;
-}
-
-/** `tandem plane` in `dir` (a new folder by default; a plane's folder holds its id and what it ran); `env` undefined unsets. */
-async function startPlaneProcess(gateway: string, args: string[] = [], env: Record<string, string | undefined> = {}, folder?: string): Promise<PlaneProcess> {
-  const dir = folder ?? (await mkdtemp(join(tmpdir(), "tandem-plane-")));
-  const child = spawn(process.execPath, [CLI, "plane", "--gateway", gateway, "--port", "0", ...args], {
-    cwd: dir,
-    env: { ...process.env, NO_COLOR: "1", TANDEM_PLANE_SECRET: SECRET, ...env },
-    stdio: ["ignore", "pipe", "pipe"],
-  });
-  let out = "";
-  child.stdout!.on("data", (d) => (out += d));
-  child.stderr!.on("data", (d) => (out += d));
-  const plane: PlaneProcess = { child, dir, output: () => out, planeId: () => /plane (pl-[0-9a-z]+) at/.exec(out)?.[1] };
-  await eventually(() => plane.planeId() !== undefined || child.exitCode !== null, 30_000);
-  return plane;
-}
-
-async function stopPlaneProcess(plane: PlaneProcess): Promise<void> {
-  if (plane.child.exitCode === null && plane.child.signalCode === null) {
-    const exited = new Promise((r) => plane.child.once("exit", r));
-    plane.child.kill("SIGKILL");
-    await exited;
-  }
-  const id = plane.planeId();
-  if (id) {
-    const ids = execFileSync("docker", ["ps", "-aq", "--filter", `label=tandem.plane=${id}`])
-      .toString()
-      .split("\n")
-      .filter(Boolean);
-    if (ids.length) execFileSync("docker", ["rm", "-f", ...ids]);
-  }
-  await rm(plane.dir, { recursive: true, force: true });
-}
 
 describe("two planes, one killed mid-load", () => {
   let stack: TestStack;
@@ -106,6 +65,62 @@ describe("two planes, one killed mid-load", () => {
     }
     expect(moved).toBeGreaterThan(0);
     expect(stack.gatewayOutput.some((l) => /could not be reached for fc-/.test(l))).toBe(true);
+  });
+});
+
+describe("a plane told to stop (SIGTERM)", () => {
+  it("drains: its calls in flight finish there once, new calls go to the other plane, its readiness probe fails meanwhile, it exits 0", async () => {
+    const stack = await startTestStack(APP, {}, { planes: 0 });
+    const draining = await startPlaneProcess(stack.url, ["--gpus", "T4:1"]);
+    let other: PlaneProcess | undefined;
+    try {
+      await eventually(async () => {
+        const res = (await (await fetch(`${stack.url}/v1/planes`, authed())).json()) as { planes: { planeId: string; healthy: boolean }[] };
+        return res.planes.some((p) => p.planeId === draining.planeId() && p.healthy);
+      }, 20_000);
+      const probe = async (kind: string) => {
+        const res = await fetch(`${draining.url()}/v1/plane/status?probe=${kind}`);
+        return { status: res.status, body: (await res.json()) as { state: string; inFlight: number } };
+      };
+      expect(await probe("ready")).toMatchObject({ status: 200, body: { state: "ready" } });
+      expect((await fetch(`${draining.url()}/v1/plane/status?probe=soon`)).status).toBe(400);
+      expect((await fetch(`${draining.url()}/v1/plane/status`)).status).toBe(401); // the full status stays signed
+
+      const nap = lookup<[number], string>("plane", "announcedNap", { gateway: stack.url });
+      const running = [await nap.spawn(6_000), await nap.spawn(6_000)];
+      const ran = (out: string, id: string) => out.split("\n").filter((l) => l.includes(id) && l.includes("running attempt")).length;
+      await eventually(() => running.every((c) => ran(draining.output(), c.id) === 1), 30_000);
+      other = await startPlaneProcess(stack.url, ["--gpus", "T4:1"]);
+
+      draining.child.kill("SIGTERM");
+      await eventually(() => draining.output().includes("takes no new input"), 5_000);
+      expect(await probe("ready")).toMatchObject({ status: 503, body: { state: "draining", inFlight: 2 } });
+      expect(await probe("live")).toMatchObject({ status: 200, body: { state: "draining" } });
+      // The gateway heard at once: the plane is listed, not healthy.
+      const listed = (await (await fetch(`${stack.url}/v1/planes`, authed())).json()) as {
+        planes: { planeId: string; healthy: boolean; draining?: boolean }[];
+      };
+      expect(listed.planes.find((p) => p.planeId === draining.planeId())).toMatchObject({ healthy: false, draining: true });
+
+      const later = await nap.spawn(100);
+      expect(await later.get({ timeoutMs: 60_000 })).toBe("slept 100");
+      expect(ran(draining.output(), later.id)).toBe(0);
+      expect(ran(other.output(), later.id)).toBe(1);
+
+      expect(await Promise.all(running.map((c) => c.get({ timeoutMs: 60_000 })))).toEqual(["slept 6000", "slept 6000"]);
+      for (const call of running) {
+        const record = (await (await fetch(`${stack.url}/v1/calls/${call.id}`, authed())).json()) as CallRecord;
+        expect(record).toMatchObject({ status: "succeeded", attempts: 1 });
+        expect(ran(other.output(), call.id)).toBe(0);
+      }
+      expect(await planeExit(draining)).toBe(0);
+      expect(draining.output()).toContain(`plane ${draining.planeId()} drained; stopping`);
+      expect(stack.gatewayOutput.some((l) => l.includes(`plane ${draining.planeId()} is draining`))).toBe(true);
+    } finally {
+      await stopPlaneProcess(draining);
+      if (other) await stopPlaneProcess(other);
+      await stack.dispose();
+    }
   });
 });
 

@@ -180,6 +180,12 @@ program
   .option("--scaledown-window <seconds>", "seconds a container may sit idle before it is stopped", parseSeconds, FUNCTION_DEFAULTS.scaledownWindowSeconds)
   .option("--metrics-port <port>", "serve Prometheus metrics (GET /metrics) on a listener of their own on this port", parsePort)
   .option("--metrics-host <host>", "the address of the metrics listener (anyone who reaches it may scrape it unless TANDEM_METRICS_TOKEN is set)", "127.0.0.1")
+  .option(
+    "--drain-timeout <seconds>",
+    "on SIGTERM or Ctrl-C, seconds to wait for the inputs in flight to end before their containers are stopped",
+    parseSeconds,
+    PLANE_DEFAULTS.drainTimeoutSeconds,
+  )
   .action(
     async (opts: {
       port: number;
@@ -192,6 +198,7 @@ program
       scaledownWindow: number;
       metricsPort?: number;
       metricsHost: string;
+      drainTimeout: number;
     }) => {
       const { startPlaneNode } = await import("./plane.js");
       await startPlaneNode({
@@ -202,6 +209,7 @@ program
         region: opts.region,
         runtime: opts.runtime,
         scaledownWindowSeconds: opts.scaledownWindow,
+        drainTimeoutSeconds: opts.drainTimeout,
         ...(opts.gpus ? { gpus: opts.gpus } : {}),
         ...(opts.dockerRuntime ? { dockerRuntime: opts.dockerRuntime } : {}),
         ...(opts.metricsPort !== undefined ? { metricsListen: { host: opts.metricsHost, port: opts.metricsPort } } : {}),

@@ -3,7 +3,8 @@
  * once the gateway has taken its first heartbeat. A refused heartbeat ends it
  * with what to do (most often: the plane's secret is not the gateway's); a
  * gateway it cannot reach is said so, and tried again every heartbeat, with a
- * status line every so often, until it answers.
+ * status line every so often, until it answers. Told to stop (SIGTERM,
+ * Ctrl-C), it drains: no new input, the ones it has run to their end.
  */
 import { join, relative } from "node:path";
 import { Plane, type HeartbeatOutcome } from "../../gpu-plane/plane.js";
@@ -32,6 +33,8 @@ export interface PlaneNodeOptions {
   scaledownWindowSeconds: number;
   /** `--metrics-port` and `--metrics-host`: a listener of its own for `GET /metrics`. */
   metricsListen?: { host: string; port: number };
+  /** How long a stopping plane waits for its inputs to end (`--drain-timeout`). */
+  drainTimeoutSeconds: number;
 }
 
 /** Starts the plane and reports to the gateway until Ctrl-C; throws (the plane closed) when the gateway refuses it. */
@@ -101,7 +104,13 @@ export async function startPlaneNode(options: PlaneNodeOptions): Promise<void> {
     throw refused(options.gateway, plane.planeId, first.reason, secretFrom);
   }
   if (first) report(first, plane);
-  onStopSignal(async () => {
+  // SIGTERM (an orchestrator stopping it) or Ctrl-C: the inputs it has run to their end first, up to the drain timeout.
+  onStopSignal(async (signal) => {
+    const again = signal === "SIGINT" ? "Ctrl-C again" : "a second signal";
+    console.log(style.dim(`${signal}: plane ${plane.planeId} takes no new input and finishes the ones it has… (${again} to stop now)`));
+    const left = await plane.drain(options.drainTimeoutSeconds * 1000);
+    if (left > 0) console.log(style.warn(`⚠ ${left} input(s) still running after ${options.drainTimeoutSeconds} s: stopping their containers`));
+    else console.log(`plane ${plane.planeId} drained; stopping`);
     await plane.close();
     process.exit(0);
   });
