@@ -15,6 +15,8 @@ export interface CliConfig {
   planeSecret: string | undefined;
   /** `TANDEM_FORCE_BUILD=1`: planes started here rebuild every image step, cache or not. */
   forceBuild: boolean;
+  /** `TANDEM_TRACE=1`: each step's time since the process started, on stderr (sdk/trace.ts). */
+  trace: boolean;
   /** The local gateway's `TANDEM_*` variables (`TANDEM_MAX_BODY_BYTES`, …), as its Worker bindings. */
   gatewayVars: Record<string, string>;
   /** The same, parsed: the local front door applies the body limit before the gateway does. */
@@ -22,7 +24,7 @@ export interface CliConfig {
 }
 
 /** Variables that are the CLI's own, not the gateway's. */
-const CLI_ONLY = new Set(["TANDEM_GATEWAY", "TANDEM_FORCE_BUILD", "TANDEM_TOKEN", "TANDEM_PROFILE"]);
+const CLI_ONLY = new Set(["TANDEM_GATEWAY", "TANDEM_FORCE_BUILD", "TANDEM_TOKEN", "TANDEM_PROFILE", "TANDEM_TRACE"]);
 
 /** Reads the configuration from `env` (the process's environment); throws naming a setting that is wrong. */
 export function readCliConfig(env: NodeJS.ProcessEnv = process.env): CliConfig {
@@ -34,6 +36,7 @@ export function readCliConfig(env: NodeJS.ProcessEnv = process.env): CliConfig {
     token: env.TANDEM_TOKEN || undefined,
     planeSecret: env.TANDEM_PLANE_SECRET || undefined,
     forceBuild: env.TANDEM_FORCE_BUILD === "1",
+    trace: env.TANDEM_TRACE === "1",
     gatewayVars,
     gatewayConfig: parseGatewaySettings(gatewayVars),
   };
