@@ -157,7 +157,10 @@ export function pickPlane(
   for (const r of ranks) {
     const near = usable.filter((p) => rank(p) === r);
     if (wants.length === 0) {
-      const roomiest = mostOf(near.filter((p) => p.cpu.free > 0), (p) => p.cpu.free);
+      const roomiest = mostOf(
+        near.filter((p) => p.cpu.free > 0),
+        (p) => p.cpu.free,
+      );
       if (roomiest) return roomiest;
       continue;
     }
@@ -171,7 +174,10 @@ export function pickPlane(
   }
   if (wants.length === 0) {
     const nearest = Math.min(...usable.map(rank));
-    return mostOf(usable.filter((p) => rank(p) === nearest), (p) => p.cpu.free);
+    return mostOf(
+      usable.filter((p) => rank(p) === nearest),
+      (p) => p.cpu.free,
+    );
   }
   // None free now: queue on a plane that has enough of the first type it has at all, nearest first.
   for (const want of wants) {

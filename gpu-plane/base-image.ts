@@ -4,7 +4,9 @@
  * libraries it links, a `nobody` user, and the folders the plane mounts into.
  * The tag is a hash of those files, so the image is built once per Node
  * install and found again on every later start (through a second tag, of
- * what `stat` says of them, while they are unchanged). Node is execute-only for the
+ * what `stat` says of them, while they are unchanged; and a third, of what it
+ * says of Node and the loader's cache alone, which finds the image whose
+ * label lists the libraries without asking `ldd`). Node is execute-only for the
  * container's user, which keeps the runner out of reach of ptrace (see
  * {@link NODE_MODE}).
  */
@@ -29,7 +31,7 @@ export const NODE_IN_IMAGE = "/usr/local/bin/node";
  * Bumped when the layout below changes (files, users, folders), so a new
  * layout gets a new tag even when Node and its libraries have not changed.
  */
-const LAYOUT_VERSION = "4";
+const LAYOUT_VERSION = "5";
 
 /**
  * Node's mode in the image: executable by anyone, readable by root only. The
@@ -73,6 +75,13 @@ function engineKey(docker: Docker): string {
 }
 
 async function ensure(docker: Docker, log: (line: string) => void): Promise<string> {
+  // `ldd` takes a quarter of a second: the image made for this Node and this loader cache says which libraries it has.
+  const hostAlias = `host-${await hostKey()}`;
+  const listed = await listedFiles(docker, `${BASE_IMAGE_REPO}:${hostAlias}`);
+  if (listed) {
+    const tag = await contentTagOf(docker, `${BASE_IMAGE_REPO}:files-${await statKey(listed.files)}`);
+    if (tag === listed.tag) return tag;
+  }
   const files = await nodeFiles();
   // Hashing Node's 100 MB takes most of a second of every plane start (`tandem run` waits for it). The same files
   // (path, size, modification time, inode) as at an earlier start name the image through a second tag instead.
@@ -82,7 +91,38 @@ async function ensure(docker: Docker, log: (line: string) => void): Promise<stri
   const tag = `${BASE_IMAGE_REPO}:${await contentHash(files)}`;
   if (!(await imageExists(docker, tag))) await build(docker, files, tag, log);
   await docker.getImage(tag).tag({ repo: BASE_IMAGE_REPO, tag: alias });
+  await docker.getImage(tag).tag({ repo: BASE_IMAGE_REPO, tag: hostAlias });
   return tag;
+}
+
+/**
+ * First 16 hex chars of a sha256 over what `stat` says of Node and of the loader's cache (which `ldconfig` rewrites
+ * whenever libraries are installed or removed), and the library path: while they are unchanged, `ldd` lists the same
+ * libraries.
+ */
+async function hostKey(): Promise<string> {
+  const hash = createHash("sha256").update(`tandem-node layout ${LAYOUT_VERSION}\n${process.env.LD_LIBRARY_PATH ?? ""}\n`);
+  for (const path of [await realpath(process.execPath), "/etc/ld.so.cache"]) {
+    const found = await stat(path).catch(() => undefined);
+    hash.update(`${path} ${found ? `${found.dev} ${found.ino} ${found.size} ${found.mtimeMs} ${found.ctimeMs}` : "none"}\n`);
+  }
+  return hash.digest("hex").slice(0, 16);
+}
+
+/** The files of the base image `alias` names, as its label lists them (undefined: none, or unlabelled), and its content tag. */
+async function listedFiles(docker: Docker, alias: string): Promise<{ files: RootfsFile[]; tag: string } | undefined> {
+  try {
+    const image = await docker.getImage(alias).inspect();
+    const labels = image.Config?.Labels ?? {};
+    const libraries = labels[IMAGE_LABELS.baseLibraries];
+    const tag = image.RepoTags?.find((t) => new RegExp(`^${BASE_IMAGE_REPO}:[0-9a-f]{16}$`).test(t));
+    if (labels[IMAGE_LABELS.madeBy] !== "base" || !libraries || !tag) return undefined;
+    const files: RootfsFile[] = [{ hostPath: await realpath(process.execPath), imagePath: NODE_IN_IMAGE }];
+    for (const path of libraries.split(",")) files.push({ hostPath: await realpath(path), imagePath: path });
+    return { files, tag };
+  } catch {
+    return undefined; // not there, or a library gone: `ldd` says what there is now
+  }
 }
 
 async function build(docker: Docker, files: RootfsFile[], tag: string, log: (line: string) => void): Promise<void> {
@@ -90,7 +130,7 @@ async function build(docker: Docker, files: RootfsFile[], tag: string, log: (lin
   const rootfs = await mkdtemp(join(tmpdir(), "tandem-rootfs-"));
   try {
     await layOut(rootfs, files);
-    await importRootfs(docker, rootfs, tag);
+    await importRootfs(docker, rootfs, tag, files);
   } finally {
     await rm(rootfs, { recursive: true, force: true });
   }
@@ -190,7 +230,7 @@ async function layOut(rootfs: string, files: RootfsFile[]): Promise<void> {
 }
 
 /** Streams `rootfs` as a tar into the engine and tags the result. */
-async function importRootfs(docker: Docker, rootfs: string, tag: string): Promise<void> {
+async function importRootfs(docker: Docker, rootfs: string, tag: string, files: RootfsFile[]): Promise<void> {
   const [repo, version] = tag.split(":");
   // Owned by root whoever builds it; sorted so the same files make the same layer.
   const tar = spawn("tar", ["--create", "--numeric-owner", "--owner=0", "--group=0", "--sort=name", "-C", rootfs, "."], {
@@ -205,7 +245,10 @@ async function importRootfs(docker: Docker, rootfs: string, tag: string): Promis
 
   try {
     // Labelled, so that a plane can tell its own images apart even when one is named by id.
-    const progress = await docker.importImage(tar.stdout, { repo, tag: version, changes: [`LABEL ${IMAGE_LABELS.madeBy}=base`] });
+    const libraries = files.slice(1).map((f) => f.imagePath);
+    // The libraries listed for the next start's lookup (`listedFiles`), unless a path would need quoting.
+    const listing = libraries.every((path) => /^[\w./+-]+$/.test(path)) ? [`LABEL ${IMAGE_LABELS.baseLibraries}=${libraries.join(",")}`] : [];
+    const progress = await docker.importImage(tar.stdout, { repo, tag: version, changes: [`LABEL ${IMAGE_LABELS.madeBy}=base`, ...listing] });
     await new Promise<void>((resolve, reject) => {
       docker.modem.followProgress(progress, (err) => (err ? reject(err) : resolve()));
     });

@@ -23,6 +23,7 @@ import type { ScaleDown } from "./scale-down.js";
 import type { UsageLedger } from "./usage-ledger.js";
 import type { VolumeMounts } from "./volume-mounts.js";
 import type { PlaneLogLine } from "./log-shipper.js";
+import { trace } from "../sdk/trace.js";
 
 /** Most processes and threads inside a function's container. */
 /** How long a pool whose class `enter()` failed waits before a new container tries: doubling, from the first to the most. */
@@ -84,9 +85,18 @@ export class ContainerStarter {
    * Starts a container with the resources in `reservation` (which it owns
    * from now: given back if the start fails), counted as starting for its pool
    * meanwhile, ready by `deadline` or failed with the typed error. `forCall`
-   * holds it for that input from the start.
+   * holds it for that input from the start; `starting` is told once the
+   * driver has asked its runtime to run it (see `ContainerSpec.starting`).
    */
-  async start(pool: PoolDescriptor, key: string, bundle: BundleOnDisk, reservation: Reservation, deadline: number, forCall?: string): Promise<Worker> {
+  async start(
+    pool: PoolDescriptor,
+    key: string,
+    bundle: BundleOnDisk,
+    reservation: Reservation,
+    deadline: number,
+    forCall?: string,
+    starting?: () => void,
+  ): Promise<Worker> {
     try {
       this.#checkSpendCap(pool);
     } catch (err) {
@@ -95,7 +105,7 @@ export class ContainerStarter {
     }
     this.#o.pool.startBegan(key);
     try {
-      return await this.#start(pool, key, bundle, reservation, deadline, forCall);
+      return await this.#start(pool, key, bundle, reservation, deadline, forCall, starting);
     } finally {
       this.#o.pool.startEnded(key);
     }
@@ -108,6 +118,7 @@ export class ContainerStarter {
     reservation: Reservation,
     deadline: number,
     forCall: string | undefined,
+    starting: (() => void) | undefined,
   ): Promise<Worker> {
     const id = `ctr-${randomBytes(4).toString("hex")}`;
     const started = performance.now();
@@ -131,6 +142,7 @@ export class ContainerStarter {
       throw err;
     }
     let container: StartedContainer;
+    trace(`container ${id}: asked for`);
     try {
       container = await this.#o.driver.start({
         id,
@@ -158,6 +170,7 @@ export class ContainerStarter {
         labels: { [CONTAINER_LABELS.plane]: this.#o.planeId, [CONTAINER_LABELS.app]: req.app, [CONTAINER_LABELS.function]: req.function },
         ...(image ? { image } : {}),
         ...(attached.binds.length ? { mounts: attached.binds } : {}),
+        ...(starting ? { starting } : {}),
       });
     } catch (err) {
       this.#o.inventory.release(reservation);
@@ -165,6 +178,7 @@ export class ContainerStarter {
       await channel.close();
       throw new ContainerFailedError(`could not start a container for ${req.app}.${req.function}: ${(err as Error).message}`, { reason: "start" });
     }
+    trace(`container ${id}: started`);
     const worker: Worker = {
       id,
       key,
@@ -240,6 +254,7 @@ export class ContainerStarter {
       throw failure;
     }
     worker.ready = true;
+    trace(`container ${id}: runner ready`);
     const gpus = reservation.gpus.length
       ? `, ${reservation.gpus.map((g) => `${g.type}#${g.index}`).join(" ")}${reservation.gpus[0]!.simulated ? " (simulated)" : ""}`
       : "";

@@ -287,10 +287,11 @@ export class Dispatcher {
 
   /**
    * Starts a container of `pool` for an input known to be coming, before it
-   * comes; the pool's inputs wait for it rather than start another.
+   * comes; the pool's inputs wait for it rather than start another. `asked`:
+   * see `WarmPools.startAhead`.
    */
-  startAhead(pool: PoolDescriptor, bundle: BundleOnDisk): void {
-    this.#warm.startAhead(pool, bundle);
+  startAhead(pool: PoolDescriptor, bundle: BundleOnDisk, asked?: () => void): void {
+    this.#warm.startAhead(pool, bundle, asked);
   }
 
   /** Stops every container (each given time for its `exit()` hooks) and fails what is queued. */

@@ -122,21 +122,24 @@ export class WarmPools {
    * Starts one container of `pool` for an input that is coming but has not
    * come yet (`tandem run`'s one call, while its gateway starts). Until it is
    * ready, or has failed, the pool's inputs wait for it rather than start another.
+   * `asked` is told once its runtime has been asked to run it, or once it
+   * cannot be (no room, a failure before).
    */
-  startAhead(pool: PoolDescriptor, bundle: BundleOnDisk): void {
+  startAhead(pool: PoolDescriptor, bundle: BundleOnDisk, asked: () => void = () => {}): void {
     const key = poolKey(pool);
     const reservation = resourceRequests(pool)
       .map((r) => this.#o.inventory.reserve(r))
       .find((r) => r !== undefined);
-    if (!reservation) return;
+    if (!reservation) return asked();
     this.#ahead.add(key);
     void this.#o.starter
-      .start(pool, key, bundle, reservation, Date.now() + AHEAD_START_DEADLINE_MS)
+      .start(pool, key, bundle, reservation, Date.now() + AHEAD_START_DEADLINE_MS, undefined, asked)
       .then(
         (worker) => this.#o.scaleDown.release(worker, undefined),
         (err: Error) => this.#closed || this.#o.log(`[plane] could not start a container ahead for ${pool.app}.${pool.function}: ${err.message}`),
       )
       .finally(() => {
+        asked(); // a driver that does not say, or a start that failed first
         this.#ahead.delete(key);
         this.#o.pool.wake();
       });

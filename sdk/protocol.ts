@@ -1165,6 +1165,8 @@ export const IMAGE_REPOSITORIES = {
 export const IMAGE_LABELS = {
   /** `base` or `built`. */
   madeBy: "tandem.image",
+  /** On a base image: the paths of the libraries in it, comma-separated, as `ldd` listed them for the host's Node. */
+  baseLibraries: "tandem.base-libraries",
 } as const;
 
 /** One step of an `Image`, as the SDK records it. */

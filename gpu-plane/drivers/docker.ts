@@ -11,18 +11,23 @@
 
 import { accessSync, constants as fsConstants, lstatSync, mkdirSync, statSync } from "node:fs";
 import { chmod, copyFile, mkdir, rm, stat } from "node:fs/promises";
+import { Module, createRequire } from "node:module";
 import type { Socket } from "node:net";
 import { constants as osConstants, tmpdir } from "node:os";
 import { join } from "node:path";
 import { PassThrough } from "node:stream";
 import { StringDecoder } from "node:string_decoder";
-import Docker from "dockerode";
+import type Dockerode from "dockerode";
 import { InternalError } from "../../sdk/errors.js";
 import { CONTAINER_LABELS, type ImageBuildSpec } from "../../sdk/protocol.js";
 import { LineSplitter } from "../../sdk/stream-lines.js";
+import { trace } from "../../sdk/trace.js";
 import { NODE_IN_IMAGE, ensureBaseImage } from "../base-image.js";
 import { buildImage } from "../image-builder.js";
 import { IN_CONTAINER, type ContainerDriver, type ContainerSpec, type ExitInfo, type ImageSecrets, type StartedContainer } from "./driver.js";
+
+type Docker = Dockerode;
+const Docker = requireDockerode();
 
 /** Options of {@link DockerDriver}. */
 export interface DockerDriverOptions {
@@ -110,6 +115,7 @@ export class DockerDriver implements ContainerDriver {
 
   async start(spec: ContainerSpec): Promise<StartedContainer> {
     const image = await this.#baseImage();
+    trace(`docker ${spec.id}: base image found`);
     await requireHostPath(spec.bundlePath, "file", "bundle");
     await requireHostPath(spec.controlDir, "folder", "control folder");
     // Before the container exists, so that no event about it is missed.
@@ -123,9 +129,10 @@ export class DockerDriver implements ContainerDriver {
     await copyFile(spec.bundlePath, bundle);
     await chmod(bundle, 0o444);
     const forget = () => rm(folder, { recursive: true, force: true });
+    trace(`docker ${spec.id}: bundle staged`);
 
     const name = `tandem-${spec.id}`;
-    let container: Docker.Container;
+    let container: Dockerode.Container;
     try {
       container = await this.#docker.createContainer({
         name,
@@ -168,6 +175,7 @@ export class DockerDriver implements ContainerDriver {
       throw new InternalError(`could not create container ${name}: ${engineMessage(err)}`, { container: spec.id });
     }
 
+    trace(`docker ${spec.id}: created`);
     const events = this.#events.watch(container.id);
     try {
       // Attached before it starts, so not one line of its output is missed.
@@ -176,7 +184,11 @@ export class DockerDriver implements ContainerDriver {
         this.#events.forget(container.id);
         await forget();
       });
-      await container.start();
+      trace(`docker ${spec.id}: attached`);
+      const starting = container.start();
+      spec.starting?.();
+      await starting;
+      trace(`docker ${spec.id}: started`);
       started.watch();
       return started;
     } catch (err) {
@@ -261,6 +273,7 @@ export class DockerDriver implements ContainerDriver {
   async #ping(): Promise<void> {
     try {
       await this.#docker.ping();
+      trace("docker: engine answered");
     } catch (err) {
       throw new DockerUnavailableError(
         `no Docker engine at ${this.#engineAddress()} (${engineMessage(err)}). ` +
@@ -283,7 +296,7 @@ class DockerContainer implements StartedContainer {
   readonly runtimeId: string;
   readonly exited: Promise<ExitInfo>;
 
-  readonly #container: Docker.Container;
+  readonly #container: Dockerode.Container;
   readonly #log: (line: string) => void;
   readonly #listeners: ((stream: "stdout" | "stderr", line: string) => void)[] = [];
   readonly #buffered: ["stdout" | "stderr", string][] = [];
@@ -297,7 +310,7 @@ class DockerContainer implements StartedContainer {
 
   constructor(
     readonly id: string,
-    container: Docker.Container,
+    container: Dockerode.Container,
     docker: Docker,
     output: NodeJS.ReadWriteStream,
     log: (line: string) => void,
@@ -560,7 +573,7 @@ function defaultStagingDir(): string {
 }
 
 /** Force-removes a container; one that is already gone, or going, is not an error. */
-async function removeContainer(container: Docker.Container): Promise<void> {
+async function removeContainer(container: Dockerode.Container): Promise<void> {
   try {
     await container.remove({ force: true });
   } catch (err) {
@@ -606,4 +619,40 @@ function engineMessage(err: unknown): string {
   const json = (err as { json?: { message?: string } }).json;
   if (json?.message) return json.message;
   return err instanceof Error ? err.message : String(err);
+}
+
+/**
+ * dockerode, required with what it requires for what a plane never does left to load when first used: gRPC and its
+ * protobuf loader (BuildKit sessions, which only `buildImage` with `version: "2"` opens) and ssh2 (an engine at an
+ * `ssh://` address). They are 0.3 s of the 0.4 s dockerode's require takes, which every plane's start waits for
+ * (`tandem run` of a plane function among them). Each is the real package once anything is asked of it.
+ */
+function requireDockerode(): typeof Dockerode {
+  type Load = (request: string, parent: unknown, isMain: boolean) => unknown;
+  const loader = Module as unknown as { _load: Load };
+  const load = loader._load;
+  loader._load = function (this: unknown, request, parent, isMain) {
+    const later = () => load.call(this, request, parent, isMain) as Record<PropertyKey, unknown>;
+    if (request === "@grpc/grpc-js" || request === "@grpc/proto-loader") return onFirstUse(later);
+    // docker-modem reads ssh2's `Client` as it loads, and constructs it only for an ssh:// engine.
+    if (request === "ssh2") return { Client: onFirstConstruct(() => later().Client as new (...args: unknown[]) => object) };
+    return load.call(this, request, parent, isMain);
+  };
+  try {
+    return createRequire(import.meta.url)("dockerode") as typeof Dockerode;
+  } finally {
+    loader._load = load;
+  }
+}
+
+/** A module object that loads the real one at the first property asked of it. */
+function onFirstUse(load: () => Record<PropertyKey, unknown>): object {
+  let real: Record<PropertyKey, unknown> | undefined;
+  const module = () => (real ??= load());
+  return new Proxy({}, { get: (_, key) => module()[key], has: (_, key) => key in module() });
+}
+
+/** A class that loads the real one when first constructed. */
+function onFirstConstruct(load: () => new (...args: unknown[]) => object): unknown {
+  return new Proxy(function deferred() {}, { construct: (_, args) => Reflect.construct(load(), args) });
 }

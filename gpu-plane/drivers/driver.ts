@@ -45,6 +45,11 @@ export interface ContainerSpec {
   image?: string;
   /** Volume mounts: folders of the plane's bound at `containerPath`, read-only (`EROFS` for every write) or not. */
   mounts?: { hostPath: string; containerPath: string; readOnly: boolean }[];
+  /**
+   * Told once the runtime has been asked to run the container, before it answers: from then until the container's
+   * runner is ready, this process's thread is not on the container's way (see `StartAhead.asked` in plane.ts).
+   */
+  starting?: () => void;
 }
 
 /** Where the control socket and the bundle appear inside a container. */

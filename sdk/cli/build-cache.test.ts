@@ -1,4 +1,4 @@
-import { mkdtemp, readdir, rm, writeFile } from "node:fs/promises";
+import { mkdtemp, readdir, rm, stat, utimes, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
@@ -37,6 +37,13 @@ describe("BuildCache", () => {
     await writeFile(other(), "export const b = 2;\n");
     expect(await cache.get("worker", { minify: false })).toBeDefined();
     await rm(input());
+    expect(await cache.get("worker", { minify: false })).toBeUndefined();
+  });
+
+  it("notices an input rewritten to the same size with its modification time set back", async () => {
+    const before = await stat(other());
+    await writeFile(other(), "export const b = 9;\n");
+    await utimes(other(), before.atime, before.mtime);
     expect(await cache.get("worker", { minify: false })).toBeUndefined();
   });
 

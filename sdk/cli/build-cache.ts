@@ -3,13 +3,15 @@
  * output files, beside every file it read (by sha256) and how it was asked for
  * (its key). A build is found again when it was asked for the same way and
  * every file it read reads the same; anything else (a file edited, moved or
- * gone, another Tandem, another install of the packages) builds anew.
+ * gone, another Tandem, another install of the packages) builds anew. A file
+ * whose `stat` is what it was (inode, size, modification and change times) is
+ * not read again: a write changes its change time, which no tool sets back.
  * `tandem run` keeps its builds here, so a run of an app that did not change
  * bundles nothing.
  */
 import { createHash, randomBytes } from "node:crypto";
 import { existsSync, statSync } from "node:fs";
-import { mkdir, readFile, rename, rm, writeFile } from "node:fs/promises";
+import { mkdir, readFile, rename, rm, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 
 /** A build found again: its output files' contents by the names its build gave them, and what it noted beside them. */
@@ -18,10 +20,14 @@ export interface CachedBuild<Meta> {
   meta: Meta;
 }
 
+/** The manifest's layout: one written by another layout is of no use (builds anew, and is replaced). */
+const MANIFEST_FORMAT = 2;
+
 interface Manifest {
+  format?: number;
   key: string;
-  /** Each file the build read, and its sha256. */
-  inputs: [string, string][];
+  /** Each file the build read, its sha256, and what `stat` said of it just before it was read. */
+  inputs: [string, string, string?][];
   /** Each output file's name, and the sha256 of its contents (its name in `files/`). */
   files: Record<string, string>;
   meta: unknown;
@@ -38,8 +44,13 @@ export class BuildCache {
     } catch {
       return undefined;
     }
-    if (manifest.key !== sha256(JSON.stringify(key))) return undefined;
-    const same = await Promise.all(manifest.inputs.map(async ([file, sum]) => sha256(await readFile(file).catch(() => "")) === sum));
+    if (manifest.format !== MANIFEST_FORMAT || manifest.key !== sha256(JSON.stringify(key))) return undefined;
+    // Reading and hashing a Worker's 250 inputs takes 0.1 s of this thread, which `tandem run` waits for; a stat does not.
+    const same = await Promise.all(
+      manifest.inputs.map(
+        async ([file, sum, stamp]) => (stamp !== undefined && stamp === (await statStamp(file))) || sha256(await readFile(file).catch(() => "")) === sum,
+      ),
+    );
     if (!same.every(Boolean)) return undefined;
     try {
       const files = await Promise.all(Object.entries(manifest.files).map(async ([file, sum]) => [file, await readFile(join(this.dir, "files", sum))] as const));
@@ -62,8 +73,14 @@ export class BuildCache {
       const path = join(this.dir, "files", sum);
       if (!existsSync(path)) await writeAtomically(path, contents);
     }
-    const read = await Promise.all(inputs.map(async (file) => [file, sha256(await readFile(file))] as [string, string]));
-    const manifest: Manifest = { key: sha256(JSON.stringify(key)), inputs: read, files: sums, meta };
+    // Stamped before it is read: a file written meanwhile is read again next time, not taken as what was read now.
+    const read = await Promise.all(
+      inputs.map(async (file) => {
+        const stamp = await statStamp(file);
+        return [file, sha256(await readFile(file)), ...(stamp === undefined ? [] : [stamp])] as [string, string, string?];
+      }),
+    );
+    const manifest: Manifest = { format: MANIFEST_FORMAT, key: sha256(JSON.stringify(key)), inputs: read, files: sums, meta };
     await writeAtomically(this.#manifest(name), JSON.stringify(manifest));
     // The files only the build it replaces had: a run reading that one meanwhile builds anew.
     const kept = new Set(Object.values(sums));
@@ -90,6 +107,12 @@ export function packagesStamp(roots: string[]): string[] {
       return `${lock}: none`;
     }
   });
+}
+
+/** What `stat` says of a file that changes when it is written: its inode, size, and modification and change times. */
+async function statStamp(file: string): Promise<string | undefined> {
+  const found = await stat(file, { bigint: true }).catch(() => undefined);
+  return found && `${found.dev}:${found.ino}:${found.size}:${found.mtimeNs}:${found.ctimeNs}`;
 }
 
 function sha256(data: string | Uint8Array): string {

@@ -6,16 +6,18 @@
  * to check the app and list what it defines before anything starts
  * (`loadAppInNode`).
  */
-import { build, transform, version as esbuildVersion, type BuildFailure, type BuildOptions, type BuildResult, type Metafile, type Plugin } from "esbuild";
+import type { BuildFailure, BuildOptions, BuildResult, Metafile, Plugin } from "esbuild";
 import { createHash } from "node:crypto";
 import { existsSync, readdirSync, statSync } from "node:fs";
 import { mkdir, readFile, writeFile } from "node:fs/promises";
+import { createRequire } from "node:module";
 import { basename, dirname, join, relative, resolve, sep } from "node:path";
 import { pathToFileURL } from "node:url";
 import { loadAppModule, type App } from "../app.js";
 import { InvalidOptionsError } from "../errors.js";
 import type { PlaneBundleRef } from "../protocol.js";
 import { RUNTIME_SOURCE_PREFIX } from "../stack-map.js";
+import { trace } from "../trace.js";
 import { packagesStamp, type BuildCache } from "./build-cache.js";
 import { withoutEdgeHandlers, type EdgeHandler } from "./edge-code.js";
 import { GATEWAY_ENTRY, PACKAGE_ROOT, SDK_DIST, SDK_ENTRY } from "./paths.js";
@@ -43,6 +45,11 @@ export interface WorkerModule {
 
 /** Lets an app outside this package import `tandem` and this package's dependencies (hono). */
 const nodePaths = [join(PACKAGE_ROOT, "node_modules")];
+
+// esbuild loads when something is to be bundled: a `tandem run` whose builds are all kept (build-cache.ts) bundles
+// nothing, and its start should not wait for esbuild's 0.1-0.3 s of loading. Its version, part of every build's key,
+// comes from its package.json.
+const esbuildVersion = (createRequire(import.meta.url)("esbuild/package.json") as { version: string }).version;
 
 /** The source map travels beside the bundle as a text module, so remote stacks name the user's files. */
 const SOURCE_MAP_MODULE = "tandem:source-map";
@@ -181,6 +188,7 @@ export async function bundleWorker(
   if (hit && hit.meta.refs === (await planeRefs())) {
     await writeFile(path, hit.files.worker!);
     if (withMap) await writeFile(`${path}.map`, hit.files.map!);
+    trace("build: Worker found in the build cache");
     return { path, modules, inputs: hit.meta.inputs, bytes: hit.meta.bytes };
   }
   const blobs = [...new Set(Object.values(options.wasmFiles ?? {}))]; // functions that bundle the same directories share one
@@ -237,6 +245,7 @@ export async function bundleWorker(
     { worker: await readFile(path), ...(withMap ? { map: await readFile(`${path}.map`) } : {}) },
     { refs: await planeRefs(), inputs, bytes },
   );
+  trace("build: Worker bundled");
   return { path, modules, inputs, bytes };
 }
 
@@ -369,6 +378,7 @@ export async function bundlePlane(
   };
   const hit = await options.cache?.get<{ externals: string[]; nodeModules: string | null }>(`plane:${path}:${file}`, cacheKey);
   if (hit) {
+    trace("build: plane bundle found in the build cache");
     // Its bytes copied out of the Buffer read: miniflare takes only a view of a whole ArrayBuffer into the blob store.
     return planeBundleAt(path, new Uint8Array(hit.files.bundle!), hit.files.map!.toString("utf8"), hit.meta.externals, hit.meta.nodeModules ?? undefined);
   }
@@ -415,6 +425,7 @@ export async function bundlePlane(
   if (options.minify ?? true) {
     // Minified once the edge handlers are out: smaller parses faster (every cold container loads this), and an edge
     // function's lines no longer show in the bytes. The map of the printed bundle goes in, and comes out composed.
+    const { transform } = await import("esbuild");
     const minified = await transform(`${stubbed}\n//# sourceMappingURL=data:application/json;base64,${Buffer.from(printedMap).toString("base64")}\n`, {
       loader: "js",
       format: "esm",
@@ -439,6 +450,7 @@ export async function bundlePlane(
     { bundle: bytes, map },
     { externals, nodeModules: nodeModules ?? null },
   );
+  trace("build: plane bundle bundled");
   return planeBundleAt(path, bytes, map, externals, nodeModules);
 }
 
@@ -498,7 +510,9 @@ export async function loadAppInNode(appFile: string, outDir: string, options: { 
   const hit = await options.cache?.get<null>(`node:${out}:${file}`, cacheKey);
   if (hit) await writeFile(out, hit.files.module!);
   else await bundleAppForNode(file, out, cacheKey, options.cache);
+  trace(hit ? "build: app's Node module found in the build cache" : "build: app bundled for Node");
   const exports = (await import(`${pathToFileURL(out).href}?t=${Date.now()}`)) as Record<string, unknown>;
+  trace("build: app imported");
   return loadAppModule(relative(process.cwd(), file) || basename(file), exports);
 }
 
@@ -552,6 +566,7 @@ function checkAppFile(appFile: string): string {
 async function bundle<O extends BuildOptions & { metafile: true }>(options: O): Promise<BuildResult<O>>;
 async function bundle(options: BuildOptions): Promise<BuildResult>;
 async function bundle(options: BuildOptions): Promise<BuildResult> {
+  const { build } = await import("esbuild");
   try {
     return await build({ absWorkingDir: process.cwd(), ...options });
   } catch (err) {

@@ -24,6 +24,8 @@ export interface CliConfig {
    * (and the local gateway its edge lines: they are among its variables too).
    */
   otlp: OtlpSettings | undefined;
+  /** `TANDEM_TRACE=1`: each step's time since the process started, on stderr (sdk/trace.ts). */
+  trace: boolean;
   /** The local gateway's `TANDEM_*` variables (`TANDEM_MAX_BODY_BYTES`, …), as its Worker bindings. */
   gatewayVars: Record<string, string>;
   /** The same, parsed: the local front door applies the body limit before the gateway does. */
@@ -34,7 +36,7 @@ export interface CliConfig {
 export const ENV_HELP = "the environment (default: TANDEM_ENV, then the gateway's own, main unless it was served or deployed with --env)";
 
 /** Variables that are the CLI's own, not the gateway's. */
-const CLI_ONLY = new Set(["TANDEM_GATEWAY", "TANDEM_FORCE_BUILD", "TANDEM_TOKEN", "TANDEM_PROFILE", "TANDEM_METRICS_TOKEN"]);
+const CLI_ONLY = new Set(["TANDEM_GATEWAY", "TANDEM_FORCE_BUILD", "TANDEM_TOKEN", "TANDEM_PROFILE", "TANDEM_METRICS_TOKEN", "TANDEM_TRACE"]);
 
 /** Reads the configuration from `env` (the process's environment); throws naming a setting that is wrong. */
 export function readCliConfig(env: NodeJS.ProcessEnv = process.env): CliConfig {
@@ -49,6 +51,7 @@ export function readCliConfig(env: NodeJS.ProcessEnv = process.env): CliConfig {
     forceBuild: env.TANDEM_FORCE_BUILD === "1",
     metricsToken: env.TANDEM_METRICS_TOKEN || undefined,
     otlp: parseOtlpSettings(env),
+    trace: env.TANDEM_TRACE === "1",
     gatewayVars,
     gatewayConfig: parseGatewaySettings(gatewayVars),
   };

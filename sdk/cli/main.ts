@@ -30,6 +30,7 @@ import { addLogsCommand } from "./logs.js";
 import { addDashboardCommand } from "./dashboard.js";
 import { onStopSignal } from "./signals.js";
 import { style } from "./style.js";
+import { trace, traceTo } from "../trace.js";
 
 // A command loads what it runs (init, serve, run, deploy, plane) when it runs: miniflare, esbuild, the plane and
 // their packages take a second to load, which `tandem run` and a command that only asks a gateway should not wait for.
@@ -38,6 +39,8 @@ import { style } from "./style.js";
 let config: CliConfig;
 try {
   config = readCliConfig();
+  if (config.trace) traceTo((line) => process.stderr.write(line + "\n"));
+  trace("cli: modules loaded");
 } catch (err) {
   printFailure(err);
   process.exit(2);
@@ -132,10 +135,12 @@ program
   .option("--env <name>", "the environment the app runs in: its secrets, volumes, dicts and queues (default: TANDEM_ENV, then main)", parseEnvName)
   .action(async (target: string, args: string[], opts: { json?: boolean; gpus?: string; env?: string }) => {
     const { runOnce } = await import("./run.js");
+    trace("run: its modules loaded");
     const code = await runOnce(target, args, inEnvironment(opts.env), { json: opts.json ?? false, ...(opts.gpus ? { gpus: opts.gpus } : {}) });
     // Everything the run started has stopped: it exits now, its output written, rather than wait for what others
     // left behind them (miniflare's removal of its folder, idle sockets; 0.1-0.8 s measured on this machine).
     await Promise.all([process.stdout, process.stderr].map((stream) => new Promise((written) => stream.write("", written))));
+    trace("run: exit");
     process.exit(code);
   });
 

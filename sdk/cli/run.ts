@@ -27,6 +27,7 @@ import { checkNamedSecrets, declaresNamedSecrets, heldSecrets, localSecretValues
 import { onStopSignal } from "./signals.js";
 import type { CliConfig } from "./config.js";
 import { printFailure } from "./failure.js";
+import { trace } from "../trace.js";
 import type { RunningWorkerd } from "./workerd.js";
 
 /** Splits `app.ts::fn`. A missing `::fn` is allowed when the app has exactly one function. */
@@ -82,6 +83,7 @@ export async function runOnce(target: string, rawArgs: string[], config: CliConf
       // An app run again unchanged bundles nothing: its builds are kept in .tandem/cache/build.
       cache: new BuildCache(join(state, "cache", "build")),
       loaded: (apps) => {
+        trace("run: app loaded");
         const app = apps[0];
         const names = app!.callables.map((c) => c.name);
         fn = wanted ?? (names.length === 1 ? names[0]! : "");
@@ -95,6 +97,8 @@ export async function runOnce(target: string, rawArgs: string[], config: CliConf
         localSecrets = JSON.stringify(localSecretValues(apps, [file])); // read first: a value it lacks fails the run now
         named = declaresNamedSecrets(apps);
         const callable = app!.callables.find((c) => c.name === fn)!;
+        const ahead = callable.spec.tier === "plane" && callable.kind === "function" && !callable.spec.image && callable.spec.secrets.length === 0;
+        const asked = deferred<void>();
         plane = runPlane(gatewayStarting.promise, builtApps.promise, {
           secret,
           forceBuild: config.forceBuild,
@@ -102,7 +106,7 @@ export async function runOnce(target: string, rawArgs: string[], config: CliConf
           ...(options.gpus ? { gpus: options.gpus } : {}),
           // The function's container starts as soon as its bundle is made, while the Worker bundles and workerd
           // starts, when nothing it needs comes from the gateway (an image spec, secrets).
-          ...(callable.spec.tier === "plane" && callable.kind === "function" && !callable.spec.image && callable.spec.secrets.length === 0
+          ...(ahead
             ? {
                 startAhead: planeBundle.promise.then((bundle) => ({
                   pool: {
@@ -113,21 +117,28 @@ export async function runOnce(target: string, rawArgs: string[], config: CliConf
                   },
                   bundle: bundle.bytes,
                   ...(bundle.nodeModules ? { nodeModules: bundle.nodeModules } : {}),
+                  asked: () => asked.resolve(),
                 })),
               }
             : {}),
         });
         // A plane function's plane gets ready (Docker, the base image) while the app bundles; a failure is met where it is awaited below.
-        if (callable.spec.tier === "plane") plane.start().catch(() => {});
+        const planeStarted = callable.spec.tier === "plane" ? plane.start().then(() => {}) : undefined;
+        planeStarted?.catch(() => {});
         // miniflare takes a third of a second of this thread to load: it loads now, beside esbuild bundling the app,
-        // not before the app is loaded, which would wait for it; for a plane function, once the plane's own modules
-        // have loaded, so that the plane waits on Docker, not on this thread, while it does.
-        const first =
-          callable.spec.tier === "plane" ? Promise.all([import("../../gpu-plane/plane.js"), import("../../gpu-plane/drivers/docker.js")]) : undefined;
-        workerd = first ? first.then(() => import("./workerd.js")) : import("./workerd.js");
+        // not before the app is loaded, which would wait for it. For a plane function, once the plane's own modules
+        // have loaded, and once the engine has been asked to run the container started ahead: until then every step of
+        // the plane (Docker's ping, the base image's check, the container's creation) waits on this thread.
+        const first = planeStarted
+          ? Promise.all([import("../../gpu-plane/plane.js"), import("../../gpu-plane/drivers/docker.js")]).then(() =>
+              ahead ? Promise.race([asked.promise, planeStarted.catch(() => {})]) : undefined,
+            )
+          : undefined;
+        workerd = (first ? first.then(() => import("./workerd.js")) : import("./workerd.js")).then((m) => (trace("run: miniflare loaded"), m));
       },
-      planeBuilt: (_, bundle) => planeBundle.resolve(bundle),
+      planeBuilt: (_, bundle) => (trace("run: plane bundle ready"), planeBundle.resolve(bundle)),
     });
+    trace("run: built");
     builtApps.resolve(built);
     const { startWorkerd } = await workerd!;
     if (named) await copySecretStore(join(state, "state"), runState);
@@ -143,6 +154,7 @@ export async function runOnce(target: string, rawArgs: string[], config: CliConf
   const app = built.apps[0]!;
   const onPlane = app.callables.find((c) => c.name === fn)!.spec.tier === "plane";
   // Logs go to stderr: stdout is the result alone.
+  trace("run: workerd starting");
   startWorkerd({
     worker: built.worker,
     persistDir: named ? runState : false,
@@ -157,10 +169,10 @@ export async function runOnce(target: string, rawArgs: string[], config: CliConf
     // In the run's own folder, removed with it: the run ends without waiting for miniflare to remove a folder of its own.
     tmpDir: join(runState, "tmp"),
     ...(built.planes.length ? { startPlane: async () => void (await plane!.start()) } : {}),
-  }).then(gatewayStarting.resolve, gatewayStarting.reject);
+  }).then((g) => (trace("run: workerd ready"), gatewayStarting.resolve(g)), gatewayStarting.reject);
   const stop = async () => {
     const gateway = await gatewayStarting.promise.catch(() => undefined);
-    await Promise.all([plane?.close(), gateway?.dispose()]);
+    await Promise.all([plane?.close().then(() => trace("run: plane closed")), gateway?.dispose().then(() => trace("run: workerd stopped"))]);
     await rm(planeDir, { recursive: true, force: true });
     await rm(runState, { recursive: true, force: true, maxRetries: 3 }); // miniflare removes its folder there too, meanwhile
   };
@@ -177,6 +189,7 @@ export async function runOnce(target: string, rawArgs: string[], config: CliConf
     if (named) checkNamedSecrets(built.apps, await heldSecrets(url, token));
     if (onPlane) {
       const { inventory } = await plane!.start();
+      trace("run: plane registered");
       checkPlaneFits(built.apps, inventory, fn); // as serve does: a call that could never run here fails now, not at its timeout
     }
     const invoker = new HttpInvoker(url, { token });
@@ -184,7 +197,9 @@ export async function runOnce(target: string, rawArgs: string[], config: CliConf
       for await (const chunk of invoker.stream(app.name, fn, args)) console.log(chunkLine(chunk, options.json ?? false));
       return 0;
     }
+    trace("run: call sent");
     const result = await invoker.call(app.name, fn, args);
+    trace("run: call answered");
     if (options.json) {
       console.log(JSON.stringify(result) ?? "null");
       return 0;
@@ -202,6 +217,7 @@ export async function runOnce(target: string, rawArgs: string[], config: CliConf
     return 1;
   } finally {
     await stop();
+    trace("run: stopped");
   }
 }
 

@@ -13,6 +13,7 @@ import type { Readable, Writable } from "node:stream";
 import { errorBody, errorStatus } from "../errors.js";
 import { LOCAL_PLANE_ROUTES } from "../protocol.js";
 import { LineSplitter } from "../stream-lines.js";
+import { trace } from "../trace.js";
 import type { WorkerBundle } from "./bundle.js";
 
 // Required, not imported: miniflare is CommonJS, and an ES import of it first reads all its 4 MB for the names it
@@ -73,7 +74,9 @@ export async function startWorkerd(options: WorkerdOptions): Promise<RunningWork
       else process.env.TMPDIR = systemTmp;
     }
   }
+  trace("workerd: miniflare set up");
   await miniflare.ready;
+  trace("workerd: ready");
   const watchdog = endWithThisProcess(newWorkerdChild());
   const url = await miniflare.unsafeGetDirectURL();
   return {
