@@ -2,7 +2,8 @@
  * bench/plane-cold: time from call to result on a cold container (the image
  * already cached), against a bare create + start of the same image running
  * the same handler through the same Docker engine, in one run. Reports the
- * ratio of the medians.
+ * ratio of the medians. Measured twice, both sides under gVisor (runsc) and
+ * under runc, each on a stack of its own, and the medians set side by side.
  *
  *   npx tsx bench/plane-cold.ts [--n 20] [--tiny]
  */
@@ -23,72 +24,88 @@ const here = dirname(fileURLToPath(import.meta.url));
 const { n, tiny } = benchArgs(20, 3);
 const WORK = 1000;
 
-// A container that is stopped as soon as its call ends, so every call starts cold.
-const stack = await startTestStack(join(here, "apps/plane-work-app.ts"), { scaledownWindowSeconds: 0.001 });
-const plane = stack.planes[0]!;
-const driver = new DockerDriver();
-const docker = new Docker();
+/** gVisor (the plane's default where the engine lists it) and runc, measured in turn, each on a stack of its own. */
+const RUNTIMES = ["runsc", "runc"] as const;
+const medians: Record<string, { plane: number; bare: number }> = {};
 
-// The bare side: the same handler from the same app module, called directly by a script that prints its
-// result, bundled as the plane bundles it (so both load the same code), started by create + start.
-const bareDir = join(stack.dir, "bare");
-await mkdir(join(bareDir, "control"), { recursive: true });
-const bareScript = join(bareDir, "bare.mjs");
-await buildBareScript(join(here, "apps/plane-work-app.ts"), "compute", WORK, bareScript);
+for (const runtime of RUNTIMES) await measure(runtime);
+const { runsc, runc } = medians as Record<(typeof RUNTIMES)[number], { plane: number; bare: number }>;
+console.log(
+  `runsc against runc at the median: (a) ${runsc.plane.toFixed(1)} against ${runc.plane.toFixed(1)} ms (${(runsc.plane - runc.plane).toFixed(1)} ms for gVisor), ` +
+    `(b) ${runsc.bare.toFixed(1)} against ${runc.bare.toFixed(1)} ms`,
+);
 
-/** Resolves once the engine holds no container of this run: a container being torn down slows the next start. */
-async function engineQuiet(): Promise<void> {
-  await eventually(async () => (await docker.listContainers({ all: true, filters: { label: [`tandem.plane=${plane.planeId}`] } })).length === 0, 10_000);
-}
+async function measure(runtime: (typeof RUNTIMES)[number]): Promise<void> {
+  // A container that is stopped as soon as its call ends, so every call starts cold.
+  const stack = await startTestStack(join(here, "apps/plane-work-app.ts"), { scaledownWindowSeconds: 0.001, dockerRuntime: runtime });
+  const plane = stack.planes[0]!;
+  const driver = new DockerDriver({ runtime });
+  const docker = new Docker();
 
-let lastBare: Promise<void> = Promise.resolve();
-async function bare(): Promise<string> {
-  const container = await driver.start({
-    id: `ctr-${randomBytes(4).toString("hex")}`,
-    bundlePath: bareScript,
-    nodeModulesPath: undefined,
-    controlDir: join(bareDir, "control"),
-    env: {},
-    cpu: 1,
-    memoryMiB: 256,
-    pidsLimit: 256,
-    network: false,
-    gpuDeviceIds: [],
-    labels: { "tandem.plane": plane.planeId, "tandem.bench": "bare" },
-  });
-  const line = await new Promise<string>((resolve) => container.onOutput((_s, l) => resolve(l)));
-  lastBare = container.kill(); // removed outside the timed part, as the plane's container is
-  return line;
-}
+  // The bare side: the same handler from the same app module, called directly by a script that prints its
+  // result, bundled as the plane bundles it (so both load the same code), started by create + start.
+  const bareDir = join(stack.dir, "bare");
+  await mkdir(join(bareDir, "control"), { recursive: true });
+  const bareScript = join(bareDir, "bare.mjs");
+  await buildBareScript(join(here, "apps/plane-work-app.ts"), "compute", WORK, bareScript);
 
-try {
-  await driver.prepare();
-  const compute = lookup<[number], unknown>("planebench", "compute", { gateway: stack.url, token: ADMIN_TOKEN });
-  if (JSON.stringify(await compute.remote(WORK)) !== (await bare())) throw new Error("the two sides disagree");
-
-  const sides: [string, () => Promise<unknown>][] = [
-    ["(a) cold .remote() → gateway → plane → new container", () => compute.remote(WORK)],
-    ["(b) bare create + start, same image, app and handler", bare],
-  ];
-  const samples: number[][] = [[], []];
-  for (let i = 0; i < n; i++) {
-    for (const [k, [, fn]] of sides.entries()) {
-      await eventually(() => plane.status().containers.length === 0, 10_000);
-      await lastBare;
-      await engineQuiet();
-      const t0 = performance.now();
-      await fn();
-      samples[k]!.push(performance.now() - t0);
-    }
+  /** Resolves once the engine holds no container of this run: a container being torn down slows the next start. */
+  async function engineQuiet(): Promise<void> {
+    await eventually(async () => (await docker.listContainers({ all: true, filters: { label: [`tandem.plane=${plane.planeId}`] } })).length === 0, 10_000);
   }
-  const rows = sides.map(([name], k) => summarize(name, samples[k]!));
-  const cold = plane.status().functions.find((f) => f.function === "compute")?.coldStarts ?? 0;
-  console.log(`bench/plane-cold: ${n} calls per side${tiny ? " (tiny)" : ""}, ${cold} cold starts counted by the plane, image cached`);
-  printTable(rows);
-  console.log(
-    `ratio (a)/(b): median ${(rows[0]!.medianMs / rows[1]!.medianMs).toFixed(3)}  p99 ${(rows[0]!.p99Ms / rows[1]!.p99Ms).toFixed(3)}   (target: median <= 1.1)`,
-  );
-} finally {
-  await stack.dispose();
-  await driver.cleanup(plane.planeId).catch(() => {});
+
+  let lastBare: Promise<void> = Promise.resolve();
+  async function bare(): Promise<string> {
+    const container = await driver.start({
+      id: `ctr-${randomBytes(4).toString("hex")}`,
+      bundlePath: bareScript,
+      nodeModulesPath: undefined,
+      controlDir: join(bareDir, "control"),
+      env: {},
+      cpu: 1,
+      memoryMiB: 256,
+      pidsLimit: 256,
+      network: false,
+      gpuDeviceIds: [],
+      labels: { "tandem.plane": plane.planeId, "tandem.bench": "bare" },
+    });
+    const line = await new Promise<string>((resolve) => container.onOutput((_s, l) => resolve(l)));
+    lastBare = container.kill(); // removed outside the timed part, as the plane's container is
+    return line;
+  }
+
+  try {
+    await driver.prepare();
+    const compute = lookup<[number], unknown>("planebench", "compute", { gateway: stack.url, token: ADMIN_TOKEN });
+    if (JSON.stringify(await compute.remote(WORK)) !== (await bare())) throw new Error("the two sides disagree");
+
+    const sides: [string, () => Promise<unknown>][] = [
+      ["(a) cold .remote() → gateway → plane → new container", () => compute.remote(WORK)],
+      ["(b) bare create + start, same image, app and handler", bare],
+    ];
+    const samples: number[][] = [[], []];
+    for (let i = 0; i < n; i++) {
+      for (const [k, [, fn]] of sides.entries()) {
+        await eventually(() => plane.status().containers.length === 0, 10_000);
+        await lastBare;
+        await engineQuiet();
+        const t0 = performance.now();
+        await fn();
+        samples[k]!.push(performance.now() - t0);
+      }
+    }
+    const rows = sides.map(([name], k) => summarize(name, samples[k]!));
+    medians[runtime] = { plane: rows[0]!.medianMs, bare: rows[1]!.medianMs };
+    const cold = plane.status().functions.find((f) => f.function === "compute")?.coldStarts ?? 0;
+    console.log(
+      `bench/plane-cold: ${n} calls per side${tiny ? " (tiny)" : ""}, Docker runtime ${runtime}, ${cold} cold starts counted by the plane, image cached`,
+    );
+    printTable(rows);
+    console.log(
+      `ratio (a)/(b): median ${(rows[0]!.medianMs / rows[1]!.medianMs).toFixed(3)}  p99 ${(rows[0]!.p99Ms / rows[1]!.p99Ms).toFixed(3)}   (target: median <= 1.1)`,
+    );
+  } finally {
+    await stack.dispose();
+    await driver.cleanup(plane.planeId).catch(() => {});
+  }
 }

@@ -4,6 +4,8 @@
  * loopback, with the same client (Node's fetch), in one run. Reports the
  * overhead in ms at the median and p99, and (c) the same function printing one
  * line per call (sent to the gateway's log store) against (a): the cost of logging.
+ * Measured twice, the containers under gVisor (runsc) and under runc, each on a
+ * stack of its own, and the two (a) medians set side by side.
  *
  *   npx tsx bench/plane-warm.ts [--n 1000] [--tiny]
  */
@@ -21,60 +23,76 @@ const here = dirname(fileURLToPath(import.meta.url));
 const { n } = benchArgs(1000);
 const WORK = 1000;
 
-// The plane runs as its own process, as `tandem plane` does, so it does not share this client's event loop.
-const stack = await startTestStack(join(here, "apps/plane-work-app.ts"), {}, { planes: 0 });
-const planeDir = await mkdtemp(join(tmpdir(), "tandem-bench-plane-"));
-const planeProcess = spawn(process.execPath, [join(here, "../dist/cli.js"), "plane", "--gateway", stack.url, "--port", "0", "--scaledown-window", "600"], {
-  cwd: planeDir,
-  env: { ...process.env, TANDEM_PLANE_SECRET: SECRET },
-  stdio: ["ignore", "pipe", "inherit"],
-});
-await new Promise<void>((resolve, reject) => {
-  planeProcess.stdout!.on("data", (d) => String(d).includes(" at http://") && resolve());
-  planeProcess.once("exit", (code) => reject(new Error(`tandem plane exited with ${code}`)));
-});
-await eventually(
-  async () => ((await (await fetch(`${stack.url}/v1/planes`, authed())).json()) as { planes: { healthy: boolean }[] }).planes.some((p) => p.healthy),
-  20_000,
+/** gVisor (the plane's default where the engine lists it) and runc, measured in turn, each on a stack of its own. */
+const RUNTIMES = ["runsc", "runc"] as const;
+const medians: Record<string, number> = {};
+
+for (const runtime of RUNTIMES) await measure(runtime);
+console.log(
+  `runsc against runc, (a) at the median: ${medians.runsc!.toFixed(3)} against ${medians.runc!.toFixed(3)} ms (${(medians.runsc! - medians.runc!).toFixed(3)} ms for gVisor)`,
 );
-const baseline = spawn(process.execPath, ["--import", "tsx", join(here, "apps/plain-node-server.ts")], { stdio: ["ignore", "pipe", "inherit"] });
-const port = await new Promise<number>((resolve) => baseline.stdout!.once("data", (d) => resolve(JSON.parse(String(d)).port)));
 
-try {
-  const compute = lookup<[number], { n: number; sum: number }>("planebench", "compute", { gateway: stack.url, token: ADMIN_TOKEN });
-  const computeLogged = lookup<[number], { n: number; sum: number }>("planebench", "computeLogged", { gateway: stack.url, token: ADMIN_TOKEN });
-  const plain = async () => (await fetch(`http://127.0.0.1:${port}/`, { method: "POST", body: JSON.stringify({ n: WORK }) })).json();
-  if (JSON.stringify(await compute.remote(WORK)) !== JSON.stringify(await plain())) throw new Error("the two sides disagree");
+async function measure(runtime: (typeof RUNTIMES)[number]): Promise<void> {
+  // The plane runs as its own process, as `tandem plane` does, so it does not share this client's event loop.
+  const stack = await startTestStack(join(here, "apps/plane-work-app.ts"), {}, { planes: 0 });
+  const planeDir = await mkdtemp(join(tmpdir(), "tandem-bench-plane-"));
+  const planeProcess = spawn(
+    process.execPath,
+    [join(here, "../dist/cli.js"), "plane", "--gateway", stack.url, "--port", "0", "--scaledown-window", "600", "--docker-runtime", runtime],
+    {
+      cwd: planeDir,
+      env: { ...process.env, TANDEM_PLANE_SECRET: SECRET },
+      stdio: ["ignore", "pipe", "inherit"],
+    },
+  );
+  await new Promise<void>((resolve, reject) => {
+    planeProcess.stdout!.on("data", (d) => String(d).includes(" at http://") && resolve());
+    planeProcess.once("exit", (code) => reject(new Error(`tandem plane exited with ${code}`)));
+  });
+  await eventually(
+    async () => ((await (await fetch(`${stack.url}/v1/planes`, authed())).json()) as { planes: { healthy: boolean }[] }).planes.some((p) => p.healthy),
+    20_000,
+  );
+  const baseline = spawn(process.execPath, ["--import", "tsx", join(here, "apps/plain-node-server.ts")], { stdio: ["ignore", "pipe", "inherit"] });
+  const port = await new Promise<number>((resolve) => baseline.stdout!.once("data", (d) => resolve(JSON.parse(String(d)).port)));
 
-  const targets: [string, () => Promise<unknown>][] = [
-    ["(a) .remote() → gateway → plane → warm container", () => compute.remote(WORK)],
-    ["(b) plain Node process over HTTP, same handler", plain],
-    ["(c) (a), the function logging a line", () => computeLogged.remote(WORK)],
-  ];
-  const samples = targets.map(() => [] as number[]);
-  for (const [, fn] of targets) for (let i = 0; i < Math.min(100, n); i++) await fn();
-  for (let done = 0; done < n; done += 25) {
-    for (const [i, [, fn]] of targets.entries()) {
-      for (let k = 0; k < Math.min(25, n - done); k++) {
-        const t0 = performance.now();
-        await fn();
-        samples[i]!.push(performance.now() - t0);
+  try {
+    const compute = lookup<[number], { n: number; sum: number }>("planebench", "compute", { gateway: stack.url, token: ADMIN_TOKEN });
+    const computeLogged = lookup<[number], { n: number; sum: number }>("planebench", "computeLogged", { gateway: stack.url, token: ADMIN_TOKEN });
+    const plain = async () => (await fetch(`http://127.0.0.1:${port}/`, { method: "POST", body: JSON.stringify({ n: WORK }) })).json();
+    if (JSON.stringify(await compute.remote(WORK)) !== JSON.stringify(await plain())) throw new Error("the two sides disagree");
+
+    const targets: [string, () => Promise<unknown>][] = [
+      ["(a) .remote() → gateway → plane → warm container", () => compute.remote(WORK)],
+      ["(b) plain Node process over HTTP, same handler", plain],
+      ["(c) (a), the function logging a line", () => computeLogged.remote(WORK)],
+    ];
+    const samples = targets.map(() => [] as number[]);
+    for (const [, fn] of targets) for (let i = 0; i < Math.min(100, n); i++) await fn();
+    for (let done = 0; done < n; done += 25) {
+      for (const [i, [, fn]] of targets.entries()) {
+        for (let k = 0; k < Math.min(25, n - done); k++) {
+          const t0 = performance.now();
+          await fn();
+          samples[i]!.push(performance.now() - t0);
+        }
       }
     }
+    const rows = targets.map(([name], i) => summarize(name, samples[i]!));
+    medians[runtime] = rows[0]!.medianMs;
+    console.log(`bench/plane-warm: ${n} sequential calls per target, work(${WORK}), Docker runtime ${runtime}, the plane in its own process`);
+    printTable(rows);
+    console.log(
+      `overhead (a)-(b): median ${(rows[0]!.medianMs - rows[1]!.medianMs).toFixed(3)} ms, p99 ${(rows[0]!.p99Ms - rows[1]!.p99Ms).toFixed(3)} ms   (target: median < 2 ms)`,
+    );
+    console.log(
+      `ratio (c)/(a): median ${(rows[2]!.medianMs / rows[0]!.medianMs).toFixed(3)}, p99 ${(rows[2]!.p99Ms / rows[0]!.p99Ms).toFixed(3)}   (logging one line a call; target: median <= 1.05)`,
+    );
+  } finally {
+    baseline.kill();
+    planeProcess.kill("SIGINT");
+    await new Promise((r) => planeProcess.once("exit", r));
+    await stack.dispose();
+    await rm(planeDir, { recursive: true, force: true });
   }
-  const rows = targets.map(([name], i) => summarize(name, samples[i]!));
-  console.log(`bench/plane-warm: ${n} sequential calls per target, work(${WORK}), Docker runtime, the plane in its own process`);
-  printTable(rows);
-  console.log(
-    `overhead (a)-(b): median ${(rows[0]!.medianMs - rows[1]!.medianMs).toFixed(3)} ms, p99 ${(rows[0]!.p99Ms - rows[1]!.p99Ms).toFixed(3)} ms   (target: median < 2 ms)`,
-  );
-  console.log(
-    `ratio (c)/(a): median ${(rows[2]!.medianMs / rows[0]!.medianMs).toFixed(3)}, p99 ${(rows[2]!.p99Ms / rows[0]!.p99Ms).toFixed(3)}   (logging one line a call; target: median <= 1.05)`,
-  );
-} finally {
-  baseline.kill();
-  planeProcess.kill("SIGINT");
-  await new Promise((r) => planeProcess.once("exit", r));
-  await stack.dispose();
-  await rm(planeDir, { recursive: true, force: true });
 }

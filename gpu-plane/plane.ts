@@ -77,7 +77,7 @@ export interface PlaneOptions {
   /** With no real GPUs and no `gpus`, declare one of each known type (what `tandem serve` does). */
   simulateWhenNone?: boolean;
   runtime: "docker" | "process";
-  /** A Docker runtime other than runc, such as `runsc`. */
+  /** The Docker runtime of function containers, `runsc` (gVisor) or `runc`; left out: runsc where the engine lists it, else runc. */
   dockerRuntime?: string;
   /** Rebuild every image step, cache or not (`TANDEM_FORCE_BUILD=1`). */
   forceBuild?: boolean;
@@ -479,6 +479,8 @@ export class Plane {
     planeId: string;
     region: string;
     runtime: string;
+    /** The Docker engine's runtime function containers run under: `runsc` (gVisor) or `runc`. */
+    dockerRuntime?: string;
     sandboxed: boolean;
     simulated: boolean;
     unavailable?: string;
@@ -490,6 +492,7 @@ export class Plane {
       planeId: this.planeId,
       region: this.#options.region,
       runtime: this.driver.name,
+      ...(this.driver.runtime ? { dockerRuntime: this.driver.runtime } : {}),
       sandboxed: this.driver.sandboxed,
       simulated: this.inventory.simulated,
       ...(this.unavailable ? { unavailable: this.unavailable } : {}),
@@ -506,7 +509,8 @@ export class Plane {
       Object.entries(gpus)
         .map(([t, c]) => `${t}x${c.total}`)
         .join(", ") || "no GPUs";
-    return `plane ${this.planeId} at ${this.url} (region ${this.#options.region}, runtime ${this.driver.name}${this.driver.sandboxed ? "" : ", UNSANDBOXED"}; ${list}${this.inventory.simulated ? ", simulated" : ""})`;
+    const engine = this.driver.runtime ? ` (${this.driver.runtime === "runsc" ? "gVisor, runsc" : this.driver.runtime})` : "";
+    return `plane ${this.planeId} at ${this.url} (region ${this.#options.region}, runtime ${this.driver.name}${engine}${this.driver.sandboxed ? "" : ", UNSANDBOXED"}; ${list}${this.inventory.simulated ? ", simulated" : ""})`;
   }
 
   /** Waits for the last commits of the volumes of containers that stopped (gpu-plane/volume-mounts.ts). */

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Makes sure what the test suite needs is there: curl (a test streams with
 # `curl -N`), Chromium (the agent example's page is tested in it, headless) and
-# a running Docker engine for the plane's container tests.
+# a running Docker engine for the plane's container tests, with gVisor (runsc)
+# registered as a runtime: the plane runs function containers under it by
+# default, and the sandbox tests expect it (docs/plane.md, gVisor).
 # Installs and starts them where it can (as root, with apt); otherwise says
 # what is missing and lets the tests report it.
 set -uo pipefail
@@ -16,7 +18,25 @@ if [ ! -x "${CHROMIUM_PATH:-/usr/bin/chromium}" ] && [ "$(id -u)" = "0" ]; then
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null || echo "test setup: could not install chromium" >&2
 fi
 
+# deploy/'s compose file is checked with `docker-compose config` (Debian's, which validates against the Compose
+# specification's schema) when no `docker compose` plugin is there.
+if ! docker compose version >/dev/null 2>&1 && ! command -v docker-compose >/dev/null 2>&1 && [ "$(id -u)" = "0" ]; then
+  echo "test setup: installing docker-compose (Debian)"
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker-compose >/dev/null || echo "test setup: could not install docker-compose; the compose file's check is skipped" >&2
+fi
+
+DAEMON_CONFIG=/etc/docker/daemon.json
+# gVisor's own network off: Docker's `--network none` alone fails under runsc ("cannot run with network enabled in
+# root network namespace"); a function container has no network either way. --host-uds=open: a container connects to
+# its plane's control socket, a host unix socket in a bound folder, which gVisor otherwise refuses (EPERM).
+RUNSC_CONFIG='{"runtimes":{"runsc":{"path":"/usr/bin/runsc","runtimeArgs":["--network=none","--host-uds=open"]}}}'
+
 if docker info >/dev/null 2>&1; then
+  if ! docker info --format '{{json .Runtimes}}' 2>/dev/null | grep -q '"runsc"'; then
+    echo "test setup: the running Docker engine has no runsc runtime; it is left as it is, the plane falls back to runc, and the tests that expect gVisor fail. Register runsc in $DAEMON_CONFIG ($RUNSC_CONFIG) and start dockerd with --config-file $DAEMON_CONFIG --experimental." >&2
+  elif ! docker info --format '{{json .Runtimes}}' 2>/dev/null | grep -q -- '--host-uds=open'; then
+    echo "test setup: the running Docker engine registers runsc without --host-uds=open; it is left as it is, the plane falls back to runc, and the tests that expect gVisor fail. Make runsc's entry in $DAEMON_CONFIG read $RUNSC_CONFIG and reload dockerd (kill -HUP)." >&2
+  fi
   exit 0
 fi
 
@@ -33,10 +53,23 @@ if ! command -v dockerd >/dev/null 2>&1; then
   }
 fi
 
+if [ ! -x /usr/bin/runsc ]; then
+  echo "test setup: installing runsc (gVisor, Debian)"
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq runsc >/dev/null || echo "test setup: could not install runsc; the plane will fall back to runc" >&2
+fi
+
+mkdir -p /etc/docker
+if [ ! -e "$DAEMON_CONFIG" ]; then
+  echo "$RUNSC_CONFIG" >"$DAEMON_CONFIG"
+elif ! grep -q -- '--host-uds=open' "$DAEMON_CONFIG"; then
+  echo "test setup: $DAEMON_CONFIG has no runsc runtime with --host-uds=open and is left as it is; the plane falls back to runc. Make it: $RUNSC_CONFIG" >&2
+fi
+
 # No bridge and no iptables: containers use network "none" (or "host"), never a bridge address.
+# --experimental: gVisor's checkpoint and restore (docker checkpoint) need it.
 echo "test setup: starting dockerd"
 mkdir -p /var/log
-nohup dockerd --bridge=none --iptables=false >/var/log/dockerd.log 2>&1 &
+nohup dockerd --config-file "$DAEMON_CONFIG" --bridge=none --iptables=false --experimental >/var/log/dockerd.log 2>&1 &
 for _ in $(seq 1 60); do
   docker info >/dev/null 2>&1 && { echo "test setup: Docker engine ready"; exit 0; }
   sleep 0.5

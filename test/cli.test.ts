@@ -361,7 +361,7 @@ describe("tandem serve examples/inference (the GPU plane, real Docker)", () => {
   const inferenceContainers = () => execFileSync("docker", ["ps", "-aq", "--filter", "label=tandem.app=inference"]).toString().trim();
 
   it("says the local plane's GPUs are simulated", async () => {
-    await served.waitFor(/plane pl-[0-9a-f]+ at http:\/\/127\.0\.0\.1:\d+ \(region local, runtime docker; .*T4x1.*simulated\)/);
+    await served.waitFor(/plane pl-[0-9a-f]+ at http:\/\/127\.0\.0\.1:\d+ \(region local, runtime docker \(gVisor, runsc\); .*T4x1.*simulated\)/);
     await served.waitFor("GPUs are simulated");
   });
 

@@ -24,7 +24,7 @@ const appSource = `
 import { App, Retries, Secret } from "tandem";
 const app = new App("journal");
 const key = Secret.fromDict({ KEY: process.env.JOURNAL_KEY });
-export const planeSlow = app.function({ tier: "plane", timeout: 2 }, async (ms: number) => { await new Promise((r) => setTimeout(r, ms)); });
+export const planeSlow = app.function({ tier: "plane", timeout: 5 }, async (ms: number) => { await new Promise((r) => setTimeout(r, ms)); });
 export const edgeSay = app.function((word: string) => { console.log("edge says " + word); return word; });
 export const planeSay = app.function({ tier: "plane" }, (word: string) => { console.log("plane says " + word); console.error("plane warns " + word); return word; });
 export const edgeLeak = app.function({ secrets: [key] }, () => { console.log("the edge key is " + process.env.KEY); return 1; });
@@ -193,15 +193,16 @@ describe("tandem logs", () => {
   }, 30_000);
 
   it("keeps the plane's line about a call that timed out, with its container", async () => {
-    await fn<[number], void>("planeSlow").remote(0); // warm: the timeout below is the call's, not its container's start
-    await expect(fn<[number], void>("planeSlow").remote(5_000)).rejects.toThrow(/timed out/);
+    // Warm: the timeout below is the call's, not its container's start (5 s: a loaded machine's cold start under gVisor takes 2).
+    await fn<[number], void>("planeSlow").remote(0);
+    await expect(fn<[number], void>("planeSlow").remote(10_000)).rejects.toThrow(/timed out/);
     await expect
       .poll(async () => (await logs("?function=planeSlow&source=system")).lines.filter((l) => !l.text.startsWith("cold start")), { timeout: 5_000 })
       .toEqual([
         expect.objectContaining({
           tier: "plane",
           containerId: expect.stringMatching(/^ctr-/),
-          text: expect.stringMatching(/^journal\.planeSlow timed out after 2 s/),
+          text: expect.stringMatching(/^journal\.planeSlow timed out after 5 s/),
         }),
       ]);
   }, 60_000);

@@ -50,7 +50,8 @@ describe("the autoscaler", () => {
   });
 
   it("keeps bufferContainers idle and ready beside the busy ones while the function has traffic", async () => {
-    const running = lookup<[number], string>("scale", "buffered", { gateway: stack.url }).remote(2_000);
+    // Busy long enough for the buffer container to start beside it on a loaded machine, under gVisor (slower to start).
+    const running = lookup<[number], string>("scale", "buffered", { gateway: stack.url }).remote(8_000);
     await eventually(() => {
       const mine = containersOf("buffered");
       return mine.some((c) => c.busy) && mine.some((c) => !c.busy && c.ready);

@@ -10,11 +10,12 @@ import { execFile } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { createServer, type Server } from "node:net";
-import { tmpdir } from "node:os";
+import { release as hostRelease, tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { DockerDriver } from "./docker.js";
+import { PLANE_DEFAULTS } from "../../sdk/defaults.js";
+import { DockerDriver, chooseRuntime } from "./docker.js";
 import type { ContainerSpec, StartedContainer } from "./driver.js";
 
 const run = promisify(execFile);
@@ -44,7 +45,8 @@ const probes = {
       writeBundle: attempt(() => fs.writeFileSync("/tandem/app/bundle.mjs", "x")),
       writeAppFolder: attempt(() => fs.writeFileSync("/tandem/app/other.mjs", "x")),
       capEff: /^CapEff:\s*(\S+)/m.exec(status)[1],
-      noNewPrivs: /^NoNewPrivs:\s*(\d)/m.exec(status)[1],
+      // gVisor's /proc/self/status has no NoNewPrivs line.
+      noNewPrivs: /^NoNewPrivs:\s*(\d)/m.exec(status)?.[1] ?? null,
       env: process.env.TANDEM_PROBE_VALUE,
       interfaces: Object.keys(os.networkInterfaces()),
       connect,
@@ -82,6 +84,9 @@ const probes = {
     console.log("ready");
     await new Promise(() => setInterval(() => {}, 1e6));
   },
+  async kernel() {
+    return { release: os.release(), version: fs.readFileSync("/proc/version", "utf8").trim() };
+  },
   async mounts() {
     return { mountinfo: fs.readFileSync("/proc/self/mountinfo", "utf8") };
   },
@@ -105,7 +110,10 @@ console.log(JSON.stringify(await probes[process.env.PROBE]()));
 process.exit(0);
 `;
 
+/** The default driver: gVisor (runsc) where the engine lists it, which the test set-up sees to. */
 const driver = new DockerDriver();
+/** The same, opted out of gVisor (`--docker-runtime runc`). */
+const runcDriver = new DockerDriver({ runtime: "runc" });
 const planeId = `test-${randomBytes(4).toString("hex")}`;
 let workDir: string;
 let bundlePath: string;
@@ -120,7 +128,8 @@ function specFor(probe: string, overrides: Partial<ContainerSpec> = {}): Contain
     env: { PROBE: probe },
     cpu: 1,
     memoryMiB: 256,
-    pidsLimit: 64,
+    // The plane's own: gVisor's kernel takes about 50 of them (host threads) before the function's first.
+    pidsLimit: PLANE_DEFAULTS.pidsLimit,
     network: false,
     gpuDeviceIds: [],
     labels: { "tandem.plane": planeId },
@@ -129,8 +138,8 @@ function specFor(probe: string, overrides: Partial<ContainerSpec> = {}): Contain
 }
 
 /** Starts a probe and returns every line it wrote, the parsed last stdout line, and its exit. */
-async function runProbe(probe: string, overrides: Partial<ContainerSpec> = {}) {
-  const container = await driver.start(specFor(probe, overrides));
+async function runProbe(probe: string, overrides: Partial<ContainerSpec> = {}, on: DockerDriver = driver) {
+  const container = await on.start(specFor(probe, overrides));
   const lines: { stream: "stdout" | "stderr"; line: string }[] = [];
   container.onOutput((stream, line) => lines.push({ stream, line }));
   const exit = await container.exited;
@@ -155,6 +164,7 @@ async function dockerCli(...args: string[]): Promise<{ ok: boolean; out: string 
 beforeAll(async () => {
   // Fails every test with the driver's message ("no Docker engine at … Start one with …") when there is no engine.
   await driver.prepare();
+  await runcDriver.prepare();
   workDir = await mkdtemp(join(tmpdir(), "tandem-docker-test-"));
   bundlePath = join(workDir, "bundle.mjs");
   controlDir = join(workDir, "control");
@@ -168,65 +178,127 @@ afterAll(async () => {
   await rm(workDir, { recursive: true, force: true });
 });
 
-describe("a container started by the docker driver", () => {
-  let hostServer: Server;
-  let hostPort: number;
-  let probe: Awaited<ReturnType<typeof runProbe>>;
+for (const [runtime, on] of [
+  ["runsc", driver],
+  ["runc", runcDriver],
+] as const) {
+  describe(`a container started by the docker driver (${runtime})`, () => {
+    let hostServer: Server;
+    let hostPort: number;
+    let probe: Awaited<ReturnType<typeof runProbe>>;
 
-  beforeAll(async () => {
-    // A listener on the host's loopback: the container must not reach it.
-    hostServer = createServer((socket) => socket.destroy());
-    await new Promise<void>((resolve) => hostServer.listen(0, "127.0.0.1", resolve));
-    hostPort = (hostServer.address() as { port: number }).port;
-    probe = await runProbe("sandbox", { env: { PROBE: "sandbox", HOST_PORT: String(hostPort), TANDEM_PROBE_VALUE: "from spec.env" } });
+    beforeAll(async () => {
+      // A listener on the host's loopback: the container must not reach it.
+      hostServer = createServer((socket) => socket.destroy());
+      await new Promise<void>((resolve) => hostServer.listen(0, "127.0.0.1", resolve));
+      hostPort = (hostServer.address() as { port: number }).port;
+      probe = await runProbe("sandbox", { env: { PROBE: "sandbox", HOST_PORT: String(hostPort), TANDEM_PROBE_VALUE: "from spec.env" } }, on);
+    });
+
+    afterAll(() => new Promise<void>((resolve) => hostServer.close(() => resolve())));
+
+    it("runs under the runtime asked for", () => {
+      expect(on.runtime).toBe(runtime);
+    });
+
+    it("exits cleanly with code 0", () => {
+      expect(probe.exit).toEqual({ code: 0, oomKilled: false });
+    });
+
+    it("runs as nobody (65534:65534)", () => {
+      expect(probe.result.uid).toBe(65534);
+      expect(probe.result.gid).toBe(65534);
+    });
+
+    // gVisor checks a write's permission before the mount's read-only flag: nobody writing root's files is EACCES there.
+    const readOnly = runtime === "runc" ? "EROFS" : "EACCES";
+
+    it("has a read-only root and a writable /tmp", () => {
+      expect(probe.result.writeRoot).toBe(readOnly);
+      expect(probe.result.writeTmp).toBe("ok");
+    });
+
+    it("cannot change its bundle or add files next to it", () => {
+      expect(probe.result.writeBundle).toBe(readOnly);
+      expect(probe.result.writeAppFolder).toBe(readOnly);
+    });
+
+    it("has no capabilities and cannot gain privileges", () => {
+      expect(probe.result.capEff).toBe("0000000000000000");
+      // gVisor does not show NoNewPrivs; the engine sets it all the same (SecurityOpt), and runc's line proves it does.
+      expect(probe.result.noNewPrivs).toBe(runtime === "runc" ? "1" : null);
+    });
+
+    it("sees the spec's environment", () => {
+      expect(probe.result.env).toBe("from spec.env");
+    });
+
+    it("has only its own loopback: no interfaces and no way to the host's listeners", () => {
+      expect(probe.result.interfaces).toEqual(["lo"]);
+      expect(probe.result.connect).toBe("ECONNREFUSED");
+    });
+
+    if (runtime === "runc") {
+      // Only under runc: the engine registers gVisor with its own network off (--network=none), so under runsc there is none.
+      it("shares the host's network when the spec asks for network", async () => {
+        const withNetwork = await runProbe("sandbox", { network: true, env: { PROBE: "sandbox", HOST_PORT: String(hostPort) } }, on);
+        expect(withNetwork.result.connect).toBe("connected");
+      });
+    }
+  });
+}
+
+describe("the docker driver's runtime", () => {
+  it("runs function containers under gVisor by default: the kernel they see is gVisor's, not the host's", async () => {
+    expect(driver.runtime).toBe("runsc");
+    const { result } = await runProbe("kernel");
+    expect(result.release).toBe("4.4.0");
+    expect(result.release).not.toBe(hostRelease());
   });
 
-  afterAll(() => new Promise<void>((resolve) => hostServer.close(() => resolve())));
-
-  it("exits cleanly with code 0", () => {
-    expect(probe.exit).toEqual({ code: 0, oomKilled: false });
+  it("runs them on the host's kernel when asked for runc", async () => {
+    expect(runcDriver.runtime).toBe("runc");
+    const { result } = await runProbe("kernel", {}, runcDriver);
+    expect(result.release).toBe(hostRelease());
   });
 
-  it("runs as nobody (65534:65534)", () => {
-    expect(probe.result.uid).toBe(65534);
-    expect(probe.result.gid).toBe(65534);
-  });
+  it("picks runsc where the engine lists it, able to reach host sockets, else runc with a note; refuses a runtime asked for that it lacks", () => {
+    const runc = { "io.containerd.runc.v2": { path: "runc" }, runc: { path: "runc" } };
+    const gvisor = { path: "/usr/bin/runsc", runtimeArgs: ["--network=none", "--host-uds=open"] };
+    const closedGvisor = { path: "/usr/bin/runsc", runtimeArgs: ["--network=none"] };
+    expect(chooseRuntime({ ...runc, runsc: gvisor }, undefined, "E")).toEqual({ runtime: "runsc" });
+    expect(chooseRuntime({ ...runc, runsc: gvisor }, "runc", "E")).toEqual({ runtime: "runc" });
 
-  it("has a read-only root and a writable /tmp", () => {
-    expect(probe.result.writeRoot).toBe("EROFS");
-    expect(probe.result.writeTmp).toBe("ok");
-  });
+    const none = chooseRuntime(runc, undefined, "E");
+    expect(none.runtime).toBe("runc");
+    expect(none.note).toMatch(/no gVisor runtime \(runsc\): function containers run under runc.*apt-get install -y runsc/);
 
-  it("cannot change its bundle or add files next to it", () => {
-    expect(probe.result.writeBundle).toBe("EROFS");
-    expect(probe.result.writeAppFolder).toBe("EROFS");
-  });
+    // gVisor refuses a connection to a host unix socket (the plane's control socket) unless told otherwise.
+    const closed = chooseRuntime({ ...runc, runsc: closedGvisor }, undefined, "E");
+    expect(closed.runtime).toBe("runc");
+    expect(closed.note).toMatch(/registers runsc without leave to connect to a host unix socket .*Add "--host-uds=open"/);
+    expect(() => chooseRuntime({ ...runc, runsc: closedGvisor }, "runsc", "E")).toThrow(/Add "--host-uds=open" to its runtimeArgs/);
 
-  it("has no capabilities and cannot gain privileges", () => {
-    expect(probe.result.capEff).toBe("0000000000000000");
-    expect(probe.result.noNewPrivs).toBe("1");
-  });
-
-  it("sees the spec's environment", () => {
-    expect(probe.result.env).toBe("from spec.env");
-  });
-
-  it("has only its own loopback: no interfaces and no way to the host's listeners", () => {
-    expect(probe.result.interfaces).toEqual(["lo"]);
-    expect(probe.result.connect).toBe("ECONNREFUSED");
-  });
-
-  it("shares the host's network when the spec asks for network", async () => {
-    const withNetwork = await runProbe("sandbox", { network: true, env: { PROBE: "sandbox", HOST_PORT: String(hostPort) } });
-    expect(withNetwork.result.connect).toBe("connected");
+    expect(() => chooseRuntime(runc, "runsc", "E")).toThrow(
+      /engine at E has no runtime "runsc" \(it has: io\.containerd\.runc\.v2, runc\)\. For gVisor: apt-get install -y runsc/,
+    );
   });
 });
 
 describe("the docker driver's limits", () => {
-  it("stops a fork bomb at the pids limit", async () => {
-    const { result } = await runProbe("pids", { pidsLimit: 32 });
+  it("stops a fork bomb at the pids limit (runc: the next fork fails)", async () => {
+    const { result } = await runProbe("pids", { pidsLimit: 32 }, runcDriver);
     expect(result.failure).toBe("EAGAIN");
     expect(result.spawned).toBeLessThan(64);
+  });
+
+  // The limit counts the sandbox's host threads (gVisor's kernel's and one per thread inside); reaching it, gVisor cannot
+  // go on and the container ends.
+  it("stops a fork bomb at the pids limit (runsc: the container ends)", async () => {
+    const { result, exit } = await runProbe("pids", { pidsLimit: 128 });
+    expect(result).toBeUndefined();
+    expect(exit.code).not.toBe(0);
+    expect(exit.oomKilled).toBe(false);
   });
 
   it("OOM-kills a container past its memory limit, and says so", async () => {
@@ -244,27 +316,38 @@ describe("the docker driver's limits", () => {
 });
 
 describe("what a container can learn of the plane and its runner", () => {
-  it("shows no host path of the plane's folders in its mountinfo", async () => {
-    const id = `ctr-${randomBytes(4).toString("hex")}`;
-    // Where the plane opens a container's control folder (container-start.ts asks the driver).
-    const control = driver.controlDirFor(planeId, id);
-    await mkdir(control, { recursive: true });
-    const { result } = await runProbe("mounts", { id, controlDir: control });
-    const mounts = (result.mountinfo as string).split("\n").map((line) => line.split(" "));
-    const rootOf = (target: string) => mounts.find((fields) => fields[4] === target)?.[3];
+  for (const [runtime, on] of [
+    ["runsc", driver],
+    ["runc", runcDriver],
+  ] as const) {
+    it(`shows no host path of the plane's folders in its mountinfo (${runtime})`, async () => {
+      const id = `ctr-${randomBytes(4).toString("hex")}`;
+      // Where the plane opens a container's control folder (container-start.ts asks the driver).
+      const control = on.controlDirFor(planeId, id);
+      await mkdir(control, { recursive: true });
+      const { result } = await runProbe("mounts", { id, controlDir: control }, on);
+      const mounts = (result.mountinfo as string).split("\n").map((line) => line.split(" "));
+      const rootOf = (target: string) => mounts.find((fields) => fields[4] === target)?.[3];
 
-    expect(result.mountinfo).not.toContain(workDir); // where this plane keeps the bundle
-    expect(result.mountinfo).not.toContain(control); // the control folder, as the plane sees it
-    // Both are mounted, each from the root of a tmpfs: a path inside it, not one of the host's.
-    expect(rootOf("/tandem/app/bundle.mjs")).toBe(`/tandem-${planeId}/${id}/bundle.mjs`);
-    expect(rootOf("/tandem/control")).toBe(`/tandem-${planeId}/${id}/control`);
-  });
+      expect(result.mountinfo).not.toContain(workDir); // where this plane keeps the bundle
+      expect(result.mountinfo).not.toContain(control); // the control folder, as the plane sees it
+      if (runtime === "runc") {
+        // Both are mounted, each from the root of a tmpfs: a path inside it, not one of the host's.
+        expect(rootOf("/tandem/app/bundle.mjs")).toBe(`/tandem-${planeId}/${id}/bundle.mjs`);
+        expect(rootOf("/tandem/control")).toBe(`/tandem-${planeId}/${id}/control`);
+      } else {
+        // gVisor's mountinfo gives every bind its own root: no path of the host's at all.
+        expect(rootOf("/tandem/app/bundle.mjs")).toBe("/");
+        expect(rootOf("/tandem/control")).toBe("/");
+      }
+    });
 
-  it("keeps a process it spawns from reading the runner's memory", async () => {
-    const { result } = await runProbe("ptrace");
-    expect(result.childError).toBe("");
-    expect(result.child).toBe("EACCES");
-  });
+    it(`keeps a process it spawns from reading the runner's memory (${runtime})`, async () => {
+      const { result } = await runProbe("ptrace", {}, on);
+      expect(result.childError).toBe("");
+      expect(result.child).toBe("EACCES");
+    });
+  }
 });
 
 describe("the docker driver's output and lifecycle", () => {

@@ -10,7 +10,7 @@
  */
 
 import { accessSync, constants as fsConstants, lstatSync, mkdirSync, statSync } from "node:fs";
-import { chmod, copyFile, mkdir, rm, stat } from "node:fs/promises";
+import { chmod, copyFile, mkdir, realpath, rm, stat } from "node:fs/promises";
 import { Module, createRequire } from "node:module";
 import type { Socket } from "node:net";
 import { constants as osConstants, tmpdir } from "node:os";
@@ -33,7 +33,10 @@ const Docker = requireDockerode();
 export interface DockerDriverOptions {
   /** The engine; the default socket (or `DOCKER_HOST`) when left out. */
   docker?: Docker;
-  /** A Docker runtime for stronger isolation, e.g. `"runsc"` (gVisor). Must be listed by `docker info`. */
+  /**
+   * The Docker runtime of function containers: `"runsc"` (gVisor) or `"runc"`, or another that `docker info` lists.
+   * Left out: runsc where the engine lists it, else runc (said once, by `log`, when the driver is prepared).
+   */
   runtime?: string;
   /** Where the driver says what it did (image builds, failures it recovered from). */
   log?: (line: string) => void;
@@ -85,7 +88,13 @@ export class DockerDriver implements ContainerDriver {
   readonly sandboxed = true;
 
   readonly #docker: Docker;
-  readonly #runtime: string | undefined;
+  readonly #askedRuntime: string | undefined;
+  /** The runtime in use, once `prepare` has read the engine's list. */
+  #runtime: string | undefined;
+  /** Under gVisor: the host's Node binary (the base image's, readable), bound over the image's execute-only one. */
+  #readableNode: string | undefined;
+  /** By image: whether it is the base image or built on it (its Node the base image's), as its layers say. */
+  readonly #onBase = new Map<string, Promise<boolean>>();
   readonly #log: (line: string) => void;
   readonly #forceBuild: boolean;
   readonly #staging: string;
@@ -96,7 +105,7 @@ export class DockerDriver implements ContainerDriver {
 
   constructor(options: DockerDriverOptions = {}) {
     this.#docker = options.docker ?? new Docker();
-    this.#runtime = options.runtime;
+    this.#askedRuntime = options.runtime;
     this.#log = options.log ?? (() => {});
     this.#forceBuild = options.forceBuild ?? false;
     this.#staging = options.stagingDir ?? defaultStagingDir();
@@ -108,9 +117,14 @@ export class DockerDriver implements ContainerDriver {
     return join(this.#containerFolder(planeId, containerId), "control");
   }
 
-  /** Checks the engine (and the runtime, if one is set) and builds or finds the base image. */
+  /** Checks the engine, picks the runtime (see {@link DockerDriverOptions.runtime}) and builds or finds the base image. */
   prepare(): Promise<void> {
     return this.#baseImage().then(() => {});
+  }
+
+  /** The Docker runtime function containers run under (`"runsc"`, `"runc"`); known once `prepare` has succeeded. */
+  get runtime(): string | undefined {
+    return this.#runtime;
   }
 
   async start(spec: ContainerSpec): Promise<StartedContainer> {
@@ -120,6 +134,7 @@ export class DockerDriver implements ContainerDriver {
     await requireHostPath(spec.controlDir, "folder", "control folder");
     // Before the container exists, so that no event about it is missed.
     await this.#events.ready();
+    const readableNode = this.#readableNode && (await this.#builtOnBase(spec.image ?? image, image)) ? this.#readableNode : undefined;
 
     // The bundle is mounted from a copy on the staging tmpfs: a bind shows its source's path in the
     // container's mountinfo, and the bundle cache's path would say where the plane keeps its state.
@@ -159,13 +174,14 @@ export class DockerDriver implements ContainerDriver {
           // Both read-only: a unix socket can still be connected to through a read-only mount, and the container cannot replace it.
           Binds: [
             `${bundle}:${IN_CONTAINER.bundle}:ro`,
+            ...(readableNode ? [`${readableNode}:${NODE_IN_IMAGE}:ro`] : []),
             `${spec.controlDir}:${IN_CONTAINER.controlDir}:ro`,
             // A built image brings its own node_modules (Image.npmInstall).
             ...(spec.nodeModulesPath && !spec.image ? [`${spec.nodeModulesPath}:${IN_CONTAINER.nodeModules}:ro`] : []),
             // Volumes (gpu-plane/volume-mounts.ts): a read-only one is bound `:ro`, so every write to it is EROFS.
             ...(spec.mounts ?? []).map((m) => `${m.hostPath}:${m.containerPath}${m.readOnly ? ":ro" : ""}`),
           ],
-          ...(this.#runtime ? { Runtime: this.#runtime } : {}),
+          Runtime: this.#runtime,
           ...(spec.gpuDeviceIds.length > 0 ? { DeviceRequests: [{ Driver: "nvidia", DeviceIDs: spec.gpuDeviceIds, Capabilities: [["gpu"]] }] } : {}),
           AutoRemove: false,
         },
@@ -215,6 +231,25 @@ export class DockerDriver implements ContainerDriver {
     return (await buildImage(this.#docker, await this.#baseImage(), forced, hash, this.#log, secrets)).tag;
   }
 
+  /**
+   * Whether `tag` is the base image or built on it, so that its Node is the base image's (an `Image.fromRegistry`
+   * image has its own): its layers start with the base image's. Asked once an image.
+   */
+  #builtOnBase(tag: string, base: string): Promise<boolean> {
+    let known = this.#onBase.get(tag);
+    if (!known) {
+      known = (async () => {
+        if (tag === base) return true;
+        const layersOf = async (t: string) => ((await this.#docker.getImage(t).inspect()) as { RootFS?: { Layers?: string[] } }).RootFS?.Layers ?? [];
+        const [mine, theirs] = await Promise.all([layersOf(tag), layersOf(base)]);
+        return theirs.length > 0 && theirs.every((layer, i) => mine[i] === layer);
+      })();
+      known.catch(() => this.#onBase.delete(tag));
+      this.#onBase.set(tag, known);
+    }
+    return known;
+  }
+
   /** Everything staged for one plane's containers: removed by `cleanup`, so a crash leaves nothing for long. */
   #planeFolderPath(planeId: string): string {
     return join(this.#staging, `tandem-${planeId.replace(/[^\w.-]/g, "_") || "unlabelled"}`);
@@ -257,16 +292,14 @@ export class DockerDriver implements ContainerDriver {
 
   async #prepare(): Promise<string> {
     await this.#ping();
-    if (this.#runtime) {
-      const info = (await this.#docker.info()) as { Runtimes?: Record<string, unknown> };
-      const runtimes = Object.keys(info.Runtimes ?? {});
-      if (!runtimes.includes(this.#runtime)) {
-        throw new DockerUnavailableError(
-          `the Docker engine at ${this.#engineAddress()} has no runtime "${this.#runtime}" (it has: ${runtimes.join(", ") || "none"}). ` +
-            `Install it and register it in /etc/docker/daemon.json under "runtimes", or leave the runtime option out to use the engine's default`,
-        );
-      }
-    }
+    const info = (await this.#docker.info()) as { Runtimes?: Record<string, EngineRuntime> };
+    const choice = chooseRuntime(info.Runtimes ?? {}, this.#askedRuntime, this.#engineAddress());
+    if (choice.note && this.#runtime === undefined) this.#log(choice.note);
+    this.#runtime = choice.runtime;
+    // gVisor loads a program itself, as the container's user, so it must be able to read it: the image's Node is
+    // execute-only (base-image.ts). Under runsc the host's Node, the same file, is bound over it, readable; gVisor's
+    // own ptrace rule (a process may trace only its descendants) keeps what a function spawns out of the runner.
+    this.#readableNode = choice.runtime === GVISOR_RUNTIME ? await realpath(process.execPath) : undefined;
     return ensureBaseImage(this.#docker, { log: this.#log });
   }
 
@@ -557,6 +590,59 @@ function signalOf(code: number | null, sent: number[]): string | undefined {
   const number = code === 137 ? 9 : code !== null && code > 128 && sent.includes(code - 128) ? code - 128 : undefined;
   if (number === undefined) return undefined;
   return Object.entries(osConstants.signals).find(([, n]) => n === number)?.[0] ?? `signal ${number}`;
+}
+
+/** What `docker info` must list for the plane to run functions under gVisor by default. */
+export const GVISOR_RUNTIME = "runsc";
+
+/**
+ * gVisor as the engine must register it: its own network off (Docker's `--network none` alone fails under runsc) and
+ * leave to connect to a host unix socket (the control and API sockets in a container's bound folder; by default
+ * gVisor refuses with EPERM).
+ */
+export const GVISOR_DAEMON_CONFIG = '{"runtimes":{"runsc":{"path":"/usr/bin/runsc","runtimeArgs":["--network=none","--host-uds=open"]}}}';
+
+/** A runtime as `docker info` lists it, under Runtimes. */
+export interface EngineRuntime {
+  path?: string;
+  runtimeArgs?: string[];
+}
+
+/** Whether gVisor's arguments let a container connect to a host unix socket (`--host-uds=open` or `all`). */
+function gvisorOpensHostSockets(runtime: EngineRuntime | undefined): boolean {
+  return (runtime?.runtimeArgs ?? []).some((arg) => /^--?(host-uds=(open|all)|fsgofer-host-uds(=true)?)$/.test(arg));
+}
+
+/**
+ * The runtime function containers run under: the one asked for, which the engine must list; else gVisor where the
+ * engine lists it, registered so that a container can reach the plane's sockets; else runc, with a note saying so
+ * (and how to get gVisor).
+ */
+export function chooseRuntime(listed: Record<string, EngineRuntime>, asked: string | undefined, engine: string): { runtime: string; note?: string } {
+  const names = Object.keys(listed);
+  const howTo = `apt-get install -y runsc, register it in the engine's daemon.json as ${GVISOR_DAEMON_CONFIG}, and start dockerd with --config-file <that file> --experimental`;
+  const gvisorUnfit = (name: string) =>
+    `the Docker engine at ${engine} registers runsc without leave to connect to a host unix socket (its runtimeArgs: ${JSON.stringify(
+      listed[name]?.runtimeArgs ?? [],
+    )}), so a container cannot reach its plane (EPERM). Add "--host-uds=open" to its runtimeArgs (${GVISOR_DAEMON_CONFIG}) and reload dockerd (kill -HUP)`;
+  if (asked) {
+    if (!names.includes(asked)) {
+      const install = asked === GVISOR_RUNTIME ? `For gVisor: ${howTo}` : `Install it and register it in the engine's daemon.json under "runtimes"`;
+      throw new DockerUnavailableError(
+        `the Docker engine at ${engine} has no runtime "${asked}" (it has: ${names.join(", ") || "none"}). ${install}; or leave --docker-runtime out to use gVisor where the engine has it, else runc`,
+      );
+    }
+    if (asked === GVISOR_RUNTIME && !gvisorOpensHostSockets(listed[asked])) throw new DockerUnavailableError(gvisorUnfit(asked));
+    return { runtime: asked };
+  }
+  if (names.includes(GVISOR_RUNTIME)) {
+    if (gvisorOpensHostSockets(listed[GVISOR_RUNTIME])) return { runtime: GVISOR_RUNTIME };
+    return { runtime: "runc", note: `⚠ ${gvisorUnfit(GVISOR_RUNTIME)}. Until then function containers run under runc, sharing the host's kernel` };
+  }
+  return {
+    runtime: "runc",
+    note: `⚠ the Docker engine at ${engine} has no gVisor runtime (runsc): function containers run under runc, sharing the host's kernel. For gVisor: ${howTo} (docs/plane.md, gVisor)`,
+  };
 }
 
 /** `/dev/shm` when it is a folder this process may write in (a tmpfs on Linux), else the temporary folder. */

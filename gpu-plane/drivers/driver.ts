@@ -88,6 +88,8 @@ export interface ContainerDriver {
   readonly name: "docker" | "process" | "memory";
   /** False only for the development-only process driver. */
   readonly sandboxed: boolean;
+  /** The Docker driver's engine runtime once prepared: `"runsc"` (gVisor, its default where the engine lists it) or `"runc"`. */
+  readonly runtime?: string | undefined;
   /** Readies the runtime (checks the engine, builds or finds the base image). Throws a readable error when it cannot. */
   prepare(): Promise<void>;
   start(spec: ContainerSpec): Promise<StartedContainer>;

@@ -181,7 +181,7 @@ program
   .option("-g, --gateway <url>", "gateway URL (default: TANDEM_GATEWAY, then http://127.0.0.1:8787)")
   .option("--gpus <inventory>", 'declare a simulated GPU inventory, e.g. "A100:2,T4:1" (default: real GPUs from nvidia-smi)')
   .option("--runtime <runtime>", "container runtime: docker, or process (unsandboxed, development only)", parseRuntime, "docker")
-  .option("--docker-runtime <name>", "a Docker runtime other than runc, e.g. runsc (gVisor)")
+  .option("--docker-runtime <name>", "the Docker runtime of function containers: runsc (gVisor) or runc (default: runsc where the engine lists it, else runc)")
   .option("--scaledown-window <seconds>", "seconds a container may sit idle before it is stopped", parseSeconds, FUNCTION_DEFAULTS.scaledownWindowSeconds)
   .option("--metrics-port <port>", "serve Prometheus metrics (GET /metrics) on a listener of their own on this port", parsePort)
   .option("--metrics-host <host>", "the address of the metrics listener (anyone who reaches it may scrape it unless TANDEM_METRICS_TOKEN is set)", "127.0.0.1")
