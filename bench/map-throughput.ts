@@ -24,8 +24,11 @@ const SIZES = tiny ? [100] : [1_000, 10_000];
 const WORK = 200;
 const IN_FLIGHT = 32;
 
-const stack = await startTestStack(join(here, "apps/map-app.ts"), { scaledownWindowSeconds: 600 });
-const driver = new DockerDriver();
+// Both sides under runc: the bare containers are reached over loopback (host network), which gVisor, run here with
+// its own network off, does not give a container; Tandem's containers use the same runtime, so the two compare.
+const RUNTIME = "runc";
+const stack = await startTestStack(join(here, "apps/map-app.ts"), { scaledownWindowSeconds: 600, dockerRuntime: RUNTIME });
+const driver = new DockerDriver({ runtime: RUNTIME });
 const bare: StartedContainer[] = [];
 try {
   // Four bare containers of the same image, each a tiny HTTP server doing the same work (host network, loopback only).
@@ -63,7 +66,9 @@ http.createServer((req, res) => { let b = ""; req.on("data", (c) => (b += c)); r
   const small = lookup<[number], number>("mapbench", "small", { gateway: stack.url, token: ADMIN_TOKEN });
   for await (const _ of small.map(Array.from({ length: 64 }, () => WORK))) void _; // warm: four containers up
 
-  console.log(`bench/map-throughput: work(${WORK}) per input; Tandem: maxContainers 4 x maxInputs 8; bare: 4 containers, ${IN_FLIGHT} HTTP calls in flight`);
+  console.log(
+    `bench/map-throughput: Docker runtime ${RUNTIME}; work(${WORK}) per input; Tandem: maxContainers 4 x maxInputs 8; bare: 4 containers, ${IN_FLIGHT} HTTP calls in flight`,
+  );
   console.log(`${"inputs".padStart(8)} ${"tandem .map/s".padStart(15)} ${"bare HTTP/s".padStart(13)} ${"ratio".padStart(7)}`);
   for (const n of SIZES) {
     const inputs = Array.from({ length: n }, () => WORK);
