@@ -39,6 +39,28 @@ const UNBUNDLED = [
   "esbuild",
   `@esbuild/${process.platform}-${process.arch === "x64" ? "x64" : process.arch}`,
 ];
+/**
+ * Packages the plane requires at run time rather than from the bundle, with everything they depend on: dockerode is
+ * required when the driver is first made, so that what it requires for what a plane never does (gRPC, ssh) loads only
+ * if used (gpu-plane/drivers/docker.ts).
+ */
+const RUNTIME_REQUIRED = ["dockerode"];
+
+/** `names` and their dependencies, each once, as npm placed them in the root's node_modules (a package's own nested copies travel with it). */
+function dependencyClosure(names) {
+  const seen = new Set();
+  const visit = (name) => {
+    if (seen.has(name)) return;
+    const manifest = join(root, "node_modules", name, "package.json");
+    if (!existsSync(manifest)) return; // nested under the package that needs it: copied with that package
+    seen.add(name);
+    const { dependencies = {}, optionalDependencies = {} } = JSON.parse(readFileSync(manifest, "utf8"));
+    for (const dep of Object.keys({ ...dependencies, ...optionalDependencies })) visit(dep);
+  };
+  names.forEach(visit);
+  return [...seen].filter((name) => !UNBUNDLED.includes(name));
+}
+
 /** Host tools the plane runs, with the libraries they link. */
 const TOOLS = ["/bin/bash", "/usr/bin/ldd", "/bin/tar"];
 
@@ -70,7 +92,7 @@ try {
   // The CLI finds its package root by these two (sdk/cli/paths.ts).
   writeFileSync(join(app, "package.json"), JSON.stringify({ name: pkg.name, version: pkg.version, type: "module", private: true }, null, 2));
   mkdirSync(join(app, "sdk"), { recursive: true });
-  for (const name of UNBUNDLED) {
+  for (const name of [...UNBUNDLED, ...dependencyClosure(RUNTIME_REQUIRED)]) {
     const from = join(root, "node_modules", name);
     if (!existsSync(from)) throw new Error(`node_modules/${name} is missing: run npm install first`);
     cpSync(realpathSync(from), join(app, "node_modules", name), { recursive: true, dereference: true });

@@ -9,8 +9,8 @@
  * image-builder.ts are handed the engine from here).
  */
 
-import { accessSync, constants as fsConstants, lstatSync, mkdirSync, statSync } from "node:fs";
-import { chmod, copyFile, mkdir, realpath, rm, stat } from "node:fs/promises";
+import { accessSync, existsSync, constants as fsConstants, lstatSync, mkdirSync, statSync } from "node:fs";
+import { chmod, copyFile, mkdir, realpath, rename, rm, stat } from "node:fs/promises";
 import { Module, createRequire } from "node:module";
 import type { Socket } from "node:net";
 import { constants as osConstants, tmpdir } from "node:os";
@@ -299,8 +299,25 @@ export class DockerDriver implements ContainerDriver {
     // gVisor loads a program itself, as the container's user, so it must be able to read it: the image's Node is
     // execute-only (base-image.ts). Under runsc the host's Node, the same file, is bound over it, readable; gVisor's
     // own ptrace rule (a process may trace only its descendants) keeps what a function spawns out of the runner.
-    this.#readableNode = choice.runtime === GVISOR_RUNTIME ? await realpath(process.execPath) : undefined;
+    this.#readableNode = choice.runtime === GVISOR_RUNTIME ? await this.#hostVisibleNode() : undefined;
     return ensureBaseImage(this.#docker, { log: this.#log });
+  }
+
+  /**
+   * The plane's Node at a path the engine can bind from: its own, or, for a plane that runs in a container (its
+   * image, deploy/), a copy in the staging folder, which is bound at the same path on the host.
+   */
+  async #hostVisibleNode(): Promise<string> {
+    const own = await realpath(process.execPath);
+    if (!existsSync("/.dockerenv")) return own;
+    const copy = join(this.#staging, `tandem-node-${process.version}`);
+    if (!existsSync(copy)) {
+      const partial = `${copy}.${process.pid}`;
+      await copyFile(own, partial);
+      await chmod(partial, 0o755);
+      await rename(partial, copy);
+    }
+    return copy;
   }
 
   async #ping(): Promise<void> {
