@@ -28,6 +28,9 @@ export type DictCommand =
   | { op: "len" | "clear" }
   | { op: "entries"; after?: string; limit: number; keysOnly: boolean };
 
+/** The operations that only read, each one statement: no transaction around them. */
+const READS = new Set<DictCommand["op"]>(["get", "contains", "len", "entries"]);
+
 type EntryRow = { key: string; value: string; version: number; expires_at: number };
 type DictRow = { name: string; version: number; created_at: number };
 
@@ -36,6 +39,10 @@ export class DictStore extends DurableObject<Env> {
   readonly #catalog: NameCatalog;
   /** When the alarm is set for: undefined until read, null when none is. */
   #alarmAt: number | null | undefined;
+  /** The `dict` row as last read or written here (this object is its only writer): undefined until read, null when there is none. */
+  #dictRow: DictRow | null | undefined;
+  /** The expiry of the rows the running write made, for `#scheduleAlarm`. */
+  #written: number | undefined;
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
@@ -52,6 +59,7 @@ export class DictStore extends DurableObject<Env> {
     const existing = this.#dict();
     if (existing) return { ok: { created: false, info: this.#info(existing) } };
     this.#sql.exec("INSERT INTO dict (id, name, version, created_at) VALUES (1, ?, 0, ?)", name, Date.now());
+    this.#dictRow = undefined;
     return { ok: { created: true, info: this.#info(this.#dict()!) } };
   }
 
@@ -64,14 +72,25 @@ export class DictStore extends DurableObject<Env> {
     return answer(() => {
       const info = this.#info(this.#need(name));
       this.#sql.exec("DELETE FROM entries; DELETE FROM dict;");
+      this.#dictRow = null;
       return info;
     });
   }
 
-  /** One operation on the entries, in one transaction. */
+  /** One operation on the entries, in one transaction (a read, one statement, needs none). */
   async run(name: string, command: DictCommand): Promise<Outcome<DictAnswers[DictCommand["op"]]>> {
-    const outcome = answer(() => this.ctx.storage.transactionSync(() => this.#run(this.#need(name), command)));
-    if ("ok" in outcome && (command.op === "put" || command.op === "update")) await this.#scheduleAlarm();
+    if (READS.has(command.op)) return answer(() => this.#run(this.#need(name), command));
+    let outcome: Outcome<DictAnswers[DictCommand["op"]]>;
+    try {
+      outcome = answer(() => this.ctx.storage.transactionSync(() => this.#run(this.#need(name), command)));
+    } catch (err) {
+      this.#dictRow = undefined; // rolled back: its version is read again
+      throw err;
+    }
+    const written = "ok" in outcome ? this.#written : undefined;
+    this.#written = undefined;
+    if ("error" in outcome) this.#dictRow = undefined;
+    if (written !== undefined) await this.#scheduleAlarm(written);
     return outcome;
   }
 
@@ -79,7 +98,7 @@ export class DictStore extends DurableObject<Env> {
   override async alarm(): Promise<void> {
     this.#sql.exec("DELETE FROM entries WHERE expires_at <= ?", Date.now());
     this.#alarmAt = null;
-    await this.#scheduleAlarm();
+    await this.#scheduleAlarm(undefined);
   }
 
   // The catalog: one object of the class, named `STORE_CATALOG`, lists the dicts.
@@ -118,10 +137,12 @@ export class DictStore extends DurableObject<Env> {
         return { found: row !== undefined };
       }
       case "put": {
-        const row = this.#entry(command.key, now);
-        if (command.ifAbsent && row) return { written: false, version: row.version };
-        if (command.ifVersion !== undefined && row?.version !== command.ifVersion) {
-          return row ? { written: false, version: row.version } : { written: false };
+        if (command.ifAbsent || command.ifVersion !== undefined) {
+          const row = this.#entry(command.key, now);
+          if (command.ifAbsent && row) return { written: false, version: row.version };
+          if (command.ifVersion !== undefined && row?.version !== command.ifVersion) {
+            return row ? { written: false, version: row.version } : { written: false };
+          }
         }
         const version = this.#write(dict, [command], command.ttlSeconds, now);
         return { written: true, version };
@@ -161,6 +182,8 @@ export class DictStore extends DurableObject<Env> {
       this.#sql.exec("INSERT OR REPLACE INTO entries (key, value, version, expires_at) VALUES (?, ?, ?, ?)", key, value, version, expiresAt);
     }
     this.#sql.exec("UPDATE dict SET version = ? WHERE id = 1", version);
+    dict.version = version;
+    this.#written = expiresAt;
     return version;
   }
 
@@ -173,7 +196,8 @@ export class DictStore extends DurableObject<Env> {
   }
 
   #dict(): DictRow | undefined {
-    return this.#sql.exec<DictRow>("SELECT name, version, created_at FROM dict WHERE id = 1").toArray()[0];
+    if (this.#dictRow === undefined) this.#dictRow = this.#sql.exec<DictRow>("SELECT name, version, created_at FROM dict WHERE id = 1").toArray()[0] ?? null;
+    return this.#dictRow ?? undefined;
   }
 
   #need(name: string): DictRow {
@@ -186,11 +210,15 @@ export class DictStore extends DurableObject<Env> {
     return { name: dict.name, len: this.#len(Date.now()), createdAt: dict.created_at };
   }
 
-  /** Sets the alarm for the soonest expiry, unless it is set for sooner. */
-  async #scheduleAlarm(): Promise<void> {
+  /**
+   * Sets the alarm for the soonest expiry, unless it is set for sooner. `written`: the expiry of the rows a write
+   * just made, when that is all that changed (so an alarm set for no later than it stands as it is).
+   */
+  async #scheduleAlarm(written: number | undefined): Promise<void> {
+    if (this.#alarmAt === undefined) this.#alarmAt = await this.ctx.storage.getAlarm();
+    if (written !== undefined && this.#alarmAt !== null && this.#alarmAt <= written) return;
     const next = this.#sql.exec<{ t: number | null }>("SELECT MIN(expires_at) AS t FROM entries").one().t;
     if (next === null) return;
-    if (this.#alarmAt === undefined) this.#alarmAt = await this.ctx.storage.getAlarm();
     if (this.#alarmAt === null || next < this.#alarmAt) {
       await this.ctx.storage.setAlarm(next);
       this.#alarmAt = next;

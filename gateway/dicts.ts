@@ -20,8 +20,18 @@ export function checkedDictName(name: string): string {
   return name;
 }
 
+/** Each dict's object id by its name in its environment: `idFromName` hashes, and the id never changes. */
+const ids = new Map<string, DurableObjectId>();
+
 function store(env: Env, name: string) {
-  return env.DICTS.get(env.DICTS.idFromName(inEnvironment(env, `dict:${checkedDictName(name)}`)));
+  const objectName = inEnvironment(env, `dict:${checkedDictName(name)}`);
+  let id = ids.get(objectName);
+  if (!id) {
+    if (ids.size >= 1024) ids.clear();
+    id = env.DICTS.idFromName(objectName);
+    ids.set(objectName, id);
+  }
+  return env.DICTS.get(id);
 }
 
 function catalog(env: Env) {
@@ -111,6 +121,7 @@ function checkedKey(key: unknown): string {
 /** A value's text as stored, or `value_too_large` (413) over `DICT_LIMITS.maxValueBytes`. */
 function checkedValue(name: string, value: EncodedValue): string {
   const text = encodedText(value);
+  if (text.length * 3 <= DICT_LIMITS.maxValueBytes) return text; // each UTF-16 unit is at most 3 bytes of UTF-8
   const bytes = new TextEncoder().encode(text).byteLength;
   if (bytes > DICT_LIMITS.maxValueBytes) {
     throw new ValueTooLargeError(

@@ -92,7 +92,9 @@ export class Dict {
    */
   async put(key: unknown, value: unknown, options: DictPutOptions = {}): Promise<boolean> {
     const request = { key: checkedKey(key), value: encodeValue(value), ...options };
-    return (await this.#op("put", checkedRequest(DictRequestSchemas.put, request, `dict "${this.name}" put`))).written;
+    // Without options, the request is a key and an encoded value, which the schema takes as they are.
+    const checked = hasOptions(options) ? checkedRequest(DictRequestSchemas.put, request, `dict "${this.name}" put`) : request;
+    return (await this.#op("put", checked)).written;
   }
 
   /** Whether the key has a value. */
@@ -187,6 +189,11 @@ function checkedKey(key: unknown): unknown {
   const checked = canonicalKey(key);
   if ("problem" in checked) throw new InvalidOptionsError(`a dict key ${checked.problem}`);
   return key;
+}
+
+function hasOptions(options: object): boolean {
+  for (const _ in options) return true;
+  return false;
 }
 
 function valueOf(entry: DictEntry): unknown {

@@ -5,6 +5,9 @@
  * codec's values both ways, conditional puts as a lock, TTLs, FIFO
  * partitions, blocking gets woken by a put, leases, limits and errors.
  */
+import { readdirSync } from "node:fs";
+import { join } from "node:path";
+import Database from "better-sqlite3";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Dict, ForbiddenError, InvalidOptionsError, NotFoundError, Queue, QueueFullError, ValueTooLargeError, lookup } from "../sdk/index.js";
 import { DICT_LIMITS, QUEUE_LIMITS } from "../sdk/defaults.js";
@@ -28,6 +31,22 @@ const api = (path: string, init: RequestInit & { token?: string | null } = {}) =
 };
 const errorOf = async (res: Response) => ((await res.json()) as { error: { code: string; message: string } }).error;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+/** The keys a dict's `DictStore` holds in its SQLite file, expired ones too (read beside workerd, read-only). */
+const storedKeys = (name: string): string[] | undefined => {
+  const folder = join(gw.dir, "state/do/tandem-gateway-DictStore");
+  for (const file of readdirSync(folder).filter((f) => f.endsWith(".sqlite") && f !== "metadata.sqlite")) {
+    const db = new Database(join(folder, file), { readonly: true, fileMustExist: true });
+    try {
+      const isDict = db.prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'dict'").get() !== undefined;
+      if (isDict && db.prepare("SELECT 1 FROM dict WHERE name = ?").get(name) !== undefined) {
+        return (db.prepare("SELECT key FROM entries ORDER BY key").all() as { key: string }[]).map((r) => r.key);
+      }
+    } finally {
+      db.close();
+    }
+  }
+  return undefined;
+};
 
 beforeAll(async () => {
   gw = await startTestGateway(fixture("dict-queue-app.ts"));
@@ -116,6 +135,19 @@ describe("dict", () => {
     await d.put("brief", 1, { ttlSeconds: 0.2 });
     await sleep(300);
     expect(await d.clear()).toBe(2);
+  });
+
+  it("deletes expired rows from its storage with its alarm, and keeps the rest", async () => {
+    const d = dict("alarm", { createIfMissing: true });
+    await d.put("short", 1, { ttlSeconds: 1 });
+    await d.put("long", 2);
+    expect(storedKeys("alarm")).toEqual(['"long"', '"short"']);
+    await sleep(1_100);
+    expect(await d.get("short")).toBeUndefined(); // a read skips it at once but leaves the row: only the alarm deletes it
+    const deadline = Date.now() + 5_000;
+    while (storedKeys("alarm")!.length > 1 && Date.now() < deadline) await sleep(100);
+    expect(storedKeys("alarm")).toEqual(['"long"']);
+    expect(await d.get("long")).toBe(2);
   });
 
   it("pages keys, values and items in canonical-key order", async () => {
