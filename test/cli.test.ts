@@ -316,6 +316,8 @@ describe("tandem serve, stopped with Ctrl-C", () => {
         `import { App } from "tandem";\nconst app = new App("sigint");\nexport const twice = app.function({ tier: "plane" }, (n: number) => n * 2);\nexport default app;\n`,
       );
       const served = await startServe(["app.ts", "--no-watch"], dir);
+      // The plane's line may follow "gateway ready": it starts beside workerd.
+      await served.waitFor(/plane (pl-[0-9a-f]+) at/);
       const planeId = /plane (pl-[0-9a-f]+) at/.exec(served.output())![1]!;
       const planeContainers = () =>
         execFileSync("docker", ["ps", "-aq", "--filter", `label=tandem.plane=${planeId}`])
