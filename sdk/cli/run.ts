@@ -311,13 +311,18 @@ function runPlane(
       b.images.size ? uploadPlaneBundles(g.miniflare, { planes: [], images: b.images }) : undefined,
     );
     uploading.catch(() => {}); // met where it is awaited
+    // A plane that fails fails at once, not once the gateway is up: workerd's start waits for a plane function's plane
+    // (miniflare loads once its container is asked for, or it has failed), so waiting here for the upload, which waits
+    // for workerd, left the run waiting on itself and exiting 0 without a word.
     const after = async (plane: Promise<Plane>) => {
-      const [ok, uploaded] = await Promise.allSettled([plane, uploading]);
-      if (ok.status === "rejected") throw ok.reason;
-      if (uploaded.status === "rejected") throw uploaded.reason;
-      return ok.value;
+      const value = await plane;
+      await uploading;
+      return value;
     };
-    return { reported: after(reported), ready: after(taking.promise) };
+    const both = { reported: after(reported), ready: after(taking.promise) };
+    // Never an unhandled rejection: a run that fails before it waits for one of them still meets the failure where it does.
+    for (const waiting of Object.values(both)) waiting.catch(() => {});
+    return both;
   };
   return {
     start: () => (begun ??= begin()).reported,
