@@ -8,7 +8,7 @@
 import { NoCapacityError, PlaneUnavailableError, fromWireError, type WireError } from "../sdk/errors.js";
 import type { GpuRequest } from "../sdk/gpu.js";
 import { PLANE_DEFAULTS } from "../sdk/defaults.js";
-import { LOCAL_PLANE_ROUTES, type PlaneInfo } from "../sdk/protocol.js";
+import { LOCAL_PLANE_ROUTES, PlaneHeartbeatSchema, type PlaneHeartbeat, type PlaneInfo } from "../sdk/protocol.js";
 import type { Env } from "./env.js";
 import { describeRegions, inAllowedRegion, regionRank } from "./plane-regions.js";
 import type { RegistryView } from "./plane-registry.js";
@@ -61,6 +61,16 @@ export async function registryView(env: Env, fresh = false): Promise<RegistryVie
   return view;
 }
 
+/**
+ * Whether the gateway sends a plane inputs: it reported lately, can start
+ * containers, and is not draining.
+ *
+ * @example planeHealthy(heartbeat, Date.now(), Date.now()) // true for a plane that just reported, ready
+ */
+export function planeHealthy(heartbeat: PlaneHeartbeat, lastSeen: number, now: number): boolean {
+  return now - lastSeen < PLANE_DEFAULTS.staleMs && heartbeat.unavailable === undefined && !heartbeat.draining;
+}
+
 /** Planes this isolate could not reach, and when: passed over until they report again. */
 const unreachable = new Map<string, number>();
 
@@ -106,17 +116,28 @@ export function planeRegistry(env: Env) {
  */
 export async function choosePlane(env: Env, fn: RegisteredFunction, want: PlaneWants, skipped: Set<string>): Promise<PlaneInfo> {
   let askedLocal = false;
+  let local: PlaneInfo | undefined;
   for (;;) {
-    const planes = await knownPlanes(env, skipped.size > 0);
-    const plane = pickPlane(reachable(planes), want.wants, skipped, want);
-    if (plane) return plane;
-    // `tandem run` starts its plane only when a call needs one: ask it once, then look again.
+    // `tandem run` starts its plane only when a call needs one, and it is the run's only plane: ask it first, once, and
+    // use its report at once (its free counts as of now). The registry is not asked on the way: its first heartbeat,
+    // the registry's first use in the run's gateway, is on its way beside the call.
     if (env.LOCAL_PLANE && !askedLocal) {
       askedLocal = true;
-      await startLocalPlane(env.LOCAL_PLANE, fn);
+      const report = await startLocalPlane(env.LOCAL_PLANE, fn);
+      if (report) {
+        const now = Date.now();
+        local = { ...report, lastSeen: now, healthy: planeHealthy(report, now, now) };
+        const started = pickPlane(reachable([local]), want.wants, skipped, want);
+        if (started) return started;
+      }
       planeList = undefined;
-      continue;
     }
+    const reported = await knownPlanes(env, skipped.size > 0);
+    // The local plane's report stands in for its first heartbeat until the registry has that (a plane that cannot start
+    // containers is said so at once, below).
+    const planes = local && !reported.some((p) => p.planeId === local!.planeId) ? [...reported, local] : reported;
+    const plane = pickPlane(reachable(planes), want.wants, skipped, want);
+    if (plane) return plane;
     // Planes that report but cannot run containers (no Docker engine, say) will not get better by waiting: say why now.
     const allowed = planes.filter((p) => inAllowedRegion(p.region, want.regions));
     const broken = allowed.filter((p) => p.unavailable !== undefined && Date.now() - p.lastSeen < PLANE_DEFAULTS.staleMs);
@@ -201,10 +222,14 @@ function mostOf(planes: PlaneInfo[], free: (plane: PlaneInfo) => number): PlaneI
   return best[Math.floor(Math.random() * best.length)];
 }
 
-/** Asks the `tandem run` that started this gateway for its plane; resolves once the plane has reported. */
-async function startLocalPlane(local: Fetcher, fn: RegisteredFunction): Promise<void> {
+/** Asks the `tandem run` that started this gateway for its plane; resolves with the plane's report once it takes calls. */
+async function startLocalPlane(local: Fetcher, fn: RegisteredFunction): Promise<PlaneHeartbeat | undefined> {
   const res = await local.fetch(`http://local-plane${LOCAL_PLANE_ROUTES.start}`, { method: "POST" });
-  if (res.ok) return;
+  if (res.ok) {
+    // Without a report (an empty answer), the registry is asked again, as for any plane.
+    const parsed = PlaneHeartbeatSchema.safeParse(((await res.json().catch(() => undefined)) as { plane?: unknown } | undefined)?.plane);
+    return parsed.success ? parsed.data : undefined;
+  }
   const body = (await res.json().catch(() => undefined)) as { error?: WireError } | undefined;
   if (body?.error) throw fromWireError(body.error);
   throw new PlaneUnavailableError(`the local plane did not start (HTTP ${res.status})`, { app: fn.app, function: fn.name });

@@ -5,10 +5,10 @@
  * isolate it reaches, and after this object or the gateway restarts.
  */
 import { DurableObject } from "cloudflare:workers";
-import { PLANE_DEFAULTS } from "../sdk/defaults.js";
 import type { PlaneHeartbeat, PlaneInfo } from "../sdk/protocol.js";
 import { SIGNATURE_WINDOW_MS } from "../sdk/signing.js";
 import type { Env } from "./env.js";
+import { planeHealthy } from "./plane-choice.js";
 
 export class PlaneRegistry extends DurableObject<Env> {
   readonly #planes = new Map<string, { heartbeat: PlaneHeartbeat; lastSeen: number }>();
@@ -78,16 +78,6 @@ export class PlaneRegistry extends DurableObject<Env> {
     }
     return planes;
   }
-}
-
-/**
- * Whether the gateway sends a plane inputs: it reported lately, can start
- * containers, and is not draining.
- *
- * @example planeHealthy(heartbeat, Date.now(), Date.now()) // true for a plane that just reported, ready
- */
-export function planeHealthy(heartbeat: PlaneHeartbeat, lastSeen: number, now: number): boolean {
-  return now - lastSeen < PLANE_DEFAULTS.staleMs && heartbeat.unavailable === undefined && !heartbeat.draining;
 }
 
 /** The registry as a heartbeat's answer reads it: the planes, and the apps stopped (by name). */

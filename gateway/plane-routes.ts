@@ -36,12 +36,12 @@ import { checkSignatureHeaders, signRequest, verifyRequest } from "../sdk/signin
 import type { FunctionSpec } from "../sdk/options.js";
 import { authenticate, requireScope } from "./auth.js";
 import type { RouteEnv } from "./env.js";
-import { knownPlanes, planeRegistry, registryView } from "./plane-choice.js";
+import { knownPlanes, planeHealthy, planeRegistry, registryView } from "./plane-choice.js";
 import { defaultNearRegions, inAllowedRegion, regionRank } from "./plane-regions.js";
 import { registry } from "./registry.js";
 import { namedValues } from "./secret-env.js";
 import { writeLines } from "./log-sink.js";
-import { planeHealthy, type StopMark } from "./plane-registry.js";
+import type { StopMark } from "./plane-registry.js";
 
 type Api = RouteEnv;
 

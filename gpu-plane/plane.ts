@@ -118,6 +118,11 @@ export interface PlaneOptions {
    * stops taking its heartbeats and when it takes them again.
    */
   onHeartbeat?: (outcome: HeartbeatOutcome) => void;
+  /**
+   * Told once the plane takes calls, just before its first heartbeat: `tandem run` hands the gateway the plane's
+   * report ({@link Plane.report}) through its `LOCAL_PLANE` binding, so its first call does not wait for that heartbeat.
+   */
+  onReady?: (plane: Plane) => void;
 }
 
 /** A container a plane starts ahead of its input: see `PlaneOptions.startAhead`. */
@@ -385,6 +390,7 @@ export class Plane {
     });
     if (driver.sandboxed === false) log("⚠ plane runtime `process`: functions run as plain processes, NOT sandboxed. For development only.");
     if (unavailable) log(`⚠ plane ${planeId} cannot start containers: ${unavailable}`);
+    options.onReady?.(plane);
     await plane.#beat();
     trace("plane: first heartbeat answered");
     plane.#heartbeat = setInterval(() => void plane!.#beat(), PLANE_DEFAULTS.heartbeatMs);
@@ -541,9 +547,10 @@ export class Plane {
     return fetchWarmSecrets(source, { planeId: this.planeId, app: pool.app, function: pool.function, bundleHash: pool.bundleHash });
   }
 
-  async #beat(): Promise<void> {
+  /** What a heartbeat says of this plane now: who it is, where, what it has free. */
+  report(): PlaneHeartbeat {
     const summary = this.inventory.summary();
-    const heartbeat: PlaneHeartbeat = {
+    return {
       planeId: this.planeId,
       url: this.url,
       region: this.#options.region,
@@ -554,7 +561,10 @@ export class Plane {
       ...(this.#draining ? { draining: true } : {}),
       protocol: PROTOCOL_VERSION,
     };
-    const body = JSON.stringify(heartbeat);
+  }
+
+  async #beat(): Promise<void> {
+    const body = JSON.stringify(this.report());
     const route = paths.planeHeartbeat();
     let outcome: HeartbeatOutcome;
     try {

@@ -318,9 +318,17 @@ export const OTLP_PATHS = { logs: "/v1/logs", metrics: "/v1/metrics" } as const;
  * through its `LOCAL_PLANE` binding (`tandem run` only; never in a deployment).
  */
 export const LOCAL_PLANE_ROUTES = {
-  /** Start the local plane, unless it has started: answers 204 once it has reported to the gateway, or an error body. */
+  /**
+   * Start the local plane, unless it has started: answers once it takes calls, with its report
+   * ({@link LocalPlaneStarted}; the gateway may send it a call before its first heartbeat lands), or an error body.
+   */
   start: "/v1/local-plane/start",
 } as const;
+
+/** The answer to `LOCAL_PLANE_ROUTES.start`: the plane's report, as its heartbeat carries it. */
+export interface LocalPlaneStarted {
+  plane: PlaneHeartbeat;
+}
 
 const seg = encodeURIComponent;
 

@@ -171,6 +171,14 @@ describe("tandem run", () => {
     expect(method.stdout.trim()).toMatch(/^w-tiny:hi:ctr-[0-9a-f]{8}$/);
   });
 
+  it("fails with the plane's own error when the run's plane cannot start, not silently", async () => {
+    // The plane failing before workerd's start once left the run waiting on itself: exit 0, nothing printed.
+    const { code, stdout, stderr } = await runCli(["run", "test/fixtures/plane-app.ts::twoGpus", "--gpus", "H100:zz"]);
+    expect(code).toBe(1);
+    expect(stderr).toContain('error: --gpus "H100:zz": the count must be 1 to 64');
+    expect(stdout).toBe("");
+  });
+
   it("fails at once, naming the limit and the --gpus that fits, when a function asks for more GPUs than the local plane has", async () => {
     const { code, stdout, stderr } = await runCli(["run", "test/fixtures/plane-app.ts::twoGpus"]);
     expect(code).toBe(1);
@@ -316,6 +324,8 @@ describe("tandem serve, stopped with Ctrl-C", () => {
         `import { App } from "tandem";\nconst app = new App("sigint");\nexport const twice = app.function({ tier: "plane" }, (n: number) => n * 2);\nexport default app;\n`,
       );
       const served = await startServe(["app.ts", "--no-watch"], dir);
+      // The plane's line may follow "gateway ready": it starts beside workerd.
+      await served.waitFor(/plane (pl-[0-9a-f]+) at/);
       const planeId = /plane (pl-[0-9a-f]+) at/.exec(served.output())![1]!;
       const planeContainers = () =>
         execFileSync("docker", ["ps", "-aq", "--filter", `label=tandem.plane=${planeId}`])

@@ -63,11 +63,16 @@ describe("tandem run starts only what the function needs", () => {
     expect(left.trim()).toBe("");
   });
 
-  it("starts the plane beside workerd for a plane function", async () => {
-    const { code, stdout, stderr } = await runCli(["run", "app.ts::where"], { cwd: dir });
+  it("starts the plane beside workerd for a plane function, and calls it without waiting for its first heartbeat", async () => {
+    const { code, stdout, stderr } = await runCli(["run", "app.ts::where"], { cwd: dir, env: { TANDEM_TRACE: "1" } });
     expect(code).toBe(0);
     expect(JSON.parse(stdout)).toMatchObject({ version: 1, container: expect.stringMatching(/^ctr-[0-9a-f]{8}$/) });
     expect(stderr).toMatch(PLANE_REGISTERED);
+    // The gateway takes the plane's report through LOCAL_PLANE; the heartbeat lands beside the call, still before the run stops.
+    const at = (step: string) => stderr.indexOf(`ms  ${step}\n`);
+    expect(at("run: call sent")).toBeGreaterThan(0);
+    expect(at("run: call sent")).toBeLessThan(at("plane: first heartbeat answered"));
+    expect(at("plane: first heartbeat answered")).toBeLessThan(at("run: workerd stopped"));
   });
 
   it("hands the plane its bundle and source map: a plane function's failure names the app's own lines", async () => {

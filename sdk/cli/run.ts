@@ -168,10 +168,12 @@ export async function runOnce(target: string, rawArgs: string[], config: CliConf
     onOutput: (line) => process.stderr.write(line + "\n"),
     // In the run's own folder, removed with it: the run ends without waiting for miniflare to remove a folder of its own.
     tmpDir: join(runState, "tmp"),
-    ...(built.planes.length ? { startPlane: async () => void (await plane!.start()) } : {}),
+    // Answered once the plane takes calls, with its report: the call does not wait for its first heartbeat.
+    ...(built.planes.length ? { startPlane: async () => (await plane!.ready()).report() } : {}),
   }).then((g) => (trace("run: workerd ready"), gatewayStarting.resolve(g)), gatewayStarting.reject);
   const stop = async () => {
     const gateway = await gatewayStarting.promise.catch(() => undefined);
+    await plane?.reported(); // its first heartbeat, sent beside the call, lands before the gateway stops
     await Promise.all([plane?.close().then(() => trace("run: plane closed")), gateway?.dispose().then(() => trace("run: workerd stopped"))]);
     await rm(planeDir, { recursive: true, force: true });
     await rm(runState, { recursive: true, force: true, maxRetries: 3 }); // miniflare removes its folder there too, meanwhile
@@ -188,8 +190,10 @@ export async function runOnce(target: string, rawArgs: string[], config: CliConf
     const url = gateway.url.href.replace(/\/$/, "");
     if (named) checkNamedSecrets(built.apps, await heldSecrets(url, token));
     if (onPlane) {
-      const { inventory } = await plane!.start();
-      trace("run: plane registered");
+      // Once the plane takes calls, not once its first heartbeat lands: the gateway asks the plane for its report
+      // through LOCAL_PLANE when the registry does not have it yet.
+      const { inventory } = await plane!.ready();
+      trace("run: plane ready");
       checkPlaneFits(built.apps, inventory, fn); // as serve does: a call that could never run here fails now, not at its timeout
     }
     const invoker = new HttpInvoker(url, { token });
@@ -239,7 +243,12 @@ export function chunkLine(chunk: unknown, json: boolean): string {
 }
 
 interface RunPlane {
+  /** Starts the plane, unless it has started; resolves once it has reported to the gateway. */
   start(): Promise<Plane>;
+  /** Starts the plane, unless it has started; resolves once it takes calls (image specs uploaded), before its first heartbeat lands. */
+  ready(): Promise<Plane>;
+  /** Once a plane that started has reported (or failed to); at once if none started. */
+  reported(): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -268,14 +277,15 @@ function runPlane(
   built: Promise<BuiltApps>,
   options: Pick<PlaneOptions, "secret" | "forceBuild" | "stateDir" | "startAhead" | "gpus">,
 ): RunPlane {
-  let starting: Promise<Plane> | undefined;
+  let begun: { reported: Promise<Plane>; ready: Promise<Plane> } | undefined;
   let started: Plane | undefined;
-  const start = async () => {
-    const { Plane } = await import("../../gpu-plane/plane.js"); // loaded only when a plane starts
-    const gatewayUrl = gateway.then((g) => g.url.href.replace(/\/$/, ""));
-    gatewayUrl.catch(() => {}); // a gateway that does not start fails Plane.start, once it gets to waiting for it
-    const [plane, uploaded] = await Promise.allSettled([
-      Plane.start({
+  const begin = () => {
+    const taking = deferred<Plane>(); // the plane, once it takes calls
+    const reported = (async () => {
+      const { Plane } = await import("../../gpu-plane/plane.js"); // loaded only when a plane starts
+      const gatewayUrl = gateway.then((g) => g.url.href.replace(/\/$/, ""));
+      gatewayUrl.catch(() => {}); // a gateway that does not start fails Plane.start, once it gets to waiting for it
+      return Plane.start({
         gatewayUrl,
         secret: options.secret,
         host: "127.0.0.1",
@@ -291,20 +301,35 @@ function runPlane(
         // On this machine, already built: taken from here, not fetched from the gateway.
         bundles: built.then((b) => b.planes.map((p) => ({ hash: p.hash, bytes: p.bytes, map: p.map }))),
         log: (line) => console.error(line),
-      }),
-      // The plane bundles are handed to the plane (`bundles`), which never asks the gateway for them: only the image
-      // specs, which the plane does ask for, go into the gateway's blob store (miniflare's R2 set up for them alone).
-      Promise.all([gateway, built]).then(([g, b]) => (b.images.size ? uploadPlaneBundles(g.miniflare, { planes: [], images: b.images }) : undefined)),
-    ]);
-    if (plane.status === "rejected") throw plane.reason;
-    started = plane.value;
-    if (uploaded.status === "rejected") throw uploaded.reason;
-    return started;
+        onReady: (plane) => taking.resolve((started = plane)),
+      });
+    })();
+    reported.catch((err: unknown) => taking.reject(err));
+    // The plane bundles are handed to the plane (`bundles`), which never asks the gateway for them: only the image
+    // specs, which the plane does ask for, go into the gateway's blob store (miniflare's R2 set up for them alone).
+    const uploading = Promise.all([gateway, built]).then(([g, b]) =>
+      b.images.size ? uploadPlaneBundles(g.miniflare, { planes: [], images: b.images }) : undefined,
+    );
+    uploading.catch(() => {}); // met where it is awaited
+    // A plane that fails fails at once, not once the gateway is up: workerd's start waits for a plane function's plane
+    // (miniflare loads once its container is asked for, or it has failed), so waiting here for the upload, which waits
+    // for workerd, left the run waiting on itself and exiting 0 without a word.
+    const after = async (plane: Promise<Plane>) => {
+      const value = await plane;
+      await uploading;
+      return value;
+    };
+    const both = { reported: after(reported), ready: after(taking.promise) };
+    // Never an unhandled rejection: a run that fails before it waits for one of them still meets the failure where it does.
+    for (const waiting of Object.values(both)) waiting.catch(() => {});
+    return both;
   };
   return {
-    start: () => (starting ??= start()),
+    start: () => (begun ??= begin()).reported,
+    ready: () => (begun ??= begin()).ready,
+    reported: async () => void (await begun?.reported.catch(() => {})),
     async close() {
-      await starting?.catch(() => {});
+      await begun?.reported.catch(() => {});
       await started?.close();
     },
   };

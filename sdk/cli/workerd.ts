@@ -11,7 +11,7 @@ import type * as MiniflareModule from "miniflare";
 import { dirname } from "node:path";
 import type { Readable, Writable } from "node:stream";
 import { errorBody, errorStatus } from "../errors.js";
-import { LOCAL_PLANE_ROUTES } from "../protocol.js";
+import { LOCAL_PLANE_ROUTES, type LocalPlaneStarted, type PlaneHeartbeat } from "../protocol.js";
 import { LineSplitter } from "../stream-lines.js";
 import { trace } from "../trace.js";
 import type { WorkerBundle } from "./bundle.js";
@@ -34,10 +34,10 @@ export interface WorkerdOptions {
   bindings: Record<string, string>;
   /**
    * Starts the local plane when a call first needs one and none has reported
-   * (`tandem run`); resolves once it has. The gateway asks through its
+   * (`tandem run`); resolves with its report once it takes calls. The gateway asks through its
    * `LOCAL_PLANE` binding. Without it, the gateway waits for planes to report.
    */
-  startPlane?: () => Promise<void>;
+  startPlane?: () => Promise<PlaneHeartbeat>;
   /**
    * Where miniflare keeps its temporary files (workerd's in-memory state backs onto disk there), instead of a
    * folder in the system's: whoever starts it removes this folder, rather than wait for miniflare's removal of its
@@ -127,13 +127,12 @@ function newMiniflare(options: WorkerdOptions, onOutput: NonNullable<WorkerdOpti
   });
 }
 
-/** The gateway's `LOCAL_PLANE` binding: `LOCAL_PLANE_ROUTES.start` starts the plane, answered once it has. */
-function localPlaneService(start: () => Promise<void>): (request: MiniflareModule.Request) => Promise<MiniflareResponse> {
+/** The gateway's `LOCAL_PLANE` binding: `LOCAL_PLANE_ROUTES.start` starts the plane, answered with its report once it takes calls. */
+function localPlaneService(start: () => Promise<PlaneHeartbeat>): (request: MiniflareModule.Request) => Promise<MiniflareResponse> {
   return async (request) => {
     if (request.method !== "POST" || new URL(request.url).pathname !== LOCAL_PLANE_ROUTES.start) return new MiniflareResponse(null, { status: 404 });
     try {
-      await start();
-      return new MiniflareResponse(null, { status: 204 });
+      return MiniflareResponse.json({ plane: await start() } satisfies LocalPlaneStarted);
     } catch (err) {
       return MiniflareResponse.json(errorBody(err), { status: errorStatus(err) });
     }
