@@ -9,7 +9,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { compileFixture } from "./fixtures/build.js";
-import { WasmLimitError, WasmModuleError, WasmTrapError, checkWasiCommand, runWasi } from "./host.js";
+import { MEMORY_IMPORT, WasmLimitError, WasmModuleError, WasmTrapError, checkWasiCommand, runWasi } from "./host.js";
 import { instrument } from "./prepare.js";
 
 const dir = mkdtempSync(join(tmpdir(), "tandem-wasm-"));
@@ -17,11 +17,14 @@ let echo: Uint8Array<ArrayBuffer>;
 let misbehave: Uint8Array<ArrayBuffer>;
 let usesEnv: Uint8Array<ArrayBuffer>;
 let notCommand: Uint8Array<ArrayBuffer>;
+let memoryState: Uint8Array<ArrayBuffer>;
 const text = (bytes: Uint8Array) => new TextDecoder().decode(bytes);
 const bytes = (s: string) => new TextEncoder().encode(s);
 
 beforeAll(async () => {
-  [echo, misbehave, usesEnv, notCommand] = await Promise.all(["echo", "misbehave", "uses-env", "not-command"].map((name) => compileFixture(name, dir)));
+  [echo, misbehave, usesEnv, notCommand, memoryState] = await Promise.all(
+    ["echo", "misbehave", "uses-env", "not-command", "memory-state"].map((name) => compileFixture(name, dir)),
+  );
 });
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
@@ -83,7 +86,71 @@ describe("the WASI host in Node", () => {
   });
 });
 
+describe("a prepared module's memory", () => {
+  it("comes from the host, still exported, with its limits recorded", async () => {
+    const module = new WebAssembly.Module(await instrument(memoryState, 64));
+    expect(WebAssembly.Module.imports(module)).toContainEqual({ module: MEMORY_IMPORT.module, name: MEMORY_IMPORT.name, kind: "memory" });
+    expect(WebAssembly.Module.exports(module)).toContainEqual({ name: "memory", kind: "memory" });
+    const [limits] = WebAssembly.Module.customSections(module, MEMORY_IMPORT.section);
+    expect(JSON.parse(text(new Uint8Array(limits!)))).toEqual({ initial: 1 });
+    expect(() => checkWasiCommand(module, "memory-state.wasm")).not.toThrow();
+  });
+
+  it("holds nothing from an earlier run: not after a run that wrote, grew its memory or trapped", async () => {
+    const module = new WebAssembly.Module(await instrument(memoryState, 64));
+    const run = (input: string) => runWasi(module, "s.wasm", { stdin: bytes(input) });
+    for (let i = 0; i < 3; i++) expect(text(run("x").stdout)).toBe("cell=0 data=7");
+    expect(run("g").memoryPages).toBe(4);
+    const after = run("x");
+    expect({ out: text(after.stdout), pages: after.memoryPages }).toEqual({ out: "cell=0 data=7", pages: 1 });
+    expect(() => run("t")).toThrow(WasmTrapError);
+    expect(text(run("x").stdout)).toBe("cell=0 data=7");
+  });
+
+  it("is refused when the module imports it without its limits", async () => {
+    // The raw fixture with its memory made an import by hand, without the section that says its limits.
+    const { default: binaryen } = await import("binaryen");
+    const m = binaryen.readBinary(memoryState);
+    m.addMemoryImport("0", MEMORY_IMPORT.module, MEMORY_IMPORT.name);
+    const bare = new WebAssembly.Module(new Uint8Array(m.emitBinary()));
+    m.dispose();
+    expect(WebAssembly.Module.imports(bare)).toContainEqual({ module: MEMORY_IMPORT.module, name: MEMORY_IMPORT.name, kind: "memory" });
+    expect(() => checkWasiCommand(bare, "bare.wasm")).toThrow("bare.wasm imports tandem.memory (memory), which this host does not provide");
+  });
+});
+
 describe("the same module in workerd", () => {
+  it("gives each run of a prepared module a memory that holds nothing from an earlier run", async () => {
+    const mf = await startWasmWorker(
+      `import { runWasi } from ${JSON.stringify(join(import.meta.dirname, "host.ts"))};
+import state from "./state.wasm";
+export default { async fetch(request) {
+  const d = new TextDecoder();
+  const out = [];
+  for (const input of ["x", "x", "g", "x", "t", "x"]) {
+    try {
+      const run = runWasi(state, "s.wasm", { stdin: new TextEncoder().encode(input) });
+      out.push(d.decode(run.stdout) + " pages=" + run.memoryPages);
+    } catch (e) { out.push(e.name); }
+  }
+  return Response.json(out);
+} };`,
+      { "state.wasm": await instrument(memoryState, 64) },
+    );
+    try {
+      expect(await (await mf.dispatchFetch("http://x/")).json()).toEqual([
+        "cell=0 data=7 pages=1",
+        "cell=0 data=7 pages=1",
+        "cell=0 data=7 pages=4",
+        "cell=0 data=7 pages=1",
+        "WasmTrapError",
+        "cell=0 data=7 pages=1",
+      ]);
+    } finally {
+      await mf.dispose();
+    }
+  });
+
   it("gives the same output as in Node, and refuses the same bad modules", async () => {
     const mf = await startWasmWorker(
       `import { runWasi, checkWasiCommand } from ${JSON.stringify(join(import.meta.dirname, "host.ts"))};

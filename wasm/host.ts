@@ -39,6 +39,19 @@ export const DEFAULT_WASM_LIMITS: WasmLimits = {
 export const TICK_IMPORT = { module: "tandem", name: "tick" } as const;
 export const TICK_EVERY = 8192;
 
+/**
+ * The import a prepared module takes its memory from (wasm/prepare.ts), with
+ * its limits (`{"initial":pages,"maximum"?:pages}`) in the custom section
+ * named `section`. Each run still gets a new instance and a memory holding
+ * nothing from an earlier run: the memory a run leaves, when it did not grow
+ * past its initial size, is zeroed and handed to the next run of the same
+ * module, which costs far less than the address-space reservation (with
+ * guard pages) a new memory takes. A memory over `REUSED_MEMORY_MAX_PAGES`
+ * costs more to zero than to make, and is made anew each run.
+ */
+export const MEMORY_IMPORT = { module: "tandem", name: "memory", section: "tandem.memory" } as const;
+const REUSED_MEMORY_MAX_PAGES = 16;
+
 export interface WasiRunOptions {
   /** argv[1..]; argv[0] is the module's name. */
   args?: string[];
@@ -147,6 +160,7 @@ export function checkWasiCommand(module: WebAssembly.Module, name: string): void
   if (exports.get("memory") !== "memory") throw new WasmModuleError(`${name} is not a WASI command: it exports no memory`);
   for (const i of WebAssembly.Module.imports(module)) {
     if (i.module === TICK_IMPORT.module && i.name === TICK_IMPORT.name && i.kind === "function") continue;
+    if (i.module === MEMORY_IMPORT.module && i.name === MEMORY_IMPORT.name && i.kind === "memory" && memoryShape(module)) continue;
     if (i.module !== WASI_MODULE || !PROVIDED.has(i.name)) {
       throw new WasmModuleError(
         `${name} imports ${i.module}.${i.name} (${i.kind}), which this host does not provide (it provides ${WASI_MODULE} functions only)`,
@@ -211,23 +225,76 @@ export function runWasi(module: WebAssembly.Module, name: string, options: WasiR
     },
   });
   const imports = { ...wasi.wasiImport, ...calls };
-  const instance = new WebAssembly.Instance(module, { [WASI_MODULE]: imports, [TICK_IMPORT.module]: { [TICK_IMPORT.name]: checkLimits } });
-  const exports = instance.exports as { memory: WebAssembly.Memory; _start: () => unknown };
-  let exitCode: number;
+  let exports: { memory: WebAssembly.Memory; _start: () => unknown };
+  const shape = memoryShape(module);
+  const memory = shape ? takeMemory(shape) : undefined;
+  const tandem = { [TICK_IMPORT.name]: checkLimits, ...(memory ? { [MEMORY_IMPORT.name]: memory } : {}) };
   try {
-    exitCode = wasi.start({ exports });
-  } catch (thrown) {
-    if (thrown instanceof WasmLimitError) throw thrown;
-    if (thrown instanceof WASIProcExit) exitCode = thrown.code;
-    else if (thrown instanceof RaisedSignal) {
-      throw new WasmSignalError(thrown.signal, `${name} raised ${thrown.signal} (signal ${thrown.number}) and was stopped`, concat(err));
-    } else if (thrown instanceof WebAssembly.RuntimeError || thrown instanceof RangeError) {
-      checkLimits(); // a trap because memory could not grow is the memory limit
-      throw new WasmTrapError(`${name} trapped: ${thrown.message}`, concat(err));
-    } else throw thrown;
+    const instance = new WebAssembly.Instance(module, { [WASI_MODULE]: imports, [TICK_IMPORT.module]: tandem });
+    exports = instance.exports as typeof exports;
+    let exitCode: number;
+    try {
+      exitCode = wasi.start({ exports });
+    } catch (thrown) {
+      if (thrown instanceof WasmLimitError) throw thrown;
+      if (thrown instanceof WASIProcExit) exitCode = thrown.code;
+      else if (thrown instanceof RaisedSignal) {
+        throw new WasmSignalError(thrown.signal, `${name} raised ${thrown.signal} (signal ${thrown.number}) and was stopped`, concat(err));
+      } else if (thrown instanceof WebAssembly.RuntimeError || thrown instanceof RangeError) {
+        checkLimits(); // a trap because memory could not grow is the memory limit
+        throw new WasmTrapError(`${name} trapped: ${thrown.message}`, concat(err));
+      } else throw thrown;
+    }
+    checkLimits();
+    return { exitCode, stdout: concat(out), stderr: concat(err), memoryPages: exports.memory.buffer.byteLength / 65536 };
+  } finally {
+    if (shape && memory) giveBack(shape, memory);
   }
-  checkLimits();
-  return { exitCode, stdout: concat(out), stderr: concat(err), memoryPages: exports.memory.buffer.byteLength / 65536 };
+}
+
+/** A prepared module's memory limits, and the zeroed memory its next run takes. */
+interface MemoryShape {
+  initial: number;
+  maximum?: number;
+  spare?: WebAssembly.Memory;
+}
+
+/** Per compiled module: its memory's shape, or null when it does not import its memory from the host. */
+const memoryShapes = new WeakMap<WebAssembly.Module, MemoryShape | null>();
+
+function memoryShape(module: WebAssembly.Module): MemoryShape | null {
+  let shape = memoryShapes.get(module);
+  if (shape === undefined) {
+    shape = null;
+    const [section] = WebAssembly.Module.customSections(module, MEMORY_IMPORT.section);
+    if (section) {
+      try {
+        const { initial, maximum } = JSON.parse(new TextDecoder().decode(section)) as { initial: unknown; maximum?: unknown };
+        const pages = (n: unknown) => Number.isInteger(n) && (n as number) >= 0 && (n as number) <= 65536;
+        if (pages(initial) && (maximum === undefined || pages(maximum))) {
+          shape = { initial: initial as number, ...(maximum === undefined ? {} : { maximum: maximum as number }) };
+        }
+      } catch {
+        // Not JSON: the module is refused as importing what the host does not give.
+      }
+    }
+    memoryShapes.set(module, shape);
+  }
+  return shape;
+}
+
+/** The memory for one run: the one the last run left, zeroed, or a new one. */
+function takeMemory(shape: MemoryShape): WebAssembly.Memory {
+  const spare = shape.spare;
+  shape.spare = undefined; // a run inside this one (none today) would get its own
+  return spare ?? new WebAssembly.Memory({ initial: shape.initial, ...(shape.maximum === undefined ? {} : { maximum: shape.maximum }) });
+}
+
+/** Keeps a run's memory for the next run, zeroed at once (nothing a run wrote outlives it), unless it grew or is large. */
+function giveBack(shape: MemoryShape, memory: WebAssembly.Memory): void {
+  if (shape.initial > REUSED_MEMORY_MAX_PAGES || memory.buffer.byteLength !== shape.initial * 65536) return;
+  new Uint8Array(memory.buffer).fill(0);
+  shape.spare = memory;
 }
 
 const formatMiB = (pages: number) => `${(pages * 64) / 1024} MiB`;

@@ -18,7 +18,7 @@ import { dirname, join, resolve } from "node:path";
 import { pathToFileURL } from "node:url";
 import { Worker } from "node:worker_threads";
 import { packFiles, type BundledFiles } from "./files.js";
-import { TICK_EVERY, TICK_IMPORT, checkWasiCommand } from "./host.js";
+import { MEMORY_IMPORT, TICK_EVERY, TICK_IMPORT, checkWasiCommand } from "./host.js";
 
 const require = createRequire(import.meta.url);
 
@@ -215,7 +215,30 @@ function formatBytes(n: number): string {
   return `${(n / (1024 * 1024)).toFixed(1)} MiB`;
 }
 
-/** Adds the host's tick to every loop header and function exit of `bytes`; see the file's comment. */
+/**
+ * Makes the module's exported memory an import the host gives (`tandem.memory`, its limits in a custom section),
+ * still exported as `memory`: the host hands each run a zeroed memory it keeps between runs, instead of the
+ * address-space reservation a new memory costs (wasm/host.ts, `MEMORY_IMPORT`). A shared or 64-bit memory,
+ * one already imported, and a module without an exported memory stay as they are.
+ */
+function importMemory(binaryen: typeof import("binaryen").default, m: import("binaryen").default.Module): void {
+  let internalName: string | undefined;
+  for (let i = 0; i < m.getNumExports(); i++) {
+    const e = binaryen.getExportInfo(m.getExportByIndex(i));
+    if (e.name === "memory" && e.kind === binaryen.ExternalMemory) internalName = e.value;
+  }
+  if (internalName === undefined) return;
+  const info = m.getMemoryInfo(internalName);
+  if (info.module || info.shared || info.is64) return;
+  m.addMemoryImport(internalName, MEMORY_IMPORT.module, MEMORY_IMPORT.name);
+  const limits = { initial: info.initial, ...(info.max === undefined ? {} : { maximum: info.max }) };
+  m.addCustomSection(MEMORY_IMPORT.section, new TextEncoder().encode(JSON.stringify(limits)));
+}
+
+/**
+ * Adds the host's tick to every loop header and function exit of `bytes`, and makes its memory one the host
+ * gives (`importMemory`); see the file's comment.
+ */
 export async function instrument(bytes: Uint8Array, maxMemoryPages: number): Promise<Uint8Array<ArrayBuffer>> {
   const { default: binaryen } = await import("binaryen");
   const m = binaryen.readBinary(bytes);
@@ -228,7 +251,8 @@ export async function instrument(bytes: Uint8Array, maxMemoryPages: number): Pro
     // ... which becomes a function of the module: a countdown that calls the host once per TICK_EVERY steps, and
     // whenever the memory is past its limit (so one step that grows it a lot is caught at the next).
     const internal = m.getFunction("log_execution") ? "log_execution" : undefined;
-    if (!internal) return new Uint8Array(bytes); // no loops, no functions: nothing to bound
+    importMemory(binaryen, m);
+    if (!internal) return new Uint8Array(m.emitBinary()); // no loops, no functions: nothing to bound
     m.removeFunction(internal);
     const budget = "__tandem_budget";
     const hostTick = "__tandem_host_tick";
