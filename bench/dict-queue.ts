@@ -20,10 +20,11 @@ import { bundleWorker } from "../sdk/cli/bundle.js";
 import { startWorkerd } from "../sdk/cli/workerd.js";
 import { ADMIN_TOKEN } from "../test/helpers/gateway.js";
 import { startBareWorker } from "./bare-worker.js";
-import { benchArgs, printTable, summarize } from "./stats.js";
+import { benchArgs, printTable, stateInMemory, summarize } from "./stats.js";
 
 const here = dirname(fileURLToPath(import.meta.url));
 const { n, tiny } = benchArgs(200, 10); // rounds per side and operation
+console.log(stateInMemory());
 const PER = tiny ? 10 : 50; // operations per round
 // The producer may run ahead of the consumer: no more items than one partition holds, or a put meets `queue_full`.
 const ITEMS = tiny ? 500 : QUEUE_LIMITS.maxItemsPerPartition;

@@ -17,10 +17,11 @@ import { bundleWorker } from "../sdk/cli/bundle.js";
 import { startWorkerd } from "../sdk/cli/workerd.js";
 import { ADMIN_TOKEN } from "../test/helpers/gateway.js";
 import { startBareWorker } from "./bare-worker.js";
-import { benchArgs, printTable, summarize } from "./stats.js";
+import { benchArgs, printTable, stateInMemory, summarize } from "./stats.js";
 
 const here = dirname(fileURLToPath(import.meta.url));
 const { n } = benchArgs(2000);
+console.log(stateInMemory());
 const WORK = 1000;
 const ROUND = 50;
 

@@ -16,10 +16,11 @@ import type { StartedContainer } from "../gpu-plane/drivers/driver.js";
 import { lookup } from "../sdk/index.js";
 import { startTestStack } from "../test/helpers/stack.js";
 import { ADMIN_TOKEN } from "../test/helpers/gateway.js";
-import { benchArgs } from "./stats.js";
+import { benchArgs, stateInMemory } from "./stats.js";
 
 const here = dirname(fileURLToPath(import.meta.url));
 const { tiny } = benchArgs(1);
+console.log(stateInMemory());
 const SIZES = tiny ? [100] : [1_000, 10_000];
 const WORK = 200;
 const IN_FLIGHT = 32;

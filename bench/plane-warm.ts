@@ -17,10 +17,11 @@ import { fileURLToPath } from "node:url";
 import { lookup } from "../sdk/index.js";
 import { ADMIN_TOKEN, authed, eventually } from "../test/helpers/gateway.js";
 import { SECRET, startTestStack } from "../test/helpers/stack.js";
-import { benchArgs, printTable, summarize } from "./stats.js";
+import { benchArgs, printTable, stateInMemory, summarize } from "./stats.js";
 
 const here = dirname(fileURLToPath(import.meta.url));
 const { n } = benchArgs(1000);
+console.log(stateInMemory());
 const WORK = 1000;
 
 /** gVisor (the plane's default where the engine lists it) and runc, measured in turn, each on a stack of its own. */

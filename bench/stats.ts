@@ -1,4 +1,6 @@
 /** Small helpers shared by the benchmarks: percentiles and a printed table. */
+import { existsSync } from "node:fs";
+import { tmpdir } from "node:os";
 
 export function percentile(sorted: number[], p: number): number {
   if (sorted.length === 0) return NaN;
@@ -31,4 +33,18 @@ export function benchArgs(defaultN: number, tinyN = 40): { n: number; tiny: bool
   const n = at >= 0 ? Number(argv[at + 1]) : tiny ? tinyN : defaultN;
   if (!Number.isInteger(n) || n <= 0) throw new Error("--n must be a positive whole number");
   return { n, tiny };
+}
+
+/**
+ * Keeps the run's workerd state (the Durable Objects' SQLite files) in memory, on /dev/shm where there is one,
+ * unless `--state-on-disk` is given, and answers a line saying where, for the report. workerd's local SQLite syncs
+ * each Durable Object commit to disk on the isolate's own thread (measured here: 0.1–0.5 ms a commit on a quiet
+ * disk, up to 3.5 ms on a busy one, during which no request of that workerd runs); a deployed Durable Object's
+ * commit is replicated while its isolate goes on. Call it before anything makes a temporary folder.
+ */
+export function stateInMemory(): string {
+  if (process.argv.includes("--state-on-disk")) return `state: on disk (${tmpdir()}), as asked`;
+  if (!existsSync("/dev/shm")) return `state: on disk (${tmpdir()}): this machine has no /dev/shm`;
+  process.env.TMPDIR = "/dev/shm";
+  return "state: in memory (/dev/shm); --state-on-disk keeps it on disk";
 }

@@ -20,10 +20,11 @@ import { eventually } from "../test/helpers/gateway.js";
 import { startTestStack } from "../test/helpers/stack.js";
 import { ADMIN_TOKEN } from "../test/helpers/gateway.js";
 import { prepareModule } from "../wasm/prepare.js";
-import { benchArgs, printTable, summarize } from "./stats.js";
+import { benchArgs, printTable, stateInMemory, summarize } from "./stats.js";
 
 const here = dirname(fileURLToPath(import.meta.url));
 const { n, tiny } = benchArgs(40, 5);
+console.log(stateInMemory());
 const coldN = tiny ? 2 : 10;
 const N = 50;
 const dir = await mkdtemp(join(tmpdir(), "tandem-bench-wasm-"));
