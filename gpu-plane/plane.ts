@@ -40,7 +40,7 @@ import type { ContainerSummary, FunctionStats } from "./container-pool.js";
 import type { PoolDescriptor } from "./pool-descriptor.js";
 import { Dispatcher } from "./dispatcher.js";
 import { OutcomeCache } from "./outcome-cache.js";
-import { LogShipper } from "./log-shipper.js";
+import { LogShipper, type PlaneLogLine } from "./log-shipper.js";
 import { metricsListener } from "./metrics-server.js";
 import { OtlpExporter } from "./otlp-exporter.js";
 import { PlaneMetrics } from "./plane-metrics.js";
@@ -74,6 +74,12 @@ export interface PlaneOptions {
   region: string;
   /** A declared inventory (`"A100:2,T4:1"`), simulated. */
   gpus?: string;
+  /**
+   * Whether its containers' lines and its own lines about calls go to the gateway's log stores (default true).
+   * `tandem run`'s plane sends none: its gateway, and what that gateway keeps, go when the run ends, and the
+   * lines are printed to the run's terminal as they come.
+   */
+  keepLogs?: boolean;
   /** With no real GPUs and no `gpus`, declare one of each known type (what `tandem serve` does). */
   simulateWhenNone?: boolean;
   runtime: "docker" | "process";
@@ -300,7 +306,7 @@ export class Plane {
       stateDir: options.stateDir,
       scaledownWindowMs: (options.scaledownWindowSeconds ?? FUNCTION_DEFAULTS.scaledownWindowSeconds) * 1000,
       log,
-      onLogLine: (line) => logs.add(line),
+      ...(options.keepLogs === false ? {} : { onLogLine: (line: PlaneLogLine) => logs.add(line) }),
       onInput: (req) => outcomes.ran(req.callId, req.attempt),
       meter: metrics,
     });

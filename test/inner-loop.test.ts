@@ -73,6 +73,9 @@ describe("tandem run starts only what the function needs", () => {
     expect(at("run: call sent")).toBeGreaterThan(0);
     expect(at("run: call sent")).toBeLessThan(at("plane: first heartbeat answered"));
     expect(at("plane: first heartbeat answered")).toBeLessThan(at("run: workerd stopped"));
+    // Its lines are printed here as they come; none is sent to a gateway that goes with the run.
+    expect(stderr).toContain("cold start: reload.where");
+    expect(stderr).not.toContain("could not send its log lines");
   });
 
   it("hands the plane its bundle and source map: a plane function's failure names the app's own lines", async () => {

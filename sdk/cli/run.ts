@@ -295,6 +295,7 @@ function runPlane(
         simulateWhenNone: true,
         ...(options.gpus ? { gpus: options.gpus } : {}),
         keepWarm: false,
+        keepLogs: false, // printed here (`log` below); the run's gateway goes with the run
         forceBuild: options.forceBuild ?? false,
         stateDir: options.stateDir,
         ...(options.startAhead ? { startAhead: options.startAhead } : {}),
