@@ -147,7 +147,7 @@ describe("tandem deploy, history and rollback", () => {
     expect(await readFile(join(dir, "rolled", "wrangler.toml"), "utf8")).toBe(await readFile(join(dir, "out1", "wrangler.toml"), "utf8"));
   });
 
-  it("rolls back to a version named, and refuses the live one, an unknown one and an unknown app before running wrangler", async () => {
+  it("rolls back to a version named, and refuses the live one, an unknown one, an unknown app and a folder in use before running wrangler", async () => {
     const before = (await wranglerRuns()).length;
     const live = await cli(["app", "rollback", "history", "3", "--gateway", gw.url]);
     expect(live.code).not.toBe(0);
@@ -158,6 +158,9 @@ describe("tandem deploy, history and rollback", () => {
     const noApp = await cli(["app", "rollback", "nosuch", "--gateway", gw.url]);
     expect(noApp.code).not.toBe(0);
     expect(noApp.stderr).toContain('no deployment of app "nosuch" is recorded in environment "main"');
+    const notEmpty = await cli(["app", "rollback", "history", "1", "--gateway", gw.url, "--outdir", join(dir, "out1")]);
+    expect(notEmpty.code).not.toBe(0);
+    expect(notEmpty.stderr).toContain(`--outdir ${join(dir, "out1")} is not empty`);
     const notNumber = await cli(["app", "rollback", "history", "two", "--gateway", gw.url]);
     expect(notNumber.code).not.toBe(0);
     expect(notNumber.stderr).toContain("must be a version number");

@@ -6,11 +6,11 @@
  * version's files and runs the upload step deploy runs with them.
  */
 import { execFileSync } from "node:child_process";
-import { mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { mkdir, mkdtemp, readFile, readdir, writeFile } from "node:fs/promises";
 import { dirname, join, relative } from "node:path";
 import { Command, InvalidArgumentError } from "commander";
 import type { HttpInvoker } from "../client.js";
-import { InvalidRequestError } from "../errors.js";
+import { InvalidOptionsError, InvalidRequestError } from "../errors.js";
 import { sha256Hex } from "../hex.js";
 import { paths, type DeploymentFile, type DeploymentGit, type DeploymentList, type DeploymentRecord, type DeploymentRecordRequest } from "../protocol.js";
 import { uploadArtifact } from "./wrangler.js";
@@ -110,7 +110,9 @@ export async function rollback(options: RollbackOptions): Promise<DeploymentReco
       },
     );
   const outDir = options.outDir ?? (await mkdtemp(join(await made(join(stateDir(), "rollback")), `${app}-v${target.version}-`)));
-  await rm(outDir, { recursive: true, force: true });
+  // Only into a folder of its own: a file left there by something else would go to wrangler with the old version's.
+  if ((await readdir(outDir).catch(() => [])).length > 0)
+    throw new InvalidOptionsError(`--outdir ${outDir} is not empty: name a new or empty folder for version ${target.version}'s files`);
   for (const file of target.files) {
     const bytes = await client.requestBytes("GET", paths.deploymentFile(app, file.sha256));
     if ((await sha256Hex(bytes)) !== file.sha256)
