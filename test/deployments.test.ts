@@ -174,7 +174,7 @@ describe("tandem deploy, history and rollback", () => {
     expect((await wranglerRuns())[before]!.worker).toBe(v2!.codeHash);
   });
 
-  it("refuses a token without the deploy scope (403), and records nothing when wrangler fails", async () => {
+  it("refuses a token without the deploy scope (403) before uploading, records nothing without a gateway named or when wrangler fails", async () => {
     const denied = await cli(["app", "rollback", "history", "1", "--gateway", gw.url], callToken.token);
     expect(denied.code).not.toBe(0);
     expect(denied.stderr).toMatch(/scope "call".*needs "deploy"/);
@@ -182,6 +182,17 @@ describe("tandem deploy, history and rollback", () => {
     expect(listed.stderr).toMatch(/needs "deploy"/);
 
     const versions = (await history()).length;
+    const before = (await wranglerRuns()).length;
+    const callDeploy = await cli(["deploy", "app.ts", "--outdir", join(dir, "out-call"), "--gateway", gw.url], callToken.token);
+    expect(callDeploy.code).not.toBe(0);
+    expect(callDeploy.stderr).toContain(
+      `token ${callToken.id} ("caller") has scope "call"; recording a deployment in ${gw.url} needs "deploy" (nothing was uploaded)`,
+    );
+    expect((await wranglerRuns()).length).toBe(before);
+    const unrecorded = await cli(["deploy", "app.ts", "--outdir", join(dir, "out-unrecorded")]);
+    expect(unrecorded.code).toBe(0);
+    expect(unrecorded.stdout).toContain("not recorded: name the deployed gateway (--gateway, or TANDEM_GATEWAY)");
+    expect((await wranglerRuns()).length).toBe(before + 3); // it deployed: the Worker, the plane bundle and its map
     const failed = await cli(["deploy", "app.ts", "--outdir", join(dir, "out-failed"), "--gateway", gw.url], deployToken.token, {
       WRANGLER_STAND_IN_FAIL: "1",
     });

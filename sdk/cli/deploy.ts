@@ -18,7 +18,7 @@ import { BLOB_KEYS, DEFAULT_ENV, ENV_NAME_PATTERN, type SecretInfo } from "../pr
 import type { App } from "../app.js";
 import { buildApps } from "./local-stack.js";
 import { checkNamedSecrets, declaresNamedSecrets, localSecretValues } from "./secret-values.js";
-import { artifactOf, describeGit, gitStateOf, recordDeployment } from "./deployments.js";
+import { artifactOf, checkMayRecord, describeGit, gitStateOf, recordDeployment } from "./deployments.js";
 import { PACKAGE_ROOT, stateDir } from "./paths.js";
 import { uploadArtifact } from "./wrangler.js";
 import { style } from "./style.js";
@@ -41,6 +41,8 @@ export interface DeployOptions {
 
 export async function deploy(options: DeployOptions): Promise<number> {
   const outDir = resolve(options.outDir ?? join(stateDir(), "deploy"));
+  // A deployment that could not be recorded is one rollback cannot reach: the token is checked before anything is uploaded.
+  if (options.recordAt && !options.dryRun) await checkMayRecord(options.recordAt);
   const { worker: bundle, planes, images, apps } = await buildApps(options.appFiles, outDir, { minify: true, sourceMap: false });
   const local = deployedLocalSecrets(apps, options.appFiles);
   if (declaresNamedSecrets(apps)) {

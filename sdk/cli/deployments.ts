@@ -10,9 +10,18 @@ import { mkdir, mkdtemp, readFile, readdir, writeFile } from "node:fs/promises";
 import { dirname, join, relative } from "node:path";
 import { Command, InvalidArgumentError } from "commander";
 import type { HttpInvoker } from "../client.js";
-import { InvalidOptionsError, InvalidRequestError } from "../errors.js";
+import { ForbiddenError, InvalidOptionsError, InvalidRequestError } from "../errors.js";
 import { sha256Hex } from "../hex.js";
-import { paths, type DeploymentFile, type DeploymentGit, type DeploymentList, type DeploymentRecord, type DeploymentRecordRequest } from "../protocol.js";
+import {
+  paths,
+  scopeAllows,
+  type TokenInfo,
+  type DeploymentFile,
+  type DeploymentGit,
+  type DeploymentList,
+  type DeploymentRecord,
+  type DeploymentRecordRequest,
+} from "../protocol.js";
 import { uploadArtifact } from "./wrangler.js";
 import { stateDir } from "./paths.js";
 import { style } from "./style.js";
@@ -56,6 +65,19 @@ export function gitStateOf(dir: string): DeploymentGit | undefined {
 /** @example describeGit({ commit: "1f994a6", dirty: true }); // "1f994a6-dirty" */
 export function describeGit(git: DeploymentGit | undefined): string {
   return git === undefined ? "-" : `${git.commit}${git.dirty ? "-dirty" : ""}`;
+}
+
+/**
+ * Throws, naming the token and what it lacks, unless the gateway takes `client`'s token for recording deployments
+ * (scope `deploy`): `tandem deploy` asks before it uploads anything.
+ */
+export async function checkMayRecord(client: HttpInvoker): Promise<void> {
+  const who = (await client.request("GET", paths.whoami())) as Pick<TokenInfo, "id" | "name" | "scope">;
+  if (!scopeAllows(who.scope, "deploy"))
+    throw new ForbiddenError(
+      `token ${who.id} ("${who.name}") has scope "${who.scope}"; recording a deployment in ${client.baseUrl} needs "deploy" (nothing was uploaded)`,
+      { token: who.id, scope: who.scope, needs: "deploy" },
+    );
 }
 
 /**
