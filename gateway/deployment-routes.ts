@@ -11,7 +11,7 @@ import { Hono, type Context } from "hono";
 import { DEPLOY_LIMITS } from "../sdk/defaults.js";
 import { InvalidRequestError, NotFoundError, fromWireError } from "../sdk/errors.js";
 import { sha256Hex } from "../sdk/hex.js";
-import { BLOB_KEYS, DeploymentRecordRequestSchema, ROUTES, SHA256_PATTERN, type DeploymentList } from "../sdk/protocol.js";
+import { BLOB_KEYS, DeploymentRecordRequestSchema, NAME_PATTERN, ROUTES, SHA256_PATTERN, type DeploymentList } from "../sdk/protocol.js";
 import { guard, principalOf } from "./auth.js";
 import { limitBody, readJsonBody } from "./body.js";
 import type { Env, RouteEnv } from "./env.js";
@@ -28,14 +28,14 @@ export function deploymentRoutes(): Hono<RouteEnv> {
   const routes = new Hono<RouteEnv>();
 
   routes.get(ROUTES.deployments, guard("deploy"), async (c) => {
-    const app = c.req.param("app");
+    const app = appOf(c);
     const deployments = await deploymentStore(c.env, app).list();
     if (deployments.length === 0 && !registry().apps.some((a) => a.name === app)) throw unknownApp(c, app);
     return c.json({ deployments } satisfies DeploymentList);
   });
 
   routes.post(ROUTES.deployments, guard("deploy"), async (c) => {
-    const app = c.req.param("app");
+    const app = appOf(c);
     const request = await readJsonBody(c.req.raw, DeploymentRecordRequestSchema, c.var.config.maxBodyBytes);
     // A record promises its files to a later rollback: each must be here now.
     for (const file of request.files) {
@@ -57,7 +57,7 @@ export function deploymentRoutes(): Hono<RouteEnv> {
 
   // Only a number names a version, so that `…/deployments/files` is the 405 it is.
   routes.get(ROUTES.deployment.replace(":version", ":version{[0-9]+}"), guard("deploy"), async (c) => {
-    const app = c.req.param("app");
+    const app = appOf(c);
     const version = Number(c.req.param("version"));
     return c.json(unwrap(await deploymentStore(c.env, app).get(app, environmentOf(c.env), version)));
   });
@@ -83,7 +83,7 @@ export function deploymentRoutes(): Hono<RouteEnv> {
   });
 
   routes.get(ROUTES.deploymentFile, guard("deploy"), async (c) => {
-    const app = c.req.param("app");
+    const app = appOf(c);
     const hash = hashOf(c);
     // Files are served to those who may deploy the app they were deployed with, not to anyone who knows a hash.
     if (!(await deploymentStore(c.env, app).holdsFile(hash)))
@@ -96,6 +96,13 @@ export function deploymentRoutes(): Hono<RouteEnv> {
   });
 
   return routes;
+}
+
+/** The route's app, by name: a name no app can have is a 404 before any store is named after it. */
+function appOf(c: Context<RouteEnv>): string {
+  const app = c.req.param("app") ?? "";
+  if (!NAME_PATTERN.test(app)) throw new NotFoundError(`"${app}" is not an app name (1-64 letters, digits, '-' or '_')`, { app });
+  return app;
 }
 
 function hashOf(c: Context<RouteEnv>): string {

@@ -240,6 +240,9 @@ describe("the deployments routes", () => {
     const escaping = await post({ codeHash: "a".repeat(64), files: [{ path: "../worker.mjs", sha256: "b".repeat(64), bytes: 3 }] });
     expect(escaping.status).toBe(400);
     expect((await errorOf(escaping)).message).toContain("files.0.path");
+    const badApp = await api(`/v1/apps/${"x".repeat(65)}/deployments`, deployToken.token);
+    expect(badApp.status).toBe(404);
+    expect((await errorOf(badApp)).message).toContain("is not an app name");
     const version = await api("/v1/apps/history/deployments/latest", deployToken.token);
     expect(version.status).toBe(400);
     expect((await errorOf(version)).message).toContain('"latest" is not a version number');

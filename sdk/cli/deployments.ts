@@ -81,8 +81,8 @@ export async function checkMayRecord(client: HttpInvoker): Promise<void> {
 }
 
 /**
- * Records a deployment of `app` whose files lie in `outDir`: uploads each file the gateway lacks, then the record,
- * which the gateway numbers as the app's next version.
+ * Records a deployment of `app` whose files lie in `outDir`: uploads each file (unless `uploaded`: a rollback's came
+ * from the gateway), then the record, which the gateway numbers as the app's next version.
  */
 export async function recordDeployment(
   client: HttpInvoker,
@@ -90,8 +90,9 @@ export async function recordDeployment(
   outDir: string,
   files: DeploymentFile[],
   extra: Pick<DeploymentRecordRequest, "git" | "rollbackOf" | "apps">,
+  uploaded = false,
 ): Promise<DeploymentRecord> {
-  for (const file of files) await client.requestBytes("PUT", paths.deploymentFile(app, file.sha256), await readFile(join(outDir, file.path)));
+  if (!uploaded) for (const file of files) await client.requestBytes("PUT", paths.deploymentFile(app, file.sha256), await readFile(join(outDir, file.path)));
   const worker = files.find((f) => f.path === "worker.mjs")!;
   const request: DeploymentRecordRequest = { codeHash: worker.sha256, files, ...extra };
   return (await client.request("POST", paths.deployments(app), request)) as DeploymentRecord;
@@ -147,11 +148,18 @@ export async function rollback(options: RollbackOptions): Promise<DeploymentReco
   if (others.length) console.log(style.dim(`  its Worker holds app${others.length === 1 ? "" : "s"} ${others.join(", ")} too: they go back with it`));
   const code = await uploadArtifact(outDir, target.files, { dryRun: false, ...(options.wrangler ? { wrangler: options.wrangler } : {}) });
   if (code !== 0) throw new Error(`wrangler exited with ${code}; version ${live.version} of app ${app} is still live, and nothing was recorded`);
-  return recordDeployment(client, app, outDir, target.files, {
-    rollbackOf: target.version,
-    ...(target.git ? { git: target.git } : {}),
-    ...(target.apps ? { apps: target.apps } : {}),
-  });
+  return recordDeployment(
+    client,
+    app,
+    outDir,
+    target.files,
+    {
+      rollbackOf: target.version,
+      ...(target.git ? { git: target.git } : {}),
+      ...(target.apps ? { apps: target.apps } : {}),
+    },
+    true,
+  );
 }
 
 async function made(dir: string): Promise<string> {
