@@ -204,6 +204,33 @@ describe("tandem deploy, history and rollback", () => {
   });
 });
 
+describe("deployments per environment", () => {
+  it("records a deploy --env dev in the dev gateway as that environment's version 1, apart from main's", async () => {
+    const dev = await startTestGateway(join(project, "app.ts"), { bindings: { TANDEM_ENV: "dev" } });
+    try {
+      const mainVersions = (await history()).length;
+      const before = (await wranglerRuns()).length;
+      const { code, stdout, stderr } = await cli(["deploy", "app.ts", "--env", "dev", "--outdir", join(dir, "out-dev"), "--gateway", dev.url], ADMIN_TOKEN);
+      expect(stderr).toBe("");
+      expect(code).toBe(0);
+      expect(stdout).toContain("✓ app history: version 1,");
+      expect(await readFile(join(dir, "out-dev", "wrangler.toml"), "utf8")).toContain('name = "tandem-gateway-dev"');
+      expect((await wranglerRuns())[before]!.args).toContain(join(dir, "out-dev", "wrangler.toml"));
+      const listed = await cli(["app", "history", "history", "--env", "dev", "--gateway", dev.url, "--json"], ADMIN_TOKEN);
+      expect(JSON.parse(listed.stdout)).toEqual([
+        expect.objectContaining({ env: "dev", version: 1, by: { id: expect.any(String), name: "bootstrap (TANDEM_ADMIN_TOKEN)" } }),
+      ]);
+      // main's history, on its own gateway, did not move; and the dev gateway has no main deployments to show.
+      expect((await history()).length).toBe(mainVersions);
+      const wrongEnv = await cli(["app", "history", "history", "--env", "main", "--gateway", dev.url], ADMIN_TOKEN);
+      expect(wrongEnv.code).not.toBe(0);
+      expect(wrongEnv.stderr).toContain('in environment "main" here: this gateway serves environment "dev"');
+    } finally {
+      await dev.dispose();
+    }
+  });
+});
+
 describe("the deployments routes", () => {
   it("need a deploy token", async () => {
     const res = await api("/v1/apps/history/deployments", callToken.token);
