@@ -43,6 +43,8 @@ export async function deploy(options: DeployOptions): Promise<number> {
   const outDir = resolve(options.outDir ?? join(stateDir(), "deploy"));
   // A deployment that could not be recorded is one rollback cannot reach: the token is checked before anything is uploaded.
   if (options.recordAt && !options.dryRun) await checkMayRecord(options.recordAt);
+  // Taken before the build, so that it describes what was bundled.
+  const git = options.recordAt && !options.dryRun ? gitStateOf(dirname(resolve(options.appFiles[0]!))) : undefined;
   const { worker: bundle, planes, images, apps } = await buildApps(options.appFiles, outDir, { minify: true, sourceMap: false });
   const local = deployedLocalSecrets(apps, options.appFiles);
   if (declaresNamedSecrets(apps)) {
@@ -95,7 +97,6 @@ export async function deploy(options: DeployOptions): Promise<number> {
     );
     return 0;
   }
-  const git = gitStateOf(dirname(resolve(options.appFiles[0]!)));
   for (const app of apps) {
     const record = await recordDeployment(options.recordAt, app.name, outDir, artifact, { apps: apps.map((a) => a.name), ...(git ? { git } : {}) }).catch(
       (err: unknown) => {
