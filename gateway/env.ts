@@ -14,6 +14,7 @@ import type { VolumeStore } from "./volume-store.js";
 import type { DictStore } from "./dict-store.js";
 import type { QueueStore } from "./queue-store.js";
 import type { LogStore } from "./log-store.js";
+import type { DeploymentStore } from "./deployment-store.js";
 import type { Principal } from "./auth.js";
 
 export interface Env {
@@ -37,6 +38,8 @@ export interface Env {
   QUEUES: DurableObjectNamespace<QueueStore>;
   /** Log lines: one SQLite-backed Durable Object per app (gateway/log-store.ts). */
   LOGS: DurableObjectNamespace<LogStore>;
+  /** Deployments: one SQLite-backed Durable Object per app and environment, its versions (gateway/deployment-store.ts). */
+  DEPLOYMENTS: DurableObjectNamespace<DeploymentStore>;
   /** Large inputs and results, the planes' app bundles, and volume blocks, stored by reference. */
   BLOBS: R2Bucket;
   /** The bootstrap admin token (a secret: `wrangler secret put TANDEM_ADMIN_TOKEN`; `tandem serve` sets one from .tandem/token). */

@@ -10,5 +10,6 @@ export { VolumeStore } from "./volume-store.js";
 export { DictStore } from "./dict-store.js";
 export { QueueStore } from "./queue-store.js";
 export { LogStore } from "./log-store.js";
+export { DeploymentStore } from "./deployment-store.js";
 export { installSourceMap } from "./source-map.js";
 export type { Env } from "./env.js";

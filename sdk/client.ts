@@ -245,6 +245,18 @@ export class HttpInvoker implements Invoker {
   }
 
   /**
+   * Sends bytes (or nothing) and returns the answer's bytes; an error answer is thrown as its typed error, as
+   * `request` does. For the routes that carry files (a deployment's).
+   * @example
+   * const worker = await client.requestBytes("GET", paths.deploymentFile("hello", sha256));
+   */
+  async requestBytes(method: string, path: string, body?: Uint8Array): Promise<Uint8Array> {
+    const res = await this.send(method, path, body);
+    if (!res.ok) await this.fail(res);
+    return new Uint8Array(await res.arrayBuffer());
+  }
+
+  /**
    * Sends a request; one that got no answer is sent again when that is safe (a read, or a request with an idempotency
    * key). `keySentBefore`: the key went out on an earlier request already, so no send of this one says it is fresh.
    */
@@ -261,11 +273,11 @@ export class HttpInvoker implements Invoker {
             [HEADERS.protocol]: PROTOCOL_VERSION,
             ...this.#headers,
             ...(this.token === undefined ? {} : { [HEADERS.authorization]: `Bearer ${this.token}` }),
-            ...(body === undefined ? {} : { "content-type": "application/json" }),
+            ...(body === undefined ? {} : { "content-type": body instanceof Uint8Array ? "application/octet-stream" : "application/json" }),
             ...(idempotencyKey === undefined ? {} : { [HEADERS.idempotencyKey]: idempotencyKey }),
             ...(idempotencyKey !== undefined && sent === 0 && !keySentBefore ? { [HEADERS.freshKey]: "1" } : {}), // the SDK makes each key for its request
           },
-          ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+          ...(body === undefined ? {} : { body: body instanceof Uint8Array ? (body as Uint8Array<ArrayBuffer>) : JSON.stringify(body) }),
         });
       } catch (err) {
         if (again && !signal?.aborted) {

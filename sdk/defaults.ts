@@ -184,6 +184,18 @@ export const DASHBOARD_DEFAULTS = {
   usageWindowMs: 24 * 3600_000,
 } as const;
 
+/** Deployments and their artifacts (docs/deploy.md, "Versions and rollback"). */
+export const DEPLOY_LIMITS = {
+  /** Bytes of one file of a deployment's artifact (a Worker is at most 10 MiB compressed; a plane bundle may be larger). */
+  maxFileBytes: 64 * MiB,
+  /** Files in one deployment's artifact: the Worker, its configuration and modules, plane bundles and image specs. */
+  maxFiles: 500,
+  /** Characters of a file's path within the artifact. */
+  maxPathChars: 200,
+  /** Deployments `GET /v1/apps/:app/deployments` answers at most (newest first). */
+  maxListed: 1_000,
+} as const;
+
 /** Named secrets (docs/secrets.md). */
 export const SECRET_LIMITS = {
   /** Secrets one gateway keeps. */

@@ -9,7 +9,7 @@
  */
 import { SuperJSON } from "superjson";
 import { z } from "zod";
-import { API_LIMITS, DICT_LIMITS, LOG_LIMITS, QUEUE_LIMITS, SECRET_LIMITS, VOLUME_LIMITS } from "./defaults.js";
+import { API_LIMITS, DEPLOY_LIMITS, DICT_LIMITS, LOG_LIMITS, QUEUE_LIMITS, SECRET_LIMITS, VOLUME_LIMITS } from "./defaults.js";
 import type { WireError } from "./errors.js";
 import { GPU_TYPES, MAX_GPUS_PER_CONTAINER, type GpuType } from "./gpu.js";
 
@@ -162,6 +162,12 @@ export const ROUTES = {
   secret: "/v1/secrets/:name",
   /** Mints a short-lived connect token for a browser to open an app's web endpoint or agent that asks for a token. */
   connectToken: "/v1/apps/:app/connect-token",
+  /** An app's deployments in the request's environment (docs/deploy.md, "Versions and rollback"): list (`GET`, newest first), record one (`POST`, `DeploymentRecordRequest`); deploy scope. */
+  deployments: "/v1/apps/:app/deployments",
+  /** One deployment of an app, by version number (`GET`). */
+  deployment: "/v1/apps/:app/deployments/:version",
+  /** A file of a deployment's artifact, by the SHA-256 of its bytes: upload (`PUT`, before the record names it), download (`GET`, for a rollback). */
+  deploymentFile: "/v1/apps/:app/deployments/files/:hash",
   /** Volumes (docs/volumes.md): list (`GET`), create (`POST`). */
   volumes: "/v1/volumes",
   /** One volume: its version, files and bytes (`GET`), or delete it (`DELETE`). */
@@ -240,6 +246,9 @@ export const ROUTE_METHODS = {
   tokens: ["GET", "POST"],
   token: ["DELETE"],
   connectToken: ["POST"],
+  deployments: ["GET", "POST"],
+  deployment: ["GET"],
+  deploymentFile: ["GET", "PUT"],
   secrets: ["GET", "POST"],
   secret: ["DELETE"],
   volumes: ["GET", "POST"],
@@ -357,6 +366,9 @@ export const paths = {
   tokens: () => ROUTES.tokens,
   token: (id: string) => `/v1/tokens/${seg(id)}`,
   connectToken: (app: string) => `/v1/apps/${seg(app)}/connect-token`,
+  deployments: (app: string) => `/v1/apps/${seg(app)}/deployments`,
+  deployment: (app: string, version: number) => `/v1/apps/${seg(app)}/deployments/${version}`,
+  deploymentFile: (app: string, hash: string) => `/v1/apps/${seg(app)}/deployments/files/${seg(hash)}`,
   secrets: () => ROUTES.secrets,
   secret: (name: string) => `/v1/secrets/${seg(name)}`,
   volumes: () => ROUTES.volumes,
@@ -418,6 +430,8 @@ export const BLOB_KEYS = {
   result: (callId: string) => `results/${callId}`,
   /** A volume block (at most `VOLUME_LIMITS.blockBytes`), by the SHA-256 of its bytes: shared by every file, version and volume that holds it. */
   volumeBlock: (hash: string) => `blocks/sha256/${hash}`,
+  /** A file of a deployment's artifact (`DeploymentFile`), by the SHA-256 of its bytes: kept while a record names it, which is always. */
+  deploymentFile: (hash: string) => `deployments/sha256/${hash}`,
 } as const;
 
 /**
@@ -692,6 +706,84 @@ export const SecretCreateRequestSchema = z.strictObject({
   force: z.boolean().optional(),
 });
 export type SecretCreateRequest = z.infer<typeof SecretCreateRequestSchema>;
+
+// ---------------------------------------------------------------------------
+// Deployments (docs/deploy.md, "Versions and rollback")
+
+/** A SHA-256, as lowercase hex. */
+export const SHA256_PATTERN = /^[0-9a-f]{64}$/;
+
+/** A path within a deployment's artifact: relative, `/`-separated, each segment starting with a letter, digit or `_` (so no `..`). */
+export const DEPLOYMENT_PATH_PATTERN = /^[A-Za-z0-9_][A-Za-z0-9._-]*(?:\/[A-Za-z0-9_][A-Za-z0-9._-]*)*$/;
+
+/**
+ * One file of a deployment's artifact: its path in the deploy folder (`worker.mjs`, `wrangler.toml`, `wasm/…`,
+ * `plane/…`), the SHA-256 and length of its bytes, and, for a file that also goes into the gateway's blob bucket
+ * (a plane bundle, its source map, an image spec), its key there.
+ */
+export const DeploymentFileSchema = z.strictObject({
+  path: z
+    .string()
+    .max(DEPLOY_LIMITS.maxPathChars, `must be at most ${DEPLOY_LIMITS.maxPathChars} characters`)
+    .regex(DEPLOYMENT_PATH_PATTERN, "must be a relative path of letters, digits, '.', '-' and '_', each part starting with a letter, digit or '_'"),
+  sha256: z.string().regex(SHA256_PATTERN, "must be a SHA-256 in lowercase hex (64 characters)"),
+  bytes: z.number().int().min(0).max(DEPLOY_LIMITS.maxFileBytes),
+  blobKey: z.string().max(DEPLOY_LIMITS.maxPathChars).regex(DEPLOYMENT_PATH_PATTERN, "must be a key of the blob bucket").optional(),
+});
+export type DeploymentFile = z.infer<typeof DeploymentFileSchema>;
+
+/** Where a deployment's code came from, when its folder is a git checkout: the short commit, and whether files differed from it. */
+export const DeploymentGitSchema = z.strictObject({
+  commit: z.string().regex(/^[0-9a-f]{4,40}$/, "must be a commit id in hex"),
+  dirty: z.boolean(),
+});
+export type DeploymentGit = z.infer<typeof DeploymentGitSchema>;
+
+/**
+ * `POST /v1/apps/:app/deployments`: what `tandem deploy` (or `tandem app rollback`) uploaded, recorded as the app's
+ * next version once wrangler has deployed it. Every file must be uploaded first (`PUT …/deployments/files/:hash`).
+ * `rollbackOf`: the version whose artifact this one is, for a rollback.
+ */
+export const DeploymentRecordRequestSchema = z.strictObject({
+  codeHash: z.string().regex(SHA256_PATTERN, "must be a SHA-256 in lowercase hex (64 characters)"),
+  git: DeploymentGitSchema.optional(),
+  files: z
+    .array(DeploymentFileSchema)
+    .min(1, "must name at least the Worker (worker.mjs)")
+    .max(DEPLOY_LIMITS.maxFiles, `must name at most ${DEPLOY_LIMITS.maxFiles} files`)
+    .refine((files) => files.some((f) => f.path === "worker.mjs"), "must name the Worker, worker.mjs")
+    .refine((files) => new Set(files.map((f) => f.path)).size === files.length, "must name each path once"),
+  rollbackOf: z.number().int().positive().optional(),
+  /** Every app the Worker holds (one `tandem deploy` of several app files deploys them together). */
+  apps: z.array(z.string().regex(NAME_PATTERN, "must be app names")).max(DEPLOY_LIMITS.maxFiles).optional(),
+});
+export type DeploymentRecordRequest = z.infer<typeof DeploymentRecordRequestSchema>;
+
+/** One deployment of an app, as the gateway recorded it: `GET /v1/apps/:app/deployments` lists them, newest (live) first. */
+export interface DeploymentRecord {
+  app: string;
+  /** The environment it was deployed into. */
+  env: string;
+  /** 1, 2, …: one more than the app's last in this environment. */
+  version: number;
+  /** When it was recorded, ms since the epoch. */
+  createdAt: number;
+  /** The SHA-256 of the Worker it deployed (`worker.mjs`). */
+  codeHash: string;
+  git?: DeploymentGit;
+  /** The token that recorded it. */
+  by: { id: string; name: string };
+  files: DeploymentFile[];
+  /** The version this one restored (`tandem app rollback`). */
+  rollbackOf?: number;
+  /** Every app its Worker holds: a rollback of one takes them all back. */
+  apps?: string[];
+}
+
+/** `GET /v1/apps/:app/deployments`. */
+export interface DeploymentList {
+  deployments: DeploymentRecord[];
+}
 
 /** A secret as `GET /v1/secrets` shows it: its name and keys, never its values. */
 export interface SecretInfo {

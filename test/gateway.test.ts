@@ -389,6 +389,7 @@ describe("bad input", () => {
       dict: "d",
       queue: "q",
       op: "get",
+      version: "1",
     };
     const wrong: string[] = [];
     for (const [name, methods] of Object.entries(ROUTE_METHODS)) {

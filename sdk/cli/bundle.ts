@@ -194,7 +194,7 @@ export async function bundleWorker(
   const blobs = [...new Set(Object.values(options.wasmFiles ?? {}))]; // functions that bundle the same directories share one
   const entry = [
     ...files.map((f, i) => `import * as app${i} from ${JSON.stringify(f)};`),
-    `import { createGateway, AgentHub, CallLedger, PlaneRegistry, Scheduler, SecretStore, TokenStore, VolumeStore, DictStore, QueueStore, LogStore, installSourceMap } from ${JSON.stringify(GATEWAY_ENTRY)};`,
+    `import { createGateway, AgentHub, CallLedger, PlaneRegistry, Scheduler, SecretStore, TokenStore, VolumeStore, DictStore, QueueStore, LogStore, DeploymentStore, installSourceMap } from ${JSON.stringify(GATEWAY_ENTRY)};`,
     withMap ? `import sourceMap from ${JSON.stringify(SOURCE_MAP_MODULE)};\ninstallSourceMap(sourceMap);` : "",
     ...Object.values(options.wasm ?? {}).map((file, i) => `import wasm${i} from ${JSON.stringify(`./wasm/${file}`)};`),
     ...blobs.map((file, i) => `import files${i} from ${JSON.stringify(`./wasm/${file}`)};`),
@@ -206,7 +206,7 @@ export async function bundleWorker(
       .join(", ")} }, wasmFiles: { ${Object.entries(options.wasmFiles ?? {})
       .map(([key, file]) => `${JSON.stringify(key)}: files${blobs.indexOf(file)}`)
       .join(", ")} } });`,
-    `export { AgentHub, CallLedger, PlaneRegistry, Scheduler, SecretStore, TokenStore, VolumeStore, DictStore, QueueStore, LogStore };`,
+    `export { AgentHub, CallLedger, PlaneRegistry, Scheduler, SecretStore, TokenStore, VolumeStore, DictStore, QueueStore, LogStore, DeploymentStore };`,
   ].join("\n");
   const result = await bundle({
     stdin: { contents: entry, resolveDir: PACKAGE_ROOT, loader: "ts", sourcefile: "tandem-worker-entry.ts" },

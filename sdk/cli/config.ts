@@ -26,6 +26,8 @@ export interface CliConfig {
   otlp: OtlpSettings | undefined;
   /** `TANDEM_TRACE=1`: each step's time since the process started, on stderr (sdk/trace.ts). */
   trace: boolean;
+  /** `TANDEM_WRANGLER`: a program `deploy` and `app rollback` run in wrangler's place, with its arguments (a test and CI hook). */
+  wrangler: string | undefined;
   /** The local gateway's `TANDEM_*` variables (`TANDEM_MAX_BODY_BYTES`, …), as its Worker bindings. */
   gatewayVars: Record<string, string>;
   /** The same, parsed: the local front door applies the body limit before the gateway does. */
@@ -36,7 +38,7 @@ export interface CliConfig {
 export const ENV_HELP = "the environment (default: TANDEM_ENV, then the gateway's own, main unless it was served or deployed with --env)";
 
 /** Variables that are the CLI's own, not the gateway's. */
-const CLI_ONLY = new Set(["TANDEM_GATEWAY", "TANDEM_FORCE_BUILD", "TANDEM_TOKEN", "TANDEM_PROFILE", "TANDEM_METRICS_TOKEN", "TANDEM_TRACE"]);
+const CLI_ONLY = new Set(["TANDEM_GATEWAY", "TANDEM_FORCE_BUILD", "TANDEM_TOKEN", "TANDEM_PROFILE", "TANDEM_METRICS_TOKEN", "TANDEM_TRACE", "TANDEM_WRANGLER"]);
 
 /** Reads the configuration from `env` (the process's environment); throws naming a setting that is wrong. */
 export function readCliConfig(env: NodeJS.ProcessEnv = process.env): CliConfig {
@@ -52,6 +54,7 @@ export function readCliConfig(env: NodeJS.ProcessEnv = process.env): CliConfig {
     metricsToken: env.TANDEM_METRICS_TOKEN || undefined,
     otlp: parseOtlpSettings(env),
     trace: env.TANDEM_TRACE === "1",
+    wrangler: env.TANDEM_WRANGLER || undefined,
     gatewayVars,
     gatewayConfig: parseGatewaySettings(gatewayVars),
   };

@@ -5,18 +5,23 @@
  * gateway's blob bucket. Local secrets (`Secret.fromDict`, `fromDotenv`) are
  * read now and go with the deployment as the Worker secret
  * `TANDEM_LOCAL_SECRETS`, handed to wrangler on its stdin, never written to a
- * file. `--dry-run` checks everything without an account or a network.
+ * file. With a gateway named, the deployment is then recorded there as the
+ * app's next version, its files uploaded for a rollback (deployments.ts).
+ * `--dry-run` checks everything without an account or a network.
  */
-import { spawn } from "node:child_process";
 import { readFile, writeFile } from "node:fs/promises";
-import { join, resolve } from "node:path";
+import { dirname, join, resolve } from "node:path";
+import type { HttpInvoker } from "../client.js";
 import { SECRET_LIMITS } from "../defaults.js";
 import { InvalidOptionsError } from "../errors.js";
 import { BLOB_KEYS, DEFAULT_ENV, ENV_NAME_PATTERN, type SecretInfo } from "../protocol.js";
 import type { App } from "../app.js";
 import { buildApps } from "./local-stack.js";
 import { checkNamedSecrets, declaresNamedSecrets, localSecretValues } from "./secret-values.js";
+import { artifactOf, checkMayRecord, describeGit, gitStateOf, recordDeployment } from "./deployments.js";
 import { PACKAGE_ROOT, stateDir } from "./paths.js";
+import { uploadArtifact } from "./wrangler.js";
+import { style } from "./style.js";
 
 export interface DeployOptions {
   appFiles: string[];
@@ -28,10 +33,18 @@ export interface DeployOptions {
   outDir?: string;
   /** The secrets of the gateway deployed to, to check the app's named secrets against; undefined: no gateway named, not checked. */
   heldSecrets?: () => Promise<SecretInfo[]>;
+  /** The deployed gateway, to record the deployment in once wrangler has uploaded it; undefined: no gateway named, not recorded. */
+  recordAt?: HttpInvoker;
+  /** A program to run in wrangler's place (`TANDEM_WRANGLER`): a test and CI hook. */
+  wrangler?: string;
 }
 
 export async function deploy(options: DeployOptions): Promise<number> {
   const outDir = resolve(options.outDir ?? join(stateDir(), "deploy"));
+  // A deployment that could not be recorded is one rollback cannot reach: the token is checked before anything is uploaded.
+  if (options.recordAt && !options.dryRun) await checkMayRecord(options.recordAt);
+  // Taken before the build, so that it describes what was bundled.
+  const git = options.recordAt && !options.dryRun ? gitStateOf(dirname(resolve(options.appFiles[0]!))) : undefined;
   const { worker: bundle, planes, images, apps } = await buildApps(options.appFiles, outDir, { minify: true, sourceMap: false });
   const local = deployedLocalSecrets(apps, options.appFiles);
   if (declaresNamedSecrets(apps)) {
@@ -59,59 +72,41 @@ export async function deploy(options: DeployOptions): Promise<number> {
   await writeFile(configPath, config);
   console.log(`bundled ${options.appFiles.join(", ")} into ${bundle.path} (${(bundle.bytes / 1024).toFixed(1)} KiB)`);
   if (local) console.log(`${options.dryRun ? "would send" : "sending"} ${local.summary} as the Worker secret TANDEM_LOCAL_SECRETS`);
-  const code = await wrangler(
-    [
-      "deploy",
-      "--config",
-      configPath,
-      ...(local ? ["--secrets-file", "/dev/stdin"] : []),
-      ...(options.dryRun ? ["--dry-run", "--outdir", join(outDir, "dist")] : []),
-    ],
-    local?.file,
-  );
+  // Image specs are files of the deployment like the rest: written beside the bundles, uploaded, kept for a rollback.
+  for (const [hash, json] of images) await writeFile(join(outDir, `image-${hash}.json`), json);
+  const artifact = await artifactOf(outDir, [
+    { path: bundle.path },
+    { path: configPath },
+    ...bundle.modules.map((m) => ({ path: m.path })),
+    ...planes.flatMap((plane) => [
+      { path: plane.path, blobKey: BLOB_KEYS.planeBundle(plane.hash) },
+      { path: `${plane.path}.map`, blobKey: BLOB_KEYS.planeBundleMap(plane.hash) },
+    ]),
+    ...[...images.keys()].map((hash) => ({ path: join(outDir, `image-${hash}.json`), blobKey: BLOB_KEYS.image(hash) })),
+  ]);
+  const code = await uploadArtifact(outDir, artifact, {
+    dryRun: options.dryRun,
+    ...(local ? { localSecrets: local.file } : {}),
+    ...(options.wrangler ? { wrangler: options.wrangler } : {}),
+  });
   if (code !== 0) return code;
-  // Plane bundles go where planes fetch them: the gateway's blob bucket, by content hash.
-  const bucket = /^bucket_name = "(.*)"$/m.exec(config)?.[1] ?? "tandem-blobs";
-  for (const plane of planes) {
-    // The bundle, and its source map beside it (planes map failed calls' stacks with it).
-    for (const [key, file] of [
-      [`${bucket}/${BLOB_KEYS.planeBundle(plane.hash)}`, plane.path],
-      [`${bucket}/${BLOB_KEYS.planeBundleMap(plane.hash)}`, `${plane.path}.map`],
-    ] as const) {
-      if (options.dryRun) {
-        console.log(`would upload ${file} to r2://${key}`);
-        continue;
-      }
-      const uploaded = await wrangler(["r2", "object", "put", key, "--file", file, "--remote", "--config", configPath]);
-      if (uploaded !== 0) return uploaded;
-    }
+  if (options.dryRun) return 0;
+  if (!options.recordAt) {
+    console.log(
+      "not recorded: name the deployed gateway (--gateway, or TANDEM_GATEWAY) to record it, see its versions (tandem app history) and roll back (docs/deploy.md)",
+    );
+    return 0;
   }
-  for (const [hash, json] of images) {
-    const file = join(outDir, `image-${hash}.json`);
-    await writeFile(file, json);
-    if (options.dryRun) {
-      console.log(`would upload the image spec ${file} to r2://${bucket}/${BLOB_KEYS.image(hash)}`);
-      continue;
-    }
-    const uploaded = await wrangler(["r2", "object", "put", `${bucket}/${BLOB_KEYS.image(hash)}`, "--file", file, "--remote", "--config", configPath]);
-    if (uploaded !== 0) return uploaded;
+  for (const app of apps) {
+    const record = await recordDeployment(options.recordAt, app.name, outDir, artifact, { apps: apps.map((a) => a.name), ...(git ? { git } : {}) }).catch(
+      (err: unknown) => {
+        console.error(`the Worker is deployed, but app ${app.name}'s deployment could not be recorded in ${options.recordAt!.baseUrl}:`);
+        throw err;
+      },
+    );
+    console.log(`${style.ok("✓")} app ${app.name}: version ${record.version}, code ${record.codeHash.slice(0, 12)}${git ? `, git ${describeGit(git)}` : ""}`);
   }
   return 0;
-}
-
-/** Runs wrangler; `stdin`, when given, is written to its standard input (a secrets file that never touches disk). */
-function wrangler(args: string[], stdin?: string): Promise<number> {
-  const bin = join(PACKAGE_ROOT, "node_modules", "wrangler", "bin", "wrangler.js");
-  return new Promise((resolveCode) => {
-    const env = { WRANGLER_SEND_METRICS: "false", ...process.env };
-    // Node hands a child a socket as its stdin, which wrangler cannot open as /dev/stdin: `cat` puts a pipe between.
-    const child =
-      stdin === undefined
-        ? spawn(process.execPath, [bin, ...args], { stdio: "inherit", env })
-        : spawn("/bin/sh", ["-c", 'cat | "$0" "$@"', process.execPath, bin, ...args], { stdio: ["pipe", "inherit", "inherit"], env });
-    if (stdin !== undefined) child.stdin!.end(stdin);
-    child.on("exit", (code) => resolveCode(code ?? 1));
-  });
 }
 
 /**

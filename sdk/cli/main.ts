@@ -28,6 +28,7 @@ import { addVolumeCommands } from "./volumes.js";
 import { addDictQueueCommands } from "./dict-queue.js";
 import { addLogsCommand } from "./logs.js";
 import { addDashboardCommand } from "./dashboard.js";
+import { addDeploymentCommands } from "./deployments.js";
 import { onStopSignal } from "./signals.js";
 import { style } from "./style.js";
 import { trace, traceTo } from "../trace.js";
@@ -146,12 +147,15 @@ program
 
 program
   .command("deploy")
-  .description("bundle the gateway with app files and deploy it to Cloudflare with wrangler")
+  .description("bundle the gateway with app files, deploy it to Cloudflare with wrangler, and record it in the gateway as the apps' next version")
   .argument("<app-files...>", "app files that default-export an App")
   .option("--dry-run", "bundle and check the configuration without deploying (works offline)")
   .option("--name <name>", "the Worker's name (default tandem-gateway)")
   .option("--outdir <dir>", "where the bundle and its wrangler.toml go (default .tandem/deploy)")
-  .option("-g, --gateway <url>", "the deployed gateway, to check the app's named secrets against first (default TANDEM_GATEWAY)")
+  .option(
+    "-g, --gateway <url>",
+    "the deployed gateway: the app's named secrets are checked against it first, and the deployment recorded in it (default TANDEM_GATEWAY)",
+  )
   .option("--token <token>", TOKEN_HELP)
   .option("--env <name>", "the environment to deploy into: a Worker of its own, <name>-<env>, unless it is main (default: TANDEM_ENV, then main)", parseEnvName)
   .action(async (appFiles: string[], opts: { dryRun?: boolean; name?: string; outdir?: string; gateway?: string; token?: string; env?: string }) => {
@@ -160,7 +164,10 @@ program
     process.exitCode = await deploy({
       appFiles,
       dryRun: opts.dryRun ?? false,
-      ...(gatewayNamed ? { heldSecrets: async () => ((await clientOf(opts).request("GET", paths.secrets())) as { secrets: SecretInfo[] }).secrets } : {}),
+      ...(gatewayNamed
+        ? { heldSecrets: async () => ((await clientOf(opts).request("GET", paths.secrets())) as { secrets: SecretInfo[] }).secrets, recordAt: clientOf(opts) }
+        : {}),
+      ...(config.wrangler ? { wrangler: config.wrangler } : {}),
       ...(opts.name ? { name: opts.name } : {}),
       env: opts.env ?? config.env ?? DEFAULT_ENV,
       ...(opts.outdir ? { outDir: opts.outdir } : {}),
@@ -246,6 +253,8 @@ appCommand
     const n = body.rolledOver;
     console.log(`rolling over ${n} container${n === 1 ? "" : "s"} of app ${app}: new calls start new containers; running calls finish first`);
   });
+
+addDeploymentCommands(appCommand, clientOf, TOKEN_HELP, ENV_HELP, config.wrangler);
 
 program
   .command("usage")

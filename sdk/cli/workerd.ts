@@ -108,6 +108,7 @@ function newMiniflare(options: WorkerdOptions, onOutput: NonNullable<WorkerdOpti
       DICTS: { className: "DictStore", useSQLite: true },
       QUEUES: { className: "QueueStore", useSQLite: true },
       LOGS: { className: "LogStore", useSQLite: true },
+      DEPLOYMENTS: { className: "DeploymentStore", useSQLite: true },
     },
     r2Buckets: ["BLOBS"],
     bindings: options.bindings,

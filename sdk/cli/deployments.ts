@@ -1,0 +1,224 @@
+/**
+ * Deployments and their versions (docs/deploy.md, "Versions and rollback"):
+ * what `tandem deploy` records in the deployed gateway once wrangler has
+ * uploaded (its files by SHA-256, then the record: the app's next version),
+ * and `tandem app history` and `tandem app rollback`, which fetches an old
+ * version's files and runs the upload step deploy runs with them.
+ */
+import { execFileSync } from "node:child_process";
+import { mkdir, mkdtemp, readFile, readdir, writeFile } from "node:fs/promises";
+import { dirname, join, relative } from "node:path";
+import { Command, InvalidArgumentError } from "commander";
+import type { HttpInvoker } from "../client.js";
+import { ForbiddenError, InvalidOptionsError, InvalidRequestError } from "../errors.js";
+import { sha256Hex } from "../hex.js";
+import {
+  paths,
+  scopeAllows,
+  type TokenInfo,
+  type DeploymentFile,
+  type DeploymentGit,
+  type DeploymentList,
+  type DeploymentRecord,
+  type DeploymentRecordRequest,
+} from "../protocol.js";
+import { uploadArtifact } from "./wrangler.js";
+import { stateDir } from "./paths.js";
+import { style } from "./style.js";
+
+type GatewayOpts = { gateway?: string; token?: string; env?: string };
+
+/**
+ * The files of a deployment as they lie in `outDir` (each given by its path there, with the blob key it also goes
+ * to, if any), with their SHA-256 and length: the artifact a record names.
+ * @example await artifactOf(".tandem/deploy", [{ path: ".tandem/deploy/worker.mjs" }]); // [{ path: "worker.mjs", sha256: "…", bytes: 1843 }]
+ */
+export async function artifactOf(outDir: string, files: { path: string; blobKey?: string }[]): Promise<DeploymentFile[]> {
+  return Promise.all(
+    files.map(async (file) => {
+      const bytes = await readFile(file.path);
+      return {
+        path: relative(outDir, file.path).split("\\").join("/"),
+        sha256: await sha256Hex(bytes),
+        bytes: bytes.byteLength,
+        ...(file.blobKey === undefined ? {} : { blobKey: file.blobKey }),
+      };
+    }),
+  );
+}
+
+/**
+ * The git commit `dir` is checked out at (short), and whether anything in the checkout differs from it; undefined
+ * when `dir` is not in a git checkout (or git is not installed).
+ * @example gitStateOf("."); // { commit: "1f994a6", dirty: false }
+ */
+export function gitStateOf(dir: string): DeploymentGit | undefined {
+  const git = (...args: string[]) => execFileSync("git", ["-C", dir, ...args], { encoding: "utf8", stdio: ["ignore", "pipe", "ignore"] }).trim();
+  try {
+    const commit = git("rev-parse", "--short", "HEAD");
+    return { commit, dirty: git("status", "--porcelain").length > 0 };
+  } catch {
+    return undefined;
+  }
+}
+
+/** @example describeGit({ commit: "1f994a6", dirty: true }); // "1f994a6-dirty" */
+export function describeGit(git: DeploymentGit | undefined): string {
+  return git === undefined ? "-" : `${git.commit}${git.dirty ? "-dirty" : ""}`;
+}
+
+/**
+ * Throws, naming the token and what it lacks, unless the gateway takes `client`'s token for recording deployments
+ * (scope `deploy`): `tandem deploy` asks before it uploads anything.
+ */
+export async function checkMayRecord(client: HttpInvoker): Promise<void> {
+  const who = (await client.request("GET", paths.whoami())) as Pick<TokenInfo, "id" | "name" | "scope">;
+  if (!scopeAllows(who.scope, "deploy"))
+    throw new ForbiddenError(
+      `token ${who.id} ("${who.name}") has scope "${who.scope}"; recording a deployment in ${client.baseUrl} needs "deploy" (nothing was uploaded)`,
+      { token: who.id, scope: who.scope, needs: "deploy" },
+    );
+}
+
+/**
+ * Records a deployment of `app` whose files lie in `outDir`: uploads each file (unless `uploaded`: a rollback's came
+ * from the gateway), then the record, which the gateway numbers as the app's next version.
+ */
+export async function recordDeployment(
+  client: HttpInvoker,
+  app: string,
+  outDir: string,
+  files: DeploymentFile[],
+  extra: Pick<DeploymentRecordRequest, "git" | "rollbackOf" | "apps">,
+  uploaded = false,
+): Promise<DeploymentRecord> {
+  if (!uploaded) for (const file of files) await client.requestBytes("PUT", paths.deploymentFile(app, file.sha256), await readFile(join(outDir, file.path)));
+  const worker = files.find((f) => f.path === "worker.mjs")!;
+  const request: DeploymentRecordRequest = { codeHash: worker.sha256, files, ...extra };
+  return (await client.request("POST", paths.deployments(app), request)) as DeploymentRecord;
+}
+
+/** What `tandem app rollback` is told. */
+export interface RollbackOptions {
+  client: HttpInvoker;
+  app: string;
+  /** The version to restore; default: the one before the live one. */
+  version?: number;
+  /** Where the old version's files are written (default: a new folder under .tandem/), and left. */
+  outDir?: string;
+  /** A program to run in wrangler's place (`TANDEM_WRANGLER`). */
+  wrangler?: string;
+}
+
+/**
+ * Deploys an old version of an app again, as a new version: its files fetched from the gateway (each checked
+ * against its SHA-256), written as deploy wrote them, uploaded by the same step, then recorded with `rollbackOf`.
+ * Local secrets are not part of a deployment's files: the Worker keeps the values last sent.
+ */
+export async function rollback(options: RollbackOptions): Promise<DeploymentRecord> {
+  const { client, app } = options;
+  const { deployments } = (await client.request("GET", paths.deployments(app))) as DeploymentList;
+  const live = deployments[0];
+  if (!live) throw new InvalidRequestError(`app "${app}" has no deployment recorded here to roll back (tandem deploy … --gateway records them)`, { app });
+  if (options.version === undefined && deployments.length < 2)
+    throw new InvalidRequestError(`app "${app}" has only version ${live.version}, which is live: there is none before it to roll back to`, { app });
+  // The gateway names a version it does not have (404) before anything is fetched.
+  const target = options.version === undefined ? deployments[1]! : ((await client.request("GET", paths.deployment(app, options.version))) as DeploymentRecord);
+  if (target.version === live.version)
+    throw new InvalidRequestError(
+      `version ${live.version} is the live version of app "${app}" already; roll back to an older one (tandem app history ${app})`,
+      {
+        app,
+        version: live.version,
+      },
+    );
+  const outDir = options.outDir ?? (await mkdtemp(join(await made(join(stateDir(), "rollback")), `${app}-v${target.version}-`)));
+  // Only into a folder of its own: a file left there by something else would go to wrangler with the old version's.
+  if ((await readdir(outDir).catch(() => [])).length > 0)
+    throw new InvalidOptionsError(`--outdir ${outDir} is not empty: name a new or empty folder for version ${target.version}'s files`);
+  for (const file of target.files) {
+    const bytes = await client.requestBytes("GET", paths.deploymentFile(app, file.sha256));
+    if ((await sha256Hex(bytes)) !== file.sha256)
+      throw new Error(`the gateway answered file ${file.path} of version ${target.version} with other bytes than it recorded`);
+    await mkdir(dirname(join(outDir, file.path)), { recursive: true });
+    await writeFile(join(outDir, file.path), bytes);
+  }
+  console.log(`fetched version ${target.version} of app ${app} (${target.files.length} files, code ${target.codeHash.slice(0, 12)}) into ${outDir}`);
+  const others = (target.apps ?? []).filter((a) => a !== app);
+  if (others.length) console.log(style.dim(`  its Worker holds app${others.length === 1 ? "" : "s"} ${others.join(", ")} too: they go back with it`));
+  const code = await uploadArtifact(outDir, target.files, { dryRun: false, ...(options.wrangler ? { wrangler: options.wrangler } : {}) });
+  if (code !== 0) throw new Error(`wrangler exited with ${code}; version ${live.version} of app ${app} is still live, and nothing was recorded`);
+  return recordDeployment(
+    client,
+    app,
+    outDir,
+    target.files,
+    {
+      rollbackOf: target.version,
+      ...(target.git ? { git: target.git } : {}),
+      ...(target.apps ? { apps: target.apps } : {}),
+    },
+    true,
+  );
+}
+
+async function made(dir: string): Promise<string> {
+  await mkdir(dir, { recursive: true });
+  return dir;
+}
+
+/** Adds `tandem app history` and `tandem app rollback` to the `tandem app` command. */
+export function addDeploymentCommands(
+  appCommand: Command,
+  clientOf: (opts: GatewayOpts) => HttpInvoker,
+  tokenHelp: string,
+  envHelp: string,
+  wranglerCommand: string | undefined,
+): void {
+  appCommand
+    .command("history")
+    .description("an app's deployments, newest (live) first: version, time, code, git commit, who, and what a rollback restored")
+    .argument("<app>", "the app's name")
+    .option("-g, --gateway <url>", "gateway URL (default: TANDEM_GATEWAY, then http://127.0.0.1:8787)")
+    .option("--token <token>", tokenHelp)
+    .option("--env <name>", envHelp)
+    .option("--json", "print JSON")
+    .action(async (app: string, opts: GatewayOpts & { json?: boolean }) => {
+      const { deployments } = (await clientOf(opts).request("GET", paths.deployments(app))) as DeploymentList;
+      if (opts.json) return console.log(JSON.stringify(deployments, null, 2));
+      if (deployments.length === 0) return console.log(`no deployments of app ${app} recorded yet (tandem deploy … --gateway records them)`);
+      console.log(`${"version".padEnd(8)} ${"deployed".padEnd(20)} ${"code".padEnd(12)} ${"git".padEnd(14)} ${"by".padEnd(24)} note`);
+      for (const d of deployments) {
+        const note = [d === deployments[0] ? "live" : "", d.rollbackOf === undefined ? "" : `rollback to ${d.rollbackOf}`].filter(Boolean).join(", ");
+        console.log(
+          `${String(d.version).padEnd(8)} ${new Date(d.createdAt).toISOString().slice(0, 19).replace("T", " ").padEnd(20)} ${d.codeHash.slice(0, 12).padEnd(12)} ${describeGit(d.git).padEnd(14)} ${d.by.name.slice(0, 24).padEnd(24)} ${note}`,
+        );
+      }
+    });
+  appCommand
+    .command("rollback")
+    .description("deploy an older version of an app again, as a new version (its Worker and plane bundles, as they were deployed)")
+    .argument("<app>", "the app's name")
+    .argument("[version]", "the version to restore (default: the one before the live one)", parseVersion)
+    .option("-g, --gateway <url>", "gateway URL (default: TANDEM_GATEWAY, then http://127.0.0.1:8787)")
+    .option("--token <token>", tokenHelp)
+    .option("--env <name>", envHelp)
+    .option("--outdir <dir>", "where the old version's files are written before they are uploaded (default: a new folder in .tandem/rollback)")
+    .action(async (app: string, version: number | undefined, opts: GatewayOpts & { outdir?: string }) => {
+      const record = await rollback({
+        client: clientOf(opts),
+        app,
+        ...(version === undefined ? {} : { version }),
+        ...(opts.outdir ? { outDir: opts.outdir } : {}),
+        ...(wranglerCommand ? { wrangler: wranglerCommand } : {}),
+      });
+      console.log(`${style.ok("✓")} app ${app}: version ${record.version}, a rollback to version ${record.rollbackOf} (code ${record.codeHash.slice(0, 12)})`);
+    });
+}
+
+function parseVersion(value: string): number {
+  const version = Number(value);
+  if (!/^[0-9]+$/.test(value) || !Number.isSafeInteger(version) || version < 1)
+    throw new InvalidArgumentError("must be a version number (1, 2, …; tandem app history shows them)");
+  return version;
+}
