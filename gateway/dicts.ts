@@ -10,7 +10,7 @@ import { DICT_NAME_PATTERN, canonicalKey, type DictAnswers, type DictInfo, type 
 import type { DictCommand } from "./dict-store.js";
 import type { Env } from "./env.js";
 import { inEnvironment } from "./environments.js";
-import { STORE_CATALOG, type Outcome } from "./store-catalog.js";
+import { STORE_CATALOG, stubIn, type Outcome } from "./store-catalog.js";
 
 /** A dict's name, checked: a 400 naming the rule otherwise. */
 export function checkedDictName(name: string): string {
@@ -23,15 +23,17 @@ export function checkedDictName(name: string): string {
 /** Each dict's object id by its name in its environment: `idFromName` hashes, and the id never changes. */
 const ids = new Map<string, DurableObjectId>();
 
-function store(env: Env, name: string) {
+function store(env: Env, name: string, work?: object) {
   const objectName = inEnvironment(env, `dict:${checkedDictName(name)}`);
-  let id = ids.get(objectName);
-  if (!id) {
-    if (ids.size >= 1024) ids.clear();
-    id = env.DICTS.idFromName(objectName);
-    ids.set(objectName, id);
-  }
-  return env.DICTS.get(id);
+  return stubIn(work, objectName, () => {
+    let id = ids.get(objectName);
+    if (!id) {
+      if (ids.size >= 1024) ids.clear();
+      id = env.DICTS.idFromName(objectName);
+      ids.set(objectName, id);
+    }
+    return env.DICTS.get(id);
+  });
 }
 
 function catalog(env: Env) {
@@ -75,10 +77,13 @@ export async function listDicts(env: Env): Promise<DictInfo[]> {
   return infos;
 }
 
-/** One operation on a dict's entries, its request already in its wire shape (`DictRequestSchemas[op]`). */
-export async function dictOp<O extends DictOp>(env: Env, name: string, op: O, request: DictRequest<O>): Promise<DictAnswers[O]> {
+/**
+ * One operation on a dict's entries, its request already in its wire shape (`DictRequestSchemas[op]`). `work`:
+ * the `RunContext` of the code that asks (see `stubIn`).
+ */
+export async function dictOp<O extends DictOp>(env: Env, name: string, op: O, request: DictRequest<O>, work?: object): Promise<DictAnswers[O]> {
   const command = commandOf(name, op, request as DictRequest<DictOp>);
-  return unwrap(await store(env, name).run(name, command)) as DictAnswers[O];
+  return unwrap(await store(env, name, work).run(name, command)) as DictAnswers[O];
 }
 
 function commandOf(name: string, op: DictOp, request: DictRequest<DictOp>): DictCommand {

@@ -10,7 +10,7 @@ import type { DictBackend, QueueBackend } from "../sdk/store-client.js";
 import { createDict, deleteDict, dictInfo, dictOp, listDicts } from "./dicts.js";
 import type { Env } from "./env.js";
 import { createQueue, deleteQueue, listQueues, queueInfo, queueOp } from "./queues.js";
-import { runStore } from "./run-context.js";
+import { runStore, type RunContext } from "./run-context.js";
 
 export class GatewayDicts implements DictBackend {
   async create(name: string, existOk: boolean): Promise<DictInfo> {
@@ -30,7 +30,8 @@ export class GatewayDicts implements DictBackend {
   }
 
   op<O extends DictOp>(name: string, op: O, request: DictRequest<O>): Promise<DictAnswers[O]> {
-    return dictOp(env(), name, op, request);
+    const rc = current();
+    return dictOp(rc.env, name, op, request, rc);
   }
 }
 
@@ -52,12 +53,17 @@ export class GatewayQueues implements QueueBackend {
   }
 
   op<O extends QueueOp>(name: string, op: O, request: QueueRequest<O>): Promise<QueueAnswers[O]> {
-    return queueOp(env(), name, op, request);
+    const rc = current();
+    return queueOp(rc.env, name, op, request, rc);
   }
 }
 
-function env(): Env {
+function current(): RunContext {
   const rc = runStore.getStore();
   if (!rc) throw new InternalError("a dict or queue was used outside a request; use them from inside handlers");
-  return rc.env;
+  return rc;
+}
+
+function env(): Env {
+  return current().env;
 }

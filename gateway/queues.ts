@@ -11,7 +11,7 @@ import { encodedText } from "./dicts.js";
 import type { Env } from "./env.js";
 import { inEnvironment } from "./environments.js";
 import { DEFAULT_PARTITION, type QueueCommand } from "./queue-store.js";
-import { STORE_CATALOG, type Outcome } from "./store-catalog.js";
+import { STORE_CATALOG, type Outcome, stubIn } from "./store-catalog.js";
 
 /** A queue's name, checked: a 400 naming the rule otherwise. */
 export function checkedQueueName(name: string): string {
@@ -21,8 +21,9 @@ export function checkedQueueName(name: string): string {
   return name;
 }
 
-function store(env: Env, name: string) {
-  return env.QUEUES.get(env.QUEUES.idFromName(inEnvironment(env, `queue:${checkedQueueName(name)}`)));
+function store(env: Env, name: string, work?: object) {
+  const objectName = inEnvironment(env, `queue:${checkedQueueName(name)}`);
+  return stubIn(work, objectName, () => env.QUEUES.get(env.QUEUES.idFromName(objectName)));
 }
 
 function catalog(env: Env) {
@@ -67,9 +68,9 @@ export async function listQueues(env: Env): Promise<QueueInfo[]> {
 }
 
 /** One operation on a queue's items, its request already in its wire shape (`QueueRequestSchemas[op]`). */
-export async function queueOp<O extends QueueOp>(env: Env, name: string, op: O, request: QueueRequest<O>): Promise<QueueAnswers[O]> {
+export async function queueOp<O extends QueueOp>(env: Env, name: string, op: O, request: QueueRequest<O>, work?: object): Promise<QueueAnswers[O]> {
   const command = commandOf(name, op, request as QueueRequest<QueueOp>);
-  return unwrap(await store(env, name).run(name, command)) as QueueAnswers[O];
+  return unwrap(await store(env, name, work).run(name, command)) as QueueAnswers[O];
 }
 
 function commandOf(name: string, op: QueueOp, request: QueueRequest<QueueOp>): QueueCommand {

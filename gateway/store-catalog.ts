@@ -8,6 +8,24 @@ import type { Outcome } from "./volume-store.js";
 
 export type { Outcome };
 
+/** Stubs by object name, for each piece of work that made them (see `stubIn`). */
+const stubsOfWork = new WeakMap<object, Map<string, unknown>>();
+
+/**
+ * The stub `make` gives for `objectName`, made once for the piece of work `work` (a request's or a call's
+ * `RunContext`): a stub belongs to the request it was made in, so it is kept no longer than `work` is, and
+ * without `work` (the HTTP routes, one operation a request) one is made each time. A dict or queue used many
+ * times in one handler then pays for its stub once.
+ */
+export function stubIn<T>(work: object | undefined, objectName: string, make: () => T): T {
+  if (!work) return make();
+  let stubs = stubsOfWork.get(work);
+  if (!stubs) stubsOfWork.set(work, (stubs = new Map()));
+  let stub = stubs.get(objectName) as T | undefined;
+  if (stub === undefined) stubs.set(objectName, (stub = make()));
+  return stub;
+}
+
 /** The name of the catalog object of a class (names match `NAME_PATTERN`, so none can be it). */
 export const STORE_CATALOG = "~catalog";
 
