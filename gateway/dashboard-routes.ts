@@ -44,6 +44,7 @@ import {
   type ChartData,
 } from "./dashboard-pages.js";
 import type { RouteEnv } from "./env.js";
+import { readLog } from "./log-archive.js";
 import { LogFollower } from "./log-routes.js";
 import { logStoreFor } from "./log-sink.js";
 import type { LogFilter } from "./log-store.js";
@@ -191,7 +192,7 @@ export function dashboardRoutes(): Hono<RouteEnv> {
 
   routes.get("/apps/:app/logs", async (c) => {
     const app = appOf(c);
-    const { lines } = await logStoreFor(c.env, app.name).read({ limit: 200 });
+    const { lines } = await readLog(c.env, app.name, { limit: 200 });
     const body = html`<p><a href="${dashboardPath("apps", app.name)}">← ${app.name}</a></p>
       ${logList(lines)}`;
     return c.html(layout(`Logs of ${app.name}`, body, { who: who(c), live: liveUrl(app.name, { logs: "1" }) }));
@@ -200,7 +201,7 @@ export function dashboardRoutes(): Hono<RouteEnv> {
   routes.get("/apps/:app/containers/:container", async (c) => {
     const app = appOf(c);
     const container = c.req.param("container");
-    const { lines } = await logStoreFor(c.env, app.name).read({ containerId: container, limit: 500 });
+    const { lines } = await readLog(c.env, app.name, { containerId: container, limit: 500 });
     const body = html`<p><a href="${dashboardPath("apps", app.name)}">← ${app.name}</a></p>
       ${facts([["container", container]])}
       <h2>Logs, live</h2>
@@ -214,7 +215,7 @@ export function dashboardRoutes(): Hono<RouteEnv> {
     const record = await ledgerFor(c.env, id).get(id, 0);
     // Another app's call is as unknown as one that never was.
     if (!record || !mayReach(principalOf(c), record.app)) throw new NotFoundError(`no call ${id} (calls are kept 7 days after they end)`, { callId: id });
-    const { lines } = await logStoreFor(c.env, record.app).read({ callId: id, limit: LOG_LIMITS.maxLimit });
+    const { lines } = await readLog(c.env, record.app, { callId: id, since: record.createdAt - LOG_LIMITS.callLinesLeadMs, limit: LOG_LIMITS.maxLimit });
     const body = html`<p>
         <a href="${dashboardPath("apps", record.app)}">← ${record.app}</a> ·
         <a href="${dashboardPath("apps", record.app, "functions", record.function)}">${record.function}</a>

@@ -37,7 +37,7 @@ export interface Env {
   QUEUES: DurableObjectNamespace<QueueStore>;
   /** Log lines: one SQLite-backed Durable Object per app (gateway/log-store.ts). */
   LOGS: DurableObjectNamespace<LogStore>;
-  /** Large inputs and results, the planes' app bundles, and volume blocks, stored by reference. */
+  /** Large inputs and results, the planes' app bundles, volume blocks, and apps' older log lines (gateway/log-archive.ts), stored by reference. */
   BLOBS: R2Bucket;
   /** The bootstrap admin token (a secret: `wrangler secret put TANDEM_ADMIN_TOKEN`; `tandem serve` sets one from .tandem/token). */
   TANDEM_ADMIN_TOKEN?: string;
@@ -57,6 +57,7 @@ export interface Env {
   TANDEM_RESULT_TTL_SECONDS?: string;
   TANDEM_CALL_LEASE_SECONDS?: string;
   TANDEM_LOG_RETENTION_DAYS?: string;
+  TANDEM_LOG_RECENT_HOURS?: string;
   TANDEM_REGION?: string;
   TANDEM_REGION_PREFERENCE?: string;
   TANDEM_ENV?: string;

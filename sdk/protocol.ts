@@ -418,6 +418,13 @@ export const BLOB_KEYS = {
   result: (callId: string) => `results/${callId}`,
   /** A volume block (at most `VOLUME_LIMITS.blockBytes`), by the SHA-256 of its bytes: shared by every file, version and volume that holds it. */
   volumeBlock: (hash: string) => `blocks/sha256/${hash}`,
+  /**
+   * An app's older log lines (gzipped NDJSON), moved out of its `LogStore`: under the store's Durable Object id
+   * (so each environment's are apart), then the UTC hour they were printed in (so an hour's objects list
+   * together, in time order), then the first line's place in the store.
+   */
+  logArchive: (storeId: string, time: number, firstSeq: number) =>
+    `logs/${storeId}/${new Date(time).toISOString().slice(0, 13)}/${String(firstSeq).padStart(12, "0")}.ndjson.gz`,
 } as const;
 
 /**
