@@ -43,7 +43,9 @@ import {
   usd,
   type ChartData,
 } from "./dashboard-pages.js";
-import type { RouteEnv } from "./env.js";
+import type { Env, RouteEnv } from "./env.js";
+import { environmentOf } from "./environments.js";
+import { isolateShared } from "./isolate-shared.js";
 import { readLog } from "./log-archive.js";
 import { LogFollower } from "./log-routes.js";
 import { logStoreFor } from "./log-sink.js";
@@ -383,6 +385,16 @@ export function dashboardRoutes(): Hono<RouteEnv> {
 }
 
 /**
+ * The calls every open page of one app (or function) in this isolate shows: one read of the ledger's shards each
+ * `DASHBOARD_DEFAULTS.livePollMs`, however many pages watch (gateway/isolate-shared.ts), keyed by environment, app
+ * and function.
+ */
+const liveCalls = isolateShared(DASHBOARD_DEFAULTS.livePollMs, (env: Env, key: string) => {
+  const [, app, fn] = JSON.parse(key) as [string, string, string | null];
+  return recentCalls(env, { app, ...(fn === null ? {} : { function: fn }), limit: DASHBOARD_DEFAULTS.callsShown });
+});
+
+/**
  * A page's live stream (server-sent events): `call` with a call's row whenever it changes (an app's or one
  * function's calls, or one call), `log` with each new log line (the logs' follow: gateway/log-routes.ts).
  */
@@ -421,8 +433,8 @@ async function liveEvents(c: Ctx, app: string): Promise<Response> {
               ? await ledgerFor(env, callId)
                   .get(callId, 0)
                   .then((r) => (r && r.app === app ? [rowOf(r)] : []))
-              : await recentCalls(env, { app, ...(q.function ? { function: q.function } : {}), limit: DASHBOARD_DEFAULTS.callsShown });
-          for (const row of rows.reverse()) {
+              : await liveCalls(env, JSON.stringify([environmentOf(env), app, q.function ?? null]));
+          for (const row of [...rows].reverse()) {
             if (row.createdAt < since && (row.finishedAt ?? since) < since && !sent.has(row.callId)) continue;
             const state = `${row.status}/${row.attempts}/${row.finishedAt}`;
             if (sent.get(row.callId) === state) continue;

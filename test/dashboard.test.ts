@@ -131,6 +131,19 @@ describe("the dashboard", () => {
     await page.close();
   });
 
+  it("shows a new call within 2 s on each of several pages open on the same app, which share one poll of the ledger", async () => {
+    const pages = await Promise.all([0, 1, 2].map(() => admin.newPage()));
+    for (const [i, page] of pages.entries()) {
+      await page.goto(`${gateway.url}${DASHBOARD.base}/apps/shop${i === 0 ? "" : "/calls"}`);
+      await page.waitForSelector('body[data-live-state="open"]');
+    }
+    const started = Date.now();
+    const id = await call("checkout", ["shared-1"]);
+    await Promise.all(pages.map((page) => page.waitForSelector(`tr[data-call-id="${id}"] .badge.succeeded`, { timeout: 2000 })));
+    expect(Date.now() - started).toBeLessThan(2000);
+    await Promise.all(pages.map((page) => page.close()));
+  });
+
   it("adds a call's log lines to the app's live log without a reload", async () => {
     const page = await admin.newPage();
     await page.goto(`${gateway.url}${DASHBOARD.base}/apps/shop/logs`);
