@@ -27,13 +27,14 @@ describe("a read shared by the requests of an isolate", () => {
       return ++reads;
     });
     const seen = await pagesAsking(() => shared(null, "shop/"), 8, 100, 1_000);
-    // Alone, 8 pages asking every 100 ms for a second would read about 80 times.
-    expect(reads).toBeGreaterThanOrEqual(5);
-    expect(reads).toBeLessThanOrEqual(15);
+    const asks = seen.reduce((n, values) => n + values.length, 0);
+    // Alone, every ask would be a read (about 80 here); shared, about one a window (about 10), however loaded the machine.
+    expect(asks).toBeGreaterThanOrEqual(8 * 4);
+    expect(reads).toBeGreaterThanOrEqual(3);
+    expect(reads).toBeLessThanOrEqual(asks / 4);
     for (const values of seen) {
-      expect(values.length).toBeGreaterThanOrEqual(7);
       expect(values).toEqual([...values].sort((a, b) => a - b)); // never an older value after a newer one
-      expect(values.at(-1)!).toBeGreaterThanOrEqual(reads - 2);
+      expect(values.at(-1)!).toBeGreaterThanOrEqual(reads - 3); // each page kept up
     }
   });
 
