@@ -11,7 +11,7 @@
 import { Hono, type Context } from "hono";
 import { html } from "hono/html";
 import type { ContentfulStatusCode } from "hono/utils/http-status";
-import { DASHBOARD_DEFAULTS, LOG_LIMITS } from "../sdk/defaults.js";
+import { DASHBOARD_DEFAULTS, LOG_LIMITS, PLANE_DEFAULTS } from "../sdk/defaults.js";
 import { InvalidRequestError, NotFoundError, TandemError } from "../sdk/errors.js";
 import {
   CALL_ID_PATTERN,
@@ -20,6 +20,7 @@ import {
   type CallRecord,
   type DashboardCallRow,
   type DashboardSeriesPoint,
+  type PlaneInfo,
   type ScheduleInfo,
 } from "../sdk/protocol.js";
 import { mayReach, principalOf, requireApp, type Principal } from "./auth.js";
@@ -160,14 +161,23 @@ export function dashboardRoutes(): Hono<RouteEnv> {
   routes.get("/apps/:app/functions/:fn", async (c) => {
     const app = appOf(c);
     const fn = registry().function(app.name, c.req.param("fn")).name;
-    const [series, calls, usage] = await Promise.all([
+    const [series, calls, usage, planes] = await Promise.all([
       callSeries(c.env, { app: app.name, function: fn }),
       recentCalls(c.env, { app: app.name, function: fn, limit: DASHBOARD_DEFAULTS.callsShown }),
       mayUse(principalOf(c), "deploy") ? usageRows(c, app.name) : Promise.resolve(undefined),
+      knownPlanes(c.env),
     ]);
     const containers = usage?.filter((r) => r.function === fn) ?? [];
+    const now = warmNow(planes, app.name, fn);
     const body = html`<p><a href="${dashboardPath("apps", app.name)}">← ${app.name}</a></p>
       ${activityCharts(series)}
+      <h2>Warm containers now <small>(from the planes' last heartbeats)</small></h2>
+      ${facts([
+        ["warm now", now.busy + now.idle],
+        ["busy", now.busy],
+        ["idle", now.idle],
+        ["planes", now.planes],
+      ])}
       ${
         usage === undefined
           ? ""
@@ -467,6 +477,23 @@ async function liveEvents(c: Ctx, app: string): Promise<Response> {
     },
   });
   return new Response(body, { headers: { "content-type": "text/event-stream; charset=utf-8", "cache-control": "no-store" } });
+}
+
+/**
+ * A function's containers up now, summed over the planes that reported lately (a plane that stopped reporting is
+ * not counted: its containers may be gone), from each plane's last heartbeat.
+ */
+function warmNow(planes: PlaneInfo[], app: string, fn: string, at = Date.now()): { busy: number; idle: number; planes: number } {
+  const now = { busy: 0, idle: 0, planes: 0 };
+  for (const plane of planes) {
+    if (at - plane.lastSeen >= PLANE_DEFAULTS.staleMs) continue; // a draining plane's containers still count
+    const mine = plane.warm?.find((w) => w.app === app && w.function === fn);
+    if (!mine || mine.busy + mine.idle === 0) continue;
+    now.busy += mine.busy;
+    now.idle += mine.idle;
+    now.planes++;
+  }
+  return now;
 }
 
 function rowOf(r: CallRecord): DashboardCallRow {

@@ -1147,6 +1147,21 @@ export const PlaneHeartbeatSchema = z.strictObject({
   unavailable: z.string().optional(),
   /** The plane is stopping (SIGTERM): it finishes the inputs it has and takes no new one. */
   draining: z.boolean().optional(),
+  /**
+   * The containers up on the plane now, per function that has any: `busy` running an input, `idle` warm and
+   * waiting (the dashboard's "warm now"). Left out by a plane with none.
+   */
+  warm: z
+    .array(
+      z.strictObject({
+        app: z.string().min(1).max(64),
+        function: z.string().min(1).max(200),
+        busy: z.number().int().nonnegative(),
+        idle: z.number().int().nonnegative(),
+      }),
+    )
+    .max(10_000)
+    .optional(),
   protocol: z.literal(PROTOCOL_VERSION),
 });
 export type PlaneHeartbeat = z.infer<typeof PlaneHeartbeatSchema>;
