@@ -227,7 +227,7 @@ export function dashboardRoutes(): Hono<RouteEnv> {
     const record = await ledgerFor(c.env, id).get(id, 0);
     // Another app's call is as unknown as one that never was.
     if (!record || !mayReach(principalOf(c), record.app)) throw new NotFoundError(`no call ${id} (calls are kept 7 days after they end)`, { callId: id });
-    const { lines } = await readLog(c.env, record.app, { callId: id, since: record.createdAt - LOG_LIMITS.callLinesLeadMs, limit: LOG_LIMITS.maxLimit });
+    const { lines } = await readLog(c.env, record.app, { callId: id, limit: LOG_LIMITS.maxLimit });
     const body = html`<p>
         <a href="${dashboardPath("apps", record.app)}">← ${record.app}</a> ·
         <a href="${dashboardPath("apps", record.app, "functions", record.function)}">${record.function}</a>

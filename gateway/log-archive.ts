@@ -5,9 +5,11 @@
  * one object per hour or per `LOG_LIMITS.archiveObjectLines`), kept until
  * their retention ends. A read asks the store first and reads R2 only when the
  * store holds fewer matching lines than asked for, newest object first, until
- * enough are found.
+ * enough are found; a read of one call's lines opens only the objects from
+ * the time in its id on.
  */
-import { BLOB_KEYS } from "../sdk/protocol.js";
+import { LOG_LIMITS } from "../sdk/defaults.js";
+import { BLOB_KEYS, callIdTime } from "../sdk/protocol.js";
 import type { Env } from "./env.js";
 import { logStoreFor } from "./log-sink.js";
 import type { LogFilter, StoredLogLine } from "./log-store.js";
@@ -57,6 +59,9 @@ export function matchesLogFilter(line: StoredLogLine, filter: LogFilter): boolea
  * @example const { lines } = await readLog(env, "shop", { since: Date.now() - 3 * 86_400_000, limit: 100 });
  */
 export async function readLog(env: Env, app: string, filter: LogFilter): Promise<{ lines: StoredLogLine[]; lastSeq: number }> {
+  // A call's lines are printed after its id was made (a plane's clock a little behind aside): only objects from then on.
+  const madeAt = filter.callId === undefined ? undefined : callIdTime(filter.callId);
+  if (madeAt !== undefined) filter = { ...filter, since: Math.max(filter.since ?? 0, madeAt - LOG_LIMITS.callLinesLeadMs) };
   const recent = await logStoreFor(env, app).read(filter);
   if (!recent.archives.length) return { lines: recent.lines, lastSeq: recent.lastSeq };
   const need = filter.limit - recent.lines.length;

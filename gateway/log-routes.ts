@@ -39,7 +39,7 @@ export function logRoutes(): Hono<Api> {
     // Another app's call is as unknown as one that never was.
     const seen = await ledgerFor(c.env, id).get(id, 0);
     if (!seen || !mayReach(principalOf(c), seen.app)) throw new NotFoundError(`no call ${id} (calls are kept 7 days after they end)`, { callId: id });
-    return logAnswer(c, seen.app, { ...filter, callId: id, since: Math.max(filter.since ?? 0, seen.createdAt - LOG_LIMITS.callLinesLeadMs) }, follow);
+    return logAnswer(c, seen.app, { ...filter, callId: id }, follow);
   });
 
   return routes;

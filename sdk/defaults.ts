@@ -123,7 +123,7 @@ export const LOG_LIMITS = {
   archiveObjectLines: 10_000,
   archiveObjectChars: 8 * MiB,
   /**
-   * A call's lines are read from at most this long before the call was made (a plane's clock may be a little
+   * A call's lines are read from at most this long before its id was made (a plane's clock may be a little
    * behind the gateway's), so a read of one call's lines opens only the R2 objects of its time.
    */
   callLinesLeadMs: 60_000,

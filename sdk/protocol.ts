@@ -485,6 +485,17 @@ export function newCallId(now = Date.now()): string {
   return `fc-${time}${rand}`;
 }
 
+/**
+ * When a call id was made (ms since the epoch), from its first 10 characters; undefined for a string that is not one.
+ * @example callIdTime(newCallId(1_700_000_000_000)); // 1_700_000_000_000
+ */
+export function callIdTime(callId: string): number | undefined {
+  if (!CALL_ID_PATTERN.test(callId)) return undefined;
+  let time = 0;
+  for (const c of callId.slice(3, 13)) time = time * 32 + B32.indexOf(c);
+  return time;
+}
+
 // ---------------------------------------------------------------------------
 // Bodies
 
