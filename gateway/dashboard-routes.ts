@@ -11,7 +11,7 @@
 import { Hono, type Context } from "hono";
 import { html } from "hono/html";
 import type { ContentfulStatusCode } from "hono/utils/http-status";
-import { DASHBOARD_DEFAULTS, LOG_LIMITS } from "../sdk/defaults.js";
+import { DASHBOARD_DEFAULTS, LOG_LIMITS, PLANE_DEFAULTS } from "../sdk/defaults.js";
 import { InvalidRequestError, NotFoundError, TandemError } from "../sdk/errors.js";
 import {
   CALL_ID_PATTERN,
@@ -20,6 +20,7 @@ import {
   type CallRecord,
   type DashboardCallRow,
   type DashboardSeriesPoint,
+  type PlaneInfo,
   type ScheduleInfo,
 } from "../sdk/protocol.js";
 import { mayReach, principalOf, requireApp, type Principal } from "./auth.js";
@@ -43,7 +44,10 @@ import {
   usd,
   type ChartData,
 } from "./dashboard-pages.js";
-import type { RouteEnv } from "./env.js";
+import type { Env, RouteEnv } from "./env.js";
+import { environmentOf } from "./environments.js";
+import { isolateShared } from "./isolate-shared.js";
+import { readLog } from "./log-archive.js";
 import { LogFollower } from "./log-routes.js";
 import { logStoreFor } from "./log-sink.js";
 import type { LogFilter } from "./log-store.js";
@@ -157,14 +161,23 @@ export function dashboardRoutes(): Hono<RouteEnv> {
   routes.get("/apps/:app/functions/:fn", async (c) => {
     const app = appOf(c);
     const fn = registry().function(app.name, c.req.param("fn")).name;
-    const [series, calls, usage] = await Promise.all([
+    const [series, calls, usage, planes] = await Promise.all([
       callSeries(c.env, { app: app.name, function: fn }),
       recentCalls(c.env, { app: app.name, function: fn, limit: DASHBOARD_DEFAULTS.callsShown }),
       mayUse(principalOf(c), "deploy") ? usageRows(c, app.name) : Promise.resolve(undefined),
+      knownPlanes(c.env),
     ]);
     const containers = usage?.filter((r) => r.function === fn) ?? [];
+    const now = warmNow(planes, app.name, fn);
     const body = html`<p><a href="${dashboardPath("apps", app.name)}">← ${app.name}</a></p>
       ${activityCharts(series)}
+      <h2>Warm containers now <small>(from the planes' last heartbeats)</small></h2>
+      ${facts([
+        ["warm now", now.busy + now.idle],
+        ["busy", now.busy],
+        ["idle", now.idle],
+        ["planes", now.planes],
+      ])}
       ${
         usage === undefined
           ? ""
@@ -191,7 +204,7 @@ export function dashboardRoutes(): Hono<RouteEnv> {
 
   routes.get("/apps/:app/logs", async (c) => {
     const app = appOf(c);
-    const { lines } = await logStoreFor(c.env, app.name).read({ limit: 200 });
+    const { lines } = await readLog(c.env, app.name, { limit: 200 });
     const body = html`<p><a href="${dashboardPath("apps", app.name)}">← ${app.name}</a></p>
       ${logList(lines)}`;
     return c.html(layout(`Logs of ${app.name}`, body, { who: who(c), live: liveUrl(app.name, { logs: "1" }) }));
@@ -200,7 +213,7 @@ export function dashboardRoutes(): Hono<RouteEnv> {
   routes.get("/apps/:app/containers/:container", async (c) => {
     const app = appOf(c);
     const container = c.req.param("container");
-    const { lines } = await logStoreFor(c.env, app.name).read({ containerId: container, limit: 500 });
+    const { lines } = await readLog(c.env, app.name, { containerId: container, limit: 500 });
     const body = html`<p><a href="${dashboardPath("apps", app.name)}">← ${app.name}</a></p>
       ${facts([["container", container]])}
       <h2>Logs, live</h2>
@@ -214,7 +227,7 @@ export function dashboardRoutes(): Hono<RouteEnv> {
     const record = await ledgerFor(c.env, id).get(id, 0);
     // Another app's call is as unknown as one that never was.
     if (!record || !mayReach(principalOf(c), record.app)) throw new NotFoundError(`no call ${id} (calls are kept 7 days after they end)`, { callId: id });
-    const { lines } = await logStoreFor(c.env, record.app).read({ callId: id, limit: LOG_LIMITS.maxLimit });
+    const { lines } = await readLog(c.env, record.app, { callId: id, limit: LOG_LIMITS.maxLimit });
     const body = html`<p>
         <a href="${dashboardPath("apps", record.app)}">← ${record.app}</a> ·
         <a href="${dashboardPath("apps", record.app, "functions", record.function)}">${record.function}</a>
@@ -382,6 +395,16 @@ export function dashboardRoutes(): Hono<RouteEnv> {
 }
 
 /**
+ * The calls every open page of one app (or function) in this isolate shows: one read of the ledger's shards each
+ * `DASHBOARD_DEFAULTS.livePollMs`, however many pages watch (gateway/isolate-shared.ts), keyed by environment, app
+ * and function.
+ */
+const liveCalls = isolateShared(DASHBOARD_DEFAULTS.livePollMs, (env: Env, key: string) => {
+  const [, app, fn] = JSON.parse(key) as [string, string, string | null];
+  return recentCalls(env, { app, ...(fn === null ? {} : { function: fn }), limit: DASHBOARD_DEFAULTS.callsShown });
+});
+
+/**
  * A page's live stream (server-sent events): `call` with a call's row whenever it changes (an app's or one
  * function's calls, or one call), `log` with each new log line (the logs' follow: gateway/log-routes.ts).
  */
@@ -420,8 +443,8 @@ async function liveEvents(c: Ctx, app: string): Promise<Response> {
               ? await ledgerFor(env, callId)
                   .get(callId, 0)
                   .then((r) => (r && r.app === app ? [rowOf(r)] : []))
-              : await recentCalls(env, { app, ...(q.function ? { function: q.function } : {}), limit: DASHBOARD_DEFAULTS.callsShown });
-          for (const row of rows.reverse()) {
+              : await liveCalls(env, JSON.stringify([environmentOf(env), app, q.function ?? null]));
+          for (const row of [...rows].reverse()) {
             if (row.createdAt < since && (row.finishedAt ?? since) < since && !sent.has(row.callId)) continue;
             const state = `${row.status}/${row.attempts}/${row.finishedAt}`;
             if (sent.get(row.callId) === state) continue;
@@ -454,6 +477,23 @@ async function liveEvents(c: Ctx, app: string): Promise<Response> {
     },
   });
   return new Response(body, { headers: { "content-type": "text/event-stream; charset=utf-8", "cache-control": "no-store" } });
+}
+
+/**
+ * A function's containers up now, summed over the planes that reported lately (a plane that stopped reporting is
+ * not counted: its containers may be gone), from each plane's last heartbeat.
+ */
+function warmNow(planes: PlaneInfo[], app: string, fn: string, at = Date.now()): { busy: number; idle: number; planes: number } {
+  const now = { busy: 0, idle: 0, planes: 0 };
+  for (const plane of planes) {
+    if (at - plane.lastSeen >= PLANE_DEFAULTS.staleMs) continue; // a draining plane's containers still count
+    const mine = plane.warm?.find((w) => w.app === app && w.function === fn);
+    if (!mine || mine.busy + mine.idle === 0) continue;
+    now.busy += mine.busy;
+    now.idle += mine.idle;
+    now.planes++;
+  }
+  return now;
 }
 
 function rowOf(r: CallRecord): DashboardCallRow {

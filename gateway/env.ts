@@ -40,7 +40,7 @@ export interface Env {
   LOGS: DurableObjectNamespace<LogStore>;
   /** Deployments: one SQLite-backed Durable Object per app and environment, its versions (gateway/deployment-store.ts). */
   DEPLOYMENTS: DurableObjectNamespace<DeploymentStore>;
-  /** Large inputs and results, the planes' app bundles, and volume blocks, stored by reference. */
+  /** Large inputs and results, the planes' app bundles, volume blocks, deployments' files and apps' older log lines (gateway/log-archive.ts), stored by reference. */
   BLOBS: R2Bucket;
   /** The bootstrap admin token (a secret: `wrangler secret put TANDEM_ADMIN_TOKEN`; `tandem serve` sets one from .tandem/token). */
   TANDEM_ADMIN_TOKEN?: string;
@@ -60,6 +60,7 @@ export interface Env {
   TANDEM_RESULT_TTL_SECONDS?: string;
   TANDEM_CALL_LEASE_SECONDS?: string;
   TANDEM_LOG_RETENTION_DAYS?: string;
+  TANDEM_LOG_RECENT_HOURS?: string;
   TANDEM_REGION?: string;
   TANDEM_REGION_PREFERENCE?: string;
   TANDEM_ENV?: string;

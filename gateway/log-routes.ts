@@ -1,6 +1,7 @@
 /**
  * Reading logs: `GET /v1/apps/:app/logs` and `GET /v1/calls/:id/logs`, NDJSON
- * `LogLine`s from the app's `LogStore`, oldest first. `follow=1` keeps the
+ * `LogLine`s from the app's `LogStore` and, for lines older than it keeps, R2
+ * (`readLog`), oldest first. `follow=1` keeps the
  * stream open and sends new lines as they are stored (asked for every
  * `LOG_LIMITS.followPollMs`), each held back `LOG_LIMITS.followHoldMs` so that
  * a plane's line, which arrives a little after the edge's, still comes out in
@@ -15,6 +16,7 @@ import { describeIssues } from "../sdk/zod-issues.js";
 import { guard, mayReach, principalOf } from "./auth.js";
 import { ledgerFor } from "./call-ledger-client.js";
 import type { RouteEnv } from "./env.js";
+import { readLog } from "./log-archive.js";
 import { logStoreFor } from "./log-sink.js";
 import type { LogFilter, LogStore, StoredLogLine } from "./log-store.js";
 import { registry } from "./registry.js";
@@ -60,7 +62,7 @@ export function logQuery(c: Context<Api>): { filter: LogFilter; follow: boolean 
 
 async function logAnswer(c: Context<Api>, app: string, filter: LogFilter, follow: boolean): Promise<Response> {
   const store = logStoreFor(c.env, app);
-  const first = await store.read(filter);
+  const first = await readLog(c.env, app, filter);
   const headers = { "content-type": "application/x-ndjson; charset=utf-8", "cache-control": "no-store" };
   if (!follow) return new Response(first.lines.map(ndjson).join(""), { headers });
 

@@ -1,13 +1,17 @@
 /**
  * An app's log lines: one SQLite-backed Durable Object per app (named by the
  * app), holding every line its functions printed in either tier, and
- * Tandem's own lines about its calls, for `TANDEM_LOG_RETENTION_DAYS`. One
+ * Tandem's own lines about its calls, for `TANDEM_LOG_RECENT_HOURS`; then in
+ * R2 (gateway/log-archive.ts) until `TANDEM_LOG_RETENTION_DAYS` ends. One
  * object per app because every read names an app, and one app's lines arrive
  * batched (a write per isolate or plane every few hundred milliseconds), well
- * within what one object writes; an alarm deletes lines past their retention.
+ * within what one object writes. An hourly alarm moves older lines to R2,
+ * listing each object it writes in its own table, and deletes the objects
+ * past their retention.
  */
 import { DurableObject } from "cloudflare:workers";
 import { LOG_LIMITS } from "../sdk/defaults.js";
+import { encodeLogArchive, type LogArchiveRef } from "./log-archive.js";
 import type { LogLine, LogSource } from "../sdk/protocol.js";
 import { gatewayConfig } from "./config.js";
 import type { Env } from "./env.js";
@@ -50,17 +54,22 @@ type Row = {
 export class LogStore extends DurableObject<Env> {
   readonly #sql: SqlStorage;
   readonly #retentionMs: number;
+  readonly #recentMs: number;
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
     this.#sql = ctx.storage.sql;
-    this.#retentionMs = gatewayConfig(env).logRetentionMs;
+    const config = gatewayConfig(env);
+    this.#retentionMs = config.logRetentionMs;
+    this.#recentMs = Math.min(config.logRecentMs, config.logRetentionMs);
     this.#sql.exec(`
       CREATE TABLE IF NOT EXISTS lines (
         seq INTEGER PRIMARY KEY AUTOINCREMENT, time INTEGER NOT NULL, app TEXT NOT NULL, function TEXT, call_id TEXT,
         container_id TEXT, tier TEXT NOT NULL, region TEXT NOT NULL, source TEXT NOT NULL, text TEXT NOT NULL);
       CREATE INDEX IF NOT EXISTS lines_time ON lines (time);
-      CREATE INDEX IF NOT EXISTS lines_call ON lines (call_id, seq);`);
+      CREATE INDEX IF NOT EXISTS lines_call ON lines (call_id, seq);
+      CREATE TABLE IF NOT EXISTS archives (key TEXT PRIMARY KEY, first_time INTEGER NOT NULL, last_time INTEGER NOT NULL, lines INTEGER NOT NULL);
+      CREATE INDEX IF NOT EXISTS archives_last_time ON archives (last_time);`);
   }
 
   /** Stores lines, in the order given; makes sure the retention alarm is set. */
@@ -88,8 +97,10 @@ export class LogStore extends DurableObject<Env> {
   /**
    * The lines that match, oldest first: with `after`, the first `limit` stored after it (a follow's next lines);
    * without, the last `limit` by time. `lastSeq` is the newest line stored, matching or not: a follow goes on from there.
+   * Without `after`, when fewer than `limit` match here, `archives` lists the R2 objects of older lines that may hold
+   * more (those that end at or after `since`), newest first: `readLog` (gateway/log-archive.ts) reads them.
    */
-  async read(filter: LogFilter): Promise<{ lines: StoredLogLine[]; lastSeq: number }> {
+  async read(filter: LogFilter): Promise<{ lines: StoredLogLine[]; lastSeq: number; archives: LogArchiveRef[] }> {
     const where: string[] = [];
     const params: (string | number)[] = [];
     const add = (clause: string, value: string | number | undefined) => {
@@ -111,19 +122,92 @@ export class LogStore extends DurableObject<Env> {
         : `SELECT * FROM lines ${clause} ORDER BY seq LIMIT ?`;
     const rows = this.#sql.exec<Row & { text: string }>(sql, ...params, filter.limit).toArray();
     const lastSeq = this.#sql.exec<{ seq: number | null }>("SELECT MAX(seq) AS seq FROM lines").one().seq ?? 0;
-    return { lines: rows.map(toLine), lastSeq };
+    const archives =
+      filter.after === undefined && rows.length < filter.limit
+        ? this.#sql
+            .exec<{ key: string; first_time: number; last_time: number }>(
+              "SELECT key, first_time, last_time FROM archives WHERE last_time >= ? ORDER BY last_time DESC, key DESC",
+              filter.since ?? 0,
+            )
+            .toArray()
+            .map((a) => ({ key: a.key, firstTime: a.first_time, lastTime: a.last_time }))
+        : [];
+    return { lines: rows.map(toLine), lastSeq, archives };
   }
 
-  /** Deletes the lines past their retention; comes back while any are left. */
+  /**
+   * Deletes the lines and R2 objects past their retention, moves the lines older than `TANDEM_LOG_RECENT_HOURS`
+   * to R2; comes back while any line or object is left (at once when a sweep's worth was moved and more wait).
+   */
   override async alarm(): Promise<void> {
-    this.#sql.exec("DELETE FROM lines WHERE time < ?", Date.now() - this.#retentionMs);
-    const left = this.#sql.exec<{ n: number }>("SELECT COUNT(*) AS n FROM lines").one().n;
-    if (left > 0) await this.ctx.storage.setAlarm(Date.now() + this.#sweepMs());
+    const now = Date.now();
+    this.#sql.exec("DELETE FROM lines WHERE time < ?", now - this.#retentionMs);
+    await this.#deleteExpiredArchives(now - this.#retentionMs);
+    const done = await this.#archive(now - this.#recentMs);
+    const left = this.#sql.exec<{ n: number }>("SELECT (SELECT COUNT(*) FROM lines) + (SELECT COUNT(*) FROM archives) AS n").one().n;
+    if (left > 0) await this.ctx.storage.setAlarm(Date.now() + (done ? this.#sweepMs() : 1_000));
   }
 
-  /** Hourly; sooner when lines are kept for less than an hour. */
+  /**
+   * Moves the lines printed before `cutoff` to R2, oldest first, one object per hour (or per
+   * `LOG_LIMITS.archiveObjectLines`); each object is listed and its lines deleted in one transaction once R2 has
+   * it. Lines stored while an object is written get larger `seq`s, so the delete leaves them. False when it
+   * stopped at `LOG_LIMITS.archiveSweepLines` with more to move.
+   */
+  async #archive(cutoff: number): Promise<boolean> {
+    for (let moved = 0; moved < LOG_LIMITS.archiveSweepLines;) {
+      const first = this.#sql.exec<{ time: number }>("SELECT time FROM lines WHERE time < ? ORDER BY time LIMIT 1", cutoff).toArray()[0];
+      if (!first) return true;
+      const before = Math.min(cutoff, Math.floor(first.time / 3_600_000) * 3_600_000 + 3_600_000);
+      const rows: StoredLogLine[] = [];
+      let chars = 0;
+      for (const row of this.#sql.exec<Row & { text: string }>(
+        "SELECT * FROM lines WHERE time < ? ORDER BY time, seq LIMIT ?",
+        before,
+        LOG_LIMITS.archiveObjectLines,
+      )) {
+        rows.push(toLine(row));
+        chars += row.text.length;
+        if (chars >= LOG_LIMITS.archiveObjectChars) break;
+      }
+      const last = rows.at(-1)!;
+      const maxSeq = rows.reduce((max, l) => Math.max(max, l.seq), 0);
+      const { key, body } = await encodeLogArchive(this.ctx.id.toString(), rows);
+      await this.env.BLOBS.put(key, body, { httpMetadata: { contentType: "application/gzip" } });
+      this.ctx.storage.transactionSync(() => {
+        this.#sql.exec("INSERT OR REPLACE INTO archives (key, first_time, last_time, lines) VALUES (?, ?, ?, ?)", key, rows[0]!.time, last.time, rows.length);
+        this.#sql.exec(
+          "DELETE FROM lines WHERE time < ? AND seq <= ? AND (time < ? OR (time = ? AND seq <= ?))",
+          before,
+          maxSeq,
+          last.time,
+          last.time,
+          last.seq,
+        );
+      });
+      moved += rows.length;
+    }
+    return false;
+  }
+
+  /** Deletes the R2 objects whose last line is older than `cutoff`, and their entries. */
+  async #deleteExpiredArchives(cutoff: number): Promise<void> {
+    for (;;) {
+      const keys = this.#sql
+        .exec<{ key: string }>("SELECT key FROM archives WHERE last_time < ? ORDER BY last_time LIMIT 1000", cutoff)
+        .toArray()
+        .map((a) => a.key);
+      if (!keys.length) return;
+      await this.env.BLOBS.delete(keys);
+      this.ctx.storage.transactionSync(() => {
+        for (const key of keys) this.#sql.exec("DELETE FROM archives WHERE key = ?", key);
+      });
+    }
+  }
+
+  /** Hourly; sooner when lines are kept, or moved, sooner than that. */
   #sweepMs(): number {
-    return Math.min(LOG_LIMITS.retentionSweepMs, this.#retentionMs);
+    return Math.min(LOG_LIMITS.retentionSweepMs, this.#recentMs);
   }
 }
 

@@ -197,6 +197,19 @@ export class ContainerPool {
     });
   }
 
+  /** The containers up now per function that has any: busy running an input, idle waiting (a heartbeat's `warm`). */
+  warm(): { app: string; function: string; busy: number; idle: number }[] {
+    const byFunction = new Map<string, { app: string; function: string; busy: number; idle: number }>();
+    for (const w of this.#workers) {
+      const key = JSON.stringify([w.life.app, w.life.function]);
+      let counts = byFunction.get(key);
+      if (!counts) byFunction.set(key, (counts = { app: w.life.app, function: w.life.function, busy: 0, idle: 0 }));
+      if (w.inFlight.size > 0) counts.busy++;
+      else counts.idle++;
+    }
+    return [...byFunction.values()];
+  }
+
   /** Containers by id, for `docker ps`-style views and tests. */
   summaries(): ContainerSummary[] {
     return [...this.#workers].map((w) => {

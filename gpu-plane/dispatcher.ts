@@ -226,6 +226,11 @@ export class Dispatcher {
     return this.#pool.stats();
   }
 
+  /** The containers up now per function (a heartbeat's `warm`). */
+  warm(): ReturnType<ContainerPool["warm"]> {
+    return this.#pool.warm();
+  }
+
   /** Containers by id, for `docker ps`-style views and tests. */
   containers(): ContainerSummary[] {
     return this.#pool.summaries();

@@ -565,8 +565,15 @@ export class Plane {
       ...summary,
       ...(this.unavailable ? { unavailable: this.unavailable } : {}),
       ...(this.#draining ? { draining: true } : {}),
+      ...this.#warm(),
       protocol: PROTOCOL_VERSION,
     };
+  }
+
+  /** The containers up now, per function that has any (a heartbeat's `warm`). */
+  #warm(): Pick<PlaneHeartbeat, "warm"> {
+    const warm = this.#dispatcher.warm();
+    return warm.length ? { warm } : {};
   }
 
   async #beat(): Promise<void> {

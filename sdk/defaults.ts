@@ -77,6 +77,11 @@ export const GATEWAY_DEFAULTS = {
   callLeaseSeconds: 30,
   /** `TANDEM_LOG_RETENTION_DAYS`: how long log lines are kept at the edge. */
   logRetentionDays: 7,
+  /**
+   * `TANDEM_LOG_RECENT_HOURS`: how long a line stays in its app's `LogStore` (Durable Object SQLite) before the
+   * store's alarm moves it to R2, where it is kept for the rest of its retention.
+   */
+  logRecentHours: 24,
   /** `TANDEM_REGION`: the region the gateway's own log lines (edge functions, edge system lines) name. */
   region: "local",
 } as const;
@@ -112,8 +117,18 @@ export const LOG_LIMITS = {
   planeMaxBufferedChars: 8 * MiB,
   /** The largest body of one batch of lines a plane sends. */
   maxPlaneBatchBytes: 1 * MiB,
-  /** How often an app's log store deletes lines past their retention. */
+  /** How often an app's log store moves lines past `TANDEM_LOG_RECENT_HOURS` to R2 and deletes those past their retention. */
   retentionSweepMs: 60 * 60_000,
+  /** The most lines, and characters of text, in one R2 object of older lines (one object holds one hour's lines, or part of it). */
+  archiveObjectLines: 10_000,
+  archiveObjectChars: 8 * MiB,
+  /**
+   * A call's lines are read from at most this long before its id was made (a plane's clock may be a little
+   * behind the gateway's), so a read of one call's lines opens only the R2 objects of its time.
+   */
+  callLinesLeadMs: 60_000,
+  /** The most lines one sweep moves to R2; a store with more left sweeps again a second later. */
+  archiveSweepLines: 200_000,
 } as const;
 
 /**

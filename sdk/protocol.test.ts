@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { DICT_LIMITS } from "./defaults.js";
-import { CALL_ID_PATTERN, ROUTE_METHODS, ROUTES, canonicalKey, decodeValue, encodeValue, isValidCloseCode, newCallId } from "./protocol.js";
+import { CALL_ID_PATTERN, ROUTE_METHODS, callIdTime, ROUTES, canonicalKey, decodeValue, encodeValue, isValidCloseCode, newCallId } from "./protocol.js";
 
 describe("the value codec", () => {
   it("leaves plain JSON as it is, with no meta", () => {
@@ -41,6 +41,13 @@ describe("call ids", () => {
     expect(a).toMatch(CALL_ID_PATTERN);
     expect(a < b).toBe(true);
     expect(new Set(Array.from({ length: 1000 }, () => newCallId())).size).toBe(1000);
+  });
+
+  it("tell the time they were made", () => {
+    expect(callIdTime(newCallId(1_764_748_800_123))).toBe(1_764_748_800_123);
+    const before = Date.now();
+    expect(callIdTime(newCallId())).toBeGreaterThanOrEqual(before);
+    expect(callIdTime("fc-not-a-call-id")).toBeUndefined();
   });
 });
 

@@ -432,6 +432,13 @@ export const BLOB_KEYS = {
   volumeBlock: (hash: string) => `blocks/sha256/${hash}`,
   /** A file of a deployment's artifact (`DeploymentFile`), by the SHA-256 of its bytes: kept while a record names it, which is always. */
   deploymentFile: (hash: string) => `deployments/sha256/${hash}`,
+  /**
+   * An app's older log lines (gzipped NDJSON), moved out of its `LogStore`: under the store's Durable Object id
+   * (so each environment's are apart), then the UTC hour they were printed in (so an hour's objects list
+   * together, in time order), then the first line's place in the store.
+   */
+  logArchive: (storeId: string, time: number, firstSeq: number) =>
+    `logs/${storeId}/${new Date(time).toISOString().slice(0, 13)}/${String(firstSeq).padStart(12, "0")}.ndjson.gz`,
 } as const;
 
 /**
@@ -490,6 +497,17 @@ export function newCallId(now = Date.now()): string {
   let rand = "";
   for (const byte of random) rand += B32[byte % 32];
   return `fc-${time}${rand}`;
+}
+
+/**
+ * When a call id was made (ms since the epoch), from its first 10 characters; undefined for a string that is not one.
+ * @example callIdTime(newCallId(1_700_000_000_000)); // 1_700_000_000_000
+ */
+export function callIdTime(callId: string): number | undefined {
+  if (!CALL_ID_PATTERN.test(callId)) return undefined;
+  let time = 0;
+  for (const c of callId.slice(3, 13)) time = time * 32 + B32.indexOf(c);
+  return time;
 }
 
 // ---------------------------------------------------------------------------
@@ -1232,6 +1250,21 @@ export const PlaneHeartbeatSchema = z.strictObject({
   unavailable: z.string().optional(),
   /** The plane is stopping (SIGTERM): it finishes the inputs it has and takes no new one. */
   draining: z.boolean().optional(),
+  /**
+   * The containers up on the plane now, per function that has any: `busy` running an input, `idle` warm and
+   * waiting (the dashboard's "warm now"). Left out by a plane with none.
+   */
+  warm: z
+    .array(
+      z.strictObject({
+        app: z.string().min(1).max(64),
+        function: z.string().min(1).max(200),
+        busy: z.number().int().nonnegative(),
+        idle: z.number().int().nonnegative(),
+      }),
+    )
+    .max(10_000)
+    .optional(),
   protocol: z.literal(PROTOCOL_VERSION),
 });
 export type PlaneHeartbeat = z.infer<typeof PlaneHeartbeatSchema>;

@@ -30,6 +30,8 @@ export interface GatewayConfig {
   localSecrets: LocalSecrets;
   /** How long log lines are kept at the edge, in ms (`TANDEM_LOG_RETENTION_DAYS`, 7 days by default). */
   logRetentionMs: number;
+  /** How long a line stays in its app's log store before it is moved to R2, in ms (`TANDEM_LOG_RECENT_HOURS`, 24 h by default). */
+  logRecentMs: number;
   /** The region this gateway's own log lines name (`TANDEM_REGION`, "local" by default). */
   region: string;
   /** Where edge log lines go over OTLP/HTTP as well (`TANDEM_OTLP_ENDPOINT`, `TANDEM_OTLP_HEADERS`); undefined: nowhere. */
@@ -92,6 +94,10 @@ const GatewaySettingsSchema = z.object({
     .number("must be a number of days above 0")
     .positive("must be a number of days above 0")
     .default(GATEWAY_DEFAULTS.logRetentionDays),
+  TANDEM_LOG_RECENT_HOURS: z.coerce
+    .number("must be a number of hours above 0")
+    .positive("must be a number of hours above 0")
+    .default(GATEWAY_DEFAULTS.logRecentHours),
   TANDEM_REGION: z.string().trim().min(1, "must name a region").max(64, "must be at most 64 characters").default(GATEWAY_DEFAULTS.region),
   TANDEM_REGION_PREFERENCE: RegionPreferenceSchema.optional(),
   TANDEM_ENV: z
@@ -136,6 +142,7 @@ export function parseGatewaySettings(vars: Record<string, unknown>): GatewayConf
     secretsKey: parsed.data.TANDEM_SECRETS_KEY,
     localSecrets: parsed.data.TANDEM_LOCAL_SECRETS ?? {},
     logRetentionMs: parsed.data.TANDEM_LOG_RETENTION_DAYS * 86_400_000,
+    logRecentMs: parsed.data.TANDEM_LOG_RECENT_HOURS * 3_600_000,
     region: parsed.data.TANDEM_REGION,
     otlp: parseOtlpSettings({ TANDEM_OTLP_ENDPOINT: stringOf(vars.TANDEM_OTLP_ENDPOINT), TANDEM_OTLP_HEADERS: stringOf(vars.TANDEM_OTLP_HEADERS) }),
     regionPreference: parsed.data.TANDEM_REGION_PREFERENCE ?? {},

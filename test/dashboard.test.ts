@@ -13,7 +13,8 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { mkdir, readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { DASHBOARD, HEADERS, type DashboardLoginAnswer } from "../sdk/protocol.js";
+import { DASHBOARD, GATEWAY_AUDIENCE, HEADERS, PROTOCOL_VERSION, ROUTES, type DashboardLoginAnswer, type PlaneHeartbeat } from "../sdk/protocol.js";
+import { signRequest } from "../sdk/signing.js";
 import { runCli } from "./helpers/cli.js";
 import { ADMIN_TOKEN, authed, startTestGateway, type TestGateway } from "./helpers/gateway.js";
 
@@ -21,13 +22,17 @@ const CHROMIUM = process.env.CHROMIUM_PATH ?? "/usr/bin/chromium";
 const APP_FILE = fileURLToPath(new URL("./fixtures/dashboard-app.ts", import.meta.url));
 const SHOTS = fileURLToPath(new URL("../test-results/dashboard/", import.meta.url));
 
+const PLANE_SECRET = "dashboard-test-plane-secret";
+
 let gateway: TestGateway;
 let browser: Browser;
 let admin: BrowserContext;
 
 beforeAll(async () => {
   await mkdir(SHOTS, { recursive: true });
-  gateway = await startTestGateway([APP_FILE, fileURLToPath(new URL("./fixtures/edge-app.ts", import.meta.url))]);
+  gateway = await startTestGateway([APP_FILE, fileURLToPath(new URL("./fixtures/edge-app.ts", import.meta.url))], {
+    bindings: { TANDEM_PLANE_SECRET: PLANE_SECRET },
+  });
   browser = await chromium.launch({
     executablePath: CHROMIUM,
     args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--disable-sync"],
@@ -129,6 +134,19 @@ describe("the dashboard", () => {
     expect(await page.textContent("#logs")).toContain("checking out order bad-42");
     await shot(page, "call");
     await page.close();
+  });
+
+  it("shows a new call within 2 s on each of several pages open on the same app, which share one poll of the ledger", async () => {
+    const pages = await Promise.all([0, 1, 2].map(() => admin.newPage()));
+    for (const [i, page] of pages.entries()) {
+      await page.goto(`${gateway.url}${DASHBOARD.base}/apps/shop${i === 0 ? "" : "/calls"}`);
+      await page.waitForSelector('body[data-live-state="open"]');
+    }
+    const started = Date.now();
+    const id = await call("checkout", ["shared-1"]);
+    await Promise.all(pages.map((page) => page.waitForSelector(`tr[data-call-id="${id}"] .badge.succeeded`, { timeout: 2000 })));
+    expect(Date.now() - started).toBeLessThan(2000);
+    await Promise.all(pages.map((page) => page.close()));
   });
 
   it("adds a call's log lines to the app's live log without a reload", async () => {
@@ -251,6 +269,45 @@ describe("the dashboard", () => {
       expect(load, path).toBeLessThan(1000);
     }
     await shot(page, "app");
+    await page.close();
+  });
+
+  // Last: the plane it registers is listed (and asked for its usage, unreachable) until its heartbeat is stale.
+  it("shows a function's warm containers now, from the planes' last heartbeats", async () => {
+    const page = await admin.newPage();
+    const warmNow = async () => {
+      await page.goto(`${gateway.url}${DASHBOARD.base}/apps/shop/functions/checkout`);
+      return page.$$eval("dl.facts div", (items) =>
+        Object.fromEntries(items.map((d) => [d.querySelector("dt")!.textContent, d.querySelector("dd")!.textContent])),
+      );
+    };
+    expect(await warmNow()).toMatchObject({ "warm now": "0", busy: "0", idle: "0", planes: "0" });
+    const beat = async (planeId: string, warm: PlaneHeartbeat["warm"]) => {
+      const body = JSON.stringify({
+        planeId,
+        url: "http://127.0.0.1:9",
+        region: "test",
+        runtime: "docker",
+        simulated: true,
+        gpus: {},
+        cpu: { total: 1, free: 1 },
+        memoryMiB: { total: 1024, free: 1024 },
+        warm,
+        protocol: PROTOCOL_VERSION,
+      } satisfies PlaneHeartbeat);
+      const headers = await signRequest(PLANE_SECRET, { audience: GATEWAY_AUDIENCE, method: "POST", path: ROUTES.planeHeartbeat, body });
+      const res = await fetch(`${gateway.url}${ROUTES.planeHeartbeat}`, { method: "POST", body, headers });
+      expect(res.status).toBe(200);
+      await res.text();
+    };
+    await beat("pl-warmone1", [
+      { app: "shop", function: "checkout", busy: 1, idle: 2 },
+      { app: "shop", function: "double", busy: 0, idle: 5 },
+    ]);
+    await beat("pl-warmtwo2", [{ app: "shop", function: "checkout", busy: 0, idle: 1 }]);
+    // The planes' list is kept a second per isolate.
+    await expect.poll(warmNow, { timeout: 5000, interval: 300 }).toMatchObject({ "warm now": "4", busy: "1", idle: "3", planes: "2" });
+    await shot(page, "function-warm");
     await page.close();
   });
 });

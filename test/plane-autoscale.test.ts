@@ -1,12 +1,14 @@
 /**
  * The plane's autoscaler with real Docker: warm minimums kept with no
  * traffic, bursts capped at maxContainers, scale-down back to the minimum,
- * several inputs per container, and `tandem app stop`.
+ * several inputs per container, and `tandem app stop`; the planes' heartbeats
+ * carry their warm containers.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { lookup } from "../sdk/index.js";
 import { runCli } from "./helpers/cli.js";
-import { eventually } from "./helpers/gateway.js";
+import type { PlaneInfo } from "../sdk/protocol.js";
+import { authed, eventually } from "./helpers/gateway.js";
 import { startTestStack, type TestStack } from "./helpers/stack.js";
 
 const APP = new URL("./fixtures/scale-app.ts", import.meta.url).pathname;
@@ -26,6 +28,10 @@ describe("the autoscaler", () => {
     await new Promise((r) => setTimeout(r, 3_000)); // longer than its scale-down window
     expect(containersOf("burst").length).toBe(1);
     expect(stack.planeOutput.some((l) => /keeping scale\.burst ctr-[0-9a-f]{8} warm \(minContainers 1\)/.test(l))).toBe(true);
+    // The plane's heartbeats say so (the dashboard's "warm now" sums them).
+    await expect
+      .poll(async () => ((await (await fetch(`${stack.url}/v1/planes`, authed())).json()) as { planes: PlaneInfo[] }).planes[0]?.warm, { timeout: 10_000 })
+      .toContainEqual({ app: "scale", function: "burst", busy: 0, idle: 1 });
   });
 
   it("raises the count for a burst up to maxContainers and no further, then falls back to minContainers", async () => {

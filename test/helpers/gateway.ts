@@ -20,6 +20,8 @@ export interface TestGateway {
   blobKeys(): Promise<string[]>;
   /** When each object in the blob store was last written (ms since the epoch), by key. */
   blobWrites(): Promise<Map<string, number>>;
+  /** An object's bytes in the blob store, as stored; undefined when there is none. */
+  blobBytes(key: string): Promise<Uint8Array | undefined>;
   /** Calls the Worker's scheduled handler (the cron trigger) with this scheduled time. */
   scheduled(at: number): Promise<void>;
   /** Stops the gateway and starts it again on the same port, with the same state. */
@@ -62,6 +64,11 @@ export async function startTestGateway(
     async blobWrites() {
       const bucket = await running!.miniflare.getR2Bucket("BLOBS");
       return new Map((await bucket.list()).objects.map((o) => [o.key, o.uploaded.getTime()]));
+    },
+    async blobBytes(key: string) {
+      const bucket = await running!.miniflare.getR2Bucket("BLOBS");
+      const object = await bucket.get(key);
+      return object ? new Uint8Array(await object.arrayBuffer()) : undefined;
     },
     async scheduled(at: number) {
       const worker = await running!.miniflare.getWorker();
