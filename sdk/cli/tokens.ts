@@ -81,7 +81,7 @@ export function addTokenCommands(program: Command, clientOf: (opts: GatewayOpts)
   token
     .command("bootstrap")
     .description("make the first admin token of a deployed gateway: it is set as the Worker's TANDEM_ADMIN_TOKEN secret")
-    .option("--name <worker>", "the Worker's name (default tandem-gateway)", "tandem-gateway")
+    .option("--name <worker>", "the Worker's name", "tandem-gateway")
     .option("--put", "run `wrangler secret put TANDEM_ADMIN_TOKEN` now, with your Cloudflare credentials")
     .action(async (opts: { name: string; put?: boolean }) => {
       const { token: admin } = newToken();
