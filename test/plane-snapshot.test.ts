@@ -3,6 +3,7 @@
  * `snapshot: true` class's enter() runs once, for the snapshot; every cold start after resumes from it.
  */
 import { readdirSync } from "node:fs";
+import { truncate } from "node:fs/promises";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Dict, lookup } from "../sdk/index.js";
@@ -48,5 +49,18 @@ describe("memory snapshots on the plane", () => {
     expect(stdout).toMatch(/of app snaps/);
     expect(snapshotsOnDisk()).toEqual([]);
     expect(linesWith("removed 1 memory snapshot of app snaps")).toHaveLength(1);
+  });
+
+  it("starts fresh, saying why, when a snapshot cannot be resumed", async () => {
+    expect((await lookupRow(7)).value).toBe(14); // a new snapshot, after the stop removed the last
+    expect(snapshotsOnDisk()).toHaveLength(1);
+    await eventually(() => containers().length === 0, 30_000);
+    const image = join(stack.dir, "plane-0", "snapshots", snapshotsOnDisk()[0]!, "tandem", "checkpoint.img");
+    await truncate(image, 1000); // a damaged snapshot
+
+    expect((await lookupRow(8)).value).toBe(16);
+    expect(linesWith("snaps.Table: could not resume its memory snapshot (")).toHaveLength(1);
+    expect(linesWith("] table enter ")).toHaveLength(3); // the first snapshot's, the second's, and this fresh start's
+    expect(snapshotsOnDisk()).toEqual([]);
   });
 });
