@@ -85,6 +85,8 @@ export class ContainerStarter {
   readonly #enterBackoff = new Map<string, { until: number; delayMs: number; error: TandemError }>();
   /** Pools whose `snapshot: true` is not honoured here, each told once: why. */
   readonly #noSnapshot = new Map<string, string>();
+  /** Snapshots being taken, by snapshot key: a second cold start meanwhile waits for the same one. */
+  readonly #taking = new Map<string, Promise<string>>();
 
   constructor(options: ContainerStartOptions) {
     this.#o = options;
@@ -125,8 +127,9 @@ export class ContainerStarter {
       if (!(err instanceof RestoreFailed)) throw err;
       // The snapshot would not resume: dropped, never taken again for this pool here, and this start made fresh.
       await this.#o.snapshots?.remove(err.snapshotKey);
-      this.#noSnapshot.set(key, `its memory snapshot could not be resumed (${err.message})`);
-      this.#o.log(`[plane] ${pool.app}.${poolName(pool)}: could not resume its memory snapshot (${err.message}); starting it fresh`);
+      const why = firstLine(err.message);
+      this.#noSnapshot.set(key, `its memory snapshot could not be resumed (${why})`);
+      this.#o.log(`[plane] ${pool.app}.${poolName(pool)}: could not resume its memory snapshot (${why}); starting it fresh`);
       const again = this.#o.inventory.reserve({ gpu: undefined, cpu: reservation.cpu, memoryMiB: reservation.memoryMiB });
       if (!again || Date.now() >= deadline) throw err.failure;
       return await this.#start(pool, key, bundle, again, deadline, forCall, starting, false);
@@ -163,11 +166,16 @@ export class ContainerStarter {
     const found = store.find(snapshotKey);
     if (found) return { key: snapshotKey, dir: found };
     try {
-      const dir = await this.#takeSnapshot(req, snapshotKey, image, bundle, reservation, deadline);
-      return { key: snapshotKey, dir };
+      let taking = this.#taking.get(snapshotKey);
+      if (!taking) {
+        taking = this.#takeSnapshot(req, snapshotKey, image, bundle, reservation, deadline).finally(() => this.#taking.delete(snapshotKey));
+        this.#taking.set(snapshotKey, taking);
+      }
+      return { key: snapshotKey, dir: await taking };
     } catch (err) {
-      this.#noSnapshot.set(key, (err as Error).message);
-      this.#o.log(`[plane] ${req.app}.${poolName(req)}: could not take a memory snapshot (${(err as Error).message}); its containers start fresh`);
+      const why = firstLine((err as Error).message);
+      this.#noSnapshot.set(key, why);
+      this.#o.log(`[plane] ${req.app}.${poolName(req)}: could not take a memory snapshot (${why}); its containers start fresh`);
       return undefined;
     }
   }
@@ -186,6 +194,7 @@ export class ContainerStarter {
   ): Promise<string> {
     const id = `ctr-${randomBytes(4).toString("hex")}`;
     const began = performance.now();
+    const startedAt = Date.now();
     const channel = await ControlChannel.open(this.#controlDir(id));
     let container: StartedContainer | undefined;
     try {
@@ -209,6 +218,26 @@ export class ContainerStarter {
       await container?.kill();
       await this.#o.mounts?.finish(id);
       await channel.close();
+      // Its life is metered like any container's: it ran the function's code with the pool's resources.
+      if (container) this.#recordLife(req, id, reservation, startedAt);
+    }
+  }
+
+  #recordLife(req: PoolDescriptor, id: string, reservation: Reservation, startedAt: number): void {
+    try {
+      this.#o.usage.record({
+        containerId: id,
+        app: req.app,
+        function: req.function,
+        gpu: null,
+        gpuCount: 0,
+        cpu: reservation.cpu,
+        memoryMiB: reservation.memoryMiB,
+        startedAt,
+        endedAt: Date.now(),
+      });
+    } catch (err) {
+      this.#o.log(`[plane] could not record the usage of ${id}: ${(err as Error).message}`);
     }
   }
 
@@ -439,6 +468,12 @@ export class ContainerStarter {
 function cudaVisibleDevices(reservation: Reservation, driver: ContainerDriver): string {
   const real = reservation.gpus.some((g) => !g.simulated);
   return reservation.gpus.map((g, i) => (real && driver.sandboxed ? i : g.index)).join(",");
+}
+
+/** An engine's error as one log line: gVisor's failures carry its whole Go stack trace after the first line. */
+function firstLine(message: string): string {
+  const line = message.split("\n", 1)[0]!;
+  return line.length > 400 ? `${line.slice(0, 400)}…` : line;
 }
 
 /** The names of the variables in `req.secrets` that its secrets set (not its `env` option), for the runner to mask. */

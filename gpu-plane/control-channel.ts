@@ -85,6 +85,10 @@ export class ControlChannel {
     const socket = this.#socket;
     if (!socket || this.#failure) return false;
     const closed = new Promise<void>((resolve) => (socket.closed ? resolve() : socket.once("close", () => resolve())));
+    // No new connection from now: the runner dials again as soon as it has let go, and its next connection must be
+    // the restored container's, not one to this socket before the plane saves it.
+    this.#server.close();
+    await rm(join(this.dir, "control.sock"), { force: true });
     this.#send({ t: "snapshot" });
     return (await raceDeadline(closed, Date.now() + ms)) !== TIMED_OUT;
   }

@@ -2,6 +2,7 @@
  * Memory snapshots on the plane (docs/plane.md, "Memory snapshots"), against real Docker under gVisor: a
  * `snapshot: true` class's enter() runs once, for the snapshot; every cold start after resumes from it.
  */
+import Database from "better-sqlite3";
 import { readdirSync } from "node:fs";
 import { truncate } from "node:fs/promises";
 import { join } from "node:path";
@@ -62,5 +63,22 @@ describe("memory snapshots on the plane", () => {
     expect(linesWith("snaps.Table: could not resume its memory snapshot (")).toHaveLength(1);
     expect(linesWith("] table enter ")).toHaveLength(3); // the first snapshot's, the second's, and this fresh start's
     expect(snapshotsOnDisk()).toEqual([]);
+  });
+
+  it("takes one snapshot for cold starts that come together, and meters the container that took it", async () => {
+    const taken = linesWith("memory snapshot of snaps.Table taken").length;
+    const entered = linesWith("] table enter ").length;
+    const together = lookup<[Record<string, unknown>, number], { value: number }>("snaps", "Table.lookup", { gateway: stack.url });
+    const answers = await Promise.all([together.remote({ batch: 2 }, 1), together.remote({ batch: 2 }, 2)]);
+    expect(answers.map((a) => a.value)).toEqual([2, 4]);
+    expect(linesWith("memory snapshot of snaps.Table taken")).toHaveLength(taken + 1);
+    expect(linesWith("] table enter ")).toHaveLength(entered + 1);
+    const maker = /\((ctr-[0-9a-f]{8})\)$/.exec(linesWith("memory snapshot of snaps.Table taken").at(-1)!)![1]!;
+    const ledger = new Database(join(stack.dir, "plane-0", "usage.sqlite"), { readonly: true });
+    try {
+      expect(ledger.prepare("SELECT app, cpu FROM containers WHERE container_id = ?").get(maker)).toEqual({ app: "snaps", cpu: 1 });
+    } finally {
+      ledger.close();
+    }
   });
 });

@@ -106,6 +106,8 @@ export class DockerDriver implements ContainerDriver {
   #snapshotProblem: string | undefined = "the Docker engine has not been checked yet";
   /** The engine's data folder (`docker info`'s DockerRootDir), where a container's checkpoints must be to be restored. */
   #engineRoot: string | undefined;
+  /** The resume in progress of each snapshot (by its folder), for the next to wait for. */
+  readonly #restoring = new Map<string, Promise<unknown>>();
 
   constructor(options: DockerDriverOptions = {}) {
     this.#docker = options.docker ?? new Docker();
@@ -206,7 +208,10 @@ export class DockerDriver implements ContainerDriver {
       });
       trace(`docker ${spec.id}: attached`);
       if (spec.restoreFrom) await this.#placeCheckpoint(container.id, spec.restoreFrom);
-      const starting = spec.restoreFrom ? container.start(RESTORE_QUERY as Dockerode.ContainerStartOptions) : container.start();
+      // One resume of a snapshot at a time: the engine hands each to containerd's content store, and two of the
+      // same snapshot at once fail there ("commit failed: content … already exists").
+      const restoreFrom = spec.restoreFrom;
+      const starting = restoreFrom ? this.#oneAtATime(restoreFrom, () => container.start(RESTORE_QUERY as Dockerode.ContainerStartOptions)) : container.start();
       spec.starting?.();
       await starting;
       trace(`docker ${spec.id}: started`);
@@ -218,6 +223,17 @@ export class DockerDriver implements ContainerDriver {
       await forget();
       throw new InternalError(`could not start container ${name}: ${engineMessage(err)}`, { container: spec.id });
     }
+  }
+
+  /** Runs `run` once every earlier call with the same `key` has settled. */
+  #oneAtATime<T>(key: string, run: () => Promise<T>): Promise<T> {
+    const mine = (this.#restoring.get(key) ?? Promise.resolve()).catch(() => {}).then(run);
+    this.#restoring.set(key, mine);
+    const forget = () => {
+      if (this.#restoring.get(key) === mine) this.#restoring.delete(key);
+    };
+    mine.then(forget, forget);
+    return mine;
   }
 
   snapshotsUnavailable(): string | undefined {
