@@ -35,6 +35,7 @@ describe("function options", () => {
     expect(parse({ snapshot: true }).tier).toBe("plane");
     expect(planeSpecOf(parse({ snapshot: true }), known).snapshot).toBe(true);
     expect("snapshot" in planeSpecOf(parse({ snapshot: false, memory: 512 }), known)).toBe(false);
+    expect(parse({ snapshot: false }).tier).toBe("edge");
   });
 
   it("takes a region or a list of them as the regions a plane function may run in", () => {

@@ -267,7 +267,8 @@ function toSpec(o: z.output<typeof FunctionOptionsSchema>, where: string) {
     if (problem) throw new InvalidOptionsError(`${where}: option "volumes": "${path}" ${problem}`);
   }
   if (o.schedule?.refused) throw new InvalidOptionsError(`${where}: option "schedule": ${o.schedule.refused}`);
-  const planeOptions = PLANE_OPTIONS.filter((k) => o[k] !== undefined);
+  // `snapshot: false` asks for nothing the edge lacks.
+  const planeOptions = PLANE_OPTIONS.filter((k) => o[k] !== undefined && !(k === "snapshot" && o[k] === false));
   if (planeOptions.length > 0 && tier === "edge") {
     const named = planeOptions.map((k) => `"${k}"`);
     throw new InvalidOptionsError(
