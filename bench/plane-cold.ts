@@ -5,7 +5,10 @@
  * ratio of the medians. Measured twice, both sides under gVisor (runsc) and
  * under runc, each on a stack of its own, and the medians set side by side.
  *
- *   npx tsx bench/plane-cold.ts [--n 20] [--tiny]
+ * Then, under gVisor, the snapshot rows (docs/plane.md, "Memory snapshots"): a class whose enter() builds a large
+ * table (about 2 s), cold-started fresh against resumed from its memory snapshot (target: under a quarter).
+ *
+ *   npx tsx bench/plane-cold.ts [--n 20] [--tiny] [--snapshot-only]
  */
 import { randomBytes } from "node:crypto";
 import { mkdir } from "node:fs/promises";
@@ -28,12 +31,51 @@ const WORK = 1000;
 const RUNTIMES = ["runsc", "runc"] as const;
 const medians: Record<string, { plane: number; bare: number }> = {};
 
-for (const runtime of RUNTIMES) await measure(runtime);
-const { runsc, runc } = medians as Record<(typeof RUNTIMES)[number], { plane: number; bare: number }>;
-console.log(
-  `runsc against runc at the median: (a) ${runsc.plane.toFixed(1)} against ${runc.plane.toFixed(1)} ms (${(runsc.plane - runc.plane).toFixed(1)} ms for gVisor), ` +
-    `(b) ${runsc.bare.toFixed(1)} against ${runc.bare.toFixed(1)} ms`,
-);
+if (!process.argv.includes("--snapshot-only")) {
+  for (const runtime of RUNTIMES) await measure(runtime);
+  const { runsc, runc } = medians as Record<(typeof RUNTIMES)[number], { plane: number; bare: number }>;
+  console.log(
+    `runsc against runc at the median: (a) ${runsc.plane.toFixed(1)} against ${runc.plane.toFixed(1)} ms (${(runsc.plane - runc.plane).toFixed(1)} ms for gVisor), ` +
+      `(b) ${runsc.bare.toFixed(1)} against ${runc.bare.toFixed(1)} ms`,
+  );
+}
+await measureSnapshots();
+
+/** (c) a cold start that runs a 2 s enter(), against (d) the same class resumed from its memory snapshot. */
+async function measureSnapshots(): Promise<void> {
+  const stack = await startTestStack(join(here, "apps/snapshot-app.ts"), { scaledownWindowSeconds: 0.001, dockerRuntime: "runsc" });
+  const plane = stack.planes[0]!;
+  try {
+    const call = (cls: string) =>
+      lookup<[Record<string, unknown>, number], string | null>("snapbench", `${cls}.lookup`, { gateway: stack.url, token: ADMIN_TOKEN });
+    const [fresh, snapped] = [call("Fresh"), call("Snapped")];
+    // The first call of each: the snapshot is taken here, outside the samples.
+    const answers = [await fresh.remote({}, 1234), await snapped.remote({}, 1234)];
+    if (answers[0] === null || answers[0] !== answers[1]) throw new Error("the two sides disagree");
+    const sides: [string, () => Promise<unknown>][] = [
+      ["(c) cold start, enter() builds the table (fresh)", () => fresh.remote({}, 1234)],
+      ["(d) cold start resumed from its memory snapshot", () => snapped.remote({}, 1234)],
+    ];
+    const samples: number[][] = [[], []];
+    for (let i = 0; i < n; i++) {
+      for (const [k, [, fn]] of sides.entries()) {
+        await eventually(() => plane.status().containers.length === 0, 20_000);
+        const t0 = performance.now();
+        await fn();
+        samples[k]!.push(performance.now() - t0);
+      }
+    }
+    const rows = sides.map(([name], k) => summarize(name, samples[k]!));
+    const taken = stack.planeOutput.find((l) => l.includes("memory snapshot of snapbench.Snapped taken")) ?? "no snapshot taken";
+    console.log(`bench/plane-cold snapshots: ${n} calls per side${tiny ? " (tiny)" : ""}, Docker runtime runsc; ${taken.replace(/^\[plane\] /, "")}`);
+    printTable(rows);
+    console.log(
+      `ratio (d)/(c): median ${(rows[1]!.medianMs / rows[0]!.medianMs).toFixed(3)}  p99 ${(rows[1]!.p99Ms / rows[0]!.p99Ms).toFixed(3)}   (target: median < 0.25)`,
+    );
+  } finally {
+    await stack.dispose();
+  }
+}
 
 async function measure(runtime: (typeof RUNTIMES)[number]): Promise<void> {
   // A container that is stopped as soon as its call ends, so every call starts cold.

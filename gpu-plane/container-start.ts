@@ -16,10 +16,11 @@ import { ControlChannel, type Ready } from "./control-channel.js";
 import { exitFailure, keepLogLine, startTimeout } from "./container-failure.js";
 import type { ContainerPool, Worker } from "./container-pool.js";
 import { TIMED_OUT, raceDeadline } from "../sdk/deadline.js";
-import type { ContainerDriver, StartedContainer } from "./drivers/driver.js";
+import type { ContainerDriver, ContainerSpec, StartedContainer } from "./drivers/driver.js";
 import type { Inventory, Reservation } from "./inventory.js";
 import { poolName, type PoolDescriptor } from "./pool-descriptor.js";
 import type { ScaleDown } from "./scale-down.js";
+import { SnapshotStore } from "./snapshots.js";
 import type { UsageLedger } from "./usage-ledger.js";
 import type { VolumeMounts } from "./volume-mounts.js";
 import type { PlaneLogLine } from "./log-shipper.js";
@@ -59,6 +60,18 @@ export interface ContainerStartOptions {
   scaleDown: ScaleDown;
   /** Each container's API socket and volume mounts (gpu-plane/volume-mounts.ts); none: neither (the dispatcher's unit tests). */
   mounts?: VolumeMounts;
+  /** Where `snapshot: true` functions' memory snapshots are kept (snapshots.ts); none: their containers start fresh. */
+  snapshots?: SnapshotStore;
+}
+
+/** A container resumed from a memory snapshot that did not get ready: the start falls back to a fresh one. */
+class RestoreFailed extends Error {
+  constructor(
+    readonly snapshotKey: string,
+    readonly failure: unknown,
+  ) {
+    super((failure as Error).message);
+  }
 }
 
 /**
@@ -70,6 +83,10 @@ export class ContainerStarter {
   readonly #o: ContainerStartOptions;
   /** Pools whose class `enter()` failed: no new container before `until`; inputs fail with `error` meanwhile. */
   readonly #enterBackoff = new Map<string, { until: number; delayMs: number; error: TandemError }>();
+  /** Pools whose `snapshot: true` is not honoured here, each told once: why. */
+  readonly #noSnapshot = new Map<string, string>();
+  /** Snapshots being taken, by snapshot key: a second cold start meanwhile waits for the same one. */
+  readonly #taking = new Map<string, Promise<string>>();
 
   constructor(options: ContainerStartOptions) {
     this.#o = options;
@@ -105,10 +122,181 @@ export class ContainerStarter {
     }
     this.#o.pool.startBegan(key);
     try {
-      return await this.#start(pool, key, bundle, reservation, deadline, forCall, starting);
+      return await this.#start(pool, key, bundle, reservation, deadline, forCall, starting, true);
+    } catch (err) {
+      if (!(err instanceof RestoreFailed)) throw err;
+      // The snapshot would not resume: dropped, never taken again for this pool here, and this start made fresh.
+      await this.#o.snapshots?.remove(err.snapshotKey);
+      const why = firstLine(err.message);
+      this.#noSnapshot.set(key, `its memory snapshot could not be resumed (${why})`);
+      this.#o.log(`[plane] ${pool.app}.${poolName(pool)}: could not resume its memory snapshot (${why}); starting it fresh`);
+      const again = this.#o.inventory.reserve({ gpu: undefined, cpu: reservation.cpu, memoryMiB: reservation.memoryMiB });
+      if (!again || Date.now() >= deadline) throw err.failure;
+      return await this.#start(pool, key, bundle, again, deadline, forCall, starting, false);
     } finally {
       this.#o.pool.startEnded(key);
     }
+  }
+
+  /**
+   * The memory snapshot a container of `req` resumes from, taken now if there is none yet (by a container that
+   * starts, enters and is saved, then removed); undefined when the pool starts fresh: not `snapshot: true`, or
+   * snapshots are not possible here (said once per pool), or taking one failed (said, and not tried again).
+   */
+  async #snapshotFor(
+    req: PoolDescriptor,
+    key: string,
+    image: string | undefined,
+    bundle: BundleOnDisk,
+    reservation: Reservation,
+    deadline: number,
+  ): Promise<{ key: string; dir: string } | undefined> {
+    const store = this.#o.snapshots;
+    if (!req.spec.snapshot || !store || this.#noSnapshot.has(key)) return undefined;
+    const unable =
+      (this.#o.driver.checkpoint ? this.#o.driver.snapshotsUnavailable?.() : `the ${this.#o.driver.name} runtime cannot save a container's memory`) ??
+      (reservation.gpus.length > 0 ? "gVisor here cannot save a container's GPU memory" : undefined) ??
+      (req.spec.volumes?.length ? "it mounts volumes, which each container has its own copy of" : undefined);
+    if (unable) {
+      this.#noSnapshot.set(key, unable);
+      this.#o.log(`[plane] ${req.app}.${poolName(req)} asks for memory snapshots, but ${unable}; its containers start fresh`);
+      return undefined;
+    }
+    const snapshotKey = SnapshotStore.keyOf(key, image, req.secrets);
+    const found = store.find(snapshotKey);
+    if (found) return { key: snapshotKey, dir: found };
+    try {
+      let taking = this.#taking.get(snapshotKey);
+      if (!taking) {
+        taking = this.#takeSnapshot(req, snapshotKey, image, bundle, reservation, deadline).finally(() => this.#taking.delete(snapshotKey));
+        this.#taking.set(snapshotKey, taking);
+      }
+      return { key: snapshotKey, dir: await taking };
+    } catch (err) {
+      const why = firstLine((err as Error).message);
+      this.#noSnapshot.set(key, why);
+      this.#o.log(`[plane] ${req.app}.${poolName(req)}: could not take a memory snapshot (${why}); its containers start fresh`);
+      return undefined;
+    }
+  }
+
+  /**
+   * Takes a pool's memory snapshot: a container started fresh, whose runner loads the bundle and runs `enter()`,
+   * then lets go of the plane (gVisor cannot save a container that holds a host socket) and is saved and stopped.
+   */
+  async #takeSnapshot(
+    req: PoolDescriptor,
+    snapshotKey: string,
+    image: string | undefined,
+    bundle: BundleOnDisk,
+    reservation: Reservation,
+    deadline: number,
+  ): Promise<string> {
+    const id = `ctr-${randomBytes(4).toString("hex")}`;
+    const began = performance.now();
+    const startedAt = Date.now();
+    const channel = await ControlChannel.open(this.#controlDir(id));
+    let container: StartedContainer | undefined;
+    try {
+      const attached = this.#o.mounts ? await this.#o.mounts.attach(id, req.app, channel.dir, []) : { binds: [], env: [] };
+      container = await this.#o.driver.start(this.#containerSpec(req, id, bundle, channel.dir, reservation, image, attached));
+      const tail: string[] = [];
+      this.#forwardOutput(container, req, id, () => ({ label: `${req.app}.${req.function}`, callId: undefined, fn: req.function, tail }));
+      const ready = await raceDeadline(Promise.race([channel.ready, container.exited.then(() => undefined)]), deadline);
+      if (ready === TIMED_OUT) throw new Error("its container was not ready in time");
+      if (!ready) throw new Error(`its container exited while starting${tail.length ? `: ${tail.slice(-3).join(" | ")}` : ""}`);
+      if (ready.enterFailed) throw new Error(`enter() failed: ${ready.enterFailed.message}`);
+      if (!(await channel.letGo(PLANE_DEFAULTS.snapshotHandOffMs))) throw new Error("its runner did not let go of the plane's sockets");
+      // No socket for the runner to dial while its memory is saved: its next connection is from a restored container.
+      await this.#o.mounts?.finish(id);
+      await channel.close();
+      const saved = container;
+      const dir = await this.#o.snapshots!.take(snapshotKey, req.app, (into) => this.#o.driver.checkpoint!(saved, into));
+      this.#o.log(`[plane] memory snapshot of ${req.app}.${poolName(req)} taken in ${Math.round(performance.now() - began)} ms (${id})`);
+      return dir;
+    } finally {
+      await container?.kill();
+      await this.#o.mounts?.finish(id);
+      await channel.close();
+      // Its life is metered like any container's: it ran the function's code with the pool's resources.
+      if (container) this.#recordLife(req, id, reservation, startedAt);
+    }
+  }
+
+  #recordLife(req: PoolDescriptor, id: string, reservation: Reservation, startedAt: number): void {
+    try {
+      this.#o.usage.record({
+        containerId: id,
+        app: req.app,
+        function: req.function,
+        gpu: null,
+        gpuCount: 0,
+        cpu: reservation.cpu,
+        memoryMiB: reservation.memoryMiB,
+        startedAt,
+        endedAt: Date.now(),
+      });
+    } catch (err) {
+      this.#o.log(`[plane] could not record the usage of ${id}: ${(err as Error).message}`);
+    }
+  }
+
+  #controlDir(id: string): string {
+    return this.#o.driver.controlDirFor?.(this.#o.planeId, id) ?? join(this.#o.stateDir, "control", id);
+  }
+
+  /** What the driver starts for a container of `req`. */
+  #containerSpec(
+    req: PoolDescriptor,
+    id: string,
+    bundle: BundleOnDisk,
+    controlDir: string,
+    reservation: Reservation,
+    image: string | undefined,
+    attached: Awaited<ReturnType<VolumeMounts["attach"]>>,
+  ): ContainerSpec {
+    return {
+      id,
+      bundlePath: bundle.path,
+      nodeModulesPath: bundle.nodeModules,
+      controlDir,
+      env: {
+        ...req.spec.env,
+        ...req.secrets,
+        ...secretKeysEnv(req),
+        ...(reservation.gpus.length ? { CUDA_VISIBLE_DEVICES: cudaVisibleDevices(reservation, this.#o.driver) } : {}),
+        [CONTAINER_ENV.app]: req.app,
+        [CONTAINER_ENV.function]: req.function,
+        [CONTAINER_ENV.containerId]: id,
+        [CONTAINER_ENV.region]: this.#o.region,
+        // A class's container builds its instance (and runs enter()) before it says it is ready.
+        ...(req.clsParams === undefined ? {} : { [CONTAINER_ENV.clsParams]: JSON.stringify(req.clsParams) }),
+        ...(attached.env.length ? { [CONTAINER_ENV.volumes]: JSON.stringify(attached.env) } : {}),
+      },
+      cpu: reservation.cpu,
+      memoryMiB: reservation.memoryMiB,
+      pidsLimit: PLANE_DEFAULTS.pidsLimit,
+      network: false,
+      gpuDeviceIds: reservation.gpus.filter((g) => !g.simulated).map((g) => g.deviceId),
+      labels: { [CONTAINER_LABELS.plane]: this.#o.planeId, [CONTAINER_LABELS.app]: req.app, [CONTAINER_LABELS.function]: req.function },
+      ...(image ? { image } : {}),
+      ...(attached.binds.length ? { mounts: attached.binds } : {}),
+    };
+  }
+
+  /** A container's lines, to the plane's log and the app's, tagged with what `now` says it runs. */
+  #forwardOutput(
+    container: StartedContainer,
+    req: PoolDescriptor,
+    id: string,
+    now: () => { label: string; callId: string | undefined; fn: string; tail: string[] },
+  ): void {
+    container.onOutput((stream, line) => {
+      const { label, callId, fn, tail } = now();
+      keepLogLine(tail, line);
+      this.#o.log(`[${label} ${callId ?? "-"} ${id}]${stream === "stderr" ? " (stderr)" : ""} ${line}`);
+      this.#o.onLogLine?.({ app: req.app, function: fn, callId: callId ?? null, containerId: id, source: stream, text: line });
+    });
   }
 
   async #start(
@@ -119,6 +307,7 @@ export class ContainerStarter {
     deadline: number,
     forCall: string | undefined,
     starting: (() => void) | undefined,
+    mayResume: boolean,
   ): Promise<Worker> {
     const id = `ctr-${randomBytes(4).toString("hex")}`;
     const started = performance.now();
@@ -130,7 +319,14 @@ export class ContainerStarter {
       this.#o.inventory.release(reservation);
       throw err;
     }
-    const channel = await ControlChannel.open(this.#o.driver.controlDirFor?.(this.#o.planeId, id) ?? join(this.#o.stateDir, "control", id));
+    let snapshot: { key: string; dir: string } | undefined;
+    try {
+      snapshot = mayResume ? await this.#snapshotFor(req, key, image, bundle, reservation, deadline) : undefined;
+    } catch (err) {
+      this.#o.inventory.release(reservation);
+      throw err;
+    }
+    const channel = await ControlChannel.open(this.#controlDir(id));
     let attached: Awaited<ReturnType<VolumeMounts["attach"]>> = { binds: [], env: [] };
     try {
       if (this.#o.mounts) attached = await this.#o.mounts.attach(id, req.app, channel.dir, req.spec.volumes ?? []);
@@ -145,38 +341,16 @@ export class ContainerStarter {
     trace(`container ${id}: asked for`);
     try {
       container = await this.#o.driver.start({
-        id,
-        bundlePath: bundle.path,
-        nodeModulesPath: bundle.nodeModules,
-        controlDir: channel.dir,
-        env: {
-          ...req.spec.env,
-          ...req.secrets,
-          ...secretKeysEnv(req),
-          ...(reservation.gpus.length ? { CUDA_VISIBLE_DEVICES: cudaVisibleDevices(reservation, this.#o.driver) } : {}),
-          [CONTAINER_ENV.app]: req.app,
-          [CONTAINER_ENV.function]: req.function,
-          [CONTAINER_ENV.containerId]: id,
-          [CONTAINER_ENV.region]: this.#o.region,
-          // A class's container builds its instance (and runs enter()) before it says it is ready.
-          ...(req.clsParams === undefined ? {} : { [CONTAINER_ENV.clsParams]: JSON.stringify(req.clsParams) }),
-          ...(attached.env.length ? { [CONTAINER_ENV.volumes]: JSON.stringify(attached.env) } : {}),
-        },
-        cpu: reservation.cpu,
-        memoryMiB: reservation.memoryMiB,
-        pidsLimit: PLANE_DEFAULTS.pidsLimit,
-        network: false,
-        gpuDeviceIds: reservation.gpus.filter((g) => !g.simulated).map((g) => g.deviceId),
-        labels: { [CONTAINER_LABELS.plane]: this.#o.planeId, [CONTAINER_LABELS.app]: req.app, [CONTAINER_LABELS.function]: req.function },
-        ...(image ? { image } : {}),
-        ...(attached.binds.length ? { mounts: attached.binds } : {}),
+        ...this.#containerSpec(req, id, bundle, channel.dir, reservation, image, attached),
         ...(starting ? { starting } : {}),
+        ...(snapshot ? { restoreFrom: snapshot.dir } : {}),
       });
     } catch (err) {
       this.#o.inventory.release(reservation);
       await this.#o.mounts?.finish(id);
       await channel.close();
-      throw new ContainerFailedError(`could not start a container for ${req.app}.${req.function}: ${(err as Error).message}`, { reason: "start" });
+      const failure = new ContainerFailedError(`could not start a container for ${req.app}.${req.function}: ${(err as Error).message}`, { reason: "start" });
+      throw snapshot ? new RestoreFailed(snapshot.key, failure) : failure;
     }
     trace(`container ${id}: started`);
     const worker: Worker = {
@@ -207,18 +381,12 @@ export class ContainerStarter {
       },
     };
     this.#o.pool.add(worker);
-    container.onOutput((stream, line) => {
-      keepLogLine(worker.logTail, line);
-      this.#o.log(`[${worker.label} ${worker.callId ?? "-"} ${id}]${stream === "stderr" ? " (stderr)" : ""} ${line}`);
-      this.#o.onLogLine?.({
-        app: req.app,
-        function: worker.callFunction ?? req.function,
-        callId: worker.callId ?? null,
-        containerId: id,
-        source: stream,
-        text: line,
-      });
-    });
+    this.#forwardOutput(container, req, id, () => ({
+      label: worker.label,
+      callId: worker.callId,
+      fn: worker.callFunction ?? req.function,
+      tail: worker.logTail,
+    }));
     channel.onProtocolError((message) => {
       worker.protocolError = message;
       this.#o.log(`[plane] ${worker.label} ${id} broke the control protocol (${message}); killing it`);
@@ -251,14 +419,15 @@ export class ContainerStarter {
           ? startTimeout(worker, req, Math.round((deadline - startedAt) / 100) / 10)
           : exitFailure(worker, await container.exited, "while starting");
       await this.#o.scaleDown.retire(worker);
-      throw failure;
+      throw snapshot && ready !== TIMED_OUT ? new RestoreFailed(snapshot.key, failure) : failure;
     }
     worker.ready = true;
     trace(`container ${id}: runner ready`);
     const gpus = reservation.gpus.length
       ? `, ${reservation.gpus.map((g) => `${g.type}#${g.index}`).join(" ")}${reservation.gpus[0]!.simulated ? " (simulated)" : ""}`
       : "";
-    const coldStart = `cold start: ${worker.label} ${id} ready in ${Math.round(performance.now() - started)} ms${gpus}`;
+    const resumed = snapshot ? " (resumed from its memory snapshot)" : "";
+    const coldStart = `cold start: ${worker.label} ${id} ready in ${Math.round(performance.now() - started)} ms${gpus}${resumed}`;
     this.#o.log(`[plane] ${coldStart}`);
     this.#o.onLogLine?.({ app: req.app, function: req.function, callId: forCall ?? null, containerId: id, source: "system", text: coldStart });
     return worker;
@@ -299,6 +468,12 @@ export class ContainerStarter {
 function cudaVisibleDevices(reservation: Reservation, driver: ContainerDriver): string {
   const real = reservation.gpus.some((g) => !g.simulated);
   return reservation.gpus.map((g, i) => (real && driver.sandboxed ? i : g.index)).join(",");
+}
+
+/** An engine's error as one log line: gVisor's failures carry its whole Go stack trace after the first line. */
+function firstLine(message: string): string {
+  const line = message.split("\n", 1)[0]!;
+  return line.length > 400 ? `${line.slice(0, 400)}…` : line;
 }
 
 /** The names of the variables in `req.secrets` that its secrets set (not its `env` option), for the runner to mask. */

@@ -8,6 +8,7 @@
 import { chmod, mkdir, rm } from "node:fs/promises";
 import net from "node:net";
 import { join } from "node:path";
+import { TIMED_OUT, raceDeadline } from "../sdk/deadline.js";
 import { PLANE_DEFAULTS } from "../sdk/defaults.js";
 import { RunnerFrameSchema, type InputFrame, type PlaneFrame, type RunnerFrame } from "../sdk/protocol.js";
 import { LineSplitter } from "../sdk/stream-lines.js";
@@ -74,6 +75,22 @@ export class ControlChannel {
   /** Asks the runner to run its classes' `exit()` hooks and leave. */
   shutdown(): void {
     this.#send({ t: "shutdown" });
+  }
+
+  /**
+   * Asks the runner to let go of its plane for a memory snapshot (`SnapshotFrame`), and waits until it has closed its
+   * connection: true then, false if it has not within `ms`.
+   */
+  async letGo(ms: number): Promise<boolean> {
+    const socket = this.#socket;
+    if (!socket || this.#failure) return false;
+    const closed = new Promise<void>((resolve) => (socket.closed ? resolve() : socket.once("close", () => resolve())));
+    // No new connection from now: the runner dials again as soon as it has let go, and its next connection must be
+    // the restored container's, not one to this socket before the plane saves it.
+    this.#server.close();
+    await rm(join(this.dir, "control.sock"), { force: true });
+    this.#send({ t: "snapshot" });
+    return (await raceDeadline(closed, Date.now() + ms)) !== TIMED_OUT;
   }
 
   /** Stops a streaming input: the runner returns its generator and ends the input. */

@@ -15,6 +15,7 @@ import { Dispatcher } from "./dispatcher.js";
 import type { CallTimings } from "./plane-metrics.js";
 import { MemoryDriver, type MemoryDriverOptions, type MemoryFunction } from "./drivers/memory.js";
 import { Inventory, simulatedGpus } from "./inventory.js";
+import { SnapshotStore } from "./snapshots.js";
 import { UsageLedger } from "./usage-ledger.js";
 
 /** The fake driver never reads the bundle. */
@@ -50,7 +51,13 @@ afterEach(async () => {
 
 function harness(
   functions: Record<string, MemoryFunction>,
-  options: { startup?: MemoryDriverOptions["startup"]; gpus?: Partial<Record<GpuType, number>>; scaledownWindowMs?: number } = {},
+  options: {
+    startup?: MemoryDriverOptions["startup"];
+    gpus?: Partial<Record<GpuType, number>>;
+    scaledownWindowMs?: number;
+    /** Give the dispatcher a snapshot store (the fake driver cannot take snapshots). */
+    snapshots?: boolean;
+  } = {},
 ): Harness {
   const dir = mkdtempSync(join(tmpdir(), "tandem-dispatcher-"));
   const driver = new MemoryDriver({ functions, ...(options.startup ? { startup: options.startup } : {}) });
@@ -73,6 +80,9 @@ function harness(
     imageFor: (hash) => driver.buildImage({ steps: [], force: false }, hash),
     onInput: (req) => inputs.push(req.callId),
     meter: { callEnded: (_app, fn, attempt, timings, errorCode) => ended.push({ fn, attempt, timings, errorCode }) },
+    ...(options.snapshots
+      ? { snapshots: new SnapshotStore({ dir: join(dir, "snapshots"), maxCount: 4, maxBytes: 1 << 20, log: (line) => lines.push(line) }) }
+      : {}),
   });
   const h = { dispatcher, driver, inventory, usage, lines, records, inputs, ended, dir };
   harnesses.push(h);
@@ -139,6 +149,21 @@ function gate(): { open: () => void; opened: Promise<void> } {
 const never = () => new Promise<never>(() => {});
 
 describe("the dispatcher, on fake containers", () => {
+  it("starts a snapshot: true function fresh where the runtime cannot take snapshots, and says so once", async () => {
+    const h = harness({ double: ([x]) => (x as number) * 2 }, { snapshots: true, scaledownWindowMs: 50 });
+    const first = await h.dispatcher.run(request("double", { args: [1], spec: { snapshot: true } }), BUNDLE);
+    await until(() => h.dispatcher.containers().length === 0, "the container to scale down");
+    const second = await h.dispatcher.run(request("double", { args: [2], spec: { snapshot: true } }), BUNDLE);
+    expect([first, second]).toMatchObject([
+      { status: "succeeded", result: 2, coldStart: true },
+      { status: "succeeded", result: 4, coldStart: true },
+    ]);
+    expect(h.driver.started.map((c) => c.spec.restoreFrom)).toEqual([undefined, undefined]);
+    expect(h.lines.filter((l) => l.includes("asks for memory snapshots, but the memory runtime cannot save a container's memory"))).toEqual([
+      "[plane] app.double asks for memory snapshots, but the memory runtime cannot save a container's memory; its containers start fresh",
+    ]);
+  });
+
   it("gives an input the container started ahead for it, waiting for it rather than starting another", async () => {
     const h = harness({ double: ([x]) => (x as number) * 2 }, { startup: () => ({ delayMs: 300 }) });
     const req = request("double", { args: [21] });

@@ -23,6 +23,7 @@ import type { ControlChannel } from "./control-channel.js";
 import { exitFailure, protocolFailure, runTimeout } from "./container-failure.js";
 import { ContainerPool, type ContainerSummary, type FunctionStats, type Worker } from "./container-pool.js";
 import { ContainerStarter, type BundleOnDisk } from "./container-start.js";
+import type { SnapshotStore } from "./snapshots.js";
 import type { VolumeMounts } from "./volume-mounts.js";
 import { TIMED_OUT, raceDeadline } from "../sdk/deadline.js";
 import type { ContainerDriver } from "./drivers/driver.js";
@@ -45,6 +46,8 @@ export interface DispatcherOptions {
   stateDir: string;
   /** Containers' API sockets and volume mounts; none in the dispatcher's unit tests. */
   mounts?: VolumeMounts;
+  /** Memory snapshots of `snapshot: true` functions (snapshots.ts); none: their containers start fresh. */
+  snapshots?: SnapshotStore;
   /** Idle time before a container is stopped. */
   scaledownWindowMs: number;
   /** Each container log line, tagged. */
@@ -262,6 +265,8 @@ export class Dispatcher {
     const mine = this.#pool.ofApp(app);
     await Promise.all(mine.map((w) => this.#scaleDown.retire(w, { graceful: true })));
     if (mine.length) this.#o.log(`[plane] stopped ${mine.length} container${mine.length === 1 ? "" : "s"} of app ${app}`);
+    const snapshots = (await this.#o.snapshots?.removeApp(app)) ?? 0;
+    if (snapshots) this.#o.log(`[plane] removed ${snapshots} memory snapshot${snapshots === 1 ? "" : "s"} of app ${app}`);
     return mine.length;
   }
 

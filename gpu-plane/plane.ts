@@ -30,6 +30,7 @@ import {
 import { NonceCache, signRequest, useHmacEngine } from "../sdk/signing.js";
 import { trace } from "../sdk/trace.js";
 import { ContainerGateway } from "./container-api.js";
+import { SnapshotStore } from "./snapshots.js";
 import { VolumeMounts } from "./volume-mounts.js";
 import { BundleCache, type HandedBundle } from "./bundle-cache.js";
 import type { ContainerDriver } from "./drivers/driver.js";
@@ -90,6 +91,10 @@ export interface PlaneOptions {
   stateDir: string;
   /** Seconds idle before a container is stopped; default 60 (`FUNCTION_DEFAULTS.scaledownWindowSeconds`). */
   scaledownWindowSeconds?: number;
+  /** Most memory snapshots kept on the plane's disk (`--snapshot-max`); default `PLANE_DEFAULTS.snapshotMax`. */
+  snapshotMax?: number;
+  /** Most bytes of memory snapshots kept (`--snapshot-max-bytes`); default `PLANE_DEFAULTS.snapshotMaxBytes`. */
+  snapshotMaxBytes?: number;
   /** Keep the warm pools (`minContainers`) the gateway assigns; default true. `tandem run`'s one-call plane does not. */
   keepWarm?: boolean;
   /**
@@ -280,8 +285,16 @@ export class Plane {
     });
     // Containers' /v1 requests and volume mounts, sent to the gateway signed as the container's app (container-api.ts).
     const mounts = new VolumeMounts(join(options.stateDir, "volumes"), new ContainerGateway(options.gatewayUrl, options.secret), log);
+    // Memory snapshots of `snapshot: true` functions, kept in the state folder across restarts of this plane.
+    const snapshots = new SnapshotStore({
+      dir: join(options.stateDir, "snapshots"),
+      maxCount: options.snapshotMax ?? PLANE_DEFAULTS.snapshotMax,
+      maxBytes: options.snapshotMaxBytes ?? PLANE_DEFAULTS.snapshotMaxBytes,
+      log,
+    });
     dispatcher = new Dispatcher({
       mounts,
+      snapshots,
       region: options.region,
       imageFor: (hash) => {
         let tag = images.get(hash);

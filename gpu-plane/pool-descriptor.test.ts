@@ -14,6 +14,7 @@ const spec: PlaneFunctionSpec = {
   image: "a".repeat(64),
   volumes: [{ path: "/models", volume: "weights", readOnly: true, subPath: "", createIfMissing: false }],
   autoscaler: { minContainers: 0, maxContainers: 4, bufferContainers: 0, scaledownWindowSeconds: 30, maxInputs: 1, targetInputs: 1 },
+  snapshot: true,
 };
 const pool: PoolDescriptor = { app: "inference", function: "generate", bundleHash: "b".repeat(64), spec };
 
@@ -30,6 +31,7 @@ function withChanged(root: unknown, path: string[]): unknown {
     if (typeof root === "string") return root + "x";
     if (Array.isArray(root)) return [...root, "L4"];
     if (root === null) return 1;
+    if (typeof root === "boolean") return !root;
     throw new Error(`no change known for ${JSON.stringify(root)}`);
   }
   const [head, ...rest] = path;
@@ -67,6 +69,7 @@ describe("the pool key", () => {
 
   it("is the same whatever order the fields were written in, and ignores a request's own fields", () => {
     const reordered: PlaneFunctionSpec = {
+      snapshot: true,
       autoscaler: { targetInputs: 1, maxInputs: 1, scaledownWindowSeconds: 30, bufferContainers: 0, maxContainers: 4, minContainers: 0 },
       volumes: [{ createIfMissing: false, subPath: "", readOnly: true, volume: "weights", path: "/models" }],
       image: spec.image,

@@ -36,6 +36,8 @@ if docker info >/dev/null 2>&1; then
     echo "test setup: the running Docker engine has no runsc runtime; it is left as it is, the plane falls back to runc, and the tests that expect gVisor fail. Register runsc in $DAEMON_CONFIG ($RUNSC_CONFIG) and start dockerd with --config-file $DAEMON_CONFIG --experimental." >&2
   elif ! docker info --format '{{json .Runtimes}}' 2>/dev/null | grep -q -- '--host-uds=open'; then
     echo "test setup: the running Docker engine registers runsc without --host-uds=open; it is left as it is, the plane falls back to runc, and the tests that expect gVisor fail. Make runsc's entry in $DAEMON_CONFIG read $RUNSC_CONFIG and reload dockerd (kill -HUP)." >&2
+  elif [ "$(docker info --format '{{.ExperimentalBuild}}' 2>/dev/null)" != "true" ]; then
+    echo "test setup: the running Docker engine was started without --experimental; it is left as it is, memory snapshots (docker checkpoint) are off, and test/plane-snapshot.test.ts fails. Start dockerd with --experimental." >&2
   fi
   exit 0
 fi

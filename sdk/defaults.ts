@@ -269,6 +269,12 @@ export const PLANE_DEFAULTS = {
    * systemd's `TimeoutStopSec`) should be longer.
    */
   drainTimeoutSeconds: 300,
+  /** Memory snapshots a plane keeps on its disk (`--snapshot-max`); beyond it, the least recently used goes. */
+  snapshotMax: 16,
+  /** Bytes of memory snapshots a plane keeps on its disk (`--snapshot-max-bytes`); beyond it, the least recently used go. */
+  snapshotMaxBytes: 8 * 1024 * MiB,
+  /** How long a runner asked to let go before a snapshot has to close its control connection. */
+  snapshotHandOffMs: 10_000,
 } as const;
 
 /**

@@ -30,6 +30,14 @@ describe("function options", () => {
     expect(() => parse({ memory: 512, tier: "edge" })).toThrow('option "tier" is "edge", but option "memory" needs the plane');
   });
 
+  it("sends a snapshot: true function to the plane with the flag in its spec, and leaves it out of others' specs", () => {
+    const known = { image: null, spendCapUsd: null };
+    expect(parse({ snapshot: true }).tier).toBe("plane");
+    expect(planeSpecOf(parse({ snapshot: true }), known).snapshot).toBe(true);
+    expect("snapshot" in planeSpecOf(parse({ snapshot: false, memory: 512 }), known)).toBe(false);
+    expect(parse({ snapshot: false }).tier).toBe("edge");
+  });
+
   it("takes a region or a list of them as the regions a plane function may run in", () => {
     expect(parse({}).regions).toEqual([]);
     expect(parse({ region: "eu-west" })).toMatchObject({ tier: "plane", regions: ["eu-west"] });
@@ -66,6 +74,8 @@ describe("function options", () => {
     [{ input: [z.string()] }, 'option "input" must be a zod schema of the argument list'],
     [{ region: "EU West" }, 'option "region" must be a region name (lowercase letters, digits and \'-\', such as "eu-west") or a list of them'],
     [{ region: [] }, 'option "region" must be a region name'],
+    [{ snapshot: "yes" }, 'option "snapshot" must be true or false'],
+    [{ tier: "edge", snapshot: true }, 'option "tier" is "edge", but option "snapshot" needs the plane'],
   ])("rejects %j naming the option", (options, message) => {
     expect(() => parse(options)).toThrow(InvalidOptionsError);
     expect(() => parse(options)).toThrow(message);

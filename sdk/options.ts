@@ -179,6 +179,15 @@ const FunctionOptionsSchema = z.strictObject({
     })
     .optional()
     .meta(PLANE),
+  /**
+   * Start plane containers from a memory snapshot (docs/plane.md, "Memory snapshots"): the first container's memory
+   * is saved once it has loaded the bundle and run `enter()`, before any input, and later cold starts resume from it
+   * instead of loading and entering again. Values made in `enter()` (random ids, seeds, timestamps) are then the same
+   * in every container restored. Needs a plane under gVisor; elsewhere containers start fresh.
+   * @example
+   * app.cls({ gpu: "T4", snapshot: true }, Model); // enter() runs once; each later cold start resumes after it
+   */
+  snapshot: z.boolean("must be true or false").optional().meta(PLANE),
 });
 
 /**
@@ -258,7 +267,8 @@ function toSpec(o: z.output<typeof FunctionOptionsSchema>, where: string) {
     if (problem) throw new InvalidOptionsError(`${where}: option "volumes": "${path}" ${problem}`);
   }
   if (o.schedule?.refused) throw new InvalidOptionsError(`${where}: option "schedule": ${o.schedule.refused}`);
-  const planeOptions = PLANE_OPTIONS.filter((k) => o[k] !== undefined);
+  // `snapshot: false` asks for nothing the edge lacks.
+  const planeOptions = PLANE_OPTIONS.filter((k) => o[k] !== undefined && !(k === "snapshot" && o[k] === false));
   if (planeOptions.length > 0 && tier === "edge") {
     const named = planeOptions.map((k) => `"${k}"`);
     throw new InvalidOptionsError(
@@ -317,6 +327,7 @@ export function planeSpecOf(spec: FunctionSpec, known: { image: string | null; s
       ? { volumes: Object.entries(spec.volumes).map(([path, vol]) => ({ path, ...vol.mountSpec })) }
       : {}),
     autoscaler: spec.autoscaler,
+    ...(spec.snapshot ? { snapshot: true as const } : {}),
   };
 }
 

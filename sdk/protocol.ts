@@ -1342,6 +1342,15 @@ export interface ShutdownFrame {
   t: "shutdown";
 }
 
+/**
+ * Asks a runner to let go of its plane before the plane saves its memory (a memory snapshot): it closes its
+ * connections to the control and API sockets (gVisor cannot save a container that holds a host socket), then dials
+ * the control socket again until it answers, which is in the container restored from the snapshot, and says `ready`.
+ */
+export interface SnapshotFrame {
+  t: "snapshot";
+}
+
 /** One GPU request of a function (`"H100:2"` as the SDK parsed it), in its fallback order. */
 export const GpuRequestSchema = z.strictObject({
   type: z.enum(Object.keys(GPU_TYPES) as [GpuType, ...GpuType[]]),
@@ -1379,6 +1388,8 @@ export const PlaneFunctionSpecSchema = z.strictObject({
     maxInputs: z.number().int().min(1),
     targetInputs: z.number().int().min(1),
   }),
+  /** Cold starts resume from a memory snapshot taken after `enter()` (`app.function({ snapshot: true })`); absent: fresh starts. */
+  snapshot: z.literal(true).optional(),
 });
 export type PlaneFunctionSpec = z.infer<typeof PlaneFunctionSpecSchema>;
 
@@ -1652,7 +1663,8 @@ export type PlaneFrame =
   | { t: "input"; callId: string; function: string; attempt: number; args: EncodedValue; stream?: boolean; clsParams?: Record<string, unknown> }
   | { t: "next"; callId: string }
   | { t: "cancel"; callId: string }
-  | ShutdownFrame;
+  | ShutdownFrame
+  | SnapshotFrame;
 export type InputFrame = Extract<PlaneFrame, { t: "input" }>;
 
 // ---------------------------------------------------------------------------

@@ -256,6 +256,11 @@ describe("the docker driver's runtime", () => {
     expect(result.release).not.toBe(hostRelease());
   });
 
+  it("can take memory snapshots under gVisor (engine with --experimental), and says why not under runc", () => {
+    expect(driver.snapshotsUnavailable()).toBeUndefined();
+    expect(runcDriver.snapshotsUnavailable()).toBe("function containers run under runc, not gVisor (runsc), which memory snapshots need");
+  });
+
   it("runs them on the host's kernel when asked for runc", async () => {
     expect(runcDriver.runtime).toBe("runc");
     const { result } = await runProbe("kernel", {}, runcDriver);

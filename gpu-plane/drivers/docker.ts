@@ -10,7 +10,7 @@
  */
 
 import { accessSync, existsSync, constants as fsConstants, lstatSync, mkdirSync, statSync } from "node:fs";
-import { chmod, copyFile, mkdir, realpath, rename, rm, stat } from "node:fs/promises";
+import { chmod, copyFile, link, mkdir, readdir, realpath, rename, rm, stat } from "node:fs/promises";
 import { Module, createRequire } from "node:module";
 import type { Socket } from "node:net";
 import { constants as osConstants, tmpdir } from "node:os";
@@ -102,6 +102,12 @@ export class DockerDriver implements ContainerDriver {
   readonly #owned = new Set<string>();
   readonly #events: EngineEvents;
   #image: Promise<string> | undefined;
+  /** Why memory snapshots cannot be taken here (read from the engine by `prepare`); undefined: they can. */
+  #snapshotProblem: string | undefined = "the Docker engine has not been checked yet";
+  /** The engine's data folder (`docker info`'s DockerRootDir), where a container's checkpoints must be to be restored. */
+  #engineRoot: string | undefined;
+  /** The resume in progress of each snapshot (by its folder), for the next to wait for. */
+  readonly #restoring = new Map<string, Promise<unknown>>();
 
   constructor(options: DockerDriverOptions = {}) {
     this.#docker = options.docker ?? new Docker();
@@ -201,7 +207,11 @@ export class DockerDriver implements ContainerDriver {
         await forget();
       });
       trace(`docker ${spec.id}: attached`);
-      const starting = container.start();
+      if (spec.restoreFrom) await this.#placeCheckpoint(container.id, spec.restoreFrom);
+      // One resume of a snapshot at a time: the engine hands each to containerd's content store, and two of the
+      // same snapshot at once fail there ("commit failed: content … already exists").
+      const restoreFrom = spec.restoreFrom;
+      const starting = restoreFrom ? this.#oneAtATime(restoreFrom, () => container.start(RESTORE_QUERY as Dockerode.ContainerStartOptions)) : container.start();
       spec.starting?.();
       await starting;
       trace(`docker ${spec.id}: started`);
@@ -212,6 +222,45 @@ export class DockerDriver implements ContainerDriver {
       this.#events.forget(container.id);
       await forget();
       throw new InternalError(`could not start container ${name}: ${engineMessage(err)}`, { container: spec.id });
+    }
+  }
+
+  /** Runs `run` once every earlier call with the same `key` has settled. */
+  #oneAtATime<T>(key: string, run: () => Promise<T>): Promise<T> {
+    const mine = (this.#restoring.get(key) ?? Promise.resolve()).catch(() => {}).then(run);
+    this.#restoring.set(key, mine);
+    const forget = () => {
+      if (this.#restoring.get(key) === mine) this.#restoring.delete(key);
+    };
+    mine.then(forget, forget);
+    return mine;
+  }
+
+  snapshotsUnavailable(): string | undefined {
+    return this.#snapshotProblem;
+  }
+
+  async checkpoint(container: StartedContainer, dir: string): Promise<void> {
+    await mkdir(dir, { recursive: true });
+    try {
+      // dockerode has the call (POST /containers/{id}/checkpoints); its typings do not.
+      const engine = this.#docker.getContainer(container.runtimeId) as unknown as { createCheckpoint(options: object): Promise<unknown> };
+      await engine.createCheckpoint({ CheckpointID: CHECKPOINT_NAME, CheckpointDir: dir, Exit: true });
+    } catch (err) {
+      throw new InternalError(`could not save the memory of container ${container.id}: ${engineMessage(err)}`, { container: container.id });
+    }
+  }
+
+  /**
+   * Puts a snapshot where the engine restores a container's checkpoints from: its own data folder (the engine
+   * refuses `--checkpoint-dir` on start). A hard link where the snapshot is on the same disk, else a copy.
+   */
+  async #placeCheckpoint(dockerId: string, from: string): Promise<void> {
+    const source = join(from, CHECKPOINT_NAME);
+    const target = join(this.#engineRoot ?? "", "containers", dockerId, "checkpoints", CHECKPOINT_NAME);
+    await mkdir(target, { recursive: true });
+    for (const file of await readdir(source)) {
+      await link(join(source, file), join(target, file)).catch(() => copyFile(join(source, file), join(target, file), fsConstants.COPYFILE_FICLONE));
     }
   }
 
@@ -292,10 +341,12 @@ export class DockerDriver implements ContainerDriver {
 
   async #prepare(): Promise<string> {
     await this.#ping();
-    const info = (await this.#docker.info()) as { Runtimes?: Record<string, EngineRuntime> };
+    const info = (await this.#docker.info()) as { Runtimes?: Record<string, EngineRuntime>; ExperimentalBuild?: boolean; DockerRootDir?: string };
     const choice = chooseRuntime(info.Runtimes ?? {}, this.#askedRuntime, this.#engineAddress());
     if (choice.note && this.#runtime === undefined) this.#log(choice.note);
     this.#runtime = choice.runtime;
+    this.#engineRoot = info.DockerRootDir;
+    this.#snapshotProblem = snapshotProblem(choice.runtime, info);
     // gVisor loads a program itself, as the container's user, so it must be able to read it: the image's Node is
     // execute-only (base-image.ts). Under runsc the host's Node, the same file, is bound over it, readable; gVisor's
     // own ptrace rule (a process may trace only its descendants) keeps what a function spawns out of the runner.
@@ -607,6 +658,30 @@ function signalOf(code: number | null, sent: number[]): string | undefined {
   const number = code === 137 ? 9 : code !== null && code > 128 && sent.includes(code - 128) ? code - 128 : undefined;
   if (number === undefined) return undefined;
   return Object.entries(osConstants.signals).find(([, n]) => n === number)?.[0] ?? `signal ${number}`;
+}
+
+/** The name of the one checkpoint a memory snapshot holds, in its folder and in a restored container's. */
+const CHECKPOINT_NAME = "tandem";
+/** `POST /containers/{id}/start?checkpoint=…` with no body (the engine refuses a start with one): docker-modem's split. */
+const RESTORE_QUERY = { _query: { checkpoint: CHECKPOINT_NAME }, _body: {} };
+
+/**
+ * Why an engine cannot take memory snapshots, or undefined when it can: they need gVisor (runc's checkpoints go
+ * through CRIU, which fails on these kernels), an engine started with `--experimental` (checkpoints are an
+ * experimental API in Docker 20.10), and the engine's data folder on this machine (a snapshot is put there to be
+ * restored into a new container).
+ */
+function snapshotProblem(runtime: string, info: { ExperimentalBuild?: boolean; DockerRootDir?: string }): string | undefined {
+  if (runtime !== GVISOR_RUNTIME) return `function containers run under ${runtime}, not gVisor (runsc), which memory snapshots need`;
+  if (!info.ExperimentalBuild) return "the Docker engine was started without --experimental, which checkpoints need";
+  const root = info.DockerRootDir ? join(info.DockerRootDir, "containers") : undefined;
+  try {
+    if (!root) throw new Error("none given");
+    accessSync(root, fsConstants.W_OK);
+  } catch {
+    return `the Docker engine's data folder (${root ?? "unknown"}) is not writable on this machine, where snapshots are put to be restored`;
+  }
+  return undefined;
 }
 
 /** What `docker info` must list for the plane to run functions under gVisor by default. */

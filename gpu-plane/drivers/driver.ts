@@ -50,6 +50,11 @@ export interface ContainerSpec {
    * runner is ready, this process's thread is not on the container's way (see `StartAhead.asked` in plane.ts).
    */
   starting?: () => void;
+  /**
+   * A memory snapshot to resume instead of starting fresh: a folder `checkpoint` wrote, of a container started from
+   * the same spec. Its runner goes on from where the snapshot was taken (see `SnapshotFrame`).
+   */
+  restoreFrom?: string;
 }
 
 /** Where the control socket and the bundle appear inside a container. */
@@ -107,4 +112,14 @@ export interface ContainerDriver {
    * its steps declare (`Image.secrets`), asked for only when a build needs them.
    */
   buildImage(spec: ImageBuildSpec, hash: string, secrets?: ImageSecrets): Promise<string>;
+  /**
+   * Why this driver cannot take memory snapshots, in words; undefined when it can (the Docker driver under gVisor).
+   * A driver without it cannot.
+   */
+  snapshotsUnavailable?(): string | undefined;
+  /**
+   * Saves a running container's memory into the folder `dir` (made if missing) and stops it: a memory snapshot that
+   * `ContainerSpec.restoreFrom` resumes in new containers. The container must hold no connected host socket.
+   */
+  checkpoint?(container: StartedContainer, dir: string): Promise<void>;
 }

@@ -219,6 +219,8 @@ export class MemoryContainer implements StartedContainer {
     if (frame.t === "input") void this.#run(frame);
     else if (frame.t === "shutdown")
       this.#end({ code: 0, oomKilled: false }); // no exit() hooks to run here
+    else if (frame.t === "snapshot")
+      return; // this fake takes no snapshots (no `checkpoint`), so is never asked for one
     else if (frame.t === "cancel" && !this.#demand.has(frame.callId) && this.#cancels.has(frame.callId)) {
       this.#cancels.get(frame.callId)!.abort();
       this.#answered.add(frame.callId);

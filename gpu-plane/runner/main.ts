@@ -8,6 +8,7 @@
  * function's logs; the plane tags them.
  */
 import { AsyncLocalStorage } from "node:async_hooks";
+import http from "node:http";
 import net from "node:net";
 import { ClassInstances, loadAppModule, type FunctionHandle } from "../../sdk/app.js";
 import { chunkIterator, isGeneratorResult } from "../../sdk/generator-result.js";
@@ -71,38 +72,57 @@ export async function runFunctions(
       .catch((err: unknown) => (enterFailed = toWireError(maskedError(remoteErrorFrom(err), secretValues)) as Failed)); // the plane backs off and fails the inputs with it
   }
 
-  const socket = await connectToPlane(socketPath);
+  let socket = await connectToPlane(socketPath);
   const sendFrame = (frame: RunnerFrame) => socket.write(JSON.stringify(frame) + "\n");
   const send = sendFrame;
-  send({ t: "ready", pid: process.pid, functions: [...functions.keys()], ...(enterFailed ? { enterFailed } : {}) });
+  const ready = () => send({ t: "ready", pid: process.pid, functions: [...functions.keys()], ...(enterFailed ? { enterFailed } : {}) });
+  ready();
 
   // What each streaming input waits for between chunks: the plane's `next` (true) or `cancel` (false).
   const demand = new Map<string, (more: boolean) => void>();
   // Each input's cancel signal (`currentCall().signal`); a cancelled input is answered at once, its late result dropped.
   const cancels = new Map<string, AbortController>();
   const answered = new Set<string>();
-  const lines = new LineSplitter();
-  socket.setEncoding("utf8");
-  for await (const chunk of socket) {
-    for (const line of lines.push(chunk as string)) {
-      const frame = JSON.parse(line) as PlaneFrame;
-      // Inputs run side by side: the plane sends a container no more at once than the function's concurrency allows.
-      if (frame.t === "input") void run(frame);
-      else if (frame.t === "shutdown") {
-        await Promise.all(classes.map((c) => c.exitAll())); // each class's exit(): the container is stopping
-        process.exit(0);
-      } else if (frame.t === "cancel" && !demand.has(frame.callId) && cancels.has(frame.callId)) {
-        cancels.get(frame.callId)!.abort();
-        answered.add(frame.callId);
-        send({ t: "output", callId: frame.callId, status: "failed", error: { code: "call_cancelled", message: `call ${frame.callId} was cancelled` } });
-      } else {
-        const wake = demand.get(frame.callId);
-        demand.delete(frame.callId);
-        wake?.(frame.t === "next");
-      }
-    }
+  for (;;) {
+    const snapshot = await serve(socket);
+    if (!snapshot) break;
+    // The plane saves this container's memory once it holds no host socket; what runs next is a container restored
+    // from that snapshot (or this one, if the save failed), whose plane answers on the control socket again.
+    socket = await letGoForSnapshot(socket, socketPath);
+    ready();
   }
   process.exit(0); // the plane closed the channel: it stopped this container, or went away
+
+  /** Reads the plane's frames until it closes the channel (false) or asks for a snapshot (true). */
+  async function serve(socket: net.Socket): Promise<boolean> {
+    const lines = new LineSplitter();
+    socket.setEncoding("utf8");
+    for await (const chunk of socket) {
+      for (const line of lines.push(chunk as string)) {
+        const frame = JSON.parse(line) as PlaneFrame;
+        if (frame.t === "snapshot") return true; // sent before any input: nothing runs now
+        await handle(frame);
+      }
+    }
+    return false;
+  }
+
+  async function handle(frame: Exclude<PlaneFrame, { t: "snapshot" }>): Promise<void> {
+    // Inputs run side by side: the plane sends a container no more at once than the function's concurrency allows.
+    if (frame.t === "input") void run(frame);
+    else if (frame.t === "shutdown") {
+      await Promise.all(classes.map((c) => c.exitAll())); // each class's exit(): the container is stopping
+      process.exit(0);
+    } else if (frame.t === "cancel" && !demand.has(frame.callId) && cancels.has(frame.callId)) {
+      cancels.get(frame.callId)!.abort();
+      answered.add(frame.callId);
+      send({ t: "output", callId: frame.callId, status: "failed", error: { code: "call_cancelled", message: `call ${frame.callId} was cancelled` } });
+    } else {
+      const wake = demand.get(frame.callId);
+      demand.delete(frame.callId);
+      wake?.(frame.t === "next");
+    }
+  }
 
   async function run(input: InputFrame): Promise<void> {
     const fn = functions.get(input.function);
@@ -184,6 +204,48 @@ async function connectToPlane(path: string): Promise<net.Socket> {
   // Registered before the input loop reads the socket, so it runs before the loop would see the error as a throw.
   socket.on("error", () => process.exit(0));
   return socket;
+}
+
+/** How often a runner that let go for a snapshot dials its control socket again, and how many times before it leaves. */
+const REDIAL_MS = 10;
+const REDIAL_TRIES = 6_000;
+
+/**
+ * Lets go of the plane for a memory snapshot (`SnapshotFrame`): the control connection closed and the API socket's
+ * kept-alive connections dropped, since gVisor cannot save a container that holds a connected host socket. The plane
+ * takes the control socket away meanwhile; the runner dials it until it is back (in the restored container, whose
+ * plane opened a new one at the same place), and returns the new connection. Tries counted, not time: the clock
+ * jumps when a snapshot is restored.
+ */
+async function letGoForSnapshot(socket: net.Socket, path: string): Promise<net.Socket> {
+  http.globalAgent.destroy();
+  // Leaving a `for await` destroys the socket with an AbortError: expected here, not the plane going away.
+  socket.removeAllListeners("error").on("error", () => {});
+  // Leaving `serve`'s loop destroyed it already, or is destroying it; either way, wait until it is closed.
+  await new Promise<void>((resolve) => {
+    if (socket.closed) return resolve();
+    socket.once("close", () => resolve()).destroy();
+  });
+  for (let tries = 0; tries < REDIAL_TRIES; tries++) {
+    await new Promise((resolve) => setTimeout(resolve, REDIAL_MS));
+    const next = await dial(path).catch(() => undefined);
+    if (next) {
+      next.on("error", () => process.exit(0));
+      return next;
+    }
+  }
+  console.error(`tandem runner: the plane's control socket ${path} did not come back after a snapshot; leaving`);
+  process.exit(1);
+}
+
+function dial(path: string): Promise<net.Socket> {
+  return new Promise((resolve, reject) => {
+    const socket = net.connect(path);
+    socket.once("error", reject).once("connect", () => {
+      socket.off("error", reject);
+      resolve(socket);
+    });
+  });
 }
 
 /** Writes each console line as one string with `values` masked (nothing to do when the container has no secrets). */

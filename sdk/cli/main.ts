@@ -190,6 +190,8 @@ program
   .option("--runtime <runtime>", "container runtime: docker, or process (unsandboxed, development only)", parseRuntime, "docker")
   .option("--docker-runtime <name>", "the Docker runtime of function containers: runsc (gVisor) or runc (default: runsc where the engine lists it, else runc)")
   .option("--scaledown-window <seconds>", "seconds a container may sit idle before it is stopped", parseSeconds, FUNCTION_DEFAULTS.scaledownWindowSeconds)
+  .option("--snapshot-max <count>", "most memory snapshots kept on this plane's disk (snapshot: true functions)", parseWhole, PLANE_DEFAULTS.snapshotMax)
+  .option("--snapshot-max-bytes <bytes>", "most bytes of memory snapshots kept on this plane's disk", parseWhole, PLANE_DEFAULTS.snapshotMaxBytes)
   .option("--metrics-port <port>", "serve Prometheus metrics (GET /metrics) on a listener of their own on this port", parsePort)
   .option("--metrics-host <host>", "the address of the metrics listener (anyone who reaches it may scrape it unless TANDEM_METRICS_TOKEN is set)", "127.0.0.1")
   .option(
@@ -208,6 +210,8 @@ program
       runtime: "docker" | "process";
       dockerRuntime?: string;
       scaledownWindow: number;
+      snapshotMax: number;
+      snapshotMaxBytes: number;
       metricsPort?: number;
       metricsHost: string;
       drainTimeout: number;
@@ -221,6 +225,8 @@ program
         region: opts.region,
         runtime: opts.runtime,
         scaledownWindowSeconds: opts.scaledownWindow,
+        snapshotMax: opts.snapshotMax,
+        snapshotMaxBytes: opts.snapshotMaxBytes,
         drainTimeoutSeconds: opts.drainTimeout,
         ...(opts.gpus ? { gpus: opts.gpus } : {}),
         ...(opts.dockerRuntime ? { dockerRuntime: opts.dockerRuntime } : {}),
@@ -400,6 +406,12 @@ function parseSeconds(value: string): number {
   if (!Number.isFinite(seconds) || seconds <= 0 || seconds > 86_400)
     throw new InvalidArgumentError("must be a number of seconds, more than 0 and at most 86400");
   return seconds;
+}
+
+function parseWhole(value: string): number {
+  const n = Number(value);
+  if (!Number.isSafeInteger(n) || n < 0) throw new InvalidArgumentError("must be a whole number, 0 or more");
+  return n;
 }
 
 function parsePort(value: string): number {

@@ -31,6 +31,9 @@ export interface PlaneNodeOptions {
   runtime: "docker" | "process";
   dockerRuntime?: string;
   scaledownWindowSeconds: number;
+  /** `--snapshot-max`, `--snapshot-max-bytes`: the caps on the memory snapshots kept. */
+  snapshotMax?: number;
+  snapshotMaxBytes?: number;
   /** `--metrics-port` and `--metrics-host`: a listener of its own for `GET /metrics`. */
   metricsListen?: { host: string; port: number };
   /** How long a stopping plane waits for its inputs to end (`--drain-timeout`). */
@@ -90,6 +93,8 @@ export async function startPlaneNode(options: PlaneNodeOptions): Promise<void> {
     runtime: options.runtime,
     stateDir: join(state, "plane"),
     scaledownWindowSeconds: options.scaledownWindowSeconds,
+    ...(options.snapshotMax !== undefined ? { snapshotMax: options.snapshotMax } : {}),
+    ...(options.snapshotMaxBytes !== undefined ? { snapshotMaxBytes: options.snapshotMaxBytes } : {}),
     ...(options.gpus ? { gpus: options.gpus } : {}),
     ...(options.dockerRuntime ? { dockerRuntime: options.dockerRuntime } : {}),
     ...(options.config.metricsToken ? { metricsToken: options.config.metricsToken } : {}),
