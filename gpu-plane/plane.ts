@@ -84,6 +84,11 @@ export interface PlaneOptions {
   stateDir: string;
   /** Seconds idle before a container is stopped; default 60 (`FUNCTION_DEFAULTS.scaledownWindowSeconds`). */
   scaledownWindowSeconds?: number;
+  /**
+   * Seconds an old version's containers may take to finish their inputs once a new version of their function is live
+   * (`--version-drain-timeout`); default `PLANE_DEFAULTS.versionDrainTimeoutSeconds`.
+   */
+  versionDrainTimeoutSeconds?: number;
   /** Keep the warm pools (`minContainers`) the gateway assigns; default true. `tandem run`'s one-call plane does not. */
   keepWarm?: boolean;
   /**
@@ -299,6 +304,7 @@ export class Plane {
       usage,
       stateDir: options.stateDir,
       scaledownWindowMs: (options.scaledownWindowSeconds ?? FUNCTION_DEFAULTS.scaledownWindowSeconds) * 1000,
+      ...(options.versionDrainTimeoutSeconds === undefined ? {} : { versionDrainTimeoutMs: options.versionDrainTimeoutSeconds * 1000 }),
       log,
       onLogLine: (line) => logs.add(line),
       onInput: (req) => outcomes.ran(req.callId, req.attempt),

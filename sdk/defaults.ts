@@ -242,6 +242,12 @@ export const PLANE_DEFAULTS = {
    * systemd's `TimeoutStopSec`) should be longer.
    */
   drainTimeoutSeconds: 300,
+  /**
+   * When a new version of a function goes live (a deploy, a `tandem serve` reload), how long its old version's
+   * containers may take to finish the inputs they run before they are stopped all the same (`--version-drain-timeout`):
+   * the default function timeout, so an input within its own timeout is never cut short.
+   */
+  versionDrainTimeoutSeconds: 300,
 } as const;
 
 /**

@@ -12,7 +12,7 @@ import { readFile, writeFile } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import { SECRET_LIMITS } from "../defaults.js";
 import { InvalidOptionsError } from "../errors.js";
-import { BLOB_KEYS, DEFAULT_ENV, ENV_NAME_PATTERN, type SecretInfo } from "../protocol.js";
+import { BLOB_KEYS, DEFAULT_ENV, ENV_NAME_PATTERN, type DeployStrategy, type SecretInfo } from "../protocol.js";
 import type { App } from "../app.js";
 import { buildApps } from "./local-stack.js";
 import { checkNamedSecrets, declaresNamedSecrets, localSecretValues } from "./secret-values.js";
@@ -28,11 +28,22 @@ export interface DeployOptions {
   outDir?: string;
   /** The secrets of the gateway deployed to, to check the app's named secrets against; undefined: no gateway named, not checked. */
   heldSecrets?: () => Promise<SecretInfo[]>;
+  /** How this version replaces the one before it on the planes (default rolling; see `DEPLOY_STRATEGIES`). */
+  strategy?: DeployStrategy;
 }
 
 export async function deploy(options: DeployOptions): Promise<number> {
   const outDir = resolve(options.outDir ?? join(stateDir(), "deploy"));
-  const { worker: bundle, planes, images, apps } = await buildApps(options.appFiles, outDir, { minify: true, sourceMap: false });
+  const {
+    worker: bundle,
+    planes,
+    images,
+    apps,
+  } = await buildApps(options.appFiles, outDir, {
+    minify: true,
+    sourceMap: false,
+    ...(options.strategy ? { strategy: options.strategy } : {}),
+  });
   const local = deployedLocalSecrets(apps, options.appFiles);
   if (declaresNamedSecrets(apps)) {
     if (options.heldSecrets) checkNamedSecrets(apps, await options.heldSecrets());
