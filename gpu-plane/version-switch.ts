@@ -64,7 +64,7 @@ export class VersionSwitch {
     }
     const wanted = this.#warmTarget(key, old);
     this.#o.log(
-      `[plane] a new version of ${label} is live: ${count} of the old one take no new input and stop once their inputs end` +
+      `[plane] a new version of ${label} is live: ${count} of the old one ${old.length === 1 ? "takes no new input and stops once its inputs end" : "take no new input and stop once their inputs end"}` +
         (wanted > 0 ? ` (idle ones once ${wanted} of the new one ${wanted === 1 ? "is" : "are"} ready)` : ""),
     );
     for (const worker of old) {

@@ -95,6 +95,11 @@ export const AGENT_CLOSE = {
   tooBig: 1009,
   /** A handler threw, or left state that cannot be saved. */
   handlerFailed: 1011,
+  /**
+   * The gateway behind the socket is restarting (a `tandem serve` reload, a redeploy): the session is intact, and the
+   * client reconnects to the new version and resumes it.
+   */
+  serviceRestart: 1012,
   /** Reserved: a TLS handshake failure. Never sent. */
   tlsFailed: 1015,
   /** The client's keep-alive ping went unanswered; it reconnects. */

@@ -16,6 +16,7 @@ import { checkNamedSecrets, declaresNamedSecrets, heldSecrets, localSecretValues
 import type { CliConfig } from "./config.js";
 import { startWorkerd } from "./workerd.js";
 import { style } from "./style.js";
+import { trace } from "../trace.js";
 
 export interface ServeOptions {
   appFiles: string[];
@@ -202,7 +203,9 @@ export async function serve(options: ServeOptions): Promise<Serving> {
       clearTimeout(tickTimer);
       for (const w of watchers) w.close();
       await plane?.close();
+      trace("serve: plane closed");
       await door.close();
+      trace("serve: gateway closed");
     },
   };
 }
