@@ -182,8 +182,17 @@ describe("tandem serve reloading under load", () => {
     expect(out.match(new RegExp(`a new version of ${name}\\.work is live`, "g"))?.length).toBe(2);
     expect(out).toMatch(new RegExp(`a new version of ${name}\\.count is live`));
     expect(out).toMatch(/finished its inputs after a new version went live; stopping it/);
+    // The first version's warm container stopped only once a container of the second version was ready.
+    const firstWarm = new RegExp(`keeping ${name}\\.work (ctr-[0-9a-f]{8}) warm`).exec(out)![1]!;
+    const switched = out.indexOf(`a new version of ${name}.work is live`);
+    const newReady = switched + out.slice(switched).search(new RegExp(`cold start: ${name}\\.work ctr-[0-9a-f]{8} ready`));
+    expect(newReady).toBeGreaterThan(switched);
+    expect(out.indexOf(`${name}.work ${firstWarm} finished its inputs after a new version went live`)).toBeGreaterThan(newReady);
     // What is left: the latest version's warm container of work, and at most its own of work and count besides.
-    await until(async () => (await containersOf(name)).length <= 3, "the old versions' containers to stop");
+    await until(async () => (await containersOf(name)).length <= 3, "the old versions' containers to stop", 45_000).catch((err: Error) => {
+      const plane = out.split("\n").filter((l) => l.includes("[plane]"));
+      throw new Error(`${err.message}; the plane said:\n${plane.join("\n")}`);
+    });
     expect(await work.remote(0)).toMatchObject({ version: 3 });
   }, 240_000);
 });
