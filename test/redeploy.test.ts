@@ -190,7 +190,10 @@ describe("tandem serve reloading under load", () => {
     expect(out.indexOf(`${name}.work ${firstWarm} finished its inputs after a new version went live`)).toBeGreaterThan(newReady);
     // What is left: the latest version's warm container of work, and at most its own of work and count besides.
     await until(async () => (await containersOf(name)).length <= 3, "the old versions' containers to stop", 45_000).catch((err: Error) => {
-      const plane = out.split("\n").filter((l) => l.includes("[plane]"));
+      const plane = served
+        .output()
+        .split("\n")
+        .filter((l) => l.includes("[plane]"));
       throw new Error(`${err.message}; the plane said:\n${plane.join("\n")}`);
     });
     expect(await work.remote(0)).toMatchObject({ version: 3 });
