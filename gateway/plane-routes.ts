@@ -200,6 +200,7 @@ export function warmPoolsFor(planeId: string, planes: PlaneInfo[], stopped: Reco
         function: fn.name,
         bundleHash: bundle.hash,
         ...(bundle.nodeModules ? { nodeModules: bundle.nodeModules } : {}),
+        ...(bundle.strategy ? { strategy: bundle.strategy } : {}),
         spec: registered.planeSpec,
       });
     }
@@ -213,6 +214,7 @@ export function warmPoolsFor(planeId: string, planes: PlaneInfo[], stopped: Reco
         function: registered.name,
         bundleHash: bundle.hash,
         ...(bundle.nodeModules ? { nodeModules: bundle.nodeModules } : {}),
+        ...(bundle.strategy ? { strategy: bundle.strategy } : {}),
         spec: registered.planeSpec,
         clsParams: {},
       });

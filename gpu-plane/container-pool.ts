@@ -34,6 +34,10 @@ export interface Worker {
    * container of its pool, started with what the function declares now (its secrets' current values), replaces it.
    */
   draining?: boolean;
+  /** A new version of its function went live (version-switch.ts): the pool key of that version. */
+  supersededBy?: string;
+  /** Of an old version, and kept (idle) until the new version's warm containers are ready. */
+  awaitingReplacement?: boolean;
   /** The latest input's call id, for log tags. */
   callId: string | undefined;
   /** The latest input's function (a class's containers serve each of its methods), for log lines; unset: the one it started for. */

@@ -57,6 +57,7 @@ function harness(
     scaledownWindowMs?: number;
     /** Give the dispatcher a snapshot store (the fake driver cannot take snapshots). */
     snapshots?: boolean;
+    versionDrainTimeoutMs?: number;
   } = {},
 ): Harness {
   const dir = mkdtempSync(join(tmpdir(), "tandem-dispatcher-"));
@@ -75,6 +76,7 @@ function harness(
     region: "test",
     stateDir: dir,
     scaledownWindowMs: options.scaledownWindowMs ?? 60_000,
+    ...(options.versionDrainTimeoutMs === undefined ? {} : { versionDrainTimeoutMs: options.versionDrainTimeoutMs }),
     log: (line) => lines.push(line),
     onLogLine: (line) => records.push(line),
     imageFor: (hash) => driver.buildImage({ steps: [], force: false }, hash),
@@ -369,6 +371,66 @@ describe("the dispatcher, on fake containers", () => {
     expect(asked).toBe(2);
   });
 
+  it("switches a function to its new version: new inputs start new containers, the old busy one finishes its input, then stops", async () => {
+    const busy = gate();
+    const h = harness({ f: async ([wait]) => ((wait as boolean) ? busy.opened.then(() => "finished") : "quick") });
+    const v1 = request("f");
+    const running = h.dispatcher.run({ ...v1, args: [true] }, BUNDLE);
+    await until(() => h.inputs.length === 1, "the first input to reach its container");
+    const idle = await h.dispatcher.run({ ...v1, callId: newCallId(), args: [false] }, BUNDLE);
+    const v2 = { ...request("f", { args: [false] }), bundleHash: "c".repeat(64) };
+    const next = await h.dispatcher.run(v2, BUNDLE);
+    expect(next).toMatchObject({ status: "succeeded", result: "quick", coldStart: true });
+    expect([h.driver.started[0]!.id, idle.containerId]).not.toContain(next.containerId);
+    await until(() => h.driver.started[1]!.exit !== undefined, "the old version's idle container to stop");
+    expect(h.driver.started[0]!.exit).toBeUndefined(); // mid-call: not stopped
+    // An input of the new version while the old one is busy takes the new version's container.
+    expect(await h.dispatcher.run({ ...v2, callId: newCallId() }, BUNDLE)).toMatchObject({ containerId: next.containerId, coldStart: false });
+    busy.open();
+    expect(await running).toMatchObject({ status: "succeeded", result: "finished" });
+    await until(() => h.driver.started[0]!.exit !== undefined, "the old version's busy container to stop once its input ended");
+    expect(h.dispatcher.containers().map((c) => c.id)).toEqual([next.containerId]);
+    expect(h.lines).toContain("[plane] a new version of app.f is live: 2 containers of the old one take no new input and stop once their inputs end");
+    expect(h.lines.filter((l) => l.endsWith("finished its inputs after a new version went live; stopping it"))).toHaveLength(2);
+  });
+
+  it("keeps the old version's idle warm container until the new version's minContainers are ready", async () => {
+    const h = harness({ f: () => "ok" }, { startup: (_spec, index) => (index === 1 ? { delayMs: 400 } : {}) });
+    const v1 = request("f", { autoscaler: { minContainers: 1 } });
+    const pool = (req: PlaneRunRequest) => ({ app: req.app, function: req.function, bundleHash: req.bundleHash, spec: req.spec, bundle: async () => BUNDLE });
+    h.dispatcher.keepWarm([pool(v1)]);
+    await until(() => h.dispatcher.containers()[0]?.ready === true, "the old version's warm container");
+    const v2 = { ...v1, bundleHash: "c".repeat(64) };
+    h.dispatcher.keepWarm([pool(v2)]); // the gateway's next heartbeat assigns the new version
+    await until(() => h.driver.started.length === 2, "the new version's warm container to start");
+    await sleep(200); // the new one is still starting: the old one stays
+    expect(h.driver.started[0]!.exit).toBeUndefined();
+    await until(() => h.driver.started[0]!.exit !== undefined, "the old version's warm container to stop once the new one is ready");
+    expect(h.dispatcher.containers()).toEqual([expect.objectContaining({ id: h.driver.started[1]!.id, ready: true })]);
+    await sleep(200); // the old pool is not filled again
+    expect(h.driver.started).toHaveLength(2);
+  });
+
+  it("stops an old version's container still busy at the version drain timeout", async () => {
+    const h = harness({ f: async ([wait]) => ((wait as boolean) ? never() : "quick") }, { versionDrainTimeoutMs: 300 });
+    const stuck = h.dispatcher.run(request("f", { args: [true] }), BUNDLE);
+    await until(() => h.inputs.length === 1, "the old version's input to reach its container");
+    await h.dispatcher.run({ ...request("f", { args: [false] }), bundleHash: "c".repeat(64) }, BUNDLE);
+    expect(await stuck).toMatchObject({ status: "failed" });
+    expect(h.driver.started[0]!.exit).toBeDefined();
+    expect(h.lines.some((l) => /of an old version still runs 1 input\(s\) after the version drain timeout \(0\.3 s\); stopping it$/.test(l))).toBe(true);
+  });
+
+  it("stops the old version's containers at once with the recreate strategy", async () => {
+    const h = harness({ f: async ([wait]) => ((wait as boolean) ? never() : "quick") });
+    const stuck = h.dispatcher.run(request("f", { args: [true] }), BUNDLE);
+    await until(() => h.inputs.length === 1, "the old version's input to reach its container");
+    const next = await h.dispatcher.run({ ...request("f", { args: [false] }), bundleHash: "c".repeat(64), strategy: "recreate" }, BUNDLE);
+    expect(next).toMatchObject({ status: "succeeded", result: "quick" });
+    expect(await stuck).toMatchObject({ status: "failed" });
+    expect(h.lines).toContain("[plane] a new version of app.f is live (strategy recreate): stopping 1 container of the old one now");
+  });
+
   it("stops an idle container of another function to make room for a new one", async () => {
     const h = harness({ f: () => "f", g: () => "g" }, { gpus: { T4: 1 } });
     const t4 = { spec: { gpu: [{ type: "T4" as const, count: 1 }] } };
@@ -507,7 +569,8 @@ describe("the dispatcher, on fake containers", () => {
     const concurrent = await h.dispatcher.run(request("f", { autoscaler: { maxInputs: 4 } }), BUNDLE);
     const again = await h.dispatcher.run(request("f"), BUNDLE);
     expect(new Set([base.containerId, capped.containerId, concurrent.containerId]).size).toBe(3);
-    expect(again).toMatchObject({ containerId: base.containerId, coldStart: false });
+    // Each spec is a version of the function (version-switch.ts): the first one again is a version of its own.
+    expect([capped.containerId, concurrent.containerId]).not.toContain(again.containerId);
   });
 
   it("refuses to start a container for an app past its spend cap", async () => {

@@ -33,7 +33,9 @@ import { ScaleDown } from "./scale-down.js";
 import type { ContainerLife, UsageLedger } from "./usage-ledger.js";
 import type { PlaneLogLine } from "./log-shipper.js";
 import type { CallMeter, CallTimings } from "./plane-metrics.js";
+import { VersionSwitch } from "./version-switch.js";
 import { WarmPools, type WarmPool } from "./warm-pools.js";
+import { PLANE_DEFAULTS } from "../sdk/defaults.js";
 
 /** What a {@link Dispatcher} runs on. */
 export interface DispatcherOptions {
@@ -50,6 +52,11 @@ export interface DispatcherOptions {
   snapshots?: SnapshotStore;
   /** Idle time before a container is stopped. */
   scaledownWindowMs: number;
+  /**
+   * How long an old version's containers may take to finish their inputs once a new version of their function is
+   * live (version-switch.ts); default `PLANE_DEFAULTS.versionDrainTimeoutSeconds`.
+   */
+  versionDrainTimeoutMs?: number;
   /** Each container log line, tagged. */
   log: (line: string) => void;
   /** Each container log line, and the plane's lines about a call (cold start, timeout, OOM kill, crash), as records for the app's log. */
@@ -77,6 +84,7 @@ export class Dispatcher {
   readonly #scaleDown: ScaleDown;
   readonly #starter: ContainerStarter;
   readonly #warm: WarmPools;
+  readonly #versions: VersionSwitch;
   /** Calls cancelled while their container was starting. */
   readonly #cancelledBeforeStart = new Set<string>();
   #closed = false;
@@ -94,7 +102,21 @@ export class Dispatcher {
       keptWarm: (key) => this.#warm.minimumFor(key),
     });
     this.#starter = new ContainerStarter({ ...options, pool: this.#pool, scaleDown: this.#scaleDown });
-    this.#warm = new WarmPools({ pool: this.#pool, starter: this.#starter, scaleDown: this.#scaleDown, inventory, log });
+    this.#versions = new VersionSwitch({
+      pool: this.#pool,
+      scaleDown: this.#scaleDown,
+      log,
+      drainTimeoutMs: options.versionDrainTimeoutMs ?? PLANE_DEFAULTS.versionDrainTimeoutSeconds * 1000,
+      keptWarm: (key) => this.#warm.minimumFor(key),
+    });
+    this.#warm = new WarmPools({
+      pool: this.#pool,
+      starter: this.#starter,
+      scaleDown: this.#scaleDown,
+      inventory,
+      log,
+      superseded: (key) => this.#versions.superseded(key),
+    });
   }
 
   /** Runs one input to its end. Never throws: every outcome is a response. */
@@ -292,6 +314,8 @@ export class Dispatcher {
    * them; starts what is missing, as resources allow.
    */
   keepWarm(pools: WarmPool[]): void {
+    // An assigned pool is its function's live version: the old version's containers drain while its new ones warm.
+    for (const pool of pools) this.#versions.seen(poolKey(pool), pool.strategy);
     this.#warm.keep(pools);
   }
 
@@ -308,6 +332,7 @@ export class Dispatcher {
   async close(): Promise<void> {
     this.#closed = true;
     this.#warm.close();
+    this.#versions.close();
     this.#pool.wake();
     await Promise.all(this.#pool.all().map((w) => this.#scaleDown.retire(w, { graceful: true })));
   }
@@ -320,6 +345,7 @@ export class Dispatcher {
     stats: FunctionStats,
   ): Promise<{ worker: Worker; cold: boolean; startMs: number }> {
     const key = poolKey(req);
+    this.#versions.seen(key, req.strategy);
     const scaling = req.spec.autoscaler;
     const requests = resourceRequests(req);
     const possible = requests.filter((r) => this.#o.inventory.fits(r) === undefined);

@@ -95,6 +95,11 @@ export interface PlaneOptions {
   snapshotMax?: number;
   /** Most bytes of memory snapshots kept (`--snapshot-max-bytes`); default `PLANE_DEFAULTS.snapshotMaxBytes`. */
   snapshotMaxBytes?: number;
+  /**
+   * Seconds an old version's containers may take to finish their inputs once a new version of their function is live
+   * (`--version-drain-timeout`); default `PLANE_DEFAULTS.versionDrainTimeoutSeconds`.
+   */
+  versionDrainTimeoutSeconds?: number;
   /** Keep the warm pools (`minContainers`) the gateway assigns; default true. `tandem run`'s one-call plane does not. */
   keepWarm?: boolean;
   /**
@@ -318,6 +323,7 @@ export class Plane {
       usage,
       stateDir: options.stateDir,
       scaledownWindowMs: (options.scaledownWindowSeconds ?? FUNCTION_DEFAULTS.scaledownWindowSeconds) * 1000,
+      ...(options.versionDrainTimeoutSeconds === undefined ? {} : { versionDrainTimeoutMs: options.versionDrainTimeoutSeconds * 1000 }),
       log,
       ...(options.keepLogs === false ? {} : { onLogLine: (line: PlaneLogLine) => logs.add(line) }),
       onInput: (req) => outcomes.ran(req.callId, req.attempt),

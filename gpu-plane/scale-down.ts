@@ -55,7 +55,9 @@ export class ScaleDown {
       return;
     }
     if (worker.draining && worker.inFlight.size === 0) {
-      this.#o.log(`[plane] ${worker.label} ${worker.id} finished its inputs after a rollover; stopping it`);
+      if (worker.awaitingReplacement) return; // version-switch.ts stops it once the new version's warm containers are ready
+      const why = worker.supersededBy ? "a new version went live" : "a rollover";
+      this.#o.log(`[plane] ${worker.label} ${worker.id} finished its inputs after ${why}; stopping it`);
       void this.retire(worker, { graceful: true });
       this.#o.pool.wake();
       return;

@@ -6,6 +6,7 @@
  * known to be coming (`tandem run` starts it while its gateway starts). They
  * start only as resources allow; none queues.
  */
+import type { DeployStrategy } from "../sdk/protocol.js";
 import type { ContainerPool } from "./container-pool.js";
 import type { BundleOnDisk, ContainerStarter } from "./container-start.js";
 import type { Inventory } from "./inventory.js";
@@ -20,6 +21,8 @@ const AHEAD_START_DEADLINE_MS = 120_000;
  * a function that declares secrets, their values for each container it starts (warm-secrets.ts: signed both ways).
  */
 export interface WarmPool extends PoolDescriptor {
+  /** How this version replaces an older one of the function (version-switch.ts); left out: rolling. */
+  strategy?: DeployStrategy;
   bundle(): Promise<BundleOnDisk>;
   fetchSecrets?(): Promise<Record<string, string>>;
 }
@@ -31,6 +34,8 @@ export interface WarmPoolsOptions {
   scaleDown: ScaleDown;
   inventory: Inventory;
   log: (line: string) => void;
+  /** Whether a pool is of an older version than its function's live one (version-switch.ts): it is not filled. */
+  superseded?: (key: string) => boolean;
 }
 
 /**
@@ -87,6 +92,7 @@ export class WarmPools {
     try {
       for (const pool of this.#warm) {
         const key = poolKey(pool);
+        if (this.#o.superseded?.(key)) continue;
         for (;;) {
           const have = this.#o.pool.live(key).length + this.#o.pool.starting(key);
           if (have >= pool.spec.autoscaler.minContainers) break;

@@ -275,6 +275,12 @@ export const PLANE_DEFAULTS = {
   snapshotMaxBytes: 8 * 1024 * MiB,
   /** How long a runner asked to let go before a snapshot has to close its control connection. */
   snapshotHandOffMs: 10_000,
+  /**
+   * When a new version of a function goes live (a deploy, a `tandem serve` reload), how long its old version's
+   * containers may take to finish the inputs they run before they are stopped all the same (`--version-drain-timeout`):
+   * the default function timeout, so an input within its own timeout is never cut short.
+   */
+  versionDrainTimeoutSeconds: 300,
 } as const;
 
 /**
@@ -394,6 +400,12 @@ export const DELIVERY_DEFAULTS = {
   serverIdleCloseMs: 5_000,
   /** How long the `tandem serve` front door keeps an idle connection to workerd: less than `serverIdleCloseMs`. */
   frontDoorIdleSocketMs: 4_000,
+  /**
+   * How long a reload's old workerd keeps running after its last request ended, before it is stopped: the work a
+   * request leaves behind it (`waitUntil`: the call ledger's record of the call's end, log lines) finishes first.
+   * Stopped sooner, a call whose end was not recorded is taken for lost and run once more.
+   */
+  frontDoorRetireGraceMs: 5_000,
   /** How long a plane's API keeps an idle connection: more than `serverIdleCloseMs`, so the gateway (the client) closes first. */
   planeKeepAliveMs: 30_000,
 } as const;

@@ -95,6 +95,11 @@ export const AGENT_CLOSE = {
   tooBig: 1009,
   /** A handler threw, or left state that cannot be saved. */
   handlerFailed: 1011,
+  /**
+   * The gateway behind the socket is restarting (a `tandem serve` reload, a redeploy): the session is intact, and the
+   * client reconnects to the new version and resumes it.
+   */
+  serviceRestart: 1012,
   /** Reserved: a TLS handshake failure. Never sent. */
   tlsFailed: 1015,
   /** The client's keep-alive ping went unanswered; it reconnects. */
@@ -1323,9 +1328,20 @@ export type ImageStep =
 export type ResolvedImageStep =
   Exclude<ImageStep, { kind: "file" } | { kind: "dir" }> | { kind: "files"; dst: string; files: { path: string; content: string; mode: number }[] };
 
+/**
+ * How a new version of an app replaces the old one on the planes (`tandem deploy --strategy`, `tandem serve
+ * --strategy`): `rolling` (the default) sends new inputs to the new version while the old version's containers
+ * finish the inputs they run, up to the plane's version drain timeout, then stop, its idle ones once the new
+ * version's `minContainers` are ready; `recreate` stops the old version's containers at once.
+ */
+export const DEPLOY_STRATEGIES = ["rolling", "recreate"] as const;
+export type DeployStrategy = (typeof DEPLOY_STRATEGIES)[number];
+
 /** Which plane bundle an app's plane functions run from. */
 export interface PlaneBundleRef {
   hash: string;
+  /** How this version replaces the one before it on the planes; left out: `rolling`. */
+  strategy?: DeployStrategy;
   /** When it was built (ms): each `tandem serve` start or reload, and each deploy, builds anew. */
   builtAt?: number;
   /** Each function's (or class's) image, by name: the hash of its `ImageBuildSpec`. */
@@ -1406,6 +1422,8 @@ export const PlaneRunRequestSchema = z.strictObject({
   args: z.array(z.unknown()),
   meta: z.unknown().optional(),
   spec: PlaneFunctionSpecSchema,
+  /** How this version replaces an older one of the function on the plane (`DEPLOY_STRATEGIES`); left out: rolling. */
+  strategy: z.enum(DEPLOY_STRATEGIES).optional(),
   /**
    * The function's environment with its secrets' values (docs/secrets.md), for a container this input starts:
    * given to Docker as environment at create, never written to disk or a log. Not part of the pool's key: a warm
@@ -1424,6 +1442,8 @@ export interface WarmPoolRef {
   spec: PlaneFunctionSpec;
   /** For a class: the parameters of the instances kept warm (`{}`). */
   clsParams?: Record<string, unknown>;
+  /** How this version replaces an older one on the plane (`DEPLOY_STRATEGIES`); left out: rolling. */
+  strategy?: DeployStrategy;
   /**
    * The function declares secrets: the plane fetches their values for each warm container it starts, over
    * `POST /v1/planes/secrets` (signed both ways). A heartbeat answer never carries a value.

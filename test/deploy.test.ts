@@ -95,3 +95,16 @@ it("gives a deployment with scheduled functions a cron trigger, and wrangler acc
   expect(config).toContain('[triggers]\ncrons = ["* * * * *"]');
   expect(config).toContain('# 2 scheduled functions: cron::heartbeat (cron "*/5 * * * *" (UTC)), cron::refreshModelCache (every 1d)');
 });
+
+it("writes --strategy recreate into the plane bundle's reference the gateway sends planes, and refuses an unknown strategy", async () => {
+  const out = await mkdtemp(join(tmpdir(), "tandem-deploy-"));
+  dirs.push(out);
+  const args = ["deploy", "examples/inference/app.ts", "--dry-run", "--outdir", out];
+  const { code } = await runCli([...args, "--strategy", "recreate"], { env: { WRANGLER_SEND_METRICS: "false" } });
+  expect(code).toBe(0);
+  const worker = await readFile(join(out, "worker.mjs"), "utf8");
+  expect(/\binference:\{hash:"[0-9a-f]{64}",builtAt:\d+,strategy:"recreate"/.test(worker)).toBe(true); // its plane bundle's reference
+  const bad = await runCli([...args, "--strategy", "blue-green"], { env: { WRANGLER_SEND_METRICS: "false" } });
+  expect(bad.code).not.toBe(0);
+  expect(bad.stderr).toContain(`option '--strategy <strategy>' argument 'blue-green' is invalid. must be "rolling" or "recreate"`);
+});

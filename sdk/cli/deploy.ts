@@ -14,7 +14,7 @@ import { dirname, join, resolve } from "node:path";
 import type { HttpInvoker } from "../client.js";
 import { SECRET_LIMITS } from "../defaults.js";
 import { InvalidOptionsError } from "../errors.js";
-import { BLOB_KEYS, DEFAULT_ENV, ENV_NAME_PATTERN, type SecretInfo } from "../protocol.js";
+import { BLOB_KEYS, DEFAULT_ENV, ENV_NAME_PATTERN, type DeployStrategy, type SecretInfo } from "../protocol.js";
 import type { App } from "../app.js";
 import { buildApps } from "./local-stack.js";
 import { checkNamedSecrets, declaresNamedSecrets, localSecretValues } from "./secret-values.js";
@@ -37,6 +37,8 @@ export interface DeployOptions {
   recordAt?: HttpInvoker;
   /** A program to run in wrangler's place (`TANDEM_WRANGLER`): a test and CI hook. */
   wrangler?: string;
+  /** How this version replaces the one before it on the planes (default rolling; see `DEPLOY_STRATEGIES`). */
+  strategy?: DeployStrategy;
 }
 
 export async function deploy(options: DeployOptions): Promise<number> {
@@ -45,7 +47,16 @@ export async function deploy(options: DeployOptions): Promise<number> {
   if (options.recordAt && !options.dryRun) await checkMayRecord(options.recordAt);
   // Taken before the build, so that it describes what was bundled.
   const git = options.recordAt && !options.dryRun ? gitStateOf(dirname(resolve(options.appFiles[0]!))) : undefined;
-  const { worker: bundle, planes, images, apps } = await buildApps(options.appFiles, outDir, { minify: true, sourceMap: false });
+  const {
+    worker: bundle,
+    planes,
+    images,
+    apps,
+  } = await buildApps(options.appFiles, outDir, {
+    minify: true,
+    sourceMap: false,
+    ...(options.strategy ? { strategy: options.strategy } : {}),
+  });
   const local = deployedLocalSecrets(apps, options.appFiles);
   if (declaresNamedSecrets(apps)) {
     if (options.heldSecrets) checkNamedSecrets(apps, await options.heldSecrets());

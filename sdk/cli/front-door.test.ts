@@ -4,13 +4,15 @@
  * idle) and, for the race, resets one as a request arrives on it. That
  * workerd closes idle connections after 5 s is a fact of workerd (checked in
  * test/delivery.test.ts against the real one); here the front door's answer
- * to it is tested on its own.
+ * to it is tested on its own. So is how it ends a WebSocket on a workerd a
+ * reload replaced: with 1012, between two of that workerd's frames.
  */
 import http from "node:http";
 import type { AddressInfo } from "node:net";
 import { afterEach, expect, it } from "vitest";
+import { WebSocket, WebSocketServer } from "ws";
 import { DELIVERY_DEFAULTS } from "../defaults.js";
-import { HEADERS } from "../protocol.js";
+import { AGENT_CLOSE, HEADERS } from "../protocol.js";
 import { FrontDoor } from "./front-door.js";
 
 interface Upstream {
@@ -103,3 +105,48 @@ it("answers a /v1 request with a body and no token with the gateway's 401 itself
   expect(await (await fetch(`${door}/v1/health`)).text()).toBe("echo ");
   expect(upstream.answered).toEqual(["beat", ""]);
 });
+
+it("ends a WebSocket on a replaced workerd with 1012 between two of its frames, once that workerd has drained", async () => {
+  // A stand-in gateway that streams 100 KiB messages (many TCP chunks each) as fast as the socket takes them.
+  const server = http.createServer();
+  const wss = new WebSocketServer({ server });
+  let streaming = true;
+  wss.on("connection", (ws) => {
+    const payload = "x".repeat(100 * 1024);
+    const pump = () => {
+      if (!streaming || ws.readyState !== WebSocket.OPEN) return;
+      ws.send(payload, () => setImmediate(pump));
+    };
+    pump();
+  });
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const backend = { url: new URL(`http://127.0.0.1:${(server.address() as AddressInfo).port}/`), disposed: false };
+  const { door, url } = await FrontDoor.listen("127.0.0.1", 0);
+  door.swap({ url: backend.url, dispose: async () => void (backend.disposed = true) });
+  open.push(
+    async () => {
+      streaming = false;
+      wss.close();
+      server.closeAllConnections();
+      await new Promise((resolve) => server.close(resolve));
+    },
+    () => door.close(),
+  );
+
+  const client = new WebSocket(`${url.href.replace(/^http/, "ws")}agent`);
+  const sizes = new Set<number>();
+  client.on("message", (data: Buffer) => sizes.add(data.length));
+  const closed = new Promise<{ code: number; reason: string }>((resolve) => client.on("close", (code, reason) => resolve({ code, reason: reason.toString() })));
+  await new Promise((resolve) => client.once("open", resolve));
+  await new Promise((resolve) => setTimeout(resolve, 200));
+  const swappedAt = performance.now();
+  door.swap({ url: new URL("http://127.0.0.1:9/"), dispose: async () => {} }); // a reload: the old workerd has no request in flight
+  const { code, reason } = await closed;
+  expect(code).toBe(AGENT_CLOSE.serviceRestart);
+  expect(reason).toBe("the gateway is restarting; reconnect to resume the session");
+  // After the grace for the work its last requests left behind, never before.
+  expect(performance.now() - swappedAt).toBeGreaterThanOrEqual(DELIVERY_DEFAULTS.frontDoorRetireGraceMs - 50);
+  expect([...sizes]).toEqual([100 * 1024]); // every message whole: the close frame came between two of them
+  await new Promise((resolve) => setTimeout(resolve, 50));
+  expect(backend.disposed).toBe(true);
+}, 15_000);

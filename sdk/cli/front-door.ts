@@ -8,6 +8,13 @@
  * follows could lose its answer (a 502 instead); here the client gets the
  * 413 and the rest of its body is read and dropped, so it can read it.
  *
+ * A WebSocket stays on the workerd it was opened on; once a reload has
+ * drained that workerd of its requests, the front door ends each of its
+ * WebSockets with a close frame of its own, 1012 (`AGENT_CLOSE.serviceRestart`,
+ * sent between two of the gateway's frames), before stopping it: the client
+ * reconnects to the new version and resumes its session, rather than see the
+ * connection drop without a close.
+ *
  * Nor because of a kept-alive connection: workerd closes a connection that
  * has been idle for 5 s, so the front door drops its idle connections before
  * that, and sends a request once more, on a new connection, when the one it
@@ -18,7 +25,7 @@ import net from "node:net";
 import type { App } from "../app.js";
 import { DELIVERY_DEFAULTS, GATEWAY_DEFAULTS, VOLUME_LIMITS } from "../defaults.js";
 import { GatewayUnreachableError, bodyTooLarge, errorBody, missingToken, type TandemError } from "../errors.js";
-import { HEADERS, PROTOCOL_VERSION } from "../protocol.js";
+import { AGENT_CLOSE, HEADERS, PROTOCOL_VERSION } from "../protocol.js";
 
 export interface Backend {
   url: URL;
@@ -30,7 +37,14 @@ interface Slot {
   inflight: number;
   retired: boolean;
   agent: http.Agent;
+  /** Its WebSockets, each ended with a 1012 close frame before the backend stops. */
+  tunnels: Set<Tunnel>;
+  /** Retired and drained: stopping once its grace has passed. */
+  stopping?: boolean;
 }
+
+/** How long a WebSocket being ended waits for the gateway's frame in progress to end before it is cut. */
+const FRAME_END_WAIT_MS = 1_000;
 
 /** How long a retired backend may take to finish its requests in flight. */
 const DRAIN_LIMIT_MS = 5 * 60_000;
@@ -53,6 +67,8 @@ export class FrontDoor {
   #slot: Slot | undefined;
   readonly #server: http.Server;
   readonly #draining = new Set<Promise<void>>();
+  /** Every WebSocket open through the door, whichever workerd it is on. */
+  readonly #tunnels = new Set<Tunnel>();
 
   /** Told of every request when it ends: method, path, status, milliseconds. */
   onRequest: ((method: string, path: string, status: number, ms: number) => void) | undefined;
@@ -103,6 +119,11 @@ export class FrontDoor {
   }
 
   async close(): Promise<void> {
+    // Upgraded sockets are the server's no more: ended here (cut a moment later), or its close would wait for them.
+    for (const tunnel of this.#tunnels) {
+      tunnel.restart(AGENT_CLOSE.goingAway, "the gateway stopped");
+      setTimeout(() => tunnel.destroy(), FRAME_END_WAIT_MS).unref();
+    }
     await new Promise<void>((resolve) => {
       this.#server.close(() => resolve());
       this.#server.closeAllConnections();
@@ -285,20 +306,36 @@ export class FrontDoor {
       for (let i = 0; i < req.rawHeaders.length; i += 2) lines.push(`${req.rawHeaders[i]}: ${req.rawHeaders[i + 1]}`);
       upstream.write(lines.join("\r\n") + "\r\n\r\n");
       if (head.length) upstream.write(head);
-      upstream.pipe(socket).pipe(upstream);
+      socket.pipe(upstream);
     });
+    const tunnel = new Tunnel(socket, upstream);
+    slot.tunnels.add(tunnel);
+    this.#tunnels.add(tunnel);
     const end = () => {
+      slot.tunnels.delete(tunnel);
+      this.#tunnels.delete(tunnel);
       socket.destroy();
       upstream.destroy();
     };
     upstream.on("error", end);
     socket.on("error", end);
+    socket.on("close", end);
+    upstream.on("close", () => {
+      if (!tunnel.restarting) socket.end();
+    });
   }
 
   #maybeStop(slot: Slot): void {
-    if (!slot.retired || slot.inflight > 0 || slot === this.#slot) return;
+    if (!slot.retired || slot.inflight > 0 || slot === this.#slot || slot.stopping) return;
+    slot.stopping = true;
     slot.agent.destroy();
-    const stopping = slot.backend.dispose().catch(() => {});
+    // What its last requests left behind them (waitUntil) finishes first; then its WebSockets are told to reconnect.
+    const stopping = new Promise((resolve) => setTimeout(resolve, DELIVERY_DEFAULTS.frontDoorRetireGraceMs))
+      .then(() => {
+        for (const tunnel of slot.tunnels) tunnel.restart();
+        return slot.backend.dispose();
+      })
+      .catch(() => {});
     this.#draining.add(stopping);
     void stopping.finally(() => this.#draining.delete(stopping));
   }
@@ -307,7 +344,115 @@ export class FrontDoor {
 function slotFor(backend: Backend): Slot {
   // `timeout` closes a connection idle that long in the pool (a busy one only hears of it): before workerd closes it.
   const agent = new http.Agent({ keepAlive: true, maxSockets: 256, timeout: DELIVERY_DEFAULTS.frontDoorIdleSocketMs });
-  return { backend, inflight: 0, retired: false, agent };
+  return { backend, inflight: 0, retired: false, agent, tunnels: new Set() };
+}
+
+/**
+ * One WebSocket through the front door. The gateway's bytes are passed on as they come, and read just enough to
+ * know where each of its frames ends (RFC 6455 section 5.2: the upgrade's answer, then frames), so that `restart`
+ * can send the client a close frame of its own between two of the gateway's.
+ */
+class Tunnel {
+  /** The upgrade's answer, until its blank line: `undefined` once it has ended. */
+  #head: string | undefined = "";
+  /** The gateway said 101: what follows is frames. */
+  #upgraded = false;
+  /** The frame header read so far, and the payload bytes of the current frame still to come. */
+  #header: number[] = [];
+  #payloadLeft = 0;
+  restarting = false;
+  #close = { code: AGENT_CLOSE.serviceRestart as number, reason: "" };
+
+  constructor(
+    private readonly socket: net.Socket,
+    private readonly upstream: net.Socket,
+  ) {
+    upstream.on("data", (chunk: Buffer) => this.#pass(chunk));
+  }
+
+  /** Ends the WebSocket with 1012 ("service restart") at the end of the gateway's frame in progress; the client reconnects. */
+  restart(code: number = AGENT_CLOSE.serviceRestart, reason = "the gateway is restarting; reconnect to resume the session"): void {
+    this.#close = { code, reason };
+    if (this.restarting) return;
+    this.restarting = true;
+    if (!this.#upgraded) return void this.socket.destroy();
+    if (this.#atFrameEnd()) return this.#sendClose();
+    setTimeout(() => this.socket.destroy(), FRAME_END_WAIT_MS).unref(); // a frame that never ends: cut
+  }
+
+  /** Cuts both connections. */
+  destroy(): void {
+    this.socket.destroy();
+    this.upstream.destroy();
+  }
+
+  #atFrameEnd(): boolean {
+    return this.#head === undefined && this.#header.length === 0 && this.#payloadLeft === 0;
+  }
+
+  #sendClose(): void {
+    this.socket.unpipe(this.upstream);
+    this.upstream.destroy();
+    const reason = Buffer.from(this.#close.reason);
+    const payload = Buffer.alloc(2 + reason.length);
+    payload.writeUInt16BE(this.#close.code, 0);
+    reason.copy(payload, 2);
+    this.socket.end(Buffer.concat([Buffer.from([0x88, payload.length]), payload])); // FIN + close, unmasked (server to client)
+  }
+
+  /** Passes the gateway's bytes on, up to the end of the frame in progress once restarting. */
+  #pass(chunk: Buffer): void {
+    let i = 0;
+    if (this.#head !== undefined) {
+      const text = this.#head + chunk.toString("latin1");
+      const end = text.indexOf("\r\n\r\n");
+      if (end === -1) {
+        this.#head = text;
+        return void this.socket.write(chunk);
+      }
+      this.#upgraded = /^HTTP\/1\.1 101 /.test(text);
+      i = end + 4 - this.#head.length;
+      this.#head = undefined;
+    }
+    if (!this.#upgraded) return void this.socket.write(chunk);
+    while (i < chunk.length) {
+      if (this.#payloadLeft > 0) {
+        const take = Math.min(this.#payloadLeft, chunk.length - i);
+        this.#payloadLeft -= take;
+        i += take;
+      } else {
+        this.#header.push(chunk[i++]!);
+        const needed = frameHeaderLength(this.#header);
+        if (this.#header.length === needed) {
+          this.#payloadLeft = framePayloadLength(this.#header);
+          this.#header = [];
+        }
+      }
+      if (this.restarting && this.#atFrameEnd()) {
+        this.socket.write(chunk.subarray(0, i));
+        return this.#sendClose();
+      }
+    }
+    if (!this.restarting || !this.socket.writableEnded) this.socket.write(chunk);
+  }
+}
+
+/** A WebSocket frame header's length, as far as the bytes so far tell (at least 2). */
+function frameHeaderLength(header: number[]): number {
+  if (header.length < 2) return 2;
+  const len7 = header[1]! & 0x7f;
+  const masked = (header[1]! & 0x80) !== 0;
+  return 2 + (len7 === 126 ? 2 : len7 === 127 ? 8 : 0) + (masked ? 4 : 0);
+}
+
+/** A complete frame header's payload length. */
+function framePayloadLength(header: number[]): number {
+  const len7 = header[1]! & 0x7f;
+  if (len7 < 126) return len7;
+  if (len7 === 126) return (header[2]! << 8) | header[3]!;
+  let n = 0;
+  for (let k = 2; k < 10; k++) n = n * 256 + header[k]!;
+  return n;
 }
 
 /**

@@ -15,7 +15,7 @@ import { WASM_DEFAULTS } from "../defaults.js";
 import { InvalidOptionsError } from "../errors.js";
 import type { GpuRequest } from "../gpu.js";
 import { containerResources } from "../options.js";
-import { BLOB_KEYS, TOKEN_PATTERN, newToken, type PlaneBundleRef } from "../protocol.js";
+import { BLOB_KEYS, TOKEN_PATTERN, newToken, type DeployStrategy, type PlaneBundleRef } from "../protocol.js";
 import type { BuildCache } from "./build-cache.js";
 import { bundlePlane, bundleWorker, loadAppInNode, type PlaneBundle, type WorkerBundle } from "./bundle.js";
 import type { EdgeHandler } from "./edge-code.js";
@@ -46,6 +46,8 @@ export interface BuildOptions {
   loaded?: (apps: App[]) => void;
   /** Told each app's plane bundle as soon as it is made, before the Worker may be: `tandem run` starts its container. */
   planeBuilt?: (app: App, plane: PlaneBundle) => void;
+  /** How this build replaces the one before it on the planes (default rolling): written into each plane bundle's ref. */
+  strategy?: DeployStrategy;
 }
 
 /**
@@ -100,6 +102,7 @@ export async function buildApps(appFiles: string[], buildDir: string, options: B
         planeBundles[app.name] = {
           hash: plane.hash,
           builtAt: Date.now(),
+          ...(options.strategy && options.strategy !== "rolling" ? { strategy: options.strategy } : {}),
           ...(plane.nodeModules ? { nodeModules: plane.nodeModules } : {}),
           ...(Object.keys(imageOf).length ? { images: imageOf } : {}),
         };

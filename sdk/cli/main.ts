@@ -7,11 +7,13 @@ import { Command, InvalidArgumentError } from "commander";
 import { HttpInvoker, resolveGatewayUrl } from "../client.js";
 import {
   DEFAULT_ENV,
+  DEPLOY_STRATEGIES,
   ENV_NAME_PATTERN,
   REGION_PATTERN,
   paths,
   sinceTime,
   type AppManifest,
+  type DeployStrategy,
   type ScheduleInfo,
   type RolloverAnswer,
   type SecretInfo,
@@ -57,6 +59,7 @@ const clientOf = (opts: GatewayOpts) => {
   const env = opts.env ?? config.env;
   return new HttpInvoker(gatewayOf(opts), { ...(token === undefined ? {} : { token }), ...(env === undefined ? {} : { env }) });
 };
+const STRATEGY_HELP = "how the new version replaces the old one's plane containers: rolling (they finish their inputs first) or recreate (they stop at once)";
 const TOKEN_HELP = "API token (default: TANDEM_TOKEN, then the one saved for the gateway, then .tandem/token for a local gateway)";
 
 const program = new Command("tandem")
@@ -99,10 +102,20 @@ program
   .option("--runtime <runtime>", "the local plane's container runtime: docker, or process (unsandboxed, development only)", parseRuntime, "docker")
   .option("--scaledown-window <seconds>", "seconds a plane container may sit idle before it is stopped", parseSeconds, FUNCTION_DEFAULTS.scaledownWindowSeconds)
   .option("--env <name>", "the environment the apps are served in (default: TANDEM_ENV, then main)", parseEnvName)
+  .option("--strategy <strategy>", STRATEGY_HELP, parseStrategy, "rolling")
   .action(
     async (
       appFiles: string[],
-      opts: { port: number; host: string; watch: boolean; gpus?: string; runtime: "docker" | "process"; scaledownWindow: number; env?: string },
+      opts: {
+        port: number;
+        host: string;
+        watch: boolean;
+        gpus?: string;
+        runtime: "docker" | "process";
+        scaledownWindow: number;
+        env?: string;
+        strategy: DeployStrategy;
+      },
     ) => {
       if (appFiles.length === 0 && !existsSync("app.ts"))
         throw new InvalidArgumentError("no app file given, and no app.ts here: tandem serve <app files>, or tandem init to start a project");
@@ -115,6 +128,7 @@ program
         watch: opts.watch,
         runtime: opts.runtime,
         scaledownWindowSeconds: opts.scaledownWindow,
+        strategy: opts.strategy,
         ...(opts.gpus ? { gpus: opts.gpus } : {}),
       });
       console.log(style.dim("Watching for changes. Ctrl-C to stop."));
@@ -158,21 +172,28 @@ program
   )
   .option("--token <token>", TOKEN_HELP)
   .option("--env <name>", "the environment to deploy into: a Worker of its own, <name>-<env>, unless it is main (default: TANDEM_ENV, then main)", parseEnvName)
-  .action(async (appFiles: string[], opts: { dryRun?: boolean; name?: string; outdir?: string; gateway?: string; token?: string; env?: string }) => {
-    const { deploy } = await import("./deploy.js");
-    const gatewayNamed = (opts.gateway ?? config.gateway) !== undefined;
-    process.exitCode = await deploy({
-      appFiles,
-      dryRun: opts.dryRun ?? false,
-      ...(gatewayNamed
-        ? { heldSecrets: async () => ((await clientOf(opts).request("GET", paths.secrets())) as { secrets: SecretInfo[] }).secrets, recordAt: clientOf(opts) }
-        : {}),
-      ...(config.wrangler ? { wrangler: config.wrangler } : {}),
-      ...(opts.name ? { name: opts.name } : {}),
-      env: opts.env ?? config.env ?? DEFAULT_ENV,
-      ...(opts.outdir ? { outDir: opts.outdir } : {}),
-    });
-  });
+  .option("--strategy <strategy>", STRATEGY_HELP, parseStrategy, "rolling")
+  .action(
+    async (
+      appFiles: string[],
+      opts: { dryRun?: boolean; name?: string; outdir?: string; gateway?: string; token?: string; env?: string; strategy: DeployStrategy },
+    ) => {
+      const { deploy } = await import("./deploy.js");
+      const gatewayNamed = (opts.gateway ?? config.gateway) !== undefined;
+      process.exitCode = await deploy({
+        appFiles,
+        dryRun: opts.dryRun ?? false,
+        ...(gatewayNamed
+          ? { heldSecrets: async () => ((await clientOf(opts).request("GET", paths.secrets())) as { secrets: SecretInfo[] }).secrets, recordAt: clientOf(opts) }
+          : {}),
+        ...(config.wrangler ? { wrangler: config.wrangler } : {}),
+        ...(opts.name ? { name: opts.name } : {}),
+        env: opts.env ?? config.env ?? DEFAULT_ENV,
+        ...(opts.outdir ? { outDir: opts.outdir } : {}),
+        strategy: opts.strategy,
+      });
+    },
+  );
 
 program
   .command("plane")
@@ -200,6 +221,12 @@ program
     parseSeconds,
     PLANE_DEFAULTS.drainTimeoutSeconds,
   )
+  .option(
+    "--version-drain-timeout <seconds>",
+    "when a new version of a function goes live, seconds its old version's containers may take to finish their inputs before they are stopped",
+    parseSeconds,
+    PLANE_DEFAULTS.versionDrainTimeoutSeconds,
+  )
   .action(
     async (opts: {
       port: number;
@@ -215,6 +242,7 @@ program
       metricsPort?: number;
       metricsHost: string;
       drainTimeout: number;
+      versionDrainTimeout: number;
     }) => {
       const { startPlaneNode } = await import("./plane.js");
       await startPlaneNode({
@@ -228,6 +256,7 @@ program
         snapshotMax: opts.snapshotMax,
         snapshotMaxBytes: opts.snapshotMaxBytes,
         drainTimeoutSeconds: opts.drainTimeout,
+        versionDrainTimeoutSeconds: opts.versionDrainTimeout,
         ...(opts.gpus ? { gpus: opts.gpus } : {}),
         ...(opts.dockerRuntime ? { dockerRuntime: opts.dockerRuntime } : {}),
         ...(opts.metricsPort !== undefined ? { metricsListen: { host: opts.metricsHost, port: opts.metricsPort } } : {}),
@@ -394,6 +423,12 @@ function inEnvironment(env: string | undefined): CliConfig {
 function parseRegion(value: string): string {
   if (!REGION_PATTERN.test(value)) throw new InvalidArgumentError('must be a region name: lowercase letters, digits and "-", such as eu-west');
   return value;
+}
+
+function parseStrategy(value: string): DeployStrategy {
+  const known = DEPLOY_STRATEGIES.find((s) => s === value);
+  if (!known) throw new InvalidArgumentError(`must be ${DEPLOY_STRATEGIES.map((s) => `"${s}"`).join(" or ")}`);
+  return known;
 }
 
 function parseRuntime(value: string): "docker" | "process" {

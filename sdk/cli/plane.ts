@@ -38,6 +38,8 @@ export interface PlaneNodeOptions {
   metricsListen?: { host: string; port: number };
   /** How long a stopping plane waits for its inputs to end (`--drain-timeout`). */
   drainTimeoutSeconds: number;
+  /** How long an old version's containers may take to finish their inputs after a deploy (`--version-drain-timeout`). */
+  versionDrainTimeoutSeconds: number;
 }
 
 /** Starts the plane and reports to the gateway until Ctrl-C; throws (the plane closed) when the gateway refuses it. */
@@ -95,6 +97,7 @@ export async function startPlaneNode(options: PlaneNodeOptions): Promise<void> {
     scaledownWindowSeconds: options.scaledownWindowSeconds,
     ...(options.snapshotMax !== undefined ? { snapshotMax: options.snapshotMax } : {}),
     ...(options.snapshotMaxBytes !== undefined ? { snapshotMaxBytes: options.snapshotMaxBytes } : {}),
+    versionDrainTimeoutSeconds: options.versionDrainTimeoutSeconds,
     ...(options.gpus ? { gpus: options.gpus } : {}),
     ...(options.dockerRuntime ? { dockerRuntime: options.dockerRuntime } : {}),
     ...(options.config.metricsToken ? { metricsToken: options.config.metricsToken } : {}),

@@ -8,7 +8,7 @@ import { dirname, join } from "node:path";
 import { Inventory } from "../../gpu-plane/inventory.js";
 import { Plane, planeGpus } from "../../gpu-plane/plane.js";
 import type { App } from "../app.js";
-import { DASHBOARD, paths } from "../protocol.js";
+import { DASHBOARD, paths, type DeployStrategy } from "../protocol.js";
 import { FrontDoor, endpointBodyLimits } from "./front-door.js";
 import { buildApps, checkPlaneFits, localAdminToken, planeSecret, uploadPlaneBundles } from "./local-stack.js";
 import { stateDir } from "./paths.js";
@@ -16,6 +16,7 @@ import { checkNamedSecrets, declaresNamedSecrets, heldSecrets, localSecretValues
 import type { CliConfig } from "./config.js";
 import { startWorkerd } from "./workerd.js";
 import { style } from "./style.js";
+import { trace } from "../trace.js";
 
 export interface ServeOptions {
   appFiles: string[];
@@ -29,6 +30,8 @@ export interface ServeOptions {
   gpus?: string;
   /** Seconds a plane container may sit idle before it is stopped (default 60). */
   scaledownWindowSeconds?: number;
+  /** How a reload's new version replaces the old one's plane containers (default rolling; see `DEPLOY_STRATEGIES`). */
+  strategy?: DeployStrategy;
   /** Reload on file change (default true). */
   watch?: boolean;
   log?: (line: string) => void;
@@ -49,7 +52,8 @@ export async function serve(options: ServeOptions): Promise<Serving> {
   const secret = planeSecret(state, options.config.planeSecret);
   const planeOptions = { gpus: options.gpus, simulateWhenNone: true };
   const inventory = new Inventory(await planeGpus(planeOptions, log));
-  let built = await buildApps(options.appFiles, join(buildDir, "current"));
+  const buildOptions = options.strategy ? { strategy: options.strategy } : {};
+  let built = await buildApps(options.appFiles, join(buildDir, "current"), buildOptions);
   checkPlaneFits(built.apps, inventory);
   // The local admin token, unless the environment sets one for the gateway (TANDEM_ADMIN_TOKEN).
   const adminToken = options.config.gatewayVars.TANDEM_ADMIN_TOKEN || localAdminToken(state);
@@ -144,7 +148,7 @@ export async function serve(options: ServeOptions): Promise<Serving> {
     const n = ++generation;
     const t0 = performance.now();
     try {
-      const next = await buildApps(options.appFiles, join(buildDir, `gen-${n}`));
+      const next = await buildApps(options.appFiles, join(buildDir, `gen-${n}`), buildOptions);
       checkPlaneFits(next.apps, inventory);
       const backend = await startWorkerd({ worker: next.worker, persistDir: join(state, "state"), bindings: bindingsFor(next.apps) });
       await uploadPlaneBundles(backend.miniflare, next);
@@ -199,7 +203,9 @@ export async function serve(options: ServeOptions): Promise<Serving> {
       clearTimeout(tickTimer);
       for (const w of watchers) w.close();
       await plane?.close();
+      trace("serve: plane closed");
       await door.close();
+      trace("serve: gateway closed");
     },
   };
 }

@@ -1,0 +1,146 @@
+/**
+ * A new version of a function going live on the plane. Pools are keyed by
+ * bundle and spec (pool-descriptor.ts), so a deploy or a `tandem serve`
+ * reload gives a function a new pool; without this, the old pool's containers
+ * would sit idle until their scale-down window, and a busy one would hold its
+ * resources as long. The plane takes the latest pool it is sent for a function
+ * (by an input or a warm pool assignment) as its live version. With the
+ * `rolling` strategy the old version's containers take no new input, finish
+ * the inputs they run, then stop; idle ones stop once the new version's warm
+ * containers (`minContainers`) are ready; all of them stop at the version
+ * drain timeout, whatever they still run. With `recreate` they stop at once.
+ */
+import type { DeployStrategy } from "../sdk/protocol.js";
+import type { ContainerPool, Worker } from "./container-pool.js";
+import type { ScaleDown } from "./scale-down.js";
+
+/** How often a switch looks whether the new version's warm containers are ready. */
+const WARM_POLL_MS = 100;
+
+/** What a {@link VersionSwitch} works on. */
+export interface VersionSwitchOptions {
+  pool: ContainerPool;
+  scaleDown: ScaleDown;
+  log: (line: string) => void;
+  /** How long an old version's containers may take to finish their inputs before they are stopped anyway. */
+  drainTimeoutMs: number;
+  /** How many containers of the pool `key` this plane keeps warm (its `minContainers` when assigned here, else 0). */
+  keptWarm(key: string): number;
+}
+
+/**
+ * Tracks each function's live version on the plane and retires the containers of the versions before it.
+ * @example
+ * const versions = new VersionSwitch({ pool, scaleDown, log, drainTimeoutMs: 300_000, keptWarm: (key) => warm.minimumFor(key) });
+ * versions.seen(poolKey(req), req.strategy); // a new bundle: the old pool's containers drain, then stop
+ */
+export class VersionSwitch {
+  readonly #o: VersionSwitchOptions;
+  /** The live pool key of each function (its app, pool name and class parameters). */
+  readonly #live = new Map<string, string>();
+  readonly #timers = new Set<NodeJS.Timeout>();
+  #closed = false;
+
+  constructor(options: VersionSwitchOptions) {
+    this.#o = options;
+  }
+
+  /** The pool `key` was sent an input or assigned warm: it is its function's live version from now on. */
+  seen(key: string, strategy: DeployStrategy = "rolling"): void {
+    const fn = functionOf(key);
+    if (this.#live.get(fn) === key) return;
+    this.#live.set(fn, key);
+    const old = this.#o.pool.all().filter((w) => w.key !== key && functionOf(w.key) === fn && !w.exit && !w.stopping && !w.supersededBy);
+    if (old.length === 0) return;
+    const label = old[0]!.label;
+    const count = `${old.length} container${old.length === 1 ? "" : "s"}`;
+    if (strategy === "recreate") {
+      this.#o.log(`[plane] a new version of ${label} is live (strategy recreate): stopping ${count} of the old one now`);
+      for (const worker of old) {
+        worker.supersededBy = key;
+        void this.#o.scaleDown.retire(worker);
+      }
+      return;
+    }
+    const wanted = this.#warmTarget(key, old);
+    this.#o.log(
+      `[plane] a new version of ${label} is live: ${count} of the old one ${old.length === 1 ? "takes no new input and stops once its inputs end" : "take no new input and stop once their inputs end"}` +
+        (wanted > 0 ? ` (idle ones once ${wanted} of the new one ${wanted === 1 ? "is" : "are"} ready)` : ""),
+    );
+    for (const worker of old) {
+      worker.draining = true;
+      worker.supersededBy = key;
+      clearTimeout(worker.idleTimer);
+      if (wanted > 0) worker.awaitingReplacement = true;
+      else if (worker.ready && worker.inFlight.size === 0) this.#o.scaleDown.release(worker, undefined);
+    }
+    const deadline = Date.now() + this.#o.drainTimeoutMs;
+    if (wanted > 0) this.#whenWarm(key, wanted, deadline, old);
+    this.#later(() => {
+      for (const worker of old.filter((w) => this.#o.pool.has(w))) {
+        this.#o.log(
+          `[plane] ${worker.label} ${worker.id} of an old version still runs ${worker.inFlight.size} input(s) after the version drain timeout (${this.#o.drainTimeoutMs / 1000} s); stopping it`,
+        );
+        void this.#o.scaleDown.retire(worker);
+      }
+    }, this.#o.drainTimeoutMs);
+    this.#o.pool.wake();
+  }
+
+  /** Whether `key` is an older version of a function than the live one (a warm pool not to fill). */
+  superseded(key: string): boolean {
+    const live = this.#live.get(functionOf(key));
+    return live !== undefined && live !== key;
+  }
+
+  /** No more switches: the plane is shutting down, and stops every container itself. */
+  close(): void {
+    this.#closed = true;
+    for (const timer of this.#timers) clearTimeout(timer);
+    this.#timers.clear();
+  }
+
+  /**
+   * How many ready containers of the new version the old idle ones wait for: the new pool's warm minimum where this
+   * plane keeps it, or where it kept the old one warm (the gateway's next heartbeat assigns it the new pool).
+   */
+  #warmTarget(key: string, old: Worker[]): number {
+    const assigned = this.#o.keptWarm(key);
+    if (assigned > 0) return assigned;
+    return old.some((w) => this.#o.keptWarm(w.key) > 0) ? minContainersOf(key) : 0;
+  }
+
+  /** Once `wanted` containers of `key` are ready (or at the deadline), the old version's idle containers stop. */
+  #whenWarm(key: string, wanted: number, deadline: number, old: Worker[]): void {
+    const look = () => {
+      if (this.#closed) return;
+      if (this.#o.pool.serving(key).length < wanted && Date.now() < deadline) return this.#later(look, WARM_POLL_MS);
+      for (const worker of old) {
+        worker.awaitingReplacement = false;
+        if (this.#o.pool.has(worker) && worker.ready && worker.inFlight.size === 0) this.#o.scaleDown.release(worker, undefined);
+      }
+    };
+    look();
+  }
+
+  #later(fn: () => void, ms: number): void {
+    if (this.#closed) return;
+    const timer = setTimeout(() => {
+      this.#timers.delete(timer);
+      fn();
+    }, ms);
+    timer.unref();
+    this.#timers.add(timer);
+  }
+}
+
+/** The function a pool key belongs to, whatever its version: its app, pool name and class parameters. */
+function functionOf(key: string): string {
+  const { app, pool, clsParams } = JSON.parse(key) as { app: string; pool: string; clsParams: unknown };
+  return JSON.stringify([app, pool, clsParams]);
+}
+
+/** The `minContainers` a pool key's spec declares. */
+function minContainersOf(key: string): number {
+  return (JSON.parse(key) as { spec: { autoscaler: { minContainers: number } } }).spec.autoscaler.minContainers;
+}

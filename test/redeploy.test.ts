@@ -1,0 +1,235 @@
+/**
+ * Zero-downtime redeploys, as a user sees them under `tandem serve`: while a
+ * steady, bounded load of edge calls, plane calls, a plane generator and
+ * WebSocket sessions runs, the app file is edited twice. No call fails; each
+ * session stays open or is closed with 1012 ("service restart"), reconnects
+ * and resumes its state; the old version's plane containers finish their
+ * inputs and stop, and its warm container stops only once the new version's
+ * is ready. With `--strategy recreate` the old containers stop at once.
+ * Real workerd, real Docker; all traffic to loopback.
+ */
+import { execFile } from "node:child_process";
+import { randomBytes } from "node:crypto";
+import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { promisify } from "node:util";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { connect, lookup, type AgentSocket } from "../sdk/index.js";
+import { AGENT_CLOSE, CONTAINER_LABELS } from "../sdk/protocol.js";
+import { ROOT, startServe, type Served } from "./helpers/cli.js";
+
+const FIXTURE = join(ROOT, "test/fixtures/redeploy-app.ts");
+const SESSIONS = 3;
+/** A load loop stops by itself after this long, whatever the test does. */
+const LOAD_LIMIT_MS = 120_000;
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** A served copy of the fixture, under an app name of its own (the Docker engine is shared). */
+async function serveFixture(args: string[]): Promise<{ dir: string; name: string; served: Served; edit: (from: string, to: string) => Promise<void> }> {
+  const dir = await mkdtemp(join(tmpdir(), "tandem-redeploy-"));
+  const name = `redeploy${randomBytes(3).toString("hex")}`;
+  const file = join(dir, "app.ts");
+  await writeFile(file, (await readFile(FIXTURE, "utf8")).replace('new App("redeploy")', `new App("${name}")`));
+  const served = await startServe(["app.ts", "--scaledown-window", "600", ...args], dir);
+  const edit = async (from: string, to: string) => {
+    const source = await readFile(file, "utf8");
+    expect(source).toContain(from);
+    const reloads = served.output().split("reloaded in").length - 1;
+    await writeFile(file, source.replace(from, to));
+    await served.waitFor(new RegExp(`(reloaded in[\\s\\S]*){${reloads + 1}}`), 60_000);
+  };
+  return { dir, name, served, edit };
+}
+
+/** The app's containers the engine runs now. */
+async function containersOf(name: string): Promise<string[]> {
+  const { stdout } = await promisify(execFile)("docker", ["ps", "-q", "--filter", `label=${CONTAINER_LABELS.app}=${name}`]);
+  return stdout.split("\n").filter(Boolean);
+}
+
+/** Waits until `check` holds, or fails naming `what`. */
+async function until(check: () => boolean | Promise<boolean>, what: string, ms = 30_000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!(await check())) {
+    if (Date.now() > end) throw new Error(`gave up waiting for ${what}`);
+    await sleep(100);
+  }
+}
+
+describe("tandem serve reloading under load", () => {
+  let dir: string;
+  let name: string;
+  let served: Served;
+  let edit: (from: string, to: string) => Promise<void>;
+
+  beforeAll(async () => {
+    ({ dir, name, served, edit } = await serveFixture([]));
+  }, 120_000);
+  afterAll(async () => {
+    await served?.stop();
+    await rm(dir, { recursive: true, force: true });
+  }, 60_000);
+
+  it("fails no call and drops no session while the app is edited twice, and retires the old versions' containers", async () => {
+    const fn = <A extends unknown[], R>(f: string) => lookup<A, R>(name, f, { gateway: served.url });
+    const hello = fn<[string], string>("hello");
+    const work = fn<[number], { version: number; container: string }>("work");
+    const count = fn<[number], string>("count");
+    // Warm: the first plane call waits for its container; the load measures the reloads, not the first cold start.
+    await until(() => served.output().includes(`keeping ${name}.work`), "the warm container of work", 60_000);
+    expect((await work.remote(0)).version).toBe(1);
+
+    const failures: string[] = [];
+    const done = { edge: 0, plane: 0, stream: 0 };
+    const versions = { edge: new Set<string>(), plane: new Set<number>(), stream: new Set<string>() };
+    let stop = false;
+    const started = Date.now();
+    const running = () => !stop && Date.now() - started < LOAD_LIMIT_MS;
+    const loop = async (what: keyof typeof done, once: () => Promise<void>) => {
+      while (running()) {
+        try {
+          await once();
+          done[what]++;
+        } catch (err) {
+          failures.push(`${what}: ${(err as Error).message}`);
+        }
+        await sleep(20);
+      }
+    };
+    const loops = [
+      loop("edge", async () => void versions.edge.add((await hello.remote("ada")).split(" ")[0]!)),
+      loop("edge", async () => void versions.edge.add((await hello.remote("bob")).split(" ")[0]!)),
+      loop("plane", async () => void versions.plane.add((await work.remote(150)).version)),
+      loop("plane", async () => void versions.plane.add((await work.remote(150)).version)),
+      loop("stream", async () => {
+        const chunks: string[] = [];
+        for await (const chunk of count.remoteGen(4)) chunks.push(chunk);
+        if (chunks.length !== 4) throw new Error(`the stream ended after ${chunks.length} chunks`);
+        versions.stream.add(chunks[0]!.split(":")[0]!);
+      }),
+    ];
+
+    // Sessions: each sends a numbered message and waits for its echo, sending it again after a reconnect.
+    const closes: { code: number; willReconnect: boolean }[] = [];
+    const sockets: AgentSocket[] = [];
+    const echoed: number[] = [];
+    /** The version of the gateway that echoed each session's latest message. */
+    const echoedBy: string[] = [];
+    const resumedStates: number[] = [];
+    const sessions = Array.from({ length: SESSIONS }, async (_, s) => {
+      const socket = connect(name, "echo", { gateway: served.url, pingIntervalMs: 0 });
+      sockets.push(socket);
+      echoed[s] = 0;
+      let waiting: ((text: string) => void) | undefined;
+      socket.addEventListener("message", (e) => {
+        const text = String((e as Event & { data: unknown }).data);
+        if (text.startsWith("{")) {
+          const hello = JSON.parse(text) as { resumed: boolean; messages: number };
+          if (hello.resumed) resumedStates.push(hello.messages);
+          return;
+        }
+        waiting?.(text);
+      });
+      socket.addEventListener("close", (e) => {
+        const { code, willReconnect } = e as Event & { code: number; willReconnect: boolean };
+        closes.push({ code, willReconnect });
+        waiting?.("closed");
+      });
+      for (let k = 1; running(); k++) {
+        for (;;) {
+          const answer = await new Promise<string>((resolve) => {
+            const timer = setTimeout(() => resolve("timed out"), 10_000);
+            waiting = (text) => {
+              clearTimeout(timer);
+              resolve(text);
+            };
+            socket.send(`m${k}`);
+          });
+          if (answer.endsWith(` m${k}`)) {
+            echoedBy[s] = answer.split(" ")[0]!;
+            break;
+          }
+          if (answer === "timed out") failures.push(`session ${s}: no echo of m${k} in 10 s`);
+          if (!running()) return;
+          await until(() => socket.readyState === 1 || !running(), `session ${s} to reopen`);
+        }
+        echoed[s]!++;
+        await sleep(100);
+      }
+    });
+
+    await sleep(1_500);
+    await edit("const VERSION = 1;", "const VERSION = 2;");
+    await until(() => versions.plane.has(2) && versions.edge.has("v2") && versions.stream.has("v2"), "every kind of call to reach version 2");
+    await edit("const VERSION = 2;", "const VERSION = 3;");
+    await until(() => versions.plane.has(3) && versions.edge.has("v3") && versions.stream.has("v3"), "every kind of call to reach version 3");
+    // A session stays on the workerd it opened on until that one stops (five seconds after its last request).
+    await until(() => echoedBy.length === SESSIONS && echoedBy.every((v) => v === "v3"), "every session to be answered by version 3");
+    stop = true;
+    await Promise.all([...loops, ...sessions]);
+
+    expect(failures).toEqual([]);
+    expect(done.edge).toBeGreaterThan(20);
+    expect(done.plane).toBeGreaterThan(10);
+    expect(done.stream).toBeGreaterThan(3);
+    // Every close was a service restart the client reconnected from; every session is open, its state kept.
+    expect(closes.length).toBeGreaterThanOrEqual(SESSIONS); // the first reload's workerd stopped under each of them
+    expect(closes.filter((c) => !c.willReconnect)).toEqual([]);
+    expect(closes.every((c) => c.code === AGENT_CLOSE.serviceRestart)).toBe(true);
+    expect(sockets.every((s) => s.readyState === 1)).toBe(true);
+    expect(resumedStates.every((n) => n > 0)).toBe(true);
+    for (const socket of sockets) socket.close();
+
+    // The plane: two switches, the old versions' containers stopped, the warm one only once the new one was ready.
+    const out = served.output();
+    expect(out.match(new RegExp(`a new version of ${name}\\.work is live`, "g"))?.length).toBe(2);
+    expect(out).toMatch(new RegExp(`a new version of ${name}\\.count is live`));
+    expect(out).toMatch(/finished its inputs after a new version went live; stopping it/);
+    // The first version's warm container stopped only once a container of the second version was ready.
+    const firstWarm = new RegExp(`keeping ${name}\\.work (ctr-[0-9a-f]{8}) warm`).exec(out)![1]!;
+    const switched = out.indexOf(`a new version of ${name}.work is live`);
+    const newReady = switched + out.slice(switched).search(new RegExp(`cold start: ${name}\\.work ctr-[0-9a-f]{8} ready`));
+    expect(newReady).toBeGreaterThan(switched);
+    expect(out.indexOf(`${name}.work ${firstWarm} finished its inputs after a new version went live`)).toBeGreaterThan(newReady);
+    // What is left: the latest version's warm container of work, and at most its own of work and count besides.
+    await until(async () => (await containersOf(name)).length <= 3, "the old versions' containers to stop", 45_000).catch((err: Error) => {
+      const plane = served
+        .output()
+        .split("\n")
+        .filter((l) => l.includes("[plane]"));
+      throw new Error(`${err.message}; the plane said:\n${plane.join("\n")}`);
+    });
+    expect(await work.remote(0)).toMatchObject({ version: 3 });
+  }, 240_000);
+});
+
+describe("tandem serve --strategy recreate", () => {
+  let dir: string;
+  let name: string;
+  let served: Served;
+  let edit: (from: string, to: string) => Promise<void>;
+
+  beforeAll(async () => {
+    ({ dir, name, served, edit } = await serveFixture(["--strategy", "recreate"]));
+  }, 120_000);
+  afterAll(async () => {
+    await served?.stop();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it("stops the old version's plane containers at once when the new version goes live", async () => {
+    const work = lookup<[number], { version: number; container: string }>(name, "work", { gateway: served.url });
+    const before = await work.remote(0);
+    expect(before.version).toBe(1);
+    await edit("const VERSION = 1;", "const VERSION = 2;");
+    const after = await work.remote(0);
+    expect(after.version).toBe(2);
+    expect(after.container).not.toBe(before.container);
+    expect(served.output()).toMatch(
+      new RegExp(`a new version of ${name}\\.work is live \\(strategy recreate\\): stopping \\d+ containers? of the old one now`),
+    );
+    await until(async () => (await containersOf(name)).length === 1, "only the new version's container to run", 15_000);
+  }, 180_000);
+});
