@@ -530,10 +530,16 @@ export class Plane {
     await this.#mounts.idle();
   }
 
-  async close(): Promise<void> {
+  /**
+   * Stops the plane: its containers (each given time for its classes' `exit()` hooks), then its listener.
+   * `quick` (the end of `tandem run`, whose containers nothing will call again): the containers with no `exit()`
+   * hooks to run are killed and removed at once; `tandem serve` and `tandem plane` stop every one gracefully.
+   * @example await plane.close({ quick: true });
+   */
+  async close(options: { quick?: boolean } = {}): Promise<void> {
     clearInterval(this.#heartbeat);
     rmSync(join(this.#options.stateDir, "plane.pid"), { force: true });
-    await this.#dispatcher.close();
+    await this.#dispatcher.close(options);
     trace("plane: containers stopped");
     await this.#mounts.idle(); // the last commits of the containers' volumes
     await this.#logs.close(); // the lines of the containers just stopped, sent once more
