@@ -27,6 +27,8 @@ export interface Worker {
   inFlight: Set<string>;
   /** The runner has said it is ready: only then may inputs be given to it. */
   ready: boolean;
+  /** Its runner has `exit()` hooks to run when it stops (a class's container whose class has one), as it said when ready. */
+  exitHooks: boolean;
   /** The plane itself is stopping it (so a SIGKILL is ours, not the OOM killer's). */
   stopping: boolean;
   /**

@@ -363,6 +363,7 @@ export class ContainerStarter {
       scaling: req.spec.autoscaler,
       inFlight: new Set(forCall ? [forCall] : []),
       ready: false,
+      exitHooks: true, // until the runner says otherwise
       stopping: false,
       callId: forCall,
       logTail: [],
@@ -422,6 +423,7 @@ export class ContainerStarter {
       throw snapshot && ready !== TIMED_OUT ? new RestoreFailed(snapshot.key, failure) : failure;
     }
     worker.ready = true;
+    worker.exitHooks = readyFrame?.exitHooks ?? true;
     trace(`container ${id}: runner ready`);
     const gpus = reservation.gpus.length
       ? `, ${reservation.gpus.map((g) => `${g.type}#${g.index}`).join(" ")}${reservation.gpus[0]!.simulated ? " (simulated)" : ""}`

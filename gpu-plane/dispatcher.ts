@@ -328,13 +328,16 @@ export class Dispatcher {
     this.#warm.startAhead(pool, bundle, asked);
   }
 
-  /** Stops every container (each given time for its `exit()` hooks) and fails what is queued. */
-  async close(): Promise<void> {
+  /**
+   * Stops every container (each given time for its `exit()` hooks) and fails what is queued. `quick` (the end of
+   * `tandem run`): containers with no `exit()` hooks to run are killed and removed at once, without a grace period.
+   */
+  async close(options: { quick?: boolean } = {}): Promise<void> {
     this.#closed = true;
     this.#warm.close();
     this.#versions.close();
     this.#pool.wake();
-    await Promise.all(this.#pool.all().map((w) => this.#scaleDown.retire(w, { graceful: true })));
+    await Promise.all(this.#pool.all().map((w) => this.#scaleDown.retire(w, { graceful: true, quick: options.quick ?? false })));
   }
 
   /** A container for the input, held for it: a warm one, a new one, or, after waiting, one freed; `no_capacity` at the deadline. */

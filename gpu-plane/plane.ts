@@ -44,7 +44,7 @@ import { OutcomeCache } from "./outcome-cache.js";
 import { LogShipper, type PlaneLogLine } from "./log-shipper.js";
 import { metricsListener } from "./metrics-server.js";
 import { OtlpExporter } from "./otlp-exporter.js";
-import { PlaneMetrics } from "./plane-metrics.js";
+import type { CallMeter, PlaneMetrics } from "./plane-metrics.js";
 import type { OtlpSettings } from "../sdk/settings.js";
 import { UsageLedger } from "./usage-ledger.js";
 import { planeServer } from "./server.js";
@@ -233,7 +233,9 @@ export class Plane {
     useHmacEngine(nodeHmacEngine);
     const log = options.log ?? ((line: string) => console.log(line));
     const planeId = stablePlaneId(options.stateDir);
-    const inventory = new Inventory(await planeGpus(options, log));
+    // Looked for (nvidia-smi) while the engine is checked.
+    const gpusFound = planeGpus(options, log);
+    gpusFound.catch(() => {}); // met where it is awaited, below
     // dockerode loads only when the Docker runtime is used.
     const driver: PlaneDriver =
       options.runtime === "process"
@@ -252,33 +254,18 @@ export class Plane {
       unavailable = (err as Error).message;
     }
     trace("plane: engine checked, base image found, leftovers removed");
+    const inventory = new Inventory(await gpusFound);
     const usage = new UsageLedger(join(options.stateDir, "usage.sqlite"));
     const bundles = new BundleCache(join(options.stateDir, "bundles"), options.gatewayUrl, options.secret, options.bundles);
     const images = new Map<string, Promise<string>>();
     const answerNonces = new NonceCache();
     // Kept in the state folder, which a restart of this plane (same id) finds again.
     const outcomes = new OutcomeCache<PlaneRunResponse>({ dir: options.stateDir, log });
-    let dispatcher: Dispatcher | undefined;
-    // Read when scraped: the dispatcher's counters, the inventory, the usage ledger's seconds and dollars.
-    const metrics = new PlaneMetrics({
-      planeId,
-      region: options.region,
-      runtime: driver.name,
-      sandboxed: driver.sandboxed,
-      inventory,
-      functions: () => dispatcher?.stats() ?? [],
-      containers: () => dispatcher?.containers() ?? [],
-      usage: () => usage.summary({ running: dispatcher?.running() ?? [] }),
-    });
-    const otlp = options.otlp
-      ? new OtlpExporter({
-          ...options.otlp,
-          planeId,
-          region: options.region,
-          metrics,
-          log,
-        })
-      : undefined;
+    // The metrics (prom-client, a sixth of a second of this thread to load) load once a container started ahead has
+    // been asked for (below): nothing reaches the plane before it listens, and the meter counts only what it answers.
+    let metrics: PlaneMetrics | undefined;
+    let otlp: OtlpExporter | undefined;
+    const meter: CallMeter = { callEnded: (...call) => metrics?.callEnded(...call) };
     // Lines go to the gateway's log stores once its URL is known; until then they wait in the shipper's buffer.
     const logs = new LogShipper({
       gatewayUrl: options.gatewayUrl,
@@ -286,7 +273,7 @@ export class Plane {
       planeId,
       region: options.region,
       log,
-      ...(otlp ? { tap: (line) => otlp.addLog(line) } : {}),
+      ...(options.otlp ? { tap: (line) => otlp?.addLog(line) } : {}),
     });
     // Containers' /v1 requests and volume mounts, sent to the gateway signed as the container's app (container-api.ts).
     const mounts = new VolumeMounts(join(options.stateDir, "volumes"), new ContainerGateway(options.gatewayUrl, options.secret), log);
@@ -297,7 +284,7 @@ export class Plane {
       maxBytes: options.snapshotMaxBytes ?? PLANE_DEFAULTS.snapshotMaxBytes,
       log,
     });
-    dispatcher = new Dispatcher({
+    const dispatcher = new Dispatcher({
       mounts,
       snapshots,
       region: options.region,
@@ -327,8 +314,37 @@ export class Plane {
       log,
       ...(options.keepLogs === false ? {} : { onLogLine: (line: PlaneLogLine) => logs.add(line) }),
       onInput: (req) => outcomes.ran(req.callId, req.attempt),
-      meter: metrics,
+      meter,
     });
+    // The function's container is asked for before the rest of the plane is made: until the engine has been asked,
+    // every step of it waits on this thread.
+    const ahead = await Promise.resolve(options.startAhead).catch(() => undefined);
+    if (ahead && !unavailable) {
+      const { pool, bundle, nodeModules, asked } = ahead;
+      try {
+        await bundles.put(pool.bundleHash, bundle);
+        dispatcher.startAhead(pool, { path: await bundles.get(pool.bundleHash, nodeModules), nodeModules }, asked);
+      } catch (err) {
+        asked?.();
+        await dispatcher.close({ quick: true });
+        usage.close();
+        outcomes.close();
+        throw err;
+      }
+      trace("plane: container started ahead");
+    } else ahead?.asked?.();
+    // Read when scraped: the dispatcher's counters, the inventory, the usage ledger's seconds and dollars.
+    metrics = new (await import("./plane-metrics.js")).PlaneMetrics({
+      planeId,
+      region: options.region,
+      runtime: driver.name,
+      sandboxed: driver.sandboxed,
+      inventory,
+      functions: () => dispatcher.stats(),
+      containers: () => dispatcher.containers(),
+      usage: () => usage.summary({ running: dispatcher.running() }),
+    });
+    otlp = options.otlp ? new OtlpExporter({ ...options.otlp, planeId, region: options.region, metrics, log }) : undefined;
     let plane: Plane | undefined;
     const listener = planeServer({
       secret: options.secret,
@@ -363,18 +379,6 @@ export class Plane {
         })
       : undefined;
     trace("plane: listening");
-    const ahead = await Promise.resolve(options.startAhead).catch(() => undefined);
-    if (ahead && !unavailable) {
-      const { pool, bundle, nodeModules, asked } = ahead;
-      try {
-        await bundles.put(pool.bundleHash, bundle);
-        dispatcher.startAhead(pool, { path: await bundles.get(pool.bundleHash, nodeModules), nodeModules }, asked);
-      } catch (err) {
-        asked?.();
-        throw err;
-      }
-      trace("plane: container started ahead");
-    } else ahead?.asked?.();
     // Ready but for its gateway: nothing reaches this plane before it reports, which it does once the URL is known.
     let gatewayUrl: string;
     try {
@@ -549,10 +553,16 @@ export class Plane {
     await this.#mounts.idle();
   }
 
-  async close(): Promise<void> {
+  /**
+   * Stops the plane: its containers (each given time for its classes' `exit()` hooks), then its listener.
+   * `quick` (the end of `tandem run`, whose containers nothing will call again): the containers with no `exit()`
+   * hooks to run are killed and removed at once; `tandem serve` and `tandem plane` stop every one gracefully.
+   * @example await plane.close({ quick: true });
+   */
+  async close(options: { quick?: boolean } = {}): Promise<void> {
     clearInterval(this.#heartbeat);
     rmSync(join(this.#options.stateDir, "plane.pid"), { force: true });
-    await this.#dispatcher.close();
+    await this.#dispatcher.close(options);
     trace("plane: containers stopped");
     await this.#mounts.idle(); // the last commits of the containers' volumes
     await this.#logs.close(); // the lines of the containers just stopped, sent once more

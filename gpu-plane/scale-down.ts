@@ -79,18 +79,22 @@ export class ScaleDown {
     worker.idleTimer.unref();
   }
 
-  /** Stops a container; `graceful` (scale-down, stop, shutdown) gives its runner time for `exit()` hooks first. */
-  async retire(worker: Worker, options: { graceful?: boolean } = {}): Promise<void> {
+  /**
+   * Stops a container; `graceful` (scale-down, stop, shutdown) gives its runner time for `exit()` hooks first.
+   * `quick` (the end of `tandem run`): a container with no `exit()` hooks to run is killed and removed at once.
+   */
+  async retire(worker: Worker, options: { graceful?: boolean; quick?: boolean } = {}): Promise<void> {
     const known = this.#o.pool.has(worker);
     this.forget(worker);
     if (!known && worker.exit) return;
     worker.stopping = true;
-    if (options.graceful && worker.ready && !worker.exit && !worker.protocolError) {
+    const quick = options.quick === true && !worker.exitHooks;
+    if (options.graceful && !quick && worker.ready && !worker.exit && !worker.protocolError) {
       // A grace period: the runner runs its classes' exit() hooks and leaves on its own.
       worker.channel.shutdown();
       await raceDeadline(worker.container.exited, Date.now() + EXIT_GRACE_MS);
     }
-    await worker.container.kill().catch(() => {});
+    await worker.container.kill({ quick }).catch(() => {});
     await worker.channel.close().catch(() => {});
   }
 

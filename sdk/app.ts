@@ -837,6 +837,8 @@ export function loadAppModule(file: string, moduleExports: Record<string, unknow
 export class ClassInstances {
   readonly #definition: ClsDefinition;
   readonly #instances = new Map<string, Promise<Record<string, unknown>>>();
+  /** An instance has an `exit` of its own (a field, not a method of the class). */
+  #withExit = false;
 
   constructor(definition: ClsDefinition) {
     this.#definition = definition;
@@ -859,6 +861,11 @@ export class ClassInstances {
   }
 
   /** Runs every instance's `exit()` (when its container stops). */
+  /** Whether an instance of the class has an `exit()` hook to run when its container stops. */
+  hasExitHook(): boolean {
+    return typeof (this.#definition.Class.prototype as Record<string, unknown>).exit === "function" || this.#withExit;
+  }
+
   async exitAll(): Promise<void> {
     for (const pending of this.#instances.values()) {
       const instance = await pending.catch(() => undefined);
@@ -874,6 +881,7 @@ export class ClassInstances {
     if (!instance) {
       instance = (async () => {
         const created = new this.#definition.Class(params);
+        if (typeof created.exit === "function") this.#withExit = true;
         if (typeof created.enter === "function") await created.enter();
         return created;
       })();

@@ -1652,6 +1652,11 @@ export const RunnerFrameSchema = z.union([
     t: z.literal("ready"),
     pid: z.number().int(),
     functions: z.array(z.string()),
+    /**
+     * Whether stopping this container runs code of the app's (a class's `exit()` hooks): only then does a stop that
+     * may be quick (the end of `tandem run`) give it time to. Absent (an older runner): taken as true.
+     */
+    exitHooks: z.boolean().optional(),
     /** A class's `enter()` threw while the container started: its error. */
     enterFailed: z
       .strictObject({

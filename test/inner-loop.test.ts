@@ -88,6 +88,37 @@ describe("tandem run starts only what the function needs", () => {
     expect(stderr).not.toContain("could not fetch bundle");
   });
 
+  it("removes a plain function's container at once when it exits, without a grace period its runner could not use", async () => {
+    // The function answers, then holds its container's thread: a graceful stop would wait out the grace period (10 s).
+    const name = `runquick${randomBytes(3).toString("hex")}`;
+    await writeFile(
+      join(dir, "busy-app.ts"),
+      [
+        'import { App } from "tandem";',
+        `const app = new App("${name}");`,
+        'export const busyAfter = app.function({ tier: "plane", timeout: 30 }, () => {',
+        "  setTimeout(() => { const until = Date.now() + 60_000; while (Date.now() < until); }, 10);",
+        '  return "answered";',
+        "});",
+        "export default app;",
+      ].join("\n"),
+    );
+    const { code, stdout, stderr } = await runCli(["run", "busy-app.ts::busyAfter"], { cwd: dir, env: { TANDEM_TRACE: "1" } });
+    expect(code).toBe(0);
+    expect(stdout.trim()).toBe("answered");
+    const at = (step: string) => Number(new RegExp(`(\\d+) ms  ${step}\n`).exec(stderr)?.[1]);
+    expect(at("run: exit") - at("run: call answered")).toBeLessThan(5000);
+    const { stdout: left } = await promisify(execFile)("docker", ["ps", "-aq", "--filter", `label=tandem.app=${name}`]);
+    expect(left.trim()).toBe("");
+  });
+
+  it("still stops a class's container gracefully at its end, running the class's exit() hook", async () => {
+    const { code, stdout, stderr } = await runCli(["run", join(ROOT, "test/fixtures/class-app.ts") + "::Model.predict", '{"size":"tiny"}', "hi"], { cwd: dir });
+    expect(code).toBe(0);
+    expect(stdout.trim()).toMatch(/^w-tiny:hi:ctr-[0-9a-f]{8}$/);
+    expect(stderr).toMatch(/\[classes\.Model\.predict fc-[0-9a-z]{26} ctr-[0-9a-f]{8}\] exit tiny/);
+  });
+
   it("starts the plane when an edge function's call asks for one", async () => {
     const { code, stdout, stderr } = await runCli(["run", "app.ts::whereFromEdge"], { cwd: dir });
     expect(code).toBe(0);

@@ -445,8 +445,10 @@ class DockerContainer implements StartedContainer {
     this.#buffered.length = 0;
   }
 
-  async kill(): Promise<void> {
+  async kill(options: { quick?: boolean } = {}): Promise<void> {
     this.#killing = true;
+    // One request: the engine kills and removes it (its exit, read meanwhile, may find it gone, which is allowed for).
+    if (options.quick) return this.#remove();
     try {
       await this.#container.kill();
     } catch (err) {

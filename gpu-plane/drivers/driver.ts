@@ -84,8 +84,11 @@ export interface StartedContainer {
   onOutput(listener: (stream: "stdout" | "stderr", line: string) => void): void;
   /** Settles once when the container stops, for whatever reason. */
   readonly exited: Promise<ExitInfo>;
-  /** Stops the container at once (SIGKILL) and removes it. Safe to call twice. */
-  kill(): Promise<void>;
+  /**
+   * Stops the container at once (SIGKILL) and removes it. Safe to call twice. `quick`: removed without waiting for
+   * its exit to be read first (the plane is going away, and reads nothing more of it).
+   */
+  kill(options?: { quick?: boolean }): Promise<void>;
 }
 
 export interface ContainerDriver {

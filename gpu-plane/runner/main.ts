@@ -75,7 +75,9 @@ export async function runFunctions(
   let socket = await connectToPlane(socketPath);
   const sendFrame = (frame: RunnerFrame) => socket.write(JSON.stringify(frame) + "\n");
   const send = sendFrame;
-  const ready = () => send({ t: "ready", pid: process.pid, functions: [...functions.keys()], ...(enterFailed ? { enterFailed } : {}) });
+  // Only a class's container has instances whose exit() hooks a stop runs; a function's stops with nothing to run.
+  const exitHooks = clsIndex >= 0 && classes[clsIndex]!.hasExitHook();
+  const ready = () => send({ t: "ready", pid: process.pid, functions: [...functions.keys()], exitHooks, ...(enterFailed ? { enterFailed } : {}) });
   ready();
 
   // What each streaming input waits for between chunks: the plane's `next` (true) or `cancel` (false).
