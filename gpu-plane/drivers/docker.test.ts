@@ -382,6 +382,19 @@ describe("the docker driver's output and lifecycle", () => {
     await expect.poll(async () => (await dockerCli("inspect", container.runtimeId)).out, { timeout: 5000 }).toMatch(/No such object/i);
   });
 
+  it("keeps no copy of a container's lines in the engine: the plane has them from its attach stream", async () => {
+    const container = await driver.start(specFor("sleep"));
+    try {
+      expect(await firstLine(container)).toBe("ready"); // read through the attach stream
+      const logConfig = await dockerCli("inspect", "--format", "{{.HostConfig.LogConfig.Type}}", container.runtimeId);
+      expect(logConfig.out.trim()).toBe("none");
+      const logs = await dockerCli("logs", container.runtimeId);
+      expect(logs.ok).toBe(false); // no json-file on the plane's disk growing with every line
+    } finally {
+      await container.kill();
+    }
+  });
+
   it("kills and removes a running container, and a second kill is harmless", async () => {
     const container = await driver.start(specFor("sleep"));
     expect(await firstLine(container)).toBe("ready");

@@ -190,6 +190,9 @@ export class DockerDriver implements ContainerDriver {
           Runtime: this.#runtime,
           ...(spec.gpuDeviceIds.length > 0 ? { DeviceRequests: [{ Driver: "nvidia", DeviceIDs: spec.gpuDeviceIds, Capabilities: [["gpu"]] }] } : {}),
           AutoRemove: false,
+          // The plane reads every line through its attach stream and keeps it (log-shipper.ts): the engine keeping a
+          // copy of each too (json-file, on the plane's disk, unrotated) cost it a write per line.
+          LogConfig: { Type: "none", Config: {} },
         },
       });
     } catch (err) {
