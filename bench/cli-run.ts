@@ -26,7 +26,7 @@ import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { build } from "esbuild";
 import { DockerDriver } from "../gpu-plane/drivers/docker.js";
-import { buildBareScript } from "./bare-script.js";
+import { buildBareScript, startBareContainer } from "./bare-script.js";
 import { benchArgs, printTable, summarize } from "./stats.js";
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -72,20 +72,7 @@ await mkdir(join(bareDir, "control"), { recursive: true });
 const bareScript = join(bareDir, "bare.mjs");
 await buildBareScript(APP, "onPlane", WORK, bareScript);
 async function barePlane(): Promise<string> {
-  const container = await driver.start({
-    id: `ctr-${randomBytes(4).toString("hex")}`,
-    bundlePath: bareScript,
-    nodeModulesPath: undefined,
-    controlDir: join(bareDir, "control"),
-    env: {},
-    cpu: 1,
-    memoryMiB: 256,
-    pidsLimit: 256,
-    network: false,
-    gpuDeviceIds: [],
-    labels: { "tandem.plane": planeId, "tandem.bench": "bare" },
-  });
-  const line = await new Promise<string>((resolve) => container.onOutput((_s, l) => resolve(l)));
+  const { line, container } = await startBareContainer(driver, { script: bareScript, controlDir: join(bareDir, "control"), planeId });
   await container.kill(); // removed, as `tandem run` removes its container before it exits
   return line;
 }

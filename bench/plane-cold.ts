@@ -10,7 +10,6 @@
  *
  *   npx tsx bench/plane-cold.ts [--n 20] [--tiny] [--snapshot-only]
  */
-import { randomBytes } from "node:crypto";
 import { mkdir } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -20,7 +19,7 @@ import { lookup } from "../sdk/index.js";
 import { eventually } from "../test/helpers/gateway.js";
 import { startTestStack } from "../test/helpers/stack.js";
 import { ADMIN_TOKEN } from "../test/helpers/gateway.js";
-import { buildBareScript } from "./bare-script.js";
+import { buildBareScript, startBareContainer } from "./bare-script.js";
 import { benchArgs, printTable, summarize } from "./stats.js";
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -98,20 +97,7 @@ async function measure(runtime: (typeof RUNTIMES)[number]): Promise<void> {
 
   let lastBare: Promise<void> = Promise.resolve();
   async function bare(): Promise<string> {
-    const container = await driver.start({
-      id: `ctr-${randomBytes(4).toString("hex")}`,
-      bundlePath: bareScript,
-      nodeModulesPath: undefined,
-      controlDir: join(bareDir, "control"),
-      env: {},
-      cpu: 1,
-      memoryMiB: 256,
-      pidsLimit: 256,
-      network: false,
-      gpuDeviceIds: [],
-      labels: { "tandem.plane": plane.planeId, "tandem.bench": "bare" },
-    });
-    const line = await new Promise<string>((resolve) => container.onOutput((_s, l) => resolve(l)));
+    const { line, container } = await startBareContainer(driver, { script: bareScript, controlDir: join(bareDir, "control"), planeId: plane.planeId });
     lastBare = container.kill(); // removed outside the timed part, as the plane's container is
     return line;
   }

@@ -23,6 +23,7 @@ import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { build } from "esbuild";
 import { DockerDriver } from "../gpu-plane/drivers/docker.js";
+import { startBareContainer } from "./bare-script.js";
 import { Volume, lookup } from "../sdk/index.js";
 import { VOLUME_LIMITS } from "../sdk/defaults.js";
 import { paths } from "../sdk/protocol.js";
@@ -85,21 +86,13 @@ try {
   });
   await driver.prepare();
   const bareRead = async (): Promise<number[]> => {
-    const container = await driver.start({
-      id: `ctr-${randomBytes(4).toString("hex")}`,
-      bundlePath: bareScript,
-      nodeModulesPath: undefined,
+    const { line, container } = await startBareContainer(driver, {
+      script: bareScript,
       controlDir: join(bareDir, "control"),
+      planeId: plane.planeId,
       env: { FILE: "/bare/data.bin", PASSES: String(PASSES) },
-      cpu: 1,
-      memoryMiB: 256,
-      pidsLimit: 256,
-      network: false,
-      gpuDeviceIds: [],
-      labels: { "tandem.plane": plane.planeId, "tandem.bench": "bare" },
       mounts: [{ hostPath: join(bareDir, "data"), containerPath: "/bare", readOnly: true }],
     });
-    const line = await new Promise<string>((resolve) => container.onOutput((_s, l) => resolve(l)));
     await container.kill();
     return JSON.parse(line) as number[];
   };
