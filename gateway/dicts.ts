@@ -6,8 +6,17 @@
  */
 import { DICT_LIMITS } from "../sdk/defaults.js";
 import { InvalidRequestError, ValueTooLargeError, fromWireError } from "../sdk/errors.js";
-import { DICT_NAME_PATTERN, canonicalKey, type DictAnswers, type DictInfo, type DictOp, type DictRequest, type EncodedValue } from "../sdk/protocol.js";
-import type { DictCommand } from "./dict-store.js";
+import {
+  DICT_NAME_PATTERN,
+  canonicalKey,
+  type DictAnswers,
+  type DictEntry,
+  type DictInfo,
+  type DictOp,
+  type DictRequest,
+  type EncodedValue,
+} from "../sdk/protocol.js";
+import type { DictCommand, StoredAnswers, StoredEntry } from "./dict-store.js";
 import type { Env } from "./env.js";
 import { inEnvironment } from "./environments.js";
 import { STORE_CATALOG, stubIn, type Outcome } from "./store-catalog.js";
@@ -83,7 +92,20 @@ export async function listDicts(env: Env): Promise<DictInfo[]> {
  */
 export async function dictOp<O extends DictOp>(env: Env, name: string, op: O, request: DictRequest<O>, work?: object): Promise<DictAnswers[O]> {
   const command = commandOf(name, op, request as DictRequest<DictOp>);
-  return unwrap(await store(env, name, work).run(name, command)) as DictAnswers[O];
+  return parsed(unwrap(await store(env, name, work).run(name, command))) as DictAnswers[O];
+}
+
+/** An answer with its entries' stored texts parsed (the object sends them as they are stored). */
+function parsed(answer: StoredAnswers[DictOp]): DictAnswers[DictOp] {
+  if ("entries" in answer) return { ...answer, entries: answer.entries.map(parsedEntry) };
+  if ("entry" in answer && answer.entry) return { ...answer, entry: parsedEntry(answer.entry) };
+  return answer as DictAnswers[DictOp];
+}
+
+function parsedEntry(entry: StoredEntry): DictEntry {
+  const key = JSON.parse(entry.key) as unknown;
+  const { version, expiresAt } = entry;
+  return entry.value === undefined ? { key, version, expiresAt } : { key, value: JSON.parse(entry.value) as EncodedValue, version, expiresAt };
 }
 
 function commandOf(name: string, op: DictOp, request: DictRequest<DictOp>): DictCommand {

@@ -1,3 +1,4 @@
+import { SuperJSON } from "superjson";
 import { describe, expect, it } from "vitest";
 import { DICT_LIMITS } from "./defaults.js";
 import { CALL_ID_PATTERN, ROUTE_METHODS, callIdTime, ROUTES, canonicalKey, decodeValue, encodeValue, isValidCloseCode, newCallId } from "./protocol.js";
@@ -25,6 +26,51 @@ describe("the value codec", () => {
     expect(back).toEqual(value);
     expect(back.bytes).toBeInstanceOf(Uint8Array);
     expect("missing" in back).toBe(true);
+  });
+
+  it("writes what its codec would for values at the edge of plain JSON", () => {
+    const shared = { x: 1 };
+    const nullProto = Object.assign(Object.create(null) as object, { a: 1 });
+    const values: unknown[] = [
+      "s",
+      0,
+      -0,
+      1.5,
+      Number.NaN,
+      Number.POSITIVE_INFINITY,
+      null,
+      undefined,
+      true,
+      [],
+      [1, [2, [3]]],
+      // eslint-disable-next-line no-sparse-arrays -- a hole, which the codec writes with meta
+      [, 1],
+      { a: undefined },
+      { a: shared, b: shared }, // one object twice
+      [shared, shared],
+      nullProto,
+      JSON.parse('{"__proto__": {"polluted": true}}'),
+      { deep: JSON.parse("[".repeat(100) + "]".repeat(100)) as unknown },
+      new Date(0),
+    ];
+    const codec = new SuperJSON();
+    const outcome = (encode: () => unknown) => {
+      try {
+        return encode();
+      } catch (err) {
+        return { threw: (err as Error).message };
+      }
+    };
+    for (const value of values) {
+      const expected = outcome(() => {
+        const { json, meta } = codec.serialize(value);
+        return meta === undefined ? { json } : { json, meta };
+      });
+      expect(
+        outcome(() => encodeValue(value)),
+        String(JSON.stringify(value)),
+      ).toEqual(expected);
+    }
   });
 
   it("carries large byte arrays", () => {

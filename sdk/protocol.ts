@@ -1113,6 +1113,8 @@ export interface DictInfo {
   createdAt: number;
 }
 
+const utf8 = new TextEncoder();
+
 /**
  * A dict key in its one form: canonical JSON (object keys sorted, no
  * spaces), so `{ a: 1, b: 2 }` and `{ b: 2, a: 1 }` are the same key. Keys
@@ -1122,7 +1124,10 @@ export interface DictInfo {
 export function canonicalKey(key: unknown): { key: string } | { problem: string } {
   try {
     const text = canonicalJson(key, 0);
-    if (new TextEncoder().encode(text).byteLength > DICT_LIMITS.maxKeyBytes) return { problem: `must be at most ${DICT_LIMITS.maxKeyBytes} bytes as JSON` };
+    // Each UTF-16 unit is at most 3 bytes of UTF-8: most keys need no encoding to be measured.
+    if (text.length * 3 > DICT_LIMITS.maxKeyBytes && utf8.encode(text).byteLength > DICT_LIMITS.maxKeyBytes) {
+      return { problem: `must be at most ${DICT_LIMITS.maxKeyBytes} bytes as JSON` };
+    }
     return { key: text };
   } catch (err) {
     return { problem: (err as Error).message };
@@ -1711,10 +1716,46 @@ export interface EncodedValue {
   meta?: unknown;
 }
 
-/** Encodes any supported value for the wire. */
+/** Encodes any supported value for the wire. A value that is plain JSON already travels as it is. */
 export function encodeValue(value: unknown): EncodedValue {
+  if (isPlainJson(value, 0, undefined)) return { json: value };
   const { json, meta } = codec.serialize(value);
   return meta === undefined ? { json } : { json, meta };
+}
+
+/** How deep `isPlainJson` looks before it leaves a value to the codec (which has its own rules for deep values). */
+const PLAIN_JSON_DEPTH = 64;
+
+/**
+ * Whether the codec would write `value` as it is, with no `meta`: strings, finite numbers other than -0, booleans,
+ * null, and arrays (without holes) and plain objects of them, no object twice. Checking is several times cheaper
+ * than the codec's walk, and most arguments, results and dict values are such values.
+ */
+function isPlainJson(value: unknown, depth: number, seen: Set<object> | undefined): boolean {
+  switch (typeof value) {
+    case "string":
+    case "boolean":
+      return true;
+    case "number":
+      return Number.isFinite(value) && !Object.is(value, -0);
+    case "object": {
+      if (value === null) return true;
+      if (depth >= PLAIN_JSON_DEPTH) return false;
+      if (seen?.has(value)) return false;
+      (seen ??= new Set()).add(value);
+      if (Array.isArray(value)) {
+        for (let i = 0; i < value.length; i++) if (!(i in value) || !isPlainJson(value[i], depth + 1, seen)) return false;
+        return true;
+      }
+      if (Object.getPrototypeOf(value) !== Object.prototype) return false;
+      for (const key in value) {
+        if (!Object.hasOwn(value, key) || key === "__proto__" || !isPlainJson((value as Record<string, unknown>)[key], depth + 1, seen)) return false;
+      }
+      return true;
+    }
+    default:
+      return false;
+  }
 }
 
 /** Decodes a value from the wire. Throws on a `meta` that does not fit `json`. */

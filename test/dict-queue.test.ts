@@ -117,6 +117,31 @@ describe("dict", () => {
     expect(await d.get("n")).toBe(2);
   });
 
+  it("never gives a version twice: not after the entries that held the highest are gone, nor after a restart", async () => {
+    const d = dict("versions", { createIfMissing: true });
+    const versionOf = async (key: string) => (await d.getEntry(key))!.version;
+    await d.put("a", 1);
+    await d.put("b", 2);
+    await d.put("c", 3, { ttlSeconds: 0.5 });
+    const highest = await versionOf("c");
+    expect(highest).toBeGreaterThan(await versionOf("b"));
+    expect(await d.pop("b")).toBe(2);
+    await sleep(600); // "c" expires: its row goes with the object's alarm
+    await d.put("a", 4);
+    const afterExpiry = await versionOf("a");
+    expect(afterExpiry).toBeGreaterThan(highest);
+    expect(await d.delete("a")).toBe(true);
+    await gw.restart(); // the object starts again with no row left
+    await d.put("d", 5);
+    expect(await versionOf("d")).toBeGreaterThan(afterExpiry);
+    // Every entry of one update shares its version, the next write's is past it.
+    await d.update({ e: 1, f: 2 });
+    const [e, f] = [await versionOf("e"), await versionOf("f")];
+    expect(e).toBe(f);
+    await d.put("g", 1);
+    expect(await versionOf("g")).toBe(e + 1);
+  });
+
   it("drops an entry when its TTL runs out, and others 7 days after their last write", async () => {
     const d = dict("ttl", { createIfMissing: true });
     const before = Date.now();
