@@ -170,8 +170,8 @@ export class Dict {
     }
   }
 
-  async #op<O extends DictOp>(op: O, request: DictRequests[O]) {
-    return (await this.#ready_()).op(this.name, op, request);
+  #op<O extends DictOp>(op: O, request: DictRequests[O]) {
+    return this.#store.use((backend) => backend.op(this.name, op, request));
   }
 
   #backendOf(): DictBackend {

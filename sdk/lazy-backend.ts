@@ -6,7 +6,7 @@
  *
  * @example
  * const store = new LazyBackend(() => dictBackend(options), "cache", true);
- * await (await store.ready()).get("cache", key);
+ * await store.use((backend) => backend.get("cache", key));
  */
 export class LazyBackend<B extends { create(name: string, existOk: boolean): Promise<unknown> }> {
   readonly #make: () => B;
@@ -14,11 +14,14 @@ export class LazyBackend<B extends { create(name: string, existOk: boolean): Pro
   readonly #createIfMissing: boolean;
   #backend: B | undefined;
   #made: Promise<void> | undefined;
+  /** Whether the store is known to exist: made here, or not this handle's to make. */
+  #there: boolean;
 
   constructor(make: () => B, name: string, createIfMissing: boolean) {
     this.#make = make;
     this.#name = name;
     this.#createIfMissing = createIfMissing;
+    this.#there = !createIfMissing;
   }
 
   /** The backend, with nothing sent yet. */
@@ -32,7 +35,9 @@ export class LazyBackend<B extends { create(name: string, existOk: boolean): Pro
     const backend = this.backend();
     if (!this.#createIfMissing) return backend;
     this.#made ??= backend.create(this.#name, true).then(
-      () => undefined,
+      () => {
+        this.#there = true;
+      },
       (err: unknown) => {
         this.#made = undefined;
         throw err;
@@ -40,5 +45,10 @@ export class LazyBackend<B extends { create(name: string, existOk: boolean): Pro
     );
     await this.#made;
     return backend;
+  }
+
+  /** Runs `work` on the backend once the store is made if it must be; at once (no wait in between) once it is. */
+  use<T>(work: (backend: B) => Promise<T>): Promise<T> {
+    return this.#there ? work(this.backend()) : this.ready().then(work);
   }
 }

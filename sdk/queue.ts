@@ -174,8 +174,8 @@ export class Queue {
     };
   }
 
-  async #op<O extends QueueOp>(op: O, request: QueueRequests[O]) {
-    return (await this.#ready_()).op(this.name, op, request);
+  #op<O extends QueueOp>(op: O, request: QueueRequests[O]) {
+    return this.#store.use((backend) => backend.op(this.name, op, request));
   }
 
   #backendOf(): QueueBackend {
