@@ -10,7 +10,7 @@ import net from "node:net";
 import { join } from "node:path";
 import { TIMED_OUT, raceDeadline } from "../sdk/deadline.js";
 import { PLANE_DEFAULTS } from "../sdk/defaults.js";
-import { RunnerFrameSchema, type InputFrame, type PlaneFrame, type RunnerFrame } from "../sdk/protocol.js";
+import { RunnerFrameSchema, type InputFrame, type LogFrame, type PlaneFrame, type RunnerFrame } from "../sdk/protocol.js";
 import { LineSplitter } from "../sdk/stream-lines.js";
 
 export type Ready = Extract<RunnerFrame, { t: "ready" }>;
@@ -23,7 +23,8 @@ export class ControlChannel {
   #socket: net.Socket | undefined;
   #ready!: (frame: Ready) => void;
   /** Inputs in flight, by call id: a container may run several at once (`concurrency.maxInputs`). */
-  readonly #pending = new Map<string, { resolve: (o: Output) => void; reject: (e: Error) => void; onChunk?: (c: Chunk) => void }>();
+  readonly #pending = new Map<string, { fn: string; resolve: (o: Output) => void; reject: (e: Error) => void; onChunk?: (c: Chunk) => void }>();
+  #onLog: (frame: LogFrame) => void = () => {};
   #failure: Error | undefined;
   #onProtocolError: (message: string) => void = () => {};
   /** Settles when the runner says it is ready. */
@@ -52,6 +53,16 @@ export class ControlChannel {
     this.#onProtocolError = listener;
   }
 
+  /** Called with each `log` frame: the lines the function wrote, each with its call, before that call's output. */
+  onLog(listener: (frame: LogFrame) => void): void {
+    this.#onLog = listener;
+  }
+
+  /** The function (or class method) of an input in flight here; undefined when none has that call id. */
+  functionOf(callId: string): string | undefined {
+    return this.#pending.get(callId)?.fn;
+  }
+
   /**
    * Sends one input and waits for its output. For a streaming input
    * (`input.stream`), each chunk goes to `onChunk`, and the runner yields the
@@ -62,7 +73,7 @@ export class ControlChannel {
     if (!this.#socket) return Promise.reject(new Error("the runner is not connected"));
     if (this.#pending.has(input.callId)) return Promise.reject(new Error(`${input.callId} is already running here`));
     return new Promise<Output>((resolve, reject) => {
-      this.#pending.set(input.callId, { resolve, reject, ...(onChunk ? { onChunk } : {}) });
+      this.#pending.set(input.callId, { fn: input.function, resolve, reject, ...(onChunk ? { onChunk } : {}) });
       this.#send(input);
     });
   }
@@ -150,6 +161,7 @@ export class ControlChannel {
     if (!parsed.success) return this.#fail(`a frame of the wrong shape: ${JSON.stringify(line.slice(0, 80))}`);
     const frame = parsed.data;
     if (frame.t === "ready") return this.#ready(frame);
+    if (frame.t === "log") return this.#onLog(frame);
     const pending = this.#pending.get(frame.callId);
     if (frame.t === "chunk") {
       if (!pending?.onChunk) return this.#fail(`a chunk for ${frame.callId} with no stream in flight`);
