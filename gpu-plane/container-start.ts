@@ -309,11 +309,11 @@ export class ContainerStarter {
     id: string,
     now: () => { label: string; callId: string | undefined; fn: string; tail: string[] },
   ): void {
-    channel.onLog((frame) => {
+    channel.onLog((frame, functions) => {
       const { label, callId, fn, tail } = now();
-      for (const line of frame.lines) {
+      for (const [i, line] of frame.lines.entries()) {
         // A line written outside any call (a class's enter() or exit(), a timer of its own) is tagged as its output's are.
-        const callFn = (line.callId !== null ? channel.functionOf(line.callId) : undefined) ?? fn;
+        const callFn = functions[i] ?? fn;
         this.#line(req, id, label, callFn, line.callId ?? callId ?? null, line.source, line.text, tail);
       }
       if (frame.dropped) {

@@ -24,7 +24,9 @@ export class ControlChannel {
   #ready!: (frame: Ready) => void;
   /** Inputs in flight, by call id: a container may run several at once (`concurrency.maxInputs`). */
   readonly #pending = new Map<string, { fn: string; resolve: (o: Output) => void; reject: (e: Error) => void; onChunk?: (c: Chunk) => void }>();
-  #onLog: (frame: LogFrame) => void = () => {};
+  #onLog: (frame: LogFrame, functions: (string | undefined)[]) => void = () => {};
+  /** Log frames read and not yet handed on, each with the function of each line's call. */
+  #logs: [LogFrame, (string | undefined)[]][] = [];
   #failure: Error | undefined;
   #onProtocolError: (message: string) => void = () => {};
   /** Settles when the runner says it is ready. */
@@ -53,14 +55,13 @@ export class ControlChannel {
     this.#onProtocolError = listener;
   }
 
-  /** Called with each `log` frame: the lines the function wrote, each with its call, before that call's output. */
-  onLog(listener: (frame: LogFrame) => void): void {
+  /**
+   * Called with each `log` frame (the lines the function wrote, each with its call) and the function of each line's
+   * call (undefined: none in flight), in the order the runner sent them. A call's lines come before its output; they
+   * are handed on just after the frames read with them, so the output of a call that logged goes back first.
+   */
+  onLog(listener: (frame: LogFrame, functions: (string | undefined)[]) => void): void {
     this.#onLog = listener;
-  }
-
-  /** The function (or class method) of an input in flight here; undefined when none has that call id. */
-  functionOf(callId: string): string | undefined {
-    return this.#pending.get(callId)?.fn;
   }
 
   /**
@@ -161,7 +162,7 @@ export class ControlChannel {
     if (!parsed.success) return this.#fail(`a frame of the wrong shape: ${JSON.stringify(line.slice(0, 80))}`);
     const frame = parsed.data;
     if (frame.t === "ready") return this.#ready(frame);
-    if (frame.t === "log") return this.#onLog(frame);
+    if (frame.t === "log") return this.#log(frame);
     const pending = this.#pending.get(frame.callId);
     if (frame.t === "chunk") {
       if (!pending?.onChunk) return this.#fail(`a chunk for ${frame.callId} with no stream in flight`);
@@ -170,6 +171,16 @@ export class ControlChannel {
     if (!pending) return this.#fail(`an output for ${frame.callId} with no input in flight`);
     this.#pending.delete(frame.callId);
     pending.resolve(frame);
+  }
+
+  #log(frame: LogFrame): void {
+    const functions = frame.lines.map((line) => (line.callId === null ? undefined : this.#pending.get(line.callId)?.fn));
+    if (this.#logs.push([frame, functions]) > 1) return;
+    setImmediate(() => {
+      const logs = this.#logs;
+      this.#logs = [];
+      for (const [f, fns] of logs) this.#onLog(f, fns);
+    });
   }
 
   #fail(message: string): void {
