@@ -10,6 +10,7 @@
  *   npx tsx bench/plane-warm.ts [--n 1000] [--tiny]
  */
 import { spawn } from "node:child_process";
+import { openSync, closeSync, readFileSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
@@ -37,19 +38,23 @@ async function measure(runtime: (typeof RUNTIMES)[number]): Promise<void> {
   // The plane runs as its own process, as `tandem plane` does, so it does not share this client's event loop.
   const stack = await startTestStack(join(here, "apps/plane-work-app.ts"), {}, { planes: 0 });
   const planeDir = await mkdtemp(join(tmpdir(), "tandem-bench-plane-"));
+  // The plane's lines (one per call of (c)) go to a file, as a deployed plane's go to its journal: read through a pipe,
+  // each would wake this process, the client being timed, on the same cores.
+  const planeLog = join(planeDir, "plane.log");
+  const planeOut = openSync(planeLog, "w");
   const planeProcess = spawn(
     process.execPath,
     [join(here, "../dist/cli.js"), "plane", "--gateway", stack.url, "--port", "0", "--scaledown-window", "600", "--docker-runtime", runtime],
     {
       cwd: planeDir,
       env: { ...process.env, TANDEM_PLANE_SECRET: SECRET },
-      stdio: ["ignore", "pipe", "inherit"],
+      stdio: ["ignore", planeOut, "inherit"],
     },
   );
-  await new Promise<void>((resolve, reject) => {
-    planeProcess.stdout!.on("data", (d) => String(d).includes(" at http://") && resolve());
-    planeProcess.once("exit", (code) => reject(new Error(`tandem plane exited with ${code}`)));
-  });
+  closeSync(planeOut);
+  const exited = new Promise<never>((_, reject) => planeProcess.once("exit", (code) => reject(new Error(`tandem plane exited with ${code}`))));
+  exited.catch(() => {});
+  await Promise.race([eventually(() => readFileSync(planeLog, "utf8").includes(" at http://"), 60_000), exited]);
   await eventually(
     async () => ((await (await fetch(`${stack.url}/v1/planes`, authed())).json()) as { planes: { healthy: boolean }[] }).planes.some((p) => p.healthy),
     20_000,

@@ -9,7 +9,7 @@
  */
 import { randomBytes } from "node:crypto";
 import { join } from "node:path";
-import { PLANE_DEFAULTS } from "../sdk/defaults.js";
+import { LOG_LIMITS, PLANE_DEFAULTS } from "../sdk/defaults.js";
 import { ContainerFailedError, InvalidOptionsError, SpendCapError, fromWireError, type TandemError, type WireError } from "../sdk/errors.js";
 import { CONTAINER_ENV, CONTAINER_LABELS } from "../sdk/protocol.js";
 import { ControlChannel, type Ready } from "./control-channel.js";
@@ -201,7 +201,9 @@ export class ContainerStarter {
       const attached = this.#o.mounts ? await this.#o.mounts.attach(id, req.app, channel.dir, []) : { binds: [], env: [] };
       container = await this.#o.driver.start(this.#containerSpec(req, id, bundle, channel.dir, reservation, image, attached));
       const tail: string[] = [];
-      this.#forwardOutput(container, req, id, () => ({ label: `${req.app}.${req.function}`, callId: undefined, fn: req.function, tail }));
+      const now = () => ({ label: `${req.app}.${req.function}`, callId: undefined, fn: req.function, tail });
+      this.#forwardOutput(container, req, id, now);
+      this.#forwardLogFrames(channel, req, id, now);
       const ready = await raceDeadline(Promise.race([channel.ready, container.exited.then(() => undefined)]), deadline);
       if (ready === TIMED_OUT) throw new Error("its container was not ready in time");
       if (!ready) throw new Error(`its container exited while starting${tail.length ? `: ${tail.slice(-3).join(" | ")}` : ""}`);
@@ -293,10 +295,40 @@ export class ContainerStarter {
   ): void {
     container.onOutput((stream, line) => {
       const { label, callId, fn, tail } = now();
-      keepLogLine(tail, line);
-      this.#o.log(`[${label} ${callId ?? "-"} ${id}]${stream === "stderr" ? " (stderr)" : ""} ${line}`);
-      this.#o.onLogLine?.({ app: req.app, function: fn, callId: callId ?? null, containerId: id, source: stream, text: line });
+      this.#line(req, id, label, fn, callId ?? null, stream, line, tail);
     });
+  }
+
+  /**
+   * The lines the runner sends as `log` frames (what the function wrote to process.stdout and process.stderr), each
+   * tagged with the call that wrote it, to the same places as {@link #forwardOutput}'s.
+   */
+  #forwardLogFrames(
+    channel: ControlChannel,
+    req: PoolDescriptor,
+    id: string,
+    now: () => { label: string; callId: string | undefined; fn: string; tail: string[] },
+  ): void {
+    channel.onLog((frame, functions) => {
+      const { label, callId, fn, tail } = now();
+      for (const [i, line] of frame.lines.entries()) {
+        // A line written outside any call (a class's enter() or exit(), a timer of its own) is tagged as its output's are.
+        const callFn = functions[i] ?? fn;
+        this.#line(req, id, label, callFn, line.callId ?? callId ?? null, line.source, line.text, tail);
+      }
+      if (frame.dropped) {
+        const text = `${frame.dropped} lines dropped: more than ${LOG_LIMITS.runnerMaxLinesPerSecond} lines a second`;
+        this.#o.log(`[plane] ${label} ${id}: ${text}`);
+        this.#o.onLogLine?.({ app: req.app, function: fn, callId: callId ?? null, containerId: id, source: "system", text });
+      }
+    });
+  }
+
+  /** One line of a container's, to the plane's log, the container's last lines and the app's log. */
+  #line(req: PoolDescriptor, id: string, label: string, fn: string, callId: string | null, stream: "stdout" | "stderr", line: string, tail: string[]): void {
+    keepLogLine(tail, line);
+    this.#o.log(`[${label} ${callId ?? "-"} ${id}]${stream === "stderr" ? " (stderr)" : ""} ${line}`);
+    this.#o.onLogLine?.({ app: req.app, function: fn, callId, containerId: id, source: stream, text: line });
   }
 
   async #start(
@@ -382,12 +414,9 @@ export class ContainerStarter {
       },
     };
     this.#o.pool.add(worker);
-    this.#forwardOutput(container, req, id, () => ({
-      label: worker.label,
-      callId: worker.callId,
-      fn: worker.callFunction ?? req.function,
-      tail: worker.logTail,
-    }));
+    const now = () => ({ label: worker.label, callId: worker.callId, fn: worker.callFunction ?? req.function, tail: worker.logTail });
+    this.#forwardOutput(container, req, id, now);
+    this.#forwardLogFrames(channel, req, id, now);
     channel.onProtocolError((message) => {
       worker.protocolError = message;
       this.#o.log(`[plane] ${worker.label} ${id} broke the control protocol (${message}); killing it`);

@@ -10,7 +10,7 @@ import net from "node:net";
 import { join } from "node:path";
 import { TIMED_OUT, raceDeadline } from "../sdk/deadline.js";
 import { PLANE_DEFAULTS } from "../sdk/defaults.js";
-import { RunnerFrameSchema, type InputFrame, type PlaneFrame, type RunnerFrame } from "../sdk/protocol.js";
+import { RunnerFrameSchema, type InputFrame, type LogFrame, type PlaneFrame, type RunnerFrame } from "../sdk/protocol.js";
 import { LineSplitter } from "../sdk/stream-lines.js";
 
 export type Ready = Extract<RunnerFrame, { t: "ready" }>;
@@ -23,7 +23,10 @@ export class ControlChannel {
   #socket: net.Socket | undefined;
   #ready!: (frame: Ready) => void;
   /** Inputs in flight, by call id: a container may run several at once (`concurrency.maxInputs`). */
-  readonly #pending = new Map<string, { resolve: (o: Output) => void; reject: (e: Error) => void; onChunk?: (c: Chunk) => void }>();
+  readonly #pending = new Map<string, { fn: string; resolve: (o: Output) => void; reject: (e: Error) => void; onChunk?: (c: Chunk) => void }>();
+  #onLog: (frame: LogFrame, functions: (string | undefined)[]) => void = () => {};
+  /** Log frames read and not yet handed on, each with the function of each line's call. */
+  #logs: [LogFrame, (string | undefined)[]][] = [];
   #failure: Error | undefined;
   #onProtocolError: (message: string) => void = () => {};
   /** Settles when the runner says it is ready. */
@@ -53,6 +56,15 @@ export class ControlChannel {
   }
 
   /**
+   * Called with each `log` frame (the lines the function wrote, each with its call) and the function of each line's
+   * call (undefined: none in flight), in the order the runner sent them. A call's lines come before its output; they
+   * are handed on just after the frames read with them, so the output of a call that logged goes back first.
+   */
+  onLog(listener: (frame: LogFrame, functions: (string | undefined)[]) => void): void {
+    this.#onLog = listener;
+  }
+
+  /**
    * Sends one input and waits for its output. For a streaming input
    * (`input.stream`), each chunk goes to `onChunk`, and the runner yields the
    * next only after `next()`.
@@ -62,7 +74,7 @@ export class ControlChannel {
     if (!this.#socket) return Promise.reject(new Error("the runner is not connected"));
     if (this.#pending.has(input.callId)) return Promise.reject(new Error(`${input.callId} is already running here`));
     return new Promise<Output>((resolve, reject) => {
-      this.#pending.set(input.callId, { resolve, reject, ...(onChunk ? { onChunk } : {}) });
+      this.#pending.set(input.callId, { fn: input.function, resolve, reject, ...(onChunk ? { onChunk } : {}) });
       this.#send(input);
     });
   }
@@ -150,6 +162,7 @@ export class ControlChannel {
     if (!parsed.success) return this.#fail(`a frame of the wrong shape: ${JSON.stringify(line.slice(0, 80))}`);
     const frame = parsed.data;
     if (frame.t === "ready") return this.#ready(frame);
+    if (frame.t === "log") return this.#log(frame);
     const pending = this.#pending.get(frame.callId);
     if (frame.t === "chunk") {
       if (!pending?.onChunk) return this.#fail(`a chunk for ${frame.callId} with no stream in flight`);
@@ -158,6 +171,16 @@ export class ControlChannel {
     if (!pending) return this.#fail(`an output for ${frame.callId} with no input in flight`);
     this.#pending.delete(frame.callId);
     pending.resolve(frame);
+  }
+
+  #log(frame: LogFrame): void {
+    const functions = frame.lines.map((line) => (line.callId === null ? undefined : this.#pending.get(line.callId)?.fn));
+    if (this.#logs.push([frame, functions]) > 1) return;
+    setImmediate(() => {
+      const logs = this.#logs;
+      this.#logs = [];
+      for (const [f, fns] of logs) this.#onLog(f, fns);
+    });
   }
 
   #fail(message: string): void {

@@ -111,6 +111,16 @@ export const LOG_LIMITS = {
   edgeBatchMs: 50,
   /** How long a plane gathers its containers' lines before it sends them to the gateway. */
   planeFlushMs: 200,
+  /**
+   * How long a container's runner gathers the lines its function writes (process.stdout / process.stderr) before it
+   * sends them to its plane on the control channel; a call's lines go with its result at the latest, and the first
+   * line after a quiet spell goes at once (a container killed just after it, by the OOM killer, still told it).
+   */
+  runnerFlushMs: 10,
+  /** The most characters of lines a runner gathers before it sends them, whatever the time. */
+  runnerMaxFrameChars: 256 * KiB,
+  /** The most lines a runner sends its plane in one second; past that it drops them and says how many. */
+  runnerMaxLinesPerSecond: 10_000,
   /** The most lines a plane holds while its gateway cannot be reached; past that, lines are dropped and counted. */
   planeMaxBufferedLines: 20_000,
   /** And the most characters of text it holds meanwhile (lines are up to `maxLineChars` each). */

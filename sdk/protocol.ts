@@ -1674,6 +1674,18 @@ export const RunnerFrameSchema = z.union([
   /** A value a generator yielded; the runner waits for `next` before it pulls another. */
   z.strictObject({ t: z.literal("chunk"), callId: z.string().regex(CALL_ID_PATTERN), value: encodedValueShape }),
   z.strictObject({ t: z.literal("output"), callId: z.string().regex(CALL_ID_PATTERN), status: z.literal("succeeded"), result: encodedValueShape }),
+  /**
+   * Lines the function wrote to `process.stdout` / `process.stderr` (console.* included), each with the call that
+   * wrote it (null: outside any call), in the order written; sent before the output of their call, and at most
+   * `LOG_LIMITS.runnerFlushMs` after they were written otherwise. `dropped`: lines the runner left out since its last
+   * frame, past `LOG_LIMITS.runnerMaxLinesPerSecond`. Output that does not pass through those streams (a child
+   * process, native code, fd 1 itself) still comes through the container's stdout and stderr.
+   */
+  z.strictObject({
+    t: z.literal("log"),
+    lines: z.array(z.strictObject({ callId: z.string().regex(CALL_ID_PATTERN).nullable(), source: z.enum(["stdout", "stderr"]), text: z.string() })),
+    dropped: z.number().int().positive().optional(),
+  }),
   z.strictObject({
     t: z.literal("output"),
     callId: z.string().regex(CALL_ID_PATTERN),
@@ -1687,6 +1699,7 @@ export const RunnerFrameSchema = z.union([
   }),
 ]);
 export type RunnerFrame = z.infer<typeof RunnerFrameSchema>;
+export type LogFrame = Extract<RunnerFrame, { t: "log" }>;
 
 /** The frames a plane sends: an input to run (`stream` for a generator), and, while one streams, `next` or `cancel`. */
 export type PlaneFrame =

@@ -21,6 +21,7 @@ const EDGE_APP = new URL("./fixtures/edge-app.ts", import.meta.url).pathname;
 const SECRET_VALUE = "s3cr3t-4e1b-log-value";
 
 const appSource = `
+import { execFileSync } from "node:child_process";
 import { App, Retries, Secret } from "tandem";
 const app = new App("journal");
 const key = Secret.fromDict({ KEY: process.env.JOURNAL_KEY });
@@ -29,6 +30,22 @@ export const edgeSay = app.function((word: string) => { console.log("edge says "
 export const planeSay = app.function({ tier: "plane" }, (word: string) => { console.log("plane says " + word); console.error("plane warns " + word); return word; });
 export const edgeLeak = app.function({ secrets: [key] }, () => { console.log("the edge key is " + process.env.KEY); return 1; });
 export const planeLeak = app.function({ tier: "plane", secrets: [key] }, () => { console.log("the plane key is " + process.env.KEY); return 1; });
+// Two calls at once in one container, each writing lines three ways, a piece at a time, between waits; one of them a child process's.
+export const planeMixed = app.function({ tier: "plane", maxContainers: 1, concurrency: { maxInputs: 2 } }, async (word: string, child: boolean) => {
+  for (let i = 1; i <= 3; i++) {
+    console.log(word + " log " + i);
+    process.stdout.write(word + " write ");
+    process.stdout.write(new TextEncoder().encode(i + "\\n"));
+    await new Promise((r) => setTimeout(r, 40));
+  }
+  console.error(word + " err");
+  if (child) execFileSync(process.execPath, ["-e", "console.log('" + word + " child')"], { stdio: "inherit" });
+  return word;
+});
+export const planeFlood = app.function({ tier: "plane" }, (n: number) => {
+  for (let i = 1; i <= n; i++) console.log("flood " + i);
+  return n;
+});
 let tries = 0;
 export const flaky = app.function({ retries: Retries({ maxRetries: 1, initialDelayMs: 10 }) }, () => {
   tries++;
@@ -171,6 +188,46 @@ describe("tandem logs", () => {
     expect(cli.stdout).toContain("plane says alpha");
     expect(cli.stdout).toContain("plane warns alpha");
     expect(cli.stdout).not.toContain("beta");
+  }, 60_000);
+
+  it("tags each line with the call that wrote it, two calls at once in one container, in the order written; a child process's too", async () => {
+    const [red, blue] = await Promise.all([
+      fn<[string, boolean], string>("planeMixed").spawn("red", false),
+      fn<[string, boolean], string>("planeMixed").spawn("blue", false),
+    ]);
+    await Promise.all([red.get(), blue.get()]);
+    const written = async (id: string) =>
+      (await logs(`?call=${id}`)).lines.filter((l) => l.source !== "system").map((l) => [l.source, l.text, l.callId, l.function, l.containerId]);
+    const expected = (word: string, id: string, container: unknown) => [
+      ...[1, 2, 3].flatMap((i) => [
+        ["stdout", `${word} log ${i}`, id, "planeMixed", container],
+        ["stdout", `${word} write ${i}`, id, "planeMixed", container],
+      ]),
+      ["stderr", `${word} err`, id, "planeMixed", container],
+    ];
+    await expect.poll(() => written(red.id), { timeout: 5_000 }).toHaveLength(7);
+    const container = (await written(red.id))[0]![4];
+    expect(container).toMatch(/\S+/);
+    await expect.poll(() => written(red.id), { timeout: 5_000 }).toEqual(expected("red", red.id, container));
+    await expect.poll(() => written(blue.id), { timeout: 5_000 }).toEqual(expected("blue", blue.id, container)); // the same container
+    // A child process writes to the container's stdout itself: its line comes the old way, still with its call.
+    const green = await fn<[string, boolean], string>("planeMixed").spawn("green", true);
+    await green.get();
+    await expect
+      .poll(async () => (await written(green.id)).filter(([source]) => source === "stdout").map(([, text]) => text), { timeout: 5_000 })
+      .toEqual(expect.arrayContaining(["green log 1", "green write 3", "green child"]));
+    expect((await written(green.id)).every(([, , callId]) => callId === green.id)).toBe(true);
+  }, 60_000);
+
+  it("drops a plane function's lines past 10,000 a second, and says how many", async () => {
+    const call = await fn<[number], number>("planeFlood").spawn(12_000);
+    await call.get();
+    await expect
+      .poll(async () => (await logs(`?call=${call.id}&source=system`)).lines.map((l) => l.text), { timeout: 10_000 })
+      .toContain("2000 lines dropped: more than 10000 lines a second");
+    const found = async (text: string) => (await logs(`?call=${call.id}&source=stdout&search=${encodeURIComponent(text)}`)).lines.map((l) => l.text);
+    expect(await found("flood 10000")).toEqual(["flood 10000"]);
+    expect(await found("flood 10001")).toEqual([]);
   }, 60_000);
 
   it("followLogs() yields a call's lines as they come, and stops when the loop does", async () => {

@@ -41,6 +41,9 @@ describe("memory snapshots on the plane", () => {
     expect(linesWith("] table enter ")).toHaveLength(1);
     expect(await Dict.fromName("enters", { gateway: stack.url, token: ADMIN_TOKEN }).len()).toBe(1);
     expect(linesWith("(resumed from its memory snapshot)")).toHaveLength(2);
+    // A resumed runner's lines still reach the plane, tagged with their call.
+    await eventually(() => linesWith("] lookup 50000").length === 1, 5_000);
+    expect(linesWith("] lookup 50000")[0]).toMatch(/ fc-[0-9a-z]{26} ctr-[0-9a-f]{8}\] lookup 50000$/);
     expect(snapshotsOnDisk()).toHaveLength(1);
   });
 

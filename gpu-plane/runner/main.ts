@@ -4,8 +4,10 @@
  * it is ready, then runs the inputs the plane sends until it stops it. A
  * generator function's input streams: each yielded value goes out as a chunk,
  * and the next is pulled only when the plane asks for it (`next`), so a slow
- * reader slows the generator; `cancel` stops it. stdout and stderr are the
- * function's logs; the plane tags them.
+ * reader slows the generator; `cancel` stops it. What the function writes to
+ * process.stdout and process.stderr goes to the plane as `log` frames tagged
+ * with its call (output-capture.ts); what else reaches the container's stdout
+ * and stderr (child processes, native code) the plane reads and tags there.
  */
 import { AsyncLocalStorage } from "node:async_hooks";
 import http from "node:http";
@@ -21,6 +23,7 @@ import { format } from "node:util";
 import { wasmFunction } from "../../wasm/function.js";
 import { IN_CONTAINER } from "../drivers/driver.js";
 import { installPlaneApi } from "./plane-api.js";
+import { OutputCapture } from "./output-capture.js";
 
 type Failed = Extract<RunnerFrame, { status: "failed" }>["error"];
 
@@ -73,7 +76,13 @@ export async function runFunctions(
   }
 
   let socket = await connectToPlane(socketPath);
-  const sendFrame = (frame: RunnerFrame) => socket.write(JSON.stringify(frame) + "\n");
+  // The function's lines, each with its call, on the control channel: the ones held go before any other frame.
+  const capture = new OutputCapture(() => {
+    const callId = calls.getStore()?.callId;
+    return callId && callId !== "-" ? callId : null;
+  });
+  capture.attach((text) => socket.write(text));
+  const sendFrame = (frame: RunnerFrame) => socket.write(capture.take(frame.t === "output" ? frame.callId : undefined) + JSON.stringify(frame) + "\n");
   const send = sendFrame;
   // Only a class's container has instances whose exit() hooks a stop runs; a function's stops with nothing to run.
   const exitHooks = clsIndex >= 0 && classes[clsIndex]!.hasExitHook();
@@ -90,7 +99,9 @@ export async function runFunctions(
     if (!snapshot) break;
     // The plane saves this container's memory once it holds no host socket; what runs next is a container restored
     // from that snapshot (or this one, if the save failed), whose plane answers on the control socket again.
+    capture.detach();
     socket = await letGoForSnapshot(socket, socketPath);
+    capture.attach((text) => socket.write(text));
     ready();
   }
   process.exit(0); // the plane closed the channel: it stopped this container, or went away
@@ -114,6 +125,7 @@ export async function runFunctions(
     if (frame.t === "input") void run(frame);
     else if (frame.t === "shutdown") {
       await Promise.all(classes.map((c) => c.exitAll())); // each class's exit(): the container is stopping
+      capture.detach(); // exit()'s lines sent
       process.exit(0);
     } else if (frame.t === "cancel" && !demand.has(frame.callId) && cancels.has(frame.callId)) {
       cancels.get(frame.callId)!.abort();

@@ -1,0 +1,153 @@
+/**
+ * The lines a function writes to `process.stdout` and `process.stderr` (console.* included), taken in the runner and
+ * sent to the plane as `log` frames on the control channel (sdk/protocol.ts `LogFrame`), each tagged with the call
+ * that wrote it, instead of through the container's stdout pipe, the engine and the plane's attach stream: a line
+ * then costs the call one socket write, or none when it goes out with the call's result. Output that does not pass
+ * through those two streams (a child process, native code, a write to fd 1 itself) still leaves through the
+ * container's stdout and stderr, as before.
+ *
+ * Coalesced: the first line after a quiet spell is sent at once (a container killed right after it, by the OOM
+ * killer, still told it); the lines after it, for `LOG_LIMITS.runnerFlushMs`, wait for the next frame the runner
+ * sends (the call's result) or the end of that spell, whichever is first. Bounded: at most
+ * `LOG_LIMITS.runnerMaxFrameChars` held, at most `runnerMaxLinesPerSecond` lines a second (past that dropped, and
+ * counted in the next frame), each line cut at `maxLineChars`. Lines still held when the process exits are written
+ * to the container's stdout and stderr, so none is lost.
+ */
+import { writeSync } from "node:fs";
+import { StringDecoder } from "node:string_decoder";
+import { LOG_LIMITS } from "../../sdk/defaults.js";
+import { cutLogLine, type LogFrame } from "../../sdk/protocol.js";
+import { LineSplitter } from "../../sdk/stream-lines.js";
+
+type Source = "stdout" | "stderr";
+type Line = LogFrame["lines"][number];
+type Write = typeof process.stdout.write;
+
+/**
+ * @example
+ * const capture = new OutputCapture(() => calls.getStore()?.callId ?? null);
+ * capture.attach((text) => socket.write(text)); // from now on, console.log("hi") is a log frame
+ * socket.write(capture.take(callId) + JSON.stringify(output) + "\n"); // a call's lines go before its result
+ */
+export class OutputCapture {
+  readonly #callNow: () => string | null;
+  readonly #original: Record<Source, Write>;
+  readonly #decoders: Record<Source, StringDecoder> = { stdout: new StringDecoder("utf8"), stderr: new StringDecoder("utf8") };
+  /** Lines not ended yet, by source and call. */
+  readonly #partial = new Map<string, { source: Source; callId: string | null; lines: LineSplitter }>();
+  #send: ((text: string) => void) | undefined;
+  #lines: Line[] = [];
+  #chars = 0;
+  #dropped = 0;
+  /** The spell that began with a line sent at once; lines wait until it ends or the next frame goes. */
+  #spell: NodeJS.Timeout | undefined;
+  #windowStart = 0;
+  #inWindow = 0;
+
+  constructor(callNow: () => string | null) {
+    this.#callNow = callNow;
+    this.#original = { stdout: process.stdout.write.bind(process.stdout), stderr: process.stderr.write.bind(process.stderr) };
+    for (const source of ["stdout", "stderr"] as const) {
+      process[source].write = ((chunk: string | Uint8Array, encoding?: BufferEncoding | ((err?: Error | null) => void), cb?: (err?: Error | null) => void) => {
+        if (!this.#send) return (this.#original[source] as (...a: unknown[]) => boolean)(chunk, encoding, cb);
+        const done = typeof encoding === "function" ? encoding : cb;
+        this.#write(source, typeof chunk === "string" ? chunk : this.#decoders[source].write(Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength)));
+        if (done) process.nextTick(done);
+        return true;
+      }) as Write;
+    }
+    process.on("exit", () => this.#spill());
+  }
+
+  /** From now on, lines go out through `send` (the control socket): the runner is connected. */
+  attach(send: (text: string) => void): void {
+    this.#send = send;
+  }
+
+  /** Lines held are sent, and writes go to the container's stdout and stderr again (the runner lets go of its plane). */
+  detach(): void {
+    this.#flush();
+    this.#send = undefined;
+    if (this.#spell) clearTimeout(this.#spell);
+    this.#spell = undefined;
+  }
+
+  /**
+   * The lines held, as a `log` frame's text (empty when there is none), for the runner to write before its next
+   * frame; with `callId`, that call's unended lines first end (the call is over).
+   */
+  take(callId?: string): string {
+    if (callId !== undefined) {
+      for (const source of ["stdout", "stderr"] as const) {
+        const key = `${source} ${callId}`;
+        const partial = this.#partial.get(key);
+        if (!partial) continue;
+        this.#partial.delete(key);
+        for (const text of partial.lines.end()) this.#keep(callId, source, text);
+      }
+    }
+    if (this.#lines.length === 0 && this.#dropped === 0) return "";
+    const frame: LogFrame = { t: "log", lines: this.#lines, ...(this.#dropped ? { dropped: this.#dropped } : {}) };
+    this.#lines = [];
+    this.#chars = 0;
+    this.#dropped = 0;
+    return JSON.stringify(frame) + "\n";
+  }
+
+  #write(source: Source, text: string): void {
+    const callId = this.#callNow();
+    const key = `${source} ${callId ?? ""}`;
+    let partial = this.#partial.get(key);
+    if (!partial) this.#partial.set(key, (partial = { source, callId, lines: new LineSplitter({ maxLineChars: LOG_LIMITS.maxLineChars }) }));
+    for (const line of partial.lines.push(text)) this.#keep(callId, source, line);
+    if (partial.lines.pendingLength === 0) this.#partial.delete(key);
+    if (this.#lines.length === 0 && this.#dropped === 0) return;
+    if (!this.#spell) {
+      // Quiet until now: this line goes at once, and the ones after it for a while wait for a frame to go with.
+      this.#flush();
+      this.#spell = setTimeout(() => this.#endSpell(), LOG_LIMITS.runnerFlushMs).unref();
+    } else if (this.#chars > LOG_LIMITS.runnerMaxFrameChars) this.#flush();
+  }
+
+  #endSpell(): void {
+    this.#spell = undefined;
+    if (this.#lines.length === 0 && this.#dropped === 0) return;
+    this.#flush(); // still busy: the next spell begins with what was held
+    this.#spell = setTimeout(() => this.#endSpell(), LOG_LIMITS.runnerFlushMs).unref();
+  }
+
+  #keep(callId: string | null, source: Source, text: string): void {
+    const now = Date.now();
+    if (now - this.#windowStart >= 1_000) {
+      this.#windowStart = now;
+      this.#inWindow = 0;
+    }
+    if (++this.#inWindow > LOG_LIMITS.runnerMaxLinesPerSecond) {
+      this.#dropped++;
+      return;
+    }
+    const cut = cutLogLine(text);
+    this.#lines.push({ callId, source, text: cut });
+    this.#chars += cut.length;
+  }
+
+  #flush(): void {
+    const text = this.take();
+    if (text) this.#send?.(text);
+  }
+
+  /** At exit: what is still held goes to the container's stdout and stderr, where the plane reads it as before. */
+  #spill(): void {
+    const held = [...this.#lines];
+    for (const partial of this.#partial.values()) for (const text of partial.lines.end()) held.push({ callId: partial.callId, source: partial.source, text });
+    this.#lines = [];
+    this.#partial.clear();
+    for (const line of held) {
+      try {
+        writeSync(line.source === "stdout" ? 1 : 2, line.text + "\n");
+      } catch {
+        // Nobody reads the container's output any more.
+      }
+    }
+  }
+}
