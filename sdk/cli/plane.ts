@@ -8,6 +8,7 @@
  */
 import { join, relative } from "node:path";
 import { Plane, type HeartbeatOutcome } from "../../gpu-plane/plane.js";
+import { PrintedLines } from "../../gpu-plane/printed-lines.js";
 import { PLANE_DEFAULTS } from "../defaults.js";
 import { UnauthorizedError } from "../errors.js";
 import type { CliConfig } from "./config.js";
@@ -51,15 +52,23 @@ export async function startPlaneNode(options: PlaneNodeOptions): Promise<void> {
   let first: HeartbeatOutcome | undefined;
   let accepted = false;
   let failures = 0;
+  // The plane's lines (its containers' among them, one or more a call) are printed in batches; this command's own
+  // lines are printed after the ones that wait, so the order stays as things happened.
+  const printed = new PrintedLines((text) => process.stdout.write(text));
+  process.once("exit", () => printed.flush());
+  const say = (line: string): void => {
+    printed.flush();
+    console.log(line);
+  };
 
   const report = (outcome: HeartbeatOutcome, p: Plane): void => {
     if (outcome.kind === "accepted") {
       if (!accepted) {
-        console.log(`${style.ok("✓")} ${p.describe()}, registered with the gateway at ${options.gateway}`);
-        if (p.inventory.simulated) console.log(style.warn("  GPUs are simulated (declared with --gpus)."));
-        if (p.metricsUrl) console.log(style.dim(`  metrics at ${p.metricsUrl}`));
+        say(`${style.ok("✓")} ${p.describe()}, registered with the gateway at ${options.gateway}`);
+        if (p.inventory.simulated) say(style.warn("  GPUs are simulated (declared with --gpus)."));
+        if (p.metricsUrl) say(style.dim(`  metrics at ${p.metricsUrl}`));
       } else if (failures > 0) {
-        console.log(`${style.ok("✓")} plane ${p.planeId} reached the gateway at ${options.gateway} again`);
+        say(`${style.ok("✓")} plane ${p.planeId} reached the gateway at ${options.gateway} again`);
       }
       accepted = true;
       failures = 0;
@@ -67,7 +76,7 @@ export async function startPlaneNode(options: PlaneNodeOptions): Promise<void> {
     }
     if (outcome.kind === "refused") {
       const refusal = refused(options.gateway, p.planeId, outcome.reason, secretFrom);
-      if (accepted) return console.log(style.warn(`⚠ ${refusal.message}`)); // it was taken before: a gateway changing, not this plane
+      if (accepted) return say(style.warn(`⚠ ${refusal.message}`)); // it was taken before: a gateway changing, not this plane
       void p.close().finally(() => {
         printFailure(refusal);
         process.exit(2);
@@ -78,10 +87,10 @@ export async function startPlaneNode(options: PlaneNodeOptions): Promise<void> {
     const every = `trying again every ${PLANE_DEFAULTS.heartbeatMs / 1000} s`;
     if (failures === 1) {
       const what = accepted ? `lost the gateway at ${options.gateway}` : `${p.describe()} cannot reach the gateway at ${options.gateway}`;
-      console.log(`${style.warn("…")} ${what}: ${outcome.reason}; ${every}`);
+      say(`${style.warn("…")} ${what}: ${outcome.reason}; ${every}`);
     } else if (failures % STATUS_EVERY === 0) {
       const waited = Math.round((failures * PLANE_DEFAULTS.heartbeatMs) / 1000);
-      console.log(style.dim(`  still cannot reach the gateway at ${options.gateway} (${failures} tries, ${waited} s): ${outcome.reason}; ${every}`));
+      say(style.dim(`  still cannot reach the gateway at ${options.gateway} (${failures} tries, ${waited} s): ${outcome.reason}; ${every}`));
     }
   };
 
@@ -103,6 +112,7 @@ export async function startPlaneNode(options: PlaneNodeOptions): Promise<void> {
     ...(options.config.metricsToken ? { metricsToken: options.config.metricsToken } : {}),
     ...(options.metricsListen ? { metricsListen: options.metricsListen } : {}),
     ...(options.config.otlp ? { otlp: options.config.otlp } : {}),
+    log: printed.line,
     // The first heartbeat is sent before start returns: it is reported once the plane is there to describe.
     onHeartbeat: (outcome) => (started ? report(outcome, started) : (first = outcome)),
   });
@@ -115,10 +125,10 @@ export async function startPlaneNode(options: PlaneNodeOptions): Promise<void> {
   // SIGTERM (an orchestrator stopping it) or Ctrl-C: the inputs it has run to their end first, up to the drain timeout.
   onStopSignal(async (signal) => {
     const again = signal === "SIGINT" ? "Ctrl-C again" : "a second signal";
-    console.log(style.dim(`${signal}: plane ${plane.planeId} takes no new input and finishes the ones it has… (${again} to stop now)`));
+    say(style.dim(`${signal}: plane ${plane.planeId} takes no new input and finishes the ones it has… (${again} to stop now)`));
     const left = await plane.drain(options.drainTimeoutSeconds * 1000);
-    if (left > 0) console.log(style.warn(`⚠ ${left} input(s) still running after ${options.drainTimeoutSeconds} s: stopping their containers`));
-    else console.log(`plane ${plane.planeId} drained; stopping`);
+    if (left > 0) say(style.warn(`⚠ ${left} input(s) still running after ${options.drainTimeoutSeconds} s: stopping their containers`));
+    else say(`plane ${plane.planeId} drained; stopping`);
     await plane.close();
     process.exit(0);
   });
