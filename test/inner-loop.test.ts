@@ -209,7 +209,7 @@ describe("tandem serve reloading an edit", () => {
   beforeAll(async () => {
     dir = await mkdtemp(join(tmpdir(), "tandem-reload-plane-"));
     await copyFile(FIXTURE, file());
-    served = await startServe(["app.ts", "--scaledown-window", "600"], dir);
+    served = await startServe(["app.ts", "--scaledown-window", "600"], dir, { TANDEM_TRACE: "1" });
   });
   afterAll(async () => {
     await served?.stop();
@@ -230,6 +230,9 @@ describe("tandem serve reloading an edit", () => {
     const after = await where();
     expect(after).toEqual(before); // the same container, and no other cold start
     expect(coldStarts()).toBe(1);
+    // The reload bundled the app's own module, the gateway's modules kept from the first start.
+    expect(served.output()).toContain("build: runtime bundled");
+    expect(served.output()).toContain("build: runtime found in the build cache");
     // Its stacks name the lines as they are now.
     expect(await failingStack()).toContain(`app.ts:${line + 2}:`);
   });

@@ -164,20 +164,20 @@ export async function bundleWorker(
     cache?: BuildCache;
     /**
      * The gateway and the SDK bundled apart from the app, as modules of their own that the Worker module imports, and
-     * kept in `cache` (`tandem run`): they change only with Tandem, so an edit to the app bundles only the app's own
-     * module (the gateway is 1.3 MB of the Worker: 0.4-0.7 s of bundling on this repository's 2-core machine). Deploys
-     * ship one module.
+     * kept in this cache (`tandem run`, `tandem serve`): they change only with Tandem, so an edit to the app bundles
+     * only the app's own module (the gateway is 1.3 MB of the Worker: 0.4-0.7 s of bundling on this repository's
+     * 2-core machine). Deploys ship one module.
      */
-    runtimeApart?: boolean;
+    runtimeApart?: BuildCache;
   } = {},
 ): Promise<WorkerBundle> {
   await mkdir(outDir, { recursive: true });
   const files = appFiles.map(checkAppFile);
   const withMap = options.sourceMap ?? true;
   const path = join(outDir, "worker.mjs");
-  const apart = options.runtimeApart ?? false;
+  const apart = options.runtimeApart !== undefined;
   // Bundled (or found in the cache) beside the app's module.
-  const runtime = apart ? bundleRuntime(outDir, options.cache) : undefined;
+  const runtime = options.runtimeApart ? bundleRuntime(outDir, options.runtimeApart) : undefined;
   runtime?.catch(() => {}); // met where it is awaited
   const withRuntime = async (bundle: WorkerBundle): Promise<WorkerBundle> => {
     if (!runtime) return bundle;
@@ -290,19 +290,20 @@ const runtimeModules: Plugin = {
 /**
  * The gateway and the SDK, bundled for workerd into `outDir/runtime/` as modules of their own (`sdk.mjs`,
  * `gateway.mjs`, and the chunks they share, so that the app and the gateway use one SDK), for a Worker module that
- * imports them (`runtimeApart`). Kept in `cache`: they change only with Tandem (and its packages). No source map:
- * stacks leave their frames out.
+ * imports them (`runtimeApart`). Kept in `cache` as one build, whichever folder it is written to (each `tandem serve`
+ * reload builds in a folder of its own): they change only with Tandem (and its packages). No source map: stacks leave
+ * their frames out.
  */
-async function bundleRuntime(outDir: string, cache: BuildCache | undefined): Promise<Pick<WorkerBundle, "modules" | "inputs" | "bytes">> {
+async function bundleRuntime(outDir: string, cache: BuildCache): Promise<Pick<WorkerBundle, "modules" | "inputs" | "bytes">> {
   const dir = join(outDir, RUNTIME_DIR);
   await mkdir(dir, { recursive: true });
-  const key = { ...buildKey("runtime", outDir), sdk: SDK_ENTRY, gateway: GATEWAY_ENTRY };
+  const key = { ...buildKey("runtime", undefined), sdk: SDK_ENTRY, gateway: GATEWAY_ENTRY };
   const at = (files: Record<string, Uint8Array>, inputs: string[]) => ({
     modules: Object.keys(files).map((name) => ({ type: "ESModule" as const, path: join(dir, name) })),
     inputs,
     bytes: Object.values(files).reduce((sum, f) => sum + f.byteLength, 0),
   });
-  const hit = await cache?.get<{ inputs: string[] }>(`runtime:${dir}`, key);
+  const hit = await cache.get<{ inputs: string[] }>("runtime", key);
   if (hit) {
     await Promise.all(Object.entries(hit.files).map(([name, contents]) => writeFile(join(dir, name), contents)));
     trace("build: runtime found in the build cache");
@@ -331,7 +332,7 @@ async function bundleRuntime(outDir: string, cache: BuildCache | undefined): Pro
   const files = Object.fromEntries(result.outputFiles.map((f) => [relative(dir, f.path), f.contents]));
   await Promise.all(Object.entries(files).map(([name, contents]) => writeFile(join(dir, name), contents)));
   const inputs = inputFiles(result.metafile).filter((i) => !i.includes(`${sep}node_modules${sep}`));
-  await cache?.put(`runtime:${dir}`, key, inputFiles(result.metafile), files, { inputs });
+  await cache.put("runtime", key, inputFiles(result.metafile), files, { inputs });
   trace("build: runtime bundled");
   return at(files, inputs);
 }
@@ -549,7 +550,7 @@ async function planeBundleAt(path: string, bytes: Uint8Array, map: string, exter
 }
 
 /** What every build's key holds: what was built, where, by which Tandem and esbuild, for which working folder and installed packages. */
-function buildKey(kind: string, outDir: string): Record<string, unknown> {
+function buildKey(kind: string, outDir: string | undefined): Record<string, unknown> {
   return { kind, outDir, cwd: process.cwd(), tandem: PACKAGE_ROOT, esbuild: esbuildVersion, packages: packagesStamp([process.cwd(), PACKAGE_ROOT]) };
 }
 

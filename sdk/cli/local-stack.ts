@@ -43,10 +43,10 @@ export interface BuildOptions {
   /** Keep the builds there, and take them from there when nothing they read changed (`tandem run`). */
   cache?: BuildCache;
   /**
-   * The gateway and the SDK bundled apart from the apps, as modules of the Worker kept in `cache` (`bundleWorker`'s
-   * `runtimeApart`): an edit to an app bundles only its own module (`tandem run`).
+   * The gateway and the SDK bundled apart from the apps, as modules of the Worker kept in this cache (`bundleWorker`'s
+   * `runtimeApart`): an edit to an app bundles only its own module (`tandem run`, `tandem serve`).
    */
-  runtimeApart?: boolean;
+  runtimeApart?: BuildCache;
   /** Minify the plane bundles (default); `tandem run`, whose one container does not gain the time it takes, does not. */
   minifyPlane?: boolean;
   /**
@@ -140,7 +140,7 @@ export async function buildApps(appFiles: string[], buildDir: string, options: B
       ...(options.sourceMap !== undefined ? { sourceMap: options.sourceMap } : {}),
       planeBundles: refs,
       ...(options.cache ? { cache: options.cache } : {}),
-      ...(options.runtimeApart ? { runtimeApart: true } : {}),
+      ...(options.runtimeApart ? { runtimeApart: options.runtimeApart } : {}),
       external: [...external],
       wasm,
       wasmFiles,

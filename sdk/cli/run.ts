@@ -79,14 +79,15 @@ export async function runOnce(target: string, rawArgs: string[], config: CliConf
   const runState = join(state, "run-state", String(process.pid));
   // Up to workerd's start: what fails here ends the plane too, if it has started (it waits for the gateway).
   const preparing = (async () => {
+    // An app run again unchanged bundles nothing: its builds are kept in .tandem/cache/build.
+    const cache = new BuildCache(join(state, "cache", "build"));
     const built = await buildApps([file], buildDir, {
       minifyPlane: false,
+      cache,
       // The gateway's own modules are kept apart from the app's: an edit bundles only the app's module.
-      runtimeApart: true,
+      runtimeApart: cache,
       // An edge function's run bundles the plane bundles only if a call needs a plane: its gateway asks for them.
       planesWhenAsked: () => planesWhenAsked,
-      // An app run again unchanged bundles nothing: its builds are kept in .tandem/cache/build.
-      cache: new BuildCache(join(state, "cache", "build")),
       loaded: (apps) => {
         trace("run: app loaded");
         const app = apps[0];
