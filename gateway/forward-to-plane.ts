@@ -21,7 +21,7 @@ import type { CallArgs } from "./call-args.js";
 import { clsParamsOf } from "./class-params.js";
 import { EncodedResult } from "./encoded-result.js";
 import { signedFetch } from "./plane-client.js";
-import { choosePlane, knownPlanes, noteUnreachable, type PlaneWants } from "./plane-choice.js";
+import { choosePlane, knownPlanes, localPlaneBundle, noteUnreachable, type PlaneWants } from "./plane-choice.js";
 import { defaultNearRegions } from "./plane-regions.js";
 import { registry, type RegisteredFunction } from "./registry.js";
 import type { RunContext } from "./run-context.js";
@@ -43,7 +43,7 @@ async function planeSend(rc: RunContext, fn: RegisteredFunction, args: CallArgs,
   const { planeSecret } = rc.config;
   if (!planeSecret)
     throw new PlaneUnavailableError(`${fn.app}.${fn.name} runs on the GPU plane, and this gateway has no TANDEM_PLANE_SECRET, so no plane can connect`);
-  const bundle = registry().planeBundle(fn.app);
+  const bundle = registry().planeBundle(fn.app) ?? (rc.env.LOCAL_PLANE ? await localPlaneBundle(rc.env.LOCAL_PLANE, fn) : undefined);
   if (!bundle) throw new PlaneUnavailableError(`app "${fn.app}" was not bundled for the plane; serve or deploy it with the tandem CLI`);
   // Only a class method's parameters are read here (they pick its pool); the rest go on encoded as they came.
   const encoded = args.encoded;

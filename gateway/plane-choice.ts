@@ -8,11 +8,18 @@
 import { NoCapacityError, PlaneUnavailableError, fromWireError, type WireError } from "../sdk/errors.js";
 import type { GpuRequest } from "../sdk/gpu.js";
 import { PLANE_DEFAULTS } from "../sdk/defaults.js";
-import { LOCAL_PLANE_ROUTES, PlaneHeartbeatSchema, type PlaneHeartbeat, type PlaneInfo } from "../sdk/protocol.js";
+import {
+  LOCAL_PLANE_ROUTES,
+  LocalPlaneBundlesSchema,
+  PlaneHeartbeatSchema,
+  type PlaneBundleRef,
+  type PlaneHeartbeat,
+  type PlaneInfo,
+} from "../sdk/protocol.js";
 import type { Env } from "./env.js";
 import { describeRegions, inAllowedRegion, regionRank } from "./plane-regions.js";
 import type { RegistryView } from "./plane-registry.js";
-import type { RegisteredFunction } from "./registry.js";
+import { registry, type RegisteredFunction } from "./registry.js";
 
 const PLANE_LIST_TTL_MS = 1_000;
 const WAIT_FOR_CAPACITY_MS = 500;
@@ -233,6 +240,23 @@ async function startLocalPlane(local: Fetcher, fn: RegisteredFunction): Promise<
   const body = (await res.json().catch(() => undefined)) as { error?: WireError } | undefined;
   if (body?.error) throw fromWireError(body.error);
   throw new PlaneUnavailableError(`the local plane did not start (HTTP ${res.status})`, { app: fn.app, function: fn.name });
+}
+
+/**
+ * Asks the `tandem run` that started this gateway for its apps' plane bundles, which it bundles when first asked for
+ * (an edge function's run starts its gateway without them), and adds them to the registry. Resolves with `fn`'s app's.
+ */
+export async function localPlaneBundle(local: Fetcher, fn: Pick<RegisteredFunction, "app" | "name">): Promise<PlaneBundleRef | undefined> {
+  const res = await local.fetch(`http://local-plane${LOCAL_PLANE_ROUTES.bundles}`, { method: "POST" });
+  const body = (await res.json().catch(() => undefined)) as { error?: WireError } | undefined;
+  if (!res.ok) {
+    if (body?.error) throw fromWireError(body.error);
+    throw new PlaneUnavailableError(`the local plane's bundles were not made (HTTP ${res.status})`, { app: fn.app, function: fn.name });
+  }
+  const parsed = LocalPlaneBundlesSchema.safeParse(body);
+  if (!parsed.success) throw new PlaneUnavailableError(`the local plane's bundles came in an unknown shape`, { app: fn.app, function: fn.name });
+  registry().addPlaneBundles(parsed.data.bundles);
+  return registry().planeBundle(fn.app);
 }
 
 function noCapacity(fn: RegisteredFunction, want: PlaneWants, planes: PlaneInfo[]): NoCapacityError {

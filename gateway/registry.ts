@@ -87,6 +87,18 @@ export class AppRegistry {
     return this.#planeBundles.get(app);
   }
 
+  /**
+   * Plane bundles known once the Worker runs (`tandem run` of an edge function bundles them when a call first needs a
+   * plane: `localPlaneBundle` in gateway/plane-choice.ts); each of their functions' plane spec is made again, with its image.
+   */
+  addPlaneBundles(bundles: Record<string, PlaneBundleRef>): void {
+    for (const [app, ref] of Object.entries(bundles)) {
+      if (!this.#apps.has(app)) continue;
+      this.#planeBundles.set(app, ref);
+      for (const fn of this.#functions.get(app)?.values() ?? []) fn.planeSpec = this.#planeSpecOf(fn);
+    }
+  }
+
   get apps(): readonly App[] {
     return [...this.#apps.values()];
   }

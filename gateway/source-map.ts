@@ -7,16 +7,21 @@ import type { TraceMap } from "@jridgewell/trace-mapping";
 import { mapStackWith, traceMap } from "../sdk/stack-map.js";
 
 let mapText: string | undefined;
+let mapModule: string | undefined;
 let parsed: TraceMap | undefined | null;
 
-/** Called once by the generated Worker entry, when the bundle has a source map. */
-export function installSourceMap(text: string | undefined): void {
+/**
+ * Called once by the generated Worker entry, when the bundle has a source map. `module`: the module it maps, when the
+ * Worker's runtime is a module of its own (`tandem run`): frames in other modules are Tandem's, and left out.
+ */
+export function installSourceMap(text: string | undefined, module?: string): void {
   mapText = text;
+  mapModule = module;
   parsed = undefined;
 }
 
 /** Maps `stack` to the original sources and keeps only the user's frames. */
 export function mapStack(stack: string): string {
   if (parsed === undefined) parsed = mapText ? traceMap(mapText) : null;
-  return mapStackWith(parsed, stack);
+  return mapStackWith(parsed, stack, mapModule);
 }

@@ -337,11 +337,21 @@ export const LOCAL_PLANE_ROUTES = {
    * ({@link LocalPlaneStarted}; the gateway may send it a call before its first heartbeat lands), or an error body.
    */
   start: "/v1/local-plane/start",
+  /**
+   * The plane bundles of the apps, bundled when first asked for: `tandem run` of an edge function starts its gateway
+   * before it bundles them, and bundles them only if a call needs a plane ({@link LocalPlaneBundles}, or an error body).
+   */
+  bundles: "/v1/local-plane/bundles",
 } as const;
 
 /** The answer to `LOCAL_PLANE_ROUTES.start`: the plane's report, as its heartbeat carries it. */
 export interface LocalPlaneStarted {
   plane: PlaneHeartbeat;
+}
+
+/** The answer to `LOCAL_PLANE_ROUTES.bundles`: each app's plane bundle, by app name. */
+export interface LocalPlaneBundles {
+  bundles: Record<string, PlaneBundleRef>;
 }
 
 const seg = encodeURIComponent;
@@ -1357,6 +1367,20 @@ export interface PlaneBundleRef {
    */
   nodeModules?: string;
 }
+
+/** `LOCAL_PLANE_ROUTES.bundles`'s answer, as the gateway checks it. */
+export const LocalPlaneBundlesSchema = z.object({
+  bundles: z.record(
+    z.string(),
+    z.object({
+      hash: z.string().regex(/^[0-9a-f]{64}$/),
+      strategy: z.enum(DEPLOY_STRATEGIES).optional(),
+      builtAt: z.number().optional(),
+      images: z.record(z.string(), z.string()).optional(),
+      nodeModules: z.string().optional(),
+    }),
+  ),
+}) satisfies z.ZodType<LocalPlaneBundles>;
 
 /** Shuts a container down: the runner runs its classes' `exit` hooks, then exits. */
 export interface ShutdownFrame {

@@ -20,15 +20,20 @@ export function traceMap(text: string): TraceMap | null {
   }
 }
 
-/** Maps `stack` to the original sources and keeps only the user's frames; with no frame of theirs, the stack as it was. */
-export function mapStackWith(map: TraceMap | null, stack: string): string {
+/**
+ * Maps `stack` to the original sources and keeps only the user's frames; with no frame of theirs, the stack as it was.
+ * `module`: the file the map is of, when the stack may hold frames of other modules (a Worker whose runtime is a module
+ * of its own: sdk/cli/bundle.ts); those are Tandem's own, and left out.
+ */
+export function mapStackWith(map: TraceMap | null, stack: string, module?: string): string {
   if (!map) return stack;
   const [head, ...frames] = stack.split("\n");
   const mapped: string[] = [];
   for (const frame of frames) {
     const m = FRAME.exec(frame);
     if (!m) continue;
-    const [, at, fnName, , line, column] = m;
+    const [, at, fnName, file, line, column] = m;
+    if (module !== undefined && file !== module && !file!.endsWith(`/${module}`)) continue;
     const pos = originalPositionFor(map, { line: Number(line), column: Number(column) - 1 });
     if (!pos.source || RUNTIME_SOURCE.test(pos.source)) continue;
     const where = `${pos.source}:${pos.line}:${(pos.column ?? 0) + 1}`;

@@ -31,10 +31,11 @@ describe("tandem run starts only what the function needs", () => {
   });
 
   it("runs an edge function without a plane, though its app has plane functions", async () => {
-    const { code, stdout, stderr } = await runCli(["run", "app.ts::hello", "Ada"], { cwd: dir });
+    const { code, stdout, stderr } = await runCli(["run", "app.ts::hello", "Ada"], { cwd: dir, env: { TANDEM_TRACE: "1" } });
     expect(code).toBe(0);
     expect(stdout.trim()).toBe("Hello, Ada!");
     expect(stderr).not.toMatch(PLANE_REGISTERED);
+    expect(stderr).not.toContain("build: plane bundle"); // nor its bundle: its gateway would ask for it if a call needed a plane
   });
 
   it("exits once its output is written, leaving nothing in the system's temporary folder nor in its own", async () => {
@@ -120,10 +121,13 @@ describe("tandem run starts only what the function needs", () => {
   });
 
   it("starts the plane when an edge function's call asks for one", async () => {
-    const { code, stdout, stderr } = await runCli(["run", "app.ts::whereFromEdge"], { cwd: dir });
+    const { code, stdout, stderr } = await runCli(["run", "app.ts::whereFromEdge"], { cwd: dir, env: { TANDEM_TRACE: "1" } });
     expect(code).toBe(0);
     expect(stdout.trim()).toBe("1");
     expect(stderr.match(new RegExp(PLANE_REGISTERED, "g"))).toHaveLength(1);
+    // Its plane bundle made once workerd was up, when the gateway asked for it.
+    expect(stderr.indexOf("run: workerd ready")).toBeGreaterThan(0);
+    expect(stderr.search(/build: plane bundle (bundled|found in the build cache)/)).toBeGreaterThan(stderr.indexOf("run: workerd ready"));
   });
 
   it("keeps its builds in .tandem/cache between runs, and runs an edited app's new code, edge and plane", async () => {
@@ -134,6 +138,45 @@ describe("tandem run starts only what the function needs", () => {
     expect(edge.stdout.trim()).toBe("Hi, Ada!");
     const plane = await runCli(["run", "app.ts::where"], { cwd: dir });
     expect(JSON.parse(plane.stdout)).toMatchObject({ version: 2 });
+  });
+});
+
+describe("tandem run after an edit", () => {
+  let dir: string;
+  beforeAll(async () => {
+    dir = await mkdtemp(join(tmpdir(), "tandem-run-edit-"));
+  });
+  afterAll(async () => {
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it("bundles only the app's own module, the gateway's kept, and its edge stacks name the edited lines", async () => {
+    const app = (above: string) =>
+      [
+        'import { App } from "tandem";',
+        'const app = new App("runedit");',
+        above,
+        'export const fails = app.function(() => { throw new Error("edge failure"); });',
+        "export default app;",
+      ].join("\n");
+    const run = async () => {
+      const { code, stderr } = await runCli(["run", "app.ts::fails"], { cwd: dir, env: { TANDEM_TRACE: "1" } });
+      expect(code).toBe(1);
+      expect(stderr).toContain("error: Error: edge failure");
+      // The app's frames only: none of the gateway's own module, mapped through the app's map into lines of its.
+      const frames = stderr.split("\n").filter((l) => /^\s+at /.test(l));
+      expect(frames.length).toBeGreaterThan(0);
+      for (const frame of frames) expect(frame).toMatch(/app\.ts:\d+:\d+\)?$/);
+      return { stderr, line: Number(/app\.ts:(\d+):\d+/.exec(frames[0]!)?.[1]) };
+    };
+    await writeFile(join(dir, "app.ts"), app("// one line above"));
+    const first = await run();
+    expect(first.line).toBe(4);
+    await writeFile(join(dir, "app.ts"), app("// three lines\n// above\n// now"));
+    const edited = await run();
+    expect(edited.line).toBe(6);
+    expect(edited.stderr).toContain("build: runtime found in the build cache");
+    expect(edited.stderr).toContain("build: Worker bundled"); // the app's module, bundled anew
   });
 });
 
@@ -166,7 +209,7 @@ describe("tandem serve reloading an edit", () => {
   beforeAll(async () => {
     dir = await mkdtemp(join(tmpdir(), "tandem-reload-plane-"));
     await copyFile(FIXTURE, file());
-    served = await startServe(["app.ts", "--scaledown-window", "600"], dir);
+    served = await startServe(["app.ts", "--scaledown-window", "600"], dir, { TANDEM_TRACE: "1" });
   });
   afterAll(async () => {
     await served?.stop();
@@ -187,6 +230,9 @@ describe("tandem serve reloading an edit", () => {
     const after = await where();
     expect(after).toEqual(before); // the same container, and no other cold start
     expect(coldStarts()).toBe(1);
+    // The reload bundled the app's own module, the gateway's modules kept from the first start.
+    expect(served.output()).toContain("build: runtime bundled");
+    expect(served.output()).toContain("build: runtime found in the build cache");
     // Its stacks name the lines as they are now.
     expect(await failingStack()).toContain(`app.ts:${line + 2}:`);
   });

@@ -28,6 +28,11 @@ export interface BuiltApps {
   planes: PlaneBundle[];
   /** Image specs the plane functions use, by hash (uploaded beside the bundles). */
   images: Map<string, string>;
+  /**
+   * With `planesWhenAsked`: the plane bundles (then not in `planes`, nor named by the Worker), bundled when this is
+   * first called, and their refs as the Worker would name them.
+   */
+  planesWhenAsked?: () => Promise<{ planes: PlaneBundle[]; refs: Record<string, PlaneBundleRef> }>;
 }
 
 export interface BuildOptions {
@@ -37,6 +42,11 @@ export interface BuildOptions {
   sourceMap?: boolean;
   /** Keep the builds there, and take them from there when nothing they read changed (`tandem run`). */
   cache?: BuildCache;
+  /**
+   * The gateway and the SDK bundled apart from the apps, as modules of the Worker kept in this cache (`bundleWorker`'s
+   * `runtimeApart`): an edit to an app bundles only its own module (`tandem run`, `tandem serve`).
+   */
+  runtimeApart?: BuildCache;
   /** Minify the plane bundles (default); `tandem run`, whose one container does not gain the time it takes, does not. */
   minifyPlane?: boolean;
   /**
@@ -44,6 +54,12 @@ export interface BuildOptions {
    * from here. What it throws fails the build.
    */
   loaded?: (apps: App[]) => void;
+  /**
+   * Asked once the apps are loaded (after `loaded`): true leaves the plane bundles out of the build, to be bundled
+   * when first asked for (`BuiltApps.planesWhenAsked`), and the Worker names none (`tandem run` of an edge function:
+   * its gateway asks for them through `LOCAL_PLANE` if a call needs a plane).
+   */
+  planesWhenAsked?: () => boolean;
   /** Told each app's plane bundle as soon as it is made, before the Worker may be: `tandem run` starts its container. */
   planeBuilt?: (app: App, plane: PlaneBundle) => void;
   /** How this build replaces the one before it on the planes (default rolling): written into each plane bundle's ref. */
@@ -111,9 +127,12 @@ export async function buildApps(appFiles: string[], buildDir: string, options: B
     }
   }
   options.loaded?.(apps);
-  const planesBuilt = Promise.all(planeBuilds.map((build) => build()));
-  const refs = planesBuilt.then(() => planeBundles);
-  refs.catch(() => {}); // a failure is thrown below, whether or not the Worker got as far as waiting for it
+  const later = planeBuilds.length > 0 && (options.planesWhenAsked?.() ?? false);
+  let whenAsked: Promise<PlaneBundle[]> | undefined;
+  const buildPlanes = () => (whenAsked ??= Promise.all(planeBuilds.map((build) => build())));
+  const planesBuilt = later ? Promise.resolve([]) : buildPlanes();
+  const refs = later ? {} : planesBuilt.then(() => planeBundles);
+  if (refs instanceof Promise) refs.catch(() => {}); // a failure is thrown below, whether or not the Worker got as far as waiting for it
   const [planes, worker] = await Promise.allSettled([
     planesBuilt,
     bundleWorker(appFiles, buildDir, {
@@ -121,6 +140,7 @@ export async function buildApps(appFiles: string[], buildDir: string, options: B
       ...(options.sourceMap !== undefined ? { sourceMap: options.sourceMap } : {}),
       planeBundles: refs,
       ...(options.cache ? { cache: options.cache } : {}),
+      ...(options.runtimeApart ? { runtimeApart: options.runtimeApart } : {}),
       external: [...external],
       wasm,
       wasmFiles,
@@ -129,7 +149,13 @@ export async function buildApps(appFiles: string[], buildDir: string, options: B
   // A plane bundle's failure first: the Worker, waiting for it, fails with it.
   if (planes.status === "rejected") throw planes.reason;
   if (worker.status === "rejected") throw worker.reason;
-  return { apps, worker: worker.value, planes: planes.value, images };
+  return {
+    apps,
+    worker: worker.value,
+    planes: planes.value,
+    images,
+    ...(later ? { planesWhenAsked: async () => ({ planes: await buildPlanes(), refs: planeBundles }) } : {}),
+  };
 }
 
 /**

@@ -75,13 +75,19 @@ export async function runOnce(target: string, rawArgs: string[], config: CliConf
   let args: unknown[] = [];
   let localSecrets = "{}";
   let named = false;
+  let planesWhenAsked = false;
   const runState = join(state, "run-state", String(process.pid));
   // Up to workerd's start: what fails here ends the plane too, if it has started (it waits for the gateway).
   const preparing = (async () => {
+    // An app run again unchanged bundles nothing: its builds are kept in .tandem/cache/build.
+    const cache = new BuildCache(join(state, "cache", "build"));
     const built = await buildApps([file], buildDir, {
       minifyPlane: false,
-      // An app run again unchanged bundles nothing: its builds are kept in .tandem/cache/build.
-      cache: new BuildCache(join(state, "cache", "build")),
+      cache,
+      // The gateway's own modules are kept apart from the app's: an edit bundles only the app's module.
+      runtimeApart: cache,
+      // An edge function's run bundles the plane bundles only if a call needs a plane: its gateway asks for them.
+      planesWhenAsked: () => planesWhenAsked,
       loaded: (apps) => {
         trace("run: app loaded");
         const app = apps[0];
@@ -97,6 +103,7 @@ export async function runOnce(target: string, rawArgs: string[], config: CliConf
         localSecrets = JSON.stringify(localSecretValues(apps, [file])); // read first: a value it lacks fails the run now
         named = declaresNamedSecrets(apps);
         const callable = app!.callables.find((c) => c.name === fn)!;
+        planesWhenAsked = callable.spec.tier !== "plane";
         const ahead = callable.spec.tier === "plane" && callable.kind === "function" && !callable.spec.image && callable.spec.secrets.length === 0;
         const asked = deferred<void>();
         plane = runPlane(gatewayStarting.promise, builtApps.promise, {
@@ -169,7 +176,8 @@ export async function runOnce(target: string, rawArgs: string[], config: CliConf
     // In the run's own folder, removed with it: the run ends without waiting for miniflare to remove a folder of its own.
     tmpDir: join(runState, "tmp"),
     // Answered once the plane takes calls, with its report: the call does not wait for its first heartbeat.
-    ...(built.planes.length ? { startPlane: async () => (await plane!.ready()).report() } : {}),
+    ...(built.planes.length || built.planesWhenAsked ? { startPlane: async () => (await plane!.ready()).report() } : {}),
+    ...(built.planesWhenAsked ? { planeBundles: async () => (await built.planesWhenAsked!()).refs } : {}),
   }).then((g) => (trace("run: workerd ready"), gatewayStarting.resolve(g)), gatewayStarting.reject);
   const stop = async () => {
     const gateway = await gatewayStarting.promise.catch(() => undefined);
@@ -300,7 +308,10 @@ function runPlane(
         stateDir: options.stateDir,
         ...(options.startAhead ? { startAhead: options.startAhead } : {}),
         // On this machine, already built: taken from here, not fetched from the gateway.
-        bundles: built.then((b) => b.planes.map((p) => ({ hash: p.hash, bytes: p.bytes, map: p.map }))),
+        // An edge function's run bundles them now, if its gateway has not asked for them yet (`planesWhenAsked`).
+        bundles: built.then(async (b) =>
+          (b.planesWhenAsked ? (await b.planesWhenAsked()).planes : b.planes).map((p) => ({ hash: p.hash, bytes: p.bytes, map: p.map })),
+        ),
         log: (line) => console.error(line),
         onReady: (plane) => taking.resolve((started = plane)),
       });

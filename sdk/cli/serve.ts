@@ -10,6 +10,7 @@ import { Plane, planeGpus } from "../../gpu-plane/plane.js";
 import type { App } from "../app.js";
 import { DASHBOARD, paths, type DeployStrategy } from "../protocol.js";
 import { FrontDoor, endpointBodyLimits } from "./front-door.js";
+import { BuildCache } from "./build-cache.js";
 import { buildApps, checkPlaneFits, localAdminToken, planeSecret, uploadPlaneBundles } from "./local-stack.js";
 import { stateDir } from "./paths.js";
 import { checkNamedSecrets, declaresNamedSecrets, heldSecrets, localSecretValues, localSecretsKey } from "./secret-values.js";
@@ -52,7 +53,11 @@ export async function serve(options: ServeOptions): Promise<Serving> {
   const secret = planeSecret(state, options.config.planeSecret);
   const planeOptions = { gpus: options.gpus, simulateWhenNone: true };
   const inventory = new Inventory(await planeGpus(planeOptions, log));
-  const buildOptions = options.strategy ? { strategy: options.strategy } : {};
+  const buildOptions = {
+    ...(options.strategy ? { strategy: options.strategy } : {}),
+    // The gateway's own modules, kept in .tandem/cache/build apart from the apps': a reload bundles only the apps'.
+    runtimeApart: new BuildCache(join(state, "cache", "build")),
+  };
   let built = await buildApps(options.appFiles, join(buildDir, "current"), buildOptions);
   checkPlaneFits(built.apps, inventory);
   // The local admin token, unless the environment sets one for the gateway (TANDEM_ADMIN_TOKEN).

@@ -11,7 +11,7 @@ import type * as MiniflareModule from "miniflare";
 import { dirname } from "node:path";
 import type { Readable, Writable } from "node:stream";
 import { errorBody, errorStatus } from "../errors.js";
-import { LOCAL_PLANE_ROUTES, type LocalPlaneStarted, type PlaneHeartbeat } from "../protocol.js";
+import { LOCAL_PLANE_ROUTES, type LocalPlaneBundles, type LocalPlaneStarted, type PlaneBundleRef, type PlaneHeartbeat } from "../protocol.js";
 import { LineSplitter } from "../stream-lines.js";
 import { trace } from "../trace.js";
 import type { WorkerBundle } from "./bundle.js";
@@ -38,6 +38,11 @@ export interface WorkerdOptions {
    * `LOCAL_PLANE` binding. Without it, the gateway waits for planes to report.
    */
   startPlane?: () => Promise<PlaneHeartbeat>;
+  /**
+   * The apps' plane bundles, made when first asked for (`tandem run` of an edge function starts the gateway before it
+   * bundles them): the gateway asks through `LOCAL_PLANE` when a call needs an app's and its Worker does not name it.
+   */
+  planeBundles?: () => Promise<Record<string, PlaneBundleRef>>;
   /**
    * Where miniflare keeps its temporary files (workerd's in-memory state backs onto disk there), instead of a
    * folder in the system's: whoever starts it removes this folder, rather than wait for miniflare's removal of its
@@ -112,7 +117,7 @@ function newMiniflare(options: WorkerdOptions, onOutput: NonNullable<WorkerdOpti
     },
     r2Buckets: ["BLOBS"],
     bindings: options.bindings,
-    ...(options.startPlane ? { serviceBindings: { LOCAL_PLANE: localPlaneService(options.startPlane) } } : {}),
+    ...(options.startPlane ? { serviceBindings: { LOCAL_PLANE: localPlaneService(options.startPlane, options.planeBundles) } } : {}),
     // Requests come in on a socket of the Worker's own, as in production. miniflare's entry socket (which
     // dispatchFetch and the binding helpers use) passes each request through an extra entry Worker first:
     // measured here, a bare Worker's POST took 0.97 ms that way and 0.45 ms on its own socket.
@@ -128,11 +133,20 @@ function newMiniflare(options: WorkerdOptions, onOutput: NonNullable<WorkerdOpti
   });
 }
 
-/** The gateway's `LOCAL_PLANE` binding: `LOCAL_PLANE_ROUTES.start` starts the plane, answered with its report once it takes calls. */
-function localPlaneService(start: () => Promise<PlaneHeartbeat>): (request: MiniflareModule.Request) => Promise<MiniflareResponse> {
+/**
+ * The gateway's `LOCAL_PLANE` binding: `LOCAL_PLANE_ROUTES.start` starts the plane, answered with its report once it
+ * takes calls; `LOCAL_PLANE_ROUTES.bundles` answers with the plane bundles, made when first asked for.
+ */
+function localPlaneService(
+  start: () => Promise<PlaneHeartbeat>,
+  bundles: (() => Promise<Record<string, PlaneBundleRef>>) | undefined,
+): (request: MiniflareModule.Request) => Promise<MiniflareResponse> {
   return async (request) => {
-    if (request.method !== "POST" || new URL(request.url).pathname !== LOCAL_PLANE_ROUTES.start) return new MiniflareResponse(null, { status: 404 });
+    const route = new URL(request.url).pathname;
+    if (request.method !== "POST" || (route !== LOCAL_PLANE_ROUTES.start && (route !== LOCAL_PLANE_ROUTES.bundles || !bundles)))
+      return new MiniflareResponse(null, { status: 404 });
     try {
+      if (route === LOCAL_PLANE_ROUTES.bundles) return MiniflareResponse.json({ bundles: await bundles!() } satisfies LocalPlaneBundles);
       return MiniflareResponse.json({ plane: await start() } satisfies LocalPlaneStarted);
     } catch (err) {
       return MiniflareResponse.json(errorBody(err), { status: errorStatus(err) });
