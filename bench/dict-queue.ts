@@ -25,7 +25,7 @@ import { benchArgs, printTable, stateInMemory, summarize } from "./stats.js";
 const here = dirname(fileURLToPath(import.meta.url));
 const { n, tiny } = benchArgs(200, 10); // rounds per side and operation
 console.log(stateInMemory());
-const PER = tiny ? 10 : 250; // operations per round: the isolate's clock moves in whole ms, so a round of 250 resolves 4 µs
+const PER = tiny ? 10 : 1000; // operations per round: the isolate's clock moves in whole ms, so a round of 1,000 resolves 1 µs
 // The producer may run ahead of the consumer: no more items than one partition holds, or a put meets `queue_full`.
 const ITEMS = tiny ? 500 : QUEUE_LIMITS.maxItemsPerPartition;
 
