@@ -5,7 +5,7 @@
  * dict's `DictStore` does the rest.
  */
 import { DICT_LIMITS } from "../sdk/defaults.js";
-import { InvalidRequestError, ValueTooLargeError, fromWireError } from "../sdk/errors.js";
+import { InvalidRequestError, ValueTooLargeError, fromWireError, type WireError } from "../sdk/errors.js";
 import {
   DICT_NAME_PATTERN,
   canonicalKey,
@@ -16,7 +16,7 @@ import {
   type DictRequest,
   type EncodedValue,
 } from "../sdk/protocol.js";
-import type { DictCommand, StoredAnswers, StoredEntry } from "./dict-store.js";
+import type { DictCommand, StoredAnswers, StoredEntry, StoredValue } from "./dict-store.js";
 import type { Env } from "./env.js";
 import { inEnvironment } from "./environments.js";
 import { STORE_CATALOG, stubIn, type Outcome } from "./store-catalog.js";
@@ -90,20 +90,40 @@ export async function listDicts(env: Env): Promise<DictInfo[]> {
  * One operation on a dict's entries, its request already in its wire shape (`DictRequestSchemas[op]`). `work`:
  * the `RunContext` of the code that asks (see `stubIn`).
  */
-export async function dictOp<O extends DictOp>(env: Env, name: string, op: O, request: DictRequest<O>, work?: object): Promise<DictAnswers[O]> {
+export function dictOp<O extends DictOp>(env: Env, name: string, op: O, request: DictRequest<O>, work?: object): Promise<DictAnswers[O]> {
   const command = commandOf(name, op, request as DictRequest<DictOp>);
-  return parsed(unwrap(await store(env, name, work).run(name, command))) as DictAnswers[O];
+  const key = (request as { key?: unknown }).key;
+  if (command.op === "get")
+    return store(env, name, work)
+      .get(name, command.key)
+      .then((found) => gotten(found, command.key, key) as DictAnswers[O]);
+  return store(env, name, work)
+    .run(name, command)
+    .then((outcome) => parsed(unwrap(outcome), key) as DictAnswers[O]);
 }
 
-/** An answer with its entries' stored texts parsed (the object sends them as they are stored). */
-function parsed(answer: StoredAnswers[DictOp]): DictAnswers[DictOp] {
-  if ("entries" in answer) return { ...answer, entries: answer.entries.map(parsedEntry) };
-  if ("entry" in answer && answer.entry) return { ...answer, entry: parsedEntry(answer.entry) };
+/** `get`'s answer, from the object's flat one. */
+function gotten(found: StoredValue | null | { error: WireError }, stored: string, asked: unknown): DictAnswers["get"] {
+  if (found === null) return { found: false };
+  if ("error" in found) throw fromWireError(found.error);
+  return { found: true, entry: parsedEntry({ key: stored, ...found }, asked) };
+}
+
+/**
+ * An answer with its entries' stored texts parsed (the object sends them as they are stored). `key`: the key the
+ * caller asked for, which a string key's entry shows as it is (it is its own canonical form).
+ */
+function parsed(answer: StoredAnswers[DictOp], key: unknown): DictAnswers[DictOp] {
+  if ("entries" in answer) {
+    const entries = answer.entries.map((entry) => parsedEntry(entry, undefined));
+    return answer.next === undefined ? { entries } : { entries, next: answer.next };
+  }
+  if ("entry" in answer && answer.entry) return { found: answer.found, entry: parsedEntry(answer.entry, key) };
   return answer as DictAnswers[DictOp];
 }
 
-function parsedEntry(entry: StoredEntry): DictEntry {
-  const key = JSON.parse(entry.key) as unknown;
+function parsedEntry(entry: StoredEntry, asked: unknown): DictEntry {
+  const key = typeof asked === "string" ? asked : (JSON.parse(entry.key) as unknown);
   const { version, expiresAt } = entry;
   return entry.value === undefined ? { key, version, expiresAt } : { key, value: JSON.parse(entry.value) as EncodedValue, version, expiresAt };
 }
