@@ -271,7 +271,12 @@ describe("tandem logs", () => {
     // Nor in any file of the gateway's state (the value is in no file the app was built from: it came from the environment).
     const files = await readdir(join(dir, ".tandem", "state"), { recursive: true, withFileTypes: true });
     for (const f of files.filter((e) => e.isFile())) {
-      expect((await readFile(join(f.parentPath, f.name))).includes(SECRET_VALUE)).toBe(false);
+      // workerd still runs: a SQLite side file (-shm, -wal) listed may be gone by the time it is read, with nothing in it.
+      const bytes = await readFile(join(f.parentPath, f.name)).catch((err: NodeJS.ErrnoException) => {
+        if (err.code === "ENOENT") return Buffer.alloc(0);
+        throw err;
+      });
+      expect(bytes.includes(SECRET_VALUE)).toBe(false);
     }
   }, 60_000);
 
