@@ -140,6 +140,17 @@ function imagePackagesAtTheEdge(packages: string[]): Plugin {
  */
 const MINIFY_KEEPING_NAMES = { minifyWhitespace: true, minifySyntax: true, minifyIdentifiers: false } as const;
 
+/** How the Worker's modules are bundled for workerd: ES modules, its package conditions, its own imports left to it. */
+const FOR_WORKERD = {
+  bundle: true,
+  format: "esm",
+  platform: "neutral",
+  target: "es2022",
+  mainFields: ["workerd", "worker", "browser", "module", "main"],
+  conditions: ["workerd", "worker", "browser"],
+  external: ["cloudflare:*", "node:*"],
+} as const satisfies BuildOptions;
+
 /**
  * Bundles the gateway and `appFiles` into one Worker module in `outDir`.
  * `minify` for deploys (names kept: `MINIFY_KEEPING_NAMES`); `sourceMap: false` leaves the map out of the Worker.
@@ -235,13 +246,7 @@ export async function bundleWorker(
   const result = await bundle({
     stdin: { contents: entry, resolveDir: PACKAGE_ROOT, loader: "ts", sourcefile: "tandem-worker-entry.ts" },
     outfile: path,
-    bundle: true,
-    format: "esm",
-    platform: "neutral",
-    target: "es2022",
-    mainFields: ["workerd", "worker", "browser", "module", "main"],
-    conditions: ["workerd", "worker", "browser"],
-    external: ["cloudflare:*", "node:*"],
+    ...FOR_WORKERD,
     // Apart from the runtime, `tandem` is the runtime's SDK module, the one the gateway uses: one SDK in the Worker.
     ...(apart ? {} : { alias: { tandem: SDK_ENTRY } }),
     plugins: [
@@ -314,14 +319,8 @@ async function bundleRuntime(outDir: string, cache: BuildCache): Promise<Pick<Wo
     outdir: dir,
     outExtension: { ".js": ".mjs" },
     write: false,
-    bundle: true,
     splitting: true,
-    format: "esm",
-    platform: "neutral",
-    target: "es2022",
-    mainFields: ["workerd", "worker", "browser", "module", "main"],
-    conditions: ["workerd", "worker", "browser"],
-    external: ["cloudflare:*", "node:*"],
+    ...FOR_WORKERD,
     plugins: [edgeStandIns, nativePackages("edge-stand-in")],
     nodePaths,
     metafile: true,
