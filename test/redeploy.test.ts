@@ -240,6 +240,8 @@ describe("tandem serve --strategy recreate", () => {
     const work = lookup<[number], { version: number; container: string }>(name, "work", { gateway: served.url });
     const before = await work.remote(0);
     expect(before.version).toBe(1);
+    const old = await containersOf(name);
+    expect(old).toContain(before.container);
     await edit("const VERSION = 1;", "const VERSION = 2;");
     const after = await work.remote(0);
     expect(after.version).toBe(2);
@@ -247,6 +249,10 @@ describe("tandem serve --strategy recreate", () => {
     expect(served.output()).toMatch(
       new RegExp(`a new version of ${name}\\.work is live \\(strategy recreate\\): stopping \\d+ containers? of the old one now`),
     );
-    await until(async () => (await containersOf(name)).length === 1, "only the new version's container to run", 15_000);
+    // Only the new version's containers run: the one that answered, and any other it started (its warm one may have
+    // come second, the call not waiting for it).
+    const oldRunning = async () => (await containersOf(name)).filter((c) => old.includes(c));
+    await until(async () => (await oldRunning()).length === 0, "the old version's containers to stop", 15_000);
+    expect(await containersOf(name)).toContain(after.container);
   }, 180_000);
 });
