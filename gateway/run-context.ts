@@ -109,10 +109,13 @@ export function prefixConsoleLines(): void {
       const store = runStore.getStore();
       // A line of code that holds secrets is written as one string, their values masked.
       const masked = store?.secretValues?.length ? maskSecretValues(args.map(logText).join(" "), store.secretValues) : undefined;
-      const line = masked === undefined ? args : [masked];
-      if (store?.logPrefix) write(store.logPrefix, ...line);
-      else write(...line);
-      if (store?.logTo) keepEdgeLine(store, store.logTo, source, masked ?? args.map(logText).join(" "));
+      // A line that is one string (the usual case) is handed to workerd as one string, prefix included: workerd
+      // formats each argument it is given. A lone argument is never read as a format string.
+      const text = masked ?? (args.length === 1 && typeof args[0] === "string" ? args[0] : undefined);
+      if (text !== undefined) write(store?.logPrefix ? `${store.logPrefix} ${text}` : text);
+      else if (store?.logPrefix) write(store.logPrefix, ...args);
+      else write(...args);
+      if (store?.logTo) keepEdgeLine(store, store.logTo, source, text ?? args.map(logText).join(" "));
     };
   }
 }

@@ -45,7 +45,7 @@ describe("schedules fired from the edge", () => {
   });
 
   it("skips a run due while the previous one still runs (overlap skip), and fires it with overlap allow", async () => {
-    await gw.scheduled(T0 + 5 * MIN); // the slow runs of T0 take 2 s
+    await gw.scheduled(T0 + 5 * MIN); // the slow runs of T0 take 6 s
     const after = await schedules();
     expect(after.slowSkip!.lastRun!.scheduledAt).toBe(T0);
     expect(after.slowSkip!.skipped).toBe(1);
