@@ -116,6 +116,19 @@ describe("the front door of tandem serve", () => {
     }
   });
 
+  it("sends the gateway's 401 to a large body with a token it does not know, every time, not a 502", async () => {
+    // Within the limit, so the whole body is sent on: workerd answers 401 before reading it and closes, and the reset
+    // that followed once took the answer with it in about 1 request of 10.
+    const unknown = "tk-unknown00000000.ts-unknown0000000000000000000000000";
+    const statuses: number[] = [];
+    for (let i = 0; i < 20; i++) {
+      const answer = await postChunked("/v1/apps/edge/functions/echo/call", LIMIT - 64 * 1024, { token: unknown });
+      statuses.push(answer.status);
+      if (answer.status === 401) expect(JSON.parse(answer.body).error).toMatchObject({ code: "unauthorized" });
+    }
+    expect(statuses).toEqual(Array(20).fill(401));
+  });
+
   it("keeps the connection usable: the next request on it is answered", async () => {
     const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
     const get = () =>
