@@ -659,7 +659,11 @@ async function joinMaps(first: PlaneRuntime["map"], firstEnd: MapEnd, firstAt: n
     version: 3,
     sources: [...first.sources, ...second.sources],
     names: [...first.names, ...second.names],
-    mappings: ";".repeat(firstAt) + first.mappings + ";".repeat(secondAt - firstAt - firstLines + 1) + encoded.slice(encoded.indexOf(";") + 1),
+    mappings:
+      ";".repeat(firstAt) +
+      first.mappings +
+      ";".repeat(secondAt - firstAt - firstLines + 1) +
+      (encoded.includes(";") ? encoded.slice(encoded.indexOf(";") + 1) : ""),
   };
 }
 
@@ -679,6 +683,7 @@ async function mapEnd(map: PlaneRuntime["map"]): Promise<MapEnd> {
 
 /** The name the plane runtime's script sets: the SDK's exports, and the runner's `runFunctions`. */
 const PLANE_RUNTIME_GLOBAL = "__tandemPlaneRuntime";
+/** What the plane entry imports `runFunctions` from when the runtime is apart. */
 const RUNNER_FROM_RUNTIME = "tandem:plane-runner";
 
 /** An app's `tandem`, and the plane entry's runner, read from the plane runtime's script (`printPlaneApart`). */
@@ -716,7 +721,7 @@ async function bundlePlaneRuntime(cache: BuildCache): Promise<PlaneRuntime> {
     const { nodeModules, ...meta } = hit.meta;
     return {
       ...meta,
-      ...(nodeModules ? { nodeModules } : { nodeModules: undefined }),
+      nodeModules: nodeModules ?? undefined,
       script: hit.files.script!.toString("utf8"),
       map: JSON.parse(hit.files.map!.toString("utf8")) as PlaneRuntime["map"],
     };
