@@ -178,6 +178,35 @@ describe("tandem run after an edit", () => {
     expect(edited.stderr).toContain("build: runtime found in the build cache");
     expect(edited.stderr).toContain("build: Worker bundled"); // the app's module, bundled anew
   });
+
+  it("joins a plane function's edited module to the runner it kept, and its plane stacks name the edited lines", async () => {
+    const name = `runplaneedit${randomBytes(3).toString("hex")}`; // the engine is shared: no container of it may be left
+    const app = (above: string) =>
+      [
+        'import { App } from "tandem";',
+        `const app = new App("${name}");`,
+        above,
+        'export const fails = app.function({ tier: "plane" }, (text: unknown) => (text as string).split(","));',
+        "export default app;",
+      ].join("\n");
+    const run = async () => {
+      const { code, stderr } = await runCli(["run", "plane-app.ts::fails", "5"], { cwd: dir, env: { TANDEM_TRACE: "1" } });
+      expect(code).toBe(1);
+      expect(stderr).toContain("error: TypeError: text.split is not a function");
+      const frames = stderr.split("\n").filter((l) => /^\s+at /.test(l));
+      expect(frames.length).toBeGreaterThan(0);
+      for (const frame of frames) expect(frame).toMatch(/plane-app\.ts:\d+:\d+\)?$/);
+      return { stderr, line: Number(/plane-app\.ts:(\d+):\d+/.exec(frames[0]!)?.[1]) };
+    };
+    await writeFile(join(dir, "plane-app.ts"), app("// one line above"));
+    const first = await run();
+    expect(first.line).toBe(4);
+    await writeFile(join(dir, "plane-app.ts"), app("// three lines\n// above\n// now"));
+    const edited = await run();
+    expect(edited.line).toBe(6);
+    expect(edited.stderr).toContain("build: plane runtime found in the build cache");
+    expect(edited.stderr).toContain("build: plane bundle bundled"); // the app's module, joined to it anew
+  });
 });
 
 describe("tandem serve reloading an edit", () => {

@@ -449,6 +449,13 @@ export async function bundlePlane(
     minify?: boolean;
     /** Kept there, and found there again when nothing it reads changed (see build-cache.ts). */
     cache?: BuildCache;
+    /**
+     * The runner and the SDK bundled apart from the app and kept in this cache (`tandem run`, `tandem serve`), then
+     * joined with the app's own module into the one file a container runs: an edit to the app bundles only its module
+     * and the join (the runtime is most of the bundle's 180 inputs: 0.35 s of bundling on this repository's 2-core
+     * machine, on the path to a run's container).
+     */
+    runtimeApart?: BuildCache;
   } = {},
 ): Promise<PlaneBundle> {
   await mkdir(outDir, { recursive: true });
@@ -462,6 +469,7 @@ export async function bundlePlane(
     wasmFiles: options.wasmFiles ?? {},
     edgeHandlers: options.edgeHandlers ?? [],
     minify: options.minify ?? true,
+    apart: options.runtimeApart !== undefined,
   };
   const hit = await options.cache?.get<{ externals: string[]; nodeModules: string | null }>(`plane:${path}:${file}`, cacheKey);
   if (hit) {
@@ -469,31 +477,88 @@ export async function bundlePlane(
     // Its bytes copied out of the Buffer read: miniflare takes only a view of a whole ArrayBuffer into the blob store.
     return planeBundleAt(path, new Uint8Array(hit.files.bundle!), hit.files.map!.toString("utf8"), hit.meta.externals, hit.meta.nodeModules ?? undefined);
   }
+  const minify = options.minify ?? true;
+  const printed = options.runtimeApart
+    ? await printPlaneApart(file, path, options.runtimeApart, { ...options, minify })
+    : await printPlaneWhole(file, path, options).then((whole) => (minify ? minified(whole) : whole));
+  const { externals, nodeModules } = printed;
+  const map = relativizedMap(printed.map, outDir);
+  const bytes = new TextEncoder().encode(printed.code);
+  await options.cache?.put(`plane:${path}:${file}`, cacheKey, printed.inputs, { bundle: bytes, map }, { externals, nodeModules: nodeModules ?? null });
+  trace("build: plane bundle bundled");
+  return planeBundleAt(path, bytes, map, externals, nodeModules);
+}
+
+/** What `bundlePlane` asks of a build of a plane bundle. */
+type PlaneBuildOptions = Pick<Parameters<typeof bundlePlane>[2] & {}, "external" | "wasm" | "wasmFiles" | "edgeHandlers">;
+
+/** A plane bundle as printed (not minified, the edge handlers left out), its map, and what it was made from. */
+interface PrintedPlane {
+  code: string;
+  map: string;
+  /** Every file it read. */
+  inputs: string[];
+  externals: string[];
+  nodeModules: string | undefined;
+}
+
+/** Packages with native code found by a build (`nativePackages`), as a plane bundle names them. */
+function nativeFound(found: { externals: Set<string>; nodeModules: Set<string> }): Pick<PrintedPlane, "externals" | "nodeModules"> {
+  return { externals: [...found.externals], nodeModules: [...found.nodeModules][0] };
+}
+
+/** The plane entry: the app's exports and its WebAssembly modules handed to the runner, imported from `runner`. */
+function planeEntry(app: string, runner: string, options: PlaneBuildOptions): string {
   const wasm = Object.entries(options.wasm ?? {});
   const wasmFiles = Object.entries(options.wasmFiles ?? {});
-  const entry = [
-    `import * as app from ${JSON.stringify(file)};`,
-    `import { runFunctions } from ${JSON.stringify(RUNNER_ENTRY)};`,
+  return [
+    `import * as app from ${JSON.stringify(app)};`,
+    `import { runFunctions } from ${JSON.stringify(runner)};`,
     ...wasm.map(([, path], i) => `import wasm${i} from ${JSON.stringify(path)};`),
     ...wasmFiles.map(([, path], i) => `import files${i} from ${JSON.stringify(path)};`),
     `await runFunctions(app, { ${wasm.map(([name], i) => `${JSON.stringify(name)}: wasm${i}`).join(", ")} }, { ${wasmFiles.map(([name], i) => `${JSON.stringify(name)}: files${i}`).join(", ")} });`,
   ].join("\n");
+}
+
+/**
+ * `printed` minified, once the edge handlers are out: smaller parses faster (every cold container loads it), and an
+ * edge function's lines no longer show in the bytes. Its map goes in, and comes out composed.
+ */
+async function minified<P extends { code: string; map: string }>(printed: P): Promise<P> {
+  const { transform } = await import("esbuild");
+  const { code, map } = await transform(`${printed.code}\n//# sourceMappingURL=data:application/json;base64,${Buffer.from(printed.map).toString("base64")}\n`, {
+    loader: "js",
+    format: "esm",
+    target: "node20",
+    ...MINIFY_KEEPING_NAMES,
+    keepNames: true,
+    sourcemap: "external",
+    sourcesContent: false,
+    logLevel: "silent",
+  });
+  return { ...printed, code, map };
+}
+
+/** How a plane bundle's modules are bundled for Node in a container. */
+const FOR_THE_PLANE = { bundle: true, format: "esm", platform: "node", target: "node20" } as const satisfies BuildOptions;
+
+/** Bundled CommonJS dependencies may require Node built-ins: the plane bundle's first line gives them `require`. */
+const REQUIRE_BANNER = { js: 'import { createRequire as __tandemRequire } from "node:module"; const require = __tandemRequire(import.meta.url);' };
+
+/** The app and the runner, bundled in one build. */
+async function printPlaneWhole(file: string, path: string, options: PlaneBuildOptions): Promise<PrintedPlane> {
   const found = { externals: new Set<string>(), nodeModules: new Set<string>() };
   const result = await bundle({
-    stdin: { contents: entry, resolveDir: PACKAGE_ROOT, loader: "ts", sourcefile: "tandem-plane-entry.ts" },
-    bundle: true,
+    stdin: { contents: planeEntry(file, RUNNER_ENTRY, options), resolveDir: PACKAGE_ROOT, loader: "ts", sourcefile: "tandem-plane-entry.ts" },
+    ...FOR_THE_PLANE,
     write: false,
     outfile: path,
-    format: "esm",
-    platform: "node",
-    target: "node20",
     alias: { tandem: SDK_ENTRY },
     // Packages an image installs (Image.npmInstall) are there at run time, not here.
     external: options.external ?? [],
     nodePaths,
-    // Bundled CommonJS dependencies may require Node built-ins.
-    banner: { js: 'import { createRequire as __tandemRequire } from "node:module"; const require = __tandemRequire(import.meta.url);' },
-    // Printed as loadAppInNode prints the app, so that edge handlers' source text is found here (minified below, names kept).
+    banner: REQUIRE_BANNER,
+    // Printed as loadAppInNode prints the app, so that edge handlers' source text is found here (minified after, names kept).
     minify: false,
     keepNames: true,
     plugins: [nativePackages("external", found)],
@@ -504,41 +569,203 @@ export async function bundlePlane(
     metafile: true,
     logLevel: "silent",
   });
-  const printed = result.outputFiles!.find((f) => !f.path.endsWith(".map"))!.text;
-  const printedMap = result.outputFiles!.find((f) => f.path.endsWith(".map"))!.text;
-  const stubbed = withoutEdgeHandlers(printed, options.edgeHandlers ?? []); // keeps every line and column: the map stays true
-  let code = stubbed;
-  let codeMap = printedMap;
-  if (options.minify ?? true) {
-    // Minified once the edge handlers are out: smaller parses faster (every cold container loads this), and an edge
-    // function's lines no longer show in the bytes. The map of the printed bundle goes in, and comes out composed.
-    const { transform } = await import("esbuild");
-    const minified = await transform(`${stubbed}\n//# sourceMappingURL=data:application/json;base64,${Buffer.from(printedMap).toString("base64")}\n`, {
-      loader: "js",
-      format: "esm",
-      target: "node20",
+  const printed = result.outputFiles.find((f) => !f.path.endsWith(".map"))!.text;
+  const map = result.outputFiles.find((f) => f.path.endsWith(".map"))!.text;
+  // Keeps every line and column: the map stays true.
+  return { code: withoutEdgeHandlers(printed, options.edgeHandlers ?? []), map, inputs: inputFiles(result.metafile), ...nativeFound(found) };
+}
+
+/**
+ * The app bundled alone, then joined as text after the runner and the SDK (`bundlePlaneRuntime`, kept in `cache`):
+ * one file, as a whole build makes it, whose bundling reads only the app's own files. The runtime is a script that
+ * sets one name (`PLANE_RUNTIME_GLOBAL`), and the app's `tandem` is a module that reads the SDK from it, so that the
+ * app and the runner share one SDK. The two source maps are joined into one.
+ */
+async function printPlaneApart(file: string, path: string, cache: BuildCache, options: PlaneBuildOptions & { minify: boolean }): Promise<PrintedPlane> {
+  const runtime = bundlePlaneRuntime(cache);
+  runtime.catch(() => {}); // met where it is awaited
+  const found = { externals: new Set<string>(), nodeModules: new Set<string>() };
+  const app = await bundle({
+    stdin: { contents: planeEntry(file, RUNNER_FROM_RUNTIME, options), resolveDir: PACKAGE_ROOT, loader: "ts", sourcefile: "tandem-plane-entry.ts" },
+    ...FOR_THE_PLANE,
+    write: false,
+    outfile: path,
+    external: options.external ?? [],
+    nodePaths,
+    // Printed as loadAppInNode prints the app (`tandem` outside it), so that edge handlers' source text is found here.
+    minify: false,
+    keepNames: true,
+    plugins: [sdkFromPlaneRuntime(runtime), nativePackages("external", found)],
+    loader: { ".wasm": "binary", ".bin": "binary" },
+    sourcemap: "external",
+    sourcesContent: false,
+    metafile: true,
+    logLevel: "silent",
+  });
+  // Minified apart from the runtime, which was minified once, when it was bundled.
+  const stubbed = {
+    code: withoutEdgeHandlers(app.outputFiles.find((f) => !f.path.endsWith(".map"))!.text, options.edgeHandlers ?? []),
+    map: app.outputFiles.find((f) => f.path.endsWith(".map"))!.text,
+  };
+  const { code: printed, map: printedMap } = options.minify ? await minified(stubbed) : stubbed;
+  const appMap = JSON.parse(printedMap) as PlaneRuntime["map"];
+  const { script, map: runtimeMap, mapEnd, inputs, ...runtimeNative } = await runtime;
+  const head = `${REQUIRE_BANNER.js}\n${script}`;
+  const native = nativeFound(found);
+  return {
+    code: `${head}\n${printed}`,
+    // The banner's line, the runtime's, then the app's from the line it starts on.
+    map: JSON.stringify(
+      await joinMaps(runtimeMap, mapEnd, 1, { ...appMap, sources: appMap.sources.map((s) => resolve(dirname(path), s)) }, head.split("\n").length),
+    ),
+    inputs: [...new Set([...inputs, ...inputFiles(app.metafile)])],
+    externals: [...new Set([...runtimeNative.externals, ...native.externals])],
+    nodeModules: native.nodeModules ?? runtimeNative.nodeModules,
+  };
+}
+
+/** A source map's last state, as its mappings leave it: the source, line, column and name the next segment counts from. */
+type MapEnd = [source: number, line: number, column: number, name: number];
+
+/**
+ * `first`'s mappings from line `firstAt`, then `second`'s from line `secondAt` of the same file, as one map. Only
+ * `second` (an app's own module, small) is decoded: `first` (the runtime's, 0.7 MB, 0.15-0.3 s to decode on this
+ * repository's 2-core machine) goes in as it is, and `second`'s mappings are encoded to count on from where `first`'s
+ * end (`firstEnd`, found once by `mapEnd`).
+ */
+async function joinMaps(first: PlaneRuntime["map"], firstEnd: MapEnd, firstAt: number, second: PlaneRuntime["map"], secondAt: number) {
+  const { TraceMap, decodedMappings, encodedMappings } = await import("@jridgewell/trace-mapping");
+  const [source, line, column, name] = firstEnd;
+  const shifted = decodedMappings(new TraceMap(second)).map((segments) =>
+    segments.map((s) =>
+      s.length === 1
+        ? s
+        : s.length === 4
+          ? ([s[0], s[1] + first.sources.length, s[2], s[3]] as const)
+          : ([s[0], s[1] + first.sources.length, s[2], s[3], s[4] + first.names.length] as const),
+    ),
+  );
+  // Encoded after a first line whose one segment is where `first` ends, then that line cut off: what is left counts from there.
+  const encoded = encodedMappings(
+    new TraceMap({
+      version: 3,
+      sources: [...first.sources, ...second.sources],
+      names: [...first.names, ...second.names],
+      mappings: [[[0, source, line, column, name]], ...shifted],
+    }),
+  );
+  const firstLines = first.mappings.split(";").length;
+  return {
+    version: 3,
+    sources: [...first.sources, ...second.sources],
+    names: [...first.names, ...second.names],
+    mappings:
+      ";".repeat(firstAt) +
+      first.mappings +
+      ";".repeat(secondAt - firstAt - firstLines + 1) +
+      (encoded.includes(";") ? encoded.slice(encoded.indexOf(";") + 1) : ""),
+  };
+}
+
+/** Where a map's mappings leave its state (`MapEnd`). */
+async function mapEnd(map: PlaneRuntime["map"]): Promise<MapEnd> {
+  const { TraceMap, decodedMappings } = await import("@jridgewell/trace-mapping");
+  const end: MapEnd = [0, 0, 0, 0];
+  for (const segments of decodedMappings(new TraceMap(map))) {
+    for (const s of segments) {
+      if (s.length === 1) continue;
+      [end[0], end[1], end[2]] = [s[1], s[2], s[3]];
+      if (s.length === 5) end[3] = s[4];
+    }
+  }
+  return end;
+}
+
+/** The name the plane runtime's script sets: the SDK's exports, and the runner's `runFunctions`. */
+const PLANE_RUNTIME_GLOBAL = "__tandemPlaneRuntime";
+/** What the plane entry imports `runFunctions` from when the runtime is apart. */
+const RUNNER_FROM_RUNTIME = "tandem:plane-runner";
+
+/** An app's `tandem`, and the plane entry's runner, read from the plane runtime's script (`printPlaneApart`). */
+function sdkFromPlaneRuntime(runtime: Promise<{ sdkExports: string[] }>): Plugin {
+  return {
+    name: "sdk-from-plane-runtime",
+    setup(b) {
+      b.onResolve({ filter: /^(tandem|tandem:plane-runner)$/ }, (args) => ({ path: args.path, namespace: "tandem-plane-runtime" }));
+      b.onLoad({ filter: /.*/, namespace: "tandem-plane-runtime" }, async (args) => {
+        const names = args.path === RUNNER_FROM_RUNTIME ? ["runFunctions"] : (await runtime).sdkExports;
+        return { loader: "js", contents: names.map((name) => `export const ${name} = ${PLANE_RUNTIME_GLOBAL}.${name};`).join("\n") };
+      });
+    },
+  };
+}
+
+/** The plane runtime's script, its map, the SDK's export names, and what it was made from. */
+interface PlaneRuntime extends Pick<PrintedPlane, "inputs" | "externals" | "nodeModules"> {
+  script: string;
+  map: { version: 3; sources: string[]; names: string[]; mappings: string };
+  mapEnd: MapEnd;
+  sdkExports: string[];
+}
+
+/**
+ * The container runner and the SDK, bundled for Node as one script that sets `PLANE_RUNTIME_GLOBAL` and nothing
+ * else, its map's sources absolute. Kept in `cache`: it changes only with Tandem (and its packages).
+ */
+async function bundlePlaneRuntime(cache: BuildCache): Promise<PlaneRuntime> {
+  const key = { ...buildKey("plane-runtime", undefined), sdk: SDK_ENTRY, runner: RUNNER_ENTRY };
+  type Meta = Omit<PlaneRuntime, "script" | "map" | "nodeModules"> & { nodeModules: string | null };
+  const hit = await cache.get<Meta>("plane-runtime", key);
+  if (hit) {
+    trace("build: plane runtime found in the build cache");
+    const { nodeModules, ...meta } = hit.meta;
+    return {
+      ...meta,
+      nodeModules: nodeModules ?? undefined,
+      script: hit.files.script!.toString("utf8"),
+      map: JSON.parse(hit.files.map!.toString("utf8")) as PlaneRuntime["map"],
+    };
+  }
+  const found = { externals: new Set<string>(), nodeModules: new Set<string>() };
+  const entry = `export * from ${JSON.stringify(SDK_ENTRY)};\nexport { runFunctions } from ${JSON.stringify(RUNNER_ENTRY)};`;
+  const common = {
+    stdin: { contents: entry, resolveDir: PACKAGE_ROOT, loader: "ts", sourcefile: "tandem-plane-runtime.ts" },
+    ...FOR_THE_PLANE,
+    write: false,
+    outfile: join(cache.dir, "plane-runtime.js"),
+    nodePaths,
+    keepNames: true,
+    metafile: true,
+    logLevel: "silent",
+  } as const satisfies BuildOptions;
+  const [script, names] = await Promise.all([
+    // Minified (names kept) once for every run and reload that joins it: smaller to hash, copy and parse in each container.
+    bundle({
+      ...common,
+      format: "iife",
+      globalName: PLANE_RUNTIME_GLOBAL,
       ...MINIFY_KEEPING_NAMES,
-      keepNames: true,
+      plugins: [nativePackages("external", found)],
       sourcemap: "external",
       sourcesContent: false,
-      logLevel: "silent",
-    });
-    code = minified.code;
-    codeMap = minified.map;
-  }
-  const map = relativizedMap(codeMap, outDir);
-  const bytes = new TextEncoder().encode(code);
-  const externals = [...found.externals];
-  const nodeModules = [...found.nodeModules][0];
-  await options.cache?.put(
-    `plane:${path}:${file}`,
-    cacheKey,
-    inputFiles(result.metafile!),
-    { bundle: bytes, map },
-    { externals, nodeModules: nodeModules ?? null },
-  );
-  trace("build: plane bundle bundled");
-  return planeBundleAt(path, bytes, map, externals, nodeModules);
+    }),
+    // The SDK's export names, which the script's global holds: an ES module build lists them.
+    bundle({ ...common, stdin: { ...common.stdin, contents: `export * from ${JSON.stringify(SDK_ENTRY)};` }, plugins: [nativePackages("external")] }),
+  ]);
+  const text = script.outputFiles.find((f) => !f.path.endsWith(".map"))!.text;
+  const rawMap = JSON.parse(script.outputFiles.find((f) => f.path.endsWith(".map"))!.text) as PlaneRuntime["map"];
+  const map = { ...rawMap, sources: rawMap.sources.map((s) => resolve(cache.dir, s)) };
+  const native = nativeFound(found);
+  const meta: Meta = {
+    inputs: inputFiles(script.metafile),
+    externals: native.externals,
+    nodeModules: native.nodeModules ?? null,
+    sdkExports: Object.values(names.metafile.outputs).flatMap((o) => o.exports.filter((name) => name !== "default")),
+    mapEnd: await mapEnd(map),
+  };
+  await cache.put("plane-runtime", key, meta.inputs, { script: text, map: JSON.stringify(map) }, meta);
+  trace("build: plane runtime bundled");
+  return { ...meta, nodeModules: native.nodeModules, script: text, map };
 }
 
 /** A plane bundle written to `path`, its map beside it. */

@@ -43,8 +43,9 @@ export interface BuildOptions {
   /** Keep the builds there, and take them from there when nothing they read changed (`tandem run`). */
   cache?: BuildCache;
   /**
-   * The gateway and the SDK bundled apart from the apps, as modules of the Worker kept in this cache (`bundleWorker`'s
-   * `runtimeApart`): an edit to an app bundles only its own module (`tandem run`, `tandem serve`).
+   * The runtime bundled apart from the apps and kept in this cache (`tandem run`, `tandem serve`): the gateway and the
+   * SDK as modules of the Worker (`bundleWorker`'s `runtimeApart`), the runner and the SDK joined with each app's own
+   * module into its plane bundle (`bundlePlane`'s). An edit to an app bundles only its own modules.
    */
   runtimeApart?: BuildCache;
   /** Minify the plane bundles (default); `tandem run`, whose one container does not gain the time it takes, does not. */
@@ -113,6 +114,7 @@ export async function buildApps(appFiles: string[], buildDir: string, options: B
           edgeHandlers: edgeHandlers(app),
           minify: options.minifyPlane ?? true,
           ...(options.cache ? { cache: options.cache } : {}),
+          ...(options.runtimeApart ? { runtimeApart: options.runtimeApart } : {}),
         });
         options.planeBuilt?.(app, plane);
         planeBundles[app.name] = {
