@@ -12,7 +12,7 @@ import { gatewayFetch } from "./transport.js";
 import { toHex } from "./hex.js";
 import { API_LIMITS, DELIVERY_DEFAULTS, LOCAL_DEFAULTS } from "./defaults.js";
 import { GatewayUnreachableError, InvalidOptionsError, TandemError, fromWireError, type WireError } from "./errors.js";
-import { tokenFor } from "./credentials.js";
+import { findToken, refusedTokenHint, type TokenSource } from "./credentials.js";
 import type { Invoker, MapOutcome } from "./invoker.js";
 import { ndjsonLines } from "./stream-lines.js";
 import {
@@ -60,7 +60,7 @@ export class HttpInvoker implements Invoker {
   readonly #token: string | undefined;
   readonly #headers: Record<string, string>;
   #resolved = false;
-  #found: string | undefined;
+  #found: { token: string; source: TokenSource; file?: string } | undefined;
 
   /**
    * `token`: the API token to send; by default the one found for this gateway (`sdk/credentials.ts`). `region`:
@@ -90,10 +90,10 @@ export class HttpInvoker implements Invoker {
   /** The token this client sends, looked up once. */
   get token(): string | undefined {
     if (!this.#resolved) {
-      this.#found = tokenFor(this.baseUrl, this.#token);
+      this.#found = findToken(this.baseUrl, this.#token);
       this.#resolved = true;
     }
-    return this.#found;
+    return this.#found?.token;
   }
 
   async call(app: string, fn: string, args: unknown[]): Promise<unknown> {
@@ -239,8 +239,7 @@ export class HttpInvoker implements Invoker {
   async request(method: string, path: string, body?: unknown, idempotencyKey?: string): Promise<unknown> {
     const res = await this.send(method, path, body, undefined, idempotencyKey);
     const json = await this.readJson(res);
-    if (json && typeof json === "object" && "error" in json && json.error) throw fromWireError(json.error as WireError);
-    if (!res.ok) await this.fail(res, json);
+    if (!res.ok || (json && typeof json === "object" && "error" in json && json.error)) await this.fail(res, json);
     return json;
   }
 
@@ -311,7 +310,12 @@ export class HttpInvoker implements Invoker {
 
   private async fail(res: Response, json?: unknown): Promise<never> {
     const body = json ?? (await this.readJson(res));
-    if (body && typeof body === "object" && "error" in body) throw fromWireError(body.error as WireError);
+    if (body && typeof body === "object" && "error" in body) {
+      const error = body.error as WireError;
+      // A refused token that came from the profile file says so: it hides this folder's admin token.
+      const hint = error.code === "unauthorized" || error.code === "forbidden" ? refusedTokenHint(this.#found, this.baseUrl) : "";
+      throw fromWireError(hint ? { ...error, message: error.message + hint } : error);
+    }
     throw new GatewayUnreachableError(`${this.baseUrl} answered HTTP ${res.status}`, { gateway: this.baseUrl, status: res.status });
   }
 }

@@ -55,19 +55,54 @@ export function profilePath(): string | undefined {
  * const token = tokenFor("http://127.0.0.1:8787"); // TANDEM_TOKEN, the profile's, or .tandem/token
  */
 export function tokenFor(gatewayUrl: string, explicit?: string): string | undefined {
-  if (explicit !== undefined) return checkToken(explicit, "the token option");
+  return findToken(gatewayUrl, explicit)?.token;
+}
+
+/** Where a token sent to a gateway came from, as `findToken` found it. */
+export type TokenSource = "option" | "TANDEM_TOKEN" | "profile" | "local";
+
+/**
+ * The token to send to `gatewayUrl` and where it was found (`tokenFor`'s order), or undefined when none is.
+ * @example
+ * findToken("http://127.0.0.1:8787") // { token: "tk-….ts-…", source: "profile", file: "/home/ada/.tandem.toml" }
+ */
+export function findToken(gatewayUrl: string, explicit?: string): { token: string; source: TokenSource; file?: string } | undefined {
+  if (explicit !== undefined) return { token: checkToken(explicit, "the token option"), source: "option" };
   const env = (globalThis as { process?: { env?: Record<string, string | undefined> } }).process?.env;
-  if (env?.TANDEM_TOKEN) return checkToken(env.TANDEM_TOKEN, "TANDEM_TOKEN");
+  if (env?.TANDEM_TOKEN) return { token: checkToken(env.TANDEM_TOKEN, "TANDEM_TOKEN"), source: "TANDEM_TOKEN" };
   const n = node();
   if (!n) return undefined;
   const saved = readProfile(n)[normalise(gatewayUrl)]?.token;
-  if (saved) return checkToken(saved, `${profilePath()} (gateway ${normalise(gatewayUrl)})`);
-  // The local admin token goes only to a gateway on this machine: never to one elsewhere.
-  if (isLoopback(gatewayUrl)) {
-    const file = `${n.cwd()}/${LOCAL_TOKEN_FILE}`;
-    if (n.fs.existsSync(file)) return checkToken(n.fs.readFileSync(file, "utf8").trim(), file);
-  }
+  const profile = profilePath()!;
+  if (saved) return { token: checkToken(saved, `${profile} (gateway ${normalise(gatewayUrl)})`), source: "profile", file: profile };
+  const file = localTokenFile(gatewayUrl);
+  if (file) return { token: checkToken(n.fs.readFileSync(file, "utf8").trim(), file), source: "local", file };
   return undefined;
+}
+
+/**
+ * The local admin token's file (`.tandem/token` in this folder) when `gatewayUrl` is on this machine and the file
+ * exists: the local admin token goes only to a gateway on this machine, never to one elsewhere.
+ */
+export function localTokenFile(gatewayUrl: string): string | undefined {
+  const n = node();
+  if (!n || !isLoopback(gatewayUrl)) return undefined;
+  const file = `${n.cwd()}/${LOCAL_TOKEN_FILE}`;
+  return n.fs.existsSync(file) ? file : undefined;
+}
+
+/**
+ * What to add to a 401 or 403 answered to a token from the profile file: which token that was, and how to send
+ * another (a saved token is sent before this folder's admin token, so one saved with less scope hides it).
+ * @example refusedTokenHint(found, "http://127.0.0.1:8787") // "; the token sent is the one saved for … in …"
+ */
+export function refusedTokenHint(found: { source: TokenSource; file?: string } | undefined, gatewayUrl: string): string {
+  if (found?.source !== "profile") return "";
+  const local = localTokenFile(gatewayUrl);
+  return (
+    `; the token sent is the one saved for ${normalise(gatewayUrl)} in ${found.file}, which comes before this folder's` +
+    ` ${LOCAL_TOKEN_FILE}: send another with --token or TANDEM_TOKEN${local ? ` (this folder's admin token: TANDEM_TOKEN=$(cat ${LOCAL_TOKEN_FILE}))` : ""}`
+  );
 }
 
 /** Saves `token` for `gatewayUrl` in the profile file (created with mode 600), replacing one saved before; returns the file. */

@@ -3,14 +3,14 @@
  * the CLI and `connect()`; web endpoints and agents that ask for a token, with
  * API tokens and browsers' connect tokens.
  */
-import { mkdtemp, readFile, rm, stat } from "node:fs/promises";
+import { mkdir, mkdtemp, readFile, rm, stat, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import WebSocket from "ws";
 import { ForbiddenError, FunctionCall, UnauthorizedError, connect, lookup, type AgentMessageEvent, type TokenInfo } from "../sdk/index.js";
 import type { TokenCreateAnswer } from "../sdk/protocol.js";
-import { runCli } from "./helpers/cli.js";
+import { runCli, runCli as runCliIn } from "./helpers/cli.js";
 import { ADMIN_TOKEN, authed, startTestGateway, type TestGateway } from "./helpers/gateway.js";
 
 let gw: TestGateway;
@@ -152,6 +152,10 @@ describe("tokens through the SDK and the CLI", () => {
     const dir = await mkdtemp(join(tmpdir(), "tandem-profile-"));
     const profile = join(dir, "profile.toml");
     const env = { TANDEM_PROFILE: profile, TANDEM_TOKEN: "" };
+    // A project folder of `tandem serve`'s, whose admin token the saved one comes before.
+    await mkdir(join(dir, ".tandem"));
+    await writeFile(join(dir, ".tandem/token"), ADMIN_TOKEN);
+    const runCli = (args: string[], options: { env: Record<string, string> }) => runCliIn(args, { ...options, cwd: dir });
     try {
       const created = await runCli(["token", "create", "--name", "laptop", "--app", "edge", "--save", "--gateway", gw.url], {
         env: { ...env, TANDEM_TOKEN: ADMIN_TOKEN },
@@ -159,6 +163,7 @@ describe("tokens through the SDK and the CLI", () => {
       expect(created.code, created.stderr).toBe(0);
       expect(created.stdout).toMatch(/created token tk-[0-9a-z]{16} "laptop": scope call, apps edge/);
       expect(created.stdout).toContain(`saved for ${gw.url} in ${profile}`);
+      expect(created.stdout).toContain("commands here now send it instead of .tandem/token; for admin commands: TANDEM_TOKEN=$(cat .tandem/token) tandem …");
       expect((await stat(profile)).mode & 0o777).toBe(0o600);
       expect(await readFile(profile, "utf8")).toMatch(new RegExp(`\\[gateways\\."${gw.url.replace(/[.]/g, "\\.")}"\\]\\s+token = "tk-`));
 
@@ -169,6 +174,10 @@ describe("tokens through the SDK and the CLI", () => {
       const refused = await runCli(["token", "list", "--gateway", gw.url], { env });
       expect(refused.code).toBe(2);
       expect(refused.stderr).toContain('has scope "call"; GET /v1/tokens needs "admin"');
+      // Which token that was, and how to send this folder's admin token instead.
+      expect(refused.stderr).toContain(
+        `; the token sent is the one saved for ${gw.url} in ${profile}, which comes before this folder's .tandem/token: send another with --token or TANDEM_TOKEN (this folder's admin token: TANDEM_TOKEN=$(cat .tandem/token))`,
+      );
 
       const listed = await runCli(["token", "list", "--gateway", gw.url], { env: { ...env, TANDEM_TOKEN: ADMIN_TOKEN } });
       expect(listed.stdout).toMatch(/tk-[0-9a-z]{16}\s+laptop\s+call\s+edge/);

@@ -7,7 +7,7 @@ import { spawn } from "node:child_process";
 import { join } from "node:path";
 import { Command, InvalidArgumentError, Option } from "commander";
 import type { HttpInvoker } from "../client.js";
-import { saveToken } from "../credentials.js";
+import { LOCAL_TOKEN_FILE, localTokenFile, saveToken } from "../credentials.js";
 import { NAME_PATTERN, TOKEN_ID_PATTERN, TOKEN_SCOPES, newToken, paths, type TokenCreateAnswer, type TokenInfo, type TokenScope } from "../protocol.js";
 import { PACKAGE_ROOT } from "./paths.js";
 import { style } from "./style.js";
@@ -50,6 +50,13 @@ export function addTokenCommands(program: Command, clientOf: (opts: GatewayOpts)
     if (opts.save) {
       const file = saveToken(client.baseUrl, created.token, created.name);
       console.log(`  saved for ${client.baseUrl} in ${file}: the SDK and CLI send it there`);
+      // A saved token comes before this folder's admin token: say so where it has less than admin scope.
+      const local = localTokenFile(client.baseUrl);
+      if (local && created.scope !== "admin") {
+        console.log(
+          style.dim(`  commands here now send it instead of ${LOCAL_TOKEN_FILE}; for admin commands: TANDEM_TOKEN=$(cat ${LOCAL_TOKEN_FILE}) tandem …`),
+        );
+      }
     } else {
       console.log(style.dim(`  use it: export TANDEM_TOKEN=${created.token}   (or create it with --save)`));
     }
