@@ -11,6 +11,7 @@ import { readFile } from "node:fs/promises";
 import { createRequire } from "node:module";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { lookup } from "../sdk/index.js";
+import { ROOT, startServe } from "./helpers/cli.js";
 import { eventually } from "./helpers/gateway.js";
 import { histogram, parsePrometheus, quantile, sampleValue } from "./helpers/prometheus.js";
 import { startTestStack, type TestStack } from "./helpers/stack.js";
@@ -365,4 +366,28 @@ describe("a plane without a metrics token", () => {
     await open.close();
     stack.planes.splice(stack.planes.indexOf(open), 1);
   });
+
+  it("serves tandem serve's local plane's metrics on --metrics-port, and prints where", async () => {
+    const port = await freePort();
+    const served = await startServe(["test/fixtures/edge-app.ts", "--no-watch", "--runtime", "process", "--metrics-port", String(port)], ROOT, {
+      TANDEM_METRICS_TOKEN: "",
+    });
+    try {
+      await served.waitFor(`metrics at http://127.0.0.1:${port}/metrics`);
+      const res = await fetch(`http://127.0.0.1:${port}/metrics`);
+      expect(res.status).toBe(200);
+      expect(parsePrometheus(await res.text()).some((family) => family.name === "tandem_plane_info")).toBe(true);
+    } finally {
+      await served.stop();
+    }
+  });
 });
+
+/** A port nothing listens on now, on loopback. */
+async function freePort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const { port } = server.address() as AddressInfo;
+  await new Promise((resolve) => server.close(resolve));
+  return port;
+}

@@ -103,6 +103,7 @@ program
   .option("--scaledown-window <seconds>", "seconds a plane container may sit idle before it is stopped", parseSeconds, FUNCTION_DEFAULTS.scaledownWindowSeconds)
   .option("--env <name>", "the environment the apps are served in (default: TANDEM_ENV, then main)", parseEnvName)
   .option("--strategy <strategy>", STRATEGY_HELP, parseStrategy, "rolling")
+  .option("--metrics-port <port>", "serve the local plane's Prometheus metrics (GET /metrics) on this port of 127.0.0.1", parsePort)
   .action(
     async (
       appFiles: string[],
@@ -115,6 +116,7 @@ program
         scaledownWindow: number;
         env?: string;
         strategy: DeployStrategy;
+        metricsPort?: number;
       },
     ) => {
       if (appFiles.length === 0 && !existsSync("app.ts"))
@@ -130,6 +132,7 @@ program
         scaledownWindowSeconds: opts.scaledownWindow,
         strategy: opts.strategy,
         ...(opts.gpus ? { gpus: opts.gpus } : {}),
+        ...(opts.metricsPort !== undefined ? { metricsPort: opts.metricsPort } : {}),
       });
       console.log(style.dim("Watching for changes. Ctrl-C to stop."));
       onStopSignal(async () => {

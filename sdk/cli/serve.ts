@@ -33,6 +33,8 @@ export interface ServeOptions {
   scaledownWindowSeconds?: number;
   /** How a reload's new version replaces the old one's plane containers (default rolling; see `DEPLOY_STRATEGIES`). */
   strategy?: DeployStrategy;
+  /** A listener of the local plane's own for `GET /metrics` on this port of 127.0.0.1 (`--metrics-port`); none by default. */
+  metricsPort?: number;
   /** Reload on file change (default true). */
   watch?: boolean;
   log?: (line: string) => void;
@@ -102,6 +104,7 @@ export async function serve(options: ServeOptions): Promise<Serving> {
       stateDir: join(state, "serve-plane"),
       forceBuild: options.config.forceBuild,
       ...(options.config.metricsToken ? { metricsToken: options.config.metricsToken } : {}),
+      ...(options.metricsPort === undefined ? {} : { metricsListen: { host: "127.0.0.1", port: options.metricsPort } }),
       ...(options.config.otlp ? { otlp: options.config.otlp } : {}),
       ...(options.scaledownWindowSeconds === undefined ? {} : { scaledownWindowSeconds: options.scaledownWindowSeconds }),
       log,
@@ -118,6 +121,7 @@ export async function serve(options: ServeOptions): Promise<Serving> {
     `${style.ok("✓")} gateway ready at ${style.bold(url.href.replace(/\/$/, ""))} ${style.dim(`(workerd, ${Math.round(performance.now() - started)} ms, state in ${join(".tandem", "state")})`)}`,
   );
   log(`${style.ok("✓")} ${plane.describe()}`);
+  if (plane.metricsUrl) log(style.dim(`  metrics at ${plane.metricsUrl}`));
   if (plane.inventory.simulated) {
     const why = options.gpus ? `declared with --gpus "${options.gpus}"` : "no nvidia-smi here, so the local plane declares one of each known type";
     log(style.warn(`  GPUs are simulated (${why}); scheduling and CUDA_VISIBLE_DEVICES work as with real ones.`));
