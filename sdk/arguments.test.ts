@@ -42,7 +42,7 @@ describe("arguments checked against an input schema", () => {
     expect((await refused(pair, ["a"])).message).toBe("demo.add: argument 2: Invalid input: expected number, received undefined");
     const tooMany = await refused(pair, ["a", 1, 2]);
     expect(tooMany.message).toBe("demo.add: takes at most 2 arguments (got 3)");
-    expect(tooMany.details).toEqual({ issues: [{ path: [], message: expect.any(String) }] });
+    expect(tooMany.details).toEqual({ issues: [{ path: [], message: "takes at most 2 arguments (got 3)" }] });
     expect((await refused(z.array(z.number()).min(2), [1])).message).toBe("demo.add: takes at least 2 arguments (got 1)");
   });
 

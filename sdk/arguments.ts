@@ -110,7 +110,8 @@ function describeArgumentIssue(issue: z.core.$ZodIssue, given: number): Argument
         : issue.code === "too_small" && issue.origin === "array"
           ? `takes at least ${count(issue.minimum)} (got ${given})`
           : describeIssues(new z.ZodError([issue]), "field");
-    return { argument: undefined, path: keys(issue.path), message: issue.message, sentence };
+    // The list's own issue in the sentence's words (zod's speak of an array: "expected array to have <2 items").
+    return { argument: undefined, path: keys(issue.path), message: sentence, sentence };
   }
   // The same words as every other refusal (zod-issues.ts), with the path inside the argument named as its field.
   const inside = describeIssues(new z.ZodError([{ ...issue, path }]), "field");
