@@ -28,6 +28,12 @@ export function dashboardPath(...parts: string[]): string {
   return `${base}/${parts.map(encodeURIComponent).join("/")}`;
 }
 
+/** The pages' icon, inline: without one a browser asks for /favicon.ico, a 404 in its console. */
+const icon = html`<link
+  rel="icon"
+  href="data:image/svg+xml,%3Csvg xmlns='http://www.w3.org/2000/svg' viewBox='0 0 16 16'%3E%3Ccircle cx='8' cy='8' r='7' fill='%232f6fde'/%3E%3C/svg%3E"
+/>`;
+
 /** The page around `body`; `live`: the URL of the page's event stream. */
 export function layout(title: string, body: Html, options: { who?: string; live?: string } = {}): Html {
   return html`<!doctype html>
@@ -36,6 +42,7 @@ export function layout(title: string, body: Html, options: { who?: string; live?
         <meta charset="utf-8" />
         <meta name="viewport" content="width=device-width, initial-scale=1" />
         <title>${title} · Tandem</title>
+        ${icon}
         <link rel="stylesheet" href="${base}/assets/uplot.css" />
         <link rel="stylesheet" href="${base}/assets/dashboard.css" />
       </head>
@@ -70,6 +77,7 @@ export function loginPage(problem?: string): Html {
         <meta charset="utf-8" />
         <meta name="viewport" content="width=device-width, initial-scale=1" />
         <title>Log in · Tandem</title>
+        ${icon}
         <link rel="stylesheet" href="${base}/assets/dashboard.css" />
       </head>
       <body>

@@ -19,6 +19,7 @@ import {
   InternalError,
   InvalidRequestError,
   RETRYABLE_CODES,
+  RemoteError,
   TandemError,
   functionTimeout,
   remoteErrorFrom,
@@ -115,6 +116,7 @@ export async function execute(rc: RunContext, fn: RegisteredFunction, args: Call
       if (err instanceof AttemptLost) {
         if (lost >= DELIVERY_DEFAULTS.maxLostAttempts) {
           const error = new InternalError(`call ${callId} lost ${lost + 1} attempts to planes that died or restarted; the last: ${err.message}`, { callId });
+          keepEdgeLine(rc, origin, "system", failedLine(error, attempt));
           return { status: "failed", error, attempts: attempt, startedAt, finishedAt: Date.now() };
         }
         const lostLine = `${err.message}: it counts as attempt ${attempt}, attempt ${attempt + 1} starts now`;
@@ -134,10 +136,12 @@ export async function execute(rc: RunContext, fn: RegisteredFunction, args: Call
         if (error instanceof FunctionTimeoutError && !plane) keepEdgeLine(rc, origin, "system", error.message);
         // A cancel that reached the plane comes back as its error: the call was cancelled, as its record says.
         const status = error instanceof FunctionTimeoutError ? "timed_out" : error instanceof CancelledError ? "cancelled" : "failed";
+        // A timeout has its line already (above, or the plane's); a failure's is the gateway's to keep, once.
+        if (status === "failed") keepEdgeLine(rc, origin, "system", failedLine(error, attempt));
         return { status, error, attempts: attempt, startedAt, finishedAt: Date.now() };
       }
       const delayMs = retryDelayMs(fn.spec.retries, attempt - lost);
-      keepEdgeLine(rc, origin, "system", `attempt ${attempt} failed (${error.message}); attempt ${attempt + 1} in ${delayMs} ms`);
+      keepEdgeLine(rc, origin, "system", `attempt ${attempt} failed (${firstLine(error)}); attempt ${attempt + 1} in ${delayMs} ms`);
       await sleep(delayMs);
       attempt++;
       delete forward.sentTo;
@@ -549,6 +553,12 @@ export async function mapCallsOnce(
 }
 
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
+
+/** The system line of a call that ended failed: `failed after 2 attempts: Error: flaky boom` (its error already masked). */
+function failedLine(error: TandemError, attempts: number): string {
+  const name = error instanceof RemoteError ? error.remoteName : error.name;
+  return `failed after ${attempts} attempt${attempts === 1 ? "" : "s"}: ${name}: ${firstLine(error)}`;
+}
 
 function firstLine(err: unknown): string {
   return (err instanceof Error ? err.message : String(err)).split("\n")[0]!.slice(0, 300);

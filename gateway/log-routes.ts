@@ -6,12 +6,14 @@
  * `LOG_LIMITS.followPollMs`), each held back `LOG_LIMITS.followHoldMs` so that
  * a plane's line, which arrives a little after the edge's, still comes out in
  * time order; an empty line every few seconds while there is none keeps the
- * stream from looking idle. Scope `call`, and a token restricted to apps reads only theirs.
+ * stream from looking idle. A read of one call's lines (the call's route, or
+ * `?call=`) that ended on a plane just now waits until its plane has shipped
+ * them (`LOG_LIMITS.planeLinesLateMs`). Scope `call`, and a token restricted to apps reads only theirs.
  */
 import { Hono, type Context } from "hono";
 import { LOG_LIMITS } from "../sdk/defaults.js";
 import { InvalidRequestError, NotFoundError } from "../sdk/errors.js";
-import { CALL_ID_PATTERN, LogQuerySchema, ROUTES, type LogLine } from "../sdk/protocol.js";
+import { CALL_ID_PATTERN, LogQuerySchema, ROUTES, type CallRecord, type LogLine } from "../sdk/protocol.js";
 import { describeIssues } from "../sdk/zod-issues.js";
 import { guard, mayReach, principalOf } from "./auth.js";
 import { ledgerFor } from "./call-ledger-client.js";
@@ -29,6 +31,10 @@ export function logRoutes(): Hono<Api> {
   routes.get(ROUTES.appLogs, guard("call"), async (c) => {
     const app = registry().app(c.req.param("app")).name;
     const { filter, follow } = logQuery(c);
+    if (!follow && filter.callId) {
+      const seen = await ledgerFor(c.env, filter.callId).get(filter.callId, 0);
+      if (seen?.app === app) await planeLinesIn(seen);
+    }
     return logAnswer(c, app, filter, follow);
   });
 
@@ -39,10 +45,23 @@ export function logRoutes(): Hono<Api> {
     // Another app's call is as unknown as one that never was.
     const seen = await ledgerFor(c.env, id).get(id, 0);
     if (!seen || !mayReach(principalOf(c), seen.app)) throw new NotFoundError(`no call ${id} (calls are kept 7 days after they end)`, { callId: id });
+    if (!follow) await planeLinesIn(seen);
     return logAnswer(c, seen.app, { ...filter, callId: id }, follow);
   });
 
   return routes;
+}
+
+/**
+ * Waits, when `call` ended on a plane less than `LOG_LIMITS.planeLinesLateMs` ago, until that much has passed: its
+ * plane ships its lines after its result, in a batch every `LOG_LIMITS.planeFlushMs`, so a read made at once would
+ * find none of them yet.
+ */
+async function planeLinesIn(call: CallRecord): Promise<void> {
+  if (call.finishedAt === undefined) return;
+  const waitMs = call.finishedAt + LOG_LIMITS.planeLinesLateMs - Date.now();
+  if (waitMs <= 0 || registry().find(call.app, call.function)?.spec.tier !== "plane") return;
+  await new Promise((resolve) => setTimeout(resolve, waitMs));
 }
 
 /** The request's query as a read of the log store; a bad parameter is a 400 that names it. */

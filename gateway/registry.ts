@@ -121,6 +121,14 @@ export class AppRegistry {
     return fn;
   }
 
+  /**
+   * `appName`'s function `name`, or undefined when there is none (a call recorded before a deploy that removed it).
+   * @example registry().find("shop", "resize")?.spec.tier
+   */
+  find(appName: string, name: string): RegisteredFunction | undefined {
+    return this.#functions.get(appName)?.get(name);
+  }
+
   /** The environment `fn` runs with: its `env` option and its secrets (gateway/secret-env.ts). */
   processEnvOf(rc: Pick<RunContext, "env" | "config">, fn: RegisteredFunction): Promise<CallEnv> {
     return secretEnv(rc, { app: fn.app, holder: fn.secretHolder, where: `${fn.app}.${fn.name}`, secrets: fn.spec.secrets }, fn.spec.env);

@@ -112,6 +112,12 @@ export const LOG_LIMITS = {
   /** How long a plane gathers its containers' lines before it sends them to the gateway. */
   planeFlushMs: 200,
   /**
+   * How long after a plane call ends its lines may still be on their way to the log store: the plane's next batch
+   * (`planeFlushMs`), the gateway's (`edgeBatchMs`), and the time to send and write them on a busy machine. A read
+   * of that call's lines (`GET /v1/calls/:id/logs`) made sooner waits until then.
+   */
+  planeLinesLateMs: 600,
+  /**
    * How long a container's runner gathers the lines its function writes (process.stdout / process.stderr) before it
    * sends them to its plane on the control channel; a call's lines go with its result at the latest, and the first
    * line after a quiet spell goes at once (a container killed just after it, by the OOM killer, still told it).

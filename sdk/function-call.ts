@@ -53,7 +53,8 @@ export class FunctionCall<R = unknown> {
 
   /**
    * The call's log lines so far, oldest first (the last `limit`, 100 unless it says): what it printed in either
-   * tier, and Tandem's own lines about it (cold start, retries, timeout), each with its time, tier, container and source.
+   * tier, and Tandem's own lines about it (cold start, retries, its failure, timeout), each with its time, tier, container
+   * and source. Right after a plane call ends, the read waits for the lines its plane is still sending (at most 600 ms).
    * @example
    * for (const line of await FunctionCall.fromId(id).logs()) console.log(line.source, line.text);
    */

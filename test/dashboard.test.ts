@@ -203,6 +203,25 @@ describe("the dashboard", () => {
     await phone.close();
   });
 
+  it("loads its pages with nothing failed in the browser's console, each with an inline icon (no request for /favicon.ico)", async () => {
+    const id = await call("checkout", ["bad-console"]);
+    const page = await admin.newPage();
+    const problems: string[] = [];
+    page.on("console", (message) => {
+      if (message.type() === "error") problems.push(`${page.url()}: ${message.text()}`);
+    });
+    page.on("pageerror", (error) => problems.push(`${page.url()}: ${error.message}`));
+    for (const path of ["/", "/apps/shop", "/apps/shop/logs", `/calls/${id}`, "/usage", "/planes", "/login"]) {
+      await page.goto(`${gateway.url}${DASHBOARD.base}${path}`);
+      // Playwright does not report a browser's request for its icon, so the page must name one that needs no request.
+      const icons = await page.$$eval("link[rel~=icon]", (links) => links.map((l) => l.getAttribute("href") ?? ""));
+      expect(icons.length, path).toBe(1);
+      expect(icons[0], path).toMatch(/^data:/);
+    }
+    await page.close();
+    expect(problems).toEqual([]);
+  });
+
   it("shows a token restricted to one app only that app: others are 403, their calls unknown", async () => {
     const created = await fetch(
       `${gateway.url}/v1/tokens`,

@@ -52,6 +52,9 @@ export const flaky = app.function({ retries: Retries({ maxRetries: 1, initialDel
   if (tries % 2 === 1) throw new Error("first try fails");
   return tries;
 });
+const boom = Retries({ maxRetries: 1, initialDelayMs: 10 });
+export const edgeBoom = app.function({ retries: boom }, () => { throw new Error("edge boom\\nsecond line"); });
+export const planeBoom = app.function({ tier: "plane", retries: boom }, () => { throw new TypeError("plane boom"); });
 export default app;
 `;
 
@@ -140,6 +143,28 @@ describe("tandem logs", () => {
       child.kill("SIGINT");
     }
   }, 60_000);
+
+  it("-f -n 0 prints only the lines that come after it starts", async () => {
+    await fn<[string], string>("edgeSay").remote("before the follow");
+    await expect.poll(async () => (await logs("?search=before%20the%20follow")).lines.length).toBe(1);
+    const child = spawn(process.execPath, [CLI, "logs", "journal", "-f", "-n", "0", "--gateway", served.url, "--token", token], {
+      cwd: dir,
+      env: { ...process.env, NO_COLOR: "1" },
+    });
+    let out = "";
+    let err = "";
+    child.stdout.on("data", (d: Buffer) => (out += d.toString()));
+    child.stderr.on("data", (d: Buffer) => (err += d.toString()));
+    try {
+      await new Promise((r) => setTimeout(r, 1_000)); // the follow is open
+      await fn<[string], string>("edgeSay").remote("after the follow");
+      await expect.poll(() => out, { timeout: 3_000 }).toContain("edge says after the follow");
+      expect(err).toBe("");
+      expect(out.split("\n").filter(Boolean)).toEqual([expect.stringContaining("edge says after the follow")]);
+    } finally {
+      child.kill("SIGINT");
+    }
+  }, 30_000);
 
   it("a follow left idle for a while still gets the next line", async () => {
     const res = await fetch(`${served.url}/v1/apps/journal/logs?follow=1&limit=1&search=after%20a%20pause`, { headers: { authorization: `Bearer ${token}` } });
@@ -249,6 +274,36 @@ describe("tandem logs", () => {
       .toEqual([expect.stringMatching(/^attempt 1 failed \(first try fails\); attempt 2 in \d+ ms$/)]);
   }, 30_000);
 
+  it("keeps a line when a call ends failed, once, after its last attempt, in either tier", async () => {
+    await expect(fn<[], never>("edgeBoom").remote()).rejects.toThrow(/edge boom/);
+    await expect(fn<[], never>("planeBoom").remote()).rejects.toThrow(/plane boom/);
+    const system = async (name: string) => (await logs(`?function=${name}&source=system`)).lines.filter((l) => !l.text.startsWith("cold start"));
+    for (const [name, error] of [
+      ["edgeBoom", "Error: edge boom"],
+      ["planeBoom", "TypeError: plane boom"],
+    ]) {
+      await expect
+        .poll(async () => (await system(name!)).map((l) => l.text), { timeout: 5_000 })
+        .toEqual([expect.stringMatching(/^attempt 1 failed \(.*boom.*\); attempt 2 in \d+ ms$/), `failed after 2 attempts: ${error}`]);
+      expect(
+        (await system(name!)).every((l) => l.tier === "edge"),
+        name,
+      ).toBe(true);
+    }
+  }, 60_000);
+
+  it("FunctionCall.fromId(id).logs() right after a plane call's get() has the lines it printed", async () => {
+    const call = await fn<[string], string>("planeSay").spawn("delta");
+    await call.get();
+    const lines = await FunctionCall.fromId(call.id, { gateway: served.url, token }).logs();
+    expect(
+      lines
+        .filter((l) => l.source !== "system")
+        .map((l) => l.text)
+        .sort(),
+    ).toEqual(["plane says delta", "plane warns delta"]);
+  }, 30_000);
+
   it("keeps the plane's line about a call that timed out, with its container", async () => {
     // Warm: the timeout below is the call's, not its container's start (5 s: a loaded machine's cold start under gVisor takes 2).
     await fn<[number], void>("planeSlow").remote(0);
@@ -300,7 +355,8 @@ describe("tandem logs", () => {
     expect(noToken.status).toBe(401);
     const cli = await runCli(["logs", "journal", "-n", "0", "--gateway", served.url, "--token", token], { cwd: dir });
     expect(cli.code).not.toBe(0);
-    expect(cli.stderr).toMatch(/must be a whole number from 1 to 10000/);
+    expect(cli.stderr).toMatch(/-n 0 prints no line without -f: give -f with it to print only new lines, or -n from 1 to 10000/);
+    expect(cli.stderr).not.toContain("Usage:");
   }, 30_000);
 
   it("keeps the lines across a restart of tandem serve with the same state folder", async () => {

@@ -1,12 +1,13 @@
 /**
  * `tandem logs APP`: an app's log lines from both tiers (docs/observability.md),
  * filtered by function, call, container, source, time and text; `-f` follows
- * new lines as they come, until Ctrl-C.
+ * new lines as they come, until Ctrl-C (`-n 0 -f`: only the lines that come).
  */
 import { Command, InvalidArgumentError } from "commander";
 import { ENV_HELP } from "./config.js";
 import type { HttpInvoker } from "../client.js";
 import { LOG_LIMITS } from "../defaults.js";
+import { InvalidOptionsError } from "../errors.js";
 import { LOG_SOURCES, paths, type LogLine, type LogQueryOptions, type LogSource } from "../protocol.js";
 import { style } from "./style.js";
 
@@ -36,7 +37,7 @@ export function addLogsCommand(program: Command, clientOf: (opts: { gateway?: st
     .option("--source <source>", `only ${LOG_SOURCES.join(", ")}`, parseSource)
     .option("--since <when>", 'only lines after this: a duration ("2h", "30m", "7d") or a date')
     .option("--search <text>", "only lines that contain this text (in any case)")
-    .option("-n, --lines <n>", `the last n lines (default ${LOG_LIMITS.defaultLimit}, at most ${LOG_LIMITS.maxLimit})`, parseCount)
+    .option("-n, --lines <n>", `the last n lines (default ${LOG_LIMITS.defaultLimit}, at most ${LOG_LIMITS.maxLimit}; 0 with -f: only new lines)`, parseCount)
     .option("-f, --follow", "keep printing new lines as they come (Ctrl-C stops)")
     .option("--json", "print each line as JSON")
     .option("-g, --gateway <url>", "gateway URL (default: TANDEM_GATEWAY, then http://127.0.0.1:8787)")
@@ -50,7 +51,11 @@ export function addLogsCommand(program: Command, clientOf: (opts: { gateway?: st
       if (opts.source !== undefined) query.source = opts.source;
       if (opts.since !== undefined) query.since = opts.since;
       if (opts.search !== undefined) query.search = opts.search;
-      if (opts.lines !== undefined) query.limit = opts.lines;
+      if (opts.lines === 0) {
+        if (!opts.follow)
+          throw new InvalidOptionsError(`-n 0 prints no line without -f: give -f with it to print only new lines, or -n from 1 to ${LOG_LIMITS.maxLimit}`);
+        query.since = String(Date.now()); // no earlier line: the follow starts from now
+      } else if (opts.lines !== undefined) query.limit = opts.lines;
       if (opts.follow) query.follow = true;
       for await (const line of clientOf(opts).logLines(paths.appLogs(app, query))) {
         console.log(opts.json ? JSON.stringify(line) : formatLogLine(line));
@@ -75,6 +80,7 @@ function parseSource(value: string): LogSource {
 
 function parseCount(value: string): number {
   const n = Number(value);
-  if (!Number.isInteger(n) || n < 1 || n > LOG_LIMITS.maxLimit) throw new InvalidArgumentError(`must be a whole number from 1 to ${LOG_LIMITS.maxLimit}`);
+  if (!Number.isInteger(n) || n < 0 || n > LOG_LIMITS.maxLimit)
+    throw new InvalidArgumentError(`must be a whole number from 0 (with -f) to ${LOG_LIMITS.maxLimit}`);
   return n;
 }
