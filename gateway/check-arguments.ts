@@ -4,11 +4,11 @@
  * stream request with a bad one is refused (`400`) before it is recorded or
  * sent to a plane; a map input with one fails by itself. The schema's output
  * is not kept here: the handler gets it where it runs (sdk/arguments.ts),
- * and a plane is sent the arguments as the caller sent them.
+ * and a plane is sent the arguments as the caller sent them. The check is
+ * the SDK's (`checkCallArguments`), which `tandem run` makes too.
  */
-import { parseArguments } from "../sdk/arguments.js";
+import { checkCallArguments } from "../sdk/arguments.js";
 import type { CallArgs } from "./call-args.js";
-import { clsParamsOf } from "./class-params.js";
 import type { RegisteredFunction } from "./registry.js";
 
 /**
@@ -20,6 +20,5 @@ import type { RegisteredFunction } from "./registry.js";
  * @example await checkArguments(fn, CallArgs.of(["a", 1])) // demo.add: argument 1: Invalid input: expected number, received string (got "a")
  */
 export async function checkArguments(fn: RegisteredFunction, args: CallArgs): Promise<void> {
-  if (fn.clsMethod) clsParamsOf(fn, args.values);
-  if (fn.input) await parseArguments(fn.input, fn.clsMethod ? args.values.slice(1) : args.values, `${fn.app}.${fn.name}`);
+  if (fn.clsMethod || fn.input) await checkCallArguments(`${fn.app}.${fn.name}`, fn, args.values);
 }

@@ -342,6 +342,8 @@ export interface Callable {
   spec: FunctionSpec;
   /** Declared as a generator function (`function*`, `async function*`): it streams. */
   generator: boolean;
+  /** Its `input` schema (a class method's own), which a call's arguments are checked against (`checkCallArguments`). */
+  input: ArgumentsSchema | undefined;
 }
 
 /** A handler written as a generator function. (One that returns an iterable some other way is only known when it runs.) */
@@ -702,16 +704,17 @@ export class App {
   /** Every function a caller can name: functions, class methods and WebAssembly functions (after `finalize`). */
   get callables(): Callable[] {
     return [
-      ...this.#functions.map((f) => ({ name: f.name, kind: "function" as const, spec: f.spec!, generator: f.generator })),
+      ...this.#functions.map((f) => ({ name: f.name, kind: "function" as const, spec: f.spec!, generator: f.generator, input: f.spec!.input })),
       ...this.#classes.flatMap((c) =>
         c.methods.map((m) => ({
           name: `${c.name}.${m}`,
           kind: "method" as const,
           spec: c.spec,
           generator: isGeneratorFunction((c.Class.prototype as Record<string, unknown>)[m]),
+          input: c.input[m],
         })),
       ),
-      ...this.#wasm.map((w) => ({ name: w.name, kind: "wasm" as const, spec: w.spec, generator: false })),
+      ...this.#wasm.map((w) => ({ name: w.name, kind: "wasm" as const, spec: w.spec, generator: false, input: w.spec.input })),
     ];
   }
 

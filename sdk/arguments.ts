@@ -7,7 +7,8 @@
  * (from 1) and what was expected. docs/arguments.md says what users see.
  */
 import { z } from "zod";
-import { InvalidArgumentError, InvalidOptionsError } from "./errors.js";
+import { InvalidArgumentError, InvalidOptionsError, InvalidRequestError } from "./errors.js";
+import { clsParamsProblem } from "./protocol.js";
 import { describeIssues } from "./zod-issues.js";
 
 /**
@@ -65,6 +66,40 @@ export async function parseArguments(schema: ArgumentsSchema, args: readonly unk
     ...(first === undefined ? {} : { argument: first }),
     issues: issues.map(({ argument, path, message }) => ({ ...(argument === undefined ? {} : { argument }), path, message })),
   });
+}
+
+/**
+ * A call's arguments checked as the gateway checks them before it runs or
+ * forwards the call (and `tandem run` before it starts anything): a class
+ * method's parameters (its first argument, `checkClassParams`), then its
+ * `input` schema over its own arguments. `where` names the callee
+ * (`demo.add`). Throws `invalid_request` for bad parameters,
+ * `invalid_argument` for an argument the schema refuses.
+ * @example
+ * await checkCallArguments("demo.add", { clsMethod: false, input: z.tuple([z.number()]) }, ["a"]);
+ * // InvalidArgumentError: demo.add: argument 1: Invalid input: expected number, received string (got "a")
+ */
+export async function checkCallArguments(
+  where: string,
+  callee: { clsMethod: boolean; input: ArgumentsSchema | undefined },
+  args: readonly unknown[],
+): Promise<void> {
+  if (callee.clsMethod) checkClassParams(where, args[0]);
+  if (callee.input) await parseArguments(callee.input, callee.clsMethod ? args.slice(1) : args, where);
+}
+
+/**
+ * A class method's parameters (its first argument), which pick its instance
+ * at the edge and its pool on a plane, checked by the rule the SDK uses too
+ * (`clsParamsProblem`). Throws `invalid_request` naming what is wrong.
+ * @example
+ * checkClassParams("demo.Model.predict", [1]);
+ * // InvalidRequestError: demo.Model.predict is a class method: its first argument is the class's parameters must be an object ({} for none; got an array)
+ */
+export function checkClassParams(where: string, params: unknown): asserts params is Record<string, unknown> {
+  const wrong = clsParamsProblem(params);
+  if (wrong?.parameter !== undefined) throw new InvalidRequestError(`${where}: class ${wrong.problem}`, { parameter: wrong.parameter });
+  if (wrong) throw new InvalidRequestError(`${where} is a class method: its first argument is the class's ${wrong.problem}`);
 }
 
 /** How many elements a tuple schema (or a pipe from one) lists; 0 for any other list. */

@@ -210,6 +210,12 @@ describe("tandem run", () => {
     expect(code).toBe(2);
     expect(stderr).toContain('has no function "nope"');
   });
+
+  it("suggests the nearest function to one misspelt", async () => {
+    const { code, stderr } = await runCli(["run", "test/fixtures/edge-app.ts::tokns"]);
+    expect(code).toBe(2);
+    expect(stderr).toMatch(/^error: app "\w+" in test\/fixtures\/edge-app\.ts has no function "tokns" \(functions: [^)]+\); did you mean "tokens"\?\n$/);
+  });
 });
 
 describe("a newcomer's mistakes, each told in one format", () => {
@@ -245,9 +251,29 @@ describe("a newcomer's mistakes, each told in one format", () => {
     const flag = await runCli(["run", "test/fixtures/edge-app.ts::tokens", "--gpu", "H100:2"]);
     expect(flag.code).not.toBe(0);
     expect(flag.stderr).toMatch(/^error: unknown option '--gpu'; did you mean --gpus\?\n/);
+    expect(flag.stderr).toContain('\nrun "tandem run --help" for usage\n'); // where the usage is, not the usage
+    expect(flag.stderr).not.toContain("Usage:");
     const setting = await runCli(["apps"], { env: { TANDEM_MAX_BODY_BYTES: "lots" } });
     expect(setting.code).toBe(2);
     expect(setting.stderr).toMatch(/^error: invalid gateway configuration: setting "TANDEM_MAX_BODY_BYTES" /);
+  });
+});
+
+describe("an option of a few words", () => {
+  it("refuses another word in one format, whichever option it is, with the nearest choice", async () => {
+    const scope = await runCli(["token", "create", "--scope", "superuser"]);
+    expect(scope.code).toBe(1);
+    expect(scope.stderr).toBe(
+      `error: option '--scope <scope>' argument 'superuser' is invalid. must be one of call, deploy, admin\nrun "tandem token create --help" for usage\n`,
+    );
+    const source = await runCli(["logs", "demo", "--source", "stdrr"]);
+    expect(source.stderr).toBe(
+      `error: option '--source <source>' argument 'stdrr' is invalid. must be one of stdout, stderr, system; did you mean "stderr"?\nrun "tandem logs --help" for usage\n`,
+    );
+    const runtime = await runCli(["plane", "--runtime", "dockr"]);
+    expect(runtime.stderr).toMatch(
+      /^error: option '--runtime <runtime>' argument 'dockr' is invalid\. must be one of docker, process; did you mean "docker"\?\n/,
+    );
   });
 });
 

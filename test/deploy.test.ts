@@ -106,5 +106,5 @@ it("writes --strategy recreate into the plane bundle's reference the gateway sen
   expect(/\binference:\{hash:"[0-9a-f]{64}",builtAt:\d+,strategy:"recreate"/.test(worker)).toBe(true); // its plane bundle's reference
   const bad = await runCli([...args, "--strategy", "blue-green"], { env: { WRANGLER_SEND_METRICS: "false" } });
   expect(bad.code).not.toBe(0);
-  expect(bad.stderr).toContain(`option '--strategy <strategy>' argument 'blue-green' is invalid. must be "rolling" or "recreate"`);
+  expect(bad.stderr).toContain(`option '--strategy <strategy>' argument 'blue-green' is invalid. must be one of rolling, recreate`);
 });

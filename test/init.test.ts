@@ -16,7 +16,8 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ROOT, runCli, runNode, startServe, type Served } from "./helpers/cli.js";
 
 const NO_TOKEN = { TANDEM_TOKEN: "", TANDEM_ADMIN_TOKEN: "" };
-const VERSION = (JSON.parse(readFileSync(join(ROOT, "package.json"), "utf8")) as { version: string }).version;
+const TANDEM = JSON.parse(readFileSync(join(ROOT, "package.json"), "utf8")) as { version: string; dependencies: Record<string, string> };
+const VERSION = TANDEM.version;
 
 describe("tandem init, then npm install, tsc, tandem serve and the client, in a new folder", () => {
   let parent: string;
@@ -60,6 +61,7 @@ describe("tandem init, then npm install, tsc, tandem serve and the client, in a 
     const pkg = JSON.parse(await readFile(join(dir, "package.json"), "utf8"));
     expect(pkg.dependencies.tandem).toBe(`file:vendor/tandem-${VERSION}.tgz`);
     expect(pkg.dependencies.hono).toBeDefined();
+    expect(pkg.dependencies.zod).toBe(TANDEM.dependencies.zod); // docs/arguments.md imports it: a dependency of the project's own
     expect((await readFile(join(dir, ".gitignore"), "utf8")).split("\n")).toEqual(expect.arrayContaining(["node_modules/", ".tandem/"]));
     expect((await readFile(join(dir, "README.md"), "utf8")).trimEnd().split("\n")).toHaveLength(3);
     expect(await readFile(join(dir, "app.ts"), "utf8")).toContain('new App("first-app")');
@@ -172,6 +174,7 @@ describe("tandem init --link and tandem pack", () => {
     const dir = join(parent, "linked");
     const pkg = JSON.parse(await readFile(join(dir, "package.json"), "utf8"));
     expect(pkg.dependencies.tandem).toBe(`file:${relative(dir, ROOT)}`);
+    expect(pkg.dependencies.zod).toBe(TANDEM.dependencies.zod);
     expect(pkg.allowScripts[`file:${relative(join(dir, "node_modules"), ROOT)}`]).toBe(false);
     expect(existsSync(join(dir, "vendor"))).toBe(false);
     expect(await readFile(join(dir, "README.md"), "utf8")).toContain(`the checkout at \`${relative(dir, ROOT)}\``);

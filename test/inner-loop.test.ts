@@ -64,6 +64,32 @@ describe("tandem run starts only what the function needs", () => {
     expect(left.trim()).toBe("");
   });
 
+  it("refuses an argument the function's input schema refuses, as the gateway would, before a plane or container starts", async () => {
+    const name = `runinput${randomBytes(3).toString("hex")}`;
+    await writeFile(
+      join(dir, "input-app.ts"),
+      [
+        'import { App } from "tandem";',
+        'import { z } from "zod";',
+        `const app = new App("${name}");`,
+        'export const heavy = app.function({ tier: "plane", cpu: 0.5, memory: 256, input: z.tuple([z.number().int().min(0)]) }, (n) => n * 2);',
+        'export const Model = app.cls({ tier: "plane", cpu: 0.5, memory: 256 }, class {\n  predict(x: number) {\n    return x;\n  }\n});',
+        "export default app;",
+        "",
+      ].join("\n"),
+    );
+    const bad = await runCli(["run", "input-app.ts::heavy", "--", "-2"], { cwd: dir });
+    expect(bad.stderr).toBe(`error: ${name}.heavy: argument 1: Too small: expected number to be >=0 (got -2)\n`); // no cold start, no plane
+    expect(bad.code).toBe(1); // as the gateway's refusal of the call was
+    const params = await runCli(["run", "input-app.ts::Model.predict", "3"], { cwd: dir });
+    expect(params.stderr).toBe(
+      `error: ${name}.Model.predict is a class method: its first argument is the class's parameters must be an object ({} for none; got number)\n`,
+    );
+    expect(params.code).toBe(1);
+    const { stdout: left } = await promisify(execFile)("docker", ["ps", "-aq", "--filter", `label=tandem.app=${name}`]);
+    expect(left.trim()).toBe("");
+  });
+
   it("starts the plane beside workerd for a plane function, and calls it without waiting for its first heartbeat", async () => {
     const { code, stdout, stderr } = await runCli(["run", "app.ts::where"], { cwd: dir, env: { TANDEM_TRACE: "1" } });
     expect(code).toBe(0);

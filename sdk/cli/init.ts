@@ -181,7 +181,7 @@ function readTandemPackage(): TandemPackage {
 }
 
 /**
- * The project's package.json. Versions of hono, TypeScript and Node's types are Tandem's own. `allowScripts`
+ * The project's package.json. Versions of hono, zod (for `input` schemas), TypeScript and Node's types are Tandem's own. `allowScripts`
  * (npm's review of install scripts) is Tandem's, for the dependencies it brings; with `--link`, the checkout's
  * build (its `prepare`) is denied: `npm ci` there ran it, and a dependent's install must not rebuild it.
  */
@@ -197,7 +197,7 @@ function projectPackage(app: string, dependency: string, tandem: TandemPackage, 
     type: "module",
     ...(tandem.engines ? { engines: tandem.engines } : {}),
     scripts: { serve: "tandem serve", typecheck: "tsc" },
-    dependencies: { hono: tandem.dependencies.hono ?? "^4", [tandem.name]: dependency },
+    dependencies: { hono: tandem.dependencies.hono ?? "^4", zod: tandem.dependencies.zod ?? "^4", [tandem.name]: dependency },
     devDependencies: { "@types/node": dev["@types/node"] ?? "^20", typescript: dev.typescript ?? "^5" },
     allowScripts,
   };

@@ -52,9 +52,9 @@ export interface BuildOptions {
   minifyPlane?: boolean;
   /**
    * Told the apps once every file is loaded and checked, before anything is bundled: `tandem run` starts its plane
-   * from here. What it throws fails the build.
+   * from here. What it throws (or the promise it returns rejects with) fails the build.
    */
-  loaded?: (apps: App[]) => void;
+  loaded?: (apps: App[]) => void | Promise<void>;
   /**
    * Asked once the apps are loaded (after `loaded`): true leaves the plane bundles out of the build, to be bundled
    * when first asked for (`BuiltApps.planesWhenAsked`), and the Worker names none (`tandem run` of an edge function:
@@ -128,7 +128,7 @@ export async function buildApps(appFiles: string[], buildDir: string, options: B
       });
     }
   }
-  options.loaded?.(apps);
+  await options.loaded?.(apps);
   const later = planeBuilds.length > 0 && (options.planesWhenAsked?.() ?? false);
   let whenAsked: Promise<PlaneBundle[]> | undefined;
   const buildPlanes = () => (whenAsked ??= Promise.all(planeBuilds.map((build) => build())));

@@ -10,6 +10,7 @@ import { LOG_LIMITS } from "../defaults.js";
 import { InvalidOptionsError } from "../errors.js";
 import { LOG_SOURCES, paths, type LogLine, type LogQueryOptions, type LogSource } from "../protocol.js";
 import { style } from "./style.js";
+import { parseChoice } from "./choice-option.js";
 
 type LogsOpts = {
   gateway?: string;
@@ -34,7 +35,7 @@ export function addLogsCommand(program: Command, clientOf: (opts: { gateway?: st
     .option("--function <name>", "only this function (or class method, or web label)")
     .option("--call <id>", "only this call's lines")
     .option("--container <id>", "only this plane container's lines")
-    .option("--source <source>", `only ${LOG_SOURCES.join(", ")}`, parseSource)
+    .option("--source <source>", `only ${LOG_SOURCES.join(", ")}`, parseChoice(LOG_SOURCES))
     .option("--since <when>", 'only lines after this: a duration ("2h", "30m", "7d") or a date')
     .option("--search <text>", "only lines that contain this text (in any case)")
     .option("-n, --lines <n>", `the last n lines (default ${LOG_LIMITS.defaultLimit}, at most ${LOG_LIMITS.maxLimit}; 0 with -f: only new lines)`, parseCount)
@@ -71,11 +72,6 @@ export function formatLogLine(line: LogLine): string {
   const where = [line.function ? `${line.app}.${line.function}` : line.app, line.callId, line.containerId].filter(Boolean).join(" ");
   const text = line.source === "stderr" ? style.warn(line.text) : line.source === "system" ? style.dim(line.text) : line.text;
   return `${style.dim(new Date(line.time).toISOString())} ${where} (${line.tier}, ${line.source}) ${text}`;
-}
-
-function parseSource(value: string): LogSource {
-  if (!(LOG_SOURCES as readonly string[]).includes(value)) throw new InvalidArgumentError(`must be one of ${LOG_SOURCES.join(", ")}`);
-  return value as LogSource;
 }
 
 function parseCount(value: string): number {

@@ -24,6 +24,7 @@ import { existsSync } from "node:fs";
 import { FUNCTION_DEFAULTS, LOCAL_DEFAULTS, PLANE_DEFAULTS } from "../defaults.js";
 import { ENV_HELP, readCliConfig, type CliConfig } from "./config.js";
 import { formatCommanderError, printFailure } from "./failure.js";
+import { parseChoice } from "./choice-option.js";
 import { addTokenCommands } from "./tokens.js";
 import { addSecretCommands } from "./secrets.js";
 import { addVolumeCommands } from "./volumes.js";
@@ -65,7 +66,6 @@ const TOKEN_HELP = "API token (default: TANDEM_TOKEN, then the one saved for the
 const program = new Command("tandem")
   .description("Serverless compute for TypeScript: edge functions in workerd, GPU functions in containers, one SDK.")
   .version("0.1.0")
-  .showHelpAfterError()
   // Commander's own errors (an unknown flag, a bad value) in the format of every other failure.
   .configureOutput({ outputError: (text, write) => write(formatCommanderError(text)) });
 
@@ -429,14 +429,11 @@ function parseRegion(value: string): string {
 }
 
 function parseStrategy(value: string): DeployStrategy {
-  const known = DEPLOY_STRATEGIES.find((s) => s === value);
-  if (!known) throw new InvalidArgumentError(`must be ${DEPLOY_STRATEGIES.map((s) => `"${s}"`).join(" or ")}`);
-  return known;
+  return parseChoice(DEPLOY_STRATEGIES)(value);
 }
 
 function parseRuntime(value: string): "docker" | "process" {
-  if (value !== "docker" && value !== "process") throw new InvalidArgumentError('must be "docker" or "process"');
-  return value;
+  return parseChoice(["docker", "process"])(value);
 }
 
 function parseSeconds(value: string): number {
@@ -457,6 +454,12 @@ function parsePort(value: string): number {
   if (!Number.isInteger(port) || port < 0 || port > 65535) throw new InvalidArgumentError("must be a port number, 0 to 65535");
   return port;
 }
+
+// A mistake in a command's options or arguments ends with where its usage is, not the usage itself.
+(function pointToHelp(command: Command, path: string): void {
+  command.showHelpAfterError(style.dim(`run "${path} --help" for usage`));
+  for (const sub of command.commands) pointToHelp(sub, `${path} ${sub.name()}`);
+})(program, program.name());
 
 // Every command's failure, in one format (failure.ts).
 program.parseAsync().catch((err: unknown) => {

@@ -14,6 +14,8 @@ import { existsSync } from "node:fs";
 import { cp, mkdir, rm } from "node:fs/promises";
 import { join } from "node:path";
 import { InvalidOptionsError } from "../errors.js";
+import { checkCallArguments } from "../arguments.js";
+import { nearestName } from "../nearest-name.js";
 import { HttpInvoker } from "../client.js";
 import { encodeValue, newToken } from "../protocol.js";
 import { planeSpecOf } from "../options.js";
@@ -76,6 +78,8 @@ export async function runOnce(target: string, rawArgs: string[], config: CliConf
   let localSecrets = "{}";
   let named = false;
   let planesWhenAsked = false;
+  // The call's arguments as the gateway would refuse them: the run fails as that call would (exit 1), having started nothing.
+  let refused: unknown;
   const runState = join(state, "run-state", String(process.pid));
   // Up to workerd's start: what fails here ends the plane too, if it has started (it waits for the gateway).
   const preparing = (async () => {
@@ -88,21 +92,30 @@ export async function runOnce(target: string, rawArgs: string[], config: CliConf
       runtimeApart: cache,
       // An edge function's run bundles the plane bundles only if a call needs a plane: its gateway asks for them.
       planesWhenAsked: () => planesWhenAsked,
-      loaded: (apps) => {
+      loaded: async (apps) => {
         trace("run: app loaded");
         const app = apps[0];
         const names = app!.callables.map((c) => c.name);
         fn = wanted ?? (names.length === 1 ? names[0]! : "");
         if (!fn) throw new InvalidOptionsError(`say which function to run: ${file}::<function> (functions: ${names.join(", ") || "none"})`);
-        if (!names.includes(fn))
-          throw new InvalidOptionsError(`app "${app!.name}" in ${file} has no function "${fn}" (functions: ${names.join(", ") || "none"})`);
+        if (!names.includes(fn)) {
+          const near = nearestName(fn, names);
+          throw new InvalidOptionsError(
+            `app "${app!.name}" in ${file} has no function "${fn}" (functions: ${names.join(", ") || "none"})${near === undefined ? "" : `; did you mean "${near}"?`}`,
+          );
+        }
         // What can fail without the bundles fails here, before a plane or its container starts.
         args = rawArgs.map((a, i) => parseArg(a, i + 1));
+        const callable = app!.callables.find((c) => c.name === fn)!;
+        // The gateway's own check (a class method's parameters, the `input` schema): a bad argument starts no plane nor container.
+        if (callable.kind === "method" || callable.input)
+          await checkCallArguments(`${app!.name}.${fn}`, { clsMethod: callable.kind === "method", input: callable.input }, args).catch((err: unknown) => {
+            throw (refused = err);
+          });
         // Named secrets are the local gateway's (tandem serve's state): this run's gateway starts on a copy of its
         // secret store (sealed values; the key is the project's), in a folder of the run's own, removed at its end.
         localSecrets = JSON.stringify(localSecretValues(apps, [file])); // read first: a value it lacks fails the run now
         named = declaresNamedSecrets(apps);
-        const callable = app!.callables.find((c) => c.name === fn)!;
         planesWhenAsked = callable.spec.tier !== "plane";
         const ahead = callable.spec.tier === "plane" && callable.kind === "function" && !callable.spec.image && callable.spec.secrets.length === 0;
         const asked = deferred<void>();
@@ -151,13 +164,18 @@ export async function runOnce(target: string, rawArgs: string[], config: CliConf
     if (named) await copySecretStore(join(state, "state"), runState);
     return { built, startWorkerd };
   })();
-  const { built, startWorkerd } = await preparing.catch(async (err: unknown) => {
+  const prepared = await preparing.catch(async (err: unknown) => {
     for (const waiting of [planeBundle, builtApps, gatewayStarting]) waiting.reject(err);
     await plane?.close();
     await rm(planeDir, { recursive: true, force: true });
     await rm(runState, { recursive: true, force: true });
-    throw err;
+    if (err !== refused) throw err;
   });
+  if (!prepared) {
+    printFailure(refused);
+    return 1;
+  }
+  const { built, startWorkerd } = prepared;
   const app = built.apps[0]!;
   const onPlane = app.callables.find((c) => c.name === fn)!.spec.tier === "plane";
   // Logs go to stderr: stdout is the result alone.

@@ -5,12 +5,13 @@
  */
 import { spawn } from "node:child_process";
 import { join } from "node:path";
-import { Command, InvalidArgumentError, Option } from "commander";
+import { Command, InvalidArgumentError } from "commander";
 import type { HttpInvoker } from "../client.js";
 import { LOCAL_TOKEN_FILE, localTokenFile, saveToken } from "../credentials.js";
 import { NAME_PATTERN, TOKEN_ID_PATTERN, TOKEN_SCOPES, newToken, paths, type TokenCreateAnswer, type TokenInfo, type TokenScope } from "../protocol.js";
 import { PACKAGE_ROOT } from "./paths.js";
 import { style } from "./style.js";
+import { parseChoice } from "./choice-option.js";
 
 type GatewayOpts = { gateway?: string; token?: string };
 
@@ -27,9 +28,7 @@ export function addTokenCommands(program: Command, clientOf: (opts: GatewayOpts)
       .option("--name <name>", "a name to know it by in `tandem token list`")
       .option("--app <app...>", "only these apps (default: every app)", collectApps)
       .option("--env <name>", "only this environment (default: every environment of the gateway)")
-      .addOption(
-        new Option("--scope <scope>", "what it may do: call functions, deploy and stop apps, or admin (tokens, planes)").choices(TOKEN_SCOPES).default("call"),
-      )
+      .option("--scope <scope>", "what it may do: call functions, deploy and stop apps, or admin (tokens, planes)", parseChoice(TOKEN_SCOPES), "call")
       .option("--save", "keep it in the profile file (~/.tandem.toml, or TANDEM_PROFILE) for this gateway"),
   ).action(async (opts: GatewayOpts & { name?: string; app?: string[]; env?: string; scope: TokenScope; save?: boolean }) => {
     // --env here is the environment the new token is limited to, not one this request addresses.
