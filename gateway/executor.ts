@@ -15,6 +15,7 @@ import { withDeadline } from "../sdk/deadline.js";
 import { API_LIMITS, DELIVERY_DEFAULTS } from "../sdk/defaults.js";
 import {
   CancelledError,
+  ContainerFailedError,
   FunctionTimeoutError,
   InternalError,
   InvalidRequestError,
@@ -136,8 +137,9 @@ export async function execute(rc: RunContext, fn: RegisteredFunction, args: Call
         if (error instanceof FunctionTimeoutError && !plane) keepEdgeLine(rc, origin, "system", error.message);
         // A cancel that reached the plane comes back as its error: the call was cancelled, as its record says.
         const status = error instanceof FunctionTimeoutError ? "timed_out" : error instanceof CancelledError ? "cancelled" : "failed";
-        // A timeout has its line already (above, or the plane's); a failure's is the gateway's to keep, once.
-        if (status === "failed") keepEdgeLine(rc, origin, "system", failedLine(error, attempt));
+        // A timeout has its line already (above, or the plane's), and so has a container that failed (the plane's line
+        // says it ran out of memory, crashed or was killed, with its container); any other failure's is the gateway's.
+        if (status === "failed" && !(error instanceof ContainerFailedError)) keepEdgeLine(rc, origin, "system", failedLine(error, attempt));
         return { status, error, attempts: attempt, startedAt, finishedAt: Date.now() };
       }
       const delayMs = retryDelayMs(fn.spec.retries, attempt - lost);
