@@ -12,7 +12,7 @@ import { gatewayFetch } from "./transport.js";
 import { toHex } from "./hex.js";
 import { API_LIMITS, DELIVERY_DEFAULTS, LOCAL_DEFAULTS } from "./defaults.js";
 import { GatewayUnreachableError, InvalidOptionsError, TandemError, fromWireError, type WireError } from "./errors.js";
-import { findToken, refusedTokenHint, type TokenSource } from "./credentials.js";
+import { findToken, refusedTokenHint, type FoundToken } from "./credentials.js";
 import type { Invoker, MapOutcome } from "./invoker.js";
 import { ndjsonLines } from "./stream-lines.js";
 import {
@@ -60,7 +60,7 @@ export class HttpInvoker implements Invoker {
   readonly #token: string | undefined;
   readonly #headers: Record<string, string>;
   #resolved = false;
-  #found: { token: string; source: TokenSource; file?: string } | undefined;
+  #found: FoundToken | undefined;
 
   /**
    * `token`: the API token to send; by default the one found for this gateway (`sdk/credentials.ts`). `region`:

@@ -61,20 +61,29 @@ export function tokenFor(gatewayUrl: string, explicit?: string): string | undefi
 /** Where a token sent to a gateway came from, as `findToken` found it. */
 export type TokenSource = "option" | "TANDEM_TOKEN" | "profile" | "local";
 
+/** A token `findToken` found, where, and (from a file) which file. */
+export interface FoundToken {
+  token: string;
+  source: TokenSource;
+  file?: string;
+}
+
 /**
  * The token to send to `gatewayUrl` and where it was found (`tokenFor`'s order), or undefined when none is.
  * @example
  * findToken("http://127.0.0.1:8787") // { token: "tk-….ts-…", source: "profile", file: "/home/ada/.tandem.toml" }
  */
-export function findToken(gatewayUrl: string, explicit?: string): { token: string; source: TokenSource; file?: string } | undefined {
+export function findToken(gatewayUrl: string, explicit?: string): FoundToken | undefined {
   if (explicit !== undefined) return { token: checkToken(explicit, "the token option"), source: "option" };
   const env = (globalThis as { process?: { env?: Record<string, string | undefined> } }).process?.env;
   if (env?.TANDEM_TOKEN) return { token: checkToken(env.TANDEM_TOKEN, "TANDEM_TOKEN"), source: "TANDEM_TOKEN" };
   const n = node();
   if (!n) return undefined;
   const saved = readProfile(n)[normalise(gatewayUrl)]?.token;
-  const profile = profilePath()!;
-  if (saved) return { token: checkToken(saved, `${profile} (gateway ${normalise(gatewayUrl)})`), source: "profile", file: profile };
+  if (saved) {
+    const profile = profilePath()!;
+    return { token: checkToken(saved, `${profile} (gateway ${normalise(gatewayUrl)})`), source: "profile", file: profile };
+  }
   const file = localTokenFile(gatewayUrl);
   if (file) return { token: checkToken(n.fs.readFileSync(file, "utf8").trim(), file), source: "local", file };
   return undefined;
@@ -96,7 +105,7 @@ export function localTokenFile(gatewayUrl: string): string | undefined {
  * another (a saved token is sent before this folder's admin token, so one saved with less scope hides it).
  * @example refusedTokenHint(found, "http://127.0.0.1:8787") // "; the token sent is the one saved for … in …"
  */
-export function refusedTokenHint(found: { source: TokenSource; file?: string } | undefined, gatewayUrl: string): string {
+export function refusedTokenHint(found: FoundToken | undefined, gatewayUrl: string): string {
   if (found?.source !== "profile") return "";
   const local = localTokenFile(gatewayUrl);
   return (

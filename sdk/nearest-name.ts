@@ -29,6 +29,16 @@ export function nearestName(name: string, known: Iterable<string>): string | und
   return best?.name;
 }
 
+/**
+ * A message's ending that names the nearest of `known` to `name`, or nothing when none is near.
+ * @example
+ * `must be one of ${choices.join(", ")}${didYouMean("stdrr", choices)}` // "…; did you mean \"stderr\"?"
+ */
+export function didYouMean(name: string, known: Iterable<string>): string {
+  const near = nearestName(name, known);
+  return near === undefined ? "" : `; did you mean "${near}"?`;
+}
+
 /** Edits (insert, delete, substitute, swap neighbours) that turn `a` into `b`. */
 function editDistance(a: string, b: string): number {
   // rows[i][j]: the distance between the first i characters of a and the first j of b.

@@ -6,7 +6,7 @@
  * Used as commander's argument parser, in place of its `.choices()`.
  */
 import { InvalidArgumentError } from "commander";
-import { nearestName } from "../nearest-name.js";
+import { didYouMean } from "../nearest-name.js";
 
 /**
  * A commander argument parser that takes one of `choices`.
@@ -18,7 +18,6 @@ export function parseChoice<const C extends string>(choices: readonly C[]): (val
   return (value) => {
     const known = choices.find((c) => c === value);
     if (known !== undefined) return known;
-    const near = nearestName(value, choices);
-    throw new InvalidArgumentError(`must be one of ${choices.join(", ")}${near === undefined ? "" : `; did you mean "${near}"?`}`);
+    throw new InvalidArgumentError(`must be one of ${choices.join(", ")}${didYouMean(value, choices)}`);
   };
 }

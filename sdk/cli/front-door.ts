@@ -62,6 +62,13 @@ const TOKEN_CHECK_KEEP_MS = 30_000;
 /** How much of a refused body is read and dropped, so its client can read the 413, before the connection is closed instead. */
 const DISCARD_LIMIT_BYTES = 256 * 1024 * 1024;
 
+/** An answer of the gateway's, read whole, to pass on as it is. */
+interface GatewayAnswer {
+  status: number;
+  headers: http.OutgoingHttpHeaders;
+  body: Buffer;
+}
+
 /** A body limit and whose it is, as the 413 says. */
 interface BodyLimit {
   maxBytes: number;
@@ -188,13 +195,9 @@ export class FrontDoor {
    * (the client got a reset in about 1 request of 10). Tokens it knows are noted for `TOKEN_CHECK_KEEP_MS`; any other
    * answer, or none, lets the request go on, and the gateway checks it as always.
    */
-  async #checkToken(
-    slot: Slot,
-    authorization: string,
-    env: string | string[] | undefined,
-  ): Promise<{ status: number; headers: http.OutgoingHttpHeaders; body: Buffer } | undefined> {
+  async #checkToken(slot: Slot, authorization: string, env: string | string[] | undefined): Promise<GatewayAnswer | undefined> {
     try {
-      const answer = await new Promise<{ status: number; headers: http.OutgoingHttpHeaders; body: Buffer }>((resolve, reject) => {
+      const answer = await new Promise<GatewayAnswer>((resolve, reject) => {
         const headers = { [HEADERS.authorization]: authorization, ...(env === undefined ? {} : { [HEADERS.env]: env }) };
         const check = http.get({ host: slot.backend.url.hostname, port: slot.backend.url.port, path: ROUTES.whoami, headers, agent: slot.agent }, (up) => {
           const chunks: Buffer[] = [];

@@ -15,7 +15,7 @@ import { cp, mkdir, rm } from "node:fs/promises";
 import { join } from "node:path";
 import { InvalidOptionsError } from "../errors.js";
 import { checkCallArguments } from "../arguments.js";
-import { nearestName } from "../nearest-name.js";
+import { didYouMean } from "../nearest-name.js";
 import { HttpInvoker } from "../client.js";
 import { encodeValue, newToken } from "../protocol.js";
 import { planeSpecOf } from "../options.js";
@@ -98,12 +98,10 @@ export async function runOnce(target: string, rawArgs: string[], config: CliConf
         const names = app!.callables.map((c) => c.name);
         fn = wanted ?? (names.length === 1 ? names[0]! : "");
         if (!fn) throw new InvalidOptionsError(`say which function to run: ${file}::<function> (functions: ${names.join(", ") || "none"})`);
-        if (!names.includes(fn)) {
-          const near = nearestName(fn, names);
+        if (!names.includes(fn))
           throw new InvalidOptionsError(
-            `app "${app!.name}" in ${file} has no function "${fn}" (functions: ${names.join(", ") || "none"})${near === undefined ? "" : `; did you mean "${near}"?`}`,
+            `app "${app!.name}" in ${file} has no function "${fn}" (functions: ${names.join(", ") || "none"})${didYouMean(fn, names)}`,
           );
-        }
         // What can fail without the bundles fails here, before a plane or its container starts.
         args = rawArgs.map((a, i) => parseArg(a, i + 1));
         const callable = app!.callables.find((c) => c.name === fn)!;
