@@ -7,7 +7,9 @@
  */
 import { createServer, type IncomingHttpHeaders, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
-import { readFile } from "node:fs/promises";
+import { mkdtemp, readFile, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { createRequire } from "node:module";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { lookup } from "../sdk/index.js";
@@ -369,7 +371,10 @@ describe("a plane without a metrics token", () => {
 
   it("serves tandem serve's local plane's metrics on --metrics-port, and prints where", async () => {
     const port = await freePort();
-    const served = await startServe(["test/fixtures/edge-app.ts", "--no-watch", "--runtime", "process", "--metrics-port", String(port)], ROOT, {
+    // Its own folder: a serve from the repository's root would share its local plane's folder with cli.test.ts's.
+    const dir = await mkdtemp(join(tmpdir(), "tandem-metrics-port-"));
+    const fixture = join(ROOT, "test/fixtures/edge-app.ts");
+    const served = await startServe([fixture, "--no-watch", "--runtime", "process", "--metrics-port", String(port)], dir, {
       TANDEM_METRICS_TOKEN: "",
     });
     try {
@@ -379,6 +384,7 @@ describe("a plane without a metrics token", () => {
       expect(parsePrometheus(await res.text()).some((family) => family.name === "tandem_plane_info")).toBe(true);
     } finally {
       await served.stop();
+      await rm(dir, { recursive: true, force: true });
     }
   });
 });
