@@ -118,19 +118,23 @@ export function requireEnvironment(principal: Principal, environment: string): v
 }
 
 /**
- * Route middleware: authenticates the request, requires `scope`, that a token limited to an environment addresses that one, and, when the
- * route names an app (`:app`), that the token may reach it. The principal is on
- * `c.var.principal` for routes that check more (a call's app).
+ * Route middleware: authenticates the request, requires `scope`, that a token limited to an environment addresses
+ * that one, and, when the route names an app (`:app`), that the token may reach it; then whatever else `check`
+ * requires of the principal. The principal is on `c.var.principal` for routes that check more (a call's app).
+ * A preflight (`HEADERS.preflight`) that passes gets 204 here and goes no further, so no route runs for it; one
+ * that fails gets the same 401 or 403 as the request would.
  * @example
  * api.post(ROUTES.appStop, guard("deploy"), async (c) => …)
  */
-export function guard(scope: TokenScope): MiddlewareHandler<RouteEnv> {
+export function guard(scope: TokenScope, check?: (principal: Principal) => void): MiddlewareHandler<RouteEnv> {
   return async (c, next) => {
     const principal = isContainerRequest(c) ? await containerPrincipal(c) : await authenticate(c.env, c.req.header(HEADERS.authorization));
     requireScope(principal, scope, `${c.req.method} ${new URL(c.req.url).pathname}`);
     requireEnvironment(principal, environmentOf(c.env));
     const app = c.req.param("app");
     if (app !== undefined) requireApp(principal, app);
+    check?.(principal);
+    if (c.req.header(HEADERS.preflight) === "1") return c.body(null, 204);
     c.set("principal", principal);
     await next();
   };
@@ -143,19 +147,15 @@ export function guard(scope: TokenScope): MiddlewareHandler<RouteEnv> {
  * api.get(ROUTES.dicts, gatewayWideGuard("call", "dicts"), …)
  */
 export function gatewayWideGuard(scope: TokenScope, what: string): MiddlewareHandler<RouteEnv> {
-  const tokenGuard = guard(scope);
-  return (c, next) =>
-    tokenGuard(c, async () => {
-      const principal = principalOf(c);
-      // A container's request (carried and signed by its plane) is its app's own code, which reaches these as it does at the edge.
-      if (principal.apps !== null && principal.containerApp === undefined) {
-        throw new ForbiddenError(
-          `token ${principal.id} ("${principal.name}") may reach only app${principal.apps.length === 1 ? "" : "s"} ${principal.apps.join(", ")}; ${what} belong to the whole gateway, so they need a token for every app`,
-          { token: principal.id },
-        );
-      }
-      await next();
-    });
+  return guard(scope, (principal) => {
+    // A container's request (carried and signed by its plane) is its app's own code, which reaches these as it does at the edge.
+    if (principal.apps !== null && principal.containerApp === undefined) {
+      throw new ForbiddenError(
+        `token ${principal.id} ("${principal.name}") may reach only app${principal.apps.length === 1 ? "" : "s"} ${principal.apps.join(", ")}; ${what} belong to the whole gateway, so they need a token for every app`,
+        { token: principal.id },
+      );
+    }
+  });
 }
 
 /** The principal a guarded route runs for. */

@@ -5,11 +5,11 @@
  * go in and never come out: the list has names, keys and times; the values
  * are read only by the gateway itself, for a call (gateway/secret-env.ts).
  */
-import { Hono, type Context } from "hono";
+import { Hono } from "hono";
 import { SECRET_LIMITS } from "../sdk/defaults.js";
 import { AlreadyExistsError, ForbiddenError, InvalidRequestError, NotConfiguredError, NotFoundError } from "../sdk/errors.js";
 import { NAME_PATTERN, ROUTES, SecretCreateRequestSchema } from "../sdk/protocol.js";
-import { guard, principalOf } from "./auth.js";
+import { guard, principalOf, type Principal } from "./auth.js";
 import { readJsonBody } from "./body.js";
 import type { RouteEnv } from "./env.js";
 import { forgetSecret, secretStore } from "./secret-env.js";
@@ -18,16 +18,24 @@ import { forgetSecret, secretStore } from "./secret-env.js";
 const NO_KEY =
   "this gateway has no TANDEM_SECRETS_KEY, so it keeps no secrets: `openssl rand -hex 32 | npx wrangler secret put TANDEM_SECRETS_KEY` (tandem serve makes one in .tandem/secrets-key)";
 
+/** Secrets are the gateway's, for every app: a deploy token restricted to some apps may not read their names or write them. */
+const secretGuard = guard("deploy", (principal: Principal) => {
+  if (principal.apps !== null) {
+    throw new ForbiddenError(
+      `token ${principal.id} ("${principal.name}") reaches only app${principal.apps.length === 1 ? "" : "s"} ${principal.apps.join(", ")}; secrets are the gateway's, for every app: use a deploy or admin token that reaches every app`,
+      {
+        token: principal.id,
+      },
+    );
+  }
+});
+
 export function secretRoutes(): Hono<RouteEnv> {
   const routes = new Hono<RouteEnv>();
 
-  routes.get(ROUTES.secrets, guard("deploy"), async (c) => {
-    everyApp(c);
-    return c.json({ secrets: await secretStore(c.env).list() });
-  });
+  routes.get(ROUTES.secrets, secretGuard, async (c) => c.json({ secrets: await secretStore(c.env).list() }));
 
-  routes.post(ROUTES.secrets, guard("deploy"), async (c) => {
-    everyApp(c);
+  routes.post(ROUTES.secrets, secretGuard, async (c) => {
     const request = await readJsonBody(c.req.raw, SecretCreateRequestSchema, c.var.config.maxBodyBytes);
     const outcome = await secretStore(c.env).put(request.name, request.values, request.force ?? false);
     if ("refused" in outcome) {
@@ -44,8 +52,7 @@ export function secretRoutes(): Hono<RouteEnv> {
     return c.json(outcome.info, 201);
   });
 
-  routes.delete(ROUTES.secret, guard("deploy"), async (c) => {
-    everyApp(c);
+  routes.delete(ROUTES.secret, secretGuard, async (c) => {
     const name = c.req.param("name") ?? "";
     if (!NAME_PATTERN.test(name)) throw new NotFoundError(`"${name}" is not a secret name (1-64 letters, digits, '-' or '_')`);
     const removed = await secretStore(c.env).remove(name);
@@ -56,17 +63,4 @@ export function secretRoutes(): Hono<RouteEnv> {
   });
 
   return routes;
-}
-
-/** Secrets are the gateway's, for every app: a token restricted to some apps may not read their names or write them. */
-function everyApp(c: Context<RouteEnv>): void {
-  const principal = principalOf(c);
-  if (principal.apps !== null) {
-    throw new ForbiddenError(
-      `token ${principal.id} ("${principal.name}") reaches only app${principal.apps.length === 1 ? "" : "s"} ${principal.apps.join(", ")}; secrets are the gateway's, for every app: use a deploy or admin token that reaches every app`,
-      {
-        token: principal.id,
-      },
-    );
-  }
 }

@@ -63,6 +63,12 @@ export const HEADERS = {
    * "Environments".
    */
   env: "tandem-env",
+  /**
+   * `1` on a `/v1` request with no body that asks only whether the request it stands for (same method, path and
+   * headers) would be let in: a route's guard answers 204 where it would, and runs nothing else; otherwise the same
+   * 401 or 403 (gateway/auth.ts). The `tandem serve` front door asks before it sends a large body on.
+   */
+  preflight: "tandem-preflight",
 } as const;
 
 /** WebSocket agents: `?session=<id>` resumes a session; ids are 8-128 letters, digits, '-' or '_'. */

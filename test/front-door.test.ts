@@ -2,12 +2,15 @@
  * The local front door of `tandem serve` (sdk/cli/front-door.ts) with a real
  * workerd behind it: chunked bodies over the limit get the documented 413 on
  * every kind of route, the client reads it whole, and an endpoint that asks
- * for larger bodies gets them through the door too.
+ * for larger bodies gets them through the door too. A large body whose token
+ * the gateway refuses (401) or forbids the route (403) gets that answer, from
+ * the gateway's preflight, never a reset.
  */
 import http from "node:http";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { FrontDoor, endpointBodyLimits } from "../sdk/cli/front-door.js";
-import { ADMIN_TOKEN, startTestGateway, type TestGateway } from "./helpers/gateway.js";
+import { HEADERS } from "../sdk/protocol.js";
+import { ADMIN_TOKEN, authed, startTestGateway, type TestGateway } from "./helpers/gateway.js";
 
 const LIMIT = 1024 * 1024;
 let gw: TestGateway;
@@ -15,7 +18,8 @@ let door: FrontDoor;
 let doorUrl: URL;
 
 beforeAll(async () => {
-  gw = await startTestGateway(new URL("./fixtures/edge-app.ts", import.meta.url).pathname, {
+  const fixture = (name: string) => new URL(`./fixtures/${name}`, import.meta.url).pathname;
+  gw = await startTestGateway([fixture("edge-app.ts"), fixture("auth-app.ts")], {
     bindings: { TANDEM_MAX_BODY_BYTES: String(LIMIT) },
     persist: false,
   });
@@ -37,11 +41,11 @@ interface Answer {
 }
 
 /**
- * POSTs `total` bytes chunked through the door with Node's own client, which
- * reads the answer while it still writes. `untilAnswered`: write 64 KiB, then
+ * Sends `total` bytes chunked through the door (a POST, unless `method`) with
+ * Node's own client, which reads the answer while it still writes. `untilAnswered`: write 64 KiB, then
  * the rest only once the answer has begun.
  */
-function postChunked(path: string, total: number, options: { untilAnswered?: boolean; token?: string | false } = {}): Promise<Answer> {
+function postChunked(path: string, total: number, options: { untilAnswered?: boolean; token?: string | false; method?: string } = {}): Promise<Answer> {
   return new Promise((resolve, reject) => {
     let sent = 0;
     let answered: () => void = () => {};
@@ -49,7 +53,7 @@ function postChunked(path: string, total: number, options: { untilAnswered?: boo
     const req = http.request(
       new URL(path, doorUrl),
       {
-        method: "POST",
+        method: options.method ?? "POST",
         headers: { "transfer-encoding": "chunked", ...(options.token === false ? {} : { authorization: `Bearer ${options.token ?? ADMIN_TOKEN}` }) },
       },
       (res) => {
@@ -129,6 +133,33 @@ describe("the front door of tandem serve", () => {
     expect(statuses).toEqual(Array(20).fill(401));
   });
 
+  it("sends the gateway's 403 to a large body with a token it knows that may not use the route, every time, not a 502", async () => {
+    // A call token limited to app "guarded": another app's function, the gateway-wide volumes and dicts, and secrets
+    // (deploy scope) are all refused before the gateway reads a body, as an unknown token is.
+    const made = await fetch(
+      new URL("/v1/tokens", gw.url),
+      authed({ method: "POST", body: JSON.stringify({ name: "guarded only", scope: "call", apps: ["guarded"] }) }),
+    );
+    expect(made.status).toBe(201);
+    const { token } = (await made.json()) as { token: string };
+    const refusals = [
+      { method: "POST", path: "/v1/apps/edge/functions/echo/call", message: 'may reach only app guarded, not "edge"' },
+      { method: "PUT", path: "/v1/volumes/through/file?path=no.bin", message: "volumes belong to the whole gateway" },
+      { method: "POST", path: "/v1/dicts/nowhere/put", message: "dicts belong to the whole gateway" },
+      { method: "POST", path: "/v1/secrets", message: 'has scope "call"; POST /v1/secrets needs "deploy"' },
+    ];
+    const seen: string[] = [];
+    const wanted: string[] = [];
+    for (let i = 0; i < 20; i++) {
+      const { method, path, message } = refusals[i % refusals.length]!;
+      const answer = await postChunked(path, LIMIT - 64 * 1024, { token, method });
+      seen.push(`${method} ${path}: ${answer.status}`);
+      wanted.push(`${method} ${path}: 403`);
+      if (answer.status === 403) expect(JSON.parse(answer.body).error).toMatchObject({ code: "forbidden", message: expect.stringContaining(message) });
+    }
+    expect(seen).toEqual(wanted);
+  });
+
   it("keeps the connection usable: the next request on it is answered", async () => {
     const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
     const get = () =>
@@ -158,5 +189,36 @@ describe("the front door of tandem serve", () => {
     expect(JSON.parse(files.body).error.message).toBe(
       'request body is larger than 8192 bytes, the most endpoint "files" of app "edge" accepts (its maxBodyBytes option)',
     );
+  });
+});
+
+describe("a preflight (the front door's, sent straight to the gateway)", () => {
+  const preflight = (path: string, init: RequestInit) => fetch(new URL(path, gw.url), authed({ ...init, headers: { [HEADERS.preflight]: "1" } }));
+  const api = (path: string, init?: RequestInit) => fetch(new URL(path, gw.url), authed(init));
+
+  it("answers 204 to an admin token on routes that change state, and runs nothing: no dict made or written, no function run", async () => {
+    expect((await preflight("/v1/dicts", { method: "POST", body: JSON.stringify({ name: "preflighted" }) })).status).toBe(204);
+    expect((await api("/v1/dicts/preflighted")).status).toBe(404);
+
+    expect((await api("/v1/dicts", { method: "POST", body: JSON.stringify({ name: "kept" }) })).status).toBe(201);
+    expect((await preflight("/v1/dicts/kept/put", { method: "POST", body: JSON.stringify({ key: "k", value: { json: 1 } }) })).status).toBe(204);
+    const got = await api("/v1/dicts/kept/get", { method: "POST", body: JSON.stringify({ key: "k" }) });
+    expect(await got.json()).toEqual({ found: false });
+
+    const run = `preflight-${Date.now()}`;
+    expect((await preflight("/v1/apps/edge/functions/countedNap/call", { method: "POST", body: JSON.stringify({ args: [run, 0] }) })).status).toBe(204);
+    expect((await preflight("/v1/apps/edge/functions/countedNap/spawn", { method: "POST", body: JSON.stringify({ args: [run, 0] }) })).status).toBe(204);
+    const runs = await api("/v1/apps/edge/functions/runsOf/call", { method: "POST", body: JSON.stringify({ args: [run] }) });
+    expect(((await runs.json()) as { result: unknown }).result).toBe(0);
+  });
+
+  it("answers an unknown route or method as the request itself would be (404, 405), and a bad token 401", async () => {
+    expect((await preflight("/v1/nope", { method: "POST" })).status).toBe(404);
+    expect((await preflight("/v1/apps/edge/functions/echo/call", { method: "PUT" })).status).toBe(405);
+    const unknown = await fetch(new URL("/v1/dicts/kept/put", gw.url), {
+      method: "POST",
+      headers: { [HEADERS.preflight]: "1", authorization: "Bearer tk-unknown00000000.ts-unknown0000000000000000000000000" },
+    });
+    expect(unknown.status).toBe(401);
   });
 });

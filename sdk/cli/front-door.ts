@@ -25,7 +25,7 @@ import net from "node:net";
 import type { App } from "../app.js";
 import { DELIVERY_DEFAULTS, GATEWAY_DEFAULTS, VOLUME_LIMITS } from "../defaults.js";
 import { GatewayUnreachableError, bodyTooLarge, errorBody, missingToken, type TandemError } from "../errors.js";
-import { AGENT_CLOSE, HEADERS, PROTOCOL_VERSION, ROUTES } from "../protocol.js";
+import { AGENT_CLOSE, HEADERS, PROTOCOL_VERSION } from "../protocol.js";
 
 export interface Backend {
   url: URL;
@@ -54,10 +54,12 @@ const REPLAY_LIMIT = 1024 * 1024;
 /** How long the gateway is given to answer a body that passed its limit (its 401, 403 or 413) before the 413 comes from here. */
 const VERDICT_WAIT_MS = 2_000;
 
-/** A `/v1` body over this many bytes (or streamed) is sent on only once the gateway knows its token (`#checkToken`). */
-const TOKEN_CHECK_BODY_BYTES = 64 * 1024;
-/** How long a token the gateway knew is taken as known, for large bodies that follow (a volume's files, say). */
-const TOKEN_CHECK_KEEP_MS = 30_000;
+/** A `/v1` body over this many bytes (or streamed) is sent on only once the gateway has let its preflight in (`#preflight`). */
+const PREFLIGHT_BODY_BYTES = 64 * 1024;
+/** How long a preflight the gateway let in stands, for large bodies that follow on the same route (a volume's files, say). */
+const PREFLIGHT_KEEP_MS = 30_000;
+/** How many preflights let in are kept at most; past it they are forgotten all at once. */
+const PREFLIGHT_KEEP_MAX = 1024;
 
 /** How much of a refused body is read and dropped, so its client can read the 413, before the connection is closed instead. */
 const DISCARD_LIMIT_BYTES = 256 * 1024 * 1024;
@@ -81,8 +83,8 @@ export class FrontDoor {
   readonly #draining = new Set<Promise<void>>();
   /** Every WebSocket open through the door, whichever workerd it is on. */
   readonly #tunnels = new Set<Tunnel>();
-  /** Authorization headers the gateway knew a moment ago (`#checkToken`). */
-  readonly #knownTokens = new Set<string>();
+  /** Requests (`preflightKey`) whose preflight the gateway let in a moment ago (`#preflight`). */
+  readonly #letIn = new Set<string>();
 
   /** Told of every request when it ends: method, path, status, milliseconds. */
   onRequest: ((method: string, path: string, status: number, ms: number) => void) | undefined;
@@ -180,8 +182,8 @@ export class FrontDoor {
       this.#maybeStop(slot);
     };
     res.on("close", release);
-    if (!needsTokenCheck(req) || this.#knownTokens.has(req.headers[HEADERS.authorization]!)) return this.#proxy(slot, req, res, limit);
-    void this.#checkToken(slot, req.headers[HEADERS.authorization]!, req.headers[HEADERS.env]).then((refused) => {
+    if (!needsPreflight(req) || this.#letIn.has(preflightKey(req))) return this.#proxy(slot, req, res, limit);
+    void this.#preflight(slot, req).then((refused) => {
       if (!refused) return this.#proxy(slot, req, res, limit);
       res.writeHead(refused.status, refused.headers);
       res.end(refused.body);
@@ -190,28 +192,38 @@ export class FrontDoor {
   }
 
   /**
-   * The gateway's 401 for a token it does not know (`GET /v1/whoami` with it), asked before a large body is sent on:
-   * workerd answers 401 before it reads a body and closes, and the reset that follows can take the answer with it
-   * (the client got a reset in about 1 request of 10). Tokens it knows are noted for `TOKEN_CHECK_KEEP_MS`; any other
-   * answer, or none, lets the request go on, and the gateway checks it as always.
+   * The gateway's 401 or 403 for a request, asked before its large body is sent on: the same method, path and
+   * credentials with no body and `HEADERS.preflight`, which the route's guard answers as it would the request (204:
+   * it would be let in) and runs nothing else. workerd answers 401 or 403 before it reads a body and closes, and the
+   * reset that follows can take the answer with it (the client got a reset in about 1 request of 10). A 204 is kept
+   * for `PREFLIGHT_KEEP_MS`; any other answer, or none, lets the request go on, and the gateway checks it as always.
    */
-  async #checkToken(slot: Slot, authorization: string, env: string | string[] | undefined): Promise<GatewayAnswer | undefined> {
+  async #preflight(slot: Slot, req: http.IncomingMessage): Promise<GatewayAnswer | undefined> {
+    const env = req.headers[HEADERS.env];
+    const headers = {
+      [HEADERS.authorization]: req.headers[HEADERS.authorization],
+      ...(env === undefined ? {} : { [HEADERS.env]: env }),
+      [HEADERS.preflight]: "1",
+      "content-length": "0",
+    };
     try {
       const answer = await new Promise<GatewayAnswer>((resolve, reject) => {
-        const headers = { [HEADERS.authorization]: authorization, ...(env === undefined ? {} : { [HEADERS.env]: env }) };
-        const check = http.get({ host: slot.backend.url.hostname, port: slot.backend.url.port, path: ROUTES.whoami, headers, agent: slot.agent }, (up) => {
+        const { hostname: host, port } = slot.backend.url;
+        const preflight = http.request({ host, port, method: req.method, path: req.url, headers, agent: slot.agent }, (up) => {
           const chunks: Buffer[] = [];
           up.on("data", (chunk: Buffer) => chunks.push(chunk));
           up.on("end", () => resolve({ status: up.statusCode ?? 502, headers: up.headers, body: Buffer.concat(chunks) }));
           up.on("error", reject);
         });
-        check.on("error", reject);
+        preflight.on("error", reject);
+        preflight.end();
       });
-      if (answer.status === 401) return answer;
-      if (answer.status === 200) {
-        if (this.#knownTokens.size >= 256) this.#knownTokens.clear();
-        this.#knownTokens.add(authorization);
-        setTimeout(() => this.#knownTokens.delete(authorization), TOKEN_CHECK_KEEP_MS).unref();
+      if (answer.status === 401 || answer.status === 403) return answer;
+      if (answer.status === 204) {
+        const key = preflightKey(req);
+        if (this.#letIn.size >= PREFLIGHT_KEEP_MAX) this.#letIn.clear();
+        this.#letIn.add(key);
+        setTimeout(() => this.#letIn.delete(key), PREFLIGHT_KEEP_MS).unref();
       }
     } catch {
       // The request itself will meet whatever stopped this one.
@@ -531,10 +543,16 @@ function needsToken(req: http.IncomingMessage): boolean {
   return hasBody && (req.url ?? "").startsWith("/v1/") && req.headers[HEADERS.authorization] === undefined && req.headers[HEADERS.signature] === undefined;
 }
 
-/** A `/v1` request with a token and a body large enough to be worth checking the token first (`#checkToken`). */
-function needsTokenCheck(req: http.IncomingMessage): boolean {
-  const large = req.headers["transfer-encoding"] !== undefined || Number(req.headers["content-length"] ?? "0") > TOKEN_CHECK_BODY_BYTES;
+/** A `/v1` request with a token and a body large enough to be worth a preflight first (`#preflight`). */
+function needsPreflight(req: http.IncomingMessage): boolean {
+  const large = req.headers["transfer-encoding"] !== undefined || Number(req.headers["content-length"] ?? "0") > PREFLIGHT_BODY_BYTES;
   return large && (req.url ?? "").startsWith("/v1/") && req.headers[HEADERS.authorization] !== undefined && req.headers[HEADERS.signature] === undefined;
+}
+
+/** What a preflight's 204 stands for: the same token and environment on the same method and path (the query aside). */
+function preflightKey(req: http.IncomingMessage): string {
+  const path = (req.url ?? "/").split("?", 1)[0];
+  return [req.headers[HEADERS.authorization], req.headers[HEADERS.env], req.method, path].join("\n");
 }
 
 /** Answers with an error of the gateway's shape. */
