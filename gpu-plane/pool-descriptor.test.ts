@@ -42,8 +42,8 @@ function withChanged(root: unknown, path: string[]): unknown {
 describe("the pool key", () => {
   it("is built from a sample spec that has every field the protocol defines", () => {
     // A field added to the protocol must be added here, so the next test covers it.
-    expect(Object.keys(spec).sort()).toEqual(Object.keys(PlaneFunctionSpecSchema.shape).sort());
-    expect(Object.keys(spec.autoscaler).sort()).toEqual(Object.keys(PlaneFunctionSpecSchema.shape.autoscaler.shape).sort());
+    expect(Object.keys(spec).sort()).toEqual(Object.keys(PlaneFunctionSpecSchema.unwrap().shape).sort());
+    expect(Object.keys(spec.autoscaler).sort()).toEqual(Object.keys(PlaneFunctionSpecSchema.unwrap().shape.autoscaler.shape).sort());
   });
 
   it("differs for two specs that differ in any one field", () => {

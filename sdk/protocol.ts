@@ -533,28 +533,38 @@ export function callIdTime(callId: string): number | undefined {
 
 // ---------------------------------------------------------------------------
 // Bodies
+//
+// Each exported schema is made when first used (`z.lazy`): made at once, this file's 200 zod constructors took
+// 35 ms of every process that loads it (the CLI, each container's runner, each gateway isolate), measured in Node
+// on this repository's 2-core machine, where most of them are never used.
 
 const jsonValue: z.ZodType<unknown> = z.unknown();
 /** superjson's description of the values JSON cannot carry. */
 const metaValue = z.looseObject({}, "must be an object in superjson's meta format");
 
-export const CallRequestSchema = z.strictObject({
-  args: z.array(jsonValue, "must be an array of arguments").optional(),
-  meta: metaValue.optional(),
-});
+export const CallRequestSchema = z.lazy(() =>
+  z.strictObject({
+    args: z.array(jsonValue, "must be an array of arguments").optional(),
+    meta: metaValue.optional(),
+  }),
+);
 export type CallRequest = z.infer<typeof CallRequestSchema>;
 
-export const CancelRequestSchema = z.strictObject({
-  /** Also stop the container the call runs in (for a function that does not watch `currentCall().signal`). */
-  terminateContainer: z.boolean().optional(),
-});
+export const CancelRequestSchema = z.lazy(() =>
+  z.strictObject({
+    /** Also stop the container the call runs in (for a function that does not watch `currentCall().signal`). */
+    terminateContainer: z.boolean().optional(),
+  }),
+);
 
-export const MapRequestSchema = z.strictObject({
-  inputs: z
-    .array(z.array(jsonValue, "each input must be an array of arguments"), "must be an array of argument arrays")
-    .max(API_LIMITS.maxMapInputs, `at most ${API_LIMITS.maxMapInputs} inputs per request`),
-  meta: metaValue.optional(),
-});
+export const MapRequestSchema = z.lazy(() =>
+  z.strictObject({
+    inputs: z
+      .array(z.array(jsonValue, "each input must be an array of arguments"), "must be an array of argument arrays")
+      .max(API_LIMITS.maxMapInputs, `at most ${API_LIMITS.maxMapInputs} inputs per request`),
+    meta: metaValue.optional(),
+  }),
+);
 export type MapRequest = z.infer<typeof MapRequestSchema>;
 
 /** The record of one call, as `GET /v1/calls/:id` and `POST .../call` return it. */
@@ -689,14 +699,16 @@ export function newToken(): { id: string; secret: string; token: string } {
 }
 
 /** `POST /v1/tokens`. */
-export const TokenCreateRequestSchema = z.strictObject({
-  name: z.string().min(1, "must not be empty").max(64, "must be at most 64 characters").optional(),
-  scope: z.enum(TOKEN_SCOPES, 'must be "call", "deploy" or "admin"').optional(),
-  /** Only these apps; none: every app. An admin token reaches every app. */
-  apps: z.array(z.string().regex(NAME_PATTERN, "must be app names"), "must be a list of app names").min(1, "must name at least one app").max(100).optional(),
-  /** Only this environment (docs/deploy.md, "Environments"); none: every environment. */
-  env: z.string().regex(ENV_NAME_PATTERN, "must be an environment name: lowercase letters, digits and '-', up to 32").optional(),
-});
+export const TokenCreateRequestSchema = z.lazy(() =>
+  z.strictObject({
+    name: z.string().min(1, "must not be empty").max(64, "must be at most 64 characters").optional(),
+    scope: z.enum(TOKEN_SCOPES, 'must be "call", "deploy" or "admin"').optional(),
+    /** Only these apps; none: every app. An admin token reaches every app. */
+    apps: z.array(z.string().regex(NAME_PATTERN, "must be app names"), "must be a list of app names").min(1, "must name at least one app").max(100).optional(),
+    /** Only this environment (docs/deploy.md, "Environments"); none: every environment. */
+    env: z.string().regex(ENV_NAME_PATTERN, "must be an environment name: lowercase letters, digits and '-', up to 32").optional(),
+  }),
+);
 export type TokenCreateRequest = z.infer<typeof TokenCreateRequestSchema>;
 
 /** A token as `GET /v1/tokens` and `GET /v1/whoami` show it: never its secret. */
@@ -728,22 +740,27 @@ export interface TokenCreateAnswer extends TokenInfo {
 export const SECRET_KEY_PATTERN = /^[A-Za-z_][A-Za-z0-9_]{0,127}$/;
 
 /** `POST /v1/secrets`: a secret's values, all at once; `force` replaces one that exists (else `409 already_exists`). */
-export const SecretCreateRequestSchema = z.strictObject({
-  name: z.string().regex(NAME_PATTERN, "must be 1-64 letters, digits, '-' or '_', starting with a letter or digit"),
-  values: z
-    .record(z.string(), z.string("values must be strings").max(SECRET_LIMITS.maxValueBytes, `values must be at most ${SECRET_LIMITS.maxValueBytes} characters`))
-    .refine((values) => Object.keys(values).length > 0, "must hold at least one KEY=VALUE")
-    .superRefine((values, ctx) => {
-      const bad = Object.keys(values).find((key) => !SECRET_KEY_PATTERN.test(key));
-      if (bad !== undefined)
-        ctx.addIssue({
-          code: "custom",
-          message: `"${bad}" is not a key: keys are environment variable names (letters, digits and '_', not starting with a digit)`,
-        });
-    })
-    .refine((values) => Object.keys(values).length <= SECRET_LIMITS.maxKeys, `must hold at most ${SECRET_LIMITS.maxKeys} keys`),
-  force: z.boolean().optional(),
-});
+export const SecretCreateRequestSchema = z.lazy(() =>
+  z.strictObject({
+    name: z.string().regex(NAME_PATTERN, "must be 1-64 letters, digits, '-' or '_', starting with a letter or digit"),
+    values: z
+      .record(
+        z.string(),
+        z.string("values must be strings").max(SECRET_LIMITS.maxValueBytes, `values must be at most ${SECRET_LIMITS.maxValueBytes} characters`),
+      )
+      .refine((values) => Object.keys(values).length > 0, "must hold at least one KEY=VALUE")
+      .superRefine((values, ctx) => {
+        const bad = Object.keys(values).find((key) => !SECRET_KEY_PATTERN.test(key));
+        if (bad !== undefined)
+          ctx.addIssue({
+            code: "custom",
+            message: `"${bad}" is not a key: keys are environment variable names (letters, digits and '_', not starting with a digit)`,
+          });
+      })
+      .refine((values) => Object.keys(values).length <= SECRET_LIMITS.maxKeys, `must hold at most ${SECRET_LIMITS.maxKeys} keys`),
+    force: z.boolean().optional(),
+  }),
+);
 export type SecretCreateRequest = z.infer<typeof SecretCreateRequestSchema>;
 
 // ---------------------------------------------------------------------------
@@ -760,22 +777,26 @@ export const DEPLOYMENT_PATH_PATTERN = /^[A-Za-z0-9_][A-Za-z0-9._-]*(?:\/[A-Za-z
  * `plane/…`), the SHA-256 and length of its bytes, and, for a file that also goes into the gateway's blob bucket
  * (a plane bundle, its source map, an image spec), its key there.
  */
-export const DeploymentFileSchema = z.strictObject({
-  path: z
-    .string()
-    .max(DEPLOY_LIMITS.maxPathChars, `must be at most ${DEPLOY_LIMITS.maxPathChars} characters`)
-    .regex(DEPLOYMENT_PATH_PATTERN, "must be a relative path of letters, digits, '.', '-' and '_', each part starting with a letter, digit or '_'"),
-  sha256: z.string().regex(SHA256_PATTERN, "must be a SHA-256 in lowercase hex (64 characters)"),
-  bytes: z.number().int().min(0).max(DEPLOY_LIMITS.maxFileBytes),
-  blobKey: z.string().max(DEPLOY_LIMITS.maxPathChars).regex(DEPLOYMENT_PATH_PATTERN, "must be a key of the blob bucket").optional(),
-});
+export const DeploymentFileSchema = z.lazy(() =>
+  z.strictObject({
+    path: z
+      .string()
+      .max(DEPLOY_LIMITS.maxPathChars, `must be at most ${DEPLOY_LIMITS.maxPathChars} characters`)
+      .regex(DEPLOYMENT_PATH_PATTERN, "must be a relative path of letters, digits, '.', '-' and '_', each part starting with a letter, digit or '_'"),
+    sha256: z.string().regex(SHA256_PATTERN, "must be a SHA-256 in lowercase hex (64 characters)"),
+    bytes: z.number().int().min(0).max(DEPLOY_LIMITS.maxFileBytes),
+    blobKey: z.string().max(DEPLOY_LIMITS.maxPathChars).regex(DEPLOYMENT_PATH_PATTERN, "must be a key of the blob bucket").optional(),
+  }),
+);
 export type DeploymentFile = z.infer<typeof DeploymentFileSchema>;
 
 /** Where a deployment's code came from, when its folder is a git checkout: the short commit, and whether files differed from it. */
-export const DeploymentGitSchema = z.strictObject({
-  commit: z.string().regex(/^[0-9a-f]{4,40}$/, "must be a commit id in hex"),
-  dirty: z.boolean(),
-});
+export const DeploymentGitSchema = z.lazy(() =>
+  z.strictObject({
+    commit: z.string().regex(/^[0-9a-f]{4,40}$/, "must be a commit id in hex"),
+    dirty: z.boolean(),
+  }),
+);
 export type DeploymentGit = z.infer<typeof DeploymentGitSchema>;
 
 /**
@@ -783,19 +804,21 @@ export type DeploymentGit = z.infer<typeof DeploymentGitSchema>;
  * next version once wrangler has deployed it. Every file must be uploaded first (`PUT …/deployments/files/:hash`).
  * `rollbackOf`: the version whose artifact this one is, for a rollback.
  */
-export const DeploymentRecordRequestSchema = z.strictObject({
-  codeHash: z.string().regex(SHA256_PATTERN, "must be a SHA-256 in lowercase hex (64 characters)"),
-  git: DeploymentGitSchema.optional(),
-  files: z
-    .array(DeploymentFileSchema)
-    .min(1, "must name at least the Worker (worker.mjs)")
-    .max(DEPLOY_LIMITS.maxFiles, `must name at most ${DEPLOY_LIMITS.maxFiles} files`)
-    .refine((files) => files.some((f) => f.path === "worker.mjs"), "must name the Worker, worker.mjs")
-    .refine((files) => new Set(files.map((f) => f.path)).size === files.length, "must name each path once"),
-  rollbackOf: z.number().int().positive().optional(),
-  /** Every app the Worker holds (one `tandem deploy` of several app files deploys them together). */
-  apps: z.array(z.string().regex(NAME_PATTERN, "must be app names")).max(DEPLOY_LIMITS.maxFiles).optional(),
-});
+export const DeploymentRecordRequestSchema = z.lazy(() =>
+  z.strictObject({
+    codeHash: z.string().regex(SHA256_PATTERN, "must be a SHA-256 in lowercase hex (64 characters)"),
+    git: DeploymentGitSchema.optional(),
+    files: z
+      .array(DeploymentFileSchema)
+      .min(1, "must name at least the Worker (worker.mjs)")
+      .max(DEPLOY_LIMITS.maxFiles, `must name at most ${DEPLOY_LIMITS.maxFiles} files`)
+      .refine((files) => files.some((f) => f.path === "worker.mjs"), "must name the Worker, worker.mjs")
+      .refine((files) => new Set(files.map((f) => f.path)).size === files.length, "must name each path once"),
+    rollbackOf: z.number().int().positive().optional(),
+    /** Every app the Worker holds (one `tandem deploy` of several app files deploys them together). */
+    apps: z.array(z.string().regex(NAME_PATTERN, "must be app names")).max(DEPLOY_LIMITS.maxFiles).optional(),
+  }),
+);
 export type DeploymentRecordRequest = z.infer<typeof DeploymentRecordRequestSchema>;
 
 /** One deployment of an app, as the gateway recorded it: `GET /v1/apps/:app/deployments` lists them, newest (live) first. */
@@ -834,11 +857,13 @@ export interface SecretInfo {
 }
 
 /** `POST /v1/apps/:app/connect-token`. */
-export const ConnectTokenRequestSchema = z.strictObject({
-  /** Only this web endpoint or agent of the app; none: any of the app's that ask for a token. */
-  label: z.string().regex(NAME_PATTERN, "must be a label").optional(),
-  ttlSeconds: z.number().int("must be whole seconds").min(10, "must be at least 10").max(3600, "must be at most 3600").optional(),
-});
+export const ConnectTokenRequestSchema = z.lazy(() =>
+  z.strictObject({
+    /** Only this web endpoint or agent of the app; none: any of the app's that ask for a token. */
+    label: z.string().regex(NAME_PATTERN, "must be a label").optional(),
+    ttlSeconds: z.number().int("must be whole seconds").min(10, "must be at least 10").max(3600, "must be at most 3600").optional(),
+  }),
+);
 
 /** A connect token, and until when it opens connections (ms since the epoch). */
 export interface ConnectTokenAnswer {
@@ -865,68 +890,80 @@ const commitTerms = {
 };
 
 /** `POST /v1/volumes`. */
-export const VolumeCreateRequestSchema = z.strictObject({
-  name: z.string("must be a volume name").regex(NAME_PATTERN, "must be a volume name: letters, digits, '-' and '_', up to 64, starting with a letter or digit"),
-  /** An existing volume is answered as it is, instead of refused. */
-  existOk: z.boolean("must be true or false").optional(),
-});
+export const VolumeCreateRequestSchema = z.lazy(() =>
+  z.strictObject({
+    name: z
+      .string("must be a volume name")
+      .regex(NAME_PATTERN, "must be a volume name: letters, digits, '-' and '_', up to 64, starting with a letter or digit"),
+    /** An existing volume is answered as it is, instead of refused. */
+    existOk: z.boolean("must be true or false").optional(),
+  }),
+);
 export type VolumeCreateRequest = z.infer<typeof VolumeCreateRequestSchema>;
 
 /** One change of a commit: a file put (its blocks already uploaded), a file or directory removed, files copied. */
-export const VolumeChangeSchema = z.discriminatedUnion(
-  "op",
-  [
-    z.strictObject({
-      op: z.literal("put"),
-      path: volumePathField,
-      /** The file's blocks in order: each `VOLUME_LIMITS.blockBytes` long but the last. */
-      blocks: z.array(blockHash).max(Math.ceil(VOLUME_LIMITS.maxFileBytes / VOLUME_LIMITS.blockBytes), "holds more blocks than the largest file has"),
-      size: z
-        .number("must be a size in bytes")
-        .int("must be whole bytes")
-        .min(0, "must be 0 or more")
-        .max(VOLUME_LIMITS.maxFileBytes, `must be at most ${VOLUME_LIMITS.maxFileBytes} bytes, the largest file a volume holds`),
-      mode: z
-        .number("must be a file mode")
-        .int("must be a file mode")
-        .min(0, "must be a file mode")
-        .max(0o7777, "must be a file mode (at most 0o7777)")
-        .optional(),
-    }),
-    z.strictObject({ op: z.literal("remove"), path: volumePathField, recursive: z.boolean("must be true or false").optional() }),
-    z.strictObject({
-      op: z.literal("copy"),
-      sources: z.array(volumePathField, "must be a list of paths").min(1, "must name at least one path").max(VOLUME_LIMITS.maxChangesPerCommit),
-      destination: volumePathField,
-    }),
-  ],
-  'must be a change: { "op": "put" | "remove" | "copy", … }',
+export const VolumeChangeSchema = z.lazy(() =>
+  z.discriminatedUnion(
+    "op",
+    [
+      z.strictObject({
+        op: z.literal("put"),
+        path: volumePathField,
+        /** The file's blocks in order: each `VOLUME_LIMITS.blockBytes` long but the last. */
+        blocks: z.array(blockHash).max(Math.ceil(VOLUME_LIMITS.maxFileBytes / VOLUME_LIMITS.blockBytes), "holds more blocks than the largest file has"),
+        size: z
+          .number("must be a size in bytes")
+          .int("must be whole bytes")
+          .min(0, "must be 0 or more")
+          .max(VOLUME_LIMITS.maxFileBytes, `must be at most ${VOLUME_LIMITS.maxFileBytes} bytes, the largest file a volume holds`),
+        mode: z
+          .number("must be a file mode")
+          .int("must be a file mode")
+          .min(0, "must be a file mode")
+          .max(0o7777, "must be a file mode (at most 0o7777)")
+          .optional(),
+      }),
+      z.strictObject({ op: z.literal("remove"), path: volumePathField, recursive: z.boolean("must be true or false").optional() }),
+      z.strictObject({
+        op: z.literal("copy"),
+        sources: z.array(volumePathField, "must be a list of paths").min(1, "must name at least one path").max(VOLUME_LIMITS.maxChangesPerCommit),
+        destination: volumePathField,
+      }),
+    ],
+    'must be a change: { "op": "put" | "remove" | "copy", … }',
+  ),
 );
 export type VolumeChange = z.infer<typeof VolumeChangeSchema>;
 
 /** `POST /v1/volumes/:volume/commit`: every change, or none, in one new version. */
-export const VolumeCommitRequestSchema = z.strictObject({
-  changes: z
-    .array(VolumeChangeSchema, "must be a list of changes")
-    .min(1, "must hold at least one change")
-    .max(VOLUME_LIMITS.maxChangesPerCommit, `must hold at most ${VOLUME_LIMITS.maxChangesPerCommit} changes`),
-  ...commitTerms,
-});
+export const VolumeCommitRequestSchema = z.lazy(() =>
+  z.strictObject({
+    changes: z
+      .array(VolumeChangeSchema, "must be a list of changes")
+      .min(1, "must hold at least one change")
+      .max(VOLUME_LIMITS.maxChangesPerCommit, `must hold at most ${VOLUME_LIMITS.maxChangesPerCommit} changes`),
+    ...commitTerms,
+  }),
+);
 export type VolumeCommitRequest = z.infer<typeof VolumeCommitRequestSchema>;
 
 /** `POST /v1/volumes/:volume/copy`. */
-export const VolumeCopyRequestSchema = z.strictObject({
-  sources: z.array(volumePathField, "must be a list of paths").min(1, "must name at least one path").max(VOLUME_LIMITS.maxChangesPerCommit),
-  destination: volumePathField,
-  ...commitTerms,
-});
+export const VolumeCopyRequestSchema = z.lazy(() =>
+  z.strictObject({
+    sources: z.array(volumePathField, "must be a list of paths").min(1, "must name at least one path").max(VOLUME_LIMITS.maxChangesPerCommit),
+    destination: volumePathField,
+    ...commitTerms,
+  }),
+);
 
 /** `POST /v1/volumes/:volume/blocks/missing`. */
-export const BlocksMissingRequestSchema = z.strictObject({
-  hashes: z
-    .array(blockHash, "must be a list of block hashes")
-    .max(VOLUME_LIMITS.maxBlocksPerQuery, `must hold at most ${VOLUME_LIMITS.maxBlocksPerQuery} hashes`),
-});
+export const BlocksMissingRequestSchema = z.lazy(() =>
+  z.strictObject({
+    hashes: z
+      .array(blockHash, "must be a list of block hashes")
+      .max(VOLUME_LIMITS.maxBlocksPerQuery, `must hold at most ${VOLUME_LIMITS.maxBlocksPerQuery} hashes`),
+  }),
+);
 
 /** The query of `PUT .../file` and `DELETE .../files`: the commit's terms, and the new file's mode. */
 export interface VolumeWriteQuery {
@@ -1041,11 +1078,13 @@ export const DICT_NAME_PATTERN = NAME_PATTERN;
 export const QUEUE_NAME_PATTERN = NAME_PATTERN;
 
 /** `POST /v1/dicts` and `POST /v1/queues`. */
-export const StoreCreateRequestSchema = z.strictObject({
-  name: z.string("must be a name").regex(NAME_PATTERN, "must be a name: letters, digits, '-' and '_', up to 64, starting with a letter or digit"),
-  /** An existing one is answered as it is, instead of refused. */
-  existOk: z.boolean("must be true or false").optional(),
-});
+export const StoreCreateRequestSchema = z.lazy(() =>
+  z.strictObject({
+    name: z.string("must be a name").regex(NAME_PATTERN, "must be a name: letters, digits, '-' and '_', up to 64, starting with a letter or digit"),
+    /** An existing one is answered as it is, instead of refused. */
+    existOk: z.boolean("must be true or false").optional(),
+  }),
+);
 
 /** A value as the call codec encodes it (`encodeValue`): `json`, and superjson's `meta` when JSON alone cannot say it. */
 const encodedValueField = z.strictObject({ json: z.unknown(), meta: z.unknown().optional() }, 'must be an encoded value: { "json": …, "meta"?: … }');
@@ -1262,37 +1301,39 @@ export const BUNDLE_HASH_PATTERN = /^[0-9a-f]{64}$/;
 
 const capacity = z.object({ total: z.number().nonnegative(), free: z.number() });
 
-export const PlaneHeartbeatSchema = z.strictObject({
-  planeId: z.string().regex(PLANE_ID_PATTERN),
-  url: z.url(),
-  region: z.string().regex(REGION_PATTERN, "must be lowercase letters, digits and '-', up to 64"),
-  runtime: z.enum(["docker", "process"]),
-  /** GPUs are declared, not detected: shown as simulated everywhere. */
-  simulated: z.boolean(),
-  gpus: z.record(z.string(), capacity),
-  cpu: capacity,
-  memoryMiB: capacity,
-  /** Why this plane cannot start containers, if it cannot (no Docker engine, say). */
-  unavailable: z.string().optional(),
-  /** The plane is stopping (SIGTERM): it finishes the inputs it has and takes no new one. */
-  draining: z.boolean().optional(),
-  /**
-   * The containers up on the plane now, per function that has any: `busy` running an input, `idle` warm and
-   * waiting (the dashboard's "warm now"). Left out by a plane with none.
-   */
-  warm: z
-    .array(
-      z.strictObject({
-        app: z.string().min(1).max(64),
-        function: z.string().min(1).max(200),
-        busy: z.number().int().nonnegative(),
-        idle: z.number().int().nonnegative(),
-      }),
-    )
-    .max(10_000)
-    .optional(),
-  protocol: z.literal(PROTOCOL_VERSION),
-});
+export const PlaneHeartbeatSchema = z.lazy(() =>
+  z.strictObject({
+    planeId: z.string().regex(PLANE_ID_PATTERN),
+    url: z.url(),
+    region: z.string().regex(REGION_PATTERN, "must be lowercase letters, digits and '-', up to 64"),
+    runtime: z.enum(["docker", "process"]),
+    /** GPUs are declared, not detected: shown as simulated everywhere. */
+    simulated: z.boolean(),
+    gpus: z.record(z.string(), capacity),
+    cpu: capacity,
+    memoryMiB: capacity,
+    /** Why this plane cannot start containers, if it cannot (no Docker engine, say). */
+    unavailable: z.string().optional(),
+    /** The plane is stopping (SIGTERM): it finishes the inputs it has and takes no new one. */
+    draining: z.boolean().optional(),
+    /**
+     * The containers up on the plane now, per function that has any: `busy` running an input, `idle` warm and
+     * waiting (the dashboard's "warm now"). Left out by a plane with none.
+     */
+    warm: z
+      .array(
+        z.strictObject({
+          app: z.string().min(1).max(64),
+          function: z.string().min(1).max(200),
+          busy: z.number().int().nonnegative(),
+          idle: z.number().int().nonnegative(),
+        }),
+      )
+      .max(10_000)
+      .optional(),
+    protocol: z.literal(PROTOCOL_VERSION),
+  }),
+);
 export type PlaneHeartbeat = z.infer<typeof PlaneHeartbeatSchema>;
 
 /** A plane as the gateway lists it. */
@@ -1375,18 +1416,21 @@ export interface PlaneBundleRef {
 }
 
 /** `LOCAL_PLANE_ROUTES.bundles`'s answer, as the gateway checks it. */
-export const LocalPlaneBundlesSchema = z.object({
-  bundles: z.record(
-    z.string(),
+export const LocalPlaneBundlesSchema = z.lazy(
+  () =>
     z.object({
-      hash: z.string().regex(/^[0-9a-f]{64}$/),
-      strategy: z.enum(DEPLOY_STRATEGIES).optional(),
-      builtAt: z.number().optional(),
-      images: z.record(z.string(), z.string()).optional(),
-      nodeModules: z.string().optional(),
-    }),
-  ),
-}) satisfies z.ZodType<LocalPlaneBundles>;
+      bundles: z.record(
+        z.string(),
+        z.object({
+          hash: z.string().regex(/^[0-9a-f]{64}$/),
+          strategy: z.enum(DEPLOY_STRATEGIES).optional(),
+          builtAt: z.number().optional(),
+          images: z.record(z.string(), z.string()).optional(),
+          nodeModules: z.string().optional(),
+        }),
+      ),
+    }) satisfies z.ZodType<LocalPlaneBundles>,
+);
 
 /** Shuts a container down: the runner runs its classes' `exit` hooks, then exits. */
 export interface ShutdownFrame {
@@ -1403,69 +1447,75 @@ export interface SnapshotFrame {
 }
 
 /** One GPU request of a function (`"H100:2"` as the SDK parsed it), in its fallback order. */
-export const GpuRequestSchema = z.strictObject({
-  type: z.enum(Object.keys(GPU_TYPES) as [GpuType, ...GpuType[]]),
-  count: z.number().int().min(1).max(MAX_GPUS_PER_CONTAINER),
-});
+export const GpuRequestSchema = z.lazy(() =>
+  z.strictObject({
+    type: z.enum(Object.keys(GPU_TYPES) as [GpuType, ...GpuType[]]),
+    count: z.number().int().min(1).max(MAX_GPUS_PER_CONTAINER),
+  }),
+);
 
 /** What a plane needs to know of a function to run and scale it (`planeSpecOf` in sdk/options.ts makes it). */
-export const PlaneFunctionSpecSchema = z.strictObject({
-  /** GPU requests in fallback order, parsed by the SDK; null: CPU only. */
-  gpu: z.array(GpuRequestSchema).min(1).nullable(),
-  cpu: z.number().positive().nullable(),
-  memory: z.number().int().positive().nullable(),
-  env: z.record(z.string(), z.string()),
-  /** The app's spend cap in dollars: no new container once it is reached. */
-  spendCapUsd: z.number().positive().nullable(),
-  /** The hash of the function's `ImageBuildSpec`; null: the plane's base Node image. */
-  image: z.string().regex(BUNDLE_HASH_PATTERN).nullable(),
-  /** Volumes mounted into its containers, by where (`app.function({ volumes: { "/models": vol } })`); none: none. */
-  volumes: z
-    .array(
-      z.strictObject({
-        path: z.string(),
-        volume: z.string().regex(NAME_PATTERN),
-        readOnly: z.boolean(),
-        subPath: z.string(),
-        createIfMissing: z.boolean(),
-      }),
-    )
-    .optional(),
-  autoscaler: z.strictObject({
-    minContainers: z.number().int().min(0),
-    maxContainers: z.number().int().min(1),
-    bufferContainers: z.number().int().min(0),
-    scaledownWindowSeconds: z.number().positive().nullable(),
-    maxInputs: z.number().int().min(1),
-    targetInputs: z.number().int().min(1),
+export const PlaneFunctionSpecSchema = z.lazy(() =>
+  z.strictObject({
+    /** GPU requests in fallback order, parsed by the SDK; null: CPU only. */
+    gpu: z.array(GpuRequestSchema).min(1).nullable(),
+    cpu: z.number().positive().nullable(),
+    memory: z.number().int().positive().nullable(),
+    env: z.record(z.string(), z.string()),
+    /** The app's spend cap in dollars: no new container once it is reached. */
+    spendCapUsd: z.number().positive().nullable(),
+    /** The hash of the function's `ImageBuildSpec`; null: the plane's base Node image. */
+    image: z.string().regex(BUNDLE_HASH_PATTERN).nullable(),
+    /** Volumes mounted into its containers, by where (`app.function({ volumes: { "/models": vol } })`); none: none. */
+    volumes: z
+      .array(
+        z.strictObject({
+          path: z.string(),
+          volume: z.string().regex(NAME_PATTERN),
+          readOnly: z.boolean(),
+          subPath: z.string(),
+          createIfMissing: z.boolean(),
+        }),
+      )
+      .optional(),
+    autoscaler: z.strictObject({
+      minContainers: z.number().int().min(0),
+      maxContainers: z.number().int().min(1),
+      bufferContainers: z.number().int().min(0),
+      scaledownWindowSeconds: z.number().positive().nullable(),
+      maxInputs: z.number().int().min(1),
+      targetInputs: z.number().int().min(1),
+    }),
+    /** Cold starts resume from a memory snapshot taken after `enter()` (`app.function({ snapshot: true })`); absent: fresh starts. */
+    snapshot: z.literal(true).optional(),
   }),
-  /** Cold starts resume from a memory snapshot taken after `enter()` (`app.function({ snapshot: true })`); absent: fresh starts. */
-  snapshot: z.literal(true).optional(),
-});
+);
 export type PlaneFunctionSpec = z.infer<typeof PlaneFunctionSpecSchema>;
 
-export const PlaneRunRequestSchema = z.strictObject({
-  callId: z.string().regex(CALL_ID_PATTERN),
-  app: z.string().regex(NAME_PATTERN),
-  function: z.string().regex(FUNCTION_NAME_PATTERN),
-  /** For a class method: the parameters its instance is built with (its pool is per parameters). */
-  clsParams: z.record(z.string(), z.unknown()).optional(),
-  bundleHash: z.string().regex(BUNDLE_HASH_PATTERN),
-  nodeModules: z.string().optional(),
-  attempt: z.number().int().min(1),
-  timeoutSeconds: z.number().positive(),
-  args: z.array(z.unknown()),
-  meta: z.unknown().optional(),
-  spec: PlaneFunctionSpecSchema,
-  /** How this version replaces an older one of the function on the plane (`DEPLOY_STRATEGIES`); left out: rolling. */
-  strategy: z.enum(DEPLOY_STRATEGIES).optional(),
-  /**
-   * The function's environment with its secrets' values (docs/secrets.md), for a container this input starts:
-   * given to Docker as environment at create, never written to disk or a log. Not part of the pool's key: a warm
-   * container keeps the values it started with.
-   */
-  secrets: z.record(z.string(), z.string()).optional(),
-});
+export const PlaneRunRequestSchema = z.lazy(() =>
+  z.strictObject({
+    callId: z.string().regex(CALL_ID_PATTERN),
+    app: z.string().regex(NAME_PATTERN),
+    function: z.string().regex(FUNCTION_NAME_PATTERN),
+    /** For a class method: the parameters its instance is built with (its pool is per parameters). */
+    clsParams: z.record(z.string(), z.unknown()).optional(),
+    bundleHash: z.string().regex(BUNDLE_HASH_PATTERN),
+    nodeModules: z.string().optional(),
+    attempt: z.number().int().min(1),
+    timeoutSeconds: z.number().positive(),
+    args: z.array(z.unknown()),
+    meta: z.unknown().optional(),
+    spec: PlaneFunctionSpecSchema,
+    /** How this version replaces an older one of the function on the plane (`DEPLOY_STRATEGIES`); left out: rolling. */
+    strategy: z.enum(DEPLOY_STRATEGIES).optional(),
+    /**
+     * The function's environment with its secrets' values (docs/secrets.md), for a container this input starts:
+     * given to Docker as environment at create, never written to disk or a log. Not part of the pool's key: a warm
+     * container keeps the values it started with.
+     */
+    secrets: z.record(z.string(), z.string()).optional(),
+  }),
+);
 export type PlaneRunRequest = z.infer<typeof PlaneRunRequestSchema>;
 
 /** A pool the gateway asks a plane to keep warm (a function with `minContainers`). */
@@ -1487,16 +1537,18 @@ export interface WarmPoolRef {
 }
 
 /** `POST /v1/planes/secrets`: the plane `planeId` starts a container of this warm pool and asks for its secrets. */
-export const PlaneSecretsRequestSchema = z.strictObject({
-  planeId: z.string().regex(PLANE_ID_PATTERN, "must be a plane id"),
-  app: z.string().regex(NAME_PATTERN, "must be an app name"),
-  function: z.string().regex(FUNCTION_NAME_PATTERN, "must be a function name"),
-  bundleHash: z.string().regex(BUNDLE_HASH_PATTERN, "must be a bundle hash"),
-});
+export const PlaneSecretsRequestSchema = z.lazy(() =>
+  z.strictObject({
+    planeId: z.string().regex(PLANE_ID_PATTERN, "must be a plane id"),
+    app: z.string().regex(NAME_PATTERN, "must be an app name"),
+    function: z.string().regex(FUNCTION_NAME_PATTERN, "must be a function name"),
+    bundleHash: z.string().regex(BUNDLE_HASH_PATTERN, "must be a bundle hash"),
+  }),
+);
 export type PlaneSecretsRequest = z.infer<typeof PlaneSecretsRequestSchema>;
 
 /** The answer to `POST /v1/planes/secrets`: the container's environment with its secrets' values. */
-export const PlaneSecretsAnswerSchema = z.strictObject({ secrets: z.record(z.string(), z.string()) });
+export const PlaneSecretsAnswerSchema = z.lazy(() => z.strictObject({ secrets: z.record(z.string(), z.string()) }));
 export type PlaneSecretsAnswer = z.infer<typeof PlaneSecretsAnswerSchema>;
 
 /**
@@ -1506,14 +1558,16 @@ export type PlaneSecretsAnswer = z.infer<typeof PlaneSecretsAnswerSchema>;
 export const PLANE_SECRETS_ANSWER = { method: "ANSWER", path: "/v1/planes/secrets" } as const;
 
 /** `POST /v1/planes/image-secrets`: the plane `planeId` builds image `imageHash` and asks for the secrets its steps declare. */
-export const PlaneImageSecretsRequestSchema = z.strictObject({
-  planeId: z.string().regex(PLANE_ID_PATTERN, "must be a plane id"),
-  imageHash: z.string().regex(BUNDLE_HASH_PATTERN, "must be an image hash"),
-});
+export const PlaneImageSecretsRequestSchema = z.lazy(() =>
+  z.strictObject({
+    planeId: z.string().regex(PLANE_ID_PATTERN, "must be a plane id"),
+    imageHash: z.string().regex(BUNDLE_HASH_PATTERN, "must be an image hash"),
+  }),
+);
 export type PlaneImageSecretsRequest = z.infer<typeof PlaneImageSecretsRequestSchema>;
 
 /** The answer to `POST /v1/planes/image-secrets`: each named secret's values, by name. */
-export const PlaneImageSecretsAnswerSchema = z.strictObject({ named: z.record(z.string(), z.record(z.string(), z.string())) });
+export const PlaneImageSecretsAnswerSchema = z.lazy(() => z.strictObject({ named: z.record(z.string(), z.record(z.string(), z.string())) }));
 export type PlaneImageSecretsAnswer = z.infer<typeof PlaneImageSecretsAnswerSchema>;
 
 /** How the gateway signs its answer to `POST /v1/planes/image-secrets` (as `PLANE_SECRETS_ANSWER`). */
@@ -1536,10 +1590,12 @@ export interface UsageRow {
 }
 
 /** The query of `GET /v1/usage` and a plane's `GET /v1/plane/usage`: `?app=&since=` (ms since the epoch). */
-export const UsageQuerySchema = z.strictObject({
-  app: z.string().regex(NAME_PATTERN, "must be an app name").optional(),
-  since: z.coerce.number("must be milliseconds since the epoch").finite("must be milliseconds since the epoch").optional(),
-});
+export const UsageQuerySchema = z.lazy(() =>
+  z.strictObject({
+    app: z.string().regex(NAME_PATTERN, "must be an app name").optional(),
+    since: z.coerce.number("must be milliseconds since the epoch").finite("must be milliseconds since the epoch").optional(),
+  }),
+);
 export type UsageQuery = z.infer<typeof UsageQuerySchema>;
 
 /** `?app=&since=` for a usage query, or nothing. */
@@ -1563,7 +1619,7 @@ export interface UsageAnswer {
 }
 
 /** `POST /v1/plane/stop`: stop every container of an app. */
-export const PlaneStopRequestSchema = z.strictObject({ app: z.string().regex(NAME_PATTERN, "must be an app name") });
+export const PlaneStopRequestSchema = z.lazy(() => z.strictObject({ app: z.string().regex(NAME_PATTERN, "must be an app name") }));
 export type PlaneStopRequest = z.infer<typeof PlaneStopRequestSchema>;
 
 /** What `POST /v1/apps/:app/rollover` and a plane's `POST /v1/plane/rollover` answer: how many containers roll over. */
@@ -1580,10 +1636,12 @@ export interface StopAnswer {
 }
 
 /** `POST /v1/plane/cancel`: stop a call's input, or with `terminateContainer` its whole container. */
-export const PlaneCancelRequestSchema = z.strictObject({
-  callId: z.string().regex(CALL_ID_PATTERN, "must be a call id"),
-  terminateContainer: z.boolean().optional(),
-});
+export const PlaneCancelRequestSchema = z.lazy(() =>
+  z.strictObject({
+    callId: z.string().regex(CALL_ID_PATTERN, "must be a call id"),
+    terminateContainer: z.boolean().optional(),
+  }),
+);
 export type PlaneCancelRequest = z.infer<typeof PlaneCancelRequestSchema>;
 
 /** What a plane answers to a cancel: whether a container here ran the call. */
@@ -1688,54 +1746,56 @@ const remoteErrorShape = z.strictObject({ name: z.string(), message: z.string(),
  * names, where a plain union tried each in turn and built the errors of those that did not fit (10-18 µs a frame
  * against under 1 µs, measured in Node).
  */
-export const RunnerFrameSchema = z.discriminatedUnion("t", [
-  z.strictObject({
-    t: z.literal("ready"),
-    pid: z.number().int(),
-    functions: z.array(z.string()),
-    /**
-     * Whether stopping this container runs code of the app's (a class's `exit()` hooks): only then does a stop that
-     * may be quick (the end of `tandem run`) give it time to. Absent (an older runner): taken as true.
-     */
-    exitHooks: z.boolean().optional(),
-    /** A class's `enter()` threw while the container started: its error. */
-    enterFailed: z
-      .strictObject({
-        code: z.string(),
-        message: z.string(),
-        remote: remoteErrorShape.optional(),
-      })
-      .optional(),
-  }),
-  /** A value a generator yielded; the runner waits for `next` before it pulls another. */
-  z.strictObject({ t: z.literal("chunk"), callId: z.string().regex(CALL_ID_PATTERN), value: encodedValueShape }),
-  /**
-   * Lines the function wrote to `process.stdout` / `process.stderr` (console.* included), each with the call that
-   * wrote it (null: outside any call), in the order written; sent before the output of their call, and at most
-   * `LOG_LIMITS.runnerFlushMs` after they were written otherwise. `dropped`: lines the runner left out since its last
-   * frame, past `LOG_LIMITS.runnerMaxLinesPerSecond`. Output that does not pass through those streams (a child
-   * process, native code, fd 1 itself) still comes through the container's stdout and stderr.
-   */
-  z.strictObject({
-    t: z.literal("log"),
-    lines: z.array(z.strictObject({ callId: z.string().regex(CALL_ID_PATTERN).nullable(), source: z.enum(["stdout", "stderr"]), text: z.string() })),
-    dropped: z.number().int().positive().optional(),
-  }),
-  z.discriminatedUnion("status", [
-    z.strictObject({ t: z.literal("output"), callId: z.string().regex(CALL_ID_PATTERN), status: z.literal("succeeded"), result: encodedValueShape }),
+export const RunnerFrameSchema = z.lazy(() =>
+  z.discriminatedUnion("t", [
     z.strictObject({
-      t: z.literal("output"),
-      callId: z.string().regex(CALL_ID_PATTERN),
-      status: z.literal("failed"),
-      error: z.strictObject({
-        code: z.string(),
-        message: z.string(),
-        remote: remoteErrorShape.optional(),
-        details: z.record(z.string(), z.unknown()).optional(),
-      }),
+      t: z.literal("ready"),
+      pid: z.number().int(),
+      functions: z.array(z.string()),
+      /**
+       * Whether stopping this container runs code of the app's (a class's `exit()` hooks): only then does a stop that
+       * may be quick (the end of `tandem run`) give it time to. Absent (an older runner): taken as true.
+       */
+      exitHooks: z.boolean().optional(),
+      /** A class's `enter()` threw while the container started: its error. */
+      enterFailed: z
+        .strictObject({
+          code: z.string(),
+          message: z.string(),
+          remote: remoteErrorShape.optional(),
+        })
+        .optional(),
     }),
+    /** A value a generator yielded; the runner waits for `next` before it pulls another. */
+    z.strictObject({ t: z.literal("chunk"), callId: z.string().regex(CALL_ID_PATTERN), value: encodedValueShape }),
+    /**
+     * Lines the function wrote to `process.stdout` / `process.stderr` (console.* included), each with the call that
+     * wrote it (null: outside any call), in the order written; sent before the output of their call, and at most
+     * `LOG_LIMITS.runnerFlushMs` after they were written otherwise. `dropped`: lines the runner left out since its last
+     * frame, past `LOG_LIMITS.runnerMaxLinesPerSecond`. Output that does not pass through those streams (a child
+     * process, native code, fd 1 itself) still comes through the container's stdout and stderr.
+     */
+    z.strictObject({
+      t: z.literal("log"),
+      lines: z.array(z.strictObject({ callId: z.string().regex(CALL_ID_PATTERN).nullable(), source: z.enum(["stdout", "stderr"]), text: z.string() })),
+      dropped: z.number().int().positive().optional(),
+    }),
+    z.discriminatedUnion("status", [
+      z.strictObject({ t: z.literal("output"), callId: z.string().regex(CALL_ID_PATTERN), status: z.literal("succeeded"), result: encodedValueShape }),
+      z.strictObject({
+        t: z.literal("output"),
+        callId: z.string().regex(CALL_ID_PATTERN),
+        status: z.literal("failed"),
+        error: z.strictObject({
+          code: z.string(),
+          message: z.string(),
+          remote: remoteErrorShape.optional(),
+          details: z.record(z.string(), z.unknown()).optional(),
+        }),
+      }),
+    ]),
   ]),
-]);
+);
 export type RunnerFrame = z.infer<typeof RunnerFrameSchema>;
 export type LogFrame = Extract<RunnerFrame, { t: "log" }>;
 
@@ -1842,21 +1902,23 @@ export type LogSource = (typeof LOG_SOURCES)[number];
  * One log line, as stored at the edge and as `GET /v1/apps/:app/logs` answers it (one per NDJSON line). At the
  * edge, `console.log`, `info` and `debug` are stdout, `warn` and `error` stderr.
  */
-export const LogLineSchema = z.strictObject({
-  /** When it was printed, in ms since the epoch (the clock of the tier that printed it). */
-  time: z.number().int().nonnegative(),
-  app: z.string().regex(NAME_PATTERN, "must be an app name"),
-  /** The function, class method or web label that printed it; null for an app's own lines. */
-  function: z.string().max(200).nullable(),
-  callId: z.string().regex(CALL_ID_PATTERN, "must be a call id").nullable(),
-  /** The plane container that printed it; null at the edge. */
-  containerId: z.string().max(128).nullable(),
-  tier: z.enum(["edge", "plane"]),
-  region: z.string().min(1).max(64),
-  source: z.enum(LOG_SOURCES),
-  /** The line, secret values masked as `***`, cut at `LOG_LIMITS.maxLineChars`. */
-  text: z.string(),
-});
+export const LogLineSchema = z.lazy(() =>
+  z.strictObject({
+    /** When it was printed, in ms since the epoch (the clock of the tier that printed it). */
+    time: z.number().int().nonnegative(),
+    app: z.string().regex(NAME_PATTERN, "must be an app name"),
+    /** The function, class method or web label that printed it; null for an app's own lines. */
+    function: z.string().max(200).nullable(),
+    callId: z.string().regex(CALL_ID_PATTERN, "must be a call id").nullable(),
+    /** The plane container that printed it; null at the edge. */
+    containerId: z.string().max(128).nullable(),
+    tier: z.enum(["edge", "plane"]),
+    region: z.string().min(1).max(64),
+    source: z.enum(LOG_SOURCES),
+    /** The line, secret values masked as `***`, cut at `LOG_LIMITS.maxLineChars`. */
+    text: z.string(),
+  }),
+);
 export type LogLine = z.infer<typeof LogLineSchema>;
 
 /**
@@ -1868,10 +1930,12 @@ export function cutLogLine(text: string): string {
 }
 
 /** `POST /v1/planes/logs`: lines from a plane's containers and the plane itself, oldest first. */
-export const PlaneLogBatchSchema = z.strictObject({
-  planeId: z.string().regex(PLANE_ID_PATTERN),
-  lines: z.array(LogLineSchema).max(10_000),
-});
+export const PlaneLogBatchSchema = z.lazy(() =>
+  z.strictObject({
+    planeId: z.string().regex(PLANE_ID_PATTERN),
+    lines: z.array(LogLineSchema).max(10_000),
+  }),
+);
 export type PlaneLogBatch = z.infer<typeof PlaneLogBatchSchema>;
 
 const DURATION_MS = { s: 1e3, m: 60e3, h: 3600e3, d: 86400e3 } as const;
@@ -1896,33 +1960,35 @@ const since = "must be a duration back from now (90s, 30m, 2h, 7d), ms since the
  * The query of `GET /v1/apps/:app/logs` (and `/v1/calls/:id/logs`), each filter optional:
  * `?function=&call=&container=&source=&since=&search=&limit=&follow=1`.
  */
-export const LogQuerySchema = z.strictObject({
-  function: z.string().min(1).max(200, "must be a function name").optional(),
-  call: z.string().regex(CALL_ID_PATTERN, "must be a call id (fc-…, 29 characters)").optional(),
-  container: z.string().min(1).max(128, "must be a container id").optional(),
-  source: z.enum(LOG_SOURCES, `must be one of ${LOG_SOURCES.join(", ")}`).optional(),
-  since: z
-    .string()
-    .transform((value, ctx) => {
-      const time = sinceTime(value, Date.now());
-      if (time === undefined) {
-        ctx.addIssue({ code: "custom", message: since, input: value });
-        return z.NEVER;
-      }
-      return time;
-    })
-    .optional(),
-  /** Lines that contain this text, in any case. */
-  search: z.string().min(1).max(LOG_LIMITS.maxSearchChars, `must be at most ${LOG_LIMITS.maxSearchChars} characters`).optional(),
-  /** The last this many lines (of those that match); then, with `follow`, every new one. */
-  limit: z.coerce
-    .number(`must be a whole number from 1 to ${LOG_LIMITS.maxLimit}`)
-    .int(`must be a whole number from 1 to ${LOG_LIMITS.maxLimit}`)
-    .min(1, `must be a whole number from 1 to ${LOG_LIMITS.maxLimit}`)
-    .max(LOG_LIMITS.maxLimit, `must be a whole number from 1 to ${LOG_LIMITS.maxLimit}`)
-    .optional(),
-  follow: z.enum(["0", "1", "true", "false"], 'must be "1" or "0"').optional(),
-});
+export const LogQuerySchema = z.lazy(() =>
+  z.strictObject({
+    function: z.string().min(1).max(200, "must be a function name").optional(),
+    call: z.string().regex(CALL_ID_PATTERN, "must be a call id (fc-…, 29 characters)").optional(),
+    container: z.string().min(1).max(128, "must be a container id").optional(),
+    source: z.enum(LOG_SOURCES, `must be one of ${LOG_SOURCES.join(", ")}`).optional(),
+    since: z
+      .string()
+      .transform((value, ctx) => {
+        const time = sinceTime(value, Date.now());
+        if (time === undefined) {
+          ctx.addIssue({ code: "custom", message: since, input: value });
+          return z.NEVER;
+        }
+        return time;
+      })
+      .optional(),
+    /** Lines that contain this text, in any case. */
+    search: z.string().min(1).max(LOG_LIMITS.maxSearchChars, `must be at most ${LOG_LIMITS.maxSearchChars} characters`).optional(),
+    /** The last this many lines (of those that match); then, with `follow`, every new one. */
+    limit: z.coerce
+      .number(`must be a whole number from 1 to ${LOG_LIMITS.maxLimit}`)
+      .int(`must be a whole number from 1 to ${LOG_LIMITS.maxLimit}`)
+      .min(1, `must be a whole number from 1 to ${LOG_LIMITS.maxLimit}`)
+      .max(LOG_LIMITS.maxLimit, `must be a whole number from 1 to ${LOG_LIMITS.maxLimit}`)
+      .optional(),
+    follow: z.enum(["0", "1", "true", "false"], 'must be "1" or "0"').optional(),
+  }),
+);
 /** A log query as the client builds it. */
 export interface LogQueryOptions {
   function?: string;

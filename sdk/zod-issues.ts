@@ -47,10 +47,13 @@ function unknownKeys(path: PropertyKey[], keys: string[], noun: IssueNoun, known
   return `unknown ${noun}s ${named.map(({ key, hint }) => (hint ? `${key} (${hint})` : key)).join(", ")}`;
 }
 
-/** The names the object schema at `path` declares, looking through wrappers (`.optional()`, `.default()`, …). */
+/** The names the object schema at `path` declares, looking through wrappers (`.optional()`, `.default()`, `z.lazy()`, …). */
 function keysAt(schema: z.ZodType, path: PropertyKey[]): string[] {
-  type Node = { def?: { innerType?: Node; shape?: Record<string, Node> } } | undefined;
-  const unwrap = (node: Node): Node => (node?.def?.innerType ? unwrap(node.def.innerType) : node);
+  type Node = { def?: { innerType?: Node; getter?: () => Node; shape?: Record<string, Node> } } | undefined;
+  const unwrap = (node: Node): Node => {
+    const inner = node?.def?.innerType ?? node?.def?.getter?.();
+    return inner ? unwrap(inner) : node;
+  };
   let node = unwrap(schema as Node);
   for (const key of path) node = unwrap(node?.def?.shape?.[String(key)]);
   return Object.keys(node?.def?.shape ?? {});

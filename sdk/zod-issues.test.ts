@@ -1,0 +1,27 @@
+import { describe, expect, it } from "vitest";
+import { z } from "zod";
+import { describeIssues } from "./zod-issues.js";
+
+/** The sentence for `value` refused by `schema`. */
+function refusal(schema: z.ZodType, value: unknown): string {
+  const parsed = schema.safeParse(value, { reportInput: true });
+  if (parsed.success) throw new Error("the value was taken");
+  return describeIssues(parsed.error, "field", schema);
+}
+
+describe("describeIssues", () => {
+  const body = z.strictObject({ args: z.array(z.unknown()).optional(), limits: z.strictObject({ maxInputs: z.number().optional() }).optional() });
+
+  it("names the nearest known field of an unknown one, at the top and inside an object", () => {
+    expect(refusal(body, { argz: [] })).toBe('unknown field "argz"; did you mean "args"?');
+    expect(refusal(body, { limits: { maxInput: 1 } })).toBe('unknown field "limits.maxInput"; did you mean "limits.maxInputs"?');
+  });
+
+  it("looks through a schema made when first used (z.lazy), as the protocol's request bodies are", () => {
+    const lazy = z.lazy(() => body);
+    expect(refusal(lazy, { argz: [] })).toBe('unknown field "argz"; did you mean "args"?');
+    expect(refusal(z.strictObject({ inner: z.lazy(() => body) }), { inner: { limits: { maxInput: 1 } } })).toBe(
+      'unknown field "inner.limits.maxInput"; did you mean "inner.limits.maxInputs"?',
+    );
+  });
+});
