@@ -133,7 +133,7 @@ export function apiRoutes(): Hono<Api> {
     return c.json({ app, rolledOver: await rolloverAppOnPlanes(runContext(c), app) } satisfies RolloverAnswer);
   });
 
-  api.post(ROUTES.call, guard("call"), async (c) => {
+  api.post(ROUTES.call, guard("call", { checksBeforeBody: true }), async (c) => {
     const fn = notGenerator(registry().function(c.req.param("app"), c.req.param("fn")));
     const args = await readArgs(c);
     await checkArguments(fn, args); // a class method's parameters and the `input` schema: a 400 now, at either tier
@@ -146,7 +146,7 @@ export function apiRoutes(): Hono<Api> {
     return c.json(record, recordStatus(record) as ContentfulStatusCode);
   });
 
-  api.post(ROUTES.spawn, guard("call"), async (c) => {
+  api.post(ROUTES.spawn, guard("call", { checksBeforeBody: true }), async (c) => {
     const fn = notGenerator(registry().function(c.req.param("app"), c.req.param("fn")));
     const args = await readArgs(c);
     await checkArguments(fn, args); // before the call is recorded
@@ -156,7 +156,7 @@ export function apiRoutes(): Hono<Api> {
     return c.json({ callId: id, status: "pending" }, 202);
   });
 
-  api.post(ROUTES.map, guard("call"), async (c) => {
+  api.post(ROUTES.map, guard("call", { checksBeforeBody: true }), async (c) => {
     const fn = notGenerator(registry().function(c.req.param("app"), c.req.param("fn")));
     const body = await readJsonBody(c.req.raw, MapRequestSchema, c.var.config.maxBodyBytes);
     // One meta describes every input (its paths start at the input's index), so the inputs are decoded here and
@@ -183,7 +183,7 @@ export function apiRoutes(): Hono<Api> {
     return c.body(stream.readable, 200, { "content-type": "application/x-ndjson" });
   });
 
-  api.post(ROUTES.stream, guard("call"), async (c) => {
+  api.post(ROUTES.stream, guard("call", { checksBeforeBody: true }), async (c) => {
     const fn = registry().function(c.req.param("app"), c.req.param("fn"));
     const args = await readArgs(c);
     await checkArguments(fn, args);

@@ -124,23 +124,34 @@ export function requireEnvironment(principal: Principal, environment: string): v
  * Route middleware: authenticates the request, requires `scope`, that a token limited to an environment addresses
  * that one, and, when the route names an app (`:app`), that the token may reach it; then whatever else `check`
  * requires of the principal. The principal is on `c.var.principal` for routes that check more (a call's app).
- * A preflight (`HEADERS.preflight`) that passes gets 204 here and goes no further, so no route runs for it; one
- * that fails gets the same 401 or 403 as the request would.
+ * A preflight (`HEADERS.preflight`) that fails gets the same 401 or 403 as the request would; one that passes gets
+ * 204 here and goes no further, so no route runs for it. With `checksBeforeBody`, a route whose checks of its path
+ * and query come before it reads its body, and change nothing, a preflight that passes goes on into the route:
+ * those checks answer it (a 404 for an unknown function, a 400 for a bad `?path=`) as they would the request, and
+ * the body's reader answers 204 in its place (`passPreflight` in gateway/body.ts).
  * @example
  * api.post(ROUTES.appStop, guard("deploy"), async (c) => …)
+ * api.post(ROUTES.call, guard("call", { checksBeforeBody: true }), async (c) => …)
  */
-export function guard(scope: TokenScope, check?: (principal: Principal) => void): MiddlewareHandler<RouteEnv> {
+export function guard(scope: TokenScope, options: GuardOptions = {}): MiddlewareHandler<RouteEnv> {
   return async (c, next) => {
     const principal = isContainerRequest(c) ? await containerPrincipal(c) : await authenticate(c.env, c.req.header(HEADERS.authorization));
     requireScope(principal, scope, `${c.req.method} ${new URL(c.req.url).pathname}`);
     requireEnvironment(principal, environmentOf(c.env));
     const app = c.req.param("app");
     if (app !== undefined) requireApp(principal, app);
-    check?.(principal);
-    if (c.req.header(HEADERS.preflight) === "1") return c.body(null, 204);
+    options.check?.(principal);
+    if (c.req.header(HEADERS.preflight) === "1" && !options.checksBeforeBody) return c.body(null, 204);
     c.set("principal", principal);
     await next();
   };
+}
+
+export interface GuardOptions {
+  /** What else the principal must be allowed: throws the 403 if not. */
+  check?: (principal: Principal) => void;
+  /** The route checks its path and query, changing nothing, before it reads its body: a preflight goes on into it (`guard`). */
+  checksBeforeBody?: boolean;
 }
 
 /**
@@ -149,15 +160,18 @@ export function guard(scope: TokenScope, check?: (principal: Principal) => void)
  * @example
  * api.get(ROUTES.dicts, gatewayWideGuard("call", "dicts"), …)
  */
-export function gatewayWideGuard(scope: TokenScope, what: string): MiddlewareHandler<RouteEnv> {
-  return guard(scope, (principal) => {
-    // A container's request (carried and signed by its plane) is its app's own code, which reaches these as it does at the edge.
-    if (principal.apps !== null && principal.containerApp === undefined) {
-      throw new ForbiddenError(
-        `token ${principal.id} ("${principal.name}") may reach only app${principal.apps.length === 1 ? "" : "s"} ${principal.apps.join(", ")}; ${what} belong to the whole gateway, so they need a token for every app`,
-        { token: principal.id },
-      );
-    }
+export function gatewayWideGuard(scope: TokenScope, what: string, options: Omit<GuardOptions, "check"> = {}): MiddlewareHandler<RouteEnv> {
+  return guard(scope, {
+    ...options,
+    check: (principal) => {
+      // A container's request (carried and signed by its plane) is its app's own code, which reaches these as it does at the edge.
+      if (principal.apps !== null && principal.containerApp === undefined) {
+        throw new ForbiddenError(
+          `token ${principal.id} ("${principal.name}") may reach only app${principal.apps.length === 1 ? "" : "s"} ${principal.apps.join(", ")}; ${what} belong to the whole gateway, so they need a token for every app`,
+          { token: principal.id },
+        );
+      }
+    },
   });
 }
 

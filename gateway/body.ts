@@ -10,7 +10,7 @@
 import type { z } from "zod";
 import { API_LIMITS } from "../sdk/defaults.js";
 import { InvalidRequestError, bodyTooLarge, type PayloadTooLargeError } from "../sdk/errors.js";
-import { decodeValue } from "../sdk/protocol.js";
+import { HEADERS, decodeValue } from "../sdk/protocol.js";
 import { describeIssues } from "../sdk/zod-issues.js";
 
 const decoder = new TextDecoder();
@@ -21,12 +21,32 @@ const decoder = new TextDecoder();
  * @example const body = await readJsonBody(c.req.raw, CallRequestSchema, c.var.config.maxBodyBytes);
  */
 export async function readJsonBody<S extends z.ZodType>(request: Request, schema: S, maxBytes: number): Promise<z.infer<S>> {
+  passPreflight(request);
   const declared = Number(request.headers.get("content-length") ?? "NaN");
   if (declared > maxBytes) throw bodyTooLarge(maxBytes, declared);
   // Counted as it streams even when a length is declared: the header may not be what frames the body (a
   // content-length sent beside a chunked transfer-encoding, say), and reading stops at the limit either way.
   const bytes = await readLimited(request, maxBytes);
   return parseJsonBody(decoder.decode(bytes), schema);
+}
+
+/**
+ * Thrown where a preflight (`HEADERS.preflight`) that a route let in would have its body read: the route's checks
+ * before it passed, and the request would be let in (the gateway answers 204, and has run nothing).
+ */
+export class PreflightPassed extends Error {
+  constructor() {
+    super("preflight passed");
+    this.name = "PreflightPassed";
+  }
+}
+
+/**
+ * Ends a preflight where its route would read the body: a route that `guard` lets preflights into
+ * (`checksBeforeBody`) calls it, or `readJsonBody` for it, once its own checks are done and before anything changes.
+ */
+export function passPreflight(request: Request): void {
+  if (request.headers.get(HEADERS.preflight) === "1") throw new PreflightPassed();
 }
 
 /** Parses a body already read: depth and JSON first (400 naming the problem), then the shape. An empty body is `{}`. */

@@ -13,7 +13,7 @@ import { InvalidRequestError, NotFoundError, fromWireError } from "../sdk/errors
 import { sha256Hex } from "../sdk/hex.js";
 import { BLOB_KEYS, DeploymentRecordRequestSchema, NAME_PATTERN, ROUTES, SHA256_PATTERN, type DeploymentList } from "../sdk/protocol.js";
 import { guard, principalOf } from "./auth.js";
-import { limitBody, readJsonBody } from "./body.js";
+import { limitBody, passPreflight, readJsonBody } from "./body.js";
 import type { Env, RouteEnv } from "./env.js";
 import { environmentOf, inEnvironment } from "./environments.js";
 import { registry } from "./registry.js";
@@ -65,8 +65,9 @@ export function deploymentRoutes(): Hono<RouteEnv> {
     throw new InvalidRequestError(`"${c.req.param("version")}" is not a version number (1, 2, …)`);
   });
 
-  routes.put(ROUTES.deploymentFile, guard("deploy"), async (c) => {
+  routes.put(ROUTES.deploymentFile, guard("deploy", { checksBeforeBody: true }), async (c) => {
     const hash = hashOf(c);
+    passPreflight(c.req.raw);
     const limited = limitBody(c.req.raw, DEPLOY_LIMITS.maxFileBytes, "a deployment's file holds");
     let bytes: Uint8Array;
     try {

@@ -29,7 +29,7 @@ export function dictRoutes(): Hono<RouteEnv> {
 
   api.delete(ROUTES.dict, gatewayWideGuard("deploy", "dicts"), async (c) => c.json(await deleteDict(c.env, checkedDictName(c.req.param("dict") ?? ""))));
 
-  api.post(ROUTES.dictOp, gatewayWideGuard("call", "dicts"), async (c) => {
+  api.post(ROUTES.dictOp, gatewayWideGuard("call", "dicts", { checksBeforeBody: true }), async (c) => {
     const name = checkedDictName(c.req.param("dict") ?? "");
     const op = c.req.param("op") ?? "";
     if (!(DICT_OPS as readonly string[]).includes(op)) {

@@ -31,7 +31,7 @@ export function queueRoutes(): Hono<RouteEnv> {
 
   api.delete(ROUTES.queue, gatewayWideGuard("deploy", "queues"), async (c) => c.json(await deleteQueue(c.env, checkedQueueName(c.req.param("queue") ?? ""))));
 
-  api.post(ROUTES.queueOp, gatewayWideGuard("call", "queues"), async (c) => {
+  api.post(ROUTES.queueOp, gatewayWideGuard("call", "queues", { checksBeforeBody: true }), async (c) => {
     const name = checkedQueueName(c.req.param("queue") ?? "");
     const op = c.req.param("op") ?? "";
     if (!(QUEUE_OPS as readonly string[]).includes(op)) {

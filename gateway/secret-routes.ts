@@ -19,15 +19,17 @@ const NO_KEY =
   "this gateway has no TANDEM_SECRETS_KEY, so it keeps no secrets: `openssl rand -hex 32 | npx wrangler secret put TANDEM_SECRETS_KEY` (tandem serve makes one in .tandem/secrets-key)";
 
 /** Secrets are the gateway's, for every app: a deploy token restricted to some apps may not read their names or write them. */
-const secretGuard = guard("deploy", (principal: Principal) => {
-  if (principal.apps !== null) {
-    throw new ForbiddenError(
-      `token ${principal.id} ("${principal.name}") reaches only app${principal.apps.length === 1 ? "" : "s"} ${principal.apps.join(", ")}; secrets are the gateway's, for every app: use a deploy or admin token that reaches every app`,
-      {
-        token: principal.id,
-      },
-    );
-  }
+const secretGuard = guard("deploy", {
+  check: (principal: Principal) => {
+    if (principal.apps !== null) {
+      throw new ForbiddenError(
+        `token ${principal.id} ("${principal.name}") reaches only app${principal.apps.length === 1 ? "" : "s"} ${principal.apps.join(", ")}; secrets are the gateway's, for every app: use a deploy or admin token that reaches every app`,
+        {
+          token: principal.id,
+        },
+      );
+    }
+  },
 });
 
 export function secretRoutes(): Hono<RouteEnv> {

@@ -23,7 +23,7 @@ import {
   type VolumeCommitAnswer,
 } from "../sdk/protocol.js";
 import { gatewayWideGuard } from "./auth.js";
-import { limitBody, readJsonBody } from "./body.js";
+import { limitBody, passPreflight, readJsonBody } from "./body.js";
 import type { RouteEnv } from "./env.js";
 import {
   checkedVolumeName,
@@ -45,7 +45,7 @@ import {
 type Ctx = Context<RouteEnv>;
 
 /** A token of at least `scope` that reaches every app: volumes are shared by all of them. */
-const volumeGuard = (scope: TokenScope) => gatewayWideGuard(scope, "volumes");
+const volumeGuard = (scope: TokenScope, options: { checksBeforeBody?: boolean } = {}) => gatewayWideGuard(scope, "volumes", options);
 
 export function volumeRoutes(): Hono<RouteEnv> {
   const api = new Hono<RouteEnv>();
@@ -86,13 +86,14 @@ export function volumeRoutes(): Hono<RouteEnv> {
     });
   });
 
-  api.put(ROUTES.volumeFile, volumeGuard("call"), async (c) => {
+  api.put(ROUTES.volumeFile, volumeGuard("call", { checksBeforeBody: true }), async (c) => {
     const name = volumeOf(c);
     const path = requiredPath(c);
     const terms = commitTerms(c);
     const mode = modeOf(c);
     const declared = Number(c.req.header("content-length") ?? "NaN");
     if (declared > VOLUME_LIMITS.maxFileBytes) throw fileTooLarge(declared);
+    passPreflight(c.req.raw);
     const limited = c.req.raw.body ? limitBody(c.req.raw, VOLUME_LIMITS.maxFileBytes, "a volume holds in one file") : undefined;
     try {
       const answer = await writeFile(c.env, name, path, limited?.request.body ?? new Uint8Array(), { ...terms, ...(mode === undefined ? {} : { mode }) });

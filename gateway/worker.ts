@@ -13,6 +13,7 @@ import { DASHBOARD, type PlaneBundleRef } from "../sdk/protocol.js";
 import { installInvoker } from "../sdk/invoker.js";
 import type { ContentfulStatusCode } from "hono/utils/http-status";
 import { apiRoutes } from "./api.js";
+import { PreflightPassed } from "./body.js";
 import { setResumeCall } from "./call-ledger.js";
 import { gatewayConfig } from "./config.js";
 import { dashboardRoutes } from "./dashboard-routes.js";
@@ -82,6 +83,7 @@ export function createGateway(modules: AppModule[], options: GatewayOptions = {}
     );
   });
   router.onError((err, c) => {
+    if (err instanceof PreflightPassed) return c.body(null, 204);
     if (err instanceof TandemError) return c.json(errorBody(err), err.status as ContentfulStatusCode);
     // A fault of the gateway's own: its stack goes to the log only (it names this host's files). The answer has the
     // message's first line (V8's can go on to draw the value it choked on), as `internal`.

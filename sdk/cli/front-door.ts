@@ -56,7 +56,7 @@ const VERDICT_WAIT_MS = 2_000;
 
 /** A `/v1` body over this many bytes (or streamed) is sent on only once the gateway has let its preflight in (`#preflight`). */
 const PREFLIGHT_BODY_BYTES = 64 * 1024;
-/** How long a preflight the gateway let in stands, for large bodies that follow on the same route (a volume's files, say). */
+/** How long a preflight the gateway let in stands, for large bodies that follow to the same path and query (a volume file sent again, say). */
 const PREFLIGHT_KEEP_MS = 30_000;
 /** How many preflights let in are kept at most; past it they are forgotten all at once. */
 const PREFLIGHT_KEEP_MAX = 1024;
@@ -122,6 +122,7 @@ export class FrontDoor {
   swap(backend: Backend): void {
     const old = this.#slot;
     this.#slot = slotFor(backend);
+    this.#letIn.clear(); // the new version may not have the function a preflight found
     if (!old) return;
     old.retired = true;
     this.#maybeStop(old);
@@ -192,11 +193,14 @@ export class FrontDoor {
   }
 
   /**
-   * The gateway's 401 or 403 for a request, asked before its large body is sent on: the same method, path and
-   * credentials with no body and `HEADERS.preflight`, which the route's guard answers as it would the request (204:
-   * it would be let in) and runs nothing else. workerd answers 401 or 403 before it reads a body and closes, and the
-   * reset that follows can take the answer with it (the client got a reset in about 1 request of 10). A 204 is kept
-   * for `PREFLIGHT_KEEP_MS`; any other answer, or none, lets the request go on, and the gateway checks it as always.
+   * The gateway's refusal of a request, asked before its large body is sent on: the same method, path, query and
+   * credentials with no body and `HEADERS.preflight`. The route's guard answers it as it would the request (401 or
+   * 403), and so do the checks a route makes of its path and query before it reads a body (404 for an unknown
+   * function, 400 for a bad `?path=`); 204 means the request would get as far as its body, and nothing ran. workerd
+   * answers such a refusal before it reads the body and closes, and the reset that follows can take the answer with
+   * it (the client got a reset in about 1 request of 10). Any 4xx is the client's to read, passed on here; a 204 is
+   * kept for `PREFLIGHT_KEEP_MS` (or until the next reload); any other answer, or none, lets the request go on, and
+   * the gateway checks it as always.
    */
   async #preflight(slot: Slot, req: http.IncomingMessage): Promise<GatewayAnswer | undefined> {
     const env = req.headers[HEADERS.env];
@@ -218,7 +222,7 @@ export class FrontDoor {
         preflight.on("error", reject);
         preflight.end();
       });
-      if (answer.status === 401 || answer.status === 403) return answer;
+      if (answer.status >= 400 && answer.status < 500) return answer;
       if (answer.status === 204) {
         const key = preflightKey(req);
         if (this.#letIn.size >= PREFLIGHT_KEEP_MAX) this.#letIn.clear();
@@ -549,10 +553,9 @@ function needsPreflight(req: http.IncomingMessage): boolean {
   return large && (req.url ?? "").startsWith("/v1/") && req.headers[HEADERS.authorization] !== undefined && req.headers[HEADERS.signature] === undefined;
 }
 
-/** What a preflight's 204 stands for: the same token and environment on the same method and path (the query aside). */
+/** What a preflight's 204 stands for: the same token and environment on the same method, path and query (a route checks its query too). */
 function preflightKey(req: http.IncomingMessage): string {
-  const path = (req.url ?? "/").split("?", 1)[0];
-  return [req.headers[HEADERS.authorization], req.headers[HEADERS.env], req.method, path].join("\n");
+  return [req.headers[HEADERS.authorization], req.headers[HEADERS.env], req.method, req.url].join("\n");
 }
 
 /** Answers with an error of the gateway's shape. */
