@@ -117,6 +117,29 @@ module.exports = new Proxy(function () {}, { get(_, key) { if (key === "__esModu
   },
 };
 
+/** How the runtime's builds are made, in their build cache keys: a change here makes them anew. */
+const RUNTIME_BUILD = { zodLocales: "en" } as const;
+
+/**
+ * zod's messages in English alone, in the runtime's own builds (the gateway's modules for workerd, the container's
+ * runner): zod names each of its 48 locales in a namespace (`z.locales`) that no code of Tandem's reads, and they were
+ * 200 KB of the 1.1 MB that workerd and every container parse as they start. An app's own zod keeps them all.
+ */
+const zodInEnglish: Plugin = {
+  name: "zod-in-english",
+  setup(b) {
+    const zod = `${sep}node_modules${sep}zod${sep}`;
+    b.onResolve({ filter: /^\.\.\/locales\/index\.js$/ }, (args) =>
+      args.importer.includes(zod) ? { path: resolve(dirname(args.importer), args.path), namespace: "zod-in-english" } : undefined,
+    );
+    b.onLoad({ filter: /.*/, namespace: "zod-in-english" }, (args) => ({
+      loader: "js",
+      contents: `export { default as en } from ${JSON.stringify(join(dirname(args.path), "en.js"))};`,
+      resolveDir: dirname(args.path),
+    }));
+  },
+};
+
 /** Packages an image installs exist only on the plane: at the edge they are stand-ins that throw when used. */
 function imagePackagesAtTheEdge(packages: string[]): Plugin {
   return {
@@ -304,7 +327,7 @@ const runtimeModules: Plugin = {
 async function bundleRuntime(outDir: string, cache: BuildCache): Promise<Pick<WorkerBundle, "modules" | "inputs" | "bytes">> {
   const dir = join(outDir, RUNTIME_DIR);
   await mkdir(dir, { recursive: true });
-  const key = { ...buildKey("runtime", undefined), sdk: SDK_ENTRY, gateway: GATEWAY_ENTRY, minified: true };
+  const key = { ...buildKey("runtime", undefined), sdk: SDK_ENTRY, gateway: GATEWAY_ENTRY, minified: true, ...RUNTIME_BUILD };
   const at = (files: Record<string, Uint8Array>, inputs: string[]) => ({
     modules: Object.keys(files).map((name) => ({ type: "ESModule" as const, path: join(dir, name) })),
     inputs,
@@ -323,7 +346,7 @@ async function bundleRuntime(outDir: string, cache: BuildCache): Promise<Pick<Wo
     write: false,
     splitting: true,
     ...FOR_WORKERD,
-    plugins: [edgeStandIns, nativePackages("edge-stand-in")],
+    plugins: [zodInEnglish, edgeStandIns, nativePackages("edge-stand-in")],
     nodePaths,
     metafile: true,
     keepNames: true,
@@ -473,6 +496,7 @@ export async function bundlePlane(
     edgeHandlers: options.edgeHandlers ?? [],
     minify: options.minify ?? true,
     apart: options.runtimeApart !== undefined,
+    ...RUNTIME_BUILD, // a bundle joined with the plane runtime is as new as it
   };
   const hit = await options.cache?.get<{ externals: string[]; nodeModules: string | null }>(`plane:${path}:${file}`, cacheKey);
   if (hit) {
@@ -716,7 +740,7 @@ interface PlaneRuntime extends Pick<PrintedPlane, "inputs" | "externals" | "node
  * else, its map's sources absolute. Kept in `cache`: it changes only with Tandem (and its packages).
  */
 async function bundlePlaneRuntime(cache: BuildCache): Promise<PlaneRuntime> {
-  const key = { ...buildKey("plane-runtime", undefined), sdk: SDK_ENTRY, runner: RUNNER_ENTRY };
+  const key = { ...buildKey("plane-runtime", undefined), sdk: SDK_ENTRY, runner: RUNNER_ENTRY, ...RUNTIME_BUILD };
   type Meta = Omit<PlaneRuntime, "script" | "map" | "nodeModules"> & { nodeModules: string | null };
   const hit = await cache.get<Meta>("plane-runtime", key);
   if (hit) {
@@ -748,7 +772,7 @@ async function bundlePlaneRuntime(cache: BuildCache): Promise<PlaneRuntime> {
       format: "iife",
       globalName: PLANE_RUNTIME_GLOBAL,
       ...MINIFY_KEEPING_NAMES,
-      plugins: [nativePackages("external", found)],
+      plugins: [zodInEnglish, nativePackages("external", found)],
       sourcemap: "external",
       sourcesContent: false,
     }),
