@@ -15,6 +15,7 @@ import { GATEWAY_AUDIENCE, paths, type ImageBuildSpec } from "../sdk/protocol.js
 import { signRequest } from "../sdk/signing.js";
 import { mapStackWith, traceMap } from "../sdk/stack-map.js";
 import type { TraceMap } from "@jridgewell/trace-mapping";
+import { RuntimeCode, splitPlaneBundle } from "./runtime-code.js";
 
 export class BundleCache {
   readonly #dir: string;
@@ -28,9 +29,23 @@ export class BundleCache {
   /** Their source maps, parsed when a stack first needs one. */
   readonly #handedMaps = new Map<string, TraceMap | null>();
 
-  /** `gatewayUrl` may be a promise: a plane gets ready while its gateway starts. */
-  constructor(dir: string, gatewayUrl: string | Promise<string>, secret: string, handed: HandedBundle[] | Promise<HandedBundle[]> = []) {
+  /** Joined bundles' runtimes and their code caches (gpu-plane/runtime-code.ts). */
+  readonly #runtimes: RuntimeCode;
+
+  /**
+   * `gatewayUrl` may be a promise: a plane gets ready while its gateway starts. `runtimesDir`: where joined bundles'
+   * runtimes and their code caches are kept (default: `runtimes` in `dir`); one that outlives the plane (`tandem run`'s
+   * project cache) keeps the code cache made once for the next plane.
+   */
+  constructor(
+    dir: string,
+    gatewayUrl: string | Promise<string>,
+    secret: string,
+    handed: HandedBundle[] | Promise<HandedBundle[]> = [],
+    runtimesDir = join(dir, "runtimes"),
+  ) {
     this.#dir = dir;
+    this.#runtimes = new RuntimeCode(runtimesDir);
     this.#gatewayUrl = Promise.resolve(gatewayUrl);
     this.#gatewayUrl.catch(() => {}); // a gateway that never started: the plane's start says so
     this.#secret = secret;
@@ -145,6 +160,9 @@ export class BundleCache {
       await mkdir(dir, { recursive: true, mode: 0o755 });
       await chmod(dir, 0o755);
     }
+    // A bundle that joins the runtime is kept as two files, its runtime loaded from V8's code cache.
+    const split = splitPlaneBundle(new TextDecoder().decode(bytes));
+    if (split) return this.#runtimes.write(dirname(path), split, 0o644);
     const partial = `${path}.${process.pid}.partial`;
     await writeFile(partial, bytes, { mode: 0o644 });
     await rename(partial, path);

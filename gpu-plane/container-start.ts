@@ -458,7 +458,8 @@ export class ContainerStarter {
       ? `, ${reservation.gpus.map((g) => `${g.type}#${g.index}`).join(" ")}${reservation.gpus[0]!.simulated ? " (simulated)" : ""}`
       : "";
     const resumed = snapshot ? " (resumed from its memory snapshot)" : "";
-    const coldStart = `cold start: ${worker.label} ${id} ready in ${Math.round(performance.now() - started)} ms${gpus}${resumed}`;
+    const cached = readyFrame?.runtimeCode === "cached" ? " (runtime from its code cache)" : "";
+    const coldStart = `cold start: ${worker.label} ${id} ready in ${Math.round(performance.now() - started)} ms${gpus}${resumed}${cached}`;
     this.#o.log(`[plane] ${coldStart}`);
     this.#o.onLogLine?.({ app: req.app, function: req.function, callId: forCall ?? null, containerId: id, source: "system", text: coldStart });
     return worker;

@@ -89,6 +89,11 @@ export interface PlaneOptions {
   /** Rebuild every image step, cache or not (`TANDEM_FORCE_BUILD=1`). */
   forceBuild?: boolean;
   stateDir: string;
+  /**
+   * Where joined bundles' runtimes and their V8 code caches are kept (gpu-plane/runtime-code.ts); default `bundles/runtimes`
+   * in `stateDir`. `tandem run` gives its project's cache, which outlives each run's plane.
+   */
+  runtimesDir?: string;
   /** Seconds idle before a container is stopped; default 60 (`FUNCTION_DEFAULTS.scaledownWindowSeconds`). */
   scaledownWindowSeconds?: number;
   /** Most memory snapshots kept on the plane's disk (`--snapshot-max`); default `PLANE_DEFAULTS.snapshotMax`. */
@@ -256,7 +261,7 @@ export class Plane {
     trace("plane: engine checked, base image found, leftovers removed");
     const inventory = new Inventory(await gpusFound);
     const usage = new UsageLedger(join(options.stateDir, "usage.sqlite"));
-    const bundles = new BundleCache(join(options.stateDir, "bundles"), options.gatewayUrl, options.secret, options.bundles);
+    const bundles = new BundleCache(join(options.stateDir, "bundles"), options.gatewayUrl, options.secret, options.bundles, options.runtimesDir);
     const images = new Map<string, Promise<string>>();
     const answerNonces = new NonceCache();
     // Kept in the state folder, which a restart of this plane (same id) finds again.

@@ -439,6 +439,15 @@ export const FUNCTION_NAME_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_-]{0,63}(\.[A-Za-z_
 /** Names an app may not take, because the gateway's own routes live there. */
 export const RESERVED_APP_NAMES = new Set(["v1", "_tandem", "cdn-cgi", "favicon.ico"]);
 
+/**
+ * Ends the first line of a plane bundle that joins the runtime (the runner and the SDK) with an app's module, as
+ * `tandem run` and `tandem serve` build it, followed by how many lines of the runtime come next: a plane keeps those
+ * apart and loads them from V8's code cache (gpu-plane/runtime-code.ts). A comment: the bundle runs as it is too.
+ */
+export const PLANE_RUNTIME_MARKER = "//tandem-plane-runtime-lines=";
+/** The global symbol's key (`Symbol.for`) under which such a bundle says how its runtime was loaded: `"cached"` or `"compiled"`. */
+export const PLANE_RUNTIME_CODE_KEY = "tandem.runtimeCode";
+
 /** Where things live in the gateway's blob storage (R2). */
 export const BLOB_KEYS = {
   /** An app's plane bundle, by content hash, and its source map beside it. */
@@ -1757,6 +1766,11 @@ export const RunnerFrameSchema = z.lazy(() =>
        * may be quick (the end of `tandem run`) give it time to. Absent (an older runner): taken as true.
        */
       exitHooks: z.boolean().optional(),
+      /**
+       * How the runtime of a bundle that joins it was loaded (gpu-plane/runtime-code.ts): from V8's code cache
+       * (`cached`) or parsed (`compiled`). Absent: a bundle that carries its runtime, or an older runner.
+       */
+      runtimeCode: z.enum(["cached", "compiled"]).optional(),
       /** A class's `enter()` threw while the container started: its error. */
       enterFailed: z
         .strictObject({

@@ -15,6 +15,7 @@ import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { RemoteError, lookup } from "../sdk/index.js";
 import { ROOT, runCli, startServe, type Served } from "./helpers/cli.js";
+import { eventually } from "./helpers/gateway.js";
 
 const FIXTURE = join(ROOT, "test/fixtures/reload-app.ts");
 /** What a plane says to its gateway when it starts: `tandem run` passes the gateway's lines on to stderr. */
@@ -227,9 +228,19 @@ describe("tandem run after an edit", () => {
     await writeFile(join(dir, "plane-app.ts"), app("// one line above"));
     const first = await run();
     expect(first.line).toBe(4);
+    // The first run's plane made its runtime's V8 code cache, in the background, into the project's cache: the next
+    // container loads the runtime from it (gpu-plane/runtime-code.ts), and its stacks still name the app's lines.
+    const codeCaches = async () => {
+      const runtimes = join(dir, ".tandem", "cache", "runtimes");
+      const found = await readdir(runtimes).catch(() => [] as string[]);
+      return (await Promise.all(found.map((r) => readdir(join(runtimes, r))))).flat().filter((f) => f === "runtime.cache");
+    };
+    await eventually(async () => (await codeCaches()).length > 0, 30_000);
     await writeFile(join(dir, "plane-app.ts"), app("// three lines\n// above\n// now"));
     const edited = await run();
     expect(edited.line).toBe(6);
+    expect(edited.stderr).toMatch(/cold start: runplaneedit[0-9a-f]+\.fails ctr-[0-9a-f]{8} ready in \d+ ms \(runtime from its code cache\)/);
+    expect(first.stderr).not.toContain("(runtime from its code cache)");
     expect(edited.stderr).toContain("build: plane runtime found in the build cache");
     expect(edited.stderr).toContain("build: plane bundle bundled"); // the app's module, joined to it anew
   });

@@ -10,11 +10,11 @@
  */
 
 import { accessSync, existsSync, constants as fsConstants, lstatSync, mkdirSync, statSync } from "node:fs";
-import { chmod, copyFile, link, mkdir, readdir, realpath, rename, rm, stat } from "node:fs/promises";
+import { chmod, copyFile, link, mkdir, readdir, realpath, rename, rm, stat, writeFile } from "node:fs/promises";
 import { Module, createRequire } from "node:module";
 import type { Socket } from "node:net";
 import { constants as osConstants, tmpdir } from "node:os";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { PassThrough } from "node:stream";
 import { StringDecoder } from "node:string_decoder";
 import type Dockerode from "dockerode";
@@ -149,6 +149,20 @@ export class DockerDriver implements ContainerDriver {
     await mkdir(folder, { recursive: true });
     await copyFile(spec.bundlePath, bundle);
     await chmod(bundle, 0o444);
+    // A bundle that joins the runtime loads it from beside it, with its code cache once that is made (an empty file
+    // until then: the same mounts either way, as a memory snapshot's resume needs).
+    const beside: string[] = [];
+    const runtime = join(folder, "runtime.js");
+    if (
+      await copyFile(join(dirname(spec.bundlePath), "runtime.js"), runtime).then(
+        () => true,
+        () => false,
+      )
+    ) {
+      const cache = join(folder, "runtime.cache");
+      await copyFile(join(dirname(spec.bundlePath), "runtime.cache"), cache).catch(() => writeFile(cache, ""));
+      beside.push(`${runtime}:${IN_CONTAINER.runtime}:ro`, `${cache}:${IN_CONTAINER.runtimeCache}:ro`);
+    }
     const forget = () => rm(folder, { recursive: true, force: true });
     trace(`docker ${spec.id}: bundle staged`);
 
@@ -180,6 +194,7 @@ export class DockerDriver implements ContainerDriver {
           // Both read-only: a unix socket can still be connected to through a read-only mount, and the container cannot replace it.
           Binds: [
             `${bundle}:${IN_CONTAINER.bundle}:ro`,
+            ...beside,
             ...(readableNode ? [`${readableNode}:${NODE_IN_IMAGE}:ro`] : []),
             `${spec.controlDir}:${IN_CONTAINER.controlDir}:ro`,
             // A built image brings its own node_modules (Image.npmInstall).

@@ -60,6 +60,9 @@ export interface ContainerSpec {
 /** Where the control socket and the bundle appear inside a container. */
 export const IN_CONTAINER = {
   bundle: "/tandem/app/bundle.mjs",
+  /** Beside the bundle, when it joins the runtime: the runtime's lines and their V8 code cache (gpu-plane/runtime-code.ts). */
+  runtime: "/tandem/app/runtime.js",
+  runtimeCache: "/tandem/app/runtime.cache",
   nodeModules: "/tandem/app/node_modules",
   controlDir: "/tandem/control",
   controlSocket: "/tandem/control/control.sock",

@@ -16,7 +16,7 @@ import { ClassInstances, loadAppModule, type FunctionHandle } from "../../sdk/ap
 import { chunkIterator, isGeneratorResult } from "../../sdk/generator-result.js";
 import { installCallContextStore, type CallContext } from "../../sdk/context.js";
 import { InvalidRequestError, TandemError, remoteErrorFrom, toWireError } from "../../sdk/errors.js";
-import { CONTAINER_ENV, decodeValue, encodeValue, type InputFrame, type PlaneFrame, type RunnerFrame } from "../../sdk/protocol.js";
+import { CONTAINER_ENV, PLANE_RUNTIME_CODE_KEY, decodeValue, encodeValue, type InputFrame, type PlaneFrame, type RunnerFrame } from "../../sdk/protocol.js";
 import { LineSplitter } from "../../sdk/stream-lines.js";
 import { maskSecretValues, maskedError } from "../../sdk/secret.js";
 import { format } from "node:util";
@@ -86,7 +86,17 @@ export async function runFunctions(
   const send = sendFrame;
   // Only a class's container has instances whose exit() hooks a stop runs; a function's stops with nothing to run.
   const exitHooks = clsIndex >= 0 && classes[clsIndex]!.hasExitHook();
-  const ready = () => send({ t: "ready", pid: process.pid, functions: [...functions.keys()], exitHooks, ...(enterFailed ? { enterFailed } : {}) });
+  // Set by the first line of a bundle whose runtime is kept apart (gpu-plane/runtime-code.ts).
+  const runtimeCode = (globalThis as Record<symbol, unknown>)[Symbol.for(PLANE_RUNTIME_CODE_KEY)];
+  const ready = () =>
+    send({
+      t: "ready",
+      pid: process.pid,
+      functions: [...functions.keys()],
+      exitHooks,
+      ...(runtimeCode === "cached" || runtimeCode === "compiled" ? { runtimeCode } : {}),
+      ...(enterFailed ? { enterFailed } : {}),
+    });
   ready();
 
   // What each streaming input waits for between chunks: the plane's `next` (true) or `cancel` (false).

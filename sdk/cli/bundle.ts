@@ -15,7 +15,7 @@ import { basename, dirname, join, relative, resolve, sep } from "node:path";
 import { pathToFileURL } from "node:url";
 import { loadAppModule, type App } from "../app.js";
 import { InvalidOptionsError } from "../errors.js";
-import type { PlaneBundleRef } from "../protocol.js";
+import { PLANE_RUNTIME_MARKER, type PlaneBundleRef } from "../protocol.js";
 import { RUNTIME_SOURCE_PREFIX } from "../stack-map.js";
 import { trace } from "../trace.js";
 import { packagesStamp, type BuildCache } from "./build-cache.js";
@@ -118,7 +118,7 @@ module.exports = new Proxy(function () {}, { get(_, key) { if (key === "__esModu
 };
 
 /** How the runtime's builds are made, in their build cache keys: a change here makes them anew. */
-const RUNTIME_BUILD = { zodLocales: "en" } as const;
+const RUNTIME_BUILD = { zodLocales: "en", runtimeLinesMarked: true } as const;
 
 /**
  * zod's messages in English alone, in the runtime's own builds (the gateway's modules for workerd, the container's
@@ -637,7 +637,8 @@ async function printPlaneApart(file: string, path: string, cache: BuildCache, op
   const { code: printed, map: printedMap } = options.minify ? await minified(stubbed) : stubbed;
   const appMap = JSON.parse(printedMap) as PlaneRuntime["map"];
   const { script, map: runtimeMap, mapEnd, inputs, ...runtimeNative } = await runtime;
-  const head = `${REQUIRE_BANNER.js}\n${script}`;
+  // The runtime's lines counted on the first: a plane keeps them apart, to load them from V8's code cache.
+  const head = `${REQUIRE_BANNER.js} ${PLANE_RUNTIME_MARKER}${script.split("\n").length}\n${script}`;
   const native = nativeFound(found);
   return {
     code: `${head}\n${printed}`,

@@ -121,6 +121,8 @@ export async function runOnce(target: string, rawArgs: string[], config: CliConf
           secret,
           forceBuild: config.forceBuild,
           stateDir: planeDir,
+          // The runtime's code cache, made by the first run's plane, is the next run's: kept with the project's builds.
+          runtimesDir: join(state, "cache", "runtimes"),
           ...(options.gpus ? { gpus: options.gpus } : {}),
           // The function's container starts as soon as its bundle is made, while the Worker bundles and workerd
           // starts, when nothing it needs comes from the gateway (an image spec, secrets).
@@ -305,7 +307,7 @@ function deferred<T>(): { promise: Promise<T>; resolve: (value: T) => void; reje
 function runPlane(
   gateway: Promise<RunningWorkerd>,
   built: Promise<BuiltApps>,
-  options: Pick<PlaneOptions, "secret" | "forceBuild" | "stateDir" | "startAhead" | "gpus">,
+  options: Pick<PlaneOptions, "secret" | "forceBuild" | "stateDir" | "runtimesDir" | "startAhead" | "gpus">,
 ): RunPlane {
   let begun: { reported: Promise<Plane>; ready: Promise<Plane> } | undefined;
   let started: Plane | undefined;
@@ -328,6 +330,7 @@ function runPlane(
         keepLogs: false, // printed here (`log` below); the run's gateway goes with the run
         forceBuild: options.forceBuild ?? false,
         stateDir: options.stateDir,
+        ...(options.runtimesDir ? { runtimesDir: options.runtimesDir } : {}),
         ...(options.startAhead ? { startAhead: options.startAhead } : {}),
         // On this machine, already built: taken from here, not fetched from the gateway.
         // An edge function's run bundles them now, if its gateway has not asked for them yet (`planesWhenAsked`).
