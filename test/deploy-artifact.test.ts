@@ -5,13 +5,14 @@
  * it: an edge function and a plane function answer through it, so deploy cannot drift from serve.
  */
 import { createRequire } from "node:module";
-import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { mkdtemp, readFile, readdir, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import type * as MiniflareModule from "miniflare";
 import { afterAll, beforeAll, expect, it } from "vitest";
 import { Plane } from "../gpu-plane/plane.js";
 import { lookup } from "../sdk/index.js";
+import { PLANE_RUNTIME_MARKER } from "../sdk/protocol.js";
 import { runCli } from "./helpers/cli.js";
 import { ADMIN_TOKEN, authed, eventually } from "./helpers/gateway.js";
 
@@ -99,4 +100,10 @@ it("calls a plane function through the deployed gateway, on the plane registered
   expect(await greet.remote("grace")).toBe("hello grace from plane true");
   const call = await greet.spawn("linus");
   expect(await call.get({ timeoutMs: 30_000 })).toBe("hello linus from plane true");
+  // The bundle joins the runtime with the app's module and says so: the plane keeps the runtime apart, for its code cache.
+  const [bundleFile] = uploads.find(([, key]) => key.endsWith(".mjs"))!;
+  expect((await readFile(bundleFile, "utf8")).split("\n", 1)[0]).toMatch(new RegExp(`${PLANE_RUNTIME_MARKER}\\d+$`));
+  const kept = (await readdir(join(dir, "plane", "bundles"))).filter((d) => /^[0-9a-f]{64}$/.test(d));
+  expect(kept).toHaveLength(1);
+  expect((await readdir(join(dir, "plane", "bundles", kept[0]!))).sort()).toEqual(["bundle.mjs", "runtime.cache", "runtime.js"]);
 }, 60_000);

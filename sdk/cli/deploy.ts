@@ -16,6 +16,7 @@ import { SECRET_LIMITS } from "../defaults.js";
 import { InvalidOptionsError } from "../errors.js";
 import { BLOB_KEYS, DEFAULT_ENV, ENV_NAME_PATTERN, type DeployStrategy, type SecretInfo } from "../protocol.js";
 import type { App } from "../app.js";
+import { BuildCache } from "./build-cache.js";
 import { buildApps } from "./local-stack.js";
 import { checkNamedSecrets, declaresNamedSecrets, localSecretValues } from "./secret-values.js";
 import { artifactOf, checkMayRecord, describeGit, gitStateOf, recordDeployment } from "./deployments.js";
@@ -55,6 +56,8 @@ export async function deploy(options: DeployOptions): Promise<number> {
   } = await buildApps(options.appFiles, outDir, {
     minify: true,
     sourceMap: false,
+    // Each plane bundle joins the runtime (built once, kept) with its app's module: planes load it from V8's code cache.
+    planeRuntimeApart: new BuildCache(join(stateDir(), "cache", "build")),
     ...(options.strategy ? { strategy: options.strategy } : {}),
   });
   const local = deployedLocalSecrets(apps, options.appFiles);

@@ -48,6 +48,12 @@ export interface BuildOptions {
    * module into its plane bundle (`bundlePlane`'s). An edit to an app bundles only its own modules.
    */
   runtimeApart?: BuildCache;
+  /**
+   * The runner and the SDK bundled apart and kept in this cache, and joined with each app's module into its plane
+   * bundle, the Worker whole (`tandem deploy`): a plane loads such a bundle's runtime from V8's code cache
+   * (gpu-plane/runtime-code.ts). `runtimeApart` implies it.
+   */
+  planeRuntimeApart?: BuildCache;
   /** Minify the plane bundles (default); `tandem run`, whose one container does not gain the time it takes, does not. */
   minifyPlane?: boolean;
   /**
@@ -114,7 +120,7 @@ export async function buildApps(appFiles: string[], buildDir: string, options: B
           edgeHandlers: edgeHandlers(app),
           minify: options.minifyPlane ?? true,
           ...(options.cache ? { cache: options.cache } : {}),
-          ...(options.runtimeApart ? { runtimeApart: options.runtimeApart } : {}),
+          ...((options.runtimeApart ?? options.planeRuntimeApart) ? { runtimeApart: (options.runtimeApart ?? options.planeRuntimeApart)! } : {}),
         });
         options.planeBuilt?.(app, plane);
         planeBundles[app.name] = {
