@@ -6,8 +6,10 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Plane, type PlaneOptions } from "../../gpu-plane/plane.js";
+import { BuildCache } from "../../sdk/cli/build-cache.js";
 import { buildApps, uploadPlaneBundles } from "../../sdk/cli/local-stack.js";
 import { startWorkerd, type RunningWorkerd } from "../../sdk/cli/workerd.js";
+import { ROOT } from "./cli.js";
 import { ADMIN_TOKEN, authed, eventually } from "./gateway.js";
 
 export const SECRET = "test-plane-secret-0123456789abcdef";
@@ -35,7 +37,8 @@ export async function startTestStack(
   options: { planes?: 0 | 1; bindings?: Record<string, string> } = {},
 ): Promise<TestStack> {
   const dir = await mkdtemp(join(tmpdir(), "tandem-stack-"));
-  const built = await buildApps([appFile], join(dir, "build"));
+  // Plane bundles as `tandem deploy` and `tandem serve` build them: the runtime (built once, kept) joined with the app.
+  const built = await buildApps([appFile], join(dir, "build"), { planeRuntimeApart: new BuildCache(join(ROOT, ".tandem", "cache", "build")) });
   const gatewayOutput: string[] = [];
   const planeOutput: string[] = [];
   const startGateway = (port = 0) =>
