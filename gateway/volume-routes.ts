@@ -22,7 +22,7 @@ import {
   type TokenScope,
   type VolumeCommitAnswer,
 } from "../sdk/protocol.js";
-import { gatewayWideGuard } from "./auth.js";
+import { gatewayWideGuard, type GuardOptions } from "./auth.js";
 import { limitBody, passPreflight, readJsonBody } from "./body.js";
 import type { RouteEnv } from "./env.js";
 import {
@@ -45,7 +45,7 @@ import {
 type Ctx = Context<RouteEnv>;
 
 /** A token of at least `scope` that reaches every app: volumes are shared by all of them. */
-const volumeGuard = (scope: TokenScope, options: { checksBeforeBody?: boolean } = {}) => gatewayWideGuard(scope, "volumes", options);
+const volumeGuard = (scope: TokenScope, options: Omit<GuardOptions, "check"> = {}) => gatewayWideGuard(scope, "volumes", options);
 
 export function volumeRoutes(): Hono<RouteEnv> {
   const api = new Hono<RouteEnv>();

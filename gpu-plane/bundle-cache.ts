@@ -162,7 +162,7 @@ export class BundleCache {
     }
     // A bundle that joins the runtime is kept as two files, its runtime loaded from V8's code cache.
     const split = splitPlaneBundle(new TextDecoder().decode(bytes));
-    if (split) return this.#runtimes.write(dirname(path), split, 0o644);
+    if (split) return this.#runtimes.write(dirname(path), split);
     const partial = `${path}.${process.pid}.partial`;
     await writeFile(partial, bytes, { mode: 0o644 });
     await rename(partial, path);

@@ -75,7 +75,7 @@ describe("a joined plane bundle, split", () => {
     const bundleDir = join(dir, "bundle-1");
     await mkdir(bundleDir);
     const runtimes = new RuntimeCode(join(dir, "runtimes"));
-    const path = await runtimes.write(bundleDir, splitPlaneBundle(JOINED)!, 0o644);
+    const path = await runtimes.write(bundleDir, splitPlaneBundle(JOINED)!);
     expect(path).toBe(join(bundleDir, "bundle.mjs"));
     // Made in the background (a child Node); until it is there, the runtime is compiled.
     const cacheFile = join(bundleDir, "runtime.cache");
@@ -99,7 +99,7 @@ describe("a joined plane bundle, split", () => {
 
     // A second bundle with the same runtime shares its file.
     await mkdir(join(dir, "bundle-2"));
-    await runtimes.write(join(dir, "bundle-2"), splitPlaneBundle(JOINED.replace(`?? "hi"`, `?? "ho"`))!, 0o644);
+    await runtimes.write(join(dir, "bundle-2"), splitPlaneBundle(JOINED.replace(`?? "hi"`, `?? "ho"`))!);
     expect(await readFile(join(dir, "bundle-2", "runtime.js"), "utf8")).toBe(RUNTIME);
   }, 60_000);
 });

@@ -82,14 +82,14 @@ export class RuntimeCode {
    * Writes `split` into `bundleDir` as `bundle.mjs`, with `runtime.js` and `runtime.cache` there linked to this
    * runtime's own; starts making the code cache when there is none. Returns the bundle's path.
    */
-  async write(bundleDir: string, split: SplitBundle, mode: number): Promise<string> {
+  async write(bundleDir: string, split: SplitBundle): Promise<string> {
     const sha = createHash("sha256").update(split.runtime).digest("hex");
     const dir = join(this.#dir, sha);
     const runtime = join(dir, "runtime.js");
     const cache = join(dir, "runtime.cache");
     if (!existsSync(runtime)) {
       await mkdir(dir, { recursive: true, mode: 0o755 });
-      await writeAtomically(runtime, split.runtime, mode);
+      await writeAtomically(runtime, split.runtime);
     }
     for (const [name, target] of [
       ["runtime.js", runtime],
@@ -100,7 +100,7 @@ export class RuntimeCode {
       await symlink(target, link);
     }
     const path = join(bundleDir, "bundle.mjs");
-    await writeAtomically(path, split.bundle, mode);
+    await writeAtomically(path, split.bundle);
     if (!existsSync(cache) && !this.#making.has(sha)) {
       this.#making.add(sha);
       makeCodeCache(runtime, cache);
@@ -109,9 +109,10 @@ export class RuntimeCode {
   }
 }
 
-async function writeAtomically(path: string, text: string, mode: number): Promise<void> {
+/** Readable by a container's user, as every bundle file is. */
+async function writeAtomically(path: string, text: string): Promise<void> {
   const partial = `${path}.${process.pid}.partial`;
-  await writeFile(partial, text, { mode });
+  await writeFile(partial, text, { mode: 0o644 });
   await rename(partial, path);
 }
 

@@ -79,6 +79,7 @@ export interface BuildOptions {
  * waiting for them.
  */
 export async function buildApps(appFiles: string[], buildDir: string, options: BuildOptions = {}): Promise<BuiltApps> {
+  const planeRuntime = options.runtimeApart ?? options.planeRuntimeApart;
   const apps: App[] = [];
   const planeBundles: Record<string, PlaneBundleRef> = {};
   const images = new Map<string, string>();
@@ -120,7 +121,7 @@ export async function buildApps(appFiles: string[], buildDir: string, options: B
           edgeHandlers: edgeHandlers(app),
           minify: options.minifyPlane ?? true,
           ...(options.cache ? { cache: options.cache } : {}),
-          ...((options.runtimeApart ?? options.planeRuntimeApart) ? { runtimeApart: (options.runtimeApart ?? options.planeRuntimeApart)! } : {}),
+          ...(planeRuntime ? { runtimeApart: planeRuntime } : {}),
         });
         options.planeBuilt?.(app, plane);
         planeBundles[app.name] = {
