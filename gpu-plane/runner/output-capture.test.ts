@@ -1,0 +1,79 @@
+import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from "vitest";
+import { LOG_LIMITS } from "../../sdk/defaults.js";
+import type { LogFrame } from "../../sdk/protocol.js";
+import { OutputCapture } from "./output-capture.js";
+
+// One capture for the file: it takes over process.stdout.write, and lets go (detach) after each test.
+const CALL = "fc-0123456789abcdefghjkmnpqrs";
+let current: string | null = CALL;
+const capture = new OutputCapture(() => current);
+let sent: string[] = [];
+const lines = (texts: string[]) =>
+  texts.flatMap((t) =>
+    t
+      .split("\n")
+      .filter(Boolean)
+      .flatMap((l) => (JSON.parse(l) as LogFrame).lines.map((x) => x.text)),
+  );
+
+beforeAll(() => vi.useFakeTimers({ toFake: ["setTimeout", "clearTimeout", "performance", "Date"] }));
+afterAll(() => vi.useRealTimers());
+afterEach(() => {
+  capture.detach();
+  vi.advanceTimersByTime(1_000);
+  current = CALL;
+});
+function attach(): void {
+  sent = [];
+  capture.attach((text) => sent.push(text));
+}
+
+describe("OutputCapture", () => {
+  it("sends the first line after a quiet spell at once, as its own frame (a container killed just after it still told it)", () => {
+    attach();
+    process.stdout.write("about to allocate\n");
+    expect(lines(sent)).toEqual(["about to allocate"]);
+  });
+
+  it("holds the lines of the spell after it for the next frame, the call's result", () => {
+    attach();
+    process.stdout.write("first\n");
+    vi.advanceTimersByTime(2);
+    process.stdout.write("second\nthird\n");
+    expect(lines(sent)).toEqual(["first"]);
+    expect(lines([capture.take(CALL)])).toEqual(["second", "third"]);
+  });
+
+  it("sends held lines when the spell ends without a frame to go with", () => {
+    attach();
+    process.stdout.write("first\n");
+    process.stdout.write("second\n");
+    vi.advanceTimersByTime(LOG_LIMITS.runnerFlushMs - 1);
+    expect(lines(sent)).toEqual(["first"]);
+    vi.advanceTimersByTime(1);
+    expect(lines(sent)).toEqual(["first", "second"]);
+  });
+
+  it("goes on holding lines until the spell ends, then sends the next one at once again", () => {
+    attach();
+    process.stdout.write("a\n");
+    vi.advanceTimersByTime(3);
+    process.stdout.write("b\n");
+    capture.take(CALL);
+    vi.advanceTimersByTime(3);
+    process.stdout.write("c\n"); // still within the spell
+    expect(lines(sent)).toEqual(["a"]);
+    vi.advanceTimersByTime(LOG_LIMITS.runnerFlushMs);
+    expect(lines(sent)).toEqual(["a", "c"]); // sent when the spell ended, which began another
+    vi.advanceTimersByTime(LOG_LIMITS.runnerFlushMs);
+    process.stdout.write("d\n");
+    expect(lines(sent)).toEqual(["a", "c", "d"]);
+  });
+
+  it("ends a call's unfinished line when its result takes the lines", () => {
+    attach();
+    process.stdout.write("done\n");
+    process.stdout.write("no newline");
+    expect(lines([capture.take(CALL)])).toEqual(["no newline"]);
+  });
+});
