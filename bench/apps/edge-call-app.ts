@@ -5,11 +5,12 @@ import { work } from "./work.js";
 
 const app = new App("bench");
 
-export const compute = app.function((n: number) => work(n));
-
-/** The same, printing one line per call: kept in the app's log (docs/observability.md), as the cost of logging. */
-export const computeLogged = app.function((n: number) => {
-  console.log(`work(${n})`);
+/**
+ * The benchmark's work; with `log`, it also prints one line, kept in the app's log (docs/observability.md):
+ * bench/edge-call's (d), the cost of logging, on the same function as the calls that print nothing.
+ */
+export const compute = app.function((n: number, log = false) => {
+  if (log) console.log(`work(${n})`);
   return work(n);
 });
 

@@ -5,11 +5,12 @@ import { work } from "./work.js";
 
 const app = new App("planebench");
 
-export const compute = app.function({ tier: "plane", cpu: 1, memory: 256, timeout: 60 }, (n: number) => work(n));
-
-/** The same, printing one line per call: sent to the gateway's log store (docs/observability.md), as the cost of logging. */
-export const computeLogged = app.function({ tier: "plane", cpu: 1, memory: 256, timeout: 60 }, (n: number) => {
-  console.log(`work(${n})`);
+/**
+ * The benchmark's work; with `log`, it also prints one line, sent to the gateway's log store (docs/observability.md):
+ * bench/plane-warm's (c), the cost of logging, on the same function and container as the calls that print nothing.
+ */
+export const compute = app.function({ tier: "plane", cpu: 1, memory: 256, timeout: 60 }, (n: number, log = false) => {
+  if (log) console.log(`work(${n})`);
   return work(n);
 });
 
