@@ -25,7 +25,8 @@ export function isolateBatch<C, T>(windowMs: number, write: (context: C, items: 
     pending = batch;
     return new Promise<void>((resolve) => setTimeout(resolve, windowMs)).then(() => {
       if (pending === batch) pending = undefined;
-      return write(context, batch.items.splice(0));
+      const items = batch.items.splice(0);
+      return items.length ? write(context, items) : undefined; // empty when the next request took them (see above)
     });
   };
 }
