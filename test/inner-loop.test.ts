@@ -229,7 +229,9 @@ describe("tandem run after an edit", () => {
     const first = await run();
     expect(first.line).toBe(4);
     // The first run's plane made its runtime's V8 code cache, in the background, into the project's cache: the next
-    // container loads the runtime from it (gpu-plane/runtime-code.ts), and its stacks still name the app's lines.
+    // container loads the runtime from it (gpu-plane/runtime-code.ts), and its stacks still name the app's lines. (The
+    // first run's own container may already have found it: the cache is made as the runtime is written, and a slow
+    // container start on a loaded machine is staged after it is done.)
     const codeCaches = async () => {
       const runtimes = join(dir, ".tandem", "cache", "runtimes");
       const found = await readdir(runtimes).catch(() => [] as string[]);
@@ -240,7 +242,6 @@ describe("tandem run after an edit", () => {
     const edited = await run();
     expect(edited.line).toBe(6);
     expect(edited.stderr).toMatch(/cold start: runplaneedit[0-9a-f]+\.fails ctr-[0-9a-f]{8} ready in \d+ ms \(runtime from its code cache\)/);
-    expect(first.stderr).not.toContain("(runtime from its code cache)");
     expect(edited.stderr).toContain("build: plane runtime found in the build cache");
     expect(edited.stderr).toContain("build: plane bundle bundled"); // the app's module, joined to it anew
   });
