@@ -69,8 +69,8 @@ for (const url of [`${gatewayUrl}/bench/work/${WORK}`, `${bareUrl}/work/${WORK}`
 
 for (const fn of Object.values(targets)) for (let i = 0; i < Math.min(200, n); i++) await fn(); // warm-up
 // Rounds of a block a target, in turn. The first SETTLE calls of each block are not timed: a worker that another one's
-// block has left idle is slower for a while, and the target after another worker's block paid for it (the control, (e)
-// timed whole after (d), came out 1.05-1.07 against (a); bench/README.md, "A plane function's log line").
+// block has left idle is slower for a while, and the target after another worker's block paid for it (on the plane, a
+// control timed whole in that place came out 1.05-1.07; bench/README.md, "Measuring a log line's cost fairly").
 const SETTLE = 10;
 for (let done = 0; done < n; done += ROUND) {
   for (const [name, fn] of Object.entries(targets) as [Name, () => Promise<void>][]) {
@@ -84,13 +84,8 @@ for (let done = 0; done < n; done += ROUND) {
 }
 
 const rows = (Object.keys(targets) as Name[]).map((name) => summarize(name, samples[name]));
-const [a, b, c, d, e] = rows as ReturnType<typeof summarize>[] as [
-  ReturnType<typeof summarize>,
-  ReturnType<typeof summarize>,
-  ReturnType<typeof summarize>,
-  ReturnType<typeof summarize>,
-  ReturnType<typeof summarize>,
-];
+type Row = ReturnType<typeof summarize>;
+const [a, b, c, d, e] = rows as [Row, Row, Row, Row, Row];
 console.log(`bench/edge-call: ${n} sequential requests per target, work(${WORK}), workerd via miniflare, Node fetch client`);
 printTable(rows);
 console.log(

@@ -78,7 +78,7 @@ async function measure(runtime: (typeof RUNTIMES)[number]): Promise<void> {
     for (const [, fn] of targets) for (let i = 0; i < Math.min(100, n); i++) await fn();
     // Rounds of a block of 25 a target, in turn; (a), (c) and (d) on one function and container. The first SETTLE calls
     // of each block are not timed: a stack that another's block has left idle is slower for a while, and the target
-    // after it paid for that (bench/README.md, "A plane function's log line").
+    // after it paid for that (bench/README.md, "Measuring a log line's cost fairly").
     const SETTLE = 5;
     for (let done = 0; done < n; done += 25) {
       for (const [i, [, fn]] of targets.entries()) {
