@@ -31,6 +31,16 @@ import { trace } from "../sdk/trace.js";
 const ENTER_BACKOFF_FIRST_MS = 1_000;
 const ENTER_BACKOFF_MAX_MS = 60_000;
 
+/** What a {@link ContainerStarter.start} is for, besides its pool. */
+export interface StartOptions {
+  /** The input it is held for from the start. */
+  forCall?: string | undefined;
+  /** Told once the driver has asked its runtime to run it (see `ContainerSpec.starting`). */
+  starting?: (() => void) | undefined;
+  /** A prepared container (prepared-containers.ts): its ready line says so, since no input waits for it. */
+  prepared?: boolean;
+}
+
 /** An app bundle on the plane's disk, with the node_modules its native packages come from. */
 export interface BundleOnDisk {
   path: string;
@@ -77,7 +87,7 @@ class RestoreFailed extends Error {
 /**
  * Starts containers, one at a time per call, each into its pool.
  * @example
- * const worker = await starter.start(req, poolKey(req), bundle, reservation, timeoutFromNow(req), req.callId);
+ * const worker = await starter.start(req, poolKey(req), bundle, reservation, timeoutFromNow(req), { forCall: req.callId });
  */
 export class ContainerStarter {
   readonly #o: ContainerStartOptions;
@@ -101,9 +111,7 @@ export class ContainerStarter {
   /**
    * Starts a container with the resources in `reservation` (which it owns
    * from now: given back if the start fails), counted as starting for its pool
-   * meanwhile, ready by `deadline` or failed with the typed error. `forCall`
-   * holds it for that input from the start; `starting` is told once the
-   * driver has asked its runtime to run it (see `ContainerSpec.starting`).
+   * meanwhile, ready by `deadline` or failed with the typed error.
    */
   async start(
     pool: PoolDescriptor,
@@ -111,8 +119,7 @@ export class ContainerStarter {
     bundle: BundleOnDisk,
     reservation: Reservation,
     deadline: number,
-    forCall?: string,
-    starting?: () => void,
+    options: StartOptions = {},
   ): Promise<Worker> {
     try {
       this.#checkSpendCap(pool);
@@ -122,7 +129,7 @@ export class ContainerStarter {
     }
     this.#o.pool.startBegan(key);
     try {
-      return await this.#start(pool, key, bundle, reservation, deadline, forCall, starting, true);
+      return await this.#start(pool, key, bundle, reservation, deadline, options, true);
     } catch (err) {
       if (!(err instanceof RestoreFailed)) throw err;
       // The snapshot would not resume: dropped, never taken again for this pool here, and this start made fresh.
@@ -132,7 +139,7 @@ export class ContainerStarter {
       this.#o.log(`[plane] ${pool.app}.${poolName(pool)}: could not resume its memory snapshot (${why}); starting it fresh`);
       const again = this.#o.inventory.reserve({ gpu: undefined, cpu: reservation.cpu, memoryMiB: reservation.memoryMiB });
       if (!again || Date.now() >= deadline) throw err.failure;
-      return await this.#start(pool, key, bundle, again, deadline, forCall, starting, false);
+      return await this.#start(pool, key, bundle, again, deadline, options, false);
     } finally {
       this.#o.pool.startEnded(key);
     }
@@ -337,8 +344,7 @@ export class ContainerStarter {
     bundle: BundleOnDisk,
     reservation: Reservation,
     deadline: number,
-    forCall: string | undefined,
-    starting: (() => void) | undefined,
+    { forCall, starting, prepared = false }: StartOptions,
     mayResume: boolean,
   ): Promise<Worker> {
     const id = `ctr-${randomBytes(4).toString("hex")}`;
@@ -459,7 +465,8 @@ export class ContainerStarter {
       : "";
     const resumed = snapshot ? " (resumed from its memory snapshot)" : "";
     const cached = readyFrame?.runtimeCode === "cached" ? " (runtime from its code cache)" : "";
-    const coldStart = `cold start: ${worker.label} ${id} ready in ${Math.round(performance.now() - started)} ms${gpus}${resumed}${cached}`;
+    const took = `${worker.label} ${id} ready in ${Math.round(performance.now() - started)} ms${gpus}${resumed}${cached}`;
+    const coldStart = prepared ? `prepared: ${took}, to be paused until a cold start takes it` : `cold start: ${took}`;
     this.#o.log(`[plane] ${coldStart}`);
     this.#o.onLogLine?.({ app: req.app, function: req.function, callId: forCall ?? null, containerId: id, source: "system", text: coldStart });
     return worker;

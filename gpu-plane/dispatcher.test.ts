@@ -58,6 +58,9 @@ function harness(
     /** Give the dispatcher a snapshot store (the fake driver cannot take snapshots). */
     snapshots?: boolean;
     versionDrainTimeoutMs?: number;
+    /** Most prepared containers per function (none unless given), and the window of their demand. */
+    prepared?: number;
+    preparedWindowMs?: number;
   } = {},
 ): Harness {
   const dir = mkdtempSync(join(tmpdir(), "tandem-dispatcher-"));
@@ -77,6 +80,8 @@ function harness(
     stateDir: dir,
     scaledownWindowMs: options.scaledownWindowMs ?? 60_000,
     ...(options.versionDrainTimeoutMs === undefined ? {} : { versionDrainTimeoutMs: options.versionDrainTimeoutMs }),
+    ...(options.prepared === undefined ? {} : { preparedPerFunction: options.prepared }),
+    ...(options.preparedWindowMs === undefined ? {} : { preparedWindowMs: options.preparedWindowMs }),
     log: (line) => lines.push(line),
     onLogLine: (line) => records.push(line),
     imageFor: (hash) => driver.buildImage({ steps: [], force: false }, hash),
@@ -617,5 +622,131 @@ describe("the dispatcher, on fake containers", () => {
     expect(container.frames.at(-1)).toMatchObject({ t: "cancel" });
     expect(finished).toBe(true);
     expect(h.dispatcher.containers()).toMatchObject([{ id: container.id, busy: false }]); // released, not retired
+  });
+});
+
+describe("prepared containers, on fake containers", () => {
+  /** Calls `f` once per element of `args`, each on a cold container: the last one's scale-down window is over before the next call. */
+  async function coldCalls(h: Harness, args: number[], options: Parameters<typeof request>[1] = {}) {
+    const answers = [];
+    for (const x of args) {
+      answers.push(await h.dispatcher.run(request("f", { args: [x], autoscaler: { scaledownWindowSeconds: 0.05 }, ...options }), BUNDLE));
+      await until(() => h.dispatcher.containers().length === 0, "the container to scale down");
+    }
+    return answers;
+  }
+
+  it("prepares a container once a function has started cold twice, paused, and the next cold start resumes it", async () => {
+    const h = harness({ f: ([x]) => x }, { prepared: 2 });
+    const [first, second] = await coldCalls(h, [1, 2]);
+    expect(first).toMatchObject({ coldStart: true });
+    expect(h.driver.started.length).toBeGreaterThanOrEqual(2);
+    await until(() => h.dispatcher.prepared().length === 1, "a prepared container");
+    const [kept] = h.dispatcher.prepared();
+    const container = h.driver.started.find((c) => c.id === kept!.id)!;
+    expect(kept).toMatchObject({ app: "app", function: "f" });
+    await until(() => container.paused, "the prepared container to be paused");
+    expect(container.frames.filter((f) => f.t === "input")).toEqual([]); // fresh: it has run no input
+    expect(h.dispatcher.containers()).toEqual([]); // not among the containers that run inputs
+    expect(h.inventory.summary().memoryMiB.free).toBe(MEMORY_TOTAL_MIB - 256); // it holds its memory
+
+    const third = await h.dispatcher.run(request("f", { args: [3], autoscaler: { scaledownWindowSeconds: 0.05 } }), BUNDLE);
+    expect(third).toMatchObject({ status: "succeeded", result: 3, coldStart: true, containerId: kept!.id });
+    expect(container.paused).toBe(false);
+    expect(second!.containerId).not.toBe(kept!.id);
+    expect(h.lines.some((l) => l.startsWith(`[plane] cold start: app.f ${kept!.id} resumed in `))).toBe(true);
+    expect(h.records).toContainEqual(expect.objectContaining({ callId: expect.any(String), containerId: kept!.id, source: "system" }));
+    expect(h.dispatcher.stats()).toMatchObject([{ function: "f", coldStarts: 3 }]);
+    // Its time kept paused is in the ledger, apart: not billed. Its time running the input is, like any container's.
+    await until(() => h.dispatcher.containers().length === 0, "the resumed container to scale down");
+    const [row] = h.usage.summary({ app: "app" });
+    expect(row).toMatchObject({ function: "f", containers: 3 });
+    expect(row!.preparedSeconds).toBeGreaterThan(0);
+  });
+
+  it("prepares none for a function that started cold once, with --prepared 0, or that asks for a GPU", async () => {
+    const once = harness({ f: ([x]) => x }, { prepared: 2 });
+    await coldCalls(once, [1]);
+    const off = harness({ f: ([x]) => x }, { prepared: 0 });
+    await coldCalls(off, [1, 2, 3]);
+    const gpu = harness({ f: ([x]) => x }, { prepared: 2, gpus: { T4: 1 } });
+    await coldCalls(gpu, [1, 2, 3], { spec: { gpu: [{ type: "T4", count: 1 }] } });
+    await sleep(100);
+    expect([once, off, gpu].map((h) => [h.dispatcher.prepared().length, h.driver.started.length])).toEqual([
+      [0, 1],
+      [0, 3],
+      [0, 3],
+    ]);
+  });
+
+  it("prepares as many as the largest burst of cold starts, up to the limit", async () => {
+    const release = gate();
+    const h = harness({ f: async ([x]) => (await release.opened, x) }, { prepared: 2 });
+    const burst = [1, 2, 3].map((x) => h.dispatcher.run(request("f", { args: [x], autoscaler: { scaledownWindowSeconds: 0.05 } }), BUNDLE));
+    await until(() => h.dispatcher.containers().length === 3, "three containers for the burst");
+    release.open();
+    await Promise.all(burst);
+    await until(() => h.dispatcher.prepared().length === 2, "two prepared containers");
+    await sleep(100);
+    expect(h.dispatcher.prepared()).toHaveLength(2);
+  });
+
+  it("does not give a prepared container to a call whose secrets changed: it is stopped and a new one started", async () => {
+    const h = harness({ f: ([x]) => x }, { prepared: 1 });
+    await coldCalls(h, [1, 2]);
+    await until(() => h.dispatcher.prepared().length === 1, "a prepared container");
+    const kept = h.dispatcher.prepared()[0]!.id;
+    const answer = await h.dispatcher.run(
+      { ...request("f", { args: [3], autoscaler: { scaledownWindowSeconds: 0.05 } }), secrets: { API_KEY: "rotated" } },
+      BUNDLE,
+    );
+    expect(answer).toMatchObject({ status: "succeeded", coldStart: true });
+    expect(answer.containerId).not.toBe(kept);
+    expect(h.lines).toContain(`[plane] stopping prepared app.f ${kept}: its function's secrets changed`);
+    expect(h.driver.started.find((c) => c.id === kept)!.exit).toBeDefined();
+  });
+
+  it("stops the prepared containers of a function's old version once its new version is live", async () => {
+    const h = harness({ f: ([x]) => x }, { prepared: 1 });
+    await coldCalls(h, [1, 2]);
+    await until(() => h.dispatcher.prepared().length === 1, "a prepared container");
+    const kept = h.dispatcher.prepared()[0]!.id;
+    const next = await h.dispatcher.run({ ...request("f", { args: [3], autoscaler: { scaledownWindowSeconds: 0.05 } }), bundleHash: "c".repeat(64) }, BUNDLE);
+    expect(next).toMatchObject({ status: "succeeded", result: 3, coldStart: true });
+    expect(next.containerId).not.toBe(kept);
+    expect(h.lines).toContain(`[plane] stopping prepared app.f ${kept}: a new version went live`);
+    expect(h.dispatcher.prepared()).toEqual([]);
+  });
+
+  it("stops a prepared container when an input needs its memory", async () => {
+    const h = harness({ f: ([x]) => x, big: () => "big" }, { prepared: 1 });
+    await coldCalls(h, [1, 2], { spec: { memory: 1024 } });
+    await until(() => h.dispatcher.prepared().length === 1, "a prepared container");
+    const kept = h.dispatcher.prepared()[0]!.id;
+    const big = await h.dispatcher.run(request("big", { spec: { memory: MEMORY_TOTAL_MIB - 512 } }), BUNDLE);
+    expect(big).toMatchObject({ status: "succeeded", result: "big" });
+    expect(h.lines).toContain(`[plane] stopping prepared app.f ${kept}: an input needed its memory`);
+    expect(h.dispatcher.prepared()).toEqual([]);
+  });
+
+  it("stops a prepared container left unused for the window, and every one when the app stops or the plane closes", async () => {
+    const h = harness({ f: ([x]) => x }, { prepared: 1, preparedWindowMs: 400 });
+    await coldCalls(h, [1, 2]);
+    await until(() => h.dispatcher.prepared().length === 1, "a prepared container");
+    const kept = h.dispatcher.prepared()[0]!.id;
+    await until(() => h.dispatcher.prepared().length === 0, "the unused prepared container to stop", 3_000);
+    expect(h.lines).toContain(`[plane] stopping prepared app.f ${kept}: unused for 0.4 s`);
+    expect(h.inventory.summary().memoryMiB.free).toBe(MEMORY_TOTAL_MIB);
+
+    const again = harness({ f: ([x]) => x }, { prepared: 1 });
+    await coldCalls(again, [1, 2]);
+    await until(() => again.dispatcher.prepared().length === 1, "a prepared container");
+    await again.dispatcher.stopApp("app");
+    expect(again.dispatcher.prepared()).toEqual([]);
+    await coldCalls(again, [3, 4]);
+    await until(() => again.dispatcher.prepared().length === 1, "a prepared container after the app's stop");
+    await again.dispatcher.close();
+    expect(again.driver.started.every((c) => c.exit !== undefined)).toBe(true);
+    expect(again.inventory.summary().memoryMiB.free).toBe(MEMORY_TOTAL_MIB);
   });
 });

@@ -35,6 +35,7 @@ import type { PlaneLogLine } from "./log-shipper.js";
 import type { CallMeter, CallTimings } from "./plane-metrics.js";
 import { VersionSwitch } from "./version-switch.js";
 import { WarmPools, type WarmPool } from "./warm-pools.js";
+import { PreparedContainers, type PreparedSummary } from "./prepared-containers.js";
 import { PLANE_DEFAULTS } from "../sdk/defaults.js";
 
 /** What a {@link Dispatcher} runs on. */
@@ -69,6 +70,10 @@ export interface DispatcherOptions {
   onInput?: (req: PlaneRunRequest) => void;
   /** Told as each input ends, with its timings (plane-metrics.ts): counters and histograms, nothing more. */
   meter?: CallMeter;
+  /** Most prepared containers per function (prepared-containers.ts); default 0: none. The plane's default is `PLANE_DEFAULTS.preparedPerFunction`. */
+  preparedPerFunction?: number;
+  /** How long a cold start counts as demand for prepared containers; default `PLANE_DEFAULTS.preparedWindowSeconds`. */
+  preparedWindowMs?: number;
 }
 
 /**
@@ -84,7 +89,10 @@ export class Dispatcher {
   readonly #scaleDown: ScaleDown;
   readonly #starter: ContainerStarter;
   readonly #warm: WarmPools;
+  readonly #prepared: PreparedContainers;
   readonly #versions: VersionSwitch;
+  /** How many inputs' cold starts of each pool are under way now. */
+  readonly #coldStarting = new Map<string, number>();
   /** Calls cancelled while their container was starting. */
   readonly #cancelledBeforeStart = new Set<string>();
   #closed = false;
@@ -115,6 +123,18 @@ export class Dispatcher {
       scaleDown: this.#scaleDown,
       inventory,
       log,
+      superseded: (key) => this.#versions.superseded(key),
+    });
+    this.#prepared = new PreparedContainers({
+      driver: options.driver,
+      pool: this.#pool,
+      starter: this.#starter,
+      scaleDown: this.#scaleDown,
+      inventory,
+      usage,
+      log,
+      perFunction: options.preparedPerFunction ?? 0,
+      windowMs: options.preparedWindowMs ?? PLANE_DEFAULTS.preparedWindowSeconds * 1000,
       superseded: (key) => this.#versions.superseded(key),
     });
   }
@@ -266,6 +286,16 @@ export class Dispatcher {
     return this.#pool.lives();
   }
 
+  /** The prepared containers kept now (paused until a cold start takes one), for `status`. */
+  prepared(): PreparedSummary[] {
+    return this.#prepared.summaries();
+  }
+
+  /** The prepared containers' lives, from when each started, for usage (shown apart, not billed). */
+  preparedLives(): ContainerLife[] {
+    return this.#prepared.lives();
+  }
+
   /**
    * Stops a call's input: the runner aborts its signal and answers it as
    * cancelled; with `terminateContainer`, its container is stopped at once.
@@ -284,6 +314,7 @@ export class Dispatcher {
   /** Stops every container of `app` now (`tandem app stop`); returns how many. */
   async stopApp(app: string): Promise<number> {
     this.#warm.dropApp(app);
+    this.#prepared.dropApp(app);
     const mine = this.#pool.ofApp(app);
     await Promise.all(mine.map((w) => this.#scaleDown.retire(w, { graceful: true })));
     if (mine.length) this.#o.log(`[plane] stopped ${mine.length} container${mine.length === 1 ? "" : "s"} of app ${app}`);
@@ -304,6 +335,7 @@ export class Dispatcher {
       if (worker.ready && worker.inFlight.size === 0) this.#scaleDown.release(worker, undefined);
     }
     if (mine.length) this.#o.log(`[plane] rolling over ${mine.length} container${mine.length === 1 ? "" : "s"} of app ${app}`);
+    this.#prepared.dropApp(app); // prepared with what the app declared before
     this.#warm.refill();
     this.#pool.wake();
     return mine.length;
@@ -316,6 +348,7 @@ export class Dispatcher {
   keepWarm(pools: WarmPool[]): void {
     // An assigned pool is its function's live version: the old version's containers drain while its new ones warm.
     for (const pool of pools) this.#versions.seen(poolKey(pool), pool.strategy);
+    this.#prepared.dropSuperseded();
     this.#warm.keep(pools);
   }
 
@@ -337,6 +370,7 @@ export class Dispatcher {
     this.#warm.close();
     this.#versions.close();
     this.#pool.wake();
+    await this.#prepared.close();
     await Promise.all(this.#pool.all().map((w) => this.#scaleDown.retire(w, { graceful: true, quick: options.quick ?? false })));
   }
 
@@ -349,6 +383,7 @@ export class Dispatcher {
   ): Promise<{ worker: Worker; cold: boolean; startMs: number }> {
     const key = poolKey(req);
     this.#versions.seen(key, req.strategy);
+    this.#prepared.dropSuperseded();
     const scaling = req.spec.autoscaler;
     const requests = resourceRequests(req);
     const possible = requests.filter((r) => this.#o.inventory.fits(r) === undefined);
@@ -371,20 +406,33 @@ export class Dispatcher {
           continue;
         }
         if (mine.length + this.#pool.starting(key) < scaling.maxContainers) {
+          if (this.#prepared.has(key)) {
+            const taking = performance.now();
+            const prepared = await this.#prepared.take(req, key, req.callId);
+            if (prepared) return { worker: this.#coldStarted(req, key, bundle, stats, prepared, taking), cold: true, startMs: performance.now() - taking };
+            continue; // none could be taken: look again, the pool may have changed meanwhile
+          }
           for (const request of possible) {
+            // Room, if need be, from a prepared container first (it holds memory, no work), then from an idle one.
             const reservation =
               this.#o.inventory.reserve(request) ??
-              (this.#scaleDown.evictFor(request, `${req.app}.${req.function}`) ? this.#o.inventory.reserve(request) : undefined);
+              (this.#prepared.evictFor(request) || this.#scaleDown.evictFor(request, `${req.app}.${req.function}`)
+                ? this.#o.inventory.reserve(request)
+                : undefined);
             if (!reservation) continue;
             stats.queued--;
             stats.starting++;
             const began = performance.now();
+            this.#coldStarting.set(key, (this.#coldStarting.get(key) ?? 0) + 1);
             try {
-              const worker = this.#pool.hold(await this.#starter.start(req, key, bundle, reservation, deadline, req.callId), req.callId, req.function);
-              stats.coldStarts++;
-              this.#warm.topUpBuffer(req, key, bundle);
-              return { worker, cold: true, startMs: performance.now() - began };
+              const worker = this.#pool.hold(
+                await this.#starter.start(req, key, bundle, reservation, deadline, { forCall: req.callId }),
+                req.callId,
+                req.function,
+              );
+              return { worker: this.#coldStarted(req, key, bundle, stats, worker), cold: true, startMs: performance.now() - began };
             } finally {
+              this.#coldStarting.set(key, this.#coldStarting.get(key)! - 1);
               stats.starting--;
               stats.queued++;
             }
@@ -406,6 +454,23 @@ export class Dispatcher {
     } finally {
       stats.queued--;
     }
+  }
+
+  /**
+   * An input started a container, or took a prepared one (`since` its take began): counted, said for a prepared one
+   * (the starter says it for a new one), and what follows a cold start begun (buffer containers, prepared ones).
+   */
+  #coldStarted(req: PlaneRunRequest, key: string, bundle: BundleOnDisk, stats: FunctionStats, worker: Worker, since?: number): Worker {
+    stats.coldStarts++;
+    if (since !== undefined) {
+      const text = `cold start: ${worker.label} ${worker.id} resumed in ${Math.round(performance.now() - since)} ms (a prepared container)`;
+      this.#o.log(`[plane] ${text}`);
+      this.#o.onLogLine?.({ app: req.app, function: req.function, callId: req.callId, containerId: worker.id, source: "system", text });
+    }
+    this.#warm.topUpBuffer(req, key, bundle);
+    // Under way at once: this one, and the inputs' cold starts of its pool still starting (a take is over at once).
+    this.#prepared.coldStarted(req, key, bundle, (this.#coldStarting.get(key) ?? 0) + (since === undefined ? 0 : 1));
+    return worker;
   }
 
   /** Sends the input to its container and waits for its output, the container's end, or the deadline. */

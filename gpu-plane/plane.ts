@@ -30,6 +30,7 @@ import {
 import { NonceCache, signRequest, useHmacEngine } from "../sdk/signing.js";
 import { trace } from "../sdk/trace.js";
 import { ContainerGateway } from "./container-api.js";
+import type { PreparedSummary } from "./prepared-containers.js";
 import { SnapshotStore } from "./snapshots.js";
 import { VolumeMounts } from "./volume-mounts.js";
 import { BundleCache, type HandedBundle } from "./bundle-cache.js";
@@ -105,6 +106,11 @@ export interface PlaneOptions {
    * (`--version-drain-timeout`); default `PLANE_DEFAULTS.versionDrainTimeoutSeconds`.
    */
   versionDrainTimeoutSeconds?: number;
+  /**
+   * Most prepared containers kept per function (`--prepared`): started and paused ahead of its cold starts, as its
+   * recent cold starts ask (gpu-plane/prepared-containers.ts); default `PLANE_DEFAULTS.preparedPerFunction`; 0: none.
+   */
+  preparedPerFunction?: number;
   /** Keep the warm pools (`minContainers`) the gateway assigns; default true. `tandem run`'s one-call plane does not. */
   keepWarm?: boolean;
   /**
@@ -320,6 +326,7 @@ export class Plane {
       ...(options.keepLogs === false ? {} : { onLogLine: (line: PlaneLogLine) => logs.add(line) }),
       onInput: (req) => outcomes.ran(req.callId, req.attempt),
       meter,
+      preparedPerFunction: options.preparedPerFunction ?? PLANE_DEFAULTS.preparedPerFunction,
     });
     // The function's container is asked for before the rest of the plane is made: until the engine has been asked,
     // every step of it waits on this thread.
@@ -347,7 +354,7 @@ export class Plane {
       inventory,
       functions: () => dispatcher.stats(),
       containers: () => dispatcher.containers(),
-      usage: () => usage.summary({ running: dispatcher.running() }),
+      usage: () => usage.summary({ running: dispatcher.running(), prepared: dispatcher.preparedLives() }),
     });
     otlp = options.otlp ? new OtlpExporter({ ...options.otlp, planeId, region: options.region, metrics, log }) : undefined;
     let plane: Plane | undefined;
@@ -360,7 +367,7 @@ export class Plane {
       stopApp: (name) => dispatcher.stopApp(name),
       rolloverApp: (name) => dispatcher.rolloverApp(name),
       cancel: (callId, terminate) => dispatcher.cancel(callId, terminate),
-      usage: (query) => usage.summary({ ...query, running: dispatcher.running() }),
+      usage: (query) => usage.summary({ ...query, running: dispatcher.running(), prepared: dispatcher.preparedLives() }),
       status: () => plane!.status(),
       metrics,
       ...(options.metricsToken ? { metricsToken: options.metricsToken } : {}),
@@ -527,6 +534,8 @@ export class Plane {
     inventory: ReturnType<Inventory["summary"]>;
     functions: FunctionStats[];
     containers: ContainerSummary[];
+    /** Prepared containers, paused until a cold start takes one (not in `containers`: they run nothing). */
+    prepared: PreparedSummary[];
   } {
     return {
       planeId: this.planeId,
@@ -539,6 +548,7 @@ export class Plane {
       inventory: this.inventory.summary(),
       functions: this.#dispatcher.stats(),
       containers: this.#dispatcher.containers(),
+      prepared: this.#dispatcher.prepared(),
     };
   }
 

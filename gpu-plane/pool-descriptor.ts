@@ -67,7 +67,7 @@ export function describeRequests(requests: ResourceRequest[]): string {
 }
 
 /** JSON with every object's keys sorted, at every depth; arrays keep their order (a GPU fallback list is ordered). */
-function canonicalJson(value: unknown): string {
+export function canonicalJson(value: unknown): string {
   return JSON.stringify(value, (_key, v: unknown) =>
     v !== null && typeof v === "object" && !Array.isArray(v) ? Object.fromEntries(Object.entries(v).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))) : v,
   );

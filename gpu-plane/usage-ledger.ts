@@ -1,7 +1,8 @@
 /**
  * The plane's usage ledger: one row per container life (app, function, GPU
  * type and count, CPU, memory, start and stop), in SQLite on the plane's
- * disk, priced with `sdk/pricing.ts`. `tandem usage` reads it through the
+ * disk, priced with `sdk/pricing.ts`; and, apart, the time its prepared
+ * containers were kept, shown and not billed. `tandem usage` reads it through the
  * gateway; spend caps read it before a container starts.
  */
 import Database from "better-sqlite3";
@@ -34,7 +35,11 @@ export class UsageLedger {
     this.#db.exec(`CREATE TABLE IF NOT EXISTS containers (
       container_id TEXT PRIMARY KEY, app TEXT NOT NULL, function TEXT NOT NULL, gpu TEXT, gpu_count INTEGER NOT NULL,
       cpu REAL NOT NULL, memory_mib INTEGER NOT NULL, started_at INTEGER NOT NULL, ended_at INTEGER NOT NULL);
-      CREATE INDEX IF NOT EXISTS containers_app ON containers(app, ended_at);`);
+      CREATE INDEX IF NOT EXISTS containers_app ON containers(app, ended_at);
+      CREATE TABLE IF NOT EXISTS prepared (
+      container_id TEXT PRIMARY KEY, app TEXT NOT NULL, function TEXT NOT NULL, cpu REAL NOT NULL, memory_mib INTEGER NOT NULL,
+      started_at INTEGER NOT NULL, ended_at INTEGER NOT NULL);
+      CREATE INDEX IF NOT EXISTS prepared_app ON prepared(app, ended_at);`);
   }
 
   /** Records a container's whole life once it has stopped. */
@@ -45,6 +50,17 @@ export class UsageLedger {
   }
 
   /**
+   * Records the time a prepared container (prepared-containers.ts) was kept for its function's cold starts: from its
+   * start until a cold start took it, or it was stopped unused. Kept apart from the containers' lives: the plane
+   * chose to keep it, so it is shown (`preparedSeconds`), not billed.
+   */
+  recordPrepared(life: Omit<ContainerLife, "gpu" | "gpuCount"> & { endedAt: number }): void {
+    this.#db
+      .prepare("INSERT OR REPLACE INTO prepared VALUES (?, ?, ?, ?, ?, ?, ?)")
+      .run(life.containerId, life.app, life.function, life.cpu, life.memoryMiB, life.startedAt, life.endedAt);
+  }
+
+  /**
    * Seconds and dollars by app, function and GPU type, for container time
    * after `since` (ms), stopped containers from the ledger plus `running` ones
    * up to now. The stopped ones are summed in SQLite, by app, function and
@@ -52,7 +68,7 @@ export class UsageLedger {
    * so a scrape of the plane's metrics, which asks for all of it, reads one
    * row per kind of container, not one per container.
    */
-  summary(options: { app?: string; since?: number; running?: ContainerLife[] } = {}): UsageRow[] {
+  summary(options: { app?: string; since?: number; running?: ContainerLife[]; prepared?: ContainerLife[] } = {}): UsageRow[] {
     const since = options.since ?? 0;
     const now = Date.now();
     const stopped = this.#db
@@ -93,7 +109,28 @@ export class UsageLedger {
       row.costUsd += containerCost(seconds, resources);
       rows.set(key, row);
     }
+    for (const { app, function: fn, seconds } of this.#preparedSeconds(since, options.app, options.prepared ?? [], now)) {
+      const key = `${app}\u0000${fn}\u0000`;
+      const row = rows.get(key) ?? { app, function: fn, gpu: null, containers: 0, seconds: 0, costUsd: 0 };
+      row.preparedSeconds = (row.preparedSeconds ?? 0) + seconds;
+      rows.set(key, row);
+    }
     return [...rows.values()].sort((a, b) => a.app.localeCompare(b.app) || a.function.localeCompare(b.function));
+  }
+
+  /** Prepared containers' seconds after `since` by app and function: stopped ones from the ledger, `kept` ones up to `now`. */
+  #preparedSeconds(since: number, app: string | undefined, kept: ContainerLife[], now: number): { app: string; function: string; seconds: number }[] {
+    const stopped = this.#db
+      .prepare(
+        `SELECT app, function, SUM(ended_at - MAX(started_at, ?)) AS ms FROM prepared WHERE ended_at > ? ${app ? "AND app = ?" : ""} GROUP BY app, function`,
+      )
+      .all(...(app ? [since, since, app] : [since, since])) as { app: string; function: string; ms: number }[];
+    return [
+      ...stopped.map((r) => ({ app: r.app, function: r.function, seconds: Math.max(0, r.ms) / 1000 })),
+      ...kept
+        .filter((l) => !app || l.app === app)
+        .map((l) => ({ app: l.app, function: l.function, seconds: Math.max(0, now - Math.max(l.startedAt, since)) / 1000 })),
+    ];
   }
 
   /** Dollars `app` has spent on this plane, running containers included. */

@@ -139,7 +139,7 @@ export class WarmPools {
     if (!reservation) return asked();
     this.#ahead.add(key);
     void this.#o.starter
-      .start(pool, key, bundle, reservation, Date.now() + AHEAD_START_DEADLINE_MS, undefined, asked)
+      .start(pool, key, bundle, reservation, Date.now() + AHEAD_START_DEADLINE_MS, { starting: asked })
       .then(
         (worker) => this.#o.scaleDown.release(worker, undefined),
         (err: Error) => this.#closed || this.#o.log(`[plane] could not start a container ahead for ${pool.app}.${pool.function}: ${err.message}`),

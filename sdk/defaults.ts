@@ -285,6 +285,12 @@ export const PLANE_DEFAULTS = {
    * systemd's `TimeoutStopSec`) should be longer.
    */
   drainTimeoutSeconds: 300,
+  /** Most prepared containers a plane keeps per function (`--prepared`; 0: none): docs/plane.md, "Prepared containers". */
+  preparedPerFunction: 2,
+  /** How long a cold start counts as demand for prepared containers, and how long one waits unused before it is stopped. */
+  preparedWindowSeconds: 600,
+  /** The share of a plane's memory its prepared containers may hold together. */
+  preparedMemoryShare: 0.25,
   /** Memory snapshots a plane keeps on its disk (`--snapshot-max`); beyond it, the least recently used goes. */
   snapshotMax: 16,
   /** Bytes of memory snapshots a plane keeps on its disk (`--snapshot-max-bytes`); beyond it, the least recently used go. */

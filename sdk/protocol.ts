@@ -1596,6 +1596,11 @@ export interface UsageRow {
   containers: number;
   seconds: number;
   costUsd: number;
+  /**
+   * Seconds the plane kept prepared containers of this function (started, then paused until a cold start takes
+   * one; docs/plane.md, "Prepared containers"). Not billed: not in `seconds` or `costUsd`. Absent when none.
+   */
+  preparedSeconds?: number;
 }
 
 /** The query of `GET /v1/usage` and a plane's `GET /v1/plane/usage`: `?app=&since=` (ms since the epoch). */

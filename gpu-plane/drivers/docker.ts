@@ -86,6 +86,7 @@ const EVENTS_RETRY_MS = 1000;
 export class DockerDriver implements ContainerDriver {
   readonly name = "docker";
   readonly sandboxed = true;
+  readonly pausable = true;
 
   readonly #docker: Docker;
   readonly #askedRuntime: string | undefined;
@@ -477,6 +478,14 @@ class DockerContainer implements StartedContainer {
     // Let the exit be read before the container (and its state) is removed.
     await Promise.race([this.exited, new Promise((resolve) => setTimeout(resolve, KILL_WAIT_MS).unref())]);
     await this.#remove();
+  }
+
+  async pause(): Promise<void> {
+    await this.#container.pause();
+  }
+
+  async resume(): Promise<void> {
+    await this.#container.unpause();
   }
 
   /** Follows the container to its exit; called once it has started. */

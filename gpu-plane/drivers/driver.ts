@@ -92,6 +92,13 @@ export interface StartedContainer {
    * its exit to be read first (the plane is going away, and reads nothing more of it).
    */
   kill(options?: { quick?: boolean }): Promise<void>;
+  /**
+   * Freezes every process of the container (the engine's pause): it holds its memory and uses no CPU until `resume`.
+   * Only where the driver is `pausable`.
+   */
+  pause?(): Promise<void>;
+  /** Thaws a paused container: its processes go on where they stopped. */
+  resume?(): Promise<void>;
 }
 
 export interface ContainerDriver {
@@ -99,6 +106,8 @@ export interface ContainerDriver {
   readonly name: "docker" | "process" | "memory";
   /** False only for the development-only process driver. */
   readonly sandboxed: boolean;
+  /** Its containers can be paused and resumed (`StartedContainer.pause`): the plane may keep prepared containers (prepared-containers.ts). */
+  readonly pausable?: boolean;
   /** The Docker driver's engine runtime once prepared: `"runsc"` (gVisor, its default where the engine lists it) or `"runc"`. */
   readonly runtime?: string | undefined;
   /** Readies the runtime (checks the engine, builds or finds the base image). Throws a readable error when it cannot. */

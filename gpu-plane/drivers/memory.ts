@@ -68,6 +68,7 @@ export interface MemoryDriverOptions {
 export class MemoryDriver implements ContainerDriver {
   readonly name = "memory";
   readonly sandboxed = false;
+  readonly pausable = true;
   /** The functions its containers run; a test may change them between calls. */
   readonly functions: Record<string, MemoryFunction>;
   /** Every container it started, in order. */
@@ -123,6 +124,7 @@ export class MemoryContainer implements StartedContainer {
   #resolveExit!: (exit: ExitInfo) => void;
   #exit: ExitInfo | undefined;
   #socket: net.Socket | undefined;
+  #paused = false;
 
   constructor(spec: ContainerSpec, startup: MemoryStartup, functions: Record<string, MemoryFunction>) {
     this.id = spec.id;
@@ -141,6 +143,22 @@ export class MemoryContainer implements StartedContainer {
   onOutput(listener: (stream: "stdout" | "stderr", line: string) => void): void {
     this.#listeners.push(listener);
     for (const [stream, line] of this.#early.splice(0)) listener(stream, line);
+  }
+
+  /** Whether it is paused: it reads no frame until it is resumed. */
+  get paused(): boolean {
+    return this.#paused;
+  }
+
+  /** Stops reading the control socket, as a frozen runner would. */
+  async pause(): Promise<void> {
+    this.#paused = true;
+    this.#socket?.pause();
+  }
+
+  async resume(): Promise<void> {
+    this.#paused = false;
+    this.#socket?.resume();
   }
 
   /** Writes a line of output, as a function's `console.log` would. */
@@ -190,6 +208,7 @@ export class MemoryContainer implements StartedContainer {
     if (startup.hang) return;
     const socket = net.connect(join(this.spec.controlDir, "control.sock"));
     this.#socket = socket;
+    if (this.#paused) socket.pause();
     socket.setEncoding("utf8");
     socket.once("connect", () => {
       this.#send({

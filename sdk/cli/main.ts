@@ -62,6 +62,7 @@ const clientOf = (opts: GatewayOpts) => {
 };
 const STRATEGY_HELP = "how the new version replaces the old one's plane containers: rolling (they finish their inputs first) or recreate (they stop at once)";
 const TOKEN_HELP = "API token (default: TANDEM_TOKEN, then the one saved for the gateway, then .tandem/token for a local gateway)";
+const PREPARED_HELP = "most containers kept started and paused, per function whose containers keep starting cold, for its next cold starts (0: none)";
 
 const program = new Command("tandem")
   .description("Serverless compute for TypeScript: edge functions in workerd, GPU functions in containers, one SDK.")
@@ -101,6 +102,7 @@ program
   .option("--gpus <inventory>", 'the local plane\'s simulated GPUs, e.g. "A100:2,T4:1" (default: real GPUs, else one of each type)')
   .option("--runtime <runtime>", "the local plane's container runtime: docker, or process (unsandboxed, development only)", parseRuntime, "docker")
   .option("--scaledown-window <seconds>", "seconds a plane container may sit idle before it is stopped", parseSeconds, FUNCTION_DEFAULTS.scaledownWindowSeconds)
+  .option("--prepared <count>", PREPARED_HELP, parseWhole, PLANE_DEFAULTS.preparedPerFunction)
   .option("--env <name>", "the environment the apps are served in (default: TANDEM_ENV, then main)", parseEnvName)
   .option("--strategy <strategy>", STRATEGY_HELP, parseStrategy, "rolling")
   .option("--metrics-port <port>", "serve the local plane's Prometheus metrics (GET /metrics) on this port of 127.0.0.1", parsePort)
@@ -114,6 +116,7 @@ program
         gpus?: string;
         runtime: "docker" | "process";
         scaledownWindow: number;
+        prepared: number;
         env?: string;
         strategy: DeployStrategy;
         metricsPort?: number;
@@ -130,6 +133,7 @@ program
         watch: opts.watch,
         runtime: opts.runtime,
         scaledownWindowSeconds: opts.scaledownWindow,
+        preparedPerFunction: opts.prepared,
         strategy: opts.strategy,
         ...(opts.gpus ? { gpus: opts.gpus } : {}),
         ...(opts.metricsPort !== undefined ? { metricsPort: opts.metricsPort } : {}),
@@ -214,6 +218,7 @@ program
   .option("--runtime <runtime>", "container runtime: docker, or process (unsandboxed, development only)", parseRuntime, "docker")
   .option("--docker-runtime <name>", "the Docker runtime of function containers: runsc (gVisor) or runc (default: runsc where the engine lists it, else runc)")
   .option("--scaledown-window <seconds>", "seconds a container may sit idle before it is stopped", parseSeconds, FUNCTION_DEFAULTS.scaledownWindowSeconds)
+  .option("--prepared <count>", PREPARED_HELP, parseWhole, PLANE_DEFAULTS.preparedPerFunction)
   .option("--snapshot-max <count>", "most memory snapshots kept on this plane's disk (snapshot: true functions)", parseWhole, PLANE_DEFAULTS.snapshotMax)
   .option("--snapshot-max-bytes <bytes>", "most bytes of memory snapshots kept on this plane's disk", parseWhole, PLANE_DEFAULTS.snapshotMaxBytes)
   .option("--metrics-port <port>", "serve Prometheus metrics (GET /metrics) on a listener of their own on this port", parsePort)
@@ -240,6 +245,7 @@ program
       runtime: "docker" | "process";
       dockerRuntime?: string;
       scaledownWindow: number;
+      prepared: number;
       snapshotMax: number;
       snapshotMaxBytes: number;
       metricsPort?: number;
@@ -256,6 +262,7 @@ program
         region: opts.region,
         runtime: opts.runtime,
         scaledownWindowSeconds: opts.scaledownWindow,
+        preparedPerFunction: opts.prepared,
         snapshotMax: opts.snapshotMax,
         snapshotMaxBytes: opts.snapshotMaxBytes,
         drainTimeoutSeconds: opts.drainTimeout,
@@ -322,6 +329,8 @@ program
     console.log(
       `${"total".padEnd(16)} ${"".padEnd(20)} ${"".padEnd(10)} ${"".padStart(10)} ${body.totalSeconds.toFixed(1).padStart(10)} ${`$${body.totalUsd.toFixed(6)}`.padStart(12)}`,
     );
+    const prepared = body.rows.reduce((sum, r) => sum + (r.preparedSeconds ?? 0), 0);
+    if (prepared > 0) console.log(style.dim(`and ${prepared.toFixed(1)} s of prepared containers, kept paused for cold starts: not billed`));
   });
 
 program

@@ -32,6 +32,8 @@ export interface PlaneNodeOptions {
   runtime: "docker" | "process";
   dockerRuntime?: string;
   scaledownWindowSeconds: number;
+  /** `--prepared`: most prepared containers kept per function. */
+  preparedPerFunction: number;
   /** `--snapshot-max`, `--snapshot-max-bytes`: the caps on the memory snapshots kept. */
   snapshotMax?: number;
   snapshotMaxBytes?: number;
@@ -104,6 +106,7 @@ export async function startPlaneNode(options: PlaneNodeOptions): Promise<void> {
     runtime: options.runtime,
     stateDir: join(state, "plane"),
     scaledownWindowSeconds: options.scaledownWindowSeconds,
+    preparedPerFunction: options.preparedPerFunction,
     ...(options.snapshotMax !== undefined ? { snapshotMax: options.snapshotMax } : {}),
     ...(options.snapshotMaxBytes !== undefined ? { snapshotMaxBytes: options.snapshotMaxBytes } : {}),
     versionDrainTimeoutSeconds: options.versionDrainTimeoutSeconds,

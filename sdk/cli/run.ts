@@ -327,6 +327,7 @@ function runPlane(
         simulateWhenNone: true,
         ...(options.gpus ? { gpus: options.gpus } : {}),
         keepWarm: false,
+        preparedPerFunction: 0, // one call: no cold start follows it
         keepLogs: false, // printed here (`log` below); the run's gateway goes with the run
         forceBuild: options.forceBuild ?? false,
         stateDir: options.stateDir,

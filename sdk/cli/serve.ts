@@ -31,6 +31,8 @@ export interface ServeOptions {
   gpus?: string;
   /** Seconds a plane container may sit idle before it is stopped (default 60). */
   scaledownWindowSeconds?: number;
+  /** Most prepared containers the local plane keeps per function (`--prepared`; default `PLANE_DEFAULTS.preparedPerFunction`). */
+  preparedPerFunction?: number;
   /** How a reload's new version replaces the old one's plane containers (default rolling; see `DEPLOY_STRATEGIES`). */
   strategy?: DeployStrategy;
   /** A listener of the local plane's own for `GET /metrics` on this port of 127.0.0.1 (`--metrics-port`); none by default. */
@@ -107,6 +109,7 @@ export async function serve(options: ServeOptions): Promise<Serving> {
       ...(options.metricsPort === undefined ? {} : { metricsListen: { host: "127.0.0.1", port: options.metricsPort } }),
       ...(options.config.otlp ? { otlp: options.config.otlp } : {}),
       ...(options.scaledownWindowSeconds === undefined ? {} : { scaledownWindowSeconds: options.scaledownWindowSeconds }),
+      ...(options.preparedPerFunction === undefined ? {} : { preparedPerFunction: options.preparedPerFunction }),
       log,
     }),
   ]);
