@@ -679,10 +679,29 @@ describe("prepared containers, on fake containers", () => {
     ]);
   });
 
+  it("prepares none beyond a function's maxContainers, nor for a snapshot: true function", async () => {
+    const release = gate();
+    const capped = harness({ f: async ([x]) => (await release.opened, x) }, { prepared: 2 });
+    const burst = [1, 2, 3].map((x) =>
+      capped.dispatcher.run(request("f", { args: [x], autoscaler: { maxContainers: 2, scaledownWindowSeconds: 60 } }), BUNDLE),
+    );
+    await until(() => capped.dispatcher.containers().length === 2, "two containers for the burst");
+    const snapped = harness({ f: ([x]) => x }, { prepared: 2, snapshots: true });
+    await coldCalls(snapped, [1, 2], { spec: { snapshot: true } });
+    release.open();
+    await Promise.all(burst);
+    await sleep(100);
+    expect([capped, snapped].map((h) => [h.dispatcher.prepared().length, h.driver.started.length])).toEqual([
+      [0, 2],
+      [0, 2],
+    ]);
+  });
+
   it("prepares as many as the largest burst of cold starts, up to the limit", async () => {
     const release = gate();
     const h = harness({ f: async ([x]) => (await release.opened, x) }, { prepared: 2 });
-    const burst = [1, 2, 3].map((x) => h.dispatcher.run(request("f", { args: [x], autoscaler: { scaledownWindowSeconds: 0.05 } }), BUNDLE));
+    // Room under maxContainers for the burst's three and the two prepared ones beside them.
+    const burst = [1, 2, 3].map((x) => h.dispatcher.run(request("f", { args: [x], autoscaler: { maxContainers: 5, scaledownWindowSeconds: 0.05 } }), BUNDLE));
     await until(() => h.dispatcher.containers().length === 3, "three containers for the burst");
     release.open();
     await Promise.all(burst);

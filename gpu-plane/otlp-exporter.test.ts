@@ -34,6 +34,7 @@ const metricsOf = () =>
     inventory: new Inventory(simulatedGpus({ T4: 1 }), 2, 4096),
     functions: () => [],
     containers: () => [],
+    prepared: () => [],
     usage: () => [],
   });
 const line = (text: string): LogLine => ({

@@ -8,6 +8,7 @@
 import os from "node:os";
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
 import { METRICS_DEFAULTS } from "../sdk/defaults.js";
+import type { PreparedSummary } from "./prepared-containers.js";
 import type { UsageRow } from "../sdk/protocol.js";
 import type { ContainerSummary, FunctionStats } from "./container-pool.js";
 import type { Inventory } from "./inventory.js";
@@ -37,6 +38,8 @@ export interface PlaneMetricsSource {
   inventory: Inventory;
   functions(): FunctionStats[];
   containers(): ContainerSummary[];
+  /** The prepared containers kept now, paused (prepared-containers.ts). */
+  prepared(): PreparedSummary[];
   /** Container time and cost since the ledger began, running containers counted up to now (usage-ledger.ts). */
   usage(): UsageRow[];
 }
@@ -217,6 +220,16 @@ export class PlaneMetrics implements CallMeter {
       collect() {
         this.reset();
         for (const f of source.functions()) this.set({ app: f.app, function: f.function }, f.starting);
+      },
+    });
+    new Gauge({
+      name: "tandem_function_prepared_containers",
+      help: "Prepared containers of a function kept now: started, ready and paused for its next cold starts.",
+      labelNames,
+      registers,
+      collect() {
+        this.reset();
+        for (const p of source.prepared()) this.inc({ app: p.app, function: p.function });
       },
     });
     new Gauge({

@@ -354,6 +354,7 @@ export class Plane {
       inventory,
       functions: () => dispatcher.stats(),
       containers: () => dispatcher.containers(),
+      prepared: () => dispatcher.prepared(),
       usage: () => usage.summary({ running: dispatcher.running(), prepared: dispatcher.preparedLives() }),
     });
     otlp = options.otlp ? new OtlpExporter({ ...options.otlp, planeId, region: options.region, metrics, log }) : undefined;

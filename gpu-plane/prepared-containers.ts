@@ -188,6 +188,7 @@ export class PreparedContainers {
     if (!this.#o.driver.pausable) return "its runtime cannot pause a container";
     if (req.spec.gpu) return "it asks for a GPU";
     if (req.spec.volumes?.length) return "it mounts volumes";
+    if (req.spec.snapshot) return "its cold starts resume its memory snapshot";
     return undefined;
   }
 
@@ -206,8 +207,11 @@ export class PreparedContainers {
     return (this.#kept.get(key)?.length ?? 0) + (this.#starting.get(key) ?? 0);
   }
 
-  /** Starts one prepared container of `req`'s pool, if the plane's memory allows; false when it does not. */
+  /** Starts one prepared container of `req`'s pool, if its `maxContainers` and the plane's memory allow; false when not. */
   #prepare(req: PoolDescriptor, key: string, bundle: BundleOnDisk): boolean {
+    // A prepared container is one of the function's containers: it counts toward its maxContainers, as it starts too.
+    const containers = this.#o.pool.serving(key).length + this.#o.pool.starting(key) + (this.#kept.get(key)?.length ?? 0);
+    if (containers >= req.spec.autoscaler.maxContainers) return false;
     const request = resourceRequests(req)[0]!;
     const held = this.lives().reduce((sum, l) => sum + l.memoryMiB, 0) + this.#startingMiB;
     if (held + request.memoryMiB > this.#o.inventory.memoryMiBTotal * PLANE_DEFAULTS.preparedMemoryShare) return false;

@@ -16,13 +16,14 @@ const APP = new URL("./fixtures/prepared-app.ts", import.meta.url).pathname;
 /** Whether the engine has the container paused. */
 const paused = async (runtimeId: string) => (await promisify(execFile)("docker", ["inspect", "-f", "{{.State.Paused}}", runtimeId])).stdout.trim() === "true";
 let stack: TestStack;
+const METRICS_TOKEN = "metrics-token-for-prepared-tests";
 
 type Ran = { container: string; runs: number; enteredAt?: number };
 const which = () => lookup<[], Ran>("prepared", "which", { gateway: stack.url });
 const ask = () => lookup<[Record<string, never>], Ran>("prepared", "Loaded.ask", { gateway: stack.url });
 
 beforeAll(async () => {
-  stack = await startTestStack(APP);
+  stack = await startTestStack(APP, { metricsToken: METRICS_TOKEN });
 }, 120_000);
 afterAll(async () => {
   await stack?.dispose();
@@ -51,6 +52,8 @@ describe("prepared containers", () => {
     const kept = await preparedOf("which");
     expect(kept).toMatchObject({ app: "prepared", function: "which" });
     expect(stack.planes[0]!.status().containers.filter((c) => c.function === "which")).toEqual([]); // it runs nothing
+    const scrape = await (await fetch(`${stack.planes[0]!.url}/metrics`, { headers: { authorization: `Bearer ${METRICS_TOKEN}` } })).text();
+    expect(scrape).toMatch(/^tandem_function_prepared_containers\{app="prepared",function="which"\} 1$/m);
 
     const third = await cold("which", () => which().remote());
     expect(third).toEqual({ container: kept.id, runs: 1 });
