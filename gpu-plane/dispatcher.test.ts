@@ -649,11 +649,14 @@ describe("prepared containers, on fake containers", () => {
     expect(container.frames.filter((f) => f.t === "input")).toEqual([]); // fresh: it has run no input
     expect(h.dispatcher.containers()).toEqual([]); // not among the containers that run inputs
     expect(h.inventory.summary().memoryMiB.free).toBe(MEMORY_TOTAL_MIB - 256); // it holds its memory
+    expect(h.inventory.summary().cpu.free).toBe(8); // and no CPU
 
     const third = await h.dispatcher.run(request("f", { args: [3], autoscaler: { scaledownWindowSeconds: 0.05 } }), BUNDLE);
     expect(third).toMatchObject({ status: "succeeded", result: 3, coldStart: true, containerId: kept!.id });
     expect(container.paused).toBe(false);
     expect(second!.containerId).not.toBe(kept!.id);
+    await until(() => h.dispatcher.containers().length === 0 && h.dispatcher.prepared().length === 1, "the next prepared container");
+    expect(h.inventory.summary()).toMatchObject({ cpu: { free: 8 }, memoryMiB: { free: MEMORY_TOTAL_MIB - 256 } }); // all given back, but the new one's memory
     expect(h.lines.some((l) => l.startsWith(`[plane] cold start: app.f ${kept!.id} resumed in `))).toBe(true);
     expect(h.records).toContainEqual(expect.objectContaining({ callId: expect.any(String), containerId: kept!.id, source: "system" }));
     expect(h.dispatcher.stats()).toMatchObject([{ function: "f", coldStarts: 3 }]);

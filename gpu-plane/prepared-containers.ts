@@ -20,7 +20,7 @@ import { PLANE_DEFAULTS } from "../sdk/defaults.js";
 import type { ContainerPool, Worker } from "./container-pool.js";
 import type { BundleOnDisk, ContainerStarter } from "./container-start.js";
 import type { ContainerDriver } from "./drivers/driver.js";
-import type { Inventory, ResourceRequest } from "./inventory.js";
+import type { Inventory, Reservation, ResourceRequest } from "./inventory.js";
 import { canonicalJson, poolName, resourceRequests, type PoolDescriptor } from "./pool-descriptor.js";
 import type { ScaleDown } from "./scale-down.js";
 import type { UsageLedger } from "./usage-ledger.js";
@@ -109,11 +109,12 @@ export class PreparedContainers {
       const paused = await entry.paused;
       if (!this.#drop(entry)) continue; // it exited meanwhile
       if (!paused) {
-        this.#o.inventory.release(worker.reservation);
+        this.#o.inventory.release(memoryOnly(worker));
         void this.#o.scaleDown.retire(worker);
         continue;
       }
-      // In its pool and held before it runs again: from now on its memory, its exit and its life are the pool's.
+      // In its pool and held before it runs again: from now on its resources, its exit and its life are the pool's.
+      this.#o.inventory.reserve({ gpu: undefined, cpu: worker.reservation.cpu, memoryMiB: 0 }); // CPU is never refused
       worker.life = { ...worker.life, startedAt: Date.now() };
       this.#o.pool.add(worker);
       this.#o.pool.hold(worker, callId, req.function);
@@ -242,6 +243,8 @@ export class PreparedContainers {
       return;
     }
     this.#o.pool.delete(worker);
+    // Paused, it uses no CPU: its cores are given back (the gateway sends calls where most are free) until it is taken.
+    this.#o.inventory.release({ gpus: [], cpu: worker.reservation.cpu, memoryMiB: 0 });
     const entry: Prepared = {
       worker,
       state: "kept",
@@ -256,7 +259,7 @@ export class PreparedContainers {
     this.#kept.set(key, [...(this.#kept.get(key) ?? []), entry]);
     void worker.container.exited.then(() => {
       if (!this.#drop(entry)) return; // taken or stopped before
-      this.#o.inventory.release(worker.reservation);
+      this.#o.inventory.release(memoryOnly(worker));
       this.#o.log(`[plane] prepared ${worker.label} ${worker.id} exited while paused`);
     });
     void entry.paused.then((paused) => paused && this.#o.log(`[plane] ${worker.label} ${worker.id} prepared and paused for its next cold start`));
@@ -307,7 +310,7 @@ export class PreparedContainers {
     const { worker } = entry;
     if (!this.#drop(entry)) return;
     entry.state = "stopped";
-    this.#o.inventory.release(worker.reservation);
+    this.#o.inventory.release(memoryOnly(worker));
     if (why) this.#o.log(`[plane] stopping prepared ${worker.label} ${worker.id}: ${why}`);
     const resumed =
       (await entry.paused) &&
@@ -318,4 +321,9 @@ export class PreparedContainers {
     // Not in its pool: retiring it stops it, and forgets nothing (its memory is given back above).
     await this.#o.scaleDown.retire(worker, { graceful: resumed && worker.exitHooks });
   }
+}
+
+/** What a kept prepared container holds of the plane's inventory: its memory (it gave its CPU back as it was paused). */
+function memoryOnly(worker: Worker): Reservation {
+  return { gpus: [], cpu: 0, memoryMiB: worker.reservation.memoryMiB };
 }
