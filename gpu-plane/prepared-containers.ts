@@ -238,7 +238,11 @@ export class PreparedContainers {
   /** A prepared container is ready: out of its pool, paused, and kept, unless an input took it as it got ready. */
   #keep(worker: Worker, key: string, secrets: string, since: number): void {
     if (worker.inFlight.size > 0) return; // a queued input took it: a container like any other now
-    if (this.#closed || this.#o.superseded?.(key)) {
+    if (this.#closed) {
+      void this.#o.scaleDown.retire(worker); // the plane is stopping: ready too late
+      return;
+    }
+    if (this.#o.superseded?.(key)) {
       this.#o.scaleDown.release(worker, undefined); // its scale-down window stops it
       return;
     }
