@@ -8,13 +8,15 @@
  *
  * How many, per pool: once it has started cold twice within the window
  * (`preparedWindowSeconds`), as many as the most of its cold starts that were
- * under way at once in that window, up to `--prepared` (default 2). None for a GPU
- * function (a paused container would hold its GPUs), one that mounts volumes
- * (its container's view of them would be as old as the container), or a driver
- * that cannot pause. Together they hold at most a quarter of the plane's
- * memory, and one is stopped whenever an input needs its memory. One unused
- * for the window is stopped. The time each is kept goes in the usage ledger,
- * shown apart and not billed (`UsageLedger.recordPrepared`).
+ * under way at once in that window, up to `--prepared` (default 2), counted
+ * toward its `maxContainers`. None for a GPU function (a paused container
+ * would hold its GPUs), one that mounts volumes (its container's view of them
+ * would be as old as the container), a `snapshot: true` one (its cold starts
+ * resume the snapshot), or a driver that cannot pause. Together they hold at
+ * most a quarter of the plane's memory, and no CPU while paused; one is
+ * stopped whenever an input needs its memory, and one unused for the window is
+ * stopped. The time each is kept goes in the usage ledger, shown apart and not
+ * billed (`UsageLedger.recordPrepared`).
  */
 import { PLANE_DEFAULTS } from "../sdk/defaults.js";
 import type { ContainerPool, Worker } from "./container-pool.js";
@@ -77,12 +79,12 @@ export interface PreparedSummary {
  * The plane's prepared containers, by pool key.
  * @example
  * const worker = await prepared.take(req, key, req.callId); // resumed, in its pool, held for the input; or undefined
- * prepared.coldStarted(req, key, bundle); // after any cold start: prepares more if the pool's demand says so
+ * prepared.coldStarted(req, key, bundle, 1); // after any cold start (1 under way): prepares more if the pool's demand says so
  */
 export class PreparedContainers {
   readonly #o: PreparedContainersOptions;
   readonly #kept = new Map<string, Prepared[]>();
-  /** Prepared containers starting now, by pool, with the memory each reserved. */
+  /** How many prepared containers are starting now, by pool, and the memory they reserved together. */
   readonly #starting = new Map<string, number>();
   #startingMiB = 0;
   /** Each pool's recent cold starts (within the window): when, and how many of its cold starts were under way then. */
@@ -102,7 +104,7 @@ export class PreparedContainers {
       const entry = this.#kept.get(key)?.[0];
       if (!entry) return undefined;
       if (entry.secrets !== canonicalJson(req.secrets ?? {})) {
-        this.#stop(entry, "its function's secrets changed");
+        void this.#stop(entry, "its function's secrets changed");
         continue;
       }
       const { worker } = entry;
@@ -139,7 +141,7 @@ export class PreparedContainers {
     const now = Date.now();
     const starts = [...(this.#coldStarts.get(key)?.starts ?? []), { at: now, under }].filter((s) => now - s.at < this.#o.windowMs);
     this.#coldStarts.set(key, { app: req.app, starts });
-    if (this.#unable(req) !== undefined) return;
+    if (!this.#preparable(req)) return;
     for (let i = this.#count(key); i < this.#wanted(key); i++) if (!this.#prepare(req, key, bundle)) break;
   }
 
@@ -153,16 +155,21 @@ export class PreparedContainers {
     if (request.gpu) return false; // a prepared container holds no GPU
     const victim = this.#all().sort((a, b) => a.since - b.since)[0];
     if (!victim) return false;
-    this.#stop(victim, "an input needed its memory");
+    void this.#stop(victim, "an input needed its memory");
     return true;
   }
 
   /** Stops every prepared container of `app`, and forgets its pools' demand (`tandem app stop`, a rollover); returns how many. */
   dropApp(app: string): number {
     const mine = this.#all().filter((p) => p.worker.life.app === app);
-    for (const entry of mine) this.#stop(entry, `app ${app} was stopped or rolled over`);
+    for (const entry of mine) void this.#stop(entry, `app ${app} was stopped or rolled over`);
     for (const [key, demand] of this.#coldStarts) if (demand.app === app) this.#coldStarts.delete(key);
     return mine.length;
+  }
+
+  /** Stops the prepared containers of pools a newer version replaced (told as the plane sees a new version). */
+  dropSuperseded(): void {
+    for (const entry of this.#all()) if (this.#o.superseded?.(entry.worker.key)) void this.#stop(entry, "a new version went live");
   }
 
   /** The prepared containers kept now, for `status`. */
@@ -184,13 +191,13 @@ export class PreparedContainers {
     await Promise.all(this.#all().map((p) => this.#stop(p, "")));
   }
 
-  /** Why no container of `req` is prepared, or undefined when one may be. */
-  #unable(req: PoolDescriptor): string | undefined {
-    if (!this.#o.driver.pausable) return "its runtime cannot pause a container";
-    if (req.spec.gpu) return "it asks for a GPU";
-    if (req.spec.volumes?.length) return "it mounts volumes";
-    if (req.spec.snapshot) return "its cold starts resume its memory snapshot";
-    return undefined;
+  /**
+   * Whether containers of `req` may be prepared: not where the runtime cannot pause one, nor for a function with a
+   * GPU (a paused container would hold it), with volumes (it would see them as they were) or with memory snapshots
+   * (its cold starts resume the snapshot).
+   */
+  #preparable(req: PoolDescriptor): boolean {
+    return this.#o.driver.pausable === true && !req.spec.gpu && !req.spec.volumes?.length && !req.spec.snapshot;
   }
 
   /**
@@ -272,13 +279,8 @@ export class PreparedContainers {
   /** `entry` has waited the window unused: stopped, unless its pool's demand still asks for it. */
   #expire(entry: Prepared): void {
     const key = entry.worker.key;
-    if (this.#count(key) > this.#wanted(key)) this.#stop(entry, `unused for ${this.#o.windowMs / 1000} s`);
+    if (this.#count(key) > this.#wanted(key)) void this.#stop(entry, `unused for ${this.#o.windowMs / 1000} s`);
     else entry.expiry.refresh();
-  }
-
-  /** Stops the prepared containers of pools a newer version replaced (told as the plane sees a new version). */
-  dropSuperseded(): void {
-    for (const entry of this.#all()) if (this.#o.superseded?.(entry.worker.key)) this.#stop(entry, "a new version went live");
   }
 
   #all(): Prepared[] {
