@@ -740,6 +740,17 @@ describe("prepared containers, on fake containers", () => {
     expect(h.dispatcher.prepared()).toEqual([]);
   });
 
+  it("stops an app's prepared containers at a rollover: they were made with what the app declared before", async () => {
+    const h = harness({ f: ([x]) => x }, { prepared: 1 });
+    await coldCalls(h, [1, 2]);
+    await until(() => h.dispatcher.prepared().length === 1, "a prepared container");
+    const kept = h.dispatcher.prepared()[0]!.id;
+    h.dispatcher.rolloverApp("app");
+    expect(h.dispatcher.prepared()).toEqual([]);
+    expect(h.lines).toContain(`[plane] stopping prepared app.f ${kept}: app app was stopped or rolled over`);
+    await until(() => h.driver.started.find((c) => c.id === kept)!.exit !== undefined, "the prepared container to stop");
+  });
+
   it("stops a prepared container when an input needs its memory", async () => {
     const h = harness({ f: ([x]) => x, big: () => "big" }, { prepared: 1 });
     await coldCalls(h, [1, 2], { spec: { memory: 1024 } });
