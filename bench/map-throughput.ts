@@ -60,8 +60,16 @@ http.createServer((req, res) => { let b = ""; req.on("data", (c) => (b += c)); r
       gpuDeviceIds: [],
       labels: { "tandem.plane": stack.planes[0]!.planeId },
     });
-    await new Promise<void>((resolve) => container.onOutput((_s, line) => line === "listening" && resolve()));
     bare.push(container);
+    // Bounded: a port taken on the host (the ports are random) ends the container, and the run says so.
+    const lines: string[] = [];
+    const listening = new Promise<void>((resolve) => container.onOutput((_s, line) => (line === "listening" ? resolve() : lines.push(line))));
+    const failed = (why: string) => new Error(`a bare container on port ${port} ${why}${lines.length ? `: ${lines.slice(-3).join(" | ")}` : ""}`);
+    await Promise.race([
+      listening,
+      container.exited.then(() => Promise.reject(failed("exited before it listened"))),
+      new Promise((_, reject) => setTimeout(() => reject(failed("did not listen within 30 s")), 30_000).unref()),
+    ]);
   }
 
   const small = lookup<[number], number>("mapbench", "small", { gateway: stack.url, token: ADMIN_TOKEN });
