@@ -347,8 +347,8 @@ export class Dispatcher {
    */
   keepWarm(pools: WarmPool[]): void {
     // An assigned pool is its function's live version: the old version's containers drain while its new ones warm.
-    for (const pool of pools) this.#versions.seen(poolKey(pool), pool.strategy);
-    this.#prepared.dropSuperseded();
+    const switched = pools.map((pool) => this.#versions.seen(poolKey(pool), pool.strategy));
+    if (switched.includes(true)) this.#prepared.dropSuperseded();
     this.#warm.keep(pools);
   }
 
@@ -382,8 +382,7 @@ export class Dispatcher {
     stats: FunctionStats,
   ): Promise<{ worker: Worker; cold: boolean; startMs: number }> {
     const key = poolKey(req);
-    this.#versions.seen(key, req.strategy);
-    this.#prepared.dropSuperseded();
+    if (this.#versions.seen(key, req.strategy)) this.#prepared.dropSuperseded();
     const scaling = req.spec.autoscaler;
     const requests = resourceRequests(req);
     const possible = requests.filter((r) => this.#o.inventory.fits(r) === undefined);

@@ -45,13 +45,16 @@ export class VersionSwitch {
     this.#o = options;
   }
 
-  /** The pool `key` was sent an input or assigned warm: it is its function's live version from now on. */
-  seen(key: string, strategy: DeployStrategy = "rolling"): void {
+  /**
+   * The pool `key` was sent an input or assigned warm: it is its function's live version from now on. True when that
+   * made it live (a new version, or the function's first): what was kept for an older one may go.
+   */
+  seen(key: string, strategy: DeployStrategy = "rolling"): boolean {
     const fn = functionOf(key);
-    if (this.#live.get(fn) === key) return;
+    if (this.#live.get(fn) === key) return false;
     this.#live.set(fn, key);
     const old = this.#o.pool.all().filter((w) => w.key !== key && functionOf(w.key) === fn && !w.exit && !w.stopping && !w.supersededBy);
-    if (old.length === 0) return;
+    if (old.length === 0) return true;
     const label = old[0]!.label;
     const count = `${old.length} container${old.length === 1 ? "" : "s"}`;
     if (strategy === "recreate") {
@@ -60,7 +63,7 @@ export class VersionSwitch {
         worker.supersededBy = key;
         void this.#o.scaleDown.retire(worker);
       }
-      return;
+      return true;
     }
     const wanted = this.#warmTarget(key, old);
     this.#o.log(
@@ -85,6 +88,7 @@ export class VersionSwitch {
       }
     }, this.#o.drainTimeoutMs);
     this.#o.pool.wake();
+    return true;
   }
 
   /** Whether `key` is an older version of a function than the live one (a warm pool not to fill). */
