@@ -47,6 +47,7 @@ import {
 import { EncodedResult } from "./encoded-result.js";
 import { AttemptLost, forwardToPlane, type ForwardOptions } from "./forward-to-plane.js";
 import { registry, type RegisteredFunction } from "./registry.js";
+import { RunBatch } from "./plane-runs.js";
 import { mapStack } from "./source-map.js";
 import { isGeneratorResult } from "../sdk/generator-result.js";
 import { runStore, withCallEnv, type RunContext } from "./run-context.js";
@@ -73,6 +74,8 @@ export interface ExecuteOptions {
   beforeAttempt?: (attempt: number) => Promise<boolean>;
   /** Told which plane each try of a plane attempt goes to. */
   onPlane?: (planeId: string) => Promise<void>;
+  /** Sends a plane attempt together with the others of its request ready at the same moment (a `.map`'s inputs). */
+  batch?: RunBatch;
 }
 
 /**
@@ -96,6 +99,7 @@ export async function execute(rc: RunContext, fn: RegisteredFunction, args: Call
   const forward: ForwardOptions = {
     ...(options.onPlane ? { onPlane: options.onPlane } : {}),
     ...(from.running && plane && from.plane ? { sentTo: from.plane } : {}),
+    ...(options.batch ? { batch: options.batch } : {}),
   };
   const lastAttempt = () => fn.spec.retries.maxRetries + 1 + lost;
   const origin = { app: fn.app, function: fn.name, callId };
@@ -405,6 +409,7 @@ async function runRecorded(
     /** How attempts are marked and planes noted, when not one write each (a keyed map groups them). */
     start?: (mark: { id: string; attempt: number }) => Promise<boolean>;
     notePlane?: (note: { id: string; planeId: string }) => Promise<void>;
+    batch?: RunBatch;
   },
 ): Promise<Outcome> {
   let marked = options.firstMarked === true;
@@ -414,6 +419,7 @@ async function runRecorded(
   try {
     return await execute(rc, fn, args, id, {
       from,
+      ...(options.batch ? { batch: options.batch } : {}),
       beforeAttempt: (attempt) => {
         if (!marked) return start({ id, attempt });
         marked = false;
@@ -459,13 +465,14 @@ export async function mapCalls(
   concurrency = 32,
 ): Promise<void> {
   const rows: FinishedCall[] = [];
+  const batch = new RunBatch();
   let next = 0;
   const worker = async () => {
     while (next < inputs.length) {
       const index = next++;
       const id = newCallId();
       const createdAt = Date.now();
-      const outcome = await execute(rc, fn, inputs[index]!, id);
+      const outcome = await execute(rc, fn, inputs[index]!, id, { batch });
       const row = finishedCall(id, fn, "map", createdAt, outcome);
       rows.push(row);
       await onResult(index, row, outcome);
@@ -522,6 +529,7 @@ export async function mapCallsOnce(
   const notePlane = early ? (note: { id: string; planeId: string }) => afterRecord(() => planeNotes(note)) : planeNotes;
   const renew = setInterval(() => void (mine.size ? ledger.renewAll([...mine]) : Promise.resolve()).catch(() => {}), rc.config.callLeaseMs / 3);
   const rows: FinishedCall[] = [];
+  const batch = new RunBatch();
   let next = 0;
   const worker = async () => {
     while (next < inputs.length) {
@@ -531,7 +539,14 @@ export async function mapCallsOnce(
         await onRecord(index, await awaitRecord(ledger, id, fn, rc)); // made by the first request with this key
         continue;
       }
-      const outcome = await runRecorded(rc, ledger, fn, id, inputs[index]!, NOT_STARTED, { renew: false, firstMarked: early, waited: true, start, notePlane });
+      const outcome = await runRecorded(rc, ledger, fn, id, inputs[index]!, NOT_STARTED, {
+        renew: false,
+        firstMarked: early,
+        waited: true,
+        start,
+        notePlane,
+        batch,
+      });
       mine.delete(id);
       if (early) {
         const known = (await recorded)[index]!;

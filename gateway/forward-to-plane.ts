@@ -16,11 +16,12 @@
 import { PLANE_DEFAULTS } from "../sdk/defaults.js";
 import { ndjsonLines } from "../sdk/stream-lines.js";
 import { PlaneUnavailableError, fromWireError, functionTimeout, type WireError } from "../sdk/errors.js";
-import { PLANE_ROUTES, type PlaneInfo, type PlaneRunRequest, type PlaneRunResponse, type StreamLine } from "../sdk/protocol.js";
+import { PLANE_ROUTES, type PlaneInfo, type PlaneRunRequest, type StreamLine } from "../sdk/protocol.js";
 import type { CallArgs } from "./call-args.js";
 import { clsParamsOf } from "./class-params.js";
 import { EncodedResult } from "./encoded-result.js";
 import { signedFetch } from "./plane-client.js";
+import { runOnPlane, type RunBatch, type RunReply, type RunSend } from "./plane-runs.js";
 import { choosePlane, knownPlanes, localPlaneBundle, noteUnreachable, type PlaneWants } from "./plane-choice.js";
 import { defaultNearRegions } from "./plane-regions.js";
 import { registry, type RegisteredFunction } from "./registry.js";
@@ -33,10 +34,10 @@ import type { RunContext } from "./run-context.js";
  */
 const TIMEOUT_MARGIN_MS = 10_000;
 
-/** What sending one input to a plane needs: the secret, the signed body, what GPUs it wants, its deadline. */
+/** What sending one input to a plane needs: the secret, the request, what GPUs it wants, its deadline. */
 interface PlaneSend extends PlaneWants {
   secret: string;
-  body: string;
+  request: PlaneRunRequest;
 }
 
 async function planeSend(rc: RunContext, fn: RegisteredFunction, args: CallArgs, callId: string, attempt: number): Promise<PlaneSend> {
@@ -65,7 +66,7 @@ async function planeSend(rc: RunContext, fn: RegisteredFunction, args: CallArgs,
   };
   return {
     secret: planeSecret,
-    body: JSON.stringify(request),
+    request,
     wants: fn.spec.gpu ?? [],
     regions: fn.spec.regions,
     near: rc.nearRegions ?? defaultNearRegions(rc.config),
@@ -96,6 +97,8 @@ export interface ForwardOptions {
   sentTo?: string;
   /** Planes not to try first (where the previous attempt was lost). */
   avoid?: Iterable<string>;
+  /** Sends the attempt with others of the same request that are ready at the same moment (a `.map`'s inputs). */
+  batch?: RunBatch;
 }
 
 /** A plane's answer worth trying elsewhere (it is full, or cannot run this app) while time is left. */
@@ -135,14 +138,10 @@ export async function forwardToPlane(
       throw new AttemptLost([...mayHold], `attempt ${attempt} of ${callId} may have run on plane ${where}, which cannot be reached`);
     }
     await options.onPlane?.(plane.planeId);
-    let response: Response;
+    let reply: RunReply;
     try {
-      response = await signedFetch(send.secret, plane, {
-        method: "POST",
-        route: PLANE_ROUTES.run,
-        body: send.body,
-        timeoutMs: 2 * fn.spec.timeoutSeconds * 1000 + TIMEOUT_MARGIN_MS,
-      });
+      const run: RunSend = { secret: send.secret, request: send.request, timeoutMs: 2 * fn.spec.timeoutSeconds * 1000 + TIMEOUT_MARGIN_MS };
+      reply = options.batch ? await options.batch.run(plane, run) : await runOnPlane(plane, run);
     } catch (err) {
       if ((err as Error).name === "TimeoutError") {
         throw functionTimeout({
@@ -163,9 +162,9 @@ export async function forwardToPlane(
       skipped.add(plane.planeId);
       continue;
     }
-    const answer = (await response.json().catch(() => null)) as PlaneRunResponse | null;
+    const answer = reply.answer;
     if (!answer) {
-      console.warn(`plane ${plane.planeId} answered HTTP ${response.status} without a result for ${callId}; trying another`);
+      console.warn(`plane ${plane.planeId} answered HTTP ${reply.status} without a result for ${callId}; trying another`);
       skipped.add(plane.planeId);
       continue;
     }
@@ -178,7 +177,7 @@ export async function forwardToPlane(
     if (answer.status === "succeeded")
       return new EncodedResult(answer.meta === undefined ? { json: answer.result } : { json: answer.result, meta: answer.meta });
     if (answer.error) throw fromWireError({ ...answer.error, details: { ...answer.error.details, callId, plane: plane.planeId } });
-    throw new PlaneUnavailableError(`plane ${plane.planeId} answered HTTP ${response.status} without a result`);
+    throw new PlaneUnavailableError(`plane ${plane.planeId} answered HTTP ${reply.status} without a result`);
   }
 }
 
@@ -217,7 +216,7 @@ export async function* forwardStreamToPlane(
     const plane = await choosePlane(rc.env, fn, send, skipped);
     let response: Response;
     try {
-      response = await signedFetch(send.secret, plane, { method: "POST", route: PLANE_ROUTES.stream, body: send.body });
+      response = await signedFetch(send.secret, plane, { method: "POST", route: PLANE_ROUTES.stream, body: JSON.stringify(send.request) });
     } catch (err) {
       console.warn(`plane ${plane.planeId} (${plane.url}) could not be reached for ${callId}: ${(err as Error).message}; trying another`);
       noteUnreachable(plane.planeId);

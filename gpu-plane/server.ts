@@ -1,12 +1,14 @@
 /**
- * The plane's HTTP API, called by the gateway: run one input, report status.
+ * The plane's HTTP API, called by the gateway: run one input (or several of
+ * one function, a `.map`'s, in one request), report status.
  * Every request must carry the gateway's signature, made for this plane (its
  * id is the audience) since this plane started. The headers are checked
  * before a byte of the body is read, and the body is read no further than its
  * limit: unsigned, misdirected, tampered or replayed requests get 401, bodies
  * over the limit 413, malformed ones 400, and refusals are logged.
- * `POST /v1/plane/run`, on every plane call's path, is answered straight from
- * Node's request and response; the rest go through hono.
+ * `POST /v1/plane/run` and `/v1/plane/run-many`, on every plane call's path,
+ * are answered straight from Node's request and response; the rest go
+ * through hono.
  * A run is idempotent per attempt: one this plane has seen (a restarted
  * gateway sending what it had in flight) is answered from the outcome cache
  * rather than run again.
@@ -23,12 +25,14 @@ import {
   PLANE_PROBES,
   PLANE_ROUTES,
   PlaneCancelRequestSchema,
+  PlaneRunManyRequestSchema,
   PlaneRunRequestSchema,
   PlaneStopRequestSchema,
   UsageQuerySchema,
   type EncodedValue,
   type PlaneCancelAnswer,
   type PlaneProbeAnswer,
+  type PlaneRunManyRequest,
   type PlaneRunRequest,
   type PlaneRunResponse,
   type PlaneUsageAnswer,
@@ -104,31 +108,90 @@ export function planeServer(options: PlaneServerOptions): (req: IncomingMessage,
 
   const parseRun = (body: string): PlaneRunRequest => parseSignedBody(body, PlaneRunRequestSchema, "run");
 
+  /**
+   * One attempt's answer, as JSON: from the outcome cache when this plane has seen it (a gateway that restarted, or a
+   * request sent again), else from running it. Throws what the run throws (no capacity, say), as an error the route
+   * answers.
+   */
+  const answerRun = async (run: PlaneRunRequest): Promise<string> => {
+    const known = outcomes.lookup(run.callId, run.attempt);
+    if (known) {
+      log(`[plane] ${run.app}.${run.function} ${run.callId} attempt ${run.attempt} was sent again: ${knownLine(known)}`);
+      return JSON.stringify(await answerAgain(known, run));
+    }
+    const running = options.run(run);
+    outcomes.running(run.callId, run.attempt, running);
+    const answer = await running;
+    const text = JSON.stringify(answer);
+    outcomes.ended(run.callId, run.attempt, answer, text.length);
+    return text;
+  };
+
+  /** An error as a route answers it: its status and body, logged when it is not one of Tandem's own. */
+  const errorAnswer = (err: unknown): { status: number; body: ReturnType<typeof errorBody> } => {
+    if (!(err instanceof TandemError)) log(`[plane] ${(err as Error).stack ?? err}`);
+    return { status: errorStatus(err), body: errorBody(err) };
+  };
+
   /** The hot route without hono: measured, hono's node adapter added about 0.18 ms to each call. */
   const run = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
     let status = 200;
     let text: string;
     try {
-      const run = parseRun(await verifiedBody(req, "POST", PLANE_ROUTES.run, PLANE_DEFAULTS.maxRunRequestBytes));
-      const known = outcomes.lookup(run.callId, run.attempt);
-      if (known) {
-        log(`[plane] ${run.app}.${run.function} ${run.callId} attempt ${run.attempt} was sent again: ${knownLine(known)}`);
-        text = JSON.stringify(await answerAgain(known, run));
-      } else {
-        const running = options.run(run);
-        outcomes.running(run.callId, run.attempt, running);
-        const answer = await running;
-        text = JSON.stringify(answer);
-        outcomes.ended(run.callId, run.attempt, answer, text.length);
-      }
+      text = await answerRun(parseRun(await verifiedBody(req, "POST", PLANE_ROUTES.run, PLANE_DEFAULTS.maxRunRequestBytes)));
     } catch (err) {
-      status = errorStatus(err);
-      if (!(err instanceof TandemError)) log(`[plane] ${(err as Error).stack ?? err}`);
-      text = JSON.stringify(errorBody(err));
+      const failed = errorAnswer(err);
+      status = failed.status;
+      text = JSON.stringify(failed.body);
     }
     closeAfterAnswerUnlessRead(req, res);
     res.writeHead(status, { "content-type": "application/json", "content-length": Buffer.byteLength(text) });
     res.end(text);
+  };
+
+  /**
+   * Several inputs in one request (a `.map`'s): each run as `run` runs it, and answered on its own NDJSON line as it
+   * ends, the lines that end in one turn of the event loop written together. A request refused as a whole (its
+   * signature, size or shape) is answered with its error status, as `run`'s is.
+   */
+  const runMany = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
+    let request: PlaneRunManyRequest;
+    try {
+      const body = await verifiedBody(req, "POST", PLANE_ROUTES.runMany, PLANE_DEFAULTS.maxRunRequestBytes);
+      request = parseSignedBody(body, PlaneRunManyRequestSchema, "run-many");
+    } catch (err) {
+      const failed = errorAnswer(err);
+      const text = JSON.stringify(failed.body);
+      closeAfterAnswerUnlessRead(req, res);
+      res.writeHead(failed.status, { "content-type": "application/json", "content-length": Buffer.byteLength(text) });
+      res.end(text);
+      return;
+    }
+    res.writeHead(200, { "content-type": "application/x-ndjson" });
+    let corked = false;
+    // Each line is a `PlaneRunManyLine`: the input's index, then its answer's fields.
+    const answerLine = (i: number, answer: string) => {
+      if (!corked) {
+        corked = true;
+        res.cork();
+        process.nextTick(() => {
+          corked = false;
+          res.uncork();
+        });
+      }
+      res.write(`{"i":${i},${answer.slice(1)}\n`);
+    };
+    const { base, runs } = request;
+    await Promise.all(
+      runs.map(async (item, i) => {
+        try {
+          answerLine(i, await answerRun({ ...base, ...item }));
+        } catch (err) {
+          answerLine(i, JSON.stringify(errorAnswer(err).body));
+        }
+      }),
+    );
+    res.end();
   };
 
   app.post(PLANE_ROUTES.stream, async (c) => {
@@ -184,6 +247,7 @@ export function planeServer(options: PlaneServerOptions): (req: IncomingMessage,
   const viaHono = getRequestListener(app.fetch);
   return (req, res) => {
     if (req.method === "POST" && req.url === PLANE_ROUTES.run) void run(req, res);
+    else if (req.method === "POST" && req.url === PLANE_ROUTES.runMany) void runMany(req, res);
     else if (options.metrics && req.url?.split("?")[0] === PLANE_METRICS_ROUTE) {
       void answerScrape(req, res, options.metrics, { token: options.metricsToken, openWithoutToken: false });
     } else void viaHono(req, res);

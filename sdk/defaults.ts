@@ -261,6 +261,11 @@ export const PLANE_DEFAULTS = {
    * that encode larger than they came (`1e20` is written out in full).
    */
   maxRunRequestBytes: 2 * GATEWAY_DEFAULTS.maxBodyBytes,
+  /**
+   * The most inputs one run-many request carries (a `.map`'s inputs ready together, sent to one plane in one
+   * request); its body is held to `maxRunRequestBytes` as a run request's is.
+   */
+  maxRunsPerRequest: 64,
   /** The largest body of every other signed request, either way: heartbeats, stops, cancels (fetches and status have none). */
   maxSignedRequestBytes: 64 * KiB,
   /**

@@ -9,7 +9,7 @@
  */
 import { SuperJSON } from "superjson";
 import { z } from "zod";
-import { API_LIMITS, DEPLOY_LIMITS, DICT_LIMITS, LOG_LIMITS, QUEUE_LIMITS, SECRET_LIMITS, VOLUME_LIMITS } from "./defaults.js";
+import { API_LIMITS, DEPLOY_LIMITS, DICT_LIMITS, LOG_LIMITS, PLANE_DEFAULTS, QUEUE_LIMITS, SECRET_LIMITS, VOLUME_LIMITS } from "./defaults.js";
 import type { WireError } from "./errors.js";
 import { GPU_TYPES, MAX_GPUS_PER_CONTAINER, type GpuType } from "./gpu.js";
 
@@ -290,6 +290,12 @@ export const ROUTE_METHODS = {
 /** Routes a plane serves (all signed by the gateway). */
 export const PLANE_ROUTES = {
   run: "/v1/plane/run",
+  /**
+   * Several inputs of one function in one request (a `.map`'s inputs that are ready together): a
+   * `PlaneRunManyRequest`, answered with NDJSON `PlaneRunManyLine`s, one per input as it ends, in any order. Each
+   * input is an attempt as on `run`: run once, and answered from the outcome cache when it is sent again.
+   */
+  runMany: "/v1/plane/run-many",
   /** Like run, for a generator: answers NDJSON `StreamLine`s as the generator yields. */
   stream: "/v1/plane/stream",
   /** Stops every container of an app: `{ "app": name }`. */
@@ -1526,6 +1532,25 @@ export const PlaneRunRequestSchema = z.lazy(() =>
   }),
 );
 export type PlaneRunRequest = z.infer<typeof PlaneRunRequestSchema>;
+
+/** The fields of a run request that differ from input to input of one function; the rest are a run-many request's `base`. */
+const RUN_ITEM_FIELDS = { callId: true, attempt: true, args: true, meta: true, clsParams: true } as const;
+
+/**
+ * Several inputs of one function for a plane (`PLANE_ROUTES.runMany`): what they share once (`base`: the app,
+ * function, bundle, spec, timeout and secrets), and each input's own fields. Input `i` is the run request
+ * `{ ...base, ...runs[i] }`.
+ */
+export const PlaneRunManyRequestSchema = z.lazy(() =>
+  z.strictObject({
+    base: PlaneRunRequestSchema.unwrap().omit(RUN_ITEM_FIELDS),
+    runs: z.array(PlaneRunRequestSchema.unwrap().pick(RUN_ITEM_FIELDS)).min(1).max(PLANE_DEFAULTS.maxRunsPerRequest),
+  }),
+);
+export type PlaneRunManyRequest = z.infer<typeof PlaneRunManyRequestSchema>;
+
+/** One line of a run-many answer: input `i`'s answer, as `run` would have given it (or its error, as `{ error }`). */
+export type PlaneRunManyLine = { i: number } & (PlaneRunResponse | { error: WireError });
 
 /** A pool the gateway asks a plane to keep warm (a function with `minContainers`). */
 export interface WarmPoolRef {

@@ -162,6 +162,7 @@ describe("signatures", () => {
     const plane = stack.planes[0]!;
     const unsigned = await fetch(`${plane.url}/v1/plane/run`, { method: "POST", body: "{}" });
     expect(unsigned.status).toBe(401);
+    expect((await fetch(`${plane.url}/v1/plane/run-many`, { method: "POST", body: "{}" })).status).toBe(401);
     const headers = await sign(plane.planeId, "GET", "/v1/plane/status");
     expect((await fetch(`${plane.url}/v1/plane/status`, { headers })).status).toBe(200);
     const replay = await fetch(`${plane.url}/v1/plane/status`, { headers });
@@ -244,10 +245,12 @@ describe("bodies, read only once the headers pass and never past a limit", () =>
 
   it("answers a run request with good-looking headers and a chunked body over the limit with 413 while it streams", async () => {
     const plane = stack.planes[0]!;
-    const answer = await streamUntilAnswered(`${plane.url}/v1/plane/run`, "POST", signedLooking(plane.planeId), 200 * MiB);
-    expect(answer.status).toBe(413);
-    expect(JSON.parse(answer.body).error.code).toBe("payload_too_large");
-    expect(answer.sentBeforeAnswer).toBeLessThan(200 * MiB);
+    for (const route of ["/v1/plane/run", "/v1/plane/run-many"]) {
+      const answer = await streamUntilAnswered(`${plane.url}${route}`, "POST", signedLooking(plane.planeId), 200 * MiB);
+      expect({ route, status: answer.status }).toEqual({ route, status: 413 });
+      expect(JSON.parse(answer.body).error.code).toBe("payload_too_large");
+      expect(answer.sentBeforeAnswer).toBeLessThan(200 * MiB);
+    }
   });
 
   it("answers a declared length over the limit with 413, and a stop request's over the smaller limit, before reading it", async () => {
@@ -305,7 +308,7 @@ describe("malformed bodies under a valid signature", () => {
     const plane = stack.planes[0]!;
     // A run request the plane would run, but for its one argument nested 5,000 levels deep.
     const deepRun = JSON.stringify(await runRequest("echoPlane", ["__deep__"])).replace('"__deep__"', deepArray);
-    for (const route of ["/v1/plane/run", "/v1/plane/stream", "/v1/plane/stop", "/v1/plane/cancel"]) {
+    for (const route of ["/v1/plane/run", "/v1/plane/run-many", "/v1/plane/stream", "/v1/plane/stop", "/v1/plane/cancel"]) {
       for (const body of [...bodies, deepRun]) {
         const headers = await sign(plane.planeId, "POST", route, body);
         const res = await fetch(`${plane.url}${route}`, { method: "POST", body, headers });
