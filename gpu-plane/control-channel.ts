@@ -110,15 +110,8 @@ export class ControlChannel {
     this.#send({ t: "cancel", callId });
   }
 
-  /** Frames sent in one turn of the event loop (a batch of inputs for this container) go in one write. */
   #send(frame: PlaneFrame): void {
-    const socket = this.#socket;
-    if (this.#failure || !socket) return;
-    if (!socket.writableCorked) {
-      socket.cork();
-      process.nextTick(() => socket.uncork());
-    }
-    socket.write(JSON.stringify(frame) + "\n");
+    if (!this.#failure) this.#socket?.write(JSON.stringify(frame) + "\n");
   }
 
   /** Fails every input in flight (the container died). */

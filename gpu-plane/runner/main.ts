@@ -82,15 +82,7 @@ export async function runFunctions(
     return callId && callId !== "-" ? callId : null;
   });
   capture.attach((text) => socket.write(text));
-  // Frames sent in one turn of the event loop (the outputs of inputs that ended together) go in one write.
-  const sendFrame = (frame: RunnerFrame) => {
-    const to = socket;
-    if (!to.writableCorked) {
-      to.cork();
-      process.nextTick(() => to.uncork());
-    }
-    to.write(capture.take(frame.t === "output" ? frame.callId : undefined) + JSON.stringify(frame) + "\n");
-  };
+  const sendFrame = (frame: RunnerFrame) => socket.write(capture.take(frame.t === "output" ? frame.callId : undefined) + JSON.stringify(frame) + "\n");
   const send = sendFrame;
   // Only a class's container has instances whose exit() hooks a stop runs; a function's stops with nothing to run.
   const exitHooks = clsIndex >= 0 && classes[clsIndex]!.hasExitHook();
@@ -144,7 +136,6 @@ export async function runFunctions(
     else if (frame.t === "shutdown") {
       await Promise.all(classes.map((c) => c.exitAll())); // each class's exit(): the container is stopping
       capture.detach(); // exit()'s lines sent
-      socket.uncork(); // and any frame still held
       process.exit(0);
     } else if (frame.t === "cancel" && !demand.has(frame.callId) && cancels.has(frame.callId)) {
       cancels.get(frame.callId)!.abort();
