@@ -1,8 +1,10 @@
 /**
- * bench/edge-call: latency of (a) `.remote()` on an edge function and (b) a
- * GET on a web endpoint through the gateway, against (c) a bare hono Worker
- * doing the same work on the same miniflare/workerd, with the same client
- * (Node's fetch), in one run; and (d) `.remote()` on the same function asked to print
+ * bench/edge-call: latency of (a) `.remote()` on an edge function (the SDK,
+ * whose calls go over `node:http` in Node) and (b) a GET on a web endpoint
+ * through the gateway (Node's fetch), against (c) a bare hono Worker doing the
+ * same work on the same miniflare/workerd, called with Node's fetch as (b),
+ * and (f) the same bare Worker called over `node:http` as (a), in one run; and
+ * (d) `.remote()` on the same function asked to print
  * one line, which the gateway keeps in the app's log, against (a): the cost of
  * logging, with (e), (a) once more, as the control that shows what noise alone
  * gives. Rounds are interleaved so drift hits them all.
@@ -18,6 +20,7 @@ import { bundleWorker } from "../sdk/cli/bundle.js";
 import { startWorkerd } from "../sdk/cli/workerd.js";
 import { ADMIN_TOKEN } from "../test/helpers/gateway.js";
 import { startBareWorker } from "./bare-worker.js";
+import { nodeHttpJson } from "./node-http.js";
 import { benchArgs, printTable, stateInMemory, summarize } from "./stats.js";
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -56,6 +59,9 @@ const targets = {
   "(e) (a) again, the control": async () => {
     await compute.remote(WORK);
   },
+  "(f) (c) over node:http, as the SDK sends": async () => {
+    await nodeHttpJson(`${bareUrl}/work/${WORK}`);
+  },
 };
 type Name = keyof typeof targets;
 const samples = Object.fromEntries(Object.keys(targets).map((k) => [k, [] as number[]])) as Record<Name, number[]>;
@@ -85,11 +91,16 @@ for (let done = 0; done < n; done += ROUND) {
 
 const rows = (Object.keys(targets) as Name[]).map((name) => summarize(name, samples[name]));
 type Row = ReturnType<typeof summarize>;
-const [a, b, c, d, e] = rows as [Row, Row, Row, Row, Row];
-console.log(`bench/edge-call: ${n} sequential requests per target, work(${WORK}), workerd via miniflare, Node fetch client`);
+const [a, b, c, d, e, f] = rows as [Row, Row, Row, Row, Row, Row];
+console.log(
+  `bench/edge-call: ${n} sequential requests per target, work(${WORK}), workerd via miniflare; (b), (c) with Node's fetch, (a), (d), (e), (f) over node:http`,
+);
 printTable(rows);
 console.log(
   `ratio (a)/(c) median ${(a.medianMs / c.medianMs).toFixed(3)}  p99 ${(a.p99Ms / c.p99Ms).toFixed(3)}   (target: median <= 1.3; 1.79-1.85 when it was set)`,
+);
+console.log(
+  `ratio (a)/(f) median ${(a.medianMs / f.medianMs).toFixed(3)}  p99 ${(a.p99Ms / f.p99Ms).toFixed(3)}   (both sides over node:http; not a target, shown beside it)`,
 );
 console.log(`ratio (b)/(c) median ${(b.medianMs / c.medianMs).toFixed(3)}  p99 ${(b.p99Ms / c.p99Ms).toFixed(3)}   (target: median <= 1.15)`);
 console.log(

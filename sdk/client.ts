@@ -8,7 +8,7 @@
  * `spawn` and `map`, which carry an `Idempotency-Key` (one per logical call),
  * so the gateway answers a repeat with the call it already made.
  */
-import { gatewayFetch } from "./transport.js";
+import { gatewayExchange, gatewayFetch } from "./transport.js";
 import { toHex } from "./hex.js";
 import { API_LIMITS, DELIVERY_DEFAULTS, LOCAL_DEFAULTS } from "./defaults.js";
 import { GatewayUnreachableError, InvalidOptionsError, TandemError, fromWireError, type WireError } from "./errors.js";
@@ -237,9 +237,15 @@ export class HttpInvoker implements Invoker {
    * const { apps } = (await new HttpInvoker(url).request("GET", paths.apps())) as { apps: AppManifest[] };
    */
   async request(method: string, path: string, body?: unknown, idempotencyKey?: string): Promise<unknown> {
-    const res = await this.send(method, path, body, undefined, idempotencyKey);
-    const json = await this.readJson(res);
-    if (!res.ok || (json && typeof json === "object" && "error" in json && json.error)) await this.fail(res, json);
+    const text = body === undefined ? undefined : JSON.stringify(body);
+    const answer = await this.deliver(
+      method,
+      { idempotencyKey, ...(text === undefined ? {} : { contentType: "application/json" }) },
+      (headers) => gatewayExchange(this.baseUrl + path, { method, headers, ...(text === undefined ? {} : { body: text }) }),
+      (a) => unansweredText(a.status, a.text),
+    );
+    const json = this.parseJson(answer.status, answer.text);
+    if (answer.status < 200 || answer.status > 299 || (json && typeof json === "object" && "error" in json && json.error)) this.failWith(answer.status, json);
     return json;
   }
 
@@ -255,28 +261,53 @@ export class HttpInvoker implements Invoker {
     return new Uint8Array(await res.arrayBuffer());
   }
 
-  /**
-   * Sends a request; one that got no answer is sent again when that is safe (a read, or a request with an idempotency
-   * key). `keySentBefore`: the key went out on an earlier request already, so no send of this one says it is fresh.
-   */
-  private async send(method: string, path: string, body?: unknown, signal?: AbortSignal, idempotencyKey?: string, keySentBefore = false): Promise<Response> {
-    const safe = method === "GET" || idempotencyKey !== undefined;
-    for (let sent = 0; ; sent++) {
-      const again = safe && sent < DELIVERY_DEFAULTS.clientRetries;
-      let res: Response;
-      try {
-        res = await gatewayFetch(this.baseUrl + path, {
+  /** Sends a request through `fetch`, sent again as `deliver` says. */
+  private send(method: string, path: string, body?: unknown, signal?: AbortSignal, idempotencyKey?: string, keySentBefore = false): Promise<Response> {
+    const bytes = body instanceof Uint8Array;
+    return this.deliver(
+      method,
+      {
+        idempotencyKey,
+        keySentBefore,
+        ...(signal ? { signal } : {}),
+        ...(body === undefined ? {} : { contentType: bytes ? "application/octet-stream" : "application/json" }),
+      },
+      (headers) =>
+        gatewayFetch(this.baseUrl + path, {
           method,
           ...(signal ? { signal } : {}),
-          headers: {
-            [HEADERS.protocol]: PROTOCOL_VERSION,
-            ...this.#headers,
-            ...(this.token === undefined ? {} : { [HEADERS.authorization]: `Bearer ${this.token}` }),
-            ...(body === undefined ? {} : { "content-type": body instanceof Uint8Array ? "application/octet-stream" : "application/json" }),
-            ...(idempotencyKey === undefined ? {} : { [HEADERS.idempotencyKey]: idempotencyKey }),
-            ...(idempotencyKey !== undefined && sent === 0 && !keySentBefore ? { [HEADERS.freshKey]: "1" } : {}), // the SDK makes each key for its request
-          },
-          ...(body === undefined ? {} : { body: body instanceof Uint8Array ? (body as Uint8Array<ArrayBuffer>) : JSON.stringify(body) }),
+          headers,
+          ...(body === undefined ? {} : { body: bytes ? (body as Uint8Array<ArrayBuffer>) : JSON.stringify(body) }),
+        }),
+      unanswered,
+    );
+  }
+
+  /**
+   * Sends a request with this client's headers; one that got no answer (`noAnswer`) is sent again when that is safe (a
+   * read, or a request with an idempotency key). `keySentBefore`: the key went out on an earlier request already, so
+   * no send of this one says it is fresh.
+   */
+  private async deliver<T>(
+    method: string,
+    options: { idempotencyKey?: string | undefined; keySentBefore?: boolean; signal?: AbortSignal; contentType?: string },
+    go: (headers: Record<string, string>) => Promise<T>,
+    noAnswer: (answer: T) => Promise<boolean>,
+  ): Promise<T> {
+    const { idempotencyKey, signal, contentType } = options;
+    const safe = method === "GET" || idempotencyKey !== undefined;
+    const token = this.token; // a malformed token option throws here, as itself, not as an unreachable gateway
+    for (let sent = 0; ; sent++) {
+      const again = safe && sent < DELIVERY_DEFAULTS.clientRetries;
+      let answer: T;
+      try {
+        answer = await go({
+          [HEADERS.protocol]: PROTOCOL_VERSION,
+          ...this.#headers,
+          ...(token === undefined ? {} : { [HEADERS.authorization]: `Bearer ${token}` }),
+          ...(contentType === undefined ? {} : { "content-type": contentType }),
+          ...(idempotencyKey === undefined ? {} : { [HEADERS.idempotencyKey]: idempotencyKey }),
+          ...(idempotencyKey !== undefined && sent === 0 && !options.keySentBefore ? { [HEADERS.freshKey]: "1" } : {}), // the SDK makes each key for its request
         });
       } catch (err) {
         if (again && !signal?.aborted) {
@@ -288,51 +319,67 @@ export class HttpInvoker implements Invoker {
           gateway: this.baseUrl,
         });
       }
-      if (again && (await unanswered(res))) {
+      if (again && (await noAnswer(answer))) {
         await retryPause(sent);
         continue;
       }
-      return res;
+      return answer;
     }
   }
 
   private async readJson(res: Response): Promise<unknown> {
-    const text = await res.text();
+    return this.parseJson(res.status, await res.text());
+  }
+
+  private parseJson(status: number, text: string): unknown {
     try {
       return JSON.parse(text);
     } catch {
-      throw new GatewayUnreachableError(`${this.baseUrl} answered HTTP ${res.status} with a body that is not Tandem's JSON: ${text.slice(0, 200)}`, {
+      throw new GatewayUnreachableError(`${this.baseUrl} answered HTTP ${status} with a body that is not Tandem's JSON: ${text.slice(0, 200)}`, {
         gateway: this.baseUrl,
-        status: res.status,
+        status,
       });
     }
   }
 
-  private async fail(res: Response, json?: unknown): Promise<never> {
-    const body = json ?? (await this.readJson(res));
+  private async fail(res: Response): Promise<never> {
+    return this.failWith(res.status, await this.readJson(res));
+  }
+
+  private failWith(status: number, body: unknown): never {
     if (body && typeof body === "object" && "error" in body) {
       const error = body.error as WireError;
       // A refused token that came from the profile file says so: it hides this folder's admin token.
       const hint = error.code === "unauthorized" || error.code === "forbidden" ? refusedTokenHint(this.#found, this.baseUrl) : "";
       throw fromWireError(hint ? { ...error, message: error.message + hint } : error);
     }
-    throw new GatewayUnreachableError(`${this.baseUrl} answered HTTP ${res.status}`, { gateway: this.baseUrl, status: res.status });
+    throw new GatewayUnreachableError(`${this.baseUrl} answered HTTP ${status}`, { gateway: this.baseUrl, status });
   }
 }
 
-/** A new idempotency key: 128 random bits (`getRandomValues`, which browsers also give pages not served over https). */
+/**
+ * A new idempotency key: 128 random bits (122 where `randomUUID` is there). `randomUUID` draws from a pool; Node's
+ * `getRandomValues` makes a system call each time (18 µs of each call's client time). Pages not served over https
+ * have only `getRandomValues`.
+ */
 function newIdempotencyKey(): string {
-  return toHex(crypto.getRandomValues(new Uint8Array(16)));
+  return typeof crypto.randomUUID === "function" ? crypto.randomUUID().replaceAll("-", "") : toHex(crypto.getRandomValues(new Uint8Array(16)));
 }
 
 /** The `tandem serve` front door's answer for a gateway that did not answer (502) or is starting (503): nothing ran. */
 async function unanswered(res: Response): Promise<boolean> {
   if (res.status !== 502 && res.status !== 503) return false;
-  const body = (await res
-    .clone()
-    .json()
-    .catch(() => null)) as { error?: { code?: string } } | null;
-  return body?.error?.code === "gateway_unreachable";
+  return unansweredText(res.status, await res.clone().text());
+}
+
+/** `unanswered`, for an answer read whole. */
+async function unansweredText(status: number, text: string): Promise<boolean> {
+  if (status !== 502 && status !== 503) return false;
+  try {
+    return (JSON.parse(text) as { error?: { code?: string } } | null)?.error?.code === "gateway_unreachable";
+  } catch {
+    return false;
+  }
 }
 
 /** Waits before sending a request again: doubling from `clientRetryDelayMs`, with jitter so many clients do not come back at once. */

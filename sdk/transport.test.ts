@@ -1,0 +1,78 @@
+/**
+ * The SDK's client in Node: JSON requests go over `node:http` with kept-alive
+ * connections (not Node's `fetch`), a call that runs longer than a connection
+ * may sit idle still gets its answer, a connection the server closed while
+ * idle is not used again, and a malformed token fails as itself. Against a
+ * real HTTP server on loopback.
+ */
+import http from "node:http";
+import type { AddressInfo } from "node:net";
+import { afterEach, describe, expect, it } from "vitest";
+import { lookup } from "./index.js";
+
+const TOKEN = "tk-0123456789abcdef.ts-0123456789abcdef0123456789abcdef";
+
+interface Seen {
+  headers: http.IncomingHttpHeaders;
+  port: number;
+  body: string;
+}
+
+let server: http.Server | undefined;
+afterEach(() => new Promise<void>((resolve) => (server ? server.close(() => resolve()) : resolve())));
+
+/** A server that answers every call with a call record whose result is its first argument, after `delayMs`. */
+async function gateway(options: { delayMs?: number; keepAliveTimeoutMs?: number } = {}): Promise<{ url: string; seen: Seen[] }> {
+  const seen: Seen[] = [];
+  server = http.createServer((req, res) => {
+    let body = "";
+    req.setEncoding("utf8");
+    req.on("data", (chunk: string) => (body += chunk));
+    req.on("end", () => {
+      seen.push({ headers: req.headers, port: req.socket.remotePort!, body });
+      const args = (JSON.parse(body) as { args: unknown[] }).args;
+      setTimeout(() => {
+        res.writeHead(200, { "content-type": "application/json" });
+        res.end(JSON.stringify({ callId: "fc-0", status: "succeeded", result: args[0], attempts: 1 }));
+      }, options.delayMs ?? 0);
+    });
+  });
+  if (options.keepAliveTimeoutMs !== undefined) server.keepAliveTimeout = options.keepAliveTimeoutMs;
+  await new Promise<void>((resolve) => server!.listen(0, "127.0.0.1", resolve));
+  return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, seen };
+}
+
+describe("the SDK's client in Node", () => {
+  it("sends a call over node:http, not fetch, and the next call on the same kept-alive connection", async () => {
+    const { url, seen } = await gateway();
+    const fn = lookup<[string], string>("shop", "echo", { gateway: url, token: TOKEN });
+    expect(await fn.remote("one")).toBe("one");
+    expect(await fn.remote("two")).toBe("two");
+    expect(seen).toHaveLength(2);
+    // Node's fetch sends the Fetch standard's headers; node:http sends none of them.
+    expect(seen[0]!.headers["sec-fetch-mode"]).toBeUndefined();
+    expect(seen[0]!.headers.authorization).toBe(`Bearer ${TOKEN}`);
+    expect(seen[0]!.headers["idempotency-key"]).toMatch(/^[0-9a-f]{32}$/);
+    expect(seen[1]!.port).toBe(seen[0]!.port);
+  });
+
+  it("waits for a call that answers after longer than a connection may sit idle", async () => {
+    const { url } = await gateway({ delayMs: 4_500 });
+    expect(await lookup<[string], string>("shop", "echo", { gateway: url, token: TOKEN }).remote("slow")).toBe("slow");
+  }, 15_000);
+
+  it("does not send a call on a connection the server closed while it was idle", async () => {
+    const { url, seen } = await gateway({ keepAliveTimeoutMs: 300 });
+    const fn = lookup<[string], string>("shop", "echo", { gateway: url, token: TOKEN });
+    expect(await fn.remote("before")).toBe("before");
+    await new Promise((resolve) => setTimeout(resolve, 600));
+    expect(await fn.remote("after")).toBe("after");
+    expect(seen.map((s) => JSON.parse(s.body).args[0])).toEqual(["before", "after"]); // no send lost, none sent again
+    expect(seen[1]!.port).not.toBe(seen[0]!.port);
+  });
+
+  it("fails a malformed token option as itself, not as an unreachable gateway", async () => {
+    const call = lookup<[number], number>("shop", "echo", { gateway: "http://127.0.0.1:9", token: "not-a-token" }).remote(1);
+    await expect(call).rejects.toMatchObject({ code: "invalid_options", message: expect.stringContaining("does not hold a Tandem token") });
+  });
+});
