@@ -1,6 +1,8 @@
 /**
  * The HTTP client of the gateway's `/v1` API, used by every process outside
- * the gateway (Node scripts, the CLI, browsers). Web-standard `fetch` only.
+ * the gateway (Node scripts, the CLI, browsers). Web-standard `fetch`, but
+ * for requests answered with JSON in Node, which go over `node:http`
+ * (sdk/transport.ts).
  *
  * A request that got no answer (the connection was refused or reset, or the
  * `tandem serve` front door answered 502/503 `gateway_unreachable`) is sent
