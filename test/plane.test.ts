@@ -236,7 +236,7 @@ describe("a keyed plane call the client says is fresh", () => {
   });
 });
 
-describe("a spawned plane call whose runner is lost", () => {
+describe("plane calls whose runner is lost", () => {
   let lossy: TestStack;
   beforeAll(async () => {
     lossy = await startTestStack(APP, {}, { bindings: { TANDEM_CALL_LEASE_SECONDS: "1" } });
@@ -276,6 +276,46 @@ describe("a spawned plane call whose runner is lost", () => {
     expect(record).toMatchObject({ status: "succeeded", attempts: 1 });
     expect(runs(call.id)).toBe(1);
     expect(lossy.planeOutput.some((l) => l.includes(`${call.id} attempt 1 was sent again: still running`))).toBe(true);
+  });
+
+  it("runs each input of a keyed map once when the gateway restarts while the plane runs them, sent in one batch", async () => {
+    const key = `restart-map-${Date.now()}`;
+    const send = (fresh: boolean) =>
+      fetch(
+        `${lossy.url}/v1/apps/plane/functions/announcedNap/map`,
+        authed({
+          method: "POST",
+          body: JSON.stringify({ inputs: [[4_000], [4_000], [4_000]] }),
+          headers: { "content-type": "application/json", [HEADERS.idempotencyKey]: key, ...(fresh ? { [HEADERS.freshKey]: "1" } : {}) },
+        }),
+      );
+    const from = lossy.planeOutput.length;
+    const started = () =>
+      new Set(
+        lossy.planeOutput
+          .slice(from)
+          .filter((l) => l.includes("[plane.announcedNap ") && l.includes("running attempt"))
+          .map((l) => /fc-[0-9a-z]{26}/.exec(l)![0]),
+      );
+    const first = send(true)
+      .then((res) => res.text())
+      .catch(() => ""); // its answer is cut short by the restart
+    await eventually(() => started().size === 3, 30_000);
+
+    await lossy.restartGateway(); // the runner of the map dies while the plane runs its three inputs
+
+    await first;
+    const lines = (await (await send(false)).text())
+      .trim()
+      .split("\n")
+      .map((l) => JSON.parse(l) as MapResultLine);
+    expect(lines.map((l) => [l.status, l.result])).toEqual(Array.from({ length: 3 }, () => ["succeeded", "slept 4000"]));
+    expect(new Set(lines.map((l) => l.callId))).toEqual(started());
+    for (const id of started()) {
+      expect(runs(id)).toBe(1);
+      const record = (await (await fetch(`${lossy.url}/v1/calls/${id}`, authed())).json()) as CallRecord;
+      expect(record).toMatchObject({ status: "succeeded", attempts: 1, kind: "map" });
+    }
   });
 
   it("that ended while the gateway was down gets the outcome the plane kept, without running again", async () => {
