@@ -7,15 +7,13 @@
  * know the route. The plane runs in this process on real Docker.
  */
 import { randomBytes } from "node:crypto";
-import { readdirSync } from "node:fs";
 import http from "node:http";
-import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { lookup } from "../sdk/index.js";
-import { PROTOCOL_VERSION, type PlaneHeartbeat, type PlaneRunManyLine, type PlaneRunRequest } from "../sdk/protocol.js";
+import type { PlaneRunManyLine } from "../sdk/protocol.js";
 import { signRequest } from "../sdk/signing.js";
 import { ADMIN_TOKEN } from "./helpers/gateway.js";
-import { SECRET, startTestStack, type TestStack } from "./helpers/stack.js";
+import { SECRET, planeHeartbeat, planeRunRequest, startTestStack, type TestStack } from "./helpers/stack.js";
 
 const APP = new URL("./fixtures/plane-app.ts", import.meta.url).pathname;
 let stack: TestStack;
@@ -29,30 +27,6 @@ afterAll(async () => {
 
 const fn = <A extends unknown[], R>(name: string) => lookup<A, R>("plane", name, { gateway: stack.url, token: ADMIN_TOKEN });
 const runs = (callId: string) => stack.planeOutput.filter((l) => l.includes(callId) && l.includes("running attempt")).length;
-
-/** A run request for `name` of the test app, as the gateway builds it, with the bundle the plane fetched. */
-async function runRequest(name: string, args: unknown[]): Promise<PlaneRunRequest> {
-  expect(await fn<[number], string>("slowPlane").remote(1)).toMatch(/^slept 1/); // puts the app's bundle on the plane
-  const [bundleHash] = readdirSync(join(stack.dir, "plane-0", "bundles")).filter((f) => /^[0-9a-f]{64}$/.test(f));
-  return {
-    callId: `fc-${randomBytes(13).toString("hex")}`,
-    app: "plane",
-    function: name,
-    bundleHash: bundleHash!,
-    attempt: 1,
-    timeoutSeconds: 30,
-    args,
-    spec: {
-      gpu: null,
-      cpu: null,
-      memory: null,
-      env: {},
-      spendCapUsd: null,
-      image: null,
-      autoscaler: { minContainers: 0, maxContainers: 4, bufferContainers: 0, scaledownWindowSeconds: null, maxInputs: 4, targetInputs: 4 },
-    },
-  };
-}
 
 /** Sends a signed request to the test plane, as the gateway does. */
 async function toPlane(route: string, body: string): Promise<Response> {
@@ -76,7 +50,7 @@ const newCallId = () => `fc-${randomBytes(13).toString("hex")}`;
 
 describe("a plane's run-many route", () => {
   it("runs each input once, answers each on its own line, and answers an input it has seen from its outcome", async () => {
-    const { callId, attempt, args, ...base } = await runRequest("announcedNap", [30]);
+    const { callId, attempt, args, ...base } = await planeRunRequest(stack, "announcedNap", [30], { maxContainers: 4, maxInputs: 4, targetInputs: 4 });
     const seen = await toPlane("/v1/plane/run", JSON.stringify({ ...base, callId, attempt, args }));
     expect(((await seen.json()) as { status: string }).status).toBe("succeeded");
     expect(runs(callId)).toBe(1);
@@ -95,7 +69,7 @@ describe("a plane's run-many route", () => {
   });
 
   it("answers a failing input with its error on its line, beside the inputs that succeed", async () => {
-    const { callId: _c, attempt: _a, args: _r, ...base } = await runRequest("boomPlane", []);
+    const { callId: _c, attempt: _a, args: _r, ...base } = await planeRunRequest(stack, "boomPlane", [], { maxContainers: 4, maxInputs: 4, targetInputs: 4 });
     const body = JSON.stringify({
       base,
       runs: [
@@ -111,7 +85,12 @@ describe("a plane's run-many route", () => {
   });
 
   it("refuses a batch over its size in inputs, or with an input the base does not fit, with 400 and a reason", async () => {
-    const { callId: _c, attempt: _a, args: _r, ...base } = await runRequest("announcedNap", []);
+    const {
+      callId: _c,
+      attempt: _a,
+      args: _r,
+      ...base
+    } = await planeRunRequest(stack, "announcedNap", [], { maxContainers: 4, maxInputs: 4, targetInputs: 4 });
     const tooMany = JSON.stringify({ base, runs: Array.from({ length: 65 }, () => ({ callId: newCallId(), attempt: 1, args: [1] })) });
     const many = await toPlane("/v1/plane/run-many", tooMany);
     expect(many.status).toBe(400);
@@ -122,21 +101,6 @@ describe("a plane's run-many route", () => {
     expect(((await strayAnswer.json()) as { error: { message: string } }).error.message).toContain("function");
   });
 });
-
-/** A heartbeat as a plane sends it, for a plane at `url`. */
-function heartbeat(planeId: string, url: string): PlaneHeartbeat {
-  return {
-    planeId,
-    url,
-    region: "test",
-    runtime: "docker",
-    simulated: true,
-    gpus: { H100: { total: 2, free: 2 } },
-    cpu: { total: 1, free: 0 },
-    memoryMiB: { total: 1024, free: 1024 },
-    protocol: PROTOCOL_VERSION,
-  };
-}
 
 interface Recorded {
   route: string;
@@ -177,7 +141,7 @@ async function recorderPlane(knowsRunMany: boolean): Promise<{ recorded: Recorde
   });
   await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
   const planeId = "pl-recorder01"; // one id: the second recorder takes the first one's place
-  const body = JSON.stringify(heartbeat(planeId, `http://127.0.0.1:${(server.address() as { port: number }).port}`));
+  const body = JSON.stringify(planeHeartbeat(planeId, `http://127.0.0.1:${(server.address() as { port: number }).port}`, { H100: { total: 2, free: 2 } }));
   const headers = await signRequest(SECRET, { audience: "gateway", method: "POST", path: "/v1/planes/heartbeat", body });
   expect((await fetch(`${stack.url}/v1/planes/heartbeat`, { method: "POST", body, headers })).status).toBe(200);
   await new Promise((r) => setTimeout(r, 1_100)); // the gateway's isolate caches its plane list for a second

@@ -7,18 +7,16 @@
  * in real workerd, the plane in this process on real Docker.
  */
 import { execFileSync } from "node:child_process";
-import { randomBytes } from "node:crypto";
-import { readFileSync, readdirSync } from "node:fs";
+import { readFileSync } from "node:fs";
 import { once } from "node:events";
 import http from "node:http";
 import net from "node:net";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { lookup } from "../sdk/index.js";
-import { PROTOCOL_VERSION, type PlaneHeartbeat } from "../sdk/protocol.js";
 import { signRequest } from "../sdk/signing.js";
 import { eventually } from "./helpers/gateway.js";
-import { SECRET, startTestStack, type TestStack } from "./helpers/stack.js";
+import { SECRET, planeHeartbeat, planeRunRequest, startTestStack, type TestStack } from "./helpers/stack.js";
 
 const APP = new URL("./fixtures/plane-app.ts", import.meta.url).pathname;
 const MiB = 1024 * 1024;
@@ -136,21 +134,6 @@ function workerdPid(): number {
   return Number(line.trim().split(/\s+/)[0]);
 }
 
-/** A heartbeat as a plane sends it, for a plane at `url`. */
-function heartbeat(planeId: string, url: string, gpus: PlaneHeartbeat["gpus"]): PlaneHeartbeat {
-  return {
-    planeId,
-    url,
-    region: "test",
-    runtime: "docker",
-    simulated: true,
-    gpus,
-    cpu: { total: 1, free: 0 },
-    memoryMiB: { total: 1024, free: 1024 },
-    protocol: PROTOCOL_VERSION,
-  };
-}
-
 /** No stack frames and no host paths: what a refused request may not learn. */
 function expectNoInternals(text: string): void {
   expect(text).not.toMatch(/\n\s+at /);
@@ -186,7 +169,7 @@ describe("signatures", () => {
   });
 
   it("refuses at the gateway a request a plane signed for another audience, naming it", async () => {
-    const body = JSON.stringify(heartbeat(stack.planes[0]!.planeId, stack.planes[0]!.url, {}));
+    const body = JSON.stringify(planeHeartbeat(stack.planes[0]!.planeId, stack.planes[0]!.url, {}));
     const headers = await sign(stack.planes[0]!.planeId, "POST", "/v1/planes/heartbeat", body);
     const res = await fetch(`${stack.url}/v1/planes/heartbeat`, { method: "POST", body, headers });
     expect(res.status).toBe(401);
@@ -209,7 +192,9 @@ describe("signatures", () => {
     await new Promise<void>((resolve) => recorder.listen(0, "127.0.0.1", resolve));
     try {
       const recorderId = "pl-recorder01";
-      const body = JSON.stringify(heartbeat(recorderId, `http://127.0.0.1:${(recorder.address() as { port: number }).port}`, { H100: { total: 2, free: 2 } }));
+      const body = JSON.stringify(
+        planeHeartbeat(recorderId, `http://127.0.0.1:${(recorder.address() as { port: number }).port}`, { H100: { total: 2, free: 2 } }),
+      );
       const beat = await fetch(`${stack.url}/v1/planes/heartbeat`, {
         method: "POST",
         body,
@@ -307,7 +292,7 @@ describe("malformed bodies under a valid signature", () => {
   it("answers every signed POST route of a plane with 400 and a reason, never a 500, a stack or a path", async () => {
     const plane = stack.planes[0]!;
     // A run request the plane would run, but for its one argument nested 5,000 levels deep.
-    const deepRun = JSON.stringify(await runRequest("echoPlane", ["__deep__"])).replace('"__deep__"', deepArray);
+    const deepRun = JSON.stringify(await planeRunRequest(stack, "echoPlane", ["__deep__"])).replace('"__deep__"', deepArray);
     for (const route of ["/v1/plane/run", "/v1/plane/run-many", "/v1/plane/stream", "/v1/plane/stop", "/v1/plane/cancel"]) {
       for (const body of [...bodies, deepRun]) {
         const headers = await sign(plane.planeId, "POST", route, body);
@@ -341,7 +326,7 @@ describe("malformed bodies under a valid signature", () => {
 describe("a plane restarted", () => {
   it("refuses a run request signed for it before it restarted, though the request ran once before", async () => {
     const plane = stack.planes[0]!;
-    const body = JSON.stringify(await runRequest("slowPlane", [1]));
+    const body = JSON.stringify(await planeRunRequest(stack, "slowPlane", [1]));
     const headers = await sign(plane.planeId, "POST", "/v1/plane/run", body);
     const first = await fetch(`${plane.url}/v1/plane/run`, { method: "POST", body, headers });
     expect(((await first.json()) as any).status).toBe("succeeded");
@@ -355,28 +340,3 @@ describe("a plane restarted", () => {
     expect(((await replayed.json()) as any).error.message).toContain("signed before this receiver started");
   });
 });
-
-/** A complete run request for `fn` of the test app, as the gateway builds it, with the bundle the plane fetched for it. */
-async function runRequest(fn: string, args: unknown[]): Promise<Record<string, unknown>> {
-  // One call through the gateway puts the app's bundle on the plane.
-  expect(await lookup("plane", "slowPlane", { gateway: stack.url }).remote(1)).toMatch(/^slept 1/);
-  const [bundleHash] = readdirSync(join(stack.dir, "plane-0", "bundles")).filter((f) => /^[0-9a-f]{64}$/.test(f));
-  return {
-    callId: `fc-${randomBytes(13).toString("hex")}`,
-    app: "plane",
-    function: fn,
-    bundleHash,
-    attempt: 1,
-    timeoutSeconds: 30,
-    args,
-    spec: {
-      gpu: null,
-      cpu: null,
-      memory: null,
-      env: {},
-      spendCapUsd: null,
-      image: null,
-      autoscaler: { minContainers: 0, maxContainers: 100, bufferContainers: 0, scaledownWindowSeconds: null, maxInputs: 1, targetInputs: 1 },
-    },
-  };
-}

@@ -2,6 +2,8 @@
  * A local stack for plane tests: the gateway in real workerd with the app's
  * plane bundle in its blob store, and a plane (real Docker) registered with it.
  */
+import { randomBytes } from "node:crypto";
+import { readdirSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -9,6 +11,8 @@ import { Plane, type PlaneOptions } from "../../gpu-plane/plane.js";
 import { BuildCache } from "../../sdk/cli/build-cache.js";
 import { buildApps, uploadPlaneBundles } from "../../sdk/cli/local-stack.js";
 import { startWorkerd, type RunningWorkerd } from "../../sdk/cli/workerd.js";
+import { lookup } from "../../sdk/index.js";
+import { PROTOCOL_VERSION, type PlaneFunctionSpec, type PlaneHeartbeat, type PlaneRunRequest } from "../../sdk/protocol.js";
 import { ROOT } from "./cli.js";
 import { ADMIN_TOKEN, authed, eventually } from "./gateway.js";
 
@@ -94,4 +98,54 @@ export async function startTestStack(
   };
   if (options.planes !== 0) await stack.addPlane();
   return stack;
+}
+
+/**
+ * A complete run request for `fn` of the plane test app (test/fixtures/plane-app.ts), as the gateway builds it, with
+ * the bundle the stack's first plane fetched: one call of `slowPlane` through the gateway puts it there. `autoscaler`
+ * changes the spec's defaults (one input a container, up to 100 containers).
+ */
+export async function planeRunRequest(
+  stack: TestStack,
+  fn: string,
+  args: unknown[],
+  autoscaler: Partial<PlaneFunctionSpec["autoscaler"]> = {},
+): Promise<PlaneRunRequest> {
+  const warmed = await lookup<[number], string>("plane", "slowPlane", { gateway: stack.url, token: ADMIN_TOKEN }).remote(1);
+  if (!warmed.startsWith("slept 1")) throw new Error(`slowPlane answered ${warmed}`);
+  const [bundleHash] = readdirSync(join(stack.dir, "plane-0", "bundles")).filter((f) => /^[0-9a-f]{64}$/.test(f));
+  if (!bundleHash) throw new Error("the plane has no bundle of the test app");
+  return {
+    callId: `fc-${randomBytes(13).toString("hex")}`,
+    app: "plane",
+    function: fn,
+    bundleHash,
+    attempt: 1,
+    timeoutSeconds: 30,
+    args,
+    spec: {
+      gpu: null,
+      cpu: null,
+      memory: null,
+      env: {},
+      spendCapUsd: null,
+      image: null,
+      autoscaler: { minContainers: 0, maxContainers: 100, bufferContainers: 0, scaledownWindowSeconds: null, maxInputs: 1, targetInputs: 1, ...autoscaler },
+    },
+  };
+}
+
+/** A heartbeat as a plane sends it, for a plane `planeId` at `url` with `gpus` (the gateway signs nothing back). */
+export function planeHeartbeat(planeId: string, url: string, gpus: PlaneHeartbeat["gpus"]): PlaneHeartbeat {
+  return {
+    planeId,
+    url,
+    region: "test",
+    runtime: "docker",
+    simulated: true,
+    gpus,
+    cpu: { total: 1, free: 0 },
+    memoryMiB: { total: 1024, free: 1024 },
+    protocol: PROTOCOL_VERSION,
+  };
 }
