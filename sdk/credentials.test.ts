@@ -56,4 +56,12 @@ describe("which token a client sends", () => {
     writeFileSync(join(dir, "profile.toml"), "gateways = [");
     expect(() => tokenFor("http://127.0.0.1:8787")).toThrow("is not valid TOML");
   });
+
+  it("refuses a token option or a profile entry that is not a string as not a token, not with a TypeError", () => {
+    expect(() => tokenFor("http://127.0.0.1:8787", 42 as unknown as string)).toThrow(
+      expect.objectContaining({ code: "invalid_options", message: expect.stringContaining("the token option does not hold a Tandem token") }),
+    );
+    writeFileSync(join(dir, "profile.toml"), '[gateways."http://127.0.0.1:8787"]\ntoken = 42\n');
+    expect(() => tokenFor("http://127.0.0.1:8787")).toThrow(expect.objectContaining({ code: "invalid_options" }));
+  });
 });

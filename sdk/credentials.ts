@@ -138,9 +138,9 @@ function readProfile(n: NodeBits): Record<string, { token?: string; name?: strin
   return parsed.gateways ?? {};
 }
 
-function checkToken(token: string, from: string): string {
-  const trimmed = token.trim();
-  if (!TOKEN_PATTERN.test(trimmed)) {
+function checkToken(token: unknown, from: string): string {
+  const trimmed = typeof token === "string" ? token.trim() : undefined;
+  if (trimmed === undefined || !TOKEN_PATTERN.test(trimmed)) {
     throw new InvalidOptionsError(
       `${from} does not hold a Tandem token (they look like tk-<16 characters>.ts-<32 characters>); create one with \`tandem token create\``,
     );
