@@ -12,7 +12,7 @@
  */
 import { gatewayExchange, gatewayFetch } from "./transport.js";
 import { toHex } from "./hex.js";
-import { API_LIMITS, DELIVERY_DEFAULTS, LOCAL_DEFAULTS } from "./defaults.js";
+import { API_LIMITS, DELIVERY_DEFAULTS, GATEWAY_DEFAULTS, LOCAL_DEFAULTS } from "./defaults.js";
 import { GatewayUnreachableError, InvalidOptionsError, TandemError, fromWireError, type WireError } from "./errors.js";
 import { findToken, refusedTokenHint, type FoundToken } from "./credentials.js";
 import type { Invoker, MapOutcome } from "./invoker.js";
@@ -38,6 +38,12 @@ export const DEFAULT_GATEWAY = LOCAL_DEFAULTS.gateway;
 /** Inputs sent per `map` request, and how many such requests are in flight at once. */
 const MAP_BATCH = 256;
 const MAP_BATCHES_IN_FLIGHT = 4;
+/**
+ * The most bytes of inputs a `map` request carries, as JSON: below the gateway's default body limit
+ * (`GATEWAY_DEFAULTS.maxBodyBytes`), with room for the request's own fields. A request the gateway refuses as too
+ * large anyway (its limit set lower) is split in two and sent again; an input too large alone fails alone.
+ */
+const MAP_BATCH_BYTES = GATEWAY_DEFAULTS.maxBodyBytes - 64 * 1024;
 
 /**
  * The gateway to talk to: the explicit option, then `TANDEM_GATEWAY`, then
@@ -121,7 +127,7 @@ export class HttpInvoker implements Invoker {
       results.push(outcome);
       wake?.();
     };
-    const runBatch = async (batch: unknown[][], offset: number) => {
+    const runBatch = async (batch: unknown[][], offset: number): Promise<void> => {
       const { json, meta } = encodeValue(batch);
       const body = meta === undefined ? { inputs: json } : { inputs: json, meta };
       // A batch whose answer breaks off is sent again with its key: the gateway streams the same calls again, and the lines already had are skipped.
@@ -129,6 +135,14 @@ export class HttpInvoker implements Invoker {
       const had = new Set<number>();
       for (let sent = 0; ; sent++) {
         const res = await this.send("POST", paths.map(app, fn), body, stop.signal, key, sent > 0);
+        if (res.status === 413) {
+          // Refused unread, nothing ran: the halves go again, and an input too large alone fails alone.
+          const tooLarge = await this.fail(res).catch((err: unknown) => (err instanceof Error ? err : new Error(String(err))));
+          if (batch.length === 1) return push({ index: offset, ok: false, error: tooLarge });
+          const half = Math.ceil(batch.length / 2);
+          await runBatch(batch.slice(0, half), offset);
+          return runBatch(batch.slice(half), offset + half);
+        }
         if (!res.ok || !res.body) await this.fail(res);
         try {
           for await (const line of ndjsonLines(res.body!)) {
@@ -151,7 +165,7 @@ export class HttpInvoker implements Invoker {
     const inFlight = new Set<Promise<void>>();
     const producer = (async () => {
       let offset = 0;
-      for await (const batch of batches(inputs, MAP_BATCH)) {
+      for await (const batch of batches(inputs, MAP_BATCH, MAP_BATCH_BYTES)) {
         while (inFlight.size >= MAP_BATCHES_IN_FLIGHT) await Promise.race(inFlight);
         if (stop.signal.aborted) return;
         const running: Promise<void> = runBatch(batch, offset)
@@ -395,14 +409,33 @@ function argsBody(args: unknown[]): { args: unknown; meta?: unknown } {
   return meta === undefined ? { args: json } : { args: json, meta };
 }
 
-async function* batches<T>(source: AsyncIterable<T>, size: number): AsyncIterable<T[]> {
+/**
+ * `source` in batches of at most `size` items and about `maxBytes` of them as JSON (an item larger than that goes
+ * alone).
+ */
+async function* batches<T>(source: AsyncIterable<T>, size: number, maxBytes: number): AsyncIterable<T[]> {
   let batch: T[] = [];
+  let bytes = 0;
   for await (const item of source) {
+    const itemBytes = jsonLength(item);
+    if (batch.length > 0 && bytes + itemBytes > maxBytes) {
+      yield batch;
+      batch = [];
+      bytes = 0;
+    }
     batch.push(item);
+    bytes += itemBytes + 1;
     if (batch.length === size) {
       yield batch;
       batch = [];
+      bytes = 0;
     }
   }
   if (batch.length > 0) yield batch;
+}
+
+/** About how long `value` is as the JSON a request carries it in (its superjson form, `meta` included). */
+function jsonLength(value: unknown): number {
+  const { json, meta } = encodeValue(value);
+  return JSON.stringify(json).length + (meta === undefined ? 0 : JSON.stringify(meta).length);
 }

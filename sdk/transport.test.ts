@@ -2,8 +2,9 @@
  * The SDK's client in Node: JSON requests go over `node:http` with kept-alive
  * connections (not Node's `fetch`), a call that runs longer than a connection
  * may sit idle still gets its answer, a connection the server closed while
- * idle is not used again, and a malformed token fails as itself. Against a
- * real HTTP server on loopback.
+ * idle is not used again, and a malformed token fails as itself; a map's
+ * requests stay under the gateway's body limit. Against a real HTTP server on
+ * loopback.
  */
 import http from "node:http";
 import type { AddressInfo } from "node:net";
@@ -74,5 +75,30 @@ describe("the SDK's client in Node", () => {
   it("fails a malformed token option as itself, not as an unreachable gateway", async () => {
     const call = lookup<[number], number>("shop", "echo", { gateway: "http://127.0.0.1:9", token: "not-a-token" }).remote(1);
     await expect(call).rejects.toMatchObject({ code: "invalid_options", message: expect.stringContaining("does not hold a Tandem token") });
+  });
+});
+
+describe("the SDK's map requests", () => {
+  it("keeps each request under the gateway's default body limit: inputs of a few MB each go in several", async () => {
+    const sizes: number[] = [];
+    server = http.createServer((req, res) => {
+      let body = "";
+      req.setEncoding("utf8");
+      req.on("data", (chunk: string) => (body += chunk));
+      req.on("end", () => {
+        sizes.push(Buffer.byteLength(body));
+        const { inputs } = JSON.parse(body) as { inputs: [string][] };
+        res.writeHead(200, { "content-type": "application/x-ndjson" });
+        res.end(inputs.map(([text], index) => JSON.stringify({ index, callId: `fc-${index}`, status: "succeeded", result: text.length })).join("\n") + "\n");
+      });
+    });
+    await new Promise<void>((resolve) => server!.listen(0, "127.0.0.1", resolve));
+    const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    const inputs = Array.from({ length: 6 }, (_, i) => "a".repeat(3_000_000 + i));
+    const out: number[] = [];
+    for await (const n of lookup<[string], number>("shop", "len", { gateway: url, token: TOKEN }).map(inputs)) out.push(n);
+    expect(out).toEqual(inputs.map((s) => s.length));
+    expect(sizes.length).toBeGreaterThan(1);
+    for (const size of sizes) expect(size).toBeLessThanOrEqual(10 * 1024 * 1024);
   });
 });

@@ -200,6 +200,18 @@ describe("map and starmap", () => {
     await expect(consume()).rejects.toThrow("odd input 3");
   });
 
+  it("splits a map request the gateway refuses as too large, and fails an input too large alone by itself", async () => {
+    // This gateway takes 4,096 bytes a request: six inputs of 1,500 go in smaller requests, all of them run.
+    const inputs = ["a", "b", "c", "d", "e", "f"].map((c) => c.repeat(1_500));
+    const out: number[] = [];
+    for await (const y of fn<[string], number>("lengthOf").map(inputs)) out.push(y);
+    expect(out).toEqual(inputs.map((s) => s.length));
+    const mixed: unknown[] = [];
+    for await (const y of fn<[string], number>("lengthOf").map(["x", "y".repeat(5_000), "zz"], { returnExceptions: true }))
+      mixed.push(y instanceof Error ? (y as Error & { code?: string }).code : y);
+    expect(mixed).toEqual([1, "payload_too_large", 2]);
+  });
+
   it("starmap spreads each tuple into arguments, from an async iterable too", async () => {
     async function* tuples() {
       yield [1, 2] as [number, number];
