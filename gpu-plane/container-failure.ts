@@ -37,13 +37,18 @@ export function keepLogLine(tail: string[], line: string): void {
 export function exitFailure(worker: Worker, exit: ExitInfo, when: string): ContainerFailedError {
   const tail = worker.logTail.slice();
   // Never guessed from the exit code: 137 is any SIGKILL, and `docker kill` is not a lack of memory.
-  const reason = exit.oomKilled ? "oom" : exit.signal !== undefined || exit.code === 137 || exit.code === null ? "killed" : "crashed";
+  // A container the plane was stopping (scale-down, eviction, the app stopped, the plane shutting down) did not crash,
+  // whatever its exit: its runner leaves with 0 when the plane closes its channel.
+  const reason = exit.oomKilled ? "oom" : worker.stopping || exit.signal !== undefined || exit.code === 137 || exit.code === null ? "killed" : "crashed";
+  const how = exit.signal ? ` (${exit.signal})` : exit.code !== null && exit.code !== 137 ? ` (exit code ${exit.code})` : "";
   const what =
     reason === "oom"
       ? `ran out of memory (limit ${worker.reservation.memoryMiB} MiB)`
-      : reason === "killed"
-        ? `was killed${exit.signal ? ` (${exit.signal})` : ""}${worker.stopping ? " by the plane" : ""}`
-        : `crashed with exit code ${exit.code}`;
+      : reason === "crashed"
+        ? `crashed with exit code ${exit.code}`
+        : worker.stopping
+          ? `was stopped by the plane${how}`
+          : `was killed${exit.signal ? ` (${exit.signal})` : ""}`;
   const lastLines = tail.length ? `; last log lines:\n${tail.slice(-5).join("\n")}` : "";
   return new ContainerFailedError(`${worker.label} container ${worker.id} ${what} ${when}${lastLines}`, {
     reason,

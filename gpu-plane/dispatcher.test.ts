@@ -7,7 +7,7 @@
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { afterEach, describe, expect, it } from "vitest";
+import { afterEach, describe, expect, it, vi } from "vitest";
 import type { GpuType } from "../sdk/gpu.js";
 import { newCallId, type PlaneFunctionSpec, type PlaneRunRequest } from "../sdk/protocol.js";
 import type { PlaneLogLine } from "./log-shipper.js";
@@ -507,6 +507,16 @@ describe("the dispatcher, on fake containers", () => {
     expect(h.lines).toContain(`[app.f ${req.callId} ${answer.containerId}] (stderr) segfault in the extension`);
     expect(h.dispatcher.containers()).toEqual([]);
     expect(h.inventory.summary().memoryMiB.free).toBe(MEMORY_TOTAL_MIB);
+  });
+
+  it("says a container the plane stopped mid-call (the plane shutting down) was stopped by the plane, not that it crashed", async () => {
+    const h = harness({ f: () => never() });
+    const running = h.dispatcher.run(request("f"), BUNDLE);
+    await vi.waitFor(() => expect(h.dispatcher.containers()).toHaveLength(1));
+    await h.dispatcher.close();
+    const answer = await running;
+    expect(answer.error).toMatchObject({ code: "container_failed", details: { reason: "killed" } });
+    expect(answer.error!.message).toMatch(new RegExp(`^app\\.f container ${answer.containerId} was stopped by the plane .*during the call`));
   });
 
   it("ends a call whose container crashes while starting with ContainerFailedError, saying so", async () => {
