@@ -385,7 +385,13 @@ function newIdempotencyKey(): string {
 /** The `tandem serve` front door's answer for a gateway that did not answer (502) or is starting (503): nothing ran. */
 async function unanswered(res: Response): Promise<boolean> {
   if (res.status !== 502 && res.status !== 503) return false;
-  return unansweredText(res.status, await res.clone().text());
+  return unansweredText(
+    res.status,
+    await res
+      .clone()
+      .text()
+      .catch(() => ""),
+  ); // a body that breaks off says nothing
 }
 
 /** `unanswered`, for an answer read whole. */
