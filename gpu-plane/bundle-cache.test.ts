@@ -83,3 +83,49 @@ describe("BundleCache", () => {
     expect(asked).toEqual([]);
   });
 });
+
+describe("BundleCache, fetching from the gateway", () => {
+  let dir: string;
+  let bundle: { hash: string; bytes: Uint8Array };
+  beforeAll(async () => {
+    useHmacEngine(nodeHmacEngine);
+    dir = await mkdtemp(join(tmpdir(), "tandem-bundle-fetch-"));
+    const bytes = new TextEncoder().encode("export const answer = 42;\n");
+    bundle = { hash: createHash("sha256").update(bytes).digest("hex"), bytes };
+  });
+  afterAll(() => rm(dir, { recursive: true, force: true }));
+
+  /** A stand-in gateway that cuts the first `cuts` requests' connections unanswered, then serves the bundle. */
+  async function cuttingGateway(cuts: number): Promise<{ url: string; asked: () => number; close(): void }> {
+    let asked = 0;
+    const server = createServer((req, res) => {
+      if (++asked <= cuts) return req.socket.destroy();
+      res.writeHead(200, { "content-type": "application/octet-stream" }).end(bundle.bytes);
+    });
+    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+    return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, asked: () => asked, close: () => server.close() };
+  }
+
+  it("asks again when the gateway's connection broke off before its answer", async () => {
+    const gateway = await cuttingGateway(2);
+    try {
+      const path = await new BundleCache(join(dir, "cut"), gateway.url, SECRET).get(bundle.hash);
+      expect(new Uint8Array(await readFile(path))).toEqual(bundle.bytes);
+      expect(gateway.asked()).toBe(3);
+    } finally {
+      gateway.close();
+    }
+  });
+
+  it("fails as plane_unavailable, saying why, when no ask is answered, so the gateway tries the call elsewhere", async () => {
+    const gateway = await cuttingGateway(Infinity);
+    try {
+      const failed = await new BundleCache(join(dir, "down"), gateway.url, SECRET).get(bundle.hash).catch((err: unknown) => err);
+      expect(failed).toMatchObject({ code: "plane_unavailable" });
+      expect((failed as Error).message).toMatch(new RegExp(`^could not fetch bundle ${bundle.hash.slice(0, 12)} from the gateway at ${gateway.url}: .+`));
+      expect(gateway.asked()).toBe(3);
+    } finally {
+      gateway.close();
+    }
+  });
+});

@@ -10,11 +10,11 @@ import { createHash } from "node:crypto";
 import { existsSync } from "node:fs";
 import { chmod, mkdir, rename, symlink, writeFile } from "node:fs/promises";
 import { dirname, join } from "node:path";
-import { InternalError } from "../sdk/errors.js";
-import { GATEWAY_AUDIENCE, paths, type ImageBuildSpec } from "../sdk/protocol.js";
-import { signRequest } from "../sdk/signing.js";
+import { InternalError, PlaneUnavailableError } from "../sdk/errors.js";
+import { paths, type ImageBuildSpec } from "../sdk/protocol.js";
 import { mapStackWith, traceMap } from "../sdk/stack-map.js";
 import type { TraceMap } from "@jridgewell/trace-mapping";
+import { gatewayGet, networkReason } from "./gateway-get.js";
 import { RuntimeCode, splitPlaneBundle } from "./runtime-code.js";
 
 export class BundleCache {
@@ -129,11 +129,9 @@ export class BundleCache {
     return JSON.parse(text) as ImageBuildSpec;
   }
 
-  /** A signed GET to the gateway. */
+  /** A signed GET to the gateway, sent again when it got no answer. */
   async #get(route: string, headers: Record<string, string> = {}): Promise<Response> {
-    return fetch((await this.#gatewayUrl) + route, {
-      headers: { ...headers, ...(await signRequest(this.#secret, { audience: GATEWAY_AUDIENCE, method: "GET", path: route })) },
-    });
+    return gatewayGet(await this.#gatewayUrl, this.#secret, route, headers);
   }
 
   /**
@@ -147,7 +145,10 @@ export class BundleCache {
 
   async #download(hash: string, path: string): Promise<string> {
     const route = paths.planeBundle(hash);
-    const res = await this.#get(route);
+    const res = await this.#get(route).catch(async (err: unknown) => {
+      // Nothing ran: the gateway tries the call on another plane, or this one again.
+      throw new PlaneUnavailableError(`could not fetch bundle ${hash.slice(0, 12)} from the gateway at ${await this.#gatewayUrl}: ${networkReason(err)}`);
+    });
     if (!res.ok)
       throw new InternalError(`could not fetch bundle ${hash.slice(0, 12)} from the gateway: HTTP ${res.status} ${(await res.text()).slice(0, 200)}`);
     return this.#write(hash, new Uint8Array(await res.arrayBuffer()), path, "from the gateway");

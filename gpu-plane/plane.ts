@@ -50,6 +50,7 @@ import type { OtlpSettings } from "../sdk/settings.js";
 import { UsageLedger } from "./usage-ledger.js";
 import { planeServer } from "./server.js";
 import { fetchImageSecrets, fetchWarmSecrets } from "./warm-secrets.js";
+import { networkReason } from "./gateway-get.js";
 
 /**
  * How a heartbeat went: the gateway took it; refused it (a 4xx answer: a secret that is not the gateway's, a clock
@@ -674,21 +675,6 @@ async function answerReason(res: Response): Promise<string> {
     // not an error body: say what came
   }
   return `HTTP ${res.status}${text ? `: ${text.slice(0, 200)}` : ""}`;
-}
-
-/** Why a request got no answer, in a few words: `connection refused (ECONNREFUSED)`, `no answer in 15 s`. */
-function networkReason(err: unknown): string {
-  const e = err as Error & { cause?: { code?: string; message?: string } };
-  if (e.name === "TimeoutError") return `no answer in ${PLANE_DEFAULTS.staleMs / 1000} s`;
-  const code = e.cause?.code;
-  const words: Record<string, string> = {
-    ECONNREFUSED: "connection refused",
-    ENOTFOUND: "no such host",
-    ECONNRESET: "connection reset",
-    EHOSTUNREACH: "host unreachable",
-  };
-  if (code) return words[code] ? `${words[code]} (${code})` : code;
-  return e.cause?.message ?? e.message;
 }
 
 /**
