@@ -12,6 +12,8 @@ import type { GatewayConfig } from "./config.js";
 import type { Env } from "./env.js";
 import type { CallEnv } from "./secret-env.js";
 import { keepEdgeLine, reportLogFailuresTo, type LogOrigin } from "./log-sink.js";
+import { isolateBatch } from "./isolate-batch.js";
+import { LOG_LIMITS } from "../sdk/defaults.js";
 
 export interface RunContext {
   env: Env;
@@ -92,6 +94,31 @@ function logText(arg: unknown): string {
 
 let consolePatched = false;
 
+/** A console line waiting to be printed, and the console method that prints it. */
+interface Printed {
+  write: (text: string) => void;
+  line: string;
+}
+
+/**
+ * Lines of running code, printed together: those of `LOG_LIMITS.edgePrintMs` in one write per run of lines of the
+ * same level, in the order they were written.
+ */
+const printLater = isolateBatch(LOG_LIMITS.edgePrintMs, async (_: null, printed: Printed[]) => {
+  for (let i = 0; i < printed.length;) {
+    const { write } = printed[i]!;
+    let end = i + 1;
+    while (end < printed.length && printed[end]!.write === write) end++;
+    write(
+      printed
+        .slice(i, end)
+        .map((p) => p.line)
+        .join("\n"),
+    );
+    i = end;
+  }
+});
+
 /**
  * Prefixes every console line written inside a call or web request with where
  * it came from, and keeps it in its app's log (gateway/log-sink.ts): `log`,
@@ -112,10 +139,15 @@ export function prefixConsoleLines(): void {
       // A line that is one string (the usual case) is handed to workerd as one string, prefix included: workerd
       // formats each argument it is given. A lone argument is never read as a format string.
       const text = masked ?? (args.length === 1 && typeof args[0] === "string" ? args[0] : undefined);
-      if (text !== undefined) write(store?.logPrefix ? `${store.logPrefix} ${text}` : text);
+      if (store?.logTo) {
+        // A line of running code is kept, and printed with the others of its moment in one write (workerd's write
+        // of a line costs a call more than keeping it does).
+        const line = text ?? args.map(logText).join(" ");
+        keepEdgeLine(store, store.logTo, source, line);
+        store.waitUntil(printLater(null, [{ write, line: store.logPrefix ? `${store.logPrefix} ${line}` : line }]));
+      } else if (text !== undefined) write(store?.logPrefix ? `${store.logPrefix} ${text}` : text);
       else if (store?.logPrefix) write(store.logPrefix, ...args);
       else write(...args);
-      if (store?.logTo) keepEdgeLine(store, store.logTo, source, text ?? args.map(logText).join(" "));
     };
   }
 }

@@ -109,6 +109,8 @@ export const LOG_LIMITS = {
   followKeepAliveMs: 5_000,
   /** How long a gateway isolate gathers the log lines of its requests before one write per app. */
   edgeBatchMs: 50,
+  /** How long a gateway isolate gathers the console lines of running code before it prints them in one write. */
+  edgePrintMs: 10,
   /** How long a plane gathers its containers' lines before it sends them to the gateway. */
   planeFlushMs: 200,
   /**

@@ -31,7 +31,7 @@ it("resumes a spawned call that was running when the gateway stopped, as its sec
   const after = (await (await fetch(`${gw.url}/v1/calls/${call.id}`, authed())).json()) as CallRecord;
   // Its first attempt died with the isolate; it ran again, and the record says so.
   expect(after).toMatchObject({ status: "succeeded", result: "slept 1500", kind: "spawn", attempts: 2 });
-  expect(gw.output.some((l) => l.includes(`resuming edge.napping ${call.id}, whose runner was lost (attempt 1 was under way)`))).toBe(true);
+  await eventually(() => gw.output.some((l) => l.includes(`resuming edge.napping ${call.id}, whose runner was lost (attempt 1 was under way)`)));
 });
 
 it("resumes a spawned call with its arguments as they were sent", async () => {
@@ -49,7 +49,7 @@ it("resumes a spawned call with its arguments as they were sent", async () => {
   const back = (await FunctionCall.fromId(callId, { gateway: gw.url }).get({ timeoutMs: 20_000 })) as { kinds: string[]; values: unknown[] };
   expect(back.kinds).toEqual(["[object Date]", "[object Map]", "[object BigInt]", "[object Uint8Array]", "[object Undefined]", "[object Date]"]);
   expect(back.values.slice(0, values.length)).toEqual(values);
-  expect(gw.output.some((l) => l.includes(`resuming edge.argsAfter ${callId}`))).toBe(true);
+  await eventually(() => gw.output.some((l) => l.includes(`resuming edge.argsAfter ${callId}`)));
 });
 
 it("keeps a result larger than a ledger row in blob storage and returns it whole", async () => {

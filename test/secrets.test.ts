@@ -165,7 +165,7 @@ describe("secrets in both tiers", () => {
       await served.waitFor(new RegExp(`\\[vault\\.${name} [^\\]]*\\] pin \\*\\*\\* took 142 ms`));
     }
     await served.waitFor(/\[vault\.planeLeak [^\]]*\] the key is \*\*\* \{ nested: '\*\*\*' \}/);
-    expect(served.output()).toMatch(/\[vault\.edgeLeak [^\]]*\] the key is \*\*\* \{"nested":"\*\*\*"\}/);
+    await served.waitFor(/\[vault\.edgeLeak [^\]]*\] the key is \*\*\* \{"nested":"\*\*\*"\}/);
     expect(served.output()).not.toContain(VALUE);
   }, 90_000);
 

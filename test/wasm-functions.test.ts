@@ -5,7 +5,7 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { FunctionTimeoutError, InvalidRequestError, RemoteError, lookup } from "../sdk/index.js";
 import { runCli } from "./helpers/cli.js";
-import { authed, startTestGateway, type TestGateway } from "./helpers/gateway.js";
+import { authed, eventually, startTestGateway, type TestGateway } from "./helpers/gateway.js";
 import { READ_ONLY_ERRNOS } from "../wasm/fixtures/files-errnos.js";
 
 let gw: TestGateway;
@@ -36,7 +36,7 @@ describe("WebAssembly functions", () => {
     expect(err.remoteName).toBe("WasmExitError");
     expect(err.message).toBe('notJson wrote output that is not JSON: "ok"');
     await lookup("wasmy", "upper", { gateway: gw.url }).remote("x");
-    expect(gw.output.some((l) => /\[wasmy\.upper fc-[0-9a-z]{26}\] bye/.test(l))).toBe(true);
+    await eventually(() => gw.output.some((l) => /\[wasmy\.upper fc-[0-9a-z]{26}\] bye/.test(l)));
   });
 });
 
