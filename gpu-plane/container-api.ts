@@ -14,9 +14,10 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import { join } from "node:path";
 import { Readable } from "node:stream";
 import { VOLUME_LIMITS } from "../sdk/defaults.js";
-import { ForbiddenError, InvalidRequestError, bodyTooLarge, errorBody, errorStatus } from "../sdk/errors.js";
+import { ForbiddenError, GatewayUnreachableError, InvalidRequestError, bodyTooLarge, errorBody, errorStatus } from "../sdk/errors.js";
 import { GATEWAY_AUDIENCE, HEADERS, containerMayReach, CONTAINER_ROUTE_FAMILIES } from "../sdk/protocol.js";
 import { signRequest } from "../sdk/signing.js";
+import { networkReason } from "./gateway-get.js";
 
 /** Where the API socket is in a container's control folder, and so inside the container. */
 export const API_SOCKET = "api.sock";
@@ -76,7 +77,13 @@ export async function openContainerApi(controlDir: string, app: string, gateway:
       throw new ForbiddenError(`a container reaches only ${CONTAINER_ROUTE_FAMILIES.join(", ")} through its plane, not ${url.pathname}`, { app });
     }
     const body = await readBody(req, VOLUME_LIMITS.maxContainerRequestBytes);
-    const forwarded = await gateway.request(app, req.method ?? "GET", url.pathname + url.search, body, pick(req, ["content-type", HEADERS.protocol]));
+    const forwarded = await gateway
+      .request(app, req.method ?? "GET", url.pathname + url.search, body, pick(req, ["content-type", HEADERS.protocol]))
+      .catch(async (err: unknown) => {
+        // As the front door answers for a gateway that did not answer: the container's SDK sends a read, or a request
+        // with an idempotency key, again.
+        throw new GatewayUnreachableError(`the plane could not reach the gateway at ${await gateway.gatewayUrl}: ${networkReason(err)}`);
+      });
     const headers: Record<string, string> = {};
     forwarded.headers.forEach((value, key) => {
       if (key === "content-type" || key === "content-length" || key.startsWith("tandem-")) headers[key] = value;
