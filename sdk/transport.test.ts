@@ -22,25 +22,31 @@ interface Seen {
 let server: http.Server | undefined;
 afterEach(() => new Promise<void>((resolve) => (server ? server.close(() => resolve()) : resolve())));
 
-/** A server that answers every call with a call record whose result is its first argument, after `delayMs`. */
-async function gateway(options: { delayMs?: number; keepAliveTimeoutMs?: number } = {}): Promise<{ url: string; seen: Seen[] }> {
-  const seen: Seen[] = [];
+/** Starts `server`, handing `answer` each request with its whole body read; resolves with its URL. */
+async function serveBodies(answer: (req: http.IncomingMessage, body: string, res: http.ServerResponse) => void): Promise<string> {
   server = http.createServer((req, res) => {
     let body = "";
     req.setEncoding("utf8");
     req.on("data", (chunk: string) => (body += chunk));
-    req.on("end", () => {
-      seen.push({ headers: req.headers, port: req.socket.remotePort!, body });
-      const args = (JSON.parse(body) as { args: unknown[] }).args;
-      setTimeout(() => {
-        res.writeHead(200, { "content-type": "application/json" });
-        res.end(JSON.stringify({ callId: "fc-0", status: "succeeded", result: args[0], attempts: 1 }));
-      }, options.delayMs ?? 0);
-    });
+    req.on("end", () => answer(req, body, res));
   });
-  if (options.keepAliveTimeoutMs !== undefined) server.keepAliveTimeout = options.keepAliveTimeoutMs;
   await new Promise<void>((resolve) => server!.listen(0, "127.0.0.1", resolve));
-  return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, seen };
+  return `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+}
+
+/** A server that answers every call with a call record whose result is its first argument, after `delayMs`. */
+async function gateway(options: { delayMs?: number; keepAliveTimeoutMs?: number } = {}): Promise<{ url: string; seen: Seen[] }> {
+  const seen: Seen[] = [];
+  const url = await serveBodies((req, body, res) => {
+    seen.push({ headers: req.headers, port: req.socket.remotePort!, body });
+    const args = (JSON.parse(body) as { args: unknown[] }).args;
+    setTimeout(() => {
+      res.writeHead(200, { "content-type": "application/json" });
+      res.end(JSON.stringify({ callId: "fc-0", status: "succeeded", result: args[0], attempts: 1 }));
+    }, options.delayMs ?? 0);
+  });
+  if (options.keepAliveTimeoutMs !== undefined) server!.keepAliveTimeout = options.keepAliveTimeoutMs;
+  return { url, seen };
 }
 
 describe("the SDK's client in Node", () => {
@@ -81,19 +87,12 @@ describe("the SDK's client in Node", () => {
 describe("the SDK's map requests", () => {
   it("keeps each request under the gateway's default body limit: inputs of a few MB each go in several", async () => {
     const sizes: number[] = [];
-    server = http.createServer((req, res) => {
-      let body = "";
-      req.setEncoding("utf8");
-      req.on("data", (chunk: string) => (body += chunk));
-      req.on("end", () => {
-        sizes.push(Buffer.byteLength(body));
-        const { inputs } = JSON.parse(body) as { inputs: [string][] };
-        res.writeHead(200, { "content-type": "application/x-ndjson" });
-        res.end(inputs.map(([text], index) => JSON.stringify({ index, callId: `fc-${index}`, status: "succeeded", result: text.length })).join("\n") + "\n");
-      });
+    const url = await serveBodies((_, body, res) => {
+      sizes.push(Buffer.byteLength(body));
+      const { inputs } = JSON.parse(body) as { inputs: [string][] };
+      res.writeHead(200, { "content-type": "application/x-ndjson" });
+      res.end(inputs.map(([text], index) => JSON.stringify({ index, callId: `fc-${index}`, status: "succeeded", result: text.length })).join("\n") + "\n");
     });
-    await new Promise<void>((resolve) => server!.listen(0, "127.0.0.1", resolve));
-    const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
     const inputs = Array.from({ length: 6 }, (_, i) => "a".repeat(3_000_000 + i));
     const out: number[] = [];
     for await (const n of lookup<[string], number>("shop", "len", { gateway: url, token: TOKEN }).map(inputs)) out.push(n);
