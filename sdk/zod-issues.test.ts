@@ -24,4 +24,14 @@ describe("describeIssues", () => {
       'unknown field "inner.limits.maxInput"; did you mean "inner.limits.maxInputs"?',
     );
   });
+
+  it("tells the first few issues of a body wrong in many places, and counts the rest", () => {
+    const lines = z.strictObject({ lines: z.array(z.strictObject({ callId: z.string().regex(/^fc-/) })) });
+    const said = refusal(lines, { lines: Array.from({ length: 55 }, (_, i) => ({ callId: `x${i}` })) });
+    expect(said.startsWith('field "lines.0.callId"')).toBe(true);
+    expect(said).toContain('field "lines.4.callId"');
+    expect(said).not.toContain('"lines.5.callId"');
+    expect(said.endsWith("; and 50 more")).toBe(true);
+    expect(refusal(lines, { lines: Array.from({ length: 6 }, (_, i) => ({ callId: `x${i}` })) }).endsWith("; and 1 more")).toBe(true);
+  });
 });

@@ -13,6 +13,8 @@ export type IssueNoun = "option" | "field" | "setting";
 
 /** The longest echo of a refused value, so a large body is not copied into its error. */
 const MAX_ECHO = 80;
+/** The most issues told one by one; a body wrong in many places (every element of a long list) gets a count of the rest. */
+const MAX_ISSUES = 5;
 
 /**
  * Turns zod issues into sentences: `option "timeout" must be at least 1
@@ -23,7 +25,9 @@ const MAX_ECHO = 80;
  * if (!parsed.success) throw new InvalidRequestError(`run request: ${describeIssues(parsed.error, "field", schema)}`);
  */
 export function describeIssues(error: z.ZodError, noun: IssueNoun = "option", schema?: z.ZodType): string {
-  return error.issues
+  const more = error.issues.length - MAX_ISSUES;
+  const told = error.issues
+    .slice(0, MAX_ISSUES)
     .map((issue) => {
       if (issue.code === "unrecognized_keys") return unknownKeys(issue.path, issue.keys, noun, schema ? keysAt(schema, issue.path) : []);
       const path = issue.path.map(String).join(".");
@@ -31,6 +35,7 @@ export function describeIssues(error: z.ZodError, noun: IssueNoun = "option", sc
       return path ? `${noun} "${path}" ${issue.message}${got}` : `${issue.message}${got}`;
     })
     .join("; ");
+  return more > 0 ? `${told}; and ${more} more` : told;
 }
 
 /**
