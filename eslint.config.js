@@ -34,6 +34,19 @@ const forbid = {
   },
 };
 
+/** miniflare's getters of proxies to a running Worker's bindings and handlers. */
+const MINIFLARE_PROXIES = [
+  "getBindings",
+  "getWorker",
+  "getR2Bucket",
+  "getKVNamespace",
+  "getD1Database",
+  "getDurableObjectNamespace",
+  "getCaches",
+  "getQueueProducer",
+  "getSecretsStoreSecretAPI",
+];
+
 /** One block per folder: the full list of what its files may not import. */
 const tier = (files, ignores, patterns) => ({ files, ignores, rules: { "no-restricted-imports": ["error", { patterns }] } });
 
@@ -73,4 +86,22 @@ export default defineConfig(
   // host.ts, function.ts and wasi/ run in both tiers; prepare.ts (the CLI's compile step) and the tests are Node.
   tier(["wasm/*.ts", "wasm/wasi/*.ts"], ["wasm/prepare.ts", "wasm/*.test.ts"], [forbid.gateway, forbid.gpuPlane, forbid.cli, forbid.dockerode, forbid.node]),
   tier(["wasm/prepare.ts", "wasm/*.test.ts"], [], [forbid.gateway, forbid.gpuPlane, forbid.cli, forbid.dockerode]),
+
+  // The CLI talks to the workerd it started over HTTP only (sdk/cli/workerd.ts, `RunningWorkerd`): a miniflare binding
+  // proxy's call blocks Node's thread until workerd answers, while workerd may be blocked writing its console to a pipe
+  // that thread reads, and then both wait for good (gateway/local-blobs.ts). Tests may use them to set things up.
+  {
+    files: ["sdk/cli/**/*.ts"],
+    ignores: ["sdk/cli/**/*.test.ts"],
+    rules: {
+      "no-restricted-properties": [
+        "error",
+        ...MINIFLARE_PROXIES.map((property) => ({
+          property,
+          message:
+            "miniflare's binding proxies block this thread until workerd answers, and workerd may be waiting for it to read its console: use RunningWorkerd's HTTP methods.",
+        })),
+      ],
+    },
+  },
 );

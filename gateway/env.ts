@@ -55,6 +55,11 @@ export interface Env {
    * plane when a call first needs one (`LOCAL_PLANE_ROUTES`). Never bound in a deployment.
    */
   LOCAL_PLANE?: Fetcher;
+  /**
+   * Local only: the key of `LOCAL_BLOBS_ROUTE`, made by the CLI that started this gateway each time it starts
+   * (gateway/local-blobs.ts). Never bound in a deployment.
+   */
+  LOCAL_BLOBS_KEY?: string;
   /** Optional settings, all strings; see `gateway/config.ts`. */
   TANDEM_MAX_BODY_BYTES?: string;
   TANDEM_RESULT_TTL_SECONDS?: string;

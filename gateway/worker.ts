@@ -28,6 +28,7 @@ import { planeRoutes } from "./plane-routes.js";
 import { environments } from "./environments.js";
 import { AppRegistry, setRegistry } from "./registry.js";
 import { installCallEnv, prefixConsoleLines } from "./run-context.js";
+import { localBlobRoutes } from "./local-blobs.js";
 import { schedulerFor } from "./scheduler.js";
 import { webRoutes } from "./web.js";
 
@@ -70,6 +71,7 @@ export function createGateway(modules: AppModule[], options: GatewayOptions = {}
   });
   // Each /v1 request in the environment it names (Tandem-Env), else this gateway's: the stores' objects are its.
   router.use("/v1/*", environments());
+  router.route("/", localBlobRoutes());
   router.route("/", planeRoutes());
   router.route("/", apiRoutes());
   router.route("/", dashboardRoutes());

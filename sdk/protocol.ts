@@ -340,6 +340,13 @@ export const PLANE_METRICS_ROUTE = "/metrics";
 export const OTLP_PATHS = { logs: "/v1/logs", metrics: "/v1/metrics" } as const;
 
 /**
+ * Where the CLI that started a local gateway puts the plane bundles and image specs it built into the gateway's R2
+ * bucket (`PUT <route>/<BLOB_KEYS key>`, with the key it bound as `LOCAL_BLOBS_KEY`): gateway/local-blobs.ts. A
+ * deployed gateway has no such route.
+ */
+export const LOCAL_BLOBS_ROUTE = "/_local/blobs";
+
+/**
  * Routes of the CLI that started a local gateway, which the gateway reaches
  * through its `LOCAL_PLANE` binding (`tandem run` only; never in a deployment).
  */

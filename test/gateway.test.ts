@@ -606,3 +606,24 @@ describe("the ledger across a restart", () => {
     expect(await FunctionCall.fromId(call.id, { gateway: gw.url }).get({ timeoutMs: 10_000 })).toBe(441);
   });
 });
+
+describe("the local blob route", () => {
+  const hash = "ab".repeat(32);
+  const route = (key: string) => `${gw.url}/_local/blobs/${key}`;
+
+  it("takes a plane bundle from the CLI that started the gateway, over HTTP", async () => {
+    await gw.putBlob(`bundles/${hash}.mjs`, "export default 1;\n");
+    expect(new TextDecoder().decode(await gw.blobBytes(`bundles/${hash}.mjs`))).toBe("export default 1;\n");
+  });
+
+  it("refuses anyone without its key, the admin token included, and keys that are not bundles, maps or image specs", async () => {
+    for (const headers of [{}, { authorization: "Bearer wrong" }, { authorization: `Bearer ${ADMIN_TOKEN}` }] as Record<string, string>[]) {
+      const res = await fetch(route(`images/${hash}.json`), { method: "PUT", body: "{}", headers });
+      expect(res.status).toBe(401);
+      expect(((await res.json()) as { error: { code: string } }).error.code).toBe("unauthorized");
+    }
+    expect(await gw.blobBytes(`images/${hash}.json`)).toBeUndefined();
+    await expect(gw.putBlob("inputs/fc-0000000000abcdefghijklmnop", "x")).rejects.toThrow(/HTTP 400 .*is not a plane bundle, source map or image spec key/);
+    await expect(gw.putBlob(`bundles/${hash}.mjs/../../results/x`, "x")).rejects.toThrow(/HTTP (400|404)/);
+  });
+});

@@ -84,3 +84,12 @@ describe("the imports each folder may make pass the lint", () => {
     expect(await lintImport(file, from)).toEqual([]);
   });
 });
+
+describe("the CLI never calls miniflare's binding proxies", () => {
+  it("fails the lint in sdk/cli/, and not in tests", async () => {
+    const code = 'export async function put(mf: { getR2Bucket(name: string): Promise<unknown> }) {\n  return mf.getR2Bucket("BLOBS");\n}\n';
+    const lint = async (filePath: string) => (await eslint.lintText(code, { filePath, warnIgnored: true }))[0]!.messages.map((m) => m.ruleId);
+    expect(await lint("sdk/cli/example.ts")).toEqual(["no-restricted-properties"]);
+    expect(await lint("test/example.test.ts")).toEqual([]);
+  });
+});

@@ -7,7 +7,7 @@ import { createHash, randomBytes } from "node:crypto";
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { mkdir, writeFile } from "node:fs/promises";
 import { dirname, join, resolve } from "node:path";
-import type { Miniflare } from "miniflare";
+import type { RunningWorkerd } from "./workerd.js";
 import type { Inventory } from "../../gpu-plane/inventory.js";
 import { packDirectories, prepareModule } from "../../wasm/prepare.js";
 import type { App, WasmDefinition } from "../app.js";
@@ -239,13 +239,12 @@ function imagePackages(app: App): string[] {
 }
 
 /** Puts the plane bundles and image specs where planes fetch them: the gateway's blob store. */
-export async function uploadPlaneBundles(miniflare: Miniflare, built: Pick<BuiltApps, "planes" | "images">): Promise<void> {
-  const bucket = await miniflare.getR2Bucket("BLOBS");
+export async function uploadPlaneBundles(gateway: Pick<RunningWorkerd, "putBlob">, built: Pick<BuiltApps, "planes" | "images">): Promise<void> {
   for (const plane of built.planes) {
-    await bucket.put(BLOB_KEYS.planeBundle(plane.hash), plane.bytes);
-    await bucket.put(BLOB_KEYS.planeBundleMap(plane.hash), plane.map);
+    await gateway.putBlob(BLOB_KEYS.planeBundle(plane.hash), plane.bytes);
+    await gateway.putBlob(BLOB_KEYS.planeBundleMap(plane.hash), plane.map);
   }
-  for (const [hash, json] of built.images) await bucket.put(BLOB_KEYS.image(hash), json);
+  for (const [hash, json] of built.images) await gateway.putBlob(BLOB_KEYS.image(hash), json);
 }
 
 /**

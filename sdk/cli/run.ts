@@ -345,9 +345,7 @@ function runPlane(
     reported.catch((err: unknown) => taking.reject(err));
     // The plane bundles are handed to the plane (`bundles`), which never asks the gateway for them: only the image
     // specs, which the plane does ask for, go into the gateway's blob store (miniflare's R2 set up for them alone).
-    const uploading = Promise.all([gateway, built]).then(([g, b]) =>
-      b.images.size ? uploadPlaneBundles(g.miniflare, { planes: [], images: b.images }) : undefined,
-    );
+    const uploading = Promise.all([gateway, built]).then(([g, b]) => (b.images.size ? uploadPlaneBundles(g, { planes: [], images: b.images }) : undefined));
     uploading.catch(() => {}); // met where it is awaited
     // A plane that fails fails at once, not once the gateway is up: workerd's start waits for a plane function's plane
     // (miniflare loads once its container is asked for, or it has failed), so waiting here for the upload, which waits

@@ -86,7 +86,7 @@ export async function serve(options: ServeOptions): Promise<Serving> {
   };
   // The plane gets ready (Docker, its base image) while workerd starts, and reports once the gateway answers.
   const gatewayStarting = startWorkerd({ worker: built.worker, persistDir: join(state, "state"), bindings }).then(async (backend) => {
-    await uploadPlaneBundles(backend.miniflare, built).catch(async (err: unknown) => {
+    await uploadPlaneBundles(backend, built).catch(async (err: unknown) => {
       await backend.dispose();
       throw err;
     });
@@ -163,7 +163,7 @@ export async function serve(options: ServeOptions): Promise<Serving> {
       const next = await buildApps(options.appFiles, join(buildDir, `gen-${n}`), buildOptions);
       checkPlaneFits(next.apps, inventory);
       const backend = await startWorkerd({ worker: next.worker, persistDir: join(state, "state"), bindings: bindingsFor(next.apps) });
-      await uploadPlaneBundles(backend.miniflare, next);
+      await uploadPlaneBundles(backend, next);
       if (declaresNamedSecrets(next.apps)) {
         try {
           checkNamedSecrets(next.apps, await heldSecrets(backend.url.href, adminToken));
@@ -191,8 +191,7 @@ export async function serve(options: ServeOptions): Promise<Serving> {
   let tickTimer: NodeJS.Timeout | undefined;
   const tick = async (at: number) => {
     try {
-      const worker = await live.miniflare.getWorker();
-      await worker.scheduled({ scheduledTime: new Date(at), cron: "* * * * *" });
+      await live.scheduled(new Date(at));
     } catch (err) {
       log(style.warn(`schedules: the tick of ${new Date(at).toISOString()} failed: ${(err as Error).message}`));
     }

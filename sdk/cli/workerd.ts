@@ -5,13 +5,21 @@
  * workerd ends with the process that started it, however that process ends.
  */
 import { spawn, type ChildProcess } from "node:child_process";
+import { randomBytes } from "node:crypto";
 import { mkdirSync, readFileSync, readdirSync } from "node:fs";
 import { createRequire } from "node:module";
 import type * as MiniflareModule from "miniflare";
 import { dirname } from "node:path";
 import type { Readable, Writable } from "node:stream";
 import { errorBody, errorStatus } from "../errors.js";
-import { LOCAL_PLANE_ROUTES, type LocalPlaneBundles, type LocalPlaneStarted, type PlaneBundleRef, type PlaneHeartbeat } from "../protocol.js";
+import {
+  LOCAL_BLOBS_ROUTE,
+  LOCAL_PLANE_ROUTES,
+  type LocalPlaneBundles,
+  type LocalPlaneStarted,
+  type PlaneBundleRef,
+  type PlaneHeartbeat,
+} from "../protocol.js";
 import { LineSplitter } from "../stream-lines.js";
 import { trace } from "../trace.js";
 import type { WorkerBundle } from "./bundle.js";
@@ -56,9 +64,18 @@ export interface WorkerdOptions {
 export const COMPATIBILITY_DATE = "2025-09-01";
 export const COMPATIBILITY_FLAGS = ["nodejs_compat"];
 
+/**
+ * A started gateway. Talk to it over HTTP, never through miniflare's binding proxies (`getR2Bucket`, `getWorker`, …):
+ * their calls block this thread until workerd answers, and workerd writes its console to a pipe this thread reads, so
+ * under load both wait on each other for good (gateway/local-blobs.ts).
+ */
 export interface RunningWorkerd {
   url: URL;
   miniflare: Miniflare;
+  /** Puts a plane bundle, source map or image spec (by its `BLOB_KEYS` key) into the gateway's R2 bucket. */
+  putBlob(key: string, bytes: Uint8Array | string): Promise<void>;
+  /** Runs the Worker's `scheduled` handler, as a cron trigger at `at` does; rejects when the handler failed. */
+  scheduled(at: Date): Promise<void>;
   dispose(): Promise<void>;
 }
 
@@ -70,9 +87,10 @@ export async function startWorkerd(options: WorkerdOptions): Promise<RunningWork
     mkdirSync(options.tmpDir, { recursive: true });
     process.env.TMPDIR = options.tmpDir;
   }
+  const blobsKey = randomBytes(24).toString("base64url");
   let miniflare: Miniflare;
   try {
-    miniflare = newMiniflare(options, onOutput);
+    miniflare = newMiniflare({ ...options, bindings: { ...options.bindings, LOCAL_BLOBS_KEY: blobsKey } }, onOutput);
   } finally {
     if (options.tmpDir) {
       if (systemTmp === undefined) delete process.env.TMPDIR;
@@ -87,6 +105,20 @@ export async function startWorkerd(options: WorkerdOptions): Promise<RunningWork
   return {
     url,
     miniflare,
+    putBlob: async (key, bytes) => {
+      const res = await fetch(new URL(`${LOCAL_BLOBS_ROUTE}/${key}`, url), {
+        method: "PUT",
+        body: typeof bytes === "string" ? bytes : new Uint8Array(bytes),
+        headers: { authorization: `Bearer ${blobsKey}` },
+      });
+      if (res.status !== 204) throw new Error(`the local gateway did not take ${key}: HTTP ${res.status} ${await res.text()}`);
+    },
+    // Through miniflare's entry Worker, which calls the handler (unsafeTriggerHandlers): a request, not a proxy call.
+    scheduled: async (at) => {
+      const res = await miniflare.dispatchFetch(`http://localhost/cdn-cgi/handler/scheduled?time=${at.getTime()}&cron=${encodeURIComponent("* * * * *")}`);
+      const outcome = await res.text();
+      if (res.status !== 200) throw new Error(`the scheduled handler answered ${outcome || `HTTP ${res.status}`}`);
+    },
     dispose: async () => {
       watchdog?.kill();
       await miniflare.dispose();
@@ -125,6 +157,7 @@ function newMiniflare(options: WorkerdOptions, onOutput: NonNullable<WorkerdOpti
     host: "127.0.0.1",
     port: 0,
     cf: false,
+    unsafeTriggerHandlers: true,
     ...(options.persistDir === false ? {} : { defaultPersistRoot: options.persistDir }),
     handleRuntimeStdio(stdout: Readable, stderr: Readable) {
       forwardLines(stdout, (line) => onOutput(line, "stdout"));

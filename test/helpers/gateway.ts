@@ -22,7 +22,9 @@ export interface TestGateway {
   blobWrites(): Promise<Map<string, number>>;
   /** An object's bytes in the blob store, as stored; undefined when there is none. */
   blobBytes(key: string): Promise<Uint8Array | undefined>;
-  /** Calls the Worker's scheduled handler (the cron trigger) with this scheduled time. */
+  /** Puts a plane bundle, source map or image spec into the blob store, as `tandem serve` does. */
+  putBlob(key: string, bytes: Uint8Array | string): Promise<void>;
+  /** Calls the Worker's scheduled handler (the cron trigger) with this scheduled time, as `tandem serve` does. */
   scheduled(at: number): Promise<void>;
   /** Stops the gateway and starts it again on the same port, with the same state. */
   restart(): Promise<void>;
@@ -70,9 +72,11 @@ export async function startTestGateway(
       const object = await bucket.get(key);
       return object ? new Uint8Array(await object.arrayBuffer()) : undefined;
     },
+    async putBlob(key, bytes) {
+      await running!.putBlob(key, bytes);
+    },
     async scheduled(at: number) {
-      const worker = await running!.miniflare.getWorker();
-      await worker.scheduled({ scheduledTime: new Date(at), cron: "* * * * *" });
+      await running!.scheduled(new Date(at));
     },
     async restart() {
       const port = Number(new URL(gateway.url).port);

@@ -54,7 +54,7 @@ export async function startTestStack(
       onOutput: (line) => gatewayOutput.push(line),
     });
   const workerd = await startGateway();
-  await uploadPlaneBundles(workerd.miniflare, built);
+  await uploadPlaneBundles(workerd, built);
   const url = workerd.url.href.replace(/\/$/, "");
   const planes: Plane[] = [];
   const stack: TestStack = {

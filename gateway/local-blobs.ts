@@ -1,0 +1,33 @@
+/**
+ * `PUT /_local/blobs/<key>` (`LOCAL_BLOBS_ROUTE`): how `tandem serve` and `tandem run` put the plane bundles, source
+ * maps and image specs they built into the local gateway's R2 bucket, where planes fetch them. Only a gateway started
+ * with `LOCAL_BLOBS_KEY` (a random key the CLI makes at each start) has the route, and only that key opens it; a
+ * deployed gateway answers 404 (`tandem deploy` uploads with wrangler).
+ *
+ * The CLI once wrote them through miniflare's binding proxy, whose calls block Node's thread until workerd answers.
+ * workerd writes its console to a pipe that same thread reads: under load (a restart resuming a thousand calls, each
+ * saying so) the pipe filled while Node waited, workerd blocked on its write before it answered, and both stopped for
+ * good. A plain request leaves Node's thread free to read.
+ */
+import { Hono } from "hono";
+import { InvalidRequestError, NotFoundError, UnauthorizedError } from "../sdk/errors.js";
+import { LOCAL_BLOBS_ROUTE } from "../sdk/protocol.js";
+import type { RouteEnv } from "./env.js";
+
+/** The keys the CLI writes: `BLOB_KEYS.planeBundle`, `.planeBundleMap` and `.image`, by SHA-256. */
+const LOCAL_BLOB_KEY = /^(bundles\/[0-9a-f]{64}\.mjs(\.map)?|images\/[0-9a-f]{64}\.json)$/;
+
+/** @example router.route("/", localBlobRoutes()); */
+export function localBlobRoutes(): Hono<RouteEnv> {
+  const routes = new Hono<RouteEnv>();
+  routes.put(`${LOCAL_BLOBS_ROUTE}/*`, async (c) => {
+    const expected = c.env.LOCAL_BLOBS_KEY;
+    if (!expected) throw new NotFoundError(`${LOCAL_BLOBS_ROUTE} is only on a gateway that tandem serve or tandem run started`);
+    if (c.req.header("authorization") !== `Bearer ${expected}`) throw new UnauthorizedError(`${LOCAL_BLOBS_ROUTE} takes only the key its CLI bound`);
+    const key = new URL(c.req.url).pathname.slice(LOCAL_BLOBS_ROUTE.length + 1);
+    if (!LOCAL_BLOB_KEY.test(key)) throw new InvalidRequestError(`${JSON.stringify(key)} is not a plane bundle, source map or image spec key`);
+    await c.env.BLOBS.put(key, await c.req.arrayBuffer());
+    return c.body(null, 204);
+  });
+  return routes;
+}
