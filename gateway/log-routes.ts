@@ -7,8 +7,10 @@
  * a plane's line, which arrives a little after the edge's, still comes out in
  * time order; an empty line every few seconds while there is none keeps the
  * stream from looking idle. A read of one call's lines (the call's route, or
- * `?call=`) that ended on a plane just now waits until its plane has shipped
- * them (`LOG_LIMITS.planeLinesLateMs`). Scope `call`, and a token restricted to apps reads only theirs.
+ * `?call=`) that ended just now waits until they are stored: a plane's until
+ * its plane has shipped them (`LOG_LIMITS.planeLinesLateMs`), an edge call's
+ * until its isolate's batch is written (`LOG_LIMITS.edgeLinesLateMs`). Scope
+ * `call`, and a token restricted to apps reads only theirs.
  */
 import { Hono, type Context } from "hono";
 import { LOG_LIMITS } from "../sdk/defaults.js";
@@ -17,7 +19,7 @@ import { CALL_ID_PATTERN, LogQuerySchema, ROUTES, type CallRecord, type LogLine 
 import { describeIssues } from "../sdk/zod-issues.js";
 import { guard, mayReach, principalOf } from "./auth.js";
 import { ledgerFor } from "./call-ledger-client.js";
-import type { RouteEnv } from "./env.js";
+import type { Env, RouteEnv } from "./env.js";
 import { readLog } from "./log-archive.js";
 import { logStoreFor } from "./log-sink.js";
 import type { LogFilter, LogStore, StoredLogLine } from "./log-store.js";
@@ -32,8 +34,8 @@ export function logRoutes(): Hono<Api> {
     const app = registry().app(c.req.param("app")).name;
     const { filter, follow } = logQuery(c);
     if (!follow && filter.callId) {
-      const seen = await ledgerFor(c.env, filter.callId).get(filter.callId, 0);
-      if (seen?.app === app) await planeLinesIn(seen);
+      const seen = await recordOf(c.env, filter.callId);
+      if (seen?.app === app) await callLinesIn(seen);
     }
     return logAnswer(c, app, filter, follow);
   });
@@ -43,9 +45,9 @@ export function logRoutes(): Hono<Api> {
     if (!CALL_ID_PATTERN.test(id)) throw new InvalidRequestError(`"${id}" is not a call id (they look like fc- followed by 26 characters)`);
     const { filter, follow } = logQuery(c);
     // Another app's call is as unknown as one that never was.
-    const seen = await ledgerFor(c.env, id).get(id, 0);
+    const seen = await recordOf(c.env, id);
     if (!seen || !mayReach(principalOf(c), seen.app)) throw new NotFoundError(`no call ${id} (calls are kept 7 days after they end)`, { callId: id });
-    if (!follow) await planeLinesIn(seen);
+    if (!follow) await callLinesIn(seen);
     return logAnswer(c, seen.app, { ...filter, callId: id }, follow);
   });
 
@@ -53,15 +55,31 @@ export function logRoutes(): Hono<Api> {
 }
 
 /**
- * Waits, when `call` ended on a plane less than `LOG_LIMITS.planeLinesLateMs` ago, until that much has passed: its
- * plane ships its lines after its result, in a batch every `LOG_LIMITS.planeFlushMs`, so a read made at once would
- * find none of them yet.
+ * The ledger's record of call `id`. A call answered at once (`.remote()`, `POST …/call`) is recorded when it ends, in
+ * a batch written just after its answer, so a read made right then asks again for a moment
+ * (`LOG_LIMITS.edgeLinesLateMs`) before it takes the call for unknown.
  */
-async function planeLinesIn(call: CallRecord): Promise<void> {
+async function recordOf(env: Env, id: string): Promise<CallRecord | undefined> {
+  const ledger = ledgerFor(env, id);
+  const until = Date.now() + LOG_LIMITS.edgeLinesLateMs;
+  for (;;) {
+    const seen = await ledger.get(id, 0);
+    if (seen || Date.now() >= until) return seen ?? undefined;
+    await new Promise((resolve) => setTimeout(resolve, LOG_LIMITS.edgeBatchMs));
+  }
+}
+
+/**
+ * Waits, when `call` ended less than its tier's lateness ago, until that much has passed: a plane ships its lines
+ * after its result, in a batch every `LOG_LIMITS.planeFlushMs` (`planeLinesLateMs`); an edge isolate writes a call's
+ * last lines, and the gateway's line about its failure, `LOG_LIMITS.edgeBatchMs` after the response
+ * (`edgeLinesLateMs`). A read made at once would miss them.
+ */
+async function callLinesIn(call: CallRecord): Promise<void> {
   if (call.finishedAt === undefined) return;
-  const waitMs = call.finishedAt + LOG_LIMITS.planeLinesLateMs - Date.now();
-  if (waitMs <= 0 || registry().find(call.app, call.function)?.spec.tier !== "plane") return;
-  await new Promise((resolve) => setTimeout(resolve, waitMs));
+  const plane = registry().find(call.app, call.function)?.spec.tier === "plane";
+  const waitMs = call.finishedAt + (plane ? LOG_LIMITS.planeLinesLateMs : LOG_LIMITS.edgeLinesLateMs) - Date.now();
+  if (waitMs > 0) await new Promise((resolve) => setTimeout(resolve, waitMs));
 }
 
 /** The request's query as a read of the log store; a bad parameter is a 400 that names it. */

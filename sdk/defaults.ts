@@ -120,6 +120,11 @@ export const LOG_LIMITS = {
    */
   planeLinesLateMs: 600,
   /**
+   * The same for an edge call: the isolate that ran it writes its last lines, and the gateway's line about its
+   * failure, in a batch `edgeBatchMs` after they were printed, after the response. A read sooner waits until then.
+   */
+  edgeLinesLateMs: 300,
+  /**
    * How long a container's runner gathers the lines its function writes (process.stdout / process.stderr) before it
    * sends them to its plane on the control channel; a call's lines go with its result at the latest, and the first
    * line after a quiet spell goes at once (a container killed just after it, by the OOM killer, still told it).

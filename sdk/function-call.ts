@@ -54,7 +54,8 @@ export class FunctionCall<R = unknown> {
   /**
    * The call's log lines so far, oldest first (the last `limit`, 100 unless it says): what it printed in either
    * tier, and Tandem's own lines about it (cold start, retries, its failure, timeout), each with its time, tier, container
-   * and source. Right after a plane call ends, the read waits for the lines its plane is still sending (at most 600 ms).
+   * and source. Right after a call ends, the read waits for the lines still on their way (at most 600 ms after a
+   * plane call's end, 300 ms after an edge call's).
    * @example
    * for (const line of await FunctionCall.fromId(id).logs()) console.log(line.source, line.text);
    */

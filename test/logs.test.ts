@@ -54,6 +54,8 @@ export const flaky = app.function({ retries: Retries({ maxRetries: 1, initialDel
 });
 const boom = Retries({ maxRetries: 1, initialDelayMs: 10 });
 export const edgeBoom = app.function({ retries: boom }, () => { throw new Error("edge boom\\nsecond line"); });
+// Its lines come in two batches of the isolate's, the last one just as it throws.
+export const edgeLate = app.function(async () => { console.log("edge starts"); await new Promise((r) => setTimeout(r, 120)); console.log("edge ends"); throw new Error("edge late"); });
 export const planeBoom = app.function({ tier: "plane", retries: boom }, () => { throw new TypeError("plane boom"); });
 export default app;
 `;
@@ -302,6 +304,25 @@ describe("tandem logs", () => {
         .map((l) => l.text)
         .sort(),
     ).toEqual(["plane says delta", "plane warns delta"]);
+  }, 30_000);
+
+  it("a call's lines read right after its answer, in either route, are all there, its failure too", async () => {
+    const headers = { authorization: `Bearer ${token}` };
+    for (const route of ["calls", "app"]) {
+      const answer = await fetch(`${served.url}/v1/apps/journal/functions/edgeLate/call`, { method: "POST", headers, body: '{"args":[]}' });
+      const id = ((await answer.json()) as { callId: string }).callId;
+      const read = await fetch(route === "calls" ? `${served.url}/v1/calls/${id}/logs` : `${served.url}/v1/apps/journal/logs?call=${id}`, { headers });
+      expect(read.status, route).toBe(200);
+      const texts = (await read.text())
+        .split("\n")
+        .filter(Boolean)
+        .map((l) => (JSON.parse(l) as LogLine).text);
+      expect(texts, route).toEqual(["edge starts", "edge ends", "failed after 1 attempt: Error: edge late"]);
+    }
+    const call = await fn<[], never>("edgeLate").spawn();
+    await expect(call.get()).rejects.toThrow(/edge late/);
+    const lines = await FunctionCall.fromId(call.id, { gateway: served.url, token }).logs();
+    expect(lines.map((l) => l.text)).toEqual(["edge starts", "edge ends", "failed after 1 attempt: Error: edge late"]);
   }, 30_000);
 
   it("keeps the plane's line about a call that timed out, with its container", async () => {
