@@ -222,7 +222,15 @@ export class HttpInvoker implements Invoker {
   async *logLines(path: string): AsyncIterable<LogLine> {
     const res = await this.send("GET", path);
     if (!res.ok || !res.body) await this.fail(res);
-    for await (const line of ndjsonLines(res.body!)) yield line as LogLine;
+    try {
+      for await (const line of ndjsonLines(res.body!)) yield line as LogLine;
+    } catch (err) {
+      // A follow outlives many a gateway (`tandem serve` stopped): say which, not the transport's "terminated".
+      const cause = err instanceof Error ? (err.cause instanceof Error ? err.cause.message : err.message) : String(err);
+      throw new GatewayUnreachableError(`the log stream from the Tandem gateway at ${this.baseUrl} broke off (${cause}); is \`tandem serve\` running?`, {
+        gateway: this.baseUrl,
+      });
+    }
   }
 
   async get(callId: string, timeoutMs: number | undefined): Promise<unknown> {

@@ -9,7 +9,8 @@
 import http from "node:http";
 import type { AddressInfo } from "node:net";
 import { afterEach, describe, expect, it } from "vitest";
-import { lookup } from "./index.js";
+import { GatewayUnreachableError } from "./errors.js";
+import { FunctionCall, lookup } from "./index.js";
 
 const TOKEN = "tk-0123456789abcdef.ts-0123456789abcdef0123456789abcdef";
 
@@ -81,6 +82,38 @@ describe("the SDK's client in Node", () => {
   it("fails a malformed token option as itself, not as an unreachable gateway", async () => {
     const call = lookup<[number], number>("shop", "echo", { gateway: "http://127.0.0.1:9", token: "not-a-token" }).remote(1);
     await expect(call).rejects.toMatchObject({ code: "invalid_options", message: expect.stringContaining("does not hold a Tandem token") });
+  });
+});
+
+describe("the SDK's log follow", () => {
+  it("says the gateway's stream broke off, naming the gateway, when its connection drops mid-follow", async () => {
+    const line = {
+      time: 1,
+      app: "shop",
+      function: "f",
+      callId: "fc-01m8kahk46m9azssadeq4z196a",
+      containerId: null,
+      tier: "edge",
+      region: "local",
+      source: "stdout",
+      text: "one",
+    };
+    const url = await serveBodies((_req, _body, res) => {
+      res.writeHead(200, { "content-type": "application/x-ndjson" });
+      res.write(JSON.stringify(line) + "\n");
+      setTimeout(() => res.socket?.destroy(), 50); // the gateway went away (tandem serve stopped)
+    });
+    const seen: string[] = [];
+    const follow = async () => {
+      for await (const l of FunctionCall.fromId(line.callId, { gateway: url, token: TOKEN }).followLogs()) seen.push(l.text);
+    };
+    const err = await follow().then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    expect(seen).toEqual(["one"]);
+    expect(err).toBeInstanceOf(GatewayUnreachableError);
+    expect((err as Error).message).toMatch(new RegExp(`^the log stream from the Tandem gateway at ${url} broke off \\(.+\\); is \`tandem serve\` running\\?`));
   });
 });
 
