@@ -13,7 +13,7 @@ import type { Context, MiddlewareHandler } from "hono";
 import { deleteCookie, getCookie, setCookie } from "hono/cookie";
 import { DASHBOARD_DEFAULTS } from "../sdk/defaults.js";
 import { UnauthorizedError } from "../sdk/errors.js";
-import { DASHBOARD, HEADERS, LOGIN_CODE_PATTERN, type DashboardLoginAnswer } from "../sdk/protocol.js";
+import { DASHBOARD, HEADERS, LOGIN_CODE_PATTERN, TOKEN_PATTERN, type DashboardLoginAnswer } from "../sdk/protocol.js";
 import { sha256Hex } from "../sdk/hex.js";
 import { authenticate, tokenStore, type Principal } from "./auth.js";
 import type { Env, RouteEnv } from "./env.js";
@@ -38,9 +38,17 @@ export async function logInWithCode(c: Context<RouteEnv>, code: string): Promise
   await startSession(c, principal);
 }
 
-/** Logs the browser in with a pasted API token: its session cookie set. Throws 401 as `authenticate` does. */
+/**
+ * Logs the browser in with a pasted API token: its session cookie set. Throws 401 as `authenticate` does, and for
+ * text that is not a token, a message about what was pasted (there is no Authorization header to name).
+ */
 export async function logInWithToken(c: Context<RouteEnv>, token: string): Promise<void> {
-  await startSession(c, await authenticate(c.env, `Bearer ${token.trim()}`));
+  const pasted = token.trim();
+  if (!TOKEN_PATTERN.test(pasted))
+    throw new UnauthorizedError(
+      `${pasted ? "that is not a Tandem API token" : "paste an API token"}: they look like tk-<16 characters>.ts-<32 characters> (\`tandem token create\` makes one; \`tandem serve\` keeps its own in .tandem/token)`,
+    );
+  await startSession(c, await authenticate(c.env, `Bearer ${pasted}`));
 }
 
 /** Ends the browser's session and clears its cookie. */

@@ -75,6 +75,19 @@ describe("the dashboard", () => {
     expect(res.status).toBe(401);
   });
 
+  it("answers a pasted text that is not a token with what a token looks like, not with a header it never got", async () => {
+    for (const [token, message] of [
+      ["bogus", "that is not a Tandem API token: they look like tk-"],
+      ["  ", "paste an API token: they look like tk-"],
+    ] as const) {
+      const res = await fetch(`${gateway.url}${DASHBOARD.login}`, { method: "POST", body: new URLSearchParams({ token }) });
+      expect(res.status, token).toBe(401);
+      const page = await res.text();
+      expect(page, token).toContain(message);
+      expect(page, token).not.toContain("Authorization header");
+    }
+  });
+
   it("logs a browser in once with a login link: an HttpOnly, SameSite=Strict cookie, the code gone from the address", async () => {
     const link = await loginLink(ADMIN_TOKEN);
     const context = await browser.newContext();
