@@ -59,6 +59,8 @@ code { overflow-wrap: anywhere; }
 const SCRIPT = `
 (() => {
   const charts = [];
+  // uPlot's own number format keeps 3 decimals: a function's cost per minute ($0.00004) would read 0 on the axis.
+  const number = (v) => (v == null ? "--" : v.toLocaleString("en-US", { maximumSignificantDigits: 4 }));
   function draw(box) {
     const data = JSON.parse(box.querySelector("script").textContent);
     const colours = ["#2457c5", "#c53a24", "#17863a", "#8a3fc5", "#c58a24", "#24a5c5", "#5a6275"];
@@ -66,8 +68,8 @@ const SCRIPT = `
     const opts = {
       width, height: 200,
       scales: { x: { time: true } },
-      series: [{}, ...data.series.map((s, i) => ({ label: s.label, stroke: colours[i % colours.length], width: 2, points: { show: true, size: 5 } }))],
-      axes: [{}, { size: 60 }],
+      series: [{}, ...data.series.map((s, i) => ({ label: s.label, stroke: colours[i % colours.length], width: 2, points: { show: true, size: 5 }, value: (u, v) => number(v) }))],
+      axes: [{}, { size: 60, values: (u, splits) => splits.map(number) }],
       legend: { show: true },
     };
     const plot = new uPlot(opts, [data.x, ...data.series.map((s) => s.values)], box);

@@ -171,6 +171,19 @@ describe("the dashboard", () => {
     await page.close();
   });
 
+  it("writes a chart's small values (a minute's cost in dollars) as they are, not rounded to 0", async () => {
+    const page = await browser.newPage();
+    const data = { x: [1_796_400_000, 1_796_400_060, 1_796_400_120], series: [{ label: "shop.checkout", values: [0.00002, 0.00004, 0.00003] }] };
+    await page.setContent(`<!doctype html><link rel="stylesheet" href="${gateway.url}${DASHBOARD.base}/assets/uplot.css"><body style="width:600px">
+      <div data-chart><script type="application/json">${JSON.stringify(data)}</script></div>
+      <script src="${gateway.url}${DASHBOARD.base}/assets/uplot.js"></script><script src="${gateway.url}${DASHBOARD.base}/assets/dashboard.js"></script></body>`);
+    await page.waitForSelector("[data-chart][data-points] .u-over");
+    const over = (await page.locator(".u-over").boundingBox())!;
+    await page.mouse.move(over.x + over.width / 2, over.y + over.height / 2); // the cursor on the middle minute
+    expect(await page.locator(".u-legend .u-series").nth(1).locator(".u-value").textContent()).toBe("0.00004");
+    await page.close();
+  });
+
   it("draws the function's charts and the usage charts with their points", async () => {
     for (let i = 0; i < 5; i++) await call("checkout", [`ok-${i}`]);
     const page = await admin.newPage();
