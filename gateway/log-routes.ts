@@ -46,9 +46,10 @@ export function logRoutes(): Hono<Api> {
     const { filter, follow } = logQuery(c);
     // Another app's call is as unknown as one that never was.
     const seen = await recordOf(c.env, id);
-    if (!seen || !mayReach(principalOf(c), seen.app)) throw new NotFoundError(`no call ${id} (calls are kept 7 days after they end)`, { callId: id });
-    if (!follow) await callLinesIn(seen);
-    return logAnswer(c, seen.app, { ...filter, callId: id }, follow);
+    const app = seen ? seen.app : await appPrinting(c, id);
+    if (app === undefined || !mayReach(principalOf(c), app)) throw new NotFoundError(`no call ${id} (calls are kept 7 days after they end)`, { callId: id });
+    if (!follow && seen) await callLinesIn(seen);
+    return logAnswer(c, app, { ...filter, callId: id }, follow);
   });
 
   return routes;
@@ -67,6 +68,19 @@ async function recordOf(env: Env, id: string): Promise<CallRecord | undefined> {
     if (seen || Date.now() >= until) return seen ?? undefined;
     await new Promise((resolve) => setTimeout(resolve, LOG_LIMITS.edgeBatchMs));
   }
+}
+
+/**
+ * The app whose log holds lines of call `id`, among those the request may reach. A call made without an
+ * Idempotency-Key and answered at once is recorded in the ledger only when it ends: while it runs, its lines are
+ * all there is of it.
+ */
+async function appPrinting(c: Context<Api>, id: string): Promise<string | undefined> {
+  for (const app of registry().apps) {
+    if (!mayReach(principalOf(c), app.name)) continue;
+    if ((await logStoreFor(c.env, app.name).read({ callId: id, limit: 1 })).lines.length) return app.name;
+  }
+  return undefined;
 }
 
 /**

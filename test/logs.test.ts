@@ -54,6 +54,7 @@ export const flaky = app.function({ retries: Retries({ maxRetries: 1, initialDel
 });
 const boom = Retries({ maxRetries: 1, initialDelayMs: 10 });
 export const edgeBoom = app.function({ retries: boom }, () => { throw new Error("edge boom\\nsecond line"); });
+export const edgeWait = app.function(async (ms: number) => { console.log("edge waits " + ms); await new Promise((r) => setTimeout(r, ms)); return ms; });
 // Its lines come in two batches of the isolate's, the last one just as it throws.
 export const edgeLate = app.function(async () => { console.log("edge starts"); await new Promise((r) => setTimeout(r, 120)); console.log("edge ends"); throw new Error("edge late"); });
 export const planeBoom = app.function({ tier: "plane", retries: boom }, () => { throw new TypeError("plane boom"); });
@@ -323,6 +324,22 @@ describe("tandem logs", () => {
     await expect(call.get()).rejects.toThrow(/edge late/);
     const lines = await FunctionCall.fromId(call.id, { gateway: served.url, token }).logs();
     expect(lines.map((l) => l.text)).toEqual(["edge starts", "edge ends", "failed after 1 attempt: Error: edge late"]);
+  }, 30_000);
+
+  it("reads the lines of a running call made without an Idempotency-Key, which the ledger records at its end", async () => {
+    const running = fetch(`${served.url}/v1/apps/journal/functions/edgeWait/call`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${token}` },
+      body: '{"args":[4000]}',
+    });
+    let id: string | undefined;
+    await expect
+      .poll(async () => (id = (await logs("?function=edgeWait&search=waits%204000")).lines.at(-1)?.callId ?? undefined), { timeout: 3_000 })
+      .toMatch(/^fc-/);
+    const res = await fetch(`${served.url}/v1/calls/${id}/logs`, { headers: { authorization: `Bearer ${token}` } });
+    expect(res.status).toBe(200);
+    expect((await FunctionCall.fromId(id!, { gateway: served.url, token }).logs()).map((l) => l.text)).toEqual(["edge waits 4000"]);
+    expect(((await (await running).json()) as { result: number }).result).toBe(4_000);
   }, 30_000);
 
   it("keeps the plane's line about a call that timed out, with its container", async () => {
