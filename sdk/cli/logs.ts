@@ -70,7 +70,9 @@ export function addLogsCommand(program: Command, clientOf: (opts: { gateway?: st
  */
 export function formatLogLine(line: LogLine): string {
   const where = [line.function ? `${line.app}.${line.function}` : line.app, line.callId, line.containerId].filter(Boolean).join(" ");
-  const text = line.source === "stderr" ? style.warn(line.text) : line.source === "system" ? style.dim(line.text) : line.text;
+  // A line of several (a system line quoting a container's last lines): the rest indented under it, not bare.
+  const body = line.text.replace(/\r?\n/g, "\n    ");
+  const text = line.source === "stderr" ? style.warn(body) : line.source === "system" ? style.dim(body) : body;
   return `${style.dim(new Date(line.time).toISOString())} ${where} (${line.tier}, ${line.source}) ${text}`;
 }
 
