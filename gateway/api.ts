@@ -6,7 +6,6 @@ import { Hono, type Context } from "hono";
 import type { ContentfulStatusCode } from "hono/utils/http-status";
 import { InvalidRequestError, MethodNotAllowedError, NotFoundError, errorBody, errorStatus, toWireError } from "../sdk/errors.js";
 import {
-  CALL_ID_PATTERN,
   ConnectTokenRequestSchema,
   TERMINAL_STATUSES,
   CallRequestSchema,
@@ -40,7 +39,7 @@ import { deploymentRoutes } from "./deployment-routes.js";
 import { describeIssues } from "../sdk/zod-issues.js";
 import { decodeBodyValue, readJsonBody } from "./body.js";
 import { CallArgs } from "./call-args.js";
-import { ledgerFor, recordStatus, toCallRecord } from "./call-ledger-client.js";
+import { checkedCallId, ledgerFor, recordStatus, toCallRecord, unknownCall } from "./call-ledger-client.js";
 import { checkArguments } from "./check-arguments.js";
 import { schedulerFor } from "./scheduler.js";
 import type { RouteEnv } from "./env.js";
@@ -233,9 +232,9 @@ export function apiRoutes(): Hono<Api> {
     // Another app's call is as unknown as one that never was: a token restricted to apps cannot see it.
     const ledger = ledgerFor(c.env, id);
     const seen = await ledger.get(id, 0);
-    if (!seen || !mayReach(principalOf(c), seen.app)) throw unknownCall(id);
+    if (!seen || !mayReach(principalOf(c), seen.app)) throw unknownCall(id, c.var.config.resultTtlSeconds);
     const record = waitMs > 0 && !TERMINAL_STATUSES.has(seen.status) ? await ledger.get(id, Math.min(waitMs, API_LIMITS.maxWaitMs)) : seen;
-    if (!record) throw unknownCall(id);
+    if (!record) throw unknownCall(id, c.var.config.resultTtlSeconds);
     return c.json(record, record.status === "pending" || record.status === "running" ? 202 : 200);
   });
 
@@ -243,9 +242,9 @@ export function apiRoutes(): Hono<Api> {
     const id = callId(c);
     const { terminateContainer } = await readJsonBody(c.req.raw, CancelRequestSchema, c.var.config.maxBodyBytes);
     const seen = await ledgerFor(c.env, id).get(id, 0);
-    if (!seen || !mayReach(principalOf(c), seen.app)) throw unknownCall(id);
+    if (!seen || !mayReach(principalOf(c), seen.app)) throw unknownCall(id, c.var.config.resultTtlSeconds);
     const cancelled = await ledgerFor(c.env, id).cancel(id);
-    if (!cancelled) throw unknownCall(id);
+    if (!cancelled) throw unknownCall(id, c.var.config.resultTtlSeconds);
     if (cancelled.plane) await cancelOnPlane(runContext(c), cancelled.plane, id, terminateContainer ?? false);
     return c.json({ callId: id, status: cancelled.record.status });
   });
@@ -310,11 +309,5 @@ function idempotencyKey(c: Context<Api>): string | undefined {
 }
 
 function callId(c: Context<Api>): string {
-  const id = c.req.param("id") ?? "";
-  if (!CALL_ID_PATTERN.test(id)) throw new InvalidRequestError(`"${id}" is not a call id (they look like fc- followed by 26 characters)`);
-  return id;
-}
-
-function unknownCall(id: string): NotFoundError {
-  return new NotFoundError(`no call ${id} (calls are kept 7 days after they end)`, { callId: id });
+  return checkedCallId(c.req.param("id"));
 }

@@ -5,7 +5,8 @@
  */
 import { describe, expect, it } from "vitest";
 import { CALL_ID_PATTERN } from "../sdk/protocol.js";
-import { LEDGER_SHARDS, grouped, keyScope, newCallIdIn, shardOf, shardOfKey } from "./call-ledger-client.js";
+import { InvalidRequestError } from "../sdk/errors.js";
+import { LEDGER_SHARDS, checkedCallId, grouped, keyScope, newCallIdIn, shardOf, shardOfKey, unknownCall } from "./call-ledger-client.js";
 
 describe("a keyed call's id", () => {
   it("falls in the shard of its key, so the key and the record are written together", () => {
@@ -54,5 +55,24 @@ describe("grouped writes", () => {
     });
     await expect(start({ id: "a" })).rejects.toThrow("ledger down");
     expect(await start({ id: "b" })).toBe(true);
+  });
+});
+
+describe("unknownCall and checkedCallId", () => {
+  it("say how long a call is kept, in the unit the setting divides into, and that a call without a key is recorded once it ends", () => {
+    const id = newCallIdIn(0);
+    expect(unknownCall(id, 7 * 86_400).message).toBe(
+      `no call ${id}: a call is kept 7 days after it ends, and one made without an Idempotency-Key is recorded once it ends`,
+    );
+    expect(unknownCall(id, 7_200).message).toContain("kept 2 hours after");
+    expect(unknownCall(id, 60).message).toContain("kept 1 minute after");
+    expect(unknownCall(id, 90).message).toContain("kept 90 seconds after");
+    expect(unknownCall(id, 90).status).toBe(404);
+  });
+
+  it("refuses what is not a call id with a 400 that shows what one looks like", () => {
+    expect(checkedCallId("fc-0123456789abcdefghjkmnpqrs")).toBe("fc-0123456789abcdefghjkmnpqrs");
+    expect(() => checkedCallId("nope")).toThrow('"nope" is not a call id (they look like fc- followed by 26 characters)');
+    expect(() => checkedCallId(undefined)).toThrow(InvalidRequestError);
   });
 });

@@ -3,9 +3,10 @@
  * call (and a call's idempotency key), and the shapes of what is written to it.
  */
 import { isolateBatch } from "./isolate-batch.js";
-import { ERROR_STATUS, type WireError } from "../sdk/errors.js";
+import { ERROR_STATUS, InvalidRequestError, NotFoundError, type WireError } from "../sdk/errors.js";
 import {
   CALL_ID_ALPHABET,
+  CALL_ID_PATTERN,
   newCallId,
   type CallKind,
   type CallRecord,
@@ -15,6 +16,40 @@ import {
   type EncodedValue,
 } from "../sdk/protocol.js";
 import type { Env } from "./env.js";
+
+/**
+ * A call id from a request, checked: 400 when it is not one.
+ * @example const id = checkedCallId(c.req.param("id"));
+ */
+export function checkedCallId(id: string | undefined): string {
+  if (id === undefined || !CALL_ID_PATTERN.test(id))
+    throw new InvalidRequestError(`"${id ?? ""}" is not a call id (they look like fc- followed by 26 characters)`);
+  return id;
+}
+
+/**
+ * The 404 of a call the ledger has no record of, or of another app's, which is as unknown as one that never was.
+ * @example if (!record || !mayReach(principal, record.app)) throw unknownCall(id, c.var.config.resultTtlSeconds);
+ */
+export function unknownCall(id: string, resultTtlSeconds: number): NotFoundError {
+  return new NotFoundError(
+    `no call ${id}: a call is kept ${span(resultTtlSeconds)} after it ends, and one made without an Idempotency-Key is recorded once it ends`,
+    { callId: id },
+  );
+}
+
+/** "7 days", "2 hours", "90 seconds": a span in the largest unit that divides it. */
+function span(seconds: number): string {
+  const [unit, size] = (
+    [
+      ["day", 86_400],
+      ["hour", 3_600],
+      ["minute", 60],
+    ] as const
+  ).find(([, s]) => seconds % s === 0) ?? ["second", 1];
+  const n = seconds / size;
+  return `${n} ${unit}${n === 1 ? "" : "s"}`;
+}
 
 /**
  * Group commit: `write` takes several items at once; the items asked for

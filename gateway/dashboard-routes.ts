@@ -24,7 +24,7 @@ import {
   type ScheduleInfo,
 } from "../sdk/protocol.js";
 import { mayReach, principalOf, requireApp, type Principal } from "./auth.js";
-import { ledgerFor } from "./call-ledger-client.js";
+import { checkedCallId, ledgerFor, unknownCall } from "./call-ledger-client.js";
 import { DASHBOARD_ASSETS } from "./dashboard-assets.js";
 import { dashboardGuard, logInWithCode, logInWithToken, logOut } from "./dashboard-auth.js";
 import { agentSessions, callSeries, pricePerSecond, type CallSeries, recentCalls, totalsByFunction, visibleApps } from "./dashboard-data.js";
@@ -222,11 +222,10 @@ export function dashboardRoutes(): Hono<RouteEnv> {
   });
 
   routes.get("/calls/:id", async (c) => {
-    const id = c.req.param("id");
-    if (!CALL_ID_PATTERN.test(id)) throw new InvalidRequestError(`"${id}" is not a call id (they look like fc- followed by 26 characters)`);
+    const id = checkedCallId(c.req.param("id"));
     const record = await ledgerFor(c.env, id).get(id, 0);
     // Another app's call is as unknown as one that never was.
-    if (!record || !mayReach(principalOf(c), record.app)) throw new NotFoundError(`no call ${id} (calls are kept 7 days after they end)`, { callId: id });
+    if (!record || !mayReach(principalOf(c), record.app)) throw unknownCall(id, c.var.config.resultTtlSeconds);
     const { lines } = await readLog(c.env, record.app, { callId: id, limit: LOG_LIMITS.maxLimit });
     const body = html`<p>
         <a href="${dashboardPath("apps", record.app)}">← ${record.app}</a> ·

@@ -14,11 +14,11 @@
  */
 import { Hono, type Context } from "hono";
 import { LOG_LIMITS } from "../sdk/defaults.js";
-import { InvalidRequestError, NotFoundError } from "../sdk/errors.js";
-import { CALL_ID_PATTERN, LogQuerySchema, ROUTES, type CallRecord, type LogLine } from "../sdk/protocol.js";
+import { InvalidRequestError } from "../sdk/errors.js";
+import { LogQuerySchema, ROUTES, type CallRecord, type LogLine } from "../sdk/protocol.js";
 import { describeIssues } from "../sdk/zod-issues.js";
 import { guard, mayReach, principalOf } from "./auth.js";
-import { ledgerFor } from "./call-ledger-client.js";
+import { checkedCallId, ledgerFor, unknownCall } from "./call-ledger-client.js";
 import type { Env, RouteEnv } from "./env.js";
 import { readLog } from "./log-archive.js";
 import { logStoreFor } from "./log-sink.js";
@@ -41,13 +41,12 @@ export function logRoutes(): Hono<Api> {
   });
 
   routes.get(ROUTES.callLogs, guard("call"), async (c) => {
-    const id = c.req.param("id") ?? "";
-    if (!CALL_ID_PATTERN.test(id)) throw new InvalidRequestError(`"${id}" is not a call id (they look like fc- followed by 26 characters)`);
+    const id = checkedCallId(c.req.param("id"));
     const { filter, follow } = logQuery(c);
     // Another app's call is as unknown as one that never was.
     const seen = await recordOf(c.env, id);
     const app = seen ? seen.app : await appPrinting(c, id);
-    if (app === undefined || !mayReach(principalOf(c), app)) throw new NotFoundError(`no call ${id} (calls are kept 7 days after they end)`, { callId: id });
+    if (app === undefined || !mayReach(principalOf(c), app)) throw unknownCall(id, c.var.config.resultTtlSeconds);
     if (!follow && seen) await callLinesIn(seen);
     return logAnswer(c, app, { ...filter, callId: id }, follow);
   });
