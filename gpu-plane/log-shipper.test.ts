@@ -60,6 +60,27 @@ describe("LogShipper", () => {
     await expect.poll(() => shipper.buffered, { timeout: 1_000, interval: 10 }).toBe(0); // taken once the answer came
   });
 
+  it("sends a line that comes after a quiet spell at once, and the lines after it together, at most one batch a spell", async () => {
+    const gateway = await fakeGateway();
+    const shipper = new LogShipper({ gatewayUrl: gateway.url, secret: SECRET, planeId: PLANE, region: "eu", log: () => {}, flushMs: 1_500 });
+    cleanup.push(
+      async () => void (await shipper.close()),
+      async () => void gateway.server.close(),
+    );
+    const sentAt: number[] = [];
+    const before = Date.now();
+    shipper.add(line("alone"));
+    await expect.poll(() => gateway.batches.length, { timeout: 2_000, interval: 5 }).toBe(1);
+    sentAt.push(Date.now());
+    expect(sentAt[0]! - before).toBeLessThan(1_000); // not held for the spell
+    shipper.add(line("then one"));
+    shipper.add(line("then two"));
+    await expect.poll(() => gateway.batches.length, { timeout: 4_000, interval: 5 }).toBe(2);
+    sentAt.push(Date.now());
+    expect(sentAt[1]! - before).toBeGreaterThanOrEqual(1_500); // the next batch waited for the spell
+    expect(gateway.batches.map((b) => b.lines.map((l) => l.text))).toEqual([["alone"], ["then one", "then two"]]);
+  });
+
   it("holds lines while the gateway is down, drops and counts past its bound, and says how many once it is back", async () => {
     const gateway = await fakeGateway();
     gateway.down = true;

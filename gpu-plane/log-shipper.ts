@@ -1,8 +1,12 @@
 /**
  * A plane's log lines on their way to the gateway: every line its containers
  * print, and its own lines about calls (cold starts, timeouts, OOM kills),
- * gathered for `LOG_LIMITS.planeFlushMs` and sent as one signed
- * `POST /v1/planes/logs`. Nothing waits for a send: `add` pushes onto a
+ * sent as signed `POST /v1/planes/logs` batches, at most one every
+ * `LOG_LIMITS.planeFlushMs`: a line that comes when none went for that long
+ * goes at once (with those of the same moment), and the lines after it wait
+ * for the next batch. So a follow (`tandem logs -f`) gets a lone line as soon
+ * as an edge line of the same moment, and a busy plane still sends five
+ * batches a second. Nothing waits for a send: `add` pushes onto a
  * bounded buffer. While the gateway cannot be reached the lines wait, up to
  * `LOG_LIMITS.planeMaxBufferedLines` lines and `planeMaxBufferedChars` of text;
  * past that new ones are dropped and
@@ -44,6 +48,8 @@ export class LogShipper {
   /** Lines dropped since the gateway last took a batch, by app. */
   readonly #dropped = new Map<string, number>();
   #timer: NodeJS.Timeout | undefined;
+  /** When the last batch went (0: none yet). */
+  #sentAt = 0;
   #sending: Promise<void> | undefined;
   #failing = false;
   #closed = false;
@@ -73,7 +79,7 @@ export class LogShipper {
     }
     this.#chars += text.length;
     this.#buffer.push(record);
-    this.#schedule(this.#o.flushMs);
+    this.#schedule(this.#sentAt + this.#o.flushMs - Date.now());
   }
 
   /** Sends what is left (once, briefly) and stops. */
@@ -89,6 +95,7 @@ export class LogShipper {
     if (this.#timer || this.#sending || this.#closed) return;
     this.#timer = setTimeout(() => {
       this.#timer = undefined;
+      this.#sentAt = Date.now();
       this.#sending = this.#send()
         .then(
           () => {
@@ -103,7 +110,7 @@ export class LogShipper {
         .finally(() => {
           this.#sending = undefined;
           // More came meanwhile, or a send failed: go on (after a pause, while failing).
-          if (this.#buffer.length) this.#schedule(this.#failing ? 1_000 : this.#o.flushMs);
+          if (this.#buffer.length) this.#schedule(this.#failing ? 1_000 : this.#sentAt + this.#o.flushMs - Date.now());
         });
     }, delayMs);
     this.#timer.unref();
