@@ -17,6 +17,7 @@ import { TOKEN_DEFAULTS } from "../sdk/defaults.js";
 import { sha256Hex } from "../sdk/hex.js";
 import { ForbiddenError, UnauthorizedError, missingToken } from "../sdk/errors.js";
 import { CONNECT_TOKEN_PATTERN, HEADERS, TOKEN_PATTERN, scopeAllows, type TokenInfo, type TokenScope } from "../sdk/protocol.js";
+import { passPreflight } from "./body.js";
 import { containerPrincipal, isContainerRequest } from "./container-requests.js";
 import type { Env, RouteEnv } from "./env.js";
 import { environmentOf } from "./environments.js";
@@ -231,7 +232,9 @@ export async function mintConnectToken(
 /**
  * Checks a web endpoint's or agent's request that asks for a token: an API
  * token in `Authorization` (scope `call`, reaching `app`), or a connect token
- * for `app` (and this `label`) in `?token=`. Throws 401/403 saying which.
+ * for `app` (and this `label`) in `?token=`. Throws 401/403 saying which. A preflight
+ * (`HEADERS.preflight`, sent by `tandem serve`'s front door before a large body) that passes
+ * answers 204 here, and the endpoint's handler does not run.
  */
 export async function authorizeWeb(env: Env, request: Request, app: string, label: string): Promise<void> {
   const header = request.headers.get(HEADERS.authorization) ?? undefined;
@@ -246,7 +249,7 @@ export async function authorizeWeb(env: Env, request: Request, app: string, labe
     requireScope(principal, "call", `"${label}" of app "${app}"`);
     requireEnvironment(principal, environmentOf(env));
     requireApp(principal, app);
-    return;
+    return passPreflight(request);
   }
   const claims = await readConnectToken(env, given);
   if (!claims) throw new UnauthorizedError(`?token= is not a connect token this gateway signed`);
@@ -255,6 +258,7 @@ export async function authorizeWeb(env: Env, request: Request, app: string, labe
   if (claims.a !== app || (claims.l !== undefined && claims.l !== label)) {
     throw new ForbiddenError(`the connect token is for ${claims.l ? `"${claims.l}" of ` : ""}app "${claims.a}", not "${label}" of app "${app}"`);
   }
+  passPreflight(request);
 }
 
 async function readConnectToken(env: Env, token: string): Promise<ConnectClaims | undefined> {

@@ -9,7 +9,7 @@
  */
 import http from "node:http";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { FrontDoor, endpointBodyLimits } from "../sdk/cli/front-door.js";
+import { FrontDoor, endpointBodyLimits, endpointsAskingToken } from "../sdk/cli/front-door.js";
 import { HEADERS } from "../sdk/protocol.js";
 import { ADMIN_TOKEN, authed, startTestGateway, type TestGateway } from "./helpers/gateway.js";
 
@@ -27,6 +27,7 @@ beforeAll(async () => {
   ({ door, url: doorUrl } = await FrontDoor.listen("127.0.0.1", 0));
   door.maxBodyBytes = LIMIT;
   door.endpointBodyLimits = endpointBodyLimits(gw.apps);
+  door.endpointsAskingToken = endpointsAskingToken(gw.apps);
   door.swap({ url: new URL(gw.url), dispose: async () => {} });
 });
 afterAll(async () => {
@@ -159,6 +160,36 @@ describe("the front door of tandem serve", () => {
       if (answer.status === 403) expect(JSON.parse(answer.body).error).toMatchObject({ code: "forbidden", message: expect.stringContaining(message) });
     }
     expect(seen).toEqual(wanted);
+  });
+
+  it("sends the gateway's 401 or 403 to a large body for a web endpoint that asks for a token, every time, not a 502", async () => {
+    // A web app with `auth: "token"` refuses a request before reading its body, as a /v1 route does: without a
+    // token, with one it does not know, with one for another app, or with a connect token it did not sign.
+    const made = await fetch(new URL("/v1/tokens", gw.url), authed({ method: "POST", body: JSON.stringify({ name: "edge only", apps: ["edge"] }) }));
+    const { token: edgeOnly } = (await made.json()) as { token: string };
+    const refusals = [
+      { path: "/guarded/admin/upload", token: false as const, status: 401, message: "needs a token: send `Authorization: Bearer <token>`" },
+      { path: "/guarded/admin/upload", token: "tk-0000000000000000.ts-00000000000000000000000000000000", status: 401, message: "not known to this gateway" },
+      { path: "/guarded/admin/upload", token: edgeOnly, status: 403, message: 'may reach only app edge, not "guarded"' },
+      { path: "/guarded/admin/upload?token=ct-forged.forged", token: false as const, status: 401, message: "not a connect token this gateway signed" },
+    ];
+    const seen: string[] = [];
+    const wanted: string[] = [];
+    for (let i = 0; i < 20; i++) {
+      const { path, token, status, message } = refusals[i % refusals.length]!;
+      const answer = await postChunked(path, LIMIT - 64 * 1024, { token });
+      seen.push(`${i % refusals.length}: ${answer.status}`);
+      wanted.push(`${i % refusals.length}: ${status}`);
+      if (answer.status === status) expect(JSON.parse(answer.body).error.message).toContain(message);
+    }
+    expect(seen).toEqual(wanted);
+    // With a token that will do, the body goes through whole, and with a connect token too.
+    const through = await postChunked("/guarded/admin/upload", LIMIT - 64 * 1024);
+    expect([through.status, JSON.parse(through.body)]).toEqual([200, { read: LIMIT - 64 * 1024 }]);
+    const minted = await fetch(new URL("/v1/apps/guarded/connect-token", gw.url), authed({ method: "POST", body: JSON.stringify({ label: "admin" }) }));
+    const { token: connect } = (await minted.json()) as { token: string };
+    const withConnect = await postChunked(`/guarded/admin/upload?token=${connect}`, LIMIT - 64 * 1024, { token: false });
+    expect([withConnect.status, JSON.parse(withConnect.body)]).toEqual([200, { read: LIMIT - 64 * 1024 }]);
   });
 
   it("sends the gateway's 400 or 404 to a large body it refuses before reading it, every time, not a 502", async () => {

@@ -95,6 +95,9 @@ export class FrontDoor {
   /** Web endpoints' own body limits (`maxBodyBytes`), by `/<app>/<label>`: the limit there instead (`endpointBodyLimits`). */
   endpointBodyLimits: ReadonlyMap<string, BodyLimit> = new Map();
 
+  /** Web endpoints and agents that ask for a token (`auth: "token"`), by `/<app>/<label>`: a large body there waits for a preflight (`endpointsAskingToken`). */
+  endpointsAskingToken: ReadonlySet<string> = new Set();
+
   private constructor() {
     this.#server = http.createServer((req, res) => this.#forward(req, res));
     this.#server.on("upgrade", (req, socket, head) => this.#upgrade(req, socket as net.Socket, head));
@@ -183,7 +186,7 @@ export class FrontDoor {
       this.#maybeStop(slot);
     };
     res.on("close", release);
-    if (!needsPreflight(req) || this.#letIn.has(preflightKey(req))) return this.#proxy(slot, req, res, limit);
+    if (!this.#needsPreflight(req) || this.#letIn.has(preflightKey(req))) return this.#proxy(slot, req, res, limit);
     void this.#preflight(slot, req).then((refused) => {
       if (!refused) return this.#proxy(slot, req, res, limit);
       res.writeHead(refused.status, refused.headers);
@@ -194,18 +197,19 @@ export class FrontDoor {
 
   /**
    * The gateway's refusal of a request, asked before its large body is sent on: the same method, path, query and
-   * credentials with no body and `HEADERS.preflight`. The route's guard answers it as it would the request (401 or
-   * 403), and so do the checks a route makes of its path and query before it reads a body (404 for an unknown
-   * function, 400 for a bad `?path=`); 204 means the request would get as far as its body, and nothing ran. workerd
+   * credentials with no body and `HEADERS.preflight`. The route's guard (or a web endpoint's check of its token)
+   * answers it as it would the request (401 or 403), and so do the checks a route makes of its path and query before
+   * it reads a body (404 for an unknown function, 400 for a bad `?path=`); 204 means the request would get as far as its body, and nothing ran. workerd
    * answers such a refusal before it reads the body and closes, and the reset that follows can take the answer with
    * it (the client got a reset in about 1 request of 10). Any 4xx is the client's to read, passed on here; a 204 is
    * kept for `PREFLIGHT_KEEP_MS` (or until the next reload); any other answer, or none, lets the request go on, and
    * the gateway checks it as always.
    */
   async #preflight(slot: Slot, req: http.IncomingMessage): Promise<GatewayAnswer | undefined> {
-    const env = req.headers[HEADERS.env];
+    const { [HEADERS.authorization]: authorization, [HEADERS.env]: env } = req.headers;
     const headers = {
-      [HEADERS.authorization]: req.headers[HEADERS.authorization],
+      // A web endpoint's request may carry none (its connect token is in the query, or it has no credentials at all).
+      ...(authorization === undefined ? {} : { [HEADERS.authorization]: authorization }),
       ...(env === undefined ? {} : { [HEADERS.env]: env }),
       [HEADERS.preflight]: "1",
       "content-length": "0",
@@ -358,10 +362,23 @@ export class FrontDoor {
 
   /** The body limit of a path: a web endpoint's own (`/<app>/<label>/…`), else the gateway's. */
   #bodyLimit(url: string): BodyLimit {
-    const [, app, label] = url.split(/[/?#]/, 3);
+    const key = endpointKey(url);
     // A volume file's upload streams up to the largest file; the gateway holds each volume route to its own limit.
-    if (app === "v1" && label === "volumes") return { maxBytes: VOLUME_LIMITS.maxFileBytes, whose: "a volume holds in one file" };
-    return this.endpointBodyLimits.get(`/${app}/${label}`) ?? { maxBytes: this.maxBodyBytes };
+    if (key === "/v1/volumes") return { maxBytes: VOLUME_LIMITS.maxFileBytes, whose: "a volume holds in one file" };
+    return this.endpointBodyLimits.get(key) ?? { maxBytes: this.maxBodyBytes };
+  }
+
+  /**
+   * A request whose body is large enough (or streamed) to be worth a preflight first (`#preflight`): on a `/v1`
+   * route with a token, or on a web endpoint that asks for one, with or without it (the gateway refuses it before
+   * reading the body when its credentials will not do, as a `/v1` route does).
+   */
+  #needsPreflight(req: http.IncomingMessage): boolean {
+    const large = req.headers["transfer-encoding"] !== undefined || Number(req.headers["content-length"] ?? "0") > PREFLIGHT_BODY_BYTES;
+    if (!large || req.headers[HEADERS.signature] !== undefined) return false;
+    const url = req.url ?? "";
+    if (url.startsWith("/v1/")) return req.headers[HEADERS.authorization] !== undefined;
+    return this.endpointsAskingToken.has(endpointKey(url));
   }
 
   #upgrade(req: http.IncomingMessage, socket: net.Socket, head: Buffer): void {
@@ -539,6 +556,20 @@ export function endpointBodyLimits(apps: readonly App[]): Map<string, BodyLimit>
 }
 
 /**
+ * The web endpoints, web apps and agents that ask for a token (`auth: "token"`), by `/<app>/<label>`, as the front
+ * door takes them.
+ *
+ * @example door.endpointsAskingToken = endpointsAskingToken(built.apps);
+ */
+export function endpointsAskingToken(apps: readonly App[]): Set<string> {
+  const asking = new Set<string>();
+  for (const app of apps) {
+    for (const { label, auth } of [...app.webMounts, ...app.endpoints, ...app.agents]) if (auth === "token") asking.add(`/${app.name}/${label}`);
+  }
+  return asking;
+}
+
+/**
  * A request the gateway refuses for want of a token before it reads a byte of its body: one with a body, on a `/v1`
  * route, with no `Authorization` and no plane signature (the planes' routes are signed instead).
  */
@@ -547,10 +578,10 @@ function needsToken(req: http.IncomingMessage): boolean {
   return hasBody && (req.url ?? "").startsWith("/v1/") && req.headers[HEADERS.authorization] === undefined && req.headers[HEADERS.signature] === undefined;
 }
 
-/** A `/v1` request with a token and a body large enough to be worth a preflight first (`#preflight`). */
-function needsPreflight(req: http.IncomingMessage): boolean {
-  const large = req.headers["transfer-encoding"] !== undefined || Number(req.headers["content-length"] ?? "0") > PREFLIGHT_BODY_BYTES;
-  return large && (req.url ?? "").startsWith("/v1/") && req.headers[HEADERS.authorization] !== undefined && req.headers[HEADERS.signature] === undefined;
+/** The first two segments of a request's path, `/<app>/<label>` for a web endpoint (`/v1/volumes` for a volume route). */
+function endpointKey(url: string): string {
+  const [, app, label] = url.split(/[/?#]/, 3);
+  return `/${app}/${label}`;
 }
 
 /** What a preflight's 204 stands for: the same token and environment on the same method, path and query (a route checks its query too). */
