@@ -42,9 +42,13 @@ export function tokenStore(env: Env) {
  */
 const checked = new Map<string, { principal: Principal | null; until: number }>();
 
+/** Tokens that minted connect tokens lately, by id: whether they are still live, until when (as `checked`). */
+const minters = new Map<string, { live: boolean; until: number }>();
+
 /** Forgets what this isolate knows of a token (after a revoke here; other isolates forget within `cacheMs`). */
 export function forgetToken(id: string): void {
   for (const [key, entry] of checked) if (entry.principal?.id === id) checked.delete(key);
+  minters.delete(id);
 }
 
 /**
@@ -258,7 +262,27 @@ export async function authorizeWeb(env: Env, request: Request, app: string, labe
   if (claims.a !== app || (claims.l !== undefined && claims.l !== label)) {
     throw new ForbiddenError(`the connect token is for ${claims.l ? `"${claims.l}" of ` : ""}app "${claims.a}", not "${label}" of app "${app}"`);
   }
+  if (!(await minterIsLive(env, claims.t))) {
+    throw new UnauthorizedError(`the connect token was minted by token ${claims.t}, since revoked; mint another (POST /v1/apps/${app}/connect-token)`, {
+      token: claims.t,
+    });
+  }
   passPreflight(request);
+}
+
+/**
+ * Whether the API token that minted a connect token is still live: revoking a token ends the connect tokens it
+ * minted, within `TOKEN_DEFAULTS.cacheMs`, as it ends the token. The bootstrap token lives while it is the secret.
+ */
+async function minterIsLive(env: Env, id: string): Promise<boolean> {
+  if (env.TANDEM_ADMIN_TOKEN?.trim().startsWith(`${id}.`)) return true;
+  const now = Date.now();
+  const known = minters.get(id);
+  if (known && known.until > now) return known.live;
+  const live = await tokenStore(env).isLive(id);
+  if (minters.size > 10_000) minters.clear(); // bounded, as `checked` is
+  minters.set(id, { live, until: now + TOKEN_DEFAULTS.cacheMs });
+  return live;
 }
 
 async function readConnectToken(env: Env, token: string): Promise<ConnectClaims | undefined> {

@@ -119,6 +119,12 @@ export class TokenStore extends DurableObject<Env> {
     return this.#info(row);
   }
 
+  /** Whether token `id` exists and is not revoked: a connect token it minted still opens endpoints (gateway/auth.ts). */
+  async isLive(id: string): Promise<boolean> {
+    const row = this.#row(id);
+    return row !== undefined && row.revoked_at === null;
+  }
+
   /** Every token not revoked, newest first. */
   async list(): Promise<TokenInfo[]> {
     return this.#sql

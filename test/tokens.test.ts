@@ -239,6 +239,23 @@ describe("web endpoints and agents that ask for a token", () => {
     expect(missing.status).toBe(404);
   });
 
+  it("ends the connect tokens a token minted when it is revoked", async () => {
+    const minter = await createToken({ name: "page backend", apps: ["guarded"] });
+    const minted = await api("/v1/apps/guarded/connect-token", minter.token, { method: "POST", body: JSON.stringify({ label: "secret" }) });
+    const { token } = (await minted.json()) as { token: string };
+    expect(await (await fetch(`${gw.url}/guarded/secret?token=${token}`)).json()).toEqual({ secret: true });
+    expect((await api(`/v1/tokens/${minter.id}`, ADMIN_TOKEN, { method: "DELETE" })).status).toBe(200);
+    const refused = await fetch(`${gw.url}/guarded/secret?token=${token}`);
+    expect(refused.status).toBe(401);
+    expect((await errorOf(refused)).message).toBe(
+      `the connect token was minted by token ${minter.id}, since revoked; mint another (POST /v1/apps/guarded/connect-token)`,
+    );
+    // The bootstrap token's own connect tokens still open the endpoint.
+    const mintedByAdmin = await api("/v1/apps/guarded/connect-token", ADMIN_TOKEN, { method: "POST", body: JSON.stringify({ label: "secret" }) });
+    const admins = ((await mintedByAdmin.json()) as { token: string }).token;
+    expect((await fetch(`${gw.url}/guarded/secret?token=${admins}`)).status).toBe(200);
+  });
+
   it("lets connect() into a guarded agent with an API token in Node, or a connect token, and says why it cannot without", async () => {
     const edgeOnly = await createToken({ apps: ["edge"] });
     const forbidden = connect("guarded", "room", { gateway: gw.url, token: edgeOnly.token });
