@@ -2,7 +2,7 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync }
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { saveToken, tokenFor } from "./credentials.js";
+import { findToken, refusedTokenHint, saveToken, tokenFor } from "./credentials.js";
 
 const A = "tk-aaaaaaaaaaaaaaaa.ts-aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
 const B = "tk-bbbbbbbbbbbbbbbb.ts-bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";
@@ -47,6 +47,20 @@ describe("which token a client sends", () => {
     process.env.TANDEM_TOKEN = B;
     expect(tokenFor("https://tandem.example.com")).toBe(B);
     expect(tokenFor("https://tandem.example.com", A)).toBe(A);
+  });
+
+  it("says which saved token a gateway refused, and names this folder's admin token only where there is one", () => {
+    saveToken("http://127.0.0.1:8787", B, "laptop");
+    const found = findToken("http://127.0.0.1:8787");
+    const profile = join(dir, "profile.toml");
+    expect(refusedTokenHint(found, "http://127.0.0.1:8787")).toBe(
+      `; the token sent is the one saved for http://127.0.0.1:8787 in ${profile}, which comes before this folder's .tandem/token: send another with --token or TANDEM_TOKEN (this folder's admin token: TANDEM_TOKEN=$(cat .tandem/token))`,
+    );
+    rmSync(join(dir, ".tandem"), { recursive: true });
+    expect(refusedTokenHint(found, "http://127.0.0.1:8787")).toBe(
+      `; the token sent is the one saved for http://127.0.0.1:8787 in ${profile}: send another with --token or TANDEM_TOKEN`,
+    );
+    expect(refusedTokenHint({ token: B, source: "TANDEM_TOKEN" }, "http://127.0.0.1:8787")).toBe("");
   });
 
   it("names where a token that is not a token came from", () => {

@@ -107,10 +107,12 @@ export function localTokenFile(gatewayUrl: string): string | undefined {
  */
 export function refusedTokenHint(found: FoundToken | undefined, gatewayUrl: string): string {
   if (found?.source !== "profile") return "";
-  const local = localTokenFile(gatewayUrl);
+  const sent = `; the token sent is the one saved for ${normalise(gatewayUrl)} in ${found.file}`;
+  // Only where this folder has an admin token is there one the saved token hid.
+  if (!localTokenFile(gatewayUrl)) return `${sent}: send another with --token or TANDEM_TOKEN`;
   return (
-    `; the token sent is the one saved for ${normalise(gatewayUrl)} in ${found.file}, which comes before this folder's` +
-    ` ${LOCAL_TOKEN_FILE}: send another with --token or TANDEM_TOKEN${local ? ` (this folder's admin token: TANDEM_TOKEN=$(cat ${LOCAL_TOKEN_FILE}))` : ""}`
+    `${sent}, which comes before this folder's ${LOCAL_TOKEN_FILE}: send another with --token or TANDEM_TOKEN` +
+    ` (this folder's admin token: TANDEM_TOKEN=$(cat ${LOCAL_TOKEN_FILE}))`
   );
 }
 
