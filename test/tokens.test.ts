@@ -179,8 +179,12 @@ describe("tokens through the SDK and the CLI", () => {
         `; the token sent is the one saved for ${gw.url} in ${profile}, which comes before this folder's .tandem/token: send another with --token or TANDEM_TOKEN (this folder's admin token: TANDEM_TOKEN=$(cat .tandem/token))`,
       );
 
+      const limited = await createToken({ name: "dev laptop", env: "dev" });
       const listed = await runCli(["token", "list", "--gateway", gw.url], { env: { ...env, TANDEM_TOKEN: ADMIN_TOKEN } });
-      expect(listed.stdout).toMatch(/tk-[0-9a-z]{16}\s+laptop\s+call\s+edge/);
+      expect(listed.stdout).toMatch(/^id\s+name\s+scope\s+apps\s+env\s+created\s+last used$/m);
+      expect(listed.stdout).toMatch(/tk-[0-9a-z]{16}\s+laptop\s+call\s+edge\s+all\s/);
+      // A token limited to an environment says which.
+      expect(listed.stdout).toMatch(new RegExp(`${limited.id}\\s+dev laptop\\s+call\\s+all\\s+dev\\s`));
       const id = /tk-[0-9a-z]{16}(?=\s+laptop)/.exec(listed.stdout)![0];
       const revoked = await runCli(["token", "revoke", id, "--gateway", gw.url], { env: { ...env, TANDEM_TOKEN: ADMIN_TOKEN } });
       expect(revoked.stdout).toContain(`revoked token ${id} "laptop"`);

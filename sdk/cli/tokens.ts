@@ -66,11 +66,12 @@ export function addTokenCommands(program: Command, clientOf: (opts: GatewayOpts)
       const { tokens } = (await clientOf(opts).request("GET", paths.tokens())) as { tokens: TokenInfo[] };
       if (opts.json) return console.log(JSON.stringify(tokens, null, 2));
       if (tokens.length === 0) return console.log("no tokens yet (the gateway's bootstrap admin token is not listed); tandem token create makes one");
-      console.log(`${"id".padEnd(20)} ${"name".padEnd(20)} ${"scope".padEnd(7)} ${"apps".padEnd(24)} ${"created".padEnd(20)} last used`);
+      console.log(`${"id".padEnd(20)} ${"name".padEnd(20)} ${"scope".padEnd(7)} ${"apps".padEnd(24)} ${"env".padEnd(12)} ${"created".padEnd(20)} last used`);
       for (const t of tokens) {
         const when = (ms: number | null) => (ms === null ? "never" : new Date(ms).toISOString().slice(0, 16).replace("T", " "));
+        // env: the one environment a token is limited to (`--env`), else all of the gateway's.
         console.log(
-          `${t.id.padEnd(20)} ${t.name.slice(0, 20).padEnd(20)} ${t.scope.padEnd(7)} ${(t.apps?.join(",") ?? "all").slice(0, 24).padEnd(24)} ${when(t.createdAt).padEnd(20)} ${when(t.lastUsedAt)}`,
+          `${t.id.padEnd(20)} ${t.name.slice(0, 20).padEnd(20)} ${t.scope.padEnd(7)} ${(t.apps?.join(",") ?? "all").slice(0, 24).padEnd(24)} ${(t.env ?? "all").padEnd(12)} ${when(t.createdAt).padEnd(20)} ${when(t.lastUsedAt)}`,
         );
       }
     },
