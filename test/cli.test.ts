@@ -292,6 +292,7 @@ describe("reloading on change", () => {
   });
 
   it("serves the new code after a change without failing requests in flight", async () => {
+    await served.waitFor("Watching for changes. Ctrl-C to stop.");
     expect(await (await fetch(`${served.url}/reloady/api/version`)).text()).toBe("one");
     const inFlight = fetch(`${served.url}/reloady/api/slow/1500`).then(async (r) => [r.status, await r.text()]);
     const during: Promise<number>[] = [];
@@ -352,6 +353,8 @@ describe("tandem serve, stopped with Ctrl-C", () => {
       const served = await startServe(["app.ts", "--no-watch"], dir);
       // The plane's line may follow "gateway ready": it starts beside workerd.
       await served.waitFor(/plane (pl-[0-9a-f]+) at/);
+      await served.waitFor("Ctrl-C to stop.");
+      expect(served.output()).not.toContain("Watching for changes"); // --no-watch: it does not
       const planeId = /plane (pl-[0-9a-f]+) at/.exec(served.output())![1]!;
       const planeContainers = () =>
         execFileSync("docker", ["ps", "-aq", "--filter", `label=tandem.plane=${planeId}`])

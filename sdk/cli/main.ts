@@ -138,7 +138,7 @@ program
         ...(opts.gpus ? { gpus: opts.gpus } : {}),
         ...(opts.metricsPort !== undefined ? { metricsPort: opts.metricsPort } : {}),
       });
-      console.log(style.dim("Watching for changes. Ctrl-C to stop."));
+      console.log(style.dim(opts.watch ? "Watching for changes. Ctrl-C to stop." : "Ctrl-C to stop."));
       onStopSignal(async () => {
         console.log(style.dim("stopping the local plane's containers and the gateway… (Ctrl-C again to quit now)"));
         await serving.close();
