@@ -80,7 +80,7 @@ export function createGateway(modules: AppModule[], options: GatewayOptions = {}
   router.notFound((c) => {
     const first = new URL(c.req.url).pathname.split("/")[1] ?? "";
     return c.json(
-      errorBody(new NotFoundError(`no app named "${decodeURIComponent(first)}" is deployed here (apps: ${apps.map((a) => a.name).join(", ") || "none"})`)),
+      errorBody(new NotFoundError(`no app named "${decodedOrAsSent(first)}" is deployed here (apps: ${apps.map((a) => a.name).join(", ") || "none"})`)),
       404,
     );
   });
@@ -101,4 +101,13 @@ export function createGateway(modules: AppModule[], options: GatewayOptions = {}
       if (scheduled) ctx.waitUntil(schedulerFor(env).tick(controller.scheduledTime));
     },
   };
+}
+
+/** A path segment percent-decoded, or as it was sent when it is not valid percent-encoding (`%E0%A4%A`): a 404, not a 500. */
+function decodedOrAsSent(segment: string): string {
+  try {
+    return decodeURIComponent(segment);
+  } catch {
+    return segment;
+  }
 }

@@ -329,6 +329,12 @@ describe("web endpoints", () => {
     const label = await fetch(`${gw.url}/edge/nosuchlabel/`);
     expect(label.status).toBe(404);
     expect(((await label.json()) as any).error.message).toContain('no web endpoint "nosuchlabel"');
+    // A first segment that is not valid percent-encoding is an unknown app too, named as it was sent.
+    const malformed = await fetch(`${gw.url}/%E0%A4%A/x`);
+    expect([malformed.status, ((await malformed.json()) as any).error]).toEqual([
+      404,
+      expect.objectContaining({ code: "not_found", message: expect.stringContaining('no app named "%E0%A4%A"') }),
+    ]);
   });
 });
 
