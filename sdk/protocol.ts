@@ -723,10 +723,20 @@ export function newToken(): { id: string; secret: string; token: string } {
 /** `POST /v1/tokens`. */
 export const TokenCreateRequestSchema = z.lazy(() =>
   z.strictObject({
-    name: z.string().min(1, "must not be empty").max(64, "must be at most 64 characters").optional(),
+    // Printed as it is by `tandem token list` and the dashboard: no line breaks or terminal escapes.
+    name: z
+      .string()
+      .min(1, "must not be empty")
+      .max(64, "must be at most 64 characters")
+      .regex(/^\P{Cc}*$/u, "must not hold control characters (line breaks, tabs, escapes)")
+      .optional(),
     scope: z.enum(TOKEN_SCOPES, 'must be "call", "deploy" or "admin"').optional(),
     /** Only these apps; none: every app. An admin token reaches every app. */
-    apps: z.array(z.string().regex(NAME_PATTERN, "must be app names"), "must be a list of app names").min(1, "must name at least one app").max(100).optional(),
+    apps: z
+      .array(z.string().regex(NAME_PATTERN, "must be app names"), "must be a list of app names")
+      .min(1, "must name at least one app")
+      .max(100, "must name at most 100 apps")
+      .optional(),
     /** Only this environment (docs/deploy.md, "Environments"); none: every environment. */
     env: z.string().regex(ENV_NAME_PATTERN, "must be an environment name: lowercase letters, digits and '-', up to 32").optional(),
   }),

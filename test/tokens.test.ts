@@ -124,6 +124,18 @@ describe("tokens over HTTP", () => {
     expect((await errorOf(typo)).message).toContain('no app named "egde"');
   });
 
+  it("refuses a name with control characters, and more than 100 apps, naming the field", async () => {
+    for (const name of ["two\nlines", "red \u001b[31m", "tab\there"]) {
+      const res = await api("/v1/tokens", ADMIN_TOKEN, { method: "POST", body: JSON.stringify({ name }) });
+      expect(res.status).toBe(400);
+      expect((await errorOf(res)).message).toContain('field "name" must not hold control characters (line breaks, tabs, escapes)');
+    }
+    expect((await api("/v1/tokens", ADMIN_TOKEN, { method: "POST", body: JSON.stringify({ name: "Ada's laptop (ünïcode ok)" }) })).status).toBe(201);
+    const many = await api("/v1/tokens", ADMIN_TOKEN, { method: "POST", body: JSON.stringify({ apps: Array.from({ length: 101 }, (_, i) => `app${i}`) }) });
+    expect(many.status).toBe(400);
+    expect((await errorOf(many)).message).toContain('field "apps" must name at most 100 apps');
+  });
+
   it("stops a revoked token at once", async () => {
     const doomed = await createToken({ name: "doomed" });
     expect((await api("/v1/apps", doomed.token)).status).toBe(200);
