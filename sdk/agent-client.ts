@@ -216,9 +216,12 @@ export class AgentSocket extends EventTarget {
     return { url: this.url, headers: { [HEADERS.authorization]: `Bearer ${token}` } };
   }
 
+  /** Ends the client before a connection was made (a token that is not one, a token function that threw): `error`, then `close`, as a refused upgrade does. */
   #fail(err: unknown): void {
-    this.dispatchEvent(Object.assign(new Event("error"), { message: (err as Error).message, error: err }));
-    this.#finish(AGENT_CLOSE.abnormal, (err as Error).message, false);
+    const message = (err as Error).message;
+    this.dispatchEvent(Object.assign(new Event("error"), { message, error: err }));
+    this.#finish(AGENT_CLOSE.abnormal, message, false);
+    this.dispatchEvent(Object.assign(new Event("close"), { code: AGENT_CLOSE.abnormal, reason: message, wasClean: false, willReconnect: false }));
   }
 
   #finish(code: number, reason: string, dispatch: boolean): void {

@@ -294,6 +294,28 @@ describe("web endpoints and agents that ask for a token", () => {
     }
   });
 
+  it("ends connect() with an error and a close when its token is not one, or its token function throws", async () => {
+    for (const [token, reason] of [
+      ["hunter2", "connect: token must be an API token (tk-….ts-…) or a connect token (ct-…)"],
+      [
+        () => {
+          throw new Error("the backend did not answer");
+        },
+        "the backend did not answer",
+      ],
+    ] as const) {
+      const socket = connect("guarded", "room", { gateway: gw.url, token });
+      const errors: string[] = [];
+      socket.addEventListener("error", (e) => errors.push((e as unknown as { message: string }).message));
+      const closed = await new Promise<{ code: number; reason: string; willReconnect: boolean }>((resolve, reject) => {
+        socket.addEventListener("close", (e) => resolve(e as never));
+        setTimeout(() => reject(new Error(`no close event for ${String(token)}`)), 3_000);
+      });
+      expect(errors).toEqual([reason]);
+      expect([closed.code, closed.reason, closed.willReconnect, socket.readyState]).toEqual([1006, reason, false, 3]);
+    }
+  });
+
   it("refuses a raw WebSocket upgrade to a guarded agent without a token", async () => {
     const ws = new WebSocket(`${gw.url.replace(/^http/, "ws")}/guarded/room`);
     const status = await new Promise<number>((resolve) => ws.on("unexpected-response", (_req, res) => resolve(res.statusCode ?? 0)));
