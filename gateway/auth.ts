@@ -82,6 +82,11 @@ async function lookUp(env: Env, token: string, id: string, secret: string): Prom
   return info ? { id: info.id, name: info.name, scope: info.scope, apps: info.apps, ...(info.env === undefined ? {} : { env: info.env }) } : null;
 }
 
+/** True when `id` is the bootstrap token's (`TANDEM_ADMIN_TOKEN`): a Worker secret, not a token the `TokenStore` keeps. */
+export function isBootstrapToken(env: Env, id: string): boolean {
+  return env.TANDEM_ADMIN_TOKEN?.trim().startsWith(`${id}.`) ?? false;
+}
+
 function unknownToken(id: string): UnauthorizedError {
   return new UnauthorizedError(`token ${id} is not known to this gateway, or was revoked (tandem token list shows the tokens)`, { token: id });
 }
@@ -275,7 +280,7 @@ export async function authorizeWeb(env: Env, request: Request, app: string, labe
  * minted, within `TOKEN_DEFAULTS.cacheMs`, as it ends the token. The bootstrap token lives while it is the secret.
  */
 async function minterIsLive(env: Env, id: string): Promise<boolean> {
-  if (env.TANDEM_ADMIN_TOKEN?.trim().startsWith(`${id}.`)) return true;
+  if (isBootstrapToken(env, id)) return true;
   const now = Date.now();
   const known = minters.get(id);
   if (known && known.until > now) return known.live;

@@ -8,7 +8,7 @@ import { TOKEN_DEFAULTS } from "../sdk/defaults.js";
 import { sha256Hex } from "../sdk/hex.js";
 import { InvalidRequestError, NotFoundError } from "../sdk/errors.js";
 import { ROUTES, TOKEN_ID_PATTERN, TokenCreateRequestSchema, newToken, type TokenCreateAnswer } from "../sdk/protocol.js";
-import { forgetToken, guard, principalOf, tokenStore } from "./auth.js";
+import { forgetToken, guard, isBootstrapToken, principalOf, tokenStore } from "./auth.js";
 import { readJsonBody } from "./body.js";
 import type { RouteEnv } from "./env.js";
 import { registry } from "./registry.js";
@@ -44,6 +44,12 @@ export function tokenRoutes(): Hono<RouteEnv> {
   routes.delete(ROUTES.token, guard("admin"), async (c) => {
     const id = c.req.param("id") ?? "";
     if (!TOKEN_ID_PATTERN.test(id)) throw new NotFoundError(`"${id}" is not a token id (they look like tk- and 16 characters)`);
+    if (isBootstrapToken(c.env, id)) {
+      throw new InvalidRequestError(
+        `token ${id} is the gateway's bootstrap admin token (TANDEM_ADMIN_TOKEN), which is not revoked here: replace it with \`tandem token bootstrap --put\` (under \`tandem serve\`: delete .tandem/token and start it again)`,
+        { token: id },
+      );
+    }
     const revoked = await tokenStore(c.env).revoke(id);
     if (!revoked) throw new NotFoundError(`no token ${id} (tandem token list shows the tokens)`, { token: id });
     forgetToken(id);

@@ -145,6 +145,17 @@ describe("tokens over HTTP", () => {
     expect(tokens.some((t) => t.id === doomed.id)).toBe(false);
     expect((await api(`/v1/tokens/${doomed.id}`, ADMIN_TOKEN, { method: "DELETE" })).status).toBe(404);
   });
+
+  it("says how to replace the bootstrap token rather than that it does not exist", async () => {
+    const id = ADMIN_TOKEN.split(".")[0]!;
+    const res = await api(`/v1/tokens/${id}`, ADMIN_TOKEN, { method: "DELETE" });
+    expect(res.status).toBe(400);
+    expect(await errorOf(res)).toMatchObject({
+      code: "invalid_request",
+      message: `token ${id} is the gateway's bootstrap admin token (TANDEM_ADMIN_TOKEN), which is not revoked here: replace it with \`tandem token bootstrap --put\` (under \`tandem serve\`: delete .tandem/token and start it again)`,
+    });
+    expect((await api("/v1/whoami", ADMIN_TOKEN)).status).toBe(200);
+  });
 });
 
 describe("tokens through the SDK and the CLI", () => {
