@@ -1,7 +1,19 @@
 import { SuperJSON } from "superjson";
 import { describe, expect, it } from "vitest";
 import { DICT_LIMITS } from "./defaults.js";
-import { CALL_ID_PATTERN, ROUTE_METHODS, callIdTime, ROUTES, canonicalKey, decodeValue, encodeValue, isValidCloseCode, newCallId } from "./protocol.js";
+import {
+  CALL_ID_PATTERN,
+  ROUTE_METHODS,
+  callIdTime,
+  ROUTES,
+  UsageQuerySchema,
+  canonicalKey,
+  decodeValue,
+  encodeValue,
+  isValidCloseCode,
+  newCallId,
+} from "./protocol.js";
+import { describeIssues } from "./zod-issues.js";
 
 describe("the value codec", () => {
   it("leaves plain JSON as it is, with no meta", () => {
@@ -124,5 +136,16 @@ describe("canonicalKey", () => {
     expect(canonicalKey(undefined)).toEqual({ problem: "must be a string or a JSON value (got undefined)" });
     expect(canonicalKey(Number.NaN)).toEqual({ problem: "must be JSON: NaN is not a JSON number" });
     expect(canonicalKey("x".repeat(DICT_LIMITS.maxKeyBytes))).toEqual({ problem: `must be at most ${DICT_LIMITS.maxKeyBytes} bytes as JSON` });
+  });
+});
+
+describe("the usage query", () => {
+  it("takes ?since= as milliseconds since the epoch, and echoes what it refuses as it was sent", () => {
+    expect(UsageQuerySchema.parse({ app: "shop", since: "1796400000000" })).toEqual({ app: "shop", since: 1796400000000 });
+    for (const since of ["zzz", "1h", "-5", ""]) {
+      const parsed = UsageQuerySchema.safeParse({ since }, { reportInput: true });
+      expect(parsed.success).toBe(false);
+      expect(describeIssues(parsed.error!, "field")).toBe(`field "since" must be milliseconds since the epoch (got ${JSON.stringify(since)})`);
+    }
   });
 });

@@ -1649,7 +1649,8 @@ export interface UsageRow {
 export const UsageQuerySchema = z.lazy(() =>
   z.strictObject({
     app: z.string().regex(NAME_PATTERN, "must be an app name").optional(),
-    since: z.coerce.number("must be milliseconds since the epoch").finite("must be milliseconds since the epoch").optional(),
+    // Checked as the text it came as, so a refusal echoes it (coerced first, "zzz" was echoed as NaN, that is "null").
+    since: z.string().regex(/^\d+$/, "must be milliseconds since the epoch").transform(Number).optional(),
   }),
 );
 export type UsageQuery = z.infer<typeof UsageQuerySchema>;
