@@ -25,6 +25,22 @@ function streamed(pieces: Uint8Array[], headers: Record<string, string> = {}): R
   return new Request("http://x/", { method: "POST", body, headers, duplex: "half" } as RequestInit);
 }
 
+describe("the shape of a body", () => {
+  it("says a body that is not a JSON object is not one, naming what it is", () => {
+    const schema = z.strictObject({ name: z.string().optional() });
+    for (const [text, kind] of [
+      ["[1]", "an array"],
+      ["null", "null"],
+      ["42", "a number"],
+      ['"hi"', "a string"],
+      ["true", "true"],
+    ]) {
+      expect(() => parseJsonBody(text!, schema)).toThrow(new InvalidRequestError(`request body must be a JSON object, not ${kind}`));
+    }
+    expect(() => parseJsonBody('{"name":1}', schema)).toThrow('request body has the wrong shape: field "name"');
+  });
+});
+
 describe("the depth of a body", () => {
   it("counts arrays and objects, and not brackets inside strings", () => {
     expect(nestedDeeperThan(nested(600), 512)).toBe(true);

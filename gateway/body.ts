@@ -128,7 +128,20 @@ export function limitBody(request: Request, maxBytes: number, whose?: string): {
 function parseShape<S extends z.ZodType>(schema: S, json: unknown): z.infer<S> {
   const parsed = schema.safeParse(json);
   if (parsed.success) return parsed.data;
+  // A body that is not an object where one is wanted: said in words, not as zod's "Invalid input: expected object".
+  const [first] = parsed.error.issues;
+  if (first?.code === "invalid_type" && first.expected === "object" && first.path.length === 0) {
+    throw new InvalidRequestError(`request body must be a JSON object, not ${jsonKind(json)}`);
+  }
   throw new InvalidRequestError(`request body has the wrong shape: ${describeIssues(parsed.error, "field", schema)}`);
+}
+
+/** What a JSON value is, in words: "an array", "null", "a number", "a string", "true". */
+function jsonKind(json: unknown): string {
+  if (json === null) return "null";
+  if (Array.isArray(json)) return "an array";
+  if (typeof json === "boolean") return String(json);
+  return `a ${typeof json}`;
 }
 
 async function readLimited(request: Request, maxBytes: number): Promise<Uint8Array> {
