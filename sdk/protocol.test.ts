@@ -5,7 +5,9 @@ import {
   CALL_ID_PATTERN,
   ROUTE_METHODS,
   callIdTime,
+  ConnectTokenRequestSchema,
   ROUTES,
+  TokenCreateRequestSchema,
   UsageQuerySchema,
   canonicalKey,
   decodeValue,
@@ -147,5 +149,22 @@ describe("the usage query", () => {
       expect(parsed.success).toBe(false);
       expect(describeIssues(parsed.error!, "field")).toBe(`field "since" must be milliseconds since the epoch (got ${JSON.stringify(since)})`);
     }
+  });
+});
+
+describe("the token requests", () => {
+  it("say what each field must be when it has the wrong type, in the words of its other checks", () => {
+    const say = (schema: typeof TokenCreateRequestSchema | typeof ConnectTokenRequestSchema, body: unknown) =>
+      describeIssues(schema.safeParse(body, { reportInput: true }).error!, "field");
+    expect(say(TokenCreateRequestSchema, { name: 5, apps: [5], env: 5 })).toBe(
+      [
+        'field "name" must be a string (got 5)',
+        'field "apps.0" must be app names (got 5)',
+        "field \"env\" must be an environment name: lowercase letters, digits and '-', up to 32 (got 5)",
+      ].join("; "),
+    );
+    expect(say(ConnectTokenRequestSchema, { label: 5, ttlSeconds: "x" })).toBe(
+      'field "label" must be a label (got 5); field "ttlSeconds" must be a number of seconds, 10 to 3600 (got "x")',
+    );
   });
 });

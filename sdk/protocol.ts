@@ -725,7 +725,7 @@ export const TokenCreateRequestSchema = z.lazy(() =>
   z.strictObject({
     // Printed as it is by `tandem token list` and the dashboard: no line breaks or terminal escapes.
     name: z
-      .string()
+      .string("must be a string")
       .min(1, "must not be empty")
       .max(64, "must be at most 64 characters")
       .regex(/^\P{Cc}*$/u, "must not hold control characters (line breaks, tabs, escapes)")
@@ -733,12 +733,15 @@ export const TokenCreateRequestSchema = z.lazy(() =>
     scope: z.enum(TOKEN_SCOPES, 'must be "call", "deploy" or "admin"').optional(),
     /** Only these apps; none: every app. An admin token reaches every app. */
     apps: z
-      .array(z.string().regex(NAME_PATTERN, "must be app names"), "must be a list of app names")
+      .array(z.string("must be app names").regex(NAME_PATTERN, "must be app names"), "must be a list of app names")
       .min(1, "must name at least one app")
       .max(100, "must name at most 100 apps")
       .optional(),
     /** Only this environment (docs/deploy.md, "Environments"); none: every environment. */
-    env: z.string().regex(ENV_NAME_PATTERN, "must be an environment name: lowercase letters, digits and '-', up to 32").optional(),
+    env: z
+      .string("must be an environment name: lowercase letters, digits and '-', up to 32")
+      .regex(ENV_NAME_PATTERN, "must be an environment name: lowercase letters, digits and '-', up to 32")
+      .optional(),
   }),
 );
 export type TokenCreateRequest = z.infer<typeof TokenCreateRequestSchema>;
@@ -892,8 +895,13 @@ export interface SecretInfo {
 export const ConnectTokenRequestSchema = z.lazy(() =>
   z.strictObject({
     /** Only this web endpoint or agent of the app; none: any of the app's that ask for a token. */
-    label: z.string().regex(NAME_PATTERN, "must be a label").optional(),
-    ttlSeconds: z.number().int("must be whole seconds").min(10, "must be at least 10").max(3600, "must be at most 3600").optional(),
+    label: z.string("must be a label").regex(NAME_PATTERN, "must be a label").optional(),
+    ttlSeconds: z
+      .number("must be a number of seconds, 10 to 3600")
+      .int("must be whole seconds")
+      .min(10, "must be at least 10")
+      .max(3600, "must be at most 3600")
+      .optional(),
   }),
 );
 
