@@ -16,7 +16,7 @@ import type { Context, MiddlewareHandler } from "hono";
 import { TOKEN_DEFAULTS } from "../sdk/defaults.js";
 import { sha256Hex } from "../sdk/hex.js";
 import { ForbiddenError, UnauthorizedError, missingToken } from "../sdk/errors.js";
-import { CONNECT_TOKEN_PATTERN, HEADERS, TOKEN_PATTERN, scopeAllows, type TokenInfo, type TokenScope } from "../sdk/protocol.js";
+import { CONNECT_TOKEN_PATTERN, HEADERS, TOKEN_PATTERN, notAnApiToken, scopeAllows, type TokenInfo, type TokenScope } from "../sdk/protocol.js";
 import { passPreflight } from "./body.js";
 import { containerPrincipal, isContainerRequest } from "./container-requests.js";
 import type { Env, RouteEnv } from "./env.js";
@@ -60,7 +60,7 @@ export async function authenticate(env: Env, header: string | undefined): Promis
   const match = /^Bearer\s+(\S+)\s*$/i.exec(header);
   const token = match?.[1] ?? "";
   const parts = TOKEN_PATTERN.exec(token);
-  if (!parts) throw new UnauthorizedError("the Authorization header does not hold a Tandem token (`Bearer tk-<16 characters>.ts-<32 characters>`)");
+  if (!parts) throw new UnauthorizedError(`the Authorization header ${notAnApiToken(token)}`);
   const now = Date.now();
   const known = checked.get(token);
   if (known && known.until > now) {

@@ -66,6 +66,10 @@ describe("which token a client sends", () => {
   it("names where a token that is not a token came from", () => {
     process.env.TANDEM_TOKEN = "hunter2";
     expect(() => tokenFor("http://127.0.0.1:8787")).toThrow("TANDEM_TOKEN does not hold a Tandem token");
+    process.env.TANDEM_TOKEN = "ct-eyJhIjoiZWRnZSJ9.c2lnbmF0dXJl";
+    expect(() => tokenFor("http://127.0.0.1:8787")).toThrow(
+      "TANDEM_TOKEN holds a connect token (ct-…), which opens only a web endpoint or agent that asks for a token, as ?token=",
+    );
     delete process.env.TANDEM_TOKEN;
     writeFileSync(join(dir, "profile.toml"), "gateways = [");
     expect(() => tokenFor("http://127.0.0.1:8787")).toThrow("is not valid TOML");

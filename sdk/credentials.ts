@@ -10,7 +10,7 @@
  */
 import { parse, stringify } from "smol-toml";
 import { InvalidOptionsError } from "./errors.js";
-import { TOKEN_PATTERN } from "./protocol.js";
+import { TOKEN_PATTERN, notAnApiToken } from "./protocol.js";
 
 /** Where `tandem serve` keeps the local gateway's admin token, relative to the folder it runs in. */
 export const LOCAL_TOKEN_FILE = ".tandem/token";
@@ -143,9 +143,7 @@ function readProfile(n: NodeBits): Record<string, { token?: string; name?: strin
 function checkToken(token: unknown, from: string): string {
   const trimmed = typeof token === "string" ? token.trim() : undefined;
   if (trimmed === undefined || !TOKEN_PATTERN.test(trimmed)) {
-    throw new InvalidOptionsError(
-      `${from} does not hold a Tandem token (they look like tk-<16 characters>.ts-<32 characters>); create one with \`tandem token create\``,
-    );
+    throw new InvalidOptionsError(`${from} ${notAnApiToken(trimmed ?? "")}; create one with \`tandem token create\``);
   }
   return trimmed;
 }

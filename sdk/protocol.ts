@@ -712,6 +712,16 @@ export const TOKEN_PATTERN = /^(tk-[0-9a-z]{16})\.(ts-[0-9a-z]{32})$/;
 /** A connect token: short-lived, for one app (and one label), signed by the gateway; `?token=` on a web endpoint or agent. */
 export const CONNECT_TOKEN_PATTERN = /^ct-[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$/;
 
+/**
+ * Why `text` is not an API token, said after where it came from; a connect token is told where those go.
+ * @example `the Authorization header ${notAnApiToken("hunter2")}` // "… does not hold a Tandem token (they look like …)"
+ */
+export function notAnApiToken(text: string): string {
+  return CONNECT_TOKEN_PATTERN.test(text.trim())
+    ? "holds a connect token (ct-…), which opens only a web endpoint or agent that asks for a token, as ?token=; send an API token here (tk-<16 characters>.ts-<32 characters>)"
+    : "does not hold a Tandem token (they look like tk-<16 characters>.ts-<32 characters>)";
+}
+
 /** A new token's id and secret, and the whole token to send (`<id>.<secret>`). */
 export function newToken(): { id: string; secret: string; token: string } {
   const random = (length: number) => [...crypto.getRandomValues(new Uint8Array(length))].map((byte) => B32[byte % 32]).join("");

@@ -63,6 +63,10 @@ describe("tokens over HTTP", () => {
     const garbage = await api("/v1/apps", "hunter2");
     expect(garbage.status).toBe(401);
     expect((await errorOf(garbage)).message).toContain("does not hold a Tandem token");
+    // A connect token where an API token goes: told where connect tokens go.
+    const connect = await api("/v1/apps", "ct-eyJhIjoiZWRnZSJ9.c2lnbmF0dXJl");
+    expect(connect.status).toBe(401);
+    expect((await errorOf(connect)).message).toContain("the Authorization header holds a connect token (ct-…), which opens only a web endpoint or agent");
   });
 
   it("creates a token once, lists it without its secret, and says who it is", async () => {
