@@ -620,6 +620,13 @@ describe("the local blob route", () => {
   it("takes a plane bundle from the CLI that started the gateway, over HTTP", async () => {
     await gw.putBlob(`bundles/${hash}.mjs`, "export default 1;\n");
     expect(new TextDecoder().decode(await gw.blobBytes(`bundles/${hash}.mjs`))).toBe("export default 1;\n");
+    // The same bytes again are not written again (a reload's workerd shares the store with the one serving); others are.
+    const written = (await gw.blobWrites()).get(`bundles/${hash}.mjs`);
+    await new Promise((r) => setTimeout(r, 20));
+    await gw.putBlob(`bundles/${hash}.mjs`, "export default 1;\n");
+    expect((await gw.blobWrites()).get(`bundles/${hash}.mjs`)).toBe(written);
+    await gw.putBlob(`bundles/${hash}.mjs`, "export default 2;\n");
+    expect(new TextDecoder().decode(await gw.blobBytes(`bundles/${hash}.mjs`))).toBe("export default 2;\n");
   });
 
   it("refuses anyone without its key, the admin token included, and keys that are not bundles, maps or image specs", async () => {

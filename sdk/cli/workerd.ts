@@ -105,13 +105,16 @@ export async function startWorkerd(options: WorkerdOptions): Promise<RunningWork
   return {
     url,
     miniflare,
+    // Sent again after a moment when the store fails it (a reload's workerd shares the store with the one serving).
     putBlob: async (key, bytes) => {
-      const res = await fetch(new URL(`${LOCAL_BLOBS_ROUTE}/${key}`, url), {
-        method: "PUT",
-        body: typeof bytes === "string" ? bytes : new Uint8Array(bytes),
-        headers: { authorization: `Bearer ${blobsKey}` },
-      });
-      if (res.status !== 204) throw new Error(`the local gateway did not take ${key}: HTTP ${res.status} ${await res.text()}`);
+      const body = typeof bytes === "string" ? bytes : new Uint8Array(bytes);
+      for (let attempt = 1; ; attempt++) {
+        const res = await fetch(new URL(`${LOCAL_BLOBS_ROUTE}/${key}`, url), { method: "PUT", body, headers: { authorization: `Bearer ${blobsKey}` } });
+        if (res.status === 204) return;
+        const why = `HTTP ${res.status} ${await res.text()}`;
+        if (res.status < 500 || attempt === 3) throw new Error(`the local gateway did not take ${key}: ${why}`);
+        await new Promise((r) => setTimeout(r, 100 * attempt));
+      }
     },
     // Through miniflare's entry Worker, which calls the handler (unsafeTriggerHandlers): a request, not a proxy call.
     scheduled: async (at) => {
