@@ -10,8 +10,11 @@
  * good. A plain request leaves Node's thread free to read.
  */
 import { Hono } from "hono";
+import { DEPLOY_LIMITS } from "../sdk/defaults.js";
 import { InvalidRequestError, NotFoundError, UnauthorizedError } from "../sdk/errors.js";
+import { sha256Hex } from "../sdk/hex.js";
 import { LOCAL_BLOBS_ROUTE } from "../sdk/protocol.js";
+import { limitBody } from "./body.js";
 import type { RouteEnv } from "./env.js";
 
 /** The keys the CLI writes: `BLOB_KEYS.planeBundle`, `.planeBundleMap` and `.image`, by SHA-256. */
@@ -26,20 +29,20 @@ export function localBlobRoutes(): Hono<RouteEnv> {
     if (c.req.header("authorization") !== `Bearer ${expected}`) throw new UnauthorizedError(`${LOCAL_BLOBS_ROUTE} takes only the key its CLI bound`);
     const key = new URL(c.req.url).pathname.slice(LOCAL_BLOBS_ROUTE.length + 1);
     if (!LOCAL_BLOB_KEY.test(key)) throw new InvalidRequestError(`${JSON.stringify(key)} is not a plane bundle, source map or image spec key`);
-    const bytes = await c.req.arrayBuffer();
-    const sha256 = await crypto.subtle.digest("SHA-256", bytes);
+    // The files a deployment uploads, and as large: refused past that before more is read.
+    const limited = limitBody(c.req.raw, DEPLOY_LIMITS.maxFileBytes, "a plane bundle, source map or image spec holds");
+    let bytes: Uint8Array;
+    try {
+      bytes = new Uint8Array(await limited.request.arrayBuffer());
+    } catch (err) {
+      throw limited.passed() ?? err;
+    }
+    const sha256 = await sha256Hex(bytes);
     // Already there, the same bytes (an edit that left the plane code as it was): not written again. A reload's new
     // workerd shares this store with the one still serving, whose planes may be reading that very object.
-    const held = (await c.env.BLOBS.head(key))?.checksums.sha256;
-    if (held && equalBytes(held, sha256)) return c.body(null, 204);
+    if ((await c.env.BLOBS.head(key))?.checksums.toJSON().sha256 === sha256) return c.body(null, 204);
     await c.env.BLOBS.put(key, bytes, { sha256 });
     return c.body(null, 204);
   });
   return routes;
-}
-
-function equalBytes(a: ArrayBuffer, b: ArrayBuffer): boolean {
-  const x = new Uint8Array(a);
-  const y = new Uint8Array(b);
-  return x.length === y.length && x.every((v, i) => v === y[i]);
 }

@@ -638,5 +638,8 @@ describe("the local blob route", () => {
     expect(await gw.blobBytes(`images/${hash}.json`)).toBeUndefined();
     await expect(gw.putBlob("inputs/fc-0000000000abcdefghijklmnop", "x")).rejects.toThrow(/HTTP 400 .*is not a plane bundle, source map or image spec key/);
     await expect(gw.putBlob(`bundles/${hash}.mjs/../../results/x`, "x")).rejects.toThrow(/HTTP (400|404)/);
+    // Past a deployment file's size, refused before the body is read (workerd answers 413 and may close the upload under way).
+    await expect(gw.putBlob(`images/${hash}.json`, new Uint8Array(64 * 1024 * 1024 + 1))).rejects.toThrow(/HTTP 413 |fetch failed/);
+    expect(await gw.blobBytes(`images/${hash}.json`)).toBeUndefined();
   });
 });
