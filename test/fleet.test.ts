@@ -10,10 +10,13 @@
 import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
+import { HttpInvoker } from "../sdk/client.js";
 import { lookup, type CallRecord, type FunctionCall } from "../sdk/index.js";
-import { authed, eventually } from "./helpers/gateway.js";
+import { paths } from "../sdk/protocol.js";
+import { eventually } from "./helpers/gateway.js";
 import { planeExit, startPlaneProcess, stopPlaneProcess, type PlaneProcess } from "./helpers/plane-process.js";
 import { startTestStack, type TestStack } from "./helpers/stack.js";
+import { ADMIN_TOKEN } from "./helpers/tokens.js";
 
 const APP = new URL("./fixtures/fleet-app.ts", import.meta.url).pathname;
 const CALLS = 2_000;
@@ -37,7 +40,9 @@ describe("a fleet of 20 planes", () => {
       planes.push(...started);
       return started;
     };
-    const listed = async () => ((await (await fetch(`${url}/v1/planes`, authed())).json()) as { planes: { planeId: string; healthy: boolean }[] }).planes;
+    // Read through the SDK's client, which sends again a request whose kept-alive connection workerd closed (below).
+    const client = new HttpInvoker(url, { token: ADMIN_TOKEN });
+    const listed = async () => ((await client.request("GET", paths.planes())) as { planes: { planeId: string; healthy: boolean }[] }).planes;
     const healthy = async () => (await listed()).filter((p) => p.healthy).length;
     const ranOn = (plane: PlaneProcess) => plane.output().includes("fleet run fc-");
 
@@ -71,14 +76,16 @@ describe("a fleet of 20 planes", () => {
     const began = Date.now();
     await Promise.all([...Array.from({ length: SPAWNERS }, spawner), chaos()]);
 
-    // Every call ends, succeeded, with its own value.
+    // Every call ends, succeeded, with its own value. Records are read through the SDK's client, as `get` reads: a raw
+    // `fetch` here once failed with ECONNRESET in CI, its pooled connection reused as workerd closed it for idling 5 s
+    // (undici lets a connection go only on a coarse timer, under this load past 5 s; the SDK's agent lets go at 4 s).
     const records: CallRecord[] = [];
     let waited = 0;
     const waiter = async () => {
       while (waited < CALLS) {
         const i = waited++;
         expect(await calls[i]!.get({ timeoutMs: 120_000 })).toBe(20 + (i % 5) * 20);
-        records[i] = (await (await fetch(`${url}/v1/calls/${calls[i]!.id}`, authed())).json()) as CallRecord;
+        records[i] = (await client.request("GET", paths.callRecord(calls[i]!.id))) as CallRecord;
       }
     };
     await Promise.all(Array.from({ length: SPAWNERS }, waiter));
