@@ -126,8 +126,9 @@ export const LOG_LIMITS = {
   edgeLinesLateMs: 300,
   /**
    * How long a container's runner gathers the lines its function writes (process.stdout / process.stderr) before it
-   * sends them to its plane on the control channel; a call's lines go with its result at the latest, and the first
-   * line after a quiet spell goes at once (a container killed just after it, by the OOM killer, still told it).
+   * sends them to its plane on the control channel: a line held a whole window of this goes as the window ends (at most
+   * twice this late); a call's lines go with its result at the latest, and the first line after a window with none
+   * goes at once (a container killed just after it, by the OOM killer, still told it).
    */
   runnerFlushMs: 10,
   /** The most characters of lines a runner gathers before it sends them, whatever the time. */

@@ -64,10 +64,27 @@ describe("OutputCapture", () => {
     process.stdout.write("c\n"); // still within the spell
     expect(lines(sent)).toEqual(["a"]);
     vi.advanceTimersByTime(LOG_LIMITS.runnerFlushMs);
-    expect(lines(sent)).toEqual(["a", "c"]); // sent when the spell ended, which began another
+    expect(lines(sent)).toEqual(["a"]); // written late in the window that just ended: it waits for the next
+    vi.advanceTimersByTime(LOG_LIMITS.runnerFlushMs);
+    expect(lines(sent)).toEqual(["a", "c"]); // held a whole window: sent as it ended
     vi.advanceTimersByTime(LOG_LIMITS.runnerFlushMs);
     process.stdout.write("d\n");
     expect(lines(sent)).toEqual(["a", "c", "d"]);
+  });
+
+  it("keeps a spell going while lines keep coming, so a line a call, each taken with its result, needs no write of its own", () => {
+    attach();
+    const taken: string[] = [];
+    for (let i = 0; i < 20; i++) {
+      process.stdout.write(`call ${i}\n`);
+      vi.advanceTimersByTime(3); // a call every 3 ms, each ending with its result
+      taken.push(capture.take(CALL));
+    }
+    expect(lines(sent)).toEqual(["call 0"]);
+    expect(lines(taken)).toEqual(Array.from({ length: 19 }, (_, i) => `call ${i + 1}`));
+    vi.advanceTimersByTime(2 * LOG_LIMITS.runnerFlushMs); // quiet for a whole spell: it ends
+    process.stdout.write("after a quiet spell\n");
+    expect(lines(sent)).toEqual(["call 0", "after a quiet spell"]);
   });
 
   it("ends a call's unfinished line when its result takes the lines", () => {

@@ -7,8 +7,10 @@
  * container's stdout and stderr, as before.
  *
  * Coalesced: the first line after a quiet spell is sent at once (a container killed right after it, by the OOM
- * killer, still told it); the lines after it, for `LOG_LIMITS.runnerFlushMs`, wait for the next frame the runner
- * sends (the call's result) or the end of that spell, whichever is first. Bounded: at most
+ * killer, still told it); the lines after it wait for the next frame the runner sends (the call's result), or, held
+ * a whole `LOG_LIMITS.runnerFlushMs`, go at the end of the window they are in (so at most twice that late). A window
+ * with a line in it begins another, so a function that prints a line a call sends each with its call's result, and
+ * no frame of its own after the first; the spell ends with a window in which no line came. Bounded: at most
  * `LOG_LIMITS.runnerMaxFrameChars` held, at most `runnerMaxLinesPerSecond` lines a second (past that dropped, and
  * counted in the next frame), each line cut at `maxLineChars`. Lines still held when the process exits are written
  * to the container's stdout and stderr, so none is lost.
@@ -39,8 +41,12 @@ export class OutputCapture {
   #lines: Line[] = [];
   #chars = 0;
   #dropped = 0;
-  /** The spell that began with a line sent at once; lines wait until it ends or the next frame goes. */
+  /** The spell that began with a line sent at once; lines wait until its window ends or the next frame goes. */
   #spell: NodeJS.Timeout | undefined;
+  /** A line came in the spell's current window: the spell goes on past it. */
+  #lineInWindow = false;
+  /** When the oldest line held (or dropped and not yet told) was written. */
+  #heldSince = 0;
   #windowStart = 0;
   #inWindow = 0;
 
@@ -105,19 +111,31 @@ export class OutputCapture {
     if (!this.#spell) {
       // Quiet until now: this line goes at once, and the ones after it for a while wait for a frame to go with.
       this.#flush();
-      this.#spell = setTimeout(() => this.#endSpell(), LOG_LIMITS.runnerFlushMs).unref();
-    } else if (this.#chars > LOG_LIMITS.runnerMaxFrameChars) this.#flush();
+      this.#lineInWindow = false;
+      this.#spell = setTimeout(() => this.#endWindow(), LOG_LIMITS.runnerFlushMs).unref();
+    } else {
+      this.#lineInWindow = true;
+      if (this.#chars > LOG_LIMITS.runnerMaxFrameChars) this.#flush();
+    }
   }
 
-  #endSpell(): void {
+  /**
+   * A window of the spell ends: lines held a whole window go; one written late in it waits for the next (its call's
+   * result, most often). The spell goes on if a line came in the window or is held, and ends if not.
+   */
+  #endWindow(): void {
+    const held = this.#lines.length > 0 || this.#dropped > 0;
+    const busy = this.#lineInWindow || held;
+    this.#lineInWindow = false;
     this.#spell = undefined;
-    if (this.#lines.length === 0 && this.#dropped === 0) return;
-    this.#flush(); // still busy: the next spell begins with what was held
-    this.#spell = setTimeout(() => this.#endSpell(), LOG_LIMITS.runnerFlushMs).unref();
+    if (!busy) return;
+    if (held && Date.now() - this.#heldSince >= LOG_LIMITS.runnerFlushMs) this.#flush();
+    this.#spell = setTimeout(() => this.#endWindow(), LOG_LIMITS.runnerFlushMs).unref();
   }
 
   #keep(callId: string | null, source: Source, text: string): void {
     const now = Date.now();
+    if (this.#lines.length === 0 && this.#dropped === 0) this.#heldSince = now;
     if (now - this.#windowStart >= 1_000) {
       this.#windowStart = now;
       this.#inWindow = 0;
