@@ -22,7 +22,7 @@ import { clsParamsOf } from "./class-params.js";
 import { EncodedResult } from "./encoded-result.js";
 import { signedFetch } from "./plane-client.js";
 import { runOnPlane, type RunBatch, type RunReply, type RunSend } from "./plane-runs.js";
-import { choosePlane, knownPlanes, localPlaneBundle, noteUnreachable, type PlaneWants } from "./plane-choice.js";
+import { choosePlane, inputInFlight, knownPlanes, localPlaneBundle, noteUnreachable, type PlaneWants } from "./plane-choice.js";
 import { defaultNearRegions } from "./plane-regions.js";
 import { registry, type RegisteredFunction } from "./registry.js";
 import type { RunContext } from "./run-context.js";
@@ -70,6 +70,9 @@ async function planeSend(rc: RunContext, fn: RegisteredFunction, args: CallArgs,
     wants: fn.spec.gpu ?? [],
     regions: fn.spec.regions,
     near: rc.nearRegions ?? defaultNearRegions(rc.config),
+    // A class instance's pool is its parameters', which heartbeats do not name: only a plain function's (or a class
+    // without parameters) warm containers are worth going to.
+    ...(request.clsParams && Object.keys(request.clsParams).length ? {} : { warm: { app: fn.app, function: fn.name } }),
     deadline: Date.now() + fn.spec.timeoutSeconds * 1000,
   };
 }
@@ -139,6 +142,7 @@ export async function forwardToPlane(
     }
     await options.onPlane?.(plane.planeId);
     let reply: RunReply;
+    const answered = inputInFlight(plane.planeId, { app: fn.app, function: fn.name });
     try {
       const run: RunSend = { secret: send.secret, request: send.request, timeoutMs: 2 * fn.spec.timeoutSeconds * 1000 + TIMEOUT_MARGIN_MS };
       reply = options.batch ? await options.batch.run(plane, run) : await runOnPlane(plane, run);
@@ -161,6 +165,8 @@ export async function forwardToPlane(
       mayHold.add(plane.planeId);
       skipped.add(plane.planeId);
       continue;
+    } finally {
+      answered();
     }
     const answer = reply.answer;
     if (!answer) {

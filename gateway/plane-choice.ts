@@ -33,10 +33,14 @@ export interface PlaneWants extends PlanePlacement {
   deadline: number;
 }
 
-/** Where an input may run (`regions`, empty: anywhere) and the regions nearest its caller, nearest first (plane-regions.ts). */
+/**
+ * Where an input may run (`regions`, empty: anywhere) and the regions nearest its caller, nearest first
+ * (plane-regions.ts); `warm`: the function whose idle warm containers, as heartbeats report them, draw it.
+ */
 export interface PlanePlacement {
   regions: readonly string[];
   near: readonly string[];
+  warm?: { app: string; function: string };
 }
 
 /** The last view the registry gave, as plain data: a cached promise would be one request's, awaited by others (workerd warns). */
@@ -164,12 +168,16 @@ export async function choosePlane(env: Env, fn: RegisteredFunction, want: PlaneW
 
 /**
  * The best plane for `wants` (a fallback list; empty for CPU functions) in
- * the allowed regions, or none. Region by region, nearest first: the one with
- * the most of the first type free (or the most CPU free). With none free in
- * any region, one that has enough of a type at all, nearest first (the input
- * queues there): a free plane further away starts sooner than a queue nearby. Among planes alike (a
- * fleet of the same machines, each with a warm container), one at random:
- * the first listed would otherwise take every call that finds them equal.
+ * the allowed regions, or none. Region by region, nearest first: one that
+ * reported idle warm containers of `placement.warm`, less the inputs of it
+ * this isolate has in flight there (`inputInFlight`), and has enough of a type at all (the most idle
+ * ones: the input starts warm there, and the GPUs or CPU an idle container
+ * holds are not counted free); else the one with the most
+ * of the first type free (or the most CPU free). With none free in any region,
+ * one that has enough of a type at all, nearest first (the input queues
+ * there): a free plane further away starts sooner than a queue nearby. Among
+ * planes alike (a fleet of the same machines, each with a warm container), one
+ * at random: the first listed would otherwise take every call that finds them equal.
  *
  * @example pickPlane(planes, [{ type: "H100", count: 2 }, { type: "A100", count: 2 }], new Set(), { regions: [], near: ["eu"] })
  */
@@ -182,8 +190,16 @@ export function pickPlane(
   const usable = planes.filter((p) => p.healthy && !skipped.has(p.planeId) && inAllowedRegion(p.region, placement.regions));
   const rank = (p: PlaneInfo) => regionRank(p.region, placement.near);
   const ranks = [...new Set(usable.map(rank))].sort((a, b) => a - b);
+  const warm = placement.warm;
+  const idle = (p: PlaneInfo) => (warm ? idleLeft(p, warm) : 0);
+  const hasEnough = (p: PlaneInfo) => wants.length === 0 || wants.some((w) => (p.gpus[w.type]?.total ?? 0) >= w.count);
   for (const r of ranks) {
     const near = usable.filter((p) => rank(p) === r);
+    const warmest = mostOf(
+      near.filter((p) => idle(p) > 0 && hasEnough(p)),
+      idle,
+    );
+    if (warmest) return warmest;
     if (wants.length === 0) {
       const roomiest = mostOf(
         near.filter((p) => p.cpu.free > 0),
@@ -215,6 +231,36 @@ export function pickPlane(
     if (queues.length) return queues[Math.floor(Math.random() * queues.length)];
   }
   return undefined;
+}
+
+/** The inputs of each function this isolate has in flight on each plane: each keeps a container of it busy. */
+const inFlight = new Map<string, number>();
+const inFlightKey = (planeId: string, fn: { app: string; function: string }) => JSON.stringify([planeId, fn.app, fn.function]);
+
+/** The idle containers of `fn` that `plane` last reported, less the inputs of it this isolate has in flight there. */
+function idleLeft(plane: PlaneInfo, fn: { app: string; function: string }): number {
+  const idle = plane.warm?.find((w) => w.app === fn.app && w.function === fn.function)?.idle ?? 0;
+  return idle - (inFlight.get(inFlightKey(plane.planeId, fn)) ?? 0);
+}
+
+/**
+ * Counts an input of `fn` in flight on a plane until the returned function is called (its attempt answered or lost),
+ * so the plane's idle containers draw only as many inputs as they can take at once, not every input until its
+ * next heartbeat.
+ *
+ * @example const done = inputInFlight(plane.planeId, fn); try { await runOnPlane(plane, run); } finally { done(); }
+ */
+export function inputInFlight(planeId: string, fn: { app: string; function: string }): () => void {
+  const key = inFlightKey(planeId, fn);
+  inFlight.set(key, (inFlight.get(key) ?? 0) + 1);
+  let done = false;
+  return () => {
+    if (done) return;
+    done = true;
+    const left = (inFlight.get(key) ?? 1) - 1;
+    if (left > 0) inFlight.set(key, left);
+    else inFlight.delete(key);
+  };
 }
 
 /** One of the planes with the most `free`, at random among equals. */

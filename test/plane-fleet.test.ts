@@ -12,6 +12,7 @@
 import { execFileSync } from "node:child_process";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { FunctionCall, PlaneUnavailableError, lookup, type CallRecord } from "../sdk/index.js";
+import type { PlaneInfo } from "../sdk/protocol.js";
 import { authed, eventually } from "./helpers/gateway.js";
 import { planeExit, startPlaneProcess, stopPlaneProcess, type PlaneProcess } from "./helpers/plane-process.js";
 import { startTestStack, type TestStack } from "./helpers/stack.js";
@@ -33,6 +34,20 @@ describe("two planes, one killed mid-load", () => {
   afterAll(async () => {
     for (const p of planes) await stopPlaneProcess(p).catch(() => {});
     await stack?.dispose();
+  });
+
+  it("sends a function's next calls to the plane whose container of it is warm, not to the roomier cold one", async () => {
+    const slow = lookup<[number], string>("plane", "slowPlane", { gateway: stack.url });
+    const containerOf = (answer: string) => answer.split(" in ")[1];
+    const first = containerOf(await slow.remote(1));
+    // Once a heartbeat says so (and the gateway's second-long cache of the list has passed), that plane has it idle.
+    await eventually(async () => {
+      const res = (await (await fetch(`${stack.url}/v1/planes`, authed())).json()) as { planes: PlaneInfo[] };
+      return res.planes.some((p) => p.warm?.some((w) => w.function === "slowPlane" && w.idle > 0));
+    }, 20_000);
+    await new Promise((r) => setTimeout(r, 1_100));
+    // The warm container holds its CPU, so the other plane reports more free: before, the next call went there, cold.
+    for (let i = 0; i < 4; i++) expect(containerOf(await slow.remote(1))).toBe(first);
   });
 
   it("loses no spawned call: calls on the dead plane finish on the other, their lost runs counted", async () => {

@@ -1,0 +1,73 @@
+import { describe, expect, it } from "vitest";
+import type { PlaneInfo } from "../sdk/protocol.js";
+import { inputInFlight, pickPlane } from "./plane-choice.js";
+
+const plane = (planeId: string, region: string, options: { cpuFree?: number; gpus?: PlaneInfo["gpus"]; warm?: PlaneInfo["warm"] } = {}): PlaneInfo => ({
+  planeId,
+  url: "http://127.0.0.1:1",
+  region,
+  runtime: "docker",
+  simulated: true,
+  gpus: options.gpus ?? {},
+  cpu: { total: 8, free: options.cpuFree ?? 4 },
+  memoryMiB: { total: 8192, free: 8192 },
+  ...(options.warm ? { warm: options.warm } : {}),
+  protocol: 1 as PlaneInfo["protocol"],
+  lastSeen: Date.now(),
+  healthy: true,
+});
+
+const fn = { app: "shop", function: "resize" };
+const idle = (n: number, busy = 0) => [{ ...fn, busy, idle: n }];
+/** The plane picked, asked 20 times: one id when the choice is not left to chance. */
+const picked = (...args: Parameters<typeof pickPlane>) => [...new Set(Array.from({ length: 20 }, () => pickPlane(...args)?.planeId))];
+
+describe("pickPlane and warm containers", () => {
+  it("sends a CPU input to the plane with an idle warm container of its function, not the roomiest", () => {
+    const planes = [plane("pl-warm", "eu", { cpuFree: 3, warm: idle(1) }), plane("pl-cold", "eu", { cpuFree: 4 })];
+    expect(picked(planes, [], new Set(), { regions: [], near: [], warm: fn })).toEqual(["pl-warm"]);
+    // Another function's input, or one whose warm containers are not asked for, goes to the roomiest.
+    expect(picked(planes, [], new Set(), { regions: [], near: [], warm: { app: "shop", function: "other" } })).toEqual(["pl-cold"]);
+    expect(picked(planes, [], new Set(), { regions: [], near: [] })).toEqual(["pl-cold"]);
+  });
+
+  it("sends a GPU input to the plane whose GPU an idle container of its function holds, though none is free there", () => {
+    const planes = [
+      plane("pl-warm", "eu", { gpus: { T4: { total: 1, free: 0 } }, warm: idle(1) }),
+      plane("pl-cold", "eu", { gpus: { T4: { total: 1, free: 1 } } }),
+      plane("pl-small", "eu", { gpus: { A10G: { total: 1, free: 0 } }, warm: idle(3) }),
+    ];
+    expect(picked(planes, [{ type: "T4", count: 1 }], new Set(), { regions: [], near: [], warm: fn })).toEqual(["pl-warm"]);
+    // pl-small has warm containers but not the GPU asked for; with pl-warm skipped, the free one.
+    expect(picked(planes, [{ type: "T4", count: 1 }], new Set(["pl-warm"]), { regions: [], near: [], warm: fn })).toEqual(["pl-cold"]);
+  });
+
+  it("prefers the most idle containers, counts busy ones for nothing, and keeps to the nearest region first", () => {
+    const planes = [
+      plane("pl-busy", "eu", { cpuFree: 6, warm: idle(0, 4) }),
+      plane("pl-one", "eu", { cpuFree: 2, warm: idle(1) }),
+      plane("pl-two", "eu", { cpuFree: 1, warm: idle(2) }),
+      plane("pl-far", "us", { cpuFree: 8, warm: idle(5) }),
+    ];
+    expect(picked(planes, [], new Set(), { regions: [], near: ["eu"], warm: fn })).toEqual(["pl-two"]);
+    expect(picked(planes, [], new Set(), { regions: [], near: ["us"], warm: fn })).toEqual(["pl-far"]);
+    // Containers all busy draw nothing: the roomiest takes it.
+    expect(picked([planes[0]!, plane("pl-free", "eu", { cpuFree: 7 })], [], new Set(), { regions: [], near: [], warm: fn })).toEqual(["pl-free"]);
+  });
+
+  it("draws as many inputs at once to a plane as it reported idle containers, and more once they are answered", () => {
+    const warm = plane("pl-warm2", "eu", { cpuFree: 2, warm: idle(2) });
+    const planes = [warm, plane("pl-room", "eu", { cpuFree: 6 })];
+    const placement = { regions: [], near: [], warm: fn };
+    const running: (() => void)[] = [];
+    for (let i = 0; i < 2; i++) {
+      expect(pickPlane(planes, [], new Set(), placement)?.planeId).toBe("pl-warm2");
+      running.push(inputInFlight("pl-warm2", fn));
+    }
+    expect(picked(planes, [], new Set(), placement)).toEqual(["pl-room"]); // both busy: the roomiest, as without them
+    running[0]!();
+    running[0]!(); // told twice: counted once
+    expect(picked(planes, [], new Set(), placement)).toEqual(["pl-warm2"]);
+    running[1]!();
+  });
+});
