@@ -220,32 +220,38 @@ export async function* forwardStreamToPlane(
   const skipped = new Set<string>();
   for (;;) {
     const plane = await choosePlane(rc.env, fn, send, skipped);
-    let response: Response;
+    // A stream keeps its container busy while it lasts (plane-choice.ts: idle containers draw only what they can take).
+    const ended = inputInFlight(plane.planeId, { app: fn.app, function: fn.name });
     try {
-      response = await signedFetch(send.secret, plane, { method: "POST", route: PLANE_ROUTES.stream, body: JSON.stringify(send.request) });
-    } catch (err) {
-      console.warn(`plane ${plane.planeId} (${plane.url}) could not be reached for ${callId}: ${(err as Error).message}; trying another`);
-      noteUnreachable(plane.planeId);
-      skipped.add(plane.planeId);
-      continue;
-    }
-    if (!response.ok || !response.body) {
-      const error = ((await response.json().catch(() => null)) as { error?: WireError } | null)?.error ?? {
-        code: "internal" as const,
-        message: `plane ${plane.planeId} answered HTTP ${response.status}`,
-      };
-      if (tryElsewhere(error, send)) {
+      let response: Response;
+      try {
+        response = await signedFetch(send.secret, plane, { method: "POST", route: PLANE_ROUTES.stream, body: JSON.stringify(send.request) });
+      } catch (err) {
+        console.warn(`plane ${plane.planeId} (${plane.url}) could not be reached for ${callId}: ${(err as Error).message}; trying another`);
+        noteUnreachable(plane.planeId);
         skipped.add(plane.planeId);
         continue;
       }
-      throw fromWireError({ ...error, details: { ...error.details, callId, plane: plane.planeId } });
+      if (!response.ok || !response.body) {
+        const error = ((await response.json().catch(() => null)) as { error?: WireError } | null)?.error ?? {
+          code: "internal" as const,
+          message: `plane ${plane.planeId} answered HTTP ${response.status}`,
+        };
+        if (tryElsewhere(error, send)) {
+          skipped.add(plane.planeId);
+          continue;
+        }
+        throw fromWireError({ ...error, details: { ...error.details, callId, plane: plane.planeId } });
+      }
+      for await (const line of ndjsonLines(response.body)) {
+        const l = line as StreamLine;
+        if ("chunk" in l) yield new EncodedResult(l.meta === undefined ? { json: l.chunk } : { json: l.chunk, meta: l.meta });
+        else if ("error" in l) throw fromWireError({ ...l.error, details: { ...l.error.details, callId, plane: plane.planeId } });
+        else return;
+      }
+      throw new PlaneUnavailableError(`plane ${plane.planeId} ended the stream of ${callId} without its last line`, { callId, plane: plane.planeId });
+    } finally {
+      ended();
     }
-    for await (const line of ndjsonLines(response.body)) {
-      const l = line as StreamLine;
-      if ("chunk" in l) yield new EncodedResult(l.meta === undefined ? { json: l.chunk } : { json: l.chunk, meta: l.meta });
-      else if ("error" in l) throw fromWireError({ ...l.error, details: { ...l.error.details, callId, plane: plane.planeId } });
-      else return;
-    }
-    throw new PlaneUnavailableError(`plane ${plane.planeId} ended the stream of ${callId} without its last line`, { callId, plane: plane.planeId });
   }
 }
