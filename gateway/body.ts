@@ -9,7 +9,7 @@
  */
 import type { z } from "zod";
 import { API_LIMITS } from "../sdk/defaults.js";
-import { InvalidRequestError, bodyTooLarge, type PayloadTooLargeError } from "../sdk/errors.js";
+import { InvalidRequestError, bodyTooLarge, errorBody, type PayloadTooLargeError } from "../sdk/errors.js";
 import { HEADERS, decodeValue } from "../sdk/protocol.js";
 import { describeIssues } from "../sdk/zod-issues.js";
 
@@ -116,13 +116,23 @@ export function limitBody(request: Request, maxBytes: number, whose?: string): {
     transform(chunk, controller) {
       seen += chunk.byteLength;
       if (seen <= maxBytes) return controller.enqueue(chunk);
-      error = bodyTooLarge(maxBytes, seen, whose);
+      error = answeredAs413(bodyTooLarge(maxBytes, seen, whose));
       controller.error(error); // and the client's upload is cancelled: nothing past the limit is read
     },
   });
   // `duplex`: Node's Request wants it for a stream body (the unit tests); workerd reads streams that way anyway.
   const init = { body: request.body.pipeThrough(counter), duplex: "half" } as RequestInit;
   return { request: new Request(request, init), passed: () => error };
+}
+
+/**
+ * The error a handler's read of an over-long body throws, answerable as it is: hono (the user's copy or the gateway's)
+ * answers an error with a `getResponse` method with that response, where it would log any other with its stack as a
+ * server fault and answer 500. The gateway answers 413 either way (`passed`).
+ */
+function answeredAs413(error: PayloadTooLargeError): PayloadTooLargeError {
+  Object.defineProperty(error, "getResponse", { value: () => Response.json(errorBody(error), { status: error.status }) });
+  return error;
 }
 
 function parseShape<S extends z.ZodType>(schema: S, json: unknown): z.infer<S> {
