@@ -487,7 +487,8 @@ export async function mapCalls(
  * recorded first (in one write, in the key's shard, each with the key and its
  * index), so that the request sent again streams the same calls' records, as
  * each ends, instead of running them again; and calls whose runner is lost
- * are resumed. Leases are renewed for the inputs still waiting or running.
+ * are resumed. Leases are renewed for every input until the map records them
+ * as it ends, those that ended first included.
  *
  * `fresh` (see `callOnce`), for a plane function: the inputs are recorded as
  * running their first attempt, so none waits for a mark before it starts, and
@@ -547,7 +548,7 @@ export async function mapCallsOnce(
         notePlane,
         batch,
       });
-      mine.delete(id);
+      // Still renewed once it ended: its record is written as the map ends, and a lapsed lease would resume it.
       if (early) {
         const known = (await recorded)[index]!;
         if (known !== id) {

@@ -1,11 +1,12 @@
 /**
  * The call ledger in real workerd: a spawned call whose runner dies with the
- * gateway is resumed after a restart (its lost attempt counted), and large
- * values go to blob storage.
+ * gateway is resumed after a restart (its lost attempt counted), a keyed
+ * map's ended input is not while the map runs, and large values go to blob
+ * storage.
  */
 import { afterAll, beforeAll, expect, it } from "vitest";
 import { FunctionCall, lookup, type CallRecord } from "../sdk/index.js";
-import { encodeValue } from "../sdk/protocol.js";
+import { encodeValue, HEADERS, type MapResultLine } from "../sdk/protocol.js";
 import { authed, eventually, startTestGateway, type TestGateway } from "./helpers/gateway.js";
 
 const APP = new URL("./fixtures/edge-app.ts", import.meta.url).pathname;
@@ -50,6 +51,32 @@ it("resumes a spawned call with its arguments as they were sent", async () => {
   expect(back.kinds).toEqual(["[object Date]", "[object Map]", "[object BigInt]", "[object Uint8Array]", "[object Undefined]", "[object Date]"]);
   expect(back.values.slice(0, values.length)).toEqual(values);
   await eventually(() => gw.output.some((l) => l.includes(`resuming edge.argsAfter ${callId}`)));
+});
+
+it("does not resume an input of a keyed map that ended while the map still runs: its runner keeps its lease until it records it", async () => {
+  // The first input ends long before the second; the map records both as it ends, three leases later.
+  const res = await fetch(
+    `${gw.url}/v1/apps/edge/functions/napping/map`,
+    authed({
+      method: "POST",
+      body: JSON.stringify({ inputs: [[50], [3_500]] }),
+      headers: { "content-type": "application/json", [HEADERS.idempotencyKey]: `long-map-${Date.now()}`, [HEADERS.freshKey]: "1" },
+    }),
+  );
+  const lines = (await res.text())
+    .trim()
+    .split("\n")
+    .map((l) => JSON.parse(l) as MapResultLine);
+  expect(lines.map((l) => [l.index, l.status])).toEqual([
+    [0, "succeeded"],
+    [1, "succeeded"],
+  ]);
+  for (const { callId } of lines) {
+    await FunctionCall.fromId(callId, { gateway: gw.url }).get({ timeoutMs: 10_000 }); // recorded as the map ends
+    const record = (await (await fetch(`${gw.url}/v1/calls/${callId}`, authed())).json()) as CallRecord;
+    expect(record).toMatchObject({ status: "succeeded", kind: "map", attempts: 1 });
+    expect(gw.output.filter((l) => l.includes(callId))).toEqual([]);
+  }
 });
 
 it("keeps a result larger than a ledger row in blob storage and returns it whole", async () => {
