@@ -761,6 +761,16 @@ describe("prepared containers, on fake containers", () => {
     await until(() => h.driver.started.find((c) => c.id === kept)!.exit !== undefined, "the prepared container to stop");
   });
 
+  it("counts an app's prepared containers among those its stop stopped, and answers once they have stopped", async () => {
+    const h = harness({ f: ([x]) => x }, { prepared: 1 });
+    await coldCalls(h, [1, 2]);
+    await until(() => h.dispatcher.prepared().length === 1, "a prepared container");
+    const kept = h.dispatcher.prepared()[0]!.id;
+    expect(await h.dispatcher.stopApp("app")).toBe(1);
+    expect(h.driver.started.find((c) => c.id === kept)!.exit).toBeDefined();
+    expect(h.lines).toContain("[plane] stopped 1 container of app app");
+  });
+
   it("stops a prepared container when an input needs its memory", async () => {
     const h = harness({ f: ([x]) => x, big: () => "big" }, { prepared: 1 });
     await coldCalls(h, [1, 2], { spec: { memory: 1024 } });

@@ -311,16 +311,17 @@ export class Dispatcher {
     return true;
   }
 
-  /** Stops every container of `app` now (`tandem app stop`); returns how many. */
+  /** Stops every container of `app` now (`tandem app stop`), its prepared ones too; returns how many. */
   async stopApp(app: string): Promise<number> {
     this.#warm.dropApp(app);
-    this.#prepared.dropApp(app);
+    const prepared = this.#prepared.dropApp(app);
     const mine = this.#pool.ofApp(app);
     await Promise.all(mine.map((w) => this.#scaleDown.retire(w, { graceful: true })));
-    if (mine.length) this.#o.log(`[plane] stopped ${mine.length} container${mine.length === 1 ? "" : "s"} of app ${app}`);
+    const stopped = mine.length + (await prepared);
+    if (stopped) this.#o.log(`[plane] stopped ${stopped} container${stopped === 1 ? "" : "s"} of app ${app}`);
     const snapshots = (await this.#o.snapshots?.removeApp(app)) ?? 0;
     if (snapshots) this.#o.log(`[plane] removed ${snapshots} memory snapshot${snapshots === 1 ? "" : "s"} of app ${app}`);
-    return mine.length;
+    return stopped;
   }
 
   /**
@@ -335,7 +336,7 @@ export class Dispatcher {
       if (worker.ready && worker.inFlight.size === 0) this.#scaleDown.release(worker, undefined);
     }
     if (mine.length) this.#o.log(`[plane] rolling over ${mine.length} container${mine.length === 1 ? "" : "s"} of app ${app}`);
-    this.#prepared.dropApp(app); // prepared with what the app declared before
+    void this.#prepared.dropApp(app); // prepared with what the app declared before
     this.#warm.refill();
     this.#pool.wake();
     return mine.length;

@@ -159,11 +159,15 @@ export class PreparedContainers {
     return true;
   }
 
-  /** Stops every prepared container of `app`, and forgets its pools' demand (`tandem app stop`, a rollover); returns how many. */
-  dropApp(app: string): number {
+  /**
+   * Stops every prepared container of `app`, and forgets its pools' demand (`tandem app stop`, a rollover), at once;
+   * resolves with how many once they have stopped (their `exit()` run).
+   */
+  async dropApp(app: string): Promise<number> {
     const mine = this.#all().filter((p) => p.worker.life.app === app);
-    for (const entry of mine) void this.#stop(entry, `app ${app} was stopped or rolled over`);
+    const stopped = mine.map((entry) => this.#stop(entry, `app ${app} was stopped or rolled over`));
     for (const [key, demand] of this.#coldStarts) if (demand.app === app) this.#coldStarts.delete(key);
+    await Promise.all(stopped);
     return mine.length;
   }
 
