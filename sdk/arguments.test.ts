@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { z } from "zod";
-import { checkedHandler, isArgumentsSchema, parseArguments } from "./arguments.js";
+import { checkClassParams, checkedHandler, isArgumentsSchema, parseArguments } from "./arguments.js";
 import { InvalidArgumentError, fromWireError, toWireError } from "./errors.js";
 
 const pair = z.tuple([z.string(), z.number().int().min(0)]);
@@ -81,5 +81,15 @@ describe("arguments checked against an input schema", () => {
     expect(isArgumentsSchema(z.object({}))).toBe(false);
     expect(isArgumentsSchema({ parse: () => [] })).toBe(false);
     expect(isArgumentsSchema(undefined)).toBe(false);
+  });
+});
+
+describe("a class method's parameters", () => {
+  it("says in one sentence that the first argument is the class's parameters, and what is wrong with it", () => {
+    expect(() => checkClassParams("demo.Model.predict", 3)).toThrow(
+      "demo.Model.predict is a class method, called with the class's parameters first: parameters must be an object ({} for none; got number)",
+    );
+    expect(() => checkClassParams("demo.Model.predict", { size: [1] })).toThrow('demo.Model.predict: class parameter "size" must be a string');
+    expect(() => checkClassParams("demo.Model.predict", { size: "small" })).not.toThrow();
   });
 });
