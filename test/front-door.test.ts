@@ -192,6 +192,26 @@ describe("the front door of tandem serve", () => {
     expect([withConnect.status, JSON.parse(withConnect.body)]).toEqual([200, { read: LIMIT - 64 * 1024 }]);
   });
 
+  it("sends the gateway's 401 or 403, not its own 413, to a declared length over the limit with credentials that will not do", async () => {
+    // The gateway checks credentials before it looks at a body's size; the door answered a content-length over the
+    // limit with 413 first, so a caller without a token was told to send less, as one that may send it is.
+    const made = await fetch(new URL("/v1/tokens", gw.url), authed({ method: "POST", body: JSON.stringify({ name: "edge only, declared", apps: ["edge"] }) }));
+    const { token: edgeOnly } = (await made.json()) as { token: string };
+    const over = new Uint8Array(2 * LIMIT).fill(0x61);
+    const send = (path: string, token?: string) =>
+      fetch(new URL(path, doorUrl), { method: "POST", body: over, headers: token === undefined ? {} : { authorization: `Bearer ${token}` } });
+    const answers = [
+      await send("/guarded/admin/upload"),
+      await send("/guarded/admin/upload", edgeOnly),
+      await send("/v1/apps/guarded/functions/hello/call", edgeOnly),
+      await send("/v1/apps/guarded/functions/hello/call", "tk-unknown00000000.ts-unknown0000000000000000000000000"),
+      await send("/guarded/admin/upload", ADMIN_TOKEN),
+      await send("/v1/apps/guarded/functions/hello/call", ADMIN_TOKEN),
+    ];
+    const seen = await Promise.all(answers.map(async (a) => `${a.status} ${((await a.json()) as { error: { code: string } }).error.code}`));
+    expect(seen).toEqual(["401 unauthorized", "403 forbidden", "403 forbidden", "401 unauthorized", "413 payload_too_large", "413 payload_too_large"]);
+  });
+
   it("sends the gateway's 400 or 404 to a large body it refuses before reading it, every time, not a 502", async () => {
     // Refusals that come from the route itself, after the token passed: workerd answers them before it reads the body
     // and closes, as it does a 401, and the reset took the answer with it in about 1 request of 10.

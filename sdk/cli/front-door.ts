@@ -171,8 +171,11 @@ export class FrontDoor {
     }
     const limit = this.#bodyLimit(req.url ?? "/");
     const declared = Number(req.headers["content-length"] ?? "NaN");
-    if (declared > limit.maxBytes) {
-      refuse(req, res, bodyTooLarge(limit.maxBytes, declared, limit.whose));
+    const tooLarge = declared > limit.maxBytes ? bodyTooLarge(limit.maxBytes, declared, limit.whose) : undefined;
+    // A declared length over the limit is refused here too, but after the credentials, as the gateway checks them.
+    const askFirst = this.#needsPreflight(req) && !this.#letIn.has(preflightKey(req));
+    if (tooLarge && !askFirst) {
+      refuse(req, res, tooLarge);
       return this.onRequest?.(req.method ?? "GET", req.url ?? "/", res.statusCode, 0);
     }
     slot.inflight++;
@@ -186,12 +189,15 @@ export class FrontDoor {
       this.#maybeStop(slot);
     };
     res.on("close", release);
-    if (!this.#needsPreflight(req) || this.#letIn.has(preflightKey(req))) return this.#proxy(slot, req, res, limit);
+    if (!askFirst) return this.#proxy(slot, req, res, limit);
     void this.#preflight(slot, req).then((refused) => {
-      if (!refused) return this.#proxy(slot, req, res, limit);
-      res.writeHead(refused.status, refused.headers);
-      res.end(refused.body);
-      discardRest(req);
+      if (refused) {
+        res.writeHead(refused.status, refused.headers);
+        res.end(refused.body);
+        return discardRest(req);
+      }
+      if (tooLarge) return refuse(req, res, tooLarge);
+      this.#proxy(slot, req, res, limit);
     });
   }
 
