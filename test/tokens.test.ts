@@ -223,6 +223,15 @@ describe("tokens through the SDK and the CLI", () => {
     }
   });
 
+  it("names a whole token's id when revoke is given the token, and does not print its secret", async () => {
+    const whole = await createToken({ name: "pasted whole" });
+    const res = await runCli(["token", "revoke", whole.token, "--gateway", gw.url], { env: { TANDEM_TOKEN: ADMIN_TOKEN } });
+    expect(res.code).toBe(2);
+    expect(res.stderr).toContain(`that is a whole token: revoke takes its id, ${whole.id} (the part before the dot)`);
+    expect(res.stderr + res.stdout).not.toContain(whole.token.split(".")[1]);
+    expect((await api("/v1/whoami", whole.token)).status).toBe(200);
+  });
+
   it("says how to get a token when a command has none", async () => {
     const dir = await mkdtemp(join(tmpdir(), "tandem-none-"));
     try {

@@ -8,7 +8,17 @@ import { join } from "node:path";
 import { Command, InvalidArgumentError } from "commander";
 import type { HttpInvoker } from "../client.js";
 import { LOCAL_TOKEN_FILE, localTokenFile, saveToken } from "../credentials.js";
-import { NAME_PATTERN, TOKEN_ID_PATTERN, TOKEN_SCOPES, newToken, paths, type TokenCreateAnswer, type TokenInfo, type TokenScope } from "../protocol.js";
+import {
+  NAME_PATTERN,
+  TOKEN_ID_PATTERN,
+  TOKEN_PATTERN,
+  TOKEN_SCOPES,
+  newToken,
+  paths,
+  type TokenCreateAnswer,
+  type TokenInfo,
+  type TokenScope,
+} from "../protocol.js";
 import { PACKAGE_ROOT } from "./paths.js";
 import { style } from "./style.js";
 import { parseChoice } from "./choice-option.js";
@@ -80,6 +90,9 @@ export function addTokenCommands(program: Command, clientOf: (opts: GatewayOpts)
   withGateway(
     token.command("revoke").description("revoke a token: it stops working within 10 seconds; needs an admin token").argument("<id>", "the token's id (tk-…)"),
   ).action(async (id: string, opts: GatewayOpts) => {
+    // A whole token pasted here is named by its id only: its secret is not printed back.
+    const whole = TOKEN_PATTERN.exec(id.trim());
+    if (whole) throw new InvalidArgumentError(`that is a whole token: revoke takes its id, ${whole[1]} (the part before the dot)`);
     if (!TOKEN_ID_PATTERN.test(id)) throw new InvalidArgumentError(`"${id}" is not a token id (tk- and 16 characters; tandem token list shows them)`);
     const revoked = (await clientOf(opts).request("DELETE", paths.token(id))) as TokenInfo;
     console.log(`revoked token ${revoked.id} "${revoked.name}"`);
