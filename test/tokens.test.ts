@@ -232,6 +232,14 @@ describe("tokens through the SDK and the CLI", () => {
     expect((await api("/v1/whoami", whole.token)).status).toBe(200);
   });
 
+  it("names TANDEM_TOKEN, not an option, when the token it holds is not one", async () => {
+    const res = await runCli(["apps", "--gateway", gw.url], { env: { TANDEM_TOKEN: "not-a-token" } });
+    expect(res.code).toBe(2);
+    expect(res.stderr).toContain("error: TANDEM_TOKEN does not hold a Tandem token");
+    const option = await runCli(["apps", "--gateway", gw.url, "--token", "not-a-token"], { env: { TANDEM_TOKEN: ADMIN_TOKEN } });
+    expect(option.stderr).toContain("error: the token option does not hold a Tandem token");
+  });
+
   it("says how to get a token when a command has none", async () => {
     const dir = await mkdtemp(join(tmpdir(), "tandem-none-"));
     try {

@@ -9,8 +9,6 @@ import { parseGatewaySettings, parseOtlpSettings, type GatewayConfig, type OtlpS
 export interface CliConfig {
   /** `TANDEM_GATEWAY`: the gateway commands talk to, unless `--gateway` says. */
   gateway: string | undefined;
-  /** `TANDEM_TOKEN`: the API token commands send, unless `--token` says. */
-  token: string | undefined;
   /** `TANDEM_PLANE_SECRET`: the secret gateways and planes share; else one kept in `.tandem/plane-secret`. */
   planeSecret: string | undefined;
   /** `TANDEM_ENV`: the environment commands address (and `serve`, `run` and `deploy` put apps in), unless `--env` says. */
@@ -47,7 +45,6 @@ export function readCliConfig(env: NodeJS.ProcessEnv = process.env): CliConfig {
   );
   return {
     gateway: env.TANDEM_GATEWAY || undefined,
-    token: env.TANDEM_TOKEN || undefined,
     planeSecret: env.TANDEM_PLANE_SECRET || undefined,
     env: env.TANDEM_ENV || undefined,
     forceBuild: env.TANDEM_FORCE_BUILD === "1",

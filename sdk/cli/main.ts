@@ -53,10 +53,11 @@ type GatewayOpts = { gateway?: string; token?: string; env?: string };
 const gatewayOf = (opts: GatewayOpts) => resolveGatewayUrl(opts.gateway ?? config.gateway);
 /**
  * A client of the gateway a command names, sending its token (`--token`, then TANDEM_TOKEN, then the one saved for
- * that gateway) and its environment (`--env`, then TANDEM_ENV, else none: the gateway's own).
+ * that gateway: the client looks past `--token` itself, so an error names where the token came from) and its
+ * environment (`--env`, then TANDEM_ENV, else none: the gateway's own).
  */
 const clientOf = (opts: GatewayOpts) => {
-  const token = opts.token ?? config.token;
+  const token = opts.token;
   const env = opts.env ?? config.env;
   return new HttpInvoker(gatewayOf(opts), { ...(token === undefined ? {} : { token }), ...(env === undefined ? {} : { env }) });
 };
@@ -367,7 +368,7 @@ addLogsCommand(program, clientOf, TOKEN_HELP);
 addDashboardCommand(program, clientOf, TOKEN_HELP);
 addSecretCommands(program, clientOf, TOKEN_HELP);
 const storeOptionsOf = (opts: GatewayOpts) => {
-  const token = opts.token ?? config.token;
+  const token = opts.token;
   const env = opts.env ?? config.env;
   return { gateway: gatewayOf(opts), ...(token === undefined ? {} : { token }), ...(env === undefined ? {} : { env }) };
 };
