@@ -260,6 +260,11 @@ export async function authorizeWeb(env: Env, request: Request, app: string, labe
     requireApp(principal, app);
     return passPreflight(request);
   }
+  if (TOKEN_PATTERN.test(given.trim())) {
+    throw new UnauthorizedError(
+      `?token= holds an API token (tk-…), which goes in \`Authorization: Bearer …\`, never in a URL; ?token= takes a connect token (ct-…) from POST /v1/apps/${app}/connect-token`,
+    );
+  }
   const claims = await readConnectToken(env, given);
   if (!claims) throw new UnauthorizedError(`?token= is not a connect token this gateway signed`);
   if (claims.e <= Date.now())

@@ -287,6 +287,14 @@ describe("web endpoints and agents that ask for a token", () => {
     expect(missing.status).toBe(404);
   });
 
+  it("tells an API token in ?token= to go in Authorization, and does not open the endpoint with it", async () => {
+    const inUrl = await fetch(`${gw.url}/guarded/secret?token=${ADMIN_TOKEN}`);
+    expect(inUrl.status).toBe(401);
+    expect((await errorOf(inUrl)).message).toBe(
+      "?token= holds an API token (tk-…), which goes in `Authorization: Bearer …`, never in a URL; ?token= takes a connect token (ct-…) from POST /v1/apps/guarded/connect-token",
+    );
+  });
+
   it("ends the connect tokens a token minted when it is revoked", async () => {
     const minter = await createToken({ name: "page backend", apps: ["guarded"] });
     const minted = await api("/v1/apps/guarded/connect-token", minter.token, { method: "POST", body: JSON.stringify({ label: "secret" }) });
