@@ -42,7 +42,8 @@ export function webRoutes(apps: readonly App[]): Hono<Web> {
       const label = c.req.param("label");
       const served = app.endpoints.filter((e) => e.label === label).map((e) => `${e.method} ${e.path}`);
       if (served.length) {
-        const rest = new URL(c.req.url).pathname.slice(`/${app.name}/${label}`.length) || "/";
+        // The path as routed (c.req.path), not as the URL parser normalises it: `%2e%2e` there would eat the label.
+        const rest = c.req.path.slice(`/${app.name}/${label}`.length) || "/";
         throw new NotFoundError(`endpoint "${label}" of app "${app.name}" does not serve ${c.req.method} ${rest} (it serves ${served.join(", ")})`, {
           app: app.name,
           label,
@@ -50,7 +51,8 @@ export function webRoutes(apps: readonly App[]): Hono<Web> {
       }
       throw new NotFoundError(`app "${app.name}" has no web endpoint "${label}" (endpoints: ${labels(app)})`, { app: app.name });
     });
-    web.all(`/${app.name}`, () => {
+    // The app's root, and a path under it with an empty label (`/<app>//x`).
+    web.all(`/${app.name}/*`, () => {
       throw new NotFoundError(`app "${app.name}" serves its endpoints under /${app.name}/<label> (endpoints: ${labels(app)})`, { app: app.name });
     });
   }

@@ -3,6 +3,7 @@
  * cancellation, the ledger, web endpoints and every bad input, through the SDK
  * client and raw HTTP.
  */
+import http from "node:http";
 import net from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
@@ -302,6 +303,20 @@ describe("generator functions", () => {
   });
 });
 
+/** A GET of `path` exactly as written, dot segments and empty ones included (fetch would normalise them away). */
+function rawGet(path: string): Promise<{ status: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    const url = new URL(gw.url);
+    const req = http.get({ host: url.hostname, port: url.port, path }, (res) => {
+      let body = "";
+      res.setEncoding("utf8");
+      res.on("data", (d: string) => (body += d));
+      res.on("end", () => resolve({ status: res.statusCode!, body }));
+    });
+    req.on("error", reject);
+  });
+}
+
 describe("web endpoints", () => {
   it("serves a mounted hono app under /<app>/<label>/", async () => {
     expect(await (await fetch(`${gw.url}/edge/api/`)).json()).toEqual({ ok: true });
@@ -329,6 +344,15 @@ describe("web endpoints", () => {
     const label = await fetch(`${gw.url}/edge/nosuchlabel/`);
     expect(label.status).toBe(404);
     expect(((await label.json()) as any).error.message).toContain('no web endpoint "nosuchlabel"');
+    // A known app with an empty label is that app's, not an unknown one; a dot segment sent encoded is named as sent.
+    const asSent = async (path: string) => {
+      const res = await rawGet(path);
+      return `${res.status} ${JSON.parse(res.body).error.message}`;
+    };
+    for (const path of ["/edge", "/edge/", "/edge//hello/Ada"]) {
+      expect(await asSent(path)).toMatch(/^404 app "edge" serves its endpoints under \/edge\/<label> \(endpoints: /);
+    }
+    expect(await asSent("/edge/hello/%2e%2e/Ada")).toBe('404 endpoint "hello" of app "edge" does not serve GET /../Ada (it serves GET /:name)');
     // A first segment that is not valid percent-encoding is an unknown app too, named as it was sent.
     const malformed = await fetch(`${gw.url}/%E0%A4%A/x`);
     expect([malformed.status, ((await malformed.json()) as any).error]).toEqual([
