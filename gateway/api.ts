@@ -264,7 +264,8 @@ export function apiRoutes(): Hono<Api> {
   }
 
   api.all("/v1/*", (c) => {
-    throw new NotFoundError(`no such API route: ${c.req.method} ${new URL(c.req.url).pathname} (see docs/api.md)`);
+    // The path as routed: the URL parser would fold an encoded dot segment into a path that is a route.
+    throw new NotFoundError(`no such API route: ${c.req.method} ${c.req.path} (see docs/api.md)`);
   });
 
   return api;

@@ -396,6 +396,9 @@ describe("bad input", () => {
       .catch((e) => e);
     expect(err).toBeInstanceOf(NotFoundError);
     expect(err.message).toContain('app "edge" has no function "ghostly"');
+    // Named as routed: the URL parser's normalised path ("/v1/apps/ghost") is a route, and would say there is none.
+    const dotted = await rawGet("/v1/apps/edge/%2e%2e/ghost");
+    expect([dotted.status, JSON.parse(dotted.body).error.message]).toEqual([404, "no such API route: GET /v1/apps/edge/../ghost (see docs/api.md)"]);
   });
 
   it("answers 413 for a body over the limit, declared or streamed", async () => {
