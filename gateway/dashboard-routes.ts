@@ -390,6 +390,14 @@ export function dashboardRoutes(): Hono<RouteEnv> {
 
   routes.get("/apps/:app/events", (c) => liveEvents(c, appOf(c).name));
 
+  // Any other path here is no page of the dashboard's (else the gateway's 404 would call "_tandem" an app).
+  routes.all("*", (c) => {
+    const base = DASHBOARD.base;
+    throw new NotFoundError(
+      `the dashboard has no page ${c.req.path} (pages: ${base}/, ${base}/apps/<app>, ${base}/planes, ${base}/schedules, ${base}/agents, ${base}/usage)`,
+    );
+  });
+
   return routes;
 }
 

@@ -353,6 +353,11 @@ describe("web endpoints", () => {
       expect(await asSent(path)).toMatch(/^404 app "edge" serves its endpoints under \/edge\/<label> \(endpoints: /);
     }
     expect(await asSent("/edge/hello/%2e%2e/Ada")).toBe('404 endpoint "hello" of app "edge" does not serve GET /../Ada (it serves GET /:name)');
+    // A dashboard page that is not one is the dashboard's 404, not an app named "_tandem".
+    const link = (await (await fetch(`${gw.url}/v1/dashboard/login-code`, authed({ method: "POST" }))).json()) as { url: string };
+    const cookie = (await fetch(link.url, { redirect: "manual" })).headers.get("set-cookie")!.split(";")[0]!;
+    const page = await fetch(`${gw.url}/_tandem/tokens`, { headers: { cookie } });
+    expect([page.status, await page.text()]).toEqual([404, expect.stringContaining("the dashboard has no page /_tandem/tokens (pages: /_tandem/, ")]);
     // A first segment that is not valid percent-encoding is an unknown app too, named as it was sent.
     const malformed = await fetch(`${gw.url}/%E0%A4%A/x`);
     expect([malformed.status, ((await malformed.json()) as any).error]).toEqual([
