@@ -106,6 +106,21 @@ it("answers a /v1 request with a body and no token with the gateway's 401 itself
   expect(upstream.answered).toEqual(["beat", ""]);
 });
 
+it("tells onRequest of a path without the credentials its query holds: a connect token, a login code", async () => {
+  const upstream = await startUpstream({ resetSecond: false });
+  const { door, url } = await FrontDoor.listen("127.0.0.1", 0);
+  door.swap({ url: upstream.url, dispose: async () => {} });
+  open.push(
+    () => upstream.close(),
+    () => door.close(),
+  );
+  const told: string[] = [];
+  door.onRequest = (method, path) => told.push(`${method} ${path}`);
+  await (await fetch(new URL("/shop/chat?session=s1&token=ct-eyJhIjoi.c2lnbmVk&x=1", url))).text();
+  await (await fetch(new URL("/_tandem/login?code=lc-0123456789abcdef", url))).text();
+  expect(told).toEqual(["GET /shop/chat?session=s1&token=ct-…&x=1", "GET /_tandem/login?code=lc-…"]);
+});
+
 it("ends a WebSocket on a replaced workerd with 1012 between two of its frames, once that workerd has drained", async () => {
   // A stand-in gateway that streams 100 KiB messages (many TCP chunks each) as fast as the socket takes them.
   const server = http.createServer();

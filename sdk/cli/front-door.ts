@@ -86,7 +86,7 @@ export class FrontDoor {
   /** Requests (`preflightKey`) whose preflight the gateway let in a moment ago (`#preflight`). */
   readonly #letIn = new Set<string>();
 
-  /** Told of every request when it ends: method, path, status, milliseconds. */
+  /** Told of every request when it ends: method, path (its query's credentials left out: `loggedPath`), status, milliseconds. */
   onRequest: ((method: string, path: string, status: number, ms: number) => void) | undefined;
 
   /** The gateway's body limit, applied before forwarding. */
@@ -167,7 +167,7 @@ export class FrontDoor {
     // and its answer would be lost to the reset. Credentials come first, as the gateway checks them.
     if (needsToken(req)) {
       refuse(req, res, missingToken());
-      return this.onRequest?.(req.method ?? "GET", req.url ?? "/", res.statusCode, 0);
+      return this.onRequest?.(req.method ?? "GET", loggedPath(req.url ?? "/"), res.statusCode, 0);
     }
     const limit = this.#bodyLimit(req.url ?? "/");
     const declared = Number(req.headers["content-length"] ?? "NaN");
@@ -176,7 +176,7 @@ export class FrontDoor {
     const askFirst = this.#needsPreflight(req) && !this.#letIn.has(preflightKey(req));
     if (tooLarge && !askFirst) {
       refuse(req, res, tooLarge);
-      return this.onRequest?.(req.method ?? "GET", req.url ?? "/", res.statusCode, 0);
+      return this.onRequest?.(req.method ?? "GET", loggedPath(req.url ?? "/"), res.statusCode, 0);
     }
     slot.inflight++;
     const started = performance.now();
@@ -184,7 +184,7 @@ export class FrontDoor {
     const release = () => {
       if (released) return;
       released = true;
-      this.onRequest?.(req.method ?? "GET", req.url ?? "/", res.statusCode, performance.now() - started);
+      this.onRequest?.(req.method ?? "GET", loggedPath(req.url ?? "/"), res.statusCode, performance.now() - started);
       slot.inflight--;
       this.#maybeStop(slot);
     };
@@ -588,6 +588,15 @@ function needsToken(req: http.IncomingMessage): boolean {
 function endpointKey(url: string): string {
   const [, app, label] = url.split(/[/?#]/, 3);
   return `/${app}/${label}`;
+}
+
+/**
+ * A request's path and query as a log may show it: a connect token (`?token=`) and a dashboard login code (`?code=`)
+ * are credentials, kept to their kind.
+ * @example loggedPath("/shop/chat?token=ct-eyJ….sig") // "/shop/chat?token=ct-…"
+ */
+export function loggedPath(url: string): string {
+  return url.replace(/([?&](?:token|code)=)([a-z]{2}-)?[^&#]*/g, "$1$2…");
 }
 
 /** What a preflight's 204 stands for: the same token and environment on the same method, path and query (a route checks its query too). */
