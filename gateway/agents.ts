@@ -19,6 +19,7 @@ import type { AgentContext, AgentDefinition } from "../sdk/app.js";
 import { remoteErrorFrom, type RemoteError } from "../sdk/errors.js";
 import { maskedError } from "../sdk/secret.js";
 import { AGENT_CLOSE, AGENT_PING, AGENT_PONG, HEADERS, MAX_CLOSE_REASON_BYTES, isValidCloseCode } from "../sdk/protocol.js";
+import { tokenIsLive } from "./auth.js";
 import { gatewayConfig, type GatewayConfig } from "./config.js";
 import type { Env } from "./env.js";
 import { inEnvironment } from "./environments.js";
@@ -33,6 +34,8 @@ interface Attachment {
   label: string;
   sessionId: string;
   rooms: string[];
+  /** For an agent that asks for a token: the API token that let the socket in (`HEADERS.agentToken`). */
+  token?: string;
 }
 
 /** Which agent and shard an object serves; kept in its storage for the alarm and broadcasts, which have no request to say. */
@@ -100,7 +103,8 @@ export class AgentHub extends DurableObject<Env> {
     this.#sessions.set(sessionId, Promise.resolve({ session, stored: JSON.stringify(session) }));
     const [client, server] = Object.values(new WebSocketPair()) as [WebSocket, WebSocket];
     this.ctx.acceptWebSocket(server, [sessionTag(sessionId)]);
-    const attachment: Attachment = { app, label, sessionId, rooms: session.rooms };
+    const token = request.headers.get(HEADERS.agentToken);
+    const attachment: Attachment = { app, label, sessionId, rooms: session.rooms, ...(token ? { token } : {}) };
     server.serializeAttachment(attachment);
     this.ctx.waitUntil(this.#handle(server, attachment, agent, "onOpen", { resumed: stored !== undefined }));
     return new Response(null, { status: 101, webSocket: client });
@@ -116,6 +120,9 @@ export class AgentHub extends DurableObject<Env> {
     if (size > agent.maxMessageBytes) return closeWith(ws, AGENT_CLOSE.tooBig, `message too big: ${size} bytes, the limit is ${agent.maxMessageBytes}`);
     if (!this.#allow(ws, agent.maxMessagesPerSecond))
       return closeWith(ws, AGENT_CLOSE.policyViolation, `too many messages: the limit is ${agent.maxMessagesPerSecond} a second`);
+    if (attachment.token && !(await tokenIsLive(this.env, attachment.token))) {
+      return closeWith(ws, AGENT_CLOSE.policyViolation, `the token that opened this socket, ${attachment.token}, was revoked; connect again with another`);
+    }
     await this.#handle(ws, attachment, agent, "onMessage", typeof message === "string" ? message : new Uint8Array(message));
   }
 

@@ -241,11 +241,12 @@ export async function mintConnectToken(
 /**
  * Checks a web endpoint's or agent's request that asks for a token: an API
  * token in `Authorization` (scope `call`, reaching `app`), or a connect token
- * for `app` (and this `label`) in `?token=`. Throws 401/403 saying which. A preflight
+ * for `app` (and this `label`) in `?token=`. Throws 401/403 saying which; returns the id of the API token that let
+ * the request in (for a connect token, the one that minted it). A preflight
  * (`HEADERS.preflight`, sent by `tandem serve`'s front door before a large body) that passes
  * answers 204 here, and the endpoint's handler does not run.
  */
-export async function authorizeWeb(env: Env, request: Request, app: string, label: string): Promise<void> {
+export async function authorizeWeb(env: Env, request: Request, app: string, label: string): Promise<string> {
   const header = request.headers.get(HEADERS.authorization) ?? undefined;
   const given = new URL(request.url).searchParams.get("token");
   if (header || !given) {
@@ -258,7 +259,8 @@ export async function authorizeWeb(env: Env, request: Request, app: string, labe
     requireScope(principal, "call", `"${label}" of app "${app}"`);
     requireEnvironment(principal, environmentOf(env));
     requireApp(principal, app);
-    return passPreflight(request);
+    passPreflight(request);
+    return principal.id;
   }
   if (TOKEN_PATTERN.test(given.trim())) {
     throw new UnauthorizedError(
@@ -272,19 +274,21 @@ export async function authorizeWeb(env: Env, request: Request, app: string, labe
   if (claims.a !== app || (claims.l !== undefined && claims.l !== label)) {
     throw new ForbiddenError(`the connect token is for ${claims.l ? `"${claims.l}" of ` : ""}app "${claims.a}", not "${label}" of app "${app}"`);
   }
-  if (!(await minterIsLive(env, claims.t))) {
+  if (!(await tokenIsLive(env, claims.t))) {
     throw new UnauthorizedError(`the connect token was minted by token ${claims.t}, since revoked; mint another (POST /v1/apps/${app}/connect-token)`, {
       token: claims.t,
     });
   }
   passPreflight(request);
+  return claims.t;
 }
 
 /**
- * Whether the API token that minted a connect token is still live: revoking a token ends the connect tokens it
- * minted, within `TOKEN_DEFAULTS.cacheMs`, as it ends the token. The bootstrap token lives while it is the secret.
+ * Whether an API token is still live (not revoked), for what it let in earlier: the connect tokens it minted, the agent
+ * sockets it opened. Revoking a token ends them within `TOKEN_DEFAULTS.cacheMs`, as it ends the token. The bootstrap
+ * token lives while it is the secret.
  */
-async function minterIsLive(env: Env, id: string): Promise<boolean> {
+export async function tokenIsLive(env: Env, id: string): Promise<boolean> {
   if (isBootstrapToken(env, id)) return true;
   const now = Date.now();
   const known = minters.get(id);

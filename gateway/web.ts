@@ -167,7 +167,7 @@ function tooLarge(passed: TandemError | undefined): Response | undefined {
 /** A WebSocket agent: an upgrade goes to the agent's Durable Object (gateway/agents.ts), with its session. */
 function addAgent(web: Hono<Web>, appName: string, agent: AgentDefinition): void {
   web.all(paths.agent(appName, agent.label), async (c: Context<Web>) => {
-    if (agent.auth === "token") await authorizeWeb(c.env, c.req.raw, appName, agent.label);
+    const vouchedBy = agent.auth === "token" ? await authorizeWeb(c.env, c.req.raw, appName, agent.label) : undefined;
     if (c.req.header("upgrade")?.toLowerCase() !== "websocket") {
       const message = `websocket "${agent.label}" of app "${appName}" takes WebSocket connections: connect("${appName}", "${agent.label}") from the SDK, or ws://…${paths.agent(appName, agent.label)}?session=<id>`;
       return c.json(errorBody(new UpgradeRequiredError(message, { app: appName, label: agent.label })), 426, { upgrade: "websocket" });
@@ -183,6 +183,9 @@ function addAgent(web: Hono<Web>, appName: string, agent: AgentDefinition): void
     headers.set(HEADERS.agentLabel, agent.label);
     headers.set(HEADERS.agentSession, sessionId);
     headers.set(HEADERS.agentShard, String(shard));
+    // The hub closes the socket once this token is revoked; a client's own header of that name never reaches it.
+    headers.delete(HEADERS.agentToken);
+    if (vouchedBy) headers.set(HEADERS.agentToken, vouchedBy);
     return hubFor(c.env, appName, agent.label, shard, agent.shards).fetch(new Request(c.req.url, { headers }));
   });
 }

@@ -44,6 +44,8 @@ export const HEADERS = {
   agentLabel: "tandem-agent-label",
   agentSession: "tandem-agent-session",
   agentShard: "tandem-agent-shard",
+  /** The same, for an agent that asks for a token: the API token that let the socket in (or minted its connect token). */
+  agentToken: "tandem-agent-token",
   /** On volume answers: the volume's version the answer reflects (a read), or that the write committed. */
   volumeVersion: "tandem-volume-version",
   /**

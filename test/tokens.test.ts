@@ -356,6 +356,39 @@ describe("web endpoints and agents that ask for a token", () => {
     }
   });
 
+  it("closes an open agent socket at its next message once the token that opened it, or minted its connect token, is revoked", async () => {
+    const wsUrl = `${gw.url.replace(/^http/, "ws")}/guarded/room`;
+    const opened = await createToken({ name: "socket opener", apps: ["guarded"] });
+    const minter = await createToken({ name: "socket minter", apps: ["guarded"] });
+    const minted = await api("/v1/apps/guarded/connect-token", minter.token, { method: "POST", body: JSON.stringify({ label: "room" }) });
+    const { token: connectToken } = (await minted.json()) as { token: string };
+    const open = (ws: WebSocket) => ({ ws, open: new Promise((resolve, reject) => ws.once("open", resolve).once("error", reject)) });
+    const sockets = [
+      { ...open(new WebSocket(wsUrl, { headers: bearer(opened.token) })), id: opened.id },
+      { ...open(new WebSocket(`${wsUrl}?token=${connectToken}`)), id: minter.id },
+    ];
+    const echoed = (ws: WebSocket) => new Promise<string>((resolve) => ws.once("message", (m) => resolve(String(m))));
+    for (const { ws, open } of sockets) {
+      await open;
+      const echo = echoed(ws);
+      ws.send("before");
+      expect(await echo).toBe("echo before");
+    }
+    for (const { id } of sockets) expect((await api(`/v1/tokens/${id}`, ADMIN_TOKEN, { method: "DELETE" })).status).toBe(200);
+    const closes = await Promise.all(
+      sockets.map(async ({ ws, id }) => {
+        const closed = new Promise<string>((resolve) => ws.once("close", (code, reason) => resolve(`${code} ${String(reason)}`)));
+        // Within the 10 s an isolate may trust a checked token: every half second, until the socket closes.
+        const poke = setInterval(() => ws.readyState === WebSocket.OPEN && ws.send("after"), 500);
+        const outcome = await Promise.race([closed, new Promise<string>((resolve) => setTimeout(() => resolve("still open"), 12_000))]);
+        clearInterval(poke);
+        ws.terminate();
+        return [id, outcome];
+      }),
+    );
+    expect(closes).toEqual(sockets.map(({ id }) => [id, `1008 the token that opened this socket, ${id}, was revoked; connect again with another`]));
+  }, 30_000);
+
   it("refuses a raw WebSocket upgrade to a guarded agent without a token", async () => {
     const ws = new WebSocket(`${gw.url.replace(/^http/, "ws")}/guarded/room`);
     const status = await new Promise<number>((resolve) => ws.on("unexpected-response", (_req, res) => resolve(res.statusCode ?? 0)));
