@@ -8,7 +8,7 @@
  * reload replaced: with 1012, between two of that workerd's frames.
  */
 import http from "node:http";
-import type { AddressInfo } from "node:net";
+import net, { type AddressInfo } from "node:net";
 import { afterEach, expect, it } from "vitest";
 import { WebSocket, WebSocketServer } from "ws";
 import { DELIVERY_DEFAULTS } from "../defaults.js";
@@ -165,3 +165,24 @@ it("ends a WebSocket on a replaced workerd with 1012 between two of its frames, 
   await new Promise((resolve) => setTimeout(resolve, 50));
   expect(backend.disposed).toBe(true);
 }, 15_000);
+
+it("answers headers past Node's limit, and bytes that are not HTTP, in the gateway's error form, not a bare status line", async () => {
+  const upstream = await startUpstream({ resetSecond: false });
+  const door = new URL(await doorTo(upstream));
+  const raw = (request: string) =>
+    new Promise<string>((resolve, reject) => {
+      const socket = net.connect(Number(door.port), door.hostname, () => socket.end(request));
+      let answer = "";
+      socket.setEncoding("utf8").on("data", (d: string) => (answer += d));
+      socket.on("end", () => resolve(answer)).on("error", reject);
+    });
+  const huge = await raw(`GET /v1/whoami HTTP/1.1\r\nhost: x\r\nauthorization: Bearer ${"a".repeat(20_000)}\r\n\r\n`);
+  expect(huge.split("\r\n")[0]).toBe("HTTP/1.1 431 Request Header Fields Too Large");
+  expect(JSON.parse(huge.slice(huge.indexOf("\r\n\r\n") + 4))).toEqual({
+    error: { code: "invalid_request", message: `request headers are larger than ${http.maxHeaderSize} bytes, the most tandem serve reads` },
+  });
+  const garbage = await raw("NOT HTTP AT ALL\r\n\r\n");
+  expect(garbage.split("\r\n")[0]).toBe("HTTP/1.1 400 Bad Request");
+  expect((JSON.parse(garbage.slice(garbage.indexOf("\r\n\r\n") + 4)) as { error: { code: string } }).error.code).toBe("invalid_request");
+  expect(upstream.answered).toEqual([]);
+});

@@ -24,7 +24,7 @@ import http from "node:http";
 import net from "node:net";
 import type { App } from "../app.js";
 import { DELIVERY_DEFAULTS, GATEWAY_DEFAULTS, VOLUME_LIMITS } from "../defaults.js";
-import { GatewayUnreachableError, bodyTooLarge, errorBody, missingToken, type TandemError } from "../errors.js";
+import { GatewayUnreachableError, InvalidRequestError, bodyTooLarge, errorBody, missingToken, type TandemError } from "../errors.js";
 import { AGENT_CLOSE, HEADERS, PROTOCOL_VERSION } from "../protocol.js";
 
 export interface Backend {
@@ -101,6 +101,7 @@ export class FrontDoor {
   private constructor() {
     this.#server = http.createServer((req, res) => this.#forward(req, res));
     this.#server.on("upgrade", (req, socket, head) => this.#upgrade(req, socket as net.Socket, head));
+    this.#server.on("clientError", (err: NodeJS.ErrnoException, socket: net.Socket) => refuseUnparsed(err, socket));
     this.#server.keepAliveTimeout = 5_000;
   }
 
@@ -628,4 +629,23 @@ function discardRest(req: http.IncomingMessage): void {
     if (discarded > DISCARD_LIMIT_BYTES) req.socket.destroy();
   });
   req.resume();
+}
+
+/**
+ * A request Node's parser would not take (headers past `http.maxHeaderSize`, bytes that are not HTTP) is answered in
+ * the gateway's error form, `{"error": …}`, where Node would answer a bare status line; a connection the client
+ * already closed is let go.
+ */
+function refuseUnparsed(err: NodeJS.ErrnoException, socket: net.Socket): void {
+  if (err.code === "ECONNRESET" || !socket.writable) return void socket.destroy();
+  const [status, reason, message] =
+    err.code === "HPE_HEADER_OVERFLOW"
+      ? [431, "Request Header Fields Too Large", `request headers are larger than ${http.maxHeaderSize} bytes, the most tandem serve reads`]
+      : err.code === "ERR_HTTP_REQUEST_TIMEOUT"
+        ? [408, "Request Timeout", "the request did not arrive in time"]
+        : [400, "Bad Request", `the request is not HTTP this server can read (${err.code ?? err.message})`];
+  const body = JSON.stringify(errorBody(new InvalidRequestError(message)));
+  socket.end(
+    `HTTP/1.1 ${status} ${reason}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`,
+  );
 }
