@@ -99,8 +99,8 @@ export class FrontDoor {
   endpointsAskingToken: ReadonlySet<string> = new Set();
 
   private constructor() {
-    this.#server = http.createServer((req, res) => this.#forward(req, res));
-    this.#server.on("upgrade", (req, socket, head) => this.#upgrade(req, socket as net.Socket, head));
+    this.#server = http.createServer((req, res) => this.#forward(withEveryAuthorization(req), res));
+    this.#server.on("upgrade", (req, socket, head) => this.#upgrade(withEveryAuthorization(req), socket as net.Socket, head));
     this.#server.on("clientError", (err: NodeJS.ErrnoException, socket: net.Socket) => refuseUnparsed(err, socket));
     this.#server.keepAliveTimeout = 5_000;
   }
@@ -629,6 +629,16 @@ function discardRest(req: http.IncomingMessage): void {
     if (discarded > DISCARD_LIMIT_BYTES) req.socket.destroy();
   });
   req.resume();
+}
+
+/**
+ * A request with its Authorization headers joined, as `fetch` and workerd join a repeated header: Node keeps only the
+ * first, so two tokens would have been read as the first alone here and as neither (a 401) once deployed.
+ */
+function withEveryAuthorization(req: http.IncomingMessage): http.IncomingMessage {
+  const all = req.headersDistinct[HEADERS.authorization];
+  if (all && all.length > 1) req.headers[HEADERS.authorization] = all.join(", ");
+  return req;
 }
 
 /**
