@@ -1,5 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { NonceCache, SIGNATURE_WINDOW_MS, checkSignatureHeaders, signRequest, verifyRequest, type SignedRequest } from "./signing.js";
+import { HEADERS } from "./protocol.js";
 
 const SECRET = "0123456789abcdef0123456789abcdef";
 const RUN: SignedRequest = { audience: "pl-plane0001", method: "POST", path: "/v1/plane/run", body: '{"a":1}' };
@@ -26,6 +27,11 @@ describe("request signing", () => {
     const old = new Headers(await signRequest(SECRET, RUN, Date.now() - 2 * SIGNATURE_WINDOW_MS));
     expect(await verifyRequest(SECRET, RUN, old, new NonceCache())).toEqual({ ok: false, reason: "timestamp outside the 30 s window" });
     expect(await verifyRequest(SECRET, RUN, new Headers(), new NonceCache())).toEqual({ ok: false, reason: "unsigned request" });
+    // A signature header alone is a signature, malformed: said so, naming what it lacks.
+    expect(await verifyRequest(SECRET, RUN, new Headers({ [HEADERS.signature]: "x" }), new NonceCache())).toEqual({
+      ok: false,
+      reason: `malformed signature headers: no ${HEADERS.timestamp} or ${HEADERS.nonce}`,
+    });
   });
 
   it("refuses from the headers alone a request signed for another audience, naming both", async () => {

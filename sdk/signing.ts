@@ -165,7 +165,12 @@ export function checkSignatureHeaders(headers: HeaderSource, receiver: Receiver,
   const nonce = headers.get(HEADERS.nonce);
   const signature = headers.get(HEADERS.signature);
   const audience = headers.get(HEADERS.audience);
-  if (!timestamp || !nonce || !signature) return { ok: false, reason: "unsigned request" };
+  if (!timestamp || !nonce || !signature) {
+    // Some signature headers but not all: a signature, malformed, rather than none.
+    const missing = Object.entries({ [HEADERS.timestamp]: timestamp, [HEADERS.nonce]: nonce, [HEADERS.signature]: signature }).filter(([, v]) => !v);
+    if (missing.length === 3) return { ok: false, reason: "unsigned request" };
+    return { ok: false, reason: `malformed signature headers: no ${missing.map(([name]) => name).join(" or ")}` };
+  }
   if (!audience) return { ok: false, reason: "request names no audience (signed by an older gateway or plane?)" };
   if (!/^[0-9]{1,16}$/.test(timestamp) || !/^[0-9a-f]{64}$/.test(signature) || !/^[0-9a-f]{32}$/.test(nonce) || !/^[0-9a-z-]{1,64}$/.test(audience)) {
     return { ok: false, reason: "malformed signature headers" };
