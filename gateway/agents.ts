@@ -19,7 +19,7 @@ import type { AgentContext, AgentDefinition } from "../sdk/app.js";
 import { remoteErrorFrom, type RemoteError } from "../sdk/errors.js";
 import { maskedError } from "../sdk/secret.js";
 import { AGENT_CLOSE, AGENT_PING, AGENT_PONG, HEADERS, MAX_CLOSE_REASON_BYTES, isValidCloseCode } from "../sdk/protocol.js";
-import { tokenIsLive } from "./auth.js";
+import { tokenIsLive, tokenLivenessKnown } from "./auth.js";
 import { gatewayConfig, type GatewayConfig } from "./config.js";
 import type { Env } from "./env.js";
 import { inEnvironment } from "./environments.js";
@@ -76,6 +76,8 @@ export class AgentHub extends DurableObject<Env> {
   /** Sessions whose state is in memory; after hibernation they are read again from storage. */
   readonly #sessions = new Map<string, Promise<Loaded>>();
   readonly #buckets = new WeakMap<WebSocket, { tokens: number; at: number }>();
+  /** Tokens being checked again beside a send (`#mayReceive`), so a broadcast asks once for each. */
+  readonly #checking = new Set<string>();
   #where: Where | undefined;
   readonly #config: GatewayConfig;
 
@@ -120,9 +122,7 @@ export class AgentHub extends DurableObject<Env> {
     if (size > agent.maxMessageBytes) return closeWith(ws, AGENT_CLOSE.tooBig, `message too big: ${size} bytes, the limit is ${agent.maxMessageBytes}`);
     if (!this.#allow(ws, agent.maxMessagesPerSecond))
       return closeWith(ws, AGENT_CLOSE.policyViolation, `too many messages: the limit is ${agent.maxMessagesPerSecond} a second`);
-    if (attachment.token && !(await tokenIsLive(this.env, attachment.token))) {
-      return closeWith(ws, AGENT_CLOSE.policyViolation, `the token that opened this socket, ${attachment.token}, was revoked; connect again with another`);
-    }
+    if (attachment.token && !(await tokenIsLive(this.env, attachment.token))) return closeRevoked(ws, attachment.token);
     await this.#handle(ws, attachment, agent, "onMessage", typeof message === "string" ? message : new Uint8Array(message));
   }
 
@@ -259,7 +259,7 @@ export class AgentHub extends DurableObject<Env> {
         return [...session.rooms];
       },
       send: (data) => {
-        for (const ws of sockets()) sendTo(ws, data);
+        for (const ws of sockets()) if (this.#mayReceive(ws)) sendTo(ws, data);
       },
       close: (code: number = AGENT_CLOSE.normal, reason = "") => {
         for (const ws of sockets()) closeWith(ws, code, reason);
@@ -292,9 +292,33 @@ export class AgentHub extends DurableObject<Env> {
     for (const ws of this.ctx.getWebSockets()) {
       const to = ws.deserializeAttachment() as Attachment | null;
       if (!to?.rooms.includes(room) || to.sessionId === exceptSession) continue;
-      if (sendTo(ws, data)) reached++;
+      if (this.#mayReceive(ws) && sendTo(ws, data)) reached++;
     }
     return reached;
+  }
+
+  /**
+   * Whether a socket may be sent a frame: one let in by a token known to be revoked is closed (1008) instead. A token
+   * not checked within `TOKEN_DEFAULTS.cacheMs` is checked again beside the send, so a socket that only receives is
+   * closed too, at the first frame for it after that check.
+   */
+  #mayReceive(ws: WebSocket): boolean {
+    const { token } = ws.deserializeAttachment() as Attachment;
+    if (!token) return true;
+    const live = tokenLivenessKnown(this.env, token);
+    if (live === false) {
+      closeRevoked(ws, token);
+      return false;
+    }
+    if (live === undefined && !this.#checking.has(token)) {
+      this.#checking.add(token);
+      // What it learns is kept for the isolate (auth.ts), and the next frame for a revoked token's socket closes it.
+      const check = tokenIsLive(this.env, token)
+        .catch(() => {}) // the token store did not answer: the next frame asks again
+        .finally(() => this.#checking.delete(token));
+      this.ctx.waitUntil(check);
+    }
+    return true;
   }
 
   async #whereAmI(): Promise<Where | undefined> {
@@ -337,6 +361,11 @@ function agentOf(app: string, label: string): AgentDefinition {
     .agents.find((a) => a.label === label);
   if (!agent) throw new Error(`app "${app}" has no websocket "${label}"`);
   return agent;
+}
+
+/** Closes a socket whose token was revoked after it let the socket in. */
+function closeRevoked(ws: WebSocket, token: string): void {
+  closeWith(ws, AGENT_CLOSE.policyViolation, `the token that opened this socket, ${token}, was revoked; connect again with another`);
 }
 
 function sendTo(ws: WebSocket, data: Frame): boolean {

@@ -288,6 +288,16 @@ export async function authorizeWeb(env: Env, request: Request, app: string, labe
  * sockets it opened. Revoking a token ends them within `TOKEN_DEFAULTS.cacheMs`, as it ends the token. The bootstrap
  * token lives while it is the secret.
  */
+/**
+ * What this isolate knows now of whether an API token is live, without asking: undefined when it has not checked it
+ * within `TOKEN_DEFAULTS.cacheMs` (ask `tokenIsLive`).
+ */
+export function tokenLivenessKnown(env: Env, id: string): boolean | undefined {
+  if (isBootstrapToken(env, id)) return true;
+  const known = minters.get(id);
+  return known && known.until > Date.now() ? known.live : undefined;
+}
+
 export async function tokenIsLive(env: Env, id: string): Promise<boolean> {
   if (isBootstrapToken(env, id)) return true;
   const now = Date.now();

@@ -389,6 +389,38 @@ describe("web endpoints and agents that ask for a token", () => {
     expect(closes).toEqual(sockets.map(({ id }) => [id, `1008 the token that opened this socket, ${id}, was revoked; connect again with another`]));
   }, 30_000);
 
+  it("closes a socket that only receives once the token that opened it is revoked, and sends it nothing more", async () => {
+    const wsUrl = `${gw.url.replace(/^http/, "ws")}/guarded/feed`;
+    const listener = await createToken({ name: "listener", apps: ["guarded"] });
+    const opened = (ws: WebSocket) => new Promise((resolve, reject) => ws.once("open", resolve).once("error", reject));
+    const quiet = new WebSocket(wsUrl, { headers: bearer(listener.token) });
+    const speaker = new WebSocket(wsUrl, { headers: bearer(ADMIN_TOKEN) });
+    await Promise.all([opened(quiet), opened(speaker)]);
+    const heard: string[] = [];
+    quiet.on("message", (m) => heard.push(String(m)));
+    const first = new Promise((resolve) => quiet.once("message", resolve));
+    speaker.send("say before");
+    await first;
+    expect((await api(`/v1/tokens/${listener.id}`, ADMIN_TOKEN, { method: "DELETE" })).status).toBe(200);
+    const closed = new Promise<string>((resolve) => quiet.once("close", (code, reason) => resolve(`${code} ${String(reason)}`)));
+    // The hub checks the token again once it has trusted it 10 s: the speaker talks every half second until then.
+    let n = 0;
+    const talk = setInterval(() => speaker.send(`say after ${++n}`), 500);
+    // The hub's close frame is what counts (workerd ends the connection later, closed beside another socket's frame):
+    // once it came (CLOSING), the socket is let go here, and its close event gives the frame's code and reason.
+    const deadline = Date.now() + 13_000;
+    while (quiet.readyState === WebSocket.OPEN && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+    clearInterval(talk);
+    const state = quiet.readyState;
+    quiet.terminate();
+    const outcome = state === WebSocket.OPEN ? "still open" : await closed;
+    speaker.terminate();
+    expect(outcome).toBe(`1008 the token that opened this socket, ${listener.id}, was revoked; connect again with another`);
+    // Only the frame beside which the hub checked the token again reached it (this isolate forgot the token as it
+    // revoked it; another isolate may trust it up to 10 s more).
+    expect(heard.filter((m) => m.startsWith("after")).length).toBeLessThanOrEqual(1);
+  }, 30_000);
+
   it("refuses a raw WebSocket upgrade to a guarded agent without a token", async () => {
     const ws = new WebSocket(`${gw.url.replace(/^http/, "ws")}/guarded/room`);
     const status = await new Promise<number>((resolve) => ws.on("unexpected-response", (_req, res) => resolve(res.statusCode ?? 0)));
