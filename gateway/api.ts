@@ -104,6 +104,13 @@ export function apiRoutes(): Hono<Api> {
     if (body.label !== undefined && !labels.includes(body.label)) {
       throw new NotFoundError(`app "${app.name}" has no web endpoint or agent "${body.label}" (labels: ${labels.join(", ") || "none"})`);
     }
+    const guarded = [...app.webMounts, ...app.endpoints, ...app.agents].filter((w) => w.auth === "token").map((w) => w.label);
+    if (body.label !== undefined && !guarded.includes(body.label)) {
+      throw new InvalidRequestError(
+        `"${body.label}" of app "${app.name}" is public (it does not ask for a token), so it opens without a connect token; ` +
+          `those of the app that ask for one: ${guarded.join(", ") || "none"}`,
+      );
+    }
     const minted = await mintConnectToken(c.env, principalOf(c), app.name, body.label, body.ttlSeconds ?? TOKEN_DEFAULTS.connectTokenTtlSeconds);
     return c.json(minted satisfies ConnectTokenAnswer);
   });

@@ -285,6 +285,12 @@ describe("web endpoints and agents that ask for a token", () => {
     expect((await fetch(`${gw.url}/guarded/secret?token=${forged}`)).status).toBe(401);
     const missing = await api("/v1/apps/guarded/connect-token", ADMIN_TOKEN, { method: "POST", body: JSON.stringify({ label: "nope" }) });
     expect(missing.status).toBe(404);
+    // A public endpoint opens without one: minting for it is refused, naming those that ask.
+    const forPublic = await api("/v1/apps/guarded/connect-token", ADMIN_TOKEN, { method: "POST", body: JSON.stringify({ label: "open" }) });
+    expect(forPublic.status).toBe(400);
+    expect(((await forPublic.json()) as { error: { message: string } }).error.message).toBe(
+      '"open" of app "guarded" is public (it does not ask for a token), so it opens without a connect token; those of the app that ask for one: admin, secret, room, feed',
+    );
   });
 
   it("tells an API token in ?token= to go in Authorization, and does not open the endpoint with it", async () => {
