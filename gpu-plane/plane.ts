@@ -51,6 +51,7 @@ import { UsageLedger } from "./usage-ledger.js";
 import { planeServer } from "./server.js";
 import { fetchImageSecrets, fetchWarmSecrets } from "./warm-secrets.js";
 import { networkReason } from "./gateway-get.js";
+import { keepConnectionsShort } from "./keep-alive.js";
 
 /**
  * How a heartbeat went: the gateway took it; refused it (a 4xx answer: a secret that is not the gateway's, a clock
@@ -243,6 +244,7 @@ export class Plane {
   static async start(options: PlaneOptions): Promise<Plane> {
     trace("plane: starting");
     useHmacEngine(nodeHmacEngine);
+    keepConnectionsShort();
     const log = options.log ?? ((line: string) => console.log(line));
     const planeId = stablePlaneId(options.stateDir);
     // Looked for (nvidia-smi) while the engine is checked.
