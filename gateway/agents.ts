@@ -292,7 +292,7 @@ export class AgentHub extends DurableObject<Env> {
     for (const ws of this.ctx.getWebSockets()) {
       const to = ws.deserializeAttachment() as Attachment | null;
       if (!to?.rooms.includes(room) || to.sessionId === exceptSession) continue;
-      if (this.#mayReceive(ws) && sendTo(ws, data)) reached++;
+      if (this.#mayReceive(ws, to) && sendTo(ws, data)) reached++;
     }
     return reached;
   }
@@ -302,8 +302,7 @@ export class AgentHub extends DurableObject<Env> {
    * not checked within `TOKEN_DEFAULTS.cacheMs` is checked again beside the send, so a socket that only receives is
    * closed too, at the first frame for it after that check.
    */
-  #mayReceive(ws: WebSocket): boolean {
-    const { token } = ws.deserializeAttachment() as Attachment;
+  #mayReceive(ws: WebSocket, { token }: Attachment = ws.deserializeAttachment() as Attachment): boolean {
     if (!token) return true;
     const live = tokenLivenessKnown(this.env, token);
     if (live === false) {

@@ -126,6 +126,21 @@ export function limitBody(request: Request, maxBytes: number, whose?: string): {
 }
 
 /**
+ * A request's whole body as bytes, read only up to `maxBytes` (`limitBody`): a declared or streamed length past it
+ * is the 413 naming `whose` limit it is.
+ *
+ * @example const bytes = await readBodyBytes(c.req.raw, DEPLOY_LIMITS.maxFileBytes, "a deployment's file holds");
+ */
+export async function readBodyBytes(request: Request, maxBytes: number, whose: string): Promise<Uint8Array> {
+  const limited = limitBody(request, maxBytes, whose);
+  try {
+    return new Uint8Array(await limited.request.arrayBuffer());
+  } catch (err) {
+    throw limited.passed() ?? err;
+  }
+}
+
+/**
  * The error a handler's read of an over-long body throws, answerable as it is: hono (the user's copy or the gateway's)
  * answers an error with a `getResponse` method with that response, where it would log any other with its stack as a
  * server fault and answer 500. The gateway answers 413 either way (`passed`).

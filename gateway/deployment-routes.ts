@@ -13,7 +13,7 @@ import { InvalidRequestError, NotFoundError, fromWireError } from "../sdk/errors
 import { sha256Hex } from "../sdk/hex.js";
 import { BLOB_KEYS, DeploymentRecordRequestSchema, NAME_PATTERN, ROUTES, SHA256_PATTERN, type DeploymentList } from "../sdk/protocol.js";
 import { guard, principalOf } from "./auth.js";
-import { limitBody, passPreflight, readJsonBody } from "./body.js";
+import { passPreflight, readBodyBytes, readJsonBody } from "./body.js";
 import type { Env, RouteEnv } from "./env.js";
 import { environmentOf, inEnvironment } from "./environments.js";
 import { registry } from "./registry.js";
@@ -68,13 +68,7 @@ export function deploymentRoutes(): Hono<RouteEnv> {
   routes.put(ROUTES.deploymentFile, guard("deploy", { checksBeforeBody: true }), async (c) => {
     const hash = hashOf(c);
     passPreflight(c.req.raw);
-    const limited = limitBody(c.req.raw, DEPLOY_LIMITS.maxFileBytes, "a deployment's file holds");
-    let bytes: Uint8Array;
-    try {
-      bytes = new Uint8Array(await limited.request.arrayBuffer());
-    } catch (err) {
-      throw limited.passed() ?? err;
-    }
+    const bytes = await readBodyBytes(c.req.raw, DEPLOY_LIMITS.maxFileBytes, "a deployment's file holds");
     const actual = await sha256Hex(bytes);
     if (actual !== hash) throw new InvalidRequestError(`the body's SHA-256 is ${actual}, not the ${hash} the path names`, { sha256: hash });
     const key = BLOB_KEYS.deploymentFile(hash);

@@ -14,7 +14,7 @@ import { DEPLOY_LIMITS } from "../sdk/defaults.js";
 import { InvalidRequestError, NotFoundError, UnauthorizedError } from "../sdk/errors.js";
 import { sha256Hex } from "../sdk/hex.js";
 import { LOCAL_BLOBS_ROUTE } from "../sdk/protocol.js";
-import { limitBody } from "./body.js";
+import { readBodyBytes } from "./body.js";
 import type { RouteEnv } from "./env.js";
 
 /** The keys the CLI writes: `BLOB_KEYS.planeBundle`, `.planeBundleMap` and `.image`, by SHA-256. */
@@ -30,13 +30,7 @@ export function localBlobRoutes(): Hono<RouteEnv> {
     const key = new URL(c.req.url).pathname.slice(LOCAL_BLOBS_ROUTE.length + 1);
     if (!LOCAL_BLOB_KEY.test(key)) throw new InvalidRequestError(`${JSON.stringify(key)} is not a plane bundle, source map or image spec key`);
     // The files a deployment uploads, and as large: refused past that before more is read.
-    const limited = limitBody(c.req.raw, DEPLOY_LIMITS.maxFileBytes, "a plane bundle, source map or image spec holds");
-    let bytes: Uint8Array;
-    try {
-      bytes = new Uint8Array(await limited.request.arrayBuffer());
-    } catch (err) {
-      throw limited.passed() ?? err;
-    }
+    const bytes = await readBodyBytes(c.req.raw, DEPLOY_LIMITS.maxFileBytes, "a plane bundle, source map or image spec holds");
     const sha256 = await sha256Hex(bytes);
     // Already there, the same bytes (an edit that left the plane code as it was): not written again. A reload's new
     // workerd shares this store with the one still serving, whose planes may be reading that very object.

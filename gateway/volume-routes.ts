@@ -23,7 +23,7 @@ import {
   type VolumeCommitAnswer,
 } from "../sdk/protocol.js";
 import { gatewayWideGuard, type GuardOptions } from "./auth.js";
-import { limitBody, passPreflight, readJsonBody } from "./body.js";
+import { limitBody, passPreflight, readBodyBytes, readJsonBody } from "./body.js";
 import type { RouteEnv } from "./env.js";
 import {
   checkedVolumeName,
@@ -138,13 +138,7 @@ export function volumeRoutes(): Hono<RouteEnv> {
     const declared = Number(c.req.header("content-length") ?? "NaN");
     if (declared > VOLUME_LIMITS.blockBytes) throw blockTooLarge(declared);
     await volumeInfo(c.env, name);
-    const limited = limitBody(c.req.raw, VOLUME_LIMITS.blockBytes, "a volume block holds");
-    let bytes: Uint8Array;
-    try {
-      bytes = new Uint8Array(await limited.request.arrayBuffer());
-    } catch (err) {
-      throw limited.passed() ?? err;
-    }
+    const bytes = await readBodyBytes(c.req.raw, VOLUME_LIMITS.blockBytes, "a volume block holds");
     return c.json((await putBlock(c.env, hash, bytes)) satisfies BlockPutAnswer);
   });
 
