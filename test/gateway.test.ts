@@ -638,6 +638,20 @@ describe("request contexts", () => {
     );
     expect(gw.output.filter((l) => /different request context/.test(l))).toEqual([]);
   });
+
+  it("shows workerd's warning when an app's code does resolve a promise from another request (the check above can fail)", async () => {
+    const other = await startTestGateway(new URL("./fixtures/cross-request-app.ts", import.meta.url).pathname);
+    try {
+      const call = (name: string) =>
+        fetch(`${other.url}/v1/apps/crossrequest/functions/${name}/call`, authed({ method: "POST", body: JSON.stringify({ args: [] }) }));
+      expect((await call("leave")).status).toBe(200);
+      await new Promise((r) => setTimeout(r, 300)); // the first request has ended, its record written
+      expect((await call("resolve")).status).toBe(200);
+      await eventually(() => other.output.some((l) => /different request context/.test(l)));
+    } finally {
+      await other.dispose();
+    }
+  });
 });
 
 describe("the ledger across a restart", () => {
