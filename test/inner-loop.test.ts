@@ -329,4 +329,22 @@ describe("tandem serve reloading an edit", () => {
     expect(again.container).not.toBe(after.container);
     expect(await fn<[string], string>("hello").remote("Ada")).toBe("4 Hi, Ada!");
   });
+
+  it("answers get() of a call spawned just before a reload once the call ends: the old workerd stopped before the new one opened the ledger", async () => {
+    const call = await fn<[number], number>("nap").spawn(3_000);
+    await edit(["export default app;", "export const edited = true;\nexport default app;"]);
+    const asked = Date.now();
+    expect(await call.get({ timeoutMs: 20_000 })).toBe(3_000);
+    // Two workerd on one state folder each had the ledger open: the new one never heard of the old one's result, and
+    // its get() waited out the whole 20 s before reading it.
+    expect(Date.now() - asked).toBeLessThan(10_000);
+  });
+
+  it("stops its plane's containers on Ctrl-C after reloads, as before them", async () => {
+    const planeId = /plane (pl-[0-9a-f]+) registered/.exec(served.output())![1]!;
+    await served.stop();
+    expect(served.output()).toContain("stopping the local plane's containers");
+    const { stdout: left } = await promisify(execFile)("docker", ["ps", "-aq", "--filter", `label=tandem.plane=${planeId}`]);
+    expect(left.trim()).toBe("");
+  });
 });

@@ -2,7 +2,10 @@
  * The local front door of `tandem serve`: a small HTTP proxy on the public
  * port in front of the current workerd. A reload starts a new workerd, points
  * the front door at it, and lets the old one finish its requests in flight
- * before it is stopped, so no request fails because of a reload. It keeps
+ * before it is stopped, so no request fails because of a reload. When the two
+ * share their state (`tandem serve`'s Durable Objects, in one folder), the
+ * reload holds instead (`hold`): new requests wait here while the old workerd
+ * finishes and stops, and go to the new one once it is swapped in. It keeps
  * the body limit itself, counting the bytes as they stream: workerd answers
  * 413 and closes while the body is still being sent, and the reset that
  * follows could lose its answer (a 502 instead); here the client gets the
@@ -41,6 +44,9 @@ interface Slot {
   tunnels: Set<Tunnel>;
   /** Retired and drained: stopping once its grace has passed. */
   stopping?: boolean;
+  /** Resolves once the backend is stopped (`hold` waits for it). */
+  stopped: Promise<void>;
+  markStopped: () => void;
 }
 
 /** How long a WebSocket being ended waits for the gateway's frame in progress to end before it is cut. */
@@ -85,6 +91,8 @@ export class FrontDoor {
   readonly #tunnels = new Set<Tunnel>();
   /** Requests (`preflightKey`) whose preflight the gateway let in a moment ago (`#preflight`). */
   readonly #letIn = new Set<string>();
+  /** While a reload holds (`hold`): the requests and upgrades that came meanwhile, each sent on at the next `swap`. */
+  #held: (() => void)[] | undefined;
 
   /** Told of every request when it ends: method, path (its query's credentials left out: `loggedPath`), status, milliseconds. */
   onRequest: ((method: string, path: string, status: number, ms: number) => void) | undefined;
@@ -122,24 +130,34 @@ export class FrontDoor {
     return { door, url: new URL(`http://${host}:${address.port}/`) };
   }
 
-  /** Sends new requests to `backend`; the old one is stopped once its requests have finished. */
+  /** Sends new requests to `backend`, and those a `hold` kept; the old one is stopped once its requests have finished. */
   swap(backend: Backend): void {
     const old = this.#slot;
     this.#slot = slotFor(backend);
     this.#letIn.clear(); // the new version may not have the function a preflight found
+    if (old) this.#retire(old);
+    this.release();
+  }
+
+  /**
+   * Keeps new requests (and WebSocket upgrades) here until the next `swap`, and stops the current backend once its
+   * requests have finished; resolves once it has stopped. For a backend that must not run beside the next one: two
+   * workerd on one state folder each open the same Durable Objects, and neither sees what the other writes.
+   * @example
+   * await door.hold(); // the old workerd has stopped; requests wait
+   * door.swap(await startWorkerd(next)); // and go to the new one
+   */
+  async hold(): Promise<void> {
+    this.#held ??= [];
+    const old = this.#slot;
     if (!old) return;
-    old.retired = true;
-    this.#maybeStop(old);
-    // A backend that never drains (a request held open for good) is stopped anyway.
-    setTimeout(() => {
-      if (old.inflight > 0) {
-        old.inflight = 0;
-        this.#maybeStop(old);
-      }
-    }, DRAIN_LIMIT_MS).unref();
+    this.#slot = undefined;
+    this.#retire(old);
+    await old.stopped;
   }
 
   async close(): Promise<void> {
+    this.#held = undefined; // their connections close with the server's
     // Upgraded sockets are the server's no more: ended here (cut a moment later), or its close would wait for them.
     for (const tunnel of this.#tunnels) {
       tunnel.restart(AGENT_CLOSE.goingAway, "the gateway stopped");
@@ -157,7 +175,15 @@ export class FrontDoor {
     await Promise.allSettled([...this.#draining, slot?.backend.dispose()]);
   }
 
+  /** Ends a `hold` with no backend to swap in: the requests it kept, and those after, get 503 until the next `swap`. */
+  release(): void {
+    const held = this.#held ?? [];
+    this.#held = undefined;
+    for (const send of held) send();
+  }
+
   #forward(req: http.IncomingMessage, res: http.ServerResponse): void {
+    if (this.#held) return void this.#held.push(() => (req.destroyed ? undefined : this.#forward(req, res)));
     const slot = this.#slot;
     if (!slot) {
       res.writeHead(503, { "content-type": "application/json", "retry-after": "1" });
@@ -389,6 +415,7 @@ export class FrontDoor {
   }
 
   #upgrade(req: http.IncomingMessage, socket: net.Socket, head: Buffer): void {
+    if (this.#held) return void this.#held.push(() => (socket.destroyed ? undefined : this.#upgrade(req, socket, head)));
     const slot = this.#slot;
     if (!slot) return void socket.destroy();
     const upstream = net.connect(Number(slot.backend.url.port), slot.backend.url.hostname, () => {
@@ -415,6 +442,18 @@ export class FrontDoor {
     });
   }
 
+  #retire(old: Slot): void {
+    old.retired = true;
+    this.#maybeStop(old);
+    // A backend that never drains (a request held open for good) is stopped anyway.
+    setTimeout(() => {
+      if (old.inflight > 0) {
+        old.inflight = 0;
+        this.#maybeStop(old);
+      }
+    }, DRAIN_LIMIT_MS).unref();
+  }
+
   #maybeStop(slot: Slot): void {
     if (!slot.retired || slot.inflight > 0 || slot === this.#slot || slot.stopping) return;
     slot.stopping = true;
@@ -425,7 +464,8 @@ export class FrontDoor {
         for (const tunnel of slot.tunnels) tunnel.restart();
         return slot.backend.dispose();
       })
-      .catch(() => {});
+      .catch(() => {})
+      .finally(() => slot.markStopped());
     this.#draining.add(stopping);
     void stopping.finally(() => this.#draining.delete(stopping));
   }
@@ -434,7 +474,9 @@ export class FrontDoor {
 function slotFor(backend: Backend): Slot {
   // `timeout` closes a connection idle that long in the pool (a busy one only hears of it): before workerd closes it.
   const agent = new http.Agent({ keepAlive: true, maxSockets: 256, timeout: DELIVERY_DEFAULTS.frontDoorIdleSocketMs });
-  return { backend, inflight: 0, retired: false, agent, tunnels: new Set() };
+  let markStopped = () => {};
+  const stopped = new Promise<void>((resolve) => (markStopped = resolve));
+  return { backend, inflight: 0, retired: false, agent, tunnels: new Set(), stopped, markStopped };
 }
 
 /**

@@ -15,6 +15,7 @@ import { buildApps, checkPlaneFits, localAdminToken, planeSecret, uploadPlaneBun
 import { stateDir } from "./paths.js";
 import { checkNamedSecrets, declaresNamedSecrets, heldSecrets, localSecretValues, localSecretsKey } from "./secret-values.js";
 import type { CliConfig } from "./config.js";
+import { keepStopSignals } from "./signals.js";
 import { startWorkerd } from "./workerd.js";
 import { style } from "./style.js";
 import { trace } from "../trace.js";
@@ -157,35 +158,65 @@ export async function serve(options: ServeOptions): Promise<Serving> {
     );
   };
 
-  const reload = async () => {
+  // One reload at a time, each of the newest source: the old workerd stops before the new one starts (`door.hold`),
+  // since both would open the same Durable Objects under .tandem/state, and neither would see what the other wrote
+  // (a call spawned just before a reload, read after it, waited out its whole timeout).
+  let reloading = Promise.resolve();
+  let closed = false;
+  const reload = () => {
     const n = ++generation;
-    const t0 = performance.now();
+    reloading = reloading
+      .then(() => (n === generation ? reloadNow() : undefined))
+      .catch((err: unknown) => log(`${style.err("✗")} reload failed: ${(err as Error).message}`));
+    return reloading;
+  };
+  // `check`: refused when a named secret it declares lacks a key (the previous version, started again, is not: it was
+  // checked when it went live, and serving it lets `tandem secret create` reach the gateway).
+  const startGateway = async (next: typeof built, check: boolean) => {
+    const backend = await startWorkerd({ worker: next.worker, persistDir: join(state, "state"), bindings: bindingsFor(next.apps) });
+    keepStopSignals(); // the old workerd stopped first, so this one's miniflare added its exit-at-once handlers again
     try {
-      const next = await buildApps(options.appFiles, join(buildDir, `gen-${n}`), buildOptions);
-      checkPlaneFits(next.apps, inventory);
-      const backend = await startWorkerd({ worker: next.worker, persistDir: join(state, "state"), bindings: bindingsFor(next.apps) });
       await uploadPlaneBundles(backend, next);
-      if (declaresNamedSecrets(next.apps)) {
-        try {
-          checkNamedSecrets(next.apps, await heldSecrets(backend.url.href, adminToken));
-        } catch (err) {
-          await backend.dispose();
-          throw err;
-        }
-      }
-      if (n !== generation) return void backend.dispose(); // a newer change won
-      door.endpointBodyLimits = endpointBodyLimits(next.apps);
-      door.endpointsAskingToken = endpointsAskingToken(next.apps);
-      door.swap(backend);
-      live = backend;
-      void tick(Date.now()); // a changed schedule counts from now
-      built = next;
-      rewatch(built.worker.inputs);
-      log(`${style.ok("↻")} reloaded in ${Math.round(performance.now() - t0)} ms`);
-      printEndpoints(next.apps, url, log);
+      if (check && declaresNamedSecrets(next.apps)) checkNamedSecrets(next.apps, await heldSecrets(backend.url.href, adminToken));
+    } catch (err) {
+      await backend.dispose();
+      throw err;
+    }
+    return backend;
+  };
+  const reloadNow = async () => {
+    const t0 = performance.now();
+    let next: typeof built;
+    try {
+      next = await buildApps(options.appFiles, join(buildDir, `gen-${generation}`), buildOptions);
+      checkPlaneFits(next.apps, inventory);
+    } catch (err) {
+      return log(`${style.err("✗")} reload failed, still serving the previous version:\n${(err as Error).message}`);
+    }
+    // Requests wait at the front door from here until a gateway is swapped in: the new one, or the previous again.
+    await door.hold();
+    try {
+      live = await startGateway(next, true);
+      if (closed) return void (await live.dispose()); // serve stopped meanwhile: the door is closed
     } catch (err) {
       log(`${style.err("✗")} reload failed, still serving the previous version:\n${(err as Error).message}`);
+      try {
+        live = await startGateway(built, false);
+        door.swap(live);
+      } catch (again) {
+        log(`${style.err("✗")} the previous version did not start again either: ${(again as Error).message}; save a file to try again`);
+        door.release();
+      }
+      return;
     }
+    door.endpointBodyLimits = endpointBodyLimits(next.apps);
+    door.endpointsAskingToken = endpointsAskingToken(next.apps);
+    door.swap(live);
+    void tick(Date.now()); // a changed schedule counts from now
+    built = next;
+    rewatch(built.worker.inputs);
+    log(`${style.ok("↻")} reloaded in ${Math.round(performance.now() - t0)} ms`);
+    printEndpoints(next.apps, url, log);
   };
 
   // miniflare fires no cron triggers: serve calls the Worker's scheduled handler at the start of every minute, as
@@ -217,7 +248,9 @@ export async function serve(options: ServeOptions): Promise<Serving> {
       for (const w of watchers) w.close();
       await plane?.close();
       trace("serve: plane closed");
+      closed = true;
       await door.close();
+      await reloading; // one under way stops what it started
       trace("serve: gateway closed");
     },
   };

@@ -8,10 +8,29 @@ export function onStopSignal(stop: (signal: NodeJS.Signals) => Promise<void>): v
   let stopping = false;
   for (const signal of ["SIGINT", "SIGTERM"] as const) {
     process.removeAllListeners(signal);
-    process.on(signal, () => {
+    const handler = () => {
       if (stopping) process.exit(130);
       stopping = true;
       void stop(signal);
-    });
+    };
+    process.on(signal, handler);
+    ours.set(signal, handler);
+  }
+}
+
+/** The handlers `onStopSignal` installed, by signal. */
+const ours = new Map<NodeJS.Signals, () => void>();
+
+/**
+ * Removes the signal handlers added since `onStopSignal`, keeping its own: miniflare adds its handlers again when a
+ * workerd starts after every earlier one has stopped (a `tandem serve` reload), and they would exit at once on
+ * Ctrl-C, leaving the plane's containers behind. Nothing to do before `onStopSignal`.
+ * @example
+ * const backend = await startWorkerd(options);
+ * keepStopSignals();
+ */
+export function keepStopSignals(): void {
+  for (const [signal, handler] of ours) {
+    for (const listener of process.listeners(signal)) if (listener !== handler) process.removeListener(signal, listener);
   }
 }
