@@ -7,8 +7,9 @@
  * generate an entry module that calls `createGateway` with the app files' exports.
  */
 import { Hono } from "hono";
+import { HTTPException } from "hono/http-exception";
 import { loadAppModule } from "../sdk/app.js";
-import { InternalError, NotFoundError, TandemError, errorBody } from "../sdk/errors.js";
+import { InternalError, InvalidRequestError, NotFoundError, TandemError, errorBody } from "../sdk/errors.js";
 import { DASHBOARD, type PlaneBundleRef } from "../sdk/protocol.js";
 import { installInvoker } from "../sdk/invoker.js";
 import type { ContentfulStatusCode } from "hono/utils/http-status";
@@ -87,6 +88,12 @@ export function createGateway(modules: AppModule[], options: GatewayOptions = {}
   router.onError((err, c) => {
     if (err instanceof PreflightPassed) return c.body(null, 204);
     if (err instanceof TandemError) return c.json(errorBody(err), err.status as ContentfulStatusCode);
+    // hono's own refusal of a request it was routed (a web app's mount, whose path keeps a dot segment sent encoded,
+    // `/<app>/<label>/%2e%2e/…`, that would leave the mount once decoded): the client's mistake, not the gateway's.
+    if (err instanceof HTTPException && err.status === 400) {
+      const why = `${err.message}: ${c.req.path} has a dot segment sent encoded, or slashes, that would take it out of its web app's mount`;
+      return c.json(errorBody(new InvalidRequestError(why)), 400);
+    }
     // A fault of the gateway's own: its stack goes to the log only (it names this host's files). The answer has the
     // message's first line (V8's can go on to draw the value it choked on), as `internal`.
     console.error("gateway:", err);

@@ -365,6 +365,25 @@ describe("web endpoints", () => {
       expect.objectContaining({ code: "not_found", message: expect.stringContaining('no app named "%E0%A4%A"') }),
     ]);
   });
+
+  it("keeps a path with a dot segment sent encoded inside the web app it was routed to: 400, never another endpoint", async () => {
+    for (const path of [
+      "/edge/api/%2e%2e/hello/Ada",
+      "/edge/api/%2E%2E/submit",
+      "/edge/api/.%2e/hello/Ada",
+      "/edge/api/%2e%2e",
+      "/edge/api/%2e%2e/%2e%2e/edge/hello/Ada",
+    ]) {
+      const res = await rawGet(path);
+      expect([res.status, JSON.parse(res.body).error]).toEqual([
+        400,
+        expect.objectContaining({ code: "invalid_request", message: expect.stringContaining("mount") }),
+      ]);
+    }
+    // An encoded slash ends no segment: the mounted app gets the path as sent, and answers it as its own (404 here).
+    expect(await rawGet("/edge/api/..%2fhello/Ada")).toEqual({ status: 404, body: "404 Not Found" });
+    expect(await rawGet("/edge/api/..%2f..%2fedge/hello/Ada")).toEqual({ status: 404, body: "404 Not Found" });
+  });
 });
 
 describe("bad input", () => {
