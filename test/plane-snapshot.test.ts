@@ -23,6 +23,8 @@ afterAll(async () => {
 const lookupRow = (i: number) =>
   lookup<[Record<string, unknown>, number], { value: number; enteredAs: string }>("snaps", "Table.lookup", { gateway: stack.url }).remote({}, i);
 const linesWith = (text: string) => stack.planeOutput.filter((l) => l.includes(text));
+/** The plane's lines about the snapshot app's containers and snapshots, for a failed count's message. */
+const snapshotLines = () => stack.planeOutput.filter((l) => /table enter|snaps\.Table|memory snapshot/.test(l));
 const containers = () => stack.planes[0]!.status().containers.filter((c) => c.app === "snaps");
 const snapshotsOnDisk = () => readdirSync(join(stack.dir, "plane-0", "snapshots")).filter((name) => !name.endsWith(".partial"));
 
@@ -74,12 +76,16 @@ describe("memory snapshots on the plane", () => {
   it("takes one snapshot for cold starts that come together, and meters the container that took it", async () => {
     const taken = linesWith("memory snapshot of snaps.Table taken").length;
     const entered = linesWith("] table enter ").length;
+    const failedResumes = linesWith("could not resume its memory snapshot").length;
     const together = lookup<[Record<string, unknown>, number], { value: number }>("snaps", "Table.lookup", { gateway: stack.url });
     const answers = await Promise.all([together.remote({ batch: 2 }, 1), together.remote({ batch: 2 }, 2)]);
     expect(answers.map((a) => a.value)).toEqual([2, 4]);
     expect(linesWith("memory snapshot of snaps.Table taken")).toHaveLength(taken + 1);
     await eventually(() => linesWith("] table enter ").length >= entered + 1, 5_000).catch(() => {});
-    expect(linesWith("] table enter ")).toHaveLength(entered + 1);
+    // A resume that failed starts its container fresh, and enter() runs again: asserted first, so that a count off by
+    // one says which it was; each message lists the plane's lines about the app's containers.
+    expect(linesWith("could not resume its memory snapshot"), snapshotLines().join("\n")).toHaveLength(failedResumes);
+    expect(linesWith("] table enter "), snapshotLines().join("\n")).toHaveLength(entered + 1);
     const maker = /\((ctr-[0-9a-f]{8})\)$/.exec(linesWith("memory snapshot of snaps.Table taken").at(-1)!)![1]!;
     const ledger = new Database(join(stack.dir, "plane-0", "usage.sqlite"), { readonly: true });
     try {
