@@ -30,6 +30,7 @@ import { environments } from "./environments.js";
 import { AppRegistry, setRegistry } from "./registry.js";
 import { installCallEnv, prefixConsoleLines } from "./run-context.js";
 import { localBlobRoutes } from "./local-blobs.js";
+import { backgroundRoutes, countingBackground } from "./background.js";
 import { schedulerFor } from "./scheduler.js";
 import { webRoutes } from "./web.js";
 
@@ -73,6 +74,7 @@ export function createGateway(modules: AppModule[], options: GatewayOptions = {}
   // Each /v1 request in the environment it names (Tandem-Env), else this gateway's: the stores' objects are its.
   router.use("/v1/*", environments());
   router.route("/", localBlobRoutes());
+  router.route("/", backgroundRoutes());
   router.route("/", planeRoutes());
   router.route("/", apiRoutes());
   router.route("/", dashboardRoutes());
@@ -102,10 +104,10 @@ export function createGateway(modules: AppModule[], options: GatewayOptions = {}
   });
   const scheduled = apps.some((a) => a.callables.some((c) => c.spec.schedule));
   return {
-    fetch: router.fetch,
+    fetch: (request, env, ctx) => router.fetch(request, env, countingBackground(ctx)),
     // The cron trigger (every minute, when any function has a schedule): the Scheduler decides what is due.
     async scheduled(controller, env, ctx) {
-      if (scheduled) ctx.waitUntil(schedulerFor(env).tick(controller.scheduledTime));
+      if (scheduled) countingBackground(ctx).waitUntil(schedulerFor(env).tick(controller.scheduledTime));
     },
   };
 }

@@ -436,9 +436,10 @@ export const DELIVERY_DEFAULTS = {
   /** How long the `tandem serve` front door keeps an idle connection to workerd: less than `serverIdleCloseMs`. */
   frontDoorIdleSocketMs: 4_000,
   /**
-   * How long a reload's old workerd keeps running after its last request ended, before it is stopped: the work a
-   * request leaves behind it (`waitUntil`: the call ledger's record of the call's end, log lines) finishes first.
-   * Stopped sooner, a call whose end was not recorded is taken for lost and run once more.
+   * How long, at most, a reload's old workerd keeps running after its last request ended, before it is stopped: the
+   * work a request leaves behind it (`waitUntil`: the call ledger's record of the call's end, log lines, a spawned
+   * call's run) finishes first. It is stopped as soon as that work is done (gateway/background.ts), while the new one
+   * waits to start. Stopped sooner, a call whose end was not recorded is taken for lost and run once more.
    */
   frontDoorRetireGraceMs: 5_000,
   /** How long a plane's API keeps an idle connection: more than `serverIdleCloseMs`, so the gateway (the client) closes first. */

@@ -347,6 +347,8 @@ export const OTLP_PATHS = { logs: "/v1/logs", metrics: "/v1/metrics" } as const;
  * deployed gateway has no such route.
  */
 export const LOCAL_BLOBS_ROUTE = "/_local/blobs";
+/** How much work the local gateway's requests left behind them is under way (gateway/background.ts). */
+export const LOCAL_BACKGROUND_ROUTE = "/_local/background";
 
 /**
  * Routes of the CLI that started a local gateway, which the gateway reaches

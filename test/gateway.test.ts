@@ -682,6 +682,25 @@ describe("the ledger across a restart", () => {
   });
 });
 
+describe("the work requests leave behind them", () => {
+  it("is awaited by the CLI that started the gateway: a spawned call's run, then nothing", async () => {
+    const call = await fn("napping").spawn(1_500); // runs after the spawn's answer, in its request's waitUntil
+    const t0 = performance.now();
+    await gw.settled(10_000);
+    const waited = performance.now() - t0;
+    expect(waited).toBeGreaterThan(1_000);
+    expect(await call.get({ timeoutMs: 1_000 })).toBeDefined(); // it had ended
+    const t1 = performance.now();
+    await gw.settled(10_000);
+    expect(performance.now() - t1).toBeLessThan(1_000);
+  });
+
+  it("is not asked of a gateway without its CLI's key", async () => {
+    const res = await fetch(`${gw.url}/_local/background`, authed());
+    expect(res.status).toBe(401);
+  });
+});
+
 describe("the local blob route", () => {
   const hash = "ab".repeat(32);
   const route = (key: string) => `${gw.url}/_local/blobs/${key}`;

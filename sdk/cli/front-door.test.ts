@@ -169,6 +169,24 @@ it("ends a WebSocket on a replaced workerd with 1012 between two of its frames, 
   expect(backend.disposed).toBe(true);
 }, 15_000);
 
+it("stops a retired backend as soon as it says the work its requests left is done, and waits while it is not", async () => {
+  const { door } = await FrontDoor.listen("127.0.0.1", 0);
+  open.push(() => door.close());
+  let finishWork = () => {};
+  const work = new Promise<void>((resolve) => (finishWork = resolve));
+  const asked: number[] = [];
+  let disposed = false;
+  door.swap({ url: new URL("http://127.0.0.1:9/"), dispose: async () => void (disposed = true), settled: (maxMs) => (asked.push(maxMs), work) });
+  const held = door.hold(); // a reload: requests wait until the old one has stopped
+  await new Promise((resolve) => setTimeout(resolve, 300));
+  expect({ disposed, asked }).toEqual({ disposed: false, asked: [DELIVERY_DEFAULTS.frontDoorRetireGraceMs] }); // its work is under way
+  const finishedAt = performance.now();
+  finishWork();
+  await held;
+  expect(disposed).toBe(true);
+  expect(performance.now() - finishedAt).toBeLessThan(DELIVERY_DEFAULTS.frontDoorRetireGraceMs / 2); // not the rest of the grace
+});
+
 it("answers headers past Node's limit, and bytes that are not HTTP, in the gateway's error form, and sends two Authorization headers on as one", async () => {
   const upstream = await startUpstream({ resetSecond: false });
   const door = new URL(await doorTo(upstream));

@@ -33,6 +33,8 @@ import { AGENT_CLOSE, HEADERS, PROTOCOL_VERSION } from "../protocol.js";
 export interface Backend {
   url: URL;
   dispose(): Promise<void>;
+  /** Resolves once the work its requests left behind them is done, or after `maxMs`; without it, a retired backend gets the whole grace. */
+  settled?(maxMs: number): Promise<void>;
 }
 
 interface Slot {
@@ -459,7 +461,8 @@ export class FrontDoor {
     slot.stopping = true;
     slot.agent.destroy();
     // What its last requests left behind them (waitUntil) finishes first; then its WebSockets are told to reconnect.
-    const stopping = new Promise((resolve) => setTimeout(resolve, DELIVERY_DEFAULTS.frontDoorRetireGraceMs))
+    const grace = DELIVERY_DEFAULTS.frontDoorRetireGraceMs;
+    const stopping = (slot.backend.settled ? slot.backend.settled(grace) : new Promise((resolve) => setTimeout(resolve, grace)))
       .then(() => {
         for (const tunnel of slot.tunnels) tunnel.restart();
         return slot.backend.dispose();

@@ -13,6 +13,7 @@ import { dirname } from "node:path";
 import type { Readable, Writable } from "node:stream";
 import { errorBody, errorStatus } from "../errors.js";
 import {
+  LOCAL_BACKGROUND_ROUTE,
   LOCAL_BLOBS_ROUTE,
   LOCAL_PLANE_ROUTES,
   type LocalPlaneBundles,
@@ -61,6 +62,9 @@ export interface WorkerdOptions {
   onOutput?: (line: string, stream: "stdout" | "stderr") => void;
 }
 
+/** How often `settled` asks whether a gateway's background work is done. */
+const BACKGROUND_POLL_MS = 25;
+
 export const COMPATIBILITY_DATE = "2025-09-01";
 export const COMPATIBILITY_FLAGS = ["nodejs_compat"];
 
@@ -76,6 +80,11 @@ export interface RunningWorkerd {
   putBlob(key: string, bytes: Uint8Array | string): Promise<void>;
   /** Runs the Worker's `scheduled` handler, as a cron trigger at `at` does; rejects when the handler failed. */
   scheduled(at: Date): Promise<void>;
+  /**
+   * Resolves once the work its requests left behind them (`waitUntil`) is done, or after `maxMs`, or at once when it
+   * cannot be asked (gateway/background.ts).
+   */
+  settled(maxMs: number): Promise<void>;
   dispose(): Promise<void>;
 }
 
@@ -121,6 +130,19 @@ export async function startWorkerd(options: WorkerdOptions): Promise<RunningWork
       const res = await miniflare.dispatchFetch(`http://localhost/cdn-cgi/handler/scheduled?time=${at.getTime()}&cron=${encodeURIComponent("* * * * *")}`);
       const outcome = await res.text();
       if (res.status !== 200) throw new Error(`the scheduled handler answered ${outcome || `HTTP ${res.status}`}`);
+    },
+    settled: async (maxMs) => {
+      const until = Date.now() + maxMs;
+      for (;;) {
+        try {
+          const res = await fetch(new URL(LOCAL_BACKGROUND_ROUTE, url), { headers: { authorization: `Bearer ${blobsKey}` } });
+          if (!res.ok || ((await res.json()) as { pending: number }).pending === 0) return;
+        } catch {
+          return; // gone, or not answering: nothing more to wait for here
+        }
+        if (Date.now() >= until) return;
+        await new Promise((r) => setTimeout(r, BACKGROUND_POLL_MS));
+      }
     },
     dispose: async () => {
       watchdog?.kill();

@@ -24,6 +24,8 @@ export interface TestGateway {
   blobBytes(key: string): Promise<Uint8Array | undefined>;
   /** Puts a plane bundle, source map or image spec into the blob store, as `tandem serve` does. */
   putBlob(key: string, bytes: Uint8Array | string): Promise<void>;
+  /** Resolves once the work its requests left behind them is done, or after `maxMs` (`RunningWorkerd.settled`). */
+  settled(maxMs: number): Promise<void>;
   /** Calls the Worker's scheduled handler (the cron trigger) with this scheduled time, as `tandem serve` does. */
   scheduled(at: number): Promise<void>;
   /** Stops the gateway and starts it again on the same port, with the same state. */
@@ -72,6 +74,7 @@ export async function startTestGateway(
       const object = await bucket.get(key);
       return object ? new Uint8Array(await object.arrayBuffer()) : undefined;
     },
+    settled: (maxMs) => running!.settled(maxMs),
     async putBlob(key, bytes) {
       await running!.putBlob(key, bytes);
     },
