@@ -6,6 +6,7 @@ import {
   ROUTE_METHODS,
   callIdTime,
   ConnectTokenRequestSchema,
+  LogQuerySchema,
   ROUTES,
   TokenCreateRequestSchema,
   UsageQuerySchema,
@@ -149,6 +150,29 @@ describe("the usage query", () => {
       expect(parsed.success).toBe(false);
       expect(describeIssues(parsed.error!, "field")).toBe(`field "since" must be milliseconds since the epoch (got ${JSON.stringify(since)})`);
     }
+  });
+});
+
+describe("the log query", () => {
+  const say = (query: Record<string, string>) => describeIssues(LogQuerySchema.safeParse(query, { reportInput: true }).error!, "field");
+
+  it("takes ?limit= as a whole number from 1 to 10000", () => {
+    expect(LogQuerySchema.parse({ limit: "1" })).toEqual({ limit: 1 });
+    expect(LogQuerySchema.parse({ limit: "10000" })).toEqual({ limit: 10000 });
+  });
+
+  it("echoes a limit it refuses as it was sent, not as the number it made of it", () => {
+    for (const limit of ["abc", "", " 100", "1e3", "0x10", "1.5", "-3"]) {
+      expect(say({ limit }), limit).toBe(`field "limit" must be a whole number from 1 to 10000 (got ${JSON.stringify(limit)})`);
+    }
+    expect(say({ limit: "0" })).toBe('field "limit" must be a whole number from 1 to 10000 (got 0)');
+    expect(say({ limit: "10001" })).toBe('field "limit" must be a whole number from 1 to 10000 (got 10001)');
+  });
+
+  it("says what an empty filter must be, in its own words", () => {
+    expect(say({ function: "" })).toBe('field "function" must be a function name (got "")');
+    expect(say({ container: "" })).toBe('field "container" must be a container id (got "")');
+    expect(say({ search: "" })).toBe('field "search" must be 1 to 256 characters (got "")');
   });
 });
 

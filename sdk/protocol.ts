@@ -2039,6 +2039,7 @@ export function sinceTime(value: string, now: number): number | undefined {
 }
 
 const since = "must be a duration back from now (90s, 30m, 2h, 7d), ms since the epoch, or a date";
+const limitMessage = `must be a whole number from 1 to ${LOG_LIMITS.maxLimit}`;
 
 /**
  * The query of `GET /v1/apps/:app/logs` (and `/v1/calls/:id/logs`), each filter optional:
@@ -2046,9 +2047,9 @@ const since = "must be a duration back from now (90s, 30m, 2h, 7d), ms since the
  */
 export const LogQuerySchema = z.lazy(() =>
   z.strictObject({
-    function: z.string().min(1).max(200, "must be a function name").optional(),
+    function: z.string().min(1, "must be a function name").max(200, "must be a function name").optional(),
     call: z.string().regex(CALL_ID_PATTERN, "must be a call id (fc-…, 29 characters)").optional(),
-    container: z.string().min(1).max(128, "must be a container id").optional(),
+    container: z.string().min(1, "must be a container id").max(128, "must be a container id").optional(),
     source: z.enum(LOG_SOURCES, `must be one of ${LOG_SOURCES.join(", ")}`).optional(),
     since: z
       .string()
@@ -2062,13 +2063,20 @@ export const LogQuerySchema = z.lazy(() =>
       })
       .optional(),
     /** Lines that contain this text, in any case. */
-    search: z.string().min(1).max(LOG_LIMITS.maxSearchChars, `must be at most ${LOG_LIMITS.maxSearchChars} characters`).optional(),
-    /** The last this many lines (of those that match); then, with `follow`, every new one. */
-    limit: z.coerce
-      .number(`must be a whole number from 1 to ${LOG_LIMITS.maxLimit}`)
-      .int(`must be a whole number from 1 to ${LOG_LIMITS.maxLimit}`)
-      .min(1, `must be a whole number from 1 to ${LOG_LIMITS.maxLimit}`)
-      .max(LOG_LIMITS.maxLimit, `must be a whole number from 1 to ${LOG_LIMITS.maxLimit}`)
+    search: z
+      .string()
+      .min(1, `must be 1 to ${LOG_LIMITS.maxSearchChars} characters`)
+      .max(LOG_LIMITS.maxSearchChars, `must be at most ${LOG_LIMITS.maxSearchChars} characters`)
+      .optional(),
+    /**
+     * The last this many lines (of those that match); then, with `follow`, every new one. Digits only, checked as
+     * sent: a number coerced from the text would echo `abc` as null and `""` as 0, and let `1e3` and `0x10` through.
+     */
+    limit: z
+      .string()
+      .regex(/^\d{1,5}$/, limitMessage)
+      .transform(Number)
+      .pipe(z.number().min(1, limitMessage).max(LOG_LIMITS.maxLimit, limitMessage))
       .optional(),
     follow: z.enum(["0", "1", "true", "false"], 'must be "1" or "0"').optional(),
   }),

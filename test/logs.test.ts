@@ -382,6 +382,7 @@ describe("tandem logs", () => {
   it("answers a bad query with a 400 that names the parameter", async () => {
     const cases: [string, RegExp][] = [
       ["?limit=0", /field "limit" must be a whole number from 1 to 10000/],
+      ["?limit=abc", /field "limit" must be a whole number from 1 to 10000 \(got "abc"\)/],
       ["?source=stdin", /field "source" must be one of stdout, stderr, system/],
       ["?since=last-tuesday", /field "since" must be a duration back from now/],
       ["?call=fc-nope", /field "call" must be a call id/],
