@@ -5,6 +5,7 @@ import {
   CALL_ID_PATTERN,
   ROUTE_METHODS,
   callIdTime,
+  cutLogLine,
   ConnectTokenRequestSchema,
   LogQuerySchema,
   ROUTES,
@@ -150,6 +151,30 @@ describe("the usage query", () => {
       expect(parsed.success).toBe(false);
       expect(describeIssues(parsed.error!, "field")).toBe(`field "since" must be milliseconds since the epoch (got ${JSON.stringify(since)})`);
     }
+  });
+});
+
+describe("cutLogLine", () => {
+  it("leaves a line of 16 KiB or less as it is", () => {
+    const line = "x".repeat(16 * 1024);
+    expect(cutLogLine(line)).toBe(line);
+  });
+
+  it("cuts a longer line to 16 KiB, its note included, naming the length printed", () => {
+    const cut = cutLogLine("x".repeat(20_000));
+    expect(cut).toHaveLength(16 * 1024);
+    expect(cut.endsWith("x… (cut: 20000 characters)")).toBe(true);
+  });
+
+  it("leaves a line it cut as it is, so each hop a plane line passes keeps the first note", () => {
+    const cut = cutLogLine("x".repeat(20_000));
+    expect(cutLogLine(cutLogLine(cut))).toBe(cut);
+  });
+
+  it("never cuts between the halves of a surrogate pair", () => {
+    const cut = cutLogLine("🚀".repeat(10_000));
+    expect(cut.endsWith("🚀… (cut: 20000 characters)")).toBe(true);
+    expect(cut.length).toBeLessThanOrEqual(16 * 1024);
   });
 });
 

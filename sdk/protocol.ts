@@ -2006,11 +2006,18 @@ export const LogLineSchema = z.lazy(() =>
 export type LogLine = z.infer<typeof LogLineSchema>;
 
 /**
- * A line no longer than `LOG_LIMITS.maxLineChars`, saying so when it was cut; both tiers cut where they capture.
- * @example cutLogLine("x".repeat(20_000)); // the first 16 KiB, then "… (cut: 20000 characters)"
+ * A line no longer than `LOG_LIMITS.maxLineChars`, its note included, saying so when it was cut; both tiers cut
+ * where they capture. A cut line fits, so a plane line cut by its runner passes the plane's and the gateway's cuts
+ * unchanged, still naming the length that was printed.
+ * @example cutLogLine("x".repeat(20_000)); // 16 KiB: the first 16,359 characters, then "… (cut: 20000 characters)"
  */
 export function cutLogLine(text: string): string {
-  return text.length <= LOG_LIMITS.maxLineChars ? text : `${text.slice(0, LOG_LIMITS.maxLineChars)}… (cut: ${text.length} characters)`;
+  if (text.length <= LOG_LIMITS.maxLineChars) return text;
+  const note = `… (cut: ${text.length} characters)`;
+  let end = LOG_LIMITS.maxLineChars - note.length;
+  // Not between the two halves of a surrogate pair: a lone half is no character.
+  if (/[\uD800-\uDBFF]/.test(text.charAt(end - 1))) end--;
+  return text.slice(0, end) + note;
 }
 
 /** `POST /v1/planes/logs`: lines from a plane's containers and the plane itself, oldest first. */

@@ -42,6 +42,7 @@ export const planeMixed = app.function({ tier: "plane", maxContainers: 1, concur
   if (child) execFileSync(process.execPath, ["-e", "console.log('" + word + " child')"], { stdio: "inherit" });
   return word;
 });
+export const planeLong = app.function({ tier: "plane" }, (n: number) => { console.log("y".repeat(n)); return n; });
 export const planeFlood = app.function({ tier: "plane" }, (n: number) => {
   for (let i = 1; i <= n; i++) console.log("flood " + i);
   return n;
@@ -377,6 +378,13 @@ describe("tandem logs", () => {
       });
       expect(bytes.includes(SECRET_VALUE)).toBe(false);
     }
+  }, 60_000);
+
+  it("cuts a plane line longer than 16 KiB once, to 16 KiB, naming the length the function printed", async () => {
+    const call = await fn<[number], number>("planeLong").spawn(20_000);
+    await call.get({ timeoutMs: 30_000 });
+    const lines = await FunctionCall.fromId(call.id, { gateway: served.url, token }).logs({ source: "stdout" });
+    expect(lines.map((l) => l.text)).toEqual(["y".repeat(16 * 1024 - 25) + "… (cut: 20000 characters)"]);
   }, 60_000);
 
   it("answers a bad query with a 400 that names the parameter", async () => {
