@@ -36,8 +36,9 @@ export function reportLogFailuresTo(write: (message: string) => void): void {
 }
 
 /**
- * Keeps a line printed at the edge: batched, and written after the response (and sent to the OTLP endpoint, when
- * `TANDEM_OTLP_ENDPOINT` names one: gateway/log-otlp.ts).
+ * Keeps what was printed at the edge: batched, and written after the response (and sent to the OTLP endpoint, when
+ * `TANDEM_OTLP_ENDPOINT` names one: gateway/log-otlp.ts). Text of several lines is kept as that many lines, as a
+ * plane keeps its containers' output, so a function prints the same lines in either tier.
  * @example keepEdgeLine(rc, { app: "shop", function: "checkout", callId }, "stdout", "charged 3 items");
  */
 export function keepEdgeLine(
@@ -46,7 +47,10 @@ export function keepEdgeLine(
   source: LogSource,
   text: string,
 ): void {
-  const lines: LogLine[] = [{ time: Date.now(), ...origin, containerId: null, tier: "edge", region: rc.config.region, source, text: cutLogLine(text) }];
+  const time = Date.now();
+  const lines: LogLine[] = text
+    .split(/\r?\n/)
+    .map((line) => ({ time, ...origin, containerId: null, tier: "edge", region: rc.config.region, source, text: cutLogLine(line) }));
   keepLines(rc, lines);
   if (rc.config.otlp) sendEdgeLinesToOtlp(rc, rc.config.otlp, lines, report);
 }

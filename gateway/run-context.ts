@@ -119,6 +119,14 @@ const printLater = isolateBatch(LOG_LIMITS.edgePrintMs, async (_: null, printed:
   }
 });
 
+/** Each line of `text` with `prefix` before it: text of several lines reads as a plane's, a prefix a line. */
+function prefixLines(prefix: string, text: string): string {
+  return text
+    .split(/\r?\n/)
+    .map((line) => `${prefix} ${line}`)
+    .join("\n");
+}
+
 /**
  * Prefixes every console line written inside a call or web request with where
  * it came from, and keeps it in its app's log (gateway/log-sink.ts): `log`,
@@ -141,11 +149,11 @@ export function prefixConsoleLines(): void {
       const text = masked ?? (args.length === 1 && typeof args[0] === "string" ? args[0] : undefined);
       if (store?.logTo) {
         // A line of running code is kept, and printed with the others of its moment in one write (workerd's write
-        // of a line costs a call more than keeping it does).
+        // of a line costs a call more than keeping it does). Each of its lines is printed with the prefix.
         const line = text ?? args.map(logText).join(" ");
         keepEdgeLine(store, store.logTo, source, line);
-        store.waitUntil(printLater(null, [{ write, line: store.logPrefix ? `${store.logPrefix} ${line}` : line }]));
-      } else if (text !== undefined) write(store?.logPrefix ? `${store.logPrefix} ${text}` : text);
+        store.waitUntil(printLater(null, [{ write, line: store.logPrefix ? prefixLines(store.logPrefix, line) : line }]));
+      } else if (text !== undefined) write(store?.logPrefix ? prefixLines(store.logPrefix, text) : text);
       else if (store?.logPrefix) write(store.logPrefix, ...args);
       else write(...args);
     };

@@ -42,6 +42,8 @@ export const planeMixed = app.function({ tier: "plane", maxContainers: 1, concur
   if (child) execFileSync(process.execPath, ["-e", "console.log('" + word + " child')"], { stdio: "inherit" });
   return word;
 });
+export const edgeVerse = app.function(() => { console.log("verse one\\r\\nverse two\\nverse three"); return 3; });
+export const planeVerse = app.function({ tier: "plane" }, () => { console.log("verse one\\r\\nverse two\\nverse three"); return 3; });
 export const planeLong = app.function({ tier: "plane" }, (n: number) => { console.log("y".repeat(n)); return n; });
 export const planeFlood = app.function({ tier: "plane" }, (n: number) => {
   for (let i = 1; i <= n; i++) console.log("flood " + i);
@@ -378,6 +380,16 @@ describe("tandem logs", () => {
       });
       expect(bytes.includes(SECRET_VALUE)).toBe(false);
     }
+  }, 60_000);
+
+  it("keeps text of several lines printed at the edge as that many lines, as a plane does, each printed with its prefix", async () => {
+    const edge = await fn<[], number>("edgeVerse").spawn();
+    await edge.get({ timeoutMs: 10_000 });
+    await fn<[], number>("planeVerse").remote();
+    const verses = async (name: string) => (await logs(`?function=${name}&source=stdout`)).lines.map((l) => l.text);
+    await expect.poll(() => verses("edgeVerse")).toEqual(["verse one", "verse two", "verse three"]);
+    await expect.poll(() => verses("planeVerse")).toEqual(["verse one", "verse two", "verse three"]);
+    expect(served.output()).toContain(`[journal.edgeVerse ${edge.id}] verse two\n[journal.edgeVerse ${edge.id}] verse three`);
   }, 60_000);
 
   it("cuts a plane line longer than 16 KiB once, to 16 KiB, naming the length the function printed", async () => {
