@@ -2008,12 +2008,12 @@ export type LogLine = z.infer<typeof LogLineSchema>;
 /**
  * A line no longer than `LOG_LIMITS.maxLineChars`, its note included, saying so when it was cut; both tiers cut
  * where they capture. A cut line fits, so a plane line cut by its runner passes the plane's and the gateway's cuts
- * unchanged, still naming the length that was printed.
+ * unchanged, still naming the length that was printed. `length`: the line's, when only its start is at hand.
  * @example cutLogLine("x".repeat(20_000)); // 16 KiB: the first 16,359 characters, then "… (cut: 20000 characters)"
  */
-export function cutLogLine(text: string): string {
-  if (text.length <= LOG_LIMITS.maxLineChars) return text;
-  const note = `… (cut: ${text.length} characters)`;
+export function cutLogLine(text: string, length = text.length): string {
+  if (length <= LOG_LIMITS.maxLineChars && text.length <= LOG_LIMITS.maxLineChars) return text;
+  const note = `… (cut: ${length} characters)`;
   let end = LOG_LIMITS.maxLineChars - note.length;
   // Not between the two halves of a surrogate pair: a lone half is no character.
   if (/[\uD800-\uDBFF]/.test(text.charAt(end - 1))) end--;

@@ -10,18 +10,25 @@ import type { EncodedValue, StreamLine } from "./protocol.js";
 /**
  * Splits text that arrives in pieces into lines (`\n`; a `\r` before it is
  * dropped). A line longer than `maxLineChars` comes out in pieces of that
- * size, so input without newlines cannot grow the buffer without end.
+ * size, so input without newlines cannot grow the buffer without end; or,
+ * with `overlong`, whole when it ends, as `overlong` makes it of its first
+ * `maxLineChars` characters and the length it had (the rest are counted, not kept).
  * @example
  * const lines = new LineSplitter();
  * socket.on("data", (text) => lines.push(text).forEach(onLine));
  * socket.on("end", () => lines.end().forEach(onLine));
+ * new LineSplitter({ maxLineChars: LOG_LIMITS.maxLineChars, overlong: cutLogLine }); // a long line cut once, saying so
  */
 export class LineSplitter {
   #pending = "";
+  /** Characters of the line under way past `maxLineChars`, dropped (with `overlong`). */
+  #dropped = 0;
   readonly #maxLineChars: number;
+  readonly #overlong: ((kept: string, length: number) => string) | undefined;
 
-  constructor(options: { maxLineChars?: number } = {}) {
+  constructor(options: { maxLineChars?: number; overlong?: (kept: string, length: number) => string } = {}) {
     this.#maxLineChars = options.maxLineChars ?? Infinity;
+    this.#overlong = options.overlong;
   }
 
   /** The lines `text` completes, in order. */
@@ -31,8 +38,12 @@ export class LineSplitter {
     let newline: number;
     while ((newline = this.#pending.indexOf("\n")) >= 0) {
       const line = this.#pending.slice(0, newline);
-      lines.push(line.endsWith("\r") ? line.slice(0, -1) : line);
+      lines.push(this.#ended(line.endsWith("\r") ? line.slice(0, -1) : line));
       this.#pending = this.#pending.slice(newline + 1);
+    }
+    if (this.#overlong && this.#pending.length > this.#maxLineChars) {
+      this.#dropped += this.#pending.length - this.#maxLineChars;
+      this.#pending = this.#pending.slice(0, this.#maxLineChars);
     }
     while (this.#pending.length > this.#maxLineChars) {
       lines.push(this.#pending.slice(0, this.#maxLineChars));
@@ -45,12 +56,19 @@ export class LineSplitter {
   end(): string[] {
     const rest = this.#pending;
     this.#pending = "";
-    return rest ? [rest] : [];
+    return rest || this.#dropped ? [this.#ended(rest)] : [];
   }
 
   /** Characters held that no newline has ended yet. */
   get pendingLength(): number {
     return this.#pending.length;
+  }
+
+  #ended(line: string): string {
+    if (!this.#overlong || line.length + this.#dropped <= this.#maxLineChars) return line;
+    const length = line.length + this.#dropped;
+    this.#dropped = 0;
+    return this.#overlong(line.slice(0, this.#maxLineChars), length);
   }
 }
 

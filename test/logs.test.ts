@@ -44,7 +44,12 @@ export const planeMixed = app.function({ tier: "plane", maxContainers: 1, concur
 });
 export const edgeVerse = app.function(() => { console.log("verse one\\r\\nverse two\\nverse three"); return 3; });
 export const planeVerse = app.function({ tier: "plane" }, () => { console.log("verse one\\r\\nverse two\\nverse three"); return 3; });
-export const planeLong = app.function({ tier: "plane" }, (n: number) => { console.log("y".repeat(n)); return n; });
+export const planeLong = app.function({ tier: "plane" }, (n: number) => {
+  console.log("y".repeat(n));
+  process.stdout.write("z".repeat(n));
+  process.stdout.write(" end\\n");
+  return n;
+});
 export const planeFlood = app.function({ tier: "plane" }, (n: number) => {
   for (let i = 1; i <= n; i++) console.log("flood " + i);
   return n;
@@ -392,11 +397,14 @@ describe("tandem logs", () => {
     expect(served.output()).toContain(`[journal.edgeVerse ${edge.id}] verse two\n[journal.edgeVerse ${edge.id}] verse three`);
   }, 60_000);
 
-  it("cuts a plane line longer than 16 KiB once, to 16 KiB, naming the length the function printed", async () => {
+  it("cuts a plane line longer than 16 KiB once, to 16 KiB, naming the length the function printed, whole or in pieces", async () => {
     const call = await fn<[number], number>("planeLong").spawn(20_000);
     await call.get({ timeoutMs: 30_000 });
     const lines = await FunctionCall.fromId(call.id, { gateway: served.url, token }).logs({ source: "stdout" });
-    expect(lines.map((l) => l.text)).toEqual(["y".repeat(16 * 1024 - 25) + "… (cut: 20000 characters)"]);
+    expect(lines.map((l) => l.text)).toEqual([
+      "y".repeat(16 * 1024 - 25) + "… (cut: 20000 characters)",
+      "z".repeat(16 * 1024 - 25) + "… (cut: 20004 characters)",
+    ]);
   }, 60_000);
 
   it("answers a bad query with a 400 that names the parameter", async () => {

@@ -93,4 +93,19 @@ describe("OutputCapture", () => {
     process.stdout.write("no newline");
     expect(lines([capture.take(CALL)])).toEqual(["no newline"]);
   });
+
+  it("cuts a line longer than 16 KiB written in pieces once, when it ends, naming the length written", () => {
+    attach();
+    process.stdout.write("z".repeat(20_000));
+    process.stdout.write("z".repeat(5_000));
+    process.stdout.write(" end\n");
+    const cut = lines([...sent, capture.take(CALL)]);
+    expect(cut).toEqual(["z".repeat(LOG_LIMITS.maxLineChars - 25) + "… (cut: 25004 characters)"]);
+  });
+
+  it("cuts an unfinished line longer than 16 KiB the same way when its result takes the lines", () => {
+    attach();
+    process.stdout.write("z".repeat(20_000));
+    expect(lines([...sent, capture.take(CALL)])).toEqual(["z".repeat(LOG_LIMITS.maxLineChars - 25) + "… (cut: 20000 characters)"]);
+  });
 });

@@ -104,7 +104,8 @@ export class OutputCapture {
     const callId = this.#callNow();
     const key = `${source} ${callId ?? ""}`;
     let partial = this.#partial.get(key);
-    if (!partial) this.#partial.set(key, (partial = { source, callId, lines: new LineSplitter({ maxLineChars: LOG_LIMITS.maxLineChars }) }));
+    if (!partial)
+      this.#partial.set(key, (partial = { source, callId, lines: new LineSplitter({ maxLineChars: LOG_LIMITS.maxLineChars, overlong: cutLogLine }) }));
     for (const line of partial.lines.push(text)) this.#keep(callId, source, line);
     if (partial.lines.pendingLength === 0) this.#partial.delete(key);
     if (this.#lines.length === 0 && this.#dropped === 0) return;
