@@ -1,6 +1,8 @@
+import { Command } from "commander";
 import { describe, expect, it } from "vitest";
+import type { HttpInvoker } from "../client.js";
 import type { LogLine } from "../protocol.js";
-import { formatLogLine } from "./logs.js";
+import { addLogsCommand, formatLogLine } from "./logs.js";
 
 const line = (text: string): LogLine => ({
   time: Date.UTC(2026, 11, 4, 7, 4, 36, 120),
@@ -26,5 +28,24 @@ describe("formatLogLine", () => {
       "    allocating",
       "    still allocating",
     ]);
+  });
+});
+
+describe("tandem logs -n", () => {
+  const parse = async (n: string) => {
+    const program = new Command().exitOverride().configureOutput({ writeErr: () => {}, writeOut: () => {} });
+    addLogsCommand(program, () => ({ logLines: async function* () {} }) as unknown as HttpInvoker, "a token");
+    await program.parseAsync(["logs", "shop", "-n", n], { from: "user" });
+  };
+
+  it("takes a whole number from 1 to 10000", async () => {
+    await expect(parse("1")).resolves.toBeUndefined();
+    await expect(parse("10000")).resolves.toBeUndefined();
+  });
+
+  it("refuses what is not written as one, though JavaScript would read a number in it", async () => {
+    for (const n of ["", " 5", "0x10", "1e3", "1.5", "-3", "10001"]) {
+      await expect(parse(n), n).rejects.toThrow(/must be a whole number from 0 \(with -f\) to 10000/);
+    }
   });
 });

@@ -77,8 +77,8 @@ export function formatLogLine(line: LogLine): string {
 }
 
 function parseCount(value: string): number {
-  const n = Number(value);
-  if (!Number.isInteger(n) || n < 0 || n > LOG_LIMITS.maxLimit)
-    throw new InvalidArgumentError(`must be a whole number from 0 (with -f) to ${LOG_LIMITS.maxLimit}`);
+  // Digits only: Number() would read "" as 0, and "0x10" and "1e3" as numbers.
+  const n = /^\d{1,5}$/.test(value) ? Number(value) : NaN;
+  if (!Number.isInteger(n) || n > LOG_LIMITS.maxLimit) throw new InvalidArgumentError(`must be a whole number from 0 (with -f) to ${LOG_LIMITS.maxLimit}`);
   return n;
 }
