@@ -298,6 +298,21 @@ export function tokenLivenessKnown(env: Env, id: string): boolean | undefined {
   return known && known.until > Date.now() ? known.live : undefined;
 }
 
+/**
+ * Whether the token behind a stream that outlives its request (a log follow, the dashboard's live stream) is still
+ * live, asked as it goes on: `tokenIsLive` checks again at most every `TOKEN_DEFAULTS.cacheMs`, so such a stream ends
+ * within that of a revoke, as an agent socket does. A container's request (its plane's credential) has no token to revoke.
+ * @example if (!(await principalIsLive(env, principal))) return end(revokedWhileOpen(principal));
+ */
+export async function principalIsLive(env: Env, principal: Principal): Promise<boolean> {
+  return principal.containerApp !== undefined || (await tokenIsLive(env, principal.id));
+}
+
+/** The error a stream ends with once the token that opened it is revoked. */
+export function revokedWhileOpen(principal: Principal): UnauthorizedError {
+  return new UnauthorizedError(`the token that opened this stream, ${principal.id}, was revoked; open it again with another`, { token: principal.id });
+}
+
 export async function tokenIsLive(env: Env, id: string): Promise<boolean> {
   if (isBootstrapToken(env, id)) return true;
   const now = Date.now();

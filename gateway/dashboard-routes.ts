@@ -23,7 +23,7 @@ import {
   type PlaneInfo,
   type ScheduleInfo,
 } from "../sdk/protocol.js";
-import { mayReach, principalOf, requireApp, type Principal } from "./auth.js";
+import { mayReach, principalIsLive, principalOf, requireApp, type Principal } from "./auth.js";
 import { checkedCallId, ledgerFor, unknownCall } from "./call-ledger-client.js";
 import { DASHBOARD_ASSETS } from "./dashboard-assets.js";
 import { dashboardGuard, logInWithCode, logInWithToken, logOut } from "./dashboard-auth.js";
@@ -436,6 +436,7 @@ async function liveEvents(c: Ctx, app: string): Promise<Response> {
   let stopped = false;
   const sent = new Map<string, string>();
   const env = c.env;
+  const principal = principalOf(c);
 
   const body = new ReadableStream<Uint8Array>({
     start(controller) {
@@ -443,8 +444,17 @@ async function liveEvents(c: Ctx, app: string): Promise<Response> {
         if (!stopped) controller.enqueue(encoder.encode(`event: ${event}\ndata: ${JSON.stringify(data)}\n\n`));
       };
       controller.enqueue(encoder.encode(": live\n\n"));
+      // Once the token behind the page is revoked (its sessions with it), the stream ends; the browser's reconnect gets 401.
+      const revoked = async () => {
+        if (stopped || (await principalIsLive(env, principal))) return false;
+        stopped = true;
+        follower?.stop();
+        controller.close();
+        return true;
+      };
       const calls = async () => {
         while (!stopped) {
+          if (await revoked()) return;
           const rows: DashboardCallRow[] =
             callId !== undefined
               ? await ledgerFor(env, callId)
@@ -464,7 +474,7 @@ async function liveEvents(c: Ctx, app: string): Promise<Response> {
       const logs = async () => {
         for (;;) {
           const lines = await follower!.next();
-          if (lines === undefined) return;
+          if (lines === undefined || (await revoked())) return;
           if (lines.length === 0 && !stopped) controller.enqueue(encoder.encode(": keep-alive\n\n"));
           for (const { seq: _seq, ...line } of lines) send("log", { html: String(await logLine(line)) });
         }

@@ -14,10 +14,10 @@
  */
 import { Hono, type Context } from "hono";
 import { LOG_LIMITS } from "../sdk/defaults.js";
-import { InvalidRequestError } from "../sdk/errors.js";
+import { InvalidRequestError, errorBody } from "../sdk/errors.js";
 import { LogQuerySchema, ROUTES, type CallRecord, type LogLine } from "../sdk/protocol.js";
 import { describeIssues } from "../sdk/zod-issues.js";
-import { guard, mayReach, principalOf } from "./auth.js";
+import { guard, mayReach, principalIsLive, principalOf, revokedWhileOpen } from "./auth.js";
 import { checkedCallId, ledgerFor, unknownCall } from "./call-ledger-client.js";
 import type { Env, RouteEnv } from "./env.js";
 import { readLog } from "./log-archive.js";
@@ -118,14 +118,24 @@ async function logAnswer(c: Context<Api>, app: string, filter: LogFilter, follow
 
   const encoder = new TextEncoder();
   const follower = new LogFollower(store, filter, first.lastSeq);
+  const env = c.env;
+  const principal = principalOf(c);
   const body = new ReadableStream<Uint8Array>({
     start(controller) {
       if (first.lines.length) controller.enqueue(encoder.encode(first.lines.map(ndjson).join("")));
     },
     // Each pull waits for the next lines due (held long enough), so a reader that stops reading stops the polls.
+    // None goes out once the token that opened the follow is revoked: its last line is then the error (`LogStreamEnd`).
     async pull(controller) {
       const lines = await follower.next();
-      if (lines) controller.enqueue(encoder.encode(lines.length ? lines.map(ndjson).join("") : "\n"));
+      if (!lines) return;
+      if (!(await principalIsLive(env, principal))) {
+        follower.stop();
+        controller.enqueue(encoder.encode(JSON.stringify(errorBody(revokedWhileOpen(principal))) + "\n"));
+        controller.close();
+        return;
+      }
+      controller.enqueue(encoder.encode(lines.length ? lines.map(ndjson).join("") : "\n"));
     },
     cancel() {
       follower.stop();

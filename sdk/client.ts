@@ -28,6 +28,7 @@ import {
   paths,
   type CallRecord,
   type LogLine,
+  type LogStreamEnd,
   type MapResultLine,
   type SpawnResponse,
   type StreamLine,
@@ -222,8 +223,16 @@ export class HttpInvoker implements Invoker {
   async *logLines(path: string): AsyncIterable<LogLine> {
     const res = await this.send("GET", path);
     if (!res.ok || !res.body) await this.fail(res);
+    let ended: LogStreamEnd | undefined;
     try {
-      for await (const line of ndjsonLines(res.body!)) yield line as LogLine;
+      for await (const line of ndjsonLines(res.body!)) {
+        // A follow the gateway ended (its token revoked) says why in its last line.
+        if ("error" in (line as object)) {
+          ended = line as LogStreamEnd;
+          break;
+        }
+        yield line as LogLine;
+      }
     } catch (err) {
       // A follow outlives many a gateway (`tandem serve` stopped): say which, not the transport's "terminated".
       const cause = err instanceof Error ? (err.cause instanceof Error ? err.cause.message : err.message) : String(err);
@@ -231,6 +240,7 @@ export class HttpInvoker implements Invoker {
         gateway: this.baseUrl,
       });
     }
+    if (ended) throw fromWireError(ended.error);
   }
 
   async get(callId: string, timeoutMs: number | undefined): Promise<unknown> {

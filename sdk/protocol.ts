@@ -2006,6 +2006,12 @@ export const LogLineSchema = z.lazy(() =>
 export type LogLine = z.infer<typeof LogLineSchema>;
 
 /**
+ * The last line of a log follow that the gateway ends (the token that opened it was revoked), in place of a `LogLine`;
+ * the client raises it as the error it holds.
+ */
+export type LogStreamEnd = { error: WireError };
+
+/**
  * A line no longer than `LOG_LIMITS.maxLineChars`, its note included, saying so when it was cut; both tiers cut
  * where they capture. A cut line fits, so a plane line cut by its runner passes the plane's and the gateway's cuts
  * unchanged, still naming the length that was printed. `length`: the line's, when only its start is at hand.

@@ -162,6 +162,31 @@ describe("tokens over HTTP", () => {
   });
 });
 
+describe("streams a revoked token opened", () => {
+  it("ends a log follow, through the SDK and over HTTP, and the dashboard's live stream, once their token is revoked", async () => {
+    const doomed = await createToken({ name: "follower", apps: ["edge"] });
+    const call = await lookup<[string], string>("edge", "chatty", { gateway: gw.url, token: doomed.token }).spawn("before");
+    await FunctionCall.fromId(call.id, { gateway: gw.url, token: doomed.token }).get({ timeoutMs: 10_000 });
+    const sdk = (async () => {
+      for await (const _ of FunctionCall.fromId(call.id, { gateway: gw.url, token: doomed.token }).followLogs());
+    })();
+    const http = await api("/v1/apps/edge/logs?follow=1", doomed.token);
+    const live = await api("/_tandem/apps/edge/events?logs=1", doomed.token);
+    expect([http.status, live.status]).toEqual([200, 200]);
+    expect((await api(`/v1/tokens/${doomed.id}`, ADMIN_TOKEN, { method: "DELETE" })).status).toBe(200);
+    const started = Date.now();
+    await expect(sdk).rejects.toMatchObject({
+      name: "UnauthorizedError",
+      message: `the token that opened this stream, ${doomed.id}, was revoked; open it again with another`,
+    });
+    const lines = (await http.text()).split("\n").filter(Boolean);
+    expect(JSON.parse(lines.at(-1)!)).toMatchObject({ error: { code: "unauthorized", message: expect.stringContaining("was revoked") } });
+    await live.text(); // ends
+    // A follow with no new line goes on to its keep-alive (5 s) before it asks again.
+    expect(Date.now() - started).toBeLessThan(8_000);
+  }, 30_000);
+});
+
 describe("tokens through the SDK and the CLI", () => {
   it("sends the token option, and raises UnauthorizedError and ForbiddenError", async () => {
     const edgeOnly = await createToken({ apps: ["edge"] });
