@@ -12,7 +12,7 @@ import { Hono, type Context } from "hono";
 import { html } from "hono/html";
 import type { ContentfulStatusCode } from "hono/utils/http-status";
 import { DASHBOARD_DEFAULTS, LOG_LIMITS, PLANE_DEFAULTS } from "../sdk/defaults.js";
-import { InvalidRequestError, NotFoundError, TandemError } from "../sdk/errors.js";
+import { InvalidRequestError, MethodNotAllowedError, NotFoundError, TandemError } from "../sdk/errors.js";
 import {
   CALL_ID_PATTERN,
   DASHBOARD,
@@ -390,9 +390,13 @@ export function dashboardRoutes(): Hono<RouteEnv> {
 
   routes.get("/apps/:app/events", (c) => liveEvents(c, appOf(c).name));
 
-  // Any other path here is no page of the dashboard's (else the gateway's 404 would call "_tandem" an app).
+  // Any other path here is no page of the dashboard's (else the gateway's 404 would call "_tandem" an app); a page
+  // asked with another method than GET is one the method does not fit, not a page that is missing.
   routes.all("*", (c) => {
     const base = DASHBOARD.base;
+    if (c.req.method !== "GET" && c.req.method !== "HEAD") {
+      throw new MethodNotAllowedError(`the dashboard's pages take GET, not ${c.req.method} (${base}/login also takes POST, ${base}/logout only POST)`);
+    }
     throw new NotFoundError(
       `the dashboard has no page ${c.req.path} (pages: ${base}/, ${base}/apps/<app>, ${base}/planes, ${base}/schedules, ${base}/agents, ${base}/usage)`,
     );

@@ -75,6 +75,17 @@ describe("the dashboard", () => {
     expect(res.status).toBe(401);
   });
 
+  it("answers a path that is no page 404, and a page asked with a method it does not take 405, each as a page", async () => {
+    const missing = await fetch(`${gateway.url}${DASHBOARD.base}/nope`, authed());
+    expect(missing.status).toBe(404);
+    expect(await missing.text()).toContain("the dashboard has no page /_tandem/nope");
+    for (const method of ["DELETE", "PUT", "POST"]) {
+      const res = await fetch(`${gateway.url}${DASHBOARD.base}/apps/shop`, authed({ method }));
+      expect(res.status, method).toBe(405);
+      expect(await res.text(), method).toContain(`the dashboard&#39;s pages take GET, not ${method}`);
+    }
+  });
+
   it("answers a pasted text that is not a token with what a token looks like, not with a header it never got", async () => {
     for (const [token, message] of [
       ["bogus", "that is not a Tandem API token: they look like tk-"],
