@@ -49,3 +49,24 @@ describe("tandem logs -n", () => {
     }
   });
 });
+
+describe("tandem logs -f -n 0", () => {
+  it("asks for the lines from the gateway's now, so a clock here that runs ahead hides none", async () => {
+    const asked: string[] = [];
+    const program = new Command().exitOverride();
+    addLogsCommand(
+      program,
+      () =>
+        ({
+          logLines: (path: string) => {
+            asked.push(path);
+            return []; // no line
+          },
+        }) as unknown as HttpInvoker,
+      "a token",
+    );
+    await program.parseAsync(["logs", "shop", "-f", "-n", "0"], { from: "user" });
+    expect(asked).toHaveLength(1);
+    expect(new URL(asked[0]!, "http://gateway").searchParams.get("since")).toBe("0s");
+  });
+});

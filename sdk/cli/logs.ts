@@ -55,7 +55,7 @@ export function addLogsCommand(program: Command, clientOf: (opts: { gateway?: st
       if (opts.lines === 0) {
         if (!opts.follow)
           throw new InvalidOptionsError(`-n 0 prints no line without -f: give -f with it to print only new lines, or -n from 1 to ${LOG_LIMITS.maxLimit}`);
-        query.since = String(Date.now()); // no earlier line: the follow starts from now
+        query.since = "0s"; // no earlier line: the follow starts from the gateway's now, not this machine's clock's
       } else if (opts.lines !== undefined) query.limit = opts.lines;
       if (opts.follow) query.follow = true;
       for await (const line of clientOf(opts).logLines(paths.appLogs(app, query))) {
