@@ -127,11 +127,11 @@ export function limitBody(request: Request, maxBytes: number, whose?: string): {
 
 /**
  * A request's whole body as bytes, read only up to `maxBytes` (`limitBody`): a declared or streamed length past it
- * is the 413 naming `whose` limit it is.
+ * is the 413 naming `whose` limit it is (by default the gateway's own).
  *
  * @example const bytes = await readBodyBytes(c.req.raw, DEPLOY_LIMITS.maxFileBytes, "a deployment's file holds");
  */
-export async function readBodyBytes(request: Request, maxBytes: number, whose: string): Promise<Uint8Array> {
+export async function readBodyBytes(request: Request, maxBytes: number, whose?: string): Promise<Uint8Array> {
   const limited = limitBody(request, maxBytes, whose);
   try {
     return new Uint8Array(await limited.request.arrayBuffer());

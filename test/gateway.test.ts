@@ -19,7 +19,7 @@ import {
   type CallRecord,
 } from "../sdk/index.js";
 import { API_LIMITS } from "../sdk/defaults.js";
-import { ROUTE_METHODS, ROUTES } from "../sdk/protocol.js";
+import { DASHBOARD, ROUTE_METHODS, ROUTES } from "../sdk/protocol.js";
 import { ADMIN_TOKEN, authed, eventually, startTestGateway, type TestGateway } from "./helpers/gateway.js";
 
 const APP = new URL("./fixtures/edge-app.ts", import.meta.url).pathname;
@@ -560,6 +560,17 @@ describe("body limits", () => {
     expect(declared.status).toBe(413);
     expect(((await declared.json()) as any).error.details).toEqual({ maxBytes: 100_000, atLeast: 100_001 });
     expect(await (await postChunked("/edge/any-upload", 3 * 1024 * 1024)).json()).toEqual({ read: 3 * 1024 * 1024 });
+  });
+
+  it("reads the dashboard's login form, which anyone may post, no further than the limit", async () => {
+    const res = await fetch(`${gw.url}${DASHBOARD.login}`, {
+      method: "POST",
+      headers: { "content-type": "application/x-www-form-urlencoded" },
+      body: chunkedBody(48 * 1024),
+      duplex: "half",
+    } as RequestInit);
+    expect(res.status).toBe(413);
+    expect(await res.text()).toContain("request body is larger than 4096 bytes");
   });
 
   it("stops reading a /v1 body at the limit when its content-length is smaller than what is sent", async () => {
