@@ -12,7 +12,7 @@ import type { Context } from "hono";
 import { VOLUME_LIMITS } from "../sdk/defaults.js";
 import { ForbiddenError, UnauthorizedError } from "../sdk/errors.js";
 import { CONTAINER_ROUTE_FAMILIES, GATEWAY_AUDIENCE, HEADERS, NAME_PATTERN, containerMayReach } from "../sdk/protocol.js";
-import { signedBodyTooLarge } from "../sdk/signed-body.js";
+import { readSignedBodyBytes } from "../sdk/signed-body.js";
 import { checkSignatureHeaders, verifyRequest } from "../sdk/signing.js";
 import type { Principal } from "./auth.js";
 import type { RouteEnv } from "./env.js";
@@ -41,21 +41,12 @@ export async function containerPrincipal(c: Context<RouteEnv>): Promise<Principa
   const headers = c.req.raw.headers;
   const checked = checkSignatureHeaders(headers, { audience: GATEWAY_AUDIENCE });
   if (!checked.ok) throw refuse(c, checked.reason);
-  const body = await bodyBytes(c.req.raw, Math.max(c.var.config.maxBodyBytes, VOLUME_LIMITS.blockBytes));
+  // From a copy, so the route reads the request as sent; never past the limit, chunked or not (413).
+  const body = await readSignedBodyBytes(c.req.raw.clone(), Math.max(c.var.config.maxBodyBytes, VOLUME_LIMITS.blockBytes));
   const request = { audience: GATEWAY_AUDIENCE, method: c.req.method, path: url.pathname + url.search, body, containerApp: app };
   const result = await verifyRequest(secret, request, headers, planeRegistry(c.env));
   if (!result.ok) throw refuse(c, result.reason);
   return { id: `container:${app}`, name: `a container of app ${app}`, scope: "deploy", apps: [app], containerApp: app };
-}
-
-/** The body's bytes, from a copy of the request, so the route reads the request as sent. */
-async function bodyBytes(request: Request, maxBytes: number): Promise<Uint8Array> {
-  const declared = Number(request.headers.get("content-length") ?? "NaN");
-  if (declared > maxBytes) throw signedBodyTooLarge(maxBytes, declared);
-  if (!request.body) return new Uint8Array();
-  const bytes = new Uint8Array(await request.clone().arrayBuffer());
-  if (bytes.byteLength > maxBytes) throw signedBodyTooLarge(maxBytes, bytes.byteLength);
-  return bytes;
 }
 
 function refuse(c: Context<RouteEnv>, reason: string): UnauthorizedError {

@@ -22,15 +22,23 @@ export function signedBodyTooLarge(maxBytes: number, atLeast?: number): PayloadT
 }
 
 /**
- * A Web request's body as text, read no further than `maxBytes`: a declared
- * length over it is refused before a byte is read, a chunked body as soon as
- * it passes it (the rest is cancelled, never buffered).
+ * A Web request's body as text, read no further than `maxBytes` (`readSignedBodyBytes`).
  * @example const body = await readSignedBody(c.req.raw, PLANE_DEFAULTS.maxSignedRequestBytes);
  */
 export async function readSignedBody(request: Request, maxBytes: number): Promise<string> {
+  return new TextDecoder().decode(await readSignedBodyBytes(request, maxBytes));
+}
+
+/**
+ * A Web request's body as bytes, read no further than `maxBytes`: a declared
+ * length over it is refused before a byte is read, a chunked body as soon as
+ * it passes it (the rest is cancelled, never buffered).
+ * @example const bytes = await readSignedBodyBytes(request.clone(), VOLUME_LIMITS.blockBytes);
+ */
+export async function readSignedBodyBytes(request: Request, maxBytes: number): Promise<Uint8Array> {
   const declared = Number(request.headers.get("content-length") ?? "NaN");
   if (declared > maxBytes) throw signedBodyTooLarge(maxBytes, declared);
-  if (!request.body) return "";
+  if (!request.body) return new Uint8Array();
   const reader = request.body.getReader();
   const chunks: Uint8Array[] = [];
   let total = 0;
@@ -50,7 +58,7 @@ export async function readSignedBody(request: Request, maxBytes: number): Promis
     bytes.set(chunk, offset);
     offset += chunk.byteLength;
   }
-  return new TextDecoder().decode(bytes);
+  return bytes;
 }
 
 /**

@@ -14,6 +14,7 @@ import net from "node:net";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { lookup } from "../sdk/index.js";
+import { HEADERS } from "../sdk/protocol.js";
 import { signRequest } from "../sdk/signing.js";
 import { eventually } from "./helpers/gateway.js";
 import { SECRET, planeHeartbeat, planeRunRequest, startTestStack, type TestStack } from "./helpers/stack.js";
@@ -281,6 +282,20 @@ describe("bodies, read only once the headers pass and never past a limit", () =>
     const bundle = await streamUntilAnswered(`${stack.url}/v1/planes/bundles/${"a".repeat(64)}`, "GET", signedLooking("gateway"), 64 * MiB);
     expect(bundle.status).toBe(413);
     expect(bundle.sentBeforeAnswer).toBeLessThan(64 * MiB);
+  });
+});
+
+describe("container requests, read only once the headers pass and never past a limit", () => {
+  it("answers one with good-looking headers and a chunked body over the limit with 413 while it streams, without growing workerd", async () => {
+    const pid = workerdPid();
+    const before = rssOf(pid);
+    const headers = { ...signedLooking("gateway"), [HEADERS.containerApp]: "plane" };
+    const answer = await streamUntilAnswered(`${stack.url}/v1/dicts/d/put`, "POST", headers, 200 * MiB);
+    const grew = rssOf(pid) - before;
+    expect(answer.status).toBe(413);
+    expect(JSON.parse(answer.body).error.code).toBe("payload_too_large");
+    expect(answer.sentBeforeAnswer).toBeLessThan(200 * MiB);
+    expect(grew).toBeLessThan(64 * MiB);
   });
 });
 
