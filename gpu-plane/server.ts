@@ -18,11 +18,12 @@ import { getRequestListener } from "@hono/node-server";
 import { Hono, type Context } from "hono";
 import type { ContentfulStatusCode } from "hono/utils/http-status";
 import { PLANE_DEFAULTS } from "../sdk/defaults.js";
-import { InvalidRequestError, TandemError, UnauthorizedError, errorBody, errorStatus } from "../sdk/errors.js";
+import { InvalidRequestError, MethodNotAllowedError, TandemError, UnauthorizedError, errorBody, errorStatus } from "../sdk/errors.js";
 import {
   PLANE_METRICS_ROUTE,
   HEADERS,
   PLANE_PROBES,
+  PLANE_ROUTE_METHODS,
   PLANE_ROUTES,
   PlaneCancelRequestSchema,
   PlaneRunManyRequestSchema,
@@ -237,6 +238,15 @@ export function planeServer(options: PlaneServerOptions): (req: IncomingMessage,
     await verified(c);
     return c.json(options.status() as object);
   });
+
+  // A known route asked with the wrong method: say which methods it takes (a GET route answers HEAD too).
+  for (const [name, methods] of Object.entries(PLANE_ROUTE_METHODS)) {
+    const allow = methods.flatMap((m) => (m === "GET" ? ["GET", "HEAD"] : [m])).join(", ");
+    app.all(PLANE_ROUTES[name as keyof typeof PLANE_ROUTES], (c) => {
+      c.header("allow", allow);
+      throw new MethodNotAllowedError(`${c.req.path} takes ${allow}, not ${c.req.method}`);
+    });
+  }
 
   app.onError((err, c) => {
     if (!(err instanceof TandemError)) log(`[plane] ${err.stack ?? err}`);

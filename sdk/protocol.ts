@@ -315,6 +315,18 @@ export const PLANE_ROUTES = {
   status: "/v1/plane/status",
 } as const;
 
+/** The methods each plane route takes: the plane answers any other with 405 and an `allow` header, as the gateway does. */
+export const PLANE_ROUTE_METHODS = {
+  run: ["POST"],
+  runMany: ["POST"],
+  stream: ["POST"],
+  stop: ["POST"],
+  rollover: ["POST"],
+  usage: ["GET"],
+  cancel: ["POST"],
+  status: ["GET"],
+} as const satisfies { readonly [K in keyof typeof PLANE_ROUTES]: readonly ("GET" | "POST")[] };
+
 /** The health checks the plane's status route answers unsigned (`?probe=`): liveness and readiness. */
 export const PLANE_PROBES = ["live", "ready"] as const;
 export type PlaneProbe = (typeof PLANE_PROBES)[number];

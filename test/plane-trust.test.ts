@@ -14,7 +14,7 @@ import net from "node:net";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { lookup } from "../sdk/index.js";
-import { HEADERS } from "../sdk/protocol.js";
+import { HEADERS, PLANE_ROUTE_METHODS, PLANE_ROUTES } from "../sdk/protocol.js";
 import { signRequest } from "../sdk/signing.js";
 import { eventually } from "./helpers/gateway.js";
 import { SECRET, planeHeartbeat, planeRunRequest, startTestStack, type TestStack } from "./helpers/stack.js";
@@ -334,6 +334,23 @@ describe("malformed bodies under a valid signature", () => {
       expect({ body: body.slice(0, 20), status: res.status }).toEqual({ body: body.slice(0, 20), status: 400 });
       expect(JSON.parse(text).error.code).toBe("invalid_request");
       expectNoInternals(text);
+    }
+  });
+});
+
+describe("methods", () => {
+  it("answers a plane route asked with a method it does not take with 405 and an allow header", async () => {
+    const plane = stack.planes[0]!;
+    const answers = await Promise.all(
+      Object.entries(PLANE_ROUTE_METHODS).map(async ([name, methods]) => {
+        const res = await fetch(`${plane.url}${PLANE_ROUTES[name as keyof typeof PLANE_ROUTES]}`, { method: methods[0] === "GET" ? "PUT" : "GET" });
+        const body = (await res.json()) as { error: { code: string } };
+        return { name, status: res.status, allow: res.headers.get("allow"), code: body.error.code };
+      }),
+    );
+    for (const { name, ...answer } of answers) {
+      const methods = PLANE_ROUTE_METHODS[name as keyof typeof PLANE_ROUTE_METHODS] as readonly string[];
+      expect({ name, ...answer }).toEqual({ name, status: 405, allow: methods[0] === "GET" ? "GET, HEAD" : "POST", code: "method_not_allowed" });
     }
   });
 });
