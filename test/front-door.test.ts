@@ -9,7 +9,7 @@
  */
 import http from "node:http";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { FrontDoor, endpointBodyLimits, endpointsAskingToken } from "../sdk/cli/front-door.js";
+import { FrontDoor, endpointBodyLimits, endpointsAskingToken, webMounts } from "../sdk/cli/front-door.js";
 import { HEADERS } from "../sdk/protocol.js";
 import { ADMIN_TOKEN, authed, startTestGateway, type TestGateway } from "./helpers/gateway.js";
 
@@ -28,6 +28,7 @@ beforeAll(async () => {
   door.maxBodyBytes = LIMIT;
   door.endpointBodyLimits = endpointBodyLimits(gw.apps);
   door.endpointsAskingToken = endpointsAskingToken(gw.apps);
+  door.webMounts = webMounts(gw.apps);
   door.swap({ url: new URL(gw.url), dispose: async () => {} });
 });
 afterAll(async () => {
@@ -112,6 +113,16 @@ describe("the front door of tandem serve", () => {
     const answer = await postChunked("/nope/x", 16 * LIMIT, { untilAnswered: true });
     expect(answer.status).toBe(404);
     expect(JSON.parse(answer.body).error).toMatchObject({ code: "not_found", message: expect.stringContaining('no app named "nope"') });
+  });
+
+  it("sends the gateway's 404 to a huge body streamed without pause to a path that is no app's, every time, not a 502", async () => {
+    const seen: number[] = [];
+    for (const path of ["/nope/x", "/nothing", "/edge/no-such-label", "/nope/x", "/nothing", "/edge/no-such-label"]) {
+      const answer = await postChunked(path, 16 * LIMIT);
+      seen.push(answer.status);
+      if (answer.status === 404) expect(JSON.parse(answer.body).error.code).toBe("not_found");
+    }
+    expect(seen).toEqual([404, 404, 404, 404, 404, 404]);
   });
 
   it("sends the gateway's 401 to a huge chunked body without a token, on every /v1 route that takes a body", async () => {

@@ -107,6 +107,12 @@ export class FrontDoor {
 
   /** Web endpoints and agents that ask for a token (`auth: "token"`), by `/<app>/<label>`: a large body there waits for a preflight (`endpointsAskingToken`). */
   endpointsAskingToken: ReadonlySet<string> = new Set();
+  /**
+   * Web apps and endpoints, by `/<app>/<label>` (`webMounts`): a large body to any other path of an app (an agent,
+   * which answers all but a WebSocket upgrade with 426, or a path that is no app's, the gateway's 404) waits for a
+   * preflight. Unset: no path is known, and none waits.
+   */
+  webMounts: ReadonlySet<string> | undefined;
 
   private constructor() {
     this.#server = http.createServer((req, res) => this.#forward(withEveryAuthorization(req), res));
@@ -406,14 +412,19 @@ export class FrontDoor {
   /**
    * A request whose body is large enough (or streamed) to be worth a preflight first (`#preflight`): on a `/v1`
    * route with a token, or on a web endpoint that asks for one, with or without it (the gateway refuses it before
-   * reading the body when its credentials will not do, as a `/v1` route does).
+   * reading the body when its credentials will not do, as a `/v1` route does), or on a path that is no web app's or
+   * endpoint's (`webMounts`).
    */
   #needsPreflight(req: http.IncomingMessage): boolean {
     const large = req.headers["transfer-encoding"] !== undefined || Number(req.headers["content-length"] ?? "0") > PREFLIGHT_BODY_BYTES;
     if (!large || req.headers[HEADERS.signature] !== undefined) return false;
     const url = req.url ?? "";
     if (url.startsWith("/v1/")) return req.headers[HEADERS.authorization] !== undefined;
-    return this.endpointsAskingToken.has(endpointKey(url));
+    const key = endpointKey(url);
+    if (this.endpointsAskingToken.has(key)) return true;
+    // Answered before its body is read, so asked first (nothing runs): an agent's path, or one that is no app's. The
+    // CLI's own routes (`/_local`) and the dashboard's read their bodies.
+    return this.webMounts !== undefined && !this.webMounts.has(key) && !/^\/_(local|tandem)([/?#]|$)/.test(url);
   }
 
   #upgrade(req: http.IncomingMessage, socket: net.Socket, head: Buffer): void {
@@ -619,6 +630,11 @@ export function endpointsAskingToken(apps: readonly App[]): Set<string> {
     for (const { label, auth } of [...app.webMounts, ...app.endpoints, ...app.agents]) if (auth === "token") asking.add(`/${app.name}/${label}`);
   }
   return asking;
+}
+
+/** The web apps and endpoints of `apps`, by `/<app>/<label>`, as the front door takes them (`FrontDoor.webMounts`). */
+export function webMounts(apps: readonly App[]): Set<string> {
+  return new Set(apps.flatMap((app) => [...app.webMounts, ...app.endpoints].map(({ label }) => `/${app.name}/${label}`)));
 }
 
 /**

@@ -9,7 +9,7 @@ import { Inventory } from "../../gpu-plane/inventory.js";
 import { Plane, planeGpus } from "../../gpu-plane/plane.js";
 import type { App } from "../app.js";
 import { DASHBOARD, paths, type DeployStrategy } from "../protocol.js";
-import { FrontDoor, endpointBodyLimits, endpointsAskingToken } from "./front-door.js";
+import { FrontDoor, endpointBodyLimits, endpointsAskingToken, webMounts } from "./front-door.js";
 import { BuildCache } from "./build-cache.js";
 import { buildApps, checkPlaneFits, localAdminToken, planeSecret, uploadPlaneBundles } from "./local-stack.js";
 import { stateDir } from "./paths.js";
@@ -81,6 +81,7 @@ export async function serve(options: ServeOptions): Promise<Serving> {
   door.maxBodyBytes = options.config.gatewayConfig.maxBodyBytes;
   door.endpointBodyLimits = endpointBodyLimits(built.apps);
   door.endpointsAskingToken = endpointsAskingToken(built.apps);
+  door.webMounts = webMounts(built.apps);
   door.onRequest = (method, path, status, ms) => {
     if (path.startsWith("/v1/planes/") && status < 400) return; // the local plane's heartbeats and bundle fetches: not the user's traffic
     const code = status >= 500 ? style.err(String(status)) : status >= 400 ? style.warn(String(status)) : style.ok(String(status));
@@ -211,6 +212,7 @@ export async function serve(options: ServeOptions): Promise<Serving> {
     }
     door.endpointBodyLimits = endpointBodyLimits(next.apps);
     door.endpointsAskingToken = endpointsAskingToken(next.apps);
+    door.webMounts = webMounts(next.apps);
     door.swap(live);
     void tick(Date.now()); // a changed schedule counts from now
     built = next;
