@@ -13,6 +13,9 @@ import { PLANE_DEFAULTS } from "../sdk/defaults.js";
 import { RunnerFrameSchema, type InputFrame, type LogFrame, type PlaneFrame, type RunnerFrame } from "../sdk/protocol.js";
 import { LineSplitter } from "../sdk/stream-lines.js";
 
+/** How many of a container's last calls its late lines may still name (`ControlChannel`'s log frames). */
+const RECENT_CALLS = 64;
+
 export type Ready = Extract<RunnerFrame, { t: "ready" }>;
 type Output = Extract<RunnerFrame, { t: "output" }>;
 export type Chunk = Extract<RunnerFrame, { t: "chunk" }>;
@@ -25,6 +28,8 @@ export class ControlChannel {
   /** Inputs in flight, by call id: a container may run several at once (`concurrency.maxInputs`). */
   readonly #pending = new Map<string, { fn: string; resolve: (o: Output) => void; reject: (e: Error) => void; onChunk?: (c: Chunk) => void }>();
   #onLog: (frame: LogFrame, functions: (string | undefined)[]) => void = () => {};
+  /** The calls this container ran last (`RECENT_CALLS` of them): a line written late by one of them keeps its call. */
+  readonly #recent: string[] = [];
   /** Log frames read and not yet handed on, each with the function of each line's call. */
   #logs: [LogFrame, (string | undefined)[]][] = [];
   #failure: Error | undefined;
@@ -170,10 +175,16 @@ export class ControlChannel {
     }
     if (!pending) return this.#fail(`an output for ${frame.callId} with no input in flight`);
     this.#pending.delete(frame.callId);
+    if (this.#recent.push(frame.callId) > RECENT_CALLS) this.#recent.shift();
     pending.resolve(frame);
   }
 
   #log(frame: LogFrame): void {
+    // A line tagged with a call this container never ran is its own (a container could claim another call's id): it
+    // is kept as written outside any call.
+    const ran = (callId: string) => this.#pending.has(callId) || this.#recent.includes(callId);
+    if (frame.lines.some((line) => line.callId !== null && !ran(line.callId)))
+      frame = { ...frame, lines: frame.lines.map((line) => (line.callId === null || ran(line.callId) ? line : { ...line, callId: null })) };
     const functions = frame.lines.map((line) => (line.callId === null ? undefined : this.#pending.get(line.callId)?.fn));
     if (this.#logs.push([frame, functions]) > 1) return;
     setImmediate(() => {

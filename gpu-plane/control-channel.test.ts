@@ -1,0 +1,60 @@
+import { mkdtemp, rm } from "node:fs/promises";
+import net from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterEach, describe, expect, it } from "vitest";
+import type { LogFrame } from "../sdk/protocol.js";
+import { LineSplitter } from "../sdk/stream-lines.js";
+import { ControlChannel } from "./control-channel.js";
+
+const CALL = "fc-01m91fw027c8q3ea52pxvfrwvz";
+const OTHER = "fc-01m91fw027c8q3ea52pxvfrwv0";
+const cleanups: (() => Promise<void>)[] = [];
+afterEach(async () => {
+  for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
+});
+
+/** A channel, and a runner's end of it that sends frames and reads the inputs it is sent. */
+async function connected() {
+  const dir = await mkdtemp(join(tmpdir(), "tandem-control-"));
+  const channel = await ControlChannel.open(join(dir, "ctl"));
+  const logs: { frame: LogFrame; functions: (string | undefined)[] }[] = [];
+  channel.onLog((frame, functions) => logs.push({ frame, functions }));
+  const runner = net.connect(join(channel.dir, "control.sock"));
+  const inputs: string[] = [];
+  const lines = new LineSplitter();
+  runner.setEncoding("utf8");
+  runner.on("data", (chunk: string) => inputs.push(...lines.push(chunk)));
+  await new Promise((resolve) => runner.once("connect", resolve));
+  cleanups.push(async () => {
+    runner.destroy();
+    await channel.close();
+    await rm(dir, { recursive: true, force: true });
+  });
+  const send = (frame: object) => runner.write(JSON.stringify(frame) + "\n");
+  send({ t: "ready", pid: 1, functions: ["f"] });
+  await channel.ready;
+  return { channel, logs, inputs, send };
+}
+
+const line = (callId: string | null, text: string) => ({ callId, source: "stdout", text });
+const until = async (check: () => boolean) => {
+  for (let i = 0; i < 200 && !check(); i++) await new Promise((r) => setTimeout(r, 5));
+};
+
+describe("a container's log frames", () => {
+  it("keep the call of a line only when that call runs or ran in this container: another call's id is its own line", async () => {
+    const { channel, logs, inputs, send } = await connected();
+    const output = channel.run({ t: "input", callId: CALL, function: "f", attempt: 1, args: { json: [] } });
+    await until(() => inputs.length === 1);
+    send({ t: "log", lines: [line(CALL, "mine"), line(OTHER, "claimed"), line(null, "outside")] });
+    send({ t: "output", callId: CALL, status: "succeeded", result: { json: 1 } });
+    await output;
+    send({ t: "log", lines: [line(CALL, "late, from a timer of the call's")] });
+    await until(() => logs.length === 2);
+    expect(logs.map(({ frame, functions }) => ({ lines: frame.lines.map((l) => `${l.callId ?? "-"} ${l.text}`), functions }))).toEqual([
+      { lines: [`${CALL} mine`, "- claimed", "- outside"], functions: ["f", undefined, undefined] },
+      { lines: [`${CALL} late, from a timer of the call's`], functions: [undefined] },
+    ]);
+  });
+});
