@@ -38,6 +38,8 @@ describe("memory snapshots on the plane", () => {
 
     const second = await lookupRow(50_000);
     expect(second.value).toBe(100_000);
+    // A resume that failed starts the container fresh (and drops the snapshot): said first, with the plane's lines.
+    expect(linesWith("could not resume its memory snapshot"), snapshotLines().join("\n")).toEqual([]);
     // The table and the values enter() made came back from the snapshot: the same ones, made once.
     expect(second.enteredAs).toBe(first.enteredAs);
     expect(linesWith("] table enter ")).toHaveLength(1);
