@@ -41,7 +41,7 @@ describe("memory snapshots on the plane", () => {
     // A resume that failed starts the container fresh (and drops the snapshot): said first, with the plane's lines.
     expect(linesWith("could not resume its memory snapshot"), snapshotLines().join("\n")).toEqual([]);
     // The table and the values enter() made came back from the snapshot: the same ones, made once.
-    expect(second.enteredAs).toBe(first.enteredAs);
+    expect(second.enteredAs, snapshotLines().join("\n")).toBe(first.enteredAs);
     expect(linesWith("] table enter ")).toHaveLength(1);
     expect(await Dict.fromName("enters", { gateway: stack.url, token: ADMIN_TOKEN }).len()).toBe(1);
     expect(linesWith("(resumed from its memory snapshot)")).toHaveLength(2);
