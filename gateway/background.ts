@@ -6,9 +6,9 @@
  * cannot run on one state folder). Like `LOCAL_BLOBS_ROUTE`, only a gateway the CLI started, with its key, has it.
  */
 import { Hono } from "hono";
-import { NotFoundError, UnauthorizedError } from "../sdk/errors.js";
 import { LOCAL_BACKGROUND_ROUTE } from "../sdk/protocol.js";
 import type { RouteEnv } from "./env.js";
+import { requireLocalKey } from "./local-blobs.js";
 
 let pending = 0;
 
@@ -32,9 +32,7 @@ export function countingBackground(ctx: ExecutionContext): ExecutionContext {
 export function backgroundRoutes(): Hono<RouteEnv> {
   const routes = new Hono<RouteEnv>();
   routes.get(LOCAL_BACKGROUND_ROUTE, (c) => {
-    const expected = c.env.LOCAL_BLOBS_KEY;
-    if (!expected) throw new NotFoundError(`${LOCAL_BACKGROUND_ROUTE} is only on a gateway that tandem serve or tandem run started`);
-    if (c.req.header("authorization") !== `Bearer ${expected}`) throw new UnauthorizedError(`${LOCAL_BACKGROUND_ROUTE} takes only the key its CLI bound`);
+    requireLocalKey(c, LOCAL_BACKGROUND_ROUTE);
     return c.json({ pending });
   });
   return routes;

@@ -9,7 +9,7 @@
  * saying so) the pipe filled while Node waited, workerd blocked on its write before it answered, and both stopped for
  * good. A plain request leaves Node's thread free to read.
  */
-import { Hono } from "hono";
+import { Hono, type Context } from "hono";
 import { DEPLOY_LIMITS } from "../sdk/defaults.js";
 import { InvalidRequestError, NotFoundError, UnauthorizedError } from "../sdk/errors.js";
 import { sha256Hex } from "../sdk/hex.js";
@@ -20,13 +20,22 @@ import type { RouteEnv } from "./env.js";
 /** The keys the CLI writes: `BLOB_KEYS.planeBundle`, `.planeBundleMap` and `.image`, by SHA-256. */
 const LOCAL_BLOB_KEY = /^(bundles\/[0-9a-f]{64}\.mjs(\.map)?|images\/[0-9a-f]{64}\.json)$/;
 
+/**
+ * Refuses a request to a route of the CLI that started this gateway (`route`) without the key it bound as
+ * `LOCAL_BLOBS_KEY`: 401; 404 on a gateway no CLI started (a deployed one), which has no such route.
+ * @example requireLocalKey(c, LOCAL_BACKGROUND_ROUTE);
+ */
+export function requireLocalKey(c: Context<RouteEnv>, route: string): void {
+  const expected = c.env.LOCAL_BLOBS_KEY;
+  if (!expected) throw new NotFoundError(`${route} is only on a gateway that tandem serve or tandem run started`);
+  if (c.req.header("authorization") !== `Bearer ${expected}`) throw new UnauthorizedError(`${route} takes only the key its CLI bound`);
+}
+
 /** @example router.route("/", localBlobRoutes()); */
 export function localBlobRoutes(): Hono<RouteEnv> {
   const routes = new Hono<RouteEnv>();
   routes.put(`${LOCAL_BLOBS_ROUTE}/*`, async (c) => {
-    const expected = c.env.LOCAL_BLOBS_KEY;
-    if (!expected) throw new NotFoundError(`${LOCAL_BLOBS_ROUTE} is only on a gateway that tandem serve or tandem run started`);
-    if (c.req.header("authorization") !== `Bearer ${expected}`) throw new UnauthorizedError(`${LOCAL_BLOBS_ROUTE} takes only the key its CLI bound`);
+    requireLocalKey(c, LOCAL_BLOBS_ROUTE);
     const key = new URL(c.req.url).pathname.slice(LOCAL_BLOBS_ROUTE.length + 1);
     if (!LOCAL_BLOB_KEY.test(key)) throw new InvalidRequestError(`${JSON.stringify(key)} is not a plane bundle, source map or image spec key`);
     // The files a deployment uploads, and as large: refused past that before more is read.

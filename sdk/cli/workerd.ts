@@ -136,7 +136,8 @@ export async function startWorkerd(options: WorkerdOptions): Promise<RunningWork
       for (;;) {
         try {
           const res = await fetch(new URL(LOCAL_BACKGROUND_ROUTE, url), { headers: { authorization: `Bearer ${blobsKey}` } });
-          if (!res.ok || ((await res.json()) as { pending: number }).pending === 0) return;
+          if (!res.ok) return void (await res.body?.cancel()); // a gateway without the route: nothing to wait for
+          if (((await res.json()) as { pending: number }).pending === 0) return;
         } catch {
           return; // gone, or not answering: nothing more to wait for here
         }
