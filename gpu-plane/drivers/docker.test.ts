@@ -261,6 +261,27 @@ describe("the docker driver's runtime", () => {
     expect(runcDriver.snapshotsUnavailable()).toBe("function containers run under runc, not gVisor (runsc), which memory snapshots need");
   });
 
+  it("resumes several containers from one memory snapshot at once, from two planes on one engine, right after it was taken", async () => {
+    // The engine hands each resume's checkpoint to containerd's content store, named by its bytes: two resumes of one
+    // snapshot at once, or one while the store still holds the checkpoint's own copy, failed there ("already exists").
+    const other = new DockerDriver();
+    await other.prepare();
+    const source = await driver.start(specFor("sleep"));
+    expect(await firstLine(source)).toBe("ready");
+    const dir = join(workDir, "snapshot");
+    await driver.checkpoint(source, dir);
+    const resumed = await Promise.allSettled([driver, driver, other, other].map((on) => on.start({ ...specFor("sleep"), restoreFrom: dir })));
+    const started = resumed.flatMap((r) => (r.status === "fulfilled" ? [r.value] : []));
+    try {
+      expect(resumed.map((r) => (r.status === "fulfilled" ? "resumed" : String(r.reason)))).toEqual(["resumed", "resumed", "resumed", "resumed"]);
+      for (const container of started) {
+        expect((await dockerCli("inspect", "--format", "{{.State.Running}}", container.runtimeId)).out).toBe("true");
+      }
+    } finally {
+      await Promise.all(started.map((container) => container.kill()));
+    }
+  });
+
   it("runs them on the host's kernel when asked for runc", async () => {
     expect(runcDriver.runtime).toBe("runc");
     const { result } = await runProbe("kernel", {}, runcDriver);

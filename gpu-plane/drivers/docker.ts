@@ -107,8 +107,6 @@ export class DockerDriver implements ContainerDriver {
   #snapshotProblem: string | undefined = "the Docker engine has not been checked yet";
   /** The engine's data folder (`docker info`'s DockerRootDir), where a container's checkpoints must be to be restored. */
   #engineRoot: string | undefined;
-  /** The resume in progress of each snapshot (by its folder), for the next to wait for. */
-  readonly #restoring = new Map<string, Promise<unknown>>();
 
   constructor(options: DockerDriverOptions = {}) {
     this.#docker = options.docker ?? new Docker();
@@ -227,10 +225,7 @@ export class DockerDriver implements ContainerDriver {
       });
       trace(`docker ${spec.id}: attached`);
       if (spec.restoreFrom) await this.#placeCheckpoint(container.id, spec.restoreFrom);
-      // One resume of a snapshot at a time: the engine hands each to containerd's content store, and two of the
-      // same snapshot at once fail there ("commit failed: content … already exists").
-      const restoreFrom = spec.restoreFrom;
-      const starting = restoreFrom ? this.#oneAtATime(restoreFrom, () => container.start(RESTORE_QUERY as Dockerode.ContainerStartOptions)) : container.start();
+      const starting = spec.restoreFrom ? container.start(RESTORE_QUERY as Dockerode.ContainerStartOptions) : container.start();
       spec.starting?.();
       await starting;
       trace(`docker ${spec.id}: started`);
@@ -242,17 +237,6 @@ export class DockerDriver implements ContainerDriver {
       await forget();
       throw new InternalError(`could not start container ${name}: ${engineMessage(err)}`, { container: spec.id });
     }
-  }
-
-  /** Runs `run` once every earlier call with the same `key` has settled. */
-  #oneAtATime<T>(key: string, run: () => Promise<T>): Promise<T> {
-    const mine = (this.#restoring.get(key) ?? Promise.resolve()).catch(() => {}).then(run);
-    this.#restoring.set(key, mine);
-    const forget = () => {
-      if (this.#restoring.get(key) === mine) this.#restoring.delete(key);
-    };
-    mine.then(forget, forget);
-    return mine;
   }
 
   snapshotsUnavailable(): string | undefined {
@@ -273,6 +257,11 @@ export class DockerDriver implements ContainerDriver {
   /**
    * Puts a snapshot where the engine restores a container's checkpoints from: its own data folder (the engine
    * refuses `--checkpoint-dir` on start). A hard link where the snapshot is on the same disk, else a copy.
+   *
+   * The engine hands the folder to containerd's content store as a tar, named by its digest, and a second tar of the
+   * same bytes fails there ("commit failed: content … already exists") while the first is held: another resume of
+   * this snapshot, or the checkpoint's own copy, which containerd keeps until its next garbage collection. A file
+   * naming the container (the runtime reads only its image) makes each resume's tar its own.
    */
   async #placeCheckpoint(dockerId: string, from: string): Promise<void> {
     const source = join(from, CHECKPOINT_NAME);
@@ -281,6 +270,7 @@ export class DockerDriver implements ContainerDriver {
     for (const file of await readdir(source)) {
       await link(join(source, file), join(target, file)).catch(() => copyFile(join(source, file), join(target, file), fsConstants.COPYFILE_FICLONE));
     }
+    await writeFile(join(target, RESUMED_BY), dockerId);
   }
 
   async cleanup(planeId: string): Promise<void> {
@@ -691,6 +681,8 @@ function signalOf(code: number | null, sent: number[]): string | undefined {
 
 /** The name of the one checkpoint a memory snapshot holds, in its folder and in a restored container's. */
 const CHECKPOINT_NAME = "tandem";
+/** The file in a resumed container's checkpoint folder that names the container (see `#placeCheckpoint`). */
+const RESUMED_BY = "tandem-resumed-by";
 /** `POST /containers/{id}/start?checkpoint=…` with no body (the engine refuses a start with one): docker-modem's split. */
 const RESTORE_QUERY = { _query: { checkpoint: CHECKPOINT_NAME }, _body: {} };
 
