@@ -52,9 +52,14 @@ describe("a fleet of 20 planes", () => {
     const tally = lookup<[string, number], number>("fleet", "tally", { gateway: url });
     const calls: FunctionCall<number>[] = [];
     let spawned = 0;
+    // Calls past the 600th wait for the six planes that join to be healthy, so that they find calls to take however
+    // long joining takes on a loaded machine (the first 600 are spawned while they join).
+    let fleetFull!: () => void;
+    const full = new Promise<void>((resolve) => (fleetFull = resolve));
     const spawner = async () => {
       while (spawned < CALLS) {
         const i = spawned++;
+        if (i >= 600) await full;
         calls[i] = await tally.spawn(runsFile, 20 + (i % 5) * 20);
       }
     };
@@ -65,7 +70,7 @@ describe("a fleet of 20 planes", () => {
     const chaos = async () => {
       await eventually(() => spawned >= 300, 120_000);
       joined.push(...(await start(6)));
-      await eventually(async () => (fleetSize = await healthy()) === 20, 60_000);
+      await eventually(async () => (fleetSize = await healthy()) === 20, 60_000).finally(fleetFull);
       await eventually(() => spawned >= 900, 120_000);
       drained.push(...planes.filter((p) => !joined.includes(p) && ranOn(p)).slice(0, 3));
       for (const p of drained) p.child.kill("SIGTERM");
