@@ -8,7 +8,8 @@
  * whose worker died. The `ifAbsent` lock lets one of 50 through, from a
  * container and from a container and the edge at once.
  */
-import { execFileSync } from "node:child_process";
+import { execFile } from "node:child_process";
+import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Dict, Queue, lookup } from "../sdk/index.js";
 import { ADMIN_TOKEN, eventually } from "./helpers/gateway.js";
@@ -20,17 +21,24 @@ const fn = <A extends unknown[], R>(name: string) => lookup<A, R>("pdq", name, {
 const dict = (name: string) => Dict.fromName(name, { gateway: stack.url, token: ADMIN_TOKEN, createIfMissing: true });
 const queue = (name: string) => Queue.fromName(name, { gateway: stack.url, token: ADMIN_TOKEN, createIfMissing: true });
 
-/** The consumers' records: each attempt's start (its container) and, once done, its result. */
-async function records(): Promise<{ starts: { id: number; attempt: string; container: string }[]; done: Map<string, { id: number; result: number }> }> {
-  const starts: { id: number; attempt: string; container: string }[] = [];
+type Attempt = { id: number; attempt: string; container: string };
+
+/** The consumers' records: each attempt's start (its container), the attempts held to be killed, and, once done, each result. */
+async function records(): Promise<{ starts: Attempt[]; held: Attempt[]; done: Map<string, { id: number; result: number }> }> {
+  const starts: Attempt[] = [];
+  const held: Attempt[] = [];
   const done = new Map<string, { id: number; result: number }>();
   for await (const [key, value] of dict("results").items<[string, number, string], unknown>()) {
     const [what, id, attempt] = key;
     if (what === "start") starts.push({ id, attempt, container: value as string });
-    else done.set(attempt, { id, result: value as number });
+    else if (what === "held") held.push({ id, attempt, container: value as string });
+    else if (what === "done") done.set(attempt, { id, result: value as number });
   }
-  return { starts, done };
+  return { starts, held, done };
 }
+
+/** The plane's lines about the consumers (a late ack, a failed request), for a failed check's message. */
+const consumerLines = () => stack.planeOutput.filter((l) => /pdq job|consumer in/.test(l)).join("\n");
 
 beforeAll(async () => {
   stack = await startTestStack(new URL("./fixtures/plane-dict-queue-app.ts", import.meta.url).pathname, { scaledownWindowSeconds: 30 });
@@ -71,15 +79,19 @@ describe("dicts and queues from plane containers", () => {
     expect(res.status).toBe(200);
     expect(await res.json()).toEqual({ put: JOBS });
 
-    // Once both containers have done some work, kill one in the middle of a job (started, not done).
-    let victim: { id: number; attempt: string; container: string } | undefined;
+    // Once both containers have done some work, hold one in its next job (started, not done) and kill it there.
+    // `docker kill` runs beside this process's loop, not in it: the plane runs in this process, and a loop blocked
+    // for the kill stalls the other container's requests, past its lease when the machine is loaded.
+    let victim: Attempt | undefined;
     await eventually(async () => {
       const { starts, done } = await records();
-      if (done.size < 2 || new Set(starts.map((s) => s.container)).size < 2) return false;
-      victim = starts.find((s) => !done.has(s.attempt));
-      return victim !== undefined;
+      const doneBy = new Set(starts.filter((s) => done.has(s.attempt)).map((s) => s.container));
+      if (doneBy.size < 2) return false;
+      await dict("results").put(["hold", [...doneBy][0]!], true);
+      return true;
     }, 40_000);
-    execFileSync("docker", ["kill", "--signal", "KILL", `tandem-${victim!.container}`]);
+    await eventually(async () => (victim = (await records()).held[0]) !== undefined, 20_000);
+    await promisify(execFile)("docker", ["kill", "--signal", "KILL", `tandem-${victim!.container}`]);
 
     await eventually(async () => new Set([...(await records()).done.values()].map((d) => d.id)).size === JOBS, 60_000);
     // A worker acks its job just after it writes the job's result: the last ack may come a moment after the last result.
@@ -94,7 +106,7 @@ describe("dicts and queues from plane containers", () => {
     expect(new Set(starts.map((s) => s.container)).size).toBeGreaterThanOrEqual(2);
     for (let id = 0; id < JOBS; id++) {
       const results = [...done.values()].filter((d) => d.id === id);
-      expect(results, `job ${id}`).toEqual([{ id, result: (id + 1) ** 2 }]);
+      expect(results, `job ${id}\n${consumerLines()}`).toEqual([{ id, result: (id + 1) ** 2 }]);
       expect(starts.filter((s) => s.id === id).length, `attempts at job ${id}`).toBe(id === victim!.id ? 2 : 1);
     }
     expect(await queue("jobs").info()).toMatchObject({ len: 0, leased: 0 });
