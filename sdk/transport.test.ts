@@ -2,12 +2,13 @@
  * The SDK's client in Node: JSON requests go over `node:http` with kept-alive
  * connections (not Node's `fetch`), a call that runs longer than a connection
  * may sit idle still gets its answer, a connection the server closed while
- * idle is not used again, and a malformed token fails as itself; a map's
- * requests stay under the gateway's body limit. Against a real HTTP server on
- * loopback.
+ * idle is not used again, nor one idle past its time while the event loop
+ * stood still, and a malformed token fails as itself; a map's requests stay
+ * under the gateway's body limit. Against a real HTTP server on loopback.
  */
 import http from "node:http";
 import type { AddressInfo } from "node:net";
+import { Worker } from "node:worker_threads";
 import { afterEach, describe, expect, it } from "vitest";
 import { GatewayUnreachableError } from "./errors.js";
 import { FunctionCall, lookup } from "./index.js";
@@ -78,6 +79,35 @@ describe("the SDK's client in Node", () => {
     expect(seen.map((s) => JSON.parse(s.body).args[0])).toEqual(["before", "after"]); // no send lost, none sent again
     expect(seen[1]!.port).not.toBe(seen[0]!.port);
   });
+
+  it("sends no request on a connection idle past its time while this process's event loop stood still", async () => {
+    // The server runs on a thread of its own, so it closes the idle connection (as workerd does after 5 s) while this
+    // thread is blocked, and this client's 4 s idle timer cannot fire. A cancel carries no idempotency key: sent on
+    // that connection, it was lost ("socket hang up"), and the SDK may not send it again.
+    const thread = new Worker(
+      `const http = require("node:http");
+       const { parentPort } = require("node:worker_threads");
+       const server = http.createServer((req, res) => {
+         req.resume();
+         req.on("end", () => {
+           res.writeHead(200, { "content-type": "application/json" });
+           res.end(JSON.stringify({ callId: "fc-0", status: "cancelled" }));
+         });
+       });
+       server.keepAliveTimeout = 4_500;
+       server.listen(0, "127.0.0.1", () => parentPort.postMessage(server.address().port));`,
+      { eval: true },
+    );
+    try {
+      const port = await new Promise<number>((resolve) => thread.once("message", resolve));
+      const call = FunctionCall.fromId("fc-01m8kahk46m9azssadeq4z196a", { gateway: `http://127.0.0.1:${port}`, token: TOKEN });
+      await call.cancel();
+      Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 5_500); // a synchronous stretch of work, 5.5 s
+      await expect(call.cancel()).resolves.toBeUndefined();
+    } finally {
+      await thread.terminate();
+    }
+  }, 20_000);
 
   it("fails a malformed token option as itself, not as an unreachable gateway", async () => {
     const call = lookup<[number], number>("shop", "echo", { gateway: "http://127.0.0.1:9", token: "not-a-token" }).remote(1);

@@ -55,7 +55,8 @@ export async function gatewayExchange(url: string, exchange: GatewayExchange): P
     const res = await gatewayFetch(url, exchange);
     return { status: res.status, text: await res.text() };
   }
-  const { request, agent } = url.startsWith("https:") ? node.https : node.http;
+  const { request, agent, letGoStale } = url.startsWith("https:") ? node.https : node.http;
+  letGoStale();
   const body = exchange.body === undefined ? undefined : new TextEncoder().encode(exchange.body);
   return new Promise<GatewayAnswer>((resolve, reject) => {
     const req = request(url, {
@@ -79,7 +80,12 @@ export async function gatewayExchange(url: string, exchange: GatewayExchange): P
 /** What the SDK uses of `node:http` and `node:https` (the SDK's code imports no node module: it runs in workerd and browsers too). */
 interface NodeHttpModule {
   request(url: string, options: { method: string; agent: unknown; headers: Record<string, string>; signal?: AbortSignal }): NodeClientRequest;
-  Agent: new (options: { keepAlive: boolean; timeout: number }) => unknown;
+  Agent: new (options: { keepAlive: boolean; timeout: number }) => NodeAgent;
+}
+/** The documented parts of Node's `http.Agent` used here: its idle connections, and the hook that keeps one. */
+interface NodeAgent {
+  freeSockets: Record<string, { destroy(): void }[] | undefined>;
+  keepSocketAlive(socket: object): boolean;
 }
 interface NodeClientRequest {
   once(event: "error", listener: (err: Error) => void): this;
@@ -95,7 +101,9 @@ interface NodeIncomingMessage {
 
 interface NodeClient {
   request: NodeHttpModule["request"];
-  agent: unknown;
+  agent: NodeAgent;
+  /** Closes the kept-alive connections idle for `IDLE_MS` or more, which the agent's own timer has not let go yet. */
+  letGoStale(): void;
 }
 
 let node: { http: NodeClient; https: NodeClient } | null | undefined;
@@ -109,7 +117,25 @@ function nodeClient(): { http: NodeClient; https: NodeClient } | null {
   const load = (id: string) => (!workerd && plainNode ? (proc?.getBuiltinModule?.(id) as NodeHttpModule | undefined) : undefined);
   const http = load("node:http");
   const https = load("node:https");
-  const client = (module: NodeHttpModule): NodeClient => ({ request: module.request, agent: new module.Agent({ keepAlive: true, timeout: IDLE_MS }) });
+  const client = (module: NodeHttpModule): NodeClient => {
+    const agent = new module.Agent({ keepAlive: true, timeout: IDLE_MS });
+    // The agent lets a connection go after IDLE_MS on a timer, which cannot fire while the event loop stands still
+    // (synchronous work between calls): past workerd's 5 s the gateway has closed it, and a request sent on it is
+    // lost ("socket hang up"), one without an idempotency key for good. So each request first lets such ones go.
+    const idleSince = new WeakMap<object, number>();
+    const keep = agent.keepSocketAlive.bind(agent);
+    agent.keepSocketAlive = (socket) => {
+      idleSince.set(socket, Date.now());
+      return keep(socket);
+    };
+    const letGoStale = () => {
+      const now = Date.now();
+      for (const sockets of Object.values(agent.freeSockets)) {
+        for (const socket of sockets ?? []) if (now - (idleSince.get(socket) ?? now) >= IDLE_MS) socket.destroy(); // the agent skips destroyed ones
+      }
+    };
+    return { request: module.request, agent, letGoStale };
+  };
   node = http && https ? { http: client(http), https: client(https) } : null;
   return node;
 }
