@@ -20,6 +20,7 @@ import {
   newCallId,
   type ConnectTokenAnswer,
   type CallRecord,
+  type MapCancelAnswer,
   type MapResultLine,
   type ScheduleInfo,
   type RolloverAnswer,
@@ -39,7 +40,7 @@ import { deploymentRoutes } from "./deployment-routes.js";
 import { describeIssues } from "../sdk/zod-issues.js";
 import { decodeBodyValue, readJsonBody } from "./body.js";
 import { CallArgs } from "./call-args.js";
-import { checkedCallId, ledgerFor, recordStatus, toCallRecord, unknownCall } from "./call-ledger-client.js";
+import { checkedCallId, keyScope, ledgerFor, ledgerShard, recordStatus, shardOfKey, toCallRecord, unknownCall } from "./call-ledger-client.js";
 import { checkArguments } from "./check-arguments.js";
 import { schedulerFor } from "./scheduler.js";
 import type { RouteEnv } from "./env.js";
@@ -187,6 +188,20 @@ export function apiRoutes(): Hono<Api> {
         .finally(() => writer.close()),
     );
     return c.body(stream.readable, 200, { "content-type": "application/x-ndjson" });
+  });
+
+  // The SDK's `.map` left early cancels the batches it had in flight, each by its key (docs/api.md, "Map").
+  api.post(ROUTES.mapCancel, guard("call"), async (c) => {
+    const fn = registry().function(c.req.param("app"), c.req.param("fn"));
+    const key = idempotencyKey(c);
+    if (key === undefined) {
+      throw new InvalidRequestError(`cancelling a map needs the ${HEADERS.idempotencyKey} header its map request carried (the SDK sends one with each batch)`);
+    }
+    const scope = keyScope(fn.app, fn.name, key);
+    const cancelled = await ledgerShard(c.env, shardOfKey(scope)).cancelMap(scope);
+    const rc = runContext(c);
+    await Promise.all(cancelled.flatMap(({ id, plane }) => (plane ? [cancelOnPlane(rc, plane, id, false)] : [])));
+    return c.json({ cancelled: cancelled.length } satisfies MapCancelAnswer);
   });
 
   api.post(ROUTES.stream, guard("call", { checksBeforeBody: true }), async (c) => {

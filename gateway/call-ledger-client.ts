@@ -161,6 +161,11 @@ export interface LedgerApi {
   get(id: string, waitMs: number): Promise<CallRecord | null>;
   /** Cancels a call that has not ended; says which plane it was running on, if one. */
   cancel(id: string): Promise<{ record: CallRecord; plane: string | null } | null>;
+  /**
+   * `cancel` for every input of a keyed map request that has not ended (`scope`: its key as `keyScope` makes it); says
+   * which it cancelled, and the plane each was running on, if one.
+   */
+  cancelMap(scope: string): Promise<{ id: string; plane: string | null }[]>;
   runningOn(id: string, planeId: string): Promise<void>;
   /** `runningOn` for several calls in one write. */
   runningOnMany(notes: { id: string; planeId: string }[]): Promise<void[]>;
@@ -179,6 +184,16 @@ export function shardOf(callId: string): number {
 /** An idempotency key as the ledger keeps it: per app and function. */
 export function keyScope(app: string, fn: string, key: string): string {
   return `${app}/${fn}/${key}`;
+}
+
+/**
+ * The key of one input of a keyed map request, in the map's shard: a space after the scope, which no key has, so no
+ * other request's key names an input of this map, and the map's inputs are the keys that start with `${scope} `
+ * (`cancelMap`).
+ * @example mapInputKey(keyScope("shop", "resize", "5b0c…"), 7) // "shop/resize/5b0c… 7"
+ */
+export function mapInputKey(scope: string, index: number): string {
+  return `${scope} ${index}`;
 }
 
 /** The ledger shard that answers for a scoped idempotency key (the whole key hashed: a key may be anything). */

@@ -95,6 +95,13 @@ type Row = {
 
 const NOT_ENDED = "status IN ('pending', 'running')";
 
+/**
+ * A map input that had ended before its map was cancelled (`cancelMap`) keeps its outcome: a keyed map writes its
+ * inputs' records as it ends, so the cancel found it not yet recorded as ended.
+ */
+const ENDED_BEFORE_MAP_CANCEL =
+  "calls.kind = 'map' AND calls.status = 'cancelled' AND excluded.status <> 'cancelled' AND excluded.finished_at <= calls.finished_at";
+
 /** Resumed calls named one by one in the log, per alarm; the rest are counted. */
 const RESUMES_LOGGED = 10;
 
@@ -321,7 +328,7 @@ export class CallLedger extends DurableObject<Env> implements LedgerApi {
          ON CONFLICT(id) DO UPDATE SET status = excluded.status, attempts = excluded.attempts, result = excluded.result,
            error = excluded.error, started_at = COALESCE(calls.started_at, excluded.started_at), finished_at = excluded.finished_at,
            lease_until = NULL, expires_at = excluded.expires_at
-         WHERE calls.${NOT_ENDED}`,
+         WHERE calls.${NOT_ENDED} OR (${ENDED_BEFORE_MAP_CANCEL})`,
         call.id,
         call.app,
         call.function,
@@ -354,20 +361,35 @@ export class CallLedger extends DurableObject<Env> implements LedgerApi {
     const row = this.#row(id);
     if (!row) return null;
     const wasRunning = !TERMINAL_STATUSES.has(row.status as CallStatus);
-    if (!TERMINAL_STATUSES.has(row.status as CallStatus)) {
-      const error: WireError = { code: "call_cancelled", message: `call ${id} was cancelled`, details: { callId: id } };
-      const expiresAt = Date.now() + this.#config.resultTtlSeconds * 1000;
-      this.#sql.exec(
-        "UPDATE calls SET status = 'cancelled', error = ?, finished_at = ?, lease_until = NULL, expires_at = ? WHERE id = ?",
-        JSON.stringify(error),
-        Date.now(),
-        expiresAt,
-        id,
-      );
-      this.#wake(id);
+    if (wasRunning) {
+      this.#markCancelled(id);
       await this.#scheduleAlarm();
     }
     return { record: await this.#toRecord(this.#row(id)!), plane: wasRunning ? row.plane : null };
+  }
+
+  async cancelMap(scope: string): Promise<{ id: string; plane: string | null }[]> {
+    // A map's inputs are keyed `${scope} ${index}`, and no key has a space: the range holds exactly this map's.
+    const open = this.#sql
+      .exec<Pick<Row, "id" | "plane">>(`SELECT id, plane FROM calls WHERE idem_key >= ? AND idem_key < ? AND ${NOT_ENDED}`, `${scope} `, `${scope}!`)
+      .toArray();
+    for (const { id } of open) this.#markCancelled(id);
+    if (open.length) await this.#scheduleAlarm();
+    return open;
+  }
+
+  /** Ends a call that has not ended as `cancelled`, with a `call_cancelled` error, and wakes those waiting for it. */
+  #markCancelled(id: string): void {
+    const error: WireError = { code: "call_cancelled", message: `call ${id} was cancelled`, details: { callId: id } };
+    const expiresAt = Date.now() + this.#config.resultTtlSeconds * 1000;
+    this.#sql.exec(
+      "UPDATE calls SET status = 'cancelled', error = ?, finished_at = ?, lease_until = NULL, expires_at = ? WHERE id = ?",
+      JSON.stringify(error),
+      Date.now(),
+      expiresAt,
+      id,
+    );
+    this.#wake(id);
   }
 
   /** Drops expired calls, and resumes spawned calls whose runner was lost. */

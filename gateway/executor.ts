@@ -36,6 +36,7 @@ import {
   keyScope,
   ledgerFor,
   ledgerShard,
+  mapInputKey,
   newCallIdIn,
   recordEnded,
   shardOfKey,
@@ -491,9 +492,11 @@ export async function mapCalls(
  * as it ends, those that ended first included.
  *
  * `fresh` (see `callOnce`), for a plane function: the inputs are recorded as
- * running their first attempt, so none waits for a mark before it starts, and
- * they go to their planes while that write is made. A line, a later attempt's
- * mark and a plane's note wait for it. A runner lost before an input started
+ * running their first attempt, so the first `concurrency` of them wait for no
+ * mark before they start, and go to their planes while that write is made; the
+ * others mark it as they start, so a map cancelled meanwhile (`cancelMap`)
+ * starts none of them. A line, a later attempt's mark and a plane's note wait
+ * for the record. A runner lost before an input started
  * leaves it counted as an attempt that may not have run, as the record of
  * any lost attempt is (docs/api.md, "Delivery").
  */
@@ -510,6 +513,7 @@ export async function mapCallsOnce(
   const ledger = ledgerShard(rc.env, shard);
   const createdAt = Date.now();
   const early = options.fresh === true && fn.spec.tier === "plane";
+  const concurrency = Math.min(options.concurrency ?? 32, inputs.length);
   const calls: NewCall[] = inputs.map((args, index) => ({
     id: newCallIdIn(shard),
     app: fn.app,
@@ -517,7 +521,7 @@ export async function mapCallsOnce(
     kind: "map",
     createdAt,
     input: args.encoded,
-    key: `${scope} ${index}`, // a space: no key has one, so no other request's key can name an input of this map
+    key: mapInputKey(scope, index),
     ...(early ? { running: true } : {}),
   }));
   const recorded = ledger.createMany(calls);
@@ -542,7 +546,8 @@ export async function mapCallsOnce(
       }
       const outcome = await runRecorded(rc, ledger, fn, id, inputs[index]!, NOT_STARTED, {
         renew: false,
-        firstMarked: early,
+        // Those that wait for a free worker mark their first attempt too: a map cancelled meanwhile starts none of them.
+        firstMarked: early && index < concurrency,
         waited: true,
         start,
         notePlane,
@@ -563,7 +568,7 @@ export async function mapCallsOnce(
     }
   };
   try {
-    await Promise.all(Array.from({ length: Math.min(options.concurrency ?? 32, inputs.length) }, worker));
+    await Promise.all(Array.from({ length: concurrency }, worker));
   } finally {
     clearInterval(renew);
     rc.waitUntil(recordEnded(rc.env, rows).catch((err) => console.error("ledger: could not record map calls:", err)));

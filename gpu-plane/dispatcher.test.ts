@@ -304,6 +304,26 @@ describe("the dispatcher, on fake containers", () => {
     expect(await first).toMatchObject({ status: "succeeded", result: "done" });
   });
 
+  it("answers an input cancelled while it waits for a busy container as cancelled at once, and never runs it", async () => {
+    const hold = gate();
+    const h = harness({ work: () => hold.opened.then(() => "done") });
+    const autoscaler = { maxContainers: 1 };
+    const first = h.dispatcher.run(request("work", { autoscaler }), BUNDLE);
+    await until(() => h.dispatcher.containers().some((c) => c.ready && c.busy), "the first input to run");
+    const queued = request("work", { autoscaler, timeoutSeconds: 30 });
+    const second = h.dispatcher.run(queued, BUNDLE);
+    await sleep(50);
+    const started = Date.now();
+    expect(h.dispatcher.cancel(queued.callId, false)).toBe(true);
+    expect(await second).toMatchObject({ status: "failed", error: { code: "call_cancelled" } });
+    expect(Date.now() - started).toBeLessThan(500);
+    expect(h.lines).toContain(`[plane] cancelling ${queued.callId}, waiting for a container`);
+    hold.open();
+    expect(await first).toMatchObject({ status: "succeeded", result: "done" });
+    expect(h.inputs).not.toContain(queued.callId);
+    expect(h.dispatcher.cancel(queued.callId, false)).toBe(false); // it has left the queue
+  });
+
   it("stops a container after its scale-down window with no inputs, and records its life", async () => {
     const h = harness({ f: () => "ok" });
     const answer = await h.dispatcher.run(request("f", { autoscaler: { scaledownWindowSeconds: 0.3 } }), BUNDLE);

@@ -9,6 +9,7 @@
  * inputs) and scale-down.ts (stopping containers).
  */
 import {
+  CancelledError,
   ContainerFailedError,
   ERROR_STATUS,
   FunctionTimeoutError,
@@ -93,8 +94,10 @@ export class Dispatcher {
   readonly #versions: VersionSwitch;
   /** How many inputs' cold starts of each pool are under way now. */
   readonly #coldStarting = new Map<string, number>();
-  /** Calls cancelled while their container was starting. */
+  /** Calls cancelled while they waited for a container, or while their container was starting. */
   readonly #cancelledBeforeStart = new Set<string>();
+  /** Calls waiting for a container (`#acquire`): a cancel reaches them there too. */
+  readonly #waiting = new Set<string>();
   #closed = false;
 
   constructor(options: DispatcherOptions) {
@@ -165,6 +168,7 @@ export class Dispatcher {
       this.#o.meter?.callEnded(req.app, req.function, req.attempt, timings, knownCode((output.error as WireError).code));
       return { status: "failed", error: output.error as WireError, ...base };
     } catch (err) {
+      this.#cancelledBeforeStart.delete(req.callId); // a cancel that came as it failed otherwise
       if (handedOver !== undefined) timings.runMs = performance.now() - handedOver;
       else timings.queueMs = performance.now() - arrived;
       if (worker) await this.#scaleDown.retire(worker);
@@ -303,6 +307,13 @@ export class Dispatcher {
    */
   cancel(callId: string, terminateContainer: boolean): boolean {
     const worker = this.#pool.runningCall(callId);
+    if (!worker && this.#waiting.has(callId)) {
+      // Queued behind busy containers (a map's inputs past maxContainers): it leaves the queue as cancelled, and never runs.
+      this.#o.log(`[plane] cancelling ${callId}, waiting for a container`);
+      this.#cancelledBeforeStart.add(callId);
+      this.#pool.wake();
+      return true;
+    }
     if (!worker) return false;
     this.#o.log(`[plane] cancelling ${worker.label} ${callId}${terminateContainer ? `, stopping container ${worker.id}` : ""}`);
     if (terminateContainer) void this.#scaleDown.retire(worker);
@@ -391,9 +402,11 @@ export class Dispatcher {
       throw new NoCapacityError(`no capacity for ${describeRequests(requests)} on plane ${this.#o.planeId}: ${this.#o.inventory.fits(requests[0]!)}`);
     }
     stats.queued++;
+    this.#waiting.add(req.callId);
     try {
       for (;;) {
         if (this.#closed) throw new NoCapacityError(`plane ${this.#o.planeId} is shutting down`);
+        if (this.#cancelledBeforeStart.delete(req.callId)) throw new CancelledError(`call ${req.callId} was cancelled`, { callId: req.callId });
         const mine = this.#pool.serving(key);
         // A warm container below its target load; else a new container, while under maxContainers; else one below its maximum load.
         const underTarget = mine.find((w) => w.inFlight.size < scaling.targetInputs);
@@ -453,6 +466,7 @@ export class Dispatcher {
       }
     } finally {
       stats.queued--;
+      this.#waiting.delete(req.callId);
     }
   }
 

@@ -124,6 +124,7 @@ export class HttpInvoker implements Invoker {
     let wake: (() => void) | undefined;
     let failure: unknown;
     const stop = new AbortController(); // the consumer left early: no more batches, and the ones in flight end
+    const unfinished = new Set<string>(); // the keys of the batches sent whose lines are not all in: cancelled if the consumer leaves
     const push = (outcome: MapOutcome) => {
       results.push(outcome);
       wake?.();
@@ -134,9 +135,11 @@ export class HttpInvoker implements Invoker {
       // A batch whose answer breaks off is sent again with its key: the gateway streams the same calls again, and the lines already had are skipped.
       const key = newIdempotencyKey();
       const had = new Set<number>();
+      unfinished.add(key);
       for (let sent = 0; ; sent++) {
         const res = await this.send("POST", paths.map(app, fn), body, stop.signal, key, sent > 0);
         if (res.status === 413) {
+          unfinished.delete(key); // refused unread: nothing of it ran
           // Refused unread, nothing ran: the halves go again, and an input too large alone fails alone.
           const tooLarge = await this.fail(res).catch((err: unknown) => (err instanceof Error ? err : new Error(String(err))));
           if (batch.length === 1) return push({ index: offset, ok: false, error: tooLarge });
@@ -155,6 +158,7 @@ export class HttpInvoker implements Invoker {
             if (r.status === "succeeded") push({ index, ok: true, value: decodeValue(r.result, r.meta) });
             else push({ index, ok: false, error: fromWireError(r.error ?? { code: "internal", message: `call ${r.callId} ended as ${r.status}` }) });
           }
+          if (had.size === batch.length) unfinished.delete(key);
           return;
         } catch (err) {
           if (stop.signal.aborted || sent >= DELIVERY_DEFAULTS.clientRetries || err instanceof TandemError) throw err;
@@ -199,7 +203,27 @@ export class HttpInvoker implements Invoker {
       if (failure) throw failure;
     } finally {
       stop.abort();
+      // Left early (a break, a return, a throw): what the batches in flight had not run yet is cancelled, not paid for.
+      if (unfinished.size) await this.cancelMaps(app, fn, [...unfinished]);
     }
+  }
+
+  /**
+   * Asks the gateway to cancel the inputs of these map requests that have not ended, by their keys
+   * (`POST .../map/cancel`): best effort, for at most `DELIVERY_DEFAULTS.mapCancelWaitMs`, and never throws (a map
+   * that could not be cancelled runs on, as it would have).
+   */
+  private async cancelMaps(app: string, fn: string, keys: string[]): Promise<void> {
+    const signal = AbortSignal.timeout(DELIVERY_DEFAULTS.mapCancelWaitMs);
+    const cancelled = Promise.allSettled(
+      keys.map(async (key) => {
+        const res = await this.send("POST", paths.mapCancel(app, fn), undefined, signal, key, true);
+        await res.body?.cancel();
+      }),
+    );
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    await Promise.race([cancelled, new Promise<void>((resolve) => (timer = setTimeout(resolve, DELIVERY_DEFAULTS.mapCancelWaitMs)))]);
+    clearTimeout(timer);
   }
 
   async *stream(app: string, fn: string, args: unknown[]): AsyncIterable<unknown> {

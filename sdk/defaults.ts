@@ -429,6 +429,11 @@ export const DELIVERY_DEFAULTS = {
   clientRetryDelayMs: 200,
   clientRetryMaxDelayMs: 2_000,
   /**
+   * How long the SDK's `.map`, left early, waits at most for the gateway to cancel the batches it had in flight
+   * (`POST .../map/cancel`) before it returns to the code that left it.
+   */
+  mapCancelWaitMs: 2_000,
+  /**
    * workerd closes a connection that has been idle for 5 s, and so do Node's HTTP servers: a client that keeps idle
    * connections must close them first, or a request it sends on one as it closes fails.
    */

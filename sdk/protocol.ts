@@ -150,6 +150,11 @@ export const ROUTES = {
   call: "/v1/apps/:app/functions/:fn/call",
   spawn: "/v1/apps/:app/functions/:fn/spawn",
   map: "/v1/apps/:app/functions/:fn/map",
+  /**
+   * Cancels the inputs of a map request that have not ended, named by the request's `Idempotency-Key` (the SDK's
+   * `.map` left early): `MapCancelAnswer`.
+   */
+  mapCancel: "/v1/apps/:app/functions/:fn/map/cancel",
   stream: "/v1/apps/:app/functions/:fn/stream",
   callRecord: "/v1/calls/:id",
   cancel: "/v1/calls/:id/cancel",
@@ -247,6 +252,7 @@ export const ROUTE_METHODS = {
   call: ["POST"],
   spawn: ["POST"],
   map: ["POST"],
+  mapCancel: ["POST"],
   stream: ["POST"],
   callRecord: ["GET"],
   cancel: ["POST"],
@@ -404,6 +410,7 @@ export const paths = {
   call: (app: string, fn: string) => `/v1/apps/${seg(app)}/functions/${seg(fn)}/call`,
   spawn: (app: string, fn: string) => `/v1/apps/${seg(app)}/functions/${seg(fn)}/spawn`,
   map: (app: string, fn: string) => `/v1/apps/${seg(app)}/functions/${seg(fn)}/map`,
+  mapCancel: (app: string, fn: string) => `/v1/apps/${seg(app)}/functions/${seg(fn)}/map/cancel`,
   stream: (app: string, fn: string) => `/v1/apps/${seg(app)}/functions/${seg(fn)}/stream`,
   callRecord: (id: string, waitMs?: number) => `/v1/calls/${seg(id)}${waitMs === undefined ? "" : `?wait=${waitMs}`}`,
   cancel: (id: string) => `/v1/calls/${seg(id)}/cancel`,
@@ -669,6 +676,15 @@ export interface MapResultLine {
  */
 export type StreamLine =
   { chunk: unknown; meta?: unknown } | { done: true; callId: string; chunks: number } | { error: WireError; callId: string; chunks: number };
+
+/**
+ * What `POST .../map/cancel` answers: how many of the map request's inputs it cancelled (those that had not ended;
+ * 0 for a map that had ended, or a key no map request carried).
+ * @example { "cancelled": 168 }
+ */
+export interface MapCancelAnswer {
+  cancelled: number;
+}
 
 export interface SpawnResponse {
   callId: string;

@@ -34,15 +34,20 @@ export interface TestStack {
   dispose(): Promise<void>;
 }
 
-/** Starts the gateway (with `bindings` besides the plane secret) and, unless `planes: 0`, one in-process plane with `planeOptions`. */
+/**
+ * Starts the gateway serving `appFile` (or several app files), with `bindings` besides the plane secret, and, unless
+ * `planes: 0`, one in-process plane with `planeOptions`.
+ */
 export async function startTestStack(
-  appFile: string,
+  appFile: string | string[],
   planeOptions: Partial<PlaneOptions> = {},
   options: { planes?: 0 | 1; bindings?: Record<string, string> } = {},
 ): Promise<TestStack> {
   const dir = await mkdtemp(join(tmpdir(), "tandem-stack-"));
   // Plane bundles as `tandem deploy` and `tandem serve` build them: the runtime (built once, kept) joined with the app.
-  const built = await buildApps([appFile], join(dir, "build"), { planeRuntimeApart: new BuildCache(join(ROOT, ".tandem", "cache", "build")) });
+  const built = await buildApps(Array.isArray(appFile) ? appFile : [appFile], join(dir, "build"), {
+    planeRuntimeApart: new BuildCache(join(ROOT, ".tandem", "cache", "build")),
+  });
   const gatewayOutput: string[] = [];
   const planeOutput: string[] = [];
   const startGateway = (port = 0) =>
