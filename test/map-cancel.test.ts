@@ -112,6 +112,27 @@ describe("a map left early", () => {
     expect(stack.planeOutput.some((l) => /\[plane\] cancelling fc-[0-9a-z]{26}, waiting for a container/.test(l))).toBe(true);
   });
 
+  it("is left without an error, within 2 s, when the gateway refuses its cancel or does not answer it", async () => {
+    const recording = (url: string, init: RequestInit) => {
+      sent.push({ path: new URL(url).pathname, key: (init.headers as Record<string, string> | undefined)?.[HEADERS.idempotencyKey] });
+      return fetch(url, init);
+    };
+    const inputs = Array.from({ length: 40 }, (_, i) => [i, 300] as [number, number]);
+    try {
+      for (const cancel of [() => Promise.reject(new Error("connection refused")), () => new Promise<Response>(() => {})]) {
+        installGatewayFetch((url, init) => (new URL(url).pathname.endsWith("/map/cancel") ? cancel() : recording(url, init)));
+        let left = 0;
+        for await (const _ of nap("edgeNap").starmap(inputs, { orderOutputs: false })) {
+          left = Date.now();
+          break;
+        }
+        expect(Date.now() - left).toBeLessThan(2_500);
+      }
+    } finally {
+      installGatewayFetch(recording);
+    }
+  });
+
   it("run to its end sends nothing more than its map requests", async () => {
     const from = sent.length;
     const out: number[] = [];
