@@ -150,11 +150,26 @@ describe("a map left early", () => {
 describe("POST .../map/cancel", () => {
   it("ends a map request's inputs not yet ended as cancelled, which its stream then says, and leaves those ended as they are", async () => {
     const key = `cancel-route-${Date.now()}`;
-    const res = await fetch(stack.url + paths.map("mapcancel", "edgeNap"), {
-      method: "POST",
-      body: JSON.stringify({ inputs: Array.from({ length: 60 }, (_, i) => [i, i === 0 ? 10 : 800]) }),
-      headers: { "content-type": "application/json", [HEADERS.idempotencyKey]: key, ...(authed().headers as Record<string, string>) },
-    });
+    const map = (key: string, inputs: number[][]) =>
+      fetch(stack.url + paths.map("mapcancel", "edgeNap"), {
+        method: "POST",
+        body: JSON.stringify({ inputs }),
+        headers: { "content-type": "application/json", [HEADERS.idempotencyKey]: key, ...(authed().headers as Record<string, string>) },
+      });
+    // Another map, whose key starts with this one's, runs on untouched.
+    const neighbour = map(`${key}2`, [
+      [0, 800],
+      [1, 800],
+    ]).then(async (r) =>
+      (await r.text())
+        .trim()
+        .split("\n")
+        .map((l) => (JSON.parse(l) as MapResultLine).status),
+    );
+    const res = await map(
+      key,
+      Array.from({ length: 60 }, (_, i) => [i, i === 0 ? 10 : 800]),
+    );
     expect(res.status).toBe(200);
     const lines: MapResultLine[] = [];
     let answer: MapCancelAnswer | undefined;
@@ -174,6 +189,7 @@ describe("POST .../map/cancel", () => {
     expect(await record(first.callId)).toMatchObject({ status: "succeeded", result: 0 });
     expect(await record(cancelled[0]!.callId)).toMatchObject({ status: "cancelled", kind: "map", error: { code: "call_cancelled" } });
     expect(await (await cancelMap("edgeNap", key)).json()).toEqual({ cancelled: 0 }); // a map that has ended
+    expect(await neighbour).toEqual(["succeeded", "succeeded"]);
   });
 
   it("answers 400 without a key or with a malformed one, 404 for an unknown function, and 403 to a token for another app", async () => {
