@@ -432,6 +432,18 @@ describe("tandem logs", () => {
     expect(cli.stderr).not.toContain("Usage:");
   }, 30_000);
 
+  it("prints a line's control characters as escapes, and --json keeps its text exact", async () => {
+    const printed = "\x1b[31mred\x1b[0m \x1b]0;title\x07 over\rwritten\tend";
+    await fn<[string], string>("edgeSay").remote(printed);
+    await expect.poll(async () => (await logs("?search=over")).lines.map((l) => l.text)).toEqual([`edge says ${printed}`]);
+    const plain = await runCli(["logs", "journal", "--search", "over", "--gateway", served.url, "--token", token], { cwd: dir });
+    expect(plain.code).toBe(0);
+    expect(plain.stdout).toMatch(/\(edge, stdout\) edge says \\x1b\[31mred\\x1b\[0m \\x1b\]0;title\\x07 over\\rwritten\tend\n$/);
+    expect(plain.stdout).not.toMatch(/(?![\t\n])\p{Cc}/u);
+    const json = await runCli(["logs", "journal", "--search", "over", "--json", "--gateway", served.url, "--token", token], { cwd: dir });
+    expect((JSON.parse(json.stdout) as LogLine).text).toBe(`edge says ${printed}`);
+  }, 30_000);
+
   it("keeps the lines across a restart of tandem serve with the same state folder", async () => {
     await fn<[string], string>("edgeSay").remote("before the restart");
     await expect.poll(async () => (await logs("?search=before%20the%20restart")).lines.length).toBe(1);

@@ -31,6 +31,25 @@ describe("formatLogLine", () => {
   });
 });
 
+describe("formatLogLine, with what a function may print to take over a terminal", () => {
+  it("shows control characters other than tab as escapes, so a line cannot recolour, rewrite or retitle the screen", () => {
+    const text = "red \x1b[31mRED\x1b[0m, over\rhidden, title\x1b]0;pwned\x07, bell\x07, nul\x00, del\x7f, csi\x9b2J, tab\tkept";
+    expect(formatLogLine(line(text))).toBe(
+      "2026-12-04T07:04:36.120Z shop.resize fc-01 c-9f2e (plane, system) " +
+        "red \\x1b[31mRED\\x1b[0m, over\\rhidden, title\\x1b]0;pwned\\x07, bell\\x07, nul\\x00, del\\x7f, csi\\x9b2J, tab\tkept",
+    );
+  });
+
+  it("shows the marks that reorder text right to left as escapes too, so a line cannot read backwards", () => {
+    expect(formatLogLine(line("file\u202Egpj.exe, isolate\u2066x\u2069"))).toMatch(/ file\\u202egpj\.exe, isolate\\u2066x\\u2069$/);
+  });
+
+  it("keeps each line of several on its own line, escaping within each, and escapes the line's origin as well", () => {
+    const printed = formatLogLine({ ...line("one\x1b[2K\r\ntwo\rthree"), function: "re\x1bsize", containerId: "c-\x07" }).split("\n");
+    expect(printed).toEqual(["2026-12-04T07:04:36.120Z shop.re\\x1bsize fc-01 c-\\x07 (plane, system) one\\x1b[2K", "    two\\rthree"]);
+  });
+});
+
 describe("tandem logs -n", () => {
   const parse = async (n: string) => {
     const program = new Command().exitOverride().configureOutput({ writeErr: () => {}, writeOut: () => {} });

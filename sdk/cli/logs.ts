@@ -9,7 +9,7 @@ import type { HttpInvoker } from "../client.js";
 import { LOG_LIMITS } from "../defaults.js";
 import { InvalidOptionsError } from "../errors.js";
 import { LOG_SOURCES, paths, type LogLine, type LogQueryOptions, type LogSource } from "../protocol.js";
-import { style } from "./style.js";
+import { style, visibleControls } from "./style.js";
 import { parseChoice } from "./choice-option.js";
 
 type LogsOpts = {
@@ -40,7 +40,7 @@ export function addLogsCommand(program: Command, clientOf: (opts: { gateway?: st
     .option("--search <text>", "only lines that contain this text (in any case)")
     .option("-n, --lines <n>", `the last n lines (default ${LOG_LIMITS.defaultLimit}, at most ${LOG_LIMITS.maxLimit}; 0 with -f: only new lines)`, parseCount)
     .option("-f, --follow", "keep printing new lines as they come (Ctrl-C stops)")
-    .option("--json", "print each line as JSON")
+    .option("--json", "print each line as JSON, its text exact (without it, control characters show as escapes: \\x1b)")
     .option("-g, --gateway <url>", "gateway URL (default: TANDEM_GATEWAY, then http://127.0.0.1:8787)")
     .option("--token <token>", tokenHelp)
     .option("--env <name>", ENV_HELP)
@@ -65,13 +65,15 @@ export function addLogsCommand(program: Command, clientOf: (opts: { gateway?: st
 }
 
 /**
- * One line as the terminal shows it: time, where it came from, and the text (stderr and system lines coloured).
+ * One line as the terminal shows it: time, where it came from, and the text (stderr and system lines coloured), its
+ * control characters but tab shown as escapes (`visibleControls`), on a terminal or not: a function's text cannot
+ * move the cursor, erase, recolour or retitle the terminal, now or when the saved output is shown later.
  * @example formatLogLine(line); // "2026-12-03T07:04:36.120Z shop.resize fc-01… c-9f2e (stdout) resized 3 images"
  */
 export function formatLogLine(line: LogLine): string {
-  const where = [line.function ? `${line.app}.${line.function}` : line.app, line.callId, line.containerId].filter(Boolean).join(" ");
+  const where = visibleControls([line.function ? `${line.app}.${line.function}` : line.app, line.callId, line.containerId].filter(Boolean).join(" "));
   // A line of several (a system line quoting a container's last lines): the rest indented under it, not bare.
-  const body = line.text.replace(/\r?\n/g, "\n    ");
+  const body = line.text.split(/\r?\n/).map(visibleControls).join("\n    ");
   const text = line.source === "stderr" ? style.warn(body) : line.source === "system" ? style.dim(body) : body;
   return `${style.dim(new Date(line.time).toISOString())} ${where} (${line.tier}, ${line.source}) ${text}`;
 }
