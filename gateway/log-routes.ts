@@ -95,10 +95,15 @@ async function callLinesIn(call: CallRecord): Promise<void> {
   if (waitMs > 0) await new Promise((resolve) => setTimeout(resolve, waitMs));
 }
 
-/** The request's query as a read of the log store; a bad parameter is a 400 that names it. */
+/**
+ * The request's query as a read of the log store; a bad parameter is a 400 that names it, and so is one given twice
+ * (`source=stdout&source=stderr` would read as the first alone, silently, where its sender meant either).
+ */
 export function logQuery(c: Context<Api>): { filter: LogFilter; follow: boolean } {
   const parsed = LogQuerySchema.safeParse(c.req.query(), { reportInput: true });
   if (!parsed.success) throw new InvalidRequestError(`log query: ${describeIssues(parsed.error, "field", LogQuerySchema)}`);
+  const twice = Object.entries(c.req.queries()).find(([, values]) => values.length > 1);
+  if (twice) throw new InvalidRequestError(`log query: field "${twice[0]}" is given ${twice[1].length} times: give it once`);
   const q = parsed.data;
   const filter: LogFilter = { limit: q.limit ?? LOG_LIMITS.defaultLimit };
   if (q.function !== undefined) filter.function = q.function;
@@ -107,7 +112,7 @@ export function logQuery(c: Context<Api>): { filter: LogFilter; follow: boolean 
   if (q.source !== undefined) filter.source = q.source;
   if (q.since !== undefined) filter.since = q.since;
   if (q.search !== undefined) filter.search = q.search;
-  return { filter, follow: q.follow === "1" || q.follow === "true" };
+  return { filter, follow: q.follow ?? false };
 }
 
 async function logAnswer(c: Context<Api>, app: string, filter: LogFilter, follow: boolean): Promise<Response> {

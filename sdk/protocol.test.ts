@@ -194,6 +194,42 @@ describe("the log query", () => {
     expect(say({ limit: "10001" })).toBe('field "limit" must be a whole number from 1 to 10000 (got 10001)');
   });
 
+  it("refuses a since outside 1970 to a day from now, saying so, and takes one within it", () => {
+    const huge = "9".repeat(400);
+    for (const since of [
+      "99999999999d",
+      `${huge}d`,
+      `${huge}s`,
+      "99999999999999999999",
+      huge,
+      "8640000000000001",
+      "-000001-01-01",
+      "+275760-09-13",
+      "2300-01-01",
+    ]) {
+      expect(say({ since }), since).toBe(
+        `field "since" must be a time from 1970-01-01T00:00:00Z to a day from now (got ${JSON.stringify(since).slice(0, 80)}${since.length > 78 ? "…" : ""})`,
+      );
+    }
+    const now = Date.now();
+    for (const since of ["0", "30d", "20000d", "0s", "1970-01-01T00:00:00Z", new Date(now + 3_600_000).toISOString()]) {
+      expect(LogQuerySchema.safeParse({ since }).success, since).toBe(true);
+    }
+  });
+
+  it("takes follow as 1 or true, 0 or false, and says so of another value", () => {
+    for (const [follow, on] of [
+      ["1", true],
+      ["true", true],
+      ["0", false],
+      ["false", false],
+    ] as const) {
+      expect(LogQuerySchema.parse({ follow }), follow).toEqual({ follow: on });
+    }
+    for (const follow of ["yes", "TRUE", "", "2"])
+      expect(say({ follow }), follow).toBe(`field "follow" must be 1 or true, 0 or false (got ${JSON.stringify(follow)})`);
+  });
+
   it("says what an empty filter must be, in its own words", () => {
     expect(say({ function: "" })).toBe('field "function" must be a function name (got "")');
     expect(say({ container: "" })).toBe('field "container" must be a container id (got "")');

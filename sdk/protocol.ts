@@ -2079,12 +2079,27 @@ export function sinceTime(value: string, now: number): number | undefined {
   return Number.isNaN(date) ? undefined : date;
 }
 
+/** How far ahead of the gateway's clock a `since` may be: a client's clock that runs ahead, a follow from a moment to come. */
+const SINCE_AHEAD_MS = 86_400_000;
+/** The span a `since` may name, in the words its errors use. */
+export const SINCE_SPAN = "a time from 1970-01-01T00:00:00Z to a day from now";
+
+/**
+ * Whether `time` (a `sinceTime`) is in `SINCE_SPAN`: a value past it (`99999999999d`, twenty digits) is a typo, which
+ * would read every line or none, silently; one that overflows a date is not a time at all.
+ * @example sinceInSpan(sinceTime("99999999999d", Date.now())!, Date.now()); // false
+ */
+export function sinceInSpan(time: number, now: number): boolean {
+  return Number.isFinite(time) && time >= 0 && time <= now + SINCE_AHEAD_MS;
+}
+
 const since = "must be a duration back from now (90s, 30m, 2h, 7d), ms since the epoch, or a date";
 const limitMessage = `must be a whole number from 1 to ${LOG_LIMITS.maxLimit}`;
 
 /**
  * The query of `GET /v1/apps/:app/logs` (and `/v1/calls/:id/logs`), each filter optional:
- * `?function=&call=&container=&source=&since=&search=&limit=&follow=1`.
+ * `?function=&call=&container=&source=&since=&search=&limit=&follow=1`. `since` must be in `SINCE_SPAN`; `follow`
+ * is `1` or `true` (follow), `0` or `false`.
  */
 export const LogQuerySchema = z.lazy(() =>
   z.strictObject({
@@ -2095,9 +2110,10 @@ export const LogQuerySchema = z.lazy(() =>
     since: z
       .string()
       .transform((value, ctx) => {
-        const time = sinceTime(value, Date.now());
-        if (time === undefined) {
-          ctx.addIssue({ code: "custom", message: since, input: value });
+        const now = Date.now();
+        const time = sinceTime(value, now);
+        if (time === undefined || !sinceInSpan(time, now)) {
+          ctx.addIssue({ code: "custom", message: time === undefined ? since : `must be ${SINCE_SPAN}`, input: value });
           return z.NEVER;
         }
         return time;
@@ -2119,7 +2135,10 @@ export const LogQuerySchema = z.lazy(() =>
       .transform(Number)
       .pipe(z.number().min(1, limitMessage).max(LOG_LIMITS.maxLimit, limitMessage))
       .optional(),
-    follow: z.enum(["0", "1", "true", "false"], 'must be "1" or "0"').optional(),
+    follow: z
+      .enum(["1", "true", "0", "false"], "must be 1 or true, 0 or false")
+      .transform((value) => value === "1" || value === "true")
+      .optional(),
   }),
 );
 /** A log query as the client builds it. */

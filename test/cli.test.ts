@@ -264,6 +264,18 @@ describe("a newcomer's mistakes, each told in one format", () => {
   });
 });
 
+describe("tandem usage --since", () => {
+  it("refuses a time outside 1970 to a day from now before it asks the gateway, saying the span", async () => {
+    for (const since of ["99999999999d", "99999999999999999999"]) {
+      const usage = await runCli(["usage", "--since", since, "--gateway", "http://127.0.0.1:9"]);
+      expect(usage.code, since).toBe(1);
+      expect(usage.stderr, since).toBe(
+        `error: option '--since <when>' argument '${since}' is invalid. must be a time from 1970-01-01T00:00:00Z to a day from now\nrun "tandem usage --help" for usage\n`,
+      );
+    }
+  });
+});
+
 describe("an option of a few words", () => {
   it("refuses another word in one format, whichever option it is, with the nearest choice", async () => {
     const scope = await runCli(["token", "create", "--scope", "superuser"]);

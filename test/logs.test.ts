@@ -414,8 +414,13 @@ describe("tandem logs", () => {
       ["?source=stdin", /field "source" must be one of stdout, stderr, system/],
       ["?since=last-tuesday", /field "since" must be a duration back from now/],
       ["?call=fc-nope", /field "call" must be a call id/],
-      ["?follow=yes", /field "follow" must be "1" or "0"/],
+      ["?follow=yes", /field "follow" must be 1 or true, 0 or false \(got "yes"\)/],
       ["?lines=5", /unknown field "lines"/],
+      ["?since=99999999999d", /field "since" must be a time from 1970-01-01T00:00:00Z to a day from now \(got "99999999999d"\)/],
+      [`?since=${"9".repeat(400)}`, /field "since" must be a time from 1970-01-01T00:00:00Z to a day from now/],
+      ["?since=8640000000000001", /field "since" must be a time from 1970-01-01T00:00:00Z to a day from now/],
+      ["?source=stdout&source=stderr", /field "source" is given 2 times: give it once/],
+      ["?limit=1&limit=2", /field "limit" is given 2 times: give it once/],
     ];
     for (const [query, message] of cases) {
       const { status, text } = await logs(query);
@@ -430,6 +435,19 @@ describe("tandem logs", () => {
     expect(cli.code).not.toBe(0);
     expect(cli.stderr).toMatch(/-n 0 prints no line without -f: give -f with it to print only new lines, or -n from 1 to 10000/);
     expect(cli.stderr).not.toContain("Usage:");
+  }, 30_000);
+
+  it("takes follow=true and follow=false as well as 1 and 0", async () => {
+    await fn<[string], string>("edgeSay").remote("either spelling");
+    await expect.poll(async () => (await logs("?search=either%20spelling&follow=false")).lines.map((l) => l.text)).toEqual(["edge says either spelling"]);
+    const res = await fetch(`${served.url}/v1/apps/journal/logs?follow=true&search=either%20spelling`, { headers: { authorization: `Bearer ${token}` } });
+    expect(res.status).toBe(200);
+    const reader = res.body!.getReader();
+    const first = new TextDecoder().decode((await reader.read()).value);
+    expect(first).toContain('"text":"edge says either spelling"');
+    const more = await Promise.race([reader.read().then(() => "more"), new Promise((r) => setTimeout(() => r("still open"), 1_000))]);
+    expect(more).toBe("still open"); // a follow: the stream waits for new lines
+    await reader.cancel();
   }, 30_000);
 
   it("prints a line's control characters as escapes, and --json keeps its text exact", async () => {

@@ -12,6 +12,8 @@ import {
   REGION_PATTERN,
   paths,
   sinceTime,
+  sinceInSpan,
+  SINCE_SPAN,
   type AppManifest,
   type DeployStrategy,
   type ScheduleInfo,
@@ -418,8 +420,10 @@ function formatMs(ms: number): string {
 }
 
 function parseSince(value: string): number {
-  const time = sinceTime(value, Date.now());
+  const now = Date.now();
+  const time = sinceTime(value, now);
   if (time === undefined) throw new InvalidArgumentError('must be a duration such as "1h", "30m", "7d", or a date');
+  if (!sinceInSpan(time, now)) throw new InvalidArgumentError(`must be ${SINCE_SPAN}`);
   return time;
 }
 
