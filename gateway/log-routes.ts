@@ -43,6 +43,8 @@ export function logRoutes(): Hono<Api> {
   routes.get(ROUTES.callLogs, guard("call"), async (c) => {
     const id = checkedCallId(c.req.param("id"));
     const { filter, follow } = logQuery(c);
+    // Read as the path's call, another would be dropped without a word.
+    if (filter.callId !== undefined) throw new InvalidRequestError(`log query: field "call" is the call in the path here: leave it out`);
     // Another app's call is as unknown as one that never was.
     const seen = await recordOf(c.env, id);
     const app = seen ? seen.app : await appPrinting(c, id);

@@ -427,6 +427,14 @@ describe("tandem logs", () => {
       expect(status, query).toBe(400);
       expect((JSON.parse(text) as { error: { message: string } }).error.message, query).toMatch(message);
     }
+    const other = await fn<[string], string>("edgeSay").spawn("the path's call");
+    const callQuery = await fetch(`${served.url}/v1/calls/${other.id}/logs?call=fc-01m8kahk46m9azssadeq4z196a`, {
+      headers: { authorization: `Bearer ${token}` },
+    });
+    expect(callQuery.status).toBe(400);
+    expect(((await callQuery.json()) as { error: { message: string } }).error.message).toBe(
+      'log query: field "call" is the call in the path here: leave it out',
+    );
     const unknownApp = await fetch(`${served.url}/v1/apps/nosuch/logs`, { headers: { authorization: `Bearer ${token}` } });
     expect(unknownApp.status).toBe(404);
     const noToken = await fetch(`${served.url}/v1/apps/journal/logs`);
