@@ -88,4 +88,14 @@ describe("tandem logs -f -n 0", () => {
     expect(asked).toHaveLength(1);
     expect(new URL(asked[0]!, "http://gateway").searchParams.get("since")).toBe("0s");
   });
+
+  it("refuses --since with it, which it would drop without a word", async () => {
+    const asked: string[] = [];
+    const program = new Command().exitOverride();
+    addLogsCommand(program, () => ({ logLines: (path: string) => (asked.push(path), []) }) as unknown as HttpInvoker, "a token");
+    await expect(program.parseAsync(["logs", "shop", "-f", "-n", "0", "--since", "2h"], { from: "user" })).rejects.toThrow(
+      "-n 0 -f prints only the lines that come from now on, so --since has nothing to add: leave it out, or give -n from 1 to 10000 with it",
+    );
+    expect(asked).toEqual([]);
+  });
 });

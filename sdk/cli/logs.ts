@@ -55,6 +55,10 @@ export function addLogsCommand(program: Command, clientOf: (opts: { gateway?: st
       if (opts.lines === 0) {
         if (!opts.follow)
           throw new InvalidOptionsError(`-n 0 prints no line without -f: give -f with it to print only new lines, or -n from 1 to ${LOG_LIMITS.maxLimit}`);
+        if (opts.since !== undefined)
+          throw new InvalidOptionsError(
+            `-n 0 -f prints only the lines that come from now on, so --since has nothing to add: leave it out, or give -n from 1 to ${LOG_LIMITS.maxLimit} with it`,
+          );
         query.since = "0s"; // no earlier line: the follow starts from the gateway's now, not this machine's clock's
       } else if (opts.lines !== undefined) query.limit = opts.lines;
       if (opts.follow) query.follow = true;
