@@ -34,4 +34,10 @@ describe("describeIssues", () => {
     expect(said.endsWith("; and 50 more")).toBe(true);
     expect(refusal(lines, { lines: Array.from({ length: 6 }, (_, i) => ({ callId: `x${i}` })) }).endsWith("; and 1 more")).toBe(true);
   });
+
+  it("cuts a long value it echoes between two characters, not inside one", () => {
+    const search = z.strictObject({ search: z.string().max(10, "must be at most 10 characters") });
+    // The echo's 80 characters end between the two halves of the 40th rocket (the quote is the first).
+    expect(refusal(search, { search: "🚀".repeat(100) })).toBe(`field "search" must be at most 10 characters (got "${"🚀".repeat(39)}…)`);
+  });
 });

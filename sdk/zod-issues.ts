@@ -71,5 +71,8 @@ function echo(value: unknown): string {
   } catch {
     text = String(value);
   }
-  return text.length > MAX_ECHO ? `${text.slice(0, MAX_ECHO)}…` : text;
+  if (text.length <= MAX_ECHO) return text;
+  // Not between the two halves of a surrogate pair: a lone half is no character, and JSON writes it as `\ud83d`.
+  const end = /[\uD800-\uDBFF]/.test(text.charAt(MAX_ECHO - 1)) ? MAX_ECHO - 1 : MAX_ECHO;
+  return `${text.slice(0, end)}…`;
 }
