@@ -112,7 +112,12 @@ export class LogStore extends DurableObject<Env> {
     add("container_id = ?", filter.containerId);
     add("source = ?", filter.source);
     add("time >= ?", filter.since);
-    add("instr(lower(text), ?) > 0", filter.search?.toLowerCase());
+    // SQLite's lower() folds ASCII letters only: the search folded as JavaScript folds it finds "télé" in "TÉLÉ" no more
+    // than "ÉCHEC" in "ÉCHEC" (its lower() is "Échec", the search's "échec"); folded as SQLite folds it, the second.
+    if (filter.search !== undefined) {
+      where.push("(instr(lower(text), ?) > 0 OR instr(lower(text), lower(?)) > 0)");
+      params.push(filter.search.toLowerCase(), filter.search);
+    }
     add("seq > ?", filter.after);
     const clause = where.length ? `WHERE ${where.join(" AND ")}` : "";
     const sql =

@@ -445,6 +445,14 @@ describe("tandem logs", () => {
     expect(cli.stderr).not.toContain("Usage:");
   }, 30_000);
 
+  it("finds a line by its text as printed, letters outside ASCII included, and in another case", async () => {
+    await fn<[string], string>("edgeSay").remote("ÉCHEC du téléchargement, Ärger");
+    const found = async (search: string) => (await logs(`?search=${encodeURIComponent(search)}`)).lines.map((l) => l.text);
+    await expect.poll(() => found("ÉCHEC")).toEqual(["edge says ÉCHEC du téléchargement, Ärger"]);
+    for (const search of ["Ärger", "ÉCHEC DU", "TÉLÉCHARGEMENT", "Edge Says"])
+      expect(await found(search), search).toEqual(["edge says ÉCHEC du téléchargement, Ärger"]);
+  }, 30_000);
+
   it("takes follow=true and follow=false as well as 1 and 0", async () => {
     await fn<[string], string>("edgeSay").remote("either spelling");
     await expect.poll(async () => (await logs("?search=either%20spelling&follow=false")).lines.map((l) => l.text)).toEqual(["edge says either spelling"]);
