@@ -8,6 +8,7 @@ import {
   cutLogLine,
   ConnectTokenRequestSchema,
   LogQuerySchema,
+  logQueryString,
   ROUTES,
   TokenCreateRequestSchema,
   UsageQuerySchema,
@@ -214,6 +215,19 @@ describe("the log query", () => {
     const now = Date.now();
     for (const since of ["0", "30d", "20000d", "0s", "1970-01-01T00:00:00Z", new Date(now + 3_600_000).toISOString()]) {
       expect(LogQuerySchema.safeParse({ since }).success, since).toBe(true);
+    }
+  });
+
+  it("is sent with a date without a zone as the time it names where it is written, a duration as written", () => {
+    const zone = process.env.TZ;
+    process.env.TZ = "America/New_York";
+    try {
+      expect(logQueryString({ since: "2026-12-05 09:00" })).toBe(`?since=${Date.UTC(2026, 11, 5, 14, 0)}`);
+      expect(logQueryString({ since: "2h", limit: 5 })).toBe("?since=2h&limit=5");
+      expect(logQueryString({ since: 1796431424014 })).toBe("?since=1796431424014");
+    } finally {
+      if (zone === undefined) delete process.env.TZ;
+      else process.env.TZ = zone;
     }
   });
 

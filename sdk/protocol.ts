@@ -2075,6 +2075,17 @@ export function sinceTime(value: string, now: number): number | undefined {
   const duration = /^(\d+(?:\.\d+)?)\s*(s|m|h|d)$/.exec(text);
   if (duration) return now - Number(duration[1]) * DURATION_MS[duration[2] as keyof typeof DURATION_MS];
   if (/^\d+$/.test(text)) return Number(text);
+  return sinceDate(text);
+}
+
+/**
+ * A `since` written as a date, as ms since the epoch; undefined for a duration, ms, or no date. A date and time
+ * without a zone is read in the zone of the process that reads it (UTC in the gateway), so a client reads it first.
+ * @example sinceDate("2026-12-05 09:00"); // 09:00 in this machine's zone
+ */
+export function sinceDate(value: string): number | undefined {
+  const text = value.trim();
+  if (/^\d+(?:\.\d+)?\s*[smhd]?$/.test(text)) return undefined;
   const date = Date.parse(text);
   return Number.isNaN(date) ? undefined : date;
 }
@@ -2147,19 +2158,22 @@ export interface LogQueryOptions {
   call?: string;
   container?: string;
   source?: LogSource;
-  /** A duration back from now (`"2h"`), ms since the epoch, or a date. */
+  /** A duration back from the gateway's now (`"2h"`), ms since the epoch, or a date (one without a zone: local time here). */
   since?: string | number;
   search?: string;
   limit?: number;
   follow?: boolean;
 }
 
-/** The query string of a log query, or nothing. */
+/** The query string of a log query, or nothing; a `since` written as a date goes as the time it names here. */
 export function logQueryString(query: LogQueryOptions): string {
   const q = new URLSearchParams();
   for (const key of ["function", "call", "container", "source", "since", "search", "limit"] as const) {
     if (query[key] !== undefined) q.set(key, String(query[key]));
   }
+  // A date without a zone is the sender's local time; the gateway, which runs in UTC, would read it otherwise.
+  const date = typeof query.since === "string" ? sinceDate(query.since) : undefined;
+  if (date !== undefined) q.set("since", String(date));
   if (query.follow) q.set("follow", "1");
   return q.size ? `?${q}` : "";
 }

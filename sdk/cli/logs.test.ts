@@ -99,3 +99,34 @@ describe("tandem logs -f -n 0", () => {
     expect(asked).toEqual([]);
   });
 });
+
+describe("tandem logs --since", () => {
+  const asked = async (since: string) => {
+    const paths: string[] = [];
+    const program = new Command().exitOverride();
+    addLogsCommand(program, () => ({ logLines: (path: string) => (paths.push(path), []) }) as unknown as HttpInvoker, "a token");
+    await program.parseAsync(["logs", "shop", "--since", since], { from: "user" });
+    return new URL(paths[0]!, "http://gateway").searchParams.get("since");
+  };
+
+  it("reads a date without a zone in this machine's zone, as a user means it, not in the gateway's", async () => {
+    const zone = process.env.TZ;
+    process.env.TZ = "Asia/Tokyo";
+    try {
+      expect(await asked("2026-12-05 09:00")).toBe(String(Date.UTC(2026, 11, 5, 0, 0)));
+      expect(await asked("2026-12-05T09:00:00Z")).toBe(String(Date.UTC(2026, 11, 5, 9, 0)));
+    } finally {
+      if (zone === undefined) delete process.env.TZ;
+      else process.env.TZ = zone;
+    }
+  });
+
+  it("refuses a date outside the span a since may name, quoting it as written", async () => {
+    await expect(asked("2300-01-01 00:00")).rejects.toThrow('--since must be a time from 1970-01-01T00:00:00Z to a day from now (got "2300-01-01 00:00")');
+  });
+
+  it("sends a duration and ms since the epoch as written, for the gateway's clock to read", async () => {
+    expect(await asked("2h")).toBe("2h");
+    expect(await asked("1796431424014")).toBe("1796431424014");
+  });
+});

@@ -8,7 +8,7 @@ import { ENV_HELP } from "./config.js";
 import type { HttpInvoker } from "../client.js";
 import { LOG_LIMITS } from "../defaults.js";
 import { InvalidOptionsError } from "../errors.js";
-import { LOG_SOURCES, paths, type LogLine, type LogQueryOptions, type LogSource } from "../protocol.js";
+import { LOG_SOURCES, SINCE_SPAN, paths, sinceDate, sinceInSpan, type LogLine, type LogQueryOptions, type LogSource } from "../protocol.js";
 import { style, visibleControls } from "./style.js";
 import { parseChoice } from "./choice-option.js";
 
@@ -50,7 +50,7 @@ export function addLogsCommand(program: Command, clientOf: (opts: { gateway?: st
       if (opts.call !== undefined) query.call = opts.call;
       if (opts.container !== undefined) query.container = opts.container;
       if (opts.source !== undefined) query.source = opts.source;
-      if (opts.since !== undefined) query.since = opts.since;
+      if (opts.since !== undefined) query.since = sinceHere(opts.since);
       if (opts.search !== undefined) query.search = opts.search;
       if (opts.lines === 0) {
         if (!opts.follow)
@@ -80,6 +80,16 @@ export function formatLogLine(line: LogLine): string {
   const body = line.text.split(/\r?\n/).map(visibleControls).join("\n    ");
   const text = line.source === "stderr" ? style.warn(body) : line.source === "system" ? style.dim(body) : body;
   return `${style.dim(new Date(line.time).toISOString())} ${where} (${line.tier}, ${line.source}) ${text}`;
+}
+
+/**
+ * A `--since`, a date checked against `SINCE_SPAN` here, so the error quotes it as written: the query sends the time
+ * it names in this machine's zone (`logQueryString`), as `tandem usage --since` reads it, not in the gateway's (UTC).
+ */
+function sinceHere(value: string): string {
+  const date = sinceDate(value);
+  if (date !== undefined && !sinceInSpan(date, Date.now())) throw new InvalidOptionsError(`--since must be ${SINCE_SPAN} (got "${value}")`);
+  return value;
 }
 
 function parseCount(value: string): number {
