@@ -183,6 +183,30 @@ describe("tandem logs", () => {
     }
   }, 30_000);
 
+  it("-f ends quietly once what reads its output stops reading (| head -1)", async () => {
+    await fn<[string], string>("edgeSay").remote("before the pipe closes");
+    await expect.poll(async () => (await logs("?search=before%20the%20pipe")).lines.length).toBe(1);
+    const child = spawn(process.execPath, [CLI, "logs", "journal", "-f", "-n", "1", "--gateway", served.url, "--token", token], {
+      cwd: dir,
+      env: { ...process.env, NO_COLOR: "1" },
+    });
+    let err = "";
+    child.stderr.on("data", (d: Buffer) => (err += d.toString()));
+    const exited = new Promise<number | null>((resolve) => child.on("exit", (code) => resolve(code)));
+    try {
+      await new Promise((resolve) => child.stdout.once("data", resolve)); // the last line so far: the follow is open
+      child.stdout.destroy(); // as head does once it has its line
+      for (let i = 0; i < 10 && child.exitCode === null; i++) {
+        await fn<[string], string>("edgeSay").remote(`to a closed pipe ${i}`);
+        await new Promise((r) => setTimeout(r, 300));
+      }
+      expect(await Promise.race([exited, new Promise((r) => setTimeout(() => r("still running"), 3_000))])).toBe(0);
+      expect(err).toBe("");
+    } finally {
+      child.kill("SIGINT");
+    }
+  }, 30_000);
+
   it("a follow left idle for a while still gets the next line", async () => {
     const res = await fetch(`${served.url}/v1/apps/journal/logs?follow=1&limit=1&search=after%20a%20pause`, { headers: { authorization: `Bearer ${token}` } });
     const reader = res.body!.getReader();

@@ -62,6 +62,11 @@ export function addLogsCommand(program: Command, clientOf: (opts: { gateway?: st
         query.since = "0s"; // no earlier line: the follow starts from the gateway's now, not this machine's clock's
       } else if (opts.lines !== undefined) query.limit = opts.lines;
       if (opts.follow) query.follow = true;
+      // `tandem logs -f | head -1`: once the reader is gone there is no one to print for; end with 0, not with EPIPE's stack.
+      process.stdout.on("error", (err: NodeJS.ErrnoException) => {
+        if (err.code !== "EPIPE") throw err;
+        process.exit(0);
+      });
       for await (const line of clientOf(opts).logLines(paths.appLogs(app, query))) {
         console.log(opts.json ? JSON.stringify(line) : formatLogLine(line));
       }
