@@ -33,9 +33,13 @@ export function logRoutes(): Hono<Api> {
   routes.get(ROUTES.appLogs, guard("call"), async (c) => {
     const app = registry().app(c.req.param("app")).name;
     const { filter, follow } = logQuery(c);
-    if (!follow && filter.callId) {
-      const seen = await recordOf(c.env, filter.callId);
-      if (seen?.app === app) await callLinesIn(seen);
+    if (filter.callId) {
+      // A follow does not wait for a call just answered to be recorded: a running call is not, and its lines come.
+      const seen = follow ? await ledgerFor(c.env, filter.callId).get(filter.callId, 0) : await recordOf(c.env, filter.callId);
+      // Another app's call would match no line here, without a word; one the token may not reach stays unknown.
+      if (seen && seen.app !== app && mayReach(principalOf(c), seen.app))
+        throw new InvalidRequestError(`log query: call ${filter.callId} is of app "${seen.app}", not "${app}"`);
+      if (!follow && seen?.app === app) await callLinesIn(seen);
     }
     return logAnswer(c, app, filter, follow);
   });

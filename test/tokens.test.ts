@@ -110,6 +110,23 @@ describe("tokens over HTTP", () => {
     expect((await api("/v1/planes", edgeOnly.token)).status).toBe(403);
   });
 
+  it("says which app a call is of when its lines are asked of another app, only to a token that reaches it", async () => {
+    const edgeCall = (await (await api("/v1/apps/edge/functions/chatty/spawn", ADMIN_TOKEN, { method: "POST", body: '{"args":["whose"]}' })).json()) as {
+      callId: string;
+    };
+    expect((await api(`/v1/calls/${edgeCall.callId}?wait=5000`, ADMIN_TOKEN)).status).toBe(200);
+    for (const follow of ["", "&follow=1"]) {
+      const wrong = await api(`/v1/apps/guarded/logs?call=${edgeCall.callId}${follow}`, ADMIN_TOKEN);
+      expect(wrong.status, follow).toBe(400);
+      expect((await errorOf(wrong)).message, follow).toBe(`log query: call ${edgeCall.callId} is of app "edge", not "guarded"`);
+    }
+    // To a token that does not reach the call's app, it is as unknown as one that never was: no lines, no word of it.
+    const guardedOnly = await createToken({ scope: "call", apps: ["guarded"] });
+    const unknown = await api(`/v1/apps/guarded/logs?call=${edgeCall.callId}`, guardedOnly.token);
+    expect(unknown.status).toBe(200);
+    expect(await unknown.text()).toBe("");
+  });
+
   it("lets a deploy token stop and read the usage of its apps only", async () => {
     const deployer = await createToken({ scope: "deploy", apps: ["edge"] });
     expect((await api("/v1/apps/edge/stop", deployer.token, { method: "POST" })).status).toBe(200);
