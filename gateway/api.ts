@@ -44,7 +44,7 @@ import { checkedCallId, keyScope, ledgerFor, ledgerShard, recordStatus, shardOfK
 import { checkArguments } from "./check-arguments.js";
 import { schedulerFor } from "./scheduler.js";
 import type { RouteEnv } from "./env.js";
-import { callNow, callOnce, mapCalls, mapCallsOnce, spawnCall } from "./executor.js";
+import { callNow, callOnce, mapCalls, mapCallsOnce, spawnCall, stopMapHere } from "./executor.js";
 import { nearRegionsOf } from "./plane-regions.js";
 import { appsOfThisEnvironment, inServedEnvironment } from "./environments.js";
 import { cancelOnPlane, rolloverAppOnPlanes, stopAppOnPlanes, usageFromPlanes } from "./plane-client.js";
@@ -199,6 +199,7 @@ export function apiRoutes(): Hono<Api> {
     }
     const scope = keyScope(fn.app, fn.name, key);
     const cancelled = await ledgerShard(c.env, shardOfKey(scope)).cancelMap(scope);
+    stopMapHere(scope);
     const rc = runContext(c);
     await Promise.all(cancelled.flatMap(({ id, plane }) => (plane ? [cancelOnPlane(rc, plane, id, false)] : [])));
     return c.json({ cancelled: cancelled.length } satisfies MapCancelAnswer);

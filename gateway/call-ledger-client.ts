@@ -166,6 +166,8 @@ export interface LedgerApi {
    * which it cancelled, and the plane each was running on, if one.
    */
   cancelMap(scope: string): Promise<{ id: string; plane: string | null }[]>;
+  /** The inputs of the keyed map request `scope` that were cancelled (`cancelMap`, or each alone): none of them may start. */
+  cancelledInputs(scope: string): Promise<string[]>;
   runningOn(id: string, planeId: string): Promise<void>;
   /** `runningOn` for several calls in one write. */
   runningOnMany(notes: { id: string; planeId: string }[]): Promise<void[]>;

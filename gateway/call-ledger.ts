@@ -378,6 +378,13 @@ export class CallLedger extends DurableObject<Env> implements LedgerApi {
     return open;
   }
 
+  async cancelledInputs(scope: string): Promise<string[]> {
+    return this.#sql
+      .exec<Pick<Row, "id">>(`SELECT id FROM calls WHERE idem_key >= ? AND idem_key < ? AND status = 'cancelled'`, `${scope} `, `${scope}!`)
+      .toArray()
+      .map((row) => row.id);
+  }
+
   /** Ends a call that has not ended as `cancelled`, with a `call_cancelled` error, and wakes those waiting for it. */
   #markCancelled(id: string): void {
     const error: WireError = { code: "call_cancelled", message: `call ${id} was cancelled`, details: { callId: id } };

@@ -492,11 +492,12 @@ export async function mapCalls(
  * as it ends, those that ended first included.
  *
  * `fresh` (see `callOnce`), for a plane function: the inputs are recorded as
- * running their first attempt, so the first `concurrency` of them wait for no
- * mark before they start, and go to their planes while that write is made; the
- * others mark it as they start, so a map cancelled meanwhile (`cancelMap`)
- * starts none of them. A line, a later attempt's mark and a plane's note wait
- * for the record. A runner lost before an input started
+ * running their first attempt, so none waits for a mark before it starts, and
+ * they go to their planes while that write is made. A map cancelled meanwhile
+ * (`cancelMap`) starts none of those not started yet: a cancel that reaches this
+ * isolate says so at once (`stopMapHere`); one that reaches another, or the
+ * cancel of one input alone, is read from the ledger every `mapCancelPollMs`. A line, a later attempt's mark and a
+ * plane's note wait for the record. A runner lost before an input started
  * leaves it counted as an attempt that may not have run, as the record of
  * any lost attempt is (docs/api.md, "Delivery").
  */
@@ -533,6 +534,23 @@ export async function mapCallsOnce(
   const start = early ? (mark: { id: string; attempt: number }) => afterRecord(() => startMarks(mark)) : startMarks;
   const notePlane = early ? (note: { id: string; planeId: string }) => afterRecord(() => planeNotes(note)) : planeNotes;
   const renew = setInterval(() => void (mine.size ? ledger.renewAll([...mine]) : Promise.resolve()).catch(() => {}), rc.config.callLeaseMs / 3);
+  // Inputs recorded as started have no mark to refuse them once the map is cancelled: they ask this instead.
+  const stopped = { yes: false }; // plain data: workerd refuses an AbortController of this request another request aborts
+  const here = runningMaps.get(scope) ?? new Set<{ yes: boolean }>();
+  runningMaps.set(scope, here.add(stopped));
+  const cancelled = new Set<string>();
+  const poll = early
+    ? setInterval(
+        () =>
+          void ledger.cancelledInputs(scope).then(
+            (ids) => ids.forEach((id) => cancelled.add(id)),
+            () => {},
+          ),
+        DELIVERY_DEFAULTS.mapCancelPollMs,
+      )
+    : undefined;
+  const firstStart = ({ id, attempt }: { id: string; attempt: number }) =>
+    attempt === 1 ? Promise.resolve(!stopped.yes && !cancelled.has(id)) : start({ id, attempt });
   const rows: FinishedCall[] = [];
   const batch = new RunBatch();
   let next = 0;
@@ -546,10 +564,8 @@ export async function mapCallsOnce(
       }
       const outcome = await runRecorded(rc, ledger, fn, id, inputs[index]!, NOT_STARTED, {
         renew: false,
-        // Those that wait for a free worker mark their first attempt too: a map cancelled meanwhile starts none of them.
-        firstMarked: early && index < concurrency,
         waited: true,
-        start,
+        start: early ? firstStart : start,
         notePlane,
         batch,
       });
@@ -571,8 +587,23 @@ export async function mapCallsOnce(
     await Promise.all(Array.from({ length: concurrency }, worker));
   } finally {
     clearInterval(renew);
+    clearInterval(poll);
+    here.delete(stopped);
+    if (!here.size) runningMaps.delete(scope);
     rc.waitUntil(recordEnded(rc.env, rows).catch((err) => console.error("ledger: could not record map calls:", err)));
   }
+}
+
+/** The keyed map requests running in this isolate, by scope (`keyScope`), each stopped by the cancel of its map. */
+const runningMaps = new Map<string, Set<{ yes: boolean }>>();
+
+/**
+ * Stops the inputs not started yet of a keyed map request running in this isolate, once `cancelMap` has cancelled
+ * them in the ledger; a request running in another isolate reads it from the ledger (`mapCallsOnce`).
+ * @example stopMapHere(scope); // after `await ledger.cancelMap(scope)`
+ */
+export function stopMapHere(scope: string): void {
+  for (const stopped of runningMaps.get(scope) ?? []) stopped.yes = true;
 }
 
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));

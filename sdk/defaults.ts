@@ -434,6 +434,11 @@ export const DELIVERY_DEFAULTS = {
    */
   mapCancelWaitMs: 2_000,
   /**
+   * How often a keyed map request whose inputs were recorded as started asks the ledger whether it was cancelled from
+   * another isolate (a cancel that reaches its own isolate stops it at once): its inputs not started then start none.
+   */
+  mapCancelPollMs: 1_000,
+  /**
    * workerd closes a connection that has been idle for 5 s, and so do Node's HTTP servers: a client that keeps idle
    * connections must close them first, or a request it sends on one as it closes fails.
    */
