@@ -199,9 +199,14 @@ export function apiRoutes(): Hono<Api> {
     }
     const scope = keyScope(fn.app, fn.name, key);
     const cancelled = await ledgerShard(c.env, shardOfKey(scope)).cancelMap(scope);
-    stopMapHere(scope);
+    const planesHere = stopMapHere(scope);
     const rc = runContext(c);
-    await Promise.all(cancelled.flatMap(({ id, plane }) => (plane ? [cancelOnPlane(rc, plane, id, false)] : [])));
+    const byPlane = new Map<string, string[]>(); // one request to each plane, naming all its inputs
+    for (const { id, plane: noted } of cancelled) {
+      const plane = noted ?? planesHere.get(id);
+      if (plane) byPlane.set(plane, [...(byPlane.get(plane) ?? []), id]);
+    }
+    await Promise.all([...byPlane].map(([plane, ids]) => cancelOnPlane(rc, plane, ids, false)));
     return c.json({ cancelled: cancelled.length } satisfies MapCancelAnswer);
   });
 
@@ -268,7 +273,7 @@ export function apiRoutes(): Hono<Api> {
     if (!seen || !mayReach(principalOf(c), seen.app)) throw unknownCall(id, c.var.config.resultTtlSeconds);
     const cancelled = await ledgerFor(c.env, id).cancel(id);
     if (!cancelled) throw unknownCall(id, c.var.config.resultTtlSeconds);
-    if (cancelled.plane) await cancelOnPlane(runContext(c), cancelled.plane, id, terminateContainer ?? false);
+    if (cancelled.plane) await cancelOnPlane(runContext(c), cancelled.plane, [id], terminateContainer ?? false);
     return c.json({ callId: id, status: cancelled.record.status });
   });
 

@@ -532,11 +532,15 @@ export async function mapCallsOnce(
   const startMarks = grouped((marks: { id: string; attempt: number }[]) => ledger.startMany(marks));
   const planeNotes = grouped((notes: { id: string; planeId: string }[]) => ledger.runningOnMany(notes));
   const start = early ? (mark: { id: string; attempt: number }) => afterRecord(() => startMarks(mark)) : startMarks;
-  const notePlane = early ? (note: { id: string; planeId: string }) => afterRecord(() => planeNotes(note)) : planeNotes;
+  const notePlane = (note: { id: string; planeId: string }) => {
+    stopped.planes.set(note.id, note.planeId); // a cancel that comes before the ledger has it still finds the plane
+    return early ? afterRecord(() => planeNotes(note)) : planeNotes(note);
+  };
   const renew = setInterval(() => void (mine.size ? ledger.renewAll([...mine]) : Promise.resolve()).catch(() => {}), rc.config.callLeaseMs / 3);
   // Inputs recorded as started have no mark to refuse them once the map is cancelled: they ask this instead.
-  const stopped = { yes: false }; // plain data: workerd refuses an AbortController of this request another request aborts
-  const here = runningMaps.get(scope) ?? new Set<{ yes: boolean }>();
+  // Plain data: workerd refuses an AbortController of this request another request aborts.
+  const stopped: MapHere = { yes: false, planes: new Map() };
+  const here = runningMaps.get(scope) ?? new Set<MapHere>();
   runningMaps.set(scope, here.add(stopped));
   const cancelled = new Set<string>();
   const poll = early
@@ -594,16 +598,27 @@ export async function mapCallsOnce(
   }
 }
 
+/** A keyed map request running in this isolate: whether its map was cancelled, and the plane each input went to. */
+interface MapHere {
+  yes: boolean;
+  planes: Map<string, string>;
+}
 /** The keyed map requests running in this isolate, by scope (`keyScope`), each stopped by the cancel of its map. */
-const runningMaps = new Map<string, Set<{ yes: boolean }>>();
+const runningMaps = new Map<string, Set<MapHere>>();
 
 /**
  * Stops the inputs not started yet of a keyed map request running in this isolate, once `cancelMap` has cancelled
- * them in the ledger; a request running in another isolate reads it from the ledger (`mapCallsOnce`).
- * @example stopMapHere(scope); // after `await ledger.cancelMap(scope)`
+ * them in the ledger; a request running in another isolate reads it from the ledger (`mapCallsOnce`). Returns the
+ * plane each of its inputs went to, as this isolate knows it: the ledger may not have it yet.
+ * @example const planes = stopMapHere(scope); // after `await ledger.cancelMap(scope)`
  */
-export function stopMapHere(scope: string): void {
-  for (const stopped of runningMaps.get(scope) ?? []) stopped.yes = true;
+export function stopMapHere(scope: string): Map<string, string> {
+  const planes = new Map<string, string>();
+  for (const stopped of runningMaps.get(scope) ?? []) {
+    stopped.yes = true;
+    for (const [id, plane] of stopped.planes) planes.set(id, plane);
+  }
+  return planes;
 }
 
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));

@@ -71,7 +71,7 @@ export class GatewayInvoker implements Invoker {
     const rc = context();
     const cancelled = await ledgerFor(rc.env, callId).cancel(callId);
     if (!cancelled) throw new NotFoundError(`no call ${callId}`, { callId });
-    if (cancelled.plane) await cancelOnPlane(rc, cancelled.plane, callId, options.terminateContainer ?? false);
+    if (cancelled.plane) await cancelOnPlane(rc, cancelled.plane, [callId], options.terminateContainer ?? false);
   }
 }
 

@@ -119,18 +119,21 @@ export async function usageFromPlanes(rc: PlaneAccess, query: UsageQuery): Promi
 }
 
 /**
- * Tells the plane a call runs on to stop it: its input, or with
- * `terminateContainer` its whole container. A plane that cannot be reached is
- * logged, not thrown: the call is cancelled in the ledger either way.
+ * Tells a plane to stop calls that run or wait there: their inputs, or with
+ * `terminateContainer` their whole containers. One request names them all, so
+ * the plane drops those queued before it stops those running. A plane that
+ * cannot be reached is logged, not thrown: the calls are cancelled in the
+ * ledger either way.
  *
- * @example await cancelOnPlane(rc, cancelled.plane, callId, false);
+ * @example await cancelOnPlane(rc, cancelled.plane, [callId], false);
  */
-export async function cancelOnPlane(rc: PlaneAccess, planeId: string, callId: string, terminateContainer: boolean): Promise<void> {
+export async function cancelOnPlane(rc: PlaneAccess, planeId: string, callIds: string[], terminateContainer: boolean): Promise<void> {
   const { planeSecret } = rc.config;
   const plane = (await knownPlanes(rc.env, true)).find((p) => p.planeId === planeId);
-  if (!planeSecret || !plane) return;
-  const body = JSON.stringify({ callId, terminateContainer } satisfies PlaneCancelRequest);
+  if (!planeSecret || !plane || callIds.length === 0) return;
+  const body = JSON.stringify({ callIds, terminateContainer } satisfies PlaneCancelRequest);
+  const named = callIds.length === 1 ? callIds[0] : `${callIds.length} calls`;
   await signedFetch(planeSecret, plane, { method: "POST", route: PLANE_ROUTES.cancel, body }).catch((err: Error) =>
-    console.warn(`plane ${planeId} could not be told to cancel ${callId}: ${err.message}`),
+    console.warn(`plane ${planeId} could not be told to cancel ${named}: ${err.message}`),
   );
 }

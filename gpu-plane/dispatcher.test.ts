@@ -314,14 +314,40 @@ describe("the dispatcher, on fake containers", () => {
     const second = h.dispatcher.run(queued, BUNDLE);
     await sleep(50);
     const started = Date.now();
-    expect(h.dispatcher.cancel(queued.callId, false)).toBe(true);
+    expect(h.dispatcher.cancel([queued.callId], false)).toEqual([queued.callId]);
     expect(await second).toMatchObject({ status: "failed", error: { code: "call_cancelled" } });
     expect(Date.now() - started).toBeLessThan(500);
     expect(h.lines).toContain(`[plane] cancelling ${queued.callId}, waiting for a container`);
     hold.open();
     expect(await first).toMatchObject({ status: "succeeded", result: "done" });
     expect(h.inputs).not.toContain(queued.callId);
-    expect(h.dispatcher.cancel(queued.callId, false)).toBe(false); // it has left the queue
+    expect(h.dispatcher.cancel([queued.callId], false)).toEqual([]); // it has left the queue
+  });
+
+  it("drops the queued inputs a cancel names before it stops the running ones, so a container a stop frees takes none of them", async () => {
+    // A map's cancel names all its inputs on a plane in one request; the running one comes first here.
+    const h = harness({ work: (_args, call) => new Promise((resolve) => call.signal.addEventListener("abort", () => resolve("stopped"))) });
+    const autoscaler = { maxContainers: 1 };
+    const running = request("work", { autoscaler });
+    const first = h.dispatcher.run(running, BUNDLE);
+    await until(() => h.dispatcher.containers().some((c) => c.ready && c.busy), "the first input to run");
+    const queued = [request("work", { autoscaler, timeoutSeconds: 30 }), request("work", { autoscaler, timeoutSeconds: 30 })];
+    const waiting = queued.map((q) => h.dispatcher.run(q, BUNDLE));
+    await sleep(50);
+    const named = [running.callId, ...queued.map((q) => q.callId)];
+    expect(h.dispatcher.cancel(named, false).sort()).toEqual([...named].sort());
+    for (const answer of [first, ...waiting]) expect(await answer).toMatchObject({ status: "failed", error: { code: "call_cancelled" } });
+    expect(h.inputs).toEqual([running.callId]);
+  });
+
+  it("answers as cancelled, and never runs, a call whose cancel came before it (a map's input still on its way)", async () => {
+    const h = harness({ f: () => "ran" });
+    const late = request("f");
+    expect(h.dispatcher.cancel([late.callId], false)).toEqual([]); // not here
+    expect(h.lines).toContain(`[plane] cancelling ${late.callId} not running or waiting here: none will run if it comes`);
+    expect(await h.dispatcher.run(late, BUNDLE)).toMatchObject({ status: "failed", error: { code: "call_cancelled" } });
+    expect(h.inputs).toEqual([]);
+    expect(await h.dispatcher.run(request("f"), BUNDLE)).toMatchObject({ status: "succeeded", result: "ran" }); // others run
   });
 
   it("stops a container after its scale-down window with no inputs, and records its life", async () => {
@@ -497,11 +523,11 @@ describe("the dispatcher, on fake containers", () => {
     const req = request("f");
     const answer = h.dispatcher.run(req, BUNDLE);
     await until(() => h.dispatcher.containers().length === 1, "the container to start");
-    expect(h.dispatcher.cancel(req.callId, false)).toBe(true);
+    expect(h.dispatcher.cancel([req.callId], false)).toEqual([req.callId]);
     expect(await answer).toMatchObject({ status: "failed", error: { code: "call_cancelled" } });
     expect(h.lines).toContain(`[plane] cancelling app.f ${req.callId}`);
     expect(h.driver.started[0]!.frames.filter((f) => f.t === "input")).toEqual([]);
-    expect(h.dispatcher.cancel(newCallId(), false)).toBe(false);
+    expect(h.dispatcher.cancel([newCallId()], false)).toEqual([]);
     expect(await h.dispatcher.run(request("f"), BUNDLE)).toMatchObject({ status: "succeeded", result: "ran", coldStart: false }); // the container stays
   });
 

@@ -98,6 +98,8 @@ export class Dispatcher {
   readonly #cancelledBeforeStart = new Set<string>();
   /** Calls waiting for a container (`#acquire`): a cancel reaches them there too. */
   readonly #waiting = new Set<string>();
+  /** Calls a cancel named before their run came, each until when it is remembered (`PLANE_DEFAULTS.cancelAheadMs`). */
+  readonly #cancelledAhead = new Map<string, number>();
   #closed = false;
 
   constructor(options: DispatcherOptions) {
@@ -301,25 +303,47 @@ export class Dispatcher {
   }
 
   /**
-   * Stops a call's input: the runner aborts its signal and answers it as
-   * cancelled; with `terminateContainer`, its container is stopped at once.
-   * False when no container here runs it.
+   * Stops calls' inputs: the runner aborts each one's signal and answers it as
+   * cancelled; with `terminateContainer`, their containers are stopped at once.
+   * Those still queued are dropped before those running are stopped, so a
+   * container a stop frees never takes one of them. A call not seen here yet
+   * (its run still on its way) is remembered a while, and never runs if it
+   * comes. Returns the calls named that ran or waited here.
+   *
+   * @example dispatcher.cancel([callId], false); // [callId] when it ran here
    */
-  cancel(callId: string, terminateContainer: boolean): boolean {
-    const worker = this.#pool.runningCall(callId);
-    if (!worker && this.#waiting.has(callId)) {
+  cancel(callIds: readonly string[], terminateContainer: boolean): string[] {
+    const queued = callIds.filter((id) => !this.#pool.runningCall(id) && this.#waiting.has(id));
+    for (const callId of queued) {
       // Queued behind busy containers (a map's inputs past maxContainers): it leaves the queue as cancelled, and never runs.
       this.#o.log(`[plane] cancelling ${callId}, waiting for a container`);
       this.#cancelledBeforeStart.add(callId);
-      this.#pool.wake();
-      return true;
     }
-    if (!worker) return false;
-    this.#o.log(`[plane] cancelling ${worker.label} ${callId}${terminateContainer ? `, stopping container ${worker.id}` : ""}`);
-    if (terminateContainer) void this.#scaleDown.retire(worker);
-    else if (worker.ready) worker.channel.cancel(callId);
-    else this.#cancelledBeforeStart.add(callId); // its container is still starting: the input is never sent
-    return true;
+    if (queued.length) this.#pool.wake();
+    const running = callIds.filter((callId) => {
+      const worker = this.#pool.runningCall(callId);
+      if (!worker) return false;
+      this.#o.log(`[plane] cancelling ${worker.label} ${callId}${terminateContainer ? `, stopping container ${worker.id}` : ""}`);
+      if (terminateContainer) void this.#scaleDown.retire(worker);
+      else if (worker.ready) worker.channel.cancel(callId);
+      else this.#cancelledBeforeStart.add(callId); // its container is still starting: the input is never sent
+      return true;
+    });
+    const here = new Set([...queued, ...running]);
+    const ahead = callIds.filter((callId) => !here.has(callId));
+    ahead.forEach((callId) => this.#cancelAhead(callId));
+    if (ahead.length)
+      this.#o.log(`[plane] cancelling ${ahead.length === 1 ? ahead[0] : `${ahead.length} calls`} not running or waiting here: none will run if it comes`);
+    return [...here];
+  }
+
+  #cancelAhead(callId: string): void {
+    const now = Date.now();
+    for (const [id, until] of this.#cancelledAhead) {
+      if (until > now && this.#cancelledAhead.size < PLANE_DEFAULTS.cancelAheadMax) break;
+      this.#cancelledAhead.delete(id); // the oldest first: they are kept in the order they came
+    }
+    this.#cancelledAhead.set(callId, now + PLANE_DEFAULTS.cancelAheadMs);
   }
 
   /** Stops every container of `app` now (`tandem app stop`), its prepared ones too; returns how many. */
@@ -393,6 +417,7 @@ export class Dispatcher {
     deadline: number,
     stats: FunctionStats,
   ): Promise<{ worker: Worker; cold: boolean; startMs: number }> {
+    if (this.#cancelledAhead.delete(req.callId)) throw new CancelledError(`call ${req.callId} was cancelled before it came`, { callId: req.callId });
     const key = poolKey(req);
     if (this.#versions.seen(key, req.strategy)) this.#prepared.dropSuperseded();
     const scaling = req.spec.autoscaler;

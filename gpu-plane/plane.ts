@@ -370,7 +370,7 @@ export class Plane {
       stream: (req) => plane!.stream(req),
       stopApp: (name) => dispatcher.stopApp(name),
       rolloverApp: (name) => dispatcher.rolloverApp(name),
-      cancel: (callId, terminate) => dispatcher.cancel(callId, terminate),
+      cancel: (callIds, terminate) => dispatcher.cancel(callIds, terminate),
       usage: (query) => usage.summary({ ...query, running: dispatcher.running(), prepared: dispatcher.preparedLives() }),
       status: () => plane!.status(),
       metrics,

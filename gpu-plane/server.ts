@@ -60,7 +60,7 @@ export interface PlaneServerOptions {
   stopApp(app: string): Promise<number>;
   /** Rolls over an app's containers (each stops once its inputs end); returns how many. */
   rolloverApp(app: string): number;
-  cancel(callId: string, terminateContainer: boolean): boolean;
+  cancel(callIds: readonly string[], terminateContainer: boolean): string[];
   usage(query: UsageQuery): UsageRow[];
   status(): unknown;
   /** `GET /metrics` (metrics-server.ts): answered only with `metricsToken` as a bearer token. */
@@ -215,8 +215,8 @@ export function planeServer(options: PlaneServerOptions): (req: IncomingMessage,
   });
 
   app.post(PLANE_ROUTES.cancel, async (c) => {
-    const { callId, terminateContainer } = parseSignedBody(await verified(c), PlaneCancelRequestSchema, "cancel");
-    return c.json({ callId, cancelled: options.cancel(callId, terminateContainer === true) } satisfies PlaneCancelAnswer);
+    const { callIds, terminateContainer } = parseSignedBody(await verified(c), PlaneCancelRequestSchema, "cancel");
+    return c.json({ cancelled: options.cancel(callIds, terminateContainer === true) } satisfies PlaneCancelAnswer);
   });
 
   app.get(PLANE_ROUTES.usage, async (c) => {

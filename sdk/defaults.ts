@@ -286,6 +286,12 @@ export const PLANE_DEFAULTS = {
    * connection: long enough for the client to read the answer, which a reset at once would lose.
    */
   lingerMs: 1_000,
+  /**
+   * How long, and for how many calls, a plane remembers a cancel naming a call it has not seen: a map's input still
+   * on its way when its map was cancelled is answered as cancelled when it comes, and never runs.
+   */
+  cancelAheadMs: 5 * 60_000,
+  cancelAheadMax: 10_000,
   /** The longest control frame between a plane and a container's runner. */
   maxControlFrameBytes: 64 * MiB,
   /** Processes and threads one container may have. */

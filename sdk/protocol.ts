@@ -1742,19 +1742,25 @@ export interface StopAnswer {
   stopped: number;
 }
 
-/** `POST /v1/plane/cancel`: stop a call's input, or with `terminateContainer` its whole container. */
+/**
+ * `POST /v1/plane/cancel`: stop calls' inputs, or with `terminateContainer` their whole containers. A map's cancel
+ * names all its inputs on that plane in one request, so the plane can drop those still queued before it stops those
+ * running: a container freed by a stop would otherwise take a queued input whose own cancel had not come yet.
+ */
 export const PlaneCancelRequestSchema = z.lazy(() =>
   z.strictObject({
-    callId: z.string().regex(CALL_ID_PATTERN, "must be a call id"),
+    callIds: z
+      .array(z.string().regex(CALL_ID_PATTERN, "must be a call id"))
+      .min(1, "names no call")
+      .max(API_LIMITS.maxMapInputs, `at most ${API_LIMITS.maxMapInputs} calls per request`),
     terminateContainer: z.boolean().optional(),
   }),
 );
 export type PlaneCancelRequest = z.infer<typeof PlaneCancelRequestSchema>;
 
-/** What a plane answers to a cancel: whether a container here ran the call. */
+/** What a plane answers to a cancel: the calls it named that ran or waited here. */
 export interface PlaneCancelAnswer {
-  callId: string;
-  cancelled: boolean;
+  cancelled: string[];
 }
 
 /** What a plane answers to a run request. */
