@@ -456,20 +456,22 @@ async function awaitRecord(ledger: LedgerApi, id: string, fn: RegisteredFunction
 
 /**
  * Runs one call per input, `concurrency` at a time, handing each result to
- * `onResult` as it finishes; records them all in the ledger afterwards.
+ * `onResult` as it finishes; records them all in the ledger afterwards. Once
+ * `stopped` says so (its reader left), no input not begun yet starts.
  */
 export async function mapCalls(
   rc: RunContext,
   fn: RegisteredFunction,
   inputs: CallArgs[],
   onResult: (index: number, row: FinishedCall, outcome: Outcome) => void | Promise<void>,
-  concurrency = 32,
+  options: { concurrency?: number; stopped?: () => boolean } = {},
 ): Promise<void> {
   const rows: FinishedCall[] = [];
   const batch = new RunBatch();
+  const concurrency = options.concurrency ?? 32;
   let next = 0;
   const worker = async () => {
-    while (next < inputs.length) {
+    while (next < inputs.length && !options.stopped?.()) {
       const index = next++;
       const id = newCallId();
       const createdAt = Date.now();

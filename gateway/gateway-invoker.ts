@@ -35,16 +35,42 @@ export class GatewayInvoker implements Invoker {
     return spawnCall(context(), target, given);
   }
 
+  // Each result is handed on as it ends; a loop left early (a break, a return, a throw) starts no input not begun yet,
+  // and those under way run to their end and are recorded, as the map's would be.
   async *map(app: string, fn: string, inputs: AsyncIterable<unknown[]>): AsyncIterable<MapOutcome> {
     const rc = context();
     const target = registry().function(app, fn);
     const all: CallArgs[] = [];
     for await (const input of inputs) all.push(CallArgs.of(input));
-    const done: MapOutcome[] = [];
-    await mapCalls(rc, target, all, (index, _row, outcome) => {
-      done.push(outcome.error ? { index, ok: false, error: outcome.error } : { index, ok: true, value: plainValue(outcome.value) });
-    });
-    yield* done;
+    const ended: MapOutcome[] = [];
+    const state = { done: false, left: false, failure: undefined as unknown };
+    let wake: (() => void) | undefined;
+    const running = mapCalls(
+      rc,
+      target,
+      all,
+      (index, _row, outcome) => {
+        ended.push(outcome.error ? { index, ok: false, error: outcome.error } : { index, ok: true, value: plainValue(outcome.value) });
+        wake?.();
+      },
+      { stopped: () => state.left },
+    )
+      .catch((err: unknown) => void (state.failure = err))
+      .finally(() => {
+        state.done = true;
+        wake?.();
+      });
+    rc.waitUntil(running);
+    try {
+      for (;;) {
+        if (ended.length) yield ended.shift()!;
+        else if (state.failure !== undefined) throw state.failure;
+        else if (state.done) return;
+        else await new Promise<void>((resolve) => (wake = resolve));
+      }
+    } finally {
+      state.left = true;
+    }
   }
 
   async *stream(app: string, fn: string, args: unknown[]): AsyncIterable<unknown> {

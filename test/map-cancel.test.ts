@@ -116,6 +116,19 @@ describe("a map left early", () => {
     expect(stack.planeOutput.some((l) => /\[plane\] cancelling fc-[0-9a-z]{26}, waiting for a container/.test(l))).toBe(true);
   });
 
+  it("inside an edge function: hands each result on as it ends, and starts no more inputs once its loop is left", async () => {
+    await sleep(2_500); // the inputs of the tests before have ended
+    const before = began("edgeNap", stack.gatewayOutput).size;
+    const mapInside = lookup<[number], { first: number; ms: number }>("mapcancel", "mapInside", { gateway: stack.url });
+    const { first, ms } = await mapInside.remote(64);
+    expect(first).toBe(0);
+    expect(ms).toBeLessThan(1_500); // the first result, not the 2 s naps of the rest (before: every input, in two waves)
+    await sleep(3_000);
+    // 32 at a time: those under way when the loop was left end, and at most the one whose worker took it before then
+    // begins; none of the other 31.
+    expect(began("edgeNap", stack.gatewayOutput).size - before).toBeLessThanOrEqual(33);
+  });
+
   it("is left without an error, within 2 s, when the gateway refuses its cancel or does not answer it", async () => {
     const recording = (url: string, init: RequestInit) => {
       sent.push({ path: new URL(url).pathname, key: (init.headers as Record<string, string> | undefined)?.[HEADERS.idempotencyKey] });
