@@ -175,17 +175,21 @@ export function apiRoutes(): Hono<Api> {
     const encoder = new TextEncoder();
     const stream = new TransformStream<Uint8Array, Uint8Array>();
     const writer = stream.writable.getWriter();
-    const send = async (index: number, { callId, status, result, meta, error }: CallRecord) => {
-      const line: MapResultLine = { index, callId, status, result, meta, error };
-      await writer.write(encoder.encode(JSON.stringify(line) + "\n"));
+    // A client that went away stops the lines, not the map: its inputs run to their end and are recorded (a failed
+    // write thrown into the map had ended it there, and a keyed map's inputs were then resumed, some run twice).
+    let gone = false;
+    const write = async (line: MapResultLine) => {
+      if (gone) return;
+      await writer.write(encoder.encode(JSON.stringify(line) + "\n")).catch(() => void (gone = true));
     };
+    const send = (index: number, { callId, status, result, meta, error }: CallRecord) => write({ index, callId, status, result, meta, error });
     rc.waitUntil(
       (key === undefined
         ? mapCalls(rc, fn, inputs, (index, row) => send(index, toCallRecord(row)))
         : mapCallsOnce(rc, fn, inputs, key, send, { fresh: c.req.header(HEADERS.freshKey) === "1" })
       )
-        .catch((err) => writer.write(encoder.encode(JSON.stringify({ index: -1, callId: "", status: "failed", error: toWireError(err) }) + "\n")))
-        .finally(() => writer.close()),
+        .catch((err) => write({ index: -1, callId: "", status: "failed", error: toWireError(err) }))
+        .finally(() => writer.close().catch(() => {})),
     );
     return c.body(stream.readable, 200, { "content-type": "application/x-ndjson" });
   });

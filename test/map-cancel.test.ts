@@ -4,6 +4,7 @@
  * (`POST .../map/cancel`), at the edge (real workerd) and on the plane (real
  * Docker); and that route's own answers, good and bad.
  */
+import http from "node:http";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { lookup, type CallRecord } from "../sdk/index.js";
 import { HEADERS, paths, type MapCancelAnswer, type MapResultLine, type TokenCreateAnswer } from "../sdk/protocol.js";
@@ -162,6 +163,51 @@ describe("a map left early", () => {
     expect(out).toEqual([1, 2, 3]);
     expect(sent.slice(from).map((r) => r.path)).toEqual([paths.map("mapcancel", "edgeNap")]);
   });
+});
+
+describe("a map request whose client goes away", () => {
+  /** Sends a map request of `n` inputs of edgeNap, each napping `ms`, reads its first line, and drops the connection. */
+  const mapThenLeave = (n: number, ms: number, key?: string) =>
+    new Promise<string>((resolve, reject) => {
+      const body = JSON.stringify({ inputs: Array.from({ length: n }, (_, i) => [i, ms]) });
+      const req = http.request(
+        stack.url + paths.map("mapcancel", "edgeNap"),
+        {
+          method: "POST",
+          headers: { "content-type": "application/json", ...(authed().headers as Record<string, string>), ...(key ? { [HEADERS.idempotencyKey]: key } : {}) },
+        },
+        (res) =>
+          res.once("data", (chunk: Buffer) => {
+            req.destroy();
+            resolve(String(chunk));
+          }),
+      );
+      req.on("error", (err) => (req.destroyed ? undefined : reject(err)));
+      req.end(body);
+    });
+  /** How many times each input index of edgeNap began since `from` lines of the gateway's output. */
+  const beganSince = (from: number) => {
+    const times = new Map<number, number>();
+    for (const l of stack.gatewayOutput.slice(from).filter((l) => l.includes("[mapcancel.edgeNap ") && l.includes("began input"))) {
+      const index = Number(/began input (\d+)/.exec(l)![1]);
+      times.set(index, (times.get(index) ?? 0) + 1);
+    }
+    return times;
+  };
+
+  for (const keyed of [false, true]) {
+    it(`${keyed ? "with" : "without"} a key: runs every input it sent to its end, once`, async () => {
+      await sleep(2_500); // the inputs of the tests before have ended
+      const from = stack.gatewayOutput.length;
+      expect(await mapThenLeave(120, 300, keyed ? `leave-${Date.now()}` : undefined)).toContain('"index"');
+      // 120 inputs of 300 ms, 32 at a time, take about 1.2 s; before, the map ended at the first line it failed to write.
+      await eventually(() => beganSince(from).size === 120, 10_000);
+      await sleep(1_000);
+      const times = beganSince(from);
+      expect(times.size).toBe(120);
+      expect([...times.values()].every((t) => t === 1)).toBe(true);
+    });
+  }
 });
 
 describe("POST .../map/cancel", () => {
