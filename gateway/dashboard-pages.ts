@@ -124,11 +124,21 @@ export function callRow(call: DashboardCallRow): Html {
     <td>${queueMs === null ? "—" : ms(queueMs)}</td>
     <td>${runMs === null ? "—" : ms(runMs)}</td>
     <td>${Math.max(0, call.attempts - 1)}</td>
-    <td class="error">${call.error ? `${call.error.code}: ${call.error.message}` : ""}</td>
+    <td class="error">${call.error ? `${call.error.code}: ${visibleMarks(call.error.message)}` : ""}</td>
   </tr>`;
 }
 
 export const CALL_HEADINGS = ["call", "function", "status", "created", "queued", "ran", "retries", "error"];
+
+/**
+ * Text a function wrote (a log line, an error's message or stack) with each mark that reorders text shown as its
+ * escape, `\u202e`, as `tandem logs` shows it: a bidi override would make `invoice\u202Efdp.exe` read as
+ * `invoiceexe.pdf`. The page's markup is escaped apart from this (hono's `html`).
+ * @example visibleMarks("a\u202Eb"); // "a\\u202eb"
+ */
+export function visibleMarks(text: string): string {
+  return text.replace(/[\u202a-\u202e\u2066-\u2069]/g, (c) => `\\u${c.charCodeAt(0).toString(16)}`);
+}
 
 /** One log line: the live stream sends each new one. */
 export function logLine(line: LogLine): Html {
@@ -138,7 +148,7 @@ export function logLine(line: LogLine): Html {
     : "";
   return html`<li class="log ${line.source}">
     <time>${time(line.time)}</time> <span class="where">${line.tier}${line.function ? ` ${line.function}` : ""}</span>${container}
-    <span class="text">${line.text}</span>
+    <span class="text">${visibleMarks(line.text)}</span>
   </li>`;
 }
 

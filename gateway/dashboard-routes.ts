@@ -43,6 +43,7 @@ import {
   table,
   time,
   usd,
+  visibleMarks,
   type ChartData,
 } from "./dashboard-pages.js";
 import type { Env, RouteEnv } from "./env.js";
@@ -552,8 +553,8 @@ function callError(r: CallRecord) {
   if (!r.error) return "";
   const remote = r.error.remote;
   return html`<h2>Error</h2>
-    <p class="problem">${r.error.code}: ${remote ? `${remote.name}: ${remote.message}` : r.error.message}</p>
-    ${remote?.stack ? html`<pre class="stack">${remote.stack}</pre>` : ""}`;
+    <p class="problem">${r.error.code}: ${visibleMarks(remote ? `${remote.name}: ${remote.message}` : r.error.message)}</p>
+    ${remote?.stack ? html`<pre class="stack">${visibleMarks(remote.stack)}</pre>` : ""}`;
 }
 
 /** Calls, errors and run time over the chart window, one series per function; a bucket without calls is 0 (run time: none). */

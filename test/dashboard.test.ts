@@ -160,6 +160,21 @@ describe("the dashboard", () => {
     await page.close();
   });
 
+  it("shows a mark that reorders text, in a log line and an error, as its escape, so the text reads as it was written", async () => {
+    const id = await call("checkout", ["bad-invoice\u202Efdp.exe"]);
+    const page = await admin.newPage();
+    await page.goto(`${gateway.url}${DASHBOARD.base}/calls/${id}`);
+    await page.waitForSelector("#logs li", { timeout: 5000 });
+    for (const where of ["#logs", ".problem", "pre.stack"]) {
+      const text = (await page.textContent(where))!;
+      expect(text).toContain("bad-invoice\\u202efdp.exe");
+      expect(text).not.toContain("\u202E");
+    }
+    await page.goto(`${gateway.url}${DASHBOARD.base}/apps/shop/calls`);
+    expect(await page.textContent(`tr[data-call-id="${id}"] .error`)).toContain("order bad-invoice\\u202efdp.exe");
+    await page.close();
+  });
+
   it("shows a new call within 2 s on each of several pages open on the same app, which share one poll of the ledger", async () => {
     const pages = await Promise.all([0, 1, 2].map(() => admin.newPage()));
     for (const [i, page] of pages.entries()) {
