@@ -9,13 +9,14 @@
  * stream from looking idle. A read of one call's lines (the call's route, or
  * `?call=`) that ended just now waits until they are stored: a plane's until
  * its plane has shipped them (`LOG_LIMITS.planeLinesLateMs`), an edge call's
- * until its isolate's batch is written (`LOG_LIMITS.edgeLinesLateMs`). Scope
- * `call`, and a token restricted to apps reads only theirs.
+ * until its isolate's batch is written (`LOG_LIMITS.edgeLinesLateMs`); a follow
+ * of one call ends once the call has ended and that much has passed, its last
+ * lines sent. Scope `call`, and a token restricted to apps reads only theirs.
  */
 import { Hono, type Context } from "hono";
 import { LOG_LIMITS } from "../sdk/defaults.js";
 import { InvalidRequestError, errorBody } from "../sdk/errors.js";
-import { LogQuerySchema, ROUTES, type CallRecord, type LogLine } from "../sdk/protocol.js";
+import { LogQuerySchema, ROUTES, TERMINAL_STATUSES, type CallRecord, type LogLine } from "../sdk/protocol.js";
 import { describeIssues } from "../sdk/zod-issues.js";
 import { guard, mayReach, principalIsLive, principalOf, revokedWhileOpen } from "./auth.js";
 import { checkedCallId, ledgerFor, unknownCall } from "./call-ledger-client.js";
@@ -41,7 +42,7 @@ export function logRoutes(): Hono<Api> {
         throw new InvalidRequestError(`log query: call ${filter.callId} is of app "${seen.app}", not "${app}"`);
       if (!follow && seen?.app === app) await callLinesIn(seen);
     }
-    return logAnswer(c, app, filter, follow);
+    return logAnswer(c, app, filter, follow, follow && filter.callId !== undefined ? callLinesStoredBy(c.env, app, filter.callId) : undefined);
   });
 
   routes.get(ROUTES.callLogs, guard("call"), async (c) => {
@@ -54,7 +55,7 @@ export function logRoutes(): Hono<Api> {
     const app = seen ? seen.app : await appPrinting(c, id);
     if (app === undefined || !mayReach(principalOf(c), app)) throw unknownCall(id, c.var.config.resultTtlSeconds);
     if (!follow && seen) await callLinesIn(seen);
-    return logAnswer(c, app, { ...filter, callId: id }, follow);
+    return logAnswer(c, app, { ...filter, callId: id }, follow, follow ? callLinesStoredBy(c.env, app, id) : undefined);
   });
 
   return routes;
@@ -96,9 +97,28 @@ async function appPrinting(c: Context<Api>, id: string): Promise<string | undefi
  */
 async function callLinesIn(call: CallRecord): Promise<void> {
   if (call.finishedAt === undefined) return;
-  const plane = registry().find(call.app, call.function)?.spec.tier === "plane";
-  const waitMs = call.finishedAt + (plane ? LOG_LIMITS.planeLinesLateMs : LOG_LIMITS.edgeLinesLateMs) - Date.now();
+  const waitMs = call.finishedAt + linesLateMs(call) - Date.now();
   if (waitMs > 0) await new Promise((resolve) => setTimeout(resolve, waitMs));
+}
+
+/** How long after `call` ended its last lines may still be on their way to the log store, by the tier that ran it. */
+function linesLateMs(call: CallRecord): number {
+  return registry().find(call.app, call.function)?.spec.tier === "plane" ? LOG_LIMITS.planeLinesLateMs : LOG_LIMITS.edgeLinesLateMs;
+}
+
+/**
+ * For a follow of call `id` of `app`: asks the ledger whether the call has ended, and answers the time by which all
+ * its lines are stored (its end and its tier's lateness, as {@link callLinesIn} waits), or undefined while it runs. A
+ * call the ledger does not know (yet: one answered at once is recorded when it ends), or of another app, never ends
+ * the follow.
+ */
+function callLinesStoredBy(env: Env, app: string, id: string): () => Promise<number | undefined> {
+  const ledger = ledgerFor(env, id);
+  return async () => {
+    const call = await ledger.get(id, 0);
+    if (!call || call.app !== app || !TERMINAL_STATUSES.has(call.status)) return undefined;
+    return (call.finishedAt ?? Date.now()) + linesLateMs(call);
+  };
 }
 
 /**
@@ -121,14 +141,18 @@ export function logQuery(c: Context<Api>): { filter: LogFilter; follow: boolean 
   return { filter, follow: q.follow ?? false };
 }
 
-async function logAnswer(c: Context<Api>, app: string, filter: LogFilter, follow: boolean): Promise<Response> {
+/**
+ * The lines `filter` reads, as NDJSON; with `follow`, the stream stays open for new ones, until the client closes it,
+ * its token is revoked, or `callEnd` (a follow of one call: `callLinesStoredBy`) says the call's last lines are in.
+ */
+async function logAnswer(c: Context<Api>, app: string, filter: LogFilter, follow: boolean, callEnd?: () => Promise<number | undefined>): Promise<Response> {
   const store = logStoreFor(c.env, app);
   const first = await readLog(c.env, app, filter);
   const headers = { "content-type": "application/x-ndjson; charset=utf-8", "cache-control": "no-store" };
   if (!follow) return new Response(first.lines.map(ndjson).join(""), { headers });
 
   const encoder = new TextEncoder();
-  const follower = new LogFollower(store, filter, first.lastSeq);
+  const follower = new LogFollower(store, filter, first.lastSeq, callEnd);
   const env = c.env;
   const principal = principalOf(c);
   const body = new ReadableStream<Uint8Array>({
@@ -139,7 +163,11 @@ async function logAnswer(c: Context<Api>, app: string, filter: LogFilter, follow
     // None goes out once the token that opened the follow is revoked: its last line is then the error (`LogStreamEnd`).
     async pull(controller) {
       const lines = await follower.next();
-      if (!lines) return;
+      if (!lines) {
+        // The call followed has ended and its last lines went out: so does the stream. (Stopped: the client left.)
+        if (follower.ended) controller.close();
+        return;
+      }
       if (!(await principalIsLive(env, principal))) {
         follower.stop();
         controller.enqueue(encoder.encode(JSON.stringify(errorBody(revokedWhileOpen(principal))) + "\n"));
@@ -160,24 +188,35 @@ async function logAnswer(c: Context<Api>, app: string, filter: LogFilter, follow
  * lines that are due (stored, and held back `LOG_LIMITS.followHoldMs` so both
  * tiers come out in time order) and answers them, or an empty list after
  * `LOG_LIMITS.followKeepAliveMs` without any (a keep-alive), or undefined once stopped.
- * The NDJSON follow and the dashboard's live stream both read one.
+ * With `callEnd` (a follow of one call), it asks at each poll whether the call has ended; once it has and a read
+ * made after the time `callEnd` answers found the last lines, it answers every line it still holds, and then
+ * undefined (`ended`). The NDJSON follow and the dashboard's live stream both read one.
  *
  * @example const follower = new LogFollower(store, { callId, limit: 100 }, lastSeq); for (;;) send(await follower.next());
  */
 export class LogFollower {
   #held: StoredLogLine[] = [];
   #stopped = false;
+  #ended = false;
   #sentAt = Date.now();
+  /** When the call followed has ended: the time by which its last lines are stored. */
+  #linesStoredBy: number | undefined;
 
   constructor(
     private readonly store: DurableObjectStub<LogStore>,
     private readonly filter: LogFilter,
     private after: number,
+    private readonly callEnd?: () => Promise<number | undefined>,
   ) {}
+
+  /** Whether the call followed has ended and every line of it went out: `next()` answers nothing more. */
+  get ended(): boolean {
+    return this.#ended;
+  }
 
   async next(): Promise<StoredLogLine[] | undefined> {
     for (;;) {
-      if (this.#stopped) return undefined;
+      if (this.#stopped || this.#ended) return undefined;
       const now = Date.now();
       const due = this.#held.filter((l) => l.time <= now - LOG_LIMITS.followHoldMs);
       if (due.length) {
@@ -192,9 +231,22 @@ export class LogFollower {
       }
       await new Promise((resolve) => setTimeout(resolve, LOG_LIMITS.followPollMs));
       if (this.#stopped) return undefined;
-      const next = await this.store.read({ ...this.filter, after: this.after, limit: LOG_LIMITS.maxLimit });
+      const readAt = Date.now();
+      const [next, linesStoredBy] = await Promise.all([
+        this.store.read({ ...this.filter, after: this.after, limit: LOG_LIMITS.maxLimit }),
+        this.#linesStoredBy ?? this.callEnd?.(),
+      ]);
+      this.#linesStoredBy = linesStoredBy;
       this.#held.push(...next.lines);
-      this.after = next.lines.length === LOG_LIMITS.maxLimit ? next.lines.at(-1)!.seq : next.lastSeq;
+      const full = next.lines.length === LOG_LIMITS.maxLimit;
+      this.after = full ? next.lines.at(-1)!.seq : next.lastSeq;
+      // The call's last lines are in this read: none is held back to wait for another tier's.
+      if (linesStoredBy !== undefined && readAt >= linesStoredBy && !full) {
+        this.#ended = true;
+        const rest = this.#held.sort((a, b) => a.time - b.time || a.seq - b.seq);
+        this.#held = [];
+        return rest.length ? rest : undefined;
+      }
     }
   }
 

@@ -67,7 +67,8 @@ export class FunctionCall<R = unknown> {
 
   /**
    * The call's log lines as they come: the last `limit` first, then each new one, within a second of being printed,
-   * until the loop stops (`break` closes the stream).
+   * until the call has ended and its last lines came (300 ms after an edge call's end, 600 ms after a plane call's),
+   * or the loop stops (`break` closes the stream).
    * @example
    * for await (const line of FunctionCall.fromId(id).followLogs()) if (line.text.includes("done")) break;
    */

@@ -66,6 +66,17 @@ export const edgeWait = app.function(async (ms: number) => { console.log("edge w
 // Its lines come in two batches of the isolate's, the last one just as it throws.
 export const edgeLate = app.function(async () => { console.log("edge starts"); await new Promise((r) => setTimeout(r, 120)); console.log("edge ends"); throw new Error("edge late"); });
 export const planeBoom = app.function({ tier: "plane", retries: boom }, () => { throw new TypeError("plane boom"); });
+// A line every 100 ms, then a last one just as it returns.
+const ticks = (tier: string) => async (n: number) => {
+  for (let i = 1; i <= n; i++) {
+    console.log(tier + " tick " + i);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  console.log(tier + " done");
+  return n;
+};
+export const edgeTicks = app.function(ticks("edge"));
+export const planeTicks = app.function({ tier: "plane" }, ticks("plane"));
 export default app;
 `;
 
@@ -306,6 +317,61 @@ describe("tandem logs", () => {
     expect(seen).toEqual(["plane warns gamma"]);
   }, 30_000);
 
+  it("-f --call ends on its own, with 0, once the call has ended and its last lines are printed, in either tier", async () => {
+    for (const tier of ["edge", "plane"]) {
+      const call = await fn<[number], number>(`${tier}Ticks`).spawn(15);
+      const child = spawn(
+        process.execPath,
+        [CLI, "logs", "journal", "--call", call.id, "-f", "--source", "stdout", "--gateway", served.url, "--token", token],
+        {
+          cwd: dir,
+          env: { ...process.env, NO_COLOR: "1" },
+        },
+      );
+      let out = "";
+      let err = "";
+      child.stdout.on("data", (d: Buffer) => (out += d.toString()));
+      child.stderr.on("data", (d: Buffer) => (err += d.toString()));
+      const exited = new Promise<number | null>((resolve) => child.on("exit", (code) => resolve(code)));
+      try {
+        await call.get({ timeoutMs: 30_000 });
+        expect(await Promise.race([exited, new Promise((r) => setTimeout(() => r("still running"), 5_000))]), tier).toBe(0);
+        expect(err).toBe("");
+        const texts = out
+          .split("\n")
+          .filter(Boolean)
+          .map((line) => line.replace(/^.* \(\w+, stdout\) /, ""));
+        expect(texts).toEqual([...Array.from({ length: 15 }, (_, i) => `${tier} tick ${i + 1}`), `${tier} done`]);
+      } finally {
+        child.kill("SIGINT");
+      }
+    }
+  }, 90_000);
+
+  it("a follow of one call, over HTTP (call=) and through followLogs(), ends once the call has, after its last line", async () => {
+    const call = await fn<[number], number>("edgeTicks").spawn(5);
+    const aborted = new AbortController();
+    const http = fetch(`${served.url}/v1/apps/journal/logs?call=${call.id}&follow=1&source=stdout`, {
+      headers: { authorization: `Bearer ${token}` },
+      signal: aborted.signal,
+    }).then(async (res) => (await res.text()).split("\n").filter(Boolean));
+    const sdk = (async () => {
+      const seen: string[] = [];
+      for await (const line of FunctionCall.fromId(call.id, { gateway: served.url, token }).followLogs({ source: "stdout" })) seen.push(line.text);
+      return seen;
+    })();
+    try {
+      const ended = await Promise.race([Promise.all([http, sdk]), new Promise<"still open">((r) => setTimeout(() => r("still open"), 10_000))]);
+      const expected = ["edge tick 1", "edge tick 2", "edge tick 3", "edge tick 4", "edge tick 5", "edge done"];
+      expect(ended).not.toBe("still open");
+      const [lines, seen] = ended as [string[], string[]];
+      expect(lines.map((l) => (JSON.parse(l) as LogLine).text)).toEqual(expected);
+      expect(seen).toEqual(expected);
+    } finally {
+      aborted.abort();
+    }
+  }, 30_000);
+
   it("keeps Tandem's own lines: a container's cold start, and a retry", async () => {
     await fn<[], number>("flaky").remote();
     const { lines } = await logs("?source=system&limit=1000");
@@ -500,6 +566,18 @@ describe("tandem logs", () => {
     expect(plain.stdout).not.toMatch(/(?![\t\n])\p{Cc}/u);
     const json = await runCli(["logs", "journal", "--search", "over", "--json", "--gateway", served.url, "--token", token], { cwd: dir });
     expect((JSON.parse(json.stdout) as LogLine).text).toBe(`edge says ${printed}`);
+  }, 30_000);
+
+  it("tandem serve echoes a function's control characters as escapes, in either tier, as tandem logs prints them", async () => {
+    const printed = "\x1b[31mred\x1b[0m \x1b]0;title\x07 serve\rechoed";
+    const shown = "\\x1b[31mred\\x1b[0m \\x1b]0;title\\x07 serve\\rechoed";
+    await fn<[string], string>("edgeSay").remote(printed);
+    await fn<[string], string>("planeSay").remote(printed);
+    await expect.poll(() => served.output(), { timeout: 5_000 }).toContain(`plane warns ${shown}`);
+    await expect.poll(() => served.output(), { timeout: 5_000 }).toContain(`edge says ${shown}`);
+    expect(served.output()).toContain(`plane says ${shown}`);
+    expect(served.output()).not.toContain("\x1b[31mred");
+    expect(served.output()).not.toContain("serve\rechoed");
   }, 30_000);
 
   it("keeps the lines across a restart of tandem serve with the same state folder", async () => {

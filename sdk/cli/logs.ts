@@ -1,7 +1,8 @@
 /**
  * `tandem logs APP`: an app's log lines from both tiers (docs/observability.md),
  * filtered by function, call, container, source, time and text; `-f` follows
- * new lines as they come, until Ctrl-C (`-n 0 -f`: only the lines that come).
+ * new lines as they come, until Ctrl-C (`-n 0 -f`: only the lines that come),
+ * or with `--call`, until the call has ended and its last lines are printed.
  */
 import { Command, InvalidArgumentError } from "commander";
 import { ENV_HELP } from "./config.js";
@@ -39,7 +40,7 @@ export function addLogsCommand(program: Command, clientOf: (opts: { gateway?: st
     .option("--since <when>", 'only lines after this: a duration ("2h", "30m", "7d") or a date')
     .option("--search <text>", "only lines that contain this text (in any case)")
     .option("-n, --lines <n>", `the last n lines (default ${LOG_LIMITS.defaultLimit}, at most ${LOG_LIMITS.maxLimit}; 0 with -f: only new lines)`, parseCount)
-    .option("-f, --follow", "keep printing new lines as they come (Ctrl-C stops)")
+    .option("-f, --follow", "keep printing new lines as they come (Ctrl-C stops; with --call, it ends once the call has ended and its last lines are printed)")
     .option("--json", "print each line as JSON, its text exact (without it, control characters show as escapes: \\x1b)")
     .option("-g, --gateway <url>", "gateway URL (default: TANDEM_GATEWAY, then http://127.0.0.1:8787)")
     .option("--token <token>", tokenHelp)

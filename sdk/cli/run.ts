@@ -29,6 +29,7 @@ import { checkNamedSecrets, declaresNamedSecrets, heldSecrets, localSecretValues
 import { onStopSignal } from "./signals.js";
 import type { CliConfig } from "./config.js";
 import { printFailure } from "./failure.js";
+import { visibleControls, visibleLines } from "./style.js";
 import { trace } from "../trace.js";
 import type { RunningWorkerd } from "./workerd.js";
 
@@ -196,7 +197,7 @@ export async function runOnce(target: string, rawArgs: string[], config: CliConf
       TANDEM_SECRETS_KEY: localSecretsKey(state, config.gatewayVars.TANDEM_SECRETS_KEY),
       TANDEM_LOCAL_SECRETS: localSecrets,
     },
-    onOutput: (line) => process.stderr.write(line + "\n"),
+    onOutput: (line) => process.stderr.write(visibleControls(line) + "\n"), // as `tandem logs` shows a function's text
     // In the run's own folder, removed with it: the run ends without waiting for miniflare to remove a folder of its own.
     tmpDir: join(runState, "tmp"),
     // Answered once the plane takes calls, with its report: the call does not wait for its first heartbeat.
@@ -338,7 +339,7 @@ function runPlane(
         bundles: built.then(async (b) =>
           (b.planesWhenAsked ? (await b.planesWhenAsked()).planes : b.planes).map((p) => ({ hash: p.hash, bytes: p.bytes, map: p.map })),
         ),
-        log: (line) => console.error(line),
+        log: (line) => console.error(visibleLines(line)),
         onReady: (plane) => taking.resolve((started = plane)),
       });
     })();

@@ -17,7 +17,7 @@ import { checkNamedSecrets, declaresNamedSecrets, heldSecrets, localSecretValues
 import type { CliConfig } from "./config.js";
 import { keepStopSignals } from "./signals.js";
 import { startWorkerd } from "./workerd.js";
-import { style } from "./style.js";
+import { style, visibleControls, visibleLines } from "./style.js";
 import { trace } from "../trace.js";
 
 export interface ServeOptions {
@@ -88,14 +88,16 @@ export async function serve(options: ServeOptions): Promise<Serving> {
     log(style.dim(`${method} ${path} `) + code + style.dim(` ${ms.toFixed(1)} ms`));
   };
   // The plane gets ready (Docker, its base image) while workerd starts, and reports once the gateway answers.
-  const gatewayStarting = startWorkerd({ worker: built.worker, persistDir: join(state, "state"), bindings }).then(async (backend) => {
-    await uploadPlaneBundles(backend, built).catch(async (err: unknown) => {
-      await backend.dispose();
-      throw err;
-    });
-    door.swap(backend);
-    return backend;
-  });
+  const gatewayStarting = startWorkerd({ worker: built.worker, persistDir: join(state, "state"), bindings, onOutput: echoGatewayLine }).then(
+    async (backend) => {
+      await uploadPlaneBundles(backend, built).catch(async (err: unknown) => {
+        await backend.dispose();
+        throw err;
+      });
+      door.swap(backend);
+      return backend;
+    },
+  );
   const [gatewayStarted, planeStarted] = await Promise.allSettled([
     gatewayStarting,
     Plane.start({
@@ -113,7 +115,8 @@ export async function serve(options: ServeOptions): Promise<Serving> {
       ...(options.config.otlp ? { otlp: options.config.otlp } : {}),
       ...(options.scaledownWindowSeconds === undefined ? {} : { scaledownWindowSeconds: options.scaledownWindowSeconds }),
       ...(options.preparedPerFunction === undefined ? {} : { preparedPerFunction: options.preparedPerFunction }),
-      log,
+      // Its lines quote its containers' (what functions print): shown as `tandem logs` shows them.
+      log: (line) => log(visibleLines(line)),
     }),
   ]);
   if (gatewayStarted.status === "rejected" || planeStarted.status === "rejected") {
@@ -174,7 +177,7 @@ export async function serve(options: ServeOptions): Promise<Serving> {
   // `check`: refused when a named secret it declares lacks a key (the previous version, started again, is not: it was
   // checked when it went live, and serving it lets `tandem secret create` reach the gateway).
   const startGateway = async (next: typeof built, check: boolean) => {
-    const backend = await startWorkerd({ worker: next.worker, persistDir: join(state, "state"), bindings: bindingsFor(next.apps) });
+    const backend = await startWorkerd({ worker: next.worker, persistDir: join(state, "state"), bindings: bindingsFor(next.apps), onOutput: echoGatewayLine });
     keepStopSignals(); // the old workerd stopped first, so this one's miniflare added its exit-at-once handlers again
     try {
       await uploadPlaneBundles(backend, next);
@@ -256,6 +259,15 @@ export async function serve(options: ServeOptions): Promise<Serving> {
       trace("serve: gateway closed");
     },
   };
+}
+
+/**
+ * A line of workerd's output (the edge functions' console lines, each with its `[app.function call]` prefix) on this
+ * process's stream of the same name, its control characters visible as `tandem logs` shows them: a function's text
+ * cannot recolour, erase or retitle the terminal `tandem serve` runs in.
+ */
+function echoGatewayLine(line: string, stream: "stdout" | "stderr"): void {
+  (stream === "stdout" ? process.stdout : process.stderr).write(visibleControls(line) + "\n");
 }
 
 function printEndpoints(apps: App[], url: URL, log: (line: string) => void): void {

@@ -34,3 +34,13 @@ export function visibleControls(text: string): string {
     return code <= 0xff ? `\\x${code.toString(16).padStart(2, "0")}` : `\\u${code.toString(16).padStart(4, "0")}`;
   });
 }
+
+/**
+ * Text from elsewhere of one line or several (what a function printed, in the gateway's or a plane's output) as
+ * `tandem serve` and `tandem run` echo it: each line's control characters visible as `visibleControls` writes them,
+ * as `tandem logs` shows them, and its line breaks kept.
+ * @example visibleLines("[shop.resize fc-01…] \x1b[2Jdone\nnext"); // "[shop.resize fc-01…] \\x1b[2Jdone\nnext"
+ */
+export function visibleLines(text: string): string {
+  return text.split(/\r?\n/).map(visibleControls).join("\n");
+}
