@@ -26,6 +26,7 @@ export type QueueCommand =
   | { op: "put"; values: string[]; partition: string }
   | { op: "get"; n: number; partition: string; timeoutMs: number; leaseSeconds?: number }
   | { op: "ack"; leases: string[] }
+  | { op: "extend"; leases: string[]; leaseSeconds: number }
   | { op: "len"; partition: string; total: boolean }
   | { op: "peek"; partition: string; after: number; limit: number }
   | { op: "clear"; partition: string; all: boolean };
@@ -169,6 +170,16 @@ export class QueueStore extends DurableObject<Env> {
         let acked = 0;
         for (const lease of command.leases) acked += this.#sql.exec("DELETE FROM items WHERE lease_id = ? AND lease_until > ?", lease, now).rowsWritten;
         return { acked };
+      }
+      case "extend": {
+        // The alarm set for a lease's old end finds it still held, and is set again for the soonest end.
+        const until = now + Math.round(command.leaseSeconds * 1000);
+        let extended = 0;
+        for (const lease of command.leases) {
+          // Counted by the rows it answers: `rowsWritten` counts the index entries it rewrites too.
+          extended += this.#sql.exec("UPDATE items SET lease_until = ? WHERE lease_id = ? AND lease_until > ? RETURNING id", until, lease, now).toArray().length;
+        }
+        return { extended, leaseUntil: until };
       }
       case "len": {
         const where = command.total ? "" : "WHERE part = ?";

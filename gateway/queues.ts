@@ -75,7 +75,13 @@ export async function queueOp<O extends QueueOp>(env: Env, name: string, op: O, 
 
 function commandOf(name: string, op: QueueOp, request: QueueRequest<QueueOp>): QueueCommand {
   const r = request as Partial<
-    QueueRequest<"put"> & QueueRequest<"get"> & QueueRequest<"ack"> & QueueRequest<"len"> & QueueRequest<"peek"> & QueueRequest<"clear">
+    QueueRequest<"put"> &
+      QueueRequest<"get"> &
+      QueueRequest<"ack"> &
+      QueueRequest<"extend"> &
+      QueueRequest<"len"> &
+      QueueRequest<"peek"> &
+      QueueRequest<"clear">
   >;
   const partition = r.partition ?? DEFAULT_PARTITION;
   switch (op) {
@@ -85,6 +91,8 @@ function commandOf(name: string, op: QueueOp, request: QueueRequest<QueueOp>): Q
       return { op, partition, n: r.n ?? 1, timeoutMs: r.timeoutMs ?? 0, ...(r.leaseSeconds === undefined ? {} : { leaseSeconds: r.leaseSeconds }) };
     case "ack":
       return { op, leases: r.leases! };
+    case "extend":
+      return { op, leases: r.leases!, leaseSeconds: r.leaseSeconds! };
     case "len":
       return { op, partition, total: r.total ?? false };
     case "peek":

@@ -1291,7 +1291,7 @@ function canonicalJson(value: unknown, depth: number): string {
 }
 
 /** The operations `POST /v1/queues/:queue/:op` takes. */
-export const QUEUE_OPS = ["put", "get", "ack", "len", "peek", "clear"] as const;
+export const QUEUE_OPS = ["put", "get", "ack", "extend", "len", "peek", "clear"] as const;
 export type QueueOp = (typeof QUEUE_OPS)[number];
 
 const partitionField = z
@@ -1327,6 +1327,17 @@ export const QueueRequestSchemas = {
       .min(1, "must name at least one lease")
       .max(QUEUE_LIMITS.maxItemsPerRequest, `must name at most ${QUEUE_LIMITS.maxItemsPerRequest} leases`),
   }),
+  /** Leases still held run for `leaseSeconds` more from now (a worker whose item takes longer than it thought). */
+  extend: z.strictObject({
+    leases: z
+      .array(z.string("must be lease ids"), "must be a list of lease ids")
+      .min(1, "must name at least one lease")
+      .max(QUEUE_LIMITS.maxItemsPerRequest, `must name at most ${QUEUE_LIMITS.maxItemsPerRequest} leases`),
+    leaseSeconds: z
+      .number("must be seconds")
+      .min(QUEUE_LIMITS.minLeaseSeconds, `must be at least ${QUEUE_LIMITS.minLeaseSeconds} seconds`)
+      .max(QUEUE_LIMITS.maxLeaseSeconds, `must be at most ${QUEUE_LIMITS.maxLeaseSeconds} seconds`),
+  }),
   len: z.strictObject({ partition: partitionField.optional(), total: z.boolean("must be true or false").optional() }),
   peek: z.strictObject({
     partition: partitionField.optional(),
@@ -1354,6 +1365,8 @@ export interface QueueAnswers {
   get: { items: QueueItem[] };
   /** `acked`: the leases that were still held (an expired lease's item went back to the queue). */
   ack: { acked: number };
+  /** `extended`: the leases that were still held, each now running until `leaseUntil` (an expired one is not revived). */
+  extend: { extended: number; leaseUntil: number };
   /** `len`: items waiting (not on a lease); `leased`: items out on a lease. */
   len: { len: number; leased: number };
   peek: { items: QueueItem[]; next?: number };

@@ -36,10 +36,16 @@ export interface LeasedItem<T = unknown> {
   value: T;
   /** The lease's id, for `queue.ack`. */
   lease: string;
-  /** When the lease runs out, ms since the epoch. */
+  /** When the lease runs out, ms since the epoch (`extend` moves it). */
   leaseUntil: number;
   /** Removes the item for good; false when the lease had run out (the item may be someone else's now). */
   ack(): Promise<boolean>;
+  /**
+   * Keeps the item `seconds` more from now, for work that takes longer than its lease; false when the lease had
+   * run out already (the item went back to the queue, and may be someone else's now).
+   * @example const beat = setInterval(() => void job.extend(60), 30_000); // while a long job runs
+   */
+  extend(seconds: number): Promise<boolean>;
 }
 
 /**
@@ -119,6 +125,19 @@ export class Queue {
     return (await this.#op("ack", checkedRequest(QueueRequestSchemas.ack, { leases: ids }, `queue "${this.name}" ack`))).acked;
   }
 
+  /**
+   * Leases still held run `seconds` more from now (at most `QUEUE_LIMITS.maxLeaseSeconds`); answers how many were
+   * still held. An expired lease is not revived: its item went back to the queue.
+   */
+  async extend(seconds: number, ...leases: (string | LeasedItem)[]): Promise<number> {
+    if (leases.length === 0) return 0;
+    const ids = leases.map((l) => (typeof l === "string" ? l : l.lease));
+    const request = checkedRequest(QueueRequestSchemas.extend, { leases: ids, leaseSeconds: seconds }, `queue "${this.name}" extend`);
+    const { extended, leaseUntil } = await this.#op("extend", request);
+    for (const l of leases) if (typeof l !== "string") l.leaseUntil = leaseUntil;
+    return extended;
+  }
+
   /** Items waiting in a partition (default the default one), or in all of them (`total`). Leased items are not counted. */
   async len(options: { partition?: string; total?: boolean } = {}): Promise<number> {
     return (await this.#op("len", checkedRequest(QueueRequestSchemas.len, options, `queue "${this.name}" len`))).len;
@@ -166,12 +185,14 @@ export class Queue {
   }
 
   #leased<T>(item: QueueItem): LeasedItem<T> {
-    return {
+    const leased: LeasedItem<T> = {
       value: decodeValue(item.value.json, item.value.meta) as T,
       lease: item.lease!,
       leaseUntil: item.leaseUntil!,
       ack: async () => (await this.ack(item.lease!)) === 1,
+      extend: async (seconds) => (await this.extend(seconds, leased)) === 1,
     };
+    return leased;
   }
 
   #op<O extends QueueOp>(op: O, request: QueueRequests[O]) {

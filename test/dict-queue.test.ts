@@ -288,6 +288,33 @@ describe("queue", () => {
     expect((await q.info()).leased).toBe(0);
   });
 
+  it("keeps a leased item past its first lease when its worker extends it, from Node and at the edge", async () => {
+    const q = queue("extended", { createIfMissing: true });
+    await q.put("long job");
+    const job = (await q.get({ lease: 0.5, timeoutMs: 0 }))!;
+    const first = job.leaseUntil;
+    expect(await job.extend(5)).toBe(true);
+    expect(job.leaseUntil).toBeGreaterThan(first + 4_000);
+    await sleep(1_000); // past its first lease
+    expect(await q.get({ timeoutMs: 0 })).toBeNull(); // still out on its lease
+    expect((await q.info()).leased).toBe(1);
+    expect(await job.ack()).toBe(true);
+    // A lease that ran out is not revived: its item went back to the queue.
+    await q.put("short job");
+    const late = (await q.get({ lease: 0.2, timeoutMs: 0 }))!;
+    await sleep(500);
+    expect(await late.extend(5)).toBe(false);
+    expect(await q.extend(5, late.lease, "1.not-a-lease")).toBe(0);
+    expect(await q.get({ timeoutMs: 0 })).toBe("short job");
+    await expect(q.extend(0, "1.x")).rejects.toThrow(/"leaseSeconds" must be at least 0.1 seconds/);
+    expect(await edge("extendAtEdge").remote("extended-at-edge")).toEqual({
+      extended: true,
+      moved: expect.any(Number),
+      takenMeanwhile: null,
+      acked: true,
+    });
+  });
+
   it("states and enforces its limits with clear errors", async () => {
     const q = queue("limits", { createIfMissing: true });
     const big = await q.put("x".repeat(QUEUE_LIMITS.maxItemBytes)).catch((e: unknown) => e);
