@@ -1,9 +1,10 @@
 /**
- * The SDK's client in Node: JSON requests go over `node:http` with kept-alive
+ * The SDK's client in Node: requests go over `node:http` with kept-alive
  * connections (not Node's `fetch`), a call that runs longer than a connection
  * may sit idle still gets its answer, a connection the server closed while
  * idle is not used again, nor one idle past its time while the event loop
- * stood still, and a malformed token fails as itself; a map's requests stay
+ * stood still (by a call or a stream), a stream its reader leaves closes its
+ * connection, and a malformed token fails as itself; a map's requests stay
  * under the gateway's body limit. Against a real HTTP server on loopback.
  */
 import http from "node:http";
@@ -108,6 +109,70 @@ describe("the SDK's client in Node", () => {
       await thread.terminate();
     }
   }, 20_000);
+
+  it("sends no stream on a connection idle past its time while this process's event loop stood still", async () => {
+    // As above, for a stream: a POST with no idempotency key that may have started a generator, so never sent twice.
+    const thread = new Worker(
+      `const http = require("node:http");
+       const { parentPort } = require("node:worker_threads");
+       let streams = 0;
+       const server = http.createServer((req, res) => {
+         req.resume();
+         req.on("end", () => {
+           parentPort.postMessage({ streams: ++streams });
+           res.writeHead(200, { "content-type": "application/x-ndjson" });
+           res.write(JSON.stringify({ chunk: "a" }) + "\\n");
+           res.end(JSON.stringify({ done: true, callId: "fc-0", chunks: 1 }) + "\\n");
+         });
+       });
+       server.keepAliveTimeout = 4_500;
+       server.listen(0, "127.0.0.1", () => parentPort.postMessage({ port: server.address().port }));`,
+      { eval: true },
+    );
+    try {
+      const messages: { port?: number; streams?: number }[] = [];
+      const port = await new Promise<number>((resolve) =>
+        thread.on("message", (m: { port?: number; streams?: number }) => (m.port === undefined ? messages.push(m) : resolve(m.port))),
+      );
+      const fn = lookup<[], AsyncGenerator<string>>("shop", "tokens", { gateway: `http://127.0.0.1:${port}`, token: TOKEN });
+      const read = async () => {
+        const out: string[] = [];
+        for await (const t of fn.remoteGen()) out.push(t);
+        return out;
+      };
+      expect(await read()).toEqual(["a"]);
+      await new Promise((resolve) => setTimeout(resolve, 100)); // the connection back in the pool
+      Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 5_500); // a synchronous stretch of work, 5.5 s
+      expect(await read()).toEqual(["a"]);
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      expect(messages.at(-1)).toEqual({ streams: 2 }); // none sent again
+    } finally {
+      await thread.terminate();
+    }
+  }, 20_000);
+
+  it("streams over node:http, and closes the connection when the reader stops early", async () => {
+    let closed = false;
+    let headers: http.IncomingHttpHeaders = {};
+    const url = await serveBodies((req, _body, res) => {
+      headers = req.headers;
+      res.writeHead(200, { "content-type": "application/x-ndjson" });
+      let n = 0;
+      const more = () => {
+        while (!res.destroyed && res.write(JSON.stringify({ chunk: ++n }) + "\n"));
+      };
+      res.on("drain", more);
+      res.on("close", () => (closed = true));
+      more();
+    });
+    const fn = lookup<[], AsyncGenerator<number>>("shop", "endless", { gateway: url, token: TOKEN });
+    const seen: number[] = [];
+    for await (const n of fn.remoteGen()) if (seen.push(n) === 3) break;
+    expect(seen).toEqual([1, 2, 3]);
+    expect(headers["sec-fetch-mode"]).toBeUndefined(); // Node's fetch sends it
+    for (let i = 0; i < 100 && !closed; i++) await new Promise((resolve) => setTimeout(resolve, 10));
+    expect(closed).toBe(true);
+  });
 
   it("fails a malformed token option as itself, not as an unreachable gateway", async () => {
     const call = lookup<[number], number>("shop", "echo", { gateway: "http://127.0.0.1:9", token: "not-a-token" }).remote(1);

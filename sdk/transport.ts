@@ -4,12 +4,18 @@
  * installs one that sends each request over the unix socket to its plane,
  * which carries it to the gateway (docs/security.md).
  *
- * A request whose answer is read whole (every JSON route: `.remote()`,
- * `.spawn()`, lookups) goes, in Node, over `node:http` instead
- * (`gatewayExchange`): Node's `fetch` spent about 0.25 ms more of the
- * client's time on each small POST than `node:http` did on loopback, a third
- * of an edge call's whole round trip (bench/README.md, "The SDK's client in
- * Node"). Streams, bytes, browsers and workerd keep `fetch`.
+ * In Node every request goes over `node:http` instead, on kept-alive
+ * connections each let go after 4 s idle, before workerd's 5 s would close it
+ * under a request. A request whose answer is read whole (every JSON route:
+ * `.remote()`, `.spawn()`, lookups) is read whole there (`gatewayExchange`):
+ * Node's `fetch` spent about 0.25 ms more of the client's time on each small
+ * POST than `node:http` did on loopback, a third of an edge call's whole round
+ * trip (bench/README.md, "The SDK's client in Node"). Streams and bytes
+ * (`gatewayFetch`: `.remoteGen()`, `.map()`, log follows, files) come back as a
+ * web `Response` whose body streams: Node's `fetch` keeps its connections on a
+ * timer too, and after a stretch of synchronous work longer than 5 s it sent
+ * the next stream on a connection the gateway had closed ("other side
+ * closed"), a POST it may not send again. Browsers and workerd keep `fetch`.
  */
 /** A `fetch` for the gateway's `/v1` routes. */
 export type GatewayFetch = (url: string, init: RequestInit) => Promise<Response>;
@@ -21,9 +27,87 @@ export function installGatewayFetch(transport: GatewayFetch | undefined): void {
   installed = transport;
 }
 
-/** Sends a request to the gateway, through the installed transport or `fetch`. */
+/**
+ * Sends a request to the gateway, through the installed transport, `node:http` in Node (its answer's body streams
+ * as it comes, read or cancelled as `fetch`'s is), or `fetch`.
+ *
+ * @example const res = await gatewayFetch(url, { method: "POST", headers, body: JSON.stringify({ args }) });
+ */
 export function gatewayFetch(url: string, init: RequestInit): Promise<Response> {
-  return installed ? installed(url, init) : fetch(url, init);
+  if (installed) return installed(url, init);
+  const node = nodeClient();
+  const { body } = init;
+  const sendable = body === undefined || body === null || typeof body === "string" || body instanceof Uint8Array;
+  return node && sendable ? nodeFetch(url.startsWith("https:") ? node.https : node.http, url, init, body ?? undefined) : fetch(url, init);
+}
+
+/** `gatewayFetch` over `node:http`: the answer as a web `Response` as soon as its head comes. */
+function nodeFetch(client: NodeClient, url: string, init: RequestInit, text: string | Uint8Array | undefined): Promise<Response> {
+  client.letGoStale();
+  const body = typeof text === "string" ? new TextEncoder().encode(text) : text;
+  const headers: Record<string, string> = {};
+  new Headers(init.headers).forEach((value, name) => (headers[name] = value));
+  if (body !== undefined) headers["content-length"] = String(body.byteLength);
+  const signal = init.signal ?? undefined;
+  return new Promise<Response>((resolve, reject) => {
+    const req = client.request(url, { method: init.method ?? "GET", agent: client.agent, headers, ...(signal ? { signal } : {}) });
+    req.on("error", reject); // once answered, a later error reaches the body instead (a settled promise ignores it)
+    req.once("response", (res) => {
+      try {
+        resolve(webResponse(req, res, signal));
+      } catch (err) {
+        req.destroy(); // a status no `Response` may have
+        reject(err instanceof Error ? err : new Error(String(err)));
+      }
+    });
+    req.end(body);
+  });
+}
+
+/**
+ * An answer of `node:http` as a web `Response`. Its body is pulled as it is read (the socket pauses while
+ * `BODY_QUEUE_BYTES` wait unread); cancelling it closes the connection, so the gateway sees the reader leave (a
+ * generator returns); one that breaks off fails the read as `fetch`'s does (`TypeError: terminated`, the cause
+ * within), or with the signal's reason when the signal stopped it.
+ */
+function webResponse(req: NodeClientRequest, res: NodeIncomingMessage, signal: AbortSignal | undefined): Response {
+  const status = res.statusCode ?? 0;
+  const headers = new Headers();
+  for (let i = 0; i + 1 < res.rawHeaders.length; i += 2) headers.append(res.rawHeaders[i]!, res.rawHeaders[i + 1]!);
+  const init = { status, statusText: res.statusMessage ?? "", headers };
+  if (status === 204 || status === 205 || status === 304) {
+    res.resume(); // a body these may not have: the connection goes back to the pool
+    return new Response(null, init);
+  }
+  let open = true;
+  const body = new ReadableStream<Uint8Array>(
+    {
+      start(controller) {
+        res.on("data", (chunk) => {
+          if (!open) return;
+          controller.enqueue(chunk);
+          if ((controller.desiredSize ?? 0) <= 0) res.pause();
+        });
+        res.once("end", () => {
+          if (open) controller.close();
+          open = false;
+        });
+        res.once("error", (err) => {
+          if (open) controller.error(signal?.aborted ? signal.reason : new TypeError("terminated", { cause: err }));
+          open = false;
+        });
+      },
+      pull() {
+        res.resume();
+      },
+      cancel() {
+        open = false;
+        req.destroy();
+      },
+    },
+    new ByteLengthQueuingStrategy({ highWaterMark: BODY_QUEUE_BYTES }),
+  );
+  return new Response(body, init);
 }
 
 /** A request whose answer is read whole. */
@@ -88,15 +172,22 @@ interface NodeAgent {
   keepSocketAlive(socket: object): boolean;
 }
 interface NodeClientRequest {
+  on(event: "error", listener: (err: Error) => void): this;
   once(event: "error", listener: (err: Error) => void): this;
   once(event: "response", listener: (res: NodeIncomingMessage) => void): this;
   end(body?: Uint8Array): void;
+  destroy(): void;
 }
 interface NodeIncomingMessage {
   statusCode?: number;
+  statusMessage?: string;
+  /** Header names and values, alternating, as they came. */
+  rawHeaders: string[];
   on(event: "data", listener: (chunk: Uint8Array) => void): this;
   once(event: "error", listener: (err: Error) => void): this;
   once(event: "end", listener: () => void): this;
+  pause(): void;
+  resume(): void;
 }
 
 interface NodeClient {
@@ -140,5 +231,10 @@ function nodeClient(): { http: NodeClient; https: NodeClient } | null {
   return node;
 }
 
+/**
+ * The most bytes of an answer's body held unread before its connection pauses: enough that the socket keeps flowing
+ * under a reader that keeps up (with none, each small chunk waited for its read), few enough to bound what a slow one costs.
+ */
+const BODY_QUEUE_BYTES = 64 * 1024;
 /** How long a kept-alive connection may sit idle before the client lets it go (Node's agent applies it to idle connections only). */
 const IDLE_MS = 4_000;
