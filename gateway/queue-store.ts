@@ -177,7 +177,9 @@ export class QueueStore extends DurableObject<Env> {
         let extended = 0;
         for (const lease of command.leases) {
           // Counted by the rows it answers: `rowsWritten` counts the index entries it rewrites too.
-          extended += this.#sql.exec("UPDATE items SET lease_until = ? WHERE lease_id = ? AND lease_until > ? RETURNING id", until, lease, now).toArray().length;
+          extended += this.#sql
+            .exec("UPDATE items SET lease_until = ? WHERE lease_id = ? AND lease_until > ? RETURNING id", until, lease, now)
+            .toArray().length;
         }
         return { extended, leaseUntil: until };
       }
