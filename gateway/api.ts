@@ -176,11 +176,12 @@ export function apiRoutes(): Hono<Api> {
     const stream = new TransformStream<Uint8Array, Uint8Array>();
     const writer = stream.writable.getWriter();
     // A client that went away stops the lines, not the map: its inputs run to their end and are recorded (a failed
-    // write thrown into the map had ended it there, and a keyed map's inputs were then resumed, some run twice).
+    // write thrown into the map had ended it there, and a keyed map's inputs were then resumed, some run twice). No
+    // input waits on its line being read, either: a reader gone without a word would hold every one. The lines wait
+    // in the stream instead, at most one per input (`API_LIMITS.maxMapInputs`), as the map holds their rows anyway.
     let gone = false;
-    const write = async (line: MapResultLine) => {
-      if (gone) return;
-      await writer.write(encoder.encode(JSON.stringify(line) + "\n")).catch(() => void (gone = true));
+    const write = (line: MapResultLine) => {
+      if (!gone) writer.write(encoder.encode(JSON.stringify(line) + "\n")).catch(() => void (gone = true));
     };
     const send = (index: number, { callId, status, result, meta, error }: CallRecord) => write({ index, callId, status, result, meta, error });
     rc.waitUntil(
@@ -189,7 +190,7 @@ export function apiRoutes(): Hono<Api> {
         : mapCallsOnce(rc, fn, inputs, key, send, { fresh: c.req.header(HEADERS.freshKey) === "1" })
       )
         .catch((err) => write({ index: -1, callId: "", status: "failed", error: toWireError(err) }))
-        .finally(() => writer.close().catch(() => {})),
+        .finally(() => void writer.close().catch(() => {})),
     );
     return c.body(stream.readable, 200, { "content-type": "application/x-ndjson" });
   });
