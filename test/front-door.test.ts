@@ -265,6 +265,28 @@ describe("the front door of tandem serve", () => {
     agent.destroy();
   });
 
+  it("sends a call once when its client goes away before the answer, not again as if workerd had closed the connection", async () => {
+    const call = (fn: string, body: unknown) =>
+      fetch(new URL(`/v1/apps/edge/functions/${fn}/call`, doorUrl), {
+        method: "POST",
+        headers: { authorization: `Bearer ${ADMIN_TOKEN}`, "content-type": "application/json" },
+        body: JSON.stringify(body),
+      });
+    const token = `left-${Date.now()}`;
+    await (await call("countedNap", { args: [`${token}-warm`, 0] })).text(); // the door keeps its connection to workerd for the next
+    const req = http.request(new URL("/v1/apps/edge/functions/countedNap/call", doorUrl), {
+      method: "POST",
+      headers: { authorization: `Bearer ${ADMIN_TOKEN}`, "content-type": "application/json" },
+    });
+    req.on("error", () => {});
+    req.end(JSON.stringify({ args: [token, 1_000] }));
+    await new Promise((r) => setTimeout(r, 300)); // the call is under way
+    req.destroy();
+    await new Promise((r) => setTimeout(r, 1_500)); // long enough for a second run to have begun
+    const runs = ((await (await call("runsOf", { args: [token] })).json()) as { result: number }).result;
+    expect(runs).toBe(1);
+  });
+
   it("lets a body through to an endpoint whose own limit is larger, and refuses one over an endpoint's smaller limit", async () => {
     const any = await postChunked("/edge/any-upload", 4 * LIMIT);
     expect([any.status, JSON.parse(any.body)]).toEqual([200, { read: 4 * LIMIT }]);

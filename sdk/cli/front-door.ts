@@ -395,9 +395,12 @@ export class FrontDoor {
       bodyEnded = true;
       if (!stopped) current.end();
     });
-    // The client went away before the answer ended: tell the gateway (a streaming generator stops).
+    // The client went away before the answer ended: tell the gateway (a streaming generator stops). The reset this
+    // destroy raises is the door's own, not a stale connection's: the request is not sent again (a call ran twice).
     res.on("close", () => {
-      if (!res.writableFinished) current.destroy();
+      if (res.writableFinished) return;
+      stopped = true;
+      current.destroy();
     });
   }
 
