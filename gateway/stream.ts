@@ -4,7 +4,7 @@
  * piles up), within the function's timeout. A caller that stops reading stops
  * the generator. A stream is not retried once it has begun.
  */
-import { withDeadline } from "../sdk/deadline.js";
+import { raceDeadline, withDeadline } from "../sdk/deadline.js";
 import { FunctionTimeoutError, InvalidRequestError, TandemError, functionTimeout, remoteErrorFrom, toWireError } from "../sdk/errors.js";
 import { chunkIterator, isGeneratorResult } from "../sdk/generator-result.js";
 import { encodeValue, type CallStatus } from "../sdk/protocol.js";
@@ -35,6 +35,11 @@ export async function* streamCall(rc: RunContext, fn: RegisteredFunction, args: 
   let error: TandemError | undefined;
   let chunks = 0;
   let iterator: AsyncIterator<unknown> | Iterator<unknown> | undefined;
+  // Held open until the stream ends (at most its timeout): a client that goes away otherwise ends the request's work
+  // with it, and the `finally` below never ran (no record, a plane's input counted in flight for good).
+  let ended = () => {};
+  const held = new Promise<void>((resolve) => (ended = resolve));
+  rc.waitUntil(raceDeadline(held, deadline));
   try {
     if (fn.spec.tier !== "plane") withCallEnv(context, await registry().processEnvOf(rc, fn));
     const produced =
@@ -82,14 +87,14 @@ export async function* streamCall(rc: RunContext, fn: RegisteredFunction, args: 
         },
       ]).catch((err) => console.error(`ledger: could not record ${callId}:`, err)),
     );
+    ended();
   }
 }
 
 /**
  * The NDJSON body of `POST .../stream`: one line a chunk, pulled as the client
- * reads, then `done` or `error`. When the client goes away, workerd ends the
- * request's work: the generator is not pulled again (its `finally` may not
- * run, and the call is not recorded).
+ * reads, then `done` or `error`. When the client goes away, the generator is
+ * returned (its `finally` runs) and the call is recorded as cancelled.
  */
 export function streamResponseBody(
   chunks: AsyncGenerator<unknown, void, undefined>,

@@ -272,6 +272,32 @@ describe("generator functions", () => {
     expect(after).toBeLessThan(20);
   });
 
+  it("stops the generator, runs its finally and records the call as cancelled when the client drops the connection mid-stream", async () => {
+    const finallyBefore = await fn<[], number>("endlessFinallyCount").remote();
+    const callId = await new Promise<string>((resolve) => {
+      const req = http.request(new URL("/v1/apps/edge/functions/endless/stream", gw.url), {
+        method: "POST",
+        headers: { authorization: `Bearer ${ADMIN_TOKEN}`, "content-type": "application/json" },
+      });
+      req.on("error", () => {});
+      req.on("response", (res) => {
+        let lines = 0;
+        res.on("data", (d: Buffer) => {
+          lines += d.toString().split("\n").length - 1;
+          if (lines < 3 || req.destroyed) return;
+          req.destroy();
+          resolve(String(res.headers["tandem-call-id"]));
+        });
+      });
+      req.end(JSON.stringify({ args: [] }));
+    });
+    await eventually(async () => (await fn<[], number>("endlessFinallyCount").remote()) === finallyBefore + 1);
+    await eventually(async () => (await fetch(`${gw.url}/v1/calls/${callId}`, authed())).status === 200);
+    const record = await ledger(callId);
+    expect(record).toMatchObject({ kind: "stream", status: "cancelled", error: { code: "call_cancelled" } });
+    expect(record.error!.message).toMatch(/^the caller stopped reading after \d+ chunks$/);
+  });
+
   it("streams through a web endpoint as Server-Sent Events", async () => {
     const res = await fetch(`${gw.url}/edge/sse/3`);
     expect(res.headers.get("content-type")).toBe("text/event-stream");

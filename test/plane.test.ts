@@ -4,6 +4,7 @@
  * test tries to break each sandbox property from inside a container.
  */
 import { execFile } from "node:child_process";
+import http from "node:http";
 import net from "node:net";
 import os from "node:os";
 import { promisify } from "node:util";
@@ -363,6 +364,35 @@ describe("generator functions on the plane", () => {
     for await (const _ of fn("endlessPlane").remoteGen()) if (++n === 3) break;
     await eventually(() => stack.planeOutput.some((l) => /\[plane\.endlessPlane fc-[0-9a-z]{26} ctr-[0-9a-f]{8}\] plane generator stopped after \d+/.test(l)));
     await eventually(() => stack.planes[0]!.status().containers.some((c) => c.function === "endlessPlane" && !c.busy)); // warm again, not killed
+  });
+
+  it("stops the container's generator, frees its container and records the call when the client drops the connection mid-stream", async () => {
+    const stopped = () =>
+      stack.planeOutput.filter((l) => /\[plane\.endlessPlane fc-[0-9a-z]{26} ctr-[0-9a-f]{8}\] plane generator stopped after/.test(l)).length;
+    const before = stopped();
+    const callId = await new Promise<string>((resolve, reject) => {
+      const req = http.request(new URL("/v1/apps/plane/functions/endlessPlane/stream", stack.url), {
+        method: "POST",
+        headers: { ...(authed().headers as Record<string, string>), "content-type": "application/json" },
+      });
+      req.on("error", () => {});
+      req.on("response", (res) => {
+        let lines = 0;
+        res.on("data", (d: Buffer) => {
+          lines += d.toString().split("\n").length - 1;
+          if (lines < 3 || req.destroyed) return;
+          req.destroy();
+          resolve(String(res.headers["tandem-call-id"]));
+        });
+      });
+      req.on("close", () => setTimeout(() => reject(new Error("the stream ended before 3 lines")), 0).unref());
+      req.end(JSON.stringify({ args: [] }));
+    });
+    await eventually(() => stopped() > before);
+    await eventually(() => stack.planes[0]!.status().containers.some((c) => c.function === "endlessPlane" && !c.busy));
+    // The gateway's end of it ran too: the call is recorded (and its input no longer counted in flight on the plane).
+    await eventually(async () => (await fetch(`${stack.url}/v1/calls/${callId}`, authed())).status === 200);
+    expect(await (await fetch(`${stack.url}/v1/calls/${callId}`, authed())).json()).toMatchObject({ kind: "stream", status: "cancelled" });
   });
 
   it("streams a plane generator through an edge endpoint as Server-Sent Events", async () => {
