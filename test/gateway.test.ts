@@ -20,7 +20,7 @@ import {
 } from "../sdk/index.js";
 import { API_LIMITS } from "../sdk/defaults.js";
 import { DASHBOARD, ROUTE_METHODS, ROUTES } from "../sdk/protocol.js";
-import { ADMIN_TOKEN, authed, eventually, startTestGateway, type TestGateway } from "./helpers/gateway.js";
+import { ADMIN_TOKEN, authed, eventually, startTestGateway, streamThenDrop, type TestGateway } from "./helpers/gateway.js";
 
 const APP = new URL("./fixtures/edge-app.ts", import.meta.url).pathname;
 let gw: TestGateway;
@@ -274,23 +274,7 @@ describe("generator functions", () => {
 
   it("stops the generator, runs its finally and records the call as cancelled when the client drops the connection mid-stream", async () => {
     const finallyBefore = await fn<[], number>("endlessFinallyCount").remote();
-    const callId = await new Promise<string>((resolve) => {
-      const req = http.request(new URL("/v1/apps/edge/functions/endless/stream", gw.url), {
-        method: "POST",
-        headers: { authorization: `Bearer ${ADMIN_TOKEN}`, "content-type": "application/json" },
-      });
-      req.on("error", () => {});
-      req.on("response", (res) => {
-        let lines = 0;
-        res.on("data", (d: Buffer) => {
-          lines += d.toString().split("\n").length - 1;
-          if (lines < 3 || req.destroyed) return;
-          req.destroy();
-          resolve(String(res.headers["tandem-call-id"]));
-        });
-      });
-      req.end(JSON.stringify({ args: [] }));
-    });
+    const callId = await streamThenDrop(`${gw.url}/v1/apps/edge/functions/endless/stream`, { authorization: `Bearer ${ADMIN_TOKEN}` });
     await eventually(async () => (await fn<[], number>("endlessFinallyCount").remote()) === finallyBefore + 1);
     await eventually(async () => (await fetch(`${gw.url}/v1/calls/${callId}`, authed())).status === 200);
     const record = await ledger(callId);

@@ -4,7 +4,6 @@
  * test tries to break each sandbox property from inside a container.
  */
 import { execFile } from "node:child_process";
-import http from "node:http";
 import net from "node:net";
 import os from "node:os";
 import { promisify } from "node:util";
@@ -21,7 +20,7 @@ import {
   type CallRecord,
 } from "../sdk/index.js";
 import { HEADERS, encodeValue, type LogLine, type MapResultLine } from "../sdk/protocol.js";
-import { authed, eventually } from "./helpers/gateway.js";
+import { authed, eventually, streamThenDrop } from "./helpers/gateway.js";
 import { startTestStack, type TestStack } from "./helpers/stack.js";
 
 const APP = new URL("./fixtures/plane-app.ts", import.meta.url).pathname;
@@ -370,24 +369,7 @@ describe("generator functions on the plane", () => {
     const stopped = () =>
       stack.planeOutput.filter((l) => /\[plane\.endlessPlane fc-[0-9a-z]{26} ctr-[0-9a-f]{8}\] plane generator stopped after/.test(l)).length;
     const before = stopped();
-    const callId = await new Promise<string>((resolve, reject) => {
-      const req = http.request(new URL("/v1/apps/plane/functions/endlessPlane/stream", stack.url), {
-        method: "POST",
-        headers: { ...(authed().headers as Record<string, string>), "content-type": "application/json" },
-      });
-      req.on("error", () => {});
-      req.on("response", (res) => {
-        let lines = 0;
-        res.on("data", (d: Buffer) => {
-          lines += d.toString().split("\n").length - 1;
-          if (lines < 3 || req.destroyed) return;
-          req.destroy();
-          resolve(String(res.headers["tandem-call-id"]));
-        });
-      });
-      req.on("close", () => setTimeout(() => reject(new Error("the stream ended before 3 lines")), 0).unref());
-      req.end(JSON.stringify({ args: [] }));
-    });
+    const callId = await streamThenDrop(`${stack.url}/v1/apps/plane/functions/endlessPlane/stream`, authed().headers as Record<string, string>);
     await eventually(() => stopped() > before);
     await eventually(() => stack.planes[0]!.status().containers.some((c) => c.function === "endlessPlane" && !c.busy));
     // The gateway's end of it ran too: the call is recorded (and its input no longer counted in flight on the plane).

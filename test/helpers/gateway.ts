@@ -1,5 +1,6 @@
 /** Starts the gateway with an app file in real workerd, as `tandem serve` does, for a test. */
 import { mkdtemp, rm } from "node:fs/promises";
+import http from "node:http";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { App } from "../../sdk/app.js";
@@ -106,4 +107,26 @@ export async function eventually(check: () => boolean | Promise<boolean>, ms = 1
     if (Date.now() > deadline) throw new Error("condition not met in time");
     await new Promise((r) => setTimeout(r, 50));
   }
+}
+
+/**
+ * Starts a stream (`POST <url>`, no arguments), reads its first `lines` lines, then drops the connection as a client
+ * that goes away does; answers the stream's call id. Rejects if the stream ends first.
+ */
+export function streamThenDrop(url: string, headers: Record<string, string>, lines = 3): Promise<string> {
+  return new Promise<string>((resolve, reject) => {
+    const req = http.request(url, { method: "POST", headers: { ...headers, "content-type": "application/json" } });
+    req.on("error", () => {});
+    req.on("response", (res) => {
+      let seen = 0;
+      res.on("data", (d: Buffer) => {
+        seen += d.toString().split("\n").length - 1;
+        if (seen < lines || req.destroyed) return;
+        req.destroy();
+        resolve(String(res.headers["tandem-call-id"]));
+      });
+    });
+    req.on("close", () => setTimeout(() => reject(new Error(`the stream ended before ${lines} lines`)), 0).unref());
+    req.end(JSON.stringify({ args: [] }));
+  });
 }
