@@ -8,6 +8,7 @@
  * them.
  */
 import type { z } from "zod";
+import { readBodyUpTo } from "../sdk/bounded-body.js";
 import { API_LIMITS } from "../sdk/defaults.js";
 import { InvalidRequestError, bodyTooLarge, errorBody, type PayloadTooLargeError } from "../sdk/errors.js";
 import { HEADERS, decodeValue } from "../sdk/protocol.js";
@@ -22,11 +23,9 @@ const decoder = new TextDecoder();
  */
 export async function readJsonBody<S extends z.ZodType>(request: Request, schema: S, maxBytes: number): Promise<z.infer<S>> {
   passPreflight(request);
-  const declared = Number(request.headers.get("content-length") ?? "NaN");
-  if (declared > maxBytes) throw bodyTooLarge(maxBytes, declared);
   // Counted as it streams even when a length is declared: the header may not be what frames the body (a
   // content-length sent beside a chunked transfer-encoding, say), and reading stops at the limit either way.
-  const bytes = await readLimited(request, maxBytes);
+  const bytes = await readBodyUpTo(request, maxBytes, bodyTooLarge);
   return parseJsonBody(decoder.decode(bytes), schema);
 }
 
@@ -167,31 +166,6 @@ function jsonKind(json: unknown): string {
   if (Array.isArray(json)) return "an array";
   if (typeof json === "boolean") return String(json);
   return `a ${typeof json}`;
-}
-
-async function readLimited(request: Request, maxBytes: number): Promise<Uint8Array> {
-  if (!request.body) return new Uint8Array();
-  const reader = request.body.getReader();
-  const chunks: Uint8Array[] = [];
-  let total = 0;
-  for (;;) {
-    const { value, done } = await reader.read();
-    if (done) break;
-    total += value.byteLength;
-    if (total > maxBytes) {
-      await reader.cancel();
-      throw bodyTooLarge(maxBytes, total);
-    }
-    chunks.push(value);
-  }
-  if (chunks.length === 1) return chunks[0]!;
-  const out = new Uint8Array(total);
-  let offset = 0;
-  for (const chunk of chunks) {
-    out.set(chunk, offset);
-    offset += chunk.byteLength;
-  }
-  return out;
 }
 
 /**

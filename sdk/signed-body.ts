@@ -8,6 +8,7 @@
  * shape. Every refusal is a 400 or 413 that says why; none is a 500.
  */
 import type { z } from "zod";
+import { readBodyUpTo } from "./bounded-body.js";
 import { PLANE_DEFAULTS } from "./defaults.js";
 import { InvalidRequestError, bodyTooLarge, type PayloadTooLargeError } from "./errors.js";
 import { describeIssues } from "./zod-issues.js";
@@ -36,29 +37,7 @@ export async function readSignedBody(request: Request, maxBytes: number): Promis
  * @example const bytes = await readSignedBodyBytes(request.clone(), VOLUME_LIMITS.blockBytes);
  */
 export async function readSignedBodyBytes(request: Request, maxBytes: number): Promise<Uint8Array> {
-  const declared = Number(request.headers.get("content-length") ?? "NaN");
-  if (declared > maxBytes) throw signedBodyTooLarge(maxBytes, declared);
-  if (!request.body) return new Uint8Array();
-  const reader = request.body.getReader();
-  const chunks: Uint8Array[] = [];
-  let total = 0;
-  for (;;) {
-    const { value, done } = await reader.read();
-    if (done) break;
-    total += value.byteLength;
-    if (total > maxBytes) {
-      await reader.cancel().catch(() => {});
-      throw signedBodyTooLarge(maxBytes, total);
-    }
-    chunks.push(value);
-  }
-  const bytes = new Uint8Array(total);
-  let offset = 0;
-  for (const chunk of chunks) {
-    bytes.set(chunk, offset);
-    offset += chunk.byteLength;
-  }
-  return bytes;
+  return readBodyUpTo(request, maxBytes, signedBodyTooLarge);
 }
 
 /**

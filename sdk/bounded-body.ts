@@ -1,0 +1,43 @@
+/**
+ * A request's body read no further than a limit, on either side of the wire (the gateway's `/v1` bodies, the signed
+ * requests between the gateway and a plane): a declared length over it is refused before a byte is read, a chunked
+ * body (or one whose length header is not what frames it) as soon as it passes it; the rest is cancelled, never
+ * buffered.
+ */
+import type { PayloadTooLargeError } from "./errors.js";
+
+/**
+ * The body's bytes, at most `maxBytes`; past that, `tooLarge(maxBytes, received)` is thrown (a 413 that names the
+ * limit).
+ * @example const bytes = await readBodyUpTo(request, 1 << 20, bodyTooLarge);
+ */
+export async function readBodyUpTo(
+  request: Request,
+  maxBytes: number,
+  tooLarge: (maxBytes: number, received: number) => PayloadTooLargeError,
+): Promise<Uint8Array> {
+  const declared = Number(request.headers.get("content-length") ?? "NaN");
+  if (declared > maxBytes) throw tooLarge(maxBytes, declared);
+  if (!request.body) return new Uint8Array();
+  const reader = request.body.getReader();
+  const chunks: Uint8Array[] = [];
+  let total = 0;
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) break;
+    total += value.byteLength;
+    if (total > maxBytes) {
+      await reader.cancel().catch(() => {});
+      throw tooLarge(maxBytes, total);
+    }
+    chunks.push(value);
+  }
+  if (chunks.length === 1) return chunks[0]!;
+  const bytes = new Uint8Array(total);
+  let offset = 0;
+  for (const chunk of chunks) {
+    bytes.set(chunk, offset);
+    offset += chunk.byteLength;
+  }
+  return bytes;
+}
