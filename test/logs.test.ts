@@ -5,7 +5,7 @@
  * (a cold start, a retry); secret values masked where lines are kept; lines
  * that outlive a restart of `tandem serve`; bad queries answered 400.
  */
-import { spawn } from "node:child_process";
+import { spawn, type ChildProcessWithoutNullStreams } from "node:child_process";
 import { mkdtemp, readFile, readdir, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -134,34 +134,43 @@ describe("log retention", () => {
   }, 60_000);
 });
 
+/** `tandem logs journal …args` against the served gateway, its output gathered as it comes. */
+function tandemLogs(...args: string[]): { child: ChildProcessWithoutNullStreams; out: () => string; err: () => string; exited: Promise<number | null> } {
+  const child = spawn(process.execPath, [CLI, "logs", "journal", ...args, "--gateway", served.url, "--token", token], {
+    cwd: dir,
+    env: { ...process.env, NO_COLOR: "1" },
+  });
+  let out = "";
+  let err = "";
+  child.stdout.on("data", (d: Buffer) => (out += d.toString()));
+  child.stderr.on("data", (d: Buffer) => (err += d.toString()));
+  const exited = new Promise<number | null>((resolve) => child.on("exit", (code) => resolve(code)));
+  return { child, out: () => out, err: () => err, exited };
+}
+
 describe("tandem logs", () => {
   it("-f shows a line a plane function printed and one an edge function printed, in order, each within a second", async () => {
     await fn<[string], string>("planeSay").remote("warm-up"); // the container started: its cold start is not what is timed
-    const child = spawn(process.execPath, [CLI, "logs", "journal", "-f", "-n", "1", "--source", "stdout", "--gateway", served.url, "--token", token], {
-      cwd: dir,
-      env: { ...process.env, NO_COLOR: "1" },
-    });
-    let out = "";
+    const { child, out: printed } = tandemLogs("-f", "-n", "1", "--source", "stdout");
     const seenAt = new Map<string, number>();
-    child.stdout.on("data", (d: Buffer) => {
-      out += d.toString();
-      for (const word of ["plane says one", "edge says two"]) if (!seenAt.has(word) && out.includes(word)) seenAt.set(word, Date.now());
+    child.stdout.on("data", () => {
+      for (const word of ["plane says one", "edge says two"]) if (!seenAt.has(word) && printed().includes(word)) seenAt.set(word, Date.now());
     });
     try {
       // The follow is open once it printed the last line so far, the warm-up's (a loaded machine starts the CLI slowly).
-      await expect.poll(() => out, { timeout: 10_000 }).toContain("plane says warm-up");
+      await expect.poll(printed, { timeout: 10_000 }).toContain("plane says warm-up");
       await fn<[string], string>("planeSay").remote("one");
       const planeAnswered = Date.now();
       await fn<[string], string>("edgeSay").remote("two");
       const edgeAnswered = Date.now();
       const deadline = Date.now() + 3_000;
       while (seenAt.size < 2 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
-      expect(out).toMatch(/journal\.planeSay fc-[0-9a-z]{26} \S+ \(plane, stdout\) plane says one/);
-      expect(out).toMatch(/journal\.edgeSay fc-[0-9a-z]{26} \(edge, stdout\) edge says two/);
-      expect(out.indexOf("plane says one")).toBeLessThan(out.indexOf("edge says two"));
+      expect(printed()).toMatch(/journal\.planeSay fc-[0-9a-z]{26} \S+ \(plane, stdout\) plane says one/);
+      expect(printed()).toMatch(/journal\.edgeSay fc-[0-9a-z]{26} \(edge, stdout\) edge says two/);
+      expect(printed().indexOf("plane says one")).toBeLessThan(printed().indexOf("edge says two"));
       expect(seenAt.get("plane says one")! - planeAnswered).toBeLessThan(1_000);
       expect(seenAt.get("edge says two")! - edgeAnswered).toBeLessThan(1_000);
-      expect(out).not.toContain("plane warns one"); // --source stdout
+      expect(printed()).not.toContain("plane warns one"); // --source stdout
     } finally {
       child.kill("SIGINT");
     }
@@ -170,23 +179,16 @@ describe("tandem logs", () => {
   it("-f -n 0 prints only the lines that come after it starts", async () => {
     await fn<[string], string>("edgeSay").remote("before the follow");
     await expect.poll(async () => (await logs("?search=before%20the%20follow")).lines.length).toBe(1);
-    const child = spawn(process.execPath, [CLI, "logs", "journal", "-f", "-n", "0", "--gateway", served.url, "--token", token], {
-      cwd: dir,
-      env: { ...process.env, NO_COLOR: "1" },
-    });
-    let out = "";
-    let err = "";
-    child.stdout.on("data", (d: Buffer) => (out += d.toString()));
-    child.stderr.on("data", (d: Buffer) => (err += d.toString()));
+    const { child, out, err } = tandemLogs("-f", "-n", "0");
     try {
       // A line every half second until the follow shows one: a loaded machine may take more than a second to start the CLI.
-      for (let i = 0; i < 20 && !out; i++) {
+      for (let i = 0; i < 20 && !out(); i++) {
         await fn<[string], string>("edgeSay").remote(`after the follow ${i}`);
         await new Promise((r) => setTimeout(r, 500));
       }
-      await expect.poll(() => out, { timeout: 3_000 }).toContain("edge says after the follow");
-      expect(err).toBe("");
-      const printed = out.split("\n").filter(Boolean);
+      await expect.poll(out, { timeout: 3_000 }).toContain("edge says after the follow");
+      expect(err()).toBe("");
+      const printed = out().split("\n").filter(Boolean);
       expect(printed.length).toBeGreaterThan(0);
       for (const line of printed) expect(line).toMatch(/\(edge, stdout\) edge says after the follow \d+$/);
     } finally {
@@ -197,13 +199,7 @@ describe("tandem logs", () => {
   it("-f ends quietly once what reads its output stops reading (| head -1)", async () => {
     await fn<[string], string>("edgeSay").remote("before the pipe closes");
     await expect.poll(async () => (await logs("?search=before%20the%20pipe")).lines.length).toBe(1);
-    const child = spawn(process.execPath, [CLI, "logs", "journal", "-f", "-n", "1", "--gateway", served.url, "--token", token], {
-      cwd: dir,
-      env: { ...process.env, NO_COLOR: "1" },
-    });
-    let err = "";
-    child.stderr.on("data", (d: Buffer) => (err += d.toString()));
-    const exited = new Promise<number | null>((resolve) => child.on("exit", (code) => resolve(code)));
+    const { child, err, exited } = tandemLogs("-f", "-n", "1");
     try {
       await new Promise((resolve) => child.stdout.once("data", resolve)); // the last line so far: the follow is open
       child.stdout.destroy(); // as head does once it has its line
@@ -212,7 +208,7 @@ describe("tandem logs", () => {
         await new Promise((r) => setTimeout(r, 300));
       }
       expect(await Promise.race([exited, new Promise((r) => setTimeout(() => r("still running"), 3_000))])).toBe(0);
-      expect(err).toBe("");
+      expect(err()).toBe("");
     } finally {
       child.kill("SIGINT");
     }
@@ -320,24 +316,12 @@ describe("tandem logs", () => {
   it("-f --call ends on its own, with 0, once the call has ended and its last lines are printed, in either tier", async () => {
     for (const tier of ["edge", "plane"]) {
       const call = await fn<[number], number>(`${tier}Ticks`).spawn(15);
-      const child = spawn(
-        process.execPath,
-        [CLI, "logs", "journal", "--call", call.id, "-f", "--source", "stdout", "--gateway", served.url, "--token", token],
-        {
-          cwd: dir,
-          env: { ...process.env, NO_COLOR: "1" },
-        },
-      );
-      let out = "";
-      let err = "";
-      child.stdout.on("data", (d: Buffer) => (out += d.toString()));
-      child.stderr.on("data", (d: Buffer) => (err += d.toString()));
-      const exited = new Promise<number | null>((resolve) => child.on("exit", (code) => resolve(code)));
+      const { child, out, err, exited } = tandemLogs("--call", call.id, "-f", "--source", "stdout");
       try {
         await call.get({ timeoutMs: 30_000 });
         expect(await Promise.race([exited, new Promise((r) => setTimeout(() => r("still running"), 5_000))]), tier).toBe(0);
-        expect(err).toBe("");
-        const texts = out
+        expect(err()).toBe("");
+        const texts = out()
           .split("\n")
           .filter(Boolean)
           .map((line) => line.replace(/^.* \(\w+, stdout\) /, ""));
