@@ -16,10 +16,9 @@ import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { Queue, lookup } from "../sdk/index.js";
 import { QUEUE_LIMITS } from "../sdk/defaults.js";
-import { bundleWorker } from "../sdk/cli/bundle.js";
-import { startWorkerd } from "../sdk/cli/workerd.js";
 import { ADMIN_TOKEN } from "../test/helpers/gateway.js";
 import { startBareWorker } from "./bare-worker.js";
+import { startBenchGateway } from "./bench-gateway.js";
 import { benchArgs, printTable, stateInMemory, summarize } from "./stats.js";
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -30,13 +29,7 @@ const PER = tiny ? 10 : 1000; // operations per round: the isolate's clock moves
 const ITEMS = tiny ? 500 : QUEUE_LIMITS.maxItemsPerPartition;
 
 const dir = await mkdtemp(join(tmpdir(), "tandem-bench-dq-"));
-const gatewayBundle = await bundleWorker([join(here, "apps/dict-queue-app.ts")], join(dir, "gateway"));
-const gateway = await startWorkerd({
-  worker: gatewayBundle,
-  persistDir: join(dir, "state"),
-  bindings: { TANDEM_ADMIN_TOKEN: ADMIN_TOKEN },
-  onOutput: () => {},
-});
+const gateway = await startBenchGateway(join(here, "apps/dict-queue-app.ts"), dir);
 const gatewayUrl = gateway.url.href.replace(/\/$/, "");
 const bare = await startBareWorker(join(here, "apps/bare-kv-worker.ts"), join(dir, "bare"), {
   durableObjects: { KV: { className: "BareKv", useSQLite: true } },

@@ -16,11 +16,10 @@ import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { lookup } from "../sdk/index.js";
-import { bundleWorker } from "../sdk/cli/bundle.js";
-import { startWorkerd } from "../sdk/cli/workerd.js";
 import { ADMIN_TOKEN } from "../test/helpers/gateway.js";
 import { startBareWorker } from "./bare-worker.js";
 import { nodeHttpJson } from "./node-http.js";
+import { startBenchGateway } from "./bench-gateway.js";
 import { benchArgs, printTable, stateInMemory, summarize } from "./stats.js";
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -30,13 +29,7 @@ const WORK = 1000;
 const ROUND = 50;
 
 const dir = await mkdtemp(join(tmpdir(), "tandem-bench-"));
-const gatewayBundle = await bundleWorker([join(here, "apps/edge-call-app.ts")], join(dir, "gateway"));
-const gateway = await startWorkerd({
-  worker: gatewayBundle,
-  persistDir: join(dir, "state"),
-  bindings: { TANDEM_ADMIN_TOKEN: ADMIN_TOKEN },
-  onOutput: () => {},
-});
+const gateway = await startBenchGateway(join(here, "apps/edge-call-app.ts"), dir);
 
 const bare = await startBareWorker(join(here, "apps/bare-worker.ts"), join(dir, "bare"));
 const bareUrl = bare.url;

@@ -14,10 +14,9 @@ import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { lookup } from "../sdk/index.js";
-import { bundleWorker } from "../sdk/cli/bundle.js";
-import { startWorkerd } from "../sdk/cli/workerd.js";
 import { paths } from "../sdk/protocol.js";
 import { ADMIN_TOKEN } from "../test/helpers/gateway.js";
+import { startBenchGateway } from "./bench-gateway.js";
 import { benchArgs, printTable, stateInMemory, summarize } from "./stats.js";
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -27,13 +26,7 @@ const WORK = 1000;
 const ROUND = 50;
 
 const dir = await mkdtemp(join(tmpdir(), "tandem-bench-"));
-const gatewayBundle = await bundleWorker([join(here, "apps/secret-call-app.ts")], join(dir, "gateway"));
-const gateway = await startWorkerd({
-  worker: gatewayBundle,
-  persistDir: join(dir, "state"),
-  bindings: { TANDEM_ADMIN_TOKEN: ADMIN_TOKEN, TANDEM_SECRETS_KEY: randomBytes(32).toString("hex") },
-  onOutput: () => {},
-});
+const gateway = await startBenchGateway(join(here, "apps/secret-call-app.ts"), dir, { TANDEM_SECRETS_KEY: randomBytes(32).toString("hex") });
 const gatewayUrl = gateway.url.href.replace(/\/$/, "");
 
 for (const [name, key] of [

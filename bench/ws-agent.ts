@@ -13,10 +13,8 @@ import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import WebSocket from "ws";
-import { bundleWorker } from "../sdk/cli/bundle.js";
-import { startWorkerd } from "../sdk/cli/workerd.js";
-import { ADMIN_TOKEN } from "../test/helpers/gateway.js";
 import { startBareWorker } from "./bare-worker.js";
+import { startBenchGateway } from "./bench-gateway.js";
 import { benchArgs, printTable, stateInMemory, summarize } from "./stats.js";
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -37,13 +35,7 @@ const rssMiB = async (pid: number) => Number(/VmRSS:\s+(\d+) kB/.exec(await read
 
 const dir = await mkdtemp(join(tmpdir(), "tandem-bench-ws-"));
 const before = workerdPids();
-const gatewayBundle = await bundleWorker([join(here, "apps/ws-app.ts")], join(dir, "gateway"));
-const gateway = await startWorkerd({
-  worker: gatewayBundle,
-  persistDir: join(dir, "state"),
-  bindings: { TANDEM_ADMIN_TOKEN: ADMIN_TOKEN },
-  onOutput: () => {},
-});
+const gateway = await startBenchGateway(join(here, "apps/ws-app.ts"), dir);
 const gatewayPid = [...workerdPids()].find((p) => !before.has(p));
 
 const bare = await startBareWorker(join(here, "apps/bare-echo-worker.ts"), join(dir, "bare"), {
