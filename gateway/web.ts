@@ -194,21 +194,28 @@ function addAgent(web: Hono<Web>, appName: string, agent: AgentDefinition): void
  * An endpoint that returns an async iterable (a generator function's chunks,
  * say) answers with Server-Sent Events: one `data:` event a chunk (JSON), then
  * `event: done`, or `event: error` with the error. A client that goes away
- * stops the iterable.
+ * stops the iterable: a generator is returned, so its `finally` runs.
  */
 function serverSentEvents(c: Context<Web>, source: GeneratorResult): Response {
   const iterator = chunkIterator(source);
   const encoder = new TextEncoder();
   const event = (name: string | undefined, data: unknown) => encoder.encode(`${name ? `event: ${name}\n` : ""}data: ${JSON.stringify(data)}\n\n`);
   const rc = runStore.getStore();
+  // Held open from the first read until the events end: a client that goes away otherwise ends the request's work
+  // with it, and the iterable was never returned (a generator's `finally` did not run), as with a function's stream
+  // (gateway/stream.ts). A body never read (a HEAD request's) holds nothing.
+  let ended: (() => void) | undefined;
+  const end = () => ended?.();
   const body = new ReadableStream<Uint8Array>(
     {
       async pull(controller) {
+        if (!ended) rc?.waitUntil(new Promise<void>((resolve) => (ended = resolve)));
         try {
           const step = await (rc ? runStore.run(rc, () => Promise.resolve(iterator.next())) : iterator.next());
           if (step.done) {
             controller.enqueue(event("done", null));
             controller.close();
+            end();
           } else {
             controller.enqueue(event(undefined, step.value instanceof EncodedResult ? step.value.encoded.json : step.value));
           }
@@ -217,10 +224,15 @@ function serverSentEvents(c: Context<Web>, source: GeneratorResult): Response {
           delete error.remote?.stack;
           controller.enqueue(event("error", error));
           controller.close();
+          end();
         }
       },
       async cancel() {
-        await iterator.return?.();
+        try {
+          await (rc ? runStore.run(rc, () => Promise.resolve(iterator.return?.())) : iterator.return?.());
+        } finally {
+          end();
+        }
       },
     },
     { highWaterMark: 0 },

@@ -288,6 +288,21 @@ describe("generator functions", () => {
     expect(await res.text()).toBe('data: "tok-0"\n\ndata: "tok-1"\n\ndata: "tok-2"\n\nevent: done\ndata: null\n\n');
   });
 
+  it("stops a function's stream behind a web endpoint, runs its finally and records the call as cancelled when the client drops the connection", async () => {
+    const finallyBefore = await fn<[], number>("endlessFinallyCount").remote();
+    await streamThenDrop(`${gw.url}/edge/endless-sse`, {}, 3, "GET");
+    await eventually(async () => (await fn<[], number>("endlessFinallyCount").remote()) === finallyBefore + 1);
+    const callId = await fn<[], string>("endlessLastCall").remote();
+    await eventually(async () => (await fetch(`${gw.url}/v1/calls/${callId}`, authed())).status === 200);
+    expect(await ledger(callId)).toMatchObject({ kind: "stream", status: "cancelled", error: { code: "call_cancelled" } });
+  });
+
+  it("stops a web endpoint's own generator and runs its finally when the client drops the connection", async () => {
+    const before = await fn<[], number>("ownFinallyCount").remote();
+    await streamThenDrop(`${gw.url}/edge/own-endless`, {}, 3, "GET");
+    await eventually(async () => (await fn<[], number>("ownFinallyCount").remote()) === before + 1);
+  });
+
   it("says to use remoteGen for a generator, and remote for the rest", async () => {
     const remote = await fn("tokens")
       .remote(2)

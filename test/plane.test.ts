@@ -381,6 +381,18 @@ describe("generator functions on the plane", () => {
     const res = await fetch(`${stack.url}/plane/tokens/3`);
     expect(await res.text()).toBe("data: 0\n\ndata: 1\n\ndata: 2\n\nevent: done\ndata: null\n\n");
   });
+
+  it("stops a plane generator streamed through an edge endpoint, frees its container and records the call when the client drops the connection", async () => {
+    const stoppedCalls = () =>
+      stack.planeOutput.flatMap((l) => /\[plane\.endlessPlane (fc-[0-9a-z]{26}) ctr-[0-9a-f]{8}\] plane generator stopped after/.exec(l)?.[1] ?? []);
+    const before = stoppedCalls().length;
+    await streamThenDrop(`${stack.url}/plane/endless-tokens`, {}, 3, "GET");
+    await eventually(() => stoppedCalls().length > before);
+    await eventually(() => stack.planes[0]!.status().containers.some((c) => c.function === "endlessPlane" && !c.busy));
+    const callId = stoppedCalls().at(-1)!;
+    await eventually(async () => (await fetch(`${stack.url}/v1/calls/${callId}`, authed())).status === 200);
+    expect(await (await fetch(`${stack.url}/v1/calls/${callId}`, authed())).json()).toMatchObject({ kind: "stream", status: "cancelled" });
+  });
 });
 
 describe("retries and cancellation on the plane", () => {

@@ -110,12 +110,13 @@ export async function eventually(check: () => boolean | Promise<boolean>, ms = 1
 }
 
 /**
- * Starts a stream (`POST <url>`, no arguments), reads its first `lines` lines, then drops the connection as a client
- * that goes away does; answers the stream's call id. Rejects if the stream ends first.
+ * Starts a stream (`POST <url>`, no arguments; or `GET <url>`, a web endpoint's), reads its first `lines` lines, then
+ * drops the connection as a client that goes away does; answers the stream's call id (a `POST .../stream`'s). Rejects
+ * if the stream ends first.
  */
-export function streamThenDrop(url: string, headers: Record<string, string>, lines = 3): Promise<string> {
+export function streamThenDrop(url: string, headers: Record<string, string>, lines = 3, method: "GET" | "POST" = "POST"): Promise<string> {
   return new Promise<string>((resolve, reject) => {
-    const req = http.request(url, { method: "POST", headers: { ...headers, "content-type": "application/json" } });
+    const req = http.request(url, { method, headers: method === "POST" ? { ...headers, "content-type": "application/json" } : headers });
     req.on("error", () => {});
     req.on("response", (res) => {
       let seen = 0;
@@ -127,6 +128,6 @@ export function streamThenDrop(url: string, headers: Record<string, string>, lin
       });
     });
     req.on("close", () => setTimeout(() => reject(new Error(`the stream ended before ${lines} lines`)), 0).unref());
-    req.end(JSON.stringify({ args: [] }));
+    req.end(method === "POST" ? JSON.stringify({ args: [] }) : undefined);
   });
 }
