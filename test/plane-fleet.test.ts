@@ -230,6 +230,20 @@ describe("tandem plane and its gateway", () => {
     }
   });
 
+  it("echoes its containers' control characters as escapes, as tandem serve and tandem logs print them", async () => {
+    const plane = await startPlaneProcess(stack.url, ["--runtime", "process"]);
+    try {
+      await eventually(() => plane.output().includes("registered with the gateway"));
+      const printed = "\x1b[31mred\x1b[0m \x1b]0;title\x07 plane\rechoed";
+      await lookup<[string], string>("plane", "sayPlane", { gateway: stack.url }).remote(printed);
+      await eventually(() => plane.output().includes("plane says \\x1b[31mred\\x1b[0m \\x1b]0;title\\x07 plane\\rechoed\n"));
+      expect(plane.output()).not.toContain("\x1b[31mred");
+      expect(plane.output()).not.toContain("plane\rechoed");
+    } finally {
+      await stopPlaneProcess(plane);
+    }
+  });
+
   it("serves its metrics on the --metrics-port listener it prints, and on its API port, with TANDEM_METRICS_TOKEN only", async () => {
     const token = "fleet-metrics-token-0123";
     const plane = await startPlaneProcess(stack.url, ["--runtime", "process", "--metrics-port", "0"], { TANDEM_METRICS_TOKEN: token });

@@ -16,7 +16,7 @@ import { printFailure } from "./failure.js";
 import { planeSecret } from "./local-stack.js";
 import { stateDir } from "./paths.js";
 import { onStopSignal } from "./signals.js";
-import { style } from "./style.js";
+import { style, visibleLines } from "./style.js";
 
 /** A status line while the gateway cannot be reached: after the first failure, then every this many. */
 const STATUS_EVERY = 10;
@@ -115,7 +115,8 @@ export async function startPlaneNode(options: PlaneNodeOptions): Promise<void> {
     ...(options.config.metricsToken ? { metricsToken: options.config.metricsToken } : {}),
     ...(options.metricsListen ? { metricsListen: options.metricsListen } : {}),
     ...(options.config.otlp ? { otlp: options.config.otlp } : {}),
-    log: printed.line,
+    // Its lines quote its containers' (what functions print): shown as `tandem serve` and `tandem logs` show them.
+    log: (line) => printed.line(visibleLines(line)),
     // The first heartbeat is sent before start returns: it is reported once the plane is there to describe.
     onHeartbeat: (outcome) => (started ? report(outcome, started) : (first = outcome)),
   });
