@@ -10,13 +10,19 @@
  * attempt had begun (the runner marks each one with `start` before it runs
  * it), and on which plane.
  *
+ * A lapsed lease is taken for a lost runner only when no runner of this
+ * isolate holds the call (gateway/live-runners.ts): one that the ledger
+ * resumed runs here, and a loaded process runs its renewals late. A call's
+ * `attempts` only grows: an end record counts at least the attempts marked
+ * begun, whichever runner writes it.
+ *
  * A call made with an idempotency key keeps it in its row (unique), so a
  * second request with the key finds the call instead of making another, for
  * as long as the record is kept.
  */
 import { DurableObject } from "cloudflare:workers";
 import type { WireError } from "../sdk/errors.js";
-import { API_LIMITS } from "../sdk/defaults.js";
+import { API_LIMITS, DELIVERY_DEFAULTS } from "../sdk/defaults.js";
 import {
   BLOB_KEYS,
   TERMINAL_STATUSES,
@@ -31,6 +37,7 @@ import { CallArgs } from "./call-args.js";
 import type { FinishedCall, LedgerApi, NewCall } from "./call-ledger-client.js";
 import { gatewayConfig, type GatewayConfig } from "./config.js";
 import type { Env } from "./env.js";
+import { holdRunner, runnerAliveHere } from "./live-runners.js";
 import { registry, type RegisteredFunction } from "./registry.js";
 import { runStore, type RunContext } from "./run-context.js";
 
@@ -259,7 +266,7 @@ export class CallLedger extends DurableObject<Env> implements LedgerApi {
       (m) => m.id,
     )) {
       const rows = this.#sql.exec<{ id: string }>(
-        `UPDATE calls SET status = 'running', attempts = ?, started_at = COALESCE(started_at, ?), lease_until = ?
+        `UPDATE calls SET status = 'running', attempts = MAX(attempts, ?), started_at = COALESCE(started_at, ?), lease_until = ?
          WHERE id IN (SELECT value FROM json_each(?)) AND ${NOT_ENDED} RETURNING id`,
         attempt,
         now,
@@ -274,7 +281,7 @@ export class CallLedger extends DurableObject<Env> implements LedgerApi {
   #start(id: string, attempt: number): boolean {
     const now = Date.now();
     const marked = this.#sql.exec(
-      `UPDATE calls SET status = 'running', attempts = ?, started_at = COALESCE(started_at, ?), lease_until = ? WHERE id = ? AND ${NOT_ENDED} RETURNING id`,
+      `UPDATE calls SET status = 'running', attempts = MAX(attempts, ?), started_at = COALESCE(started_at, ?), lease_until = ? WHERE id = ? AND ${NOT_ENDED} RETURNING id`,
       attempt,
       now,
       now + this.#leaseMs,
@@ -325,7 +332,7 @@ export class CallLedger extends DurableObject<Env> implements LedgerApi {
       this.#sql.exec(
         `INSERT INTO calls (id, app, fn, kind, status, attempts, result, error, created_at, started_at, finished_at, lease_until, expires_at)
          VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, ?)
-         ON CONFLICT(id) DO UPDATE SET status = excluded.status, attempts = excluded.attempts, result = excluded.result,
+         ON CONFLICT(id) DO UPDATE SET status = excluded.status, attempts = MAX(calls.attempts, excluded.attempts), result = excluded.result,
            error = excluded.error, started_at = COALESCE(calls.started_at, excluded.started_at), finished_at = excluded.finished_at,
            lease_until = NULL, expires_at = excluded.expires_at
          WHERE calls.${NOT_ENDED} OR (${ENDED_BEFORE_MAP_CANCEL})`,
@@ -407,7 +414,13 @@ export class CallLedger extends DurableObject<Env> implements LedgerApi {
       this.#sql.exec("DELETE FROM calls WHERE id = ?", row.id);
       await this.env.BLOBS.delete([BLOB_KEYS.input(row.id), BLOB_KEYS.result(row.id)]);
     }
-    const orphans = this.#sql.exec<Row>(`SELECT * FROM calls WHERE lease_until <= ? AND ${NOT_ENDED}`, now).toArray();
+    const lapsed = this.#sql.exec<Row>(`SELECT * FROM calls WHERE lease_until <= ? AND ${NOT_ENDED}`, now).toArray();
+    // A runner of this isolate is alive, however late its renewals came: its lease is extended, its call not run again.
+    const silenceMs = Math.max(DELIVERY_DEFAULTS.runnerSilenceLeases * this.#leaseMs, DELIVERY_DEFAULTS.runnerSilenceMinMs);
+    const alive = new Set(lapsed.filter((row) => runnerAliveHere(row.id, now, silenceMs)).map((row) => row.id));
+    if (alive.size)
+      this.#sql.exec("UPDATE calls SET lease_until = ? WHERE id IN (SELECT value FROM json_each(?))", now + this.#leaseMs, JSON.stringify([...alive]));
+    const orphans = lapsed.filter((row) => !alive.has(row.id));
     orphans.forEach((row, i) => this.#resume(row, i < RESUMES_LOGGED));
     // A line each would be thousands after a crash under load: workerd writes them to a pipe, and `tandem serve`
     // blocks on a synchronous miniflare call as it starts, so a full pipe once stalled both for good.
@@ -429,6 +442,7 @@ export class CallLedger extends DurableObject<Env> implements LedgerApi {
       void this.record([this.#lost(row, `its function is no longer deployed: ${(err as Error).message}`)]);
       return;
     }
+    const release = holdRunner([row.id]); // runs here from now: not taken for lost again while it lives
     this.#sql.exec("UPDATE calls SET lease_until = ? WHERE id = ?", Date.now() + this.#leaseMs, row.id);
     const from: ResumePoint = { attempts: row.attempts, running: row.status === "running", plane: row.plane };
     const where = !from.running ? "it had not started" : `attempt ${row.attempts} was under way${row.plane ? ` on plane ${row.plane}` : ""}`;
@@ -438,7 +452,9 @@ export class CallLedger extends DurableObject<Env> implements LedgerApi {
         // As stored: a plane gets them as they came; an edge function decodes them when it runs.
         const args = CallArgs.received(JSON.parse(await this.#loadValue(row.input!)) as EncodedValue);
         await runStore.run(rc, () => resume(rc, this, fn, row.id, args, from, row.created_at, row.kind === "scheduled"));
-      })().catch((err) => this.record([this.#lost(row, String(err))])),
+      })()
+        .catch((err) => this.record([this.#lost(row, String(err))]))
+        .finally(release),
     );
   }
 

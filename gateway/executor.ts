@@ -54,6 +54,7 @@ import { isGeneratorResult } from "../sdk/generator-result.js";
 import { runStore, withCallEnv, type RunContext } from "./run-context.js";
 import { maskedError } from "../sdk/secret.js";
 import { keepEdgeLine } from "./log-sink.js";
+import { beatRunners, holdRunner } from "./live-runners.js";
 
 export interface Outcome {
   status: Exclude<CallStatus, "pending" | "running">;
@@ -340,18 +341,29 @@ export async function spawnCall(
   const id = options.id ?? (scope === undefined ? newCallId() : newCallIdIn(shardOfKey(scope)));
   const createdAt = Date.now();
   const ledger = ledgerFor(rc.env, id);
-  const callId = await ledger.create({
-    id,
-    app: fn.app,
-    function: fn.name,
-    kind: options.kind ?? "spawn",
-    createdAt,
-    input: args.encoded,
-    ...(options.scheduledAt === undefined ? {} : { scheduledAt: options.scheduledAt }),
-    ...(scope === undefined ? {} : { key: scope }),
-  });
-  if (callId !== id) return callId; // sent again: the call its key named is running or ran
-  rc.waitUntil(runSpawned(rc, ledger, fn, id, args, NOT_STARTED, createdAt, options.kind === "scheduled"));
+  // Held from before its record: a ledger in this isolate never takes it for lost while this runner lives.
+  const release = holdRunner([id]);
+  let callId: string;
+  try {
+    callId = await ledger.create({
+      id,
+      app: fn.app,
+      function: fn.name,
+      kind: options.kind ?? "spawn",
+      createdAt,
+      input: args.encoded,
+      ...(options.scheduledAt === undefined ? {} : { scheduledAt: options.scheduledAt }),
+      ...(scope === undefined ? {} : { key: scope }),
+    });
+  } catch (err) {
+    release();
+    throw err;
+  }
+  if (callId !== id) {
+    release();
+    return callId; // sent again: the call its key named is running or ran
+  }
+  rc.waitUntil(runSpawned(rc, ledger, fn, id, args, NOT_STARTED, createdAt, options.kind === "scheduled").finally(release));
   return id;
 }
 
@@ -372,6 +384,7 @@ export async function runSpawned(
   /** A scheduled run: nobody waits on it, so a failure goes to the logs too. */
   logFailure = false,
 ): Promise<void> {
+  const release = holdRunner([id]); // until its outcome is recorded
   try {
     const outcome = await runRecorded(rc, ledger, fn, id, args, from, { renew: true });
     if (outcome.status === "cancelled") return;
@@ -384,6 +397,8 @@ export async function runSpawned(
     await ledger.finish(finishedCall(id, fn, "spawn", createdAt, outcome));
   } catch (err) {
     console.error(`call ${id}: could not record its outcome:`, err);
+  } finally {
+    release();
   }
 }
 
@@ -416,7 +431,13 @@ async function runRecorded(
   let marked = options.firstMarked === true;
   const start = options.start ?? ((mark: { id: string; attempt: number }) => ledger.start(mark.id, mark.attempt));
   const notePlane = options.notePlane ?? ((note: { id: string; planeId: string }) => ledger.runningOn(note.id, note.planeId));
-  const renew = options.renew ? setInterval(() => void ledger.renew(id).catch(() => {}), rc.config.callLeaseMs / 3) : undefined;
+  const renew = options.renew
+    ? setInterval(() => {
+        beatRunners([id]);
+        void ledger.renew(id).catch(() => {});
+      }, rc.config.callLeaseMs / 3)
+    : undefined;
+  const release = holdRunner([id]); // see gateway/live-runners.ts
   try {
     return await execute(rc, fn, args, id, {
       from,
@@ -435,6 +456,7 @@ async function runRecorded(
     });
   } finally {
     clearInterval(renew);
+    release();
   }
 }
 
@@ -527,8 +549,15 @@ export async function mapCallsOnce(
     key: mapInputKey(scope, index),
     ...(early ? { running: true } : {}),
   }));
+  // Held from before their records until the map's end records them: see gateway/live-runners.ts.
+  const release = holdRunner(calls.map((call) => call.id));
   const recorded = ledger.createMany(calls);
-  const ids = early ? calls.map((call) => call.id) : await recorded;
+  const ids = early
+    ? calls.map((call) => call.id)
+    : await recorded.catch((err: unknown) => {
+        release();
+        throw err;
+      });
   const mine = new Set(ids.filter((id, index) => id === calls[index]!.id));
   const afterRecord = <T>(write: () => Promise<T>) => recorded.then(write);
   const startMarks = grouped((marks: { id: string; attempt: number }[]) => ledger.startMany(marks));
@@ -538,7 +567,10 @@ export async function mapCallsOnce(
     stopped.planes.set(note.id, note.planeId); // a cancel that comes before the ledger has it still finds the plane
     return early ? afterRecord(() => planeNotes(note)) : planeNotes(note);
   };
-  const renew = setInterval(() => void (mine.size ? ledger.renewAll([...mine]) : Promise.resolve()).catch(() => {}), rc.config.callLeaseMs / 3);
+  const renew = setInterval(() => {
+    beatRunners(mine);
+    void (mine.size ? ledger.renewAll([...mine]) : Promise.resolve()).catch(() => {});
+  }, rc.config.callLeaseMs / 3);
   // Inputs recorded as started have no mark to refuse them once the map is cancelled: they ask this instead.
   // Plain data: workerd refuses an AbortController of this request another request aborts.
   const stopped: MapHere = { yes: false, planes: new Map() };
@@ -596,7 +628,11 @@ export async function mapCallsOnce(
     clearInterval(poll);
     here.delete(stopped);
     if (!here.size) runningMaps.delete(scope);
-    rc.waitUntil(recordEnded(rc.env, rows).catch((err) => console.error("ledger: could not record map calls:", err)));
+    rc.waitUntil(
+      recordEnded(rc.env, rows)
+        .catch((err) => console.error("ledger: could not record map calls:", err))
+        .finally(release),
+    );
   }
 }
 

@@ -430,6 +430,12 @@ export const DELIVERY_DEFAULTS = {
   planeOutcomeBytesKept: 64 * MiB,
   /** Extra attempts a call may take because one was lost with its gateway or plane (not failures: they use no retry). */
   maxLostAttempts: 3,
+  /**
+   * A runner the ledger sees in its own isolate (gateway/live-runners.ts) keeps its call, lease lapsed or not, until
+   * it has not renewed for this many leases, and at least `runnerSilenceMinMs`: a loaded process runs timers late.
+   */
+  runnerSilenceLeases: 3,
+  runnerSilenceMinMs: 2_000,
   /** The SDK's retries of a request that got no answer (connection refused or reset, the front door's 502), and their backoff. */
   clientRetries: 4,
   clientRetryDelayMs: 200,

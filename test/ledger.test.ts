@@ -1,8 +1,8 @@
 /**
  * The call ledger in real workerd: a spawned call whose runner dies with the
- * gateway is resumed after a restart (its lost attempt counted), a keyed
- * map's ended input is not while the map runs, and large values go to blob
- * storage.
+ * gateway is resumed after a restart (its lost attempt counted), one whose
+ * runner lives is not however late its renewals come, a keyed map's ended
+ * input is not while the map runs, and large values go to blob storage.
  */
 import { afterAll, beforeAll, expect, it } from "vitest";
 import { FunctionCall, lookup, type CallRecord } from "../sdk/index.js";
@@ -90,4 +90,43 @@ it("keeps a result larger than a ledger row in blob storage and returns it whole
   const blobs = await gw.blobKeys();
   expect(blobs).toContain(`results/${call.id}`);
   expect(blobs).toContain(`inputs/${call.id}`);
+});
+
+// A lease of 2 ms is shorter than a timer's jitter: every renewal comes late, as on a loaded machine, while the runner
+// lives. The ledger sees the runner in its isolate, and does not take it for lost.
+const LATE_RENEWALS = { TANDEM_CALL_LEASE_SECONDS: "0.002" };
+
+it("does not run a spawned call again while its runner lives, however late its lease's renewals come", async () => {
+  await gw.restart(LATE_RENEWALS);
+  try {
+    const token = `late-${Date.now()}`;
+    const call = await lookup("edge", "countedNap", { gateway: gw.url }).spawn(token, 1_500);
+    expect(await call.get({ timeoutMs: 20_000 })).toEqual({ token, runs: 1 });
+    await new Promise((r) => setTimeout(r, 500)); // a run started late would have counted by now
+    expect(await lookup("edge", "runsOf", { gateway: gw.url }).remote(token)).toBe(1);
+    const record = (await (await fetch(`${gw.url}/v1/calls/${call.id}`, authed())).json()) as CallRecord;
+    expect(record).toMatchObject({ status: "succeeded", attempts: 1 });
+    expect(gw.output.filter((l) => l.includes(call.id))).toEqual([]);
+  } finally {
+    await gw.restart();
+  }
+});
+
+it("resumes a call whose runner was lost once, and not again while the resumed run lives, however late its renewals come", async () => {
+  const token = `late-resumed-${Date.now()}`;
+  const call = await lookup("edge", "countedNap", { gateway: gw.url }).spawn(token, 2_500);
+  await new Promise((r) => setTimeout(r, 300));
+  await gw.stop(); // the runner dies mid-call
+  await gw.restart(LATE_RENEWALS);
+  try {
+    // The run counts in the restarted isolate: the resumed one, alone.
+    expect(await FunctionCall.fromId(call.id, { gateway: gw.url }).get({ timeoutMs: 20_000 })).toEqual({ token, runs: 1 });
+    await new Promise((r) => setTimeout(r, 500));
+    expect(await lookup("edge", "runsOf", { gateway: gw.url }).remote(token)).toBe(1);
+    const record = (await (await fetch(`${gw.url}/v1/calls/${call.id}`, authed())).json()) as CallRecord;
+    expect(record).toMatchObject({ status: "succeeded", attempts: 2 });
+    expect(gw.output.filter((l) => l.includes(`resuming edge.countedNap ${call.id}`))).toHaveLength(1);
+  } finally {
+    await gw.restart();
+  }
 });

@@ -29,8 +29,8 @@ export interface TestGateway {
   settled(maxMs: number): Promise<void>;
   /** Calls the Worker's scheduled handler (the cron trigger) with this scheduled time, as `tandem serve` does. */
   scheduled(at: number): Promise<void>;
-  /** Stops the gateway and starts it again on the same port, with the same state. */
-  restart(): Promise<void>;
+  /** Stops the gateway and starts it again on the same port, with the same state; `bindings` over those it began with, for this start. */
+  restart(bindings?: Record<string, string>): Promise<void>;
   stop(): Promise<void>;
   dispose(): Promise<void>;
 }
@@ -48,12 +48,12 @@ export async function startTestGateway(
   const dir = await mkdtemp(join(tmpdir(), "tandem-test-"));
   const { worker: bundle, apps } = await buildApps(Array.isArray(appFile) ? appFile : [appFile], join(dir, "build"));
   const output: string[] = [];
-  const start = (port = 0) =>
+  const start = (port = 0, bindings = options.bindings) =>
     startWorkerd({
       port,
       worker: bundle,
       persistDir: options.persist === false ? false : join(dir, "state"),
-      bindings: { TANDEM_ADMIN_TOKEN: ADMIN_TOKEN, ...options.bindings },
+      bindings: { TANDEM_ADMIN_TOKEN: ADMIN_TOKEN, ...bindings },
       onOutput: (line) => output.push(line),
     });
   let running: Awaited<ReturnType<typeof start>> | undefined = await start();
@@ -82,10 +82,10 @@ export async function startTestGateway(
     async scheduled(at: number) {
       await running!.scheduled(new Date(at));
     },
-    async restart() {
+    async restart(bindings) {
       const port = Number(new URL(gateway.url).port);
       await running?.dispose();
-      running = await start(port);
+      running = await start(port, bindings ? { ...options.bindings, ...bindings } : options.bindings);
       gateway.url = running.url.href.replace(/\/$/, "");
     },
     async stop() {
