@@ -41,8 +41,19 @@ export function beatRunners(ids: Iterable<string>): void {
   for (const id of ids) for (const hold of holds.get(id) ?? []) hold.beatAt = now;
 }
 
-/** Whether a runner of this isolate holds `id` and has beaten within `silenceMs` of `now`. */
+/**
+ * Whether a runner of this isolate holds `id` and has beaten within `silenceMs` of `now`. A hold silent longer is let
+ * go here: its call is taken for lost and resumed, and a runner whose request ended without its `finally` leaves no
+ * hold behind for good.
+ */
 export function runnerAliveHere(id: string, now: number, silenceMs: number): boolean {
-  for (const hold of holds.get(id) ?? []) if (now - hold.beatAt <= silenceMs) return true;
-  return false;
+  const held = holds.get(id);
+  if (!held) return false;
+  let alive = false;
+  for (const hold of held) {
+    if (now - hold.beatAt <= silenceMs) alive = true;
+    else held.delete(hold);
+  }
+  if (held.size === 0) holds.delete(id);
+  return alive;
 }
