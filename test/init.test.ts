@@ -9,7 +9,7 @@
  */
 import { execFileSync } from "node:child_process";
 import { existsSync, readFileSync, statSync } from "node:fs";
-import { mkdir, mkdtemp, readFile, readdir, rm, writeFile } from "node:fs/promises";
+import { copyFile, mkdir, mkdtemp, readFile, readdir, rm, symlink, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join, relative } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -179,6 +179,29 @@ describe("tandem init --link and tandem pack", () => {
     expect(existsSync(join(dir, "vendor"))).toBe(false);
     expect(await readFile(join(dir, "README.md"), "utf8")).toContain(`the checkout at \`${relative(dir, ROOT)}\``);
   });
+
+  it("type-checks a project holding an AssemblyScript source beside app.ts, as the README's tour has it", async () => {
+    const { code, stderr } = await runCli(["init", "with-wasm", "--link", "--no-install"], { cwd: parent });
+    expect(code, stderr).toBe(0);
+    const dir = join(parent, "with-wasm");
+    // What npm install would link, without the registry: Tandem itself and the packages the project's types need.
+    await mkdir(join(dir, "node_modules"));
+    for (const [name, target] of [
+      ["tandem", ROOT],
+      ["hono", join(ROOT, "node_modules/hono")],
+      ["@types", join(ROOT, "node_modules/@types")],
+    ])
+      await symlink(target, join(dir, "node_modules", name));
+    await copyFile(join(ROOT, "examples/wasm/fib.as.ts"), join(dir, "fib.as.ts"));
+    const app = await readFile(join(dir, "app.ts"), "utf8");
+    await writeFile(
+      join(dir, "app.ts"),
+      app.replace("export default app;", 'export const fib = app.wasm<[number], number>("fib", { source: "./fib.as.ts" });\n\nexport default app;'),
+    );
+    const tsc = await runNode([join(ROOT, "node_modules/typescript/bin/tsc"), "-p", "."], { cwd: dir });
+    expect(tsc.stdout + tsc.stderr).toBe("");
+    expect(tsc.code).toBe(0);
+  }, 120_000);
 
   it("packs a built Tandem without build scripts or tests", async () => {
     const { code, stdout, stderr } = await runCli(["pack", parent], { cwd: parent });
