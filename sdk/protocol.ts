@@ -1169,7 +1169,7 @@ export const StoreCreateRequestSchema = z.lazy(() =>
 );
 
 /** A value as the call codec encodes it (`encodeValue`): `json`, and superjson's `meta` when JSON alone cannot say it. */
-const encodedValueField = z.strictObject({ json: z.unknown(), meta: z.unknown().optional() }, 'must be an encoded value: { "json": …, "meta"?: … }');
+const encodedValueField = z.strictObject({ json: z.unknown(), meta: metaValue.optional() }, 'must be an encoded value: { "json": …, "meta"?: … }');
 /** A dict key: a string or any JSON value, compared as its canonical JSON (`canonicalKey`). */
 const dictKeyField = z.unknown();
 const ttlField = z
@@ -1310,10 +1310,20 @@ export const QueueRequestSchemas = {
   }),
   get: z.strictObject({
     /** The most items to take (default 1); the answer holds at least one unless the wait ran out. */
-    n: z.number("must be a count").int("must be a whole count").min(1, "must be at least 1").max(QUEUE_LIMITS.maxItemsPerRequest).optional(),
+    n: z
+      .number("must be a count")
+      .int("must be a whole count")
+      .min(1, "must be at least 1")
+      .max(QUEUE_LIMITS.maxItemsPerRequest, `must be at most ${QUEUE_LIMITS.maxItemsPerRequest}`)
+      .optional(),
     partition: partitionField.optional(),
     /** How long to wait for an item, at most `QUEUE_LIMITS.maxWaitMs` (default 0: answer at once). */
-    timeoutMs: z.number("must be milliseconds").int("must be whole milliseconds").min(0, "must be 0 or more").max(QUEUE_LIMITS.maxWaitMs).optional(),
+    timeoutMs: z
+      .number("must be milliseconds")
+      .int("must be whole milliseconds")
+      .min(0, "must be 0 or more")
+      .max(QUEUE_LIMITS.maxWaitMs, `must be at most ${QUEUE_LIMITS.maxWaitMs} (one request waits at most that long; ask again to wait longer)`)
+      .optional(),
     /** Hand the items out on a lease of this many seconds: each comes back unless acked in time. */
     leaseSeconds: z
       .number("must be seconds")

@@ -332,6 +332,7 @@ describe("queue", () => {
 describe("HTTP", () => {
   it("answers bad names, unknown operations, bad bodies and large values with readable 4xx errors", async () => {
     await api("/v1/dicts", { method: "POST", body: JSON.stringify({ name: "http" }) });
+    await api("/v1/queues", { method: "POST", body: JSON.stringify({ name: "http" }) });
     const cases: [string, unknown, number, RegExp][] = [
       ["/v1/dicts/bad%20name/get", { key: "k" }, 400, /"bad name" is not a dict name/],
       ["/v1/queues/-x/put", { values: [{ json: 1 }] }, 400, /"-x" is not a queue name/],
@@ -340,6 +341,10 @@ describe("HTTP", () => {
       ["/v1/dicts/http/put", { key: "k", value: { json: "x".repeat(DICT_LIMITS.maxValueBytes) } }, 413, /larger than 1048576/],
       ["/v1/dicts/http/put", { key: "k", value: { json: 1, meta: { values: ["nonsense"] } } }, 400, /"meta" does not describe "value"/],
       ["/v1/dicts/http/get", { key: "k", extra: 1 }, 400, /unknown field "extra"/],
+      ["/v1/dicts/http/put", { key: "k", value: { json: 1, meta: 5 } }, 400, /field "value.meta" must be an object in superjson's meta format/],
+      ["/v1/queues/http/put", { values: [{ json: 1, meta: "Date" }] }, 400, /field "values.0.meta" must be an object in superjson's meta format/],
+      ["/v1/queues/http/get", { timeoutMs: 60_000 }, 400, /field "timeoutMs" must be at most 50000 \(one request waits at most that long/],
+      ["/v1/queues/http/get", { n: 5000 }, 400, /field "n" must be at most 1000$/],
       ["/v1/queues/nowhere/get", {}, 404, /no queue named "nowhere"/],
     ];
     for (const [path, body, status, message] of cases) {
