@@ -819,11 +819,14 @@ export const SECRET_KEY_PATTERN = /^[A-Za-z_][A-Za-z0-9_]{0,127}$/;
 /** `POST /v1/secrets`: a secret's values, all at once; `force` replaces one that exists (else `409 already_exists`). */
 export const SecretCreateRequestSchema = z.lazy(() =>
   z.strictObject({
-    name: z.string().regex(NAME_PATTERN, "must be 1-64 letters, digits, '-' or '_', starting with a letter or digit"),
+    name: z
+      .string("must be a secret name: 1-64 letters, digits, '-' or '_', starting with a letter or digit")
+      .regex(NAME_PATTERN, "must be 1-64 letters, digits, '-' or '_', starting with a letter or digit"),
     values: z
       .record(
         z.string(),
-        z.string("values must be strings").max(SECRET_LIMITS.maxValueBytes, `values must be at most ${SECRET_LIMITS.maxValueBytes} characters`),
+        z.string("must be a string").max(SECRET_LIMITS.maxValueBytes, `must be at most ${SECRET_LIMITS.maxValueBytes} characters`),
+        'must be an object of KEY: "value" pairs',
       )
       .refine((values) => Object.keys(values).length > 0, "must hold at least one KEY=VALUE")
       .superRefine((values, ctx) => {
@@ -835,7 +838,7 @@ export const SecretCreateRequestSchema = z.lazy(() =>
           });
       })
       .refine((values) => Object.keys(values).length <= SECRET_LIMITS.maxKeys, `must hold at most ${SECRET_LIMITS.maxKeys} keys`),
-    force: z.boolean().optional(),
+    force: z.boolean("must be true or false").optional(),
   }),
 );
 export type SecretCreateRequest = z.infer<typeof SecretCreateRequestSchema>;

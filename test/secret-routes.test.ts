@@ -75,8 +75,12 @@ describe("/v1/secrets", () => {
       [{ name: "bad name", values: { A: "b" } }, '"name"'],
       [{ name: "ok", values: {} }, "at least one KEY=VALUE"],
       [{ name: "ok", values: { "1A": "b" } }, "environment variable names"],
-      [{ name: "ok", values: { A: 1 } }, "values must be strings"],
+      [{ name: "ok", values: { A: 1 } }, 'field "values.A" must be a string'],
       [{ name: "ok", values: { A: "b" }, extra: true }, "extra"],
+      [{ values: { A: "b" } }, 'field "name" must be a secret name: 1-64 letters'],
+      [{ name: "ok", values: ["A=b"] }, 'field "values" must be an object of KEY: "value"'],
+      [{ name: "ok" }, 'field "values" must be an object of KEY: "value"'],
+      [{ name: "ok", values: { A: "b" }, force: "yes" }, 'field "force" must be true or false'],
     ];
     for (const [body, says] of cases) {
       const res = await create(gw, ADMIN_TOKEN, body);
