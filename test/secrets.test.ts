@@ -103,7 +103,7 @@ describe("secrets in both tiers", () => {
   it("tandem serve names the secret and the function a missing named secret fails", async () => {
     await served.waitFor("✗");
     expect(served.output()).toContain(
-      'app "vault": function "edgeKey" declares secret "api", which the gateway does not have; make it: tandem secret create api KEY=value',
+      'app "vault": function "edgeKey" declares secret "api", which the gateway does not have; make it: tandem secret create api KEY=value (the app is served meanwhile: its calls find the secret once it exists)',
     );
     await expect(fn("edgeKey").remote()).rejects.toThrow('vault.edgeKey: no secret named "api"');
   });
@@ -124,7 +124,11 @@ describe("secrets in both tiers", () => {
     // Over HTTP too: a token restricted to an app may not write one, and values never come back.
     const res = await fetch(`${served.url}/v1/secrets`, authed());
     expect(await res.text()).not.toContain(VALUE);
-  });
+    // As serve said: the app, served since before the secret, finds it with no reload, at the edge and on the plane.
+    expect(served.output()).not.toContain("reloaded");
+    expect(await fn("edgeKey").remote()).toBe(`edge:${rev(VALUE)}`);
+    expect(await fn("planeKey").remote()).toBe(`plane:${rev(VALUE)}`);
+  }, 120_000);
 
   it("edge and plane functions that declare it read process.env.API_KEY; others see undefined in both tiers", async () => {
     await writeFile(join(dir, "app.ts"), appSource + "\n// reload\n"); // loads again, now that the secret exists

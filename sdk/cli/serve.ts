@@ -138,12 +138,12 @@ export async function serve(options: ServeOptions): Promise<Serving> {
   printEndpoints(built.apps, url, log);
   log(style.dim(`  dashboard ${url.href.replace(/\/$/, "")}${DASHBOARD.base}/ (npx tandem dashboard logs a browser in)`));
   // A named secret the app declares and the gateway lacks: said now. The gateway stays up, so that
-  // `tandem secret create` can reach it; saving the app file checks again.
+  // `tandem secret create` can reach it; calls read secrets when they run, so nothing needs loading again.
   if (declaresNamedSecrets(built.apps)) {
     try {
       checkNamedSecrets(built.apps, await heldSecrets(url.href, adminToken));
     } catch (err) {
-      log(`${style.err("✗")} ${(err as Error).message}; then save the app file to load it again`);
+      log(`${style.err("✗")} ${(err as Error).message} (the app is served meanwhile: its calls find the secret once it exists)`);
     }
   }
 
