@@ -47,6 +47,18 @@ const MAP_BATCHES_IN_FLIGHT = 4;
 const MAP_BATCH_BYTES = GATEWAY_DEFAULTS.maxBodyBytes - 64 * 1024;
 
 /**
+ * The error for a gateway that did not answer at `baseUrl`: it names where it looked and how to look elsewhere, since
+ * a `tandem serve --port` other than 8787 is found only through the option or `TANDEM_GATEWAY`.
+ */
+export function gatewayUnreachable(baseUrl: string, err: unknown): GatewayUnreachableError {
+  const cause = err instanceof Error ? (err.cause instanceof Error ? err.cause.message : err.message) : String(err);
+  return new GatewayUnreachableError(
+    `could not reach the Tandem gateway at ${baseUrl} (${cause}); is \`tandem serve\` running? One at another address: --gateway <url>, the gateway option or TANDEM_GATEWAY`,
+    { gateway: baseUrl },
+  );
+}
+
+/**
  * The gateway to talk to: the explicit option, then `TANDEM_GATEWAY`, then
  * `http://127.0.0.1:8787`.
  */
@@ -372,10 +384,7 @@ export class HttpInvoker implements Invoker {
           await retryPause(sent);
           continue;
         }
-        const cause = err instanceof Error ? (err.cause instanceof Error ? err.cause.message : err.message) : String(err);
-        throw new GatewayUnreachableError(`could not reach the Tandem gateway at ${this.baseUrl} (${cause}); is \`tandem serve\` running?`, {
-          gateway: this.baseUrl,
-        });
+        throw gatewayUnreachable(this.baseUrl, err);
       }
       if (again && (await noAnswer(answer))) {
         await retryPause(sent);

@@ -174,6 +174,21 @@ describe("the SDK's client in Node", () => {
     expect(closed).toBe(true);
   });
 
+  it("says where it looked for a gateway that does not answer, and how to name another", async () => {
+    const url = await serveBodies(() => undefined);
+    await new Promise<void>((resolve) => server!.close(() => resolve())); // its port, now with nothing on it
+    server = undefined;
+    const err = await lookup<[number], number>("shop", "echo", { gateway: url, token: TOKEN })
+      .remote(1)
+      .catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(GatewayUnreachableError);
+    expect((err as Error).message).toMatch(
+      new RegExp(
+        `^could not reach the Tandem gateway at ${url} \\(.*ECONNREFUSED.*\\); is \`tandem serve\` running\\? One at another address: --gateway <url>, the gateway option or TANDEM_GATEWAY$`,
+      ),
+    );
+  });
+
   it("fails a malformed token option as itself, not as an unreachable gateway", async () => {
     const call = lookup<[number], number>("shop", "echo", { gateway: "http://127.0.0.1:9", token: "not-a-token" }).remote(1);
     await expect(call).rejects.toMatchObject({ code: "invalid_options", message: expect.stringContaining("does not hold a Tandem token") });

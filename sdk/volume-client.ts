@@ -7,7 +7,7 @@
 import { gatewayFetch } from "./transport.js";
 import { VOLUME_LIMITS } from "./defaults.js";
 import { GatewayUnreachableError, InvalidOptionsError, fromWireError, type WireError } from "./errors.js";
-import { HttpInvoker, resolveGatewayUrl } from "./client.js";
+import { HttpInvoker, gatewayUnreachable, resolveGatewayUrl } from "./client.js";
 import {
   HEADERS,
   PROTOCOL_VERSION,
@@ -121,10 +121,7 @@ export class HttpVolumes implements VolumeBackend {
         ...(body ? { body: body as Uint8Array<ArrayBuffer> } : {}),
       });
     } catch (err) {
-      const cause = err instanceof Error ? (err.cause instanceof Error ? err.cause.message : err.message) : String(err);
-      throw new GatewayUnreachableError(`could not reach the Tandem gateway at ${this.http.baseUrl} (${cause}); is \`tandem serve\` running?`, {
-        gateway: this.http.baseUrl,
-      });
+      throw gatewayUnreachable(this.http.baseUrl, err);
     }
   }
 
