@@ -598,7 +598,7 @@ export type CallRequest = z.infer<typeof CallRequestSchema>;
 export const CancelRequestSchema = z.lazy(() =>
   z.strictObject({
     /** Also stop the container the call runs in (for a function that does not watch `currentCall().signal`). */
-    terminateContainer: z.boolean().optional(),
+    terminateContainer: z.boolean("must be true or false").optional(),
   }),
 );
 
@@ -1355,7 +1355,7 @@ export const QueueRequestSchemas = {
   peek: z.strictObject({
     partition: partitionField.optional(),
     /** The `next` of the page before. */
-    after: z.number("must be the previous page's next").int().min(0).optional(),
+    after: z.number("must be the previous page's next").int("must be the previous page's next").min(0, "must be the previous page's next").optional(),
     limit: pageLimit(QUEUE_LIMITS.maxPageSize).optional(),
   }),
   clear: z.strictObject({ partition: partitionField.optional(), all: z.boolean("must be true or false").optional() }),
@@ -1779,7 +1779,7 @@ export const PlaneCancelRequestSchema = z.lazy(() =>
       .array(z.string().regex(CALL_ID_PATTERN, "must be a call id"))
       .min(1, "names no call")
       .max(API_LIMITS.maxMapInputs, `at most ${API_LIMITS.maxMapInputs} calls per request`),
-    terminateContainer: z.boolean().optional(),
+    terminateContainer: z.boolean("must be true or false").optional(),
   }),
 );
 export type PlaneCancelRequest = z.infer<typeof PlaneCancelRequestSchema>;

@@ -434,6 +434,10 @@ describe("bad input", () => {
     expect(((await badPlaneMeta.json()) as any).error.message).toContain('"meta" does not describe "args"');
     const mapShape = await post("/v1/apps/edge/functions/square/map", JSON.stringify({ inputs: [1, 2] }));
     expect(mapShape.status).toBe(400);
+    const call = await fn("napping").spawn(10);
+    const cancelShape = await post(`/v1/calls/${call.id}/cancel`, JSON.stringify({ terminateContainer: "yes" }));
+    expect(cancelShape.status).toBe(400);
+    expect(((await cancelShape.json()) as any).error.message).toBe('request body has the wrong shape: field "terminateContainer" must be true or false');
   });
 
   it("answers 404 naming an unknown app or function", async () => {
