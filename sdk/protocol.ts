@@ -1172,7 +1172,11 @@ export const StoreCreateRequestSchema = z.lazy(() =>
 );
 
 /** A value as the call codec encodes it (`encodeValue`): `json`, and superjson's `meta` when JSON alone cannot say it. */
-const encodedValueField = z.strictObject({ json: z.unknown(), meta: metaValue.optional() }, 'must be an encoded value: { "json": …, "meta"?: … }');
+const encodedValueField = z.strictObject(
+  // Checked as a call's `meta` is, and typed as `EncodedValue` holds it.
+  { json: z.unknown(), meta: z.custom<unknown>((meta) => metaValue.safeParse(meta).success, "must be an object in superjson's meta format").optional() },
+  'must be an encoded value: { "json": …, "meta"?: … }',
+);
 /** A dict key: a string or any JSON value, compared as its canonical JSON (`canonicalKey`). */
 const dictKeyField = z.unknown();
 const ttlField = z
