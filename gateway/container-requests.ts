@@ -11,7 +11,7 @@
 import type { Context } from "hono";
 import { VOLUME_LIMITS } from "../sdk/defaults.js";
 import { ForbiddenError, UnauthorizedError } from "../sdk/errors.js";
-import { CONTAINER_ROUTE_FAMILIES, GATEWAY_AUDIENCE, HEADERS, NAME_PATTERN, containerMayReach } from "../sdk/protocol.js";
+import { GATEWAY_AUDIENCE, HEADERS, NAME_PATTERN, containerMayReach, containerRouteFamilies } from "../sdk/protocol.js";
 import { readSignedBodyBytes } from "../sdk/signed-body.js";
 import { checkSignatureHeaders, verifyRequest } from "../sdk/signing.js";
 import type { Principal } from "./auth.js";
@@ -33,8 +33,8 @@ export async function containerPrincipal(c: Context<RouteEnv>): Promise<Principa
   const app = c.req.header(HEADERS.containerApp) ?? "";
   const url = new URL(c.req.url);
   if (!NAME_PATTERN.test(app)) throw refuse(c, `"${app}" is not an app name`);
-  if (!containerMayReach(url.pathname)) {
-    throw new ForbiddenError(`a container reaches only ${CONTAINER_ROUTE_FAMILIES.join(", ")} through its plane, not ${url.pathname}`, { app });
+  if (!containerMayReach(url.pathname, app)) {
+    throw new ForbiddenError(`a container reaches only ${containerRouteFamilies(app).join(", ")} through its plane, not ${url.pathname}`, { app });
   }
   const secret = c.var.config.planeSecret;
   if (!secret) throw refuse(c, "this gateway has no TANDEM_PLANE_SECRET, so it accepts no plane");

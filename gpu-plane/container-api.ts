@@ -15,7 +15,7 @@ import { join } from "node:path";
 import { Readable } from "node:stream";
 import { VOLUME_LIMITS } from "../sdk/defaults.js";
 import { ForbiddenError, GatewayUnreachableError, InvalidRequestError, bodyTooLarge, errorBody, errorStatus } from "../sdk/errors.js";
-import { GATEWAY_AUDIENCE, HEADERS, containerMayReach, CONTAINER_ROUTE_FAMILIES } from "../sdk/protocol.js";
+import { GATEWAY_AUDIENCE, HEADERS, containerMayReach, containerRouteFamilies } from "../sdk/protocol.js";
 import { signRequest } from "../sdk/signing.js";
 import { networkReason } from "./gateway-get.js";
 
@@ -72,13 +72,19 @@ export async function openContainerApi(controlDir: string, app: string, gateway:
       res.writeHead(200, { "content-type": "application/json" }).end(JSON.stringify({ volume, version }));
       return;
     }
-    if (!containerMayReach(url.pathname)) {
+    if (!containerMayReach(url.pathname, app)) {
       req.resume();
-      throw new ForbiddenError(`a container reaches only ${CONTAINER_ROUTE_FAMILIES.join(", ")} through its plane, not ${url.pathname}`, { app });
+      throw new ForbiddenError(`a container reaches only ${containerRouteFamilies(app).join(", ")} through its plane, not ${url.pathname}`, { app });
     }
     const body = await readBody(req, VOLUME_LIMITS.maxContainerRequestBytes);
     const forwarded = await gateway
-      .request(app, req.method ?? "GET", url.pathname + url.search, body, pick(req, ["content-type", HEADERS.protocol]))
+      .request(
+        app,
+        req.method ?? "GET",
+        url.pathname + url.search,
+        body,
+        pick(req, ["content-type", HEADERS.protocol, HEADERS.idempotencyKey, HEADERS.freshKey]),
+      )
       .catch(async (err: unknown) => {
         // As the front door answers for a gateway that did not answer: the container's SDK sends a read, or a request
         // with an idempotency key, again.

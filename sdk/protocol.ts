@@ -1849,17 +1849,25 @@ export interface ContainerMount {
 
 /**
  * The route families a container's `/v1` requests may reach, carried by its plane to the gateway (a path equal to
- * one, or under it; docs/security.md). Both the plane and the gateway hold to it. One line each.
+ * one, or under it; docs/security.md); `{app}` is the container's own app. Both the plane and the gateway hold to
+ * it. One line each.
  */
 export const CONTAINER_ROUTE_FAMILIES: readonly string[] = [
   "/v1/volumes", // docs/volumes.md
   "/v1/dicts", // docs/dict-queue.md
   "/v1/queues", // docs/dict-queue.md
+  "/v1/apps/{app}/functions", // its own app's functions: .remote(), .spawn(), .map(), .remoteGen() (docs/plane.md)
+  "/v1/calls", // the calls it made: get(), cancel(), logs(); a call of another app is 404 (the gateway's guard)
 ];
 
-/** True when `path` is in a family containers may reach. */
-export function containerMayReach(path: string): boolean {
-  return CONTAINER_ROUTE_FAMILIES.some((family) => path === family || path.startsWith(`${family}/`));
+/** The families a container of `app` may reach, as paths. */
+export function containerRouteFamilies(app: string): string[] {
+  return CONTAINER_ROUTE_FAMILIES.map((family) => family.replace("{app}", app));
+}
+
+/** True when `path` is in a family a container of `app` may reach. */
+export function containerMayReach(path: string, app: string): boolean {
+  return containerRouteFamilies(app).some((family) => path === family || path.startsWith(`${family}/`));
 }
 
 /**

@@ -1,0 +1,57 @@
+/**
+ * Plane functions calling functions, in real Docker with the gateway in real
+ * workerd: the SDK inside a container sends `.remote()`, `.spawn()` and
+ * `get()`, `.map()` and `.remoteGen()` through its plane, as it sends dict,
+ * queue and volume requests, for functions of its own app only; the routes
+ * that stop or deploy an app stay out of its reach.
+ */
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { lookup } from "../sdk/index.js";
+import { GATEWAY_AUDIENCE, HEADERS, type CallRecord } from "../sdk/protocol.js";
+import { signRequest } from "../sdk/signing.js";
+import { ADMIN_TOKEN, authed } from "./helpers/gateway.js";
+import { SECRET, startTestStack, type TestStack } from "./helpers/stack.js";
+
+let stack: TestStack;
+const fn = <A extends unknown[], R>(name: string) => lookup<A, R>("pcalls", name, { gateway: stack.url, token: ADMIN_TOKEN });
+
+beforeAll(async () => {
+  stack = await startTestStack(new URL("./fixtures/plane-calls-app.ts", import.meta.url).pathname);
+}, 120_000);
+afterAll(async () => {
+  await stack?.dispose();
+});
+
+describe("calls from plane containers", () => {
+  it("a plane function calls, spawns, maps and streams its app's functions through its plane", async () => {
+    const out = await fn<[number], { remote: number; spawned: number; spawnedId: string; mapped: number[]; streamed: number[] }>("orchestrate").remote(7);
+    expect(out).toMatchObject({ remote: 14, spawned: 49, mapped: [2, 4, 6], streamed: [0, 1, 2] });
+    // The spawned call is an ordinary call of the app, in the ledger.
+    const record = (await (await fetch(`${stack.url}/v1/calls/${out.spawnedId}`, authed())).json()) as CallRecord;
+    expect(record).toMatchObject({ app: "pcalls", function: "square", status: "succeeded", result: 49 });
+  }, 90_000);
+
+  it("does not reach another app's functions", async () => {
+    expect(await fn<[], string>("elsewhere").remote()).toMatch(
+      /^forbidden: a container reaches only .*\/v1\/apps\/pcalls\/functions.*, not \/v1\/apps\/other\/functions\/f\/call$/,
+    );
+  }, 60_000);
+
+  it("is refused, at the gateway too, the app routes that are not its functions'", async () => {
+    const carried = async (method: string, path: string) => {
+      const headers = await signRequest(SECRET, { audience: GATEWAY_AUDIENCE, method, path, body: new Uint8Array(), containerApp: "pcalls" });
+      return fetch(stack.url + path, { method, headers: { ...headers, [HEADERS.containerApp]: "pcalls" } });
+    };
+    for (const [method, path] of [
+      ["POST", "/v1/apps/pcalls/stop"],
+      ["POST", "/v1/apps/pcalls/rollover"],
+      ["GET", "/v1/apps"],
+      ["POST", "/v1/apps/other/functions/f/call"],
+    ] as const) {
+      const res = await carried(method, path);
+      expect([path, res.status]).toEqual([path, 403]);
+    }
+    const own = await carried("POST", "/v1/apps/pcalls/functions/double/call");
+    expect(own.status).toBe(200);
+  });
+});
