@@ -287,10 +287,12 @@ export class VolumeStore extends DurableObject<Env> {
 
   /**
    * What `cp` copies where, as the Unix command does: into `destination` as a
-   * directory when it is one (or ends the listing of several sources), else to it.
+   * directory when it is one, ends in `/` (made if need be) or ends the listing
+   * of several sources, else to it.
    */
-  #copyPairs(name: string, sources: string[], destination: string): [FileRow, string][] {
-    const into = sources.length > 1 || destination === "" || this.#under(destination, 1).length > 0;
+  #copyPairs(name: string, sources: string[], to: string): [FileRow, string][] {
+    const destination = to.endsWith("/") ? to.slice(0, -1) : to;
+    const into = to !== destination || sources.length > 1 || destination === "" || this.#under(destination, 1).length > 0;
     const join = (dir: string, rest: string) => (dir === "" ? rest : `${dir}/${rest}`);
     const pairs: [FileRow, string][] = [];
     for (const source of sources) {

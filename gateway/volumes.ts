@@ -43,6 +43,12 @@ export function checkedPath(given: string): string {
   return checked.path;
 }
 
+/** A copy's destination, checked: a trailing `/` is kept, since it says "into this directory", as it does to `cp`. */
+function checkedDestination(given: string): string {
+  const path = checkedPath(given);
+  return path !== "" && given.endsWith("/") ? `${path}/` : path;
+}
+
 function store(env: Env, name: string) {
   return env.VOLUMES.get(env.VOLUMES.idFromName(inEnvironment(env, `volume:${checkedVolumeName(name)}`)));
 }
@@ -228,7 +234,7 @@ export async function commitStored(env: Env, name: string, changes: VolumeChange
     changes.map((change): VolumeChange => {
       if (change.op === "put") return change;
       if (change.op === "remove") return { ...change, path: checkedPath(change.path) };
-      return { ...change, sources: change.sources.map(checkedPath), destination: checkedPath(change.destination) };
+      return { ...change, sources: change.sources.map(checkedPath), destination: checkedDestination(change.destination) };
     }),
     terms,
   );
@@ -243,7 +249,7 @@ export async function commit(env: Env, name: string, changes: VolumeChange[], te
   const checked = changes.map((change): VolumeChange => {
     if (change.op === "put") return { ...change, path: checkedPath(change.path) };
     if (change.op === "remove") return { ...change, path: checkedPath(change.path) };
-    return { ...change, sources: change.sources.map(checkedPath), destination: checkedPath(change.destination) };
+    return { ...change, sources: change.sources.map(checkedPath), destination: checkedDestination(change.destination) };
   });
   if (checked.length > VOLUME_LIMITS.maxChangesPerCommit) throw tooManyChanges(checked.length);
   const puts = checked.filter((c) => c.op === "put");

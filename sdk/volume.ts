@@ -307,8 +307,9 @@ export class Volume {
 
   /**
    * Copies files or directories, as `cp -r` does: into `destination` when it
-   * is a directory (or there are several sources), else to it. No bytes move:
-   * the copies name the same blocks. One commit; returns the new version.
+   * is a directory, ends in `/` (made if need be), or there are several
+   * sources, else to it. No bytes move: the copies name the same blocks. One
+   * commit; returns the new version.
    */
   async copyFiles(sources: string[], destination: string, options: { force?: boolean } = {}): Promise<number> {
     return this.#commit([], [{ op: "copy", sources, destination }], options.force);

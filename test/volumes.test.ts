@@ -164,6 +164,14 @@ describe("storage", () => {
     await v.copyFiles(["top.txt", "d/one.txt"], "e/sub");
     expect((await v.listdir("e", { recursive: true })).map((e) => e.path)).toEqual(["e/one.txt", "e/sub/one.txt", "e/sub/top.txt", "e/sub/two.txt"]);
     expect(await (await v.readFile("e/sub/top.txt")).text()).toBe("top");
+    // A destination ending in "/" is a directory, made if it is not there yet (docs/volumes.md: copyFiles(["notes/hello.txt"], "backup/")).
+    await v.copyFiles(["top.txt"], "backup/");
+    await v.copyFiles(["d"], "/backup-d/");
+    expect((await v.listdir("backup")).map((e) => [e.path, e.type])).toEqual([["backup/top.txt", "file"]]);
+    expect((await v.listdir("backup-d", { recursive: true })).map((e) => e.path)).toEqual(["backup-d/d/one.txt", "backup-d/d/sub/two.txt"]);
+    await expect(v.copyFiles(["d/one.txt"], "top.txt/")).rejects.toThrow('"top.txt" is a file, not a directory');
+    await v.remove("backup", { recursive: true });
+    await v.remove("backup-d", { recursive: true });
     await expect(v.remove("d")).rejects.toThrow('"d" in volume "tree" is a directory: remove it with recursive');
     await v.remove("d", { recursive: true });
     await v.remove("top.txt");
