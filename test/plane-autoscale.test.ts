@@ -56,8 +56,9 @@ describe("the autoscaler", () => {
   });
 
   it("keeps bufferContainers idle and ready beside the busy ones while the function has traffic", async () => {
-    // Busy long enough for the buffer container to start beside it on a loaded machine, under gVisor (slower to start).
-    const running = lookup<[number], string>("scale", "buffered", { gateway: stack.url }).remote(8_000);
+    // Busy long enough for the buffer container to start beside it on a loaded machine, under gVisor (slower to start):
+    // in a full run, with other files' containers starting, 8 s was once not enough.
+    const running = lookup<[number], string>("scale", "buffered", { gateway: stack.url }).remote(15_000);
     await eventually(() => {
       const mine = containersOf("buffered");
       return mine.some((c) => c.busy) && mine.some((c) => !c.busy && c.ready);
