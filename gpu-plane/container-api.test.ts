@@ -9,6 +9,7 @@ import { createServer, request, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { Agent, getGlobalDispatcher, setGlobalDispatcher } from "undici";
 import { afterAll, beforeAll, expect, it } from "vitest";
 import { useHmacEngine } from "../sdk/signing.js";
 import { API_SOCKET, ContainerGateway, openContainerApi } from "./container-api.js";
@@ -47,4 +48,19 @@ it("answers 502 gateway_unreachable, naming the gateway, when the gateway's conn
   const error = (JSON.parse(body) as { error: { code: string; message: string } }).error;
   expect(error.code).toBe("gateway_unreachable");
   expect(error.message).toMatch(new RegExp(`^the plane could not reach the gateway at ${gatewayUrl}: .+`));
+});
+
+it("waits for a gateway's answer as long as it takes, past the process's own fetch limits (a container's .remote() of a long call)", async () => {
+  const slow = createServer((_req, res) => void setTimeout(() => res.writeHead(200, { "content-type": "application/json" }).end("{}"), 2_500));
+  await new Promise<void>((resolve) => slow.listen(0, "127.0.0.1", resolve));
+  const global = getGlobalDispatcher();
+  setGlobalDispatcher(new Agent({ headersTimeout: 200 })); // stands for undici's 300 s, which a long call outlasts
+  try {
+    const gateway = new ContainerGateway(`http://127.0.0.1:${(slow.address() as AddressInfo).port}`, randomBytes(32).toString("hex"));
+    const res = await gateway.request("shop", "POST", "/v1/apps/shop/functions/long/call", new TextEncoder().encode("{}"));
+    expect(res.status).toBe(200);
+  } finally {
+    setGlobalDispatcher(global);
+    slow.close();
+  }
 });

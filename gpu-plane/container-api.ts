@@ -18,6 +18,7 @@ import { ForbiddenError, GatewayUnreachableError, InvalidRequestError, bodyTooLa
 import { GATEWAY_AUDIENCE, HEADERS, containerMayReach, containerRouteFamilies } from "../sdk/protocol.js";
 import { signRequest } from "../sdk/signing.js";
 import { networkReason } from "./gateway-get.js";
+import { containerRequests } from "./keep-alive.js";
 
 /** Where the API socket is in a container's control folder, and so inside the container. */
 export const API_SOCKET = "api.sock";
@@ -36,7 +37,8 @@ export class ContainerGateway {
       method,
       headers: { ...headers, ...signed, [HEADERS.containerApp]: app },
       ...(body && body.byteLength > 0 ? { body: body as Uint8Array<ArrayBuffer> } : {}),
-    });
+      dispatcher: containerRequests, // as long as the gateway takes: see keep-alive.ts
+    } as RequestInit);
   }
 }
 
