@@ -3,6 +3,7 @@
  * running inside the gateway (a web endpoint, or a function calling another):
  * the call runs here through the executor, with no network hop.
  */
+import { checkSendable } from "../sdk/arguments.js";
 import { InternalError, NotFoundError, fromWireError } from "../sdk/errors.js";
 import type { Invoker, MapOutcome } from "../sdk/invoker.js";
 import { API_LIMITS } from "../sdk/defaults.js";
@@ -17,11 +18,17 @@ import { registry } from "./registry.js";
 import { runStore, type RunContext } from "./run-context.js";
 import { streamCall } from "./stream.js";
 
+/** A call's arguments from code in this isolate, refused as the SDK's client refuses them (`checkSendable`): the same in either tier. */
+function sendableArgs(args: unknown[]): CallArgs {
+  checkSendable(args);
+  return CallArgs.of(args);
+}
+
 export class GatewayInvoker implements Invoker {
   // Arguments are checked before a call is made, as the HTTP API does: a bad one throws here, with no call recorded.
   async call(app: string, fn: string, args: unknown[]): Promise<unknown> {
     const target = registry().function(app, fn);
-    const given = CallArgs.of(args);
+    const given = sendableArgs(args);
     await checkArguments(target, given);
     const { outcome } = await callNow(context(), target, given);
     if (outcome.error) throw outcome.error;
@@ -30,7 +37,7 @@ export class GatewayInvoker implements Invoker {
 
   async spawn(app: string, fn: string, args: unknown[]): Promise<string> {
     const target = registry().function(app, fn);
-    const given = CallArgs.of(args);
+    const given = sendableArgs(args);
     await checkArguments(target, given);
     return spawnCall(context(), target, given);
   }
@@ -41,7 +48,7 @@ export class GatewayInvoker implements Invoker {
     const rc = context();
     const target = registry().function(app, fn);
     const all: CallArgs[] = [];
-    for await (const input of inputs) all.push(CallArgs.of(input));
+    for await (const input of inputs) all.push(sendableArgs(input));
     const ended: MapOutcome[] = [];
     const state = { done: false, left: false, failure: undefined as unknown };
     let wake: (() => void) | undefined;
@@ -75,7 +82,7 @@ export class GatewayInvoker implements Invoker {
 
   async *stream(app: string, fn: string, args: unknown[]): AsyncIterable<unknown> {
     const target = registry().function(app, fn);
-    const given = CallArgs.of(args);
+    const given = sendableArgs(args);
     await checkArguments(target, given);
     for await (const chunk of streamCall(context(), target, given, newCallId())) yield plainValue(chunk);
   }

@@ -155,3 +155,42 @@ function describeArgumentIssue(issue: z.core.$ZodIssue, given: number): Argument
 
 /** A path as JSON can carry it. */
 const keys = (path: PropertyKey[]) => path.map((k) => (typeof k === "symbol" ? String(k) : k));
+
+/** How deep `checkSendable` looks for a function inside an argument (the wire has its own depth limit). */
+const SENDABLE_DEPTH = 32;
+
+/**
+ * Refuses arguments the wire cannot carry: a function or a symbol, as an argument or inside an array, a plain object,
+ * a `Map` or a `Set` of one. JSON would send `null` or nothing in its place, and the function would run on other
+ * values than its caller passed, without a word.
+ * @example checkSendable([1, () => 2]) // throws invalid_argument: argument 2 is a function…
+ */
+export function checkSendable(args: readonly unknown[]): void {
+  args.forEach((arg, index) => {
+    const where = unsendableIn(arg, 0);
+    if (where !== undefined)
+      throw new InvalidArgumentError(
+        `argument ${index + 1}${where.path ? ` (at ${where.path})` : ""} is a ${where.kind}, which a call cannot carry: arguments travel as data (docs/api.md, "Values")`,
+        { argument: index + 1 },
+      );
+  });
+}
+
+function unsendableIn(value: unknown, depth: number): { kind: string; path: string } | undefined {
+  if (typeof value === "function" || typeof value === "symbol") return { kind: typeof value, path: "" };
+  if (typeof value !== "object" || value === null || depth >= SENDABLE_DEPTH) return undefined;
+  const entries: [string, unknown][] = Array.isArray(value)
+    ? value.map((v, i) => [`[${i}]`, v])
+    : value instanceof Map
+      ? [...value].map(([k, v], i) => [`[${i}]`, typeof k === "function" || typeof k === "symbol" ? k : v])
+      : value instanceof Set
+        ? [...value].map((v, i) => [`[${i}]`, v])
+        : Object.getPrototypeOf(value) === Object.prototype || Object.getPrototypeOf(value) === null
+          ? Object.entries(value).map(([k, v]) => [`.${k}`, v])
+          : [];
+  for (const [step, inner] of entries) {
+    const found = unsendableIn(inner, depth + 1);
+    if (found) return { kind: found.kind, path: `${step}${found.path}` };
+  }
+  return undefined;
+}

@@ -17,6 +17,7 @@ import { GatewayUnreachableError, InvalidOptionsError, TandemError, fromWireErro
 import { findToken, refusedTokenHint, type FoundToken } from "./credentials.js";
 import type { Invoker, MapOutcome } from "./invoker.js";
 import { ndjsonLines } from "./stream-lines.js";
+import { checkSendable } from "./arguments.js";
 import {
   HEADERS,
   PROTOCOL_VERSION,
@@ -142,6 +143,7 @@ export class HttpInvoker implements Invoker {
       wake?.();
     };
     const runBatch = async (batch: unknown[][], offset: number): Promise<void> => {
+      batch.forEach(checkSendable);
       const { json, meta } = encodeValue(batch);
       const body = meta === undefined ? { inputs: json } : { inputs: json, meta };
       // A batch whose answer breaks off is sent again with its key: the gateway streams the same calls again, and the lines already had are skipped.
@@ -462,6 +464,7 @@ function retryPause(sent: number): Promise<void> {
 }
 
 function argsBody(args: unknown[]): { args: unknown; meta?: unknown } {
+  checkSendable(args);
   const { json, meta } = encodeValue(args);
   return meta === undefined ? { args: json } : { args: json, meta };
 }

@@ -153,6 +153,27 @@ describe("other kinds of function", () => {
   });
 });
 
+describe("arguments the wire cannot carry", () => {
+  it("are refused before a request is sent, naming the argument and where in it: a function or a symbol", async () => {
+    const before = await fn("addRunCount").remote();
+    const err = await refusal(fn("add").remote(1, (() => 2) as unknown as number));
+    expect(err).toBeInstanceOf(InvalidArgumentError);
+    expect(err.message).toBe('argument 2 is a function, which a call cannot carry: arguments travel as data (docs/api.md, "Values")');
+    const nested = await refusal(fn("describePerson").remote({ name: "Ada", age: 36, tags: [Symbol("x")] }));
+    expect(nested.message).toMatch(/^argument 1 \(at \.tags\[0\]\) is a symbol, which a call cannot carry/);
+    const mapped = fn<[number, number]>("add").starmap([[1, (() => 2) as unknown as number]]);
+    expect((await refusal(mapped[Symbol.asyncIterator]().next())).code).toBe("invalid_argument");
+    expect(await fn("addRunCount").remote()).toBe(before); // none of them ran
+  });
+
+  it("are refused the same way inside the gateway, where an edge function's could have passed as they are", async () => {
+    expect(await fn("viaRemoteWithFunction").remote()).toEqual({
+      code: "invalid_argument",
+      message: 'argument 2 is a function, which a call cannot carry: arguments travel as data (docs/api.md, "Values")',
+    });
+  });
+});
+
 describe("calls from inside the gateway", () => {
   it("are checked the same way: a call or spawn throws, a map input fails alone", async () => {
     expect(await fn("viaRemote").remote(1, 2)).toEqual({ value: 3 });
