@@ -459,4 +459,18 @@ describe("the docker driver's readable failures", () => {
   it("refuses a runtime the engine does not list", async () => {
     await expect(new DockerDriver({ runtime: "no-such-runtime" }).prepare()).rejects.toThrow(/has no runtime "no-such-runtime" \(it has: .*runc/);
   });
+
+  it("names the engine by the socket it dialled, DOCKER_HOST unset", async () => {
+    const saved = process.env.DOCKER_HOST;
+    delete process.env.DOCKER_HOST;
+    try {
+      const refused = await new DockerDriver({ runtime: "no-such-runtime" }).prepare().then(
+        () => undefined,
+        (err: unknown) => err as Error,
+      );
+      expect(refused?.message).toMatch(/^the Docker engine at \/\S*docker\.sock has no runtime "no-such-runtime"/);
+    } finally {
+      if (saved !== undefined) process.env.DOCKER_HOST = saved;
+    }
+  });
 });

@@ -351,7 +351,7 @@ export class DockerDriver implements ContainerDriver {
   async #prepare(): Promise<string> {
     await this.#ping();
     const info = (await this.#docker.info()) as { Runtimes?: Record<string, EngineRuntime>; ExperimentalBuild?: boolean; DockerRootDir?: string };
-    const choice = chooseRuntime(info.Runtimes ?? {}, this.#askedRuntime, this.#engineAddress());
+    const choice = chooseRuntime(info.Runtimes ?? {}, this.#askedRuntime, await this.#engineAddress());
     if (choice.note && this.#runtime === undefined) this.#log(choice.note);
     this.#runtime = choice.runtime;
     this.#engineRoot = info.DockerRootDir;
@@ -386,17 +386,19 @@ export class DockerDriver implements ContainerDriver {
       trace("docker: engine answered");
     } catch (err) {
       throw new DockerUnavailableError(
-        `no Docker engine at ${this.#engineAddress()} (${engineMessage(err)}). ` +
+        `no Docker engine at ${await this.#engineAddress()} (${engineMessage(err)}). ` +
           "Start one with `dockerd --bridge=none --iptables=false &` (Debian: apt-get install -y docker.io), " +
           "or run the plane with --runtime process for unsandboxed development",
       );
     }
   }
 
-  #engineAddress(): string {
-    // docker-modem keeps where it dials on the instance; its typings do not show it.
-    const modem = this.#docker.modem as unknown as { socketPath?: string; host?: string; port?: string | number };
-    if (modem.socketPath) return modem.socketPath;
+  async #engineAddress(): Promise<string> {
+    // docker-modem keeps where it dials on the instance; its typings do not show it. Without DOCKER_HOST its socketPath
+    // is a function that finds the default socket, which getSocketPath() resolves.
+    const modem = this.#docker.modem as unknown as { getSocketPath?(): Promise<unknown> | undefined; host?: string; port?: string | number };
+    const socketPath = await modem.getSocketPath?.();
+    if (typeof socketPath === "string" && socketPath) return socketPath;
     return modem.host ? `${modem.host}${modem.port ? `:${modem.port}` : ""}` : "/var/run/docker.sock";
   }
 }
