@@ -5,7 +5,7 @@
  * local gateway.
  */
 import { createServer, type RequestListener, type Server } from "node:http";
-import type { AddressInfo } from "node:net";
+import { isIPv6, type AddressInfo } from "node:net";
 import { randomBytes } from "node:crypto";
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
@@ -415,7 +415,7 @@ export class Plane {
     }
     plane = new Plane({
       planeId,
-      url: `http://${options.host}:${port}`,
+      url: httpUrl(options.host, port),
       inventory,
       driver,
       unavailable,
@@ -430,7 +430,7 @@ export class Plane {
       answerNonces,
       metrics,
       metricsServer: metricsServer?.server,
-      metricsUrl: metricsServer ? `http://${options.metricsListen!.host}:${metricsServer.port}${PLANE_METRICS_ROUTE}` : undefined,
+      metricsUrl: metricsServer ? `${httpUrl(options.metricsListen!.host, metricsServer.port)}${PLANE_METRICS_ROUTE}` : undefined,
       otlp,
     });
     if (driver.sandboxed === false) log("⚠ plane runtime `process`: functions run as plain processes, NOT sandboxed. For development only.");
@@ -725,4 +725,9 @@ function listen(listener: RequestListener, at: { host: string; port: number }): 
     const server = createServer(listener);
     server.once("error", reject).listen(at.port, at.host, () => resolve({ server, port: (server.address() as AddressInfo).port }));
   });
+}
+
+/** The URL of a listener on `host`: an IPv6 address goes in brackets (`http://[::1]:8790`), as a URL needs. */
+function httpUrl(host: string, port: number): string {
+  return `http://${isIPv6(host) ? `[${host}]` : host}:${port}`;
 }

@@ -5,7 +5,8 @@
  * plane without a Docker engine says how to start one; the process runtime is
  * announced as unsandboxed; `tandem plane` says ✓ only once the gateway took
  * its heartbeat, and what to do when it refuses it or cannot be reached; it
- * serves its metrics on the listener `--metrics-port` asks for; a
+ * serves its metrics on the listener `--metrics-port` asks for; it gives the
+ * gateway an IPv6 --host in brackets, and warns of a --host that names no machine; a
  * plane told to stop (SIGTERM) drains: what it runs ends, new calls go to
  * another plane, and its readiness probe says so meanwhile.
  */
@@ -239,6 +240,29 @@ describe("tandem plane and its gateway", () => {
       await eventually(() => plane.output().includes("plane says \\x1b[31mred\\x1b[0m \\x1b]0;title\\x07 plane\\rechoed\n"));
       expect(plane.output()).not.toContain("\x1b[31mred");
       expect(plane.output()).not.toContain("plane\rechoed");
+    } finally {
+      await stopPlaneProcess(plane);
+    }
+  });
+
+  it("on an IPv6 --host: gives the gateway its address in brackets, and runs the calls the gateway sends there", async () => {
+    const plane = await startPlaneProcess(stack.url, ["--runtime", "process", "--host", "::1"]);
+    try {
+      await eventually(() => plane.output().includes("registered with the gateway") || plane.child.exitCode !== null);
+      expect(plane.output()).toMatch(new RegExp(`✓ plane ${plane.planeId()} at http://\\[::1\\]:\\d+ \\(.*\\), registered with the gateway`));
+      expect(await lookup<[string], string>("plane", "firstWordPlane", { gateway: stack.url }).remote("over ipv6")).toBe("over");
+    } finally {
+      await stopPlaneProcess(plane);
+    }
+  });
+
+  it("on --host 0.0.0.0: warns that the gateway was given an address that names no machine", async () => {
+    const plane = await startPlaneProcess(stack.url, ["--runtime", "process", "--host", "0.0.0.0"]);
+    try {
+      await eventually(() => plane.output().includes("registered with the gateway"));
+      expect(plane.output()).toMatch(
+        /⚠ --host 0\.0\.0\.0 listens on every address, and the gateway was told to reach this plane at http:\/\/0\.0\.0\.0:\d+, which names no machine: only a gateway on this machine can\. Give --host the address the gateway reaches this machine at\n/,
+      );
     } finally {
       await stopPlaneProcess(plane);
     }

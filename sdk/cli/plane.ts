@@ -18,6 +18,9 @@ import { stateDir } from "./paths.js";
 import { onStopSignal } from "./signals.js";
 import { style, visibleLines } from "./style.js";
 
+/** Addresses that listen on every interface: the gateway cannot reach a plane by them (`--host` is also its URL). */
+const WILDCARD_HOSTS = new Set(["0.0.0.0", "::", "[::]"]);
+
 /** A status line while the gateway cannot be reached: after the first failure, then every this many. */
 const STATUS_EVERY = 10;
 
@@ -68,6 +71,14 @@ export async function startPlaneNode(options: PlaneNodeOptions): Promise<void> {
       if (!accepted) {
         say(`${style.ok("✓")} ${p.describe()}, registered with the gateway at ${options.gateway}`);
         if (p.inventory.simulated) say(style.warn("  GPUs are simulated (declared with --gpus)."));
+        if (WILDCARD_HOSTS.has(options.host)) {
+          say(
+            style.warn(
+              `  ⚠ --host ${options.host} listens on every address, and the gateway was told to reach this plane at ${p.url}, which names no machine: ` +
+                `only a gateway on this machine can. Give --host the address the gateway reaches this machine at`,
+            ),
+          );
+        }
         if (p.metricsUrl) say(style.dim(`  metrics at ${p.metricsUrl}`));
       } else if (failures > 0) {
         say(`${style.ok("✓")} plane ${p.planeId} reached the gateway at ${options.gateway} again`);
