@@ -292,6 +292,15 @@ describe("an option of a few words", () => {
       /^error: option '--runtime <runtime>' argument 'dockr' is invalid\. must be one of docker, process; did you mean "docker"\?\n/,
     );
   });
+
+  it("refuses a Worker name wrangler would not take before it makes a bootstrap token, as deploy --name does", async () => {
+    const bootstrap = await runCli(["token", "bootstrap", "--name", "my gateway"]);
+    expect(bootstrap.code).toBe(1);
+    expect(bootstrap.stdout).toBe(""); // no token made, no command printed to paste
+    expect(bootstrap.stderr).toBe(
+      `error: option '--name <worker>' argument 'my gateway' is invalid. must be a Worker's name: lowercase letters, digits and '-', such as tandem-gateway\nrun "tandem token bootstrap --help" for usage\n`,
+    );
+  });
 });
 
 describe("reloading on change", () => {

@@ -21,7 +21,7 @@ import { buildApps } from "./local-stack.js";
 import { checkNamedSecrets, declaresNamedSecrets, localSecretValues } from "./secret-values.js";
 import { artifactOf, checkMayRecord, describeGit, gitStateOf, recordDeployment } from "./deployments.js";
 import { PACKAGE_ROOT, stateDir } from "./paths.js";
-import { uploadArtifact } from "./wrangler.js";
+import { WORKER_NAME_PATTERN, uploadArtifact } from "./wrangler.js";
 import { style } from "./style.js";
 
 export interface DeployOptions {
@@ -68,7 +68,7 @@ export async function deploy(options: DeployOptions): Promise<number> {
   const template = await readFile(join(PACKAGE_ROOT, "wrangler.toml"), "utf8");
   let config = template.replace(/^main = .*$/m, `main = "worker.mjs"`);
   if (options.name !== undefined) {
-    if (!/^[a-z0-9][a-z0-9-]{0,62}$/.test(options.name)) throw new InvalidOptionsError(`--name "${options.name}" must be lowercase letters, digits and '-'`);
+    if (!WORKER_NAME_PATTERN.test(options.name)) throw new InvalidOptionsError(`--name "${options.name}" must be lowercase letters, digits and '-'`);
     config = config.replace(/^name = .*$/m, `name = "${options.name}"`);
   }
   // Another environment is a Worker of its own (its Durable Objects, so its state, apart too), told its name.

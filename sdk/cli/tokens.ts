@@ -20,6 +20,7 @@ import {
   type TokenScope,
 } from "../protocol.js";
 import { PACKAGE_ROOT } from "./paths.js";
+import { WORKER_NAME_PATTERN } from "./wrangler.js";
 import { style } from "./style.js";
 import { parseChoice } from "./choice-option.js";
 
@@ -101,7 +102,7 @@ export function addTokenCommands(program: Command, clientOf: (opts: GatewayOpts)
   token
     .command("bootstrap")
     .description("make the first admin token of a deployed gateway: it is set as the Worker's TANDEM_ADMIN_TOKEN secret")
-    .option("--name <worker>", "the Worker's name", "tandem-gateway")
+    .option("--name <worker>", "the Worker's name", workerName, "tandem-gateway")
     .option("--put", "run `wrangler secret put TANDEM_ADMIN_TOKEN` now, with your Cloudflare credentials")
     .action(async (opts: { name: string; put?: boolean }) => {
       const { token: admin } = newToken();
@@ -116,6 +117,11 @@ export function addTokenCommands(program: Command, clientOf: (opts: GatewayOpts)
       if (code !== 0) throw new Error(`wrangler secret put exited with ${code}; the Worker has no new admin token`);
       console.log(`${style.ok("✓")} set as TANDEM_ADMIN_TOKEN of ${opts.name}; TANDEM_TOKEN=<it> tandem token create --gateway https://… makes the others`);
     });
+}
+
+function workerName(value: string): string {
+  if (!WORKER_NAME_PATTERN.test(value)) throw new InvalidArgumentError("must be a Worker's name: lowercase letters, digits and '-', such as tandem-gateway");
+  return value;
 }
 
 function collectApps(value: string, previous: string[] | undefined): string[] {

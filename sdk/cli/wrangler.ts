@@ -11,6 +11,9 @@ import { join } from "node:path";
 import type { DeploymentFile } from "../protocol.js";
 import { PACKAGE_ROOT } from "./paths.js";
 
+/** A Worker's name as Cloudflare takes it (`--name` of `tandem deploy` and `tandem token bootstrap`). */
+export const WORKER_NAME_PATTERN = /^[a-z0-9][a-z0-9-]{0,62}$/;
+
 /** What the upload step is told: a dry run, the local secrets to send (wrangler's secrets file), the wrangler to run. */
 export interface UploadOptions {
   dryRun: boolean;
