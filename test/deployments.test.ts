@@ -229,6 +229,20 @@ describe("deployments per environment", () => {
       await dev.dispose();
     }
   });
+
+  it("refuses a deploy --env dev that names main's gateway before wrangler runs, saying which Worker records it", async () => {
+    const versions = (await history()).length;
+    const before = (await wranglerRuns()).length;
+    const { code, stdout, stderr } = await cli(["deploy", "app.ts", "--env", "dev", "--outdir", join(dir, "out-dev-main"), "--gateway", gw.url]);
+    expect(code).toBe(2);
+    expect(stderr).toBe(
+      `error: the gateway at ${gw.url} does not serve environment "dev": a deployment into it is the Worker tandem-gateway-dev, and is recorded there. ` +
+        `Name that Worker's URL with --gateway (or TANDEM_GATEWAY), or leave both out to record nothing (nothing was uploaded)\n`,
+    );
+    expect(stdout).not.toContain("the Worker is deployed");
+    expect((await wranglerRuns()).length).toBe(before);
+    expect((await history()).length).toBe(versions);
+  });
 });
 
 describe("the deployments routes", () => {

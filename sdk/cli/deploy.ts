@@ -19,7 +19,7 @@ import type { App } from "../app.js";
 import { BuildCache } from "./build-cache.js";
 import { buildApps } from "./local-stack.js";
 import { checkNamedSecrets, declaresNamedSecrets, localSecretValues } from "./secret-values.js";
-import { artifactOf, checkMayRecord, describeGit, gitStateOf, recordDeployment } from "./deployments.js";
+import { artifactOf, checkMayRecord, checkServesEnvironment, describeGit, gitStateOf, recordDeployment } from "./deployments.js";
 import { PACKAGE_ROOT, stateDir } from "./paths.js";
 import { WORKER_NAME_PATTERN, uploadArtifact } from "./wrangler.js";
 import { style } from "./style.js";
@@ -83,6 +83,9 @@ export async function deploy(options: DeployOptions): Promise<number> {
   if (scheduled.length)
     config += `\n# ${scheduled.length} scheduled function${scheduled.length === 1 ? "" : "s"}: ${scheduled.join(", ")}\n[triggers]\ncrons = ["* * * * *"]\n`;
   const configPath = join(outDir, "wrangler.toml");
+  if (options.recordAt && !options.dryRun && apps[0]) {
+    await checkServesEnvironment(options.recordAt, apps[0].name, /^name = "(.*)"$/m.exec(config)?.[1] ?? "of that environment");
+  }
   await writeFile(configPath, config);
   console.log(`bundled ${options.appFiles.join(", ")} into ${bundle.path} (${(bundle.bytes / 1024).toFixed(1)} KiB)`);
   if (local) console.log(`${options.dryRun ? "would send" : "sending"} ${local.summary} as the Worker secret TANDEM_LOCAL_SECRETS`);

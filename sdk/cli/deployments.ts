@@ -10,7 +10,7 @@ import { mkdir, mkdtemp, readFile, readdir, writeFile } from "node:fs/promises";
 import { dirname, join, relative } from "node:path";
 import { Command, InvalidArgumentError } from "commander";
 import type { HttpInvoker } from "../client.js";
-import { ForbiddenError, InvalidOptionsError, InvalidRequestError } from "../errors.js";
+import { ForbiddenError, InvalidOptionsError, InvalidRequestError, NotFoundError } from "../errors.js";
 import { sha256Hex } from "../hex.js";
 import {
   paths,
@@ -78,6 +78,25 @@ export async function checkMayRecord(client: HttpInvoker): Promise<void> {
       `token ${who.id} ("${who.name}") has scope "${who.scope}"; recording a deployment in ${client.baseUrl} needs "deploy" (nothing was uploaded)`,
       { token: who.id, scope: who.scope, needs: "deploy" },
     );
+}
+
+/**
+ * Throws unless the gateway `client` names serves the environment its requests address (`--env`): a deployment into
+ * another environment is a Worker of its own (`worker`), whose deployments are recorded there, not here. `tandem
+ * deploy` asks before it uploads anything, as it asks for the token's scope.
+ */
+export async function checkServesEnvironment(client: HttpInvoker, app: string, worker: string): Promise<void> {
+  try {
+    await client.request("GET", paths.deployments(app));
+  } catch (err) {
+    if (!(err instanceof NotFoundError)) throw err;
+    const asked = err.details?.env;
+    if (typeof asked !== "string") return; // an app not deployed yet: its first deployment is recorded after the upload
+    throw new InvalidOptionsError(
+      `the gateway at ${client.baseUrl} does not serve environment "${asked}": a deployment into it is the Worker ${worker}, and is recorded there. Name that Worker's URL with --gateway (or TANDEM_GATEWAY), or leave both out to record nothing (nothing was uploaded)`,
+      { env: asked },
+    );
+  }
 }
 
 /**
