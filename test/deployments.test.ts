@@ -225,6 +225,15 @@ describe("deployments per environment", () => {
       const wrongEnv = await cli(["app", "history", "history", "--env", "main", "--gateway", dev.url], ADMIN_TOKEN);
       expect(wrongEnv.code).not.toBe(0);
       expect(wrongEnv.stderr).toContain('in environment "main" here: this gateway serves environment "dev"');
+      // A deploy without --env is main's Worker: the dev gateway is not where it is recorded, and nothing is uploaded.
+      const runs = (await wranglerRuns()).length;
+      const mainIntoDev = await cli(["deploy", "app.ts", "--outdir", join(dir, "out-main-dev"), "--gateway", dev.url], ADMIN_TOKEN);
+      expect(mainIntoDev.code).toBe(2);
+      expect(mainIntoDev.stderr).toContain(
+        `error: the gateway at ${dev.url} does not serve environment "main": a deployment into it is the Worker tandem-gateway,`,
+      );
+      expect((await wranglerRuns()).length).toBe(runs);
+      expect(JSON.parse((await cli(["app", "history", "history", "--env", "dev", "--gateway", dev.url, "--json"], ADMIN_TOKEN)).stdout)).toHaveLength(1);
     } finally {
       await dev.dispose();
     }

@@ -190,15 +190,18 @@ program
     ) => {
       const { deploy } = await import("./deploy.js");
       const gatewayNamed = (opts.gateway ?? config.gateway) !== undefined;
+      // The environment deployed into, named to the gateway too: without --env that is main, not the gateway's own.
+      const env = opts.env ?? config.env ?? DEFAULT_ENV;
+      const gateway = clientOf({ ...opts, env });
       process.exitCode = await deploy({
         appFiles,
         dryRun: opts.dryRun ?? false,
         ...(gatewayNamed
-          ? { heldSecrets: async () => ((await clientOf(opts).request("GET", paths.secrets())) as { secrets: SecretInfo[] }).secrets, recordAt: clientOf(opts) }
+          ? { heldSecrets: async () => ((await gateway.request("GET", paths.secrets())) as { secrets: SecretInfo[] }).secrets, recordAt: gateway }
           : {}),
         ...(config.wrangler ? { wrangler: config.wrangler } : {}),
         ...(opts.name ? { name: opts.name } : {}),
-        env: opts.env ?? config.env ?? DEFAULT_ENV,
+        env,
         ...(opts.outdir ? { outDir: opts.outdir } : {}),
         strategy: opts.strategy,
       });
