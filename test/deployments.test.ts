@@ -147,7 +147,7 @@ describe("tandem deploy, history and rollback", () => {
     expect(await readFile(join(dir, "rolled", "wrangler.toml"), "utf8")).toBe(await readFile(join(dir, "out1", "wrangler.toml"), "utf8"));
   });
 
-  it("rolls back to a version named, and refuses the live one, an unknown one, an unknown app and a folder in use before running wrangler", async () => {
+  it("rolls back to a version named, and refuses the live one, an unknown one, an unknown app, a folder in use and a file before running wrangler", async () => {
     const before = (await wranglerRuns()).length;
     const live = await cli(["app", "rollback", "history", "3", "--gateway", gw.url]);
     expect(live.code).not.toBe(0);
@@ -161,6 +161,9 @@ describe("tandem deploy, history and rollback", () => {
     const notEmpty = await cli(["app", "rollback", "history", "1", "--gateway", gw.url, "--outdir", join(dir, "out1")]);
     expect(notEmpty.code).not.toBe(0);
     expect(notEmpty.stderr).toContain(`--outdir ${join(dir, "out1")} is not empty`);
+    const aFile = await cli(["app", "rollback", "history", "1", "--gateway", gw.url, "--outdir", join(project, "app.ts")]);
+    expect(aFile.code).toBe(2);
+    expect(aFile.stderr).toBe(`error: --outdir ${join(project, "app.ts")} is a file: name a new or empty folder for version 1's files\n`);
     const notNumber = await cli(["app", "rollback", "history", "two", "--gateway", gw.url]);
     expect(notNumber.code).not.toBe(0);
     expect(notNumber.stderr).toContain("must be a version number");

@@ -6,7 +6,7 @@
  * version's files and runs the upload step deploy runs with them.
  */
 import { execFileSync } from "node:child_process";
-import { mkdir, mkdtemp, readFile, readdir, writeFile } from "node:fs/promises";
+import { mkdir, mkdtemp, readFile, readdir, stat, writeFile } from "node:fs/promises";
 import { dirname, join, relative } from "node:path";
 import { Command, InvalidArgumentError } from "commander";
 import type { HttpInvoker } from "../client.js";
@@ -153,6 +153,13 @@ export async function rollback(options: RollbackOptions): Promise<DeploymentReco
     );
   const outDir = options.outDir ?? (await mkdtemp(join(await made(join(stateDir(), "rollback")), `${app}-v${target.version}-`)));
   // Only into a folder of its own: a file left there by something else would go to wrangler with the old version's.
+  if (
+    await stat(outDir).then(
+      (found) => !found.isDirectory(),
+      () => false,
+    )
+  )
+    throw new InvalidOptionsError(`--outdir ${outDir} is a file: name a new or empty folder for version ${target.version}'s files`);
   if ((await readdir(outDir).catch(() => [])).length > 0)
     throw new InvalidOptionsError(`--outdir ${outDir} is not empty: name a new or empty folder for version ${target.version}'s files`);
   for (const file of target.files) {
