@@ -5,7 +5,7 @@
 import { execFileSync, spawn } from "node:child_process";
 import { mkdtemp, readFile, rm, stat, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { join, resolve } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { lookup } from "../sdk/index.js";
 import { ROOT, runCli, runNode, startServe, type Served } from "./helpers/cli.js";
@@ -291,6 +291,12 @@ describe("an option of a few words", () => {
     expect(runtime.stderr).toMatch(
       /^error: option '--runtime <runtime>' argument 'dockr' is invalid\. must be one of docker, process; did you mean "docker"\?\n/,
     );
+  });
+
+  it("refuses a deploy --outdir that is a file, naming it, before it bundles", async () => {
+    const deployed = await runCli(["deploy", "test/fixtures/edge-app.ts", "--dry-run", "--outdir", "package.json"]);
+    expect(deployed.code).toBe(2);
+    expect(deployed.stderr).toBe(`error: --outdir ${resolve("package.json")} is a file: name a folder for the deployment's files\n`);
   });
 
   it("refuses a Worker name wrangler would not take before it makes a bootstrap token, as deploy --name does", async () => {

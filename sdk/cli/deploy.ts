@@ -9,7 +9,7 @@
  * app's next version, its files uploaded for a rollback (deployments.ts).
  * `--dry-run` checks everything without an account or a network.
  */
-import { readFile, writeFile } from "node:fs/promises";
+import { readFile, stat, writeFile } from "node:fs/promises";
 import { dirname, join, resolve } from "node:path";
 import type { HttpInvoker } from "../client.js";
 import { SECRET_LIMITS } from "../defaults.js";
@@ -44,6 +44,14 @@ export interface DeployOptions {
 
 export async function deploy(options: DeployOptions): Promise<number> {
   const outDir = resolve(options.outDir ?? join(stateDir(), "deploy"));
+  if (
+    await stat(outDir).then(
+      (found) => !found.isDirectory(),
+      () => false,
+    )
+  ) {
+    throw new InvalidOptionsError(`--outdir ${outDir} is a file: name a folder for the deployment's files`);
+  }
   // A deployment that could not be recorded is one rollback cannot reach: the token is checked before anything is uploaded.
   if (options.recordAt && !options.dryRun) await checkMayRecord(options.recordAt);
   // Taken before the build, so that it describes what was bundled.
