@@ -59,6 +59,7 @@ export function deploymentRoutes(): Hono<RouteEnv> {
   routes.get(ROUTES.deployment.replace(":version", ":version{[0-9]+}"), guard("deploy"), async (c) => {
     const app = appOf(c);
     const version = Number(c.req.param("version"));
+    if (!Number.isSafeInteger(version)) throw new InvalidRequestError(`"${c.req.param("version")}" is not a version number (1, 2, …)`);
     return c.json(unwrap(await deploymentStore(c.env, app).get(app, environmentOf(c.env), version)));
   });
   routes.get(ROUTES.deployment, guard("deploy"), (c) => {

@@ -299,5 +299,8 @@ describe("the deployments routes", () => {
     const version = await api("/v1/apps/history/deployments/latest", deployToken.token);
     expect(version.status).toBe(400);
     expect((await errorOf(version)).message).toContain('"latest" is not a version number');
+    const huge = await api("/v1/apps/history/deployments/99999999999999999999", deployToken.token);
+    expect(huge.status).toBe(400);
+    expect((await errorOf(huge)).message).toBe('"99999999999999999999" is not a version number (1, 2, …)');
   });
 });
