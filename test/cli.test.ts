@@ -293,6 +293,14 @@ describe("an option of a few words", () => {
     );
   });
 
+  it("tandem plane --help says where its plane secret comes from, and which --host the gateway can reach", async () => {
+    const help = await runCli(["plane", "--help"]);
+    expect(help.code).toBe(0);
+    const text = help.stdout.replace(/\s+/g, " ");
+    expect(text).toContain("It signs with the gateway's plane secret: TANDEM_PLANE_SECRET (16 characters or more), else .tandem/plane-secret");
+    expect(text).toContain("address to listen on and to give the gateway: one it reaches this machine at (not 0.0.0.0)");
+  });
+
   it("refuses a deploy --outdir that is a file, naming it, before it bundles", async () => {
     const deployed = await runCli(["deploy", "test/fixtures/edge-app.ts", "--dry-run", "--outdir", "package.json"]);
     expect(deployed.code).toBe(2);

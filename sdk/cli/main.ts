@@ -210,9 +210,12 @@ program
 
 program
   .command("plane")
-  .description("start a GPU plane node that runs plane-tier functions in containers for a gateway")
+  .description(
+    "start a GPU plane node that runs plane-tier functions in containers for a gateway. It signs with the gateway's plane secret: " +
+      "TANDEM_PLANE_SECRET (16 characters or more), else .tandem/plane-secret of the folder it runs in (docs/plane.md)",
+  )
   .option("-p, --port <port>", "port of the plane's API", parsePort, PLANE_DEFAULTS.port)
-  .option("--host <host>", "address to listen on and to give the gateway", LOCAL_DEFAULTS.host)
+  .option("--host <host>", "address to listen on and to give the gateway: one it reaches this machine at (not 0.0.0.0)", LOCAL_DEFAULTS.host)
   .option(
     "--region <region>",
     "the region this plane is in: functions with a region option run only on planes in theirs (docs/deploy.md)",
