@@ -250,6 +250,21 @@ describe("a newcomer's mistakes, each told in one format", () => {
     expect(stderr).toBe('error: app "mine": function "nightly": option "schedule": Cron("0 24 * * *"): the hour field "24": 24 is out of range (0-23)\n');
   });
 
+  it("an app file that throws while it loads: the error and the user's own lines, for run and serve", async () => {
+    const body =
+      'function settings(): { timeout: number } {\n  throw new Error("boom");\n}\nexport const f = app.function({ timeout: settings().timeout }, () => 1);';
+    for (const args of [
+      ["run", "app.ts::f"],
+      ["serve", "app.ts", "--port", "0"],
+    ]) {
+      const { code, stderr } = await withApp(body, args);
+      expect(code, args[0]).toBe(2);
+      expect(stderr, args[0]).toBe("error: app.ts threw while it loaded: Error: boom\n    at settings (app.ts:4:9)\n    at app.ts:6:42\n");
+    }
+    const typo = await withApp("const config: any = undefined;\nexport const g = app.function({ timeout: config.timeout }, () => 1);", ["run", "app.ts::g"]);
+    expect(typo.stderr).toBe("error: app.ts threw while it loaded: TypeError: Cannot read properties of undefined (reading 'timeout')\n    at app.ts:4:49\n");
+  });
+
   it("a function's own error, an unknown flag, a bad setting: error: first, every one", async () => {
     const thrown = await runCli(["run", "test/fixtures/edge-app.ts::boom", "out of budget"]);
     expect(thrown.stderr).toMatch(/^error: QuotaExceeded: out of budget\n\s+at /m);

@@ -14,7 +14,7 @@ import { createRequire } from "node:module";
 import { basename, dirname, join, relative, resolve, sep } from "node:path";
 import { pathToFileURL } from "node:url";
 import { loadAppModule, type App } from "../app.js";
-import { InvalidOptionsError } from "../errors.js";
+import { InvalidOptionsError, TandemError } from "../errors.js";
 import { PLANE_RUNTIME_MARKER, type PlaneBundleRef } from "../protocol.js";
 import { RUNTIME_SOURCE_PREFIX } from "../stack-map.js";
 import { trace } from "../trace.js";
@@ -853,13 +853,21 @@ export async function loadAppInNode(appFile: string, outDir: string, options: { 
   if (hit) await writeFile(out, hit.files.module!);
   else await bundleAppForNode(file, out, cacheKey, options.cache);
   trace(hit ? "build: app's Node module found in the build cache" : "build: app bundled for Node");
-  const exports = (await import(`${pathToFileURL(out).href}?t=${Date.now()}`)) as Record<string, unknown>;
+  const shown = relative(process.cwd(), file) || basename(file);
+  let exports: Record<string, unknown>;
+  try {
+    exports = (await import(`${pathToFileURL(out).href}?t=${Date.now()}`)) as Record<string, unknown>;
+  } catch (err) {
+    if (err instanceof TandemError) throw err; // the SDK's own check, which names the app and function already
+    throw new AppLoadError(shown, err, await mapLoadStack(file, out, err));
+  }
   trace("build: app imported");
-  return loadAppModule(relative(process.cwd(), file) || basename(file), exports);
+  return loadAppModule(shown, exports);
 }
 
-async function bundleAppForNode(file: string, out: string, cacheKey: unknown, cache: BuildCache | undefined): Promise<void> {
-  const result = await bundle({
+/** The esbuild options of an app's Node module, the same with a source map or without, so that its lines match. */
+function nodeBuildOptions(file: string, out: string) {
+  return {
     entryPoints: [file],
     outfile: out,
     bundle: true,
@@ -872,8 +880,42 @@ async function bundleAppForNode(file: string, out: string, cacheKey: unknown, ca
     keepNames: true, // as bundlePlane prints the app: it finds edge handlers by their source text
     metafile: true,
     logLevel: "silent",
-  });
+  } as const satisfies BuildOptions;
+}
+
+async function bundleAppForNode(file: string, out: string, cacheKey: unknown, cache: BuildCache | undefined): Promise<void> {
+  const result = await bundle(nodeBuildOptions(file, out));
   await cache?.put(`node:${out}:${file}`, cacheKey, inputFiles(result.metafile), { module: await readFile(out) }, null);
+}
+
+/** An app file that threw while Node loaded it: its error, and where in the user's own files. */
+export class AppLoadError extends Error {
+  constructor(file: string, cause: unknown, frames: string[]) {
+    const what = cause instanceof Error ? `${cause.name}: ${cause.message}` : String(cause);
+    super(`${file} threw while it loaded: ${what}${frames.length ? `\n${frames.join("\n")}` : ""}`, { cause });
+    this.name = "AppLoadError";
+  }
+}
+
+/**
+ * `err`'s frames in the user's files, mapped through the module's source map. The module is built again, with a
+ * map, only now: a map on every start would slow the start of each `tandem run` that loads without a fault.
+ */
+async function mapLoadStack(file: string, out: string, err: unknown): Promise<string[]> {
+  if (!(err instanceof Error) || !err.stack) return [];
+  try {
+    const result = await bundle({ ...nodeBuildOptions(file, out), write: false, sourcemap: "external", sourcesContent: false });
+    const map = result.outputFiles.find((f) => f.path.endsWith(".map"));
+    if (!map) return [];
+    const { mapStackWith, traceMap } = await import("../stack-map.js"); // loaded only on a fault, as the map is made
+    // The module was imported with a query (`?t=`), which its frames keep: without it they name the module's file.
+    const query = new RegExp(`(${basename(out).replace(/[.*+?^${}()|[\]\\]/g, "\\$&")})\\?t=\\d+`, "g");
+    const stack = err.stack.replace(query, "$1");
+    const mapped = mapStackWith(traceMap(relativizedMap(map.text, dirname(out))), stack, basename(out));
+    return mapped === stack ? [] : mapped.split("\n").slice(1);
+  } catch {
+    return []; // the error as thrown, without its place, rather than an error about mapping it
+  }
 }
 
 /** Source paths relative to the working directory, as a user reads them in a stack. */
