@@ -1,6 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { z } from "zod";
 import { App, loadAppModule, lookup } from "./app.js";
+import { FunctionCall } from "./function-call.js";
 import { InvalidArgumentError, InvalidOptionsError } from "./errors.js";
 
 describe("App", () => {
@@ -204,5 +205,32 @@ describe("App", () => {
     expect(() => app.cls({ name: "M", input: { predict: z.string() } as never }, Class)).toThrow(
       'option "input.predict" must be a zod schema of the argument list',
     );
+  });
+});
+
+describe("map and get options, checked where they are given", () => {
+  const double = lookup<[number], number>("demo", "double", { gateway: "http://127.0.0.1:9" });
+
+  it("refuses inputs that cannot be iterated, naming the function", () => {
+    expect(() => double.map(5 as unknown as number[])).toThrow(
+      new InvalidOptionsError("double.map: inputs must be an iterable or async iterable, such as an array or a generator (got 5)"),
+    );
+    expect(() => double.starmap(null as unknown as [number][])).toThrow(InvalidOptionsError);
+  });
+
+  it("refuses an unknown or mistyped map option, with the nearest known one", () => {
+    expect(() => double.map([1], { orderOutput: true } as never)).toThrow(
+      new InvalidOptionsError('double.map: unknown option "orderOutput"; did you mean "orderOutputs"?'),
+    );
+    expect(() => double.map([1], { returnExceptions: "yes" } as never)).toThrow(
+      new InvalidOptionsError('double.map: option "returnExceptions" must be true or false (got "yes")'),
+    );
+  });
+
+  it("refuses a negative or non-number timeoutMs before it asks the gateway", async () => {
+    const call = FunctionCall.fromId("fc-01jc3k0000000000000000000a", { gateway: "http://127.0.0.1:9" });
+    await expect(call.get({ timeoutMs: -5 })).rejects.toThrow(new InvalidOptionsError(`call ${call.id}: get: option "timeoutMs" must be 0 or more (got -5)`));
+    await expect(call.get({ timeoutMs: "10s" } as never)).rejects.toThrow(InvalidOptionsError);
+    await expect(call.get({ timeout: 5 } as never)).rejects.toThrow('unknown option "timeout"; did you mean "timeoutMs"?');
   });
 });

@@ -11,6 +11,7 @@ import { FunctionCall } from "./function-call.js";
 import { invokerFor, type MapOutcome } from "./invoker.js";
 import {
   parseFunctionOptions,
+  parseMapOptions,
   parseSecretsOption,
   parseWasmOptions,
   parseWasmSource,
@@ -217,9 +218,10 @@ export class FunctionHandle<A extends unknown[] = unknown[], R = unknown> {
   map(inputs: Inputs<A[0]>, options: MapOptions & { returnExceptions: true }): AsyncIterable<R | TandemError>;
   map(inputs: Inputs<A[0]>, options?: MapOptions): AsyncIterable<R>;
   map(inputs: Inputs<A[0]>, options: MapOptions = {}): AsyncIterable<R | TandemError> {
+    const checked = parseMapOptions(inputs, options, `${this.#name ?? "function"}.map`);
     return this.starmap(
       mapInputs(inputs, (x) => [x] as unknown as A),
-      options,
+      checked,
     );
   }
 
@@ -227,6 +229,7 @@ export class FunctionHandle<A extends unknown[] = unknown[], R = unknown> {
   starmap(inputs: Inputs<A>, options: MapOptions & { returnExceptions: true }): AsyncIterable<R | TandemError>;
   starmap(inputs: Inputs<A>, options?: MapOptions): AsyncIterable<R>;
   starmap(inputs: Inputs<A>, options: MapOptions = {}): AsyncIterable<R | TandemError> {
+    options = parseMapOptions(inputs, options, `${this.#name ?? "function"}.starmap`);
     const bound = this.#bound;
     const outcomes = invokerFor(this.#client).map(
       this.#app,

@@ -6,6 +6,7 @@ import { InvalidRequestError } from "./errors.js";
 import type { ClientOptions } from "./app.js";
 import { HttpInvoker, resolveGatewayUrl } from "./client.js";
 import { invokerFor } from "./invoker.js";
+import { parseGetOptions } from "./options.js";
 import { CALL_ID_PATTERN, paths, type LogLine, type LogQueryOptions } from "./protocol.js";
 
 /** What `logs()` and `followLogs()` may narrow: the call's lines from one container, of one source, since a time, with a text. */
@@ -38,7 +39,8 @@ export class FunctionCall<R = unknown> {
    * `timeoutMs` passes first (the call goes on). No `timeoutMs`: wait as long as it takes.
    */
   async get(options: { timeoutMs?: number } = {}): Promise<R> {
-    return (await invokerFor(this.#client).get(this.id, options.timeoutMs)) as R;
+    const { timeoutMs } = parseGetOptions(options, `call ${this.id}: get`);
+    return (await invokerFor(this.#client).get(this.id, timeoutMs)) as R;
   }
 
   /**

@@ -461,3 +461,43 @@ export function parseWasmOptions(options: unknown, where: string): WasmSpec {
 export function retryDelayMs(policy: RetryPolicy, attempt: number): number {
   return Math.min(policy.initialDelayMs * policy.backoffCoefficient ** (attempt - 1), policy.maxDelayMs);
 }
+
+const MapOptionsSchema = z.strictObject(
+  {
+    orderOutputs: z.boolean("must be true or false").optional(),
+    returnExceptions: z.boolean("must be true or false").optional(),
+  },
+  "must be an object such as { orderOutputs: false }",
+);
+
+/**
+ * `map` and `starmap`'s inputs and options, checked when they are called: inputs that cannot be iterated, and an
+ * option misspelt, fail there rather than as a bare `TypeError` later or not at all.
+ * @example parseMapOptions([1, 2], { orderOutput: false }, "square.map"); // throws: unknown option "orderOutput"; did you mean "orderOutputs"?
+ */
+export function parseMapOptions(inputs: unknown, options: unknown, where: string): z.infer<typeof MapOptionsSchema> {
+  const iterable = (inputs !== null && typeof inputs === "object") || typeof inputs === "string" || typeof inputs === "function";
+  const it = iterable ? (inputs as { [Symbol.iterator]?: unknown; [Symbol.asyncIterator]?: unknown }) : {};
+  if (typeof it[Symbol.iterator] !== "function" && typeof it[Symbol.asyncIterator] !== "function") {
+    const got = inputs === null || typeof inputs !== "object" ? String(inputs) : "an object";
+    throw new InvalidOptionsError(`${where}: inputs must be an iterable or async iterable, such as an array or a generator (got ${got})`);
+  }
+  const parsed = MapOptionsSchema.safeParse(options ?? {}, { reportInput: true });
+  if (!parsed.success) throw new InvalidOptionsError(`${where}: ${describeIssues(parsed.error, "option", MapOptionsSchema)}`);
+  return parsed.data;
+}
+
+const GetOptionsSchema = z.strictObject(
+  { timeoutMs: z.number("must be a number of milliseconds").min(0, "must be 0 or more").optional() },
+  "must be an object such as { timeoutMs: 10_000 }",
+);
+
+/**
+ * `FunctionCall.get`'s options, checked before it asks the gateway.
+ * @example parseGetOptions({ timeoutMs: -5 }, "get"); // throws: option "timeoutMs" must be 0 or more (got -5)
+ */
+export function parseGetOptions(options: unknown, where: string): z.infer<typeof GetOptionsSchema> {
+  const parsed = GetOptionsSchema.safeParse(options ?? {}, { reportInput: true });
+  if (!parsed.success) throw new InvalidOptionsError(`${where}: ${describeIssues(parsed.error, "option", GetOptionsSchema)}`);
+  return parsed.data;
+}
