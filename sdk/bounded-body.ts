@@ -32,6 +32,14 @@ export async function readBodyUpTo(
     }
     chunks.push(value);
   }
+  return joinChunks(chunks, total);
+}
+
+/**
+ * Chunks read from a stream as one array of `total` bytes (the sum of their lengths); one chunk is itself.
+ * @example joinChunks([new Uint8Array([1]), new Uint8Array([2, 3])], 3) // Uint8Array [1, 2, 3]
+ */
+export function joinChunks(chunks: readonly Uint8Array[], total: number): Uint8Array {
   if (chunks.length === 1) return chunks[0]!;
   const bytes = new Uint8Array(total);
   let offset = 0;

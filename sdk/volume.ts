@@ -10,6 +10,7 @@
  * commits'): a write that changes a file another commit changed since then
  * fails with `VolumeConflictError` naming the file, unless it is forced.
  */
+import { joinChunks } from "./bounded-body.js";
 import { LazyBackend } from "./lazy-backend.js";
 import { InvalidOptionsError } from "./errors.js";
 import {
@@ -150,13 +151,7 @@ export class VolumeFile implements AsyncIterable<Uint8Array> {
       chunks.push(chunk);
       total += chunk.byteLength;
     }
-    const all = new Uint8Array(total);
-    let at = 0;
-    for (const chunk of chunks) {
-      all.set(chunk, at);
-      at += chunk.byteLength;
-    }
-    return all;
+    return joinChunks(chunks, total);
   }
 
   /** Its bytes as UTF-8 text. */
