@@ -10,6 +10,7 @@ import {
   LogQuerySchema,
   logQueryString,
   ROUTES,
+  SINCE_FORMS,
   TokenCreateRequestSchema,
   UsageQuerySchema,
   canonicalKey,
@@ -145,13 +146,24 @@ describe("canonicalKey", () => {
 });
 
 describe("the usage query", () => {
-  it("takes ?since= as milliseconds since the epoch, and echoes what it refuses as it was sent", () => {
+  it("takes ?since= as the log query does: a duration back from now, ms since the epoch, or a date", () => {
     expect(UsageQuerySchema.parse({ app: "shop", since: "1796400000000" })).toEqual({ app: "shop", since: 1796400000000 });
-    for (const since of ["zzz", "1h", "-5", ""]) {
-      const parsed = UsageQuerySchema.safeParse({ since }, { reportInput: true });
-      expect(parsed.success).toBe(false);
-      expect(describeIssues(parsed.error!, "field")).toBe(`field "since" must be milliseconds since the epoch (got ${JSON.stringify(since)})`);
+    const before = Date.now();
+    const hourAgo = UsageQuerySchema.parse({ since: "1h" }).since!;
+    expect(hourAgo).toBeGreaterThanOrEqual(before - 3600e3);
+    expect(hourAgo).toBeLessThanOrEqual(Date.now() - 3600e3);
+    expect(UsageQuerySchema.parse({ since: "2026-12-05T09:00:00Z" }).since).toBe(Date.parse("2026-12-05T09:00:00Z"));
+  });
+
+  it("refuses a since the log query refuses, with the same words, echoing it as it was sent", () => {
+    for (const since of ["zzz", "", "1w", "99999999999d"]) {
+      const usage = UsageQuerySchema.safeParse({ since }, { reportInput: true });
+      const logs = LogQuerySchema.safeParse({ since }, { reportInput: true });
+      expect(usage.success).toBe(false);
+      expect(describeIssues(usage.error!, "field")).toBe(describeIssues(logs.error!, "field"));
     }
+    const parsed = UsageQuerySchema.safeParse({ since: "zzz" }, { reportInput: true });
+    expect(describeIssues(parsed.error!, "field")).toBe(`field "since" must be ${SINCE_FORMS} (got "zzz")`);
   });
 });
 

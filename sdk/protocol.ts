@@ -145,7 +145,7 @@ export const ROUTES = {
   appStop: "/v1/apps/:app/stop",
   /** Restarts an app's plane containers, each once its calls end (`tandem app rollover`): new ones read secrets afresh. */
   appRollover: "/v1/apps/:app/rollover",
-  /** Container time and cost across planes: `?app=&since=` (ms since the epoch). */
+  /** Container time and cost across planes: `?app=&since=` (a duration back from now, ms since the epoch, or a date). */
   usage: "/v1/usage",
   call: "/v1/apps/:app/functions/:fn/call",
   spawn: "/v1/apps/:app/functions/:fn/spawn",
@@ -310,7 +310,7 @@ export const PLANE_ROUTES = {
   stop: "/v1/plane/stop",
   /** Rolls over every container of an app, each once its inputs end: `{ "app": name }`. */
   rollover: "/v1/plane/rollover",
-  /** Container time and cost: `?app=&since=` (ms). */
+  /** Container time and cost: `?app=&since=` (as `GET /v1/usage` reads it; the gateway sends ms). */
   usage: "/v1/plane/usage",
   /** Stops a call's input: `{ "callId", "terminateContainer" }`. */
   cancel: "/v1/plane/cancel",
@@ -1725,12 +1725,14 @@ export interface UsageRow {
   preparedSeconds?: number;
 }
 
-/** The query of `GET /v1/usage` and a plane's `GET /v1/plane/usage`: `?app=&since=` (ms since the epoch). */
+/**
+ * The query of `GET /v1/usage` and a plane's `GET /v1/plane/usage`: `?app=&since=`, `since` read as the log query
+ * reads it (a duration back from now, ms since the epoch, or a date; in `SINCE_SPAN`), as ms since the epoch.
+ */
 export const UsageQuerySchema = z.lazy(() =>
   z.strictObject({
     app: z.string().regex(NAME_PATTERN, "must be an app name").optional(),
-    // Checked as the text it came as, so a refusal echoes it (coerced first, "zzz" was echoed as NaN, that is "null").
-    since: z.string().regex(/^\d+$/, "must be milliseconds since the epoch").transform(Number).optional(),
+    since: sinceQueryField().optional(),
   }),
 );
 export type UsageQuery = z.infer<typeof UsageQuerySchema>;
@@ -2148,7 +2150,24 @@ export function sinceInSpan(time: number, now: number): boolean {
   return Number.isFinite(time) && time >= 0 && time <= now + SINCE_AHEAD_MS;
 }
 
-const since = "must be a duration back from now (90s, 30m, 2h, 7d), ms since the epoch, or a date";
+/** What a `since` may be, in the words its errors use. */
+export const SINCE_FORMS = "a duration back from now (90s, 30m, 2h, 7d), ms since the epoch, or a date";
+
+/**
+ * A query's `since` field, as ms since the epoch (`sinceTime`), refused with the text it came as when it is no time or
+ * out of `SINCE_SPAN`. The log and usage queries both read it, so both take the same forms with the same errors.
+ */
+function sinceQueryField() {
+  return z.string().transform((value, ctx) => {
+    const now = Date.now();
+    const time = sinceTime(value, now);
+    if (time === undefined || !sinceInSpan(time, now)) {
+      ctx.addIssue({ code: "custom", message: time === undefined ? `must be ${SINCE_FORMS}` : `must be ${SINCE_SPAN}`, input: value });
+      return z.NEVER;
+    }
+    return time;
+  });
+}
 const limitMessage = `must be a whole number from 1 to ${LOG_LIMITS.maxLimit}`;
 
 /**
@@ -2162,18 +2181,7 @@ export const LogQuerySchema = z.lazy(() =>
     call: z.string().regex(CALL_ID_PATTERN, "must be a call id (fc-…, 29 characters)").optional(),
     container: z.string().min(1, "must be a container id").max(128, "must be a container id").optional(),
     source: z.enum(LOG_SOURCES, `must be one of ${LOG_SOURCES.join(", ")}`).optional(),
-    since: z
-      .string()
-      .transform((value, ctx) => {
-        const now = Date.now();
-        const time = sinceTime(value, now);
-        if (time === undefined || !sinceInSpan(time, now)) {
-          ctx.addIssue({ code: "custom", message: time === undefined ? since : `must be ${SINCE_SPAN}`, input: value });
-          return z.NEVER;
-        }
-        return time;
-      })
-      .optional(),
+    since: sinceQueryField().optional(),
     /** Lines that contain this text, in any case. */
     search: z
       .string()

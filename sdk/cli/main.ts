@@ -13,6 +13,7 @@ import {
   paths,
   sinceTime,
   sinceInSpan,
+  SINCE_FORMS,
   SINCE_SPAN,
   type AppManifest,
   type DeployStrategy,
@@ -428,7 +429,7 @@ function formatMs(ms: number): string {
 function parseSince(value: string): number {
   const now = Date.now();
   const time = sinceTime(value, now);
-  if (time === undefined) throw new InvalidArgumentError('must be a duration such as "1h", "30m", "7d", or a date');
+  if (time === undefined) throw new InvalidArgumentError(`must be ${SINCE_FORMS}`);
   if (!sinceInSpan(time, now)) throw new InvalidArgumentError(`must be ${SINCE_SPAN}`);
   return time;
 }
