@@ -21,13 +21,19 @@ export function traceMap(text: string): TraceMap | null {
 }
 
 /**
- * Maps `stack` to the original sources and keeps only the user's frames; with no frame of theirs, the stack as it was.
+ * Maps `stack` to the original sources and keeps only the user's frames; with no frame of theirs (a WebAssembly trap,
+ * an error thrown by Tandem itself), the error's name and message alone: the bundle's minified frames tell its caller
+ * nothing.
  * `module`: the file the map is of, when the stack may hold frames of other modules (a Worker whose runtime is a module
  * of its own: sdk/cli/bundle.ts); those are Tandem's own, and left out.
  */
 export function mapStackWith(map: TraceMap | null, stack: string, module?: string): string {
   if (!map) return stack;
-  const [head, ...frames] = stack.split("\n");
+  const lines = stack.split("\n");
+  // The name and message, which may run over several lines, come before the first frame.
+  const firstFrame = lines.findIndex((line) => /^\s+at /.test(line));
+  const head = (firstFrame === -1 ? lines : lines.slice(0, firstFrame)).join("\n");
+  const frames = firstFrame === -1 ? [] : lines.slice(firstFrame);
   const mapped: string[] = [];
   for (const frame of frames) {
     const m = FRAME.exec(frame);
@@ -39,5 +45,5 @@ export function mapStackWith(map: TraceMap | null, stack: string, module?: strin
     const where = `${pos.source}:${pos.line}:${(pos.column ?? 0) + 1}`;
     mapped.push(fnName ? `${at}${fnName} (${where})` : `${at}${where}`);
   }
-  return mapped.length ? [head, ...mapped].join("\n") : stack;
+  return [head, ...mapped].join("\n");
 }

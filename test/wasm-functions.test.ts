@@ -87,6 +87,11 @@ describe("a bytes function", () => {
       return { type: e.constructor.name, name: e.remoteName, message: e.message };
     };
     expect(await failure("t")).toEqual({ type: "RemoteError", name: "WasmTrapError", message: "misbehave trapped: unreachable" });
+    // No frame of the caller's own is left in a trap's stack, so it is the error alone, not the platform's frames.
+    const trapped = await misbehave()
+      .remote("t")
+      .catch((e) => e);
+    expect(trapped.remoteStack).toBe("WasmTrapError: misbehave trapped: unreachable");
     expect(await failure("o")).toEqual({ type: "RemoteError", name: "WasmLimitError", message: "misbehave wrote more than 1000 bytes of output" });
     expect(await failure("m")).toEqual({
       type: "RemoteError",

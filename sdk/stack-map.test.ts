@@ -1,0 +1,23 @@
+/** Remote stacks mapped to the user's sources: what is kept, and what is left out. */
+import { describe, expect, it } from "vitest";
+import { mapStackWith, traceMap } from "./stack-map.js";
+
+// A one-line bundle: its column 1 maps to the user's app.ts, its column 20 to Tandem's own runtime.
+const map = traceMap(JSON.stringify({ version: 3, sources: ["app.ts", "tandem:runtime.ts"], names: [], mappings: "AAAA,mBCAA", file: "bundle.mjs" }));
+
+describe("mapStackWith", () => {
+  it("keeps the user's frames, mapped, and leaves Tandem's own out", () => {
+    const stack = "Error: boom\n    at handler (file:///srv/bundle.mjs:1:1)\n    at run (file:///srv/bundle.mjs:1:20)";
+    expect(mapStackWith(map, stack)).toBe("Error: boom\n    at handler (app.ts:1:1)");
+  });
+
+  it("answers the name and message alone, every line of it, when no frame of the user's is left", () => {
+    const stack = "WasmTrapError: misbehave trapped: unreachable\n    at run (file:///srv/bundle.mjs:1:20)\n    at async call (gateway.mjs:9:9)";
+    expect(mapStackWith(map, stack)).toBe("WasmTrapError: misbehave trapped: unreachable");
+    expect(mapStackWith(map, "Error: two\nlines\n    at run (bundle.mjs:1:20)")).toBe("Error: two\nlines");
+  });
+
+  it("leaves a stack as it is without a source map", () => {
+    expect(mapStackWith(null, "Error: x\n    at f (bundle.mjs:1:20)")).toBe("Error: x\n    at f (bundle.mjs:1:20)");
+  });
+});
