@@ -82,6 +82,20 @@ const LocalSecretsSchema = z.record(z.string(), z.record(z.string(), z.array(z.r
 
 const whole = "must be a whole number above 0";
 
+/** `TANDEM_PLANE_SECRET`, the secret gateways and planes share: a gateway's and a plane's configuration check it alike. */
+const PlaneSecretSchema = z.string().min(16, "must be at least 16 characters");
+
+/**
+ * Checks the settings a plane shares with the gateway (`TANDEM_PLANE_SECRET`); throws naming the plane's
+ * configuration, so `tandem plane` does not blame a gateway it does not run.
+ * @example
+ * checkPlaneSettings({ TANDEM_PLANE_SECRET: "short" }); // throws: invalid plane configuration: setting "TANDEM_PLANE_SECRET" …
+ */
+export function checkPlaneSettings(vars: Record<string, unknown>): void {
+  const parsed = z.object({ TANDEM_PLANE_SECRET: PlaneSecretSchema.optional() }).safeParse(vars);
+  if (!parsed.success) throw new InvalidOptionsError(`invalid plane configuration: ${describeIssues(parsed.error, "setting")}`);
+}
+
 /** The Worker variables (and secret) a gateway reads; unknown `TANDEM_*` names are ignored. */
 const GatewaySettingsSchema = z.object({
   TANDEM_MAX_BODY_BYTES: z.coerce.number(whole).int(whole).positive(whole).default(GATEWAY_DEFAULTS.maxBodyBytes),
@@ -105,7 +119,7 @@ const GatewaySettingsSchema = z.object({
     .trim()
     .regex(ENV_NAME_PATTERN, "must be an environment name: lowercase letters, digits and '-', up to 32, such as dev")
     .default(DEFAULT_ENV),
-  TANDEM_PLANE_SECRET: z.string().min(16, "must be at least 16 characters").optional(),
+  TANDEM_PLANE_SECRET: PlaneSecretSchema.optional(),
   TANDEM_SECRETS_KEY: z
     .string()
     .trim()

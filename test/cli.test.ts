@@ -276,6 +276,9 @@ describe("a newcomer's mistakes, each told in one format", () => {
     const setting = await runCli(["apps"], { env: { TANDEM_MAX_BODY_BYTES: "lots" } });
     expect(setting.code).toBe(2);
     expect(setting.stderr).toMatch(/^error: invalid gateway configuration: setting "TANDEM_MAX_BODY_BYTES" /);
+    const secret = await runCli(["plane", "--gateway", "http://127.0.0.1:9"], { env: { TANDEM_PLANE_SECRET: "short" } });
+    expect(secret.code).toBe(2);
+    expect(secret.stderr).toMatch(/^error: invalid plane configuration: setting "TANDEM_PLANE_SECRET" must be at least 16 characters/);
   });
 });
 

@@ -4,7 +4,7 @@
  * command. Nothing else in the CLI, the local gateway or the plane reads the
  * environment for settings.
  */
-import { parseGatewaySettings, parseOtlpSettings, type GatewayConfig, type OtlpSettings } from "../settings.js";
+import { checkPlaneSettings, parseGatewaySettings, parseOtlpSettings, type GatewayConfig, type OtlpSettings } from "../settings.js";
 
 export interface CliConfig {
   /** `TANDEM_GATEWAY`: the gateway commands talk to, unless `--gateway` says. */
@@ -38,8 +38,12 @@ export const ENV_HELP = "the environment (default: TANDEM_ENV, then the gateway'
 /** Variables that are the CLI's own, not the gateway's. */
 const CLI_ONLY = new Set(["TANDEM_GATEWAY", "TANDEM_FORCE_BUILD", "TANDEM_TOKEN", "TANDEM_PROFILE", "TANDEM_METRICS_TOKEN", "TANDEM_TRACE", "TANDEM_WRANGLER"]);
 
-/** Reads the configuration from `env` (the process's environment); throws naming a setting that is wrong. */
-export function readCliConfig(env: NodeJS.ProcessEnv = process.env): CliConfig {
+/**
+ * Reads the configuration from `env` (the process's environment); throws naming a setting that is wrong, and the
+ * configuration it is of: the plane's for `command` `plane`, else the gateway's.
+ */
+export function readCliConfig(env: NodeJS.ProcessEnv = process.env, command?: string): CliConfig {
+  if (command === "plane") checkPlaneSettings(env);
   const gatewayVars = Object.fromEntries(
     Object.entries(env).filter((e): e is [string, string] => e[0].startsWith("TANDEM_") && !CLI_ONLY.has(e[0]) && e[1] !== undefined),
   );

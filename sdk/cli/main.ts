@@ -45,7 +45,7 @@ import { trace, traceTo } from "../trace.js";
 // Every TANDEM_* setting the CLI uses, read once, here.
 let config: CliConfig;
 try {
-  config = readCliConfig();
+  config = readCliConfig(process.env, process.argv[2]);
   if (config.trace) traceTo((line) => process.stderr.write(line + "\n"));
   trace("cli: modules loaded");
 } catch (err) {
