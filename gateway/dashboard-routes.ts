@@ -240,11 +240,13 @@ export function dashboardRoutes(): Hono<RouteEnv> {
     return c.html(layout(`Call ${id}`, body, { who: who(c), live: liveUrl(record.app, { call: id }) }));
   });
 
+  // A token short of the scope a page needs gets 403 with a page that says so, as one restricted to other apps does.
   routes.get("/planes", async (c) => {
     const principal = principalOf(c);
     if (!mayUse(principal, "admin")) {
       return c.html(
         layout("Planes", html`<p class="problem">The planes' inventory needs an admin token; this one has scope "${principal.scope}".</p>`, { who: who(c) }),
+        403,
       );
     }
     const [planes, usage] = await Promise.all([knownPlanes(c.env, true), usageRows(c)]);
@@ -335,7 +337,7 @@ export function dashboardRoutes(): Hono<RouteEnv> {
   routes.get("/usage", async (c) => {
     const principal = principalOf(c);
     if (!mayUse(principal, "deploy")) {
-      return c.html(layout("Usage", html`<p class="problem">Usage needs a deploy token; this one has scope "${principal.scope}".</p>`, { who: who(c) }));
+      return c.html(layout("Usage", html`<p class="problem">Usage needs a deploy token; this one has scope "${principal.scope}".</p>`, { who: who(c) }), 403);
     }
     const apps = visibleApps(principal.apps);
     const windowMs = DASHBOARD_DEFAULTS.usageWindowMs;

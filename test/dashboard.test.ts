@@ -295,9 +295,11 @@ describe("the dashboard", () => {
     expect((await page.goto(`${gateway.url}${DASHBOARD.base}/apps/shop/calls`))!.status()).toBe(403);
     expect((await page.goto(`${gateway.url}${DASHBOARD.base}/apps/shop/events`))!.status()).toBe(403);
     expect((await page.goto(`${gateway.url}${DASHBOARD.base}/calls/${shopCall}`))!.status()).toBe(404);
-    // Scope call: no usage, no planes.
-    await page.goto(`${gateway.url}${DASHBOARD.base}/usage`);
+    // Scope call: no usage, no planes; 403 as for another app, with a page that says which scope each needs.
+    expect((await page.goto(`${gateway.url}${DASHBOARD.base}/usage`))!.status()).toBe(403);
     expect(await page.textContent(".problem")).toContain("needs a deploy token");
+    expect((await page.goto(`${gateway.url}${DASHBOARD.base}/planes`))!.status()).toBe(403);
+    expect(await page.textContent(".problem")).toContain("needs an admin token");
     // A revoked token's session ends with it.
     const id = token.split(".")[0]!;
     expect((await fetch(`${gateway.url}/v1/tokens/${id}`, authed({ method: "DELETE" }))).status).toBe(200);
