@@ -71,7 +71,7 @@ beforeAll(async () => {
   git("commit", "-q", "-m", "first");
   commit = git("rev-parse", "--short", "HEAD");
   gw = await startTestGateway(join(project, "app.ts"));
-  deployToken = await createToken("ci-deployer", "deploy");
+  deployToken = await createToken("ci-deployer of the release pipeline", "deploy");
   callToken = await createToken("caller", "call");
 }, 120_000);
 
@@ -99,7 +99,7 @@ describe("tandem deploy, history and rollback", () => {
       version: 1,
       codeHash: worker,
       git: { commit, dirty: false },
-      by: { id: deployToken.id, name: "ci-deployer" },
+      by: { id: deployToken.id, name: "ci-deployer of the release pipeline" },
     });
     expect(v1!.rollbackOf).toBeUndefined();
     expect(v1!.files.map((f) => f.path)).toEqual(expect.arrayContaining(["worker.mjs", "wrangler.toml", "plane/plane-app.mjs", "plane/plane-app.mjs.map"]));
@@ -114,7 +114,7 @@ describe("tandem deploy, history and rollback", () => {
     expect(stderr).toBe("");
     expect(code).toBe(0);
     const [v2, v1] = await history();
-    expect(v2).toMatchObject({ version: 2, git: { commit, dirty: true }, by: { name: "ci-deployer" } });
+    expect(v2).toMatchObject({ version: 2, git: { commit, dirty: true }, by: { name: "ci-deployer of the release pipeline" } });
     expect(v2!.codeHash).not.toBe(v1!.codeHash);
     expect(v1!.version).toBe(1);
 
@@ -123,9 +123,11 @@ describe("tandem deploy, history and rollback", () => {
     const lines = table.stdout.trim().split("\n");
     expect(lines[0]).toMatch(/^version\s+deployed\s+code\s+git\s+by\s+note$/);
     expect(lines[1]).toMatch(
-      new RegExp(`^2\\s+\\d{4}-\\d\\d-\\d\\d \\d\\d:\\d\\d:\\d\\d\\s+${v2!.codeHash.slice(0, 12)}\\s+${commit}-dirty\\s+ci-deployer\\s+live$`),
+      new RegExp(
+        `^2\\s+\\d{4}-\\d\\d-\\d\\d \\d\\d:\\d\\d:\\d\\d\\s+${v2!.codeHash.slice(0, 12)}\\s+${commit}-dirty\\s+ci-deployer of the release pipeline\\s+live$`,
+      ),
     );
-    expect(lines[2]).toMatch(new RegExp(`^1\\s+.*\\s+${commit}\\s+ci-deployer\\s*$`));
+    expect(lines[2]).toMatch(new RegExp(`^1\\s+.*\\s+${commit}\\s+ci-deployer of the release pipeline\\s*$`));
   });
 
   it("rolls back to the version before the live one as a new version, handing wrangler exactly the old Worker and plane bundle", async () => {
@@ -135,7 +137,14 @@ describe("tandem deploy, history and rollback", () => {
     expect(code).toBe(0);
     const [v3, , v1] = await history();
     expect(stdout).toContain(`✓ app history: version 3, a rollback to version 1 (code ${v1!.codeHash.slice(0, 12)})`);
-    expect(v3).toMatchObject({ version: 3, rollbackOf: 1, codeHash: v1!.codeHash, git: v1!.git, files: v1!.files, by: { name: "ci-deployer" } });
+    expect(v3).toMatchObject({
+      version: 3,
+      rollbackOf: 1,
+      codeHash: v1!.codeHash,
+      git: v1!.git,
+      files: v1!.files,
+      by: { name: "ci-deployer of the release pipeline" },
+    });
 
     const runs = (await wranglerRuns()).slice(before);
     const firstDeploy = (await wranglerRuns())[0]!;

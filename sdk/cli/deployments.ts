@@ -213,11 +213,13 @@ export function addDeploymentCommands(
       const { deployments } = (await clientOf(opts).request("GET", paths.deployments(app))) as DeploymentList;
       if (opts.json) return console.log(JSON.stringify(deployments, null, 2));
       if (deployments.length === 0) return console.log(`no deployments of app ${app} recorded yet (tandem deploy … --gateway records them)`);
-      console.log(`${"version".padEnd(8)} ${"deployed".padEnd(20)} ${"code".padEnd(12)} ${"git".padEnd(14)} ${"by".padEnd(24)} note`);
+      // As wide as the longest name: a token's name ("bootstrap (TANDEM_ADMIN_TOKEN)") is the one way to tell who deployed.
+      const byWidth = Math.max(2, ...deployments.map((d) => d.by.name.length));
+      console.log(`${"version".padEnd(8)} ${"deployed".padEnd(20)} ${"code".padEnd(12)} ${"git".padEnd(14)} ${"by".padEnd(byWidth)} note`);
       for (const d of deployments) {
         const note = [d === deployments[0] ? "live" : "", d.rollbackOf === undefined ? "" : `rollback to ${d.rollbackOf}`].filter(Boolean).join(", ");
         console.log(
-          `${String(d.version).padEnd(8)} ${new Date(d.createdAt).toISOString().slice(0, 19).replace("T", " ").padEnd(20)} ${d.codeHash.slice(0, 12).padEnd(12)} ${describeGit(d.git).padEnd(14)} ${d.by.name.slice(0, 24).padEnd(24)} ${note}`,
+          `${String(d.version).padEnd(8)} ${new Date(d.createdAt).toISOString().slice(0, 19).replace("T", " ").padEnd(20)} ${d.codeHash.slice(0, 12).padEnd(12)} ${describeGit(d.git).padEnd(14)} ${d.by.name.padEnd(byWidth)} ${note}`,
         );
       }
     });
