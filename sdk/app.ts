@@ -219,7 +219,7 @@ export class FunctionHandle<A extends unknown[] = unknown[], R = unknown> {
   map(inputs: Inputs<A[0]>, options?: MapOptions): AsyncIterable<R>;
   map(inputs: Inputs<A[0]>, options: MapOptions = {}): AsyncIterable<R | TandemError> {
     const checked = parseMapOptions(inputs, options, `${this.#name ?? "function"}.map`);
-    return this.starmap(
+    return this.#starmap(
       mapInputs(inputs, (x) => [x] as unknown as A),
       checked,
     );
@@ -229,7 +229,11 @@ export class FunctionHandle<A extends unknown[] = unknown[], R = unknown> {
   starmap(inputs: Inputs<A>, options: MapOptions & { returnExceptions: true }): AsyncIterable<R | TandemError>;
   starmap(inputs: Inputs<A>, options?: MapOptions): AsyncIterable<R>;
   starmap(inputs: Inputs<A>, options: MapOptions = {}): AsyncIterable<R | TandemError> {
-    options = parseMapOptions(inputs, options, `${this.#name ?? "function"}.starmap`);
+    return this.#starmap(inputs, parseMapOptions(inputs, options, `${this.#name ?? "function"}.starmap`));
+  }
+
+  /** `starmap` with its inputs and options checked (`map` checks its own). */
+  #starmap(inputs: Inputs<A>, options: MapOptions): AsyncIterable<R | TandemError> {
     const bound = this.#bound;
     const outcomes = invokerFor(this.#client).map(
       this.#app,

@@ -143,8 +143,7 @@ export class HttpInvoker implements Invoker {
       wake?.();
     };
     const runBatch = async (batch: unknown[][], offset: number): Promise<void> => {
-      batch.forEach(checkSendable);
-      const { json, meta } = encodeValue(batch);
+      const { json, meta } = encodeValue(batch, (inputs) => (inputs as unknown[][]).forEach(checkSendable));
       const body = meta === undefined ? { inputs: json } : { inputs: json, meta };
       // A batch whose answer breaks off is sent again with its key: the gateway streams the same calls again, and the lines already had are skipped.
       const key = newIdempotencyKey();
@@ -464,8 +463,7 @@ function retryPause(sent: number): Promise<void> {
 }
 
 function argsBody(args: unknown[]): { args: unknown; meta?: unknown } {
-  checkSendable(args);
-  const { json, meta } = encodeValue(args);
+  const { json, meta } = encodeValue(args, (values) => checkSendable(values as unknown[]));
   return meta === undefined ? { args: json } : { args: json, meta };
 }
 

@@ -1985,9 +1985,13 @@ export interface EncodedValue {
   meta?: unknown;
 }
 
-/** Encodes any supported value for the wire. A value that is plain JSON already travels as it is. */
-export function encodeValue(value: unknown): EncodedValue {
+/**
+ * Encodes any supported value for the wire. A value that is plain JSON already travels as it is; any other is handed
+ * to `beforeCodec` first (a call's arguments: `checkSendable`), so that plain values are walked once.
+ */
+export function encodeValue(value: unknown, beforeCodec?: (value: unknown) => void): EncodedValue {
   if (isPlainJson(value, 0, undefined)) return { json: value };
+  beforeCodec?.(value);
   const { json, meta } = codec.serialize(value);
   return meta === undefined ? { json } : { json, meta };
 }

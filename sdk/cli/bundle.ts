@@ -16,7 +16,7 @@ import { pathToFileURL } from "node:url";
 import { loadAppModule, type App } from "../app.js";
 import { InvalidOptionsError, TandemError } from "../errors.js";
 import { PLANE_RUNTIME_MARKER, type PlaneBundleRef } from "../protocol.js";
-import { RUNTIME_SOURCE_PREFIX } from "../stack-map.js";
+import { RUNTIME_SOURCE_PREFIX, mapStackWith, traceMap } from "../stack-map.js";
 import { trace } from "../trace.js";
 import { packagesStamp, type BuildCache } from "./build-cache.js";
 import { withoutEdgeHandlers, type EdgeHandler } from "./edge-code.js";
@@ -907,7 +907,6 @@ async function mapLoadStack(file: string, out: string, err: unknown): Promise<st
     const result = await bundle({ ...nodeBuildOptions(file, out), write: false, sourcemap: "external", sourcesContent: false });
     const map = result.outputFiles.find((f) => f.path.endsWith(".map"));
     if (!map) return [];
-    const { mapStackWith, traceMap } = await import("../stack-map.js"); // loaded only on a fault, as the map is made
     // The module was imported with a query (`?t=`), which its frames keep: without it they name the module's file.
     const query = new RegExp(`(${basename(out).replace(/[.*+?^${}()|[\]\\]/g, "\\$&")})\\?t=\\d+`, "g");
     const stack = err.stack.replace(query, "$1");

@@ -9,7 +9,7 @@
  * app's next version, its files uploaded for a rollback (deployments.ts).
  * `--dry-run` checks everything without an account or a network.
  */
-import { readFile, stat, writeFile } from "node:fs/promises";
+import { readFile, writeFile } from "node:fs/promises";
 import { dirname, join, resolve } from "node:path";
 import type { HttpInvoker } from "../client.js";
 import { SECRET_LIMITS } from "../defaults.js";
@@ -20,7 +20,7 @@ import { BuildCache } from "./build-cache.js";
 import { buildApps } from "./local-stack.js";
 import { checkNamedSecrets, declaresNamedSecrets, localSecretValues } from "./secret-values.js";
 import { artifactOf, checkMayRecord, checkServesEnvironment, describeGit, gitStateOf, recordDeployment } from "./deployments.js";
-import { PACKAGE_ROOT, stateDir } from "./paths.js";
+import { PACKAGE_ROOT, notAFolder, stateDir } from "./paths.js";
 import { WORKER_NAME_PATTERN, uploadArtifact } from "./wrangler.js";
 import { style } from "./style.js";
 
@@ -44,12 +44,7 @@ export interface DeployOptions {
 
 export async function deploy(options: DeployOptions): Promise<number> {
   const outDir = resolve(options.outDir ?? join(stateDir(), "deploy"));
-  if (
-    await stat(outDir).then(
-      (found) => !found.isDirectory(),
-      () => false,
-    )
-  ) {
+  if (await notAFolder(outDir)) {
     throw new InvalidOptionsError(`--outdir ${outDir} is a file: name a folder for the deployment's files`);
   }
   // A deployment that could not be recorded is one rollback cannot reach: the token is checked before anything is uploaded.

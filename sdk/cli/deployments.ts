@@ -6,7 +6,7 @@
  * version's files and runs the upload step deploy runs with them.
  */
 import { execFileSync } from "node:child_process";
-import { mkdir, mkdtemp, readFile, readdir, stat, writeFile } from "node:fs/promises";
+import { mkdir, mkdtemp, readFile, readdir, writeFile } from "node:fs/promises";
 import { dirname, join, relative } from "node:path";
 import { Command, InvalidArgumentError } from "commander";
 import type { HttpInvoker } from "../client.js";
@@ -23,7 +23,7 @@ import {
   type DeploymentRecordRequest,
 } from "../protocol.js";
 import { uploadArtifact } from "./wrangler.js";
-import { stateDir } from "./paths.js";
+import { notAFolder, stateDir } from "./paths.js";
 import { style } from "./style.js";
 
 type GatewayOpts = { gateway?: string; token?: string; env?: string };
@@ -153,13 +153,7 @@ export async function rollback(options: RollbackOptions): Promise<DeploymentReco
     );
   const outDir = options.outDir ?? (await mkdtemp(join(await made(join(stateDir(), "rollback")), `${app}-v${target.version}-`)));
   // Only into a folder of its own: a file left there by something else would go to wrangler with the old version's.
-  if (
-    await stat(outDir).then(
-      (found) => !found.isDirectory(),
-      () => false,
-    )
-  )
-    throw new InvalidOptionsError(`--outdir ${outDir} is a file: name a new or empty folder for version ${target.version}'s files`);
+  if (await notAFolder(outDir)) throw new InvalidOptionsError(`--outdir ${outDir} is a file: name a new or empty folder for version ${target.version}'s files`);
   if ((await readdir(outDir).catch(() => [])).length > 0)
     throw new InvalidOptionsError(`--outdir ${outDir} is not empty: name a new or empty folder for version ${target.version}'s files`);
   for (const file of target.files) {

@@ -3,6 +3,7 @@
  * local state (`.tandem/` beside the app file's working directory).
  */
 import { existsSync, mkdirSync, writeFileSync } from "node:fs";
+import { stat } from "node:fs/promises";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 
@@ -31,4 +32,15 @@ function findPackageRoot(from: string): string {
     dir = up;
   }
   return dir;
+}
+
+/**
+ * True when something other than a folder is at `path` (a file an `--outdir` names, say); false for a folder or nothing.
+ * @example if (await notAFolder(outDir)) throw new InvalidOptionsError(`--outdir ${outDir} is a file`);
+ */
+export async function notAFolder(path: string): Promise<boolean> {
+  return stat(path).then(
+    (found) => !found.isDirectory(),
+    () => false,
+  );
 }
