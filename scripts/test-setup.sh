@@ -69,6 +69,13 @@ fi
 
 # No bridge and no iptables: containers use network "none" (or "host"), never a bridge address.
 # --experimental: gVisor's checkpoint and restore (docker checkpoint) need it.
+# An engine stopped without shutting down (the machine was) leaves its pid files; a new dockerd that finds containerd's
+# pid file takes it for running ("containerd is still running") when another process has that pid now, and waits for
+# it in vain.
+if ! pgrep -x dockerd >/dev/null && ! pgrep -x containerd >/dev/null; then
+  rm -f /var/run/docker.pid /var/run/docker/containerd/containerd.pid
+fi
+
 echo "test setup: starting dockerd"
 mkdir -p /var/log
 nohup dockerd --config-file "$DAEMON_CONFIG" --bridge=none --iptables=false --experimental >/var/log/dockerd.log 2>&1 &
