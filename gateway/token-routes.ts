@@ -23,15 +23,16 @@ export function tokenRoutes(): Hono<RouteEnv> {
     if (request.scope === "admin" && request.apps) {
       throw new InvalidRequestError('an admin token reaches every app: leave out "apps", or give the token scope "call" or "deploy"');
     }
-    // An app the gateway does not serve is most likely a typo: say so now, not when the token is refused later.
-    const unknown = (request.apps ?? []).filter((app) => !registry().apps.some((a) => a.name === app));
+    // An app the gateway does not serve is most likely a typo: say so now, not when the token is refused later. A
+    // deploy token may name one, since deploying it for the first time is what such a token is for.
+    const unknown = request.scope === "deploy" ? [] : (request.apps ?? []).filter((app) => !registry().apps.some((a) => a.name === app));
     if (unknown.length) {
       throw new InvalidRequestError(
         `no app named ${unknown.map((a) => `"${a}"`).join(", ")} is deployed here (apps: ${
           registry()
             .apps.map((a) => a.name)
             .join(", ") || "none"
-        })`,
+        }); a token to deploy it for the first time has scope "deploy"`,
       );
     }
     const { id, secret, token } = newToken();

@@ -142,7 +142,20 @@ describe("tokens over HTTP", () => {
     expect((await errorOf(admin)).message).toContain("an admin token reaches every app");
     const typo = await api("/v1/tokens", ADMIN_TOKEN, { method: "POST", body: JSON.stringify({ apps: ["egde"] }) });
     expect(typo.status).toBe(400);
-    expect((await errorOf(typo)).message).toContain('no app named "egde"');
+    const typoMessage = (await errorOf(typo)).message;
+    expect(typoMessage).toContain('no app named "egde"');
+    expect(typoMessage).toContain('a token to deploy it for the first time has scope "deploy"');
+  });
+
+  it("makes a deploy token for an app not deployed yet, reaching that app only", async () => {
+    const made = await api("/v1/tokens", ADMIN_TOKEN, { method: "POST", body: JSON.stringify({ scope: "deploy", apps: ["newcomer"], name: "first-deploy" }) });
+    expect(made.status).toBe(201);
+    const deployer = (await made.json()) as { token: string; apps: string[] };
+    expect(deployer.apps).toEqual(["newcomer"]);
+    const history = await api("/v1/apps/newcomer/deployments", deployer.token);
+    expect(history.status).toBe(404); // let in; nothing deployed under that name yet
+    expect((await errorOf(history)).message).toContain('no deployment of app "newcomer" is recorded');
+    expect((await api("/v1/apps/edge/deployments", deployer.token)).status).toBe(403);
   });
 
   it("refuses a name with control characters, and more than 100 apps, naming the field", async () => {
