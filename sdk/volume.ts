@@ -388,7 +388,8 @@ function backendFor(options: VolumeOptions): VolumeBackend {
 
 type NodeFs = {
   statSync(path: string): { mode: number; isDirectory(): boolean };
-  readdirSync(path: string, options: { recursive: true; withFileTypes: true }): { name: string; parentPath?: string; path?: string; isFile(): boolean }[];
+  lstatSync(path: string): { mode: number; isFile(): boolean };
+  readdirSync(path: string, options: { recursive: true }): string[];
   createReadStream(path: string, options?: { highWaterMark?: number }): AsyncIterable<Uint8Array>;
 };
 
@@ -411,12 +412,12 @@ async function localDirectory(dir: string, remotePath: string): Promise<FileUplo
   if (!fs.statSync(dir).isDirectory()) throw new InvalidOptionsError(`putDirectory: "${dir}" is not a directory; use putFile`);
   const root = dir.replace(/\/+$/, "");
   const files: FileUpload[] = [];
-  for (const entry of fs.readdirSync(root, { recursive: true, withFileTypes: true })) {
-    if (!entry.isFile()) continue;
-    const parent = entry.parentPath ?? entry.path ?? root;
-    const local = `${parent}/${entry.name}`;
-    const relative = local.slice(root.length + 1);
-    files.push({ path: `${remotePath.replace(/\/+$/, "")}/${relative}`, source: readLazily(fs, local), mode: fs.statSync(local).mode & 0o777 });
+  // Names relative to root, as readdir gives them: it normalises nested entries' parent paths (`./a/b` → `a/b`).
+  for (const relative of fs.readdirSync(root, { recursive: true })) {
+    const local = `${root}/${relative}`;
+    const stat = fs.lstatSync(local);
+    if (!stat.isFile()) continue;
+    files.push({ path: `${remotePath.replace(/\/+$/, "")}/${relative.split("\\").join("/")}`, source: readLazily(fs, local), mode: stat.mode & 0o777 });
   }
   return files;
 }

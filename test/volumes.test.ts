@@ -190,6 +190,15 @@ describe("storage", () => {
     expect(await (await v.readFile("up/nested/b.txt")).text()).toBe("B");
   });
 
+  it("keeps a local directory's nested paths whole when it is named with ./ in it", async () => {
+    await mkdir(join(dir, "dotted/sub"), { recursive: true });
+    await writeFile(join(dir, "dotted/top.txt"), "T");
+    await writeFile(join(dir, "dotted/sub/y.txt"), "Y");
+    const v = vol("from-dotted", { createIfMissing: true });
+    await v.batchUpload().putDirectory(`${dir}/./dotted`, "/tok").commit();
+    expect((await v.listdir("/", { recursive: true })).map((e) => e.path)).toEqual(["tok/sub/y.txt", "tok/top.txt"]);
+  });
+
   it("refuses bad input with a 4xx that says what is wrong", async () => {
     await vol("strict", { createIfMissing: true }).writeFile("file", "x");
     const cases: [string, RequestInit, number, string][] = [
