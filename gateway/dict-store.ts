@@ -310,7 +310,10 @@ export class DictStore extends DurableObject<Env> {
 }
 
 export function missingDict(name: string): NotFoundError {
-  return new NotFoundError(`no dict named "${name}" (Dict.fromName("${name}", { createIfMissing: true }) makes it; POST /v1/dicts too)`, { dict: name });
+  return new NotFoundError(
+    `no dict named "${name}" (tandem dict create ${name} makes it; Dict.fromName("${name}", { createIfMissing: true }) and POST /v1/dicts too)`,
+    { dict: name },
+  );
 }
 
 function entryOf(row: EntryRow, withValue: boolean): StoredEntry {

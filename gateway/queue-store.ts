@@ -281,7 +281,10 @@ export class QueueStore extends DurableObject<Env> {
 }
 
 export function missingQueue(name: string): NotFoundError {
-  return new NotFoundError(`no queue named "${name}" (Queue.fromName("${name}", { createIfMissing: true }) makes it; POST /v1/queues too)`, { queue: name });
+  return new NotFoundError(
+    `no queue named "${name}" (tandem queue create ${name} makes it; Queue.fromName("${name}", { createIfMissing: true }) and POST /v1/queues too)`,
+    { queue: name },
+  );
 }
 
 function partitionWords(partition: string): string {

@@ -59,6 +59,13 @@ export class Dict {
     return new Dict(name, options);
   }
 
+  /** Makes a dict; `existOk` answers an existing one instead of refusing it. Needs a token of scope `deploy` over HTTP. */
+  static async create(name: string, options: StoreOptions & { existOk?: boolean } = {}): Promise<DictInfo> {
+    return Dict.fromName(name, options)
+      .#backendOf()
+      .create(name, options.existOk ?? false);
+  }
+
   /** Every dict of the gateway, with its size. */
   static async list(options: StoreOptions = {}): Promise<DictInfo[]> {
     return dictBackend(options).list();

@@ -73,6 +73,13 @@ export class Queue {
     return new Queue(name, options);
   }
 
+  /** Makes a queue; `existOk` answers an existing one instead of refusing it. Needs a token of scope `deploy` over HTTP. */
+  static async create(name: string, options: StoreOptions & { existOk?: boolean } = {}): Promise<QueueInfo> {
+    return Queue.fromName(name, options)
+      .#backendOf()
+      .create(name, options.existOk ?? false);
+  }
+
   /** Every queue of the gateway, with its length. */
   static async list(options: StoreOptions = {}): Promise<QueueInfo[]> {
     return queueBackend(options).list();

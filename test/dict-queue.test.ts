@@ -403,4 +403,18 @@ describe("tandem dict and tandem queue", () => {
     expect((await runCli(["queue", "delete", "cli-queue"], { env })).code).toBe(0);
     expect((await runCli(["dict", "list"], { env })).stdout).not.toMatch(/cli-dict/);
   });
+
+  it("makes a dict and a queue from the shell, and says how when one is missing", async () => {
+    const env = { TANDEM_GATEWAY: gw.url, TANDEM_TOKEN: ADMIN_TOKEN };
+    const missing = await runCli(["dict", "items", "shell-made"], { env });
+    expect(missing.stderr).toMatch(/no dict named "shell-made" \(tandem dict create shell-made makes it/);
+    expect((await runCli(["dict", "create", "shell-made"], { env })).stdout).toMatch(/dict shell-made \(0 entries\)/);
+    expect((await runCli(["dict", "create", "shell-made"], { env })).stderr).toMatch(/dict "shell-made" already exists/);
+    expect((await runCli(["dict", "create", "shell-made", "--exist-ok"], { env })).code).toBe(0);
+    expect((await runCli(["queue", "create", "shell-made"], { env })).stdout).toMatch(/queue shell-made \(0 items\)/);
+    expect((await runCli(["queue", "len", "shell-made"], { env })).stdout.trim()).toBe("0");
+    expect(await dict("shell-made").len()).toBe(0);
+    await Dict.delete("shell-made", { gateway: gw.url, token: ADMIN_TOKEN });
+    await Queue.delete("shell-made", { gateway: gw.url, token: ADMIN_TOKEN });
+  });
 });

@@ -1,6 +1,6 @@
 /**
- * `tandem dict list|get|items|clear|delete` and `tandem queue
- * list|len|peek|clear|delete`: a gateway's dicts and queues from the shell
+ * `tandem dict create|list|get|items|clear|delete` and `tandem queue
+ * create|list|len|peek|clear|delete`: a gateway's dicts and queues from the shell
  * (docs/dict-queue.md), through the SDK's `Dict` and `Queue` over
  * `/v1/dicts` and `/v1/queues`. Values print as JSON when JSON says them,
  * else as Node shows them (a `Date`, a `Map`, bytes).
@@ -27,11 +27,22 @@ export function addDictQueueCommands(program: Command, optionsOf: (opts: Gateway
 
   const dict = program.command("dict").description("dicts: small shared state kept by the gateway (docs/dict-queue.md)");
 
+  withGateway(
+    dict
+      .command("create")
+      .description("make a dict (needs a token of scope deploy)")
+      .argument("<name>", "the dict's name")
+      .option("--exist-ok", "succeed when it exists already"),
+  ).action(async (name: string, opts: GatewayOpts & { existOk?: boolean }) => {
+    const info = await Dict.create(name, { ...optionsOf(opts), existOk: opts.existOk ?? false });
+    console.log(`${style.ok("✓")} dict ${info.name} (${info.len} entries)`);
+  });
+
   withGateway(dict.command("list").description("the gateway's dicts and their sizes").option("--json", "print JSON")).action(
     async (opts: GatewayOpts & { json?: boolean }) => {
       const dicts = await Dict.list(optionsOf(opts));
       if (opts.json) return console.log(JSON.stringify(dicts, null, 2));
-      if (dicts.length === 0) return console.log('no dicts yet; Dict.fromName("NAME", { createIfMissing: true }) makes one');
+      if (dicts.length === 0) return console.log("no dicts yet; tandem dict create NAME makes one");
       console.log(`${"name".padEnd(24)} ${"entries".padStart(8)}  created`);
       for (const d of dicts) console.log(`${d.name.padEnd(24)} ${String(d.len).padStart(8)}  ${when(d.createdAt)}`);
     },
@@ -84,11 +95,22 @@ export function addDictQueueCommands(program: Command, optionsOf: (opts: Gateway
 
   const queue = program.command("queue").description("queues: work handed between functions and tiers (docs/dict-queue.md)");
 
+  withGateway(
+    queue
+      .command("create")
+      .description("make a queue (needs a token of scope deploy)")
+      .argument("<name>", "the queue's name")
+      .option("--exist-ok", "succeed when it exists already"),
+  ).action(async (name: string, opts: GatewayOpts & { existOk?: boolean }) => {
+    const info = await Queue.create(name, { ...optionsOf(opts), existOk: opts.existOk ?? false });
+    console.log(`${style.ok("✓")} queue ${info.name} (${info.len + info.leased} items)`);
+  });
+
   withGateway(queue.command("list").description("the gateway's queues and their lengths").option("--json", "print JSON")).action(
     async (opts: GatewayOpts & { json?: boolean }) => {
       const queues = await Queue.list(optionsOf(opts));
       if (opts.json) return console.log(JSON.stringify(queues, null, 2));
-      if (queues.length === 0) return console.log('no queues yet; Queue.fromName("NAME", { createIfMissing: true }) makes one');
+      if (queues.length === 0) return console.log("no queues yet; tandem queue create NAME makes one");
       console.log(`${"name".padEnd(24)} ${"waiting".padStart(8)} ${"leased".padStart(8)} ${"partitions".padStart(10)}  created`);
       for (const q of queues) {
         console.log(
