@@ -10,7 +10,7 @@ import { LazyBackend } from "./lazy-backend.js";
 import { DICT_LIMITS } from "./defaults.js";
 import { InvalidOptionsError } from "./errors.js";
 import { DICT_NAME_PATTERN, DictRequestSchemas, canonicalKey, decodeValue, encodeValue, type DictEntry, type DictInfo, type DictOp } from "./protocol.js";
-import { checkedPageSize, checkedRequest, dictBackend, type DictBackend, type DictRequests, type StoreOptions } from "./store-client.js";
+import { checkedPageSize, checkedRequest, dictBackend, requestBatches, type DictBackend, type DictRequests, type StoreOptions } from "./store-client.js";
 
 export interface DictOptions extends StoreOptions {
   /** Make the dict on first use when it does not exist (needs a token of scope `deploy` over HTTP). */
@@ -128,9 +128,9 @@ export class Dict {
     const pairs: (readonly [unknown, unknown])[] =
       entries instanceof Map || Symbol.iterator in (entries as object) ? [...(entries as Iterable<readonly [unknown, unknown]>)] : Object.entries(entries);
     let written = 0;
-    for (let i = 0; i < pairs.length; i += DICT_LIMITS.maxEntriesPerUpdate) {
-      const slice = pairs.slice(i, i + DICT_LIMITS.maxEntriesPerUpdate).map(([key, value]) => ({ key: checkedKey(key), value: encodeValue(value) }));
-      const request = checkedRequest(DictRequestSchemas.update, { entries: slice, ...options }, `dict "${this.name}" update`);
+    const encoded = pairs.map(([key, value]) => ({ key: checkedKey(key), value: encodeValue(value) }));
+    for (const batch of requestBatches(encoded, DICT_LIMITS.maxEntriesPerUpdate)) {
+      const request = checkedRequest(DictRequestSchemas.update, { entries: batch, ...options }, `dict "${this.name}" update`);
       written += (await this.#op("update", request)).written;
     }
     return written;

@@ -8,6 +8,7 @@
  */
 import type { z } from "zod";
 import { HttpInvoker, resolveGatewayUrl } from "./client.js";
+import { GATEWAY_DEFAULTS } from "./defaults.js";
 import { InvalidOptionsError } from "./errors.js";
 import {
   paths,
@@ -70,6 +71,34 @@ export function checkedRequest<S extends z.ZodType>(schema: S, request: unknown,
   if (parsed.success) return parsed.data;
   throw new InvalidOptionsError(`${what}: ${describeIssues(parsed.error, "option", schema)}`);
 }
+
+/**
+ * Items of a `putMany` or an `update`, as encoded, in requests of at most `size` items and of at most the
+ * gateway's default body limit, less room for the envelope (an item larger than that goes alone, and is
+ * refused for its own size): many items each under the value limit would otherwise add up past the body limit.
+ */
+export function requestBatches<T>(items: T[], size: number): T[][] {
+  const maxBytes = GATEWAY_DEFAULTS.maxBodyBytes - 64 * 1024;
+  const batches: T[][] = [];
+  let batch: T[] = [];
+  let bytes = 0;
+  for (const item of items) {
+    const text = JSON.stringify(item);
+    // A UTF-16 unit is at most 3 bytes of UTF-8: small items are counted at that, with no encoding.
+    const itemBytes = (text.length <= 1024 ? text.length * 3 : utf8.encode(text).length) + 1;
+    if (batch.length === size || (batch.length > 0 && bytes + itemBytes > maxBytes)) {
+      batches.push(batch);
+      batch = [];
+      bytes = 0;
+    }
+    batch.push(item);
+    bytes += itemBytes;
+  }
+  if (batch.length > 0) batches.push(batch);
+  return batches;
+}
+
+const utf8 = new TextEncoder();
 
 /** A page size an iterator was given: a whole number from 1 to `max`. */
 export function checkedPageSize(pageSize: number | undefined, max: number, what: string): void {

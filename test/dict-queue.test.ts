@@ -175,6 +175,14 @@ describe("dict", () => {
     expect(await d.get("long")).toBe(2);
   });
 
+  it("updates many entries each under the value limit that add up past the body limit, in several requests", async () => {
+    const d = dict("heavy-update", { createIfMissing: true });
+    const value = "y".repeat(900 * 1024);
+    expect(await d.update(Array.from({ length: 14 }, (_, i) => [`v${i}`, value] as const))).toBe(14);
+    expect(await d.len()).toBe(14);
+    expect(await d.get("v13")).toBe(value);
+  });
+
   it("pages keys, values and items in canonical-key order", async () => {
     const d = dict("pages", { createIfMissing: true });
     const entries = Array.from({ length: 25 }, (_, i) => [`k${String(i).padStart(2, "0")}`, i] as const);
@@ -313,6 +321,14 @@ describe("queue", () => {
       takenMeanwhile: null,
       acked: true,
     });
+  });
+
+  it("puts many items each under the item limit that add up past the body limit, in order, in several requests", async () => {
+    const q = queue("heavy-put", { createIfMissing: true });
+    await q.putMany(Array.from({ length: 14 }, (_, i) => `${i}:${"x".repeat(900 * 1024)}`));
+    expect(await q.len()).toBe(14);
+    const got = await q.getMany<string>(14, { timeoutMs: 0 });
+    expect(got.map((item) => item.split(":")[0])).toEqual(Array.from({ length: 14 }, (_, i) => String(i)));
   });
 
   it("states and enforces its limits with clear errors", async () => {
