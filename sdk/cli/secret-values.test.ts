@@ -16,12 +16,18 @@ describe("the load check of named secrets", () => {
     app.function({ name: "install", image }, () => 1);
     expect(declaresNamedSecrets([app])).toBe(true);
     expect(() => checkNamedSecrets([app], [])).toThrow(
-      'app "builds": function "install" (its image) declares secret "npm", which the gateway does not have; make it: tandem secret create npm KEY=value',
+      'app "builds": function "install" (its image) declares secret "npm", which the gateway does not have; make it: tandem secret create npm NPM_TOKEN=…',
     );
     expect(() => checkNamedSecrets([app], [held("npm", ["OTHER"])])).toThrow(
       'app "builds": function "install" (its image) requires key NPM_TOKEN of secret "npm"',
     );
     expect(() => checkNamedSecrets([app], [held("npm", ["NPM_TOKEN"])])).not.toThrow();
+  });
+
+  it("names KEY=value in the command that makes a missing secret that requires no key", () => {
+    const app = new App("loose");
+    app.function({ name: "f", secrets: [Secret.fromName("any")] }, () => 1);
+    expect(() => checkNamedSecrets([app], [])).toThrow("make it: tandem secret create any KEY=value");
   });
 
   it("asks nothing of the gateway for an app with no named secret anywhere", () => {

@@ -68,10 +68,12 @@ export function checkNamedSecrets(apps: App[], held: SecretInfo[]): void {
         const source = secret.source;
         if (source.kind !== "name") continue;
         const found = byName.get(source.name);
-        if (!found)
+        if (!found) {
+          const pairs = source.requiredKeys.length > 0 ? source.requiredKeys.map((k) => `${k}=…`).join(" ") : "KEY=value";
           throw new InvalidOptionsError(
-            `app "${app.name}": ${what} declares secret "${source.name}", which the gateway does not have; make it: tandem secret create ${source.name} KEY=value`,
+            `app "${app.name}": ${what} declares secret "${source.name}", which the gateway does not have; make it: tandem secret create ${source.name} ${pairs}`,
           );
+        }
         const lacking = source.requiredKeys.find((k) => !found.keys.includes(k));
         if (lacking)
           throw new InvalidOptionsError(
