@@ -5,7 +5,8 @@
  * dict's `DictStore` does the rest.
  */
 import { DICT_LIMITS } from "../sdk/defaults.js";
-import { InvalidRequestError, ValueTooLargeError, fromWireError, type WireError } from "../sdk/errors.js";
+import { InvalidRequestError, fromWireError, type WireError } from "../sdk/errors.js";
+import { valueTooLarge } from "../sdk/store-client.js";
 import {
   DICT_NAME_PATTERN,
   canonicalKey,
@@ -170,16 +171,7 @@ function checkedValue(name: string, value: EncodedValue): string {
   const text = encodedText(value);
   if (text.length * 3 <= DICT_LIMITS.maxValueBytes) return text; // each UTF-16 unit is at most 3 bytes of UTF-8
   const bytes = new TextEncoder().encode(text).byteLength;
-  if (bytes > DICT_LIMITS.maxValueBytes) {
-    throw new ValueTooLargeError(
-      `a value of ${bytes} bytes (as the call codec encodes it) is larger than ${DICT_LIMITS.maxValueBytes}, the most dict "${name}" holds in one entry`,
-      {
-        dict: name,
-        bytes,
-        maxBytes: DICT_LIMITS.maxValueBytes,
-      },
-    );
-  }
+  if (bytes > DICT_LIMITS.maxValueBytes) throw valueTooLarge("dict", name, bytes);
   return text;
 }
 

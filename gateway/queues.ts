@@ -5,7 +5,8 @@
  * the rest, a blocking get waiting there.
  */
 import { QUEUE_LIMITS } from "../sdk/defaults.js";
-import { InvalidRequestError, ValueTooLargeError, fromWireError } from "../sdk/errors.js";
+import { InvalidRequestError, fromWireError } from "../sdk/errors.js";
+import { valueTooLarge } from "../sdk/store-client.js";
 import { QUEUE_NAME_PATTERN, type QueueAnswers, type QueueInfo, type QueueOp, type QueueRequest } from "../sdk/protocol.js";
 import { encodedText } from "./dicts.js";
 import type { Env } from "./env.js";
@@ -104,15 +105,6 @@ function commandOf(name: string, op: QueueOp, request: QueueRequest<QueueOp>): Q
 
 function checkedItem(name: string, text: string): string {
   const bytes = new TextEncoder().encode(text).byteLength;
-  if (bytes > QUEUE_LIMITS.maxItemBytes) {
-    throw new ValueTooLargeError(
-      `an item of ${bytes} bytes (as the call codec encodes it) is larger than ${QUEUE_LIMITS.maxItemBytes}, the most queue "${name}" holds in one item`,
-      {
-        queue: name,
-        bytes,
-        maxBytes: QUEUE_LIMITS.maxItemBytes,
-      },
-    );
-  }
+  if (bytes > QUEUE_LIMITS.maxItemBytes) throw valueTooLarge("queue", name, bytes);
   return text;
 }

@@ -10,7 +10,16 @@ import { LazyBackend } from "./lazy-backend.js";
 import { DICT_LIMITS } from "./defaults.js";
 import { InvalidOptionsError } from "./errors.js";
 import { DICT_NAME_PATTERN, DictRequestSchemas, canonicalKey, decodeValue, encodeValue, type DictEntry, type DictInfo, type DictOp } from "./protocol.js";
-import { checkedPageSize, checkedRequest, dictBackend, requestBatches, type DictBackend, type DictRequests, type StoreOptions } from "./store-client.js";
+import {
+  checkedPageSize,
+  checkedRequest,
+  dictBackend,
+  refuseOversized,
+  requestBatches,
+  type DictBackend,
+  type DictRequests,
+  type StoreOptions,
+} from "./store-client.js";
 
 export interface DictOptions extends StoreOptions {
   /** Make the dict on first use when it does not exist (needs a token of scope `deploy` over HTTP). */
@@ -98,7 +107,7 @@ export class Dict {
    * `ifVersion` put may not). A value over 1 MiB as encoded is a `ValueTooLargeError`.
    */
   async put(key: unknown, value: unknown, options: DictPutOptions = {}): Promise<boolean> {
-    const request = { key: checkedKey(key), value: encodeValue(value), ...options };
+    const request = { key: checkedKey(key), value: refuseOversized("dict", this.name, encodeValue(value)), ...options };
     // Without options, the request is a key and an encoded value, which the schema takes as they are.
     const checked = hasOptions(options) ? checkedRequest(DictRequestSchemas.put, request, `dict "${this.name}" put`) : request;
     return (await this.#op("put", checked)).written;
@@ -128,7 +137,7 @@ export class Dict {
     const pairs: (readonly [unknown, unknown])[] =
       entries instanceof Map || Symbol.iterator in (entries as object) ? [...(entries as Iterable<readonly [unknown, unknown]>)] : Object.entries(entries);
     let written = 0;
-    const encoded = pairs.map(([key, value]) => ({ key: checkedKey(key), value: encodeValue(value) }));
+    const encoded = pairs.map(([key, value]) => ({ key: checkedKey(key), value: refuseOversized("dict", this.name, encodeValue(value)) }));
     for (const batch of requestBatches(encoded, DICT_LIMITS.maxEntriesPerUpdate)) {
       const request = checkedRequest(DictRequestSchemas.update, { entries: batch, ...options }, `dict "${this.name}" update`);
       written += (await this.#op("update", request)).written;

@@ -11,7 +11,16 @@ import { LazyBackend } from "./lazy-backend.js";
 import { QUEUE_LIMITS } from "./defaults.js";
 import { InvalidOptionsError } from "./errors.js";
 import { QUEUE_NAME_PATTERN, QueueRequestSchemas, decodeValue, encodeValue, type QueueInfo, type QueueItem, type QueueOp } from "./protocol.js";
-import { checkedPageSize, checkedRequest, queueBackend, requestBatches, type QueueBackend, type QueueRequests, type StoreOptions } from "./store-client.js";
+import {
+  checkedPageSize,
+  checkedRequest,
+  queueBackend,
+  refuseOversized,
+  requestBatches,
+  type QueueBackend,
+  type QueueRequests,
+  type StoreOptions,
+} from "./store-client.js";
 
 export interface QueueOptions extends StoreOptions {
   /** Make the queue on first use when it does not exist (needs a token of scope `deploy` over HTTP). */
@@ -103,7 +112,7 @@ export class Queue {
   /** Adds items in order, in batches of at most 1,000 (each batch all or none). */
   async putMany(values: unknown[], options: { partition?: string } = {}): Promise<void> {
     for (const batch of requestBatches(
-      values.map((v) => encodeValue(v)),
+      values.map((v) => refuseOversized("queue", this.name, encodeValue(v))),
       QUEUE_LIMITS.maxItemsPerRequest,
     )) {
       const request = { values: batch, ...options };

@@ -8,14 +8,15 @@
  */
 import type { z } from "zod";
 import { HttpInvoker, resolveGatewayUrl } from "./client.js";
-import { GATEWAY_DEFAULTS } from "./defaults.js";
-import { InvalidOptionsError } from "./errors.js";
+import { DICT_LIMITS, GATEWAY_DEFAULTS, QUEUE_LIMITS } from "./defaults.js";
+import { InvalidOptionsError, ValueTooLargeError } from "./errors.js";
 import {
   paths,
   type DictAnswers,
   type DictInfo,
   type DictOp,
   type DictRequest,
+  type EncodedValue,
   type QueueAnswers,
   type QueueInfo,
   type QueueOp,
@@ -99,6 +100,26 @@ export function requestBatches<T>(items: T[], size: number): T[][] {
 }
 
 const utf8 = new TextEncoder();
+
+/** The refusal of a dict value or queue item over its limit (`DICT_LIMITS.maxValueBytes`, `QUEUE_LIMITS.maxItemBytes`), in bytes as stored. */
+export function valueTooLarge(store: "dict" | "queue", name: string, bytes: number): ValueTooLargeError {
+  const maxBytes = store === "dict" ? DICT_LIMITS.maxValueBytes : QUEUE_LIMITS.maxItemBytes;
+  const what = store === "dict" ? ["a value", "entry"] : ["an item", "item"];
+  return new ValueTooLargeError(
+    `${what[0]} of ${bytes} bytes (as the call codec encodes it) is larger than ${maxBytes}, the most ${store} "${name}" holds in one ${what[1]}`,
+    { [store]: name, bytes, maxBytes },
+  );
+}
+
+/**
+ * Refuses, before it is sent, an encoded value whose text alone is longer than the limit (its bytes are more still):
+ * sent, one over the gateway's body limit would be refused for the request's size, not the value's.
+ */
+export function refuseOversized(store: "dict" | "queue", name: string, value: EncodedValue): EncodedValue {
+  const text = JSON.stringify(value);
+  if (text.length > (store === "dict" ? DICT_LIMITS.maxValueBytes : QUEUE_LIMITS.maxItemBytes)) throw valueTooLarge(store, name, utf8.encode(text).length);
+  return value;
+}
 
 /** A page size an iterator was given: a whole number from 1 to `max`. */
 export function checkedPageSize(pageSize: number | undefined, max: number, what: string): void {

@@ -203,6 +203,10 @@ describe("dict", () => {
     const err = await d.put("big", "x".repeat(DICT_LIMITS.maxValueBytes)).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(ValueTooLargeError);
     expect((err as Error).message).toMatch(/larger than 1048576, the most dict "limits" holds/);
+    // One past the gateway's body limit too: refused for the value, not the request's size.
+    const huge = await d.put("huge", "x".repeat(11 * 1024 * 1024)).catch((e: unknown) => e);
+    expect(huge).toBeInstanceOf(ValueTooLargeError);
+    expect((huge as Error).message).toMatch(/a value of 11534347 bytes .* larger than 1048576, the most dict "limits" holds in one entry/);
     await expect(d.put(new Date(), 1)).rejects.toThrow(InvalidOptionsError);
     await expect(d.put("k", 1, { ttlSeconds: -1 })).rejects.toThrow(/option "ttlSeconds" must be more than 0/);
     await expect(d.keys({ pageSize: 5000 }).next()).rejects.toThrow(/option "pageSize" must be a whole number from 1 to 1000 \(got 5000\)/);
@@ -335,6 +339,9 @@ describe("queue", () => {
     const q = queue("limits", { createIfMissing: true });
     const big = await q.put("x".repeat(QUEUE_LIMITS.maxItemBytes)).catch((e: unknown) => e);
     expect(big).toBeInstanceOf(ValueTooLargeError);
+    const huge = await q.put("x".repeat(11 * 1024 * 1024)).catch((e: unknown) => e);
+    expect(huge).toBeInstanceOf(ValueTooLargeError);
+    expect((huge as Error).message).toMatch(/an item of 11534347 bytes .* the most queue "limits" holds in one item/);
     await q.putMany(Array.from({ length: QUEUE_LIMITS.maxItemsPerPartition }, (_, i) => i));
     const full = await q.put("one more").catch((e: unknown) => e);
     expect(full).toBeInstanceOf(QueueFullError);
