@@ -5,7 +5,7 @@
  * dict's `DictStore` does the rest.
  */
 import { DICT_LIMITS } from "../sdk/defaults.js";
-import { InvalidRequestError, fromWireError, type WireError } from "../sdk/errors.js";
+import { AlreadyExistsError, fromWireError, InvalidRequestError, type WireError } from "../sdk/errors.js";
 import { valueTooLarge } from "../sdk/store-client.js";
 import {
   DICT_NAME_PATTERN,
@@ -58,7 +58,8 @@ function unwrap<T>(outcome: Outcome<T>): T {
 /** Makes a dict; an existing one is answered as it is when `existOk`, else refused. */
 export async function createDict(env: Env, name: string, existOk: boolean): Promise<{ created: boolean; info: DictInfo }> {
   const made = unwrap(await store(env, name).create(name));
-  if (!made.created && !existOk) throw new InvalidRequestError(`dict "${name}" already exists`, { dict: name });
+  if (!made.created && !existOk)
+    throw new AlreadyExistsError(`dict "${name}" already exists (to use it as it is: --exist-ok, or existOk: true)`, { dict: name });
   if (!(await catalog(env).catalogAdd(name, made.info.createdAt))) {
     if (made.created) await store(env, name).drop(name);
     throw new InvalidRequestError(`this gateway holds ${DICT_LIMITS.maxDicts} dicts, the most it keeps; delete one first`, { maxDicts: DICT_LIMITS.maxDicts });

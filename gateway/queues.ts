@@ -5,7 +5,7 @@
  * the rest, a blocking get waiting there.
  */
 import { QUEUE_LIMITS } from "../sdk/defaults.js";
-import { InvalidRequestError, fromWireError } from "../sdk/errors.js";
+import { AlreadyExistsError, fromWireError, InvalidRequestError } from "../sdk/errors.js";
 import { valueTooLarge } from "../sdk/store-client.js";
 import { QUEUE_NAME_PATTERN, type QueueAnswers, type QueueInfo, type QueueOp, type QueueRequest } from "../sdk/protocol.js";
 import { encodedText } from "./dicts.js";
@@ -38,7 +38,8 @@ function unwrap<T>(outcome: Outcome<T>): T {
 
 export async function createQueue(env: Env, name: string, existOk: boolean): Promise<{ created: boolean; info: QueueInfo }> {
   const made = unwrap(await store(env, name).create(name));
-  if (!made.created && !existOk) throw new InvalidRequestError(`queue "${name}" already exists`, { queue: name });
+  if (!made.created && !existOk)
+    throw new AlreadyExistsError(`queue "${name}" already exists (to use it as it is: --exist-ok, or existOk: true)`, { queue: name });
   if (!(await catalog(env).catalogAdd(name, made.info.createdAt))) {
     if (made.created) await store(env, name).drop(name);
     throw new InvalidRequestError(`this gateway holds ${QUEUE_LIMITS.maxQueues} queues, the most it keeps; delete one first`, {

@@ -6,7 +6,7 @@
  * bytes stream through one block at a time, both ways.
  */
 import { VOLUME_LIMITS } from "../sdk/defaults.js";
-import { InternalError, InvalidRequestError, NotFoundError, PayloadTooLargeError, fromWireError } from "../sdk/errors.js";
+import { AlreadyExistsError, fromWireError, InternalError, InvalidRequestError, NotFoundError, PayloadTooLargeError } from "../sdk/errors.js";
 import {
   BLOB_KEYS,
   VOLUME_NAME_PATTERN,
@@ -65,7 +65,8 @@ function unwrap<T>(outcome: Outcome<T>): T {
 /** Makes a volume; an existing one is answered as it is when `existOk`, else refused. */
 export async function createVolume(env: Env, name: string, existOk: boolean): Promise<{ created: boolean; info: VolumeInfo }> {
   const made = unwrap(await store(env, name).create(name));
-  if (!made.created && !existOk) throw new InvalidRequestError(`volume "${name}" already exists`, { volume: name });
+  if (!made.created && !existOk)
+    throw new AlreadyExistsError(`volume "${name}" already exists (to use it as it is: --exist-ok, or existOk: true)`, { volume: name });
   if (!(await catalog(env).catalogAdd(name, made.info.createdAt))) {
     if (made.created) await store(env, name).drop(name);
     throw new InvalidRequestError(`this gateway holds ${VOLUME_LIMITS.maxVolumes} volumes, the most it keeps; delete one first`, {

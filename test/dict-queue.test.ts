@@ -9,7 +9,7 @@ import { readdirSync } from "node:fs";
 import { join } from "node:path";
 import Database from "better-sqlite3";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { Dict, ForbiddenError, InvalidOptionsError, NotFoundError, Queue, QueueFullError, ValueTooLargeError, lookup } from "../sdk/index.js";
+import { Dict, ForbiddenError, InvalidOptionsError, NotFoundError, Queue, QueueFullError, ValueTooLargeError, Volume, lookup } from "../sdk/index.js";
 import { DICT_LIMITS, QUEUE_LIMITS } from "../sdk/defaults.js";
 import type { TokenCreateAnswer } from "../sdk/protocol.js";
 import { runCli } from "./helpers/cli.js";
@@ -432,8 +432,15 @@ describe("tandem dict and tandem queue", () => {
     const missing = await runCli(["dict", "items", "shell-made"], { env });
     expect(missing.stderr).toMatch(/no dict named "shell-made" \(tandem dict create shell-made makes it/);
     expect((await runCli(["dict", "create", "shell-made"], { env })).stdout).toMatch(/dict shell-made \(0 entries\)/);
-    expect((await runCli(["dict", "create", "shell-made"], { env })).stderr).toMatch(/dict "shell-made" already exists/);
+    expect((await runCli(["dict", "create", "shell-made"], { env })).stderr).toMatch(/dict "shell-made" already exists \(to use it as it is: --exist-ok/);
+    const again = await api("/v1/dicts", { method: "POST", body: JSON.stringify({ name: "shell-made" }) });
+    expect(again.status).toBe(409); // as a secret that exists
+    expect((await again.json()) as unknown).toMatchObject({ error: { code: "already_exists" } });
     expect((await runCli(["dict", "create", "shell-made", "--exist-ok"], { env })).code).toBe(0);
+    expect((await runCli(["volume", "create", "shell-made"], { env })).stdout).toMatch(/volume shell-made \(version 0, 0 files\)/);
+    expect((await runCli(["volume", "create", "shell-made"], { env })).stderr).toMatch(/volume "shell-made" already exists/);
+    expect((await runCli(["volume", "create", "shell-made", "--exist-ok"], { env })).code).toBe(0);
+    await Volume.delete("shell-made", { gateway: gw.url, token: ADMIN_TOKEN });
     expect((await runCli(["queue", "create", "shell-made"], { env })).stdout).toMatch(/queue shell-made \(0 items\)/);
     expect((await runCli(["queue", "len", "shell-made"], { env })).stdout.trim()).toBe("0");
     expect(await dict("shell-made").len()).toBe(0);

@@ -218,7 +218,7 @@ describe("storage", () => {
       ],
       ["/v1/volumes/strict/commit", { method: "POST", body: JSON.stringify({ changes: [{ op: "move" }] }) }, 400, "must be a change"],
       ["/v1/volumes/strict/commit", { method: "POST", body: "{" }, 400, "not valid JSON"],
-      ["/v1/volumes", { method: "POST", body: JSON.stringify({ name: "strict" }) }, 400, 'volume "strict" already exists'],
+      ["/v1/volumes", { method: "POST", body: JSON.stringify({ name: "strict" }) }, 409, 'volume "strict" already exists (to use it as it is: --exist-ok'],
       ["/v1/volumes/nope/file?path=x", { method: "PUT", body: "x" }, 404, 'no volume named "nope"'],
       ["/v1/volumes/strict/file?path=missing", {}, 404, 'has no file "missing"'],
       ["/v1/volumes/strict/copy", { method: "PUT" }, 405, "takes POST"],

@@ -30,12 +30,16 @@ export function addVolumeCommands(program: Command, optionsOf: (opts: GatewayOpt
       .option("--env <name>", ENV_HELP);
   const open = (name: string, opts: GatewayOpts) => Volume.fromName(name, optionsOf(opts));
 
-  withGateway(volume.command("create").description("make a volume (needs a token of scope deploy)").argument("<name>", "the volume's name")).action(
-    async (name: string, opts: GatewayOpts) => {
-      const info = await Volume.create(name, optionsOf(opts));
-      console.log(`${style.ok("✓")} created volume ${info.name}`);
-    },
-  );
+  withGateway(
+    volume
+      .command("create")
+      .description("make a volume (needs a token of scope deploy)")
+      .argument("<name>", "the volume's name")
+      .option("--exist-ok", "succeed when it exists already"),
+  ).action(async (name: string, opts: GatewayOpts & { existOk?: boolean }) => {
+    const info = await Volume.create(name, { ...optionsOf(opts), existOk: opts.existOk ?? false });
+    console.log(`${style.ok("✓")} volume ${info.name} (version ${info.version}, ${info.files} files)`);
+  });
 
   withGateway(volume.command("list").description("the gateway's volumes").option("--json", "print JSON")).action(
     async (opts: GatewayOpts & { json?: boolean }) => {
