@@ -121,6 +121,9 @@ describe("secrets in both tiers", () => {
     const bad = await cli(["secret", "create", "api", "not-a-pair"]);
     expect(bad.code).not.toBe(0);
     expect(bad.stderr).toContain('"not-a-pair" is not KEY=VALUE');
+    const twice = await cli(["secret", "create", "twice", "A=1", "A=2"]);
+    expect(twice.code).not.toBe(0);
+    expect(twice.stderr).toContain("A is given twice; give each key once");
     // Over HTTP too: a token restricted to an app may not write one, and values never come back.
     const res = await fetch(`${served.url}/v1/secrets`, authed());
     expect(await res.text()).not.toContain(VALUE);

@@ -34,10 +34,13 @@ export function addSecretCommands(program: Command, clientOf: (opts: GatewayOpts
   ).action(async (name: string, pairs: string[], opts: GatewayOpts & { fromDotenv?: string; fromJson?: string; force?: boolean }) => {
     if (!NAME_PATTERN.test(name)) throw new InvalidArgumentError(`"${name}" is not a secret name (1-64 letters, digits, '-' or '_')`);
     const values = { ...(opts.fromDotenv ? parseDotenv(readText(opts.fromDotenv), opts.fromDotenv) : {}), ...(opts.fromJson ? readJson(opts.fromJson) : {}) };
+    const given = new Set<string>(); // a pair overrides a file's key, but not another pair: one of the two is a slip
     for (const pair of pairs) {
       const at = pair.indexOf("=");
       const key = at < 0 ? pair : pair.slice(0, at);
       if (at < 0 || !SECRET_KEY_PATTERN.test(key)) throw new InvalidArgumentError(`"${key}" is not KEY=VALUE with KEY an environment variable name`);
+      if (given.has(key)) throw new InvalidArgumentError(`${key} is given twice; give each key once`);
+      given.add(key);
       values[key] = pair.slice(at + 1);
     }
     if (Object.keys(values).length === 0) throw new InvalidArgumentError(`give the secret at least one KEY=VALUE (or --from-dotenv FILE, --from-json FILE)`);
