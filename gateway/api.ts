@@ -28,7 +28,7 @@ import {
   type UsageAnswer,
 } from "../sdk/protocol.js";
 import { API_LIMITS, TOKEN_DEFAULTS } from "../sdk/defaults.js";
-import { guard, mayReach, mintConnectToken, principalOf, requireApp } from "./auth.js";
+import { guard, mayReach, mayReachServed, mintConnectToken, principalOf, requireApp } from "./auth.js";
 import { tokenRoutes } from "./token-routes.js";
 import { mintLoginCode } from "./dashboard-auth.js";
 import { secretRoutes } from "./secret-routes.js";
@@ -265,7 +265,7 @@ export function apiRoutes(): Hono<Api> {
     // Another app's call is as unknown as one that never was: a token restricted to apps cannot see it.
     const ledger = ledgerFor(c.env, id);
     const seen = await ledger.get(id, 0);
-    if (!seen || !mayReach(principalOf(c), seen.app)) throw unknownCall(id, c.var.config.resultTtlSeconds);
+    if (!seen || !mayReachServed(principalOf(c), seen.app, c.var.config.environment)) throw unknownCall(id, c.var.config.resultTtlSeconds);
     const record = waitMs > 0 && !TERMINAL_STATUSES.has(seen.status) ? await ledger.get(id, Math.min(waitMs, API_LIMITS.maxWaitMs)) : seen;
     if (!record) throw unknownCall(id, c.var.config.resultTtlSeconds);
     return c.json(record, record.status === "pending" || record.status === "running" ? 202 : 200);
@@ -275,7 +275,7 @@ export function apiRoutes(): Hono<Api> {
     const id = callId(c);
     const { terminateContainer } = await readJsonBody(c.req.raw, CancelRequestSchema, c.var.config.maxBodyBytes);
     const seen = await ledgerFor(c.env, id).get(id, 0);
-    if (!seen || !mayReach(principalOf(c), seen.app)) throw unknownCall(id, c.var.config.resultTtlSeconds);
+    if (!seen || !mayReachServed(principalOf(c), seen.app, c.var.config.environment)) throw unknownCall(id, c.var.config.resultTtlSeconds);
     const cancelled = await ledgerFor(c.env, id).cancel(id);
     if (!cancelled) throw unknownCall(id, c.var.config.resultTtlSeconds);
     if (cancelled.plane) await cancelOnPlane(runContext(c), cancelled.plane, [id], terminateContainer ?? false);

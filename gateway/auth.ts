@@ -120,9 +120,22 @@ export function requireApp(principal: Principal, app: string): void {
   }
 }
 
+/**
+ * True when `principal` may reach `app` of this gateway, whose apps are in its environment `served`: a call of it,
+ * found by id whatever environment a request addresses, is out of reach of a token limited to another.
+ */
+export function mayReachServed(principal: Principal, app: string, served: string): boolean {
+  return mayReach(principal, app) && reachesEnvironment(principal, served);
+}
+
+/** True when `principal` may reach `environment`: it is limited to none, or to that one. */
+export function reachesEnvironment(principal: Pick<Principal, "env">, environment: string): boolean {
+  return principal.env === undefined || principal.env === environment;
+}
+
 /** Refuses (403) a token limited to another environment than `environment`, the one the request addresses. */
 export function requireEnvironment(principal: Principal, environment: string): void {
-  if (principal.env !== undefined && principal.env !== environment) {
+  if (!reachesEnvironment(principal, environment)) {
     throw new ForbiddenError(`token ${describe(principal)} may reach only environment "${principal.env}", not "${environment}"`, {
       token: principal.id,
       env: environment,

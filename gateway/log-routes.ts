@@ -18,7 +18,7 @@ import { LOG_LIMITS } from "../sdk/defaults.js";
 import { InvalidRequestError, errorBody } from "../sdk/errors.js";
 import { LogQuerySchema, ROUTES, TERMINAL_STATUSES, type CallRecord, type LogLine } from "../sdk/protocol.js";
 import { describeIssues } from "../sdk/zod-issues.js";
-import { guard, mayReach, principalIsLive, principalOf, revokedWhileOpen } from "./auth.js";
+import { guard, mayReach, mayReachServed, principalIsLive, principalOf, revokedWhileOpen } from "./auth.js";
 import { checkedCallId, ledgerFor, unknownCall } from "./call-ledger-client.js";
 import type { Env, RouteEnv } from "./env.js";
 import { readLog } from "./log-archive.js";
@@ -53,7 +53,7 @@ export function logRoutes(): Hono<Api> {
     // Another app's call is as unknown as one that never was.
     const seen = await recordOf(c.env, id);
     const app = seen ? seen.app : await appPrinting(c, id);
-    if (app === undefined || !mayReach(principalOf(c), app)) throw unknownCall(id, c.var.config.resultTtlSeconds);
+    if (app === undefined || !mayReachServed(principalOf(c), app, c.var.config.environment)) throw unknownCall(id, c.var.config.resultTtlSeconds);
     if (!follow && seen) await callLinesIn(seen);
     return logAnswer(c, app, { ...filter, callId: id }, follow, follow ? callLinesStoredBy(c.env, app, id) : undefined);
   });

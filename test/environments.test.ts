@@ -35,6 +35,9 @@ describe("environments main and dev on one gateway's state", () => {
   };
   const cli = (...args: string[]) => runCli([...args, "--gateway", url]);
   const call = (fn: string, env?: string) => lookup("shop", fn, { gateway: url, ...(env ? { env } : {}) }).remote();
+  /** A new token's secret, made with the admin token: `{ scope, env }` as `POST /v1/tokens` takes them. */
+  const tokenFor = async (body: { scope: string; env?: string }) =>
+    ((await (await fetch(`${url}/v1/tokens`, authed({ method: "POST", body: JSON.stringify(body) }))).json()) as { token: string }).token;
 
   beforeAll(async () => {
     dir = await mkdtemp(join(tmpdir(), "tandem-envs-"));
@@ -111,6 +114,23 @@ describe("environments main and dev on one gateway's state", () => {
     expect(((await refused.json()) as { error: { message: string } }).error.message).toMatch(/may reach only environment "dev", not "main"/);
     const badEnv = await fetch(`${url}/v1/tokens`, authed({ method: "POST", body: JSON.stringify({ env: "Dev" }) }));
     expect(badEnv.status).toBe(400);
+  });
+
+  it("keeps this environment's calls from a token limited to another: 404, as a call that never was", async () => {
+    const spawned = await fetch(`${url}/v1/apps/shop/functions/queueLen/spawn`, authed({ method: "POST" }));
+    const { callId } = (await spawned.json()) as { callId: string };
+    const dev = await tokenFor({ scope: "call", env: "dev" });
+    const asDev = (path: string, init: RequestInit = {}) =>
+      fetch(`${url}${path}`, { ...init, headers: { authorization: `Bearer ${dev}`, "tandem-env": "dev" } });
+    expect((await asDev(`/v1/calls/${callId}`)).status).toBe(404);
+    expect((await asDev(`/v1/calls/${callId}/logs`)).status).toBe(404);
+    const cancel = await asDev(`/v1/calls/${callId}/cancel`, { method: "POST" });
+    expect(cancel.status).toBe(404);
+    expect(((await cancel.json()) as { error: { message: string } }).error.message).toMatch(/^no call fc-/);
+    // A token for every environment finds a call by id, whichever environment it addresses; the call ran, uncancelled.
+    const record = await fetch(`${url}/v1/calls/${callId}?wait=5000`, authed({ headers: { "tandem-env": "dev" } }));
+    expect(record.status).toBe(200);
+    expect(((await record.json()) as { status: string }).status).toBe("succeeded");
   });
 
   it("runs the same app served as environment dev with dev's state, none of main's", async () => {
