@@ -5,9 +5,11 @@
  * `tandem dashboard` mints with the user's token (`POST /v1/dashboard/login-code`;
  * single-use, `DASHBOARD_DEFAULTS.loginCodeTtlSeconds`, so the URL it prints
  * is spent once opened), or by pasting a token into the login form. A session
- * is the token's principal as it was at login (scope, apps), kept in the
+ * is the token's principal as it was at login (scope, apps, environment), kept in the
  * `TokenStore` by the SHA-256 of its secret, and ends when the token is revoked.
- * A request with a bearer token (curl, tests) is let in as on `/v1`.
+ * A request with a bearer token (curl, tests) is let in as on `/v1`. The
+ * dashboard shows the gateway's own environment: a token limited to another
+ * gets no login code, no session and no page (403).
  */
 import type { Context, MiddlewareHandler } from "hono";
 import { deleteCookie, getCookie, setCookie } from "hono/cookie";
@@ -15,7 +17,8 @@ import { DASHBOARD_DEFAULTS } from "../sdk/defaults.js";
 import { UnauthorizedError } from "../sdk/errors.js";
 import { DASHBOARD, HEADERS, LOGIN_CODE_PATTERN, TOKEN_PATTERN, type DashboardLoginAnswer } from "../sdk/protocol.js";
 import { sha256Hex } from "../sdk/hex.js";
-import { authenticate, tokenStore, type Principal } from "./auth.js";
+import { authenticate, requireEnvironment, tokenStore, type Principal } from "./auth.js";
+import { gatewayConfig } from "./config.js";
 import type { Env, RouteEnv } from "./env.js";
 
 const SESSION_PATTERN = /^ds-[0-9a-f]{64}$/;
@@ -25,6 +28,7 @@ const SESSION_PATTERN = /^ds-[0-9a-f]{64}$/;
  * @example const { url } = await mintLoginCode(c.env, principalOf(c), new URL(c.req.url).origin);
  */
 export async function mintLoginCode(env: Env, principal: Principal, origin: string): Promise<DashboardLoginAnswer> {
+  requireEnvironment(principal, gatewayConfig(env).environment);
   const code = `lc-${randomHex(16)}`;
   const expiresAt = Date.now() + DASHBOARD_DEFAULTS.loginCodeTtlSeconds * 1000;
   await tokenStore(env).grantDashboard("code", await sha256Hex(code), grantOf(principal), expiresAt);
@@ -73,12 +77,14 @@ export function dashboardGuard(unauthenticated: (c: Context<RouteEnv>) => Respon
       if (session && SESSION_PATTERN.test(session)) principal = await tokenStore(c.env).dashboardGrant("session", await sha256Hex(session));
     }
     if (!principal) return unauthenticated(c);
+    requireEnvironment(principal, gatewayConfig(c.env).environment);
     c.set("principal", principal);
     await next();
   };
 }
 
 async function startSession(c: Context<RouteEnv>, principal: Principal): Promise<void> {
+  requireEnvironment(principal, gatewayConfig(c.env).environment);
   const session = `ds-${randomHex(32)}`;
   const ttl = DASHBOARD_DEFAULTS.sessionTtlSeconds;
   await tokenStore(c.env).grantDashboard("session", await sha256Hex(session), grantOf(principal), Date.now() + ttl * 1000);
@@ -92,7 +98,13 @@ async function startSession(c: Context<RouteEnv>, principal: Principal): Promise
 }
 
 function grantOf(principal: Principal) {
-  return { id: principal.id, name: principal.name, scope: principal.scope, apps: principal.apps };
+  return {
+    id: principal.id,
+    name: principal.name,
+    scope: principal.scope,
+    apps: principal.apps,
+    ...(principal.env === undefined ? {} : { env: principal.env }),
+  };
 }
 
 function randomHex(bytes: number): string {

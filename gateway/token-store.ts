@@ -27,7 +27,7 @@ type Row = {
 export type DashboardGrantKind = "code" | "session";
 
 /** Who a dashboard grant is for: the token it came from, as `authenticate` found it. */
-export type DashboardPrincipal = Pick<TokenInfo, "id" | "name" | "scope" | "apps">;
+export type DashboardPrincipal = Pick<TokenInfo, "id" | "name" | "scope" | "apps" | "env">;
 
 /** How often a token's `lastUsedAt` is written: to the minute, so a busy token does not write on every request. */
 const LAST_USED_RESOLUTION_MS = 60_000;

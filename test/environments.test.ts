@@ -133,6 +133,21 @@ describe("environments main and dev on one gateway's state", () => {
     expect(((await record.json()) as { status: string }).status).toBe("succeeded");
   });
 
+  it("shows its dashboard to no token limited to another environment: no login code, no session, no page", async () => {
+    const dev = await tokenFor({ scope: "call", env: "dev" });
+    const code = await fetch(`${url}/v1/dashboard/login-code`, { method: "POST", headers: { authorization: `Bearer ${dev}`, "tandem-env": "dev" } });
+    expect(code.status).toBe(403);
+    expect(((await code.json()) as { error: { message: string } }).error.message).toMatch(/may reach only environment "dev", not "main"/);
+    const login = await fetch(`${url}/_tandem/login`, { method: "POST", body: new URLSearchParams({ token: dev }), redirect: "manual" });
+    expect(login.status).toBe(401);
+    expect(login.headers.get("set-cookie")).toBeNull();
+    expect(await login.text()).toMatch(/may reach only environment &quot;dev&quot;, not &quot;main&quot;/);
+    const page = await fetch(`${url}/_tandem/apps/shop`, { headers: { authorization: `Bearer ${dev}` } });
+    expect(page.status).toBe(403);
+    expect(await page.text()).not.toContain("queueLen");
+    expect((await fetch(`${url}/_tandem/apps/shop`, authed())).status).toBe(200);
+  });
+
   it("runs the same app served as environment dev with dev's state, none of main's", async () => {
     const trigger = await fetch(`${url}/v1/apps/shop/functions/nightly/trigger`, authed({ method: "POST" }));
     expect(trigger.status).toBe(202);
