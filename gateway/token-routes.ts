@@ -1,14 +1,16 @@
 /**
  * `/v1/tokens`: list, create and revoke API tokens (admin scope). A new
  * token's secret is made here, answered once, and only its hash is stored
- * (gateway/token-store.ts).
+ * (gateway/token-store.ts). An admin token limited to an environment makes,
+ * lists and revokes only tokens limited to that environment: else it could
+ * make itself a token for every environment.
  */
 import { Hono } from "hono";
 import { TOKEN_DEFAULTS } from "../sdk/defaults.js";
 import { sha256Hex } from "../sdk/hex.js";
-import { InvalidRequestError, NotFoundError } from "../sdk/errors.js";
-import { ROUTES, TOKEN_ID_PATTERN, TokenCreateRequestSchema, newToken, type TokenCreateAnswer } from "../sdk/protocol.js";
-import { forgetToken, guard, isBootstrapToken, principalOf, tokenStore } from "./auth.js";
+import { ForbiddenError, InvalidRequestError, NotFoundError } from "../sdk/errors.js";
+import { ROUTES, TOKEN_ID_PATTERN, TokenCreateRequestSchema, newToken, type TokenCreateAnswer, type TokenInfo } from "../sdk/protocol.js";
+import { forgetToken, guard, isBootstrapToken, principalOf, tokenStore, type Principal } from "./auth.js";
 import { readJsonBody } from "./body.js";
 import type { RouteEnv } from "./env.js";
 import { registry } from "./registry.js";
@@ -16,12 +18,22 @@ import { registry } from "./registry.js";
 export function tokenRoutes(): Hono<RouteEnv> {
   const routes = new Hono<RouteEnv>();
 
-  routes.get(ROUTES.tokens, guard("admin"), async (c) => c.json({ tokens: await tokenStore(c.env).list() }));
+  routes.get(ROUTES.tokens, guard("admin"), async (c) => {
+    const principal = principalOf(c);
+    return c.json({ tokens: (await tokenStore(c.env).list()).filter((t) => sameEnvironment(principal, t)) });
+  });
 
   routes.post(ROUTES.tokens, guard("admin"), async (c) => {
     const request = await readJsonBody(c.req.raw, TokenCreateRequestSchema, c.var.config.maxBodyBytes);
     if (request.scope === "admin" && request.apps) {
       throw new InvalidRequestError('an admin token reaches every app: leave out "apps", or give the token scope "call" or "deploy"');
+    }
+    const principal = principalOf(c);
+    if (!sameEnvironment(principal, request)) {
+      throw new ForbiddenError(
+        `token ${principal.id} ("${principal.name}") may reach only environment "${principal.env}": a token it makes is limited to it too (send "env": "${principal.env}", or --env ${principal.env})`,
+        { token: principal.id, env: principal.env },
+      );
     }
     // An app the gateway does not serve is most likely a typo: say so now, not when the token is refused later. A
     // deploy token may name one, since deploying it for the first time is what such a token is for.
@@ -51,6 +63,19 @@ export function tokenRoutes(): Hono<RouteEnv> {
         { token: id },
       );
     }
+    const principal = principalOf(c);
+    if (principal.env !== undefined) {
+      const target = (await tokenStore(c.env).list()).find((t) => t.id === id);
+      if (target && !sameEnvironment(principal, target)) {
+        throw new ForbiddenError(
+          `token ${principal.id} ("${principal.name}") may reach only environment "${principal.env}", and token ${id} is not limited to it`,
+          {
+            token: principal.id,
+            env: principal.env,
+          },
+        );
+      }
+    }
     const revoked = await tokenStore(c.env).revoke(id);
     if (!revoked) throw new NotFoundError(`no token ${id} (tandem token list shows the tokens)`, { token: id });
     forgetToken(id);
@@ -59,4 +84,9 @@ export function tokenRoutes(): Hono<RouteEnv> {
   });
 
   return routes;
+}
+
+/** Whether `token` is limited to the one environment `principal` is (true for a principal limited to none). */
+function sameEnvironment(principal: Principal, token: Pick<TokenInfo, "env">): boolean {
+  return principal.env === undefined || token.env === principal.env;
 }

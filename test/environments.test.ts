@@ -148,6 +148,30 @@ describe("environments main and dev on one gateway's state", () => {
     expect((await fetch(`${url}/_tandem/apps/shop`, authed())).status).toBe(200);
   });
 
+  it("lets an admin token limited to an environment make, list and revoke only that environment's tokens", async () => {
+    const devAdmin = await tokenFor({ scope: "admin", env: "dev" });
+    const asDevAdmin = (method: string, path: string, body?: object) =>
+      fetch(`${url}${path}`, {
+        method,
+        headers: { authorization: `Bearer ${devAdmin}`, "tandem-env": "dev" },
+        ...(body ? { body: JSON.stringify(body) } : {}),
+      });
+    const escalation = await asDevAdmin("POST", "/v1/tokens", { scope: "admin" });
+    expect(escalation.status).toBe(403);
+    expect(((await escalation.json()) as { error: { message: string } }).error.message).toMatch(
+      /may reach only environment "dev": a token it makes is limited to it too \(send "env": "dev", or --env dev\)$/,
+    );
+    const made = await asDevAdmin("POST", "/v1/tokens", { scope: "call", env: "dev" });
+    expect(made.status).toBe(201);
+    const { id } = (await made.json()) as { id: string };
+    const { tokens } = (await (await asDevAdmin("GET", "/v1/tokens")).json()) as { tokens: { id: string; env?: string }[] };
+    expect(tokens.map((t) => t.id)).toContain(id);
+    expect(tokens.filter((t) => t.env !== "dev")).toEqual([]);
+    const mainId = (await tokenFor({ scope: "call" })).split(".")[0]!;
+    expect((await asDevAdmin("DELETE", `/v1/tokens/${mainId}`)).status).toBe(403);
+    expect((await asDevAdmin("DELETE", `/v1/tokens/${id}`)).status).toBe(200);
+  });
+
   it("runs the same app served as environment dev with dev's state, none of main's", async () => {
     const trigger = await fetch(`${url}/v1/apps/shop/functions/nightly/trigger`, authed({ method: "POST" }));
     expect(trigger.status).toBe(202);
