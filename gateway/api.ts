@@ -121,7 +121,7 @@ export function apiRoutes(): Hono<Api> {
     if (!query.success) throw new InvalidRequestError(`usage query: ${describeIssues(query.error, "field")}`);
     const principal = principalOf(c);
     if (query.data.app !== undefined) requireApp(principal, query.data.app);
-    const rows = (await usageFromPlanes(runContext(c), query.data)).filter((r) => mayReach(principal, r.app));
+    const rows = (await usageFromPlanes(runContext(c), query.data)).filter((r) => mayReachServed(principal, r.app, c.var.config.environment));
     return c.json({
       rows,
       totalUsd: rows.reduce((sum, r) => sum + r.costUsd, 0),

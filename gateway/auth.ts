@@ -121,8 +121,8 @@ export function requireApp(principal: Principal, app: string): void {
 }
 
 /**
- * True when `principal` may reach `app` of this gateway, whose apps are in its environment `served`: a call of it,
- * found by id whatever environment a request addresses, is out of reach of a token limited to another.
+ * True when `principal` may reach `app` of this gateway, whose apps are in its environment `served`: a call of it
+ * (found by id whatever environment a request addresses) or its usage is out of reach of a token limited to another.
  */
 export function mayReachServed(principal: Principal, app: string, served: string): boolean {
   return mayReach(principal, app) && reachesEnvironment(principal, served);

@@ -2,7 +2,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { SpendCapError, lookup } from "../sdk/index.js";
 import { runCli } from "./helpers/cli.js";
-import { eventually } from "./helpers/gateway.js";
+import { authed, eventually } from "./helpers/gateway.js";
 import { startTestStack, type TestStack } from "./helpers/stack.js";
 
 let stack: TestStack;
@@ -36,5 +36,14 @@ describe("metering", () => {
     expect(json.rows[0]).toMatchObject({ app: "capped", function: "work", gpu: null, containers: 1 });
     const none = await runCli(["usage", "--app", "nosuch", "--gateway", stack.url]);
     expect(none.stdout.trim()).toBe("no container time recorded for app nosuch on the planes the gateway knows");
+  });
+
+  it("shows a token limited to another environment none of this one's usage", async () => {
+    const made = await fetch(`${stack.url}/v1/tokens`, authed({ method: "POST", body: JSON.stringify({ scope: "deploy", env: "dev" }) }));
+    const { token } = (await made.json()) as { token: string };
+    const usage = async (auth: RequestInit) =>
+      (await (await fetch(`${stack.url}/v1/usage?app=capped`, auth)).json()) as { rows: unknown[]; totalSeconds: number };
+    expect((await usage({ headers: { authorization: `Bearer ${token}`, "tandem-env": "dev" } })).rows).toEqual([]);
+    expect((await usage(authed())).totalSeconds).toBeGreaterThan(1);
   });
 });
