@@ -825,7 +825,11 @@ export const SecretCreateRequestSchema = z.lazy(() =>
     values: z
       .record(
         z.string(),
-        z.string("must be a string").max(SECRET_LIMITS.maxValueBytes, `must be at most ${SECRET_LIMITS.maxValueBytes} characters`),
+        z
+          .string("must be a string")
+          .max(SECRET_LIMITS.maxValueBytes, `must be at most ${SECRET_LIMITS.maxValueBytes} characters`)
+          // An environment variable cannot carry one: a plane function saw the value cut there.
+          .refine((value) => !value.includes("\u0000"), "must not hold a NUL character (an environment variable cannot carry one)"),
         'must be an object of KEY: "value" pairs',
       )
       .refine((values) => Object.keys(values).length > 0, "must hold at least one KEY=VALUE")

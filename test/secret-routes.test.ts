@@ -76,6 +76,7 @@ describe("/v1/secrets", () => {
       [{ name: "ok", values: {} }, "at least one KEY=VALUE"],
       [{ name: "ok", values: { "1A": "b" } }, "environment variable names"],
       [{ name: "ok", values: { A: 1 } }, 'field "values.A" must be a string'],
+      [{ name: "ok", values: { A: "b\u0000c" } }, 'field "values.A" must not hold a NUL character'],
       [{ name: "ok", values: { A: "b" }, extra: true }, "extra"],
       [{ values: { A: "b" } }, 'field "name" must be a secret name: 1-64 letters'],
       [{ name: "ok", values: ["A=b"] }, 'field "values" must be an object of KEY: "value"'],
