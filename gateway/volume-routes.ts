@@ -63,7 +63,7 @@ export function volumeRoutes(): Hono<RouteEnv> {
   api.delete(ROUTES.volume, volumeGuard("deploy"), async (c) => c.json(await deleteVolume(c.env, volumeOf(c))));
 
   api.get(ROUTES.volumeFiles, volumeGuard("call"), async (c) => {
-    const listing = await listFiles(c.env, volumeOf(c), c.req.query("path") ?? "", flag(c, "recursive"));
+    const listing = await listFiles(c.env, volumeOf(c), pathQuery(c) ?? "", flag(c, "recursive"));
     c.header(HEADERS.volumeVersion, String(listing.version));
     return c.json(listing);
   });
@@ -162,9 +162,25 @@ function hashOf(c: Ctx): string {
 }
 
 function requiredPath(c: Ctx): string {
-  const path = c.req.query("path");
+  const path = pathQuery(c);
   if (path === undefined || path.replace(/\//g, "") === "") throw new InvalidRequestError(`?path= must name a file or directory in the volume`);
   return path;
+}
+
+/**
+ * `?path=`, decoded. An escape that is not UTF-8 (`%E9`, Latin-1's é) would stay in the path as it came, naming a
+ * file "caf%E9" without a word: 400.
+ */
+function pathQuery(c: Ctx): string | undefined {
+  const raw = /[?&]path=([^&#]*)/.exec(c.req.url)?.[1];
+  if (raw !== undefined) {
+    try {
+      decodeURIComponent(raw.replace(/\+/g, " "));
+    } catch {
+      throw new InvalidRequestError(`?path= is not UTF-8 percent-encoded (got "${raw}"): encode the path's UTF-8 bytes (encodeURIComponent)`);
+    }
+  }
+  return c.req.query("path");
 }
 
 function flag(c: Ctx, name: string): boolean {

@@ -205,6 +205,8 @@ describe("storage", () => {
       ["/v1/volumes/bad name!", {}, 400, "is not a volume name"],
       ["/v1/volumes/strict/file?path=../etc/passwd", {}, 400, "must not hold `.` or `..`"],
       ["/v1/volumes/strict/file?path=a//b", { method: "PUT", body: "x" }, 400, "empty name"],
+      ["/v1/volumes/strict/file?path=caf%E9", { method: "PUT", body: "x" }, 400, '?path= is not UTF-8 percent-encoded (got "caf%E9")'],
+      ["/v1/volumes/strict/files?path=%C0%AE%C0%AE", {}, 400, '?path= is not UTF-8 percent-encoded (got "%C0%AE%C0%AE")'],
       ["/v1/volumes/strict/file?path=file/under", { method: "PUT", body: "x" }, 400, '"file" is a file, not a directory'],
       ["/v1/volumes/strict/file", {}, 400, "?path= must name a file"],
       ["/v1/volumes/strict/file?path=x&mode=999", { method: "PUT", body: "x" }, 400, "?mode= must be a file mode"],
