@@ -8,6 +8,7 @@
  * gateway's preflight, never a reset.
  */
 import http from "node:http";
+import net from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { FrontDoor, endpointBodyLimits, endpointsAskingToken, webMounts } from "../sdk/cli/front-door.js";
 import { HEADERS } from "../sdk/protocol.js";
@@ -242,6 +243,19 @@ describe("the front door of tandem serve", () => {
       if (answer.status === status) expect(JSON.parse(answer.body).error.message).toContain(message);
     }
     expect(seen).toEqual(wanted);
+  });
+
+  it("answers 400 saying what it takes to a request target that is not a path (absolute-form, `*`), not workerd's 500", async () => {
+    for (const target of ["http://elsewhere.example/v1/whoami", "*"]) {
+      const socket = net.connect(Number(doorUrl.port), doorUrl.hostname);
+      socket.write(`GET ${target} HTTP/1.1\r\nhost: ${doorUrl.host}\r\nauthorization: Bearer ${ADMIN_TOKEN}\r\nconnection: close\r\n\r\n`);
+      let raw = "";
+      for await (const chunk of socket) raw += String(chunk);
+      expect(raw.split("\r\n")[0], target).toBe("HTTP/1.1 400 Bad Request");
+      expect(JSON.parse(raw.slice(raw.indexOf('{"error"'), raw.lastIndexOf("}") + 1)).error.message).toBe(
+        `the request target must be a path (/…), not "${target}": tandem serve is no proxy`,
+      );
+    }
   });
 
   it("keeps the connection usable: the next request on it is answered", async () => {

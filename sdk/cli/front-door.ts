@@ -191,6 +191,10 @@ export class FrontDoor {
   }
 
   #forward(req: http.IncomingMessage, res: http.ServerResponse): void {
+    if (!isPath(req.url)) {
+      refuse(req, res, notAPath(req.url));
+      return this.onRequest?.(req.method ?? "GET", req.url ?? "", res.statusCode, 0);
+    }
     if (this.#held) return void this.#held.push(() => (req.destroyed ? undefined : this.#forward(req, res)));
     const slot = this.#slot;
     if (!slot) {
@@ -431,6 +435,7 @@ export class FrontDoor {
   }
 
   #upgrade(req: http.IncomingMessage, socket: net.Socket, head: Buffer): void {
+    if (!isPath(req.url)) return endSocket(socket, 400, "Bad Request", notAPath(req.url));
     if (this.#held) return void this.#held.push(() => (socket.destroyed ? undefined : this.#upgrade(req, socket, head)));
     const slot = this.#slot;
     if (!slot) return void socket.destroy();
@@ -718,7 +723,21 @@ function refuseUnparsed(err: NodeJS.ErrnoException, socket: net.Socket): void {
       : err.code === "ERR_HTTP_REQUEST_TIMEOUT"
         ? [408, "Request Timeout", "the request did not arrive in time"]
         : [400, "Bad Request", `the request is not HTTP this server can read (${err.code ?? err.message})`];
-  const body = JSON.stringify(errorBody(new InvalidRequestError(message)));
+  endSocket(socket, status, reason, new InvalidRequestError(message));
+}
+
+/** Whether a request's target is a path (origin-form), the only form workerd reads: it fails any other with a bare 500. */
+function isPath(target: string | undefined): boolean {
+  return target?.startsWith("/") ?? false;
+}
+
+function notAPath(target: string | undefined): InvalidRequestError {
+  return new InvalidRequestError(`the request target must be a path (/…), not "${target ?? ""}": tandem serve is no proxy`);
+}
+
+/** Answers on a socket that no `http.ServerResponse` holds (a request Node could not parse, an upgrade), and closes it. */
+function endSocket(socket: net.Socket, status: number, reason: string, err: TandemError): void {
+  const body = JSON.stringify(errorBody(err));
   socket.end(
     `HTTP/1.1 ${status} ${reason}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`,
   );
