@@ -75,6 +75,17 @@ describe("a meta that rebuilds shared references", () => {
     expect((back[2] as Record<string, unknown>).self).toBe(back[2]);
   });
 
+  it("refuses type annotations that are not a tree, with what is wrong rather than a stack overflow", () => {
+    // A leaf written without its brackets: superjson walked the string "bytes" as children, each letter its own child.
+    for (const values of [{ "0": ["custom", "bytes"] }, ["custom", "bytes"], { "0": "Date" }, { "0": [["custom", "bytes"], "x"] }, 5]) {
+      expect(() => decodeBodyValue([1], { values, v: 1 }, "args"), JSON.stringify(values)).toThrow(
+        '"meta" does not describe "args": meta.values is not a tree of type annotations',
+      );
+    }
+    const { json, meta } = encodeValue([new Uint8Array([7]), new Date(3), new Map([[1, new Set([2n])]])]);
+    expect(decodeBodyValue(json, JSON.parse(JSON.stringify(meta)), "args")).toEqual([new Uint8Array([7]), new Date(3), new Map([[1, new Set([2n])]])]);
+  });
+
   it("refuses chains joined end to end into a value far deeper than its JSON", () => {
     const depth = 400;
     const chain = JSON.parse(nested(depth, '{"a":', "}")) as unknown;

@@ -2038,7 +2038,23 @@ function isPlainJson(value: unknown, depth: number, seen: Set<object> | undefine
 /** Decodes a value from the wire. Throws on a `meta` that does not fit `json`. */
 export function decodeValue(json: unknown, meta?: unknown): unknown {
   if (meta === undefined || meta === null) return json;
+  const values = typeof meta === "object" ? (meta as { values?: unknown }).values : undefined;
+  if (values !== undefined && !isAnnotationTree(values, 0)) throw new TypeError("meta.values is not a tree of type annotations");
   return codec.deserialize({ json: json as never, meta: meta as never });
+}
+
+/**
+ * superjson's `meta.values`: `[annotation]`, `[annotation, {key: tree}]` or `{key: tree}`, an annotation a type's name
+ * or `[kind, name]` (`["custom", "bytes"]`). Checked before superjson walks it: it takes any other value for children
+ * to walk, and a string for one whose every character is its own child, without end ("Maximum call stack size").
+ */
+function isAnnotationTree(tree: unknown, depth: number): boolean {
+  if (depth > 1000 || tree === null || typeof tree !== "object") return false;
+  const isChildren = (c: unknown) => c !== null && typeof c === "object" && !Array.isArray(c) && Object.values(c).every((t) => isAnnotationTree(t, depth + 1));
+  if (!Array.isArray(tree)) return isChildren(tree);
+  const [annotation, children] = tree as unknown[];
+  const named = typeof annotation === "string" || (Array.isArray(annotation) && annotation.length === 2 && annotation.every((a) => typeof a === "string"));
+  return named && (tree.length === 1 || (tree.length === 2 && isChildren(children)));
 }
 
 function bytesToBase64(bytes: Uint8Array): string {
