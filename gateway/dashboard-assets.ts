@@ -83,6 +83,10 @@ const SCRIPT = `
     resizing = setTimeout(() => charts.forEach(({ box, plot }) => plot.setSize({ width: Math.max(200, box.clientWidth), height: 200 })), 100);
   });
 
+  // A log reads as a tail, as \`tandem logs -f\` prints it: it opens at its newest line, where live ones are added.
+  const log = document.getElementById("logs");
+  if (log) log.scrollTop = log.scrollHeight;
+
   const live = document.body.dataset.live;
   if (!live) return;
   const source = new EventSource(live);

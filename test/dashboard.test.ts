@@ -197,6 +197,32 @@ describe("the dashboard", () => {
     await page.close();
   });
 
+  it("opens a live log longer than its box at its newest line, and keeps each new line in sight", async () => {
+    // One call's 120 lines fill the box (60% of the window's height) several times over.
+    const filler = await call("checkout", [Array.from({ length: 120 }, (_, i) => `filler-${i}`).join("\n")]);
+    const stored = await fetch(`${gateway.url}/v1/calls/${filler}/logs`, authed()); // waits for the call's last lines
+    expect(await stored.text()).toContain("filler-119");
+    const page = await admin.newPage();
+    const newestInSight = () =>
+      page.$eval("#logs", (box) => {
+        const last = box.lastElementChild!.getBoundingClientRect();
+        const shown = box.getBoundingClientRect();
+        return box.scrollHeight > box.clientHeight && last.bottom <= shown.bottom + 1 && last.top >= shown.top - 1;
+      });
+    for (const path of ["/apps/shop/logs", `/calls/${filler}`]) {
+      await page.goto(`${gateway.url}${DASHBOARD.base}${path}`);
+      await page.waitForSelector('body[data-live-state="open"]');
+      expect(await newestInSight(), path).toBe(true);
+    }
+    await page.goto(`${gateway.url}${DASHBOARD.base}/apps/shop/logs`);
+    await page.waitForSelector('body[data-live-state="open"]');
+    await call("checkout", ["in-sight-1"]);
+    await page.waitForFunction(() => document.getElementById("logs")!.lastElementChild!.textContent!.includes("in-sight-1"), undefined, { timeout: 3000 });
+    expect(await newestInSight()).toBe(true);
+    await shot(page, "logs-live", false);
+    await page.close();
+  });
+
   it("writes a chart's small values (a minute's cost in dollars) as they are, not rounded to 0", async () => {
     const page = await browser.newPage();
     const data = { x: [1_796_400_000, 1_796_400_060, 1_796_400_120], series: [{ label: "shop.checkout", values: [0.00002, 0.00004, 0.00003] }] };
