@@ -266,7 +266,7 @@ export function dashboardRoutes(): Hono<RouteEnv> {
           ["region", p.region],
           ["health", p.healthy ? "healthy" : (p.unavailable ?? "stale")],
           ["last heartbeat", time(p.lastSeen)],
-          ["CPU free", `${p.cpu.free} of ${p.cpu.total}`],
+          ["CPU free", cpuFree(p.cpu)],
           ["memory free", `${p.memoryMiB.free} of ${p.memoryMiB.total} MiB`],
         ])}
         ${table(["GPU", "total", "used", "free"], gpus, { empty: "No GPUs." })}
@@ -520,6 +520,15 @@ function warmNow(planes: PlaneInfo[], app: string, fn: string, at = Date.now()):
     now.planes++;
   }
   return now;
+}
+
+/**
+ * A plane's free cores. CPU is shared (a plane never refuses a container for it), so its containers may reserve more
+ * cores than it has: that reads as none free and what they reserve, not as a negative count.
+ */
+function cpuFree({ total, free }: PlaneInfo["cpu"]): string {
+  const cores = (n: number) => String(Math.round(n * 100) / 100);
+  return free >= 0 ? `${cores(free)} of ${total}` : `0 of ${total} (shared: its containers reserve ${cores(total - free)})`;
 }
 
 function rowOf(r: CallRecord): DashboardCallRow {

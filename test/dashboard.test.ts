@@ -62,6 +62,26 @@ async function shot(page: Page, name: string, fullPage = true): Promise<void> {
   await page.screenshot({ path: join(SHOTS, `${name}.png`), fullPage });
 }
 
+/** Sends a plane's heartbeat, signed with the plane secret, as a plane would. */
+async function beat(planeId: string, warm: PlaneHeartbeat["warm"], cpu: PlaneHeartbeat["cpu"] = { total: 1, free: 1 }): Promise<void> {
+  const body = JSON.stringify({
+    planeId,
+    url: "http://127.0.0.1:9",
+    region: "test",
+    runtime: "docker",
+    simulated: true,
+    gpus: {},
+    cpu,
+    memoryMiB: { total: 1024, free: 1024 },
+    warm,
+    protocol: PROTOCOL_VERSION,
+  } satisfies PlaneHeartbeat);
+  const headers = await signRequest(PLANE_SECRET, { audience: GATEWAY_AUDIENCE, method: "POST", path: ROUTES.planeHeartbeat, body });
+  const res = await fetch(`${gateway.url}${ROUTES.planeHeartbeat}`, { method: "POST", body, headers });
+  expect(res.status).toBe(200);
+  await res.text();
+}
+
 describe("the dashboard", () => {
   it("answers 401 with the login page without credentials, and to a token it does not know", async () => {
     for (const path of ["/", "/apps/shop", "/apps/shop/events", "/usage"]) {
@@ -381,24 +401,6 @@ describe("the dashboard", () => {
       );
     };
     expect(await warmNow()).toMatchObject({ "warm now": "0", busy: "0", idle: "0", planes: "0" });
-    const beat = async (planeId: string, warm: PlaneHeartbeat["warm"]) => {
-      const body = JSON.stringify({
-        planeId,
-        url: "http://127.0.0.1:9",
-        region: "test",
-        runtime: "docker",
-        simulated: true,
-        gpus: {},
-        cpu: { total: 1, free: 1 },
-        memoryMiB: { total: 1024, free: 1024 },
-        warm,
-        protocol: PROTOCOL_VERSION,
-      } satisfies PlaneHeartbeat);
-      const headers = await signRequest(PLANE_SECRET, { audience: GATEWAY_AUDIENCE, method: "POST", path: ROUTES.planeHeartbeat, body });
-      const res = await fetch(`${gateway.url}${ROUTES.planeHeartbeat}`, { method: "POST", body, headers });
-      expect(res.status).toBe(200);
-      await res.text();
-    };
     await beat("pl-warmone1", [
       { app: "shop", function: "checkout", busy: 1, idle: 2 },
       { app: "shop", function: "double", busy: 0, idle: 5 },
@@ -407,6 +409,23 @@ describe("the dashboard", () => {
     // The planes' list is kept a second per isolate.
     await expect.poll(warmNow, { timeout: 5000, interval: 300 }).toMatchObject({ "warm now": "4", busy: "1", idle: "3", planes: "2" });
     await shot(page, "function-warm");
+    await page.close();
+  });
+
+  // After it, for the same reason.
+  it("shows a plane whose containers reserve more cores than it has (CPU is shared) with none free, not a negative count", async () => {
+    await beat("pl-cpushared", [], { total: 2, free: -1.5 });
+    const page = await admin.newPage();
+    const planeFacts = async () => {
+      await page.goto(`${gateway.url}${DASHBOARD.base}/planes`);
+      return page.$eval("main", (main) => {
+        const heading = Array.from(main.querySelectorAll("h2")).find((h) => h.textContent!.includes("pl-cpushared"));
+        const items = heading ? Array.from(heading.nextElementSibling!.querySelectorAll("div")) : [];
+        return Object.fromEntries(items.map((d) => [d.querySelector("dt")!.textContent, d.querySelector("dd")!.textContent]));
+      });
+    };
+    // The planes' list is kept a second per isolate.
+    await expect.poll(planeFacts, { timeout: 5000, interval: 300 }).toMatchObject({ "CPU free": "0 of 2 (shared: its containers reserve 3.5)" });
     await page.close();
   });
 });
