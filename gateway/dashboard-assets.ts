@@ -61,13 +61,15 @@ const SCRIPT = `
   const charts = [];
   // uPlot's own number format keeps 3 decimals: a function's cost per minute ($0.00004) would read 0 on the axis.
   const number = (v) => (v == null ? "--" : v.toLocaleString("en-US", { maximumSignificantDigits: 4 }));
+  // uPlot scales a flat 0 (no errors all hour) from 0 to 100, which reads as a percentage: 0 to 1 instead.
+  const yRange = (u, min, max) => (min === 0 && max === 0 ? [0, 1] : min == null ? [null, null] : uPlot.rangeNum(min, max, 0.1, true));
   function draw(box) {
     const data = JSON.parse(box.querySelector("script").textContent);
     const colours = ["#2457c5", "#c53a24", "#17863a", "#8a3fc5", "#c58a24", "#24a5c5", "#5a6275"];
     const width = Math.max(200, box.clientWidth);
     const opts = {
       width, height: 200,
-      scales: { x: { time: true } },
+      scales: { x: { time: true }, y: { range: yRange } },
       series: [{}, ...data.series.map((s, i) => ({ label: s.label, stroke: colours[i % colours.length], width: 2, points: { show: true, size: 5 }, value: (u, v) => number(v) }))],
       axes: [{}, { size: 60, values: (u, splits) => splits.map(number) }],
       legend: { show: true },

@@ -62,6 +62,11 @@ async function shot(page: Page, name: string, fullPage = true): Promise<void> {
   await page.screenshot({ path: join(SHOTS, `${name}.png`), fullPage });
 }
 
+/** A page script that keeps each text written on a canvas in `window.labels`: uPlot writes its axes' labels there. */
+const KEEP_CANVAS_TEXT = `window.labels = [];
+  const fillText = CanvasRenderingContext2D.prototype.fillText;
+  CanvasRenderingContext2D.prototype.fillText = function (text, ...rest) { labels.push(text); return fillText.call(this, text, ...rest); };`;
+
 /** Sends a plane's heartbeat, signed with the plane secret, as a plane would. */
 async function beat(planeId: string, warm: PlaneHeartbeat["warm"], cpu: PlaneHeartbeat["cpu"] = { total: 1, free: 1 }): Promise<void> {
   const body = JSON.stringify({
@@ -253,6 +258,20 @@ describe("the dashboard", () => {
     const over = (await page.locator(".u-over").boundingBox())!;
     await page.mouse.move(over.x + over.width / 2, over.y + over.height / 2); // the cursor on the middle minute
     expect(await page.locator(".u-legend .u-series").nth(1).locator(".u-value").textContent()).toBe("0.00004");
+    await page.close();
+  });
+
+  it("scales a chart whose values are all 0 (a function that never failed) from 0 to 1, not to 100", async () => {
+    const page = await browser.newPage();
+    const data = { x: [1_796_400_000, 1_796_400_060, 1_796_400_120], series: [{ label: "shop.checkout", values: [0, 0, 0] }] };
+    await page.setContent(`<!doctype html><link rel="stylesheet" href="${gateway.url}${DASHBOARD.base}/assets/uplot.css"><body style="width:600px">
+      <div data-chart><script type="application/json">${JSON.stringify(data)}</script></div>
+      <script>${KEEP_CANVAS_TEXT}</script>
+      <script src="${gateway.url}${DASHBOARD.base}/assets/uplot.js"></script><script src="${gateway.url}${DASHBOARD.base}/assets/dashboard.js"></script></body>`);
+    await page.waitForSelector("[data-chart][data-points] .u-over");
+    const labels = await page.evaluate(() => (window as unknown as { labels: string[] }).labels);
+    expect(labels).not.toContain("100");
+    expect(labels).toContain("1");
     await page.close();
   });
 
