@@ -10,6 +10,7 @@ import { html, raw } from "hono/html";
 import type { HtmlEscapedString } from "hono/utils/html";
 import type { DashboardCallRow, LogLine } from "../sdk/protocol.js";
 import { DASHBOARD } from "../sdk/protocol.js";
+import { DASHBOARD_DEFAULTS } from "../sdk/defaults.js";
 
 type Html = HtmlEscapedString | Promise<HtmlEscapedString>;
 
@@ -124,8 +125,14 @@ export function callRow(call: DashboardCallRow): Html {
     <td>${queueMs === null ? "—" : ms(queueMs)}</td>
     <td>${runMs === null ? "—" : ms(runMs)}</td>
     <td>${Math.max(0, call.attempts - 1)}</td>
-    <td class="error">${call.error ? `${call.error.code}: ${visibleMarks(call.error.message)}` : ""}</td>
+    <td class="error">${call.error ? `${call.error.code}: ${visibleMarks(errorSummary(call.error.message))}` : ""}</td>
   </tr>`;
+}
+
+/** An error's first line, cut to `DASHBOARD_DEFAULTS.errorChars`, for a calls table's cell: the call's page has all of it. */
+function errorSummary(message: string): string {
+  const first = message.split("\n")[0]!;
+  return first.length > DASHBOARD_DEFAULTS.errorChars ? `${first.slice(0, DASHBOARD_DEFAULTS.errorChars)}…` : first;
 }
 
 export const CALL_HEADINGS = ["call", "function", "status", "created", "queued", "ran", "retries", "error"];

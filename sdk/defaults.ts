@@ -214,6 +214,8 @@ export const DASHBOARD_DEFAULTS = {
   sessionTtlSeconds: 12 * 3600,
   /** Calls a calls page lists. */
   callsShown: 50,
+  /** Characters of a call's error a calls table shows (its first line); the call's page shows all of it. */
+  errorChars: 300,
   /** How often a page's live stream asks the ledger for changed calls. */
   livePollMs: 250,
   /** The charts' window and the number of points in it. */

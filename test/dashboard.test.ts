@@ -200,6 +200,21 @@ describe("the dashboard", () => {
     await page.close();
   });
 
+  it("lists a call whose error is long and unbroken by its first line, cut, without widening the calls table", async () => {
+    const id = await call("checkout", [`bad-${"y".repeat(20_000)}\nsecond line`]);
+    const page = await admin.newPage();
+    await page.goto(`${gateway.url}${DASHBOARD.base}/apps/shop/calls`);
+    const error = (await page.textContent(`tr[data-call-id="${id}"] .error`))!;
+    expect(error).toMatch(/^function_failed: PaymentDeclined: card declined for order bad-y+…$/);
+    expect(error.length).toBeLessThan(400);
+    const { scroll, width } = await page.$eval(".table", (box) => ({ scroll: box.scrollWidth, width: box.clientWidth }));
+    expect(scroll).toBeLessThanOrEqual(width);
+    // The call's own page has all of it.
+    await page.goto(`${gateway.url}${DASHBOARD.base}/calls/${id}`);
+    expect(await page.textContent(".problem")).toContain(`${"y".repeat(20_000)}\nsecond line`);
+    await page.close();
+  });
+
   it("shows a new call within 2 s on each of several pages open on the same app, which share one poll of the ledger", async () => {
     const pages = await Promise.all([0, 1, 2].map(() => admin.newPage()));
     for (const [i, page] of pages.entries()) {
