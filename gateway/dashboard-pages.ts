@@ -129,8 +129,8 @@ export function callRow(call: DashboardCallRow): Html {
   </tr>`;
 }
 
-/** An error's first line, cut to `DASHBOARD_DEFAULTS.errorChars`, for a calls table's cell: the call's page has all of it. */
-function errorSummary(message: string): string {
+/** An error's first line, cut to `DASHBOARD_DEFAULTS.errorChars`, for a table's cell: the call's page has all of it. */
+export function errorSummary(message: string): string {
   const first = message.split("\n")[0]!;
   return first.length > DASHBOARD_DEFAULTS.errorChars ? `${first.slice(0, DASHBOARD_DEFAULTS.errorChars)}…` : first;
 }

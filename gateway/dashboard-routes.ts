@@ -32,6 +32,7 @@ import { agentSessions, callSeries, pricePerSecond, type CallSeries, recentCalls
 import {
   CALL_HEADINGS,
   callRow,
+  errorSummary,
   chart,
   dashboardPath,
   facts,
@@ -307,7 +308,7 @@ export function dashboardRoutes(): Hono<RouteEnv> {
                 : "not yet"
             }
           </td>
-          <td class="error">${s.lastRun?.error?.message ?? ""}</td>
+          <td class="error">${s.lastRun?.error ? visibleMarks(errorSummary(s.lastRun.error.message)) : ""}</td>
         </tr>`,
     );
     return c.html(

@@ -215,6 +215,23 @@ describe("the dashboard", () => {
     await page.close();
   });
 
+  it("shows a scheduled run's error on the schedules page by its first line, cut, with a mark that reorders text as its escape", async () => {
+    const fired = await fetch(`${gateway.url}/v1/apps/shop/functions/nightly/trigger`, authed({ method: "POST" }));
+    expect(fired.status).toBe(202);
+    await fired.text();
+    const page = await admin.newPage();
+    const lastError = async () => {
+      await page.goto(`${gateway.url}${DASHBOARD.base}/schedules`);
+      return (await page.textContent("td.error")) ?? "";
+    };
+    await expect.poll(lastError, { timeout: 5000, interval: 300 }).toContain("invoice\\u202efdp.exe");
+    const text = await lastError();
+    expect(text).not.toContain("\u202E");
+    expect(text).toMatch(/ z+…$/);
+    expect(text.length).toBeLessThan(400);
+    await page.close();
+  });
+
   it("shows a new call within 2 s on each of several pages open on the same app, which share one poll of the ledger", async () => {
     const pages = await Promise.all([0, 1, 2].map(() => admin.newPage()));
     for (const [i, page] of pages.entries()) {
