@@ -119,6 +119,18 @@ describe("schedules fired from the edge", () => {
     const bad = await runCli(["schedule", "trigger", "crony", "--gateway", gw.url]);
     expect(bad.stderr).toContain('"crony" must be app::function');
   });
+
+  it("lists a failed run's error with its control characters as escapes, as tandem logs prints a function's text", async () => {
+    const fired = await runCli(["schedule", "trigger", "crony::garbled", "--gateway", gw.url]);
+    expect(fired.code).toBe(0);
+    const id = /fired crony::garbled: (fc-[0-9a-z]{26})/.exec(fired.stdout)![1]!;
+    expect(await record(id)).toMatchObject({ status: "failed" });
+    const { code, stdout } = await runCli(["schedule", "list", "crony", "--gateway", gw.url]);
+    expect(code).toBe(0);
+    expect(stdout).toContain(`(${id}, due `);
+    expect(stdout).toContain("): \\x1b[2J\\x1b]0;owned\\x07report\\rfailed\n");
+    expect([...stdout].filter((ch) => (ch < " " && ch !== "\n") || ch === "\x7f")).toEqual([]);
+  });
 });
 
 describe("examples/cron: a plane function fired from an edge tick (real Docker)", () => {

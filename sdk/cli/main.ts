@@ -36,7 +36,7 @@ import { addLogsCommand } from "./logs.js";
 import { addDashboardCommand } from "./dashboard.js";
 import { addDeploymentCommands } from "./deployments.js";
 import { onStopSignal } from "./signals.js";
-import { style } from "./style.js";
+import { style, visibleControls } from "./style.js";
 import { trace, traceTo } from "../trace.js";
 
 // A command loads what it runs (init, serve, run, deploy, plane) when it runs: miniflare, esbuild, the plane and
@@ -402,7 +402,7 @@ scheduleCommand
       console.log(`  next      ${s.nextRuns.map((t) => new Date(t).toISOString()).join("  ")}`);
       const last = s.lastRun;
       const outcome = last
-        ? `${last.status}${last.durationMs !== undefined ? ` in ${formatMs(last.durationMs)}` : ""} (${last.callId}, due ${new Date(last.scheduledAt).toISOString()})${last.error ? `: ${last.error.message}` : ""}`
+        ? `${last.status}${last.durationMs !== undefined ? ` in ${formatMs(last.durationMs)}` : ""} (${last.callId}, due ${new Date(last.scheduledAt).toISOString()})${last.error ? `: ${visibleControls(last.error.message)}` : ""}`
         : "none yet";
       console.log(`  last run  ${outcome}`);
       if (s.skipped || s.missed) console.log(style.dim(`  ${s.skipped} skipped while the previous run was running, ${s.missed} missed while nothing ticked`));
