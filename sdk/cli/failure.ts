@@ -6,7 +6,7 @@
  * the same shape.
  */
 import { RemoteError } from "../errors.js";
-import { style } from "./style.js";
+import { style, visibleLines } from "./style.js";
 
 /**
  * The lines that say `err` ended a command.
@@ -15,11 +15,12 @@ import { style } from "./style.js";
  */
 export function formatFailure(err: unknown): string {
   const head = style.err("error:");
+  // A function's error and a container's last lines are its text: escapes show as text, as in `tandem logs`.
   if (err instanceof RemoteError) {
     const frames = err.remoteStack?.split("\n").slice(1).join("\n");
-    return `${head} ${err.remoteName}: ${err.message}${frames ? `\n${frames}` : ""}`;
+    return `${head} ${visibleLines(`${err.remoteName}: ${err.message}${frames ? `\n${frames}` : ""}`)}`;
   }
-  return `${head} ${err instanceof Error ? err.message : String(err)}`;
+  return `${head} ${err instanceof Error ? visibleLines(err.message) : String(err)}`;
 }
 
 /** Prints `err` as a command's failure. */
