@@ -10,7 +10,7 @@ import { html, raw } from "hono/html";
 import type { HtmlEscapedString } from "hono/utils/html";
 import type { DashboardCallRow, LogLine } from "../sdk/protocol.js";
 import { DASHBOARD } from "../sdk/protocol.js";
-import { DASHBOARD_DEFAULTS } from "../sdk/defaults.js";
+import { DASHBOARD_DEFAULTS, LOG_LIMITS } from "../sdk/defaults.js";
 
 type Html = HtmlEscapedString | Promise<HtmlEscapedString>;
 
@@ -159,9 +159,9 @@ export function logLine(line: LogLine): Html {
   </li>`;
 }
 
-/** A log: its lines, and where the live stream adds new ones. */
+/** A log: its lines, and where the live stream adds new ones, the oldest let go past `LOG_LIMITS.maxLimit` (a read's most). */
 export function logList(lines: LogLine[]): Html {
-  return html`<ol id="logs" class="logs">
+  return html`<ol id="logs" class="logs" data-keep="${LOG_LIMITS.maxLimit}">
       ${lines.map(logLine)}
     </ol>
     ${lines.length === 0 ? html`<p class="empty" id="logs-empty">No lines yet.</p>` : ""}`;

@@ -14,6 +14,7 @@ import { mkdir, readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { DASHBOARD, GATEWAY_AUDIENCE, HEADERS, PROTOCOL_VERSION, ROUTES, type DashboardLoginAnswer, type PlaneHeartbeat } from "../sdk/protocol.js";
+import { LOG_LIMITS } from "../sdk/defaults.js";
 import { signRequest } from "../sdk/signing.js";
 import { runCli } from "./helpers/cli.js";
 import { ADMIN_TOKEN, authed, startTestGateway, type TestGateway } from "./helpers/gateway.js";
@@ -277,6 +278,19 @@ describe("the dashboard", () => {
     await page.waitForFunction(() => document.getElementById("logs")!.lastElementChild!.textContent!.includes("in-sight-1"), undefined, { timeout: 3000 });
     expect(await newestInSight()).toBe(true);
     await shot(page, "logs-live", false);
+    await page.close();
+  });
+
+  it("lets a live log's oldest lines go past its most, so a page left open on a busy app does not grow without end", async () => {
+    const page = await admin.newPage();
+    await page.goto(`${gateway.url}${DASHBOARD.base}/apps/shop/logs`);
+    await page.waitForSelector('body[data-live-state="open"]');
+    expect(await page.getAttribute("#logs", "data-keep")).toBe(String(LOG_LIMITS.maxLimit));
+    // A most of 3, to see it at work without 10,000 lines.
+    await page.$eval("#logs", (box) => void ((box as HTMLElement).dataset.keep = "3"));
+    await call("checkout", ["keep-1\nkeep-2\nkeep-3\nkeep-4"]);
+    await page.waitForFunction(() => document.getElementById("logs")!.lastElementChild?.textContent?.includes("keep-4"), undefined, { timeout: 3000 });
+    expect(await page.$$eval("#logs li .text", (texts) => texts.map((t) => t.textContent))).toEqual(["keep-2", "keep-3", "keep-4"]);
     await page.close();
   });
 
