@@ -257,8 +257,8 @@ export function apiRoutes(): Hono<Api> {
   api.get(ROUTES.callRecord, guard("call"), async (c) => {
     const id = callId(c);
     const wait = c.req.query("wait");
-    const waitMs = wait === undefined ? 0 : Number(wait);
-    if (!Number.isFinite(waitMs) || waitMs < 0)
+    const waitMs = wait === undefined ? 0 : /^\d{1,15}$/.test(wait) ? Number(wait) : NaN; // Number() also takes "", " 5" and "0x10"
+    if (!Number.isFinite(waitMs))
       throw new InvalidRequestError(
         `"wait" must be a number of milliseconds, 0 or more (a longer wait than ${API_LIMITS.maxWaitMs} is cut to ${API_LIMITS.maxWaitMs})`,
       );

@@ -533,6 +533,12 @@ describe("bad input", () => {
     const unknown = await fetch(`${gw.url}/v1/calls/fc-00000000000000000000000000`, authed());
     expect(unknown.status).toBe(404);
     expect(((await unknown.json()) as any).error.code).toBe("not_found");
+    // ?wait= is whole milliseconds: Number() would have taken "", "0x10" and " 5" as 0, 16 and 5.
+    for (const wait of ["", "0x10", "%205", "-1", "1e3", "abc"]) {
+      const res = await fetch(`${gw.url}/v1/calls/fc-00000000000000000000000000?wait=${wait}`, authed());
+      expect(res.status, wait).toBe(400);
+      expect(((await res.json()) as any).error.message, wait).toContain('"wait" must be a number of milliseconds');
+    }
   });
 });
 
