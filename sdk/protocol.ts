@@ -2155,7 +2155,7 @@ export function sinceTime(value: string, now: number): number | undefined {
  */
 export function sinceDate(value: string): number | undefined {
   const text = value.trim();
-  if (/^\d+(?:\.\d+)?\s*[smhd]?$/.test(text)) return undefined;
+  if (/^[+-]?\d+(?:\.\d+)?\s*[smhd]?$/.test(text)) return undefined; // Date.parse reads "-5" as May 2001
   const date = Date.parse(text);
   return Number.isNaN(date) ? undefined : date;
 }

@@ -332,6 +332,20 @@ describe("tandem logs", () => {
     }
   }, 90_000);
 
+  it("--call with an id the gateway holds no call of says so, rather than printing nothing or waiting without a word", async () => {
+    const unknown = "fc-01m8kahk46m9azssadeq4z196a";
+    const once = tandemLogs("--call", unknown);
+    expect(await once.exited).toBe(1);
+    expect(once.out()).toBe("");
+    expect(once.err()).toContain(`the gateway holds no call ${unknown}: the id is mistyped`);
+    const follow = tandemLogs("--call", unknown, "-f");
+    try {
+      await expect.poll(() => follow.err(), { timeout: 10_000 }).toContain("following its lines anyway (Ctrl-C stops)");
+    } finally {
+      follow.child.kill("SIGINT");
+    }
+  }, 30_000);
+
   it("a follow of one call, over HTTP (call=) and through followLogs(), ends once the call has, after its last line", async () => {
     const call = await fn<[number], number>("edgeTicks").spawn(5);
     const aborted = new AbortController();
@@ -487,6 +501,8 @@ describe("tandem logs", () => {
       ["?limit=abc", /field "limit" must be a whole number from 1 to 10000 \(got "abc"\)/],
       ["?source=stdin", /field "source" must be one of stdout, stderr, system/],
       ["?since=last-tuesday", /field "since" must be a duration back from now/],
+      ["?since=-5", /field "since" must be a duration back from now/],
+      ["?since=-2h", /field "since" must be a duration back from now/],
       ["?call=fc-nope", /field "call" must be a call id/],
       ["?follow=yes", /field "follow" must be 1 or true, 0 or false \(got "yes"\)/],
       ["?lines=5", /unknown field "lines"/],

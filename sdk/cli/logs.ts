@@ -68,10 +68,34 @@ export function addLogsCommand(program: Command, clientOf: (opts: { gateway?: st
         if (err.code !== "EPIPE") throw err;
         process.exit(0);
       });
-      for await (const line of clientOf(opts).logLines(paths.appLogs(app, query))) {
+      const client = clientOf(opts);
+      // A call the ledger does not hold has no lines yet, and a follow of it would wait without a word: say why.
+      const unrecorded = async () => opts.call !== undefined && (await callIsUnrecorded(client, opts.call));
+      if (opts.follow && (await unrecorded())) console.error(style.warn(unrecordedNote(opts.call!, "following its lines anyway (Ctrl-C stops)")));
+      let printed = 0;
+      for await (const line of client.logLines(paths.appLogs(app, query))) {
         console.log(opts.json ? JSON.stringify(line) : formatLogLine(line));
+        printed++;
+      }
+      if (!opts.follow && printed === 0 && (await unrecorded())) {
+        console.error(style.warn(unrecordedNote(opts.call!, "so it has no lines to show")));
+        process.exitCode = 1;
       }
     });
+}
+
+/** Whether the gateway holds no record of call `id` (a 404 for it); any other answer is left to the log query. */
+async function callIsUnrecorded(client: HttpInvoker, id: string): Promise<boolean> {
+  try {
+    await client.request("GET", paths.callRecord(id));
+    return false;
+  } catch (err) {
+    return (err as { code?: string }).code === "not_found";
+  }
+}
+
+function unrecordedNote(id: string, then: string): string {
+  return `the gateway holds no call ${id}: the id is mistyped, the call ended longer ago than calls are kept, or it is still running and was made without an Idempotency-Key (such a call is recorded once it ends); ${then}`;
 }
 
 /**
