@@ -8,8 +8,8 @@
  */
 import { html, raw } from "hono/html";
 import type { HtmlEscapedString } from "hono/utils/html";
-import type { DashboardCallRow, LogLine } from "../sdk/protocol.js";
-import { DASHBOARD } from "../sdk/protocol.js";
+import type { DashboardCallRow, LogLine, TokenScope } from "../sdk/protocol.js";
+import { DASHBOARD, scopeAllows } from "../sdk/protocol.js";
 import { DASHBOARD_DEFAULTS, LOG_LIMITS } from "../sdk/defaults.js";
 
 type Html = HtmlEscapedString | Promise<HtmlEscapedString>;
@@ -35,8 +35,12 @@ const icon = html`<link
   href="data:image/svg+xml,%3Csvg xmlns='http://www.w3.org/2000/svg' viewBox='0 0 16 16'%3E%3Ccircle cx='8' cy='8' r='7' fill='%232f6fde'/%3E%3C/svg%3E"
 />`;
 
-/** The page around `body`; `live`: the URL of the page's event stream. */
-export function layout(title: string, body: Html, options: { who?: string; live?: string } = {}): Html {
+/**
+ * The page around `body`; `live`: the URL of the page's event stream; `scope`: the viewer's, whose menu leaves out the
+ * pages it would be refused (planes need admin, usage deploy).
+ */
+export function layout(title: string, body: Html, options: { who?: string; scope?: TokenScope; live?: string } = {}): Html {
+  const may = (needs: TokenScope) => options.scope === undefined || scopeAllows(options.scope, needs);
   return html`<!doctype html>
     <html lang="en">
       <head>
@@ -51,8 +55,8 @@ export function layout(title: string, body: Html, options: { who?: string; live?
         <header>
           <a class="brand" href="${base}/">Tandem</a>
           <nav>
-            <a href="${base}/">Apps</a><a href="${base}/planes">Planes</a><a href="${base}/schedules">Schedules</a><a href="${base}/agents">Agents</a
-            ><a href="${base}/usage">Usage</a>
+            <a href="${base}/">Apps</a>${may("admin") ? html`<a href="${base}/planes">Planes</a>` : ""}<a href="${base}/schedules">Schedules</a
+            ><a href="${base}/agents">Agents</a>${may("deploy") ? html`<a href="${base}/usage">Usage</a>` : ""}
           </nav>
           ${
             options.who

@@ -22,6 +22,7 @@ import {
   type DashboardSeriesPoint,
   type PlaneInfo,
   type ScheduleInfo,
+  type TokenScope,
 } from "../sdk/protocol.js";
 import { mayReach, principalIsLive, principalOf, requireApp, type Principal } from "./auth.js";
 import { readBodyBytes } from "./body.js";
@@ -105,7 +106,7 @@ export function dashboardRoutes(): Hono<RouteEnv> {
   // A page's failure (another app's call, a scope it lacks) is a page too, with the error's status.
   routes.onError((err, c) => {
     if (!(err instanceof TandemError)) throw err;
-    return c.html(layout(`${err.status} ${err.code}`, html`<p class="problem">${err.message}</p>`, { who: who(c) }), err.status as ContentfulStatusCode);
+    return c.html(layout(`${err.status} ${err.code}`, html`<p class="problem">${err.message}</p>`, viewer(c)), err.status as ContentfulStatusCode);
   });
 
   routes.get("/", async (c) => {
@@ -125,7 +126,7 @@ export function dashboardRoutes(): Hono<RouteEnv> {
       }),
     );
     return c.html(
-      layout("Apps", table(["app", "functions", "endpoints", "calls (1 h)", "errors (1 h)"], rows, { empty: "No apps are deployed here." }), { who: who(c) }),
+      layout("Apps", table(["app", "functions", "endpoints", "calls (1 h)", "errors (1 h)"], rows, { empty: "No apps are deployed here." }), viewer(c)),
     );
   });
 
@@ -151,7 +152,7 @@ export function dashboardRoutes(): Hono<RouteEnv> {
       <h2>Latest calls</h2>
       ${table(CALL_HEADINGS, calls.map(callRow), { id: "calls", keep: 10, empty: "No calls yet." })}
       <p><a href="${dashboardPath("apps", app.name, "calls")}">All calls, live</a> · <a href="${dashboardPath("apps", app.name, "logs")}">Logs, live</a></p>`;
-    return c.html(layout(`App ${app.name}`, body, { who: who(c), live: liveUrl(app.name, {}) }));
+    return c.html(layout(`App ${app.name}`, body, { ...viewer(c), live: liveUrl(app.name, {}) }));
   });
 
   routes.get("/apps/:app/calls", async (c) => {
@@ -159,7 +160,7 @@ export function dashboardRoutes(): Hono<RouteEnv> {
     const calls = await recentCalls(c.env, { app: app.name, limit: DASHBOARD_DEFAULTS.callsShown });
     const body = html`<p><a href="${dashboardPath("apps", app.name)}">← ${app.name}</a></p>
       ${table(CALL_HEADINGS, calls.map(callRow), { id: "calls", empty: "No calls yet." })}`;
-    return c.html(layout(`Calls of ${app.name}`, body, { who: who(c), live: liveUrl(app.name, {}) }));
+    return c.html(layout(`Calls of ${app.name}`, body, { ...viewer(c), live: liveUrl(app.name, {}) }));
   });
 
   routes.get("/apps/:app/functions/:fn", async (c) => {
@@ -203,7 +204,7 @@ export function dashboardRoutes(): Hono<RouteEnv> {
       }
       <h2>Calls</h2>
       ${table(CALL_HEADINGS, calls.map(callRow), { id: "calls", empty: "No calls yet." })}`;
-    return c.html(layout(`${app.name}.${fn}`, body, { who: who(c), live: liveUrl(app.name, { function: fn }) }));
+    return c.html(layout(`${app.name}.${fn}`, body, { ...viewer(c), live: liveUrl(app.name, { function: fn }) }));
   });
 
   routes.get("/apps/:app/logs", async (c) => {
@@ -211,7 +212,7 @@ export function dashboardRoutes(): Hono<RouteEnv> {
     const { lines } = await readLog(c.env, app.name, { limit: 200 });
     const body = html`<p><a href="${dashboardPath("apps", app.name)}">← ${app.name}</a></p>
       ${logList(lines)}`;
-    return c.html(layout(`Logs of ${app.name}`, body, { who: who(c), live: liveUrl(app.name, { logs: "1" }) }));
+    return c.html(layout(`Logs of ${app.name}`, body, { ...viewer(c), live: liveUrl(app.name, { logs: "1" }) }));
   });
 
   routes.get("/apps/:app/containers/:container", async (c) => {
@@ -222,7 +223,7 @@ export function dashboardRoutes(): Hono<RouteEnv> {
       ${facts([["container", container]])}
       <h2>Logs, live</h2>
       ${logList(lines)}`;
-    return c.html(layout(`Container ${container.slice(0, 12)}`, body, { who: who(c), live: liveUrl(app.name, { container }) }));
+    return c.html(layout(`Container ${container.slice(0, 12)}`, body, { ...viewer(c), live: liveUrl(app.name, { container }) }));
   });
 
   routes.get("/calls/:id", async (c) => {
@@ -238,7 +239,7 @@ export function dashboardRoutes(): Hono<RouteEnv> {
       ${callFacts(record)} ${callError(record)}
       <h2>Logs</h2>
       ${logList(lines)}`;
-    return c.html(layout(`Call ${id}`, body, { who: who(c), live: liveUrl(record.app, { call: id }) }));
+    return c.html(layout(`Call ${id}`, body, { ...viewer(c), live: liveUrl(record.app, { call: id }) }));
   });
 
   // A token short of the scope a page needs gets 403 with a page that says so, as one restricted to other apps does.
@@ -246,7 +247,7 @@ export function dashboardRoutes(): Hono<RouteEnv> {
     const principal = principalOf(c);
     if (!mayUse(principal, "admin")) {
       return c.html(
-        layout("Planes", html`<p class="problem">The planes' inventory needs an admin token; this one has scope "${principal.scope}".</p>`, { who: who(c) }),
+        layout("Planes", html`<p class="problem">The planes' inventory needs an admin token; this one has scope "${principal.scope}".</p>`, viewer(c)),
         403,
       );
     }
@@ -288,7 +289,7 @@ export function dashboardRoutes(): Hono<RouteEnv> {
           { empty: "No containers." },
         )}`;
     });
-    return c.html(layout("Planes", planes.length ? html`${sections}` : html`<p class="empty">No plane has registered with this gateway.</p>`, { who: who(c) }));
+    return c.html(layout("Planes", planes.length ? html`${sections}` : html`<p class="empty">No plane has registered with this gateway.</p>`, viewer(c)));
   });
 
   routes.get("/schedules", async (c) => {
@@ -312,7 +313,7 @@ export function dashboardRoutes(): Hono<RouteEnv> {
         </tr>`,
     );
     return c.html(
-      layout("Schedules", table(["function", "schedule", "next runs", "last run", "last error"], rows, { empty: "No scheduled functions." }), { who: who(c) }),
+      layout("Schedules", table(["function", "schedule", "next runs", "last run", "last error"], rows, { empty: "No scheduled functions." }), viewer(c)),
     );
   });
 
@@ -330,15 +331,13 @@ export function dashboardRoutes(): Hono<RouteEnv> {
           <td>${time(s.lastActive)}</td>
         </tr>`,
     );
-    return c.html(
-      layout("Agents", table(["app", "agent", "session", "sockets", "rooms", "last active"], rows, { empty: "No agent sessions." }), { who: who(c) }),
-    );
+    return c.html(layout("Agents", table(["app", "agent", "session", "sockets", "rooms", "last active"], rows, { empty: "No agent sessions." }), viewer(c)));
   });
 
   routes.get("/usage", async (c) => {
     const principal = principalOf(c);
     if (!mayUse(principal, "deploy")) {
-      return c.html(layout("Usage", html`<p class="problem">Usage needs a deploy token; this one has scope "${principal.scope}".</p>`, { who: who(c) }), 403);
+      return c.html(layout("Usage", html`<p class="problem">Usage needs a deploy token; this one has scope "${principal.scope}".</p>`, viewer(c)), 403);
     }
     const apps = visibleApps(principal.apps);
     const windowMs = DASHBOARD_DEFAULTS.usageWindowMs;
@@ -391,7 +390,7 @@ export function dashboardRoutes(): Hono<RouteEnv> {
         ),
         { empty: "No plane containers." },
       )}`;
-    return c.html(layout("Usage", body, { who: who(c) }));
+    return c.html(layout("Usage", body, viewer(c)));
   });
 
   routes.get("/apps/:app/events", (c) => liveEvents(c, appOf(c).name));
@@ -607,8 +606,8 @@ function liveUrl(app: string, query: Record<string, string>): string {
   return `${dashboardPath("apps", app, "events")}${q.size ? `?${q}` : ""}`;
 }
 
-/** Who is logged in, for the page's header; none on a page answered before the guard knew (a bad token's 401). */
-function who(c: Ctx): string | undefined {
+/** Who is logged in, and their scope, for the page's header; none on a page answered before the guard knew (a bad token's 401). */
+function viewer(c: Ctx): { who?: string; scope?: TokenScope } {
   const p = c.get("principal");
-  return p && `${p.name} (${p.scope}${p.apps ? `, ${p.apps.join(", ")}` : ""})`;
+  return p ? { who: `${p.name} (${p.scope}${p.apps ? `, ${p.apps.join(", ")}` : ""})`, scope: p.scope } : {};
 }

@@ -401,6 +401,8 @@ describe("the dashboard", () => {
     await page.waitForURL(`${gateway.url}${DASHBOARD.base}/`);
     const apps = await page.$$eval("tbody a", (links) => links.map((a) => a.textContent));
     expect(apps).toEqual(["edge"]);
+    // Its menu leaves out the pages it would be refused.
+    expect(await page.$$eval("header nav a", (links) => links.map((a) => a.textContent))).toEqual(["Apps", "Schedules", "Agents"]);
     expect((await page.goto(`${gateway.url}${DASHBOARD.base}/apps/shop`))!.status()).toBe(403);
     expect(await page.textContent(".problem")).toContain('not "shop"');
     expect((await page.goto(`${gateway.url}${DASHBOARD.base}/apps/shop/calls`))!.status()).toBe(403);
