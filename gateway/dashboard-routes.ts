@@ -165,24 +165,30 @@ export function dashboardRoutes(): Hono<RouteEnv> {
 
   routes.get("/apps/:app/functions/:fn", async (c) => {
     const app = appOf(c);
-    const fn = registry().function(app.name, c.req.param("fn")).name;
+    const registered = registry().function(app.name, c.req.param("fn"));
+    const fn = registered.name;
+    const onPlanes = registered.spec.tier === "plane"; // an edge function runs in the gateway's isolate: no containers to show
     const [series, calls, usage, planes] = await Promise.all([
       callSeries(c.env, { app: app.name, function: fn }),
       recentCalls(c.env, { app: app.name, function: fn, limit: DASHBOARD_DEFAULTS.callsShown }),
-      mayUse(principalOf(c), "deploy") ? usageRows(c, app.name) : Promise.resolve(undefined),
-      knownPlanes(c.env),
+      onPlanes && mayUse(principalOf(c), "deploy") ? usageRows(c, app.name) : Promise.resolve(undefined),
+      onPlanes ? knownPlanes(c.env) : Promise.resolve([]),
     ]);
     const containers = usage?.filter((r) => r.function === fn) ?? [];
     const now = warmNow(planes, app.name, fn);
     const body = html`<p><a href="${dashboardPath("apps", app.name)}">← ${app.name}</a></p>
       ${activityCharts(series)}
-      <h2>Warm containers now <small>(from the planes' last heartbeats)</small></h2>
-      ${facts([
-        ["warm now", now.busy + now.idle],
-        ["busy", now.busy],
-        ["idle", now.idle],
-        ["planes", now.planes],
-      ])}
+      ${
+        onPlanes
+          ? html`<h2>Warm containers now <small>(from the planes' last heartbeats)</small></h2>
+              ${facts([
+                ["warm now", now.busy + now.idle],
+                ["busy", now.busy],
+                ["idle", now.idle],
+                ["planes", now.planes],
+              ])}`
+          : html`<p class="empty">Runs at the edge, in the gateway's isolate: no containers.</p>`
+      }
       ${
         usage === undefined
           ? ""

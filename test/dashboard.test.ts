@@ -462,20 +462,24 @@ describe("the dashboard", () => {
   it("shows a function's warm containers now, from the planes' last heartbeats", async () => {
     const page = await admin.newPage();
     const warmNow = async () => {
-      await page.goto(`${gateway.url}${DASHBOARD.base}/apps/shop/functions/checkout`);
+      await page.goto(`${gateway.url}${DASHBOARD.base}/apps/shop/functions/embed`);
       return page.$$eval("dl.facts div", (items) =>
         Object.fromEntries(items.map((d) => [d.querySelector("dt")!.textContent, d.querySelector("dd")!.textContent])),
       );
     };
     expect(await warmNow()).toMatchObject({ "warm now": "0", busy: "0", idle: "0", planes: "0" });
     await beat("pl-warmone1", [
-      { app: "shop", function: "checkout", busy: 1, idle: 2 },
+      { app: "shop", function: "embed", busy: 1, idle: 2 },
       { app: "shop", function: "double", busy: 0, idle: 5 },
     ]);
-    await beat("pl-warmtwo2", [{ app: "shop", function: "checkout", busy: 0, idle: 1 }]);
+    await beat("pl-warmtwo2", [{ app: "shop", function: "embed", busy: 0, idle: 1 }]);
     // The planes' list is kept a second per isolate.
     await expect.poll(warmNow, { timeout: 5000, interval: 300 }).toMatchObject({ "warm now": "4", busy: "1", idle: "3", planes: "2" });
     await shot(page, "function-warm");
+    // An edge function runs in the gateway's isolate: its page says so, with no containers' sections.
+    await page.goto(`${gateway.url}${DASHBOARD.base}/apps/shop/functions/checkout`);
+    expect(await page.$$eval("main h2", (hs) => hs.map((h) => h.textContent))).not.toContainEqual(expect.stringMatching(/containers/i));
+    expect(await page.textContent("main")).toContain("Runs at the edge, in the gateway's isolate: no containers.");
     await page.close();
   });
 
