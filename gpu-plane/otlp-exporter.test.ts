@@ -84,6 +84,9 @@ describe("OtlpExporter", () => {
       await otlp.close();
       collector.server.close();
     });
+    const before = await metrics.text();
+    expect(before).toMatch(/^tandem_plane_otlp_export_failures_total\{signal="logs"\} 0$/m);
+    expect(before).toMatch(/^tandem_plane_otlp_export_failures_total\{signal="metrics"\} 0$/m);
     for (let i = 0; i < 5; i++) otlp.addLog(line(`line ${i}`));
     expect(otlp.buffered).toBe(3);
     await eventually(() => said.length > 0);

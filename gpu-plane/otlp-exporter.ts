@@ -63,6 +63,8 @@ export class OtlpExporter {
     };
     this.#metricsTimer = setInterval(() => void this.#sendMetrics(), this.#o.metricsIntervalMs);
     this.#metricsTimer.unref();
+    // Each signal's failures are a series from the start, at 0: rate() and an alert on it need a sample before the first.
+    for (const signal of ["logs", "metrics"]) options.metrics.otlpFailures.inc({ signal }, 0);
   }
 
   /** Log records held now, not yet taken by the collector. */
