@@ -31,7 +31,7 @@ export interface ScrapeAccess {
  */
 export async function answerScrape(req: IncomingMessage, res: ServerResponse, metrics: MetricsExposition, access: ScrapeAccess): Promise<void> {
   if (req.method !== "GET" && req.method !== "HEAD") {
-    return answerError(res, new InvalidRequestError(`${PLANE_METRICS_ROUTE} answers GET only, not ${req.method}`), 405);
+    return answerError(res, new InvalidRequestError(`${PLANE_METRICS_ROUTE} answers GET and HEAD only, not ${req.method}`), 405);
   }
   try {
     checkScrape(req.headers.authorization, access);

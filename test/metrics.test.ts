@@ -202,6 +202,7 @@ describe("Prometheus /metrics", () => {
     const post = await fetch(plane.metricsUrl!, { method: "POST", ...bearer(METRICS_TOKEN) });
     expect(post.status).toBe(405);
     expect(post.headers.get("allow")).toBe("GET, HEAD");
+    expect(((await post.json()) as { error: { message: string } }).error.message).toBe("/metrics answers GET and HEAD only, not POST");
     const other = await fetch(plane.metricsUrl!.replace(/\/metrics$/, "/v1/plane/status"));
     expect(other.status).toBe(404);
   });
