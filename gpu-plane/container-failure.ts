@@ -2,11 +2,12 @@
  * How a container's failure reaches the caller: each way it can end a call (an
  * exit, an OOM kill, a kill, bytes that are not a frame, a call or a start past its
  * timeout) becomes the typed error that says which, with the last lines of
- * the container's log. Kept in one place so every path that ends a call
- * words the same failure the same way.
+ * the container's log; and the plane's line about a container that exited on
+ * its own, with the error its app's code threw outside a call. Kept in one
+ * place so every path that ends a call words the same failure the same way.
  */
 import { ContainerFailedError, ProtocolError, functionTimeout, type FunctionTimeoutError } from "../sdk/errors.js";
-import type { PlaneRunRequest } from "../sdk/protocol.js";
+import { cutLogLine, type PlaneRunRequest, type UncaughtFrame } from "../sdk/protocol.js";
 import type { Worker } from "./container-pool.js";
 import type { ExitInfo } from "./drivers/driver.js";
 import type { PoolDescriptor } from "./pool-descriptor.js";
@@ -36,6 +37,51 @@ export function keepLogLine(tail: string[], line: string): void {
  */
 export function exitFailure(worker: Worker, exit: ExitInfo, when: string): ContainerFailedError {
   const tail = worker.logTail.slice();
+  const { reason, what } = howItEnded(worker, exit);
+  // The runner's report of what the app threw outside a call, its first line: the exit line has the stack.
+  const uncaught =
+    reason === "crashed" && worker.uncaught ? `, after ${uncaughtCause(worker.uncaught.origin)} (${uncaughtError(worker.uncaught).split("\n")[0]})` : "";
+  const lastLines = tail.length ? `; last log lines:\n${tail.slice(-5).join("\n")}` : "";
+  return new ContainerFailedError(`${worker.label} container ${worker.id} ${what} ${when}${uncaught}${lastLines}`, {
+    reason,
+    exitCode: exit.code,
+    ...(exit.signal ? { signal: exit.signal } : {}),
+    containerId: worker.id,
+    logTail: tail,
+  });
+}
+
+/**
+ * The plane's line about a container that exited when the plane was not stopping it, idle or under calls: which, its
+ * function, how it ended (and, after an uncaught error, that error with `stack`, its stack mapped to the app's files,
+ * or its name and message), and what follows. Cut at `LOG_LIMITS.maxLineChars`.
+ * @example
+ * exitLine(worker, exit, 0, "TypeError: lost\n    at loop (app.ts:9:11)");
+ * // "app.Model.predict container ctr-1a2b3c4d crashed with exit code 1 after an uncaught error in code outside a call; the next call starts a new container:\nTypeError: lost\n    at loop (app.ts:9:11)"
+ */
+export function exitLine(worker: Worker, exit: ExitInfo, inFlight: number, stack?: string): string {
+  const { reason, what } = howItEnded(worker, exit);
+  const uncaught = reason === "crashed" ? worker.uncaught : undefined;
+  const calls = inFlight === 0 ? "" : inFlight === 1 ? "the call it was running fails, and " : `the ${inFlight} calls it was running fail, and `;
+  const line = `${worker.label} container ${worker.id} ${what}${uncaught ? ` after ${uncaughtCause(uncaught.origin)}` : ""}; ${calls}the next call starts a new container`;
+  return cutLogLine(uncaught ? `${line}:\n${stack ?? uncaughtError(uncaught)}` : line);
+}
+
+/**
+ * How a runner's `uncaught` report names its cause.
+ * @example uncaughtCause("rejection"); // "a promise rejection nobody handled"
+ */
+export function uncaughtCause(origin: UncaughtFrame["origin"]): string {
+  return origin === "exception" ? "an uncaught error in code outside a call" : "a promise rejection nobody handled";
+}
+
+/** An uncaught error's name and message, as its stack's first line says them. */
+function uncaughtError(uncaught: UncaughtFrame): string {
+  return `${uncaught.error.name}: ${uncaught.error.message}`;
+}
+
+/** Why a container exited (`oom`, `killed`, `crashed`), and that said as a verb phrase. */
+function howItEnded(worker: Worker, exit: ExitInfo): { reason: "oom" | "killed" | "crashed"; what: string } {
   // Never guessed from the exit code: 137 is any SIGKILL, and `docker kill` is not a lack of memory.
   // A container the plane was stopping (scale-down, eviction, the app stopped, the plane shutting down) did not crash,
   // whatever its exit: its runner leaves with 0 when the plane closes its channel.
@@ -49,14 +95,7 @@ export function exitFailure(worker: Worker, exit: ExitInfo, when: string): Conta
         : worker.stopping
           ? `was stopped by the plane${how}`
           : `was killed${exit.signal ? ` (${exit.signal})` : ""}`;
-  const lastLines = tail.length ? `; last log lines:\n${tail.slice(-5).join("\n")}` : "";
-  return new ContainerFailedError(`${worker.label} container ${worker.id} ${what} ${when}${lastLines}`, {
-    reason,
-    exitCode: exit.code,
-    ...(exit.signal ? { signal: exit.signal } : {}),
-    containerId: worker.id,
-    logTail: tail,
-  });
+  return { reason, what };
 }
 
 /**

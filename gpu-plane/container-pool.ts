@@ -5,7 +5,7 @@
  * decides nothing: the dispatcher, container-start.ts, warm-pools.ts and
  * scale-down.ts add, pick and drop containers through it.
  */
-import type { PlaneFunctionSpec } from "../sdk/protocol.js";
+import type { PlaneFunctionSpec, UncaughtFrame } from "../sdk/protocol.js";
 import type { ControlChannel } from "./control-channel.js";
 import type { ExitInfo, StartedContainer } from "./drivers/driver.js";
 import type { Reservation } from "./inventory.js";
@@ -52,6 +52,8 @@ export interface Worker {
   idleTimer: NodeJS.Timeout | undefined;
   exit: ExitInfo | undefined;
   protocolError: string | undefined;
+  /** What the app's code threw outside a call, as its runner reported it just before it exited. */
+  uncaught?: UncaughtFrame;
 }
 
 /** One function's counters, as the plane's `status` shows them. */

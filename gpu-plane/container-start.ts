@@ -13,10 +13,10 @@ import { LOG_LIMITS, PLANE_DEFAULTS } from "../sdk/defaults.js";
 import { ContainerFailedError, InvalidOptionsError, SpendCapError, fromWireError, type TandemError, type WireError } from "../sdk/errors.js";
 import { CONTAINER_ENV, CONTAINER_LABELS } from "../sdk/protocol.js";
 import { ControlChannel, type Ready } from "./control-channel.js";
-import { exitFailure, keepLogLine, startTimeout } from "./container-failure.js";
+import { exitFailure, exitLine, keepLogLine, startTimeout } from "./container-failure.js";
 import type { ContainerPool, Worker } from "./container-pool.js";
 import { TIMED_OUT, raceDeadline } from "../sdk/deadline.js";
-import type { ContainerDriver, ContainerSpec, StartedContainer } from "./drivers/driver.js";
+import type { ContainerDriver, ContainerSpec, ExitInfo, StartedContainer } from "./drivers/driver.js";
 import type { Inventory, Reservation } from "./inventory.js";
 import { poolName, type PoolDescriptor } from "./pool-descriptor.js";
 import type { ScaleDown } from "./scale-down.js";
@@ -72,6 +72,8 @@ export interface ContainerStartOptions {
   mounts?: VolumeMounts;
   /** Where `snapshot: true` functions' memory snapshots are kept (snapshots.ts); none: their containers start fresh. */
   snapshots?: SnapshotStore;
+  /** A stack thrown in bundle `bundleHash`, mapped to the app's files (bundle-cache.ts); none: named by its error alone. */
+  mapStack?: (bundleHash: string, stack: string) => Promise<string>;
 }
 
 /** A container resumed from a memory snapshot that did not get ready: the start falls back to a fresh one. */
@@ -429,8 +431,12 @@ export class ContainerStarter {
       worker.stopping = true;
       void container.kill();
     });
+    channel.onUncaught((frame) => (worker.uncaught = frame));
     void container.exited.then((exit) => {
       worker.exit = exit;
+      // One that exited on its own once ready (one that did not fails its start, which says so): the plane says why,
+      // unless its calls' lines say it (an uncaught error's stack is only in this one).
+      if (worker.ready && !worker.stopping && (worker.uncaught || worker.inFlight.size === 0)) void this.#exited(worker, req, exit, worker.inFlight.size);
       void this.#o.mounts?.finish(id); // the last commit of its writable mounts: their folders are the plane's
       channel.abort(new Error("container exited"));
       if (worker.inFlight.size === 0) {
@@ -470,6 +476,17 @@ export class ContainerStarter {
     this.#o.log(`[plane] ${coldStart}`);
     this.#o.onLogLine?.({ app: req.app, function: req.function, callId: forCall ?? null, containerId: id, source: "system", text: coldStart });
     return worker;
+  }
+
+  /** Says, in the plane's output and the app's log, that a container exited on its own, why, and what follows. */
+  async #exited(worker: Worker, req: PoolDescriptor, exit: ExitInfo, inFlight: number): Promise<void> {
+    const callId = [...worker.inFlight][0] ?? null;
+    const asExited = { ...worker }; // as it was: the calls it fails retire it meanwhile
+    const stack = worker.uncaught?.error.stack;
+    const mapped = stack && this.#o.mapStack ? await this.#o.mapStack(req.bundleHash, stack).catch(() => undefined) : undefined;
+    const text = exitLine(asExited, exit, inFlight, mapped);
+    this.#o.log(`[plane] ${text}`);
+    this.#o.onLogLine?.({ app: req.app, function: worker.callFunction ?? req.function, callId, containerId: worker.id, source: "system", text });
   }
 
   /** Records a failed `enter()`: the pool waits 1 s, then 2, 4, … up to a minute, before a container tries again. */

@@ -10,7 +10,7 @@ import net from "node:net";
 import { join } from "node:path";
 import { TIMED_OUT, raceDeadline } from "../sdk/deadline.js";
 import { PLANE_DEFAULTS } from "../sdk/defaults.js";
-import { RunnerFrameSchema, type InputFrame, type LogFrame, type PlaneFrame, type RunnerFrame } from "../sdk/protocol.js";
+import { RunnerFrameSchema, type InputFrame, type LogFrame, type PlaneFrame, type RunnerFrame, type UncaughtFrame } from "../sdk/protocol.js";
 import { LineSplitter } from "../sdk/stream-lines.js";
 
 /** How many of a container's last calls its late lines may still name (`ControlChannel`'s log frames). */
@@ -34,6 +34,7 @@ export class ControlChannel {
   #logs: [LogFrame, (string | undefined)[]][] = [];
   #failure: Error | undefined;
   #onProtocolError: (message: string) => void = () => {};
+  #onUncaught: (frame: UncaughtFrame) => void = () => {};
   /** Settles when the runner says it is ready. */
   readonly ready: Promise<Ready>;
 
@@ -58,6 +59,11 @@ export class ControlChannel {
   /** Called once, with what went wrong, when the runner breaks the protocol. */
   onProtocolError(listener: (message: string) => void): void {
     this.#onProtocolError = listener;
+  }
+
+  /** Called with the runner's report of what the app's code threw outside a call; the container exits next. */
+  onUncaught(listener: (frame: UncaughtFrame) => void): void {
+    this.#onUncaught = listener;
   }
 
   /**
@@ -168,6 +174,7 @@ export class ControlChannel {
     const frame = parsed.data;
     if (frame.t === "ready") return this.#ready(frame);
     if (frame.t === "log") return this.#log(frame);
+    if (frame.t === "uncaught") return this.#onUncaught(frame);
     const pending = this.#pending.get(frame.callId);
     if (frame.t === "chunk") {
       if (!pending?.onChunk) return this.#fail(`a chunk for ${frame.callId} with no stream in flight`);

@@ -52,6 +52,8 @@ export interface DispatcherOptions {
   mounts?: VolumeMounts;
   /** Memory snapshots of `snapshot: true` functions (snapshots.ts); none: their containers start fresh. */
   snapshots?: SnapshotStore;
+  /** A stack thrown in a bundle, mapped to the app's files, for the line about a container its app's code crashed. */
+  mapStack?: (bundleHash: string, stack: string) => Promise<string>;
   /** Idle time before a container is stopped. */
   scaledownWindowMs: number;
   /**

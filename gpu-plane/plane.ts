@@ -328,6 +328,7 @@ export class Plane {
       log,
       ...(options.keepLogs === false ? {} : { onLogLine: (line: PlaneLogLine) => logs.add(line) }),
       onInput: (req) => outcomes.ran(req.callId, req.attempt),
+      mapStack: (hash, stack) => bundles.mapStack(hash, stack),
       meter,
       preparedPerFunction: options.preparedPerFunction ?? PLANE_DEFAULTS.preparedPerFunction,
     });

@@ -1942,6 +1942,12 @@ export const RunnerFrameSchema = z.lazy(() =>
       lines: z.array(z.strictObject({ callId: z.string().regex(CALL_ID_PATTERN).nullable(), source: z.enum(["stdout", "stderr"]), text: z.string() })),
       dropped: z.number().int().positive().optional(),
     }),
+    /**
+     * The app's code threw outside any call's handler (a timer, a loop a class's `enter()` started: `exception`) or
+     * rejected a promise nobody handled (`rejection`): what it threw, its message and stack each cut at
+     * `LOG_LIMITS.maxLineChars`, sent just before the runner exits with 1. The stack names the bundle: the plane maps it.
+     */
+    z.strictObject({ t: z.literal("uncaught"), origin: z.enum(["exception", "rejection"]), error: remoteErrorShape }),
     z.discriminatedUnion("status", [
       z.strictObject({ t: z.literal("output"), callId: z.string().regex(CALL_ID_PATTERN), status: z.literal("succeeded"), result: encodedValueShape }),
       z.strictObject({
@@ -1960,6 +1966,7 @@ export const RunnerFrameSchema = z.lazy(() =>
 );
 export type RunnerFrame = z.infer<typeof RunnerFrameSchema>;
 export type LogFrame = Extract<RunnerFrame, { t: "log" }>;
+export type UncaughtFrame = Extract<RunnerFrame, { t: "uncaught" }>;
 
 /** The frames a plane sends: an input to run (`stream` for a generator), and, while one streams, `next` or `cancel`. */
 export type PlaneFrame =

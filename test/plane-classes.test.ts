@@ -1,6 +1,7 @@
 /** Classes with lifecycle, on the plane (real Docker) and at the edge (workerd). */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { RemoteError, lookup } from "../sdk/index.js";
+import { ContainerFailedError, RemoteError, lookup } from "../sdk/index.js";
+import type { LogLine } from "../sdk/protocol.js";
 import { authed, eventually } from "./helpers/gateway.js";
 import { startTestStack, type TestStack } from "./helpers/stack.js";
 
@@ -14,6 +15,12 @@ afterAll(async () => {
 
 const predict = (params: Record<string, unknown>, text: string) =>
   lookup<[Record<string, unknown>, string], string>("classes", "Model.predict", { gateway: stack.url }).remote(params, text);
+const appLines = async () =>
+  (await (await fetch(`${stack.url}/v1/apps/classes/logs?limit=1000`, authed())).text())
+    .split("\n")
+    .filter(Boolean)
+    .map((l) => JSON.parse(l) as LogLine);
+const systemLines = async () => (await appLines()).filter((l) => l.source === "system");
 const entersIn = (container: string, size: string) => stack.planeOutput.filter((l) => l.includes(container) && l.endsWith(`] enter ${size}`)).length;
 
 describe("classes on the plane", () => {
@@ -47,6 +54,48 @@ describe("classes on the plane", () => {
     // The first call's container failed to enter; the next ones, within the backoff, got the error without a new one.
     expect(stack.planeOutput.filter((l) => l.includes("classes.Broken: enter() failed (could not load the weights); no new container for 1 s"))).toHaveLength(
       1,
+    );
+  });
+
+  it("says why a container went away when code its enter() started threw outside a call, with the stack in the app's file", async () => {
+    const wait = lookup<[Record<string, unknown>, number], string>("classes", "Looping.wait", { gateway: stack.url });
+    const container = await wait.remote({}, 10); // idle when its loop throws, 1.5 s after enter()
+    const crashLine = async () => (await systemLines()).find((l) => l.containerId === container && l.text.includes(" crashed "));
+    await expect.poll(crashLine, { timeout: 20_000 }).toBeDefined();
+    const line = await crashLine();
+    expect(line!.callId).toBeNull();
+    expect(line!.text).toMatch(
+      new RegExp(
+        `^classes\\.Looping\\.wait container ${container} crashed with exit code 1 after an uncaught error in code outside a call; ` +
+          `the next call starts a new container:\nTypeError: the background loop lost its queue\n {4}at \\S*tick \\(\\S*class-app\\.ts:\\d+:\\d+\\)`,
+      ),
+    );
+    // Not Node's report of it, which quotes the bundle's minified source line.
+    const its = (await appLines()).filter((l) => l.containerId === container);
+    expect(its.filter((l) => /bundle\.mjs|evalmachine|__defProp/.test(l.text))).toEqual([]);
+    expect(stack.planeOutput.some((l) => l.startsWith(`[plane] classes.Looping.wait container ${container} crashed with exit code 1`))).toBe(true);
+    expect(await wait.remote({}, 10)).not.toBe(container);
+  });
+
+  it("fails a call in flight on a container that crashed that way, naming the error", async () => {
+    const err = await lookup("classes", "Looping.wait", { gateway: stack.url })
+      .remote({}, 10_000)
+      .catch((e) => e);
+    expect(err).toBeInstanceOf(ContainerFailedError);
+    expect(err.details).toMatchObject({ reason: "crashed", exitCode: 1 });
+    expect(err.message).toMatch(
+      /^classes\.Looping\.wait container ctr-[0-9a-f]{8} crashed with exit code 1 during the call, after an uncaught error in code outside a call \(TypeError: the background loop lost its queue\)/,
+    );
+    const container = err.details.containerId as string;
+    const crashLines = async () => (await systemLines()).filter((l) => l.containerId === container && l.text.includes(" crashed "));
+    await expect.poll(async () => (await crashLines()).length, { timeout: 20_000 }).toBe(2);
+    const lines = await crashLines();
+    expect(lines.map((l) => l.callId)).toEqual([err.details.callId, err.details.callId]);
+    expect(lines.map((l) => l.text.split("\n")[0])).toEqual(
+      expect.arrayContaining([
+        `classes.Looping.wait container ${container} crashed with exit code 1 after an uncaught error in code outside a call; the call it was running fails, and the next call starts a new container:`,
+        err.message.split("\n")[0],
+      ]),
     );
   });
 

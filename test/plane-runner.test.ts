@@ -1,9 +1,10 @@
 /**
- * The container runner when its plane goes away. The test app's plane bundle
- * (the app and the runner, built as `tandem serve` builds it) runs under the
- * process driver, connected to a control socket this test holds where the
- * plane would; the test then drops that socket the way a dying plane does, and
- * reads what the runner printed and how it exited.
+ * The container runner when its plane goes away, or its app's code throws
+ * outside a call. The test app's plane bundle (the app and the runner, built
+ * as `tandem serve` builds it) runs under the process driver, connected to a
+ * control socket this test holds where the plane would; the test then drops
+ * that socket the way a dying plane does, or reads the frames the runner
+ * sends, and what it printed and how it exited.
  */
 import { mkdtemp, rm } from "node:fs/promises";
 import net from "node:net";
@@ -15,6 +16,7 @@ import type { ExitInfo } from "../gpu-plane/drivers/driver.js";
 import { bundlePlane, type PlaneBundle } from "../sdk/cli/bundle.js";
 
 const APP = new URL("./fixtures/plane-app.ts", import.meta.url).pathname;
+const CLASS_APP = new URL("./fixtures/class-app.ts", import.meta.url).pathname;
 let dir: string;
 let bundle: PlaneBundle;
 
@@ -27,13 +29,17 @@ afterAll(async () => {
 });
 
 /** Starts the bundle as the plane would, its control socket in `controlDir`; returns its output lines and exit. */
-async function startRunner(controlDir: string): Promise<{ output: string[]; exited: Promise<ExitInfo> }> {
+async function startRunner(
+  controlDir: string,
+  env: Record<string, string> = { TANDEM_FUNCTION: "slowPlane" },
+  bundlePath = bundle.path,
+): Promise<{ output: string[]; exited: Promise<ExitInfo> }> {
   const container = await new ProcessDriver().start({
     id: "ctr-0000test",
-    bundlePath: bundle.path,
+    bundlePath,
     nodeModulesPath: undefined,
     controlDir,
-    env: { TANDEM_FUNCTION: "slowPlane" },
+    env,
     cpu: 1,
     memoryMiB: 256,
     pidsLimit: 64,
@@ -87,6 +93,29 @@ describe("the runner, when its plane goes away", () => {
     const exit = await runner.exited;
     expect(runner.output).toHaveLength(1);
     expect(runner.output[0]).toMatch(/^tandem runner: cannot reach the plane's control socket .*control\.sock \(ENOENT\); leaving$/);
+    expect(exit.code).toBe(1);
+  });
+});
+
+describe("the runner, when its app's code throws outside a call", () => {
+  it("tells its plane what was thrown in one frame and exits 1, printing none of the bundle's source", async () => {
+    const classes = await bundlePlane(CLASS_APP, join(dir, "build-classes"));
+    const control = await controlSocket(false);
+    // A class's container: its enter() starts a timer that throws 1.5 s later.
+    const runner = await startRunner(control.controlDir, { TANDEM_FUNCTION: "Looping.wait", TANDEM_CLS_PARAMS: "{}" }, classes.path);
+    const socket = await control.connected;
+    let read = "";
+    socket.setEncoding("utf8").on("data", (chunk: string) => (read += chunk));
+    const exit = await runner.exited;
+    control.close();
+    const frames = read
+      .split("\n")
+      .filter(Boolean)
+      .map((line) => JSON.parse(line) as { t: string; origin?: string; error?: { name: string; message: string; stack?: string } });
+    expect(frames.map((f) => f.t)).toEqual(["ready", "uncaught"]);
+    expect(frames[1]).toMatchObject({ origin: "exception", error: { name: "TypeError", message: "the background loop lost its queue" } });
+    expect(frames[1]!.error!.stack).toMatch(/^TypeError: the background loop lost its queue\n\s+at /);
+    expect(runner.output).toEqual([]);
     expect(exit.code).toBe(1);
   });
 });

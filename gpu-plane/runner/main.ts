@@ -16,12 +16,23 @@ import { ClassInstances, loadAppModule, type FunctionHandle } from "../../sdk/ap
 import { chunkIterator, isGeneratorResult } from "../../sdk/generator-result.js";
 import { installCallContextStore, type CallContext } from "../../sdk/context.js";
 import { InvalidRequestError, TandemError, remoteErrorFrom, toWireError } from "../../sdk/errors.js";
-import { CONTAINER_ENV, PLANE_RUNTIME_CODE_KEY, decodeValue, encodeValue, type InputFrame, type PlaneFrame, type RunnerFrame } from "../../sdk/protocol.js";
+import {
+  CONTAINER_ENV,
+  PLANE_RUNTIME_CODE_KEY,
+  cutLogLine,
+  decodeValue,
+  encodeValue,
+  type InputFrame,
+  type PlaneFrame,
+  type RunnerFrame,
+  type UncaughtFrame,
+} from "../../sdk/protocol.js";
 import { LineSplitter } from "../../sdk/stream-lines.js";
 import { maskSecretValues, maskedError } from "../../sdk/secret.js";
 import { format } from "node:util";
 import { wasmFunction } from "../../wasm/function.js";
 import { IN_CONTAINER } from "../drivers/driver.js";
+import { uncaughtCause } from "../container-failure.js";
 import { installPlaneApi } from "./plane-api.js";
 import { OutputCapture } from "./output-capture.js";
 
@@ -47,6 +58,9 @@ export async function runFunctions(
   );
   const secretValues = Object.values(secrets);
   maskConsole(secretValues);
+  // Connected, what the app's code throws outside a call goes to the plane, ahead of the lines held.
+  let tellPlane: ((frame: UncaughtFrame) => void) | undefined;
+  leaveOnUncaught(secretValues, () => tellPlane);
   installPlaneApi(given); // the SDK's requests go to the plane; mounted volumes commit and reload through it
   const app = loadAppModule("app", appExports);
   const functions = new Map<string, { handler: (...args: unknown[]) => unknown; env: Record<string, string> }>(
@@ -82,6 +96,7 @@ export async function runFunctions(
     return callId && callId !== "-" ? callId : null;
   });
   capture.attach((text) => socket.write(text));
+  tellPlane = (frame) => socket.write(capture.take() + JSON.stringify(frame) + "\n", () => process.exit(1));
   const sendFrame = (frame: RunnerFrame) => socket.write(capture.take(frame.t === "output" ? frame.callId : undefined) + JSON.stringify(frame) + "\n");
   const send = sendFrame;
   // Only a class's container has instances whose exit() hooks a stop runs; a function's stops with nothing to run.
@@ -228,6 +243,33 @@ async function connectToPlane(path: string): Promise<net.Socket> {
   // Registered before the input loop reads the socket, so it runs before the loop would see the error as a throw.
   socket.on("error", () => process.exit(0));
   return socket;
+}
+
+/** How long a runner that met an uncaught error waits for its report to be written before it exits anyway. */
+const UNCAUGHT_SEND_MS = 1_000;
+
+/**
+ * What the app's code throws outside any call's handler (a timer, a loop a class's `enter()` started) or a promise
+ * rejection nobody handled ends the container with exit code 1, as in Node, but said in the plane's words: sent as an
+ * `uncaught` frame, whose stack the plane maps to the app's files for its line about the exit, instead of Node's
+ * report, which quotes the bundle's minified source line (64 KiB of it). Before the runner is connected the error,
+ * cut, goes to stderr, which the plane reads as the container's output.
+ */
+function leaveOnUncaught(secretValues: string[], plane: () => ((frame: UncaughtFrame) => void) | undefined): void {
+  let leaving = false;
+  const leave = (thrown: unknown, origin: UncaughtFrame["origin"]) => {
+    if (leaving) return; // another one while the first is told: the first is why the container ends
+    leaving = true;
+    process.exitCode = 1;
+    const { name, message, stack } = toWireError(maskedError(remoteErrorFrom(thrown), secretValues)).remote!;
+    const error = { name: cutLogLine(name), message: cutLogLine(message), ...(stack ? { stack: cutLogLine(stack) } : {}) };
+    setTimeout(() => process.exit(1), UNCAUGHT_SEND_MS); // a plane that does not read its socket does not keep it up
+    const send = plane();
+    if (send) return send({ t: "uncaught", origin, error });
+    process.stderr.write(`tandem runner: ${uncaughtCause(origin)}: ${error.stack ?? `${error.name}: ${error.message}`}\n`, () => process.exit(1));
+  };
+  process.on("uncaughtException", (err) => leave(err, "exception"));
+  process.on("unhandledRejection", (reason) => leave(reason, "rejection"));
 }
 
 /** How often a runner that let go for a snapshot dials its control socket again, and how many times before it leaves. */
