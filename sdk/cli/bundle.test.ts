@@ -88,5 +88,8 @@ describe("a plane bundle built with its runtime apart", () => {
     expect(inApp.line).toBe(4);
     const inRunner = originalPositionFor(map, positionOf(code, "function runFunctions("));
     expect(inRunner.source).toBe(`${RUNTIME_SOURCE_PREFIX}gpu-plane/runner/main.ts`);
+    // The entry that starts the runner is Tandem's too: a stack through it (a class's enter()) leaves it out.
+    const inEntry = originalPositionFor(map, positionOf(code, "runFunctions(app_exports"));
+    expect(inEntry.source).toBe(`${RUNTIME_SOURCE_PREFIX}tandem-plane-entry.ts`);
   });
 });

@@ -450,6 +450,8 @@ function hasNativeCode(root: string): boolean {
 }
 
 const RUNNER_ENTRY = join(PACKAGE_ROOT, "gpu-plane/runner/main.ts");
+/** What a plane bundle's source map calls its entry, the few lines that start the runner: Tandem's own, as the runner is. */
+const PLANE_ENTRY_SOURCE = "tandem-plane-entry.ts";
 
 /**
  * Bundles one app file with the container runner into one self-contained
@@ -576,7 +578,7 @@ const REQUIRE_BANNER = { js: 'import { createRequire as __tandemRequire } from "
 async function printPlaneWhole(file: string, path: string, options: PlaneBuildOptions): Promise<PrintedPlane> {
   const found = { externals: new Set<string>(), nodeModules: new Set<string>() };
   const result = await bundle({
-    stdin: { contents: planeEntry(file, RUNNER_ENTRY, options), resolveDir: PACKAGE_ROOT, loader: "ts", sourcefile: "tandem-plane-entry.ts" },
+    stdin: { contents: planeEntry(file, RUNNER_ENTRY, options), resolveDir: PACKAGE_ROOT, loader: "ts", sourcefile: PLANE_ENTRY_SOURCE },
     ...FOR_THE_PLANE,
     write: false,
     outfile: path,
@@ -613,7 +615,7 @@ async function printPlaneApart(file: string, path: string, cache: BuildCache, op
   runtime.catch(() => {}); // met where it is awaited
   const found = { externals: new Set<string>(), nodeModules: new Set<string>() };
   const app = await bundle({
-    stdin: { contents: planeEntry(file, RUNNER_FROM_RUNTIME, options), resolveDir: PACKAGE_ROOT, loader: "ts", sourcefile: "tandem-plane-entry.ts" },
+    stdin: { contents: planeEntry(file, RUNNER_FROM_RUNTIME, options), resolveDir: PACKAGE_ROOT, loader: "ts", sourcefile: PLANE_ENTRY_SOURCE },
     ...FOR_THE_PLANE,
     write: false,
     outfile: path,
@@ -933,7 +935,7 @@ function relativizedMap(text: string, from: string): string {
   map.sources = map.sources.map((s) => {
     const file = resolve(from, s);
     const inPackage = relative(PACKAGE_ROOT, file);
-    if (/^(gateway|gpu-plane|sdk|wasm|node_modules)\//.test(inPackage)) return `${RUNTIME_SOURCE_PREFIX}${inPackage}`;
+    if (/^(gateway|gpu-plane|sdk|wasm|node_modules)\//.test(inPackage) || inPackage === PLANE_ENTRY_SOURCE) return `${RUNTIME_SOURCE_PREFIX}${inPackage}`;
     return relative(process.cwd(), file);
   });
   return JSON.stringify(map);
