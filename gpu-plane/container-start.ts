@@ -435,8 +435,8 @@ export class ContainerStarter {
     void container.exited.then((exit) => {
       worker.exit = exit;
       // One that exited on its own once ready (one that did not fails its start, which says so): the plane says why,
-      // unless its calls' lines say it (an uncaught error's stack is only in this one).
-      if (worker.ready && !worker.stopping && (worker.uncaught || worker.inFlight.size === 0)) void this.#exited(worker, req, exit, worker.inFlight.size);
+      // unless its calls' lines say it. An uncaught error's stack is only in this line, ready or not.
+      if (!worker.stopping && (worker.uncaught || (worker.ready && worker.inFlight.size === 0))) void this.#exited(worker, req, exit, worker.inFlight.size);
       void this.#o.mounts?.finish(id); // the last commit of its writable mounts: their folders are the plane's
       channel.abort(new Error("container exited"));
       if (worker.inFlight.size === 0) {

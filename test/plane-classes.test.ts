@@ -99,6 +99,20 @@ describe("classes on the plane", () => {
     );
   });
 
+  it("says so too when enter() left a promise that rejected before the container was ready", async () => {
+    const err = await lookup("classes", "Rejecting.wait", { gateway: stack.url })
+      .remote({})
+      .catch((e) => e);
+    expect(err).toBeInstanceOf(ContainerFailedError);
+    expect(err.message).toMatch(
+      /^classes\.Rejecting\.wait container ctr-[0-9a-f]{8} crashed with exit code 1 while starting, after a promise rejection nobody handled \(RangeError: nobody awaited this\)/,
+    );
+    const crashLine = async () =>
+      (await systemLines()).find((l) => l.containerId === err.details.containerId && l.text.includes(" crashed with exit code 1 after "));
+    await expect.poll(crashLine, { timeout: 20_000 }).toBeDefined();
+    expect((await crashLine())!.text).toMatch(/:\nRangeError: nobody awaited this\n {4}at \S*enter \(\S*class-app\.ts:\d+:\d+\)$/);
+  });
+
   it("keeps a class with minContainers warm, entered before any input, one container for all its methods", async () => {
     await eventually(() => stack.planeOutput.some((l) => /ctr-[0-9a-f]{8}\] warm enter/.test(l)), 20_000);
     const warm = (name: string) => lookup("classes", `Warm.${name}`, { gateway: stack.url });

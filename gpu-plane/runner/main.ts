@@ -29,6 +29,7 @@ import {
 } from "../../sdk/protocol.js";
 import { LineSplitter } from "../../sdk/stream-lines.js";
 import { maskSecretValues, maskedError } from "../../sdk/secret.js";
+import { writeSync } from "node:fs";
 import { format } from "node:util";
 import { wasmFunction } from "../../wasm/function.js";
 import { IN_CONTAINER } from "../drivers/driver.js";
@@ -58,9 +59,11 @@ export async function runFunctions(
   );
   const secretValues = Object.values(secrets);
   maskConsole(secretValues);
-  // Connected, what the app's code throws outside a call goes to the plane, ahead of the lines held.
+  // What the app's code throws outside a call goes to the plane, ahead of the lines held; before the runner is connected
+  // (a rejection in enter()), once it is, in place of its ready frame.
   let tellPlane: ((frame: UncaughtFrame) => void) | undefined;
-  leaveOnUncaught(secretValues, () => tellPlane);
+  let untold: UncaughtFrame | undefined;
+  leaveOnUncaught(secretValues, (frame) => (tellPlane ? tellPlane(frame) : (untold = frame)));
   installPlaneApi(given); // the SDK's requests go to the plane; mounted volumes commit and reload through it
   const app = loadAppModule("app", appExports);
   const functions = new Map<string, { handler: (...args: unknown[]) => unknown; env: Record<string, string> }>(
@@ -97,6 +100,7 @@ export async function runFunctions(
   });
   capture.attach((text) => socket.write(text));
   tellPlane = (frame) => socket.write(capture.take() + JSON.stringify(frame) + "\n", () => process.exit(1));
+  if (untold) return tellPlane(untold);
   const sendFrame = (frame: RunnerFrame) => socket.write(capture.take(frame.t === "output" ? frame.callId : undefined) + JSON.stringify(frame) + "\n");
   const send = sendFrame;
   // Only a class's container has instances whose exit() hooks a stop runs; a function's stops with nothing to run.
@@ -252,10 +256,10 @@ const UNCAUGHT_SEND_MS = 1_000;
  * What the app's code throws outside any call's handler (a timer, a loop a class's `enter()` started) or a promise
  * rejection nobody handled ends the container with exit code 1, as in Node, but said in the plane's words: sent as an
  * `uncaught` frame, whose stack the plane maps to the app's files for its line about the exit, instead of Node's
- * report, which quotes the bundle's minified source line (64 KiB of it). Before the runner is connected the error,
- * cut, goes to stderr, which the plane reads as the container's output.
+ * report, which quotes the bundle's minified source line (64 KiB of it). Not sent within `UNCAUGHT_SEND_MS` (the
+ * runner never connected), the error, cut, goes to stderr, which the plane reads as the container's output.
  */
-function leaveOnUncaught(secretValues: string[], plane: () => ((frame: UncaughtFrame) => void) | undefined): void {
+function leaveOnUncaught(secretValues: string[], tell: (frame: UncaughtFrame) => void): void {
   let leaving = false;
   const leave = (thrown: unknown, origin: UncaughtFrame["origin"]) => {
     if (leaving) return; // another one while the first is told: the first is why the container ends
@@ -263,10 +267,14 @@ function leaveOnUncaught(secretValues: string[], plane: () => ((frame: UncaughtF
     process.exitCode = 1;
     const { name, message, stack } = toWireError(maskedError(remoteErrorFrom(thrown), secretValues)).remote!;
     const error = { name: cutLogLine(name), message: cutLogLine(message), ...(stack ? { stack: cutLogLine(stack) } : {}) };
-    setTimeout(() => process.exit(1), UNCAUGHT_SEND_MS); // a plane that does not read its socket does not keep it up
-    const send = plane();
-    if (send) return send({ t: "uncaught", origin, error });
-    process.stderr.write(`tandem runner: ${uncaughtCause(origin)}: ${error.stack ?? `${error.name}: ${error.message}`}\n`, () => process.exit(1));
+    setTimeout(() => {
+      try {
+        writeSync(2, `tandem runner: ${uncaughtCause(origin)}: ${error.stack ?? `${error.name}: ${error.message}`}\n`);
+      } finally {
+        process.exit(1);
+      }
+    }, UNCAUGHT_SEND_MS);
+    tell({ t: "uncaught", origin, error });
   };
   process.on("uncaughtException", (err) => leave(err, "exception"));
   process.on("unhandledRejection", (reason) => leave(reason, "rejection"));
