@@ -108,7 +108,10 @@ export function decodeBodyValue(json: unknown, meta: unknown, field: string): un
 export function limitBody(request: Request, maxBytes: number, whose?: string): { request: Request; passed(): PayloadTooLargeError | undefined } {
   const declared = Number(request.headers.get("content-length") ?? "NaN");
   if (declared > maxBytes) throw bodyTooLarge(maxBytes, declared, whose);
-  if (request.body === null || maxBytes === Infinity) return { request, passed: () => undefined };
+  // A GET or HEAD may arrive with a body (`content-length: 0` from some clients), but no Request can be made with
+  // one: it goes on as it came, its declared length checked above.
+  const bodyless = request.method === "GET" || request.method === "HEAD";
+  if (request.body === null || maxBytes === Infinity || bodyless) return { request, passed: () => undefined };
   let seen = 0;
   let error: PayloadTooLargeError | undefined;
   const counter = new TransformStream<Uint8Array, Uint8Array>({

@@ -362,6 +362,23 @@ describe("web endpoints", () => {
     expect(body.error.remote.stack).toBeUndefined();
   });
 
+  it("answers a GET that carries a body (an empty one with content-length: 0, or a few bytes) as it answers one without", async () => {
+    const get = (path: string, body: string) =>
+      new Promise<{ status: number; text: string }>((resolve, reject) => {
+        const req = http.request(`${gw.url}${path}`, { method: "GET", headers: { "content-length": String(body.length) } }, (res) => {
+          let text = "";
+          res.on("data", (d) => (text += d));
+          res.on("end", () => resolve({ status: res.statusCode!, text }));
+        });
+        req.on("error", reject);
+        req.end(body);
+      });
+    for (const body of ["", "x"]) {
+      expect(await get("/edge/hello/Ada", body)).toEqual({ status: 200, text: JSON.stringify({ hello: "Ada" }) });
+      expect(await get("/edge/api/square/12", body)).toEqual({ status: 200, text: JSON.stringify({ result: 144 }) });
+    }
+  });
+
   it("answers 404 naming an unknown app or label", async () => {
     const app = await fetch(`${gw.url}/nosuchapp/x`);
     expect(app.status).toBe(404);
