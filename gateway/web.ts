@@ -67,7 +67,9 @@ function mountWebApp(web: Hono<Web>, appName: string, mount: WebMount): void {
   web.mount(
     paths.web(appName, mount.label),
     async (request, env, ctx, config: GatewayConfig) => {
-      if (mount.auth === "token") await authorizeWeb(env as Env, request, appName, mount.label);
+      // A browser's CORS preflight carries no credentials, by the standard: it goes to the app's own CORS handling, and
+      // the request it clears is the one checked.
+      if (mount.auth === "token" && !isCorsPreflight(request)) await authorizeWeb(env as Env, request, appName, mount.label);
       let body: ReturnType<typeof limitBody>;
       try {
         body = limitBody(request, mount.maxBodyBytes ?? config.maxBodyBytes, whoseLimit(appName, mount.label, mount.maxBodyBytes));
@@ -110,6 +112,11 @@ function mountWebApp(web: Hono<Web>, appName: string, mount: WebMount): void {
     },
     withConfig,
   );
+}
+
+/** A browser asking whether it may send a cross-origin request: `OPTIONS` with `Access-Control-Request-Method`. */
+function isCorsPreflight(request: Request): boolean {
+  return request.method === "OPTIONS" && request.headers.has("access-control-request-method");
 }
 
 function addEndpoint(web: Hono<Web>, appName: string, endpoint: EndpointHandle): void {

@@ -323,6 +323,20 @@ describe("web endpoints and agents that ask for a token", () => {
     expect((await fetch(`${gw.url}/guarded/secret`, { headers: bearer(edgeOnly.token) })).status).toBe(403);
   });
 
+  it("lets a browser's CORS preflight to a guarded web app reach the app's own CORS handling; the request it clears is checked", async () => {
+    const preflight = { origin: "https://app.example", "access-control-request-method": "GET", "access-control-request-headers": "authorization" };
+    const cleared = await fetch(`${gw.url}/guarded/admin/`, { method: "OPTIONS", headers: preflight });
+    expect(cleared.status).toBe(204); // hono's cors(), which the app mounts, answered it
+    expect(cleared.headers.get("access-control-allow-origin")).toBe("https://app.example");
+    expect(cleared.headers.get("access-control-allow-headers")).toBe("Authorization");
+    // An OPTIONS that is not a preflight, and the cross-origin request itself without its token, are checked as ever.
+    expect((await fetch(`${gw.url}/guarded/admin/`, { method: "OPTIONS" })).status).toBe(401);
+    expect((await fetch(`${gw.url}/guarded/admin/`, { headers: { origin: "https://app.example" } })).status).toBe(401);
+    const allowed = await fetch(`${gw.url}/guarded/admin/`, authed({ headers: { origin: "https://app.example" } }));
+    expect(allowed.status).toBe(200);
+    expect(allowed.headers.get("access-control-allow-origin")).toBe("https://app.example");
+  });
+
   it("opens a guarded endpoint with a connect token for it, and not with one for another label or app, or an old one", async () => {
     const mint = async (body: Record<string, unknown>, app = "guarded") =>
       (await (await api(`/v1/apps/${app}/connect-token`, ADMIN_TOKEN, { method: "POST", body: JSON.stringify(body) })).json()) as {
