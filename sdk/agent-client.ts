@@ -22,7 +22,7 @@ import {
 } from "./protocol.js";
 
 export interface ConnectOptions {
-  /** The gateway (default: TANDEM_GATEWAY, then http://127.0.0.1:8787). */
+  /** The gateway (default: TANDEM_GATEWAY, then a `tandem serve` running in this folder, then http://127.0.0.1:8787). */
   gateway?: string;
   /** Resume this session (same state); default: a new session with a fresh id. */
   sessionId?: string;

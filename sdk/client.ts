@@ -14,7 +14,7 @@ import { gatewayExchange, gatewayFetch } from "./transport.js";
 import { toHex } from "./hex.js";
 import { API_LIMITS, DELIVERY_DEFAULTS, GATEWAY_DEFAULTS, LOCAL_DEFAULTS } from "./defaults.js";
 import { GatewayUnreachableError, InvalidOptionsError, TandemError, fromWireError, type WireError } from "./errors.js";
-import { findToken, refusedTokenHint, type FoundToken } from "./credentials.js";
+import { findToken, localGatewayUrl, refusedTokenHint, type FoundToken } from "./credentials.js";
 import type { Invoker, MapOutcome } from "./invoker.js";
 import { ndjsonLines } from "./stream-lines.js";
 import { checkSendable } from "./arguments.js";
@@ -61,11 +61,12 @@ export function gatewayUnreachable(baseUrl: string, err: unknown): GatewayUnreac
 
 /**
  * The gateway to talk to: the explicit option, then `TANDEM_GATEWAY`, then
- * `http://127.0.0.1:8787`.
+ * the one a `tandem serve` running in this folder serves (`localGatewayUrl`),
+ * then `http://127.0.0.1:8787`.
  */
 export function resolveGatewayUrl(explicit?: string): string {
   const env = (globalThis as { process?: { env?: Record<string, string | undefined> } }).process?.env;
-  const raw = explicit ?? env?.TANDEM_GATEWAY ?? DEFAULT_GATEWAY;
+  const raw = explicit ?? (env?.TANDEM_GATEWAY || undefined) ?? localGatewayUrl() ?? DEFAULT_GATEWAY;
   let url: URL;
   try {
     url = new URL(raw);

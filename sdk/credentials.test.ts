@@ -2,7 +2,9 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync }
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { findToken, refusedTokenHint, saveToken, tokenFor } from "./credentials.js";
+import { spawnSync } from "node:child_process";
+import { findToken, localGatewayUrl, refusedTokenHint, saveToken, tokenFor } from "./credentials.js";
+import { resolveGatewayUrl } from "./client.js";
 
 const A = "tk-aaaaaaaaaaaaaaaa.ts-aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
 const B = "tk-bbbbbbbbbbbbbbbb.ts-bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";
@@ -27,6 +29,26 @@ describe("which token a client sends", () => {
     if (saved.profile === undefined) delete process.env.TANDEM_PROFILE;
     else process.env.TANDEM_PROFILE = saved.profile;
     rmSync(dir, { recursive: true, force: true });
+  });
+
+  it("finds the gateway a serve in this folder says it serves, while its process lives", () => {
+    const say = (pid: number) => writeFileSync(join(dir, ".tandem", "gateway.json"), JSON.stringify({ url: "http://127.0.0.1:19555", pid }));
+    say(process.pid);
+    expect(localGatewayUrl()).toBe("http://127.0.0.1:19555");
+    const gatewayVar = process.env.TANDEM_GATEWAY;
+    delete process.env.TANDEM_GATEWAY;
+    try {
+      expect(resolveGatewayUrl()).toBe("http://127.0.0.1:19555");
+      expect(resolveGatewayUrl("http://127.0.0.1:1")).toBe("http://127.0.0.1:1"); // the option first
+    } finally {
+      if (gatewayVar !== undefined) process.env.TANDEM_GATEWAY = gatewayVar;
+    }
+  });
+
+  it("does not take the word of a serve that is gone (killed before it could remove its file)", () => {
+    const gone = spawnSync(process.execPath, ["-e", ""]).pid!;
+    writeFileSync(join(dir, ".tandem", "gateway.json"), JSON.stringify({ url: "http://127.0.0.1:19555", pid: gone }));
+    expect(localGatewayUrl()).toBeUndefined();
   });
 
   it("sends the local admin token to a gateway on this machine only", () => {

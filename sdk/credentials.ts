@@ -15,6 +15,9 @@ import { TOKEN_PATTERN, notAnApiToken } from "./protocol.js";
 /** Where `tandem serve` keeps the local gateway's admin token, relative to the folder it runs in. */
 export const LOCAL_TOKEN_FILE = ".tandem/token";
 
+/** Where a running `tandem serve` says where it serves (`{"url", "pid"}`), relative to the folder it runs in. */
+export const LOCAL_GATEWAY_FILE = ".tandem/gateway.json";
+
 /** The profile file's default name, in the home folder; `TANDEM_PROFILE` names another. */
 export const PROFILE_FILE = ".tandem.toml";
 
@@ -87,6 +90,42 @@ export function findToken(gatewayUrl: string, explicit?: string): FoundToken | u
   const file = localTokenFile(gatewayUrl);
   if (file) return { token: checkToken(n.fs.readFileSync(file, "utf8").trim(), file), source: "local", file };
   return undefined;
+}
+
+let servedHere: { at: number; cwd: string; url: string | undefined } | undefined;
+
+/**
+ * The URL a `tandem serve` running in this folder serves at (`.tandem/gateway.json`), so that the CLI and the SDK
+ * find one started with `--port`; undefined outside Node, without the file, or when the serve that wrote it is gone
+ * (killed before it could remove it). Read at most once a second.
+ * @example resolveGatewayUrl() // --gateway, else TANDEM_GATEWAY, else localGatewayUrl(), else http://127.0.0.1:8787
+ */
+export function localGatewayUrl(): string | undefined {
+  const n = node();
+  if (!n) return undefined;
+  const cwd = n.cwd();
+  if (servedHere && servedHere.cwd === cwd && Date.now() - servedHere.at < 1000) return servedHere.url;
+  let url: string | undefined;
+  try {
+    const file = `${cwd}/${LOCAL_GATEWAY_FILE}`;
+    if (n.fs.existsSync(file)) {
+      const said = JSON.parse(n.fs.readFileSync(file, "utf8")) as { url?: unknown; pid?: unknown };
+      if (typeof said.url === "string" && typeof said.pid === "number" && processAlive(said.pid)) url = said.url;
+    }
+  } catch {
+    url = undefined; // half written, or not ours: as if there were none
+  }
+  servedHere = { at: Date.now(), cwd, url };
+  return url;
+}
+
+function processAlive(pid: number): boolean {
+  try {
+    (globalThis as unknown as { process: { kill(pid: number, signal: number): void } }).process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as { code?: string }).code === "EPERM"; // alive, another user's
+  }
 }
 
 /**

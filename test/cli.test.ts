@@ -3,6 +3,7 @@
  * reload), run, apps, and the hello example's client.
  */
 import { execFileSync, spawn } from "node:child_process";
+import { existsSync } from "node:fs";
 import { mkdtemp, readFile, rm, stat, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
@@ -346,6 +347,7 @@ describe("reloading on change", () => {
   });
   afterAll(async () => {
     await served?.stop();
+    expect(existsSync(join(dir, ".tandem", "gateway.json"))).toBe(false); // a stopped serve is not found again
     await rm(dir, { recursive: true, force: true });
   });
 
@@ -365,6 +367,15 @@ describe("reloading on change", () => {
     const statuses = await Promise.all(during);
     expect(statuses.length).toBeGreaterThan(5);
     expect(statuses.every((s) => s === 200)).toBe(true);
+  });
+
+  it("is found by the CLI run in its folder without --gateway, on whatever port it serves, and forgotten once it stops", async () => {
+    const env = { TANDEM_GATEWAY: "" }; // as in a shell that never set it
+    const apps = await runCli(["apps", "--json"], { cwd: dir, env });
+    expect(apps.stderr).toBe("");
+    expect(JSON.parse(apps.stdout)).toMatchObject([{ name: "reloady" }]);
+    const said = JSON.parse(await readFile(join(dir, ".tandem", "gateway.json"), "utf8")) as { url: string; pid: number };
+    expect(said).toEqual({ url: served.url, pid: served.process.pid });
   });
 
   it("keeps serving the old code when the change has invalid options", async () => {

@@ -33,6 +33,8 @@ export interface CliConfig {
 }
 
 /** `--env`, on every command that addresses apps or their stores (secrets, volumes, dicts, queues, logs, schedules). */
+/** `--gateway`'s help, the same for every command that talks to one. */
+export const GATEWAY_HELP = "gateway URL (default: TANDEM_GATEWAY, then a tandem serve running in this folder, then http://127.0.0.1:8787)";
 export const ENV_HELP = "the environment (default: TANDEM_ENV, then the gateway's own, main unless it was served or deployed with --env)";
 
 /** Variables that are the CLI's own, not the gateway's. */

@@ -5,6 +5,7 @@
  * `xdg-open` where a display is set, `start` on Windows). Never fails for want
  * of a browser: the URL is printed either way.
  */
+import { GATEWAY_HELP } from "./config.js";
 import { spawn } from "node:child_process";
 import type { Command } from "commander";
 import type { HttpInvoker } from "../client.js";
@@ -17,7 +18,7 @@ export function addDashboardCommand(program: Command, clientOf: (opts: { gateway
     .command("dashboard")
     .description("open the gateway's dashboard: apps, functions, calls and their logs, planes, schedules, agents, usage")
     .option("--no-open", "print the login link only; do not start a browser")
-    .option("-g, --gateway <url>", "gateway URL (default: TANDEM_GATEWAY, then http://127.0.0.1:8787)")
+    .option("-g, --gateway <url>", GATEWAY_HELP)
     .option("--token <token>", tokenHelp)
     .addHelpText(
       "after",

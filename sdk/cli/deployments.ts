@@ -5,6 +5,7 @@
  * and `tandem app history` and `tandem app rollback`, which fetches an old
  * version's files and runs the upload step deploy runs with them.
  */
+import { GATEWAY_HELP } from "./config.js";
 import { execFileSync } from "node:child_process";
 import { mkdir, mkdtemp, readFile, readdir, writeFile } from "node:fs/promises";
 import { dirname, join, relative } from "node:path";
@@ -199,7 +200,7 @@ export function addDeploymentCommands(
     .command("history")
     .description("an app's deployments, newest (live) first: version, time, code, git commit, who, and what a rollback restored")
     .argument("<app>", "the app's name")
-    .option("-g, --gateway <url>", "gateway URL (default: TANDEM_GATEWAY, then http://127.0.0.1:8787)")
+    .option("-g, --gateway <url>", GATEWAY_HELP)
     .option("--token <token>", tokenHelp)
     .option("--env <name>", envHelp)
     .option("--json", "print JSON")
@@ -222,7 +223,7 @@ export function addDeploymentCommands(
     .description("deploy an older version of an app again, as a new version (its Worker and plane bundles, as they were deployed)")
     .argument("<app>", "the app's name")
     .argument("[version]", "the version to restore (default: the one before the live one)", parseVersion)
-    .option("-g, --gateway <url>", "gateway URL (default: TANDEM_GATEWAY, then http://127.0.0.1:8787)")
+    .option("-g, --gateway <url>", GATEWAY_HELP)
     .option("--token <token>", tokenHelp)
     .option("--env <name>", envHelp)
     .option("--outdir <dir>", "where the old version's files are written before they are uploaded (default: a new folder in .tandem/rollback)")

@@ -5,7 +5,7 @@
  * or with `--call`, until the call has ended and its last lines are printed.
  */
 import { Command, InvalidArgumentError } from "commander";
-import { ENV_HELP } from "./config.js";
+import { ENV_HELP, GATEWAY_HELP } from "./config.js";
 import type { HttpInvoker } from "../client.js";
 import { LOG_LIMITS } from "../defaults.js";
 import { InvalidOptionsError } from "../errors.js";
@@ -42,7 +42,7 @@ export function addLogsCommand(program: Command, clientOf: (opts: { gateway?: st
     .option("-n, --lines <n>", `the last n lines (default ${LOG_LIMITS.defaultLimit}, at most ${LOG_LIMITS.maxLimit}; 0 with -f: only new lines)`, parseCount)
     .option("-f, --follow", "keep printing new lines as they come (Ctrl-C stops; with --call, it ends once the call has ended and its last lines are printed)")
     .option("--json", "print each line as JSON, its text exact (without it, control characters show as escapes: \\x1b)")
-    .option("-g, --gateway <url>", "gateway URL (default: TANDEM_GATEWAY, then http://127.0.0.1:8787)")
+    .option("-g, --gateway <url>", GATEWAY_HELP)
     .option("--token <token>", tokenHelp)
     .option("--env <name>", ENV_HELP)
     .action(async (app: string, opts: LogsOpts) => {

@@ -25,7 +25,7 @@ import {
 } from "../protocol.js";
 import { existsSync } from "node:fs";
 import { FUNCTION_DEFAULTS, LOCAL_DEFAULTS, PLANE_DEFAULTS } from "../defaults.js";
-import { ENV_HELP, readCliConfig, type CliConfig } from "./config.js";
+import { ENV_HELP, GATEWAY_HELP, readCliConfig, type CliConfig } from "./config.js";
 import { formatCommanderError, printFailure } from "./failure.js";
 import { parseChoice } from "./choice-option.js";
 import { addTokenCommands } from "./tokens.js";
@@ -223,7 +223,7 @@ program
     parseRegion,
     "local",
   )
-  .option("-g, --gateway <url>", "gateway URL (default: TANDEM_GATEWAY, then http://127.0.0.1:8787)")
+  .option("-g, --gateway <url>", GATEWAY_HELP)
   .option("--gpus <inventory>", 'declare a simulated GPU inventory, e.g. "A100:2,T4:1" (default: real GPUs from nvidia-smi)')
   .option("--runtime <runtime>", "container runtime: docker, or process (unsandboxed, development only)", parseRuntime, "docker")
   .option("--docker-runtime <name>", "the Docker runtime of function containers: runsc (gVisor) or runc (default: runsc where the engine lists it, else runc)")
@@ -289,7 +289,7 @@ appCommand
   .command("stop")
   .description("stop every plane container of an app (and its warm pools, until it is served or deployed again)")
   .argument("<app>", "the app's name")
-  .option("-g, --gateway <url>", "gateway URL (default: TANDEM_GATEWAY, then http://127.0.0.1:8787)")
+  .option("-g, --gateway <url>", GATEWAY_HELP)
   .option("--token <token>", TOKEN_HELP)
   .option("--env <name>", ENV_HELP)
   .action(async (app: string, opts: { gateway?: string; token?: string }) => {
@@ -300,7 +300,7 @@ appCommand
   .command("rollover")
   .description("restart an app's plane containers, each once its calls end, so new ones read its secrets' current values")
   .argument("<app>", "the app's name")
-  .option("-g, --gateway <url>", "gateway URL (default: TANDEM_GATEWAY, then http://127.0.0.1:8787)")
+  .option("-g, --gateway <url>", GATEWAY_HELP)
   .option("--token <token>", TOKEN_HELP)
   .option("--env <name>", ENV_HELP)
   .action(async (app: string, opts: { gateway?: string; token?: string }) => {
@@ -316,7 +316,7 @@ program
   .description("container time and cost on the planes, by app, function and GPU type")
   .option("--app <app>", "only this app")
   .option("--since <when>", 'only time after this: a duration ("1h", "30m", "7d") or a date', parseSince)
-  .option("-g, --gateway <url>", "gateway URL (default: TANDEM_GATEWAY, then http://127.0.0.1:8787)")
+  .option("-g, --gateway <url>", GATEWAY_HELP)
   .option("--token <token>", TOKEN_HELP)
   .option("--env <name>", ENV_HELP)
   .option("--json", "print JSON")
@@ -346,7 +346,7 @@ program
 program
   .command("apps")
   .description("list the apps, functions and web endpoints a gateway serves")
-  .option("-g, --gateway <url>", "gateway URL (default: TANDEM_GATEWAY, then http://127.0.0.1:8787)")
+  .option("-g, --gateway <url>", GATEWAY_HELP)
   .option("--token <token>", TOKEN_HELP)
   .option("--env <name>", ENV_HELP)
   .option("--json", "print JSON")
@@ -389,7 +389,7 @@ scheduleCommand
   .command("list")
   .description("each scheduled function: its schedule, the next three runs, and the last run's outcome and duration")
   .argument("[app]", "only this app")
-  .option("-g, --gateway <url>", "gateway URL (default: TANDEM_GATEWAY, then http://127.0.0.1:8787)")
+  .option("-g, --gateway <url>", GATEWAY_HELP)
   .option("--token <token>", TOKEN_HELP)
   .option("--env <name>", ENV_HELP)
   .option("--json", "print JSON")
@@ -412,7 +412,7 @@ scheduleCommand
   .command("trigger")
   .description("fire one run of a scheduled function now, as its schedule would")
   .argument("<target>", "app and function: app::function")
-  .option("-g, --gateway <url>", "gateway URL (default: TANDEM_GATEWAY, then http://127.0.0.1:8787)")
+  .option("-g, --gateway <url>", GATEWAY_HELP)
   .option("--token <token>", TOKEN_HELP)
   .option("--env <name>", ENV_HELP)
   .action(async (target: string, opts: { gateway?: string; token?: string }) => {

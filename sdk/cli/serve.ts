@@ -3,11 +3,12 @@
  * workerd behind the local front door, print every endpoint, stream the
  * functions' logs, and reload on change without failing requests in flight.
  */
-import { watch, type FSWatcher } from "node:fs";
+import { readFileSync, rmSync, watch, writeFileSync, type FSWatcher } from "node:fs";
 import { dirname, join } from "node:path";
 import { Inventory } from "../../gpu-plane/inventory.js";
 import { Plane, planeGpus } from "../../gpu-plane/plane.js";
 import type { App } from "../app.js";
+import { LOCAL_GATEWAY_FILE } from "../credentials.js";
 import { DASHBOARD, paths, type DeployStrategy } from "../protocol.js";
 import { FrontDoor, endpointBodyLimits, endpointsAskingToken, webMounts } from "./front-door.js";
 import { BuildCache } from "./build-cache.js";
@@ -129,6 +130,9 @@ export async function serve(options: ServeOptions): Promise<Serving> {
   log(
     `${style.ok("✓")} gateway ready at ${style.bold(url.href.replace(/\/$/, ""))} ${style.dim(`(workerd, ${Math.round(performance.now() - started)} ms, state in ${join(".tandem", "state")})`)}`,
   );
+  // The CLI and the SDK run in this folder find this gateway without --gateway, whatever its port (localGatewayUrl).
+  const servedFile = join(state, "..", LOCAL_GATEWAY_FILE);
+  writeFileSync(servedFile, JSON.stringify({ url: url.href.replace(/\/$/, ""), pid: process.pid }) + "\n");
   log(`${style.ok("✓")} ${plane.describe()}`);
   if (plane.metricsUrl) log(style.dim(`  metrics at ${plane.metricsUrl}`));
   if (plane.inventory.simulated) {
@@ -254,6 +258,7 @@ export async function serve(options: ServeOptions): Promise<Serving> {
       await plane?.close();
       trace("serve: plane closed");
       closed = true;
+      forgetServed(servedFile);
       await door.close();
       await reloading; // one under way stops what it started
       trace("serve: gateway closed");
@@ -268,6 +273,15 @@ export async function serve(options: ServeOptions): Promise<Serving> {
  */
 function echoGatewayLine(line: string, stream: "stdout" | "stderr"): void {
   (stream === "stdout" ? process.stdout : process.stderr).write(visibleControls(line) + "\n");
+}
+
+/** Removes the file that says where this process serves, unless another serve has written it since. */
+function forgetServed(file: string): void {
+  try {
+    if ((JSON.parse(readFileSync(file, "utf8")) as { pid?: unknown }).pid === process.pid) rmSync(file);
+  } catch {
+    // gone already, or not ours to remove
+  }
 }
 
 function printEndpoints(apps: App[], url: URL, log: (line: string) => void): void {

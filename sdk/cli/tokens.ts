@@ -3,6 +3,7 @@
  * (docs/security.md). A new token is printed once; `--save` keeps it in the
  * profile file for that gateway, where the SDK and CLI find it.
  */
+import { GATEWAY_HELP } from "./config.js";
 import { spawn } from "node:child_process";
 import { join } from "node:path";
 import { Command, InvalidArgumentError } from "commander";
@@ -29,8 +30,7 @@ type GatewayOpts = { gateway?: string; token?: string };
 /** Adds `tandem token …` to `program`; `clientOf` makes a client for a command's `--gateway` and `--token`. */
 export function addTokenCommands(program: Command, clientOf: (opts: GatewayOpts) => HttpInvoker, tokenHelp: string): void {
   const token = program.command("token").description("API tokens: who may call what on a gateway (docs/security.md)");
-  const withGateway = (cmd: Command) =>
-    cmd.option("-g, --gateway <url>", "gateway URL (default: TANDEM_GATEWAY, then http://127.0.0.1:8787)").option("--token <token>", tokenHelp);
+  const withGateway = (cmd: Command) => cmd.option("-g, --gateway <url>", GATEWAY_HELP).option("--token <token>", tokenHelp);
 
   withGateway(
     token
