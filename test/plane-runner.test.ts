@@ -103,10 +103,10 @@ describe("the runner, when its app's code throws outside a call", () => {
     classes = await bundlePlane(CLASS_APP, join(dir, "build-classes"));
   });
 
-  it("tells its plane what was thrown in one frame and exits 1, printing none of the bundle's source", async () => {
+  /** A class's container running `method` until it exits: the frames it sent its plane, what it printed, its exit. */
+  async function runUntilExit(method: string) {
     const control = await controlSocket(false);
-    // A class's container: its enter() starts a timer that throws 1.5 s later.
-    const runner = await startRunner(control.controlDir, { TANDEM_FUNCTION: "Looping.wait", TANDEM_CLS_PARAMS: "{}" }, classes.path);
+    const runner = await startRunner(control.controlDir, { TANDEM_FUNCTION: method, TANDEM_CLS_PARAMS: "{}" }, classes.path);
     const socket = await control.connected;
     let read = "";
     socket.setEncoding("utf8").on("data", (chunk: string) => (read += chunk));
@@ -116,27 +116,23 @@ describe("the runner, when its app's code throws outside a call", () => {
       .split("\n")
       .filter(Boolean)
       .map((line) => JSON.parse(line) as { t: string; origin?: string; error?: { name: string; message: string; stack?: string } });
+    return { frames, output: runner.output, exit };
+  }
+
+  it("tells its plane what was thrown in one frame and exits 1, printing none of the bundle's source", async () => {
+    // A class's container: its enter() starts a timer that throws 1.5 s later.
+    const { frames, output: printed, exit } = await runUntilExit("Looping.wait");
     expect(frames.map((f) => f.t)).toEqual(["ready", "uncaught"]);
     expect(frames[1]).toMatchObject({ origin: "exception", error: { name: "TypeError", message: "the background loop lost its queue" } });
     expect(frames[1]!.error!.stack).toMatch(/^TypeError: the background loop lost its queue\n\s+at /);
-    expect(runner.output).toEqual([]);
+    expect(printed).toEqual([]);
     expect(exit.code).toBe(1);
   });
 
   it("tells it in place of its ready frame when that came before the runner connected", async () => {
-    const control = await controlSocket(false);
-    const runner = await startRunner(control.controlDir, { TANDEM_FUNCTION: "Rejecting.wait", TANDEM_CLS_PARAMS: "{}" }, classes.path);
-    const socket = await control.connected;
-    let read = "";
-    socket.setEncoding("utf8").on("data", (chunk: string) => (read += chunk));
-    const exit = await runner.exited;
-    control.close();
-    const frames = read
-      .split("\n")
-      .filter(Boolean)
-      .map((line) => JSON.parse(line) as { t: string });
+    const { frames, output: printed, exit } = await runUntilExit("Rejecting.wait");
     expect(frames).toEqual([{ t: "uncaught", origin: "rejection", error: expect.objectContaining({ name: "RangeError", message: "nobody awaited this" }) }]);
-    expect(runner.output).toEqual([]);
+    expect(printed).toEqual([]);
     expect(exit.code).toBe(1);
   });
 });
