@@ -13,6 +13,7 @@ import { InvalidOptionsError, NotFoundError } from "../errors.js";
 import { encodeValue } from "../protocol.js";
 import { Queue } from "../queue.js";
 import type { StoreOptions } from "../store-client.js";
+import { addCreateCommand } from "./create-command.js";
 import { style } from "./style.js";
 
 type GatewayOpts = { gateway?: string; token?: string; env?: string };
@@ -23,16 +24,13 @@ export function addDictQueueCommands(program: Command, optionsOf: (opts: Gateway
 
   const dict = program.command("dict").description("dicts: small shared state kept by the gateway (docs/dict-queue.md)");
 
-  withGateway(
-    dict
-      .command("create")
-      .description("make a dict (needs a token of scope deploy)")
-      .argument("<name>", "the dict's name")
-      .option("--exist-ok", "succeed when it exists already"),
-  ).action(async (name: string, opts: GatewayOpts & { existOk?: boolean }) => {
-    const info = await Dict.create(name, { ...optionsOf(opts), existOk: opts.existOk ?? false });
-    console.log(`${style.ok("✓")} dict ${info.name} (${info.len} entries)`);
-  });
+  addCreateCommand(
+    dict,
+    "dict",
+    withGateway,
+    (name, existOk, opts: GatewayOpts) => Dict.create(name, { ...optionsOf(opts), existOk }),
+    (info) => `${info.len} entries`,
+  );
 
   withGateway(dict.command("list").description("the gateway's dicts and their sizes").option("--json", "print JSON")).action(
     async (opts: GatewayOpts & { json?: boolean }) => {
@@ -91,16 +89,13 @@ export function addDictQueueCommands(program: Command, optionsOf: (opts: Gateway
 
   const queue = program.command("queue").description("queues: work handed between functions and tiers (docs/dict-queue.md)");
 
-  withGateway(
-    queue
-      .command("create")
-      .description("make a queue (needs a token of scope deploy)")
-      .argument("<name>", "the queue's name")
-      .option("--exist-ok", "succeed when it exists already"),
-  ).action(async (name: string, opts: GatewayOpts & { existOk?: boolean }) => {
-    const info = await Queue.create(name, { ...optionsOf(opts), existOk: opts.existOk ?? false });
-    console.log(`${style.ok("✓")} queue ${info.name} (${info.len + info.leased} items)`);
-  });
+  addCreateCommand(
+    queue,
+    "queue",
+    withGateway,
+    (name, existOk, opts: GatewayOpts) => Queue.create(name, { ...optionsOf(opts), existOk }),
+    (info) => `${info.len + info.leased} items`,
+  );
 
   withGateway(queue.command("list").description("the gateway's queues and their lengths").option("--json", "print JSON")).action(
     async (opts: GatewayOpts & { json?: boolean }) => {

@@ -15,6 +15,7 @@ import { InvalidOptionsError } from "../errors.js";
 import type { VolumeEntry } from "../protocol.js";
 import { Volume, type VolumeOptions } from "../volume.js";
 import { counted, progressBar } from "./progress.js";
+import { addCreateCommand } from "./create-command.js";
 import { style } from "./style.js";
 
 type GatewayOpts = { gateway?: string; token?: string; env?: string };
@@ -26,16 +27,13 @@ export function addVolumeCommands(program: Command, optionsOf: (opts: GatewayOpt
   const withGateway = (cmd: Command) => cmd.option("-g, --gateway <url>", GATEWAY_HELP).option("--token <token>", tokenHelp).option("--env <name>", ENV_HELP);
   const open = (name: string, opts: GatewayOpts) => Volume.fromName(name, optionsOf(opts));
 
-  withGateway(
-    volume
-      .command("create")
-      .description("make a volume (needs a token of scope deploy)")
-      .argument("<name>", "the volume's name")
-      .option("--exist-ok", "succeed when it exists already"),
-  ).action(async (name: string, opts: GatewayOpts & { existOk?: boolean }) => {
-    const info = await Volume.create(name, { ...optionsOf(opts), existOk: opts.existOk ?? false });
-    console.log(`${style.ok("✓")} volume ${info.name} (version ${info.version}, ${info.files} files)`);
-  });
+  addCreateCommand(
+    volume,
+    "volume",
+    withGateway,
+    (name, existOk, opts: GatewayOpts) => Volume.create(name, { ...optionsOf(opts), existOk }),
+    (info) => `version ${info.version}, ${info.files} files`,
+  );
 
   withGateway(volume.command("list").description("the gateway's volumes").option("--json", "print JSON")).action(
     async (opts: GatewayOpts & { json?: boolean }) => {
