@@ -679,6 +679,25 @@ describe("the dispatcher, on fake containers", () => {
     expect(finished).toBe(true);
     expect(h.dispatcher.containers()).toMatchObject([{ id: container.id, busy: false }]); // released, not retired
   });
+
+  it("keeps a container warm when its generator throws midway: the error is the function's, the container is sound", async () => {
+    const h = harness({
+      count: async function* () {
+        yield 0;
+        throw new Error("boom mid-stream");
+      },
+    });
+    const chunks: unknown[] = [];
+    await expect(
+      (async () => {
+        for await (const chunk of h.dispatcher.stream(request("count"), BUNDLE)) chunks.push(chunk.json);
+      })(),
+    ).rejects.toMatchObject({ code: "function_failed", message: "boom mid-stream" });
+    expect(chunks).toEqual([0]);
+    const container = h.driver.started[0]!;
+    expect(h.dispatcher.containers()).toMatchObject([{ id: container.id, busy: false }]); // released, not retired
+    expect(container.frames.filter((f) => f.t === "cancel")).toEqual([]);
+  });
 });
 
 describe("prepared containers, on fake containers", () => {

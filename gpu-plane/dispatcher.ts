@@ -242,8 +242,9 @@ export class Dispatcher {
           continue;
         }
         if (output) {
-          if (output.status === "failed") throw fromWireError(output.error as WireError);
+          // The runner answered: a generator that threw (or was cancelled) leaves its container sound, so it stays warm.
           clean = true;
+          if (output.status === "failed") throw fromWireError(output.error as WireError);
           return;
         }
         if (worker.protocolError) throw protocolFailure(worker);

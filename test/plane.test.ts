@@ -356,6 +356,7 @@ describe("generator functions on the plane", () => {
     expect(err).toBeInstanceOf(RemoteError);
     expect(err.remoteName).toBe("TypeError");
     expect(err.message).toBe("gave up after 2");
+    await eventually(() => stack.planes[0]!.status().containers.some((c) => c.function === "boomAfter" && !c.busy)); // warm again, not retired
   });
 
   it("stops the container's generator (its finally runs) when the caller stops reading", async () => {
