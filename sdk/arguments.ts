@@ -94,12 +94,15 @@ export async function checkCallArguments(
  * (`clsParamsProblem`). Throws `invalid_request` naming what is wrong.
  * @example
  * checkClassParams("demo.Model.predict", [1]);
- * // InvalidRequestError: demo.Model.predict is a class method, called with the class's parameters first: parameters must be an object ({} for none; got an array)
+ * // InvalidRequestError: demo.Model.predict is a class method, called with the class's parameters first (.remote(parameters, …)…): parameters must be an object ({} for none; got an array)
  */
 export function checkClassParams(where: string, params: unknown): asserts params is Record<string, unknown> {
   const wrong = clsParamsProblem(params);
   if (wrong?.parameter !== undefined) throw new InvalidRequestError(`${where}: class ${wrong.problem}`, { parameter: wrong.parameter });
-  if (wrong) throw new InvalidRequestError(`${where} is a class method, called with the class's parameters first: ${wrong.problem}`);
+  if (wrong)
+    throw new InvalidRequestError(
+      `${where} is a class method, called with the class's parameters first (.remote(parameters, ...args); .starmap([[parameters, ...args], ...]) for many): ${wrong.problem}`,
+    );
 }
 
 /** How many elements a tuple schema (or a pipe from one) lists; 0 for any other list. */
