@@ -257,11 +257,12 @@ export function apiRoutes(): Hono<Api> {
   api.get(ROUTES.callRecord, guard("call"), async (c) => {
     const id = callId(c);
     const wait = c.req.query("wait");
-    const waitMs = wait === undefined ? 0 : /^\d{1,15}$/.test(wait) ? Number(wait) : NaN; // Number() also takes "", " 5" and "0x10"
-    if (!Number.isFinite(waitMs))
+    // Whole milliseconds: Number() would also take "", " 5" and "0x10".
+    if (wait !== undefined && !/^\d{1,15}$/.test(wait))
       throw new InvalidRequestError(
         `"wait" must be a number of milliseconds, 0 or more (a longer wait than ${API_LIMITS.maxWaitMs} is cut to ${API_LIMITS.maxWaitMs})`,
       );
+    const waitMs = Number(wait ?? 0);
     // Another app's call is as unknown as one that never was: a token restricted to apps cannot see it.
     const ledger = ledgerFor(c.env, id);
     const seen = await ledger.get(id, 0);

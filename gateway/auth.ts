@@ -128,8 +128,8 @@ export function mayReachServed(principal: Principal, app: string, served: string
   return mayReach(principal, app) && reachesEnvironment(principal, served);
 }
 
-/** True when `principal` may reach `environment`: it is limited to none, or to that one. */
-export function reachesEnvironment(principal: Pick<Principal, "env">, environment: string): boolean {
+/** True when `principal` may reach `environment` (undefined: every one, as a token limited to none): it is limited to none, or to that one. */
+export function reachesEnvironment(principal: Pick<Principal, "env">, environment: string | undefined): boolean {
   return principal.env === undefined || principal.env === environment;
 }
 

@@ -6,7 +6,7 @@
  */
 import uplotScript from "uplot/dist/uPlot.iife.min.js" with { type: "text" };
 import uplotStyle from "uplot/dist/uPlot.min.css" with { type: "text" };
-import { DASHBOARD_DEFAULTS, LOG_LIMITS } from "../sdk/defaults.js";
+import { DASHBOARD_DEFAULTS } from "../sdk/defaults.js";
 
 const STYLE = `
 *, *::before, *::after { box-sizing: border-box; }
@@ -115,7 +115,7 @@ const SCRIPT = `
     const stick = logs.scrollTop + logs.clientHeight >= logs.scrollHeight - 4;
     logs.append(fragment(JSON.parse(event.data).html, "ol"));
     // A page left open on a busy app would grow without end: the oldest lines go, as the calls table's do.
-    const keep = Number(logs.dataset.keep || ${LOG_LIMITS.maxLimit});
+    const keep = Number(logs.dataset.keep);
     while (logs.children.length > keep) logs.firstElementChild.remove();
     document.getElementById("logs-empty")?.remove();
     if (stick) logs.scrollTop = logs.scrollHeight;

@@ -9,8 +9,8 @@ import { Hono } from "hono";
 import { TOKEN_DEFAULTS } from "../sdk/defaults.js";
 import { sha256Hex } from "../sdk/hex.js";
 import { ForbiddenError, InvalidRequestError, NotFoundError } from "../sdk/errors.js";
-import { ROUTES, TOKEN_ID_PATTERN, TokenCreateRequestSchema, newToken, type TokenCreateAnswer, type TokenInfo } from "../sdk/protocol.js";
-import { forgetToken, guard, isBootstrapToken, principalOf, tokenStore, type Principal } from "./auth.js";
+import { ROUTES, TOKEN_ID_PATTERN, TokenCreateRequestSchema, newToken, type TokenCreateAnswer } from "../sdk/protocol.js";
+import { forgetToken, guard, isBootstrapToken, principalOf, reachesEnvironment, tokenStore } from "./auth.js";
 import { readJsonBody } from "./body.js";
 import type { RouteEnv } from "./env.js";
 import { registry } from "./registry.js";
@@ -20,7 +20,7 @@ export function tokenRoutes(): Hono<RouteEnv> {
 
   routes.get(ROUTES.tokens, guard("admin"), async (c) => {
     const principal = principalOf(c);
-    return c.json({ tokens: (await tokenStore(c.env).list()).filter((t) => sameEnvironment(principal, t)) });
+    return c.json({ tokens: (await tokenStore(c.env).list()).filter((t) => reachesEnvironment(principal, t.env)) });
   });
 
   routes.post(ROUTES.tokens, guard("admin"), async (c) => {
@@ -29,7 +29,7 @@ export function tokenRoutes(): Hono<RouteEnv> {
       throw new InvalidRequestError('an admin token reaches every app: leave out "apps", or give the token scope "call" or "deploy"');
     }
     const principal = principalOf(c);
-    if (!sameEnvironment(principal, request)) {
+    if (!reachesEnvironment(principal, request.env)) {
       throw new ForbiddenError(
         `token ${principal.id} ("${principal.name}") may reach only environment "${principal.env}": a token it makes is limited to it too (send "env": "${principal.env}", or --env ${principal.env})`,
         { token: principal.id, env: principal.env },
@@ -66,7 +66,7 @@ export function tokenRoutes(): Hono<RouteEnv> {
     const principal = principalOf(c);
     if (principal.env !== undefined) {
       const target = (await tokenStore(c.env).list()).find((t) => t.id === id);
-      if (target && !sameEnvironment(principal, target)) {
+      if (target && !reachesEnvironment(principal, target.env)) {
         throw new ForbiddenError(
           `token ${principal.id} ("${principal.name}") may reach only environment "${principal.env}", and token ${id} is not limited to it`,
           {
@@ -84,9 +84,4 @@ export function tokenRoutes(): Hono<RouteEnv> {
   });
 
   return routes;
-}
-
-/** Whether `token` is limited to the one environment `principal` is (true for a principal limited to none). */
-function sameEnvironment(principal: Principal, token: Pick<TokenInfo, "env">): boolean {
-  return principal.env === undefined || token.env === principal.env;
 }

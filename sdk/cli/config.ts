@@ -4,6 +4,7 @@
  * command. Nothing else in the CLI, the local gateway or the plane reads the
  * environment for settings.
  */
+import type { Command } from "commander";
 import { checkPlaneSettings, parseGatewaySettings, parseOtlpSettings, type GatewayConfig, type OtlpSettings } from "../settings.js";
 
 export interface CliConfig {
@@ -36,6 +37,11 @@ export interface CliConfig {
 /** `--gateway`'s help, the same for every command that talks to one. */
 export const GATEWAY_HELP = "gateway URL (default: TANDEM_GATEWAY, then a tandem serve running in this folder, then http://127.0.0.1:8787)";
 export const ENV_HELP = "the environment (default: TANDEM_ENV, then the gateway's own, main unless it was served or deployed with --env)";
+
+/** `--gateway`, `--token` and `--env`, as every command of a gateway's volumes, dicts, queues and secrets takes them. */
+export function withGatewayOptions(command: Command, tokenHelp: string): Command {
+  return command.option("-g, --gateway <url>", GATEWAY_HELP).option("--token <token>", tokenHelp).option("--env <name>", ENV_HELP);
+}
 
 /** Variables that are the CLI's own, not the gateway's. */
 const CLI_ONLY = new Set(["TANDEM_GATEWAY", "TANDEM_FORCE_BUILD", "TANDEM_TOKEN", "TANDEM_PROFILE", "TANDEM_METRICS_TOKEN", "TANDEM_TRACE", "TANDEM_WRANGLER"]);

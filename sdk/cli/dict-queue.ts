@@ -6,7 +6,7 @@
  * else as Node shows them (a `Date`, a `Map`, bytes).
  */
 import { inspect } from "node:util";
-import { ENV_HELP, GATEWAY_HELP } from "./config.js";
+import { withGatewayOptions } from "./config.js";
 import { Command } from "commander";
 import { Dict } from "../dict.js";
 import { InvalidOptionsError, NotFoundError } from "../errors.js";
@@ -20,7 +20,7 @@ type GatewayOpts = { gateway?: string; token?: string; env?: string };
 
 /** Adds `tandem dict …` and `tandem queue …` to `program`; `optionsOf` gives the SDK options for a command's `--gateway` and `--token`. */
 export function addDictQueueCommands(program: Command, optionsOf: (opts: GatewayOpts) => StoreOptions, tokenHelp: string): void {
-  const withGateway = (cmd: Command) => cmd.option("-g, --gateway <url>", GATEWAY_HELP).option("--token <token>", tokenHelp).option("--env <name>", ENV_HELP);
+  const withGateway = (cmd: Command) => withGatewayOptions(cmd, tokenHelp);
 
   const dict = program.command("dict").description("dicts: small shared state kept by the gateway (docs/dict-queue.md)");
 

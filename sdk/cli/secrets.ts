@@ -4,7 +4,7 @@
  * again: the list has names, keys and times.
  */
 import { readFileSync } from "node:fs";
-import { ENV_HELP, GATEWAY_HELP } from "./config.js";
+import { withGatewayOptions } from "./config.js";
 import { Command, InvalidArgumentError } from "commander";
 import type { HttpInvoker } from "../client.js";
 import { NAME_PATTERN, SECRET_KEY_PATTERN, paths, type SecretInfo } from "../protocol.js";
@@ -16,7 +16,7 @@ type GatewayOpts = { gateway?: string; token?: string; env?: string };
 /** Adds `tandem secret …` to `program`; `clientOf` makes a client for a command's `--gateway` and `--token`. */
 export function addSecretCommands(program: Command, clientOf: (opts: GatewayOpts) => HttpInvoker, tokenHelp: string): void {
   const secret = program.command("secret").description("named secrets, read as process.env.KEY by the functions that declare them (docs/secrets.md)");
-  const withGateway = (cmd: Command) => cmd.option("-g, --gateway <url>", GATEWAY_HELP).option("--token <token>", tokenHelp).option("--env <name>", ENV_HELP);
+  const withGateway = (cmd: Command) => withGatewayOptions(cmd, tokenHelp);
 
   withGateway(
     secret

@@ -5,7 +5,7 @@
  * stderr when it is a terminal.
  */
 import { createReadStream, createWriteStream } from "node:fs";
-import { ENV_HELP, GATEWAY_HELP } from "./config.js";
+import { withGatewayOptions } from "./config.js";
 import { mkdir, readdir, stat } from "node:fs/promises";
 import { basename, dirname, join, relative } from "node:path";
 import { Readable } from "node:stream";
@@ -24,7 +24,7 @@ type Options = Omit<VolumeOptions, "createIfMissing">;
 /** Adds `tandem volume …` to `program`; `optionsOf` gives the SDK options for a command's `--gateway` and `--token`. */
 export function addVolumeCommands(program: Command, optionsOf: (opts: GatewayOpts) => Options, tokenHelp: string): void {
   const volume = program.command("volume").description("volumes: files that outlive containers, kept by the gateway (docs/volumes.md)");
-  const withGateway = (cmd: Command) => cmd.option("-g, --gateway <url>", GATEWAY_HELP).option("--token <token>", tokenHelp).option("--env <name>", ENV_HELP);
+  const withGateway = (cmd: Command) => withGatewayOptions(cmd, tokenHelp);
   const open = (name: string, opts: GatewayOpts) => Volume.fromName(name, optionsOf(opts));
 
   addCreateCommand(
