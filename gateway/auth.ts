@@ -158,7 +158,7 @@ export function requireEnvironment(principal: Principal, environment: string): v
  */
 export function guard(scope: TokenScope, options: GuardOptions = {}): MiddlewareHandler<RouteEnv> {
   return async (c, next) => {
-    const principal = isContainerRequest(c) ? await containerPrincipal(c) : await authenticate(c.env, c.req.header(HEADERS.authorization));
+    const principal = await requestPrincipal(c);
     // The route's name is made only for the 403: parsing the URL on every request was a visible part of an edge call's time.
     if (!scopeAllows(principal.scope, scope)) requireScope(principal, scope, `${c.req.method} ${new URL(c.req.url).pathname}`);
     requireEnvironment(principal, environmentOf(c.env));
@@ -169,6 +169,15 @@ export function guard(scope: TokenScope, options: GuardOptions = {}): Middleware
     c.set("principal", principal);
     await next();
   };
+}
+
+/**
+ * Who sends the request: its token's principal, or, for a container's request (carried and signed by its plane), its
+ * app's. 401 when it has neither; `guard` then checks what the principal may do.
+ * @example await requestPrincipal(c); // 401 before anything about the request is answered
+ */
+export async function requestPrincipal(c: Context<RouteEnv>): Promise<Principal> {
+  return isContainerRequest(c) ? containerPrincipal(c) : authenticate(c.env, c.req.header(HEADERS.authorization));
 }
 
 export interface GuardOptions {

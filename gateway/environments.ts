@@ -12,6 +12,7 @@ import { AsyncLocalStorage } from "node:async_hooks";
 import type { MiddlewareHandler } from "hono";
 import { InvalidRequestError, NotFoundError } from "../sdk/errors.js";
 import { DEFAULT_ENV, ENV_NAME_PATTERN, HEADERS } from "../sdk/protocol.js";
+import { requestPrincipal, requireEnvironment } from "./auth.js";
 import { gatewayConfig } from "./config.js";
 import type { Env, RouteEnv } from "./env.js";
 
@@ -64,6 +65,9 @@ export function appsOfThisEnvironment(): MiddlewareHandler<RouteEnv> {
     const asked = environmentOf(c.env);
     const served = c.var.config.environment;
     if (asked !== served) {
+      // Who asks comes first, as on every route: no token gets its 401 (not the names of this gateway's environment and
+      // apps), a token that cannot reach the environment asked for its 403.
+      requireEnvironment(await requestPrincipal(c), asked);
       const app = c.req.param("app");
       throw new NotFoundError(
         `${app === undefined ? "no app" : `no app named "${app}"`} in environment "${asked}" here: this gateway serves environment "${served}" (deploy or serve the app with --env ${asked})`,

@@ -91,6 +91,18 @@ describe("environments main and dev on one gateway's state", () => {
     expect(await schedules("dev")).toEqual([]);
   });
 
+  it("checks who asks before answering for another environment's app: 401 without a token, 403 for a token of main only", async () => {
+    const route = `${url}/v1/apps/shop/functions/secretKey/call`;
+    const post = (headers: Record<string, string>) =>
+      fetch(route, { method: "POST", headers: { "content-type": "application/json", ...headers }, body: '{"args":[]}' });
+    const anonymous = await post({ "tandem-env": "dev" });
+    expect(anonymous.status).toBe(401);
+    expect(((await anonymous.json()) as { error: { message: string } }).error.message).not.toMatch(/serves environment/);
+    const mainOnly = await post({ "tandem-env": "dev", authorization: `Bearer ${await tokenFor({ scope: "call", env: "main" })}` });
+    expect(mainOnly.status).toBe(403);
+    expect(((await mainOnly.json()) as { error: { message: string } }).error.message).toMatch(/environment "main"/);
+  });
+
   it("refuses a malformed environment name with a 400 naming it", async () => {
     const res = await fetch(`${url}/v1/secrets`, authed({ headers: { "tandem-env": "Dev Env" } }));
     expect(res.status).toBe(400);
