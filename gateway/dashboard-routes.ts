@@ -16,6 +16,7 @@ import { InvalidRequestError, MethodNotAllowedError, NotFoundError, TandemError 
 import {
   CALL_ID_PATTERN,
   DASHBOARD,
+  containerGroup,
   scopeAllows,
   type CallRecord,
   type DashboardCallRow,
@@ -519,7 +520,7 @@ function warmNow(planes: PlaneInfo[], app: string, fn: string, at = Date.now()):
   const now = { busy: 0, idle: 0, planes: 0 };
   for (const plane of planes) {
     if (at - plane.lastSeen >= PLANE_DEFAULTS.staleMs) continue; // a draining plane's containers still count
-    const mine = plane.warm?.find((w) => w.app === app && w.function === fn);
+    const mine = plane.warm?.find((w) => w.app === app && w.function === containerGroup(fn)); // a class method's are its class's
     if (!mine || mine.busy + mine.idle === 0) continue;
     now.busy += mine.busy;
     now.idle += mine.idle;

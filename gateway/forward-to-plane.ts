@@ -16,7 +16,7 @@
 import { PLANE_DEFAULTS } from "../sdk/defaults.js";
 import { ndjsonLines } from "../sdk/stream-lines.js";
 import { PlaneUnavailableError, fromWireError, functionTimeout, type WireError } from "../sdk/errors.js";
-import { PLANE_ROUTES, type PlaneInfo, type PlaneRunRequest, type StreamLine } from "../sdk/protocol.js";
+import { PLANE_ROUTES, containerGroup, type PlaneInfo, type PlaneRunRequest, type StreamLine } from "../sdk/protocol.js";
 import type { CallArgs } from "./call-args.js";
 import { clsParamsOf } from "./class-params.js";
 import { EncodedResult } from "./encoded-result.js";
@@ -72,7 +72,7 @@ async function planeSend(rc: RunContext, fn: RegisteredFunction, args: CallArgs,
     near: rc.nearRegions ?? defaultNearRegions(rc.config),
     // A class instance's pool is its parameters', which heartbeats do not name: only a plain function's (or a class
     // without parameters) warm containers are worth going to.
-    ...(request.clsParams && Object.keys(request.clsParams).length ? {} : { warm: { app: fn.app, function: fn.name } }),
+    ...(request.clsParams && Object.keys(request.clsParams).length ? {} : { warm: { app: fn.app, function: containerGroup(fn.name) } }),
     deadline: Date.now() + fn.spec.timeoutSeconds * 1000,
   };
 }

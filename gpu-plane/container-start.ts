@@ -210,7 +210,7 @@ export class ContainerStarter {
       const attached = this.#o.mounts ? await this.#o.mounts.attach(id, req.app, channel.dir, []) : { binds: [], env: [] };
       container = await this.#o.driver.start(this.#containerSpec(req, id, bundle, channel.dir, reservation, image, attached));
       const tail: string[] = [];
-      const now = () => ({ label: `${req.app}.${req.function}`, callId: undefined, fn: req.function, tail });
+      const now = () => ({ label: `${req.app}.${poolName(req)}`, callId: undefined, fn: req.function, tail });
       this.#forwardOutput(container, req, id, now);
       this.#forwardLogFrames(channel, req, id, now);
       const ready = await raceDeadline(Promise.race([channel.ready, container.exited.then(() => undefined)]), deadline);
@@ -239,7 +239,7 @@ export class ContainerStarter {
       this.#o.usage.record({
         containerId: id,
         app: req.app,
-        function: req.function,
+        function: poolName(req),
         gpu: null,
         gpuCount: 0,
         cpu: reservation.cpu,
@@ -289,7 +289,7 @@ export class ContainerStarter {
       pidsLimit: PLANE_DEFAULTS.pidsLimit,
       network: false,
       gpuDeviceIds: reservation.gpus.filter((g) => !g.simulated).map((g) => g.deviceId),
-      labels: { [CONTAINER_LABELS.plane]: this.#o.planeId, [CONTAINER_LABELS.app]: req.app, [CONTAINER_LABELS.function]: req.function },
+      labels: { [CONTAINER_LABELS.plane]: this.#o.planeId, [CONTAINER_LABELS.app]: req.app, [CONTAINER_LABELS.function]: poolName(req) },
       ...(image ? { image } : {}),
       ...(attached.binds.length ? { mounts: attached.binds } : {}),
     };
@@ -303,8 +303,8 @@ export class ContainerStarter {
     now: () => { label: string; callId: string | undefined; fn: string; tail: string[] },
   ): void {
     container.onOutput((stream, line) => {
-      const { label, callId, fn, tail } = now();
-      this.#line(req, id, label, fn, callId ?? null, stream, line, tail);
+      const { callId, fn, tail } = now();
+      this.#line(req, id, fn, callId ?? null, stream, line, tail);
     });
   }
 
@@ -323,7 +323,7 @@ export class ContainerStarter {
       for (const [i, line] of frame.lines.entries()) {
         // A line written outside any call (a class's enter() or exit(), a timer of its own) is tagged as its output's are.
         const callFn = functions[i] ?? fn;
-        this.#line(req, id, label, callFn, line.callId ?? callId ?? null, line.source, line.text, tail);
+        this.#line(req, id, callFn, line.callId ?? callId ?? null, line.source, line.text, tail);
       }
       if (frame.dropped) {
         const text = `${frame.dropped} lines dropped: more than ${LOG_LIMITS.runnerMaxLinesPerSecond} lines a second`;
@@ -333,10 +333,13 @@ export class ContainerStarter {
     });
   }
 
-  /** One line of a container's, to the plane's log, the container's last lines and the app's log. */
-  #line(req: PoolDescriptor, id: string, label: string, fn: string, callId: string | null, stream: "stdout" | "stderr", line: string, tail: string[]): void {
+  /**
+   * One line of a container's, to the plane's log, the container's last lines and the app's log, tagged with the
+   * function that wrote it (for a class's container, the method whose call did).
+   */
+  #line(req: PoolDescriptor, id: string, fn: string, callId: string | null, stream: "stdout" | "stderr", line: string, tail: string[]): void {
     keepLogLine(tail, line);
-    this.#o.log(`[${label} ${callId ?? "-"} ${id}]${stream === "stderr" ? " (stderr)" : ""} ${line}`);
+    this.#o.log(`[${req.app}.${fn} ${callId ?? "-"} ${id}]${stream === "stderr" ? " (stderr)" : ""} ${line}`);
     this.#o.onLogLine?.({ app: req.app, function: fn, callId, containerId: id, source: stream, text: line });
   }
 
@@ -396,7 +399,7 @@ export class ContainerStarter {
     const worker: Worker = {
       id,
       key,
-      label: `${req.app}.${req.function}`,
+      label: `${req.app}.${poolName(req)}`,
       container,
       channel,
       reservation,
@@ -413,7 +416,7 @@ export class ContainerStarter {
       life: {
         containerId: id,
         app: req.app,
-        function: req.function,
+        function: poolName(req),
         gpu: reservation.gpus[0]?.type ?? null,
         gpuCount: reservation.gpus.length,
         cpu: reservation.cpu,

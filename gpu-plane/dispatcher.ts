@@ -29,7 +29,7 @@ import type { VolumeMounts } from "./volume-mounts.js";
 import { TIMED_OUT, raceDeadline } from "../sdk/deadline.js";
 import type { ContainerDriver } from "./drivers/driver.js";
 import type { Inventory } from "./inventory.js";
-import { describeRequests, poolKey, resourceRequests, type PoolDescriptor } from "./pool-descriptor.js";
+import { describeRequests, poolKey, poolName, resourceRequests, type PoolDescriptor } from "./pool-descriptor.js";
 import { ScaleDown } from "./scale-down.js";
 import type { ContainerLife, UsageLedger } from "./usage-ledger.js";
 import type { PlaneLogLine } from "./log-shipper.js";
@@ -149,7 +149,7 @@ export class Dispatcher {
   /** Runs one input to its end. Never throws: every outcome is a response. */
   async run(req: PlaneRunRequest, bundle: BundleOnDisk): Promise<PlaneRunResponse> {
     const arrived = performance.now();
-    const stats = this.#pool.statsFor(req.app, req.function);
+    const stats = this.#pool.statsFor(req.app, poolName(req));
     let worker: Worker | undefined;
     let coldStart = false;
     const timings: CallTimings = { queueMs: 0 };
@@ -196,7 +196,7 @@ export class Dispatcher {
    */
   async *stream(req: PlaneRunRequest, bundle: BundleOnDisk): AsyncGenerator<EncodedValue, void, undefined> {
     const arrived = performance.now();
-    const acquired = await this.#acquire(req, bundle, timeoutFromNow(req), this.#pool.statsFor(req.app, req.function)).catch((err: unknown) => {
+    const acquired = await this.#acquire(req, bundle, timeoutFromNow(req), this.#pool.statsFor(req.app, poolName(req))).catch((err: unknown) => {
       this.#o.meter?.callEnded(req.app, req.function, req.attempt, { queueMs: performance.now() - arrived }, errorCodeOf(err));
       throw err;
     });

@@ -7,7 +7,7 @@
  */
 import { formatGpu, type GpuRequest } from "../sdk/gpu.js";
 import { containerResources } from "../sdk/options.js";
-import type { PlaneFunctionSpec } from "../sdk/protocol.js";
+import { containerGroup, type PlaneFunctionSpec } from "../sdk/protocol.js";
 import type { ResourceRequest } from "./inventory.js";
 
 /**
@@ -43,7 +43,7 @@ export function poolKey(pool: PoolDescriptor): string {
  * poolName({ ...pool, function: "Model.generate", clsParams: {} }); // "Model"
  */
 export function poolName(pool: PoolDescriptor): string {
-  return pool.clsParams === undefined ? pool.function : pool.function.split(".")[0]!;
+  return pool.clsParams === undefined ? pool.function : containerGroup(pool.function);
 }
 
 /**

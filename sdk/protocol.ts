@@ -472,6 +472,15 @@ export const REGION_PATTERN = /^[a-z0-9][a-z0-9-]{0,63}$/;
 /** Function names: a name, or `Class.method` for a method of a class (`app.cls`). */
 export const FUNCTION_NAME_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_-]{0,63}(\.[A-Za-z_][A-Za-z0-9_]{0,63})?$/;
 
+/**
+ * What a function's containers go by: its name, or for a class method (`Class.method`) its class's, whose containers
+ * serve every method of an instance. A plane's heartbeat, status, gauges and usage name containers so.
+ * @example containerGroup("Model.generate") // "Model"; containerGroup("embed") // "embed"
+ */
+export function containerGroup(fn: string): string {
+  return fn.split(".")[0]!;
+}
+
 /** Names an app may not take, because the gateway's own routes live there. */
 export const RESERVED_APP_NAMES = new Set(["v1", "_tandem", "cdn-cgi", "favicon.ico"]);
 
@@ -1433,8 +1442,8 @@ export const PlaneHeartbeatSchema = z.lazy(() =>
     /** The plane is stopping (SIGTERM): it finishes the inputs it has and takes no new one. */
     draining: z.boolean().optional(),
     /**
-     * The containers up on the plane now, per function that has any: `busy` running an input, `idle` warm and
-     * waiting (the dashboard's "warm now"). Left out by a plane with none.
+     * The containers up on the plane now, per function that has any (a class's by its name, `containerGroup`): `busy`
+     * running an input, `idle` warm and waiting (the dashboard's "warm now"). Left out by a plane with none.
      */
     warm: z
       .array(

@@ -66,14 +66,14 @@ describe("classes on the plane", () => {
     expect(line!.callId).toBeNull();
     expect(line!.text).toMatch(
       new RegExp(
-        `^classes\\.Looping\\.wait container ${container} crashed with exit code 1 after an uncaught error in code outside a call; ` +
+        `^classes\\.Looping container ${container} crashed with exit code 1 after an uncaught error in code outside a call; ` +
           `the next call starts a new container:\nTypeError: the background loop lost its queue\n {4}at \\S*tick \\(\\S*class-app\\.ts:\\d+:\\d+\\)`,
       ),
     );
     // Not Node's report of it, which quotes the bundle's minified source line.
     const its = (await appLines()).filter((l) => l.containerId === container);
     expect(its.filter((l) => /bundle\.mjs|evalmachine|__defProp/.test(l.text))).toEqual([]);
-    expect(stack.planeOutput.some((l) => l.startsWith(`[plane] classes.Looping.wait container ${container} crashed with exit code 1`))).toBe(true);
+    expect(stack.planeOutput.some((l) => l.startsWith(`[plane] classes.Looping container ${container} crashed with exit code 1`))).toBe(true);
     expect(await wait.remote({}, 10)).not.toBe(container);
   });
 
@@ -84,7 +84,7 @@ describe("classes on the plane", () => {
     expect(err).toBeInstanceOf(ContainerFailedError);
     expect(err.details).toMatchObject({ reason: "crashed", exitCode: 1 });
     expect(err.message).toMatch(
-      /^classes\.Looping\.wait container ctr-[0-9a-f]{8} crashed with exit code 1 during the call, after an uncaught error in code outside a call \(TypeError: the background loop lost its queue\)/,
+      /^classes\.Looping container ctr-[0-9a-f]{8} crashed with exit code 1 during the call, after an uncaught error in code outside a call \(TypeError: the background loop lost its queue\)/,
     );
     const container = err.details.containerId as string;
     const crashLines = async () => (await systemLines()).filter((l) => l.containerId === container && l.text.includes(" crashed "));
@@ -93,7 +93,7 @@ describe("classes on the plane", () => {
     expect(lines.map((l) => l.callId)).toEqual([err.details.callId, err.details.callId]);
     expect(lines.map((l) => l.text.split("\n")[0])).toEqual(
       expect.arrayContaining([
-        `classes.Looping.wait container ${container} crashed with exit code 1 after an uncaught error in code outside a call; the call it was running fails, and the next call starts a new container:`,
+        `classes.Looping container ${container} crashed with exit code 1 after an uncaught error in code outside a call; the call it was running fails, and the next call starts a new container:`,
         err.message.split("\n")[0],
       ]),
     );
@@ -105,7 +105,7 @@ describe("classes on the plane", () => {
       .catch((e) => e);
     expect(err).toBeInstanceOf(ContainerFailedError);
     expect(err.message).toMatch(
-      /^classes\.Rejecting\.wait container ctr-[0-9a-f]{8} crashed with exit code 1 while starting, after a promise rejection nobody handled \(RangeError: nobody awaited this\)/,
+      /^classes\.Rejecting container ctr-[0-9a-f]{8} crashed with exit code 1 while starting, after a promise rejection nobody handled \(RangeError: nobody awaited this\)/,
     );
     const crashLine = async () =>
       (await systemLines()).find((l) => l.containerId === err.details.containerId && l.text.includes(" crashed with exit code 1 after "));
@@ -120,6 +120,18 @@ describe("classes on the plane", () => {
     const container = await warm("pong").remote({});
     expect(stack.planeOutput.filter((l) => l.includes(container) && l.endsWith("] warm enter"))).toHaveLength(1);
     expect(stack.planeOutput.filter((l) => l.endsWith("] warm enter"))).toHaveLength(1);
+  });
+
+  it("counts a class's containers, and their time, as the class's, whichever method started them", async () => {
+    const warm = (name: string) => lookup("classes", `Warm.${name}`, { gateway: stack.url });
+    expect(await warm("ping").remote({})).toBe(true);
+    const report = stack.planes[0]!.report();
+    expect(report.warm?.filter((w) => w.app === "classes" && w.function.startsWith("Warm"))).toEqual([{ app: "classes", function: "Warm", busy: 0, idle: 1 }]);
+    const status = stack.planes[0]!.status();
+    expect(status.functions.find((f) => f.app === "classes" && f.function.startsWith("Warm"))).toMatchObject({ function: "Warm", idle: 1 });
+    const rows = ((await (await fetch(`${stack.url}/v1/usage?app=classes`, authed())).json()) as { rows: { function: string }[] }).rows;
+    expect(rows.map((r) => r.function)).toContain("Warm");
+    expect(rows.map((r) => r.function).filter((f) => f.startsWith("Warm."))).toEqual([]);
   });
 
   it("lists class methods as functions", async () => {

@@ -91,6 +91,35 @@ describe("two planes, one killed mid-load", () => {
   });
 });
 
+describe("two planes, a class kept warm on one", () => {
+  let stack: TestStack;
+  const planes: PlaneProcess[] = [];
+  beforeAll(async () => {
+    stack = await startTestStack(new URL("./fixtures/class-app.ts", import.meta.url).pathname, {}, { planes: 0 });
+    planes.push(await startPlaneProcess(stack.url, []));
+    planes.push(await startPlaneProcess(stack.url, []));
+  });
+  afterAll(async () => {
+    for (const p of planes) await stopPlaneProcess(p).catch(() => {});
+    await stack?.dispose();
+  });
+
+  it("sends each of its methods' calls to the plane whose container of the class is warm, whichever method it was started for", async () => {
+    // Warm has minContainers 1: the gateway has one plane keep it (started for its first method, ping), heartbeats say so.
+    await eventually(async () => {
+      const res = (await (await fetch(`${stack.url}/v1/planes`, authed())).json()) as { planes: PlaneInfo[] };
+      return res.planes.filter((p) => p.healthy).length === 2 && res.planes.some((p) => p.warm?.some((w) => w.idle > 0));
+    }, 30_000);
+    await new Promise((r) => setTimeout(r, 1_100)); // the gateway's second-long cache of the list
+    const pong = lookup<[Record<string, unknown>], string>("classes", "Warm.pong", { gateway: stack.url });
+    const first = await pong.remote({});
+    // The warm container holds its CPU, so the other plane reports more free: before, pong went there, cold.
+    for (let i = 0; i < 3; i++) expect(await pong.remote({})).toBe(first);
+    const warm = ((await (await fetch(`${stack.url}/v1/planes`, authed())).json()) as { planes: PlaneInfo[] }).planes.flatMap((p) => p.warm ?? []);
+    expect(warm.map((w) => w.function)).toEqual(["Warm"]);
+  });
+});
+
 describe("a plane told to stop (SIGTERM)", () => {
   it("drains: its calls in flight finish there once, new calls go to the other plane, its readiness probe fails meanwhile, it exits 0", async () => {
     const stack = await startTestStack(APP, {}, { planes: 0 });
