@@ -14,6 +14,7 @@ import {
   type DashboardCallRow,
   type DashboardSeriesPoint,
   type EncodedValue,
+  type PlaneRunTimings,
 } from "../sdk/protocol.js";
 import type { Env } from "./env.js";
 
@@ -99,6 +100,8 @@ export interface FinishedCall {
   finishedAt: number;
   result?: EncodedValue;
   error?: WireError;
+  /** Where a plane call's last attempt spent its time on its plane. */
+  plane?: PlaneRunTimings;
 }
 
 /** The wire record of an ended call. */
@@ -117,6 +120,7 @@ export function toCallRecord(call: FinishedCall): CallRecord {
   if (call.result?.json !== undefined) record.result = call.result.json;
   if (call.result?.meta !== undefined) record.meta = call.result.meta;
   if (call.error) record.error = call.error;
+  if (call.plane) record.plane = call.plane;
   return record;
 }
 

@@ -32,6 +32,7 @@ import {
   type DashboardCallRow,
   type DashboardSeriesPoint,
   type EncodedValue,
+  type PlaneRunTimings,
 } from "../sdk/protocol.js";
 import { CallArgs } from "./call-args.js";
 import type { FinishedCall, LedgerApi, NewCall } from "./call-ledger-client.js";
@@ -98,6 +99,7 @@ type Row = {
   plane: string | null;
   scheduled_at: number | null;
   idem_key: string | null;
+  plane_timings: string | null;
 };
 
 const NOT_ENDED = "status IN ('pending', 'running')";
@@ -143,6 +145,8 @@ export class CallLedger extends DurableObject<Env> implements LedgerApi {
     if (!columns.has("scheduled_at")) this.#sql.exec("ALTER TABLE calls ADD COLUMN scheduled_at INTEGER");
     // An idempotency key names one call, for as long as the call's record is kept (it goes with the row).
     if (!columns.has("idem_key")) this.#sql.exec("ALTER TABLE calls ADD COLUMN idem_key TEXT");
+    // Where a plane call's last attempt spent its time on its plane (PlaneRunTimings, JSON), for the dashboard.
+    if (!columns.has("plane_timings")) this.#sql.exec("ALTER TABLE calls ADD COLUMN plane_timings TEXT");
     this.#sql.exec("CREATE UNIQUE INDEX IF NOT EXISTS calls_key ON calls(idem_key) WHERE idem_key IS NOT NULL");
     // The dashboard's reads: an app's calls, or one function's, newest first, and their counts over time.
     this.#sql.exec(`
@@ -163,8 +167,8 @@ export class CallLedger extends DurableObject<Env> implements LedgerApi {
       params.push(query.before);
     }
     return this.#sql
-      .exec<Pick<Row, "id" | "app" | "fn" | "kind" | "status" | "attempts" | "created_at" | "started_at" | "finished_at" | "error">>(
-        `SELECT id, app, fn, kind, status, attempts, created_at, started_at, finished_at, error FROM calls
+      .exec<Pick<Row, "id" | "app" | "fn" | "kind" | "status" | "attempts" | "created_at" | "started_at" | "finished_at" | "error" | "plane_timings">>(
+        `SELECT id, app, fn, kind, status, attempts, created_at, started_at, finished_at, error, plane_timings FROM calls
          WHERE ${where.join(" AND ")} ORDER BY created_at DESC LIMIT ?`,
         ...params,
         query.limit,
@@ -183,6 +187,7 @@ export class CallLedger extends DurableObject<Env> implements LedgerApi {
           startedAt: row.started_at,
           finishedAt: row.finished_at,
           error: error && { code: error.code, message: error.remote ? `${error.remote.name}: ${error.remote.message}` : error.message },
+          plane: row.plane_timings === null ? null : (JSON.parse(row.plane_timings) as PlaneRunTimings),
         };
       });
   }
@@ -330,11 +335,11 @@ export class CallLedger extends DurableObject<Env> implements LedgerApi {
     for (const call of calls) {
       const result = call.result === undefined ? null : await this.#storeValue(BLOB_KEYS.result(call.id), call.result);
       this.#sql.exec(
-        `INSERT INTO calls (id, app, fn, kind, status, attempts, result, error, created_at, started_at, finished_at, lease_until, expires_at)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, ?)
+        `INSERT INTO calls (id, app, fn, kind, status, attempts, result, error, created_at, started_at, finished_at, lease_until, expires_at, plane_timings)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, ?, ?)
          ON CONFLICT(id) DO UPDATE SET status = excluded.status, attempts = MAX(calls.attempts, excluded.attempts), result = excluded.result,
            error = excluded.error, started_at = COALESCE(calls.started_at, excluded.started_at), finished_at = excluded.finished_at,
-           lease_until = NULL, expires_at = excluded.expires_at
+           lease_until = NULL, expires_at = excluded.expires_at, plane_timings = excluded.plane_timings
          WHERE calls.${NOT_ENDED} OR (${ENDED_BEFORE_MAP_CANCEL})`,
         call.id,
         call.app,
@@ -348,6 +353,7 @@ export class CallLedger extends DurableObject<Env> implements LedgerApi {
         call.startedAt,
         call.finishedAt,
         expiresAt,
+        call.plane ? JSON.stringify(call.plane) : null,
       );
       this.#wake(call.id);
     }
@@ -493,6 +499,7 @@ export class CallLedger extends DurableObject<Env> implements LedgerApi {
       ...(row.started_at === null ? {} : { startedAt: row.started_at }),
       ...(row.finished_at === null ? {} : { finishedAt: row.finished_at }),
       ...(row.scheduled_at === null ? {} : { scheduledAt: row.scheduled_at }),
+      ...(row.plane_timings === null ? {} : { plane: JSON.parse(row.plane_timings) as PlaneRunTimings }),
     };
     if (row.result !== null) {
       const value = JSON.parse(await this.#loadValue(row.result)) as EncodedValue;

@@ -117,17 +117,34 @@ export function table(headings: string[], rows: Html[], options: { id?: string; 
   </div>`;
 }
 
+/**
+ * Where a call's time went, as the dashboard shows it: queued (waiting to start at the gateway, and on its plane for a
+ * container), its container's cold start, and its run. A plane call's come from its plane (its last attempt); an edge
+ * call's from the gateway, whose "ran" holds any retries' waits.
+ */
+export function callTimes(call: Pick<DashboardCallRow, "createdAt" | "startedAt" | "finishedAt" | "plane">): {
+  queued: string;
+  coldStart: string;
+  ran: string;
+} {
+  const { createdAt, startedAt, finishedAt, plane } = call;
+  const queued = startedAt === null ? null : startedAt - createdAt + (plane?.queueMs ?? 0);
+  const ran = plane?.runMs ?? (startedAt !== null && finishedAt !== null ? finishedAt - startedAt : null);
+  const shown = (value: number | null | undefined) => (value === null || value === undefined ? "—" : ms(value));
+  return { queued: shown(queued), coldStart: shown(plane?.coldStartMs), ran: shown(ran) };
+}
+
 /** One call's row in a calls table: the live stream sends it again whenever the call changes. */
 export function callRow(call: DashboardCallRow): Html {
-  const runMs = call.startedAt !== null && call.finishedAt !== null ? call.finishedAt - call.startedAt : null;
-  const queueMs = call.startedAt !== null ? call.startedAt - call.createdAt : null;
+  const times = callTimes(call);
   return html`<tr data-call-id="${call.callId}" class="status-${call.status}">
     <td><a href="${dashboardPath("calls", call.callId)}">${call.callId}</a></td>
     <td>${call.function}</td>
     <td><span class="badge ${call.status}">${call.status}</span></td>
     <td>${time(call.createdAt)}</td>
-    <td>${queueMs === null ? "—" : ms(queueMs)}</td>
-    <td>${runMs === null ? "—" : ms(runMs)}</td>
+    <td>${times.queued}</td>
+    <td>${times.coldStart}</td>
+    <td>${times.ran}</td>
     <td>${Math.max(0, call.attempts - 1)}</td>
     <td class="error">${call.error ? `${call.error.code}: ${visibleMarks(errorSummary(call.error.message))}` : ""}</td>
   </tr>`;
@@ -139,7 +156,7 @@ export function errorSummary(message: string): string {
   return first.length > DASHBOARD_DEFAULTS.errorChars ? `${first.slice(0, DASHBOARD_DEFAULTS.errorChars)}…` : first;
 }
 
-export const CALL_HEADINGS = ["call", "function", "status", "created", "queued", "ran", "retries", "error"];
+export const CALL_HEADINGS = ["call", "function", "status", "created", "queued", "cold start", "ran", "retries", "error"];
 
 /**
  * Text a function wrote (a log line, an error's message or stack) with each mark that reorders text shown as its

@@ -34,6 +34,7 @@ import { agentSessions, callSeries, pricePerSecond, type CallSeries, recentCalls
 import {
   CALL_HEADINGS,
   callRow,
+  callTimes,
   errorSummary,
   chart,
   dashboardPath,
@@ -550,17 +551,20 @@ function rowOf(r: CallRecord): DashboardCallRow {
     startedAt: r.startedAt ?? null,
     finishedAt: r.finishedAt ?? null,
     error: r.error ? { code: r.error.code, message: r.error.remote ? `${r.error.remote.name}: ${r.error.remote.message}` : r.error.message } : null,
+    plane: r.plane ?? null,
   };
 }
 
 function callFacts(r: CallRecord) {
+  const times = callTimes(rowOf(r));
   return facts([
     ["status", html`<span class="badge ${r.status}" data-call-status="${r.callId}">${r.status}</span>`],
     ["function", r.function],
     ["kind", r.kind],
     ["created", time(r.createdAt)],
-    ["queued", r.startedAt !== undefined ? ms(r.startedAt - r.createdAt) : "—"],
-    ["ran", r.startedAt !== undefined && r.finishedAt !== undefined ? ms(r.finishedAt - r.startedAt) : "—"],
+    ["queued", times.queued],
+    ["cold start", times.coldStart],
+    ["ran", times.ran],
     ["attempts", r.attempts],
     ["retries", Math.max(0, r.attempts - 1)],
     ...(r.scheduledAt !== undefined ? [["scheduled for", time(r.scheduledAt)] as [string, string]] : []),

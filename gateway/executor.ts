@@ -27,7 +27,7 @@ import {
   toWireError,
 } from "../sdk/errors.js";
 import { retryDelayMs } from "../sdk/options.js";
-import { TERMINAL_STATUSES, encodeValue, newCallId, type CallKind, type CallRecord, type CallStatus } from "../sdk/protocol.js";
+import { TERMINAL_STATUSES, encodeValue, newCallId, type CallKind, type CallRecord, type CallStatus, type PlaneRunTimings } from "../sdk/protocol.js";
 import type { CallArgs } from "./call-args.js";
 import { checkArguments } from "./check-arguments.js";
 import type { ResumePoint } from "./call-ledger.js";
@@ -64,6 +64,8 @@ export interface Outcome {
   attempts: number;
   startedAt: number;
   finishedAt: number;
+  /** Where the last attempt's time went on the plane that ran it (a plane call that reached one). */
+  plane?: PlaneRunTimings;
 }
 
 /** A call that has not begun. */
@@ -105,26 +107,29 @@ export async function execute(rc: RunContext, fn: RegisteredFunction, args: Call
   };
   const lastAttempt = () => fn.spec.retries.maxRetries + 1 + lost;
   const origin = { app: fn.app, function: fn.name, callId };
+  let planeTimings: PlaneRunTimings | undefined;
+  if (plane) forward.onTimings = (timings) => (planeTimings = timings);
+  const ended = (outcome: Omit<Outcome, "plane" | "startedAt" | "finishedAt">): Outcome => ({
+    ...outcome,
+    startedAt,
+    finishedAt: Date.now(),
+    ...(planeTimings ? { plane: planeTimings } : {}),
+  });
   // Bounded: every pass either returns or moves to the next attempt, and attempts stop at the last one.
   for (let pass = 0; pass <= fn.spec.retries.maxRetries + 1 + DELIVERY_DEFAULTS.maxLostAttempts + 1; pass++) {
+    planeTimings = undefined; // the last attempt's, not an earlier one's
     if (options.beforeAttempt && !(await options.beforeAttempt(attempt))) {
-      return {
-        status: "cancelled",
-        error: new CancelledError(`call ${callId} was cancelled`, { callId }),
-        attempts: attempt - 1,
-        startedAt,
-        finishedAt: Date.now(),
-      };
+      return ended({ status: "cancelled", error: new CancelledError(`call ${callId} was cancelled`, { callId }), attempts: attempt - 1 });
     }
     try {
       const value = await attemptOnce(rc, fn, args, callId, attempt, forward);
-      return { status: "succeeded", value, attempts: attempt, startedAt, finishedAt: Date.now() };
+      return ended({ status: "succeeded", value, attempts: attempt });
     } catch (err) {
       if (err instanceof AttemptLost) {
         if (lost >= DELIVERY_DEFAULTS.maxLostAttempts) {
           const error = new InternalError(`call ${callId} lost ${lost + 1} attempts to planes that died or restarted; the last: ${err.message}`, { callId });
           keepEdgeLine(rc, origin, "system", failedLine(error, attempt));
-          return { status: "failed", error, attempts: attempt, startedAt, finishedAt: Date.now() };
+          return ended({ status: "failed", error, attempts: attempt });
         }
         const lostLine = `${err.message}: it counts as attempt ${attempt}, attempt ${attempt + 1} starts now`;
         console.warn(`[${fn.app}.${fn.name} ${callId}] ${lostLine}`);
@@ -146,7 +151,7 @@ export async function execute(rc: RunContext, fn: RegisteredFunction, args: Call
         // A timeout has its line already (above, or the plane's), and so has a container that failed (the plane's line
         // says it ran out of memory, crashed or was killed, with its container); any other failure's is the gateway's.
         if (status === "failed" && !(error instanceof ContainerFailedError)) keepEdgeLine(rc, origin, "system", failedLine(error, attempt));
-        return { status, error, attempts: attempt, startedAt, finishedAt: Date.now() };
+        return ended({ status, error, attempts: attempt });
       }
       const delayMs = retryDelayMs(fn.spec.retries, attempt - lost);
       keepEdgeLine(rc, origin, "system", `attempt ${attempt} failed (${firstLine(error)}); attempt ${attempt + 1} in ${delayMs} ms`);
@@ -203,6 +208,7 @@ export function finishedCall(id: string, fn: RegisteredFunction, kind: CallKind,
     finishedAt: outcome.finishedAt,
     ...(outcome.status === "succeeded" ? { result: outcome.value instanceof EncodedResult ? outcome.value.encoded : encodeValue(outcome.value) } : {}),
     ...(outcome.error ? { error: toWireError(outcome.error) } : {}),
+    ...(outcome.plane ? { plane: outcome.plane } : {}),
   };
 }
 

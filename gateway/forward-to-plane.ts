@@ -16,7 +16,7 @@
 import { PLANE_DEFAULTS } from "../sdk/defaults.js";
 import { ndjsonLines } from "../sdk/stream-lines.js";
 import { PlaneUnavailableError, fromWireError, functionTimeout, type WireError } from "../sdk/errors.js";
-import { PLANE_ROUTES, containerGroup, type PlaneInfo, type PlaneRunRequest, type StreamLine } from "../sdk/protocol.js";
+import { PLANE_ROUTES, containerGroup, type PlaneInfo, type PlaneRunRequest, type PlaneRunTimings, type StreamLine } from "../sdk/protocol.js";
 import type { CallArgs } from "./call-args.js";
 import { clsParamsOf } from "./class-params.js";
 import { EncodedResult } from "./encoded-result.js";
@@ -102,6 +102,8 @@ export interface ForwardOptions {
   avoid?: Iterable<string>;
   /** Sends the attempt with others of the same request that are ready at the same moment (a `.map`'s inputs). */
   batch?: RunBatch;
+  /** Told where the attempt's time went on the plane that ran it, once it answers for it. */
+  onTimings?: (timings: PlaneRunTimings) => void;
 }
 
 /** A plane's answer worth trying elsewhere (it is full, or cannot run this app) while time is left. */
@@ -180,6 +182,7 @@ export async function forwardToPlane(
       skipped.add(plane.planeId); // another plane, or this one again after a pause
       continue;
     }
+    if (answer.timings) options.onTimings?.(answer.timings);
     if (answer.status === "succeeded")
       return new EncodedResult(answer.meta === undefined ? { json: answer.result } : { json: answer.result, meta: answer.meta });
     if (answer.error) throw fromWireError({ ...answer.error, details: { ...answer.error.details, callId, plane: plane.planeId } });

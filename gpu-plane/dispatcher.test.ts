@@ -9,10 +9,9 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, describe, expect, it, vi } from "vitest";
 import type { GpuType } from "../sdk/gpu.js";
-import { newCallId, type PlaneFunctionSpec, type PlaneRunRequest } from "../sdk/protocol.js";
+import { newCallId, type PlaneFunctionSpec, type PlaneRunRequest, type PlaneRunTimings } from "../sdk/protocol.js";
 import type { PlaneLogLine } from "./log-shipper.js";
 import { Dispatcher } from "./dispatcher.js";
-import type { CallTimings } from "./plane-metrics.js";
 import { MemoryDriver, type MemoryDriverOptions, type MemoryFunction } from "./drivers/memory.js";
 import { Inventory, simulatedGpus } from "./inventory.js";
 import { SnapshotStore } from "./snapshots.js";
@@ -35,7 +34,7 @@ interface Harness {
   /** The call ids of the inputs handed to a container (`onInput`), in order. */
   inputs: string[];
   /** What the dispatcher told its meter as each input ended (`meter.callEnded`), in order. */
-  ended: { fn: string; attempt: number; timings: CallTimings; errorCode: string | undefined }[];
+  ended: { fn: string; attempt: number; timings: PlaneRunTimings; errorCode: string | undefined }[];
   dir: string;
 }
 

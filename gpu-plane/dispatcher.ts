@@ -19,7 +19,7 @@ import {
   toWireError,
   type WireError,
 } from "../sdk/errors.js";
-import type { EncodedValue, PlaneRunRequest, PlaneRunResponse } from "../sdk/protocol.js";
+import type { EncodedValue, PlaneRunRequest, PlaneRunResponse, PlaneRunTimings } from "../sdk/protocol.js";
 import type { ControlChannel } from "./control-channel.js";
 import { exitFailure, protocolFailure, runTimeout } from "./container-failure.js";
 import { ContainerPool, type ContainerSummary, type FunctionStats, type Worker } from "./container-pool.js";
@@ -33,7 +33,7 @@ import { describeRequests, poolKey, poolName, resourceRequests, type PoolDescrip
 import { ScaleDown } from "./scale-down.js";
 import type { ContainerLife, UsageLedger } from "./usage-ledger.js";
 import type { PlaneLogLine } from "./log-shipper.js";
-import type { CallMeter, CallTimings } from "./plane-metrics.js";
+import type { CallMeter } from "./plane-metrics.js";
 import { VersionSwitch } from "./version-switch.js";
 import { WarmPools, type WarmPool } from "./warm-pools.js";
 import { PreparedContainers, type PreparedSummary } from "./prepared-containers.js";
@@ -152,7 +152,7 @@ export class Dispatcher {
     const stats = this.#pool.statsFor(req.app, poolName(req));
     let worker: Worker | undefined;
     let coldStart = false;
-    const timings: CallTimings = { queueMs: 0 };
+    const timings: PlaneRunTimings = { queueMs: 0 };
     let handedOver: number | undefined;
     try {
       const acquired = await this.#acquire(req, bundle, timeoutFromNow(req), stats);
@@ -164,7 +164,12 @@ export class Dispatcher {
       const output = await this.#runOn(worker, req, timeoutFromNow(req));
       timings.runMs = performance.now() - handedOver;
       this.#scaleDown.release(worker, req.callId);
-      const base = { containerId: worker.id, coldStart, ...(worker.reservation.gpus[0] ? { gpu: worker.reservation.gpus[0].type } : {}) };
+      const base = {
+        containerId: worker.id,
+        coldStart,
+        ...(worker.reservation.gpus[0] ? { gpu: worker.reservation.gpus[0].type } : {}),
+        timings: rounded(timings),
+      };
       if (output.status === "succeeded") {
         this.#o.meter?.callEnded(req.app, req.function, req.attempt, timings, undefined);
         return { status: "succeeded", result: output.result.json, ...(output.result.meta === undefined ? {} : { meta: output.result.meta }), ...base };
@@ -184,6 +189,7 @@ export class Dispatcher {
         status: error instanceof FunctionTimeoutError ? "timed_out" : "failed",
         error: toWireError(error),
         ...(worker ? { containerId: worker.id, coldStart } : {}),
+        timings: rounded(timings),
       };
     }
   }
@@ -202,7 +208,7 @@ export class Dispatcher {
     });
     const { worker } = acquired;
     const handedOver = performance.now();
-    const timings: CallTimings = { queueMs: handedOver - arrived - acquired.startMs, ...(acquired.cold ? { coldStartMs: acquired.startMs } : {}) };
+    const timings: PlaneRunTimings = { queueMs: handedOver - arrived - acquired.startMs, ...(acquired.cold ? { coldStartMs: acquired.startMs } : {}) };
     let errorCode: string | undefined;
     const deadline = timeoutFromNow(req);
     const chunks: EncodedValue[] = [];
@@ -571,4 +577,14 @@ function knownCode(code: string): string {
 /** The error code a failed input is counted under: a Tandem error's own, else `internal`. */
 function errorCodeOf(err: unknown): string {
   return err instanceof TandemError ? err.code : "internal";
+}
+
+/** Timings as an answer carries them: to the hundredth of a millisecond. */
+function rounded(timings: PlaneRunTimings): PlaneRunTimings {
+  const ms = (n: number) => Math.round(n * 100) / 100;
+  return {
+    queueMs: ms(timings.queueMs),
+    ...(timings.coldStartMs === undefined ? {} : { coldStartMs: ms(timings.coldStartMs) }),
+    ...(timings.runMs === undefined ? {} : { runMs: ms(timings.runMs) }),
+  };
 }

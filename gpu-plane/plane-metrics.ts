@@ -9,24 +9,14 @@ import os from "node:os";
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
 import { METRICS_DEFAULTS } from "../sdk/defaults.js";
 import type { PreparedSummary } from "./prepared-containers.js";
-import type { UsageRow } from "../sdk/protocol.js";
+import type { PlaneRunTimings, UsageRow } from "../sdk/protocol.js";
 import type { ContainerSummary, FunctionStats } from "./container-pool.js";
 import type { Inventory } from "./inventory.js";
-
-/** How long each part of one input took on the plane, in milliseconds. */
-export interface CallTimings {
-  /** From the input's arrival until a container took it, less the cold start. */
-  queueMs: number;
-  /** The start of the container it ran on, when it started one. */
-  coldStartMs?: number;
-  /** From the input's hand-over to its container until its output (absent when it never reached one). */
-  runMs?: number;
-}
 
 /** What the dispatcher tells about each input as it ends: the one call the call path makes. */
 export interface CallMeter {
   /** `errorCode` is the `TandemError` code of a failed input (`function_error`, `function_timeout`, …), else undefined. */
-  callEnded(app: string, fn: string, attempt: number, timings: CallTimings, errorCode: string | undefined): void;
+  callEnded(app: string, fn: string, attempt: number, timings: PlaneRunTimings, errorCode: string | undefined): void;
 }
 
 /** What a plane's metrics read when scraped. */
@@ -138,7 +128,7 @@ export class PlaneMetrics implements CallMeter {
     collectDefaultMetrics({ register: this.registry, prefix: "tandem_plane_" });
   }
 
-  callEnded(app: string, fn: string, attempt: number, timings: CallTimings, errorCode: string | undefined): void {
+  callEnded(app: string, fn: string, attempt: number, timings: PlaneRunTimings, errorCode: string | undefined): void {
     const key = `${app}\u0000${fn}`;
     let series = this.#byFunction.get(key);
     if (!series) {

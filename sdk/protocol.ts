@@ -639,6 +639,11 @@ export interface CallRecord {
   error?: WireError;
   /** A scheduled run (`kind: "scheduled"`): the time it was due, ms since the epoch. */
   scheduledAt?: number;
+  /**
+   * A plane call's last attempt, once it ended: where its time went on the plane that ran it (its wait for a container,
+   * the container's cold start, its run), in ms. `startedAt` to `finishedAt` is the gateway's view, which holds them.
+   */
+  plane?: PlaneRunTimings;
 }
 
 /** One scheduled function, as `GET /v1/schedules` lists it. */
@@ -1808,6 +1813,16 @@ export interface PlaneCancelAnswer {
   cancelled: string[];
 }
 
+/** Where an input's time went on the plane, in ms: what the dashboard shows of a plane call's last attempt. */
+export interface PlaneRunTimings {
+  /** From the input's arrival until a container took it, less the cold start. */
+  queueMs: number;
+  /** The start of the container it ran on, when it started one (a cold start). */
+  coldStartMs?: number;
+  /** From the input's hand-over to its container until its output (absent when it never reached one). */
+  runMs?: number;
+}
+
 /** What a plane answers to a run request. */
 export interface PlaneRunResponse {
   status: "succeeded" | "failed" | "timed_out";
@@ -1818,6 +1833,8 @@ export interface PlaneRunResponse {
   coldStart?: boolean;
   /** The GPU type the call ran on, when it had one. */
   gpu?: string;
+  /** Where its time went on the plane. */
+  timings?: PlaneRunTimings;
   /**
    * Set when the plane had this attempt (call id and attempt) already, so this request did not run it again:
    * `attached`, it was running and this answer waited for it; `replayed`, it had ended and this is its kept
@@ -2303,6 +2320,8 @@ export interface DashboardCallRow {
   finishedAt: number | null;
   /** The error's code and message, for a call that ended with one. */
   error: { code: string; message: string } | null;
+  /** Where a plane call's last attempt spent its time on its plane (its wait for a container, cold start, run), once it ended. */
+  plane: PlaneRunTimings | null;
 }
 
 /** Calls of one function (or every function of an app) in one time bucket: what the dashboard's charts draw. */

@@ -129,6 +129,31 @@ describe("calls forwarded to the plane", () => {
     const record = (await (await fetch(`${stack.url}/v1/calls/${call.id}`, authed())).json()) as CallRecord;
     expect(record).toMatchObject({ status: "succeeded", kind: "spawn" });
   });
+
+  it("records where a plane call's time went on its plane: its wait for a container, the cold start, the run", async () => {
+    // Once its containers have scaled down (3 s here), the next call starts one.
+    await eventually(() => !stack.planes[0]!.status().containers.some((c) => c.function === "slowPlane"), 15_000);
+    const record = async (id: string) => (await (await fetch(`${stack.url}/v1/calls/${id}`, authed())).json()) as CallRecord;
+    const cold = await fn("slowPlane").spawn(200);
+    await cold.get({ timeoutMs: 30_000 });
+    const coldRecord = await record(cold.id);
+    expect(coldRecord.plane!.coldStartMs).toBeGreaterThan(0);
+    expect(coldRecord.plane!.runMs).toBeGreaterThanOrEqual(200);
+    expect(coldRecord.plane!.queueMs).toBeGreaterThanOrEqual(0);
+    // The gateway's view holds the plane's: the cold start and the run.
+    const gatewayMs = coldRecord.finishedAt! - coldRecord.startedAt!;
+    expect(gatewayMs).toBeGreaterThanOrEqual(Math.floor(coldRecord.plane!.coldStartMs! + coldRecord.plane!.runMs!));
+    const warm = await fn("slowPlane").spawn(10);
+    await warm.get({ timeoutMs: 30_000 });
+    const warmRecord = await record(warm.id);
+    expect(warmRecord.plane!.coldStartMs).toBeUndefined();
+    expect(warmRecord.plane!.runMs).toBeGreaterThanOrEqual(10);
+    // The call's page shows them apart: "ran" is the run alone, not the cold start before it.
+    const page = await (await fetch(`${stack.url}/_tandem/calls/${cold.id}`, authed())).text();
+    const fact = (name: string) => new RegExp(`<dt>${name}</dt>\\s*<dd>([^<]*)</dd>`).exec(page)?.[1];
+    expect(fact("cold start")).toBe(`${Math.round(coldRecord.plane!.coldStartMs!)} ms`);
+    expect(fact("ran")).toBe(`${Math.round(coldRecord.plane!.runMs!)} ms`);
+  });
 });
 
 describe("a keyed plane call the client says is fresh", () => {
