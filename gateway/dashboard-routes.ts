@@ -176,7 +176,7 @@ export function dashboardRoutes(): Hono<RouteEnv> {
       onPlanes && mayUse(principalOf(c), "deploy") ? usageRows(c, app.name) : Promise.resolve(undefined),
       onPlanes ? knownPlanes(c.env) : Promise.resolve([]),
     ]);
-    const containers = usage?.filter((r) => r.function === fn) ?? [];
+    const containers = usage?.filter((r) => r.function === containerGroup(fn)) ?? []; // a class method's are its class's
     const now = warmNow(planes, app.name, fn);
     const body = html`<p><a href="${dashboardPath("apps", app.name)}">← ${app.name}</a></p>
       ${activityCharts(series)}
@@ -194,7 +194,10 @@ export function dashboardRoutes(): Hono<RouteEnv> {
       ${
         usage === undefined
           ? ""
-          : html`<h2>Containers <small>(on the planes, last 24 h)</small></h2>
+          : html`<h2>
+                Containers
+                <small>(on the planes, last 24 h${registered.clsMethod ? `; class ${containerGroup(fn)}'s, which serve all its methods` : ""})</small>
+              </h2>
               ${table(
                 ["plane", "GPU", "containers", "container time", "cost"],
                 containers.map(

@@ -132,6 +132,12 @@ describe("classes on the plane", () => {
     const rows = ((await (await fetch(`${stack.url}/v1/usage?app=classes`, authed())).json()) as { rows: { function: string }[] }).rows;
     expect(rows.map((r) => r.function)).toContain("Warm");
     expect(rows.map((r) => r.function).filter((f) => f.startsWith("Warm."))).toEqual([]);
+    // Each method's page shows the class's containers, whichever method started them.
+    for (const method of ["ping", "pong"]) {
+      const page = await (await fetch(`${stack.url}/_tandem/apps/classes/functions/Warm.${method}`, authed())).text();
+      expect(page).not.toContain("No plane containers.");
+      expect(page).toContain(`<td>${stack.planes[0]!.planeId}</td>`);
+    }
   });
 
   it("lists class methods as functions", async () => {
