@@ -501,6 +501,21 @@ describe("the dispatcher, on fake containers", () => {
     expect(h.dispatcher.containers().map((c) => c.id)).toEqual([g.containerId]);
   });
 
+  it("to make room, stops an idle container beyond its pool's minContainers before one that keeps a pool warm", async () => {
+    const h = harness({ f: () => "f", g: () => "g", k: () => "k" }, { gpus: { T4: 2 } });
+    const t4 = { spec: { gpu: [{ type: "T4" as const, count: 1 }] } };
+    const warm = request("f", { ...t4, autoscaler: { minContainers: 1 } });
+    h.dispatcher.keepWarm([{ app: warm.app, function: warm.function, bundleHash: warm.bundleHash, spec: warm.spec, bundle: async () => BUNDLE }]);
+    await until(() => h.lines.some((l) => /^\[plane\] keeping app\.f ctr-[0-9a-f]{8} warm \(minContainers 1\)$/.test(l)), "the warm container");
+    const warmId = h.driver.started[0]!.id;
+    const g = await h.dispatcher.run(request("g", t4), BUNDLE); // the second T4, idle after
+    const k = await h.dispatcher.run(request("k", t4), BUNDLE); // needs one of them
+    expect(k).toMatchObject({ status: "succeeded", gpu: "T4", coldStart: true });
+    // Before, the oldest idle container went, the warm pool's: app.f then had none warm until a T4 came free.
+    expect(h.lines).toContain(`[plane] stopping idle app.g ${g.containerId} to make room`);
+    expect(h.dispatcher.containers().map((c) => c.id)).toEqual(expect.arrayContaining([warmId, k.containerId]));
+  });
+
   it("fails a class's inputs with its enter() error, and starts no container for it until the backoff passes", async () => {
     const enterFailed = { code: "function_failed", message: "could not load the weights", remote: { name: "Error", message: "could not load the weights" } };
     const h = harness({ "Model.generate": () => "text" }, { startup: (_spec, index) => (index === 0 ? { enterFailed } : {}) });

@@ -111,11 +111,17 @@ export class ScaleDown {
     this.#o.pool.wake();
   }
 
-  /** Stops one idle container (of any function) whose resources would let `request` (of function `forWhom`) start; false when there is none. */
+  /**
+   * Stops one idle container (of any function) whose resources would let `request` (of function `forWhom`) start,
+   * one that keeps a warm minimum last; false when there is none.
+   */
   evictFor(request: ResourceRequest, forWhom: string): boolean {
-    const victim = this.#o.pool
+    const idle = this.#o.pool
       .all()
-      .find((w) => w.inFlight.size === 0 && (request.gpu ? w.reservation.gpus.some((g) => g.type === request.gpu!.type) : w.reservation.memoryMiB > 0));
+      .filter((w) => w.inFlight.size === 0 && (request.gpu ? w.reservation.gpus.some((g) => g.type === request.gpu!.type) : w.reservation.memoryMiB > 0));
+    // One beyond its pool's warm minimum goes first: a container that keeps `minContainers` is stopped only when no
+    // other would do, since its pool is refilled only once room comes back (on a full plane, a scale-down window later).
+    const victim = idle.find((w) => this.#o.pool.live(w.key).length > this.#o.keptWarm(w.key)) ?? idle[0];
     if (!victim) return false;
     this.#o.log(`[plane] stopping idle ${victim.label} ${victim.id} to make room`);
     this.#o.onLogLine?.({
