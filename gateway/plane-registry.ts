@@ -5,6 +5,7 @@
  * isolate it reaches, and after this object or the gateway restarts.
  */
 import { DurableObject } from "cloudflare:workers";
+import { PLANE_DEFAULTS } from "../sdk/defaults.js";
 import type { PlaneHeartbeat, PlaneInfo } from "../sdk/protocol.js";
 import { SIGNATURE_WINDOW_MS } from "../sdk/signing.js";
 import type { Env } from "./env.js";
@@ -39,13 +40,35 @@ export class PlaneRegistry extends DurableObject<Env> {
     return this.#sql.exec("INSERT OR IGNORE INTO nonces (nonce, seen_at) VALUES (?, ?)", nonce, now).rowsWritten > 0;
   }
 
-  async heartbeat(heartbeat: PlaneHeartbeat): Promise<void> {
+  /**
+   * Takes a plane's report; answers why it was refused instead, when another process holds the plane's id: one
+   * started later, which reported within the plane timeout (a state folder copied to a second machine, say). The
+   * later one is the plane, as after a restart; without this the two would take turns as the plane's entry, and
+   * calls for one would reach the other.
+   */
+  async heartbeat(heartbeat: PlaneHeartbeat): Promise<{ refused?: string }> {
     const known = this.#planes.get(heartbeat.planeId);
-    const entry = { heartbeat, lastSeen: Date.now() };
+    const now = Date.now();
+    const held = known?.heartbeat.startedAt;
+    if (held !== undefined && heartbeat.startedAt !== undefined && heartbeat.startedAt !== held && now - known!.lastSeen < PLANE_DEFAULTS.staleMs) {
+      const other = `${known!.heartbeat.url} (region ${known!.heartbeat.region})`;
+      if (heartbeat.startedAt < held) {
+        const refused =
+          `plane id ${heartbeat.planeId} is held by another plane, started later, at ${other}: two planes report one id, as when a plane's ` +
+          `state folder (.tandem/plane, which keeps its id) is copied. Give each plane a folder of its own (remove plane-id from a copy)`;
+        console.log(`refused the heartbeat of plane ${heartbeat.planeId} from ${heartbeat.url}: it is held by a plane started later at ${other}`);
+        return { refused };
+      }
+      if (heartbeat.url !== known!.heartbeat.url) {
+        console.log(`plane ${heartbeat.planeId} started again at ${heartbeat.url}, region ${heartbeat.region}; the one at ${other} is refused from now on`);
+      }
+    }
+    const entry = { heartbeat, lastSeen: now };
     this.#planes.set(heartbeat.planeId, entry);
     await this.ctx.storage.put(`plane:${heartbeat.planeId}`, entry);
     if (!known) console.log(`plane ${heartbeat.planeId} registered: ${heartbeat.url}, region ${heartbeat.region}, ${describeGpus(heartbeat)}`);
     if (heartbeat.draining && !known?.heartbeat.draining) console.log(`plane ${heartbeat.planeId} is draining: it is sent no new input`);
+    return {};
   }
 
   /** Marks `app` (as bundled now) stopped: its pools are not kept warm until it is served or deployed again. */

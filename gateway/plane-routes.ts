@@ -10,7 +10,7 @@
  */
 import { Hono, type Context } from "hono";
 import { LOG_LIMITS, PLANE_DEFAULTS } from "../sdk/defaults.js";
-import { NotFoundError, UnauthorizedError } from "../sdk/errors.js";
+import { AlreadyExistsError, NotFoundError, UnauthorizedError } from "../sdk/errors.js";
 import {
   BLOB_KEYS,
   BUNDLE_HASH_PATTERN,
@@ -50,7 +50,8 @@ export function planeRoutes(): Hono<Api> {
 
   routes.post(ROUTES.planeHeartbeat, async (c) => {
     const heartbeat = parseSignedBody(await verified(c), PlaneHeartbeatSchema, "heartbeat");
-    await planeRegistry(c.env).heartbeat(heartbeat);
+    const taken = await planeRegistry(c.env).heartbeat(heartbeat);
+    if (taken.refused) throw new AlreadyExistsError(taken.refused, { planeId: heartbeat.planeId });
     // The other planes as this isolate saw them within the last second (a cost per heartbeat that does not grow with
     // the fleet), this one as it reports now: so a plane that just joined, or now drains, is placed as it is.
     const now = Date.now();

@@ -174,6 +174,8 @@ export class Plane {
   readonly driver: PlaneDriver;
   /** Why containers cannot start here, if they cannot. */
   readonly unavailable: string | undefined;
+  /** When this process made the plane: of two processes with one id, the gateway takes the later one's heartbeats. */
+  readonly startedAt = Date.now();
   /** The plane's Prometheus series (plane-metrics.ts). */
   readonly metrics: PlaneMetrics;
   /** The metrics listener's scrape URL (`…/metrics`), when `metricsListen` asked for one. */
@@ -614,6 +616,7 @@ export class Plane {
       ...summary,
       ...(this.unavailable ? { unavailable: this.unavailable } : {}),
       ...(this.#draining ? { draining: true } : {}),
+      startedAt: this.startedAt,
       ...this.#warm(),
       protocol: PROTOCOL_VERSION,
     };

@@ -1447,6 +1447,12 @@ export const PlaneHeartbeatSchema = z.lazy(() =>
     /** The plane is stopping (SIGTERM): it finishes the inputs it has and takes no new one. */
     draining: z.boolean().optional(),
     /**
+     * When this plane's process started (ms since the epoch). Two processes reporting one id (a state folder copied
+     * to another machine) would take turns in the registry: the one started last is the plane, the other is refused.
+     * Left out by an older plane.
+     */
+    startedAt: z.number().int().positive().optional(),
+    /**
      * The containers up on the plane now, per function that has any (a class's by its name, `containerGroup`): `busy`
      * running an input, `idle` warm and waiting (the dashboard's "warm now"). Left out by a plane with none.
      */

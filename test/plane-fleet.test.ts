@@ -11,6 +11,9 @@
  * another plane, and its readiness probe says so meanwhile.
  */
 import { execFileSync } from "node:child_process";
+import { cp, mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it, onTestFinished } from "vitest";
 import { FunctionCall, PlaneUnavailableError, lookup, type CallRecord } from "../sdk/index.js";
 import type { PlaneInfo } from "../sdk/protocol.js";
@@ -257,6 +260,37 @@ describe("tandem plane and its gateway", () => {
       );
     } finally {
       await stopPlaneProcess(plane);
+    }
+  });
+
+  it("with a second plane on a copy of its folder (one id): the one started later holds the id, the other is refused and says why, once", async () => {
+    const first = await startPlaneProcess(stack.url, ["--runtime", "process", "--region", "eu-west"]);
+    let second: PlaneProcess | undefined;
+    try {
+      await eventually(() => first.output().includes("registered with the gateway"));
+      const copy = await mkdtemp(join(tmpdir(), "tandem-plane-copy-"));
+      await cp(join(first.dir, ".tandem", "plane"), join(copy, ".tandem", "plane"), { recursive: true });
+      await rm(join(copy, ".tandem", "plane", "plane.pid")); // as on another machine, where no process holds the folder
+      second = await startPlaneProcess(stack.url, ["--runtime", "process", "--region", "us-east"], {}, copy);
+      expect(second.planeId()).toBe(first.planeId());
+      await eventually(() => first.output().includes("is held by another plane, started later"), 15_000);
+      await new Promise((r) => setTimeout(r, 1_100)); // an isolate's copy of the plane list is a second old at most
+
+      // Over three heartbeats of each, the gateway lists the id at the second plane's address only: before, the two
+      // took turns, and a call for an eu-west plane could reach the us-east one.
+      const seen = new Set<string>();
+      for (let i = 0; i < 14; i++) {
+        const res = (await (await fetch(`${stack.url}/v1/planes`, authed())).json()) as { planes: PlaneInfo[] };
+        for (const p of res.planes) if (p.planeId === first.planeId()) seen.add(`${p.region} ${p.url}`);
+        await new Promise((r) => setTimeout(r, 700));
+      }
+      expect([...seen]).toEqual([`us-east ${second.url()}`]);
+      expect(first.output().split("is held by another plane").length - 1).toBe(1); // said once, not at every heartbeat
+      expect(first.output()).toContain("Give each plane a folder of its own");
+      expect(stack.gatewayOutput.some((l) => l.includes(`refused the heartbeat of plane ${first.planeId()}`))).toBe(true);
+    } finally {
+      if (second) await stopPlaneProcess(second);
+      await stopPlaneProcess(first);
     }
   });
 

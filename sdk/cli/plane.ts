@@ -57,6 +57,8 @@ export async function startPlaneNode(options: PlaneNodeOptions): Promise<void> {
   let first: HeartbeatOutcome | undefined;
   let accepted = false;
   let failures = 0;
+  /** What the gateway last refused this plane with, after it had taken it: said once, not at every heartbeat. */
+  let refusedAs: string | undefined;
   // The plane's lines (its containers' among them, one or more a call) are printed in batches; this command's own
   // lines are printed after the ones that wait, so the order stays as things happened.
   const printed = new PrintedLines((text) => process.stdout.write(text));
@@ -80,16 +82,22 @@ export async function startPlaneNode(options: PlaneNodeOptions): Promise<void> {
           );
         }
         if (p.metricsUrl) say(style.dim(`  metrics at ${p.metricsUrl}`));
-      } else if (failures > 0) {
+      } else if (failures > 0 || refusedAs !== undefined) {
         say(`${style.ok("✓")} plane ${p.planeId} reached the gateway at ${options.gateway} again`);
       }
       accepted = true;
       failures = 0;
+      refusedAs = undefined;
       return;
     }
     if (outcome.kind === "refused") {
       const refusal = refused(options.gateway, p.planeId, outcome.reason, secretFrom);
-      if (accepted) return say(style.warn(`⚠ ${refusal.message}`)); // it was taken before: a gateway changing, not this plane
+      if (accepted) {
+        // It was taken before: a gateway changing, or another plane with this id; said once, each plane tries again.
+        if (refusedAs !== outcome.reason) say(style.warn(`⚠ ${refusal.message}; trying again every ${PLANE_DEFAULTS.heartbeatMs / 1000} s`));
+        refusedAs = outcome.reason;
+        return;
+      }
       void p.close().finally(() => {
         printFailure(refusal);
         process.exit(2);
