@@ -148,6 +148,44 @@ describe("tandem serve with bad input", () => {
   });
 });
 
+describe("a plane function pinned to regions the local plane is not in", () => {
+  let dir: string;
+  beforeAll(async () => {
+    dir = await mkdtemp(join(tmpdir(), "tandem-pinned-"));
+    await writeFile(
+      join(dir, "app.ts"),
+      `import { App } from "tandem";\nconst app = new App("pinned");\n` +
+        `export const embed = app.function({ gpu: "L4", region: "eu-west", timeout: 5 }, () => process.env.TANDEM_REGION);\nexport default app;\n`,
+    );
+  });
+  afterAll(async () => {
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it("is served whatever GPUs the local plane has: a plane in its region runs it", async () => {
+    // Before, serve held it to the local plane's GPUs ("cannot run on the local plane: … simulate them with --gpus"),
+    // though the local plane, in region local, is never sent its calls.
+    const served = await startServe(["app.ts", "--gpus", "T4:1", "--no-watch"], dir);
+    try {
+      await served.waitFor(/function\s+embed\s+POST http:\/\/127\.0\.0\.1:\d+\/v1\/apps\/pinned\/functions\/embed\/call\s+\(plane\)/);
+      expect(served.output()).not.toContain("cannot run on the local plane");
+    } finally {
+      await served.stop();
+    }
+  });
+
+  it("is refused by tandem run at once, saying where it runs, rather than failing at its timeout", async () => {
+    const started = Date.now();
+    const { code, stdout, stderr } = await runCli(["run", "app.ts::embed"], { cwd: dir });
+    expect(code).toBe(1);
+    expect(stderr).toContain(
+      'app "pinned": function "embed" cannot run on the local plane: it runs only in region eu-west, and this plane is in region local; call it through a gateway with a plane there (tandem plane --region eu-west)',
+    );
+    expect(stdout).toBe("");
+    expect(Date.now() - started).toBeLessThan(30_000);
+  });
+});
+
 describe("tandem run", () => {
   it("runs one function and prints its result", async () => {
     const { code, stdout } = await runCli(["run", "test/fixtures/edge-app.ts::add-numbers", "2", "3"]);

@@ -247,9 +247,13 @@ export async function uploadPlaneBundles(gateway: Pick<RunningWorkerd, "putBlob"
   for (const [hash, json] of built.images) await gateway.putBlob(BLOB_KEYS.image(hash), json);
 }
 
+/** The local plane's region (`local`). */
+export const LOCAL_PLANE_REGION = "local";
+
 /**
  * Checks plane functions against what the local plane has: an error names the limit, and for GPUs the `--gpus`
- * that would simulate enough of them.
+ * that would simulate enough of them. A function pinned to other regions never runs on the local plane: `serve`
+ * leaves it to the planes there (`tandem plane --region`), `run` (whose plane is the only one) refuses it.
  */
 export function checkPlaneFits(
   apps: App[],
@@ -263,6 +267,13 @@ export function checkPlaneFits(
       ...app.classes.map((c) => ({ name: c.name, what: `class "${c.name}"`, spec: c.spec })),
     ].filter((f) => f.spec.tier === "plane" && (only === undefined || only === f.name || only.startsWith(`${f.name}.`)));
     for (const { what, spec } of planeFunctions) {
+      if (spec.regions.length > 0 && !spec.regions.includes(LOCAL_PLANE_REGION)) {
+        if (only === undefined) continue; // serve: a plane in its regions runs it, whatever the local one has
+        throw new InvalidOptionsError(
+          `app "${app.name}": ${what} cannot run on the local plane: it runs only in ${spec.regions.length > 1 ? "regions" : "region"} ${spec.regions.join(", ")}, and this plane is in region ${LOCAL_PLANE_REGION}; ` +
+            `call it through a gateway with a plane there (tandem plane --region ${spec.regions[0]})`,
+        );
+      }
       // The local plane builds images on this machine's Node: a different major would only fail at the first call.
       const node = spec.image?.steps.find((step) => step.kind === "node");
       if (node?.kind === "node" && node.version !== null && node.version.split(".")[0] !== process.versions.node.split(".")[0]) {

@@ -21,7 +21,7 @@ import { encodeValue, newToken } from "../protocol.js";
 import { planeSpecOf } from "../options.js";
 import { randomBytes } from "node:crypto";
 import type { Plane, PlaneOptions } from "../../gpu-plane/plane.js";
-import { buildApps, checkPlaneFits, uploadPlaneBundles, type BuiltApps } from "./local-stack.js";
+import { buildApps, checkPlaneFits, LOCAL_PLANE_REGION, uploadPlaneBundles, type BuiltApps } from "./local-stack.js";
 import type { PlaneBundle } from "./bundle.js";
 import { BuildCache } from "./build-cache.js";
 import { stateDir } from "./paths.js";
@@ -323,7 +323,7 @@ function runPlane(
         secret: options.secret,
         host: "127.0.0.1",
         port: 0,
-        region: "local",
+        region: LOCAL_PLANE_REGION,
         runtime: "docker",
         simulateWhenNone: true,
         ...(options.gpus ? { gpus: options.gpus } : {}),

@@ -12,7 +12,7 @@ import { LOCAL_GATEWAY_FILE } from "../credentials.js";
 import { DASHBOARD, paths, type DeployStrategy } from "../protocol.js";
 import { FrontDoor, endpointBodyLimits, endpointsAskingToken, webMounts } from "./front-door.js";
 import { BuildCache } from "./build-cache.js";
-import { buildApps, checkPlaneFits, localAdminToken, planeSecret, uploadPlaneBundles } from "./local-stack.js";
+import { buildApps, checkPlaneFits, LOCAL_PLANE_REGION, localAdminToken, planeSecret, uploadPlaneBundles } from "./local-stack.js";
 import { stateDir } from "./paths.js";
 import { checkNamedSecrets, declaresNamedSecrets, heldSecrets, localSecretValues, localSecretsKey } from "./secret-values.js";
 import type { CliConfig } from "./config.js";
@@ -107,7 +107,7 @@ export async function serve(options: ServeOptions): Promise<Serving> {
       secret,
       host: options.host,
       port: 0,
-      region: "local",
+      region: LOCAL_PLANE_REGION,
       runtime: options.runtime ?? "docker",
       stateDir: join(state, "serve-plane"),
       forceBuild: options.config.forceBuild,
