@@ -29,7 +29,8 @@ describe("metering", () => {
   it("prints the seconds and dollars of this test's own runs with tandem usage", async () => {
     const { code, stdout } = await runCli(["usage", "--app", "capped", "--gateway", stack.url]);
     expect(code).toBe(0);
-    expect(stdout).toMatch(/capped\s+work\s+-\s+1\s+\d+\.\d\s+\$0\.\d{6}/);
+    // Each row names the plane it was recorded on: with a fleet, one function has a row per plane that ran it.
+    expect(stdout).toMatch(new RegExp(`capped\\s+work\\s+-\\s+1\\s+\\d+\\.\\d\\s+\\$0\\.\\d{6}  ${stack.planes[0]!.planeId}\n`));
     const json = JSON.parse((await runCli(["usage", "--app", "capped", "--since", "1h", "--gateway", stack.url, "--json"])).stdout);
     expect(json.totalSeconds).toBeGreaterThan(1);
     expect(json.totalUsd).toBeGreaterThan(0);

@@ -313,7 +313,7 @@ addDeploymentCommands(appCommand, clientOf, TOKEN_HELP, ENV_HELP, config.wrangle
 
 program
   .command("usage")
-  .description("container time and cost on the planes, by app, function and GPU type")
+  .description("container time and cost on the planes, by app, function, GPU type and plane")
   .option("--app <app>", "only this app")
   .option("--since <when>", 'only time after this: a duration ("1h", "30m", "7d") or a date', parseSince)
   .option("-g, --gateway <url>", GATEWAY_HELP)
@@ -328,12 +328,13 @@ program
       const since = opts.since === undefined ? "" : ` since ${new Date(opts.since).toISOString()}`;
       return console.log(`no container time recorded${opts.app ? ` for app ${opts.app}` : ""}${since} on the planes the gateway knows`);
     }
+    // One row per plane that ran the function: with a fleet, the same app, function and GPU come once per plane.
     console.log(
-      `${"app".padEnd(16)} ${"function".padEnd(20)} ${"gpu".padEnd(10)} ${"containers".padStart(10)} ${"seconds".padStart(10)} ${"cost".padStart(12)}`,
+      `${"app".padEnd(16)} ${"function".padEnd(20)} ${"gpu".padEnd(10)} ${"containers".padStart(10)} ${"seconds".padStart(10)} ${"cost".padStart(12)}  plane`,
     );
     for (const r of body.rows) {
       console.log(
-        `${r.app.padEnd(16)} ${r.function.padEnd(20)} ${(r.gpu ?? "-").padEnd(10)} ${String(r.containers).padStart(10)} ${r.seconds.toFixed(1).padStart(10)} ${`$${r.costUsd.toFixed(6)}`.padStart(12)}`,
+        `${r.app.padEnd(16)} ${r.function.padEnd(20)} ${(r.gpu ?? "-").padEnd(10)} ${String(r.containers).padStart(10)} ${r.seconds.toFixed(1).padStart(10)} ${`$${r.costUsd.toFixed(6)}`.padStart(12)}  ${r.plane}`,
       );
     }
     console.log(
