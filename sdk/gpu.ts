@@ -50,11 +50,15 @@ export function formatGpu(request: GpuRequest): string {
 /** Parses an inventory declaration such as `"A100:2,T4:1"` (used by `--gpus`). */
 export function parseGpuInventory(text: string): Partial<Record<GpuType, number>> {
   const inventory: Partial<Record<GpuType, number>> = {};
-  for (const part of text
+  const parts = text
     .split(",")
     .map((p) => p.trim())
-    .filter(Boolean)) {
-    const [type = "", count = "1"] = part.split(":");
+    .filter(Boolean);
+  // Said rather than read as no GPUs (a CPU-only plane), or as the part before a second ":", without a word.
+  if (parts.length === 0) throw new InvalidOptionsError(`--gpus "${text}" names no GPU: give types and counts, e.g. "A100:2,T4:1"`);
+  for (const part of parts) {
+    const [type = "", count = "1", ...rest] = part.split(":");
+    if (rest.length) throw new InvalidOptionsError(`--gpus "${part}": give a type and a count, such as "A100:2"`);
     const n = Number(count);
     if (!Number.isInteger(n) || n < 1 || n > 64) throw new InvalidOptionsError(`--gpus "${part}": the count must be 1 to 64`);
     const { type: known } = parseGpuSpec(type);

@@ -148,6 +148,23 @@ describe("tandem serve with bad input", () => {
   });
 });
 
+describe("tandem plane with bad flags", () => {
+  it("says what a region name may be, its length included, and what --gpus needs, before it starts", async () => {
+    const long = await runCli(["plane", "--region", "a".repeat(65), "--gateway", "http://127.0.0.1:9"]);
+    expect(long.code).not.toBe(0);
+    expect(long.stderr).toContain(
+      `argument '${"a".repeat(65)}' is invalid. must be a region name: lowercase letters, digits and "-", not "-" first, up to 64 characters`,
+    );
+    // Before, ",," started a plane with no GPUs and "A100:2:3" one with two A100s, without a word.
+    const none = await runCli(["plane", "--gpus", ",,", "--gateway", "http://127.0.0.1:9"]);
+    expect(none.code).toBe(2);
+    expect(none.stderr).toContain('error: --gpus ",," names no GPU: give types and counts, e.g. "A100:2,T4:1"');
+    const twice = await runCli(["plane", "--gpus", "A100:2:3", "--gateway", "http://127.0.0.1:9"]);
+    expect(twice.code).toBe(2);
+    expect(twice.stderr).toContain('error: --gpus "A100:2:3": give a type and a count, such as "A100:2"');
+  });
+});
+
 describe("a plane function pinned to regions the local plane is not in", () => {
   let dir: string;
   beforeAll(async () => {

@@ -446,7 +446,8 @@ function inEnvironment(env: string | undefined): CliConfig {
 }
 
 function parseRegion(value: string): string {
-  if (!REGION_PATTERN.test(value)) throw new InvalidArgumentError('must be a region name: lowercase letters, digits and "-", such as eu-west');
+  if (!REGION_PATTERN.test(value))
+    throw new InvalidArgumentError('must be a region name: lowercase letters, digits and "-", not "-" first, up to 64 characters, such as eu-west');
   return value;
 }
 
