@@ -316,8 +316,12 @@ function noCapacity(fn: RegisteredFunction, want: PlaneWants, planes: PlaneInfo[
     : regions.length && !inRegions.length
       ? `no healthy plane is in ${describeRegions(regions)} (planes elsewhere: ${describe(healthy)})`
       : `planes: ${describe(inRegions)}`;
+  // A plane there that drains (stopping: SIGTERM) still reports: say so, or the region would read as empty.
+  const now = Date.now();
+  const draining = planes.filter((p) => p.draining && now - p.lastSeen < PLANE_DEFAULTS.staleMs && inAllowedRegion(p.region, regions));
+  const drains = draining.length ? `; draining, so sent no new input: ${describe(draining)}` : "";
   const where = regions.length ? ` in ${describeRegions(regions)}` : "";
-  return new NoCapacityError(`no capacity for ${what}${where} within ${fn.spec.timeoutSeconds} s for ${fn.app}.${fn.name}; ${seen}`, {
+  return new NoCapacityError(`no capacity for ${what}${where} within ${fn.spec.timeoutSeconds} s for ${fn.app}.${fn.name}; ${seen}${drains}`, {
     app: fn.app,
     function: fn.name,
     ...(regions.length ? { regions: [...regions] } : {}),

@@ -101,6 +101,22 @@ describe("three planes in two regions", () => {
     expect((err as NoCapacityError).details).toMatchObject({ regions: ["ap-south"] });
   });
 
+  it("names a plane in the region that is draining when a call finds no capacity there", async () => {
+    // Before, a region whose only plane was stopping read as empty: "no healthy plane is in region ap-south".
+    const plane = await stack.addPlane({ region: "ap-south" });
+    await plane.drain(5_000); // it has no input: it tells the gateway at once, and goes on reporting, draining
+    await new Promise((r) => setTimeout(r, 1_100)); // an isolate's copy of the plane list is a second old at most
+    const err = await fn("apOnly", "ap-south")
+      .remote()
+      .catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(NoCapacityError);
+    expect((err as NoCapacityError).message).toMatch(
+      new RegExp(
+        `no healthy plane is in region ap-south \\(planes elsewhere: .*\\); draining, so sent no new input: ${plane.planeId} \\(ap-south; no GPUs\\)$`,
+      ),
+    );
+  });
+
   it("refuses a malformed Tandem-Region header with a 400 naming it", async () => {
     const res = await fetch(
       `${stack.url}/v1/apps/regions/functions/anywhere/call`,
