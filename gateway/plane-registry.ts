@@ -14,6 +14,8 @@ import { planeHealthy } from "./plane-choice.js";
 export class PlaneRegistry extends DurableObject<Env> {
   readonly #planes = new Map<string, { heartbeat: PlaneHeartbeat; lastSeen: number }>();
   readonly #sql: SqlStorage;
+  /** The planes refused for another holding their id, as logged: each once. */
+  readonly #refusedLogged = new Set<string>();
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
@@ -56,7 +58,12 @@ export class PlaneRegistry extends DurableObject<Env> {
         const refused =
           `plane id ${heartbeat.planeId} is held by another plane, started later, at ${other}: two planes report one id, as when a plane's ` +
           `state folder (.tandem/plane, which keeps its id) is copied. Give each plane a folder of its own (remove plane-id from a copy)`;
-        console.log(`refused the heartbeat of plane ${heartbeat.planeId} from ${heartbeat.url}: it is held by a plane started later at ${other}`);
+        // Logged once per refused process, not at each of its heartbeats (every 3 s while it runs).
+        const who = `${heartbeat.planeId} ${heartbeat.url} ${heartbeat.startedAt}`;
+        if (!this.#refusedLogged.has(who)) {
+          this.#refusedLogged.add(who);
+          console.log(`refused the heartbeat of plane ${heartbeat.planeId} from ${heartbeat.url}: it is held by a plane started later at ${other}`);
+        }
         return { refused };
       }
       if (heartbeat.url !== known!.heartbeat.url) {
