@@ -34,7 +34,9 @@ describe("WebAssembly functions", () => {
       .catch((e) => e);
     expect(err).toBeInstanceOf(RemoteError);
     expect(err.remoteName).toBe("WasmExitError");
-    expect(err.message).toBe('notJson wrote output that is not JSON: "ok"');
+    expect(err.message).toBe(
+      'notJson wrote output that is not JSON: "ok" (a module that writes other output takes contentType: "bytes", and its result is stdout\'s bytes)',
+    );
     await lookup("wasmy", "upper", { gateway: gw.url }).remote("x");
     await eventually(() => gw.output.some((l) => /\[wasmy\.upper fc-[0-9a-z]{26}\] bye/.test(l)));
   });
@@ -92,11 +94,15 @@ describe("a bytes function", () => {
       .remote("t")
       .catch((e) => e);
     expect(trapped.remoteStack).toBe("WasmTrapError: misbehave trapped: unreachable");
-    expect(await failure("o")).toEqual({ type: "RemoteError", name: "WasmLimitError", message: "misbehave wrote more than 1000 bytes of output" });
+    expect(await failure("o")).toEqual({
+      type: "RemoteError",
+      name: "WasmLimitError",
+      message: "misbehave wrote more than 1000 bytes of output, stdout and stderr together (its maxOutputBytes option)",
+    });
     expect(await failure("m")).toEqual({
       type: "RemoteError",
       name: "WasmLimitError",
-      message: "misbehave grew its memory to 65 pages, past its limit of 64 (4 MiB)",
+      message: "misbehave grew its memory to 65 pages, past its limit of 64 (4 MiB; its maxMemoryPages option)",
     });
     const started = Date.now();
     const timedOut = await misbehave()

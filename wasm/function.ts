@@ -72,7 +72,9 @@ export function wasmFunction(
     try {
       return JSON.parse(text);
     } catch {
-      throw new WasmExitError(`${name} wrote output that is not JSON: ${JSON.stringify(text.slice(0, 200))}`);
+      throw new WasmExitError(
+        `${name} wrote output that is not JSON: ${JSON.stringify(text.slice(0, 200))} (a module that writes other output takes contentType: "bytes", and its result is stdout's bytes)`,
+      );
     }
   };
   return spec.input ? checkedHandler(run, spec.input, () => `${app}.${name}`) : run;

@@ -40,7 +40,21 @@ describe("the WASI host in Node", () => {
   it("refuses a module that imports what the host does not provide, naming the import", () => {
     expect(() => checkWasiCommand(new WebAssembly.Module(usesEnv), "uses-env.wasm")).toThrow(WasmModuleError);
     expect(() => checkWasiCommand(new WebAssembly.Module(usesEnv), "uses-env.wasm")).toThrow(
-      "uses-env.wasm imports env.now_please (function), which this host does not provide",
+      "uses-env.wasm imports env.now_please (function), which this host does not provide (it provides wasi_snapshot_preview1 functions only)",
+    );
+  });
+
+  it("refuses a module that imports another runtime's extension under wasi_snapshot_preview1, saying it is not preview1's", async () => {
+    const { default: binaryen } = await import("binaryen");
+    // WasmEdge's socket extension: its name sits under wasi_snapshot_preview1, but preview1 has no such function.
+    const m = binaryen.parseText(`(module
+      (import "wasi_snapshot_preview1" "sock_open" (func $sock_open (param i32 i32 i32) (result i32)))
+      (memory (export "memory") 1)
+      (func (export "_start") (drop (call $sock_open (i32.const 0) (i32.const 0) (i32.const 0)))))`);
+    const module = new WebAssembly.Module(new Uint8Array(m.emitBinary()));
+    m.dispose();
+    expect(() => checkWasiCommand(module, "sockets.wasm")).toThrow(
+      "sockets.wasm imports wasi_snapshot_preview1.sock_open (function), which this host does not provide (sock_open is not part of WASI preview1, but another runtime's extension)",
     );
   });
 
@@ -59,6 +73,7 @@ describe("the WASI host in Node", () => {
     })();
     expect(output).toBeInstanceOf(WasmLimitError);
     expect((output as WasmLimitError).limit).toBe("output");
+    expect((output as WasmLimitError).message).toBe("m.wasm wrote more than 1000 bytes of output, stdout and stderr together (its maxOutputBytes option)");
     expect(text(runWasi(module, "m.wasm", { stdin: bytes("x") }).stdout)).toBe("ok");
   });
 
@@ -81,7 +96,10 @@ describe("the WASI host in Node", () => {
     // A sleep past the limit fails at once, rather than spinning until it ends.
     expect(limitOf("s", { maxWallMs: 200 })).toEqual({ limit: "time", message: "m.wasm asked to sleep 10000 ms, past its limit of 200 ms, and was stopped" });
     // Caught at the first step past the limit (one page over), not when the loop's budget runs out.
-    expect(limitOf("m", { maxMemoryPages: 64 })).toEqual({ limit: "memory", message: "m.wasm grew its memory to 65 pages, past its limit of 64 (4 MiB)" });
+    expect(limitOf("m", { maxMemoryPages: 64 })).toEqual({
+      limit: "memory",
+      message: "m.wasm grew its memory to 65 pages, past its limit of 64 (4 MiB; its maxMemoryPages option)",
+    });
     expect(text(runWasi(module, "m.wasm", { stdin: bytes("x") }).stdout)).toBe("ok");
   });
 });

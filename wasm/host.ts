@@ -162,9 +162,11 @@ export function checkWasiCommand(module: WebAssembly.Module, name: string): void
     if (i.module === TICK_IMPORT.module && i.name === TICK_IMPORT.name && i.kind === "function") continue;
     if (i.module === MEMORY_IMPORT.module && i.name === MEMORY_IMPORT.name && i.kind === "memory" && memoryShape(module)) continue;
     if (i.module !== WASI_MODULE || !PROVIDED.has(i.name)) {
-      throw new WasmModuleError(
-        `${name} imports ${i.module}.${i.name} (${i.kind}), which this host does not provide (it provides ${WASI_MODULE} functions only)`,
-      );
+      // The host gives every preview1 function, so another name under wasi_snapshot_preview1 is some runtime's
+      // extension (WasmEdge's sock_open): "it provides wasi_snapshot_preview1 functions only" would read as if it were one.
+      const provides =
+        i.module === WASI_MODULE ? `${i.name} is not part of WASI preview1, but another runtime's extension` : `it provides ${WASI_MODULE} functions only`;
+      throw new WasmModuleError(`${name} imports ${i.module}.${i.name} (${i.kind}), which this host does not provide (${provides})`);
     }
   }
 }
@@ -177,7 +179,11 @@ export function runWasi(module: WebAssembly.Module, name: string, options: WasiR
   let written = 0;
   const capture = (sink: Uint8Array[]) => (bytes: Uint8Array) => {
     written += bytes.length;
-    if (written > limits.maxOutputBytes) throw new WasmLimitError("output", `${name} wrote more than ${limits.maxOutputBytes} bytes of output`);
+    if (written > limits.maxOutputBytes)
+      throw new WasmLimitError(
+        "output",
+        `${name} wrote more than ${limits.maxOutputBytes} bytes of output, stdout and stderr together (its maxOutputBytes option)`,
+      );
     sink.push(bytes.slice());
   };
   const env = Object.entries(options.env ?? {}).map(([k, v]) => `${k}=${v}`);
@@ -201,7 +207,7 @@ export function runWasi(module: WebAssembly.Module, name: string, options: WasiR
     if (pages > limits.maxMemoryPages) {
       throw new WasmLimitError(
         "memory",
-        `${name} grew its memory to ${pages} pages, past its limit of ${limits.maxMemoryPages} (${formatMiB(limits.maxMemoryPages)})`,
+        `${name} grew its memory to ${pages} pages, past its limit of ${limits.maxMemoryPages} (${formatMiB(limits.maxMemoryPages)}; its maxMemoryPages option)`,
       );
     }
     const elapsed = Date.now() - started;
