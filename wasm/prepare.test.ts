@@ -2,6 +2,7 @@ import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { WasmTrapError, runWasi } from "./host.js";
 import { compileAssemblyScript } from "./prepare.js";
 
 let dir: string;
@@ -44,5 +45,29 @@ describe("compiling AssemblyScript with a cache", () => {
     await expect(compileAssemblyScript(join(dir, "broken.ts"), join(dir, "broken.wasm"), join(dir, "cache"))).rejects.toThrow(
       /AssemblyScript could not compile it:[\s\S]*not assignable/,
     );
+  });
+});
+
+describe("an AssemblyScript function that throws", () => {
+  const trapOf = async (name: string, source: string) => {
+    await writeFile(join(dir, `${name}.as.ts`), source);
+    await compileAssemblyScript(join(dir, `${name}.as.ts`), join(dir, `${name}.wasm`));
+    try {
+      runWasi(new WebAssembly.Module(await readFile(join(dir, `${name}.wasm`))), `${name}.wasm`);
+    } catch (err) {
+      return err;
+    }
+  };
+
+  it("fails with its message and where it was thrown, not a bare unreachable", { timeout: 60_000 }, async () => {
+    const err = await trapOf("throws", 'export function _start(): void {\n  throw new Error("n is too big");\n}\n');
+    expect(err).toBeInstanceOf(WasmTrapError);
+    expect((err as WasmTrapError).message).toBe("throws.wasm trapped: unreachable: n is too big (at throws.as.ts:2:3)");
+  });
+
+  it("fails with the standard library's own message, an index out of range", { timeout: 60_000 }, async () => {
+    const err = await trapOf("index", "export function _start(): void {\n  const a = new StaticArray<i32>(2);\n  a[4] = 1;\n}\n");
+    expect(err).toBeInstanceOf(WasmTrapError);
+    expect((err as WasmTrapError).message).toMatch(/^index\.wasm trapped: unreachable: Index out of range \(at ~lib\/staticarray\.ts:\d+:\d+\)$/);
   });
 });

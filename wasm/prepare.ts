@@ -12,10 +12,11 @@
  * on real work, much less (bench/wasm-cold).
  */
 import { createHash } from "node:crypto";
+import { existsSync } from "node:fs";
 import { copyFile, mkdir, readdir, readFile, realpath, stat, writeFile } from "node:fs/promises";
 import { createRequire } from "node:module";
 import { dirname, join, resolve } from "node:path";
-import { pathToFileURL } from "node:url";
+import { fileURLToPath, pathToFileURL } from "node:url";
 import { Worker } from "node:worker_threads";
 import { packFiles, type BundledFiles } from "./files.js";
 import { MEMORY_IMPORT, TICK_EVERY, TICK_IMPORT, checkWasiCommand } from "./host.js";
@@ -28,7 +29,12 @@ export class WasmPrepareError extends Error {
 }
 
 /** The asc options docs/wasm.md names. */
-const ASC_FLAGS = ["-O3", "--runtime", "stub", "--noAssert", "--use", "abort="];
+const ASC_FLAGS = ["-O3", "--runtime", "stub", "--noAssert", "--use", "abort=tandem_abort"];
+/**
+ * `tandem_abort`, compiled beside every source: it writes a `throw`'s message to stderr before the trap. Beside this
+ * file when it runs from source; from the CLI's bundle in `dist/`, in the package's `wasm/`.
+ */
+const ABORT_SOURCE = ["./abort.as.ts", "../wasm/abort.as.ts"].map((p) => fileURLToPath(new URL(p, import.meta.url))).find((p) => existsSync(p));
 
 /**
  * asc, run in a worker thread (a compile takes a second or more, and `tandem
@@ -85,7 +91,11 @@ export async function compileAssemblyScript(source: string, out: string, cacheDi
   }
   const asc = pathToFileURL(join(dirname(ascPackage), "dist", "asc.js")).href;
   const result = await new Promise<{ ok: boolean; stderr: string; read: Record<string, string | null> }>((resolveResult, reject) => {
-    const worker = new Worker(ASC_WORKER, { eval: true, workerData: { asc, argv: [source, ...ASC_FLAGS, "-o", out] } });
+    if (!ABORT_SOURCE) throw new Error("wasm/abort.as.ts is missing from this Tandem: pack or install it again");
+    const worker = new Worker(ASC_WORKER, {
+      eval: true,
+      workerData: { asc, argv: [resolve(source), ABORT_SOURCE, ...ASC_FLAGS, "--baseDir", dirname(resolve(source)), "-o", resolve(out)] },
+    });
     worker.once("message", resolveResult);
     worker.once("error", reject);
     worker.once("exit", (code) => reject(new Error(`the compiler stopped (exit code ${code})`)));
