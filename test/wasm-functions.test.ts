@@ -24,6 +24,23 @@ describe("WebAssembly functions", () => {
     expect(out).toEqual([["A"], ["B"]]);
   });
 
+  it("refuse, naming it, an argument JSON cannot carry (a Map, a Set, bytes, a BigInt) rather than send it changed", async () => {
+    const refusal = async (...args: unknown[]) => {
+      const err = await lookup("wasmy", "upper", { gateway: gw.url })
+        .remote(...args)
+        .catch((e) => e);
+      expect(err).toBeInstanceOf(InvalidRequestError);
+      return err.message;
+    };
+    const rest = `, which JSON cannot carry; pass plain objects, arrays, strings, numbers and booleans (or give the function contentType: "bytes" and pass bytes)`;
+    expect(await refusal(new Map([["a", 1]]))).toBe(`wasmy.upper takes its arguments as JSON: argument 1 is a Map${rest}`);
+    expect(await refusal("x", { tags: new Set(["y"]) })).toBe(`wasmy.upper takes its arguments as JSON: argument 2.tags is a Set${rest}`);
+    expect(await refusal([new Uint8Array([104, 105])])).toBe(`wasmy.upper takes its arguments as JSON: argument 1[0] is bytes (Uint8Array)${rest}`);
+    expect(await refusal(10n)).toBe(`wasmy.upper takes its arguments as JSON: argument 1 is a BigInt${rest}`);
+    // A Date is sent as its ISO string, as JSON.stringify writes it.
+    expect(await lookup("wasmy", "upper", { gateway: gw.url }).remote(new Date(0))).toEqual(["1970-01-01T00:00:00.000Z"]);
+  });
+
   it("are called from a web endpoint like any function", async () => {
     expect(await (await fetch(`${gw.url}/wasmy/shout/quiet`)).json()).toEqual({ upper: ["QUIET"] });
   });

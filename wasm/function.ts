@@ -40,7 +40,7 @@ export function wasmFunction(
   const bundled = bundledFiles(app, definition, files);
   const bytes = contentType === "bytes";
   const run = (...args: unknown[]) => {
-    const stdin = bytes ? bytesInput(`${app}.${name}`, args) : encoder.encode(JSON.stringify(args));
+    const stdin = bytes ? bytesInput(`${app}.${name}`, args) : jsonInput(`${app}.${name}`, args);
     let run;
     try {
       run = runWasi(module, name, {
@@ -98,6 +98,40 @@ function logLines(stderr: Uint8Array): void {
 }
 
 /** A "bytes" function takes one argument: bytes (Uint8Array, ArrayBuffer) or a string, sent as UTF-8. */
+/**
+ * The arguments as the JSON array the module reads. A value JSON cannot carry (a `Map` or `Set` would arrive as
+ * `{}`, bytes as `{"0":104,...}`, a `BigInt` not at all) is refused, named, rather than sent changed.
+ */
+function jsonInput(where: string, args: unknown[]): Uint8Array {
+  for (const [i, arg] of args.entries()) {
+    const found = notJson(arg, "", new Set());
+    if (found) {
+      throw new InvalidRequestError(
+        `${where} takes its arguments as JSON: argument ${i + 1}${found.path} is ${found.what}, which JSON cannot carry; pass plain objects, arrays, strings, numbers and booleans (or give the function contentType: "bytes" and pass bytes)`,
+      );
+    }
+  }
+  return encoder.encode(JSON.stringify(args));
+}
+
+/** The first value under `value` that JSON cannot carry, and where (`.items[2]`); undefined when there is none. */
+function notJson(value: unknown, path: string, above: Set<object>): { path: string; what: string } | undefined {
+  if (typeof value === "bigint") return { path, what: "a BigInt" };
+  if (typeof value !== "object" || value === null || above.has(value)) return undefined; // a cycle: JSON.stringify names it
+  if (value instanceof Map) return { path, what: "a Map" };
+  if (value instanceof Set) return { path, what: "a Set" };
+  if (value instanceof ArrayBuffer || ArrayBuffer.isView(value)) return { path, what: `bytes (${value.constructor.name})` };
+  if (typeof (value as { toJSON?: unknown }).toJSON === "function") return undefined; // a Date: its ISO string
+  above.add(value);
+  const entries = Array.isArray(value) ? value.map((v, i) => [`[${i}]`, v] as const) : Object.entries(value).map(([k, v]) => [`.${k}`, v] as const);
+  for (const [key, v] of entries) {
+    const found = notJson(v, path + key, above);
+    if (found) return found;
+  }
+  above.delete(value);
+  return undefined;
+}
+
 function bytesInput(where: string, args: unknown[]): Uint8Array {
   const [input] = args;
   if (args.length === 0) return new Uint8Array(); // no input (a scheduled run, say): an empty stdin
