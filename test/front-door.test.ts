@@ -7,6 +7,7 @@
  * route, an unknown function, a bad `?path=`) gets that answer, from the
  * gateway's preflight, never a reset.
  */
+import { createHash } from "node:crypto";
 import http from "node:http";
 import net from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -96,6 +97,18 @@ describe("the front door of tandem serve", () => {
     expect(put.status).toBe(200);
     const got = await fetch(new URL("/v1/volumes/through/file?path=big.bin", doorUrl), { headers: auth });
     expect((await got.arrayBuffer()).byteLength).toBe(3 * LIMIT);
+  });
+
+  it("lets a deployment's file larger than the gateway's body limit through: its route keeps its own limit", async () => {
+    const bytes = new Uint8Array(3 * LIMIT).fill(2);
+    const hash = createHash("sha256").update(bytes).digest("hex");
+    const put = await fetch(new URL(`/v1/apps/edge/deployments/files/${hash}`, doorUrl), {
+      method: "PUT",
+      headers: { authorization: `Bearer ${ADMIN_TOKEN}` },
+      body: bytes,
+    });
+    expect(put.status).toBe(201);
+    expect(await put.json()).toEqual({ sha256: hash, bytes: 3 * LIMIT, stored: true });
   });
 
   it("answers 413 itself, whole, to a chunked body 16 times the limit on the /v1 routes and a web endpoint", async () => {

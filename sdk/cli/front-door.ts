@@ -26,7 +26,7 @@
 import http from "node:http";
 import net from "node:net";
 import type { App } from "../app.js";
-import { DELIVERY_DEFAULTS, GATEWAY_DEFAULTS, VOLUME_LIMITS } from "../defaults.js";
+import { DELIVERY_DEFAULTS, DEPLOY_LIMITS, GATEWAY_DEFAULTS, VOLUME_LIMITS } from "../defaults.js";
 import { GatewayUnreachableError, InvalidRequestError, bodyTooLarge, errorBody, missingToken, type TandemError } from "../errors.js";
 import { AGENT_CLOSE, HEADERS, PROTOCOL_VERSION } from "../protocol.js";
 
@@ -413,6 +413,8 @@ export class FrontDoor {
     const key = endpointKey(url);
     // A volume file's upload streams up to the largest file; the gateway holds each volume route to its own limit.
     if (key === "/v1/volumes") return { maxBytes: VOLUME_LIMITS.maxFileBytes, whose: "a volume holds in one file" };
+    // So does a deployment's file (a plane bundle may be larger than a call's body): its route reads up to its own limit.
+    if (DEPLOYMENT_FILE_PATH.test(url)) return { maxBytes: DEPLOY_LIMITS.maxFileBytes, whose: "a deployment's file holds" };
     return this.endpointBodyLimits.get(key) ?? { maxBytes: this.maxBodyBytes };
   }
 
@@ -655,6 +657,9 @@ function needsToken(req: http.IncomingMessage): boolean {
 }
 
 /** The first two segments of a request's path, `/<app>/<label>` for a web endpoint (`/v1/volumes` for a volume route). */
+/** `PUT /v1/apps/:app/deployments/files/:hash` (`ROUTES.deploymentFile`), whatever its query. */
+const DEPLOYMENT_FILE_PATH = /^\/v1\/apps\/[^/?#]+\/deployments\/files\/[^/?#]+(?:[?#]|$)/;
+
 function endpointKey(url: string): string {
   const [, app, label] = url.split(/[/?#]/, 3);
   return `/${app}/${label}`;
