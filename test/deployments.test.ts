@@ -209,10 +209,60 @@ describe("tandem deploy, history and rollback", () => {
       WRANGLER_STAND_IN_FAIL: "1",
     });
     expect(failed.code).not.toBe(0);
+    expect(failed.stderr).toContain("error: wrangler deploy exited with 1: nothing was deployed, and nothing was recorded\n");
     const failedRollback = await cli(["app", "rollback", "history", "1", "--gateway", gw.url], deployToken.token, { WRANGLER_STAND_IN_FAIL: "1" });
     expect(failedRollback.code).not.toBe(0);
     expect(failedRollback.stderr).toContain("nothing was recorded");
     expect((await history()).length).toBe(versions);
+  });
+
+  it("says the Worker is deployed when only putting a plane bundle in the bucket failed, and a rollback run again finishes it", async () => {
+    const [live] = await history();
+    const failed = await cli(["deploy", "app.ts", "--outdir", join(dir, "out-bucket"), "--gateway", gw.url], deployToken.token, {
+      WRANGLER_STAND_IN_FAIL: "r2",
+    });
+    expect(failed.code).not.toBe(0);
+    expect(failed.stderr).toMatch(
+      /^error: the Worker is deployed, but wrangler exited with 1 putting tandem-blobs\/bundles\/[0-9a-f]{64}\.mjs in the bucket, so its plane calls may find no bundle, and nothing was recorded: run the same tandem deploy again to finish$/m,
+    );
+    expect(failed.stderr).not.toContain("nothing was deployed");
+
+    const rolled = await cli(["app", "rollback", "history", "1", "--gateway", gw.url], deployToken.token, { WRANGLER_STAND_IN_FAIL: "r2" });
+    expect(rolled.code).not.toBe(0);
+    expect(rolled.stderr).toContain(`error: version 1's Worker is deployed, but wrangler exited with 1 putting tandem-blobs/bundles/`);
+    expect(rolled.stderr).toContain(
+      `nothing was recorded, so tandem app history still names version ${live!.version} live: run tandem app rollback history 1 again to finish\n`,
+    );
+    expect(rolled.stderr).not.toContain("is still live");
+    expect((await history())[0]!.version).toBe(live!.version);
+    const again = await cli(["app", "rollback", "history", "1", "--gateway", gw.url]);
+    expect(again.stderr).toBe("");
+    expect(again.code).toBe(0);
+    expect((await history())[0]).toMatchObject({ version: live!.version + 1, rollbackOf: 1 });
+  });
+
+  it("says which apps a rollback takes off the Worker when the old version's Worker did not hold them, and which it takes back with it", async () => {
+    await writeFile(
+      join(project, "second.ts"),
+      `import { App } from "tandem";\n\nconst app = new App("second");\n\nexport const ping = app.function({ tier: "edge" }, () => "pong");\n\nexport default app;\n`,
+    );
+    const both = await cli(["deploy", "app.ts", "second.ts", "--outdir", join(dir, "out-both"), "--gateway", gw.url]);
+    expect(both.stderr).toBe("");
+    expect(both.code).toBe(0);
+    const [together, alone] = await history();
+    expect(together!.apps).toEqual(["history", "second"]);
+    expect(alone!.apps ?? ["history"]).toEqual(["history"]);
+
+    const back = await cli(["app", "rollback", "history", "--gateway", gw.url, "--outdir", join(dir, "rolled-alone")]);
+    expect(back.stderr).toBe("");
+    expect(back.code).toBe(0);
+    expect(back.stdout).toContain(
+      `the live Worker also serves app second, which version ${alone!.version}'s does not: it is served no more once it is deployed (deploy it again with history to bring it back)`,
+    );
+    const forth = await cli(["app", "rollback", "history", String(together!.version), "--gateway", gw.url, "--outdir", join(dir, "rolled-both")]);
+    expect(forth.code).toBe(0);
+    expect(forth.stdout).toContain("its Worker holds app second too: they go back with it");
+    expect(forth.stdout).not.toContain("served no more");
   });
 });
 

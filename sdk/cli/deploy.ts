@@ -104,12 +104,20 @@ export async function deploy(options: DeployOptions): Promise<number> {
     ]),
     ...[...images.keys()].map((hash) => ({ path: join(outDir, `image-${hash}.json`), blobKey: BLOB_KEYS.image(hash) })),
   ]);
-  const code = await uploadArtifact(outDir, artifact, {
+  const upload = await uploadArtifact(outDir, artifact, {
     dryRun: options.dryRun,
     ...(local ? { localSecrets: local.file } : {}),
     ...(options.wrangler ? { wrangler: options.wrangler } : {}),
   });
-  if (code !== 0) return code;
+  if ("failed" in upload) {
+    const recorded = options.recordAt && !options.dryRun ? ", and nothing was recorded" : "";
+    if (upload.failed === "deploy")
+      throw new Error(`wrangler ${options.dryRun ? "deploy --dry-run" : "deploy"} exited with ${upload.code}: nothing was deployed${recorded}`);
+    // The Worker is replaced already: saying nothing changed would leave a new Worker running unannounced.
+    throw new Error(
+      `the Worker is deployed, but wrangler exited with ${upload.code} putting ${upload.key} in the bucket, so its plane calls may find no bundle${recorded}: run the same tandem deploy again to finish`,
+    );
+  }
   if (options.dryRun) return 0;
   if (!options.recordAt) {
     console.log(

@@ -167,8 +167,22 @@ export async function rollback(options: RollbackOptions): Promise<DeploymentReco
   console.log(`fetched version ${target.version} of app ${app} (${target.files.length} files, code ${target.codeHash.slice(0, 12)}) into ${outDir}`);
   const others = (target.apps ?? []).filter((a) => a !== app);
   if (others.length) console.log(style.dim(`  its Worker holds app${others.length === 1 ? "" : "s"} ${others.join(", ")} too: they go back with it`));
-  const code = await uploadArtifact(outDir, target.files, { dryRun: false, ...(options.wrangler ? { wrangler: options.wrangler } : {}) });
-  if (code !== 0) throw new Error(`wrangler exited with ${code}; version ${live.version} of app ${app} is still live, and nothing was recorded`);
+  // The Worker is replaced whole: an app the live one serves and the old one does not is no longer served.
+  const dropped = (live.apps ?? [app]).filter((a) => !(target.apps ?? [app]).includes(a));
+  if (dropped.length)
+    console.log(
+      style.warn(
+        `  the live Worker also serves app${dropped.length === 1 ? "" : "s"} ${dropped.join(", ")}, which version ${target.version}'s does not: ${dropped.length === 1 ? "it is" : "they are"} served no more once it is deployed (deploy ${dropped.length === 1 ? "it" : "them"} again with ${app} to bring ${dropped.length === 1 ? "it" : "them"} back)`,
+      ),
+    );
+  const upload = await uploadArtifact(outDir, target.files, { dryRun: false, ...(options.wrangler ? { wrangler: options.wrangler } : {}) });
+  if ("failed" in upload && upload.failed === "deploy")
+    throw new Error(`wrangler exited with ${upload.code}; version ${live.version} of app ${app} is still live, and nothing was recorded`);
+  // `wrangler deploy` passed: the old Worker runs now, whatever history says, until the rollback is run again.
+  if ("failed" in upload)
+    throw new Error(
+      `version ${target.version}'s Worker is deployed, but wrangler exited with ${upload.code} putting ${upload.key} in the bucket; nothing was recorded, so tandem app history still names version ${live.version} live: run tandem app rollback ${app} ${target.version} again to finish`,
+    );
   return recordDeployment(
     client,
     app,

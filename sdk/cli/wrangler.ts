@@ -22,12 +22,19 @@ export interface UploadOptions {
 }
 
 /**
+ * How the upload step ended: wrangler's exit code (0 when every step passed) and, when a step failed, which. A
+ * failed `r2 object put` comes after `wrangler deploy` has replaced the Worker: the new one is live, its bucket
+ * files only in part.
+ */
+export type UploadOutcome = { code: 0 } | { code: number; failed: "deploy" } | { code: number; failed: "bucket"; key: string };
+
+/**
  * The upload step of `tandem deploy` and `tandem app rollback`: `wrangler deploy` of the folder's wrangler.toml
  * (the Worker and the modules beside it), then each file with a blob key put at that key of the gateway's bucket
- * (plane bundles, their source maps, image specs). Answers wrangler's exit code, 0 when every step passed.
- * @example await uploadArtifact(".tandem/deploy", artifact, { dryRun: false });
+ * (plane bundles, their source maps, image specs). Stops at the first step that fails.
+ * @example const outcome = await uploadArtifact(".tandem/deploy", artifact, { dryRun: false }); // { code: 0 }
  */
-export async function uploadArtifact(outDir: string, artifact: DeploymentFile[], options: UploadOptions): Promise<number> {
+export async function uploadArtifact(outDir: string, artifact: DeploymentFile[], options: UploadOptions): Promise<UploadOutcome> {
   const configPath = join(outDir, "wrangler.toml");
   const code = await wrangler(
     [
@@ -40,7 +47,7 @@ export async function uploadArtifact(outDir: string, artifact: DeploymentFile[],
     options.localSecrets,
     options.wrangler,
   );
-  if (code !== 0) return code;
+  if (code !== 0) return { code, failed: "deploy" };
   // Plane bundles go where planes fetch them: the gateway's blob bucket, by content hash.
   const bucket = /^bucket_name = "(.*)"$/m.exec(await readFile(configPath, "utf8"))?.[1] ?? "tandem-blobs";
   for (const file of artifact) {
@@ -55,9 +62,9 @@ export async function uploadArtifact(outDir: string, artifact: DeploymentFile[],
       undefined,
       options.wrangler,
     );
-    if (uploaded !== 0) return uploaded;
+    if (uploaded !== 0) return { code: uploaded, failed: "bucket", key };
   }
-  return 0;
+  return { code: 0 };
 }
 
 /**
