@@ -391,6 +391,37 @@ describe("an option of a few words", () => {
   });
 });
 
+describe("tandem token bootstrap --put", () => {
+  it("hands the new token to the wrangler TANDEM_WRANGLER names, on its stdin, for the Worker named, as deploy does", async () => {
+    const dir = await mkdtemp(join(tmpdir(), "tandem-bootstrap-"));
+    try {
+      const log = join(dir, "wrangler.log");
+      const standIn = new URL("./fixtures/stand-in-wrangler.mjs", import.meta.url).pathname;
+      const put = await runCli(["token", "bootstrap", "--put", "--name", "tandem-gateway-dev"], {
+        env: { TANDEM_WRANGLER: standIn, WRANGLER_STAND_IN_LOG: log },
+      });
+      expect(put.stderr).toBe("");
+      expect(put.code).toBe(0);
+      const token = /^ {2}(tk-[0-9a-z]{16}\.ts-[0-9a-z]{32})$/m.exec(put.stdout)?.[1];
+      expect(token).toBeDefined();
+      expect(put.stdout).toContain("✓ set as TANDEM_ADMIN_TOKEN of tandem-gateway-dev");
+      const runs = (await readFile(log, "utf8"))
+        .trim()
+        .split("\n")
+        .map((line) => JSON.parse(line) as { args: string[]; stdin?: string });
+      expect(runs).toEqual([{ args: ["secret", "put", "TANDEM_ADMIN_TOKEN", "--name", "tandem-gateway-dev"], stdin: `${token}\n` }]);
+
+      const failed = await runCli(["token", "bootstrap", "--put"], {
+        env: { TANDEM_WRANGLER: standIn, WRANGLER_STAND_IN_LOG: log, WRANGLER_STAND_IN_FAIL: "1" },
+      });
+      expect(failed.code).toBe(2);
+      expect(failed.stderr).toContain("error: wrangler secret put exited with 1; the Worker has no new admin token\n");
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+});
+
 describe("reloading on change", () => {
   let dir: string;
   let served: Served;

@@ -25,7 +25,7 @@ export interface CliConfig {
   otlp: OtlpSettings | undefined;
   /** `TANDEM_TRACE=1`: each step's time since the process started, on stderr (sdk/trace.ts). */
   trace: boolean;
-  /** `TANDEM_WRANGLER`: a program `deploy` and `app rollback` run in wrangler's place, with its arguments (a test and CI hook). */
+  /** `TANDEM_WRANGLER`: a program `deploy`, `app rollback` and `token bootstrap --put` run in wrangler's place, with its arguments (a test and CI hook). */
   wrangler: string | undefined;
   /** The local gateway's `TANDEM_*` variables (`TANDEM_MAX_BODY_BYTES`, …), as its Worker bindings. */
   gatewayVars: Record<string, string>;

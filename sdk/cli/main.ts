@@ -373,7 +373,7 @@ program
     }
   });
 
-addTokenCommands(program, clientOf, TOKEN_HELP);
+addTokenCommands(program, clientOf, TOKEN_HELP, config.wrangler);
 addLogsCommand(program, clientOf, TOKEN_HELP);
 addDashboardCommand(program, clientOf, TOKEN_HELP);
 addSecretCommands(program, clientOf, TOKEN_HELP);

@@ -4,8 +4,6 @@
  * profile file for that gateway, where the SDK and CLI find it.
  */
 import { GATEWAY_HELP } from "./config.js";
-import { spawn } from "node:child_process";
-import { join } from "node:path";
 import { Command, InvalidArgumentError } from "commander";
 import type { HttpInvoker } from "../client.js";
 import { LOCAL_TOKEN_FILE, localTokenFile, saveToken } from "../credentials.js";
@@ -20,15 +18,17 @@ import {
   type TokenInfo,
   type TokenScope,
 } from "../protocol.js";
-import { PACKAGE_ROOT } from "./paths.js";
-import { WORKER_NAME_PATTERN } from "./wrangler.js";
+import { WORKER_NAME_PATTERN, wrangler } from "./wrangler.js";
 import { style } from "./style.js";
 import { parseChoice } from "./choice-option.js";
 
 type GatewayOpts = { gateway?: string; token?: string };
 
-/** Adds `tandem token …` to `program`; `clientOf` makes a client for a command's `--gateway` and `--token`. */
-export function addTokenCommands(program: Command, clientOf: (opts: GatewayOpts) => HttpInvoker, tokenHelp: string): void {
+/**
+ * Adds `tandem token …` to `program`; `clientOf` makes a client for a command's `--gateway` and `--token`;
+ * `wranglerCommand` runs in wrangler's place for `bootstrap --put` (`TANDEM_WRANGLER`).
+ */
+export function addTokenCommands(program: Command, clientOf: (opts: GatewayOpts) => HttpInvoker, tokenHelp: string, wranglerCommand: string | undefined): void {
   const token = program.command("token").description("API tokens: who may call what on a gateway (docs/security.md)");
   const withGateway = (cmd: Command) => cmd.option("-g, --gateway <url>", GATEWAY_HELP).option("--token <token>", tokenHelp);
 
@@ -113,7 +113,8 @@ export function addTokenCommands(program: Command, clientOf: (opts: GatewayOpts)
         console.log("then: TANDEM_TOKEN=<it> tandem token create --gateway https://… --scope call --app <app> --save");
         return;
       }
-      const code = await wranglerSecretPut(opts.name, admin);
+      // The value goes on wrangler's stdin, never on a command line; TANDEM_WRANGLER stands in for it as for deploy.
+      const code = await wrangler(["secret", "put", "TANDEM_ADMIN_TOKEN", "--name", opts.name], `${admin}\n`, wranglerCommand);
       if (code !== 0) throw new Error(`wrangler secret put exited with ${code}; the Worker has no new admin token`);
       console.log(`${style.ok("✓")} set as TANDEM_ADMIN_TOKEN of ${opts.name}; TANDEM_TOKEN=<it> tandem token create --gateway https://… makes the others`);
     });
@@ -129,16 +130,4 @@ function collectApps(value: string, previous: string[] | undefined): string[] {
     if (!NAME_PATTERN.test(app)) throw new InvalidArgumentError(`"${app}" is not an app name`);
   }
   return [...(previous ?? []), ...value.split(",")];
-}
-
-function wranglerSecretPut(worker: string, value: string): Promise<number> {
-  const bin = join(PACKAGE_ROOT, "node_modules", "wrangler", "bin", "wrangler.js");
-  return new Promise((resolve) => {
-    const child = spawn(process.execPath, [bin, "secret", "put", "TANDEM_ADMIN_TOKEN", "--name", worker], {
-      stdio: ["pipe", "inherit", "inherit"],
-      env: { WRANGLER_SEND_METRICS: "false", ...process.env },
-    });
-    child.stdin.end(value + "\n");
-    child.on("exit", (code) => resolve(code ?? 1));
-  });
 }
