@@ -264,6 +264,29 @@ describe("tandem deploy, history and rollback", () => {
     expect(forth.stdout).toContain("its Worker holds app second too: they go back with it");
     expect(forth.stdout).not.toContain("served no more");
   });
+
+  it("refuses, before wrangler runs, a deploy of several apps with a token restricted to some of them", async () => {
+    const res = await api("/v1/tokens", ADMIN_TOKEN, {
+      method: "POST",
+      body: JSON.stringify({ name: "history-ci", scope: "deploy", apps: ["history"] }),
+      headers: { "content-type": "application/json" },
+    });
+    const restricted = (await res.json()) as TokenCreateAnswer;
+    const versions = (await history()).length;
+    const before = (await wranglerRuns()).length;
+    const both = await cli(["deploy", "app.ts", "second.ts", "--outdir", join(dir, "out-restricted"), "--gateway", gw.url], restricted.token);
+    expect(both.code).toBe(2);
+    expect(both.stderr).toBe(
+      `error: token ${restricted.id} ("history-ci") may reach only app history, not "second": its deployment could not be recorded in ${gw.url}. ` +
+        "Deploy with a token that reaches every app deployed (nothing was uploaded)\n",
+    );
+    expect(both.stdout).not.toContain("the Worker is deployed");
+    expect((await wranglerRuns()).length).toBe(before);
+    expect((await history()).length).toBe(versions);
+    const own = await cli(["deploy", "app.ts", "--outdir", join(dir, "out-own"), "--gateway", gw.url], restricted.token);
+    expect(own.stderr).toBe("");
+    expect(own.code).toBe(0);
+  });
 });
 
 describe("deployments per environment", () => {

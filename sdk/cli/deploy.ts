@@ -19,7 +19,7 @@ import type { App } from "../app.js";
 import { BuildCache } from "./build-cache.js";
 import { buildApps } from "./local-stack.js";
 import { checkNamedSecrets, declaresNamedSecrets, localSecretValues } from "./secret-values.js";
-import { artifactOf, checkMayRecord, checkServesEnvironment, describeGit, gitStateOf, recordDeployment } from "./deployments.js";
+import { artifactOf, checkMayRecord, checkMayRecordApps, checkServesEnvironment, describeGit, gitStateOf, recordDeployment } from "./deployments.js";
 import { PACKAGE_ROOT, notAFolder, stateDir } from "./paths.js";
 import { WORKER_NAME_PATTERN, uploadArtifact } from "./wrangler.js";
 import { style } from "./style.js";
@@ -48,7 +48,7 @@ export async function deploy(options: DeployOptions): Promise<number> {
     throw new InvalidOptionsError(`--outdir ${outDir} is a file: name a folder for the deployment's files`);
   }
   // A deployment that could not be recorded is one rollback cannot reach: the token is checked before anything is uploaded.
-  if (options.recordAt && !options.dryRun) await checkMayRecord(options.recordAt);
+  const recorder = options.recordAt && !options.dryRun ? await checkMayRecord(options.recordAt) : undefined;
   // Taken before the build, so that it describes what was bundled.
   const git = options.recordAt && !options.dryRun ? gitStateOf(dirname(resolve(options.appFiles[0]!))) : undefined;
   const {
@@ -86,6 +86,12 @@ export async function deploy(options: DeployOptions): Promise<number> {
   if (scheduled.length)
     config += `\n# ${scheduled.length} scheduled function${scheduled.length === 1 ? "" : "s"}: ${scheduled.join(", ")}\n[triggers]\ncrons = ["* * * * *"]\n`;
   const configPath = join(outDir, "wrangler.toml");
+  if (recorder)
+    checkMayRecordApps(
+      recorder,
+      apps.map((a) => a.name),
+      options.recordAt!.baseUrl,
+    );
   if (options.recordAt && !options.dryRun && apps[0]) {
     await checkServesEnvironment(options.recordAt, apps[0].name, /^name = "(.*)"$/m.exec(config)?.[1] ?? "of that environment");
   }

@@ -68,16 +68,34 @@ export function describeGit(git: DeploymentGit | undefined): string {
   return git === undefined ? "-" : `${git.commit}${git.dirty ? "-dirty" : ""}`;
 }
 
+/** The token `tandem deploy` records with, as `GET /v1/whoami` names it. */
+export type Recorder = Pick<TokenInfo, "id" | "name" | "scope" | "apps">;
+
 /**
  * Throws, naming the token and what it lacks, unless the gateway takes `client`'s token for recording deployments
- * (scope `deploy`): `tandem deploy` asks before it uploads anything.
+ * (scope `deploy`): `tandem deploy` asks before it uploads anything. Answers the token, for `checkMayRecordApps`.
  */
-export async function checkMayRecord(client: HttpInvoker): Promise<void> {
-  const who = (await client.request("GET", paths.whoami())) as Pick<TokenInfo, "id" | "name" | "scope">;
+export async function checkMayRecord(client: HttpInvoker): Promise<Recorder> {
+  const who = (await client.request("GET", paths.whoami())) as Recorder;
   if (!scopeAllows(who.scope, "deploy"))
     throw new ForbiddenError(
       `token ${who.id} ("${who.name}") has scope "${who.scope}"; recording a deployment in ${client.baseUrl} needs "deploy" (nothing was uploaded)`,
       { token: who.id, scope: who.scope, needs: "deploy" },
+    );
+  return who;
+}
+
+/**
+ * Throws unless the token records every app deployed: one restricted to apps (`--app`) would see the Worker deployed
+ * with all of them and only its own recorded, the others then out of a rollback's reach.
+ * @example checkMayRecordApps(who, ["shop", "blog"], "https://tandem.example.com"); // throws for a token of shop only
+ */
+export function checkMayRecordApps(who: Recorder, apps: string[], gateway: string): void {
+  const beyond = who.apps ? apps.filter((app) => !who.apps!.includes(app)) : [];
+  if (beyond.length)
+    throw new ForbiddenError(
+      `token ${who.id} ("${who.name}") may reach only app${who.apps!.length === 1 ? "" : "s"} ${who.apps!.join(", ")}, not ${beyond.map((a) => `"${a}"`).join(", ")}: its deployment could not be recorded in ${gateway}. Deploy with a token that reaches every app deployed (nothing was uploaded)`,
+      { token: who.id, apps: beyond },
     );
 }
 
