@@ -286,6 +286,16 @@ describe("tandem deploy, history and rollback", () => {
     const own = await cli(["deploy", "app.ts", "--outdir", join(dir, "out-own"), "--gateway", gw.url], restricted.token);
     expect(own.stderr).toBe("");
     expect(own.code).toBe(0);
+    expect(own.stdout).not.toContain("served no more");
+  });
+
+  it("says which apps the deployed gateway serves that a deploy leaves out of the Worker it replaces", async () => {
+    const alone = await cli(["deploy", "second.ts", "--outdir", join(dir, "out-second"), "--gateway", gw.url]);
+    expect(alone.stderr).toBe("");
+    expect(alone.code).toBe(0);
+    expect(alone.stdout).toContain(
+      `the Worker at ${gw.url} serves app history too, which this deploy does not bundle: it is served no more once it is deployed (name its file too to keep it)`,
+    );
   });
 });
 

@@ -14,7 +14,7 @@ import { dirname, join, resolve } from "node:path";
 import type { HttpInvoker } from "../client.js";
 import { SECRET_LIMITS } from "../defaults.js";
 import { InvalidOptionsError } from "../errors.js";
-import { BLOB_KEYS, DEFAULT_ENV, ENV_NAME_PATTERN, type DeployStrategy, type SecretInfo } from "../protocol.js";
+import { BLOB_KEYS, DEFAULT_ENV, ENV_NAME_PATTERN, paths, type AppManifest, type DeployStrategy, type SecretInfo } from "../protocol.js";
 import type { App } from "../app.js";
 import { BuildCache } from "./build-cache.js";
 import { buildApps } from "./local-stack.js";
@@ -97,6 +97,7 @@ export async function deploy(options: DeployOptions): Promise<number> {
   }
   await writeFile(configPath, config);
   console.log(`bundled ${options.appFiles.join(", ")} into ${bundle.path} (${(bundle.bytes / 1024).toFixed(1)} KiB)`);
+  if (options.recordAt && !options.dryRun) await warnOfDroppedApps(options.recordAt, apps);
   if (local) console.log(`${options.dryRun ? "would send" : "sending"} ${local.summary} as the Worker secret TANDEM_LOCAL_SECRETS`);
   // Image specs are files of the deployment like the rest: written beside the bundles, uploaded, kept for a rollback.
   for (const [hash, json] of images) await writeFile(join(outDir, `image-${hash}.json`), json);
@@ -141,6 +142,22 @@ export async function deploy(options: DeployOptions): Promise<number> {
     console.log(`${style.ok("✓")} app ${app.name}: version ${record.version}, code ${record.codeHash.slice(0, 12)}${git ? `, git ${describeGit(git)}` : ""}`);
   }
   return 0;
+}
+
+/**
+ * Says which apps the deployed gateway serves now that this deploy does not bundle: the Worker is replaced whole, so
+ * they are served no more, while their history still names a live version.
+ */
+async function warnOfDroppedApps(gateway: HttpInvoker, apps: App[]): Promise<void> {
+  const { apps: served } = (await gateway.request("GET", paths.apps())) as { apps: Pick<AppManifest, "name">[] };
+  const dropped = served.map((a) => a.name).filter((name) => !apps.some((a) => a.name === name));
+  if (dropped.length === 0) return;
+  const one = dropped.length === 1;
+  console.log(
+    style.warn(
+      `the Worker at ${gateway.baseUrl} serves app${one ? "" : "s"} ${dropped.join(", ")} too, which this deploy does not bundle: ${one ? "it is" : "they are"} served no more once it is deployed (name ${one ? "its file" : "their files"} too to keep ${one ? "it" : "them"})`,
+    ),
+  );
 }
 
 /**
