@@ -903,19 +903,24 @@ export type DeploymentGit = z.infer<typeof DeploymentGitSchema>;
  * `rollbackOf`: the version whose artifact this one is, for a rollback.
  */
 export const DeploymentRecordRequestSchema = z.lazy(() =>
-  z.strictObject({
-    codeHash: z.string().regex(SHA256_PATTERN, "must be a SHA-256 in lowercase hex (64 characters)"),
-    git: DeploymentGitSchema.optional(),
-    files: z
-      .array(DeploymentFileSchema)
-      .min(1, "must name at least the Worker (worker.mjs)")
-      .max(DEPLOY_LIMITS.maxFiles, `must name at most ${DEPLOY_LIMITS.maxFiles} files`)
-      .refine((files) => files.some((f) => f.path === "worker.mjs"), "must name the Worker, worker.mjs")
-      .refine((files) => new Set(files.map((f) => f.path)).size === files.length, "must name each path once"),
-    rollbackOf: z.number().int().positive().optional(),
-    /** Every app the Worker holds (one `tandem deploy` of several app files deploys them together). */
-    apps: z.array(z.string().regex(NAME_PATTERN, "must be app names")).max(DEPLOY_LIMITS.maxFiles).optional(),
-  }),
+  z
+    .strictObject({
+      codeHash: z.string().regex(SHA256_PATTERN, "must be a SHA-256 in lowercase hex (64 characters)"),
+      git: DeploymentGitSchema.optional(),
+      files: z
+        .array(DeploymentFileSchema)
+        .max(DEPLOY_LIMITS.maxFiles, `must name at most ${DEPLOY_LIMITS.maxFiles} files`)
+        .refine((files) => files.some((f) => f.path === "worker.mjs"), "must name the Worker, worker.mjs")
+        .refine((files) => new Set(files.map((f) => f.path)).size === files.length, "must name each path once"),
+      rollbackOf: z.number().int().positive().optional(),
+      /** Every app the Worker holds (one `tandem deploy` of several app files deploys them together). */
+      apps: z.array(z.string().regex(NAME_PATTERN, "must be app names")).max(DEPLOY_LIMITS.maxFiles).optional(),
+    })
+    // History's `code` column and a rollback's check of what it fetched both read `codeHash` as the Worker's hash.
+    .refine((r) => r.files.every((f) => f.path !== "worker.mjs" || f.sha256 === r.codeHash), {
+      message: "must be the SHA-256 of the Worker, worker.mjs, as files names it",
+      path: ["codeHash"],
+    }),
 );
 export type DeploymentRecordRequest = z.infer<typeof DeploymentRecordRequestSchema>;
 

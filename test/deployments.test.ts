@@ -376,12 +376,20 @@ describe("the deployments routes", () => {
   it("refuse a record whose files are not uploaded, or whose shape is wrong, naming the problem", async () => {
     const post = (body: unknown) =>
       api("/v1/apps/history/deployments", deployToken.token, { method: "POST", body: JSON.stringify(body), headers: { "content-type": "application/json" } });
-    const missing = await post({ codeHash: "a".repeat(64), files: [{ path: "worker.mjs", sha256: "b".repeat(64), bytes: 3 }] });
+    const missing = await post({ codeHash: "b".repeat(64), files: [{ path: "worker.mjs", sha256: "b".repeat(64), bytes: 3 }] });
     expect(missing.status).toBe(400);
     expect((await errorOf(missing)).message).toContain(`file worker.mjs (${"b".repeat(64)}) is not uploaded`);
     const noWorker = await post({ codeHash: "a".repeat(64), files: [{ path: "wrangler.toml", sha256: "b".repeat(64), bytes: 3 }] });
     expect(noWorker.status).toBe(400);
     expect((await errorOf(noWorker)).message).toContain("must name the Worker, worker.mjs");
+    const none = await post({ codeHash: "a".repeat(64), files: [] });
+    expect(none.status).toBe(400);
+    expect((await errorOf(none)).message).toBe('request body has the wrong shape: field "files" must name the Worker, worker.mjs');
+    const otherCode = await post({ codeHash: "a".repeat(64), files: [{ path: "worker.mjs", sha256: "b".repeat(64), bytes: 3 }] });
+    expect(otherCode.status).toBe(400);
+    expect((await errorOf(otherCode)).message).toBe(
+      'request body has the wrong shape: field "codeHash" must be the SHA-256 of the Worker, worker.mjs, as files names it',
+    );
     const escaping = await post({ codeHash: "a".repeat(64), files: [{ path: "../worker.mjs", sha256: "b".repeat(64), bytes: 3 }] });
     expect(escaping.status).toBe(400);
     expect((await errorOf(escaping)).message).toContain("files.0.path");
