@@ -357,6 +357,12 @@ describe("an option of a few words", () => {
     expect(scope.stderr).toBe(
       `error: option '--scope <scope>' argument 'superuser' is invalid. must be one of call, deploy, admin\nrun "tandem token create --help" for usage\n`,
     );
+    // Checked here, before any request: the gateway's words would name its field, "env", not the option.
+    const env = await runCli(["token", "create", "--env", "Dev Env", "--gateway", "http://127.0.0.1:9"]);
+    expect(env.code).toBe(1);
+    expect(env.stderr).toBe(
+      `error: option '--env <name>' argument 'Dev Env' is invalid. must be an environment name: lowercase letters, digits and "-", up to 32, such as dev\nrun "tandem token create --help" for usage\n`,
+    );
     const source = await runCli(["logs", "demo", "--source", "stdrr"]);
     expect(source.stderr).toBe(
       `error: option '--source <source>' argument 'stdrr' is invalid. must be one of stdout, stderr, system; did you mean "stderr"?\nrun "tandem logs --help" for usage\n`,

@@ -4,7 +4,8 @@
  * command. Nothing else in the CLI, the local gateway or the plane reads the
  * environment for settings.
  */
-import type { Command } from "commander";
+import { InvalidArgumentError, type Command } from "commander";
+import { ENV_NAME_PATTERN } from "../protocol.js";
 import { checkPlaneSettings, parseGatewaySettings, parseOtlpSettings, type GatewayConfig, type OtlpSettings } from "../settings.js";
 
 export interface CliConfig {
@@ -67,4 +68,14 @@ export function readCliConfig(env: NodeJS.ProcessEnv = process.env, command?: st
     gatewayVars,
     gatewayConfig: parseGatewaySettings(gatewayVars),
   };
+}
+
+/**
+ * An `--env` that names an environment, checked as commander parses it (a malformed one is refused naming the option,
+ * before any request).
+ * @example command.option("--env <name>", "the environment", parseEnvName)
+ */
+export function parseEnvName(value: string): string {
+  if (!ENV_NAME_PATTERN.test(value)) throw new InvalidArgumentError('must be an environment name: lowercase letters, digits and "-", up to 32, such as dev');
+  return value;
 }

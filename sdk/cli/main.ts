@@ -8,7 +8,6 @@ import { HttpInvoker, resolveGatewayUrl } from "../client.js";
 import {
   DEFAULT_ENV,
   DEPLOY_STRATEGIES,
-  ENV_NAME_PATTERN,
   REGION_PATTERN,
   paths,
   sinceTime,
@@ -25,7 +24,7 @@ import {
 } from "../protocol.js";
 import { existsSync } from "node:fs";
 import { FUNCTION_DEFAULTS, LOCAL_DEFAULTS, PLANE_DEFAULTS } from "../defaults.js";
-import { ENV_HELP, GATEWAY_HELP, readCliConfig, type CliConfig } from "./config.js";
+import { ENV_HELP, GATEWAY_HELP, parseEnvName, readCliConfig, type CliConfig } from "./config.js";
 import { formatCommanderError, printFailure } from "./failure.js";
 import { parseChoice } from "./choice-option.js";
 import { addTokenCommands } from "./tokens.js";
@@ -433,11 +432,6 @@ function parseSince(value: string): number {
   if (time === undefined) throw new InvalidArgumentError(`must be ${SINCE_FORMS}`);
   if (!sinceInSpan(time, now)) throw new InvalidArgumentError(`must be ${SINCE_SPAN}`);
   return time;
-}
-
-function parseEnvName(value: string): string {
-  if (!ENV_NAME_PATTERN.test(value)) throw new InvalidArgumentError('must be an environment name: lowercase letters, digits and "-", up to 32, such as dev');
-  return value;
 }
 
 /** The configuration with the local gateway's environment set to `env` (`--env`), when given. */

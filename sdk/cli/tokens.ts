@@ -3,7 +3,7 @@
  * (docs/security.md). A new token is printed once; `--save` keeps it in the
  * profile file for that gateway, where the SDK and CLI find it.
  */
-import { GATEWAY_HELP } from "./config.js";
+import { GATEWAY_HELP, parseEnvName } from "./config.js";
 import { Command, InvalidArgumentError } from "commander";
 import type { HttpInvoker } from "../client.js";
 import { LOCAL_TOKEN_FILE, localTokenFile, saveToken } from "../credentials.js";
@@ -38,7 +38,7 @@ export function addTokenCommands(program: Command, clientOf: (opts: GatewayOpts)
       .description("make a token (needs an admin token); it is printed once, and with --save kept for this gateway in ~/.tandem.toml")
       .option("--name <name>", "a name to know it by in `tandem token list`")
       .option("--app <app...>", "only these apps (default: every app)", collectApps)
-      .option("--env <name>", "only this environment (default: every environment of the gateway)")
+      .option("--env <name>", "only this environment (default: every environment of the gateway)", parseEnvName)
       .option("--scope <scope>", "what it may do: call functions, deploy and stop apps, or admin (tokens, planes)", parseChoice(TOKEN_SCOPES), "call")
       .option("--save", "keep it in the profile file (~/.tandem.toml, or TANDEM_PROFILE) for this gateway"),
   ).action(async (opts: GatewayOpts & { name?: string; app?: string[]; env?: string; scope: TokenScope; save?: boolean }) => {
