@@ -24,6 +24,7 @@ import {
 
 export type { WasmSource } from "./options.js";
 import { AGENT_DEFAULTS } from "./defaults.js";
+import { formatGpu } from "./gpu.js";
 import { FUNCTION_NAME_PATTERN, NAME_PATTERN, RESERVED_APP_NAMES, clsParamsProblem, type AppManifest } from "./protocol.js";
 import type { Secret } from "./secret.js";
 
@@ -814,6 +815,7 @@ export class App {
         retries: spec.retries,
         generator,
         ...(spec.regions.length ? { regions: spec.regions } : {}),
+        ...(spec.gpu?.length ? { gpu: spec.gpu.map(formatGpu) } : {}),
       })),
       endpoints: [
         ...this.#webMounts.map((w) => ({ label: w.label, kind: "web" as const, path: "/*", auth: w.auth })),

@@ -721,6 +721,8 @@ export interface FunctionManifest {
   generator: boolean;
   /** The regions its plane calls may run in (`region` option); absent: any region. */
   regions?: string[];
+  /** The GPUs it asks for, in order of preference (`gpu` option: `"H100:2"`, `"A100"`); absent: none. */
+  gpu?: string[];
 }
 
 export interface EndpointManifest {

@@ -8,7 +8,8 @@
 import { execFileSync } from "node:child_process";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { FunctionCall, NoCapacityError, lookup } from "../sdk/index.js";
-import { authed, eventually } from "./helpers/gateway.js";
+import { runCli } from "./helpers/cli.js";
+import { ADMIN_TOKEN, authed, eventually } from "./helpers/gateway.js";
 import { startTestStack, type TestStack } from "./helpers/stack.js";
 
 const APP = new URL("./fixtures/region-app.ts", import.meta.url).pathname;
@@ -29,6 +30,12 @@ describe("three planes in two regions", () => {
   }, 120_000);
   afterAll(async () => {
     await stack?.dispose();
+  });
+
+  it("lists a function's regions in tandem apps", async () => {
+    const { stdout } = await runCli(["apps", "--gateway", stack.url], { env: { TANDEM_TOKEN: ADMIN_TOKEN } });
+    expect(stdout).toMatch(/function\s+usOnly\s+plane, region us-east, timeout 20 s/);
+    expect(stdout).toMatch(/function\s+anywhere\s+plane, timeout 20 s/);
   });
 
   it("lists each plane with the region it reported", async () => {

@@ -19,8 +19,9 @@ import {
   lookup,
   type CallRecord,
 } from "../sdk/index.js";
-import { HEADERS, encodeValue, type LogLine, type MapResultLine } from "../sdk/protocol.js";
-import { authed, eventually, streamThenDrop } from "./helpers/gateway.js";
+import { HEADERS, encodeValue, type AppManifest, type LogLine, type MapResultLine } from "../sdk/protocol.js";
+import { runCli } from "./helpers/cli.js";
+import { ADMIN_TOKEN, authed, eventually, streamThenDrop } from "./helpers/gateway.js";
 import { startTestStack, type TestStack } from "./helpers/stack.js";
 
 const APP = new URL("./fixtures/plane-app.ts", import.meta.url).pathname;
@@ -52,6 +53,17 @@ describe("calls forwarded to the plane", () => {
     expect(
       stack.planeOutput.some((l) => new RegExp(`cold start: plane\\.whereAmI ${out.container} ready in \\d+ ms, A100#${out.cuda} \\(simulated\\)`).test(l)),
     ).toBe(true);
+  });
+
+  it("lists a plane function's GPUs in tandem apps, and in its manifest", async () => {
+    const { code, stdout } = await runCli(["apps", "--gateway", stack.url], { env: { TANDEM_TOKEN: ADMIN_TOKEN } });
+    expect(code).toBe(0);
+    expect(stdout).toMatch(/function\s+twoGpus\s+plane, GPU H100:2 or A100:2, timeout 60 s, retries 0\n/);
+    expect(stdout).toMatch(/function\s+whereAmI\s+plane, GPU A100, timeout 60 s/);
+    expect(stdout).toMatch(/function\s+sayPlane\s+plane, timeout/);
+    const manifest = (await (await fetch(`${stack.url}/v1/apps/plane`, authed())).json()) as AppManifest;
+    expect(manifest.functions.find((f) => f.name === "twoGpus")?.gpu).toEqual(["H100:2", "A100:2"]);
+    expect(manifest.functions.find((f) => f.name === "sayPlane")?.gpu).toBeUndefined();
   });
 
   it("falls back along a GPU list to a type the plane has", async () => {

@@ -357,8 +357,10 @@ program
     for (const app of apps) {
       console.log(style.bold(`app ${app.name}`));
       for (const f of app.functions) {
+        const gpu = f.gpu ? `, GPU ${f.gpu.join(" or ")}` : "";
+        const regions = f.regions ? `, region${f.regions.length === 1 ? "" : "s"} ${f.regions.join(", ")}` : "";
         console.log(
-          `  function  ${f.name.padEnd(20)} ${f.tier}, timeout ${f.timeoutSeconds} s, retries ${f.retries.maxRetries}${f.generator ? ", generator (stream it)" : ""}`,
+          `  function  ${f.name.padEnd(20)} ${f.tier}${gpu}${regions}, timeout ${f.timeoutSeconds} s, retries ${f.retries.maxRetries}${f.generator ? ", generator (stream it)" : ""}`,
         );
       }
       for (const e of app.endpoints) {
