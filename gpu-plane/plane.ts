@@ -717,7 +717,7 @@ function isAlive(pid: number): boolean {
 
 /** The plane's GPUs: declared (simulated), else real, else (for `serve`) one simulated GPU of each known type. */
 export async function planeGpus(options: Pick<PlaneOptions, "gpus" | "simulateWhenNone">, log: (line: string) => void) {
-  if (options.gpus) return simulatedGpus(parseGpuInventory(options.gpus));
+  if (options.gpus !== undefined) return simulatedGpus(parseGpuInventory(options.gpus));
   const real = await detectGpus(log);
   if (real.length || !options.simulateWhenNone) return real;
   return simulatedGpus(Object.fromEntries(Object.keys(GPU_TYPES).map((t) => [t, 1])) as Record<GpuType, number>);

@@ -159,6 +159,10 @@ describe("tandem plane with bad flags", () => {
     const none = await runCli(["plane", "--gpus", ",,", "--gateway", "http://127.0.0.1:9"]);
     expect(none.code).toBe(2);
     expect(none.stderr).toContain('error: --gpus ",," names no GPU: give types and counts, e.g. "A100:2,T4:1"');
+    // And "" (an unset variable in a script, --gpus "$GPUS") fell back to the machine's real GPUs.
+    const empty = await runCli(["plane", "--gpus", "", "--gateway", "http://127.0.0.1:9"]);
+    expect(empty.code).toBe(2);
+    expect(empty.stderr).toContain('error: --gpus "" names no GPU: give types and counts, e.g. "A100:2,T4:1"');
     const twice = await runCli(["plane", "--gpus", "A100:2:3", "--gateway", "http://127.0.0.1:9"]);
     expect(twice.code).toBe(2);
     expect(twice.stderr).toContain('error: --gpus "A100:2:3": give a type and a count, such as "A100:2"');

@@ -138,7 +138,7 @@ program
         scaledownWindowSeconds: opts.scaledownWindow,
         preparedPerFunction: opts.prepared,
         strategy: opts.strategy,
-        ...(opts.gpus ? { gpus: opts.gpus } : {}),
+        ...(opts.gpus !== undefined ? { gpus: opts.gpus } : {}),
         ...(opts.metricsPort !== undefined ? { metricsPort: opts.metricsPort } : {}),
       });
       console.log(style.dim(opts.watch ? "Watching for changes. Ctrl-C to stop." : "Ctrl-C to stop."));
@@ -161,7 +161,7 @@ program
   .action(async (target: string, args: string[], opts: { json?: boolean; gpus?: string; env?: string }) => {
     const { runOnce } = await import("./run.js");
     trace("run: its modules loaded");
-    const code = await runOnce(target, args, inEnvironment(opts.env), { json: opts.json ?? false, ...(opts.gpus ? { gpus: opts.gpus } : {}) });
+    const code = await runOnce(target, args, inEnvironment(opts.env), { json: opts.json ?? false, ...(opts.gpus !== undefined ? { gpus: opts.gpus } : {}) });
     // Everything the run started has stopped: it exits now, its output written, rather than wait for what others
     // left behind them (miniflare's removal of its folder, idle sockets; 0.1-0.8 s measured on this machine).
     await Promise.all([process.stdout, process.stderr].map((stream) => new Promise((written) => stream.write("", written))));
@@ -276,7 +276,7 @@ program
         snapshotMaxBytes: opts.snapshotMaxBytes,
         drainTimeoutSeconds: opts.drainTimeout,
         versionDrainTimeoutSeconds: opts.versionDrainTimeout,
-        ...(opts.gpus ? { gpus: opts.gpus } : {}),
+        ...(opts.gpus !== undefined ? { gpus: opts.gpus } : {}),
         ...(opts.dockerRuntime ? { dockerRuntime: opts.dockerRuntime } : {}),
         ...(opts.metricsPort !== undefined ? { metricsListen: { host: opts.metricsHost, port: opts.metricsPort } } : {}),
       });

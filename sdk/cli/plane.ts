@@ -129,7 +129,7 @@ export async function startPlaneNode(options: PlaneNodeOptions): Promise<void> {
     ...(options.snapshotMax !== undefined ? { snapshotMax: options.snapshotMax } : {}),
     ...(options.snapshotMaxBytes !== undefined ? { snapshotMaxBytes: options.snapshotMaxBytes } : {}),
     versionDrainTimeoutSeconds: options.versionDrainTimeoutSeconds,
-    ...(options.gpus ? { gpus: options.gpus } : {}),
+    ...(options.gpus !== undefined ? { gpus: options.gpus } : {}),
     ...(options.dockerRuntime ? { dockerRuntime: options.dockerRuntime } : {}),
     ...(options.config.metricsToken ? { metricsToken: options.config.metricsToken } : {}),
     ...(options.metricsListen ? { metricsListen: options.metricsListen } : {}),

@@ -124,7 +124,7 @@ export async function runOnce(target: string, rawArgs: string[], config: CliConf
           stateDir: planeDir,
           // The runtime's code cache, made by the first run's plane, is the next run's: kept with the project's builds.
           runtimesDir: join(state, "cache", "runtimes"),
-          ...(options.gpus ? { gpus: options.gpus } : {}),
+          ...(options.gpus !== undefined ? { gpus: options.gpus } : {}),
           // The function's container starts as soon as its bundle is made, while the Worker bundles and workerd
           // starts, when nothing it needs comes from the gateway (an image spec, secrets).
           ...(ahead
@@ -326,7 +326,7 @@ function runPlane(
         region: LOCAL_PLANE_REGION,
         runtime: "docker",
         simulateWhenNone: true,
-        ...(options.gpus ? { gpus: options.gpus } : {}),
+        ...(options.gpus !== undefined ? { gpus: options.gpus } : {}),
         keepWarm: false,
         preparedPerFunction: 0, // one call: no cold start follows it
         keepLogs: false, // printed here (`log` below); the run's gateway goes with the run
