@@ -142,7 +142,8 @@ export class VolumeStore extends DurableObject<Env> {
           const changedAt = this.#changedAt(path);
           if (changedAt !== undefined && changedAt > base && changedAt !== next) {
             throw new VolumeConflictError(
-              `volume "${name}": "${path}" was changed by version ${changedAt}, after this write's base version ${base}; read it again and write from there (reload), or write with { force: true }`,
+              `volume "${name}": "${path}" was changed by version ${changedAt}, after this write's base version ${base}; reads show the latest version, ` +
+                `but writes keep their base until vol.reload() (over HTTP: a later baseVersion): reload and write again, or write with { force: true }`,
               { volume: name, path, version: changedAt, baseVersion: base },
             );
           }

@@ -117,6 +117,24 @@ describe("storage", () => {
     expect(await errorOf(res)).toMatchObject({ code: "volume_conflict" });
   });
 
+  it("reads the latest version through a handle whose writes keep their base until reload(), and its conflict says so", async () => {
+    await vol("reread", { createIfMissing: true }).writeFile("a.txt", "a0");
+    const reader = vol("reread");
+    expect(await (await reader.readFile("a.txt")).text()).toBe("a0"); // base: version 1
+    await vol("reread").writeFile("a.txt", "a1"); // version 2
+    const again = await reader.readFile("a.txt");
+    expect([await again.text(), again.version]).toEqual(["a1", 2]);
+    const conflict = await reader.writeFile("a.txt", "mine").catch((e: unknown) => e);
+    expect(conflict).toBeInstanceOf(VolumeConflictError);
+    // Reading it again, as the reader just did, does not help: the message names what does.
+    expect((conflict as VolumeConflictError).message).toBe(
+      'volume "reread": "a.txt" was changed by version 2, after this write\'s base version 1; reads show the latest version, ' +
+        "but writes keep their base until vol.reload() (over HTTP: a later baseVersion): reload and write again, or write with { force: true }",
+    );
+    expect(await reader.reload()).toBe(2);
+    expect(await reader.writeFile("a.txt", "mine")).toBe(3);
+  });
+
   it("lets many writers commit different files at once, each its own version", async () => {
     await vol("busy", { createIfMissing: true }).info();
     const writers = Array.from({ length: 12 }, () => vol("busy"));
