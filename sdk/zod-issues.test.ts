@@ -35,6 +35,12 @@ describe("describeIssues", () => {
     expect(refusal(lines, { lines: Array.from({ length: 6 }, (_, i) => ({ callId: `x${i}` })) }).endsWith("; and 1 more")).toBe(true);
   });
 
+  it("echoes a number JSON cannot write as itself, not as null", () => {
+    const wait = z.strictObject({ wait: z.number("must be a number of milliseconds") });
+    expect(refusal(wait, { wait: NaN })).toBe('field "wait" must be a number of milliseconds (got NaN)');
+    expect(refusal(wait, { wait: -Infinity })).toBe('field "wait" must be a number of milliseconds (got -Infinity)');
+  });
+
   it("cuts a long value it echoes between two characters, not inside one", () => {
     const search = z.strictObject({ search: z.string().max(10, "must be at most 10 characters") });
     // The echo's 80 characters end between the two halves of the 40th rocket (the quote is the first).

@@ -67,7 +67,8 @@ function keysAt(schema: z.ZodType, path: PropertyKey[]): string[] {
 function echo(value: unknown): string {
   let text: string;
   try {
-    text = JSON.stringify(value) ?? String(value);
+    // JSON writes NaN and ±Infinity as null, which would tell the caller a value they did not send.
+    text = typeof value === "number" ? String(value) : (JSON.stringify(value) ?? String(value));
   } catch {
     text = String(value);
   }
