@@ -301,12 +301,24 @@ function parseGpuOption(gpu: string | string[], where: string): GpuRequest[] {
 }
 
 /**
+ * Names that other serverless platforms give these options, too far from ours for "did you mean" to find: an app
+ * ported from one is told the option that does the same. (`maxInputs` is left out: elsewhere it can mean the inputs a
+ * container serves before it is replaced, which Tandem has no option for; `concurrency.maxInputs` is not that.)
+ */
+const FUNCTION_OPTION_ALIASES: Readonly<Record<string, string>> = {
+  keepWarm: "minContainers",
+  containerIdleTimeout: "scaledownWindow",
+  allowConcurrentInputs: "concurrency",
+  enableMemorySnapshot: "snapshot",
+};
+
+/**
  * Validates options and fills in defaults. `where` names the function in the
  * error (`function "greet"`).
  */
 export function parseFunctionOptions(options: unknown, where: string): FunctionSpec {
   const parsed = FunctionOptionsSchema.safeParse(options ?? {}, { reportInput: true });
-  if (!parsed.success) throw new InvalidOptionsError(`${where}: ${describeIssues(parsed.error, "option", FunctionOptionsSchema)}`);
+  if (!parsed.success) throw new InvalidOptionsError(`${where}: ${describeIssues(parsed.error, "option", FunctionOptionsSchema, FUNCTION_OPTION_ALIASES)}`);
   return toSpec(parsed.data, where);
 }
 

@@ -24,12 +24,12 @@ const MAX_ISSUES = 5;
  * const parsed = schema.safeParse(body, { reportInput: true });
  * if (!parsed.success) throw new InvalidRequestError(`run request: ${describeIssues(parsed.error, "field", schema)}`);
  */
-export function describeIssues(error: z.ZodError, noun: IssueNoun = "option", schema?: z.ZodType): string {
+export function describeIssues(error: z.ZodError, noun: IssueNoun = "option", schema?: z.ZodType, aliases: Readonly<Record<string, string>> = {}): string {
   const more = error.issues.length - MAX_ISSUES;
   const told = error.issues
     .slice(0, MAX_ISSUES)
     .map((issue) => {
-      if (issue.code === "unrecognized_keys") return unknownKeys(issue.path, issue.keys, noun, schema ? keysAt(schema, issue.path) : []);
+      if (issue.code === "unrecognized_keys") return unknownKeys(issue.path, issue.keys, noun, schema ? keysAt(schema, issue.path) : [], aliases);
       const path = issue.path.map(String).join(".");
       const got = "input" in issue && issue.input !== undefined ? ` (got ${echo(issue.input)})` : "";
       return path ? `${noun} "${path}" ${issue.message}${got}` : `${issue.message}${got}`;
@@ -42,10 +42,10 @@ export function describeIssues(error: z.ZodError, noun: IssueNoun = "option", sc
  * `unknown option "gpus"; did you mean "gpu"?`; several: each with its nearest known name. Inside an object, named
  * with its path: `unknown option "concurrency.maxInput"; did you mean "concurrency.maxInputs"?`.
  */
-function unknownKeys(path: PropertyKey[], keys: string[], noun: IssueNoun, known: string[]): string {
+function unknownKeys(path: PropertyKey[], keys: string[], noun: IssueNoun, known: string[], aliases: Readonly<Record<string, string>>): string {
   const full = (key: string) => `"${[...path.map(String), key].join(".")}"`;
   const named = keys.map((key) => {
-    const near = nearestName(key, known);
+    const near = path.length === 0 && Object.hasOwn(aliases, key) ? aliases[key] : nearestName(key, known);
     return { key: full(key), hint: near === undefined ? undefined : `did you mean ${full(near)}?` };
   });
   if (named.length === 1) return `unknown ${noun} ${named[0]!.key}${named[0]!.hint ? `; ${named[0]!.hint}` : ""}`;
