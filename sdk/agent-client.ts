@@ -63,6 +63,21 @@ type RawSocketClass = new (url: string, options?: { headers: Record<string, stri
 export type AgentMessageEvent = Event & { data: string | Uint8Array };
 /** The connection closed; `willReconnect` when the client is about to reconnect. */
 export type AgentCloseEvent = Event & { code: number; reason: string; wasClean: boolean; willReconnect: boolean };
+/** A connection opened; `resumed` when this client object had connected before (it reconnected). */
+export type AgentOpenEvent = Event & { resumed: boolean };
+/** The connection failed, or the gateway refused it (`status`: its HTTP status, where it can be read). */
+export type AgentErrorEvent = Event & { message: string; error?: unknown; status?: number };
+
+/** The events an `AgentSocket` dispatches, by type: what `addEventListener` hands each listener. */
+export interface AgentSocketEventMap {
+  open: AgentOpenEvent;
+  message: AgentMessageEvent;
+  close: AgentCloseEvent;
+  error: AgentErrorEvent;
+}
+
+type ListenerOptions = Parameters<EventTarget["addEventListener"]>[2];
+type AnyListener = Parameters<EventTarget["addEventListener"]>[1];
 
 /**
  * A session with a WebSocket agent. Events: `open` (each connection, with
@@ -106,6 +121,35 @@ export class AgentSocket extends EventTarget {
       pingIntervalMs: options.pingIntervalMs ?? 30_000,
     };
     void this.#open();
+  }
+
+  /**
+   * Listens for `open`, `message`, `close` or `error`, each listener given its own event type.
+   * @example
+   * chat.addEventListener("message", (e) => console.log(e.data)); // string, or Uint8Array
+   */
+  override addEventListener<K extends keyof AgentSocketEventMap>(
+    type: K,
+    listener: ((this: AgentSocket, event: AgentSocketEventMap[K]) => unknown) | null,
+    options?: ListenerOptions,
+  ): void;
+  override addEventListener(type: string, listener: AnyListener, options?: ListenerOptions): void;
+  // `never`: the two signatures above are what callers see; this one only hands the arguments on (its
+  // own types differ between Node's EventTarget and workerd's).
+  override addEventListener(type: string, listener: never, options?: never): void {
+    super.addEventListener(type, listener, options);
+  }
+
+  override removeEventListener<K extends keyof AgentSocketEventMap>(
+    type: K,
+    listener: ((this: AgentSocket, event: AgentSocketEventMap[K]) => unknown) | null,
+    options?: ListenerOptions,
+  ): void;
+  override removeEventListener(type: string, listener: AnyListener, options?: ListenerOptions): void;
+  // `never`: the two signatures above are what callers see; this one only hands the arguments on (its
+  // own types differ between Node's EventTarget and workerd's).
+  override removeEventListener(type: string, listener: never, options?: never): void {
+    super.removeEventListener(type, listener, options);
   }
 
   get readyState(): number {
@@ -236,7 +280,7 @@ export class AgentSocket extends EventTarget {
  * to resume the session later, from anywhere.
  * @example
  * const chat = connect("agent", "chat");
- * chat.addEventListener("message", (e) => console.log((e as AgentMessageEvent).data));
+ * chat.addEventListener("message", (e) => console.log(e.data));
  * chat.send("hello");
  */
 export function connect(app: string, label: string, options: ConnectOptions = {}): AgentSocket {

@@ -215,9 +215,14 @@ export class FunctionHandle<A extends unknown[] = unknown[], R = unknown> {
     return new FunctionCall<R>(id, this.#client);
   }
 
-  /** Calls the function once per input (its first argument), concurrently. */
+  /**
+   * Calls the function once per input (its first argument), concurrently. With
+   * `returnExceptions` true, or a boolean only known when it runs, a failed input's
+   * error is yielded in its place, so its type is among the results'.
+   */
   map(inputs: Inputs<A[0]>, options: MapOptions & { returnExceptions: true }): AsyncIterable<R | TandemError>;
-  map(inputs: Inputs<A[0]>, options?: MapOptions): AsyncIterable<R>;
+  map(inputs: Inputs<A[0]>, options?: MapOptions & { returnExceptions?: false }): AsyncIterable<R>;
+  map(inputs: Inputs<A[0]>, options?: MapOptions): AsyncIterable<R | TandemError>;
   map(inputs: Inputs<A[0]>, options: MapOptions = {}): AsyncIterable<R | TandemError> {
     const checked = parseMapOptions(inputs, options, `${this.#name ?? "function"}.map`);
     return this.#starmap(
@@ -228,7 +233,8 @@ export class FunctionHandle<A extends unknown[] = unknown[], R = unknown> {
 
   /** Like `map`, but each input is the whole argument list. */
   starmap(inputs: Inputs<A>, options: MapOptions & { returnExceptions: true }): AsyncIterable<R | TandemError>;
-  starmap(inputs: Inputs<A>, options?: MapOptions): AsyncIterable<R>;
+  starmap(inputs: Inputs<A>, options?: MapOptions & { returnExceptions?: false }): AsyncIterable<R>;
+  starmap(inputs: Inputs<A>, options?: MapOptions): AsyncIterable<R | TandemError>;
   starmap(inputs: Inputs<A>, options: MapOptions = {}): AsyncIterable<R | TandemError> {
     return this.#starmap(inputs, parseMapOptions(inputs, options, `${this.#name ?? "function"}.starmap`));
   }
@@ -306,7 +312,12 @@ export type ClsMethods<I> = {
  * const model = Model({ size: "small" });
  * await model.predict.remote("hello");
  */
-export type ClsHandle<I> = ((params?: ClsParams) => ClsMethods<I>) & { readonly [CLS_BRAND]: ClsDefinition };
+export type ClsHandle<I, P = ClsParams> = (Record<never, never> extends P ? (params?: P) => ClsMethods<I> : (params: P) => ClsMethods<I>) & {
+  readonly [CLS_BRAND]: ClsDefinition;
+};
+
+/** The parameters a class is built with, as its constructor declares them; a class that declares none takes any `ClsParams`. */
+export type ClsParamsOf<C> = C extends new (params: infer P) => object ? (unknown extends P ? ClsParams : P) : ClsParams;
 
 const CLS_BRAND = Symbol.for("tandem.cls");
 
@@ -528,7 +539,7 @@ export class App {
    * });
    * await Model({ size: "small" }).predict.remote("hi");
    */
-  cls<C extends new (params: any) => object>(options: NoInfer<ClsOptions<InstanceType<C>>>, Class: C): ClsHandle<InstanceType<C>> {
+  cls<C extends new (params: any) => object>(options: NoInfer<ClsOptions<InstanceType<C>>>, Class: C): ClsHandle<InstanceType<C>, ClsParamsOf<C>> {
     const label = options?.name ?? Class?.name ?? `#${this.#classes.length + 1}`;
     if (typeof Class !== "function" || typeof Class.prototype !== "object")
       throw new InvalidOptionsError(
@@ -568,7 +579,7 @@ export class App {
           }),
         ]),
       );
-    }) as ClsHandle<InstanceType<C>>;
+    }) as ClsHandle<InstanceType<C>, ClsParamsOf<C>>;
     Object.defineProperty(handle, CLS_BRAND, { value: definition });
     this.#pendingClassNames.set(handle, definition);
     return handle;

@@ -93,9 +93,12 @@ describe("the public surface of sdk/index.ts", () => {
       [
         "AgentCloseEvent",
         "AgentContext",
+        "AgentErrorEvent",
         "AgentHandlers",
         "AgentMessageEvent",
+        "AgentOpenEvent",
         "AgentOptions",
+        "AgentSocketEventMap",
         "AppManifest",
         "CallContext",
         "CallLogOptions",

@@ -20,7 +20,7 @@ export type {
   AgentOptions,
 } from "./app.js";
 export { connect, AgentSocket } from "./agent-client.js";
-export type { ConnectOptions, AgentMessageEvent, AgentCloseEvent } from "./agent-client.js";
+export type { ConnectOptions, AgentMessageEvent, AgentCloseEvent, AgentOpenEvent, AgentErrorEvent, AgentSocketEventMap } from "./agent-client.js";
 export { FunctionCall } from "./function-call.js";
 export { Volume, VolumeFile, VolumeBatch } from "./volume.js";
 export type { FileData, VolumeOptions } from "./volume.js";

@@ -1,0 +1,107 @@
+// Checked by `tsc` (npm run typecheck), never run: what a map yields when its
+// failures may be returned, a class's parameters as its constructor declares
+// them, and an agent client's events, each typed for its listeners.
+import { App, TandemError, connect } from "tandem";
+
+const app = new App("types");
+const square = app.function(async (x: number) => x * x);
+const add = app.function((a: number, b: number) => a + b);
+
+export async function mapChecks(returnExceptions: boolean): Promise<void> {
+  for await (const y of square.map([1, 2], { orderOutputs: false })) {
+    const n: number = y;
+    void n;
+  }
+  for await (const y of square.map([1, 2], { returnExceptions: true })) {
+    const either: number | TandemError = y;
+    void either;
+  }
+  // A flag known only when it runs may yield errors: they are among the results' types.
+  for await (const y of square.map([1, 2], { returnExceptions })) {
+    // @ts-expect-error: a failed input's TandemError may be yielded
+    const n: number = y;
+    const either: number | TandemError = y;
+    void [n, either];
+  }
+  for await (const y of add.starmap([[1, 2]], { returnExceptions })) {
+    // @ts-expect-error: a failed input's TandemError may be yielded
+    const n: number = y;
+    void n;
+  }
+  for await (const y of add.starmap([[1, 2]], { returnExceptions: false })) {
+    const n: number = y;
+    void n;
+  }
+}
+
+export async function classParamChecks(): Promise<void> {
+  const Model = app.cls(
+    { gpu: "T4" },
+    class {
+      constructor(readonly params: { size?: string; layers?: number }) {}
+      predict(text: string) {
+        return text.length;
+      }
+    },
+  );
+  const a: number = await Model({ size: "small" }).predict.remote("a");
+  await Model().predict.remote("b");
+  await Model({ layers: 2 }).predict.remote("c");
+  // @ts-expect-error: a parameter the constructor does not declare
+  Model({ sizee: "small" });
+  // @ts-expect-error: size is a string
+  Model({ size: 3 });
+
+  const Required = app.cls(
+    {},
+    class {
+      constructor(readonly params: { size: string }) {}
+      run() {
+        return this.params.size;
+      }
+    },
+  );
+  await Required({ size: "x" }).run.remote();
+  // @ts-expect-error: its constructor needs a size
+  Required();
+
+  // A class without a constructor takes any parameters a class can have.
+  const Plain = app.cls(
+    {},
+    class {
+      run() {
+        return 1;
+      }
+    },
+  );
+  await Plain({ anything: "goes", n: 1 }).run.remote();
+  await Plain().run.remote();
+  void a;
+}
+
+export function agentEventChecks(): void {
+  const chat = connect("agent", "chat");
+  chat.addEventListener("message", (e) => {
+    const data: string | Uint8Array = e.data;
+    void data;
+  });
+  chat.addEventListener("open", (e) => {
+    const resumed: boolean = e.resumed;
+    void resumed;
+  });
+  chat.addEventListener("close", (e) => {
+    const facts: [number, string, boolean] = [e.code, e.reason, e.willReconnect];
+    void facts;
+  });
+  chat.addEventListener("error", (e) => {
+    const message: string = e.message;
+    void message;
+  });
+  chat.addEventListener("message", (e) => {
+    // @ts-expect-error: a message event has no code
+    void e.code;
+  });
+  const other = (e: Event) => void e.type;
+  chat.addEventListener("custom", other);
+  chat.removeEventListener("custom", other);
+}
