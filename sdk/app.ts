@@ -109,6 +109,25 @@ type Inputs<T> = Iterable<T> | AsyncIterable<T>;
 export type Yielded<R> = R extends AsyncIterable<infer Y> ? Y : R extends Iterable<infer Y> ? Y : never;
 
 /**
+ * The arguments `.remote()` and `.spawn()` take: a generator function's none (the gateway refuses to
+ * call one: it streams, through `.remoteGen()`), so such a call does not compile, with this message.
+ */
+type CallArgs<A extends unknown[], R> = [R] extends [never]
+  ? A
+  : R extends Generator<unknown, unknown, never> | AsyncGenerator<unknown, unknown, never>
+    ? [generatorFunction: "a generator function: stream it with .remoteGen()"]
+    : A;
+
+/** The arguments `.remoteGen()` takes: none for a function that returns no iterable (the gateway refuses to stream it). */
+type StreamArgs<A extends unknown[], R> = [R] extends [never]
+  ? A
+  : unknown extends R
+    ? A
+    : R extends Iterable<unknown> | AsyncIterable<unknown>
+      ? A
+      : [notAGenerator: "not a generator function: call it with .remote()"];
+
+/**
  * Any function a handler can be. `never` parameters leave the handler's own
  * annotations and default values to type its parameters.
  */
@@ -189,7 +208,7 @@ export class FunctionHandle<A extends unknown[] = unknown[], R = unknown> {
   }
 
   /** Runs the function where it is deployed and returns its result. */
-  async remote(...args: A): Promise<R> {
+  async remote(...args: CallArgs<A, R>): Promise<R> {
     return (await invokerFor(this.#client).call(this.#app, this.name, [...this.#bound, ...args])) as R;
   }
 
@@ -199,7 +218,7 @@ export class FunctionHandle<A extends unknown[] = unknown[], R = unknown> {
    * @example
    * for await (const token of generate.remoteGen("Once upon")) process.stdout.write(token);
    */
-  remoteGen(...args: A): AsyncIterable<Yielded<R>> {
+  remoteGen(...args: StreamArgs<A, R>): AsyncIterable<Yielded<R>> {
     return invokerFor(this.#client).stream(this.#app, this.name, [...this.#bound, ...args]) as AsyncIterable<Yielded<R>>;
   }
 
@@ -210,7 +229,7 @@ export class FunctionHandle<A extends unknown[] = unknown[], R = unknown> {
   }
 
   /** Starts the function and returns at once with a `FunctionCall` to collect the result later. */
-  async spawn(...args: A): Promise<FunctionCall<R>> {
+  async spawn(...args: CallArgs<A, R>): Promise<FunctionCall<R>> {
     const id = await invokerFor(this.#client).spawn(this.#app, this.name, [...this.#bound, ...args]);
     return new FunctionCall<R>(id, this.#client);
   }

@@ -1,7 +1,7 @@
 // Checked by `tsc` (npm run typecheck), never run: what a map yields when its
 // failures may be returned, a class's parameters as its constructor declares
 // them, and an agent client's events, each typed for its listeners.
-import { App, TandemError, connect } from "tandem";
+import { App, TandemError, connect, lookup } from "tandem";
 
 const app = new App("types");
 const square = app.function(async (x: number) => x * x);
@@ -104,4 +104,43 @@ export function agentEventChecks(): void {
   const other = (e: Event) => void e.type;
   chat.addEventListener("custom", other);
   chat.removeEventListener("custom", other);
+}
+
+export async function generatorChecks(): Promise<void> {
+  const tokens = app.function(async function* (prompt: string) {
+    yield* prompt.split(" ");
+  });
+  const counts = app.function(function* (n: number) {
+    for (let i = 0; i < n; i++) yield i;
+  });
+  for await (const token of tokens.remoteGen("a b")) {
+    const t: string = token;
+    void t;
+  }
+  for await (const i of counts.remoteGen(2)) {
+    const n: number = i;
+    void n;
+  }
+  // @ts-expect-error: the gateway refuses to call a generator function: it streams
+  await tokens.remote("a b");
+  // @ts-expect-error: nor spawn one
+  await tokens.spawn("a b");
+  // @ts-expect-error: nor stream a function that yields nothing
+  square.remoteGen(2);
+  // @ts-expect-error: remoteGen still checks a generator's arguments
+  tokens.remoteGen(1);
+
+  // Looked up by name: typed as the caller says, or left open.
+  const typed = lookup<[string], AsyncGenerator<string>>("app", "tokens");
+  for await (const token of typed.remoteGen("a")) {
+    const t: string = token;
+    void t;
+  }
+  // @ts-expect-error: typed as a generator, so not called
+  await typed.remote("a");
+  const open = lookup("app", "anything");
+  await open.remote(1, 2);
+  for await (const chunk of open.remoteGen(1)) void chunk;
+  const failing = lookup<[], never>("app", "failing");
+  await failing.remote().catch(() => undefined);
 }
