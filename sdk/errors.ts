@@ -79,6 +79,17 @@ export class TandemError extends Error {
     return ERROR_STATUS[this.code];
   }
 
+  /**
+   * The call this error ended (`details.callId`), where a call was made: a function that threw, timed
+   * out or was cancelled; undefined for an error no call was recorded for (a bad argument, say).
+   * @example
+   * catch (err) { if (err instanceof TandemError && err.callId) console.log(await FunctionCall.fromId(err.callId).logs()); }
+   */
+  get callId(): string | undefined {
+    const id = this.details?.callId;
+    return typeof id === "string" ? id : undefined;
+  }
+
   toJSON(): WireError {
     return toWireError(this);
   }

@@ -93,7 +93,8 @@ describe("remote calls", () => {
     expect(err.remoteName).toBe("QuotaExceeded");
     expect(err.remoteStack).toMatch(/^QuotaExceeded: over quota\n\s+at .*\(test\/fixtures\/edge-app\.ts:\d+:\d+\)/);
     expect(err.remoteStack).not.toContain("worker.mjs");
-    const callId = err.details.callId as string;
+    const callId = (err as RemoteError).callId!;
+    expect(callId).toMatch(/^fc-[0-9a-z]{26}$/);
     await eventually(async () => (await fetch(`${gw.url}/v1/calls/${callId}`, authed())).status === 200);
     expect(await ledger(callId)).toMatchObject({ status: "failed", error: { code: "function_failed", remote: { name: "QuotaExceeded" } } });
   });
@@ -104,7 +105,8 @@ describe("remote calls", () => {
       .catch((e) => e);
     expect(err).toBeInstanceOf(FunctionTimeoutError);
     expect(err.message).toContain("timed out after 1 s");
-    const callId = err.details.callId as string;
+    const callId = (err as FunctionTimeoutError).callId!;
+    expect(callId).toMatch(/^fc-[0-9a-z]{26}$/);
     await eventually(async () => (await fetch(`${gw.url}/v1/calls/${callId}`, authed())).status === 200);
     expect(await ledger(callId)).toMatchObject({ status: "timed_out", error: { code: "function_timeout" } });
   });
@@ -172,6 +174,7 @@ describe("spawn and FunctionCall", () => {
     const err = await call.get({ timeoutMs: 10_000 }).catch((e) => e);
     expect(err).toBeInstanceOf(RemoteError);
     expect(err.message).toBe("later");
+    expect(err.callId).toBe(call.id);
   });
 });
 

@@ -144,3 +144,17 @@ export async function generatorChecks(): Promise<void> {
   const failing = lookup<[], never>("app", "failing");
   await failing.remote().catch(() => undefined);
 }
+
+export async function errorChecks(): Promise<void> {
+  try {
+    await square.remote(2);
+  } catch (err) {
+    if (err instanceof TandemError) {
+      // The call an error ended, typed: no cast from details' unknown.
+      const callId: string | undefined = err.callId;
+      // @ts-expect-error: there may be no call (a bad argument is refused before one is made)
+      const sure: string = err.callId;
+      void [callId, sure];
+    }
+  }
+}
