@@ -335,8 +335,15 @@ export type ClsHandle<I, P = ClsParams> = (Record<never, never> extends P ? (par
   readonly [CLS_BRAND]: ClsDefinition;
 };
 
-/** The parameters a class is built with, as its constructor declares them; a class that declares none takes any `ClsParams`. */
-export type ClsParamsOf<C> = C extends new (params: infer P) => object ? (unknown extends P ? ClsParams : P) : ClsParams;
+/**
+ * The parameters a class is built with, as its constructor declares them, each a value a parameter can be
+ * (a field declared as a `Date`, say, takes nothing); a class that declares none takes any `ClsParams`.
+ */
+export type ClsParamsOf<C> = C extends new (params: infer P) => object
+  ? unknown extends P
+    ? ClsParams
+    : { [K in keyof P]: P[K] & ClsParams[string] }
+  : ClsParams;
 
 const CLS_BRAND = Symbol.for("tandem.cls");
 

@@ -62,6 +62,18 @@ export async function classParamChecks(): Promise<void> {
     },
   );
   await Required({ size: "x" }).run.remote();
+  const Dated = app.cls(
+    {},
+    class {
+      constructor(readonly params: { since?: Date; label?: string | null }) {}
+      run() {
+        return 1;
+      }
+    },
+  );
+  await Dated({ label: null }).run.remote();
+  // @ts-expect-error: a Date cannot be a class parameter (the gateway refuses it): strings, numbers, booleans, null
+  Dated({ since: new Date() });
   // @ts-expect-error: its constructor needs a size
   Required();
 
