@@ -193,6 +193,8 @@ export class Plane {
   /** Bundles already on disk (and their node_modules checked), by hash. */
   readonly #prepared = new Map<string, string>();
   #heartbeat: NodeJS.Timeout | undefined;
+  /** Closing: heartbeats that fail now say nothing. */
+  #closing = false;
   #gatewayDown = false;
   /** Told to stop (`drain`): the inputs it has run to their end, and no new one is taken. */
   #draining = false;
@@ -582,6 +584,7 @@ export class Plane {
    * @example await plane.close({ quick: true });
    */
   async close(options: { quick?: boolean } = {}): Promise<void> {
+    this.#closing = true;
     clearInterval(this.#heartbeat);
     rmSync(join(this.#options.stateDir, "plane.pid"), { force: true });
     await this.#dispatcher.close(options);
@@ -648,7 +651,7 @@ export class Plane {
         outcome = res.status < 500 ? { kind: "refused", reason } : { kind: "unreachable", reason };
       } else {
         const answer = (await res.json()) as HeartbeatAnswer;
-        if (!this.unavailable && this.#options.keepWarm !== false) {
+        if (!this.unavailable && this.#options.keepWarm !== false && !this.#closing) {
           this.#dispatcher.keepWarm(
             (answer.warm ?? []).map(({ withSecrets, ...pool }) => ({
               ...pool,
@@ -662,6 +665,8 @@ export class Plane {
     } catch (err) {
       outcome = { kind: "unreachable", reason: networkReason(err) };
     }
+    // A heartbeat the gateway dropped as the plane closes (`tandem run` stops both at once) is nothing to tell.
+    if (this.#closing) return;
     if (this.#options.onHeartbeat) return this.#options.onHeartbeat(outcome);
     const log = this.#options.log ?? console.log;
     if (outcome.kind === "accepted" && this.#gatewayDown) log(`plane ${this.planeId} reached the gateway again`);
