@@ -18,7 +18,7 @@ import { afterAll, beforeAll, describe, expect, it, onTestFinished } from "vites
 import { FunctionCall, PlaneUnavailableError, lookup, type CallRecord } from "../sdk/index.js";
 import type { PlaneInfo } from "../sdk/protocol.js";
 import { authed, eventually } from "./helpers/gateway.js";
-import { planeExit, startPlaneProcess, stopPlaneProcess, type PlaneProcess } from "./helpers/plane-process.js";
+import { planeExit, removeContainersOf, startPlaneProcess, stopPlaneProcess, type PlaneProcess } from "./helpers/plane-process.js";
 import { startTestStack, type TestStack } from "./helpers/stack.js";
 
 const APP = new URL("./fixtures/plane-app.ts", import.meta.url).pathname;
@@ -72,13 +72,7 @@ describe("two planes, one killed mid-load", () => {
     const victim = planes.map((p) => ({ p, n: containersOf(p) })).sort((a, b) => b.n - a.n)[0]!.p;
     victim.child.kill("SIGKILL");
     // A plane killed so leaves its containers to its next start on its folder, which this test never makes.
-    onTestFinished(() => {
-      const left = execFileSync("docker", ["ps", "-aq", "--filter", `label=tandem.plane=${victim.planeId()}`])
-        .toString()
-        .split("\n")
-        .filter(Boolean);
-      if (left.length) execFileSync("docker", ["rm", "-f", ...left]);
-    });
+    onTestFinished(() => removeContainersOf(victim.planeId()!));
 
     const results = await Promise.all(calls.map((c) => c.get({ timeoutMs: 60_000 })));
     expect(results.every((r) => /^slept 2500 in ctr-/.test(r))).toBe(true);

@@ -62,12 +62,27 @@ export async function stopPlaneProcess(plane: PlaneProcess): Promise<void> {
     await exited;
   }
   const id = plane.planeId();
-  if (id) {
-    const ids = execFileSync("docker", ["ps", "-aq", "--filter", `label=tandem.plane=${id}`])
+  if (id) await removeContainersOf(id);
+  await rm(plane.dir, { recursive: true, force: true });
+}
+
+/**
+ * Removes every container of plane `planeId` (one killed leaves its containers to its next start on its folder). The
+ * engine may refuse a container that is still starting or stopping (`docker rm -f` exits non-zero, under gVisor more
+ * often): it is listed and removed again, up to 5 times, half a second apart; then the refusal is thrown.
+ */
+export async function removeContainersOf(planeId: string): Promise<void> {
+  for (let attempt = 1; ; attempt++) {
+    const ids = execFileSync("docker", ["ps", "-aq", "--filter", `label=tandem.plane=${planeId}`])
       .toString()
       .split("\n")
       .filter(Boolean);
-    if (ids.length) execFileSync("docker", ["rm", "-f", ...ids]);
+    if (ids.length === 0) return;
+    try {
+      execFileSync("docker", ["rm", "-f", ...ids], { stdio: "pipe" });
+    } catch (err) {
+      if (attempt >= 5) throw err;
+    }
+    await new Promise((r) => setTimeout(r, 500));
   }
-  await rm(plane.dir, { recursive: true, force: true });
 }
