@@ -108,12 +108,17 @@ describe("two planes, a class kept warm on one", () => {
       return res.planes.filter((p) => p.healthy).length === 2 && res.planes.some((p) => p.warm?.some((w) => w.idle > 0));
     }, 30_000);
     await new Promise((r) => setTimeout(r, 1_100)); // the gateway's second-long cache of the list
+    // Each container of Warm prints "warm enter" once, as it starts.
+    const started = () => planes.flatMap((p) => p.output().split("\n")).filter((l) => l.endsWith("] warm enter")).length;
+    const before = started();
     const pong = lookup<[Record<string, unknown>], string>("classes", "Warm.pong", { gateway: stack.url });
-    const first = await pong.remote({});
-    // The warm container holds its CPU, so the other plane reports more free: before, pong went there, cold.
-    for (let i = 0; i < 3; i++) expect(await pong.remote({})).toBe(first);
+    // The warm container holds its CPU, so the other plane reports more free: before, pong went there and started one.
+    for (let i = 0; i < 4; i++) await pong.remote({});
+    expect(started()).toBe(before);
     const warm = ((await (await fetch(`${stack.url}/v1/planes`, authed())).json()) as { planes: PlaneInfo[] }).planes.flatMap((p) => p.warm ?? []);
-    expect(warm.map((w) => w.function)).toEqual(["Warm"]);
+    // By the class's name, not the method it was started for (a plane that held the pool before the other registered
+    // may still have its container).
+    expect([...new Set(warm.map((w) => w.function))]).toEqual(["Warm"]);
   });
 });
 
