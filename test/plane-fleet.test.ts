@@ -16,6 +16,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it, onTestFinished } from "vitest";
 import { FunctionCall, PlaneUnavailableError, lookup, type CallRecord } from "../sdk/index.js";
+import { PLANE_DEFAULTS } from "../sdk/defaults.js";
 import type { PlaneInfo } from "../sdk/protocol.js";
 import { authed, eventually } from "./helpers/gateway.js";
 import { planeExit, removeContainersOf, startPlaneProcess, stopPlaneProcess, type PlaneProcess } from "./helpers/plane-process.js";
@@ -110,6 +111,14 @@ describe("two planes, a class kept warm on one", () => {
     await new Promise((r) => setTimeout(r, 1_100)); // the gateway's second-long cache of the list
     // Each container of Warm prints "warm enter" once, as it starts.
     const started = () => planes.flatMap((p) => p.output().split("\n")).filter((l) => l.endsWith("] warm enter")).length;
+    // The pool settles once both planes report (one that held it before the other registered may hand it over): wait
+    // until no container of the class starts for two heartbeats running.
+    for (let last = -1, steady = 0, round = 0; steady < 2 && round < 10; round++) {
+      await new Promise((r) => setTimeout(r, PLANE_DEFAULTS.heartbeatMs));
+      const now = started();
+      steady = now === last ? steady + 1 : 0;
+      last = now;
+    }
     const before = started();
     const pong = lookup<[Record<string, unknown>], string>("classes", "Warm.pong", { gateway: stack.url });
     // The warm container holds its CPU, so the other plane reports more free: before, pong went there and started one.
