@@ -97,7 +97,6 @@ function logLines(stderr: Uint8Array): void {
   for (const line of decoder.decode(stderr).split("\n").filter(Boolean)) console.error(line);
 }
 
-/** A "bytes" function takes one argument: bytes (Uint8Array, ArrayBuffer) or a string, sent as UTF-8. */
 /**
  * The arguments as the JSON array the module reads. A value JSON cannot carry (a `Map` or `Set` would arrive as
  * `{}`, bytes as `{"0":104,...}`, a `BigInt` not at all) is refused, named, rather than sent changed.
@@ -132,6 +131,7 @@ function notJson(value: unknown, path: string, above: Set<object>): { path: stri
   return undefined;
 }
 
+/** A "bytes" function takes one argument: bytes (Uint8Array, ArrayBuffer) or a string, sent as UTF-8. */
 function bytesInput(where: string, args: unknown[]): Uint8Array {
   const [input] = args;
   if (args.length === 0) return new Uint8Array(); // no input (a scheduled run, say): an empty stdin
