@@ -102,6 +102,19 @@ export interface FinishedCall {
   error?: WireError;
   /** Where a plane call's last attempt spent its time on its plane. */
   plane?: PlaneRunTimings;
+  /**
+   * Its idempotency key, scoped (`keyScope`), for a call recorded once, as it ended: a fresh keyed edge call that ended
+   * before its running record was due (`callOnce`). A key that names another call by then is left out, and said.
+   */
+  key?: string;
+}
+
+/** A row whose `key` named another call when it was written: the row is kept without it, and its run was an extra one. */
+export interface KeyTaken {
+  id: string;
+  key: string;
+  /** The call the key names. */
+  names: string;
 }
 
 /** The wire record of an ended call. */
@@ -161,7 +174,8 @@ export interface LedgerApi {
   renew(id: string): Promise<void>;
   renewAll(ids: string[]): Promise<void>;
   finish(call: FinishedCall): Promise<void>;
-  record(calls: FinishedCall[]): Promise<void>;
+  /** Records ended calls; says which rows' keys named other calls (those rows are kept without their keys). */
+  record(calls: FinishedCall[]): Promise<KeyTaken[]>;
   get(id: string, waitMs: number): Promise<CallRecord | null>;
   /** Cancels a call that has not ended; says which plane it was running on, if one. */
   cancel(id: string): Promise<{ record: CallRecord; plane: string | null } | null>;
@@ -271,9 +285,31 @@ export const recordEnded = isolateBatch(RECORD_BATCH_MS, async (env: Env, taken:
     else byShard.set(stub, [row]);
   }
   try {
-    await Promise.all([...byShard].map(([stub, shardRows]) => stub.record(shardRows)));
+    const keysTaken = (await Promise.all([...byShard].map(([stub, shardRows]) => stub.record(shardRows)))).flat();
+    for (const { id, key, names } of keysTaken) {
+      const row = taken.find((r) => r.id === id)!;
+      const ownKey = key.slice(keyScope(row.app, row.function, "").length);
+      console.error(`[${row.app}.${row.function}] key ${ownKey} was sent as fresh but names call ${names}: this request's run ${id} was an extra one`);
+    }
   } catch (err) {
     // Said here, with every call the write held: the rows of requests that joined the batch are not the writer's to name.
     console.error(`ledger: could not record ${taken.map((r) => r.id).join(", ")}:`, err);
+  } finally {
+    for (const row of taken) if (row.key !== undefined) unwrittenKeys.delete(row.key);
   }
 });
+
+/**
+ * The scoped keys of this isolate's fresh keyed calls that are not in the ledger yet (`callOnce` holds one from the
+ * call's start until its record is written, running or ended): a request that sends such a key again, and reaches
+ * this isolate meanwhile, waits for the record (`untilKeyWritten`) rather than starting the call a second time.
+ */
+export const unwrittenKeys = new Set<string>();
+
+/**
+ * Waits while `scope` is one of this isolate's `unwrittenKeys`, polling (each request waits in its own context), for
+ * at most `maxMs`.
+ */
+export async function untilKeyWritten(scope: string, maxMs = 2_000): Promise<void> {
+  for (const until = Date.now() + maxMs; unwrittenKeys.has(scope) && Date.now() < until;) await new Promise((r) => setTimeout(r, 5));
+}

@@ -26,6 +26,7 @@ import { API_LIMITS, DELIVERY_DEFAULTS } from "../sdk/defaults.js";
 import {
   BLOB_KEYS,
   TERMINAL_STATUSES,
+  callIdTime,
   type CallKind,
   type CallRecord,
   type CallStatus,
@@ -35,7 +36,7 @@ import {
   type PlaneRunTimings,
 } from "../sdk/protocol.js";
 import { CallArgs } from "./call-args.js";
-import type { FinishedCall, LedgerApi, NewCall } from "./call-ledger-client.js";
+import type { FinishedCall, KeyTaken, LedgerApi, NewCall } from "./call-ledger-client.js";
 import { gatewayConfig, type GatewayConfig } from "./config.js";
 import type { Env } from "./env.js";
 import { holdRunner, runnerAliveHere } from "./live-runners.js";
@@ -251,7 +252,9 @@ export class CallLedger extends DurableObject<Env> implements LedgerApi {
         call.key ?? null,
         call.plane ?? null,
       );
-      ids.push(inserted.toArray().length > 0 ? call.id : this.#callWithKey(call.key!)!);
+      const isNew = inserted.toArray().length > 0;
+      ids.push(isNew ? call.id : this.#callWithKey(call.key!)!);
+      if (isNew) this.#wake(call.id); // a `get` of a young id waits for its row
     }
     if (leaseUntil) await this.#scheduleAlarm(leaseUntil);
     return ids;
@@ -330,13 +333,22 @@ export class CallLedger extends DurableObject<Env> implements LedgerApi {
     await this.record([call]);
   }
 
-  async record(calls: FinishedCall[]): Promise<void> {
+  async record(calls: FinishedCall[]): Promise<KeyTaken[]> {
     const expiresAt = Date.now() + this.#config.resultTtlSeconds * 1000;
+    const taken: KeyTaken[] = [];
     for (const call of calls) {
       const result = call.result === undefined ? null : await this.#storeValue(BLOB_KEYS.result(call.id), call.result);
+      let key = call.key ?? null;
+      if (key !== null) {
+        const names = this.#callWithKey(key);
+        if (names !== undefined && names !== call.id) {
+          taken.push({ id: call.id, key, names });
+          key = null;
+        }
+      }
       this.#sql.exec(
-        `INSERT INTO calls (id, app, fn, kind, status, attempts, result, error, created_at, started_at, finished_at, lease_until, expires_at, plane_timings)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, ?, ?)
+        `INSERT INTO calls (id, app, fn, kind, status, attempts, result, error, created_at, started_at, finished_at, lease_until, expires_at, plane_timings, idem_key)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, ?, ?, ?)
          ON CONFLICT(id) DO UPDATE SET status = excluded.status, attempts = MAX(calls.attempts, excluded.attempts), result = excluded.result,
            error = excluded.error, started_at = COALESCE(calls.started_at, excluded.started_at), finished_at = excluded.finished_at,
            lease_until = NULL, expires_at = excluded.expires_at, plane_timings = excluded.plane_timings
@@ -354,14 +366,16 @@ export class CallLedger extends DurableObject<Env> implements LedgerApi {
         call.finishedAt,
         expiresAt,
         call.plane ? JSON.stringify(call.plane) : null,
+        key,
       );
       this.#wake(call.id);
     }
     await this.#scheduleAlarm(expiresAt);
+    return taken;
   }
 
   async get(id: string, waitMs: number): Promise<CallRecord | null> {
-    let row = this.#row(id);
+    let row = this.#row(id) ?? (await this.#youngRow(id));
     if (!row) return null;
     if (!TERMINAL_STATUSES.has(row.status as CallStatus) && waitMs > 0) {
       await this.#waitFor(id, waitMs);
@@ -371,7 +385,7 @@ export class CallLedger extends DurableObject<Env> implements LedgerApi {
   }
 
   async cancel(id: string): Promise<{ record: CallRecord; plane: string | null } | null> {
-    const row = this.#row(id);
+    const row = this.#row(id) ?? (await this.#youngRow(id));
     if (!row) return null;
     const wasRunning = !TERMINAL_STATUSES.has(row.status as CallStatus);
     if (wasRunning) {
@@ -481,6 +495,18 @@ export class CallLedger extends DurableObject<Env> implements LedgerApi {
 
   #callWithKey(key: string): string | undefined {
     return this.#sql.exec<{ id: string }>("SELECT id FROM calls WHERE idem_key = ?", key).toArray()[0]?.id;
+  }
+
+  /**
+   * The row of a call made a moment ago and not written yet, once it is: a fresh keyed edge call that ends within
+   * `DELIVERY_DEFAULTS.freshRecordWaitMs` is written only as it ended, in the next batch of ended calls (gateway/executor.ts, `callOnce`),
+   * so its id, in its answer, can be asked for before its row is here. Waits until the id is `DELIVERY_DEFAULTS.youngCallWaitMs` old.
+   */
+  async #youngRow(id: string): Promise<Row | undefined> {
+    const age = Date.now() - (callIdTime(id) ?? 0);
+    if (age < 0 || age >= DELIVERY_DEFAULTS.youngCallWaitMs) return undefined;
+    await this.#waitFor(id, DELIVERY_DEFAULTS.youngCallWaitMs - age);
+    return this.#row(id);
   }
 
   #row(id: string): Row | undefined {

@@ -40,6 +40,8 @@ import {
   newCallIdIn,
   recordEnded,
   shardOfKey,
+  untilKeyWritten,
+  unwrittenKeys,
   toCallRecord,
   type FinishedCall,
   type LedgerApi,
@@ -235,13 +237,16 @@ export async function callNow(
  *
  * `fresh`: the client made the key for this request and sends it for the first
  * time (`Tandem-Fresh-Key`), so no earlier call can hold it. The call then
- * runs while its record is written, and its answer waits for the run only: a
- * Durable Object's write is confirmed only once it is durable, which measured
- * here as 1 ms on a quiet disk and over 10 ms on a busy one. Its later
- * attempts, the plane it went to and its end record wait for the record. A key
- * that turns out to be known after all (a client that said fresh of a key it
- * had sent) is answered with the call it names when the ledger said so before
- * the run ended; the run this request started is logged as an extra one.
+ * runs at once, and its answer waits for the run only. Its running record is
+ * written once it has run `DELIVERY_DEFAULTS.freshRecordWaitMs` (a plane call's
+ * as its first plane is chosen, with that plane), and its later attempts, the
+ * plane it went to and its end record wait for that write. An edge call that
+ * ends sooner is written once, as it ended, with its key, in the next batch of
+ * ended calls: a Durable Object call less on the isolate's thread (about half
+ * of a `.remote()`'s time through `tandem serve`, bench/README.md). A key that
+ * turns out to be known after all (a client that said fresh of a key it had
+ * sent) is answered with the call it names when the ledger said so before the
+ * run ended; the run this request started is logged as an extra one.
  *
  * @example const record = await callOnce(rc, fn, args, "5b0c…", false); // the same record for the same key
  */
@@ -265,6 +270,7 @@ export async function callOnce(rc: RunContext, fn: RegisteredFunction, args: Cal
   const ended = (outcome: Outcome) => ({ ...finishedCall(id, fn, "remote", createdAt, outcome), startedAt: createdAt }); // as recorded: begun when accepted
   const recordEnd = (row: FinishedCall) => recordEnded(rc.env, [row]).catch((err) => console.error(`ledger: could not record ${id}:`, err));
   if (!fresh) {
+    await untilKeyWritten(scope); // a fresh call of this key under way in this isolate, not in the ledger yet
     const callId = await create();
     if (callId !== id) return awaitRecord(ledger, callId, fn, rc);
     const row = ended(await runRecorded(rc, ledger, fn, id, args, NOT_STARTED, { renew: true, firstMarked: true, waited: true }));
@@ -272,28 +278,34 @@ export async function callOnce(rc: RunContext, fn: RegisteredFunction, args: Cal
     if (row.status !== "cancelled") rc.waitUntil(recordEnd(row));
     return toCallRecord(row);
   }
-  // A plane call is recorded once its first plane is chosen (at once, almost always), with that plane in the same
-  // write; one still waiting for capacity a moment later is recorded without.
-  const record = fn.spec.tier === "plane" ? recordOnFirstPlane(create) : { written: create(), onPlane: () => false, settle: () => {} };
+  unwrittenKeys.add(scope);
+  const record = deferredRecord(create);
   let known: string | undefined; // what the ledger said of the key, once it has
   const written = record.written.then((callId) => (known = callId));
-  written.catch(() => {}); // a failed write is logged with the end record that waits for it
+  written.then(
+    () => unwrittenKeys.delete(scope),
+    () => unwrittenKeys.delete(scope), // a failed write is logged with the end record that waits for it
+  );
   const afterRecord = <T>(write: () => Promise<T>) => written.then(write);
   const outcome = await runRecorded(rc, ledger, fn, id, args, NOT_STARTED, {
     renew: true,
     firstMarked: true,
     waited: true,
-    start: (mark) => afterRecord(() => ledger.start(mark.id, mark.attempt)),
-    notePlane: (note) => (record.onPlane(note.planeId) ? written.then(() => {}) : afterRecord(() => ledger.runningOn(note.id, note.planeId))),
+    start: (mark) => (record.now(), afterRecord(() => ledger.start(mark.id, mark.attempt))),
+    notePlane: (note) => (record.now(note.planeId) ? written.then(() => {}) : afterRecord(() => ledger.runningOn(note.id, note.planeId))),
   });
-  record.settle();
+  const row = ended(outcome);
+  // An edge call that ended before its record was due is written once, ended; a plane call's record is written now.
+  if (fn.spec.tier === "edge" ? record.drop() : (record.now(), false)) {
+    rc.waitUntil(recordEnd({ ...row, key: scope })); // the batch writer lets go of the key, and says if it named another call
+    return toCallRecord(row);
+  }
   const extra = (callId: string) =>
     console.error(`[${fn.app}.${fn.name}] key ${key} was sent as fresh but names call ${callId}: this request's run ${id} was an extra one`);
   if (known !== undefined && known !== id) {
     extra(known);
     return awaitRecord(ledger, known, fn, rc);
   }
-  const row = ended(outcome);
   rc.waitUntil(
     written
       .then((callId) => (callId === id ? (row.status === "cancelled" ? undefined : recordEnd(row)) : extra(callId)))
@@ -302,33 +314,34 @@ export async function callOnce(rc: RunContext, fn: RegisteredFunction, args: Cal
   return toCallRecord(row);
 }
 
-/** How long a fresh keyed plane call's record waits for its first plane to be chosen before it is written without. */
-const RECORD_PLANE_WAIT_MS = 20;
-
 /**
- * A fresh keyed plane call's record, written with the plane its first attempt
- * goes to: `onPlane` writes it on the first plane chosen (true: that plane is
- * noted with it); after `RECORD_PLANE_WAIT_MS`, or at `settle` (the run ended
- * without one), it is written without.
+ * A fresh keyed call's running record, written `DELIVERY_DEFAULTS.freshRecordWaitMs` after the call starts unless
+ * `now` writes it sooner (with the plane its first attempt goes to: true when that plane is noted with it), or `drop`
+ * says it never will be (true: it was not written, and the call's end row, with its key, stands for it).
  */
-function recordOnFirstPlane(create: (plane?: string) => Promise<string>): {
+function deferredRecord(create: (plane?: string) => Promise<string>): {
   written: Promise<string>;
-  onPlane: (planeId: string) => boolean;
-  settle: () => void;
+  now: (plane?: string) => boolean;
+  drop: () => boolean;
 } {
   let write!: (plane?: string) => boolean;
+  let settled = false;
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const settle = () => {
+    if (settled) return false;
+    settled = true;
+    clearTimeout(timer);
+    return true;
+  };
   const written = new Promise<string>((resolve, reject) => {
-    let done = false;
     write = (plane) => {
-      if (done) return false;
-      done = true;
-      clearTimeout(timer);
+      if (!settle()) return false;
       create(plane).then(resolve, reject);
       return true;
     };
-    const timer = setTimeout(() => write(), RECORD_PLANE_WAIT_MS);
   });
-  return { written, onPlane: (planeId) => write(planeId), settle: () => void write() };
+  timer = setTimeout(() => write(), DELIVERY_DEFAULTS.freshRecordWaitMs);
+  return { written, now: (plane) => write(plane), drop: settle };
 }
 
 /**

@@ -438,6 +438,17 @@ export const DELIVERY_DEFAULTS = {
    */
   runnerSilenceLeases: 3,
   runnerSilenceMinMs: 2_000,
+  /**
+   * How long a fresh keyed call runs before its running record is written (docs/api.md, "Delivery"). An edge call that
+   * ends sooner is written once, as it ended, with the next batch of ended calls; a plane call is written as its first
+   * plane is chosen, with that plane, or after this long without one.
+   */
+  freshRecordWaitMs: 20,
+  /**
+   * How long the ledger waits for the row of a call id it does not hold, while the id is younger than this: a fresh
+   * keyed edge call's row comes in the batch after it ended (`freshRecordWaitMs`, then up to 50 ms).
+   */
+  youngCallWaitMs: 1_000,
   /** The SDK's retries of a request that got no answer (connection refused or reset, the front door's 502), and their backoff. */
   clientRetries: 4,
   clientRetryDelayMs: 200,

@@ -8,9 +8,9 @@
 import net from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { lookup, type CallRecord } from "../sdk/index.js";
-import { HEADERS, type MapResultLine } from "../sdk/protocol.js";
+import { HEADERS, newCallId, type MapResultLine } from "../sdk/protocol.js";
 import { DELIVERY_DEFAULTS } from "../sdk/defaults.js";
-import { authed, startTestGateway, type TestGateway } from "./helpers/gateway.js";
+import { authed, eventually, startTestGateway, type TestGateway } from "./helpers/gateway.js";
 
 const APP = new URL("./fixtures/edge-app.ts", import.meta.url).pathname;
 let gw: TestGateway;
@@ -96,6 +96,68 @@ describe("an Idempotency-Key", () => {
     const res = await post("/v1/apps/edge/functions/countedNap/spawn", { args: ["x", 1] }, "has space");
     expect(res.status).toBe(400);
     expect(((await res.json()) as { error: { message: string } }).error.message).toContain(HEADERS.idempotencyKey);
+  });
+});
+
+describe("a fresh keyed edge call (Tandem-Fresh-Key)", () => {
+  const fresh = (key: string, t: string, ms: number) =>
+    fetch(gw.url + "/v1/apps/edge/functions/countedNap/call", {
+      method: "POST",
+      body: JSON.stringify({ args: [t, ms] }),
+      headers: { "content-type": "application/json", [HEADERS.idempotencyKey]: key, [HEADERS.freshKey]: "1", ...authed().headers },
+    });
+
+  it("that ends at once is written once it ended, and both its id and its key find it from the moment it answers", async () => {
+    for (let i = 0; i < 5; i++) {
+      const t = token();
+      const a = (await (await fresh(`quick-${t}`, t, 0)).json()) as CallRecord;
+      expect(a).toMatchObject({ status: "succeeded", attempts: 1, result: { token: t, runs: 1 } });
+      // Asked for at once, before the batch of ended calls that holds its row is written.
+      const [byId, again] = await Promise.all([
+        fetch(`${gw.url}/v1/calls/${a.callId}`, authed()),
+        post("/v1/apps/edge/functions/countedNap/call", { args: [t, 0] }, `quick-${t}`),
+      ]);
+      expect(byId.status).toBe(200);
+      expect((await byId.json()) as CallRecord).toEqual(a);
+      expect((await again.json()) as CallRecord).toEqual(a);
+      expect(await runsOf(t)).toBe(1);
+    }
+  });
+
+  it("that runs on is recorded as running, so the key sent again meanwhile waits for it", async () => {
+    const t = token();
+    const first = fresh(`slow-${t}`, t, 800);
+    await new Promise((r) => setTimeout(r, 150));
+    const running = await post("/v1/apps/edge/functions/countedNap/call", { args: [t, 800] }, `slow-${t}`);
+    const a = (await (await first).json()) as CallRecord;
+    expect((await running.json()) as CallRecord).toEqual(a);
+    expect(a).toMatchObject({ status: "succeeded", attempts: 1, result: { token: t, runs: 1 } });
+    expect(await runsOf(t)).toBe(1);
+  });
+
+  it("sent as fresh twice runs twice, keeps the key on the first, and says the second was an extra run", async () => {
+    const t = token();
+    const a = (await (await fresh(`twice-${t}`, t, 0)).json()) as CallRecord;
+    await new Promise((r) => setTimeout(r, 300)); // the first is in the ledger
+    const b = (await (await fresh(`twice-${t}`, t, 0)).json()) as CallRecord;
+    expect(b.callId).not.toBe(a.callId);
+    expect(b).toMatchObject({ status: "succeeded", result: { token: t, runs: 2 } });
+    await eventually(
+      () => gw.output.some((l) => l.includes(`key twice-${t} was sent as fresh but names call ${a.callId}: this request's run ${b.callId} was an extra one`)),
+      5_000,
+    );
+    // Its own record is kept, without the key; the key still names the first.
+    expect((await (await fetch(`${gw.url}/v1/calls/${b.callId}`, authed())).json()) as CallRecord).toEqual(b);
+    expect(((await (await post("/v1/apps/edge/functions/countedNap/call", { args: [t, 0] }, `twice-${t}`)).json()) as CallRecord).callId).toBe(a.callId);
+  });
+
+  it("leaves an unknown id a 404, after waiting for it only while it is young", async () => {
+    const old = `fc-${"0".repeat(26)}`;
+    const started = Date.now();
+    expect((await fetch(`${gw.url}/v1/calls/${old}`, authed())).status).toBe(404);
+    const young = newCallId();
+    expect((await fetch(`${gw.url}/v1/calls/${young}`, authed())).status).toBe(404);
+    expect(Date.now() - started).toBeGreaterThanOrEqual(DELIVERY_DEFAULTS.youngCallWaitMs - 200);
   });
 });
 
