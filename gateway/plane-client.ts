@@ -42,11 +42,23 @@ export type PlaneAccess = Pick<RunContext, "env" | "config">;
  */
 export async function signedFetch(secret: string, plane: Pick<PlaneInfo, "planeId" | "url">, request: PlaneRequest): Promise<Response> {
   const signature = await signRequest(secret, { audience: plane.planeId, method: request.method, path: request.route, body: request.body });
-  return fetch(new URL(request.route, plane.url), {
+  return fetch(originOf(plane.url) + request.route, {
     method: request.method,
     ...(request.body === undefined ? { headers: signature } : { body: request.body, headers: { "content-type": "application/json", ...signature } }),
     ...(request.timeoutMs === undefined ? {} : { signal: AbortSignal.timeout(request.timeoutMs) }),
   });
+}
+
+const origins = new Map<string, string>();
+
+/**
+ * A plane URL's origin, which a route (an absolute path) follows: parsed once per URL, not once per request (a `URL`
+ * made per request took 0.05 ms of each plane call in a CPU profile of the gateway's isolate).
+ */
+function originOf(url: string): string {
+  let origin = origins.get(url);
+  if (origin === undefined) origins.set(url, (origin = new URL(url).origin));
+  return origin;
 }
 
 /**
