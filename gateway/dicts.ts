@@ -157,8 +157,21 @@ function commandOf(name: string, op: DictOp, request: DictRequest<DictOp>): Dict
     case "clear":
       return { op };
     case "entries":
-      return { op, ...(r.after === undefined ? {} : { after: r.after }), limit: r.limit ?? DICT_LIMITS.pageSize, keysOnly: r.keysOnly ?? false };
+      return { op, ...(r.after === undefined ? {} : { after: checkedCursor(r.after) }), limit: r.limit ?? DICT_LIMITS.pageSize, keysOnly: r.keysOnly ?? false };
   }
+}
+
+/** An `entries` cursor: the previous page's `next`, a key as stored (its canonical JSON), or a 400 as the queue's `peek` answers. */
+function checkedCursor(after: string): string {
+  let key: unknown;
+  try {
+    key = JSON.parse(after);
+  } catch {
+    key = undefined;
+  }
+  const checked = key === undefined ? undefined : canonicalKey(key);
+  if (!checked || !("key" in checked) || checked.key !== after) throw new InvalidRequestError(`field "after" must be the previous page's next`);
+  return after;
 }
 
 function checkedKey(key: unknown): string {

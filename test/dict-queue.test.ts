@@ -369,6 +369,9 @@ describe("HTTP", () => {
       ["/v1/queues/http/get", { timeoutMs: 60_000 }, 400, /field "timeoutMs" must be at most 50000 \(one request waits at most that long/],
       ["/v1/queues/http/get", { n: 5000 }, 400, /field "n" must be at most 1000$/],
       ["/v1/queues/http/peek", { after: -1 }, 400, /field "after" must be the previous page's next$/],
+      // A dict's cursor is a key as stored (its canonical JSON); anything else answered 200 with no entries.
+      ["/v1/dicts/http/entries", { after: "bogus" }, 400, /field "after" must be the previous page's next$/],
+      ["/v1/dicts/http/entries", { after: '{"b":1,"a":2}' }, 400, /field "after" must be the previous page's next$/],
       ["/v1/queues/nowhere/get", {}, 404, /no queue named "nowhere"/],
     ];
     for (const [path, body, status, message] of cases) {
