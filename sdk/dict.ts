@@ -45,13 +45,14 @@ export interface DictEntryInfo<V = unknown> {
 }
 
 /**
- * A named dict.
+ * A named dict. Its key and value types are yours to name (`Dict.fromName<string, Date>(...)`): they type `get`,
+ * `put` and the rest, and are not checked when values are read back (default: `unknown`).
  * @example
- * const seen = Dict.fromName("seen", { createIfMissing: true });
+ * const seen = Dict.fromName<string, Date>("seen", { createIfMissing: true });
  * if (await seen.put(url, new Date(), { ifAbsent: true })) await crawl(url); // only one caller wins
  * for await (const [url, when] of seen.items()) console.log(url, when);
  */
-export class Dict {
+export class Dict<K = unknown, V = unknown> {
   readonly name: string;
   readonly #store: LazyBackend<DictBackend>;
 
@@ -61,11 +62,11 @@ export class Dict {
   }
 
   /** A handle on the dict `name`; nothing is sent until its first operation. */
-  static fromName(name: string, options: DictOptions = {}): Dict {
+  static fromName<K = unknown, V = unknown>(name: string, options: DictOptions = {}): Dict<K, V> {
     if (typeof name !== "string" || !DICT_NAME_PATTERN.test(name)) {
       throw new InvalidOptionsError(`"${String(name)}" is not a dict name: letters, digits, '-' and '_', up to 64, starting with a letter or digit`);
     }
-    return new Dict(name, options);
+    return new Dict<K, V>(name, options);
   }
 
   /** Makes a dict; `existOk` answers an existing one instead of refusing it. Needs a token of scope `deploy` over HTTP. */
@@ -91,22 +92,22 @@ export class Dict {
   }
 
   /** The key's value, or `fallback` (default `undefined`) when it has none. */
-  async get<V = unknown>(key: unknown, fallback?: V): Promise<V | undefined> {
+  async get<T = V>(key: K, fallback?: T): Promise<T | undefined> {
     const { found, entry } = await this.#op("get", { key: checkedKey(key) });
-    return found ? (valueOf(entry!) as V) : fallback;
+    return found ? (valueOf(entry!) as T) : fallback;
   }
 
   /** The key's value with its version (for `put`'s `ifVersion`) and expiry, or `undefined`. */
-  async getEntry<V = unknown>(key: unknown): Promise<DictEntryInfo<V> | undefined> {
+  async getEntry<T = V>(key: K): Promise<DictEntryInfo<T> | undefined> {
     const { found, entry } = await this.#op("get", { key: checkedKey(key) });
-    return found ? { value: valueOf(entry!) as V, version: entry!.version, expiresAt: entry!.expiresAt } : undefined;
+    return found ? { value: valueOf(entry!) as T, version: entry!.version, expiresAt: entry!.expiresAt } : undefined;
   }
 
   /**
    * Writes the key's value; answers whether it wrote (an `ifAbsent` or
    * `ifVersion` put may not). A value over 1 MiB as encoded is a `ValueTooLargeError`.
    */
-  async put(key: unknown, value: unknown, options: DictPutOptions = {}): Promise<boolean> {
+  async put(key: K, value: V, options: DictPutOptions = {}): Promise<boolean> {
     const request = { key: checkedKey(key), value: refuseOversized("dict", this.name, encodeValue(value)), ...options };
     // Without options, the request is a key and an encoded value, which the schema takes as they are.
     const checked = hasOptions(options) ? checkedRequest(DictRequestSchemas.put, request, `dict "${this.name}" put`) : request;
@@ -114,24 +115,24 @@ export class Dict {
   }
 
   /** Whether the key has a value. */
-  async contains(key: unknown): Promise<boolean> {
+  async contains(key: K): Promise<boolean> {
     return (await this.#op("contains", { key: checkedKey(key) })).found;
   }
 
   /** Removes the key's entry and answers its value, or `fallback` when it had none. */
-  async pop<V = unknown>(key: unknown, fallback?: V): Promise<V | undefined> {
+  async pop<T = V>(key: K, fallback?: T): Promise<T | undefined> {
     const { found, entry } = await this.#op("pop", { key: checkedKey(key) });
-    return found ? (valueOf(entry!) as V) : fallback;
+    return found ? (valueOf(entry!) as T) : fallback;
   }
 
   /** Removes the key's entry; answers whether it had one. */
-  async delete(key: unknown): Promise<boolean> {
+  async delete(key: K): Promise<boolean> {
     return (await this.#op("delete", { key: checkedKey(key) })).found;
   }
 
   /** Writes many entries at once (a `Map`, an object, or `[key, value]` pairs), in batches of at most 1,000 each one write. */
   async update(
-    entries: Map<unknown, unknown> | Record<string, unknown> | Iterable<readonly [unknown, unknown]>,
+    entries: Map<K, V> | (string extends K ? Record<string, V> : K extends string ? Partial<Record<K, V>> : never) | Iterable<readonly [K, V]>,
     options: { ttlSeconds?: number } = {},
   ): Promise<number> {
     const pairs: (readonly [unknown, unknown])[] =
@@ -156,18 +157,18 @@ export class Dict {
   }
 
   /** Its keys, in canonical-JSON order, a page at a time. */
-  async *keys<K = unknown>(options: { pageSize?: number } = {}): AsyncGenerator<K> {
-    for await (const entry of this.#entries(true, options.pageSize)) yield entry.key as K;
+  async *keys<T = K>(options: { pageSize?: number } = {}): AsyncGenerator<T> {
+    for await (const entry of this.#entries(true, options.pageSize)) yield entry.key as T;
   }
 
   /** Its values, in the keys' order, a page at a time. */
-  async *values<V = unknown>(options: { pageSize?: number } = {}): AsyncGenerator<V> {
-    for await (const entry of this.#entries(false, options.pageSize)) yield valueOf(entry) as V;
+  async *values<T = V>(options: { pageSize?: number } = {}): AsyncGenerator<T> {
+    for await (const entry of this.#entries(false, options.pageSize)) yield valueOf(entry) as T;
   }
 
   /** Its `[key, value]` pairs, in the keys' order, a page at a time. */
-  async *items<K = unknown, V = unknown>(options: { pageSize?: number } = {}): AsyncGenerator<[K, V]> {
-    for await (const entry of this.#entries(false, options.pageSize)) yield [entry.key as K, valueOf(entry) as V];
+  async *items<TK = K, TV = V>(options: { pageSize?: number } = {}): AsyncGenerator<[TK, TV]> {
+    for await (const entry of this.#entries(false, options.pageSize)) yield [entry.key as TK, valueOf(entry) as TV];
   }
 
   async *#entries(keysOnly: boolean, pageSize: number = DICT_LIMITS.pageSize): AsyncGenerator<DictEntry> {

@@ -58,14 +58,15 @@ export interface LeasedItem<T = unknown> {
 }
 
 /**
- * A named queue.
+ * A named queue. Its item type is yours to name (`Queue.fromName<Job>(...)`): it types `put`, `get` and the rest, and
+ * is not checked when items are read back (default: `unknown`).
  * @example
- * const jobs = Queue.fromName("jobs", { createIfMissing: true });
+ * const jobs = Queue.fromName<{ url: string }>("jobs", { createIfMissing: true });
  * await jobs.put({ url });                                  // from an edge function
  * const job = await jobs.get({ lease: 60, timeoutMs: 30_000 }); // in a worker
  * if (job) { await work(job.value); await job.ack(); }
  */
-export class Queue {
+export class Queue<T = unknown> {
   readonly name: string;
   readonly #store: LazyBackend<QueueBackend>;
 
@@ -75,11 +76,11 @@ export class Queue {
   }
 
   /** A handle on the queue `name`; nothing is sent until its first operation. */
-  static fromName(name: string, options: QueueOptions = {}): Queue {
+  static fromName<T = unknown>(name: string, options: QueueOptions = {}): Queue<T> {
     if (typeof name !== "string" || !QUEUE_NAME_PATTERN.test(name)) {
       throw new InvalidOptionsError(`"${String(name)}" is not a queue name: letters, digits, '-' and '_', up to 64, starting with a letter or digit`);
     }
-    return new Queue(name, options);
+    return new Queue<T>(name, options);
   }
 
   /** Makes a queue; `existOk` answers an existing one instead of refusing it. Needs a token of scope `deploy` over HTTP. */
@@ -105,12 +106,12 @@ export class Queue {
   }
 
   /** Adds an item at the end of a partition. A full partition is a `QueueFullError`; an item over 1 MiB encoded a `ValueTooLargeError`. */
-  async put(value: unknown, options: { partition?: string } = {}): Promise<void> {
+  async put(value: T, options: { partition?: string } = {}): Promise<void> {
     await this.putMany([value], options);
   }
 
   /** Adds items in order, in batches of at most 1,000 (each batch all or none). */
-  async putMany(values: unknown[], options: { partition?: string } = {}): Promise<void> {
+  async putMany(values: readonly T[], options: { partition?: string } = {}): Promise<void> {
     for (const batch of requestBatches(
       values.map((v) => refuseOversized("queue", this.name, encodeValue(v))),
       QUEUE_LIMITS.maxItemsPerRequest,
@@ -121,20 +122,20 @@ export class Queue {
   }
 
   /** The oldest item of the partition, waiting for one up to `timeoutMs`; `null` when none came. With `lease`, a `LeasedItem`. */
-  get<T = unknown>(options: QueueGetOptions & { lease: number }): Promise<LeasedItem<T> | null>;
-  get<T = unknown>(options?: QueueGetOptions): Promise<T | null>;
-  async get<T = unknown>(options: QueueGetOptions = {}): Promise<T | LeasedItem<T> | null> {
+  get<U = T>(options: QueueGetOptions & { lease: number }): Promise<LeasedItem<U> | null>;
+  get<U = T>(options?: QueueGetOptions): Promise<U | null>;
+  async get<U = T>(options: QueueGetOptions = {}): Promise<U | LeasedItem<U> | null> {
     const [item] = await this.#take(1, options);
     if (!item) return null;
-    return options.lease === undefined ? (decodeValue(item.value.json, item.value.meta) as T) : this.#leased<T>(item);
+    return options.lease === undefined ? (decodeValue(item.value.json, item.value.meta) as U) : this.#leased<U>(item);
   }
 
   /** Up to `n` of the oldest items, waiting for at least one up to `timeoutMs`; `[]` when none came. */
-  getMany<T = unknown>(n: number, options: QueueGetOptions & { lease: number }): Promise<LeasedItem<T>[]>;
-  getMany<T = unknown>(n: number, options?: QueueGetOptions): Promise<T[]>;
-  async getMany<T = unknown>(n: number, options: QueueGetOptions = {}): Promise<(T | LeasedItem<T>)[]> {
+  getMany<U = T>(n: number, options: QueueGetOptions & { lease: number }): Promise<LeasedItem<U>[]>;
+  getMany<U = T>(n: number, options?: QueueGetOptions): Promise<U[]>;
+  async getMany<U = T>(n: number, options: QueueGetOptions = {}): Promise<(U | LeasedItem<U>)[]> {
     const items = await this.#take(n, options);
-    return items.map((item) => (options.lease === undefined ? (decodeValue(item.value.json, item.value.meta) as T) : this.#leased<T>(item)));
+    return items.map((item) => (options.lease === undefined ? (decodeValue(item.value.json, item.value.meta) as U) : this.#leased<U>(item)));
   }
 
   /** Removes leased items for good; answers how many leases were still held. */
@@ -168,7 +169,7 @@ export class Queue {
   }
 
   /** The items waiting in a partition, oldest first, without taking them; a page at a time. */
-  async *iterate<T = unknown>(options: { partition?: string; pageSize?: number } = {}): AsyncGenerator<T> {
+  async *iterate<U = T>(options: { partition?: string; pageSize?: number } = {}): AsyncGenerator<U> {
     checkedPageSize(options.pageSize, QUEUE_LIMITS.maxPageSize, `queue "${this.name}" iterate`);
     let after: number | undefined;
     for (;;) {
@@ -178,7 +179,7 @@ export class Queue {
         ...(after === undefined ? {} : { after }),
       };
       const page = await this.#op("peek", checkedRequest(QueueRequestSchemas.peek, request, `queue "${this.name}" iterate`));
-      for (const item of page.items) yield decodeValue(item.value.json, item.value.meta) as T;
+      for (const item of page.items) yield decodeValue(item.value.json, item.value.meta) as U;
       if (page.next === undefined) return;
       after = page.next;
     }

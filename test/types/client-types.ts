@@ -1,7 +1,7 @@
 // Checked by `tsc` (npm run typecheck), never run: what a map yields when its
 // failures may be returned, a class's parameters as its constructor declares
 // them, and an agent client's events, each typed for its listeners.
-import { App, TandemError, connect, lookup } from "tandem";
+import { App, Dict, Queue, TandemError, connect, lookup } from "tandem";
 
 const app = new App("types");
 const square = app.function(async (x: number) => x * x);
@@ -169,4 +169,39 @@ export async function errorChecks(): Promise<void> {
       void [callId, sure];
     }
   }
+}
+
+export async function storeChecks(): Promise<void> {
+  // A dict's and a queue's types, when named, type what goes in and what comes out.
+  const counts = Dict.fromName<string, number>("counts");
+  const n: number | undefined = await counts.get("a");
+  const withFallback: number | undefined = await counts.get("a", 0);
+  await counts.put("a", 1);
+  // @ts-expect-error: the value must be a number
+  await counts.put("a", "one");
+  // @ts-expect-error: the key must be a string
+  await counts.contains(1);
+  await counts.update({ a: 1, b: 2 });
+  await counts.update(new Map([["c", 3]]));
+  // @ts-expect-error: the values must be numbers
+  await counts.update({ a: "1" });
+  for await (const [key, value] of counts.items()) {
+    const k: string = key;
+    const v: number = value;
+    void [k, v];
+  }
+  // Unnamed, as before: anything goes in, and a read names what it expects.
+  const loose = Dict.fromName("loose");
+  await loose.put({ any: "key" }, [1, 2]);
+  const read: string | undefined = await loose.get<string>("x");
+  const jobs = Queue.fromName<{ url: string }>("jobs");
+  await jobs.put({ url: "https://example.com" });
+  // @ts-expect-error: an item must be a job
+  await jobs.put({ path: "/x" });
+  const job = await jobs.get({ timeoutMs: 10 });
+  const url: string | undefined = job?.url;
+  const leased = await jobs.get({ lease: 60 });
+  if (leased) await jobs.ack(leased);
+  const many: { url: string }[] = await jobs.getMany(5);
+  void [n, withFallback, read, url, many];
 }
