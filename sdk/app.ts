@@ -118,6 +118,16 @@ type CallArgs<A extends unknown[], R> = [R] extends [never]
     ? [generatorFunction: "a generator function: stream it with .remoteGen()"]
     : A;
 
+/**
+ * What `.map()` and `.starmap()` take: for a generator function, nothing (the gateway refuses to map one: each
+ * input would stream), so such a map does not compile, with this message.
+ */
+type MapInputs<I, R> = [R] extends [never]
+  ? Inputs<I>
+  : R extends Generator<unknown, unknown, never> | AsyncGenerator<unknown, unknown, never>
+    ? "a generator function: it is not mapped; stream each input with .remoteGen()"
+    : Inputs<I>;
+
 /** The arguments `.remoteGen()` takes: none for a function that returns no iterable (the gateway refuses to stream it). */
 type StreamArgs<A extends unknown[], R> = [R] extends [never]
   ? A
@@ -239,23 +249,23 @@ export class FunctionHandle<A extends unknown[] = unknown[], R = unknown> {
    * `returnExceptions` true, or a boolean only known when it runs, a failed input's
    * error is yielded in its place, so its type is among the results'.
    */
-  map(inputs: Inputs<A[0]>, options: MapOptions & { returnExceptions: true }): AsyncIterable<R | TandemError>;
-  map(inputs: Inputs<A[0]>, options?: MapOptions & { returnExceptions?: false }): AsyncIterable<R>;
-  map(inputs: Inputs<A[0]>, options?: MapOptions): AsyncIterable<R | TandemError>;
-  map(inputs: Inputs<A[0]>, options: MapOptions = {}): AsyncIterable<R | TandemError> {
+  map(inputs: MapInputs<A[0], R>, options: MapOptions & { returnExceptions: true }): AsyncIterable<R | TandemError>;
+  map(inputs: MapInputs<A[0], R>, options?: MapOptions & { returnExceptions?: false }): AsyncIterable<R>;
+  map(inputs: MapInputs<A[0], R>, options?: MapOptions): AsyncIterable<R | TandemError>;
+  map(inputs: MapInputs<A[0], R>, options: MapOptions = {}): AsyncIterable<R | TandemError> {
     const checked = parseMapOptions(inputs, options, `${this.#name ?? "function"}.map`);
     return this.#starmap(
-      mapInputs(inputs, (x) => [x] as unknown as A),
+      mapInputs(inputs as Inputs<A[0]>, (x) => [x] as unknown as A),
       checked,
     );
   }
 
   /** Like `map`, but each input is the whole argument list. */
-  starmap(inputs: Inputs<A>, options: MapOptions & { returnExceptions: true }): AsyncIterable<R | TandemError>;
-  starmap(inputs: Inputs<A>, options?: MapOptions & { returnExceptions?: false }): AsyncIterable<R>;
-  starmap(inputs: Inputs<A>, options?: MapOptions): AsyncIterable<R | TandemError>;
-  starmap(inputs: Inputs<A>, options: MapOptions = {}): AsyncIterable<R | TandemError> {
-    return this.#starmap(inputs, parseMapOptions(inputs, options, `${this.#name ?? "function"}.starmap`));
+  starmap(inputs: MapInputs<A, R>, options: MapOptions & { returnExceptions: true }): AsyncIterable<R | TandemError>;
+  starmap(inputs: MapInputs<A, R>, options?: MapOptions & { returnExceptions?: false }): AsyncIterable<R>;
+  starmap(inputs: MapInputs<A, R>, options?: MapOptions): AsyncIterable<R | TandemError>;
+  starmap(inputs: MapInputs<A, R>, options: MapOptions = {}): AsyncIterable<R | TandemError> {
+    return this.#starmap(inputs as Inputs<A>, parseMapOptions(inputs, options, `${this.#name ?? "function"}.starmap`));
   }
 
   /** `starmap` with its inputs and options checked (`map` checks its own). */

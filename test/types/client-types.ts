@@ -141,6 +141,10 @@ export async function generatorChecks(): Promise<void> {
   square.remoteGen(2);
   // @ts-expect-error: remoteGen still checks a generator's arguments
   tokens.remoteGen(1);
+  // @ts-expect-error: nor map one: each input would stream
+  tokens.map(["a b", "c"]);
+  // @ts-expect-error: nor starmap one
+  counts.starmap([[1], [2]]);
 
   // Looked up by name: typed as the caller says, or left open.
   const typed = lookup<[string], AsyncGenerator<string>>("app", "tokens");
