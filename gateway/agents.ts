@@ -198,10 +198,11 @@ export class AgentHub extends DurableObject<Env> {
       await runStore.run(rc, async () => handler(this.#context(sessionId, session), arg));
     } catch (err) {
       const remote = maskedError(remoteErrorFrom(err, undefined, mapStack), rc.secretValues) as RemoteError;
-      console.error(`${prefix} ${hook} threw: ${remote.remoteStack ?? remote.message}`);
+      // In the handler's run context, as its own lines: kept in the app's log and printed after them, with their prefix.
+      runStore.run(rc, () => console.error(`${hook} threw: ${remote.remoteStack ?? remote.message}`));
       if (hook !== "onClose") closeWith(ws, AGENT_CLOSE.handlerFailed, `${hook} failed: ${remote.remoteName}: ${remote.message}`);
     } finally {
-      await this.#save(ws, sessionId, loaded);
+      await runStore.run(rc, () => this.#save(ws, sessionId, loaded));
     }
   }
 
@@ -218,9 +219,11 @@ export class AgentHub extends DurableObject<Env> {
       loaded.stored = now;
     } catch (err) {
       loaded.session = JSON.parse(loaded.stored) as Session;
-      const { app, label } = ws.deserializeAttachment() as Attachment;
       const why = (err as Error).message.split("\n")[0]; // V8's cycle message goes on to draw the cycle over several lines
-      console.error(`[${app}/${label} ${sessionId}] the session's state could not be saved, so it is back to its last saved state: ${(err as Error).message}`);
+      // Inside a handler's run context (see #handle) the console adds the session's prefix and keeps the line in the app's log.
+      const { app, label } = ws.deserializeAttachment() as Attachment;
+      const prefix = runStore.getStore()?.logPrefix === undefined ? `[${app}/${label} ${sessionId}] ` : "";
+      console.error(`${prefix}the session's state could not be saved, so it is back to its last saved state: ${(err as Error).message}`);
       closeWith(ws, AGENT_CLOSE.handlerFailed, `the session's state could not be saved: ${why}`);
     }
   }

@@ -11,7 +11,7 @@ import { connect, type AgentMessageEvent, type AgentSocket } from "../sdk/index.
 import { AGENT_PING, AGENT_PONG } from "../sdk/protocol.js";
 import { shardOf } from "../gateway/shard.js";
 import { LOG_LIMITS } from "../sdk/defaults.js";
-import { eventually, startTestGateway, type TestGateway } from "./helpers/gateway.js";
+import { authed, eventually, startTestGateway, type TestGateway } from "./helpers/gateway.js";
 
 let gw: TestGateway;
 const wsUrl = (path: string) => gw.url.replace(/^http/, "ws") + path;
@@ -188,6 +188,39 @@ describe("limits and bad input", () => {
     again.ws.send("state");
     expect(await json(again)).toEqual({ messages: 3, notes: ["first", "before the error"] });
     again.ws.close();
+  });
+
+  it("keeps a handler's error, with its stack, and a state it could not save in the app's logs, after the lines before them", async () => {
+    const c = await client("/agents/echo?session=logged-thrower-1");
+    await c.next();
+    c.ws.send("throw");
+    await c.closed;
+    const cyclic = await client("/agents/echo?session=logged-cycle-1");
+    await cyclic.next();
+    cyclic.ws.send("cycle");
+    await cyclic.closed;
+    let lines: { function: string; source: string; text: string }[] = [];
+    await eventually(async () => {
+      const res = await fetch(`${gw.url}/v1/apps/agents/logs?function=echo&source=stderr&limit=1000`, authed());
+      lines = (await res.text())
+        .split("\n")
+        .filter(Boolean)
+        .map((l) => JSON.parse(l));
+      return lines.some((l) => l.text.includes("could not be saved"));
+    });
+    // Each line of the stack is a line of the log, mapped to the app's file.
+    const threw = lines.findIndex((l) => l.text === "onMessage threw: Error: the handler broke");
+    expect(threw).toBeGreaterThanOrEqual(0);
+    expect(lines[threw + 1]?.text).toMatch(/^\s+at onMessage \(test\/fixtures\/agent-app\.ts:\d+:\d+\)$/);
+    expect(lines.map((l) => l.text)).toContain(
+      "the session's state could not be saved, so it is back to its last saved state: Converting circular structure to JSON",
+    );
+    // In the terminal, the handler's own lines come before the error they led to, each with the session's prefix once.
+    const printed = gw.output.filter((l) => l.includes("[agents/echo logged-thrower-1]"));
+    expect(printed.slice(0, 2)).toEqual([
+      "[agents/echo logged-thrower-1] about to break",
+      "[agents/echo logged-thrower-1] onMessage threw: Error: the handler broke",
+    ]);
   });
 
   // About 10 s: after workerd's 1002, the client waits for the connection to end.
