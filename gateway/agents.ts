@@ -76,6 +76,8 @@ export class AgentHub extends DurableObject<Env> {
   /** Sessions whose state is in memory; after hibernation they are read again from storage. */
   readonly #sessions = new Map<string, Promise<Loaded>>();
   readonly #buckets = new WeakMap<WebSocket, { tokens: number; at: number }>();
+  /** Sockets whose end has been handled: the runtime may report one both as an error and as a close. */
+  readonly #endedSockets = new WeakSet<WebSocket>();
   /** Tokens being checked again beside a send (`#mayReceive`), so a broadcast asks once for each. */
   readonly #checking = new Set<string>();
   #where: Where | undefined;
@@ -128,6 +130,24 @@ export class AgentHub extends DurableObject<Env> {
 
   override async webSocketClose(ws: WebSocket, code: number, reason: string): Promise<void> {
     answerClose(ws, code, reason);
+    await this.#ended(ws, code, reason);
+  }
+
+  /**
+   * The runtime ended the socket for a protocol error (a malformed frame, one over its 32 MiB): it closes the socket
+   * itself and calls this, not `webSocketClose`. The agent sees it as a connection that dropped without a close frame.
+   */
+  override async webSocketError(ws: WebSocket, error: unknown): Promise<void> {
+    const { app, label, sessionId } = ws.deserializeAttachment() as Attachment;
+    const message = (error as Error)?.message ?? String(error);
+    console.warn(`[${app}/${label} ${sessionId}] socket error: ${message}`);
+    await this.#ended(ws, AGENT_CLOSE.abnormal, message);
+  }
+
+  /** A socket ended: its session's `onClose` runs once, and the session's time to live starts when it was its last. */
+  async #ended(ws: WebSocket, code: number, reason: string): Promise<void> {
+    if (this.#endedSockets.has(ws)) return;
+    this.#endedSockets.add(ws);
     const attachment = ws.deserializeAttachment() as Attachment;
     const agent = deployedAgent(ws, attachment);
     if (!agent) return;
@@ -170,11 +190,6 @@ export class AgentHub extends DurableObject<Env> {
       } else next = Math.min(next, expiry);
     }
     if (next !== Infinity) await this.ctx.storage.setAlarm(next);
-  }
-
-  override async webSocketError(ws: WebSocket, error: unknown): Promise<void> {
-    const { app, label, sessionId } = ws.deserializeAttachment() as Attachment;
-    console.warn(`[${app}/${label} ${sessionId}] socket error: ${(error as Error)?.message ?? error}`);
   }
 
   /** Runs one handler with the session's context, then saves the session, whether the handler threw or not. */

@@ -286,6 +286,31 @@ describe("limits and bad input", () => {
     later.ws.close();
   });
 
+  // About 10 s: after workerd's 1002, the client waits for the connection to end.
+  it("runs onClose, and starts the session's time to live, when the runtime ends a socket for a protocol error", { timeout: 30_000 }, async () => {
+    const [closer, huge, brief] = await Promise.all([
+      client("/agents/closer?session=protocol-error-1"),
+      client("/agents/closer?session=huge-frame-1"),
+      client("/agents/brief?session=brief-broken-1"),
+    ]);
+    expect(await json(brief)).toEqual({ resumed: false, notes: [] });
+    brief.ws.send("kept for a second");
+    await new Promise((r) => setTimeout(r, 100));
+    // A frame with the reserved bits set and no mask: workerd ends the socket with 1002 and hands the agent an error, not a close.
+    for (const c of [closer, brief]) (c.ws as unknown as { _socket: { write(b: Buffer): void } })._socket.write(Buffer.from([0xf1, 0x02, 0x68, 0x69]));
+    // A frame over workerd's own 32 MiB: refused by the runtime before any limit of the agent's is checked.
+    huge.ws.send("x".repeat(33 * 1024 * 1024));
+    expect((await closer.closed).code).toBe(1002);
+    expect((await brief.closed).code).toBe(1002);
+    expect(await huge.closed).toEqual({ code: 1009, reason: "Message is too large" });
+    await eventually(() => gw.output.some((l) => /closer protocol-error-1 got 1006 ".*protocol error/i.test(l)));
+    await eventually(() => gw.output.some((l) => /closer huge-frame-1 got 1006 ".*Message is too large/.test(l)));
+    await new Promise((r) => setTimeout(r, 1500));
+    const later = await client("/agents/brief?session=brief-broken-1");
+    expect(await json(later)).toEqual({ resumed: false, notes: [] });
+    later.ws.close();
+  });
+
   it("answers a client's close frame as RFC 6455 asks: a valid code echoed, a code that may not be sent with 1002", { timeout: 30_000 }, async () => {
     const answers: Record<string, { code: number; reason: string }> = {};
     const cases: [string, Buffer][] = [
