@@ -101,14 +101,26 @@ export class AgentHub extends DurableObject<Env> {
       await this.ctx.storage.put("agent", this.#where);
     }
     const stored = await this.ctx.storage.get<Session>(`session:${sessionId}`);
-    const session: Session = stored ?? { state: agent.handlers.initialState?.() ?? {}, rooms: [], lastActive: Date.now() };
+    const token = request.headers.get(HEADERS.agentToken);
+    const attachment: Attachment = { app, label, sessionId, rooms: stored?.rooms ?? [], ...(token ? { token } : {}) };
+    const [client, server] = Object.values(new WebSocketPair()) as [WebSocket, WebSocket];
+    let session = stored;
+    if (!session) {
+      // Like a handler that throws, an initialState that does closes the socket with 1011; no session is kept.
+      const rc = this.#runContext(attachment);
+      try {
+        session = { state: runStore.run(rc, () => agent.handlers.initialState?.() ?? {}), rooms: [], lastActive: Date.now() };
+      } catch (err) {
+        const remote = logFailure(rc, "initialState", err);
+        server.accept();
+        closeWith(server, AGENT_CLOSE.handlerFailed, `initialState failed: ${remote.remoteName}: ${remote.message}`);
+        return new Response(null, { status: 101, webSocket: client });
+      }
+    }
     session.lastActive = Date.now();
     await this.ctx.storage.put(`session:${sessionId}`, session);
     this.#sessions.set(sessionId, Promise.resolve({ session, stored: JSON.stringify(session) }));
-    const [client, server] = Object.values(new WebSocketPair()) as [WebSocket, WebSocket];
     this.ctx.acceptWebSocket(server, [sessionTag(sessionId)]);
-    const token = request.headers.get(HEADERS.agentToken);
-    const attachment: Attachment = { app, label, sessionId, rooms: session.rooms, ...(token ? { token } : {}) };
     server.serializeAttachment(attachment);
     this.ctx.waitUntil(this.#handle(server, attachment, agent, "onOpen", { resumed: stored !== undefined }));
     return new Response(null, { status: 101, webSocket: client });
@@ -199,26 +211,28 @@ export class AgentHub extends DurableObject<Env> {
     const { sessionId } = attachment;
     const loaded = await this.#session(sessionId);
     const { session } = loaded;
-    const prefix = `[${attachment.app}/${attachment.label} ${sessionId}]`;
-    const rc: RunContext = {
-      env: this.env,
-      config: this.#config,
-      waitUntil: (p) => this.ctx.waitUntil(p),
-      logPrefix: prefix,
-      logTo: { app: attachment.app, function: attachment.label, callId: null },
-    };
+    const rc = this.#runContext(attachment);
     try {
       const where = `websocket "${attachment.label}" of app "${attachment.app}"`;
       withCallEnv(rc, await secretEnv(rc, { app: attachment.app, holder: `web/${attachment.label}`, where, secrets: agent.secrets }));
       await runStore.run(rc, async () => handler(this.#context(sessionId, session), arg));
     } catch (err) {
-      const remote = maskedError(remoteErrorFrom(err, undefined, mapStack), rc.secretValues) as RemoteError;
-      // In the handler's run context, as its own lines: kept in the app's log and printed after them, with their prefix.
-      runStore.run(rc, () => console.error(`${hook} threw: ${remote.remoteStack ?? remote.message}`));
+      const remote = logFailure(rc, hook, err);
       if (hook !== "onClose") closeWith(ws, AGENT_CLOSE.handlerFailed, `${hook} failed: ${remote.remoteName}: ${remote.message}`);
     } finally {
       await runStore.run(rc, () => this.#save(ws, sessionId, loaded));
     }
+  }
+
+  /** What a session's handlers run with: the gateway's call context, their console lines tagged and kept as the agent's. */
+  #runContext({ app, label, sessionId }: Attachment): RunContext {
+    return {
+      env: this.env,
+      config: this.#config,
+      waitUntil: (p) => this.ctx.waitUntil(p),
+      logPrefix: `[${app}/${label} ${sessionId}]`,
+      logTo: { app, function: label, callId: null },
+    };
   }
 
   /**
@@ -407,6 +421,16 @@ function answerClose(ws: WebSocket, code: number, reason: string): void {
 }
 
 /** Closes a socket with a code and a reason cut to the 123 bytes a close frame allows; a closed socket is left alone. */
+/**
+ * Logs a handler's error in its run context, as its own lines: kept in the app's log and printed after them, with
+ * their prefix, the stack mapped to the app's files and secret values masked. Returns the error as the client is told it.
+ */
+function logFailure(rc: RunContext, hook: string, err: unknown): RemoteError {
+  const remote = maskedError(remoteErrorFrom(err, undefined, mapStack), rc.secretValues) as RemoteError;
+  runStore.run(rc, () => console.error(`${hook} threw: ${remote.remoteStack ?? remote.message}`));
+  return remote;
+}
+
 function closeWith(ws: WebSocket, code: number, reason: string): void {
   let cut = reason.slice(0, 200);
   while (encoder.encode(cut).length > MAX_CLOSE_REASON_BYTES) cut = cut.slice(0, -2) + "…";

@@ -269,6 +269,28 @@ describe("limits and bad input", () => {
     again.ws.close();
   });
 
+  it("closes with 1011 when initialState throws, keeps its stack in the app's logs, and keeps no session", async () => {
+    const c = await client("/agents/unready?session=unready-session-1");
+    expect(await c.closed).toEqual({ code: 1011, reason: "initialState failed: Error: no state for you" });
+    let lines: { text: string }[] = [];
+    await eventually(async () => {
+      const res = await fetch(`${gw.url}/v1/apps/agents/logs?function=unready&source=stderr`, authed());
+      lines = (await res.text())
+        .split("\n")
+        .filter(Boolean)
+        .map((l) => JSON.parse(l));
+      return lines.length >= 2;
+    });
+    expect(lines[0]?.text).toBe("initialState threw: Error: no state for you");
+    expect(lines[1]?.text).toMatch(/^\s+at (Object\.)?initialState \(test\/fixtures\/agent-app\.ts:\d+:\d+\)$/);
+    expect(gw.output.filter((l) => l.includes("initialState threw"))).toEqual([
+      "[agents/unready unready-session-1] initialState threw: Error: no state for you",
+    ]);
+    // No session was kept: the same id tries to begin one again, not to resume.
+    const again = await client("/agents/unready?session=unready-session-1");
+    expect((await again.closed).code).toBe(1011);
+  });
+
   it("forgets a session once it has had no socket for its sessionTtl", async () => {
     const c = await client("/agents/brief?session=brief-session-1");
     expect(await json(c)).toEqual({ resumed: false, notes: [] });
