@@ -391,6 +391,15 @@ describe("limits and bad input", () => {
     c.ws.send("bye");
     expect(await c.closed).toEqual({ code: 4001, reason: "asked to leave" });
   });
+
+  // About 10 s: the runtime ends the connection then.
+  it("sends a close from onOpen at once, and ends its connection about 10 s later, as for a session's other sockets", { timeout: 30_000 }, async () => {
+    const started = Date.now();
+    const c = await client("/agents/doorman?session=turned-away-1");
+    await eventually(() => c.ws.readyState === WebSocket.CLOSING, 2000); // its close frame came
+    expect(await c.closed).toEqual({ code: 4002, reason: "not today" });
+    expect(Date.now() - started).toBeGreaterThan(5000);
+  });
 });
 
 describe("the SDK client", () => {
