@@ -242,7 +242,7 @@ export class AgentHub extends DurableObject<Env> {
    */
   async #save(ws: WebSocket, sessionId: string, loaded: Loaded): Promise<void> {
     try {
-      const now = JSON.stringify(loaded.session);
+      const now = savedForm(loaded.session);
       if (now === loaded.stored) return;
       await this.ctx.storage.put(`session:${sessionId}`, loaded.session);
       loaded.stored = now;
@@ -421,6 +421,21 @@ function answerClose(ws: WebSocket, code: number, reason: string): void {
 }
 
 /** Closes a socket with a code and a reason cut to the 123 bytes a close frame allows; a closed socket is left alone. */
+/**
+ * The session as JSON, to tell whether it changed. A function in it would be left out of the JSON (so a state whose
+ * only change is one would look unchanged) and cannot be stored: it is refused here, named by where it is.
+ */
+function savedForm(session: Session): string {
+  const paths = new WeakMap<object, string>();
+  return JSON.stringify(session, function (this: object, key: string, value: unknown) {
+    const parent = paths.get(this);
+    const at = parent ? `${parent}.${key}` : key;
+    if (typeof value === "function") throw new TypeError(`a function (at ${at}) cannot be saved`);
+    if (typeof value === "object" && value !== null) paths.set(value, at);
+    return value;
+  });
+}
+
 /**
  * Logs a handler's error in its run context, as its own lines: kept in the app's log and printed after them, with
  * their prefix, the stack mapped to the app's files and secret values masked. Returns the error as the client is told it.

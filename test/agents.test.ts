@@ -291,6 +291,13 @@ describe("limits and bad input", () => {
     expect((await again.closed).code).toBe(1011);
   });
 
+  it("closes with 1011 when a handler puts a function in the state, even when nothing else changed", async () => {
+    const c = await client("/agents/keeper?session=function-state-1");
+    c.ws.send("keep this");
+    expect(await c.next()).toBe("kept a function");
+    expect(await c.closed).toEqual({ code: 1011, reason: "the session's state could not be saved: a function (at state.callback) cannot be saved" });
+  });
+
   it("forgets a session once it has had no socket for its sessionTtl", async () => {
     const c = await client("/agents/brief?session=brief-session-1");
     expect(await json(c)).toEqual({ resumed: false, notes: [] });
