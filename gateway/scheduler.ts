@@ -10,7 +10,8 @@
  *
  * Policies (docs/schedules.md):
  * - a schedule seen for the first time fires from then on, never for earlier times;
- *   a Period's first run is one period after that;
+ *   a Period's first run is one period after that; a schedule removed from the app is
+ *   forgotten at the next tick, so one put back later is seen for the first time again;
  * - runs missed while nothing ticked (the edge down) are caught up once: the latest
  *   due time fires, the others are counted as missed;
  * - overlap "skip" (default): a run due while the previous one is still pending or
@@ -60,7 +61,9 @@ export class Scheduler extends DurableObject<Env> {
   /** Fires every function due at `at` (ms) that has not fired for that time yet. */
   async tick(at: number): Promise<void> {
     const launches: Promise<void>[] = [];
-    for (const fn of scheduledFunctions()) {
+    const functions = scheduledFunctions();
+    this.#forgetRemoved(functions);
+    for (const fn of functions) {
       const schedule = fn.spec.schedule!;
       const row = this.#state(fn, schedule, at);
       const next = schedule.nextAfter(row.last_due, row.anchor);
@@ -130,6 +133,20 @@ export class Scheduler extends DurableObject<Env> {
       infos.push(info);
     }
     return infos;
+  }
+
+  /**
+   * Drops the rows of functions that no longer have a schedule here (removed from the app, or the app no longer
+   * served): put back later, a schedule starts afresh, as a changed one does, instead of catching up the runs due
+   * while it was gone as if nothing had ticked.
+   */
+  #forgetRemoved(functions: RegisteredFunction[]): void {
+    const current = new Set(functions.map((fn) => `${fn.app}/${fn.name}`));
+    for (const { key } of this.#sql.exec<{ key: string }>("SELECT key FROM schedules").toArray()) {
+      if (current.has(key)) continue;
+      this.#sql.exec("DELETE FROM schedules WHERE key = ?", key);
+      console.log(`schedule: ${key} is no longer scheduled; put back, it counts from then`);
+    }
   }
 
   /** A function's row, made when its schedule is first seen (or changed): it fires from `at` on. */

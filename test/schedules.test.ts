@@ -3,9 +3,12 @@
  * handler (the cron trigger) is invoked with chosen times, in 2030 so that no
  * real alarm interferes, and every run is checked in the call ledger.
  */
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { CallRecord, ScheduleInfo } from "../sdk/index.js";
-import { runCli } from "./helpers/cli.js";
+import { runCli, startServe, type Served } from "./helpers/cli.js";
 import { LOG_LIMITS } from "../sdk/defaults.js";
 import { authed, eventually, startTestGateway, type TestGateway } from "./helpers/gateway.js";
 import { startTestStack, type TestStack } from "./helpers/stack.js";
@@ -130,6 +133,50 @@ describe("schedules fired from the edge", () => {
     expect(stdout).toContain(`(${id}, due `);
     expect(stdout).toContain("): \\x1b[2J\\x1b]0;owned\\x07report\\rfailed\n");
     expect([...stdout].filter((ch) => (ch < " " && ch !== "\n") || ch === "\x7f")).toEqual([]);
+  });
+});
+
+describe("tandem serve: a schedule taken out of the app, then put back", () => {
+  let dir: string;
+  let served: Served;
+  const source = (scheduled: boolean) =>
+    [
+      'import { App, Period } from "tandem";',
+      'const app = new App("comeback");',
+      `export const pulse = app.function(${scheduled ? "{ schedule: Period({ seconds: 2 }) }, " : ""}() => console.log("pulse ran"));`,
+      "export default app;",
+    ].join("\n");
+  const reloads = () => served.output().match(/reloaded in/g)?.length ?? 0;
+  const pulses = () => served.output().match(/\[comeback\.pulse fc-[0-9a-z]{26}\] pulse ran/g)?.length ?? 0;
+
+  beforeAll(async () => {
+    dir = await mkdtemp(join(tmpdir(), "tandem-schedule-comeback-"));
+    await writeFile(join(dir, "app.ts"), source(true));
+    served = await startServe(["app.ts"], dir);
+  });
+  afterAll(async () => {
+    await served?.stop();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it("counts from when it is put back, and catches up none of the runs due while it was gone", async () => {
+    await eventually(() => pulses() > 0, 20_000);
+    await writeFile(join(dir, "app.ts"), source(false));
+    await eventually(() => reloads() === 1, 20_000);
+    await served.waitFor("schedule: comeback/pulse is no longer scheduled");
+    const before = pulses();
+    await new Promise((resolve) => setTimeout(resolve, 5000)); // two due times pass with no schedule
+    expect(pulses()).toBe(before);
+    const putBack = Date.now();
+    await writeFile(join(dir, "app.ts"), source(true));
+    await eventually(() => reloads() === 2, 20_000);
+    await eventually(() => pulses() > before, 20_000);
+    expect(served.output()).not.toContain("caught up once");
+    const { code, stdout } = await runCli(["schedule", "list", "comeback", "--gateway", served.url], { cwd: dir });
+    expect(code).toBe(0);
+    expect(stdout).not.toContain("missed while nothing ticked");
+    const due = new Date(/due (\S+Z)\)/.exec(stdout)![1]!).getTime();
+    expect(due).toBeGreaterThan(putBack); // the first run of the schedule put back, one period after it
   });
 });
 
