@@ -106,6 +106,15 @@ describe("a meta that rebuilds shared references", () => {
   });
 });
 
+describe("a body's encoding", () => {
+  it("refuses bytes that are not UTF-8 with a 400 that says so, and reads UTF-8 as it is", async () => {
+    const post = (body: Uint8Array) => new Request("http://gw/v1/x", { method: "POST", body });
+    const latin1 = new Uint8Array([0x7b, 0x22, 0x61, 0x22, 0x3a, 0x22, 0x63, 0x61, 0x66, 0xe9, 0x22, 0x7d]); // {"a":"café"} in Latin-1
+    await expect(readJsonBody(post(latin1), anything, 4096)).rejects.toMatchObject({ code: "invalid_request", message: expect.stringContaining("not UTF-8") });
+    await expect(readJsonBody(post(new TextEncoder().encode('{"a":"café"}')), anything, 4096)).resolves.toEqual({ a: "café" });
+  });
+});
+
 describe("a body's size limit", () => {
   it("stops reading a /v1 body at the limit, whatever length it declares", async () => {
     const pieces = Array.from({ length: 64 }, () => new Uint8Array(1024).fill(0x20));

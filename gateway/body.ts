@@ -1,6 +1,6 @@
 /**
  * Reading request bodies at the boundary: size limit first (413), counted as
- * the bytes arrive whatever the headers declare; then nesting depth (400),
+ * the bytes arrive whatever the headers declare; then UTF-8 (400); then nesting depth (400),
  * checked on the text before it is parsed; then JSON (400 naming the parse
  * error), the shape (400 naming the field), and `meta` (400 when it does not
  * fit, or would rebuild a value deeper or larger than its JSON). Web
@@ -14,7 +14,9 @@ import { InvalidRequestError, bodyTooLarge, errorBody, type PayloadTooLargeError
 import { HEADERS, decodeValue } from "../sdk/protocol.js";
 import { describeIssues } from "../sdk/zod-issues.js";
 
-const decoder = new TextDecoder();
+// Fatal: a body that is not UTF-8 (JSON's only encoding) is refused, not read with U+FFFD in place of its bad bytes,
+// which would store a secret's value, or pass an argument, other than the one sent.
+const decoder = new TextDecoder("utf-8", { fatal: true });
 
 /**
  * Reads a `/v1` JSON body of at most `maxBytes`, then parses and checks it.
@@ -26,7 +28,13 @@ export async function readJsonBody<S extends z.ZodType>(request: Request, schema
   // Counted as it streams even when a length is declared: the header may not be what frames the body (a
   // content-length sent beside a chunked transfer-encoding, say), and reading stops at the limit either way.
   const bytes = await readBodyUpTo(request, maxBytes, bodyTooLarge);
-  return parseJsonBody(decoder.decode(bytes), schema);
+  let text: string;
+  try {
+    text = decoder.decode(bytes);
+  } catch {
+    throw new InvalidRequestError("request body is not UTF-8 text: send JSON encoded as UTF-8");
+  }
+  return parseJsonBody(text, schema);
 }
 
 /**

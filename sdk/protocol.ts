@@ -845,7 +845,9 @@ export const SecretCreateRequestSchema = z.lazy(() =>
           .string("must be a string")
           .max(SECRET_LIMITS.maxValueBytes, `must be at most ${SECRET_LIMITS.maxValueBytes} characters`)
           // An environment variable cannot carry one: a plane function saw the value cut there.
-          .refine((value) => !value.includes("\u0000"), "must not hold a NUL character (an environment variable cannot carry one)"),
+          .refine((value) => !value.includes("\u0000"), "must not hold a NUL character (an environment variable cannot carry one)")
+          // A lone surrogate ("\ud800" in JSON) is no character: the edge would read it as sent, a plane container as U+FFFD.
+          .refine((value) => !/\p{Cs}/u.test(value), "must be Unicode text: it holds a lone surrogate (a \\ud800-\\udfff escape not in a pair)"),
         'must be an object of KEY: "value" pairs',
       )
       .refine((values) => Object.keys(values).length > 0, "must hold at least one KEY=VALUE")

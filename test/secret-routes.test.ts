@@ -77,6 +77,7 @@ describe("/v1/secrets", () => {
       [{ name: "ok", values: { "1A": "b" } }, "environment variable names"],
       [{ name: "ok", values: { A: 1 } }, 'field "values.A" must be a string'],
       [{ name: "ok", values: { A: "b\u0000c" } }, 'field "values.A" must not hold a NUL character'],
+      [{ name: "ok", values: { A: "b\ud800c" } }, 'field "values.A" must be Unicode text: it holds a lone surrogate'],
       [{ name: "ok", values: { A: "b" }, extra: true }, "extra"],
       [{ values: { A: "b" } }, 'field "name" must be a secret name: 1-64 letters'],
       [{ name: "ok", values: ["A=b"] }, 'field "values" must be an object of KEY: "value"'],
@@ -89,6 +90,15 @@ describe("/v1/secrets", () => {
       expect((await errorOf(res)).message).toContain(says);
     }
     expect((await api(gw, "/v1/secrets", ADMIN_TOKEN, { method: "PUT" })).status).toBe(405);
+  });
+
+  it("refuses a body that is not UTF-8 with 400, rather than storing U+FFFD in place of its bytes", async () => {
+    const body = new Uint8Array([...new TextEncoder().encode('{"name":"latin1","values":{"A":"caf'), 0xe9, ...new TextEncoder().encode('"}}')]);
+    const res = await api(gw, "/v1/secrets", ADMIN_TOKEN, { method: "POST", body });
+    expect(res.status).toBe(400);
+    expect(await errorOf(res)).toMatchObject({ code: "invalid_request", message: "request body is not UTF-8 text: send JSON encoded as UTF-8" });
+    const listed = (await (await api(gw, "/v1/secrets", ADMIN_TOKEN)).json()) as { secrets: { name: string }[] };
+    expect(listed.secrets.map((s) => s.name)).not.toContain("latin1");
   });
 
   it("answers 503 not_configured on a gateway without TANDEM_SECRETS_KEY, saying how to set it", async () => {
