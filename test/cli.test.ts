@@ -655,3 +655,28 @@ describe("tandem serve driving schedules", () => {
     expect(stdout).toMatch(/ticker::pulse {2}every 2s\n {2}next {6}\S+Z {2}\S+Z {2}\S+Z\n {2}last run {2}succeeded in \d+ ms \(fc-[0-9a-z]{26}, due \S+Z\)/);
   });
 });
+
+describe("tandem secret create reading a file", () => {
+  let dir: string;
+  beforeAll(async () => {
+    dir = await mkdtemp(join(tmpdir(), "tandem-secret-files-"));
+  });
+  afterAll(async () => {
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it("refuses a dotenv or JSON file that is not UTF-8, naming it, before it asks the gateway anything", async () => {
+    const latin1 = (text: string) => Buffer.concat([Buffer.from(text), Buffer.from([0xe9]), Buffer.from(text.startsWith("{") ? '"}' : "\n")]);
+    await writeFile(join(dir, "stripe.env"), latin1("STRIPE_KEY=caf"));
+    await writeFile(join(dir, "stripe.json"), latin1('{"STRIPE_KEY":"caf'));
+    for (const [flag, file] of [
+      ["--from-dotenv", "stripe.env"],
+      ["--from-json", "stripe.json"],
+    ]) {
+      // A gateway nobody listens on: the file is refused before any request.
+      const { code, stderr } = await runCli(["secret", "create", "stripe", flag!, file!, "--gateway", "http://127.0.0.1:9"], { cwd: dir });
+      expect(code, flag).toBe(2);
+      expect(stderr).toBe(`error: ${file} is not UTF-8 text: save it as UTF-8\n`);
+    }
+  });
+});

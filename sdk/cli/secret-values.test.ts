@@ -1,9 +1,12 @@
 /** The load check of named secrets (`tandem serve`, `run`, `deploy`), image build steps' secrets included. */
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { App } from "../app.js";
 import { Image } from "../image.js";
 import { Secret } from "../secret.js";
-import { checkNamedSecrets, declaresNamedSecrets } from "./secret-values.js";
+import { checkNamedSecrets, declaresNamedSecrets, localSecretValues } from "./secret-values.js";
 
 const held = (name: string, keys: string[]) => ({ name, keys, createdAt: 0, updatedAt: 0 });
 
@@ -34,5 +37,23 @@ describe("the load check of named secrets", () => {
     const app = new App("plain");
     app.function({ name: "f", image: Image.node().runCommands("true") }, () => 1);
     expect(declaresNamedSecrets([app])).toBe(false);
+  });
+});
+
+describe("local secrets read from a dotenv file", () => {
+  it("refuses a file that is not UTF-8, naming the function and the file, rather than passing U+FFFD on as the value", async () => {
+    const dir = await mkdtemp(join(tmpdir(), "tandem-dotenv-"));
+    try {
+      const app = new App("shop");
+      app.function({ name: "report", secrets: [Secret.fromDotenv(".env.latin1")] }, () => 1);
+      await writeFile(join(dir, ".env.latin1"), Buffer.concat([Buffer.from("DATABASE_URL=caf"), Buffer.from([0xe9]), Buffer.from("\n")]));
+      expect(() => localSecretValues([app], [join(dir, "app.ts")])).toThrow(
+        `app "shop": function "report": Secret.fromDotenv(".env.latin1"): ${join(dir, ".env.latin1")} is not UTF-8 text: save it as UTF-8`,
+      );
+      await writeFile(join(dir, ".env.latin1"), "\ufeffDATABASE_URL=café\n"); // UTF-8, with a byte-order mark
+      expect(localSecretValues([app], [join(dir, "app.ts")])).toEqual({ shop: { report: [{ DATABASE_URL: "café" }] } });
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 });

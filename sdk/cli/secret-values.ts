@@ -14,6 +14,23 @@ import { paths, type SecretInfo } from "../protocol.js";
 import { Secret, parseDotenv } from "../secret.js";
 import type { LocalSecrets } from "../settings.js";
 
+const utf8 = new TextDecoder("utf-8", { fatal: true });
+
+/**
+ * A file of secret values (a dotenv or JSON file), as text. One that is not UTF-8 throws, saying so, instead of
+ * handing on U+FFFD in place of its bad bytes as part of a value; a byte-order mark is dropped.
+ *
+ * @example const values = parseDotenv(readSecretsFile(".env.stripe"), ".env.stripe");
+ */
+export function readSecretsFile(file: string): string {
+  const bytes = readFileSync(file);
+  try {
+    return utf8.decode(bytes);
+  } catch {
+    throw new Error(`${file} is not UTF-8 text: save it as UTF-8`);
+  }
+}
+
 /** The key the local gateway seals secrets with: `given` (TANDEM_SECRETS_KEY), else one kept in `.tandem/secrets-key` (made on first use, readable by its owner only). */
 export function localSecretsKey(stateDir: string, given: string | undefined): string {
   if (given) return given;
@@ -48,7 +65,13 @@ export function localSecretValues(apps: App[], appFiles: string[]): LocalSecrets
         }
         const file = resolve(dirname(appFiles[i]!), source.path);
         if (!existsSync(file)) throw new InvalidOptionsError(`${where}: ${file} does not exist`);
-        return parseDotenv(readFileSync(file, "utf8"), file);
+        let text: string;
+        try {
+          text = readSecretsFile(file);
+        } catch (err) {
+          throw new InvalidOptionsError(`${where}: ${(err as Error).message}`);
+        }
+        return parseDotenv(text, file);
       });
     }
   });

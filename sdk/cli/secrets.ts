@@ -3,12 +3,12 @@
  * (docs/secrets.md). Values are sent once, over the API, and never shown
  * again: the list has names, keys and times.
  */
-import { readFileSync } from "node:fs";
 import { withGatewayOptions } from "./config.js";
 import { Command, InvalidArgumentError } from "commander";
 import type { HttpInvoker } from "../client.js";
 import { NAME_PATTERN, SECRET_KEY_PATTERN, paths, type SecretInfo } from "../protocol.js";
 import { parseDotenv } from "../secret.js";
+import { readSecretsFile } from "./secret-values.js";
 import { style } from "./style.js";
 
 type GatewayOpts = { gateway?: string; token?: string; env?: string };
@@ -66,9 +66,10 @@ export function addSecretCommands(program: Command, clientOf: (opts: GatewayOpts
 
 function readText(file: string): string {
   try {
-    return readFileSync(file, "utf8");
+    return readSecretsFile(file);
   } catch (err) {
-    throw new InvalidArgumentError(`cannot read ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+    const code = (err as NodeJS.ErrnoException).code;
+    throw new InvalidArgumentError(code ? `cannot read ${file}: ${code}` : (err as Error).message);
   }
 }
 
