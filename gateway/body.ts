@@ -16,7 +16,7 @@ import { describeIssues } from "../sdk/zod-issues.js";
 
 // Fatal: a body that is not UTF-8 (JSON's only encoding) is refused, not read with U+FFFD in place of its bad bytes,
 // which would store a secret's value, or pass an argument, other than the one sent.
-const decoder = new TextDecoder("utf-8", { fatal: true });
+const decoder = new TextDecoder("utf-8", { fatal: true, ignoreBOM: false });
 
 /**
  * Reads a `/v1` JSON body of at most `maxBytes`, then parses and checks it.
