@@ -21,9 +21,31 @@ export function secretStore(env: Env) {
 /** Named secrets' values read lately in this isolate, and until when they are trusted. */
 const cached = new Map<string, { values: Record<string, string>; until: number }>();
 
-/** Forgets what this isolate knows of a secret (after a write here; other isolates within `cacheMs`). */
+/**
+ * Values a named secret held earlier in this isolate, by secret, oldest first: still masked in the logs and errors
+ * of the functions that declare it, since their code may keep a value it read (a client made at module scope) after
+ * the secret is replaced. At most `SECRET_LIMITS.maxKeys` values a secret, the oldest dropped first.
+ */
+const former = new Map<string, Set<string>>();
+
+/** Forgets what this isolate knows of a secret's current values (after a write here; other isolates within `cacheMs`). */
 export function forgetSecret(env: Env, name: string): void {
-  cached.delete(inEnvironment(env, name));
+  const key = inEnvironment(env, name);
+  const hit = cached.get(key);
+  if (hit) remember(key, Object.values(hit.values));
+  cached.delete(key);
+}
+
+/** Keeps `values` among a secret's former ones (bounded; see `former`). */
+function remember(key: string, values: string[]): void {
+  if (!former.has(key) && former.size >= 1_000) former.delete(former.keys().next().value!); // bounded
+  const seen = former.get(key) ?? new Set<string>();
+  for (const value of values) {
+    seen.delete(value); // moved to the newest
+    seen.add(value);
+    if (seen.size > SECRET_LIMITS.maxKeys) seen.delete(seen.values().next().value!);
+  }
+  former.set(key, seen);
 }
 
 /** Who declares the secrets: the app, the holder (`App.secretHolders`), and how messages name it (`demo.charge`). */
@@ -34,7 +56,10 @@ export interface SecretsOf {
   secrets: readonly Secret[];
 }
 
-/** A call's environment, and the values in it that came from secrets (masked as `***` in its logs and errors). */
+/**
+ * A call's environment, and the values in it that came from secrets, with the values its named secrets held earlier
+ * in this isolate (all masked as `***` in its logs and errors).
+ */
 export interface CallEnv {
   env: Record<string, string>;
   /** The variables the secrets set, later ones overriding earlier ones. */
@@ -65,7 +90,7 @@ export async function secretEnv(rc: Pick<RunContext, "env" | "config">, of: Secr
           keys: lacking,
         });
       Object.assign(secrets, values);
-      secretValues.push(...Object.values(values));
+      secretValues.push(...Object.values(values), ...(former.get(inEnvironment(rc.env, source.name)) ?? []));
       return;
     }
     const values = local[i];
@@ -99,7 +124,10 @@ export async function namedValues(env: Env, names: string[], where: string): Pro
     });
   if (cached.size > 1_000) cached.clear(); // bounded
   for (const [name, values] of Object.entries(outcome.values)) {
-    cached.set(inEnvironment(env, name), { values, until: now + SECRET_LIMITS.cacheMs });
+    const key = inEnvironment(env, name);
+    const earlier = cached.get(key);
+    if (earlier) remember(key, Object.values(earlier.values));
+    cached.set(key, { values, until: now + SECRET_LIMITS.cacheMs });
     found[name] = values;
   }
   return found;

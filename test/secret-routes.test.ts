@@ -7,7 +7,7 @@ import { readFile, readdir } from "node:fs/promises";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { TokenCreateAnswer } from "../sdk/protocol.js";
-import { ADMIN_TOKEN, startTestGateway, type TestGateway } from "./helpers/gateway.js";
+import { ADMIN_TOKEN, eventually, startTestGateway, type TestGateway } from "./helpers/gateway.js";
 
 const KEY = "0f1e2d3c4b5a69788796a5b4c3d2e1f00f1e2d3c4b5a69788796a5b4c3d2e1f0";
 const VALUE = "v-routes-31c7-secret-value";
@@ -105,5 +105,32 @@ describe("/v1/secrets", () => {
     const res = await create(keyless, ADMIN_TOKEN, { name: "db", values: { A: "b" } });
     expect(res.status).toBe(503);
     expect(await errorOf(res)).toMatchObject({ code: "not_configured", message: expect.stringContaining("wrangler secret put TANDEM_SECRETS_KEY") });
+  });
+});
+
+describe("a secret replaced while an isolate keeps its earlier value", () => {
+  let keeper: TestGateway;
+  const OLD = "postgres://first-4a1e-secret@db/prod";
+  const NEW = "postgres://second-77c2-secret@db/prod";
+  beforeAll(async () => {
+    keeper = await startTestGateway(new URL("./fixtures/secret-keeper-app.ts", import.meta.url).pathname, { bindings: { TANDEM_SECRETS_KEY: KEY } });
+  });
+  afterAll(async () => {
+    await keeper?.dispose();
+  });
+  const keep = async () => {
+    const res = await api(keeper, "/v1/apps/keeper/functions/keep/call", ADMIN_TOKEN, { method: "POST", body: JSON.stringify({ args: [] }) });
+    return errorOf(res);
+  };
+
+  it("still masks the earlier value in the function's logs and errors at the edge", async () => {
+    expect((await create(keeper, ADMIN_TOKEN, { name: "db", values: { DB_URL: OLD } })).status).toBe(201);
+    expect((await keep()).message).toBe("refused ***");
+    expect((await create(keeper, ADMIN_TOKEN, { name: "db", values: { DB_URL: NEW }, force: true })).status).toBe(201);
+    // The write forgot the old values in this isolate: the call reads the new one, and its code still holds the old.
+    expect((await keep()).message).toBe("refused ***");
+    await eventually(() => keeper.output.filter((l) => /\[keeper\.keep fc-[0-9a-z]{26}\] kept \*\*\*; now \*\*\*$/.test(l)).length === 2);
+    expect(keeper.output.join("\n")).not.toContain(OLD);
+    expect(keeper.output.join("\n")).not.toContain(NEW);
   });
 });
