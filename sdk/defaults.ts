@@ -237,6 +237,17 @@ export const DEPLOY_LIMITS = {
   maxListed: 1_000,
 } as const;
 
+/** Schedules (docs/schedules.md). */
+export const SCHEDULE_LIMITS = {
+  /** The shortest `Period`. */
+  minPeriodMs: 1_000,
+  /**
+   * The longest `Period`, a year and a day: longer, its run times soon pass the last date a JavaScript `Date` holds,
+   * and the Scheduler's ticks failed on them. A yearly job is `Cron("@yearly")`.
+   */
+  maxPeriodMs: 366 * DAY_SECONDS * 1000,
+} as const;
+
 /** Named secrets (docs/secrets.md). */
 export const SECRET_LIMITS = {
   /** Secrets one gateway keeps. */

@@ -334,11 +334,16 @@ describe("Period", () => {
     expect(Period({ days: 1, hours: 2 }).description).toBe("every 1d2h");
   });
 
-  it("refuses a length of zero or less, or an unknown unit", () => {
+  it("refuses a length of zero or less, one over 366 days (its run times would pass the last date a Date holds), or an unknown unit", () => {
     expect(Period({}).refused).toBe("Period({}): a period must be at least 1 second long (this one is 0 ms)");
     expect(Period({ hours: -1 }).refused).toBe('Period({"hours":-1}): hours must not be negative');
     expect(Period({ minutes: 0, seconds: 0 }).refused).toContain("a period must be at least 1 second long");
     expect(Period({ weeks: 1 } as object).refused).toContain('unknown unit "weeks"; use days, hours, minutes and seconds');
+    expect(Period({ minutes: 1e12 }).refused).toBe(
+      'Period({"minutes":1000000000000}): a period must be at most 366 days long (this one is 694444444d10h40m); a yearly job is Cron("@yearly")',
+    );
+    expect(Period({ days: 367 }).refused).toContain("a period must be at most 366 days long");
+    expect(Period({ days: 366 }).refused).toBeUndefined();
   });
 });
 

@@ -14,6 +14,7 @@
  */
 import { CronExpressionParser, type CronExpression } from "cron-parser";
 import { readCronExpression } from "./cron-expression.js";
+import { SCHEDULE_LIMITS } from "./defaults.js";
 import { InvalidOptionsError } from "./errors.js";
 import { gapEnd, instantsAt, isTimezone, offsetAt } from "./zoned-time.js";
 
@@ -197,7 +198,9 @@ function period(length: { days?: number; hours?: number; minutes?: number; secon
     ms += value * units[key as keyof typeof units];
   }
   ms = Math.round(ms);
-  if (ms < 1000) throw new InvalidOptionsError(`${where}: a period must be at least 1 second long (this one is ${ms} ms)`);
+  if (ms < SCHEDULE_LIMITS.minPeriodMs) throw new InvalidOptionsError(`${where}: a period must be at least 1 second long (this one is ${ms} ms)`);
+  if (ms > SCHEDULE_LIMITS.maxPeriodMs)
+    throw new InvalidOptionsError(`${where}: a period must be at most 366 days long (this one is ${formatDuration(ms)}); a yearly job is Cron("@yearly")`);
   const nextAfter = (after: number, anchor: number) => (after < anchor ? anchor : anchor + (Math.floor((after - anchor) / ms) + 1) * ms);
   const latestAtOrBefore = (at: number, anchor: number) => anchor + Math.floor((at - anchor) / ms) * ms;
   return schedule({
