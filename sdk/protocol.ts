@@ -832,34 +832,47 @@ export interface TokenCreateAnswer extends TokenInfo {
 /** A secret's keys: environment variable names. */
 export const SECRET_KEY_PATTERN = /^[A-Za-z_][A-Za-z0-9_]{0,127}$/;
 
+/**
+ * Why `__proto__` is refused as a secret's key, though it is an environment variable name: set on an object, it
+ * names the object's prototype, so the key was dropped on the way without a word.
+ */
+export const SECRET_PROTO_KEY_REFUSED = '"__proto__" cannot be a key: on an object it names the prototype, and the key would be lost; choose another name';
+
 /** `POST /v1/secrets`: a secret's values, all at once; `force` replaces one that exists (else `409 already_exists`). */
 export const SecretCreateRequestSchema = z.lazy(() =>
   z.strictObject({
     name: z
       .string("must be a secret name: 1-64 letters, digits, '-' or '_', starting with a letter or digit")
       .regex(NAME_PATTERN, "must be 1-64 letters, digits, '-' or '_', starting with a letter or digit"),
-    values: z
-      .record(
-        z.string(),
-        z
-          .string("must be a string")
-          .max(SECRET_LIMITS.maxValueBytes, `must be at most ${SECRET_LIMITS.maxValueBytes} characters`)
-          // An environment variable cannot carry one: a plane function saw the value cut there.
-          .refine((value) => !value.includes("\u0000"), "must not hold a NUL character (an environment variable cannot carry one)")
-          // A lone surrogate ("\ud800" in JSON) is no character: the edge would read it as sent, a plane container as U+FFFD.
-          .refine((value) => !/\p{Cs}/u.test(value), "must be Unicode text: it holds a lone surrogate (a \\ud800-\\udfff escape not in a pair)"),
-        'must be an object of KEY: "value" pairs',
-      )
-      .refine((values) => Object.keys(values).length > 0, "must hold at least one KEY=VALUE")
-      .superRefine((values, ctx) => {
-        const bad = Object.keys(values).find((key) => !SECRET_KEY_PATTERN.test(key));
-        if (bad !== undefined)
-          ctx.addIssue({
-            code: "custom",
-            message: `"${bad}" is not a key: keys are environment variable names (letters, digits and '_', not starting with a digit)`,
-          });
-      })
-      .refine((values) => Object.keys(values).length <= SECRET_LIMITS.maxKeys, `must hold at most ${SECRET_LIMITS.maxKeys} keys`),
+    // Seen before the record is made: made, it has lost a `__proto__` key.
+    values: z.preprocess(
+      (raw, ctx) => {
+        if (typeof raw === "object" && raw !== null && Object.hasOwn(raw, "__proto__")) ctx.addIssue({ code: "custom", message: SECRET_PROTO_KEY_REFUSED });
+        return raw;
+      },
+      z
+        .record(
+          z.string(),
+          z
+            .string("must be a string")
+            .max(SECRET_LIMITS.maxValueBytes, `must be at most ${SECRET_LIMITS.maxValueBytes} characters`)
+            // An environment variable cannot carry one: a plane function saw the value cut there.
+            .refine((value) => !value.includes("\u0000"), "must not hold a NUL character (an environment variable cannot carry one)")
+            // A lone surrogate ("\ud800" in JSON) is no character: the edge would read it as sent, a plane container as U+FFFD.
+            .refine((value) => !/\p{Cs}/u.test(value), "must be Unicode text: it holds a lone surrogate (a \\ud800-\\udfff escape not in a pair)"),
+          'must be an object of KEY: "value" pairs',
+        )
+        .refine((values) => Object.keys(values).length > 0, "must hold at least one KEY=VALUE")
+        .superRefine((values, ctx) => {
+          const bad = Object.keys(values).find((key) => !SECRET_KEY_PATTERN.test(key));
+          if (bad !== undefined)
+            ctx.addIssue({
+              code: "custom",
+              message: `"${bad}" is not a key: keys are environment variable names (letters, digits and '_', not starting with a digit)`,
+            });
+        })
+        .refine((values) => Object.keys(values).length <= SECRET_LIMITS.maxKeys, `must hold at most ${SECRET_LIMITS.maxKeys} keys`),
+    ),
     force: z.boolean("must be true or false").optional(),
   }),
 );

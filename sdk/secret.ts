@@ -7,7 +7,7 @@
  */
 import { SECRET_LIMITS } from "./defaults.js";
 import { InvalidOptionsError, fromWireError, toWireError, type TandemError } from "./errors.js";
-import { NAME_PATTERN, SECRET_KEY_PATTERN } from "./protocol.js";
+import { NAME_PATTERN, SECRET_KEY_PATTERN, SECRET_PROTO_KEY_REFUSED } from "./protocol.js";
 
 const SECRET_BRAND = Symbol.for("tandem.secret");
 
@@ -144,6 +144,7 @@ export function parseDotenv(text: string, file = ".env"): Record<string, string>
     const match = /^(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)\s*=\s*(.*)$/.exec(line);
     if (!match) throw new InvalidOptionsError(`${file}:${i + 1}: expected KEY=value`);
     const key = match[1]!;
+    if (key === "__proto__") throw new InvalidOptionsError(`${file}:${i + 1}: ${SECRET_PROTO_KEY_REFUSED}`);
     let rest = match[2]!;
     const quote = rest[0];
     if (quote === '"' || quote === "'") {

@@ -679,4 +679,19 @@ describe("tandem secret create reading a file", () => {
       expect(stderr).toBe(`error: ${file} is not UTF-8 text: save it as UTF-8\n`);
     }
   });
+
+  it("refuses __proto__ as a key, in a pair, a dotenv file or a JSON file, rather than dropping it", async () => {
+    await writeFile(join(dir, "proto.env"), "B=y\n__proto__=x\n");
+    await writeFile(join(dir, "proto.json"), '{"__proto__":"x","B":"y"}');
+    const says = '"__proto__" cannot be a key: on an object it names the prototype, and the key would be lost; choose another name';
+    for (const [args, where] of [
+      [["__proto__=x", "B=y"], ""],
+      [["--from-dotenv", "proto.env"], "proto.env:2: "],
+      [["--from-json", "proto.json"], "proto.json: "],
+    ] as const) {
+      const { code, stderr } = await runCli(["secret", "create", "proto", ...args, "--gateway", "http://127.0.0.1:9"], { cwd: dir });
+      expect(code, args.join(" ")).toBe(2);
+      expect(stderr).toBe(`error: ${where}${says}\n`);
+    }
+  });
 });

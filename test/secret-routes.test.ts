@@ -78,6 +78,7 @@ describe("/v1/secrets", () => {
       [{ name: "ok", values: { A: 1 } }, 'field "values.A" must be a string'],
       [{ name: "ok", values: { A: "b\u0000c" } }, 'field "values.A" must not hold a NUL character'],
       [{ name: "ok", values: { A: "b\ud800c" } }, 'field "values.A" must be Unicode text: it holds a lone surrogate'],
+      [JSON.parse('{"name":"ok","values":{"__proto__":"x","B":"y"}}'), '"__proto__" cannot be a key'],
       [{ name: "ok", values: { A: "b" }, extra: true }, "extra"],
       [{ values: { A: "b" } }, 'field "name" must be a secret name: 1-64 letters'],
       [{ name: "ok", values: ["A=b"] }, 'field "values" must be an object of KEY: "value"'],

@@ -6,7 +6,7 @@
 import { withGatewayOptions } from "./config.js";
 import { Command, InvalidArgumentError } from "commander";
 import type { HttpInvoker } from "../client.js";
-import { NAME_PATTERN, SECRET_KEY_PATTERN, paths, type SecretInfo } from "../protocol.js";
+import { NAME_PATTERN, SECRET_KEY_PATTERN, SECRET_PROTO_KEY_REFUSED, paths, type SecretInfo } from "../protocol.js";
 import { parseDotenv } from "../secret.js";
 import { readSecretsFile } from "./secret-values.js";
 import { style } from "./style.js";
@@ -35,6 +35,7 @@ export function addSecretCommands(program: Command, clientOf: (opts: GatewayOpts
       const at = pair.indexOf("=");
       const key = at < 0 ? pair : pair.slice(0, at);
       if (at < 0 || !SECRET_KEY_PATTERN.test(key)) throw new InvalidArgumentError(`"${key}" is not KEY=VALUE with KEY an environment variable name`);
+      if (key === "__proto__") throw new InvalidArgumentError(SECRET_PROTO_KEY_REFUSED);
       if (given.has(key)) throw new InvalidArgumentError(`${key} is given twice; give each key once`);
       given.add(key);
       values[key] = pair.slice(at + 1);
@@ -83,5 +84,6 @@ function readJson(file: string): Record<string, string> {
   }
   if (typeof parsed !== "object" || parsed === null || Array.isArray(parsed) || Object.values(parsed).some((v) => typeof v !== "string"))
     throw new InvalidArgumentError(`${file} must hold a JSON object of string values ({ "KEY": "value" })`);
+  if (Object.hasOwn(parsed, "__proto__")) throw new InvalidArgumentError(`${file}: ${SECRET_PROTO_KEY_REFUSED}`);
   return parsed as Record<string, string>;
 }
