@@ -186,6 +186,8 @@ export interface LedgerApi {
   cancelMap(scope: string): Promise<{ id: string; plane: string | null }[]>;
   /** The inputs of the keyed map request `scope` that were cancelled (`cancelMap`, or each alone): none of them may start. */
   cancelledInputs(scope: string): Promise<string[]>;
+  /** Notes that attempt `attempt` failed and its retry is due at `retryAt` (cleared when the next attempt starts). */
+  retrying(id: string, attempt: number, retryAt: number): Promise<void>;
   runningOn(id: string, planeId: string): Promise<void>;
   /** `runningOn` for several calls in one write. */
   runningOnMany(notes: { id: string; planeId: string }[]): Promise<void[]>;

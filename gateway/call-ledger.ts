@@ -52,6 +52,8 @@ export interface ResumePoint {
   attempts: number;
   running: boolean;
   plane: string | null;
+  /** Attempt `attempts` failed, and its retry is due then (`retrying`): the next attempt uses a retry, not a lost one. */
+  retryAt?: number;
 }
 
 /**
@@ -101,6 +103,7 @@ type Row = {
   scheduled_at: number | null;
   idem_key: string | null;
   plane_timings: string | null;
+  retry_at: number | null;
 };
 
 const NOT_ENDED = "status IN ('pending', 'running')";
@@ -148,6 +151,8 @@ export class CallLedger extends DurableObject<Env> implements LedgerApi {
     if (!columns.has("idem_key")) this.#sql.exec("ALTER TABLE calls ADD COLUMN idem_key TEXT");
     // Where a plane call's last attempt spent its time on its plane (PlaneRunTimings, JSON), for the dashboard.
     if (!columns.has("plane_timings")) this.#sql.exec("ALTER TABLE calls ADD COLUMN plane_timings TEXT");
+    // When the retry of a failed attempt is due, while the call waits for it: that attempt ended, and is no lost one.
+    if (!columns.has("retry_at")) this.#sql.exec("ALTER TABLE calls ADD COLUMN retry_at INTEGER");
     this.#sql.exec("CREATE UNIQUE INDEX IF NOT EXISTS calls_key ON calls(idem_key) WHERE idem_key IS NOT NULL");
     // The dashboard's reads: an app's calls, or one function's, newest first, and their counts over time.
     this.#sql.exec(`
@@ -274,7 +279,7 @@ export class CallLedger extends DurableObject<Env> implements LedgerApi {
       (m) => m.id,
     )) {
       const rows = this.#sql.exec<{ id: string }>(
-        `UPDATE calls SET status = 'running', attempts = MAX(attempts, ?), started_at = COALESCE(started_at, ?), lease_until = ?
+        `UPDATE calls SET status = 'running', attempts = MAX(attempts, ?), started_at = COALESCE(started_at, ?), lease_until = ?, retry_at = NULL
          WHERE id IN (SELECT value FROM json_each(?)) AND ${NOT_ENDED} RETURNING id`,
         attempt,
         now,
@@ -289,13 +294,21 @@ export class CallLedger extends DurableObject<Env> implements LedgerApi {
   #start(id: string, attempt: number): boolean {
     const now = Date.now();
     const marked = this.#sql.exec(
-      `UPDATE calls SET status = 'running', attempts = MAX(attempts, ?), started_at = COALESCE(started_at, ?), lease_until = ? WHERE id = ? AND ${NOT_ENDED} RETURNING id`,
+      `UPDATE calls SET status = 'running', attempts = MAX(attempts, ?), started_at = COALESCE(started_at, ?), lease_until = ?, retry_at = NULL WHERE id = ? AND ${NOT_ENDED} RETURNING id`,
       attempt,
       now,
       now + this.#leaseMs,
       id,
     );
     return marked.toArray().length > 0;
+  }
+
+  /**
+   * Notes that attempt `attempt` failed and its retry is due at `retryAt`: a runner lost while it waits leaves a call
+   * whose next attempt uses a retry, as it would have, rather than one more run as if that attempt had been cut off.
+   */
+  async retrying(id: string, attempt: number, retryAt: number): Promise<void> {
+    this.#sql.exec(`UPDATE calls SET retry_at = ? WHERE id = ? AND attempts = ? AND ${NOT_ENDED}`, retryAt, id, attempt);
   }
 
   /** Notes the plane a call's attempt was sent to. */
@@ -464,8 +477,17 @@ export class CallLedger extends DurableObject<Env> implements LedgerApi {
     }
     const release = holdRunner([row.id]); // runs here from now: not taken for lost again while it lives
     this.#sql.exec("UPDATE calls SET lease_until = ? WHERE id = ?", Date.now() + this.#leaseMs, row.id);
-    const from: ResumePoint = { attempts: row.attempts, running: row.status === "running", plane: row.plane };
-    const where = !from.running ? "it had not started" : `attempt ${row.attempts} was under way${row.plane ? ` on plane ${row.plane}` : ""}`;
+    const from: ResumePoint = {
+      attempts: row.attempts,
+      running: row.status === "running",
+      plane: row.plane,
+      ...(row.retry_at === null ? {} : { retryAt: row.retry_at }),
+    };
+    const where = !from.running
+      ? "it had not started"
+      : from.retryAt !== undefined
+        ? `attempt ${row.attempts} had failed, and its retry was due ${new Date(from.retryAt).toISOString()}`
+        : `attempt ${row.attempts} was under way${row.plane ? ` on plane ${row.plane}` : ""}`;
     if (logged) console.warn(`ledger: resuming ${row.app}.${row.fn} ${row.id}, whose runner was lost (${where})`);
     this.ctx.waitUntil(
       (async () => {

@@ -80,6 +80,8 @@ export interface ExecuteOptions {
   beforeAttempt?: (attempt: number) => Promise<boolean>;
   /** Told which plane each try of a plane attempt goes to. */
   onPlane?: (planeId: string) => Promise<void>;
+  /** Told that an attempt failed and when its retry is due, before the wait for it (a recorded call notes it). */
+  onRetryWait?: (attempt: number, retryAt: number) => Promise<void>;
   /** Sends a plane attempt together with the others of its request ready at the same moment (a `.map`'s inputs). */
   batch?: RunBatch;
 }
@@ -94,17 +96,21 @@ export interface ExecuteOptions {
  * again, under its number, from the plane it was sent to, which answers with
  * its outcome rather than run it twice. An attempt lost with a plane (or a
  * plane's memory of it) is counted, and the next one starts at once; such
- * lost attempts use no retry, and at most `maxLostAttempts` are taken.
+ * lost attempts use no retry, and at most `maxLostAttempts` are taken. One
+ * whose last attempt had failed and was waiting for its retry (`from.retryAt`)
+ * goes on with that retry, when it is due: it is no lost attempt.
  */
 export async function execute(rc: RunContext, fn: RegisteredFunction, args: CallArgs, callId: string, options: ExecuteOptions = {}): Promise<Outcome> {
   const startedAt = Date.now();
   const from = options.from ?? NOT_STARTED;
   const plane = fn.spec.tier === "plane";
-  let attempt = from.running && !plane ? from.attempts + 1 : Math.max(1, from.attempts);
-  let lost = from.running && !plane ? 1 : 0;
+  const retrying = from.running && from.retryAt !== undefined;
+  let attempt = retrying || (from.running && !plane) ? from.attempts + 1 : Math.max(1, from.attempts);
+  let lost = from.running && !plane && !retrying ? 1 : 0;
+  if (retrying) await sleep(Math.max(0, from.retryAt! - Date.now()));
   const forward: ForwardOptions = {
     ...(options.onPlane ? { onPlane: options.onPlane } : {}),
-    ...(from.running && plane && from.plane ? { sentTo: from.plane } : {}),
+    ...(from.running && plane && from.plane && !retrying ? { sentTo: from.plane } : {}),
     ...(options.batch ? { batch: options.batch } : {}),
   };
   const lastAttempt = () => fn.spec.retries.maxRetries + 1 + lost;
@@ -157,7 +163,9 @@ export async function execute(rc: RunContext, fn: RegisteredFunction, args: Call
       }
       const delayMs = retryDelayMs(fn.spec.retries, attempt - lost);
       keepEdgeLine(rc, origin, "system", `attempt ${attempt} failed (${firstLine(error)}); attempt ${attempt + 1} in ${delayMs} ms`);
-      await sleep(delayMs);
+      const retryAt = Date.now() + delayMs;
+      await options.onRetryWait?.(attempt, retryAt).catch((err: unknown) => console.error(`ledger: could not note the retry of ${callId}:`, err));
+      await sleep(Math.max(0, retryAt - Date.now()));
       attempt++;
       delete forward.sentTo;
       delete forward.avoid;
@@ -293,6 +301,7 @@ export async function callOnce(rc: RunContext, fn: RegisteredFunction, args: Cal
     waited: true,
     start: (mark) => (record.now(), afterRecord(() => ledger.start(mark.id, mark.attempt))),
     notePlane: (note) => (record.now(note.planeId) ? written.then(() => {}) : afterRecord(() => ledger.runningOn(note.id, note.planeId))),
+    noteRetry: (note) => (record.now(), afterRecord(() => ledger.retrying(note.id, note.attempt, note.retryAt))),
   });
   const row = ended(outcome);
   // An edge call that ended before its record was due is written once, ended; a plane call's record is written now.
@@ -444,12 +453,15 @@ async function runRecorded(
     /** How attempts are marked and planes noted, when not one write each (a keyed map groups them). */
     start?: (mark: { id: string; attempt: number }) => Promise<boolean>;
     notePlane?: (note: { id: string; planeId: string }) => Promise<void>;
+    /** How a failed attempt's retry is noted, when not as a write of its own at once (a fresh keyed call's waits for its record). */
+    noteRetry?: (note: { id: string; attempt: number; retryAt: number }) => Promise<void>;
     batch?: RunBatch;
   },
 ): Promise<Outcome> {
   let marked = options.firstMarked === true;
   const start = options.start ?? ((mark: { id: string; attempt: number }) => ledger.start(mark.id, mark.attempt));
   const notePlane = options.notePlane ?? ((note: { id: string; planeId: string }) => ledger.runningOn(note.id, note.planeId));
+  const noteRetry = options.noteRetry ?? ((note: { id: string; attempt: number; retryAt: number }) => ledger.retrying(note.id, note.attempt, note.retryAt));
   const renew = options.renew
     ? setInterval(() => {
         beatRunners([id]);
@@ -472,6 +484,7 @@ async function runRecorded(
         rc.waitUntil(noted.catch((err) => console.error(`ledger: could not note the plane of ${id}:`, err)));
         return Promise.resolve();
       },
+      onRetryWait: (attempt, retryAt) => noteRetry({ id, attempt, retryAt }),
     });
   } finally {
     clearInterval(renew);

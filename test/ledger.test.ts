@@ -35,6 +35,26 @@ it("resumes a spawned call that was running when the gateway stopped, as its sec
   await eventually(() => gw.output.some((l) => l.includes(`resuming edge.napping ${call.id}, whose runner was lost (attempt 1 was under way)`)));
 });
 
+it("resumes a call whose runner was lost while it waited to retry a failed attempt with that retry, not one more", async () => {
+  const token = `retrying-${Date.now()}`;
+  const call = await lookup<[string], never>("edge", "failsSlowly", { gateway: gw.url }).spawn(token);
+  await eventually(() => gw.output.some((l) => l.includes(`running ${token} attempt 1`)));
+  await new Promise((r) => setTimeout(r, 300)); // attempt 1 failed; its retry is due in 3 s
+
+  await gw.stop(); // the runner dies while it waits
+  await gw.restart();
+
+  await expect(FunctionCall.fromId(call.id, { gateway: gw.url }).get({ timeoutMs: 20_000 })).rejects.toThrow(`${token} failed`);
+  const record = (await (await fetch(`${gw.url}/v1/calls/${call.id}`, authed())).json()) as CallRecord;
+  // One retry, as the function asks: before, the failed attempt was taken for one cut off, and a third one ran.
+  expect(record).toMatchObject({ status: "failed", attempts: 2 });
+  expect(gw.output.filter((l) => l.includes(`running ${token} attempt`))).toEqual([
+    expect.stringContaining(`running ${token} attempt 1`),
+    expect.stringContaining(`running ${token} attempt 2`),
+  ]);
+  await eventually(() => gw.output.some((l) => l.includes(`resuming edge.failsSlowly ${call.id}, whose runner was lost (attempt 1 had failed`)));
+});
+
 it("resumes a spawned call with its arguments as they were sent", async () => {
   const values = [new Date("2026-01-01T00:00:00Z"), new Map([["k", 1n]]), 2n ** 70n, new Uint8Array([1, 2, 3]), undefined];
   // The last argument an invalid Date, which the ledger would have kept as null had the gateway encoded it again.
