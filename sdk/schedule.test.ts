@@ -87,6 +87,8 @@ describe("Cron", () => {
       'Cron("0 2 * * *"): unknown timezone "Mars/Olympus"; use an IANA name such as "UTC", "Europe/Paris" or "America/New_York"',
     );
     expect(error("0 2 * * *", { overlap: "queue" })).toMatch(/option "overlap" must be "skip" or "allow"/);
+    expect(error("0 2 * * *", { overlp: "allow" })).toBe('Cron("0 2 * * *"): unknown option "overlp"; did you mean "overlap"?');
+    expect(error("0 2 * * *", { timeZone: "UTC" })).toBe('Cron("0 2 * * *"): unknown option "timeZone"; did you mean "timezone"?');
     expect(error("0 0 31 2 *")).toMatch(/^Cron\("0 0 31 2 \*"\): .+/); // never happens: cron-parser's reason
   });
 });

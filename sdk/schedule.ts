@@ -16,6 +16,7 @@ import { CronExpressionParser, type CronExpression } from "cron-parser";
 import { readCronExpression } from "./cron-expression.js";
 import { SCHEDULE_LIMITS } from "./defaults.js";
 import { InvalidOptionsError } from "./errors.js";
+import { didYouMean } from "./nearest-name.js";
 import { gapEnd, instantsAt, isTimezone, offsetAt } from "./zoned-time.js";
 
 const SCHEDULE_BRAND = Symbol.for("tandem.schedule");
@@ -282,7 +283,8 @@ function schedule(s: {
 
 function checkOptions<K extends string>(where: string, options: unknown, known: K[]): { overlap: OverlapPolicy; timezone?: string } {
   if (typeof options !== "object" || options === null) throw new InvalidOptionsError(`${where}: options must be an object`);
-  for (const key of Object.keys(options)) if (!(known as string[]).includes(key)) throw new InvalidOptionsError(`${where}: unknown option "${key}"`);
+  for (const key of Object.keys(options))
+    if (!(known as string[]).includes(key)) throw new InvalidOptionsError(`${where}: unknown option "${key}"${didYouMean(key, known)}`);
   const o = options as { overlap?: unknown; timezone?: string };
   if (o.overlap !== undefined && o.overlap !== "skip" && o.overlap !== "allow")
     throw new InvalidOptionsError(`${where}: option "overlap" must be "skip" or "allow"`);
