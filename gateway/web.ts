@@ -49,7 +49,9 @@ export function webRoutes(apps: readonly App[]): Hono<Web> {
           label,
         });
       }
-      throw new NotFoundError(`app "${app.name}" has no web endpoint "${label}" (endpoints: ${labels(app)})`, { app: app.name });
+      // An app with agents says so: an agent's label is asked for here too.
+      const what = app.agents.length ? ["web endpoint or agent", "labels"] : ["web endpoint", "endpoints"];
+      throw new NotFoundError(`app "${app.name}" has no ${what[0]} "${label}" (${what[1]}: ${labels(app)})`, { app: app.name });
     });
     // The app's root, and a path under it with an empty label (`/<app>//x`).
     web.all(`/${app.name}/*`, () => {

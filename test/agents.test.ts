@@ -474,7 +474,10 @@ describe("the SDK client", () => {
     socket.addEventListener("error", (e) => errors.push((e as Event & { message: string }).message));
     socket.addEventListener("close", (e) => closes.push(e as never));
     await until(() => closes.length === 1);
-    expect(errors).toEqual([expect.stringMatching(/^the gateway refused the connection \(HTTP 404\): .*no-such-agent/)]);
+    // An app with agents names them with its endpoints: the message said "no web endpoint", as if agents were not asked.
+    expect(errors).toEqual([
+      expect.stringMatching(/^the gateway refused the connection \(HTTP 404\): app "agents" has no web endpoint or agent "no-such-agent" \(labels: .*echo/),
+    ]);
     expect(closes[0]).toMatchObject({ willReconnect: false, reason: errors[0] });
     expect(socket.readyState).toBe(3);
     await new Promise((r) => setTimeout(r, 600)); // past the first reconnect delay: nothing more happens
