@@ -49,6 +49,7 @@ import {
 } from "./call-ledger-client.js";
 import { EncodedResult } from "./encoded-result.js";
 import { AttemptLost, forwardToPlane, type ForwardOptions } from "./forward-to-plane.js";
+import { waitForBatch } from "./isolate-batch.js";
 import { registry, type RegisteredFunction } from "./registry.js";
 import { RunBatch } from "./plane-runs.js";
 import { mapStack } from "./source-map.js";
@@ -233,7 +234,7 @@ export async function callNow(
   const createdAt = Date.now();
   const outcome = await execute(rc, fn, args, id);
   const row = finishedCall(id, fn, kind, createdAt, outcome);
-  rc.waitUntil(recordEnded(rc.env, [row]).catch((err) => console.error(`ledger: could not record ${id}:`, err)));
+  waitForBatch(rc, recordEnded(rc.env, [row])); // a write that fails is logged by the batch, with the calls it held
   return { id, outcome, row };
 }
 
@@ -276,14 +277,14 @@ export async function callOnce(rc: RunContext, fn: RegisteredFunction, args: Cal
       ...(plane ? { plane } : {}),
     });
   const ended = (outcome: Outcome) => ({ ...finishedCall(id, fn, "remote", createdAt, outcome), startedAt: createdAt }); // as recorded: begun when accepted
-  const recordEnd = (row: FinishedCall) => recordEnded(rc.env, [row]).catch((err) => console.error(`ledger: could not record ${id}:`, err));
+  const recordEnd = (row: FinishedCall) => waitForBatch(rc, recordEnded(rc.env, [row])); // a failed write is logged by the batch
   if (!fresh) {
     await untilKeyWritten(scope); // a fresh call of this key under way in this isolate, not in the ledger yet
     const callId = await create();
     if (callId !== id) return awaitRecord(ledger, callId, fn, rc);
     const row = ended(await runRecorded(rc, ledger, fn, id, args, NOT_STARTED, { renew: true, firstMarked: true, waited: true }));
     // The answer goes first; the row follows in the next batch (a request sent again meanwhile waits for it).
-    if (row.status !== "cancelled") rc.waitUntil(recordEnd(row));
+    if (row.status !== "cancelled") recordEnd(row);
     return toCallRecord(row);
   }
   unwrittenKeys.add(scope);
@@ -306,7 +307,7 @@ export async function callOnce(rc: RunContext, fn: RegisteredFunction, args: Cal
   const row = ended(outcome);
   // An edge call that ended before its record was due is written once, ended; a plane call's record is written now.
   if (fn.spec.tier === "edge" ? record.drop() : (record.now(), false)) {
-    rc.waitUntil(recordEnd({ ...row, key: scope })); // the batch writer lets go of the key, and says if it named another call
+    recordEnd({ ...row, key: scope }); // the batch writer lets go of the key, and says if it named another call
     return toCallRecord(row);
   }
   const extra = (callId: string) =>

@@ -1,5 +1,5 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
-import { isolateBatch } from "./isolate-batch.js";
+import { JOINED, isolateBatch, waitForBatch } from "./isolate-batch.js";
 
 beforeEach(() => vi.useFakeTimers({ toFake: ["setTimeout", "clearTimeout", "Date"] }));
 afterEach(() => vi.useRealTimers());
@@ -17,6 +17,18 @@ describe("isolateBatch", () => {
     await vi.advanceTimersByTimeAsync(50);
     await opener;
     expect(writes).toEqual([[1, 2, 3]]);
+  });
+
+  it("hands only the opener's promise to waitUntil: a request that joined has nothing to wait for", async () => {
+    const add = isolateBatch(50, async () => {});
+    const waited: Promise<unknown>[] = [];
+    const rc = { waitUntil: (p: Promise<unknown>) => void waited.push(p) };
+    const opener = add(null, [1]);
+    waitForBatch(rc, opener);
+    waitForBatch(rc, add(null, [2]));
+    expect(add(null, [3])).toBe(JOINED);
+    expect(waited).toEqual([opener]);
+    await vi.advanceTimersByTimeAsync(50);
   });
 
   it("hands a batch whose writer is gone (workerd ended its request before its timer) to the next request, items and all, written once", async () => {

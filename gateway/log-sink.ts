@@ -6,7 +6,7 @@
  * ledger's ended calls are (gateway/isolate-batch.ts): no request ever awaits
  * another's promise, and no call's answer waits for a log write.
  */
-import { isolateBatch } from "./isolate-batch.js";
+import { isolateBatch, waitForBatch } from "./isolate-batch.js";
 import { sendEdgeLinesToOtlp } from "./log-otlp.js";
 import { LOG_LIMITS } from "../sdk/defaults.js";
 import { cutLogLine, type LogLine, type LogSource } from "../sdk/protocol.js";
@@ -59,7 +59,7 @@ const batchLines = isolateBatch(LOG_LIMITS.edgeBatchMs, (env: Env, lines: LogLin
 
 /** Keeps lines (from the edge, or a plane's batch): one write per app after `LOG_LIMITS.edgeBatchMs`, by the request that opens the batch. */
 export function keepLines(rc: { env: Env; waitUntil(promise: Promise<unknown>): void }, lines: LogLine[]): void {
-  rc.waitUntil(batchLines(rc.env, lines));
+  waitForBatch(rc, batchLines(rc.env, lines));
 }
 
 /** Writes lines now, one write per app; a write that fails is reported with how many lines it lost. */

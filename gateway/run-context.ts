@@ -12,7 +12,7 @@ import type { GatewayConfig } from "./config.js";
 import type { Env } from "./env.js";
 import type { CallEnv } from "./secret-env.js";
 import { keepEdgeLine, reportLogFailuresTo, type LogOrigin } from "./log-sink.js";
-import { isolateBatch } from "./isolate-batch.js";
+import { isolateBatch, waitForBatch } from "./isolate-batch.js";
 import { LOG_LIMITS } from "../sdk/defaults.js";
 
 export interface RunContext {
@@ -152,7 +152,7 @@ export function prefixConsoleLines(): void {
         // of a line costs a call more than keeping it does). Each of its lines is printed with the prefix.
         const line = text ?? args.map(logText).join(" ");
         keepEdgeLine(store, store.logTo, source, line);
-        store.waitUntil(printLater(null, [{ write, line: store.logPrefix ? prefixLines(store.logPrefix, line) : line }]));
+        waitForBatch(store, printLater(null, [{ write, line: store.logPrefix ? prefixLines(store.logPrefix, line) : line }]));
       } else if (text !== undefined) write(store?.logPrefix ? prefixLines(store.logPrefix, text) : text);
       else if (store?.logPrefix) write(store.logPrefix, ...args);
       else write(...args);
