@@ -203,6 +203,11 @@ export function shardOf(callId: string): number {
   return hash % LEDGER_SHARDS;
 }
 
+/** What the gateway logs of a run started for a key sent as fresh that named another call (`Tandem-Fresh-Key`). */
+export function extraRunLine(app: string, fn: string, key: string, names: string, extraId: string): string {
+  return `[${app}.${fn}] key ${key} was sent as fresh but names call ${names}: this request's run ${extraId} was an extra one`;
+}
+
 /** An idempotency key as the ledger keeps it: per app and function. */
 export function keyScope(app: string, fn: string, key: string): string {
   return `${app}/${fn}/${key}`;
@@ -297,8 +302,7 @@ export const recordEnded = isolateBatch(RECORD_BATCH_MS, async (env: Env, taken:
     const keysTaken = (await Promise.all([...byShard].map(([stub, shardRows]) => stub.record(shardRows)))).flat();
     for (const { id, key, names } of keysTaken) {
       const row = taken.find((r) => r.id === id)!;
-      const ownKey = key.slice(keyScope(row.app, row.function, "").length);
-      console.error(`[${row.app}.${row.function}] key ${ownKey} was sent as fresh but names call ${names}: this request's run ${id} was an extra one`);
+      console.error(extraRunLine(row.app, row.function, key.slice(keyScope(row.app, row.function, "").length), names, id));
     }
   } catch (err) {
     // Said here, with every call the write held: the rows of requests that joined the batch are not the writer's to name.

@@ -38,6 +38,7 @@ import {
   ledgerShard,
   mapInputKey,
   newCallIdIn,
+  extraRunLine,
   recordEnded,
   shardOfKey,
   untilKeyWritten,
@@ -305,13 +306,13 @@ export async function callOnce(rc: RunContext, fn: RegisteredFunction, args: Cal
     noteRetry: (note) => (record.now(), afterRecord(() => ledger.retrying(note.id, note.attempt, note.retryAt))),
   });
   const row = ended(outcome);
-  // An edge call that ended before its record was due is written once, ended; a plane call's record is written now.
-  if (fn.spec.tier === "edge" ? record.drop() : (record.now(), false)) {
+  // An edge call that ended before its record was due is written once, ended; any other is written now if it is not yet.
+  if (fn.spec.tier === "edge" && record.drop()) {
     recordEnd({ ...row, key: scope }); // the batch writer lets go of the key, and says if it named another call
     return toCallRecord(row);
   }
-  const extra = (callId: string) =>
-    console.error(`[${fn.app}.${fn.name}] key ${key} was sent as fresh but names call ${callId}: this request's run ${id} was an extra one`);
+  record.now();
+  const extra = (callId: string) => console.error(extraRunLine(fn.app, fn.name, key, callId, id));
   if (known !== undefined && known !== id) {
     extra(known);
     return awaitRecord(ledger, known, fn, rc);
