@@ -299,6 +299,20 @@ describe("plane calls whose runner is lost", () => {
     expect(lossy.gatewayOutput.some((l) => l.includes(`resuming plane.argsPlane ${callId}`))).toBe(true);
   });
 
+  it("goes on with the retry a failed attempt waited for when the gateway restarted meanwhile, not with one more", async () => {
+    const call = await lookup<[], never>("plane", "failsSlowlyPlane", { gateway: lossy.url }).spawn();
+    const attempts = () => lossy.planeOutput.filter((l) => l.includes(call.id) && l.includes("running attempt"));
+    await eventually(() => attempts().length === 1, 30_000);
+    await new Promise((r) => setTimeout(r, 500)); // attempt 1 failed; its retry is due in 4 s
+
+    await lossy.restartGateway(); // the runner dies while it waits
+
+    await expect(FunctionCall.fromId(call.id, { gateway: lossy.url }).get({ timeoutMs: 60_000 })).rejects.toThrow("failed on the plane");
+    const record = (await (await fetch(`${lossy.url}/v1/calls/${call.id}`, authed())).json()) as CallRecord;
+    expect(record).toMatchObject({ status: "failed", attempts: 2 });
+    expect(attempts()).toEqual([expect.stringContaining("running attempt 1"), expect.stringContaining("running attempt 2")]);
+  });
+
   /** How many times the plane ran a call of `announcedNap` (each run prints a line, tagged with its call id). */
   const runs = (callId: string) => lossy.planeOutput.filter((l) => l.includes(callId) && l.includes("running attempt")).length;
 
