@@ -80,8 +80,10 @@ export interface ExecuteOptions {
   from?: ResumePoint;
   /** May veto an attempt (the call was cancelled meanwhile); a recorded call marks the attempt started here. */
   beforeAttempt?: (attempt: number) => Promise<boolean>;
-  /** Told which plane each try of a plane attempt goes to. */
+  /** Told which plane each try of a plane attempt goes to, before it is sent. */
   onPlane?: (planeId: string) => Promise<void>;
+  /** Told which plane each try of a plane attempt went to, once its request is on its way. */
+  onSent?: (planeId: string) => void;
   /** Told that an attempt failed and when its retry is due, before the wait for it (a recorded call notes it). */
   onRetryWait?: (attempt: number, retryAt: number) => Promise<void>;
   /** Sends a plane attempt together with the others of its request ready at the same moment (a `.map`'s inputs). */
@@ -112,6 +114,7 @@ export async function execute(rc: RunContext, fn: RegisteredFunction, args: Call
   if (retrying) await sleep(Math.max(0, from.retryAt! - Date.now()));
   const forward: ForwardOptions = {
     ...(options.onPlane ? { onPlane: options.onPlane } : {}),
+    ...(options.onSent ? { onSent: options.onSent } : {}),
     ...(from.running && plane && from.plane && !retrying ? { sentTo: from.plane } : {}),
     ...(options.batch ? { batch: options.batch } : {}),
   };
@@ -437,9 +440,9 @@ export async function runSpawned(
  * it runs (`firstMarked`: the first was, when the call was recorded), the
  * plane each try goes to noted, and (with `renew`) its lease renewed three
  * times a lease while it runs. `waited`: someone waits for the answer, so the
- * plane is noted beside the request to it rather than before (a runner lost
- * in that fraction of a millisecond leaves it unnoted, and the call resumes on
- * whichever plane fits); a spawned call notes it first.
+ * plane is noted just after the request to it rather than before (a runner
+ * lost in that fraction of a millisecond leaves it unnoted, and the call
+ * resumes on whichever plane fits); a spawned call notes it first.
  */
 async function runRecorded(
   rc: RunContext,
@@ -480,12 +483,18 @@ async function runRecorded(
         marked = false;
         return Promise.resolve(true);
       },
-      onPlane: (planeId) => {
-        const noted = notePlane({ id, planeId });
-        if (!options.waited) return noted;
-        rc.waitUntil(noted.catch((err) => console.error(`ledger: could not note the plane of ${id}:`, err)));
-        return Promise.resolve();
-      },
+      ...(options.waited
+        ? {
+            // After the request, so the note's Durable Object write overlaps the plane's run rather than delaying the
+            // request on the isolate's thread (bench/README.md, "The plane noted after the request").
+            onSent: (planeId: string) =>
+              rc.waitUntil(
+                new Promise((r) => setTimeout(r, 0))
+                  .then(() => notePlane({ id, planeId }))
+                  .catch((err) => console.error(`ledger: could not note the plane of ${id}:`, err)),
+              ),
+          }
+        : { onPlane: (planeId: string) => notePlane({ id, planeId }) }),
       onRetryWait: (attempt, retryAt) => noteRetry({ id, attempt, retryAt }),
     });
   } finally {

@@ -94,8 +94,10 @@ export class AttemptLost extends Error {
 
 /** How one attempt is sent. */
 export interface ForwardOptions {
-  /** Told which plane each try goes to (the ledger notes it, so a cancel, and a resumed runner, find it). */
+  /** Told which plane each try goes to, before it is sent (the ledger notes it, so a cancel, and a resumed runner, find it). */
   onPlane?: (planeId: string) => Promise<void>;
+  /** Told which plane each try went to once its request is on its way: a note nothing waits for (see `onPlane`). */
+  onSent?: (planeId: string) => void;
   /** This attempt was sent before, to this plane, by a runner that was lost: ask that plane for it again first. */
   sentTo?: string;
   /** Planes not to try first (where the previous attempt was lost). */
@@ -146,7 +148,12 @@ export async function forwardToPlane(
     let reply: RunReply;
     const answered = inputInFlight(plane.planeId, { app: fn.app, function: fn.name });
     try {
-      const run: RunSend = { secret: send.secret, request: send.request, timeoutMs: 2 * fn.spec.timeoutSeconds * 1000 + TIMEOUT_MARGIN_MS };
+      const run: RunSend = {
+        secret: send.secret,
+        request: send.request,
+        timeoutMs: 2 * fn.spec.timeoutSeconds * 1000 + TIMEOUT_MARGIN_MS,
+        ...(options.onSent ? { onSent: () => options.onSent!(plane.planeId) } : {}),
+      };
       reply = options.batch ? await options.batch.run(plane, run) : await runOnPlane(plane, run);
     } catch (err) {
       if ((err as Error).name === "TimeoutError") {

@@ -29,6 +29,8 @@ export interface RunSend {
   secret: string;
   request: PlaneRunRequest;
   timeoutMs: number;
+  /** Called once the request carrying this input is on its way (see `PlaneRequest.onSent`). */
+  onSent?: () => void;
 }
 
 type Plane = Pick<PlaneInfo, "planeId" | "url">;
@@ -45,6 +47,7 @@ export async function runOnPlane(plane: Plane, send: RunSend): Promise<RunReply>
     route: PLANE_ROUTES.run,
     body: JSON.stringify(send.request),
     timeoutMs: send.timeoutMs,
+    ...(send.onSent ? { onSent: send.onSent } : {}),
   });
   return { status: response.status, answer: (await response.json().catch(() => null)) as RunReply["answer"] };
 }
@@ -124,6 +127,7 @@ export class RunBatch {
         route: PLANE_ROUTES.runMany,
         body: `{"base":${batch.base},"runs":[${waiting.map((w) => w.item).join(",")}]}`,
         timeoutMs: first.timeoutMs,
+        onSent: () => waiting.forEach((w) => w.send.onSent?.()),
       });
     } catch (err) {
       for (const w of waiting) w.reject(err); // any of them may have reached the plane
