@@ -34,6 +34,14 @@ export async function buildBareScript(appFile: string, exportName: string, arg: 
 }
 
 /**
+ * Bundles the script `entry` on its own into `outfile`, for a bare container to run with plain Node.
+ * @example await buildBareEntry("bench/apps/bare-chain-runner.ts", "/tmp/bare/chain.mjs");
+ */
+export async function buildBareEntry(entry: string, outfile: string): Promise<void> {
+  await build({ entryPoints: [entry], outfile, bundle: true, minify: true, format: "esm", platform: "node", target: "node20", logLevel: "silent" });
+}
+
+/**
  * Starts a bare script (`buildBareScript`) in a container of `driver` with the resources the benchmarks give a
  * function (1 CPU, 256 MiB), labelled for `planeId` so a plane's clean-up finds it, and answers the first line it
  * prints with the container, which the caller kills (inside or outside its timing).

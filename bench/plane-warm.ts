@@ -5,7 +5,11 @@
  * Node's fetch, and (e) the same called over `node:http`, in one run. Reports the
  * overhead in ms at the median and p99, and (c) the same function, asked to print one
  * line (sent to the gateway's log store), against (a): the cost of logging, with
- * (d), (a) once more, as the control that shows what noise alone gives.
+ * (d), (a) once more, as the control that shows what noise alone gives; and (f) the
+ * same path with none of Tandem's work in it: the client, a Node relay in the
+ * gateway's place, a Node server in the plane's, and the same work in a bare
+ * container of the same image and runtime over a unix socket, four processes
+ * as the call crosses them.
  * Measured twice, the containers under gVisor (runsc) and under runc, each on a
  * stack of its own, and the two (a) medians set side by side.
  *
@@ -13,11 +17,13 @@
  */
 import { spawn } from "node:child_process";
 import { openSync, closeSync, readFileSync } from "node:fs";
-import { mkdtemp, rm } from "node:fs/promises";
+import { mkdir, mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { DockerDriver } from "../gpu-plane/drivers/docker.js";
 import { lookup } from "../sdk/index.js";
+import { buildBareEntry, startBareContainer } from "./bare-script.js";
 import { nodeHttpJson } from "./node-http.js";
 import { ADMIN_TOKEN, authed, eventually } from "../test/helpers/gateway.js";
 import { SECRET, startTestStack } from "../test/helpers/stack.js";
@@ -62,13 +68,30 @@ async function measure(runtime: (typeof RUNTIMES)[number]): Promise<void> {
     async () => ((await (await fetch(`${stack.url}/v1/planes`, authed())).json()) as { planes: { healthy: boolean }[] }).planes.some((p) => p.healthy),
     20_000,
   );
-  const baseline = spawn(process.execPath, ["--import", "tsx", join(here, "apps/plain-node-server.ts")], { stdio: ["ignore", "pipe", "inherit"] });
-  const port = await new Promise<number>((resolve) => baseline.stdout!.once("data", (d) => resolve(JSON.parse(String(d)).port)));
+  const node = (script: string, ...args: string[]) =>
+    spawn(process.execPath, ["--import", "tsx", join(here, script), ...args], { stdio: ["ignore", "pipe", "inherit"] });
+  const portOf = (child: ReturnType<typeof node>) => new Promise<number>((resolve) => child.stdout!.once("data", (d) => resolve(JSON.parse(String(d)).port)));
+  const baseline = node("apps/plain-node-server.ts");
+  const port = await portOf(baseline);
+  // (f): the bare chain. Its container connects to the front's socket, in a folder mounted as a runner's is.
+  const controlDir = join(planeDir, "bare-chain");
+  await mkdir(controlDir, { mode: 0o755 });
+  const front = node("apps/bare-chain.ts", "front", join(controlDir, "control.sock"));
+  const relay = node("apps/bare-chain.ts", "relay", String(await portOf(front)));
+  const relayPort = await portOf(relay);
+  await buildBareEntry(join(here, "apps/bare-chain-runner.ts"), join(planeDir, "bare-chain.mjs"));
+  const { container: chainContainer } = await startBareContainer(new DockerDriver({ runtime }), {
+    script: join(planeDir, "bare-chain.mjs"),
+    controlDir,
+    planeId: "bench-plane-warm",
+  });
 
   try {
     const compute = lookup<[number, boolean?], { n: number; sum: number }>("planebench", "compute", { gateway: stack.url, token: ADMIN_TOKEN });
     const plain = async () => (await fetch(`http://127.0.0.1:${port}/`, { method: "POST", body: JSON.stringify({ n: WORK }) })).json();
     if (JSON.stringify(await compute.remote(WORK)) !== JSON.stringify(await plain())) throw new Error("the two sides disagree");
+    const chained = await nodeHttpJson(`http://127.0.0.1:${relayPort}/`, { method: "POST", body: JSON.stringify({ n: WORK }) });
+    if (JSON.stringify(chained) !== JSON.stringify(await plain())) throw new Error("the bare chain disagrees");
 
     const targets: [string, () => Promise<unknown>][] = [
       ["(a) .remote() → gateway → plane → warm container", () => compute.remote(WORK)],
@@ -76,6 +99,10 @@ async function measure(runtime: (typeof RUNTIMES)[number]): Promise<void> {
       ["(c) (a), the function printing a line", () => compute.remote(WORK, true)],
       ["(d) (a) again, the control", () => compute.remote(WORK)],
       ["(e) (b) over node:http, as the SDK sends", () => nodeHttpJson(`http://127.0.0.1:${port}/`, { method: "POST", body: JSON.stringify({ n: WORK }) })],
+      [
+        "(f) bare chain: (a)'s processes, none of its work",
+        () => nodeHttpJson(`http://127.0.0.1:${relayPort}/`, { method: "POST", body: JSON.stringify({ n: WORK }) }),
+      ],
     ];
     const samples = targets.map(() => [] as number[]);
     for (const [, fn] of targets) for (let i = 0; i < Math.min(100, n); i++) await fn();
@@ -104,6 +131,9 @@ async function measure(runtime: (typeof RUNTIMES)[number]): Promise<void> {
       `overhead (a)-(e): median ${(rows[0]!.medianMs - rows[4]!.medianMs).toFixed(3)} ms   (both sides over node:http; not a target, shown beside it)`,
     );
     console.log(
+      `overhead (a)-(f): median ${(rows[0]!.medianMs - rows[5]!.medianMs).toFixed(3)} ms   (Tandem's work over the bare chain of the same processes; not a target: (f)-(e), ${(rows[5]!.medianMs - rows[4]!.medianMs).toFixed(3)} ms, is what the two extra processes cost by themselves)`,
+    );
+    console.log(
       `ratio (c)/(a): median ${(rows[2]!.medianMs / rows[0]!.medianMs).toFixed(3)}, p99 ${(rows[2]!.p99Ms / rows[0]!.p99Ms).toFixed(3)}   (logging one line a call; target: median <= 1.05)`,
     );
     console.log(
@@ -111,6 +141,9 @@ async function measure(runtime: (typeof RUNTIMES)[number]): Promise<void> {
     );
   } finally {
     baseline.kill();
+    relay.kill();
+    front.kill();
+    await chainContainer.kill();
     planeProcess.kill("SIGINT");
     await new Promise((r) => planeProcess.once("exit", r));
     await stack.dispose();
