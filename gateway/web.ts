@@ -145,9 +145,14 @@ function addEndpoint(web: Hono<Web>, appName: string, endpoint: EndpointHandle):
         if (refused) return refused;
         if (out instanceof Response) return out;
         if (isGeneratorResult(out)) return serverSentEvents(c, out);
-        return out === undefined ? c.body(null, 204) : c.json(out as never);
+        if (out === undefined) return c.body(null, 204);
+        // JSON has no text for these: `c.json` would answer 200 with an empty body labelled JSON.
+        if (typeof out === "function" || typeof out === "symbol") {
+          throw new TypeError(`endpoint "${endpoint.label}" of app "${appName}" returned a ${typeof out}: return a Response, a JSON value, or nothing (204)`);
+        }
+        return c.json(out as never);
       } catch (err) {
-        return tooLarge(body.passed()) ?? failed(err);
+        return tooLarge(body.passed()) ?? ownAnswer(c, err) ?? failed(err);
       }
     });
   });
@@ -171,6 +176,16 @@ function whoseLimit(appName: string, label: string, own: number | undefined): st
 /** A body past its limit answers 413, whatever the handler made of the error its read threw (or returned meanwhile). */
 function tooLarge(passed: TandemError | undefined): Response | undefined {
   return passed && Response.json(errorBody(passed), { status: passed.status });
+}
+
+/**
+ * An error that carries its answer (hono's `HTTPException`, or any error with a `getResponse` method, as hono itself
+ * tells one apart): answered with it, as a hono app would, keeping the headers the handler set on the context.
+ */
+function ownAnswer(c: Context<Web>, err: unknown): Response | undefined {
+  if (typeof err !== "object" || err === null || typeof (err as { getResponse?: unknown }).getResponse !== "function") return undefined;
+  const res = (err as { getResponse(): Response }).getResponse();
+  return c.newResponse(res.body, res);
 }
 
 /** A WebSocket agent: an upgrade goes to the agent's Durable Object (gateway/agents.ts), with its session. */

@@ -365,6 +365,27 @@ describe("web endpoints", () => {
     expect(body.error.remote.stack).toBeUndefined();
   });
 
+  it("answers an HTTPException an endpoint throws with its own status, message or response, and the headers the handler set", async () => {
+    const message = await fetch(`${gw.url}/edge/refused/message`);
+    expect([message.status, message.headers.get("x-seen"), await message.text()]).toEqual([403, "yes", "not yours"]);
+    const own = await fetch(`${gw.url}/edge/refused/response`);
+    expect([own.status, own.headers.get("www-authenticate"), own.headers.get("x-seen"), await own.text()]).toEqual([
+      401,
+      'Bearer realm="edge"',
+      "yes",
+      "log in first",
+    ]);
+  });
+
+  it("answers 500 naming the endpoint when its handler returns a value JSON cannot write (a function), not an empty 200", async () => {
+    const res = await fetch(`${gw.url}/edge/unjsonable`);
+    expect(res.status).toBe(500);
+    expect(((await res.json()) as any).error).toMatchObject({
+      code: "function_failed",
+      message: 'endpoint "unjsonable" of app "edge" returned a function: return a Response, a JSON value, or nothing (204)',
+    });
+  });
+
   it("answers a GET that carries a body (an empty one with content-length: 0, or a few bytes) as it answers one without", async () => {
     const get = (path: string, body: string) =>
       new Promise<{ status: number; text: string }>((resolve, reject) => {
