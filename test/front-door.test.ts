@@ -271,6 +271,20 @@ describe("the front door of tandem serve", () => {
     }
   });
 
+  it("answers a CONNECT (a proxy's tunnel) with that 400, where it closed the connection without a word", async () => {
+    for (const [target, message] of [
+      ["elsewhere.example:443", 'the request target must be a path (/…), not "elsewhere.example:443": tandem serve is no proxy'],
+      ["/edge/hello/Ada", "CONNECT asks for a tunnel to another host: tandem serve is no proxy"],
+    ]) {
+      const socket = net.connect(Number(doorUrl.port), doorUrl.hostname);
+      socket.write(`CONNECT ${target} HTTP/1.1\r\nhost: ${target}\r\n\r\n`);
+      let raw = "";
+      for await (const chunk of socket) raw += String(chunk);
+      expect(raw.split("\r\n")[0], target).toBe("HTTP/1.1 400 Bad Request");
+      expect(JSON.parse(raw.slice(raw.indexOf('{"error"'), raw.lastIndexOf("}") + 1)).error).toEqual({ code: "invalid_request", message });
+    }
+  });
+
   it("keeps the connection usable: the next request on it is answered", async () => {
     const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
     const get = () =>

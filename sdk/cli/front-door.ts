@@ -118,6 +118,8 @@ export class FrontDoor {
     this.#server = http.createServer((req, res) => this.#forward(withEveryAuthorization(req), res));
     this.#server.on("upgrade", (req, socket, head) => this.#upgrade(withEveryAuthorization(req), socket as net.Socket, head));
     this.#server.on("clientError", (err: NodeJS.ErrnoException, socket: net.Socket) => refuseUnparsed(err, socket));
+    // Node closes a CONNECT's socket without a word when nothing listens for it.
+    this.#server.on("connect", (req: http.IncomingMessage, socket: net.Socket) => endSocket(socket, 400, "Bad Request", notATunnel(req.url)));
     this.#server.keepAliveTimeout = 5_000;
   }
 
@@ -738,6 +740,11 @@ function isPath(target: string | undefined): boolean {
 
 function notAPath(target: string | undefined): InvalidRequestError {
   return new InvalidRequestError(`the request target must be a path (/…), not "${target ?? ""}": tandem serve is no proxy`);
+}
+
+/** A CONNECT, which asks for a tunnel: to a host (authority-form, as a proxy is asked) or, malformed, to a path. */
+function notATunnel(target: string | undefined): InvalidRequestError {
+  return isPath(target) ? new InvalidRequestError("CONNECT asks for a tunnel to another host: tandem serve is no proxy") : notAPath(target);
 }
 
 /** Answers on a socket that no `http.ServerResponse` holds (a request Node could not parse, an upgrade), and closes it. */
