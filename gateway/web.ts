@@ -2,7 +2,7 @@
  * Web endpoints: each app's `app.web` mounts and `app.endpoint` handlers,
  * routed at `/<app>/<label>/...`. Routes are built once, when the Worker loads.
  */
-import { Hono, type Context } from "hono";
+import { Hono, type Context, type HonoRequest } from "hono";
 import type { AgentDefinition, App, EndpointHandle, WebApp, WebMount } from "../sdk/app.js";
 import {
   InvalidRequestError,
@@ -128,6 +128,7 @@ function addEndpoint(web: Hono<Web>, appName: string, endpoint: EndpointHandle):
     if (endpoint.auth === "token") await authorizeWeb(c.env, c.req.raw, appName, endpoint.label);
     const body = limitBody(c.req.raw, endpoint.maxBodyBytes ?? c.var.config.maxBodyBytes, whoseLimit(appName, endpoint.label, endpoint.maxBodyBytes));
     c.req.raw = body.request;
+    answerUnparsedBodies(c.req);
     const rc: RunContext = {
       env: c.env,
       config: c.var.config,
@@ -176,6 +177,28 @@ function whoseLimit(appName: string, label: string, own: number | undefined): st
 /** A body past its limit answers 413, whatever the handler made of the error its read threw (or returned meanwhile). */
 function tooLarge(passed: TandemError | undefined): Response | undefined {
   return passed && Response.json(errorBody(passed), { status: passed.status });
+}
+
+/** What each of hono's body parsers expects a body to be, as a 400 names it. */
+const PARSED_AS = { json: "valid JSON", parseBody: "a form its content-type describes", formData: "a form its content-type describes" } as const;
+
+/**
+ * A body the handler asks hono to parse (`c.req.json()`, `c.req.parseBody()`, `c.req.formData()`) that does not
+ * parse is the client's mistake: its error carries a `400 invalid_request` naming the problem (`ownAnswer`), where it
+ * was the handler's 500. A handler that catches it sees the error it saw before (a `SyntaxError`, a `TypeError`).
+ */
+function answerUnparsedBodies(req: HonoRequest): void {
+  for (const [method, what] of Object.entries(PARSED_AS) as [keyof typeof PARSED_AS, string][]) {
+    const parse = req[method].bind(req) as (...args: unknown[]) => Promise<unknown>;
+    const parsed = (...args: unknown[]) =>
+      parse(...args).catch((err: unknown) => {
+        // A body past its limit is the 413's (`tooLarge`), and any other error is not the body's.
+        if (err instanceof TandemError || !(err instanceof SyntaxError || err instanceof TypeError)) throw err;
+        const refusal = new InvalidRequestError(`request body is not ${what}: ${err.message}`);
+        throw Object.defineProperty(err, "getResponse", { value: () => Response.json(errorBody(refusal), { status: refusal.status }) });
+      });
+    Object.defineProperty(req, method, { value: parsed });
+  }
 }
 
 /**

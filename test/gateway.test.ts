@@ -386,6 +386,30 @@ describe("web endpoints", () => {
     });
   });
 
+  it("answers 400 naming the problem when a handler's c.req.json() or parseBody() meets a body that does not parse, not a 500 for the handler", async () => {
+    const send = async (path: string, body: string, type: string) => {
+      const res = await fetch(`${gw.url}${path}`, { method: "POST", body, headers: { "content-type": type } });
+      return [res.status, await res.json()];
+    };
+    expect(await send("/edge/submit", '{"n":', "application/json")).toEqual([
+      400,
+      { error: { code: "invalid_request", message: expect.stringMatching(/^request body is not valid JSON: .*JSON/) } },
+    ]);
+    expect(await send("/edge/submit", "", "application/json")).toEqual([400, { error: expect.objectContaining({ code: "invalid_request" }) }]);
+    expect(await send("/edge/form", "name=Ada", "multipart/form-data")).toEqual([
+      400,
+      { error: { code: "invalid_request", message: expect.stringMatching(/^request body is not a form its content-type describes: .*boundary/) } },
+    ]);
+    expect(await send("/edge/form", "garbage", "multipart/form-data; boundary=xyz")).toEqual([
+      400,
+      { error: expect.objectContaining({ code: "invalid_request" }) },
+    ]);
+    // Well-formed bodies parse as before; a handler that catches the error sees it as it was, and answers as it likes.
+    expect(await send("/edge/form", "name=Ada&n=1", "application/x-www-form-urlencoded")).toEqual([200, { got: { name: "Ada", n: "1" } }]);
+    expect(await send("/edge/lenient", "{", "application/json")).toEqual([200, { caught: "SyntaxError" }]);
+    expect(await send("/edge/lenient", '{"n":2}', "application/json")).toEqual([200, { got: { n: 2 } }]);
+  });
+
   it("answers a GET that carries a body (an empty one with content-length: 0, or a few bytes) as it answers one without", async () => {
     const get = (path: string, body: string) =>
       new Promise<{ status: number; text: string }>((resolve, reject) => {
