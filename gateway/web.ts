@@ -71,49 +71,83 @@ function mountWebApp(web: Hono<Web>, appName: string, mount: WebMount): void {
     async (request, env, ctx, config: GatewayConfig) => {
       // A browser's CORS preflight carries no credentials, by the standard: it goes to the app's own CORS handling, and
       // the request it clears is the one checked.
-      if (mount.auth === "token" && !isCorsPreflight(request)) await authorizeWeb(env as Env, request, appName, mount.label);
-      let body: ReturnType<typeof limitBody>;
-      try {
-        body = limitBody(request, mount.maxBodyBytes ?? config.maxBodyBytes, whoseLimit(appName, mount.label, mount.maxBodyBytes));
-      } catch (err) {
-        return Response.json(errorBody(err), { status: 413 });
+      if (mount.auth === "token" && !isCorsPreflight(request)) {
+        try {
+          await authorizeWeb(env as Env, request, appName, mount.label);
+        } catch (err) {
+          if (!(err instanceof TandemError && request.headers.has("origin"))) throw err;
+          // The refusal of a cross-origin request: the origins the app's CORS lets read its answers may read this one
+          // too (a page told its connect token expired can mint another), as they could had the app refused it.
+          const cors = await serve(corsPreflightFor(request)).catch(() => undefined);
+          return withCorsOf(Response.json(errorBody(err), { status: err.status }), cors);
+        }
       }
-      instance ??= Promise.resolve(mount.factory());
-      const rc: RunContext = {
-        env: env as Env,
-        config,
-        waitUntil: (p) => (ctx as ExecutionContext).waitUntil(p),
-        nearRegions: nearRegionsOf(request, config),
-        logPrefix: prefix,
-        logTo: { app: appName, function: mount.label, callId: null },
-      };
-      return runStore.run(rc, async () => {
-        let webApp: WebApp;
+      return serve(request);
+
+      async function serve(request: Request): Promise<Response> {
+        let body: ReturnType<typeof limitBody>;
         try {
-          withCallEnv(
-            rc,
-            await secretEnv(rc, {
-              app: appName,
-              holder: `web/${mount.label}`,
-              where: `web "${mount.label}" of app "${appName}"`,
-              secrets: mount.secrets,
-            }),
-          );
-          webApp = await instance!;
+          body = limitBody(request, mount.maxBodyBytes ?? config.maxBodyBytes, whoseLimit(appName, mount.label, mount.maxBodyBytes));
         } catch (err) {
-          instance = undefined; // the factory failed: try it again on the next request
-          return failed(err);
+          return Response.json(errorBody(err), { status: 413 });
         }
-        try {
-          const response = await webApp.fetch(body.request, env, ctx);
-          return tooLarge(body.passed()) ?? response;
-        } catch (err) {
-          return tooLarge(body.passed()) ?? failed(err);
-        }
-      });
+        instance ??= Promise.resolve(mount.factory());
+        const rc: RunContext = {
+          env: env as Env,
+          config,
+          waitUntil: (p) => (ctx as ExecutionContext).waitUntil(p),
+          nearRegions: nearRegionsOf(request, config),
+          logPrefix: prefix,
+          logTo: { app: appName, function: mount.label, callId: null },
+        };
+        return runStore.run(rc, async () => {
+          let webApp: WebApp;
+          try {
+            withCallEnv(
+              rc,
+              await secretEnv(rc, {
+                app: appName,
+                holder: `web/${mount.label}`,
+                where: `web "${mount.label}" of app "${appName}"`,
+                secrets: mount.secrets,
+              }),
+            );
+            webApp = await instance!;
+          } catch (err) {
+            instance = undefined; // the factory failed: try it again on the next request
+            return failed(err);
+          }
+          try {
+            const response = await webApp.fetch(body.request, env, ctx);
+            return tooLarge(body.passed()) ?? response;
+          } catch (err) {
+            return tooLarge(body.passed()) ?? failed(err);
+          }
+        });
+      }
     },
     withConfig,
   );
+}
+
+/**
+ * A preflight for `request`'s origin and method, no credentials: the app's CORS answers it with the origin it lets read
+ * its answers, and a browser reads a response (not a preflight) by that alone.
+ */
+function corsPreflightFor(request: Request): Request {
+  const headers = { origin: request.headers.get("origin")!, "access-control-request-method": request.method };
+  return new Request(request.url, { method: "OPTIONS", headers });
+}
+
+/** `response` with the CORS headers of the app's answer to a preflight, those that let a page read a response. */
+function withCorsOf(response: Response, preflight: Response | undefined): Response {
+  const allowed = preflight?.headers.get("access-control-allow-origin");
+  if (!allowed) return response;
+  response.headers.set("access-control-allow-origin", allowed);
+  const credentials = preflight!.headers.get("access-control-allow-credentials");
+  if (credentials) response.headers.set("access-control-allow-credentials", credentials);
+  response.headers.set("vary", "Origin");
+  return response;
 }
 
 /** A browser asking whether it may send a cross-origin request: `OPTIONS` with `Access-Control-Request-Method`. */

@@ -337,6 +337,22 @@ describe("web endpoints and agents that ask for a token", () => {
     expect(allowed.headers.get("access-control-allow-origin")).toBe("https://app.example");
   });
 
+  it("lets an origin a guarded web app's CORS allows read the app's refusal of its request (401, 403), and no other origin", async () => {
+    const refusal = async (path: string, origin?: string) => {
+      const res = await fetch(gw.url + path, { headers: origin ? { origin } : {} });
+      return [res.status, res.headers.get("access-control-allow-origin"), (await errorOf(res)).code];
+    };
+    // The page could not read these before (no access-control-allow-origin): to the browser, a network error.
+    expect(await refusal("/guarded/admin/", "https://app.example")).toEqual([401, "https://app.example", "unauthorized"]);
+    expect(await refusal("/guarded/admin/?token=ct-stale", "https://app.example")).toEqual([401, "https://app.example", "unauthorized"]);
+    const mint = await api("/v1/apps/guarded/connect-token", ADMIN_TOKEN, { method: "POST", body: JSON.stringify({ label: "secret" }) });
+    const otherLabel = ((await mint.json()) as { token: string }).token;
+    expect(await refusal(`/guarded/admin/?token=${otherLabel}`, "https://app.example")).toEqual([403, "https://app.example", "forbidden"]);
+    // An origin the app's CORS does not allow, and a request with no origin, get the refusal as before.
+    expect(await refusal("/guarded/admin/", "https://elsewhere.example")).toEqual([401, null, "unauthorized"]);
+    expect(await refusal("/guarded/admin/")).toEqual([401, null, "unauthorized"]);
+  });
+
   it("opens a guarded endpoint with a connect token for it, and not with one for another label or app, or an old one", async () => {
     const mint = async (body: Record<string, unknown>, app = "guarded") =>
       (await (await api(`/v1/apps/${app}/connect-token`, ADMIN_TOKEN, { method: "POST", body: JSON.stringify(body) })).json()) as {
