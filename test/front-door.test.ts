@@ -271,6 +271,35 @@ describe("the front door of tandem serve", () => {
     }
   });
 
+  it("answers a client that waits to send its body (Expect: 100-continue) with the 413 for a declared length over the limit (or the 401 for no token), never telling it to go on first", async () => {
+    const exchange = (path: string, length: number) =>
+      new Promise<string>((resolve) => {
+        const socket = net.connect(Number(doorUrl.port), doorUrl.hostname);
+        let raw = "";
+        let sent = false;
+        socket.write(`POST ${path} HTTP/1.1\r\nhost: ${doorUrl.host}\r\ncontent-length: ${length}\r\nexpect: 100-continue\r\nconnection: close\r\n\r\n`);
+        socket.on("data", (chunk) => {
+          raw += String(chunk);
+          // Told to go on: the body follows, as a client does.
+          if (!sent && raw.startsWith("HTTP/1.1 100 Continue\r\n\r\n")) {
+            sent = true;
+            socket.write("x".repeat(length));
+          }
+        });
+        socket.on("end", () => resolve(raw));
+        socket.on("error", () => resolve(raw)); // closed while it still wrote the body it was told to send
+      });
+    const refused = await exchange("/edge/submit", 2 * LIMIT);
+    expect(refused.split("\r\n")[0]).toBe("HTTP/1.1 413 Payload Too Large");
+    expect(JSON.parse(refused.slice(refused.indexOf('{"error"'), refused.lastIndexOf("}") + 1)).error.code).toBe("payload_too_large");
+    // So is a /v1 request without a token: its 401, and no body sent.
+    expect((await exchange("/v1/apps/edge/functions/echo/call", 10)).split("\r\n")[0]).toBe("HTTP/1.1 401 Unauthorized");
+    // Within the limit, it is told to go on, and its body is read.
+    const taken = await exchange("/edge/files/", 10);
+    expect(taken.split("\r\n")[0]).toBe("HTTP/1.1 100 Continue");
+    expect(taken).toContain('{"read":10}');
+  });
+
   it("answers a CONNECT (a proxy's tunnel) with that 400, where it closed the connection without a word", async () => {
     for (const [target, message] of [
       ["elsewhere.example:443", 'the request target must be a path (/…), not "elsewhere.example:443": tandem serve is no proxy'],

@@ -116,6 +116,11 @@ export class FrontDoor {
 
   private constructor() {
     this.#server = http.createServer((req, res) => this.#forward(withEveryAuthorization(req), res));
+    // A client that waits to send its body (`Expect: 100-continue`) is told to go on only once the request goes on to
+    // the gateway: one refused here (a declared length over the limit, no token) sends none of it.
+    this.#server.on("checkContinue", (req: http.IncomingMessage, res: http.ServerResponse) =>
+      this.#forward(withEveryAuthorization(req), res, () => res.writeContinue()),
+    );
     this.#server.on("upgrade", (req, socket, head) => this.#upgrade(withEveryAuthorization(req), socket as net.Socket, head));
     this.#server.on("clientError", (err: NodeJS.ErrnoException, socket: net.Socket) => refuseUnparsed(err, socket));
     // Node closes a CONNECT's socket without a word when nothing listens for it.
@@ -192,12 +197,12 @@ export class FrontDoor {
     for (const send of held) send();
   }
 
-  #forward(req: http.IncomingMessage, res: http.ServerResponse): void {
+  #forward(req: http.IncomingMessage, res: http.ServerResponse, goOn: () => void = () => {}): void {
     if (!isPath(req.url)) {
       refuse(req, res, notAPath(req.url));
       return this.onRequest?.(req.method ?? "GET", req.url ?? "", res.statusCode, 0);
     }
-    if (this.#held) return void this.#held.push(() => (req.destroyed ? undefined : this.#forward(req, res)));
+    if (this.#held) return void this.#held.push(() => (req.destroyed ? undefined : this.#forward(req, res, goOn)));
     const slot = this.#slot;
     if (!slot) {
       res.writeHead(503, { "content-type": "application/json", "retry-after": "1" });
@@ -230,7 +235,10 @@ export class FrontDoor {
       this.#maybeStop(slot);
     };
     res.on("close", release);
-    if (!askFirst) return this.#proxy(slot, req, res, limit);
+    if (!askFirst) {
+      goOn();
+      return this.#proxy(slot, req, res, limit);
+    }
     void this.#preflight(slot, req).then((refused) => {
       if (refused) {
         res.writeHead(refused.status, refused.headers);
@@ -238,6 +246,7 @@ export class FrontDoor {
         return discardRest(req);
       }
       if (tooLarge) return refuse(req, res, tooLarge);
+      goOn();
       this.#proxy(slot, req, res, limit);
     });
   }
