@@ -43,7 +43,7 @@ pre { background: #1d2330; color: #f1f3f7; padding: .8rem; border-radius: 6px; w
 .log { overflow-wrap: anywhere; } .log .text { white-space: pre-wrap; }
 .log time { color: #7d8799; } .log .where { color: #8fb4ff; } .log .container { color: #d5a8ff; }
 .log.stderr .text { color: #ff9d9d; } .log.system .text { color: #ffd27d; }
-.problem { background: #fbe1e1; color: #a12a2a; padding: .5rem .8rem; border-radius: 6px; }
+.problem { background: #fbe1e1; color: #a12a2a; padding: .5rem .8rem; border-radius: 6px; overflow-wrap: anywhere; }
 .login { max-width: 26rem; }
 .login form { display: flex; flex-direction: column; gap: .5rem; }
 .login input { font: inherit; padding: .45rem; }

@@ -10,6 +10,7 @@
  */
 import { Hono, type Context } from "hono";
 import { html } from "hono/html";
+import { secureHeaders } from "hono/secure-headers";
 import type { ContentfulStatusCode } from "hono/utils/http-status";
 import { DASHBOARD_DEFAULTS, LOG_LIMITS, PLANE_DEFAULTS } from "../sdk/defaults.js";
 import { InvalidRequestError, MethodNotAllowedError, NotFoundError, TandemError } from "../sdk/errors.js";
@@ -66,6 +67,28 @@ type Ctx = Context<RouteEnv>;
 
 export function dashboardRoutes(): Hono<RouteEnv> {
   const routes = new Hono<RouteEnv>().basePath(DASHBOARD.base);
+
+  // No page, the login form included, may sit in another site's frame (whose buttons it could lay over ours), and a
+  // page runs only the dashboard's own scripts, whatever a function printed. HSTS is the host's to set, not a path's;
+  // the public assets may be loaded from anywhere, as before.
+  routes.use(
+    "*",
+    secureHeaders({
+      xFrameOptions: "DENY",
+      strictTransportSecurity: false,
+      crossOriginResourcePolicy: false,
+      contentSecurityPolicy: {
+        defaultSrc: ["'self'"],
+        scriptSrc: ["'self'"],
+        styleSrc: ["'self'", "'unsafe-inline'"], // uPlot sizes its elements with style attributes
+        imgSrc: ["'self'", "data:"],
+        objectSrc: ["'none'"],
+        baseUri: ["'none'"],
+        formAction: ["'self'"],
+        frameAncestors: ["'none'"],
+      },
+    }),
+  );
 
   // Public: the script and styles (nothing in them is anyone's), and the login.
   routes.get("/assets/:name", (c) => {

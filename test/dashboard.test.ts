@@ -11,6 +11,8 @@
 import { chromium, type Browser, type BrowserContext, type Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { mkdir, readFile } from "node:fs/promises";
+import http from "node:http";
+import type { AddressInfo } from "node:net";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { DASHBOARD, GATEWAY_AUDIENCE, HEADERS, PROTOCOL_VERSION, ROUTES, type DashboardLoginAnswer, type PlaneHeartbeat } from "../sdk/protocol.js";
@@ -364,6 +366,51 @@ describe("the dashboard", () => {
     await page.goto(`${gateway.url}${DASHBOARD.base}/apps/shop`);
     await shot(page, "phone-app", false);
     await phone.close();
+  });
+
+  it("fits a 375 px screen where a call's error is long and unbroken, and where a page names a long unknown app, function or call", async () => {
+    const id = await call("checkout", [`bad-${"w".repeat(5_000)}`]);
+    const phone = await browser.newContext({ viewport: { width: 375, height: 812 } });
+    await phone.addCookies((await admin.cookies()).map((c) => ({ ...c })));
+    const page = await phone.newPage();
+    const long = "q".repeat(3_000);
+    for (const [path, status] of [
+      [`/calls/${id}`, 200],
+      [`/apps/${long}`, 404],
+      [`/apps/shop/functions/${long}`, 404],
+      [`/calls/fc-${long}`, 400],
+    ] as const) {
+      const answer = await page.goto(`${gateway.url}${DASHBOARD.base}${path}`);
+      expect(answer!.status(), path.slice(0, 40)).toBe(status);
+      expect(await page.evaluate(() => document.documentElement.scrollWidth), path.slice(0, 40)).toBeLessThanOrEqual(375);
+    }
+    await phone.close();
+  });
+
+  it("cannot be framed by another page: its pages and its login form say so, and Chromium shows nothing of them in a frame", async () => {
+    for (const path of ["/", "/login", "/apps/shop", "/nope"]) {
+      const res = await fetch(`${gateway.url}${DASHBOARD.base}${path}`, authed());
+      expect(res.headers.get("x-frame-options"), path).toBe("DENY");
+      expect(res.headers.get("content-security-policy"), path).toContain("frame-ancestors 'none'");
+      await res.text();
+    }
+    // Another site on loopback (so Chromium's local network checks let its frame through) frames the login form.
+    const framer = http.createServer((_req, res) => {
+      res.writeHead(200, { "content-type": "text/html" }).end(`<iframe src="${gateway.url}${DASHBOARD.login}"></iframe>`);
+    });
+    await new Promise<void>((listening) => framer.listen(0, "127.0.0.1", listening));
+    const page = await admin.newPage();
+    try {
+      const framed = page.waitForEvent("framenavigated", (f) => f !== page.mainFrame());
+      await page.goto(`http://localhost:${(framer.address() as AddressInfo).port}/`);
+      const frame = await framed;
+      await frame.waitForLoadState().catch(() => undefined);
+      // A refused frame holds Chromium's error page, never the form a page could lay its own buttons over.
+      expect(await frame.evaluate(() => document.querySelector('input[name="token"]') !== null).catch(() => false)).toBe(false);
+    } finally {
+      await page.close();
+      framer.close();
+    }
   });
 
   it("loads its pages with nothing failed in the browser's console, each with an inline icon (no request for /favicon.ico)", async () => {
