@@ -346,6 +346,24 @@ describe("tandem logs", () => {
     }
   }, 30_000);
 
+  it("--function with a name the app has no function of says so, naming the nearest, rather than printing nothing", async () => {
+    const once = tandemLogs("--function", "edgeTiks");
+    expect(await once.exited).toBe(1);
+    expect(once.out()).toBe("");
+    expect(once.err()).toContain('app "journal" has no function, class or web label "edgeTiks" (functions: ');
+    expect(once.err()).toContain('so it has no lines to show; did you mean "edgeTicks"?');
+    const follow = tandemLogs("--function", "edgeTiks", "-f");
+    try {
+      await expect.poll(() => follow.err(), { timeout: 10_000 }).toContain("following its lines anyway (Ctrl-C stops)");
+    } finally {
+      follow.child.kill("SIGINT");
+    }
+    // A name it has, with no line yet, prints nothing and ends with 0, as before.
+    const quiet = tandemLogs("--function", "planeBoom", "--search", "no such text");
+    expect(await quiet.exited).toBe(0);
+    expect(quiet.err()).toBe("");
+  }, 30_000);
+
   it("a follow of one call, over HTTP (call=) and through followLogs(), ends once the call has, after its last line", async () => {
     const call = await fn<[number], number>("edgeTicks").spawn(5);
     const aborted = new AbortController();

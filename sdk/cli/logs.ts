@@ -9,7 +9,8 @@ import { ENV_HELP, GATEWAY_HELP } from "./config.js";
 import type { HttpInvoker } from "../client.js";
 import { LOG_LIMITS } from "../defaults.js";
 import { InvalidOptionsError } from "../errors.js";
-import { LOG_SOURCES, SINCE_SPAN, paths, sinceDate, sinceInSpan, type LogLine, type LogQueryOptions, type LogSource } from "../protocol.js";
+import { didYouMean } from "../nearest-name.js";
+import { LOG_SOURCES, SINCE_SPAN, paths, sinceDate, sinceInSpan, type AppManifest, type LogLine, type LogQueryOptions, type LogSource } from "../protocol.js";
 import { style, visibleControls } from "./style.js";
 import { parseChoice } from "./choice-option.js";
 
@@ -72,6 +73,10 @@ export function addLogsCommand(program: Command, clientOf: (opts: { gateway?: st
       // A call the ledger does not hold has no lines yet, and a follow of it would wait without a word: say why.
       const unrecorded = async () => opts.call !== undefined && (await callIsUnrecorded(client, opts.call));
       if (opts.follow && (await unrecorded())) console.error(style.warn(unrecordedNote(opts.call!, "following its lines anyway (Ctrl-C stops)")));
+      // A misspelt --function matches no line: say so, as for a call, rather than print nothing.
+      const unnamed = async () => (opts.function === undefined ? undefined : await unknownFunctionNote(client, app, opts.function));
+      const followedUnnamed = opts.follow ? await unnamed() : undefined;
+      if (followedUnnamed) console.error(style.warn(`${followedUnnamed.note}; following its lines anyway (Ctrl-C stops)${followedUnnamed.hint}`));
       let printed = 0;
       for await (const line of client.logLines(paths.appLogs(app, query))) {
         console.log(opts.json ? JSON.stringify(line) : formatLogLine(line));
@@ -81,7 +86,33 @@ export function addLogsCommand(program: Command, clientOf: (opts: { gateway?: st
         console.error(style.warn(unrecordedNote(opts.call!, "so it has no lines to show")));
         process.exitCode = 1;
       }
+      const printedUnnamed = !opts.follow && printed === 0 ? await unnamed() : undefined;
+      if (printedUnnamed) {
+        console.error(style.warn(`${printedUnnamed.note}, so it has no lines to show${printedUnnamed.hint}`));
+        process.exitCode = 1;
+      }
     });
+}
+
+/**
+ * Why `--function name` finds no line when the app has no function, class or web label of that name (its lines
+ * carry one of those); undefined when it has one, or when the app is not found (the log query said so already).
+ */
+async function unknownFunctionNote(client: HttpInvoker, app: string, name: string): Promise<{ note: string; hint: string } | undefined> {
+  let manifest: AppManifest;
+  try {
+    manifest = (await client.request("GET", paths.app(app))) as AppManifest;
+  } catch {
+    return undefined;
+  }
+  const functions = manifest.functions.map((f) => f.name);
+  // A class method's name is `Class.method`; its container's own lines carry the class's.
+  const names = new Set([...functions, ...functions.map((f) => f.split(".")[0]!), ...manifest.endpoints.map((e) => e.label)]);
+  if (names.has(name)) return undefined;
+  return {
+    note: `app "${app}" has no function, class or web label "${name}" (functions: ${functions.join(", ") || "none"})`,
+    hint: didYouMean(name, names),
+  };
 }
 
 /** Whether the gateway holds no record of call `id` (a 404 for it); any other answer is left to the log query. */
