@@ -14,7 +14,7 @@
 import type { Context, MiddlewareHandler } from "hono";
 import { deleteCookie, getCookie, setCookie } from "hono/cookie";
 import { DASHBOARD_DEFAULTS } from "../sdk/defaults.js";
-import { UnauthorizedError } from "../sdk/errors.js";
+import { ForbiddenError, UnauthorizedError } from "../sdk/errors.js";
 import { DASHBOARD, HEADERS, LOGIN_CODE_PATTERN, TOKEN_PATTERN, type DashboardLoginAnswer } from "../sdk/protocol.js";
 import { sha256Hex } from "../sdk/hex.js";
 import { authenticate, requireEnvironment, tokenStore, type Principal } from "./auth.js";
@@ -33,6 +33,18 @@ export async function mintLoginCode(env: Env, principal: Principal, origin: stri
   const expiresAt = Date.now() + DASHBOARD_DEFAULTS.loginCodeTtlSeconds * 1000;
   await tokenStore(env).grantDashboard("code", await sha256Hex(code), grantOf(principal), expiresAt);
   return { url: `${origin}${DASHBOARD.login}?code=${code}`, expiresAt };
+}
+
+/**
+ * Throws 403 for a form another site's page posted (`Sec-Fetch-Site: cross-site` or `same-site`, as every current
+ * browser sends it): a page elsewhere could otherwise log the browser out, or into a session of a token of its own
+ * choosing. A request without the header (curl, a test's fetch) is no browser's and goes on.
+ * @example routes.post("/logout", async (c) => { refuseOtherSites(c); … });
+ */
+export function refuseOtherSites(c: Context<RouteEnv>): void {
+  const site = c.req.header("sec-fetch-site");
+  if (site === "cross-site" || site === "same-site")
+    throw new ForbiddenError("this form was sent from another site's page; log in or out from the dashboard's own pages");
 }
 
 /** Logs the browser in with a login code: its session cookie set. Throws 401 for a code unknown, spent or expired. */

@@ -30,7 +30,7 @@ import { mayReach, principalIsLive, principalOf, requireApp, type Principal } fr
 import { readBodyBytes } from "./body.js";
 import { checkedCallId, ledgerFor, unknownCall } from "./call-ledger-client.js";
 import { DASHBOARD_ASSETS } from "./dashboard-assets.js";
-import { dashboardGuard, logInWithCode, logInWithToken, logOut } from "./dashboard-auth.js";
+import { dashboardGuard, logInWithCode, logInWithToken, logOut, refuseOtherSites } from "./dashboard-auth.js";
 import { agentSessions, callSeries, pricePerSecond, type CallSeries, recentCalls, totalsByFunction, visibleApps } from "./dashboard-data.js";
 import {
   CALL_HEADINGS,
@@ -111,6 +111,7 @@ export function dashboardRoutes(): Hono<RouteEnv> {
     // Anyone may post here, so the form is read as any body is: no further than the gateway's limit (413).
     const bytes = await readBodyBytes(c.req.raw, c.var.config.maxBodyBytes);
     const token = new URLSearchParams(new TextDecoder().decode(bytes)).get("token") ?? "";
+    refuseOtherSites(c);
     try {
       await logInWithToken(c, token);
     } catch (err) {
@@ -120,6 +121,7 @@ export function dashboardRoutes(): Hono<RouteEnv> {
     return c.redirect(`${DASHBOARD.base}/`, 303);
   });
   routes.post("/logout", async (c) => {
+    refuseOtherSites(c);
     await logOut(c);
     return c.redirect(DASHBOARD.login, 303);
   });

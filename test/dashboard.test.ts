@@ -65,6 +65,14 @@ async function shot(page: Page, name: string, fullPage = true): Promise<void> {
   await page.screenshot({ path: join(SHOTS, `${name}.png`), fullPage });
 }
 
+/** Another site, on loopback (so Chromium's local network checks let its requests through), serving one page. */
+async function otherSite(markup: string): Promise<{ url: string; close: () => void }> {
+  const server = http.createServer((_req, res) => res.writeHead(200, { "content-type": "text/html" }).end(markup));
+  await new Promise<void>((listening) => server.listen(0, "127.0.0.1", listening));
+  // localhost, not 127.0.0.1: another site than the gateway's for the browser.
+  return { url: `http://localhost:${(server.address() as AddressInfo).port}/`, close: () => server.close() };
+}
+
 /** A page script that keeps each text written on a canvas in `window.labels`: uPlot writes its axes' labels there. */
 const KEEP_CANVAS_TEXT = `window.labels = [];
   const fillText = CanvasRenderingContext2D.prototype.fillText;
@@ -394,15 +402,11 @@ describe("the dashboard", () => {
       expect(res.headers.get("content-security-policy"), path).toContain("frame-ancestors 'none'");
       await res.text();
     }
-    // Another site on loopback (so Chromium's local network checks let its frame through) frames the login form.
-    const framer = http.createServer((_req, res) => {
-      res.writeHead(200, { "content-type": "text/html" }).end(`<iframe src="${gateway.url}${DASHBOARD.login}"></iframe>`);
-    });
-    await new Promise<void>((listening) => framer.listen(0, "127.0.0.1", listening));
+    const framer = await otherSite(`<iframe src="${gateway.url}${DASHBOARD.login}"></iframe>`);
     const page = await admin.newPage();
     try {
       const framed = page.waitForEvent("framenavigated", (f) => f !== page.mainFrame());
-      await page.goto(`http://localhost:${(framer.address() as AddressInfo).port}/`);
+      await page.goto(framer.url);
       const frame = await framed;
       await frame.waitForLoadState().catch(() => undefined);
       // A refused frame holds Chromium's error page, never the form a page could lay its own buttons over.
@@ -411,6 +415,42 @@ describe("the dashboard", () => {
       await page.close();
       framer.close();
     }
+  });
+
+  it("refuses a log in or a log out that another site's page posts: the browser's session stays as it was", async () => {
+    const created = await fetch(`${gateway.url}/v1/tokens`, authed({ method: "POST", body: JSON.stringify({ name: "someone else", scope: "call" }) }));
+    const { token } = (await created.json()) as { token: string };
+    const context = await browser.newContext();
+    const page = await context.newPage();
+    await page.goto(await loginLink(ADMIN_TOKEN));
+    const session = async () => (await context.cookies()).find((c) => c.name === DASHBOARD.cookie)?.value;
+    const before = await session();
+    expect(before).toBeDefined();
+    for (const [action, fields] of [
+      ["login", `<input name="token" value="${token}">`],
+      ["logout", ""],
+    ] as const) {
+      const site = await otherSite(
+        `<form method="post" action="${gateway.url}${DASHBOARD.base}/${action}">${fields}</form><script>document.forms[0].submit()</script>`,
+      );
+      const other = await context.newPage();
+      try {
+        const answer = other.waitForResponse((res) => res.url().endsWith(`${DASHBOARD.base}/${action}`));
+        await other.goto(site.url);
+        expect((await answer).status(), action).toBe(403);
+        expect(await other.textContent(".problem"), action).toContain("another site");
+      } finally {
+        await other.close();
+        site.close();
+      }
+      expect(await session(), action).toBe(before);
+      expect((await page.goto(`${gateway.url}${DASHBOARD.base}/`))!.status(), action).toBe(200);
+      expect(await page.textContent(".who span"), action).toContain("(admin)");
+    }
+    // The dashboard's own button still logs out.
+    await page.click(".who button");
+    expect((await page.goto(`${gateway.url}${DASHBOARD.base}/`))!.status()).toBe(401);
+    await context.close();
   });
 
   it("loads its pages with nothing failed in the browser's console, each with an inline icon (no request for /favicon.ico)", async () => {
