@@ -424,7 +424,7 @@ export async function runSpawned(
     if (logFailure && outcome.error) {
       const attempts = `${outcome.attempts} attempt${outcome.attempts === 1 ? "" : "s"}`;
       console.error(
-        `[${fn.app}.${fn.name} ${id}] ${outcome.status === "timed_out" ? "timed out" : "failed"} after ${attempts}: ${outcome.error.name}: ${outcome.error.message}`,
+        `[${fn.app}.${fn.name} ${id}] ${outcome.status === "timed_out" ? "timed out" : "failed"} after ${attempts}: ${errorName(outcome.error)}: ${outcome.error.message}`,
       );
     }
     await ledger.finish(finishedCall(id, fn, "spawn", createdAt, outcome));
@@ -706,8 +706,12 @@ const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve,
 
 /** The system line of a call that ended failed: `failed after 2 attempts: Error: flaky boom` (its error already masked). */
 function failedLine(error: TandemError, attempts: number): string {
-  const name = error instanceof RemoteError ? error.remoteName : error.name;
-  return `failed after ${attempts} attempt${attempts === 1 ? "" : "s"}: ${name}: ${firstLine(error)}`;
+  return `failed after ${attempts} attempt${attempts === 1 ? "" : "s"}: ${errorName(error)}: ${firstLine(error)}`;
+}
+
+/** An error's name as the app threw it (`Error`, `TypeError`), not the `RemoteError` the gateway carries it in. */
+function errorName(error: TandemError): string {
+  return error instanceof RemoteError ? error.remoteName : error.name;
 }
 
 function firstLine(err: unknown): string {
