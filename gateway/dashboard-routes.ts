@@ -17,6 +17,7 @@ import { InvalidRequestError, MethodNotAllowedError, NotFoundError, TandemError 
 import {
   CALL_ID_PATTERN,
   DASHBOARD,
+  LogQuerySchema,
   containerGroup,
   scopeAllows,
   type CallRecord,
@@ -26,6 +27,7 @@ import {
   type ScheduleInfo,
   type TokenScope,
 } from "../sdk/protocol.js";
+import { describeIssues } from "../sdk/zod-issues.js";
 import { mayReach, principalIsLive, principalOf, requireApp, type Principal } from "./auth.js";
 import { readBodyBytes } from "./body.js";
 import { checkedCallId, ledgerFor, unknownCall } from "./call-ledger-client.js";
@@ -253,7 +255,7 @@ export function dashboardRoutes(): Hono<RouteEnv> {
 
   routes.get("/apps/:app/containers/:container", async (c) => {
     const app = appOf(c);
-    const container = c.req.param("container");
+    const container = checkedContainerId(c.req.param("container"));
     const { lines } = await readLog(c.env, app.name, { containerId: container, limit: 500 });
     const body = html`<p><a href="${dashboardPath("apps", app.name)}">← ${app.name}</a></p>
       ${facts([["container", container]])}
@@ -468,7 +470,7 @@ async function liveEvents(c: Ctx, app: string): Promise<Response> {
     callId !== undefined
       ? { callId, limit: 1 }
       : q.container !== undefined
-        ? { containerId: q.container, limit: 1 }
+        ? { containerId: checkedContainerId(q.container), limit: 1 }
         : q.logs === "1"
           ? { limit: 1 }
           : undefined;
@@ -620,6 +622,13 @@ function activityCharts({ buckets, points }: CallSeries) {
   });
   return html`${chart(chartOf("Calls", "per minute", (p) => p?.calls ?? 0))} ${chart(chartOf("Errors", "per minute", (p) => p?.errors ?? 0))}
   ${chart(chartOf("Mean run time", "ms", (p) => (p?.ended ? Math.round(p.runMsSum / p.ended) : null)))}`;
+}
+
+/** A container id as the logs API takes it (`LogQuerySchema`): 400 for one no container could have, as that API answers. */
+function checkedContainerId(container: string): string {
+  const parsed = LogQuerySchema.safeParse({ container }, { reportInput: true });
+  if (!parsed.success) throw new InvalidRequestError(describeIssues(parsed.error, "field", LogQuerySchema));
+  return container;
 }
 
 /** The page's app: 403 for a token restricted to other apps (before whether it exists), 404 for none. */

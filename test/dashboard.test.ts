@@ -122,6 +122,18 @@ describe("the dashboard", () => {
     }
   });
 
+  it("answers a container id no container could have 400, on its page and its live stream, as the logs API does", async () => {
+    const long = "c".repeat(300);
+    for (const path of [`/apps/shop/containers/${long}`, `/apps/shop/events?container=${long}`]) {
+      const res = await fetch(`${gateway.url}${DASHBOARD.base}${path}`, authed());
+      expect(res.status, path.slice(0, 30)).toBe(400);
+      expect(await res.text(), path.slice(0, 30)).toContain("must be a container id");
+    }
+    const api = await fetch(`${gateway.url}/v1/apps/shop/logs?container=${long}`, authed());
+    expect(api.status).toBe(400);
+    await api.text();
+  });
+
   it("answers a pasted text that is not a token with what a token looks like, not with a header it never got", async () => {
     for (const [token, message] of [
       ["bogus", "that is not a Tandem API token: they look like tk-"],
