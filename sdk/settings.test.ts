@@ -24,6 +24,14 @@ describe("parseOtlpSettings", () => {
     expect(bad({ TANDEM_OTLP_ENDPOINT: "http://c:4318", TANDEM_OTLP_HEADERS: "k=%E0%A4%A" })).toThrow(/TANDEM_OTLP_HEADERS/);
     expect(bad({ TANDEM_OTLP_HEADERS: "k=v" })).toThrow(/without TANDEM_OTLP_ENDPOINT/);
   });
+
+  it("refuses a signal's own URL, which would get the signal's path twice, naming the base URL to set", () => {
+    const bad = (endpoint: string) => () => parseOtlpSettings({ TANDEM_OTLP_ENDPOINT: endpoint });
+    expect(bad("http://127.0.0.1:4318/v1/logs")).toThrow(/base URL.*set it to http:\/\/127\.0\.0\.1:4318, not "http:\/\/127\.0\.0\.1:4318\/v1\/logs"/);
+    expect(bad("https://otel.example.com/otlp/v1/metrics/")).toThrow(/set it to https:\/\/otel\.example\.com\/otlp, not/);
+    expect(bad("http://c:4318/?tenant=a")).toThrow(/set it to http:\/\/c:4318, not/);
+    expect(parseOtlpSettings({ TANDEM_OTLP_ENDPOINT: "http://c:4318/v1" })).toEqual({ endpoint: "http://c:4318/v1", headers: {} });
+  });
 });
 
 describe("a gateway's OTLP settings", () => {

@@ -194,6 +194,15 @@ export function parseOtlpSettings(vars: { TANDEM_OTLP_ENDPOINT?: string | undefi
   if (url.protocol !== "http:" && url.protocol !== "https:") {
     throw new InvalidOptionsError(`TANDEM_OTLP_ENDPOINT must be an http(s) URL (OTLP/HTTP), not ${url.protocol} ("${raw}")`);
   }
+  // A base URL, as OTEL_EXPORTER_OTLP_ENDPOINT: the signal's path goes after it, so a signal's own URL would get it twice.
+  const signal = /\/v1\/(logs|metrics|traces)\/*$/.exec(url.pathname);
+  if (signal || url.search || url.hash) {
+    const base = `${url.origin}${signal ? url.pathname.slice(0, signal.index) : url.pathname.replace(/\/+$/, "")}`;
+    throw new InvalidOptionsError(
+      `TANDEM_OTLP_ENDPOINT is the collector's base URL, as OTEL_EXPORTER_OTLP_ENDPOINT: Tandem adds /v1/logs and /v1/metrics to it itself; ` +
+        `set it to ${base}, not "${raw}"`,
+    );
+  }
   const headers: Record<string, string> = {};
   for (const part of (vars.TANDEM_OTLP_HEADERS ?? "").split(",")) {
     if (!part.trim()) continue;
