@@ -121,6 +121,22 @@ const SCRIPT = `
     if (stick) logs.scrollTop = logs.scrollHeight;
   });
   source.addEventListener("open", () => { document.body.dataset.liveState = "open"; });
+  // The stream ended for good (its token revoked, the gateway refusing it): the page says so, rather than go quiet.
+  function ended(message) {
+    source.close();
+    document.body.dataset.liveState = "ended";
+    if (document.getElementById("live-ended")) return;
+    const note = document.createElement("p");
+    note.id = "live-ended";
+    note.className = "problem";
+    note.setAttribute("role", "status");
+    note.textContent = message;
+    document.querySelector("main")?.prepend(note);
+  }
+  source.addEventListener("ended", (event) => ended("Live updates stopped: " + JSON.parse(event.data).message + ". Reload the page to sign in again."));
+  source.addEventListener("error", () => {
+    if (source.readyState === EventSource.CLOSED) ended("Live updates stopped: the gateway refused this page's stream. Reload the page to sign in again.");
+  });
 })();
 `;
 

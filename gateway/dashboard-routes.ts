@@ -28,7 +28,7 @@ import {
   type TokenScope,
 } from "../sdk/protocol.js";
 import { describeIssues } from "../sdk/zod-issues.js";
-import { mayReach, principalIsLive, principalOf, requireApp, type Principal } from "./auth.js";
+import { mayReach, principalIsLive, principalOf, requireApp, revokedWhileOpen, type Principal } from "./auth.js";
 import { readBodyBytes } from "./body.js";
 import { checkedCallId, ledgerFor, unknownCall } from "./call-ledger-client.js";
 import { DASHBOARD_ASSETS } from "./dashboard-assets.js";
@@ -491,9 +491,11 @@ async function liveEvents(c: Ctx, app: string): Promise<Response> {
         if (!stopped) controller.enqueue(encoder.encode(`event: ${event}\ndata: ${JSON.stringify(data)}\n\n`));
       };
       controller.enqueue(encoder.encode(": live\n\n"));
-      // Once the token behind the page is revoked (its sessions with it), the stream ends; the browser's reconnect gets 401.
+      // Once the token behind the page is revoked (its sessions with it), the stream ends, saying why (the page shows it
+      // and stops); a reconnect gets 401.
       const revoked = async () => {
         if (stopped || (await principalIsLive(env, principal))) return false;
+        send("ended", { message: revokedWhileOpen(principal).message });
         stopped = true;
         follower?.stop();
         controller.close();

@@ -512,10 +512,15 @@ describe("the dashboard", () => {
     expect(await page.textContent(".problem")).toContain("needs a deploy token");
     expect((await page.goto(`${gateway.url}${DASHBOARD.base}/planes`))!.status()).toBe(403);
     expect(await page.textContent(".problem")).toContain("needs an admin token");
-    // A revoked token's session ends with it.
+    // A revoked token's session ends with it, and a page left open on its live stream says so, and stops.
+    const open = await context.newPage();
+    await open.goto(`${gateway.url}${DASHBOARD.base}/apps/edge`);
+    await open.waitForFunction(() => document.body.dataset.liveState === "open");
     const id = token.split(".")[0]!;
     expect((await fetch(`${gateway.url}/v1/tokens/${id}`, authed({ method: "DELETE" }))).status).toBe(200);
     expect((await page.goto(`${gateway.url}${DASHBOARD.base}/`))!.status()).toBe(401);
+    await open.waitForFunction(() => document.body.dataset.liveState === "ended", undefined, { timeout: 20_000 });
+    expect(await open.textContent("#live-ended")).toMatch(new RegExp(`Live updates stopped: the token that opened this stream, ${id}, was revoked`));
     await context.close();
   });
 
