@@ -12,8 +12,9 @@ import http from "node:http";
 import net from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { FrontDoor, endpointBodyLimits, endpointsAskingToken, webMounts } from "../sdk/cli/front-door.js";
+import { HUNG_REQUEST } from "../sdk/cli/workerd.js";
 import { HEADERS } from "../sdk/protocol.js";
-import { ADMIN_TOKEN, authed, startTestGateway, type TestGateway } from "./helpers/gateway.js";
+import { ADMIN_TOKEN, authed, eventually, startTestGateway, type TestGateway } from "./helpers/gateway.js";
 
 const LIMIT = 1024 * 1024;
 let gw: TestGateway;
@@ -22,7 +23,7 @@ let doorUrl: URL;
 
 beforeAll(async () => {
   const fixture = (name: string) => new URL(`./fixtures/${name}`, import.meta.url).pathname;
-  gw = await startTestGateway([fixture("edge-app.ts"), fixture("auth-app.ts")], {
+  gw = await startTestGateway([fixture("edge-app.ts"), fixture("auth-app.ts"), fixture("hung-app.ts")], {
     bindings: { TANDEM_MAX_BODY_BYTES: String(LIMIT) },
     persist: false,
   });
@@ -312,6 +313,17 @@ describe("the front door of tandem serve", () => {
       expect(raw.split("\r\n")[0], target).toBe("HTTP/1.1 400 Bad Request");
       expect(JSON.parse(raw.slice(raw.indexOf('{"error"'), raw.lastIndexOf("}") + 1)).error).toEqual({ code: "invalid_request", message });
     }
+  });
+
+  it("answers a request the gateway's code could never answer with the API's JSON 500 saying so, and prints why in words, not workerd's plain text and stack", async () => {
+    const res = await fetch(new URL("/hung/never/", doorUrl));
+    expect(res.status).toBe(500);
+    expect(res.headers.get("content-type")).toBe("application/json");
+    const { error } = (await res.json()) as { error: { code: string; message: string } };
+    expect(error.code).toBe("internal");
+    expect(error.message).toContain("the code answering it could never answer");
+    await eventually(() => gw.output.some((line) => line.includes(HUNG_REQUEST)));
+    expect(gw.output.filter((line) => /workerd@[0-9a-f]+|had hung/.test(line))).toEqual([]);
   });
 
   it("keeps the connection usable: the next request on it is answered", async () => {

@@ -27,7 +27,7 @@ import http from "node:http";
 import net from "node:net";
 import type { App } from "../app.js";
 import { DELIVERY_DEFAULTS, DEPLOY_LIMITS, GATEWAY_DEFAULTS, VOLUME_LIMITS } from "../defaults.js";
-import { GatewayUnreachableError, InvalidRequestError, bodyTooLarge, errorBody, missingToken, type TandemError } from "../errors.js";
+import { GatewayUnreachableError, InternalError, InvalidRequestError, bodyTooLarge, errorBody, missingToken, type TandemError } from "../errors.js";
 import { AGENT_CLOSE, HEADERS, PROTOCOL_VERSION } from "../protocol.js";
 
 export interface Backend {
@@ -323,8 +323,15 @@ export class FrontDoor {
         (up) => {
           replayable = false;
           body.length = 0;
-          res.writeHead(up.statusCode ?? 502, up.statusMessage, up.rawHeaders);
-          up.pipe(res);
+          if (isRuntimeFailure(up)) {
+            // workerd's own page, not the gateway's: told in the API's shape, as every other error is.
+            res.writeHead(500, { "content-type": "application/json", [HEADERS.protocol]: PROTOCOL_VERSION });
+            res.end(JSON.stringify(errorBody(new InternalError(RUNTIME_FAILURE))));
+            up.resume();
+          } else {
+            res.writeHead(up.statusCode ?? 502, up.statusMessage, up.rawHeaders);
+            up.pipe(res);
+          }
           up.on("end", () => {
             answered = true;
             if (!req.complete) stopSending();
@@ -681,6 +688,18 @@ function endpointKey(url: string): string {
  * are credentials, kept to their kind.
  * @example loggedPath("/shop/chat?token=ct-eyJ….sig") // "/shop/chat?token=ct-…"
  */
+/**
+ * The answer workerd itself gives when it ends a request the gateway's code did not answer (a handler whose promise
+ * could never settle, above all): a plain-text 500 with no content type. Every answer of the gateway's own, and of
+ * hono's, names its content type.
+ */
+function isRuntimeFailure(up: http.IncomingMessage): boolean {
+  return up.statusCode === 500 && up.headers["content-type"] === undefined && up.headers["content-length"] === String("Internal Server Error".length);
+}
+
+const RUNTIME_FAILURE =
+  "the gateway ended this request without an answer: the code answering it could never answer (most often a handler whose promise waits on nothing that could settle it: no timer, fetch or other I/O); tandem serve's output says which";
+
 export function loggedPath(url: string): string {
   return url.replace(/([?&](?:token|code)=)([a-z]{2}-)?[^&#]*/g, "$1$2…");
 }

@@ -186,8 +186,15 @@ function newMiniflare(options: WorkerdOptions, onOutput: NonNullable<WorkerdOpti
     unsafeTriggerHandlers: true,
     ...(options.persistDir === false ? {} : { defaultPersistRoot: options.persistDir }),
     handleRuntimeStdio(stdout: Readable, stderr: Readable) {
-      forwardLines(stdout, (line) => onOutput(line, "stdout"));
-      forwardLines(stderr, (line) => onOutput(line, "stderr"));
+      for (const [stream, name] of [
+        [stdout, "stdout"],
+        [stderr, "stderr"],
+      ] as const) {
+        forwardLines(stream, (line) => {
+          const shown = readableWorkerdLine(line);
+          if (shown !== undefined) onOutput(shown, name);
+        });
+      }
     },
   });
 }
@@ -262,6 +269,23 @@ function endWithThisProcess(pid: number | undefined): ChildProcess | undefined {
   (watchdog.stdin as Writable & { unref?: () => void }).unref?.();
   return watchdog;
 }
+
+/**
+ * A line of workerd's output as `tandem serve` and `tandem run` print it: a request workerd cancelled because the code
+ * answering it could never answer (a promise waiting on nothing: no timer, fetch or other I/O pending) is said in
+ * words, and the addresses in workerd's binary that follow such an error (`stack: …/workerd@2f201f0 …`) are left out
+ * (undefined). Any other line is as workerd wrote it.
+ * @example readableWorkerdLine("stack: /x/bin/workerd@2f201f0 /x/bin/workerd@2f20430") // undefined
+ */
+export function readableWorkerdLine(line: string): string | undefined {
+  if (/^stack:( \S*workerd@[0-9a-f]+)+\s*$/.test(line)) return undefined;
+  if (/Uncaught exception: .*had hung and would never generate a response/.test(line)) return HUNG_REQUEST;
+  return line;
+}
+
+/** What `readableWorkerdLine` prints for a request workerd cancelled as hung, and the front door answers with. */
+export const HUNG_REQUEST =
+  "the gateway cancelled a request its code could never answer: a handler's promise waits on nothing that could settle it (no timer, fetch or other I/O is pending)";
 
 function forwardLines(stream: Readable, write: (line: string) => void): void {
   const lines = new LineSplitter();
