@@ -188,12 +188,14 @@ describe("a plane function pinned to regions the local plane is not in", () => {
     // though the local plane, in region local, is never sent its calls.
     const served = await startServe(["app.ts", "--gpus", "T4:1", "--no-watch"], dir);
     try {
-      await served.waitFor(/function\s+embed\s+POST http:\/\/127\.0\.0\.1:\d+\/v1\/apps\/pinned\/functions\/embed\/call\s+\(plane\)/);
+      // The listing follows the local plane's start: beside the suite's other Docker tests, serve's start and it once took
+      // over the 60 s this test had. Waited for within the test's own time, so a miss shows serve's output.
+      await served.waitFor(/function\s+embed\s+POST http:\/\/127\.0\.0\.1:\d+\/v1\/apps\/pinned\/functions\/embed\/call\s+\(plane\)/, 80_000);
       expect(served.output()).not.toContain("cannot run on the local plane");
     } finally {
       await served.stop();
     }
-  });
+  }, 150_000);
 
   it("is refused by tandem run at once, saying where it runs, rather than failing at its timeout", async () => {
     const started = Date.now();
