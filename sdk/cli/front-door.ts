@@ -684,11 +684,6 @@ function endpointKey(url: string): string {
 }
 
 /**
- * A request's path and query as a log may show it: a connect token (`?token=`) and a dashboard login code (`?code=`)
- * are credentials, kept to their kind.
- * @example loggedPath("/shop/chat?token=ct-eyJ….sig") // "/shop/chat?token=ct-…"
- */
-/**
  * The answer workerd itself gives when it ends a request the gateway's code did not answer (a handler whose promise
  * could never settle, above all): a plain-text 500 with no content type. Every answer of the gateway's own, and of
  * hono's, names its content type.
@@ -700,6 +695,11 @@ function isRuntimeFailure(up: http.IncomingMessage): boolean {
 const RUNTIME_FAILURE =
   "the gateway ended this request without an answer: the code answering it could never answer (most often a handler whose promise waits on nothing that could settle it: no timer, fetch or other I/O); tandem serve's output says which";
 
+/**
+ * A request's path and query as a log may show it: a connect token (`?token=`) and a dashboard login code (`?code=`)
+ * are credentials, kept to their kind.
+ * @example loggedPath("/shop/chat?token=ct-eyJ….sig") // "/shop/chat?token=ct-…"
+ */
 export function loggedPath(url: string): string {
   return url.replace(/([?&](?:token|code)=)([a-z]{2}-)?[^&#]*/g, "$1$2…");
 }
