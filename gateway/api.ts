@@ -62,8 +62,10 @@ export function apiRoutes(): Hono<Api> {
     if (asked !== undefined && asked !== PROTOCOL_VERSION) {
       throw new InvalidRequestError(`this gateway speaks protocol ${PROTOCOL_VERSION}, the request asked for ${asked}; upgrade the client or the gateway`);
     }
-    await next();
+    // Set before the route answers, so that the answer it makes has it: set after, it made hono build the answer again.
     c.header(HEADERS.protocol, PROTOCOL_VERSION);
+    await next();
+    if (!c.res.headers.has(HEADERS.protocol)) c.header(HEADERS.protocol, PROTOCOL_VERSION); // an answer made as a `Response` of its own
   });
 
   api.get(ROUTES.health, (c) => c.json({ ok: true, protocol: PROTOCOL_VERSION }));

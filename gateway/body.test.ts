@@ -123,6 +123,16 @@ describe("a body's size limit", () => {
     expect(pieces.length).toBeGreaterThan(50); // the rest was never pulled
   });
 
+  it("reads a body to the length it declares and stops there, unless a chunked transfer-encoding frames it", async () => {
+    const pieces = () => [new TextEncoder().encode('{"a":1}'), new TextEncoder().encode(" and bytes past its length")];
+    await expect(readJsonBody(streamed(pieces(), { "content-length": "7" }), anything, 4096)).resolves.toEqual({ a: 1 });
+    await expect(readJsonBody(streamed(pieces(), { "content-length": "7", "transfer-encoding": "chunked" }), anything, 4096)).rejects.toMatchObject({
+      code: "invalid_request",
+      message: expect.stringContaining("not valid JSON"),
+    });
+    await expect(readJsonBody(streamed(pieces(), { "content-length": "0x7" }), anything, 4096)).rejects.toMatchObject({ code: "invalid_request" });
+  });
+
   it("gives a handler a body that errors with 413 once it passes the limit, and says so", async () => {
     const pieces = Array.from({ length: 8 }, () => new Uint8Array(1000).fill(0x61));
     const limited = limitBody(streamed(pieces), 2500, `endpoint "up" of app "a" accepts (its maxBodyBytes option)`);

@@ -566,6 +566,18 @@ describe("bad input", () => {
     expect(wrong).toEqual([]);
   });
 
+  it("says its protocol version on every /v1 answer: a call's, an error's, a stream's and a log read's", async () => {
+    const answers = {
+      call: await post("/v1/apps/edge/functions/square/call", JSON.stringify({ args: [3] })),
+      error: await post("/v1/apps/edge/functions/nope/call", JSON.stringify({ args: [] })),
+      stream: await post("/v1/apps/edge/functions/tokens/stream", JSON.stringify({ args: [2] })),
+      logs: await fetch(`${gw.url}/v1/apps/edge/logs?limit=1`, authed()), // a `Response` the route makes itself
+    };
+    const said = Object.fromEntries(Object.entries(answers).map(([k, res]) => [k, `${res.status} ${res.headers.get("tandem-protocol")}`]));
+    await Promise.all(Object.values(answers).map((res) => res.text()));
+    expect(said).toEqual({ call: "200 1", error: "404 1", stream: "200 1", logs: "200 1" });
+  });
+
   it("answers 400 for a protocol version it does not speak, or a meta that is not an object", async () => {
     const version = await post("/v1/apps/edge/functions/square/call", JSON.stringify({ args: [1] }), { "tandem-protocol": "99" });
     expect(version.status).toBe(400);
