@@ -66,6 +66,23 @@ describe("the SDK's client in Node", () => {
     expect(seen[1]!.port).toBe(seen[0]!.port);
   });
 
+  it("sends text that is not ASCII with its length in bytes, and reads an answer whose characters are split between chunks", async () => {
+    const text = "ÉCHEC du téléchargement, Ärger 🙂";
+    const seen: { length: string | undefined; body: string }[] = [];
+    const url = await serveBodies((req, body, res) => {
+      seen.push({ length: req.headers["content-length"], body });
+      const answer = Buffer.from(
+        JSON.stringify({ callId: "fc-0", status: "succeeded", result: (JSON.parse(body) as { args: string[] }).args[0], attempts: 1 }),
+      );
+      const cut = answer.indexOf(Buffer.from("🙂")) + 2; // inside the emoji's four bytes
+      res.writeHead(200, { "content-type": "application/json" });
+      res.write(answer.subarray(0, cut));
+      setTimeout(() => res.end(answer.subarray(cut)), 20);
+    });
+    expect(await lookup<[string], string>("shop", "echo", { gateway: url, token: TOKEN }).remote(text)).toBe(text);
+    expect(seen).toEqual([{ length: String(Buffer.byteLength(JSON.stringify({ args: [text] }))), body: JSON.stringify({ args: [text] }) }]);
+  });
+
   it("waits for a call that answers after longer than a connection may sit idle", async () => {
     const { url } = await gateway({ delayMs: 4_500 });
     expect(await lookup<[string], string>("shop", "echo", { gateway: url, token: TOKEN }).remote("slow")).toBe("slow");
