@@ -12,6 +12,7 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { FunctionCall, lookup } from "../sdk/index.js";
 import type { LogLine } from "../sdk/protocol.js";
+import { childEnded } from "./helpers/child-exit.js";
 import { CLI, runCli, startServe, type Served } from "./helpers/cli.js";
 import { ADMIN_TOKEN } from "./helpers/tokens.js";
 import { authed, startTestGateway } from "./helpers/gateway.js";
@@ -144,7 +145,7 @@ function tandemLogs(...args: string[]): { child: ChildProcessWithoutNullStreams;
   let err = "";
   child.stdout.on("data", (d: Buffer) => (out += d.toString()));
   child.stderr.on("data", (d: Buffer) => (err += d.toString()));
-  const exited = new Promise<number | null>((resolve) => child.on("exit", (code) => resolve(code)));
+  const exited = childEnded(child);
   return { child, out: () => out, err: () => err, exited };
 }
 

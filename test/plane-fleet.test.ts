@@ -256,8 +256,7 @@ describe("tandem plane and its gateway", () => {
   afterAll(async () => {
     await stack?.dispose();
   });
-  const exited = (plane: PlaneProcess) =>
-    plane.child.exitCode !== null ? Promise.resolve(plane.child.exitCode) : new Promise<number | null>((r) => plane.child.once("exit", r));
+  const exited = (plane: PlaneProcess) => planeExit(plane);
 
   it("prints ✓ once the gateway has taken its first heartbeat", async () => {
     const plane = await startPlaneProcess(stack.url, ["--runtime", "process"]);

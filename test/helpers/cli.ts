@@ -1,6 +1,7 @@
 /** Runs the built `tandem` CLI as a subprocess, the way a user does. */
 import { spawn, type ChildProcess } from "node:child_process";
 import { fileURLToPath } from "node:url";
+import { childEnded } from "./child-exit.js";
 
 export const CLI = fileURLToPath(new URL("../../dist/cli.js", import.meta.url));
 export const ROOT = fileURLToPath(new URL("../../", import.meta.url));
@@ -37,7 +38,7 @@ export async function startServe(args: string[], cwd = ROOT, env: Record<string,
     },
     async stop() {
       if (child.exitCode !== null) return;
-      const exited = new Promise((r) => child.once("exit", r));
+      const exited = childEnded(child);
       child.kill("SIGINT");
       await exited;
     },
@@ -65,6 +66,6 @@ export function runNode(
     let stderr = "";
     child.stdout.on("data", (d) => (stdout += d));
     child.stderr.on("data", (d) => (stderr += d));
-    child.on("exit", (code) => resolve({ code: code ?? -1, stdout, stderr }));
+    void childEnded(child).then((code) => resolve({ code: code ?? -1, stdout, stderr }));
   });
 }

@@ -18,6 +18,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { lookup, type CallRecord } from "../../sdk/index.js";
 import { TERMINAL_STATUSES } from "../../sdk/protocol.js";
+import { childEnded } from "./child-exit.js";
 import { CLI } from "./cli.js";
 import { ADMIN_TOKEN, authed, eventually } from "./gateway.js";
 import { SECRET } from "./stack.js";
@@ -77,17 +78,20 @@ interface Child {
 function start(args: string[], cwd: string, env: Record<string, string>, onLine?: (line: string) => void): Child {
   const child = spawn(process.execPath, [CLI, ...args], { cwd, env: { ...process.env, NO_COLOR: "1", ...env }, stdio: ["ignore", "pipe", "pipe"] });
   let out = "";
-  let partial = "";
-  const take = (d: Buffer) => {
-    out += d;
-    if (!onLine) return;
-    const lines = (partial + d.toString()).split("\n");
-    partial = lines.pop()!;
-    for (const line of lines) onLine(line);
+  // A line of each stream on its own: a chunk of one that ends within a line is not joined to the other's next.
+  const taker = () => {
+    let partial = "";
+    return (d: Buffer) => {
+      out += d;
+      if (!onLine) return;
+      const lines = (partial + d.toString()).split("\n");
+      partial = lines.pop()!;
+      for (const line of lines) onLine(line);
+    };
   };
-  child.stdout!.on("data", take);
-  child.stderr!.on("data", take);
-  return { child, output: () => out, exited: new Promise((r) => child.once("exit", r)) };
+  child.stdout!.on("data", taker());
+  child.stderr!.on("data", taker());
+  return { child, output: () => out, exited: childEnded(child) };
 }
 
 async function freePort(): Promise<number> {

@@ -7,6 +7,7 @@ import { spawn, execFileSync, type ChildProcess } from "node:child_process";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { childEnded } from "./child-exit.js";
 import { CLI } from "./cli.js";
 import { eventually } from "./gateway.js";
 import { SECRET } from "./stack.js";
@@ -47,11 +48,9 @@ export async function startPlaneProcess(
   return plane;
 }
 
-/** Resolves with the process's exit code once it has exited. */
+/** Resolves with the process's exit code once it has exited and all it printed has been read. */
 export function planeExit(plane: PlaneProcess): Promise<number | null> {
-  return plane.child.exitCode !== null || plane.child.signalCode !== null
-    ? Promise.resolve(plane.child.exitCode)
-    : new Promise((resolve) => plane.child.once("exit", (code) => resolve(code)));
+  return childEnded(plane.child);
 }
 
 /** Kills the process (SIGKILL) unless it has exited, removes the containers it left, and its folder. */
