@@ -54,7 +54,28 @@ describe("a container's log frames", () => {
     await until(() => logs.length === 2);
     expect(logs.map(({ frame, functions }) => ({ lines: frame.lines.map((l) => `${l.callId ?? "-"} ${l.text}`), functions }))).toEqual([
       { lines: [`${CALL} mine`, "- claimed", "- outside"], functions: ["f", undefined, undefined] },
-      { lines: [`${CALL} late, from a timer of the call's`], functions: [undefined] },
+      { lines: [`${CALL} late, from a timer of the call's`], functions: ["f"] },
     ]);
+  });
+
+  it("hands a call's lines on after its answer, in the order sent, and fails the channel on a log frame of the wrong shape", async () => {
+    const { channel, logs, inputs, send } = await connected();
+    let failure: string | undefined;
+    channel.onProtocolError((message) => (failure = message));
+    const output = channel.run({ t: "input", callId: CALL, function: "f", attempt: 1, args: { json: [] } });
+    await until(() => inputs.length === 1);
+    const answeredWith: number[] = [];
+    void output.then(() => answeredWith.push(logs.length));
+    send({ t: "log", lines: [line(CALL, "one")] });
+    send({ t: "log", lines: [line(CALL, "two")] });
+    send({ t: "output", callId: CALL, status: "succeeded", result: { json: 1 } });
+    await output;
+    await until(() => logs.length === 2);
+    expect(answeredWith).toEqual([0]);
+    expect(logs.map(({ frame }) => frame.lines[0]!.text)).toEqual(["one", "two"]);
+    send({ t: "log", lines: [{ callId: CALL, source: "stdin", text: "no such source" }] });
+    await until(() => failure !== undefined);
+    expect(failure).toMatch(/^a frame of the wrong shape: "\{\\"t\\":\\"log\\"/);
+    await expect(channel.run({ t: "input", callId: OTHER, function: "f", attempt: 1, args: { json: [] } })).rejects.toThrow(/wrong shape/);
   });
 });

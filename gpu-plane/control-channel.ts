@@ -13,6 +13,9 @@ import { PLANE_DEFAULTS } from "../sdk/defaults.js";
 import { RunnerFrameSchema, type InputFrame, type LogFrame, type PlaneFrame, type RunnerFrame, type UncaughtFrame } from "../sdk/protocol.js";
 import { LineSplitter } from "../sdk/stream-lines.js";
 
+/** How a log frame as the runner writes it begins (`JSON.stringify` of a `LogFrame`). */
+const LOG_FRAME_START = '{"t":"log",';
+
 /** How many of a container's last calls its late lines may still name (`ControlChannel`'s log frames). */
 const RECENT_CALLS = 64;
 
@@ -28,10 +31,10 @@ export class ControlChannel {
   /** Inputs in flight, by call id: a container may run several at once (`concurrency.maxInputs`). */
   readonly #pending = new Map<string, { fn: string; resolve: (o: Output) => void; reject: (e: Error) => void; onChunk?: (c: Chunk) => void }>();
   #onLog: (frame: LogFrame, functions: (string | undefined)[]) => void = () => {};
-  /** The calls this container ran last (`RECENT_CALLS` of them): a line written late by one of them keeps its call. */
-  readonly #recent: string[] = [];
-  /** Log frames read and not yet handed on, each with the function of each line's call. */
-  #logs: [LogFrame, (string | undefined)[]][] = [];
+  /** The calls this container ran last (`RECENT_CALLS` of them), with their functions: a line written late by one of them keeps its call. */
+  readonly #recent = new Map<string, string>();
+  /** Log frames read and not yet handed on: as read (their parse waits too), or parsed. */
+  #logs: (string | LogFrame)[] = [];
   #failure: Error | undefined;
   #onProtocolError: (message: string) => void = () => {};
   #onUncaught: (frame: UncaughtFrame) => void = () => {};
@@ -68,8 +71,9 @@ export class ControlChannel {
 
   /**
    * Called with each `log` frame (the lines the function wrote, each with its call) and the function of each line's
-   * call (undefined: none in flight), in the order the runner sent them. A call's lines come before its output; they
-   * are handed on just after the frames read with them, so the output of a call that logged goes back first.
+   * call (undefined: a line of no call this container runs or ran lately), in the order the runner sent them. A call's
+   * lines come before its output; they are read and handed on just after the frames read with them, so the output of
+   * a call that logged goes back first.
    */
   onLog(listener: (frame: LogFrame, functions: (string | undefined)[]) => void): void {
     this.#onLog = listener;
@@ -151,6 +155,12 @@ export class ControlChannel {
       const complete = lines.push(chunk);
       if (lines.pendingLength > max) return this.#fail(`a frame over ${max} bytes`);
       for (const line of complete) {
+        // A log frame as the runner writes it is parsed when it is handed on, after the answer of a call that came
+        // with it: a call that logged is answered as soon as one that did not.
+        if (line.startsWith(LOG_FRAME_START)) {
+          this.#log(line);
+          continue;
+        }
         try {
           this.#frame(line);
         } catch (err) {
@@ -182,23 +192,49 @@ export class ControlChannel {
     }
     if (!pending) return this.#fail(`an output for ${frame.callId} with no input in flight`);
     this.#pending.delete(frame.callId);
-    if (this.#recent.push(frame.callId) > RECENT_CALLS) this.#recent.shift();
+    this.#recent.set(frame.callId, pending.fn);
+    if (this.#recent.size > RECENT_CALLS) this.#recent.delete(this.#recent.keys().next().value!);
     pending.resolve(frame);
   }
 
-  #log(frame: LogFrame): void {
-    // A line tagged with a call this container never ran is its own (a container could claim another call's id): it
-    // is kept as written outside any call.
-    const ran = (callId: string) => this.#pending.has(callId) || this.#recent.includes(callId);
-    if (frame.lines.some((line) => line.callId !== null && !ran(line.callId)))
-      frame = { ...frame, lines: frame.lines.map((line) => (line.callId === null || ran(line.callId) ? line : { ...line, callId: null })) };
-    const functions = frame.lines.map((line) => (line.callId === null ? undefined : this.#pending.get(line.callId)?.fn));
-    if (this.#logs.push([frame, functions]) > 1) return;
+  /** Keeps a log frame (its line as read, or parsed) to hand on after the frames read with it. */
+  #log(frame: string | LogFrame): void {
+    if (this.#logs.push(frame) > 1) return;
     setImmediate(() => {
       const logs = this.#logs;
       this.#logs = [];
-      for (const [f, fns] of logs) this.#onLog(f, fns);
+      for (const log of logs) {
+        const parsed = typeof log === "string" ? this.#parseLog(log) : log;
+        if (parsed) this.#handOn(parsed);
+      }
     });
+  }
+
+  /** A log frame read as text, parsed and checked as `#frame` checks the others (a protocol error if it is none). */
+  #parseLog(line: string): LogFrame | undefined {
+    let json: unknown;
+    try {
+      json = JSON.parse(line);
+    } catch {
+      this.#fail(`bytes that are not a frame: ${JSON.stringify(line.slice(0, 80))}`);
+      return undefined;
+    }
+    const parsed = RunnerFrameSchema.safeParse(json);
+    if (parsed.success && parsed.data.t === "log") return parsed.data;
+    this.#fail(`a frame of the wrong shape: ${JSON.stringify(line.slice(0, 80))}`);
+    return undefined;
+  }
+
+  #handOn(frame: LogFrame): void {
+    // A line tagged with a call this container never ran is its own (a container could claim another call's id): it
+    // is kept as written outside any call.
+    const fnOf = (callId: string) => this.#pending.get(callId)?.fn ?? this.#recent.get(callId);
+    if (frame.lines.some((line) => line.callId !== null && fnOf(line.callId) === undefined))
+      frame = { ...frame, lines: frame.lines.map((line) => (line.callId === null || fnOf(line.callId) !== undefined ? line : { ...line, callId: null })) };
+    this.#onLog(
+      frame,
+      frame.lines.map((line) => (line.callId === null ? undefined : fnOf(line.callId))),
+    );
   }
 
   #fail(message: string): void {

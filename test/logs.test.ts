@@ -45,6 +45,14 @@ export const planeMixed = app.function({ tier: "plane", maxContainers: 1, concur
 });
 export const edgeVerse = app.function(() => { console.log("verse one\\r\\nverse two\\nverse three"); return 3; });
 export const planeVerse = app.function({ tier: "plane" }, () => { console.log("verse one\\r\\nverse two\\nverse three"); return 3; });
+export const planeConsole = app.function({ tier: "plane" }, () => {
+  console.log("%s has %d items", "cart", 3);
+  console.group("checkout");
+  console.info({ total: 12.5, items: ["a", "b"] });
+  console.groupEnd();
+  console.warn("done");
+  return 1;
+});
 export const planeLong = app.function({ tier: "plane" }, (n: number) => {
   console.log("y".repeat(n));
   process.stdout.write("z".repeat(n));
@@ -502,6 +510,14 @@ describe("tandem logs", () => {
     await expect.poll(() => verses("edgeVerse")).toEqual(["verse one", "verse two", "verse three"]);
     await expect.poll(() => verses("planeVerse")).toEqual(["verse one", "verse two", "verse three"]);
     expect(served.output()).toContain(`[journal.edgeVerse ${edge.id}] verse two\n[journal.edgeVerse ${edge.id}] verse three`);
+  }, 60_000);
+
+  it("keeps a plane function's console lines as Node's console prints them: formats, groups and objects", async () => {
+    const call = await fn<[], number>("planeConsole").spawn();
+    await call.get({ timeoutMs: 30_000 });
+    const lines = async () =>
+      (await FunctionCall.fromId(call.id, { gateway: served.url, token }).logs()).filter((l) => l.source !== "system").map((l) => `${l.source} ${l.text}`);
+    await expect.poll(lines).toEqual(["stdout cart has 3 items", "stdout checkout", "stdout   { total: 12.5, items: [ 'a', 'b' ] }", "stderr done"]);
   }, 60_000);
 
   it("cuts a plane line longer than 16 KiB once, to 16 KiB, naming the length the function printed, whole or in pieces", async () => {

@@ -94,6 +94,29 @@ describe("OutputCapture", () => {
     expect(lines([capture.take(CALL)])).toEqual(["no newline"]);
   });
 
+  it("takes whole lines as written, CRLF ended ones and one cut for its length too, beside a line of another stream under way", () => {
+    attach();
+    process.stdout.write("first\r\n");
+    process.stdout.write("x".repeat(20_000) + "\n");
+    process.stdout.write("begun, ");
+    process.stderr.write("a whole warning\n");
+    process.stdout.write("then ended\n");
+    process.stdout.write("\n");
+    const frames = [...sent, capture.take(CALL)].flatMap((t) =>
+      t
+        .split("\n")
+        .filter(Boolean)
+        .map((l) => JSON.parse(l) as LogFrame),
+    );
+    expect(frames.flatMap((f) => f.lines.map((l) => `${l.source} ${l.text}`))).toEqual([
+      "stdout first",
+      `stdout ${"x".repeat(LOG_LIMITS.maxLineChars - 25)}… (cut: 20000 characters)`,
+      "stderr a whole warning",
+      "stdout begun, then ended",
+      "stdout ",
+    ]);
+  });
+
   it("cuts a line longer than 16 KiB written in pieces once, when it ends, naming the length written", () => {
     attach();
     process.stdout.write("z".repeat(20_000));

@@ -83,7 +83,7 @@ export class OutputCapture {
    * frame; with `callId`, that call's unended lines first end (the call is over).
    */
   take(callId?: string): string {
-    if (callId !== undefined) {
+    if (callId !== undefined && this.#partial.size > 0) {
       for (const source of ["stdout", "stderr"] as const) {
         const key = `${source} ${callId}`;
         const partial = this.#partial.get(key);
@@ -102,12 +102,18 @@ export class OutputCapture {
 
   #write(source: Source, text: string): void {
     const callId = this.#callNow();
-    const key = `${source} ${callId ?? ""}`;
-    let partial = this.#partial.get(key);
-    if (!partial)
-      this.#partial.set(key, (partial = { source, callId, lines: new LineSplitter({ maxLineChars: LOG_LIMITS.maxLineChars, overlong: cutLogLine }) }));
-    for (const line of partial.lines.push(text)) this.#keep(callId, source, line);
-    if (partial.lines.pendingLength === 0) this.#partial.delete(key);
+    const newline = text.indexOf("\n");
+    if (this.#partial.size === 0 && newline === text.length - 1) {
+      // The usual write (console.log's): one whole line, and no line of this source and call under way.
+      this.#keep(callId, source, text.charCodeAt(newline - 1) === 13 ? text.slice(0, -2) : text.slice(0, -1));
+    } else {
+      const key = `${source} ${callId ?? ""}`;
+      let partial = this.#partial.get(key);
+      if (!partial)
+        this.#partial.set(key, (partial = { source, callId, lines: new LineSplitter({ maxLineChars: LOG_LIMITS.maxLineChars, overlong: cutLogLine }) }));
+      for (const line of partial.lines.push(text)) this.#keep(callId, source, line);
+      if (partial.lines.pendingLength === 0) this.#partial.delete(key);
+    }
     if (this.#lines.length === 0 && this.#dropped === 0) return;
     if (!this.#spell) {
       // Quiet until now: this line goes at once, and the ones after it for a while wait for a frame to go with.
