@@ -48,3 +48,28 @@ export function stateInMemory(): string {
   process.env.TMPDIR = "/dev/shm";
   return "state: in memory (/dev/shm); --state-on-disk keeps it on disk";
 }
+
+/**
+ * The order of a round's blocks: every target in each round, in an order shuffled anew each round (a fixed seed, so
+ * runs are alike), so no target always follows the same one. In a fixed order, a block after another stack's sat
+ * idle paid for it: a control timed in that place came out a few per cent slower than the same calls elsewhere
+ * (bench/README.md, "Measuring a log line's cost fairly").
+ * @example for (const i of roundOrder(targets.length)) await block(targets[i]);
+ */
+export function roundOrder(count: number): number[] {
+  const order = Array.from({ length: count }, (_, i) => i);
+  for (let i = count - 1; i > 0; i--) {
+    const j = Math.floor(nextRandom() * (i + 1));
+    [order[i], order[j]] = [order[j]!, order[i]!];
+  }
+  return order;
+}
+
+/** mulberry32: a small seeded generator, enough to shuffle blocks. */
+let seed = 0x7a4d3e1;
+function nextRandom(): number {
+  seed = (seed + 0x6d2b79f5) | 0;
+  let t = Math.imul(seed ^ (seed >>> 15), 1 | seed);
+  t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
+  return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+}
