@@ -568,7 +568,7 @@ export class Plane {
       Object.entries(gpus)
         .map(([t, c]) => `${t}x${c.total}`)
         .join(", ") || "no GPUs";
-    const engine = this.driver.runtime ? ` (${this.driver.runtime === "runsc" ? "gVisor, runsc" : this.driver.runtime})` : "";
+    const engine = this.driver.runtime ? ` (${this.driver.gvisor ? `gVisor, ${this.driver.runtime}` : this.driver.runtime})` : "";
     return `plane ${this.planeId} at ${this.url} (region ${this.#options.region}, runtime ${this.driver.name}${engine}${this.driver.sandboxed ? "" : ", UNSANDBOXED"}; ${list}${this.inventory.simulated ? ", simulated" : ""})`;
   }
 

@@ -292,8 +292,11 @@ describe("the docker driver's runtime", () => {
     const runc = { "io.containerd.runc.v2": { path: "runc" }, runc: { path: "runc" } };
     const gvisor = { path: "/usr/bin/runsc", runtimeArgs: ["--network=none", "--host-uds=open"] };
     const closedGvisor = { path: "/usr/bin/runsc", runtimeArgs: ["--network=none"] };
-    expect(chooseRuntime({ ...runc, runsc: gvisor }, undefined, "E")).toEqual({ runtime: "runsc" });
-    expect(chooseRuntime({ ...runc, runsc: gvisor }, "runc", "E")).toEqual({ runtime: "runc" });
+    expect(chooseRuntime({ ...runc, runsc: gvisor }, undefined, "E")).toEqual({ runtime: "runsc", gvisor: true });
+    expect(chooseRuntime({ ...runc, runsc: gvisor }, "runc", "E")).toEqual({ runtime: "runc", gvisor: false });
+    // gVisor under a name of the operator's: known by its program, so it gets what gVisor needs (a readable Node).
+    expect(chooseRuntime({ ...runc, gvisor }, "gvisor", "E")).toEqual({ runtime: "gvisor", gvisor: true });
+    expect(() => chooseRuntime({ ...runc, sandbox: closedGvisor }, "sandbox", "E")).toThrow(/registers gVisor as sandbox without leave/);
 
     const none = chooseRuntime(runc, undefined, "E");
     expect(none.runtime).toBe("runc");

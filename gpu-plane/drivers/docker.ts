@@ -14,7 +14,7 @@ import { chmod, copyFile, link, mkdir, readdir, realpath, rename, rm, stat, writ
 import { Module, createRequire } from "node:module";
 import type { Socket } from "node:net";
 import { constants as osConstants, tmpdir } from "node:os";
-import { dirname, join } from "node:path";
+import { basename, dirname, join } from "node:path";
 import { PassThrough } from "node:stream";
 import { StringDecoder } from "node:string_decoder";
 import type Dockerode from "dockerode";
@@ -92,6 +92,7 @@ export class DockerDriver implements ContainerDriver {
   readonly #askedRuntime: string | undefined;
   /** The runtime in use, once `prepare` has read the engine's list. */
   #runtime: string | undefined;
+  #gvisor = false;
   /** Under gVisor: the host's Node binary (the base image's, readable), bound over the image's execute-only one. */
   #readableNode: string | undefined;
   /** By image: whether it is the base image or built on it (its Node the base image's), as its layers say. */
@@ -130,6 +131,11 @@ export class DockerDriver implements ContainerDriver {
   /** The Docker runtime function containers run under (`"runsc"`, `"runc"`); known once `prepare` has succeeded. */
   get runtime(): string | undefined {
     return this.#runtime;
+  }
+
+  /** Whether that runtime is gVisor: `runsc`, or another name the engine gives gVisor's program (its path ends in `runsc`). */
+  get gvisor(): boolean {
+    return this.#gvisor;
   }
 
   async start(spec: ContainerSpec): Promise<StartedContainer> {
@@ -354,12 +360,13 @@ export class DockerDriver implements ContainerDriver {
     const choice = chooseRuntime(info.Runtimes ?? {}, this.#askedRuntime, await this.#engineAddress());
     if (choice.note && this.#runtime === undefined) this.#log(choice.note);
     this.#runtime = choice.runtime;
+    this.#gvisor = choice.gvisor;
     this.#engineRoot = info.DockerRootDir;
-    this.#snapshotProblem = snapshotProblem(choice.runtime, info);
+    this.#snapshotProblem = snapshotProblem(choice, info);
     // gVisor loads a program itself, as the container's user, so it must be able to read it: the image's Node is
     // execute-only (base-image.ts). Under runsc the host's Node, the same file, is bound over it, readable; gVisor's
     // own ptrace rule (a process may trace only its descendants) keeps what a function spawns out of the runner.
-    this.#readableNode = choice.runtime === GVISOR_RUNTIME ? await this.#hostVisibleNode() : undefined;
+    this.#readableNode = choice.gvisor ? await this.#hostVisibleNode() : undefined;
     return ensureBaseImage(this.#docker, { log: this.#log });
   }
 
@@ -694,8 +701,11 @@ const RESTORE_QUERY = { _query: { checkpoint: CHECKPOINT_NAME }, _body: {} };
  * experimental API in Docker 20.10), and the engine's data folder on this machine (a snapshot is put there to be
  * restored into a new container).
  */
-function snapshotProblem(runtime: string, info: { ExperimentalBuild?: boolean; DockerRootDir?: string }): string | undefined {
-  if (runtime !== GVISOR_RUNTIME) return `function containers run under ${runtime}, not gVisor (runsc), which memory snapshots need`;
+function snapshotProblem(
+  { runtime, gvisor }: { runtime: string; gvisor: boolean },
+  info: { ExperimentalBuild?: boolean; DockerRootDir?: string },
+): string | undefined {
+  if (!gvisor) return `function containers run under ${runtime}, not gVisor (runsc), which memory snapshots need`;
   if (!info.ExperimentalBuild) return "the Docker engine was started without --experimental, which checkpoints need";
   const root = info.DockerRootDir ? join(info.DockerRootDir, "containers") : undefined;
   try {
@@ -723,6 +733,11 @@ export interface EngineRuntime {
   runtimeArgs?: string[];
 }
 
+/** Whether a runtime the engine lists is gVisor: registered as `runsc`, or under another name with `runsc` as its program. */
+function isGvisor(name: string, runtime: EngineRuntime | undefined): boolean {
+  return name === GVISOR_RUNTIME || basename(runtime?.path ?? "") === GVISOR_RUNTIME;
+}
+
 /** Whether gVisor's arguments let a container connect to a host unix socket (`--host-uds=open` or `all`). */
 function gvisorOpensHostSockets(runtime: EngineRuntime | undefined): boolean {
   return (runtime?.runtimeArgs ?? []).some((arg) => /^--?(host-uds=(open|all)|fsgofer-host-uds(=true)?)$/.test(arg));
@@ -733,11 +748,15 @@ function gvisorOpensHostSockets(runtime: EngineRuntime | undefined): boolean {
  * engine lists it, registered so that a container can reach the plane's sockets; else runc, with a note saying so
  * (and how to get gVisor).
  */
-export function chooseRuntime(listed: Record<string, EngineRuntime>, asked: string | undefined, engine: string): { runtime: string; note?: string } {
+export function chooseRuntime(
+  listed: Record<string, EngineRuntime>,
+  asked: string | undefined,
+  engine: string,
+): { runtime: string; gvisor: boolean; note?: string } {
   const names = Object.keys(listed);
   const howTo = `apt-get install -y runsc, register it in the engine's daemon.json as ${GVISOR_DAEMON_CONFIG}, and start dockerd with --config-file <that file> --experimental`;
   const gvisorUnfit = (name: string) =>
-    `the Docker engine at ${engine} registers runsc without leave to connect to a host unix socket (its runtimeArgs: ${JSON.stringify(
+    `the Docker engine at ${engine} registers ${name === GVISOR_RUNTIME ? "runsc" : `gVisor as ${name}`} without leave to connect to a host unix socket (its runtimeArgs: ${JSON.stringify(
       listed[name]?.runtimeArgs ?? [],
     )}), so a container cannot reach its plane (EPERM). Add "--host-uds=open" to its runtimeArgs (${GVISOR_DAEMON_CONFIG}) and reload dockerd (kill -HUP)`;
   if (asked) {
@@ -747,15 +766,21 @@ export function chooseRuntime(listed: Record<string, EngineRuntime>, asked: stri
         `the Docker engine at ${engine} has no runtime "${asked}" (it has: ${names.join(", ") || "none"}). ${install}; or leave --docker-runtime out to use gVisor where the engine has it, else runc`,
       );
     }
-    if (asked === GVISOR_RUNTIME && !gvisorOpensHostSockets(listed[asked])) throw new DockerUnavailableError(gvisorUnfit(asked));
-    return { runtime: asked };
+    const gvisor = isGvisor(asked, listed[asked]);
+    if (gvisor && !gvisorOpensHostSockets(listed[asked])) throw new DockerUnavailableError(gvisorUnfit(asked));
+    return { runtime: asked, gvisor };
   }
   if (names.includes(GVISOR_RUNTIME)) {
-    if (gvisorOpensHostSockets(listed[GVISOR_RUNTIME])) return { runtime: GVISOR_RUNTIME };
-    return { runtime: "runc", note: `⚠ ${gvisorUnfit(GVISOR_RUNTIME)}. Until then function containers run under runc, sharing the host's kernel` };
+    if (gvisorOpensHostSockets(listed[GVISOR_RUNTIME])) return { runtime: GVISOR_RUNTIME, gvisor: true };
+    return {
+      runtime: "runc",
+      gvisor: false,
+      note: `⚠ ${gvisorUnfit(GVISOR_RUNTIME)}. Until then function containers run under runc, sharing the host's kernel`,
+    };
   }
   return {
     runtime: "runc",
+    gvisor: false,
     note: `⚠ the Docker engine at ${engine} has no gVisor runtime (runsc): function containers run under runc, sharing the host's kernel. For gVisor: ${howTo} (docs/plane.md, gVisor)`,
   };
 }

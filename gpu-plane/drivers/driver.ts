@@ -110,6 +110,8 @@ export interface ContainerDriver {
   readonly pausable?: boolean;
   /** The Docker driver's engine runtime once prepared: `"runsc"` (gVisor, its default where the engine lists it) or `"runc"`. */
   readonly runtime?: string | undefined;
+  /** Whether that engine runtime is gVisor (`runsc`, or gVisor registered under another name). */
+  readonly gvisor?: boolean;
   /** Readies the runtime (checks the engine, builds or finds the base image). Throws a readable error when it cannot. */
   prepare(): Promise<void>;
   start(spec: ContainerSpec): Promise<StartedContainer>;
