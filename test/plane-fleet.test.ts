@@ -202,7 +202,7 @@ describe("a plane killed mid-call and started again on its folder", () => {
       const ran = (out: string, attempt: number) => out.split("\n").some((l) => l.includes(call.id) && l.includes(`running attempt ${attempt}`));
       await eventually(() => ran(plane.output(), 1), 30_000);
 
-      const exited = new Promise((r) => plane.child.once("exit", r));
+      const exited = planeExit(plane);
       plane.child.kill("SIGKILL");
       await exited;
       const first = plane.output();
@@ -256,7 +256,6 @@ describe("tandem plane and its gateway", () => {
   afterAll(async () => {
     await stack?.dispose();
   });
-  const exited = (plane: PlaneProcess) => planeExit(plane);
 
   it("prints ✓ once the gateway has taken its first heartbeat", async () => {
     const plane = await startPlaneProcess(stack.url, ["--runtime", "process"]);
@@ -365,7 +364,7 @@ describe("tandem plane and its gateway", () => {
     // Started in a folder of its own, as a newcomer does: it makes a secret there, which is not the gateway's.
     const plane = await startPlaneProcess(stack.url, ["--runtime", "process"], { TANDEM_PLANE_SECRET: undefined });
     try {
-      expect(await exited(plane)).toBe(2);
+      expect(await planeExit(plane)).toBe(2);
       expect(plane.output()).toMatch(
         new RegExp(
           `error: the gateway at ${stack.url} refused plane pl-[0-9a-f]+: bad signature\\. This plane's secret is not the gateway's: it signs with the secret in \\.tandem/plane-secret\\. Give it the gateway's secret as TANDEM_PLANE_SECRET`,

@@ -9,12 +9,11 @@ import type { ChildProcess } from "node:child_process";
 export function childEnded(child: ChildProcess, graceMs = 2_000): Promise<number | null> {
   return new Promise((resolve) => {
     const done = () => resolve(child.exitCode);
-    if (child.exitCode !== null || child.signalCode !== null) {
-      if (!child.stdout?.readable && !child.stderr?.readable) return done();
-    }
+    const giveUpLater = () => setTimeout(done, graceMs).unref();
+    const exited = child.exitCode !== null || child.signalCode !== null;
+    if (exited && !child.stdout?.readable && !child.stderr?.readable) return done();
     child.once("close", done);
-    const onExit = () => setTimeout(done, graceMs).unref();
-    if (child.exitCode !== null || child.signalCode !== null) onExit();
-    else child.once("exit", onExit);
+    if (exited) giveUpLater();
+    else child.once("exit", giveUpLater);
   });
 }
