@@ -73,7 +73,7 @@ export async function writeLines(env: Env, lines: LogLine[]): Promise<void> {
   await Promise.all(
     [...byApp].map(([app, appLines]) =>
       logStoreFor(env, app)
-        .append(appLines)
+        .append(JSON.stringify(appLines))
         .catch((err: unknown) => report(`logs: could not keep ${appLines.length} lines of app ${app}: ${(err as Error).message}`)),
     ),
   );
