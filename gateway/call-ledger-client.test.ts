@@ -1,12 +1,25 @@
 /**
  * The ledger client's logic on its own: which shard answers for a key, call
- * ids made to fall in it, and attempt marks written together while a write is
- * under way.
+ * ids made to fall in it, attempt marks written together while a write is
+ * under way, and ended calls written together (one the ledger refuses losing
+ * no other).
  */
-import { describe, expect, it } from "vitest";
-import { CALL_ID_PATTERN } from "../sdk/protocol.js";
+import { describe, expect, it, vi } from "vitest";
+import { CALL_ID_PATTERN, newCallId } from "../sdk/protocol.js";
 import { InvalidRequestError } from "../sdk/errors.js";
-import { LEDGER_SHARDS, checkedCallId, grouped, keyScope, newCallIdIn, shardOf, shardOfKey, unknownCall } from "./call-ledger-client.js";
+import {
+  LEDGER_SHARDS,
+  checkedCallId,
+  grouped,
+  keyScope,
+  newCallIdIn,
+  recordEnded,
+  shardOf,
+  shardOfKey,
+  unknownCall,
+  type FinishedCall,
+} from "./call-ledger-client.js";
+import type { Env } from "./env.js";
 
 describe("a keyed call's id", () => {
   it("falls in the shard of its key, so the key and the record are written together", () => {
@@ -74,5 +87,58 @@ describe("unknownCall and checkedCallId", () => {
     expect(checkedCallId("fc-0123456789abcdefghjkmnpqrs")).toBe("fc-0123456789abcdefghjkmnpqrs");
     expect(() => checkedCallId("nope")).toThrow('"nope" is not a call id (they look like fc- followed by 26 characters)');
     expect(() => checkedCallId(undefined)).toThrow(InvalidRequestError);
+  });
+});
+
+describe("ended calls written together", () => {
+  it("lose none to one the ledger refuses: each is written alone, and the refused one as failed, saying why", async () => {
+    const written: FinishedCall[] = [];
+    // A ledger that refuses any write holding a result it cannot take (as a Durable Object refuses a message over 32 MiB).
+    const ledger = {
+      record: async (rows: FinishedCall[]) => {
+        if (rows.some((r) => r.result?.json === "too big")) throw new Error("Serialized RPC arguments or return values are limited to 32MiB");
+        written.push(...rows);
+        return [];
+      },
+    };
+    const env = { LEDGER: { idFromName: (name: string) => name, get: () => ledger } } as unknown as Env;
+    const row = (json: string): FinishedCall => {
+      const now = Date.now();
+      return {
+        id: newCallId(),
+        app: "a",
+        function: "f",
+        kind: "spawn",
+        status: "succeeded",
+        attempts: 1,
+        createdAt: now,
+        startedAt: now,
+        finishedAt: now,
+        result: { json },
+      };
+    };
+    const [ok1, bad, ok2] = [row("fine"), row("too big"), row("also fine")];
+    const said: string[] = [];
+    const errors = vi.spyOn(console, "error").mockImplementation((line: unknown) => void said.push(String(line)));
+    try {
+      await recordEnded(env, [ok1!, bad!, ok2!]);
+    } finally {
+      errors.mockRestore();
+    }
+    expect(written.filter((r) => r.status === "succeeded").map((r) => r.id)).toEqual(expect.arrayContaining([ok1!.id, ok2!.id]));
+    const failed = written.find((r) => r.id === bad!.id)!;
+    expect(failed.status).toBe("failed");
+    expect(failed.result).toBeUndefined();
+    expect(failed.error).toEqual({
+      code: "internal",
+      message: `call ${bad!.id} ended, but the ledger could not keep its result: Serialized RPC arguments or return values are limited to 32MiB`,
+      details: { callId: bad!.id },
+    });
+    expect(said).toEqual(
+      expect.arrayContaining([
+        expect.stringContaining("could not record 3 calls in one write"),
+        expect.stringContaining(`could not record ${bad!.id} with its result`),
+      ]),
+    );
   });
 });

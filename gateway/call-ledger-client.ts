@@ -290,27 +290,62 @@ const RECORD_BATCH_MS = 50;
  * @example rc.waitUntil(recordEnded(rc.env, [row]).catch((err) => console.error(err)));
  */
 export const recordEnded = isolateBatch(RECORD_BATCH_MS, async (env: Env, taken: FinishedCall[]) => {
-  const byShard = new Map<LedgerApi, FinishedCall[]>();
   const stubs = new Map<string, LedgerApi>();
-  for (const row of taken) {
+  try {
+    await recordRows(env, taken, stubs);
+  } catch (err) {
+    // One row the ledger cannot take must not lose the others written with it: each is written alone, and one that
+    // fails alone again with a result is written failed, saying why, so whoever waits for the call learns how it ended.
+    if (taken.length > 1) {
+      console.error(`ledger: could not record ${taken.length} calls in one write (${firstLine(err)}); writing each alone`);
+      await Promise.all(taken.map((row) => recordAlone(env, row, stubs)));
+    } else await recordAlone(env, taken[0]!, stubs, err);
+  } finally {
+    for (const row of taken) if (row.key !== undefined) unwrittenKeys.delete(row.key);
+  }
+});
+
+/** Writes rows, one write per shard; a key that named another call is logged as an extra run. */
+async function recordRows(env: Env, rows: FinishedCall[], stubs: Map<string, LedgerApi>): Promise<void> {
+  const byShard = new Map<LedgerApi, FinishedCall[]>();
+  for (const row of rows) {
     const stub = ledgerFor(env, row.id, stubs);
     const shardRows = byShard.get(stub);
     if (shardRows) shardRows.push(row);
     else byShard.set(stub, [row]);
   }
-  try {
-    const keysTaken = (await Promise.all([...byShard].map(([stub, shardRows]) => stub.record(shardRows)))).flat();
-    for (const { id, key, names } of keysTaken) {
-      const row = taken.find((r) => r.id === id)!;
-      console.error(extraRunLine(row.app, row.function, key.slice(keyScope(row.app, row.function, "").length), names, id));
-    }
-  } catch (err) {
-    // Said here, with every call the write held: the rows of requests that joined the batch are not the writer's to name.
-    console.error(`ledger: could not record ${taken.map((r) => r.id).join(", ")}:`, err);
-  } finally {
-    for (const row of taken) if (row.key !== undefined) unwrittenKeys.delete(row.key);
+  const keysTaken = (await Promise.all([...byShard].map(([stub, shardRows]) => stub.record(shardRows)))).flat();
+  for (const { id, key, names } of keysTaken) {
+    const row = rows.find((r) => r.id === id)!;
+    console.error(extraRunLine(row.app, row.function, key.slice(keyScope(row.app, row.function, "").length), names, id));
   }
-});
+}
+
+/** One row, written alone (`failed`: its write failed already); with its result, it is written once more as failed. */
+async function recordAlone(env: Env, row: FinishedCall, stubs: Map<string, LedgerApi>, failed?: unknown): Promise<void> {
+  let err = failed;
+  if (err === undefined) {
+    try {
+      return await recordRows(env, [row], stubs);
+    } catch (thrown) {
+      err = thrown;
+    }
+  }
+  if (row.result === undefined) return console.error(`ledger: could not record ${row.id}:`, err);
+  const error = {
+    code: "internal" as const,
+    message: `call ${row.id} ended, but the ledger could not keep its result: ${firstLine(err)}`,
+    details: { callId: row.id },
+  };
+  console.error(`ledger: could not record ${row.id} with its result (${firstLine(err)}); recording it failed`);
+  const { result: _result, ...rest } = row;
+  await recordRows(env, [{ ...rest, status: "failed", error }], stubs).catch((again: unknown) => console.error(`ledger: could not record ${row.id}:`, again));
+}
+
+/** An error's first line, at most 300 characters: for a line of the gateway's about it. */
+export function firstLine(err: unknown): string {
+  return (err instanceof Error ? err.message : String(err)).split("\n")[0]!.slice(0, 300);
+}
 
 /**
  * The scoped keys of this isolate's fresh keyed calls that are not in the ledger yet (`callOnce` holds one from the

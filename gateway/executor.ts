@@ -47,8 +47,10 @@ import {
   type FinishedCall,
   type LedgerApi,
   type NewCall,
+  firstLine,
 } from "./call-ledger-client.js";
 import { EncodedResult } from "./encoded-result.js";
+import { encodeResult } from "../sdk/result-value.js";
 import { AttemptLost, forwardToPlane, type ForwardOptions } from "./forward-to-plane.js";
 import { waitForBatch } from "./isolate-batch.js";
 import { registry, type RegisteredFunction } from "./registry.js";
@@ -62,7 +64,7 @@ import { beatRunners, holdRunner } from "./live-runners.js";
 
 export interface Outcome {
   status: Exclude<CallStatus, "pending" | "running">;
-  /** The result; an `EncodedResult` when it came from a plane. */
+  /** The result, in wire form (an `EncodedResult`) when a function returned it, in either tier. */
   value?: unknown;
   error?: TandemError;
   attempts: number;
@@ -203,7 +205,12 @@ async function attemptOnce(rc: RunContext, fn: RegisteredFunction, args: CallArg
     if (isGeneratorResult(value)) {
       throw new InvalidRequestError(`${fn.app}.${fn.name} is a generator function; stream it with .remoteGen() (POST .../stream)`, { callId });
     }
-    return value;
+    // In wire form here, as a plane's runner sends it: a result the wire cannot carry fails the call, in either tier alike.
+    try {
+      return new EncodedResult(encodeResult(value, `${fn.app}.${fn.name}`));
+    } catch (err) {
+      throw remoteErrorFrom(err, { callId });
+    }
   });
   const deadline = Date.now() + fn.spec.timeoutSeconds * 1000;
   return withDeadline(running, deadline, () => functionTimeout({ app: fn.app, function: fn.name, timeoutSeconds: fn.spec.timeoutSeconds, callId, attempt }));
@@ -712,8 +719,4 @@ function failedLine(error: TandemError, attempts: number): string {
 /** An error's name as the app threw it (`Error`, `TypeError`), not the `RemoteError` the gateway carries it in. */
 function errorName(error: TandemError): string {
   return error instanceof RemoteError ? error.remoteName : error.name;
-}
-
-function firstLine(err: unknown): string {
-  return (err instanceof Error ? err.message : String(err)).split("\n")[0]!.slice(0, 300);
 }

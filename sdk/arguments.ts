@@ -179,7 +179,8 @@ export function checkSendable(args: readonly unknown[]): void {
   });
 }
 
-function unsendableIn(value: unknown, depth: number): { kind: string; path: string } | undefined {
+/** Where in `value` a function or a symbol is (a path such as `.a[2]`, "" for `value` itself), and which. */
+export function unsendableIn(value: unknown, depth = 0): { kind: string; path: string } | undefined {
   if (typeof value === "function" || typeof value === "symbol") return { kind: typeof value, path: "" };
   if (typeof value !== "object" || value === null || depth >= SENDABLE_DEPTH) return undefined;
   const entries: [string, unknown][] = Array.isArray(value)

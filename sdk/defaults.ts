@@ -193,6 +193,12 @@ export const API_LIMITS = {
    * so a value that is read can also be sent on and stored.
    */
   maxJsonDepth: 512,
+  /**
+   * The longest a function's result may be as JSON, in characters (`encodeResult`, sdk/result-value.ts), as long as
+   * a request's body may be by default: a call's record crosses to its ledger in one message, which a Durable Object
+   * takes up to 32 MiB of (a character is at most two bytes there).
+   */
+  maxResultChars: 10 * MiB,
 } as const;
 
 /** API tokens (docs/security.md). */

@@ -754,11 +754,14 @@ describe("deep JSON", () => {
     expect(await fn("echo").remote(value)).toEqual([value]);
   });
 
-  it("answers a function's own too-deep result as internal, with the message and no stack", async () => {
+  it("fails a call whose result is nested too deep as the function's own error, saying why, with no stack of the gateway's", async () => {
     const res = await post("/v1/apps/edge/functions/deepResult/call", JSON.stringify({ args: [100_000] }));
     const text = await res.text();
     expect(res.status).toBe(500);
-    expect(JSON.parse(text).error).toEqual({ code: "internal", message: "Maximum call stack size exceeded" });
+    const { error } = JSON.parse(text) as { error: { code: string; message: string; remote: { name: string; stack?: string } } };
+    expect(error.code).toBe("function_failed");
+    expect(error.remote.name).toBe("RangeError");
+    expect(error.message).toContain("edge.deepResult returned a value nested more than 512 levels deep, the most a result may be: return it flatter");
     expectNoInternals(text);
   });
 });

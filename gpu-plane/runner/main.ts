@@ -29,6 +29,7 @@ import {
   type UncaughtFrame,
 } from "../../sdk/protocol.js";
 import { LineSplitter } from "../../sdk/stream-lines.js";
+import { encodeResult } from "../../sdk/result-value.js";
 import { maskSecretValues, maskedError } from "../../sdk/secret.js";
 import { writeSync } from "node:fs";
 import { format } from "node:util";
@@ -200,7 +201,7 @@ export async function runFunctions(
       const iterable = isGeneratorResult(value) ? value : undefined;
       if (!input.stream) {
         if (iterable) throw new InvalidRequestError(`${app.name}.${input.function} is a generator function; stream it with .remoteGen() (POST .../stream)`);
-        send({ t: "output", callId: input.callId, status: "succeeded", result: encodeValue(value) });
+        send({ t: "output", callId: input.callId, status: "succeeded", result: encodeResult(value, `${app.name}.${input.function}`) });
         return;
       }
       if (!iterable) throw new InvalidRequestError(`${app.name}.${input.function} is not a generator function; call it with .remote() (POST .../call)`);

@@ -1,0 +1,80 @@
+/**
+ * A function's result as the wire carries it, checked the same way in either tier (the gateway's isolate for an edge
+ * function, the runner for a plane function) before the call is answered or recorded. A value the wire cannot carry
+ * fails the call as an error the function threw would (`function_failed`, its remote error a `TypeError` or a
+ * `RangeError` that says why): a function or a symbol in it (JSON would drop it without a word, as an argument's
+ * is refused: docs/api.md, "Values"), a value nested deeper than `API_LIMITS.maxJsonDepth`, or one whose JSON is
+ * longer than `API_LIMITS.maxResultChars` (either broke the call's record, and a spawned call ran again).
+ */
+import { API_LIMITS } from "./defaults.js";
+import { unsendableIn } from "./arguments.js";
+import { encodeValue, type EncodedValue } from "./protocol.js";
+
+/**
+ * @example
+ * encodeResult(42, "shop.price"); // { json: 42 }
+ * encodeResult({ done: () => {} }, "shop.price"); // throws TypeError: shop.price returned a function (at .done), …
+ */
+export function encodeResult(value: unknown, fn: string): EncodedValue {
+  let encoded: EncodedValue;
+  try {
+    encoded = encodeValue(value, (v) => {
+      const where = unsendableIn(v);
+      if (where)
+        throw resultError(
+          TypeError,
+          `${fn} returned a ${where.kind}${where.path ? ` (at ${where.path})` : ""}, which a result cannot carry: results travel as data, as arguments do (docs/api.md, "Values")`,
+        );
+    });
+  } catch (err) {
+    // The codec recursed past the stack: a value thousands of levels deep.
+    throw err instanceof RangeError && /call stack/i.test(err.message) ? tooDeep(fn) : err;
+  }
+  const over = measureJson(encoded.json, API_LIMITS.maxJsonDepth, API_LIMITS.maxResultChars);
+  if (over === "deep") throw tooDeep(fn);
+  if (over === "long")
+    throw resultError(
+      RangeError,
+      `${fn} returned a value longer than ${API_LIMITS.maxResultChars / 1024 / 1024} MiB as JSON, the most a result may be: return a reference to it (a volume's file, a dict key) instead`,
+    );
+  return encoded;
+}
+
+const tooDeep = (fn: string) =>
+  resultError(RangeError, `${fn} returned a value nested more than ${API_LIMITS.maxJsonDepth} levels deep, the most a result may be: return it flatter`);
+
+/** An error whose stack is its message alone: the frames would be Tandem's, not the function's. */
+function resultError(kind: typeof TypeError | typeof RangeError, message: string): Error {
+  const error = new kind(message);
+  error.stack = `${error.name}: ${message}`;
+  return error;
+}
+
+/**
+ * Whether JSON nests deeper than `maxDepth` or is longer than `maxChars` as text (strings counted as they are, without
+ * their escapes), looking no further than that; iterative, so no value overflows it.
+ */
+function measureJson(json: unknown, maxDepth: number, maxChars: number): "deep" | "long" | undefined {
+  if (typeof json !== "object" || json === null) return typeof json === "string" && json.length > maxChars ? "long" : undefined;
+  let chars = 0;
+  const stack: [unknown, number][] = [[json, 1]];
+  while (stack.length > 0) {
+    const [value, depth] = stack.pop()!;
+    if (typeof value === "string") chars += value.length + 2;
+    else if (typeof value === "object" && value !== null) {
+      if (depth > maxDepth) return "deep";
+      if (Array.isArray(value)) {
+        chars += value.length + 1;
+        for (const item of value) stack.push([item, depth + 1]);
+      } else {
+        for (const [key, item] of Object.entries(value)) {
+          chars += key.length + 4;
+          stack.push([item, depth + 1]);
+        }
+        chars += 1;
+      }
+    } else chars += String(value).length; // a number as JSON writes it, true, false, null
+    if (chars > maxChars) return "long";
+  }
+  return undefined;
+}

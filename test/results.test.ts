@@ -1,0 +1,73 @@
+/**
+ * A result the wire cannot carry (a function or a symbol in it, nested too deep, too long) fails its call the same
+ * way in both tiers, as an error the function threw, and is recorded so: a spawned call ends, and is not run again.
+ */
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { FunctionCall, RemoteError, lookup, type CallRecord } from "../sdk/index.js";
+import { API_LIMITS } from "../sdk/defaults.js";
+import { authed } from "./helpers/gateway.js";
+import { startTestStack, type TestStack } from "./helpers/stack.js";
+
+const APP = new URL("./fixtures/results-app.ts", import.meta.url).pathname;
+let stack: TestStack;
+
+beforeAll(async () => {
+  // A short lease: a call whose end could not be recorded would be resumed, run again, within a second or two.
+  stack = await startTestStack(APP, { scaledownWindowSeconds: 30 }, { bindings: { TANDEM_CALL_LEASE_SECONDS: "1" } });
+});
+afterAll(async () => {
+  await stack?.dispose();
+});
+
+const made = (fn: "edgeMade" | "planeMade") => lookup<[string], unknown>("results", fn, { gateway: stack.url });
+const failure = async (promise: Promise<unknown>) =>
+  promise.then(
+    () => undefined,
+    (err: unknown) => err as RemoteError,
+  );
+
+const EXPECTED: Record<string, [string, string]> = {
+  symbol: ["TypeError", 'returned a symbol, which a result cannot carry: results travel as data, as arguments do (docs/api.md, "Values")'],
+  function: ["TypeError", "returned a function (at .list[1].done), which a result cannot carry"],
+  deep: ["RangeError", `returned a value nested more than ${API_LIMITS.maxJsonDepth} levels deep, the most a result may be: return it flatter`],
+  "very deep": ["RangeError", `returned a value nested more than ${API_LIMITS.maxJsonDepth} levels deep`],
+  long: ["RangeError", "returned a value longer than 10 MiB as JSON, the most a result may be"],
+};
+
+describe("a result the wire cannot carry", () => {
+  for (const fn of ["edgeMade", "planeMade"] as const) {
+    it(`fails a .remote() of ${fn} as the function's own error would, saying why`, async () => {
+      for (const [kind, [name, message]] of Object.entries(EXPECTED)) {
+        const err = await failure(made(fn).remote(kind));
+        expect(err, kind).toBeInstanceOf(RemoteError);
+        expect(err!.code).toBe("function_failed");
+        expect(err!.remoteName).toBe(name);
+        expect(err!.message).toContain(`results.${fn} ${message}`);
+      }
+      // What the wire carries still comes back as it was.
+      expect(await made(fn).remote("fine")).toEqual({ when: new Date(0), n: 2n });
+    });
+
+    it(`ends a spawned call of ${fn} failed, once, and records it so (the call is not run again)`, async () => {
+      const calls = await Promise.all(["symbol", "very deep", "long"].map((kind) => made(fn).spawn(kind)));
+      for (const call of calls) {
+        const err = await failure(call.get({ timeoutMs: 30_000 }));
+        expect(err).toBeInstanceOf(RemoteError);
+      }
+      await new Promise((resolve) => setTimeout(resolve, 2_500)); // past the lease: a runner taken for lost would run it again
+      for (const call of calls) {
+        const record = (await (await fetch(`${stack.url}/v1/calls/${call.id}`, authed())).json()) as CallRecord;
+        expect(record.status).toBe("failed");
+        expect(record.attempts).toBe(1);
+        expect(record.error?.code).toBe("function_failed");
+        expect(stack.gatewayOutput.some((l) => l.includes("resuming") && l.includes(call.id))).toBe(false);
+        expect(
+          (await FunctionCall.fromId(call.id, { gateway: stack.url })
+            .get()
+            .catch((e: Error) => e)) instanceof RemoteError,
+        ).toBe(true);
+      }
+      expect(stack.gatewayOutput.filter((l) => l.includes("ledger: could not record"))).toEqual([]);
+    });
+  }
+});
