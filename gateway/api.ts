@@ -259,12 +259,12 @@ export function apiRoutes(): Hono<Api> {
   api.get(ROUTES.callRecord, guard("call"), async (c) => {
     const id = callId(c);
     const wait = c.req.query("wait");
-    // Whole milliseconds: Number() would also take "", " 5" and "0x10".
-    if (wait !== undefined && !/^\d{1,15}$/.test(wait))
+    // Whole milliseconds, any number of digits (a longer wait is cut): Number() would also take "", " 5" and "0x10".
+    if (wait !== undefined && !/^\d+$/.test(wait))
       throw new InvalidRequestError(
-        `"wait" must be a number of milliseconds, 0 or more (a longer wait than ${API_LIMITS.maxWaitMs} is cut to ${API_LIMITS.maxWaitMs})`,
+        `"wait" must be a whole number of milliseconds, 0 or more (got ${JSON.stringify(wait.slice(0, 40))}); a longer wait than ${API_LIMITS.maxWaitMs} is cut to ${API_LIMITS.maxWaitMs}`,
       );
-    const waitMs = Number(wait ?? 0);
+    const waitMs = Math.min(Number(wait ?? 0), API_LIMITS.maxWaitMs);
     // Another app's call is as unknown as one that never was: a token restricted to apps cannot see it.
     const ledger = ledgerFor(c.env, id);
     const seen = await ledger.get(id, 0);

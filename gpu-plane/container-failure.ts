@@ -91,7 +91,9 @@ function howItEnded(worker: Worker, exit: ExitInfo): { reason: "oom" | "killed" 
     reason === "oom"
       ? `ran out of memory (limit ${worker.reservation.memoryMiB} MiB)`
       : reason === "crashed"
-        ? `crashed with exit code ${exit.code}`
+        ? exit.code === 0
+          ? "exited with code 0 (the app's code ended its process, as process.exit() does)" // no crash, but no answer either
+          : `crashed with exit code ${exit.code}`
         : worker.stopping
           ? `was stopped by the plane${how}`
           : `was killed${exit.signal ? ` (${exit.signal})` : ""}`;

@@ -611,11 +611,15 @@ describe("bad input", () => {
     expect(unknown.status).toBe(404);
     expect(((await unknown.json()) as any).error.code).toBe("not_found");
     // ?wait= is whole milliseconds: Number() would have taken "", "0x10" and " 5" as 0, 16 and 5.
-    for (const wait of ["", "0x10", "%205", "-1", "1e3", "abc"]) {
+    for (const wait of ["", "0x10", "%205", "-1", "1e3", "abc", "1.5"]) {
       const res = await fetch(`${gw.url}/v1/calls/fc-00000000000000000000000000?wait=${wait}`, authed());
       expect(res.status, wait).toBe(400);
-      expect(((await res.json()) as any).error.message, wait).toContain('"wait" must be a number of milliseconds');
+      expect(((await res.json()) as any).error.message, wait).toMatch(
+        /^"wait" must be a whole number of milliseconds, 0 or more \(got ".*"\); a longer wait than 50000 is cut to 50000$/,
+      );
     }
+    // A wait of any length is whole milliseconds, cut to the longest: this one is a 404 at once, as any other.
+    expect((await fetch(`${gw.url}/v1/calls/fc-00000000000000000000000000?wait=99999999999999999999`, authed())).status).toBe(404);
   });
 });
 
