@@ -126,7 +126,11 @@ describe("a bytes function", () => {
       .remote("l")
       .catch((e) => e);
     expect(timedOut).toBeInstanceOf(FunctionTimeoutError);
-    expect(timedOut.message).toMatch(/^wasmy\.misbehave timed out after 1 s: misbehave ran for 1\d{3} ms, past its limit of 1000 ms, and was stopped$/);
+    expect(timedOut.message).toMatch(
+      /^wasmy\.misbehave timed out after 1 s \(attempt 1\): misbehave ran for 1\d{3} ms, past its limit of 1000 ms, and was stopped$/,
+    );
+    // The same facts as any function's timeout, in either tier: its call and attempt.
+    expect(timedOut.details).toEqual({ timeoutSeconds: 1, callId: expect.stringMatching(/^fc-/), attempt: 1 });
     expect(Date.now() - started).toBeLessThan(10_000);
     expect(text(await misbehave().remote("x"))).toBe("ok");
   });

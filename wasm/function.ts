@@ -55,7 +55,8 @@ export function wasmFunction(
     } catch (err) {
       // Past its time, a WebAssembly function times out like any other: same error, same retry policy.
       if (err instanceof WasmLimitError && err.limit === "time") {
-        throw functionTimeout({ app, function: name, timeoutSeconds: spec.timeoutSeconds, reason: err.message });
+        const call = currentCall();
+        throw functionTimeout({ app, function: name, timeoutSeconds: spec.timeoutSeconds, callId: call?.callId, attempt: call?.attempt, reason: err.message });
       }
       // A trap (a panic, a failed assert) logs what it wrote to stderr, as an exit does.
       if (err instanceof WasmTrapError) logLines(err.stderr);
