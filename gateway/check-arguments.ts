@@ -1,6 +1,7 @@
 /**
  * A call's arguments checked at the gateway, before anything runs: a class
- * method's parameters, and the function's `input` schema. A call, spawn or
+ * method's parameters, the function's `input` schema, and what a WebAssembly
+ * function's module can be given. A call, spawn or
  * stream request with a bad one is refused (`400`) before it is recorded or
  * sent to a plane; a map input with one fails by itself. The schema's output
  * is not kept here: the handler gets it where it runs (sdk/arguments.ts),
@@ -8,6 +9,7 @@
  * the SDK's (`checkCallArguments`), which `tandem run` makes too.
  */
 import { checkCallArguments } from "../sdk/arguments.js";
+import { checkWasmArguments } from "../wasm/function.js";
 import type { CallArgs } from "./call-args.js";
 import type { RegisteredFunction } from "./registry.js";
 
@@ -21,4 +23,5 @@ import type { RegisteredFunction } from "./registry.js";
  */
 export async function checkArguments(fn: RegisteredFunction, args: CallArgs): Promise<void> {
   if (fn.clsMethod || fn.input) await checkCallArguments(`${fn.app}.${fn.name}`, fn, args.values);
+  if (fn.wasmInput) checkWasmArguments(`${fn.app}.${fn.name}`, fn.wasmInput, args.values);
 }

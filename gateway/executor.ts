@@ -185,7 +185,7 @@ async function attemptOnce(rc: RunContext, fn: RegisteredFunction, args: CallArg
   // A plane gets the arguments in wire form; only a function run here needs their values. Arguments its `input`
   // refuses fail the attempt here, before a plane is asked (a map input, a scheduled run): at the edge, the handler checks them.
   if (fn.spec.tier === "plane") {
-    if (fn.input) await checkArguments(fn, args);
+    if (fn.input || fn.wasmInput) await checkArguments(fn, args);
     return forwardToPlane(rc, fn, args, callId, attempt, forward);
   }
   const context: RunContext = {

@@ -29,6 +29,11 @@ export interface RegisteredFunction {
   secretHolder: string;
   /** Its `input` schema (a class method's own): a call's arguments are checked against it before it runs or is forwarded. */
   input: ArgumentsSchema | undefined;
+  /**
+   * A WebAssembly function without an `input` schema: how its module takes its arguments, checked before a call is
+   * recorded or forwarded (`checkWasmArguments`); with a schema, its handler checks the schema's output.
+   */
+  wasmInput?: "json" | "bytes";
 }
 
 export class AppRegistry {
@@ -68,7 +73,16 @@ export class AppRegistry {
         // A plane-tier module ships in the plane bundle; the edge forwards its calls.
         const handler = w.spec.tier === "plane" ? planeOnly : module ? wasmFunction(app.name, w, module, wasmFiles[`${app.name}/${w.name}`]) : undefined;
         if (!handler) throw new Error(`the WebAssembly module of ${app.name}.${w.name} was not bundled; serve or deploy the app with the tandem CLI`);
-        add({ name: w.name, spec: w.spec, handler, clsMethod: false, generator: false, input: w.spec.input, secretHolder: w.name });
+        add({
+          name: w.name,
+          spec: w.spec,
+          handler,
+          clsMethod: false,
+          generator: false,
+          input: w.spec.input,
+          secretHolder: w.name,
+          ...(w.spec.input ? {} : { wasmInput: w.contentType }),
+        });
       }
       for (const cls of app.classes) {
         const instances = new ClassInstances(cls); // at the edge: one instance per isolate and parameters

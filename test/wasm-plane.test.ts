@@ -5,6 +5,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { FunctionTimeoutError, lookup } from "../sdk/index.js";
+import { ADMIN_TOKEN } from "./helpers/gateway.js";
 import { startTestStack, type TestStack } from "./helpers/stack.js";
 
 let stack: TestStack;
@@ -30,6 +31,24 @@ describe("a WebAssembly function on the plane", () => {
     }
     expect(await fn<[string], string[]>("upperPlane").remote("hi")).toEqual(["HI"]);
     expect(stack.planes[0]!.status().functions.find((f) => f.function === "upperPlane")?.coldStarts).toBe(1);
+  });
+
+  it("refuses an argument its module cannot be given at the gateway, as at the edge: no call made, no container started", async () => {
+    const coldStarts = () => stack.planes[0]!.status().functions.find((f) => f.function === "upperPlane")?.coldStarts ?? 0;
+    const before = coldStarts();
+    for (const name of ["upperPlane", "upperEdge"]) {
+      const res = await fetch(`${stack.url}/v1/apps/wasmtiers/functions/${name}/call`, {
+        method: "POST",
+        headers: { authorization: `Bearer ${ADMIN_TOKEN}` },
+        body: JSON.stringify({ args: [[["a", 1]]], meta: { values: { "0": ["map"] } } }),
+      });
+      expect(res.status).toBe(400);
+      expect(res.headers.get("tandem-call-id")).toBeNull(); // refused before a call was made
+      expect(((await res.json()) as { error: { message: string } }).error.message).toMatch(
+        /takes its arguments as JSON: argument 1 is a Map, which JSON cannot carry/,
+      );
+    }
+    expect(coldStarts()).toBe(before);
   });
 
   it("gives the same bytes, and the same errors, as at the edge", async () => {

@@ -103,6 +103,21 @@ function logLines(stderr: Uint8Array): void {
  * `{}`, bytes as `{"0":104,...}`, a `BigInt` not at all) is refused, named, rather than sent changed.
  */
 function jsonInput(where: string, args: unknown[]): Uint8Array {
+  checkWasmArguments(where, "json", args);
+  return encoder.encode(JSON.stringify(args));
+}
+
+/**
+ * Refuses arguments a WebAssembly function cannot be given (`invalid_request`, saying why): for `json`, a value JSON
+ * cannot carry; for `bytes`, anything but one `Uint8Array`, `ArrayBuffer` or string, or nothing. The gateway checks a
+ * call's before it is recorded or sent to a plane, as the module's handler does before it runs.
+ * @example checkWasmArguments("demo.upper", "json", [new Map()]); // throws: … argument 1 is a Map, which JSON cannot carry; …
+ */
+export function checkWasmArguments(where: string, contentType: "json" | "bytes", args: unknown[]): void {
+  if (contentType === "bytes") {
+    bytesInput(where, args);
+    return;
+  }
   for (const [i, arg] of args.entries()) {
     const found = notJson(arg, "", new Set());
     if (found) {
@@ -111,7 +126,6 @@ function jsonInput(where: string, args: unknown[]): Uint8Array {
       );
     }
   }
-  return encoder.encode(JSON.stringify(args));
 }
 
 /** The first value under `value` that JSON cannot carry, and where (`.items[2]`); undefined when there is none. */
