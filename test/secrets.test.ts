@@ -40,6 +40,12 @@ const leak = () => {
 };
 export const edgeLeak = app.function({ secrets: [api] }, leak);
 export const planeLeak = app.function({ tier: "plane", secrets: [api] }, leak);
+// Written to the streams themselves, as a logger may, not through console.*.
+export const planeRawLeak = app.function({ tier: "plane", secrets: [api] }, () => {
+  process.stdout.write("raw write " + process.env.API_KEY + "\\n");
+  process.stderr.write(Buffer.from("raw bytes " + process.env.API_KEY + "\\n"));
+  return "written";
+});
 // WebAssembly functions read their secrets in their WASI environment (env-key.as.ts: API_KEY reversed).
 export const wasmKey = app.wasm("wasmKey", { source: "./env-key.as.ts" }, { secrets: [api] });
 export const wasmPlaneKey = app.wasm("wasmPlaneKey", { source: "./env-key.as.ts" }, { tier: "plane", secrets: [api] });
@@ -173,6 +179,9 @@ describe("secrets in both tiers", () => {
     }
     await served.waitFor(/\[vault\.planeLeak [^\]]*\] the key is \*\*\* \{ nested: '\*\*\*' \}/);
     await served.waitFor(/\[vault\.edgeLeak [^\]]*\] the key is \*\*\* \{"nested":"\*\*\*"\}/);
+    expect(await fn("planeRawLeak").remote()).toBe("written");
+    await served.waitFor(/\[vault\.planeRawLeak [^\]]*\] raw write \*\*\*$/m);
+    await served.waitFor(/\[vault\.planeRawLeak [^\]]*\] \(stderr\) raw bytes \*\*\*$/m);
     expect(served.output()).not.toContain(VALUE);
   }, 90_000);
 

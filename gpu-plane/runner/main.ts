@@ -30,9 +30,8 @@ import {
 } from "../../sdk/protocol.js";
 import { LineSplitter } from "../../sdk/stream-lines.js";
 import { encodeResult } from "../../sdk/result-value.js";
-import { maskSecretValues, maskedError } from "../../sdk/secret.js";
+import { maskedError } from "../../sdk/secret.js";
 import { writeSync } from "node:fs";
-import { format } from "node:util";
 import { wasmFunction } from "../../wasm/function.js";
 import { IN_CONTAINER } from "../drivers/driver.js";
 import { uncaughtCause } from "../container-failure.js";
@@ -61,7 +60,13 @@ export async function runFunctions(
   );
   const secretValues = Object.values(secrets);
   plainConsole();
-  maskConsole(secretValues);
+  const calls = new AsyncLocalStorage<CallContext>();
+  // Every line the app's code writes, through `console.*` or to process.stdout and stderr themselves, its secret values
+  // masked; once connected, each with its call on the control channel, the ones held going before any other frame.
+  const capture = new OutputCapture(() => {
+    const callId = calls.getStore()?.callId;
+    return callId && callId !== "-" ? callId : null;
+  }, secretValues);
   // What the app's code throws outside a call goes to the plane, ahead of the lines held; before the runner is connected
   // (a rejection in enter()), once it is, in place of its ready frame.
   let tellPlane: ((frame: UncaughtFrame) => void) | undefined;
@@ -81,7 +86,6 @@ export async function runFunctions(
     const bytes = wasm[w.name];
     if (bytes) functions.set(w.name, { handler: wasmFunction(app.name, w, new WebAssembly.Module(bytes), wasmFiles[w.name]), env: w.spec.env });
   }
-  const calls = new AsyncLocalStorage<CallContext>();
   installCallContextStore(calls);
 
   // A class's container runs enter() before it is ready, so the first input (and a warm pool) finds it loaded.
@@ -96,11 +100,6 @@ export async function runFunctions(
   }
 
   let socket = await connectToPlane(socketPath);
-  // The function's lines, each with its call, on the control channel: the ones held go before any other frame.
-  const capture = new OutputCapture(() => {
-    const callId = calls.getStore()?.callId;
-    return callId && callId !== "-" ? callId : null;
-  });
   capture.attach((text) => socket.write(text));
   tellPlane = (frame) => socket.write(capture.take() + JSON.stringify(frame) + "\n", () => process.exit(1));
   if (untold) return tellPlane(untold);
@@ -334,13 +333,4 @@ function plainConsole(): void {
   if (process.env.FORCE_COLOR !== undefined) return;
   const plain = new Console({ stdout: process.stdout, stderr: process.stderr, colorMode: false });
   for (const [name, method] of Object.entries(plain)) if (typeof method === "function" && name in console) Object.assign(console, { [name]: method });
-}
-
-/** Writes each console line as one string with `values` masked (nothing to do when the container has no secrets). */
-function maskConsole(values: string[]): void {
-  if (values.length === 0) return;
-  for (const level of ["log", "info", "warn", "error", "debug"] as const) {
-    const write = console[level].bind(console);
-    console[level] = (...args: unknown[]) => write(maskSecretValues(format(...args), values));
-  }
 }

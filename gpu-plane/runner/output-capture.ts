@@ -12,13 +12,15 @@
  * with a line in it begins another, so a function that prints a line a call sends each with its call's result, and
  * no frame of its own after the first; the spell ends with a window in which no line came. Bounded: at most
  * `LOG_LIMITS.runnerMaxFrameChars` held, at most `runnerMaxLinesPerSecond` lines a second (past that dropped, and
- * counted in the next frame), each line cut at `maxLineChars`. Lines still held when the process exits are written
- * to the container's stdout and stderr, so none is lost.
+ * counted in the next frame), each line cut at `maxLineChars`, the container's secret values masked in it as `***`
+ * (whether `console.*` wrote it or code wrote to the streams themselves). Lines still held when the process exits are
+ * written to the container's stdout and stderr, so none is lost.
  */
 import { writeSync } from "node:fs";
 import { StringDecoder } from "node:string_decoder";
 import { LOG_LIMITS } from "../../sdk/defaults.js";
 import { cutLogLine, type LogFrame } from "../../sdk/protocol.js";
+import { maskSecretValues } from "../../sdk/secret.js";
 import { LineSplitter } from "../../sdk/stream-lines.js";
 
 type Source = "stdout" | "stderr";
@@ -50,12 +52,23 @@ export class OutputCapture {
   #windowStart = 0;
   #inWindow = 0;
 
-  constructor(callNow: () => string | null) {
+  /** The container's secret values, masked as `***` in every line kept (sdk/secret.ts `maskSecretValues`). */
+  readonly #secretValues: readonly string[];
+
+  constructor(callNow: () => string | null, secretValues: readonly string[] = []) {
     this.#callNow = callNow;
+    this.#secretValues = secretValues.filter((v) => v.length > 0);
     this.#original = { stdout: process.stdout.write.bind(process.stdout), stderr: process.stderr.write.bind(process.stderr) };
     for (const source of ["stdout", "stderr"] as const) {
       process[source].write = ((chunk: string | Uint8Array, encoding?: BufferEncoding | ((err?: Error | null) => void), cb?: (err?: Error | null) => void) => {
-        if (!this.#send) return (this.#original[source] as (...a: unknown[]) => boolean)(chunk, encoding, cb);
+        if (!this.#send) {
+          // Not connected (yet, or any more): to the container's own output, where the plane reads it, masked all the same.
+          const masked =
+            this.#secretValues.length === 0
+              ? chunk
+              : this.#mask(typeof chunk === "string" ? chunk : this.#decoders[source].write(Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength)));
+          return (this.#original[source] as (...a: unknown[]) => boolean)(masked, encoding, cb);
+        }
         const done = typeof encoding === "function" ? encoding : cb;
         this.#write(source, typeof chunk === "string" ? chunk : this.#decoders[source].write(Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength)));
         if (done) process.nextTick(done);
@@ -151,9 +164,13 @@ export class OutputCapture {
       this.#dropped++;
       return;
     }
-    const cut = cutLogLine(text);
+    const cut = cutLogLine(this.#mask(text));
     this.#lines.push({ callId, source, text: cut });
     this.#chars += cut.length;
+  }
+
+  #mask(text: string): string {
+    return this.#secretValues.length === 0 ? text : maskSecretValues(text, this.#secretValues);
   }
 
   #flush(): void {
