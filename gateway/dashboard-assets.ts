@@ -99,16 +99,32 @@ const SCRIPT = `
   }
   source.addEventListener("call", (event) => {
     const { callId, html } = JSON.parse(event.data);
-    const calls = document.getElementById("calls");
-    if (!calls) return;
     const row = fragment(html, "tbody");
-    const known = calls.querySelector('tr[data-call-id="' + callId + '"]');
-    if (known) known.replaceWith(row); else calls.prepend(row);
-    const keep = Number(calls.dataset.keep || ${DASHBOARD_DEFAULTS.callsShown});
-    while (calls.rows.length > keep) calls.lastElementChild.remove();
-    calls.closest(".table")?.querySelector(".empty")?.remove();
-    document.querySelectorAll("[data-call-status]").forEach((el) => { if (el.dataset.callStatus === callId) el.textContent = row.querySelector(".badge").textContent; });
+    const status = row.querySelector(".badge")?.textContent;
+    const calls = document.getElementById("calls");
+    if (calls) {
+      const known = calls.querySelector('tr[data-call-id="' + callId + '"]');
+      if (known) known.replaceWith(row); else calls.prepend(row);
+      const keep = Number(calls.dataset.keep || ${DASHBOARD_DEFAULTS.callsShown});
+      while (calls.rows.length > keep) calls.lastElementChild.remove();
+      calls.closest(".table")?.querySelector(".empty")?.remove();
+    }
+    // A call's own page: its facts and its error, as the page would show them now, once its status changes.
+    const state = document.getElementById("call-state");
+    if (state && state.dataset.call === callId && state.querySelector("[data-call-status]")?.textContent !== status) refreshCallState(state);
   });
+  let refreshing = false;
+  async function refreshCallState(state) {
+    if (refreshing) return;
+    refreshing = true;
+    try {
+      const res = await fetch(location.href, { headers: { accept: "text/html" } });
+      const fresh = res.ok ? new DOMParser().parseFromString(await res.text(), "text/html").getElementById("call-state") : null;
+      if (fresh) state.replaceWith(document.adoptNode(fresh));
+    } finally {
+      refreshing = false;
+    }
+  }
   source.addEventListener("log", (event) => {
     const logs = document.getElementById("logs");
     if (!logs) return;

@@ -177,7 +177,7 @@ export function dashboardRoutes(): Hono<RouteEnv> {
     });
     const body = html`${activityCharts(series)}
       <h2>Functions <small>(last hour)</small></h2>
-      ${table(["function", "tier", "calls", "errors", "retries", "mean run", "longest run"], rows, { empty: "This app has no functions." })}
+      ${table(["function", "tier", "calls", "errors", "retries", "mean start to end", "longest start to end"], rows, { empty: "This app has no functions." })}
       <h2>Latest calls</h2>
       ${table(CALL_HEADINGS, calls.map(callRow), { id: "calls", keep: 10, empty: "No calls yet." })}
       <p><a href="${dashboardPath("apps", app.name, "calls")}">All calls, live</a> · <a href="${dashboardPath("apps", app.name, "logs")}">Logs, live</a></p>`;
@@ -274,7 +274,7 @@ export function dashboardRoutes(): Hono<RouteEnv> {
         <a href="${dashboardPath("apps", record.app)}">← ${record.app}</a> ·
         <a href="${dashboardPath("apps", record.app, "functions", record.function)}">${record.function}</a>
       </p>
-      ${callFacts(record)} ${callError(record)}
+      <div id="call-state" data-call="${id}">${callFacts(record)} ${callError(record)}</div>
       <h2>Logs</h2>
       ${logList(lines)}`;
     return c.html(layout(`Call ${id}`, body, { ...viewer(c), live: liveUrl(record.app, { call: id }) }));
@@ -611,7 +611,11 @@ function callError(r: CallRecord) {
     ${remote?.stack ? html`<pre class="stack">${visibleMarks(remote.stack)}</pre>` : ""}`;
 }
 
-/** Calls, errors and run time over the chart window, one series per function; a bucket without calls is 0 (run time: none). */
+/**
+ * Calls, errors and the mean time from a call's start to its end (its queue, cold start, run and retries' waits, as the
+ * gateway saw them: a call's "ran" is its run alone) over the chart window, one series per function; a bucket without
+ * calls is 0 (time: none).
+ */
 function activityCharts({ buckets, points }: CallSeries) {
   if (points.length === 0) return html`<p class="empty">No calls in the last hour.</p>`;
   const functions = [...new Set(points.map((p) => p.function))].sort();
@@ -623,7 +627,7 @@ function activityCharts({ buckets, points }: CallSeries) {
     series: functions.map((fn) => ({ label: fn, values: buckets.map((t) => value(at.get(`${fn}@${t}`))) })),
   });
   return html`${chart(chartOf("Calls", "per minute", (p) => p?.calls ?? 0))} ${chart(chartOf("Errors", "per minute", (p) => p?.errors ?? 0))}
-  ${chart(chartOf("Mean run time", "ms", (p) => (p?.ended ? Math.round(p.runMsSum / p.ended) : null)))}`;
+  ${chart(chartOf("Mean time from start to end", "ms", (p) => (p?.ended ? Math.round(p.runMsSum / p.ended) : null)))}`;
 }
 
 /** A container id as the logs API takes it (`LogQuerySchema`): 400 for one no container could have, as that API answers. */

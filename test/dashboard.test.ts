@@ -208,6 +208,21 @@ describe("the dashboard", () => {
     await page.close();
   });
 
+  it("updates a call's own page when the call ends, without a reload: its status, its times and its error", async () => {
+    const res = await fetch(`${gateway.url}/v1/apps/shop/functions/slowDecline/spawn`, authed({ method: "POST", body: JSON.stringify({ args: [2500] }) }));
+    const { callId } = (await res.json()) as { callId: string };
+    const page = await admin.newPage();
+    await page.goto(`${gateway.url}${DASHBOARD.base}/calls/${callId}`);
+    await page.waitForSelector('body[data-live-state="open"]');
+    expect(await page.textContent("[data-call-status]")).toMatch(/^(pending|running)$/);
+    expect(await page.$(".problem")).toBeNull();
+    await page.evaluate(() => Object.assign(window, { sameDocument: true })); // gone if the page were loaded again
+    await page.waitForSelector("[data-call-status].badge.failed", { timeout: 10_000 });
+    expect(await page.textContent(".problem")).toContain("PaymentDeclined: declined after 2500 ms");
+    expect(await page.evaluate(() => (window as unknown as { sameDocument?: boolean }).sameDocument)).toBe(true);
+    await page.close();
+  });
+
   it("shows a mark that reorders text, in a log line and an error, as its escape, so the text reads as it was written", async () => {
     const id = await call("checkout", ["bad-invoice\u202Efdp.exe"]);
     const page = await admin.newPage();
