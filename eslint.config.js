@@ -29,8 +29,9 @@ const forbid = {
     message: "This code runs in workerd and browsers too: Web-standard APIs only, no node:* modules.",
   },
   nodeButAsyncHooks: {
-    regex: `^(?:node:(?!async_hooks$).*|(?:${bareBuiltins})(?:/.*)?)$`,
-    message: "gateway/ runs in workerd: Web-standard APIs, and of nodejs_compat only node:async_hooks (AsyncLocalStorage).",
+    regex: `^(?:node:(?!(?:async_hooks|util)$).*|(?:${bareBuiltins})(?:/.*)?)$`,
+    message:
+      "gateway/ runs in workerd: Web-standard APIs, and of nodejs_compat only node:async_hooks (AsyncLocalStorage) and node:util (format, for console lines).",
   },
 };
 

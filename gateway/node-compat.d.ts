@@ -1,10 +1,15 @@
-// The one Node module the gateway uses, through workerd's `nodejs_compat`.
+// The Node modules the gateway uses, through workerd's `nodejs_compat`.
 // Declared here so the gateway type-checks without Node's types.
 declare module "node:async_hooks" {
   export class AsyncLocalStorage<T> {
     run<R>(store: T, fn: () => R): R;
     getStore(): T | undefined;
   }
+}
+
+// A console line's arguments as Node's console writes them (gateway/run-context.ts).
+declare module "node:util" {
+  export function format(...args: unknown[]): string;
 }
 
 // The bundle's source map, imported as a text module (sdk/cli/bundle.ts).

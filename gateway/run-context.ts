@@ -6,6 +6,7 @@
  * prefixes, find it without it being passed through user code.
  */
 import { AsyncLocalStorage } from "node:async_hooks";
+import { format } from "node:util";
 import { maskSecretValues } from "../sdk/secret.js";
 import { installCallContextStore, type CallContext } from "../sdk/context.js";
 import type { GatewayConfig } from "./config.js";
@@ -81,15 +82,12 @@ export function installCallEnv(): void {
   });
 }
 
-/** One console argument as text: strings as they are, errors with their stacks, the rest as JSON where it can be. */
-function logText(arg: unknown): string {
-  if (typeof arg === "string") return arg;
-  if (arg instanceof Error) return arg.stack ?? `${arg.name}: ${arg.message}`;
-  try {
-    return JSON.stringify(arg, (_, v: unknown) => (typeof v === "bigint" ? `${v}n` : v)) ?? String(arg);
-  } catch {
-    return String(arg);
-  }
+/**
+ * A console line's arguments as text, as Node's console writes them (`util.format`: `%s`, `%d`, `%o` and the rest,
+ * objects, `Map`s, cycles, errors with their stacks), so a line reads the same whichever tier printed it.
+ */
+function logText(args: unknown[]): string {
+  return args.length === 1 && typeof args[0] === "string" ? args[0] : format(...args);
 }
 
 let consolePatched = false;
@@ -143,14 +141,14 @@ export function prefixConsoleLines(): void {
     console[level] = (...args: unknown[]) => {
       const store = runStore.getStore();
       // A line of code that holds secrets is written as one string, their values masked.
-      const masked = store?.secretValues?.length ? maskSecretValues(args.map(logText).join(" "), store.secretValues) : undefined;
+      const masked = store?.secretValues?.length ? maskSecretValues(logText(args), store.secretValues) : undefined;
       // A line that is one string (the usual case) is handed to workerd as one string, prefix included: workerd
       // formats each argument it is given. A lone argument is never read as a format string.
       const text = masked ?? (args.length === 1 && typeof args[0] === "string" ? args[0] : undefined);
       if (store?.logTo) {
         // A line of running code is kept, and printed with the others of its moment in one write (workerd's write
         // of a line costs a call more than keeping it does). Each of its lines is printed with the prefix.
-        const line = text ?? args.map(logText).join(" ");
+        const line = text ?? logText(args);
         keepEdgeLine(store, store.logTo, source, line);
         waitForBatch(store, printLater(null, [{ write, line: store.logPrefix ? prefixLines(store.logPrefix, line) : line }]));
       } else if (text !== undefined) write(store?.logPrefix ? prefixLines(store.logPrefix, text) : text);

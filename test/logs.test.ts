@@ -45,6 +45,16 @@ export const planeMixed = app.function({ tier: "plane", maxContainers: 1, concur
 });
 export const edgeVerse = app.function(() => { console.log("verse one\\r\\nverse two\\nverse three"); return 3; });
 export const planeVerse = app.function({ tier: "plane" }, () => { console.log("verse one\\r\\nverse two\\nverse three"); return 3; });
+const formats = () => {
+  const loop: Record<string, unknown> = { name: "loop" };
+  loop.self = loop;
+  console.log("%s is %d years and %o", "Ada", 36, { x: 1 });
+  console.log(new Map([["a", 1]]), new Set([2]), 10n, [undefined, null]);
+  console.error("%i%% of", 99.5, loop);
+  return 1;
+};
+export const edgeFormats = app.function(formats);
+export const planeFormats = app.function({ tier: "plane" }, formats);
 export const planeConsole = app.function({ tier: "plane" }, () => {
   console.log("%s has %d items", "cart", 3);
   console.group("checkout");
@@ -518,6 +528,24 @@ describe("tandem logs", () => {
     const lines = async () =>
       (await FunctionCall.fromId(call.id, { gateway: served.url, token }).logs()).filter((l) => l.source !== "system").map((l) => `${l.source} ${l.text}`);
     await expect.poll(lines).toEqual(["stdout cart has 3 items", "stdout checkout", "stdout   { total: 12.5, items: [ 'a', 'b' ] }", "stderr done"]);
+  }, 60_000);
+
+  it("keeps a line the same whichever tier printed it: formats, Maps, Sets, BigInts and cycles as Node's console prints them", async () => {
+    const printed = async (name: string) => {
+      const call = await fn<[], number>(name).spawn();
+      await call.get({ timeoutMs: 30_000 });
+      const lines = async () =>
+        (await FunctionCall.fromId(call.id, { gateway: served.url, token }).logs()).filter((l) => l.source !== "system").map((l) => `${l.source} ${l.text}`);
+      await expect.poll(async () => (await lines()).length).toBe(3);
+      return lines();
+    };
+    const expected = [
+      "stdout Ada is 36 years and { x: 1 }",
+      "stdout Map(1) { 'a' => 1 } Set(1) { 2 } 10n [ undefined, null ]",
+      "stderr 99% of <ref *1> { name: 'loop', self: [Circular *1] }",
+    ];
+    expect(await printed("planeFormats")).toEqual(expected);
+    expect(await printed("edgeFormats")).toEqual(expected);
   }, 60_000);
 
   it("cuts a plane line longer than 16 KiB once, to 16 KiB, naming the length the function printed, whole or in pieces", async () => {

@@ -178,7 +178,7 @@ describe("secrets in both tiers", () => {
       await served.waitFor(new RegExp(`\\[vault\\.${name} [^\\]]*\\] pin \\*\\*\\* took 142 ms`));
     }
     await served.waitFor(/\[vault\.planeLeak [^\]]*\] the key is \*\*\* \{ nested: '\*\*\*' \}/);
-    await served.waitFor(/\[vault\.edgeLeak [^\]]*\] the key is \*\*\* \{"nested":"\*\*\*"\}/);
+    await served.waitFor(/\[vault\.edgeLeak [^\]]*\] the key is \*\*\* \{ nested: '\*\*\*' \}/);
     expect(await fn("planeRawLeak").remote()).toBe("written");
     await served.waitFor(/\[vault\.planeRawLeak [^\]]*\] raw write \*\*\*$/m);
     await served.waitFor(/\[vault\.planeRawLeak [^\]]*\] \(stderr\) raw bytes \*\*\*$/m);
