@@ -8,7 +8,7 @@
  */
 import { createHash, timingSafeEqual } from "node:crypto";
 import type { IncomingMessage, ServerResponse } from "node:http";
-import { InvalidRequestError, NotFoundError, UnauthorizedError, errorBody, errorStatus } from "../sdk/errors.js";
+import { MethodNotAllowedError, NotFoundError, UnauthorizedError, errorBody, errorStatus } from "../sdk/errors.js";
 import { PLANE_METRICS_ROUTE } from "../sdk/protocol.js";
 
 /** What answers a scrape: the exposition text and its content type (a `PlaneMetrics`). */
@@ -31,7 +31,7 @@ export interface ScrapeAccess {
  */
 export async function answerScrape(req: IncomingMessage, res: ServerResponse, metrics: MetricsExposition, access: ScrapeAccess): Promise<void> {
   if (req.method !== "GET" && req.method !== "HEAD") {
-    return answerError(res, new InvalidRequestError(`${PLANE_METRICS_ROUTE} answers GET and HEAD only, not ${req.method}`), 405);
+    return answerError(res, new MethodNotAllowedError(`${PLANE_METRICS_ROUTE} answers GET and HEAD only, not ${req.method}`), 405);
   }
   try {
     checkScrape(req.headers.authorization, access);

@@ -219,6 +219,8 @@ export class PlaneMetrics implements CallMeter {
       registers,
       collect() {
         this.reset();
+        // 0 for a function with none, as the other container gauges say, so a query sees a series, not a gap.
+        for (const f of source.functions()) this.set({ app: f.app, function: f.function }, 0);
         for (const p of source.prepared()) this.inc({ app: p.app, function: p.function });
       },
     });

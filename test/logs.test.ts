@@ -356,7 +356,7 @@ describe("tandem logs", () => {
     const once = tandemLogs("--call", unknown);
     expect(await once.exited).toBe(1);
     expect(once.out()).toBe("");
-    expect(once.err()).toContain(`the gateway holds no call ${unknown}: the id is mistyped`);
+    expect(once.err()).toContain(`error: the gateway holds no call ${unknown}: the id is mistyped`);
     const follow = tandemLogs("--call", unknown, "-f");
     try {
       await expect.poll(() => follow.err(), { timeout: 10_000 }).toContain("following its lines anyway (Ctrl-C stops)");
@@ -369,7 +369,7 @@ describe("tandem logs", () => {
     const once = tandemLogs("--function", "edgeTiks");
     expect(await once.exited).toBe(1);
     expect(once.out()).toBe("");
-    expect(once.err()).toContain('app "journal" has no function, class or web label "edgeTiks" (functions: ');
+    expect(once.err()).toMatch(/^error: app "journal" has no function, class or web label "edgeTiks" \(functions: /);
     expect(once.err()).toContain('so it has no lines to show; did you mean "edgeTicks"?');
     const follow = tandemLogs("--function", "edgeTiks", "-f");
     try {

@@ -165,6 +165,7 @@ describe("Prometheus /metrics", () => {
     const v = (name: string, labels: Record<string, string> = {}) => sampleValue(families, name, labels);
     expect(v("tandem_function_warm_containers", { app: "metrics", function: "work" })).toBe(1);
     expect(v("tandem_function_running_containers", { app: "metrics", function: "work" })).toBe(0);
+    expect(v("tandem_function_prepared_containers", { app: "metrics", function: "work" })).toBe(0); // a series at 0, not none
     expect(v("tandem_function_gpu_seconds_total", { app: "metrics", function: "onGpu", gpu: "T4" })).toBeGreaterThan(0.3);
     expect(v("tandem_function_gpu_seconds_total", { function: "work" })).toBeUndefined();
     expect(v("tandem_function_cost_usd_total", { app: "metrics", function: "onGpu" })).toBeGreaterThan(0);
@@ -202,7 +203,7 @@ describe("Prometheus /metrics", () => {
     const post = await fetch(plane.metricsUrl!, { method: "POST", ...bearer(METRICS_TOKEN) });
     expect(post.status).toBe(405);
     expect(post.headers.get("allow")).toBe("GET, HEAD");
-    expect(((await post.json()) as { error: { message: string } }).error.message).toBe("/metrics answers GET and HEAD only, not POST");
+    expect(((await post.json()) as { error: unknown }).error).toEqual({ code: "method_not_allowed", message: "/metrics answers GET and HEAD only, not POST" });
     const other = await fetch(plane.metricsUrl!.replace(/\/metrics$/, "/v1/plane/status"));
     expect(other.status).toBe(404);
   });

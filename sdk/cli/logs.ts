@@ -11,6 +11,7 @@ import { LOG_LIMITS } from "../defaults.js";
 import { InvalidOptionsError } from "../errors.js";
 import { didYouMean } from "../nearest-name.js";
 import { LOG_SOURCES, SINCE_SPAN, paths, sinceDate, sinceInSpan, type AppManifest, type LogLine, type LogQueryOptions, type LogSource } from "../protocol.js";
+import { printFailure } from "./failure.js";
 import { style, visibleControls } from "./style.js";
 import { parseChoice } from "./choice-option.js";
 
@@ -82,13 +83,14 @@ export function addLogsCommand(program: Command, clientOf: (opts: { gateway?: st
         console.log(opts.json ? JSON.stringify(line) : formatLogLine(line));
         printed++;
       }
+      // Nothing printed for a call or a function there is none of: the command failed, and says so as every one does.
       if (!opts.follow && printed === 0 && (await unrecorded())) {
-        console.error(style.warn(unrecordedNote(opts.call!, "so it has no lines to show")));
+        printFailure(unrecordedNote(opts.call!, "so it has no lines to show"));
         process.exitCode = 1;
       }
       const printedUnnamed = !opts.follow && printed === 0 ? await unnamed() : undefined;
       if (printedUnnamed) {
-        console.error(style.warn(`${printedUnnamed.note}, so it has no lines to show${printedUnnamed.hint}`));
+        printFailure(`${printedUnnamed.note}, so it has no lines to show${printedUnnamed.hint}`);
         process.exitCode = 1;
       }
     });
