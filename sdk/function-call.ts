@@ -2,7 +2,8 @@
  * A handle on a spawned call. It holds only the call id, so it can be rebuilt
  * from any process with `FunctionCall.fromId(id)`.
  */
-import { InvalidRequestError } from "./errors.js";
+import { InvalidOptionsError, InvalidRequestError } from "./errors.js";
+import { didYouMean } from "./nearest-name.js";
 import type { ClientOptions } from "./app.js";
 import { HttpInvoker, resolveGatewayUrl } from "./client.js";
 import { invokerFor } from "./invoker.js";
@@ -11,6 +12,18 @@ import { CALL_ID_PATTERN, paths, type LogLine, type LogQueryOptions } from "./pr
 
 /** What `logs()` and `followLogs()` may narrow: the call's lines from one container, of one source, since a time, with a text. */
 export type CallLogOptions = Omit<LogQueryOptions, "call" | "follow" | "function">;
+
+const CALL_LOG_OPTIONS = ["container", "source", "since", "search", "limit"] as const satisfies readonly (keyof CallLogOptions)[];
+
+/** Refuses an option `logs()` does not take (a misspelt one would be dropped, and the lines not narrowed, without a word). */
+function checkedLogOptions(options: CallLogOptions, where: string): CallLogOptions {
+  if (typeof options !== "object" || options === null) throw new InvalidOptionsError(`${where}: options must be an object`);
+  for (const key of Object.keys(options)) {
+    if (!(CALL_LOG_OPTIONS as readonly string[]).includes(key))
+      throw new InvalidOptionsError(`${where}: unknown option "${key}" (it takes ${CALL_LOG_OPTIONS.join(", ")})${didYouMean(key, CALL_LOG_OPTIONS)}`);
+  }
+  return options;
+}
 
 /**
  * @example
@@ -63,7 +76,7 @@ export class FunctionCall<R = unknown> {
    */
   async logs(options: CallLogOptions = {}): Promise<LogLine[]> {
     const lines: LogLine[] = [];
-    for await (const line of this.#http().logLines(paths.callLogs(this.id, options))) lines.push(line);
+    for await (const line of this.#http().logLines(paths.callLogs(this.id, checkedLogOptions(options, "logs()")))) lines.push(line);
     return lines;
   }
 
@@ -75,7 +88,7 @@ export class FunctionCall<R = unknown> {
    * for await (const line of FunctionCall.fromId(id).followLogs()) if (line.text.includes("done")) break;
    */
   followLogs(options: CallLogOptions = {}): AsyncIterable<LogLine> {
-    return this.#http().logLines(paths.callLogs(this.id, { ...options, follow: true }));
+    return this.#http().logLines(paths.callLogs(this.id, { ...checkedLogOptions(options, "followLogs()"), follow: true }));
   }
 
   /** Logs are read from the gateway's API, also from code that runs inside it. */
