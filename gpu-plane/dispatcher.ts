@@ -184,6 +184,9 @@ export class Dispatcher {
       const error = err instanceof TandemError ? err : new ContainerFailedError((err as Error).message);
       this.#o.meter?.callEnded(req.app, req.function, req.attempt, timings, error.code);
       const containerId = worker?.id ?? (typeof error.details?.containerId === "string" ? error.details.containerId : null); // one that failed to start
+      // In the plane's output too (the terminal of `tandem serve`), as in the app's log: why the call failed here (a
+      // cancel, which the caller asked for, is not news there: a map left early cancels hundreds).
+      if (!(error instanceof CancelledError)) this.#o.log(`[plane] ${req.callId}: ${firstLineOf(error.message)}`);
       this.#o.onLogLine?.({ app: req.app, function: req.function, callId: req.callId, containerId, source: "system", text: error.message });
       return {
         status: error instanceof FunctionTimeoutError ? "timed_out" : "failed",
@@ -587,4 +590,9 @@ function rounded(timings: PlaneRunTimings): PlaneRunTimings {
     ...(timings.coldStartMs === undefined ? {} : { coldStartMs: ms(timings.coldStartMs) }),
     ...(timings.runMs === undefined ? {} : { runMs: ms(timings.runMs) }),
   };
+}
+
+/** A message's first line: a container's failure quotes its last log lines below it, which the plane printed already. */
+function firstLineOf(message: string): string {
+  return message.split("\n", 1)[0]!.replace(/; last log lines:$/, "");
 }

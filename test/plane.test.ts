@@ -501,6 +501,8 @@ describe("failures are explained", () => {
     expect(err).toBeInstanceOf(FunctionTimeoutError);
     expect(err.message).toContain("timed out after 2 s");
     expect(err.details.timeoutSeconds).toBe(2); // as an edge function's timeout says it
+    // Said in the plane's output (the terminal of `tandem serve`) as in the app's log.
+    await eventually(() => stack.planeOutput.some((l) => l.startsWith(`[plane] ${err.details.callId}: plane.tooSlow timed out after 2 s`)));
   });
 
   it("says the container ran out of memory, with its last log lines", async () => {
