@@ -340,6 +340,17 @@ describe("tandem serve reloading an edit", () => {
     expect(Date.now() - asked).toBeLessThan(10_000);
   });
 
+  it("goes on with a call spawned before a reload that the reload cut short, within seconds, not a lease of 30", async () => {
+    const call = await fn<[number], number>("nap").spawn(8_000);
+    await new Promise((resolve) => setTimeout(resolve, 500)); // under way
+    await edit(["export const edited = true;", "export const edited = 2;"]); // the old workerd stops: the nap's runner with it
+    const asked = Date.now();
+    expect(await call.get({ timeoutMs: 40_000 })).toBe(8_000);
+    // Resumed once its 5 s lease lapsed (a deployed gateway's is 30 s) and run again: at most 5 + 8 s and the reload's.
+    expect(Date.now() - asked).toBeLessThan(25_000);
+    expect(served.output()).toContain(`resuming reload.nap ${call.id}`);
+  }, 60_000);
+
   it("stops its plane's containers on Ctrl-C after reloads, as before them", async () => {
     const planeId = /plane (pl-[0-9a-f]+) registered/.exec(served.output())![1]!;
     await served.stop();

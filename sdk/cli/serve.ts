@@ -19,6 +19,9 @@ import type { CliConfig } from "./config.js";
 import { keepStopSignals } from "./signals.js";
 import { startWorkerd } from "./workerd.js";
 import { style, visibleControls, visibleLines } from "./style.js";
+
+/** The call lease under `tandem serve` (a deployed gateway's is `GATEWAY_DEFAULTS.callLeaseSeconds`), unless TANDEM_CALL_LEASE_SECONDS says. */
+const SERVE_CALL_LEASE_SECONDS = 5;
 import { trace } from "../trace.js";
 
 export interface ServeOptions {
@@ -71,6 +74,9 @@ export async function serve(options: ServeOptions): Promise<Serving> {
   const secretsKey = localSecretsKey(state, options.config.gatewayVars.TANDEM_SECRETS_KEY);
   // Local secrets' values go to workerd in memory, with each build's bindings: never into a bundle or a file.
   const bindingsFor = (apps: App[]) => ({
+    // Every runner shares the ledger's isolate here, which sees them alive however late their renewals come: a short
+    // lease loses nothing, and a spawned call under way when the app reloads (workerd restarts) goes on in seconds.
+    TANDEM_CALL_LEASE_SECONDS: String(SERVE_CALL_LEASE_SECONDS),
     ...options.config.gatewayVars,
     TANDEM_PLANE_SECRET: secret,
     TANDEM_ADMIN_TOKEN: adminToken,
