@@ -356,6 +356,19 @@ describe("tandem usage --since", () => {
   });
 });
 
+describe("a --since that is a bare number", () => {
+  it("is refused where it names a time before 2001 (a duration without its unit, most likely), saying what to write", async () => {
+    const usage = await runCli(["usage", "--since", "90", "--gateway", "http://127.0.0.1:9"]);
+    expect(usage.code).toBe(1);
+    expect(usage.stderr).toContain(
+      `error: option '--since <when>' argument '90' is invalid. a bare number is milliseconds since 1970 (90 is 1970-01-01T00:00:00.090Z): for a time that long ago give its unit ("90s", "90m", "90h", "90d"), or a date`,
+    );
+    const logs = await runCli(["logs", "shop", "--since", "90", "--gateway", "http://127.0.0.1:9"]);
+    expect(logs.code).toBe(2);
+    expect(logs.stderr).toMatch(/^error: --since 90: a bare number is milliseconds since 1970/);
+  });
+});
+
 describe("an option of a few words", () => {
   it("refuses another word in one format, whichever option it is, with the nearest choice", async () => {
     const scope = await runCli(["token", "create", "--scope", "superuser"]);

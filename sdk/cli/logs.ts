@@ -150,9 +150,25 @@ export function formatLogLine(line: LogLine): string {
  * it names in this machine's zone (`logQueryString`), as `tandem usage --since` reads it, not in the gateway's (UTC).
  */
 function sinceHere(value: string): string {
+  const bare = bareSinceProblem(value);
+  if (bare) throw new InvalidOptionsError(`--since ${value}: ${bare}`);
   const date = sinceDate(value);
   if (date !== undefined && !sinceInSpan(date, Date.now())) throw new InvalidOptionsError(`--since must be ${SINCE_SPAN} (got "${value}")`);
   return value;
+}
+
+/** A bare number read as ms since 1970 names a time before 2001: meant as a duration without its unit, most likely. */
+const BARE_SINCE_MIN_MS = 1e12;
+
+/**
+ * Why a `--since` that is a bare number too small to be a time anyone means is refused (`--since 90`: 90 ms after
+ * 1970, so every line), saying what to write; undefined for any other value.
+ * @example bareSinceProblem("90"); // 'a bare number is milliseconds since 1970 (90 is 1970-01-01T00:00:00.090Z): …'
+ */
+export function bareSinceProblem(value: string): string | undefined {
+  if (!/^\d+$/.test(value.trim()) || Number(value) >= BARE_SINCE_MIN_MS) return undefined;
+  const n = value.trim();
+  return `a bare number is milliseconds since 1970 (${n} is ${new Date(Number(n)).toISOString()}): for a time that long ago give its unit ("${n}s", "${n}m", "${n}h", "${n}d"), or a date`;
 }
 
 function parseCount(value: string): number {

@@ -31,7 +31,7 @@ import { addTokenCommands } from "./tokens.js";
 import { addSecretCommands } from "./secrets.js";
 import { addVolumeCommands } from "./volumes.js";
 import { addDictQueueCommands } from "./dict-queue.js";
-import { addLogsCommand } from "./logs.js";
+import { addLogsCommand, bareSinceProblem } from "./logs.js";
 import { addDashboardCommand } from "./dashboard.js";
 import { addDeploymentCommands } from "./deployments.js";
 import { onStopSignal } from "./signals.js";
@@ -429,6 +429,8 @@ function formatMs(ms: number): string {
 }
 
 function parseSince(value: string): number {
+  const bare = bareSinceProblem(value);
+  if (bare) throw new InvalidArgumentError(bare);
   const now = Date.now();
   const time = sinceTime(value, now);
   if (time === undefined) throw new InvalidArgumentError(`must be ${SINCE_FORMS}`);
