@@ -52,29 +52,33 @@ function resultError(kind: typeof TypeError | typeof RangeError, message: string
 
 /**
  * Whether JSON nests deeper than `maxDepth` or is longer than `maxChars` as text (strings counted as they are, without
- * their escapes), looking no further than that; iterative, so no value overflows it.
+ * their escapes), looking no further than that. Recursive, once a level: it stops at `maxDepth`, far from the stack's
+ * end, and allocates nothing for the small results most calls return.
  */
 function measureJson(json: unknown, maxDepth: number, maxChars: number): "deep" | "long" | undefined {
-  if (typeof json !== "object" || json === null) return typeof json === "string" && json.length > maxChars ? "long" : undefined;
   let chars = 0;
-  const stack: [unknown, number][] = [[json, 1]];
-  while (stack.length > 0) {
-    const [value, depth] = stack.pop()!;
+  const walk = (value: unknown, depth: number): "deep" | "long" | undefined => {
     if (typeof value === "string") chars += value.length + 2;
-    else if (typeof value === "object" && value !== null) {
+    else if (typeof value !== "object" || value === null)
+      chars += String(value).length; // a number as JSON writes it, true, false, null
+    else {
       if (depth > maxDepth) return "deep";
+      chars += 2;
       if (Array.isArray(value)) {
-        chars += value.length + 1;
-        for (const item of value) stack.push([item, depth + 1]);
-      } else {
-        for (const [key, item] of Object.entries(value)) {
-          chars += key.length + 4;
-          stack.push([item, depth + 1]);
+        for (let i = 0; i < value.length; i++) {
+          const over = walk(value[i], depth + 1);
+          if (over) return over;
+          chars++;
         }
-        chars += 1;
+      } else {
+        for (const key in value) {
+          chars += key.length + 4;
+          const over = walk((value as Record<string, unknown>)[key], depth + 1);
+          if (over) return over;
+        }
       }
-    } else chars += String(value).length; // a number as JSON writes it, true, false, null
-    if (chars > maxChars) return "long";
-  }
-  return undefined;
+    }
+    return chars > maxChars ? "long" : undefined;
+  };
+  return walk(json, 1);
 }
