@@ -27,6 +27,15 @@ export function keepLogLine(tail: string[], line: string): void {
 }
 
 /**
+ * A message as one log line, at most 400 characters: an engine's error (gVisor's carry its whole Go stack trace after
+ * the first line), or a call's failure (its container's last log lines follow the first).
+ */
+export function firstLine(message: string): string {
+  const line = message.split("\n", 1)[0]!;
+  return line.length > 400 ? `${line.slice(0, 400)}…` : line;
+}
+
+/**
  * A container that exited under a call: `oom` (only when the runtime says the
  * OOM killer ended it), `killed` (by a signal: the plane's, or one from
  * outside such as `docker kill`, named in `details.signal` when known) or

@@ -13,7 +13,7 @@ import { LOG_LIMITS, PLANE_DEFAULTS } from "../sdk/defaults.js";
 import { ContainerFailedError, InvalidOptionsError, SpendCapError, fromWireError, type TandemError, type WireError } from "../sdk/errors.js";
 import { CONTAINER_ENV, CONTAINER_LABELS } from "../sdk/protocol.js";
 import { ControlChannel, type Ready } from "./control-channel.js";
-import { exitFailure, exitLine, keepLogLine, startTimeout } from "./container-failure.js";
+import { exitFailure, exitLine, firstLine, keepLogLine, startTimeout } from "./container-failure.js";
 import type { ContainerPool, Worker } from "./container-pool.js";
 import { TIMED_OUT, raceDeadline } from "../sdk/deadline.js";
 import type { ContainerDriver, ContainerSpec, ExitInfo, StartedContainer } from "./drivers/driver.js";
@@ -527,12 +527,6 @@ export class ContainerStarter {
 function cudaVisibleDevices(reservation: Reservation, driver: ContainerDriver): string {
   const real = reservation.gpus.some((g) => !g.simulated);
   return reservation.gpus.map((g, i) => (real && driver.sandboxed ? i : g.index)).join(",");
-}
-
-/** An engine's error as one log line: gVisor's failures carry its whole Go stack trace after the first line. */
-function firstLine(message: string): string {
-  const line = message.split("\n", 1)[0]!;
-  return line.length > 400 ? `${line.slice(0, 400)}…` : line;
 }
 
 /** The names of the variables in `req.secrets` that its secrets set (not its `env` option), for the runner to mask. */

@@ -21,7 +21,7 @@ import {
 } from "../sdk/errors.js";
 import type { EncodedValue, PlaneRunRequest, PlaneRunResponse, PlaneRunTimings } from "../sdk/protocol.js";
 import type { ControlChannel } from "./control-channel.js";
-import { exitFailure, protocolFailure, runTimeout } from "./container-failure.js";
+import { exitFailure, firstLine, protocolFailure, runTimeout } from "./container-failure.js";
 import { ContainerPool, type ContainerSummary, type FunctionStats, type Worker } from "./container-pool.js";
 import { ContainerStarter, type BundleOnDisk } from "./container-start.js";
 import type { SnapshotStore } from "./snapshots.js";
@@ -186,7 +186,7 @@ export class Dispatcher {
       const containerId = worker?.id ?? (typeof error.details?.containerId === "string" ? error.details.containerId : null); // one that failed to start
       // In the plane's output too (the terminal of `tandem serve`), as in the app's log: why the call failed here (a
       // cancel, which the caller asked for, is not news there: a map left early cancels hundreds).
-      if (!(error instanceof CancelledError)) this.#o.log(`[plane] ${req.callId}: ${firstLineOf(error.message)}`);
+      if (!(error instanceof CancelledError)) this.#o.log(`[plane] ${req.callId}: ${firstLine(error.message).replace(/; last log lines:$/, "")}`); // the lines were printed
       this.#o.onLogLine?.({ app: req.app, function: req.function, callId: req.callId, containerId, source: "system", text: error.message });
       return {
         status: error instanceof FunctionTimeoutError ? "timed_out" : "failed",
@@ -590,9 +590,4 @@ function rounded(timings: PlaneRunTimings): PlaneRunTimings {
     ...(timings.coldStartMs === undefined ? {} : { coldStartMs: ms(timings.coldStartMs) }),
     ...(timings.runMs === undefined ? {} : { runMs: ms(timings.runMs) }),
   };
-}
-
-/** A message's first line: a container's failure quotes its last log lines below it, which the plane printed already. */
-function firstLineOf(message: string): string {
-  return message.split("\n", 1)[0]!.replace(/; last log lines:$/, "");
 }

@@ -63,14 +63,11 @@ export class OutputCapture {
       process[source].write = ((chunk: string | Uint8Array, encoding?: BufferEncoding | ((err?: Error | null) => void), cb?: (err?: Error | null) => void) => {
         if (!this.#send) {
           // Not connected (yet, or any more): to the container's own output, where the plane reads it, masked all the same.
-          const masked =
-            this.#secretValues.length === 0
-              ? chunk
-              : this.#mask(typeof chunk === "string" ? chunk : this.#decoders[source].write(Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength)));
+          const masked = this.#secretValues.length === 0 ? chunk : this.#mask(this.#text(source, chunk));
           return (this.#original[source] as (...a: unknown[]) => boolean)(masked, encoding, cb);
         }
         const done = typeof encoding === "function" ? encoding : cb;
-        this.#write(source, typeof chunk === "string" ? chunk : this.#decoders[source].write(Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength)));
+        this.#write(source, this.#text(source, chunk));
         if (done) process.nextTick(done);
         return true;
       }) as Write;
@@ -167,6 +164,11 @@ export class OutputCapture {
     const cut = cutLogLine(this.#mask(text));
     this.#lines.push({ callId, source, text: cut });
     this.#chars += cut.length;
+  }
+
+  /** A write's chunk as text: bytes decoded per stream, a character cut between two writes kept for the next. */
+  #text(source: Source, chunk: string | Uint8Array): string {
+    return typeof chunk === "string" ? chunk : this.#decoders[source].write(Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength));
   }
 
   #mask(text: string): string {
