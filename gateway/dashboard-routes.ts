@@ -476,6 +476,8 @@ async function liveEvents(c: Ctx, app: string): Promise<Response> {
           : undefined;
   const watchCalls = q.container === undefined && q.logs !== "1";
   // What the page already shows: calls created and ended before it was drawn (a little slack for clocks that differ).
+  if (q.since !== undefined && !/^\d{1,15}$/.test(q.since))
+    throw new InvalidRequestError(`"since": "${q.since.slice(0, 40)}" is not a time: give milliseconds since the epoch, as the page's own stream does`);
   const since = Number(q.since ?? 0) - 1000;
   const encoder = new TextEncoder();
   const store = logStoreFor(c.env, app);

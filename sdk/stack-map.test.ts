@@ -17,6 +17,12 @@ describe("mapStackWith", () => {
     expect(mapStackWith(map, "Error: two\nlines\n    at run (bundle.mjs:1:20)")).toBe("Error: two\nlines");
   });
 
+  it("leaves Node's own frames out, unmapped: their lines are not the bundle's", () => {
+    const stack = "Error: boom\n    at handler (file:///srv/bundle.mjs:1:1)\n    at process.processTicksAndRejections (node:internal/process/task_queues:1:1)";
+    expect(mapStackWith(map, stack)).toBe("Error: boom\n    at handler (app.ts:1:1)");
+    expect(mapStackWith(map, "Error: x\n    at node:internal/main/run_main_module:1:1")).toBe("Error: x");
+  });
+
   it("leaves a stack as it is without a source map", () => {
     expect(mapStackWith(null, "Error: x\n    at f (bundle.mjs:1:20)")).toBe("Error: x\n    at f (bundle.mjs:1:20)");
   });

@@ -39,6 +39,9 @@ export function mapStackWith(map: TraceMap | null, stack: string, module?: strin
     const m = FRAME.exec(frame);
     if (!m) continue;
     const [, at, fnName, file, line, column] = m;
+    // Node's own modules (`node:internal/…`) are not the bundle: mapped through its map, their lines would name
+    // whatever of the app's sat at the same place.
+    if (file!.startsWith("node:")) continue;
     if (module !== undefined && file !== module && !file!.endsWith(`/${module}`)) continue;
     const pos = originalPositionFor(map, { line: Number(line), column: Number(column) - 1 });
     if (!pos.source || RUNTIME_SOURCE.test(pos.source)) continue;

@@ -134,6 +134,16 @@ describe("the dashboard", () => {
     await api.text();
   });
 
+  it("answers a live stream's since that is not a time 400, saying what it takes", async () => {
+    for (const since of ["abc", "-5", "1.5", "9".repeat(20)]) {
+      const res = await fetch(`${gateway.url}${DASHBOARD.base}/apps/shop/events?since=${since}`, authed());
+      expect(res.status, since).toBe(400);
+      const text = await res.text();
+      expect(text, since).toContain("is not a time: give milliseconds since the epoch");
+      expect(text, since).toContain(since);
+    }
+  });
+
   it("answers a pasted text that is not a token with what a token looks like, not with a header it never got", async () => {
     for (const [token, message] of [
       ["bogus", "that is not a Tandem API token: they look like tk-"],

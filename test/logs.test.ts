@@ -383,6 +383,20 @@ describe("tandem logs", () => {
     expect(quiet.err()).toBe("");
   }, 30_000);
 
+  it("--container with an id that printed no line in the app says so; one that did, with no line matching, prints nothing", async () => {
+    const unknown = tandemLogs("--container", "ctr-00000000");
+    expect(await unknown.exited).toBe(1);
+    expect(unknown.out()).toBe("");
+    expect(unknown.err()).toMatch(/^error: app "journal" has no line from container ctr-00000000 in the time its lines are kept/);
+    const call = await fn<[number], number>("planeTicks").spawn(1);
+    await call.get({ timeoutMs: 30_000 });
+    const containerId = (await call.logs()).find((line) => line.containerId)?.containerId;
+    expect(containerId).toMatch(/^ctr-/);
+    const quiet = tandemLogs("--container", containerId!, "--search", "no such text");
+    expect(await quiet.exited).toBe(0);
+    expect(quiet.err()).toBe("");
+  }, 60_000);
+
   it("a follow of one call, over HTTP (call=) and through followLogs(), ends once the call has, after its last line", async () => {
     const call = await fn<[number], number>("edgeTicks").spawn(5);
     const aborted = new AbortController();

@@ -93,6 +93,13 @@ export function addLogsCommand(program: Command, clientOf: (opts: { gateway?: st
         printFailure(`${printedUnnamed.note}, so it has no lines to show${printedUnnamed.hint}`);
         process.exitCode = 1;
       }
+      // Nor for a container that never printed a line in this app: a mistyped id, or another app's container.
+      if (!opts.follow && printed === 0 && process.exitCode !== 1 && opts.container !== undefined && (await containerIsUnknown(client, app, opts.container))) {
+        printFailure(
+          `app "${app}" has no line from container ${opts.container} in the time its lines are kept: the id is mistyped or the container is another app's (\`tandem logs ${app}\` shows each line's container)`,
+        );
+        process.exitCode = 1;
+      }
     });
 }
 
@@ -115,6 +122,12 @@ async function unknownFunctionNote(client: HttpInvoker, app: string, name: strin
     note: `app "${app}" has no function, class or web label "${name}" (functions: ${functions.join(", ") || "none"})`,
     hint: didYouMean(name, names),
   };
+}
+
+/** Whether the app's log holds no line at all from container `id` (whatever the other filters). */
+async function containerIsUnknown(client: HttpInvoker, app: string, id: string): Promise<boolean> {
+  for await (const _line of client.logLines(paths.appLogs(app, { container: id, limit: 1 }))) return false;
+  return true;
 }
 
 /** Whether the gateway holds no record of call `id` (a 404 for it); any other answer is left to the log query. */
