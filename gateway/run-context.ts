@@ -5,6 +5,7 @@
  * AsyncLocalStorage so that `.remote()` from user code, and `console.log`
  * prefixes, find it without it being passed through user code.
  */
+import { mapPrinted } from "./source-map.js";
 import { AsyncLocalStorage } from "node:async_hooks";
 import { format } from "node:util";
 import { maskSecretValues } from "../sdk/secret.js";
@@ -148,10 +149,10 @@ export function prefixConsoleLines(): void {
       if (store?.logTo) {
         // A line of running code is kept, and printed with the others of its moment in one write (workerd's write
         // of a line costs a call more than keeping it does). Each of its lines is printed with the prefix.
-        const line = text ?? logText(args);
+        const line = mapPrinted(text ?? logText(args)); // a stack printed names the app's files, as an error's does
         keepEdgeLine(store, store.logTo, source, line);
         waitForBatch(store, printLater(null, [{ write, line: store.logPrefix ? prefixLines(store.logPrefix, line) : line }]));
-      } else if (text !== undefined) write(store?.logPrefix ? prefixLines(store.logPrefix, text) : text);
+      } else if (text !== undefined) write(store?.logPrefix ? prefixLines(store.logPrefix, mapPrinted(text)) : mapPrinted(text));
       else if (store?.logPrefix) write(store.logPrefix, ...args);
       else write(...args);
     };

@@ -4,7 +4,7 @@
  * stack to map parses it, once per isolate.
  */
 import type { TraceMap } from "@jridgewell/trace-mapping";
-import { mapStackWith, traceMap } from "../sdk/stack-map.js";
+import { mapFramesIn, mapStackWith, traceMap } from "../sdk/stack-map.js";
 
 let mapText: string | undefined;
 let mapModule: string | undefined;
@@ -24,4 +24,11 @@ export function installSourceMap(text: string | undefined, module?: string): voi
 export function mapStack(stack: string): string {
   if (parsed === undefined) parsed = mapText ? traceMap(mapText) : null;
   return mapStackWith(parsed, stack, mapModule);
+}
+
+/** A printed line's stack frames (an error logged whole, or its `stack`) mapped as {@link mapStack} maps a stack's. */
+export function mapPrinted(text: string): string {
+  if (!/^\s+at /m.test(text)) return text;
+  if (parsed === undefined) parsed = mapText ? traceMap(mapText) : null;
+  return mapFramesIn(parsed, text, mapModule);
 }

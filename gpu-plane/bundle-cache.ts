@@ -12,12 +12,23 @@ import { chmod, mkdir, rename, symlink, writeFile } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { InternalError, PlaneUnavailableError } from "../sdk/errors.js";
 import { paths, type ImageBuildSpec } from "../sdk/protocol.js";
-import { mapStackWith, traceMap } from "../sdk/stack-map.js";
+import { mapFrameLine, mapStackWith, traceMap } from "../sdk/stack-map.js";
 import type { TraceMap } from "@jridgewell/trace-mapping";
 import { gatewayGet, networkReason } from "./gateway-get.js";
 import { RuntimeCode, splitPlaneBundle } from "./runtime-code.js";
 
-export class BundleCache {
+/**
+ * What maps the stack frames a container prints (its log lines) to the app's files: the bundle's source map, fetched as
+ * a container of it starts, so that each line is mapped as it comes, in order.
+ */
+export interface LogLineMaps {
+  /** Fetches bundle `hash`'s source map ahead of its lines (again, for a map that changed with the same bundle). */
+  prepareLineMap(hash: string): void;
+  /** `line` with a frame of bundle `hash` mapped (sdk/stack-map.ts `mapFrameLine`); null: left out; as it is until the map came. */
+  mapLogLine(hash: string, line: string): string | null;
+}
+
+export class BundleCache implements LogLineMaps {
   readonly #dir: string;
   readonly #gatewayUrl: Promise<string>;
   readonly #secret: string;
@@ -28,6 +39,9 @@ export class BundleCache {
   readonly #handed: Promise<Map<string, HandedBundle>>;
   /** Their source maps, parsed when a stack first needs one. */
   readonly #handedMaps = new Map<string, TraceMap | null>();
+  /** The maps log lines are mapped with, by bundle: each as fetched when a container of its bundle last started. */
+  readonly #lineMaps = new Map<string, TraceMap | null>();
+  readonly #lineMapsComing = new Set<string>();
 
   /** Joined bundles' runtimes and their code caches (gpu-plane/runtime-code.ts). */
   readonly #runtimes: RuntimeCode;
@@ -94,6 +108,18 @@ export class BundleCache {
    */
   async mapStack(hash: string, stack: string): Promise<string> {
     return mapStackWith(await this.#sourceMap(hash), stack);
+  }
+
+  prepareLineMap(hash: string): void {
+    if (this.#lineMapsComing.has(hash)) return; // containers of one bundle starting together share one fetch
+    this.#lineMapsComing.add(hash);
+    void this.#sourceMap(hash)
+      .then((map) => void this.#lineMaps.set(hash, map))
+      .finally(() => this.#lineMapsComing.delete(hash));
+  }
+
+  mapLogLine(hash: string, line: string): string | null {
+    return mapFrameLine(this.#lineMaps.get(hash) ?? null, line);
   }
 
   async #sourceMap(hash: string): Promise<TraceMap | null> {

@@ -23,6 +23,7 @@ import type { ScaleDown } from "./scale-down.js";
 import { SnapshotStore } from "./snapshots.js";
 import type { UsageLedger } from "./usage-ledger.js";
 import type { VolumeMounts } from "./volume-mounts.js";
+import type { LogLineMaps } from "./bundle-cache.js";
 import type { PlaneLogLine } from "./log-shipper.js";
 import { trace } from "../sdk/trace.js";
 
@@ -74,6 +75,8 @@ export interface ContainerStartOptions {
   snapshots?: SnapshotStore;
   /** A stack thrown in bundle `bundleHash`, mapped to the app's files (bundle-cache.ts); none: named by its error alone. */
   mapStack?: (bundleHash: string, stack: string) => Promise<string>;
+  /** What maps the stack frames a container prints, in its log lines (bundle-cache.ts); none: its lines stay as printed. */
+  lineMaps?: LogLineMaps;
 }
 
 /** A container resumed from a memory snapshot that did not get ready: the start falls back to a fresh one. */
@@ -338,9 +341,12 @@ export class ContainerStarter {
    * function that wrote it (for a class's container, the method whose call did).
    */
   #line(req: PoolDescriptor, id: string, fn: string, callId: string | null, stream: "stdout" | "stderr", line: string, tail: string[]): void {
-    keepLogLine(tail, line);
-    this.#o.log(`[${req.app}.${fn} ${callId ?? "-"} ${id}]${stream === "stderr" ? " (stderr)" : ""} ${line}`);
-    this.#o.onLogLine?.({ app: req.app, function: fn, callId, containerId: id, source: stream, text: line });
+    // A stack the app printed names its files, as its errors' stacks do: a frame of Tandem's own is left out.
+    const text = this.#o.lineMaps ? this.#o.lineMaps.mapLogLine(req.bundleHash, line) : line;
+    if (text === null) return;
+    keepLogLine(tail, text);
+    this.#o.log(`[${req.app}.${fn} ${callId ?? "-"} ${id}]${stream === "stderr" ? " (stderr)" : ""} ${text}`);
+    this.#o.onLogLine?.({ app: req.app, function: fn, callId, containerId: id, source: stream, text });
   }
 
   async #start(
@@ -353,6 +359,7 @@ export class ContainerStarter {
     mayResume: boolean,
   ): Promise<Worker> {
     const id = `ctr-${randomBytes(4).toString("hex")}`;
+    this.#o.lineMaps?.prepareLineMap(req.bundleHash); // fetched while the container starts, for the first line it prints
     const started = performance.now();
     const startedAt = Date.now();
     let image: string | undefined;

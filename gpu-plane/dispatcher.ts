@@ -32,6 +32,7 @@ import type { Inventory } from "./inventory.js";
 import { describeRequests, poolKey, poolName, resourceRequests, type PoolDescriptor } from "./pool-descriptor.js";
 import { ScaleDown } from "./scale-down.js";
 import type { ContainerLife, UsageLedger } from "./usage-ledger.js";
+import type { LogLineMaps } from "./bundle-cache.js";
 import type { PlaneLogLine } from "./log-shipper.js";
 import type { CallMeter } from "./plane-metrics.js";
 import { VersionSwitch } from "./version-switch.js";
@@ -54,6 +55,8 @@ export interface DispatcherOptions {
   snapshots?: SnapshotStore;
   /** A stack thrown in a bundle, mapped to the app's files, for the line about a container its app's code crashed. */
   mapStack?: (bundleHash: string, stack: string) => Promise<string>;
+  /** What maps the stack frames a container prints, in its log lines (bundle-cache.ts); none: its lines stay as printed. */
+  lineMaps?: LogLineMaps;
   /** Idle time before a container is stopped. */
   scaledownWindowMs: number;
   /**

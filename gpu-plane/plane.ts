@@ -333,6 +333,7 @@ export class Plane {
       ...(options.keepLogs === false ? {} : { onLogLine: (line: PlaneLogLine) => logs.add(line) }),
       onInput: (req) => outcomes.ran(req.callId, req.attempt),
       mapStack: (hash, stack) => bundles.mapStack(hash, stack),
+      lineMaps: bundles,
       meter,
       preparedPerFunction: options.preparedPerFunction ?? PLANE_DEFAULTS.preparedPerFunction,
     });

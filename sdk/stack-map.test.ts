@@ -1,6 +1,6 @@
 /** Remote stacks mapped to the user's sources: what is kept, and what is left out. */
 import { describe, expect, it } from "vitest";
-import { mapStackWith, traceMap } from "./stack-map.js";
+import { mapFrameLine, mapFramesIn, mapStackWith, traceMap } from "./stack-map.js";
 
 // A one-line bundle: its column 1 maps to the user's app.ts, its column 20 to Tandem's own runtime.
 const map = traceMap(JSON.stringify({ version: 3, sources: ["app.ts", "tandem:runtime.ts"], names: [], mappings: "AAAA,mBCAA", file: "bundle.mjs" }));
@@ -25,5 +25,30 @@ describe("mapStackWith", () => {
 
   it("leaves a stack as it is without a source map", () => {
     expect(mapStackWith(null, "Error: x\n    at f (bundle.mjs:1:20)")).toBe("Error: x\n    at f (bundle.mjs:1:20)");
+  });
+});
+
+describe("a printed stack's lines (log lines)", () => {
+  it("maps a frame of the bundle to the user's file, leaves Tandem's own out, and any other line as it is", () => {
+    expect(mapFrameLine(map, "    at handler (file:///tandem/app/bundle.mjs:1:1)")).toBe("    at handler (app.ts:1:1)");
+    expect(mapFrameLine(map, "    at run (file:///tandem/app/bundle.mjs:1:20)")).toBeNull();
+    expect(mapFrameLine(map, "    at async file:///tandem/app/bundle.mjs:1:1")).toBe("    at async app.ts:1:1");
+    expect(mapFrameLine(map, "    at async run (file:///tandem/app/bundle.mjs:1:20)")).toBeNull();
+    for (const line of [
+      "resized 3 images at noon",
+      "    at process.processTicksAndRejections (node:internal/process/task_queues:1:1)",
+      "    at f (/tandem/app/node_modules/sharp/lib/index.js:1:1)",
+    ])
+      expect(mapFrameLine(map, line)).toBe(line);
+    expect(mapFrameLine(null, "    at handler (bundle.mjs:1:1)")).toBe("    at handler (bundle.mjs:1:1)");
+  });
+
+  it("maps every frame in a printed text, keeping what is not a frame, and only the named module's with one", () => {
+    const text = "caught: Error: boom\n    at handler (worker.mjs:1:1)\n    at run (worker.mjs:1:20)\n  { code: 7 }";
+    expect(mapFramesIn(map, text)).toBe("caught: Error: boom\n    at handler (app.ts:1:1)\n  { code: 7 }");
+    expect(mapFramesIn(map, "    at f (file:///srv/runtime/gateway.mjs:1:1)\n    at g (app.mjs:1:1)\n    at h (node:internal/x:1:1)", "app.mjs")).toBe(
+      "    at g (app.ts:1:1)\n    at h (node:internal/x:1:1)",
+    );
+    expect(mapFramesIn(map, "no frame here")).toBe("no frame here");
   });
 });

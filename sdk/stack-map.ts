@@ -6,7 +6,7 @@
  */
 import { TraceMap, originalPositionFor } from "@jridgewell/trace-mapping";
 
-const FRAME = /^(\s+at )(?:(.*?) \()?(?:file:\/\/)?([^()\s]+?):(\d+):(\d+)\)?$/;
+const FRAME = /^(\s+at (?:async )?)(?:(.*?) \()?(?:file:\/\/)?([^()\s]+?):(\d+):(\d+)\)?$/;
 /** What `relativizeSources` (sdk/cli/bundle.ts) calls Tandem's own sources. */
 export const RUNTIME_SOURCE_PREFIX = "tandem:";
 const RUNTIME_SOURCE = /^tandem:|(^|\/)node_modules\//;
@@ -36,17 +36,49 @@ export function mapStackWith(map: TraceMap | null, stack: string, module?: strin
   const frames = firstFrame === -1 ? [] : lines.slice(firstFrame);
   const mapped: string[] = [];
   for (const frame of frames) {
-    const m = FRAME.exec(frame);
-    if (!m) continue;
-    const [, at, fnName, file, line, column] = m;
-    // Node's own modules (`node:internal/…`) are not the bundle: mapped through its map, their lines would name
-    // whatever of the app's sat at the same place.
-    if (file!.startsWith("node:")) continue;
-    if (module !== undefined && file !== module && !file!.endsWith(`/${module}`)) continue;
-    const pos = originalPositionFor(map, { line: Number(line), column: Number(column) - 1 });
-    if (!pos.source || RUNTIME_SOURCE.test(pos.source)) continue;
-    const where = `${pos.source}:${pos.line}:${(pos.column ?? 0) + 1}`;
-    mapped.push(fnName ? `${at}${fnName} (${where})` : `${at}${where}`);
+    const m = mappedFrame(map, frame, module);
+    if (typeof m === "string") mapped.push(m);
   }
   return [head, ...mapped].join("\n");
+}
+
+/**
+ * A printed line (a log line) with a bundle's stack frame in it mapped as {@link mapStackWith} maps one: to the user's
+ * file, or null for a frame of Tandem's own (bundled, or in the runtime's module where `module` names the app's) or of
+ * a bundled package, which is left out. A line that is no such frame (text, a frame of Node's own, or of a package
+ * the bundle left out, named by its own file) stays as it is.
+ * @example mapFrameLine(map, "    at resize (file:///tandem/app/bundle.mjs:9:3)"); // "    at resize (app.ts:12:11)"
+ */
+export function mapFrameLine(map: TraceMap | null, line: string, module?: string): string | null {
+  if (!map || !line.includes(" at ")) return line;
+  const m = mappedFrame(map, line, module);
+  return m === NOT_THE_BUNDLES ? line : m;
+}
+
+/** Every line of `text` through {@link mapFrameLine}: a printed stack, mapped, its frames of Tandem's and packages' left out. */
+export function mapFramesIn(map: TraceMap | null, text: string, module?: string): string {
+  if (!map || !text.includes(" at ")) return text;
+  const lines: string[] = [];
+  for (const line of text.split("\n")) {
+    const m = mapFrameLine(map, line, module);
+    if (m !== null) lines.push(m);
+  }
+  return lines.join("\n");
+}
+
+const NOT_THE_BUNDLES = Symbol("not a frame of the bundle");
+
+/** One frame mapped; null for one of Tandem's own, a package's or one the map has no place for. */
+function mappedFrame(map: TraceMap, frame: string, module: string | undefined): string | null | typeof NOT_THE_BUNDLES {
+  const m = FRAME.exec(frame);
+  if (!m) return NOT_THE_BUNDLES;
+  const [, at, fnName, file, line, column] = m;
+  // Node's own modules (`node:internal/…`) are not the bundle: mapped through its map, their lines would name
+  // whatever of the app's sat at the same place. Nor is a package the bundle left out (its own file, named as it is).
+  if (file!.startsWith("node:") || file!.includes("/node_modules/")) return NOT_THE_BUNDLES;
+  if (module !== undefined && file !== module && !file!.endsWith(`/${module}`)) return null; // Tandem's runtime, a module of its own
+  const pos = originalPositionFor(map, { line: Number(line), column: Number(column) - 1 });
+  if (!pos.source || RUNTIME_SOURCE.test(pos.source)) return null;
+  const where = `${pos.source}:${pos.line}:${(pos.column ?? 0) + 1}`;
+  return fnName ? `${at}${fnName} (${where})` : `${at}${where}`;
 }

@@ -55,6 +55,21 @@ const formats = () => {
 };
 export const edgeFormats = app.function(formats);
 export const planeFormats = app.function({ tier: "plane" }, formats);
+function deepFail(): never {
+  throw new Error("caught boom");
+}
+// An error caught and printed, whole and as its stack alone.
+const caught = () => {
+  try {
+    deepFail();
+  } catch (err) {
+    console.error(err);
+    console.log("stack: " + (err as Error).stack);
+  }
+  return 1;
+};
+export const edgeCaught = app.function(caught);
+export const planeCaught = app.function({ tier: "plane" }, caught);
 export const planeConsole = app.function({ tier: "plane" }, () => {
   console.log("%s has %d items", "cart", 3);
   console.group("checkout");
@@ -560,6 +575,31 @@ describe("tandem logs", () => {
     ];
     expect(await printed("planeFormats")).toEqual(expected);
     expect(await printed("edgeFormats")).toEqual(expected);
+  }, 60_000);
+
+  it("maps a stack the app prints to its own file's lines in either tier, as an error's stack is, Tandem's frames left out", async () => {
+    const throwLine = appSource.split("\n").findIndex((line) => line.includes('throw new Error("caught boom")')) + 1;
+    const callerLine = appSource.split("\n").findIndex((line) => line.includes("    deepFail();")) + 1;
+    const printed = async (name: string) => {
+      const call = await fn<[], number>(name).spawn();
+      await call.get({ timeoutMs: 30_000 });
+      const text = async () =>
+        (await FunctionCall.fromId(call.id, { gateway: served.url, token }).logs())
+          .filter((l) => l.source !== "system")
+          .map((l) => l.text)
+          .join("\n");
+      await expect.poll(text).toContain("stack: Error: caught boom");
+      return text();
+    };
+    for (const name of ["planeCaught", "edgeCaught"]) {
+      const text = await printed(name);
+      // Printed twice (the error whole, then its stack), each naming the throw and its caller in app.ts.
+      expect(text.match(new RegExp(`at deepFail \\(app\\.ts:${throwLine}:\\d+\\)`, "g")), `${name}: ${text}`).toHaveLength(2);
+      expect(text.match(new RegExp(`at [^\\n]*caught[^\\n]* \\(app\\.ts:${callerLine}:\\d+\\)`, "g")), `${name}: ${text}`).toHaveLength(2);
+      // Every other frame is Node's own: Tandem's (its runtime's module, or bundled) are left out.
+      const others = text.split("\n").filter((line) => /^\s+at /.test(line) && !/\(app\.ts:\d+:\d+\)$/.test(line));
+      for (const frame of others) expect(frame, name).toMatch(/\(node:[^)]+\)$/);
+    }
   }, 60_000);
 
   it("cuts a plane line longer than 16 KiB once, to 16 KiB, naming the length the function printed, whole or in pieces", async () => {
