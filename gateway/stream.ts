@@ -8,6 +8,7 @@ import { raceDeadline, withDeadline } from "../sdk/deadline.js";
 import { FunctionTimeoutError, InvalidRequestError, TandemError, functionTimeout, remoteErrorFrom, toWireError } from "../sdk/errors.js";
 import { chunkIterator, isGeneratorResult } from "../sdk/generator-result.js";
 import { encodeValue, type CallStatus } from "../sdk/protocol.js";
+import { encodeChunk } from "../sdk/result-value.js";
 import type { CallArgs } from "./call-args.js";
 import { recordEnded } from "./call-ledger-client.js";
 import { EncodedResult } from "./encoded-result.js";
@@ -55,8 +56,10 @@ export async function* streamCall(rc: RunContext, fn: RegisteredFunction, args: 
         () => functionTimeout({ app: fn.app, function: fn.name, timeoutSeconds: fn.spec.timeoutSeconds, callId, where: "while streaming" }),
       );
       if (step.done) break;
+      // A plane's chunk was checked where it was yielded; an edge one is checked here, as a result is.
+      const chunk = fn.spec.tier === "plane" ? step.value : new EncodedResult(encodeChunk(step.value, `${fn.app}.${fn.name}`));
       chunks++;
-      yield step.value;
+      yield chunk;
     }
     status = "succeeded";
   } catch (err) {

@@ -13,7 +13,7 @@
 import { gatewayExchange, gatewayFetch } from "./transport.js";
 import { toHex } from "./hex.js";
 import { API_LIMITS, DELIVERY_DEFAULTS, GATEWAY_DEFAULTS, LOCAL_DEFAULTS } from "./defaults.js";
-import { GatewayUnreachableError, InvalidOptionsError, TandemError, fromWireError, type WireError } from "./errors.js";
+import { GatewayUnreachableError, InvalidOptionsError, ProtocolError, TandemError, fromWireError, type WireError } from "./errors.js";
 import { findToken, localGatewayUrl, refusedTokenHint, type FoundToken } from "./credentials.js";
 import type { Invoker, MapOutcome } from "./invoker.js";
 import { ndjsonLines } from "./stream-lines.js";
@@ -248,7 +248,8 @@ export class HttpInvoker implements Invoker {
       const l = line as StreamLine;
       if ("chunk" in l) yield decodeValue(l.chunk, l.meta);
       else if ("error" in l) throw fromWireError(l.error);
-      else return;
+      else if ("done" in l) return;
+      else throw new ProtocolError(`the stream from ${this.baseUrl} sent a line that is no chunk, error or end: ${JSON.stringify(line).slice(0, 200)}`);
     }
     throw new GatewayUnreachableError(`the stream from ${this.baseUrl} ended without its last line`, { gateway: this.baseUrl });
   }

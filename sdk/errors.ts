@@ -306,7 +306,10 @@ export class ImageBuildError extends TandemError {
   }
 }
 
-/** A container broke the control protocol (wrote something that is not a frame); it was killed. */
+/**
+ * A wire protocol broken: a container wrote something that is not a control frame (it was killed), or a stream's
+ * answer held a line its reader cannot read.
+ */
 export class ProtocolError extends TandemError {
   constructor(message: string, details?: Record<string, unknown>) {
     super("protocol_error", message, details);

@@ -16,6 +16,19 @@ import { encodeValue, type EncodedValue } from "./protocol.js";
  * encodeResult({ done: () => {} }, "shop.price"); // throws TypeError: shop.price returned a function (at .done), …
  */
 export function encodeResult(value: unknown, fn: string): EncodedValue {
+  return encodeChecked(value, fn, "returned", "result");
+}
+
+/**
+ * A generator function's chunk, checked as a result is ({@link encodeResult}), each as it is yielded, in either tier.
+ * @example
+ * encodeChunk(Symbol("x"), "shop.feed"); // throws TypeError: shop.feed yielded a symbol, which a chunk cannot carry: …
+ */
+export function encodeChunk(value: unknown, fn: string): EncodedValue {
+  return encodeChecked(value, fn, "yielded", "chunk");
+}
+
+function encodeChecked(value: unknown, fn: string, verb: "returned" | "yielded", what: "result" | "chunk"): EncodedValue {
   let encoded: EncodedValue;
   try {
     encoded = encodeValue(value, (v) => {
@@ -23,25 +36,28 @@ export function encodeResult(value: unknown, fn: string): EncodedValue {
       if (where)
         throw resultError(
           TypeError,
-          `${fn} returned a ${where.kind}${where.path ? ` (at ${where.path})` : ""}, which a result cannot carry: results travel as data, as arguments do (docs/api.md, "Values")`,
+          `${fn} ${verb} a ${where.kind}${where.path ? ` (at ${where.path})` : ""}, which a ${what} cannot carry: ${what}s travel as data, as arguments do (docs/api.md, "Values")`,
         );
     });
   } catch (err) {
     // The codec recursed past the stack: a value thousands of levels deep.
-    throw err instanceof RangeError && /call stack/i.test(err.message) ? tooDeep(fn) : err;
+    throw err instanceof RangeError && /call stack/i.test(err.message) ? tooDeep(fn, verb, what) : err;
   }
   const over = measureJson(encoded.json, API_LIMITS.maxJsonDepth, API_LIMITS.maxResultChars);
-  if (over === "deep") throw tooDeep(fn);
+  if (over === "deep") throw tooDeep(fn, verb, what);
   if (over === "long")
     throw resultError(
       RangeError,
-      `${fn} returned a value longer than ${API_LIMITS.maxResultChars / 1024 / 1024} MiB as JSON, the most a result may be: return a reference to it (a volume's file, a dict key) instead`,
+      `${fn} ${verb} a value longer than ${API_LIMITS.maxResultChars / 1024 / 1024} MiB as JSON, the most a ${what} may be: ${what === "result" ? "return" : "yield"} a reference to it (a volume's file, a dict key) instead`,
     );
   return encoded;
 }
 
-const tooDeep = (fn: string) =>
-  resultError(RangeError, `${fn} returned a value nested more than ${API_LIMITS.maxJsonDepth} levels deep, the most a result may be: return it flatter`);
+const tooDeep = (fn: string, verb: string, what: string) =>
+  resultError(
+    RangeError,
+    `${fn} ${verb} a value nested more than ${API_LIMITS.maxJsonDepth} levels deep, the most a ${what} may be: ${verb === "returned" ? "return" : "yield"} it flatter`,
+  );
 
 /** An error whose stack is its message alone: the frames would be Tandem's, not the function's. */
 function resultError(kind: typeof TypeError | typeof RangeError, message: string): Error {

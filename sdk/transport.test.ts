@@ -11,7 +11,7 @@ import http from "node:http";
 import type { AddressInfo } from "node:net";
 import { Worker } from "node:worker_threads";
 import { afterEach, describe, expect, it } from "vitest";
-import { GatewayUnreachableError } from "./errors.js";
+import { GatewayUnreachableError, ProtocolError } from "./errors.js";
 import { FunctionCall, lookup } from "./index.js";
 
 const TOKEN = "tk-0123456789abcdef.ts-0123456789abcdef0123456789abcdef";
@@ -189,6 +189,20 @@ describe("the SDK's client in Node", () => {
     expect(headers["sec-fetch-mode"]).toBeUndefined(); // Node's fetch sends it
     for (let i = 0; i < 100 && !closed; i++) await new Promise((resolve) => setTimeout(resolve, 10));
     expect(closed).toBe(true);
+  });
+
+  it("refuses a stream line that is no chunk, error or end, rather than end the stream there as if it were done", async () => {
+    const url = await serveBodies((_req, _body, res) => {
+      res.writeHead(200, { "content-type": "application/x-ndjson" });
+      res.end([{ chunk: 1 }, {}, { chunk: 3 }, { done: true, callId: "fc-0", chunks: 2 }].map((l) => JSON.stringify(l) + "\n").join(""));
+    });
+    const seen: number[] = [];
+    const err = await (async () => {
+      for await (const n of lookup<[], AsyncGenerator<number>>("shop", "feed", { gateway: url, token: TOKEN }).remoteGen()) seen.push(n);
+    })().catch((e: unknown) => e);
+    expect(seen).toEqual([1]);
+    expect(err).toBeInstanceOf(ProtocolError);
+    expect((err as Error).message).toContain("sent a line that is no chunk, error or end: {}");
   });
 
   it("says where it looked for a gateway that does not answer, and how to name another", async () => {

@@ -70,4 +70,38 @@ describe("a result the wire cannot carry", () => {
       expect(stack.gatewayOutput.filter((l) => l.includes("ledger: could not record"))).toEqual([]);
     });
   }
+
+  for (const fn of ["edgeFeed", "planeFeed"] as const) {
+    it(`fails a stream of ${fn} at a chunk the wire cannot carry, after the chunks before it, its generator closed`, async () => {
+      const feed = lookup<[string], unknown>("results", fn, { gateway: stack.url });
+      for (const [kind, [name, message]] of Object.entries(EXPECTED)) {
+        const got: unknown[] = [];
+        const err = await failure(
+          (async () => {
+            for await (const chunk of feed.remoteGen(kind)) got.push(chunk);
+          })(),
+        );
+        expect(got, kind).toEqual([1]);
+        expect(err, kind).toBeInstanceOf(RemoteError);
+        expect(err!.code).toBe("function_failed");
+        expect(err!.remoteName).toBe(name);
+        expect(err!.message).toContain(`results.${fn} ${message.replace("returned", "yielded").replaceAll("result", "chunk").replace("return ", "yield ")}`);
+        await expect
+          .poll(
+            async () =>
+              (await (await fetch(`${stack.url}/v1/apps/results/logs?function=${fn}&search=${encodeURIComponent(`feed of ${kind} closed`)}`, authed())).text())
+                .trim()
+                .split("\n")
+                .filter(Boolean).length,
+            {
+              timeout: 5_000,
+            },
+          )
+          .toBe(1);
+      }
+      const got: unknown[] = [];
+      for await (const chunk of feed.remoteGen("fine")) got.push(chunk);
+      expect(got).toEqual([1, { when: new Date(0), n: 2n }, 3]);
+    });
+  }
 });

@@ -23,13 +23,14 @@ import {
   cutLogLine,
   decodeValue,
   encodeValue,
+  type EncodedValue,
   type InputFrame,
   type PlaneFrame,
   type RunnerFrame,
   type UncaughtFrame,
 } from "../../sdk/protocol.js";
 import { LineSplitter } from "../../sdk/stream-lines.js";
-import { encodeResult } from "../../sdk/result-value.js";
+import { encodeChunk, encodeResult } from "../../sdk/result-value.js";
 import { maskedError } from "../../sdk/secret.js";
 import { writeSync } from "node:fs";
 import { wasmFunction } from "../../wasm/function.js";
@@ -209,7 +210,14 @@ export async function runFunctions(
       for (;;) {
         const step = await calls.run(context, async () => iterator.next());
         if (step.done) break;
-        send({ t: "chunk", callId: input.callId, value: encodeValue(step.value) });
+        let chunk: EncodedValue;
+        try {
+          chunk = encodeChunk(step.value, `${app.name}.${input.function}`);
+        } catch (err) {
+          await calls.run(context, async () => iterator.return?.()).catch(() => {}); // its `finally` runs, as when a caller stops
+          throw err;
+        }
+        send({ t: "chunk", callId: input.callId, value: chunk });
         chunks++;
         const more = await new Promise<boolean>((resolve) => demand.set(input.callId, resolve));
         if (!more) {
