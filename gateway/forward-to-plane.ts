@@ -15,7 +15,7 @@
  */
 import { PLANE_DEFAULTS } from "../sdk/defaults.js";
 import { ndjsonLines } from "../sdk/stream-lines.js";
-import { PlaneUnavailableError, fromWireError, functionTimeout, type WireError } from "../sdk/errors.js";
+import { PlaneUnavailableError, ProtocolError, fromWireError, functionTimeout, type WireError } from "../sdk/errors.js";
 import { PLANE_ROUTES, containerGroup, type PlaneInfo, type PlaneRunRequest, type PlaneRunTimings, type StreamLine } from "../sdk/protocol.js";
 import type { CallArgs } from "./call-args.js";
 import { clsParamsOf } from "./class-params.js";
@@ -257,7 +257,15 @@ export async function* forwardStreamToPlane(
         const l = line as StreamLine;
         if ("chunk" in l) yield new EncodedResult(l.meta === undefined ? { json: l.chunk } : { json: l.chunk, meta: l.meta });
         else if ("error" in l) throw fromWireError({ ...l.error, details: { ...l.error.details, callId, plane: plane.planeId } });
-        else return;
+        else if ("done" in l) return;
+        else
+          throw new ProtocolError(
+            `plane ${plane.planeId} sent a line in the stream of ${callId} that is no chunk, error or end: ${JSON.stringify(line).slice(0, 200)}`,
+            {
+              callId,
+              plane: plane.planeId,
+            },
+          );
       }
       throw new PlaneUnavailableError(`plane ${plane.planeId} ended the stream of ${callId} without its last line`, { callId, plane: plane.planeId });
     } finally {
