@@ -61,6 +61,39 @@ describe("BundleCache", () => {
     expect(asked).toEqual([]);
   });
 
+  it("maps a container's printed frames with the map fetched when a line first needs one, and asked again after a container starts", async () => {
+    const mapAsks: (string | undefined)[] = [];
+    const mapServer = createServer((req, res) => {
+      if (req.url !== `/v1/planes/bundles/${bundle.hash}/source-map`) return void res.writeHead(404).end();
+      const tag = req.headers["if-none-match"];
+      mapAsks.push(tag);
+      if (tag === '"m1"') return void res.writeHead(304).end();
+      res.writeHead(200, { etag: '"m1"', "content-type": "application/json" }).end(bundle.map);
+    });
+    await new Promise<void>((resolve) => mapServer.listen(0, "127.0.0.1", resolve));
+    try {
+      const cache = new BundleCache(join(dir, "line-maps"), `http://127.0.0.1:${(mapServer.address() as AddressInfo).port}`, SECRET);
+      const frame = "    at fails (file:///tandem/app/bundle.mjs:2:9)";
+      expect(cache.mapLogLine(bundle.hash, "resized 3 images at noon")).toBe("resized 3 images at noon"); // no map needed
+      expect(cache.mapLogLine(bundle.hash, frame)).toBeUndefined(); // the map must come first
+      expect(mapAsks).toEqual([]);
+      await Promise.all([cache.fetchLineMap(bundle.hash), cache.fetchLineMap(bundle.hash)]);
+      expect(mapAsks).toEqual([undefined]); // one fetch for both
+      expect(cache.mapLogLine(bundle.hash, frame)).toBe("    at fails (app.ts:2:9)");
+      cache.startedContainer(bundle.hash);
+      expect(cache.mapLogLine(bundle.hash, frame)).toBeUndefined();
+      await cache.fetchLineMap(bundle.hash);
+      expect(mapAsks).toEqual([undefined, '"m1"']);
+      expect(cache.mapLogLine(bundle.hash, frame)).toBe("    at fails (app.ts:2:9)");
+      // A bundle with no map to be had: its lines stay as printed, without asking again for each.
+      const other = createHash("sha256").update("no map").digest("hex");
+      await cache.fetchLineMap(other);
+      expect(cache.mapLogLine(other, frame)).toBe(frame);
+    } finally {
+      mapServer.close();
+    }
+  });
+
   it("still fetches a bundle it was not handed from the gateway", async () => {
     const cache = new BundleCache(join(dir, "other"), gatewayUrl, SECRET, [bundle]);
     const other = createHash("sha256").update("another bundle").digest("hex");

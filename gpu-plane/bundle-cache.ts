@@ -12,20 +12,23 @@ import { chmod, mkdir, rename, symlink, writeFile } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { InternalError, PlaneUnavailableError } from "../sdk/errors.js";
 import { paths, type ImageBuildSpec } from "../sdk/protocol.js";
-import { mapFrameLine, mapStackWith, traceMap } from "../sdk/stack-map.js";
+import { isFrameLine, mapFrameLine, mapStackWith, traceMap } from "../sdk/stack-map.js";
 import type { TraceMap } from "@jridgewell/trace-mapping";
 import { gatewayGet, networkReason } from "./gateway-get.js";
 import { RuntimeCode, splitPlaneBundle } from "./runtime-code.js";
 
 /**
- * What maps the stack frames a container prints (its log lines) to the app's files: the bundle's source map, fetched as
- * a container of it starts, so that each line is mapped as it comes, in order.
+ * What maps the stack frames a container prints (its log lines) to the app's files, with its bundle's source map,
+ * fetched when a line first needs it (most containers print none), and asked again (by its ETag) once a new container
+ * of the bundle has started: the same bundle can come again with another map.
  */
 export interface LogLineMaps {
-  /** Fetches bundle `hash`'s source map ahead of its lines (again, for a map that changed with the same bundle). */
-  prepareLineMap(hash: string): void;
-  /** `line` with a frame of bundle `hash` mapped (sdk/stack-map.ts `mapFrameLine`); null: left out; as it is until the map came. */
-  mapLogLine(hash: string, line: string): string | null;
+  /** A container of bundle `hash` started: its map is asked again when a line of it next needs one. */
+  startedContainer(hash: string): void;
+  /** `line` with a frame of bundle `hash` mapped (sdk/stack-map.ts `mapFrameLine`); null: left out; undefined: the map must come first ({@link fetchLineMap}). */
+  mapLogLine(hash: string, line: string): string | null | undefined;
+  /** Fetches bundle `hash`'s map for its lines; once it settles, {@link mapLogLine} answers (with none, as printed). */
+  fetchLineMap(hash: string): Promise<void>;
 }
 
 export class BundleCache implements LogLineMaps {
@@ -39,9 +42,10 @@ export class BundleCache implements LogLineMaps {
   readonly #handed: Promise<Map<string, HandedBundle>>;
   /** Their source maps, parsed when a stack first needs one. */
   readonly #handedMaps = new Map<string, TraceMap | null>();
-  /** The maps log lines are mapped with, by bundle: each as fetched when a container of its bundle last started. */
-  readonly #lineMaps = new Map<string, TraceMap | null>();
-  readonly #lineMapsComing = new Set<string>();
+  /** The maps log lines are mapped with, by bundle; `fresh` until a new container of the bundle starts. */
+  readonly #lineMaps = new Map<string, { map: TraceMap | null; fresh: boolean }>();
+  /** Their fetches under way: lines of several containers of one bundle wait on one. */
+  readonly #lineMapsComing = new Map<string, Promise<void>>();
 
   /** Joined bundles' runtimes and their code caches (gpu-plane/runtime-code.ts). */
   readonly #runtimes: RuntimeCode;
@@ -110,16 +114,27 @@ export class BundleCache implements LogLineMaps {
     return mapStackWith(await this.#sourceMap(hash), stack);
   }
 
-  prepareLineMap(hash: string): void {
-    if (this.#lineMapsComing.has(hash)) return; // containers of one bundle starting together share one fetch
-    this.#lineMapsComing.add(hash);
-    void this.#sourceMap(hash)
-      .then((map) => void this.#lineMaps.set(hash, map))
-      .finally(() => this.#lineMapsComing.delete(hash));
+  startedContainer(hash: string): void {
+    const kept = this.#lineMaps.get(hash);
+    if (kept) kept.fresh = false;
   }
 
-  mapLogLine(hash: string, line: string): string | null {
-    return mapFrameLine(this.#lineMaps.get(hash) ?? null, line);
+  mapLogLine(hash: string, line: string): string | null | undefined {
+    const kept = this.#lineMaps.get(hash);
+    if (kept?.fresh) return mapFrameLine(kept.map, line);
+    return isFrameLine(line) ? undefined : line;
+  }
+
+  fetchLineMap(hash: string): Promise<void> {
+    let coming = this.#lineMapsComing.get(hash);
+    if (!coming) {
+      coming = this.#sourceMap(hash)
+        .catch(() => null)
+        .then((map) => void this.#lineMaps.set(hash, { map, fresh: true }))
+        .finally(() => this.#lineMapsComing.delete(hash));
+      this.#lineMapsComing.set(hash, coming);
+    }
+    return coming;
   }
 
   async #sourceMap(hash: string): Promise<TraceMap | null> {

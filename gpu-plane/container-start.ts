@@ -94,6 +94,9 @@ class RestoreFailed extends Error {
  * @example
  * const worker = await starter.start(req, poolKey(req), bundle, reservation, timeoutFromNow(req), { forCall: req.callId });
  */
+/** A container's line waiting for its bundle's map: `#line`'s arguments after the container's. */
+type HeldLine = [fn: string, callId: string | null, stream: "stdout" | "stderr", line: string, tail: string[]];
+
 export class ContainerStarter {
   readonly #o: ContainerStartOptions;
   /** Pools whose class `enter()` failed: no new container before `until`; inputs fail with `error` meanwhile. */
@@ -102,6 +105,8 @@ export class ContainerStarter {
   readonly #noSnapshot = new Map<string, string>();
   /** Snapshots being taken, by snapshot key: a second cold start meanwhile waits for the same one. */
   readonly #taking = new Map<string, Promise<string>>();
+  /** Containers whose lines wait for their bundle's source map (`#line`), each line's arguments in order. */
+  readonly #heldLines = new Map<string, HeldLine[]>();
 
   constructor(options: ContainerStartOptions) {
     this.#o = options;
@@ -341,8 +346,21 @@ export class ContainerStarter {
    * function that wrote it (for a class's container, the method whose call did).
    */
   #line(req: PoolDescriptor, id: string, fn: string, callId: string | null, stream: "stdout" | "stderr", line: string, tail: string[]): void {
-    // A stack the app printed names its files, as its errors' stacks do: a frame of Tandem's own is left out.
-    const text = this.#o.lineMaps ? this.#o.lineMaps.mapLogLine(req.bundleHash, line) : line;
+    // A stack the app printed names its files, as its errors' stacks do: a frame of Tandem's own is left out. While the
+    // bundle's map is fetched for a frame, the container's lines wait, in order.
+    const held = this.#heldLines.get(id);
+    if (held) return void held.push([fn, callId, stream, line, tail]);
+    const lineMaps = this.#o.lineMaps;
+    const text = lineMaps ? lineMaps.mapLogLine(req.bundleHash, line) : line;
+    if (text === undefined) {
+      const waiting: HeldLine[] = [[fn, callId, stream, line, tail]];
+      this.#heldLines.set(id, waiting);
+      void lineMaps!.fetchLineMap(req.bundleHash).then(() => {
+        this.#heldLines.delete(id);
+        for (const l of waiting) this.#line(req, id, ...l);
+      });
+      return;
+    }
     if (text === null) return;
     keepLogLine(tail, text);
     this.#o.log(`[${req.app}.${fn} ${callId ?? "-"} ${id}]${stream === "stderr" ? " (stderr)" : ""} ${text}`);
@@ -359,7 +377,7 @@ export class ContainerStarter {
     mayResume: boolean,
   ): Promise<Worker> {
     const id = `ctr-${randomBytes(4).toString("hex")}`;
-    this.#o.lineMaps?.prepareLineMap(req.bundleHash); // fetched while the container starts, for the first line it prints
+    this.#o.lineMaps?.startedContainer(req.bundleHash);
     const started = performance.now();
     const startedAt = Date.now();
     let image: string | undefined;

@@ -66,6 +66,11 @@ export function mapFramesIn(map: TraceMap | null, text: string, module?: string)
   return lines.join("\n");
 }
 
+/** Whether `line` reads as a stack frame (`    at f (file:1:2)`): a printed line that a source map may change. */
+export function isFrameLine(line: string): boolean {
+  return line.includes(" at ") && FRAME.test(line);
+}
+
 const NOT_THE_BUNDLES = Symbol("not a frame of the bundle");
 
 /** One frame mapped; null for one of Tandem's own, a package's or one the map has no place for. */
