@@ -94,6 +94,22 @@ describe("BundleCache", () => {
     }
   });
 
+  it("lets a container's lines go on unmapped when the gateway does not answer for its map within 2 s", async () => {
+    const silent = createServer(() => {}); // takes the request, never answers
+    await new Promise<void>((resolve) => silent.listen(0, "127.0.0.1", resolve));
+    try {
+      const cache = new BundleCache(join(dir, "silent"), `http://127.0.0.1:${(silent.address() as AddressInfo).port}`, SECRET);
+      const frame = "    at fails (file:///tandem/app/bundle.mjs:2:9)";
+      const started = Date.now();
+      await cache.fetchLineMap(bundle.hash);
+      expect(Date.now() - started).toBeLessThan(5_000);
+      expect(cache.mapLogLine(bundle.hash, frame)).toBe(frame);
+    } finally {
+      silent.closeAllConnections();
+      silent.close();
+    }
+  });
+
   it("still fetches a bundle it was not handed from the gateway", async () => {
     const cache = new BundleCache(join(dir, "other"), gatewayUrl, SECRET, [bundle]);
     const other = createHash("sha256").update("another bundle").digest("hex");

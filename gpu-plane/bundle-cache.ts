@@ -31,6 +31,9 @@ export interface LogLineMaps {
   fetchLineMap(hash: string): Promise<void>;
 }
 
+/** The longest a container's lines wait for its bundle's map (`LogLineMaps.fetchLineMap`). */
+const LINE_MAP_WAIT_MS = 2_000;
+
 export class BundleCache implements LogLineMaps {
   readonly #dir: string;
   readonly #gatewayUrl: Promise<string>;
@@ -128,10 +131,21 @@ export class BundleCache implements LogLineMaps {
   fetchLineMap(hash: string): Promise<void> {
     let coming = this.#lineMapsComing.get(hash);
     if (!coming) {
-      coming = this.#sourceMap(hash)
-        .catch(() => null)
+      // Lines wait for it at most LINE_MAP_WAIT_MS (a gateway that does not answer): then the map kept, if any, or none;
+      // one that comes later maps the lines after it.
+      const fetched = this.#sourceMap(hash).catch(() => null);
+      void fetched.then((map) => map && this.#lineMaps.set(hash, { map, fresh: true }));
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const waited = new Promise<TraceMap | null>((resolve) => {
+        timer = setTimeout(() => resolve(this.#lineMaps.get(hash)?.map ?? null), LINE_MAP_WAIT_MS);
+        timer.unref();
+      });
+      coming = Promise.race([fetched, waited])
         .then((map) => void this.#lineMaps.set(hash, { map, fresh: true }))
-        .finally(() => this.#lineMapsComing.delete(hash));
+        .finally(() => {
+          clearTimeout(timer);
+          this.#lineMapsComing.delete(hash);
+        });
       this.#lineMapsComing.set(hash, coming);
     }
     return coming;
