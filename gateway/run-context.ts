@@ -5,10 +5,10 @@
  * AsyncLocalStorage so that `.remote()` from user code, and `console.log`
  * prefixes, find it without it being passed through user code.
  */
-import { mapPrinted } from "./source-map.js";
 import { AsyncLocalStorage } from "node:async_hooks";
 import { format } from "node:util";
 import { maskSecretValues } from "../sdk/secret.js";
+import { mapPrinted } from "./source-map.js";
 import { installCallContextStore, type CallContext } from "../sdk/context.js";
 import type { GatewayConfig } from "./config.js";
 import type { Env } from "./env.js";

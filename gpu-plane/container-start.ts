@@ -79,6 +79,9 @@ export interface ContainerStartOptions {
   lineMaps?: LogLineMaps;
 }
 
+/** A container's line waiting for its bundle's map: `#line`'s arguments after the container's. */
+type HeldLine = [fn: string, callId: string | null, stream: "stdout" | "stderr", line: string, tail: string[]];
+
 /** A container resumed from a memory snapshot that did not get ready: the start falls back to a fresh one. */
 class RestoreFailed extends Error {
   constructor(
@@ -94,9 +97,6 @@ class RestoreFailed extends Error {
  * @example
  * const worker = await starter.start(req, poolKey(req), bundle, reservation, timeoutFromNow(req), { forCall: req.callId });
  */
-/** A container's line waiting for its bundle's map: `#line`'s arguments after the container's. */
-type HeldLine = [fn: string, callId: string | null, stream: "stdout" | "stderr", line: string, tail: string[]];
-
 export class ContainerStarter {
   readonly #o: ContainerStartOptions;
   /** Pools whose class `enter()` failed: no new container before `until`; inputs fail with `error` meanwhile. */
