@@ -31,7 +31,7 @@ const forbid = {
   nodeButAsyncHooks: {
     regex: `^(?:node:(?!(?:async_hooks|util)$).*|(?:${bareBuiltins})(?:/.*)?)$`,
     message:
-      "gateway/ runs in workerd: Web-standard APIs, and of nodejs_compat only node:async_hooks (AsyncLocalStorage) and node:util (format, for console lines).",
+      "gateway/ runs in workerd: Web-standard APIs, and of nodejs_compat only node:async_hooks (AsyncLocalStorage) and node:util (format and inspect, for console lines).",
   },
 };
 

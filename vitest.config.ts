@@ -31,7 +31,7 @@ const WORKERD = [
 ];
 const BROWSER = ["test/agent-example.test.ts", "test/dashboard.test.ts"];
 const DOCKER_BESIDE_CODE = ["gpu-plane/drivers/docker.test.ts", "gpu-plane/image-builder.test.ts"];
-const UNIT_IN_TEST = ["test/tier-rules.test.ts", "test/plane-runner.test.ts", "test/deploy-files.test.ts"];
+const UNIT_IN_TEST = ["test/tier-rules.test.ts", "test/plane-runner.test.ts", "test/deploy-files.test.ts", "test/console-table.test.ts"];
 const BESIDE_CODE = ["sdk/**/*.test.ts", "gateway/**/*.test.ts", "gpu-plane/**/*.test.ts", "wasm/**/*.test.ts"];
 
 export default defineConfig({

@@ -7,9 +7,18 @@ declare module "node:async_hooks" {
   }
 }
 
-// A console line's arguments as Node's console writes them (gateway/run-context.ts).
+// A console line's arguments as Node's console writes them (gateway/run-context.ts, gateway/console-table.ts).
 declare module "node:util" {
   export function format(...args: unknown[]): string;
+  export interface InspectOptions {
+    depth?: number | null;
+    colors?: boolean;
+    customInspect?: boolean;
+    maxArrayLength?: number | null;
+    breakLength?: number;
+    [option: string]: unknown;
+  }
+  export function inspect(value: unknown, options?: InspectOptions): string;
 }
 
 // The bundle's source map, imported as a text module (sdk/cli/bundle.ts).

@@ -6,7 +6,8 @@
  * prefixes, find it without it being passed through user code.
  */
 import { AsyncLocalStorage } from "node:async_hooks";
-import { format } from "node:util";
+import { format, inspect, type InspectOptions } from "node:util";
+import { consoleTable } from "./console-table.js";
 import { maskSecretValues } from "../sdk/secret.js";
 import { mapPrinted } from "./source-map.js";
 import { installCallContextStore, type CallContext } from "../sdk/context.js";
@@ -36,7 +37,20 @@ export interface RunContext {
    * calls would rather run. None: `TANDEM_REGION_PREFERENCE`'s `*` entry (scheduled runs, resumed calls).
    */
   nearRegions?: readonly string[];
+  /** Its console's groups, counts and timers (`console.group`, `console.count`, `console.time`), once it uses one. */
+  consoleState?: ConsoleState;
 }
+
+/** What Node keeps per console, kept here per call (or for the isolate, outside any): how lines are indented, counts, timers. */
+interface ConsoleState {
+  indent: string;
+  counts: Map<string, number>;
+  timers: Map<string, number>;
+}
+
+const newConsoleState = (): ConsoleState => ({ indent: "", counts: new Map(), timers: new Map() });
+/** Lines printed outside any call or request. */
+const isolateConsole = newConsoleState();
 
 /** `rc` running with `callEnv`: its `process.env`, and the secret values its logs and errors mask. */
 export function withCallEnv(rc: RunContext, callEnv: CallEnv): RunContext {
@@ -141,20 +155,129 @@ export function prefixConsoleLines(): void {
     const source = level === "warn" || level === "error" ? "stderr" : "stdout";
     console[level] = (...args: unknown[]) => {
       const store = runStore.getStore();
+      const indent = (store ? store.consoleState : isolateConsole)?.indent ?? ""; // within a console.group
       // A line of code that holds secrets is written as one string, their values masked.
       const masked = store?.secretValues?.length ? maskSecretValues(logText(args), store.secretValues) : undefined;
       // A line that is one string (the usual case) is handed to workerd as one string, prefix included: workerd
       // formats each argument it is given. A lone argument is never read as a format string.
       const text = masked ?? (args.length === 1 && typeof args[0] === "string" ? args[0] : undefined);
+      // A stack printed names the app's files, as an error's does.
+      const written = () => indented(indent, mapPrinted(text ?? logText(args)));
       if (store?.logTo) {
         // A line of running code is kept, and printed with the others of its moment in one write (workerd's write
         // of a line costs a call more than keeping it does). Each of its lines is printed with the prefix.
-        const line = mapPrinted(text ?? logText(args)); // a stack printed names the app's files, as an error's does
+        const line = written();
         keepEdgeLine(store, store.logTo, source, line);
         waitForBatch(store, printLater(null, [{ write, line: store.logPrefix ? prefixLines(store.logPrefix, line) : line }]));
-      } else if (text !== undefined) write(store?.logPrefix ? prefixLines(store.logPrefix, mapPrinted(text)) : mapPrinted(text));
+      } else if (text !== undefined || indent) write(store?.logPrefix ? prefixLines(store.logPrefix, written()) : written());
       else if (store?.logPrefix) write(store.logPrefix, ...args);
       else write(...args);
     };
   }
+  installConsoleExtras();
+}
+
+/** `text` with `indent` before each of its lines. */
+function indented(indent: string, text: string): string {
+  return indent ? indent + text.replaceAll("\n", `\n${indent}`) : text;
+}
+
+/** The running call's console state (made on first use), or the isolate's outside any. */
+function consoleState(): ConsoleState {
+  const store = runStore.getStore();
+  return store ? (store.consoleState ??= newConsoleState()) : isolateConsole;
+}
+
+/**
+ * The rest of Node's console, written through the lines above (so kept, prefixed and masked as they are): groups,
+ * tables, `dir`, `assert`, counts, timers and `trace`, each printing what Node's prints. workerd's own print nothing a
+ * call keeps. Counts and timers are the call's own, as its groups are.
+ */
+function installConsoleExtras(): void {
+  const warning = (message: string) => console.warn(`Warning: ${message}`); // Node's process warning, at the edge
+  const group = (...label: unknown[]) => {
+    if (label.length > 0) console.log(...label);
+    consoleState().indent += "  ";
+  };
+  const elapsed = (label: string, method: string): string | undefined => {
+    const started = consoleState().timers.get(label);
+    if (started === undefined) warning(`No such label '${label}' for console.${method}()`);
+    return started === undefined ? undefined : formatTime(performance.now() - started);
+  };
+  const extras: Partial<Console> = {
+    group,
+    groupCollapsed: group,
+    groupEnd: () => {
+      const state = consoleState();
+      state.indent = state.indent.slice(0, -2);
+    },
+    table: (data: unknown, properties?: readonly string[]) => console.log(consoleTable(data, properties) ?? data),
+    dir: (item: unknown, options?: InspectOptions) => console.log(inspect(item, { customInspect: false, ...options })),
+    dirxml: (...data: unknown[]) => console.log(...data),
+    assert: (condition?: boolean, ...data: unknown[]) => {
+      if (condition) return;
+      data[0] = `Assertion failed${data.length === 0 ? "" : `: ${String(data[0])}`}`;
+      console.warn(...data);
+    },
+    count: (label: unknown = "default") => {
+      const { counts } = consoleState();
+      const name = String(label);
+      const n = (counts.get(name) ?? 0) + 1;
+      counts.set(name, n);
+      console.log(`${name}: ${n}`);
+    },
+    countReset: (label: unknown = "default") => {
+      const name = String(label);
+      if (!consoleState().counts.delete(name)) warning(`Count for '${name}' does not exist`);
+    },
+    time: (label: unknown = "default") => {
+      const { timers } = consoleState();
+      const name = String(label);
+      if (timers.has(name)) warning(`Label '${name}' already exists for console.time()`);
+      else timers.set(name, performance.now());
+    },
+    timeLog: (label: unknown = "default", ...data: unknown[]) => {
+      const name = String(label);
+      const took = elapsed(name, "timeLog");
+      if (took !== undefined) console.log("%s: %s", name, took, ...data);
+    },
+    timeEnd: (label: unknown = "default") => {
+      const name = String(label);
+      const took = elapsed(name, "timeEnd");
+      if (took === undefined) return;
+      consoleState().timers.delete(name);
+      console.log("%s: %s", name, took);
+    },
+    trace: function trace(...data: unknown[]) {
+      const shown = { name: "Trace", message: format(...data), stack: "" };
+      Error.captureStackTrace(shown, trace);
+      console.error(shown.stack);
+    },
+  };
+  Object.assign(console, extras);
+}
+
+/** A duration as Node's `console.timeEnd` writes it: `0.912ms`, `1.204s`, `2:03.008 (m:ss.mmm)`. */
+function formatTime(ms: number): string {
+  let hours = 0;
+  let minutes = 0;
+  let seconds = 0;
+  if (ms >= 1000) {
+    if (ms >= 60_000) {
+      if (ms >= 3_600_000) {
+        hours = Math.floor(ms / 3_600_000);
+        ms %= 3_600_000;
+      }
+      minutes = Math.floor(ms / 60_000);
+      ms %= 60_000;
+    }
+    seconds = ms / 1000;
+  }
+  const pad = (n: number | string) => String(n).padStart(2, "0");
+  if (hours !== 0 || minutes !== 0) {
+    const [whole, fraction] = seconds.toFixed(3).split(".");
+    return `${hours !== 0 ? `${hours}:${pad(minutes)}` : minutes}:${pad(whole!)}.${fraction} (${hours !== 0 ? "h:m" : ""}m:ss.mmm)`;
+  }
+  if (seconds !== 0) return `${seconds.toFixed(3)}s`;
+  return `${Number(ms.toFixed(3))}ms`;
 }

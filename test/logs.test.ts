@@ -55,6 +55,25 @@ const formats = () => {
 };
 export const edgeFormats = app.function(formats);
 export const planeFormats = app.function({ tier: "plane" }, formats);
+const consoles = () => {
+  console.group("outer");
+  console.log("inside");
+  console.group();
+  console.info("deeper\\nsecond line");
+  console.groupEnd();
+  console.table([{ a: 1, b: "x" }]);
+  console.groupEnd();
+  console.dir({ d: { e: { f: 1 } } }, { depth: 0 });
+  console.assert(true, "never");
+  console.assert(false, "%s failed", "check");
+  console.count(); console.count("n"); console.count(); console.countReset(); console.count();
+  console.dirxml("xml", 1);
+  console.time("t"); console.timeEnd("t");
+  console.trace("here %d", 5);
+  return 1;
+};
+export const edgeConsoles = app.function(consoles);
+export const planeConsoles = app.function({ tier: "plane" }, consoles);
 function deepFail(): never {
   throw new Error("caught boom");
 }
@@ -599,6 +618,46 @@ describe("tandem logs", () => {
       // Every other frame is Node's own: Tandem's (its runtime's module, or bundled) are left out.
       const others = text.split("\n").filter((line) => /^\s+at /.test(line) && !/\(app\.ts:\d+:\d+\)$/.test(line));
       for (const frame of others) expect(frame, name).toMatch(/\(node:[^)]+\)$/);
+    }
+  }, 60_000);
+
+  it("prints the rest of Node's console the same in either tier: groups, tables, dir, assert, counts, timers, trace", async () => {
+    const printed = async (name: string) => {
+      const call = await fn<[], number>(name).spawn();
+      await call.get({ timeoutMs: 30_000 });
+      const lines = async () =>
+        (await FunctionCall.fromId(call.id, { gateway: served.url, token }).logs()).filter((l) => l.source !== "system").map((l) => `${l.source} ${l.text}`);
+      await expect.poll(async () => (await lines()).some((l) => l.startsWith("stderr Trace: "))).toBe(true);
+      return lines();
+    };
+    const expected = [
+      "stdout outer",
+      "stdout   inside",
+      "stdout     deeper",
+      "stdout     second line",
+      "stdout   ┌─────────┬───┬─────┐",
+      "stdout   │ (index) │ a │ b   │",
+      "stdout   ├─────────┼───┼─────┤",
+      "stdout   │ 0       │ 1 │ 'x' │",
+      "stdout   └─────────┴───┴─────┘",
+      "stdout { d: [Object] }",
+      "stderr Assertion failed: check failed",
+      "stdout default: 1",
+      "stdout n: 1",
+      "stdout default: 2",
+      "stdout default: 1",
+      "stdout xml 1",
+      "stdout t: <ms>",
+      "stderr Trace: here 5",
+      `stderr     at consoles (app.ts:${appSource.split("\n").findIndex((line) => line.includes('console.trace("here %d", 5)')) + 1}:<column>)`,
+    ];
+    for (const name of ["planeConsoles", "edgeConsoles"]) {
+      const lines = (await printed(name))
+        .map((line) => line.replace(/^stdout t: \d+(\.\d+)?ms$/, "stdout t: <ms>").replace(/(app\.ts:\d+):\d+\)$/, "$1:<column>)"))
+        .map((line) => line.replace(/ at \S*consoles\S* \[as handler\] \(/, " at consoles ("));
+      expect(lines.slice(0, expected.length), name).toEqual(expected);
+      // What follows the trace's own frame is Node's own frames, if any (Tandem's are left out).
+      for (const line of lines.slice(expected.length)) expect(line, name).toMatch(/^stderr {5}at .*\(node:[^)]+\)$/);
     }
   }, 60_000);
 
