@@ -257,6 +257,12 @@ export function dashboardRoutes(): Hono<RouteEnv> {
     const app = appOf(c);
     const container = checkedContainerId(c.req.param("container"));
     const { lines } = await readLog(c.env, app.name, { containerId: container, limit: 500 });
+    // Every container of an app has a line in its log (its start, at least) once it has started.
+    if (lines.length === 0)
+      throw new NotFoundError(
+        `app "${app.name}" has no line from container ${container} in the time its lines are kept: the id is mistyped, the container is another app's, or it started moments ago (reload to see it then)`,
+        { app: app.name, containerId: container },
+      );
     const body = html`<p><a href="${dashboardPath("apps", app.name)}">← ${app.name}</a></p>
       ${facts([["container", container]])}
       <h2>Logs, live</h2>

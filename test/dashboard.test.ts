@@ -15,7 +15,16 @@ import http from "node:http";
 import type { AddressInfo } from "node:net";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { DASHBOARD, GATEWAY_AUDIENCE, HEADERS, PROTOCOL_VERSION, ROUTES, type DashboardLoginAnswer, type PlaneHeartbeat } from "../sdk/protocol.js";
+import {
+  DASHBOARD,
+  GATEWAY_AUDIENCE,
+  HEADERS,
+  PROTOCOL_VERSION,
+  ROUTES,
+  type DashboardLoginAnswer,
+  type PlaneHeartbeat,
+  type PlaneLogBatch,
+} from "../sdk/protocol.js";
 import { LOG_LIMITS } from "../sdk/defaults.js";
 import { signRequest } from "../sdk/signing.js";
 import { runCli } from "./helpers/cli.js";
@@ -132,6 +141,34 @@ describe("the dashboard", () => {
     const api = await fetch(`${gateway.url}/v1/apps/shop/logs?container=${long}`, authed());
     expect(api.status).toBe(400);
     await api.text();
+  });
+
+  it("answers a container page 404 for a container that printed no line in the app, and shows one that did", async () => {
+    const missing = await fetch(`${gateway.url}${DASHBOARD.base}/apps/shop/containers/ctr-nope0000`, authed());
+    expect(missing.status).toBe(404);
+    expect(await missing.text()).toContain("app &quot;shop&quot; has no line from container ctr-nope0000 in the time its lines are kept");
+    const body = JSON.stringify({
+      planeId: "pl-dashctr00001",
+      lines: [
+        {
+          time: Date.now(),
+          app: "shop",
+          function: "slow",
+          callId: null,
+          containerId: "ctr-da5b0a4d",
+          tier: "plane",
+          region: "test",
+          source: "stdout",
+          text: "warming up",
+        },
+      ],
+    } satisfies PlaneLogBatch);
+    const headers = await signRequest(PLANE_SECRET, { audience: GATEWAY_AUDIENCE, method: "POST", path: ROUTES.planeLogs, body });
+    const sent = await fetch(`${gateway.url}${ROUTES.planeLogs}`, { method: "POST", body, headers });
+    expect(sent.status).toBe(204);
+    const shown = await fetch(`${gateway.url}${DASHBOARD.base}/apps/shop/containers/ctr-da5b0a4d`, authed());
+    expect(shown.status).toBe(200);
+    expect(await shown.text()).toContain("warming up");
   });
 
   it("answers a live stream's since that is not a time 400, saying what it takes", async () => {
