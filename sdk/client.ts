@@ -256,12 +256,14 @@ export class HttpInvoker implements Invoker {
 
   /**
    * The log lines a log route answers (`paths.appLogs`, `paths.callLogs`), one at a time as they come: with
-   * `follow`, until the loop stops (which closes the stream) or the gateway ends it.
+   * `follow`, until the loop stops (which closes the stream) or the gateway ends it. `onOpen`: called once the stream
+   * has been answered, before its first line.
    * @example for await (const line of client.logLines(paths.appLogs("shop", { follow: true }))) console.log(line.text);
    */
-  async *logLines(path: string): AsyncIterable<LogLine> {
+  async *logLines(path: string, onOpen?: () => void): AsyncIterable<LogLine> {
     const res = await this.send("GET", path);
     if (!res.ok || !res.body) await this.fail(res);
+    onOpen?.();
     let ended: LogStreamEnd | undefined;
     try {
       for await (const line of ndjsonLines(res.body!)) {

@@ -96,6 +96,11 @@ export const LOG_LIMITS = {
   /** Lines `GET /v1/apps/:app/logs` answers when `limit` does not say, and the most it answers. */
   defaultLimit: 100,
   maxLimit: 10_000,
+  /** How long `tandem logs -f` that lost its gateway (a restart of `tandem serve`) tries to follow again, and how often. */
+  followReconnectMs: 60_000,
+  followRetryMs: 1_000,
+  /** How far before its newest line a follow that lost its gateway follows again from (its repeats not printed). */
+  followOverlapMs: 5_000,
   /** The longest `search` text. */
   maxSearchChars: 256,
   /** How often a follow asks its app's log store for new lines. */

@@ -756,6 +756,24 @@ describe("tandem logs", () => {
     expect(served.output()).not.toContain("serve\rechoed");
   }, 30_000);
 
+  it("-f follows on across a restart of tandem serve on the same port, each line printed once", async () => {
+    await fn<[string], string>("edgeSay").remote("before the reconnect");
+    const { child, out, err } = tandemLogs("-f", "-n", "1", "--search", "the reconnect");
+    try {
+      await expect.poll(out, { timeout: 10_000 }).toContain("edge says before the reconnect");
+      const port = new URL(served.url).port;
+      await served.stop();
+      await expect.poll(err, { timeout: 10_000 }).toContain(`the gateway at ${served.url} went away; following again once it answers`);
+      served = await startServe(["app.ts", "--port", port], dir, { JOURNAL_KEY: SECRET_VALUE });
+      await fn<[string], string>("edgeSay").remote("after the reconnect");
+      await expect.poll(out, { timeout: 15_000 }).toContain("edge says after the reconnect");
+      expect(out().match(/edge says before the reconnect/g)).toHaveLength(1);
+      expect(child.exitCode).toBeNull();
+    } finally {
+      child.kill("SIGINT");
+    }
+  }, 90_000);
+
   it("keeps the lines across a restart of tandem serve with the same state folder", async () => {
     await fn<[string], string>("edgeSay").remote("before the restart");
     await expect.poll(async () => (await logs("?search=before%20the%20restart")).lines.length).toBe(1);

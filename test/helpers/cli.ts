@@ -16,7 +16,7 @@ export interface Served {
 
 /** `tandem serve <args> --port 0`, resolved once it prints its URL; `cli` is another `tandem` to run (a project's own). */
 export async function startServe(args: string[], cwd = ROOT, env: Record<string, string> = {}, cli = CLI): Promise<Served> {
-  const child = spawn(process.execPath, [cli, "serve", ...args, "--port", "0"], {
+  const child = spawn(process.execPath, [cli, "serve", ...args, ...(args.includes("--port") ? [] : ["--port", "0"])], {
     cwd,
     env: { ...process.env, NO_COLOR: "1", ...env },
     stdio: ["ignore", "pipe", "pipe"],
