@@ -50,5 +50,7 @@ describe("a printed stack's lines (log lines)", () => {
       "    at g (app.ts:1:1)\n    at h (node:internal/x:1:1)",
     );
     expect(mapFramesIn(map, "no frame here")).toBe("no frame here");
+    // A stack mapped already (then printed) stays as it is: its frames name the map's sources, not the bundle.
+    expect(mapFramesIn(map, "threw: Error: x\n    at handler (app.ts:1:20)")).toBe("threw: Error: x\n    at handler (app.ts:1:20)");
   });
 });

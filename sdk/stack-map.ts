@@ -73,6 +73,14 @@ export function isFrameLine(line: string): boolean {
 
 const NOT_THE_BUNDLES = Symbol("not a frame of the bundle");
 
+const sourceSets = new WeakMap<TraceMap, Set<string>>();
+/** The files a map maps to, as mapped frames name them. */
+function sourcesOf(map: TraceMap): Set<string> {
+  let sources = sourceSets.get(map);
+  if (!sources) sourceSets.set(map, (sources = new Set(map.sources.filter((s): s is string => s !== null))));
+  return sources;
+}
+
 /** One frame mapped; null for one of Tandem's own, a package's or one the map has no place for. */
 function mappedFrame(map: TraceMap, frame: string, module: string | undefined): string | null | typeof NOT_THE_BUNDLES {
   const m = FRAME.exec(frame);
@@ -81,6 +89,8 @@ function mappedFrame(map: TraceMap, frame: string, module: string | undefined): 
   // Node's own modules (`node:internal/…`) are not the bundle: mapped through its map, their lines would name
   // whatever of the app's sat at the same place. Nor is a package the bundle left out (its own file, named as it is).
   if (file!.startsWith("node:") || file!.includes("/node_modules/")) return NOT_THE_BUNDLES;
+  // A frame already mapped (a stack Tandem mapped, then printed) names one of the map's own sources: it stays.
+  if (sourcesOf(map).has(file!)) return NOT_THE_BUNDLES;
   if (module !== undefined && file !== module && !file!.endsWith(`/${module}`)) return null; // Tandem's runtime, a module of its own
   const pos = originalPositionFor(map, { line: Number(line), column: Number(column) - 1 });
   if (!pos.source || RUNTIME_SOURCE.test(pos.source)) return null;

@@ -201,6 +201,19 @@ function tandemLogs(...args: string[]): { child: ChildProcessWithoutNullStreams;
   return { child, out: () => out, err: () => err, exited };
 }
 
+/**
+ * The lines a spawned call of `name` printed (not Tandem's), each as "source text", once `done` says all have come.
+ * @example await printedBy("edgeFormats", (lines) => lines.length === 3);
+ */
+async function printedBy(name: string, done: (lines: string[]) => boolean): Promise<string[]> {
+  const call = await fn<[], number>(name).spawn();
+  await call.get({ timeoutMs: 30_000 });
+  const lines = async () =>
+    (await FunctionCall.fromId(call.id, { gateway: served.url, token }).logs()).filter((l) => l.source !== "system").map((l) => `${l.source} ${l.text}`);
+  await expect.poll(async () => done(await lines())).toBe(true);
+  return lines();
+}
+
 describe("tandem logs", () => {
   it("-f shows a line a plane function printed and one an edge function printed, in order, each within a second", async () => {
     await fn<[string], string>("planeSay").remote("warm-up"); // the container started: its cold start is not what is timed
@@ -579,14 +592,7 @@ describe("tandem logs", () => {
   }, 60_000);
 
   it("keeps a line the same whichever tier printed it: formats, Maps, Sets, BigInts and cycles as Node's console prints them", async () => {
-    const printed = async (name: string) => {
-      const call = await fn<[], number>(name).spawn();
-      await call.get({ timeoutMs: 30_000 });
-      const lines = async () =>
-        (await FunctionCall.fromId(call.id, { gateway: served.url, token }).logs()).filter((l) => l.source !== "system").map((l) => `${l.source} ${l.text}`);
-      await expect.poll(async () => (await lines()).length).toBe(3);
-      return lines();
-    };
+    const printed = (name: string) => printedBy(name, (lines) => lines.length === 3);
     const expected = [
       "stdout Ada is 36 years and { x: 1 }",
       "stdout Map(1) { 'a' => 1 } Set(1) { 2 } 10n [ undefined, null ]",
@@ -599,17 +605,8 @@ describe("tandem logs", () => {
   it("maps a stack the app prints to its own file's lines in either tier, as an error's stack is, Tandem's frames left out", async () => {
     const throwLine = appSource.split("\n").findIndex((line) => line.includes('throw new Error("caught boom")')) + 1;
     const callerLine = appSource.split("\n").findIndex((line) => line.includes("    deepFail();")) + 1;
-    const printed = async (name: string) => {
-      const call = await fn<[], number>(name).spawn();
-      await call.get({ timeoutMs: 30_000 });
-      const text = async () =>
-        (await FunctionCall.fromId(call.id, { gateway: served.url, token }).logs())
-          .filter((l) => l.source !== "system")
-          .map((l) => l.text)
-          .join("\n");
-      await expect.poll(text).toContain("stack: Error: caught boom");
-      return text();
-    };
+    const printed = async (name: string) =>
+      (await printedBy(name, (lines) => lines.some((l) => l.includes("stack: Error: caught boom")))).map((l) => l.replace(/^\w+ /, "")).join("\n");
     for (const name of ["planeCaught", "edgeCaught"]) {
       const text = await printed(name);
       // Printed twice (the error whole, then its stack), each naming the throw and its caller in app.ts.
@@ -622,14 +619,7 @@ describe("tandem logs", () => {
   }, 60_000);
 
   it("prints the rest of Node's console the same in either tier: groups, tables, dir, assert, counts, timers, trace", async () => {
-    const printed = async (name: string) => {
-      const call = await fn<[], number>(name).spawn();
-      await call.get({ timeoutMs: 30_000 });
-      const lines = async () =>
-        (await FunctionCall.fromId(call.id, { gateway: served.url, token }).logs()).filter((l) => l.source !== "system").map((l) => `${l.source} ${l.text}`);
-      await expect.poll(async () => (await lines()).some((l) => l.startsWith("stderr Trace: "))).toBe(true);
-      return lines();
-    };
+    const printed = (name: string) => printedBy(name, (lines) => lines.some((l) => l.startsWith("stderr Trace: ")));
     const expected = [
       "stdout outer",
       "stdout   inside",
