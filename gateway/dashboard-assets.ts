@@ -47,6 +47,9 @@ pre { background: #1d2330; color: #f1f3f7; padding: .8rem; border-radius: 6px; w
 .login { max-width: 26rem; }
 .login form { display: flex; flex-direction: column; gap: .5rem; }
 .login input { font: inherit; padding: .45rem; }
+.filters { display: flex; flex-wrap: wrap; gap: .5rem .9rem; align-items: flex-end; margin: .4rem 0 .9rem; font-size: .85rem; }
+.filters label { display: flex; flex-direction: column; gap: .15rem; color: #6b7385; }
+.filters input, .filters select, .filters button { font: inherit; padding: .25rem .4rem; max-width: 12rem; }
 .simulated { background: #fff3d6; color: #7a5200; padding: .05rem .45rem; border-radius: 9px; font-size: .8rem; }
 code { overflow-wrap: anywhere; }
 @media (max-width: 600px) { main { padding: .6rem; } th, td { padding: .35rem .45rem; } }

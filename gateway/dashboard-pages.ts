@@ -12,7 +12,7 @@ import type { DashboardCallRow, LogLine, TokenScope } from "../sdk/protocol.js";
 import { DASHBOARD, scopeAllows } from "../sdk/protocol.js";
 import { DASHBOARD_DEFAULTS, LOG_LIMITS } from "../sdk/defaults.js";
 
-type Html = HtmlEscapedString | Promise<HtmlEscapedString>;
+export type Html = HtmlEscapedString | Promise<HtmlEscapedString>;
 
 /** A chart: its x values (seconds since the epoch) and one series of y values per label. */
 export interface ChartData {

@@ -17,6 +17,7 @@ import { InvalidRequestError, MethodNotAllowedError, NotFoundError, TandemError 
 import {
   CALL_ID_PATTERN,
   DASHBOARD,
+  LOG_SOURCES,
   LogQuerySchema,
   containerGroup,
   scopeAllows,
@@ -52,6 +53,7 @@ import {
   usd,
   visibleMarks,
   type ChartData,
+  type Html,
 } from "./dashboard-pages.js";
 import type { Env, RouteEnv } from "./env.js";
 import { environmentOf } from "./environments.js";
@@ -247,10 +249,14 @@ export function dashboardRoutes(): Hono<RouteEnv> {
 
   routes.get("/apps/:app/logs", async (c) => {
     const app = appOf(c);
-    const { lines } = await readLog(c.env, app.name, { limit: 200 });
+    const { filter, given } = pageLogFilter(c.req.query());
+    const { lines } = await readLog(c.env, app.name, filter);
+    const names = [...new Set([...app.callables.map((f) => f.name), ...[...app.webMounts, ...app.endpoints, ...app.agents].map((w) => w.label)])];
     const body = html`<p><a href="${dashboardPath("apps", app.name)}">← ${app.name}</a></p>
-      ${logList(lines)}`;
-    return c.html(layout(`Logs of ${app.name}`, body, { ...viewer(c), live: liveUrl(app.name, { logs: "1" }) }));
+      ${logFilterForm(given, names)} ${logList(lines)}`;
+    // New lines as the same filters choose them (all but since: they are new).
+    const { since: _since, limit: _limit, ...liveFilters } = given;
+    return c.html(layout(`Logs of ${app.name}`, body, { ...viewer(c), live: liveUrl(app.name, { logs: "1", ...liveFilters }) }));
   });
 
   routes.get("/apps/:app/containers/:container", async (c) => {
@@ -478,7 +484,14 @@ async function liveEvents(c: Ctx, app: string): Promise<Response> {
       : q.container !== undefined
         ? { containerId: checkedContainerId(q.container), limit: 1 }
         : q.logs === "1"
-          ? { limit: 1 }
+          ? {
+              ...pageLogFilter({
+                ...(q.function === undefined ? {} : { function: q.function }),
+                ...(q.source === undefined ? {} : { source: q.source }),
+                ...(q.search === undefined ? {} : { search: q.search }),
+              }).filter,
+              limit: 1,
+            }
           : undefined;
   const watchCalls = q.container === undefined && q.logs !== "1";
   // What the page already shows: calls created and ended before it was drawn (a little slack for clocks that differ).
@@ -636,6 +649,51 @@ function activityCharts({ buckets, points }: CallSeries) {
   });
   return html`${chart(chartOf("Calls", "per minute", (p) => p?.calls ?? 0))} ${chart(chartOf("Errors", "per minute", (p) => p?.errors ?? 0))}
   ${chart(chartOf("Mean time from start to end", "ms", (p) => (p?.ended ? Math.round(p.runMsSum / p.ended) : null)))}`;
+}
+
+/** What the logs page may be asked to show, as the logs API takes each (`LogQuerySchema`). */
+const PAGE_LOG_FIELDS = ["function", "source", "search", "since", "limit"] as const;
+type PageLogFields = Partial<Record<(typeof PAGE_LOG_FIELDS)[number], string>>;
+
+/**
+ * The logs page's filters from its query, each read as the logs API reads it: a bad value, or a field the page does not
+ * take, is a 400 that names it. A field left empty in the form is none. The page shows the last 200 lines unless
+ * `limit` says.
+ */
+function pageLogFilter(query: Record<string, string>): { filter: LogFilter; given: PageLogFields } {
+  const given: PageLogFields = {};
+  for (const [field, value] of Object.entries(query)) {
+    if (!(PAGE_LOG_FIELDS as readonly string[]).includes(field))
+      throw new InvalidRequestError(`the logs page takes ${PAGE_LOG_FIELDS.join(", ")}, not "${field.slice(0, 40)}"`);
+    if (value !== "") given[field as keyof PageLogFields] = value;
+  }
+  const parsed = LogQuerySchema.safeParse(given, { reportInput: true });
+  if (!parsed.success) throw new InvalidRequestError(describeIssues(parsed.error, "field", LogQuerySchema));
+  const q = parsed.data;
+  const filter: LogFilter = { limit: q.limit ?? DASHBOARD_DEFAULTS.logLinesShown };
+  if (q.function !== undefined) filter.function = q.function;
+  if (q.source !== undefined) filter.source = q.source;
+  if (q.since !== undefined) filter.since = q.since;
+  if (q.search !== undefined) filter.search = q.search;
+  return { filter, given };
+}
+
+/** The logs page's filters, as a form that asks the page again (a GET: the address says what is shown). */
+function logFilterForm(given: PageLogFields, names: string[]): Html {
+  return html`<form class="filters" method="get">
+    <label>function <input name="function" list="log-functions" value="${given.function ?? ""}" placeholder="any" /></label>
+    <datalist id="log-functions">${names.map((n) => html`<option value="${n}"></option>`)}</datalist>
+    <label
+      >source
+      <select name="source">
+        <option value="">any</option>
+        ${LOG_SOURCES.map((s) => html`<option value="${s}" ${given.source === s ? "selected" : ""}>${s}</option>`)}
+      </select></label
+    >
+    <label>text <input name="search" type="search" value="${given.search ?? ""}" placeholder="contains" /></label>
+    <label>since <input name="since" value="${given.since ?? ""}" placeholder="2h, 30m, a date" /></label>
+    <button type="submit">Show</button>
+  </form>`;
 }
 
 /** A container id as the logs API takes it (`LogQuerySchema`): 400 for one no container could have, as that API answers. */

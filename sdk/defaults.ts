@@ -225,6 +225,8 @@ export const DASHBOARD_DEFAULTS = {
   sessionTtlSeconds: 12 * 3600,
   /** Calls a calls page lists. */
   callsShown: 50,
+  /** Lines the app's logs page shows when it is drawn, unless its `limit` says (new ones are added as they come). */
+  logLinesShown: 200,
   /** Characters of a call's error a calls table shows (its first line); the call's page shows all of it. */
   errorChars: 300,
   /** How often a page's live stream asks the ledger for changed calls. */

@@ -339,6 +339,35 @@ describe("the dashboard", () => {
     await page.close();
   });
 
+  it("filters the app's logs page by its form (function, source, text, since), new lines too, and refuses a bad filter 400", async () => {
+    await call("checkout", ["sieve-a1"]);
+    await call("checkout", ["sieve-b1"]);
+    const page = await admin.newPage();
+    await page.goto(`${gateway.url}${DASHBOARD.base}/apps/shop/logs`);
+    await page.fill('form.filters input[name="search"]', "sieve-a");
+    await page.selectOption('form.filters select[name="source"]', "stdout");
+    await Promise.all([page.waitForURL(/search=sieve-a/), page.click('form.filters button[type="submit"]')]);
+    const texts = () => page.$$eval("#logs li .text", (ts) => ts.map((t) => t.textContent ?? ""));
+    expect(await texts()).toEqual(["checking out order sieve-a1"]);
+    expect(await page.inputValue('form.filters input[name="search"]')).toBe("sieve-a"); // the form shows what is shown
+    await page.waitForSelector('body[data-live-state="open"]');
+    await call("checkout", ["sieve-b2"]);
+    await call("checkout", ["sieve-a2"]);
+    await page.waitForFunction(() => document.getElementById("logs")!.textContent!.includes("sieve-a2"), undefined, { timeout: 3000 });
+    expect(await texts()).toEqual(["checking out order sieve-a1", "checking out order sieve-a2"]);
+    await shot(page, "logs-filtered", false);
+    await page.close();
+    for (const [query, says] of [
+      ["since=soonish", "since"],
+      ["source=stdrr", "must be one of stdout, stderr, system"],
+      ["bogus=1", "the logs page takes function, source, search, since, limit, not &quot;bogus&quot;"],
+    ]) {
+      const res = await fetch(`${gateway.url}${DASHBOARD.base}/apps/shop/logs?${query}`, authed());
+      expect(res.status, query).toBe(400);
+      expect(await res.text(), query).toContain(says);
+    }
+  });
+
   it("opens a live log longer than its box at its newest line, and keeps each new line in sight", async () => {
     // One call's 120 lines fill the box (60% of the window's height) several times over.
     const filler = await call("checkout", [Array.from({ length: 120 }, (_, i) => `filler-${i}`).join("\n")]);
