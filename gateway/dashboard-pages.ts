@@ -181,11 +181,11 @@ export function logLine(line: LogLine): Html {
 }
 
 /** A log: its lines, and where the live stream adds new ones, the oldest let go past `LOG_LIMITS.maxLimit` (a read's most). */
-export function logList(lines: LogLine[]): Html {
+export function logList(lines: LogLine[], empty = "No lines yet."): Html {
   return html`<ol id="logs" class="logs" data-keep="${LOG_LIMITS.maxLimit}">
       ${lines.map(logLine)}
     </ol>
-    ${lines.length === 0 ? html`<p class="empty" id="logs-empty">No lines yet.</p>` : ""}`;
+    ${lines.length === 0 ? html`<p class="empty" id="logs-empty">${empty}</p>` : ""}`;
 }
 
 /** A chart: uPlot draws it from the JSON it holds. */

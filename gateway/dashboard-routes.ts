@@ -253,7 +253,7 @@ export function dashboardRoutes(): Hono<RouteEnv> {
     const { lines } = await readLog(c.env, app.name, filter);
     const names = [...new Set([...app.callables.map((f) => f.name), ...[...app.webMounts, ...app.endpoints, ...app.agents].map((w) => w.label)])];
     const body = html`<p><a href="${dashboardPath("apps", app.name)}">← ${app.name}</a></p>
-      ${logFilterForm(given, names)} ${logList(lines)}`;
+      ${logFilterForm(given, names)} ${logList(lines, Object.keys(given).length ? "No lines match these filters yet." : undefined)}`;
     // New lines as the same filters choose them (all but since: they are new).
     const { since: _since, limit: _limit, ...liveFilters } = given;
     return c.html(layout(`Logs of ${app.name}`, body, { ...viewer(c), live: liveUrl(app.name, { logs: "1", ...liveFilters }) }));

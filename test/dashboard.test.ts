@@ -357,6 +357,9 @@ describe("the dashboard", () => {
     expect(await texts()).toEqual(["checking out order sieve-a1", "checking out order sieve-a2"]);
     await shot(page, "logs-filtered", false);
     await page.close();
+    const none = await fetch(`${gateway.url}${DASHBOARD.base}/apps/shop/logs?search=no-line-says-this&function=`, authed());
+    expect(none.status).toBe(200); // a field left empty is none
+    expect(await none.text()).toContain("No lines match these filters yet.");
     for (const [query, says] of [
       ["since=soonish", "since"],
       ["source=stdrr", "must be one of stdout, stderr, system"],
