@@ -501,6 +501,12 @@ export const DELIVERY_DEFAULTS = {
    * waits to start. Stopped sooner, a call whose end was not recorded is taken for lost and run once more.
    */
   frontDoorRetireGraceMs: 5_000,
+  /**
+   * How long a reload waits for a call in flight that its client sends again once cut (a call, spawn or map with its
+   * Idempotency-Key) before it cuts it; new requests wait meanwhile. A read (a long poll, a log follow, a dashboard
+   * page's live stream) is cut at once; a stream or a web request is waited for to its end.
+   */
+  frontDoorResumableWaitMs: 5_000,
   /** How long a plane's API keeps an idle connection: more than `serverIdleCloseMs`, so the gateway (the client) closes first. */
   planeKeepAliveMs: 30_000,
 } as const;

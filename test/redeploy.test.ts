@@ -18,6 +18,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { connect, lookup, type AgentSocket } from "../sdk/index.js";
 import { AGENT_CLOSE, CONTAINER_LABELS } from "../sdk/protocol.js";
 import { ROOT, startServe, type Served } from "./helpers/cli.js";
+import { authed } from "./helpers/gateway.js";
 
 const FIXTURE = join(ROOT, "test/fixtures/redeploy-app.ts");
 const SESSIONS = 3;
@@ -220,6 +221,35 @@ describe("tandem serve reloading under load", () => {
     });
     expect(await work.remote(0)).toMatchObject({ version: 3 });
   }, 240_000);
+
+  it("does not hold every request while a long plane call is in flight, nor while a log follow is open: each goes on after the reload", async () => {
+    const work = lookup<[number], { version: number }>(name, "work", { gateway: served.url });
+    const hello = lookup<[string], string>(name, "hello", { gateway: served.url });
+    await work.remote(0);
+    const follow = new AbortController();
+    const followed = (async () => {
+      try {
+        const res = await fetch(`${served.url}/v1/apps/${name}/logs?follow=1`, authed({ signal: follow.signal }));
+        const reader = res.body!.getReader();
+        while (!(await reader.read()).done); // held open until the reload cuts it
+        return "ended";
+      } catch {
+        return "cut";
+      }
+    })();
+    let longEnded = 0;
+    const long = work.remote(20_000).then((v) => ((longEnded = Date.now()), v));
+    await sleep(1_000);
+    await edit("const VERSION = 3;", "const VERSION = 4;");
+    const reloadedAt = Date.now();
+    expect(await hello.remote("eve")).toBe("v4 hello eve");
+    // The reload went live while the long call still ran, and its caller gets the call's one result.
+    expect(longEnded).toBe(0);
+    expect(await long).toMatchObject({ version: 3 });
+    expect(longEnded).toBeGreaterThan(reloadedAt);
+    expect(await followed).toMatch(/^(cut|ended)$/); // it did not hold the reload: the follow is the client's to open again
+    follow.abort();
+  }, 120_000);
 });
 
 describe("tandem serve --strategy recreate", () => {

@@ -187,6 +187,91 @@ it("stops a retired backend as soon as it says the work its requests left is don
   expect(performance.now() - finishedAt).toBeLessThan(DELIVERY_DEFAULTS.frontDoorRetireGraceMs / 2); // not the rest of the grace
 });
 
+/** An upstream that answers no request until `finish()`: requests in flight for as long as a test needs. */
+async function startHanging(): Promise<{ url: URL; arrived: string[]; finish: () => void; close: () => Promise<void> }> {
+  const arrived: string[] = [];
+  const waiting: http.ServerResponse[] = [];
+  const server = http.createServer((req, res) => {
+    arrived.push(`${req.method} ${req.url}`);
+    req.resume();
+    waiting.push(res);
+  });
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  return {
+    url: new URL(`http://127.0.0.1:${(server.address() as AddressInfo).port}/`),
+    arrived,
+    finish: () => waiting.splice(0).forEach((res) => res.end("done")),
+    close: () => new Promise((resolve) => (server.closeAllConnections(), server.close(() => resolve()))),
+  };
+}
+
+/** A request through the door: its status, or how it failed (a cut connection: "cut"). */
+function through(door: string, method: string, path: string, headers: Record<string, string> = {}): Promise<number | "cut"> {
+  return new Promise((resolve) => {
+    const req = http.request(`${door}${path}`, { method, headers: { ...headers, connection: "close" } }, (res) => {
+      res.resume();
+      res.on("end", () => resolve(res.statusCode ?? 0));
+      res.on("error", () => resolve("cut"));
+    });
+    req.on("error", () => resolve("cut"));
+    req.end(method === "POST" ? '{"args":[]}' : undefined);
+  });
+}
+
+it("cuts a reload's requests in flight that their clients send again, reads at once and keyed calls after a moment, rather than hold every request until they end", async () => {
+  const upstream = await startHanging();
+  const { door, url } = await FrontDoor.listen("127.0.0.1", 0);
+  open.push(upstream.close, () => door.close());
+  door.resumableWaitMs = 1_000;
+  let disposed = false;
+  door.swap({ url: upstream.url, dispose: async () => void (disposed = true), settled: async () => {} });
+  const base = url.href.replace(/\/$/, "");
+  const answers = [
+    through(base, "GET", "/v1/apps/shop/logs?follow=1"),
+    through(base, "GET", "/_tandem/apps/shop/events"),
+    through(base, "POST", "/v1/apps/shop/functions/slow/call", { "idempotency-key": "k-1", authorization: "Bearer tk-x" }),
+  ];
+  while (upstream.arrived.length < 3) await new Promise((resolve) => setTimeout(resolve, 10));
+  const waiting: string[][] = [];
+  door.onHoldWaiting = (requests) => waiting.push(requests);
+  const started = performance.now();
+  const hold = door.hold();
+  // The reads at once (nothing runs for them); the call after a moment, in which it may have ended.
+  expect(await Promise.race([Promise.all(answers.slice(0, 2)), new Promise((resolve) => setTimeout(() => resolve("still open"), 500))])).toEqual([
+    "cut",
+    "cut",
+  ]);
+  expect(await Promise.race([answers[2], "in flight"])).toBe("in flight");
+  await hold;
+  expect(performance.now() - started).toBeLessThan(3_000);
+  expect(disposed).toBe(true);
+  expect(await answers[2]).toBe("cut");
+  expect(waiting).toEqual([]);
+});
+
+it("waits, in a reload, for a stream or a web request in flight to end, and says what it waits for", async () => {
+  const upstream = await startHanging();
+  const { door, url } = await FrontDoor.listen("127.0.0.1", 0);
+  open.push(upstream.close, () => door.close());
+  door.resumableWaitMs = 200;
+  let disposed = false;
+  door.swap({ url: upstream.url, dispose: async () => void (disposed = true), settled: async () => {} });
+  const base = url.href.replace(/\/$/, "");
+  const answers = [through(base, "POST", "/v1/apps/shop/functions/feed/stream", { authorization: "Bearer tk-x" }), through(base, "POST", "/shop/web/export")];
+  while (upstream.arrived.length < 2) await new Promise((resolve) => setTimeout(resolve, 10));
+  const waiting: string[][] = [];
+  door.onHoldWaiting = (requests) => waiting.push(requests);
+  let held = false;
+  const hold = door.hold().then(() => void (held = true));
+  await new Promise((resolve) => setTimeout(resolve, 600));
+  expect({ held, disposed }).toEqual({ held: false, disposed: false });
+  expect(waiting).toEqual([["POST /v1/apps/shop/functions/feed/stream", "POST /shop/web/export"]]);
+  upstream.finish();
+  await hold;
+  expect(disposed).toBe(true);
+  expect(await Promise.all(answers)).toEqual([200, 200]);
+});
+
 it("answers headers past Node's limit, and bytes that are not HTTP, in the gateway's error form, and sends two Authorization headers on as one", async () => {
   const upstream = await startUpstream({ resetSecond: false });
   const door = new URL(await doorTo(upstream));

@@ -28,7 +28,7 @@ import net from "node:net";
 import type { App } from "../app.js";
 import { DELIVERY_DEFAULTS, DEPLOY_LIMITS, GATEWAY_DEFAULTS, VOLUME_LIMITS } from "../defaults.js";
 import { GatewayUnreachableError, InternalError, InvalidRequestError, bodyTooLarge, errorBody, missingToken, type TandemError } from "../errors.js";
-import { AGENT_CLOSE, HEADERS, PROTOCOL_VERSION } from "../protocol.js";
+import { AGENT_CLOSE, DASHBOARD, HEADERS, PROTOCOL_VERSION } from "../protocol.js";
 
 export interface Backend {
   url: URL;
@@ -40,6 +40,10 @@ export interface Backend {
 interface Slot {
   backend: Backend;
   inflight: number;
+  /** Its requests in flight that a client sends again once cut (`resumable`): a reload that holds cuts reads at once, calls after a moment. */
+  resumable: Map<http.ServerResponse, "read" | "call">;
+  /** Its other requests in flight, each as serve names it while a reload waits for it. */
+  waitedFor: Map<http.ServerResponse, string>;
   retired: boolean;
   agent: http.Agent;
   /** Its WebSockets, each ended with a 1012 close frame before the backend stops. */
@@ -98,6 +102,12 @@ export class FrontDoor {
 
   /** Told of every request when it ends: method, path (its query's credentials left out: `loggedPath`), status, milliseconds. */
   onRequest: ((method: string, path: string, status: number, ms: number) => void) | undefined;
+
+  /** Told, once a reload's hold has waited `resumableWaitMs`, of the requests in flight it goes on waiting for ("POST /shop/export"). */
+  onHoldWaiting: ((requests: string[]) => void) | undefined;
+
+  /** How long a hold waits for calls in flight that their clients send again (with their key), before it cuts them. */
+  resumableWaitMs: number = DELIVERY_DEFAULTS.frontDoorResumableWaitMs;
 
   /** The gateway's body limit, applied before forwarding. */
   maxBodyBytes: number = GATEWAY_DEFAULTS.maxBodyBytes;
@@ -168,7 +178,17 @@ export class FrontDoor {
     if (!old) return;
     this.#slot = undefined;
     this.#retire(old);
+    // Every request waits meanwhile. One its client sends again goes to the new workerd when it comes again: a read (a
+    // long poll, a log follow, a page's live stream) is cut at once, a keyed call after a moment (it may end by then).
+    // A stream or a web request is waited for, and serve says so.
+    for (const [res, kind] of old.resumable) if (kind === "read") res.destroy();
+    const cut = setTimeout(() => {
+      for (const res of old.resumable.keys()) res.destroy();
+      if (old.waitedFor.size) this.onHoldWaiting?.([...old.waitedFor.values()]);
+    }, this.resumableWaitMs);
+    cut.unref();
     await old.stopped;
+    clearTimeout(cut);
   }
 
   async close(): Promise<void> {
@@ -225,6 +245,9 @@ export class FrontDoor {
       return this.onRequest?.(req.method ?? "GET", loggedPath(req.url ?? "/"), res.statusCode, 0);
     }
     slot.inflight++;
+    const again = resumable(req);
+    if (again) slot.resumable.set(res, again);
+    else slot.waitedFor.set(res, `${req.method} ${loggedPath(req.url ?? "/").split("?")[0]}`);
     const started = performance.now();
     let released = false;
     const release = () => {
@@ -232,6 +255,8 @@ export class FrontDoor {
       released = true;
       this.onRequest?.(req.method ?? "GET", loggedPath(req.url ?? "/"), res.statusCode, performance.now() - started);
       slot.inflight--;
+      slot.resumable.delete(res);
+      slot.waitedFor.delete(res);
       this.#maybeStop(slot);
     };
     res.on("close", release);
@@ -513,12 +538,25 @@ export class FrontDoor {
   }
 }
 
+/**
+ * Whether the client of `req` sends it again when it is cut, so that a reload need not wait for its end: a read of
+ * the API (the SDK and the CLI send one again; `tandem logs -f` follows on) or of the dashboard (a page's live stream
+ * reconnects), or a call, spawn or map with its Idempotency-Key (sent again with it, the gateway answers with the call
+ * it made, or goes on with it). A stream, an unkeyed call and a web endpoint's request are not.
+ */
+function resumable(req: http.IncomingMessage): "read" | "call" | undefined {
+  const path = (req.url ?? "/").split("?")[0]!;
+  const api = path.startsWith("/v1/");
+  if (req.method === "GET" || req.method === "HEAD") return api || path === DASHBOARD.base || path.startsWith(`${DASHBOARD.base}/`) ? "read" : undefined;
+  return api && req.method === "POST" && req.headers[HEADERS.idempotencyKey] !== undefined ? "call" : undefined;
+}
+
 function slotFor(backend: Backend): Slot {
   // `timeout` closes a connection idle that long in the pool (a busy one only hears of it): before workerd closes it.
   const agent = new http.Agent({ keepAlive: true, maxSockets: 256, timeout: DELIVERY_DEFAULTS.frontDoorIdleSocketMs });
   let markStopped = () => {};
   const stopped = new Promise<void>((resolve) => (markStopped = resolve));
-  return { backend, inflight: 0, retired: false, agent, tunnels: new Set(), stopped, markStopped };
+  return { backend, inflight: 0, resumable: new Map(), waitedFor: new Map(), retired: false, agent, tunnels: new Set(), stopped, markStopped };
 }
 
 /**

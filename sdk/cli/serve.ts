@@ -94,6 +94,15 @@ export async function serve(options: ServeOptions): Promise<Serving> {
     const code = status >= 500 ? style.err(String(status)) : status >= 400 ? style.warn(String(status)) : style.ok(String(status));
     log(style.dim(`${method} ${path} `) + code + style.dim(` ${ms.toFixed(1)} ms`));
   };
+  // A reload waits for a stream or a web request in flight to end before the new version starts: say what it waits for.
+  door.onHoldWaiting = (requests) => {
+    const shown = requests.slice(0, 3).join(", ") + (requests.length > 3 ? `, and ${requests.length - 3} more` : "");
+    log(
+      style.dim(
+        `↻ the reload waits for ${requests.length === 1 ? "a request" : `${requests.length} requests`} in flight to end (${shown}), for at most 5 minutes; new requests wait meanwhile`,
+      ),
+    );
+  };
   // The plane gets ready (Docker, its base image) while workerd starts, and reports once the gateway answers.
   const gatewayStarting = startWorkerd({ worker: built.worker, persistDir: join(state, "state"), bindings, onOutput: echoGatewayLine }).then(
     async (backend) => {
