@@ -12,7 +12,8 @@
  */
 import { gatewayExchange, gatewayFetch } from "./transport.js";
 import { toHex } from "./hex.js";
-import { API_LIMITS, DELIVERY_DEFAULTS, GATEWAY_DEFAULTS, LOCAL_DEFAULTS } from "./defaults.js";
+import { API_LIMITS, DELIVERY_DEFAULTS, GATEWAY_DEFAULTS, LOCAL_DEFAULTS, LOG_LIMITS } from "./defaults.js";
+import { FollowedOnce } from "./log-follow.js";
 import { GatewayUnreachableError, InvalidOptionsError, ProtocolError, TandemError, fromWireError, type WireError } from "./errors.js";
 import { findToken, localGatewayUrl, refusedTokenHint, type FoundToken } from "./credentials.js";
 import type { Invoker, MapOutcome } from "./invoker.js";
@@ -282,6 +283,30 @@ export class HttpInvoker implements Invoker {
       });
     }
     if (ended) throw fromWireError(ended.error);
+  }
+
+  /**
+   * The lines of a log follow (`path` with `follow`), as {@link logLines} yields them, going on across a restart of the
+   * gateway: once it has opened, a follow that breaks off is opened again (for up to `LOG_LIMITS.followReconnectMs`),
+   * from a little before its newest line, each line yielded once. `onLost`: told once each time it breaks off.
+   */
+  async *followLines(path: string, onLost?: () => void): AsyncIterable<LogLine> {
+    const once = new FollowedOnce();
+    for (let lostSince: number | undefined; ;) {
+      try {
+        for await (const line of this.logLines(lostSince === undefined ? path : once.resumed(path), () => ((lostSince = undefined), once.open()))) {
+          if (once.first(line)) yield line;
+        }
+        return;
+      } catch (err) {
+        if (!(err instanceof GatewayUnreachableError) || !once.opened) throw err;
+        if (lostSince === undefined) {
+          lostSince = Date.now();
+          onLost?.();
+        } else if (Date.now() - lostSince > LOG_LIMITS.followReconnectMs) throw err;
+        await new Promise((resolve) => setTimeout(resolve, LOG_LIMITS.followRetryMs));
+      }
+    }
   }
 
   async get(callId: string, timeoutMs: number | undefined): Promise<unknown> {

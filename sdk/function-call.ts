@@ -88,7 +88,7 @@ export class FunctionCall<R = unknown> {
    * for await (const line of FunctionCall.fromId(id).followLogs()) if (line.text.includes("done")) break;
    */
   followLogs(options: CallLogOptions = {}): AsyncIterable<LogLine> {
-    return this.#http().logLines(paths.callLogs(this.id, { ...checkedLogOptions(options, "followLogs()"), follow: true }));
+    return this.#http().followLines(paths.callLogs(this.id, { ...checkedLogOptions(options, "followLogs()"), follow: true }));
   }
 
   /** Logs are read from the gateway's API, also from code that runs inside it. */

@@ -11,6 +11,7 @@ import http from "node:http";
 import type { AddressInfo } from "node:net";
 import { Worker } from "node:worker_threads";
 import { afterEach, describe, expect, it } from "vitest";
+import { LOG_LIMITS } from "./defaults.js";
 import { GatewayUnreachableError, ProtocolError } from "./errors.js";
 import { FunctionCall, lookup } from "./index.js";
 
@@ -227,9 +228,9 @@ describe("the SDK's client in Node", () => {
 });
 
 describe("the SDK's log follow", () => {
-  it("says the gateway's stream broke off, naming the gateway, when its connection drops mid-follow", async () => {
-    const line = {
-      time: 1,
+  it("follows on when its connection drops mid-follow (the gateway restarted), from a little before its last line, each line once", async () => {
+    const line = (time: number, text: string) => ({
+      time,
       app: "shop",
       function: "f",
       callId: "fc-01m8kahk46m9azssadeq4z196a",
@@ -237,22 +238,38 @@ describe("the SDK's log follow", () => {
       tier: "edge",
       region: "local",
       source: "stdout",
-      text: "one",
-    };
-    const url = await serveBodies((_req, _body, res) => {
+      text,
+    });
+    const asked: string[] = [];
+    const url = await serveBodies((req, _body, res) => {
+      asked.push(req.url!);
       res.writeHead(200, { "content-type": "application/x-ndjson" });
-      res.write(JSON.stringify(line) + "\n");
-      setTimeout(() => res.socket?.destroy(), 50); // the gateway went away (tandem serve stopped)
+      if (asked.length === 1) {
+        res.write(JSON.stringify(line(100_000, "one")) + "\n");
+        setTimeout(() => res.socket?.destroy(), 50); // the gateway went away (tandem serve restarted)
+      } else res.end([line(100_000, "one"), line(100_001, "two")].map((l) => JSON.stringify(l) + "\n").join("")); // the call ended
     });
     const seen: string[] = [];
-    const follow = async () => {
-      for await (const l of FunctionCall.fromId(line.callId, { gateway: url, token: TOKEN }).followLogs()) seen.push(l.text);
-    };
-    const err = await follow().then(
-      () => undefined,
-      (e: unknown) => e,
-    );
-    expect(seen).toEqual(["one"]);
+    for await (const l of FunctionCall.fromId(line(0, "").callId, { gateway: url, token: TOKEN }).followLogs({ limit: 5 })) seen.push(l.text);
+    expect(seen).toEqual(["one", "two"]);
+    expect(asked).toHaveLength(2);
+    const again = new URL(asked[1]!, url).searchParams;
+    expect({ since: again.get("since"), limit: again.get("limit"), follow: again.get("follow") }).toEqual({
+      since: String(100_000 - LOG_LIMITS.followOverlapMs),
+      limit: String(LOG_LIMITS.maxLimit),
+      follow: "1",
+    });
+  });
+
+  it("says the gateway's stream broke off, naming the gateway, when a read that does not follow loses its connection", async () => {
+    const url = await serveBodies((_req, _body, res) => {
+      res.writeHead(200, { "content-type": "application/x-ndjson" });
+      res.write('{"time":1,"app":"shop","function":"f","callId":null,"containerId":null,"tier":"edge","region":"local","source":"stdout","text":"one"}\n');
+      setTimeout(() => res.socket?.destroy(), 50);
+    });
+    const err = await FunctionCall.fromId("fc-01m8kahk46m9azssadeq4z196a", { gateway: url, token: TOKEN })
+      .logs()
+      .catch((e: unknown) => e);
     expect(err).toBeInstanceOf(GatewayUnreachableError);
     expect((err as Error).message).toMatch(new RegExp(`^the log stream from the Tandem gateway at ${url} broke off \\(.+\\); is \`tandem serve\` running\\?`));
   });

@@ -77,7 +77,7 @@ describe("tandem logs -f -n 0", () => {
       program,
       () =>
         ({
-          logLines: (path: string) => {
+          followLines: (path: string) => {
             asked.push(path);
             return []; // no line
           },

@@ -8,7 +8,7 @@ import { Command, InvalidArgumentError } from "commander";
 import { ENV_HELP, GATEWAY_HELP } from "./config.js";
 import type { HttpInvoker } from "../client.js";
 import { LOG_LIMITS } from "../defaults.js";
-import { GatewayUnreachableError, InvalidOptionsError } from "../errors.js";
+import { InvalidOptionsError } from "../errors.js";
 import { didYouMean } from "../nearest-name.js";
 import { LOG_SOURCES, SINCE_SPAN, paths, sinceDate, sinceInSpan, type AppManifest, type LogLine, type LogQueryOptions, type LogSource } from "../protocol.js";
 import { printFailure } from "./failure.js";
@@ -79,29 +79,17 @@ export function addLogsCommand(program: Command, clientOf: (opts: { gateway?: st
       const followedUnnamed = opts.follow ? await unnamed() : undefined;
       if (followedUnnamed) console.error(style.warn(`${followedUnnamed.note}; following its lines anyway (Ctrl-C stops)${followedUnnamed.hint}`));
       let printed = 0;
-      const once = new FollowedOnce();
-      for (let lostSince: number | undefined; ;) {
-        try {
-          const path = paths.appLogs(app, lostSince === undefined ? query : once.resumed(query));
-          for await (const line of client.logLines(path, () => ((lostSince = undefined), once.open()))) {
-            if (!once.first(line)) continue;
-            console.log(opts.json ? JSON.stringify(line) : formatLogLine(line));
-            printed++;
-          }
-          break;
-        } catch (err) {
-          // A follow outlives a gateway's restart (`tandem serve` stopped and started again): it goes on where it was.
-          if (!opts.follow || !(err instanceof GatewayUnreachableError) || !once.opened) throw err;
-          if (lostSince === undefined) {
-            lostSince = Date.now();
-            console.error(
-              style.warn(
-                `the gateway at ${client.baseUrl} went away; following again once it answers, for up to ${LOG_LIMITS.followReconnectMs / 1000} s (Ctrl-C stops)`,
-              ),
-            );
-          } else if (Date.now() - lostSince > LOG_LIMITS.followReconnectMs) throw err;
-          await new Promise((resolve) => setTimeout(resolve, LOG_LIMITS.followRetryMs));
-        }
+      const path = paths.appLogs(app, query);
+      // A follow outlives a gateway's restart (`tandem serve` stopped and started again): it goes on where it was.
+      const lost = () =>
+        console.error(
+          style.warn(
+            `the gateway at ${client.baseUrl} went away; following again once it answers, for up to ${LOG_LIMITS.followReconnectMs / 1000} s (Ctrl-C stops)`,
+          ),
+        );
+      for await (const line of opts.follow ? client.followLines(path, lost) : client.logLines(path)) {
+        console.log(opts.json ? JSON.stringify(line) : formatLogLine(line));
+        printed++;
       }
       // Nothing printed for a call or a function there is none of: the command failed, and says so as every one does.
       if (!opts.follow && printed === 0 && (await unrecorded())) {
@@ -148,42 +136,6 @@ async function unknownFunctionNote(client: HttpInvoker, app: string, name: strin
 async function containerIsUnknown(client: HttpInvoker, app: string, id: string): Promise<boolean> {
   for await (const _line of client.logLines(paths.appLogs(app, { container: id, limit: 1 }))) return false;
   return true;
-}
-
-/**
- * What a follow printed lately, so that one that lost its gateway and followed again from a little before its newest
- * line (lines of two tiers' clocks come a little out of time order) prints each line once.
- */
-class FollowedOnce {
-  /** Whether a stream of lines has opened: a gateway that never answered is an error, not one to wait for. */
-  opened = false;
-  #openedAt = 0;
-  #newest = 0;
-  readonly #recent = new Map<string, number>();
-
-  /** A stream of lines opened (again). */
-  open(): void {
-    this.opened = true;
-    this.#openedAt ||= Date.now();
-  }
-
-  /** Whether `line` is new here; keeps it as printed. */
-  first(line: LogLine): boolean {
-    const key = JSON.stringify(line);
-    if (this.#recent.has(key)) return false;
-    this.#recent.set(key, line.time);
-    if (line.time > this.#newest) {
-      this.#newest = line.time;
-      for (const [k, time] of this.#recent) if (time < this.#newest - 2 * LOG_LIMITS.followOverlapMs) this.#recent.delete(k);
-    }
-    return true;
-  }
-
-  /** `query` followed again: every line from a little before the newest printed (or before the follow opened). */
-  resumed(query: LogQueryOptions): LogQueryOptions {
-    const { limit: _limit, since: _since, ...rest } = query;
-    return { ...rest, since: String((this.#newest || this.#openedAt) - LOG_LIMITS.followOverlapMs), limit: LOG_LIMITS.maxLimit };
-  }
 }
 
 /** Whether the gateway holds no record of call `id` (a 404 for it); any other answer is left to the log query. */
