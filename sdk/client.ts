@@ -14,7 +14,7 @@ import { gatewayExchange, gatewayFetch } from "./transport.js";
 import { toHex } from "./hex.js";
 import { API_LIMITS, DELIVERY_DEFAULTS, GATEWAY_DEFAULTS, LOCAL_DEFAULTS, LOG_LIMITS } from "./defaults.js";
 import { FollowedOnce } from "./log-follow.js";
-import { GatewayUnreachableError, InvalidOptionsError, ProtocolError, TandemError, fromWireError, type WireError } from "./errors.js";
+import { GatewayUnreachableError, InvalidArgumentError, InvalidOptionsError, ProtocolError, TandemError, fromWireError, type WireError } from "./errors.js";
 import { findToken, localGatewayUrl, refusedTokenHint, type FoundToken } from "./credentials.js";
 import type { Invoker, MapOutcome } from "./invoker.js";
 import { ndjsonLines } from "./stream-lines.js";
@@ -29,6 +29,7 @@ import {
   encodeValue,
   paths,
   type CallRecord,
+  type EncodedValue,
   type LogLine,
   type LogStreamEnd,
   type MapResultLine,
@@ -145,7 +146,7 @@ export class HttpInvoker implements Invoker {
       wake?.();
     };
     const runBatch = async (batch: unknown[][], offset: number): Promise<void> => {
-      const { json, meta } = encodeValue(batch, (inputs) => (inputs as unknown[][]).forEach(checkSendable));
+      const { json, meta } = encodedArguments(batch, (inputs) => (inputs as unknown[][]).forEach(checkSendable));
       const body = meta === undefined ? { inputs: json } : { inputs: json, meta };
       // A batch whose answer breaks off is sent again with its key: the gateway streams the same calls again, and the lines already had are skipped.
       const key = newIdempotencyKey();
@@ -492,8 +493,28 @@ function retryPause(sent: number): Promise<void> {
 }
 
 function argsBody(args: unknown[]): { args: unknown; meta?: unknown } {
-  const { json, meta } = encodeValue(args, (values) => checkSendable(values as unknown[]));
+  const { json, meta } = encodedArguments(args, (values) => checkSendable(values as unknown[]));
   return meta === undefined ? { args: json } : { args: json, meta };
+}
+
+/**
+ * A call's arguments (or a map's inputs) as the wire carries them; nested so deep that the codec ran out of stack
+ * (thousands of levels), refused as the gateway refuses one past its depth limit, not as the codec's own RangeError.
+ */
+function encodedArguments(value: unknown, check: (value: unknown) => void): EncodedValue {
+  return notTooDeep(() => encodeValue(value, check));
+}
+
+/** `encode()`, its codec's RangeError for a value thousands of levels deep told as the depth limit of arguments. */
+function notTooDeep<T>(encode: () => T): T {
+  try {
+    return encode();
+  } catch (err) {
+    if (!(err instanceof RangeError && /call stack/i.test(err.message))) throw err;
+    throw new InvalidArgumentError(
+      `the arguments nest arrays and objects more than ${API_LIMITS.maxJsonDepth} levels deep, the most a call takes: send them flatter (docs/api.md, "Values")`,
+    );
+  }
 }
 
 /**
@@ -523,6 +544,8 @@ async function* batches<T>(source: AsyncIterable<T>, size: number, maxBytes: num
 
 /** About how long `value` is as the JSON a request carries it in (its superjson form, `meta` included). */
 function jsonLength(value: unknown): number {
-  const { json, meta } = encodeValue(value);
-  return JSON.stringify(json).length + (meta === undefined ? 0 : JSON.stringify(meta).length);
+  return notTooDeep(() => {
+    const { json, meta } = encodeValue(value);
+    return JSON.stringify(json).length + (meta === undefined ? 0 : JSON.stringify(meta).length);
+  });
 }

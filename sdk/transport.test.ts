@@ -11,8 +11,8 @@ import http from "node:http";
 import type { AddressInfo } from "node:net";
 import { Worker } from "node:worker_threads";
 import { afterEach, describe, expect, it } from "vitest";
-import { LOG_LIMITS } from "./defaults.js";
-import { GatewayUnreachableError, ProtocolError } from "./errors.js";
+import { API_LIMITS, LOG_LIMITS } from "./defaults.js";
+import { GatewayUnreachableError, InvalidArgumentError, ProtocolError } from "./errors.js";
 import { FunctionCall, lookup } from "./index.js";
 
 const TOKEN = "tk-0123456789abcdef.ts-0123456789abcdef0123456789abcdef";
@@ -190,6 +190,28 @@ describe("the SDK's client in Node", () => {
     expect(headers["sec-fetch-mode"]).toBeUndefined(); // Node's fetch sends it
     for (let i = 0; i < 100 && !closed; i++) await new Promise((resolve) => setTimeout(resolve, 10));
     expect(closed).toBe(true);
+  });
+
+  it("refuses arguments nested too deep for the codec with the depth limit, before sending anything, for a call and a map", async () => {
+    let requests = 0;
+    const url = await serveBodies((_req, _body, res) => void (requests++, res.end("{}")));
+    let deep: unknown = 1;
+    for (let i = 0; i < 20_000; i++) deep = [deep];
+    const echo = lookup<[unknown], unknown>("shop", "echo", { gateway: url, token: TOKEN });
+    for (const attempt of [
+      () => echo.remote(deep),
+      () => echo.spawn(deep),
+      async () => {
+        for await (const _ of echo.map([deep]));
+      },
+    ]) {
+      const err = await attempt().catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(InvalidArgumentError);
+      expect((err as Error).message).toBe(
+        `the arguments nest arrays and objects more than ${API_LIMITS.maxJsonDepth} levels deep, the most a call takes: send them flatter (docs/api.md, "Values")`,
+      );
+    }
+    expect(requests).toBe(0);
   });
 
   it("refuses a stream line that is no chunk, error or end, rather than end the stream there as if it were done", async () => {
