@@ -287,7 +287,17 @@ export async function serve(options: ServeOptions): Promise<Serving> {
  * cannot recolour, erase or retitle the terminal `tandem serve` runs in.
  */
 function echoGatewayLine(line: string, stream: "stdout" | "stderr"): void {
+  if (isClientGoneLine(line)) return;
   (stream === "stdout" ? process.stdout : process.stderr).write(visibleControls(line) + "\n");
+}
+
+/**
+ * workerd's own line for an answer it could not finish writing because its client went away (a `.map` or a stream
+ * left early, a follow stopped): no error of the app's or the gateway's, though it reads as a crash.
+ * @example isClientGoneLine("workerd/server/server.c++:5351: error: … = kj/async-io-unix.c++:186: disconnected: ::write(…): Broken pipe"); // true
+ */
+export function isClientGoneLine(line: string): boolean {
+  return /^workerd\/\S+: error: .*: disconnected: .*(Broken pipe|Connection reset by peer)/.test(line);
 }
 
 /** Removes the file that says where this process serves, unless another serve has written it since. */
