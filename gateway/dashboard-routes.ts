@@ -59,7 +59,7 @@ import type { Env, RouteEnv } from "./env.js";
 import { environmentOf } from "./environments.js";
 import { isolateShared } from "./isolate-shared.js";
 import { readLog } from "./log-archive.js";
-import { LogFollower } from "./log-routes.js";
+import { LogFollower, logFilterOf } from "./log-routes.js";
 import { logStoreFor } from "./log-sink.js";
 import type { LogFilter } from "./log-store.js";
 import { knownPlanes } from "./plane-choice.js";
@@ -669,13 +669,7 @@ function pageLogFilter(query: Record<string, string>): { filter: LogFilter; give
   }
   const parsed = LogQuerySchema.safeParse(given, { reportInput: true });
   if (!parsed.success) throw new InvalidRequestError(describeIssues(parsed.error, "field", LogQuerySchema));
-  const q = parsed.data;
-  const filter: LogFilter = { limit: q.limit ?? DASHBOARD_DEFAULTS.logLinesShown };
-  if (q.function !== undefined) filter.function = q.function;
-  if (q.source !== undefined) filter.source = q.source;
-  if (q.since !== undefined) filter.since = q.since;
-  if (q.search !== undefined) filter.search = q.search;
-  return { filter, given };
+  return { filter: logFilterOf(parsed.data, DASHBOARD_DEFAULTS.logLinesShown), given };
 }
 
 /** The logs page's filters, as a form that asks the page again (a GET: the address says what is shown). */

@@ -16,6 +16,7 @@
 import { Hono, type Context } from "hono";
 import { LOG_LIMITS } from "../sdk/defaults.js";
 import { InvalidRequestError, errorBody } from "../sdk/errors.js";
+import type { z } from "zod";
 import { LogQuerySchema, ROUTES, TERMINAL_STATUSES, type CallRecord, type LogLine } from "../sdk/protocol.js";
 import { describeIssues } from "../sdk/zod-issues.js";
 import { guard, mayReach, mayReachServed, principalIsLive, principalOf, revokedWhileOpen } from "./auth.js";
@@ -130,15 +131,19 @@ export function logQuery(c: Context<Api>): { filter: LogFilter; follow: boolean 
   if (!parsed.success) throw new InvalidRequestError(`log query: ${describeIssues(parsed.error, "field", LogQuerySchema)}`);
   const twice = Object.entries(c.req.queries()).find(([, values]) => values.length > 1);
   if (twice) throw new InvalidRequestError(`log query: field "${twice[0]}" is given ${twice[1].length} times: give it once`);
-  const q = parsed.data;
-  const filter: LogFilter = { limit: q.limit ?? LOG_LIMITS.defaultLimit };
+  return { filter: logFilterOf(parsed.data, LOG_LIMITS.defaultLimit), follow: parsed.data.follow ?? false };
+}
+
+/** A log query as a read of the log store: its last `defaultLimit` matching lines, unless its `limit` says. */
+export function logFilterOf(q: z.output<typeof LogQuerySchema>, defaultLimit: number): LogFilter {
+  const filter: LogFilter = { limit: q.limit ?? defaultLimit };
   if (q.function !== undefined) filter.function = q.function;
   if (q.call !== undefined) filter.callId = q.call;
   if (q.container !== undefined) filter.containerId = q.container;
   if (q.source !== undefined) filter.source = q.source;
   if (q.since !== undefined) filter.since = q.since;
   if (q.search !== undefined) filter.search = q.search;
-  return { filter, follow: q.follow ?? false };
+  return filter;
 }
 
 /**
