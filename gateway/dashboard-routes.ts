@@ -255,8 +255,7 @@ export function dashboardRoutes(): Hono<RouteEnv> {
     const body = html`<p><a href="${dashboardPath("apps", app.name)}">← ${app.name}</a></p>
       ${logFilterForm(given, names)} ${logList(lines, Object.keys(given).length ? "No lines match these filters yet." : undefined)}`;
     // New lines as the same filters choose them (all but since: they are new).
-    const { since: _since, limit: _limit, ...liveFilters } = given;
-    return c.html(layout(`Logs of ${app.name}`, body, { ...viewer(c), live: liveUrl(app.name, { logs: "1", ...liveFilters }) }));
+    return c.html(layout(`Logs of ${app.name}`, body, { ...viewer(c), live: liveUrl(app.name, { logs: "1", ...liveLogFields(given) }) }));
   });
 
   routes.get("/apps/:app/containers/:container", async (c) => {
@@ -484,14 +483,8 @@ async function liveEvents(c: Ctx, app: string): Promise<Response> {
       : q.container !== undefined
         ? { containerId: checkedContainerId(q.container), limit: 1 }
         : q.logs === "1"
-          ? {
-              ...pageLogFilter({
-                ...(q.function === undefined ? {} : { function: q.function }),
-                ...(q.source === undefined ? {} : { source: q.source }),
-                ...(q.search === undefined ? {} : { search: q.search }),
-              }).filter,
-              limit: 1,
-            }
+          ? // The logs page's filters but since and limit (its new lines): the stream's own `since` is when the page was drawn.
+            { ...pageLogFilter(liveLogFields(q)).filter, limit: 1 }
           : undefined;
   const watchCalls = q.container === undefined && q.logs !== "1";
   // What the page already shows: calls created and ended before it was drawn (a little slack for clocks that differ).
@@ -654,6 +647,10 @@ function activityCharts({ buckets, points }: CallSeries) {
 /** What the logs page may be asked to show, as the logs API takes each (`LogQuerySchema`). */
 const PAGE_LOG_FIELDS = ["function", "source", "search", "since", "limit"] as const;
 type PageLogFields = Partial<Record<(typeof PAGE_LOG_FIELDS)[number], string>>;
+/** Those of `query` that choose a logs page's new lines too (all but since and limit: they are new). */
+function liveLogFields(query: Record<string, string | undefined>): Record<string, string> {
+  return Object.fromEntries((["function", "source", "search"] as const).flatMap((f) => (query[f] === undefined ? [] : [[f, query[f]]])));
+}
 
 /**
  * The logs page's filters from its query, each read as the logs API reads it: a bad value, or a field the page does not

@@ -27,9 +27,9 @@ import {
   TERMINAL_STATUSES,
   decodeValue,
   encodeValue,
+  isStackOverflow,
   paths,
   type CallRecord,
-  type EncodedValue,
   type LogLine,
   type LogStreamEnd,
   type MapResultLine,
@@ -146,7 +146,7 @@ export class HttpInvoker implements Invoker {
       wake?.();
     };
     const runBatch = async (batch: unknown[][], offset: number): Promise<void> => {
-      const { json, meta } = encodedArguments(batch, (inputs) => (inputs as unknown[][]).forEach(checkSendable));
+      const { json, meta } = notTooDeep(() => encodeValue(batch, (inputs) => (inputs as unknown[][]).forEach(checkSendable)));
       const body = meta === undefined ? { inputs: json } : { inputs: json, meta };
       // A batch whose answer breaks off is sent again with its key: the gateway streams the same calls again, and the lines already had are skipped.
       const key = newIdempotencyKey();
@@ -493,24 +493,19 @@ function retryPause(sent: number): Promise<void> {
 }
 
 function argsBody(args: unknown[]): { args: unknown; meta?: unknown } {
-  const { json, meta } = encodedArguments(args, (values) => checkSendable(values as unknown[]));
+  const { json, meta } = notTooDeep(() => encodeValue(args, (values) => checkSendable(values as unknown[])));
   return meta === undefined ? { args: json } : { args: json, meta };
 }
 
 /**
- * A call's arguments (or a map's inputs) as the wire carries them; nested so deep that the codec ran out of stack
- * (thousands of levels), refused as the gateway refuses one past its depth limit, not as the codec's own RangeError.
+ * `encode()` of a call's arguments (or a map's inputs); nested so deep that the codec ran out of stack (thousands of
+ * levels), refused as the gateway refuses one past its depth limit, not as the codec's own RangeError.
  */
-function encodedArguments(value: unknown, check: (value: unknown) => void): EncodedValue {
-  return notTooDeep(() => encodeValue(value, check));
-}
-
-/** `encode()`, its codec's RangeError for a value thousands of levels deep told as the depth limit of arguments. */
 function notTooDeep<T>(encode: () => T): T {
   try {
     return encode();
   } catch (err) {
-    if (!(err instanceof RangeError && /call stack/i.test(err.message))) throw err;
+    if (!isStackOverflow(err)) throw err;
     throw new InvalidArgumentError(
       `the arguments nest arrays and objects more than ${API_LIMITS.maxJsonDepth} levels deep, the most a call takes: send them flatter (docs/api.md, "Values")`,
     );

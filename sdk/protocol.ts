@@ -2061,6 +2061,11 @@ export function encodeValue(value: unknown, beforeCodec?: (value: unknown) => vo
   return meta === undefined ? { json } : { json, meta };
 }
 
+/** Whether `err` is the codec (or JSON) running out of stack: a value nested thousands of levels deep. */
+export function isStackOverflow(err: unknown): boolean {
+  return err instanceof RangeError && /call stack/i.test(err.message);
+}
+
 /** How deep `isPlainJson` looks before it leaves a value to the codec (which has its own rules for deep values). */
 const PLAIN_JSON_DEPTH = 64;
 

@@ -8,7 +8,7 @@
  */
 import { API_LIMITS } from "./defaults.js";
 import { unsendableIn } from "./arguments.js";
-import { encodeValue, type EncodedValue } from "./protocol.js";
+import { encodeValue, isStackOverflow, type EncodedValue } from "./protocol.js";
 
 /**
  * @example
@@ -41,7 +41,7 @@ function encodeChecked(value: unknown, fn: string, verb: "returned" | "yielded",
     });
   } catch (err) {
     // The codec recursed past the stack: a value thousands of levels deep.
-    throw err instanceof RangeError && /call stack/i.test(err.message) ? tooDeep(fn, verb, what) : err;
+    throw isStackOverflow(err) ? tooDeep(fn, verb, what) : err;
   }
   const over = measureJson(encoded.json, API_LIMITS.maxJsonDepth, API_LIMITS.maxResultChars);
   if (over === "deep") throw tooDeep(fn, verb, what);

@@ -39,11 +39,11 @@ export interface Backend {
 
 interface Slot {
   backend: Backend;
-  inflight: number;
-  /** Its requests in flight that a client sends again once cut (`resumable`): a reload that holds cuts reads at once, calls after a moment. */
-  resumable: Map<http.ServerResponse, "read" | "call">;
-  /** Its other requests in flight, each as serve names it while a reload waits for it. */
-  waitedFor: Map<http.ServerResponse, string>;
+  /**
+   * Its requests in flight: whether the client sends each again once cut (`resumable`: a reload that holds cuts reads
+   * at once, calls after a moment), and how serve names one a reload waits for.
+   */
+  inflight: Map<http.ServerResponse, { resumes: "read" | "call" | undefined; name: string }>;
   retired: boolean;
   agent: http.Agent;
   /** Its WebSockets, each ended with a 1012 close frame before the backend stops. */
@@ -181,10 +181,11 @@ export class FrontDoor {
     // Every request waits meanwhile. One its client sends again goes to the new workerd when it comes again: a read (a
     // long poll, a log follow, a page's live stream) is cut at once, a keyed call after a moment (it may end by then).
     // A stream or a web request is waited for, and serve says so.
-    for (const [res, kind] of old.resumable) if (kind === "read") res.destroy();
+    for (const [res, { resumes }] of old.inflight) if (resumes === "read") res.destroy();
     const cut = setTimeout(() => {
-      for (const res of old.resumable.keys()) res.destroy();
-      if (old.waitedFor.size) this.onHoldWaiting?.([...old.waitedFor.values()]);
+      for (const [res, { resumes }] of old.inflight) if (resumes) res.destroy();
+      const waitedFor = [...old.inflight.values()].filter((r) => !r.resumes).map((r) => r.name);
+      if (waitedFor.length) this.onHoldWaiting?.(waitedFor);
     }, this.resumableWaitMs);
     cut.unref();
     await old.stopped;
@@ -244,19 +245,14 @@ export class FrontDoor {
       refuse(req, res, tooLarge);
       return this.onRequest?.(req.method ?? "GET", loggedPath(req.url ?? "/"), res.statusCode, 0);
     }
-    slot.inflight++;
-    const again = resumable(req);
-    if (again) slot.resumable.set(res, again);
-    else slot.waitedFor.set(res, `${req.method} ${loggedPath(req.url ?? "/").split("?")[0]}`);
+    slot.inflight.set(res, { resumes: resumable(req), name: `${req.method} ${loggedPath(req.url ?? "/").split("?")[0]}` });
     const started = performance.now();
     let released = false;
     const release = () => {
       if (released) return;
       released = true;
       this.onRequest?.(req.method ?? "GET", loggedPath(req.url ?? "/"), res.statusCode, performance.now() - started);
-      slot.inflight--;
-      slot.resumable.delete(res);
-      slot.waitedFor.delete(res);
+      slot.inflight.delete(res);
       this.#maybeStop(slot);
     };
     res.on("close", release);
@@ -513,15 +509,15 @@ export class FrontDoor {
     this.#maybeStop(old);
     // A backend that never drains (a request held open for good) is stopped anyway.
     setTimeout(() => {
-      if (old.inflight > 0) {
-        old.inflight = 0;
+      if (old.inflight.size > 0) {
+        old.inflight.clear();
         this.#maybeStop(old);
       }
     }, DRAIN_LIMIT_MS).unref();
   }
 
   #maybeStop(slot: Slot): void {
-    if (!slot.retired || slot.inflight > 0 || slot === this.#slot || slot.stopping) return;
+    if (!slot.retired || slot.inflight.size > 0 || slot === this.#slot || slot.stopping) return;
     slot.stopping = true;
     slot.agent.destroy();
     // What its last requests left behind them (waitUntil) finishes first; then its WebSockets are told to reconnect.
@@ -556,7 +552,7 @@ function slotFor(backend: Backend): Slot {
   const agent = new http.Agent({ keepAlive: true, maxSockets: 256, timeout: DELIVERY_DEFAULTS.frontDoorIdleSocketMs });
   let markStopped = () => {};
   const stopped = new Promise<void>((resolve) => (markStopped = resolve));
-  return { backend, inflight: 0, resumable: new Map(), waitedFor: new Map(), retired: false, agent, tunnels: new Set(), stopped, markStopped };
+  return { backend, inflight: new Map(), retired: false, agent, tunnels: new Set(), stopped, markStopped };
 }
 
 /**
