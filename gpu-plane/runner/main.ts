@@ -138,28 +138,46 @@ export async function runFunctions(
   }
   process.exit(0); // the plane closed the channel: it stopped this container, or went away
 
-  /** Reads the plane's frames until it closes the channel (false) or asks for a snapshot (true). */
-  async function serve(socket: net.Socket): Promise<boolean> {
+  /**
+   * Reads the plane's frames until it closes the channel (false) or asks for a snapshot (true). Read as `data` events,
+   * not with an async iterator: a warm call's input is handled in the same turn its bytes arrive, without the promises
+   * an iterator makes for each chunk (each one more for AsyncLocalStorage's hook to follow).
+   */
+  function serve(socket: net.Socket): Promise<boolean> {
     const lines = new LineSplitter();
     socket.setEncoding("utf8");
-    for await (const chunk of socket) {
-      for (const line of lines.push(chunk as string)) {
-        const frame = JSON.parse(line) as PlaneFrame;
-        if (frame.t === "snapshot") return true; // sent before any input: nothing runs now
-        await handle(frame);
-      }
-    }
-    return false;
+    return new Promise((resolve) => {
+      const done = (snapshot: boolean) => {
+        socket.off("data", read).off("end", closed).off("close", closed);
+        resolve(snapshot);
+      };
+      const closed = () => done(false);
+      const read = (chunk: string) => {
+        for (const line of lines.push(chunk)) {
+          const frame = JSON.parse(line) as PlaneFrame;
+          if (frame.t === "snapshot") return done(true); // sent before any input: nothing runs now
+          if (frame.t === "shutdown") {
+            socket.off("data", read); // nothing after it is read: the container is stopping
+            return void stop();
+          }
+          handle(frame);
+        }
+      };
+      socket.on("data", read).once("end", closed).once("close", closed);
+    });
   }
 
-  async function handle(frame: Exclude<PlaneFrame, { t: "snapshot" }>): Promise<void> {
+  /** Runs each class's `exit()` (the container is stopping), sends their lines, and leaves. */
+  async function stop(): Promise<never> {
+    await Promise.all(classes.map((c) => c.exitAll()));
+    capture.detach(); // exit()'s lines sent
+    process.exit(0);
+  }
+
+  function handle(frame: Exclude<PlaneFrame, { t: "snapshot" | "shutdown" }>): void {
     // Inputs run side by side: the plane sends a container no more at once than the function's concurrency allows.
     if (frame.t === "input") void run(frame);
-    else if (frame.t === "shutdown") {
-      await Promise.all(classes.map((c) => c.exitAll())); // each class's exit(): the container is stopping
-      capture.detach(); // exit()'s lines sent
-      process.exit(0);
-    } else if (frame.t === "cancel" && !demand.has(frame.callId) && cancels.has(frame.callId)) {
+    else if (frame.t === "cancel" && !demand.has(frame.callId) && cancels.has(frame.callId)) {
       cancels.get(frame.callId)!.abort();
       answered.add(frame.callId);
       send({ t: "output", callId: frame.callId, status: "failed", error: { code: "call_cancelled", message: `call ${frame.callId} was cancelled` } });
@@ -197,7 +215,9 @@ export async function runFunctions(
     try {
       if (!fn) throw new Error(`this bundle of app "${app.name}" has no function "${input.function}"`);
       const args = decodeValue(input.args.json, input.args.meta) as unknown[];
-      const value = await calls.run(context, async () => fn.handler(...args));
+      // A handler that returns a value, not a promise, is answered in the same turn.
+      const returned = calls.run(context, () => fn.handler(...args));
+      const value = isThenable(returned) ? await returned : returned;
       const iterable = isGeneratorResult(value) ? value : undefined;
       if (!input.stream) {
         if (iterable) throw new InvalidRequestError(`${app.name}.${input.function} is a generator function; stream it with .remoteGen() (POST .../stream)`);
@@ -233,6 +253,10 @@ export async function runFunctions(
       answered.delete(input.callId);
     }
   }
+}
+
+function isThenable(value: unknown): value is PromiseLike<unknown> {
+  return (typeof value === "object" || typeof value === "function") && value !== null && typeof (value as PromiseLike<unknown>).then === "function";
 }
 
 /**
@@ -303,9 +327,8 @@ const REDIAL_TRIES = 6_000;
  */
 async function letGoForSnapshot(socket: net.Socket, path: string): Promise<net.Socket> {
   http.globalAgent.destroy();
-  // Leaving a `for await` destroys the socket with an AbortError: expected here, not the plane going away.
+  // Closing it here is expected, not the plane going away.
   socket.removeAllListeners("error").on("error", () => {});
-  // Leaving `serve`'s loop destroyed it already, or is destroying it; either way, wait until it is closed.
   await new Promise<void>((resolve) => {
     if (socket.closed) return resolve();
     socket.once("close", () => resolve()).destroy();
