@@ -14,6 +14,7 @@ import type { PlaneLogLine } from "./log-shipper.js";
 import { Dispatcher } from "./dispatcher.js";
 import { MemoryDriver, type MemoryDriverOptions, type MemoryFunction } from "./drivers/memory.js";
 import { Inventory, simulatedGpus } from "./inventory.js";
+import { OutcomeCache } from "./outcome-cache.js";
 import { SnapshotStore } from "./snapshots.js";
 import { UsageLedger } from "./usage-ledger.js";
 
@@ -70,6 +71,7 @@ function harness(
   const records: PlaneLogLine[] = [];
   const inputs: string[] = [];
   const ended: Harness["ended"] = [];
+  const outcomes = new OutcomeCache<unknown>(); // as the plane's: what ran here
   const dispatcher = new Dispatcher({
     driver,
     inventory,
@@ -84,7 +86,11 @@ function harness(
     log: (line) => lines.push(line),
     onLogLine: (line) => records.push(line),
     imageFor: (hash) => driver.buildImage({ steps: [], force: false }, hash),
-    onInput: (req) => inputs.push(req.callId),
+    onInput: (req) => {
+      inputs.push(req.callId);
+      outcomes.ran(req.callId, req.attempt);
+    },
+    endedHere: (callId) => outcomes.endedHere(callId),
     meter: { callEnded: (_app, fn, attempt, timings, errorCode) => ended.push({ fn, attempt, timings, errorCode }) },
     ...(options.snapshots
       ? { snapshots: new SnapshotStore({ dir: join(dir, "snapshots"), maxCount: 4, maxBytes: 1 << 20, log: (line) => lines.push(line) }) }
@@ -347,6 +353,18 @@ describe("the dispatcher, on fake containers", () => {
     expect(await h.dispatcher.run(late, BUNDLE)).toMatchObject({ status: "failed", error: { code: "call_cancelled" } });
     expect(h.inputs).toEqual([]);
     expect(await h.dispatcher.run(request("f"), BUNDLE)).toMatchObject({ status: "succeeded", result: "ran" }); // others run
+  });
+
+  it("does not call the calls a cancel names that ended here calls to come (a map cancelled once most of its inputs ran)", async () => {
+    const h = harness({ f: () => "ran" });
+    const done = [request("f"), request("f")];
+    for (const r of done) expect(await h.dispatcher.run(r, BUNDLE)).toMatchObject({ status: "succeeded" });
+    const late = request("f");
+    expect(h.dispatcher.cancel([...done.map((r) => r.callId), late.callId], false)).toEqual([]);
+    expect(h.lines.filter((l) => l.includes("not running or waiting here"))).toEqual([
+      `[plane] cancelling ${late.callId} not running or waiting here: none will run if it comes`,
+    ]);
+    expect(await h.dispatcher.run(late, BUNDLE)).toMatchObject({ status: "failed", error: { code: "call_cancelled" } });
   });
 
   it("stops a container after its scale-down window with no inputs, and records its life", async () => {

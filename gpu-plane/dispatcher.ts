@@ -74,6 +74,8 @@ export interface DispatcherOptions {
   imageFor(hash: string): Promise<string>;
   /** Told as an input is handed to its container: from then on it has run here (the outcome cache notes it). */
   onInput?: (req: PlaneRunRequest) => void;
+  /** Whether a call ran here and ended (the outcome cache knows): a cancel that names it does not call it one to come. */
+  endedHere?: (callId: string) => boolean;
   /** Told as each input ends, with its timings (plane-metrics.ts): counters and histograms, nothing more. */
   meter?: CallMeter;
   /** Most prepared containers per function (prepared-containers.ts); default 0: none. The plane's default is `PLANE_DEFAULTS.preparedPerFunction`. */
@@ -347,8 +349,10 @@ export class Dispatcher {
     const here = new Set([...queued, ...running]);
     const ahead = callIds.filter((callId) => !here.has(callId));
     ahead.forEach((callId) => this.#cancelAhead(callId));
-    if (ahead.length)
-      this.#o.log(`[plane] cancelling ${ahead.length === 1 ? ahead[0] : `${ahead.length} calls`} not running or waiting here: none will run if it comes`);
+    // A map's cancel names its inputs that ended too; those are not called calls to come, though each is remembered.
+    const toCome = this.#o.endedHere ? ahead.filter((callId) => !this.#o.endedHere!(callId)) : ahead;
+    if (toCome.length)
+      this.#o.log(`[plane] cancelling ${toCome.length === 1 ? toCome[0] : `${toCome.length} calls`} not running or waiting here: none will run if it comes`);
     return [...here];
   }
 

@@ -89,6 +89,31 @@ describe("an attempt sent again", () => {
   });
 });
 
+describe("whether a call ended here", () => {
+  it("is true once an attempt of it ran and none is running, false before, while one runs, and once forgotten", async () => {
+    const cache = new OutcomeCache<string>({ maxAttempts: 2 });
+    expect(cache.endedHere(ID)).toBe(false);
+    let finish!: (value: string) => void;
+    cache.running(ID, 1, new Promise<string>((resolve) => (finish = resolve)));
+    cache.ran(ID, 1);
+    expect(cache.endedHere(ID)).toBe(false); // running
+    finish("done");
+    cache.ended(ID, 1, "done", 4);
+    expect(cache.endedHere(ID)).toBe(true);
+    cache.ran(ID, 1); // the same attempt noted again counts once
+    cache.ran(`${ID}x`, 1);
+    cache.ran(`${ID}y`, 1); // a third attempt over maxAttempts: the oldest, ID's, is forgotten
+    expect(cache.endedHere(ID)).toBe(false);
+    expect(cache.endedHere(`${ID}y`)).toBe(true);
+  });
+
+  it("is true for what a restarted plane's previous process ran", () => {
+    const dir = tempDir();
+    new OutcomeCache<string>({ dir }).ran(ID, 2);
+    expect(new OutcomeCache<string>({ dir }).endedHere(ID)).toBe(true);
+  });
+});
+
 describe("the journal", () => {
   it("tells a restarted plane which attempts its previous process ran, as lost", () => {
     const dir = tempDir();

@@ -60,6 +60,8 @@ export class OutcomeCache<T> {
   readonly #outcomes = new Map<string, { outcome: T; bytes: number; at: number }>();
   /** Attempts that reached a container here, oldest first. */
   readonly #ran = new Map<string, Ran>();
+  /** How many of each call's attempts `#ran` holds: whether a call ran here, without a scan. */
+  readonly #ranAttempts = new Map<string, number>();
   #bytes = 0;
   #journal: { fd: number; path: string; openedAt: number } | undefined;
 
@@ -97,9 +99,9 @@ export class OutcomeCache<T> {
   ran(callId: string, attempt: number): void {
     const key = keyOf(callId, attempt);
     const at = this.#now();
-    this.#ran.delete(key);
-    this.#ran.set(key, { at, before: false });
-    while (this.#ran.size > this.#maxAttempts) this.#ran.delete(this.#ran.keys().next().value!);
+    this.#forget(key);
+    this.#remember(key, { at, before: false });
+    while (this.#ran.size > this.#maxAttempts) this.#forget(this.#ran.keys().next().value!);
     if (this.#journal) this.#append(`${at} ${callId} ${attempt}\n`);
   }
 
@@ -115,6 +117,13 @@ export class OutcomeCache<T> {
     this.#outcomes.set(key, { outcome, bytes, at: this.#now() });
     this.#bytes += bytes;
     while (this.#outcomes.size > this.#maxOutcomes || this.#bytes > this.#maxBytes) this.#dropOldest();
+  }
+
+  /** Whether an attempt of `callId` reached a container here and none is running now: it ended here. */
+  endedHere(callId: string): boolean {
+    if (!this.#ranAttempts.has(callId)) return false;
+    for (const key of this.#running.keys()) if (key.startsWith(`${callId}#`)) return false;
+    return true;
   }
 
   /** How many attempts are running, kept with their outcome, and remembered as run. */
@@ -141,8 +150,24 @@ export class OutcomeCache<T> {
     }
     for (const [key, ran] of this.#ran) {
       if (ran.at > oldest) break;
-      this.#ran.delete(key);
+      this.#forget(key);
     }
+  }
+
+  #remember(key: string, ran: Ran): void {
+    if (!this.#ran.has(key)) {
+      const callId = callOf(key);
+      this.#ranAttempts.set(callId, (this.#ranAttempts.get(callId) ?? 0) + 1);
+    }
+    this.#ran.set(key, ran);
+  }
+
+  #forget(key: string): void {
+    if (!this.#ran.delete(key)) return;
+    const callId = callOf(key);
+    const left = this.#ranAttempts.get(callId)! - 1;
+    if (left > 0) this.#ranAttempts.set(callId, left);
+    else this.#ranAttempts.delete(callId);
   }
 
   /**
@@ -159,7 +184,7 @@ export class OutcomeCache<T> {
         for (const line of readFileSync(path, "utf8").split("\n")) {
           const [at, callId, attempt] = line.split(" ");
           if (!at || !callId || !attempt || !(Number(at) > oldest)) continue;
-          this.#ran.set(keyOf(callId, Number(attempt)), { at: Number(at), before: true });
+          this.#remember(keyOf(callId, Number(attempt)), { at: Number(at), before: true });
         }
       }
       this.#startJournal(path);
@@ -197,4 +222,8 @@ export class OutcomeCache<T> {
 
 function keyOf(callId: string, attempt: number): string {
   return `${callId}#${attempt}`;
+}
+
+function callOf(key: string): string {
+  return key.slice(0, key.lastIndexOf("#"));
 }

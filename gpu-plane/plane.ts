@@ -332,6 +332,7 @@ export class Plane {
       log,
       ...(options.keepLogs === false ? {} : { onLogLine: (line: PlaneLogLine) => logs.add(line) }),
       onInput: (req) => outcomes.ran(req.callId, req.attempt),
+      endedHere: (callId) => outcomes.endedHere(callId),
       mapStack: (hash, stack) => bundles.mapStack(hash, stack),
       lineMaps: bundles,
       meter,
