@@ -155,6 +155,8 @@ export function prefixConsoleLines(): void {
     const source = level === "warn" || level === "error" ? "stderr" : "stdout";
     console[level] = (...args: unknown[]) => {
       const store = runStore.getStore();
+      // Printed as a plane's line is: `[app.fn call] (stderr) …` for warn and error.
+      const prefix = store?.logPrefix && source === "stderr" ? `${store.logPrefix} (stderr)` : store?.logPrefix;
       const indent = (store ? store.consoleState : isolateConsole)?.indent ?? ""; // within a console.group
       // A line of code that holds secrets is written as one string, their values masked.
       const masked = store?.secretValues?.length ? maskSecretValues(logText(args), store.secretValues) : undefined;
@@ -168,9 +170,9 @@ export function prefixConsoleLines(): void {
         // of a line costs a call more than keeping it does). Each of its lines is printed with the prefix.
         const line = written();
         keepEdgeLine(store, store.logTo, source, line);
-        waitForBatch(store, printLater(null, [{ write, line: store.logPrefix ? prefixLines(store.logPrefix, line) : line }]));
-      } else if (text !== undefined || indent) write(store?.logPrefix ? prefixLines(store.logPrefix, written()) : written());
-      else if (store?.logPrefix) write(store.logPrefix, ...args);
+        waitForBatch(store, printLater(null, [{ write, line: prefix ? prefixLines(prefix, line) : line }]));
+      } else if (text !== undefined || indent) write(prefix ? prefixLines(prefix, written()) : written());
+      else if (prefix) write(prefix, ...args);
       else write(...args);
     };
   }

@@ -746,6 +746,20 @@ describe("tandem logs", () => {
     expect(served.output()).not.toContain("serve\rechoed");
   }, 30_000);
 
+  it("tandem serve tags a warn or error line (stderr) in either tier, its log lines not", async () => {
+    const edge = await fn<[], number>("edgeFormats").spawn();
+    const plane = await fn<[], number>("planeFormats").spawn();
+    await Promise.all([edge.get(), plane.get()]);
+    const tagged = (call: string) =>
+      served
+        .output()
+        .split("\n")
+        .filter((l) => l.includes(` ${call}`) && / (Ada is 36|99%)/.test(l))
+        .map((l) => (l.includes("(stderr)") ? "stderr" : "stdout") + (l.includes("99% of") ? " 99%" : " Ada"));
+    await expect.poll(() => tagged(edge.id), { timeout: 5_000 }).toEqual(["stdout Ada", "stderr 99%"]);
+    await expect.poll(() => tagged(plane.id), { timeout: 5_000 }).toEqual(["stdout Ada", "stderr 99%"]);
+  }, 30_000);
+
   it("-f follows on across a restart of tandem serve on the same port, each line printed once", async () => {
     await fn<[string], string>("edgeSay").remote("before the reconnect");
     const { child, out, err } = tandemLogs("-f", "-n", "1", "--search", "the reconnect");
