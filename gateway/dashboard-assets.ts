@@ -66,6 +66,14 @@ const SCRIPT = `
   const number = (v) => (v == null ? "--" : v.toLocaleString("en-US", { maximumSignificantDigits: 4 }));
   // uPlot scales a flat 0 (no errors all hour) from 0 to 100, which reads as a percentage: 0 to 1 instead.
   const yRange = (u, min, max) => (min === 0 && max === 0 ? [0, 1] : min == null ? [null, null] : uPlot.rangeNum(min, max, 0.1, true));
+  // The y-axis as wide as its longest label (uPlot asks again once it has the labels): a fixed width cut small costs.
+  const axisWidth = (u, values, i, cycle) => {
+    const axis = u.axes[i];
+    if (cycle > 1) return axis._size;
+    const longest = (values || []).reduce((a, v) => (v != null && String(v).length > a.length ? String(v) : a), "");
+    u.ctx.font = axis.font[0];
+    return Math.ceil(axis.ticks.size + axis.gap + u.ctx.measureText(longest).width / devicePixelRatio) + 4;
+  };
   function draw(box) {
     const data = JSON.parse(box.querySelector("script").textContent);
     const colours = ["#2457c5", "#c53a24", "#17863a", "#8a3fc5", "#c58a24", "#24a5c5", "#5a6275"];
@@ -74,7 +82,7 @@ const SCRIPT = `
       width, height: 200,
       scales: { x: { time: true }, y: { range: yRange } },
       series: [{}, ...data.series.map((s, i) => ({ label: s.label, stroke: colours[i % colours.length], width: 2, points: { show: true, size: 5 }, value: (u, v) => number(v) }))],
-      axes: [{}, { size: 60, values: (u, splits) => splits.map(number) }],
+      axes: [{}, { size: axisWidth, values: (u, splits) => splits.map(number) }],
       legend: { show: true },
     };
     const plot = new uPlot(opts, [data.x, ...data.series.map((s) => s.values)], box);

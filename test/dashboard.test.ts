@@ -423,6 +423,28 @@ describe("the dashboard", () => {
     await page.close();
   });
 
+  it("makes a chart's y-axis as wide as its longest label, so small costs are not cut off on a phone", async () => {
+    const page = await browser.newPage({ viewport: { width: 375, height: 700 } });
+    const data = { x: [1_796_400_000, 1_796_400_060, 1_796_400_120], series: [{ label: "shop.checkout", values: [0.0000213, 0.0000437, 0.0000371] }] };
+    // Each label's left edge as drawn (uPlot draws the y-axis's right-aligned, on the canvas's own pixels).
+    await page.setContent(`<!doctype html><link rel="stylesheet" href="${gateway.url}${DASHBOARD.base}/assets/uplot.css"><body style="margin:0">
+      <div data-chart><script type="application/json">${JSON.stringify(data)}</script></div>
+      <script>window.edges = [];
+        const fillText = CanvasRenderingContext2D.prototype.fillText;
+        CanvasRenderingContext2D.prototype.fillText = function (text, x, ...rest) {
+          const w = this.measureText(text).width;
+          edges.push({ text, left: this.textAlign === "right" || this.textAlign === "end" ? x - w : this.textAlign === "center" ? x - w / 2 : x });
+          return fillText.call(this, text, x, ...rest);
+        };</script>
+      <script src="${gateway.url}${DASHBOARD.base}/assets/uplot.js"></script><script src="${gateway.url}${DASHBOARD.base}/assets/dashboard.js"></script></body>`);
+    await page.waitForSelector("[data-chart][data-points] .u-over");
+    const edges = await page.evaluate(() => (window as unknown as { edges: { text: string; left: number }[] }).edges);
+    const yLabels = edges.filter((e) => /^0\.0000\d+$/.test(e.text));
+    expect(yLabels.length).toBeGreaterThan(1);
+    for (const label of yLabels) expect(label.left, label.text).toBeGreaterThanOrEqual(0);
+    await page.close();
+  });
+
   it("scales a chart whose values are all 0 (a function that never failed) from 0 to 1, not to 100", async () => {
     const page = await browser.newPage();
     const data = { x: [1_796_400_000, 1_796_400_060, 1_796_400_120], series: [{ label: "shop.checkout", values: [0, 0, 0] }] };
