@@ -78,6 +78,16 @@ describe("tandem init, then npm install, tsc, tandem serve and the client, in a 
     expect(code).toBe(0);
   });
 
+  it("checks a deployment with the project's own tandem deploy --dry-run: wrangler comes with Tandem", async () => {
+    const { code, stdout, stderr } = await runNode([join(dir, "node_modules/.bin/tandem"), "deploy", "app.ts", "--dry-run"], {
+      cwd: dir,
+      env: { WRANGLER_SEND_METRICS: "false", CLOUDFLARE_CF_FETCH_ENABLED: "false", TANDEM_WRANGLER: "" },
+    });
+    expect(stderr).not.toMatch(/✘|\[ERROR\]|Cannot find module/);
+    expect(code).toBe(0);
+    expect(stdout).toContain("--dry-run: exiting now.");
+  }, 120_000);
+
   it("serves with the project's own tandem serve, no app file named, no token in the environment", async () => {
     served = await startServe([], dir, NO_TOKEN, join(dir, "node_modules/.bin/tandem"));
     await served.waitFor(/function\s+greet\s+POST http:\/\/127\.0\.0\.1:\d+\/v1\/apps\/first-app\/functions\/greet\/call/);

@@ -6,6 +6,7 @@
  * the same arguments: a hook for tests and CI (docs/deploy.md).
  */
 import { spawn } from "node:child_process";
+import { createRequire } from "node:module";
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import type { DeploymentFile } from "../protocol.js";
@@ -68,12 +69,28 @@ export async function uploadArtifact(outDir: string, artifact: DeploymentFile[],
 }
 
 /**
+ * Where the wrangler Tandem depends on is: found as Node finds Tandem's own dependencies, so in a project that
+ * installed Tandem (npm puts wrangler beside it, in the project's node_modules) as in a checkout.
+ */
+function wranglerBin(): string | undefined {
+  try {
+    return createRequire(join(PACKAGE_ROOT, "package.json")).resolve("wrangler/bin/wrangler.js");
+  } catch {
+    return undefined;
+  }
+}
+
+/**
  * Runs wrangler; `stdin`, when given, is written to its standard input (a secrets file that never touches disk).
  * `command`: another program to run in its place, with the same arguments (`TANDEM_WRANGLER`, a test and CI hook).
  */
 export function wrangler(args: string[], stdin?: string, command?: string): Promise<number> {
-  const bin = join(PACKAGE_ROOT, "node_modules", "wrangler", "bin", "wrangler.js");
-  const program = command === undefined ? [process.execPath, bin] : [command];
+  const bin = command === undefined ? wranglerBin() : undefined;
+  if (command === undefined && bin === undefined) {
+    console.error(`wrangler, which Tandem depends on, is not installed beside it (${PACKAGE_ROOT}): npm install, or set TANDEM_WRANGLER`);
+    return Promise.resolve(127);
+  }
+  const program = command === undefined ? [process.execPath, bin!] : [command];
   return new Promise((resolveCode) => {
     const env = { WRANGLER_SEND_METRICS: "false", ...process.env };
     // Node hands a child a socket as its stdin, which wrangler cannot open as /dev/stdin: `cat` puts a pipe between.
