@@ -49,6 +49,36 @@ export class PreflightPassed extends Error {
 }
 
 /**
+ * A request's body that could not be read to its end because its client went away mid-upload (workerd's
+ * `Network connection lost.`): no fault of the gateway's, and no one to answer. The gateway answers it 499, as
+ * nginx names a request its client closed, and logs no error.
+ */
+export class ClientWentAway extends Error {
+  constructor(cause: unknown) {
+    super(`the client went away while sending the request's body (${cause instanceof Error ? cause.message : String(cause)})`, { cause });
+    this.name = "ClientWentAway";
+  }
+}
+
+/** `body` as a stream whose failure to read is a `ClientWentAway`: the only reason a request's own body fails. */
+function fromClient(body: ReadableStream<Uint8Array>): ReadableStream<Uint8Array> {
+  const reader = body.getReader();
+  return new ReadableStream<Uint8Array>({
+    async pull(controller) {
+      let step: ReadableStreamReadResult<Uint8Array>;
+      try {
+        step = await reader.read();
+      } catch (err) {
+        throw new ClientWentAway(err);
+      }
+      if (step.done) controller.close();
+      else controller.enqueue(step.value);
+    },
+    cancel: (reason) => reader.cancel(reason),
+  });
+}
+
+/**
  * Ends a preflight where its route would read the body: a route that `guard` lets preflights into
  * (`checksBeforeBody`) calls it, or `readJsonBody` for it, once its own checks are done and before anything changes.
  */
@@ -131,7 +161,7 @@ export function limitBody(request: Request, maxBytes: number, whose?: string): {
     },
   });
   // `duplex`: Node's Request wants it for a stream body (the unit tests); workerd reads streams that way anyway.
-  const init = { body: request.body.pipeThrough(counter), duplex: "half" } as RequestInit;
+  const init = { body: fromClient(request.body).pipeThrough(counter), duplex: "half" } as RequestInit;
   return { request: new Request(request, init), passed: () => error };
 }
 

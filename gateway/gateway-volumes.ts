@@ -37,6 +37,11 @@ export class GatewayVolumes implements VolumeBackend {
     return { size: file.size, mode: file.mode, version, body };
   }
 
+  /** The call or request running: a handle's base version is its own (docs/volumes.md, "Inside the gateway"). */
+  scope(): object | undefined {
+    return runStore.getStore();
+  }
+
   async write(name: string, files: FileUpload[], changes: VolumeChange[], terms: CommitTerms): Promise<VolumeCommitAnswer> {
     const bindings = env();
     await volumeInfo(bindings, name); // a missing volume is refused before any block is stored

@@ -123,10 +123,12 @@ export function volumeRoutes(): Hono<RouteEnv> {
   });
 
   // A block of a file in the volume (a plane fills its cache with them); any block the gateway has, by its hash.
-  // Only a block's name matches, so that GET .../blocks/missing is the 405 it is (that route takes POST).
-  api.get(ROUTES.volumeBlock.replace(":hash", ":hash{[0-9a-f]{64}}"), volumeGuard("call"), async (c) => {
+  // GET .../blocks/missing goes on to the 405 it is (that route takes POST); any other name that is not a hash is a 400.
+  api.get(ROUTES.volumeBlock, volumeGuard("call"), async (c, next) => {
+    if (c.req.param("hash") === "missing") return next();
+    const hash = hashOf(c);
     await volumeInfo(c.env, volumeOf(c));
-    const { size, body } = await readBlock(c.env, hashOf(c));
+    const { size, body } = await readBlock(c.env, hash);
     const sized = new FixedLengthStream(size);
     void body.pipeTo(sized.writable).catch(() => {});
     return c.body(sized.readable, 200, { "content-type": "application/octet-stream" });

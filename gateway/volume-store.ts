@@ -18,7 +18,15 @@
 import { DurableObject } from "cloudflare:workers";
 import { VOLUME_LIMITS } from "../sdk/defaults.js";
 import { InvalidRequestError, NotFoundError, TandemError, VolumeConflictError, toWireError, type WireError } from "../sdk/errors.js";
-import type { VolumeChange, VolumeEntry, VolumeInfo, VolumeListing, VolumeManifest, VolumeManifestFile } from "../sdk/protocol.js";
+import {
+  reservedVolumeNameProblem,
+  type VolumeChange,
+  type VolumeEntry,
+  type VolumeInfo,
+  type VolumeListing,
+  type VolumeManifest,
+  type VolumeManifestFile,
+} from "../sdk/protocol.js";
 import type { Env } from "./env.js";
 
 /** A method's answer: its value, or the error to throw at the caller. */
@@ -72,7 +80,11 @@ export class VolumeStore extends DurableObject<Env> {
     });
   }
 
-  /** The entries in directory `dir` (`""`: the root), or every file under it (`recursive`). A file's own path lists that file. */
+  /**
+   * The entries in directory `dir` (`""`: the root), or every file and directory under it (`recursive`, as Modal's
+   * `listdir(recursive=True)` and `find` list them: each directory just before the first file under it). A file's
+   * own path lists that file.
+   */
   async list(name: string, dir: string, recursive: boolean): Promise<Outcome<VolumeListing>> {
     return this.#answer(() => {
       const volume = this.#need(name);
@@ -81,19 +93,17 @@ export class VolumeStore extends DurableObject<Env> {
       const rows = this.#under(dir);
       if (rows.length === 0 && dir !== "") throw new NotFoundError(`volume "${name}" has no file or directory "${dir}"`, { volume: name, path: dir });
       const prefix = dir === "" ? "" : `${dir}/`;
-      if (recursive) return { volume: name, version: volume.version, path: dir, entries: rows.map(entryOf) };
+      // Directories are not stored: each is the prefix of its files' paths, dated by the newest of them.
       const entries = new Map<string, VolumeEntry>();
       for (const row of rows) {
-        const rest = row.path.slice(prefix.length);
-        const slash = rest.indexOf("/");
-        if (slash === -1) {
-          entries.set(row.path, entryOf(row));
-          continue;
+        const names = row.path.slice(prefix.length).split("/");
+        for (let depth = 1; depth < (recursive ? names.length : Math.min(names.length, 2)); depth++) {
+          const path = prefix + names.slice(0, depth).join("/");
+          const seen = entries.get(path);
+          if (!seen) entries.set(path, { path, type: "directory", size: 0, mode: DIRECTORY_MODE, mtime: row.mtime });
+          else seen.mtime = Math.max(seen.mtime, row.mtime);
         }
-        const path = prefix + rest.slice(0, slash);
-        const seen = entries.get(path);
-        if (!seen) entries.set(path, { path, type: "directory", size: 0, mode: DIRECTORY_MODE, mtime: row.mtime });
-        else seen.mtime = Math.max(seen.mtime, row.mtime);
+        if (recursive || names.length === 1) entries.set(row.path, entryOf(row));
       }
       return { volume: name, version: volume.version, path: dir, entries: [...entries.values()] };
     });
@@ -133,7 +143,12 @@ export class VolumeStore extends DurableObject<Env> {
         const volume = this.#need(name);
         const base = terms.baseVersion ?? volume.version;
         if (base > volume.version) {
-          throw new InvalidRequestError(`base version ${base} is newer than volume "${name}"'s version ${volume.version}`, { volume: name, baseVersion: base });
+          // Versions only grow while a volume lives: a base past them was read from a volume of this name deleted since.
+          throw new InvalidRequestError(
+            `base version ${base} is newer than volume "${name}"'s version ${volume.version}: the volume was deleted and made again since that version ` +
+              `was read; vol.reload() (or a new handle; over HTTP, no baseVersion) starts from its current version`,
+            { volume: name, baseVersion: base, version: volume.version },
+          );
         }
         const next = volume.version + 1;
         const now = Date.now();
@@ -150,6 +165,9 @@ export class VolumeStore extends DurableObject<Env> {
         };
         const put = (path: string, blocks: string, size: number, mode: number) => {
           if (path === "") throw new InvalidRequestError(`a file needs a path: the volume's root is a directory`, { volume: name });
+          // The routes refuse such a path as given; a copy can still make one (a file a volume held before they did).
+          const reserved = reservedVolumeNameProblem(path);
+          if (reserved) throw new InvalidRequestError(`cannot write "${path}" in volume "${name}": the path ${reserved}`, { volume: name, path });
           claim(path);
           this.#fitsTree(name, path);
           this.#sql.exec(

@@ -10,6 +10,7 @@ import { AlreadyExistsError, fromWireError, InternalError, InvalidRequestError, 
 import {
   BLOB_KEYS,
   VOLUME_NAME_PATTERN,
+  reservedVolumeNameProblem,
   volumePath,
   type VolumeChange,
   type VolumeCommitAnswer,
@@ -43,9 +44,17 @@ export function checkedPath(given: string): string {
   return checked.path;
 }
 
+/** A path a write puts a file at: checked as any path, and not holding a name reserved for the plane (a 400 naming it). */
+export function checkedWritePath(given: string): string {
+  const path = checkedPath(given);
+  const reserved = reservedVolumeNameProblem(path);
+  if (reserved) throw new InvalidRequestError(`path "${given}" ${reserved}`, { path: given });
+  return path;
+}
+
 /** A copy's destination, checked: a trailing `/` is kept, since it says "into this directory", as it does to `cp`. */
 function checkedDestination(given: string): string {
-  const path = checkedPath(given);
+  const path = checkedWritePath(given);
   return path !== "" && given.endsWith("/") ? `${path}/` : path;
 }
 
@@ -209,7 +218,7 @@ export async function writeFile(
 
 /** Stores a file's blocks as they stream (each unless R2 has it, one in memory at a time): its `put` change. */
 export async function storeFile(env: Env, file: { path: string; source: ByteSource; mode?: number }): Promise<VolumeChange> {
-  const target = checkedPath(file.path);
+  const target = checkedWritePath(file.path);
   if (target === "") throw new InvalidRequestError(`a file needs a path: the volume's root is a directory`);
   const blocks: string[] = [];
   let size = 0;
@@ -248,7 +257,7 @@ export async function commitStored(env: Env, name: string, changes: VolumeChange
  */
 export async function commit(env: Env, name: string, changes: VolumeChange[], terms: CommitTerms): Promise<VolumeCommitAnswer> {
   const checked = changes.map((change): VolumeChange => {
-    if (change.op === "put") return { ...change, path: checkedPath(change.path) };
+    if (change.op === "put") return { ...change, path: checkedWritePath(change.path) };
     if (change.op === "remove") return { ...change, path: checkedPath(change.path) };
     return { ...change, sources: change.sources.map(checkedPath), destination: checkedDestination(change.destination) };
   });

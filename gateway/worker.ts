@@ -10,11 +10,11 @@ import { Hono } from "hono";
 import { HTTPException } from "hono/http-exception";
 import { loadAppModule } from "../sdk/app.js";
 import { InternalError, InvalidRequestError, NotFoundError, TandemError, errorBody } from "../sdk/errors.js";
-import { DASHBOARD, type PlaneBundleRef } from "../sdk/protocol.js";
+import { CLIENT_CLOSED_REQUEST, DASHBOARD, type PlaneBundleRef } from "../sdk/protocol.js";
 import { installInvoker } from "../sdk/invoker.js";
 import type { ContentfulStatusCode } from "hono/utils/http-status";
 import { apiRoutes } from "./api.js";
-import { PreflightPassed } from "./body.js";
+import { ClientWentAway, PreflightPassed } from "./body.js";
 import { setResumeCall } from "./call-ledger.js";
 import { gatewayConfig } from "./config.js";
 import { dashboardRoutes } from "./dashboard-routes.js";
@@ -89,6 +89,7 @@ export function createGateway(modules: AppModule[], options: GatewayOptions = {}
   });
   router.onError((err, c) => {
     if (err instanceof PreflightPassed) return c.body(null, 204);
+    if (err instanceof ClientWentAway) return c.body(null, CLIENT_CLOSED_REQUEST as ContentfulStatusCode); // no one reads it
     if (err instanceof TandemError) return c.json(errorBody(err), err.status as ContentfulStatusCode);
     // hono's own refusal of a request it was routed (a web app's mount, whose path keeps a dot segment sent encoded,
     // `/<app>/<label>/%2e%2e/…`, that would leave the mount once decoded): the client's mistake, not the gateway's.

@@ -215,7 +215,7 @@ export class ContainerStarter {
     const channel = await ControlChannel.open(this.#controlDir(id));
     let container: StartedContainer | undefined;
     try {
-      const attached = this.#o.mounts ? await this.#o.mounts.attach(id, req.app, channel.dir, []) : { binds: [], env: [] };
+      const attached = this.#o.mounts ? await this.#o.mounts.attach(id, { app: req.app, function: req.function }, channel.dir, []) : { binds: [], env: [] };
       container = await this.#o.driver.start(this.#containerSpec(req, id, bundle, channel.dir, reservation, image, attached));
       const tail: string[] = [];
       const now = () => ({ label: `${req.app}.${poolName(req)}`, callId: undefined, fn: req.function, tail });
@@ -397,7 +397,7 @@ export class ContainerStarter {
     const channel = await ControlChannel.open(this.#controlDir(id));
     let attached: Awaited<ReturnType<VolumeMounts["attach"]>> = { binds: [], env: [] };
     try {
-      if (this.#o.mounts) attached = await this.#o.mounts.attach(id, req.app, channel.dir, req.spec.volumes ?? []);
+      if (this.#o.mounts) attached = await this.#o.mounts.attach(id, { app: req.app, function: req.function }, channel.dir, req.spec.volumes ?? []);
       else if (req.spec.volumes?.length) throw new InvalidOptionsError(`${req.app}.${req.function} mounts volumes, which this plane cannot`);
     } catch (err) {
       this.#o.inventory.release(reservation);

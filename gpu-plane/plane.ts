@@ -294,7 +294,13 @@ export class Plane {
       ...(options.otlp ? { tap: (line) => otlp?.addLog(line) } : {}),
     });
     // Containers' /v1 requests and volume mounts, sent to the gateway signed as the container's app (container-api.ts).
-    const mounts = new VolumeMounts(join(options.stateDir, "volumes"), new ContainerGateway(options.gatewayUrl, options.secret), log);
+    // A failed commit of a container's mount is a line of its app's log too.
+    const mounts = new VolumeMounts(
+      join(options.stateDir, "volumes"),
+      new ContainerGateway(options.gatewayUrl, options.secret),
+      log,
+      options.keepLogs === false ? undefined : (line) => logs.add(line),
+    );
     // Memory snapshots of `snapshot: true` functions, kept in the state folder across restarts of this plane.
     const snapshots = new SnapshotStore({
       dir: join(options.stateDir, "snapshots"),

@@ -42,6 +42,8 @@ import { VOLUME_LIMITS } from "../sdk/defaults.js";
 import { InternalError, InvalidRequestError, NotFoundError, VolumeConflictError, fromWireError, type WireError } from "../sdk/errors.js";
 import {
   paths,
+  RESERVED_VOLUME_NAME_PREFIX,
+  reservedVolumeName,
   volumePath,
   type BlocksMissingAnswer,
   type ContainerMount,
@@ -53,6 +55,7 @@ import {
 } from "../sdk/protocol.js";
 import { blocksOf } from "../sdk/volume-blocks.js";
 import { ContainerGateway, openContainerApi } from "./container-api.js";
+import type { PlaneLogLine } from "./log-shipper.js";
 
 export type MountRequest = NonNullable<PlaneFunctionSpec["volumes"]>[number];
 
@@ -79,12 +82,14 @@ interface Mount {
   files: Map<string, HeldFile>;
   /** Operations on this mount, one at a time. */
   queue: Promise<unknown>;
-  /** The last background commit's failure, logged once. */
-  lastFailure?: string;
 }
 
 interface Attached {
   app: string;
+  /** The function (or class) whose container this is, for the lines its app's log gets. */
+  function: string;
+  /** Volumes whose background commit failed and was logged, until one of theirs succeeds: a failure is logged once. */
+  failing: Set<string>;
   root: string;
   mounts: Mount[];
   api: Server | undefined;
@@ -101,6 +106,7 @@ export class VolumeMounts {
   readonly #dir: string;
   readonly #gateway: ContainerGateway;
   readonly #log: (line: string) => void;
+  readonly #onLogLine: ((line: PlaneLogLine) => void) | undefined;
   readonly #attached = new Map<string, Attached>();
   readonly #finishing = new Set<Promise<void>>();
   readonly #downloads = new Map<string, Promise<string>>();
@@ -109,11 +115,15 @@ export class VolumeMounts {
   readonly stats: CacheStats = { blocksDownloaded: 0, bytesDownloaded: 0 };
   readonly #uploaded = { blocks: 0, bytes: 0 };
 
-  /** `dir`: the plane's `<stateDir>/volumes` (the cache and the mounts: one file system, for hard links). */
-  constructor(dir: string, gateway: ContainerGateway, log: (line: string) => void) {
+  /**
+   * `dir`: the plane's `<stateDir>/volumes` (the cache and the mounts: one file system, for hard links). `log`: the
+   * plane's console; `onLogLine`: the apps' logs, which get a failed commit of their containers' mounts.
+   */
+  constructor(dir: string, gateway: ContainerGateway, log: (line: string) => void, onLogLine?: (line: PlaneLogLine) => void) {
     this.#dir = dir;
     this.#gateway = gateway;
     this.#log = log;
+    this.#onLogLine = onLogLine;
   }
 
   /**
@@ -122,9 +132,15 @@ export class VolumeMounts {
    * runner. A missing volume (without `createIfMissing`) throws its
    * `NotFoundError`.
    */
-  async attach(containerId: string, app: string, controlDir: string, requests: MountRequest[]): Promise<{ binds: HostMount[]; env: ContainerMount[] }> {
+  async attach(
+    containerId: string,
+    owner: { app: string; function: string },
+    controlDir: string,
+    requests: MountRequest[],
+  ): Promise<{ binds: HostMount[]; env: ContainerMount[] }> {
+    const { app } = owner;
     const root = join(this.#dir, "mounts", containerId);
-    const attached: Attached = { app, root, mounts: [], api: undefined, timer: undefined };
+    const attached: Attached = { app, function: owner.function, failing: new Set(), root, mounts: [], api: undefined, timer: undefined };
     this.#attached.set(containerId, attached);
     attached.api = await openContainerApi(controlDir, app, this.#gateway, {
       commit: (volume) => this.#each(attached, volume, "commit"),
@@ -177,8 +193,10 @@ export class VolumeMounts {
       for (const mount of attached.mounts.filter((m) => !m.request.readOnly)) {
         await this.#queued(mount, () => this.#commit(attached, mount)).catch((err: unknown) => {
           kept = true;
-          this.#log(
-            `[plane] ${containerId}: the last commit of volume "${mount.request.volume}" at ${mount.request.path} failed (${(err as Error).message}); its files are kept in ${mount.hostDir}`,
+          this.#tell(
+            containerId,
+            attached,
+            `the last commit of volume "${mount.request.volume}" at ${mount.request.path} failed (${(err as Error).message}); its files are kept in ${mount.hostDir}`,
           );
         });
       }
@@ -197,15 +215,23 @@ export class VolumeMounts {
 
   async #background(containerId: string, attached: Attached): Promise<void> {
     for (const mount of attached.mounts.filter((m) => !m.request.readOnly)) {
+      const { volume } = mount.request;
       await this.#queued(mount, () => this.#commit(attached, mount)).then(
-        () => (mount.lastFailure = undefined),
+        () => attached.failing.delete(volume),
         (err: unknown) => {
-          const message = (err as Error).message;
-          if (message !== mount.lastFailure) this.#log(`[plane] ${containerId}: a background commit of volume "${mount.request.volume}" failed: ${message}`);
-          mount.lastFailure = message;
+          // Tried again every few seconds while the container lives (its changes stay), told once.
+          if (attached.failing.has(volume)) return;
+          attached.failing.add(volume);
+          this.#tell(containerId, attached, `a background commit of volume "${volume}" at ${mount.request.path} failed: ${(err as Error).message}`);
         },
       );
     }
+  }
+
+  /** A line about a container's mounts for the plane's console and, as a system line, for its app's log. */
+  #tell(containerId: string, attached: Attached, text: string): void {
+    this.#log(`[plane] ${containerId}: ${text}`);
+    this.#onLogLine?.({ app: attached.app, function: attached.function, callId: null, containerId, source: "system", text });
   }
 
   /** Commits or reloads every mount of `volume` in the container; the version the last one is at. */
@@ -276,6 +302,9 @@ export class VolumeMounts {
     const wanted = new Map<string, VolumeManifestFile>();
     const sub = mount.request.subPath;
     for (const file of manifest.files) {
+      // A name the plane keeps for itself (a volume may hold one written before the gateway refused them): never
+      // placed, so never held, and a commit (whose scan skips such names) does not take it for removed.
+      if (reservedVolumeName(file.path) !== undefined) continue;
       if (sub === "") wanted.set(file.path, file);
       else if (file.path.startsWith(`${sub}/`)) wanted.set(file.path.slice(sub.length + 1), file);
     }
@@ -319,7 +348,7 @@ export class VolumeMounts {
         await this.#place(cached[i]!, target, file, mount.request.readOnly); // nothing there: placed where it goes
       } else {
         // Replaced in one step: a reader sees the old file or the new one, never a part.
-        const temp = join(dirname(target), `.tandem-${randomBytes(6).toString("hex")}`);
+        const temp = join(dirname(target), `${RESERVED_VOLUME_NAME_PREFIX}${randomBytes(6).toString("hex")}`);
         await this.#place(cached[i]!, temp, file, mount.request.readOnly);
         await rm(target, { recursive: true, force: true }).catch(() => {});
         await rename(temp, target);
@@ -331,7 +360,8 @@ export class VolumeMounts {
       await unlink(join(mount.hostDir, rel)).catch(() => {});
       mount.files.delete(rel);
     }
-    mount.version = Math.max(mount.version, manifest.version);
+    // Older than the mount only when the volume was deleted and made again: its versions start over.
+    mount.version = manifest.version;
     return mount.version;
   }
 
@@ -497,7 +527,7 @@ export class VolumeMounts {
       if (!entry.isFile()) continue;
       const full = join(entry.parentPath, entry.name);
       const rel = full.slice(mount.hostDir.length + 1);
-      if (rel.split("/").some((part) => part.startsWith(".tandem-"))) continue;
+      if (reservedVolumeName(rel) !== undefined) continue; // the plane's own (a file being replaced)
       if ("problem" in volumePath(rel)) continue;
       const st = await lstat(full).catch(() => undefined);
       if (st?.isFile()) found.set(rel, { ino: st.ino, size: st.size, mtimeMs: st.mtimeMs, mode: st.mode });

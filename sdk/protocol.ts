@@ -16,6 +16,13 @@ import { GPU_TYPES, MAX_GPUS_PER_CONTAINER, type GpuType } from "./gpu.js";
 /** Bumped when a wire shape changes incompatibly. Sent as the `tandem-protocol` header. */
 export const PROTOCOL_VERSION = "1";
 
+/**
+ * The status of a request whose client went away before its answer was sent (an upload killed midway, a stream
+ * left early): nginx's "client closed request". The gateway answers it so (no one reads it), and `tandem serve`
+ * logs it so.
+ */
+export const CLIENT_CLOSED_REQUEST = 499;
+
 export const HEADERS = {
   protocol: "tandem-protocol",
   /** `Bearer <token>`: an API token on `/v1`, and on web endpoints and agents that ask for one. */
@@ -1193,6 +1200,25 @@ export function volumePath(given: string): { path: string } | { problem: string 
       return { problem: `must not hold a name longer than ${VOLUME_LIMITS.maxNameBytes} bytes` };
   }
   return { path: trimmed };
+}
+
+/**
+ * Names starting with this are the plane's own in a mount (a file being replaced, `.tandem-<random>`): a mount's
+ * commit never sends them, so a volume may not hold them either (a write of one is refused).
+ */
+export const RESERVED_VOLUME_NAME_PREFIX = ".tandem-";
+
+/** The first name in `path` that is the plane's own (`RESERVED_VOLUME_NAME_PREFIX`), if any. */
+export function reservedVolumeName(path: string): string | undefined {
+  return path.split("/").find((name) => name.startsWith(RESERVED_VOLUME_NAME_PREFIX));
+}
+
+/** Why a write to `path` is refused for a reserved name, as the end of a sentence; undefined when it is not. */
+export function reservedVolumeNameProblem(path: string): string | undefined {
+  const name = reservedVolumeName(path);
+  return name === undefined
+    ? undefined
+    : `holds the name "${name}": names starting with "${RESERVED_VOLUME_NAME_PREFIX}" are reserved for the plane (its files being replaced in a mount), which never commits them; choose another name`;
 }
 
 // ---------------------------------------------------------------------------

@@ -15,6 +15,7 @@ import { LazyBackend } from "./lazy-backend.js";
 import { InvalidOptionsError } from "./errors.js";
 import {
   VOLUME_NAME_PATTERN,
+  reservedVolumeNameProblem,
   volumePath,
   type VolumeChange,
   type VolumeCommitAnswer,
@@ -59,6 +60,12 @@ export interface VolumeBackend {
   read(name: string, path: string): Promise<FileRead>;
   /** Uploads the files' blocks (only those the gateway lacks), then commits them, with `changes` after them, as one version. */
   write(name: string, files: FileUpload[], changes: VolumeChange[], terms: CommitTerms): Promise<VolumeCommitAnswer>;
+  /**
+   * The work running now, when a handle's base version belongs to it rather than to the handle: inside the gateway,
+   * the call or request (a handle kept at module scope serves every call of the isolate, and one call's base must
+   * not be another's). None: the handle's own.
+   */
+  scope?(): object | undefined;
 }
 
 let installed: VolumeBackend | undefined;
@@ -173,7 +180,10 @@ export class Volume {
   readonly #options: VolumeOptions;
   readonly #mount: { readOnly: boolean; subPath: string };
   readonly #store: LazyBackend<VolumeBackend>;
+  /** The version writes start from, when the backend has no scope of work (`VolumeBackend.scope`). */
   #version: number | undefined;
+  /** Inside the gateway: each call's or request's own base version, by the work it belongs to. */
+  readonly #versions = new WeakMap<object, number>();
 
   private constructor(name: string, options: VolumeOptions, mount = { readOnly: false, subPath: "" }) {
     this.name = name;
@@ -222,8 +232,7 @@ export class Volume {
       );
     }
     if (mounted.readOnly) throw new InvalidOptionsError(`volume "${this.name}" is mounted read-only here; it has nothing to commit`);
-    this.#version = await mounts!.commit(this.name);
-    return this.#version;
+    return this.#setBase(await mounts!.commit(this.name));
   }
 
   /** A handle on the volume `name`; nothing is sent until its first operation. */
@@ -250,15 +259,18 @@ export class Volume {
     return Volume.fromName(name, options).#backendOf().delete(name);
   }
 
-  /** The version this handle's writes start from: its first operation's, then each of its own commits'. Undefined before any. */
+  /**
+   * The version this handle's writes start from: its first operation's, then each of its own commits'. Undefined
+   * before any. Inside the gateway, each call's (or request's) own: its first operation's in that call.
+   */
   get version(): number | undefined {
-    return this.#version;
+    return this.#base();
   }
 
   /** The volume's version, files and bytes now. */
   async info(): Promise<VolumeInfo> {
     const info = await (await this.#ready_()).info(this.name);
-    this.#version ??= info.version;
+    this.#seen(info.version);
     return info;
   }
 
@@ -268,35 +280,42 @@ export class Volume {
    * and has not committed stay as they are; one another commit changed too is a `VolumeConflictError`).
    */
   async reload(): Promise<number> {
-    if (mounts?.mounted(this.name)) {
-      this.#version = await mounts.reload(this.name);
-      return this.#version;
-    }
-    this.#version = (await (await this.#ready_()).info(this.name)).version;
-    return this.#version;
+    if (mounts?.mounted(this.name)) return this.#setBase(await mounts.reload(this.name));
+    return this.#setBase((await (await this.#ready_()).info(this.name)).version);
   }
 
-  /** The files and directories in `path` (default the root), or every file under it (`recursive`). */
+  /** The files and directories in `path` (default the root), or every file and directory under it (`recursive`). */
   async listdir(path = "/", options: { recursive?: boolean } = {}): Promise<VolumeEntry[]> {
+    const what = `volume "${this.name}" listdir`;
+    checkedPath(what, path);
+    checkedOptions(what, options, { recursive: "boolean" });
     const listing = await (await this.#ready_()).listdir(this.name, path, options.recursive ?? false);
-    this.#version ??= listing.version;
+    this.#seen(listing.version);
     return listing.entries;
   }
 
   /** A file: its bytes as a stream (`for await`), or all at once (`bytes()`, `text()`). */
   async readFile(path: string): Promise<VolumeFile> {
+    checkedPath(`volume "${this.name}" readFile`, path);
     const read = await (await this.#ready_()).read(this.name, path);
-    this.#version ??= read.version;
+    this.#seen(read.version);
     return new VolumeFile(path, read.size, read.mode, read.version, read.body);
   }
 
   /** Writes one file, in one commit; returns the volume's new version. */
   async writeFile(path: string, data: FileData, options: { mode?: number; force?: boolean } = {}): Promise<number> {
-    return this.#commit([{ path, source: sourceOf(data), ...(options.mode === undefined ? {} : { mode: options.mode }) }], [], options.force);
+    const what = `volume "${this.name}" writeFile`;
+    checkedPath(what, path, "write");
+    checkedOptions(what, options, { mode: "mode", force: "boolean" });
+    const source = sourceOf(what, data);
+    return this.#commit([{ path, source, ...(options.mode === undefined ? {} : { mode: options.mode }) }], [], options.force);
   }
 
   /** Removes a file, or a directory with everything in it (`recursive`), in one commit; returns the new version. */
   async remove(path: string, options: { recursive?: boolean; force?: boolean } = {}): Promise<number> {
+    const what = `volume "${this.name}" remove`;
+    checkedPath(what, path);
+    checkedOptions(what, options, { recursive: "boolean", force: "boolean" });
     return this.#commit([], [{ op: "remove", path, recursive: options.recursive ?? false }], options.force);
   }
 
@@ -307,6 +326,13 @@ export class Volume {
    * commit; returns the new version.
    */
   async copyFiles(sources: string[], destination: string, options: { force?: boolean } = {}): Promise<number> {
+    const what = `volume "${this.name}" copyFiles`;
+    if (!Array.isArray(sources) || sources.length === 0) {
+      throw new InvalidOptionsError(`${what}: the sources must be a list of one or more paths, like ["notes/a.txt"] (got ${describe(sources)})`);
+    }
+    for (const source of sources) checkedPath(what, source);
+    checkedPath(what, destination, "write");
+    checkedOptions(what, options, { force: "boolean" });
     return this.#commit([], [{ op: "copy", sources, destination }], options.force);
   }
 
@@ -319,15 +345,34 @@ export class Volume {
    * const version = await batch.commit();
    */
   batchUpload(options: { force?: boolean } = {}): VolumeBatch {
-    return new VolumeBatch((files) => this.#commit(files, [], options.force));
+    checkedOptions(`volume "${this.name}" batchUpload`, options, { force: "boolean" });
+    return new VolumeBatch(this.name, (files) => this.#commit(files, [], options.force));
   }
 
   async #commit(files: FileUpload[], changes: VolumeChange[], force: boolean | undefined): Promise<number> {
+    for (const file of files) checkedPath(`volume "${this.name}" write`, file.path, "write"); // a batch's directory's files too
     const backend = await this.#ready_();
-    const terms: CommitTerms = { ...(this.#version === undefined ? {} : { baseVersion: this.#version }), ...(force ? { force } : {}) };
+    const base = this.#base();
+    const terms: CommitTerms = { ...(base === undefined ? {} : { baseVersion: base }), ...(force ? { force } : {}) };
     const { version } = await backend.write(this.name, files, changes, terms);
-    this.#version = version;
+    return this.#setBase(version);
+  }
+
+  #base(): number | undefined {
+    const scope = this.#backendOf().scope?.();
+    return scope ? this.#versions.get(scope) : this.#version;
+  }
+
+  #setBase(version: number): number {
+    const scope = this.#backendOf().scope?.();
+    if (scope) this.#versions.set(scope, version);
+    else this.#version = version;
     return version;
+  }
+
+  /** A version an operation saw: the base, when there is none yet. */
+  #seen(version: number): void {
+    if (this.#base() === undefined) this.#setBase(version);
   }
 
   #backendOf(): VolumeBackend {
@@ -345,18 +390,27 @@ export class VolumeBatch {
   readonly #files: (FileUpload | Promise<FileUpload[]>)[] = [];
   #committed = false;
 
-  constructor(private readonly send: (files: FileUpload[]) => Promise<number>) {}
+  constructor(
+    private readonly volume: string,
+    private readonly send: (files: FileUpload[]) => Promise<number>,
+  ) {}
 
   /** A file: a local path (in Node), or its bytes (text, bytes, a `Blob`, a stream). */
   putFile(local: FileData, remotePath: string, options: { mode?: number } = {}): this {
+    const what = `volume "${this.volume}" batch putFile`;
+    checkedPath(what, remotePath, "write");
+    checkedOptions(what, options, { mode: "mode" });
     const mode = options.mode === undefined ? {} : { mode: options.mode };
     if (typeof local === "string") this.#files.push(localFile(local).then((file) => [{ path: remotePath, source: file.source, ...file.mode, ...mode }]));
-    else this.#files.push({ path: remotePath, source: sourceOf(local), ...mode });
+    else this.#files.push({ path: remotePath, source: sourceOf(`${what}: the local file`, local), ...mode });
     return this;
   }
 
   /** Every file under a local directory (in Node), at the same places under `remotePath`. */
   putDirectory(localDir: string, remotePath: string): this {
+    const what = `volume "${this.volume}" batch putDirectory`;
+    if (typeof localDir !== "string") throw new InvalidOptionsError(`${what}: the local directory must be a path, a string (got ${describe(localDir)})`);
+    checkedPath(what, remotePath, "write");
     this.#files.push(localDirectory(localDir, remotePath));
     return this;
   }
@@ -371,10 +425,55 @@ export class VolumeBatch {
   }
 }
 
-function sourceOf(data: FileData): ByteSource {
+/** A file's bytes to write as a `ByteSource`; anything else is refused here, naming what it may be, before a byte is sent. */
+function sourceOf(what: string, data: unknown): ByteSource {
   if (typeof data === "string") return new TextEncoder().encode(data);
   if (typeof Blob !== "undefined" && data instanceof Blob) return data.stream();
-  return data as ByteSource;
+  if (data instanceof Uint8Array || data instanceof ReadableStream) return data;
+  if (typeof data === "object" && data !== null && Symbol.asyncIterator in data) return data as AsyncIterable<Uint8Array>;
+  throw new InvalidOptionsError(
+    `${what}: the data must be text (a string), bytes (a Uint8Array or Buffer), a Blob, a ReadableStream or an async iterable of bytes ` +
+      `(fs.createReadStream(...)); got ${describe(data)}${typeof data === "object" && data !== null ? " (for JSON, pass JSON.stringify(value))" : ""}`,
+  );
+}
+
+/**
+ * A path argument: a string in a volume's path form (sent as given: the gateway takes every spelling of it). A path
+ * a file is written at may not hold a name reserved for the plane (`.tandem-…`).
+ */
+function checkedPath(what: string, path: unknown, use: "read" | "write" = "read"): string {
+  if (typeof path !== "string") throw new InvalidOptionsError(`${what}: the path must be a string, like "models/weights.bin" (got ${describe(path)})`);
+  const checked = volumePath(path);
+  if ("problem" in checked) throw new InvalidOptionsError(`${what}: path "${path}" ${checked.problem}`);
+  const reserved = use === "write" ? reservedVolumeNameProblem(checked.path) : undefined;
+  if (reserved) throw new InvalidOptionsError(`${what}: path "${path}" ${reserved}`);
+  return path;
+}
+
+/** An options argument: an object (or nothing) whose known fields have their types; `mode` a file mode such as `0o644`. */
+function checkedOptions(what: string, options: unknown, fields: Record<string, "boolean" | "mode">): void {
+  if (options === undefined) return;
+  if (typeof options !== "object" || options === null || Array.isArray(options)) {
+    throw new InvalidOptionsError(`${what}: the options must be an object, like { ${Object.keys(fields)[0]}: … } (got ${describe(options)})`);
+  }
+  for (const [field, kind] of Object.entries(fields)) {
+    const value = (options as Record<string, unknown>)[field];
+    if (value === undefined) continue;
+    if (kind === "boolean" && typeof value !== "boolean")
+      throw new InvalidOptionsError(`${what}: option "${field}" must be true or false (got ${describe(value)})`);
+    if (kind === "mode" && !(Number.isInteger(value) && (value as number) >= 0 && (value as number) <= 0o7777)) {
+      throw new InvalidOptionsError(`${what}: option "mode" must be a file mode, a whole number such as 0o644 or 0o755 (got ${describe(value)})`);
+    }
+  }
+}
+
+/** A value as an error names it: its type, and a short form of it. */
+function describe(value: unknown): string {
+  if (value === null || value === undefined) return String(value);
+  if (Array.isArray(value)) return "an array";
+  if (typeof value === "object") return `an object (${value.constructor?.name ?? "Object"})`;
+  if (typeof value === "string") return `"${value.slice(0, 40)}"`;
+  return `${typeof value} ${String(value)}`;
 }
 
 function backendFor(options: VolumeOptions): VolumeBackend {

@@ -347,6 +347,29 @@ describe("the front door of tandem serve", () => {
     agent.destroy();
   });
 
+  it("logs an upload its client killed midway as 499, the client gone, with no error of the gateway's: nothing is stored", async () => {
+    const auth = { authorization: `Bearer ${ADMIN_TOKEN}` };
+    await fetch(new URL("/v1/volumes", doorUrl), { method: "POST", headers: auth, body: JSON.stringify({ name: "aborted", existOk: true }) });
+    const logged: [string, string, number][] = [];
+    door.onRequest = (method, path, status) => void logged.push([method, path, status]);
+    const printed = gw.output.length;
+    try {
+      const req = http.request(new URL("/v1/volumes/aborted/file?path=aborted.bin", doorUrl), { method: "PUT", headers: auth });
+      req.on("error", () => {});
+      req.write(new Uint8Array(256 * 1024).fill(2)); // chunked: no length declared
+      await new Promise((r) => setTimeout(r, 300)); // the gateway is reading it
+      req.destroy();
+      await eventually(() => logged.some(([, path]) => path.includes("aborted.bin")), 5_000);
+      expect(logged.find(([, path]) => path.includes("aborted.bin"))).toEqual(["PUT", "/v1/volumes/aborted/file?path=aborted.bin", 499]);
+      await new Promise((r) => setTimeout(r, 500)); // the gateway's side of it ends
+      expect(gw.output.slice(printed).filter((l) => /gateway:|Network connection lost/.test(l))).toEqual([]);
+    } finally {
+      door.onRequest = undefined;
+    }
+    const listed = await fetch(new URL("/v1/volumes/aborted/files?path=", doorUrl), { headers: auth });
+    expect(((await listed.json()) as { entries: unknown[] }).entries).toEqual([]);
+  });
+
   it("sends a call once when its client goes away before the answer, not again as if workerd had closed the connection", async () => {
     const call = (fn: string, body: unknown) =>
       fetch(new URL(`/v1/apps/edge/functions/${fn}/call`, doorUrl), {

@@ -135,6 +135,28 @@ describe("storage", () => {
     expect(await reader.writeFile("a.txt", "mine")).toBe(3);
   });
 
+  it("refuses a write through the SDK to a name reserved for the plane, before sending it; the volume is unchanged", async () => {
+    const v = vol("reserved", { createIfMissing: true });
+    await expect(v.writeFile(".tandem-keep.txt", "keep me")).rejects.toThrow('names starting with ".tandem-" are reserved for the plane');
+    expect(() => v.batchUpload().putFile(new Uint8Array(1), "x/.tandem-y")).toThrow("reserved for the plane");
+    await expect(v.copyFiles(["a"], ".tandem-a")).rejects.toThrow("reserved for the plane");
+    expect(await v.info()).toMatchObject({ version: 0, files: 0 });
+  });
+
+  it("tells an old handle's write that its volume was deleted and made again, and how to start from it", async () => {
+    const old = vol("remade", { createIfMissing: true });
+    expect(await old.writeFile("a.txt", "before")).toBe(1);
+    await Volume.delete("remade", { gateway: gw.url, token: ADMIN_TOKEN });
+    await Volume.create("remade", { gateway: gw.url, token: ADMIN_TOKEN });
+    const err = await old.writeFile("a.txt", "after").catch((e: unknown) => e);
+    expect((err as Error).message).toBe(
+      'base version 1 is newer than volume "remade"\'s version 0: the volume was deleted and made again since that version was read; ' +
+        "vol.reload() (or a new handle; over HTTP, no baseVersion) starts from its current version",
+    );
+    expect(await old.reload()).toBe(0);
+    expect(await old.writeFile("a.txt", "after")).toBe(1);
+  });
+
   it("lets many writers commit different files at once, each its own version", async () => {
     await vol("busy", { createIfMissing: true }).info();
     const writers = Array.from({ length: 12 }, () => vol("busy"));
@@ -177,16 +199,23 @@ describe("storage", () => {
       ["d", "directory"],
       ["top.txt", "file"],
     ]);
-    expect((await v.listdir("d", { recursive: true })).map((e) => e.path)).toEqual(["d/one.txt", "d/sub/two.txt"]);
+    // Recursive: every file and directory under it (as Modal's listdir(recursive=True)), each directory before its files.
+    expect((await v.listdir("d", { recursive: true })).map((e) => [e.path, e.type])).toEqual([
+      ["d/one.txt", "file"],
+      ["d/sub", "directory"],
+      ["d/sub/two.txt", "file"],
+    ]);
+    expect((await v.listdir("/", { recursive: true })).map((e) => e.path)).toEqual(["d", "d/one.txt", "d/sub", "d/sub/two.txt", "top.txt"]);
     await v.copyFiles(["d"], "e");
     await v.copyFiles(["top.txt", "d/one.txt"], "e/sub");
-    expect((await v.listdir("e", { recursive: true })).map((e) => e.path)).toEqual(["e/one.txt", "e/sub/one.txt", "e/sub/top.txt", "e/sub/two.txt"]);
+    const files = async (dir: string) => (await v.listdir(dir, { recursive: true })).filter((e) => e.type === "file").map((e) => e.path);
+    expect(await files("e")).toEqual(["e/one.txt", "e/sub/one.txt", "e/sub/top.txt", "e/sub/two.txt"]);
     expect(await (await v.readFile("e/sub/top.txt")).text()).toBe("top");
     // A destination ending in "/" is a directory, made if it is not there yet (docs/volumes.md: copyFiles(["notes/hello.txt"], "backup/")).
     await v.copyFiles(["top.txt"], "backup/");
     await v.copyFiles(["d"], "/backup-d/");
     expect((await v.listdir("backup")).map((e) => [e.path, e.type])).toEqual([["backup/top.txt", "file"]]);
-    expect((await v.listdir("backup-d", { recursive: true })).map((e) => e.path)).toEqual(["backup-d/d/one.txt", "backup-d/d/sub/two.txt"]);
+    expect(await files("backup-d")).toEqual(["backup-d/d/one.txt", "backup-d/d/sub/two.txt"]);
     await expect(v.copyFiles(["d/one.txt"], "top.txt/")).rejects.toThrow('"top.txt" is a file, not a directory');
     await v.remove("backup", { recursive: true });
     await v.remove("backup-d", { recursive: true });
@@ -204,7 +233,7 @@ describe("storage", () => {
     await writeFile(join(dir, "single.txt"), "S");
     const v = vol("from-disk", { createIfMissing: true });
     expect(await v.batchUpload().putDirectory(join(dir, "local"), "/up").putFile(join(dir, "single.txt"), "/s.txt").commit()).toBe(1);
-    expect((await v.listdir("/", { recursive: true })).map((e) => e.path)).toEqual(["s.txt", "up/a.txt", "up/nested/b.txt"]);
+    expect((await v.listdir("/", { recursive: true })).map((e) => e.path)).toEqual(["s.txt", "up", "up/a.txt", "up/nested", "up/nested/b.txt"]);
     expect(await (await v.readFile("up/nested/b.txt")).text()).toBe("B");
   });
 
@@ -214,7 +243,7 @@ describe("storage", () => {
     await writeFile(join(dir, "dotted/sub/y.txt"), "Y");
     const v = vol("from-dotted", { createIfMissing: true });
     await v.batchUpload().putDirectory(`${dir}/./dotted`, "/tok").commit();
-    expect((await v.listdir("/", { recursive: true })).map((e) => e.path)).toEqual(["tok/sub/y.txt", "tok/top.txt"]);
+    expect((await v.listdir("/", { recursive: true })).map((e) => e.path)).toEqual(["tok", "tok/sub", "tok/sub/y.txt", "tok/top.txt"]);
   });
 
   it("refuses bad input with a 4xx that says what is wrong", async () => {
@@ -242,6 +271,25 @@ describe("storage", () => {
       ["/v1/volumes/nope/file?path=x", { method: "PUT", body: "x" }, 404, 'no volume named "nope"'],
       ["/v1/volumes/strict/file?path=missing", {}, 404, 'has no file "missing"'],
       ["/v1/volumes/strict/copy", { method: "PUT" }, 405, "takes POST"],
+      // A block read by a name that is not one says what a block's name is (not a 405: the route takes GET).
+      ["/v1/volumes/strict/blocks/nothex", {}, 400, `"nothex" is not a block's name: the SHA-256 of its bytes, 64 lowercase hex digits`],
+      [`/v1/volumes/strict/blocks/${"AB".repeat(32)}`, {}, 400, "64 lowercase hex digits"],
+      ["/v1/volumes/strict/blocks/missing", {}, 405, "takes POST"],
+      // Names starting .tandem- are the plane's own in a mount, which never commits them: no write may make one.
+      [
+        "/v1/volumes/strict/file?path=.tandem-foo",
+        { method: "PUT", body: "x" },
+        400,
+        'holds the name ".tandem-foo": names starting with ".tandem-" are reserved for the plane',
+      ],
+      ["/v1/volumes/strict/file?path=a/.tandem-keep/b.txt", { method: "PUT", body: "x" }, 400, "reserved for the plane"],
+      ["/v1/volumes/strict/copy", { method: "POST", body: JSON.stringify({ sources: ["file"], destination: ".tandem-copy" }) }, 400, "reserved for the plane"],
+      [
+        "/v1/volumes/strict/commit",
+        { method: "POST", body: JSON.stringify({ changes: [{ op: "put", path: "d/.tandem-x", blocks: [], size: 0 }] }) },
+        400,
+        "reserved for the plane",
+      ],
     ];
     for (const [path, init, status, message] of cases) {
       const res = await api(path, init);
@@ -288,7 +336,22 @@ describe("inside the gateway", () => {
     await vol("edge-read", { createIfMissing: true }).writeFile("data/blob.bin", data);
     const peek = lookup("vols", "peek", { gateway: gw.url, token: ADMIN_TOKEN });
     const seen = (await peek.remote("edge-read", "data/blob.bin", 16)) as { paths: string[]; size: number; first: number[] };
-    expect(seen).toEqual({ paths: ["data/blob.bin"], size: data.length, first: [...data.subarray(0, 16)] });
+    expect(seen).toEqual({ paths: ["data", "data/blob.bin"], size: data.length, first: [...data.subarray(0, 16)] });
+  });
+
+  it("gives each call its own base through a handle kept at module scope: another's commit between calls is no conflict, one within a call is", async () => {
+    const write = lookup<[string, string], { version: number }>("vols", "sharedWrite", { gateway: gw.url, token: ADMIN_TOKEN });
+    const first = await write.remote("shared.txt", "edge 1");
+    // Another writer (a plane function, a Node program) changes the file between two calls.
+    const theirs = await vol("edge-shared").writeFile("shared.txt", "node");
+    expect(theirs).toBe(first.version + 1);
+    expect((await write.remote("shared.txt", "edge 2")).version).toBe(theirs + 1);
+    expect(await (await vol("edge-shared").readFile("shared.txt")).text()).toBe("edge 2");
+    // Within one call the base still holds: a change by another handle after the call's first read is a conflict.
+    const race = lookup<[string], { code?: string; message?: string; version?: number }>("vols", "sharedRace", { gateway: gw.url, token: ADMIN_TOKEN });
+    const raced = await race.remote("shared.txt");
+    expect(raced.code).toBe("volume_conflict");
+    expect(raced.message).toContain('"shared.txt" was changed by version');
   });
 
   it("lets an edge function make a volume, write and read it", async () => {
@@ -369,6 +432,10 @@ describe("tandem volume", () => {
     const put = await cli("put", "cli-two", join(dir, "tree"), "/t");
     expect(put.code, put.stderr).toBe(0);
     const ls = await cli("ls", "cli-two", "/", "-r", "--json");
-    expect((JSON.parse(ls.stdout) as { path: string }[]).map((e) => e.path)).toEqual(["t/sub/f.txt"]);
+    expect((JSON.parse(ls.stdout) as { path: string }[]).map((e) => e.path)).toEqual(["t", "t/sub", "t/sub/f.txt"]);
+    // A directory got back is its files, the listing's directories made on the way.
+    const got = await cli("get", "cli-two", "/t", join(dir, "got-t"));
+    expect(got.code, got.stderr).toBe(0);
+    expect(await readFile(join(dir, "got-t/sub/f.txt"), "utf8")).toBe("f");
   });
 });

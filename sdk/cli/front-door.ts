@@ -28,7 +28,7 @@ import net from "node:net";
 import type { App } from "../app.js";
 import { DELIVERY_DEFAULTS, DEPLOY_LIMITS, GATEWAY_DEFAULTS, VOLUME_LIMITS } from "../defaults.js";
 import { GatewayUnreachableError, InternalError, InvalidRequestError, bodyTooLarge, errorBody, missingToken, type TandemError } from "../errors.js";
-import { AGENT_CLOSE, DASHBOARD, HEADERS, PROTOCOL_VERSION } from "../protocol.js";
+import { AGENT_CLOSE, CLIENT_CLOSED_REQUEST, DASHBOARD, HEADERS, PROTOCOL_VERSION } from "../protocol.js";
 
 export interface Backend {
   url: URL;
@@ -251,7 +251,9 @@ export class FrontDoor {
     const release = () => {
       if (released) return;
       released = true;
-      this.onRequest?.(req.method ?? "GET", loggedPath(req.url ?? "/"), res.statusCode, performance.now() - started);
+      // Closed before its answer was sent whole: the client went away (an upload killed midway, a stream left early).
+      const status = res.writableFinished ? res.statusCode : CLIENT_CLOSED_REQUEST;
+      this.onRequest?.(req.method ?? "GET", loggedPath(req.url ?? "/"), status, performance.now() - started);
       slot.inflight.delete(res);
       this.#maybeStop(slot);
     };

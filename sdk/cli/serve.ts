@@ -9,7 +9,7 @@ import { Inventory } from "../../gpu-plane/inventory.js";
 import { Plane, planeGpus } from "../../gpu-plane/plane.js";
 import type { App } from "../app.js";
 import { LOCAL_GATEWAY_FILE } from "../credentials.js";
-import { DASHBOARD, paths, type DeployStrategy } from "../protocol.js";
+import { CLIENT_CLOSED_REQUEST, DASHBOARD, paths, type DeployStrategy } from "../protocol.js";
 import { FrontDoor, endpointBodyLimits, endpointsAskingToken, webMounts } from "./front-door.js";
 import { BuildCache } from "./build-cache.js";
 import { buildApps, checkPlaneFits, LOCAL_PLANE_REGION, localAdminToken, planeSecret, uploadPlaneBundles } from "./local-stack.js";
@@ -91,7 +91,14 @@ export async function serve(options: ServeOptions): Promise<Serving> {
   door.webMounts = webMounts(built.apps);
   door.onRequest = (method, path, status, ms) => {
     if (path.startsWith("/v1/planes/") && status < 400) return; // the local plane's heartbeats and bundle fetches: not the user's traffic
-    const code = status >= 500 ? style.err(String(status)) : status >= 400 ? style.warn(String(status)) : style.ok(String(status));
+    const code =
+      status === CLIENT_CLOSED_REQUEST
+        ? style.warn(`${status} client went away`)
+        : status >= 500
+          ? style.err(String(status))
+          : status >= 400
+            ? style.warn(String(status))
+            : style.ok(String(status));
     log(style.dim(`${method} ${path} `) + code + style.dim(` ${ms.toFixed(1)} ms`));
   };
   // A reload waits for a stream or a web request in flight to end before the new version starts: say what it waits for.

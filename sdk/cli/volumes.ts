@@ -55,7 +55,7 @@ export function addVolumeCommands(program: Command, optionsOf: (opts: GatewayOpt
       .description("the files and directories in a volume's directory")
       .argument("<name>", "the volume")
       .argument("[path]", "a directory or file in it", "/")
-      .option("-r, --recursive", "every file under the path")
+      .option("-r, --recursive", "every file and directory under the path")
       .option("--json", "print JSON"),
   ).action(async (name: string, path: string, opts: GatewayOpts & { recursive?: boolean; json?: boolean }) => {
     const entries = await open(name, opts).listdir(path, { recursive: opts.recursive ?? false });
@@ -184,7 +184,9 @@ async function localFiles(local: string): Promise<{ path: string; relative: stri
 async function remoteFiles(vol: Volume, remote: string, destination: string): Promise<{ path: string; size: number; to: string }[]> {
   const dir = remote.replace(/^\/+|\/+$/g, "");
   const entries = await vol.listdir(remote, { recursive: true });
-  return entries.map((e) => ({ path: e.path, size: e.size, to: join(destination, dir === "" ? e.path : e.path.slice(dir.length + 1)) }));
+  return entries
+    .filter((e) => e.type === "file") // a directory comes with the files under it
+    .map((e) => ({ path: e.path, size: e.size, to: join(destination, dir === "" ? e.path : e.path.slice(dir.length + 1)) }));
 }
 
 async function* lazyRead(path: string): AsyncGenerator<Uint8Array> {
