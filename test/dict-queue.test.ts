@@ -487,6 +487,23 @@ describe("tandem dict and tandem queue", () => {
     expect((await runCli(["dict", "list"], { env })).stdout).not.toMatch(/cli-dict/);
   });
 
+  it("cuts a long value on its line, saying how to see it whole, and prints it whole as JSON", async () => {
+    const big = "x".repeat(DICT_LIMITS.maxValueBytes - 100);
+    await dict("cli-long", { createIfMissing: true }).update({ big, small: "s" });
+    await queue("cli-long", { createIfMissing: true }).putMany([big, "s"]);
+    const env = { TANDEM_GATEWAY: gw.url, TANDEM_TOKEN: ADMIN_TOKEN };
+    const items = (await runCli(["dict", "items", "cli-long"], { env })).stdout.split("\n");
+    expect(items[0]).toBe(`"big"  "${"x".repeat(199)}… (${big.length + 2} characters; tandem dict get cli-long big shows it whole)`);
+    expect(items[1]).toBe('"small"  "s"');
+    const json = (await runCli(["dict", "items", "cli-long", "--json"], { env })).stdout.split("\n");
+    expect(JSON.parse(json[0]!)).toEqual({ key: "big", value: { json: big } });
+    expect((await runCli(["dict", "get", "cli-long", "big"], { env })).stdout).toBe(`"${big}"\n`);
+    const peek = (await runCli(["queue", "peek", "cli-long"], { env })).stdout.split("\n");
+    expect(peek[0]).toBe(`"${"x".repeat(199)}… (${big.length + 2} characters; tandem queue peek cli-long --json shows it whole)`);
+    expect(peek[1]).toBe('"s"');
+    expect(JSON.parse((await runCli(["queue", "peek", "cli-long", "--json", "-n", "1"], { env })).stdout)).toEqual({ json: big });
+  });
+
   it("makes a dict and a queue from the shell, and says how when one is missing", async () => {
     const env = { TANDEM_GATEWAY: gw.url, TANDEM_TOKEN: ADMIN_TOKEN };
     const missing = await runCli(["dict", "items", "shell-made"], { env });
