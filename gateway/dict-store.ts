@@ -309,9 +309,13 @@ export class DictStore extends DurableObject<Env> {
   }
 }
 
-export function missingDict(name: string): NotFoundError {
+/**
+ * The 404 of a dict that is not there. The object knows its name, not its environment: the gateway, which does,
+ * says it again with `where` (`lookedIn`), so that the message names the environment and the command's `--env`.
+ */
+export function missingDict(name: string, where: { words: string; flag: string } = { words: "", flag: "" }): NotFoundError {
   return new NotFoundError(
-    `no dict named "${name}" (tandem dict create ${name} makes it; Dict.fromName("${name}", { createIfMissing: true }) and POST /v1/dicts too)`,
+    `no dict named "${name}"${where.words} (tandem dict create ${name}${where.flag} makes it; Dict.fromName("${name}", { createIfMissing: true }) and POST /v1/dicts too)`,
     { dict: name },
   );
 }

@@ -17,9 +17,9 @@ import {
   type DictRequest,
   type EncodedValue,
 } from "../sdk/protocol.js";
-import type { DictCommand, StoredAnswers, StoredEntry, StoredValue } from "./dict-store.js";
+import { missingDict, type DictCommand, type StoredAnswers, type StoredEntry, type StoredValue } from "./dict-store.js";
 import type { Env } from "./env.js";
-import { inEnvironment } from "./environments.js";
+import { inEnvironment, lookedIn } from "./environments.js";
 import { STORE_CATALOG, stubIn, type Outcome } from "./store-catalog.js";
 
 /** A dict's name, checked: a 400 naming the rule otherwise. */
@@ -50,14 +50,20 @@ function catalog(env: Env) {
   return env.DICTS.get(env.DICTS.idFromName(inEnvironment(env, STORE_CATALOG)));
 }
 
-function unwrap<T>(outcome: Outcome<T>): T {
-  if ("error" in outcome) throw fromWireError(outcome.error);
+function unwrap<T>(env: Env, outcome: Outcome<T>): T {
+  if ("error" in outcome) throw revived(env, outcome.error);
   return outcome.ok;
+}
+
+/** An object's error, a dict it does not hold said again with the environment it was looked for in. */
+function revived(env: Env, error: WireError): Error {
+  const missing = error.code === "not_found" ? error.details?.dict : undefined;
+  return typeof missing === "string" ? missingDict(missing, lookedIn(env)) : fromWireError(error);
 }
 
 /** Makes a dict; an existing one is answered as it is when `existOk`, else refused. */
 export async function createDict(env: Env, name: string, existOk: boolean): Promise<{ created: boolean; info: DictInfo }> {
-  const made = unwrap(await store(env, name).create(name));
+  const made = unwrap(env, await store(env, name).create(name));
   if (!made.created && !existOk)
     throw new AlreadyExistsError(`dict "${name}" already exists (to use it as it is: --exist-ok, or existOk: true)`, { dict: name });
   if (!(await catalog(env).catalogAdd(name, made.info.createdAt))) {
@@ -68,11 +74,11 @@ export async function createDict(env: Env, name: string, existOk: boolean): Prom
 }
 
 export async function dictInfo(env: Env, name: string): Promise<DictInfo> {
-  return unwrap(await store(env, name).info(name));
+  return unwrap(env, await store(env, name).info(name));
 }
 
 export async function deleteDict(env: Env, name: string): Promise<DictInfo> {
-  const info = unwrap(await store(env, name).drop(name));
+  const info = unwrap(env, await store(env, name).drop(name));
   await catalog(env).catalogRemove(name);
   return info;
 }
@@ -98,16 +104,16 @@ export function dictOp<O extends DictOp>(env: Env, name: string, op: O, request:
   if (command.op === "get")
     return store(env, name, work)
       .get(name, command.key)
-      .then((found) => gotten(found, command.key, key) as DictAnswers[O]);
+      .then((found) => gotten(env, found, command.key, key) as DictAnswers[O]);
   return store(env, name, work)
     .run(name, command)
-    .then((outcome) => parsed(unwrap(outcome), key) as DictAnswers[O]);
+    .then((outcome) => parsed(unwrap(env, outcome), key) as DictAnswers[O]);
 }
 
 /** `get`'s answer, from the object's flat one. */
-function gotten(found: StoredValue | null | { error: WireError }, stored: string, asked: unknown): DictAnswers["get"] {
+function gotten(env: Env, found: StoredValue | null | { error: WireError }, stored: string, asked: unknown): DictAnswers["get"] {
   if (found === null) return { found: false };
-  if ("error" in found) throw fromWireError(found.error);
+  if ("error" in found) throw revived(env, found.error);
   return { found: true, entry: parsedEntry({ key: stored, ...found }, asked) };
 }
 

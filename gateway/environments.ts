@@ -45,6 +45,17 @@ export function environmentOf(env: Env): string {
 }
 
 /**
+ * Where something that is not there (a dict, a queue, a secret) was looked for, for its 404: the running work's
+ * environment in words, and the `--env` flag a CLI command needs to reach it (none for the gateway's own).
+ *
+ * @example `no dict named "x"${where.words} (tandem dict create x${where.flag} makes it)`; // ' in environment "dev"', " --env dev"
+ */
+export function lookedIn(env: Env): { words: string; flag: string } {
+  const asked = environmentOf(env);
+  return { words: ` in environment "${asked}"`, flag: asked === gatewayConfig(env).environment ? "" : ` --env ${asked}` };
+}
+
+/**
  * A Durable Object's name within the running work's environment: `name` itself in `main`, `name@env` elsewhere.
  *
  * @example env.DICTS.idFromName(inEnvironment(env, `dict:${name}`));

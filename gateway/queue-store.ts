@@ -280,9 +280,13 @@ export class QueueStore extends DurableObject<Env> {
   }
 }
 
-export function missingQueue(name: string): NotFoundError {
+/**
+ * The 404 of a queue that is not there. The object knows its name, not its environment: the gateway, which does,
+ * says it again with `where` (`lookedIn`), so that the message names the environment and the command's `--env`.
+ */
+export function missingQueue(name: string, where: { words: string; flag: string } = { words: "", flag: "" }): NotFoundError {
   return new NotFoundError(
-    `no queue named "${name}" (tandem queue create ${name} makes it; Queue.fromName("${name}", { createIfMissing: true }) and POST /v1/queues too)`,
+    `no queue named "${name}"${where.words} (tandem queue create ${name}${where.flag} makes it; Queue.fromName("${name}", { createIfMissing: true }) and POST /v1/queues too)`,
     { queue: name },
   );
 }

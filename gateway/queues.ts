@@ -5,13 +5,13 @@
  * the rest, a blocking get waiting there.
  */
 import { QUEUE_LIMITS } from "../sdk/defaults.js";
-import { AlreadyExistsError, fromWireError, InvalidRequestError } from "../sdk/errors.js";
+import { AlreadyExistsError, fromWireError, InvalidRequestError, type WireError } from "../sdk/errors.js";
 import { valueTooLarge } from "../sdk/store-client.js";
 import { QUEUE_NAME_PATTERN, type QueueAnswers, type QueueInfo, type QueueOp, type QueueRequest } from "../sdk/protocol.js";
 import { encodedText } from "./dicts.js";
 import type { Env } from "./env.js";
-import { inEnvironment } from "./environments.js";
-import { DEFAULT_PARTITION, type QueueCommand } from "./queue-store.js";
+import { inEnvironment, lookedIn } from "./environments.js";
+import { DEFAULT_PARTITION, missingQueue, type QueueCommand } from "./queue-store.js";
 import { STORE_CATALOG, type Outcome, stubIn } from "./store-catalog.js";
 
 /** A queue's name, checked: a 400 naming the rule otherwise. */
@@ -31,13 +31,19 @@ function catalog(env: Env) {
   return env.QUEUES.get(env.QUEUES.idFromName(inEnvironment(env, STORE_CATALOG)));
 }
 
-function unwrap<T>(outcome: Outcome<T>): T {
-  if ("error" in outcome) throw fromWireError(outcome.error);
+function unwrap<T>(env: Env, outcome: Outcome<T>): T {
+  if ("error" in outcome) throw revived(env, outcome.error);
   return outcome.ok;
 }
 
+/** An object's error, a queue it does not hold said again with the environment it was looked for in. */
+function revived(env: Env, error: WireError): Error {
+  const missing = error.code === "not_found" ? error.details?.queue : undefined;
+  return typeof missing === "string" ? missingQueue(missing, lookedIn(env)) : fromWireError(error);
+}
+
 export async function createQueue(env: Env, name: string, existOk: boolean): Promise<{ created: boolean; info: QueueInfo }> {
-  const made = unwrap(await store(env, name).create(name));
+  const made = unwrap(env, await store(env, name).create(name));
   if (!made.created && !existOk)
     throw new AlreadyExistsError(`queue "${name}" already exists (to use it as it is: --exist-ok, or existOk: true)`, { queue: name });
   if (!(await catalog(env).catalogAdd(name, made.info.createdAt))) {
@@ -50,11 +56,11 @@ export async function createQueue(env: Env, name: string, existOk: boolean): Pro
 }
 
 export async function queueInfo(env: Env, name: string): Promise<QueueInfo> {
-  return unwrap(await store(env, name).info(name));
+  return unwrap(env, await store(env, name).info(name));
 }
 
 export async function deleteQueue(env: Env, name: string): Promise<QueueInfo> {
-  const info = unwrap(await store(env, name).drop(name));
+  const info = unwrap(env, await store(env, name).drop(name));
   await catalog(env).catalogRemove(name);
   return info;
 }
@@ -72,7 +78,7 @@ export async function listQueues(env: Env): Promise<QueueInfo[]> {
 /** One operation on a queue's items, its request already in its wire shape (`QueueRequestSchemas[op]`). */
 export async function queueOp<O extends QueueOp>(env: Env, name: string, op: O, request: QueueRequest<O>, work?: object): Promise<QueueAnswers[O]> {
   const command = commandOf(name, op, request as QueueRequest<QueueOp>);
-  return unwrap(await store(env, name, work).run(name, command)) as QueueAnswers[O];
+  return unwrap(env, await store(env, name, work).run(name, command)) as QueueAnswers[O];
 }
 
 function commandOf(name: string, op: QueueOp, request: QueueRequest<QueueOp>): QueueCommand {

@@ -10,7 +10,7 @@ import { SECRET_LIMITS } from "../sdk/defaults.js";
 import { NotConfiguredError, NotFoundError } from "../sdk/errors.js";
 import type { Secret } from "../sdk/secret.js";
 import type { Env } from "./env.js";
-import { inEnvironment } from "./environments.js";
+import { inEnvironment, lookedIn } from "./environments.js";
 import type { RunContext } from "./run-context.js";
 
 /** The secret store's stub (one object for each environment). */
@@ -118,10 +118,17 @@ export async function namedValues(env: Env, names: string[], where: string): Pro
   const outcome = await secretStore(env).values(wanted);
   if ("refused" in outcome)
     throw new NotConfiguredError(`${where} declares secrets, and this gateway has no TANDEM_SECRETS_KEY to open them with (docs/secrets.md)`);
-  if (outcome.missing.length)
-    throw new NotFoundError(`${where}: no secret named "${outcome.missing[0]}" (tandem secret create ${outcome.missing[0]} KEY=value makes it)`, {
-      secret: outcome.missing[0],
+  if (outcome.missing.length) {
+    // Every one that is missing at once: made one at a time, each would otherwise be told only after the one before.
+    const { words, flag } = lookedIn(env);
+    const [first, ...more] = outcome.missing;
+    const named = more.length === 0 ? `no secret named "${first}"` : `no secrets named ${outcome.missing.map((n) => `"${n}"`).join(", ")}`;
+    const make = outcome.missing.map((n) => `tandem secret create ${n} KEY=value${flag}`).join("; ");
+    throw new NotFoundError(`${where}: ${named}${words} (${make} makes ${more.length === 0 ? "it" : "them"})`, {
+      secret: first,
+      secrets: outcome.missing,
     });
+  }
   if (cached.size > 1_000) cached.clear(); // bounded
   for (const [name, values] of Object.entries(outcome.values)) {
     const key = inEnvironment(env, name);

@@ -12,6 +12,7 @@ import { NAME_PATTERN, ROUTES, SecretCreateRequestSchema } from "../sdk/protocol
 import { guard, principalOf, type Principal } from "./auth.js";
 import { readJsonBody } from "./body.js";
 import type { RouteEnv } from "./env.js";
+import { lookedIn } from "./environments.js";
 import { forgetSecret, secretStore } from "./secret-env.js";
 
 /** How to give a gateway its key, in the error a gateway without one answers. */
@@ -58,7 +59,10 @@ export function secretRoutes(): Hono<RouteEnv> {
     const name = c.req.param("name") ?? "";
     if (!NAME_PATTERN.test(name)) throw new NotFoundError(`"${name}" is not a secret name (1-64 letters, digits, '-' or '_')`);
     const removed = await secretStore(c.env).remove(name);
-    if (!removed) throw new NotFoundError(`no secret named "${name}" (tandem secret list shows them)`, { secret: name });
+    if (!removed) {
+      const where = lookedIn(c.env);
+      throw new NotFoundError(`no secret named "${name}"${where.words} (tandem secret list${where.flag} shows them)`, { secret: name });
+    }
     forgetSecret(c.env, name);
     console.log(`secret "${name}" deleted by ${principalOf(c).id}`);
     return c.json(removed);

@@ -9,12 +9,12 @@
 import { LazyBackend } from "./lazy-backend.js";
 import { DICT_LIMITS } from "./defaults.js";
 import { InvalidOptionsError } from "./errors.js";
-import { DICT_NAME_PATTERN, DictRequestSchemas, canonicalKey, decodeValue, encodeValue, type DictEntry, type DictInfo, type DictOp } from "./protocol.js";
+import { DICT_NAME_PATTERN, DictRequestSchemas, canonicalKey, decodeValue, type DictEntry, type DictInfo, type DictOp } from "./protocol.js";
 import {
   checkedPageSize,
   checkedRequest,
   dictBackend,
-  refuseOversized,
+  encodeStored,
   requestBatches,
   type DictBackend,
   type DictRequests,
@@ -105,10 +105,11 @@ export class Dict<K = unknown, V = unknown> {
 
   /**
    * Writes the key's value; answers whether it wrote (an `ifAbsent` or
-   * `ifVersion` put may not). A value over 1 MiB as encoded is a `ValueTooLargeError`.
+   * `ifVersion` put may not). A value over 1 MiB as encoded is a `ValueTooLargeError`; a function or a symbol in it
+   * an `InvalidArgumentError`, as in a call's argument.
    */
   async put(key: K, value: V, options: DictPutOptions = {}): Promise<boolean> {
-    const request = { key: checkedKey(key), value: refuseOversized("dict", this.name, encodeValue(value)), ...options };
+    const request = { key: checkedKey(key), value: encodeStored("dict", this.name, value, `dict "${this.name}" put: the value`), ...options };
     // Without options, the request is a key and an encoded value, which the schema takes as they are.
     const checked = hasOptions(options) ? checkedRequest(DictRequestSchemas.put, request, `dict "${this.name}" put`) : request;
     return (await this.#op("put", checked)).written;
@@ -138,7 +139,10 @@ export class Dict<K = unknown, V = unknown> {
     const pairs: (readonly [unknown, unknown])[] =
       entries instanceof Map || Symbol.iterator in (entries as object) ? [...(entries as Iterable<readonly [unknown, unknown]>)] : Object.entries(entries);
     let written = 0;
-    const encoded = pairs.map(([key, value]) => ({ key: checkedKey(key), value: refuseOversized("dict", this.name, encodeValue(value)) }));
+    const encoded = pairs.map(([key, value]) => ({
+      key: checkedKey(key),
+      value: encodeStored("dict", this.name, value, `dict "${this.name}" update: the value of key ${JSON.stringify(key)}`),
+    }));
     for (const batch of requestBatches(encoded, DICT_LIMITS.maxEntriesPerUpdate)) {
       const request = checkedRequest(DictRequestSchemas.update, { entries: batch, ...options }, `dict "${this.name}" update`);
       written += (await this.#op("update", request)).written;

@@ -1239,8 +1239,12 @@ export const StoreCreateRequestSchema = z.lazy(() =>
 
 /** A value as the call codec encodes it (`encodeValue`): `json`, and superjson's `meta` when JSON alone cannot say it. */
 const encodedValueField = z.strictObject(
-  // Checked as a call's `meta` is, and typed as `EncodedValue` holds it.
-  { json: z.unknown(), meta: z.custom<unknown>((meta) => metaValue.safeParse(meta).success, "must be an object in superjson's meta format").optional() },
+  // `json` must be there (undefined is no JSON: stored, such a value reads back as `{}`, no value at all); `meta` is
+  // checked as a call's `meta` is, and typed as `EncodedValue` holds it.
+  {
+    json: z.custom<unknown>((json) => json !== undefined, 'must be there: an encoded value is { "json": …, "meta"?: … }'),
+    meta: z.custom<unknown>((meta) => metaValue.safeParse(meta).success, "must be an object in superjson's meta format").optional(),
+  },
   'must be an encoded value: { "json": …, "meta"?: … }',
 );
 /** A dict key: a string or any JSON value, compared as its canonical JSON (`canonicalKey`). */
@@ -1251,6 +1255,12 @@ const ttlField = z
   .max(DICT_LIMITS.maxTtlSeconds, `must be at most ${DICT_LIMITS.maxTtlSeconds} seconds`);
 const pageLimit = (max: number) => z.number("must be a count").int("must be a whole count").min(1, "must be at least 1").max(max, `must be at most ${max}`);
 
+/**
+ * The refusal of two options that contradict each other, for a `.refine()` of a request's shape: the same words
+ * over HTTP (a 400) and from the SDK (an `InvalidOptionsError`, before it sends), which cannot tell which one was meant.
+ */
+const notTogether = (a: string, b: string, why: string) => ({ message: `"${a}" and "${b}" cannot go together: ${why}; give one` });
+
 /** The operations `POST /v1/dicts/:dict/:op` takes. */
 export const DICT_OPS = ["get", "contains", "put", "update", "pop", "delete", "len", "entries", "clear"] as const;
 export type DictOp = (typeof DICT_OPS)[number];
@@ -1259,16 +1269,21 @@ export type DictOp = (typeof DICT_OPS)[number];
 export const DictRequestSchemas = {
   get: z.strictObject({ key: dictKeyField }),
   contains: z.strictObject({ key: dictKeyField }),
-  put: z.strictObject({
-    key: dictKeyField,
-    value: encodedValueField,
-    /** Seconds the entry lives from this write (default `DICT_LIMITS.defaultTtlSeconds`). */
-    ttlSeconds: ttlField.optional(),
-    /** Write only when the key holds no entry: a lock (one of many racing writers wins). */
-    ifAbsent: z.boolean("must be true or false").optional(),
-    /** Write only when the key's entry has this version (from `get`'s answer): a compare-and-swap. */
-    ifVersion: z.number("must be a version number").int("must be a version number").min(1, "must be a version number").optional(),
-  }),
+  put: z
+    .strictObject({
+      key: dictKeyField,
+      value: encodedValueField,
+      /** Seconds the entry lives from this write (default `DICT_LIMITS.defaultTtlSeconds`). */
+      ttlSeconds: ttlField.optional(),
+      /** Write only when the key holds no entry: a lock (one of many racing writers wins). */
+      ifAbsent: z.boolean("must be true or false").optional(),
+      /** Write only when the key's entry has this version (from `get`'s answer): a compare-and-swap. */
+      ifVersion: z.number("must be a version number").int("must be a version number").min(1, "must be a version number").optional(),
+    })
+    .refine(
+      (put) => !(put.ifAbsent && put.ifVersion !== undefined),
+      notTogether("ifAbsent", "ifVersion", "the one writes only when the key holds no entry, the other only when it holds one of that version"),
+    ),
   update: z.strictObject({
     entries: z
       .array(z.strictObject({ key: dictKeyField, value: encodedValueField }), "must be a list of { key, value }")
@@ -1421,14 +1436,18 @@ export const QueueRequestSchemas = {
       .min(QUEUE_LIMITS.minLeaseSeconds, `must be at least ${QUEUE_LIMITS.minLeaseSeconds} seconds`)
       .max(QUEUE_LIMITS.maxLeaseSeconds, `must be at most ${QUEUE_LIMITS.maxLeaseSeconds} seconds`),
   }),
-  len: z.strictObject({ partition: partitionField.optional(), total: z.boolean("must be true or false").optional() }),
+  len: z
+    .strictObject({ partition: partitionField.optional(), total: z.boolean("must be true or false").optional() })
+    .refine((len) => !(len.total && len.partition !== undefined), notTogether("partition", "total", "the one counts one partition, the other all of them")),
   peek: z.strictObject({
     partition: partitionField.optional(),
     /** The `next` of the page before. */
     after: z.number("must be the previous page's next").int("must be the previous page's next").min(0, "must be the previous page's next").optional(),
     limit: pageLimit(QUEUE_LIMITS.maxPageSize).optional(),
   }),
-  clear: z.strictObject({ partition: partitionField.optional(), all: z.boolean("must be true or false").optional() }),
+  clear: z
+    .strictObject({ partition: partitionField.optional(), all: z.boolean("must be true or false").optional() })
+    .refine((clear) => !(clear.all && clear.partition !== undefined), notTogether("partition", "all", "the one clears one partition, the other all of them")),
 } as const satisfies { [O in QueueOp]: z.ZodType };
 export type QueueRequest<O extends QueueOp> = z.infer<(typeof QueueRequestSchemas)[O]>;
 

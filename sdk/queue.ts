@@ -10,12 +10,12 @@
 import { LazyBackend } from "./lazy-backend.js";
 import { QUEUE_LIMITS } from "./defaults.js";
 import { InvalidOptionsError } from "./errors.js";
-import { QUEUE_NAME_PATTERN, QueueRequestSchemas, decodeValue, encodeValue, type QueueInfo, type QueueItem, type QueueOp } from "./protocol.js";
+import { QUEUE_NAME_PATTERN, QueueRequestSchemas, decodeValue, type QueueInfo, type QueueItem, type QueueOp } from "./protocol.js";
 import {
   checkedPageSize,
   checkedRequest,
+  encodeStored,
   queueBackend,
-  refuseOversized,
   requestBatches,
   type QueueBackend,
   type QueueRequests,
@@ -105,7 +105,10 @@ export class Queue<T = unknown> {
     return (await this.#ready_()).info(this.name);
   }
 
-  /** Adds an item at the end of a partition. A full partition is a `QueueFullError`; an item over 1 MiB encoded a `ValueTooLargeError`. */
+  /**
+   * Adds an item at the end of a partition. A full partition is a `QueueFullError`; an item over 1 MiB encoded a
+   * `ValueTooLargeError`; a function or a symbol in it an `InvalidArgumentError`, as in a call's argument.
+   */
   async put(value: T, options: { partition?: string } = {}): Promise<void> {
     await this.putMany([value], options);
   }
@@ -113,7 +116,7 @@ export class Queue<T = unknown> {
   /** Adds items in order, in batches of at most 1,000 (each batch all or none). */
   async putMany(values: readonly T[], options: { partition?: string } = {}): Promise<void> {
     for (const batch of requestBatches(
-      values.map((v) => refuseOversized("queue", this.name, encodeValue(v))),
+      values.map((v, i) => encodeStored("queue", this.name, v, `queue "${this.name}" put: ${values.length === 1 ? "the item" : `item ${i + 1}`}`)),
       QUEUE_LIMITS.maxItemsPerRequest,
     )) {
       const request = { values: batch, ...options };

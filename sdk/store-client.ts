@@ -9,8 +9,10 @@
 import type { z } from "zod";
 import { HttpInvoker, resolveGatewayUrl } from "./client.js";
 import { DICT_LIMITS, GATEWAY_DEFAULTS, QUEUE_LIMITS } from "./defaults.js";
-import { InvalidOptionsError, ValueTooLargeError } from "./errors.js";
+import { unsendableIn } from "./arguments.js";
+import { InvalidArgumentError, InvalidOptionsError, ValueTooLargeError } from "./errors.js";
 import {
+  encodeValue,
   paths,
   type DictAnswers,
   type DictInfo,
@@ -119,6 +121,27 @@ export function refuseOversized(store: "dict" | "queue", name: string, value: En
   const text = JSON.stringify(value);
   if (text.length > (store === "dict" ? DICT_LIMITS.maxValueBytes : QUEUE_LIMITS.maxItemBytes)) throw valueTooLarge(store, name, utf8.encode(text).length);
   return value;
+}
+
+/**
+ * A dict value or queue item encoded as it travels, refused before it is sent where the wire cannot carry it, as a
+ * call's argument is (`checkSendable`): a function or a symbol in it (`invalid_argument`; JSON would store nothing
+ * in its place, and a queue item with no `json` at all), or a value over the store's limit (`refuseOversized`).
+ * `what` names the value in the message: `dict "seen" put: the value`, `queue "jobs" put: item 2`.
+ * @example
+ * encodeStored("dict", "seen", { cb: () => 1 }, 'dict "seen" put: the value');
+ * // InvalidArgumentError: dict "seen" put: the value (at .cb) is a function, which a dict cannot carry: …
+ */
+export function encodeStored(store: "dict" | "queue", name: string, value: unknown, what: string): EncodedValue {
+  const encoded = encodeValue(value, (v) => {
+    const where = unsendableIn(v);
+    if (where)
+      throw new InvalidArgumentError(
+        `${what}${where.path ? ` (at ${where.path})` : ""} is a ${where.kind}, which a ${store} cannot carry: ${store === "dict" ? "values" : "items"} travel as data, as arguments do (docs/api.md, "Values")`,
+        { [store]: name },
+      );
+  });
+  return refuseOversized(store, name, encoded);
 }
 
 /** A page size an iterator was given: a whole number from 1 to `max`. */

@@ -331,7 +331,7 @@ describe("a newcomer's mistakes, each told in one format", () => {
     const thrown = await runCli(["run", "test/fixtures/edge-app.ts::boom", "out of budget"]);
     expect(thrown.stderr).toMatch(/^error: QuotaExceeded: out of budget\n\s+at /m);
     const flag = await runCli(["run", "test/fixtures/edge-app.ts::tokens", "--gpu", "H100:2"]);
-    expect(flag.code).not.toBe(0);
+    expect(flag.code).toBe(2);
     expect(flag.stderr).toMatch(/^error: unknown option '--gpu'; did you mean --gpus\?\n/);
     expect(flag.stderr).toContain('\nrun "tandem run --help" for usage\n'); // where the usage is, not the usage
     expect(flag.stderr).not.toContain("Usage:");
@@ -344,11 +344,41 @@ describe("a newcomer's mistakes, each told in one format", () => {
   });
 });
 
+describe("exit codes", () => {
+  it("are 2 for a usage mistake, as for every other failure, and 0 for help and the version", async () => {
+    for (const args of [["dict", "get", "only-a-name"], ["queue", "peek", "q", "--limit"], ["apps", "--frobnicate"], ["dict"], ["nonsense"]]) {
+      const wrong = await runCli(args);
+      expect([args.join(" "), wrong.code]).toEqual([args.join(" "), 2]);
+      expect(wrong.stderr, args.join(" ")).toMatch(/^error: |Usage: tandem/);
+    }
+    expect((await runCli(["--version"])).code).toBe(0);
+    expect((await runCli(["queue", "peek", "--help"])).code).toBe(0);
+  });
+});
+
+describe("every command's --help", () => {
+  it('says each default once (commander adds its own "(default: …)" to an option given a default)', async () => {
+    const commandsOf = (help: string) =>
+      [...(help.split("\nCommands:\n")[1] ?? "").matchAll(/^ {2}([a-z][\w-]*)/gm)].map((m) => m[1]!).filter((name) => name !== "help");
+    const paths: string[][] = [];
+    const walk = async (path: string[]): Promise<void> => {
+      const { stdout } = await runCli([...path, "--help"]);
+      paths.push(path);
+      expect(stdout.replace(/\s+/g, " "), path.join(" ")).not.toMatch(/\(default:? ([^)]+)\) \(default: \1\)/);
+      for (const name of commandsOf(stdout)) await walk([...path, name]); // one at a time: the machine is shared
+    };
+    await walk([]);
+    expect(paths.length).toBeGreaterThan(30);
+    const peek = await runCli(["queue", "peek", "--help"]);
+    expect(peek.stdout).toMatch(/at most this many \(default: 10\)\n/);
+  }, 120_000);
+});
+
 describe("tandem usage --since", () => {
   it("refuses a time outside 1970 to a day from now before it asks the gateway, saying the span", async () => {
     for (const since of ["99999999999d", "99999999999999999999"]) {
       const usage = await runCli(["usage", "--since", since, "--gateway", "http://127.0.0.1:9"]);
-      expect(usage.code, since).toBe(1);
+      expect(usage.code, since).toBe(2);
       expect(usage.stderr, since).toBe(
         `error: option '--since <when>' argument '${since}' is invalid. must be a time from 1970-01-01T00:00:00Z to a day from now\nrun "tandem usage --help" for usage\n`,
       );
@@ -359,7 +389,7 @@ describe("tandem usage --since", () => {
 describe("a --since that is a bare number", () => {
   it("is refused where it names a time before 2001 (a duration without its unit, most likely), saying what to write", async () => {
     const usage = await runCli(["usage", "--since", "90", "--gateway", "http://127.0.0.1:9"]);
-    expect(usage.code).toBe(1);
+    expect(usage.code).toBe(2);
     expect(usage.stderr).toContain(
       `error: option '--since <when>' argument '90' is invalid. a bare number is milliseconds since 1970 (90 is 1970-01-01T00:00:00.090Z): for a time that long ago give its unit ("90s", "90m", "90h", "90d"), or a date`,
     );
@@ -372,13 +402,13 @@ describe("a --since that is a bare number", () => {
 describe("an option of a few words", () => {
   it("refuses another word in one format, whichever option it is, with the nearest choice", async () => {
     const scope = await runCli(["token", "create", "--scope", "superuser"]);
-    expect(scope.code).toBe(1);
+    expect(scope.code).toBe(2); // as every other failure: commander's own status, 1, is a failed call's (README, "Exit codes")
     expect(scope.stderr).toBe(
       `error: option '--scope <scope>' argument 'superuser' is invalid. must be one of call, deploy, admin\nrun "tandem token create --help" for usage\n`,
     );
     // Checked here, before any request: the gateway's words would name its field, "env", not the option.
     const env = await runCli(["token", "create", "--env", "Dev Env", "--gateway", "http://127.0.0.1:9"]);
-    expect(env.code).toBe(1);
+    expect(env.code).toBe(2);
     expect(env.stderr).toBe(
       `error: option '--env <name>' argument 'Dev Env' is invalid. must be an environment name: lowercase letters, digits and "-", up to 32, such as dev\nrun "tandem token create --help" for usage\n`,
     );
@@ -408,7 +438,7 @@ describe("an option of a few words", () => {
 
   it("refuses a Worker name wrangler would not take before it makes a bootstrap token, as deploy --name does", async () => {
     const bootstrap = await runCli(["token", "bootstrap", "--name", "my gateway"]);
-    expect(bootstrap.code).toBe(1);
+    expect(bootstrap.code).toBe(2);
     expect(bootstrap.stdout).toBe(""); // no token made, no command printed to paste
     expect(bootstrap.stderr).toBe(
       `error: option '--name <worker>' argument 'my gateway' is invalid. must be a Worker's name: lowercase letters, digits and '-', such as tandem-gateway\nrun "tandem token bootstrap --help" for usage\n`,

@@ -9,7 +9,18 @@ import { readdirSync } from "node:fs";
 import { join } from "node:path";
 import Database from "better-sqlite3";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { Dict, ForbiddenError, InvalidOptionsError, NotFoundError, Queue, QueueFullError, ValueTooLargeError, Volume, lookup } from "../sdk/index.js";
+import {
+  Dict,
+  ForbiddenError,
+  InvalidArgumentError,
+  InvalidOptionsError,
+  NotFoundError,
+  Queue,
+  QueueFullError,
+  ValueTooLargeError,
+  Volume,
+  lookup,
+} from "../sdk/index.js";
 import { DICT_LIMITS, QUEUE_LIMITS } from "../sdk/defaults.js";
 import type { TokenCreateAnswer } from "../sdk/protocol.js";
 import { runCli } from "./helpers/cli.js";
@@ -212,15 +223,53 @@ describe("dict", () => {
     await expect(d.keys({ pageSize: 5000 }).next()).rejects.toThrow(/option "pageSize" must be a whole number from 1 to 1000 \(got 5000\)/);
   });
 
-  it("answers a missing dict with 404 naming how to make it, unless createIfMissing", async () => {
+  it("refuses a function or a symbol in a value before sending, from Node and at the edge, as a call's arguments are", async () => {
+    const d = dict("unsendable", { createIfMissing: true });
+    const err = await d.put("f", () => 1).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(InvalidArgumentError);
+    expect((err as Error).message).toMatch(/^dict "unsendable" put: the value is a function, which a dict cannot carry/);
+    await expect(d.put("f2", { cb: () => 1 })).rejects.toThrow(/the value \(at \.cb\) is a function/);
+    await expect(d.put("s", Symbol("x"))).rejects.toThrow(/the value is a symbol/);
+    const q = queue("unsendable", { createIfMissing: true });
+    await expect(q.put(() => 1)).rejects.toThrow(/^queue "unsendable" put: the item is a function, which a queue cannot carry/);
+    expect(await edge("storeUnsendable").remote("unsendable-edge")).toEqual({
+      dict: { code: "invalid_argument", message: expect.stringMatching(/^dict "unsendable-edge" put: the value \(at \.cb\) is a function/) },
+      queue: { code: "invalid_argument", message: expect.stringMatching(/^queue "unsendable-edge" put: the item is a symbol/) },
+    });
+    // Nothing was stored: no `{ value: undefined }` entry, no item with no value (at the edge, refused before the first
+    // operation made the dict and the queue).
+    const atEdge = [dict("unsendable-edge", { createIfMissing: true }), queue("unsendable-edge", { createIfMissing: true })];
+    expect([await d.len(), await q.len(), ...(await Promise.all(atEdge.map((store) => store.len())))]).toEqual([0, 0, 0, 0]);
+  });
+
+  it("refuses ifAbsent with ifVersion, over HTTP and before sending", async () => {
+    const d = dict("contradict", { createIfMissing: true });
+    await expect(d.put("k", 1, { ifAbsent: true, ifVersion: 1 })).rejects.toThrow(InvalidOptionsError);
+    const res = await api("/v1/dicts/contradict/put", { method: "POST", body: JSON.stringify({ key: "k", value: { json: 1 }, ifVersion: 1, ifAbsent: true }) });
+    expect(res.status).toBe(400);
+    expect((await errorOf(res)).message).toMatch(/"ifAbsent" and "ifVersion" cannot go together/);
+    expect(await d.len()).toBe(0);
+  });
+
+  it("answers a missing dict with 404 naming how to make it, in its environment, unless createIfMissing", async () => {
     const err = await dict("nowhere")
       .get("k")
       .catch((e: unknown) => e);
     expect(err).toBeInstanceOf(NotFoundError);
-    expect((err as Error).message).toMatch(/no dict named "nowhere".*createIfMissing: true/);
+    expect((err as Error).message).toMatch(/no dict named "nowhere" in environment "main".*createIfMissing: true/);
     const res = await api("/v1/dicts/nowhere/get", { method: "POST", body: JSON.stringify({ key: "k" }) });
     expect(res.status).toBe(404);
-    expect((await errorOf(res)).message).toMatch(/no dict named "nowhere"/);
+    expect((await errorOf(res)).message).toMatch(/no dict named "nowhere" in environment "main" \(tandem dict create nowhere makes it/);
+    // Another environment's dicts are its own: the 404 names it, and the flag that reaches it.
+    await dict("elsewhere", { createIfMissing: true }).len();
+    for (const [path, body, message] of [
+      ["/v1/dicts/elsewhere/get", { key: "k" }, /^no dict named "elsewhere" in environment "dev" \(tandem dict create elsewhere --env dev makes it/],
+      ["/v1/queues/elsewhere/len", {}, /^no queue named "elsewhere" in environment "dev" \(tandem queue create elsewhere --env dev makes it/],
+    ] as const) {
+      const other = await api(path, { method: "POST", body: JSON.stringify(body), headers: { "tandem-env": "dev" } });
+      expect(other.status).toBe(404);
+      expect((await errorOf(other)).message).toMatch(message);
+    }
   });
 });
 
@@ -372,7 +421,15 @@ describe("HTTP", () => {
       // A dict's cursor is a key as stored (its canonical JSON); anything else answered 200 with no entries.
       ["/v1/dicts/http/entries", { after: "bogus" }, 400, /field "after" must be the previous page's next$/],
       ["/v1/dicts/http/entries", { after: '{"b":1,"a":2}' }, 400, /field "after" must be the previous page's next$/],
-      ["/v1/queues/nowhere/get", {}, 404, /no queue named "nowhere"/],
+      ["/v1/queues/nowhere/get", {}, 404, /no queue named "nowhere" in environment "main"/],
+      // An encoded value is { json, meta? }: without json it is no value (stored, it read back as {}).
+      ["/v1/dicts/http/put", { key: "k", value: {} }, 400, /field "value.json" must be there/],
+      ["/v1/dicts/http/update", { entries: [{ key: "k", value: { meta: {} } }] }, 400, /field "entries.0.value.json" must be there/],
+      ["/v1/queues/http/put", { values: [{ json: 1 }, {}] }, 400, /field "values.1.json" must be there/],
+      // Options that contradict each other: neither is taken for the other.
+      ["/v1/dicts/http/put", { key: "k", value: { json: 1 }, ifVersion: 1, ifAbsent: true }, 400, /"ifAbsent" and "ifVersion" cannot go together/],
+      ["/v1/queues/http/len", { total: true, partition: "p1" }, 400, /"partition" and "total" cannot go together/],
+      ["/v1/queues/http/clear", { all: true, partition: "p1" }, 400, /"partition" and "all" cannot go together/],
     ];
     for (const [path, body, status, message] of cases) {
       const res = await api(path, { method: "POST", body: JSON.stringify(body) });
@@ -430,10 +487,27 @@ describe("tandem dict and tandem queue", () => {
     expect((await runCli(["dict", "list"], { env })).stdout).not.toMatch(/cli-dict/);
   });
 
+  it("cuts a long value on its line, saying how to see it whole, and prints it whole as JSON", async () => {
+    const big = "x".repeat(DICT_LIMITS.maxValueBytes - 100);
+    await dict("cli-long", { createIfMissing: true }).update({ big, small: "s" });
+    await queue("cli-long", { createIfMissing: true }).putMany([big, "s"]);
+    const env = { TANDEM_GATEWAY: gw.url, TANDEM_TOKEN: ADMIN_TOKEN };
+    const items = (await runCli(["dict", "items", "cli-long"], { env })).stdout.split("\n");
+    expect(items[0]).toBe(`"big"  "${"x".repeat(199)}… (${big.length + 2} characters; tandem dict get cli-long big shows it whole)`);
+    expect(items[1]).toBe('"small"  "s"');
+    const json = (await runCli(["dict", "items", "cli-long", "--json"], { env })).stdout.split("\n");
+    expect(JSON.parse(json[0]!)).toEqual({ key: "big", value: { json: big } });
+    expect((await runCli(["dict", "get", "cli-long", "big"], { env })).stdout).toBe(`"${big}"\n`);
+    const peek = (await runCli(["queue", "peek", "cli-long"], { env })).stdout.split("\n");
+    expect(peek[0]).toBe(`"${"x".repeat(199)}… (${big.length + 2} characters; tandem queue peek cli-long --json shows it whole)`);
+    expect(peek[1]).toBe('"s"');
+    expect(JSON.parse((await runCli(["queue", "peek", "cli-long", "--json", "-n", "1"], { env })).stdout)).toEqual({ json: big });
+  });
+
   it("makes a dict and a queue from the shell, and says how when one is missing", async () => {
     const env = { TANDEM_GATEWAY: gw.url, TANDEM_TOKEN: ADMIN_TOKEN };
     const missing = await runCli(["dict", "items", "shell-made"], { env });
-    expect(missing.stderr).toMatch(/no dict named "shell-made" \(tandem dict create shell-made makes it/);
+    expect(missing.stderr).toMatch(/no dict named "shell-made" in environment "main" \(tandem dict create shell-made makes it/);
     expect((await runCli(["dict", "create", "shell-made"], { env })).stdout).toMatch(/dict shell-made \(0 entries\)/);
     expect((await runCli(["dict", "create", "shell-made"], { env })).stderr).toMatch(/dict "shell-made" already exists \(to use it as it is: --exist-ok/);
     const again = await api("/v1/dicts", { method: "POST", body: JSON.stringify({ name: "shell-made" }) });

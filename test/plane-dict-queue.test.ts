@@ -48,6 +48,14 @@ afterAll(async () => {
 });
 
 describe("dicts and queues from plane containers", () => {
+  it("refuses a function or a symbol in a value in a container before sending, as the SDK does in Node and at the edge", async () => {
+    expect(await fn<[string], unknown>("storeUnsendable").remote("plane-unsendable")).toEqual({
+      dict: { code: "invalid_argument", message: expect.stringMatching(/^dict "plane-unsendable" put: the value \(at \.cb\) is a function/) },
+      queue: { code: "invalid_argument", message: expect.stringMatching(/^queue "plane-unsendable" put: the item is a symbol/) },
+    });
+    expect([await dict("plane-unsendable").len(), await queue("plane-unsendable").len()]).toEqual([0, 0]);
+  });
+
   it("a plane function puts to a dict and takes from a queue, through its plane", async () => {
     await queue("inbox").put({ job: "from node", at: new Date(0) });
     const out = await fn<[string, string, unknown, string], { wrote: boolean; readBack: unknown; item: unknown }>("roundTrip").remote(

@@ -49,7 +49,12 @@ describe("/v1/secrets", () => {
     expect((await api(gw, "/v1/secrets/db", ADMIN_TOKEN, { method: "DELETE" })).status).toBe(200);
     const gone = await api(gw, "/v1/secrets/db", ADMIN_TOKEN, { method: "DELETE" });
     expect(gone.status).toBe(404);
-    expect((await errorOf(gone)).message).toContain('no secret named "db"');
+    expect((await errorOf(gone)).message).toBe('no secret named "db" in environment "main" (tandem secret list shows them)');
+    // Another environment's secrets are its own: its 404 names it, and the flag that lists them.
+    const headers = { authorization: `Bearer ${ADMIN_TOKEN}`, "tandem-env": "dev" };
+    const elsewhere = await fetch(`${gw.url}/v1/secrets/db`, { method: "DELETE", headers });
+    expect(elsewhere.status).toBe(404);
+    expect((await errorOf(elsewhere)).message).toBe('no secret named "db" in environment "dev" (tandem secret list --env dev shows them)');
   });
 
   it("keeps values sealed on disk", async () => {

@@ -70,7 +70,11 @@ export function addDictQueueCommands(program: Command, optionsOf: (opts: Gateway
       if (opts.limit !== undefined && shown >= opts.limit) break;
       shown++;
       if (opts.json) console.log(JSON.stringify({ key, value: encodeValue(value) }));
-      else console.log(`${style.bold(JSON.stringify(key))}  ${formatValue(value)}`);
+      else {
+        const get =
+          typeof key === "string" ? `tandem dict get ${name} ${shellWord(key)}` : `tandem dict get ${name} --json-key ${shellWord(JSON.stringify(key))}`;
+        console.log(`${style.bold(JSON.stringify(key))}  ${cutValue(formatValue(value), get)}`);
+      }
     }
     if (shown === 0 && !opts.json) console.log(`dict "${name}" is empty`);
   });
@@ -128,12 +132,15 @@ export function addDictQueueCommands(program: Command, optionsOf: (opts: Gateway
       .description("the oldest items waiting, without taking them")
       .argument("<name>", "the queue")
       .option("-p, --partition <partition>", "this partition (default: the default one)")
-      .option("-n, --limit <n>", "at most this many (default 10)", (v) => positive(v, "--limit"), 10),
-  ).action(async (name: string, opts: GatewayOpts & { partition?: string; limit: number }) => {
+      // Commander adds "(default: 10)" to the help itself.
+      .option("-n, --limit <n>", "at most this many", (v) => positive(v, "--limit"), 10)
+      .option("--json", "print JSON lines: each value as the call codec encodes it, whole"),
+  ).action(async (name: string, opts: GatewayOpts & { partition?: string; limit: number; json?: boolean }) => {
     let shown = 0;
     for await (const value of Queue.fromName(name, optionsOf(opts)).iterate(partitionOf(opts, { pageSize: Math.min(opts.limit, 1000) }))) {
       if (shown++ >= opts.limit) break;
-      console.log(formatValue(value));
+      const partition = opts.partition === undefined ? "" : ` -p ${shellWord(opts.partition)}`;
+      console.log(opts.json ? JSON.stringify(encodeValue(value)) : cutValue(formatValue(value), `tandem queue peek ${name}${partition} --json`));
     }
   });
 
@@ -179,6 +186,26 @@ function positive(value: string, flag: string): number {
 function formatValue(value: unknown): string {
   if (encodeValue(value).meta === undefined) return JSON.stringify(value);
   return inspect(value, { depth: 6, breakLength: Infinity, colors: false });
+}
+
+/** The most characters of a value `dict items` and `queue peek` show on its line: one of 1 MiB would fill the terminal. */
+const SHOWN_VALUE_CHARS = 200;
+
+/**
+ * A value's text cut to `SHOWN_VALUE_CHARS`, saying how long it is and the command that shows it whole (`whole`).
+ * @example cutValue(JSON.stringify("x".repeat(5000)), "tandem dict get cache big");
+ * // its first 200 characters, then "… (5002 characters; tandem dict get cache big shows it whole)"
+ */
+export function cutValue(text: string, whole: string): string {
+  if (text.length <= SHOWN_VALUE_CHARS) return text;
+  // Not between the two halves of a surrogate pair: a lone half is no character.
+  const end = /[\uD800-\uDBFF]/.test(text.charAt(SHOWN_VALUE_CHARS - 1)) ? SHOWN_VALUE_CHARS - 1 : SHOWN_VALUE_CHARS;
+  return `${text.slice(0, end)}… ${style.dim(`(${text.length} characters; ${whole} shows it whole)`)}`;
+}
+
+/** `text` as one word of a shell command: as it is when it is plain, else in single quotes. */
+function shellWord(text: string): string {
+  return /^[\w@%+=:,./-]+$/.test(text) ? text : `'${text.replace(/'/g, "'\\''")}'`;
 }
 
 function when(ms: number): string {

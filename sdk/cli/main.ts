@@ -41,6 +41,9 @@ import { trace, traceTo } from "../trace.js";
 // A command loads what it runs (init, serve, run, deploy, plane) when it runs: miniflare, esbuild, the plane and
 // their packages take a second to load, which `tandem run` and a command that only asks a gateway should not wait for.
 
+/** A command's exit status when it fails, its options or arguments wrong included (README, "Exit codes"). */
+const FAILURE_EXIT = 2;
+
 // Every TANDEM_* setting the CLI uses, read once, here.
 let config: CliConfig;
 try {
@@ -49,7 +52,7 @@ try {
   trace("cli: modules loaded");
 } catch (err) {
   printFailure(err);
-  process.exit(2);
+  process.exit(FAILURE_EXIT);
 }
 type GatewayOpts = { gateway?: string; token?: string; env?: string };
 const gatewayOf = (opts: GatewayOpts) => resolveGatewayUrl(opts.gateway ?? config.gateway);
@@ -476,14 +479,17 @@ function parsePort(value: string): number {
   return port;
 }
 
-// A mistake in a command's options or arguments ends with where its usage is, not the usage itself.
+// A mistake in a command's options or arguments ends with where its usage is, not the usage itself, and exits 2 as
+// every other failure does (README, "Exit codes"): commander's own exit status for it is 1, which `tandem run` and
+// `tandem logs` give to a call that failed and to a name with nothing to show. Help and --version still exit 0.
 (function pointToHelp(command: Command, path: string): void {
   command.showHelpAfterError(style.dim(`run "${path} --help" for usage`));
+  command.exitOverride((err) => process.exit(err.exitCode === 0 ? 0 : FAILURE_EXIT));
   for (const sub of command.commands) pointToHelp(sub, `${path} ${sub.name()}`);
 })(program, program.name());
 
 // Every command's failure, in one format (failure.ts).
 program.parseAsync().catch((err: unknown) => {
   printFailure(err);
-  process.exit(2);
+  process.exit(FAILURE_EXIT);
 });

@@ -33,6 +33,21 @@ describe("the load check of named secrets", () => {
     expect(() => checkNamedSecrets([app], [])).toThrow("make it: tandem secret create any KEY=value");
   });
 
+  it("names every missing secret at once, each with all that declare it, so one fix and one reload are enough", () => {
+    const app = new App("triala-app");
+    app.function({ name: "edgeSecret", secrets: [Secret.fromName("trialasec")] }, () => 1);
+    app.function({ name: "planeSecret", gpu: "T4", secrets: [Secret.fromName("trialasec", { requiredKeys: ["TOKEN"] })] }, () => 1);
+    app.function({ name: "other", secrets: [Secret.fromName("trialamissing"), Secret.fromName("held", { requiredKeys: ["A", "B"] })] }, () => 1);
+    expect(() => checkNamedSecrets([app], [held("held", ["C"])])).toThrow(
+      [
+        "3 secrets are missing or lack keys:",
+        '  app "triala-app": function "edgeSecret" and function "planeSecret" declare secret "trialasec", which the gateway does not have; make it: tandem secret create trialasec TOKEN=…',
+        '  app "triala-app": function "other" declares secret "trialamissing", which the gateway does not have; make it: tandem secret create trialamissing KEY=value',
+        '  app "triala-app": function "other" requires keys A, B of secret "held", which has C; add them: tandem secret create held A=… B=… --force (with the other keys)',
+      ].join("\n"),
+    );
+  });
+
   it("asks nothing of the gateway for an app with no named secret anywhere", () => {
     const app = new App("plain");
     app.function({ name: "f", image: Image.node().runCommands("true") }, () => 1);

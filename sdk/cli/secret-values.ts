@@ -79,32 +79,50 @@ export function localSecretValues(apps: App[], appFiles: string[]): LocalSecrets
 }
 
 /**
- * Throws naming the secret, the key and the function when a named secret an app declares is not among `held`
- * (what the gateway keeps), or lacks a key it requires.
+ * Throws naming every named secret an app declares that is not among `held` (what the gateway keeps), or that lacks
+ * a key it requires, each once with everything that declares it and the command that makes it: all in one message,
+ * so that one fix and one reload are enough (one a reload, each would be told only after the one before was made).
  * @example checkNamedSecrets(apps, (await client.request("GET", paths.secrets())).secrets);
  */
 export function checkNamedSecrets(apps: App[], held: SecretInfo[]): void {
   const byName = new Map(held.map((s) => [s.name, s]));
+  const problems: string[] = [];
   for (const app of apps) {
+    // Each secret's declarers, and the keys they require, in the order the app declares them.
+    const wanted = new Map<string, { declarers: string[]; keys: string[] }>();
     for (const { what, secrets } of namedDeclarers(app)) {
-      for (const secret of secrets) {
-        const source = secret.source;
+      for (const { source } of secrets) {
         if (source.kind !== "name") continue;
-        const found = byName.get(source.name);
-        if (!found) {
-          const pairs = source.requiredKeys.length > 0 ? source.requiredKeys.map((k) => `${k}=…`).join(" ") : "KEY=value";
-          throw new InvalidOptionsError(
-            `app "${app.name}": ${what} declares secret "${source.name}", which the gateway does not have; make it: tandem secret create ${source.name} ${pairs}`,
-          );
-        }
-        const lacking = source.requiredKeys.find((k) => !found.keys.includes(k));
-        if (lacking)
-          throw new InvalidOptionsError(
-            `app "${app.name}": ${what} requires key ${lacking} of secret "${source.name}", which has ${found.keys.join(", ")}; add it: tandem secret create ${source.name} ${lacking}=… --force (with the other keys)`,
-          );
+        let secret = wanted.get(source.name);
+        if (!secret) wanted.set(source.name, (secret = { declarers: [], keys: [] }));
+        if (!secret.declarers.includes(what)) secret.declarers.push(what);
+        for (const key of source.requiredKeys) if (!secret.keys.includes(key)) secret.keys.push(key);
       }
     }
+    for (const [name, { declarers, keys }] of wanted) {
+      const who = `app "${app.name}": ${andList(declarers)}`;
+      const found = byName.get(name);
+      if (!found) {
+        const pairs = keys.length > 0 ? keys.map((k) => `${k}=…`).join(" ") : "KEY=value";
+        problems.push(
+          `${who} declare${declarers.length === 1 ? "s" : ""} secret "${name}", which the gateway does not have; make it: tandem secret create ${name} ${pairs}`,
+        );
+        continue;
+      }
+      const lacking = keys.filter((k) => !found.keys.includes(k));
+      if (lacking.length > 0)
+        problems.push(
+          `${who} require${declarers.length === 1 ? "s" : ""} key${lacking.length === 1 ? "" : "s"} ${lacking.join(", ")} of secret "${name}", which has ${found.keys.join(", ")}; add ${lacking.length === 1 ? "it" : "them"}: tandem secret create ${name} ${lacking.map((k) => `${k}=…`).join(" ")} --force (with the other keys)`,
+        );
+    }
   }
+  if (problems.length === 1) throw new InvalidOptionsError(problems[0]!);
+  if (problems.length > 1) throw new InvalidOptionsError(`${problems.length} secrets are missing or lack keys:\n${problems.map((p) => `  ${p}`).join("\n")}`);
+}
+
+/** `a`, `a and b`, `a, b and c`. */
+function andList(items: string[]): string {
+  return items.length <= 1 ? (items[0] ?? "") : `${items.slice(0, -1).join(", ")} and ${items.at(-1)}`;
 }
 
 /** Whether any app declares a named secret (only then is the gateway asked for its list). */
