@@ -668,7 +668,7 @@ describe("tandem serve examples/wasm", () => {
     const res = await fetch(`${served.url}/wasm/count/`, { method: "POST", body: text });
     expect(res.headers.get("content-type")).toBe("application/json");
     expect(await res.json()).toEqual({ lines: 3, words: 6, bytes: text.length });
-    await served.waitFor(new RegExp(`\\[wasm\\.wc fc-[0-9a-z]{26}\\] counted ${text.length} bytes`));
+    await served.waitFor(new RegExp(`\\[wasm\\.wc fc-[0-9a-z]{26}\\] \\(stderr\\) counted ${text.length} bytes`)); // wc.c writes it to stderr
   });
 
   it("tandem run writes a bytes function's output to stdout as it is", async () => {

@@ -109,7 +109,7 @@ describe("secrets in both tiers", () => {
   it("tandem serve names the secret and the function a missing named secret fails", async () => {
     await served.waitFor("✗");
     expect(served.output()).toContain(
-      'app "vault": function "edgeKey" declares secret "api", which the gateway does not have; make it: tandem secret create api API_KEY=… (the app is served meanwhile: its calls find the secret once it exists)',
+      'app "vault": function "edgeKey", function "planeKey" and 12 others declare secret "api", which the gateway does not have; make it: tandem secret create api API_KEY=… (the app is served meanwhile: its calls find the secret once it exists)',
     );
     await expect(fn("edgeKey").remote()).rejects.toThrow('vault.edgeKey: no secret named "api"');
   });
@@ -299,7 +299,9 @@ describe("secrets in both tiers", () => {
     expect((await cli(["secret", "create", "api", "OTHER=y", "--force"])).code).toBe(0);
     await writeFile(join(dir, "app.ts"), appSource + "\n// reload 2\n");
     await served.waitFor("reload failed", 60_000);
-    expect(served.output()).toContain('app "vault": function "edgeKey" requires key API_KEY of secret "api", which has OTHER');
+    expect(served.output()).toContain(
+      'app "vault": function "edgeKey", function "planeKey" and 12 others require key API_KEY of secret "api", which has OTHER',
+    );
     expect((await cli(["secret", "delete", "api"])).stdout).toContain("deleted secret api (OTHER)");
     expect((await cli(["secret", "delete", "api"])).stderr).toContain('no secret named "api"');
   }, 90_000);

@@ -120,8 +120,9 @@ export function checkNamedSecrets(apps: App[], held: SecretInfo[]): void {
   if (problems.length > 1) throw new InvalidOptionsError(`${problems.length} secrets are missing or lack keys:\n${problems.map((p) => `  ${p}`).join("\n")}`);
 }
 
-/** `a`, `a and b`, `a, b and c`. */
+/** `a`, `a and b`, `a, b and c`; past three, the first two and how many others (an app's every function may declare one). */
 function andList(items: string[]): string {
+  if (items.length > 3) return `${items.slice(0, 2).join(", ")} and ${items.length - 2} others`;
   return items.length <= 1 ? (items[0] ?? "") : `${items.slice(0, -1).join(", ")} and ${items.at(-1)}`;
 }
 
