@@ -13,7 +13,7 @@
  * run there is a new attempt (`AttemptLost`), which the executor numbers and
  * records.
  */
-import { PLANE_DEFAULTS } from "../sdk/defaults.js";
+import { FUNCTION_DEFAULTS, PLANE_DEFAULTS } from "../sdk/defaults.js";
 import { ndjsonLines } from "../sdk/stream-lines.js";
 import { PlaneUnavailableError, ProtocolError, fromWireError, functionTimeout, type WireError } from "../sdk/errors.js";
 import { PLANE_ROUTES, containerGroup, type PlaneInfo, type PlaneRunRequest, type PlaneRunTimings, type StreamLine } from "../sdk/protocol.js";
@@ -22,7 +22,7 @@ import { clsParamsOf } from "./class-params.js";
 import { EncodedResult } from "./encoded-result.js";
 import { signedFetch } from "./plane-client.js";
 import { runOnPlane, type RunBatch, type RunReply, type RunSend } from "./plane-runs.js";
-import { choosePlane, inputInFlight, knownPlanes, localPlaneBundle, noteUnreachable, type PlaneWants } from "./plane-choice.js";
+import { choosePlane, cpuToPlace, inputInFlight, knownPlanes, localPlaneBundle, noteUnreachable, type PlaneWants } from "./plane-choice.js";
 import { defaultNearRegions } from "./plane-regions.js";
 import { registry, type RegisteredFunction } from "./registry.js";
 import type { RunContext } from "./run-context.js";
@@ -75,6 +75,11 @@ async function planeSend(rc: RunContext, fn: RegisteredFunction, args: CallArgs,
     ...(request.clsParams && Object.keys(request.clsParams).length ? {} : { warm: { app: fn.app, function: containerGroup(fn.name) } }),
     deadline: Date.now() + fn.spec.timeoutSeconds * 1000,
   };
+}
+
+/** The CPU cores a container of `fn` reserves on a plane. */
+function containerCpu(fn: RegisteredFunction): number {
+  return fn.planeSpec.cpu ?? FUNCTION_DEFAULTS.cpu;
 }
 
 /**
@@ -146,7 +151,7 @@ export async function forwardToPlane(
     }
     await options.onPlane?.(plane.planeId);
     let reply: RunReply;
-    const answered = inputInFlight(plane.planeId, { app: fn.app, function: fn.name });
+    const answered = inputInFlight(plane.planeId, { app: fn.app, function: fn.name }, cpuToPlace(plane, send.warm, containerCpu(fn)));
     try {
       const run: RunSend = {
         secret: send.secret,
@@ -231,7 +236,7 @@ export async function* forwardStreamToPlane(
   for (;;) {
     const plane = await choosePlane(rc.env, fn, send, skipped);
     // A stream keeps its container busy while it lasts (plane-choice.ts: idle containers draw only what they can take).
-    const ended = inputInFlight(plane.planeId, { app: fn.app, function: fn.name });
+    const ended = inputInFlight(plane.planeId, { app: fn.app, function: fn.name }, cpuToPlace(plane, send.warm, containerCpu(fn)));
     try {
       let response: Response;
       try {
