@@ -15,10 +15,11 @@
  */
 import { FUNCTION_DEFAULTS, PLANE_DEFAULTS } from "../sdk/defaults.js";
 import { ndjsonLines } from "../sdk/stream-lines.js";
-import { PlaneUnavailableError, ProtocolError, fromWireError, functionTimeout, type WireError } from "../sdk/errors.js";
+import { NoCapacityError, PlaneUnavailableError, ProtocolError, fromWireError, functionTimeout, type WireError } from "../sdk/errors.js";
 import { PLANE_ROUTES, containerGroup, type PlaneInfo, type PlaneRunRequest, type PlaneRunTimings, type StreamLine } from "../sdk/protocol.js";
 import type { CallArgs } from "./call-args.js";
 import { clsParamsOf } from "./class-params.js";
+import { keepEdgeLine } from "./log-sink.js";
 import { EncodedResult } from "./encoded-result.js";
 import { signedFetch } from "./plane-client.js";
 import { runOnPlane, type RunBatch, type RunReply, type RunSend } from "./plane-runs.js";
@@ -113,6 +114,21 @@ export interface ForwardOptions {
   onTimings?: (timings: PlaneRunTimings) => void;
 }
 
+/**
+ * The error of an attempt that found no plane after its own plane stopped answering (`mayHold`): a `no_capacity`
+ * then says so, `its plane pl-… stopped answering during attempt 1; no other plane could take it: …`, rather than
+ * reading as a call that never found one. Any other error is itself.
+ */
+function afterPlaneLost(err: unknown, mayHold: ReadonlySet<string>, attempt: number): unknown {
+  if (!(err instanceof NoCapacityError) || mayHold.size === 0) return err;
+  const planes = [...mayHold];
+  return new NoCapacityError(`its plane ${planes.join(", ")} stopped answering during attempt ${attempt}; no other plane could take it: ${err.message}`, {
+    ...err.details,
+    lostPlanes: planes,
+    attempt,
+  });
+}
+
 /** A plane's answer worth trying elsewhere (it is full, or cannot run this app) while time is left. */
 function tryElsewhere(error: WireError | undefined, send: PlaneSend): boolean {
   return (error?.code === "no_capacity" || error?.code === "plane_unavailable") && Date.now() < send.deadline;
@@ -143,7 +159,11 @@ export async function forwardToPlane(
     next = await planeBack(rc, options.sentTo);
   }
   for (;;) {
-    const plane = next ?? (await choosePlane(rc.env, fn, send, skipped));
+    const plane =
+      next ??
+      (await choosePlane(rc.env, fn, send, skipped).catch((err: unknown): never => {
+        throw afterPlaneLost(err, mayHold, attempt);
+      }));
     next = undefined;
     if (mayHold.size > 0 && !mayHold.has(plane.planeId)) {
       const where = [...mayHold].join(", ");
@@ -175,6 +195,13 @@ export async function forwardToPlane(
       // workerd's fetch says "Network connection lost." whether the request reached the plane or not: it may be running
       // there. That plane is asked again when it is back (it answers for what it ran); any other plane gets a new attempt.
       console.warn(`plane ${plane.planeId} (${plane.url}) could not be reached for ${callId} attempt ${attempt}: ${(err as Error).message}; trying another`);
+      // The call's own log says so too: its attempt may have been cut off there.
+      keepEdgeLine(
+        rc,
+        { app: fn.app, function: fn.name, callId },
+        "system",
+        `plane ${plane.planeId} stopped answering during attempt ${attempt}; trying another plane`,
+      );
       noteUnreachable(plane.planeId);
       mayHold.add(plane.planeId);
       skipped.add(plane.planeId);
