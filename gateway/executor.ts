@@ -22,6 +22,7 @@ import {
   RETRYABLE_CODES,
   RemoteError,
   TandemError,
+  errorOfCall,
   functionTimeout,
   remoteErrorFrom,
   toWireError,
@@ -126,6 +127,8 @@ export async function execute(rc: RunContext, fn: RegisteredFunction, args: Call
   if (plane) forward.onTimings = (timings) => (planeTimings = timings);
   const ended = (outcome: Omit<Outcome, "plane" | "startedAt" | "finishedAt">): Outcome => ({
     ...outcome,
+    // Whatever ended it (no capacity, a plane that cannot run it, a bad argument), the error names the call it ended.
+    ...(outcome.error ? { error: errorOfCall(outcome.error, callId) } : {}),
     startedAt,
     finishedAt: Date.now(),
     ...(planeTimings ? { plane: planeTimings } : {}),

@@ -13,16 +13,17 @@
  * run there is a new attempt (`AttemptLost`), which the executor numbers and
  * records.
  */
-import { PLANE_DEFAULTS } from "../sdk/defaults.js";
+import { FUNCTION_DEFAULTS, PLANE_DEFAULTS } from "../sdk/defaults.js";
 import { ndjsonLines } from "../sdk/stream-lines.js";
-import { PlaneUnavailableError, ProtocolError, fromWireError, functionTimeout, type WireError } from "../sdk/errors.js";
+import { NoCapacityError, PlaneUnavailableError, ProtocolError, fromWireError, functionTimeout, type WireError } from "../sdk/errors.js";
 import { PLANE_ROUTES, containerGroup, type PlaneInfo, type PlaneRunRequest, type PlaneRunTimings, type StreamLine } from "../sdk/protocol.js";
 import type { CallArgs } from "./call-args.js";
 import { clsParamsOf } from "./class-params.js";
+import { keepEdgeLine } from "./log-sink.js";
 import { EncodedResult } from "./encoded-result.js";
 import { signedFetch } from "./plane-client.js";
 import { runOnPlane, type RunBatch, type RunReply, type RunSend } from "./plane-runs.js";
-import { choosePlane, inputInFlight, knownPlanes, localPlaneBundle, noteUnreachable, type PlaneWants } from "./plane-choice.js";
+import { choosePlane, cpuToPlace, inputInFlight, knownPlanes, localPlaneBundle, noteUnreachable, type PlaneWants } from "./plane-choice.js";
 import { defaultNearRegions } from "./plane-regions.js";
 import { registry, type RegisteredFunction } from "./registry.js";
 import type { RunContext } from "./run-context.js";
@@ -77,6 +78,11 @@ async function planeSend(rc: RunContext, fn: RegisteredFunction, args: CallArgs,
   };
 }
 
+/** The CPU cores a container of `fn` reserves on a plane. */
+function containerCpu(fn: RegisteredFunction): number {
+  return fn.planeSpec.cpu ?? FUNCTION_DEFAULTS.cpu;
+}
+
 /**
  * The attempt may have run, or may be running, where it cannot be asked for
  * again: on a plane that cannot be reached, or on one that ran it and lost
@@ -106,6 +112,21 @@ export interface ForwardOptions {
   batch?: RunBatch;
   /** Told where the attempt's time went on the plane that ran it, once it answers for it. */
   onTimings?: (timings: PlaneRunTimings) => void;
+}
+
+/**
+ * The error of an attempt that found no plane after its own plane stopped answering (`mayHold`): a `no_capacity`
+ * then says so, `its plane pl-… stopped answering during attempt 1; no other plane could take it: …`, rather than
+ * reading as a call that never found one. Any other error is itself.
+ */
+function afterPlaneLost(err: unknown, mayHold: ReadonlySet<string>, attempt: number): unknown {
+  if (!(err instanceof NoCapacityError) || mayHold.size === 0) return err;
+  const planes = [...mayHold];
+  return new NoCapacityError(`its plane ${planes.join(", ")} stopped answering during attempt ${attempt}; no other plane could take it: ${err.message}`, {
+    ...err.details,
+    lostPlanes: planes,
+    attempt,
+  });
 }
 
 /** A plane's answer worth trying elsewhere (it is full, or cannot run this app) while time is left. */
@@ -138,7 +159,11 @@ export async function forwardToPlane(
     next = await planeBack(rc, options.sentTo);
   }
   for (;;) {
-    const plane = next ?? (await choosePlane(rc.env, fn, send, skipped));
+    const plane =
+      next ??
+      (await choosePlane(rc.env, fn, send, skipped).catch((err: unknown): never => {
+        throw afterPlaneLost(err, mayHold, attempt);
+      }));
     next = undefined;
     if (mayHold.size > 0 && !mayHold.has(plane.planeId)) {
       const where = [...mayHold].join(", ");
@@ -146,7 +171,7 @@ export async function forwardToPlane(
     }
     await options.onPlane?.(plane.planeId);
     let reply: RunReply;
-    const answered = inputInFlight(plane.planeId, { app: fn.app, function: fn.name });
+    const answered = inputInFlight(plane.planeId, { app: fn.app, function: fn.name }, cpuToPlace(plane, send.warm, containerCpu(fn)));
     try {
       const run: RunSend = {
         secret: send.secret,
@@ -170,6 +195,13 @@ export async function forwardToPlane(
       // workerd's fetch says "Network connection lost." whether the request reached the plane or not: it may be running
       // there. That plane is asked again when it is back (it answers for what it ran); any other plane gets a new attempt.
       console.warn(`plane ${plane.planeId} (${plane.url}) could not be reached for ${callId} attempt ${attempt}: ${(err as Error).message}; trying another`);
+      // The call's own log says so too: its attempt may have been cut off there.
+      keepEdgeLine(
+        rc,
+        { app: fn.app, function: fn.name, callId },
+        "system",
+        `plane ${plane.planeId} stopped answering during attempt ${attempt}; trying another plane`,
+      );
       noteUnreachable(plane.planeId);
       mayHold.add(plane.planeId);
       skipped.add(plane.planeId);
@@ -231,7 +263,7 @@ export async function* forwardStreamToPlane(
   for (;;) {
     const plane = await choosePlane(rc.env, fn, send, skipped);
     // A stream keeps its container busy while it lasts (plane-choice.ts: idle containers draw only what they can take).
-    const ended = inputInFlight(plane.planeId, { app: fn.app, function: fn.name });
+    const ended = inputInFlight(plane.planeId, { app: fn.app, function: fn.name }, cpuToPlace(plane, send.warm, containerCpu(fn)));
     try {
       let response: Response;
       try {

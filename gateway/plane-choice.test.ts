@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import type { PlaneInfo } from "../sdk/protocol.js";
-import { inputInFlight, pickPlane } from "./plane-choice.js";
+import { cpuToPlace, inputInFlight, pickPlane } from "./plane-choice.js";
 
 const plane = (planeId: string, region: string, options: { cpuFree?: number; gpus?: PlaneInfo["gpus"]; warm?: PlaneInfo["warm"] } = {}): PlaneInfo => ({
   planeId,
@@ -69,5 +69,35 @@ describe("pickPlane and warm containers", () => {
     running[0]!(); // told twice: counted once
     expect(picked(planes, [], new Set(), placement)).toEqual(["pl-warm2"]);
     running[1]!();
+  });
+});
+
+describe("pickPlane within a burst", () => {
+  it("counts the CPU it sent to a plane since its last heartbeat: a burst spreads over the planes with room", () => {
+    // Before, every input of the burst went to the plane that was roomiest at its last heartbeat (which then ran
+    // more containers than it has cores), though the other had a core free.
+    const planes = [plane("pl-a", "eu", { cpuFree: 2 }), plane("pl-b", "eu", { cpuFree: 1.5 })];
+    const sent: string[] = [];
+    const running: (() => void)[] = [];
+    for (let i = 0; i < 4; i++) {
+      const chosen = pickPlane(planes, [], new Set())!;
+      sent.push(chosen.planeId);
+      running.push(inputInFlight(chosen.planeId, fn, cpuToPlace(chosen, undefined, 1)));
+    }
+    expect(sent.filter((id) => id === "pl-a")).toHaveLength(2);
+    expect(sent.filter((id) => id === "pl-b")).toHaveLength(2);
+    // Answered inputs free their CPU again; a newer heartbeat counts what it holds, and what was sent before it is not counted twice.
+    for (const done of running) done();
+    expect(picked(planes, [], new Set())).toEqual(["pl-a"]);
+    running.push(inputInFlight("pl-a", fn, 1));
+    expect(picked([{ ...planes[0]!, lastSeen: Date.now() + 1 }, planes[1]!], [], new Set())).toEqual(["pl-a"]);
+    for (const done of running) done();
+  });
+
+  it("places nothing for an input an idle warm container takes", () => {
+    const warm = plane("pl-warm", "eu", { cpuFree: 1, warm: idle(1) });
+    expect(cpuToPlace(warm, fn, 1)).toBe(0);
+    expect(cpuToPlace(warm, { app: "shop", function: "other" }, 1)).toBe(1);
+    expect(cpuToPlace(warm, undefined, 0.5)).toBe(0.5);
   });
 });

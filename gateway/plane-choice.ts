@@ -202,8 +202,8 @@ export function pickPlane(
     if (warmest) return warmest;
     if (wants.length === 0) {
       const roomiest = mostOf(
-        near.filter((p) => p.cpu.free > 0),
-        (p) => p.cpu.free,
+        near.filter((p) => cpuFree(p) > 0),
+        cpuFree,
       );
       if (roomiest) return roomiest;
       continue;
@@ -220,7 +220,7 @@ export function pickPlane(
     const nearest = Math.min(...usable.map(rank));
     return mostOf(
       usable.filter((p) => rank(p) === nearest),
-      (p) => p.cpu.free,
+      cpuFree,
     );
   }
   // None free now: queue on a plane that has enough of the first type it has at all, nearest first.
@@ -235,7 +235,28 @@ export function pickPlane(
 
 /** The inputs of each function this isolate has in flight on each plane: each keeps a container of it busy. */
 const inFlight = new Map<string, number>();
+
+/** The CPU of each input in flight that this isolate sent to a plane, and when: see `cpuFree`. */
+const placed = new Set<{ planeId: string; cpu: number; at: number }>();
+
+/**
+ * The CPU `plane` last reported free, less what this isolate has sent there since that report: within a burst the
+ * report is stale, and every input of it would otherwise go to the plane that was roomiest before the burst.
+ */
+function cpuFree(plane: PlaneInfo): number {
+  let since = 0;
+  for (const p of placed) if (p.planeId === plane.planeId && p.at >= plane.lastSeen) since += p.cpu;
+  return plane.cpu.free - since;
+}
 const inFlightKey = (planeId: string, fn: { app: string; function: string }) => JSON.stringify([planeId, fn.app, fn.function]);
+
+/**
+ * The CPU an input of `fn` sent to `plane` takes there beyond what its report counts: none when an idle container
+ * of `fn` takes it (its CPU is counted already), else its container's (`cpu`).
+ */
+export function cpuToPlace(plane: PlaneInfo, fn: { app: string; function: string } | undefined, cpu: number): number {
+  return fn && idleLeft(plane, fn) > 0 ? 0 : cpu;
+}
 
 /** The idle containers of `fn` that `plane` last reported, less the inputs of it this isolate has in flight there. */
 function idleLeft(plane: PlaneInfo, fn: { app: string; function: string }): number {
@@ -246,17 +267,21 @@ function idleLeft(plane: PlaneInfo, fn: { app: string; function: string }): numb
 /**
  * Counts an input of `fn` in flight on a plane until the returned function is called (its attempt answered or lost),
  * so the plane's idle containers draw only as many inputs as they can take at once, not every input until its
- * next heartbeat.
+ * next heartbeat; and the `cpu` a container started for it takes, until a heartbeat counts it (`cpuFree`). An
+ * input that an idle container of `fn` there takes starts none: `cpu` 0.
  *
- * @example const done = inputInFlight(plane.planeId, fn); try { await runOnPlane(plane, run); } finally { done(); }
+ * @example const done = inputInFlight(plane.planeId, fn, 1); try { await runOnPlane(plane, run); } finally { done(); }
  */
-export function inputInFlight(planeId: string, fn: { app: string; function: string }): () => void {
+export function inputInFlight(planeId: string, fn: { app: string; function: string }, cpu = 0): () => void {
   const key = inFlightKey(planeId, fn);
   inFlight.set(key, (inFlight.get(key) ?? 0) + 1);
+  const placement = { planeId, cpu, at: Date.now() };
+  if (cpu > 0) placed.add(placement);
   let done = false;
   return () => {
     if (done) return;
     done = true;
+    placed.delete(placement);
     const left = (inFlight.get(key) ?? 1) - 1;
     if (left > 0) inFlight.set(key, left);
     else inFlight.delete(key);

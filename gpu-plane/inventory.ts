@@ -137,6 +137,9 @@ export class Inventory {
       entry.total++;
       if (this.#freeGpus.has(g)) entry.free++;
     }
-    return { gpus, cpu: { total: this.cpuTotal, free: this.#cpuFree }, memoryMiB: { total: this.memoryMiBTotal, free: this.#memoryFree } };
+    // CPU is shared (`reserve` never refuses it), so containers may ask for more than the plane has: none is free
+    // then, not less than none (a heartbeat's -2 read as a fault, and the gateway's choice counts what it sends).
+    const cpuFree = Math.max(0, this.#cpuFree);
+    return { gpus, cpu: { total: this.cpuTotal, free: cpuFree }, memoryMiB: { total: this.memoryMiBTotal, free: this.#memoryFree } };
   }
 }

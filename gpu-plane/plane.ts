@@ -13,6 +13,7 @@ import { raceDeadline } from "../sdk/deadline.js";
 import { ImageBuildError, InvalidOptionsError, NoCapacityError, PlaneUnavailableError, RemoteError } from "../sdk/errors.js";
 import { GPU_TYPES, parseGpuInventory, type GpuType } from "../sdk/gpu.js";
 import { DELIVERY_DEFAULTS, FUNCTION_DEFAULTS, PLANE_DEFAULTS } from "../sdk/defaults.js";
+import { LeftoverRemoval } from "./leftovers.js";
 import {
   GATEWAY_AUDIENCE,
   PLANE_ID_PATTERN,
@@ -172,8 +173,10 @@ export class Plane {
   readonly url: string;
   readonly inventory: Inventory;
   readonly driver: PlaneDriver;
-  /** Why containers cannot start here, if they cannot. */
-  readonly unavailable: string | undefined;
+  /** Why containers cannot start here (no engine, say), if they cannot. */
+  readonly #cannotStart: string | undefined;
+  /** The containers a previous run left behind, removed (tried again while that fails) before calls are taken. */
+  readonly #leftovers: LeftoverRemoval;
   /** When this process made the plane: of two processes with one id, the gateway takes the later one's heartbeats. */
   readonly startedAt = Date.now();
   /** The plane's Prometheus series (plane-metrics.ts). */
@@ -210,7 +213,8 @@ export class Plane {
     url: string;
     inventory: Inventory;
     driver: PlaneDriver;
-    unavailable: string | undefined;
+    cannotStart: string | undefined;
+    leftovers: LeftoverRemoval;
     options: PlaneOptions & { gatewayUrl: string };
     dispatcher: Dispatcher;
     mounts: VolumeMounts;
@@ -229,7 +233,8 @@ export class Plane {
     this.url = init.url;
     this.inventory = init.inventory;
     this.driver = init.driver;
-    this.unavailable = init.unavailable;
+    this.#cannotStart = init.cannotStart;
+    this.#leftovers = init.leftovers;
     this.#options = init.options;
     this.#dispatcher = init.dispatcher;
     this.#mounts = init.mounts;
@@ -264,13 +269,20 @@ export class Plane {
             log,
           });
     trace("plane: driver loaded");
-    let unavailable: string | undefined;
-    try {
-      // Side by side: the base image checked, and containers a previous run of this plane left behind removed.
-      await Promise.all([driver.prepare(), driver.cleanup(planeId)]);
-    } catch (err) {
-      unavailable = (err as Error).message;
-    }
+    let cannotStart: string | undefined;
+    let plane: Plane | undefined;
+    const leftovers = new LeftoverRemoval({
+      remove: () => driver.cleanup(planeId),
+      planeId,
+      log,
+      removed: () => void plane?.beatNow(), // the gateway hears at once that it takes calls
+      firstDelayMs: PLANE_DEFAULTS.leftoversRetryMs,
+      maxDelayMs: PLANE_DEFAULTS.leftoversRetryMaxMs,
+    });
+    // Side by side: the base image checked, and containers a previous run of this plane left behind removed.
+    const [prepared] = await Promise.allSettled([driver.prepare(), leftovers.start()]);
+    if (prepared.status === "rejected") cannotStart = (prepared.reason as Error).message;
+    const unavailable = cannotStart ?? leftovers.pending;
     trace("plane: engine checked, base image found, leftovers removed");
     const inventory = new Inventory(await gpusFound);
     const usage = new UsageLedger(join(options.stateDir, "usage.sqlite"));
@@ -374,7 +386,6 @@ export class Plane {
       usage: () => usage.summary({ running: dispatcher.running(), prepared: dispatcher.preparedLives() }),
     });
     otlp = options.otlp ? new OtlpExporter({ ...options.otlp, planeId, region: options.region, metrics, log }) : undefined;
-    let plane: Plane | undefined;
     const listener = planeServer({
       secret: options.secret,
       planeId,
@@ -415,6 +426,7 @@ export class Plane {
       trace("plane: gateway known");
     } catch (err) {
       // Its gateway did not start: neither does this plane.
+      leftovers.stop();
       await dispatcher.close();
       await logs.close();
       await otlp?.close();
@@ -431,7 +443,8 @@ export class Plane {
       url: httpUrl(options.host, port),
       inventory,
       driver,
-      unavailable,
+      cannotStart,
+      leftovers,
       options: { ...options, gatewayUrl },
       dispatcher,
       mounts,
@@ -447,13 +460,23 @@ export class Plane {
       otlp,
     });
     if (driver.sandboxed === false) log("⚠ plane runtime `process`: functions run as plain processes, NOT sandboxed. For development only.");
-    if (unavailable) log(`⚠ plane ${planeId} cannot start containers: ${unavailable}`);
+    if (cannotStart) log(`⚠ plane ${planeId} cannot start containers: ${cannotStart}`);
     options.onReady?.(plane);
     await plane.#beat();
     trace("plane: first heartbeat answered");
     plane.#heartbeat = setInterval(() => void plane!.#beat(), PLANE_DEFAULTS.heartbeatMs);
     plane.#heartbeat.unref();
     return plane;
+  }
+
+  /** Reports to the gateway now, not at the next heartbeat. */
+  beatNow(): Promise<void> {
+    return this.#beat();
+  }
+
+  /** Why this plane takes no calls: it cannot start containers, or its previous run's are not all removed yet. */
+  get unavailable(): string | undefined {
+    return this.#cannotStart ?? this.#leftovers.pending;
   }
 
   /** Runs one input (a request from the gateway). */
@@ -511,7 +534,8 @@ export class Plane {
 
   /** Checks this plane can run the request and has its bundle on disk; returns the bundle's path. */
   async #prepare(req: PlaneRunRequest): Promise<string> {
-    if (this.unavailable) throw new PlaneUnavailableError(`plane ${this.planeId} cannot start containers: ${this.unavailable}`);
+    if (this.#cannotStart) throw new PlaneUnavailableError(`plane ${this.planeId} cannot start containers: ${this.#cannotStart}`);
+    if (this.#leftovers.pending) throw new NoCapacityError(`plane ${this.planeId} takes no calls yet: ${this.#leftovers.pending}`);
     const known = this.#prepared.get(`${req.bundleHash}:${req.nodeModules ?? ""}`);
     if (known) return known; // every warm call comes here: no file system checks once a bundle is in place
     if (req.nodeModules && !existsSync(req.nodeModules)) {
@@ -594,6 +618,7 @@ export class Plane {
   async close(options: { quick?: boolean } = {}): Promise<void> {
     this.#closing = true;
     clearInterval(this.#heartbeat);
+    this.#leftovers.stop();
     rmSync(join(this.#options.stateDir, "plane.pid"), { force: true });
     await this.#dispatcher.close(options);
     trace("plane: containers stopped");

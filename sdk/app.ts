@@ -27,6 +27,7 @@ import { AGENT_DEFAULTS } from "./defaults.js";
 import { formatGpu } from "./gpu.js";
 import { FUNCTION_NAME_PATTERN, NAME_PATTERN, RESERVED_APP_NAMES, clsParamsProblem, type AppManifest } from "./protocol.js";
 import type { Secret } from "./secret.js";
+import { valueText } from "./value-text.js";
 
 const APP_BRAND = Symbol.for("tandem.app");
 const FUNCTION_BRAND = Symbol.for("tandem.function");
@@ -505,7 +506,7 @@ export class App {
 
   constructor(name: string, options: { spendCap?: number } = {}) {
     if (typeof name !== "string" || !NAME_PATTERN.test(name)) {
-      throw new InvalidOptionsError(`app name ${JSON.stringify(name)} must be 1-64 letters, digits, '-' or '_', starting with a letter or digit`);
+      throw new InvalidOptionsError(`app name ${valueText(name)} must be 1-64 letters, digits, '-' or '_', starting with a letter or digit`);
     }
     if (RESERVED_APP_NAMES.has(name)) throw new InvalidOptionsError(`app name "${name}" is reserved for the gateway's own routes`);
     for (const key of Object.keys(options ?? {})) if (key !== "spendCap") throw new InvalidOptionsError(`app "${name}": unknown option "${key}"`);
@@ -708,7 +709,7 @@ export class App {
    */
   web(label: string, factory: () => WebApp | Promise<WebApp>, options: WebOptions = {}): void {
     if (typeof label !== "string" || !NAME_PATTERN.test(label)) {
-      throw new InvalidOptionsError(`app "${this.name}": web label ${JSON.stringify(label)} must be 1-64 letters, digits, '-' or '_'`);
+      throw new InvalidOptionsError(`app "${this.name}": web label ${valueText(label)} must be 1-64 letters, digits, '-' or '_'`);
     }
     const where = `app "${this.name}": web "${label}"`;
     if (typeof factory !== "function") throw new InvalidOptionsError(`${where} needs a factory function returning a hono app`);
@@ -989,7 +990,7 @@ function checkMethodInputs(where: string, input: unknown, methods: readonly stri
 function checkAuth(auth: unknown, where: string): WebAuth {
   if (auth === undefined) return "public";
   if (typeof auth !== "string" || !WEB_AUTH.includes(auth))
-    throw new InvalidOptionsError(`${where}: option "auth" must be "public" or "token" (got ${JSON.stringify(auth)})`);
+    throw new InvalidOptionsError(`${where}: option "auth" must be "public" or "token" (got ${valueText(auth)})`);
   return auth as WebAuth;
 }
 
@@ -1005,8 +1006,8 @@ export function isApp(value: unknown): value is App {
  * console.log(await greet.remote("Ada"));
  */
 export function lookup<A extends unknown[] = any[], R = any>(appName: string, functionName: string, options: ClientOptions = {}): FunctionHandle<A, R> {
-  if (!NAME_PATTERN.test(appName)) throw new InvalidOptionsError(`lookup: app name ${JSON.stringify(appName)} is not a valid name`);
-  if (!FUNCTION_NAME_PATTERN.test(functionName)) throw new InvalidOptionsError(`lookup: function name ${JSON.stringify(functionName)} is not a valid name`);
+  if (!NAME_PATTERN.test(appName)) throw new InvalidOptionsError(`lookup: app name ${valueText(appName)} is not a valid name`);
+  if (!FUNCTION_NAME_PATTERN.test(functionName)) throw new InvalidOptionsError(`lookup: function name ${valueText(functionName)} is not a valid name`);
   return new FunctionHandle<A, R>({ app: appName, name: functionName, client: options });
 }
 
@@ -1038,6 +1039,6 @@ async function* unwrapOutcomes<R>(outcomes: AsyncIterable<MapOutcome>, returnExc
 function checkMaxBodyBytes(where: string, value: unknown): void {
   if (value === undefined || value === Infinity || (Number.isSafeInteger(value) && (value as number) >= 0)) return;
   throw new InvalidOptionsError(
-    `${where}: option "maxBodyBytes" must be a whole number of bytes, 0 or more, or Infinity for no limit (got ${typeof value === "string" ? JSON.stringify(value) : String(value)})`,
+    `${where}: option "maxBodyBytes" must be a whole number of bytes, 0 or more, or Infinity for no limit (got ${valueText(value)})`,
   );
 }

@@ -14,7 +14,16 @@ import { gatewayExchange, gatewayFetch } from "./transport.js";
 import { toHex } from "./hex.js";
 import { API_LIMITS, DELIVERY_DEFAULTS, GATEWAY_DEFAULTS, LOCAL_DEFAULTS, LOG_LIMITS } from "./defaults.js";
 import { FollowedOnce } from "./log-follow.js";
-import { GatewayUnreachableError, InvalidArgumentError, InvalidOptionsError, ProtocolError, TandemError, fromWireError, type WireError } from "./errors.js";
+import {
+  GatewayUnreachableError,
+  InvalidArgumentError,
+  InvalidOptionsError,
+  ProtocolError,
+  TandemError,
+  fromWireError,
+  ofCall,
+  type WireError,
+} from "./errors.js";
 import { findToken, localGatewayUrl, refusedTokenHint, type FoundToken } from "./credentials.js";
 import type { Invoker, MapOutcome } from "./invoker.js";
 import { ndjsonLines } from "./stream-lines.js";
@@ -172,7 +181,12 @@ export class HttpInvoker implements Invoker {
             had.add(r.index);
             const index = offset + r.index;
             if (r.status === "succeeded") push({ index, ok: true, value: decodeValue(r.result, r.meta) });
-            else push({ index, ok: false, error: fromWireError(r.error ?? { code: "internal", message: `call ${r.callId} ended as ${r.status}` }) });
+            else
+              push({
+                index,
+                ok: false,
+                error: fromWireError(ofCall(r.error ?? { code: "internal", message: `call ${r.callId} ended as ${r.status}` }, r.callId || undefined)),
+              });
           }
           if (had.size === batch.length) unfinished.delete(key);
           return;
@@ -249,7 +263,7 @@ export class HttpInvoker implements Invoker {
     for await (const line of ndjsonLines(res.body!)) {
       const l = line as StreamLine;
       if ("chunk" in l) yield decodeValue(l.chunk, l.meta);
-      else if ("error" in l) throw fromWireError(l.error);
+      else if ("error" in l) throw fromWireError(ofCall(l.error, res.headers.get(HEADERS.callId) ?? undefined));
       else if ("done" in l) return;
       else throw new ProtocolError(`the stream from ${this.baseUrl} sent a line that is no chunk, error or end: ${JSON.stringify(line).slice(0, 200)}`);
     }
@@ -441,12 +455,14 @@ export class HttpInvoker implements Invoker {
   }
 
   private async fail(res: Response): Promise<never> {
-    return this.failWith(res.status, await this.readJson(res));
+    return this.failWith(res.status, await this.readJson(res), res.headers.get(HEADERS.callId) ?? undefined);
   }
 
-  private failWith(status: number, body: unknown): never {
+  /** Throws an error answer as its typed error; one about a call (a record's, or `callId`'s) carries its id. */
+  private failWith(status: number, body: unknown, callId?: string): never {
     if (body && typeof body === "object" && "error" in body) {
-      const error = body.error as WireError;
+      const recordId = "callId" in body && typeof body.callId === "string" && body.callId ? body.callId : callId;
+      const error = ofCall(body.error as WireError, recordId);
       // A refused token that came from the profile file says so: it hides this folder's admin token.
       const hint = error.code === "unauthorized" || error.code === "forbidden" ? refusedTokenHint(this.#found, this.baseUrl) : "";
       throw fromWireError(hint ? { ...error, message: error.message + hint } : error);

@@ -287,6 +287,9 @@ export const PLANE_DEFAULTS = {
   heartbeatMs: 3_000,
   /** A plane that has not reported for this long is not sent calls. */
   staleMs: 15_000,
+  /** The first wait before a plane tries again to remove the containers its previous run left behind; doubled each time, up to the most. */
+  leftoversRetryMs: 1_000,
+  leftoversRetryMaxMs: 30_000,
   /** How far a signed request's timestamp may be from the verifier's clock. */
   signatureWindowMs: 30_000,
   /**

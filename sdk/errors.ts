@@ -379,6 +379,21 @@ export function toWireError(err: unknown): WireError {
 }
 
 /**
+ * `error` as the error of call `callId`: with `details.callId`, unless it names a call already. Every error a call
+ * ends with carries its id (`TandemError.callId`), whichever code it has and wherever it was made.
+ * @example throw fromWireError(ofCall(toWireError(err), callId));
+ */
+export function ofCall(error: WireError, callId: string | undefined): WireError {
+  if (callId === undefined || typeof error.details?.callId === "string") return error;
+  return { ...error, details: { ...error.details, callId } };
+}
+
+/** `err`, a Tandem error, as the error of call `callId` (see `ofCall`): itself when it names a call already. */
+export function errorOfCall(err: TandemError, callId: string): TandemError {
+  return err.callId === undefined ? fromWireError(ofCall(toWireError(err), callId)) : err;
+}
+
+/**
  * The body of every HTTP error answer Tandem gives, in both tiers and the
  * CLI's front door: `{ "error": { code, message, … } }`.
  * @example

@@ -345,6 +345,20 @@ describe("Period", () => {
       'Period({"minutes":1000000000000}): a period must be at most 366 days long (this one is 694444444d10h40m); a yearly job is Cron("@yearly")',
     );
     expect(Period({ days: 367 }).refused).toContain("a period must be at most 366 days long");
+  });
+
+  it("quotes a bad length as it was given: NaN and Infinity as themselves, a string in quotes", () => {
+    // Before, JSON.stringify wrote NaN and Infinity as null, and String() dropped a string's quotes.
+    expect(Period({ hours: NaN }).refused).toBe('Period({"hours":NaN}): hours must be a finite number (got NaN)');
+    expect(Period({ seconds: -Infinity }).refused).toBe('Period({"seconds":-Infinity}): seconds must be a finite number (got -Infinity)');
+    expect(Period({ minutes: "5" } as unknown as { minutes: number }).refused).toBe('Period({"minutes":"5"}): minutes must be a finite number (got "5")');
+    expect(Period({ hours: 1 }, { overlap: NaN as unknown as "skip" }).refused).toBe(
+      'Period({"hours":1}): option "overlap" must be "skip" or "allow" (got NaN)',
+    );
+    expect(Cron(NaN as unknown as string).refused).toBe('Cron: the expression must be a string such as "0 2 * * *"');
+    expect(Cron("0 2 * * *", { timezone: Infinity as unknown as string }).refused).toBe(
+      'Cron("0 2 * * *"): unknown timezone Infinity; use an IANA name such as "UTC", "Europe/Paris" or "America/New_York"',
+    );
     expect(Period({ days: 366 }).refused).toBeUndefined();
   });
 });

@@ -18,6 +18,7 @@ import { SCHEDULE_LIMITS } from "./defaults.js";
 import { InvalidOptionsError } from "./errors.js";
 import { didYouMean } from "./nearest-name.js";
 import { gapEnd, instantsAt, isTimezone, offsetAt } from "./zoned-time.js";
+import { valueText } from "./value-text.js";
 
 const SCHEDULE_BRAND = Symbol.for("tandem.schedule");
 
@@ -66,17 +67,15 @@ export interface Schedule {
  * Cron("30 2 * * Friday-Monday", { timezone: "America/New_York" }) // Fri, Sat, Sun, Mon; at 03:00 the day 02:30 is skipped
  */
 export function Cron(expression: string, options: ScheduleOptions & { timezone?: string } = {}): Schedule {
-  return refusedWhenInvalid("cron", `Cron(${JSON.stringify(expression)})`, () => cron(expression, options));
+  return refusedWhenInvalid("cron", `Cron(${valueText(expression)})`, () => cron(expression, options));
 }
 
 function cron(expression: string, options: ScheduleOptions & { timezone?: string }): Schedule {
-  const where = `Cron(${JSON.stringify(expression)})`;
+  const where = `Cron(${valueText(expression)})`;
   if (typeof expression !== "string") throw new InvalidOptionsError(`Cron: the expression must be a string such as "0 2 * * *"`);
   const { timezone = "UTC", overlap } = checkOptions(where, options, ["timezone", "overlap"]);
   if (typeof timezone !== "string" || !isTimezone(timezone)) {
-    throw new InvalidOptionsError(
-      `${where}: unknown timezone ${JSON.stringify(timezone)}; use an IANA name such as "UTC", "Europe/Paris" or "America/New_York"`,
-    );
+    throw new InvalidOptionsError(`${where}: unknown timezone ${valueText(timezone)}; use an IANA name such as "UTC", "Europe/Paris" or "America/New_York"`);
   }
   const read = readCronExpression(expression, where);
   const written = read.fields.join(" ");
@@ -183,18 +182,19 @@ function cronRuns(walls: CronExpression, timezone: string, interval: boolean) {
  * app.function({ schedule: Period({ hours: 1 }) }, syncFeeds)
  */
 export function Period(length: { days?: number; hours?: number; minutes?: number; seconds?: number }, options: ScheduleOptions = {}): Schedule {
-  return refusedWhenInvalid("period", `Period(${JSON.stringify(length)})`, () => period(length, options));
+  return refusedWhenInvalid("period", `Period(${valueText(length)})`, () => period(length, options));
 }
 
 function period(length: { days?: number; hours?: number; minutes?: number; seconds?: number }, options: ScheduleOptions): Schedule {
-  const where = `Period(${JSON.stringify(length)})`;
+  const where = `Period(${valueText(length)})`;
   const { overlap } = checkOptions(where, options, ["overlap"]);
   if (typeof length !== "object" || length === null) throw new InvalidOptionsError(`Period: give a length such as { hours: 1 }`);
   const units = { days: 86_400_000, hours: 3_600_000, minutes: 60_000, seconds: 1000 } as const;
   let ms = 0;
   for (const [key, value] of Object.entries(length)) {
     if (!(key in units)) throw new InvalidOptionsError(`${where}: unknown unit "${key}"; use days, hours, minutes and seconds`);
-    if (typeof value !== "number" || !Number.isFinite(value)) throw new InvalidOptionsError(`${where}: ${key} must be a finite number (got ${String(value)})`);
+    if (typeof value !== "number" || !Number.isFinite(value))
+      throw new InvalidOptionsError(`${where}: ${key} must be a finite number (got ${valueText(value)})`);
     if (value < 0) throw new InvalidOptionsError(`${where}: ${key} must not be negative`);
     ms += value * units[key as keyof typeof units];
   }
@@ -287,7 +287,7 @@ function checkOptions<K extends string>(where: string, options: unknown, known: 
     if (!(known as string[]).includes(key)) throw new InvalidOptionsError(`${where}: unknown option "${key}"${didYouMean(key, known)}`);
   const o = options as { overlap?: unknown; timezone?: string };
   if (o.overlap !== undefined && o.overlap !== "skip" && o.overlap !== "allow")
-    throw new InvalidOptionsError(`${where}: option "overlap" must be "skip" or "allow"`);
+    throw new InvalidOptionsError(`${where}: option "overlap" must be "skip" or "allow" (got ${valueText(o.overlap)})`);
   return { overlap: (o.overlap as OverlapPolicy | undefined) ?? "skip", ...(o.timezone !== undefined ? { timezone: o.timezone } : {}) };
 }
 

@@ -8,6 +8,7 @@
 import { SECRET_LIMITS } from "./defaults.js";
 import { InvalidOptionsError, fromWireError, toWireError, type TandemError } from "./errors.js";
 import { NAME_PATTERN, SECRET_KEY_PATTERN, SECRET_PROTO_KEY_REFUSED } from "./protocol.js";
+import { valueText } from "./value-text.js";
 
 const SECRET_BRAND = Symbol.for("tandem.secret");
 
@@ -39,7 +40,7 @@ export class Secret {
    */
   static fromName(name: string, options: { requiredKeys?: string[] } = {}): Secret {
     if (typeof name !== "string" || !NAME_PATTERN.test(name))
-      throw new InvalidOptionsError(`Secret.fromName(${JSON.stringify(name)}): a name is 1-64 letters, digits, '-' or '_', starting with a letter or digit`);
+      throw new InvalidOptionsError(`Secret.fromName(${valueText(name)}): a name is 1-64 letters, digits, '-' or '_', starting with a letter or digit`);
     const requiredKeys = options?.requiredKeys ?? [];
     if (!Array.isArray(requiredKeys) || requiredKeys.some((k) => typeof k !== "string" || !SECRET_KEY_PATTERN.test(k)))
       throw new InvalidOptionsError(`Secret.fromName("${name}"): "requiredKeys" must be a list of environment variable names`);

@@ -7,6 +7,7 @@
  */
 import type { z } from "zod";
 import { nearestName } from "./nearest-name.js";
+import { valueText } from "./value-text.js";
 
 /** What the checked names are called in the sentence. */
 export type IssueNoun = "option" | "field" | "setting";
@@ -67,8 +68,8 @@ function keysAt(schema: z.ZodType, path: PropertyKey[]): string[] {
 function echo(value: unknown): string {
   let text: string;
   try {
-    // JSON writes NaN and ±Infinity as null, which would tell the caller a value they did not send.
-    text = typeof value === "number" ? String(value) : (JSON.stringify(value) ?? String(value));
+    // As sent: JSON writes NaN and ±Infinity as null, which would tell the caller a value they did not send.
+    text = valueText(value);
   } catch {
     text = String(value);
   }

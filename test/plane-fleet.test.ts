@@ -15,7 +15,7 @@ import { cp, mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it, onTestFinished } from "vitest";
-import { FunctionCall, PlaneUnavailableError, lookup, type CallRecord } from "../sdk/index.js";
+import { FunctionCall, PlaneUnavailableError, lookup, type CallRecord, type TandemError } from "../sdk/index.js";
 import { PLANE_DEFAULTS } from "../sdk/defaults.js";
 import type { PlaneInfo } from "../sdk/protocol.js";
 import { authed, eventually } from "./helpers/gateway.js";
@@ -411,4 +411,35 @@ describe("the process runtime", () => {
     expect(out.cuda).toMatch(/^[01]$/);
     expect(out.container).toMatch(/^ctr-/);
   });
+});
+
+describe("the only plane of a region killed mid-call", () => {
+  it("ends the call saying that its plane stopped answering during the attempt, in its error and its log", async () => {
+    const stack = await startTestStack(APP, {}, { planes: 0 });
+    const plane = await startPlaneProcess(stack.url, ["--region", "pinned-west"]);
+    try {
+      await eventually(async () => {
+        const res = (await (await fetch(`${stack.url}/v1/planes`, authed())).json()) as { planes: { healthy: boolean }[] };
+        return res.planes.some((p) => p.healthy);
+      }, 20_000);
+      const call = await lookup<[number], number>("plane", "napPinned", { gateway: stack.url }).spawn(4_000);
+      const record = async () => (await (await fetch(`${stack.url}/v1/calls/${call.id}`, authed())).json()) as CallRecord;
+      await eventually(async () => (await record()).status === "running", 20_000);
+      await new Promise((r) => setTimeout(r, 1_000));
+      plane.child.kill("SIGKILL");
+      onTestFinished(() => removeContainersOf(plane.planeId()!));
+      const err = (await call.get({ timeoutMs: 30_000 }).catch((e: unknown) => e)) as TandemError;
+      // Before, it read as a call that never found a plane: "no capacity for CPU in region pinned-west within 6 s".
+      expect(err.code).toBe("no_capacity");
+      expect(err.message).toMatch(
+        new RegExp(`^its plane ${plane.planeId()} stopped answering during attempt 1; no other plane could take it: no capacity for CPU in region pinned-west`),
+      );
+      expect(await record()).toMatchObject({ attempts: 1, error: { details: { lostPlanes: [plane.planeId()] } } });
+      const lines = (await call.logs()).map((l) => l.text);
+      expect(lines).toContain(`plane ${plane.planeId()} stopped answering during attempt 1; trying another plane`);
+    } finally {
+      await stopPlaneProcess(plane).catch(() => {});
+      await stack.dispose();
+    }
+  }, 60_000);
 });

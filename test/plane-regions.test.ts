@@ -7,7 +7,7 @@
  */
 import { execFileSync } from "node:child_process";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { FunctionCall, NoCapacityError, lookup } from "../sdk/index.js";
+import { FunctionCall, NoCapacityError, TandemError, lookup, type CallRecord } from "../sdk/index.js";
 import { runCli } from "./helpers/cli.js";
 import { ADMIN_TOKEN, authed, eventually } from "./helpers/gateway.js";
 import { startTestStack, type TestStack } from "./helpers/stack.js";
@@ -106,6 +106,28 @@ describe("three planes in two regions", () => {
       /no capacity for CPU in region ap-south within 2 s for regions\.apOnly; no healthy plane is in region ap-south/,
     );
     expect((err as NoCapacityError).details).toMatchObject({ regions: ["ap-south"] });
+  });
+
+  it("gives the error of a call, a spawn and a stream that found no plane the id of the call's record", async () => {
+    // Before, err.callId was undefined though the call was recorded.
+    const record = async (id: string) => (await (await fetch(`${stack.url}/v1/calls/${id}`, authed())).json()) as CallRecord;
+    const called = (await fn("apOnly", "ap-south")
+      .remote()
+      .catch((e: unknown) => e)) as NoCapacityError;
+    expect(called).toBeInstanceOf(NoCapacityError);
+    expect(called.callId).toMatch(/^fc-/);
+    await eventually(async () => (await record(called.callId!)).status === "failed", 5_000); // recorded after the answer
+    expect(await record(called.callId!)).toMatchObject({ callId: called.callId, error: { code: "no_capacity", details: { callId: called.callId } } });
+    const spawned = await fn("apOnly", "ap-south").spawn();
+    const got = (await spawned.get().catch((e: unknown) => e)) as NoCapacityError;
+    expect(got).toBeInstanceOf(NoCapacityError);
+    expect(got.callId).toBe(spawned.id);
+    expect((await record(spawned.id)).error?.details).toMatchObject({ callId: spawned.id });
+    const streamed = (await (async () => {
+      for await (const _ of fn("apStream", "ap-south").remoteGen());
+    })().catch((e: unknown) => e)) as TandemError;
+    expect(streamed).toBeInstanceOf(TandemError); // a stream waits for a plane within its timeout: it times out
+    expect(streamed.callId).toMatch(/^fc-/);
   });
 
   it("names a plane in the region that is draining when a call finds no capacity there", async () => {

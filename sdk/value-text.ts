@@ -1,0 +1,49 @@
+/**
+ * A value as an error message quotes it: JSON where the value is JSON (`"5"`, `{"hours":-1}`), and as written
+ * where JSON would say something else (`NaN`, `Infinity`, `undefined`, `5n`, which `JSON.stringify` writes as
+ * `null` or drops). Plain code, so it reads the same in Node, browsers and workerd.
+ */
+
+/** How deep objects and arrays are written before `…` stands for the rest. */
+const MAX_DEPTH = 4;
+
+/**
+ * `value` as a message quotes it.
+ * @example valueText({ hours: NaN }) // '{"hours":NaN}'
+ * @example valueText("5") // '"5"'
+ */
+export function valueText(value: unknown): string {
+  return written(value, 0, new Set());
+}
+
+function written(value: unknown, depth: number, seen: Set<object>): string {
+  switch (typeof value) {
+    case "string":
+      return JSON.stringify(value);
+    case "number":
+      return Object.is(value, -0) ? "-0" : String(value); // NaN, Infinity, -Infinity as themselves
+    case "bigint":
+      return `${value}n`;
+    case "undefined":
+      return "undefined";
+    case "symbol":
+      return value.toString();
+    case "function":
+      return value.name ? `[function ${value.name}]` : "[function]";
+    case "boolean":
+      return String(value);
+  }
+  if (value === null) return "null";
+  const object = value as object;
+  if (seen.has(object)) return "[circular]";
+  if (depth >= MAX_DEPTH) return Array.isArray(object) ? "[…]" : "{…}";
+  if (object instanceof Date) return Number.isNaN(object.getTime()) ? "Invalid Date" : JSON.stringify(object);
+  seen.add(object);
+  try {
+    if (Array.isArray(object)) return `[${object.map((item) => written(item, depth + 1, seen)).join(",")}]`;
+    const entries = Object.entries(object).map(([key, item]) => `${JSON.stringify(key)}:${written(item, depth + 1, seen)}`);
+    return `{${entries.join(",")}}`;
+  } finally {
+    seen.delete(object);
+  }
+}
