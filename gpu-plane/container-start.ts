@@ -80,7 +80,7 @@ export interface ContainerStartOptions {
 }
 
 /** A container's line waiting for its bundle's map: `#line`'s arguments after the container's. */
-type HeldLine = [fn: string, callId: string | null, stream: "stdout" | "stderr", line: string, tail: string[]];
+type HeldLine = [fn: string, callId: string | null, stream: "stdout" | "stderr", line: string, tail: string[], time: number];
 
 /** A container resumed from a memory snapshot that did not get ready: the start falls back to a fresh one. */
 class RestoreFailed extends Error {
@@ -312,7 +312,7 @@ export class ContainerStarter {
   ): void {
     container.onOutput((stream, line) => {
       const { callId, fn, tail } = now();
-      this.#line(req, id, fn, callId ?? null, stream, line, tail);
+      this.#line(req, id, fn, callId ?? null, stream, line, tail, Date.now());
     });
   }
 
@@ -326,12 +326,12 @@ export class ContainerStarter {
     id: string,
     now: () => { label: string; callId: string | undefined; fn: string; tail: string[] },
   ): void {
-    channel.onLog((frame, functions) => {
+    channel.onLog((frame, functions, readAt) => {
       const { label, callId, fn, tail } = now();
       for (const [i, line] of frame.lines.entries()) {
         // A line written outside any call (a class's enter() or exit(), a timer of its own) is tagged as its output's are.
         const callFn = functions[i] ?? fn;
-        this.#line(req, id, callFn, line.callId ?? callId ?? null, line.source, line.text, tail);
+        this.#line(req, id, callFn, line.callId ?? callId ?? null, line.source, line.text, tail, readAt);
       }
       if (frame.dropped) {
         const text = `${frame.dropped} lines dropped: more than ${LOG_LIMITS.runnerMaxLinesPerSecond} lines a second`;
@@ -345,15 +345,15 @@ export class ContainerStarter {
    * One line of a container's, to the plane's log, the container's last lines and the app's log, tagged with the
    * function that wrote it (for a class's container, the method whose call did).
    */
-  #line(req: PoolDescriptor, id: string, fn: string, callId: string | null, stream: "stdout" | "stderr", line: string, tail: string[]): void {
+  #line(req: PoolDescriptor, id: string, fn: string, callId: string | null, stream: "stdout" | "stderr", line: string, tail: string[], time: number): void {
     // A stack the app printed names its files, as its errors' stacks do: a frame of Tandem's own is left out. While the
     // bundle's map is fetched for a frame, the container's lines wait, in order.
     const held = this.#heldLines.get(id);
-    if (held) return void held.push([fn, callId, stream, line, tail]);
+    if (held) return void held.push([fn, callId, stream, line, tail, time]);
     const lineMaps = this.#o.lineMaps;
     const text = lineMaps ? lineMaps.mapLogLine(req.bundleHash, line) : line;
     if (text === undefined) {
-      const waiting: HeldLine[] = [[fn, callId, stream, line, tail]];
+      const waiting: HeldLine[] = [[fn, callId, stream, line, tail, time]];
       this.#heldLines.set(id, waiting);
       void lineMaps!.fetchLineMap(req.bundleHash).then(() => {
         this.#heldLines.delete(id);
@@ -364,7 +364,7 @@ export class ContainerStarter {
     if (text === null) return;
     keepLogLine(tail, text);
     this.#o.log(`[${req.app}.${fn} ${callId ?? "-"} ${id}]${stream === "stderr" ? " (stderr)" : ""} ${text}`);
-    this.#o.onLogLine?.({ app: req.app, function: fn, callId, containerId: id, source: stream, text });
+    this.#o.onLogLine?.({ app: req.app, function: fn, callId, containerId: id, source: stream, text, time });
   }
 
   async #start(

@@ -18,8 +18,8 @@ afterEach(async () => {
 async function connected() {
   const dir = await mkdtemp(join(tmpdir(), "tandem-control-"));
   const channel = await ControlChannel.open(join(dir, "ctl"));
-  const logs: { frame: LogFrame; functions: (string | undefined)[] }[] = [];
-  channel.onLog((frame, functions) => logs.push({ frame, functions }));
+  const logs: { frame: LogFrame; functions: (string | undefined)[]; readAt: number; handedOnAt: number }[] = [];
+  channel.onLog((frame, functions, readAt) => logs.push({ frame, functions, readAt, handedOnAt: Date.now() }));
   const runner = net.connect(join(channel.dir, "control.sock"));
   const inputs: string[] = [];
   const lines = new LineSplitter();
@@ -43,6 +43,24 @@ const until = async (check: () => boolean) => {
 };
 
 describe("a container's log frames", () => {
+  it("are timed as read, before the output read with them, though they are handed on after it", async () => {
+    const { channel, logs, inputs, send } = await connected();
+    const output = channel.run({ t: "input", callId: CALL, function: "f", attempt: 1, args: { json: [] } });
+    await until(() => inputs.length === 1);
+    const sentAt = Date.now();
+    send({ t: "log", lines: [line(CALL, "printed, then the result")] });
+    send({ t: "output", callId: CALL, status: "succeeded", result: { json: 1 } });
+    await output;
+    const answeredAt = Date.now();
+    // Handed on late, as a busy plane might: the line's time is still when it came.
+    const busyUntil = Date.now() + 30;
+    while (Date.now() < busyUntil);
+    await until(() => logs.length === 1);
+    expect(logs[0]!.readAt).toBeGreaterThanOrEqual(sentAt);
+    expect(logs[0]!.readAt).toBeLessThanOrEqual(answeredAt);
+    expect(logs[0]!.handedOnAt).toBeGreaterThanOrEqual(busyUntil);
+  });
+
   it("keep the call of a line only when that call runs or ran in this container: another call's id is its own line", async () => {
     const { channel, logs, inputs, send } = await connected();
     const output = channel.run({ t: "input", callId: CALL, function: "f", attempt: 1, args: { json: [] } });

@@ -30,11 +30,11 @@ export class ControlChannel {
   #ready!: (frame: Ready) => void;
   /** Inputs in flight, by call id: a container may run several at once (`concurrency.maxInputs`). */
   readonly #pending = new Map<string, { fn: string; resolve: (o: Output) => void; reject: (e: Error) => void; onChunk?: (c: Chunk) => void }>();
-  #onLog: (frame: LogFrame, functions: (string | undefined)[]) => void = () => {};
+  #onLog: (frame: LogFrame, functions: (string | undefined)[], readAt: number) => void = () => {};
   /** The calls this container ran last (`RECENT_CALLS` of them), with their functions: a line written late by one of them keeps its call. */
   readonly #recent = new Map<string, string>();
-  /** Log frames read and not yet handed on: as read (their parse waits too), or parsed. */
-  #logs: (string | LogFrame)[] = [];
+  /** Log frames read and not yet handed on: as read (their parse waits too), or parsed; each with when it was read. */
+  #logs: { frame: string | LogFrame; readAt: number }[] = [];
   #failure: Error | undefined;
   #onProtocolError: (message: string) => void = () => {};
   #onUncaught: (frame: UncaughtFrame) => void = () => {};
@@ -75,7 +75,7 @@ export class ControlChannel {
    * lines come before its output; they are read and handed on just after the frames read with them, so the output of
    * a call that logged goes back first.
    */
-  onLog(listener: (frame: LogFrame, functions: (string | undefined)[]) => void): void {
+  onLog(listener: (frame: LogFrame, functions: (string | undefined)[], readAt: number) => void): void {
     this.#onLog = listener;
   }
 
@@ -199,13 +199,15 @@ export class ControlChannel {
 
   /** Keeps a log frame (its line as read, or parsed) to hand on after the frames read with it. */
   #log(frame: string | LogFrame): void {
-    if (this.#logs.push(frame) > 1) return;
+    // Its lines' time is when they were read, before the output read with them: handed on after it, they would be
+    // later than the gateway's line about how the call ended.
+    if (this.#logs.push({ frame, readAt: Date.now() }) > 1) return;
     setImmediate(() => {
       const logs = this.#logs;
       this.#logs = [];
-      for (const log of logs) {
-        const parsed = typeof log === "string" ? this.#parseLog(log) : log;
-        if (parsed) this.#handOn(parsed);
+      for (const { frame, readAt } of logs) {
+        const parsed = typeof frame === "string" ? this.#parseLog(frame) : frame;
+        if (parsed) this.#handOn(parsed, readAt);
       }
     });
   }
@@ -225,7 +227,7 @@ export class ControlChannel {
     return undefined;
   }
 
-  #handOn(frame: LogFrame): void {
+  #handOn(frame: LogFrame, readAt: number): void {
     // A line tagged with a call this container never ran is its own (a container could claim another call's id): it
     // is kept as written outside any call.
     const fnOf = (callId: string) => this.#pending.get(callId)?.fn ?? this.#recent.get(callId);
@@ -234,6 +236,7 @@ export class ControlChannel {
     this.#onLog(
       frame,
       frame.lines.map((line) => (line.callId === null ? undefined : fnOf(line.callId))),
+      readAt,
     );
   }
 

@@ -49,9 +49,11 @@ describe("LogShipper", () => {
     );
     const before = Date.now();
     shipper.add(line("one"));
-    shipper.add(line("two"));
+    shipper.add({ ...line("two"), time: before - 7 }); // read from its container earlier: its time is kept
     await expect.poll(() => gateway.batches.length, { timeout: 2_000, interval: 10 }).toBe(1);
     expect(Date.now() - before).toBeLessThan(500);
+    expect(gateway.batches[0]!.lines.map((l) => l.time - before)).toEqual([expect.any(Number), -7]);
+    expect(gateway.batches[0]!.lines[0]!.time).toBeGreaterThanOrEqual(before);
     expect(gateway.batches[0]!.planeId).toBe(PLANE);
     expect(gateway.batches[0]!.lines.map((l) => [l.text, l.tier, l.region, l.app])).toEqual([
       ["one", "plane", "eu", "shop"],

@@ -18,7 +18,8 @@ import { GATEWAY_AUDIENCE, cutLogLine, paths, type LogLine, type PlaneLogBatch }
 import { signRequest } from "../sdk/signing.js";
 
 /** A line as the plane's parts hand it over: the shipper adds the time, tier and region. */
-export type PlaneLogLine = Pick<LogLine, "app" | "function" | "callId" | "containerId" | "source" | "text">;
+/** A plane's line for the app's log; `time`, when it was read from its container (default: when it is added). */
+export type PlaneLogLine = Pick<LogLine, "app" | "function" | "callId" | "containerId" | "source" | "text"> & { time?: number };
 
 export interface LogShipperOptions {
   gatewayUrl: string | Promise<string>;
@@ -71,7 +72,7 @@ export class LogShipper {
   add(line: PlaneLogLine): void {
     if (this.#closed) return;
     const text = cutLogLine(line.text);
-    const record: LogLine = { time: Date.now(), ...line, tier: "plane", region: this.#o.region, text };
+    const record: LogLine = { ...line, time: line.time ?? Date.now(), tier: "plane", region: this.#o.region, text };
     this.#o.tap?.(record);
     if (this.#buffer.length >= this.#o.maxBufferedLines || this.#chars + text.length > LOG_LIMITS.planeMaxBufferedChars) {
       this.#dropped.set(line.app, (this.#dropped.get(line.app) ?? 0) + 1);

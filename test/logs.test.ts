@@ -23,7 +23,7 @@ const SECRET_VALUE = "s3cr3t-4e1b-log-value";
 
 const appSource = `
 import { execFileSync } from "node:child_process";
-import { App, Retries, Secret } from "tandem";
+import { App, Retries, Secret, currentCall } from "tandem";
 const app = new App("journal");
 const key = Secret.fromDict({ KEY: process.env.JOURNAL_KEY });
 export const planeSlow = app.function({ tier: "plane", timeout: 5 }, async (ms: number) => { await new Promise((r) => setTimeout(r, ms)); });
@@ -119,6 +119,13 @@ export const edgeWait = app.function(async (ms: number) => { console.log("edge w
 // Its lines come in two batches of the isolate's, the last one just as it throws.
 export const edgeLate = app.function(async () => { console.log("edge starts"); await new Promise((r) => setTimeout(r, 120)); console.log("edge ends"); throw new Error("edge late"); });
 export const planeBoom = app.function({ tier: "plane", retries: boom }, () => { throw new TypeError("plane boom"); });
+// Prints, then fails: each attempt's line comes before the gateway's line about that attempt.
+const printsThenFails = (tier: string) => () => {
+  console.log(tier + " tries " + currentCall().attempt);
+  throw new Error(tier + " tried " + currentCall().attempt);
+};
+export const planeTries = app.function({ tier: "plane", retries: boom }, printsThenFails("plane"));
+export const edgeTries = app.function({ retries: boom }, printsThenFails("edge"));
 // A line every 100 ms, then a last one just as it returns.
 const ticks = (tier: string) => async (n: number) => {
   for (let i = 1; i <= n; i++) {
@@ -476,6 +483,22 @@ describe("tandem logs", () => {
       .poll(async () => (await logs("?function=flaky&source=system")).lines.map((l) => l.text))
       .toEqual([expect.stringMatching(/^attempt 1 failed \(first try fails\); attempt 2 in \d+ ms$/)]);
   }, 30_000);
+
+  it("reads an attempt's printed line before the gateway's line about how that attempt ended, though the plane sends it later", async () => {
+    for (const tier of ["plane", "edge", "plane", "edge"]) {
+      const call = await fn<[], never>(`${tier}Tries`).spawn();
+      await expect(call.get()).rejects.toThrow(`${tier} tried 2`);
+      const order = async () => (await logs(`?call=${call.id}`)).lines.filter((l) => l.source !== "system" || l.tier === "edge").map((l) => l.text);
+      await expect
+        .poll(order, { timeout: 5_000 })
+        .toEqual([
+          `${tier} tries 1`,
+          expect.stringMatching(new RegExp(`^attempt 1 failed \\(${tier} tried 1\\); attempt 2 in \\d+ ms$`)),
+          `${tier} tries 2`,
+          `failed after 2 attempts: Error: ${tier} tried 2`,
+        ]);
+    }
+  }, 60_000);
 
   it("keeps a line when a call ends failed, once, after its last attempt, in either tier", async () => {
     await expect(fn<[], never>("edgeBoom").remote()).rejects.toThrow(/edge boom/);
