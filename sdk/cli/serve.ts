@@ -8,8 +8,9 @@ import { dirname, join } from "node:path";
 import { Inventory } from "../../gpu-plane/inventory.js";
 import { Plane, planeGpus } from "../../gpu-plane/plane.js";
 import type { App } from "../app.js";
+import { formatDuration } from "../schedule.js";
 import { LOCAL_GATEWAY_FILE } from "../credentials.js";
-import { DASHBOARD, paths, type DeployStrategy } from "../protocol.js";
+import { DASHBOARD, paths, type DeployStrategy, type ScheduleInfo } from "../protocol.js";
 import { FrontDoor, endpointBodyLimits, endpointsAskingToken, webMounts } from "./front-door.js";
 import { BuildCache } from "./build-cache.js";
 import { buildApps, checkPlaneFits, LOCAL_PLANE_REGION, localAdminToken, planeSecret, uploadPlaneBundles } from "./local-stack.js";
@@ -154,7 +155,7 @@ export async function serve(options: ServeOptions): Promise<Serving> {
     const why = options.gpus ? `declared with --gpus "${options.gpus}"` : "no nvidia-smi here, so the local plane declares one of each known type";
     log(style.warn(`  GPUs are simulated (${why}); scheduling and CUDA_VISIBLE_DEVICES work as with real ones.`));
   }
-  printEndpoints(built.apps, url, log);
+  printEndpoints(built.apps, url, log, await scheduledNext(url, adminToken));
   log(style.dim(`  dashboard ${url.href.replace(/\/$/, "")}${DASHBOARD.base}/ (npx tandem dashboard logs a browser in)`));
   // A named secret the app declares and the gateway lacks: said now. The gateway stays up, so that
   // `tandem secret create` can reach it; calls read secrets when they run, so nothing needs loading again.
@@ -240,7 +241,7 @@ export async function serve(options: ServeOptions): Promise<Serving> {
     built = next;
     rewatch(built.worker.inputs);
     log(`${style.ok("↻")} reloaded in ${Math.round(performance.now() - t0)} ms`);
-    printEndpoints(next.apps, url, log);
+    printEndpoints(next.apps, url, log, await scheduledNext(live.url, adminToken));
   };
 
   // miniflare fires no cron triggers: serve calls the Worker's scheduled handler at the start of every minute, as
@@ -287,17 +288,22 @@ export async function serve(options: ServeOptions): Promise<Serving> {
  * cannot recolour, erase or retitle the terminal `tandem serve` runs in.
  */
 function echoGatewayLine(line: string, stream: "stdout" | "stderr"): void {
-  if (isClientGoneLine(line)) return;
+  if (isHarmlessWorkerdLine(line)) return;
   (stream === "stdout" ? process.stdout : process.stderr).write(visibleControls(line) + "\n");
 }
 
 /**
- * workerd's own line for an answer it could not finish writing because its client went away (a `.map` or a stream
- * left early, a follow stopped): no error of the app's or the gateway's, though it reads as a crash.
- * @example isClientGoneLine("workerd/server/server.c++:5351: error: … = kj/async-io-unix.c++:186: disconnected: ::write(…): Broken pipe"); // true
+ * workerd's own lines that tell of nothing wrong with the app or the gateway, though they read as a crash: an answer
+ * it could not finish writing because its client went away (a `.map` or a stream left early, a follow stopped), and
+ * a Durable Object's alarm handler cancelled because the object set its next alarm meanwhile (the Scheduler does so
+ * as each schedule runs; seen after a restart, when an alarm that came due while workerd was down runs at once).
+ * @example isHarmlessWorkerdLine("workerd/server/server.c++:5351: error: … = kj/async-io-unix.c++:186: disconnected: ::write(…): Broken pipe"); // true
  */
-export function isClientGoneLine(line: string): boolean {
-  return /^workerd\/\S+: error: .*: disconnected: .*(Broken pipe|Connection reset by peer)/.test(line);
+export function isHarmlessWorkerdLine(line: string): boolean {
+  return (
+    /^workerd\/\S+: error: .*: disconnected: .*(Broken pipe|Connection reset by peer)/.test(line) ||
+    /^workerd\/io\/actor-sqlite\.c\+\+:\d+: warning: NOSENTRY SQLite alarm handler canceled with requestScheduledAlarm\./.test(line)
+  );
 }
 
 /** Removes the file that says where this process serves, unless another serve has written it since. */
@@ -309,7 +315,26 @@ function forgetServed(file: string): void {
   }
 }
 
-function printEndpoints(apps: App[], url: URL, log: (line: string) => void): void {
+/**
+ * When each scheduled function runs next, by `<app>.<function>`, as the gateway's Scheduler keeps it (`tandem schedule
+ * list`): a period counts from when the schedule was first seen, not from a reload. Empty when the gateway cannot say.
+ */
+async function scheduledNext(gateway: URL, adminToken: string): Promise<Map<string, number>> {
+  try {
+    const res = await fetch(new URL(paths.schedules(), gateway), { headers: { authorization: `Bearer ${adminToken}` } });
+    if (!res.ok) {
+      await res.body?.cancel();
+      return new Map();
+    }
+    const { schedules } = (await res.json()) as { schedules: ScheduleInfo[] };
+    return new Map(schedules.filter((s) => s.nextRuns[0] !== undefined).map((s) => [`${s.app}.${s.function}`, s.nextRuns[0]!]));
+  } catch {
+    return new Map();
+  }
+}
+
+/** `next` (`scheduledNext`): when each schedule runs next; one it lacks is counted from now. */
+export function printEndpoints(apps: App[], url: URL, log: (line: string) => void, next: ReadonlyMap<string, number> = new Map(), now = Date.now()): void {
   const base = url.href.replace(/\/$/, "");
   for (const app of apps) {
     log("");
@@ -322,9 +347,9 @@ function printEndpoints(apps: App[], url: URL, log: (line: string) => void): voi
     }
     for (const fn of app.callables.filter((c) => c.spec.schedule)) {
       const schedule = fn.spec.schedule!;
-      log(
-        `    schedule  ${fn.name.padEnd(20)} ${schedule.description}${style.dim(`, next ${schedule.kind === "cron" ? schedule.nextRuns(1)[0]!.toISOString() : `in ${schedule.description.replace("every ", "")}`}`)}`,
-      );
+      const at = next.get(`${app.name}.${fn.name}`) ?? schedule.nextRuns(1, { from: now })[0]!.getTime();
+      const when = schedule.kind === "cron" ? new Date(at).toISOString() : at <= now ? "now" : `in ${formatDuration(Math.ceil((at - now) / 1000) * 1000)}`;
+      log(`    schedule  ${fn.name.padEnd(20)} ${schedule.description}${style.dim(`, next ${when}`)}`);
     }
     const guarded = (auth: string) => (auth === "token" ? style.dim("  (needs a token)") : "");
     for (const mount of app.webMounts) log(`    web       ${mount.label.padEnd(20)} ${base}${paths.web(app.name, mount.label)}/${guarded(mount.auth)}`);
