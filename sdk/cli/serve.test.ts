@@ -2,7 +2,7 @@
 import { expect, it } from "vitest";
 import { App } from "../app.js";
 import { Period } from "../schedule.js";
-import { isHarmlessWorkerdLine, printEndpoints } from "./serve.js";
+import { isHarmlessWorkerdLine, printEndpoints, requestLine, restartDelayMs } from "./serve.js";
 
 it("leaves out workerd's line for an answer its client left early, and keeps every other error", () => {
   expect(
@@ -40,4 +40,15 @@ it("prints when each schedule runs next as the gateway keeps it, not one period 
   expect(lines.find((l) => l.includes("heartbeat") && l.includes("schedule"))).toMatch(/every 20s, next in 7s$/);
   // One the gateway did not list (it could not be asked): counted from now.
   expect(lines.find((l) => l.includes("hourly") && l.includes("schedule"))).toMatch(/every 1h, next in 1h$/);
+});
+
+it("starts a workerd that died again at once, then after longer pauses while it keeps dying as soon as it starts, then gives up", () => {
+  expect([1, 2, 3, 4, 5].map(restartDelayMs)).toEqual([0, 1000, 2000, 4000, undefined]);
+});
+
+it("logs a request with the status its client got: none when it was cut before its answer began, and says when an answer was cut", () => {
+  expect(requestLine("POST", "/v1/apps/a/functions/f/call", 200, 12.04, false)).toBe("POST /v1/apps/a/functions/f/call 200 12.0 ms");
+  expect(requestLine("POST", "/v1/apps/a/functions/f/call", undefined, 3527.4, true)).toBe("POST /v1/apps/a/functions/f/call no answer (cut) 3527.4 ms");
+  expect(requestLine("POST", "/v1/apps/a/functions/f/stream", 200, 900, true)).toBe("POST /v1/apps/a/functions/f/stream 200 (cut) 900.0 ms");
+  expect(requestLine("POST", "/v1/planes/heartbeat", 204, 1, false)).toBeUndefined();
 });
