@@ -192,13 +192,14 @@ export class FrontDoor {
     this.#slot = undefined;
     this.#retire(old);
     // Every request waits meanwhile. One its client sends again goes to the new workerd when it comes again: a read (a
-    // long poll, a log follow, a page's live stream) is cut at once, a keyed call after a moment (it may end by then).
-    // A stream or a web request is waited for, and serve says so.
+    // long poll, a log follow, a page's live stream, whose clients reconnect when dropped) is cut at once, a keyed call
+    // after a moment (it may end by then), answered 503 where its answer has not begun (curl shows why). A stream or a
+    // web request is waited for. Serve says which.
     for (const [res, { resumes }] of old.inflight) if (resumes === "read") res.destroy();
     const calls = [...old.inflight.values()].filter((r) => r.resumes === "call").map((r) => r.name);
     if (calls.length) this.onHoldWaiting?.(calls, "cut");
     const cut = setTimeout(() => {
-      for (const [res, { resumes }] of old.inflight) if (resumes) res.destroy();
+      for (const [res, { resumes }] of old.inflight) if (resumes) void cutOff(res, RELOAD_CUT); // only calls are left of them
       const waitedFor = [...old.inflight.values()].filter((r) => !r.resumes).map((r) => r.name);
       if (waitedFor.length) this.onHoldWaiting?.(waitedFor, "end");
     }, this.resumableWaitMs);
@@ -238,12 +239,7 @@ export class FrontDoor {
   async cut(): Promise<void> {
     this.#stopping = true;
     this.release();
-    const answered = [...(this.#slot?.inflight.keys() ?? [])].map((res) => {
-      if (res.headersSent) return void res.destroy();
-      res.shouldKeepAlive = false;
-      answer(res, new GatewayUnreachableError("tandem serve stopped before the gateway answered this request; send it again once serve runs"), 503);
-      return new Promise((resolve) => res.once("close", resolve));
-    });
+    const answered = [...(this.#slot?.inflight.keys() ?? [])].map((res) => cutOff(res, STOP_CUT));
     // Written before their connections close (a moment at most: a client that reads nothing is cut).
     await Promise.race([Promise.all(answered), new Promise((resolve) => setTimeout(resolve, ANSWER_WRITE_WAIT_MS))]);
   }
@@ -507,9 +503,9 @@ export class FrontDoor {
     // The client went away before the answer ended: tell the gateway (a streaming generator stops). The reset this
     // destroy raises is the door's own, not a stale connection's: the request is not sent again (a call ran twice).
     res.on("close", () => {
-      if (res.writableFinished) return;
+      if (res.writableFinished && answered) return;
       stopped = true;
-      current.destroy();
+      current.destroy(); // also when the door answered in the gateway's stead (`cutOff`)
     });
   }
 
@@ -815,6 +811,26 @@ function preflightKey(req: http.IncomingMessage): string {
 function answer(res: http.ServerResponse, err: TandemError, status = err.status): void {
   res.writeHead(status, { "content-type": "application/json", [HEADERS.protocol]: PROTOCOL_VERSION });
   res.end(JSON.stringify(errorBody(err)));
+}
+
+/** Why a reload (`hold`) cut a request its client sends again, as its 503 says. */
+const RELOAD_CUT =
+  "tandem serve is reloading the app and cut this request to let the new version start: send it again (the SDK does; a call sent again with its Idempotency-Key goes on where it was)";
+/** Why a stopping serve (`drain`, `cut`) ended a request in flight, as its 503 says. */
+const STOP_CUT = "tandem serve stopped before the gateway answered this request; send it again once serve runs";
+
+/**
+ * Ends a request in flight in the gateway's stead: answered 503 (`gateway_unreachable`, which the SDK sends again, and
+ * which curl shows) where its answer has not begun, else cut. Resolves once the answer is written.
+ */
+function cutOff(res: http.ServerResponse, why: string): Promise<void> {
+  if (res.headersSent) {
+    res.destroy();
+    return Promise.resolve();
+  }
+  res.shouldKeepAlive = false;
+  answer(res, new GatewayUnreachableError(why), 503);
+  return new Promise((resolve) => res.once("close", () => resolve()));
 }
 
 /** Refuses a request before its body is sent on, then reads what the client still sends, so it can read the answer. */
