@@ -80,6 +80,24 @@ it("starts its workerd again when it is killed, says so, and a call succeeds aft
   expect((await callSlow(served!.url, 0)) as { status: number }).toMatchObject({ status: 200 });
 }, 60_000);
 
+it("gives up with an error and exit code 1 when its workerd keeps dying as soon as it starts, after pauses growing between starts", async () => {
+  const exited = childEnded(served!.process);
+  for (let death = 1; death <= 5; death++) {
+    const restarts = served!.output().split("the gateway started again").length - 1;
+    const workerd = workerdChildren(served!.process.pid!)[0]!;
+    process.kill(workerd, "SIGKILL");
+    if (death === 5) break;
+    await served!.waitFor(new RegExp(`(the gateway started again[\\s\\S]*){${restarts + 1}}`), 20_000);
+  }
+  expect(await exited).toBe(1);
+  const out = served!.output();
+  expect(out).toMatch(/starting it again, requests wait/);
+  expect(out).toMatch(/starting it again in 1 s[\s\S]*starting it again in 2 s[\s\S]*starting it again in 4 s/);
+  expect(out).toMatch(
+    /error: the gateway's workerd \(pid \d+\) exited unexpectedly \(signal SIGKILL\), its 5th death in a row within 30 s of its start; tandem serve gives up/,
+  );
+}, 60_000);
+
 it("on Ctrl-C takes no new request, lets a call in flight end with its answer, and exits", async () => {
   const inFlight = callSlow(served!.url, 3_000);
   await new Promise((resolve) => setTimeout(resolve, 500));

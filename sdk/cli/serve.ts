@@ -260,9 +260,12 @@ export async function serve(options: ServeOptions): Promise<Serving> {
     for (;;) {
       const delay = restartDelayMs(deaths);
       if (delay === undefined) {
-        const why = `the gateway's workerd${how}, its ${deaths}th death in a row within ${QUICK_DEATH_MS / 1000} s of its start; tandem serve gives up (its output above may say why)`;
-        log(`${style.err("✗")} ${why}`);
-        return failedWith(new Error(why));
+        // Said by the CLI, which stops serve (exit code 1).
+        return failedWith(
+          new Error(
+            `the gateway's workerd${how}, its ${deaths}th death in a row within ${QUICK_DEATH_MS / 1000} s of its start; tandem serve gives up (its output above may say why)`,
+          ),
+        );
       }
       log(`${style.err("✗")} the gateway's workerd${how}; starting it again${delay ? ` in ${delay / 1000} s` : ""}, requests wait meanwhile`);
       const t0 = performance.now();
