@@ -510,6 +510,11 @@ export const DELIVERY_DEFAULTS = {
    * page's live stream) is cut at once; a stream or a web request is waited for to its end.
    */
   frontDoorResumableWaitMs: 5_000,
+  /**
+   * How long a stopping `tandem serve` (Ctrl-C) waits for its requests in flight and the local plane's inputs to end
+   * before it answers the requests left 503 and stops the plane's containers; a second Ctrl-C stops at once.
+   */
+  serveStopGraceMs: 10_000,
   /** How long a plane's API keeps an idle connection: more than `serverIdleCloseMs`, so the gateway (the client) closes first. */
   planeKeepAliveMs: 30_000,
 } as const;

@@ -291,7 +291,11 @@ function checkOptions<K extends string>(where: string, options: unknown, known: 
   return { overlap: (o.overlap as OverlapPolicy | undefined) ?? "skip", ...(o.timezone !== undefined ? { timezone: o.timezone } : {}) };
 }
 
-function formatDuration(ms: number): string {
+/**
+ * A duration in the units a period is written in, largest first.
+ * @example formatDuration(3_725_000) // "1h2m5s"
+ */
+export function formatDuration(ms: number): string {
   const parts: string[] = [];
   let rest = ms;
   for (const [unit, size] of [

@@ -205,6 +205,9 @@ describe("a plane function pinned to regions the local plane is not in", () => {
       'app "pinned": function "embed" cannot run on the local plane: it runs only in region eu-west, and this plane is in region local; call it through a gateway with a plane there (tandem plane --region eu-west)',
     );
     expect(stdout).toBe("");
+    // Refused before its plane starts: no container started ahead, and nothing printed after the error.
+    expect(stderr).not.toContain("[plane]");
+    expect(stderr.trimEnd().split("\n").at(-1)).toMatch(/^error: app "pinned": function "embed" cannot run on the local plane/);
     expect(Date.now() - started).toBeLessThan(30_000);
   });
 });

@@ -347,11 +347,11 @@ describe("the front door of tandem serve", () => {
     agent.destroy();
   });
 
-  it("logs an upload its client killed midway as 499, the client gone, with no error of the gateway's: nothing is stored", async () => {
+  it("logs an upload its client killed midway as cut, with no answer, and no error of the gateway's: nothing is stored", async () => {
     const auth = { authorization: `Bearer ${ADMIN_TOKEN}` };
     await fetch(new URL("/v1/volumes", doorUrl), { method: "POST", headers: auth, body: JSON.stringify({ name: "aborted", existOk: true }) });
-    const logged: [string, string, number][] = [];
-    door.onRequest = (method, path, status) => void logged.push([method, path, status]);
+    const logged: [string, string, number | undefined, boolean][] = [];
+    door.onRequest = (method, path, status, _ms, cut) => void logged.push([method, path, status, cut]);
     const printed = gw.output.length;
     try {
       const req = http.request(new URL("/v1/volumes/aborted/file?path=aborted.bin", doorUrl), { method: "PUT", headers: auth });
@@ -360,7 +360,7 @@ describe("the front door of tandem serve", () => {
       await new Promise((r) => setTimeout(r, 300)); // the gateway is reading it
       req.destroy();
       await eventually(() => logged.some(([, path]) => path.includes("aborted.bin")), 5_000);
-      expect(logged.find(([, path]) => path.includes("aborted.bin"))).toEqual(["PUT", "/v1/volumes/aborted/file?path=aborted.bin", 499]);
+      expect(logged.find(([, path]) => path.includes("aborted.bin"))).toEqual(["PUT", "/v1/volumes/aborted/file?path=aborted.bin", undefined, true]);
       await new Promise((r) => setTimeout(r, 500)); // the gateway's side of it ends
       expect(gw.output.slice(printed).filter((l) => /gateway:|Network connection lost/.test(l))).toEqual([]);
     } finally {

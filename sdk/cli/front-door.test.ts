@@ -232,11 +232,12 @@ it("cuts a reload's requests in flight that their clients send again, reads at o
     through(base, "POST", "/v1/apps/shop/functions/slow/call", { "idempotency-key": "k-1", authorization: "Bearer tk-x" }),
   ];
   while (upstream.arrived.length < 3) await new Promise((resolve) => setTimeout(resolve, 10));
-  const waiting: string[][] = [];
-  door.onHoldWaiting = (requests) => waiting.push(requests);
+  const waiting: [string[], string][] = [];
+  door.onHoldWaiting = (requests, until) => waiting.push([requests, until]);
   const started = performance.now();
   const hold = door.hold();
-  // The reads at once (nothing runs for them); the call after a moment, in which it may have ended.
+  // The reads at once (nothing runs for them; their clients reconnect); the call after a moment, in which it may have
+  // ended, answered 503 gateway_unreachable, which the SDK sends again (and curl shows), rather than cut without a word.
   expect(await Promise.race([Promise.all(answers.slice(0, 2)), new Promise((resolve) => setTimeout(() => resolve("still open"), 500))])).toEqual([
     "cut",
     "cut",
@@ -245,8 +246,9 @@ it("cuts a reload's requests in flight that their clients send again, reads at o
   await hold;
   expect(performance.now() - started).toBeLessThan(3_000);
   expect(disposed).toBe(true);
-  expect(await answers[2]).toBe("cut");
-  expect(waiting).toEqual([]);
+  expect(await answers[2]).toBe(503);
+  // Serve said at once what the hold waited for, and for how long: the call, until it was cut.
+  expect(waiting).toEqual([[["POST /v1/apps/shop/functions/slow/call"], "cut"]]);
 });
 
 it("waits, in a reload, for a stream or a web request in flight to end, and says what it waits for", async () => {
@@ -259,17 +261,85 @@ it("waits, in a reload, for a stream or a web request in flight to end, and says
   const base = url.href.replace(/\/$/, "");
   const answers = [through(base, "POST", "/v1/apps/shop/functions/feed/stream", { authorization: "Bearer tk-x" }), through(base, "POST", "/shop/web/export")];
   while (upstream.arrived.length < 2) await new Promise((resolve) => setTimeout(resolve, 10));
-  const waiting: string[][] = [];
-  door.onHoldWaiting = (requests) => waiting.push(requests);
+  const waiting: [string[], string][] = [];
+  door.onHoldWaiting = (requests, until) => waiting.push([requests, until]);
   let held = false;
   const hold = door.hold().then(() => void (held = true));
   await new Promise((resolve) => setTimeout(resolve, 600));
   expect({ held, disposed }).toEqual({ held: false, disposed: false });
-  expect(waiting).toEqual([["POST /v1/apps/shop/functions/feed/stream", "POST /shop/web/export"]]);
+  expect(waiting).toEqual([[["POST /v1/apps/shop/functions/feed/stream", "POST /shop/web/export"], "end"]]);
   upstream.finish();
   await hold;
   expect(disposed).toBe(true);
   expect(await Promise.all(answers)).toEqual([200, 200]);
+});
+
+it("stops taking requests when serve stops, lets those in flight end, and answers those still in flight 503, logged as 503", async () => {
+  const upstream = await startHanging();
+  const { door, url } = await FrontDoor.listen("127.0.0.1", 0);
+  open.push(upstream.close, () => door.close());
+  door.swap({ url: upstream.url, dispose: async () => {}, settled: async () => {} });
+  const told: string[] = [];
+  door.onRequest = (method, path, status, _ms, cut) => told.push(`${method} ${path} ${status ?? "none"}${cut ? " cut" : ""}`);
+  const base = url.href.replace(/\/$/, "");
+  const call = "/v1/apps/shop/functions/slow/call";
+  const first = through(base, "POST", call, { authorization: "Bearer tk-x" });
+  while (upstream.arrived.length < 1) await new Promise((resolve) => setTimeout(resolve, 10));
+  let drained = false;
+  const draining = door.drain().then(() => void (drained = true));
+  expect(door.waitingFor).toEqual([`POST ${call}`]);
+  // A new request is refused with the gateway's error, one the SDK sends again; the local plane's own still pass.
+  expect(await through(base, "POST", call, { authorization: "Bearer tk-x" })).toBe(503);
+  void through(base, "POST", "/v1/planes/heartbeat", { [HEADERS.signature]: "sig" });
+  while (upstream.arrived.length < 2) await new Promise((resolve) => setTimeout(resolve, 10));
+  expect(drained).toBe(false);
+  upstream.finish(); // both end: the drain is over
+  await draining;
+  expect(await first).toBe(200);
+  expect(told.filter((t) => t.includes(call))).toEqual([`POST ${call} 503`, `POST ${call} 200`]);
+});
+
+it("answers a request in flight 503 when serve stops before the gateway answered, and logs the 503, not Node's default 200", async () => {
+  const upstream = await startHanging();
+  const { door, url } = await FrontDoor.listen("127.0.0.1", 0);
+  open.push(upstream.close);
+  door.swap({ url: upstream.url, dispose: async () => {}, settled: async () => {} });
+  const told: string[] = [];
+  door.onRequest = (method, path, status, _ms, cut) => told.push(`${method} ${path} ${status ?? "none"}${cut ? " cut" : ""}`);
+  const base = url.href.replace(/\/$/, "");
+  const answer = new Promise<{ status: number; body: string }>((resolve, reject) => {
+    const req = http.request(`${base}/v1/apps/shop/functions/slow/call`, { method: "POST", headers: { authorization: "Bearer tk-x" } }, (res) => {
+      let body = "";
+      res.on("data", (chunk: Buffer) => (body += chunk));
+      res.on("end", () => resolve({ status: res.statusCode ?? 0, body }));
+    });
+    req.on("error", reject);
+    req.end('{"args":[]}');
+  });
+  while (upstream.arrived.length < 1) await new Promise((resolve) => setTimeout(resolve, 10));
+  await door.close();
+  const { status, body } = await answer;
+  expect(status).toBe(503);
+  expect(JSON.parse(body)).toMatchObject({
+    error: { code: "gateway_unreachable", message: expect.stringMatching(/^tandem serve stopped before the gateway answered/) },
+  });
+  expect(told).toEqual(["POST /v1/apps/shop/functions/slow/call 503"]);
+});
+
+it("tells onRequest that a request got no answer when its client left first, rather than Node's default 200", async () => {
+  const upstream = await startHanging();
+  const { door, url } = await FrontDoor.listen("127.0.0.1", 0);
+  open.push(upstream.close, () => door.close());
+  door.swap({ url: upstream.url, dispose: async () => {} });
+  const told: string[] = [];
+  door.onRequest = (method, path, status, _ms, cut) => told.push(`${method} ${path} ${status ?? "none"}${cut ? " cut" : ""}`);
+  const req = http.request(`${url.href}v1/apps/shop/functions/slow/call`, { method: "POST", headers: { authorization: "Bearer tk-x" } });
+  req.on("error", () => {});
+  req.end('{"args":[]}');
+  while (upstream.arrived.length < 1) await new Promise((resolve) => setTimeout(resolve, 10));
+  req.destroy();
+  while (told.length < 1) await new Promise((resolve) => setTimeout(resolve, 10));
+  expect(told).toEqual(["POST /v1/apps/shop/functions/slow/call none cut"]);
 });
 
 it("answers headers past Node's limit, and bytes that are not HTTP, in the gateway's error form, and sends two Authorization headers on as one", async () => {

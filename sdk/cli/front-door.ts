@@ -28,7 +28,7 @@ import net from "node:net";
 import type { App } from "../app.js";
 import { DELIVERY_DEFAULTS, DEPLOY_LIMITS, GATEWAY_DEFAULTS, VOLUME_LIMITS } from "../defaults.js";
 import { GatewayUnreachableError, InternalError, InvalidRequestError, bodyTooLarge, errorBody, missingToken, type TandemError } from "../errors.js";
-import { AGENT_CLOSE, CLIENT_CLOSED_REQUEST, DASHBOARD, HEADERS, PROTOCOL_VERSION } from "../protocol.js";
+import { AGENT_CLOSE, DASHBOARD, HEADERS, PROTOCOL_VERSION } from "../protocol.js";
 
 export interface Backend {
   url: URL;
@@ -57,6 +57,9 @@ interface Slot {
 
 /** How long a WebSocket being ended waits for the gateway's frame in progress to end before it is cut. */
 const FRAME_END_WAIT_MS = 1_000;
+
+/** How long `close` gives its 503 answers to requests in flight to be written before it closes their connections. */
+const ANSWER_WRITE_WAIT_MS = 500;
 
 /** How long a retired backend may take to finish its requests in flight. */
 const DRAIN_LIMIT_MS = 5 * 60_000;
@@ -99,12 +102,22 @@ export class FrontDoor {
   readonly #letIn = new Set<string>();
   /** While a reload holds (`hold`): the requests and upgrades that came meanwhile, each sent on at the next `swap`. */
   #held: (() => void)[] | undefined;
+  /** Serve is stopping (`drain`): no new request is taken. */
+  #stopping = false;
 
-  /** Told of every request when it ends: method, path (its query's credentials left out: `loggedPath`), status, milliseconds. */
-  onRequest: ((method: string, path: string, status: number, ms: number) => void) | undefined;
+  /**
+   * Told of every request when it ends: method, path (its query's credentials left out: `loggedPath`), the status
+   * answered (undefined: none was, the request was cut first), milliseconds, and whether the answer was cut before
+   * its end (the client went away, or serve stopped).
+   */
+  onRequest: ((method: string, path: string, status: number | undefined, ms: number, cut: boolean) => void) | undefined;
 
-  /** Told, once a reload's hold has waited `resumableWaitMs`, of the requests in flight it goes on waiting for ("POST /shop/export"). */
-  onHoldWaiting: ((requests: string[]) => void) | undefined;
+  /**
+   * Told what a reload's hold waits for, by name ("POST /shop/export"): at its start, the calls in flight it cuts after
+   * `resumableWaitMs` (`until: "cut"`; their clients send them again); once that has passed, the requests it goes on
+   * waiting for to their end (`until: "end"`: streams, web requests).
+   */
+  onHoldWaiting: ((requests: string[], until: "cut" | "end") => void) | undefined;
 
   /** How long a hold waits for calls in flight that their clients send again (with their key), before it cuts them. */
   resumableWaitMs: number = DELIVERY_DEFAULTS.frontDoorResumableWaitMs;
@@ -179,20 +192,61 @@ export class FrontDoor {
     this.#slot = undefined;
     this.#retire(old);
     // Every request waits meanwhile. One its client sends again goes to the new workerd when it comes again: a read (a
-    // long poll, a log follow, a page's live stream) is cut at once, a keyed call after a moment (it may end by then).
-    // A stream or a web request is waited for, and serve says so.
+    // long poll, a log follow, a page's live stream, whose clients reconnect when dropped) is cut at once, a keyed call
+    // after a moment (it may end by then), answered 503 where its answer has not begun (curl shows why). A stream or a
+    // web request is waited for. Serve says which.
     for (const [res, { resumes }] of old.inflight) if (resumes === "read") res.destroy();
+    const calls = [...old.inflight.values()].filter((r) => r.resumes === "call").map((r) => r.name);
+    if (calls.length) this.onHoldWaiting?.(calls, "cut");
     const cut = setTimeout(() => {
-      for (const [res, { resumes }] of old.inflight) if (resumes) res.destroy();
+      for (const [res, { resumes }] of old.inflight) if (resumes) void cutOff(res, RELOAD_CUT); // only calls are left of them
       const waitedFor = [...old.inflight.values()].filter((r) => !r.resumes).map((r) => r.name);
-      if (waitedFor.length) this.onHoldWaiting?.(waitedFor);
+      if (waitedFor.length) this.onHoldWaiting?.(waitedFor, "end");
     }, this.resumableWaitMs);
     cut.unref();
     await old.stopped;
     clearTimeout(cut);
   }
 
+  /**
+   * Stops taking requests, for a serve that is stopping: one that comes now, or that a reload held, is answered 503
+   * (`gateway_unreachable`: the SDK tries it again, and finds serve gone or started again), and a read in flight is
+   * cut (its client would wait on it for nothing); the local plane's own (signed) requests still pass. Resolves once
+   * the other requests in flight have ended; `cut` or `close` after it answers those still in flight.
+   * @example
+   * const ended = door.drain(); // door.waitingFor: what it waits for
+   * await Promise.race([ended, grace]);
+   * await door.close();
+   */
+  async drain(): Promise<void> {
+    this.#stopping = true;
+    this.release(); // what a reload held: refused now
+    const slot = this.#slot;
+    if (!slot) return;
+    for (const [res, { resumes }] of slot.inflight) if (resumes === "read") res.destroy();
+    while (slot.inflight.size > 0) await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+
+  /** The requests in flight a `drain` waits for, by name ("POST /v1/apps/shop/functions/resize/call"). */
+  get waitingFor(): string[] {
+    return [...(this.#slot?.inflight.values() ?? [])].filter((r) => r.resumes !== "read").map((r) => r.name);
+  }
+
+  /**
+   * Takes no new request (as `drain`), and ends those in flight: each is answered 503 where no answer has begun (one
+   * that has, a stream, is cut). The local plane's own requests still pass: its last log lines go to the gateway.
+   */
+  async cut(): Promise<void> {
+    this.#stopping = true;
+    this.release();
+    const answered = [...(this.#slot?.inflight.keys() ?? [])].map((res) => cutOff(res, STOP_CUT));
+    // Written before their connections close (a moment at most: a client that reads nothing is cut).
+    await Promise.race([Promise.all(answered), new Promise((resolve) => setTimeout(resolve, ANSWER_WRITE_WAIT_MS))]);
+  }
+
+  /** Stops the door: what is in flight is ended (`cut`), then the backend is stopped. */
   async close(): Promise<void> {
+    await this.cut();
     this.#held = undefined; // their connections close with the server's
     // Upgraded sockets are the server's no more: ended here (cut a moment later), or its close would wait for them.
     for (const tunnel of this.#tunnels) {
@@ -221,7 +275,12 @@ export class FrontDoor {
   #forward(req: http.IncomingMessage, res: http.ServerResponse, goOn: () => void = () => {}): void {
     if (!isPath(req.url)) {
       refuse(req, res, notAPath(req.url));
-      return this.onRequest?.(req.method ?? "GET", req.url ?? "", res.statusCode, 0);
+      return this.onRequest?.(req.method ?? "GET", req.url ?? "", res.statusCode, 0, false);
+    }
+    if (this.#stopping && req.headers[HEADERS.signature] === undefined) {
+      res.shouldKeepAlive = false;
+      refuse(req, res, new GatewayUnreachableError("tandem serve is stopping: it takes no new request; send it again once serve runs"), 503);
+      return this.onRequest?.(req.method ?? "GET", loggedPath(req.url ?? "/"), res.statusCode, 0, false);
     }
     if (this.#held) return void this.#held.push(() => (req.destroyed ? undefined : this.#forward(req, res, goOn)));
     const slot = this.#slot;
@@ -234,7 +293,7 @@ export class FrontDoor {
     // and its answer would be lost to the reset. Credentials come first, as the gateway checks them.
     if (needsToken(req)) {
       refuse(req, res, missingToken());
-      return this.onRequest?.(req.method ?? "GET", loggedPath(req.url ?? "/"), res.statusCode, 0);
+      return this.onRequest?.(req.method ?? "GET", loggedPath(req.url ?? "/"), res.statusCode, 0, false);
     }
     const limit = this.#bodyLimit(req.url ?? "/");
     const declared = Number(req.headers["content-length"] ?? "NaN");
@@ -243,7 +302,7 @@ export class FrontDoor {
     const askFirst = this.#needsPreflight(req) && !this.#letIn.has(preflightKey(req));
     if (tooLarge && !askFirst) {
       refuse(req, res, tooLarge);
-      return this.onRequest?.(req.method ?? "GET", loggedPath(req.url ?? "/"), res.statusCode, 0);
+      return this.onRequest?.(req.method ?? "GET", loggedPath(req.url ?? "/"), res.statusCode, 0, false);
     }
     slot.inflight.set(res, { resumes: resumable(req), name: `${req.method} ${loggedPath(req.url ?? "/").split("?")[0]}` });
     const started = performance.now();
@@ -251,9 +310,9 @@ export class FrontDoor {
     const release = () => {
       if (released) return;
       released = true;
-      // Closed before its answer was sent whole: the client went away (an upload killed midway, a stream left early).
-      const status = res.writableFinished ? res.statusCode : CLIENT_CLOSED_REQUEST;
-      this.onRequest?.(req.method ?? "GET", loggedPath(req.url ?? "/"), status, performance.now() - started);
+      // What the client got: no status when the request was cut before its answer began (200 is only Node's default).
+      const status = res.headersSent ? res.statusCode : undefined;
+      this.onRequest?.(req.method ?? "GET", loggedPath(req.url ?? "/"), status, performance.now() - started, !res.writableFinished);
       slot.inflight.delete(res);
       this.#maybeStop(slot);
     };
@@ -346,6 +405,7 @@ export class FrontDoor {
         (up) => {
           replayable = false;
           body.length = 0;
+          if (res.headersSent) return void up.resume(); // answered already: serve stopped (`close`)
           if (isRuntimeFailure(up)) {
             // workerd's own page, not the gateway's: told in the API's shape, as every other error is.
             res.writeHead(500, { "content-type": "application/json", [HEADERS.protocol]: PROTOCOL_VERSION });
@@ -379,7 +439,7 @@ export class FrontDoor {
             : `${err.message}, while the request's body was still being sent; the gateway closes so on a request it refuses before reading its body, such as one with a token it does not know`;
           res.writeHead(502, { "content-type": "application/json", [HEADERS.protocol]: PROTOCOL_VERSION });
           res.end(JSON.stringify(errorBody(new GatewayUnreachableError(`the local gateway did not answer: ${why}`))));
-        } else {
+        } else if (!res.writableEnded) {
           res.destroy(err);
         }
       });
@@ -443,9 +503,9 @@ export class FrontDoor {
     // The client went away before the answer ended: tell the gateway (a streaming generator stops). The reset this
     // destroy raises is the door's own, not a stale connection's: the request is not sent again (a call ran twice).
     res.on("close", () => {
-      if (res.writableFinished) return;
+      if (res.writableFinished && answered) return;
       stopped = true;
-      current.destroy();
+      current.destroy(); // also when the door answered in the gateway's stead (`cutOff`)
     });
   }
 
@@ -479,6 +539,8 @@ export class FrontDoor {
 
   #upgrade(req: http.IncomingMessage, socket: net.Socket, head: Buffer): void {
     if (!isPath(req.url)) return endSocket(socket, 400, "Bad Request", notAPath(req.url));
+    if (this.#stopping)
+      return endSocket(socket, 503, "Service Unavailable", new GatewayUnreachableError("tandem serve is stopping: it takes no new connection"));
     if (this.#held) return void this.#held.push(() => (socket.destroyed ? undefined : this.#upgrade(req, socket, head)));
     const slot = this.#slot;
     if (!slot) return void socket.destroy();
@@ -745,15 +807,35 @@ function preflightKey(req: http.IncomingMessage): string {
   return [req.headers[HEADERS.authorization], req.headers[HEADERS.env], req.method, req.url].join("\n");
 }
 
-/** Answers with an error of the gateway's shape. */
-function answer(res: http.ServerResponse, err: TandemError): void {
-  res.writeHead(err.status, { "content-type": "application/json", [HEADERS.protocol]: PROTOCOL_VERSION });
+/** Answers with an error of the gateway's shape, with its status or `status` (503 for an unreachable gateway that is stopping). */
+function answer(res: http.ServerResponse, err: TandemError, status = err.status): void {
+  res.writeHead(status, { "content-type": "application/json", [HEADERS.protocol]: PROTOCOL_VERSION });
   res.end(JSON.stringify(errorBody(err)));
 }
 
+/** Why a reload (`hold`) cut a request its client sends again, as its 503 says. */
+const RELOAD_CUT =
+  "tandem serve is reloading the app and cut this request to let the new version start: send it again (the SDK does; a call sent again with its Idempotency-Key goes on where it was)";
+/** Why a stopping serve (`drain`, `cut`) ended a request in flight, as its 503 says. */
+const STOP_CUT = "tandem serve stopped before the gateway answered this request; send it again once serve runs";
+
+/**
+ * Ends a request in flight in the gateway's stead: answered 503 (`gateway_unreachable`, which the SDK sends again, and
+ * which curl shows) where its answer has not begun, else cut. Resolves once the answer is written.
+ */
+function cutOff(res: http.ServerResponse, why: string): Promise<void> {
+  if (res.headersSent) {
+    res.destroy();
+    return Promise.resolve();
+  }
+  res.shouldKeepAlive = false;
+  answer(res, new GatewayUnreachableError(why), 503);
+  return new Promise((resolve) => res.once("close", () => resolve()));
+}
+
 /** Refuses a request before its body is sent on, then reads what the client still sends, so it can read the answer. */
-function refuse(req: http.IncomingMessage, res: http.ServerResponse, err: TandemError): void {
-  answer(res, err);
+function refuse(req: http.IncomingMessage, res: http.ServerResponse, err: TandemError, status = err.status): void {
+  answer(res, err, status);
   discardRest(req);
 }
 

@@ -261,19 +261,10 @@ export function checkPlaneFits(
   /** Only this function (`fn`, or `Class.method`): `tandem run` checks the one it runs. */
   only?: string,
 ): void {
+  if (only !== undefined) checkRunsInLocalRegion(apps, only);
   for (const app of apps) {
-    const planeFunctions = [
-      ...app.callables.filter((c) => c.kind !== "method").map((c) => ({ name: c.name, what: `function "${c.name}"`, spec: c.spec })),
-      ...app.classes.map((c) => ({ name: c.name, what: `class "${c.name}"`, spec: c.spec })),
-    ].filter((f) => f.spec.tier === "plane" && (only === undefined || only === f.name || only.startsWith(`${f.name}.`)));
-    for (const { what, spec } of planeFunctions) {
-      if (spec.regions.length > 0 && !spec.regions.includes(LOCAL_PLANE_REGION)) {
-        if (only === undefined) continue; // serve: a plane in its regions runs it, whatever the local one has
-        throw new InvalidOptionsError(
-          `app "${app.name}": ${what} cannot run on the local plane: it runs only in ${spec.regions.length > 1 ? "regions" : "region"} ${spec.regions.join(", ")}, and this plane is in region ${LOCAL_PLANE_REGION}; ` +
-            `call it through a gateway with a plane there (tandem plane --region ${spec.regions[0]})`,
-        );
-      }
+    for (const { what, spec } of planeFunctionsOf(app, only)) {
+      if (spec.regions.length > 0 && !spec.regions.includes(LOCAL_PLANE_REGION)) continue; // serve: a plane in its regions runs it
       // The local plane builds images on this machine's Node: a different major would only fail at the first call.
       const node = spec.image?.steps.find((step) => step.kind === "node");
       if (node?.kind === "node" && node.version !== null && node.version.split(".")[0] !== process.versions.node.split(".")[0]) {
@@ -294,6 +285,31 @@ export function checkPlaneFits(
       }
     }
   }
+}
+
+/**
+ * Refuses a plane function pinned to regions the local plane is not in, for `tandem run` (whose plane is the only
+ * one): it needs nothing but the app, so the run checks it before a plane or a container starts.
+ * @example checkRunsInLocalRegion(built.apps, "embed"); // throws when embed runs only in eu-west
+ */
+export function checkRunsInLocalRegion(apps: App[], only: string): void {
+  for (const app of apps) {
+    for (const { what, spec } of planeFunctionsOf(app, only)) {
+      if (spec.regions.length === 0 || spec.regions.includes(LOCAL_PLANE_REGION)) continue;
+      throw new InvalidOptionsError(
+        `app "${app.name}": ${what} cannot run on the local plane: it runs only in ${spec.regions.length > 1 ? "regions" : "region"} ${spec.regions.join(", ")}, and this plane is in region ${LOCAL_PLANE_REGION}; ` +
+          `call it through a gateway with a plane there (tandem plane --region ${spec.regions[0]})`,
+      );
+    }
+  }
+}
+
+/** An app's plane functions and classes (or only `only`: `fn`, or the class of `Class.method`), each named as an error names it. */
+function planeFunctionsOf(app: App, only: string | undefined) {
+  return [
+    ...app.callables.filter((c) => c.kind !== "method").map((c) => ({ name: c.name, what: `function "${c.name}"`, spec: c.spec })),
+    ...app.classes.map((c) => ({ name: c.name, what: `class "${c.name}"`, spec: c.spec })),
+  ].filter((f) => f.spec.tier === "plane" && (only === undefined || only === f.name || only.startsWith(`${f.name}.`)));
 }
 
 /** A `--gpus` inventory: what `inventory` has, with at least `need`. */

@@ -145,11 +145,20 @@ program
         ...(opts.metricsPort !== undefined ? { metricsPort: opts.metricsPort } : {}),
       });
       console.log(style.dim(opts.watch ? "Watching for changes. Ctrl-C to stop." : "Ctrl-C to stop."));
-      onStopSignal(async () => {
-        console.log(style.dim("stopping the local plane's containers and the gateway… (Ctrl-C again to quit now)"));
+      // workerd kept dying as soon as it started: said, and serve stops.
+      serving.failed.catch(async (err: unknown) => {
+        printFailure(err);
         await serving.close();
-        process.exit(0);
+        process.exit(1);
       });
+      // Ctrl-C: requests in flight get a moment to end; a second Ctrl-C stops at once, a third quits.
+      onStopSignal(
+        async () => {
+          await serving.stop();
+          process.exit(0);
+        },
+        () => serving.stopNow(),
+      );
     },
   );
 

@@ -21,7 +21,7 @@ import { encodeValue, newToken } from "../protocol.js";
 import { planeSpecOf } from "../options.js";
 import { randomBytes } from "node:crypto";
 import type { Plane, PlaneOptions } from "../../gpu-plane/plane.js";
-import { buildApps, checkPlaneFits, LOCAL_PLANE_REGION, uploadPlaneBundles, type BuiltApps } from "./local-stack.js";
+import { buildApps, checkPlaneFits, checkRunsInLocalRegion, LOCAL_PLANE_REGION, uploadPlaneBundles, type BuiltApps } from "./local-stack.js";
 import type { PlaneBundle } from "./bundle.js";
 import { BuildCache } from "./build-cache.js";
 import { stateDir } from "./paths.js";
@@ -106,6 +106,13 @@ export async function runOnce(target: string, rawArgs: string[], config: CliConf
         // What can fail without the bundles fails here, before a plane or its container starts.
         args = rawArgs.map((a, i) => parseArg(a, i + 1));
         const callable = app!.callables.find((c) => c.name === fn)!;
+        // A function pinned to another region never runs on this run's plane: refused before that plane starts (it
+        // would start the function's container ahead, and print its lines after the error).
+        try {
+          checkRunsInLocalRegion(apps, fn);
+        } catch (err) {
+          throw (refused = err);
+        }
         // The gateway's own check (a class method's parameters, the `input` schema): a bad argument starts no plane nor container.
         if (callable.kind === "method" || callable.input)
           await checkCallArguments(`${app!.name}.${fn}`, { clsMethod: callable.kind === "method", input: callable.input }, args).catch((err: unknown) => {

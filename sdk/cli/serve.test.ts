@@ -1,18 +1,54 @@
-/** What `tandem serve` leaves out of the gateway's output: workerd's line for a client that went away, nothing else. */
+/** What `tandem serve` prints: workerd's lines that tell of nothing wrong left out, and each schedule's real next run. */
 import { expect, it } from "vitest";
-import { isClientGoneLine } from "./serve.js";
+import { App } from "../app.js";
+import { Period } from "../schedule.js";
+import { isHarmlessWorkerdLine, printEndpoints, requestLine, restartDelayMs } from "./serve.js";
 
 it("leaves out workerd's line for an answer its client left early, and keeps every other error", () => {
   expect(
-    isClientGoneLine(
+    isHarmlessWorkerdLine(
       "workerd/server/server.c++:5351: error: kj::getCaughtExceptionAsKj() = kj/async-io-unix.c++:186: disconnected: ::write(fd, buffer, size): Broken pipe",
     ),
   ).toBe(true);
-  expect(isClientGoneLine("workerd/server/server.c++:5351: error: x = kj/async-io-unix.c++:491: disconnected: ::read(): Connection reset by peer")).toBe(true);
+  expect(isHarmlessWorkerdLine("workerd/server/server.c++:5351: error: x = kj/async-io-unix.c++:491: disconnected: ::read(): Connection reset by peer")).toBe(
+    true,
+  );
   for (const line of [
     "workerd/server/server.c++:4200: error: Uncaught exception: Error: boom",
     "workerd/io/worker.c++:2050: error: disconnected: the Durable Object's isolate was reset",
     "[shop.resize fc-01m8kahk46m9azssadeq4z196a] Broken pipe while uploading",
   ])
-    expect(isClientGoneLine(line), line).toBe(false);
+    expect(isHarmlessWorkerdLine(line), line).toBe(false);
+});
+
+it("leaves out workerd's warning for an alarm handler cancelled because the object set its next alarm meanwhile", () => {
+  expect(
+    isHarmlessWorkerdLine(
+      "workerd/io/actor-sqlite.c++:970: warning: NOSENTRY SQLite alarm handler canceled with requestScheduledAlarm.; scheduledTime = 1767225600000; newTime = 1767225620000",
+    ),
+  ).toBe(true);
+  expect(isHarmlessWorkerdLine("workerd/io/actor-sqlite.c++:970: warning: NOSENTRY SQLite database is corrupt")).toBe(false);
+});
+
+it("prints when each schedule runs next as the gateway keeps it, not one period from now", () => {
+  const app = new App("beat");
+  app.function({ name: "heartbeat", schedule: Period({ seconds: 20 }) }, () => {});
+  app.function({ name: "hourly", schedule: Period({ hours: 1 }) }, () => {});
+  const now = Date.parse("2026-01-01T00:00:00Z");
+  const lines: string[] = [];
+  printEndpoints([app], new URL("http://127.0.0.1:8787/"), (line) => lines.push(line), new Map([["beat.heartbeat", now + 6_200]]), now);
+  expect(lines.find((l) => l.includes("heartbeat") && l.includes("schedule"))).toMatch(/every 20s, next in 7s$/);
+  // One the gateway did not list (it could not be asked): counted from now.
+  expect(lines.find((l) => l.includes("hourly") && l.includes("schedule"))).toMatch(/every 1h, next in 1h$/);
+});
+
+it("starts a workerd that died again at once, then after longer pauses while it keeps dying as soon as it starts, then gives up", () => {
+  expect([1, 2, 3, 4, 5].map(restartDelayMs)).toEqual([0, 1000, 2000, 4000, undefined]);
+});
+
+it("logs a request with the status its client got: none when it was cut before its answer began, and says when an answer was cut", () => {
+  expect(requestLine("POST", "/v1/apps/a/functions/f/call", 200, 12.04, false)).toBe("POST /v1/apps/a/functions/f/call 200 12.0 ms");
+  expect(requestLine("POST", "/v1/apps/a/functions/f/call", undefined, 3527.4, true)).toBe("POST /v1/apps/a/functions/f/call no answer (cut) 3527.4 ms");
+  expect(requestLine("POST", "/v1/apps/a/functions/f/stream", 200, 900, true)).toBe("POST /v1/apps/a/functions/f/stream 200 (cut) 900.0 ms");
+  expect(requestLine("POST", "/v1/planes/heartbeat", 204, 1, false)).toBeUndefined();
 });

@@ -8,8 +8,10 @@ import { dirname, join } from "node:path";
 import { Inventory } from "../../gpu-plane/inventory.js";
 import { Plane, planeGpus } from "../../gpu-plane/plane.js";
 import type { App } from "../app.js";
+import { DELIVERY_DEFAULTS } from "../defaults.js";
+import { formatDuration } from "../schedule.js";
 import { LOCAL_GATEWAY_FILE } from "../credentials.js";
-import { CLIENT_CLOSED_REQUEST, DASHBOARD, paths, type DeployStrategy } from "../protocol.js";
+import { DASHBOARD, paths, type DeployStrategy, type ScheduleInfo } from "../protocol.js";
 import { FrontDoor, endpointBodyLimits, endpointsAskingToken, webMounts } from "./front-door.js";
 import { BuildCache } from "./build-cache.js";
 import { buildApps, checkPlaneFits, LOCAL_PLANE_REGION, localAdminToken, planeSecret, uploadPlaneBundles } from "./local-stack.js";
@@ -17,7 +19,7 @@ import { stateDir } from "./paths.js";
 import { checkNamedSecrets, declaresNamedSecrets, heldSecrets, localSecretValues, localSecretsKey } from "./secret-values.js";
 import type { CliConfig } from "./config.js";
 import { keepStopSignals } from "./signals.js";
-import { startWorkerd } from "./workerd.js";
+import { startWorkerd, type RunningWorkerd } from "./workerd.js";
 import { style, visibleControls, visibleLines } from "./style.js";
 
 /** The call lease under `tandem serve` (a deployed gateway's is `GATEWAY_DEFAULTS.callLeaseSeconds`), unless TANDEM_CALL_LEASE_SECONDS says. */
@@ -50,7 +52,32 @@ export interface ServeOptions {
 export interface Serving {
   url: URL;
   plane: Plane;
+  /** Rejects when serving cannot go on: workerd kept dying as soon as it started (`restartDelayMs`). */
+  failed: Promise<never>;
+  /**
+   * Stops as a server should (Ctrl-C): takes no new request, waits up to `DELIVERY_DEFAULTS.serveStopGraceMs` for the
+   * requests in flight and the local plane's inputs to end, saying what it waits for, then closes (`close`).
+   */
+  stop(): Promise<void>;
+  /** Ends a `stop`'s wait at once; false when none is under way (nothing to hurry). */
+  stopNow(): boolean;
+  /** Stops now: requests in flight are answered 503 (a stream is cut), then the plane's containers and the gateway stop. */
   close(): Promise<void>;
+}
+
+/** A workerd that dies within this long of its start died at once: the next start waits longer (`restartDelayMs`). */
+const QUICK_DEATH_MS = 30_000;
+/** How many quick deaths of workerd in a row `tandem serve` starts it again after; the next one stops serve. */
+const RESTARTS_IN_A_ROW = 4;
+
+/**
+ * How long `tandem serve` waits before it starts workerd again after its `deaths`-th quick death in a row: at once
+ * the first time, then 1 s, 2 s, 4 s; undefined once it has died more often than that, and serve gives up.
+ * @example restartDelayMs(1) // 0
+ */
+export function restartDelayMs(deaths: number): number | undefined {
+  if (deaths > RESTARTS_IN_A_ROW) return undefined;
+  return deaths <= 1 ? 0 : 1000 * 2 ** (deaths - 2);
 }
 
 export async function serve(options: ServeOptions): Promise<Serving> {
@@ -89,24 +116,19 @@ export async function serve(options: ServeOptions): Promise<Serving> {
   door.endpointBodyLimits = endpointBodyLimits(built.apps);
   door.endpointsAskingToken = endpointsAskingToken(built.apps);
   door.webMounts = webMounts(built.apps);
-  door.onRequest = (method, path, status, ms) => {
-    if (path.startsWith("/v1/planes/") && status < 400) return; // the local plane's heartbeats and bundle fetches: not the user's traffic
-    const code =
-      status === CLIENT_CLOSED_REQUEST
-        ? style.warn(`${status} client went away`)
-        : status >= 500
-          ? style.err(String(status))
-          : status >= 400
-            ? style.warn(String(status))
-            : style.ok(String(status));
-    log(style.dim(`${method} ${path} `) + code + style.dim(` ${ms.toFixed(1)} ms`));
+  door.onRequest = (method, path, status, ms, cut) => {
+    const line = requestLine(method, path, status, ms, cut);
+    if (line !== undefined) log(line);
   };
-  // A reload waits for a stream or a web request in flight to end before the new version starts: say what it waits for.
-  door.onHoldWaiting = (requests) => {
+  // A reload holds new requests while the old gateway finishes its requests in flight: say what it waits for.
+  door.onHoldWaiting = (requests, until) => {
     const shown = requests.slice(0, 3).join(", ") + (requests.length > 3 ? `, and ${requests.length - 3} more` : "");
+    const what = (one: string) => (requests.length === 1 ? `a ${one}` : `${requests.length} ${one}s`);
     log(
       style.dim(
-        `↻ the reload waits for ${requests.length === 1 ? "a request" : `${requests.length} requests`} in flight to end (${shown}), for at most 5 minutes; new requests wait meanwhile`,
+        until === "cut"
+          ? `↻ the reload waits for ${what("call")} in flight (${shown}) for at most ${door.resumableWaitMs / 1000} s, then cuts ${requests.length === 1 ? "it" : "them"}: the client sends ${requests.length === 1 ? "it" : "them"} again to the new version, which goes on with the call; new requests wait meanwhile`
+          : `↻ the reload waits for ${what("request")} in flight to end (${shown}), for at most 5 minutes; new requests wait meanwhile`,
       ),
     );
   };
@@ -149,6 +171,10 @@ export async function serve(options: ServeOptions): Promise<Serving> {
   }
   const plane = planeStarted.value;
   let live = gatewayStarted.value;
+  let liveSince = performance.now();
+  let failedWith: (err: Error) => void = () => {};
+  const failed = new Promise<never>((_, reject) => (failedWith = reject));
+  failed.catch(() => {}); // the CLI listens; a caller that does not loses nothing
   log(
     `${style.ok("✓")} gateway ready at ${style.bold(url.href.replace(/\/$/, ""))} ${style.dim(`(workerd, ${Math.round(performance.now() - started)} ms, state in ${join(".tandem", "state")})`)}`,
   );
@@ -161,7 +187,7 @@ export async function serve(options: ServeOptions): Promise<Serving> {
     const why = options.gpus ? `declared with --gpus "${options.gpus}"` : "no nvidia-smi here, so the local plane declares one of each known type";
     log(style.warn(`  GPUs are simulated (${why}); scheduling and CUDA_VISIBLE_DEVICES work as with real ones.`));
   }
-  printEndpoints(built.apps, url, log);
+  printEndpoints(built.apps, url, log, await scheduledNext(live.url, adminToken));
   log(style.dim(`  dashboard ${url.href.replace(/\/$/, "")}${DASHBOARD.base}/ (npx tandem dashboard logs a browser in)`));
   // A named secret the app declares and the gateway lacks: said now. The gateway stays up, so that
   // `tandem secret create` can reach it; calls read secrets when they run, so nothing needs loading again.
@@ -212,8 +238,54 @@ export async function serve(options: ServeOptions): Promise<Serving> {
       await backend.dispose();
       throw err;
     }
+    watchExit(backend);
+    liveSince = performance.now();
     return backend;
   };
+
+  // A workerd that dies on its own (killed, crashed, out of memory) is started again with the app it served, as a
+  // reload starts one: requests wait at the front door meanwhile. One that keeps dying as soon as it starts is started
+  // after longer and longer pauses, and then no more: serve stops (`failed`).
+  let deaths = 0;
+  const watchExit = (backend: RunningWorkerd) => {
+    void backend.exited.then((exit) => {
+      if (backend !== live || closed) return; // a reload's old one, or serve stopping: stopped on purpose
+      deaths = performance.now() - liveSince < QUICK_DEATH_MS ? deaths + 1 : 1;
+      const how = `${exit.pid === undefined ? "" : ` (pid ${exit.pid})`} exited unexpectedly (${exit.signal ? `signal ${exit.signal}` : `exit code ${exit.code}`})`;
+      reloading = reloading.then(() => restartGateway(backend, how)).catch((err: unknown) => log(`${style.err("✗")} ${(err as Error).message}`));
+    });
+  };
+  const restartGateway = async (dead: RunningWorkerd, how: string) => {
+    if (dead !== live || closed) return; // a reload queued before this replaced it
+    for (;;) {
+      const delay = restartDelayMs(deaths);
+      if (delay === undefined) {
+        // Said by the CLI, which stops serve (exit code 1).
+        return failedWith(
+          new Error(
+            `the gateway's workerd${how}, its ${deaths}th death in a row within ${QUICK_DEATH_MS / 1000} s of its start; tandem serve gives up (its output above may say why)`,
+          ),
+        );
+      }
+      log(`${style.err("✗")} the gateway's workerd${how}; starting it again${delay ? ` in ${delay / 1000} s` : ""}, requests wait meanwhile`);
+      const t0 = performance.now();
+      await door.hold();
+      await new Promise((resolve) => setTimeout(resolve, delay));
+      if (closed) return;
+      try {
+        live = await startGateway(built, false);
+      } catch (err) {
+        deaths++;
+        how = ` did not start again: ${(err as Error).message}`;
+        continue;
+      }
+      if (closed) return void (await live.dispose());
+      door.swap(live);
+      void tick(Date.now());
+      return log(`${style.ok("↻")} the gateway started again in ${Math.round(performance.now() - t0)} ms`);
+    }
+  };
+  watchExit(live);
   const reloadNow = async () => {
     const t0 = performance.now();
     let next: typeof built;
@@ -247,7 +319,7 @@ export async function serve(options: ServeOptions): Promise<Serving> {
     built = next;
     rewatch(built.worker.inputs);
     log(`${style.ok("↻")} reloaded in ${Math.round(performance.now() - t0)} ms`);
-    printEndpoints(next.apps, url, log);
+    printEndpoints(next.apps, url, log, await scheduledNext(live.url, adminToken));
   };
 
   // miniflare fires no cron triggers: serve calls the Worker's scheduled handler at the start of every minute, as
@@ -271,21 +343,59 @@ export async function serve(options: ServeOptions): Promise<Serving> {
   tickEveryMinute();
 
   if (options.watch !== false) rewatch(built.worker.inputs);
-  return {
+  let hurry: (() => void) | undefined;
+  const serving: Serving = {
     url,
     plane,
+    failed,
+    async stop() {
+      clearTimeout(tickTimer); // no scheduled run starts now
+      const drained = door.drain();
+      const requests = door.waitingFor;
+      const inputs = plane.probe().inFlight;
+      if (requests.length || inputs) {
+        const grace = DELIVERY_DEFAULTS.serveStopGraceMs;
+        const shown = requests.slice(0, 3).join(", ") + (requests.length > 3 ? `, and ${requests.length - 3} more` : "");
+        const what = [
+          requests.length ? `${requests.length === 1 ? "a request" : `${requests.length} requests`} in flight (${shown})` : "",
+          inputs ? `${inputs === 1 ? "an input" : `${inputs} inputs`} running on the local plane` : "",
+        ].filter(Boolean);
+        log(style.warn(`stopping: no new requests; waiting up to ${grace / 1000} s for ${what.join(" and ")} to end, Ctrl-C again to stop now`));
+        let timer: NodeJS.Timeout | undefined;
+        await Promise.race([
+          Promise.all([drained, inputs ? plane.drain(grace) : undefined]),
+          new Promise<void>((resolve) => {
+            hurry = resolve;
+            timer = setTimeout(resolve, grace);
+          }),
+        ]);
+        clearTimeout(timer);
+        hurry = undefined;
+      }
+      log(style.dim("stopping the local plane's containers and the gateway… (Ctrl-C again to quit now)"));
+      await serving.close();
+    },
+    stopNow() {
+      if (!hurry) return false;
+      hurry();
+      return true;
+    },
     async close() {
       clearTimeout(tickTimer);
       for (const w of watchers) w.close();
-      await plane?.close();
-      trace("serve: plane closed");
       closed = true;
       forgetServed(servedFile);
+      // The requests in flight answered first (503), as the plane's containers take a moment to stop; the gateway
+      // stops last, as the plane sends it its last log lines.
+      await door.cut();
+      await plane?.close();
+      trace("serve: plane closed");
       await door.close();
       await reloading; // one under way stops what it started
       trace("serve: gateway closed");
     },
   };
+  return serving;
 }
 
 /**
@@ -294,17 +404,37 @@ export async function serve(options: ServeOptions): Promise<Serving> {
  * cannot recolour, erase or retitle the terminal `tandem serve` runs in.
  */
 function echoGatewayLine(line: string, stream: "stdout" | "stderr"): void {
-  if (isClientGoneLine(line)) return;
+  if (isHarmlessWorkerdLine(line)) return;
   (stream === "stdout" ? process.stdout : process.stderr).write(visibleControls(line) + "\n");
 }
 
 /**
- * workerd's own line for an answer it could not finish writing because its client went away (a `.map` or a stream
- * left early, a follow stopped): no error of the app's or the gateway's, though it reads as a crash.
- * @example isClientGoneLine("workerd/server/server.c++:5351: error: … = kj/async-io-unix.c++:186: disconnected: ::write(…): Broken pipe"); // true
+ * workerd's own lines that tell of nothing wrong with the app or the gateway, though they read as a crash: an answer
+ * it could not finish writing because its client went away (a `.map` or a stream left early, a follow stopped), and
+ * a Durable Object's alarm handler cancelled because the object set its next alarm meanwhile (the Scheduler does so
+ * as each schedule runs; seen after a restart, when an alarm that came due while workerd was down runs at once).
+ * @example isHarmlessWorkerdLine("workerd/server/server.c++:5351: error: … = kj/async-io-unix.c++:186: disconnected: ::write(…): Broken pipe"); // true
  */
-export function isClientGoneLine(line: string): boolean {
-  return /^workerd\/\S+: error: .*: disconnected: .*(Broken pipe|Connection reset by peer)/.test(line);
+export function isHarmlessWorkerdLine(line: string): boolean {
+  return (
+    /^workerd\/\S+: error: .*: disconnected: .*(Broken pipe|Connection reset by peer)/.test(line) ||
+    /^workerd\/io\/actor-sqlite\.c\+\+:\d+: warning: NOSENTRY SQLite alarm handler canceled with requestScheduledAlarm\./.test(line)
+  );
+}
+
+/**
+ * How serve prints a request once it has ended: its status as the client got it, or that it got none (cut before its
+ * answer began: the client left, or serve stopped), and whether its answer was cut short. Undefined for the local
+ * plane's own requests that went well (heartbeats, bundle fetches: not the user's traffic).
+ * @example requestLine("POST", "/v1/apps/a/functions/f/call", undefined, 3527.4, true) // "POST /v1/apps/a/functions/f/call no answer (cut) 3527.4 ms"
+ */
+export function requestLine(method: string, path: string, status: number | undefined, ms: number, cut: boolean): string | undefined {
+  if (path.startsWith("/v1/planes/") && status !== undefined && status < 400 && !cut) return undefined;
+  const code =
+    status === undefined
+      ? style.err("no answer (cut)")
+      : (status >= 500 ? style.err : status >= 400 ? style.warn : style.ok)(String(status)) + (cut ? style.err(" (cut)") : "");
+  return style.dim(`${method} ${path} `) + code + style.dim(` ${ms.toFixed(1)} ms`);
 }
 
 /** Removes the file that says where this process serves, unless another serve has written it since. */
@@ -316,7 +446,26 @@ function forgetServed(file: string): void {
   }
 }
 
-function printEndpoints(apps: App[], url: URL, log: (line: string) => void): void {
+/**
+ * When each scheduled function runs next, by `<app>.<function>`, as the gateway's Scheduler keeps it (`tandem schedule
+ * list`): a period counts from when the schedule was first seen, not from a reload. Empty when the gateway cannot say.
+ */
+async function scheduledNext(gateway: URL, adminToken: string): Promise<Map<string, number>> {
+  try {
+    const res = await fetch(new URL(paths.schedules(), gateway), { headers: { authorization: `Bearer ${adminToken}` } });
+    if (!res.ok) {
+      await res.body?.cancel();
+      return new Map();
+    }
+    const { schedules } = (await res.json()) as { schedules: ScheduleInfo[] };
+    return new Map(schedules.filter((s) => s.nextRuns[0] !== undefined).map((s) => [`${s.app}.${s.function}`, s.nextRuns[0]!]));
+  } catch {
+    return new Map();
+  }
+}
+
+/** `next` (`scheduledNext`): when each schedule runs next; one it lacks is counted from now. */
+export function printEndpoints(apps: App[], url: URL, log: (line: string) => void, next: ReadonlyMap<string, number> = new Map(), now = Date.now()): void {
   const base = url.href.replace(/\/$/, "");
   for (const app of apps) {
     log("");
@@ -329,9 +478,9 @@ function printEndpoints(apps: App[], url: URL, log: (line: string) => void): voi
     }
     for (const fn of app.callables.filter((c) => c.spec.schedule)) {
       const schedule = fn.spec.schedule!;
-      log(
-        `    schedule  ${fn.name.padEnd(20)} ${schedule.description}${style.dim(`, next ${schedule.kind === "cron" ? schedule.nextRuns(1)[0]!.toISOString() : `in ${schedule.description.replace("every ", "")}`}`)}`,
-      );
+      const at = next.get(`${app.name}.${fn.name}`) ?? schedule.nextRuns(1, { from: now })[0]!.getTime();
+      const when = schedule.kind === "cron" ? new Date(at).toISOString() : at <= now ? "now" : `in ${formatDuration(Math.ceil((at - now) / 1000) * 1000)}`;
+      log(`    schedule  ${fn.name.padEnd(20)} ${schedule.description}${style.dim(`, next ${when}`)}`);
     }
     const guarded = (auth: string) => (auth === "token" ? style.dim("  (needs a token)") : "");
     for (const mount of app.webMounts) log(`    web       ${mount.label.padEnd(20)} ${base}${paths.web(app.name, mount.label)}/${guarded(mount.auth)}`);

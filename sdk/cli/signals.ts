@@ -2,13 +2,16 @@
  * Ctrl-C and SIGTERM for commands that hold containers. miniflare installs
  * handlers of its own that exit the process at once, which would leave the
  * local plane's containers behind; these replace them (miniflare's exit hook,
- * which stops workerd, stays). A second Ctrl-C while stopping exits at once.
+ * which stops workerd, stays). A second Ctrl-C while stopping calls `hurry`
+ * (`tandem serve`: stop waiting for requests in flight), and exits at once
+ * when there is nothing to hurry (`hurry` says false, or there is none).
  */
-export function onStopSignal(stop: (signal: NodeJS.Signals) => Promise<void>): void {
+export function onStopSignal(stop: (signal: NodeJS.Signals) => Promise<void>, hurry?: () => boolean): void {
   let stopping = false;
   for (const signal of ["SIGINT", "SIGTERM"] as const) {
     process.removeAllListeners(signal);
     const handler = () => {
+      if (stopping && hurry?.()) return;
       if (stopping) process.exit(130);
       stopping = true;
       void stop(signal);

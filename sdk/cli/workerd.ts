@@ -4,9 +4,10 @@
  * persists under `persistDir` when one is given, else lives in memory.
  * workerd ends with the process that started it, however that process ends.
  */
+import { AsyncLocalStorage } from "node:async_hooks";
 import { spawn, type ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { mkdirSync, readFileSync, readdirSync } from "node:fs";
+import { mkdirSync } from "node:fs";
 import { createRequire } from "node:module";
 import type * as MiniflareModule from "miniflare";
 import { dirname } from "node:path";
@@ -85,7 +86,19 @@ export interface RunningWorkerd {
    * cannot be asked (gateway/background.ts).
    */
   settled(maxMs: number): Promise<void>;
+  /**
+   * Resolves when workerd ends on its own (killed, crashed, out of memory), with how it ended: never when `dispose`
+   * stops it, nor where its process could not be told apart (`tandem serve` starts it again).
+   */
+  exited: Promise<WorkerdExit>;
   dispose(): Promise<void>;
+}
+
+/** How a workerd process ended: its pid, and its exit code or the signal that killed it. */
+export interface WorkerdExit {
+  pid: number | undefined;
+  code: number | null;
+  signal: NodeJS.Signals | null;
 }
 
 export async function startWorkerd(options: WorkerdOptions): Promise<RunningWorkerd> {
@@ -98,8 +111,12 @@ export async function startWorkerd(options: WorkerdOptions): Promise<RunningWork
   }
   const blobsKey = randomBytes(24).toString("base64url");
   let miniflare: Miniflare;
+  let child: ChildProcess | undefined;
   try {
-    miniflare = newMiniflare({ ...options, bindings: { ...options.bindings, LOCAL_BLOBS_KEY: blobsKey } }, onOutput);
+    miniflare = spawningWorkerd(
+      () => newMiniflare({ ...options, bindings: { ...options.bindings, LOCAL_BLOBS_KEY: blobsKey } }, onOutput),
+      (spawned) => (child = spawned),
+    );
   } finally {
     if (options.tmpDir) {
       if (systemTmp === undefined) delete process.env.TMPDIR;
@@ -109,7 +126,15 @@ export async function startWorkerd(options: WorkerdOptions): Promise<RunningWork
   trace("workerd: miniflare set up");
   await miniflare.ready;
   trace("workerd: ready");
-  const watchdog = endWithThisProcess(newWorkerdChild());
+  const workerd = child;
+  const watchdog = endWithThisProcess(workerd?.pid);
+  let disposing = false;
+  const exited = new Promise<WorkerdExit>((resolve) => {
+    if (!workerd || workerd.exitCode !== null || workerd.signalCode !== null) return; // not told apart, or gone already: nothing to hear
+    workerd.once("exit", (code, signal) => {
+      if (!disposing) resolve({ pid: workerd.pid, code, signal });
+    });
+  });
   const url = await miniflare.unsafeGetDirectURL();
   return {
     url,
@@ -145,7 +170,9 @@ export async function startWorkerd(options: WorkerdOptions): Promise<RunningWork
         await new Promise((r) => setTimeout(r, BACKGROUND_POLL_MS));
       }
     },
+    exited,
     dispose: async () => {
+      disposing = true;
       watchdog?.kill();
       await miniflare.dispose();
     },
@@ -224,33 +251,29 @@ function localPlaneService(
   };
 }
 
-const workerdPids = new Set<number>();
+// node:child_process as miniflare requires it (CommonJS): the object whose `spawn` miniflare calls.
+const childProcesses = createRequire(import.meta.url)("node:child_process") as { spawn: (...args: unknown[]) => ChildProcess };
+/** Told of the workerd spawned in its async context (`spawningWorkerd`). */
+const spawning = new AsyncLocalStorage<(child: ChildProcess) => void>();
+let spawnWrapped = false;
 
-/** The workerd miniflare has just started: a child of this process not seen before (Linux's /proc; none elsewhere). */
-function newWorkerdChild(): number | undefined {
-  let entries: string[];
-  try {
-    entries = readdirSync("/proc").filter((e) => /^\d+$/.test(e));
-  } catch {
-    return undefined;
+/**
+ * Runs `start` (a miniflare's construction), telling `found` of the workerd process it spawns. miniflare keeps that
+ * ChildProcess to itself, yet only it says when workerd ends and how: node:child_process's `spawn` is wrapped once,
+ * and a spawn of workerd in `start`'s async context (miniflare starts it a few awaits later) is reported; every
+ * other spawn goes on as it is. Two gateways starting at once each hear of their own.
+ */
+function spawningWorkerd<T>(start: () => T, found: (child: ChildProcess) => void): T {
+  if (!spawnWrapped) {
+    spawnWrapped = true;
+    const spawn = childProcesses.spawn;
+    childProcesses.spawn = (...args: unknown[]) => {
+      const child = spawn(...args);
+      if (/(^|[/\\])workerd(\.exe)?$/.test(String(args[0]))) spawning.getStore()?.(child);
+      return child;
+    };
   }
-  for (const entry of entries) {
-    const pid = Number(entry);
-    if (workerdPids.has(pid)) continue;
-    try {
-      // /proc/<pid>/stat: "pid (comm) state ppid ..."; comm may hold spaces, so read from its closing parenthesis.
-      const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
-      const comm = stat.slice(stat.indexOf("(") + 1, stat.lastIndexOf(")"));
-      const ppid = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
-      if (comm === "workerd" && ppid === process.pid) {
-        workerdPids.add(pid);
-        return pid;
-      }
-    } catch {
-      // gone meanwhile
-    }
-  }
-  return undefined;
+  return spawning.run(found, start);
 }
 
 /**

@@ -1,0 +1,131 @@
+/**
+ * `tandem serve` as a long-running server, as a user sees it: when its workerd dies on its own (killed, crashed) it
+ * says so and starts it again, and calls go on without an edit of the app file; on Ctrl-C it takes no new request and
+ * lets the calls in flight end, and a second Ctrl-C answers those left with 503, not a closed connection.
+ * Real workerd, real Docker for the local plane; all traffic to loopback.
+ */
+import { randomBytes } from "node:crypto";
+import { readFileSync, readdirSync } from "node:fs";
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterEach, beforeEach, expect, it } from "vitest";
+import { lookup } from "../sdk/index.js";
+import { childEnded } from "./helpers/child-exit.js";
+import { startServe, type Served } from "./helpers/cli.js";
+import { authed } from "./helpers/gateway.js";
+
+let dir: string;
+let name: string;
+let served: Served | undefined;
+
+beforeEach(async () => {
+  dir = await mkdtemp(join(tmpdir(), "tandem-lifecycle-"));
+  name = `lifecycle${randomBytes(3).toString("hex")}`;
+  await writeFile(
+    join(dir, "app.ts"),
+    `import { App } from "tandem";\nconst app = new App("${name}");\n` +
+      "export const hello = app.function((who: string) => `hello ${who}`);\n" +
+      "export const slow = app.function(async (ms: number) => { await new Promise((r) => setTimeout(r, ms)); return `slept ${ms}`; });\n" +
+      "export default app;\n",
+  );
+  served = await startServe(["app.ts", "--no-watch"], dir);
+}, 120_000);
+
+afterEach(async () => {
+  await served?.stop();
+  await rm(dir, { recursive: true, force: true });
+}, 60_000);
+
+/** The workerd processes `pid` started (Linux's /proc: "pid (comm) state ppid …"). */
+function workerdChildren(pid: number): number[] {
+  return readdirSync("/proc")
+    .filter((entry) => /^\d+$/.test(entry))
+    .filter((entry) => {
+      try {
+        const stat = readFileSync(`/proc/${entry}/stat`, "utf8");
+        const comm = stat.slice(stat.indexOf("(") + 1, stat.lastIndexOf(")"));
+        return comm === "workerd" && Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]) === pid;
+      } catch {
+        return false; // gone meanwhile
+      }
+    })
+    .map(Number);
+}
+
+/** A call as curl sends it: its status and body, or "no answer" when the connection closed first. */
+async function callSlow(url: string, ms: number): Promise<{ status: number; body: string } | "no answer"> {
+  try {
+    const res = await fetch(
+      `${url}/v1/apps/${name}/functions/slow/call`,
+      authed({ method: "POST", body: JSON.stringify({ args: [ms] }), headers: { "content-type": "application/json" } }),
+    );
+    return { status: res.status, body: await res.text() };
+  } catch {
+    return "no answer";
+  }
+}
+
+it("starts its workerd again when it is killed, says so, and a call succeeds afterwards without touching the app file", async () => {
+  const hello = lookup<[string], string>(name, "hello", { gateway: served!.url });
+  expect(await hello.remote("ada")).toBe("hello ada");
+  const [workerd] = workerdChildren(served!.process.pid!);
+  expect(workerd).toBeDefined();
+  process.kill(workerd!, "SIGKILL");
+  await served!.waitFor(new RegExp(`the gateway's workerd \\(pid ${workerd}\\) exited unexpectedly \\(signal SIGKILL\\); starting it again`), 10_000);
+  // Sent at once: it waits at the front door for the new workerd, as during a reload.
+  expect(await hello.remote("bob")).toBe("hello bob");
+  await served!.waitFor(/the gateway started again in \d+ ms/);
+  expect(workerdChildren(served!.process.pid!)).not.toContain(workerd);
+  expect((await callSlow(served!.url, 0)) as { status: number }).toMatchObject({ status: 200 });
+}, 60_000);
+
+it("gives up with an error and exit code 1 when its workerd keeps dying as soon as it starts, after pauses growing between starts", async () => {
+  const exited = childEnded(served!.process);
+  for (let death = 1; death <= 5; death++) {
+    const restarts = served!.output().split("the gateway started again").length - 1;
+    const workerd = workerdChildren(served!.process.pid!)[0]!;
+    process.kill(workerd, "SIGKILL");
+    if (death === 5) break;
+    await served!.waitFor(new RegExp(`(the gateway started again[\\s\\S]*){${restarts + 1}}`), 20_000);
+  }
+  expect(await exited).toBe(1);
+  const out = served!.output();
+  expect(out).toMatch(/starting it again, requests wait/);
+  expect(out).toMatch(/starting it again in 1 s[\s\S]*starting it again in 2 s[\s\S]*starting it again in 4 s/);
+  expect(out).toMatch(
+    /error: the gateway's workerd \(pid \d+\) exited unexpectedly \(signal SIGKILL\), its 5th death in a row within 30 s of its start; tandem serve gives up/,
+  );
+}, 60_000);
+
+it("on Ctrl-C takes no new request, lets a call in flight end with its answer, and exits", async () => {
+  const inFlight = callSlow(served!.url, 3_000);
+  await new Promise((resolve) => setTimeout(resolve, 500));
+  const exited = childEnded(served!.process);
+  served!.process.kill("SIGINT");
+  await served!.waitFor(
+    /stopping: no new requests; waiting up to 10 s for a request in flight \(POST \/v1\/apps\/\S+\/functions\/slow\/call\) to end, Ctrl-C again to stop now/,
+  );
+  const refused = await callSlow(served!.url, 0);
+  expect(refused).toMatchObject({ status: 503, body: expect.stringContaining("tandem serve is stopping") });
+  expect(await inFlight).toMatchObject({ status: 200, body: expect.stringContaining("slept 3000") });
+  expect(await exited).toBe(0);
+  expect(served!.output()).toMatch(/POST \/v1\/apps\/\S+\/functions\/slow\/call 200 \d+/);
+}, 60_000);
+
+it("on a second Ctrl-C stops at once, and answers the call still in flight 503 with a readable error, logged as 503", async () => {
+  const inFlight = callSlow(served!.url, 30_000);
+  await new Promise((resolve) => setTimeout(resolve, 500));
+  const exited = childEnded(served!.process);
+  served!.process.kill("SIGINT");
+  await served!.waitFor("Ctrl-C again to stop now");
+  served!.process.kill("SIGINT");
+  const answer = await inFlight;
+  expect(answer).toMatchObject({ status: 503 });
+  expect(JSON.parse((answer as { body: string }).body)).toMatchObject({
+    error: { code: "gateway_unreachable", message: expect.stringContaining("tandem serve stopped before the gateway answered this request") },
+  });
+  expect(await exited).toBe(0);
+  expect(served!.output()).toMatch(/POST \/v1\/apps\/\S+\/functions\/slow\/call 503 \d+/);
+  expect(served!.output()).not.toMatch(/functions\/slow\/call 200/);
+}, 60_000);
