@@ -123,16 +123,22 @@ export function volumeRoutes(): Hono<RouteEnv> {
   });
 
   // A block of a file in the volume (a plane fills its cache with them); any block the gateway has, by its hash.
-  // GET .../blocks/missing goes on to the 405 it is (that route takes POST); any other name that is not a hash is a 400.
-  api.get(ROUTES.volumeBlock, volumeGuard("call"), async (c, next) => {
-    if (c.req.param("hash") === "missing") return next();
-    const hash = hashOf(c);
-    await volumeInfo(c.env, volumeOf(c));
-    const { size, body } = await readBlock(c.env, hash);
-    const sized = new FixedLengthStream(size);
-    void body.pipeTo(sized.writable).catch(() => {});
-    return c.body(sized.readable, 200, { "content-type": "application/octet-stream" });
-  });
+  // GET .../blocks/missing goes on to the 405 it is (that route takes POST), past the credentials check as every 405 is;
+  // any other name that is not a hash is a 400.
+  const blockGuard = volumeGuard("call");
+  api.get(
+    ROUTES.volumeBlock,
+    (c, next) => (c.req.param("hash") === "missing" ? next() : blockGuard(c, next)),
+    async (c, next) => {
+      if (c.req.param("hash") === "missing") return next();
+      const hash = hashOf(c);
+      await volumeInfo(c.env, volumeOf(c));
+      const { size, body } = await readBlock(c.env, hash);
+      const sized = new FixedLengthStream(size);
+      void body.pipeTo(sized.writable).catch(() => {});
+      return c.body(sized.readable, 200, { "content-type": "application/octet-stream" });
+    },
+  );
 
   api.put(ROUTES.volumeBlock, volumeGuard("call"), async (c) => {
     const name = volumeOf(c);

@@ -182,7 +182,7 @@ describe("limits and bad input", () => {
     c.ws.send("note first");
     c.ws.send("throw");
     expect(await c.closed).toEqual({ code: 1011, reason: "onMessage failed: Error: the handler broke" });
-    await eventually(() => gw.output.some((l) => l.includes("[agents/echo thrower-1234] onMessage threw: Error: the handler broke")));
+    await eventually(() => gw.output.some((l) => l.includes("[agents/echo thrower-1234] (stderr) onMessage threw: Error: the handler broke")));
     const again = await client("/agents/echo?session=thrower-1234");
     expect(await json(again)).toMatchObject({ resumed: true });
     again.ws.send("state");
@@ -219,7 +219,7 @@ describe("limits and bad input", () => {
     const printed = gw.output.filter((l) => l.includes("[agents/echo logged-thrower-1]"));
     expect(printed.slice(0, 2)).toEqual([
       "[agents/echo logged-thrower-1] about to break",
-      "[agents/echo logged-thrower-1] onMessage threw: Error: the handler broke",
+      "[agents/echo logged-thrower-1] (stderr) onMessage threw: Error: the handler broke",
     ]);
   });
 
@@ -284,7 +284,7 @@ describe("limits and bad input", () => {
     expect(lines[0]?.text).toBe("initialState threw: Error: no state for you");
     expect(lines[1]?.text).toMatch(/^\s+at (Object\.)?initialState \(test\/fixtures\/agent-app\.ts:\d+:\d+\)$/);
     expect(gw.output.filter((l) => l.includes("initialState threw"))).toEqual([
-      "[agents/unready unready-session-1] initialState threw: Error: no state for you",
+      "[agents/unready unready-session-1] (stderr) initialState threw: Error: no state for you",
     ]);
     // No session was kept: the same id tries to begin one again, not to resume.
     const again = await client("/agents/unready?session=unready-session-1");

@@ -55,7 +55,7 @@ describe("WebAssembly functions", () => {
       'notJson wrote output that is not JSON: "ok" (a module that writes other output takes contentType: "bytes", and its result is stdout\'s bytes)',
     );
     await lookup("wasmy", "upper", { gateway: gw.url }).remote("x");
-    await eventually(() => gw.output.some((l) => /\[wasmy\.upper fc-[0-9a-z]{26}\] bye/.test(l)));
+    await eventually(() => gw.output.some((l) => /\[wasmy\.upper fc-[0-9a-z]{26}\] \(stderr\) bye/.test(l)));
   });
 });
 
