@@ -407,6 +407,10 @@ export class Plane {
       // The gateway (workerd) closes an idle connection after 5 s, and so would Node by default: at the same moment, a
       // request it sends on one as it closes fails. Kept longer here, the client always closes first.
       s.keepAliveTimeout = DELIVERY_DEFAULTS.planeKeepAliveMs;
+      // A request that does not arrive in time (a client that stopped sending) is answered 408; the answer, a call's
+      // result however late, has no such limit.
+      s.headersTimeout = DELIVERY_DEFAULTS.planeHeadersMs;
+      s.requestTimeout = DELIVERY_DEFAULTS.planeRequestMs;
       s.once("error", reject).listen(options.port, options.host, () => resolve({ server: s, port: (s.address() as AddressInfo).port }));
     });
     const access = { token: options.metricsToken, openWithoutToken: true };

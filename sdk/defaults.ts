@@ -511,10 +511,29 @@ export const DELIVERY_DEFAULTS = {
    */
   frontDoorResumableWaitMs: 5_000,
   /**
+   * How long the front door waits for the next byte of a request's body before it answers 408 and closes: a client
+   * that stopped sending would otherwise hold its request, and a reload waiting for it, until the client gave up. Nor
+   * does a reload wait longer than this for a request whose body stopped coming.
+   */
+  frontDoorBodyIdleMs: 15_000,
+  /**
+   * How long the front door waits for a request's headers (Node's `headersTimeout`). The whole request has no limit
+   * (Node's `requestTimeout`, 300 s by default, would cut a large upload on a slow link): its body has
+   * `frontDoorBodyIdleMs` between two bytes instead.
+   */
+  frontDoorHeadersMs: 60_000,
+  /**
    * How long a stopping `tandem serve` (Ctrl-C) waits for its requests in flight and the local plane's inputs to end
    * before it answers the requests left 503 and stops the plane's containers; a second Ctrl-C stops at once.
    */
   serveStopGraceMs: 10_000,
   /** How long a plane's API keeps an idle connection: more than `serverIdleCloseMs`, so the gateway (the client) closes first. */
   planeKeepAliveMs: 30_000,
+  /**
+   * How long a plane's API waits for a request's headers, and for the whole request with its body (Node's
+   * `headersTimeout` and `requestTimeout`, at Node's own values): a gateway sends a call's arguments in one go, in
+   * well under that. They bound receiving the request only: a call's answer, however long it runs, is not cut.
+   */
+  planeHeadersMs: 60_000,
+  planeRequestMs: 300_000,
 } as const;

@@ -366,3 +366,77 @@ it("answers headers past Node's limit, and bytes that are not HTTP, in the gatew
   expect((JSON.parse(garbage.slice(garbage.indexOf("\r\n\r\n") + 4)) as { error: { code: string } }).error.code).toBe("invalid_request");
   expect(upstream.answered).toEqual([""]);
 });
+
+/** A raw connection that sends `request` and then nothing: what it got, and when, once the door closed it. */
+function stalled(door: URL, request: string): Promise<{ answer: string; ms: number }> {
+  return new Promise((resolve, reject) => {
+    const started = performance.now();
+    const socket = net.connect(Number(door.port), door.hostname, () => socket.write(request));
+    let answer = "";
+    socket.setEncoding("utf8").on("data", (d: string) => (answer += d));
+    socket.on("close", () => resolve({ answer, ms: performance.now() - started })).on("error", reject);
+  });
+}
+
+it("answers a request whose body stops coming 408 once no byte came for bodyIdleMs, logged as 408, and closes its connection", async () => {
+  const upstream = await startHanging();
+  const { door, url } = await FrontDoor.listen("127.0.0.1", 0);
+  open.push(upstream.close, () => door.close());
+  door.bodyIdleMs = 300;
+  door.swap({ url: upstream.url, dispose: async () => {}, settled: async () => {} });
+  const told: string[] = [];
+  door.onRequest = (method, path, status, _ms, cut) => told.push(`${method} ${path} ${status ?? "none"}${cut ? " cut" : ""}`);
+  // 7 bytes of the 100 declared, then nothing; the connection stays open.
+  const { answer, ms } = await stalled(url, 'POST /shop/json HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{"a": 1');
+  expect(answer.split("\r\n")[0]).toBe("HTTP/1.1 408 Request Timeout");
+  expect(JSON.parse(answer.slice(answer.indexOf("{"), answer.lastIndexOf("}") + 1))).toEqual({
+    error: {
+      code: "invalid_request",
+      message:
+        "the request's body stopped coming: no byte for 0.3 s after 7 bytes of the 100 its Content-Length declares; tandem serve ends such a request rather than hold it open",
+    },
+  });
+  expect(ms).toBeGreaterThanOrEqual(300);
+  expect(ms).toBeLessThan(2_000);
+  expect(told).toEqual(["POST /shop/json 408"]);
+});
+
+it("gives a body that keeps coming, however slowly, all the time it needs", async () => {
+  const upstream = await startUpstream({ resetSecond: false });
+  const { door, url } = await FrontDoor.listen("127.0.0.1", 0);
+  open.push(upstream.close, () => door.close());
+  door.bodyIdleMs = 300;
+  door.swap({ url: upstream.url, dispose: async () => {} });
+  const answer = new Promise<string>((resolve, reject) => {
+    const req = http.request(`${url.href}shop/upload`, { method: "POST", headers: { "content-length": "6" } }, (res) => {
+      let body = "";
+      res.on("data", (chunk: Buffer) => (body += chunk));
+      res.on("end", () => resolve(`${res.statusCode} ${body}`));
+    });
+    req.on("error", reject);
+    for (const [i, part] of ["ab", "cd", "ef"].entries()) setTimeout(() => req.write(part), i * 200); // 400 ms in all
+    setTimeout(() => req.end(), 450);
+  });
+  expect(await answer).toBe("200 echo abcdef");
+});
+
+it("holds a reload no longer than bodyIdleMs for a request whose body stopped coming, and sends the requests it held on", async () => {
+  const upstream = await startHanging();
+  const { door, url } = await FrontDoor.listen("127.0.0.1", 0);
+  open.push(upstream.close, () => door.close());
+  door.bodyIdleMs = 500;
+  door.swap({ url: upstream.url, dispose: async () => {}, settled: async () => {} });
+  const upload = stalled(url, 'POST /shop/json HTTP/1.1\r\nhost: x\r\ncontent-length: 100\r\n\r\n{"a": 1');
+  while (upstream.arrived.length < 1) await new Promise((resolve) => setTimeout(resolve, 10));
+  const started = performance.now();
+  const hold = door.hold();
+  // A request that comes meanwhile waits for the new version, which comes once the stalled upload was answered 408.
+  const next = await startUpstream({ resetSecond: false });
+  open.push(next.close);
+  const health = fetch(`${url.href}v1/health`).then((res) => res.text());
+  await hold;
+  door.swap({ url: next.url, dispose: async () => {} });
+  expect(await health).toBe("echo ");
+  expect(performance.now() - started).toBeLessThan(500 + 1_500);
+  expect((await upload).answer.split("\r\n")[0]).toBe("HTTP/1.1 408 Request Timeout");
+});

@@ -122,6 +122,12 @@ export class FrontDoor {
   /** How long a hold waits for calls in flight that their clients send again (with their key), before it cuts them. */
   resumableWaitMs: number = DELIVERY_DEFAULTS.frontDoorResumableWaitMs;
 
+  /**
+   * How long a request's body may go without a byte before it is answered 408 and its connection closed: a client
+   * that stopped sending holds nothing, a reload's hold included, for longer.
+   */
+  bodyIdleMs: number = DELIVERY_DEFAULTS.frontDoorBodyIdleMs;
+
   /** The gateway's body limit, applied before forwarding. */
   maxBodyBytes: number = GATEWAY_DEFAULTS.maxBodyBytes;
 
@@ -148,7 +154,11 @@ export class FrontDoor {
     this.#server.on("clientError", (err: NodeJS.ErrnoException, socket: net.Socket) => refuseUnparsed(err, socket));
     // Node closes a CONNECT's socket without a word when nothing listens for it.
     this.#server.on("connect", (req: http.IncomingMessage, socket: net.Socket) => endSocket(socket, 400, "Bad Request", notATunnel(req.url)));
-    this.#server.keepAliveTimeout = 5_000;
+    // Node's own limits: idle connections close as workerd's do; headers get a minute; the whole request none (Node's
+    // 300 s would cut a large upload on a slow link), as a body has `bodyIdleMs` between two bytes instead (`#proxy`).
+    this.#server.keepAliveTimeout = DELIVERY_DEFAULTS.serverIdleCloseMs;
+    this.#server.headersTimeout = DELIVERY_DEFAULTS.frontDoorHeadersMs;
+    this.#server.requestTimeout = 0;
   }
 
   /** Listens before any backend exists, so a taken port is known before workerd starts. */
@@ -325,7 +335,7 @@ export class FrontDoor {
       if (refused) {
         res.writeHead(refused.status, refused.headers);
         res.end(refused.body);
-        return discardRest(req);
+        return discardRest(req, this.bodyIdleMs);
       }
       if (tooLarge) return refuse(req, res, tooLarge);
       goOn();
@@ -399,12 +409,16 @@ export class FrontDoor {
     // handler that did not read it), the rest is not sent on: the upstream request is dropped on purpose.
     let stopped = false;
     let answered = false;
+    // The wait for the body's next byte (`awaitNextByte`), and the bytes it has had.
+    let idle: NodeJS.Timeout | undefined;
+    let received = 0;
     const send = (agent: http.Agent | false): http.ClientRequest => {
       const upstream = http.request(
         { host: slot.backend.url.hostname, port: slot.backend.url.port, method: req.method, path: req.url, headers: req.headers, agent },
         (up) => {
           replayable = false;
           body.length = 0;
+          clearTimeout(idle); // the gateway answers: the rest of the body, if any, is its to wait for
           if (res.headersSent) return void up.resume(); // answered already: serve stopped (`close`)
           if (isRuntimeFailure(up)) {
             // workerd's own page, not the gateway's: told in the API's shape, as every other error is.
@@ -461,16 +475,32 @@ export class FrontDoor {
       const verdict = setTimeout(overLimit, VERDICT_WAIT_MS);
       res.once("close", () => clearTimeout(verdict));
       current.end(chunk);
-      discardRest(req);
+      discardRest(req, this.bodyIdleMs);
     };
     let overLimit: (() => void) | undefined;
     const stopSending = () => {
       if (stopped) return;
       stopped = true;
       current.destroy();
-      discardRest(req);
+      discardRest(req, this.bodyIdleMs);
     };
+    // A body that stops coming before the gateway answers (a client that hung, or a raw socket left open) is answered
+    // 408 after `bodyIdleMs` without a byte, and its connection closed; it would otherwise be in flight, and hold a
+    // reload, until its client gave up.
+    const awaitNextByte = () => {
+      clearTimeout(idle);
+      if (req.complete || stopped || res.headersSent) return;
+      idle = setTimeout(() => {
+        stopped = true;
+        current.destroy();
+        res.shouldKeepAlive = false;
+        answer(res, bodyStalled(this.bodyIdleMs, received, req.headers["content-length"]), 408);
+      }, this.bodyIdleMs);
+    };
+    awaitNextByte();
     req.on("data", (chunk: Buffer) => {
+      received += chunk.length;
+      awaitNextByte();
       if (stopped) return;
       if (counted) {
         seen += chunk.length;
@@ -492,17 +522,24 @@ export class FrontDoor {
       }
       const upstream = current;
       if (!upstream.write(chunk)) {
+        // The gateway reads slowly: the body is not late meanwhile.
+        clearTimeout(idle);
         req.pause();
-        upstream.once("drain", () => req.resume());
+        upstream.once("drain", () => {
+          req.resume();
+          awaitNextByte();
+        });
       }
     });
     req.on("end", () => {
       bodyEnded = true;
+      clearTimeout(idle);
       if (!stopped) current.end();
     });
     // The client went away before the answer ended: tell the gateway (a streaming generator stops). The reset this
     // destroy raises is the door's own, not a stale connection's: the request is not sent again (a call ran twice).
     res.on("close", () => {
+      clearTimeout(idle);
       if (res.writableFinished && answered) return;
       stopped = true;
       current.destroy(); // also when the door answered in the gateway's stead (`cutOff`)
@@ -842,15 +879,33 @@ function refuse(req: http.IncomingMessage, res: http.ServerResponse, err: Tandem
 /**
  * Reads and drops the rest of a body nobody will use. Closing the connection
  * while the client still sends would reset it, and a client can lose the
- * answer it has not read yet; past `DISCARD_LIMIT_BYTES` it is closed all the same.
+ * answer it has not read yet; past `DISCARD_LIMIT_BYTES`, or once no byte has
+ * come for `idleMs`, it is closed all the same.
  */
-function discardRest(req: http.IncomingMessage): void {
+function discardRest(req: http.IncomingMessage, idleMs: number = DELIVERY_DEFAULTS.frontDoorBodyIdleMs): void {
   let discarded = 0;
+  let idle: NodeJS.Timeout | undefined;
+  const awaitNextByte = () => {
+    clearTimeout(idle);
+    if (!req.complete) idle = setTimeout(() => req.socket.destroy(), idleMs);
+  };
+  awaitNextByte();
   req.on("data", (chunk: Buffer) => {
     discarded += chunk.length;
     if (discarded > DISCARD_LIMIT_BYTES) req.socket.destroy();
+    awaitNextByte();
   });
+  req.on("end", () => clearTimeout(idle));
+  req.on("close", () => clearTimeout(idle));
   req.resume();
+}
+
+/** Why a request whose body stopped coming was answered 408 (`FrontDoor.bodyIdleMs`). */
+function bodyStalled(idleMs: number, received: number, declared: string | undefined): InvalidRequestError {
+  const of = declared === undefined ? "" : ` of the ${declared} its Content-Length declares`;
+  return new InvalidRequestError(
+    `the request's body stopped coming: no byte for ${idleMs / 1000} s after ${received} bytes${of}; tandem serve ends such a request rather than hold it open`,
+  );
 }
 
 /**

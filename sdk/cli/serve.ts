@@ -128,7 +128,7 @@ export async function serve(options: ServeOptions): Promise<Serving> {
       style.dim(
         until === "cut"
           ? `↻ the reload waits for ${what("call")} in flight (${shown}) for at most ${door.resumableWaitMs / 1000} s, then cuts ${requests.length === 1 ? "it" : "them"}: the client sends ${requests.length === 1 ? "it" : "them"} again to the new version, which goes on with the call; new requests wait meanwhile`
-          : `↻ the reload waits for ${what("request")} in flight to end (${shown}), for at most 5 minutes; new requests wait meanwhile`,
+          : `↻ the reload waits for ${what("request")} in flight to end (${shown}), for at most 5 minutes (one whose body stops coming is answered 408 after ${door.bodyIdleMs / 1000} s without a byte); new requests wait meanwhile`,
       ),
     );
   };
