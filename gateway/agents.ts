@@ -16,7 +16,7 @@
  */
 import { DurableObject } from "cloudflare:workers";
 import type { AgentContext, AgentDefinition } from "../sdk/app.js";
-import { remoteErrorFrom, type RemoteError } from "../sdk/errors.js";
+import { InvalidRequestError, errorBody, remoteErrorFrom, type RemoteError } from "../sdk/errors.js";
 import { maskedError } from "../sdk/secret.js";
 import { AGENT_CLOSE, AGENT_PING, AGENT_PONG, HEADERS, MAX_CLOSE_REASON_BYTES, isValidCloseCode } from "../sdk/protocol.js";
 import { tokenIsLive, tokenLivenessKnown } from "./auth.js";
@@ -91,6 +91,10 @@ export class AgentHub extends DurableObject<Env> {
 
   /** A WebSocket upgrade, forwarded by the gateway's web routes with the app, label and session in headers. */
   override async fetch(request: Request): Promise<Response> {
+    // Refused before anything is stored or run: workerd would refuse it too, but only after this answered 101, by
+    // which time a session was kept and onOpen had run for a socket that never opened.
+    const fault = handshakeFault(request.headers);
+    if (fault) return Response.json(errorBody(new InvalidRequestError(`not a WebSocket handshake RFC 6455 allows: ${fault}`)), { status: 400 });
     const app = request.headers.get(HEADERS.agentApp)!;
     const label = request.headers.get(HEADERS.agentLabel)!;
     const sessionId = request.headers.get(HEADERS.agentSession)!;
@@ -368,6 +372,21 @@ export class AgentHub extends DurableObject<Env> {
     bucket.tokens -= 1;
     return true;
   }
+}
+
+/**
+ * What makes an upgrade's headers other than an RFC 6455 handshake (section 4.2.1): `Upgrade: websocket`, version 13,
+ * and a key of 16 bytes in base64; undefined when they are one.
+ * @example handshakeFault(new Headers({ upgrade: "websocket", "sec-websocket-version": "8" })) // "Sec-WebSocket-Version must be 13, not \"8\""
+ */
+export function handshakeFault(headers: Headers): string | undefined {
+  if (headers.get("upgrade")?.toLowerCase() !== "websocket") return "it lacks Upgrade: websocket";
+  const version = headers.get("sec-websocket-version");
+  if (version !== "13") return version === null ? "it lacks Sec-WebSocket-Version: 13" : `Sec-WebSocket-Version must be 13, not ${JSON.stringify(version)}`;
+  const key = headers.get("sec-websocket-key");
+  if (key === null) return "it lacks a Sec-WebSocket-Key";
+  if (!/^[A-Za-z0-9+/]{22}==$/.test(key)) return `Sec-WebSocket-Key must be 16 bytes in base64, not ${JSON.stringify(key.slice(0, 40))}`;
+  return undefined;
 }
 
 /** The object holding a session's sockets: one per agent, or one per shard, chosen by the session id. */

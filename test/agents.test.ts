@@ -5,6 +5,7 @@
  * frames, and hono's own WebSocket upgrade in an app.web mount.
  */
 import { randomBytes } from "node:crypto";
+import net from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import WebSocket from "ws";
 import { connect, type AgentMessageEvent, type AgentSocket } from "../sdk/index.js";
@@ -158,6 +159,38 @@ describe("a WebSocket agent", () => {
 });
 
 describe("limits and bad input", () => {
+  it("refuses an upgrade that is not an RFC 6455 handshake with 400, before any session is kept or handler run", async () => {
+    const handshake = (headers: string) =>
+      new Promise<string>((resolve, reject) => {
+        const { hostname, port } = new URL(gw.url);
+        const socket = net.connect(Number(port), hostname, () =>
+          socket.write(`GET /agents/echo?session=bad-handshake-1 HTTP/1.1\r\nhost: x\r\nconnection: Upgrade\r\nupgrade: websocket\r\n${headers}\r\n`),
+        );
+        let answer = "";
+        socket.setEncoding("utf8").on("data", (d: string) => {
+          answer += d;
+          if (answer.includes("}")) socket.destroy(); // the JSON error has come
+        });
+        socket.on("close", () => resolve(answer)).on("error", reject);
+      });
+    const body = (answer: string) =>
+      (JSON.parse(answer.slice(answer.indexOf("{"), answer.lastIndexOf("}") + 1)) as { error: { code: string; message: string } }).error;
+    const oldVersion = await handshake("sec-websocket-version: 8\r\n");
+    expect(oldVersion.split("\r\n")[0]).toBe("HTTP/1.1 400 Bad Request");
+    expect(body(oldVersion)).toEqual({
+      code: "invalid_request",
+      message: 'not a WebSocket handshake RFC 6455 allows: Sec-WebSocket-Version must be 13, not "8"',
+    });
+    expect(body(await handshake("sec-websocket-version: 13\r\n")).message).toBe("not a WebSocket handshake RFC 6455 allows: it lacks a Sec-WebSocket-Key");
+    expect(body(await handshake("sec-websocket-version: 13\r\nsec-websocket-key: short==\r\n")).message).toBe(
+      'not a WebSocket handshake RFC 6455 allows: Sec-WebSocket-Key must be 16 bytes in base64, not "short=="',
+    );
+    // No session was kept, nor did onOpen run: the first real connection with that id begins it.
+    const c = await client("/agents/echo?session=bad-handshake-1");
+    expect(await json(c)).toEqual({ hello: "bad-handshake-1", resumed: false, messages: 0 });
+    c.ws.close();
+  });
+
   it("closes a socket that sends a frame over the limit with 1009, and no other", async () => {
     const [big, other] = await Promise.all([client("/agents/echo?session=big-sender-1"), client("/agents/echo?session=bystander-1")]);
     await big.next();
@@ -224,7 +257,7 @@ describe("limits and bad input", () => {
   });
 
   // About 10 s: after workerd's 1002, the client waits for the connection to end.
-  it("survives a client close without a code, and a malformed frame closes only its socket", { timeout: 30_000 }, async () => {
+  it("survives a client close without a code, and a malformed frame closes only its socket", { timeout: 45_000 }, async () => {
     const quiet = await client("/agents/echo?session=no-code-close");
     await quiet.next();
     quiet.ws.terminate(); // no close frame at all
@@ -240,6 +273,17 @@ describe("limits and bad input", () => {
     expect((await broken.closed).code).toBe(1002);
     other.ws.send("fine");
     expect(await other.next()).toBe("echo:fine");
+    // What workerd does with each fault alone: an unmasked client frame is taken as if masked (RFC 6455 section 5.1
+    // says the server must close); a reserved bit set, masked, is the protocol error.
+    const unmasked = await client("/agents/echo?session=unmasked-1");
+    await unmasked.next();
+    (unmasked.ws as unknown as { _socket: { write(b: Buffer): void } })._socket.write(Buffer.from([0x81, 0x02, 0x68, 0x69]));
+    expect(await unmasked.next()).toBe("echo:hi");
+    unmasked.ws.close();
+    const reserved = await client("/agents/echo?session=reserved-bit-1");
+    await reserved.next();
+    (reserved.ws as unknown as { _socket: { write(b: Buffer): void } })._socket.write(Buffer.from([0xc1, 0x82, 0, 0, 0, 0, 0x68, 0x69]));
+    expect((await reserved.closed).code).toBe(1002);
     other.ws.close();
     // workerd notes the protocol error itself; no handler failed (a handler's lines are printed within edgePrintMs).
     await new Promise((resolve) => setTimeout(resolve, 20 * LOG_LIMITS.edgePrintMs));
