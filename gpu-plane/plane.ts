@@ -732,12 +732,11 @@ async function answerReason(res: Response): Promise<string> {
  */
 function stablePlaneId(stateDir: string): string {
   mkdirSync(stateDir, { recursive: true });
-  const lock = join(stateDir, "plane.pid");
-  const holder = existsSync(lock) ? Number(readFileSync(lock, "utf8")) : NaN;
-  if (Number.isInteger(holder) && holder !== process.pid && isAlive(holder)) {
+  const holder = planeRunningFrom(stateDir);
+  if (holder !== undefined) {
     throw new InvalidOptionsError(`another plane (process ${holder}) is running from ${stateDir}; start this one from another folder`);
   }
-  writeFileSync(lock, String(process.pid));
+  writeFileSync(join(stateDir, PLANE_LOCK), String(process.pid));
   const file = join(stateDir, "plane-id");
   if (existsSync(file)) {
     const id = readFileSync(file, "utf8").trim();
@@ -746,6 +745,19 @@ function stablePlaneId(stateDir: string): string {
   const id = `pl-${randomBytes(6).toString("hex")}`;
   writeFileSync(file, id + "\n");
   return id;
+}
+
+/** The file in a plane's state folder that holds the id of the process running it. */
+const PLANE_LOCK = "plane.pid";
+
+/**
+ * The process running a plane from `stateDir` (this one's own aside), while it runs; undefined when none does.
+ * @example planeRunningFrom(".tandem/serve-plane") // 14231: a `tandem serve` runs in this folder
+ */
+export function planeRunningFrom(stateDir: string): number | undefined {
+  const lock = join(stateDir, PLANE_LOCK);
+  const holder = existsSync(lock) ? Number(readFileSync(lock, "utf8")) : NaN;
+  return Number.isInteger(holder) && holder !== process.pid && isAlive(holder) ? holder : undefined;
 }
 
 function isAlive(pid: number): boolean {

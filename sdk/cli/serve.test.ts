@@ -1,8 +1,12 @@
 /** What `tandem serve` prints: workerd's lines that tell of nothing wrong left out, and each schedule's real next run. */
+import { spawn } from "node:child_process";
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { expect, it } from "vitest";
 import { App } from "../app.js";
 import { Period } from "../schedule.js";
-import { isHarmlessWorkerdLine, printEndpoints, requestLine, restartDelayMs } from "./serve.js";
+import { anotherServeHere, isHarmlessWorkerdLine, printEndpoints, requestLine, restartDelayMs } from "./serve.js";
 
 it("leaves out workerd's line for an answer its client left early, and keeps every other error", () => {
   expect(
@@ -51,4 +55,27 @@ it("logs a request with the status its client got: none when it was cut before i
   expect(requestLine("POST", "/v1/apps/a/functions/f/call", undefined, 3527.4, true)).toBe("POST /v1/apps/a/functions/f/call no answer (cut) 3527.4 ms");
   expect(requestLine("POST", "/v1/apps/a/functions/f/stream", 200, 900, true)).toBe("POST /v1/apps/a/functions/f/stream 200 (cut) 900.0 ms");
   expect(requestLine("POST", "/v1/planes/heartbeat", 204, 1, false)).toBeUndefined();
+});
+
+it("names another tandem serve running in the folder, with its port, and says what to do, rather than speak of a plane", async () => {
+  const folder = mkdtempSync(join(tmpdir(), "tandem-serve-"));
+  const first = spawn(process.execPath, ["-e", "setTimeout(() => {}, 60_000)"]); // stands for the first serve
+  try {
+    const state = join(folder, ".tandem");
+    expect(anotherServeHere(state)).toBeUndefined();
+    mkdirSync(join(state, "serve-plane"), { recursive: true });
+    writeFileSync(join(state, "serve-plane", "plane.pid"), String(first.pid));
+    // Still starting: its gateway.json is not written yet.
+    expect(anotherServeHere(state)).toBe(
+      `another \`tandem serve\` (process ${first.pid}) is running in this folder; stop it (Ctrl-C in its terminal, or kill ${first.pid}), or serve from another folder`,
+    );
+    writeFileSync(join(state, "gateway.json"), JSON.stringify({ url: "http://127.0.0.1:8790", pid: first.pid }));
+    expect(anotherServeHere(state)).toMatch(new RegExp(`^another \`tandem serve\` \\(process ${first.pid}, at http://127\\.0\\.0\\.1:8790\\) is running`));
+    first.kill();
+    await new Promise((resolve) => first.once("exit", resolve));
+    expect(anotherServeHere(state)).toBeUndefined(); // it stopped without removing its files
+  } finally {
+    first.kill();
+    rmSync(folder, { recursive: true, force: true });
+  }
 });

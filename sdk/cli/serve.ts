@@ -6,7 +6,7 @@
 import { readFileSync, rmSync, watch, writeFileSync, type FSWatcher } from "node:fs";
 import { dirname, join } from "node:path";
 import { Inventory } from "../../gpu-plane/inventory.js";
-import { Plane, planeGpus } from "../../gpu-plane/plane.js";
+import { Plane, planeGpus, planeRunningFrom } from "../../gpu-plane/plane.js";
 import type { App } from "../app.js";
 import { DELIVERY_DEFAULTS } from "../defaults.js";
 import { formatDuration } from "../schedule.js";
@@ -83,6 +83,8 @@ export function restartDelayMs(deaths: number): number | undefined {
 export async function serve(options: ServeOptions): Promise<Serving> {
   const log = options.log ?? ((line: string) => console.log(line));
   const state = stateDir();
+  const another = anotherServeHere(state);
+  if (another) throw new Error(another);
   const buildDir = join(state, "build");
 
   const started = performance.now();
@@ -406,6 +408,25 @@ export async function serve(options: ServeOptions): Promise<Serving> {
 function echoGatewayLine(line: string, stream: "stdout" | "stderr"): void {
   if (isHarmlessWorkerdLine(line)) return;
   (stream === "stdout" ? process.stdout : process.stderr).write(visibleControls(line) + "\n");
+}
+
+/**
+ * Why this folder cannot be served now, or undefined: another `tandem serve` runs in it (it holds the local plane's
+ * folder, `.tandem/serve-plane`), and two would each open the same Durable Objects and containers. Its port comes from
+ * `.tandem/gateway.json`, once it has written it.
+ * @example anotherServeHere(".tandem") // "another `tandem serve` (process 14231, at http://127.0.0.1:8787) is running in this folder; …"
+ */
+export function anotherServeHere(state: string): string | undefined {
+  const holder = planeRunningFrom(join(state, "serve-plane"));
+  if (holder === undefined) return undefined;
+  let at = "";
+  try {
+    const served = JSON.parse(readFileSync(join(state, "..", LOCAL_GATEWAY_FILE), "utf8")) as { url?: unknown; pid?: unknown };
+    if (served.pid === holder && typeof served.url === "string") at = `, at ${served.url}`;
+  } catch {
+    // not written yet (it is still starting), or gone: said without its port
+  }
+  return `another \`tandem serve\` (process ${holder}${at}) is running in this folder; stop it (Ctrl-C in its terminal, or kill ${holder}), or serve from another folder`;
 }
 
 /**
