@@ -63,7 +63,7 @@ function problemOf(v: unknown): { what: string; instead: string } | undefined {
       if (ArrayBuffer.isView(v) || v instanceof ArrayBuffer) {
         const name = v.constructor.name;
         return {
-          what: `${/^[AEIOU]/.test(name) ? "an" : "a"} ${name}`,
+          what: `${/^[AEIO]/.test(name) ? "an" : "a"} ${name}`,
           instead: "JSON writes as an object of indexes, or {}: return Array.from(it), or the bytes as a Response",
         };
       }

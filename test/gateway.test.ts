@@ -401,7 +401,9 @@ describe("web endpoints", () => {
       `${said("a Map (at .m)")}, which JSON writes as {}: return Object.fromEntries(map), or [...map] for its entries`,
     );
     expect((await refusal("set")).message).toBe(`${said("a Set (at .rows[0].tags)")}, which JSON writes as {}: return [...set]`);
-    expect((await refusal("bytes")).message).toMatch(`${said("a Uint8Array (at .data)")}, which JSON writes as an object of indexes`);
+    expect((await refusal("bytes")).message).toBe(
+      `${said("a Uint8Array (at .data)")}, which JSON writes as an object of indexes, or {}: return Array.from(it), or the bytes as a Response`,
+    );
     expect((await refusal("nan")).message).toBe(`${said("NaN (at .ratio[1])")}, which JSON writes as null: return null or a string`);
     expect((await refusal("point")).message).toMatch(`${said("an instance of Point (at .at)")}, which JSON writes as a plain object`);
     // What JSON does by its plain rules stays: an undefined field is left out, a Date is its ISO string.
@@ -439,7 +441,7 @@ describe("web endpoints", () => {
 
   it("answers a c.req.json() of bytes that are not UTF-8 with /v1's 400, not with U+FFFD in their place", async () => {
     const latin1 = new Uint8Array([...new TextEncoder().encode('{"a":"'), 0xff, 0xfe, ...new TextEncoder().encode('"}')]);
-    const send = async (path: string, body: Uint8Array) => {
+    const send = async (path: string, body: BodyInit) => {
       const res = await fetch(`${gw.url}${path}`, authed({ method: "POST", body, headers: { "content-type": "application/json" } }));
       return [res.status, await res.json()];
     };
