@@ -5,7 +5,7 @@
  * error), the shape (400 naming the field), and `meta` (400 when it does not
  * fit, or would rebuild a value deeper or larger than its JSON). Web
  * endpoints' bodies are only limited here (`limitBody`); their handlers parse
- * them.
+ * them, a handler's `c.req.json()` with the same UTF-8 rule (`utf8Text`).
  */
 import type { z } from "zod";
 import { readBodyUpTo } from "../sdk/bounded-body.js";
@@ -28,13 +28,20 @@ export async function readJsonBody<S extends z.ZodType>(request: Request, schema
   // Counted as it streams even when a length is declared: the header may not be what frames the body (a
   // content-length sent beside a chunked transfer-encoding, say), and reading stops at the limit either way.
   const bytes = await readBodyUpTo(request, maxBytes, bodyTooLarge);
-  let text: string;
+  return parseJsonBody(utf8Text(bytes), schema);
+}
+
+/**
+ * A JSON body's bytes as text; bytes that are not UTF-8 are the client's 400, on `/v1` and for a web endpoint's
+ * `c.req.json()` alike.
+ * @example JSON.parse(utf8Text(await request.arrayBuffer()));
+ */
+export function utf8Text(bytes: ArrayBuffer | Uint8Array): string {
   try {
-    text = decoder.decode(bytes);
+    return decoder.decode(bytes);
   } catch {
     throw new InvalidRequestError("request body is not UTF-8 text: send JSON encoded as UTF-8");
   }
-  return parseJsonBody(text, schema);
 }
 
 /**

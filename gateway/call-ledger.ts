@@ -198,7 +198,11 @@ export class CallLedger extends DurableObject<Env> implements LedgerApi {
       });
   }
 
-  /** The dashboard's charts: an app's calls (or one function's) since `since`, counted per function in buckets of `bucketMs`. */
+  /**
+   * The dashboard's charts: an app's calls (or one function's) since `since`, counted per function in buckets of
+   * `bucketMs`. A call that failed as `invalid_request` is the caller's mistake, not the function's error: a stream of
+   * a function that turned out not to be a generator, or a call of one that did (known only once it ran).
+   */
   async callSeries(query: { app: string; function?: string; since: number; bucketMs: number }): Promise<DashboardSeriesPoint[]> {
     const bucket = Math.max(1, Math.floor(query.bucketMs)); // bound as a float: the division is made whole in the query
     const params: (string | number)[] = [bucket, bucket, query.app, query.since];
@@ -207,7 +211,8 @@ export class CallLedger extends DurableObject<Env> implements LedgerApi {
     return this.#sql
       .exec<DashboardSeriesPoint & Record<string, SqlStorageValue>>(
         `SELECT fn AS function, CAST(created_at / ? AS INTEGER) * ? AS t, COUNT(*) AS calls,
-           SUM(status IN ('failed', 'timed_out')) AS errors, SUM(MAX(attempts - 1, 0)) AS retries,
+           SUM(status = 'timed_out' OR (status = 'failed' AND json_extract(error, '$.code') IS NOT 'invalid_request')) AS errors,
+           SUM(MAX(attempts - 1, 0)) AS retries,
            COUNT(finished_at) AS ended, COALESCE(SUM(finished_at - started_at), 0) AS runMsSum,
            COALESCE(MAX(finished_at - started_at), 0) AS runMsMax
          FROM calls WHERE app = ? AND created_at >= ? ${byFunction} GROUP BY fn, t ORDER BY t`,

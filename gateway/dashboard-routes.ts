@@ -28,6 +28,7 @@ import {
   type ScheduleInfo,
   type TokenScope,
 } from "../sdk/protocol.js";
+import { didYouMean } from "../sdk/nearest-name.js";
 import { describeIssues } from "../sdk/zod-issues.js";
 import { mayReach, principalIsLive, principalOf, requireApp, revokedWhileOpen, type Principal } from "./auth.js";
 import { readBodyBytes } from "./body.js";
@@ -59,7 +60,7 @@ import type { Env, RouteEnv } from "./env.js";
 import { environmentOf } from "./environments.js";
 import { isolateShared } from "./isolate-shared.js";
 import { readLog } from "./log-archive.js";
-import { LogFollower, logFilterOf } from "./log-routes.js";
+import { LogFollower, givenTwice, logFilterOf } from "./log-routes.js";
 import { logStoreFor } from "./log-sink.js";
 import type { LogFilter } from "./log-store.js";
 import { knownPlanes } from "./plane-choice.js";
@@ -249,13 +250,24 @@ export function dashboardRoutes(): Hono<RouteEnv> {
 
   routes.get("/apps/:app/logs", async (c) => {
     const app = appOf(c);
-    const { filter, given } = pageLogFilter(c.req.query());
+    const { filter, given } = pageLogFilter(onceEach(c.req.queries(), PAGE_LOG_FIELDS, "the logs page"));
     const { lines } = await readLog(c.env, app.name, filter);
-    const names = [...new Set([...app.callables.map((f) => f.name), ...[...app.webMounts, ...app.endpoints, ...app.agents].map((w) => w.label)])];
+    const functions = app.callables.map((f) => f.name);
+    const labels = [...app.webMounts, ...app.endpoints, ...app.agents].map((w) => w.label);
+    const names = [...new Set([...functions, ...labels])];
+    // No line of a function the app does not have: the page says so, as `tandem logs --function` does, with the name
+    // nearest (a class's lines carry its name, a method's `Class.method`).
+    const known = new Set([...names, ...functions.map((f) => f.split(".")[0]!)]);
+    const unknown = lines.length === 0 && given.function !== undefined && !known.has(given.function);
+    const empty = unknown
+      ? `App "${app.name}" has no function, class or web label "${given.function}" (functions: ${functions.join(", ") || "none"}), so it has no lines to show${didYouMean(given.function!, known)}`
+      : Object.keys(given).length
+        ? "No lines match these filters yet."
+        : undefined;
     const body = html`<p><a href="${dashboardPath("apps", app.name)}">← ${app.name}</a></p>
-      ${logFilterForm(given, names)} ${logList(lines, Object.keys(given).length ? "No lines match these filters yet." : undefined)}`;
+      ${logFilterForm(given, names)} ${logList(lines, empty)}`;
     // New lines as the same filters choose them (all but since: they are new).
-    return c.html(layout(`Logs of ${app.name}`, body, { ...viewer(c), live: liveUrl(app.name, { logs: "1", ...liveLogFields(given) }) }));
+    return c.html(layout(`Logs of ${app.name}`, body, { ...viewer(c), live: liveUrl(app.name, { logs: "1", ...liveLogFields(given) }) }), unknown ? 404 : 200);
   });
 
   routes.get("/apps/:app/containers/:container", async (c) => {
@@ -474,7 +486,7 @@ const liveCalls = isolateShared(DASHBOARD_DEFAULTS.livePollMs, (env: Env, key: s
  * function's calls, or one call), `log` with each new log line (the logs' follow: gateway/log-routes.ts).
  */
 async function liveEvents(c: Ctx, app: string): Promise<Response> {
-  const q = c.req.query();
+  const q = onceEach(c.req.queries(), EVENT_FIELDS, "a page's live stream");
   const callId = q.call;
   if (callId !== undefined && !CALL_ID_PATTERN.test(callId)) throw new InvalidRequestError(`"call": "${callId}" is not a call id`);
   const filter: LogFilter | undefined =
@@ -652,18 +664,27 @@ function liveLogFields(query: Record<string, string | undefined>): Record<string
   return Object.fromEntries((["function", "source", "search"] as const).flatMap((f) => (query[f] === undefined ? [] : [[f, query[f]]])));
 }
 
+/** What a page's live stream may be asked: a call's, a container's, the logs page's (`logs=1`) or an app's calls. */
+const EVENT_FIELDS = ["call", "container", "logs", ...PAGE_LOG_FIELDS] as const;
+
 /**
- * The logs page's filters from its query, each read as the logs API reads it: a bad value, or a field the page does not
- * take, is a 400 that names it. A field left empty in the form is none. The page shows the last 200 lines unless
- * `limit` says.
+ * A query's fields, each given once and each one of `fields`: a field given twice (which would read as the first
+ * alone) or one the route does not take is a 400 that names it, as the logs API answers (`givenTwice`).
  */
-function pageLogFilter(query: Record<string, string>): { filter: LogFilter; given: PageLogFields } {
-  const given: PageLogFields = {};
-  for (const [field, value] of Object.entries(query)) {
-    if (!(PAGE_LOG_FIELDS as readonly string[]).includes(field))
-      throw new InvalidRequestError(`the logs page takes ${PAGE_LOG_FIELDS.join(", ")}, not "${field.slice(0, 40)}"`);
-    if (value !== "") given[field as keyof PageLogFields] = value;
-  }
+function onceEach<F extends string>(queries: Record<string, string[]>, fields: readonly F[], what: string): Partial<Record<F, string>> {
+  const twice = givenTwice(queries);
+  if (twice) throw new InvalidRequestError(`${what}: ${twice}`);
+  const unknown = Object.keys(queries).find((field) => !(fields as readonly string[]).includes(field));
+  if (unknown !== undefined) throw new InvalidRequestError(`${what} takes ${fields.join(", ")}, not "${unknown.slice(0, 40)}"`);
+  return Object.fromEntries(Object.entries(queries).map(([field, [value]]) => [field, value])) as Partial<Record<F, string>>;
+}
+
+/**
+ * The logs page's filters from its query (`onceEach` took it), each read as the logs API reads it: a bad value is a 400
+ * that names it. A field left empty in the form is none. The page shows the last 200 lines unless `limit` says.
+ */
+function pageLogFilter(query: PageLogFields): { filter: LogFilter; given: PageLogFields } {
+  const given = Object.fromEntries(Object.entries(query).filter(([, value]) => value !== "")) as PageLogFields;
   const parsed = LogQuerySchema.safeParse(given, { reportInput: true });
   if (!parsed.success) throw new InvalidRequestError(describeIssues(parsed.error, "field", LogQuerySchema));
   return { filter: logFilterOf(parsed.data, DASHBOARD_DEFAULTS.logLinesShown), given };

@@ -129,9 +129,18 @@ function callLinesStoredBy(env: Env, app: string, id: string): () => Promise<num
 export function logQuery(c: Context<Api>): { filter: LogFilter; follow: boolean } {
   const parsed = LogQuerySchema.safeParse(c.req.query(), { reportInput: true });
   if (!parsed.success) throw new InvalidRequestError(`log query: ${describeIssues(parsed.error, "field", LogQuerySchema)}`);
-  const twice = Object.entries(c.req.queries()).find(([, values]) => values.length > 1);
-  if (twice) throw new InvalidRequestError(`log query: field "${twice[0]}" is given ${twice[1].length} times: give it once`);
+  const twice = givenTwice(c.req.queries());
+  if (twice) throw new InvalidRequestError(`log query: ${twice}`);
   return { filter: logFilterOf(parsed.data, LOG_LIMITS.defaultLimit), follow: parsed.data.follow ?? false };
+}
+
+/**
+ * What is wrong with a query that gives a field more than once (`field "source" is given 2 times: give it once`), or
+ * undefined: the logs API and the dashboard's pages refuse it alike, rather than read the first value alone.
+ */
+export function givenTwice(queries: Record<string, string[]>): string | undefined {
+  const twice = Object.entries(queries).find(([, values]) => values.length > 1);
+  return twice && `field "${twice[0]}" is given ${twice[1].length} times: give it once`;
 }
 
 /** A log query as a read of the log store: its last `defaultLimit` matching lines, unless its `limit` says. */

@@ -22,13 +22,14 @@ import type { Env, RouteEnv } from "./env.js";
 import { secretEnv } from "./secret-env.js";
 import { hubFor } from "./agents.js";
 import { authorizeWeb } from "./auth.js";
-import { limitBody } from "./body.js";
+import { limitBody, utf8Text } from "./body.js";
 import { shardOf } from "./shard.js";
 import { runStore, withCallEnv, type RunContext } from "./run-context.js";
 import { EncodedResult } from "./encoded-result.js";
 import { mapStack } from "./source-map.js";
 import { chunkIterator, isGeneratorResult, type GeneratorResult } from "../sdk/generator-result.js";
 import { nearRegionsOf } from "./plane-regions.js";
+import { unfaithfulJsonIn } from "./json-answer.js";
 
 type Web = RouteEnv;
 
@@ -179,13 +180,11 @@ function addEndpoint(web: Hono<Web>, appName: string, endpoint: EndpointHandle):
         const refused = tooLarge(body.passed());
         if (refused) return refused;
         if (out instanceof Response) return out;
-        if (isGeneratorResult(out)) return serverSentEvents(c, out);
+        if (isGeneratorResult(out)) return serverSentEvents(c, out, `endpoint "${endpoint.label}" of app "${appName}" yielded`);
         if (out === undefined) return c.body(null, 204);
-        // JSON has no text for these: `c.json` would answer 200 with an empty body labelled JSON.
-        if (typeof out === "function" || typeof out === "symbol") {
-          throw new TypeError(`endpoint "${endpoint.label}" of app "${appName}" returned a ${typeof out}: return a Response, a JSON value, or nothing (204)`);
-        }
-        return c.json(out as never);
+        // What JSON would drop or change without a word (a function, a Map) fails the request, rather than answer a 200
+        // with other data than the handler returned.
+        return c.json(faithfulJson(out, `endpoint "${endpoint.label}" of app "${appName}" returned`) as never);
       } catch (err) {
         return tooLarge(body.passed()) ?? ownAnswer(c, err) ?? failed(err);
       }
@@ -220,16 +219,23 @@ const PARSED_AS = { json: "valid JSON", parseBody: "a form its content-type desc
  * A body the handler asks hono to parse (`c.req.json()`, `c.req.parseBody()`, `c.req.formData()`) that does not
  * parse is the client's mistake: its error carries a `400 invalid_request` naming the problem (`ownAnswer`), where it
  * was the handler's 500. A handler that catches it sees the error it saw before (a `SyntaxError`, a `TypeError`).
+ * `c.req.json()` also refuses bytes that are not UTF-8, with `/v1`'s 400 (an `InvalidRequestError`), where hono's
+ * read them with U+FFFD in their place and the handler got other text than was sent.
  */
 function answerUnparsedBodies(req: HonoRequest): void {
   for (const [method, what] of Object.entries(PARSED_AS) as [keyof typeof PARSED_AS, string][]) {
-    const parse = req[method].bind(req) as (...args: unknown[]) => Promise<unknown>;
+    const parse =
+      method === "json"
+        ? () => req.arrayBuffer().then((bytes) => JSON.parse(utf8Text(bytes)) as unknown)
+        : (req[method].bind(req) as (...args: unknown[]) => Promise<unknown>);
+    const answered = (err: object, refusal: TandemError) =>
+      Object.defineProperty(err, "getResponse", { value: () => Response.json(errorBody(refusal), { status: refusal.status }) });
     const parsed = (...args: unknown[]) =>
       parse(...args).catch((err: unknown) => {
+        if (err instanceof InvalidRequestError) throw answered(err, err); // not UTF-8 (`utf8Text`)
         // A body past its limit is the 413's (`tooLarge`), and any other error is not the body's.
         if (err instanceof TandemError || !(err instanceof SyntaxError || err instanceof TypeError)) throw err;
-        const refusal = new InvalidRequestError(`request body is not ${what}: ${err.message}`);
-        throw Object.defineProperty(err, "getResponse", { value: () => Response.json(errorBody(refusal), { status: refusal.status }) });
+        throw answered(err, new InvalidRequestError(`request body is not ${what}: ${err.message}`));
       });
     Object.defineProperty(req, method, { value: parsed });
   }
@@ -277,7 +283,7 @@ function addAgent(web: Hono<Web>, appName: string, agent: AgentDefinition): void
  * `event: done`, or `event: error` with the error. A client that goes away
  * stops the iterable: a generator is returned, so its `finally` runs.
  */
-function serverSentEvents(c: Context<Web>, source: GeneratorResult): Response {
+function serverSentEvents(c: Context<Web>, source: GeneratorResult, yielded: string): Response {
   const iterator = chunkIterator(source);
   const encoder = new TextEncoder();
   const event = (name: string | undefined, data: unknown) => encoder.encode(`${name ? `event: ${name}\n` : ""}data: ${JSON.stringify(data)}\n\n`);
@@ -298,7 +304,8 @@ function serverSentEvents(c: Context<Web>, source: GeneratorResult): Response {
             controller.close();
             end();
           } else {
-            controller.enqueue(event(undefined, step.value instanceof EncodedResult ? step.value.encoded.json : step.value));
+            // A function's chunk was checked as the wire's; the handler's own is checked as JSON, as a returned value is.
+            controller.enqueue(event(undefined, step.value instanceof EncodedResult ? step.value.encoded.json : faithfulJson(step.value, yielded)));
           }
         } catch (err) {
           const error = toWireError(maskedError(err instanceof TandemError ? err : remoteErrorFrom(err, undefined, mapStack), rc?.secretValues));
@@ -319,6 +326,16 @@ function serverSentEvents(c: Context<Web>, source: GeneratorResult): Response {
     { highWaterMark: 0 },
   );
   return c.body(body, 200, { "content-type": "text/event-stream", "cache-control": "no-cache" });
+}
+
+/**
+ * `value`, which JSON writes as it is; otherwise a TypeError naming where in it JSON would not and what to send instead,
+ * after `what` (`endpoint "feed" of app "shop" yielded`).
+ */
+function faithfulJson(value: unknown, what: string): unknown {
+  const unfaithful = unfaithfulJsonIn(value);
+  if (unfaithful) throw new TypeError(`${what} ${unfaithful.what}${unfaithful.path ? ` (at ${unfaithful.path})` : ""}, which ${unfaithful.instead}`);
+  return value;
 }
 
 /** A web handler threw: log the stack (the console prefix says where), answer 500 without it. */

@@ -39,6 +39,8 @@ describe("arguments checked against an input schema", () => {
       'demo.add: argument 1: field "age" Invalid input: expected number, received string (got "36"); argument 1: unknown field "extra"',
     );
     expect(nested.details?.issues).toContainEqual({ argument: 1, path: ["age"], message: "Invalid input: expected number, received string" });
+    // An unknown key in the same words as the message, not zod's "Unrecognized key".
+    expect(nested.details?.issues).toContainEqual({ argument: 1, path: [], message: 'unknown field "extra"' });
     expect((await refused(pair, ["a"])).message).toBe("demo.add: argument 2: Invalid input: expected number, received undefined");
     const tooMany = await refused(pair, ["a", 1, 2]);
     expect(tooMany.message).toBe("demo.add: takes at most 2 arguments (got 3)");

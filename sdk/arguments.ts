@@ -153,7 +153,9 @@ function describeArgumentIssue(issue: z.core.$ZodIssue, given: number): Argument
   }
   // The same words as every other refusal (zod-issues.ts), with the path inside the argument named as its field.
   const inside = describeIssues(new z.ZodError([{ ...issue, path }]), "field");
-  return { argument: index + 1, path: keys(path), message: issue.message, sentence: `argument ${index + 1}: ${inside}` };
+  // An unknown key's sentence is all of it (zod's own message, "Unrecognized key: …", would say it in other words).
+  const message = issue.code === "unrecognized_keys" ? inside : issue.message;
+  return { argument: index + 1, path: keys(path), message, sentence: `argument ${index + 1}: ${inside}` };
 }
 
 /** A path as JSON can carry it. */

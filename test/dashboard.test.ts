@@ -28,7 +28,7 @@ import {
 import { LOG_LIMITS } from "../sdk/defaults.js";
 import { signRequest } from "../sdk/signing.js";
 import { runCli } from "./helpers/cli.js";
-import { ADMIN_TOKEN, authed, startTestGateway, type TestGateway } from "./helpers/gateway.js";
+import { ADMIN_TOKEN, authed, eventually, startTestGateway, type TestGateway } from "./helpers/gateway.js";
 
 const CHROMIUM = process.env.CHROMIUM_PATH ?? "/usr/bin/chromium";
 const APP_FILE = fileURLToPath(new URL("./fixtures/dashboard-app.ts", import.meta.url));
@@ -339,6 +339,24 @@ describe("the dashboard", () => {
     await page.close();
   });
 
+  it("counts a stream of a function that turns out not to be a generator as its call, not as its error", async () => {
+    const res = await fetch(
+      `${gateway.url}/v1/apps/edge/functions/square/stream`,
+      authed({ method: "POST", body: JSON.stringify({ args: [3] }), headers: { "content-type": "application/json" } }),
+    );
+    expect(res.status).toBe(400);
+    const { error } = (await res.json()) as { error: { code: string; details: { callId: string } } };
+    expect(error.code).toBe("invalid_request");
+    // Known only once it ran: the call is recorded (its lines name it), failed as the caller's mistake.
+    await eventually(
+      async () => ((await (await fetch(`${gateway.url}/v1/calls/${error.details.callId}`, authed())).json()) as { status: string }).status === "failed",
+    );
+    const row = /functions\/square">square<\/a><\/td>\s*<td>edge<\/td>\s*<td>(\d+)<\/td>\s*<td>(\d+)<\/td>/;
+    await eventually(async () => row.exec(await (await fetch(`${gateway.url}${DASHBOARD.base}/apps/edge`, authed())).text())?.[1] === "1");
+    const page = await (await fetch(`${gateway.url}${DASHBOARD.base}/apps/edge`, authed())).text();
+    expect(row.exec(page)?.slice(1)).toEqual(["1", "0"]);
+  });
+
   it("filters the app's logs page by its form (function, source, text, since), new lines too, and refuses a bad filter 400", async () => {
     await call("checkout", ["sieve-a1"]);
     await call("checkout", ["sieve-b1"]);
@@ -364,11 +382,29 @@ describe("the dashboard", () => {
       ["since=soonish", "since"],
       ["source=stdrr", "must be one of stdout, stderr, system"],
       ["bogus=1", "the logs page takes function, source, search, since, limit, not &quot;bogus&quot;"],
+      // A field given twice, as the logs API refuses it: it read as the first alone.
+      ["source=stdout&source=stderr", "the logs page: field &quot;source&quot; is given 2 times: give it once"],
     ]) {
       const res = await fetch(`${gateway.url}${DASHBOARD.base}/apps/shop/logs?${query}`, authed());
       expect(res.status, query).toBe(400);
       expect(await res.text(), query).toContain(says);
     }
+    // The page's live stream takes the same filters, checked the same way, and nothing else.
+    for (const [query, says] of [
+      ["logs=1&source=stdout&source=stderr", 'field "source" is given 2 times'],
+      ["logs=1&source=stdrr", "must be one of stdout, stderr, system"],
+      ["bogus=1", 'not "bogus"'],
+    ]) {
+      const res = await fetch(`${gateway.url}${DASHBOARD.base}/apps/shop/events?${query}`, authed());
+      expect(res.status, query).toBe(400);
+      expect((await res.text()).replaceAll("&quot;", '"'), query).toContain(says);
+    }
+    // A function the app does not have: the page says so, with the nearest name, as `tandem logs --function` does.
+    const unknown = await fetch(`${gateway.url}${DASHBOARD.base}/apps/shop/logs?function=chekout`, authed());
+    expect(unknown.status).toBe(404);
+    expect((await unknown.text()).replaceAll("&quot;", '"')).toMatch(
+      /App "shop" has no function, class or web label "chekout" \(functions: checkout, .*\), so it has no lines to show; did you mean "checkout"\?/,
+    );
   });
 
   it("opens a live log longer than its box at its newest line, and keeps each new line in sight", async () => {

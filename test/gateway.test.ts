@@ -382,8 +382,37 @@ describe("web endpoints", () => {
     expect(res.status).toBe(500);
     expect(((await res.json()) as any).error).toMatchObject({
       code: "function_failed",
-      message: 'endpoint "unjsonable" of app "edge" returned a function: return a Response, a JSON value, or nothing (204)',
+      message: 'endpoint "unjsonable" of app "edge" returned a function, which JSON leaves out: return data, a Response, or nothing (204)',
     });
+  });
+
+  it("answers 500 naming the path and what to return instead when a returned value holds what JSON would drop or change, anywhere in it", async () => {
+    const refusal = async (which: string) => {
+      const res = await fetch(`${gw.url}/edge/unfaithful/${which}`);
+      expect(res.status).toBe(500);
+      return ((await res.json()) as any).error as { code: string; message: string };
+    };
+    const said = (what: string) => `endpoint "unfaithful" of app "edge" returned ${what}`;
+    expect(await refusal("fn")).toMatchObject({
+      code: "function_failed",
+      message: `${said("a function (at .f)")}, which JSON leaves out: return data, a Response, or nothing (204)`,
+    });
+    expect((await refusal("map")).message).toBe(
+      `${said("a Map (at .m)")}, which JSON writes as {}: return Object.fromEntries(map), or [...map] for its entries`,
+    );
+    expect((await refusal("set")).message).toBe(`${said("a Set (at .rows[0].tags)")}, which JSON writes as {}: return [...set]`);
+    expect((await refusal("bytes")).message).toBe(
+      `${said("a Uint8Array (at .data)")}, which JSON writes as an object of indexes, or {}: return Array.from(it), or the bytes as a Response`,
+    );
+    expect((await refusal("nan")).message).toBe(`${said("NaN (at .ratio[1])")}, which JSON writes as null: return null or a string`);
+    expect((await refusal("point")).message).toMatch(`${said("an instance of Point (at .at)")}, which JSON writes as a plain object`);
+    // What JSON does by its plain rules stays: an undefined field is left out, a Date is its ISO string.
+    const plain = await fetch(`${gw.url}/edge/unfaithful/plain`);
+    expect([plain.status, await plain.json()]).toEqual([200, { d: "1970-01-01T00:00:00.000Z", list: [1, "two", null, { deep: true }] }]);
+    // A chunk an endpoint's own generator yields is checked as it goes out, and ends the events with the error.
+    const events = await (await fetch(`${gw.url}/edge/unfaithful-chunks`)).text();
+    expect(events).toContain('data: {"n":1}');
+    expect(events).toMatch(/event: error\ndata: .*endpoint \\"unfaithful-chunks\\" of app \\"edge\\" yielded a Map \(at \.m\)/);
   });
 
   it("answers 400 naming the problem when a handler's c.req.json() or parseBody() meets a body that does not parse, not a 500 for the handler", async () => {
@@ -408,6 +437,20 @@ describe("web endpoints", () => {
     expect(await send("/edge/form", "name=Ada&n=1", "application/x-www-form-urlencoded")).toEqual([200, { got: { name: "Ada", n: "1" } }]);
     expect(await send("/edge/lenient", "{", "application/json")).toEqual([200, { caught: "SyntaxError" }]);
     expect(await send("/edge/lenient", '{"n":2}', "application/json")).toEqual([200, { got: { n: 2 } }]);
+  });
+
+  it("answers a c.req.json() of bytes that are not UTF-8 with /v1's 400, not with U+FFFD in their place", async () => {
+    const latin1 = new Uint8Array([...new TextEncoder().encode('{"a":"'), 0xff, 0xfe, ...new TextEncoder().encode('"}')]);
+    const send = async (path: string, body: BodyInit) => {
+      const res = await fetch(`${gw.url}${path}`, authed({ method: "POST", body, headers: { "content-type": "application/json" } }));
+      return [res.status, await res.json()];
+    };
+    const refusal = { error: { code: "invalid_request", message: "request body is not UTF-8 text: send JSON encoded as UTF-8" } };
+    expect(await send("/edge/submit", latin1)).toEqual([400, refusal]);
+    expect(await send("/v1/apps/edge/functions/echo/call", latin1)).toEqual([400, refusal]);
+    // A handler that catches it gets the refusal; UTF-8 (a BOM before it too) reads as it did.
+    expect(await send("/edge/lenient", latin1)).toEqual([200, { caught: "InvalidRequestError" }]);
+    expect(await send("/edge/submit", new TextEncoder().encode('\uFEFF{"a":"é"}'))).toEqual([200, { got: { a: "é" } }]);
   });
 
   it("answers a GET that carries a body (an empty one with content-length: 0, or a few bytes) as it answers one without", async () => {
