@@ -19,7 +19,17 @@ describe("unfaithfulJsonIn", () => {
     expect(unfaithfulJsonIn({ n: [1n] })).toMatchObject({ path: ".n[0]", what: "a bigint" });
     expect(unfaithfulJsonIn({ r: -Infinity })).toMatchObject({ path: ".r", what: "-Infinity" });
     expect(unfaithfulJsonIn({ b: new ArrayBuffer(1) })).toMatchObject({ path: ".b", what: "an ArrayBuffer" });
-    expect(unfaithfulJsonIn([{ e: new Error("x") }])).toMatchObject({ path: "[0].e", what: "an instance of Error" });
+    expect(unfaithfulJsonIn([{ e: new Error("x") }])).toMatchObject({ path: "[0].e", what: "an Error" });
+    expect(unfaithfulJsonIn({ p: Promise.resolve(1) })).toMatchObject({ path: ".p", what: "a Promise" });
+    // Any other class's instance is its own fields, as JSON writes it: those are checked.
+    class Order {
+      constructor(
+        readonly id: number,
+        readonly items: Map<string, number>,
+      ) {}
+    }
+    expect(unfaithfulJsonIn({ order: new Order(1, new Map()) })).toMatchObject({ path: ".order.items", what: "a Map" });
+    expect(unfaithfulJsonIn(new Order(1, undefined as unknown as Map<string, number>))).toBeUndefined();
     // What a toJSON returns is checked too.
     expect(unfaithfulJsonIn({ t: { toJSON: () => ({ f: () => 1 }) } })).toMatchObject({ path: ".t.f", what: "a function" });
   });

@@ -67,11 +67,10 @@ function problemOf(v: unknown): { what: string; instead: string } | undefined {
           instead: "JSON writes as an object of indexes, or {}: return Array.from(it), or the bytes as a Response",
         };
       }
-      const name = (proto as { constructor?: { name?: unknown } }).constructor?.name;
-      return {
-        what: typeof name === "string" && name ? `an instance of ${name}` : "an object with a prototype",
-        instead: "JSON writes as a plain object of its own fields, its class lost: return a plain object (or give the class a toJSON method)",
-      };
+      if (v instanceof Error) return { what: `an ${v.name || "Error"}`, instead: "JSON writes as {}: return { message: err.message }, or throw it" };
+      if (v instanceof Promise) return { what: "a Promise", instead: "JSON writes as {}: await it first" };
+      // Any other class's instance is written as its own fields, as JSON writes every object: those are checked.
+      return undefined;
     }
     default:
       return undefined;

@@ -405,10 +405,11 @@ describe("web endpoints", () => {
       `${said("a Uint8Array (at .data)")}, which JSON writes as an object of indexes, or {}: return Array.from(it), or the bytes as a Response`,
     );
     expect((await refusal("nan")).message).toBe(`${said("NaN (at .ratio[1])")}, which JSON writes as null: return null or a string`);
-    expect((await refusal("point")).message).toMatch(`${said("an instance of Point (at .at)")}, which JSON writes as a plain object`);
-    // What JSON does by its plain rules stays: an undefined field is left out, a Date is its ISO string.
+    expect((await refusal("error")).message).toMatch(`${said("an Error (at .at)")}, which JSON writes as {}`);
+    // What JSON does by its plain rules stays: an undefined field is left out, a Date is its ISO string, a class's
+    // instance its own fields.
     const plain = await fetch(`${gw.url}/edge/unfaithful/plain`);
-    expect([plain.status, await plain.json()]).toEqual([200, { d: "1970-01-01T00:00:00.000Z", list: [1, "two", null, { deep: true }] }]);
+    expect([plain.status, await plain.json()]).toEqual([200, { d: "1970-01-01T00:00:00.000Z", list: [1, "two", null, { deep: true }], at: { x: 1 } }]);
     // A chunk an endpoint's own generator yields is checked as it goes out, and ends the events with the error.
     const events = await (await fetch(`${gw.url}/edge/unfaithful-chunks`)).text();
     expect(events).toContain('data: {"n":1}');
