@@ -236,16 +236,20 @@ export function pickPlane(
 /** The inputs of each function this isolate has in flight on each plane: each keeps a container of it busy. */
 const inFlight = new Map<string, number>();
 
-/** The CPU of each input in flight that this isolate sent to a plane, and when: see `cpuFree`. */
-const placed = new Set<{ planeId: string; cpu: number; at: number }>();
+/** By plane, the CPU of each input in flight that this isolate sent there since its last report, and when: see `cpuFree`. */
+const placed = new Map<string, Set<{ cpu: number; at: number }>>();
 
 /**
  * The CPU `plane` last reported free, less what this isolate has sent there since that report: within a burst the
- * report is stale, and every input of it would otherwise go to the plane that was roomiest before the burst.
+ * report is stale, and every input of it would otherwise go to the plane that was roomiest before the burst. What
+ * was sent before the report is counted by it, and forgotten here (placements are kept in the order they were made).
  */
 function cpuFree(plane: PlaneInfo): number {
   let since = 0;
-  for (const p of placed) if (p.planeId === plane.planeId && p.at >= plane.lastSeen) since += p.cpu;
+  for (const p of placed.get(plane.planeId) ?? []) {
+    if (p.at < plane.lastSeen) placed.get(plane.planeId)!.delete(p);
+    else since += p.cpu;
+  }
   return plane.cpu.free - since;
 }
 const inFlightKey = (planeId: string, fn: { app: string; function: string }) => JSON.stringify([planeId, fn.app, fn.function]);
@@ -275,13 +279,14 @@ function idleLeft(plane: PlaneInfo, fn: { app: string; function: string }): numb
 export function inputInFlight(planeId: string, fn: { app: string; function: string }, cpu = 0): () => void {
   const key = inFlightKey(planeId, fn);
   inFlight.set(key, (inFlight.get(key) ?? 0) + 1);
-  const placement = { planeId, cpu, at: Date.now() };
-  if (cpu > 0) placed.add(placement);
+  const placement = { cpu, at: Date.now() };
+  const onPlane = placed.get(planeId) ?? placed.set(planeId, new Set()).get(planeId)!;
+  if (cpu > 0) onPlane.add(placement);
   let done = false;
   return () => {
     if (done) return;
     done = true;
-    placed.delete(placement);
+    onPlane.delete(placement);
     const left = (inFlight.get(key) ?? 1) - 1;
     if (left > 0) inFlight.set(key, left);
     else inFlight.delete(key);

@@ -124,7 +124,7 @@ export async function serve(options: ServeOptions): Promise<Serving> {
   };
   // A reload holds new requests while the old gateway finishes its requests in flight: say what it waits for.
   door.onHoldWaiting = (requests, until) => {
-    const shown = requests.slice(0, 3).join(", ") + (requests.length > 3 ? `, and ${requests.length - 3} more` : "");
+    const shown = firstFew(requests);
     const what = (one: string) => (requests.length === 1 ? `a ${one}` : `${requests.length} ${one}s`);
     log(
       style.dim(
@@ -189,7 +189,7 @@ export async function serve(options: ServeOptions): Promise<Serving> {
     const why = options.gpus ? `declared with --gpus "${options.gpus}"` : "no nvidia-smi here, so the local plane declares one of each known type";
     log(style.warn(`  GPUs are simulated (${why}); scheduling and CUDA_VISIBLE_DEVICES work as with real ones.`));
   }
-  printEndpoints(built.apps, url, log, await scheduledNext(live.url, adminToken));
+  printEndpoints(built.apps, url, log, await scheduledNext(built.apps, live.url, adminToken));
   log(style.dim(`  dashboard ${url.href.replace(/\/$/, "")}${DASHBOARD.base}/ (npx tandem dashboard logs a browser in)`));
   // A named secret the app declares and the gateway lacks: said now. The gateway stays up, so that
   // `tandem secret create` can reach it; calls read secrets when they run, so nothing needs loading again.
@@ -321,7 +321,7 @@ export async function serve(options: ServeOptions): Promise<Serving> {
     built = next;
     rewatch(built.worker.inputs);
     log(`${style.ok("↻")} reloaded in ${Math.round(performance.now() - t0)} ms`);
-    printEndpoints(next.apps, url, log, await scheduledNext(live.url, adminToken));
+    printEndpoints(next.apps, url, log, await scheduledNext(next.apps, live.url, adminToken));
   };
 
   // miniflare fires no cron triggers: serve calls the Worker's scheduled handler at the start of every minute, as
@@ -357,7 +357,7 @@ export async function serve(options: ServeOptions): Promise<Serving> {
       const inputs = plane.probe().inFlight;
       if (requests.length || inputs) {
         const grace = DELIVERY_DEFAULTS.serveStopGraceMs;
-        const shown = requests.slice(0, 3).join(", ") + (requests.length > 3 ? `, and ${requests.length - 3} more` : "");
+        const shown = firstFew(requests);
         const what = [
           requests.length ? `${requests.length === 1 ? "a request" : `${requests.length} requests`} in flight (${shown})` : "",
           inputs ? `${inputs === 1 ? "an input" : `${inputs} inputs`} running on the local plane` : "",
@@ -467,11 +467,18 @@ function forgetServed(file: string): void {
   }
 }
 
+/** The first three of `names`, and how many more: `a, b, c, and 2 more`. */
+function firstFew(names: string[]): string {
+  return names.slice(0, 3).join(", ") + (names.length > 3 ? `, and ${names.length - 3} more` : "");
+}
+
 /**
  * When each scheduled function runs next, by `<app>.<function>`, as the gateway's Scheduler keeps it (`tandem schedule
- * list`): a period counts from when the schedule was first seen, not from a reload. Empty when the gateway cannot say.
+ * list`): a period counts from when the schedule was first seen, not from a reload. Empty when the gateway cannot say,
+ * and without asking it when no app has a schedule.
  */
-async function scheduledNext(gateway: URL, adminToken: string): Promise<Map<string, number>> {
+async function scheduledNext(apps: App[], gateway: URL, adminToken: string): Promise<Map<string, number>> {
+  if (!apps.some((app) => app.callables.some((fn) => fn.spec.schedule))) return new Map();
   try {
     const res = await fetch(new URL(paths.schedules(), gateway), { headers: { authorization: `Bearer ${adminToken}` } });
     if (!res.ok) {
