@@ -340,10 +340,15 @@ export class VolumeStore extends DurableObject<Env> {
 /** The name of the catalog object (volume names match `NAME_PATTERN`, so none can be it). */
 export const VOLUME_CATALOG = "~catalog";
 
-export function missingVolume(name: string): NotFoundError {
-  return new NotFoundError(`no volume named "${name}" (tandem volume create ${name} makes it; Volume.fromName("${name}", { createIfMissing: true }) too)`, {
-    volume: name,
-  });
+/**
+ * The 404 of a volume that is not there. The object knows its name, not its environment: the gateway, which does,
+ * says it again with `where` (`lookedIn`), so that the message names the environment and the command's `--env`.
+ */
+export function missingVolume(name: string, where: { words: string; flag: string } = { words: "", flag: "" }): NotFoundError {
+  return new NotFoundError(
+    `no volume named "${name}"${where.words} (tandem volume create ${name}${where.flag} makes it; Volume.fromName("${name}", { createIfMissing: true }) too)`,
+    { volume: name },
+  );
 }
 
 function entryOf(row: FileRow): VolumeEntry {

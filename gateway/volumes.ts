@@ -20,8 +20,8 @@ import {
 } from "../sdk/protocol.js";
 import { blocksOf, sha256Hex, type ByteSource } from "../sdk/volume-blocks.js";
 import type { Env } from "./env.js";
-import { inEnvironment } from "./environments.js";
-import { VOLUME_CATALOG, type ManifestFile, type Outcome } from "./volume-store.js";
+import { inEnvironment, lookedIn } from "./environments.js";
+import { missingVolume, VOLUME_CATALOG, type ManifestFile, type Outcome } from "./volume-store.js";
 
 /** A commit's base version and whether it overrides conflicts. */
 export interface CommitTerms {
@@ -66,14 +66,16 @@ function catalog(env: Env) {
   return env.VOLUMES.get(env.VOLUMES.idFromName(inEnvironment(env, VOLUME_CATALOG)));
 }
 
-function unwrap<T>(outcome: Outcome<T>): T {
-  if ("error" in outcome) throw fromWireError(outcome.error);
-  return outcome.ok;
+function unwrap<T>(env: Env, outcome: Outcome<T>): T {
+  if (!("error" in outcome)) return outcome.ok;
+  const missing = outcome.error.code === "not_found" && outcome.error.details?.path === undefined ? outcome.error.details?.volume : undefined;
+  // The object knows the volume's name, not the environment it was looked for in: said again with it.
+  throw typeof missing === "string" ? missingVolume(missing, lookedIn(env)) : fromWireError(outcome.error);
 }
 
 /** Makes a volume; an existing one is answered as it is when `existOk`, else refused. */
 export async function createVolume(env: Env, name: string, existOk: boolean): Promise<{ created: boolean; info: VolumeInfo }> {
-  const made = unwrap(await store(env, name).create(name));
+  const made = unwrap(env, await store(env, name).create(name));
   if (!made.created && !existOk)
     throw new AlreadyExistsError(`volume "${name}" already exists (to use it as it is: --exist-ok, or existOk: true)`, { volume: name });
   if (!(await catalog(env).catalogAdd(name, made.info.createdAt))) {
@@ -86,12 +88,12 @@ export async function createVolume(env: Env, name: string, existOk: boolean): Pr
 }
 
 export async function volumeInfo(env: Env, name: string): Promise<VolumeInfo> {
-  return unwrap(await store(env, name).info(name));
+  return unwrap(env, await store(env, name).info(name));
 }
 
 /** Deletes a volume's manifest (its blocks stay: other volumes may hold them). */
 export async function deleteVolume(env: Env, name: string): Promise<VolumeInfo> {
-  const info = unwrap(await store(env, name).drop(name));
+  const info = unwrap(env, await store(env, name).drop(name));
   await catalog(env).catalogRemove(name);
   return info;
 }
@@ -108,12 +110,12 @@ export async function listVolumes(env: Env): Promise<VolumeInfo[]> {
 }
 
 export async function listFiles(env: Env, name: string, path: string, recursive: boolean): Promise<VolumeListing> {
-  return unwrap(await store(env, name).list(name, checkedPath(path), recursive));
+  return unwrap(env, await store(env, name).list(name, checkedPath(path), recursive));
 }
 
 /** Every file of a volume with its blocks, at its latest version (what a plane mounts). */
 export async function volumeManifest(env: Env, name: string): Promise<VolumeManifest> {
-  return unwrap(await store(env, name).manifest(name));
+  return unwrap(env, await store(env, name).manifest(name));
 }
 
 /** One block's bytes, by its hash; a 404 when R2 lacks it. */
@@ -128,7 +130,7 @@ export async function readBlock(env: Env, hash: string): Promise<{ size: number;
  * manifest entry and the volume version it was read at.
  */
 export async function readFile(env: Env, name: string, path: string): Promise<{ version: number; file: ManifestFile; body: ReadableStream<Uint8Array> }> {
-  const { version, file } = unwrap(await store(env, name).stat(name, checkedPath(path)));
+  const { version, file } = unwrap(env, await store(env, name).stat(name, checkedPath(path)));
   return { version, file, body: blockStream(env, name, file) };
 }
 
@@ -284,7 +286,7 @@ export async function commit(env: Env, name: string, changes: VolumeChange[], te
 }
 
 async function commitChecked(env: Env, name: string, changes: VolumeChange[], terms: CommitTerms): Promise<VolumeCommitAnswer> {
-  const { version } = unwrap(await store(env, name).commit(name, changes, terms));
+  const { version } = unwrap(env, await store(env, name).commit(name, changes, terms));
   return { volume: name, version };
 }
 

@@ -73,6 +73,11 @@ describe("environments main and dev on one gateway's state", () => {
     expect((await Dict.list({ gateway: url, env: "dev" })).map((d) => d.name)).toEqual(["settings"]);
     const devQueue = await cli("queue", "len", "jobs", "--env", "dev");
     expect(devQueue.stdout.trim()).toBe("3");
+    // A volume that is only dev's: looked for in main, its 404 names where it was looked for, and the --env to reach dev's.
+    const fromMain = await cli("volume", "ls", "dev-files");
+    expect(fromMain.stderr).toContain('error: no volume named "dev-files" in environment "main" (tandem volume create dev-files makes it');
+    const fromStaging = await Volume.fromName("dev-files", { gateway: url, env: "staging" }).listdir("/").catch((e: unknown) => e);
+    expect((fromStaging as Error).message).toMatch(/^no volume named "dev-files" in environment "staging" \(tandem volume create dev-files --env staging makes it/);
   });
 
   it("serves its apps in its own environment only: another's gets 404 naming both", async () => {
