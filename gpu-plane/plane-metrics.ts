@@ -81,7 +81,7 @@ export class PlaneMetrics implements CallMeter {
     });
     this.#errors = new Counter({
       name: "tandem_function_errors_total",
-      help: "Inputs that ended failed or timed out, by function and error code.",
+      help: "Inputs that ended failed or timed out, by function and error code (not the caller's invalid_request).",
       labelNames: [...labelNames, "code"],
       registers,
     });
@@ -149,7 +149,9 @@ export class PlaneMetrics implements CallMeter {
     series.queue.observe(timings.queueMs / 1000);
     if (timings.coldStartMs !== undefined) series.coldStart.observe(timings.coldStartMs / 1000);
     if (timings.runMs !== undefined) series.run.observe(timings.runMs / 1000);
-    if (errorCode !== undefined) this.#errors.inc({ app, function: fn, code: errorCode });
+    // A caller's mistake found only as the input ran (a stream of a function that is not a generator) is its call,
+    // not its error: the dashboard counts it so too.
+    if (errorCode !== undefined && errorCode !== "invalid_request") this.#errors.inc({ app, function: fn, code: errorCode });
   }
 
   /** The Prometheus text exposition of every series. */

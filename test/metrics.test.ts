@@ -14,7 +14,7 @@ import { createRequire } from "node:module";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { lookup } from "../sdk/index.js";
 import { ROOT, startServe } from "./helpers/cli.js";
-import { eventually } from "./helpers/gateway.js";
+import { authed, eventually } from "./helpers/gateway.js";
 import { histogram, parsePrometheus, quantile, sampleValue } from "./helpers/prometheus.js";
 import { startTestStack, type TestStack } from "./helpers/stack.js";
 
@@ -107,6 +107,12 @@ describe("Prometheus /metrics", () => {
       callIds.push(call.id);
       expect(await call.get()).toBe(ms);
     }
+    // A stream of a function that is not a generator: the caller's mistake, known once it ran.
+    const notStreamed = await fetch(
+      `${stack.url}/v1/apps/metrics/functions/plain/stream`,
+      authed({ method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ args: [10] }) }),
+    );
+    expect(((await notStreamed.json()) as { error: { code: string } }).error.code).toBe("invalid_request");
     await expect(fn("boom").remote()).rejects.toThrow(/boom on purpose/);
     expect(await fn("flaky").remote()).toBe(2);
     expect(await fn("onGpu").remote()).toBe("0");
@@ -132,6 +138,9 @@ describe("Prometheus /metrics", () => {
     const of = (name: string, fnName: string, more: Record<string, string> = {}) => sampleValue(families, name, { app: "metrics", function: fnName, ...more });
     expect(of("tandem_function_calls_total", "work")).toBe(3);
     expect(of("tandem_function_errors_total", "work")).toBeUndefined();
+    // The stream that found plain no generator: its call, not its error.
+    expect(of("tandem_function_calls_total", "plain")).toBe(1);
+    expect(of("tandem_function_errors_total", "plain", { code: "invalid_request" })).toBeUndefined();
     expect(of("tandem_function_calls_total", "boom")).toBe(1);
     expect(of("tandem_function_errors_total", "boom", { code: "function_failed" })).toBe(1);
     // flaky's first attempt failed on the plane; the gateway's retry ran there as attempt 2.
@@ -174,7 +183,7 @@ describe("Prometheus /metrics", () => {
     expect(v("tandem_plane_gpus", { type: "T4", state: "used", simulated: "true" })).toBe(1);
     expect(v("tandem_plane_gpus", { type: "T4", state: "free", simulated: "true" })).toBe(0);
     expect(v("tandem_plane_info", { plane: stack.planes[0]!.planeId, simulated: "true", runtime: "docker" })).toBe(1);
-    expect(v("tandem_plane_containers", { state: "idle" })).toBe(4); // one for each function
+    expect(v("tandem_plane_containers", { state: "idle" })).toBe(5); // one for each function
     expect(v("tandem_plane_cpu_cores", { state: "reserved" })).toBeGreaterThan(0);
     expect(v("tandem_plane_memory_bytes", { state: "reserved" })).toBeGreaterThanOrEqual(4 * 6 * 1024 * 1024);
     expect(v("tandem_plane_process_resident_memory_bytes")).toBeGreaterThan(10 * 1024 * 1024);
