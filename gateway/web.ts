@@ -259,6 +259,8 @@ function addAgent(web: Hono<Web>, appName: string, agent: AgentDefinition): void
       const message = `websocket "${agent.label}" of app "${appName}" takes WebSocket connections: connect("${appName}", "${agent.label}") from the SDK, or ws://…${paths.agent(appName, agent.label)}?session=<id>`;
       return c.json(errorBody(new UpgradeRequiredError(message, { app: appName, label: agent.label })), 426, { upgrade: "websocket" });
     }
+    // A handshake is a GET (RFC 6455, 4.1); the hub is sent one whatever came, so it is checked here.
+    if (c.req.method !== "GET") throw new InvalidRequestError(`not a WebSocket handshake RFC 6455 allows: its method must be GET, not ${c.req.method}`);
     const given = c.req.query("session");
     if (given !== undefined && !SESSION_ID_PATTERN.test(given)) {
       throw new InvalidRequestError(`session ids are 8-128 letters, digits, '-' or '_' (got ${JSON.stringify(given.slice(0, 40))})`);

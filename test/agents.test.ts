@@ -160,11 +160,11 @@ describe("a WebSocket agent", () => {
 
 describe("limits and bad input", () => {
   it("refuses an upgrade that is not an RFC 6455 handshake with 400, before any session is kept or handler run", async () => {
-    const handshake = (headers: string) =>
+    const handshake = (headers: string, method = "GET") =>
       new Promise<string>((resolve, reject) => {
         const { hostname, port } = new URL(gw.url);
         const socket = net.connect(Number(port), hostname, () =>
-          socket.write(`GET /agents/echo?session=bad-handshake-1 HTTP/1.1\r\nhost: x\r\nconnection: Upgrade\r\nupgrade: websocket\r\n${headers}\r\n`),
+          socket.write(`${method} /agents/echo?session=bad-handshake-1 HTTP/1.1\r\nhost: x\r\nconnection: Upgrade\r\nupgrade: websocket\r\n${headers}\r\n`),
         );
         let answer = "";
         socket.setEncoding("utf8").on("data", (d: string) => {
@@ -185,6 +185,10 @@ describe("limits and bad input", () => {
     expect(body(await handshake("sec-websocket-version: 13\r\nsec-websocket-key: short==\r\n")).message).toBe(
       'not a WebSocket handshake RFC 6455 allows: Sec-WebSocket-Key must be 16 bytes in base64, not "short=="',
     );
+    // A handshake is a GET (RFC 6455, 4.1): another method's upgrade read as one, as the hub saw a GET.
+    const posted = await handshake("sec-websocket-version: 13\r\nsec-websocket-key: dGhlIHNhbXBsZSBub25jZQ==\r\ncontent-length: 0\r\n", "POST");
+    expect(posted.split("\r\n")[0]).toBe("HTTP/1.1 400 Bad Request");
+    expect(body(posted).message).toBe("not a WebSocket handshake RFC 6455 allows: its method must be GET, not POST");
     // No session was kept, nor did onOpen run: the first real connection with that id begins it.
     const c = await client("/agents/echo?session=bad-handshake-1");
     expect(await json(c)).toEqual({ hello: "bad-handshake-1", resumed: false, messages: 0 });
