@@ -19,4 +19,14 @@ describe("a container that exited under a call", () => {
       "app.f container ctr-1a2b3c4d exited with code 0 (the app's code ended its process, as process.exit() does); the next call starts a new container",
     );
   });
+
+  it("says why the plane stopped a container under a call, where it says, rather than the runner's exit code", () => {
+    const stopped = { ...worker, stopping: true, stoppingWhy: "as the plane shut down" } as Worker;
+    expect(exitFailure(stopped, { code: 0, oomKilled: false }, "during the call").message).toMatch(
+      /^app\.f container ctr-1a2b3c4d was stopped by the plane as the plane shut down during the call;/,
+    );
+    expect(exitFailure({ ...worker, stopping: true } as Worker, { code: 0, oomKilled: false }, "during the call").message).toMatch(
+      /^app\.f container ctr-1a2b3c4d was stopped by the plane \(exit code 0\) during the call;/,
+    );
+  });
 });

@@ -104,7 +104,9 @@ function howItEnded(worker: Worker, exit: ExitInfo): { reason: "oom" | "killed" 
           ? "exited with code 0 (the app's code ended its process, as process.exit() does)" // no crash, but no answer either
           : `crashed with exit code ${exit.code}`
         : worker.stopping
-          ? `was stopped by the plane${how}`
+          ? worker.stoppingWhy
+            ? `was stopped by the plane ${worker.stoppingWhy}` // the exit code is the runner's leaving as asked: no news
+            : `was stopped by the plane${how}`
           : `was killed${exit.signal ? ` (${exit.signal})` : ""}`;
   return { reason, what };
 }

@@ -31,6 +31,8 @@ export interface Worker {
   exitHooks: boolean;
   /** The plane itself is stopping it (so a SIGKILL is ours, not the OOM killer's). */
   stopping: boolean;
+  /** Why, where a call it runs is told (`retire`'s `why`): "as the plane shut down". */
+  stoppingWhy?: string;
   /**
    * Rolled over (`tandem app rollover`): it takes no new input, and stops once the inputs it runs end; a new
    * container of its pool, started with what the function declares now (its secrets' current values), replaces it.

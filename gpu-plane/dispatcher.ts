@@ -370,7 +370,7 @@ export class Dispatcher {
     this.#warm.dropApp(app);
     const prepared = this.#prepared.dropApp(app);
     const mine = this.#pool.ofApp(app);
-    await Promise.all(mine.map((w) => this.#scaleDown.retire(w, { graceful: true })));
+    await Promise.all(mine.map((w) => this.#scaleDown.retire(w, { graceful: true, why: `as app ${app} was stopped` })));
     const stopped = mine.length + (await prepared);
     if (stopped) this.#o.log(`[plane] stopped ${stopped} container${stopped === 1 ? "" : "s"} of app ${app}`);
     const snapshots = (await this.#o.snapshots?.removeApp(app)) ?? 0;
@@ -426,7 +426,9 @@ export class Dispatcher {
     this.#versions.close();
     this.#pool.wake();
     await this.#prepared.close();
-    await Promise.all(this.#pool.all().map((w) => this.#scaleDown.retire(w, { graceful: true, quick: options.quick ?? false })));
+    await Promise.all(
+      this.#pool.all().map((w) => this.#scaleDown.retire(w, { graceful: true, quick: options.quick ?? false, why: "as the plane shut down" })),
+    );
   }
 
   /** A container for the input, held for it: a warm one, a new one, or, after waiting, one freed; `no_capacity` at the deadline. */

@@ -82,12 +82,14 @@ export class ScaleDown {
   /**
    * Stops a container; `graceful` (scale-down, stop, shutdown) gives its runner time for `exit()` hooks first.
    * `quick` (the end of `tandem run`): a container with no `exit()` hooks to run is killed and removed at once.
+   * `why`, where the calls it runs are told it was stopped: "as the plane shut down".
    */
-  async retire(worker: Worker, options: { graceful?: boolean; quick?: boolean } = {}): Promise<void> {
+  async retire(worker: Worker, options: { graceful?: boolean; quick?: boolean; why?: string } = {}): Promise<void> {
     const known = this.#o.pool.has(worker);
     this.forget(worker);
     if (!known && worker.exit) return;
     worker.stopping = true;
+    if (options.why) worker.stoppingWhy ??= options.why;
     const quick = options.quick === true && !worker.exitHooks;
     if (options.graceful && !quick && worker.ready && !worker.exit && !worker.protocolError) {
       // A grace period: the runner runs its classes' exit() hooks and leaves on its own.

@@ -69,8 +69,14 @@ describe("the autoscaler", () => {
 
   it("stops every container of an app with tandem app stop, and keeps its pools cold", async () => {
     await eventually(() => containersOf("burst").length === 1, 20_000);
+    // A call under way when its app is stopped is told why its container went, not its runner's exit code.
+    const cut = lookup<[number], string>("scale", "burst", { gateway: stack.url })
+      .remote(20_000)
+      .catch((e: unknown) => e);
+    await eventually(() => containersOf("burst").some((c) => c.busy), 15_000);
     const { code, stdout } = await runCli(["app", "stop", "scale", "--gateway", stack.url]);
     expect(code).toBe(0);
+    expect(((await cut) as Error).message).toMatch(/^scale\.burst container \S+ was stopped by the plane as app scale was stopped during the call/);
     expect(stdout).toMatch(/stopped [1-9]\d* containers? of app scale/);
     expect(stack.planes[0]!.status().containers.filter((c) => c.app === "scale")).toEqual([]);
     await new Promise((r) => setTimeout(r, 4_000)); // a heartbeat later: not warmed again
