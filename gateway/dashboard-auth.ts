@@ -37,14 +37,25 @@ export async function mintLoginCode(env: Env, principal: Principal, origin: stri
 
 /**
  * Throws 403 for a form another site's page posted (`Sec-Fetch-Site: cross-site` or `same-site`, as every current
- * browser sends it): a page elsewhere could otherwise log the browser out, or into a session of a token of its own
- * choosing. A request without the header (curl, a test's fetch) is no browser's and goes on.
+ * browser sends it, or, from a browser too old to send that, an `Origin` other than the gateway's): a page elsewhere
+ * could otherwise log the browser out, or into a session of a token of its own choosing. A request with neither
+ * header (curl, a test's fetch) is no browser's and goes on.
  * @example routes.post("/logout", async (c) => { refuseOtherSites(c); … });
  */
 export function refuseOtherSites(c: Context<RouteEnv>): void {
+  if (fromOtherSite(c)) throw new ForbiddenError("this form was sent from another site's page; log in or out from the dashboard's own pages");
+}
+
+/**
+ * Whether a browser says this request comes from another site's page: a link or form there (`Sec-Fetch-Site`), or a
+ * post whose `Origin` is not the gateway's.
+ */
+export function fromOtherSite(c: Context<RouteEnv>): boolean {
   const site = c.req.header("sec-fetch-site");
-  if (site === "cross-site" || site === "same-site")
-    throw new ForbiddenError("this form was sent from another site's page; log in or out from the dashboard's own pages");
+  if (site === "cross-site" || site === "same-site") return true;
+  // "null" is what the dashboard's own forms send (its pages send no referrer), as any page that hides its origin does.
+  const origin = c.req.header("origin");
+  return origin !== undefined && origin !== "null" && origin !== new URL(c.req.url).origin;
 }
 
 /** Logs the browser in with a login code: its session cookie set. Throws 401 for a code unknown, spent or expired. */

@@ -100,6 +100,33 @@ export function loginPage(problem?: string): Html {
     </html>`;
 }
 
+/**
+ * The page a login link shows when another site's page led the browser to it: a button that logs in with its code
+ * (posted from this page, so from the gateway's own site), as the link alone would have.
+ */
+export function loginConfirmPage(code: string): Html {
+  return html`<!doctype html>
+    <html lang="en">
+      <head>
+        <meta charset="utf-8" />
+        <meta name="viewport" content="width=device-width, initial-scale=1" />
+        <title>Log in · Tandem</title>
+        ${icon}
+        <link rel="stylesheet" href="${base}/assets/dashboard.css" />
+      </head>
+      <body>
+        <main class="login">
+          <h1>Tandem dashboard</h1>
+          <p>You came to this login link from another site's page. Log in only if you ran <code>tandem dashboard</code> for it yourself.</p>
+          <form method="post" action="${DASHBOARD.login}">
+            <input type="hidden" name="code" value="${code}" />
+            <button type="submit">Log in</button>
+          </form>
+        </main>
+      </body>
+    </html>`;
+}
+
 /** A table inside a box of its own that scrolls sideways, so a wide table never widens the page. */
 export function table(headings: string[], rows: Html[], options: { id?: string; keep?: number; empty?: string } = {}): Html {
   return html`<div class="table">

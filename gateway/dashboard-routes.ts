@@ -34,7 +34,7 @@ import { mayReach, principalIsLive, principalOf, requireApp, revokedWhileOpen, t
 import { readBodyBytes } from "./body.js";
 import { checkedCallId, ledgerFor, unknownCall } from "./call-ledger-client.js";
 import { DASHBOARD_ASSETS } from "./dashboard-assets.js";
-import { dashboardGuard, logInWithCode, logInWithToken, logOut, refuseOtherSites } from "./dashboard-auth.js";
+import { dashboardGuard, fromOtherSite, logInWithCode, logInWithToken, logOut, refuseOtherSites } from "./dashboard-auth.js";
 import { agentSessions, callSeries, pricePerSecond, type CallSeries, recentCalls, totalsByFunction, visibleApps } from "./dashboard-data.js";
 import {
   CALL_HEADINGS,
@@ -47,6 +47,7 @@ import {
   layout,
   logLine,
   logList,
+  loginConfirmPage,
   loginPage,
   ms,
   table,
@@ -104,6 +105,9 @@ export function dashboardRoutes(): Hono<RouteEnv> {
   routes.get("/login", async (c) => {
     const code = c.req.query("code");
     if (code === undefined) return c.html(loginPage(), 200);
+    // A link followed from another site's page could be the other site's own code, logging this browser into a
+    // session of its choosing: the code is not spent, and the page asks before logging in (its form posts it here).
+    if (fromOtherSite(c)) return c.html(loginConfirmPage(code), 200);
     try {
       await logInWithCode(c, code);
     } catch (err) {
@@ -115,10 +119,11 @@ export function dashboardRoutes(): Hono<RouteEnv> {
   routes.post("/login", async (c) => {
     // Anyone may post here, so the form is read as any body is: no further than the gateway's limit (413).
     const bytes = await readBodyBytes(c.req.raw, c.var.config.maxBodyBytes);
-    const token = new URLSearchParams(new TextDecoder().decode(bytes)).get("token") ?? "";
+    const form = new URLSearchParams(new TextDecoder().decode(bytes));
     refuseOtherSites(c);
+    const code = form.get("code");
     try {
-      await logInWithToken(c, token);
+      await (code !== null ? logInWithCode(c, code) : logInWithToken(c, form.get("token") ?? ""));
     } catch (err) {
       if (err instanceof TandemError) return c.html(loginPage(err.message), 401);
       throw err;

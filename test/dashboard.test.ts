@@ -617,6 +617,38 @@ describe("the dashboard", () => {
     await context.close();
   });
 
+  it("asks before a login link followed from another site's page logs in, so no site can log a browser into its own token's session", async () => {
+    const created = await fetch(`${gateway.url}/v1/tokens`, authed({ method: "POST", body: JSON.stringify({ name: "a site's own", scope: "call" }) }));
+    const theirs = await loginLink(((await created.json()) as { token: string }).token);
+    const context = await browser.newContext();
+    const session = async () => (await context.cookies()).find((c) => c.name === DASHBOARD.cookie)?.value;
+    const site = await otherSite(`<script>location.href = ${JSON.stringify(theirs)}</script>`);
+    try {
+      const page = await context.newPage();
+      const landed = page.waitForResponse((res) => res.url() === theirs);
+      await page.goto(site.url);
+      expect((await landed).status()).toBe(200);
+      await page.waitForSelector("form button");
+      expect(await page.textContent("main")).toContain("from another site's page");
+      expect(await session()).toBeUndefined(); // not logged in, and the code not spent:
+      await Promise.all([page.waitForURL(`${gateway.url}${DASHBOARD.base}/`), page.click("form button")]);
+      expect(await session()).toBeDefined();
+      expect(await page.textContent(".who span")).toContain("a site's own");
+    } finally {
+      site.close();
+      await context.close();
+    }
+    // A browser too old to say Sec-Fetch-Site still says where its post came from.
+    const posted = await fetch(`${gateway.url}${DASHBOARD.login}`, {
+      method: "POST",
+      headers: { origin: "http://evil.example", "content-type": "application/x-www-form-urlencoded" },
+      body: new URLSearchParams({ token: ADMIN_TOKEN }),
+      redirect: "manual",
+    });
+    expect(posted.status).toBe(403);
+    expect(posted.headers.get("set-cookie")).toBeNull();
+  });
+
   it("loads its pages with nothing failed in the browser's console, each with an inline icon (no request for /favicon.ico)", async () => {
     const id = await call("checkout", ["bad-console"]);
     const page = await admin.newPage();
