@@ -20,18 +20,29 @@ export type GpuType = keyof typeof GPU_TYPES;
 /** The most GPUs one container may have. */
 export const MAX_GPUS_PER_CONTAINER = 8;
 
+/** A GPU type as the `gpu` option may name it: as listed, in lower case, or by an alias (`"A100-40GB"`). */
+type GpuName = GpuType | Lowercase<GpuType> | keyof typeof ALIASES | Lowercase<keyof typeof ALIASES>;
+
+/**
+ * What the `gpu` option takes, typed so that an unknown type or a count past `MAX_GPUS_PER_CONTAINER` does not
+ * compile (`parseGpuSpec` checks it again at load, where any casing is taken).
+ * @example const gpu: GpuSpec = "H100:2";
+ */
+export type GpuSpec = GpuName | `${GpuName}:${1 | 2 | 3 | 4 | 5 | 6 | 7 | 8}`;
+
 export interface GpuRequest {
   type: GpuType;
   count: number;
 }
 
-const ALIASES: Record<string, GpuType> = { "A100-40GB": "A100", "A100-40G": "A100", "A100-80G": "A100-80GB" };
+const ALIASES = { "A100-40GB": "A100", "A100-40G": "A100", "A100-80G": "A100-80GB" } as const satisfies Record<string, GpuType>;
 
 /** Parses `"H100:2"` (case-insensitive). Throws naming the known types. */
 export function parseGpuSpec(spec: string): GpuRequest {
   const [rawType = "", rawCount, ...rest] = spec.trim().split(":");
   const upper = rawType.toUpperCase();
-  const type = (Object.keys(GPU_TYPES).find((t) => t.toUpperCase() === upper) ?? ALIASES[upper]) as GpuType | undefined;
+  const type = (Object.keys(GPU_TYPES).find((t) => t.toUpperCase() === upper) ?? (ALIASES as Record<string, GpuType | undefined>)[upper]) as
+    GpuType | undefined;
   if (!type || rest.length) {
     throw new InvalidOptionsError(`unknown GPU "${spec}"; known types: ${Object.keys(GPU_TYPES).join(", ")} (add ":N" for N of them, e.g. "H100:2")`);
   }

@@ -10,7 +10,9 @@ import { z } from "zod";
 import { isArgumentsSchema, type ArgumentsSchema } from "./arguments.js";
 import { FUNCTION_DEFAULTS, FUNCTION_LIMITS, WASM_DEFAULTS } from "./defaults.js";
 import { InvalidOptionsError } from "./errors.js";
-import { parseGpuSpec, type GpuRequest } from "./gpu.js";
+import { parseGpuSpec, type GpuRequest, type GpuSpec } from "./gpu.js";
+
+const isGpuText = (v: unknown): v is string => typeof v === "string" && v.length > 0;
 import { isImage, type Image } from "./image.js";
 import { NAME_PATTERN, REGION_PATTERN, type PlaneFunctionSpec, type RetryPolicy } from "./protocol.js";
 import { isSchedule, type Schedule } from "./schedule.js";
@@ -116,7 +118,10 @@ const FunctionOptionsSchema = z.strictObject({
   schedule: z.custom<Schedule>((v) => isSchedule(v), 'must be Cron("...") or Period({...})').optional(),
   /** GPU type (`"A100"`, `"H100:2"`) or a fallback list; runs on the plane. */
   gpu: z
-    .union([z.string().min(1), z.array(z.string().min(1)).min(1)], "must be a GPU type or a list of them")
+    .custom<GpuSpec | readonly GpuSpec[]>(
+      (v) => isGpuText(v) || (Array.isArray(v) && v.length > 0 && v.every(isGpuText)),
+      "must be a GPU type or a list of them",
+    )
     .optional()
     .meta(PLANE),
   /**
@@ -290,8 +295,8 @@ function toSpec(o: z.output<typeof FunctionOptionsSchema>, where: string) {
 }
 
 /** The GPU option as requests, parsed once here: every runtime reads `{ type, count }`. */
-function parseGpuOption(gpu: string | string[], where: string): GpuRequest[] {
-  return (Array.isArray(gpu) ? gpu : [gpu]).map((g) => {
+function parseGpuOption(gpu: string | readonly string[], where: string): GpuRequest[] {
+  return (typeof gpu === "string" ? [gpu] : gpu).map((g) => {
     try {
       return parseGpuSpec(g);
     } catch (err) {

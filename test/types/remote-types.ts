@@ -80,3 +80,16 @@ export async function checks(): Promise<void> {
   const r: string = await typed.remote("x");
   void [s, n, local, later, wrong, r];
 }
+
+// The gpu option names a GPU type Tandem knows, with a count of 1 to 8: a typo does not compile.
+export const gpuSpecs = [
+  app.function({ gpu: "A100" }, () => 1),
+  app.function({ gpu: "h100:2" }, () => 1),
+  app.function({ gpu: ["H100:8", "A100-80GB:4", "A100-40GB"] }, () => 1),
+  // @ts-expect-error: no such GPU type
+  app.function({ gpu: "V100" }, () => 1),
+  // @ts-expect-error: more GPUs than a container may have
+  app.function({ gpu: "A100:9" }, () => 1),
+  // @ts-expect-error: one of the fallbacks is no GPU type
+  app.function({ gpu: ["H100", "B200"] }, () => 1),
+];
