@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { App } from "./app.js";
 import { InvalidOptionsError, NotFoundError, RemoteError } from "./errors.js";
-import { maskedError, maskSecretValues, parseDotenv, Secret } from "./secret.js";
+import { maskedError, maskSecretValues, parseDotenv, Secret, secretMask } from "./secret.js";
 
 describe("parseDotenv", () => {
   it("reads KEY=value lines, comments, export and blank lines", () => {
@@ -86,5 +86,11 @@ describe("masking", () => {
     expect([masked.message, masked.remoteStack, masked.details]).toEqual(["bad ***", "Error: bad ***\n    at f (app.ts:1:1)", { callId: "fc-1" }]);
     expect(maskedError(err, ["other"])).toBe(err);
     expect(maskedError(new NotFoundError("no k-secret"), ["k-secret"])).toBeInstanceOf(NotFoundError);
+  });
+
+  it("makes one mask for many texts, the identity without a value", () => {
+    const mask = secretMask(["k-123", "42", ""]);
+    expect(["key k-123, pin 42", "took 142 ms", "none"].map(mask)).toEqual(["key ***, pin ***", "took 142 ms", "none"]);
+    expect(secretMask([""])("k-123")).toBe("k-123");
   });
 });

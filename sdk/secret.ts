@@ -93,12 +93,31 @@ export function isSecret(value: unknown): value is Secret {
  * @example maskSecretValues("pin 42, took 142 ms", ["42"]); // "pin ***, took 142 ms"
  */
 export function maskSecretValues(text: string, values: readonly string[]): string {
-  let masked = text;
-  for (const value of [...values].filter((v) => v.length > 0).sort((a, b) => b.length - a.length)) {
-    if (value.length >= SECRET_LIMITS.minMaskedLength) masked = masked.split(value).join("***");
-    else if (masked.includes(value)) masked = masked.replace(wholeToken(value), "***");
-  }
-  return masked;
+  return secretMask(values)(text);
+}
+
+/**
+ * {@link maskSecretValues} for many texts with the same `values`: sorted once (and a short value's pattern made the
+ * first time it is needed), for every line of a container's output, say. Without a value it is the identity, so text
+ * with no secrets pays nothing.
+ * @example
+ * const mask = secretMask(containerSecretValues);
+ * container.onOutput((stream, line) => keep(stream, mask(line)));
+ */
+export function secretMask(values: readonly string[]): (text: string) => string {
+  const steps = [...new Set(values)]
+    .filter((v) => v.length > 0)
+    .sort((a, b) => b.length - a.length)
+    .map((value) => ({ value, short: value.length < SECRET_LIMITS.minMaskedLength, token: undefined as RegExp | undefined }));
+  if (steps.length === 0) return (text) => text;
+  return (text) => {
+    let masked = text;
+    for (const step of steps) {
+      if (!masked.includes(step.value)) continue;
+      masked = step.short ? masked.replace((step.token ??= wholeToken(step.value)), "***") : masked.split(step.value).join("***");
+    }
+    return masked;
+  };
 }
 
 /** Matches `value` where no letter, digit or `_` touches it. */
