@@ -126,26 +126,41 @@ function wholeToken(value: string): RegExp {
 }
 
 /**
- * `err` with the secret `values` masked in its message and its remote stack (the same class, through its wire form).
+ * `err` with the secret `values` masked in every text of it that leaves: its message, the remote error's name,
+ * message and stack, and every string in its details (a container's last log lines, what an app's own `TandemError`
+ * carries), keys too. The same class, through its wire form; `err` itself when nothing changed.
  * @example throw maskedError(remoteErrorFrom(err), context.secretValues);
  */
 export function maskedError(err: TandemError, values: readonly string[] | undefined): TandemError {
   if (!values?.length) return err;
-  const wire = toWireError(err);
-  const masked = {
-    ...wire,
-    message: maskSecretValues(wire.message, values),
-    ...(wire.remote
-      ? {
-          remote: {
-            ...wire.remote,
-            message: maskSecretValues(wire.remote.message, values),
-            ...(wire.remote.stack === undefined ? {} : { stack: maskSecretValues(wire.remote.stack, values) }),
-          },
-        }
-      : {}),
-  };
-  return masked.message === wire.message && JSON.stringify(masked.remote) === JSON.stringify(wire.remote) ? err : fromWireError(masked);
+  const mask = secretMask(values);
+  // The code is one of a fixed set, never the app's text: masking it could only make it unknown.
+  const { code, ...texts } = toWireError(err);
+  const masked = maskedStrings(texts, mask, new Set());
+  // An app's TandemError may carry a name of its own; its wire form does not, and the revived one has its class's.
+  if (masked === texts && mask(err.name) === err.name) return err;
+  return fromWireError({ code, ...(masked as typeof texts) });
+}
+
+/**
+ * `value` with `mask` applied to every string in it, walking arrays and plain objects (their keys too); `value`
+ * itself where nothing changed. Anything else (a class instance, a cycle met again) is left as it is.
+ */
+function maskedStrings(value: unknown, mask: (text: string) => string, walking: Set<object>): unknown {
+  if (typeof value === "string") return mask(value);
+  if (typeof value !== "object" || value === null || walking.has(value)) return value;
+  const proto = Object.getPrototypeOf(value) as unknown;
+  if (!Array.isArray(value) && proto !== Object.prototype && proto !== null) return value;
+  walking.add(value);
+  let changed = false;
+  const entries = Object.entries(value).map(([key, item]) => {
+    const entry = [mask(key), maskedStrings(item, mask, walking)] as const;
+    changed ||= entry[0] !== key || entry[1] !== item;
+    return entry;
+  });
+  walking.delete(value);
+  if (!changed) return value;
+  return Array.isArray(value) ? entries.map(([, item]) => item) : Object.fromEntries(entries);
 }
 
 /**

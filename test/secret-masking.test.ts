@@ -2,13 +2,14 @@
  * Secret masking past `console.*`, through the built CLI (`tandem serve`), real workerd and Docker: what a plane
  * container writes to its own stdout and stderr (a child process, `fs.writeSync` to fd 1 and 2, a value split
  * across two writes) reaches the app's log, the plane's output and a crashed container's error with `***` in
- * place of the value.
+ * place of the value; an error whose `name` holds the value is masked in the caller's error, the call record and
+ * the call's log line, at the edge and on the plane, and one thrown outside a call on the plane.
  */
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { FunctionCall, TandemError, lookup } from "../sdk/index.js";
+import { FunctionCall, RemoteError, TandemError, lookup } from "../sdk/index.js";
 import { runCli, startServe, type Served } from "./helpers/cli.js";
 import { authed } from "./helpers/gateway.js";
 
@@ -35,6 +36,18 @@ export const planeRaw = app.function({ tier: "plane", secrets: [asecret] }, asyn
 export const planeCrash = app.function({ tier: "plane", secrets: [asecret] }, () => {
   writeSync(2, "dying with " + process.env.ASECRET + "\\n");
   process.exit(3);
+});
+const named = () => {
+  const e = new Error("x");
+  e.name = "N" + process.env.ASECRET;
+  throw e;
+};
+export const edgeName = app.function({ secrets: [asecret] }, named);
+export const planeName = app.function({ tier: "plane", secrets: [asecret] }, named);
+// Thrown outside the call's own code: the runner reports it and the container ends.
+export const planeUncaught = app.function({ tier: "plane", secrets: [asecret] }, () => {
+  setTimeout(named, 10);
+  return new Promise(() => {});
 });
 export default app;
 `;
@@ -91,4 +104,37 @@ describe("secret masking past console.*", () => {
     expect((await callLines(call.id)).join("\n")).not.toContain(VALUE);
     expect(served.output()).not.toContain(VALUE);
   }, 120_000);
+
+  it("masks the name of an error thrown outside a call on the plane, in the caller's error, the call record and the plane's line about the exit", async () => {
+    const call = await fn("planeUncaught").spawn();
+    const error = await failure<TandemError>(call.get({ timeoutMs: 60_000 }));
+    expect(error).toBeInstanceOf(TandemError);
+    expect(error!.message).toContain("after an uncaught error in code outside a call (N***: x)");
+    expect(error!.message).not.toContain(VALUE);
+    const record = await callRecord(call.id);
+    expect(record).toContain("N***: x");
+    expect(record).not.toContain(VALUE);
+    await served.waitFor(/crashed with exit code 1 after an uncaught error[^\n]*:\nN\*\*\*: x/);
+    expect(served.output()).not.toContain(VALUE);
+  }, 120_000);
+
+  for (const name of ["edgeName", "planeName"]) {
+    it(`masks an error's name (${name}) in the caller's error, the call record and the call's log line`, async () => {
+      const error = await failure<RemoteError>(fn(name).remote());
+      expect(error).toBeInstanceOf(RemoteError);
+      expect([error!.remoteName, error!.message]).toEqual(["N***", "x"]);
+      expect(error!.remoteStack).not.toContain(VALUE);
+      const call = await fn(name).spawn();
+      expect((await failure<RemoteError>(call.get({ timeoutMs: 60_000 })))?.remoteName).toBe("N***");
+      const record = await callRecord(call.id);
+      expect(record).toContain('"name":"N***"');
+      expect(record).not.toContain(VALUE);
+      await expect
+        .poll(() => callLines(call.id), { timeout: 10_000 })
+        .toEqual(expect.arrayContaining([expect.stringMatching(/^system failed after 1 attempt: N\*\*\*: x/)]));
+      expect((await callLines(call.id)).join("\n")).not.toContain(VALUE);
+      expect(await (await fetch(`${served.url}/v1/apps/masks/logs?function=${name}&limit=1000`, authed())).text()).not.toContain(VALUE);
+      expect(served.output()).not.toContain(VALUE);
+    }, 120_000);
+  }
 });
