@@ -12,6 +12,7 @@ import { join } from "node:path";
 import { LOG_LIMITS, PLANE_DEFAULTS } from "../sdk/defaults.js";
 import { ContainerFailedError, InvalidOptionsError, SpendCapError, fromWireError, type TandemError, type WireError } from "../sdk/errors.js";
 import { CONTAINER_ENV, CONTAINER_LABELS } from "../sdk/protocol.js";
+import { secretMask } from "../sdk/secret.js";
 import { ControlChannel, type Ready } from "./control-channel.js";
 import { exitFailure, exitLine, firstLine, keepLogLine, startTimeout } from "./container-failure.js";
 import type { ContainerPool, Worker } from "./container-pool.js";
@@ -303,16 +304,21 @@ export class ContainerStarter {
     };
   }
 
-  /** A container's lines, to the plane's log and the app's, tagged with what `now` says it runs. */
+  /**
+   * A container's own lines, to the plane's log and the app's, tagged with what `now` says it runs. What reaches its
+   * stdout and stderr past the runner's capture (a child process, native code, a write to fd 1 or 2) has its secret
+   * values masked here, before the line is kept anywhere: each line whole, so a value written in two pieces is masked.
+   */
   #forwardOutput(
     container: StartedContainer,
     req: PoolDescriptor,
     id: string,
     now: () => { label: string; callId: string | undefined; fn: string; tail: string[] },
   ): void {
+    const mask = secretMask(secretKeys(req).map((key) => req.secrets![key]!));
     container.onOutput((stream, line) => {
       const { callId, fn, tail } = now();
-      this.#line(req, id, fn, callId ?? null, stream, line, tail, Date.now());
+      this.#line(req, id, fn, callId ?? null, stream, mask(line), tail, Date.now());
     });
   }
 
@@ -554,10 +560,18 @@ function cudaVisibleDevices(reservation: Reservation, driver: ContainerDriver): 
   return reservation.gpus.map((g, i) => (real && driver.sandboxed ? i : g.index)).join(",");
 }
 
-/** The names of the variables in `req.secrets` that its secrets set (not its `env` option), for the runner to mask. */
-function secretKeysEnv(req: PoolDescriptor): Record<string, string> {
-  const keys = Object.entries(req.secrets ?? {})
+/**
+ * The names of the variables in `req.secrets` that its secrets set (not its `env` option): their values are masked,
+ * by the runner in what the app writes, and by the plane in the container's own output.
+ */
+function secretKeys(req: PoolDescriptor): string[] {
+  return Object.entries(req.secrets ?? {})
     .filter(([key, value]) => req.spec.env[key] !== value)
     .map(([key]) => key);
+}
+
+/** {@link secretKeys}, told to the runner. */
+function secretKeysEnv(req: PoolDescriptor): Record<string, string> {
+  const keys = secretKeys(req);
   return keys.length ? { [CONTAINER_ENV.secretKeys]: keys.join(",") } : {};
 }

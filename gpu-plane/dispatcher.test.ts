@@ -587,6 +587,25 @@ describe("the dispatcher, on fake containers", () => {
     expect(h.inventory.summary().memoryMiB.free).toBe(MEMORY_TOTAL_MIB);
   });
 
+  it("masks a container's secret values in the lines of its own output: the plane's log, the app's log and a crash's log tail", async () => {
+    const h = harness({
+      f: (_args, call) => {
+        call.container.log("child says k-secret-1");
+        call.container.log("fd 2 says k-secret-1", "stderr");
+        call.container.log("mode plain"); // its env option's value, which a secret may repeat: not a secret
+        call.container.crash(3);
+        return never();
+      },
+    });
+    const req = { ...request("f", { spec: { env: { MODE: "plain" } } }), secrets: { API_KEY: "k-secret-1", MODE: "plain" } };
+    const answer = await h.dispatcher.run(req, BUNDLE);
+    expect(answer.error).toMatchObject({ code: "container_failed", details: { logTail: ["child says ***", "fd 2 says ***", "mode plain"] } });
+    expect(answer.error!.message).toContain("last log lines:\nchild says ***\nfd 2 says ***\nmode plain");
+    expect(h.lines).toContain(`[app.f ${req.callId} ${answer.containerId}] (stderr) fd 2 says ***`);
+    expect(h.records.filter((r) => r.source !== "system").map((r) => r.text)).toEqual(["child says ***", "fd 2 says ***", "mode plain"]);
+    expect(JSON.stringify([h.lines, h.records, answer])).not.toContain("k-secret-1");
+  });
+
   it("says a container the plane stopped mid-call (the plane shutting down) was stopped by the plane, not that it crashed", async () => {
     const h = harness({ f: () => never() });
     const running = h.dispatcher.run(request("f"), BUNDLE);

@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { App } from "./app.js";
-import { InvalidOptionsError, NotFoundError, RemoteError } from "./errors.js";
-import { maskedError, maskSecretValues, parseDotenv, Secret } from "./secret.js";
+import { ContainerFailedError, InvalidOptionsError, NotFoundError, RemoteError } from "./errors.js";
+import { maskedError, maskSecretValues, parseDotenv, Secret, secretMask } from "./secret.js";
 
 describe("parseDotenv", () => {
   it("reads KEY=value lines, comments, export and blank lines", () => {
@@ -86,5 +86,54 @@ describe("masking", () => {
     expect([masked.message, masked.remoteStack, masked.details]).toEqual(["bad ***", "Error: bad ***\n    at f (app.ts:1:1)", { callId: "fc-1" }]);
     expect(maskedError(err, ["other"])).toBe(err);
     expect(maskedError(new NotFoundError("no k-secret"), ["k-secret"])).toBeInstanceOf(NotFoundError);
+  });
+
+  it("masks a remote error's name, which the app may set to anything", () => {
+    const err = new RemoteError({ name: "Nk-secret", message: "x", stack: "Nk-secret: x\n    at f (app.ts:1:1)" }, { callId: "fc-1" });
+    const masked = maskedError(err, ["k-secret"]) as RemoteError;
+    expect([masked.remoteName, masked.message, masked.remoteStack]).toEqual(["N***", "x", "N***: x\n    at f (app.ts:1:1)"]);
+    expect(masked.toJSON()).toEqual({
+      code: "function_failed",
+      message: "x",
+      remote: { name: "N***", message: "x", stack: "N***: x\n    at f (app.ts:1:1)" },
+      details: { callId: "fc-1" },
+    });
+  });
+
+  it("masks every string in an error's details, nested and in keys, and leaves its code and other values", () => {
+    const err = new ContainerFailedError("app.f crashed; last log lines:\nkey k-secret", {
+      reason: "crashed",
+      exitCode: 3,
+      logTail: ["loading", "key k-secret"],
+      nested: { deep: [{ "k-secret": "v k-secret" }], when: null, ok: true },
+    });
+    const masked = maskedError(err, ["k-secret"]);
+    expect(masked).toBeInstanceOf(ContainerFailedError);
+    expect(masked.toJSON()).toEqual({
+      code: "container_failed",
+      message: "app.f crashed; last log lines:\nkey ***",
+      details: { reason: "crashed", exitCode: 3, logTail: ["loading", "key ***"], nested: { deep: [{ "***": "v ***" }], when: null, ok: true } },
+    });
+    // A code is never the app's text: a value that matches part of one leaves it as it is.
+    expect(maskedError(new RemoteError({ name: "Error", message: "x" }), ["function"]).code).toBe("function_failed");
+    // Details that hold no value, even a cycle, come back as they were.
+    const cyclic: Record<string, unknown> = { a: "fine" };
+    cyclic.self = cyclic;
+    const untouched = new ContainerFailedError("fine", cyclic);
+    expect(maskedError(untouched, ["k-secret"])).toBe(untouched);
+  });
+
+  it("masks an app's own TandemError's name, which its wire form does not carry, by giving it its class's", () => {
+    const err = new InvalidOptionsError("bad option");
+    err.name = "Nk-secret";
+    const masked = maskedError(err, ["k-secret"]);
+    expect(masked).toBeInstanceOf(InvalidOptionsError);
+    expect([masked.name, masked.message]).toEqual(["InvalidOptionsError", "bad option"]);
+  });
+
+  it("makes one mask for many texts, the identity without a value", () => {
+    const mask = secretMask(["k-123", "42", ""]);
+    expect(["key k-123, pin 42", "took 142 ms", "none"].map(mask)).toEqual(["key ***, pin ***", "took 142 ms", "none"]);
+    expect(secretMask([""])("k-123")).toBe("k-123");
   });
 });

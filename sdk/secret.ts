@@ -93,12 +93,31 @@ export function isSecret(value: unknown): value is Secret {
  * @example maskSecretValues("pin 42, took 142 ms", ["42"]); // "pin ***, took 142 ms"
  */
 export function maskSecretValues(text: string, values: readonly string[]): string {
-  let masked = text;
-  for (const value of [...values].filter((v) => v.length > 0).sort((a, b) => b.length - a.length)) {
-    if (value.length >= SECRET_LIMITS.minMaskedLength) masked = masked.split(value).join("***");
-    else if (masked.includes(value)) masked = masked.replace(wholeToken(value), "***");
-  }
-  return masked;
+  return secretMask(values)(text);
+}
+
+/**
+ * {@link maskSecretValues} for many texts with the same `values`: sorted once (and a short value's pattern made the
+ * first time it is needed), for every line of a container's output, say. Without a value it is the identity, so text
+ * with no secrets pays nothing.
+ * @example
+ * const mask = secretMask(containerSecretValues);
+ * container.onOutput((stream, line) => keep(stream, mask(line)));
+ */
+export function secretMask(values: readonly string[]): (text: string) => string {
+  const steps = [...new Set(values)]
+    .filter((v) => v.length > 0)
+    .sort((a, b) => b.length - a.length)
+    .map((value) => ({ value, short: value.length < SECRET_LIMITS.minMaskedLength, token: undefined as RegExp | undefined }));
+  if (steps.length === 0) return (text) => text;
+  return (text) => {
+    let masked = text;
+    for (const step of steps) {
+      if (!masked.includes(step.value)) continue;
+      masked = step.short ? masked.replace((step.token ??= wholeToken(step.value)), "***") : masked.split(step.value).join("***");
+    }
+    return masked;
+  };
 }
 
 /** Matches `value` where no letter, digit or `_` touches it. */
@@ -107,26 +126,41 @@ function wholeToken(value: string): RegExp {
 }
 
 /**
- * `err` with the secret `values` masked in its message and its remote stack (the same class, through its wire form).
+ * `err` with the secret `values` masked in every text of it that leaves: its message, the remote error's name,
+ * message and stack, and every string in its details (a container's last log lines, what an app's own `TandemError`
+ * carries), keys too. The same class, through its wire form; `err` itself when nothing changed.
  * @example throw maskedError(remoteErrorFrom(err), context.secretValues);
  */
 export function maskedError(err: TandemError, values: readonly string[] | undefined): TandemError {
   if (!values?.length) return err;
-  const wire = toWireError(err);
-  const masked = {
-    ...wire,
-    message: maskSecretValues(wire.message, values),
-    ...(wire.remote
-      ? {
-          remote: {
-            ...wire.remote,
-            message: maskSecretValues(wire.remote.message, values),
-            ...(wire.remote.stack === undefined ? {} : { stack: maskSecretValues(wire.remote.stack, values) }),
-          },
-        }
-      : {}),
-  };
-  return masked.message === wire.message && JSON.stringify(masked.remote) === JSON.stringify(wire.remote) ? err : fromWireError(masked);
+  const mask = secretMask(values);
+  // The code is one of a fixed set, never the app's text: masking it could only make it unknown.
+  const { code, ...texts } = toWireError(err);
+  const masked = maskedStrings(texts, mask, new Set());
+  // An app's TandemError may carry a name of its own; its wire form does not, and the revived one has its class's.
+  if (masked === texts && mask(err.name) === err.name) return err;
+  return fromWireError({ code, ...(masked as typeof texts) });
+}
+
+/**
+ * `value` with `mask` applied to every string in it, walking arrays and plain objects (their keys too); `value`
+ * itself where nothing changed. Anything else (a class instance, a cycle met again) is left as it is.
+ */
+function maskedStrings(value: unknown, mask: (text: string) => string, walking: Set<object>): unknown {
+  if (typeof value === "string") return mask(value);
+  if (typeof value !== "object" || value === null || walking.has(value)) return value;
+  const proto = Object.getPrototypeOf(value) as unknown;
+  if (!Array.isArray(value) && proto !== Object.prototype && proto !== null) return value;
+  walking.add(value);
+  let changed = false;
+  const entries = Object.entries(value).map(([key, item]) => {
+    const entry = [mask(key), maskedStrings(item, mask, walking)] as const;
+    changed ||= entry[0] !== key || entry[1] !== item;
+    return entry;
+  });
+  walking.delete(value);
+  if (!changed) return value;
+  return Array.isArray(value) ? entries.map(([, item]) => item) : Object.fromEntries(entries);
 }
 
 /**

@@ -4,7 +4,8 @@
  * that wrote it, instead of through the container's stdout pipe, the engine and the plane's attach stream: a line
  * then costs the call one socket write, or none when it goes out with the call's result. Output that does not pass
  * through those two streams (a child process, native code, a write to fd 1 itself) still leaves through the
- * container's stdout and stderr, as before.
+ * container's stdout and stderr, as before, where the plane masks the container's secret values in it
+ * (gpu-plane/container-start.ts).
  *
  * Coalesced: the first line after a quiet spell is sent at once (a container killed right after it, by the OOM
  * killer, still told it); the lines after it wait for the next frame the runner sends (the call's result), or, held
@@ -20,7 +21,7 @@ import { writeSync } from "node:fs";
 import { StringDecoder } from "node:string_decoder";
 import { LOG_LIMITS } from "../../sdk/defaults.js";
 import { cutLogLine, type LogFrame } from "../../sdk/protocol.js";
-import { maskSecretValues } from "../../sdk/secret.js";
+import { secretMask } from "../../sdk/secret.js";
 import { LineSplitter } from "../../sdk/stream-lines.js";
 
 type Source = "stdout" | "stderr";
@@ -52,18 +53,18 @@ export class OutputCapture {
   #windowStart = 0;
   #inWindow = 0;
 
-  /** The container's secret values, masked as `***` in every line kept (sdk/secret.ts `maskSecretValues`). */
-  readonly #secretValues: readonly string[];
+  /** The container's secret values, masked as `***` in every line kept (sdk/secret.ts `secretMask`); none: nothing to mask. */
+  readonly #mask: ((text: string) => string) | undefined;
 
   constructor(callNow: () => string | null, secretValues: readonly string[] = []) {
     this.#callNow = callNow;
-    this.#secretValues = secretValues.filter((v) => v.length > 0);
+    this.#mask = secretValues.some((v) => v.length > 0) ? secretMask(secretValues) : undefined;
     this.#original = { stdout: process.stdout.write.bind(process.stdout), stderr: process.stderr.write.bind(process.stderr) };
     for (const source of ["stdout", "stderr"] as const) {
       process[source].write = ((chunk: string | Uint8Array, encoding?: BufferEncoding | ((err?: Error | null) => void), cb?: (err?: Error | null) => void) => {
         if (!this.#send) {
           // Not connected (yet, or any more): to the container's own output, where the plane reads it, masked all the same.
-          const masked = this.#secretValues.length === 0 ? chunk : this.#mask(this.#text(source, chunk));
+          const masked = this.#mask ? this.#mask(this.#text(source, chunk)) : chunk;
           return (this.#original[source] as (...a: unknown[]) => boolean)(masked, encoding, cb);
         }
         const done = typeof encoding === "function" ? encoding : cb;
@@ -161,7 +162,7 @@ export class OutputCapture {
       this.#dropped++;
       return;
     }
-    const cut = cutLogLine(this.#mask(text));
+    const cut = cutLogLine(this.#mask ? this.#mask(text) : text);
     this.#lines.push({ callId, source, text: cut });
     this.#chars += cut.length;
   }
@@ -169,10 +170,6 @@ export class OutputCapture {
   /** A write's chunk as text: bytes decoded per stream, a character cut between two writes kept for the next. */
   #text(source: Source, chunk: string | Uint8Array): string {
     return typeof chunk === "string" ? chunk : this.#decoders[source].write(Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength));
-  }
-
-  #mask(text: string): string {
-    return this.#secretValues.length === 0 ? text : maskSecretValues(text, this.#secretValues);
   }
 
   #flush(): void {
