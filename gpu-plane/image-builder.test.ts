@@ -153,6 +153,25 @@ describe("the image builder, with Image.secrets", () => {
     expect(failed.message).toContain("returned a non-zero code: 3");
     expect(failed.message).toContain("failing on purpose");
     expect(failed.message).not.toContain(TOKEN);
+    // A step that prints a value (a half line first, so the value comes in a line of its own write): masked in the
+    // build's log and in the failure's last lines, as a function's output is.
+    const printed: string[] = [];
+    const printing = buildImage(
+      docker,
+      await ensureBaseImage(docker),
+      withSecrets('printf "token is "; echo "$NPM_TOKEN"; echo "other $OTHER" >&2; exit 4'),
+      hash(25),
+      (l) => printed.push(l),
+      values,
+    );
+    const shown = (await printing.catch((e: unknown) => e)) as Error & { details: { logTail: string[] } };
+    expect(shown.message).toContain("token is ***");
+    expect(printed.some((l) => l.endsWith("] token is ***"))).toBe(true); // each line tagged with its image
+    expect(printed.some((l) => l.endsWith("] other ***"))).toBe(true);
+    for (const text of [shown.message, JSON.stringify(shown.details), printed.join("\n")]) {
+      expect(text).not.toContain(TOKEN);
+      expect(text).not.toContain(OTHER);
+    }
     const none = (await buildImage(docker, await ensureBaseImage(docker), withSecrets("true"), hash(24), () => {}).catch((e: unknown) => e)) as Error;
     expect(none.message).toContain("the image's steps declare secrets (Image.secrets), and this build was given no way to read them");
   });

@@ -18,10 +18,14 @@ import { mkdir, mkdtemp, readdir, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join, posix } from "node:path";
 import { Writable } from "node:stream";
+import { StringDecoder } from "node:string_decoder";
 import type Docker from "dockerode";
+import { LOG_LIMITS } from "../sdk/defaults.js";
 import { ImageBuildError } from "../sdk/errors.js";
 import { refusedImageRef } from "../sdk/image.js";
-import { IMAGE_LABELS, IMAGE_REPOSITORIES, type ImageBuildSpec, type ResolvedImageStep } from "../sdk/protocol.js";
+import { IMAGE_LABELS, IMAGE_REPOSITORIES, cutLogLine, type ImageBuildSpec, type ResolvedImageStep } from "../sdk/protocol.js";
+import { secretMask } from "../sdk/secret.js";
+import { LineSplitter } from "../sdk/stream-lines.js";
 
 /** The repository built images are tagged in: `tandem-image:<hash>`. */
 export const IMAGE_REPO = IMAGE_REPOSITORIES.built;
@@ -216,12 +220,20 @@ async function runWithSecrets(
   try {
     const stream = await container.attach({ stream: true, stdin: true, stdout: true, stderr: true, hijack: true });
     const out: string[] = [];
+    // Whole lines, each with the step's secret values masked as a function's output is (a value cut between two
+    // chunks of the stream is still one line's): the build's log and a failure's last lines are shown to people.
+    const mask = secretMask(Object.values(run.env));
+    const lines = new LineSplitter({ maxLineChars: LOG_LIMITS.maxLineChars, overlong: cutLogLine });
+    const keep = (line: string) => {
+      if (line === "") return;
+      const masked = mask(line);
+      out.push(masked);
+      o.say(masked);
+    };
+    const decoder = new StringDecoder("utf8");
     const sink = new Writable({
       write(chunk: Buffer, _encoding, done) {
-        for (const line of chunk.toString().split("\n").filter(Boolean)) {
-          out.push(line);
-          o.say(line);
-        }
+        lines.push(decoder.write(chunk)).forEach(keep);
         done();
       },
     });
@@ -229,6 +241,8 @@ async function runWithSecrets(
     await container.start();
     stream.end(script);
     const { StatusCode } = (await container.wait()) as { StatusCode: number };
+    lines.push(decoder.end()).forEach(keep);
+    lines.end().forEach(keep);
     if (StatusCode !== 0) {
       throw new ImageBuildError(
         `the image failed to build at ${o.where}, at ${instruction}: it returned a non-zero code: ${StatusCode}\n${out.slice(-10).join("\n")}`,
