@@ -1,16 +1,18 @@
 /**
  * `VolumeMounts` against a stand-in gateway (the manifest, blocks and commits it answers, the commits it records):
  * a file of the volume with a name reserved for the plane is neither placed nor taken for removed, and a failed
- * commit is told to the app's log, with its function and container, once per container and volume.
+ * commit is told to the app's log, with its function and container, once per container and volume; links a
+ * container plants in its mount are replaced by a reload, never followed to the host's files.
  */
 import { createHash } from "node:crypto";
-import { mkdtemp, readdir, rm, writeFile } from "node:fs/promises";
+import { chmod, lstat, mkdir, mkdtemp, readFile, readdir, rename, rm, stat, symlink, writeFile } from "node:fs/promises";
+import { request as httpRequest } from "node:http";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { VOLUME_LIMITS } from "../sdk/defaults.js";
 import type { VolumeChange, VolumeManifestFile } from "../sdk/protocol.js";
-import { ContainerGateway } from "./container-api.js";
+import { API_SOCKET, ContainerGateway } from "./container-api.js";
 import type { PlaneLogLine } from "./log-shipper.js";
 import { VolumeMounts, type MountRequest } from "./volume-mounts.js";
 
@@ -23,6 +25,7 @@ class StandInGateway extends ContainerGateway {
   commits: VolumeChange[][] = [];
   deleted = false;
   version = 1;
+  files = [held(".tandem-keep.txt"), held("a.txt")];
 
   constructor() {
     super("http://127.0.0.1:9", "s".repeat(32));
@@ -30,7 +33,7 @@ class StandInGateway extends ContainerGateway {
 
   override async request(_app: string, method: string, path: string, body?: Uint8Array): Promise<Response> {
     if (this.deleted) return Response.json({ error: { code: "not_found", message: 'no volume named "v"' } }, { status: 404 });
-    if (path.endsWith("/manifest")) return Response.json({ volume: "v", version: this.version, files: [held(".tandem-keep.txt"), held("a.txt")] });
+    if (path.endsWith("/manifest")) return Response.json({ volume: "v", version: this.version, files: this.files });
     if (method === "GET" && path.includes("/blocks/")) return new Response(bytes);
     if (path.endsWith("/blocks/missing")) return Response.json({ missing: [] });
     if (path.endsWith("/commit")) {
@@ -64,11 +67,24 @@ afterEach(async () => {
   await rm(dir, { recursive: true, force: true });
 });
 
+let control: string;
 const attach = async (id: string) => {
-  const control = await mkdtemp(join(dir, "control-"));
+  control = await mkdtemp(join(dir, "control-"));
   const { binds } = await mounts.attach(id, { app: "demo", function: "writer" }, control, [request]);
   return binds[0]!.hostPath;
 };
+
+/** `vol.reload()` as the SDK in the container asks it, on the container's API socket: the status and body. */
+const reload = () =>
+  new Promise<{ status: number; body: string }>((resolve, reject) => {
+    const req = httpRequest({ socketPath: join(control, API_SOCKET), method: "POST", path: "/v1/container/volumes/v/reload" }, (res) => {
+      let body = "";
+      res.on("data", (chunk: Buffer) => (body += chunk.toString()));
+      res.on("end", () => resolve({ status: res.statusCode!, body }));
+    });
+    req.on("error", reject);
+    req.end();
+  });
 
 describe("a volume's file with a name reserved for the plane", () => {
   it("is not placed in a mount, and a commit of the mount does not remove it from the volume", async () => {
@@ -100,5 +116,41 @@ describe("a failed commit", () => {
     expect(appLog[0]!.text).toBe('a background commit of volume "v" at /data failed: no volume named "v"');
     expect(appLog[1]!.text).toMatch(/^the last commit of volume "v" at \/data failed \(no volume named "v"\); its files are kept in \S+ctr-2\/0$/);
     expect(console_.filter((l) => l.includes("failed"))).toEqual(appLog.map((l) => `[plane] ctr-2: ${l.text}`));
+  });
+});
+
+describe("links a container plants in its mount", () => {
+  it("are replaced by the volume's files a reload brings, and a reload's removal does not reach through one: the host's files stay", async () => {
+    const host = join(dir, "host");
+    const victim = join(host, "victim.txt");
+    const hostDir = join(host, "folder");
+    const hostKept = join(host, "kept");
+    await mkdir(hostDir, { recursive: true });
+    await mkdir(hostKept);
+    await writeFile(victim, "the host's own");
+    await chmod(victim, 0o600);
+    await writeFile(join(hostKept, "x.txt"), "the host's too");
+    gateway.files.push(held("d/x.txt"));
+    const folder = await attach("ctr-3");
+    // What a container may do in its mount: a link to a host file and one to a host folder where the volume's files
+    // will come, and a folder of the volume's swapped for a link to a host folder holding a file of the same name.
+    await symlink(victim, join(folder, "ow.txt"));
+    await symlink(hostDir, join(folder, "sub"));
+    await rename(join(folder, "d"), join(folder, "d-moved"));
+    await symlink(hostKept, join(folder, "d"));
+    gateway.files = [held("a.txt"), held("ow.txt"), held("sub/f.txt")]; // another's commit: two files put, d/x.txt removed
+    gateway.version++;
+    expect(await reload()).toEqual({ status: 200, body: expect.stringContaining('"version":2') });
+    expect(await readFile(victim, "utf8")).toBe("the host's own");
+    expect((await stat(victim)).mode & 0o777).toBe(0o600);
+    expect(await readdir(hostDir)).toEqual([]);
+    expect(await readFile(join(hostKept, "x.txt"), "utf8")).toBe("the host's too");
+    expect((await lstat(join(folder, "ow.txt"))).isFile()).toBe(true);
+    expect(await readFile(join(folder, "ow.txt"), "utf8")).toBe("kept");
+    expect((await lstat(join(folder, "sub"))).isDirectory()).toBe(true);
+    expect(await readFile(join(folder, "sub/f.txt"), "utf8")).toBe("kept");
+    await mounts.finish("ctr-3");
+    expect(await readFile(victim, "utf8")).toBe("the host's own");
+    expect(await readdir(hostKept)).toEqual(["x.txt"]);
   });
 });

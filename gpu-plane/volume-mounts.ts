@@ -32,17 +32,26 @@
  * mount is at the version it committed. Background commits run every
  * `VOLUME_LIMITS.backgroundCommitMs`, and once more when the container stops:
  * the folder is the plane's, so even a killed container's writes are there.
+ *
+ * Everything the plane does inside a mount's folder (listing, reading for a
+ * commit, placing, removing) goes through `MountFolder` (`mount-folder.ts`),
+ * which never follows a link or other special entry the container left there,
+ * in any name of a path, even one swapped in as the plane works: the plane
+ * runs as root, and a link planted where a volume's file goes would otherwise
+ * have it overwrite, chmod or read any file of the host's. Such entries are
+ * never committed, and are replaced when a volume's file or folder comes to
+ * their path. The folder is removed (`rm`, which removes a link, not what it
+ * points at) only once the container has ended.
  */
 import { createHash, randomBytes } from "node:crypto";
-import { constants, createReadStream } from "node:fs";
-import { chmod, copyFile, link, lstat, mkdir, open, readdir, rename, rm, stat, unlink } from "node:fs/promises";
+import { constants } from "node:fs";
+import { chmod, copyFile, link, mkdir, open, rename, rm, stat } from "node:fs/promises";
 import type { Server } from "node:http";
 import { dirname, join } from "node:path";
 import { VOLUME_LIMITS } from "../sdk/defaults.js";
 import { InternalError, InvalidRequestError, NotFoundError, VolumeConflictError, fromWireError, type WireError } from "../sdk/errors.js";
 import {
   paths,
-  RESERVED_VOLUME_NAME_PREFIX,
   reservedVolumeName,
   volumePath,
   type BlocksMissingAnswer,
@@ -56,6 +65,7 @@ import {
 import { blocksOf } from "../sdk/volume-blocks.js";
 import { ContainerGateway, openContainerApi } from "./container-api.js";
 import type { PlaneLogLine } from "./log-shipper.js";
+import { MountFolder, type FileStat, type MakeFile } from "./mount-folder.js";
 
 export type MountRequest = NonNullable<PlaneFunctionSpec["volumes"]>[number];
 
@@ -78,6 +88,8 @@ interface HeldFile {
 interface Mount {
   request: MountRequest;
   hostDir: string;
+  /** The folder, worked on without following what the container leaves in it. */
+  folder: MountFolder;
   version: number;
   files: Map<string, HeldFile>;
   /** Operations on this mount, one at a time. */
@@ -154,7 +166,9 @@ export class VolumeMounts {
       const hostDir = join(root, String(i));
       await mkdir(hostDir, { recursive: true });
       await chmod(hostDir, 0o777);
-      const mount: Mount = { request, hostDir, version: 0, files: new Map(), queue: Promise.resolve() };
+      // A folder in the way of a volume's file goes aside, beside the mounts, and with them when the container ends.
+      const folder = new MountFolder(hostDir, join(root, ".aside"));
+      const mount: Mount = { request, hostDir, folder, version: 0, files: new Map(), queue: Promise.resolve() };
       attached.mounts.push(mount);
       if (request.createIfMissing) await this.#ask(app, "POST", paths.volumes(), { name: request.volume, existOk: true });
       const asked = performance.now();
@@ -270,7 +284,7 @@ export class VolumeMounts {
     const puts: { rel: string; held: HeldFile; change: VolumeChange }[] = [];
     for (const [rel, st] of changed) {
       const mode = st.mode & 0o111 ? 0o755 : 0o644;
-      const { blocks, size } = await this.#ingest(attached.app, request.volume, join(mount.hostDir, rel), mode);
+      const { blocks, size } = await this.#ingest(attached.app, request.volume, mount.folder, rel, mode);
       puts.push({
         rel,
         held: { blocks, size, mode, ino: st.ino, mtimeMs: st.mtimeMs },
@@ -340,24 +354,15 @@ export class VolumeMounts {
       mount.request.volume,
       place.map(([, file]) => file),
     );
-    const made = new Set<string>();
     for (const [i, [rel, file]] of place.entries()) {
-      const target = join(mount.hostDir, rel);
-      await mkdirOpen(mount.hostDir, dirname(rel), made);
-      if (!present.has(rel) && !mount.files.has(rel)) {
-        await this.#place(cached[i]!, target, file, mount.request.readOnly); // nothing there: placed where it goes
-      } else {
-        // Replaced in one step: a reader sees the old file or the new one, never a part.
-        const temp = join(dirname(target), `${RESERVED_VOLUME_NAME_PREFIX}${randomBytes(6).toString("hex")}`);
-        await this.#place(cached[i]!, temp, file, mount.request.readOnly);
-        await rm(target, { recursive: true, force: true }).catch(() => {});
-        await rename(temp, target);
-      }
-      const st = await lstat(target);
+      // Made beside it and renamed over it: a reader sees the old file or the new one, never a part, and a link the
+      // container left at its path is replaced, not written through. A folder of the container's there goes when the
+      // file was the mount's (as its own file would be replaced), else it is an error, as it was.
+      const st = await mount.folder.put(rel, this.#place(cached[i]!, file, mount.request.readOnly), { replaceFolder: mount.files.has(rel) });
       mount.files.set(rel, { blocks: file.blocks, size: file.size, mode: file.mode, ino: st.ino, mtimeMs: st.mtimeMs });
     }
     for (const rel of drop) {
-      await unlink(join(mount.hostDir, rel)).catch(() => {});
+      await mount.folder.remove(rel);
       mount.files.delete(rel);
     }
     // Older than the mount only when the volume was deleted and made again: its versions start over.
@@ -365,36 +370,33 @@ export class VolumeMounts {
     return mount.version;
   }
 
-  /** One file from the cache into a mount: linked, cloned or copied (see the top of this file). */
-  async #place(cached: string, target: string, file: VolumeManifestFile, readOnly: boolean): Promise<void> {
+  /**
+   * How one file comes from the cache into a mount: linked, cloned or copied (see the top of this file), at a fresh
+   * path `MountFolder.put` gives, which a copy never opens if it is there (`COPYFILE_EXCL`); the mode to give it.
+   */
+  #place(cached: string, file: VolumeManifestFile, readOnly: boolean): MakeFile {
     const writableMode = file.mode & 0o111 ? 0o777 : 0o666;
-    if (readOnly) {
-      await link(cached, target).catch(async () => {
-        await copyFile(cached, target);
-        await chmod(target, 0o444);
-      });
-      return;
-    }
-    if (file.size <= VOLUME_LIMITS.copyBelowBytes) {
-      await copyFile(cached, target, constants.COPYFILE_FICLONE);
-      await chmod(target, writableMode);
-      return;
-    }
-    if (this.#reflink !== false) {
-      try {
-        await copyFile(cached, target, constants.COPYFILE_FICLONE_FORCE);
-        await chmod(target, writableMode);
-        this.#reflink = true;
-        return;
-      } catch {
-        this.#reflink = false;
+    const copy = (path: string, mode: number, clone = constants.COPYFILE_FICLONE) => copyFile(cached, path, constants.COPYFILE_EXCL | clone).then(() => mode);
+    // A hard link is the cache's own inode, read-only and the plane's: its mode stays, and the container replaces it to change it.
+    const linked = (path: string, mode: number) =>
+      link(cached, path).then(
+        () => undefined,
+        () => copy(path, mode),
+      );
+    return async (path) => {
+      if (readOnly) return linked(path, 0o444);
+      if (file.size <= VOLUME_LIMITS.copyBelowBytes) return copy(path, writableMode);
+      if (this.#reflink !== false) {
+        try {
+          const mode = await copy(path, writableMode, constants.COPYFILE_FICLONE_FORCE);
+          this.#reflink = true;
+          return mode;
+        } catch {
+          this.#reflink = false;
+        }
       }
-    }
-    // The cache's own inode, read-only and the plane's: the container replaces it to change it.
-    await link(cached, target).catch(async () => {
-      await copyFile(cached, target);
-      await chmod(target, writableMode);
-    });
+      return linked(path, writableMode);
+    };
   }
 
   /** The cache's path of each file, downloading those it lacks (a few at once). */
@@ -465,14 +467,19 @@ export class VolumeMounts {
    * cache (the copy is what is uploaded and kept: the container may go on
    * writing its own); the blocks the gateway lacks are uploaded.
    */
-  async #ingest(app: string, volume: string, source: string, mode: number): Promise<{ blocks: string[]; size: number }> {
+  async #ingest(app: string, volume: string, folder: MountFolder, rel: string, mode: number): Promise<{ blocks: string[]; size: number }> {
     await mkdir(join(this.#dir, "cache", "files"), { recursive: true });
+    // Opened without following a link in any name of its path: the container may have swapped one in since the scan.
+    const source = await folder.openFile(rel);
     const temp = join(this.#dir, "cache", "files", `.ingest-${randomBytes(6).toString("hex")}.part`);
-    const handle = await open(temp, "w+");
+    const handle = await open(temp, "w+").catch(async (err: unknown) => {
+      await source.close();
+      throw err;
+    });
     const blocks: string[] = [];
     let size = 0;
     try {
-      for await (const block of blocksOf(createReadStream(source, { highWaterMark: 1024 * 1024 }))) {
+      for await (const block of blocksOf(source.createReadStream({ highWaterMark: 1024 * 1024, autoClose: false }))) {
         blocks.push(createHash("sha256").update(block).digest("hex"));
         size += block.byteLength;
         await handle.write(block);
@@ -500,6 +507,7 @@ export class VolumeMounts {
       };
       await Promise.all(Array.from({ length: Math.min(VOLUME_LIMITS.uploadConcurrency, sends.length) }, worker));
     } finally {
+      await source.close();
       await handle.close();
     }
     await chmod(temp, mode & 0o111 ? 0o555 : 0o444);
@@ -519,18 +527,12 @@ export class VolumeMounts {
     return res.json();
   }
 
-  /** Every regular file in the mount's folder, by its path there. */
-  async #scan(mount: Mount): Promise<Map<string, Stat>> {
-    const found = new Map<string, Stat>();
-    const entries = await readdir(mount.hostDir, { recursive: true, withFileTypes: true });
-    for (const entry of entries) {
-      if (!entry.isFile()) continue;
-      const full = join(entry.parentPath, entry.name);
-      const rel = full.slice(mount.hostDir.length + 1);
-      if (reservedVolumeName(rel) !== undefined) continue; // the plane's own (a file being replaced)
-      if ("problem" in volumePath(rel)) continue;
-      const st = await lstat(full).catch(() => undefined);
-      if (st?.isFile()) found.set(rel, { ino: st.ino, size: st.size, mtimeMs: st.mtimeMs, mode: st.mode });
+  /** Every regular file in the mount's folder, by its path there (links and other special entries are not files of the volume). */
+  async #scan(mount: Mount): Promise<Map<string, FileStat>> {
+    const found = await mount.folder.files();
+    for (const rel of found.keys()) {
+      // The plane's own (a file being replaced), or a path the volume could not hold.
+      if (reservedVolumeName(rel) !== undefined || "problem" in volumePath(rel)) found.delete(rel);
     }
     return found;
   }
@@ -540,9 +542,7 @@ export class VolumeMounts {
   }
 }
 
-type Stat = { ino: number; size: number; mtimeMs: number; mode: number };
-
-function sameOnDisk(held: HeldFile | undefined, st: Stat): boolean {
+function sameOnDisk(held: HeldFile | undefined, st: FileStat): boolean {
   return held !== undefined && held.ino === st.ino && held.size === st.size && held.mtimeMs === st.mtimeMs;
 }
 
@@ -555,24 +555,6 @@ function cacheKey(blocks: string[], mode: number): string {
   return createHash("sha256")
     .update(`${blocks.join(",")}${mode & 0o111 ? ":x" : ""}`)
     .digest("hex");
-}
-
-/** Makes `dir` (relative to `root`) and the folders above it, each writable by the container's user; `made` remembers them. */
-async function mkdirOpen(root: string, dir: string, made: Set<string>): Promise<void> {
-  if (dir === "." || dir === "" || made.has(dir)) return;
-  let at = root;
-  for (const part of dir.split("/")) {
-    at = join(at, part);
-    const created = await mkdir(at).then(
-      () => true,
-      (err: NodeJS.ErrnoException) => {
-        if (err.code !== "EEXIST") throw err;
-        return false;
-      },
-    );
-    if (created) await chmod(at, 0o777);
-  }
-  made.add(dir);
 }
 
 async function failed(res: Response): Promise<never> {

@@ -8,7 +8,8 @@
  */
 import { execFileSync } from "node:child_process";
 import { createHash } from "node:crypto";
-import { readFile } from "node:fs/promises";
+import { chmod, mkdir, mkdtemp, readFile, readdir, rm, stat, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Volume, lookup } from "../sdk/index.js";
@@ -171,6 +172,52 @@ describe("killed mid-commit", () => {
     const again = await fn<[string, number, number], { sha256: string; version: number }>("putLarge").remote("pair/after.bin", 1, 6);
     expect(again.sha256).toBe(sha256(bytesOf(1, 6)));
     expect((await large.info()).version).toBe(again.version);
+  }, 90_000);
+});
+
+describe("links a container plants in its writable mount", () => {
+  it("are replaced, never followed, when the volume's files at their paths come in: the host's file and folder they point at stay as they were", async () => {
+    const host = await mkdtemp(join(tmpdir(), "tandem-host-"));
+    try {
+      const hostFile = join(host, "victim.txt");
+      const hostDir = join(host, "folder");
+      await writeFile(hostFile, "the host's own", { mode: 0o600 });
+      await chmod(hostFile, 0o600);
+      await mkdir(hostDir);
+      const links = Volume.fromName("pv-links", { gateway: stack.url, token: ADMIN_TOKEN });
+      const seen = stack.planeOutput.length;
+      const planting = fn<
+        [string, string, number],
+        { ow: string; owText: string; sub: string; subText: string; stay: string; version: number; error?: string }
+      >("plant").remote(hostFile, hostDir, 20_000);
+      await eventually(() => stack.planeOutput.slice(seen).some((l) => l.endsWith("] planted links")), 30_000);
+      // Written as anyone who may write the volume would (the SDK here; `tandem volume put` is the same request).
+      await links.writeFile("ow.txt", "from the volume");
+      await links.writeFile("sub/f.txt", "from the volume too");
+      const out = await planting;
+      expect(out.error).toBeUndefined();
+      // The host's file and folder are untouched: its bytes, its mode, nothing made in the folder.
+      expect(await readFile(hostFile, "utf8")).toBe("the host's own");
+      expect((await stat(hostFile)).mode & 0o777).toBe(0o600);
+      expect(await readdir(hostDir)).toEqual([]);
+      // In the mount, the links were replaced by the volume's file and a folder holding its file.
+      expect(out).toMatchObject({ ow: "file", owText: "from the volume", sub: "directory", subText: "from the volume too", stay: "symlink" });
+      expect(out.version).toBeGreaterThanOrEqual(2);
+      // The container's folder goes when it stops, the link left in it with it, and what it pointed at stays.
+      const res = await fetch(`${stack.url}${paths.appStop("volplane")}`, authed({ method: "POST" }));
+      expect(res.status).toBe(200);
+      const container = stack.planeOutput
+        .slice(seen)
+        .map((l) => /\] (ctr-[0-9a-f]+) mounts "pv-links"/.exec(l)?.[1])
+        .find(Boolean);
+      expect(container).toBeDefined();
+      await eventually(async () => !(await stat(join(stack.dir, "plane-0", "volumes", "mounts", container!)).catch(() => false)), 15_000);
+      expect(await readFile(hostFile, "utf8")).toBe("the host's own");
+      expect(await readdir(hostDir)).toEqual([]);
+      expect(await readdir(host)).toEqual(["folder", "victim.txt"]);
+    } finally {
+      await rm(host, { recursive: true, force: true });
+    }
   }, 90_000);
 });
 
