@@ -6,9 +6,9 @@
  * runs in a new one; `tandem run` keeps its builds, and an edit builds anew.
  * Timings are bench/cli-run.ts's; these assert on what starts.
  */
-import { execFile } from "node:child_process";
+import { execFile, spawnSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { copyFile, mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
+import { copyFile, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
@@ -41,12 +41,16 @@ describe("tandem run starts only what the function needs", () => {
 
   it("exits once its output is written, leaving nothing in the system's temporary folder nor in its own", async () => {
     const tmp = await mkdtemp(join(tmpdir(), "tandem-run-tmp-"));
+    // The folders of a run killed before its end (a process that is gone): the next run removes them.
+    const dead = spawnSync(process.execPath, ["-e", "console.log(process.pid)"]).stdout.toString().trim();
+    for (const kind of ["run-planes", "run-state"]) await mkdir(join(dir, ".tandem", kind, dead, "left"), { recursive: true });
     try {
       const { code, stdout } = await runCli(["run", "app.ts::hello", "Ada"], { cwd: dir, env: { TMPDIR: tmp } });
       expect(code).toBe(0);
       expect(stdout.trim()).toBe("Hello, Ada!");
       expect(await readdir(tmp)).toEqual([]); // miniflare's folder was in the run's own, removed before it exited
       expect(await readdir(join(dir, ".tandem/run-state"))).toEqual([]);
+      expect(await readdir(join(dir, ".tandem/run-planes"))).toEqual([]);
     } finally {
       await rm(tmp, { recursive: true, force: true });
     }
@@ -104,6 +108,22 @@ describe("tandem run starts only what the function needs", () => {
     // Its lines are printed here as they come; none is sent to a gateway that goes with the run.
     expect(stderr).toContain("cold start: reload.where");
     expect(stderr).not.toContain("could not send its log lines");
+  });
+
+  it("runs a plane function that mounts a volume (its container waits for the gateway, not the gateway for it)", async () => {
+    await writeFile(
+      join(dir, "mount-app.ts"),
+      `import { App, Volume } from "tandem";
+const app = new App("runmount");
+const data = Volume.fromName("run-data", { createIfMissing: true });
+export const listed = app.function({ volumes: { "/data": data } }, async () => (await import("node:fs")).readdirSync("/data").length);
+export default app;
+`,
+    );
+    // It hung with no output: the container started ahead of the gateway waited for its volume from that gateway.
+    const { code, stdout, stderr } = await runCli(["run", "mount-app.ts::listed"], { cwd: dir });
+    expect(stderr).toContain('mounts "run-data" v0 at /data');
+    expect({ code, stdout: stdout.trim() }).toEqual({ code: 0, stdout: "0" });
   });
 
   it("hands the plane its bundle and source map: a plane function's failure names the app's own lines", async () => {

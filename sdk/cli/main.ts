@@ -164,12 +164,14 @@ program
 
 program
   .command("run")
-  .description("run one function once on an ephemeral gateway and print its result (a generator's chunks one a line, as they come)")
+  .description(
+    "run one function once on an ephemeral gateway and print its result (a generator's chunks one a line, as they come); it has tandem serve's secrets, and volumes, dicts and queues of its own that end with it",
+  )
   .argument("<target>", "app file and function: app.ts::function")
   .argument("[args...]", "arguments, each parsed as JSON (a bare word is a string)")
   .option("--json", "print the result as JSON, a generator's chunks as JSON lines (NDJSON)")
   .option("--gpus <inventory>", 'the ephemeral plane\'s simulated GPUs, e.g. "H100:2" (default: real GPUs, else one of each type)')
-  .option("--env <name>", "the environment the app runs in: its secrets, volumes, dicts and queues (default: TANDEM_ENV, then main)", parseEnvName)
+  .option("--env <name>", "the environment the app runs in: whose secrets it reads (default: TANDEM_ENV, then main)", parseEnvName)
   .action(async (target: string, args: string[], opts: { json?: boolean; gpus?: string; env?: string }) => {
     const { runOnce } = await import("./run.js");
     trace("run: its modules loaded");

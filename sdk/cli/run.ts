@@ -11,7 +11,7 @@
  */
 import { inspect } from "node:util";
 import { existsSync } from "node:fs";
-import { cp, mkdir, rm } from "node:fs/promises";
+import { cp, mkdir, readdir, rm } from "node:fs/promises";
 import { join } from "node:path";
 import { InvalidOptionsError } from "../errors.js";
 import { checkCallArguments } from "../arguments.js";
@@ -69,6 +69,7 @@ export async function runOnce(target: string, rawArgs: string[], config: CliConf
   const { token } = newToken(); // this run's own admin token: its gateway lives as long as the run
   // A folder of this run's own: runs side by side in one project each get their ephemeral plane.
   const planeDir = join(state, "run-planes", String(process.pid));
+  void removeLeftRuns(state); // beside the run: the folders of runs killed before their end
   const gatewayStarting = deferred<RunningWorkerd>();
   const builtApps = deferred<BuiltApps>();
   const planeBundle = deferred<PlaneBundle>();
@@ -123,7 +124,14 @@ export async function runOnce(target: string, rawArgs: string[], config: CliConf
         localSecrets = JSON.stringify(localSecretValues(apps, [file])); // read first: a value it lacks fails the run now
         named = declaresNamedSecrets(apps);
         planesWhenAsked = callable.spec.tier !== "plane";
-        const ahead = callable.spec.tier === "plane" && callable.kind === "function" && !callable.spec.image && callable.spec.secrets.length === 0;
+        // Not when it needs the gateway to start: its image's spec, its secrets, its volumes' files (the gateway is
+        // started once its Worker is bundled, which waits on the container started ahead).
+        const ahead =
+          callable.spec.tier === "plane" &&
+          callable.kind === "function" &&
+          !callable.spec.image &&
+          callable.spec.secrets.length === 0 &&
+          Object.keys(callable.spec.volumes ?? {}).length === 0;
         const asked = deferred<void>();
         plane = runPlane(gatewayStarting.promise, builtApps.promise, {
           secret,
@@ -262,6 +270,26 @@ export async function runOnce(target: string, rawArgs: string[], config: CliConf
   } finally {
     await stop();
     trace("run: stopped");
+  }
+}
+
+/** Removes the folders (`run-planes/<pid>`, `run-state/<pid>`) of runs whose process is gone: killed before their end. */
+async function removeLeftRuns(state: string): Promise<void> {
+  for (const kind of ["run-planes", "run-state"]) {
+    const names = await readdir(join(state, kind)).catch(() => [] as string[]);
+    for (const name of names) {
+      const pid = Number(name);
+      if (Number.isInteger(pid) && pid !== process.pid && !isAlive(pid)) await rm(join(state, kind, name), { recursive: true, force: true }).catch(() => {});
+    }
+  }
+}
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === "EPERM"; // another user's: alive
   }
 }
 
