@@ -110,6 +110,23 @@ describe("tandem run starts only what the function needs", () => {
     expect(stderr).not.toContain("could not send its log lines");
   });
 
+  it("checks the secrets of the function it runs, not those of the app's others", async () => {
+    await writeFile(
+      join(dir, "secret-app.ts"),
+      `import { App, Secret } from "tandem";
+const app = new App("runsecrets");
+export const plain = app.function((name: string) => \`hi \${name}\`);
+export const keyed = app.function({ secrets: [Secret.fromName("nobody-made-this")] }, () => process.env.KEY);
+export default app;
+`,
+    );
+    const plain = await runCli(["run", "secret-app.ts::plain", "Ada"], { cwd: dir });
+    expect({ code: plain.code, stdout: plain.stdout.trim() }).toEqual({ code: 0, stdout: "hi Ada" });
+    const keyed = await runCli(["run", "secret-app.ts::keyed"], { cwd: dir });
+    expect(keyed.code).toBe(1);
+    expect(keyed.stderr).toContain('app "runsecrets": function "keyed" declares secret "nobody-made-this", which the gateway does not have');
+  });
+
   it("runs a plane function that mounts a volume (its container waits for the gateway, not the gateway for it)", async () => {
     await writeFile(
       join(dir, "mount-app.ts"),

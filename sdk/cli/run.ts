@@ -236,7 +236,8 @@ export async function runOnce(target: string, rawArgs: string[], config: CliConf
   });
   try {
     const url = gateway.url.href.replace(/\/$/, "");
-    if (named) checkNamedSecrets(built.apps, await heldSecrets(url, token));
+    // The function's own secrets (its class's, for a method): another function's missing one is not this run's.
+    if (named) checkNamedSecrets(built.apps, await heldSecrets(url, token), fn.split(".")[0]);
     if (onPlane) {
       // Once the plane takes calls, not once its first heartbeat lands: the gateway asks the plane for its report
       // through LOCAL_PLANE when the registry does not have it yet.

@@ -82,15 +82,17 @@ export function localSecretValues(apps: App[], appFiles: string[]): LocalSecrets
  * Throws naming every named secret an app declares that is not among `held` (what the gateway keeps), or that lacks
  * a key it requires, each once with everything that declares it and the command that makes it: all in one message,
  * so that one fix and one reload are enough (one a reload, each would be told only after the one before was made).
+ * With `holder` (`tandem run`'s function, or its class), only what that declares: the run calls nothing else of its own.
  * @example checkNamedSecrets(apps, (await client.request("GET", paths.secrets())).secrets);
  */
-export function checkNamedSecrets(apps: App[], held: SecretInfo[]): void {
+export function checkNamedSecrets(apps: App[], held: SecretInfo[], holder?: string): void {
   const byName = new Map(held.map((s) => [s.name, s]));
   const problems: string[] = [];
   for (const app of apps) {
     // Each secret's declarers, and the keys they require, in the order the app declares them.
     const wanted = new Map<string, { declarers: string[]; keys: string[] }>();
-    for (const { what, secrets } of namedDeclarers(app)) {
+    for (const { holder: declarer, what, secrets } of namedDeclarers(app)) {
+      if (holder !== undefined && declarer !== holder) continue;
       for (const { source } of secrets) {
         if (source.kind !== "name") continue;
         let secret = wanted.get(source.name);
@@ -131,16 +133,19 @@ export function declaresNamedSecrets(apps: App[]): boolean {
   return apps.some((app) => namedDeclarers(app).some((h) => h.secrets.some((s) => s.source.kind === "name")));
 }
 
-/** What declares secrets in `app`: its functions, classes, web handlers and agents, and its images' build steps (`Image.secrets`). */
-function namedDeclarers(app: App): { what: string; secrets: readonly Secret[] }[] {
+/**
+ * What declares secrets in `app`: its functions, classes, web handlers and agents, and its images' build steps
+ * (`Image.secrets`), each with its holder's name (`App.secretHolders`: a function's or a class's, `web/<label>`).
+ */
+function namedDeclarers(app: App): { holder: string; what: string; secrets: readonly Secret[] }[] {
   const images = [
-    ...app.functions.map((f) => ({ what: `function "${f.name}"`, image: f.spec?.image })),
-    ...app.classes.map((c) => ({ what: `class "${c.name}"`, image: c.spec.image })),
-  ].flatMap(({ what, image }) => {
+    ...app.functions.map((f) => ({ holder: f.name, what: `function "${f.name}"`, image: f.spec?.image })),
+    ...app.classes.map((c) => ({ holder: c.name!, what: `class "${c.name}"`, image: c.spec.image })),
+  ].flatMap(({ holder, what, image }) => {
     const secrets = (image?.steps ?? []).flatMap((step) =>
       step.kind === "secrets" ? step.secrets.map((s) => Secret.fromName(s.name, { requiredKeys: s.requiredKeys })) : [],
     );
-    return secrets.length ? [{ what: `${what} (its image)`, secrets }] : [];
+    return secrets.length ? [{ holder, what: `${what} (its image)`, secrets }] : [];
   });
   return [...app.secretHolders(), ...images];
 }
