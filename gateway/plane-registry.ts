@@ -67,7 +67,10 @@ export class PlaneRegistry extends DurableObject<Env> {
         return { refused };
       }
       if (heartbeat.url !== known!.heartbeat.url) {
-        console.log(`plane ${heartbeat.planeId} started again at ${heartbeat.url}, region ${heartbeat.region}; the one at ${other} is refused from now on`);
+        // Most often a restart of the same plane (tandem serve's, on a new port): said as that, not as an error. A
+        // process still running at the old address is refused, and said so, at its next heartbeat.
+        const was = known!.heartbeat;
+        console.log(`plane ${heartbeat.planeId} started again at ${heartbeat.url}, region ${heartbeat.region}; it was at ${was.url}, region ${was.region}`);
       }
     }
     const entry = { heartbeat, lastSeen: now };

@@ -295,6 +295,10 @@ describe("tandem plane and its gateway", () => {
       expect(first.output()).toContain("Give each plane a folder of its own");
       // The gateway logs it once, not at each of the refused plane's heartbeats.
       expect(stack.gatewayOutput.filter((l) => l.includes(`refused the heartbeat of plane ${first.planeId()}`))).toHaveLength(1);
+      // The second's first heartbeat read as a restart of the same plane elsewhere, not as a refusal of the first.
+      expect(stack.gatewayOutput.join("\n")).toContain(
+        `plane ${first.planeId()} started again at ${second.url()}, region us-east; it was at ${first.url()}, region eu-west`,
+      );
     } finally {
       if (second) await stopPlaneProcess(second);
       await stopPlaneProcess(first);
