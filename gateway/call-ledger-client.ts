@@ -171,8 +171,10 @@ export interface LedgerApi {
   start(id: string, attempt: number): Promise<boolean>;
   /** `start` for several calls in one write. */
   startMany(marks: { id: string; attempt: number }[]): Promise<boolean[]>;
-  renew(id: string): Promise<void>;
-  renewAll(ids: string[]): Promise<void>;
+  /** Renews a running call's lease; true when the call was cancelled (its runner stops it). */
+  renew(id: string): Promise<boolean>;
+  /** `renew` for several calls in one write; answers those of them that were cancelled. */
+  renewAll(ids: string[]): Promise<string[]>;
   finish(call: FinishedCall): Promise<void>;
   /** Records ended calls; says which rows' keys named other calls (those rows are kept without their keys). */
   record(calls: FinishedCall[]): Promise<KeyTaken[]>;

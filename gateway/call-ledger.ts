@@ -37,6 +37,7 @@ import {
 } from "../sdk/protocol.js";
 import { CallArgs } from "./call-args.js";
 import type { FinishedCall, KeyTaken, LedgerApi, NewCall } from "./call-ledger-client.js";
+import { cancelEdgeAttempts } from "./edge-call.js";
 import { gatewayConfig, type GatewayConfig } from "./config.js";
 import type { Env } from "./env.js";
 import { holdRunner, runnerAliveHere } from "./live-runners.js";
@@ -333,16 +334,22 @@ export class CallLedger extends DurableObject<Env> implements LedgerApi {
     return notes.map(() => undefined); // one per note, as `grouped` hands them back
   }
 
-  async renew(id: string): Promise<void> {
+  async renew(id: string): Promise<boolean> {
     this.#sql.exec("UPDATE calls SET lease_until = ? WHERE id = ? AND lease_until IS NOT NULL", Date.now() + this.#leaseMs, id);
+    return this.#sql.exec<Pick<Row, "status">>("SELECT status FROM calls WHERE id = ?", id).toArray()[0]?.status === "cancelled";
   }
 
-  async renewAll(ids: string[]): Promise<void> {
+  async renewAll(ids: string[]): Promise<string[]> {
+    const list = JSON.stringify(ids);
     this.#sql.exec(
       "UPDATE calls SET lease_until = ? WHERE id IN (SELECT value FROM json_each(?)) AND lease_until IS NOT NULL",
       Date.now() + this.#leaseMs,
-      JSON.stringify(ids),
+      list,
     );
+    return this.#sql
+      .exec<Pick<Row, "id">>("SELECT id FROM calls WHERE id IN (SELECT value FROM json_each(?)) AND status = 'cancelled'", list)
+      .toArray()
+      .map((row) => row.id);
   }
 
   async finish(call: FinishedCall): Promise<void> {
@@ -442,6 +449,7 @@ export class CallLedger extends DurableObject<Env> implements LedgerApi {
       id,
     );
     this.#wake(id);
+    cancelEdgeAttempts([id]); // an attempt of it running in this isolate stops: its signal aborts
   }
 
   /** Drops expired calls, and resumes spawned calls whose runner was lost. */

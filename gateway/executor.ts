@@ -11,8 +11,8 @@
  * ledger before it starts it, so a runner that takes it over after a crash
  * knows where it got to.
  */
-import { withDeadline } from "../sdk/deadline.js";
-import { API_LIMITS, DELIVERY_DEFAULTS } from "../sdk/defaults.js";
+import { raceDeadline, withDeadline } from "../sdk/deadline.js";
+import { API_LIMITS, DELIVERY_DEFAULTS, STOP_DEFAULTS } from "../sdk/defaults.js";
 import {
   CancelledError,
   ContainerFailedError,
@@ -50,6 +50,7 @@ import {
   type NewCall,
   firstLine,
 } from "./call-ledger-client.js";
+import { EdgeCall, stopIfCancelled } from "./edge-call.js";
 import { EncodedResult } from "./encoded-result.js";
 import { encodeResult } from "../sdk/result-value.js";
 import { AttemptLost, forwardToPlane, type ForwardOptions } from "./forward-to-plane.js";
@@ -91,6 +92,8 @@ export interface ExecuteOptions {
   onRetryWait?: (attempt: number, retryAt: number) => Promise<void>;
   /** Sends a plane attempt together with the others of its request ready at the same moment (a `.map`'s inputs). */
   batch?: RunBatch;
+  /** The call is in the ledger, where a cancel can reach it: its edge attempts stop on one (gateway/edge-call.ts). */
+  recorded?: boolean;
 }
 
 /**
@@ -140,7 +143,7 @@ export async function execute(rc: RunContext, fn: RegisteredFunction, args: Call
       return ended({ status: "cancelled", error: new CancelledError(`call ${callId} was cancelled`, { callId }), attempts: attempt - 1 });
     }
     try {
-      const value = await attemptOnce(rc, fn, args, callId, attempt, forward);
+      const value = await attemptOnce(rc, fn, args, callId, attempt, forward, options.recorded === true);
       return ended({ status: "succeeded", value, attempts: attempt });
     } catch (err) {
       if (err instanceof AttemptLost) {
@@ -184,20 +187,25 @@ export async function execute(rc: RunContext, fn: RegisteredFunction, args: Call
   throw new InternalError(`call ${callId} ran past its last attempt`, { callId }); // unreachable: the loop returns first
 }
 
-async function attemptOnce(rc: RunContext, fn: RegisteredFunction, args: CallArgs, callId: string, attempt: number, forward: ForwardOptions): Promise<unknown> {
+async function attemptOnce(
+  rc: RunContext,
+  fn: RegisteredFunction,
+  args: CallArgs,
+  callId: string,
+  attempt: number,
+  forward: ForwardOptions,
+  recorded: boolean,
+): Promise<unknown> {
   // A plane gets the arguments in wire form; only a function run here needs their values. Arguments its `input`
   // refuses fail the attempt here, before a plane is asked (a map input, a scheduled run): at the edge, the handler checks them.
   if (fn.spec.tier === "plane") {
     if (fn.input || fn.wasmInput) await checkArguments(fn, args);
     return forwardToPlane(rc, fn, args, callId, attempt, forward);
   }
-  const context: RunContext = {
-    ...rc,
-    logPrefix: `[${fn.app}.${fn.name} ${callId}]`,
-    logTo: { app: fn.app, function: fn.name, callId },
-    call: { callId, app: fn.app, function: fn.name, attempt, env: fn.spec.env },
-  };
-  withCallEnv(context, await registry().processEnvOf(rc, fn));
+  const callEnv = await registry().processEnvOf(rc, fn);
+  const call = new EdgeCall(callId, fn.app, fn.name, attempt, fn.spec.env, recorded); // ended below, whatever happens
+  const context: RunContext = { ...rc, logPrefix: `[${fn.app}.${fn.name} ${callId}]`, logTo: { app: fn.app, function: fn.name, callId }, call };
+  withCallEnv(context, callEnv);
   const running = runStore.run(context, async () => {
     let value: unknown;
     try {
@@ -216,7 +224,21 @@ async function attemptOnce(rc: RunContext, fn: RegisteredFunction, args: CallArg
     }
   });
   const deadline = Date.now() + fn.spec.timeoutSeconds * 1000;
-  return withDeadline(running, deadline, () => functionTimeout({ app: fn.app, function: fn.name, timeoutSeconds: fn.spec.timeoutSeconds, callId, attempt }));
+  try {
+    return await withDeadline(
+      running,
+      deadline,
+      () => call.stop(functionTimeout({ app: fn.app, function: fn.name, timeoutSeconds: fn.spec.timeoutSeconds, callId, attempt })),
+      call, // a cancel ends it sooner
+    );
+  } catch (err) {
+    // Stopped (cancelled, or at its timeout) before the function returned: the caller is answered now, and the
+    // function, told by its signal, has a grace to clean up; its lines are kept meanwhile.
+    if (call.stoppedBy(err)) rc.waitUntil(raceDeadline(running, Date.now() + STOP_DEFAULTS.edgeGraceMs).catch(() => {}));
+    throw err;
+  } finally {
+    call.end();
+  }
 }
 
 /** The ledger row for an outcome. */
@@ -480,13 +502,18 @@ async function runRecorded(
   const renew = options.renew
     ? setInterval(() => {
         beatRunners([id]);
-        void ledger.renew(id).catch(() => {});
+        stopIfCancelled(id); // a cancel the ledger of this isolate told of
+        void ledger.renew(id).then(
+          (cancelled) => stopIfCancelled(id, cancelled === true), // one from anywhere, told by the ledger
+          () => {},
+        );
       }, rc.config.callLeaseMs / 3)
     : undefined;
   const release = holdRunner([id]); // see gateway/live-runners.ts
   try {
     return await execute(rc, fn, args, id, {
       from,
+      recorded: true,
       ...(options.batch ? { batch: options.batch } : {}),
       beforeAttempt: (attempt) => {
         if (!marked) return start({ id, attempt });
@@ -622,7 +649,12 @@ export async function mapCallsOnce(
   };
   const renew = setInterval(() => {
     beatRunners(mine);
-    void (mine.size ? ledger.renewAll([...mine]) : Promise.resolve()).catch(() => {});
+    if (!mine.size) return;
+    for (const id of mine) stopIfCancelled(id); // an edge input whose cancel the ledger of this isolate told of
+    void ledger.renewAll([...mine]).then(
+      (cancelled) => cancelled?.forEach((id) => stopIfCancelled(id, true)), // one cancelled from anywhere
+      () => {},
+    );
   }, rc.config.callLeaseMs / 3);
   // Inputs recorded as started have no mark to refuse them once the map is cancelled: they ask this instead.
   // Plain data: workerd refuses an AbortController of this request another request aborts.

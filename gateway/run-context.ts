@@ -56,7 +56,7 @@ const isolateConsole = newConsoleState();
 export function withCallEnv(rc: RunContext, callEnv: CallEnv): RunContext {
   rc.processEnv = callEnv.env;
   rc.secretValues = callEnv.secretValues;
-  if (rc.call) rc.call = { ...rc.call, secrets: callEnv.secrets };
+  if (rc.call) rc.call.secrets = callEnv.secrets; // the call's own object (an edge attempt's keeps its signal)
   return rc;
 }
 

@@ -14,7 +14,13 @@ export interface CallContext {
   env: Readonly<Record<string, string>>;
   /** The variables its secrets set, by key (as `process.env` shows them): a WebAssembly function's WASI environment has them too. */
   secrets?: Readonly<Record<string, string>>;
-  /** Aborts when the call is cancelled (on the plane); a long function may watch it and stop early. */
+  /**
+   * Aborts when the call is cancelled, or at the edge when an attempt runs past its timeout (a plane stops the
+   * container instead); its `reason` is the `CancelledError` or `FunctionTimeoutError`. A long function may watch it
+   * and stop early: at the edge it then has `STOP_DEFAULTS.edgeGraceMs` (10 s) to clean up (docs/api.md, "A call's signal").
+   * @example
+   * while (!currentCall()?.signal?.aborted) await step();
+   */
   signal?: AbortSignal;
 }
 

@@ -7,16 +7,26 @@
 /** What `raceDeadline` settles with when the deadline passes first. */
 export const TIMED_OUT: unique symbol = Symbol("timed out");
 
+/** Work that may be stopped before its deadline: handed the function that ends its race (`raceDeadline`) with an error. */
+export interface Stoppable {
+  onStop(stop: (reason: Error) => void): void;
+}
+
 /**
  * Settles as `promise` does, or with `TIMED_OUT` once `deadline` (ms since
- * the epoch) passes first. `promise` itself runs on; stopping it is the caller's.
+ * the epoch) passes first, or rejects once `stoppable` is stopped first (an
+ * edge attempt whose call was cancelled). `promise` itself runs on; stopping
+ * it is the caller's.
  * @example
  * const ready = await raceDeadline(channel.ready, Date.now() + 5_000);
  * if (ready === TIMED_OUT) throw new Error("no ready frame in 5 s");
  */
-export async function raceDeadline<T>(promise: Promise<T>, deadline: number): Promise<T | typeof TIMED_OUT> {
+export async function raceDeadline<T>(promise: Promise<T>, deadline: number, stoppable?: Stoppable): Promise<T | typeof TIMED_OUT> {
   let timer: ReturnType<typeof setTimeout> | undefined;
-  const timeout = new Promise<typeof TIMED_OUT>((resolve) => (timer = setTimeout(() => resolve(TIMED_OUT), Math.max(0, deadline - Date.now()))));
+  const timeout = new Promise<typeof TIMED_OUT>((resolve, reject) => {
+    timer = setTimeout(() => resolve(TIMED_OUT), Math.max(0, deadline - Date.now()));
+    stoppable?.onStop(reject);
+  });
   try {
     return await Promise.race([promise, timeout]);
   } finally {
@@ -25,8 +35,8 @@ export async function raceDeadline<T>(promise: Promise<T>, deadline: number): Pr
 }
 
 /** Like `raceDeadline`, but throws `onTimeout()`'s error when the deadline passes first. */
-export async function withDeadline<T>(promise: Promise<T>, deadline: number, onTimeout: () => Error): Promise<T> {
-  const outcome = await raceDeadline(promise, deadline);
+export async function withDeadline<T>(promise: Promise<T>, deadline: number, onTimeout: () => Error, stoppable?: Stoppable): Promise<T> {
+  const outcome = await raceDeadline(promise, deadline, stoppable);
   if (outcome === TIMED_OUT) throw onTimeout();
   return outcome;
 }

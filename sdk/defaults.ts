@@ -41,6 +41,21 @@ export const FUNCTION_LIMITS = {
   maxInputsPerContainer: 1000,
 } as const;
 
+/**
+ * A call stopped before its function returned: cancelled, or past its timeout (docs/api.md, "A call's signal"). Its
+ * `currentCall().signal` aborts, and its caller is answered at once.
+ */
+export const STOP_DEFAULTS = {
+  /**
+   * How long the edge keeps working on a stopped call's function, so the code it runs once its signal aborts (a
+   * `finally`, a last log line, a dict write) runs: as long as the plane gives a stopping container's `exit()` hooks.
+   * Past it nothing waits for the function, and workerd stops the request's work once nothing else does.
+   */
+  edgeGraceMs: 10_000,
+  /** How often an edge function that has read its signal looks for a cancel that reached its isolate. */
+  edgeCancelCheckMs: 200,
+} as const;
+
 /** A WebAssembly function's limits per call, by default and at most. Its wall-time limit is its timeout. */
 export const WASM_DEFAULTS = {
   maxMemoryPages: 4096,

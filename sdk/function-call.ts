@@ -58,8 +58,9 @@ export class FunctionCall<R = unknown> {
 
   /**
    * Cancels the call if it has not finished; `get()` then throws
-   * `CancelledError`. On the plane the input is stopped: a function sees
-   * `currentCall().signal` abort; with `terminateContainer` its container is
+   * `CancelledError` at once. The function sees `currentCall().signal` abort,
+   * in either tier (at the edge it then has 10 s to clean up: docs/api.md,
+   * "A call's signal"); with `terminateContainer` a plane container is
    * stopped too (for a function that does not watch the signal).
    */
   async cancel(options: { terminateContainer?: boolean } = {}): Promise<void> {

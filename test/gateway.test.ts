@@ -8,6 +8,7 @@ import net from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
   CancelledError,
+  Dict,
   FunctionCall,
   FunctionTimeoutError,
   GetTimeoutError,
@@ -175,6 +176,51 @@ describe("spawn and FunctionCall", () => {
     expect(err).toBeInstanceOf(RemoteError);
     expect(err.message).toBe("later");
     expect(err.callId).toBe(call.id);
+  });
+});
+
+describe("a call's signal at the edge", () => {
+  const aborts = () => Dict.fromName<string, string>("aborts", { gateway: gw.url });
+  /** Whether the call's log has the function's line, written after its loop on the signal ended. */
+  const sawAbort = async (callId: string, line: string) =>
+    (await FunctionCall.fromId(callId, { gateway: gw.url }).logs({ source: "stdout" })).some((l) => l.text === line);
+
+  it("cancel() aborts the signal of a running call with a CancelledError, and the code after its loop runs: its line logged, its dict written", async () => {
+    const token = `cancel-${Date.now()}`;
+    const call = await fn("watchful").spawn(token);
+    await new Promise((r) => setTimeout(r, 500));
+    const cancelled = Date.now();
+    await call.cancel();
+    await expect(call.get({ timeoutMs: 5_000 })).rejects.toBeInstanceOf(CancelledError);
+    expect(Date.now() - cancelled).toBeLessThan(1_000);
+    await eventually(() => sawAbort(call.id, `saw abort ${token}: cancelled`), 5_000);
+    expect(await aborts().get(token)).toBe("cancelled");
+    expect(await ledger(call.id)).toMatchObject({ status: "cancelled", error: { code: "call_cancelled" } });
+    expect(gw.output.filter((l) => /different request/.test(l))).toEqual([]); // the cancel came in another request
+  });
+
+  it("a timeout aborts the signal with a FunctionTimeoutError, answers the caller at once, and the code after the loop runs", async () => {
+    const token = `timeout-${Date.now()}`;
+    const started = Date.now();
+    const err = await fn("watchfulTimed")
+      .remote(token)
+      .catch((e) => e);
+    expect(err).toBeInstanceOf(FunctionTimeoutError);
+    expect(Date.now() - started).toBeLessThan(2_500); // the 1 s timeout, not its grace
+    await eventually(() => sawAbort(err.callId, `saw abort ${token}: timed out`), 5_000);
+    expect(await aborts().get(token)).toBe("timed out");
+    expect(await ledger(err.callId)).toMatchObject({ status: "timed_out", error: { code: "function_timeout" } });
+  });
+
+  it("does the same for a call made without an idempotency key (curl's), which is recorded only once it has ended", async () => {
+    const token = `plain-${Date.now()}`;
+    const started = Date.now();
+    const res = await post("/v1/apps/edge/functions/watchfulTimed/call", JSON.stringify({ args: [token] }));
+    expect(res.status).toBe(504);
+    expect(Date.now() - started).toBeLessThan(2_500);
+    const { callId } = (await res.json()) as CallRecord;
+    await eventually(() => sawAbort(callId, `saw abort ${token}: timed out`), 5_000);
+    expect(await aborts().get(token)).toBe("timed out");
   });
 });
 

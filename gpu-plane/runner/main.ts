@@ -16,7 +16,7 @@ import net from "node:net";
 import { ClassInstances, loadAppModule, type FunctionHandle } from "../../sdk/app.js";
 import { chunkIterator, isGeneratorResult } from "../../sdk/generator-result.js";
 import { installCallContextStore, type CallContext } from "../../sdk/context.js";
-import { InvalidRequestError, TandemError, remoteErrorFrom, toWireError } from "../../sdk/errors.js";
+import { CancelledError, InvalidRequestError, TandemError, remoteErrorFrom, toWireError } from "../../sdk/errors.js";
 import {
   CONTAINER_ENV,
   PLANE_RUNTIME_CODE_KEY,
@@ -178,7 +178,8 @@ export async function runFunctions(
     // Inputs run side by side: the plane sends a container no more at once than the function's concurrency allows.
     if (frame.t === "input") void run(frame);
     else if (frame.t === "cancel" && !demand.has(frame.callId) && cancels.has(frame.callId)) {
-      cancels.get(frame.callId)!.abort();
+      // Its reason says why, as at the edge (gateway/edge-call.ts): `signal.reason instanceof CancelledError`.
+      cancels.get(frame.callId)!.abort(new CancelledError(`call ${frame.callId} was cancelled`, { callId: frame.callId }));
       answered.add(frame.callId);
       send({ t: "output", callId: frame.callId, status: "failed", error: { code: "call_cancelled", message: `call ${frame.callId} was cancelled` } });
     } else {
