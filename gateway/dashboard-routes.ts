@@ -20,6 +20,7 @@ import {
   LOG_SOURCES,
   LogQuerySchema,
   containerGroup,
+  logFunctionNames,
   scopeAllows,
   type CallRecord,
   type DashboardCallRow,
@@ -257,15 +258,17 @@ export function dashboardRoutes(): Hono<RouteEnv> {
     const app = appOf(c);
     const { filter, given } = pageLogFilter(onceEach(c.req.queries(), PAGE_LOG_FIELDS, "the logs page"));
     const { lines } = await readLog(c.env, app.name, filter);
-    const functions = app.callables.map((f) => f.name);
     const labels = [...app.webMounts, ...app.endpoints, ...app.agents].map((w) => w.label);
-    const names = [...new Set([...functions, ...labels])];
     // No line of a function the app does not have: the page says so, as `tandem logs --function` does, with the name
-    // nearest (a class's lines carry its name, a method's `Class.method`).
-    const known = new Set([...names, ...functions.map((f) => f.split(".")[0]!)]);
+    // nearest (a class's name selects its methods' lines, `Class.method`, and its containers').
+    const { known, listed } = logFunctionNames(
+      app.callables.map((f) => f.name),
+      labels,
+    );
+    const names = [...known];
     const unknown = lines.length === 0 && given.function !== undefined && !known.has(given.function);
     const empty = unknown
-      ? `App "${app.name}" has no function, class or web label "${given.function}" (functions: ${functions.join(", ") || "none"}), so it has no lines to show${didYouMean(given.function!, known)}`
+      ? `App "${app.name}" has no function, class or web label "${given.function}" (${listed}), so it has no lines to show${didYouMean(given.function!, known)}`
       : Object.keys(given).length
         ? "No lines match these filters yet."
         : undefined;

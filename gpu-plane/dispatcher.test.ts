@@ -380,6 +380,22 @@ describe("the dispatcher, on fake containers", () => {
     expect(h.usage.summary({ app: "app" })).toMatchObject([{ function: "f", containers: 1 }]);
   });
 
+  it("says in the app's log when it stops an idle container, tagged with the container and its function (a class's: the class)", async () => {
+    const h = harness({ f: () => "ok", "Model.generate": () => "text" });
+    const autoscaler = { scaledownWindowSeconds: 0.2 };
+    const f = await h.dispatcher.run(request("f", { autoscaler }), BUNDLE);
+    const model = await h.dispatcher.run(request("Model.generate", { clsParams: {}, autoscaler }), BUNDLE);
+    await until(() => h.dispatcher.containers().length === 0, "the idle containers to stop");
+    const stopped = h.records.filter((r) => r.text.endsWith("stopping it"));
+    expect(stopped).toEqual(
+      expect.arrayContaining([
+        { app: "app", function: "f", callId: null, containerId: f.containerId, source: "system", text: "idle for 0.2 s; stopping it" },
+        { app: "app", function: "Model", callId: null, containerId: model.containerId, source: "system", text: "idle for 0.2 s; stopping it" },
+      ]),
+    );
+    expect(stopped).toHaveLength(2);
+  });
+
   it("uses the plane's scale-down window for a function that sets none", async () => {
     const h = harness({ f: () => "ok" }, { scaledownWindowMs: 200 });
     const answer = await h.dispatcher.run(request("f"), BUNDLE);
