@@ -14,6 +14,7 @@ import { secureHeaders } from "hono/secure-headers";
 import type { ContentfulStatusCode } from "hono/utils/http-status";
 import { DASHBOARD_DEFAULTS, LOG_LIMITS, PLANE_DEFAULTS } from "../sdk/defaults.js";
 import { InvalidRequestError, MethodNotAllowedError, NotFoundError, TandemError } from "../sdk/errors.js";
+import { formatUsd } from "../sdk/pricing.js";
 import {
   CALL_ID_PATTERN,
   DASHBOARD,
@@ -53,7 +54,6 @@ import {
   ms,
   table,
   time,
-  usd,
   visibleMarks,
   type ChartData,
   type Html,
@@ -243,7 +243,7 @@ export function dashboardRoutes(): Hono<RouteEnv> {
                       <td>${r.gpu ?? "—"}</td>
                       <td>${r.containers}</td>
                       <td>${ms(r.seconds * 1000)}</td>
-                      <td>${usd(r.costUsd)}</td>
+                      <td>${formatUsd(r.costUsd)}</td>
                     </tr>`,
                 ),
                 { empty: "No plane containers." },
@@ -352,7 +352,7 @@ export function dashboardRoutes(): Hono<RouteEnv> {
                 <td>${r.gpu ?? "—"}</td>
                 <td>${r.containers}</td>
                 <td>${ms(r.seconds * 1000)}</td>
-                <td>${usd(r.costUsd)}</td>
+                <td>${formatUsd(r.costUsd)}</td>
               </tr>`,
           ),
           { empty: "No containers." },
@@ -437,7 +437,7 @@ export function dashboardRoutes(): Hono<RouteEnv> {
           ([gpu, value]) =>
             html`<tr>
               <td>${gpu}</td>
-              <td>${usd(value)}</td>
+              <td>${formatUsd(value)}</td>
             </tr>`,
         ),
         { empty: "No calls." },
@@ -454,7 +454,7 @@ export function dashboardRoutes(): Hono<RouteEnv> {
               <td>${r.plane}</td>
               <td>${r.containers}</td>
               <td>${ms(r.seconds * 1000)}</td>
-              <td>${usd(r.costUsd)}</td>
+              <td>${formatUsd(r.costUsd)}</td>
             </tr>`,
         ),
         { empty: "No plane containers." },

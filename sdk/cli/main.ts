@@ -24,6 +24,7 @@ import {
 } from "../protocol.js";
 import { existsSync } from "node:fs";
 import { FUNCTION_DEFAULTS, LOCAL_DEFAULTS, PLANE_DEFAULTS } from "../defaults.js";
+import { formatUsd } from "../pricing.js";
 import { ENV_HELP, GATEWAY_HELP, parseEnvName, readCliConfig, type CliConfig } from "./config.js";
 import { formatCommanderError, printFailure } from "./failure.js";
 import { parseChoice } from "./choice-option.js";
@@ -341,15 +342,15 @@ program
     }
     // One row per plane that ran the function: with a fleet, the same app, function and GPU come once per plane.
     console.log(
-      `${"app".padEnd(16)} ${"function".padEnd(20)} ${"gpu".padEnd(10)} ${"containers".padStart(10)} ${"seconds".padStart(10)} ${"cost".padStart(12)}  plane`,
+      `${"app".padEnd(16)} ${"function".padEnd(20)} ${"gpu".padEnd(10)} ${"containers".padStart(10)} ${"container s".padStart(12)} ${"cost".padStart(12)}  plane`,
     );
     for (const r of body.rows) {
       console.log(
-        `${r.app.padEnd(16)} ${r.function.padEnd(20)} ${(r.gpu ?? "-").padEnd(10)} ${String(r.containers).padStart(10)} ${r.seconds.toFixed(1).padStart(10)} ${`$${r.costUsd.toFixed(6)}`.padStart(12)}  ${r.plane}`,
+        `${r.app.padEnd(16)} ${r.function.padEnd(20)} ${(r.gpu ?? "-").padEnd(10)} ${String(r.containers).padStart(10)} ${r.seconds.toFixed(1).padStart(12)} ${formatUsd(r.costUsd).padStart(12)}  ${r.plane}`,
       );
     }
     console.log(
-      `${"total".padEnd(16)} ${"".padEnd(20)} ${"".padEnd(10)} ${"".padStart(10)} ${body.totalSeconds.toFixed(1).padStart(10)} ${`$${body.totalUsd.toFixed(6)}`.padStart(12)}`,
+      `${"total".padEnd(16)} ${"".padEnd(20)} ${"".padEnd(10)} ${"".padStart(10)} ${body.totalSeconds.toFixed(1).padStart(12)} ${formatUsd(body.totalUsd).padStart(12)}`,
     );
     const prepared = body.rows.reduce((sum, r) => sum + (r.preparedSeconds ?? 0), 0);
     if (prepared > 0) console.log(style.dim(`and ${prepared.toFixed(1)} s of prepared containers, kept paused for cold starts: not billed`));
