@@ -112,6 +112,7 @@ program
   .option("--prepared <count>", PREPARED_HELP, parseWhole, PLANE_DEFAULTS.preparedPerFunction)
   .option("--env <name>", "the environment the apps are served in (default: TANDEM_ENV, then main)", parseEnvName)
   .option("--strategy <strategy>", STRATEGY_HELP, parseStrategy, "rolling")
+  .option("--plane-port <port>", "port of the local plane's API, on the same address as the gateway (default: any free port)", parsePort)
   .option("--metrics-port <port>", "serve the local plane's Prometheus metrics (GET /metrics) on this port of 127.0.0.1", parsePort)
   .action(
     async (
@@ -126,6 +127,7 @@ program
         prepared: number;
         env?: string;
         strategy: DeployStrategy;
+        planePort?: number;
         metricsPort?: number;
       },
     ) => {
@@ -143,6 +145,7 @@ program
         preparedPerFunction: opts.prepared,
         strategy: opts.strategy,
         ...(opts.gpus !== undefined ? { gpus: opts.gpus } : {}),
+        ...(opts.planePort !== undefined ? { planePort: opts.planePort } : {}),
         ...(opts.metricsPort !== undefined ? { metricsPort: opts.metricsPort } : {}),
       });
       console.log(style.dim(opts.watch ? "Watching for changes. Ctrl-C to stop." : "Ctrl-C to stop."));
