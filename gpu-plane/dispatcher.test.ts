@@ -613,6 +613,25 @@ describe("the dispatcher, on fake containers", () => {
     expect(answer.error!.message).toMatch(new RegExp(`^app\\.f container ${answer.containerId} was stopped by the plane .*during the call`));
   });
 
+  it("says a container stopped by cancel({ terminateContainer }) was stopped as that call was cancelled, with no other call's last lines", async () => {
+    const h = harness({
+      f: async ([wait], call) => {
+        if (!wait) return call.container.log("aborted at 30"); // an earlier call's line, still in the container's tail
+        return never();
+      },
+    });
+    const earlier = await h.dispatcher.run(request("f", { args: [false] }), BUNDLE);
+    const req = request("f", { args: [true] });
+    const running = h.dispatcher.run(req, BUNDLE);
+    await until(() => h.inputs.includes(req.callId), "the call to reach its container");
+    expect(h.dispatcher.cancel([req.callId], true)).toEqual([req.callId]);
+    const answer = await running;
+    expect(answer.containerId).toBe(earlier.containerId);
+    const said = `app.f container ${answer.containerId} was stopped by the plane as call ${req.callId} was cancelled (terminateContainer) during the call`;
+    expect(answer.error).toEqual({ code: "container_failed", message: said, details: expect.objectContaining({ reason: "killed", logTail: [] }) });
+    expect(h.records.filter((r) => r.callId === req.callId && r.source === "system").map((r) => r.text)).toEqual([said]);
+  });
+
   it("ends a call whose container crashes while starting with ContainerFailedError, saying so", async () => {
     const h = harness({ f: () => "ok" }, { startup: () => ({ logs: ["Error: Cannot find module 'sharp'"], exitCode: 1 }) });
     const answer = await h.dispatcher.run(request("f"), BUNDLE);
