@@ -36,6 +36,8 @@ type LogsOpts = {
   since?: string;
   search?: string;
   lines?: number;
+  /** `--limit`, an alias of `--lines` under the logs API's name for it. */
+  limit?: number;
   follow?: boolean;
   json?: boolean;
 };
@@ -53,12 +55,18 @@ export function addLogsCommand(program: Command, clientOf: (opts: { gateway?: st
     .option("--since <when>", 'only lines after this: a duration ("2h", "30m", "7d") or a date')
     .option("--search <text>", "only lines that contain this text (in any case)")
     .option("-n, --lines <n>", `the last n lines (default ${LOG_LIMITS.defaultLimit}, at most ${LOG_LIMITS.maxLimit}; 0 with -f: only new lines)`, parseCount)
+    .option("--limit <n>", "alias of -n, --lines (the logs API's name for it: limit)", parseCount)
     .option("-f, --follow", "keep printing new lines as they come (Ctrl-C stops; with --call, it ends once the call has ended and its last lines are printed)")
     .option("--json", "print each line as JSON, its text exact (without it, control characters show as escapes: \\x1b)")
     .option("-g, --gateway <url>", GATEWAY_HELP)
     .option("--token <token>", tokenHelp)
     .option("--env <name>", ENV_HELP)
     .action(async (app: string, opts: LogsOpts) => {
+      if (opts.limit !== undefined) {
+        if (opts.lines !== undefined && opts.lines !== opts.limit)
+          throw new InvalidOptionsError(`--limit is -n/--lines by another name: give one (got -n ${opts.lines} and --limit ${opts.limit})`);
+        opts.lines = opts.limit;
+      }
       const query: LogQueryOptions = {};
       if (opts.function !== undefined) query.function = opts.function;
       if (opts.call !== undefined) query.call = opts.call;
