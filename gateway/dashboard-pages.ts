@@ -249,10 +249,6 @@ export function ms(value: number): string {
   return value >= 10_000 ? `${(value / 1000).toFixed(1)} s` : `${Math.round(value)} ms`;
 }
 
-export function usd(value: number): string {
-  return `$${value < 0.01 && value > 0 ? value.toFixed(6) : value.toFixed(2)}`;
-}
-
 function escapeAttr(text: string): string {
   return text.replace(/&/g, "&amp;").replace(/"/g, "&quot;").replace(/</g, "&lt;");
 }

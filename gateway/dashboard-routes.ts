@@ -14,12 +14,14 @@ import { secureHeaders } from "hono/secure-headers";
 import type { ContentfulStatusCode } from "hono/utils/http-status";
 import { DASHBOARD_DEFAULTS, LOG_LIMITS, PLANE_DEFAULTS } from "../sdk/defaults.js";
 import { InvalidRequestError, MethodNotAllowedError, NotFoundError, TandemError } from "../sdk/errors.js";
+import { formatUsd } from "../sdk/pricing.js";
 import {
   CALL_ID_PATTERN,
   DASHBOARD,
   LOG_SOURCES,
   LogQuerySchema,
   containerGroup,
+  logFunctionNames,
   scopeAllows,
   type CallRecord,
   type DashboardCallRow,
@@ -52,7 +54,6 @@ import {
   ms,
   table,
   time,
-  usd,
   visibleMarks,
   type ChartData,
   type Html,
@@ -242,7 +243,7 @@ export function dashboardRoutes(): Hono<RouteEnv> {
                       <td>${r.gpu ?? "—"}</td>
                       <td>${r.containers}</td>
                       <td>${ms(r.seconds * 1000)}</td>
-                      <td>${usd(r.costUsd)}</td>
+                      <td>${formatUsd(r.costUsd)}</td>
                     </tr>`,
                 ),
                 { empty: "No plane containers." },
@@ -257,15 +258,17 @@ export function dashboardRoutes(): Hono<RouteEnv> {
     const app = appOf(c);
     const { filter, given } = pageLogFilter(onceEach(c.req.queries(), PAGE_LOG_FIELDS, "the logs page"));
     const { lines } = await readLog(c.env, app.name, filter);
-    const functions = app.callables.map((f) => f.name);
     const labels = [...app.webMounts, ...app.endpoints, ...app.agents].map((w) => w.label);
-    const names = [...new Set([...functions, ...labels])];
     // No line of a function the app does not have: the page says so, as `tandem logs --function` does, with the name
-    // nearest (a class's lines carry its name, a method's `Class.method`).
-    const known = new Set([...names, ...functions.map((f) => f.split(".")[0]!)]);
+    // nearest (a class's name selects its methods' lines, `Class.method`, and its containers').
+    const { known, listed } = logFunctionNames(
+      app.callables.map((f) => f.name),
+      labels,
+    );
+    const names = [...known];
     const unknown = lines.length === 0 && given.function !== undefined && !known.has(given.function);
     const empty = unknown
-      ? `App "${app.name}" has no function, class or web label "${given.function}" (functions: ${functions.join(", ") || "none"}), so it has no lines to show${didYouMean(given.function!, known)}`
+      ? `App "${app.name}" has no function, class or web label "${given.function}" (${listed}), so it has no lines to show${didYouMean(given.function!, known)}`
       : Object.keys(given).length
         ? "No lines match these filters yet."
         : undefined;
@@ -349,7 +352,7 @@ export function dashboardRoutes(): Hono<RouteEnv> {
                 <td>${r.gpu ?? "—"}</td>
                 <td>${r.containers}</td>
                 <td>${ms(r.seconds * 1000)}</td>
-                <td>${usd(r.costUsd)}</td>
+                <td>${formatUsd(r.costUsd)}</td>
               </tr>`,
           ),
           { empty: "No containers." },
@@ -434,7 +437,7 @@ export function dashboardRoutes(): Hono<RouteEnv> {
           ([gpu, value]) =>
             html`<tr>
               <td>${gpu}</td>
-              <td>${usd(value)}</td>
+              <td>${formatUsd(value)}</td>
             </tr>`,
         ),
         { empty: "No calls." },
@@ -451,7 +454,7 @@ export function dashboardRoutes(): Hono<RouteEnv> {
               <td>${r.plane}</td>
               <td>${r.containers}</td>
               <td>${ms(r.seconds * 1000)}</td>
-              <td>${usd(r.costUsd)}</td>
+              <td>${formatUsd(r.costUsd)}</td>
             </tr>`,
         ),
         { empty: "No plane containers." },

@@ -9,7 +9,7 @@
  * the time in its id on.
  */
 import { LOG_LIMITS } from "../sdk/defaults.js";
-import { BLOB_KEYS, callIdTime } from "../sdk/protocol.js";
+import { BLOB_KEYS, callIdTime, logLineOfFunction } from "../sdk/protocol.js";
 import type { Env } from "./env.js";
 import { logStoreFor } from "./log-sink.js";
 import type { LogFilter, StoredLogLine } from "./log-store.js";
@@ -43,7 +43,7 @@ export async function decodeLogArchive(body: ReadableStream<Uint8Array>): Promis
 
 /** Whether a line passes a read's filters (`after` and `limit` aside): the store's SQL `WHERE`, for lines read from R2. */
 export function matchesLogFilter(line: StoredLogLine, filter: LogFilter): boolean {
-  if (filter.function !== undefined && line.function !== filter.function) return false;
+  if (filter.function !== undefined && !logLineOfFunction(line.function, filter.function)) return false;
   if (filter.callId !== undefined && line.callId !== filter.callId) return false;
   if (filter.containerId !== undefined && line.containerId !== filter.containerId) return false;
   if (filter.source !== undefined && line.source !== filter.source) return false;

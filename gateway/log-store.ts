@@ -21,6 +21,7 @@ export type StoredLogLine = LogLine & { seq: number };
 
 /** What a read asks for: each filter optional; `after` only lines stored after that `seq`. */
 export interface LogFilter {
+  /** A function's, class method's or web label's lines; a class's name: its methods' and its containers' (`logLineOfFunction`). */
   function?: string;
   callId?: string;
   containerId?: string;
@@ -109,7 +110,11 @@ export class LogStore extends DurableObject<Env> {
       where.push(clause);
       params.push(value);
     };
-    add("function = ?", filter.function);
+    // As `logLineOfFunction` (sdk/protocol.ts) reads it: the name itself, or a class's methods (`Class.` begins them).
+    if (filter.function !== undefined) {
+      where.push("(function = ? OR instr(function, ?) = 1)");
+      params.push(filter.function, `${filter.function}.`);
+    }
     add("call_id = ?", filter.callId);
     add("container_id = ?", filter.containerId);
     add("source = ?", filter.source);

@@ -8,12 +8,12 @@ import {
   InvalidRequestError,
   MethodNotAllowedError,
   NotFoundError,
+  RemoteError,
   TandemError,
   UpgradeRequiredError,
   errorBody,
   remoteErrorFrom,
   toWireError,
-  type RemoteError,
 } from "../sdk/errors.js";
 import { maskedError } from "../sdk/secret.js";
 import { HEADERS, SESSION_ID_PATTERN, paths } from "../sdk/protocol.js";
@@ -119,8 +119,10 @@ function mountWebApp(web: Hono<Web>, appName: string, mount: WebMount): void {
             return failed(err);
           }
           try {
-            const response = await webApp.fetch(body.request, env, ctx);
-            return tooLarge(body.passed()) ?? response;
+            const response: unknown = await webApp.fetch(body.request, env, ctx);
+            if (response instanceof Response) return tooLarge(body.passed()) ?? response;
+            stopStream(response, rc);
+            return tooLarge(body.passed()) ?? failed(notAResponse(response, `web "${mount.label}" of app "${appName}"`, request));
           } catch (err) {
             return tooLarge(body.passed()) ?? failed(err);
           }
@@ -128,6 +130,42 @@ function mountWebApp(web: Hono<Web>, appName: string, mount: WebMount): void {
       }
     },
     withConfig,
+  );
+}
+
+/**
+ * What a mounted app answered that is not a Response (a handler that returned `fn.remoteGen()` as it is, say), as a 500
+ * naming it and what to return instead; workerd would refuse it with a TypeError that names neither.
+ */
+function notAResponse(value: unknown, who: string, request: Request): RemoteError {
+  const message = `${who} answered ${request.method} ${new URL(request.url).pathname} with ${returnedKind(value)}, not a Response: return a Response (c.body(...), c.json(...), c.text(...)), or serve it from app.endpoint, which answers an async iterable with Server-Sent Events`;
+  return new RemoteError({ name: "TypeError", message, stack: `TypeError: ${message}` });
+}
+
+/** A value as `notAResponse` names it: `an async iterable (AsyncGenerator)`, `an object (Object)`, `a string`. */
+function returnedKind(value: unknown): string {
+  if (value === null || value === undefined) return String(value);
+  if (typeof value !== "object") return `${/^[aeiou]/.test(typeof value) ? "an" : "a"} ${typeof value}`;
+  const tag = Object.prototype.toString.call(value).slice("[object ".length, -1);
+  if (Symbol.asyncIterator in value) return `an async iterable (${tag})`;
+  if (isGeneratorResult(value)) return `an iterator (${tag})`;
+  return `an object (${tag})`;
+}
+
+/**
+ * A stream answered where a Response was due is stopped, as a client that goes away stops one: a generator's `return()`
+ * runs its `finally`, and a function's stream behind it (`.remoteGen()`) ends, recorded as cancelled, its container
+ * freed rather than run to its end with nobody reading.
+ */
+function stopStream(value: unknown, rc: RunContext): void {
+  const stop = typeof value === "object" && value !== null ? (value as { return?: unknown }).return : undefined;
+  if (typeof stop !== "function") return;
+  rc.waitUntil(
+    runStore
+      .run(rc, async () => {
+        await stop.call(value);
+      })
+      .catch(() => {}),
   );
 }
 

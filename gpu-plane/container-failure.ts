@@ -45,7 +45,8 @@ export function firstLine(message: string): string {
  * // ContainerFailedError: app.f container ctr-1a2b3c4d crashed with exit code 3 during the call; last log lines: …
  */
 export function exitFailure(worker: Worker, exit: ExitInfo, when: string): ContainerFailedError {
-  const tail = worker.logTail.slice();
+  // A container stopped for a cancel ended as asked: its last lines, maybe another call's, do not explain it.
+  const tail = worker.stoppedForCancel ? [] : worker.logTail.slice();
   const { reason, what } = howItEnded(worker, exit);
   // The runner's report of what the app threw outside a call, its first line: the exit line has the stack.
   const uncaught =

@@ -34,6 +34,11 @@ export interface Worker {
   /** Why, where a call it runs is told (`retire`'s `why`): "as the plane shut down". */
   stoppingWhy?: string;
   /**
+   * Stopped because a call it ran was cancelled with `terminateContainer`: what its calls are told leaves out its last
+   * log lines, which say nothing of why it stopped and may be other calls' (its tail holds lines of each call it ran).
+   */
+  stoppedForCancel?: boolean;
+  /**
    * Rolled over (`tandem app rollover`): it takes no new input, and stops once the inputs it runs end; a new
    * container of its pool, started with what the function declares now (its secrets' current values), replaces it.
    */

@@ -11,6 +11,7 @@ import { randomBytes } from "node:crypto";
 import { join } from "node:path";
 import { LOG_LIMITS, PLANE_DEFAULTS } from "../sdk/defaults.js";
 import { ContainerFailedError, InvalidOptionsError, SpendCapError, fromWireError, type TandemError, type WireError } from "../sdk/errors.js";
+import { formatUsd } from "../sdk/pricing.js";
 import { CONTAINER_ENV, CONTAINER_LABELS } from "../sdk/protocol.js";
 import { secretMask } from "../sdk/secret.js";
 import { ControlChannel, type Ready } from "./control-channel.js";
@@ -538,7 +539,7 @@ export class ContainerStarter {
     const spent = this.#o.usage.spent(pool.app, this.#o.pool.lives());
     if (spent >= cap) {
       throw new SpendCapError(
-        `app "${pool.app}" reached its spend cap of $${cap} ($${spent.toFixed(6)} spent on plane ${this.#o.planeId}); no new container starts for it`,
+        `app "${pool.app}" reached its spend cap of $${cap} (${formatUsd(spent)} spent on plane ${this.#o.planeId}); no new container starts for it`,
         {
           app: pool.app,
           spendCapUsd: cap,

@@ -380,6 +380,22 @@ describe("the dispatcher, on fake containers", () => {
     expect(h.usage.summary({ app: "app" })).toMatchObject([{ function: "f", containers: 1 }]);
   });
 
+  it("says in the app's log when it stops an idle container, tagged with the container and its function (a class's: the class)", async () => {
+    const h = harness({ f: () => "ok", "Model.generate": () => "text" });
+    const autoscaler = { scaledownWindowSeconds: 0.2 };
+    const f = await h.dispatcher.run(request("f", { autoscaler }), BUNDLE);
+    const model = await h.dispatcher.run(request("Model.generate", { clsParams: {}, autoscaler }), BUNDLE);
+    await until(() => h.dispatcher.containers().length === 0, "the idle containers to stop");
+    const stopped = h.records.filter((r) => r.text.endsWith("stopping it"));
+    expect(stopped).toEqual(
+      expect.arrayContaining([
+        { app: "app", function: "f", callId: null, containerId: f.containerId, source: "system", text: "idle for 0.2 s; stopping it" },
+        { app: "app", function: "Model", callId: null, containerId: model.containerId, source: "system", text: "idle for 0.2 s; stopping it" },
+      ]),
+    );
+    expect(stopped).toHaveLength(2);
+  });
+
   it("uses the plane's scale-down window for a function that sets none", async () => {
     const h = harness({ f: () => "ok" }, { scaledownWindowMs: 200 });
     const answer = await h.dispatcher.run(request("f"), BUNDLE);
@@ -614,6 +630,25 @@ describe("the dispatcher, on fake containers", () => {
     const answer = await running;
     expect(answer.error).toMatchObject({ code: "container_failed", details: { reason: "killed" } });
     expect(answer.error!.message).toMatch(new RegExp(`^app\\.f container ${answer.containerId} was stopped by the plane .*during the call`));
+  });
+
+  it("says a container stopped by cancel({ terminateContainer }) was stopped as that call was cancelled, with no other call's last lines", async () => {
+    const h = harness({
+      f: async ([wait], call) => {
+        if (!wait) return call.container.log("aborted at 30"); // an earlier call's line, still in the container's tail
+        return never();
+      },
+    });
+    const earlier = await h.dispatcher.run(request("f", { args: [false] }), BUNDLE);
+    const req = request("f", { args: [true] });
+    const running = h.dispatcher.run(req, BUNDLE);
+    await until(() => h.inputs.includes(req.callId), "the call to reach its container");
+    expect(h.dispatcher.cancel([req.callId], true)).toEqual([req.callId]);
+    const answer = await running;
+    expect(answer.containerId).toBe(earlier.containerId);
+    const said = `app.f container ${answer.containerId} was stopped by the plane as call ${req.callId} was cancelled (terminateContainer) during the call`;
+    expect(answer.error).toEqual({ code: "container_failed", message: said, details: expect.objectContaining({ reason: "killed", logTail: [] }) });
+    expect(h.records.filter((r) => r.callId === req.callId && r.source === "system").map((r) => r.text)).toEqual([said]);
   });
 
   it("ends a call whose container crashes while starting with ContainerFailedError, saying so", async () => {

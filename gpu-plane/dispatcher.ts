@@ -341,8 +341,10 @@ export class Dispatcher {
       const worker = this.#pool.runningCall(callId);
       if (!worker) return false;
       this.#o.log(`[plane] cancelling ${worker.label} ${callId}${terminateContainer ? `, stopping container ${worker.id}` : ""}`);
-      if (terminateContainer) void this.#scaleDown.retire(worker);
-      else if (worker.ready) worker.channel.cancel(callId);
+      if (terminateContainer) {
+        worker.stoppedForCancel = true;
+        void this.#scaleDown.retire(worker, { why: `as call ${callId} was cancelled (terminateContainer)` });
+      } else if (worker.ready) worker.channel.cancel(callId);
       else this.#cancelledBeforeStart.add(callId); // its container is still starting: the input is never sent
       return true;
     });
@@ -426,9 +428,7 @@ export class Dispatcher {
     this.#versions.close();
     this.#pool.wake();
     await this.#prepared.close();
-    await Promise.all(
-      this.#pool.all().map((w) => this.#scaleDown.retire(w, { graceful: true, quick: options.quick ?? false, why: "as the plane shut down" })),
-    );
+    await Promise.all(this.#pool.all().map((w) => this.#scaleDown.retire(w, { graceful: true, quick: options.quick ?? false, why: "as the plane shut down" })));
   }
 
   /** A container for the input, held for it: a warm one, a new one, or, after waiting, one freed; `no_capacity` at the deadline. */

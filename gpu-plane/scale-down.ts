@@ -57,7 +57,7 @@ export class ScaleDown {
     if (worker.draining && worker.inFlight.size === 0) {
       if (worker.awaitingReplacement) return; // version-switch.ts stops it once the new version's warm containers are ready
       const why = worker.supersededBy ? "a new version went live" : "a rollover";
-      this.#o.log(`[plane] ${worker.label} ${worker.id} finished its inputs after ${why}; stopping it`);
+      this.#stopping(worker, `finished its inputs after ${why}; stopping it`);
       void this.retire(worker, { graceful: true });
       this.#o.pool.wake();
       return;
@@ -73,10 +73,19 @@ export class ScaleDown {
     worker.idleTimer = setTimeout(() => {
       const pool = this.#o.pool.live(worker.key).length;
       if (pool <= this.#o.keptWarm(worker.key)) return this.#scheduleScaleDown(worker); // kept warm
-      this.#o.log(`[plane] ${worker.label} ${worker.id} idle for ${windowMs / 1000} s; stopping it`);
+      this.#stopping(worker, `idle for ${windowMs / 1000} s; stopping it`);
       void this.retire(worker, { graceful: true });
     }, windowMs);
     worker.idleTimer.unref();
+  }
+
+  /**
+   * Says why the plane stops `worker`, in its output and, as a `system` line tagged with the container and its function
+   * (a class's container: the class), in its app's log: a container's time counts until it stops.
+   */
+  #stopping(worker: Worker, why: string): void {
+    this.#o.log(`[plane] ${worker.label} ${worker.id} ${why}`);
+    this.#o.onLogLine?.({ app: worker.life.app, function: worker.life.function, callId: null, containerId: worker.id, source: "system", text: why });
   }
 
   /**

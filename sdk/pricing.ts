@@ -27,3 +27,12 @@ export function containerCost(seconds: number, resources: { gpu: GpuType | null;
   const gpu = resources.gpu ? GPU_PRICE_PER_SECOND[resources.gpu] * resources.gpuCount : 0;
   return seconds * (gpu + resources.cpu * CPU_PRICE_PER_CORE_SECOND + (resources.memoryMiB / 1024) * MEMORY_PRICE_PER_GIB_SECOND);
 }
+
+/**
+ * A cost as `tandem usage`, the dashboard and a spend cap's error write it: dollars to the millionth, whatever its
+ * size, so one row reads the same everywhere (a second of the smallest container costs about $0.000014).
+ * @example formatUsd(0.0280331); // "$0.028033"
+ */
+export function formatUsd(usd: number): string {
+  return `$${usd.toFixed(6)}`;
+}

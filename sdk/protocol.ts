@@ -2312,6 +2312,7 @@ const limitMessage = `must be a whole number from 1 to ${LOG_LIMITS.maxLimit}`;
  */
 export const LogQuerySchema = z.lazy(() =>
   z.strictObject({
+    /** A function, class method (`Cls.method`) or web label; a class's name selects all its methods' lines and its containers'. */
     function: z.string().min(1, "must be a function name").max(200, "must be a function name").optional(),
     call: z.string().regex(CALL_ID_PATTERN, "must be a call id (fc-…, 29 characters)").optional(),
     container: z.string().min(1, "must be a container id").max(128, "must be a container id").optional(),
@@ -2339,6 +2340,31 @@ export const LogQuerySchema = z.lazy(() =>
       .optional(),
   }),
 );
+/**
+ * The names a log query's `function` may give for an app, and how a note about a name it lacks lists them: its
+ * functions (a class's methods as `Class.method`), its classes (a class's name selects the lines of all its methods
+ * and its containers' own, such as `enter()`'s) and its web labels.
+ * @example
+ * logFunctionNames(["square", "LLM.infer"], ["api"]).listed; // "functions: square, LLM.infer; classes: LLM; web labels: api"
+ */
+export function logFunctionNames(functions: readonly string[], labels: readonly string[]): { known: Set<string>; listed: string } {
+  const classes = [...new Set(functions.filter((f) => f.includes(".")).map(containerGroup))];
+  const listed = [`functions: ${functions.join(", ") || "none"}`];
+  if (classes.length) listed.push(`classes: ${classes.join(", ")}`);
+  if (labels.length) listed.push(`web labels: ${[...new Set(labels)].join(", ")}`);
+  return { known: new Set([...functions, ...classes, ...labels]), listed: listed.join("; ") };
+}
+
+/**
+ * Whether a line of function `lineFunction` is one a log query's `function` selects: that function's, method's or
+ * web label's, or, for a class's name, one of its methods' (`LLM.infer`) or its containers' own (`LLM`).
+ * @example
+ * logLineOfFunction("LLM.infer", "LLM"); // true
+ */
+export function logLineOfFunction(lineFunction: string | null, selected: string): boolean {
+  return lineFunction === selected || (lineFunction !== null && lineFunction.startsWith(`${selected}.`));
+}
+
 /** A log query as the client builds it. */
 export interface LogQueryOptions {
   function?: string;

@@ -4,11 +4,14 @@
  */
 import { execFileSync, spawn } from "node:child_process";
 import { existsSync } from "node:fs";
+import http from "node:http";
+import type { AddressInfo } from "node:net";
 import { mkdtemp, readFile, rm, stat, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { lookup } from "../sdk/index.js";
+import { PLANE_ROUTES } from "../sdk/protocol.js";
 import { ROOT, runCli, runNode, startServe, type Served } from "./helpers/cli.js";
 import { ADMIN_TOKEN, authed } from "./helpers/gateway.js";
 
@@ -145,6 +148,41 @@ describe("tandem serve with bad input", () => {
     const { code, stderr } = await runCli(["serve", "no/such/app.ts", "--port", "0"]);
     expect(code).not.toBe(0);
     expect(stderr).toMatch(/no\/such\/app\.ts/);
+  });
+});
+
+describe("tandem serve --plane-port", () => {
+  it("puts the local plane's API on the port it names, refuses a port in use saying so, and one that is no port as --port does", async () => {
+    const bad = await runCli(["serve", "test/fixtures/edge-app.ts", "--port", "0", "--plane-port", "70000"]);
+    expect([bad.code, bad.stderr]).toEqual([
+      2,
+      expect.stringContaining("error: option '--plane-port <port>' argument '70000' is invalid. must be a port number, 0 to 65535"),
+    ]);
+    // Its own folder: a serve from the repository's root would share its local plane's folder with the other suites'.
+    const dir = await mkdtemp(join(tmpdir(), "tandem-plane-port-"));
+    const fixture = join(ROOT, "test/fixtures/edge-app.ts");
+    const holder = http.createServer();
+    await new Promise<void>((listening) => holder.listen(0, "127.0.0.1", listening));
+    const port = String((holder.address() as AddressInfo).port);
+    try {
+      const taken = await runCli(["serve", fixture, "--no-watch", "--runtime", "process", "--port", "0", "--plane-port", port], { cwd: dir });
+      expect([taken.code, taken.stderr]).toEqual([
+        2,
+        `error: port ${port} on 127.0.0.1 is already in use, so the local plane cannot listen there; pick another with --plane-port, or leave it out for any free port\n`,
+      ]);
+      await new Promise((closed) => holder.close(closed));
+      const served = await startServe([fixture, "--no-watch", "--runtime", "process", "--plane-port", port], dir);
+      try {
+        await served.waitFor(new RegExp(`plane pl-\\S+ at http://127\\.0\\.0\\.1:${port} `));
+        const probe = await fetch(`http://127.0.0.1:${port}${PLANE_ROUTES.status}?probe=live`);
+        expect(probe.status).toBe(200);
+      } finally {
+        await served.stop();
+      }
+    } finally {
+      holder.close();
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 });
 

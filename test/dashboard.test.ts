@@ -88,10 +88,15 @@ const KEEP_CANVAS_TEXT = `window.labels = [];
   CanvasRenderingContext2D.prototype.fillText = function (text, ...rest) { labels.push(text); return fillText.call(this, text, ...rest); };`;
 
 /** Sends a plane's heartbeat, signed with the plane secret, as a plane would. */
-async function beat(planeId: string, warm: PlaneHeartbeat["warm"], cpu: PlaneHeartbeat["cpu"] = { total: 1, free: 1 }): Promise<void> {
+async function beat(
+  planeId: string,
+  warm: PlaneHeartbeat["warm"],
+  cpu: PlaneHeartbeat["cpu"] = { total: 1, free: 1 },
+  url = "http://127.0.0.1:9",
+): Promise<void> {
   const body = JSON.stringify({
     planeId,
-    url: "http://127.0.0.1:9",
+    url,
     region: "test",
     runtime: "docker",
     simulated: true,
@@ -786,5 +791,32 @@ describe("the dashboard", () => {
     // The planes' list is kept a second per isolate.
     await expect.poll(planeFacts, { timeout: 5000, interval: 300 }).toMatchObject({ "CPU free": "0 of 2 (shared: its containers reserve 3.5)" });
     await page.close();
+  });
+
+  // After them: a plane that answers for its usage (its rows as a plane sends them), listed from then on.
+  it("writes a cost as tandem usage does, to the millionth of a dollar whatever its size, on the planes and usage pages", async () => {
+    const rows = [
+      { app: "shop", function: "embed", gpu: "A100", containers: 2, seconds: 71.2, costUsd: 0.0280331 },
+      { app: "shop", function: "double", gpu: null, containers: 1, seconds: 485.3, costUsd: 0.006603 },
+    ];
+    const plane = http.createServer((_req, res) => res.writeHead(200, { "content-type": "application/json" }).end(JSON.stringify({ rows })));
+    await new Promise<void>((listening) => plane.listen(0, "127.0.0.1", listening));
+    try {
+      await beat("pl-usagerow", [], undefined, `http://127.0.0.1:${(plane.address() as AddressInfo).port}`);
+      const costs = async (path: string) => {
+        const page = (await (await fetch(`${gateway.url}${DASHBOARD.base}${path}`, authed())).text()).replace(/\s+/g, " ");
+        return rows.map((r) => new RegExp(`<td>${r.function}</td>.*?<td>(\\$[\\d.]+)</td>`).exec(page)?.[1]);
+      };
+      // The planes' list is kept a second per isolate.
+      await expect.poll(() => costs("/planes"), { timeout: 5000, interval: 300 }).toEqual(["$0.028033", "$0.006603"]);
+      expect(await costs("/usage")).toEqual(["$0.028033", "$0.006603"]);
+      // The same rows, as tandem usage prints them.
+      const usage = await runCli(["usage", "--app", "shop", "--gateway", gateway.url, "--token", ADMIN_TOKEN]);
+      expect(usage.stdout).toMatch(/^app +function +gpu +containers +container s +cost +plane\n/);
+      expect(usage.stdout).toMatch(/shop +embed +A100 +2 +71\.2 +\$0\.028033 +pl-usagerow\n/);
+      expect(usage.stdout).toMatch(/shop +double +- +1 +485\.3 +\$0\.006603 +pl-usagerow\n/);
+    } finally {
+      plane.close();
+    }
   });
 });

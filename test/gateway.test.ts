@@ -546,6 +546,29 @@ describe("web endpoints", () => {
     ]);
   });
 
+  it("answers 500 naming what a mounted app's handler returned when it is not a Response, and stops the stream it returned", async () => {
+    const res = await fetch(`${gw.url}/edge/api/stream`);
+    expect([res.status, ((await res.json()) as any).error]).toEqual([
+      500,
+      {
+        code: "function_failed",
+        message:
+          'web "api" of app "edge" answered GET /stream with an async iterable (AsyncGenerator), not a Response: return a Response (c.body(...), c.json(...), c.text(...)), or serve it from app.endpoint, which answers an async iterable with Server-Sent Events',
+        remote: { name: "TypeError", message: expect.stringContaining("not a Response") },
+      },
+    ]);
+    // A stream begun before it was returned is stopped: its generator's finally runs, and its call is recorded as cancelled.
+    const finallyBefore = await fn<[], number>("endlessFinallyCount").remote();
+    const begun = await fetch(`${gw.url}/edge/api/stream-begun`);
+    expect([begun.status, ((await begun.json()) as any).error.message]).toEqual([500, expect.stringContaining("with an async iterable (AsyncGenerator)")]);
+    await eventually(async () => (await fn<[], number>("endlessFinallyCount").remote()) === finallyBefore + 1);
+    const callId = await fn<[], string>("endlessLastCall").remote();
+    await eventually(async () => (await fetch(`${gw.url}/v1/calls/${callId}`, authed())).status === 200);
+    expect(await ledger(callId)).toMatchObject({ kind: "stream", status: "cancelled" });
+    // The log says what the answer says, not workerd's TypeError about a Promise.
+    expect(gw.output.join("\n")).not.toContain("did not resolve to 'Response'");
+  });
+
   it("keeps a path with a dot segment sent encoded inside the web app it was routed to: 400, never another endpoint", async () => {
     for (const path of [
       "/edge/api/%2e%2e/hello/Ada",

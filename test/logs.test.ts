@@ -137,6 +137,12 @@ const ticks = (tier: string) => async (n: number) => {
 };
 export const edgeTicks = app.function(ticks("edge"));
 export const planeTicks = app.function({ tier: "plane" }, ticks("plane"));
+// A class: its container's own line (enter()), a line a method, and its container stopped after a 1 s window.
+export const Scribe = app.cls({ tier: "plane", scaledownWindow: 1 }, class {
+  enter() { console.log("scribe enters"); }
+  write(word: string) { console.log("scribe writes " + word); return word; }
+  read() { console.log("scribe reads"); return 1; }
+});
 export default app;
 `;
 
@@ -436,6 +442,43 @@ describe("tandem logs", () => {
     expect(await quiet.exited).toBe(0);
     expect(quiet.err()).toBe("");
   }, 30_000);
+
+  it("--function with a class's name prints the lines of all its methods and of its container (enter(), its scale-down); a name it lacks lists its classes", async () => {
+    expect(await lookup<[Record<string, never>, string], string>("journal", "Scribe.write", { gateway: served.url, token }).remote({}, "ink")).toBe("ink");
+    expect(await lookup<[Record<string, never>], number>("journal", "Scribe.read", { gateway: served.url, token }).remote({})).toBe(1);
+    // Its container stops after its 1 s window, and the app's log says so, tagged with the class and the container.
+    await expect
+      .poll(async () => (await logs("?search=stopping%20it&function=Scribe")).lines, { timeout: 20_000, interval: 500 })
+      .toEqual([
+        expect.objectContaining({
+          function: "Scribe",
+          callId: null,
+          containerId: expect.stringMatching(/^ctr-/),
+          source: "system",
+          text: "idle for 1 s; stopping it",
+        }),
+      ]);
+    const once = tandemLogs("--function", "Scribe");
+    expect(await once.exited).toBe(0);
+    expect(once.out().split("\n")).toEqual(
+      expect.arrayContaining([
+        expect.stringMatching(/ \(plane, stdout\) scribe enters$/),
+        expect.stringMatching(/journal\.Scribe\.write fc-\S+ ctr-\S+ \(plane, stdout\) scribe writes ink$/),
+        expect.stringMatching(/journal\.Scribe\.read fc-\S+ ctr-\S+ \(plane, stdout\) scribe reads$/),
+        expect.stringMatching(/journal\.Scribe ctr-\S+ \(plane, system\) idle for 1 s; stopping it$/),
+      ]),
+    );
+    // A method's name selects its own lines only; the logs API reads a class's name as the CLI does.
+    const method = (await logs("?function=Scribe.read")).lines.map((l) => l.text);
+    expect(method).toContain("scribe reads");
+    expect(method).not.toContain("scribe writes ink");
+    expect((await logs("?function=Scribe")).lines.map((l) => l.text)).toEqual(expect.arrayContaining(["scribe enters", "scribe writes ink", "scribe reads"]));
+    const unknown = tandemLogs("--function", "Scrib");
+    expect(await unknown.exited).toBe(1);
+    expect(unknown.err()).toMatch(
+      /^error: app "journal" has no function, class or web label "Scrib" \(functions: .*Scribe\.write, Scribe\.read; classes: Scribe\), so it has no lines to show; did you mean "Scribe"\?/,
+    );
+  }, 60_000);
 
   it("--container with an id that printed no line in the app says so; one that did, with no line matching, prints nothing", async () => {
     const unknown = tandemLogs("--container", "ctr-00000000");

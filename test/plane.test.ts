@@ -469,6 +469,18 @@ describe("retries and cancellation on the plane", () => {
     await call.cancel({ terminateContainer: true });
     await expect(call.get({ timeoutMs: 10_000 })).rejects.toBeInstanceOf(CancelledError);
     await eventually(() => !stack.planes[0]!.status().containers.some((c) => c.function === "stubborn"), 10_000);
+    // The app's log says why the container stopped, as the cancel asked, not as a crash with other calls' last lines.
+    const systemLines = async () => (await call.logs()).filter((l) => l.source === "system").map((l) => l.text);
+    await expect
+      .poll(systemLines, { timeout: 10_000 })
+      .toContainEqual(
+        expect.stringMatching(
+          new RegExp(
+            `^plane\\.stubborn container ctr-[0-9a-f]{8} was stopped by the plane as call ${call.id} was cancelled \\(terminateContainer\\) during the call$`,
+          ),
+        ),
+      );
+    expect((await systemLines()).join("\n")).not.toContain("last log lines");
   });
 });
 

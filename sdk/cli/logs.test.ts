@@ -100,6 +100,28 @@ describe("tandem logs -f -n 0", () => {
   });
 });
 
+describe("tandem logs --limit", () => {
+  const asked = async (...args: string[]) => {
+    const paths: string[] = [];
+    const program = new Command().exitOverride().configureOutput({ writeErr: () => {}, writeOut: () => {} });
+    const client = { logLines: (path: string) => (paths.push(path), []), followLines: (path: string) => (paths.push(path), []) };
+    addLogsCommand(program, () => client as unknown as HttpInvoker, "a token");
+    await program.parseAsync(["logs", "shop", ...args], { from: "user" });
+    return new URL(paths[0]!, "http://gateway").searchParams;
+  };
+
+  it("is -n/--lines under the logs API's name, as its help says, checked the same way", async () => {
+    expect((await asked("--limit", "15")).get("limit")).toBe("15");
+    expect((await asked("--limit", "0", "-f")).get("since")).toBe("0s");
+    expect((await asked("-n", "15", "--limit", "15")).get("limit")).toBe("15");
+    await expect(asked("-n", "5", "--limit", "15")).rejects.toThrow("--limit is -n/--lines by another name: give one (got -n 5 and --limit 15)");
+    await expect(asked("--limit", "0x10")).rejects.toThrow(/must be a whole number from 0 \(with -f\) to 10000/);
+    const program = new Command();
+    addLogsCommand(program, () => ({}) as unknown as HttpInvoker, "a token");
+    expect(program.commands[0]!.helpInformation().replace(/\s+/g, " ")).toContain("--limit <n> alias of -n, --lines (the logs API's name for it: limit)");
+  });
+});
+
 describe("tandem logs --since", () => {
   const asked = async (since: string) => {
     const paths: string[] = [];

@@ -10,7 +10,18 @@ import type { HttpInvoker } from "../client.js";
 import { LOG_LIMITS } from "../defaults.js";
 import { InvalidOptionsError } from "../errors.js";
 import { didYouMean } from "../nearest-name.js";
-import { LOG_SOURCES, SINCE_SPAN, paths, sinceDate, sinceInSpan, type AppManifest, type LogLine, type LogQueryOptions, type LogSource } from "../protocol.js";
+import {
+  LOG_SOURCES,
+  SINCE_SPAN,
+  logFunctionNames,
+  paths,
+  sinceDate,
+  sinceInSpan,
+  type AppManifest,
+  type LogLine,
+  type LogQueryOptions,
+  type LogSource,
+} from "../protocol.js";
 import { printFailure } from "./failure.js";
 import { style, visibleControls } from "./style.js";
 import { parseChoice } from "./choice-option.js";
@@ -25,6 +36,8 @@ type LogsOpts = {
   since?: string;
   search?: string;
   lines?: number;
+  /** `--limit`, an alias of `--lines` under the logs API's name for it. */
+  limit?: number;
   follow?: boolean;
   json?: boolean;
 };
@@ -35,19 +48,25 @@ export function addLogsCommand(program: Command, clientOf: (opts: { gateway?: st
     .command("logs")
     .description("an app's log lines, from both tiers: what its functions printed, and Tandem's lines about their calls")
     .argument("<app>", "the app")
-    .option("--function <name>", "only this function (or class method, or web label)")
+    .option("--function <name>", "only this function (or class method, or web label; a class: all its methods and its containers)")
     .option("--call <id>", "only this call's lines")
     .option("--container <id>", "only this plane container's lines")
     .option("--source <source>", `only ${LOG_SOURCES.join(", ")}`, parseChoice(LOG_SOURCES))
     .option("--since <when>", 'only lines after this: a duration ("2h", "30m", "7d") or a date')
     .option("--search <text>", "only lines that contain this text (in any case)")
     .option("-n, --lines <n>", `the last n lines (default ${LOG_LIMITS.defaultLimit}, at most ${LOG_LIMITS.maxLimit}; 0 with -f: only new lines)`, parseCount)
+    .option("--limit <n>", "alias of -n, --lines (the logs API's name for it: limit)", parseCount)
     .option("-f, --follow", "keep printing new lines as they come (Ctrl-C stops; with --call, it ends once the call has ended and its last lines are printed)")
     .option("--json", "print each line as JSON, its text exact (without it, control characters show as escapes: \\x1b)")
     .option("-g, --gateway <url>", GATEWAY_HELP)
     .option("--token <token>", tokenHelp)
     .option("--env <name>", ENV_HELP)
     .action(async (app: string, opts: LogsOpts) => {
+      if (opts.limit !== undefined) {
+        if (opts.lines !== undefined && opts.lines !== opts.limit)
+          throw new InvalidOptionsError(`--limit is -n/--lines by another name: give one (got -n ${opts.lines} and --limit ${opts.limit})`);
+        opts.lines = opts.limit;
+      }
       const query: LogQueryOptions = {};
       if (opts.function !== undefined) query.function = opts.function;
       if (opts.call !== undefined) query.call = opts.call;
@@ -122,14 +141,13 @@ async function unknownFunctionNote(client: HttpInvoker, app: string, name: strin
   } catch {
     return undefined;
   }
-  const functions = manifest.functions.map((f) => f.name);
-  // A class method's name is `Class.method`; its container's own lines carry the class's.
-  const names = new Set([...functions, ...functions.map((f) => f.split(".")[0]!), ...manifest.endpoints.map((e) => e.label)]);
-  if (names.has(name)) return undefined;
-  return {
-    note: `app "${app}" has no function, class or web label "${name}" (functions: ${functions.join(", ") || "none"})`,
-    hint: didYouMean(name, names),
-  };
+  // A class method's name is `Class.method`; the class's own name selects its methods' lines and its containers'.
+  const { known, listed } = logFunctionNames(
+    manifest.functions.map((f) => f.name),
+    manifest.endpoints.map((e) => e.label),
+  );
+  if (known.has(name)) return undefined;
+  return { note: `app "${app}" has no function, class or web label "${name}" (${listed})`, hint: didYouMean(name, known) };
 }
 
 /** Whether the app's log holds no line at all from container `id` (whatever the other filters). */

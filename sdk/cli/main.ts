@@ -24,6 +24,7 @@ import {
 } from "../protocol.js";
 import { existsSync } from "node:fs";
 import { FUNCTION_DEFAULTS, LOCAL_DEFAULTS, PLANE_DEFAULTS } from "../defaults.js";
+import { formatUsd } from "../pricing.js";
 import { ENV_HELP, GATEWAY_HELP, parseEnvName, readCliConfig, type CliConfig } from "./config.js";
 import { formatCommanderError, printFailure } from "./failure.js";
 import { parseChoice } from "./choice-option.js";
@@ -111,6 +112,7 @@ program
   .option("--prepared <count>", PREPARED_HELP, parseWhole, PLANE_DEFAULTS.preparedPerFunction)
   .option("--env <name>", "the environment the apps are served in (default: TANDEM_ENV, then main)", parseEnvName)
   .option("--strategy <strategy>", STRATEGY_HELP, parseStrategy, "rolling")
+  .option("--plane-port <port>", "port of the local plane's API, on the same address as the gateway (default: any free port)", parsePort)
   .option("--metrics-port <port>", "serve the local plane's Prometheus metrics (GET /metrics) on this port of 127.0.0.1", parsePort)
   .action(
     async (
@@ -125,6 +127,7 @@ program
         prepared: number;
         env?: string;
         strategy: DeployStrategy;
+        planePort?: number;
         metricsPort?: number;
       },
     ) => {
@@ -142,6 +145,7 @@ program
         preparedPerFunction: opts.prepared,
         strategy: opts.strategy,
         ...(opts.gpus !== undefined ? { gpus: opts.gpus } : {}),
+        ...(opts.planePort !== undefined ? { planePort: opts.planePort } : {}),
         ...(opts.metricsPort !== undefined ? { metricsPort: opts.metricsPort } : {}),
       });
       console.log(style.dim(opts.watch ? "Watching for changes. Ctrl-C to stop." : "Ctrl-C to stop."));
@@ -343,15 +347,15 @@ program
     }
     // One row per plane that ran the function: with a fleet, the same app, function and GPU come once per plane.
     console.log(
-      `${"app".padEnd(16)} ${"function".padEnd(20)} ${"gpu".padEnd(10)} ${"containers".padStart(10)} ${"seconds".padStart(10)} ${"cost".padStart(12)}  plane`,
+      `${"app".padEnd(16)} ${"function".padEnd(20)} ${"gpu".padEnd(10)} ${"containers".padStart(10)} ${"container s".padStart(12)} ${"cost".padStart(12)}  plane`,
     );
     for (const r of body.rows) {
       console.log(
-        `${r.app.padEnd(16)} ${r.function.padEnd(20)} ${(r.gpu ?? "-").padEnd(10)} ${String(r.containers).padStart(10)} ${r.seconds.toFixed(1).padStart(10)} ${`$${r.costUsd.toFixed(6)}`.padStart(12)}  ${r.plane}`,
+        `${r.app.padEnd(16)} ${r.function.padEnd(20)} ${(r.gpu ?? "-").padEnd(10)} ${String(r.containers).padStart(10)} ${r.seconds.toFixed(1).padStart(12)} ${formatUsd(r.costUsd).padStart(12)}  ${r.plane}`,
       );
     }
     console.log(
-      `${"total".padEnd(16)} ${"".padEnd(20)} ${"".padEnd(10)} ${"".padStart(10)} ${body.totalSeconds.toFixed(1).padStart(10)} ${`$${body.totalUsd.toFixed(6)}`.padStart(12)}`,
+      `${"total".padEnd(16)} ${"".padEnd(20)} ${"".padEnd(10)} ${"".padStart(10)} ${body.totalSeconds.toFixed(1).padStart(12)} ${formatUsd(body.totalUsd).padStart(12)}`,
     );
     const prepared = body.rows.reduce((sum, r) => sum + (r.preparedSeconds ?? 0), 0);
     if (prepared > 0) console.log(style.dim(`and ${prepared.toFixed(1)} s of prepared containers, kept paused for cold starts: not billed`));

@@ -9,6 +9,7 @@ import { Inventory } from "../../gpu-plane/inventory.js";
 import { Plane, planeGpus, planeRunningFrom } from "../../gpu-plane/plane.js";
 import type { App } from "../app.js";
 import { DELIVERY_DEFAULTS } from "../defaults.js";
+import { InvalidOptionsError } from "../errors.js";
 import { formatDuration } from "../schedule.js";
 import { LOCAL_GATEWAY_FILE } from "../credentials.js";
 import { DASHBOARD, paths, type DeployStrategy, type ScheduleInfo } from "../protocol.js";
@@ -42,6 +43,8 @@ export interface ServeOptions {
   preparedPerFunction?: number;
   /** How a reload's new version replaces the old one's plane containers (default rolling; see `DEPLOY_STRATEGIES`). */
   strategy?: DeployStrategy;
+  /** The port of the local plane's API (`--plane-port`); default (or 0): any free port. */
+  planePort?: number;
   /** A listener of the local plane's own for `GET /metrics` on this port of 127.0.0.1 (`--metrics-port`); none by default. */
   metricsPort?: number;
   /** Reload on file change (default true). */
@@ -152,7 +155,7 @@ export async function serve(options: ServeOptions): Promise<Serving> {
       gatewayUrl: gatewayStarting.then(() => url.href.replace(/\/$/, "")),
       secret,
       host: options.host,
-      port: 0,
+      port: options.planePort ?? 0,
       region: LOCAL_PLANE_REGION,
       runtime: options.runtime ?? "docker",
       stateDir: join(state, "serve-plane"),
@@ -169,7 +172,13 @@ export async function serve(options: ServeOptions): Promise<Serving> {
   if (gatewayStarted.status === "rejected" || planeStarted.status === "rejected") {
     if (planeStarted.status === "fulfilled") await planeStarted.value.close();
     await door.close(); // and the gateway, if it started: the door has it
-    throw gatewayStarted.status === "rejected" ? gatewayStarted.reason : (planeStarted as PromiseRejectedResult).reason;
+    if (gatewayStarted.status === "rejected") throw gatewayStarted.reason;
+    const reason = (planeStarted as PromiseRejectedResult).reason as NodeJS.ErrnoException;
+    if (reason.code === "EADDRINUSE" && options.planePort)
+      throw new InvalidOptionsError(
+        `port ${options.planePort} on ${options.host} is already in use, so the local plane cannot listen there; pick another with --plane-port, or leave it out for any free port`,
+      );
+    throw reason;
   }
   const plane = planeStarted.value;
   let live = gatewayStarted.value;
