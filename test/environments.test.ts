@@ -76,8 +76,12 @@ describe("environments main and dev on one gateway's state", () => {
     // A volume that is only dev's: looked for in main, its 404 names where it was looked for, and the --env to reach dev's.
     const fromMain = await cli("volume", "ls", "dev-files");
     expect(fromMain.stderr).toContain('error: no volume named "dev-files" in environment "main" (tandem volume create dev-files makes it');
-    const fromStaging = await Volume.fromName("dev-files", { gateway: url, env: "staging" }).listdir("/").catch((e: unknown) => e);
-    expect((fromStaging as Error).message).toMatch(/^no volume named "dev-files" in environment "staging" \(tandem volume create dev-files --env staging makes it/);
+    const fromStaging = await Volume.fromName("dev-files", { gateway: url, env: "staging" })
+      .listdir("/")
+      .catch((e: unknown) => e);
+    expect((fromStaging as Error).message).toMatch(
+      /^no volume named "dev-files" in environment "staging" \(tandem volume create dev-files --env staging makes it/,
+    );
   });
 
   it("serves its apps in its own environment only: another's gets 404 naming both", async () => {
