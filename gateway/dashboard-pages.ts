@@ -76,28 +76,15 @@ export function layout(title: string, body: Html, options: { who?: string; scope
 
 /** The login page: a token to paste, and what went wrong with the last try. */
 export function loginPage(problem?: string): Html {
-  return html`<!doctype html>
-    <html lang="en">
-      <head>
-        <meta charset="utf-8" />
-        <meta name="viewport" content="width=device-width, initial-scale=1" />
-        <title>Log in · Tandem</title>
-        ${icon}
-        <link rel="stylesheet" href="${base}/assets/dashboard.css" />
-      </head>
-      <body>
-        <main class="login">
-          <h1>Tandem dashboard</h1>
-          ${problem ? html`<p class="problem" role="alert">${problem}</p>` : ""}
-          <p>Run <code>tandem dashboard</code> for a link that logs you in, or paste an API token.</p>
-          <form method="post" action="${DASHBOARD.login}">
-            <label for="token">API token</label>
-            <input id="token" name="token" type="password" autocomplete="off" placeholder="tk-….ts-…" required />
-            <button type="submit">Log in</button>
-          </form>
-        </main>
-      </body>
-    </html>`;
+  return loginShell(
+    html`${problem ? html`<p class="problem" role="alert">${problem}</p>` : ""}
+      <p>Run <code>tandem dashboard</code> for a link that logs you in, or paste an API token.</p>
+      <form method="post" action="${DASHBOARD.login}">
+        <label for="token">API token</label>
+        <input id="token" name="token" type="password" autocomplete="off" placeholder="tk-….ts-…" required />
+        <button type="submit">Log in</button>
+      </form>`,
+  );
 }
 
 /**
@@ -105,6 +92,17 @@ export function loginPage(problem?: string): Html {
  * (posted from this page, so from the gateway's own site), as the link alone would have.
  */
 export function loginConfirmPage(code: string): Html {
+  return loginShell(
+    html`<p>You came to this login link from another site's page. Log in only if you ran <code>tandem dashboard</code> for it yourself.</p>
+      <form method="post" action="${DASHBOARD.login}">
+        <input type="hidden" name="code" value="${code}" />
+        <button type="submit">Log in</button>
+      </form>`,
+  );
+}
+
+/** A page of the login's own: no navigation, `body` under the dashboard's name. */
+function loginShell(body: Html): Html {
   return html`<!doctype html>
     <html lang="en">
       <head>
@@ -117,11 +115,7 @@ export function loginConfirmPage(code: string): Html {
       <body>
         <main class="login">
           <h1>Tandem dashboard</h1>
-          <p>You came to this login link from another site's page. Log in only if you ran <code>tandem dashboard</code> for it yourself.</p>
-          <form method="post" action="${DASHBOARD.login}">
-            <input type="hidden" name="code" value="${code}" />
-            <button type="submit">Log in</button>
-          </form>
+          ${body}
         </main>
       </body>
     </html>`;
