@@ -119,7 +119,8 @@ export function localGatewayUrl(): string | undefined {
   return url;
 }
 
-function processAlive(pid: number): boolean {
+/** Whether process `pid` runs on this machine (one of another user's counts: it is alive). */
+export function processAlive(pid: number): boolean {
   try {
     (globalThis as unknown as { process: { kill(pid: number, signal: number): void } }).process.kill(pid, 0);
     return true;

@@ -13,6 +13,7 @@ import { inspect } from "node:util";
 import { existsSync } from "node:fs";
 import { cp, mkdir, readdir, rm } from "node:fs/promises";
 import { join } from "node:path";
+import { processAlive } from "../credentials.js";
 import { InvalidOptionsError } from "../errors.js";
 import { checkCallArguments } from "../arguments.js";
 import { didYouMean } from "../nearest-name.js";
@@ -280,17 +281,9 @@ async function removeLeftRuns(state: string): Promise<void> {
     const names = await readdir(join(state, kind)).catch(() => [] as string[]);
     for (const name of names) {
       const pid = Number(name);
-      if (Number.isInteger(pid) && pid !== process.pid && !isAlive(pid)) await rm(join(state, kind, name), { recursive: true, force: true }).catch(() => {});
+      if (Number.isInteger(pid) && pid !== process.pid && !processAlive(pid))
+        await rm(join(state, kind, name), { recursive: true, force: true }).catch(() => {});
     }
-  }
-}
-
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === "EPERM"; // another user's: alive
   }
 }
 
