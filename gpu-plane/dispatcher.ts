@@ -126,6 +126,7 @@ export class Dispatcher {
       pool: this.#pool,
       scaleDown: this.#scaleDown,
       log,
+      ...(options.onLogLine ? { onLogLine: options.onLogLine } : {}),
       drainTimeoutMs: options.versionDrainTimeoutMs ?? PLANE_DEFAULTS.versionDrainTimeoutSeconds * 1000,
       keptWarm: (key) => this.#warm.minimumFor(key),
     });

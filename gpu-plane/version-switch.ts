@@ -12,6 +12,7 @@
  */
 import type { DeployStrategy } from "../sdk/protocol.js";
 import type { ContainerPool, Worker } from "./container-pool.js";
+import type { PlaneLogLine } from "./log-shipper.js";
 import type { ScaleDown } from "./scale-down.js";
 
 /** How often a switch looks whether the new version's warm containers are ready. */
@@ -22,6 +23,8 @@ export interface VersionSwitchOptions {
   pool: ContainerPool;
   scaleDown: ScaleDown;
   log: (line: string) => void;
+  /** The same lines, as `system` lines of the function's app log (log-shipper.ts); none: the plane's output alone. */
+  onLogLine?: (line: PlaneLogLine) => void;
   /** How long an old version's containers may take to finish their inputs before they are stopped anyway. */
   drainTimeoutMs: number;
   /** How many containers of the pool `key` this plane keeps warm (its `minContainers` when assigned here, else 0). */
@@ -58,7 +61,7 @@ export class VersionSwitch {
     const label = old[0]!.label;
     const count = `${old.length} container${old.length === 1 ? "" : "s"}`;
     if (strategy === "recreate") {
-      this.#o.log(`[plane] a new version of ${label} is live (strategy recreate): stopping ${count} of the old one now`);
+      this.#say(old[0]!, `a new version of ${label} is live (strategy recreate): stopping ${count} of the old one now`);
       for (const worker of old) {
         worker.supersededBy = key;
         void this.#o.scaleDown.retire(worker);
@@ -66,8 +69,9 @@ export class VersionSwitch {
       return true;
     }
     const wanted = this.#warmTarget(key, old);
-    this.#o.log(
-      `[plane] a new version of ${label} is live: ${count} of the old one ${old.length === 1 ? "takes no new input and stops once its inputs end" : "take no new input and stop once their inputs end"}` +
+    this.#say(
+      old[0]!,
+      `a new version of ${label} is live: ${count} of the old one ${old.length === 1 ? "takes no new input and stops once its inputs end" : "take no new input and stop once their inputs end"}` +
         (wanted > 0 ? ` (idle ones once ${wanted} of the new one ${wanted === 1 ? "is" : "are"} ready)` : ""),
     );
     for (const worker of old) {
@@ -81,8 +85,10 @@ export class VersionSwitch {
     if (wanted > 0) this.#whenWarm(key, wanted, deadline, old);
     this.#later(() => {
       for (const worker of old.filter((w) => this.#o.pool.has(w))) {
-        this.#o.log(
-          `[plane] ${worker.label} ${worker.id} of an old version still runs ${worker.inFlight.size} input(s) after the version drain timeout (${this.#o.drainTimeoutMs / 1000} s); stopping it`,
+        this.#say(
+          worker,
+          `${worker.label} ${worker.id} of an old version still runs ${worker.inFlight.size} input(s) after the version drain timeout (${this.#o.drainTimeoutMs / 1000} s); stopping it`,
+          worker.id,
         );
         void this.#o.scaleDown.retire(worker);
       }
@@ -125,6 +131,12 @@ export class VersionSwitch {
       }
     };
     look();
+  }
+
+  /** A line of the switch, in the plane's output and as a `system` line of the app's log, tagged with the function (of `worker`) and `containerId`. */
+  #say(worker: Worker, text: string, containerId: string | null = null): void {
+    this.#o.log(`[plane] ${text}`);
+    this.#o.onLogLine?.({ app: worker.life.app, function: worker.life.function, callId: null, containerId, source: "system", text });
   }
 
   #later(fn: () => void, ms: number): void {

@@ -276,8 +276,20 @@ describe("tandem serve --strategy recreate", () => {
     const after = await work.remote(0);
     expect(after.version).toBe(2);
     expect(after.container).not.toBe(before.container);
-    expect(served.output()).toMatch(
-      new RegExp(`a new version of ${name}\\.work is live \\(strategy recreate\\): stopping \\d+ containers? of the old one now`),
+    const switched = new RegExp(`a new version of ${name}\\.work is live \\(strategy recreate\\): stopping \\d+ containers? of the old one now`);
+    expect(served.output()).toMatch(switched);
+    // The same line is in the app's log, a system line of the function, where `tandem logs` and the dashboard show it.
+    await until(
+      async () => {
+        const res = await fetch(`${served.url}/v1/apps/${name}/logs?source=system&function=work`, authed());
+        const lines = (await res.text())
+          .split("\n")
+          .filter(Boolean)
+          .map((l) => JSON.parse(l) as { text: string; function: string | null; tier: string });
+        return lines.some((l) => switched.test(l.text) && l.function === "work" && l.tier === "plane");
+      },
+      "the switch's line to reach the app's log",
+      10_000,
     );
     // Only the new version's containers run: the one that answered, and any other it started (its warm one may have
     // come second, the call not waiting for it).
