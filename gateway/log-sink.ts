@@ -62,7 +62,10 @@ export function keepLines(rc: { env: Env; waitUntil(promise: Promise<unknown>): 
   waitForBatch(rc, batchLines(rc.env, lines));
 }
 
-/** Writes lines now, one write per app; a write that fails is reported with how many lines it lost. */
+/**
+ * Writes lines now, one write per app (more where its lines' JSON is longer than `LOG_LIMITS.maxAppendChars`); a write
+ * that fails is reported with how many lines it lost, and the app's log gets a `system` line saying so.
+ */
 export async function writeLines(env: Env, lines: LogLine[]): Promise<void> {
   const byApp = new Map<string, LogLine[]>();
   for (const line of lines) {
@@ -70,11 +73,50 @@ export async function writeLines(env: Env, lines: LogLine[]): Promise<void> {
     if (list) list.push(line);
     else byApp.set(line.app, [line]);
   }
-  await Promise.all(
-    [...byApp].map(([app, appLines]) =>
-      logStoreFor(env, app)
-        .append(JSON.stringify(appLines))
-        .catch((err: unknown) => report(`logs: could not keep ${appLines.length} lines of app ${app}: ${(err as Error).message}`)),
-    ),
-  );
+  const writes: Promise<void>[] = [];
+  for (const [app, appLines] of byApp) {
+    const store = logStoreFor(env, app);
+    for (const { json, count } of jsonPieces(appLines, LOG_LIMITS.maxAppendChars)) {
+      writes.push(
+        store.append(json).catch(async (err: unknown) => {
+          const why = (err as Error).message;
+          report(`logs: could not keep ${count} lines of app ${app}: ${why}`);
+          const said: LogLine = {
+            ...SYSTEM_LINE,
+            time: Date.now(),
+            app,
+            region: appLines[0]!.region,
+            text: `${count} lines dropped: the log store could not keep them (${why})`,
+          };
+          await store.append(JSON.stringify([said])).catch(() => {});
+        }),
+      );
+    }
+  }
+  await Promise.all(writes);
+}
+
+const SYSTEM_LINE = { function: null, callId: null, containerId: null, tier: "edge", source: "system" } as const;
+
+/**
+ * `lines` as JSON arrays of at most `maxChars` characters each (a longer line alone in one), in order, each with how
+ * many lines it holds.
+ */
+export function jsonPieces(lines: readonly LogLine[], maxChars: number): { json: string; count: number }[] {
+  if (lines.length === 1) return [{ json: `[${JSON.stringify(lines[0])}]`, count: 1 }];
+  const pieces: { json: string; count: number }[] = [];
+  let parts: string[] = [];
+  let chars = 2;
+  for (const line of lines) {
+    const part = JSON.stringify(line);
+    if (parts.length > 0 && chars + part.length + 1 > maxChars) {
+      pieces.push({ json: `[${parts.join(",")}]`, count: parts.length });
+      parts = [];
+      chars = 2;
+    }
+    parts.push(part);
+    chars += part.length + 1;
+  }
+  if (parts.length > 0) pieces.push({ json: `[${parts.join(",")}]`, count: parts.length });
+  return pieces;
 }

@@ -161,6 +161,11 @@ export const LOG_LIMITS = {
   planeMaxBufferedChars: 8 * MiB,
   /** The largest body of one batch of lines a plane sends. */
   maxPlaneBatchBytes: 1 * MiB,
+  /**
+   * The most characters of JSON one write to an app's log store carries: a Durable Object's SQLite takes a string of
+   * at most 2 MB (`SQLITE_TOOBIG` past it) and a character may take 3 bytes, so more lines go in several writes.
+   */
+  maxAppendChars: 512 * KiB,
   /** How often an app's log store moves lines past `TANDEM_LOG_RECENT_HOURS` to R2 and deletes those past their retention. */
   retentionSweepMs: 60 * 60_000,
   /** The most lines, and characters of text, in one R2 object of older lines (one object holds one hour's lines, or part of it). */

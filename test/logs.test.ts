@@ -15,7 +15,7 @@ import type { LogLine } from "../sdk/protocol.js";
 import { childEnded } from "./helpers/child-exit.js";
 import { CLI, runCli, startServe, type Served } from "./helpers/cli.js";
 import { ADMIN_TOKEN } from "./helpers/tokens.js";
-import { authed, startTestGateway } from "./helpers/gateway.js";
+import { authed, eventually, startTestGateway } from "./helpers/gateway.js";
 
 const EDGE_APP = new URL("./fixtures/edge-app.ts", import.meta.url).pathname;
 
@@ -101,6 +101,10 @@ export const planeLong = app.function({ tier: "plane" }, (n: number) => {
   console.log("y".repeat(n));
   process.stdout.write("z".repeat(n));
   process.stdout.write(" end\\n");
+  return n;
+});
+export const edgeFlood = app.function((n: number) => {
+  for (let i = 1; i <= n; i++) console.log("edge flood line " + i + " " + "x".repeat(100));
   return n;
 });
 export const planeFlood = app.function({ tier: "plane" }, (n: number) => {
@@ -725,6 +729,18 @@ describe("tandem logs", () => {
       "y".repeat(16 * 1024 - 25) + "… (cut: 20000 characters)",
       "z".repeat(16 * 1024 - 25) + "… (cut: 20004 characters)",
     ]);
+  }, 60_000);
+
+  it("keeps every line of an edge call that printed more than one write to the log store takes (SQLite's 2 MB), in order", async () => {
+    const call = await fn<[number], number>("edgeFlood").spawn(15_000);
+    expect(await call.get({ timeoutMs: 30_000 })).toBe(15_000);
+    const lineOf = (n: number) => logs(`?call=${call.id}&search=${encodeURIComponent(`edge flood line ${n} `)}`);
+    await eventually(async () => (await lineOf(15_000)).lines.length === 1, 20_000);
+    const last = (await logs(`?call=${call.id}&limit=10000`)).lines.map((l) => l.text);
+    expect(last).toHaveLength(10_000);
+    expect(last[0]).toMatch(/^edge flood line 5001 x{100}$/);
+    expect(last.at(-1)).toMatch(/^edge flood line 15000 x{100}$/);
+    expect((await lineOf(1)).lines.map((l) => l.text)).toEqual([`edge flood line 1 ${"x".repeat(100)}`]);
   }, 60_000);
 
   it("answers a bad query with a 400 that names the parameter", async () => {
