@@ -9,6 +9,7 @@ import { checkedHandler, isArgumentsSchema, parseArguments, type ArgumentsIn, ty
 import { InvalidOptionsError, TandemError } from "./errors.js";
 import { FunctionCall } from "./function-call.js";
 import { invokerFor, type MapOutcome } from "./invoker.js";
+import { RemoteStream } from "./remote-stream.js";
 import {
   parseFunctionOptions,
   parseMapOptions,
@@ -230,7 +231,8 @@ export class FunctionHandle<A extends unknown[] = unknown[], R = unknown> {
    * for await (const token of generate.remoteGen("Once upon")) process.stdout.write(token);
    */
   remoteGen(...args: StreamArgs<A, R>): AsyncIterable<Yielded<R>> {
-    return invokerFor(this.#client).stream(this.#app, this.name, [...this.#bound, ...args]) as AsyncIterable<Yielded<R>>;
+    const stream = invokerFor(this.#client).stream(this.#app, this.name, [...this.#bound, ...args]) as AsyncIterable<Yielded<R>>;
+    return new RemoteStream(stream, `${this.#app}.${this.name}`);
   }
 
   /** Runs the handler here, in this process, without the gateway (its `input` schema checks the arguments here too). */

@@ -553,18 +553,25 @@ describe("web endpoints", () => {
       {
         code: "function_failed",
         message:
-          'web "api" of app "edge" answered GET /stream with an async iterable (AsyncGenerator), not a Response: return a Response (c.body(...), c.json(...), c.text(...)), or serve it from app.endpoint, which answers an async iterable with Server-Sent Events',
+          'web "api" of app "edge" answered GET /stream with an async iterable (RemoteStream), not a Response: return a Response (c.body(...), c.json(...), c.text(...)), or serve it from app.endpoint, which answers an async iterable with Server-Sent Events',
         remote: { name: "TypeError", message: expect.stringContaining("not a Response") },
       },
     ]);
     // A stream begun before it was returned is stopped: its generator's finally runs, and its call is recorded as cancelled.
     const finallyBefore = await fn<[], number>("endlessFinallyCount").remote();
     const begun = await fetch(`${gw.url}/edge/api/stream-begun`);
-    expect([begun.status, ((await begun.json()) as any).error.message]).toEqual([500, expect.stringContaining("with an async iterable (AsyncGenerator)")]);
+    expect([begun.status, ((await begun.json()) as any).error.message]).toEqual([500, expect.stringContaining("with an async iterable (RemoteStream)")]);
     await eventually(async () => (await fn<[], number>("endlessFinallyCount").remote()) === finallyBefore + 1);
     const callId = await fn<[], string>("endlessLastCall").remote();
     await eventually(async () => (await fetch(`${gw.url}/v1/calls/${callId}`, authed())).status === 200);
     expect(await ledger(callId)).toMatchObject({ kind: "stream", status: "cancelled" });
+    // Behind middleware that rebuilds what the route returned as a Response (hono's cors()): a 500, not an empty 200,
+    // its log naming the mistake, and the stream stopped.
+    const finallyBeforeCors = await fn<[], number>("endlessFinallyCount").remote();
+    const behindCors = await fetch(`${gw.url}/edge/api/cors/stream`);
+    expect([behindCors.status, await behindCors.text()]).toEqual([500, "Internal Server Error"]);
+    await eventually(() => gw.output.join("\n").includes("edge.endless.remoteGen() was returned where a Response was due"));
+    await eventually(async () => (await fn<[], number>("endlessFinallyCount").remote()) === finallyBeforeCors + 1);
     // The log says what the answer says, not workerd's TypeError about a Promise.
     expect(gw.output.join("\n")).not.toContain("did not resolve to 'Response'");
   });
