@@ -500,18 +500,22 @@ describe("the dispatcher, on fake containers", () => {
     const stuck = h.dispatcher.run(request("f", { args: [true] }), BUNDLE);
     await until(() => h.inputs.length === 1, "the old version's input to reach its container");
     await h.dispatcher.run({ ...request("f", { args: [false] }), bundleHash: "c".repeat(64) }, BUNDLE);
-    expect(await stuck).toMatchObject({ status: "failed" });
+    const failed = await stuck;
+    expect(failed).toMatchObject({ status: "failed", error: { code: "container_failed" } });
+    expect(failed.error!.message).toContain("was stopped by the plane as a new version of app.f went live and the version drain timeout (0.3 s) passed");
     expect(h.driver.started[0]!.exit).toBeDefined();
     expect(h.lines.some((l) => /of an old version still runs 1 input\(s\) after the version drain timeout \(0\.3 s\); stopping it$/.test(l))).toBe(true);
   });
 
-  it("stops the old version's containers at once with the recreate strategy", async () => {
+  it("stops the old version's containers at once with the recreate strategy, failing their inputs in flight with why", async () => {
     const h = harness({ f: async ([wait]) => ((wait as boolean) ? never() : "quick") });
     const stuck = h.dispatcher.run(request("f", { args: [true] }), BUNDLE);
     await until(() => h.inputs.length === 1, "the old version's input to reach its container");
     const next = await h.dispatcher.run({ ...request("f", { args: [false] }), bundleHash: "c".repeat(64), strategy: "recreate" }, BUNDLE);
     expect(next).toMatchObject({ status: "succeeded", result: "quick" });
-    expect(await stuck).toMatchObject({ status: "failed" });
+    const failed = await stuck;
+    expect(failed).toMatchObject({ status: "failed", error: { code: "container_failed" } });
+    expect(failed.error!.message).toContain("was stopped by the plane as a new version of app.f went live (strategy recreate)");
     expect(h.lines).toContain("[plane] a new version of app.f is live (strategy recreate): stopping 1 container of the old one now");
   });
 

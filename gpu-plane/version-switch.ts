@@ -8,7 +8,9 @@
  * `rolling` strategy the old version's containers take no new input, finish
  * the inputs they run, then stop; idle ones stop once the new version's warm
  * containers (`minContainers`) are ready; all of them stop at the version
- * drain timeout, whatever they still run. With `recreate` they stop at once.
+ * drain timeout, whatever they still run. With `recreate` they are killed at
+ * once, as the new version goes live here, and the inputs they run fail with
+ * `container_failed`, saying why.
  */
 import type { DeployStrategy } from "../sdk/protocol.js";
 import type { ContainerPool, Worker } from "./container-pool.js";
@@ -62,9 +64,11 @@ export class VersionSwitch {
     const count = `${old.length} container${old.length === 1 ? "" : "s"}`;
     if (strategy === "recreate") {
       this.#say(old[0]!, `a new version of ${label} is live (strategy recreate): stopping ${count} of the old one now`);
+      // Killed, not drained: the inputs they run fail with `container_failed`, saying why (container-failure.ts).
+      const why = `as a new version of ${label} went live (strategy recreate)`;
       for (const worker of old) {
         worker.supersededBy = key;
-        void this.#o.scaleDown.retire(worker);
+        void this.#o.scaleDown.retire(worker, { why });
       }
       return true;
     }
@@ -84,13 +88,14 @@ export class VersionSwitch {
     const deadline = Date.now() + this.#o.drainTimeoutMs;
     if (wanted > 0) this.#whenWarm(key, wanted, deadline, old);
     this.#later(() => {
+      const why = `as a new version of ${label} went live and the version drain timeout (${this.#o.drainTimeoutMs / 1000} s) passed`;
       for (const worker of old.filter((w) => this.#o.pool.has(w))) {
         this.#say(
           worker,
           `${worker.label} ${worker.id} of an old version still runs ${worker.inFlight.size} input(s) after the version drain timeout (${this.#o.drainTimeoutMs / 1000} s); stopping it`,
           worker.id,
         );
-        void this.#o.scaleDown.retire(worker);
+        void this.#o.scaleDown.retire(worker, { why });
       }
     }, this.#o.drainTimeoutMs);
     this.#o.pool.wake();

@@ -5,7 +5,8 @@
  * session stays open or is closed with 1012 ("service restart"), reconnects
  * and resumes its state; the old version's plane containers finish their
  * inputs and stop, and its warm container stops only once the new version's
- * is ready. With `--strategy recreate` the old containers stop at once.
+ * is ready. With `--strategy recreate` the old containers stop at once, and
+ * the calls they run fail with `container_failed`, saying why.
  * Real workerd, real Docker; all traffic to loopback.
  */
 import { execFile } from "node:child_process";
@@ -296,5 +297,32 @@ describe("tandem serve --strategy recreate", () => {
     const oldRunning = async () => (await containersOf(name)).filter((c) => old.includes(c));
     await until(async () => (await oldRunning()).length === 0, "the old version's containers to stop", 15_000);
     expect(await containersOf(name)).toContain(after.container);
+  }, 180_000);
+
+  it("fails a call in flight on the old version with container_failed as the new version goes live, and runs new calls on the new one", async () => {
+    // The user's report: a 25 s call, the app edited 6 s in, a new call 16 s in.
+    const slow = lookup<[number], { version: number; container: string }>(name, "slow", { gateway: served.url });
+    const warmed = await slow.remote(0); // version 1, or 2 after the test above
+    const next = warmed.version + 1;
+    const started = Date.now();
+    const long = slow.remote(25_000).then(
+      () => ({ endedAt: Date.now(), error: undefined }),
+      (error: { code?: string; message?: string }) => ({ endedAt: Date.now(), error }),
+    );
+    await sleep(6_000);
+    await edit(`const VERSION = ${warmed.version};`, `const VERSION = ${next};`);
+    await sleep(16_000 - (Date.now() - started));
+    const sent = Date.now();
+    expect((await slow.remote(0)).version).toBe(next);
+    // The new version went live on the plane with that call: the old container was killed under the long call, which
+    // failed then, saying why, not 10 s later with the old version's result.
+    const { endedAt, error } = await long;
+    expect(error, "the long call on the old version should have failed").toBeDefined();
+    expect(error!.code).toBe("container_failed");
+    expect(error!.message).toMatch(new RegExp(`was stopped by the plane as a new version of ${name}\\.slow went live \\(strategy recreate\\)`));
+    expect(endedAt).toBeGreaterThanOrEqual(sent);
+    expect(endedAt - sent).toBeLessThan(5_000);
+    await until(async () => !(await containersOf(name)).includes(warmed.container), "the old version's container to stop", 15_000);
+    expect((await slow.remote(0)).version).toBe(next);
   }, 180_000);
 });
