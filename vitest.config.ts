@@ -26,6 +26,7 @@ const WORKERD = [
   "test/wasm-gateway-guard.test.ts",
   "test/environments.test.ts",
   "test/logs-archive.test.ts",
+  "test/edge-metrics.test.ts",
   "test/deploy-artifact.test.ts", // the dry run's files in workerd, with a process-runtime plane: no Docker
   "test/deployments.test.ts", // deploy, history and rollback against the gateway in workerd, wrangler stood in for
 ];

@@ -37,6 +37,7 @@ import { dictRoutes } from "./dict-routes.js";
 import { queueRoutes } from "./queue-routes.js";
 import { logRoutes } from "./log-routes.js";
 import { deploymentRoutes } from "./deployment-routes.js";
+import { metricsRoutes } from "./metrics-routes.js";
 import { describeIssues } from "../sdk/zod-issues.js";
 import { decodeBodyValue, readJsonBody } from "./body.js";
 import { CallArgs } from "./call-args.js";
@@ -84,6 +85,7 @@ export function apiRoutes(): Hono<Api> {
   api.route("/", queueRoutes());
   api.route("/", logRoutes());
   api.route("/", deploymentRoutes());
+  api.route("/", metricsRoutes());
 
   // A login link for the dashboard, for the token that asks (`tandem dashboard`): docs/observability.md, "Dashboard".
   api.post(ROUTES.dashboardLogin, guard("call"), async (c) => c.json(await mintLoginCode(c.env, principalOf(c), new URL(c.req.url).origin)));

@@ -16,6 +16,7 @@ import {
   type EncodedValue,
   type PlaneRunTimings,
 } from "../sdk/protocol.js";
+import type { EdgeMetricRow } from "./edge-metrics.js";
 import type { Env } from "./env.js";
 
 /**
@@ -102,11 +103,24 @@ export interface FinishedCall {
   error?: WireError;
   /** Where a plane call's last attempt spent its time on its plane. */
   plane?: PlaneRunTimings;
+  /** An edge function's call: its attempts' run times and errors, which the ledger adds to its metrics (gateway/edge-metrics.ts). */
+  edge?: EdgeAttempts;
   /**
    * Its idempotency key, scoped (`keyScope`), for a call recorded once, as it ended: a fresh keyed edge call that ended
    * before its running record was due (`callOnce`). A key that names another call by then is left out, and said.
    */
   key?: string;
+}
+
+/**
+ * What an edge call's metrics count beyond its row: the run time of each attempt that ran in this call's runner, and
+ * the error of each one that was retried. A plane call has none: its plane counts its attempts.
+ */
+export interface EdgeAttempts {
+  /** How long its last attempt ran, in ms (workerd's clock moves only between I/O). */
+  runMs: number;
+  /** The attempts before it that failed and were retried: each one's error code and run time. */
+  retried?: { code: string; runMs: number }[];
 }
 
 /** A row whose `key` named another call when it was written: the row is kept without it, and its run was an extra one. */
@@ -195,6 +209,8 @@ export interface LedgerApi {
   runningOnMany(notes: { id: string; planeId: string }[]): Promise<void[]>;
   /** The dashboard's list of this shard's calls of an app (or one function), newest first. */
   callRows(query: { app: string; function?: string; before?: number; limit: number }): Promise<DashboardCallRow[]>;
+  /** This shard's cumulative counts of its edge functions' calls (gateway/edge-metrics.ts), for a scrape or an OTLP export. */
+  metricRows(): Promise<EdgeMetricRow[]>;
   /** The dashboard's counts of this shard's calls over time, per function. */
   callSeries(query: { app: string; function?: string; since: number; bucketMs: number }): Promise<DashboardSeriesPoint[]>;
 }

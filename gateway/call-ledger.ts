@@ -19,6 +19,9 @@
  * A call made with an idempotency key keeps it in its row (unique), so a
  * second request with the key finds the call instead of making another, for
  * as long as the record is kept.
+ *
+ * An edge call's end also adds to its function's metrics (gateway/edge-metrics.ts), in the same write that records
+ * it: cumulative counts in a table of their own, which the expiry of calls never touches.
  */
 import { DurableObject } from "cloudflare:workers";
 import type { WireError } from "../sdk/errors.js";
@@ -36,6 +39,8 @@ import {
   type PlaneRunTimings,
 } from "../sdk/protocol.js";
 import { CallArgs } from "./call-args.js";
+import { edgeIncrements, type EdgeMetricRow } from "./edge-metrics.js";
+import { metricsExporter } from "./metrics-exporter.js";
 import type { FinishedCall, KeyTaken, LedgerApi, NewCall } from "./call-ledger-client.js";
 import { cancelEdgeAttempts } from "./edge-call.js";
 import { gatewayConfig, type GatewayConfig } from "./config.js";
@@ -126,6 +131,8 @@ export class CallLedger extends DurableObject<Env> implements LedgerApi {
   readonly #leaseMs: number;
   /** When the alarm is set for: undefined until read, null when none is. */
   #alarmAt: number | null | undefined;
+  /** This object told the OTLP metrics exporter to run (gateway/metrics-exporter.ts): once per object's life. */
+  #exportArmed = false;
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
@@ -159,6 +166,49 @@ export class CallLedger extends DurableObject<Env> implements LedgerApi {
     this.#sql.exec(`
       CREATE INDEX IF NOT EXISTS calls_app_time ON calls(app, created_at);
       CREATE INDEX IF NOT EXISTS calls_fn_time ON calls(app, fn, created_at);`);
+    // Edge functions' metrics (gateway/edge-metrics.ts): cumulative, kept apart from the calls, which expire.
+    this.#sql.exec(`
+      CREATE TABLE IF NOT EXISTS edge_metrics (
+        app TEXT NOT NULL, fn TEXT NOT NULL, series TEXT NOT NULL, label TEXT NOT NULL, value REAL NOT NULL,
+        PRIMARY KEY (app, fn, series, label)) WITHOUT ROWID;`);
+  }
+
+  /** This shard's cumulative counts of its edge functions' calls. */
+  async metricRows(): Promise<EdgeMetricRow[]> {
+    return this.#sql
+      .exec<{ app: string; fn: string; series: EdgeMetricRow["series"]; label: string; value: number }>(
+        "SELECT app, fn, series, label, value FROM edge_metrics",
+      )
+      .toArray()
+      .map((row) => ({ app: row.app, function: row.fn, series: row.series, label: row.label, value: row.value }));
+  }
+
+  /**
+   * Adds ended edge calls to their functions' counts: one statement for the whole batch. `since` keeps the earliest
+   * time; every other series adds.
+   */
+  #meter(calls: FinishedCall[]): void {
+    const rows = edgeIncrements(calls, Date.now());
+    if (!rows.length) return;
+    this.#sql.exec(
+      `INSERT INTO edge_metrics (app, fn, series, label, value)
+       SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]'), json_extract(value, '$[2]'), json_extract(value, '$[3]'), json_extract(value, '$[4]')
+       FROM json_each(?) WHERE true
+       ON CONFLICT (app, fn, series, label) DO UPDATE SET
+         value = CASE WHEN series = 'since' THEN MIN(value, excluded.value) ELSE value + excluded.value END`,
+      JSON.stringify(rows.map((r) => [r.app, r.function, r.series, r.label, r.value])),
+    );
+    if (this.#config.otlp && !this.#exportArmed) {
+      this.#exportArmed = true;
+      this.ctx.waitUntil(
+        metricsExporter(this.env)
+          .arm()
+          .catch((err: unknown) => {
+            this.#exportArmed = false; // the next batch tries again
+            console.error("ledger: could not start the OTLP metrics export:", err);
+          }),
+      );
+    }
   }
 
   /** The dashboard's list: an app's calls (or one function's), newest first, created before `before` when given. */
@@ -361,6 +411,7 @@ export class CallLedger extends DurableObject<Env> implements LedgerApi {
   async record(calls: FinishedCall[]): Promise<KeyTaken[]> {
     const expiresAt = Date.now() + this.#config.resultTtlSeconds * 1000;
     const taken: KeyTaken[] = [];
+    const written: FinishedCall[] = []; // the rows this write ended: a call already ended (cancelled, or sent twice) is not counted again
     for (const call of calls) {
       const result = call.result === undefined ? null : await this.#storeValue(BLOB_KEYS.result(call.id), call.result);
       let key = call.key ?? null;
@@ -371,13 +422,13 @@ export class CallLedger extends DurableObject<Env> implements LedgerApi {
           key = null;
         }
       }
-      this.#sql.exec(
+      const inserted = this.#sql.exec(
         `INSERT INTO calls (id, app, fn, kind, status, attempts, result, error, created_at, started_at, finished_at, lease_until, expires_at, plane_timings, idem_key)
          VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, ?, ?, ?)
          ON CONFLICT(id) DO UPDATE SET status = excluded.status, attempts = MAX(calls.attempts, excluded.attempts), result = excluded.result,
            error = excluded.error, started_at = COALESCE(calls.started_at, excluded.started_at), finished_at = excluded.finished_at,
            lease_until = NULL, expires_at = excluded.expires_at, plane_timings = excluded.plane_timings
-         WHERE calls.${NOT_ENDED} OR (${ENDED_BEFORE_MAP_CANCEL})`,
+         WHERE calls.${NOT_ENDED} OR (${ENDED_BEFORE_MAP_CANCEL}) RETURNING id`,
         call.id,
         call.app,
         call.function,
@@ -393,8 +444,10 @@ export class CallLedger extends DurableObject<Env> implements LedgerApi {
         call.plane ? JSON.stringify(call.plane) : null,
         key,
       );
+      if (inserted.toArray().length > 0 && call.edge) written.push(call);
       this.#wake(call.id);
     }
+    this.#meter(written);
     await this.#scheduleAlarm(expiresAt);
     return taken;
   }

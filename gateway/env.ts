@@ -15,6 +15,7 @@ import type { DictStore } from "./dict-store.js";
 import type { QueueStore } from "./queue-store.js";
 import type { LogStore } from "./log-store.js";
 import type { DeploymentStore } from "./deployment-store.js";
+import type { MetricsExporter } from "./metrics-exporter.js";
 import type { Principal } from "./auth.js";
 
 export interface Env {
@@ -40,6 +41,8 @@ export interface Env {
   LOGS: DurableObjectNamespace<LogStore>;
   /** Deployments: one SQLite-backed Durable Object per app and environment, its versions (gateway/deployment-store.ts). */
   DEPLOYMENTS: DurableObjectNamespace<DeploymentStore>;
+  /** Sends the edge functions' metrics over OTLP while `TANDEM_OTLP_ENDPOINT` is set: one object, on its alarm (gateway/metrics-exporter.ts). */
+  METRICS_EXPORTER: DurableObjectNamespace<MetricsExporter>;
   /** Large inputs and results, the planes' app bundles, volume blocks, deployments' files and apps' older log lines (gateway/log-archive.ts), stored by reference. */
   BLOBS: R2Bucket;
   /** The bootstrap admin token (a secret: `wrangler secret put TANDEM_ADMIN_TOKEN`; `tandem serve` sets one from .tandem/token). */
@@ -69,6 +72,12 @@ export interface Env {
   TANDEM_REGION?: string;
   TANDEM_REGION_PREFERENCE?: string;
   TANDEM_ENV?: string;
+  /** Where edge log lines and metrics go over OTLP/HTTP, and the headers sent there (docs/observability.md, "OTLP"). */
+  TANDEM_OTLP_ENDPOINT?: string;
+  TANDEM_OTLP_HEADERS?: string;
+  TANDEM_OTLP_METRICS_INTERVAL_SECONDS?: string;
+  /** The bearer token a scrape of `GET /v1/metrics` may carry instead of an admin token (a secret, as `TANDEM_ADMIN_TOKEN`). */
+  TANDEM_METRICS_TOKEN?: string;
 }
 
 /**

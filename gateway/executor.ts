@@ -45,6 +45,7 @@ import {
   untilKeyWritten,
   unwrittenKeys,
   toCallRecord,
+  type EdgeAttempts,
   type FinishedCall,
   type LedgerApi,
   type NewCall,
@@ -74,6 +75,8 @@ export interface Outcome {
   finishedAt: number;
   /** Where the last attempt's time went on the plane that ran it (a plane call that reached one). */
   plane?: PlaneRunTimings;
+  /** An edge call's attempts, for its function's metrics (gateway/edge-metrics.ts). */
+  edge?: EdgeAttempts;
 }
 
 /** A call that has not begun. */
@@ -128,20 +131,28 @@ export async function execute(rc: RunContext, fn: RegisteredFunction, args: Call
   const origin = { app: fn.app, function: fn.name, callId };
   let planeTimings: PlaneRunTimings | undefined;
   if (plane) forward.onTimings = (timings) => (planeTimings = timings);
-  const ended = (outcome: Omit<Outcome, "plane" | "startedAt" | "finishedAt">): Outcome => ({
-    ...outcome,
-    // Whatever ended it (no capacity, a plane that cannot run it, a bad argument), the error names the call it ended.
-    ...(outcome.error ? { error: errorOfCall(outcome.error, callId) } : {}),
-    startedAt,
-    finishedAt: Date.now(),
-    ...(planeTimings ? { plane: planeTimings } : {}),
-  });
+  // An edge attempt's start, and the attempts retried before it: what its function's metrics count, kept in the ledger row.
+  let attemptAt = startedAt;
+  let retried: EdgeAttempts["retried"];
+  const ended = (outcome: Omit<Outcome, "plane" | "startedAt" | "finishedAt" | "edge">): Outcome => {
+    const finishedAt = Date.now();
+    return {
+      ...outcome,
+      // Whatever ended it (no capacity, a plane that cannot run it, a bad argument), the error names the call it ended.
+      ...(outcome.error ? { error: errorOfCall(outcome.error, callId) } : {}),
+      startedAt,
+      finishedAt,
+      ...(planeTimings ? { plane: planeTimings } : {}),
+      ...(plane ? {} : { edge: retried ? { runMs: finishedAt - attemptAt, retried } : { runMs: finishedAt - attemptAt } }),
+    };
+  };
   // Bounded: every pass either returns or moves to the next attempt, and attempts stop at the last one.
   for (let pass = 0; pass <= fn.spec.retries.maxRetries + 1 + DELIVERY_DEFAULTS.maxLostAttempts + 1; pass++) {
     planeTimings = undefined; // the last attempt's, not an earlier one's
     if (options.beforeAttempt && !(await options.beforeAttempt(attempt))) {
       return ended({ status: "cancelled", error: new CancelledError(`call ${callId} was cancelled`, { callId }), attempts: attempt - 1 });
     }
+    attemptAt = Date.now();
     try {
       const value = await attemptOnce(rc, fn, args, callId, attempt, forward, options.recorded === true);
       return ended({ status: "succeeded", value, attempts: attempt });
@@ -174,6 +185,7 @@ export async function execute(rc: RunContext, fn: RegisteredFunction, args: Call
         if (status === "failed" && !(error instanceof ContainerFailedError)) keepEdgeLine(rc, origin, "system", failedLine(error, attempt));
         return ended({ status, error, attempts: attempt });
       }
+      if (!plane) (retried ??= []).push({ code: error.code, runMs: Date.now() - attemptAt });
       const delayMs = retryDelayMs(fn.spec.retries, attempt - lost);
       keepEdgeLine(rc, origin, "system", `attempt ${attempt} failed (${firstLine(error)}); attempt ${attempt + 1} in ${delayMs} ms`);
       const retryAt = Date.now() + delayMs;
@@ -256,6 +268,7 @@ export function finishedCall(id: string, fn: RegisteredFunction, kind: CallKind,
     ...(outcome.status === "succeeded" ? { result: outcome.value instanceof EncodedResult ? outcome.value.encoded : encodeValue(outcome.value) } : {}),
     ...(outcome.error ? { error: toWireError(outcome.error) } : {}),
     ...(outcome.plane ? { plane: outcome.plane } : {}),
+    ...(outcome.edge ? { edge: outcome.edge } : {}),
   };
 }
 

@@ -11,5 +11,6 @@ export { DictStore } from "./dict-store.js";
 export { QueueStore } from "./queue-store.js";
 export { LogStore } from "./log-store.js";
 export { DeploymentStore } from "./deployment-store.js";
+export { MetricsExporter } from "./metrics-exporter.js";
 export { installSourceMap } from "./source-map.js";
 export type { Env } from "./env.js";

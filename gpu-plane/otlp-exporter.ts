@@ -7,10 +7,10 @@
  * (`tandem_plane_otlp_export_failures_total`) and logged once until a send works again.
  */
 import { METRICS_DEFAULTS } from "../sdk/defaults.js";
-import { otlpAttributes, otlpLogsRequest, unixNano, type OtlpKeyValue, type OtlpSender } from "../sdk/otlp-json.js";
+import { otlpAttributes, otlpLogsRequest, otlpMetricsRequest, unixNano, type MetricFamilyValues, type OtlpSender } from "../sdk/otlp-json.js";
 import { OTLP_PATHS, PROTOCOL_VERSION, type LogLine } from "../sdk/protocol.js";
 import type { OtlpSettings } from "../sdk/settings.js";
-import type { MetricsSnapshot, PlaneMetrics } from "./plane-metrics.js";
+import type { PlaneMetrics } from "./plane-metrics.js";
 
 export interface OtlpExporterOptions extends OtlpSettings {
   planeId: string;
@@ -111,7 +111,10 @@ export class OtlpExporter {
   #sendMetrics(): Promise<void> {
     this.#sendingMetrics ??= this.#o.metrics
       .snapshot()
-      .then((snapshot) => this.#post("metrics", otlpMetricsRequest(this.#sender, snapshot, this.#startNano, unixNano(Date.now()))))
+      // prom-client's types say a numeric enum for `type`; what it gives is the exposition's word ("counter", …).
+      .then((snapshot) =>
+        this.#post("metrics", otlpMetricsRequest(this.#sender, snapshot as unknown as MetricFamilyValues[], this.#startNano, unixNano(Date.now()))),
+      )
       .then(
         () => undefined,
         (err: Error) => this.#failed("metrics", err.message),
@@ -146,77 +149,4 @@ export class OtlpExporter {
     const keeping = signal === "logs" ? `keeping up to ${this.#o.maxBufferedRecords} records meanwhile` : "sending the next ones as usual";
     this.#o.log(`plane ${this.#o.planeId} could not send its ${signal} to the OTLP endpoint ${this.#o.endpoint} (${why}); ${keeping}`);
   }
-}
-
-/** OTLP units for the suffixes Prometheus names carry (UCUM; `{USD}` an annotation, as UCUM has no currency). */
-function unitOf(name: string): string {
-  const base = name.replace(/_total$/, "");
-  if (base.endsWith("_seconds")) return "s";
-  if (base.endsWith("_bytes")) return "By";
-  if (base.endsWith("_usd")) return "{USD}";
-  return "1";
-}
-
-/**
- * A registry's series as one `ExportMetricsServiceRequest`: counters as cumulative monotonic sums, gauges as gauges,
- * histograms as cumulative explicit-bucket histograms (Prometheus's cumulative `le` buckets turned into the counts
- * of each bucket). Summaries (prom-client's default metrics have none) are left out.
- */
-export function otlpMetricsRequest(sender: OtlpSender, snapshot: MetricsSnapshot, startTimeUnixNano: string, timeUnixNano: string) {
-  const metrics: unknown[] = [];
-  const attributesOf = (labels: Record<string, string | number | undefined>): OtlpKeyValue[] =>
-    otlpAttributes(Object.fromEntries(Object.entries(labels).map(([k, v]) => [k, v === undefined ? undefined : String(v)])));
-  for (const metric of snapshot) {
-    const head = { name: metric.name, description: metric.help, unit: unitOf(metric.name) };
-    // prom-client's types say an enum; what it gives is the exposition's word ("counter", "gauge", …).
-    const type = metric.type as unknown as string;
-    const points = () => metric.values.map((v) => ({ attributes: attributesOf(v.labels), startTimeUnixNano, timeUnixNano, asDouble: v.value }));
-    if (type === "counter") {
-      metrics.push({ ...head, sum: { dataPoints: points(), aggregationTemporality: 2, isMonotonic: true } });
-    } else if (type === "gauge") {
-      metrics.push({ ...head, gauge: { dataPoints: points().map(({ startTimeUnixNano: _, ...p }) => p) } });
-    } else if (type === "histogram") {
-      metrics.push({ ...head, histogram: { dataPoints: histogramPoints(metric, startTimeUnixNano, timeUnixNano, attributesOf), aggregationTemporality: 2 } });
-    }
-  }
-  return { resourceMetrics: [{ resource: { attributes: sender.resource }, scopeMetrics: [{ scope: sender.scope, metrics }] }] };
-}
-
-/** One data point per label set of a prom-client histogram (its `_bucket`, `_sum` and `_count` values). */
-function histogramPoints(
-  metric: MetricsSnapshot[number],
-  startTimeUnixNano: string,
-  timeUnixNano: string,
-  attributesOf: (labels: Record<string, string | number | undefined>) => OtlpKeyValue[],
-) {
-  const sets = new Map<string, { labels: Record<string, string | number | undefined>; buckets: [number, number][]; sum: number; count: number }>();
-  for (const v of metric.values as { value: number; labels: Record<string, string | number | undefined>; metricName?: string }[]) {
-    const { le, ...labels } = v.labels;
-    const key = JSON.stringify(labels);
-    let set = sets.get(key);
-    if (!set) sets.set(key, (set = { labels, buckets: [], sum: 0, count: 0 }));
-    if (v.metricName?.endsWith("_bucket")) set.buckets.push([le === "+Inf" ? Infinity : Number(le), v.value]);
-    else if (v.metricName?.endsWith("_sum")) set.sum = v.value;
-    else if (v.metricName?.endsWith("_count")) set.count = v.value;
-  }
-  return [...sets.values()].map((set) => {
-    const sorted = set.buckets.sort((a, b) => a[0] - b[0]);
-    const bounds = sorted.filter(([le]) => le !== Infinity).map(([le]) => le);
-    let below = 0;
-    const bucketCounts = sorted.map(([, cumulative]) => {
-      const n = cumulative - below;
-      below = cumulative;
-      return String(n);
-    });
-    if (sorted.at(-1)?.[0] !== Infinity) bucketCounts.push(String(set.count - below));
-    return {
-      attributes: attributesOf(set.labels),
-      startTimeUnixNano,
-      timeUnixNano,
-      count: String(set.count),
-      sum: set.sum,
-      bucketCounts,
-      explicitBounds: bounds,
-    };
-  });
 }

@@ -1,8 +1,10 @@
 /**
  * Tandem's log lines in the OTLP/HTTP JSON encoding (OpenTelemetry's `ExportLogsServiceRequest`, as
  * opentelemetry-proto's JSON mapping writes it: 64-bit integers as decimal strings, enums as numbers, lowerCamelCase
- * field names), and the attribute values both signals use. The plane's exporter sends these
- * (gpu-plane/otlp-exporter.ts); no Node or workerd API is used, so either tier may.
+ * field names), its metrics (`ExportMetricsServiceRequest`, from series shaped as prom-client's `getMetricsAsJSON`
+ * gives them), and the attribute values both signals use. The plane's exporter sends these
+ * (gpu-plane/otlp-exporter.ts), and so does the gateway (gateway/log-otlp.ts, gateway/metrics-exporter.ts); no Node
+ * or workerd API is used, so either tier may.
  */
 import type { LogLine } from "./protocol.js";
 
@@ -82,4 +84,89 @@ export function otlpLogsRequest(sender: OtlpSender, lines: readonly LogLine[], o
       },
     ],
   };
+}
+
+/** OTLP units for the suffixes Prometheus names carry (UCUM; `{USD}` an annotation, as UCUM has no currency). */
+function unitOf(name: string): string {
+  const base = name.replace(/_total$/, "");
+  if (base.endsWith("_seconds")) return "s";
+  if (base.endsWith("_bytes")) return "By";
+  if (base.endsWith("_usd")) return "{USD}";
+  return "1";
+}
+
+/**
+ * One metric family with its values, as prom-client's `Registry.getMetricsAsJSON` gives it (a plane's registry), and as
+ * the gateway builds its edge series (gateway/edge-metrics.ts): a histogram's values are its `_bucket` (with `le`),
+ * `_sum` and `_count` samples, each naming itself in `metricName`.
+ */
+export interface MetricFamilyValues {
+  name: string;
+  help: string;
+  /** The exposition's word: `counter`, `gauge`, `histogram` or `summary`. */
+  type: string;
+  values: readonly { value: number; labels: Readonly<Record<string, string | number | undefined>>; metricName?: string }[];
+}
+
+/**
+ * Series as one `ExportMetricsServiceRequest`: counters as cumulative monotonic sums, gauges as gauges,
+ * histograms as cumulative explicit-bucket histograms (Prometheus's cumulative `le` buckets turned into the counts
+ * of each bucket). Summaries (prom-client's default metrics have none) are left out.
+ */
+export function otlpMetricsRequest(sender: OtlpSender, snapshot: readonly MetricFamilyValues[], startTimeUnixNano: string, timeUnixNano: string) {
+  const metrics: unknown[] = [];
+  const attributesOf = (labels: Readonly<Record<string, string | number | undefined>>): OtlpKeyValue[] =>
+    otlpAttributes(Object.fromEntries(Object.entries(labels).map(([k, v]) => [k, v === undefined ? undefined : String(v)])));
+  for (const metric of snapshot) {
+    const head = { name: metric.name, description: metric.help, unit: unitOf(metric.name) };
+    const type = metric.type;
+    const points = () => metric.values.map((v) => ({ attributes: attributesOf(v.labels), startTimeUnixNano, timeUnixNano, asDouble: v.value }));
+    if (type === "counter") {
+      metrics.push({ ...head, sum: { dataPoints: points(), aggregationTemporality: 2, isMonotonic: true } });
+    } else if (type === "gauge") {
+      metrics.push({ ...head, gauge: { dataPoints: points().map(({ startTimeUnixNano: _, ...p }) => p) } });
+    } else if (type === "histogram") {
+      metrics.push({ ...head, histogram: { dataPoints: histogramPoints(metric, startTimeUnixNano, timeUnixNano, attributesOf), aggregationTemporality: 2 } });
+    }
+  }
+  return { resourceMetrics: [{ resource: { attributes: sender.resource }, scopeMetrics: [{ scope: sender.scope, metrics }] }] };
+}
+
+/** One data point per label set of a prom-client histogram (its `_bucket`, `_sum` and `_count` values). */
+function histogramPoints(
+  metric: MetricFamilyValues,
+  startTimeUnixNano: string,
+  timeUnixNano: string,
+  attributesOf: (labels: Readonly<Record<string, string | number | undefined>>) => OtlpKeyValue[],
+) {
+  const sets = new Map<string, { labels: Record<string, string | number | undefined>; buckets: [number, number][]; sum: number; count: number }>();
+  for (const v of metric.values) {
+    const { le, ...labels } = v.labels;
+    const key = JSON.stringify(labels);
+    let set = sets.get(key);
+    if (!set) sets.set(key, (set = { labels, buckets: [], sum: 0, count: 0 }));
+    if (v.metricName?.endsWith("_bucket")) set.buckets.push([le === "+Inf" ? Infinity : Number(le), v.value]);
+    else if (v.metricName?.endsWith("_sum")) set.sum = v.value;
+    else if (v.metricName?.endsWith("_count")) set.count = v.value;
+  }
+  return [...sets.values()].map((set) => {
+    const sorted = set.buckets.sort((a, b) => a[0] - b[0]);
+    const bounds = sorted.filter(([le]) => le !== Infinity).map(([le]) => le);
+    let below = 0;
+    const bucketCounts = sorted.map(([, cumulative]) => {
+      const n = cumulative - below;
+      below = cumulative;
+      return String(n);
+    });
+    if (sorted.at(-1)?.[0] !== Infinity) bucketCounts.push(String(set.count - below));
+    return {
+      attributes: attributesOf(set.labels),
+      startTimeUnixNano,
+      timeUnixNano,
+      count: String(set.count),
+      sum: set.sum,
+      bucketCounts,
+      explicitBounds: bounds,
+    };
+  });
 }

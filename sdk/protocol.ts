@@ -175,6 +175,11 @@ export const ROUTES = {
   trigger: "/v1/apps/:app/functions/:fn/trigger",
   /** Who the request's token is: its id, name, scope and apps. */
   whoami: "/v1/whoami",
+  /**
+   * The gateway's edge functions' metrics in Prometheus's text format (docs/observability.md, "Metrics"): an admin
+   * token, or the gateway's `TANDEM_METRICS_TOKEN`, as a bearer token.
+   */
+  metrics: "/v1/metrics",
   /** Mints a short-lived, single-use code that logs a browser in to the dashboard (`tandem dashboard`): `DashboardLoginAnswer`. */
   dashboardLogin: "/v1/dashboard/login-code",
   /** API tokens: list (`GET`) and create (`POST`); admin scope. */
@@ -268,6 +273,7 @@ export const ROUTE_METHODS = {
   schedules: ["GET"],
   trigger: ["POST"],
   whoami: ["GET"],
+  metrics: ["GET"],
   dashboardLogin: ["POST"],
   tokens: ["GET", "POST"],
   token: ["DELETE"],

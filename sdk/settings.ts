@@ -5,7 +5,7 @@
  * gateway it runs (its front door needs the body limit too).
  */
 import { z } from "zod";
-import { GATEWAY_DEFAULTS } from "./defaults.js";
+import { GATEWAY_DEFAULTS, METRICS_DEFAULTS } from "./defaults.js";
 import { InvalidOptionsError } from "./errors.js";
 import { DEFAULT_ENV, ENV_NAME_PATTERN, REGION_PATTERN } from "./protocol.js";
 import { describeIssues } from "./zod-issues.js";
@@ -36,6 +36,13 @@ export interface GatewayConfig {
   region: string;
   /** Where edge log lines go over OTLP/HTTP as well (`TANDEM_OTLP_ENDPOINT`, `TANDEM_OTLP_HEADERS`); undefined: nowhere. */
   otlp: OtlpSettings | undefined;
+  /** How often the gateway sends its edge functions' metrics to the OTLP endpoint, in ms (`TANDEM_OTLP_METRICS_INTERVAL_SECONDS`, 15 s by default). */
+  otlpMetricsIntervalMs: number;
+  /**
+   * The bearer token a Prometheus scrape of `GET /v1/metrics` may carry instead of an admin token
+   * (`TANDEM_METRICS_TOKEN`, as a plane's `/metrics` takes it); undefined: admin tokens only.
+   */
+  metricsToken: string | undefined;
   /**
    * Which regions' planes a plane call prefers, nearest first, by where the request came from
    * (`TANDEM_REGION_PREFERENCE`): by Cloudflare colo (`FRA`), by continent (`EU`), and `*` for requests from
@@ -119,6 +126,17 @@ const GatewaySettingsSchema = z.object({
     .trim()
     .regex(ENV_NAME_PATTERN, "must be an environment name: lowercase letters, digits and '-', up to 32, such as dev")
     .default(DEFAULT_ENV),
+  TANDEM_OTLP_METRICS_INTERVAL_SECONDS: z.coerce
+    .number(whole)
+    .int(whole)
+    .positive(whole)
+    .default(METRICS_DEFAULTS.otlpMetricsIntervalMs / 1000),
+  // As a plane reads it: empty is unset.
+  TANDEM_METRICS_TOKEN: z
+    .string()
+    .trim()
+    .transform((token) => token || undefined)
+    .optional(),
   TANDEM_PLANE_SECRET: PlaneSecretSchema.optional(),
   TANDEM_SECRETS_KEY: z
     .string()
@@ -159,6 +177,8 @@ export function parseGatewaySettings(vars: Record<string, unknown>): GatewayConf
     logRecentMs: parsed.data.TANDEM_LOG_RECENT_HOURS * 3_600_000,
     region: parsed.data.TANDEM_REGION,
     otlp: parseOtlpSettings({ TANDEM_OTLP_ENDPOINT: stringOf(vars.TANDEM_OTLP_ENDPOINT), TANDEM_OTLP_HEADERS: stringOf(vars.TANDEM_OTLP_HEADERS) }),
+    otlpMetricsIntervalMs: parsed.data.TANDEM_OTLP_METRICS_INTERVAL_SECONDS * 1000,
+    metricsToken: parsed.data.TANDEM_METRICS_TOKEN,
     regionPreference: parsed.data.TANDEM_REGION_PREFERENCE ?? {},
     environment: parsed.data.TANDEM_ENV,
   };

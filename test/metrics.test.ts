@@ -5,67 +5,29 @@
  * schema (`@opentelemetry/otlp-transformer`'s generated root) and carrying each line's app, function, call and
  * container; a collector that fails is counted and told once.
  */
-import { createServer, type IncomingHttpHeaders, type Server } from "node:http";
+import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
 import { mkdtemp, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { createRequire } from "node:module";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { lookup } from "../sdk/index.js";
 import { ROOT, startServe } from "./helpers/cli.js";
 import { authed, eventually } from "./helpers/gateway.js";
-import { histogram, parsePrometheus, quantile, sampleValue } from "./helpers/prometheus.js";
+import { LogsRequest, MetricsRequest, attrs, checkAgainstSchema, startCollector, type Received, type TestCollector } from "./helpers/otlp.js";
+import { documentedSeries, histogram, parsePrometheus, quantile, sampleValue } from "./helpers/prometheus.js";
 import { startTestStack, type TestStack } from "./helpers/stack.js";
 
 const APP = new URL("./fixtures/metrics-app.ts", import.meta.url).pathname;
 const DOCS = new URL("../docs/observability.md", import.meta.url).pathname;
 const METRICS_TOKEN = "metrics-token-for-tests-0123";
 
-/** The messages of OpenTelemetry's protobuf schema, as protobufjs generated them. */
-interface ProtoMessage {
-  fromObject(object: unknown): unknown;
-  toObject(message: unknown, options: Record<string, unknown>): unknown;
-  verify(message: unknown): string | null;
-}
-const otel = (
-  createRequire(import.meta.url)("@opentelemetry/otlp-transformer/build/src/generated/root.js") as {
-    opentelemetry: { proto: { collector: { logs: { v1: Record<string, ProtoMessage> }; metrics: { v1: Record<string, ProtoMessage> } } } };
-  }
-).opentelemetry.proto.collector;
-const LogsRequest = otel.logs.v1.ExportLogsServiceRequest!;
-const MetricsRequest = otel.metrics.v1.ExportMetricsServiceRequest!;
-
-/** A request the collector received. */
-interface Received {
-  path: string;
-  headers: IncomingHttpHeaders;
-  body: any;
-}
-
-/** A small OTLP/HTTP collector on loopback: keeps what it is sent, or answers 503 while `failing`. */
-const collector = { server: undefined as Server | undefined, url: "", received: [] as Received[], failing: false, refused: 0 };
-
+let collector: TestCollector;
 let stack: TestStack;
 const fn = <A extends unknown[] = any[], R = any>(name: string) => lookup<A, R>("metrics", name, { gateway: stack.url });
 
 beforeAll(async () => {
-  collector.server = createServer((req, res) => {
-    const chunks: Buffer[] = [];
-    req
-      .on("data", (c: Buffer) => chunks.push(c))
-      .on("end", () => {
-        if (collector.failing) {
-          collector.refused++;
-          res.writeHead(503).end("collector down");
-          return;
-        }
-        collector.received.push({ path: req.url ?? "", headers: req.headers, body: JSON.parse(Buffer.concat(chunks).toString("utf8")) });
-        res.writeHead(200, { "content-type": "application/json" }).end("{}");
-      });
-  });
-  await new Promise<void>((resolve) => collector.server!.listen(0, "127.0.0.1", resolve));
-  collector.url = `http://127.0.0.1:${(collector.server.address() as AddressInfo).port}`;
+  collector = await startCollector();
   stack = await startTestStack(
     APP,
     {
@@ -79,7 +41,7 @@ beforeAll(async () => {
 }, 180_000);
 afterAll(async () => {
   await stack?.dispose();
-  collector.server?.close();
+  collector?.close();
 });
 
 const bearer = (token: string) => ({ headers: { authorization: `Bearer ${token}` } });
@@ -89,12 +51,6 @@ const scrape = async () => {
   expect(res.headers.get("content-type")).toMatch(/^text\/plain; version=0\.0\.4/);
   return res.text();
 };
-
-/** The series docs/observability.md lists in its Metrics table. */
-async function documentedSeries(): Promise<string[]> {
-  const docs = await readFile(DOCS, "utf8");
-  return [...docs.matchAll(/^\| `(tandem_[a-z0-9_]+)`/gm)].map((m) => m[1]!);
-}
 
 describe("Prometheus /metrics", () => {
   let text: string;
@@ -122,7 +78,7 @@ describe("Prometheus /metrics", () => {
   it("parses, and carries every series the docs list", async () => {
     const families = parsePrometheus(text);
     const names = new Set(families.map((f) => f.name));
-    const documented = await documentedSeries();
+    const documented = documentedSeries(await readFile(DOCS, "utf8"), "## Metrics"); // a plane's: the first table
     expect(documented.length).toBeGreaterThan(20);
     // A histogram family is named without its _bucket/_sum/_count suffixes, as the docs list it.
     expect(documented.filter((name) => !names.has(name))).toEqual([]);
@@ -217,29 +173,6 @@ describe("Prometheus /metrics", () => {
     expect(other.status).toBe(404);
   });
 });
-
-/** An OTLP JSON body checked against the protobuf schema: every field known (nothing lost on a round trip), and valid. */
-function checkAgainstSchema(type: ProtoMessage, body: unknown): void {
-  const message = type.fromObject(body);
-  expect(type.verify(message)).toBeNull();
-  const back = type.toObject(message, { longs: String, enums: Number, bytes: String, defaults: false, oneofs: false });
-  expect(back).toEqual(withoutEmptyArrays(body));
-}
-
-/** protobufjs leaves empty repeated fields out of `toObject`; so does this, for the comparison. */
-function withoutEmptyArrays(value: unknown): unknown {
-  if (Array.isArray(value)) return value.map(withoutEmptyArrays);
-  if (value && typeof value === "object") {
-    return Object.fromEntries(
-      Object.entries(value)
-        .filter(([, v]) => !(Array.isArray(v) && v.length === 0))
-        .map(([k, v]) => [k, withoutEmptyArrays(v)]),
-    );
-  }
-  return value;
-}
-
-const attrs = (list: { key: string; value: Record<string, unknown> }[]) => Object.fromEntries(list.map((a) => [a.key, Object.values(a.value)[0]]));
 
 describe("OTLP export", () => {
   it("sends each line a container prints to <endpoint>/v1/logs as a schema-valid LogRecord carrying its app, function, call and container", async () => {

@@ -249,7 +249,7 @@ export async function bundleWorker(
   const blobs = [...new Set(Object.values(options.wasmFiles ?? {}))]; // functions that bundle the same directories share one
   const entry = [
     ...files.map((f, i) => `import * as app${i} from ${JSON.stringify(f)};`),
-    `import { createGateway, AgentHub, CallLedger, PlaneRegistry, Scheduler, SecretStore, TokenStore, VolumeStore, DictStore, QueueStore, LogStore, DeploymentStore, installSourceMap } from ${JSON.stringify(apart ? RUNTIME_GATEWAY : GATEWAY_ENTRY)};`,
+    `import { createGateway, AgentHub, CallLedger, PlaneRegistry, Scheduler, SecretStore, TokenStore, VolumeStore, DictStore, QueueStore, LogStore, DeploymentStore, MetricsExporter, installSourceMap } from ${JSON.stringify(apart ? RUNTIME_GATEWAY : GATEWAY_ENTRY)};`,
     // Apart from the runtime, the map is of this module alone: frames in the runtime's are Tandem's own.
     withMap
       ? `import sourceMap from ${JSON.stringify(SOURCE_MAP_MODULE)};\ninstallSourceMap(sourceMap${apart ? `, ${JSON.stringify(basename(path))}` : ""});`
@@ -264,7 +264,7 @@ export async function bundleWorker(
       .join(", ")} }, wasmFiles: { ${Object.entries(options.wasmFiles ?? {})
       .map(([key, file]) => `${JSON.stringify(key)}: files${blobs.indexOf(file)}`)
       .join(", ")} } });`,
-    `export { AgentHub, CallLedger, PlaneRegistry, Scheduler, SecretStore, TokenStore, VolumeStore, DictStore, QueueStore, LogStore, DeploymentStore };`,
+    `export { AgentHub, CallLedger, PlaneRegistry, Scheduler, SecretStore, TokenStore, VolumeStore, DictStore, QueueStore, LogStore, DeploymentStore, MetricsExporter };`,
   ].join("\n");
   const result = await bundle({
     stdin: { contents: entry, resolveDir: PACKAGE_ROOT, loader: "ts", sourcefile: "tandem-worker-entry.ts" },

@@ -17,7 +17,10 @@ export interface CliConfig {
   env: string | undefined;
   /** `TANDEM_FORCE_BUILD=1`: planes started here rebuild every image step, cache or not. */
   forceBuild: boolean;
-  /** `TANDEM_METRICS_TOKEN`: the bearer token a scrape of a plane started here must carry (docs/observability.md, "Metrics"). */
+  /**
+   * `TANDEM_METRICS_TOKEN`: the bearer token a scrape of a plane started here must carry (docs/observability.md,
+   * "Metrics"); a local gateway takes it too, for `GET /v1/metrics` (it is among its variables).
+   */
   metricsToken: string | undefined;
   /**
    * `TANDEM_OTLP_ENDPOINT` and `TANDEM_OTLP_HEADERS`: where planes started here send their logs and metrics over OTLP
@@ -45,7 +48,7 @@ export function withGatewayOptions(command: Command, tokenHelp: string): Command
 }
 
 /** Variables that are the CLI's own, not the gateway's. */
-const CLI_ONLY = new Set(["TANDEM_GATEWAY", "TANDEM_FORCE_BUILD", "TANDEM_TOKEN", "TANDEM_PROFILE", "TANDEM_METRICS_TOKEN", "TANDEM_TRACE", "TANDEM_WRANGLER"]);
+const CLI_ONLY = new Set(["TANDEM_GATEWAY", "TANDEM_FORCE_BUILD", "TANDEM_TOKEN", "TANDEM_PROFILE", "TANDEM_TRACE", "TANDEM_WRANGLER"]);
 
 /**
  * Reads the configuration from `env` (the process's environment); throws naming a setting that is wrong, and the

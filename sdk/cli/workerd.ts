@@ -199,6 +199,7 @@ function newMiniflare(options: WorkerdOptions, onOutput: NonNullable<WorkerdOpti
       QUEUES: { className: "QueueStore", useSQLite: true },
       LOGS: { className: "LogStore", useSQLite: true },
       DEPLOYMENTS: { className: "DeploymentStore", useSQLite: true },
+      METRICS_EXPORTER: { className: "MetricsExporter", useSQLite: true },
     },
     r2Buckets: ["BLOBS"],
     bindings: options.bindings,

@@ -74,3 +74,19 @@ export function quantile(buckets: Record<string, number>, q: number): number {
   }
   return lower;
 }
+
+/**
+ * The series a page of docs lists in the table under `heading` (a line of its own, `## Metrics`): the `tandem_…` names
+ * of its rows, up to the next heading.
+ * @example documentedSeries(await readFile("docs/observability.md", "utf8"), "### The gateway's series");
+ */
+export function documentedSeries(markdown: string, heading: string): string[] {
+  const lines = markdown.split("\n");
+  const start = lines.indexOf(heading);
+  if (start < 0) throw new Error(`no heading "${heading}"`);
+  const end = lines.findIndex((line, i) => i > start && /^#{1,6} /.test(line));
+  return lines
+    .slice(start + 1, end < 0 ? undefined : end)
+    .map((line) => /^\| `(tandem_[a-z0-9_]+)`/.exec(line)?.[1])
+    .filter((name): name is string => name !== undefined);
+}

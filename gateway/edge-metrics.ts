@@ -1,0 +1,178 @@
+/**
+ * Edge functions' metrics: per function, its attempts, errors and retries, its calls by how they ended, and its run
+ * time as a histogram, named as a plane names its own (gpu-plane/plane-metrics.ts) with `tier="edge"`. Nothing is
+ * counted on a call's path: the call ledger adds each batch of ended calls to cumulative counts in the same write that
+ * records them (`CallLedger.record`, `edgeIncrements` here), one table per shard that expiring calls never touch, so
+ * the counts only grow. A scrape (`GET /v1/metrics`) and the OTLP export (gateway/metrics-exporter.ts) sum the 16
+ * shards. The series are listed in docs/observability.md, "Metrics".
+ */
+import { METRICS_DEFAULTS } from "../sdk/defaults.js";
+import type { MetricFamilyValues } from "../sdk/otlp-json.js";
+import { LEDGER_SHARDS, ledgerShard, type FinishedCall } from "./call-ledger-client.js";
+import type { Env } from "./env.js";
+
+/** What a ledger shard keeps per function: `series` and its `label` (an error code, a status, a bucket's bound). */
+export type EdgeSeries = "calls" | "retries" | "errors" | "outcomes" | "run_bucket" | "run_sum" | "run_count" | "since";
+
+/** One cumulative count of a function's, as a ledger shard keeps it (`since`: when its first call was counted, ms). */
+export interface EdgeMetricRow {
+  app: string;
+  function: string;
+  series: EdgeSeries;
+  label: string;
+  value: number;
+}
+
+const RUN_BOUNDS: readonly number[] = METRICS_DEFAULTS.runBuckets;
+const INF = "+Inf";
+
+/**
+ * What ended edge calls add to their functions' counts, summed per function and series. A call counts each of its
+ * attempts (an attempt lost with its isolate too), each attempt after the first as a retry, the error of each attempt
+ * that failed or timed out (not a caller's `invalid_request`, as a plane and the dashboard count it), each attempt's
+ * run time, and the call once by its status. Rows of plane calls (no `edge`) add nothing: their planes count them.
+ * @example ledgerSql.exec(UPSERT, JSON.stringify(edgeIncrements(rows, Date.now()).map(Object.values)));
+ */
+export function edgeIncrements(calls: readonly FinishedCall[], now: number): EdgeMetricRow[] {
+  const sums = new Map<string, EdgeMetricRow>();
+  const add = (call: FinishedCall, series: EdgeSeries, label: string, value: number) => {
+    const key = `${call.app}\u0000${call.function}\u0000${series}\u0000${label}`;
+    const row = sums.get(key);
+    if (row) row.value = series === "since" ? Math.min(row.value, value) : row.value + value;
+    else sums.set(key, { app: call.app, function: call.function, series, label, value });
+  };
+  const ran = (call: FinishedCall, ms: number) => {
+    const seconds = Math.max(0, ms) / 1000;
+    add(call, "run_bucket", String(RUN_BOUNDS.find((bound) => seconds <= bound) ?? INF), 1);
+    add(call, "run_sum", "", seconds);
+    add(call, "run_count", "", 1);
+  };
+  for (const call of calls) {
+    const edge = call.edge;
+    if (!edge) continue;
+    add(call, "since", "", now);
+    add(call, "calls", "", call.attempts);
+    add(call, "retries", "", Math.max(0, call.attempts - 1)); // 0 too: a function with no retry yet has the series
+    add(call, "outcomes", call.status, 1);
+    for (const attempt of edge.retried ?? []) {
+      if (attempt.code !== "invalid_request") add(call, "errors", attempt.code, 1);
+      ran(call, attempt.runMs);
+    }
+    const code = call.error?.code;
+    if ((call.status === "failed" || call.status === "timed_out") && code !== undefined && code !== "invalid_request") add(call, "errors", code, 1);
+    if (call.status !== "cancelled") ran(call, edge.runMs);
+  }
+  return [...sums.values()];
+}
+
+/** Every shard's counts, as each keeps them. */
+export async function edgeMetricRows(env: Env): Promise<EdgeMetricRow[]> {
+  const shards = await Promise.all(Array.from({ length: LEDGER_SHARDS }, (_, shard) => ledgerShard(env, shard).metricRows()));
+  return shards.flat();
+}
+
+/**
+ * The shards' counts summed into metric families (prom-client's JSON shape, which `prometheusText` writes and
+ * `otlpMetricsRequest` sends), and when the first of them began (ms; undefined before any edge call was counted).
+ * @example const { families } = edgeMetricFamilies(await edgeMetricRows(env));
+ */
+export function edgeMetricFamilies(rows: readonly EdgeMetricRow[]): { families: MetricFamilyValues[]; since: number | undefined } {
+  // Per function, in the order functions come: each series' values by label.
+  const byFunction = new Map<string, { app: string; function: string; values: Map<string, number> }>();
+  let since: number | undefined;
+  for (const row of rows) {
+    const key = `${row.app}\u0000${row.function}`;
+    let fn = byFunction.get(key);
+    if (!fn) byFunction.set(key, (fn = { app: row.app, function: row.function, values: new Map() }));
+    const name = `${row.series}\u0000${row.label}`;
+    if (row.series === "since") {
+      since = since === undefined ? row.value : Math.min(since, row.value);
+      continue;
+    }
+    fn.values.set(name, (fn.values.get(name) ?? 0) + row.value);
+  }
+  const functions = [...byFunction.values()].sort((a, b) => a.app.localeCompare(b.app) || a.function.localeCompare(b.function));
+  const counter = (name: string, help: string, series: EdgeSeries, labelName?: string): MetricFamilyValues => ({
+    name,
+    help,
+    type: "counter",
+    values: functions.flatMap((fn) =>
+      [...fn.values]
+        .filter(([key]) => key.startsWith(`${series}\u0000`))
+        .map(([key, value]) => {
+          const label = key.slice(series.length + 1);
+          return { value, labels: { app: fn.app, function: fn.function, tier: "edge", ...(labelName ? { [labelName]: label } : {}) } };
+        }),
+    ),
+  });
+  const run: MetricFamilyValues = {
+    name: "tandem_function_run_seconds",
+    help: "Time an edge function's attempt ran, from its start until its result or error (workerd's clock moves only between I/O).",
+    type: "histogram",
+    values: functions.flatMap((fn) => {
+      const count = fn.values.get("run_count\u0000");
+      if (count === undefined) return [];
+      const labels = { app: fn.app, function: fn.function, tier: "edge" };
+      // Each count under the first bound of today's that holds its own (the same one, unless the bounds changed).
+      const perBound = RUN_BOUNDS.map(() => 0);
+      for (const [key, n] of fn.values) {
+        if (!key.startsWith("run_bucket\u0000")) continue;
+        const le = Number(key.slice("run_bucket\u0000".length)); // NaN for +Inf: counted by `count` alone
+        const i = RUN_BOUNDS.findIndex((bound) => le <= bound);
+        if (i >= 0) perBound[i]! += n;
+      }
+      let cumulative = 0;
+      const buckets = RUN_BOUNDS.map((bound, i) => {
+        cumulative += perBound[i]!;
+        return { value: cumulative, labels: { ...labels, le: bound }, metricName: "tandem_function_run_seconds_bucket" };
+      });
+      return [
+        ...buckets,
+        { value: count, labels: { ...labels, le: INF }, metricName: "tandem_function_run_seconds_bucket" },
+        { value: fn.values.get("run_sum\u0000") ?? 0, labels, metricName: "tandem_function_run_seconds_sum" },
+        { value: count, labels, metricName: "tandem_function_run_seconds_count" },
+      ];
+    }),
+  };
+  const families = [
+    counter("tandem_function_calls_total", "Attempts of edge functions that ended (each attempt once), by function.", "calls"),
+    counter(
+      "tandem_function_errors_total",
+      "Attempts of edge functions that failed or timed out, by function and error code (not the caller's invalid_request).",
+      "errors",
+      "code",
+    ),
+    counter("tandem_function_retries_total", "Attempts of edge functions that were a retry (attempt 2 or later), by function.", "retries"),
+    counter("tandem_function_call_outcomes_total", "Edge function calls that ended, each once, by function and how it ended (status).", "outcomes", "status"),
+    run,
+  ];
+  return { families, since };
+}
+
+/**
+ * Families in Prometheus's text exposition format (version 0.0.4), as prom-client writes a plane's.
+ * @example new Response(prometheusText(families), { headers: { "content-type": PROMETHEUS_CONTENT_TYPE } });
+ */
+export function prometheusText(families: readonly MetricFamilyValues[]): string {
+  let text = "";
+  for (const family of families) {
+    text += `# HELP ${family.name} ${family.help.replace(/\\/g, "\\\\").replace(/\n/g, "\\n")}\n# TYPE ${family.name} ${family.type}\n`;
+    for (const v of family.values) {
+      const labels = Object.entries(v.labels)
+        .filter((entry): entry is [string, string | number] => entry[1] !== undefined)
+        .map(([k, value]) => `${k}="${String(value).replace(/\\/g, "\\\\").replace(/\n/g, "\\n").replace(/"/g, '\\"')}"`);
+      text += `${v.metricName ?? family.name}${labels.length ? `{${labels.join(",")}}` : ""} ${sampleText(v.value)}\n`;
+    }
+  }
+  return text;
+}
+
+/** The content type of `prometheusText`'s answer (the one a plane's `/metrics` answers with). */
+export const PROMETHEUS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8";
+
+function sampleText(value: number): string {
+  if (Number.isNaN(value)) return "NaN";
+  if (value === Infinity) return "+Inf";
+  if (value === -Infinity) return "-Inf";
+  return String(value);
+}

@@ -1,0 +1,40 @@
+/**
+ * `GET /v1/metrics`: the edge functions' metrics in Prometheus's text format (gateway/edge-metrics.ts), summed over
+ * the ledger's shards when scraped. A Prometheus server sends one fixed bearer token, so the route takes either an
+ * admin token (for every app, as anything of the whole gateway needs) or, when the gateway has one, its
+ * `TANDEM_METRICS_TOKEN`, as a plane's `/metrics` takes it; anything else is a 401 or 403.
+ */
+import { Hono, type MiddlewareHandler } from "hono";
+import { UnauthorizedError } from "../sdk/errors.js";
+import { sha256Hex } from "../sdk/hex.js";
+import { HEADERS, ROUTES, TOKEN_PATTERN } from "../sdk/protocol.js";
+import { gatewayWideGuard } from "./auth.js";
+import { PROMETHEUS_CONTENT_TYPE, edgeMetricFamilies, edgeMetricRows, prometheusText } from "./edge-metrics.js";
+import type { RouteEnv } from "./env.js";
+
+export function metricsRoutes(): Hono<RouteEnv> {
+  const routes = new Hono<RouteEnv>();
+
+  routes.get(ROUTES.metrics, scrapeGuard(), async (c) => {
+    const { families } = edgeMetricFamilies(await edgeMetricRows(c.env));
+    return c.body(prometheusText(families), 200, { "content-type": PROMETHEUS_CONTENT_TYPE });
+  });
+
+  return routes;
+}
+
+/** Lets in the metrics token (when the gateway has one), else what `gatewayWideGuard("admin")` lets in. */
+function scrapeGuard(): MiddlewareHandler<RouteEnv> {
+  const admin = gatewayWideGuard("admin", "the gateway's metrics");
+  return async (c, next) => {
+    const header = c.req.header(HEADERS.authorization);
+    const given = /^Bearer\s+(\S+)\s*$/i.exec(header ?? "")?.[1];
+    const metricsToken = c.var.config.metricsToken;
+    if (given !== undefined && metricsToken !== undefined && !TOKEN_PATTERN.test(given)) {
+      // Compared as digests: in time that does not depend on where they differ.
+      if ((await sha256Hex(given)) === (await sha256Hex(metricsToken))) return next();
+      throw new UnauthorizedError("the bearer token is neither an API token nor this gateway's metrics token (TANDEM_METRICS_TOKEN)");
+    }
+    return admin(c, next);
+  };
+}
