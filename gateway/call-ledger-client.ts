@@ -12,6 +12,7 @@ import {
   type CallRecord,
   type CallStatus,
   type DashboardCallRow,
+  type DashboardDurationCount,
   type DashboardSeriesPoint,
   type EncodedValue,
   type PlaneRunTimings,
@@ -213,6 +214,8 @@ export interface LedgerApi {
   metricRows(): Promise<EdgeMetricRow[]>;
   /** The dashboard's counts of this shard's calls over time, per function. */
   callSeries(query: { app: string; function?: string; since: number; bucketMs: number }): Promise<DashboardSeriesPoint[]>;
+  /** The dashboard's counts of one function's ended calls in this shard by time from start to end, per time bucket. */
+  callDurations(query: { app: string; function: string; since: number; bucketMs: number }): Promise<DashboardDurationCount[]>;
 }
 
 export function shardOf(callId: string): number {

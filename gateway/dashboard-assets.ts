@@ -57,7 +57,8 @@ code { overflow-wrap: anywhere; }
 
 /**
  * Draws every `[data-chart]` (uPlot, sized to its box: a phone gets a narrow chart) and, when the page has a
- * live stream (`<body data-live>`), puts each call row it sends in place (or at the top) and adds each log line.
+ * live stream (`<body data-live>`), puts each call row it sends in place (or at the top), adds each log line, and
+ * puts the agents' sessions table it sends in place.
  */
 const SCRIPT = `
 (() => {
@@ -66,23 +67,28 @@ const SCRIPT = `
   const number = (v) => (v == null ? "--" : v.toLocaleString("en-US", { maximumSignificantDigits: 4 }));
   // uPlot scales a flat 0 (no errors all hour) from 0 to 100, which reads as a percentage: 0 to 1 instead.
   const yRange = (u, min, max) => (min === 0 && max === 0 ? [0, 1] : min == null ? [null, null] : uPlot.rangeNum(min, max, 0.1, true));
-  // The y-axis as wide as its longest label (uPlot asks again once it has the labels): a fixed width cut small costs.
+  // Dollars as tandem usage writes them, with their sign: a cost axis reads as one.
+  const usd = (v) => (v == null ? "--" : "$" + number(v));
+  // The y-axis as wide as its longest label: a fixed width cut small costs. uPlot asks again as the plot's height
+  // settles, and the labels may change with it (0.00002 … 0.00008 for a first guess, then 0.000025 … 0.000075): the
+  // widest asked is kept, so the last labels fit and the sizes still settle.
   const axisWidth = (u, values, i, cycle) => {
     const axis = u.axes[i];
-    if (cycle > 1) return axis._size;
     const longest = (values || []).reduce((a, v) => (v != null && String(v).length > a.length ? String(v) : a), "");
     u.ctx.font = axis.font[0];
-    return Math.ceil(axis.ticks.size + axis.gap + u.ctx.measureText(longest).width / devicePixelRatio) + 4;
+    const width = Math.ceil(axis.ticks.size + axis.gap + u.ctx.measureText(longest).width / devicePixelRatio) + 4;
+    return cycle > 1 ? Math.max(axis._size, width) : width;
   };
   function draw(box) {
     const data = JSON.parse(box.querySelector("script").textContent);
     const colours = ["#2457c5", "#c53a24", "#17863a", "#8a3fc5", "#c58a24", "#24a5c5", "#5a6275"];
     const width = Math.max(200, box.clientWidth);
+    const format = data.unit === "USD" ? usd : number;
     const opts = {
       width, height: 200,
       scales: { x: { time: true }, y: { range: yRange } },
-      series: [{}, ...data.series.map((s, i) => ({ label: s.label, stroke: colours[i % colours.length], width: 2, points: { show: true, size: 5 }, value: (u, v) => number(v) }))],
-      axes: [{}, { size: axisWidth, values: (u, splits) => splits.map(number) }],
+      series: [{}, ...data.series.map((s, i) => ({ label: s.label, stroke: colours[i % colours.length], width: 2, points: { show: true, size: 5 }, value: (u, v) => format(v) }))],
+      axes: [{}, { size: axisWidth, values: (u, splits) => splits.map(format) }],
       legend: { show: true },
     };
     const plot = new uPlot(opts, [data.x, ...data.series.map((s) => s.values)], box);
@@ -146,6 +152,11 @@ const SCRIPT = `
     while (logs.children.length > keep) logs.firstElementChild.remove();
     document.getElementById("logs-empty")?.remove();
     if (stick) logs.scrollTop = logs.scrollHeight;
+  });
+  // The agents page: its sessions' table as it is now (a socket opened or closed).
+  source.addEventListener("sessions", (event) => {
+    const sessions = document.getElementById("sessions");
+    if (sessions) sessions.innerHTML = JSON.parse(event.data).html;
   });
   source.addEventListener("open", () => { document.body.dataset.liveState = "open"; });
   // The stream ended for good (its token revoked, the gateway refusing it): the page says so, rather than go quiet.

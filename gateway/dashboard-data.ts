@@ -8,7 +8,7 @@ import type { App } from "../sdk/app.js";
 import { DASHBOARD_DEFAULTS } from "../sdk/defaults.js";
 import { containerResources } from "../sdk/options.js";
 import { containerCost } from "../sdk/pricing.js";
-import type { DashboardCallRow, DashboardSeriesPoint } from "../sdk/protocol.js";
+import type { DashboardCallRow, DashboardDurationCount, DashboardSeriesPoint } from "../sdk/protocol.js";
 import { hubFor, type AgentSessionInfo } from "./agents.js";
 import { LEDGER_SHARDS, ledgerShard, type LedgerApi } from "./call-ledger-client.js";
 import type { Env } from "./env.js";
@@ -35,9 +35,7 @@ export async function recentCalls(env: Env, query: { app: string; function?: str
  * @example const { buckets, points } = await callSeries(env, { app: "shop" });
  */
 export async function callSeries(env: Env, query: { app: string; function?: string; windowMs?: number }): Promise<CallSeries> {
-  const windowMs = query.windowMs ?? DASHBOARD_DEFAULTS.chartWindowMs;
-  const bucketMs = Math.ceil(windowMs / DASHBOARD_DEFAULTS.chartBuckets);
-  const since = Math.floor((Date.now() - windowMs) / bucketMs) * bucketMs;
+  const { since, bucketMs } = chartWindow(query.windowMs);
   const ask = { app: query.app, since, bucketMs, ...(query.function === undefined ? {} : { function: query.function }) };
   const parts = await Promise.all(shards(env).map((shard) => shard.callSeries(ask)));
   const merged = new Map<string, DashboardSeriesPoint>();
@@ -59,6 +57,59 @@ export async function callSeries(env: Env, query: { app: string; function?: stri
   return { buckets, points: [...merged.values()].sort((a, b) => a.t - b.t) };
 }
 
+/**
+ * One function's times from start to end over the chart window, as percentiles: over the whole window and in each
+ * bucket that has ended calls, from every shard's counts (`callDurations` in gateway/call-ledger.ts).
+ * @example const { window } = await callDurations(env, { app: "shop", function: "checkout" }); // window?.p95
+ */
+export async function callDurations(env: Env, query: { app: string; function: string; windowMs?: number }): Promise<CallDurations> {
+  const { since, bucketMs } = chartWindow(query.windowMs);
+  const counts = (await Promise.all(shards(env).map((shard) => shard.callDurations({ app: query.app, function: query.function, since, bucketMs })))).flat();
+  const byBucket = new Map<number, DashboardDurationCount[]>();
+  for (const count of counts) byBucket.set(count.t, [...(byBucket.get(count.t) ?? []), count]);
+  return {
+    window: percentilesOf(counts),
+    buckets: new Map([...byBucket].map(([t, inBucket]) => [t, percentilesOf(inBucket)!])),
+  };
+}
+
+/** A function's times from start to end as percentiles (ms), over the window and per bucket start. */
+export interface CallDurations {
+  window: Percentiles | null;
+  buckets: Map<number, Percentiles>;
+}
+
+/** Percentiles of calls' times (ms), each the time of the call at its rank (nearest rank: p95 of 20 calls is the 19th). */
+export interface Percentiles {
+  calls: number;
+  p50: number;
+  p95: number;
+  p99: number;
+}
+
+/**
+ * The percentiles of counted times, or null for none.
+ * @example percentilesOf([{ t: 0, ms: 100, calls: 19 }, { t: 0, ms: 900, calls: 1 }]); // { calls: 20, p50: 100, p95: 100, p99: 900 }
+ */
+export function percentilesOf(counts: DashboardDurationCount[]): Percentiles | null {
+  const sorted = [...counts].sort((a, b) => a.ms - b.ms);
+  const calls = sorted.reduce((n, c) => n + c.calls, 0);
+  if (calls === 0) return null;
+  const at = (p: number) => {
+    const rank = Math.max(1, Math.ceil((p / 100) * calls));
+    let seen = 0;
+    for (const c of sorted) if ((seen += c.calls) >= rank) return c.ms;
+    return sorted[sorted.length - 1]!.ms;
+  };
+  return { calls, p50: at(50), p95: at(95), p99: at(99) };
+}
+
+/** The chart window's first bucket and the buckets' length: `windowMs` back from now in `DASHBOARD_DEFAULTS.chartBuckets` buckets. */
+function chartWindow(windowMs: number = DASHBOARD_DEFAULTS.chartWindowMs): { since: number; bucketMs: number } {
+  const bucketMs = Math.ceil(windowMs / DASHBOARD_DEFAULTS.chartBuckets);
+  return { since: Math.floor((Date.now() - windowMs) / bucketMs) * bucketMs, bucketMs };
+}
+
 /** Calls over a window: every bucket's start (a chart's x axis, buckets without calls included), and the points that have calls. */
 export interface CallSeries {
   buckets: number[];
@@ -71,6 +122,8 @@ export interface FunctionTotals {
   calls: number;
   errors: number;
   retries: number;
+  /** Of its calls, those that ended: the mean and longest are theirs. */
+  ended: number;
   meanRunMs: number;
   maxRunMs: number;
 }
@@ -93,6 +146,7 @@ export function totalsByFunction(points: DashboardSeriesPoint[]): FunctionTotals
     calls: t.calls,
     errors: t.errors,
     retries: t.retries,
+    ended: t.ended,
     meanRunMs: t.ended ? t.runMsSum / t.ended : 0,
     maxRunMs: t.runMsMax,
   }));

@@ -37,7 +37,17 @@ import { readBodyBytes } from "./body.js";
 import { checkedCallId, ledgerFor, unknownCall } from "./call-ledger-client.js";
 import { DASHBOARD_ASSETS } from "./dashboard-assets.js";
 import { dashboardGuard, fromOtherSite, logInWithCode, logInWithToken, logOut, refuseOtherSites } from "./dashboard-auth.js";
-import { agentSessions, callSeries, pricePerSecond, type CallSeries, recentCalls, totalsByFunction, visibleApps } from "./dashboard-data.js";
+import {
+  agentSessions,
+  callDurations,
+  callSeries,
+  pricePerSecond,
+  recentCalls,
+  totalsByFunction,
+  visibleApps,
+  type CallDurations,
+  type CallSeries,
+} from "./dashboard-data.js";
 import {
   CALL_HEADINGS,
   callRow,
@@ -206,16 +216,30 @@ export function dashboardRoutes(): Hono<RouteEnv> {
     const registered = registry().function(app.name, c.req.param("fn"));
     const fn = registered.name;
     const onPlanes = registered.spec.tier === "plane"; // an edge function runs in the gateway's isolate: no containers to show
-    const [series, calls, usage, planes] = await Promise.all([
+    const [series, durations, calls, usage, planes] = await Promise.all([
       callSeries(c.env, { app: app.name, function: fn }),
+      callDurations(c.env, { app: app.name, function: fn }),
       recentCalls(c.env, { app: app.name, function: fn, limit: DASHBOARD_DEFAULTS.callsShown }),
       onPlanes && mayUse(principalOf(c), "deploy") ? usageRows(c, app.name) : Promise.resolve(undefined),
       onPlanes ? knownPlanes(c.env) : Promise.resolve([]),
     ]);
     const containers = usage?.filter((r) => r.function === containerGroup(fn)) ?? []; // a class method's are its class's
     const now = warmNow(planes, app.name, fn);
+    const totals = totalsByFunction(series.points)[0];
+    const shown = (value: number | undefined) => (value === undefined ? "—" : ms(value));
     const body = html`<p><a href="${dashboardPath("apps", app.name)}">← ${app.name}</a></p>
-      ${activityCharts(series)}
+      ${activityCharts(series, durations)}
+      <h2>Time from start to end <small>(calls ended in the last hour)</small></h2>
+      <div id="durations">
+        ${facts([
+          ["ended", durations.window?.calls ?? 0],
+          ["p50", shown(durations.window?.p50)],
+          ["p95", shown(durations.window?.p95)],
+          ["p99", shown(durations.window?.p99)],
+          ["mean", shown(totals?.ended ? totals.meanRunMs : undefined)],
+          ["longest", shown(totals?.ended ? totals.maxRunMs : undefined)],
+        ])}
+      </div>
       ${
         onPlanes
           ? html`<h2>Warm containers now <small>(from the planes' last heartbeats)</small></h2>
@@ -387,21 +411,11 @@ export function dashboardRoutes(): Hono<RouteEnv> {
   });
 
   routes.get("/agents", async (c) => {
-    const apps = visibleApps(principalOf(c).apps).filter((a) => a.agents.length > 0);
-    const sessions = (await Promise.all(apps.map(async (app) => (await agentSessions(c.env, app)).map((s) => ({ ...s, app: app.name }))))).flat();
-    const rows = sessions.map(
-      (s) =>
-        html`<tr>
-          <td>${s.app}</td>
-          <td>${s.label}</td>
-          <td>${s.sessionId}</td>
-          <td><span class="badge ${s.sockets ? "running" : ""}">${s.sockets ? `live (${s.sockets})` : "idle"}</span></td>
-          <td>${s.rooms.join(", ")}</td>
-          <td>${time(s.lastActive)}</td>
-        </tr>`,
-    );
-    return c.html(layout("Agents", table(["app", "agent", "session", "sockets", "rooms", "last active"], rows, { empty: "No agent sessions." }), viewer(c)));
+    const sessions = await agentSessionsOf(c.env, principalOf(c).apps);
+    const body = html`<div id="sessions">${sessionsTable(sessions)}</div>`;
+    return c.html(layout("Agents", body, { ...viewer(c), live: dashboardPath("agents", "events") }));
   });
+  routes.get("/agents/events", (c) => liveAgentEvents(c));
 
   routes.get("/usage", async (c) => {
     const principal = principalOf(c);
@@ -411,33 +425,32 @@ export function dashboardRoutes(): Hono<RouteEnv> {
     const apps = visibleApps(principal.apps);
     const windowMs = DASHBOARD_DEFAULTS.usageWindowMs;
     const [series, planeRows] = await Promise.all([Promise.all(apps.map((app) => callSeries(c.env, { app: app.name, windowMs }))), usageRows(c)]);
-    // Cost over time: each function's run time in each bucket at its price per second.
+    // Cost over time: each function's run time in each bucket at its price per second, then summed by app and by GPU.
     const xs = series[0]?.buckets ?? [];
-    const cost: ChartData = { title: "Cost of calls' run time, by function", unit: "USD", x: xs.map((t) => t / 1000), series: [] };
-    const runTime: ChartData = { title: "Run time, by function", unit: "seconds", x: cost.x, series: [] };
-    const byGpu = new Map<string, number>();
-    apps.forEach((app, i) => {
-      const byFn = new Map<string, DashboardSeriesPoint[]>();
-      for (const p of series[i]!.points) byFn.set(p.function, [...(byFn.get(p.function) ?? []), p]);
-      for (const [fn, points] of byFn) {
-        const price = pricePerSecond(app.name, fn);
-        const at = new Map(points.map((p) => [p.t, p.runMsSum / 1000]));
-        const label = `${app.name}.${fn}${price.gpu ? ` (${price.gpu})` : ""}`;
-        cost.series.push({ label, values: xs.map((t) => (at.get(t) ?? 0) * price.usd) });
-        runTime.series.push({ label, values: xs.map((t) => at.get(t) ?? 0) });
-        const seconds = points.reduce((n, p) => n + p.runMsSum / 1000, 0);
-        byGpu.set(price.kind, (byGpu.get(price.kind) ?? 0) + seconds * price.usd);
-      }
+    const byFunction = apps.flatMap((app, i) => costByFunction(app.name, series[i]!.points, xs));
+    const x = xs.map((t) => t / 1000);
+    const costChart = (by: string, labelOf: (f: FunctionCost) => string): ChartData => ({
+      title: `Cost of calls' run time, by ${by}`,
+      unit: "USD",
+      x,
+      series: summedBy(byFunction, labelOf, "cost"),
     });
-    const body = html`${cost.series.length ? html`${chart(cost)} ${chart(runTime)}` : html`<p class="empty">No calls in the last 24 hours.</p>`}
+    const runTime: ChartData = { title: "Run time, by function", unit: "seconds", x, series: summedBy(byFunction, (f) => f.label, "seconds") };
+    const byGpu = summedBy(byFunction, (f) => f.kind, "cost");
+    const body = html`${
+        byFunction.length
+          ? html`${chart(costChart("function", (f) => f.label))} ${chart(costChart("app", (f) => f.app))} ${chart(costChart("GPU type", (f) => f.kind))}
+            ${chart(runTime)}`
+          : html`<p class="empty">No calls in the last 24 hours.</p>`
+      }
       <h2>By GPU <small>(calls' run time, last 24 h)</small></h2>
       ${table(
         ["GPU", "cost"],
-        [...byGpu].map(
-          ([gpu, value]) =>
+        byGpu.map(
+          (s) =>
             html`<tr>
-              <td>${gpu}</td>
-              <td>${formatUsd(value)}</td>
+              <td>${s.label}</td>
+              <td>${formatUsd(s.values.reduce<number>((n, v) => n + (v ?? 0), 0))}</td>
             </tr>`,
         ),
         { empty: "No calls." },
@@ -511,33 +524,16 @@ async function liveEvents(c: Ctx, app: string): Promise<Response> {
   if (q.since !== undefined && !/^\d{1,15}$/.test(q.since))
     throw new InvalidRequestError(`"since": "${q.since.slice(0, 40)}" is not a time: give milliseconds since the epoch, as the page's own stream does`);
   const since = Number(q.since ?? 0) - 1000;
-  const encoder = new TextEncoder();
   const store = logStoreFor(c.env, app);
   const follower = filter ? new LogFollower(store, filter, (await store.read(filter)).lastSeq) : undefined;
-  let stopped = false;
   const sent = new Map<string, string>();
   const env = c.env;
-  const principal = principalOf(c);
-
-  const body = new ReadableStream<Uint8Array>({
-    start(controller) {
-      const send = (event: string, data: unknown) => {
-        if (!stopped) controller.enqueue(encoder.encode(`event: ${event}\ndata: ${JSON.stringify(data)}\n\n`));
-      };
-      controller.enqueue(encoder.encode(": live\n\n"));
-      // Once the token behind the page is revoked (its sessions with it), the stream ends, saying why (the page shows it
-      // and stops); a reconnect gets 401.
-      const revoked = async () => {
-        if (stopped || (await principalIsLive(env, principal))) return false;
-        send("ended", { message: revokedWhileOpen(principal).message });
-        stopped = true;
-        follower?.stop();
-        controller.close();
-        return true;
-      };
+  return eventStream(
+    c,
+    (live) => {
       const calls = async () => {
-        while (!stopped) {
-          if (await revoked()) return;
+        while (live.open) {
+          if (await live.revoked()) return;
           const rows: DashboardCallRow[] =
             callId !== undefined
               ? await ledgerFor(env, callId)
@@ -549,7 +545,7 @@ async function liveEvents(c: Ctx, app: string): Promise<Response> {
             const state = `${row.status}/${row.attempts}/${row.finishedAt}`;
             if (sent.get(row.callId) === state) continue;
             sent.set(row.callId, state);
-            send("call", { callId: row.callId, html: String(await callRow(row)) });
+            live.send("call", { callId: row.callId, html: String(await callRow(row)) });
           }
           await new Promise((resolve) => setTimeout(resolve, DASHBOARD_DEFAULTS.livePollMs));
         }
@@ -557,26 +553,132 @@ async function liveEvents(c: Ctx, app: string): Promise<Response> {
       const logs = async () => {
         for (;;) {
           const lines = await follower!.next();
-          if (lines === undefined || (await revoked())) return;
-          if (lines.length === 0 && !stopped) controller.enqueue(encoder.encode(": keep-alive\n\n"));
-          for (const { seq: _seq, ...line } of lines) send("log", { html: String(await logLine(line)) });
+          if (lines === undefined || (await live.revoked())) return;
+          if (lines.length === 0) live.keepAlive();
+          for (const { seq: _seq, ...line } of lines) live.send("log", { html: String(await logLine(line)) });
         }
       };
-      const failed = (err: unknown) => {
-        if (stopped) return;
-        stopped = true;
-        follower?.stop();
-        controller.error(err);
+      if (watchCalls) calls().catch(live.fail);
+      if (follower) logs().catch(live.fail);
+    },
+    () => follower?.stop(),
+  );
+}
+
+/**
+ * The agents page's live stream: `sessions` with the sessions' table whenever it changes (a socket opens or closes, a
+ * session joins a room or is active), from every agent hub of the apps the viewer may see, each `livePollMs`.
+ */
+function liveAgentEvents(c: Ctx): Response {
+  onceEach(c.req.queries(), [], "the agents page's live stream");
+  const env = c.env;
+  const key = JSON.stringify([environmentOf(env), principalOf(c).apps]);
+  return eventStream(c, (live) => {
+    const sessions = async () => {
+      let shown: string | undefined;
+      while (live.open) {
+        if (await live.revoked()) return;
+        // The first read is sent too: a socket may have opened or closed between the page's read and this one.
+        const table = String(await sessionsTable(await liveSessions(env, key)));
+        if (table !== shown) live.send("sessions", { html: table });
+        shown = table;
+        await new Promise((resolve) => setTimeout(resolve, DASHBOARD_DEFAULTS.livePollMs));
+      }
+    };
+    sessions().catch(live.fail);
+  });
+}
+
+/** What a page's live stream's events are sent with: see `eventStream`. */
+interface LiveStream {
+  /** False once the stream ended (the page went, its token was revoked, a read failed): stop sending. */
+  readonly open: boolean;
+  send(event: string, data: unknown): void;
+  /** A comment that keeps an idle connection from being taken for a dead one. */
+  keepAlive(): void;
+  /** Whether the token behind the page was revoked; if so the stream ends, saying why. */
+  revoked(): Promise<boolean>;
+  /** Ends the stream with `err` (a read that failed): the page's EventSource reconnects. */
+  fail(err: unknown): void;
+}
+
+/**
+ * A page's live stream (server-sent events) that `start` sends on; `stop` runs once it ends, however it ends. Once the
+ * token behind the page is revoked (its sessions with it), the stream ends, saying why (an `ended` event: the page
+ * shows it and stops); a reconnect gets 401.
+ */
+function eventStream(c: Ctx, start: (live: LiveStream) => void, stop: () => void = () => {}): Response {
+  const encoder = new TextEncoder();
+  const env = c.env;
+  const principal = principalOf(c);
+  let stopped = false;
+  const end = () => {
+    stopped = true;
+    stop();
+  };
+  const body = new ReadableStream<Uint8Array>({
+    start(controller) {
+      const live: LiveStream = {
+        get open() {
+          return !stopped;
+        },
+        send: (event, data) => {
+          if (!stopped) controller.enqueue(encoder.encode(`event: ${event}\ndata: ${JSON.stringify(data)}\n\n`));
+        },
+        keepAlive: () => {
+          if (!stopped) controller.enqueue(encoder.encode(": keep-alive\n\n"));
+        },
+        revoked: async () => {
+          if (stopped || (await principalIsLive(env, principal))) return false;
+          live.send("ended", { message: revokedWhileOpen(principal).message });
+          end();
+          controller.close();
+          return true;
+        },
+        fail: (err) => {
+          if (stopped) return;
+          end();
+          controller.error(err);
+        },
       };
-      if (watchCalls) calls().catch(failed);
-      if (follower) logs().catch(failed);
+      controller.enqueue(encoder.encode(": live\n\n"));
+      start(live);
     },
-    cancel() {
-      stopped = true;
-      follower?.stop();
-    },
+    cancel: end,
   });
   return new Response(body, { headers: { "content-type": "text/event-stream; charset=utf-8", "cache-control": "no-store" } });
+}
+
+/** The agents' sessions of the apps `apps` allows (null: all), each with its app. */
+async function agentSessionsOf(env: Env, apps: string[] | null): Promise<AgentSession[]> {
+  const withAgents = visibleApps(apps).filter((a) => a.agents.length > 0);
+  return (await Promise.all(withAgents.map(async (app) => (await agentSessions(env, app)).map((s) => ({ ...s, app: app.name }))))).flat();
+}
+type AgentSession = Awaited<ReturnType<typeof agentSessions>>[number] & { app: string };
+
+/**
+ * The sessions the agents pages open in this isolate show: one read of the hubs each `DASHBOARD_DEFAULTS.livePollMs`
+ * however many pages watch, keyed by environment and the apps the viewer may see.
+ */
+const liveSessions = isolateShared(DASHBOARD_DEFAULTS.livePollMs, (env: Env, key: string) => {
+  const [, apps] = JSON.parse(key) as [string, string[] | null];
+  return agentSessionsOf(env, apps);
+});
+
+/** The agents page's table: the page and its live stream draw it with this. */
+function sessionsTable(sessions: AgentSession[]): Html {
+  const rows = sessions.map(
+    (s) =>
+      html`<tr data-session="${s.sessionId}">
+        <td>${s.app}</td>
+        <td>${s.label}</td>
+        <td>${s.sessionId}</td>
+        <td><span class="badge ${s.sockets ? "running" : ""}">${s.sockets ? `live (${s.sockets})` : "idle"}</span></td>
+        <td>${s.rooms.join(", ")}</td>
+        <td>${time(s.lastActive)}</td>
+      </tr>`,
+  );
+  return table(["app", "agent", "session", "sockets", "rooms", "last active"], rows, { empty: "No agent sessions." });
 }
 
 /**
@@ -648,9 +750,9 @@ function callError(r: CallRecord) {
 /**
  * Calls, errors and the mean time from a call's start to its end (its queue, cold start, run and retries' waits, as the
  * gateway saw them: a call's "ran" is its run alone) over the chart window, one series per function; a bucket without
- * calls is 0 (time: none).
+ * calls is 0 (time: none). Given one function's `durations`, the time chart is its p50, p95 and p99 instead.
  */
-function activityCharts({ buckets, points }: CallSeries) {
+function activityCharts({ buckets, points }: CallSeries, durations?: CallDurations) {
   if (points.length === 0) return html`<p class="empty">No calls in the last hour.</p>`;
   const functions = [...new Set(points.map((p) => p.function))].sort();
   const at = new Map(points.map((p) => [`${p.function}@${p.t}`, p]));
@@ -660,8 +762,49 @@ function activityCharts({ buckets, points }: CallSeries) {
     x: buckets.map((t) => t / 1000),
     series: functions.map((fn) => ({ label: fn, values: buckets.map((t) => value(at.get(`${fn}@${t}`))) })),
   });
-  return html`${chart(chartOf("Calls", "per minute", (p) => p?.calls ?? 0))} ${chart(chartOf("Errors", "per minute", (p) => p?.errors ?? 0))}
-  ${chart(chartOf("Mean time from start to end", "ms", (p) => (p?.ended ? Math.round(p.runMsSum / p.ended) : null)))}`;
+  // One function's page: its times' percentiles per minute (a minute without ended calls: none).
+  const times: ChartData = durations
+    ? {
+        title: "Time from start to end: p50, p95, p99",
+        unit: "ms",
+        x: buckets.map((t) => t / 1000),
+        series: (["p50", "p95", "p99"] as const).map((p) => ({ label: p, values: buckets.map((t) => durations.buckets.get(t)?.[p] ?? null) })),
+      }
+    : chartOf("Mean time from start to end", "ms", (p) => (p?.ended ? Math.round(p.runMsSum / p.ended) : null));
+  return html`${chart(chartOf("Calls", "per minute", (p) => p?.calls ?? 0))} ${chart(chartOf("Errors", "per minute", (p) => p?.errors ?? 0))} ${chart(times)}`;
+}
+
+/** One function's calls' run time over the usage window, bucket by bucket, and what it cost by its price per second. */
+interface FunctionCost {
+  app: string;
+  /** `app.function`, with its GPU when it asks for one. */
+  label: string;
+  /** What it runs on, as the price table names it: a GPU type, "plane, no GPU", or "edge (not charged)". */
+  kind: string;
+  seconds: number[];
+  cost: number[];
+}
+
+/** Each function of `app` with calls in `points`, its run time and cost in each of `buckets`. */
+function costByFunction(app: string, points: DashboardSeriesPoint[], buckets: number[]): FunctionCost[] {
+  const byFn = new Map<string, Map<number, number>>();
+  for (const p of points) byFn.set(p.function, (byFn.get(p.function) ?? new Map<number, number>()).set(p.t, p.runMsSum / 1000));
+  return [...byFn].map(([fn, at]) => {
+    const price = pricePerSecond(app, fn);
+    const seconds = buckets.map((t) => at.get(t) ?? 0);
+    return { app, label: `${app}.${fn}${price.gpu ? ` (${price.gpu})` : ""}`, kind: price.kind, seconds, cost: seconds.map((s) => s * price.usd) };
+  });
+}
+
+/** A chart's series: each function's `field` summed bucket by bucket under its label (`labelOf`), in the order labels first come. */
+function summedBy(functions: FunctionCost[], labelOf: (f: FunctionCost) => string, field: "seconds" | "cost"): ChartData["series"] {
+  const sums = new Map<string, number[]>();
+  for (const f of functions) {
+    const sum = sums.get(labelOf(f));
+    if (!sum) sums.set(labelOf(f), [...f[field]]);
+    else f[field].forEach((v, i) => (sum[i]! += v));
+  }
+  return [...sums].map(([label, summed]) => ({ label, values: summed }));
 }
 
 /** What the logs page may be asked to show, as the logs API takes each (`LogQuerySchema`). */

@@ -2447,3 +2447,15 @@ export interface DashboardSeriesPoint {
   runMsSum: number;
   runMsMax: number;
 }
+
+/**
+ * How many of one function's ended calls in one time bucket took `ms` from start to end, that time kept to four
+ * significant figures (exact under 10 s, as the dashboard writes a time): what its percentiles are read from, merged
+ * over the ledger's shards.
+ */
+export interface DashboardDurationCount {
+  /** The bucket's start, ms since the epoch. */
+  t: number;
+  ms: number;
+  calls: number;
+}

@@ -3,7 +3,10 @@
  * real workerd: a login link works once and leaves an HttpOnly, SameSite=Strict
  * cookie; a call made by the test appears on the calls page within 2 s without
  * a reload, and its page shows its log lines and its stack mapped to this
- * test's app file; the usage chart draws its points; nothing overflows a
+ * test's app file; the usage charts (cost by function, app and GPU type) draw
+ * their points, their dollar axes uncut; a function's p50/p95/p99 match its
+ * calls' times; an agent session shows idle within 2 s of its socket closing;
+ * nothing overflows a
  * 390 px wide screen; a token restricted to one app sees only that app; a page
  * with 10,000 calls recorded loads in under a second. Screenshots are kept
  * under test-results/dashboard/.
@@ -15,6 +18,7 @@ import http from "node:http";
 import type { AddressInfo } from "node:net";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
+import WebSocket from "ws";
 import {
   DASHBOARD,
   GATEWAY_AUDIENCE,
@@ -486,6 +490,31 @@ describe("the dashboard", () => {
     await page.close();
   });
 
+  it("fits a cost axis's labels that change as the chart settles (a flat day, then a spike), each with its dollar sign", async () => {
+    const page = await browser.newPage({ viewport: { width: 1200, height: 700 } });
+    // The usage page's shape: a day in minutes, 12 functions, costs only in the last bucket.
+    const x = Array.from({ length: 61 }, (_, i) => 1_796_400_000 + i * 1440);
+    const series = Array.from({ length: 12 }, (_, k) => ({ label: `shop.fn${k}`, values: x.map((_, i) => (i === 60 ? (0.00009 * (k + 1)) / 12 : 0)) }));
+    const data = { title: "Cost", unit: "USD", x, series };
+    await page.setContent(`<!doctype html><link rel="stylesheet" href="${gateway.url}${DASHBOARD.base}/assets/uplot.css"><body style="margin:0">
+      <div data-chart><script type="application/json">${JSON.stringify(data)}</script></div>
+      <script>window.edges = [];
+        const fillText = CanvasRenderingContext2D.prototype.fillText;
+        CanvasRenderingContext2D.prototype.fillText = function (text, x, ...rest) {
+          const w = this.measureText(text).width;
+          edges.push({ text, left: this.textAlign === "right" || this.textAlign === "end" ? x - w : this.textAlign === "center" ? x - w / 2 : x });
+          return fillText.call(this, text, x, ...rest);
+        };</script>
+      <script src="${gateway.url}${DASHBOARD.base}/assets/uplot.js"></script><script src="${gateway.url}${DASHBOARD.base}/assets/dashboard.js"></script></body>`);
+    await page.waitForSelector("[data-chart][data-points] .u-over");
+    const edges = await page.evaluate(() => (window as unknown as { edges: { text: string; left: number }[] }).edges);
+    const yLabels = edges.filter((e) => /^\$?0\.0000\d+$/.test(e.text));
+    expect(yLabels.map((e) => e.text.replace("$", ""))).toContain("0.000075");
+    for (const label of yLabels) expect(label.left, label.text).toBeGreaterThanOrEqual(0);
+    for (const label of yLabels) expect(label.text).toMatch(/^\$/);
+    await page.close();
+  });
+
   it("scales a chart whose values are all 0 (a function that never failed) from 0 to 1, not to 100", async () => {
     const page = await browser.newPage();
     const data = { x: [1_796_400_000, 1_796_400_060, 1_796_400_120], series: [{ label: "shop.checkout", values: [0, 0, 0] }] };
@@ -510,22 +539,99 @@ describe("the dashboard", () => {
 
     await page.goto(`${gateway.url}${DASHBOARD.base}/usage`);
     await page.waitForSelector("[data-chart][data-points] canvas");
-    const drawn = await page.$$eval("[data-chart]", (boxes) =>
-      boxes.map((box) => {
+    const drawn = await page.$$eval("figure.chart", (figures) =>
+      figures.map((figure) => {
+        const box = figure.querySelector<HTMLElement>("[data-chart]")!;
         const canvas = box.querySelector("canvas")!;
         const pixels = canvas.getContext("2d")!.getImageData(0, 0, canvas.width, canvas.height).data;
         let inked = 0;
         for (let i = 3; i < pixels.length; i += 4) if (pixels[i]! > 0) inked++;
-        return { points: Number((box as HTMLElement).dataset.points), inked };
+        const data = JSON.parse(box.querySelector("script")!.textContent!) as { series: { label: string }[] };
+        return {
+          caption: figure.querySelector("figcaption")!.textContent!.trim(),
+          labels: data.series.map((s) => s.label),
+          points: Number(box.dataset.points),
+          inked,
+        };
       }),
     );
-    expect(drawn.length).toBe(2);
+    expect(drawn.map((c) => c.caption)).toEqual([
+      "Cost of calls' run time, by function (USD)",
+      "Cost of calls' run time, by app (USD)",
+      "Cost of calls' run time, by GPU type (USD)",
+      "Run time, by function (seconds)",
+    ]);
     for (const chart of drawn) {
-      expect(chart.points).toBeGreaterThan(0);
-      expect(chart.inked).toBeGreaterThan(100); // lines and points drawn, not a blank canvas
+      expect(chart.points, chart.caption).toBeGreaterThan(0);
+      expect(chart.inked, chart.caption).toBeGreaterThan(100); // lines and points drawn, not a blank canvas
     }
-    expect(await page.textContent("figcaption")).toContain("Cost");
+    // One line per app, and per GPU type (shop's calls so far ran at the edge, which is not charged).
+    expect(drawn[1]!.labels).toContain("shop");
+    expect(drawn[1]!.labels).not.toContainEqual(expect.stringContaining("."));
+    expect(drawn[2]!.labels).toContain("edge (not charged)");
+    expect(drawn[0]!.labels).toContain("shop.checkout");
     await shot(page, "usage");
+    await page.close();
+  });
+
+  it("shows a function's p50, p95 and p99 time from start to end, over the hour and per minute, as its calls took them", async () => {
+    const sleeps = Array.from({ length: 20 }, (_, i) => 40 * (i + 1)); // 40 … 800 ms
+    const ids = await Promise.all(sleeps.map((ms) => call("nap", [ms])));
+    const page = await admin.newPage();
+    // Each call's time as its row shows it (an edge call's "ran": its start to its end), once all are recorded.
+    const ranOfEach = async () => {
+      await page.goto(`${gateway.url}${DASHBOARD.base}/apps/shop/functions/nap`);
+      const rows = await page.$$eval("tbody#calls tr", (trs) => trs.map((r) => [r.querySelector("td a")!.textContent!, r.children[6]!.textContent!]));
+      return rows.filter(([id, t]) => ids.includes(id!) && t !== "—").map(([, t]) => Number(/^(\d+) ms$/.exec(t!)![1]));
+    };
+    await expect.poll(async () => (await ranOfEach()).length, { timeout: 5000, interval: 200 }).toBe(20);
+    const took = await ranOfEach();
+    took.sort((a, b) => a - b);
+    sleeps.forEach((ms, i) => expect(took[i]).toBeGreaterThanOrEqual(ms - 1));
+    const nearestRank = (p: number) => took[Math.ceil((p / 100) * took.length) - 1]!;
+    const shown = await page.$$eval("#durations dl.facts div", (items) =>
+      Object.fromEntries(items.map((d) => [d.querySelector("dt")!.textContent, d.querySelector("dd")!.textContent])),
+    );
+    expect(shown).toMatchObject({ ended: "20", p50: `${nearestRank(50)} ms`, p95: `${nearestRank(95)} ms`, p99: `${nearestRank(99)} ms` });
+    expect(nearestRank(50)).toBeLessThan(400 + 300); // the 10th call slept 400 ms
+    // The time chart: p50, p95 and p99 per minute; of 20 calls, p99 is the slowest, whichever minute it ended in.
+    const times = await page.$$eval("figure.chart", (figures) => {
+      const figure = figures.find((f) => f.querySelector("figcaption")!.textContent!.includes("p50, p95, p99"))!;
+      const box = figure.querySelector<HTMLElement>("[data-chart]")!;
+      return {
+        points: Number(box.dataset.points),
+        data: JSON.parse(box.querySelector("script")!.textContent!) as { series: { label: string; values: (number | null)[] }[] },
+      };
+    });
+    expect(times.data.series.map((s) => s.label)).toEqual(["p50", "p95", "p99"]);
+    expect(times.points).toBeGreaterThanOrEqual(3);
+    expect(Math.max(...times.data.series[2]!.values.map((v) => v ?? 0))).toBe(nearestRank(99));
+    await shot(page, "function-percentiles");
+    await page.close();
+  });
+
+  it("shows an agent's session live on the agents page, and idle within 2 s of its socket closing, without a reload", async () => {
+    const page = await admin.newPage();
+    await page.goto(`${gateway.url}${DASHBOARD.base}/agents`);
+    await page.waitForFunction(() => document.body.dataset.liveState === "open");
+    const ws = new WebSocket(`${gateway.url.replace(/^http/, "ws")}/shop/chat?session=dashboard-live-1`);
+    await new Promise((resolve, reject) => ws.once("open", resolve).once("error", reject));
+    const sockets = () => page.locator('tr[data-session="dashboard-live-1"] .badge');
+    await expect
+      .poll(
+        () =>
+          sockets()
+            .textContent()
+            .catch(() => null),
+        { timeout: 2000, interval: 50 },
+      )
+      .toBe("live (1)");
+    const closed = new Promise((resolve) => ws.once("close", resolve));
+    ws.close();
+    await closed;
+    const started = Date.now();
+    await expect.poll(() => sockets().textContent(), { timeout: 2000, interval: 50 }).toBe("idle");
+    console.log(`dashboard: the agents page showed a closed session idle ${Date.now() - started} ms after its socket closed`);
     await page.close();
   });
 
