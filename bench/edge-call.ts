@@ -7,7 +7,9 @@
  * (d) `.remote()` on the same function asked to print
  * one line, which the gateway keeps in the app's log, against (a): the cost of
  * logging, with (e), (a) once more, as the control that shows what noise alone
- * gives. Rounds are interleaved so drift hits them all.
+ * gives; and (g) `POST .../call` without an Idempotency-Key, as curl sends it,
+ * against (a): a call that no client key records. Rounds are interleaved so
+ * drift hits them all.
  *
  *   npx tsx bench/edge-call.ts [--n 2000] [--tiny]
  */
@@ -35,6 +37,8 @@ const bare = await startBareWorker(join(here, "apps/bare-worker.ts"), join(dir, 
 const bareUrl = bare.url;
 const gatewayUrl = gateway.url.href.replace(/\/$/, "");
 
+const KEYLESS_URL = `${gatewayUrl}/v1/apps/bench/functions/compute/call`;
+const KEYLESS = { method: "POST", body: JSON.stringify({ args: [WORK] }), headers: { authorization: `Bearer ${ADMIN_TOKEN}` } } as const;
 const compute = lookup<[number, boolean?], { sum: number }>("bench", "compute", { gateway: gatewayUrl, token: ADMIN_TOKEN });
 const targets = {
   "(a) .remote() on an edge function": async () => {
@@ -55,16 +59,21 @@ const targets = {
   "(f) (c) over node:http, as the SDK sends": async () => {
     await nodeHttpJson(`${bareUrl}/work/${WORK}`);
   },
+  "(g) (a) keyless, as curl sends it": async () => {
+    await nodeHttpJson(KEYLESS_URL, KEYLESS);
+  },
 };
 type Name = keyof typeof targets;
 const samples = Object.fromEntries(Object.keys(targets).map((k) => [k, [] as number[]])) as Record<Name, number[]>;
 
-// Same answer from all three before timing anything.
+// Same answer from all of them before timing anything.
 const expected = JSON.stringify(await compute.remote(WORK));
 for (const url of [`${gatewayUrl}/bench/work/${WORK}`, `${bareUrl}/work/${WORK}`]) {
   const got = JSON.stringify(await (await fetch(url)).json());
   if (got !== expected) throw new Error(`targets disagree: ${got} vs ${expected}`);
 }
+const keyless = JSON.stringify(((await nodeHttpJson(KEYLESS_URL, KEYLESS)) as { result?: unknown }).result);
+if (keyless !== expected) throw new Error(`targets disagree: ${keyless} vs ${expected}`);
 
 for (const fn of Object.values(targets)) for (let i = 0; i < Math.min(200, n); i++) await fn(); // warm-up
 // Rounds of a block a target, in turn. The first SETTLE calls of each block are not timed: a worker that another one's
@@ -84,9 +93,9 @@ for (let done = 0; done < n; done += ROUND) {
 
 const rows = (Object.keys(targets) as Name[]).map((name) => summarize(name, samples[name]));
 type Row = ReturnType<typeof summarize>;
-const [a, b, c, d, e, f] = rows as [Row, Row, Row, Row, Row, Row];
+const [a, b, c, d, e, f, g] = rows as [Row, Row, Row, Row, Row, Row, Row];
 console.log(
-  `bench/edge-call: ${n} sequential requests per target, work(${WORK}), workerd via miniflare; (b), (c) with Node's fetch, (a), (d), (e), (f) over node:http`,
+  `bench/edge-call: ${n} sequential requests per target, work(${WORK}), workerd via miniflare; (b), (c) with Node's fetch, (a), (d), (e), (f), (g) over node:http`,
 );
 printTable(rows);
 console.log(
@@ -101,6 +110,9 @@ console.log(
 );
 console.log(
   `ratio (e)/(a) median ${(e.medianMs / a.medianMs).toFixed(3)}  p99 ${(e.p99Ms / a.p99Ms).toFixed(3)}   (the control: the same calls twice, what noise alone gives)`,
+);
+console.log(
+  `ratio (g)/(a) median ${(g.medianMs / a.medianMs).toFixed(3)}  p99 ${(g.p99Ms / a.p99Ms).toFixed(3)}   (a call without a client's key, recorded once it ends; not a target)`,
 );
 
 await gateway.dispose();

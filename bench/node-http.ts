@@ -8,12 +8,15 @@ import http from "node:http";
 
 const agent = new http.Agent({ keepAlive: true, timeout: 4_000 });
 
-export function nodeHttpJson(url: string, init: { method?: "GET" | "POST"; body?: string } = {}): Promise<unknown> {
+export function nodeHttpJson(url: string, init: { method?: "GET" | "POST"; body?: string; headers?: Record<string, string> } = {}): Promise<unknown> {
   return new Promise((resolve, reject) => {
     const req = http.request(url, {
       method: init.method ?? "GET",
       agent,
-      headers: init.body === undefined ? {} : { "content-type": "application/json", "content-length": String(Buffer.byteLength(init.body)) },
+      headers: {
+        ...init.headers,
+        ...(init.body === undefined ? {} : { "content-type": "application/json", "content-length": String(Buffer.byteLength(init.body)) }),
+      },
     });
     req.once("error", reject);
     req.once("response", (res) => {

@@ -72,10 +72,10 @@ describe("grouped writes", () => {
 });
 
 describe("unknownCall and checkedCallId", () => {
-  it("say how long a call is kept, in the unit the setting divides into, and that a call without a key is recorded once it ends", () => {
+  it("say how long a call is kept, in the unit the setting divides into, and that a call without a key is recorded once it has run a moment", () => {
     const id = newCallIdIn(0);
     expect(unknownCall(id, 7 * 86_400).message).toBe(
-      `no call ${id}: a call is kept 7 days after it ends, and one made without an Idempotency-Key is recorded once it ends`,
+      `no call ${id}: a call is kept 7 days after it ends, and one made without an Idempotency-Key is recorded once it has run for 500 ms, or as it ends`,
     );
     expect(unknownCall(id, 7_200).message).toContain("kept 2 hours after");
     expect(unknownCall(id, 60).message).toContain("kept 1 minute after");

@@ -3,6 +3,7 @@
  * call (and a call's idempotency key), and the shapes of what is written to it.
  */
 import { isolateBatch } from "./isolate-batch.js";
+import { DELIVERY_DEFAULTS } from "../sdk/defaults.js";
 import { ERROR_STATUS, InvalidRequestError, NotFoundError, type WireError } from "../sdk/errors.js";
 import {
   CALL_ID_ALPHABET,
@@ -36,7 +37,7 @@ export function checkedCallId(id: string | undefined): string {
  */
 export function unknownCall(id: string, resultTtlSeconds: number): NotFoundError {
   return new NotFoundError(
-    `no call ${id}: a call is kept ${span(resultTtlSeconds)} after it ends, and one made without an Idempotency-Key is recorded once it ends`,
+    `no call ${id}: a call is kept ${span(resultTtlSeconds)} after it ends, and one made without an Idempotency-Key is recorded once it has run for ${DELIVERY_DEFAULTS.keylessRecordWaitMs} ms, or as it ends`,
     { callId: id },
   );
 }
@@ -158,14 +159,21 @@ export function recordStatus(record: CallRecord): 200 | 202 | (typeof ERROR_STAT
   return record.status === "succeeded" ? 200 : 202;
 }
 
-/** A spawned call, recorded before it starts so that it survives a restart. */
+/**
+ * A spawned call, recorded before it starts so that it survives a restart; or a call made without an idempotency key,
+ * recorded as it runs on (`input` left out), which is never run again.
+ */
 export interface NewCall {
   id: string;
   app: string;
   function: string;
   kind: CallKind;
   createdAt: number;
-  input: EncodedValue;
+  /**
+   * Its arguments, which a runner that takes it over runs it with. None: a call made without an idempotency key
+   * (executor.ts, `callNow`), whose caller goes with its runner: the ledger ends it as failed if that runner is lost.
+   */
+  input?: EncodedValue;
   /** A scheduled run: the time it was due. */
   scheduledAt?: number;
   /** Its idempotency key, scoped (`keyScope`): a second call with the same key gets this one's id instead. */

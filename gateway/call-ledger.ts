@@ -20,6 +20,11 @@
  * second request with the key finds the call instead of making another, for
  * as long as the record is kept.
  *
+ * A call made without one is recorded while it runs only once it has run a
+ * while (`DELIVERY_DEFAULTS.keylessRecordWaitMs`), with no arguments: its caller
+ * is gone with its runner, and it promised no run after a loss, so a lapsed
+ * lease ends it as failed, saying its gateway was lost, and it is not run again.
+ *
  * An edge call's end also adds to its function's metrics (gateway/edge-metrics.ts), in the same write that records
  * it: cumulative counts in a table of their own, which the expiry of calls never touches.
  */
@@ -306,9 +311,9 @@ export class CallLedger extends DurableObject<Env> implements LedgerApi {
     const ids: string[] = [];
     let leaseUntil = 0;
     for (const call of calls) {
-      const text = JSON.stringify(call.input);
+      const text = call.input === undefined ? null : JSON.stringify(call.input);
       let input = text;
-      if (text.length > API_LIMITS.maxInlineValueBytes) {
+      if (text !== null && text.length > API_LIMITS.maxInlineValueBytes) {
         // A key already known stores nothing; it is checked again after the write to R2, during which a request with
         // the same key may have come in.
         const known = call.key === undefined ? undefined : this.#callWithKey(call.key);
@@ -316,7 +321,7 @@ export class CallLedger extends DurableObject<Env> implements LedgerApi {
           ids.push(known);
           continue;
         }
-        input = await this.#storeValue(BLOB_KEYS.input(call.id), call.input);
+        input = await this.#storeValue(BLOB_KEYS.input(call.id), call.input!);
       }
       leaseUntil = Date.now() + this.#leaseMs;
       // One statement: a key already known inserts nothing (the unique index on keys), and is then looked up.
@@ -530,7 +535,7 @@ export class CallLedger extends DurableObject<Env> implements LedgerApi {
     cancelEdgeAttempts([id]); // an attempt of it running in this isolate stops: its signal aborts
   }
 
-  /** Drops expired calls, and resumes spawned calls whose runner was lost. */
+  /** Drops expired calls, and resumes recorded calls whose runner was lost (ends those made without a key). */
   override async alarm(): Promise<void> {
     this.#alarmAt = null; // spent
     const now = Date.now();
@@ -553,17 +558,30 @@ export class CallLedger extends DurableObject<Env> implements LedgerApi {
   }
 
   #resume(row: Row, logged: boolean): void {
+    if (row.input === null) {
+      // Made without an idempotency key (recorded as it ran on): nobody waits for it any more, and it is not run again.
+      const where = `attempt ${row.attempts} was under way${row.plane ? ` on plane ${row.plane}, which may have run it to its end` : ""}`;
+      if (logged)
+        console.warn(`ledger: ${row.app}.${row.fn} ${row.id}, made without an Idempotency-Key, lost its gateway (${where}): ended as failed, not run again`);
+      void this.record([
+        this.#lost(
+          row,
+          `was lost with its gateway (${where}); a call made without an Idempotency-Key is not run again: send one, or spawn the call, to have it taken over`,
+        ),
+      ]);
+      return;
+    }
     const rc: RunContext = { env: this.env, config: this.#config, waitUntil: (p) => this.ctx.waitUntil(p) };
     const resume = resumeCall;
     if (!resume) {
-      void this.record([this.#lost(row, "this gateway did not hand its ledger a way to run calls (setResumeCall)")]);
+      void this.record([this.#lost(row, "could not be resumed: this gateway did not hand its ledger a way to run calls (setResumeCall)")]);
       return;
     }
     let fn;
     try {
       fn = registry().function(row.app, row.fn);
     } catch (err) {
-      void this.record([this.#lost(row, `its function is no longer deployed: ${(err as Error).message}`)]);
+      void this.record([this.#lost(row, `could not be resumed: its function is no longer deployed: ${(err as Error).message}`)]);
       return;
     }
     const release = holdRunner([row.id]); // runs here from now: not taken for lost again while it lives
@@ -586,12 +604,13 @@ export class CallLedger extends DurableObject<Env> implements LedgerApi {
         const args = CallArgs.received(JSON.parse(await this.#loadValue(row.input!)) as EncodedValue);
         await runStore.run(rc, () => resume(rc, this, fn, row.id, args, from, row.created_at, row.kind === "scheduled"));
       })()
-        .catch((err) => this.record([this.#lost(row, String(err))]))
+        .catch((err) => this.record([this.#lost(row, `could not be resumed: ${String(err)}`)]))
         .finally(release),
     );
   }
 
-  #lost(row: Row, why: string): FinishedCall {
+  /** The end record, failed, of a call that lost its runner and is not run again: `call <id> ${what}`. */
+  #lost(row: Row, what: string): FinishedCall {
     return {
       id: row.id,
       app: row.app,
@@ -602,7 +621,7 @@ export class CallLedger extends DurableObject<Env> implements LedgerApi {
       createdAt: row.created_at,
       startedAt: row.started_at ?? Date.now(),
       finishedAt: Date.now(),
-      error: { code: "internal", message: `call ${row.id} could not be resumed: ${why}` },
+      error: { code: "internal", message: `call ${row.id} ${what}`, details: { callId: row.id } },
     };
   }
 

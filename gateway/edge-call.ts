@@ -35,7 +35,7 @@ export class EdgeCall implements CallContext, Stoppable {
   readonly attempt: number;
   readonly env: Readonly<Record<string, string>>;
   secrets?: Readonly<Record<string, string>>;
-  readonly #recorded: boolean;
+  #recorded: boolean;
   #controller: AbortController | undefined;
   /** What stopped the attempt, once something did. */
   #stoppedBy: Error | undefined;
@@ -91,6 +91,17 @@ export class EdgeCall implements CallContext, Stoppable {
   stopIfCancelled(cancelled = false): void {
     if (cancelled) this.#cancelled = true;
     if (this.#cancelled && !this.#stoppedBy && !this.#ended) this.stop(new CancelledError(`call ${this.callId} was cancelled`, { callId: this.callId }));
+  }
+
+  /**
+   * The call was recorded while this attempt ran (one made without an idempotency key that ran on, executor.ts's
+   * `callNow`): a cancel reaches it from now on.
+   */
+  recordedNow(): void {
+    if (this.#recorded || this.#ended) return;
+    this.#recorded = true;
+    recordedHere.set(this.callId, this);
+    if (this.#controller && !this.#stoppedBy) this.#check = setInterval(() => this.stopIfCancelled(), STOP_DEFAULTS.edgeCancelCheckMs);
   }
 
   /** The attempt ended: nothing looks for a cancel of it any more. */

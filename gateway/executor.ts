@@ -9,7 +9,8 @@
  * starts without using a retry. A spawned call, and any call made with an
  * idempotency key, is recorded before it runs and marks each attempt in the
  * ledger before it starts it, so a runner that takes it over after a crash
- * knows where it got to.
+ * knows where it got to. A call made without a key is recorded as it ends, or
+ * as running once it has run a while, and is never taken over.
  */
 import { raceDeadline, withDeadline } from "../sdk/deadline.js";
 import { API_LIMITS, DELIVERY_DEFAULTS, STOP_DEFAULTS } from "../sdk/defaults.js";
@@ -97,6 +98,8 @@ export interface ExecuteOptions {
   batch?: RunBatch;
   /** The call is in the ledger, where a cancel can reach it: its edge attempts stop on one (gateway/edge-call.ts). */
   recorded?: boolean;
+  /** Told of each edge attempt as it starts (a call recorded while it runs makes the one under way reachable by a cancel). */
+  onEdgeAttempt?: (call: EdgeCall) => void;
 }
 
 /**
@@ -154,7 +157,7 @@ export async function execute(rc: RunContext, fn: RegisteredFunction, args: Call
     }
     attemptAt = Date.now();
     try {
-      const value = await attemptOnce(rc, fn, args, callId, attempt, forward, options.recorded === true);
+      const value = await attemptOnce(rc, fn, args, callId, attempt, forward, options);
       return ended({ status: "succeeded", value, attempts: attempt });
     } catch (err) {
       if (err instanceof AttemptLost) {
@@ -206,7 +209,7 @@ async function attemptOnce(
   callId: string,
   attempt: number,
   forward: ForwardOptions,
-  recorded: boolean,
+  options: Pick<ExecuteOptions, "recorded" | "onEdgeAttempt">,
 ): Promise<unknown> {
   // A plane gets the arguments in wire form; only a function run here needs their values. Arguments its `input`
   // refuses fail the attempt here, before a plane is asked (a map input, a scheduled run): at the edge, the handler checks them.
@@ -215,7 +218,8 @@ async function attemptOnce(
     return forwardToPlane(rc, fn, args, callId, attempt, forward);
   }
   const callEnv = await registry().processEnvOf(rc, fn);
-  const call = new EdgeCall(callId, fn.app, fn.name, attempt, fn.spec.env, recorded); // ended below, whatever happens
+  const call = new EdgeCall(callId, fn.app, fn.name, attempt, fn.spec.env, options.recorded === true); // ended below, whatever happens
+  options.onEdgeAttempt?.(call);
   const context: RunContext = { ...rc, logPrefix: `[${fn.app}.${fn.name} ${callId}]`, logTo: { app: fn.app, function: fn.name, callId }, call };
   withCallEnv(context, callEnv);
   const running = runStore.run(context, async () => {
@@ -272,7 +276,10 @@ export function finishedCall(id: string, fn: RegisteredFunction, kind: CallKind,
   };
 }
 
-/** Runs a call now and returns its outcome; the ledger records it after the response. */
+/**
+ * Runs a call made without an idempotency key now and returns its outcome; the ledger records it after the response,
+ * or as running once it has run `DELIVERY_DEFAULTS.keylessRecordWaitMs` (`recordIfLong`).
+ */
 export async function callNow(
   rc: RunContext,
   fn: RegisteredFunction,
@@ -281,10 +288,96 @@ export async function callNow(
 ): Promise<{ id: string; outcome: Outcome; row: FinishedCall }> {
   const id = newCallId();
   const createdAt = Date.now();
-  const outcome = await execute(rc, fn, args, id);
+  const record = recordIfLong(rc, fn, id, kind, createdAt);
+  let outcome: Outcome;
+  try {
+    outcome = await execute(rc, fn, args, id, record.options);
+  } catch (err) {
+    record.abandon(); // its running record, if written, is ended by the ledger once its lease lapses
+    throw err;
+  }
   const row = finishedCall(id, fn, kind, createdAt, outcome);
-  waitForBatch(rc, recordEnded(rc.env, [row])); // a write that fails is logged by the batch, with the calls it held
+  record.ended(row);
   return { id, outcome, row };
+}
+
+/**
+ * The running record of a call made without an idempotency key (`callNow`), written once it has run
+ * `DELIVERY_DEFAULTS.keylessRecordWaitMs`, so the dashboard, `GET /v1/calls/:id` and `tandem logs --call` know of a long
+ * call while it runs. A call that ends sooner costs a timer set and cleared: it is written once, as it ended, in the
+ * next batch of ended calls (`ended`), as before. Once recorded, the call is kept like a keyed one while it runs: its
+ * lease renewed, each later attempt marked (a cancel stops the next), the plane each try goes to noted (a cancel
+ * reaches it there), its edge attempt under way reachable by a cancel. Its arguments are not kept: its caller goes
+ * with its runner, so a runner lost leaves it to the ledger to end as failed, never to run again (gateway/call-ledger.ts).
+ */
+function recordIfLong(
+  rc: RunContext,
+  fn: RegisteredFunction,
+  id: string,
+  kind: CallKind,
+  createdAt: number,
+): { options: ExecuteOptions; ended: (row: FinishedCall) => void; abandon: () => void } {
+  let attempt = 1;
+  let plane: string | undefined;
+  let edgeAttempt: EdgeCall | undefined;
+  /** Settles true once the running record is in the ledger (false: its write failed); unset until it is due. */
+  let written: Promise<boolean> | undefined;
+  let renew: ReturnType<typeof setInterval> | undefined;
+  let release: (() => void) | undefined;
+  let ledger: LedgerApi | undefined;
+  const timer = setTimeout(() => {
+    const stub = (ledger = ledgerFor(rc.env, id));
+    release = holdRunner([id]); // from before its record: a ledger in this isolate never takes it for lost while it runs here
+    written = stub
+      .create({ id, app: fn.app, function: fn.name, kind, createdAt, running: true, ...(plane ? { plane } : {}) })
+      .then(async () => {
+        if (attempt > 1) await stub.start(id, attempt); // a retry began before the record was due
+        return true;
+      })
+      .catch((err: unknown) => {
+        console.error(`ledger: could not record ${id} as running:`, err);
+        return false;
+      });
+    rc.waitUntil(written);
+    renew = renewLease(rc, stub, id);
+    edgeAttempt?.recordedNow();
+  }, DELIVERY_DEFAULTS.keylessRecordWaitMs);
+  const stop = () => {
+    clearTimeout(timer);
+    clearInterval(renew);
+  };
+  const options: ExecuteOptions = {
+    beforeAttempt: (n) => {
+      attempt = n;
+      // Recorded: the attempt is marked, and refused if the call was cancelled meanwhile.
+      return written && ledger ? written.then((ok) => !ok || ledger!.start(id, n)) : Promise.resolve(true);
+    },
+    onSent: (planeId) => {
+      plane = planeId;
+      if (written && ledger)
+        rc.waitUntil(
+          written.then((ok) => ok && ledger!.runningOn(id, planeId)).catch((err) => console.error(`ledger: could not note the plane of ${id}:`, err)),
+        );
+    },
+    onEdgeAttempt: (call) => {
+      edgeAttempt = call;
+      if (written) call.recordedNow();
+    },
+  };
+  return {
+    options,
+    ended: (row) => {
+      stop();
+      // A write that fails is logged by the batch, with the calls it held.
+      if (!written) return waitForBatch(rc, recordEnded(rc.env, [row]));
+      // After its running record (an insert of the row once its end is in fails), unless a cancel ended it there.
+      rc.waitUntil(written.then(() => (row.status === "cancelled" ? undefined : recordEnded(rc.env, [row]))).finally(release));
+    },
+    abandon: () => {
+      stop();
+      release?.();
+    },
+  };
 }
 
 /**
@@ -512,16 +605,7 @@ async function runRecorded(
   const start = options.start ?? ((mark: { id: string; attempt: number }) => ledger.start(mark.id, mark.attempt));
   const notePlane = options.notePlane ?? ((note: { id: string; planeId: string }) => ledger.runningOn(note.id, note.planeId));
   const noteRetry = options.noteRetry ?? ((note: { id: string; attempt: number; retryAt: number }) => ledger.retrying(note.id, note.attempt, note.retryAt));
-  const renew = options.renew
-    ? setInterval(() => {
-        beatRunners([id]);
-        stopIfCancelled(id); // a cancel the ledger of this isolate told of
-        void ledger.renew(id).then(
-          (cancelled) => stopIfCancelled(id, cancelled === true), // one from anywhere, told by the ledger
-          () => {},
-        );
-      }, rc.config.callLeaseMs / 3)
-    : undefined;
+  const renew = options.renew ? renewLease(rc, ledger, id) : undefined;
   const release = holdRunner([id]); // see gateway/live-runners.ts
   try {
     return await execute(rc, fn, args, id, {
@@ -551,6 +635,22 @@ async function runRecorded(
     clearInterval(renew);
     release();
   }
+}
+
+/**
+ * Renews the lease of recorded call `id` three times a lease while its runner lives here, and stops its edge attempt
+ * under way on a cancel; `clearInterval` what it returns once the call's run ends.
+ * @example const renew = renewLease(rc, ledger, id); try { await run(); } finally { clearInterval(renew); }
+ */
+function renewLease(rc: RunContext, ledger: LedgerApi, id: string): ReturnType<typeof setInterval> {
+  return setInterval(() => {
+    beatRunners([id]);
+    stopIfCancelled(id); // a cancel the ledger of this isolate told of
+    void ledger.renew(id).then(
+      (cancelled) => stopIfCancelled(id, cancelled === true), // one from anywhere, told by the ledger
+      () => {},
+    );
+  }, rc.config.callLeaseMs / 3);
 }
 
 /**

@@ -492,6 +492,13 @@ export const DELIVERY_DEFAULTS = {
    */
   freshRecordWaitMs: 20,
   /**
+   * How long a call made without an idempotency key (curl's `POST .../call`, a `.remote()` from code in the gateway)
+   * runs before it is recorded as running (docs/api.md, "Delivery"), so the dashboard, `GET /v1/calls/:id` and `tandem
+   * logs --call` know of it while it runs. One that ends sooner is written once, as it ended, in the next batch of ended
+   * calls: no Durable Object call on its path.
+   */
+  keylessRecordWaitMs: 500,
+  /**
    * How long the ledger waits for the row of a call id it does not hold, while the id is younger than this: a fresh
    * keyed edge call's row comes in the batch after it ended (`freshRecordWaitMs`, then up to 50 ms).
    */

@@ -264,6 +264,32 @@ describe("the dashboard", () => {
     await page.close();
   });
 
+  it("shows a long call made without an Idempotency-Key on the calls page within 2 s while it runs, then its end and timings, without a reload", async () => {
+    const page = await admin.newPage();
+    await page.goto(`${gateway.url}${DASHBOARD.base}/apps/edge/calls`);
+    await page.waitForSelector('body[data-live-state="open"]');
+    await page.evaluate(() => Object.assign(window, { sameDocument: true })); // gone if the page were loaded again
+    const started = Date.now();
+    // As curl sends it: no key, so nothing records the call before it has run a while (before: not until it ended).
+    const answer = fetch(`${gateway.url}/v1/apps/edge/functions/napping/call`, authed({ method: "POST", body: JSON.stringify({ args: [3_000] }) }));
+    const row = await page.waitForSelector('tr.status-running:has(td:text-is("napping"))', { timeout: 2000 });
+    const seenMs = Date.now() - started;
+    console.log(`dashboard: a running call made without a key on the calls page ${seenMs} ms after the test made it`);
+    expect(seenMs).toBeLessThan(2000);
+    const id = (await row.getAttribute("data-call-id"))!;
+    expect(await row.$eval(".badge", (badge) => badge.textContent)).toBe("running");
+
+    const res = await answer;
+    expect(res.headers.get(HEADERS.callId)).toBe(id);
+    await page.waitForSelector(`tr[data-call-id="${id}"] .badge.succeeded`, { timeout: 5000 });
+    // Its times, as its end row wrote them into the record its running row began: it ran its 3 s.
+    const ran = await page.$eval(`tr[data-call-id="${id}"] td:nth-child(7)`, (cell) => cell.textContent!);
+    expect(Number(/^(\d+) ms$/.exec(ran)?.[1])).toBeGreaterThanOrEqual(3_000);
+    expect(await page.$$(`tr[data-call-id="${id}"]`)).toHaveLength(1);
+    expect(await page.evaluate(() => (window as unknown as { sameDocument?: boolean }).sameDocument)).toBe(true);
+    await page.close();
+  });
+
   it("updates a call's own page when the call ends, without a reload: its status, its times and its error", async () => {
     const res = await fetch(`${gateway.url}/v1/apps/shop/functions/slowDecline/spawn`, authed({ method: "POST", body: JSON.stringify({ args: [2500] }) }));
     const { callId } = (await res.json()) as { callId: string };

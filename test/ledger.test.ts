@@ -2,11 +2,15 @@
  * The call ledger in real workerd: a spawned call whose runner dies with the
  * gateway is resumed after a restart (its lost attempt counted), one whose
  * runner lives is not however late its renewals come, a keyed map's ended
- * input is not while the map runs, and large values go to blob storage.
+ * input is not while the map runs, and large values go to blob storage. A
+ * call made without an Idempotency-Key is recorded while it runs once it has
+ * run half a second, can be cancelled then, and is ended as failed, not run
+ * again, when its gateway is lost.
  */
 import { afterAll, beforeAll, expect, it } from "vitest";
 import { FunctionCall, lookup, type CallRecord } from "../sdk/index.js";
-import { encodeValue, HEADERS, type MapResultLine } from "../sdk/protocol.js";
+import { DELIVERY_DEFAULTS } from "../sdk/defaults.js";
+import { DASHBOARD, encodeValue, HEADERS, type MapResultLine } from "../sdk/protocol.js";
 import { authed, eventually, startTestGateway, type TestGateway } from "./helpers/gateway.js";
 
 const APP = new URL("./fixtures/edge-app.ts", import.meta.url).pathname;
@@ -110,6 +114,86 @@ it("keeps a result larger than a ledger row in blob storage and returns it whole
   const blobs = await gw.blobKeys();
   expect(blobs).toContain(`results/${call.id}`);
   expect(blobs).toContain(`inputs/${call.id}`);
+});
+
+/** A call made as curl makes it: no Idempotency-Key. Its answer comes as it ends (a failed fetch if its gateway goes first). */
+const keyless = (fn: string, args: unknown[]) =>
+  fetch(`${gw.url}/v1/apps/edge/functions/${fn}/call`, authed({ method: "POST", body: JSON.stringify({ args }) })).catch(() => undefined);
+
+/** The ids of `fn`'s calls the dashboard lists as `status`: how whoever made a call without a key finds it while it runs. */
+async function listed(fn: string, status: string): Promise<string[]> {
+  const page = await (await fetch(`${gw.url}${DASHBOARD.base}/apps/edge/functions/${fn}`, authed())).text();
+  return [...page.matchAll(/data-call-id="(fc-[0-9a-z]{26})" class="status-([a-z_]+)"/g)].filter((m) => m[2] === status).map((m) => m[1]!);
+}
+
+/** The one call of `fn` listed as running that was not before; resolves once there is one. */
+async function newRunning(fn: string, before: string[], ms = 10_000): Promise<string> {
+  let ids: string[] = [];
+  await eventually(async () => (ids = (await listed(fn, "running")).filter((id) => !before.includes(id))).length > 0, ms);
+  expect(ids).toHaveLength(1);
+  return ids[0]!;
+}
+
+const recordOf = async (id: string) => {
+  const res = await fetch(`${gw.url}/v1/calls/${id}`, authed());
+  return { status: res.status, record: (await res.json()) as CallRecord };
+};
+
+it("records a call made without an Idempotency-Key as running once it has run half a second, and its end in that record", async () => {
+  const token = `keyless-${Date.now()}`;
+  const before = await listed("countedNap", "running");
+  const started = Date.now();
+  const answer = keyless("countedNap", [token, 3_000]);
+  const id = await newRunning("countedNap", before);
+  // Before, nothing knew of it until it ended, 3 s later.
+  expect(Date.now() - started).toBeLessThan(DELIVERY_DEFAULTS.keylessRecordWaitMs + 1_000);
+  expect(await recordOf(id)).toMatchObject({
+    status: 202,
+    record: { callId: id, app: "edge", function: "countedNap", kind: "remote", status: "running", attempts: 1 },
+  });
+
+  const res = (await answer)!;
+  expect(res.headers.get(HEADERS.callId)).toBe(id);
+  expect(await res.json()).toMatchObject({ callId: id, status: "succeeded", result: { token, runs: 1 } });
+  await eventually(async () => (await recordOf(id)).record.status === "succeeded", 5_000);
+  const { record } = await recordOf(id);
+  expect(record).toMatchObject({ kind: "remote", attempts: 1, result: { token, runs: 1 } });
+  expect(record.finishedAt! - record.startedAt!).toBeGreaterThanOrEqual(3_000);
+  // Its renewals kept its 1 s lease: the ledger took nothing for lost.
+  expect(gw.output.filter((l) => l.includes(id))).toEqual([]);
+});
+
+it("cancels a call made without an Idempotency-Key once it is recorded: its function sees its signal abort", async () => {
+  const token = `keyless-cancel-${Date.now()}`;
+  const before = await listed("watchful", "running");
+  const answer = keyless("watchful", [token]);
+  const id = await newRunning("watchful", before);
+  const cancelled = await fetch(`${gw.url}/v1/calls/${id}/cancel`, authed({ method: "POST" }));
+  expect(await cancelled.json()).toEqual({ callId: id, status: "cancelled" });
+  expect(await (await answer)!.json()).toMatchObject({ callId: id, status: "cancelled", error: { code: "call_cancelled" } });
+  await eventually(() => gw.output.some((l) => l.includes(`saw abort ${token}: cancelled`)));
+  expect((await recordOf(id)).record).toMatchObject({ status: "cancelled" });
+});
+
+it("ends a call made without an Idempotency-Key whose gateway was lost as failed, saying so, and does not run it again", async () => {
+  const token = `keyless-lost-${Date.now()}`;
+  const before = await listed("countedNap", "running");
+  void keyless("countedNap", [token, 3_000]);
+  const id = await newRunning("countedNap", before);
+
+  await gw.stop(); // its runner, and its caller's connection, die mid-call
+  await gw.restart();
+
+  await eventually(async () => (await recordOf(id)).record.status === "failed", 20_000);
+  const { status, record } = await recordOf(id);
+  expect(status).toBe(200); // it ended
+  expect(record).toMatchObject({ kind: "remote", attempts: 1, error: { code: "internal" } });
+  expect(record.error!.message).toContain(`call ${id} was lost with its gateway (attempt 1 was under way)`);
+  expect(record.error!.message).toContain("a call made without an Idempotency-Key is not run again");
+  await new Promise((r) => setTimeout(r, 500)); // a run started again would have counted by now
+  expect(await lookup("edge", "runsOf", { gateway: gw.url }).remote(token)).toBe(0);
+  expect(gw.output.some((l) => l.includes(`resuming edge.countedNap ${id}`))).toBe(false);
+  expect(gw.output.some((l) => l.includes(`edge.countedNap ${id}, made without an Idempotency-Key, lost its gateway`))).toBe(true);
 });
 
 // A lease of 2 ms is shorter than a timer's jitter: every renewal comes late, as on a loaded machine, while the runner

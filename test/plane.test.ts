@@ -273,6 +273,89 @@ describe("a keyed plane call the client says is fresh", () => {
   });
 });
 
+describe("a plane call made without an Idempotency-Key", () => {
+  /** A call as curl makes it: its answer comes as it ends. */
+  const keyless = (url: string, name: string, args: unknown[]) =>
+    fetch(`${url}/v1/apps/plane/functions/${name}/call`, authed({ method: "POST", body: JSON.stringify({ args }) })).catch(() => undefined);
+  /** The id of the one call of `name` whose run on the plane printed `said` since `from` lines (the plane tags them). */
+  const ranOnPlane = async (output: string[], from: number, name: string, said: string) => {
+    let ids: string[] = [];
+    await eventually(
+      () =>
+        (ids = output
+          .slice(from)
+          .filter((l) => l.includes(`[plane.${name} `) && l.includes(said))
+          .map((l) => /fc-[0-9a-z]{26}/.exec(l)![0])).length > 0,
+      30_000,
+    );
+    expect(ids).toHaveLength(1);
+    return ids[0]!;
+  };
+  const recordOf = async (url: string, id: string) => {
+    const res = await fetch(`${url}/v1/calls/${id}`, authed());
+    return { status: res.status, record: (await res.json()) as CallRecord };
+  };
+
+  it("is recorded while it runs, once it has run half a second, and its end updates that record with its plane's timings", async () => {
+    const from = stack.planeOutput.length;
+    const answer = keyless(stack.url, "announcedNap", [3_000]);
+    const id = await ranOnPlane(stack.planeOutput, from, "announcedNap", "running attempt 1");
+    // Before, nothing knew of it until it ended: a 404.
+    await eventually(async () => (await recordOf(stack.url, id)).status === 202, 2_000);
+    expect((await recordOf(stack.url, id)).record).toMatchObject({ callId: id, function: "announcedNap", kind: "remote", status: "running", attempts: 1 });
+
+    const res = (await answer)!;
+    expect(res.headers.get(HEADERS.callId)).toBe(id);
+    expect(await res.json()).toMatchObject({ callId: id, status: "succeeded", result: "slept 3000" });
+    await eventually(async () => (await recordOf(stack.url, id)).record.status === "succeeded", 5_000);
+    const { record } = await recordOf(stack.url, id);
+    expect(record).toMatchObject({ kind: "remote", attempts: 1, result: "slept 3000" });
+    expect(record.plane!.runMs).toBeGreaterThanOrEqual(3_000);
+  });
+
+  it("is cancelled once recorded: the record noted its plane, so the cancel reaches the function there", async () => {
+    const from = stack.planeOutput.length;
+    const answer = keyless(stack.url, "watchful", []);
+    const id = await ranOnPlane(stack.planeOutput, from, "watchful", "watching");
+    await eventually(async () => (await recordOf(stack.url, id)).status === 202, 2_000);
+    const cancelled = await fetch(`${stack.url}/v1/calls/${id}/cancel`, authed({ method: "POST" }));
+    expect(await cancelled.json()).toEqual({ callId: id, status: "cancelled" });
+    expect(await (await answer)!.json()).toMatchObject({ callId: id, status: "cancelled", error: { code: "call_cancelled" } });
+    await eventually(() => stack.planeOutput.some((l) => l.includes(id) && l.includes("saw cancel")));
+  });
+
+  describe("whose gateway is lost", () => {
+    let lossy: TestStack;
+    beforeAll(async () => {
+      lossy = await startTestStack(APP, {}, { bindings: { TANDEM_CALL_LEASE_SECONDS: "1" } });
+    });
+    afterAll(async () => {
+      await lossy?.dispose();
+    });
+
+    it("is ended as failed, saying its gateway was lost, and not run again", async () => {
+      const from = lossy.planeOutput.length;
+      void keyless(lossy.url, "announcedNap", [3_000]);
+      const id = await ranOnPlane(lossy.planeOutput, from, "announcedNap", "running attempt");
+      await eventually(async () => (await recordOf(lossy.url, id)).status === 202, 2_000);
+
+      await lossy.restartGateway(); // its runner, and its caller's connection, die mid-call; the plane goes on
+
+      await eventually(async () => (await recordOf(lossy.url, id)).record.status === "failed", 20_000);
+      const { record } = await recordOf(lossy.url, id);
+      expect(record).toMatchObject({ kind: "remote", attempts: 1, error: { code: "internal" } });
+      expect(record.error!.message).toMatch(
+        new RegExp(
+          `^call ${id} was lost with its gateway \\(attempt 1 was under way on plane pl-[0-9a-z]+, which may have run it to its end\\); a call made without an Idempotency-Key is not run again`,
+        ),
+      );
+      await new Promise((r) => setTimeout(r, 3_500)); // past the end of its one run
+      expect(lossy.planeOutput.filter((l) => l.includes(id) && l.includes("running attempt"))).toHaveLength(1);
+      expect(lossy.gatewayOutput.some((l) => l.includes(`resuming plane.announcedNap ${id}`))).toBe(false);
+    });
+  });
+});
+
 describe("plane calls whose runner is lost", () => {
   let lossy: TestStack;
   beforeAll(async () => {

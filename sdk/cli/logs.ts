@@ -7,7 +7,7 @@
 import { Command, InvalidArgumentError } from "commander";
 import { ENV_HELP, GATEWAY_HELP } from "./config.js";
 import type { HttpInvoker } from "../client.js";
-import { LOG_LIMITS } from "../defaults.js";
+import { DELIVERY_DEFAULTS, LOG_LIMITS } from "../defaults.js";
 import { InvalidOptionsError } from "../errors.js";
 import { didYouMean } from "../nearest-name.js";
 import {
@@ -167,7 +167,7 @@ async function callIsUnrecorded(client: HttpInvoker, id: string): Promise<boolea
 }
 
 function unrecordedNote(id: string, then: string): string {
-  return `the gateway holds no call ${id}: the id is mistyped, the call ended longer ago than calls are kept, or it is still running and was made without an Idempotency-Key (such a call is recorded once it ends); ${then}`;
+  return `the gateway holds no call ${id}: the id is mistyped, the call ended longer ago than calls are kept, or it was made a moment ago without an Idempotency-Key (such a call is recorded once it has run for ${DELIVERY_DEFAULTS.keylessRecordWaitMs} ms, or as it ends); ${then}`;
 }
 
 /**
