@@ -356,7 +356,11 @@ function recordIfLong(
       plane = planeId;
       if (written && ledger)
         rc.waitUntil(
-          written.then((ok) => ok && ledger!.runningOn(id, planeId)).catch((err) => console.error(`ledger: could not note the plane of ${id}:`, err)),
+          written
+            .then(async (ok) => {
+              if (ok) await ledger!.runningOn(id, planeId);
+            })
+            .catch((err) => console.error(`ledger: could not note the plane of ${id}:`, err)),
         );
     },
     onEdgeAttempt: (call) => {
