@@ -12,7 +12,8 @@ import { join, resolve } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { lookup } from "../sdk/index.js";
 import { PLANE_ROUTES } from "../sdk/protocol.js";
-import { ROOT, runCli, runNode, startServe, type Served } from "./helpers/cli.js";
+import { childEnded } from "./helpers/child-exit.js";
+import { CLI, ROOT, runCli, runNode, startServe, type Served } from "./helpers/cli.js";
 import { ADMIN_TOKEN, authed } from "./helpers/gateway.js";
 
 describe("tandem serve examples/hello", () => {
@@ -311,6 +312,38 @@ describe("tandem run", () => {
     expect(broken.code).toBe(1);
     expect(broken.stdout).toBe("0\n1\n");
     expect(broken.stderr).toContain("error: Error: broke after 2");
+  });
+
+  it("stops a generator's run on Ctrl-C: exit 130, no error nor stack, its workerd and folders gone", async () => {
+    const child = spawn(process.execPath, [CLI, "run", "test/fixtures/edge-app.ts::endless"], { cwd: ROOT, env: { ...process.env, NO_COLOR: "1" } });
+    let stdout = "";
+    let stderr = "";
+    child.stdout.on("data", (d) => (stdout += d));
+    child.stderr.on("data", (d) => (stderr += d));
+    const ended = childEnded(child);
+    await expect.poll(() => stdout.split("\n").length, { timeout: 60_000 }).toBeGreaterThan(20); // chunks as they come
+    const children = execFileSync("ps", ["-o", "pid=", "--ppid", String(child.pid)])
+      .toString()
+      .trim()
+      .split(/\s+/)
+      .map(Number);
+    expect(children.length).toBeGreaterThan(0); // workerd, and its watchdog
+    child.kill("SIGINT");
+    // Its stream, cut as its gateway stopped, was printed as "error: terminated", then a second stop threw
+    // ERR_SERVER_NOT_RUNNING out of the process: exit 1.
+    expect(await ended).toBe(130);
+    expect(stderr).not.toMatch(/error|ERR_|\n\s+at /);
+    const alive = (pid: number) => {
+      try {
+        process.kill(pid, 0);
+        return true;
+      } catch {
+        return false;
+      }
+    };
+    expect(children.filter(alive)).toEqual([]);
+    expect(existsSync(join(ROOT, ".tandem", "run-state", String(child.pid)))).toBe(false);
+    expect(existsSync(join(ROOT, ".tandem", "run-planes", String(child.pid)))).toBe(false);
   });
 
   it("names the functions when the one asked for does not exist", async () => {
