@@ -368,16 +368,27 @@ describe("a newcomer's mistakes, each told in one format", () => {
     await rm(dir, { recursive: true, force: true });
   });
   /** Runs the CLI on an app file of `body` (between `const app = new App("mine")` and its export). */
-  const withApp = async (body: string, args: string[]) => {
+  const withApp = async (body: string, args: string[], env: Record<string, string> = {}) => {
     const source = `import { App, Cron } from "tandem";\nconst app = new App("mine");\n${body}\nexport default app;\n`;
     await writeFile(join(dir, "app.ts"), source);
-    return runCli(args, { cwd: dir });
+    return runCli(args, { cwd: dir, env });
   };
 
   it("an unknown option: the nearest known one", async () => {
     const { code, stderr } = await withApp('export const embed = app.function({ gpus: "A100" }, () => 1);', ["serve", "app.ts", "--port", "0"]);
     expect(code).toBe(2);
     expect(stderr).toBe('error: app "mine": function "embed": unknown option "gpus"; did you mean "gpu"?\n');
+  });
+
+  it("serve before npm install has built better-sqlite3's native module: one line saying what to do", async () => {
+    const preload = join(ROOT, "test/fixtures/sqlite-native-missing.mjs");
+    const body = 'export const twice = app.function({ tier: "plane" }, (n: number) => n * 2);';
+    const { code, stderr } = await withApp(body, ["serve", "app.ts", "--port", "0", "--no-watch"], { NODE_OPTIONS: `--import ${preload}` });
+    expect(code).toBe(2);
+    // It printed the list of paths `bindings` tried, one a line, and nothing of what to do.
+    expect(stderr).toBe(
+      "error: better-sqlite3's native module is missing or was built for another Node.js (the plane keeps its usage in SQLite): let `npm install` finish, or run `npm rebuild better-sqlite3`\n",
+    );
   });
 
   it("a bad cron expression: the app and the function", async () => {
