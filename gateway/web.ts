@@ -217,12 +217,13 @@ function addEndpoint(web: Hono<Web>, appName: string, endpoint: EndpointHandle):
         const out = await endpoint.handler(c);
         const refused = tooLarge(body.passed());
         if (refused) return refused;
-        if (out instanceof Response) return out;
+        if (out instanceof Response) return c.req.method === "HEAD" ? await measuredForHead(out) : out;
         if (isGeneratorResult(out)) return serverSentEvents(c, out, `endpoint "${endpoint.label}" of app "${appName}" yielded`);
         if (out === undefined) return c.body(null, 204);
         // What JSON would drop or change without a word (a function, a Map) fails the request, rather than answer a 200
         // with other data than the handler returned.
-        return c.json(faithfulJson(out, `endpoint "${endpoint.label}" of app "${appName}" returned`) as never);
+        const json = c.json(faithfulJson(out, `endpoint "${endpoint.label}" of app "${appName}" returned`) as never);
+        return c.req.method === "HEAD" ? await measuredForHead(json) : json;
       } catch (err) {
         return tooLarge(body.passed()) ?? ownAnswer(c, err) ?? failed(err);
       }
@@ -238,6 +239,37 @@ function addEndpoint(web: Hono<Web>, appName: string, endpoint: EndpointHandle):
       label: endpoint.label,
     });
   });
+}
+
+/** How long a HEAD request's answer waits for its GET's body to end, to say its length (`measuredForHead`). */
+const HEAD_MEASURE_MS = 1_000;
+
+/**
+ * A HEAD request's answer, from the GET's answer `res`: its status and headers, with the Content-Length the GET's
+ * has, and no body. hono answers HEAD with the GET's handler and drops the body, and workerd sends a bodiless answer
+ * no Content-Length of its own: the body is read here to measure it. One that has not ended within
+ * `HEAD_MEASURE_MS` (a stream) is cancelled, and the answer has no Content-Length, as that GET's, sent chunked, has none.
+ * @example return c.req.method === "HEAD" ? await measuredForHead(c.text("Hello, Ada!")) : c.text("Hello, Ada!");
+ */
+async function measuredForHead(res: Response): Promise<Response> {
+  if (!res.body || res.headers.has("content-length")) return res;
+  const reader = res.body.getReader();
+  let length = 0;
+  const deadline = Date.now() + HEAD_MEASURE_MS;
+  for (;;) {
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const late = new Promise<"late">((resolve) => (timer = setTimeout(() => resolve("late"), Math.max(0, deadline - Date.now()))));
+    const step = await Promise.race([reader.read(), late]).finally(() => clearTimeout(timer));
+    if (step === "late") {
+      void reader.cancel().catch(() => {});
+      return new Response(null, { status: res.status, statusText: res.statusText, headers: res.headers });
+    }
+    if (step.done) break;
+    length += step.value.byteLength;
+  }
+  const headers = new Headers(res.headers);
+  headers.set("content-length", String(length));
+  return new Response(null, { status: res.status, statusText: res.statusText, headers });
 }
 
 /** Whose body limit a 413 names: the endpoint's own option, or the gateway's setting. */

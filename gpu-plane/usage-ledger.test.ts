@@ -1,9 +1,10 @@
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { CPU_PRICE_PER_CORE_SECOND, GPU_PRICE_PER_SECOND, MEMORY_PRICE_PER_GIB_SECOND, containerCost } from "../sdk/pricing.js";
-import { UsageLedger } from "./usage-ledger.js";
+import { NotConfiguredError } from "../sdk/errors.js";
+import { UsageLedger, openSqlite } from "./usage-ledger.js";
 
 const dirs: string[] = [];
 const ledger = () => {
@@ -78,5 +79,29 @@ describe("the usage ledger", () => {
     expect(rows.reduce((sum, r) => sum + r.costUsd, 0)).toBeCloseTo(expected, 9);
     expect(rows.find((r) => r.function === "f" && r.gpu === "T4")).toMatchObject({ app: "a", containers: 1000 });
     usage.close();
+  });
+});
+
+describe("opening the ledger's SQLite database", () => {
+  it("says in one line what to do when better-sqlite3's native module is missing or will not load, not where bindings looked", () => {
+    const dir = mkdtempSync(join(tmpdir(), "tandem-usage-"));
+    dirs.push(dir);
+    const notBuilt = join(dir, "missing", "better_sqlite3.node"); // npm install still building it
+    const notNative = join(dir, "better_sqlite3.node"); // one that will not load (built for another Node, or broken)
+    writeFileSync(notNative, "not a shared library");
+    for (const nativeBinding of [notBuilt, notNative]) {
+      const err = (() => {
+        try {
+          openSqlite(join(dir, "usage.sqlite"), { nativeBinding });
+        } catch (e) {
+          return e;
+        }
+      })();
+      expect(err, nativeBinding).toBeInstanceOf(NotConfiguredError);
+      expect((err as Error).message).toBe(
+        "better-sqlite3's native module is missing or was built for another Node.js (the plane keeps its usage in SQLite): let `npm install` finish, or run `npm rebuild better-sqlite3`",
+      );
+    }
+    expect(openSqlite(join(dir, "usage.sqlite")).pragma("journal_mode", { simple: true })).toBe("delete"); // the module npm built
   });
 });

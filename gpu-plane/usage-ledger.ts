@@ -8,6 +8,7 @@
 import Database from "better-sqlite3";
 import { mkdirSync } from "node:fs";
 import { dirname } from "node:path";
+import { NotConfiguredError } from "../sdk/errors.js";
 import type { GpuType } from "../sdk/gpu.js";
 import { containerCost } from "../sdk/pricing.js";
 import type { UsageRow } from "../sdk/protocol.js";
@@ -25,12 +26,42 @@ export interface ContainerLife {
   endedAt?: number;
 }
 
+/**
+ * Opens the SQLite database at `path` with better-sqlite3, whose native module `npm install` builds. A plane started
+ * before it was built (`tandem serve` while the install still runs, an install that could not build it, a Node since
+ * upgraded) fails with one line that says so and what to do, not the list of paths `bindings` tried. `options` as
+ * better-sqlite3 takes them (`nativeBinding`: the native module's path).
+ * @example const db = openSqlite(".tandem/plane/usage.db");
+ */
+export function openSqlite(path: string, options: Database.Options = {}): Database.Database {
+  try {
+    return new Database(path, options);
+  } catch (err) {
+    if (!nativeModuleMissing(err)) throw err;
+    throw new NotConfiguredError(
+      "better-sqlite3's native module is missing or was built for another Node.js (the plane keeps its usage in SQLite): let `npm install` finish, or run `npm rebuild better-sqlite3`",
+      { cause: (err as Error).message },
+    );
+  }
+}
+
+/** Whether `err` is the native module failing to load: not found (`bindings`, a `nativeBinding` path), or not loadable (another Node's ABI). */
+function nativeModuleMissing(err: unknown): boolean {
+  if (!(err instanceof Error)) return false;
+  const code = (err as NodeJS.ErrnoException).code;
+  return (
+    err.message.startsWith("Could not locate the bindings file") ||
+    code === "ERR_DLOPEN_FAILED" ||
+    (code === "MODULE_NOT_FOUND" && err.message.includes("better_sqlite3.node"))
+  );
+}
+
 export class UsageLedger {
   readonly #db: Database.Database;
 
   constructor(path: string) {
     mkdirSync(dirname(path), { recursive: true });
-    this.#db = new Database(path);
+    this.#db = openSqlite(path);
     this.#db.pragma("journal_mode = WAL");
     this.#db.exec(`CREATE TABLE IF NOT EXISTS containers (
       container_id TEXT PRIMARY KEY, app TEXT NOT NULL, function TEXT NOT NULL, gpu TEXT, gpu_count INTEGER NOT NULL,

@@ -12,7 +12,8 @@ import { join, resolve } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { lookup } from "../sdk/index.js";
 import { PLANE_ROUTES } from "../sdk/protocol.js";
-import { ROOT, runCli, runNode, startServe, type Served } from "./helpers/cli.js";
+import { childEnded } from "./helpers/child-exit.js";
+import { CLI, ROOT, runCli, runNode, startServe, type Served } from "./helpers/cli.js";
 import { ADMIN_TOKEN, authed } from "./helpers/gateway.js";
 
 describe("tandem serve examples/hello", () => {
@@ -313,6 +314,38 @@ describe("tandem run", () => {
     expect(broken.stderr).toContain("error: Error: broke after 2");
   });
 
+  it("stops a generator's run on Ctrl-C: exit 130, no error nor stack, its workerd and folders gone", async () => {
+    const child = spawn(process.execPath, [CLI, "run", "test/fixtures/edge-app.ts::endless"], { cwd: ROOT, env: { ...process.env, NO_COLOR: "1" } });
+    let stdout = "";
+    let stderr = "";
+    child.stdout.on("data", (d) => (stdout += d));
+    child.stderr.on("data", (d) => (stderr += d));
+    const ended = childEnded(child);
+    await expect.poll(() => stdout.split("\n").length, { timeout: 60_000 }).toBeGreaterThan(20); // chunks as they come
+    const children = execFileSync("ps", ["-o", "pid=", "--ppid", String(child.pid)])
+      .toString()
+      .trim()
+      .split(/\s+/)
+      .map(Number);
+    expect(children.length).toBeGreaterThan(0); // workerd, and its watchdog
+    child.kill("SIGINT");
+    // Its stream, cut as its gateway stopped, was printed as "error: terminated", then a second stop threw
+    // ERR_SERVER_NOT_RUNNING out of the process: exit 1.
+    expect(await ended).toBe(130);
+    expect(stderr).not.toMatch(/error|ERR_|\n\s+at /);
+    const alive = (pid: number) => {
+      try {
+        process.kill(pid, 0);
+        return true;
+      } catch {
+        return false;
+      }
+    };
+    expect(children.filter(alive)).toEqual([]);
+    expect(existsSync(join(ROOT, ".tandem", "run-state", String(child.pid)))).toBe(false);
+    expect(existsSync(join(ROOT, ".tandem", "run-planes", String(child.pid)))).toBe(false);
+  });
+
   it("names the functions when the one asked for does not exist", async () => {
     const { code, stderr } = await runCli(["run", "test/fixtures/edge-app.ts::nope"]);
     expect(code).toBe(2);
@@ -335,16 +368,27 @@ describe("a newcomer's mistakes, each told in one format", () => {
     await rm(dir, { recursive: true, force: true });
   });
   /** Runs the CLI on an app file of `body` (between `const app = new App("mine")` and its export). */
-  const withApp = async (body: string, args: string[]) => {
+  const withApp = async (body: string, args: string[], env: Record<string, string> = {}) => {
     const source = `import { App, Cron } from "tandem";\nconst app = new App("mine");\n${body}\nexport default app;\n`;
     await writeFile(join(dir, "app.ts"), source);
-    return runCli(args, { cwd: dir });
+    return runCli(args, { cwd: dir, env });
   };
 
   it("an unknown option: the nearest known one", async () => {
     const { code, stderr } = await withApp('export const embed = app.function({ gpus: "A100" }, () => 1);', ["serve", "app.ts", "--port", "0"]);
     expect(code).toBe(2);
     expect(stderr).toBe('error: app "mine": function "embed": unknown option "gpus"; did you mean "gpu"?\n');
+  });
+
+  it("serve before npm install has built better-sqlite3's native module: one line saying what to do", async () => {
+    const preload = join(ROOT, "test/fixtures/sqlite-native-missing.mjs");
+    const body = 'export const twice = app.function({ tier: "plane" }, (n: number) => n * 2);';
+    const { code, stderr } = await withApp(body, ["serve", "app.ts", "--port", "0", "--no-watch"], { NODE_OPTIONS: `--import ${preload}` });
+    expect(code).toBe(2);
+    // It printed the list of paths `bindings` tried, one a line, and nothing of what to do.
+    expect(stderr).toBe(
+      "error: better-sqlite3's native module is missing or was built for another Node.js (the plane keeps its usage in SQLite): let `npm install` finish, or run `npm rebuild better-sqlite3`\n",
+    );
   });
 
   it("a bad cron expression: the app and the function", async () => {
@@ -697,11 +741,14 @@ describe("tandem serve examples/wasm", () => {
   it("answers from the AssemblyScript function through an edge endpoint", async () => {
     expect(await (await fetch(`${served.url}/wasm/fib/50`)).json()).toEqual({ n: 50, fib: 12586269025 });
     expect(await (await fetch(`${served.url}/wasm/fib/0`)).json()).toEqual({ n: 0, fib: 0 });
-    expect((await fetch(`${served.url}/wasm/fib/94`)).status).toBe(400);
-    const err = await lookup("wasm", "fib", { gateway: served.url })
-      .remote(-1)
-      .catch((e) => e);
+    // The largest a JSON number holds exactly (under 2^53); fib(79) to fib(93) fit 64 bits but came back rounded.
+    expect(await (await fetch(`${served.url}/wasm/fib/78`)).json()).toEqual({ n: 78, fib: 8944394323791464 });
+    expect((await fetch(`${served.url}/wasm/fib/79`)).status).toBe(400);
+    const fib = lookup("wasm", "fib", { gateway: served.url });
+    const err = await fib.remote(-1).catch((e) => e);
     expect(err.message).toBe("fib exited with code 2: fib takes one whole number, e.g. [50]");
+    const past = await fib.remote(79).catch((e) => e);
+    expect(past.message).toBe("fib exited with code 2: fib takes a whole number from 0 to 78 (fib(79) and above do not fit a JSON number exactly)");
   });
 
   it("answers from the C module through an edge endpoint, raw bytes in, its log line in the terminal", async () => {

@@ -1,5 +1,5 @@
 /** `tandem deploy --dry-run`: the generated configuration is accepted by the real wrangler, offline. */
-import { mkdtemp, readdir, readFile, rm } from "node:fs/promises";
+import { copyFile, mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, expect, it } from "vitest";
@@ -7,6 +7,13 @@ import { unpackFiles } from "../wasm/files.js";
 import { runCli } from "./helpers/cli.js";
 
 const dirs: string[] = [];
+
+/** The WebAssembly modules under `dir`, by their paths there, sorted. */
+async function wasmFiles(dir: string): Promise<string[]> {
+  const entries = await readdir(dir, { recursive: true });
+  return entries.filter((path) => path.endsWith(".wasm")).sort();
+}
+
 afterAll(async () => {
   for (const d of dirs) await rm(d, { recursive: true, force: true });
 });
@@ -78,8 +85,40 @@ it("ships a WebAssembly function's bundled files as a data module of the deploym
   expect(new TextDecoder().decode(files["/data"]!.files["hello.txt"])).toBe("hello from the bundle\n");
 });
 
+it("empties its folder before each deploy: dry runs in a row ship the same modules, once each, and nothing an earlier one left", async () => {
+  const out = await mkdtemp(join(tmpdir(), "tandem-deploy-"));
+  dirs.push(out);
+  const dryRun = async () => {
+    const { code, stdout } = await runCli(["deploy", "examples/wasm/app.ts", "--dry-run", "--outdir", out], { env: { WRANGLER_SEND_METRICS: "false" } });
+    expect(code).toBe(0);
+    return { modules: stdout.match(/│ \S+\.wasm .*│|Total \(\d+ modules?\)/g), files: await wasmFiles(out) };
+  };
+  const first = await dryRun();
+  expect(first.modules).toEqual([expect.stringMatching(/^│ wasm\/wasm-fib\.wasm /), expect.stringMatching(/^│ wasm\/wasm-wc\.wasm /), "Total (2 modules)"]);
+  // What an earlier deployment left: a module of a WebAssembly function since removed.
+  await copyFile(join(out, "wasm", "wasm-fib.wasm"), join(out, "wasm", "removed-function.wasm"));
+  // wrangler's dry-run output was in the folder it bundles from, never emptied: each run shipped the runs before it
+  // (dist/wasm/…, then dist/dist/wasm/…).
+  expect(await dryRun()).toEqual(first);
+  expect(first.files).toEqual(["dist/wasm/wasm-fib.wasm", "dist/wasm/wasm-wc.wasm", "wasm/wasm-fib.wasm", "wasm/wasm-wc.wasm"]);
+});
+
+it("refuses an --outdir holding files it did not write, which wrangler would upload, and leaves them", async () => {
+  const out = await mkdtemp(join(tmpdir(), "tandem-deploy-"));
+  dirs.push(out);
+  await writeFile(join(out, "mine.wasm"), "not Tandem's");
+  const { code, stderr } = await runCli(["deploy", "examples/hello/app.ts", "--dry-run", "--outdir", out]);
+  expect(code).toBe(2);
+  expect(stderr).toBe(
+    `error: --outdir ${out} holds files tandem deploy did not write, which wrangler would upload with the Worker: name a new or empty folder\n`,
+  );
+  expect(await readdir(out)).toEqual(["mine.wasm"]);
+});
+
 it("refuses an app with invalid options before calling wrangler", async () => {
-  const { code, stderr, stdout } = await runCli(["deploy", "test/fixtures/bad-options-app.ts", "--dry-run", "--outdir", join(tmpdir(), "tandem-deploy-bad")]);
+  const out = await mkdtemp(join(tmpdir(), "tandem-deploy-bad-"));
+  dirs.push(out);
+  const { code, stderr, stdout } = await runCli(["deploy", "test/fixtures/bad-options-app.ts", "--dry-run", "--outdir", out]);
   expect(code).toBe(2);
   expect(stderr).toContain('option "timeout"');
   expect(stdout).not.toContain("wrangler");

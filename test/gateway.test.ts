@@ -725,6 +725,31 @@ describe("bad input", () => {
     expect((await fetch(`${gw.url}/edge/hello/Ada`, { method: "HEAD" })).status).toBe(200);
   });
 
+  it("answers HEAD on an endpoint with its GET's status and headers, Content-Length included, and no body", async () => {
+    // As curl -I sends it: Node's fetch would ask for gzip, and workerd answers a compressed GET chunked.
+    const ask = (method: string, path: string) =>
+      new Promise<{ status: number; headers: http.IncomingHttpHeaders; body: string }>((resolve, reject) => {
+        const req = http.request(`${gw.url}${path}`, { method }, (res) => {
+          let body = "";
+          res.on("data", (d) => (body += d));
+          res.on("end", () => resolve({ status: res.statusCode!, headers: res.headers, body }));
+        });
+        req.on("error", reject).end();
+      });
+    // A Response of the handler's own (c.text), and a value the gateway answers as JSON.
+    for (const path of ["/edge/greeting/Ada", "/edge/hello/Ada"]) {
+      const [get, head] = [await ask("GET", path), await ask("HEAD", path)];
+      expect(get.headers["content-length"], path).toBe(String(Buffer.byteLength(get.body)));
+      // workerd sent a HEAD answer no Content-Length: hono's HEAD is the GET's answer with its body dropped.
+      expect({ ...head, headers: { ...head.headers, date: undefined } }, path).toEqual({ ...get, headers: { ...get.headers, date: undefined }, body: "" });
+    }
+    // A stream is not waited for to its end (never, here): the answer comes without a length, as the GET's comes chunked.
+    const started = Date.now();
+    const streamed = await ask("HEAD", "/edge/trickle");
+    expect([streamed.status, streamed.headers["content-length"], streamed.body]).toEqual([200, undefined, ""]);
+    expect(Date.now() - started).toBeLessThan(5_000);
+  });
+
   it("answers 400 for a malformed call id and 404 for an unknown one", async () => {
     expect((await fetch(`${gw.url}/v1/calls/not-an-id`, authed())).status).toBe(400);
     const unknown = await fetch(`${gw.url}/v1/calls/fc-00000000000000000000000000`, authed());

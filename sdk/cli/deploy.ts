@@ -9,7 +9,7 @@
  * app's next version, its files uploaded for a rollback (deployments.ts).
  * `--dry-run` checks everything without an account or a network.
  */
-import { readFile, writeFile } from "node:fs/promises";
+import { mkdir, readdir, readFile, rm, writeFile } from "node:fs/promises";
 import { dirname, join, resolve } from "node:path";
 import type { HttpInvoker } from "../client.js";
 import { SECRET_LIMITS } from "../defaults.js";
@@ -42,6 +42,28 @@ export interface DeployOptions {
   strategy?: DeployStrategy;
 }
 
+/** The file that marks a folder `tandem deploy` wrote into: it was empty then, so all it holds is an earlier deployment's. */
+const DEPLOY_MARK = ".tandem-deploy";
+
+/**
+ * Empties the deploy folder of an earlier deployment's files, before the build writes this one's. wrangler uploads
+ * every module file under the folder (`no_bundle`: each `.wasm`, `.bin`, `.txt`), so a file left there (a removed
+ * WebAssembly function's module, wrangler's own dry-run output in `dist/`) went up with the Worker, and each dry run
+ * nested its output one folder deeper. `.tandem/deploy` (`own`) is Tandem's; an `--outdir` is emptied only when it
+ * is new or empty, or an earlier deploy marked it, and refused when it holds anything else.
+ * @example await emptyDeployFolder(".tandem/deploy", true);
+ */
+async function emptyDeployFolder(outDir: string, own: boolean): Promise<void> {
+  const entries = await readdir(outDir).catch(() => [] as string[]);
+  if (entries.length > 0 && !own && !entries.includes(DEPLOY_MARK))
+    throw new InvalidOptionsError(
+      `--outdir ${outDir} holds files tandem deploy did not write, which wrangler would upload with the Worker: name a new or empty folder`,
+    );
+  for (const entry of entries) await rm(join(outDir, entry), { recursive: true, force: true });
+  await mkdir(outDir, { recursive: true });
+  await writeFile(join(outDir, DEPLOY_MARK), "Written by tandem deploy, and emptied before each deploy into this folder.\n");
+}
+
 export async function deploy(options: DeployOptions): Promise<number> {
   const outDir = resolve(options.outDir ?? join(stateDir(), "deploy"));
   if (await notAFolder(outDir)) {
@@ -51,6 +73,7 @@ export async function deploy(options: DeployOptions): Promise<number> {
   const recorder = options.recordAt && !options.dryRun ? await checkMayRecord(options.recordAt) : undefined;
   // Taken before the build, so that it describes what was bundled.
   const git = options.recordAt && !options.dryRun ? gitStateOf(dirname(resolve(options.appFiles[0]!))) : undefined;
+  await emptyDeployFolder(outDir, options.outDir === undefined);
   const {
     worker: bundle,
     planes,

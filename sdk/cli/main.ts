@@ -193,7 +193,7 @@ program
   .argument("<app-files...>", "app files that default-export an App")
   .option("--dry-run", "bundle and check the configuration without deploying (works offline)")
   .option("--name <name>", "the Worker's name (default tandem-gateway)")
-  .option("--outdir <dir>", "where the bundle and its wrangler.toml go (default .tandem/deploy)")
+  .option("--outdir <dir>", "where the bundle and its wrangler.toml go, a new or empty folder or an earlier deploy's, emptied first (default .tandem/deploy)")
   .option(
     "-g, --gateway <url>",
     "the deployed gateway: the app's named secrets are checked against it first, and the deployment recorded in it (default TANDEM_GATEWAY)",

@@ -220,14 +220,20 @@ export async function runOnce(target: string, rawArgs: string[], config: CliConf
     ...(built.planes.length || built.planesWhenAsked ? { startPlane: async () => (await plane!.ready()).report() } : {}),
     ...(built.planesWhenAsked ? { planeBundles: async () => (await built.planesWhenAsked!()).refs } : {}),
   }).then((g) => (trace("run: workerd ready"), gatewayStarting.resolve(g)), gatewayStarting.reject);
-  const stop = async () => {
-    const gateway = await gatewayStarting.promise.catch(() => undefined);
-    await plane?.reported(); // its first heartbeat, sent beside the call, lands before the gateway stops
-    await Promise.all([plane?.close().then(() => trace("run: plane closed")), gateway?.dispose().then(() => trace("run: workerd stopped"))]);
-    await rm(planeDir, { recursive: true, force: true });
-    await rm(runState, { recursive: true, force: true, maxRetries: 3 }); // miniflare removes its folder there too, meanwhile
-  };
+  // Once, whoever asks first: on Ctrl-C both the signal's handler and the call's end (its connection to the gateway
+  // cut) stop the run, and miniflare's second dispose threw ERR_SERVER_NOT_RUNNING out of the process.
+  let stopping: Promise<void> | undefined;
+  const stop = () =>
+    (stopping ??= (async () => {
+      const gateway = await gatewayStarting.promise.catch(() => undefined);
+      await plane?.reported(); // its first heartbeat, sent beside the call, lands before the gateway stops
+      await Promise.all([plane?.close().then(() => trace("run: plane closed")), gateway?.dispose().then(() => trace("run: workerd stopped"))]);
+      await rm(planeDir, { recursive: true, force: true });
+      await rm(runState, { recursive: true, force: true, maxRetries: 3 }); // miniflare removes its folder there too, meanwhile
+    })());
+  let interrupted = false;
   onStopSignal(async () => {
+    interrupted = true;
     await stop();
     process.exit(130);
   });
@@ -267,6 +273,9 @@ export async function runOnce(target: string, rawArgs: string[], config: CliConf
       );
     return 0;
   } catch (err) {
+    // Stopped with Ctrl-C: the call failed because its gateway is going away (a generator's stream ends "terminated"),
+    // which is no error of the function's.
+    if (interrupted) return 130;
     printFailure(err);
     return 1;
   } finally {

@@ -91,6 +91,7 @@ export interface RunningWorkerd {
    * stops it, nor where its process could not be told apart (`tandem serve` starts it again).
    */
   exited: Promise<WorkerdExit>;
+  /** Stops workerd; called again, waits for the first call's stop. */
   dispose(): Promise<void>;
 }
 
@@ -129,6 +130,7 @@ export async function startWorkerd(options: WorkerdOptions): Promise<RunningWork
   const workerd = child;
   const watchdog = endWithThisProcess(workerd?.pid);
   let disposing = false;
+  let disposed: Promise<void> | undefined;
   const exited = new Promise<WorkerdExit>((resolve) => {
     if (!workerd || workerd.exitCode !== null || workerd.signalCode !== null) return; // not told apart, or gone already: nothing to hear
     workerd.once("exit", (code, signal) => {
@@ -171,11 +173,13 @@ export async function startWorkerd(options: WorkerdOptions): Promise<RunningWork
       }
     },
     exited,
-    dispose: async () => {
-      disposing = true;
-      watchdog?.kill();
-      await miniflare.dispose();
-    },
+    // Once: miniflare's own dispose, called again, throws ERR_SERVER_NOT_RUNNING from a close callback, out of the process.
+    dispose: () =>
+      (disposed ??= (async () => {
+        disposing = true;
+        watchdog?.kill();
+        await miniflare.dispose();
+      })()),
   };
 }
 
