@@ -23,7 +23,7 @@ import type { Inventory, Reservation } from "./inventory.js";
 import { poolName, type PoolDescriptor } from "./pool-descriptor.js";
 import type { ScaleDown } from "./scale-down.js";
 import { SnapshotStore } from "./snapshots.js";
-import type { UsageLedger } from "./usage-ledger.js";
+import { pricingLabels, writeUsage, type ContainerLife, type UsageLedger } from "./usage-ledger.js";
 import type { VolumeMounts } from "./volume-mounts.js";
 import type { LogLineMaps } from "./bundle-cache.js";
 import type { PlaneLogLine } from "./log-shipper.js";
@@ -219,6 +219,7 @@ export class ContainerStarter {
     try {
       const attached = this.#o.mounts ? await this.#o.mounts.attach(id, { app: req.app, function: req.function }, channel.dir, []) : { binds: [], env: [] };
       container = await this.#o.driver.start(this.#containerSpec(req, id, bundle, channel.dir, reservation, image, attached));
+      writeUsage(this.#o.log, id, () => this.#o.usage.open(snapshotLife(req, id, reservation, startedAt)));
       const tail: string[] = [];
       const now = () => ({ label: `${req.app}.${poolName(req)}`, callId: undefined, fn: req.function, tail });
       this.#forwardOutput(container, req, id, now);
@@ -240,25 +241,7 @@ export class ContainerStarter {
       await this.#o.mounts?.finish(id);
       await channel.close();
       // Its life is metered like any container's: it ran the function's code with the pool's resources.
-      if (container) this.#recordLife(req, id, reservation, startedAt);
-    }
-  }
-
-  #recordLife(req: PoolDescriptor, id: string, reservation: Reservation, startedAt: number): void {
-    try {
-      this.#o.usage.record({
-        containerId: id,
-        app: req.app,
-        function: poolName(req),
-        gpu: null,
-        gpuCount: 0,
-        cpu: reservation.cpu,
-        memoryMiB: reservation.memoryMiB,
-        startedAt,
-        endedAt: Date.now(),
-      });
-    } catch (err) {
-      this.#o.log(`[plane] could not record the usage of ${id}: ${(err as Error).message}`);
+      if (container) writeUsage(this.#o.log, id, () => this.#o.usage.record({ ...snapshotLife(req, id, reservation, startedAt), endedAt: Date.now() }));
     }
   }
 
@@ -299,7 +282,12 @@ export class ContainerStarter {
       pidsLimit: PLANE_DEFAULTS.pidsLimit,
       network: false,
       gpuDeviceIds: reservation.gpus.filter((g) => !g.simulated).map((g) => g.deviceId),
-      labels: { [CONTAINER_LABELS.plane]: this.#o.planeId, [CONTAINER_LABELS.app]: req.app, [CONTAINER_LABELS.function]: poolName(req) },
+      labels: {
+        [CONTAINER_LABELS.plane]: this.#o.planeId,
+        [CONTAINER_LABELS.app]: req.app,
+        [CONTAINER_LABELS.function]: poolName(req),
+        ...pricingLabels(lifeResources(reservation)),
+      },
       ...(image ? { image } : {}),
       ...(attached.binds.length ? { mounts: attached.binds } : {}),
     };
@@ -445,18 +433,10 @@ export class ContainerStarter {
       idleTimer: undefined,
       exit: undefined,
       protocolError: undefined,
-      life: {
-        containerId: id,
-        app: req.app,
-        function: poolName(req),
-        gpu: reservation.gpus[0]?.type ?? null,
-        gpuCount: reservation.gpus.length,
-        cpu: reservation.cpu,
-        memoryMiB: reservation.memoryMiB,
-        startedAt: Date.now(),
-      },
+      life: { containerId: id, app: req.app, function: poolName(req), ...lifeResources(reservation), startedAt: Date.now() },
     };
     this.#o.pool.add(worker);
+    writeUsage(this.#o.log, id, () => this.#o.usage.open(worker.life)); // a plane killed from now on leaves a row its next run closes
     const now = () => ({ label: worker.label, callId: worker.callId, fn: worker.callFunction ?? req.function, tail: worker.logTail });
     this.#forwardOutput(container, req, id, now);
     this.#forwardLogFrames(channel, req, id, now);
@@ -548,6 +528,16 @@ export class ContainerStarter {
       );
     }
   }
+}
+
+/** What a container's time is priced by: its reservation's GPUs, cores and memory. */
+function lifeResources(reservation: Reservation): Pick<ContainerLife, "gpu" | "gpuCount" | "cpu" | "memoryMiB"> {
+  return { gpu: reservation.gpus[0]?.type ?? null, gpuCount: reservation.gpus.length, cpu: reservation.cpu, memoryMiB: reservation.memoryMiB };
+}
+
+/** A memory snapshot's container's life: metered like any container's, it ran the function's code with the pool's cores and memory. */
+function snapshotLife(req: PoolDescriptor, id: string, reservation: Reservation, startedAt: number): ContainerLife {
+  return { containerId: id, app: req.app, function: poolName(req), gpu: null, gpuCount: 0, cpu: reservation.cpu, memoryMiB: reservation.memoryMiB, startedAt };
 }
 
 /**

@@ -2,8 +2,12 @@
  * The containers a previous run of this plane left behind (it was killed: SIGKILL, a crash), removed as it starts,
  * and tried again with backoff while that fails: a container killed moments ago may still be exiting (the engine
  * answers `PID … is zombie and can not be killed`), and can be removed once it has. Until then the plane takes no
- * calls (it would share the machine with containers it no longer counts), and says why.
+ * calls (it would share the machine with containers it no longer counts), and says why. Their time is billed: each
+ * one's row in the usage ledger is closed as it is removed.
  */
+import { CONTAINER_LABELS } from "../sdk/protocol.js";
+import type { ContainerDriver } from "./drivers/driver.js";
+import { writeUsage, type UsageLedger } from "./usage-ledger.js";
 
 export interface LeftoverRemovalOptions {
   /** Removes the leftovers (the driver's `cleanup` of this plane's id). */
@@ -75,4 +79,22 @@ export class LeftoverRemoval {
     }, delayMs);
     this.#timer.unref();
   }
+}
+
+/**
+ * Removes the containers a previous run of this plane left behind, and closes their rows in its usage ledger at the
+ * time each stopped (they ran, and may have run on after the plane died: their time is billed); then the rows left
+ * open of containers the engine no longer has, at their last sight.
+ * @example
+ * const leftovers = new LeftoverRemoval({ remove: () => removeLeftovers(driver, planeId, usage, log), … });
+ */
+export async function removeLeftovers(driver: ContainerDriver, planeId: string, usage: UsageLedger, log: (line: string) => void): Promise<void> {
+  // A ledger that cannot write is said, and does not keep the plane from taking calls.
+  let metered = 0;
+  const meter = (id: string, write: () => number | boolean) => (metered += Number(writeUsage(log, id, write) ?? 0));
+  await driver.cleanup(planeId, (container) =>
+    meter(container.labels[CONTAINER_LABELS.container] ?? "a container left behind", () => usage.closeLeftover(container)),
+  );
+  meter("the containers its previous run left", () => usage.closeLost());
+  if (metered > 0) log(`[plane] recorded the usage of ${metered} container(s) its previous run left running`);
 }

@@ -13,7 +13,7 @@ import { raceDeadline } from "../sdk/deadline.js";
 import { ImageBuildError, InvalidOptionsError, NoCapacityError, PlaneUnavailableError, RemoteError } from "../sdk/errors.js";
 import { GPU_TYPES, parseGpuInventory, type GpuType } from "../sdk/gpu.js";
 import { DELIVERY_DEFAULTS, FUNCTION_DEFAULTS, PLANE_DEFAULTS } from "../sdk/defaults.js";
-import { LeftoverRemoval } from "./leftovers.js";
+import { LeftoverRemoval, removeLeftovers } from "./leftovers.js";
 import {
   GATEWAY_AUDIENCE,
   PLANE_ID_PATTERN,
@@ -271,8 +271,10 @@ export class Plane {
     trace("plane: driver loaded");
     let cannotStart: string | undefined;
     let plane: Plane | undefined;
+    // Opened before the leftovers go: the rows its previous run left open are closed as their containers are removed.
+    const usage = new UsageLedger(join(options.stateDir, "usage.sqlite"), { seenEveryMs: PLANE_DEFAULTS.usageSeenMs });
     const leftovers = new LeftoverRemoval({
-      remove: () => driver.cleanup(planeId),
+      remove: () => removeLeftovers(driver, planeId, usage, log),
       planeId,
       log,
       removed: () => void plane?.beatNow(), // the gateway hears at once that it takes calls
@@ -285,7 +287,6 @@ export class Plane {
     const unavailable = cannotStart ?? leftovers.pending;
     trace("plane: engine checked, base image found, leftovers removed");
     const inventory = new Inventory(await gpusFound);
-    const usage = new UsageLedger(join(options.stateDir, "usage.sqlite"));
     const bundles = new BundleCache(join(options.stateDir, "bundles"), options.gatewayUrl, options.secret, options.bundles, options.runtimesDir);
     const images = new Map<string, Promise<string>>();
     const answerNonces = new NonceCache();

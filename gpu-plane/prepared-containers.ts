@@ -25,7 +25,7 @@ import type { ContainerDriver } from "./drivers/driver.js";
 import type { Inventory, Reservation, ResourceRequest } from "./inventory.js";
 import { canonicalJson, poolName, resourceRequests, type PoolDescriptor } from "./pool-descriptor.js";
 import type { ScaleDown } from "./scale-down.js";
-import type { UsageLedger } from "./usage-ledger.js";
+import { writeUsage, type UsageLedger } from "./usage-ledger.js";
 
 /** How long a prepared container has to get ready. */
 const PREPARE_DEADLINE_MS = 120_000;
@@ -119,6 +119,7 @@ export class PreparedContainers {
       this.#o.inventory.reserve({ gpu: undefined, cpu: worker.reservation.cpu, memoryMiB: 0 }); // CPU is never refused
       worker.life = { ...worker.life, startedAt: Date.now() };
       this.#o.pool.add(worker);
+      writeUsage(this.#o.log, worker.id, () => this.#o.usage.open(worker.life));
       this.#o.pool.hold(worker, callId, req.function);
       try {
         await worker.container.resume!();
@@ -258,6 +259,7 @@ export class PreparedContainers {
       return;
     }
     this.#o.pool.delete(worker);
+    writeUsage(this.#o.log, worker.id, () => this.#o.usage.keepPrepared({ ...worker.life, startedAt: since }));
     // Paused, it uses no CPU: its cores are given back (the gateway sends calls where most are free) until it is taken.
     this.#o.inventory.release({ gpus: [], cpu: worker.reservation.cpu, memoryMiB: 0 });
     const entry: Prepared = {
@@ -303,11 +305,7 @@ export class PreparedContainers {
     const kept = this.#kept.get(worker.key) ?? [];
     if (kept.includes(entry)) kept.splice(kept.indexOf(entry), 1);
     if (kept.length === 0) this.#kept.delete(worker.key);
-    try {
-      this.#o.usage.recordPrepared({ ...worker.life, startedAt: entry.since, endedAt: Date.now() });
-    } catch (err) {
-      this.#o.log(`[plane] could not record the usage of ${worker.id}: ${(err as Error).message}`);
-    }
+    writeUsage(this.#o.log, worker.id, () => this.#o.usage.recordPrepared({ ...worker.life, startedAt: entry.since, endedAt: Date.now() }));
     return true;
   }
 

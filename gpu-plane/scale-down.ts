@@ -9,7 +9,7 @@ import { raceDeadline } from "../sdk/deadline.js";
 import type { ContainerPool, Worker } from "./container-pool.js";
 import type { Inventory, ResourceRequest } from "./inventory.js";
 import type { PlaneLogLine } from "./log-shipper.js";
-import type { UsageLedger } from "./usage-ledger.js";
+import { writeUsage, type UsageLedger } from "./usage-ledger.js";
 
 /** How long a stopping container's runner has for its classes' `exit()` hooks. */
 const EXIT_GRACE_MS = 10_000;
@@ -114,11 +114,7 @@ export class ScaleDown {
     if (!this.#o.pool.delete(worker)) return;
     clearTimeout(worker.idleTimer);
     this.#o.inventory.release(worker.reservation);
-    try {
-      this.#o.usage.record({ ...worker.life, endedAt: Date.now() });
-    } catch (err) {
-      this.#o.log(`[plane] could not record the usage of ${worker.id}: ${(err as Error).message}`);
-    }
+    writeUsage(this.#o.log, worker.id, () => this.#o.usage.record({ ...worker.life, endedAt: Date.now() }));
     this.#o.pool.wake();
   }
 

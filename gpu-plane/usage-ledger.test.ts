@@ -1,17 +1,36 @@
+import Database from "better-sqlite3";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { CPU_PRICE_PER_CORE_SECOND, GPU_PRICE_PER_SECOND, MEMORY_PRICE_PER_GIB_SECOND, containerCost } from "../sdk/pricing.js";
 import { NotConfiguredError } from "../sdk/errors.js";
-import { UsageLedger, openSqlite } from "./usage-ledger.js";
+import { CONTAINER_LABELS } from "../sdk/protocol.js";
+import { UsageLedger, openSqlite, pricingLabels } from "./usage-ledger.js";
 
 const dirs: string[] = [];
-const ledger = () => {
+const ledgerFile = () => {
   const dir = mkdtempSync(join(tmpdir(), "tandem-usage-"));
   dirs.push(dir);
-  return new UsageLedger(join(dir, "usage.sqlite"));
+  return join(dir, "usage.sqlite");
 };
+const ledger = () => new UsageLedger(ledgerFile());
+const life = (containerId: string, startedAt: number) => ({
+  containerId,
+  app: "a",
+  function: "f",
+  gpu: "T4" as const,
+  gpuCount: 1,
+  cpu: 1,
+  memoryMiB: 512,
+  startedAt,
+});
+/** What a driver's `cleanup` tells of a container it removed. */
+const removed = (containerId: string, startedAt: number, endedAt: number, labels: Record<string, string> = {}) => ({
+  labels: { [CONTAINER_LABELS.container]: containerId, ...labels },
+  startedAt,
+  endedAt,
+});
 afterEach(() => {
   for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
 });
@@ -79,6 +98,101 @@ describe("the usage ledger", () => {
     expect(rows.reduce((sum, r) => sum + r.costUsd, 0)).toBeCloseTo(expected, 9);
     expect(rows.find((r) => r.function === "f" && r.gpu === "T4")).toMatchObject({ app: "a", containers: 1000 });
     usage.close();
+  });
+
+  it("keeps a container's row open while it runs, and closes it as it stops", () => {
+    const usage = ledger();
+    const now = Date.now();
+    usage.open(life("ctr-1", now - 30_000));
+    expect(usage.summary()).toEqual([]); // counted by the plane's running containers, up to now, not twice
+    expect(usage.summary({ running: [life("ctr-1", now - 30_000)] })[0]!.seconds).toBeCloseTo(30, 0);
+    usage.record({ ...life("ctr-1", now - 30_000), endedAt: now - 10_000 });
+    expect(usage.summary()[0]).toMatchObject({ containers: 1, seconds: 20 });
+    usage.close();
+  });
+
+  it("closes the rows a killed plane left open at the time their containers stopped, as its next run removes them", () => {
+    const file = ledgerFile();
+    const t0 = Date.now() - 120_000;
+    const before = new UsageLedger(file);
+    before.open(life("ctr-left", t0));
+    before.open(life("ctr-lost", t0));
+    before.seen(t0 + 40_000);
+    before.close(); // as a SIGKILL leaves it: rows open, nothing recorded since
+
+    const after = new UsageLedger(file);
+    after.open(life("ctr-new", t0 + 100_000)); // this run's own: not its previous run's to close
+    expect(after.closeLeftover(removed("ctr-left", t0, t0 + 90_000))).toBe(true);
+    expect(after.closeLeftover(removed("ctr-left", t0, t0 + 95_000))).toBe(false); // closed once
+    expect(after.closeLost()).toBe(1); // ctr-lost, which the engine no longer had: up to its last sight
+    expect(after.summary()[0]).toMatchObject({ app: "a", function: "f", gpu: "T4", containers: 2, seconds: 90 + 40 });
+    expect(after.closeLeftover(removed("ctr-new", t0 + 100_000, t0 + 110_000))).toBe(false);
+    after.close();
+  });
+
+  it("records a container left behind with no row from its labels, and never one whose labels do not price it", () => {
+    const usage = ledger();
+    const t0 = Date.now() - 60_000;
+    const labels: Record<string, string> = {
+      [CONTAINER_LABELS.app]: "a",
+      [CONTAINER_LABELS.function]: "f",
+      ...pricingLabels({ gpu: "A100", gpuCount: 2, cpu: 2, memoryMiB: 2048 }),
+    };
+    expect(labels[CONTAINER_LABELS.gpu]).toBe("A100:2");
+    expect(usage.closeLeftover(removed("ctr-unrecorded", t0, t0 + 15_000, labels))).toBe(true);
+    expect(usage.closeLeftover(removed("ctr-older-plane", t0, t0 + 15_000, { [CONTAINER_LABELS.app]: "a", [CONTAINER_LABELS.function]: "f" }))).toBe(false);
+    const [row] = usage.summary();
+    expect(row).toMatchObject({ app: "a", function: "f", gpu: "A100:2", containers: 1, seconds: 15 });
+    expect(row!.costUsd).toBeCloseTo(containerCost(15, { gpu: "A100", gpuCount: 2, cpu: 2, memoryMiB: 2048 }), 12);
+    usage.close();
+  });
+
+  it("bills no time of a prepared container while it is kept, and closes that time too when its plane was killed", () => {
+    const file = ledgerFile();
+    const t0 = Date.now() - 60_000;
+    const before = new UsageLedger(file);
+    const kept = { containerId: "ctr-prep", app: "a", function: "f", cpu: 1, memoryMiB: 512, startedAt: t0 };
+    before.open({ ...kept, gpu: null, gpuCount: 0, startedAt: t0 + 1_000 }); // as it starts
+    before.keepPrepared(kept); // ready, and paused
+    before.close();
+    const after = new UsageLedger(file);
+    expect(after.closeLeftover(removed("ctr-prep", t0, t0 + 20_000))).toBe(true);
+    expect(after.summary()).toEqual([{ app: "a", function: "f", gpu: null, containers: 0, seconds: 0, costUsd: 0, preparedSeconds: 20 }]);
+    after.close();
+  });
+
+  it("opens a usage.sqlite of an older plane, whose rows could not be open, with its rows as they were", () => {
+    const file = ledgerFile();
+    const t0 = Date.now() - 60_000;
+    const old = new Database(file);
+    old.exec(`CREATE TABLE containers (
+      container_id TEXT PRIMARY KEY, app TEXT NOT NULL, function TEXT NOT NULL, gpu TEXT, gpu_count INTEGER NOT NULL,
+      cpu REAL NOT NULL, memory_mib INTEGER NOT NULL, started_at INTEGER NOT NULL, ended_at INTEGER NOT NULL);
+      CREATE INDEX containers_app ON containers(app, ended_at);
+      CREATE TABLE prepared (
+      container_id TEXT PRIMARY KEY, app TEXT NOT NULL, function TEXT NOT NULL, cpu REAL NOT NULL, memory_mib INTEGER NOT NULL,
+      started_at INTEGER NOT NULL, ended_at INTEGER NOT NULL);
+      CREATE INDEX prepared_app ON prepared(app, ended_at);`);
+    old.prepare("INSERT INTO containers VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)").run("ctr-old", "a", "f", null, 0, 1, 512, t0, t0 + 10_000);
+    old.prepare("INSERT INTO prepared VALUES (?, ?, ?, ?, ?, ?, ?)").run("ctr-oldprep", "a", "f", 1, 512, t0, t0 + 5_000);
+    old.close();
+
+    const usage = new UsageLedger(file);
+    expect(usage.summary()).toEqual([expect.objectContaining({ app: "a", function: "f", gpu: null, containers: 1, seconds: 10, preparedSeconds: 5 })]);
+    usage.open({ ...life("ctr-new", t0 + 20_000), gpu: null, gpuCount: 0 }); // an open row, which the old schema refused
+    usage.close();
+    const again = new UsageLedger(file); // and once migrated, opened as it is
+    expect(again.closeLost()).toBe(1);
+    expect(again.summary()[0]).toMatchObject({ containers: 2 });
+    again.close();
+    const indexes = new Database(file, { readonly: true });
+    expect(indexes.prepare("SELECT name FROM sqlite_master WHERE type = 'index' AND name NOT LIKE 'sqlite_%' ORDER BY name").pluck().all()).toEqual([
+      "containers_app",
+      "containers_open",
+      "prepared_app",
+      "prepared_open",
+    ]);
+    indexes.close();
   });
 });
 

@@ -310,6 +310,11 @@ export const PLANE_DEFAULTS = {
   /** The first wait before a plane tries again to remove the containers its previous run left behind; doubled each time, up to the most. */
   leftoversRetryMs: 1_000,
   leftoversRetryMaxMs: 30_000,
+  /**
+   * How often a plane writes that its containers are still up, in its usage ledger: where their time ends if the plane
+   * dies and its next run no longer finds them in the engine (usage-ledger.ts).
+   */
+  usageSeenMs: 30_000,
   /** How far a signed request's timestamp may be from the verifier's clock. */
   signatureWindowMs: 30_000,
   /**

@@ -1990,13 +1990,23 @@ export const CONTAINER_ROUTES = {
   reload: (volume: string) => `/v1/container/volumes/${encodeURIComponent(volume)}/reload`,
 } as const;
 
-/** Labels a plane puts on its containers, to find them again (`cleanup` after a crash) and to show them. */
+/**
+ * Labels a plane puts on its containers, to find them again (`cleanup` after a crash) and to show them. The resources
+ * price a container its next run finds left behind with no row in its usage ledger (a plane killed as it started it).
+ */
 export const CONTAINER_LABELS = {
   plane: "tandem.plane",
   app: "tandem.app",
+  /** Its function as the usage ledger names it (a class's by its class). */
   function: "tandem.function",
   /** The plane's id for the container (`ctr-…`). */
   container: "tandem.container",
+  /** Its GPUs as a spec writes them (`A100`, `A100:2`); none on a container without. */
+  gpu: "tandem.gpu",
+  /** Its CPU cores. */
+  cpu: "tandem.cpu",
+  /** Its memory limit in MiB. */
+  memoryMiB: "tandem.memory-mib",
 } as const;
 
 const encodedValueShape = z.strictObject({ json: z.unknown(), meta: z.unknown().optional() });

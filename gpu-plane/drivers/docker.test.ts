@@ -16,7 +16,7 @@ import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { PLANE_DEFAULTS } from "../../sdk/defaults.js";
 import { DockerDriver, chooseRuntime } from "./docker.js";
-import type { ContainerSpec, StartedContainer } from "./driver.js";
+import type { ContainerSpec, RemovedContainer, StartedContainer } from "./driver.js";
 
 const run = promisify(execFile);
 
@@ -431,14 +431,24 @@ describe("the docker driver's output and lifecycle", () => {
     await expect(container.kill()).resolves.toBeUndefined();
   });
 
-  it("cleanup(planeId) removes that plane's containers and no other's", async () => {
+  it("cleanup(planeId) removes that plane's containers and no other's, and tells when each ran", async () => {
     const doomedPlane = `${planeId}-doomed`;
+    const before = Date.now();
     const doomed = await Promise.all([1, 2].map(() => driver.start(specFor("sleep", { labels: { "tandem.plane": doomedPlane } }))));
     const kept = await driver.start(specFor("sleep"));
 
-    await driver.cleanup(doomedPlane);
+    const removed: RemovedContainer[] = [];
+    await driver.cleanup(doomedPlane, (container) => removed.push(container));
+    const after = Date.now();
 
     expect((await dockerCli("ps", "-aq", "--filter", `label=tandem.plane=${doomedPlane}`)).out).toBe("");
+    // Still running as they were removed: their time ends with the removal.
+    expect(removed.map((c) => c.labels["tandem.container"]).sort()).toEqual(doomed.map((c) => c.id).sort());
+    for (const container of removed) {
+      expect(container.startedAt).toBeGreaterThanOrEqual(before - 1_000); // the engine's clock, to the millisecond
+      expect(container.endedAt).toBeGreaterThan(container.startedAt);
+      expect(container.endedAt).toBeLessThanOrEqual(after);
+    }
     await Promise.all(doomed.map((container) => container.exited));
     expect((await dockerCli("ps", "-aq", "--no-trunc", "--filter", `label=tandem.container=${kept.id}`)).out).toBe(kept.runtimeId);
     await kept.kill();

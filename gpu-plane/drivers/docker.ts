@@ -24,7 +24,15 @@ import { LineSplitter } from "../../sdk/stream-lines.js";
 import { trace } from "../../sdk/trace.js";
 import { NODE_IN_IMAGE, ensureBaseImage } from "../base-image.js";
 import { buildImage } from "../image-builder.js";
-import { IN_CONTAINER, type ContainerDriver, type ContainerSpec, type ExitInfo, type ImageSecrets, type StartedContainer } from "./driver.js";
+import {
+  IN_CONTAINER,
+  type ContainerDriver,
+  type ContainerSpec,
+  type ExitInfo,
+  type ImageSecrets,
+  type RemovedContainer,
+  type StartedContainer,
+} from "./driver.js";
 
 type Docker = Dockerode;
 const Docker = requireDockerode();
@@ -279,10 +287,26 @@ export class DockerDriver implements ContainerDriver {
     await writeFile(join(target, RESUMED_BY), dockerId);
   }
 
-  async cleanup(planeId: string): Promise<void> {
+  async cleanup(planeId: string, removed?: (container: RemovedContainer) => void): Promise<void> {
     await this.#ping();
     const left = await this.#docker.listContainers({ all: true, filters: { label: [`${CONTAINER_LABELS.plane}=${planeId}`] } });
-    await Promise.all(left.map((info) => removeContainer(this.#docker.getContainer(info.Id))));
+    await Promise.all(
+      left.map(async (info) => {
+        const container = this.#docker.getContainer(info.Id);
+        // Read before it goes: a removed container's times are gone with it.
+        const state =
+          removed &&
+          (await container.inspect().then(
+            ({ State }) => State,
+            () => undefined,
+          ));
+        await removeContainer(container);
+        if (!removed) return;
+        const startedAt = engineTime(state?.StartedAt) ?? info.Created * 1000;
+        const finishedAt = state && !state.Running ? engineTime(state.FinishedAt) : undefined;
+        removed({ labels: info.Labels, startedAt, endedAt: Math.max(startedAt, finishedAt ?? Date.now()) });
+      }),
+    );
     if (left.length > 0) this.#log(`removed ${left.length} container(s) left behind by plane ${planeId}`);
     const folder = this.#planeFolderPath(planeId);
     this.#owned.delete(folder);
@@ -796,6 +820,12 @@ function defaultStagingDir(): string {
     // No /dev/shm (or not ours to write): the temporary folder, whose path mountinfo then shows.
   }
   return tmpdir();
+}
+
+/** A time the engine reports (`State.StartedAt`, `FinishedAt`) in ms; undefined for its "never" (`0001-01-01T…`). */
+function engineTime(text: string | undefined): number | undefined {
+  const ms = text ? Date.parse(text) : NaN;
+  return ms > 0 ? ms : undefined;
 }
 
 /** Force-removes a container; one that is already gone, or going, is not an error. */

@@ -101,6 +101,16 @@ export interface StartedContainer {
   resume?(): Promise<void>;
 }
 
+/** A container `cleanup` removed, and when it ran as the engine saw it. */
+export interface RemovedContainer {
+  /** Its labels (`CONTAINER_LABELS`): the plane's id for it, its app, function and resources. */
+  labels: Record<string, string>;
+  /** When it started (ms since the epoch). */
+  startedAt: number;
+  /** When it stopped: when it ended on its own, or, still running, when `cleanup` removed it. */
+  endedAt: number;
+}
+
 export interface ContainerDriver {
   /** The runtime, as heartbeats and `status` name it; `"memory"` only for the unit tests' fake. */
   readonly name: "docker" | "process" | "memory";
@@ -115,8 +125,11 @@ export interface ContainerDriver {
   /** Readies the runtime (checks the engine, builds or finds the base image). Throws a readable error when it cannot. */
   prepare(): Promise<void>;
   start(spec: ContainerSpec): Promise<StartedContainer>;
-  /** Removes every container this plane left behind (by label), e.g. after a crash, and what the driver kept for them. */
-  cleanup(planeId: string): Promise<void>;
+  /**
+   * Removes every container this plane left behind (by label), e.g. after a crash, and what the driver kept for them;
+   * tells `removed` of each container as it is removed, with when it ran (its time is billed: usage-ledger.ts).
+   */
+  cleanup(planeId: string, removed?: (container: RemovedContainer) => void): Promise<void>;
   /**
    * Where the plane should open a container's control folder, when the
    * driver has a place for it (the Docker driver keeps it off the plane's
