@@ -162,6 +162,7 @@ export function guard(scope: TokenScope, options: GuardOptions = {}): Middleware
     // The route's name is made only for the 403: parsing the URL on every request was a visible part of an edge call's time.
     if (!scopeAllows(principal.scope, scope)) requireScope(principal, scope, `${c.req.method} ${new URL(c.req.url).pathname}`);
     requireEnvironment(principal, environmentOf(c.env));
+    if (options.servedEnvironment) requireEnvironment(principal, c.var.config.environment);
     const app = c.req.param("app");
     if (app !== undefined) requireApp(principal, app);
     options.check?.(principal);
@@ -185,6 +186,11 @@ export interface GuardOptions {
   check?: (principal: Principal) => void;
   /** The route checks its path and query, changing nothing, before it reads its body: a preflight goes on into it (`guard`). */
   checksBeforeBody?: boolean;
+  /**
+   * What the route answers is the gateway's own environment's whatever `Tandem-Env` says (the planes, which run its
+   * apps): a token limited to another environment is refused even when the request addresses that one.
+   */
+  servedEnvironment?: boolean;
 }
 
 /**
