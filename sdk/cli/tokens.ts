@@ -19,7 +19,7 @@ import {
   type TokenScope,
 } from "../protocol.js";
 import { WORKER_NAME_PATTERN, wrangler } from "./wrangler.js";
-import { style } from "./style.js";
+import { listTime, style } from "./style.js";
 import { parseChoice } from "./choice-option.js";
 
 type GatewayOpts = { gateway?: string; token?: string };
@@ -79,7 +79,7 @@ export function addTokenCommands(program: Command, clientOf: (opts: GatewayOpts)
       if (tokens.length === 0) return console.log("no tokens yet (the gateway's bootstrap admin token is not listed); tandem token create makes one");
       console.log(`${"id".padEnd(20)} ${"name".padEnd(20)} ${"scope".padEnd(7)} ${"apps".padEnd(24)} ${"env".padEnd(12)} ${"created".padEnd(20)} last used`);
       for (const t of tokens) {
-        const when = (ms: number | null) => (ms === null ? "never" : new Date(ms).toISOString().slice(0, 16).replace("T", " "));
+        const when = (ms: number | null) => (ms === null ? "never" : listTime(ms));
         // env: the one environment a token is limited to (`--env`), else all of the gateway's.
         console.log(
           `${t.id.padEnd(20)} ${t.name.slice(0, 20).padEnd(20)} ${t.scope.padEnd(7)} ${(t.apps?.join(",") ?? "all").slice(0, 24).padEnd(24)} ${(t.env ?? "all").padEnd(12)} ${when(t.createdAt).padEnd(20)} ${when(t.lastUsedAt)}`,
