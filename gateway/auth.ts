@@ -5,7 +5,8 @@
  * apps; `guard(scope)` checks both for a route, naming what a token lacks.
  * The gateway's bootstrap token is the `TANDEM_ADMIN_TOKEN` secret (admin, every
  * app); the rest live hashed in the `TokenStore` Durable Object. A checked
- * token is trusted for `TOKEN_DEFAULTS.cacheMs` in each isolate.
+ * token is trusted for `TOKEN_DEFAULTS.cacheMs` in each isolate, but for its
+ * expiry (when it has one), which every request checks.
  *
  * Web endpoints and agents that ask for a token (`auth: "token"`) take the
  * same header, or, for browsers, a short-lived connect token in `?token=`,
@@ -23,7 +24,7 @@ import type { Env, RouteEnv } from "./env.js";
 import { environmentOf } from "./environments.js";
 
 /** Who a request is: the token it carried. */
-export type Principal = Pick<TokenInfo, "id" | "name" | "scope" | "apps" | "env"> & {
+export type Principal = Pick<TokenInfo, "id" | "name" | "scope" | "apps" | "env" | "expiresAt"> & {
   /** A container's request its plane carried (gateway/container-requests.ts): the container's app. */
   containerApp?: string;
 };
@@ -53,7 +54,7 @@ export function forgetToken(id: string): void {
 
 /**
  * The principal of a request's `Authorization: Bearer` token. Throws 401 with
- * what to do when there is none, or when the gateway does not know it.
+ * what to do when there is none, when the gateway does not know it, or when it has expired.
  */
 export async function authenticate(env: Env, header: string | undefined): Promise<Principal> {
   if (!header) throw missingToken();
@@ -64,14 +65,27 @@ export async function authenticate(env: Env, header: string | undefined): Promis
   const now = Date.now();
   const known = checked.get(token);
   if (known && known.until > now) {
-    if (known.principal) return known.principal;
+    if (known.principal) return unexpired(known.principal, now);
     throw unknownToken(parts[1]!);
   }
   const principal = await lookUp(env, token, parts[1]!, parts[2]!);
   if (checked.size > 10_000) checked.clear(); // bounded: a flood of made-up tokens cannot grow it without end
   checked.set(token, { principal, until: now + TOKEN_DEFAULTS.cacheMs });
   if (!principal) throw unknownToken(parts[1]!);
-  return principal;
+  return unexpired(principal, now);
+}
+
+/**
+ * `principal`, unless its token has expired by `now`: then 401 naming the token and when it expired (never its
+ * secret). Checked on every request, the cached principal's too, so a token stops at its expiry in every isolate.
+ * @example unexpired(principal, Date.now()); // principal, or throws "token tk-… ("ci") expired at …"
+ */
+export function unexpired(principal: Principal, now: number): Principal {
+  if (principal.expiresAt === undefined || principal.expiresAt > now) return principal;
+  throw new UnauthorizedError(
+    `token ${describe(principal)} expired at ${new Date(principal.expiresAt).toISOString()}; an admin makes another (tandem token create --expires …)`,
+    { token: principal.id, expiredAt: principal.expiresAt },
+  );
 }
 
 async function lookUp(env: Env, token: string, id: string, secret: string): Promise<Principal | null> {
@@ -79,7 +93,9 @@ async function lookUp(env: Env, token: string, id: string, secret: string): Prom
     return { id, name: "bootstrap (TANDEM_ADMIN_TOKEN)", scope: "admin", apps: null };
   }
   const info = await tokenStore(env).verify(id, await sha256Hex(secret));
-  return info ? { id: info.id, name: info.name, scope: info.scope, apps: info.apps, ...(info.env === undefined ? {} : { env: info.env }) } : null;
+  if (!info) return null;
+  const { id: tokenId, name, scope, apps, env: limit, expiresAt } = info;
+  return { id: tokenId, name, scope, apps, ...(limit === undefined ? {} : { env: limit }), ...(expiresAt === undefined ? {} : { expiresAt }) };
 }
 
 /** True when `id` is the bootstrap token's (`TANDEM_ADMIN_TOKEN`): a Worker secret, not a token the `TokenStore` keeps. */
@@ -162,6 +178,7 @@ export function guard(scope: TokenScope, options: GuardOptions = {}): Middleware
     // The route's name is made only for the 403: parsing the URL on every request was a visible part of an edge call's time.
     if (!scopeAllows(principal.scope, scope)) requireScope(principal, scope, `${c.req.method} ${new URL(c.req.url).pathname}`);
     requireEnvironment(principal, environmentOf(c.env));
+    if (options.servedEnvironment) requireEnvironment(principal, c.var.config.environment);
     const app = c.req.param("app");
     if (app !== undefined) requireApp(principal, app);
     options.check?.(principal);
@@ -185,6 +202,11 @@ export interface GuardOptions {
   check?: (principal: Principal) => void;
   /** The route checks its path and query, changing nothing, before it reads its body: a preflight goes on into it (`guard`). */
   checksBeforeBody?: boolean;
+  /**
+   * What the route answers is the gateway's own environment's whatever `Tandem-Env` says (the planes, which run its
+   * apps): a token limited to another environment is refused even when the request addresses that one.
+   */
+  servedEnvironment?: boolean;
 }
 
 /**
@@ -245,7 +267,7 @@ interface ConnectClaims {
   t: string;
 }
 
-/** A connect token for `app` (and `label`), valid for `ttlSeconds`, minted for `principal`. */
+/** A connect token for `app` (and `label`), valid for `ttlSeconds` but no longer than `principal`'s token, minted for `principal`. */
 export async function mintConnectToken(
   env: Env,
   principal: Principal,
@@ -253,7 +275,7 @@ export async function mintConnectToken(
   label: string | undefined,
   ttlSeconds: number,
 ): Promise<{ token: string; expiresAt: number }> {
-  const expiresAt = Date.now() + ttlSeconds * 1000;
+  const expiresAt = Math.min(Date.now() + ttlSeconds * 1000, principal.expiresAt ?? Infinity);
   const claims: ConnectClaims = { a: app, ...(label ? { l: label } : {}), e: expiresAt, t: principal.id };
   const payload = base64url(encoder.encode(JSON.stringify(claims)));
   const mac = await crypto.subtle.sign("HMAC", await signingKey(env), encoder.encode(payload));
@@ -327,11 +349,18 @@ export function tokenLivenessKnown(env: Env, id: string): boolean | undefined {
  * @example if (!(await principalIsLive(env, principal))) return end(revokedWhileOpen(principal));
  */
 export async function principalIsLive(env: Env, principal: Principal): Promise<boolean> {
+  if (principal.expiresAt !== undefined && principal.expiresAt <= Date.now()) return false;
   return principal.containerApp !== undefined || (await tokenIsLive(env, principal.id));
 }
 
-/** The error a stream ends with once the token that opened it is revoked. */
+/** The error a stream ends with once the token that opened it is revoked, or has expired. */
 export function revokedWhileOpen(principal: Principal): UnauthorizedError {
+  if (principal.expiresAt !== undefined && principal.expiresAt <= Date.now()) {
+    return new UnauthorizedError(
+      `the token that opened this stream, ${principal.id}, expired at ${new Date(principal.expiresAt).toISOString()}; open it again with another`,
+      { token: principal.id },
+    );
+  }
   return new UnauthorizedError(`the token that opened this stream, ${principal.id}, was revoked; open it again with another`, { token: principal.id });
 }
 

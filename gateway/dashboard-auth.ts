@@ -6,7 +6,7 @@
  * single-use, `DASHBOARD_DEFAULTS.loginCodeTtlSeconds`, so the URL it prints
  * is spent once opened), or by pasting a token into the login form. A session
  * is the token's principal as it was at login (scope, apps, environment), kept in the
- * `TokenStore` by the SHA-256 of its secret, and ends when the token is revoked.
+ * `TokenStore` by the SHA-256 of its secret, and ends when the token is revoked or expires.
  * A request with a bearer token (curl, tests) is let in as on `/v1`. The
  * dashboard shows the gateway's own environment: a token limited to another
  * gets no login code, no session and no page (403).
@@ -30,7 +30,7 @@ const SESSION_PATTERN = /^ds-[0-9a-f]{64}$/;
 export async function mintLoginCode(env: Env, principal: Principal, origin: string): Promise<DashboardLoginAnswer> {
   requireEnvironment(principal, gatewayConfig(env).environment);
   const code = `lc-${randomHex(16)}`;
-  const expiresAt = Date.now() + DASHBOARD_DEFAULTS.loginCodeTtlSeconds * 1000;
+  const expiresAt = Math.min(Date.now() + DASHBOARD_DEFAULTS.loginCodeTtlSeconds * 1000, principal.expiresAt ?? Infinity);
   await tokenStore(env).grantDashboard("code", await sha256Hex(code), grantOf(principal), expiresAt);
   return { url: `${origin}${DASHBOARD.login}?code=${code}`, expiresAt };
 }
@@ -109,8 +109,10 @@ export function dashboardGuard(unauthenticated: (c: Context<RouteEnv>) => Respon
 async function startSession(c: Context<RouteEnv>, principal: Principal): Promise<void> {
   requireEnvironment(principal, gatewayConfig(c.env).environment);
   const session = `ds-${randomHex(32)}`;
-  const ttl = DASHBOARD_DEFAULTS.sessionTtlSeconds;
-  await tokenStore(c.env).grantDashboard("session", await sha256Hex(session), grantOf(principal), Date.now() + ttl * 1000);
+  // A session lasts no longer than its token.
+  const expiresAt = Math.min(Date.now() + DASHBOARD_DEFAULTS.sessionTtlSeconds * 1000, principal.expiresAt ?? Infinity);
+  const ttl = Math.ceil((expiresAt - Date.now()) / 1000);
+  await tokenStore(c.env).grantDashboard("session", await sha256Hex(session), grantOf(principal), expiresAt);
   setCookie(c, DASHBOARD.cookie, session, {
     path: DASHBOARD.base,
     httpOnly: true,
@@ -127,6 +129,8 @@ function grantOf(principal: Principal) {
     scope: principal.scope,
     apps: principal.apps,
     ...(principal.env === undefined ? {} : { env: principal.env }),
+    // A session made from a login code lasts no longer than the token either.
+    ...(principal.expiresAt === undefined ? {} : { expiresAt: principal.expiresAt }),
   };
 }
 

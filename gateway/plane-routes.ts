@@ -34,7 +34,7 @@ import {
 import { parseSignedBody, readSignedBody } from "../sdk/signed-body.js";
 import { checkSignatureHeaders, signRequest, verifyRequest } from "../sdk/signing.js";
 import type { FunctionSpec } from "../sdk/options.js";
-import { authenticate, requireScope } from "./auth.js";
+import { guard } from "./auth.js";
 import type { RouteEnv } from "./env.js";
 import { knownPlanes, planeHealthy, planeRegistry, registryView } from "./plane-choice.js";
 import { defaultNearRegions, inAllowedRegion, regionRank } from "./plane-regions.js";
@@ -131,15 +131,17 @@ export function planeRoutes(): Hono<Api> {
     return c.body(null, 204);
   });
 
-  // The plane list names the planes' URLs: for an admin token, or a plane (signed), never for callers.
-  routes.get(ROUTES.planes, async (c) => {
-    if (c.req.header(HEADERS.signature) !== undefined) {
-      await verified(c);
-    } else {
-      requireScope(await authenticate(c.env, c.req.header(HEADERS.authorization)), "admin", "the plane list");
-    }
-    return c.json({ planes: await knownPlanes(c.env, true) });
-  });
+  // The plane list names the planes' URLs and what runs on them: for a plane (signed), or an admin token that reaches
+  // the gateway's own environment, whose apps the planes run (`guard`, as every other route's token), never for callers.
+  const adminOfServedEnvironment = guard("admin", { servedEnvironment: true });
+  routes.get(
+    ROUTES.planes,
+    (c, next) => (c.req.header(HEADERS.signature) === undefined ? adminOfServedEnvironment(c, next) : next()),
+    async (c) => {
+      if (c.req.header(HEADERS.signature) !== undefined) await verified(c);
+      return c.json({ planes: await knownPlanes(c.env, true) });
+    },
+  );
 
   routes.get(ROUTES.planeBundle, async (c) => {
     await verified(c);

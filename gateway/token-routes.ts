@@ -1,7 +1,8 @@
 /**
  * `/v1/tokens`: list, create and revoke API tokens (admin scope). A new
  * token's secret is made here, answered once, and only its hash is stored
- * (gateway/token-store.ts). An admin token limited to an environment makes,
+ * (gateway/token-store.ts); it works for good, or until its expiry
+ * (`expiresIn` or `expiresAt`). An admin token limited to an environment makes,
  * lists and revokes only tokens limited to that environment: else it could
  * make itself a token for every environment.
  */
@@ -9,7 +10,7 @@ import { Hono } from "hono";
 import { TOKEN_DEFAULTS } from "../sdk/defaults.js";
 import { sha256Hex } from "../sdk/hex.js";
 import { ForbiddenError, InvalidRequestError, NotFoundError } from "../sdk/errors.js";
-import { ROUTES, TOKEN_ID_PATTERN, TokenCreateRequestSchema, newToken, type TokenCreateAnswer } from "../sdk/protocol.js";
+import { ROUTES, TOKEN_ID_PATTERN, TokenCreateRequestSchema, newToken, tokenExpiry, type TokenCreateAnswer } from "../sdk/protocol.js";
 import { forgetToken, guard, isBootstrapToken, principalOf, reachesEnvironment, tokenStore } from "./auth.js";
 import { readJsonBody } from "./body.js";
 import type { RouteEnv } from "./env.js";
@@ -27,6 +28,9 @@ export function tokenRoutes(): Hono<RouteEnv> {
     const request = await readJsonBody(c.req.raw, TokenCreateRequestSchema, c.var.config.maxBodyBytes);
     if (request.scope === "admin" && request.apps) {
       throw new InvalidRequestError('an admin token reaches every app: leave out "apps", or give the token scope "call" or "deploy"');
+    }
+    if (request.expiresIn !== undefined && request.expiresAt !== undefined) {
+      throw new InvalidRequestError('a token expires once: send "expiresIn" (a duration such as "30d") or "expiresAt" (ms since the epoch), not both');
     }
     const principal = principalOf(c);
     if (!reachesEnvironment(principal, request.env)) {
@@ -48,9 +52,10 @@ export function tokenRoutes(): Hono<RouteEnv> {
       );
     }
     const { id, secret, token } = newToken();
-    const info = await tokenStore(c.env).create(id, await sha256Hex(secret), request, principalOf(c).id);
+    const info = await tokenStore(c.env).create(id, await sha256Hex(secret), request, principalOf(c).id, tokenExpiry(request, Date.now()));
     if (!info) throw new InvalidRequestError(`this gateway holds ${TOKEN_DEFAULTS.maxTokens} tokens, the most it keeps; revoke some first`);
-    console.log(`token ${id} ("${info.name}") created by ${principalOf(c).id}: scope ${info.scope}, apps ${info.apps?.join(", ") ?? "all"}`);
+    const until = info.expiresAt === undefined ? "" : `, expires ${new Date(info.expiresAt).toISOString()}`;
+    console.log(`token ${id} ("${info.name}") created by ${principalOf(c).id}: scope ${info.scope}, apps ${info.apps?.join(", ") ?? "all"}${until}`);
     return c.json({ ...info, token } satisfies TokenCreateAnswer, 201);
   });
 

@@ -1,7 +1,7 @@
 /**
  * The API tokens of a gateway: one SQLite-backed Durable Object holding each
- * token's id, name, scope, apps and the SHA-256 of its secret, never the
- * secret itself, which is shown once when the token is made. It also keeps the
+ * token's id, name, scope, apps, environment, expiry and the SHA-256 of its
+ * secret, never the secret itself, which is shown once when the token is made. It also keeps the
  * key that signs connect tokens (gateway/auth.ts), made on first use.
  */
 import { DurableObject } from "cloudflare:workers";
@@ -21,13 +21,14 @@ type Row = {
   created_by: string;
   last_used_at: number | null;
   revoked_at: number | null;
+  expires_at: number | null;
 };
 
 /** A dashboard grant: a login code (single-use) or a browser's session. */
 export type DashboardGrantKind = "code" | "session";
 
 /** Who a dashboard grant is for: the token it came from, as `authenticate` found it. */
-export type DashboardPrincipal = Pick<TokenInfo, "id" | "name" | "scope" | "apps" | "env">;
+export type DashboardPrincipal = Pick<TokenInfo, "id" | "name" | "scope" | "apps" | "env" | "expiresAt">;
 
 /** How often a token's `lastUsedAt` is written: to the minute, so a busy token does not write on every request. */
 const LAST_USED_RESOLUTION_MS = 60_000;
@@ -49,6 +50,8 @@ export class TokenStore extends DurableObject<Env> {
     // Tokens limited to an environment came later: a store from before has no column for it.
     const columns = this.#sql.exec<{ name: string }>("PRAGMA table_info(tokens)").toArray();
     if (!columns.some((c) => c.name === "env")) this.#sql.exec("ALTER TABLE tokens ADD COLUMN env TEXT");
+    // So did expiries: a token from before never expires, as one made without one.
+    if (!columns.some((c) => c.name === "expires_at")) this.#sql.exec("ALTER TABLE tokens ADD COLUMN expires_at INTEGER");
   }
 
   /**
@@ -83,18 +86,24 @@ export class TokenStore extends DurableObject<Env> {
   }
 
   /**
-   * Stores a new token, its secret hashed (the caller made the secret and shows it once). Null when the
-   * gateway holds the most tokens it keeps. (Errors do not cross a Durable Object's RPC as their class: the
-   * routes turn outcomes into errors.)
+   * Stores a new token, its secret hashed (the caller made the secret and shows it once), working until `expiresAt`
+   * (ms since the epoch; undefined: for good). Null when the gateway holds the most tokens it keeps. (Errors do not
+   * cross a Durable Object's RPC as their class: the routes turn outcomes into errors.)
    */
-  async create(id: string, secretSha256: string, request: TokenCreateRequest, createdBy: string): Promise<TokenInfo | null> {
+  async create(
+    id: string,
+    secretSha256: string,
+    request: Omit<TokenCreateRequest, "expiresIn" | "expiresAt">,
+    createdBy: string,
+    expiresAt?: number,
+  ): Promise<TokenInfo | null> {
     const count = this.#sql.exec<{ n: number }>("SELECT COUNT(*) AS n FROM tokens").one().n;
     if (count >= TOKEN_DEFAULTS.maxTokens) return null;
     const scope: TokenScope = request.scope ?? "call";
     const apps = request.apps ? [...new Set(request.apps)].sort() : null;
     const name = request.name ?? `token ${id.slice(3, 9)}`;
     this.#sql.exec(
-      "INSERT INTO tokens (id, name, scope, apps, env, secret_sha256, created_at, created_by) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+      "INSERT INTO tokens (id, name, scope, apps, env, secret_sha256, created_at, created_by, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
       id,
       name,
       scope,
@@ -103,15 +112,20 @@ export class TokenStore extends DurableObject<Env> {
       secretSha256,
       Date.now(),
       createdBy,
+      expiresAt ?? null,
     );
     return this.#info(this.#row(id)!);
   }
 
-  /** The token whose secret hashes to `secretSha256`, unless revoked; notes the use. */
+  /**
+   * The token whose secret hashes to `secretSha256`, unless revoked; notes the use. An expired one is answered too
+   * (its `expiresAt` past, its use not noted), so that its refusal can name it and say when it expired.
+   */
   async verify(id: string, secretSha256: string): Promise<TokenInfo | null> {
     const row = this.#row(id);
     if (!row || row.revoked_at !== null || !sameHex(row.secret_sha256, secretSha256)) return null;
     const now = Date.now();
+    if (row.expires_at !== null && row.expires_at <= now) return this.#info(row);
     if (row.last_used_at === null || now - row.last_used_at >= LAST_USED_RESOLUTION_MS) {
       this.#sql.exec("UPDATE tokens SET last_used_at = ? WHERE id = ?", now, id);
       row.last_used_at = now;
@@ -119,13 +133,13 @@ export class TokenStore extends DurableObject<Env> {
     return this.#info(row);
   }
 
-  /** Whether token `id` exists and is not revoked: a connect token it minted still opens endpoints (gateway/auth.ts). */
+  /** Whether token `id` exists, is not revoked and has not expired: what it opened still stays open (gateway/auth.ts). */
   async isLive(id: string): Promise<boolean> {
     const row = this.#row(id);
-    return row !== undefined && row.revoked_at === null;
+    return row !== undefined && row.revoked_at === null && (row.expires_at === null || row.expires_at > Date.now());
   }
 
-  /** Every token not revoked, newest first. */
+  /** Every token not revoked, newest first, the expired ones included (until they are revoked). */
   async list(): Promise<TokenInfo[]> {
     return this.#sql
       .exec<Row>("SELECT * FROM tokens WHERE revoked_at IS NULL ORDER BY created_at DESC")
@@ -165,6 +179,7 @@ export class TokenStore extends DurableObject<Env> {
       createdAt: row.created_at,
       createdBy: row.created_by,
       lastUsedAt: row.last_used_at,
+      ...(row.expires_at === null ? {} : { expiresAt: row.expires_at }),
     };
   }
 }

@@ -235,6 +235,8 @@ export const TOKEN_DEFAULTS = {
   maxConnectTokenTtlSeconds: 3600,
   /** Tokens one gateway keeps (revoked ones included). */
   maxTokens: 10_000,
+  /** The longest life an API token may be given (`expiresIn`, `--expires`); by default a token never expires. */
+  maxLifetimeMs: 3650 * 86_400_000,
 } as const;
 
 /** The dashboard (docs/observability.md, "Dashboard"). */

@@ -9,7 +9,7 @@
  */
 import { SuperJSON } from "superjson";
 import { z } from "zod";
-import { API_LIMITS, DEPLOY_LIMITS, DICT_LIMITS, LOG_LIMITS, PLANE_DEFAULTS, QUEUE_LIMITS, SECRET_LIMITS, VOLUME_LIMITS } from "./defaults.js";
+import { API_LIMITS, DEPLOY_LIMITS, DICT_LIMITS, LOG_LIMITS, PLANE_DEFAULTS, QUEUE_LIMITS, SECRET_LIMITS, TOKEN_DEFAULTS, VOLUME_LIMITS } from "./defaults.js";
 import type { WireError } from "./errors.js";
 import { GPU_TYPES, MAX_GPUS_PER_CONTAINER, type GpuType } from "./gpu.js";
 
@@ -813,9 +813,52 @@ export const TokenCreateRequestSchema = z.lazy(() =>
       .string("must be an environment name: lowercase letters, digits and '-', up to 32")
       .regex(ENV_NAME_PATTERN, "must be an environment name: lowercase letters, digits and '-', up to 32")
       .optional(),
+    /** It stops working this long after it is made (`durationMs`: "30d", "12h"); neither this nor `expiresAt`: never. */
+    expiresIn: z
+      .string(`must be ${DURATION_FORMS}`)
+      .superRefine((value, ctx) => {
+        const problem = tokenLifeProblem(value);
+        if (problem) ctx.addIssue({ code: "custom", message: problem, input: value });
+      })
+      .optional(),
+    /** It stops working at this time (ms since the epoch), in place of `expiresIn`. */
+    expiresAt: z
+      .number("must be a time in ms since the epoch")
+      .int("must be a time in ms since the epoch")
+      .superRefine((at, ctx) => {
+        const now = Date.now();
+        const problem =
+          at <= now ? "must be a time to come" : at - now > TOKEN_DEFAULTS.maxLifetimeMs ? `must be at most ${MAX_TOKEN_DAYS} days from now` : undefined;
+        if (problem) ctx.addIssue({ code: "custom", message: problem, input: at });
+      })
+      .optional(),
   }),
 );
 export type TokenCreateRequest = z.infer<typeof TokenCreateRequestSchema>;
+
+const MAX_TOKEN_DAYS = TOKEN_DEFAULTS.maxLifetimeMs / 86_400_000;
+
+/**
+ * What is wrong with `value` as a token's life (`expiresIn`, `tandem token create --expires`), in the words after the
+ * field's or flag's name; undefined when it is a duration, more than 0 and at most `TOKEN_DEFAULTS.maxLifetimeMs`.
+ * @example tokenLifeProblem("30"); // "must be a duration: a number and its unit, …"
+ */
+export function tokenLifeProblem(value: string): string | undefined {
+  const ms = durationMs(value);
+  if (ms === undefined) return `must be ${DURATION_FORMS}`;
+  if (ms <= 0) return "must be more than 0";
+  if (ms > TOKEN_DEFAULTS.maxLifetimeMs) return `must be at most ${MAX_TOKEN_DAYS}d`;
+  return undefined;
+}
+
+/**
+ * When a token made by `request` stops working (ms since the epoch): `expiresAt`, or `expiresIn` from `now`;
+ * undefined when it never does. The request was checked (`TokenCreateRequestSchema`), and names one of them at most.
+ * @example tokenExpiry({ expiresIn: "12h" }, now); // now + 43_200_000
+ */
+export function tokenExpiry(request: Pick<TokenCreateRequest, "expiresIn" | "expiresAt">, now: number): number | undefined {
+  return request.expiresAt ?? (request.expiresIn === undefined ? undefined : now + durationMs(request.expiresIn)!);
+}
 
 /** A token as `GET /v1/tokens` and `GET /v1/whoami` show it: never its secret. */
 export interface TokenInfo {
@@ -831,6 +874,8 @@ export interface TokenInfo {
   createdBy: string;
   /** When it was last used, to the minute; null: never. */
   lastUsedAt: number | null;
+  /** When it stops working (ms since the epoch); absent: never. */
+  expiresAt?: number;
 }
 
 /** `POST /v1/tokens` answers the new token once, secret included. */
@@ -2262,6 +2307,19 @@ export type PlaneLogBatch = z.infer<typeof PlaneLogBatchSchema>;
 
 const DURATION_MS = { s: 1e3, m: 60e3, h: 3600e3, d: 86400e3 } as const;
 
+/** What a duration may be, in the words its errors use. */
+export const DURATION_FORMS = "a duration: a number and its unit, s, m, h or d (90s, 30m, 12h, 30d)";
+
+/**
+ * A duration in ms: a number and its unit (`"90s"`, `"30m"`, `"12h"`, `"30d"`); undefined when it is not one.
+ * `since` reads a time back from now with it, a token's `expiresIn` its life.
+ * @example durationMs("2h"); // 7_200_000
+ */
+export function durationMs(value: string): number | undefined {
+  const duration = /^(\d+(?:\.\d+)?)\s*(s|m|h|d)$/.exec(value.trim());
+  return duration ? Number(duration[1]) * DURATION_MS[duration[2] as keyof typeof DURATION_MS] : undefined;
+}
+
 /**
  * A `since` as a time in ms since the epoch: a duration back from `now` (`"90s"`, `"30m"`, `"2h"`, `"7d"`), ms
  * since the epoch, or a date `Date.parse` reads. Undefined when it is none of them.
@@ -2269,8 +2327,8 @@ const DURATION_MS = { s: 1e3, m: 60e3, h: 3600e3, d: 86400e3 } as const;
  */
 export function sinceTime(value: string, now: number): number | undefined {
   const text = value.trim();
-  const duration = /^(\d+(?:\.\d+)?)\s*(s|m|h|d)$/.exec(text);
-  if (duration) return now - Number(duration[1]) * DURATION_MS[duration[2] as keyof typeof DURATION_MS];
+  const duration = durationMs(text);
+  if (duration !== undefined) return now - duration;
   if (/^\d+$/.test(text)) return Number(text);
   return sinceDate(text);
 }

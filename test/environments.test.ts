@@ -193,6 +193,38 @@ describe("environments main and dev on one gateway's state", () => {
     expect((await asDevAdmin("DELETE", `/v1/tokens/${id}`)).status).toBe(200);
   });
 
+  it("refuses an admin token limited to dev on every route of a gateway serving main, the plane list included", async () => {
+    const devAdmin = await tokenFor({ scope: "admin", env: "dev" });
+    const asDevAdmin = (method: string, path: string, headers: Record<string, string> = {}) =>
+      fetch(`${url}${path}`, { method, headers: { authorization: `Bearer ${devAdmin}`, ...headers } });
+    for (const [method, path] of [
+      ["GET", "/v1/planes"],
+      ["GET", "/v1/whoami"],
+      ["GET", "/v1/apps"],
+      ["GET", "/v1/usage"],
+      ["GET", "/v1/tokens"],
+      ["GET", "/v1/secrets"],
+      ["GET", "/v1/volumes"],
+      ["GET", "/v1/dicts"],
+      ["GET", "/v1/queues"],
+      ["GET", "/v1/schedules"],
+      ["POST", "/v1/dashboard/login-code"],
+    ] as const) {
+      const res = await asDevAdmin(method, path);
+      expect(res.status, `${method} ${path}`).toBe(403);
+      expect(((await res.json()) as { error: { message: string } }).error.message, `${method} ${path}`).toMatch(
+        /may reach only environment "dev", not "main"$/,
+      );
+    }
+    // The planes run main's apps: addressing dev does not make them dev's.
+    const addressingDev = await asDevAdmin("GET", "/v1/planes", { "tandem-env": "dev" });
+    expect(addressingDev.status).toBe(403);
+    expect(((await addressingDev.json()) as { error: { message: string } }).error.message).toMatch(/may reach only environment "dev", not "main"$/);
+    expect((await fetch(`${url}/v1/planes`, authed())).status).toBe(200);
+    const mainAdmin = await tokenFor({ scope: "admin", env: "main" });
+    expect((await fetch(`${url}/v1/planes`, { headers: { authorization: `Bearer ${mainAdmin}` } })).status).toBe(200);
+  });
+
   it("runs the same app served as environment dev with dev's state, none of main's", async () => {
     const trigger = await fetch(`${url}/v1/apps/shop/functions/nightly/trigger`, authed({ method: "POST" }));
     expect(trigger.status).toBe(202);

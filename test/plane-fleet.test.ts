@@ -3,7 +3,7 @@
  * mid-load loses no spawned call, and the records count the runs lost with
  * it; a plane killed and started again answers for what it ran before; a
  * plane without a Docker engine says how to start one; the process runtime is
- * announced as unsandboxed; `tandem plane` says ✓ only once the gateway took
+ * announced as unsandboxed, and `tandem planes` lists its plane; `tandem plane` says ✓ only once the gateway took
  * its heartbeat, and what to do when it refuses it or cannot be reached; it
  * serves its metrics on the listener `--metrics-port` asks for; it gives the
  * gateway an IPv6 --host in brackets, and warns of a --host that names no machine; a
@@ -18,6 +18,7 @@ import { afterAll, beforeAll, describe, expect, it, onTestFinished } from "vites
 import { FunctionCall, PlaneUnavailableError, lookup, type CallRecord, type TandemError } from "../sdk/index.js";
 import { PLANE_DEFAULTS } from "../sdk/defaults.js";
 import type { PlaneInfo } from "../sdk/protocol.js";
+import { runCli } from "./helpers/cli.js";
 import { authed, eventually } from "./helpers/gateway.js";
 import { planeExit, removeContainersOf, startPlaneProcess, stopPlaneProcess, type PlaneProcess } from "./helpers/plane-process.js";
 import { startTestStack, type TestStack } from "./helpers/stack.js";
@@ -414,6 +415,37 @@ describe("the process runtime", () => {
     const out = await lookup("plane", "whereAmI", { gateway: stack.url }).remote();
     expect(out.cuda).toMatch(/^[01]$/);
     expect(out.container).toMatch(/^ctr-/);
+  });
+
+  it("is listed by tandem planes: its region, health, GPUs free and used, containers and URL; --json as the gateway answers", async () => {
+    const [plane] = stack.planes;
+    await lookup("plane", "whereAmI", { gateway: stack.url }).remote(); // its container then waits, warm
+    let listed = { code: -1, stdout: "", stderr: "" };
+    await eventually(async () => {
+      listed = await runCli(["planes", "--gateway", stack.url]);
+      return /1 idle/.test(listed.stdout);
+    }, 15_000);
+    expect(listed.code).toBe(0);
+    const [header, row, ...rest] = listed.stdout.trimEnd().split("\n");
+    expect(header!.split(/\s{2,}/)).toEqual(["plane", "region", "health", "since", "GPUs", "containers", "url"]);
+    expect(rest).toEqual([]);
+    expect(row!.split(/\s{2,}/)).toEqual([
+      plane!.planeId,
+      "test",
+      "healthy",
+      expect.stringMatching(/^\d{4}-\d\d-\d\d \d\d:\d\d \(up \d+[smh]/),
+      "A100 1 free 1 used, T4 1 free 0 used (simulated)", // the waiting container keeps its GPU
+      "0 busy, 1 idle",
+      plane!.url,
+    ]);
+    const json = await runCli(["planes", "--json", "--gateway", stack.url]);
+    expect((JSON.parse(json.stdout) as PlaneInfo[]).map((p) => [p.planeId, p.healthy, p.gpus.T4])).toEqual([[plane!.planeId, true, { total: 1, free: 1 }]]);
+    // The plane list is an admin's: a deploy token is told what it lacks, and the command exits 2.
+    const made = await fetch(`${stack.url}/v1/tokens`, authed({ method: "POST", body: JSON.stringify({ scope: "deploy" }) }));
+    const { token } = (await made.json()) as { token: string };
+    const refused = await runCli(["planes", "--gateway", stack.url, "--token", token]);
+    expect([refused.code, refused.stdout]).toEqual([2, ""]);
+    expect(refused.stderr).toMatch(/^error: token tk-\w+ \("token \w+"\) has scope "deploy"; GET \/v1\/planes needs "admin"/);
   });
 });
 

@@ -180,6 +180,74 @@ describe("tokens over HTTP", () => {
     expect((await api(`/v1/tokens/${doomed.id}`, ADMIN_TOKEN, { method: "DELETE" })).status).toBe(404);
   });
 
+  it("stops a token at its expiry, naming it and when it expired, and caps what it mints at that", async () => {
+    const made = Date.now();
+    const short = await createToken({ name: "short-lived", expiresIn: "3s" });
+    expect(short.expiresAt).toBeGreaterThanOrEqual(made + 3_000);
+    expect(short.expiresAt).toBeLessThan(Date.now() + 3_000 + 1);
+    expect(await (await api("/v1/whoami", short.token)).json()).toMatchObject({ id: short.id, expiresAt: short.expiresAt });
+    // A connect token and a dashboard login link it mints last no longer than it does.
+    const minted = (await (await api("/v1/apps/guarded/connect-token", short.token, { method: "POST", body: '{"ttlSeconds":300}' })).json()) as {
+      expiresAt: number;
+    };
+    expect(minted.expiresAt).toBe(short.expiresAt);
+    const login = (await (await api("/v1/dashboard/login-code", short.token, { method: "POST" })).json()) as { expiresAt: number };
+    expect(login.expiresAt).toBe(short.expiresAt);
+
+    await new Promise((r) => setTimeout(r, short.expiresAt! - Date.now() + 50));
+    const refused = await api("/v1/whoami", short.token); // trusted by this isolate a moment ago: its expiry is checked still
+    expect(refused.status).toBe(401);
+    const message = `token ${short.id} ("short-lived") expired at ${new Date(short.expiresAt!).toISOString()}; an admin makes another (tandem token create --expires …)`;
+    expect(await errorOf(refused)).toEqual({ code: "unauthorized", message, details: { token: short.id, expiredAt: short.expiresAt } });
+    expect(message).not.toContain(short.token.split(".")[1]!);
+    // Listed until it is revoked, with when it expired.
+    const { tokens } = (await (await api("/v1/tokens", ADMIN_TOKEN)).json()) as { tokens: TokenInfo[] };
+    expect(tokens.find((t) => t.id === short.id)).toMatchObject({ name: "short-lived", expiresAt: short.expiresAt });
+    // A token made without one never expires, as before.
+    expect((await createToken({ name: "for good" })).expiresAt).toBeUndefined();
+  });
+
+  it("refuses an expiry that is no duration, none, too far, past, or given twice: 400 naming the field", async () => {
+    for (const [body, message] of [
+      [{ expiresIn: "30" }, 'field "expiresIn" must be a duration: a number and its unit, s, m, h or d (90s, 30m, 12h, 30d)'],
+      [{ expiresIn: "soon" }, 'field "expiresIn" must be a duration: a number and its unit, s, m, h or d (90s, 30m, 12h, 30d)'],
+      [{ expiresIn: "0d" }, 'field "expiresIn" must be more than 0'],
+      [{ expiresIn: "3651d" }, 'field "expiresIn" must be at most 3650d'],
+      [{ expiresAt: Date.now() - 1_000 }, 'field "expiresAt" must be a time to come'],
+      [
+        { expiresIn: "1d", expiresAt: Date.now() + 60_000 },
+        'a token expires once: send "expiresIn" (a duration such as "30d") or "expiresAt" (ms since the epoch), not both',
+      ],
+    ] as const) {
+      const res = await api("/v1/tokens", ADMIN_TOKEN, { method: "POST", body: JSON.stringify(body) });
+      expect(res.status, JSON.stringify(body)).toBe(400);
+      expect((await errorOf(res)).message, JSON.stringify(body)).toContain(message);
+    }
+    const at = Date.now() + 3_600_000;
+    expect((await createToken({ expiresAt: at })).expiresAt).toBe(at);
+  });
+
+  it("makes a token with an expiry from the CLI, lists when it expires, and refuses a bad --expires with exit 2", async () => {
+    const made = await runCli(["token", "create", "--name", "half-day", "--expires", "12h", "--gateway", gw.url], { env: { TANDEM_TOKEN: ADMIN_TOKEN } });
+    expect(made.code, made.stderr).toBe(0);
+    const until = /"half-day": scope call, every app, until (\S+)\n/.exec(made.stdout)?.[1];
+    expect(Date.parse(until!) - Date.now()).toBeGreaterThan(12 * 3600_000 - 60_000);
+    const listed = await runCli(["token", "list", "--gateway", gw.url], { env: { TANDEM_TOKEN: ADMIN_TOKEN } });
+    expect(listed.stdout).toMatch(new RegExp(`half-day .* ${until!.slice(0, 16).replace("T", " ")}$`, "m"));
+    for (const [value, problem] of [
+      ["30", "must be a duration: a number and its unit, s, m, h or d (90s, 30m, 12h, 30d)"],
+      ["-1d", "must be a duration"],
+      ["0s", "must be more than 0"],
+      ["9999d", "must be at most 3650d"],
+    ]) {
+      const bad = await runCli(["token", "create", "--expires", value!, "--gateway", gw.url], { env: { TANDEM_TOKEN: ADMIN_TOKEN } });
+      expect(bad.code, value).toBe(2);
+      expect(bad.stderr, value).toMatch(
+        new RegExp(`^error: option '--expires <duration>' argument '${value}' is invalid\\. ${problem.replace(/[().,]/g, "\\$&")}`),
+      );
+    }
+  });
+
   it("says how to replace the bootstrap token rather than that it does not exist", async () => {
     const id = ADMIN_TOKEN.split(".")[0]!;
     const res = await api(`/v1/tokens/${id}`, ADMIN_TOKEN, { method: "DELETE" });
@@ -263,7 +331,7 @@ describe("tokens through the SDK and the CLI", () => {
 
       const limited = await createToken({ name: "dev laptop", env: "dev" });
       const listed = await runCli(["token", "list", "--gateway", gw.url], { env: { ...env, TANDEM_TOKEN: ADMIN_TOKEN } });
-      expect(listed.stdout).toMatch(/^id\s+name\s+scope\s+apps\s+env\s+created\s+last used$/m);
+      expect(listed.stdout).toMatch(/^id\s+name\s+scope\s+apps\s+env\s+created\s+last used\s+expires$/m);
       expect(listed.stdout).toMatch(/tk-[0-9a-z]{16}\s+laptop\s+call\s+edge\s+all\s/);
       // A token limited to an environment says which.
       expect(listed.stdout).toMatch(new RegExp(`${limited.id}\\s+dev laptop\\s+call\\s+all\\s+dev\\s`));

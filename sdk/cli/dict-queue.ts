@@ -14,7 +14,7 @@ import { encodeValue } from "../protocol.js";
 import { Queue } from "../queue.js";
 import type { StoreOptions } from "../store-client.js";
 import { addCreateCommand } from "./create-command.js";
-import { style } from "./style.js";
+import { listTime, style } from "./style.js";
 
 type GatewayOpts = { gateway?: string; token?: string; env?: string };
 
@@ -38,7 +38,7 @@ export function addDictQueueCommands(program: Command, optionsOf: (opts: Gateway
       if (opts.json) return console.log(JSON.stringify(dicts, null, 2));
       if (dicts.length === 0) return console.log("no dicts yet; tandem dict create NAME makes one");
       console.log(`${"name".padEnd(24)} ${"entries".padStart(8)}  created`);
-      for (const d of dicts) console.log(`${d.name.padEnd(24)} ${String(d.len).padStart(8)}  ${when(d.createdAt)}`);
+      for (const d of dicts) console.log(`${d.name.padEnd(24)} ${String(d.len).padStart(8)}  ${listTime(d.createdAt)}`);
     },
   );
 
@@ -109,7 +109,7 @@ export function addDictQueueCommands(program: Command, optionsOf: (opts: Gateway
       console.log(`${"name".padEnd(24)} ${"waiting".padStart(8)} ${"leased".padStart(8)} ${"partitions".padStart(10)}  created`);
       for (const q of queues) {
         console.log(
-          `${q.name.padEnd(24)} ${String(q.len).padStart(8)} ${String(q.leased).padStart(8)} ${String(q.partitions).padStart(10)}  ${when(q.createdAt)}`,
+          `${q.name.padEnd(24)} ${String(q.len).padStart(8)} ${String(q.leased).padStart(8)} ${String(q.partitions).padStart(10)}  ${listTime(q.createdAt)}`,
         );
       }
     },
@@ -206,8 +206,4 @@ export function cutValue(text: string, whole: string): string {
 /** `text` as one word of a shell command: as it is when it is plain, else in single quotes. */
 function shellWord(text: string): string {
   return /^[\w@%+=:,./-]+$/.test(text) ? text : `'${text.replace(/'/g, "'\\''")}'`;
-}
-
-function when(ms: number): string {
-  return new Date(ms).toISOString().slice(0, 16).replace("T", " ");
 }

@@ -34,6 +34,7 @@ import { addVolumeCommands } from "./volumes.js";
 import { addDictQueueCommands } from "./dict-queue.js";
 import { addLogsCommand, bareSinceProblem } from "./logs.js";
 import { addDashboardCommand } from "./dashboard.js";
+import { addPlanesCommand } from "./planes.js";
 import { addDeploymentCommands } from "./deployments.js";
 import { onStopSignal } from "./signals.js";
 import { style, visibleControls } from "./style.js";
@@ -392,6 +393,7 @@ program
     }
   });
 
+addPlanesCommand(program, clientOf, TOKEN_HELP);
 addTokenCommands(program, clientOf, TOKEN_HELP, config.wrangler);
 addLogsCommand(program, clientOf, TOKEN_HELP);
 addDashboardCommand(program, clientOf, TOKEN_HELP);

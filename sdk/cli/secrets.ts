@@ -9,7 +9,7 @@ import type { HttpInvoker } from "../client.js";
 import { NAME_PATTERN, SECRET_KEY_PATTERN, SECRET_PROTO_KEY_REFUSED, paths, type SecretInfo } from "../protocol.js";
 import { parseDotenv } from "../secret.js";
 import { readSecretsFile } from "./secret-values.js";
-import { style } from "./style.js";
+import { listTime, style } from "./style.js";
 
 type GatewayOpts = { gateway?: string; token?: string; env?: string };
 
@@ -50,9 +50,8 @@ export function addSecretCommands(program: Command, clientOf: (opts: GatewayOpts
       const { secrets } = (await clientOf(opts).request("GET", paths.secrets())) as { secrets: SecretInfo[] };
       if (opts.json) return console.log(JSON.stringify(secrets, null, 2));
       if (secrets.length === 0) return console.log("no secrets yet; tandem secret create NAME KEY=VALUE makes one");
-      const when = (ms: number) => new Date(ms).toISOString().slice(0, 16).replace("T", " ");
       console.log(`${"name".padEnd(24)} ${"created".padEnd(17)} ${"updated".padEnd(17)} keys`);
-      for (const s of secrets) console.log(`${s.name.padEnd(24)} ${when(s.createdAt).padEnd(17)} ${when(s.updatedAt).padEnd(17)} ${s.keys.join(", ")}`);
+      for (const s of secrets) console.log(`${s.name.padEnd(24)} ${listTime(s.createdAt).padEnd(17)} ${listTime(s.updatedAt).padEnd(17)} ${s.keys.join(", ")}`);
     },
   );
 

@@ -1,7 +1,7 @@
 /**
- * How the CLI's text shows in a terminal: colours, only when writing to a terminal and NO_COLOR is unset; and text
+ * How the CLI's text shows in a terminal: colours, only when writing to a terminal and NO_COLOR is unset; text
  * that came from elsewhere (a function's log line) with its control characters made visible, so it cannot steer the
- * terminal it is printed on.
+ * terminal it is printed on; and times as the listing commands show them.
  */
 import { styleText } from "node:util";
 
@@ -43,4 +43,12 @@ export function visibleControls(text: string): string {
  */
 export function visibleLines(text: string): string {
   return text.split(/\r?\n/).map(visibleControls).join("\n");
+}
+
+/**
+ * A time as the listing commands (`tandem token list`, `tandem secret list`, …) show it: UTC, to the minute.
+ * @example listTime(Date.UTC(2026, 4, 1, 9, 30, 12)); // "2026-05-01 09:30"
+ */
+export function listTime(ms: number): string {
+  return new Date(ms).toISOString().slice(0, 16).replace("T", " ");
 }

@@ -1,7 +1,8 @@
 /**
  * `tandem token create|list|revoke|bootstrap`: API tokens of a gateway
  * (docs/security.md). A new token is printed once; `--save` keeps it in the
- * profile file for that gateway, where the SDK and CLI find it.
+ * profile file for that gateway, where the SDK and CLI find it. A token works
+ * for good unless made with `--expires`.
  */
 import { GATEWAY_HELP, parseEnvName } from "./config.js";
 import { Command, InvalidArgumentError } from "commander";
@@ -14,12 +15,13 @@ import {
   TOKEN_SCOPES,
   newToken,
   paths,
+  tokenLifeProblem,
   type TokenCreateAnswer,
   type TokenInfo,
   type TokenScope,
 } from "../protocol.js";
 import { WORKER_NAME_PATTERN, wrangler } from "./wrangler.js";
-import { style } from "./style.js";
+import { listTime, style } from "./style.js";
 import { parseChoice } from "./choice-option.js";
 
 type GatewayOpts = { gateway?: string; token?: string };
@@ -40,8 +42,9 @@ export function addTokenCommands(program: Command, clientOf: (opts: GatewayOpts)
       .option("--app <app...>", "only these apps (default: every app)", collectApps)
       .option("--env <name>", "only this environment (default: every environment of the gateway)", parseEnvName)
       .option("--scope <scope>", "what it may do: call functions, deploy and stop apps, or admin (tokens, planes)", parseChoice(TOKEN_SCOPES), "call")
+      .option("--expires <duration>", "it stops working this long from now: 12h, 30d, … (default: never)", parseLife)
       .option("--save", "keep it in the profile file (~/.tandem.toml, or TANDEM_PROFILE) for this gateway"),
-  ).action(async (opts: GatewayOpts & { name?: string; app?: string[]; env?: string; scope: TokenScope; save?: boolean }) => {
+  ).action(async (opts: GatewayOpts & { name?: string; app?: string[]; env?: string; scope: TokenScope; expires?: string; save?: boolean }) => {
     // --env here is the environment the new token is limited to, not one this request addresses.
     const { env: _limit, ...gateway } = opts;
     const client = clientOf(gateway);
@@ -49,11 +52,14 @@ export function addTokenCommands(program: Command, clientOf: (opts: GatewayOpts)
       ...(opts.name ? { name: opts.name } : {}),
       ...(opts.app ? { apps: opts.app } : {}),
       ...(opts.env ? { env: opts.env } : {}),
+      ...(opts.expires ? { expiresIn: opts.expires } : {}),
       scope: opts.scope,
     };
     const created = (await client.request("POST", paths.tokens(), body)) as TokenCreateAnswer;
     console.log(
-      `${style.ok("✓")} created token ${created.id} "${created.name}": scope ${created.scope}, ${created.apps ? `apps ${created.apps.join(", ")}` : "every app"}${created.env ? `, environment ${created.env} only` : ""}`,
+      `${style.ok("✓")} created token ${created.id} "${created.name}": scope ${created.scope}, ${created.apps ? `apps ${created.apps.join(", ")}` : "every app"}${created.env ? `, environment ${created.env} only` : ""}${
+        created.expiresAt === undefined ? "" : `, until ${new Date(created.expiresAt).toISOString()}`
+      }`,
     );
     console.log(`  ${style.bold(created.token)}`);
     console.log(style.dim("  shown once: the gateway keeps only its hash"));
@@ -77,12 +83,16 @@ export function addTokenCommands(program: Command, clientOf: (opts: GatewayOpts)
       const { tokens } = (await clientOf(opts).request("GET", paths.tokens())) as { tokens: TokenInfo[] };
       if (opts.json) return console.log(JSON.stringify(tokens, null, 2));
       if (tokens.length === 0) return console.log("no tokens yet (the gateway's bootstrap admin token is not listed); tandem token create makes one");
-      console.log(`${"id".padEnd(20)} ${"name".padEnd(20)} ${"scope".padEnd(7)} ${"apps".padEnd(24)} ${"env".padEnd(12)} ${"created".padEnd(20)} last used`);
+      console.log(
+        `${"id".padEnd(20)} ${"name".padEnd(20)} ${"scope".padEnd(7)} ${"apps".padEnd(24)} ${"env".padEnd(12)} ${"created".padEnd(20)} ${"last used".padEnd(20)} expires`,
+      );
+      const now = Date.now();
       for (const t of tokens) {
-        const when = (ms: number | null) => (ms === null ? "never" : new Date(ms).toISOString().slice(0, 16).replace("T", " "));
+        const when = (ms: number | null) => (ms === null ? "never" : listTime(ms));
+        const expires = t.expiresAt === undefined ? "never" : `${t.expiresAt <= now ? "expired " : ""}${listTime(t.expiresAt)}`;
         // env: the one environment a token is limited to (`--env`), else all of the gateway's.
         console.log(
-          `${t.id.padEnd(20)} ${t.name.slice(0, 20).padEnd(20)} ${t.scope.padEnd(7)} ${(t.apps?.join(",") ?? "all").slice(0, 24).padEnd(24)} ${(t.env ?? "all").padEnd(12)} ${when(t.createdAt).padEnd(20)} ${when(t.lastUsedAt)}`,
+          `${t.id.padEnd(20)} ${t.name.slice(0, 20).padEnd(20)} ${t.scope.padEnd(7)} ${(t.apps?.join(",") ?? "all").slice(0, 24).padEnd(24)} ${(t.env ?? "all").padEnd(12)} ${when(t.createdAt).padEnd(20)} ${when(t.lastUsedAt).padEnd(20)} ${expires}`,
         );
       }
     },
@@ -123,6 +133,12 @@ export function addTokenCommands(program: Command, clientOf: (opts: GatewayOpts)
 function workerName(value: string): string {
   if (!WORKER_NAME_PATTERN.test(value)) throw new InvalidArgumentError("must be a Worker's name: lowercase letters, digits and '-', such as tandem-gateway");
   return value;
+}
+
+function parseLife(value: string): string {
+  const problem = tokenLifeProblem(value);
+  if (problem) throw new InvalidArgumentError(problem);
+  return value.trim();
 }
 
 function collectApps(value: string, previous: string[] | undefined): string[] {

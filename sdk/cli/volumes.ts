@@ -16,7 +16,7 @@ import type { VolumeEntry } from "../protocol.js";
 import { Volume, type VolumeOptions } from "../volume.js";
 import { counted, progressBar } from "./progress.js";
 import { addCreateCommand } from "./create-command.js";
-import { style } from "./style.js";
+import { listTime, style } from "./style.js";
 
 type GatewayOpts = { gateway?: string; token?: string; env?: string };
 type Options = Omit<VolumeOptions, "createIfMissing">;
@@ -43,7 +43,7 @@ export function addVolumeCommands(program: Command, optionsOf: (opts: GatewayOpt
       console.log(`${"name".padEnd(24)} ${"version".padStart(8)} ${"files".padStart(8)} ${"size".padStart(10)}  created`);
       for (const v of volumes) {
         console.log(
-          `${v.name.padEnd(24)} ${String(v.version).padStart(8)} ${String(v.files).padStart(8)} ${formatBytes(v.bytes).padStart(10)}  ${when(v.createdAt)}`,
+          `${v.name.padEnd(24)} ${String(v.version).padStart(8)} ${String(v.files).padStart(8)} ${formatBytes(v.bytes).padStart(10)}  ${listTime(v.createdAt)}`,
         );
       }
     },
@@ -197,11 +197,7 @@ function formatEntry(e: VolumeEntry): string {
   const mode = e.type === "directory" ? "d" : "-";
   const perms = [6, 3, 0].map((shift) => ((e.mode >> shift) & 7).toString(2).padStart(3, "0")).join("");
   const rwx = [...perms].map((bit, i) => (bit === "1" ? "rwx"[i % 3] : "-")).join("");
-  return `${mode}${rwx} ${String(e.size).padStart(12)}  ${when(e.mtime)}  ${e.type === "directory" ? style.bold(`${e.path}/`) : e.path}`;
-}
-
-function when(ms: number): string {
-  return new Date(ms).toISOString().slice(0, 16).replace("T", " ");
+  return `${mode}${rwx} ${String(e.size).padStart(12)}  ${listTime(e.mtime)}  ${e.type === "directory" ? style.bold(`${e.path}/`) : e.path}`;
 }
 
 function formatBytes(n: number): string {
