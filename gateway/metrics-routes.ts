@@ -25,7 +25,7 @@ export function metricsRoutes(): Hono<RouteEnv> {
 
 /** Lets in the metrics token (when the gateway has one), else what `gatewayWideGuard("admin")` lets in. */
 function scrapeGuard(): MiddlewareHandler<RouteEnv> {
-  const admin = gatewayWideGuard("admin", "the gateway's metrics");
+  const admin = gatewayWideGuard("admin", "the gateway's metrics", { servedEnvironment: true });
   return async (c, next) => {
     const header = c.req.header(HEADERS.authorization);
     const given = /^Bearer\s+(\S+)\s*$/i.exec(header ?? "")?.[1];

@@ -199,6 +199,7 @@ describe("environments main and dev on one gateway's state", () => {
       fetch(`${url}${path}`, { method, headers: { authorization: `Bearer ${devAdmin}`, ...headers } });
     for (const [method, path] of [
       ["GET", "/v1/planes"],
+      ["GET", "/v1/metrics"],
       ["GET", "/v1/whoami"],
       ["GET", "/v1/apps"],
       ["GET", "/v1/usage"],
@@ -216,10 +217,12 @@ describe("environments main and dev on one gateway's state", () => {
         /may reach only environment "dev", not "main"$/,
       );
     }
-    // The planes run main's apps: addressing dev does not make them dev's.
-    const addressingDev = await asDevAdmin("GET", "/v1/planes", { "tandem-env": "dev" });
-    expect(addressingDev.status).toBe(403);
-    expect(((await addressingDev.json()) as { error: { message: string } }).error.message).toMatch(/may reach only environment "dev", not "main"$/);
+    // The planes run main's apps, and the edge metrics count main's calls: addressing dev does not make them dev's.
+    for (const path of ["/v1/planes", "/v1/metrics"]) {
+      const addressingDev = await asDevAdmin("GET", path, { "tandem-env": "dev" });
+      expect(addressingDev.status, path).toBe(403);
+      expect(((await addressingDev.json()) as { error: { message: string } }).error.message).toMatch(/may reach only environment "dev", not "main"$/);
+    }
     expect((await fetch(`${url}/v1/planes`, authed())).status).toBe(200);
     const mainAdmin = await tokenFor({ scope: "admin", env: "main" });
     expect((await fetch(`${url}/v1/planes`, { headers: { authorization: `Bearer ${mainAdmin}` } })).status).toBe(200);
