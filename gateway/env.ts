@@ -45,6 +45,11 @@ export interface Env {
   METRICS_EXPORTER: DurableObjectNamespace<MetricsExporter>;
   /** Large inputs and results, the planes' app bundles, volume blocks, deployments' files and apps' older log lines (gateway/log-archive.ts), stored by reference. */
   BLOBS: R2Bucket;
+  /**
+   * This version of the Worker: its id, and when it was made (Cloudflare's, each `wrangler deploy` a new one; under
+   * miniflare, each workerd's start). Heartbeat answers tell planes each app's live bundle as of then (`LiveBundleRef`).
+   */
+  CF_VERSION_METADATA?: WorkerVersionMetadata;
   /** The bootstrap admin token (a secret: `wrangler secret put TANDEM_ADMIN_TOKEN`; `tandem serve` sets one from .tandem/token). */
   TANDEM_ADMIN_TOKEN?: string;
   /** The key secrets are sealed with, 64 hex digits (`openssl rand -hex 32 | wrangler secret put TANDEM_SECRETS_KEY`; `tandem serve` keeps one in .tandem/secrets-key). */

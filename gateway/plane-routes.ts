@@ -26,6 +26,7 @@ import {
   ROUTES,
   type HeartbeatAnswer,
   type ImageBuildSpec,
+  type LiveBundleRef,
   type PlaneImageSecretsAnswer,
   type PlaneSecretsAnswer,
   type PlaneInfo,
@@ -35,7 +36,7 @@ import { parseSignedBody, readSignedBody } from "../sdk/signed-body.js";
 import { checkSignatureHeaders, signRequest, verifyRequest } from "../sdk/signing.js";
 import type { FunctionSpec } from "../sdk/options.js";
 import { guard } from "./auth.js";
-import type { RouteEnv } from "./env.js";
+import type { Env, RouteEnv } from "./env.js";
 import { knownPlanes, planeHealthy, planeRegistry, registryView } from "./plane-choice.js";
 import { defaultNearRegions, inAllowedRegion, regionRank } from "./plane-regions.js";
 import { registry } from "./registry.js";
@@ -75,7 +76,8 @@ export function planeRoutes(): Hono<Api> {
           );
       }),
     );
-    const answer: HeartbeatAnswer = { ok: true, warm: readable.filter((ref) => ref !== undefined) };
+    const live = liveBundles(c.env);
+    const answer: HeartbeatAnswer = { ok: true, warm: readable.filter((ref) => ref !== undefined), ...(live.length ? { live } : {}) };
     return c.json(answer);
   });
 
@@ -174,6 +176,21 @@ export function planeRoutes(): Hono<Api> {
   });
 
   return routes;
+}
+
+/**
+ * Each app's live plane bundle as this Worker version serves it, with when the version was made: told to every plane
+ * at each heartbeat, so that a new version retires the old one's containers on planes its calls never reach (a
+ * `--strategy recreate` call in flight there included). A list as long as the apps, the same for every plane. None
+ * without the version metadata binding: with no time to order them by, a plane could be told an older version last.
+ */
+export function liveBundles(env: Env): LiveBundleRef[] {
+  const since = Date.parse(env.CF_VERSION_METADATA?.timestamp ?? "");
+  if (!Number.isFinite(since)) return [];
+  return registry().apps.flatMap((app) => {
+    const bundle = registry().planeBundle(app.name);
+    return bundle ? [{ app: app.name, bundleHash: bundle.hash, ...(bundle.strategy ? { strategy: bundle.strategy } : {}), since }] : [];
+  });
 }
 
 /**

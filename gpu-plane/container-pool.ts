@@ -43,7 +43,7 @@ export interface Worker {
    * container of its pool, started with what the function declares now (its secrets' current values), replaces it.
    */
   draining?: boolean;
-  /** A new version of its function went live (version-switch.ts): the pool key of that version. */
+  /** A new version of its function went live (version-switch.ts): the pool key of that version, or its bundle's hash as a heartbeat told it. */
   supersededBy?: string;
   /** Of an old version, and kept (idle) until the new version's warm containers are ready. */
   awaitingReplacement?: boolean;

@@ -519,6 +519,57 @@ describe("the dispatcher, on fake containers", () => {
     expect(h.lines).toContain("[plane] a new version of app.f is live (strategy recreate): stopping 1 container of the old one now");
   });
 
+  it("stops the old version's containers at once when a heartbeat says a newer version is live, though no input of it came here (recreate)", async () => {
+    const h = harness({ f: async ([wait]) => ((wait as boolean) ? never() : "quick"), g: () => "g" });
+    h.dispatcher.liveVersions([{ app: "app", bundleHash: BUNDLE_HASH, since: 1_000 }]);
+    const stuck = h.dispatcher.run(request("f", { args: [true] }), BUNDLE);
+    const idle = await h.dispatcher.run(request("g"), BUNDLE);
+    await until(() => h.inputs.length === 2, "the old version's inputs to reach their containers");
+    h.dispatcher.liveVersions([{ app: "app", bundleHash: "c".repeat(64), strategy: "recreate", since: 2_000 }]);
+    const failed = await stuck;
+    expect(failed).toMatchObject({ status: "failed", error: { code: "container_failed" } });
+    expect(failed.error!.message).toContain("was stopped by the plane as a new version of app.f went live (strategy recreate)");
+    await until(() => h.driver.started.every((c) => c.exit !== undefined), "every container of the old version to stop");
+    expect(h.driver.started.map((c) => c.id)).toContain(idle.containerId);
+    expect(h.lines).toContain("[plane] a new version of app.f is live (strategy recreate): stopping 1 container of the old one now");
+    expect(h.lines).toContain("[plane] a new version of app.g is live (strategy recreate): stopping 1 container of the old one now");
+  });
+
+  it("stops the old version's idle container at once when a heartbeat says a newer version is live (rolling), and lets a busy one finish", async () => {
+    const busy = gate();
+    const h = harness({ f: async ([wait]) => ((wait as boolean) ? busy.opened.then(() => "finished") : "quick") }, { scaledownWindowMs: 600_000 });
+    const running = h.dispatcher.run(request("f", { args: [true] }), BUNDLE);
+    await until(() => h.inputs.length === 1, "the first input to reach its container");
+    const idle = await h.dispatcher.run(request("f", { args: [false] }), BUNDLE);
+    h.dispatcher.liveVersions([{ app: "app", bundleHash: "c".repeat(64), since: 2_000 }]);
+    await until(() => h.driver.started.find((c) => c.id === idle.containerId)!.exit !== undefined, "the old version's idle container to stop");
+    expect(h.driver.started[0]!.exit).toBeUndefined(); // mid-call: not stopped
+    busy.open();
+    expect(await running).toMatchObject({ status: "succeeded", result: "finished" });
+    await until(() => h.dispatcher.containers().length === 0, "the old version's busy container to stop once its input ended");
+    expect(h.lines).toContain("[plane] a new version of app.f is live: 2 containers of the old one take no new input and stop once their inputs end");
+  });
+
+  it("never switches back to a version told after a newer one, by a heartbeat or by an input (two gateway versions during a rollout)", async () => {
+    const h = harness({ f: async ([wait]) => ((wait as boolean) ? never() : "quick") });
+    const v1 = request("f", { args: [true] });
+    const v2 = { ...request("f", { args: [true] }), bundleHash: "c".repeat(64), strategy: "recreate" as const };
+    h.dispatcher.liveVersions([{ app: "app", bundleHash: v1.bundleHash, since: 1_000 }]);
+    h.dispatcher.liveVersions([{ app: "app", bundleHash: v2.bundleHash, strategy: "recreate", since: 2_000 }]);
+    const onNew = h.dispatcher.run(v2, BUNDLE);
+    await until(() => h.inputs.length === 1, "the new version's input to reach its container");
+    // The old Worker version answers a heartbeat, then sends an input of its own: the new version's container stays.
+    h.dispatcher.liveVersions([{ app: "app", bundleHash: v1.bundleHash, strategy: "recreate", since: 1_000 }]);
+    expect(await h.dispatcher.run({ ...v1, args: [false] }, BUNDLE)).toMatchObject({ status: "succeeded", result: "quick" });
+    await sleep(100);
+    expect(h.driver.started[0]!.exit).toBeUndefined();
+    expect(h.lines.filter((l) => l.includes("a new version of app.f is live"))).toEqual([]);
+    // A rollback is a later version, though its bundle is an old one: it switches.
+    h.dispatcher.liveVersions([{ app: "app", bundleHash: v1.bundleHash, strategy: "recreate", since: 3_000 }]);
+    const failed = await onNew;
+    expect(failed.error!.message).toContain("was stopped by the plane as a new version of app.f went live (strategy recreate)");
+  });
+
   it("stops an idle container of another function to make room for a new one", async () => {
     const h = harness({ f: () => "f", g: () => "g" }, { gpus: { T4: 1 } });
     const t4 = { spec: { gpu: [{ type: "T4" as const, count: 1 }] } };

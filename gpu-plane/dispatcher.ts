@@ -19,7 +19,7 @@ import {
   toWireError,
   type WireError,
 } from "../sdk/errors.js";
-import type { EncodedValue, PlaneRunRequest, PlaneRunResponse, PlaneRunTimings } from "../sdk/protocol.js";
+import type { EncodedValue, LiveBundleRef, PlaneRunRequest, PlaneRunResponse, PlaneRunTimings } from "../sdk/protocol.js";
 import type { ControlChannel } from "./control-channel.js";
 import { exitFailure, firstLine, protocolFailure, runTimeout } from "./container-failure.js";
 import { ContainerPool, type ContainerSummary, type FunctionStats, type Worker } from "./container-pool.js";
@@ -408,6 +408,15 @@ export class Dispatcher {
     const switched = pools.map((pool) => this.#versions.seen(poolKey(pool), pool.strategy));
     if (switched.includes(true)) this.#prepared.dropSuperseded();
     this.#warm.keep(pools);
+  }
+
+  /**
+   * Each app's live version, as a heartbeat's answer says it: the containers of its other bundles retire here, by
+   * the version's strategy, though no input of the new one comes to this plane (version-switch.ts `told`).
+   */
+  liveVersions(live: LiveBundleRef[]): void {
+    const switched = live.map((version) => this.#versions.told(version));
+    if (switched.includes(true)) this.#prepared.dropSuperseded();
   }
 
   /**

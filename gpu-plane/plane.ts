@@ -698,6 +698,9 @@ export class Plane {
             })),
           );
         }
+        // After the warm pools (an assigned pool of the new version switches with its warm minimum): the rest of each
+        // app's old versions here, though no input of the new one comes to this plane.
+        if (!this.#closing && answer.live) this.#dispatcher.liveVersions(answer.live);
         outcome = { kind: "accepted" };
       }
     } catch (err) {

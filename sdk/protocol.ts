@@ -1846,10 +1846,31 @@ export type PlaneImageSecretsAnswer = z.infer<typeof PlaneImageSecretsAnswerSche
 /** How the gateway signs its answer to `POST /v1/planes/image-secrets` (as `PLANE_SECRETS_ANSWER`). */
 export const PLANE_IMAGE_SECRETS_ANSWER = { method: "ANSWER", path: "/v1/planes/image-secrets" } as const;
 
-/** The gateway's answer to a heartbeat: which warm pools this plane keeps. */
+/**
+ * An app's plane functions' live version, as the gateway Worker that answers a heartbeat serves it: every plane is
+ * told, so that the old version's containers on a plane that runs no input of the new one retire too
+ * (gpu-plane/version-switch.ts).
+ */
+export interface LiveBundleRef {
+  app: string;
+  bundleHash: string;
+  /** How this version replaces an older one on the plane (`DEPLOY_STRATEGIES`); left out: rolling. */
+  strategy?: DeployStrategy;
+  /**
+   * When this version of the gateway Worker was made (ms): Cloudflare's version timestamp (each `wrangler deploy`,
+   * a `tandem app rollback` included, makes a new one), or the start or reload of `tandem serve`'s workerd. It only
+   * goes forward: a plane takes a version told with a later `since` than the one it knows, never an earlier one (two
+   * Worker versions answer heartbeats during a rollout).
+   */
+  since: number;
+}
+
+/** The gateway's answer to a heartbeat: which warm pools this plane keeps, and each app's live version. */
 export interface HeartbeatAnswer {
   ok: true;
   warm: WarmPoolRef[];
+  /** Left out by a gateway that does not know when its version was made (no version metadata binding). */
+  live?: LiveBundleRef[];
 }
 
 /** One line of `tandem usage`: container time and its cost, by app, function and GPU type. */

@@ -17,9 +17,12 @@ import { join } from "node:path";
 import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { connect, lookup, type AgentSocket } from "../sdk/index.js";
+import { LOCAL_PLANE_REGION } from "../sdk/cli/local-stack.js";
 import { AGENT_CLOSE, CONTAINER_LABELS } from "../sdk/protocol.js";
 import { ROOT, startServe, type Served } from "./helpers/cli.js";
 import { authed } from "./helpers/gateway.js";
+import { startPlaneProcess, stopPlaneProcess } from "./helpers/plane-process.js";
+import { SECRET } from "./helpers/stack.js";
 
 const FIXTURE = join(ROOT, "test/fixtures/redeploy-app.ts");
 const SESSIONS = 3;
@@ -27,14 +30,19 @@ const SESSIONS = 3;
 const LOAD_LIMIT_MS = 120_000;
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+/** `tandem serve`'s own plane's region. */
+const LOCAL = LOCAL_PLANE_REGION;
 
 /** A served copy of the fixture, under an app name of its own (the Docker engine is shared). */
-async function serveFixture(args: string[]): Promise<{ dir: string; name: string; served: Served; edit: (from: string, to: string) => Promise<void> }> {
+async function serveFixture(
+  args: string[],
+  env: Record<string, string> = {},
+): Promise<{ dir: string; name: string; served: Served; edit: (from: string, to: string) => Promise<void> }> {
   const dir = await mkdtemp(join(tmpdir(), "tandem-redeploy-"));
   const name = `redeploy${randomBytes(3).toString("hex")}`;
   const file = join(dir, "app.ts");
   await writeFile(file, (await readFile(FIXTURE, "utf8")).replace('new App("redeploy")', `new App("${name}")`));
-  const served = await startServe(["app.ts", "--scaledown-window", "600", ...args], dir);
+  const served = await startServe(["app.ts", "--scaledown-window", "600", ...args], dir, env);
   const edit = async (from: string, to: string) => {
     const source = await readFile(file, "utf8");
     expect(source).toContain(from);
@@ -45,12 +53,13 @@ async function serveFixture(args: string[]): Promise<{ dir: string; name: string
   return { dir, name, served, edit };
 }
 
-/** The plane's ids (`ctr-…`) of the app's containers the engine runs now. */
-async function containersOf(name: string): Promise<string[]> {
+/** The plane's ids (`ctr-…`) of the app's containers the engine runs now (of plane `planeId` alone, when named). */
+async function containersOf(name: string, planeId?: string): Promise<string[]> {
   const { stdout } = await promisify(execFile)("docker", [
     "ps",
     "--filter",
     `label=${CONTAINER_LABELS.app}=${name}`,
+    ...(planeId ? ["--filter", `label=${CONTAINER_LABELS.plane}=${planeId}`] : []),
     "--format",
     `{{.Label "${CONTAINER_LABELS.container}"}}`,
   ]);
@@ -311,18 +320,101 @@ describe("tandem serve --strategy recreate", () => {
     );
     await sleep(6_000);
     await edit(`const VERSION = ${warmed.version};`, `const VERSION = ${next};`);
+    const live = Date.now();
     await sleep(16_000 - (Date.now() - started));
-    const sent = Date.now();
     expect((await slow.remote(0)).version).toBe(next);
-    // The new version went live on the plane with that call: the old container was killed under the long call, which
-    // failed then, saying why, not 10 s later with the old version's result.
+    // The new version went live on the plane with the new gateway's first heartbeat answer: the old container was
+    // killed under the long call, which failed then, saying why, not at its end with the old version's result.
     const { endedAt, error } = await long;
     expect(error, "the long call on the old version should have failed").toBeDefined();
     expect(error!.code).toBe("container_failed");
     expect(error!.message).toMatch(new RegExp(`was stopped by the plane as a new version of ${name}\\.slow went live \\(strategy recreate\\)`));
-    expect(endedAt).toBeGreaterThanOrEqual(sent);
-    expect(endedAt - sent).toBeLessThan(5_000);
+    expect(endedAt - live).toBeLessThan(8_000); // within a heartbeat (3 s) or so
+    expect(endedAt - started).toBeLessThan(20_000);
     await until(async () => !(await containersOf(name)).includes(warmed.container), "the old version's container to stop", 15_000);
     expect((await slow.remote(0)).version).toBe(next);
+  }, 180_000);
+});
+
+describe("a new version reaches every plane of a fleet", () => {
+  // `tandem serve`'s own plane (region local) and a `tandem plane` process beside it (region far): a caller's region
+  // picks the plane, so the old version's call runs on the one, the new version's first call on the other.
+  const FAR = "far";
+  const fleet = async (args: string[]) => {
+    const fixture = await serveFixture(args, { TANDEM_PLANE_SECRET: SECRET });
+    const far = await startPlaneProcess(fixture.served.url, ["--region", FAR, "--scaledown-window", "600"]);
+    // Listed healthy before a call prefers its region (else the call runs on the only plane there is).
+    await until(
+      async () => {
+        const res = await fetch(`${fixture.served.url}/v1/planes`, authed());
+        const { planes } = (await res.json()) as { planes: { planeId: string; healthy: boolean }[] };
+        return planes.some((p) => p.planeId === far.planeId() && p.healthy);
+      },
+      "the far plane to be listed healthy",
+      30_000,
+    );
+    await sleep(1_500); // each gateway isolate reads the plane list at most once a second
+    const slow = (region: string) => lookup<[number], { version: number; container: string }>(fixture.name, "slow", { gateway: fixture.served.url, region });
+    return { ...fixture, far, slow };
+  };
+  const stops: (() => Promise<void>)[] = [];
+  afterAll(async () => {
+    await Promise.all(stops.map((stop) => stop().catch(() => {})));
+  }, 60_000);
+
+  it("fails a recreate call in flight on a plane that runs no input of the new version, within a heartbeat of it going live", async () => {
+    const { dir, name, served, edit, far, slow } = await fleet(["--strategy", "recreate"]);
+    stops.push(
+      () => stopPlaneProcess(far),
+      () => served.stop(),
+      () => rm(dir, { recursive: true, force: true }),
+    );
+    const warmed = await slow(FAR).remote(0);
+    expect(warmed.version).toBe(1);
+    expect(await containersOf(name, far.planeId())).toContain(warmed.container);
+    const started = Date.now();
+    const long = slow(FAR)
+      .remote(25_000)
+      .then(
+        () => ({ endedAt: Date.now(), error: undefined }),
+        (error: { code?: string; message?: string }) => ({ endedAt: Date.now(), error }),
+      );
+    await sleep(3_000);
+    await edit("const VERSION = 1;", "const VERSION = 2;");
+    const live = Date.now();
+    // The new version's first call runs on serve's own plane: the far plane sees no input of it.
+    const next = await slow(LOCAL).remote(0);
+    expect(next.version).toBe(2);
+    expect(await containersOf(name, far.planeId())).not.toContain(next.container);
+    const { endedAt, error } = await long;
+    expect(error, "the long call on the old version should have failed").toBeDefined();
+    expect(error!.code).toBe("container_failed");
+    expect(error!.message).toMatch(new RegExp(`was stopped by the plane as a new version of ${name}\\.slow went live \\(strategy recreate\\)`));
+    // Within a heartbeat (3 s) or so of the new version going live, well before the call's own end (25 s).
+    expect(endedAt - live).toBeLessThan(8_000);
+    expect(endedAt - started).toBeLessThan(20_000);
+    expect(far.output()).toMatch(new RegExp(`a new version of ${name}\\.slow is live \\(strategy recreate\\): stopping 1 container of the old one now`));
+    await until(async () => !(await containersOf(name)).includes(warmed.container), "the old version's container to stop", 15_000);
+  }, 180_000);
+
+  it("stops the old version's idle container on a plane that runs no input of the new version, within a heartbeat (rolling)", async () => {
+    const { dir, name, served, edit, far, slow } = await fleet([]);
+    stops.push(
+      () => stopPlaneProcess(far),
+      () => served.stop(),
+      () => rm(dir, { recursive: true, force: true }),
+    );
+    const warmed = await slow(FAR).remote(0);
+    expect(warmed.version).toBe(1);
+    expect(await containersOf(name, far.planeId())).toContain(warmed.container);
+    await edit("const VERSION = 1;", "const VERSION = 2;");
+    const live = Date.now();
+    expect((await slow(LOCAL).remote(0)).version).toBe(2);
+    // Its scale-down window is 600 s: it stops for the new version, not for being idle.
+    await until(async () => !(await containersOf(name)).includes(warmed.container), "the far plane's old idle container to stop", 10_000);
+    expect(Date.now() - live).toBeLessThan(10_000);
+    expect(far.output()).toMatch(
+      new RegExp(`a new version of ${name}\\.slow is live: 1 container of the old one takes no new input and stops once its inputs end`),
+    );
   }, 180_000);
 });

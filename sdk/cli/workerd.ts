@@ -206,6 +206,8 @@ function newMiniflare(options: WorkerdOptions, onOutput: NonNullable<WorkerdOpti
       METRICS_EXPORTER: { className: "MetricsExporter", useSQLite: true },
     },
     r2Buckets: ["BLOBS"],
+    // As wrangler.toml's [version_metadata]: its timestamp is this workerd's start, so each reload is a later version.
+    versionMetadata: "CF_VERSION_METADATA",
     bindings: options.bindings,
     ...(options.startPlane ? { serviceBindings: { LOCAL_PLANE: localPlaneService(options.startPlane, options.planeBundles) } } : {}),
     // Requests come in on a socket of the Worker's own, as in production. miniflare's entry socket (which
