@@ -92,6 +92,25 @@ const KEEP_CANVAS_TEXT = `window.labels = [];
   CanvasRenderingContext2D.prototype.fillText = function (text, ...rest) { labels.push(text); return fillText.call(this, text, ...rest); };`;
 
 /** Sends a plane's heartbeat, signed with the plane secret, as a plane would. */
+/**
+ * Draws one chart of `data` on `page` with the dashboard's own scripts, and answers each text it drew with its left
+ * edge as drawn (uPlot draws the y-axis's labels right-aligned, on the canvas's own pixels).
+ */
+async function drawnLabels(page: Page, data: unknown): Promise<{ text: string; left: number }[]> {
+  await page.setContent(`<!doctype html><link rel="stylesheet" href="${gateway.url}${DASHBOARD.base}/assets/uplot.css"><body style="margin:0">
+      <div data-chart><script type="application/json">${JSON.stringify(data)}</script></div>
+      <script>window.edges = [];
+        const fillText = CanvasRenderingContext2D.prototype.fillText;
+        CanvasRenderingContext2D.prototype.fillText = function (text, x, ...rest) {
+          const w = this.measureText(text).width;
+          edges.push({ text, left: this.textAlign === "right" || this.textAlign === "end" ? x - w : this.textAlign === "center" ? x - w / 2 : x });
+          return fillText.call(this, text, x, ...rest);
+        };</script>
+      <script src="${gateway.url}${DASHBOARD.base}/assets/uplot.js"></script><script src="${gateway.url}${DASHBOARD.base}/assets/dashboard.js"></script></body>`);
+  await page.waitForSelector("[data-chart][data-points] .u-over");
+  return page.evaluate(() => (window as unknown as { edges: { text: string; left: number }[] }).edges);
+}
+
 async function beat(
   planeId: string,
   warm: PlaneHeartbeat["warm"],
@@ -497,20 +516,7 @@ describe("the dashboard", () => {
   it("makes a chart's y-axis as wide as its longest label, so small costs are not cut off on a phone", async () => {
     const page = await browser.newPage({ viewport: { width: 375, height: 700 } });
     const data = { x: [1_796_400_000, 1_796_400_060, 1_796_400_120], series: [{ label: "shop.checkout", values: [0.0000213, 0.0000437, 0.0000371] }] };
-    // Each label's left edge as drawn (uPlot draws the y-axis's right-aligned, on the canvas's own pixels).
-    await page.setContent(`<!doctype html><link rel="stylesheet" href="${gateway.url}${DASHBOARD.base}/assets/uplot.css"><body style="margin:0">
-      <div data-chart><script type="application/json">${JSON.stringify(data)}</script></div>
-      <script>window.edges = [];
-        const fillText = CanvasRenderingContext2D.prototype.fillText;
-        CanvasRenderingContext2D.prototype.fillText = function (text, x, ...rest) {
-          const w = this.measureText(text).width;
-          edges.push({ text, left: this.textAlign === "right" || this.textAlign === "end" ? x - w : this.textAlign === "center" ? x - w / 2 : x });
-          return fillText.call(this, text, x, ...rest);
-        };</script>
-      <script src="${gateway.url}${DASHBOARD.base}/assets/uplot.js"></script><script src="${gateway.url}${DASHBOARD.base}/assets/dashboard.js"></script></body>`);
-    await page.waitForSelector("[data-chart][data-points] .u-over");
-    const edges = await page.evaluate(() => (window as unknown as { edges: { text: string; left: number }[] }).edges);
-    const yLabels = edges.filter((e) => /^0\.0000\d+$/.test(e.text));
+    const yLabels = (await drawnLabels(page, data)).filter((e) => /^0\.0000\d+$/.test(e.text));
     expect(yLabels.length).toBeGreaterThan(1);
     for (const label of yLabels) expect(label.left, label.text).toBeGreaterThanOrEqual(0);
     await page.close();
@@ -522,19 +528,7 @@ describe("the dashboard", () => {
     const x = Array.from({ length: 61 }, (_, i) => 1_796_400_000 + i * 1440);
     const series = Array.from({ length: 12 }, (_, k) => ({ label: `shop.fn${k}`, values: x.map((_, i) => (i === 60 ? (0.00009 * (k + 1)) / 12 : 0)) }));
     const data = { title: "Cost", unit: "USD", x, series };
-    await page.setContent(`<!doctype html><link rel="stylesheet" href="${gateway.url}${DASHBOARD.base}/assets/uplot.css"><body style="margin:0">
-      <div data-chart><script type="application/json">${JSON.stringify(data)}</script></div>
-      <script>window.edges = [];
-        const fillText = CanvasRenderingContext2D.prototype.fillText;
-        CanvasRenderingContext2D.prototype.fillText = function (text, x, ...rest) {
-          const w = this.measureText(text).width;
-          edges.push({ text, left: this.textAlign === "right" || this.textAlign === "end" ? x - w : this.textAlign === "center" ? x - w / 2 : x });
-          return fillText.call(this, text, x, ...rest);
-        };</script>
-      <script src="${gateway.url}${DASHBOARD.base}/assets/uplot.js"></script><script src="${gateway.url}${DASHBOARD.base}/assets/dashboard.js"></script></body>`);
-    await page.waitForSelector("[data-chart][data-points] .u-over");
-    const edges = await page.evaluate(() => (window as unknown as { edges: { text: string; left: number }[] }).edges);
-    const yLabels = edges.filter((e) => /^\$?0\.0000\d+$/.test(e.text));
+    const yLabels = (await drawnLabels(page, data)).filter((e) => /^\$?0\.0000\d+$/.test(e.text));
     expect(yLabels.map((e) => e.text.replace("$", ""))).toContain("0.000075");
     for (const label of yLabels) expect(label.left, label.text).toBeGreaterThanOrEqual(0);
     for (const label of yLabels) expect(label.text).toMatch(/^\$/);

@@ -342,7 +342,12 @@ describe("a new version reaches every plane of a fleet", () => {
   const FAR = "far";
   const fleet = async (args: string[]) => {
     const fixture = await serveFixture(args, { TANDEM_PLANE_SECRET: SECRET });
+    stops.push(
+      () => fixture.served.stop(),
+      () => rm(fixture.dir, { recursive: true, force: true }),
+    );
     const far = await startPlaneProcess(fixture.served.url, ["--region", FAR, "--scaledown-window", "600"]);
+    stops.push(() => stopPlaneProcess(far));
     // Listed healthy before a call prefers its region (else the call runs on the only plane there is).
     await until(
       async () => {
@@ -355,7 +360,11 @@ describe("a new version reaches every plane of a fleet", () => {
     );
     await sleep(1_500); // each gateway isolate reads the plane list at most once a second
     const slow = (region: string) => lookup<[number], { version: number; container: string }>(fixture.name, "slow", { gateway: fixture.served.url, region });
-    return { ...fixture, far, slow };
+    // The first version, warm on the far plane.
+    const warmed = await slow(FAR).remote(0);
+    expect(warmed.version).toBe(1);
+    expect(await containersOf(fixture.name, far.planeId())).toContain(warmed.container);
+    return { ...fixture, far, slow, warmed };
   };
   const stops: (() => Promise<void>)[] = [];
   afterAll(async () => {
@@ -363,15 +372,7 @@ describe("a new version reaches every plane of a fleet", () => {
   }, 60_000);
 
   it("fails a recreate call in flight on a plane that runs no input of the new version, within a heartbeat of it going live", async () => {
-    const { dir, name, served, edit, far, slow } = await fleet(["--strategy", "recreate"]);
-    stops.push(
-      () => stopPlaneProcess(far),
-      () => served.stop(),
-      () => rm(dir, { recursive: true, force: true }),
-    );
-    const warmed = await slow(FAR).remote(0);
-    expect(warmed.version).toBe(1);
-    expect(await containersOf(name, far.planeId())).toContain(warmed.container);
+    const { name, edit, far, slow, warmed } = await fleet(["--strategy", "recreate"]);
     const started = Date.now();
     const long = slow(FAR)
       .remote(25_000)
@@ -398,15 +399,7 @@ describe("a new version reaches every plane of a fleet", () => {
   }, 180_000);
 
   it("stops the old version's idle container on a plane that runs no input of the new version, within a heartbeat (rolling)", async () => {
-    const { dir, name, served, edit, far, slow } = await fleet([]);
-    stops.push(
-      () => stopPlaneProcess(far),
-      () => served.stop(),
-      () => rm(dir, { recursive: true, force: true }),
-    );
-    const warmed = await slow(FAR).remote(0);
-    expect(warmed.version).toBe(1);
-    expect(await containersOf(name, far.planeId())).toContain(warmed.container);
+    const { name, edit, far, slow, warmed } = await fleet([]);
     await edit("const VERSION = 1;", "const VERSION = 2;");
     const live = Date.now();
     expect((await slow(LOCAL).remote(0)).version).toBe(2);
