@@ -631,12 +631,18 @@ export class Plane {
     await this.#logs.close(); // the lines of the containers just stopped, sent once more
     await this.#otlp?.close(); // and to the OTLP endpoint, with the metrics once more
     this.#metricsServer?.close();
+    this.#metricsServer?.closeAllConnections();
     trace("plane: log lines sent");
     await this.driver.cleanup(this.planeId).catch(() => {});
     trace("plane: leftovers removed");
     this.#usage.close();
     this.#outcomes.close();
-    await new Promise<void>((resolve) => this.#server.close(() => resolve()));
+    // Its inputs have ended: a connection still open (a request answered as it closed, kept alive; one made and not yet
+    // used) would hold the close for as long as its client keeps it, for ever where none comes (Node stops timing them out).
+    await new Promise<void>((resolve) => {
+      this.#server.close(() => resolve());
+      this.#server.closeAllConnections();
+    });
   }
 
   /** The secrets of one warm container of `pool`, asked of the gateway and checked (warm-secrets.ts). */

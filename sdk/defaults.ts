@@ -561,6 +561,11 @@ export const DELIVERY_DEFAULTS = {
    * before it answers the requests left 503 and stops the plane's containers; a second Ctrl-C stops at once.
    */
   serveStopGraceMs: 10_000,
+  /**
+   * How long a stopping `tandem serve` then gives its parts (the local plane's containers, the gateway) to stop before
+   * it says which did not and quits without it, rather than hang on it (a container engine that no longer answers).
+   */
+  serveCloseMs: 30_000,
   /** How long a plane's API keeps an idle connection: more than `serverIdleCloseMs`, so the gateway (the client) closes first. */
   planeKeepAliveMs: 30_000,
   /**

@@ -5,7 +5,7 @@
 import { execFileSync, spawn } from "node:child_process";
 import { existsSync } from "node:fs";
 import http from "node:http";
-import type { AddressInfo } from "node:net";
+import { connect, type AddressInfo, type Socket } from "node:net";
 import { mkdtemp, readFile, rm, stat, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
@@ -225,7 +225,8 @@ describe("a plane function pinned to regions the local plane is not in", () => {
   it("is served whatever GPUs the local plane has: a plane in its region runs it", async () => {
     // Before, serve held it to the local plane's GPUs ("cannot run on the local plane: … simulate them with --gpus"),
     // though the local plane, in region local, is never sent its calls.
-    const served = await startServe(["app.ts", "--gpus", "T4:1", "--no-watch"], dir);
+    // Traced: its stop once outlived the test (under the suite's load; not seen alone), and the trace names each step.
+    const served = await startServe(["app.ts", "--gpus", "T4:1", "--no-watch"], dir, { TANDEM_TRACE: "1" });
     try {
       // The listing follows the local plane's start: beside the suite's other Docker tests, serve's start and it once took
       // over the 60 s this test had. Waited for within the test's own time, so a miss shows serve's output.
@@ -662,6 +663,33 @@ describe("tandem serve, stopped with Ctrl-C", () => {
       expect(served.process.exitCode).toBe(0);
       expect(served.output()).toContain("stopping the local plane's containers");
       expect(planeContainers()).toBe("");
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  it("exits at once though a client holds a connection to the local plane open", async () => {
+    const dir = await mkdtemp(join(tmpdir(), "tandem-sigint-held-"));
+    try {
+      await writeFile(
+        join(dir, "app.ts"),
+        `import { App } from "tandem";\nconst app = new App("held");\nexport const twice = app.function({ tier: "plane" }, (n: number) => n * 2);\nexport default app;\n`,
+      );
+      const served = await startServe(["app.ts", "--no-watch"], dir);
+      await served.waitFor("Ctrl-C to stop.");
+      const planePort = Number(/plane pl-[0-9a-f]+ at http:\/\/127\.0\.0\.1:(\d+)/.exec(served.output())![1]);
+      // A connection opened and not yet used, as a client's pool opens ahead: the plane's close waited on it for good.
+      const held = await new Promise<Socket>((resolve, reject) => {
+        const socket = connect(planePort, "127.0.0.1", () => resolve(socket)).on("error", reject);
+      });
+      try {
+        const started = Date.now();
+        await served.stop(20_000);
+        expect(served.process.exitCode).toBe(0);
+        expect(Date.now() - started).toBeLessThan(15_000);
+      } finally {
+        held.destroy();
+      }
     } finally {
       await rm(dir, { recursive: true, force: true });
     }

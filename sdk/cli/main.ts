@@ -159,8 +159,7 @@ program
       // Ctrl-C: requests in flight get a moment to end; a second Ctrl-C stops at once, a third quits.
       onStopSignal(
         async () => {
-          await serving.stop();
-          process.exit(0);
+          process.exit((await serving.stop()) ? 0 : 2);
         },
         () => serving.stopNow(),
       );

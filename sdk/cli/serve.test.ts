@@ -6,7 +6,7 @@ import { join } from "node:path";
 import { expect, it } from "vitest";
 import { App } from "../app.js";
 import { Period } from "../schedule.js";
-import { anotherServeHere, isHarmlessWorkerdLine, printEndpoints, requestLine, restartDelayMs } from "./serve.js";
+import { anotherServeHere, isHarmlessWorkerdLine, printEndpoints, requestLine, restartDelayMs, stepsInTime } from "./serve.js";
 
 it("leaves out workerd's line for an answer its client left early, and keeps every other error", () => {
   expect(
@@ -78,4 +78,25 @@ it("names another tandem serve running in the folder, with its port, and says wh
     first.kill();
     rmSync(folder, { recursive: true, force: true });
   }
+});
+
+it("stepsInTime names the step a stop hangs on, once its time is up, and nothing when every step ends", async () => {
+  const never = new Promise<void>(() => {});
+  const stuck = await stepsInTime(async (step) => {
+    step("answering the requests in flight");
+    await Promise.resolve();
+    step("the local plane");
+    await never;
+    step("the gateway");
+  }, 200);
+  expect(stuck).toBe("the local plane");
+  const done: string[] = [];
+  expect(
+    await stepsInTime(async (step) => {
+      step("the local plane");
+      await new Promise((r) => setTimeout(r, 20));
+      done.push("plane");
+    }, 2_000),
+  ).toBeUndefined();
+  expect(done).toEqual(["plane"]);
 });

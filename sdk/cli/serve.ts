@@ -9,6 +9,7 @@ import { Inventory } from "../../gpu-plane/inventory.js";
 import { Plane, planeGpus, planeRunningFrom } from "../../gpu-plane/plane.js";
 import type { App } from "../app.js";
 import { DELIVERY_DEFAULTS } from "../defaults.js";
+import { raceDeadline, TIMED_OUT } from "../deadline.js";
 import { InvalidOptionsError } from "../errors.js";
 import { formatDuration } from "../schedule.js";
 import { LOCAL_GATEWAY_FILE } from "../credentials.js";
@@ -59,9 +60,10 @@ export interface Serving {
   failed: Promise<never>;
   /**
    * Stops as a server should (Ctrl-C): takes no new request, waits up to `DELIVERY_DEFAULTS.serveStopGraceMs` for the
-   * requests in flight and the local plane's inputs to end, saying what it waits for, then closes (`close`).
+   * requests in flight and the local plane's inputs to end, saying what it waits for, then closes (`close`). False when
+   * a part of it did not stop within `DELIVERY_DEFAULTS.serveCloseMs` (said): the caller quits without it (exit 2).
    */
-  stop(): Promise<void>;
+  stop(): Promise<boolean>;
   /** Ends a `stop`'s wait at once; false when none is under way (nothing to hurry). */
   stopNow(): boolean;
   /** Stops now: requests in flight are answered 503 (a stream is cut), then the plane's containers and the gateway stop. */
@@ -384,29 +386,59 @@ export async function serve(options: ServeOptions): Promise<Serving> {
         hurry = undefined;
       }
       log(style.dim("stopping the local plane's containers and the gateway… (Ctrl-C again to quit now)"));
-      await serving.close();
+      const stuck = await stepsInTime((step) => closeSteps(step), DELIVERY_DEFAULTS.serveCloseMs);
+      if (stuck === undefined) return true;
+      log(
+        `${style.err("✗")} ${stuck} did not stop within ${DELIVERY_DEFAULTS.serveCloseMs / 1000} s; quitting without it ` +
+          `(containers the local plane leaves are removed when tandem serve starts here again)`,
+      );
+      return false;
     },
     stopNow() {
       if (!hurry) return false;
       hurry();
       return true;
     },
-    async close() {
-      clearTimeout(tickTimer);
-      for (const w of watchers) w.close();
-      closed = true;
-      forgetServed(servedFile);
-      // The requests in flight answered first (503), as the plane's containers take a moment to stop; the gateway
-      // stops last, as the plane sends it its last log lines.
-      await door.cut();
-      await plane?.close();
-      trace("serve: plane closed");
-      await door.close();
-      await reloading; // one under way stops what it started
-      trace("serve: gateway closed");
-    },
+    close: () => closeSteps(() => {}),
+  };
+  /** `close`, saying to `step` what it stops next. */
+  const closeSteps = async (step: (what: string) => void): Promise<void> => {
+    clearTimeout(tickTimer);
+    for (const w of watchers) w.close();
+    closed = true;
+    forgetServed(servedFile);
+    // The requests in flight answered first (503), as the plane's containers take a moment to stop; the gateway
+    // stops last, as the plane sends it its last log lines.
+    step("answering the requests in flight");
+    await door.cut();
+    step("the local plane (its containers, its last log lines)");
+    await plane?.close();
+    trace("serve: plane closed");
+    step("the gateway (workerd)");
+    await door.close();
+    await reloading; // one under way stops what it started
+    trace("serve: gateway closed");
   };
   return serving;
+}
+
+/**
+ * Runs `steps`, which names each step as it begins: undefined once they end, or the step under way when `ms` pass
+ * first (left running). A stop that hangs on one part (a container engine that no longer answers) is said, not waited
+ * on for ever.
+ * @example
+ * await stepsInTime(async (step) => { step("the plane"); await plane.close(); }, 30_000) // undefined, or "the plane"
+ */
+export async function stepsInTime(steps: (step: (what: string) => void) => Promise<void>, ms: number): Promise<string | undefined> {
+  let current = "stopping";
+  const outcome = await raceDeadline(
+    steps((what) => {
+      current = what;
+      trace(`serve: stopping ${what}`);
+    }),
+    Date.now() + ms,
+  );
+  return outcome === TIMED_OUT ? current : undefined;
 }
 
 /**

@@ -10,7 +10,8 @@ export interface Served {
   url: string;
   output: () => string;
   waitFor(text: string | RegExp, ms?: number): Promise<void>;
-  stop(): Promise<void>;
+  /** Ctrl-C (SIGINT), resolved once serve has exited; one still running after `ms` is killed, and its output thrown. */
+  stop(ms?: number): Promise<void>;
   process: ChildProcess;
 }
 
@@ -36,11 +37,18 @@ export async function startServe(args: string[], cwd = ROOT, env: Record<string,
         await new Promise((r) => setTimeout(r, 50));
       }
     },
-    async stop() {
+    async stop(ms = 60_000) {
       if (child.exitCode !== null) return;
       const exited = childEnded(child);
       child.kill("SIGINT");
+      let timer: NodeJS.Timeout | undefined;
+      const late = new Promise<"late">((resolve) => (timer = setTimeout(() => resolve("late"), ms)));
+      const outcome = await Promise.race([exited, late]);
+      clearTimeout(timer);
+      if (outcome !== "late") return;
+      child.kill("SIGKILL");
       await exited;
+      throw new Error(`tandem serve had not exited ${ms} ms after Ctrl-C (killed):\n${out}`);
     },
   };
   await served.waitFor(/gateway ready at (http:\/\/\S+)/);
