@@ -19,7 +19,7 @@ import type { AgentContext, AgentDefinition } from "../sdk/app.js";
 import { InvalidRequestError, errorBody, remoteErrorFrom, type RemoteError } from "../sdk/errors.js";
 import { maskedError } from "../sdk/secret.js";
 import { AGENT_CLOSE, AGENT_PING, AGENT_PONG, HEADERS, MAX_CLOSE_REASON_BYTES, isValidCloseCode } from "../sdk/protocol.js";
-import { tokenIsLive, tokenLivenessKnown } from "./auth.js";
+import { tokenEndedHow, tokenIsLive, tokenLivenessKnown } from "./auth.js";
 import { gatewayConfig, type GatewayConfig } from "./config.js";
 import type { Env } from "./env.js";
 import { inEnvironment } from "./environments.js";
@@ -140,7 +140,7 @@ export class AgentHub extends DurableObject<Env> {
     if (size > agent.maxMessageBytes) return closeWith(ws, AGENT_CLOSE.tooBig, `message too big: ${size} bytes, the limit is ${agent.maxMessageBytes}`);
     if (!this.#allow(ws, agent.maxMessagesPerSecond))
       return closeWith(ws, AGENT_CLOSE.policyViolation, `too many messages: the limit is ${agent.maxMessagesPerSecond} a second`);
-    if (attachment.token && !(await tokenIsLive(this.env, attachment.token))) return closeRevoked(ws, attachment.token);
+    if (attachment.token && !(await tokenIsLive(this.env, attachment.token))) return closeTokenEnded(ws, attachment.token);
     await this.#handle(ws, attachment, agent, "onMessage", typeof message === "string" ? message : new Uint8Array(message));
   }
 
@@ -342,7 +342,7 @@ export class AgentHub extends DurableObject<Env> {
     if (!token) return true;
     const live = tokenLivenessKnown(this.env, token);
     if (live === false) {
-      closeRevoked(ws, token);
+      closeTokenEnded(ws, token);
       return false;
     }
     if (live === undefined && !this.#checking.has(token)) {
@@ -413,9 +413,9 @@ function agentOf(app: string, label: string): AgentDefinition {
   return agent;
 }
 
-/** Closes a socket whose token was revoked after it let the socket in. */
-function closeRevoked(ws: WebSocket, token: string): void {
-  closeWith(ws, AGENT_CLOSE.policyViolation, `the token that opened this socket, ${token}, was revoked; connect again with another`);
+/** Closes a socket whose token was revoked, or expired, after it let the socket in. */
+function closeTokenEnded(ws: WebSocket, token: string): void {
+  closeWith(ws, AGENT_CLOSE.policyViolation, `the token that opened this socket, ${token}, ${tokenEndedHow(token)}; connect again with another`);
 }
 
 function sendTo(ws: WebSocket, data: Frame): boolean {

@@ -22,6 +22,7 @@ import { passPreflight } from "./body.js";
 import { containerPrincipal, isContainerRequest } from "./container-requests.js";
 import type { Env, RouteEnv } from "./env.js";
 import { environmentOf } from "./environments.js";
+import type { TokenLiveness } from "./token-store.js";
 
 /** Who a request is: the token it carried. */
 export type Principal = Pick<TokenInfo, "id" | "name" | "scope" | "apps" | "env" | "expiresAt"> & {
@@ -43,8 +44,11 @@ export function tokenStore(env: Env) {
  */
 const checked = new Map<string, { principal: Principal | null; until: number }>();
 
-/** Tokens that minted connect tokens lately, by id: whether they are still live, until when (as `checked`). */
-const minters = new Map<string, { live: boolean; until: number }>();
+/**
+ * Tokens that minted connect tokens or opened sockets lately, by id: whether they are still live (and when one expired,
+ * where that is why not), until when (as `checked`).
+ */
+const minters = new Map<string, TokenLiveness & { until: number }>();
 
 /** Forgets what this isolate knows of a token (after a revoke here; other isolates forget within `cacheMs`). */
 export function forgetToken(id: string): void {
@@ -319,9 +323,12 @@ export async function authorizeWeb(env: Env, request: Request, app: string, labe
     throw new ForbiddenError(`the connect token is for ${claims.l ? `"${claims.l}" of ` : ""}app "${claims.a}", not "${label}" of app "${app}"`);
   }
   if (!(await tokenIsLive(env, claims.t))) {
-    throw new UnauthorizedError(`the connect token was minted by token ${claims.t}, since revoked; mint another (POST /v1/apps/${app}/connect-token)`, {
-      token: claims.t,
-    });
+    throw new UnauthorizedError(
+      `the connect token was minted by token ${claims.t}, which ${tokenEndedHow(claims.t)}; mint another (POST /v1/apps/${app}/connect-token)`,
+      {
+        token: claims.t,
+      },
+    );
   }
   passPreflight(request);
   return claims.t;
@@ -369,10 +376,20 @@ export async function tokenIsLive(env: Env, id: string): Promise<boolean> {
   const now = Date.now();
   const known = minters.get(id);
   if (known && known.until > now) return known.live;
-  const live = await tokenStore(env).isLive(id);
+  const liveness = await tokenStore(env).liveness(id);
   if (minters.size > 10_000) minters.clear(); // bounded, as `checked` is
-  minters.set(id, { live, until: now + TOKEN_DEFAULTS.cacheMs });
-  return live;
+  minters.set(id, { ...liveness, until: now + TOKEN_DEFAULTS.cacheMs });
+  return liveness.live;
+}
+
+/**
+ * How a token that `tokenIsLive` found not live ended, for the message of what it had opened: it expired (when), or it
+ * was revoked (or is not known, as a revoked one is once gone).
+ * @example `the token that opened this socket, ${id}, ${tokenEndedHow(id)}` // "…, expired at 2026-12-06T13:20:00.000Z"
+ */
+export function tokenEndedHow(id: string): string {
+  const expiredAt = minters.get(id)?.expiredAt;
+  return expiredAt === undefined ? "was revoked" : `expired at ${new Date(expiredAt).toISOString()}`;
 }
 
 async function readConnectToken(env: Env, token: string): Promise<ConnectClaims | undefined> {

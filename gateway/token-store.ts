@@ -33,6 +33,12 @@ export type DashboardPrincipal = Pick<TokenInfo, "id" | "name" | "scope" | "apps
 /** How often a token's `lastUsedAt` is written: to the minute, so a busy token does not write on every request. */
 const LAST_USED_RESOLUTION_MS = 60_000;
 
+/** What `TokenStore.liveness` says of a token: live, or not, with when it expired where that is why. */
+export interface TokenLiveness {
+  live: boolean;
+  expiredAt?: number;
+}
+
 export class TokenStore extends DurableObject<Env> {
   readonly #sql: SqlStorage;
 
@@ -133,10 +139,15 @@ export class TokenStore extends DurableObject<Env> {
     return this.#info(row);
   }
 
-  /** Whether token `id` exists, is not revoked and has not expired: what it opened still stays open (gateway/auth.ts). */
-  async isLive(id: string): Promise<boolean> {
+  /**
+   * Whether token `id` exists, is not revoked and has not expired: what it opened still stays open (gateway/auth.ts).
+   * One that has expired (and is not revoked) says when, so what it opened can say why it closes.
+   */
+  async liveness(id: string): Promise<TokenLiveness> {
     const row = this.#row(id);
-    return row !== undefined && row.revoked_at === null && (row.expires_at === null || row.expires_at > Date.now());
+    if (row === undefined || row.revoked_at !== null) return { live: false };
+    if (row.expires_at !== null && row.expires_at <= Date.now()) return { live: false, expiredAt: row.expires_at };
+    return { live: true };
   }
 
   /** Every token not revoked, newest first, the expired ones included (until they are revoked). */

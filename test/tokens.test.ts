@@ -463,7 +463,7 @@ describe("web endpoints and agents that ask for a token", () => {
     const refused = await fetch(`${gw.url}/guarded/secret?token=${token}`);
     expect(refused.status).toBe(401);
     expect((await errorOf(refused)).message).toBe(
-      `the connect token was minted by token ${minter.id}, since revoked; mint another (POST /v1/apps/guarded/connect-token)`,
+      `the connect token was minted by token ${minter.id}, which was revoked; mint another (POST /v1/apps/guarded/connect-token)`,
     );
     // The bootstrap token's own connect tokens still open the endpoint.
     const mintedByAdmin = await api("/v1/apps/guarded/connect-token", ADMIN_TOKEN, { method: "POST", body: JSON.stringify({ label: "secret" }) });
@@ -546,6 +546,25 @@ describe("web endpoints and agents that ask for a token", () => {
       }),
     );
     expect(closes).toEqual(sockets.map(({ id }) => [id, `1008 the token that opened this socket, ${id}, was revoked; connect again with another`]));
+  }, 30_000);
+
+  it("closes an open agent socket once the token that opened it expires, saying it expired (not that it was revoked)", async () => {
+    const wsUrl = `${gw.url.replace(/^http/, "ws")}/guarded/room`;
+    const expiresAt = Date.now() + 2_000;
+    const brief = await createToken({ name: "brief opener", apps: ["guarded"], expiresAt });
+    const ws = new WebSocket(wsUrl, { headers: bearer(brief.token) });
+    await new Promise((resolve, reject) => ws.once("open", resolve).once("error", reject));
+    const echo = new Promise<string>((resolve) => ws.once("message", (m) => resolve(String(m))));
+    ws.send("before");
+    expect(await echo).toBe("echo before");
+    const closed = new Promise<string>((resolve) => ws.once("close", (code, reason) => resolve(`${code} ${String(reason)}`)));
+    // Past its expiry, and the 10 s an isolate may trust a checked token: every half second, until the socket closes.
+    const poke = setInterval(() => ws.readyState === WebSocket.OPEN && ws.send("after"), 500);
+    const outcome = await Promise.race([closed, new Promise<string>((resolve) => setTimeout(() => resolve("still open"), 15_000))]);
+    clearInterval(poke);
+    ws.terminate();
+    // It said "was revoked", which sent its owner to look for who revoked it.
+    expect(outcome).toBe(`1008 the token that opened this socket, ${brief.id}, expired at ${new Date(expiresAt).toISOString()}; connect again with another`);
   }, 30_000);
 
   it("closes a socket that only receives once the token that opened it is revoked, and sends it nothing more", async () => {
