@@ -13,7 +13,7 @@ import { raceDeadline } from "../sdk/deadline.js";
 import { ImageBuildError, InvalidOptionsError, NoCapacityError, PlaneUnavailableError, RemoteError } from "../sdk/errors.js";
 import { GPU_TYPES, parseGpuInventory, type GpuType } from "../sdk/gpu.js";
 import { DELIVERY_DEFAULTS, FUNCTION_DEFAULTS, PLANE_DEFAULTS } from "../sdk/defaults.js";
-import { LeftoverRemoval, removeLeftovers } from "./leftovers.js";
+import { LeftoverRemoval, leftoverRemover } from "./leftovers.js";
 import {
   GATEWAY_AUDIENCE,
   PLANE_ID_PATTERN,
@@ -274,7 +274,7 @@ export class Plane {
     // Opened before the leftovers go: the rows its previous run left open are closed as their containers are removed.
     const usage = new UsageLedger(join(options.stateDir, "usage.sqlite"), { seenEveryMs: PLANE_DEFAULTS.usageSeenMs });
     const leftovers = new LeftoverRemoval({
-      remove: () => removeLeftovers(driver, planeId, usage, log),
+      remove: leftoverRemover(driver, planeId, usage, log),
       planeId,
       log,
       removed: () => void plane?.beatNow(), // the gateway hears at once that it takes calls
