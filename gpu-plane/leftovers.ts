@@ -84,17 +84,24 @@ export class LeftoverRemoval {
 /**
  * Removes the containers a previous run of this plane left behind, and closes their rows in its usage ledger at the
  * time each stopped (they ran, and may have run on after the plane died: their time is billed); then the rows left
- * open of containers the engine no longer has, at their last sight.
+ * open of containers the engine no longer has, at their last sight. Returns one pass of that, for `LeftoverRemoval`
+ * to try again while it fails: a pass that fails has removed, and metered, some of them, so what it says once the
+ * last pass succeeds counts every pass.
  * @example
- * const leftovers = new LeftoverRemoval({ remove: () => removeLeftovers(driver, planeId, usage, log), … });
+ * const leftovers = new LeftoverRemoval({ remove: leftoverRemover(driver, planeId, usage, log), … });
  */
-export async function removeLeftovers(driver: ContainerDriver, planeId: string, usage: UsageLedger, log: (line: string) => void): Promise<void> {
-  // A ledger that cannot write is said, and does not keep the plane from taking calls.
+export function leftoverRemover(driver: ContainerDriver, planeId: string, usage: UsageLedger, log: (line: string) => void): () => Promise<void> {
+  let removed = 0;
   let metered = 0;
+  // A ledger that cannot write is said, and does not keep the plane from taking calls.
   const meter = (id: string, write: () => number | boolean) => (metered += Number(writeUsage(log, id, write) ?? 0));
-  await driver.cleanup(planeId, (container) =>
-    meter(container.labels[CONTAINER_LABELS.container] ?? "a container left behind", () => usage.closeLeftover(container)),
-  );
-  meter("the containers its previous run left", () => usage.closeLost());
-  if (metered > 0) log(`[plane] recorded the usage of ${metered} container(s) its previous run left running`);
+  return async () => {
+    await driver.cleanup(planeId, (container) => {
+      removed++;
+      meter(container.labels[CONTAINER_LABELS.container] ?? "a container left behind", () => usage.closeLeftover(container));
+    });
+    meter("the containers its previous run left", () => usage.closeLost());
+    if (removed > 0) log(`[plane] removed ${removed} container(s) its previous run left behind`);
+    if (metered > 0) log(`[plane] recorded the usage of ${metered} container(s) its previous run left running`);
+  };
 }

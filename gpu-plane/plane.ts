@@ -13,7 +13,7 @@ import { raceDeadline } from "../sdk/deadline.js";
 import { ImageBuildError, InvalidOptionsError, NoCapacityError, PlaneUnavailableError, RemoteError } from "../sdk/errors.js";
 import { GPU_TYPES, parseGpuInventory, type GpuType } from "../sdk/gpu.js";
 import { DELIVERY_DEFAULTS, FUNCTION_DEFAULTS, PLANE_DEFAULTS } from "../sdk/defaults.js";
-import { LeftoverRemoval, removeLeftovers } from "./leftovers.js";
+import { LeftoverRemoval, leftoverRemover } from "./leftovers.js";
 import {
   GATEWAY_AUDIENCE,
   PLANE_ID_PATTERN,
@@ -274,7 +274,7 @@ export class Plane {
     // Opened before the leftovers go: the rows its previous run left open are closed as their containers are removed.
     const usage = new UsageLedger(join(options.stateDir, "usage.sqlite"), { seenEveryMs: PLANE_DEFAULTS.usageSeenMs });
     const leftovers = new LeftoverRemoval({
-      remove: () => removeLeftovers(driver, planeId, usage, log),
+      remove: leftoverRemover(driver, planeId, usage, log),
       planeId,
       log,
       removed: () => void plane?.beatNow(), // the gateway hears at once that it takes calls
@@ -747,14 +747,24 @@ function stablePlaneId(stateDir: string): string {
     throw new InvalidOptionsError(`another plane (process ${holder}) is running from ${stateDir}; start this one from another folder`);
   }
   writeFileSync(join(stateDir, PLANE_LOCK), String(process.pid));
-  const file = join(stateDir, "plane-id");
-  if (existsSync(file)) {
-    const id = readFileSync(file, "utf8").trim();
-    if (PLANE_ID_PATTERN.test(id)) return id;
-  }
+  const kept = storedPlaneId(stateDir);
+  if (kept) return kept;
   const id = `pl-${randomBytes(6).toString("hex")}`;
-  writeFileSync(file, id + "\n");
+  writeFileSync(join(stateDir, PLANE_ID_FILE), id + "\n");
   return id;
+}
+
+/** The file in a plane's state folder that keeps its id from one run to the next. */
+const PLANE_ID_FILE = "plane-id";
+
+/**
+ * The id of the plane run from `stateDir`, as its first run kept it there; undefined when none has run from it.
+ * @example storedPlaneId(".tandem/run-planes/14231") // "pl-3f9a1c2b7d4e": that run's containers are labelled with it
+ */
+export function storedPlaneId(stateDir: string): string | undefined {
+  const file = join(stateDir, PLANE_ID_FILE);
+  const id = existsSync(file) ? readFileSync(file, "utf8").trim() : "";
+  return PLANE_ID_PATTERN.test(id) ? id : undefined;
 }
 
 /** The file in a plane's state folder that holds the id of the process running it. */

@@ -13,6 +13,7 @@ import { copyFile, mkdir, mkdtemp, readFile, readdir, rm, symlink, writeFile } f
 import { tmpdir } from "node:os";
 import { join, relative } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { linkedCheckoutKey } from "../sdk/cli/init.js";
 import { ROOT, runCli, runNode, startServe, type Served } from "./helpers/cli.js";
 
 const NO_TOKEN = { TANDEM_TOKEN: "", TANDEM_ADMIN_TOKEN: "" };
@@ -189,6 +190,39 @@ describe("tandem init --link and tandem pack", () => {
     expect(pkg.allowScripts[`file:${relative(join(dir, "node_modules"), ROOT)}`]).toBe(false);
     expect(existsSync(join(dir, "vendor"))).toBe(false);
     expect(await readFile(join(dir, "README.md"), "utf8")).toContain(`the checkout at \`${relative(dir, ROOT)}\``);
+  });
+
+  it("denies the checkout's build step by the key npm writes for a linked folder: one ../ more than the dependency's path", async () => {
+    // A project two folders down, as a user's apps/proj beside the checkout: the key is the checkout's path from the
+    // project's node_modules/, where npm links it, not from the project.
+    await mkdir(join(parent, "apps"));
+    const { code, stderr } = await runCli(["init", "proj", "--link", "--no-install"], { cwd: join(parent, "apps") });
+    expect(code, stderr).toBe(0);
+    const dir = join(parent, "apps", "proj");
+    const pkg = JSON.parse(await readFile(join(dir, "package.json"), "utf8"));
+    expect(pkg.dependencies.tandem).toBe(`file:${relative(dir, ROOT)}`);
+    expect(pkg.allowScripts[`file:../${relative(dir, ROOT)}`]).toBe(false);
+    expect(pkg.allowScripts[linkedCheckoutKey(dir, ROOT)]).toBe(false);
+
+    // npm's own word on that key, offline: a stand-in checkout with a build step, linked from a project laid out alike.
+    const checkout = join(parent, "stand-in");
+    await mkdir(checkout);
+    await writeFile(
+      join(checkout, "package.json"),
+      JSON.stringify({ name: "tandem", version: "0.0.0", scripts: { prepare: "node -e \"require('fs').writeFileSync('prepared', '')\"" } }),
+    );
+    const probe = join(parent, "apps", "probe");
+    await mkdir(probe);
+    const probePackage = { name: "probe", version: "0.1.0", private: true, dependencies: { tandem: `file:${relative(probe, checkout)}` } };
+    await writeFile(join(probe, "package.json"), JSON.stringify(probePackage));
+    const npm = (...args: string[]) => execFileSync("npm", [...args, "--offline", "--no-audit", "--no-fund"], { cwd: probe, encoding: "utf8", stdio: "pipe" });
+    npm("install", "--ignore-scripts");
+    npm("deny-scripts", "tandem"); // the key npm itself writes for it
+    expect(JSON.parse(await readFile(join(probe, "package.json"), "utf8")).allowScripts).toEqual({ [linkedCheckoutKey(probe, checkout)]: false });
+    // And the key denies it: the build step does not run at the next install.
+    await rm(join(probe, "node_modules"), { recursive: true });
+    npm("install");
+    expect(existsSync(join(checkout, "prepared"))).toBe(false);
   });
 
   it("type-checks a project holding an AssemblyScript source beside app.ts, as the README's tour has it", async () => {

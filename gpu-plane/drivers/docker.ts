@@ -290,7 +290,9 @@ export class DockerDriver implements ContainerDriver {
   async cleanup(planeId: string, removed?: (container: RemovedContainer) => void): Promise<void> {
     await this.#ping();
     const left = await this.#docker.listContainers({ all: true, filters: { label: [`${CONTAINER_LABELS.plane}=${planeId}`] } });
-    await Promise.all(
+    // Every one is tried, whichever fails: those removed are told to `removed` (their time is billed), and a pass that
+    // fails leaves fewer for the next.
+    const outcomes = await Promise.allSettled(
       left.map(async (info) => {
         const container = this.#docker.getContainer(info.Id);
         // Read before it goes: a removed container's times are gone with it.
@@ -307,7 +309,13 @@ export class DockerDriver implements ContainerDriver {
         removed({ labels: info.Labels, startedAt, endedAt: Math.max(startedAt, finishedAt ?? Date.now()) });
       }),
     );
-    if (left.length > 0) this.#log(`removed ${left.length} container(s) left behind by plane ${planeId}`);
+    const failed = outcomes.filter((o): o is PromiseRejectedResult => o.status === "rejected");
+    if (failed.length > 0) {
+      const reason = failed[0]!.reason as Error;
+      throw Object.assign(new Error(`${failed.length} of ${left.length} container(s) of plane ${planeId} could not be removed: ${reason.message}`), {
+        cause: reason,
+      });
+    }
     const folder = this.#planeFolderPath(planeId);
     this.#owned.delete(folder);
     await rm(folder, { recursive: true, force: true });

@@ -127,7 +127,9 @@ export interface ContainerDriver {
   start(spec: ContainerSpec): Promise<StartedContainer>;
   /**
    * Removes every container this plane left behind (by label), e.g. after a crash, and what the driver kept for them;
-   * tells `removed` of each container as it is removed, with when it ran (its time is billed: usage-ledger.ts).
+   * tells `removed` of each container as it is removed, with when it ran (its time is billed: usage-ledger.ts). Every
+   * one is tried; when some could not be removed it throws once the others are, saying how many. It says nothing
+   * itself: a caller that tries again counts the removals of every pass with `removed`, and says the total once.
    */
   cleanup(planeId: string, removed?: (container: RemovedContainer) => void): Promise<void>;
   /**

@@ -188,8 +188,7 @@ function readTandemPackage(): TandemPackage {
 function projectPackage(app: string, dependency: string, tandem: TandemPackage, dir: string, link: boolean): Record<string, unknown> {
   const dev = tandem.devDependencies ?? {};
   const allowScripts = Object.fromEntries(Object.entries(tandem.allowScripts ?? {}).filter(([name]) => !(name in dev)));
-  // npm names a linked folder by its path from node_modules/.
-  if (link) allowScripts[`file:${posix(relative(join(dir, "node_modules"), PACKAGE_ROOT))}`] = false;
+  if (link) allowScripts[linkedCheckoutKey(dir, PACKAGE_ROOT)] = false;
   return {
     name: app,
     version: "0.1.0",
@@ -201,6 +200,17 @@ function projectPackage(app: string, dependency: string, tandem: TandemPackage, 
     devDependencies: { "@types/node": dev["@types/node"] ?? "^20", typescript: dev.typescript ?? "^5" },
     allowScripts,
   };
+}
+
+/**
+ * The `allowScripts` key of a checkout that the project in `dir` depends on through a `file:` path: the path from the
+ * project's `node_modules/`, where npm links it, one `../` more than the dependency's own. That is the key npm keeps a
+ * linked folder's scripts under (`npm deny-scripts tandem` writes it so); denied by the dependency's own path, the
+ * checkout's `prepare` still ran at every install of the project (npm 11.19).
+ * @example linkedCheckoutKey("/src/apps/proj", "/src/tandem") // "file:../../../tandem", beside "tandem": "file:../../tandem"
+ */
+export function linkedCheckoutKey(dir: string, checkout: string): string {
+  return `file:${posix(relative(join(dir, "node_modules"), checkout))}`;
 }
 
 function readme(app: string, from: string, link: boolean): string {

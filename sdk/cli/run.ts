@@ -70,7 +70,8 @@ export async function runOnce(target: string, rawArgs: string[], config: CliConf
   const { token } = newToken(); // this run's own admin token: its gateway lives as long as the run
   // A folder of this run's own: runs side by side in one project each get their ephemeral plane.
   const planeDir = join(state, "run-planes", String(process.pid));
-  void removeLeftRuns(state); // beside the run: the folders of runs killed before their end
+  // Beside the run, awaited as it stops: what runs killed before their end left (their containers, their folders).
+  const leftRuns = removeLeftRuns(state, (line) => console.error(visibleLines(line)));
   const gatewayStarting = deferred<RunningWorkerd>();
   const builtApps = deferred<BuiltApps>();
   const planeBundle = deferred<PlaneBundle>();
@@ -186,6 +187,7 @@ export async function runOnce(target: string, rawArgs: string[], config: CliConf
     await plane?.close();
     await rm(planeDir, { recursive: true, force: true });
     await rm(runState, { recursive: true, force: true });
+    await leftRuns;
     if (err !== refused) throw err;
   });
   if (!prepared) {
@@ -230,6 +232,7 @@ export async function runOnce(target: string, rawArgs: string[], config: CliConf
       await Promise.all([plane?.close().then(() => trace("run: plane closed")), gateway?.dispose().then(() => trace("run: workerd stopped"))]);
       await rm(planeDir, { recursive: true, force: true });
       await rm(runState, { recursive: true, force: true, maxRetries: 3 }); // miniflare removes its folder there too, meanwhile
+      await leftRuns;
     })());
   let interrupted = false;
   onStopSignal(async () => {
@@ -284,16 +287,51 @@ export async function runOnce(target: string, rawArgs: string[], config: CliConf
   }
 }
 
-/** Removes the folders (`run-planes/<pid>`, `run-state/<pid>`) of runs whose process is gone: killed before their end. */
-async function removeLeftRuns(state: string): Promise<void> {
-  for (const kind of ["run-planes", "run-state"]) {
-    const names = await readdir(join(state, kind)).catch(() => [] as string[]);
-    for (const name of names) {
-      const pid = Number(name);
-      if (Number.isInteger(pid) && pid !== process.pid && !processAlive(pid))
-        await rm(join(state, kind, name), { recursive: true, force: true }).catch(() => {});
-    }
+/**
+ * Removes what runs killed before their end (their process is gone) left: the containers of their planes, which
+ * nothing else would remove (each run's plane has an id of its own, which the next run's does not share), then their
+ * folders (`run-planes/<pid>`, `run-state/<pid>`). A plane folder whose containers cannot all be removed yet (no
+ * engine now, one still exiting) is kept, for the next run to try again. Never fails.
+ */
+async function removeLeftRuns(state: string, log: (line: string) => void): Promise<void> {
+  await Promise.all(
+    ["run-planes", "run-state"].map(async (kind) => {
+      const names = await readdir(join(state, kind)).catch(() => [] as string[]);
+      await Promise.all(
+        names.map(async (name) => {
+          const pid = Number(name);
+          if (!Number.isInteger(pid) || pid === process.pid || processAlive(pid)) return;
+          const folder = join(state, kind, name);
+          if (kind === "run-planes" && !(await removeLeftContainers(folder, pid, log))) return;
+          await rm(folder, { recursive: true, force: true }).catch(() => {});
+        }),
+      );
+    }),
+  );
+}
+
+/**
+ * Removes the containers of the plane that a run killed before its end (process `pid`) started from `folder`; false,
+ * having said why, when some are still there. Their time is not recorded, as `tandem serve` and `tandem plane` record
+ * their leftovers': a run's usage ledger is in that folder, which nothing reads (a run that ends removes it unread).
+ */
+async function removeLeftContainers(folder: string, pid: number, log: (line: string) => void): Promise<boolean> {
+  // Loaded only when a killed run left a folder: the run's own plane loads them too, a plane function's beside this.
+  const { storedPlaneId } = await import("../../gpu-plane/plane.js");
+  const planeId = storedPlaneId(folder);
+  if (!planeId) return true; // its plane never started: it has no containers
+  const { DockerDriver } = await import("../../gpu-plane/drivers/docker.js");
+  let removed = 0;
+  try {
+    await new DockerDriver().cleanup(planeId, () => removed++);
+  } catch (err) {
+    log(
+      `⚠ could not remove the containers of plane ${planeId}, left by a run killed before its end (process ${pid}); the next run tries again: ${(err as Error).message}`,
+    );
+    return false;
   }
+  if (removed > 0) log(`removed ${removed} container(s) of plane ${planeId}, left by a run killed before its end (process ${pid})`);
+  return true;
 }
 
 /** Copies the local gateway's secret store (its SQLite files: sealed values) into `to`, a gateway state folder. */
