@@ -10,7 +10,10 @@
  * idempotency key, is recorded before it runs and marks each attempt in the
  * ledger before it starts it, so a runner that takes it over after a crash
  * knows where it got to. A call made without a key is recorded as it ends, or
- * as running once it has run a while, and is never taken over.
+ * as running once it has run a while, and is never taken over. An attempt
+ * cut by its plane stopping together with this gateway (`tandem serve`
+ * stopping) is no failure and is not retried: a call the ledger can take over
+ * is left to it as it stands, and any other ends, saying why.
  */
 import { raceDeadline, withDeadline } from "../sdk/deadline.js";
 import { API_LIMITS, DELIVERY_DEFAULTS, STOP_DEFAULTS } from "../sdk/defaults.js";
@@ -55,7 +58,7 @@ import {
 import { EdgeCall, stopIfCancelled } from "./edge-call.js";
 import { EncodedResult } from "./encoded-result.js";
 import { encodeResult } from "../sdk/result-value.js";
-import { AttemptLost, forwardToPlane, type ForwardOptions } from "./forward-to-plane.js";
+import { AttemptLost, StoppedWithGateway, forwardToPlane, type ForwardOptions } from "./forward-to-plane.js";
 import { waitForBatch } from "./isolate-batch.js";
 import { registry, type RegisteredFunction } from "./registry.js";
 import { RunBatch } from "./plane-runs.js";
@@ -98,6 +101,11 @@ export interface ExecuteOptions {
   batch?: RunBatch;
   /** The call is in the ledger, where a cancel can reach it: its edge attempts stop on one (gateway/edge-call.ts). */
   recorded?: boolean;
+  /**
+   * The ledger holds the call's arguments and takes it over when its runner is lost: an attempt cut by its plane
+   * stopping with this gateway is left to it (`StoppedWithGateway` is thrown), not ended.
+   */
+  resumable?: boolean;
   /** Told of each edge attempt as it starts (a call recorded while it runs makes the one under way reachable by a cancel). */
   onEdgeAttempt?: (call: EdgeCall) => void;
 }
@@ -160,6 +168,12 @@ export async function execute(rc: RunContext, fn: RegisteredFunction, args: Call
       const value = await attemptOnce(rc, fn, args, callId, attempt, forward, options);
       return ended({ status: "succeeded", value, attempts: attempt });
     } catch (err) {
+      if (err instanceof StoppedWithGateway) {
+        // Not the function's failure, and no retry here: the gateway stops too, and nothing would run it. The ledger
+        // runs a call it can take over again when the gateway runs again; any other ends, saying why.
+        if (options.resumable) throw err;
+        return ended({ status: "failed", error: err.failure, attempts: attempt });
+      }
       if (err instanceof AttemptLost) {
         if (lost >= DELIVERY_DEFAULTS.maxLostAttempts) {
           const error = new InternalError(`call ${callId} lost ${lost + 1} attempts to planes that died or restarted; the last: ${err.message}`, { callId });
@@ -424,11 +438,16 @@ export async function callOnce(rc: RunContext, fn: RegisteredFunction, args: Cal
     });
   const ended = (outcome: Outcome) => ({ ...finishedCall(id, fn, "remote", createdAt, outcome), startedAt: createdAt }); // as recorded: begun when accepted
   const recordEnd = (row: FinishedCall) => waitForBatch(rc, recordEnded(rc.env, [row])); // a failed write is logged by the batch
+  // Cut as its plane stopped with this gateway: left to the ledger, unended; the request, cut by serve's front door
+  // already, is answered with the plane's error.
+  const leftToLedger = (err: unknown): never => {
+    throw err instanceof StoppedWithGateway ? err.failure : err;
+  };
   if (!fresh) {
     await untilKeyWritten(scope); // a fresh call of this key under way in this isolate, not in the ledger yet
     const callId = await create();
     if (callId !== id) return awaitRecord(ledger, callId, fn, rc);
-    const row = ended(await runRecorded(rc, ledger, fn, id, args, NOT_STARTED, { renew: true, firstMarked: true, waited: true }));
+    const row = ended(await runRecorded(rc, ledger, fn, id, args, NOT_STARTED, { renew: true, firstMarked: true, waited: true }).catch(leftToLedger));
     // The answer goes first; the row follows in the next batch (a request sent again meanwhile waits for it).
     if (row.status !== "cancelled") recordEnd(row);
     return toCallRecord(row);
@@ -449,7 +468,7 @@ export async function callOnce(rc: RunContext, fn: RegisteredFunction, args: Cal
     start: (mark) => (record.now(), afterRecord(() => ledger.start(mark.id, mark.attempt))),
     notePlane: (note) => (record.now(note.planeId) ? written.then(() => {}) : afterRecord(() => ledger.runningOn(note.id, note.planeId))),
     noteRetry: (note) => (record.now(), afterRecord(() => ledger.retrying(note.id, note.attempt, note.retryAt))),
-  });
+  }).catch(leftToLedger);
   const row = ended(outcome);
   // An edge call that ended before its record was due is written once, ended; any other is written now if it is not yet.
   if (fn.spec.tier === "edge" && record.drop()) {
@@ -571,7 +590,7 @@ export async function runSpawned(
     }
     await ledger.finish(finishedCall(id, fn, "spawn", createdAt, outcome));
   } catch (err) {
-    console.error(`call ${id}: could not record its outcome:`, err);
+    if (!(err instanceof StoppedWithGateway)) console.error(`call ${id}: could not record its outcome:`, err); // else left to the ledger (runRecorded)
   } finally {
     release();
   }
@@ -584,7 +603,9 @@ export async function runSpawned(
  * times a lease while it runs. `waited`: someone waits for the answer, so the
  * plane is noted just after the request to it rather than before (a runner
  * lost in that fraction of a millisecond leaves it unnoted, and the call
- * resumes on whichever plane fits); a spawned call notes it first.
+ * resumes on whichever plane fits); a spawned call notes it first. Throws
+ * `StoppedWithGateway` when its plane stopped under it with this gateway: the
+ * call is left to the ledger, unended.
  */
 async function runRecorded(
   rc: RunContext,
@@ -615,6 +636,7 @@ async function runRecorded(
     return await execute(rc, fn, args, id, {
       from,
       recorded: true,
+      resumable: true,
       ...(options.batch ? { batch: options.batch } : {}),
       beforeAttempt: (attempt) => {
         if (!marked) return start({ id, attempt });
@@ -635,6 +657,13 @@ async function runRecorded(
         : { onPlane: (planeId: string) => notePlane({ id, planeId }) }),
       onRetryWait: (attempt, retryAt) => noteRetry({ id, attempt, retryAt }),
     });
+  } catch (err) {
+    if (err instanceof StoppedWithGateway) {
+      const line = `${err.message}; its record stays as it is, and the ledger runs it again when the gateway runs again`;
+      console.warn(`[${fn.app}.${fn.name} ${id}] ${line}`);
+      keepEdgeLine(rc, { app: fn.app, function: fn.name, callId: id }, "system", line);
+    }
+    throw err;
   } finally {
     clearInterval(renew);
     release();
@@ -802,13 +831,19 @@ export async function mapCallsOnce(
         await onRecord(index, await awaitRecord(ledger, id, fn, rc)); // made by the first request with this key
         continue;
       }
-      const outcome = await runRecorded(rc, ledger, fn, id, inputs[index]!, NOT_STARTED, {
-        renew: false,
-        waited: true,
-        start: early ? firstStart : start,
-        notePlane,
-        batch,
-      });
+      let outcome: Outcome;
+      try {
+        outcome = await runRecorded(rc, ledger, fn, id, inputs[index]!, NOT_STARTED, {
+          renew: false,
+          waited: true,
+          start: early ? firstStart : start,
+          notePlane,
+          batch,
+        });
+      } catch (err) {
+        if (err instanceof StoppedWithGateway) return; // left to the ledger, unended; the plane is gone, so no more inputs here
+        throw err;
+      }
       // Still renewed once it ended: its record is written as the map ends, and a lapsed lease would resume it.
       if (early) {
         const known = (await recorded)[index]!;

@@ -15,7 +15,7 @@
  */
 import { FUNCTION_DEFAULTS, PLANE_DEFAULTS } from "../sdk/defaults.js";
 import { ndjsonLines } from "../sdk/stream-lines.js";
-import { NoCapacityError, PlaneUnavailableError, ProtocolError, fromWireError, functionTimeout, type WireError } from "../sdk/errors.js";
+import { NoCapacityError, PlaneUnavailableError, ProtocolError, fromWireError, functionTimeout, type TandemError, type WireError } from "../sdk/errors.js";
 import { PLANE_ROUTES, containerGroup, type PlaneInfo, type PlaneRunRequest, type PlaneRunTimings, type StreamLine } from "../sdk/protocol.js";
 import type { CallArgs } from "./call-args.js";
 import { clsParamsOf } from "./class-params.js";
@@ -95,6 +95,21 @@ export class AttemptLost extends Error {
   ) {
     super(message);
     this.name = "AttemptLost";
+  }
+}
+
+/**
+ * The attempt was cut by its plane stopping together with this gateway (`tandem serve` stopping): neither failed nor
+ * ended. A call the ledger can take over is left to it (its record stays as it is, and the ledger runs it again when
+ * the gateway runs again, as for a runner lost in a restart); any other ends with `failure`, the plane's word for it.
+ */
+export class StoppedWithGateway extends Error {
+  constructor(
+    readonly failure: TandemError,
+    message: string,
+  ) {
+    super(message);
+    this.name = "StoppedWithGateway";
   }
 }
 
@@ -217,6 +232,11 @@ export async function forwardToPlane(
     }
     if (answer.again === "lost") throw new AttemptLost([], answer.error?.message ?? `attempt ${attempt} of ${callId} was lost on plane ${plane.planeId}`);
     mayHold.delete(plane.planeId); // it answered for this attempt: whatever it says, it no longer may hold it unseen
+    if (answer.stoppedWithGateway) {
+      const what = `attempt ${attempt} was cut as plane ${plane.planeId} stopped with its gateway`;
+      const error = answer.error ?? { code: "internal", message: `${what} (${callId})` };
+      throw new StoppedWithGateway(fromWireError({ ...error, details: { ...error.details, callId, plane: plane.planeId } }), what);
+    }
     if (tryElsewhere(answer.error, send)) {
       skipped.add(plane.planeId); // another plane, or this one again after a pause
       continue;

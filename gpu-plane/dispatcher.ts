@@ -108,6 +108,8 @@ export class Dispatcher {
   /** Calls a cancel named before their run came, each until when it is remembered (`PLANE_DEFAULTS.cancelAheadMs`). */
   readonly #cancelledAhead = new Map<string, number>();
   #closed = false;
+  /** Closed as its gateway stops too (`close`'s `withGateway`): an input it fails from then on was cut by that stop. */
+  #closedWithGateway = false;
 
   constructor(options: DispatcherOptions) {
     this.#o = options;
@@ -199,6 +201,7 @@ export class Dispatcher {
         error: toWireError(error),
         ...(worker ? { containerId: worker.id, coldStart } : {}),
         timings: rounded(timings),
+        ...(this.#closedWithGateway ? { stoppedWithGateway: true as const } : {}),
       };
     }
   }
@@ -431,14 +434,17 @@ export class Dispatcher {
   /**
    * Stops every container (each given time for its `exit()` hooks) and fails what is queued. `quick` (the end of
    * `tandem run`): containers with no `exit()` hooks to run are killed and removed at once, without a grace period.
+   * `withGateway` (`tandem serve` stopping): the inputs it ends are answered as cut by that stop (see `Plane.close`).
    */
-  async close(options: { quick?: boolean } = {}): Promise<void> {
+  async close(options: { quick?: boolean; withGateway?: boolean } = {}): Promise<void> {
     this.#closed = true;
+    this.#closedWithGateway = options.withGateway === true;
     this.#warm.close();
     this.#versions.close();
     this.#pool.wake();
     await this.#prepared.close();
-    await Promise.all(this.#pool.all().map((w) => this.#scaleDown.retire(w, { graceful: true, quick: options.quick ?? false, why: "as the plane shut down" })));
+    const why = options.withGateway ? "as tandem serve stopped" : "as the plane shut down";
+    await Promise.all(this.#pool.all().map((w) => this.#scaleDown.retire(w, { graceful: true, quick: options.quick ?? false, why })));
   }
 
   /** A container for the input, held for it: a warm one, a new one, or, after waiting, one freed; `no_capacity` at the deadline. */

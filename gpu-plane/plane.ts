@@ -618,9 +618,13 @@ export class Plane {
    * Stops the plane: its containers (each given time for its classes' `exit()` hooks), then its listener.
    * `quick` (the end of `tandem run`, whose containers nothing will call again): the containers with no `exit()`
    * hooks to run are killed and removed at once; `tandem serve` and `tandem plane` stop every one gracefully.
+   * `withGateway` (`tandem serve` stopping, its gateway right after): an input still running is answered as cut by
+   * that stop (`PlaneRunResponse.stoppedWithGateway`), its container said to be stopped "as tandem serve stopped", so
+   * the gateway leaves a call its ledger can take over to the ledger, which runs it again when serve runs again,
+   * rather than ending it as failed.
    * @example await plane.close({ quick: true });
    */
-  async close(options: { quick?: boolean } = {}): Promise<void> {
+  async close(options: { quick?: boolean; withGateway?: boolean } = {}): Promise<void> {
     this.#closing = true;
     clearInterval(this.#heartbeat);
     this.#leftovers.stop();

@@ -1987,6 +1987,12 @@ export interface PlaneRunResponse {
    * gateway starts the next attempt. See `DELIVERY_DEFAULTS`.
    */
   again?: "attached" | "replayed" | "lost";
+  /**
+   * Set on an attempt the plane ended as it stopped together with its gateway (`tandem serve` stopping): cut by that
+   * stop, not failed. A gateway leaves a call its ledger can take over to the ledger, which runs it again when the
+   * gateway runs again, as a runner lost in a restart; any other call ends with `error`, which says why.
+   */
+  stoppedWithGateway?: true;
 }
 
 // ---------------------------------------------------------------------------

@@ -1,8 +1,9 @@
 /**
  * `tandem serve` as a long-running server, as a user sees it: when its workerd dies on its own (killed, crashed) it
  * says so and starts it again, and calls go on without an edit of the app file; on Ctrl-C it takes no new request and
- * lets the calls in flight end, and a second Ctrl-C answers those left with 503, not a closed connection.
- * Real workerd, real Docker for the local plane; all traffic to loopback.
+ * lets the calls in flight end, and a second Ctrl-C answers those left with 503, not a closed connection, and exits
+ * 130; a plane call it stops is taken over by the ledger when serve runs again, or, made without a key, fails saying
+ * serve stopped. Real workerd, real Docker for the local plane; all traffic to loopback.
  */
 import { randomBytes } from "node:crypto";
 import { readFileSync, readdirSync } from "node:fs";
@@ -11,9 +12,10 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, beforeEach, expect, it } from "vitest";
 import { lookup } from "../sdk/index.js";
+import { paths, type CallRecord } from "../sdk/protocol.js";
 import { childEnded } from "./helpers/child-exit.js";
 import { startServe, type Served } from "./helpers/cli.js";
-import { authed } from "./helpers/gateway.js";
+import { authed, eventually } from "./helpers/gateway.js";
 
 let dir: string;
 let name: string;
@@ -24,9 +26,14 @@ beforeEach(async () => {
   name = `lifecycle${randomBytes(3).toString("hex")}`;
   await writeFile(
     join(dir, "app.ts"),
-    `import { App } from "tandem";\nconst app = new App("${name}");\n` +
+    `import { App, currentCall } from "tandem";\nconst app = new App("${name}");\n` +
       "export const hello = app.function((who: string) => `hello ${who}`);\n" +
       "export const slow = app.function(async (ms: number) => { await new Promise((r) => setTimeout(r, ms)); return `slept ${ms}`; });\n" +
+      'export const nap = app.function({ tier: "plane", timeout: 60 }, async (ms: number) => {\n' +
+      "  console.log(`napping, attempt ${currentCall()?.attempt}`);\n" +
+      "  await new Promise((r) => setTimeout(r, ms));\n" +
+      "  return `napped ${ms}`;\n" +
+      "});\n" +
       "export default app;\n",
   );
   served = await startServe(["app.ts", "--no-watch"], dir);
@@ -113,7 +120,7 @@ it("on Ctrl-C takes no new request, lets a call in flight end with its answer, a
   expect(served!.output()).toMatch(/POST \/v1\/apps\/\S+\/functions\/slow\/call 200 \d+/);
 }, 60_000);
 
-it("on a second Ctrl-C stops at once, and answers the call still in flight 503 with a readable error, logged as 503", async () => {
+it("on a second Ctrl-C stops at once, answers the call still in flight 503 with a readable error, logged as 503, and exits 130", async () => {
   const inFlight = callSlow(served!.url, 30_000);
   await new Promise((resolve) => setTimeout(resolve, 500));
   const exited = childEnded(served!.process);
@@ -125,7 +132,57 @@ it("on a second Ctrl-C stops at once, and answers the call still in flight 503 w
   expect(JSON.parse((answer as { body: string }).body)).toMatchObject({
     error: { code: "gateway_unreachable", message: expect.stringContaining("tandem serve stopped before the gateway answered this request") },
   });
-  expect(await exited).toBe(0);
+  expect(await exited).toBe(130); // as README.md's exit statuses say: the first Ctrl-C alone stops with 0
   expect(served!.output()).toMatch(/POST \/v1\/apps\/\S+\/functions\/slow\/call 503 \d+/);
   expect(served!.output()).not.toMatch(/functions\/slow\/call 200/);
 }, 60_000);
+
+/** `GET /v1/calls/:id?wait=` on `url`: the call's record once it has ended, or as it stands after `waitMs`. */
+async function recordOf(url: string, id: string, waitMs = 0): Promise<CallRecord> {
+  return (await (await fetch(`${url}${paths.callRecord(id, waitMs)}`, authed())).json()) as CallRecord;
+}
+
+it("leaves the keyed plane calls it stops to the ledger, which runs them again when serve runs again, and fails one made without a key saying serve stopped", async () => {
+  const first = served!;
+  const post = (route: string, headers: Record<string, string> = {}) =>
+    fetch(`${first.url}/v1/apps/${name}/functions/nap/${route}`, authed({ method: "POST", body: JSON.stringify({ args: [5_000] }), headers }));
+  const { callId: spawnedId } = (await (await post("spawn", { "idempotency-key": `stop-${name}` })).json()) as { callId: string };
+  const keyless = post("call").then((res) => res.status);
+  // The SDK sends a key with its call (and sends it again while serve stops, until it gives up): its record tells.
+  void lookup<[number], string>(name, "nap", { gateway: first.url })
+    .remote(5_000)
+    .catch(() => {});
+  await first.waitFor(/(napping, attempt 1[\s\S]*){3}/); // all three run in their containers
+  const exited = childEnded(first.process);
+  first.process.kill("SIGTERM");
+  await first.waitFor("Ctrl-C again to stop now");
+  first.process.kill("SIGTERM"); // rather than wait out the grace
+  await exited;
+  expect(await keyless).toBe(503); // serve's front door answered it as serve stopped
+  const stopped = [...first.output().matchAll(/\[plane\] (fc-\w+): \S+ container \S+ was stopped by the plane as tandem serve stopped during the call/g)].map(
+    (m) => m[1]!,
+  );
+  const leftToLedger = [...first.output().matchAll(/\[\S+ (fc-\w+)\] attempt 1 was cut as plane pl-\w+ stopped with its gateway; its record stays/g)].map(
+    (m) => m[1]!,
+  );
+  expect(stopped).toHaveLength(3);
+  expect(leftToLedger).toHaveLength(2);
+  expect(leftToLedger).toContain(spawnedId);
+  const keylessId = stopped.find((id) => !leftToLedger.includes(id))!;
+
+  served = await startServe(["app.ts", "--no-watch"], dir);
+  const again = served;
+  for (const id of leftToLedger) {
+    await eventually(async () => (await recordOf(again.url, id, 5_000)).status === "succeeded", 40_000);
+    expect(await recordOf(again.url, id)).toMatchObject({ status: "succeeded", attempts: 2, result: "napped 5000" });
+    expect(again.output()).toMatch(new RegExp(`ledger: resuming ${name}\\.nap ${id}, whose runner was lost \\(attempt 1 was under way on plane pl-`));
+    expect(again.output()).toContain(
+      `attempt 1 of ${id} was lost: it ran on this plane before the plane restarted: it counts as attempt 1, attempt 2 starts now`,
+    );
+  }
+  // Ended as it was stopped: neither run again nor ended by the ledger, which found it ended.
+  expect(again.output()).not.toMatch(new RegExp(`(ledger: |\\[${name}\\.nap )[^\\n]*${keylessId}`));
+  const failed = await recordOf(again.url, keylessId);
+  expect(failed).toMatchObject({ status: "failed", attempts: 1, error: { code: "container_failed" } });
+  expect(failed.error!.message).toContain("was stopped by the plane as tandem serve stopped during the call");
+}, 120_000);

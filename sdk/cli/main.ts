@@ -156,12 +156,19 @@ program
         await serving.close();
         process.exit(1);
       });
-      // Ctrl-C: requests in flight get a moment to end; a second Ctrl-C stops at once, a third quits.
+      // Ctrl-C: requests in flight get a moment to end; a second Ctrl-C stops at once, a third quits. A stop hurried so
+      // exits 130, as `tandem plane` cut short does; one that left a part behind, 2.
+      let hurried = false;
       onStopSignal(
         async () => {
-          process.exit((await serving.stop()) ? 0 : 2);
+          const stopped = await serving.stop();
+          process.exit(!stopped ? 2 : hurried ? 130 : 0);
         },
-        () => serving.stopNow(),
+        () => {
+          if (!serving.stopNow()) return false; // nothing left to hurry: this signal quits at once
+          hurried = true;
+          return true;
+        },
       );
     },
   );

@@ -66,7 +66,11 @@ export interface Serving {
   stop(): Promise<boolean>;
   /** Ends a `stop`'s wait at once; false when none is under way (nothing to hurry). */
   stopNow(): boolean;
-  /** Stops now: requests in flight are answered 503 (a stream is cut), then the plane's containers and the gateway stop. */
+  /**
+   * Stops now: requests in flight are answered 503 (a stream is cut), then the plane's containers and the gateway stop.
+   * A call the plane was running is left unended to the ledger when it can take it over, and runs again when serve
+   * next runs; any other fails, saying tandem serve stopped.
+   */
   close(): Promise<void>;
 }
 
@@ -408,11 +412,13 @@ export async function serve(options: ServeOptions): Promise<Serving> {
     closed = true;
     forgetServed(servedFile);
     // The requests in flight answered first (503), as the plane's containers take a moment to stop; the gateway
-    // stops last, as the plane sends it its last log lines.
+    // stops last, as the plane sends it its last log lines and its volumes' last commits. An input the plane stops is
+    // answered as cut by serve's stop, not failed: the gateway leaves a call its ledger can take over (spawned, or sent
+    // with an Idempotency-Key) to the ledger, which runs it again when serve runs again.
     step("answering the requests in flight");
     await door.cut();
     step("the local plane (its containers, its last log lines)");
-    await plane?.close();
+    await plane?.close({ withGateway: true });
     trace("serve: plane closed");
     step("the gateway (workerd)");
     await door.close();
