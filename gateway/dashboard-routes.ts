@@ -359,7 +359,7 @@ export function dashboardRoutes(): Hono<RouteEnv> {
       return html`<h2>${p.planeId} ${p.simulated ? html`<span class="simulated">simulated GPUs</span>` : ""}</h2>
         ${facts([
           ["region", p.region],
-          ["health", p.healthy ? "healthy" : (p.unavailable ?? "stale")],
+          ["health", p.healthy ? "healthy" : (p.unavailable ?? p.notReady ?? "stale")],
           ["last heartbeat", time(p.lastSeen)],
           ["CPU free", cpuFree(p.cpu)],
           ["memory free", `${p.memoryMiB.free} of ${p.memoryMiB.total} MiB`],

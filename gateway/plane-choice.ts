@@ -74,12 +74,13 @@ export async function registryView(env: Env, fresh = false): Promise<RegistryVie
 
 /**
  * Whether the gateway sends a plane inputs: it reported lately, can start
- * containers, and is not draining.
+ * containers, is ready (not still removing its previous run's containers),
+ * and is not draining.
  *
  * @example planeHealthy(heartbeat, Date.now(), Date.now()) // true for a plane that just reported, ready
  */
 export function planeHealthy(heartbeat: PlaneHeartbeat, lastSeen: number, now: number): boolean {
-  return now - lastSeen < PLANE_DEFAULTS.staleMs && heartbeat.unavailable === undefined && !heartbeat.draining;
+  return now - lastSeen < PLANE_DEFAULTS.staleMs && heartbeat.unavailable === undefined && heartbeat.notReady === undefined && !heartbeat.draining;
 }
 
 /** Planes this isolate could not reach, and when: passed over until they report again. */
@@ -150,6 +151,7 @@ export async function choosePlane(env: Env, fn: RegisteredFunction, want: PlaneW
     const plane = pickPlane(reachable(planes), want.wants, skipped, want);
     if (plane) return plane;
     // Planes that report but cannot run containers (no Docker engine, say) will not get better by waiting: say why now.
+    // One not ready yet (`notReady`: still removing what its previous run left) will, and is waited for like capacity.
     const allowed = planes.filter((p) => inAllowedRegion(p.region, want.regions));
     const broken = allowed.filter((p) => p.unavailable !== undefined && Date.now() - p.lastSeen < PLANE_DEFAULTS.staleMs);
     if (broken.length && !allowed.some((p) => p.healthy)) {
@@ -350,8 +352,11 @@ function noCapacity(fn: RegisteredFunction, want: PlaneWants, planes: PlaneInfo[
   const now = Date.now();
   const draining = planes.filter((p) => p.draining && now - p.lastSeen < PLANE_DEFAULTS.staleMs && inAllowedRegion(p.region, regions));
   const drains = draining.length ? `; draining, so sent no new input: ${describe(draining)}` : "";
+  // As is one that never became ready in time: the call waited for it, and the reason is what to look at.
+  const notReady = planes.filter((p) => p.notReady !== undefined && now - p.lastSeen < PLANE_DEFAULTS.staleMs && inAllowedRegion(p.region, regions));
+  const waited = notReady.length ? `; not taking calls yet: ${notReady.map((p) => `${p.planeId} (${p.notReady})`).join("; ")}` : "";
   const where = regions.length ? ` in ${describeRegions(regions)}` : "";
-  return new NoCapacityError(`no capacity for ${what}${where} within ${fn.spec.timeoutSeconds} s for ${fn.app}.${fn.name}; ${seen}${drains}`, {
+  return new NoCapacityError(`no capacity for ${what}${where} within ${fn.spec.timeoutSeconds} s for ${fn.app}.${fn.name}; ${seen}${drains}${waited}`, {
     app: fn.app,
     function: fn.name,
     ...(regions.length ? { regions: [...regions] } : {}),

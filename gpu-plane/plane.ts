@@ -9,7 +9,7 @@ import { isIPv6, type AddressInfo } from "node:net";
 import { randomBytes } from "node:crypto";
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { raceDeadline } from "../sdk/deadline.js";
+import { TIMED_OUT, raceDeadline } from "../sdk/deadline.js";
 import { ImageBuildError, InvalidOptionsError, NoCapacityError, PlaneUnavailableError, RemoteError } from "../sdk/errors.js";
 import { GPU_TYPES, parseGpuInventory, type GpuType } from "../sdk/gpu.js";
 import { DELIVERY_DEFAULTS, FUNCTION_DEFAULTS, PLANE_DEFAULTS } from "../sdk/defaults.js";
@@ -387,17 +387,23 @@ export class Plane {
       usage: () => usage.summary({ running: dispatcher.running(), prepared: dispatcher.preparedLives() }),
     });
     otlp = options.otlp ? new OtlpExporter({ ...options.otlp, planeId, region: options.region, metrics, log }) : undefined;
+    // The listener opens before the plane is made (its URL needs the port it gets), which then waits for its gateway's
+    // URL. A gateway that knew this plane before it restarted (`tandem serve` killed and started again on the same
+    // --plane-port) does not wait for its heartbeat: it resumes the calls it had here at once, and they come meanwhile.
+    const made = startGate(planeId);
     const listener = planeServer({
       secret: options.secret,
       planeId,
-      run: (req) => plane!.run(req),
+      run: async (req) => (await made.plane(req.timeoutSeconds * 1000)).run(req),
       outcomes,
-      stream: (req) => plane!.stream(req),
+      stream: async function* (req) {
+        yield* (await made.plane(req.timeoutSeconds * 1000)).stream(req);
+      },
       stopApp: (name) => dispatcher.stopApp(name),
       rolloverApp: (name) => dispatcher.rolloverApp(name),
       cancel: (callIds, terminate) => dispatcher.cancel(callIds, terminate),
       usage: (query) => usage.summary({ ...query, running: dispatcher.running(), prepared: dispatcher.preparedLives() }),
-      status: () => plane!.status(),
+      status: async () => (await made.plane()).status(),
       metrics,
       ...(options.metricsToken ? { metricsToken: options.metricsToken } : {}),
       probe: () => plane?.probe() ?? { planeId, state: "unavailable", inFlight: 0 },
@@ -417,6 +423,7 @@ export class Plane {
     const access = { token: options.metricsToken, openWithoutToken: true };
     const metricsServer = options.metricsListen
       ? await listen(metricsListener(metrics, access), options.metricsListen).catch((err: Error) => {
+          made.failed(err);
           server.close();
           throw new InvalidOptionsError(
             `the metrics listener could not listen on ${options.metricsListen!.host}:${options.metricsListen!.port}: ${err.message}`,
@@ -424,13 +431,14 @@ export class Plane {
         })
       : undefined;
     trace("plane: listening");
-    // Ready but for its gateway: nothing reaches this plane before it reports, which it does once the URL is known.
+    // Ready but for its gateway: it reports once the URL is known. Inputs that come sooner wait (`made`, above).
     let gatewayUrl: string;
     try {
       gatewayUrl = await options.gatewayUrl;
       trace("plane: gateway known");
     } catch (err) {
       // Its gateway did not start: neither does this plane.
+      made.failed(err as Error);
       leftovers.stop();
       await dispatcher.close();
       await logs.close();
@@ -464,6 +472,7 @@ export class Plane {
       metricsUrl: metricsServer ? `${httpUrl(options.metricsListen!.host, metricsServer.port)}${PLANE_METRICS_ROUTE}` : undefined,
       otlp,
     });
+    made.ready(plane);
     if (driver.sandboxed === false) log("⚠ plane runtime `process`: functions run as plain processes, NOT sandboxed. For development only.");
     if (cannotStart) log(`⚠ plane ${planeId} cannot start containers: ${cannotStart}`);
     options.onReady?.(plane);
@@ -479,9 +488,14 @@ export class Plane {
     return this.#beat();
   }
 
-  /** Why this plane takes no calls: it cannot start containers, or its previous run's are not all removed yet. */
+  /** Why this plane cannot start containers (no engine, say), if it cannot: calls fail rather than wait for it. */
   get unavailable(): string | undefined {
-    return this.#cannotStart ?? this.#leftovers.pending;
+    return this.#cannotStart;
+  }
+
+  /** Why this plane takes no calls yet, for a while only (its previous run's containers are not all removed): calls wait. */
+  get notReady(): string | undefined {
+    return this.#leftovers.pending;
   }
 
   /** Runs one input (a request from the gateway). */
@@ -523,7 +537,7 @@ export class Plane {
 
   /** What an orchestrator's probe of the status route is told. */
   probe(): PlaneProbeAnswer {
-    const state = this.#draining ? "draining" : this.unavailable ? "unavailable" : "ready";
+    const state = this.#draining ? "draining" : this.unavailable || this.notReady ? "unavailable" : "ready";
     return { planeId: this.planeId, state, inFlight: this.#inFlight };
   }
 
@@ -577,6 +591,7 @@ export class Plane {
     sandboxed: boolean;
     simulated: boolean;
     unavailable?: string;
+    notReady?: string;
     inventory: ReturnType<Inventory["summary"]>;
     functions: FunctionStats[];
     containers: ContainerSummary[];
@@ -591,6 +606,7 @@ export class Plane {
       sandboxed: this.driver.sandboxed,
       simulated: this.inventory.simulated,
       ...(this.unavailable ? { unavailable: this.unavailable } : {}),
+      ...(this.notReady ? { notReady: this.notReady } : {}),
       inventory: this.inventory.summary(),
       functions: this.#dispatcher.stats(),
       containers: this.#dispatcher.containers(),
@@ -666,6 +682,7 @@ export class Plane {
       simulated: this.inventory.simulated,
       ...summary,
       ...(this.unavailable ? { unavailable: this.unavailable } : {}),
+      ...(this.notReady ? { notReady: this.notReady } : {}),
       ...(this.#draining ? { draining: true } : {}),
       startedAt: this.startedAt,
       ...this.#warm(),
@@ -699,7 +716,7 @@ export class Plane {
         outcome = res.status < 500 ? { kind: "refused", reason } : { kind: "unreachable", reason };
       } else {
         const answer = (await res.json()) as HeartbeatAnswer;
-        if (!this.unavailable && this.#options.keepWarm !== false && !this.#closing) {
+        if (!this.unavailable && !this.notReady && this.#options.keepWarm !== false && !this.#closing) {
           this.#dispatcher.keepWarm(
             (answer.warm ?? []).map(({ withSecrets, ...pool }) => ({
               ...pool,
@@ -725,6 +742,39 @@ export class Plane {
       log(`plane ${this.planeId} could not report to the gateway at ${this.#options.gatewayUrl}: ${outcome.reason}`);
     this.#gatewayDown = outcome.kind !== "accepted";
   }
+}
+
+/**
+ * The plane as its listener's routes reach it while `Plane.start` makes it: an input that arrives first waits for it,
+ * up to its own timeout and `PLANE_DEFAULTS.startWaitMs`, and is then answered `no_capacity`, which the gateway tries
+ * again, as it does a plane's that is full; so is one whose plane never starts (its gateway did not).
+ * @example const made = startGate(planeId); … run: async (req) => (await made.plane(req.timeoutSeconds * 1000)).run(req)
+ */
+function startGate(planeId: string) {
+  let current: Plane | undefined;
+  let ready: (plane: Plane) => void = () => {};
+  let failed: (err: Error) => void = () => {};
+  const making = new Promise<Plane>((resolve, reject) => {
+    ready = resolve;
+    failed = reject;
+  });
+  making.catch(() => {}); // met by the inputs that wait for it
+  return {
+    ready(plane: Plane): void {
+      current = plane;
+      ready(plane);
+    },
+    failed(err: Error): void {
+      failed(new NoCapacityError(`plane ${planeId} did not start (${err.message}); it takes no calls`));
+    },
+    async plane(maxWaitMs: number = PLANE_DEFAULTS.startWaitMs): Promise<Plane> {
+      if (current) return current; // every input once the plane has started: no timer
+      const waitMs = Math.min(maxWaitMs, PLANE_DEFAULTS.startWaitMs);
+      const plane = await raceDeadline(making, Date.now() + waitMs);
+      if (plane !== TIMED_OUT) return plane;
+      throw new NoCapacityError(`plane ${planeId} is still starting (waiting for its gateway), and took no input in ${Math.round(waitMs / 1000)} s`);
+    },
+  };
 }
 
 /** What a gateway's error answer says (`plane request refused: bad signature`), else its status. */

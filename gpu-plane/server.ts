@@ -62,6 +62,7 @@ export interface PlaneServerOptions {
   rolloverApp(app: string): number;
   cancel(callIds: readonly string[], terminateContainer: boolean): string[];
   usage(query: UsageQuery): UsageRow[];
+  /** The signed status; a plane still starting answers it once it has started. */
   status(): unknown;
   /** `GET /metrics` (metrics-server.ts): answered only with `metricsToken` as a bearer token. */
   metrics?: MetricsExposition;
@@ -236,7 +237,7 @@ export function planeServer(options: PlaneServerOptions): (req: IncomingMessage,
       return c.json(answer, probe === "live" || answer.state === "ready" ? 200 : 503);
     }
     await verified(c);
-    return c.json(options.status() as object);
+    return c.json((await options.status()) as object);
   });
 
   // A known route asked with the wrong method: say which methods it takes (a GET route answers HEAD too).

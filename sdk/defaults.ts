@@ -313,6 +313,11 @@ export const PLANE_DEFAULTS = {
   leftoversRetryMs: 1_000,
   leftoversRetryMaxMs: 30_000,
   /**
+   * The longest an input that reaches a plane still starting (listening, and waiting for its gateway's URL) waits for
+   * it, at most its own timeout; then it is answered `no_capacity`, which the gateway tries again.
+   */
+  startWaitMs: 15_000,
+  /**
    * How often a plane writes that its containers are still up, in its usage ledger: where their time ends if the plane
    * dies and its next run no longer finds them in the engine (usage-ledger.ts).
    */

@@ -352,7 +352,7 @@ export type PlaneProbe = (typeof PLANE_PROBES)[number];
 
 /**
  * A plane's answer to a probe. `ready`: it takes new inputs; `draining`: it finishes the ones it has, then stops;
- * `unavailable`: it cannot start containers (no Docker engine, say). A `ready` probe is answered 200 only in
+ * `unavailable`: it cannot start containers (no Docker engine, say), or not yet (its `notReady`). A `ready` probe is answered 200 only in
  * `ready`; a `live` probe 200 in every state.
  */
 export interface PlaneProbeAnswer {
@@ -1562,6 +1562,12 @@ export const PlaneHeartbeatSchema = z.lazy(() =>
     memoryMiB: capacity,
     /** Why this plane cannot start containers, if it cannot (no Docker engine, say). */
     unavailable: z.string().optional(),
+    /**
+     * Why this plane takes no calls yet, for a while only: the containers its previous run left behind are not all
+     * removed, and it tries again until they are. It is sent nothing meanwhile, but unlike `unavailable` a call that
+     * no other plane takes waits for it (until the call's timeout) rather than failing at once.
+     */
+    notReady: z.string().optional(),
     /** The plane is stopping (SIGTERM): it finishes the inputs it has and takes no new one. */
     draining: z.boolean().optional(),
     /**

@@ -32,19 +32,21 @@ export function addPlanesCommand(program: Command, clientOf: (opts: { gateway?: 
       for (const [i, p] of planes.entries()) {
         console.log(line(rows[i]!));
         if (p.unavailable) console.log(style.dim(`  ${p.planeId} cannot start containers: ${p.unavailable}`));
+        else if (p.notReady) console.log(style.dim(`  ${p.planeId} takes no calls yet: ${p.notReady}`));
       }
     });
 }
 
 /**
  * Whether a plane takes inputs, and since when: a healthy one since its process started, one silent past
- * `PLANE_DEFAULTS.staleMs` since its last heartbeat; a draining or unavailable one reports still (last heartbeat).
+ * `PLANE_DEFAULTS.staleMs` since its last heartbeat; a draining, unavailable or not yet ready one reports still (last heartbeat).
  */
 function healthOf(p: PlaneInfo, now: number): [health: string, since: string] {
   const heartbeat = `last heartbeat ${span(p.lastSeen, now)} ago`;
   if (now - p.lastSeen >= PLANE_DEFAULTS.staleMs) return ["stale", `${listTime(p.lastSeen)} (${heartbeat})`];
   if (p.draining) return ["draining", heartbeat];
   if (p.unavailable !== undefined) return ["unavailable", heartbeat];
+  if (p.notReady !== undefined) return ["not ready", heartbeat];
   return [p.healthy ? "healthy" : "unhealthy", p.startedAt === undefined ? heartbeat : `${listTime(p.startedAt)} (up ${span(p.startedAt, now)})`];
 }
 
