@@ -22,6 +22,7 @@ import {
   LogQuerySchema,
   containerGroup,
   logFunctionNames,
+  planeState,
   scopeAllows,
   type CallRecord,
   type DashboardCallRow,
@@ -359,7 +360,7 @@ export function dashboardRoutes(): Hono<RouteEnv> {
       return html`<h2>${p.planeId} ${p.simulated ? html`<span class="simulated">simulated GPUs</span>` : ""}</h2>
         ${facts([
           ["region", p.region],
-          ["health", p.healthy ? "healthy" : (p.unavailable ?? p.notReady ?? "stale")],
+          ["health", planeHealthWord(p)],
           ["last heartbeat", time(p.lastSeen)],
           ["CPU free", cpuFree(p.cpu)],
           ["memory free", `${p.memoryMiB.free} of ${p.memoryMiB.total} MiB`],
@@ -875,6 +876,13 @@ function appOf(c: Ctx) {
 
 function mayUse(principal: Principal, scope: "deploy" | "admin"): boolean {
   return scopeAllows(principal.scope, scope);
+}
+
+/** A plane's health as the planes page says it (`planeState`): an unavailable or not yet ready plane's with why. */
+function planeHealthWord(p: PlaneInfo, now = Date.now()): string {
+  const state = planeState(p, p.lastSeen, now);
+  if (state === "unavailable") return `unavailable: ${p.unavailable}`;
+  return state === "not ready" ? `not ready: ${p.notReady}` : state;
 }
 
 async function usageRows(c: Ctx, app?: string) {

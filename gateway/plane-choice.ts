@@ -12,6 +12,7 @@ import {
   LOCAL_PLANE_ROUTES,
   LocalPlaneBundlesSchema,
   PlaneHeartbeatSchema,
+  planeState,
   type PlaneBundleRef,
   type PlaneHeartbeat,
   type PlaneInfo,
@@ -74,13 +75,13 @@ export async function registryView(env: Env, fresh = false): Promise<RegistryVie
 
 /**
  * Whether the gateway sends a plane inputs: it reported lately, can start
- * containers, is ready (not still removing its previous run's containers),
- * and is not draining.
+ * containers, is ready (not still removing its previous run's containers), and is neither draining nor
+ * stopped (`planeState`).
  *
  * @example planeHealthy(heartbeat, Date.now(), Date.now()) // true for a plane that just reported, ready
  */
 export function planeHealthy(heartbeat: PlaneHeartbeat, lastSeen: number, now: number): boolean {
-  return now - lastSeen < PLANE_DEFAULTS.staleMs && heartbeat.unavailable === undefined && heartbeat.notReady === undefined && !heartbeat.draining;
+  return planeState(heartbeat, lastSeen, now) === "healthy";
 }
 
 /** Planes this isolate could not reach, and when: passed over until they report again. */

@@ -6,7 +6,7 @@
  */
 import { DurableObject } from "cloudflare:workers";
 import { PLANE_DEFAULTS } from "../sdk/defaults.js";
-import type { PlaneHeartbeat, PlaneInfo } from "../sdk/protocol.js";
+import { planeDropped, type PlaneHeartbeat, type PlaneInfo } from "../sdk/protocol.js";
 import { SIGNATURE_WINDOW_MS } from "../sdk/signing.js";
 import type { Env } from "./env.js";
 import { planeHealthy } from "./plane-choice.js";
@@ -51,7 +51,8 @@ export class PlaneRegistry extends DurableObject<Env> {
   async heartbeat(heartbeat: PlaneHeartbeat): Promise<{ refused?: string }> {
     const known = this.#planes.get(heartbeat.planeId);
     const now = Date.now();
-    const held = known?.heartbeat.startedAt;
+    // A plane that said it stopped holds its id no more: whichever process reports it next is the plane.
+    const held = known?.heartbeat.stopped ? undefined : known?.heartbeat.startedAt;
     if (held !== undefined && heartbeat.startedAt !== undefined && heartbeat.startedAt !== held && now - known!.lastSeen < PLANE_DEFAULTS.staleMs) {
       const other = `${known!.heartbeat.url} (region ${known!.heartbeat.region})`;
       if (heartbeat.startedAt < held) {
@@ -76,7 +77,12 @@ export class PlaneRegistry extends DurableObject<Env> {
     const entry = { heartbeat, lastSeen: now };
     this.#planes.set(heartbeat.planeId, entry);
     await this.ctx.storage.put(`plane:${heartbeat.planeId}`, entry);
-    if (!known) console.log(`plane ${heartbeat.planeId} registered: ${heartbeat.url}, region ${heartbeat.region}, ${describeGpus(heartbeat)}`);
+    if (heartbeat.stopped) {
+      if (!known?.heartbeat.stopped) console.log(`plane ${heartbeat.planeId} stopped: it runs nothing and is sent nothing`);
+      return {};
+    }
+    if (!known || known.heartbeat.stopped)
+      console.log(`plane ${heartbeat.planeId} registered: ${heartbeat.url}, region ${heartbeat.region}, ${describeGpus(heartbeat)}`);
     if (heartbeat.draining && !known?.heartbeat.draining) console.log(`plane ${heartbeat.planeId} is draining: it is sent no new input`);
     return {};
   }
@@ -101,8 +107,8 @@ export class PlaneRegistry extends DurableObject<Env> {
     const now = Date.now();
     const planes: PlaneInfo[] = [];
     for (const [id, { heartbeat, lastSeen }] of this.#planes) {
-      // Forget planes silent for a day; keep listing recently stale ones as unhealthy.
-      if (now - lastSeen > 24 * 3600_000) {
+      // A stopped plane is listed as such for a while, a silent one as stale for longer (`planeDropped`), then forgotten.
+      if (planeDropped(heartbeat, lastSeen, now)) {
         this.#planes.delete(id);
         await this.ctx.storage.delete(`plane:${id}`);
         continue;

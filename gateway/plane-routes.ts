@@ -53,6 +53,8 @@ export function planeRoutes(): Hono<Api> {
     const heartbeat = parseSignedBody(await verified(c), PlaneHeartbeatSchema, "heartbeat");
     const taken = await planeRegistry(c.env).heartbeat(heartbeat);
     if (taken.refused) throw new AlreadyExistsError(taken.refused, { planeId: heartbeat.planeId });
+    // A plane's last heartbeat, as it closes: nothing to keep warm there, nor any version to switch to.
+    if (heartbeat.stopped) return c.json({ ok: true, warm: [] } satisfies HeartbeatAnswer);
     // The other planes as this isolate saw them within the last second (a cost per heartbeat that does not grow with
     // the fleet), this one as it reports now: so a plane that just joined, or now drains, is placed as it is.
     const now = Date.now();

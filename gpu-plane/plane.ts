@@ -631,7 +631,8 @@ export class Plane {
   }
 
   /**
-   * Stops the plane: its containers (each given time for its classes' `exit()` hooks), then its listener.
+   * Stops the plane: its containers (each given time for its classes' `exit()` hooks), then tells the gateway it has
+   * stopped (a last heartbeat), then its listener.
    * `quick` (the end of `tandem run`, whose containers nothing will call again): the containers with no `exit()`
    * hooks to run are killed and removed at once; `tandem serve` and `tandem plane` stop every one gracefully.
    * `withGateway` (`tandem serve` stopping, its gateway right after): an input still running is answered as cut by
@@ -647,6 +648,9 @@ export class Plane {
     rmSync(join(this.#options.stateDir, "plane.pid"), { force: true });
     await this.#dispatcher.close(options);
     trace("plane: containers stopped");
+    // Its last heartbeat: the gateway lists it stopped, with no container, where it would list it as it last reported
+    // (its containers busy) until it went stale. Not for `tandem run` (`quick`), whose gateway stops with it.
+    if (!options.quick) await this.#beat(this.#stoppedReport(), PLANE_DEFAULTS.heartbeatMs);
     await this.#mounts.idle(); // the last commits of the containers' volumes
     await this.#logs.close(); // the lines of the containers just stopped, sent once more
     await this.#otlp?.close(); // and to the OTLP endpoint, with the metrics once more
@@ -690,14 +694,21 @@ export class Plane {
     };
   }
 
+  /** A heartbeat saying that this plane has stopped: its containers gone, nothing taken. */
+  #stoppedReport(): PlaneHeartbeat {
+    const { draining: _draining, unavailable: _unavailable, warm: _warm, ...report } = this.report();
+    return { ...report, stopped: true };
+  }
+
   /** The containers up now, per function that has any (a heartbeat's `warm`). */
   #warm(): Pick<PlaneHeartbeat, "warm"> {
     const warm = this.#dispatcher.warm();
     return warm.length ? { warm } : {};
   }
 
-  async #beat(): Promise<void> {
-    const body = JSON.stringify(this.report());
+  /** Sends `report` (what this plane is now, by default), waiting at most `timeoutMs` for the gateway's answer. */
+  async #beat(report = this.report(), timeoutMs: number = PLANE_DEFAULTS.staleMs): Promise<void> {
+    const body = JSON.stringify(report);
     const route = paths.planeHeartbeat();
     let outcome: HeartbeatOutcome;
     try {
@@ -709,7 +720,7 @@ export class Plane {
           ...(await signRequest(this.#options.secret, { audience: GATEWAY_AUDIENCE, method: "POST", path: route, body })),
         },
         // A heartbeat older than this is of no use to the gateway: a gateway that keeps it longer counts as unreachable.
-        signal: AbortSignal.timeout(PLANE_DEFAULTS.staleMs),
+        signal: AbortSignal.timeout(timeoutMs),
       });
       if (!res.ok) {
         const reason = await answerReason(res);

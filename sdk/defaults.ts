@@ -307,8 +307,15 @@ export const SECRET_LIMITS = {
 export const PLANE_DEFAULTS = {
   /** How often a plane reports. */
   heartbeatMs: 3_000,
-  /** A plane that has not reported for this long is not sent calls. */
+  /** A plane that has not reported for this long is not sent calls, and is listed `stale`. */
   staleMs: 15_000,
+  /**
+   * A plane silent for this long (it vanished without a word: killed, its machine gone, cut off) is dropped from the
+   * gateway's list; it registers again with its next heartbeat, should it come back.
+   */
+  staleDropMs: 60 * 60_000,
+  /** A plane that said it stopped (its last heartbeat, as it closed) is listed `stopped` this long, then dropped. */
+  stoppedDropMs: 10 * 60_000,
   /** The first wait before a plane tries again to remove the containers its previous run left behind; doubled each time, up to the most. */
   leftoversRetryMs: 1_000,
   leftoversRetryMaxMs: 30_000,

@@ -1,6 +1,6 @@
 import { SuperJSON } from "superjson";
 import { describe, expect, it } from "vitest";
-import { DICT_LIMITS } from "./defaults.js";
+import { DICT_LIMITS, PLANE_DEFAULTS } from "./defaults.js";
 import {
   CALL_ID_PATTERN,
   ROUTE_METHODS,
@@ -18,6 +18,9 @@ import {
   encodeValue,
   isValidCloseCode,
   newCallId,
+  planeDropped,
+  planeState,
+  type PlaneHeartbeat,
 } from "./protocol.js";
 import { describeIssues } from "./zod-issues.js";
 
@@ -277,5 +280,36 @@ describe("the token requests", () => {
     expect(say(ConnectTokenRequestSchema, { label: 5, ttlSeconds: "x" })).toBe(
       'field "label" must be a label (got 5); field "ttlSeconds" must be a number of seconds, 10 to 3600 (got "x")',
     );
+  });
+});
+
+describe("a plane's state in the gateway's list", () => {
+  const heartbeat: PlaneHeartbeat = {
+    planeId: "pl-0123456789ab",
+    url: "http://127.0.0.1:8790",
+    region: "local",
+    runtime: "process",
+    simulated: true,
+    gpus: {},
+    cpu: { total: 4, free: 4 },
+    memoryMiB: { total: 4096, free: 4096 },
+    protocol: "1",
+  };
+  const now = Date.now();
+
+  it("is stopped once it said so, however lately it reported; stale once silent for staleMs; else as it reports", () => {
+    expect(planeState({ ...heartbeat, stopped: true }, now, now)).toBe("stopped");
+    expect(planeState({ ...heartbeat, draining: true }, now - PLANE_DEFAULTS.staleMs, now)).toBe("stale");
+    expect(planeState({ ...heartbeat, draining: true }, now, now)).toBe("draining");
+    expect(planeState({ ...heartbeat, unavailable: "no Docker engine" }, now, now)).toBe("unavailable");
+    expect(planeState(heartbeat, now - PLANE_DEFAULTS.staleMs + 1, now)).toBe("healthy");
+  });
+
+  it("is dropped stoppedDropMs after it said it stopped, and staleDropMs after it went silent without a word", () => {
+    const stopped = { ...heartbeat, stopped: true as const };
+    expect(planeDropped(stopped, now - PLANE_DEFAULTS.stoppedDropMs, now)).toBe(false);
+    expect(planeDropped(stopped, now - PLANE_DEFAULTS.stoppedDropMs - 1, now)).toBe(true);
+    expect(planeDropped(heartbeat, now - PLANE_DEFAULTS.stoppedDropMs - 1, now)).toBe(false);
+    expect(planeDropped(heartbeat, now - PLANE_DEFAULTS.staleDropMs - 1, now)).toBe(true);
   });
 });

@@ -1571,6 +1571,13 @@ export const PlaneHeartbeatSchema = z.lazy(() =>
     /** The plane is stopping (SIGTERM): it finishes the inputs it has and takes no new one. */
     draining: z.boolean().optional(),
     /**
+     * The plane has stopped: its last heartbeat, sent as it closes, once its containers are gone. It runs nothing and
+     * takes nothing; the gateway lists it `stopped` for `PLANE_DEFAULTS.stoppedDropMs`, then drops it. Left out by an
+     * older plane, which goes stale instead (and a gateway older than this field refuses that last heartbeat: the
+     * same).
+     */
+    stopped: z.literal(true).optional(),
+    /**
      * When this plane's process started (ms since the epoch). Two processes reporting one id (a state folder copied
      * to another machine) would take turns in the registry: the one started last is the plane, the other is refused.
      * Left out by an older plane.
@@ -1600,6 +1607,34 @@ export type PlaneHeartbeat = z.infer<typeof PlaneHeartbeatSchema>;
 export interface PlaneInfo extends PlaneHeartbeat {
   lastSeen: number;
   healthy: boolean;
+}
+
+/**
+ * Where a plane stands, from its last heartbeat and when it came: `stopped` (it said so as it closed), `stale` (silent
+ * for `PLANE_DEFAULTS.staleMs`: its containers, as last reported, may be gone), `draining`, `unavailable` (it cannot
+ * start containers), `not ready` (still removing what its previous run left), or `healthy`. Only a healthy plane is
+ * sent calls.
+ *
+ * @example planeState(plane, plane.lastSeen, Date.now()) // "healthy"
+ */
+export function planeState(heartbeat: PlaneHeartbeat, lastSeen: number, now: number): PlaneState {
+  if (heartbeat.stopped) return "stopped";
+  if (now - lastSeen >= PLANE_DEFAULTS.staleMs) return "stale";
+  if (heartbeat.draining) return "draining";
+  if (heartbeat.unavailable !== undefined) return "unavailable";
+  if (heartbeat.notReady !== undefined) return "not ready";
+  return "healthy";
+}
+export type PlaneState = "healthy" | "draining" | "unavailable" | "not ready" | "stale" | "stopped";
+
+/**
+ * Whether the gateway forgets a plane now: one that stopped, `PLANE_DEFAULTS.stoppedDropMs` after it said so; one
+ * that went silent without a word, `PLANE_DEFAULTS.staleDropMs` after its last heartbeat.
+ *
+ * @example planeDropped(plane, plane.lastSeen, Date.now()) // false for a plane that reported a minute ago
+ */
+export function planeDropped(heartbeat: PlaneHeartbeat, lastSeen: number, now: number): boolean {
+  return now - lastSeen > (heartbeat.stopped ? PLANE_DEFAULTS.stoppedDropMs : PLANE_DEFAULTS.staleDropMs);
 }
 
 /** An image as a plane builds it: the `Image` steps, with local files read in. Named by the sha256 of its JSON. */

@@ -270,6 +270,41 @@ describe("tandem plane and its gateway", () => {
     }
   });
 
+  it("stopped cleanly (SIGTERM, drained): is listed stopped at once, its containers none and its GPUs free, and the gateway says so", async () => {
+    const plane = await startPlaneProcess(stack.url, ["--runtime", "process", "--gpus", "A100:2"]);
+    try {
+      const id = plane.planeId()!;
+      const listed = async () =>
+        ((await (await fetch(`${stack.url}/v1/planes`, authed())).json()) as { planes: PlaneInfo[] }).planes.find((p) => p.planeId === id);
+      await eventually(async () => (await listed())?.healthy === true, 20_000);
+      const nap = lookup<[number], string>("plane", "announcedNap", { gateway: stack.url });
+      const running = [await nap.spawn(3_000), await nap.spawn(3_000), await nap.spawn(3_000)];
+      await eventually(async () => (await listed())?.warm?.some((w) => w.busy === 3) === true, 20_000);
+
+      plane.child.kill("SIGTERM");
+      expect(await planeExit(plane)).toBe(0);
+      expect(plane.output()).toContain(`plane ${id} drained; stopping`);
+      expect(await Promise.all(running.map((c) => c.get({ timeoutMs: 30_000 })))).toEqual(["slept 3000", "slept 3000", "slept 3000"]);
+      // Its last heartbeat said it stopped: listed so at once, not as it last ran (3 busy) until it went stale.
+      expect(await listed()).toMatchObject({ stopped: true, healthy: false, gpus: { A100: { total: 2, free: 2 } } });
+      expect((await listed())?.warm).toBeUndefined();
+      const { stdout } = await runCli(["planes", "--gateway", stack.url]);
+      const row = stdout.split("\n").find((line) => line.startsWith(id))!;
+      expect(row.split(/\s{2,}/)).toEqual([
+        id,
+        "local",
+        "stopped",
+        expect.stringMatching(/^\d{4}-\d\d-\d\d \d\d:\d\d \(\d+s ago\)$/),
+        "A100 2 free 0 used (simulated)",
+        "none",
+        plane.url(),
+      ]);
+      expect(stack.gatewayOutput.some((l) => l.includes(`plane ${id} stopped: it runs nothing and is sent nothing`))).toBe(true);
+    } finally {
+      await stopPlaneProcess(plane);
+    }
+  }, 60_000);
+
   it("with a second plane on a copy of its folder (one id): the one started later holds the id, the other is refused and says why, once", async () => {
     const first = await startPlaneProcess(stack.url, ["--runtime", "process", "--region", "eu-west"]);
     let second: PlaneProcess | undefined;

@@ -440,3 +440,65 @@ it("holds a reload no longer than bodyIdleMs for a request whose body stopped co
   expect(performance.now() - started).toBeLessThan(500 + 1_500);
   expect((await upload).answer.split("\r\n")[0]).toBe("HTTP/1.1 408 Request Timeout");
 });
+
+/** An upstream that answers each request at once, but holds those whose path `hangs` matches until `finish`. */
+async function startAnswering(hangs?: RegExp): Promise<{ url: URL; arrived: string[]; finish: () => void; close: () => Promise<void> }> {
+  const arrived: string[] = [];
+  const waiting: http.ServerResponse[] = [];
+  const server = http.createServer((req, res) => {
+    arrived.push(`${req.method} ${req.url}`);
+    req.resume();
+    if (hangs?.test(req.url ?? "")) waiting.push(res);
+    else res.end("answered");
+  });
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  return {
+    url: new URL(`http://127.0.0.1:${(server.address() as AddressInfo).port}/`),
+    arrived,
+    finish: () => waiting.splice(0).forEach((res) => res.end("done")),
+    close: () => new Promise((resolve) => (server.closeAllConnections(), server.close(() => resolve()))),
+  };
+}
+
+it("sends the local plane's own requests, while a reload waits for a stream, to the workerd still running, and holds them once it stops", async () => {
+  const old = await startAnswering(/\/stream$/);
+  const next = await startAnswering();
+  const { door, url } = await FrontDoor.listen("127.0.0.1", 0);
+  open.push(old.close, next.close, () => door.close());
+  door.resumableWaitMs = 200;
+  let settle: () => void = () => {};
+  let stopping = false;
+  const settled = new Promise<void>((resolve) => (settle = resolve));
+  door.swap({ url: old.url, dispose: async () => {}, settled: () => ((stopping = true), settled) });
+  const base = url.href.replace(/\/$/, "");
+  const signed = { [HEADERS.signature]: "sig" };
+  const stream = through(base, "POST", "/v1/apps/shop/functions/feed/stream", { authorization: "Bearer tk-x" });
+  while (old.arrived.length < 1) await new Promise((resolve) => setTimeout(resolve, 10));
+  const waiting: [string[], string][] = [];
+  door.onHoldWaiting = (requests, until) => waiting.push([requests, until]);
+  const hold = door.hold();
+
+  // The plane's heartbeat and log lines are answered by the workerd that runs, while the stream goes on; a client's
+  // request waits for the next workerd.
+  const timely = (answer: Promise<number | "cut">) => Promise.race([answer, new Promise((resolve) => setTimeout(() => resolve("held"), 1_000))]);
+  expect(await timely(through(base, "POST", "/v1/planes/heartbeat", signed))).toBe(200);
+  expect(await timely(through(base, "POST", "/v1/planes/logs", signed))).toBe(200);
+  const client = through(base, "GET", "/v1/apps", { authorization: "Bearer tk-x" });
+  expect(await timely(client)).toBe("held");
+  expect(old.arrived).toEqual(["POST /v1/apps/shop/functions/feed/stream", "POST /v1/planes/heartbeat", "POST /v1/planes/logs"]);
+  // What the reload waits for is the stream alone.
+  expect(waiting).toEqual([[["POST /v1/apps/shop/functions/feed/stream"], "end"]]);
+
+  // Once the old workerd begins to stop, the plane's requests wait too: two workerd never run on one state folder.
+  old.finish();
+  expect(await stream).toBe(200);
+  while (!stopping) await new Promise((resolve) => setTimeout(resolve, 10));
+  const late = through(base, "POST", "/v1/planes/heartbeat", signed);
+  expect(await timely(late)).toBe("held");
+  settle();
+  await hold;
+  door.swap({ url: next.url, dispose: async () => {} });
+  expect(await Promise.all([late, client])).toEqual([200, 200]);
+  expect(old.arrived).toHaveLength(3);
+  expect(next.arrived.sort()).toEqual(["GET /v1/apps", "POST /v1/planes/heartbeat"]);
+});

@@ -5,7 +5,8 @@
  * before it is stopped, so no request fails because of a reload. When the two
  * share their state (`tandem serve`'s Durable Objects, in one folder), the
  * reload holds instead (`hold`): new requests wait here while the old workerd
- * finishes and stops, and go to the new one once it is swapped in. It keeps
+ * finishes and stops, and go to the new one once it is swapped in; the local
+ * plane's own requests (signed) go to the old one while it still runs. It keeps
  * the body limit itself, counting the bytes as they stream: workerd answers
  * 413 and closes while the body is still being sent, and the reset that
  * follows could lose its answer (a 502 instead); here the client gets the
@@ -42,9 +43,10 @@ interface Slot {
   backend: Backend;
   /**
    * Its requests in flight: whether the client sends each again once cut (`resumable`: a reload that holds cuts reads
-   * at once, calls after a moment), and how serve names one a reload waits for.
+   * at once, calls after a moment), how serve names one a reload waits for, and whether it is the local plane's own
+   * (`plane`: short, never cut, and not named as what a reload or a stop waits for).
    */
-  inflight: Map<http.ServerResponse, { resumes: "read" | "call" | undefined; name: string }>;
+  inflight: Map<http.ServerResponse, { resumes: "read" | "call" | undefined; name: string; plane: boolean }>;
   retired: boolean;
   agent: http.Agent;
   /** Its WebSockets, each ended with a 1012 close frame before the backend stops. */
@@ -100,6 +102,11 @@ export class FrontDoor {
   readonly #letIn = new Set<string>();
   /** While a reload holds (`hold`): the requests and upgrades that came meanwhile, each sent on at the next `swap`. */
   #held: (() => void)[] | undefined;
+  /**
+   * While a reload holds: the backend it retired, which still runs until its requests in flight have ended. The local
+   * plane's own requests go there meanwhile (`#runningFor`).
+   */
+  #retiring: Slot | undefined;
   /** Serve is stopping (`drain`): no new request is taken. */
   #stopping = false;
 
@@ -198,22 +205,24 @@ export class FrontDoor {
     const old = this.#slot;
     if (!old) return;
     this.#slot = undefined;
+    this.#retiring = old;
     this.#retire(old);
-    // Every request waits meanwhile. One its client sends again goes to the new workerd when it comes again: a read (a
-    // long poll, a log follow, a page's live stream, whose clients reconnect when dropped) is cut at once, a keyed call
-    // after a moment (it may end by then), answered 503 where its answer has not begun (curl shows why). A stream or a
-    // web request is waited for. Serve says which.
+    // Every request waits meanwhile, but the local plane's own (`#runningFor`). One its client sends again goes to the
+    // new workerd when it comes again: a read (a long poll, a log follow, a page's live stream, whose clients reconnect
+    // when dropped) is cut at once, a keyed call after a moment (it may end by then), answered 503 where its answer has
+    // not begun (curl shows why). A stream or a web request is waited for. Serve says which.
     for (const [res, { resumes }] of old.inflight) if (resumes === "read") res.destroy();
     const calls = [...old.inflight.values()].filter((r) => r.resumes === "call").map((r) => r.name);
     if (calls.length) this.onHoldWaiting?.(calls, "cut");
     const cut = setTimeout(() => {
       for (const [res, { resumes }] of old.inflight) if (resumes) void cutOff(res, RELOAD_CUT); // only calls are left of them
-      const waitedFor = [...old.inflight.values()].filter((r) => !r.resumes).map((r) => r.name);
+      const waitedFor = [...old.inflight.values()].filter((r) => !r.resumes && !r.plane).map((r) => r.name);
       if (waitedFor.length) this.onHoldWaiting?.(waitedFor, "end");
     }, this.resumableWaitMs);
     cut.unref();
     await old.stopped;
     clearTimeout(cut);
+    if (this.#retiring === old) this.#retiring = undefined;
   }
 
   /**
@@ -237,7 +246,7 @@ export class FrontDoor {
 
   /** The requests in flight a `drain` waits for, by name ("POST /v1/apps/shop/functions/resize/call"). */
   get waitingFor(): string[] {
-    return [...(this.#slot?.inflight.values() ?? [])].filter((r) => r.resumes !== "read").map((r) => r.name);
+    return [...(this.#slot?.inflight.values() ?? [])].filter((r) => r.resumes !== "read" && !r.plane).map((r) => r.name);
   }
 
   /**
@@ -285,13 +294,13 @@ export class FrontDoor {
       refuse(req, res, notAPath(req.url));
       return this.onRequest?.(req.method ?? "GET", req.url ?? "", res.statusCode, 0, false);
     }
-    if (this.#stopping && req.headers[HEADERS.signature] === undefined) {
+    if (this.#stopping && !isPlaneRequest(req)) {
       res.shouldKeepAlive = false;
       refuse(req, res, new GatewayUnreachableError("tandem serve is stopping: it takes no new request; send it again once serve runs"), 503);
       return this.onRequest?.(req.method ?? "GET", loggedPath(req.url ?? "/"), res.statusCode, 0, false);
     }
-    if (this.#held) return void this.#held.push(() => (req.destroyed ? undefined : this.#forward(req, res, goOn)));
-    const slot = this.#slot;
+    const slot = this.#held ? this.#runningFor(req) : this.#slot;
+    if (this.#held && !slot) return void this.#held.push(() => (req.destroyed ? undefined : this.#forward(req, res, goOn)));
     if (!slot) {
       res.writeHead(503, { "content-type": "application/json", "retry-after": "1" });
       res.end(JSON.stringify(errorBody(new GatewayUnreachableError("the local gateway is still starting"))));
@@ -312,7 +321,11 @@ export class FrontDoor {
       refuse(req, res, tooLarge);
       return this.onRequest?.(req.method ?? "GET", loggedPath(req.url ?? "/"), res.statusCode, 0, false);
     }
-    slot.inflight.set(res, { resumes: resumable(req), name: `${req.method} ${loggedPath(req.url ?? "/").split("?")[0]}` });
+    slot.inflight.set(res, {
+      resumes: resumable(req),
+      name: `${req.method} ${loggedPath(req.url ?? "/").split("?")[0]}`,
+      plane: isPlaneRequest(req),
+    });
     const started = performance.now();
     let released = false;
     const release = () => {
@@ -339,6 +352,18 @@ export class FrontDoor {
       goOn();
       this.#proxy(slot, req, res, limit);
     });
+  }
+
+  /**
+   * Where a request that comes while a reload holds goes now, if anywhere: the local plane's own (signed: heartbeats,
+   * log lines, bundles, its containers' requests) to the retired backend while it still runs, since a stream the
+   * reload waits for can hold it for minutes, and a plane whose heartbeats and log lines wait that long counts its
+   * gateway as gone (and a container waiting on the gateway would hold the stream, and so the reload, for good). Only
+   * one workerd runs at a time still: once the retired one begins to stop, these wait too, until the next `swap`.
+   */
+  #runningFor(req: http.IncomingMessage): Slot | undefined {
+    const retiring = this.#retiring;
+    return isPlaneRequest(req) && retiring && !retiring.stopping ? retiring : undefined;
   }
 
   /**
@@ -562,7 +587,7 @@ export class FrontDoor {
    */
   #needsPreflight(req: http.IncomingMessage): boolean {
     const large = req.headers["transfer-encoding"] !== undefined || Number(req.headers["content-length"] ?? "0") > PREFLIGHT_BODY_BYTES;
-    if (!large || req.headers[HEADERS.signature] !== undefined) return false;
+    if (!large || isPlaneRequest(req)) return false;
     const url = req.url ?? "";
     if (url.startsWith("/v1/")) return req.headers[HEADERS.authorization] !== undefined;
     const key = endpointKey(url);
@@ -640,6 +665,7 @@ export class FrontDoor {
  * it made, or goes on with it). A stream, an unkeyed call and a web endpoint's request are not.
  */
 function resumable(req: http.IncomingMessage): "read" | "call" | undefined {
+  if (isPlaneRequest(req)) return undefined; // sent on to the workerd that runs, never cut: see `#runningFor`
   const path = (req.url ?? "/").split("?")[0]!;
   const api = path.startsWith("/v1/");
   if (req.method === "GET" || req.method === "HEAD") return api || path === DASHBOARD.base || path.startsWith(`${DASHBOARD.base}/`) ? "read" : undefined;
@@ -688,6 +714,14 @@ export function endpointsAskingToken(apps: readonly App[]): Set<string> {
 /** The web apps and endpoints of `apps`, by `/<app>/<label>`, as the front door takes them (`FrontDoor.webMounts`). */
 export function webMounts(apps: readonly App[]): Set<string> {
   return new Set(apps.flatMap((app) => [...app.webMounts, ...app.endpoints].map(({ label }) => `/${app.name}/${label}`)));
+}
+
+/**
+ * A request of the local plane's own (or of its containers'), signed with the plane secret: told apart by its
+ * signature header. One that only claims to be is refused by the gateway, as anywhere else.
+ */
+function isPlaneRequest(req: http.IncomingMessage): boolean {
+  return req.headers[HEADERS.signature] !== undefined;
 }
 
 /**

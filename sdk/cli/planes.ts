@@ -1,12 +1,12 @@
 /**
  * `tandem planes`: the planes a gateway knows (`GET /v1/planes`, an admin token of the gateway's environment), one
- * row each: id, region, whether it is healthy and since when, its GPUs by type, its containers, its URL. `--json`
- * prints the list as the gateway answers it. `tandem plane` starts a plane; this one lists them.
+ * row each: id, region, whether it is healthy (or draining, unavailable, stale, stopped) and since when, its GPUs by
+ * type, its containers, its URL. `--json` prints the list as the gateway answers it. `tandem plane` starts a plane;
+ * this one lists them.
  */
 import type { Command } from "commander";
 import type { HttpInvoker } from "../client.js";
-import { PLANE_DEFAULTS } from "../defaults.js";
-import { paths, type PlaneInfo } from "../protocol.js";
+import { paths, planeState, type PlaneInfo } from "../protocol.js";
 import { formatDuration } from "../schedule.js";
 import { GATEWAY_HELP } from "./config.js";
 import { listTime, style } from "./style.js";
@@ -24,7 +24,7 @@ export function addPlanesCommand(program: Command, clientOf: (opts: { gateway?: 
       if (opts.json) return console.log(JSON.stringify(planes, null, 2));
       if (planes.length === 0) return console.log("no plane has registered with this gateway (tandem plane --gateway <it> starts one; docs/fleet.md)");
       const now = Date.now();
-      const rows = planes.map((p) => [p.planeId, p.region, ...healthOf(p, now), gpusOf(p), containersOf(p), p.url]);
+      const rows = planes.map((p) => [p.planeId, p.region, ...healthOf(p, now), gpusOf(p), containersOf(p, now), p.url]);
       const header = ["plane", "region", "health", "since", "GPUs", "containers", "url"];
       const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
       const line = (cells: string[]) => cells.map((c, i) => (i === cells.length - 1 ? c : c.padEnd(widths[i]!))).join("  ");
@@ -38,16 +38,17 @@ export function addPlanesCommand(program: Command, clientOf: (opts: { gateway?: 
 }
 
 /**
- * Whether a plane takes inputs, and since when: a healthy one since its process started, one silent past
- * `PLANE_DEFAULTS.staleMs` since its last heartbeat; a draining, unavailable or not yet ready one reports still (last heartbeat).
+ * Whether a plane takes inputs, and since when (`planeState`): a healthy one since its process started; a stopped one
+ * since it said so, a stale one since its last heartbeat; a draining, unavailable or not yet ready one reports still (last
+ * heartbeat).
  */
 function healthOf(p: PlaneInfo, now: number): [health: string, since: string] {
   const heartbeat = `last heartbeat ${span(p.lastSeen, now)} ago`;
-  if (now - p.lastSeen >= PLANE_DEFAULTS.staleMs) return ["stale", `${listTime(p.lastSeen)} (${heartbeat})`];
-  if (p.draining) return ["draining", heartbeat];
-  if (p.unavailable !== undefined) return ["unavailable", heartbeat];
-  if (p.notReady !== undefined) return ["not ready", heartbeat];
-  return [p.healthy ? "healthy" : "unhealthy", p.startedAt === undefined ? heartbeat : `${listTime(p.startedAt)} (up ${span(p.startedAt, now)})`];
+  const state = planeState(p, p.lastSeen, now);
+  if (state === "stopped") return [state, `${listTime(p.lastSeen)} (${span(p.lastSeen, now)} ago)`];
+  if (state === "stale") return [state, `${listTime(p.lastSeen)} (${heartbeat})`];
+  if (state !== "healthy") return [state, heartbeat];
+  return ["healthy", p.startedAt === undefined ? heartbeat : `${listTime(p.startedAt)} (up ${span(p.startedAt, now)})`];
 }
 
 /** Its GPUs by type: free and used of each, "none" for a CPU-only plane; declared (`--gpus`) ones say so. */
@@ -58,11 +59,12 @@ function gpusOf(p: PlaneInfo): string {
   return p.simulated ? `${each} (simulated)` : each;
 }
 
-/** Its containers up now: running an input, and warm and waiting. */
-function containersOf(p: PlaneInfo): string {
+/** Its containers up now: running an input, and warm and waiting; a stale plane's as it last reported them, said so. */
+function containersOf(p: PlaneInfo, now: number): string {
   const busy = (p.warm ?? []).reduce((n, w) => n + w.busy, 0);
   const idle = (p.warm ?? []).reduce((n, w) => n + w.idle, 0);
-  return busy + idle === 0 ? "none" : `${busy} busy, ${idle} idle`;
+  if (busy + idle === 0) return "none";
+  return planeState(p, p.lastSeen, now) === "stale" ? `${busy} busy, ${idle} idle at its last heartbeat` : `${busy} busy, ${idle} idle`;
 }
 
 /** The time from `ms` to `now`, in whole seconds: "1h2m5s". */
