@@ -78,8 +78,20 @@ it("starts its workerd again when it is killed, says so, and a call succeeds aft
   expect(await hello.remote("ada")).toBe("hello ada");
   const [workerd] = workerdChildren(served!.process.pid!);
   expect(workerd).toBeDefined();
+  const cutShort = callSlow(served!.url, 5_000);
+  await new Promise((resolve) => setTimeout(resolve, 500));
   process.kill(workerd!, "SIGKILL");
   await served!.waitFor(new RegExp(`the gateway's workerd \\(pid ${workerd}\\) exited unexpectedly \\(signal SIGKILL\\); starting it again`), 10_000);
+  // The call it was running is answered 502, saying what happened and what to do; it named workerd's own address
+  // ("connect ECONNREFUSED 127.0.0.1:46007"), a port the user never chose.
+  const lost = (await cutShort) as { status: number; body: string };
+  expect(lost.status).toBe(502);
+  const { error } = JSON.parse(lost.body) as { error: { code: string; message: string } };
+  expect(error.code).toBe("gateway_unreachable");
+  expect(error.message).toMatch(
+    /^the local gateway \(workerd\) broke off this request before answering it \(\w+\); if it stopped, tandem serve starts it again: send the request again/,
+  );
+  expect(error.message).not.toMatch(/127\.0\.0\.1/);
   // Sent at once: it waits at the front door for the new workerd, as during a reload.
   expect(await hello.remote("bob")).toBe("hello bob");
   await served!.waitFor(/the gateway started again in \d+ ms/);

@@ -471,11 +471,13 @@ export class FrontDoor {
         if (!res.headersSent) {
           // Mid-body: workerd refused the request before reading its body (a token it does not know, say) and closed,
           // and the reset took its answer with it.
-          const why = bodyEnded
-            ? err.message
-            : `${err.message}, while the request's body was still being sent; the gateway closes so on a request it refuses before reading its body, such as one with a token it does not know`;
+          const message = bodyEnded
+            ? // Its workerd died under it (killed, crashed): the address it had is workerd's own, not one the user chose.
+              `the local gateway (workerd) broke off this request before answering it (${err.code ?? err.message}); if it stopped, tandem serve starts it again: ` +
+              `send the request again (a call sent with an Idempotency-Key runs once however often it is sent)`
+            : `the local gateway did not answer: ${err.message}, while the request's body was still being sent; the gateway closes so on a request it refuses before reading its body, such as one with a token it does not know`;
           res.writeHead(502, { "content-type": "application/json", [HEADERS.protocol]: PROTOCOL_VERSION });
-          res.end(JSON.stringify(errorBody(new GatewayUnreachableError(`the local gateway did not answer: ${why}`))));
+          res.end(JSON.stringify(errorBody(new GatewayUnreachableError(message))));
         } else if (!res.writableEnded) {
           res.destroy(err);
         }
