@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { z } from "zod";
-import { checkClassParams, checkedHandler, isArgumentsSchema, parseArguments } from "./arguments.js";
+import { checkClassParams, checkSendable, checkedHandler, isArgumentsSchema, parseArguments, unsendableIn } from "./arguments.js";
 import { InvalidArgumentError, fromWireError, toWireError } from "./errors.js";
 
 const pair = z.tuple([z.string(), z.number().int().min(0)]);
@@ -93,5 +93,15 @@ describe("a class method's parameters", () => {
     );
     expect(() => checkClassParams("demo.Model.predict", { size: [1] })).toThrow('demo.Model.predict: class parameter "size" must be a string');
     expect(() => checkClassParams("demo.Model.predict", { size: "small" })).not.toThrow();
+  });
+});
+
+describe("arguments the wire can carry", () => {
+  it("take an array's holes as undefined, and still find a function beside them", () => {
+    /* eslint-disable no-sparse-arrays -- the holes are the point */
+    expect(() => checkSendable([[1, , 3], new Array(3), { a: [undefined, , 2] }])).not.toThrow();
+    expect(unsendableIn([, () => 1])).toEqual({ kind: "function", path: "[1]" });
+    expect(() => checkSendable([{ a: [, Symbol("s")] }])).toThrow("argument 1 (at .a[1]) is a symbol, which a call cannot carry");
+    /* eslint-enable no-sparse-arrays */
   });
 });

@@ -185,8 +185,9 @@ export function checkSendable(args: readonly unknown[]): void {
 export function unsendableIn(value: unknown, depth = 0): { kind: string; path: string } | undefined {
   if (typeof value === "function" || typeof value === "symbol") return { kind: typeof value, path: "" };
   if (typeof value !== "object" || value === null || depth >= SENDABLE_DEPTH) return undefined;
+  // Array.from, not map: a hole is read as undefined, as it travels (map would keep it, an entry missing).
   const entries: [string, unknown][] = Array.isArray(value)
-    ? value.map((v, i) => [`[${i}]`, v])
+    ? Array.from(value, (v, i) => [`[${i}]`, v])
     : value instanceof Map
       ? [...value].map(([k, v], i) => [`[${i}]`, typeof k === "function" || typeof k === "symbol" ? k : v])
       : value instanceof Set

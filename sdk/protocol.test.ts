@@ -64,8 +64,6 @@ describe("the value codec", () => {
       true,
       [],
       [1, [2, [3]]],
-      // eslint-disable-next-line no-sparse-arrays -- a hole, which the codec writes with meta
-      [, 1],
       { a: undefined },
       { a: shared, b: shared }, // one object twice
       [shared, shared],
@@ -92,6 +90,50 @@ describe("the value codec", () => {
         String(JSON.stringify(value)),
       ).toEqual(expected);
     }
+  });
+
+  it("carries an array's holes as undefined, at any depth, leaving the value sent as it was", () => {
+    const shared = [1, , 3]; // eslint-disable-line no-sparse-arrays -- the hole is the point
+    const cyclic: Record<string, unknown> = { list: [, 2] }; // eslint-disable-line no-sparse-arrays
+    cyclic.self = cyclic;
+    const value = { shared, again: shared, empty: new Array(3), map: new Map([["k", [, "v"]]]), cyclic }; // eslint-disable-line no-sparse-arrays
+    const { json, meta } = encodeValue(value);
+    const back = decodeValue(JSON.parse(JSON.stringify(json)), JSON.parse(JSON.stringify(meta))) as typeof value;
+    expect(back.shared).toEqual([1, undefined, 3]);
+    expect(1 in back.shared).toBe(true);
+    expect(back.again).toBe(back.shared); // one array, as sent
+    expect(back.empty).toEqual([undefined, undefined, undefined]);
+    expect(back.map.get("k")).toEqual([undefined, "v"]);
+    expect((back.cyclic.list as unknown[]).length).toBe(2);
+    expect(back.cyclic.self).toBe(back.cyclic);
+    expect(1 in shared).toBe(false); // the caller's array keeps its hole
+    // eslint-disable-next-line no-sparse-arrays
+    expect(decodeValue(...(Object.values(encodeValue([, 1])) as [unknown, unknown]))).toEqual([undefined, 1]);
+  });
+
+  it("carries an invalid Date as an invalid Date", () => {
+    const { json, meta } = encodeValue({ when: new Date(Number.NaN), ok: new Date(0) });
+    const back = decodeValue(JSON.parse(JSON.stringify(json)), JSON.parse(JSON.stringify(meta))) as { when: Date; ok: Date };
+    expect(back.when).toBeInstanceOf(Date);
+    expect(back.when.getTime()).toBeNaN();
+    expect(back.ok).toEqual(new Date(0));
+    expect(Number.isNaN((decodeValue(...(Object.values(encodeValue(new Date(Number.NaN))) as [unknown, unknown])) as Date).getTime())).toBe(true);
+  });
+
+  it("carries a Buffer as a Buffer, and other bytes as a Uint8Array", () => {
+    const { json, meta } = encodeValue({ buffer: Buffer.from("hi"), bytes: new Uint8Array([1, 2]) });
+    expect(meta).toEqual({ values: { buffer: [["custom", "buffer"]], bytes: [["custom", "bytes"]] }, v: 1 });
+    const back = decodeValue(JSON.parse(JSON.stringify(json)), meta) as { buffer: Buffer; bytes: Uint8Array };
+    expect(Buffer.isBuffer(back.buffer)).toBe(true);
+    expect(back.buffer.toString()).toBe("hi");
+    expect(Buffer.isBuffer(back.bytes)).toBe(false);
+    expect(back.bytes).toEqual(new Uint8Array([1, 2]));
+  });
+
+  it("leaves out symbol-keyed and non-enumerable properties, as it does a class instance's prototype", () => {
+    const value = Object.defineProperty({ [Symbol("s")]: 1, ok: 2, when: new Date(0) }, "hidden", { value: 3, enumerable: false });
+    const { json, meta } = encodeValue(value);
+    expect(decodeValue(json, meta)).toEqual({ ok: 2, when: new Date(0) });
   });
 
   it("carries large byte arrays", () => {

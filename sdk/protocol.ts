@@ -4,7 +4,7 @@
  * project defines a wire shape; `docs/api.md` documents this module.
  *
  * Values travel as JSON. Plain JSON needs nothing more (so `curl` works);
- * values JSON cannot carry (`undefined`, `Date`, `Map`, `Set`, `Uint8Array`,
+ * values JSON cannot carry (`undefined`, `Date`, `Map`, `Set`, `Uint8Array`, `Buffer`,
  * `BigInt`) are described in a sibling `meta` field in superjson's format.
  */
 import { SuperJSON } from "superjson";
@@ -2208,7 +2208,24 @@ export type InputFrame = Extract<PlaneFrame, { t: "input" }>;
 // ---------------------------------------------------------------------------
 // Value codec
 
+/** Node's `Buffer` where the runtime has one (Node, workerd with `nodejs_compat`); a browser has none. */
+const NodeBuffer = (globalThis as { Buffer?: { isBuffer(v: unknown): boolean; from(b: ArrayBuffer, offset: number, length: number): Uint8Array } }).Buffer;
+
 const codec = new SuperJSON();
+// Checked in this order, before superjson's own rules, on each part of a value that is not plain JSON (a value that
+// is goes as it is, without the codec). A Buffer is tagged apart from other bytes so that it arrives as a Buffer
+// where the receiver has one, not as a Uint8Array whose `toString()` is its numbers.
+codec.registerCustom<Uint8Array, string>(
+  {
+    isApplicable: (v): v is Uint8Array => v instanceof Uint8Array && NodeBuffer !== undefined && NodeBuffer.isBuffer(v),
+    serialize: (v) => bytesToBase64(v),
+    deserialize: (v) => {
+      const bytes = base64ToBytes(v);
+      return NodeBuffer ? NodeBuffer.from(bytes.buffer as ArrayBuffer, bytes.byteOffset, bytes.byteLength) : bytes;
+    },
+  },
+  "buffer",
+);
 codec.registerCustom<Uint8Array, string>(
   {
     isApplicable: (v): v is Uint8Array => v instanceof Uint8Array,
@@ -2216,6 +2233,16 @@ codec.registerCustom<Uint8Array, string>(
     deserialize: (v) => base64ToBytes(v),
   },
   "bytes",
+);
+// superjson's Date rule takes only a valid Date; an invalid one (`new Date(NaN)`) would be written null, with no type,
+// and arrive as null.
+codec.registerCustom<Date, null>(
+  {
+    isApplicable: (v): v is Date => v instanceof Date && Number.isNaN(v.getTime()),
+    serialize: () => null,
+    deserialize: () => new Date(Number.NaN),
+  },
+  "invalid-date",
 );
 
 /** A value as it travels: plain JSON, plus superjson's `meta` when JSON alone cannot say it. */
@@ -2231,8 +2258,115 @@ export interface EncodedValue {
 export function encodeValue(value: unknown, beforeCodec?: (value: unknown) => void): EncodedValue {
   if (isPlainJson(value, 0, undefined)) return { json: value };
   beforeCodec?.(value);
-  const { json, meta } = codec.serialize(value);
+  const { json, meta } = codec.serialize(withoutHoles(value));
   return meta === undefined ? { json } : { json, meta };
+}
+
+/** The containers superjson walks into, whose holes it would lose: arrays, plain objects, `Map`s and `Set`s. */
+function isWalked(value: unknown): value is object {
+  if (typeof value !== "object" || value === null) return false;
+  if (Array.isArray(value) || value instanceof Map || value instanceof Set) return true;
+  const proto = Object.getPrototypeOf(value) as unknown;
+  return proto === Object.prototype || proto === null;
+}
+
+/** The values a walked container holds (a `Map`'s keys too), holes left out. */
+function childrenOf(value: object): Iterable<unknown> {
+  if (value instanceof Map) return [...value].flat();
+  if (value instanceof Set) return value;
+  return Object.values(value);
+}
+
+/** Whether an array has no hole. */
+function isDense(array: unknown[]): boolean {
+  for (let i = 0; i < array.length; i++) if (!(i in array)) return false;
+  return true;
+}
+
+/**
+ * Whether an array inside `value` (or `value` itself) has a hole: looked for first, as few values have one, and
+ * without allocating for each container, as this walk comes before the codec's on every value that is not plain JSON.
+ */
+function hasHole(value: unknown): boolean {
+  if (!isWalked(value)) return false;
+  const seen = new Set<object>([value]);
+  const stack = [value];
+  const visit = (child: unknown) => {
+    if (isWalked(child) && !seen.has(child)) {
+      seen.add(child);
+      stack.push(child);
+    }
+  };
+  while (stack.length > 0) {
+    const node = stack.pop()!;
+    if (Array.isArray(node)) {
+      for (let i = 0; i < node.length; i++) {
+        if (!(i in node)) return true;
+        visit(node[i]);
+      }
+    } else if (node instanceof Map)
+      for (const [k, v] of node) {
+        visit(k);
+        visit(v);
+      }
+    else if (node instanceof Set) for (const v of node) visit(v);
+    else for (const key in node) if (Object.hasOwn(node, key)) visit((node as Record<string, unknown>)[key]);
+  }
+  return false;
+}
+
+/**
+ * `value` with each hole of its arrays (`[1, , 3]`, `new Array(2)`) made `undefined`, which travels as such: superjson
+ * writes a hole as `null` with no type, and leaves trailing ones out (`new Array(3)` would arrive as `[]`). `value`
+ * itself when it has none, as most have; otherwise the containers on the way to a hole are copied (each once, so an
+ * object met twice, or a cycle, stays one), and the caller's value is left as it was.
+ */
+function withoutHoles(value: unknown): unknown {
+  if (!hasHole(value)) return value;
+  // Who holds whom, for the copies: walked iteratively, as a value may nest deeper than the stack goes.
+  const holders = new Map<object, object[]>([[value as object, []]]);
+  const holey: object[] = [];
+  const stack = [value as object];
+  while (stack.length > 0) {
+    const node = stack.pop()!;
+    if (Array.isArray(node) && !isDense(node)) holey.push(node);
+    for (const child of childrenOf(node)) {
+      if (!isWalked(child)) continue;
+      const held = holders.get(child);
+      if (held) held.push(node);
+      else {
+        holders.set(child, [node]);
+        stack.push(child);
+      }
+    }
+  }
+  // Each container that holds one with a hole, however far down, is copied: first empty, so a cycle finds its copy.
+  const copies = new Map<object, object>();
+  const toCopy = [...holey];
+  while (toCopy.length > 0) {
+    const node = toCopy.pop()!;
+    if (copies.has(node)) continue;
+    copies.set(
+      node,
+      Array.isArray(node)
+        ? []
+        : node instanceof Map
+          ? new Map()
+          : node instanceof Set
+            ? new Set()
+            : Object.create(Object.getPrototypeOf(node) as object | null),
+    );
+    toCopy.push(...holders.get(node)!);
+  }
+  const copyOf = (v: unknown) => (typeof v === "object" && v !== null ? (copies.get(v) ?? v) : v);
+  for (const [node, copy] of copies) {
+    if (Array.isArray(node)) for (let i = 0; i < node.length; i++) (copy as unknown[]).push(copyOf(node[i]));
+    else if (node instanceof Map) for (const [k, v] of node) (copy as Map<unknown, unknown>).set(copyOf(k), copyOf(v));
+    else if (node instanceof Set) for (const v of node) (copy as Set<unknown>).add(copyOf(v));
+    // Defined, not assigned: an own "__proto__" stays a key, which the codec refuses as it would have.
+    else for (const [k, v] of Object.entries(node)) Object.defineProperty(copy, k, { value: copyOf(v), enumerable: true, writable: true, configurable: true });
+  }
+  return copyOf(value);
 }
 
 /** Whether `err` is the codec (or JSON) running out of stack: a value nested thousands of levels deep. */

@@ -34,6 +34,38 @@ const EXPECTED: Record<string, [string, string]> = {
   long: ["RangeError", "returned a value longer than 10 MiB as JSON, the most a result may be"],
 };
 
+describe("values that JSON alone would change", () => {
+  for (const fn of ["edgeArrived", "planeArrived"] as const) {
+    it(`reach ${fn} and come back as they were: an array's holes as undefined, an invalid Date, a Buffer`, async () => {
+      // eslint-disable-next-line no-sparse-arrays -- the holes are the point
+      const sent = { holes: [1, , 3, new Array(2)], when: new Date(Number.NaN), buffer: Buffer.from("hi") };
+      const out = (await lookup<[typeof sent], any>("results", fn, { gateway: stack.url }).remote(sent)) as {
+        sent: typeof sent;
+        seen: Record<string, unknown>;
+        made: { holes: unknown[]; empty: unknown[]; when: Date; buffer: Buffer };
+      };
+      expect(out.seen).toEqual({
+        holes: [1, undefined, 3, [undefined, undefined]],
+        whenIsInvalidDate: true,
+        bufferIsBuffer: true,
+        bufferText: "hi",
+      });
+      // Sent back as they arrived, and made there.
+      expect(out.sent.holes).toEqual([1, undefined, 3, [undefined, undefined]]);
+      expect(out.made.holes).toEqual([1, undefined, 3]);
+      expect(out.made.empty).toEqual([undefined, undefined]);
+      for (const when of [out.sent.when, out.made.when]) {
+        expect(when).toBeInstanceOf(Date);
+        expect(when.getTime()).toBeNaN();
+      }
+      for (const buffer of [out.sent.buffer, out.made.buffer]) {
+        expect(Buffer.isBuffer(buffer)).toBe(true);
+        expect(buffer.toString()).toBe("hi");
+      }
+    });
+  }
+});
+
 describe("a result the wire cannot carry", () => {
   for (const fn of ["edgeMade", "planeMade"] as const) {
     it(`fails a .remote() of ${fn} as the function's own error would, saying why`, async () => {
