@@ -218,6 +218,17 @@ describe("map and get options, checked where they are given", () => {
     expect(() => double.starmap(null as unknown as [number][])).toThrow(InvalidOptionsError);
   });
 
+  it("refuses a starmap input that is not an argument list, naming its index", async () => {
+    const first = async (inputs: unknown) => {
+      for await (const result of double.starmap(inputs as [number][])) return result;
+    };
+    await expect(first([1, 2])).rejects.toThrow(
+      new InvalidOptionsError("double.starmap: inputs[0] must be an argument list, an array such as [1, 2] (got 1); for one argument per input, use map"),
+    );
+    await expect(first([[1], "ab"])).rejects.toThrow('double.starmap: inputs[1] must be an argument list, an array such as [1, 2] (got "ab")');
+    await expect(first([[1], { a: 1 }])).rejects.toThrow("inputs[1] must be an argument list, an array such as [1, 2] (got an object)");
+  });
+
   it("refuses an unknown or mistyped map option, with the nearest known one", () => {
     expect(() => double.map([1], { orderOutput: true } as never)).toThrow(
       new InvalidOptionsError('double.map: unknown option "orderOutput"; did you mean "orderOutputs"?'),

@@ -274,10 +274,11 @@ export class FunctionHandle<A extends unknown[] = unknown[], R = unknown> {
   /** `starmap` with its inputs and options checked (`map` checks its own). */
   #starmap(inputs: Inputs<A>, options: MapOptions): AsyncIterable<R | TandemError> {
     const bound = this.#bound;
+    const where = `${this.#name ?? "function"}.starmap`;
     const outcomes = invokerFor(this.#client).map(
       this.#app,
       this.name,
-      mapInputs(inputs, (args) => [...bound, ...(args as unknown[])]),
+      mapInputs(inputs, (args, index) => [...bound, ...argumentList(args, index, where)]),
     );
     const ordered = options.orderOutputs ?? true;
     return unwrapOutcomes<R>(ordered ? inOrder(outcomes) : outcomes, options.returnExceptions ?? false);
@@ -1013,8 +1014,25 @@ export function lookup<A extends unknown[] = any[], R = any>(appName: string, fu
   return new FunctionHandle<A, R>({ app: appName, name: functionName, client: options });
 }
 
-async function* mapInputs<T, U>(inputs: Inputs<T>, f: (x: T) => U): AsyncIterable<U> {
-  for await (const x of inputs as AsyncIterable<T>) yield f(x);
+async function* mapInputs<T, U>(inputs: Inputs<T>, f: (x: T, index: number) => U): AsyncIterable<U> {
+  let index = 0;
+  for await (const x of inputs as AsyncIterable<T>) yield f(x, index++);
+}
+
+/**
+ * One of `starmap`'s inputs as the argument list it is: an array, or another iterable. Anything else (`[1, 2]` given
+ * where `[[1], [2]]` was meant) is refused as `map(null)` is, naming the input, not spread into a bare TypeError; so is
+ * a string, which would be spread into its characters.
+ * @example argumentList(1, 0, "add.starmap"); // throws: add.starmap: inputs[0] must be an argument list, an array such as [1, 2] (got 1)
+ */
+function argumentList(input: unknown, index: number, where: string): unknown[] {
+  if (Array.isArray(input)) return input;
+  if (input !== null && typeof input === "object" && typeof (input as { [Symbol.iterator]?: unknown })[Symbol.iterator] === "function")
+    return [...(input as Iterable<unknown>)];
+  const got = typeof input === "string" ? JSON.stringify(input) : input === null || typeof input !== "object" ? String(input) : "an object";
+  throw new InvalidOptionsError(
+    `${where}: inputs[${index}] must be an argument list, an array such as [1, 2] (got ${got}); for one argument per input, use map`,
+  );
 }
 
 async function* inOrder(outcomes: AsyncIterable<MapOutcome>): AsyncIterable<MapOutcome> {
