@@ -179,7 +179,7 @@ program
     "run one function once on an ephemeral gateway and print its result (a generator's chunks one a line, as they come); it has tandem serve's secrets, and volumes, dicts and queues of its own that end with it",
   )
   .argument("<target>", "app file and function: app.ts::function")
-  .argument("[args...]", "arguments, each parsed as JSON (a bare word is a string)")
+  .argument("[args...]", "arguments, each parsed as JSON (a bare word is a string; 12345678901234567890n a BigInt; an integer a number would round is refused)")
   .option("--json", "print the result as JSON, a generator's chunks as JSON lines (NDJSON)")
   .option("--gpus <inventory>", 'the ephemeral plane\'s simulated GPUs, e.g. "H100:2" (default: real GPUs, else one of each type)')
   .option("--env <name>", "the environment the app runs in: whose secrets it reads (default: TANDEM_ENV, then main)", parseEnvName)

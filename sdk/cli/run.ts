@@ -44,14 +44,38 @@ export function parseTarget(target: string): { file: string; fn: string | undefi
 /**
  * Each argument is parsed as JSON. A bare word that is not JSON (`Ada`) is
  * taken as a string; something that looks like JSON but is not is an error.
+ * An integer with `n` after it (`12345678901234567890n`) is a BigInt, as in
+ * JavaScript; an integer that a number cannot hold exactly is refused, not
+ * rounded.
+ * @example parseArg("12345678901234567890n", 1) // 12345678901234567890n
  */
 export function parseArg(raw: string, position: number): unknown {
+  if (/^\s*-?\d+n\s*$/.test(raw)) return BigInt(raw.trim().slice(0, -1));
+  let value: unknown;
   try {
-    return JSON.parse(raw);
+    value = JSON.parse(raw);
   } catch (err) {
     if (/^\s*[[{"]/.test(raw)) throw new InvalidOptionsError(`argument ${position} is not valid JSON: ${(err as Error).message}`);
     return raw;
   }
+  const inexact = inexactInteger(raw);
+  if (inexact === undefined) return value;
+  const changed = `${inexact} would arrive as ${Number(inexact)}`;
+  throw new InvalidOptionsError(
+    inexact === raw.trim()
+      ? `argument ${position} is an integer that a number cannot hold exactly (${changed}): quote it to pass a string ('"${inexact}"'), or write ${inexact}n to pass a BigInt`
+      : `argument ${position} has an integer that a number cannot hold exactly (${changed}): quote it to pass a string ("${inexact}")`,
+  );
+}
+
+/** The first integer in JSON text (valid JSON: strings skipped) that a number would round, if one does. */
+function inexactInteger(json: string): string | undefined {
+  for (const [token] of json.matchAll(/"(?:[^"\\]|\\.)*"|-?\d+(?:\.\d+)?(?:[eE][+-]?\d+)?/g)) {
+    if (token.startsWith('"') || /[.eE]/.test(token)) continue;
+    const number = Number(token);
+    if (!Number.isFinite(number) || BigInt(number) !== BigInt(token)) return token;
+  }
+  return undefined;
 }
 
 export interface RunOptions {
