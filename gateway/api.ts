@@ -4,7 +4,7 @@
  */
 import { Hono, type Context } from "hono";
 import type { ContentfulStatusCode } from "hono/utils/http-status";
-import { InvalidRequestError, MethodNotAllowedError, NotFoundError, errorBody, errorStatus, toWireError } from "../sdk/errors.js";
+import { CALL_BODY_NOTE, InvalidRequestError, MethodNotAllowedError, NotFoundError, errorBody, errorStatus, toWireError } from "../sdk/errors.js";
 import {
   ConnectTokenRequestSchema,
   TERMINAL_STATUSES,
@@ -169,7 +169,7 @@ export function apiRoutes(): Hono<Api> {
 
   api.post(ROUTES.map, guard("call", { checksBeforeBody: true }), async (c) => {
     const fn = notGenerator(registry().function(c.req.param("app"), c.req.param("fn")));
-    const body = await readJsonBody(c.req.raw, MapRequestSchema, c.var.config.maxBodyBytes);
+    const body = await readJsonBody(c.req.raw, MapRequestSchema, c.var.config.maxBodyBytes, CALL_BODY_NOTE);
     // One meta describes every input (its paths start at the input's index), so the inputs are decoded here and
     // each one encoded again for a plane: splitting superjson's meta per input is not something it offers.
     // Each input's arguments are checked as it runs (gateway/executor.ts): a bad one fails that input alone.
@@ -331,7 +331,7 @@ function notGenerator(fn: RegisteredFunction): RegisteredFunction {
  * container. Without `meta` the JSON is the values, and nothing is decoded.
  */
 async function readArgs(c: Context<Api>): Promise<CallArgs> {
-  const body = await readJsonBody(c.req.raw, CallRequestSchema, c.var.config.maxBodyBytes);
+  const body = await readJsonBody(c.req.raw, CallRequestSchema, c.var.config.maxBodyBytes, CALL_BODY_NOTE);
   const json = body.args ?? [];
   if (body.meta === undefined) return CallArgs.received({ json }, json);
   const decoded = decodeBodyValue(json, body.meta, "args");

@@ -19,15 +19,16 @@ import { describeIssues } from "../sdk/zod-issues.js";
 const decoder = new TextDecoder("utf-8", { fatal: true, ignoreBOM: false });
 
 /**
- * Reads a `/v1` JSON body of at most `maxBytes`, then parses and checks it.
+ * Reads a `/v1` JSON body of at most `maxBytes`, then parses and checks it. `note`: what counts towards the limit,
+ * said in the 413 (`CALL_BODY_NOTE`).
  *
- * @example const body = await readJsonBody(c.req.raw, CallRequestSchema, c.var.config.maxBodyBytes);
+ * @example const body = await readJsonBody(c.req.raw, CallRequestSchema, c.var.config.maxBodyBytes, CALL_BODY_NOTE);
  */
-export async function readJsonBody<S extends z.ZodType>(request: Request, schema: S, maxBytes: number): Promise<z.infer<S>> {
+export async function readJsonBody<S extends z.ZodType>(request: Request, schema: S, maxBytes: number, note?: string): Promise<z.infer<S>> {
   passPreflight(request);
   // Counted as it streams even when a length is declared: the header may not be what frames the body (a
   // content-length sent beside a chunked transfer-encoding, say), and reading stops at the limit either way.
-  const bytes = await readBodyUpTo(request, maxBytes, bodyTooLarge);
+  const bytes = await readBodyUpTo(request, maxBytes, (max, seen) => bodyTooLarge(max, seen, undefined, note));
   return parseJsonBody(utf8Text(bytes), schema);
 }
 

@@ -15,9 +15,11 @@ import { toHex } from "./hex.js";
 import { API_LIMITS, DELIVERY_DEFAULTS, GATEWAY_DEFAULTS, LOCAL_DEFAULTS, LOG_LIMITS } from "./defaults.js";
 import { FollowedOnce } from "./log-follow.js";
 import {
+  CALL_BODY_NOTE,
   GatewayUnreachableError,
   InvalidArgumentError,
   InvalidOptionsError,
+  PayloadTooLargeError,
   ProtocolError,
   TandemError,
   fromWireError,
@@ -131,12 +133,18 @@ export class HttpInvoker implements Invoker {
   }
 
   async call(app: string, fn: string, args: unknown[]): Promise<unknown> {
-    const record = (await this.request("POST", paths.call(app, fn), argsBody(args), newIdempotencyKey())) as CallRecord;
+    const body = argsBody(args);
+    const record = (await this.request("POST", paths.call(app, fn), body, newIdempotencyKey()).catch((err: unknown) => {
+      throw withEncodedSize(err, body, `${app}.${fn}: its arguments`);
+    })) as CallRecord;
     return decodeValue(record.result, record.meta);
   }
 
   async spawn(app: string, fn: string, args: unknown[]): Promise<string> {
-    const res = (await this.request("POST", paths.spawn(app, fn), argsBody(args), newIdempotencyKey())) as SpawnResponse;
+    const body = argsBody(args);
+    const res = (await this.request("POST", paths.spawn(app, fn), body, newIdempotencyKey()).catch((err: unknown) => {
+      throw withEncodedSize(err, body, `${app}.${fn}: its arguments`);
+    })) as SpawnResponse;
     return res.callId;
   }
 
@@ -167,7 +175,7 @@ export class HttpInvoker implements Invoker {
           unfinished.delete(key); // refused unread: nothing of it ran
           // Refused unread, nothing ran: the halves go again, and an input too large alone fails alone.
           const tooLarge = await this.fail(res).catch((err: unknown) => (err instanceof Error ? err : new Error(String(err))));
-          if (batch.length === 1) return push({ index: offset, ok: false, error: tooLarge });
+          if (batch.length === 1) return push({ index: offset, ok: false, error: withEncodedSize(tooLarge, body, `${app}.${fn}: inputs[${offset}]`) as Error });
           const half = Math.ceil(batch.length / 2);
           await runBatch(batch.slice(0, half), offset);
           return runBatch(batch.slice(half), offset + half);
@@ -506,6 +514,22 @@ async function unansweredText(status: number, text: string): Promise<boolean> {
 function retryPause(sent: number): Promise<void> {
   const ms = Math.min(DELIVERY_DEFAULTS.clientRetryDelayMs * 2 ** sent, DELIVERY_DEFAULTS.clientRetryMaxDelayMs);
   return new Promise((resolve) => setTimeout(resolve, ms / 2 + Math.random() * (ms / 2)));
+}
+
+/**
+ * A call's body refused as too large, said with the size it encodes to: what counts is the arguments' JSON, with
+ * binary data as base64, which the values' own sizes do not show (an 8 MiB Uint8Array is 11.2 MB).
+ */
+function withEncodedSize(err: unknown, body: unknown, what: string): unknown {
+  if (!(err instanceof PayloadTooLargeError)) return err;
+  const bytes = new TextEncoder().encode(JSON.stringify(body)).length;
+  // A gateway says what counts itself; one from before it did is told here.
+  const note = err.message.includes(CALL_BODY_NOTE) ? "" : `: ${CALL_BODY_NOTE}`;
+  const size = bytes >= 1e6 ? `${(bytes / 1e6).toFixed(1)} MB` : `${(bytes / 1e3).toFixed(1)} kB`;
+  return new PayloadTooLargeError(`${what} encode to ${bytes} bytes (${size}): ${err.message}${note}`, {
+    ...err.details,
+    bodyBytes: bytes,
+  });
 }
 
 function argsBody(args: unknown[]): { args: unknown; meta?: unknown } {

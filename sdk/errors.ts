@@ -406,16 +406,24 @@ export function errorBody(err: unknown): { error: WireError } {
 /**
  * A request body over a limit: the same words wherever it is refused (the
  * gateway, an endpoint, the CLI's front door). `whose` says whose limit it is,
- * by default the gateway's (`TANDEM_MAX_BODY_BYTES`).
+ * by default the gateway's (`TANDEM_MAX_BODY_BYTES`); `note`, what counts
+ * towards it where that is not plain (`CALL_BODY_NOTE`).
  * @example
  * throw bodyTooLarge(1024, 1100, `endpoint "upload" accepts (its maxBodyBytes option)`);
  */
-export function bodyTooLarge(maxBytes: number, atLeast?: number, whose = "this gateway accepts (TANDEM_MAX_BODY_BYTES)"): PayloadTooLargeError {
-  return new PayloadTooLargeError(`request body is larger than ${maxBytes} bytes, the most ${whose}`, {
+export function bodyTooLarge(maxBytes: number, atLeast?: number, whose = "this gateway accepts (TANDEM_MAX_BODY_BYTES)", note?: string): PayloadTooLargeError {
+  return new PayloadTooLargeError(`request body is larger than ${maxBytes} bytes, the most ${whose}${note === undefined ? "" : `: ${note}`}`, {
     maxBytes,
     ...(atLeast === undefined ? {} : { atLeast }),
   });
 }
+
+/**
+ * What counts towards the limit on a call's body (call, spawn, map), said where one is refused: its arguments as they
+ * travel, so bytes count a third more than they are.
+ */
+export const CALL_BODY_NOTE =
+  "a call's arguments count as they travel, as JSON, binary data (a Uint8Array, a Buffer) about 4/3 of its bytes as base64; pass large data by reference instead (a volume's file)";
 
 /** The HTTP status an error answers with: its code's, or 500 for anything that is not a Tandem error. */
 export function errorStatus(err: unknown): number {

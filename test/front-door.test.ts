@@ -13,6 +13,7 @@ import net from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { FrontDoor, endpointBodyLimits, endpointsAskingToken, webMounts } from "../sdk/cli/front-door.js";
 import { HUNG_REQUEST } from "../sdk/cli/workerd.js";
+import { CALL_BODY_NOTE } from "../sdk/errors.js";
 import { HEADERS } from "../sdk/protocol.js";
 import { ADMIN_TOKEN, authed, eventually, startTestGateway, type TestGateway } from "./helpers/gateway.js";
 
@@ -116,9 +117,11 @@ describe("the front door of tandem serve", () => {
     for (const path of ["/v1/apps/edge/functions/echo/call", "/v1/apps/edge/functions/echo/spawn", "/v1/apps/edge/functions/echo/map", "/edge/upload"]) {
       const answer = await postChunked(path, 16 * LIMIT);
       expect([path, answer.status]).toEqual([path, 413]);
+      // A call's body is told what counts towards the limit: its arguments as they travel.
+      const note = path.startsWith("/v1/") ? `: ${CALL_BODY_NOTE}` : "";
       expect(JSON.parse(answer.body).error).toMatchObject({
         code: "payload_too_large",
-        message: `request body is larger than ${LIMIT} bytes, the most this gateway accepts (TANDEM_MAX_BODY_BYTES)`,
+        message: `request body is larger than ${LIMIT} bytes, the most this gateway accepts (TANDEM_MAX_BODY_BYTES)${note}`,
         details: { maxBytes: LIMIT },
       });
     }

@@ -14,12 +14,14 @@ import {
   GetTimeoutError,
   InvalidRequestError,
   NotFoundError,
+  PayloadTooLargeError,
   PlaneUnavailableError,
   RemoteError,
   lookup,
   type CallRecord,
 } from "../sdk/index.js";
 import { API_LIMITS } from "../sdk/defaults.js";
+import { CALL_BODY_NOTE } from "../sdk/errors.js";
 import { DASHBOARD, ROUTE_METHODS, ROUTES } from "../sdk/protocol.js";
 import { ADMIN_TOKEN, authed, eventually, startTestGateway, streamThenDrop, type TestGateway } from "./helpers/gateway.js";
 
@@ -260,6 +262,33 @@ describe("map and starmap", () => {
     for await (const y of fn<[string], number>("lengthOf").map(["x", "y".repeat(5_000), "zz"], { returnExceptions: true }))
       mixed.push(y instanceof Error ? (y as Error & { code?: string }).code : y);
     expect(mixed).toEqual([1, "payload_too_large", 2]);
+  });
+
+  it("says what a call's arguments encode to when they are too large, binary data counting as base64", async () => {
+    // 3,100 bytes are 4,136 as base64: over this gateway's 4,096 with the request around them.
+    const err = await fn("lengthOf")
+      .remote(new Uint8Array(3_100))
+      .then(
+        () => undefined,
+        (e: unknown) => e as PayloadTooLargeError,
+      );
+    expect(err).toBeInstanceOf(PayloadTooLargeError);
+    expect(err!.message).toMatch(
+      /^edge\.lengthOf: its arguments encode to 4\d{3} bytes \(4\.\d kB\): request body is larger than 4096 bytes, the most this gateway accepts \(TANDEM_MAX_BODY_BYTES\): a call's arguments count as they travel, as JSON, binary data \(a Uint8Array, a Buffer\) about 4\/3 of its bytes as base64; pass large data by reference instead \(a volume's file\)$/,
+    );
+    await expect(fn("lengthOf").spawn(new Uint8Array(3_100))).rejects.toThrow("edge.lengthOf: its arguments encode to");
+    const mapped: unknown[] = [];
+    for await (const y of fn("lengthOf").map(["x", new Uint8Array(3_100)], { returnExceptions: true })) mapped.push(y);
+    expect((mapped[1] as Error).message).toMatch(/^edge\.lengthOf: inputs\[1\] encode to 4\d{3} bytes .*about 4\/3 of its bytes as base64/);
+    // A caller over HTTP is told what counts, too.
+    const res = await fetch(
+      `${gw.url}/v1/apps/edge/functions/lengthOf/call`,
+      authed({ method: "POST", body: JSON.stringify({ args: ["x".repeat(5_000)] }), headers: { "content-type": "application/json" } }),
+    );
+    expect(res.status).toBe(413);
+    expect(((await res.json()) as any).error.message).toBe(
+      `request body is larger than 4096 bytes, the most this gateway accepts (TANDEM_MAX_BODY_BYTES): ${CALL_BODY_NOTE}`,
+    );
   });
 
   it("starmap spreads each tuple into arguments, from an async iterable too", async () => {

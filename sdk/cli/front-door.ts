@@ -28,7 +28,16 @@ import http from "node:http";
 import net from "node:net";
 import type { App } from "../app.js";
 import { DELIVERY_DEFAULTS, DEPLOY_LIMITS, GATEWAY_DEFAULTS, VOLUME_LIMITS } from "../defaults.js";
-import { GatewayUnreachableError, InternalError, InvalidRequestError, bodyTooLarge, errorBody, missingToken, type TandemError } from "../errors.js";
+import {
+  CALL_BODY_NOTE,
+  GatewayUnreachableError,
+  InternalError,
+  InvalidRequestError,
+  bodyTooLarge,
+  errorBody,
+  missingToken,
+  type TandemError,
+} from "../errors.js";
 import { AGENT_CLOSE, DASHBOARD, HEADERS, PROTOCOL_VERSION } from "../protocol.js";
 import { FRAME_END_WAIT_MS, Tunnel } from "./websocket-tunnel.js";
 
@@ -90,6 +99,8 @@ interface GatewayAnswer {
 interface BodyLimit {
   maxBytes: number;
   whose?: string;
+  /** What counts towards it, where that is not plain (`CALL_BODY_NOTE`). */
+  note?: string;
 }
 
 export class FrontDoor {
@@ -314,7 +325,7 @@ export class FrontDoor {
     }
     const limit = this.#bodyLimit(req.url ?? "/");
     const declared = Number(req.headers["content-length"] ?? "NaN");
-    const tooLarge = declared > limit.maxBytes ? bodyTooLarge(limit.maxBytes, declared, limit.whose) : undefined;
+    const tooLarge = declared > limit.maxBytes ? bodyTooLarge(limit.maxBytes, declared, limit.whose, limit.note) : undefined;
     // A declared length over the limit is refused here too, but after the credentials, as the gateway checks them.
     const askFirst = this.#needsPreflight(req) && !this.#letIn.has(preflightKey(req));
     if (tooLarge && !askFirst) {
@@ -494,7 +505,7 @@ export class FrontDoor {
       stopped = true;
       overLimit = () => {
         clearTimeout(verdict);
-        if (!res.headersSent) answer(res, bodyTooLarge(limit.maxBytes, seen, limit.whose));
+        if (!res.headersSent) answer(res, bodyTooLarge(limit.maxBytes, seen, limit.whose, limit.note));
         current.destroy();
       };
       const verdict = setTimeout(overLimit, VERDICT_WAIT_MS);
@@ -578,6 +589,8 @@ export class FrontDoor {
     if (key === "/v1/volumes") return { maxBytes: VOLUME_LIMITS.maxFileBytes, whose: "a volume holds in one file" };
     // So does a deployment's file (a plane bundle may be larger than a call's body): its route reads up to its own limit.
     if (DEPLOYMENT_FILE_PATH.test(url)) return { maxBytes: DEPLOY_LIMITS.maxFileBytes, whose: "a deployment's file holds" };
+    // A call's body says, as the gateway does, that its arguments count as they travel.
+    if (CALL_BODY_PATH.test(url)) return { maxBytes: this.maxBodyBytes, note: CALL_BODY_NOTE };
     return this.endpointBodyLimits.get(key) ?? { maxBytes: this.maxBodyBytes };
   }
 
@@ -738,6 +751,7 @@ function needsToken(req: http.IncomingMessage): boolean {
 /** The first two segments of a request's path, `/<app>/<label>` for a web endpoint (`/v1/volumes` for a volume route). */
 /** `PUT /v1/apps/:app/deployments/files/:hash` (`ROUTES.deploymentFile`), whatever its query. */
 const DEPLOYMENT_FILE_PATH = /^\/v1\/apps\/[^/?#]+\/deployments\/files\/[^/?#]+(?:[?#]|$)/;
+const CALL_BODY_PATH = /^\/v1\/apps\/[^/?#]+\/functions\/[^/?#]+\/(?:call|spawn|map)(?:[?#]|$)/;
 
 function endpointKey(url: string): string {
   const [, app, label] = url.split(/[/?#]/, 3);
