@@ -5,7 +5,7 @@
  * the generator. A stream is not retried once it has begun.
  */
 import { raceDeadline, withDeadline } from "../sdk/deadline.js";
-import { FunctionTimeoutError, InvalidRequestError, TandemError, errorOfCall, functionTimeout, remoteErrorFrom, toWireError } from "../sdk/errors.js";
+import { FunctionTimeoutError, InvalidRequestError, TandemError, callFailure, errorOfCall, functionTimeout, toWireError } from "../sdk/errors.js";
 import { chunkIterator, isGeneratorResult } from "../sdk/generator-result.js";
 import { encodeValue, type CallStatus } from "../sdk/protocol.js";
 import { encodeChunk } from "../sdk/result-value.js";
@@ -63,7 +63,7 @@ export async function* streamCall(rc: RunContext, fn: RegisteredFunction, args: 
     }
     status = "succeeded";
   } catch (err) {
-    error = errorOfCall(maskedError(err instanceof TandemError ? err : remoteErrorFrom(err, { callId }, mapStack), context.secretValues), callId);
+    error = errorOfCall(maskedError(callFailure(err, { callId }, mapStack), context.secretValues), callId);
     status = error instanceof FunctionTimeoutError ? "timed_out" : "failed";
     throw error;
   } finally {

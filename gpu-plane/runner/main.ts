@@ -16,7 +16,7 @@ import net from "node:net";
 import { ClassInstances, loadAppModule, type FunctionHandle } from "../../sdk/app.js";
 import { chunkIterator, isGeneratorResult } from "../../sdk/generator-result.js";
 import { installCallContextStore, type CallContext } from "../../sdk/context.js";
-import { CancelledError, InvalidRequestError, TandemError, remoteErrorFrom, toWireError } from "../../sdk/errors.js";
+import { CancelledError, InvalidRequestError, callFailure, remoteErrorFrom, toWireError } from "../../sdk/errors.js";
 import {
   CONTAINER_ENV,
   PLANE_RUNTIME_CODE_KEY,
@@ -211,7 +211,7 @@ export async function runFunctions(
         t: "output",
         callId: input.callId,
         status: "failed",
-        error: toWireError(maskedError(err instanceof TandemError ? err : remoteErrorFrom(err, { callId: input.callId }), secretValues)) as Failed,
+        error: toWireError(maskedError(callFailure(err, { callId: input.callId }), secretValues)) as Failed,
       });
     try {
       if (!fn) throw new Error(`this bundle of app "${app.name}" has no function "${input.function}"`);
