@@ -54,6 +54,22 @@ describe("calls from plane containers", () => {
     expect([stacks.chainEP, stacks.chainPP, stacks.chainPE]).toEqual([stacks.failP, stacks.failP, stacks.failE]);
   }, 90_000);
 
+  it("gives every call a signal, in either tier: called, streamed, a class's method and its enter()", async () => {
+    const fresh = "AbortSignal false";
+    expect(await fn<[], string>("signalE").remote()).toBe(fresh);
+    expect(await fn<[], string>("signalP").remote()).toBe(fresh);
+    for (const name of ["signalGenE", "signalGenP"]) {
+      const got: string[] = [];
+      for await (const s of fn<[], AsyncGenerator<string>>(name).remoteGen()) got.push(s);
+      expect([name, got]).toEqual([name, [fresh]]); // before, an edge generator's was undefined
+    }
+    for await (const s of fn<[number], string>("signalP").map([1])) expect(s).toBe(fresh);
+    expect(await lookup<[Record<string, never>], string[]>("pcalls", "Signalled.both", { gateway: stack.url, token: ADMIN_TOKEN }).remote({})).toEqual([
+      fresh,
+      fresh,
+    ]);
+  }, 90_000);
+
   it("does not reach another app's functions", async () => {
     expect(await fn<[], string>("elsewhere").remote()).toMatch(
       /^forbidden: a container reaches only .*\/v1\/apps\/pcalls\/functions.*, not \/v1\/apps\/other\/functions\/f\/call$/,
