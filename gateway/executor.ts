@@ -26,6 +26,7 @@ import {
   RETRYABLE_CODES,
   RemoteError,
   TandemError,
+  callFailure,
   errorOfCall,
   functionTimeout,
   remoteErrorFrom,
@@ -241,7 +242,7 @@ async function attemptOnce(
     try {
       value = await fn.handler(...args.values);
     } catch (err) {
-      throw maskedError(err instanceof TandemError ? err : remoteErrorFrom(err, { callId }, mapStack), context.secretValues);
+      throw maskedError(callFailure(err, { callId }, mapStack), context.secretValues);
     }
     if (isGeneratorResult(value)) {
       throw new InvalidRequestError(`${fn.app}.${fn.name} is a generator function; stream it with .remoteGen() (POST .../stream)`, { callId });

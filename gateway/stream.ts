@@ -5,7 +5,16 @@
  * the generator. A stream is not retried once it has begun.
  */
 import { raceDeadline, withDeadline } from "../sdk/deadline.js";
-import { FunctionTimeoutError, InvalidRequestError, TandemError, errorOfCall, functionTimeout, remoteErrorFrom, toWireError } from "../sdk/errors.js";
+import {
+  CancelledError,
+  FunctionTimeoutError,
+  InvalidRequestError,
+  TandemError,
+  callFailure,
+  errorOfCall,
+  functionTimeout,
+  toWireError,
+} from "../sdk/errors.js";
 import { chunkIterator, isGeneratorResult } from "../sdk/generator-result.js";
 import { encodeValue, type CallStatus } from "../sdk/protocol.js";
 import { encodeChunk } from "../sdk/result-value.js";
@@ -25,11 +34,14 @@ import { streamLines } from "../sdk/stream-lines.js";
  */
 export async function* streamCall(rc: RunContext, fn: RegisteredFunction, args: CallArgs, callId: string): AsyncGenerator<unknown, void, undefined> {
   const createdAt = Date.now();
+  // Its `currentCall().signal`, as a call's: aborted when the stream ends before the generator does (its timeout, or the
+  // caller gone), so that code waiting on it in the generator stops.
+  const stopped = new AbortController();
   const context: RunContext = {
     ...rc,
     logPrefix: `[${fn.app}.${fn.name} ${callId}]`,
     logTo: { app: fn.app, function: fn.name, callId },
-    call: { callId, app: fn.app, function: fn.name, attempt: 1, env: fn.spec.env },
+    call: { callId, app: fn.app, function: fn.name, attempt: 1, env: fn.spec.env, signal: stopped.signal },
   };
   const deadline = createdAt + fn.spec.timeoutSeconds * 1000;
   let status: Exclude<CallStatus, "pending" | "running"> = "cancelled";
@@ -63,11 +75,13 @@ export async function* streamCall(rc: RunContext, fn: RegisteredFunction, args: 
     }
     status = "succeeded";
   } catch (err) {
-    error = errorOfCall(maskedError(err instanceof TandemError ? err : remoteErrorFrom(err, { callId }, mapStack), context.secretValues), callId);
+    error = errorOfCall(maskedError(callFailure(err, { callId }, mapStack), context.secretValues), callId);
     status = error instanceof FunctionTimeoutError ? "timed_out" : "failed";
     throw error;
   } finally {
     // Also reached when the caller stops reading: the generator's own `finally` runs now.
+    if (status === "timed_out" || status === "cancelled")
+      stopped.abort(error ?? new CancelledError(`call ${callId} was cancelled: the caller stopped reading after ${chunks} chunks`, { callId }));
     if (status !== "succeeded") await runStore.run(context, () => Promise.resolve(iterator?.return?.())).catch(() => {});
     rc.waitUntil(
       recordEnded(rc.env, [

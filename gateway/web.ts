@@ -11,6 +11,7 @@ import {
   RemoteError,
   TandemError,
   UpgradeRequiredError,
+  callFailure,
   errorBody,
   remoteErrorFrom,
   toWireError,
@@ -380,7 +381,7 @@ function serverSentEvents(c: Context<Web>, source: GeneratorResult, yielded: str
             controller.enqueue(event(undefined, step.value instanceof EncodedResult ? step.value.encoded.json : faithfulJson(step.value, yielded)));
           }
         } catch (err) {
-          const error = toWireError(maskedError(err instanceof TandemError ? err : remoteErrorFrom(err, undefined, mapStack), rc?.secretValues));
+          const error = toWireError(maskedError(callFailure(err, undefined, mapStack), rc?.secretValues));
           delete error.remote?.stack;
           controller.enqueue(event("error", error));
           controller.close();

@@ -324,9 +324,10 @@ export class ContainerStarter {
     channel.onLog((frame, functions, readAt) => {
       const { label, callId, fn, tail } = now();
       for (const [i, line] of frame.lines.entries()) {
-        // A line written outside any call (a class's enter() or exit(), a timer of its own) is tagged as its output's are.
-        const callFn = functions[i] ?? fn;
-        this.#line(req, id, callFn, line.callId ?? callId ?? null, line.source, line.text, tail, readAt);
+        // A line the runner wrote outside any call (a class's enter() or exit(), a timer of its own) is the container's,
+        // under its class's or function's name: not the call it runs now, nor, once it is idle or stopping, its last one.
+        if (line.callId === null) this.#line(req, id, poolName(req), null, line.source, line.text, tail, readAt);
+        else this.#line(req, id, functions[i] ?? fn, line.callId, line.source, line.text, tail, readAt);
       }
       if (frame.dropped) {
         const text = `${frame.dropped} lines dropped: more than ${LOG_LIMITS.runnerMaxLinesPerSecond} lines a second`;

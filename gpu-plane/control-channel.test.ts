@@ -43,6 +43,27 @@ const until = async (check: () => boolean) => {
 };
 
 describe("a container's log frames", () => {
+  it("are kept until the plane listens, with an uncaught frame: a runner logs its enter() as soon as it connects", async () => {
+    const dir = await mkdtemp(join(tmpdir(), "tandem-control-"));
+    const channel = await ControlChannel.open(join(dir, "ctl"));
+    const runner = net.connect(join(channel.dir, "control.sock"));
+    cleanups.push(async () => {
+      runner.destroy();
+      await channel.close();
+      await rm(dir, { recursive: true, force: true });
+    });
+    await new Promise((resolve) => runner.once("connect", resolve));
+    runner.write(JSON.stringify({ t: "log", lines: [line(null, "loading the weights")] }) + "\n");
+    runner.write(JSON.stringify({ t: "uncaught", origin: "rejection", error: { name: "RangeError", message: "lost" } }) + "\n");
+    await new Promise((r) => setTimeout(r, 50));
+    const texts: string[] = [];
+    const uncaught: string[] = [];
+    channel.onLog((frame) => texts.push(...frame.lines.map((l) => l.text)));
+    channel.onUncaught((frame) => uncaught.push(frame.error.message));
+    await until(() => texts.length === 1);
+    expect([texts, uncaught]).toEqual([["loading the weights"], ["lost"]]);
+  });
+
   it("are timed as read, before the output read with them, though they are handed on after it", async () => {
     const { channel, logs, inputs, send } = await connected();
     const output = channel.run({ t: "input", callId: CALL, function: "f", attempt: 1, args: { json: [] } });

@@ -30,14 +30,17 @@ export class ControlChannel {
   #ready!: (frame: Ready) => void;
   /** Inputs in flight, by call id: a container may run several at once (`concurrency.maxInputs`). */
   readonly #pending = new Map<string, { fn: string; resolve: (o: Output) => void; reject: (e: Error) => void; onChunk?: (c: Chunk) => void }>();
-  #onLog: (frame: LogFrame, functions: (string | undefined)[], readAt: number) => void = () => {};
+  /** Unset until the plane listens: a runner may connect and log (a class's enter()) before its container's start returns. */
+  #onLog: ((frame: LogFrame, functions: (string | undefined)[], readAt: number) => void) | undefined;
   /** The calls this container ran last (`RECENT_CALLS` of them), with their functions: a line written late by one of them keeps its call. */
   readonly #recent = new Map<string, string>();
   /** Log frames read and not yet handed on: as read (their parse waits too), or parsed; each with when it was read. */
   #logs: { frame: string | LogFrame; readAt: number }[] = [];
   #failure: Error | undefined;
   #onProtocolError: (message: string) => void = () => {};
-  #onUncaught: (frame: UncaughtFrame) => void = () => {};
+  #onUncaught: ((frame: UncaughtFrame) => void) | undefined;
+  /** An uncaught frame read before the plane listened for one: handed to it when it does. */
+  #uncaught: UncaughtFrame | undefined;
   /** Settles when the runner says it is ready. */
   readonly ready: Promise<Ready>;
 
@@ -67,6 +70,7 @@ export class ControlChannel {
   /** Called with the runner's report of what the app's code threw outside a call; the container exits next. */
   onUncaught(listener: (frame: UncaughtFrame) => void): void {
     this.#onUncaught = listener;
+    if (this.#uncaught) listener(this.#uncaught);
   }
 
   /**
@@ -77,6 +81,7 @@ export class ControlChannel {
    */
   onLog(listener: (frame: LogFrame, functions: (string | undefined)[], readAt: number) => void): void {
     this.#onLog = listener;
+    if (this.#logs.length > 0) setImmediate(() => this.#handOnLogs()); // those read before it listened
   }
 
   /**
@@ -184,7 +189,7 @@ export class ControlChannel {
     const frame = parsed.data;
     if (frame.t === "ready") return this.#ready(frame);
     if (frame.t === "log") return this.#log(frame);
-    if (frame.t === "uncaught") return this.#onUncaught(frame);
+    if (frame.t === "uncaught") return this.#onUncaught ? this.#onUncaught(frame) : void (this.#uncaught = frame);
     const pending = this.#pending.get(frame.callId);
     if (frame.t === "chunk") {
       if (!pending?.onChunk) return this.#fail(`a chunk for ${frame.callId} with no stream in flight`);
@@ -201,15 +206,17 @@ export class ControlChannel {
   #log(frame: string | LogFrame): void {
     // Its lines' time is when they were read, before the output read with them: handed on after it, they would be
     // later than the gateway's line about how the call ended.
-    if (this.#logs.push({ frame, readAt: Date.now() }) > 1) return;
-    setImmediate(() => {
-      const logs = this.#logs;
-      this.#logs = [];
-      for (const { frame, readAt } of logs) {
-        const parsed = typeof frame === "string" ? this.#parseLog(frame) : frame;
-        if (parsed) this.#handOn(parsed, readAt);
-      }
-    });
+    if (this.#logs.push({ frame, readAt: Date.now() }) > 1 || !this.#onLog) return;
+    setImmediate(() => this.#handOnLogs());
+  }
+
+  #handOnLogs(): void {
+    const logs = this.#logs;
+    this.#logs = [];
+    for (const { frame, readAt } of logs) {
+      const parsed = typeof frame === "string" ? this.#parseLog(frame) : frame;
+      if (parsed) this.#handOn(parsed, readAt);
+    }
   }
 
   /** A log frame read as text, parsed and checked as `#frame` checks the others (a protocol error if it is none). */
@@ -233,7 +240,7 @@ export class ControlChannel {
     const fnOf = (callId: string) => this.#pending.get(callId)?.fn ?? this.#recent.get(callId);
     if (frame.lines.some((line) => line.callId !== null && fnOf(line.callId) === undefined))
       frame = { ...frame, lines: frame.lines.map((line) => (line.callId === null || fnOf(line.callId) !== undefined ? line : { ...line, callId: null })) };
-    this.#onLog(
+    this.#onLog!(
       frame,
       frame.lines.map((line) => (line.callId === null ? undefined : fnOf(line.callId))),
       readAt,

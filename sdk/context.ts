@@ -18,10 +18,12 @@ export interface CallContext {
    * Aborts when the call is cancelled, or at the edge when an attempt runs past its timeout (a plane stops the
    * container instead); its `reason` is the `CancelledError` or `FunctionTimeoutError`. A long function may watch it
    * and stop early: at the edge it then has `STOP_DEFAULTS.edgeGraceMs` (10 s) to clean up (docs/api.md, "A call's signal").
+   * Always there inside a call, in both tiers; in a class's `enter()` and `exit()` on the plane, which run for no call,
+   * it never aborts.
    * @example
-   * while (!currentCall()?.signal?.aborted) await step();
+   * while (!currentCall()!.signal.aborted) await step();
    */
-  signal?: AbortSignal;
+  signal: AbortSignal;
 }
 
 interface ContextStore {

@@ -468,6 +468,17 @@ export function fromWireError(wire: WireError): TandemError {
 }
 
 /**
+ * What a call whose handler threw `thrown` fails with, in both tiers alike: a Tandem error as it is (an inner call's
+ * `RemoteError` passed on keeps the name, message, stack and call id its own function's tier gave it, its stack mapped
+ * there already), anything else a `RemoteError` of this call (`remoteErrorFrom`). A plane's runner has no source map:
+ * its plane maps the stack after, and a stack mapped already comes back from that as it is (sdk/stack-map.ts).
+ * @example throw maskedError(callFailure(err, { callId }, mapStack), secretValues);
+ */
+export function callFailure(thrown: unknown, details?: Record<string, unknown>, mapStack?: (stack: string) => string): TandemError {
+  return thrown instanceof TandemError ? thrown : remoteErrorFrom(thrown, details, mapStack);
+}
+
+/**
  * Wraps whatever a user handler threw as a `RemoteError`, keeping its name and
  * stack; `mapStack` lets a runtime point the stack at the original sources.
  */

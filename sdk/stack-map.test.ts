@@ -23,6 +23,12 @@ describe("mapStackWith", () => {
     expect(mapStackWith(map, "Error: x\n    at node:internal/main/run_main_module:1:1")).toBe("Error: x");
   });
 
+  it("gives a stack mapped already back as it is: an inner call's error passed on keeps its frames", () => {
+    const mapped = "MyErr: boom\n    at thrower (app.ts:1:20)\n    at handler (app.ts:1:1)";
+    expect(mapStackWith(map, mapped)).toBe(mapped);
+    expect(mapStackWith(map, mapStackWith(map, "Error: boom\n    at handler (file:///srv/bundle.mjs:1:1)"))).toBe("Error: boom\n    at handler (app.ts:1:1)");
+  });
+
   it("leaves a stack as it is without a source map", () => {
     expect(mapStackWith(null, "Error: x\n    at f (bundle.mjs:1:20)")).toBe("Error: x\n    at f (bundle.mjs:1:20)");
   });

@@ -23,7 +23,7 @@ export function traceMap(text: string): TraceMap | null {
 /**
  * Maps `stack` to the original sources and keeps only the user's frames; with no frame of theirs (a WebAssembly trap,
  * an error thrown by Tandem itself), the error's name and message alone: the bundle's minified frames tell its caller
- * nothing.
+ * nothing. A stack mapped already comes back as it is.
  * `module`: the file the map is of, when the stack may hold frames of other modules (a Worker whose runtime is a module
  * of its own: sdk/cli/bundle.ts); those are Tandem's own, and left out.
  */
@@ -89,8 +89,9 @@ function mappedFrame(map: TraceMap, frame: string, module: string | undefined): 
   // Node's own modules (`node:internal/…`) are not the bundle: mapped through its map, their lines would name
   // whatever of the app's sat at the same place. Nor is a package the bundle left out (its own file, named as it is).
   if (file!.startsWith("node:") || file!.includes("/node_modules/")) return NOT_THE_BUNDLES;
-  // A frame already mapped (a stack Tandem mapped, then printed) names one of the map's own sources: it stays.
-  if (sourcesOf(map).has(file!)) return NOT_THE_BUNDLES;
+  // A frame already mapped names one of the map's own sources: it stays as it is, so that a stack mapped twice (a
+  // printed one, or an inner call's error that a plane function passed on) keeps its frames.
+  if (sourcesOf(map).has(file!)) return frame;
   if (module !== undefined && file !== module && !file!.endsWith(`/${module}`)) return null; // Tandem's runtime, a module of its own
   const pos = originalPositionFor(map, { line: Number(line), column: Number(column) - 1 });
   if (!pos.source || RUNTIME_SOURCE.test(pos.source)) return null;

@@ -358,6 +358,8 @@ describe("generator functions", () => {
     const record = await ledger(callId);
     expect(record).toMatchObject({ kind: "stream", status: "cancelled", error: { code: "call_cancelled" } });
     expect(record.error!.message).toMatch(/^the caller stopped reading after \d+ chunks$/);
+    // Its signal aborted before its `finally` ran, as a cancelled call's does (before, a streamed edge call had none).
+    expect(await fn<[], string>("endlessAbortReason").remote()).toBe("CancelledError");
   });
 
   it("streams through a web endpoint as Server-Sent Events", async () => {

@@ -6,7 +6,7 @@
  * that stop or deploy an app stay out of its reach.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { lookup } from "../sdk/index.js";
+import { RemoteError, lookup } from "../sdk/index.js";
 import { GATEWAY_AUDIENCE, HEADERS, type CallRecord } from "../sdk/protocol.js";
 import { signRequest } from "../sdk/signing.js";
 import { ADMIN_TOKEN, authed } from "./helpers/gateway.js";
@@ -29,6 +29,45 @@ describe("calls from plane containers", () => {
     // The spawned call is an ordinary call of the app, in the ledger.
     const record = (await (await fetch(`${stack.url}/v1/calls/${out.spawnedId}`, authed())).json()) as CallRecord;
     expect(record).toMatchObject({ app: "pcalls", function: "square", status: "succeeded", result: 49 });
+  }, 90_000);
+
+  it("passes on an inner call's error with its stack, mapped to the app's file, from either tier to either tier", async () => {
+    const thrown = (name: string) =>
+      fn<[], never>(name)
+        .remote()
+        .then(
+          () => expect.fail(`${name} returned`),
+          (err: unknown) => err as RemoteError,
+        );
+    const stacks: Record<string, string | undefined> = {};
+    for (const name of ["failE", "failP", "chainEP", "chainPE", "chainPP"]) {
+      const err = await thrown(name);
+      expect(err).toBeInstanceOf(RemoteError);
+      expect([name, err.remoteName, err.message]).toEqual([name, "MyErr", "custom boom"]);
+      expect([name, err.remoteStack]).toEqual([
+        name,
+        expect.stringMatching(/^MyErr: custom boom\n {4}at thrower \(test\/fixtures\/plane-calls-app\.ts:\d+:\d+\)\n/),
+      ]);
+      stacks[name] = err.remoteStack;
+    }
+    // Passed on, in either tier, as the function that threw it gave it: before, a plane function kept only the first line.
+    expect([stacks.chainEP, stacks.chainPP, stacks.chainPE]).toEqual([stacks.failP, stacks.failP, stacks.failE]);
+  }, 90_000);
+
+  it("gives every call a signal, in either tier: called, streamed, a class's method and its enter()", async () => {
+    const fresh = "AbortSignal false";
+    expect(await fn<[], string>("signalE").remote()).toBe(fresh);
+    expect(await fn<[], string>("signalP").remote()).toBe(fresh);
+    for (const name of ["signalGenE", "signalGenP"]) {
+      const got: string[] = [];
+      for await (const s of fn<[], AsyncGenerator<string>>(name).remoteGen()) got.push(s);
+      expect([name, got]).toEqual([name, [fresh]]); // before, an edge generator's was undefined
+    }
+    for await (const s of fn<[number], string>("signalP").map([1])) expect(s).toBe(fresh);
+    expect(await lookup<[Record<string, never>], string[]>("pcalls", "Signalled.both", { gateway: stack.url, token: ADMIN_TOKEN }).remote({})).toEqual([
+      fresh,
+      fresh,
+    ]);
   }, 90_000);
 
   it("does not reach another app's functions", async () => {

@@ -39,8 +39,19 @@ describe("classes on the plane", () => {
     expect(large.split(":")[2]).not.toBe(small);
   });
 
-  it("runs exit when a container stops after its scale-down window", async () => {
-    await eventually(() => stack.planeOutput.some((l) => /\[classes\.Model\.predict fc-[0-9a-z]{26} ctr-[0-9a-f]{8}\] exit small/.test(l)), 20_000);
+  it("runs exit when a container stops after its scale-down window, its lines and enter()'s the container's, under no call", async () => {
+    await eventually(() => stack.planeOutput.some((l) => l.endsWith("] exit small")), 20_000);
+    // Before, each was filed under a call: enter()'s under the one its container started for, exit()'s under the last one it ran.
+    expect(stack.planeOutput.filter((l) => /\] (enter|exit) small$/.test(l))).toEqual([
+      expect.stringMatching(/^\[classes\.Model - ctr-[0-9a-f]{8}\] enter small$/),
+      expect.stringMatching(/^\[classes\.Model - ctr-[0-9a-f]{8}\] exit small$/),
+    ]);
+    await eventually(async () => (await appLines()).some((l) => l.text === "exit small"), 5_000);
+    const own = (await appLines()).filter((l) => l.text === "enter small" || l.text === "exit small");
+    expect(own.map(({ function: fn, callId, text }) => ({ function: fn, callId, text }))).toEqual([
+      { function: "Model", callId: null, text: "enter small" },
+      { function: "Model", callId: null, text: "exit small" },
+    ]);
   });
 
   it("fails every input with the error when enter throws, and backs off before another container tries", async () => {
@@ -166,5 +177,17 @@ describe("classes at the edge", () => {
     expect(((await res.json()) as { error: { message: string } }).error.message).toBe(
       'classes.Counter.bump: class parameter "start" must be a string, number, boolean or null (got an array)',
     );
+  });
+});
+
+describe("a class's container stopped with its app", () => {
+  it("files the lines of its exit() under the container, not under the last call it ran", async () => {
+    expect((await predict({ size: "stopped" }, "x")).startsWith("w-stopped:x:")).toBe(true);
+    const stopped = await fetch(`${stack.url}/v1/apps/classes/stop`, authed({ method: "POST" }));
+    expect(stopped.status).toBe(200);
+    await eventually(() => stack.planeOutput.some((l) => l.endsWith("] exit stopped")), 20_000);
+    expect(stack.planeOutput.filter((l) => l.endsWith("] exit stopped"))).toEqual([
+      expect.stringMatching(/^\[classes\.Model - ctr-[0-9a-f]{8}\] exit stopped$/),
+    ]);
   });
 });

@@ -129,7 +129,7 @@ describe("the runner, when its app's code throws outside a call", () => {
     expect(exit.code).toBe(1);
   });
 
-  it("tells it in place of its ready frame when that came before the runner connected", async () => {
+  it("tells it in place of its ready frame when a promise enter() left rejected before it was ready", async () => {
     const { frames, output: printed, exit } = await runUntilExit("Rejecting.wait");
     expect(frames).toEqual([{ t: "uncaught", origin: "rejection", error: expect.objectContaining({ name: "RangeError", message: "nobody awaited this" }) }]);
     expect(printed).toEqual([]);

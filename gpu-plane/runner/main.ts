@@ -16,7 +16,7 @@ import net from "node:net";
 import { ClassInstances, loadAppModule, type FunctionHandle } from "../../sdk/app.js";
 import { chunkIterator, isGeneratorResult } from "../../sdk/generator-result.js";
 import { installCallContextStore, type CallContext } from "../../sdk/context.js";
-import { CancelledError, InvalidRequestError, TandemError, remoteErrorFrom, toWireError } from "../../sdk/errors.js";
+import { CancelledError, InvalidRequestError, callFailure, remoteErrorFrom, toWireError } from "../../sdk/errors.js";
 import {
   CONTAINER_ENV,
   PLANE_RUNTIME_CODE_KEY,
@@ -68,11 +68,11 @@ export async function runFunctions(
     const callId = calls.getStore()?.callId;
     return callId && callId !== "-" ? callId : null;
   }, secretValues);
-  // What the app's code throws outside a call goes to the plane, ahead of the lines held; before the runner is connected
-  // (a rejection in enter()), once it is, in place of its ready frame.
+  // What the app's code throws outside a call goes to the plane, ahead of the lines held, in place of its ready frame:
+  // once the runner is connected, or when it connects.
   let tellPlane: ((frame: UncaughtFrame) => void) | undefined;
-  let untold: UncaughtFrame | undefined;
-  leaveOnUncaught(secretValues, (frame) => (tellPlane ? tellPlane(frame) : (untold = frame)));
+  let uncaught: UncaughtFrame | undefined;
+  leaveOnUncaught(secretValues, (frame) => ((uncaught = frame), tellPlane?.(frame)));
   installPlaneApi(given); // the SDK's requests go to the plane; mounted volumes commit and reload through it
   const app = loadAppModule("app", appExports);
   const functions = new Map<string, { handler: (...args: unknown[]) => unknown; env: Record<string, string> }>(
@@ -91,19 +91,32 @@ export async function runFunctions(
 
   // A class's container runs enter() before it is ready, so the first input (and a warm pool) finds it loaded.
   const clsIndex = app.classes.findIndex((c) => containerFunction?.startsWith(`${c.name}.`));
-  let enterFailed: Failed | undefined;
-  if (clsParams !== undefined && clsIndex >= 0) {
-    await calls
-      .run({ callId: "-", app: app.name, function: containerFunction!, attempt: 1, env: app.classes[clsIndex]!.spec.env }, () =>
-        classes[clsIndex]!.prepare(JSON.parse(clsParams)),
-      )
-      .catch((err: unknown) => (enterFailed = toWireError(maskedError(remoteErrorFrom(err), secretValues)) as Failed)); // the plane backs off and fails the inputs with it
-  }
+  // What a class's enter() and exit() run in: the container's own, no call's (`callId` "-"), so that their lines are
+  // the container's, whichever call it ran last.
+  const containerContext = (): CallContext => ({
+    callId: "-",
+    app: app.name,
+    function: containerFunction ?? "-",
+    attempt: 1,
+    env: clsIndex >= 0 ? app.classes[clsIndex]!.spec.env : {},
+    signal: new AbortController().signal, // no call to cancel: it never aborts
+  });
 
+  // Connected before enter() runs, so that its lines go to the plane as the container's (`log` frames with no call), not
+  // through the container's stdout, which the plane files under the call the container was started for.
   let socket = await connectToPlane(socketPath);
   capture.attach((text) => socket.write(text));
   tellPlane = (frame) => socket.write(capture.take() + JSON.stringify(frame) + "\n", () => process.exit(1));
-  if (untold) return tellPlane(untold);
+  if (uncaught) return tellPlane(uncaught);
+  let enterFailed: Failed | undefined;
+  if (clsParams !== undefined && clsIndex >= 0) {
+    await calls
+      .run(containerContext(), () => classes[clsIndex]!.prepare(JSON.parse(clsParams)))
+      .catch((err: unknown) => (enterFailed = toWireError(maskedError(remoteErrorFrom(err), secretValues)) as Failed)); // the plane backs off and fails the inputs with it
+    // A promise enter() left to reject is reported once the microtasks run out: before the ready frame, which it replaces.
+    await new Promise((resolve) => setImmediate(resolve));
+    if (uncaught) return; // told already; the runner leaves
+  }
   const sendFrame = (frame: RunnerFrame) => socket.write(capture.take(frame.t === "output" ? frame.callId : undefined) + JSON.stringify(frame) + "\n");
   const send = sendFrame;
   // Only a class's container has instances whose exit() hooks a stop runs; a function's stops with nothing to run.
@@ -169,7 +182,7 @@ export async function runFunctions(
 
   /** Runs each class's `exit()` (the container is stopping), sends their lines, and leaves. */
   async function stop(): Promise<never> {
-    await Promise.all(classes.map((c) => c.exitAll()));
+    await calls.run(containerContext(), () => Promise.all(classes.map((c) => c.exitAll())));
     capture.detach(); // exit()'s lines sent
     process.exit(0);
   }
@@ -211,7 +224,7 @@ export async function runFunctions(
         t: "output",
         callId: input.callId,
         status: "failed",
-        error: toWireError(maskedError(err instanceof TandemError ? err : remoteErrorFrom(err, { callId: input.callId }), secretValues)) as Failed,
+        error: toWireError(maskedError(callFailure(err, { callId: input.callId }), secretValues)) as Failed,
       });
     try {
       if (!fn) throw new Error(`this bundle of app "${app.name}" has no function "${input.function}"`);
