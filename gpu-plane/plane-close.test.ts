@@ -16,6 +16,20 @@ afterAll(async () => {
   for (const dir of dirs) await rm(dir, { recursive: true, force: true });
 });
 
+/** A plane of the process runtime in `dir`, reporting to `gateway`. */
+function startPlane(gateway: http.Server, dir: string, log: (line: string) => void): Promise<Plane> {
+  return Plane.start({
+    gatewayUrl: `http://127.0.0.1:${(gateway.address() as { port: number }).port}`,
+    secret: "plane-close-test-secret-0123456789",
+    host: "127.0.0.1",
+    port: 0,
+    region: "test",
+    runtime: "process",
+    stateDir: join(dir, "plane"),
+    log,
+  });
+}
+
 it("says nothing of a heartbeat its gateway dropped while the plane closes", async () => {
   const dir = await mkdtemp(join(tmpdir(), "tandem-plane-close-"));
   dirs.push(dir);
@@ -32,16 +46,7 @@ it("says nothing of a heartbeat its gateway dropped while the plane closes", asy
   });
   await new Promise<void>((resolve) => gateway.listen(0, "127.0.0.1", resolve));
   const lines: string[] = [];
-  const plane = await Plane.start({
-    gatewayUrl: `http://127.0.0.1:${(gateway.address() as { port: number }).port}`,
-    secret: "plane-close-test-secret-0123456789",
-    host: "127.0.0.1",
-    port: 0,
-    region: "test",
-    runtime: "process",
-    stateDir: join(dir, "plane"),
-    log: (line) => lines.push(line),
-  });
+  const plane = await startPlane(gateway, dir, (line) => lines.push(line));
   try {
     await secondBeat;
     const closing = plane.close({ quick: true });
@@ -59,16 +64,7 @@ it("closes at once whatever connections its clients hold open: one not yet used,
   dirs.push(dir);
   const gateway = http.createServer((_req, res) => void res.writeHead(200, { "content-type": "application/json" }).end("{}"));
   await new Promise<void>((resolve) => gateway.listen(0, "127.0.0.1", resolve));
-  const plane = await Plane.start({
-    gatewayUrl: `http://127.0.0.1:${(gateway.address() as { port: number }).port}`,
-    secret: "plane-close-test-secret-0123456789",
-    host: "127.0.0.1",
-    port: 0,
-    region: "test",
-    runtime: "process",
-    stateDir: join(dir, "plane"),
-    log: () => {},
-  });
+  const plane = await startPlane(gateway, dir, () => {});
   const { port } = new URL(plane.url);
   const connect = () =>
     new Promise<Socket>((resolve, reject) => {

@@ -188,21 +188,8 @@ it("stops a retired backend as soon as it says the work its requests left is don
 });
 
 /** An upstream that answers no request until `finish()`: requests in flight for as long as a test needs. */
-async function startHanging(): Promise<{ url: URL; arrived: string[]; finish: () => void; close: () => Promise<void> }> {
-  const arrived: string[] = [];
-  const waiting: http.ServerResponse[] = [];
-  const server = http.createServer((req, res) => {
-    arrived.push(`${req.method} ${req.url}`);
-    req.resume();
-    waiting.push(res);
-  });
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  return {
-    url: new URL(`http://127.0.0.1:${(server.address() as AddressInfo).port}/`),
-    arrived,
-    finish: () => waiting.splice(0).forEach((res) => res.end("done")),
-    close: () => new Promise((resolve) => (server.closeAllConnections(), server.close(() => resolve()))),
-  };
+function startHanging(): ReturnType<typeof startAnswering> {
+  return startAnswering(/(?:)/);
 }
 
 /** A request through the door: its status, or how it failed (a cut connection: "cut"). */
