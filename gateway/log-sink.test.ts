@@ -1,18 +1,9 @@
 import { describe, expect, it } from "vitest";
 import type { LogLine } from "../sdk/protocol.js";
 import { jsonPieces } from "./log-sink.js";
+import { logLine } from "../test/helpers/log-line.js";
 
-const line = (text: string): LogLine => ({
-  time: 1,
-  app: "shop",
-  function: "f",
-  callId: null,
-  containerId: null,
-  tier: "edge",
-  region: "local",
-  source: "stdout",
-  text,
-});
+const line = (text: string): LogLine => logLine(text);
 
 describe("jsonPieces", () => {
   it("cuts lines into JSON arrays of at most the given length, in order, a longer line alone", () => {

@@ -3,18 +3,9 @@ import { describe, expect, it } from "vitest";
 import { LOG_LIMITS } from "./defaults.js";
 import { FollowedOnce } from "./log-follow.js";
 import type { LogLine } from "./protocol.js";
+import { logLine } from "../test/helpers/log-line.js";
 
-const line = (time: number, text: string): LogLine => ({
-  time,
-  app: "shop",
-  function: "f",
-  callId: null,
-  containerId: null,
-  tier: "edge",
-  region: "local",
-  source: "stdout",
-  text,
-});
+const line = (time: number, text: string): LogLine => logLine(text, { time });
 
 describe("FollowedOnce", () => {
   it("yields a line once, however often a follow opened again sends it", () => {

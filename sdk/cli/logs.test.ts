@@ -2,19 +2,11 @@ import { Command } from "commander";
 import { describe, expect, it } from "vitest";
 import type { HttpInvoker } from "../client.js";
 import type { LogLine } from "../protocol.js";
+import { logLine } from "../../test/helpers/log-line.js";
 import { addLogsCommand, formatLogLine } from "./logs.js";
 
-const line = (text: string): LogLine => ({
-  time: Date.UTC(2026, 11, 4, 7, 4, 36, 120),
-  app: "shop",
-  function: "resize",
-  callId: "fc-01",
-  containerId: "c-9f2e",
-  tier: "plane",
-  region: "local",
-  source: "system",
-  text,
-});
+const line = (text: string): LogLine =>
+  logLine(text, { time: Date.UTC(2026, 11, 4, 7, 4, 36, 120), function: "resize", callId: "fc-01", containerId: "c-9f2e", tier: "plane", source: "system" });
 
 describe("formatLogLine", () => {
   it("prints a line with its time and origin", () => {
