@@ -17,7 +17,7 @@ import { VOLUME_LIMITS } from "../sdk/defaults.js";
 import { ForbiddenError, GatewayUnreachableError, InvalidRequestError, bodyTooLarge, errorBody, errorStatus } from "../sdk/errors.js";
 import { GATEWAY_AUDIENCE, HEADERS, containerMayReach, containerRouteFamilies } from "../sdk/protocol.js";
 import { signRequest } from "../sdk/signing.js";
-import { networkReason } from "./gateway-get.js";
+import { networkReason, resending } from "./gateway-get.js";
 import { containerRequests } from "./keep-alive.js";
 
 /** Where the API socket is in a container's control folder, and so inside the container. */
@@ -30,15 +30,36 @@ export class ContainerGateway {
     readonly secret: string,
   ) {}
 
-  /** `path` with its query; `body` bytes (none for a GET). */
-  async request(app: string, method: string, path: string, body?: Uint8Array, headers: Record<string, string> = {}): Promise<Response> {
-    const signed = await signRequest(this.secret, { audience: GATEWAY_AUDIENCE, method, path, body: body ?? new Uint8Array(), containerApp: app });
-    return fetch((await this.gatewayUrl) + path, {
-      method,
-      headers: { ...headers, ...signed, [HEADERS.containerApp]: app },
-      ...(body && body.byteLength > 0 ? { body: body as Uint8Array<ArrayBuffer> } : {}),
-      dispatcher: containerRequests, // as long as the gateway takes: see keep-alive.ts
-    } as RequestInit);
+  /**
+   * `path` with its query; `body` bytes (none for a GET). `resend`: the request may be sent twice (a read, a
+   * content-addressed block's upload), so it is sent again when its connection broke off unanswered. Throws
+   * `GatewayUnreachableError` naming the gateway and why when no send got an answer; any answer is returned as it came.
+   */
+  async request(
+    app: string,
+    method: string,
+    path: string,
+    body?: Uint8Array,
+    headers: Record<string, string> = {},
+    { resend = false }: { resend?: boolean } = {},
+  ): Promise<Response> {
+    const gatewayUrl = await this.gatewayUrl;
+    const send = async () =>
+      fetch(gatewayUrl + path, {
+        method,
+        headers: {
+          ...headers,
+          ...(await signRequest(this.secret, { audience: GATEWAY_AUDIENCE, method, path, body: body ?? new Uint8Array(), containerApp: app })),
+          [HEADERS.containerApp]: app,
+        },
+        ...(body && body.byteLength > 0 ? { body: body as Uint8Array<ArrayBuffer> } : {}),
+        dispatcher: containerRequests, // as long as the gateway takes: see keep-alive.ts
+      } as RequestInit);
+    return (resend ? resending(send) : send()).catch((err: unknown) => {
+      // As the front door answers for a gateway that did not answer: the container's SDK sends a read, or a request
+      // with an idempotency key, again.
+      throw new GatewayUnreachableError(`the plane could not reach the gateway at ${gatewayUrl}: ${networkReason(err)}`);
+    });
   }
 }
 
@@ -79,19 +100,13 @@ export async function openContainerApi(controlDir: string, app: string, gateway:
       throw new ForbiddenError(`a container reaches only ${containerRouteFamilies(app).join(", ")} through its plane, not ${url.pathname}`, { app });
     }
     const body = await readBody(req, VOLUME_LIMITS.maxContainerRequestBytes);
-    const forwarded = await gateway
-      .request(
-        app,
-        req.method ?? "GET",
-        url.pathname + url.search,
-        body,
-        pick(req, ["content-type", HEADERS.protocol, HEADERS.idempotencyKey, HEADERS.freshKey]),
-      )
-      .catch(async (err: unknown) => {
-        // As the front door answers for a gateway that did not answer: the container's SDK sends a read, or a request
-        // with an idempotency key, again.
-        throw new GatewayUnreachableError(`the plane could not reach the gateway at ${await gateway.gatewayUrl}: ${networkReason(err)}`);
-      });
+    const forwarded = await gateway.request(
+      app,
+      req.method ?? "GET",
+      url.pathname + url.search,
+      body,
+      pick(req, ["content-type", HEADERS.protocol, HEADERS.idempotencyKey, HEADERS.freshKey]),
+    );
     const headers: Record<string, string> = {};
     forwarded.headers.forEach((value, key) => {
       if (key === "content-type" || key === "content-length" || key.startsWith("tandem-")) headers[key] = value;

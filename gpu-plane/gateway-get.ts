@@ -2,7 +2,8 @@
  * Signed reads a plane makes of its gateway (a bundle, its source map, an
  * image spec), sent again when they got no answer: a kept-alive connection
  * the gateway closed as it was reused, or a gateway restarting, costs a read
- * a few tenths of a second rather than the run that needed it.
+ * a few tenths of a second rather than the run that needed it. `resending`
+ * does the same for any request that may be sent twice.
  */
 import { PLANE_DEFAULTS } from "../sdk/defaults.js";
 import { GATEWAY_AUDIENCE } from "../sdk/protocol.js";
@@ -20,11 +21,24 @@ const FIRST_PAUSE_MS = 100;
  * @example const res = await gatewayGet(gatewayUrl, secret, paths.planeBundle(hash));
  */
 export async function gatewayGet(gatewayUrl: string, secret: string, route: string, headers: Record<string, string> = {}): Promise<Response> {
+  return resending(async () =>
+    fetch(gatewayUrl + route, {
+      headers: { ...headers, ...(await signRequest(secret, { audience: GATEWAY_AUDIENCE, method: "GET", path: route })) },
+    }),
+  );
+}
+
+/**
+ * Runs `send` until it gets an answer, at most 3 times, pausing 100 ms, then 200, between: for a request that may be
+ * sent twice (a read, or a content-addressed block's upload). `send` signs its request each time. Throws the last
+ * network error.
+ *
+ * @example const res = await resending(async () => fetch(url, { method: "PUT", body, headers: await sign() }));
+ */
+export async function resending(send: () => Promise<Response>): Promise<Response> {
   for (let sent = 1; ; sent++) {
     try {
-      return await fetch(gatewayUrl + route, {
-        headers: { ...headers, ...(await signRequest(secret, { audience: GATEWAY_AUDIENCE, method: "GET", path: route })) },
-      });
+      return await send();
     } catch (err) {
       if (sent >= TRIES) throw err;
       await new Promise((resolve) => setTimeout(resolve, FIRST_PAUSE_MS * 2 ** (sent - 1)));

@@ -2,11 +2,13 @@
  * `VolumeMounts` against a stand-in gateway (the manifest, blocks and commits it answers, the commits it records):
  * a file of the volume with a name reserved for the plane is neither placed nor taken for removed, and a failed
  * commit is told to the app's log, with its function and container, once per container and volume; links a
- * container plants in its mount are replaced by a reload, never followed to the host's files.
+ * container plants in its mount are replaced by a reload, never followed to the host's files; a commit whose
+ * requests' connections break off sends again those that may be sent twice (not the commit itself).
  */
 import { createHash } from "node:crypto";
 import { chmod, lstat, mkdir, mkdtemp, readFile, readdir, rename, rm, stat, symlink, writeFile } from "node:fs/promises";
-import { request as httpRequest } from "node:http";
+import { createServer, request as httpRequest } from "node:http";
+import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
@@ -152,5 +154,49 @@ describe("links a container plants in its mount", () => {
     await mounts.finish("ctr-3");
     expect(await readFile(victim, "utf8")).toBe("the host's own");
     expect(await readdir(hostKept)).toEqual(["x.txt"]);
+  });
+});
+
+describe("a commit whose connections to the gateway break off", () => {
+  it("sends again the requests that may be sent twice (the manifest, the blocks query, each block's upload) and commits once", async () => {
+    const sends: string[] = [];
+    const cut = new Set<string>();
+    const flaky = createServer((req, res) => {
+      const route = `${req.method} ${req.url}`;
+      sends.push(route);
+      // The first send of each route but the commit breaks off unanswered, as a connection the gateway closed as it was reused.
+      if (!route.endsWith("/commit") && !cut.has(route)) return void (cut.add(route), req.socket.destroy());
+      const chunks: Buffer[] = [];
+      req
+        .on("data", (c: Buffer) => chunks.push(c))
+        .on("end", () => {
+          const json = (value: unknown) => res.writeHead(200, { "content-type": "application/json" }).end(JSON.stringify(value));
+          if (route.endsWith("/manifest")) return json({ volume: "v", version: 1, files: [] });
+          if (route.endsWith("/blocks/missing")) return json({ missing: (JSON.parse(Buffer.concat(chunks).toString()) as { hashes: string[] }).hashes });
+          if (req.method === "PUT") return json({});
+          json({ volume: "v", version: 2 });
+        });
+    });
+    await new Promise<void>((resolve) => flaky.listen(0, "127.0.0.1", resolve));
+    try {
+      mounts = new VolumeMounts(
+        join(dir, "volumes"),
+        new ContainerGateway(`http://127.0.0.1:${(flaky.address() as AddressInfo).port}`, "s".repeat(32)),
+        () => {},
+        (line) => appLog.push(line),
+      );
+      const folder = await attach("ctr-4");
+      await writeFile(join(folder, "b.txt"), "sent again");
+      await mounts.finish("ctr-4"); // the last commit
+      expect(appLog).toEqual([]); // no failed commit
+      const count = (pattern: RegExp) => sends.filter((s) => pattern.test(s)).length;
+      expect(count(/^GET .*\/manifest$/)).toBe(3); // the mount's: cut, then answered; after the commit, answered
+
+      expect(count(/^POST .*\/blocks\/missing$/)).toBe(2);
+      expect(count(/^PUT .*\/blocks\/[0-9a-f]{64}$/)).toBe(2);
+      expect(count(/^POST .*\/commit$/)).toBe(1);
+    } finally {
+      flaky.close();
+    }
   });
 });

@@ -170,7 +170,7 @@ export class VolumeMounts {
       const folder = new MountFolder(hostDir, join(root, ".aside"));
       const mount: Mount = { request, hostDir, folder, version: 0, files: new Map(), queue: Promise.resolve() };
       attached.mounts.push(mount);
-      if (request.createIfMissing) await this.#ask(app, "POST", paths.volumes(), { name: request.volume, existOk: true });
+      if (request.createIfMissing) await this.#ask(app, "POST", paths.volumes(), { name: request.volume, existOk: true }, true);
       const asked = performance.now();
       const manifest = await this.#manifest(app, request.volume);
       manifestMs += performance.now() - asked;
@@ -451,7 +451,7 @@ export class VolumeMounts {
   }
 
   async #block(app: string, volume: string, hash: string, path: string): Promise<Uint8Array> {
-    const res = await this.#gateway.request(app, "GET", paths.volumeBlock(volume, hash));
+    const res = await this.#gateway.request(app, "GET", paths.volumeBlock(volume, hash), undefined, {}, { resend: true });
     if (!res.ok) await failed(res);
     const bytes = new Uint8Array(await res.arrayBuffer());
     if (createHash("sha256").update(bytes).digest("hex") !== hash) {
@@ -486,9 +486,8 @@ export class VolumeMounts {
       }
       const missing = new Set<string>();
       for (let i = 0; i < blocks.length; i += VOLUME_LIMITS.maxBlocksPerQuery) {
-        const answer = (await this.#ask(app, "POST", paths.volumeBlocksMissing(volume), {
-          hashes: blocks.slice(i, i + VOLUME_LIMITS.maxBlocksPerQuery),
-        })) as BlocksMissingAnswer;
+        const hashes = blocks.slice(i, i + VOLUME_LIMITS.maxBlocksPerQuery);
+        const answer = (await this.#ask(app, "POST", paths.volumeBlocksMissing(volume), { hashes }, true)) as BlocksMissingAnswer;
         for (const hash of answer.missing) missing.add(hash);
       }
       const sends = blocks.flatMap((hash, i) => (missing.delete(hash) ? [{ hash, i }] : []));
@@ -498,7 +497,14 @@ export class VolumeMounts {
           const { hash, i } = sends[next++]!;
           const bytes = new Uint8Array(Math.min(VOLUME_LIMITS.blockBytes, size - i * VOLUME_LIMITS.blockBytes));
           await handle.read(bytes, 0, bytes.byteLength, i * VOLUME_LIMITS.blockBytes);
-          const res = await this.#gateway.request(app, "PUT", paths.volumeBlock(volume, hash), bytes, { "content-type": "application/octet-stream" });
+          const res = await this.#gateway.request(
+            app,
+            "PUT",
+            paths.volumeBlock(volume, hash),
+            bytes,
+            { "content-type": "application/octet-stream" },
+            { resend: true },
+          );
           if (!res.ok) await failed(res);
           await res.body?.cancel();
           this.#uploaded.blocks++;
@@ -516,13 +522,16 @@ export class VolumeMounts {
   }
 
   async #manifest(app: string, volume: string): Promise<VolumeManifest> {
-    return (await this.#ask(app, "GET", paths.volumeManifest(volume))) as VolumeManifest;
+    return (await this.#ask(app, "GET", paths.volumeManifest(volume), undefined, true)) as VolumeManifest;
   }
 
-  /** A JSON request to the gateway as the app's container; its error thrown as its typed error. */
-  async #ask(app: string, method: string, path: string, body?: unknown): Promise<unknown> {
+  /**
+   * A JSON request to the gateway as the app's container; its error thrown as its typed error. `resend`: a query
+   * that may be sent twice (a commit may not: its compare-and-swap would fail on the version its first send made).
+   */
+  async #ask(app: string, method: string, path: string, body?: unknown, resend = false): Promise<unknown> {
     const bytes = body === undefined ? undefined : new TextEncoder().encode(JSON.stringify(body));
-    const res = await this.#gateway.request(app, method, path, bytes, bytes ? { "content-type": "application/json" } : {});
+    const res = await this.#gateway.request(app, method, path, bytes, bytes ? { "content-type": "application/json" } : {}, { resend });
     if (!res.ok) await failed(res);
     return res.json();
   }
