@@ -18,6 +18,7 @@ import { ROOT, runCli, startServe, type Served } from "./helpers/cli.js";
 import { eventually } from "./helpers/gateway.js";
 
 const FIXTURE = join(ROOT, "test/fixtures/reload-app.ts");
+const WC_WASM = join(ROOT, "examples/wasm/wc.wasm");
 /** What a plane says to its gateway when it starts: `tandem run` passes the gateway's lines on to stderr. */
 const PLANE_REGISTERED = /plane pl-[0-9a-f]+ registered/;
 
@@ -26,6 +27,7 @@ describe("tandem run starts only what the function needs", () => {
   beforeAll(async () => {
     dir = await mkdtemp(join(tmpdir(), "tandem-run-starts-"));
     await copyFile(FIXTURE, join(dir, "app.ts"));
+    await copyFile(WC_WASM, join(dir, "wc.wasm"));
   });
   afterAll(async () => {
     await rm(dir, { recursive: true, force: true });
@@ -314,6 +316,7 @@ describe("tandem serve reloading an edit", () => {
   beforeAll(async () => {
     dir = await mkdtemp(join(tmpdir(), "tandem-reload-plane-"));
     await copyFile(FIXTURE, file());
+    await copyFile(WC_WASM, join(dir, "wc.wasm"));
     served = await startServe(["app.ts", "--scaledown-window", "600"], dir, { TANDEM_TRACE: "1" });
   });
   afterAll(async () => {

@@ -3,7 +3,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { WasmTrapError, runWasi } from "./host.js";
-import { compileAssemblyScript } from "./prepare.js";
+import { compileAssemblyScript, instrument } from "./prepare.js";
 
 let dir: string;
 beforeAll(async () => {
@@ -69,5 +69,18 @@ describe("an AssemblyScript function that throws", () => {
     const err = await trapOf("index", "export function _start(): void {\n  const a = new StaticArray<i32>(2);\n  a[4] = 1;\n}\n");
     expect(err).toBeInstanceOf(WasmTrapError);
     expect((err as WasmTrapError).message).toMatch(/^index\.wasm trapped: unreachable: Index out of range \(at ~lib\/staticarray\.ts:\d+:\d+\)$/);
+  });
+});
+
+describe("instrumenting a module", () => {
+  it("gives the same bytes each time for the same module, however many this process instrumented before (a reload keeps its bundle's hash)", async () => {
+    const bytes = new Uint8Array(await readFile(new URL("../examples/wasm/wc.wasm", import.meta.url)));
+    const first = await instrument(bytes, 256);
+    const second = await instrument(bytes, 256);
+    expect(Buffer.from(second).equals(Buffer.from(first))).toBe(true);
+    // The module's own functions keep their signatures, and it exports what it did.
+    const before = new WebAssembly.Module(bytes);
+    const after = new WebAssembly.Module(first);
+    expect(WebAssembly.Module.exports(after)).toEqual(WebAssembly.Module.exports(before));
   });
 });

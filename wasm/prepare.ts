@@ -246,6 +246,26 @@ function importMemory(binaryen: typeof import("binaryen").default, m: import("bi
 }
 
 /**
+ * Drops the argument the log-execution pass gives each of its calls of `tick`: a number counted across every module
+ * this process instrumented, so the same module instrumented twice (a reload that did not touch it) came out with
+ * other bytes, a new bundle hash, and its app's plane containers were replaced. binaryen's dead argument elimination
+ * removes a parameter a function never reads, and every call's argument for it; every other function is exported
+ * meanwhile, so it keeps its signature and its callers their arguments.
+ */
+function withoutIds(binaryen: typeof import("binaryen").default, m: import("binaryen").default.Module, tick: string): void {
+  const held: string[] = [];
+  for (let i = 0; i < m.getNumFunctions(); i++) {
+    const f = binaryen.getFunctionInfo(m.getFunctionByIndex(i));
+    if (f.base || f.name === tick) continue; // an import keeps its signature anyway
+    const name = `__tandem_keep_${held.length}`;
+    m.addFunctionExport(f.name, name);
+    held.push(name);
+  }
+  m.runPasses(["dae"]);
+  for (const name of held) m.removeExport(name);
+}
+
+/**
  * Adds the host's tick to every loop header and function exit of `bytes`, and makes its memory one the host
  * gives (`importMemory`); see the file's comment.
  */
@@ -281,6 +301,7 @@ export async function instrument(bytes: Uint8Array, maxMemoryPages: number): Pro
         ),
       ]),
     );
+    withoutIds(binaryen, m, internal);
     if (!m.validate()) throw new WasmPrepareError("instrumenting the module produced an invalid module");
     return new Uint8Array(m.emitBinary());
   } finally {
