@@ -151,7 +151,8 @@ export default app;
     const { code, stderr } = await runCli(["run", "app.ts::failing"], { cwd: dir });
     expect(code).toBe(1);
     expect(stderr).toContain("error: Error: failing on purpose");
-    expect(stderr).toMatch(/at .*app\.ts:17:\d+/);
+    const line = (await readFile(FIXTURE, "utf8")).split("\n").findIndex((l) => l.includes('throw new Error("failing on purpose")')) + 1;
+    expect(stderr).toMatch(new RegExp(`at .*app\\.ts:${line}:\\d+`));
     expect(stderr).not.toContain("could not fetch bundle");
   });
 
