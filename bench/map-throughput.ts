@@ -7,6 +7,7 @@
  *   npx tsx bench/map-throughput.ts [--tiny]
  */
 import { randomBytes } from "node:crypto";
+import { createServer, type AddressInfo } from "node:net";
 import { mkdir, writeFile } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -19,6 +20,15 @@ import { ADMIN_TOKEN } from "../test/helpers/gateway.js";
 import { benchArgs, stateInMemory } from "./stats.js";
 
 const here = dirname(fileURLToPath(import.meta.url));
+
+/** A loopback port free now, as the system picks one (a bare container on the host's network listens on it). */
+async function freePort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((resolve, reject) => server.once("error", reject).listen(0, "127.0.0.1", resolve));
+  const { port } = server.address() as AddressInfo;
+  await new Promise((resolve) => server.close(resolve));
+  return port;
+}
 const { tiny } = benchArgs(1);
 console.log(stateInMemory());
 const SIZES = tiny ? [100] : [1_000, 10_000];
@@ -37,7 +47,8 @@ try {
   await mkdir(join(dir, "control"), { recursive: true });
   const script = join(dir, "server.mjs");
   const bundled = await build({ entryPoints: [join(here, "apps/work.ts")], bundle: true, write: false, format: "esm", platform: "node", logLevel: "silent" });
-  const ports = [0, 1, 2, 3].map(() => 20_000 + Math.floor(Math.random() * 20_000));
+  const ports: number[] = [];
+  for (let i = 0; i < 4; i++) ports.push(await freePort());
   await writeFile(
     script,
     `${bundled.outputFiles[0]!.text.replace(/export\s*{[^}]*};?/, "")}
@@ -61,7 +72,7 @@ http.createServer((req, res) => { let b = ""; req.on("data", (c) => (b += c)); r
       labels: { "tandem.plane": stack.planes[0]!.planeId },
     });
     bare.push(container);
-    // Bounded: a port taken on the host (the ports are random) ends the container, and the run says so.
+    // Bounded: a port taken on the host since it was free ends the container, and the run says so.
     const lines: string[] = [];
     const listening = new Promise<void>((resolve) => container.onOutput((_s, line) => (line === "listening" ? resolve() : lines.push(line))));
     const failed = (why: string) => new Error(`a bare container on port ${port} ${why}${lines.length ? `: ${lines.slice(-3).join(" | ")}` : ""}`);

@@ -24,13 +24,13 @@ import { startWorkerd, type RunningWorkerd } from "../sdk/cli/workerd.js";
 import { GATEWAY_AUDIENCE, PROTOCOL_VERSION, paths, type PlaneHeartbeat } from "../sdk/protocol.js";
 import { signRequest } from "../sdk/signing.js";
 import { ADMIN_TOKEN } from "../test/helpers/gateway.js";
-import { benchArgs, printTable, summarize } from "./stats.js";
+import { benchArgs, printTable, refuseArgs, summarize } from "./stats.js";
 
 const here = dirname(fileURLToPath(import.meta.url));
 const { n } = benchArgs(600, 60);
 const fleetsAt = process.argv.indexOf("--fleets");
 const FLEETS = fleetsAt >= 0 ? process.argv[fleetsAt + 1]!.split(",").map(Number) : [1, 10, 20];
-if (FLEETS.length < 2 || FLEETS.some((f) => !Number.isInteger(f) || f < 1 || f > 9999)) throw new Error("--fleets takes plane counts, e.g. 1,10,20,100");
+if (FLEETS.length < 2 || FLEETS.some((f) => !Number.isInteger(f) || f < 1 || f > 9999)) refuseArgs("--fleets takes plane counts, e.g. 1,10,20,100");
 const ROUND = 20;
 const SECRET = "bench-plane-secret-0123456789abcdef";
 

@@ -31,8 +31,14 @@ export function benchArgs(defaultN: number, tinyN = 40): { n: number; tiny: bool
   const tiny = argv.includes("--tiny");
   const at = argv.indexOf("--n");
   const n = at >= 0 ? Number(argv[at + 1]) : tiny ? tinyN : defaultN;
-  if (!Number.isInteger(n) || n <= 0) throw new Error("--n must be a positive whole number");
+  if (!Number.isInteger(n) || n <= 0) refuseArgs(`--n must be a positive whole number (got ${at >= 0 ? JSON.stringify(argv[at + 1] ?? "") : n})`);
   return { n, tiny };
+}
+
+/** Says what is wrong with the benchmark's arguments, in the CLI's one format, and exits 2. */
+export function refuseArgs(message: string): never {
+  console.error(`error: ${message}`);
+  process.exit(2);
 }
 
 /**
