@@ -167,8 +167,13 @@ export function callRow(call: DashboardCallRow): Html {
     <td>${times.coldStart}</td>
     <td>${times.ran}</td>
     <td>${Math.max(0, call.attempts - 1)}</td>
-    <td class="error">${call.error ? `${call.error.code}: ${visibleMarks(errorSummary(call.error.message))}` : ""}</td>
+    <td class="error">${call.error ? errorCell(`${call.error.code}: ${visibleMarks(errorSummary(call.error.message))}`) : ""}</td>
   </tr>`;
+}
+
+/** An error in a table's cell: two lines at most (a row stays a row on a phone), all of it in its title. */
+function errorCell(summary: string) {
+  return html`<span title="${summary}">${summary}</span>`;
 }
 
 /** An error's first line, cut to `DASHBOARD_DEFAULTS.errorChars`, for a table's cell: the call's page has all of it. */

@@ -666,6 +666,15 @@ describe("the dashboard", () => {
       expect(scroll, path).toBeLessThanOrEqual(inner);
       expect(inner).toBe(390);
     }
+    // A failed call's row is as tall as two lines of its error at most, not its whole error wrapped in a narrow column.
+    const order = `bad-phone-${"long ".repeat(40)}`;
+    const failed = await call("checkout", [order]);
+    const ok = await call("checkout", ["fine-phone"]);
+    const rows = () => page.locator(`tr[data-call-id="${failed}"], tr[data-call-id="${ok}"]`).count();
+    await expect.poll(async () => (await page.goto(`${gateway.url}${DASHBOARD.base}/apps/shop/calls`), rows()), { timeout: 5000 }).toBe(2);
+    const height = (callId: string) => page.locator(`tr[data-call-id="${callId}"]`).evaluate((row) => row.getBoundingClientRect().height);
+    expect(await height(failed)).toBeLessThan((await height(ok)) * 2.5);
+    expect(await page.locator(`tr[data-call-id="${failed}"] td.error span`).getAttribute("title")).toContain(order.trim());
     await page.goto(`${gateway.url}${DASHBOARD.base}/apps/shop`);
     await shot(page, "phone-app", false);
     await phone.close();

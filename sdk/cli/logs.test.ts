@@ -3,7 +3,7 @@ import { describe, expect, it } from "vitest";
 import type { HttpInvoker } from "../client.js";
 import type { LogLine } from "../protocol.js";
 import { logLine } from "../../test/helpers/log-line.js";
-import { addLogsCommand, formatLogLine } from "./logs.js";
+import { addLogsCommand, bareSinceProblem, formatLogLine } from "./logs.js";
 
 const line = (text: string): LogLine =>
   logLine(text, { time: Date.UTC(2026, 11, 4, 7, 4, 36, 120), function: "resize", callId: "fc-01", containerId: "c-9f2e", tier: "plane", source: "system" });
@@ -142,5 +142,14 @@ describe("tandem logs --since", () => {
   it("sends a duration and ms since the epoch as written, for the gateway's clock to read", async () => {
     expect(await asked("2h")).toBe("2h");
     expect(await asked("1796431424014")).toBe("1796431424014");
+  });
+});
+
+describe("a --since of 0", () => {
+  it("is told to leave --since out, not to write 0s (which is now)", () => {
+    const problem = bareSinceProblem("0")!;
+    expect(problem).toContain("leave --since out for every line kept");
+    expect(problem).not.toContain('"0s"');
+    expect(bareSinceProblem("90")).toContain('"90s"');
   });
 });

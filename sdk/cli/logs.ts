@@ -207,7 +207,10 @@ const BARE_SINCE_MIN_MS = 1e12;
 export function bareSinceProblem(value: string): string | undefined {
   if (!/^\d+$/.test(value.trim()) || Number(value) >= BARE_SINCE_MIN_MS) return undefined;
   const n = value.trim();
-  return `a bare number is milliseconds since 1970 (${n} is ${new Date(Number(n)).toISOString()}): for a time that long ago give its unit ("${n}s", "${n}m", "${n}h", "${n}d"), or a date`;
+  const said = `a bare number is milliseconds since 1970 (${n} is ${new Date(Number(n)).toISOString()})`;
+  // 0 with a unit is now: leaving --since out is what 0 would mean.
+  if (Number(n) === 0) return `${said}: leave --since out for every line kept, or give a time that long ago ("2h", "7d"), or a date`;
+  return `${said}: for a time that long ago give its unit ("${n}s", "${n}m", "${n}h", "${n}d"), or a date`;
 }
 
 function parseCount(value: string): number {
