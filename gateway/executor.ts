@@ -194,13 +194,16 @@ export async function execute(rc: RunContext, fn: RegisteredFunction, args: Call
       // told without its stack or this host's paths.
       const error = err instanceof TandemError ? err : new InternalError(`call ${callId} failed inside the gateway: ${firstLine(err)}`, { callId });
       if (attempt >= lastAttempt() || !RETRYABLE_CODES.has(error.code)) {
+        // An inner call's error the function let through (its timeout, its cancel, its container's failure) is passed
+        // on as it came, and this call failed: it did not time out, nor was it cancelled.
+        const own = error.callId === undefined || error.callId === callId;
         // A timeout at the edge is Tandem's to tell; a plane tells its own (with its container).
-        if (error instanceof FunctionTimeoutError && !plane) keepEdgeLine(rc, origin, "system", error.message);
+        if (own && error instanceof FunctionTimeoutError && !plane) keepEdgeLine(rc, origin, "system", error.message);
         // A cancel that reached the plane comes back as its error: the call was cancelled, as its record says.
-        const status = error instanceof FunctionTimeoutError ? "timed_out" : error instanceof CancelledError ? "cancelled" : "failed";
+        const status = !own ? "failed" : error instanceof FunctionTimeoutError ? "timed_out" : error instanceof CancelledError ? "cancelled" : "failed";
         // A timeout has its line already (above, or the plane's), and so has a container that failed (the plane's line
         // says it ran out of memory, crashed or was killed, with its container); any other failure's is the gateway's.
-        if (status === "failed" && !(error instanceof ContainerFailedError)) keepEdgeLine(rc, origin, "system", failedLine(error, attempt));
+        if (status === "failed" && !(own && error instanceof ContainerFailedError)) keepEdgeLine(rc, origin, "system", failedLine(error, attempt));
         return ended({ status, error, attempts: attempt });
       }
       if (!plane) (retried ??= []).push({ code: error.code, runMs: Date.now() - attemptAt });

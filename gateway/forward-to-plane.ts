@@ -244,7 +244,8 @@ export async function forwardToPlane(
     if (answer.timings) options.onTimings?.(answer.timings);
     if (answer.status === "succeeded")
       return new EncodedResult(answer.meta === undefined ? { json: answer.result } : { json: answer.result, meta: answer.meta });
-    if (answer.error) throw fromWireError({ ...answer.error, details: { ...answer.error.details, callId, plane: plane.planeId } });
+    // The call's id and plane, unless the error is an inner call's that the function let through, which names its own.
+    if (answer.error) throw fromWireError({ ...answer.error, details: { callId, plane: plane.planeId, ...answer.error.details } });
     throw new PlaneUnavailableError(`plane ${plane.planeId} answered HTTP ${reply.status} without a result`);
   }
 }

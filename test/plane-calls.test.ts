@@ -54,6 +54,17 @@ describe("calls from plane containers", () => {
     expect([stacks.chainEP, stacks.chainPP, stacks.chainPE]).toEqual([stacks.failP, stacks.failP, stacks.failE]);
   }, 90_000);
 
+  it("records a call that let an inner call's timeout through as failed, passing the timeout on as it came, in either tier", async () => {
+    for (const name of ["passTimeoutE", "passTimeoutP"]) {
+      const res = await fetch(`${stack.url}/v1/apps/pcalls/functions/${name}/call`, authed({ method: "POST", body: JSON.stringify({ args: [] }) }));
+      const record = (await res.json()) as CallRecord;
+      // Before, the outer call was recorded timed_out, though it ran within its own 30 s.
+      expect([name, record.status, record.error?.code]).toEqual([name, "failed", "function_timeout"]);
+      expect(record.error?.message).toMatch(/^pcalls\.slowE timed out after 1 s/);
+      expect(record.error?.details?.callId).not.toBe(record.callId); // the inner call's, as it came
+    }
+  }, 90_000);
+
   it("gives every call a signal, in either tier: called, streamed, a class's method and its enter()", async () => {
     const fresh = "AbortSignal false";
     expect(await fn<[], string>("signalE").remote()).toBe(fresh);
