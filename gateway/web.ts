@@ -214,7 +214,11 @@ function addEndpoint(web: Hono<Web>, appName: string, endpoint: EndpointHandle):
     return runStore.run(rc, async () => {
       try {
         const where = `endpoint "${endpoint.label}" of app "${appName}"`;
-        withCallEnv(rc, await secretEnv(rc, { app: appName, holder: `web/${endpoint.label}`, where, secrets: endpoint.secrets }));
+        try {
+          withCallEnv(rc, await secretEnv(rc, { app: appName, holder: `web/${endpoint.label}`, where, secrets: endpoint.secrets }));
+        } catch (err) {
+          return failed(err);
+        }
         const out = await endpoint.handler(c);
         const refused = tooLarge(body.passed());
         if (refused) return refused;
@@ -226,7 +230,7 @@ function addEndpoint(web: Hono<Web>, appName: string, endpoint: EndpointHandle):
         const json = c.json(faithfulJson(out, `endpoint "${endpoint.label}" of app "${appName}" returned`) as never);
         return c.req.method === "HEAD" ? await measuredForHead(json) : json;
       } catch (err) {
-        return tooLarge(body.passed()) ?? ownAnswer(c, err) ?? failed(err);
+        return tooLarge(body.passed()) ?? ownAnswer(c, err) ?? failed(err, true);
       }
     });
   });
@@ -411,9 +415,20 @@ function faithfulJson(value: unknown, what: string): unknown {
   return value;
 }
 
-/** A web handler threw: log the stack (the console prefix says where), answer 500 without it. */
-function failed(err: unknown): Response {
-  const remote = maskedError(remoteErrorFrom(err, undefined, mapStack), runStore.getStore()?.secretValues) as RemoteError;
+/**
+ * A web handler threw: log the stack (the console prefix says where), answer 500 without it. With `passOn` (an
+ * endpoint's handler, not its set-up: a secret it lacks is the endpoint's fault), a Tandem error it let through (a
+ * call it made that timed out, was refused or named no call) answers with its own code and status (504
+ * `function_timeout`, 400 `invalid_request`), as `/v1` would, and is logged in one line.
+ */
+function failed(err: unknown, passOn = false): Response {
+  const secretValues = runStore.getStore()?.secretValues;
+  if (passOn && err instanceof TandemError && !(err instanceof RemoteError)) {
+    const error = maskedError(err, secretValues);
+    console.error(`${error.name}: ${error.message}`);
+    return Response.json(errorBody(error), { status: error.status });
+  }
+  const remote = maskedError(remoteErrorFrom(err, undefined, mapStack), secretValues) as RemoteError;
   const body = errorBody(remote);
   console.error(remote.remoteStack ?? err);
   delete body.error.remote?.stack;

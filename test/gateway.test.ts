@@ -442,6 +442,18 @@ describe("web endpoints", () => {
     expect(body.error.remote.stack).toBeUndefined();
   });
 
+  it("answers a Tandem error an endpoint lets through with its own code and status, as /v1 does, not 500 function_failed", async () => {
+    const timedOut = await fetch(`${gw.url}/edge/passesTimeout`);
+    expect(timedOut.status).toBe(504);
+    expect(((await timedOut.json()) as any).error).toMatchObject({
+      code: "function_timeout",
+      message: expect.stringMatching(/^edge\.slow timed out after 1 s/),
+    });
+    const badId = await fetch(`${gw.url}/edge/passesBadId/not-an-id`);
+    expect(badId.status).toBe(400);
+    expect(((await badId.json()) as any).error).toMatchObject({ code: "invalid_request", message: expect.stringContaining('"not-an-id" is not a call id') });
+  });
+
   it("answers an HTTPException an endpoint throws with its own status, message or response, and the headers the handler set", async () => {
     const message = await fetch(`${gw.url}/edge/refused/message`);
     expect([message.status, message.headers.get("x-seen"), await message.text()]).toEqual([403, "yes", "not yours"]);
