@@ -90,15 +90,13 @@ export function apiRoutes(): Hono<Api> {
   // A login link for the dashboard, for the token that asks (`tandem dashboard`): docs/observability.md, "Dashboard".
   api.post(ROUTES.dashboardLogin, guard("call"), async (c) => c.json(await mintLoginCode(c.env, principalOf(c), new URL(c.req.url).origin)));
 
-  api.get(ROUTES.apps, guard("call"), (c) =>
-    c.json({
-      apps: inServedEnvironment(c.env)
-        ? registry()
-            .manifests()
-            .filter((m) => mayReach(principalOf(c), m.name))
-        : [],
-    }),
-  );
+  api.get(ROUTES.apps, guard("call"), (c) => {
+    const served = inServedEnvironment(c.env) ? registry().manifests() : [];
+    const apps = served.filter((m) => mayReach(principalOf(c), m.name));
+    // How many apps a token limited to some does not see: `tandem deploy` and `tandem app rollback` replace the whole
+    // Worker, so such a token may not replace one that serves apps beyond its reach (their names stay hidden).
+    return c.json({ apps, ...(apps.length < served.length ? { othersServed: served.length - apps.length } : {}) });
+  });
 
   api.get(ROUTES.app, guard("call"), (c) => c.json(registry().app(c.req.param("app")).manifest()));
 

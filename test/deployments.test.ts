@@ -297,6 +297,28 @@ describe("tandem deploy, history and rollback", () => {
       `the Worker at ${gw.url} serves app history too, which this deploy does not bundle: it is served no more once it is deployed (name its file too to keep it)`,
     );
   });
+
+  it("refuses a deploy or a rollback, before wrangler runs, with a token of some apps when the gateway serves others it does not reach", async () => {
+    const again = await cli(["deploy", "second.ts", "--outdir", join(dir, "out-second-2"), "--gateway", gw.url]);
+    expect(again.code).toBe(0); // a second version of second, to roll back from
+    const res = await api("/v1/tokens", ADMIN_TOKEN, {
+      method: "POST",
+      body: JSON.stringify({ name: "second-ci", scope: "deploy", apps: ["second"] }),
+      headers: { "content-type": "application/json" },
+    });
+    const restricted = (await res.json()) as TokenCreateAnswer;
+    const before = (await wranglerRuns()).length;
+    const refusal = `the Worker at ${gw.url} serves 1 app this token does not reach; a deploy replaces the whole Worker, so it would be served no more: use a deploy token that reaches every app (nothing was uploaded)`;
+    const deploy = await cli(["deploy", "second.ts", "--outdir", join(dir, "out-second-3"), "--gateway", gw.url], restricted.token);
+    expect([deploy.code, deploy.stderr]).toEqual([2, `error: ${refusal}\n`]);
+    const rollback = await cli(["app", "rollback", "second", "--gateway", gw.url, "--outdir", join(dir, "rollback-second")], restricted.token);
+    expect([rollback.code, rollback.stderr]).toEqual([2, `error: ${refusal.replace("a deploy", "a rollback")}\n`]);
+    expect((await wranglerRuns()).length).toBe(before);
+    // Its names stay hidden: the list says only how many others there are.
+    const listed = (await (await api("/v1/apps", restricted.token)).json()) as { apps: { name: string }[]; othersServed?: number };
+    expect(listed.othersServed).toBe(1);
+    expect(JSON.stringify(listed)).not.toContain("history");
+  });
 });
 
 describe("deployments per environment", () => {

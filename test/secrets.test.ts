@@ -329,5 +329,17 @@ describe("secrets in both tiers", () => {
     const named = await runCli(["deploy", "named.ts", "--dry-run", "--outdir", join(dir, "deploy"), "--gateway", served.url], { cwd: dir });
     expect(named.code).not.toBe(0);
     expect(named.stderr).toContain('app "named": function "f" declares secret "missing", which the gateway does not have');
+    // A deploy token of that app alone may not list the gateway's secrets (every app's): the deploy goes on, saying so.
+    const made = await fetch(
+      `${served.url}/v1/tokens`,
+      authed({ method: "POST", body: JSON.stringify({ name: "named-ci", scope: "deploy", apps: ["named"] }) }),
+    );
+    const { token } = (await made.json()) as { token: string };
+    const restricted = await runCli(["deploy", "named.ts", "--dry-run", "--outdir", join(dir, "deploy"), "--gateway", served.url], {
+      cwd: dir,
+      env: { TANDEM_TOKEN: token },
+    });
+    expect([restricted.code, restricted.stderr]).toEqual([0, ""]);
+    expect(restricted.stdout).toContain("the app's named secrets were not checked: this token reaches only some apps");
   });
 });

@@ -100,6 +100,22 @@ export function checkMayRecordApps(who: Recorder, apps: string[], gateway: strin
 }
 
 /**
+ * The apps the gateway `client` names serves now that a Worker of `keeps` would serve no more: `tandem deploy` and
+ * `tandem app rollback` (`doing`) replace the whole Worker. Throws, before anything is uploaded, when the token does
+ * not reach every app served: it may not take off apps it cannot even see.
+ * @example const dropped = await droppedApps(client, ["shop"], "a deploy"); // ["blog"]: warn that blog goes
+ */
+export async function droppedApps(client: HttpInvoker, keeps: string[], doing: string): Promise<string[]> {
+  const { apps, othersServed } = (await client.request("GET", paths.apps())) as { apps: { name: string }[]; othersServed?: number };
+  if (othersServed)
+    throw new ForbiddenError(
+      `the Worker at ${client.baseUrl} serves ${othersServed} app${othersServed === 1 ? "" : "s"} this token does not reach; ${doing} replaces the whole Worker, so ${othersServed === 1 ? "it" : "they"} would be served no more: use a deploy token that reaches every app (nothing was uploaded)`,
+      { othersServed },
+    );
+  return apps.map((a) => a.name).filter((name) => !keeps.includes(name));
+}
+
+/**
  * Throws unless the gateway `client` names serves the environment its requests address (`--env`): a deployment into
  * another environment is a Worker of its own (`worker`), whose deployments are recorded there, not here. `tandem
  * deploy` asks before it uploads anything, as it asks for the token's scope.
@@ -186,7 +202,9 @@ export async function rollback(options: RollbackOptions): Promise<DeploymentReco
   const others = (target.apps ?? []).filter((a) => a !== app);
   if (others.length) console.log(style.dim(`  its Worker holds app${others.length === 1 ? "" : "s"} ${others.join(", ")} too: they go back with it`));
   // The Worker is replaced whole: an app the live one serves and the old one does not is no longer served.
-  const dropped = (live.apps ?? [app]).filter((a) => !(target.apps ?? [app]).includes(a));
+  const keeps = target.apps ?? [app];
+  const served = await droppedApps(client, keeps, "a rollback");
+  const dropped = [...new Set([...(live.apps ?? [app]).filter((a) => !keeps.includes(a)), ...served])];
   if (dropped.length)
     console.log(
       style.warn(
