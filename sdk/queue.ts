@@ -9,7 +9,7 @@
  */
 import { LazyBackend } from "./lazy-backend.js";
 import { QUEUE_LIMITS } from "./defaults.js";
-import { InvalidOptionsError } from "./errors.js";
+import { InvalidOptionsError, TandemError, fromWireError, toWireError } from "./errors.js";
 import { QUEUE_NAME_PATTERN, QueueRequestSchemas, decodeValue, type QueueInfo, type QueueItem, type QueueOp } from "./protocol.js";
 import {
   checkedPageSize,
@@ -113,14 +113,25 @@ export class Queue<T = unknown> {
     await this.putMany([value], options);
   }
 
-  /** Adds items in order, in batches of at most 1,000 (each batch all or none). */
+  /**
+   * Adds items in order, in batches of at most 1,000 (each batch all or none). A batch refused (a full queue, say)
+   * fails the call, and its error says how many of the items went in before it (`details.put`): those stay.
+   */
   async putMany(values: readonly T[], options: { partition?: string } = {}): Promise<void> {
+    let put = 0;
     for (const batch of requestBatches(
       values.map((v, i) => encodeStored("queue", this.name, v, `queue "${this.name}" put: ${values.length === 1 ? "the item" : `item ${i + 1}`}`)),
       QUEUE_LIMITS.maxItemsPerRequest,
     )) {
       const request = { values: batch, ...options };
-      await this.#op("put", checkedRequest(QueueRequestSchemas.put, request, `queue "${this.name}" put`));
+      try {
+        await this.#op("put", checkedRequest(QueueRequestSchemas.put, request, `queue "${this.name}" put`));
+      } catch (err) {
+        if (put === 0 || !(err instanceof TandemError)) throw err;
+        const said = `; the first ${put} of these ${values.length} items went in and stay (each batch of ${QUEUE_LIMITS.maxItemsPerRequest} is all or none), the rest did not`;
+        throw fromWireError({ ...toWireError(err), message: err.message + said, details: { ...err.details, put } });
+      }
+      put += batch.length;
     }
   }
 

@@ -396,6 +396,15 @@ describe("queue", () => {
     expect(full).toBeInstanceOf(QueueFullError);
     expect((full as Error).message).toMatch(/holds 5000 items; a partition holds at most 5000/);
     expect(await q.clear()).toBe(QUEUE_LIMITS.maxItemsPerPartition);
+    // A putMany past the limit says how many of its items went in: those stay, and a caller that sends it again knows.
+    const partly = await q.putMany(Array.from({ length: QUEUE_LIMITS.maxItemsPerPartition + 1 }, (_, i) => i)).catch((e: unknown) => e);
+    expect(partly).toBeInstanceOf(QueueFullError);
+    expect((partly as QueueFullError).message).toMatch(
+      new RegExp(`the first ${QUEUE_LIMITS.maxItemsPerPartition} of these ${QUEUE_LIMITS.maxItemsPerPartition + 1} items went in and stay`),
+    );
+    expect((partly as QueueFullError).details?.put).toBe(QUEUE_LIMITS.maxItemsPerPartition);
+    expect(await q.len()).toBe(QUEUE_LIMITS.maxItemsPerPartition);
+    expect(await q.clear()).toBe(QUEUE_LIMITS.maxItemsPerPartition);
     await expect(q.get({ partition: "p".repeat(65), timeoutMs: 0 })).rejects.toThrow(/option "partition" must be at most 64 bytes/);
     await expect(q.get({ lease: 0, timeoutMs: 0 })).rejects.toThrow(/option "lease" must be seconds from 0.1 to 43200 \(got 0\)/);
   });
