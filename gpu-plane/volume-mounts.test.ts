@@ -26,6 +26,7 @@ const held = (path: string): VolumeManifestFile => ({ path, blocks: [hash], size
 class StandInGateway extends ContainerGateway {
   commits: VolumeChange[][] = [];
   deleted = false;
+  conflict = false;
   version = 1;
   files = [held(".tandem-keep.txt"), held("a.txt")];
 
@@ -38,6 +39,14 @@ class StandInGateway extends ContainerGateway {
     if (path.endsWith("/manifest")) return Response.json({ volume: "v", version: this.version, files: this.files });
     if (method === "GET" && path.includes("/blocks/")) return new Response(bytes);
     if (path.endsWith("/blocks/missing")) return Response.json({ missing: [] });
+    if (path.endsWith("/commit") && this.conflict) {
+      const error = {
+        code: "volume_conflict",
+        message: 'volume "v": "b.txt" was changed by version 2, after this write\'s base version 1; …',
+        details: { volume: "v", path: "b.txt", version: 2, baseVersion: 1 },
+      };
+      return Response.json({ error }, { status: 409 });
+    }
     if (path.endsWith("/commit")) {
       this.commits.push((JSON.parse(new TextDecoder().decode(body)) as { changes: VolumeChange[] }).changes);
       return Response.json({ volume: "v", version: ++this.version });
@@ -118,6 +127,31 @@ describe("a failed commit", () => {
     expect(appLog[0]!.text).toBe('a background commit of volume "v" at /data failed: no volume named "v"');
     expect(appLog[1]!.text).toMatch(/^the last commit of volume "v" at \/data failed \(no volume named "v"\); its files are kept in \S+ctr-2\/0$/);
     expect(console_.filter((l) => l.includes("failed"))).toEqual(appLog.map((l) => `[plane] ctr-2: ${l.text}`));
+  });
+});
+
+describe("a commit another commit got in before", () => {
+  it("says what works in a mount (take the volume's, or force this container's through the volume and reload), not the API's words", async () => {
+    const folder = await attach("ctr-5");
+    await writeFile(join(folder, "b.txt"), "mine");
+    gateway.conflict = true;
+    const answer = await new Promise<{ status: number; body: string }>((resolve, reject) => {
+      const req = httpRequest({ socketPath: join(control, API_SOCKET), method: "POST", path: "/v1/container/volumes/v/commit" }, (res) => {
+        let body = "";
+        res.on("data", (chunk: Buffer) => (body += chunk.toString()));
+        res.on("end", () => resolve({ status: res.statusCode!, body }));
+      });
+      req.on("error", reject).end();
+    });
+    expect(answer.status).toBe(409);
+    const error = (JSON.parse(answer.body) as { error: { code: string; message: string } }).error;
+    expect(error.code).toBe("volume_conflict");
+    expect(error.message).toBe(
+      '"b.txt" in volume "v" was changed by version 2 since version 1, which this mount is at, so commit() cannot publish this container\'s: ' +
+        "to take the volume's, delete /data/b.txt and reload(); to keep this container's, write it over the volume's (await vol.writeFile(\"b.txt\", bytes, { force: true })), then delete /data/b.txt and reload()",
+    );
+    gateway.conflict = false;
+    await mounts.finish("ctr-5");
   });
 });
 

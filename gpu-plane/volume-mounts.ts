@@ -292,7 +292,15 @@ export class VolumeMounts {
       });
     }
     const changes: VolumeChange[] = [...puts.map((p) => p.change), ...removed.map((rel): VolumeChange => ({ op: "remove", path: this.#inVolume(mount, rel) }))];
-    const answer = (await this.#ask(attached.app, "POST", paths.volumeCommit(request.volume), { changes, baseVersion: mount.version })) as VolumeCommitAnswer;
+    const answer = (await this.#ask(attached.app, "POST", paths.volumeCommit(request.volume), { changes, baseVersion: mount.version }).catch((err: unknown) => {
+      if (!(err instanceof VolumeConflictError) || typeof err.details?.path !== "string") throw err;
+      // The gateway's words are for a write over its API; in a mount, what works is what `conflictAdvice` says.
+      const path = err.details.path;
+      throw new VolumeConflictError(
+        `"${path}" in volume "${request.volume}" was changed by version ${String(err.details.version)} since version ${mount.version}, which this mount is at, so commit() cannot publish this container's: ${conflictAdvice(mount, path)}`,
+        { ...err.details },
+      );
+    })) as VolumeCommitAnswer;
     for (const p of puts) mount.files.set(p.rel, p.held);
     for (const rel of removed) mount.files.delete(rel);
     mount.version = answer.version;
@@ -345,7 +353,7 @@ export class VolumeMounts {
     if (strict && conflicts.length > 0) {
       const path = this.#inVolume(mount, conflicts[0]!);
       throw new VolumeConflictError(
-        `"${path}" in volume "${mount.request.volume}" was changed in this container and by another commit since version ${mount.version}; commit() (which fails on it) or undo your change first`,
+        `"${path}" in volume "${mount.request.volume}" was changed in this container and by another commit since version ${mount.version}: ${conflictAdvice(mount, path)}`,
         { volume: mount.request.volume, path, ...(conflicts.length > 1 ? { others: conflicts.length - 1 } : {}) },
       );
     }
@@ -549,6 +557,19 @@ export class VolumeMounts {
   #inVolume(mount: Mount, rel: string): string {
     return mount.request.subPath === "" ? rel : `${mount.request.subPath}/${rel}`;
   }
+}
+
+/**
+ * What a container does about a file of its mount that it changed and another commit changed too: the mount's
+ * commit() and reload() both refuse it, and commit() has no force of its own.
+ */
+function conflictAdvice(mount: Mount, volumePath: string): string {
+  const sub = mount.request.subPath;
+  const here = join(mount.request.path, sub === "" ? volumePath : volumePath.slice(sub.length + 1));
+  return (
+    `to take the volume's, delete ${here} and reload(); to keep this container's, write it over the volume's ` +
+    `(await vol.writeFile(${JSON.stringify(volumePath)}, bytes, { force: true })), then delete ${here} and reload()`
+  );
 }
 
 function sameOnDisk(held: HeldFile | undefined, st: FileStat): boolean {
