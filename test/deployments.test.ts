@@ -55,8 +55,12 @@ const history = async (): Promise<DeploymentRecord[]> => {
   return JSON.parse(stdout) as DeploymentRecord[];
 };
 
-async function createToken(name: string, scope: string): Promise<TokenCreateAnswer> {
-  const res = await api("/v1/tokens", ADMIN_TOKEN, { method: "POST", body: JSON.stringify({ name, scope }), headers: { "content-type": "application/json" } });
+async function createToken(name: string, scope: string, apps?: string[]): Promise<TokenCreateAnswer> {
+  const res = await api("/v1/tokens", ADMIN_TOKEN, {
+    method: "POST",
+    body: JSON.stringify({ name, scope, ...(apps ? { apps } : {}) }),
+    headers: { "content-type": "application/json" },
+  });
   expect(res.status).toBe(201);
   return (await res.json()) as TokenCreateAnswer;
 }
@@ -266,12 +270,7 @@ describe("tandem deploy, history and rollback", () => {
   });
 
   it("refuses, before wrangler runs, a deploy of several apps with a token restricted to some of them", async () => {
-    const res = await api("/v1/tokens", ADMIN_TOKEN, {
-      method: "POST",
-      body: JSON.stringify({ name: "history-ci", scope: "deploy", apps: ["history"] }),
-      headers: { "content-type": "application/json" },
-    });
-    const restricted = (await res.json()) as TokenCreateAnswer;
+    const restricted = await createToken("history-ci", "deploy", ["history"]);
     const versions = (await history()).length;
     const before = (await wranglerRuns()).length;
     const both = await cli(["deploy", "app.ts", "second.ts", "--outdir", join(dir, "out-restricted"), "--gateway", gw.url], restricted.token);
@@ -301,12 +300,7 @@ describe("tandem deploy, history and rollback", () => {
   it("refuses a deploy or a rollback, before wrangler runs, with a token of some apps when the gateway serves others it does not reach", async () => {
     const again = await cli(["deploy", "second.ts", "--outdir", join(dir, "out-second-2"), "--gateway", gw.url]);
     expect(again.code).toBe(0); // a second version of second, to roll back from
-    const res = await api("/v1/tokens", ADMIN_TOKEN, {
-      method: "POST",
-      body: JSON.stringify({ name: "second-ci", scope: "deploy", apps: ["second"] }),
-      headers: { "content-type": "application/json" },
-    });
-    const restricted = (await res.json()) as TokenCreateAnswer;
+    const restricted = await createToken("second-ci", "deploy", ["second"]);
     const before = (await wranglerRuns()).length;
     const refusal = `the Worker at ${gw.url} serves 1 app this token does not reach; a deploy replaces the whole Worker, so it would be served no more: use a deploy token that reaches every app (nothing was uploaded)`;
     const deploy = await cli(["deploy", "second.ts", "--outdir", join(dir, "out-second-3"), "--gateway", gw.url], restricted.token);
