@@ -426,7 +426,9 @@ function failed(err: unknown, passOn = false): Response {
   if (passOn && err instanceof TandemError && !(err instanceof RemoteError)) {
     const error = maskedError(err, secretValues);
     console.error(`${error.name}: ${error.message}`);
-    return Response.json(errorBody(error), { status: error.status });
+    // Its code and message only: an endpoint may be public, and details hold what only a token should read (a
+    // timed-out container's last log lines, its plane).
+    return Response.json({ error: { code: error.code, message: error.message } }, { status: error.status });
   }
   const remote = maskedError(remoteErrorFrom(err, undefined, mapStack), secretValues) as RemoteError;
   const body = errorBody(remote);
