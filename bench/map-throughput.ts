@@ -7,7 +7,6 @@
  *   npx tsx bench/map-throughput.ts [--tiny]
  */
 import { randomBytes } from "node:crypto";
-import { createServer, type AddressInfo } from "node:net";
 import { mkdir, writeFile } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -16,19 +15,12 @@ import { DockerDriver } from "../gpu-plane/drivers/docker.js";
 import type { StartedContainer } from "../gpu-plane/drivers/driver.js";
 import { lookup } from "../sdk/index.js";
 import { startTestStack } from "../test/helpers/stack.js";
+import { freePort } from "../test/helpers/ports.js";
 import { ADMIN_TOKEN } from "../test/helpers/gateway.js";
 import { benchArgs, stateInMemory } from "./stats.js";
 
 const here = dirname(fileURLToPath(import.meta.url));
 
-/** A loopback port free now, as the system picks one (a bare container on the host's network listens on it). */
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve, reject) => server.once("error", reject).listen(0, "127.0.0.1", resolve));
-  const { port } = server.address() as AddressInfo;
-  await new Promise((resolve) => server.close(resolve));
-  return port;
-}
 const { tiny } = benchArgs(1);
 console.log(stateInMemory());
 const SIZES = tiny ? [100] : [1_000, 10_000];

@@ -18,6 +18,7 @@ import {
   ROUTE_METHODS,
   UsageQuerySchema,
   newCallId,
+  type AppsAnswer,
   type ConnectTokenAnswer,
   type CallRecord,
   type MapCancelAnswer,
@@ -95,7 +96,7 @@ export function apiRoutes(): Hono<Api> {
     const apps = served.filter((m) => mayReach(principalOf(c), m.name));
     // How many apps a token limited to some does not see: `tandem deploy` and `tandem app rollback` replace the whole
     // Worker, so such a token may not replace one that serves apps beyond its reach (their names stay hidden).
-    return c.json({ apps, ...(apps.length < served.length ? { othersServed: served.length - apps.length } : {}) });
+    return c.json({ apps, ...(apps.length < served.length ? { othersServed: served.length - apps.length } : {}) } satisfies AppsAnswer);
   });
 
   api.get(ROUTES.app, guard("call"), (c) => c.json(registry().app(c.req.param("app")).manifest()));

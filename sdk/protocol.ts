@@ -718,6 +718,13 @@ export interface SpawnResponse {
   status: CallStatus;
 }
 
+/** `GET /v1/apps`: the apps the token reaches, and, for a token limited to some, how many more the gateway serves. */
+export interface AppsAnswer {
+  apps: AppManifest[];
+  /** Apps served that the token does not reach (their names are not given); absent when there are none. */
+  othersServed?: number;
+}
+
 /** What `GET /v1/apps` lists for one app. */
 export interface AppManifest {
   name: string;

@@ -5,8 +5,6 @@
  * schema (`@opentelemetry/otlp-transformer`'s generated root) and carrying each line's app, function, call and
  * container; a collector that fails is counted and told once.
  */
-import { createServer } from "node:http";
-import type { AddressInfo } from "node:net";
 import { mkdtemp, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -14,6 +12,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { lookup } from "../sdk/index.js";
 import { ROOT, startServe } from "./helpers/cli.js";
 import { authed, eventually } from "./helpers/gateway.js";
+import { freePort } from "./helpers/ports.js";
 import { LogsRequest, MetricsRequest, attrs, checkAgainstSchema, startCollector, type Received, type TestCollector } from "./helpers/otlp.js";
 import { documentedSeries, histogram, parsePrometheus, quantile, sampleValue } from "./helpers/prometheus.js";
 import { startTestStack, type TestStack } from "./helpers/stack.js";
@@ -334,12 +333,3 @@ describe("a plane without a metrics token", () => {
     }
   });
 });
-
-/** A port nothing listens on now, on loopback. */
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  const { port } = server.address() as AddressInfo;
-  await new Promise((resolve) => server.close(resolve));
-  return port;
-}

@@ -16,6 +16,7 @@ import { sha256Hex } from "../hex.js";
 import {
   paths,
   scopeAllows,
+  type AppsAnswer,
   type TokenInfo,
   type DeploymentFile,
   type DeploymentGit,
@@ -106,7 +107,7 @@ export function checkMayRecordApps(who: Recorder, apps: string[], gateway: strin
  * @example const dropped = await droppedApps(client, ["shop"], "a deploy"); // ["blog"]: warn that blog goes
  */
 export async function droppedApps(client: HttpInvoker, keeps: string[], doing: string): Promise<string[]> {
-  const { apps, othersServed } = (await client.request("GET", paths.apps())) as { apps: { name: string }[]; othersServed?: number };
+  const { apps, othersServed } = (await client.request("GET", paths.apps())) as AppsAnswer;
   if (othersServed)
     throw new ForbiddenError(
       `the Worker at ${client.baseUrl} serves ${othersServed} app${othersServed === 1 ? "" : "s"} this token does not reach; ${doing} replaces the whole Worker, so ${othersServed === 1 ? "it" : "they"} would be served no more: use a deploy token that reaches every app (nothing was uploaded)`,

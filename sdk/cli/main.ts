@@ -14,7 +14,7 @@ import {
   sinceInSpan,
   SINCE_FORMS,
   SINCE_SPAN,
-  type AppManifest,
+  type AppsAnswer,
   type DeployStrategy,
   type ScheduleInfo,
   type RolloverAnswer,
@@ -377,7 +377,7 @@ program
   .option("--json", "print JSON")
   .action(async (opts: { gateway?: string; token?: string; json?: boolean }) => {
     const base = gatewayOf(opts);
-    const { apps } = (await clientOf(opts).request("GET", paths.apps())) as { apps: AppManifest[] };
+    const { apps } = (await clientOf(opts).request("GET", paths.apps())) as AppsAnswer;
     if (opts.json) return console.log(JSON.stringify(apps, null, 2));
     for (const app of apps) {
       console.log(style.bold(`app ${app.name}`));

@@ -21,6 +21,7 @@ import { TERMINAL_STATUSES } from "../../sdk/protocol.js";
 import { childEnded } from "./child-exit.js";
 import { CLI } from "./cli.js";
 import { ADMIN_TOKEN, authed, eventually } from "./gateway.js";
+import { freePort } from "./ports.js";
 import { SECRET } from "./stack.js";
 
 export const FAULT_APP = new URL("../fixtures/fault-app.ts", import.meta.url).pathname;
@@ -92,14 +93,6 @@ function start(args: string[], cwd: string, env: Record<string, string>, onLine?
   child.stdout!.on("data", taker());
   child.stderr!.on("data", taker());
   return { child, output: () => out, exited: childEnded(child) };
-}
-
-async function freePort(): Promise<number> {
-  const server = net.createServer();
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  const { port } = server.address() as net.AddressInfo;
-  await new Promise((resolve) => server.close(resolve));
-  return port;
 }
 
 /** Resolves once `serve` says its gateway is ready; throws with what it printed if it exits or takes over two minutes. */
