@@ -25,7 +25,7 @@ a { color: #2457c5; }
 .table { overflow-x: auto; background: #fff; border: 1px solid #dde1e8; border-radius: 6px; }
 table { border-collapse: collapse; width: 100%; font-size: .9rem; }
 th, td { text-align: left; padding: .4rem .6rem; border-bottom: 1px solid #eef0f4; white-space: nowrap; }
-td.error { white-space: normal; overflow-wrap: anywhere; min-width: 12rem; max-width: 32rem; color: #a12a2a; }
+td.error { white-space: normal; overflow-wrap: anywhere; min-width: 8rem; max-width: 32rem; color: #a12a2a; }
 td.error span { display: -webkit-box; -webkit-box-orient: vertical; -webkit-line-clamp: 2; line-clamp: 2; overflow: hidden; }
 .empty { padding: .5rem .8rem; color: #6b7385; margin: 0; }
 .badge { padding: .05rem .45rem; border-radius: 9px; font-size: .8rem; background: #e8ebf1; }
