@@ -2,7 +2,7 @@
  * The `/v1` API: call, spawn, map, get, cancel, and the list of apps. Shapes
  * and routes come from `sdk/protocol.ts`; docs/api.md describes them.
  */
-import { Hono, type Context } from "hono";
+import { Hono, type Context, type MiddlewareHandler } from "hono";
 import type { ContentfulStatusCode } from "hono/utils/http-status";
 import { CALL_BODY_NOTE, InvalidRequestError, MethodNotAllowedError, NotFoundError, errorBody, errorStatus, toWireError } from "../sdk/errors.js";
 import {
@@ -10,6 +10,7 @@ import {
   TERMINAL_STATUSES,
   CallRequestSchema,
   CancelRequestSchema,
+  NoFieldsRequestSchema,
   HEADERS,
   IDEMPOTENCY_KEY_PATTERN,
   MapRequestSchema,
@@ -48,6 +49,7 @@ import { schedulerFor } from "./scheduler.js";
 import type { RouteEnv } from "./env.js";
 import { callNow, callOnce, mapCalls, mapCallsOnce, spawnCall, stopMapHere } from "./executor.js";
 import { nearRegionsOf } from "./plane-regions.js";
+import { onceEach } from "./query.js";
 import { appsOfThisEnvironment, inServedEnvironment } from "./environments.js";
 import { cancelOnPlane, rolloverAppOnPlanes, stopAppOnPlanes, usageFromPlanes } from "./plane-client.js";
 import { registry, type RegisteredFunction } from "./registry.js";
@@ -56,19 +58,26 @@ import type { RunContext } from "./run-context.js";
 
 type Api = RouteEnv;
 
-export function apiRoutes(): Hono<Api> {
-  const api = new Hono<Api>();
-
-  api.use("/v1/*", async (c, next) => {
+/**
+ * Every `/v1` answer names the protocol (`HEADERS.protocol`), its errors too, those of the checks before any route
+ * (`Tandem-Env`, the protocol asked for) among them: mounted on `/v1/*` before everything else there.
+ * @example router.use("/v1/*", protocolHeader());
+ */
+export function protocolHeader(): MiddlewareHandler<Api> {
+  return async (c, next) => {
+    // Set before the route answers, so that the answer it makes has it: set after, it made hono build the answer again.
+    c.header(HEADERS.protocol, PROTOCOL_VERSION);
     const asked = c.req.header(HEADERS.protocol);
     if (asked !== undefined && asked !== PROTOCOL_VERSION) {
       throw new InvalidRequestError(`this gateway speaks protocol ${PROTOCOL_VERSION}, the request asked for ${asked}; upgrade the client or the gateway`);
     }
-    // Set before the route answers, so that the answer it makes has it: set after, it made hono build the answer again.
-    c.header(HEADERS.protocol, PROTOCOL_VERSION);
     await next();
     if (!c.res.headers.has(HEADERS.protocol)) c.header(HEADERS.protocol, PROTOCOL_VERSION); // an answer made as a `Response` of its own
-  });
+  };
+}
+
+export function apiRoutes(): Hono<Api> {
+  const api = new Hono<Api>();
 
   api.get(ROUTES.health, (c) => c.json({ ok: true, protocol: PROTOCOL_VERSION }));
 
@@ -134,12 +143,14 @@ export function apiRoutes(): Hono<Api> {
 
   api.post(ROUTES.appStop, guard("deploy"), async (c) => {
     const app = registry().app(c.req.param("app")).name;
+    await readJsonBody(c.req.raw, NoFieldsRequestSchema, c.var.config.maxBodyBytes);
     return c.json({ app, stopped: await stopAppOnPlanes(runContext(c), app) } satisfies StopAnswer);
   });
 
   // Restarts the app's plane containers so that they read its secrets afresh: each once its calls end (docs/secrets.md).
   api.post(ROUTES.appRollover, guard("deploy"), async (c) => {
     const app = registry().app(c.req.param("app")).name;
+    await readJsonBody(c.req.raw, NoFieldsRequestSchema, c.var.config.maxBodyBytes);
     return c.json({ app, rolledOver: await rolloverAppOnPlanes(runContext(c), app) } satisfies RolloverAnswer);
   });
 
@@ -236,7 +247,7 @@ export function apiRoutes(): Hono<Api> {
   });
 
   api.get(ROUTES.schedules, guard("call"), async (c) => {
-    const app = c.req.query("app");
+    const { app } = onceEach(c.req.queries(), ["app"], "GET /v1/schedules");
     const principal = principalOf(c);
     if (app !== undefined) {
       requireApp(principal, app);
@@ -259,7 +270,7 @@ export function apiRoutes(): Hono<Api> {
 
   api.get(ROUTES.callRecord, guard("call"), async (c) => {
     const id = callId(c);
-    const wait = c.req.query("wait");
+    const { wait } = onceEach(c.req.queries(), ["wait"], "GET /v1/calls/:id");
     // Whole milliseconds, any number of digits (a longer wait is cut): Number() would also take "", " 5" and "0x10".
     if (wait !== undefined && !/^\d+$/.test(wait))
       throw new InvalidRequestError(

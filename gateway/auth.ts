@@ -18,7 +18,7 @@ import { TOKEN_DEFAULTS } from "../sdk/defaults.js";
 import { sha256Hex } from "../sdk/hex.js";
 import { ForbiddenError, UnauthorizedError, missingToken } from "../sdk/errors.js";
 import { CONNECT_TOKEN_PATTERN, HEADERS, TOKEN_PATTERN, notAnApiToken, scopeAllows, type TokenInfo, type TokenScope } from "../sdk/protocol.js";
-import { passPreflight } from "./body.js";
+import { isPreflight, passPreflight } from "./body.js";
 import { containerPrincipal, isContainerRequest } from "./container-requests.js";
 import type { Env, RouteEnv } from "./env.js";
 import { environmentOf } from "./environments.js";
@@ -186,7 +186,7 @@ export function guard(scope: TokenScope, options: GuardOptions = {}): Middleware
     const app = c.req.param("app");
     if (app !== undefined) requireApp(principal, app);
     options.check?.(principal);
-    if (c.req.header(HEADERS.preflight) === "1" && !options.checksBeforeBody) return c.body(null, 204);
+    if (isPreflight(c.req.raw) && !options.checksBeforeBody) return c.body(null, 204);
     c.set("principal", principal);
     await next();
   };

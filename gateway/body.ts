@@ -91,7 +91,28 @@ function fromClient(body: ReadableStream<Uint8Array>): ReadableStream<Uint8Array
  * (`checksBeforeBody`) calls it, or `readJsonBody` for it, once its own checks are done and before anything changes.
  */
 export function passPreflight(request: Request): void {
-  if (request.headers.get(HEADERS.preflight) === "1") throw new PreflightPassed();
+  if (isPreflight(request)) throw new PreflightPassed();
+}
+
+/**
+ * Whether `request` is a preflight (`HEADERS.preflight: 1`). A preflight asks whether the same request would get as far
+ * as its body, so it carries none: one that carries a body (its length above 0, or streamed) is a 400, as is any other
+ * value of the header, so that no request is answered 204 with its body dropped and nothing run.
+ * @example if (isPreflight(c.req.raw)) return c.body(null, 204);
+ */
+export function isPreflight(request: Request): boolean {
+  const asked = request.headers.get(HEADERS.preflight);
+  if (asked === null) return false;
+  if (asked !== "1") {
+    throw new InvalidRequestError(`header Tandem-Preflight: "${asked.slice(0, 40)}" is not 1; leave the header out to send the request itself`);
+  }
+  const length = request.headers.get("content-length");
+  if (length !== null ? length !== "0" : request.body !== null) {
+    throw new InvalidRequestError(
+      "a request with Tandem-Preflight: 1 asks whether the same request would get as far as its body, so it carries none: send the body without the header",
+    );
+  }
+  return true;
 }
 
 /** Parses a body already read: depth and JSON first (400 naming the problem), then the shape. An empty body is `{}`. */

@@ -5,7 +5,8 @@
  * no other).
  */
 import { describe, expect, it, vi } from "vitest";
-import { CALL_ID_PATTERN, newCallId } from "../sdk/protocol.js";
+import { FunctionCall } from "../sdk/function-call.js";
+import { CALL_ID_FORM, CALL_ID_PATTERN, LogQuerySchema, newCallId } from "../sdk/protocol.js";
 import { InvalidRequestError } from "../sdk/errors.js";
 import {
   LEDGER_SHARDS,
@@ -85,8 +86,22 @@ describe("unknownCall and checkedCallId", () => {
 
   it("refuses what is not a call id with a 400 that shows what one looks like", () => {
     expect(checkedCallId("fc-0123456789abcdefghjkmnpqrs")).toBe("fc-0123456789abcdefghjkmnpqrs");
-    expect(() => checkedCallId("nope")).toThrow('"nope" is not a call id (they look like fc- followed by 26 characters)');
+    expect(() => checkedCallId("nope")).toThrow(`"nope" is not a call id (${CALL_ID_FORM})`);
     expect(() => checkedCallId(undefined)).toThrow(InvalidRequestError);
+  });
+
+  it("says what a call id looks like in the same words at the gateway, in the SDK and in a log query", () => {
+    const said = (f: () => unknown) => {
+      try {
+        f();
+      } catch (err) {
+        return (err as Error).message;
+      }
+      return "";
+    };
+    expect(said(() => new FunctionCall("nope"))).toBe(said(() => checkedCallId("nope")));
+    const query = LogQuerySchema.safeParse({ call: "nope" });
+    expect(query.success ? "" : query.error.issues[0]!.message).toContain(`(${CALL_ID_FORM})`);
   });
 });
 

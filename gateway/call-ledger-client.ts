@@ -7,6 +7,7 @@ import { DELIVERY_DEFAULTS } from "../sdk/defaults.js";
 import { ERROR_STATUS, InvalidRequestError, NotFoundError, type WireError } from "../sdk/errors.js";
 import {
   CALL_ID_ALPHABET,
+  CALL_ID_FORM,
   CALL_ID_PATTERN,
   newCallId,
   type CallKind,
@@ -26,8 +27,7 @@ import type { Env } from "./env.js";
  * @example const id = checkedCallId(c.req.param("id"));
  */
 export function checkedCallId(id: string | undefined): string {
-  if (id === undefined || !CALL_ID_PATTERN.test(id))
-    throw new InvalidRequestError(`"${id ?? ""}" is not a call id (they look like fc- followed by 26 characters)`);
+  if (id === undefined || !CALL_ID_PATTERN.test(id)) throw new InvalidRequestError(`"${id ?? ""}" is not a call id (${CALL_ID_FORM})`);
   return id;
 }
 

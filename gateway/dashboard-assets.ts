@@ -80,17 +80,25 @@ const SCRIPT = `
     const width = Math.ceil(axis.ticks.size + axis.gap + u.ctx.measureText(longest).width / devicePixelRatio) + 4;
     return cycle > 1 ? Math.max(axis._size, width) : width;
   };
+  // Seven colours, then the same seven dashed, then dotted: a chart of up to 21 series (a usage chart's functions)
+  // draws each its own way, its legend's mark with it; past 21 they come round again.
+  const colours = ["#2457c5", "#c53a24", "#17863a", "#8a3fc5", "#c58a24", "#24a5c5", "#5a6275"];
+  const dashes = [undefined, [8, 4], [2, 3]];
+  const lineOf = (i) => {
+    const round = Math.floor(i / colours.length) % dashes.length;
+    return { stroke: colours[i % colours.length], dash: dashes[round], markerDash: ["solid", "dashed", "dotted"][round] };
+  };
   function draw(box) {
     const data = JSON.parse(box.querySelector("script").textContent);
-    const colours = ["#2457c5", "#c53a24", "#17863a", "#8a3fc5", "#c58a24", "#24a5c5", "#5a6275"];
     const width = Math.max(200, box.clientWidth);
     const format = data.unit === "USD" ? usd : number;
     const opts = {
       width, height: 200,
       scales: { x: { time: true }, y: { range: yRange } },
-      series: [{}, ...data.series.map((s, i) => ({ label: s.label, stroke: colours[i % colours.length], width: 2, points: { show: true, size: 5 }, value: (u, v) => format(v) }))],
+      series: [{}, ...data.series.map((s, i) => ({ label: s.label, ...lineOf(i), width: 2, points: { show: true, size: 5 }, value: (u, v) => format(v) }))],
       axes: [{}, { size: axisWidth, values: (u, splits) => splits.map(format) }],
-      legend: { show: true },
+      // Each legend's mark drawn as its line is: solid, dashed or dotted.
+      legend: { show: true, markers: { dash: (u, i) => u.series[i].markerDash || "solid" } },
     };
     const plot = new uPlot(opts, [data.x, ...data.series.map((s) => s.values)], box);
     box.dataset.points = String(data.series.reduce((n, s) => n + s.values.filter((v) => v !== null).length, 0));

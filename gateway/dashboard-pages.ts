@@ -248,6 +248,14 @@ export function ms(value: number): string {
   return value >= 10_000 ? `${(value / 1000).toFixed(1)} s` : `${Math.round(value)} ms`;
 }
 
+/**
+ * Container time, in seconds at any size: a column of it reads in one unit (`2.3 s` beside `60.5 s`, not `2331 ms`).
+ * @example seconds(2.331); // "2.3 s"; seconds(86_400); // "86,400.0 s"
+ */
+export function seconds(value: number): string {
+  return `${value.toLocaleString("en-US", { minimumFractionDigits: 1, maximumFractionDigits: 1 })} s`;
+}
+
 function escapeAttr(text: string): string {
   return text.replace(/&/g, "&amp;").replace(/"/g, "&quot;").replace(/</g, "&lt;");
 }

@@ -63,6 +63,7 @@ import {
   loginConfirmPage,
   loginPage,
   ms,
+  seconds,
   table,
   time,
   visibleMarks,
@@ -73,7 +74,8 @@ import type { Env, RouteEnv } from "./env.js";
 import { environmentOf } from "./environments.js";
 import { isolateShared } from "./isolate-shared.js";
 import { readLog } from "./log-archive.js";
-import { LogFollower, givenTwice, logFilterOf } from "./log-routes.js";
+import { LogFollower, logFilterOf } from "./log-routes.js";
+import { onceEach } from "./query.js";
 import { logStoreFor } from "./log-sink.js";
 import type { LogFilter } from "./log-store.js";
 import { knownPlanes } from "./plane-choice.js";
@@ -267,7 +269,7 @@ export function dashboardRoutes(): Hono<RouteEnv> {
                       <td>${r.plane}</td>
                       <td>${r.gpu ?? "—"}</td>
                       <td>${r.containers}</td>
-                      <td>${ms(r.seconds * 1000)}</td>
+                      <td>${seconds(r.seconds)}</td>
                       <td>${formatUsd(r.costUsd)}</td>
                     </tr>`,
                 ),
@@ -376,7 +378,7 @@ export function dashboardRoutes(): Hono<RouteEnv> {
                 <td>${r.function}</td>
                 <td>${r.gpu ?? "—"}</td>
                 <td>${r.containers}</td>
-                <td>${ms(r.seconds * 1000)}</td>
+                <td>${seconds(r.seconds)}</td>
                 <td>${formatUsd(r.costUsd)}</td>
               </tr>`,
           ),
@@ -467,7 +469,7 @@ export function dashboardRoutes(): Hono<RouteEnv> {
               <td>${r.gpu ?? "—"}</td>
               <td>${r.plane}</td>
               <td>${r.containers}</td>
-              <td>${ms(r.seconds * 1000)}</td>
+              <td>${seconds(r.seconds)}</td>
               <td>${formatUsd(r.costUsd)}</td>
             </tr>`,
         ),
@@ -818,18 +820,6 @@ function liveLogFields(query: Record<string, string | undefined>): Record<string
 
 /** What a page's live stream may be asked: a call's, a container's, the logs page's (`logs=1`) or an app's calls. */
 const EVENT_FIELDS = ["call", "container", "logs", ...PAGE_LOG_FIELDS] as const;
-
-/**
- * A query's fields, each given once and each one of `fields`: a field given twice (which would read as the first
- * alone) or one the route does not take is a 400 that names it, as the logs API answers (`givenTwice`).
- */
-function onceEach<F extends string>(queries: Record<string, string[]>, fields: readonly F[], what: string): Partial<Record<F, string>> {
-  const twice = givenTwice(queries);
-  if (twice) throw new InvalidRequestError(`${what}: ${twice}`);
-  const unknown = Object.keys(queries).find((field) => !(fields as readonly string[]).includes(field));
-  if (unknown !== undefined) throw new InvalidRequestError(`${what} takes ${fields.join(", ")}, not "${unknown.slice(0, 40)}"`);
-  return Object.fromEntries(Object.entries(queries).map(([field, [value]]) => [field, value])) as Partial<Record<F, string>>;
-}
 
 /**
  * The logs page's filters from its query (`onceEach` took it), each read as the logs API reads it: a bad value is a 400

@@ -25,6 +25,7 @@ import type { Env, RouteEnv } from "./env.js";
 import { readLog } from "./log-archive.js";
 import { logStoreFor } from "./log-sink.js";
 import type { LogFilter, LogStore, StoredLogLine } from "./log-store.js";
+import { givenTwice } from "./query.js";
 import { registry } from "./registry.js";
 
 type Api = RouteEnv;
@@ -132,15 +133,6 @@ export function logQuery(c: Context<Api>): { filter: LogFilter; follow: boolean 
   const twice = givenTwice(c.req.queries());
   if (twice) throw new InvalidRequestError(`log query: ${twice}`);
   return { filter: logFilterOf(parsed.data, LOG_LIMITS.defaultLimit), follow: parsed.data.follow ?? false };
-}
-
-/**
- * What is wrong with a query that gives a field more than once (`field "source" is given 2 times: give it once`), or
- * undefined: the logs API and the dashboard's pages refuse it alike, rather than read the first value alone.
- */
-export function givenTwice(queries: Record<string, string[]>): string | undefined {
-  const twice = Object.entries(queries).find(([, values]) => values.length > 1);
-  return twice && `field "${twice[0]}" is given ${twice[1].length} times: give it once`;
 }
 
 /** A log query as a read of the log store: its last `defaultLimit` matching lines, unless its `limit` says. */

@@ -10,7 +10,7 @@
  */
 import { Hono, type Context } from "hono";
 import { LOG_LIMITS, PLANE_DEFAULTS } from "../sdk/defaults.js";
-import { AlreadyExistsError, NotFoundError, UnauthorizedError } from "../sdk/errors.js";
+import { AlreadyExistsError, NotFoundError, UnauthorizedError, unsignedPlaneRequest } from "../sdk/errors.js";
 import {
   BLOB_KEYS,
   BUNDLE_HASH_PATTERN,
@@ -33,7 +33,7 @@ import {
   type WarmPoolRef,
 } from "../sdk/protocol.js";
 import { parseSignedBody, readSignedBody } from "../sdk/signed-body.js";
-import { checkSignatureHeaders, signRequest, verifyRequest } from "../sdk/signing.js";
+import { UNSIGNED, checkSignatureHeaders, signRequest, verifyRequest } from "../sdk/signing.js";
 import type { FunctionSpec } from "../sdk/options.js";
 import { guard } from "./auth.js";
 import type { Env, RouteEnv } from "./env.js";
@@ -265,5 +265,5 @@ async function verified(c: Context<Api>, maxBytes: number = PLANE_DEFAULTS.maxSi
 
 function refuse(c: Context<Api>, reason: string): UnauthorizedError {
   console.warn(`refused plane request ${c.req.method} ${new URL(c.req.url).pathname}: ${reason}`);
-  return new UnauthorizedError(`plane request refused: ${reason}`);
+  return reason === UNSIGNED ? unsignedPlaneRequest() : new UnauthorizedError(`plane request refused: ${reason}`);
 }

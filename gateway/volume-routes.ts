@@ -25,6 +25,7 @@ import {
 import { gatewayWideGuard, type GuardOptions } from "./auth.js";
 import { limitBody, passPreflight, readBodyBytes, readJsonBody } from "./body.js";
 import type { RouteEnv } from "./env.js";
+import { onceEach } from "./query.js";
 import {
   checkedVolumeName,
   commit,
@@ -63,18 +64,21 @@ export function volumeRoutes(): Hono<RouteEnv> {
   api.delete(ROUTES.volume, volumeGuard("deploy"), async (c) => c.json(await deleteVolume(c.env, volumeOf(c))));
 
   api.get(ROUTES.volumeFiles, volumeGuard("call"), async (c) => {
+    takesQuery(c, ["path", "recursive"]);
     const listing = await listFiles(c.env, volumeOf(c), pathQuery(c) ?? "", flag(c, "recursive"));
     c.header(HEADERS.volumeVersion, String(listing.version));
     return c.json(listing);
   });
 
   api.delete(ROUTES.volumeFiles, volumeGuard("call"), async (c) => {
+    takesQuery(c, ["path", "recursive", "baseVersion", "force"]);
     const path = requiredPath(c);
     const answer = await commit(c.env, volumeOf(c), [{ op: "remove", path, recursive: flag(c, "recursive") }], commitTerms(c));
     return committed(c, answer);
   });
 
   api.get(ROUTES.volumeFile, volumeGuard("call"), async (c) => {
+    takesQuery(c, ["path"]);
     const { version, file, body } = await readFile(c.env, volumeOf(c), requiredPath(c));
     // A fixed length, so a client knows the size (a progress bar) and a cut-off download shows as one.
     const sized = new FixedLengthStream(file.size);
@@ -87,6 +91,7 @@ export function volumeRoutes(): Hono<RouteEnv> {
   });
 
   api.put(ROUTES.volumeFile, volumeGuard("call", { checksBeforeBody: true }), async (c) => {
+    takesQuery(c, ["path", "baseVersion", "force", "mode"]);
     const name = volumeOf(c);
     const path = requiredPath(c);
     const terms = commitTerms(c);
@@ -157,6 +162,11 @@ export function volumeRoutes(): Hono<RouteEnv> {
   });
 
   return api;
+}
+
+/** The fields a route's query may give, each once: any other is a 400 naming it (a mistyped `?baseVerison=` would go unread). */
+function takesQuery(c: Ctx, fields: readonly string[]): void {
+  onceEach(c.req.queries(), fields, `${c.req.method} ${c.req.routePath}`);
 }
 
 function volumeOf(c: Ctx): string {

@@ -13,7 +13,8 @@ import { InternalError, InvalidRequestError, NotFoundError, TandemError, errorBo
 import { CLIENT_CLOSED_REQUEST, DASHBOARD, type PlaneBundleRef } from "../sdk/protocol.js";
 import { installInvoker } from "../sdk/invoker.js";
 import type { ContentfulStatusCode } from "hono/utils/http-status";
-import { apiRoutes } from "./api.js";
+import { apiRoutes, protocolHeader } from "./api.js";
+import { noFieldTwice } from "./query.js";
 import { ClientWentAway, PreflightPassed } from "./body.js";
 import { setResumeCall } from "./call-ledger.js";
 import { gatewayConfig } from "./config.js";
@@ -72,6 +73,8 @@ export function createGateway(modules: AppModule[], options: GatewayOptions = {}
     await next();
   });
   // Each /v1 request in the environment it names (Tandem-Env), else this gateway's: the stores' objects are its.
+  router.use("/v1/*", protocolHeader());
+  router.use("/v1/*", noFieldTwice());
   router.use("/v1/*", environments());
   router.route("/", localBlobRoutes());
   router.route("/", backgroundRoutes());

@@ -267,6 +267,16 @@ export function missingToken(): UnauthorizedError {
   );
 }
 
+/**
+ * The 401 of a request to a plane's route at the gateway (`/v1/planes/…`: heartbeats, log batches, secrets) that is not
+ * signed: those routes take a plane's signature, not an API token.
+ */
+export function unsignedPlaneRequest(): UnauthorizedError {
+  return new UnauthorizedError(
+    "plane request refused: unsigned request. The gateway's /v1/planes/… routes take requests signed with its plane secret (TANDEM_PLANE_SECRET), as `tandem plane` sends them, not an API token",
+  );
+}
+
 /** A valid token that may not do what was asked (its scope, or its apps); the message names what it lacks. */
 export class ForbiddenError extends TandemError {
   constructor(message: string, details?: Record<string, unknown>) {

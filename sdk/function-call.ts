@@ -8,7 +8,7 @@ import type { ClientOptions } from "./app.js";
 import { HttpInvoker, resolveGatewayUrl } from "./client.js";
 import { invokerFor } from "./invoker.js";
 import { parseGetOptions } from "./options.js";
-import { CALL_ID_PATTERN, paths, type LogLine, type LogQueryOptions } from "./protocol.js";
+import { CALL_ID_FORM, CALL_ID_PATTERN, paths, type LogLine, type LogQueryOptions } from "./protocol.js";
 
 /** What `logs()` and `followLogs()` may narrow: the call's lines from one container, of one source, since a time, with a text. */
 export type CallLogOptions = Omit<LogQueryOptions, "call" | "follow" | "function">;
@@ -36,7 +36,7 @@ export class FunctionCall<R = unknown> {
   readonly #client: ClientOptions;
 
   constructor(id: string, options: ClientOptions = {}) {
-    if (!CALL_ID_PATTERN.test(id)) throw new InvalidRequestError(`"${id}" is not a call id (they look like fc-01jc3k…, 29 characters)`);
+    if (!CALL_ID_PATTERN.test(id)) throw new InvalidRequestError(`"${id}" is not a call id (${CALL_ID_FORM})`);
     this.id = id;
     this.#client = options;
   }

@@ -569,6 +569,9 @@ export const IDEMPOTENCY_KEY_PATTERN = /^[\x21-\x7e]{1,255}$/;
 /** Call ids: `fc-` then 26 lowercase base-32 characters, time-ordered. */
 export const CALL_ID_PATTERN = /^fc-[0-9a-z]{26}$/;
 
+/** What a call id looks like, as every message about one that is not says it. */
+export const CALL_ID_FORM = "fc- and 26 lowercase letters and digits, 29 characters in all";
+
 /** The characters of a call id after `fc-` (base 32, without i, l, o, u). */
 export const CALL_ID_ALPHABET = "0123456789abcdefghjkmnpqrstvwxyz";
 const B32 = CALL_ID_ALPHABET;
@@ -616,6 +619,9 @@ export const CallRequestSchema = z.lazy(() =>
   }),
 );
 export type CallRequest = z.infer<typeof CallRequestSchema>;
+
+/** The body of a request that takes none but may carry `{}` (`POST /v1/apps/:app/stop`, `/rollover`): empty, or an object with no field. */
+export const NoFieldsRequestSchema = z.lazy(() => z.strictObject({}));
 
 export const CancelRequestSchema = z.lazy(() =>
   z.strictObject({
@@ -811,7 +817,16 @@ export const TokenCreateRequestSchema = z.lazy(() =>
     scope: z.enum(TOKEN_SCOPES, 'must be "call", "deploy" or "admin"').optional(),
     /** Only these apps; none: every app. An admin token reaches every app. */
     apps: z
-      .array(z.string("must be app names").regex(NAME_PATTERN, "must be app names"), "must be a list of app names")
+      .array(
+        z
+          .string("must be app names")
+          .regex(NAME_PATTERN, "must be app names")
+          .refine(
+            (name) => !RESERVED_APP_NAMES.has(name),
+            `must be app names; ${[...RESERVED_APP_NAMES].join(", ")} are the gateway's own routes, never an app's`,
+          ),
+        "must be a list of app names",
+      )
       .min(1, "must name at least one app")
       .max(100, "must name at most 100 apps")
       .optional(),
@@ -2597,7 +2612,7 @@ export const LogQuerySchema = z.lazy(() =>
   z.strictObject({
     /** A function, class method (`Cls.method`) or web label; a class's name selects all its methods' lines and its containers'. */
     function: z.string().min(1, "must be a function name").max(200, "must be a function name").optional(),
-    call: z.string().regex(CALL_ID_PATTERN, "must be a call id (fc-…, 29 characters)").optional(),
+    call: z.string().regex(CALL_ID_PATTERN, `must be a call id (${CALL_ID_FORM})`).optional(),
     container: z.string().min(1, "must be a container id").max(128, "must be a container id").optional(),
     source: z.enum(LOG_SOURCES, `must be one of ${LOG_SOURCES.join(", ")}`).optional(),
     since: sinceQueryField().optional(),

@@ -151,6 +151,9 @@ export interface HeaderSource {
   get(name: string): string | null;
 }
 
+/** `checkSignatureHeaders`' reason for a request with none of the signature's headers. */
+export const UNSIGNED = "unsigned request";
+
 /**
  * The checks that need no body: every signature header present and
  * well-formed, signed for the receiver's audience, within the window, and not
@@ -168,7 +171,7 @@ export function checkSignatureHeaders(headers: HeaderSource, receiver: Receiver,
   if (!timestamp || !nonce || !signature) {
     // Some signature headers but not all: a signature, malformed, rather than none.
     const missing = Object.entries({ [HEADERS.timestamp]: timestamp, [HEADERS.nonce]: nonce, [HEADERS.signature]: signature }).filter(([, v]) => !v);
-    if (missing.length === 3) return { ok: false, reason: "unsigned request" };
+    if (missing.length === 3) return { ok: false, reason: UNSIGNED };
     return { ok: false, reason: `malformed signature headers: no ${missing.map(([name]) => name).join(" or ")}` };
   }
   if (!audience) return { ok: false, reason: "request names no audience (signed by an older gateway or plane?)" };

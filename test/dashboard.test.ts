@@ -513,6 +513,24 @@ describe("the dashboard", () => {
     await page.close();
   });
 
+  it("draws each of a chart's series its own way past its seven colours (dashed, then dotted), its legend's mark too", async () => {
+    const page = await browser.newPage();
+    const x = [1_796_400_000, 1_796_400_060, 1_796_400_120];
+    const series = Array.from({ length: 16 }, (_, k) => ({ label: `shop.fn${k}`, values: [k, k + 1, k] }));
+    await page.setContent(`<!doctype html><link rel="stylesheet" href="${gateway.url}${DASHBOARD.base}/assets/uplot.css"><body style="width:900px">
+      <div data-chart><script type="application/json">${JSON.stringify({ x, series })}</script></div>
+      <script src="${gateway.url}${DASHBOARD.base}/assets/uplot.js"></script><script src="${gateway.url}${DASHBOARD.base}/assets/dashboard.js"></script></body>`);
+    await page.waitForSelector("[data-chart][data-points] .u-over");
+    const marks = await page.$$eval(".u-legend .u-series .u-marker", (markers) =>
+      markers.slice(1).map((m) => `${getComputedStyle(m).borderTopColor} ${getComputedStyle(m).borderTopStyle}`),
+    );
+    expect(marks).toHaveLength(16);
+    expect(new Set(marks).size).toBe(16);
+    expect(marks[7]).toContain("dashed");
+    expect(marks[14]).toContain("dotted");
+    await page.close();
+  });
+
   it("makes a chart's y-axis as wide as its longest label, so small costs are not cut off on a phone", async () => {
     const page = await browser.newPage({ viewport: { width: 375, height: 700 } });
     const data = { x: [1_796_400_000, 1_796_400_060, 1_796_400_120], series: [{ label: "shop.checkout", values: [0.0000213, 0.0000437, 0.0000371] }] };

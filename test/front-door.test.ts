@@ -13,7 +13,7 @@ import net from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { FrontDoor, endpointBodyLimits, endpointsAskingToken, webMounts } from "../sdk/cli/front-door.js";
 import { HUNG_REQUEST } from "../sdk/cli/workerd.js";
-import { CALL_BODY_NOTE } from "../sdk/errors.js";
+import { CALL_BODY_NOTE, unsignedPlaneRequest } from "../sdk/errors.js";
 import { HEADERS } from "../sdk/protocol.js";
 import { ADMIN_TOKEN, authed, eventually, startTestGateway, type TestGateway } from "./helpers/gateway.js";
 
@@ -149,6 +149,10 @@ describe("the front door of tandem serve", () => {
       expect([path, answer.status]).toEqual([path, 401]);
       expect(JSON.parse(answer.body).error).toMatchObject({ code: "unauthorized" });
     }
+    // A plane's route takes a plane's signature, not a token: that is what its 401 asks for.
+    const unsigned = await postChunked("/v1/planes/logs", 16 * LIMIT, { token: false });
+    expect(unsigned.status).toBe(401);
+    expect(JSON.parse(unsigned.body).error.message).toBe(unsignedPlaneRequest().message);
   });
 
   it("sends the gateway's 401 to a large body with a token it does not know, every time, not a 502", async () => {

@@ -740,6 +740,75 @@ describe("bad input", () => {
     expect(said).toEqual({ call: "200 1", error: "404 1", stream: "200 1", logs: "200 1" });
   });
 
+  it("says its protocol version on the errors of the checks before any route: a protocol it does not speak, a bad Tandem-Env", async () => {
+    const version = await post("/v1/apps/edge/functions/square/call", JSON.stringify({ args: [1] }), { "tandem-protocol": "2" });
+    const env = await fetch(`${gw.url}/v1/apps`, authed({ headers: { "tandem-env": "BAD" } }));
+    const twice = await fetch(`${gw.url}/v1/usage?since=1h&since=2h`, authed());
+    const said = [version, env, twice].map((res) => `${res.status} ${res.headers.get("tandem-protocol")}`);
+    await Promise.all([version, env, twice].map((res) => res.text()));
+    expect(said).toEqual(["400 1", "400 1", "400 1"]);
+  });
+
+  it("answers a preflight that carries a body, or a Tandem-Preflight that is not 1, 400, and runs nothing", async () => {
+    const token = `preflight-${Date.now()}`;
+    const call = (headers: Record<string, string>, body: string | undefined = JSON.stringify({ args: [token, 0] })) =>
+      post("/v1/apps/edge/functions/countedNap/call", body, headers);
+    const withBody = await call({ "tandem-preflight": "1" });
+    expect(withBody.status).toBe(400);
+    expect(((await withBody.json()) as any).error.message).toContain("carries none: send the body without the header");
+    const other = await call({ "tandem-preflight": "2" });
+    expect(other.status).toBe(400);
+    expect(((await other.json()) as any).error.message).toContain('Tandem-Preflight: "2" is not 1');
+    // The guard of a route that reads no body first answers it the same (an app's stop).
+    const stop = await post("/v1/apps/edge/stop", "{}", { "tandem-preflight": "1" });
+    expect(stop.status).toBe(400);
+    await stop.text();
+    expect(await fn<[string], number>("runsOf").remote(token)).toBe(0);
+    // A preflight as the front door sends it, no body, is still let in: 204, and nothing runs.
+    const asked = await fetch(
+      `${gw.url}/v1/apps/edge/functions/countedNap/call`,
+      authed({ method: "POST", headers: { "tandem-preflight": "1", "content-length": "0" } }),
+    );
+    expect(asked.status).toBe(204);
+    expect(await fn<[string], number>("runsOf").remote(token)).toBe(0);
+  });
+
+  it("answers a query field given twice 400 on every /v1 route, and a field a route does not take 400 where it reads its query", async () => {
+    const { callId } = (await (await post("/v1/apps/edge/functions/square/call", JSON.stringify({ args: [2] }))).json()) as CallRecord;
+    const cases: [string, RegExp][] = [
+      ["/v1/usage?since=1h&since=2h", /field "since" is given 2 times: give it once/],
+      [`/v1/calls/${callId}?wait=1&wait=2`, /field "wait" is given 2 times/],
+      ["/v1/schedules?app=edge&app=other", /field "app" is given 2 times/],
+      ["/v1/apps?x=1&x=2", /field "x" is given 2 times/],
+      [`/v1/calls/${callId}?wiat=100`, /GET \/v1\/calls\/:id takes wait, not "wiat"/],
+      ["/v1/schedules?ap=edge", /GET \/v1\/schedules takes app, not "ap"/],
+    ];
+    for (const [path, message] of cases) {
+      const res = await fetch(gw.url + path, authed());
+      expect(res.status, path).toBe(400);
+      expect(((await res.json()) as any).error.message, path).toMatch(message);
+    }
+    const once = await fetch(`${gw.url}/v1/calls/${callId}?wait=1`, authed());
+    expect(once.status).toBe(200);
+    await once.text();
+  });
+
+  it("answers an app's stop or rollover with a body that is not empty, {} or JSON 400", async () => {
+    for (const action of ["stop", "rollover"]) {
+      const garbage = await post(`/v1/apps/edge/${action}`, "garbage");
+      expect(garbage.status, action).toBe(400);
+      await garbage.text();
+      const field = await post(`/v1/apps/edge/${action}`, JSON.stringify({ force: true }));
+      expect(field.status, action).toBe(400);
+      expect(((await field.json()) as any).error.message, action).toContain("force");
+      for (const body of [undefined, "{}"]) {
+        const fine = await post(`/v1/apps/edge/${action}`, body);
+        expect(fine.status, `${action} ${body}`).toBe(200);
+        await fine.text();
+      }
+    }
+  });
+
   it("answers 400 for a protocol version it does not speak, or a meta that is not an object", async () => {
     const version = await post("/v1/apps/edge/functions/square/call", JSON.stringify({ args: [1] }), { "tandem-protocol": "99" });
     expect(version.status).toBe(400);

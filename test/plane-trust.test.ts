@@ -13,6 +13,7 @@ import http from "node:http";
 import net from "node:net";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { unsignedPlaneRequest } from "../sdk/errors.js";
 import { lookup } from "../sdk/index.js";
 import { HEADERS, PLANE_ROUTE_METHODS, PLANE_ROUTES } from "../sdk/protocol.js";
 import { signRequest } from "../sdk/signing.js";
@@ -176,6 +177,8 @@ describe("signatures", () => {
   it("refuses unsigned and replayed heartbeats at the gateway with 401, and logs them", async () => {
     const unsigned = await fetch(`${stack.url}/v1/planes/heartbeat`, { method: "POST", body: "{}" });
     expect(unsigned.status).toBe(401);
+    // It says what the route takes: a plane's signature, not the API token a /v1 route without one is asked for.
+    expect(((await unsigned.json()) as any).error.message).toBe(unsignedPlaneRequest().message);
     const body = JSON.stringify({ nonsense: true });
     const headers = await sign("gateway", "POST", "/v1/planes/heartbeat", body);
     expect((await fetch(`${stack.url}/v1/planes/heartbeat`, { method: "POST", body, headers })).status).toBe(400);

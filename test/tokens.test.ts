@@ -168,6 +168,10 @@ describe("tokens over HTTP", () => {
     const many = await api("/v1/tokens", ADMIN_TOKEN, { method: "POST", body: JSON.stringify({ apps: Array.from({ length: 101 }, (_, i) => `app${i}`) }) });
     expect(many.status).toBe(400);
     expect((await errorOf(many)).message).toContain('field "apps" must name at most 100 apps');
+    // A name no app can take (the gateway's own routes) would make a token for nothing.
+    const reserved = await api("/v1/tokens", ADMIN_TOKEN, { method: "POST", body: JSON.stringify({ scope: "deploy", apps: ["v1"] }) });
+    expect(reserved.status).toBe(400);
+    expect((await errorOf(reserved)).message).toContain("v1, _tandem, cdn-cgi, favicon.ico are the gateway's own routes, never an app's");
   });
 
   it("stops a revoked token at once", async () => {

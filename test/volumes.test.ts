@@ -298,6 +298,26 @@ describe("storage", () => {
     }
   });
 
+  it("refuses a query field given twice, or one its route does not take, and writes nothing", async () => {
+    const strict = vol("fields", { createIfMissing: true });
+    await strict.writeFile("big.txt", "the whole file");
+    const cases: [string, RequestInit, string][] = [
+      // Read as its first ?path= alone, this put would have replaced big.txt with 5 bytes.
+      ["/v1/volumes/fields/file?path=big.txt&path=other", { method: "PUT", body: "hello" }, 'field "path" is given 2 times: give it once'],
+      ["/v1/volumes/fields/file?path=big.txt&baseVerison=1", { method: "PUT", body: "hello" }, 'takes path, baseVersion, force, mode, not "baseVerison"'],
+      ["/v1/volumes/fields/file?path=big.txt&mode=644&force=true&x=1", { method: "PUT", body: "hello" }, 'not "x"'],
+      ["/v1/volumes/fields/files?path=big.txt&recursve=true", { method: "DELETE" }, 'takes path, recursive, baseVersion, force, not "recursve"'],
+      ["/v1/volumes/fields/files?path=&recurse=true", {}, 'takes path, recursive, not "recurse"'],
+      ["/v1/volumes/fields/file?path=big.txt&force=true", {}, 'takes path, not "force"'],
+    ];
+    for (const [path, init, message] of cases) {
+      const res = await api(path, init);
+      expect(res.status, path).toBe(400);
+      expect((await errorOf(res)).message, path).toContain(message);
+    }
+    expect(await (await strict.readFile("big.txt")).text()).toBe("the whole file");
+  });
+
   /** Sends only a request's headers, declaring `length` bytes of body, and reads the answer: it comes without a byte of the body. */
   const headersOnly = (path: string, length: number, token?: string) =>
     new Promise<{ status: number; body: string }>((resolve, reject) => {

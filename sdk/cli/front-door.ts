@@ -36,6 +36,7 @@ import {
   bodyTooLarge,
   errorBody,
   missingToken,
+  unsignedPlaneRequest,
   type TandemError,
 } from "../errors.js";
 import { AGENT_CLOSE, DASHBOARD, HEADERS, PROTOCOL_VERSION } from "../protocol.js";
@@ -320,7 +321,8 @@ export class FrontDoor {
     // Refused here, before the body is sent on: workerd would answer 401 or 413 and close while we still write it,
     // and its answer would be lost to the reset. Credentials come first, as the gateway checks them.
     if (needsToken(req)) {
-      refuse(req, res, missingToken());
+      // The planes' routes take a plane's signature, not a token: say so rather than ask for a token they do not take.
+      refuse(req, res, (req.url ?? "").startsWith("/v1/planes/") ? unsignedPlaneRequest() : missingToken());
       return this.onRequest?.(req.method ?? "GET", loggedPath(req.url ?? "/"), res.statusCode, 0, false);
     }
     const limit = this.#bodyLimit(req.url ?? "/");
