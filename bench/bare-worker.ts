@@ -17,7 +17,7 @@ const { Miniflare } = createRequire(import.meta.url)("miniflare") as typeof Mini
 export async function startBareWorker(
   entry: string,
   outDir: string,
-  extra: { durableObjects?: Record<string, { className: string; useSQLite?: boolean }> } = {},
+  extra: { durableObjects?: Record<string, { className: string; useSQLite?: boolean }>; bindings?: Record<string, string> } = {},
 ): Promise<{ url: string; dispose(): Promise<void> }> {
   const out = join(outDir, "worker.mjs");
   await build({
@@ -41,6 +41,8 @@ export async function startBareWorker(
     host: "127.0.0.1",
     port: 0,
     cf: false,
+    // Its own requests go straight out, as the gateway's do (sdk/cli/workerd.ts): not through a Worker miniflare adds.
+    stripCfConnectingIp: false,
   });
   await bare.ready;
   return { url: (await bare.unsafeGetDirectURL()).href.replace(/\/$/, ""), dispose: () => bare.dispose() };

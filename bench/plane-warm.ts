@@ -10,7 +10,8 @@
  * same path with none of Tandem's work in it: the client, a Node relay in the
  * gateway's place, a Node server in the plane's, and the same work in a bare
  * container of the same image and runtime over a unix socket, four processes
- * as the call crosses them.
+ * as the call crosses them; and (g) that chain with a bare Worker on workerd in
+ * the relay's place, so (a) − (g) is Tandem's own work over the runtimes beneath.
  * Measured twice, the containers under gVisor (runsc) and under runc, each on a
  * stack of its own, and the two (a) medians set side by side.
  *
@@ -25,6 +26,7 @@ import { fileURLToPath } from "node:url";
 import { DockerDriver } from "../gpu-plane/drivers/docker.js";
 import { lookup } from "../sdk/index.js";
 import { buildBareEntry, startBareContainer } from "./bare-script.js";
+import { startBareWorker } from "./bare-worker.js";
 import { nodeHttpJson } from "./node-http.js";
 import { ADMIN_TOKEN, authed, eventually } from "../test/helpers/gateway.js";
 import { SECRET, startTestStack } from "../test/helpers/stack.js";
@@ -81,8 +83,13 @@ async function measure(runtime: (typeof RUNTIMES)[number]): Promise<void> {
   const controlDir = join(planeDir, "bare-chain");
   await mkdir(controlDir, { mode: 0o755 });
   const front = node("apps/bare-chain.ts", "front", join(controlDir, "control.sock"));
-  const relay = node("apps/bare-chain.ts", "relay", String(await portOf(front)));
+  const frontPort = await portOf(front);
+  const relay = node("apps/bare-chain.ts", "relay", String(frontPort));
   const relayPort = await portOf(relay);
+  // (g): the same chain with a bare Worker on workerd in the relay's place.
+  const bareRelay = await startBareWorker(join(here, "apps/bare-relay-worker.ts"), join(planeDir, "bare-relay"), {
+    bindings: { FRONT: `http://127.0.0.1:${frontPort}/` },
+  });
   await buildBareEntry(join(here, "apps/bare-chain-runner.ts"), join(planeDir, "bare-chain.mjs"));
   const { container: chainContainer } = await startBareContainer(new DockerDriver({ runtime }), {
     script: join(planeDir, "bare-chain.mjs"),
@@ -96,6 +103,8 @@ async function measure(runtime: (typeof RUNTIMES)[number]): Promise<void> {
     if (JSON.stringify(await compute.remote(WORK)) !== JSON.stringify(await plain())) throw new Error("the two sides disagree");
     const chained = await nodeHttpJson(`http://127.0.0.1:${relayPort}/`, { method: "POST", body: JSON.stringify({ n: WORK }) });
     if (JSON.stringify(chained) !== JSON.stringify(await plain())) throw new Error("the bare chain disagrees");
+    const viaWorkerd = await nodeHttpJson(`${bareRelay.url}/`, { method: "POST", body: JSON.stringify({ n: WORK }) });
+    if (JSON.stringify(viaWorkerd) !== JSON.stringify(await plain())) throw new Error("the bare chain through workerd disagrees");
 
     const targets: [string, () => Promise<unknown>][] = [
       ["(a) .remote() → gateway → plane → warm container", () => compute.remote(WORK)],
@@ -107,6 +116,7 @@ async function measure(runtime: (typeof RUNTIMES)[number]): Promise<void> {
         "(f) bare chain: (a)'s processes, none of its work",
         () => nodeHttpJson(`http://127.0.0.1:${relayPort}/`, { method: "POST", body: JSON.stringify({ n: WORK }) }),
       ],
+      ["(g) (f), a bare Worker on workerd as its relay", () => nodeHttpJson(`${bareRelay.url}/`, { method: "POST", body: JSON.stringify({ n: WORK }) })],
     ];
     const samples = targets.map(() => [] as number[]);
     // Warmed for WARM_MS in rounds like the timed ones: for the first seconds after a stack starts (the plane making its
@@ -149,6 +159,9 @@ async function measure(runtime: (typeof RUNTIMES)[number]): Promise<void> {
       `overhead (a)-(f): median ${(rows[0]!.medianMs - rows[5]!.medianMs).toFixed(3)} ms   (Tandem's work over the bare chain of the same processes; not a target: (f)-(e), ${(rows[5]!.medianMs - rows[4]!.medianMs).toFixed(3)} ms, is what the two extra processes cost by themselves)`,
     );
     console.log(
+      `overhead (a)-(g): median ${(rows[0]!.medianMs - rows[6]!.medianMs).toFixed(3)} ms   (Tandem's work over the bare chain with workerd in the gateway's place, the runtimes beneath; not a target: (g)-(f), ${(rows[6]!.medianMs - rows[5]!.medianMs).toFixed(3)} ms, is workerd's relay against Node's)`,
+    );
+    console.log(
       `ratio (c)/(a): median ${(rows[2]!.medianMs / rows[0]!.medianMs).toFixed(3)}, p99 ${(rows[2]!.p99Ms / rows[0]!.p99Ms).toFixed(3)}   (logging one line a call; target: median <= 1.05)`,
     );
     console.log(
@@ -157,6 +170,7 @@ async function measure(runtime: (typeof RUNTIMES)[number]): Promise<void> {
   } finally {
     baseline.kill();
     relay.kill();
+    await bareRelay.dispose();
     front.kill();
     await chainContainer.kill();
     planeProcess.kill("SIGINT");
