@@ -259,6 +259,13 @@ describe("tandem run", () => {
     expect(stdout.trim().split("\n").at(-1)).toBe("5");
   });
 
+  it("prints the lines an edge function printed, to stderr, though it answered at once", async () => {
+    const { code, stdout, stderr } = await runCli(["run", "test/fixtures/edge-app.ts::chatty", "hello"]);
+    expect(code).toBe(0);
+    expect(stdout.trim()).toBe("hello");
+    expect(stderr).toMatch(/\[edge\.chatty fc-[0-9a-z]{26}\] saying hello/);
+  });
+
   it("takes a bare word as a string and prints JSON results as JSON", async () => {
     const { code, stdout } = await runCli(["run", "test/fixtures/edge-app.ts::echo", "Ada", '{"n":1}']);
     expect(code).toBe(0);

@@ -132,6 +132,18 @@ it("on Ctrl-C takes no new request, lets a call in flight end with its answer, a
   expect(served!.output()).toMatch(/POST \/v1\/apps\/\S+\/functions\/slow\/call 200 \d+/);
 }, 60_000);
 
+it("on a terminal's Ctrl-C (the whole process group signalled) lets a call in flight end with its answer too, and exits 0", async () => {
+  await served!.stop();
+  served = await startServe(["app.ts", "--no-watch"], dir, {}, undefined, true);
+  const inFlight = callSlow(served.url, 3_000);
+  await new Promise((resolve) => setTimeout(resolve, 500));
+  const exited = childEnded(served.process);
+  process.kill(-served.process.pid!, "SIGINT"); // what a terminal sends on Ctrl-C: to serve and every process of its group
+  expect(await inFlight).toMatchObject({ status: 200, body: expect.stringContaining("slept 3000") });
+  expect(await exited).toBe(0);
+  expect(served.output()).not.toMatch(/exited unexpectedly/);
+}, 60_000);
+
 it("on a second Ctrl-C stops at once, answers the call still in flight 503 with a readable error, logged as 503, and exits 130", async () => {
   const inFlight = callSlow(served!.url, 30_000);
   await new Promise((resolve) => setTimeout(resolve, 500));

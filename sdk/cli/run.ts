@@ -78,6 +78,12 @@ function inexactInteger(json: string): string | undefined {
   return undefined;
 }
 
+/**
+ * How long a run waits, once its call is answered, for the work the call left behind in the gateway (the lines an
+ * edge function printed, written after its answer in a batch; its record): at most this, usually about 50 ms.
+ */
+const RUN_SETTLE_MS = 1_000;
+
 export interface RunOptions {
   /** Print the result, or each chunk, as one line of JSON. */
   json?: boolean;
@@ -249,9 +255,11 @@ export async function runOnce(target: string, rawArgs: string[], config: CliConf
   // Once, whoever asks first: on Ctrl-C both the signal's handler and the call's end (its connection to the gateway
   // cut) stop the run, and miniflare's second dispose threw ERR_SERVER_NOT_RUNNING out of the process.
   let stopping: Promise<void> | undefined;
-  const stop = () =>
+  /** `settle`: the call has been answered, and the lines it printed are written after its answer (batched): wait for them. */
+  const stop = (settle = false) =>
     (stopping ??= (async () => {
       const gateway = await gatewayStarting.promise.catch(() => undefined);
+      if (settle) await gateway?.settled(RUN_SETTLE_MS);
       await plane?.reported(); // its first heartbeat, sent beside the call, lands before the gateway stops
       await Promise.all([plane?.close().then(() => trace("run: plane closed")), gateway?.dispose().then(() => trace("run: workerd stopped"))]);
       await rm(planeDir, { recursive: true, force: true });
@@ -306,7 +314,7 @@ export async function runOnce(target: string, rawArgs: string[], config: CliConf
     printFailure(err);
     return 1;
   } finally {
-    await stop();
+    await stop(!interrupted);
     trace("run: stopped");
   }
 }

@@ -275,8 +275,13 @@ function spawningWorkerd<T>(start: () => T, found: (child: ChildProcess) => void
     spawnWrapped = true;
     const spawn = childProcesses.spawn;
     childProcesses.spawn = (...args: unknown[]) => {
+      const isWorkerd = /(^|[/\\])workerd(\.exe)?$/.test(String(args[0]));
+      // In a process group of its own: a terminal's Ctrl-C signals the whole group it runs in, and reached workerd
+      // too, which died at once, before `tandem serve` could let the requests in flight end (its watchdog, and
+      // miniflare's dispose, still end it with this process).
+      if (isWorkerd && Array.isArray(args[1])) args[2] = { ...(args[2] as object | undefined), detached: true };
       const child = spawn(...args);
-      if (/(^|[/\\])workerd(\.exe)?$/.test(String(args[0]))) spawning.getStore()?.(child);
+      if (isWorkerd) spawning.getStore()?.(child);
       return child;
     };
   }

@@ -15,10 +15,15 @@ export interface Served {
   process: ChildProcess;
 }
 
-/** `tandem serve <args> --port 0`, resolved once it prints its URL; `cli` is another `tandem` to run (a project's own). */
-export async function startServe(args: string[], cwd = ROOT, env: Record<string, string> = {}, cli = CLI): Promise<Served> {
+/**
+ * `tandem serve <args> --port 0`, resolved once it prints its URL; `cli` is another `tandem` to run (a project's own).
+ * `ownGroup`: in a process group of its own, as a terminal starts a command, so a test can signal the whole group as
+ * a terminal's Ctrl-C does (`process.kill(-served.process.pid, "SIGINT")`).
+ */
+export async function startServe(args: string[], cwd = ROOT, env: Record<string, string> = {}, cli = CLI, ownGroup = false): Promise<Served> {
   const child = spawn(process.execPath, [cli, "serve", ...args, ...(args.includes("--port") ? [] : ["--port", "0"])], {
     cwd,
+    detached: ownGroup,
     env: { ...process.env, NO_COLOR: "1", ...env },
     stdio: ["ignore", "pipe", "pipe"],
   });
