@@ -263,6 +263,7 @@ export function apiRoutes(): Hono<Api> {
     const fn = registry().function(c.req.param("app"), c.req.param("fn"));
     if (!fn.spec.schedule)
       throw new InvalidRequestError(`${fn.app}.${fn.name} has no schedule; call it with .remote() or .spawn()`, { app: fn.app, function: fn.name });
+    await readJsonBody(c.req.raw, NoFieldsRequestSchema, c.var.config.maxBodyBytes);
     const id = await schedulerFor(c.env).trigger(fn.app, fn.name, Date.now());
     c.header(HEADERS.callId, id);
     return c.json({ callId: id, status: "pending" }, 202);

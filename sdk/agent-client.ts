@@ -164,8 +164,9 @@ export class AgentSocket extends EventTarget {
     this.#queue.push(data);
   }
 
-  /** Closes the connection for good (no reconnect). */
+  /** Closes the connection for good (no reconnect); on a client that has closed already, does nothing, as a WebSocket's `close()` does. */
   close(code: number = AGENT_CLOSE.normal, reason = ""): void {
+    if (this.#state === AgentSocket.CLOSED) return;
     this.#closedByUser = true;
     clearTimeout(this.#timer);
     clearInterval(this.#ping);

@@ -620,7 +620,7 @@ export const CallRequestSchema = z.lazy(() =>
 );
 export type CallRequest = z.infer<typeof CallRequestSchema>;
 
-/** The body of a request that takes none but may carry `{}` (`POST /v1/apps/:app/stop`, `/rollover`): empty, or an object with no field. */
+/** The body of a request that takes none but may carry `{}` (`POST /v1/apps/:app/stop`, `/rollover`, a function's `/trigger`): empty, or an object with no field. */
 export const NoFieldsRequestSchema = z.lazy(() => z.strictObject({}));
 
 export const CancelRequestSchema = z.lazy(() =>

@@ -531,6 +531,8 @@ describe("the SDK client", () => {
     await new Promise((r) => setTimeout(r, 600)); // past the first reconnect delay: nothing more happens
     expect(closes.length).toBe(1);
     expect(() => socket.send("x")).toThrow("closed");
+    socket.close(); // as a WebSocket's close() on a closed socket: nothing, no second close event
+    expect(closes.length).toBe(1);
   });
 });
 

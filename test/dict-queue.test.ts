@@ -530,6 +530,11 @@ describe("tandem dict and tandem queue", () => {
     expect((await runCli(["queue", "create", "shell-made"], { env })).stdout).toMatch(/queue shell-made \(0 items\)/);
     expect((await runCli(["queue", "len", "shell-made"], { env })).stdout.trim()).toBe("0");
     expect(await dict("shell-made").len()).toBe(0);
+    // One of each is said as one: "1 entry", "1 item".
+    await dict("shell-made").put("k", 1);
+    await Queue.fromName("shell-made", { gateway: gw.url, token: ADMIN_TOKEN }).put("x");
+    expect((await runCli(["dict", "create", "shell-made", "--exist-ok"], { env })).stdout).toMatch(/dict shell-made \(1 entry\)/);
+    expect((await runCli(["queue", "create", "shell-made", "--exist-ok"], { env })).stdout).toMatch(/queue shell-made \(1 item\)/);
     await Dict.delete("shell-made", { gateway: gw.url, token: ADMIN_TOKEN });
     await Queue.delete("shell-made", { gateway: gw.url, token: ADMIN_TOKEN });
   });

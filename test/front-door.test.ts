@@ -445,7 +445,6 @@ describe("a preflight (the front door's, sent straight to the gateway)", () => {
     expect((await preflight("/v1/volumes/preflighted/file?path=a.txt", "PUT")).status).toBe(204);
     expect((await api("/v1/volumes/preflighted/file?path=a.txt")).status).toBe(404);
     expect((await api("/v1/queues", { method: "POST", body: JSON.stringify({ name: "preflighted" }) })).status).toBe(201);
-    const put = { values: [{ json: 1 }] };
     expect((await preflight("/v1/queues/preflighted/put", "POST")).status).toBe(204);
     const len = await api("/v1/queues/preflighted/len", { method: "POST", body: "{}" });
     expect(await len.json()).toMatchObject({ len: 0 });

@@ -13,7 +13,7 @@ import { copyFile, mkdir, mkdtemp, readFile, readdir, rm, symlink, writeFile } f
 import { tmpdir } from "node:os";
 import { join, relative } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { linkedCheckoutKey } from "../sdk/cli/init.js";
+import { linkedCheckoutKey, shellWord } from "../sdk/cli/init.js";
 import { ROOT, runCli, runNode, startServe, type Served } from "./helpers/cli.js";
 
 const NO_TOKEN = { TANDEM_TOKEN: "", TANDEM_ADMIN_TOKEN: "" };
@@ -151,6 +151,16 @@ describe("tandem init refuses what it should not write into", () => {
     const { code, stderr } = await runCli(["init", "__", "--no-install"], { cwd: parent });
     expect(code).not.toBe(0);
     expect(stderr).toContain('cannot name an app after the folder "__"');
+  });
+
+  it("writes the cd of its Next: lines as a shell reads it back, for a folder with spaces, ! or quotes in its name", async () => {
+    const { code, stdout } = await runCli(["init", "My App!", "--no-install"], { cwd: parent });
+    expect(code).toBe(0);
+    expect(stdout).toContain("\n  cd 'My App!'\n");
+    expect(shellWord("Ada's app")).toBe("'Ada'\\''s app'");
+    expect(shellWord("first-app")).toBe("first-app");
+    const echoed = execFileSync("/bin/sh", ["-c", `printf %s ${shellWord("Ada's $HOME app!")}`]).toString();
+    expect(echoed).toBe("Ada's $HOME app!");
   });
 
   it("takes a fresh clone's folder (.git, a .gitignore, a licence), keeping the .gitignore's lines", async () => {

@@ -123,6 +123,13 @@ describe("schedules fired from the edge", () => {
     expect(refused.stderr).toContain("crony.notScheduled has no schedule; call it with .remote() or .spawn()");
     const bad = await runCli(["schedule", "trigger", "crony", "--gateway", gw.url]);
     expect(bad.stderr).toContain('"crony" must be app::function');
+    // A trigger takes no body: one with fields would have them ignored, so it is refused, and fires nothing.
+    const before = ((await (await fetch(`${gw.url}/v1/schedules?app=crony`, authed())).json()) as { schedules: ScheduleInfo[] }).schedules;
+    const withBody = await fetch(`${gw.url}/v1/apps/crony/functions/everyMinute/trigger`, authed({ method: "POST", body: JSON.stringify({ at: 1 }) }));
+    expect(withBody.status).toBe(400);
+    expect(((await withBody.json()) as { error: { message: string } }).error.message).toContain('"at"');
+    const after = ((await (await fetch(`${gw.url}/v1/schedules?app=crony`, authed())).json()) as { schedules: ScheduleInfo[] }).schedules;
+    expect(after).toEqual(before);
   });
 
   it("lists a failed run's error with its control characters as escapes, as tandem logs prints a function's text", async () => {

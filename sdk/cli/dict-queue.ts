@@ -29,7 +29,7 @@ export function addDictQueueCommands(program: Command, optionsOf: (opts: Gateway
     "dict",
     withGateway,
     (name, existOk, opts: GatewayOpts) => Dict.create(name, { ...optionsOf(opts), existOk }),
-    (info) => `${info.len} entries`,
+    (info) => entries(info.len),
   );
 
   withGateway(dict.command("list").description("the gateway's dicts and their sizes").option("--json", "print JSON")).action(
@@ -81,13 +81,13 @@ export function addDictQueueCommands(program: Command, optionsOf: (opts: Gateway
 
   withGateway(dict.command("clear").description("remove every entry").argument("<name>", "the dict")).action(async (name: string, opts: GatewayOpts) => {
     const removed = await Dict.fromName(name, optionsOf(opts)).clear();
-    console.log(`${style.ok("✓")} removed ${removed} entr${removed === 1 ? "y" : "ies"} from dict ${name}`);
+    console.log(`${style.ok("✓")} removed ${entries(removed)} from dict ${name}`);
   });
 
   withGateway(dict.command("delete").description("delete a dict and its entries (needs a token of scope deploy)").argument("<name>", "the dict")).action(
     async (name: string, opts: GatewayOpts) => {
       const info = await Dict.delete(name, optionsOf(opts));
-      console.log(`${style.ok("✓")} deleted dict ${info.name} (${info.len} entries)`);
+      console.log(`${style.ok("✓")} deleted dict ${info.name} (${entries(info.len)})`);
     },
   );
 
@@ -98,7 +98,7 @@ export function addDictQueueCommands(program: Command, optionsOf: (opts: Gateway
     "queue",
     withGateway,
     (name, existOk, opts: GatewayOpts) => Queue.create(name, { ...optionsOf(opts), existOk }),
-    (info) => `${info.len + info.leased} items`,
+    (info) => items(info.len + info.leased),
   );
 
   withGateway(queue.command("list").description("the gateway's queues and their lengths").option("--json", "print JSON")).action(
@@ -153,13 +153,13 @@ export function addDictQueueCommands(program: Command, optionsOf: (opts: Gateway
       .option("--all", "every partition"),
   ).action(async (name: string, opts: GatewayOpts & { partition?: string; all?: boolean }) => {
     const removed = await Queue.fromName(name, optionsOf(opts)).clear(partitionOf(opts, opts.all ? { all: true } : {}));
-    console.log(`${style.ok("✓")} removed ${removed} item${removed === 1 ? "" : "s"} from queue ${name}`);
+    console.log(`${style.ok("✓")} removed ${items(removed)} from queue ${name}`);
   });
 
   withGateway(queue.command("delete").description("delete a queue and its items (needs a token of scope deploy)").argument("<name>", "the queue")).action(
     async (name: string, opts: GatewayOpts) => {
       const info = await Queue.delete(name, optionsOf(opts));
-      console.log(`${style.ok("✓")} deleted queue ${info.name} (${info.len + info.leased} items)`);
+      console.log(`${style.ok("✓")} deleted queue ${info.name} (${items(info.len + info.leased)})`);
     },
   );
 }
@@ -206,4 +206,14 @@ export function cutValue(text: string, whole: string): string {
 /** `text` as one word of a shell command: as it is when it is plain, else in single quotes. */
 function shellWord(text: string): string {
   return /^[\w@%+=:,./-]+$/.test(text) ? text : `'${text.replace(/'/g, "'\\''")}'`;
+}
+
+/** "1 entry", "2 entries": a dict's count as its lines say it. */
+function entries(n: number): string {
+  return `${n} entr${n === 1 ? "y" : "ies"}`;
+}
+
+/** "1 item", "0 items": a queue's count as its lines say it. */
+function items(n: number): string {
+  return `${n} item${n === 1 ? "" : "s"}`;
 }

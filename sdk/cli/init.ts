@@ -111,12 +111,21 @@ export async function initProject(options: InitOptions): Promise<{ dir: string; 
   }
   log("");
   log("Next:");
-  if (where !== ".") log(`  cd ${where}`);
+  if (where !== ".") log(`  cd ${shellWord(where)}`);
   if (!install) log("  npm install");
   log(`  npx tandem serve      ${style.dim("serves app.ts at http://127.0.0.1:8787 (plane functions need a Docker engine)")}`);
   log(`  node client.mjs       ${style.dim("calls all three, from another terminal")}`);
   log(`  npx tsc               ${style.dim("type-checks the app")}`);
   return { dir, app };
+}
+
+/**
+ * `word` as a POSIX shell reads it back whole: as it is when it holds nothing the shell would split or expand, else in
+ * single quotes (a quote inside closed, escaped and opened again), so a "Next:" line pastes as it reads.
+ * @example shellWord("My App!") // "'My App!'"
+ */
+export function shellWord(word: string): string {
+  return /^[\w@%+=:,./-]+$/.test(word) ? word : `'${word.replace(/'/g, `'\\''`)}'`;
 }
 
 /**
