@@ -200,6 +200,14 @@ function addEndpoint(web: Hono<Web>, appName: string, endpoint: EndpointHandle):
   const path = paths.web(appName, endpoint.label, endpoint.path);
   web.on(endpoint.method, path, async (c: Context<Web>) => {
     if (endpoint.auth === "token") await authorizeWeb(c.env, c.req.raw, appName, endpoint.label);
+    // A WebSocket's upgrade (a client that took the endpoint for an agent) would run the handler for an answer the
+    // client cannot read as one: said at once, and the handler does not run.
+    if (c.req.header("upgrade")?.toLowerCase() === "websocket") {
+      throw new InvalidRequestError(
+        `"${endpoint.label}" of app "${appName}" is a web endpoint (${endpoint.method} ${endpoint.path}), not a WebSocket agent: it takes HTTP requests, not a WebSocket's upgrade`,
+        { app: appName, label: endpoint.label },
+      );
+    }
     const body = limitBody(c.req.raw, endpoint.maxBodyBytes ?? c.var.config.maxBodyBytes, whoseLimit(appName, endpoint.label, endpoint.maxBodyBytes));
     c.req.raw = body.request;
     answerUnparsedBodies(c.req);

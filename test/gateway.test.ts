@@ -818,6 +818,26 @@ describe("bad input", () => {
     expect(((await meta.json()) as any).error.message).toContain('"meta"');
   });
 
+  it("answers a WebSocket's upgrade to an endpoint 400, saying it is no agent", async () => {
+    const answer = await new Promise<{ status: number; body: string }>((resolve, reject) => {
+      const req = http.request(`${gw.url}/edge/hello/Ada`, {
+        headers: { connection: "Upgrade", upgrade: "websocket", "sec-websocket-version": "13", "sec-websocket-key": "dGhlIHNhbXBsZSBub25jZQ==" },
+      });
+      req.on("response", (res) => {
+        let body = "";
+        res.on("data", (d) => (body += d));
+        res.on("end", () => resolve({ status: res.statusCode!, body }));
+      });
+      req.on("upgrade", () => reject(new Error("upgraded")));
+      req.on("error", reject);
+      req.end();
+    });
+    expect(answer.status).toBe(400);
+    expect(JSON.parse(answer.body).error.message).toBe(
+      '"hello" of app "edge" is a web endpoint (GET /:name), not a WebSocket agent: it takes HTTP requests, not a WebSocket\'s upgrade',
+    );
+  });
+
   it("says what an endpoint serves when the path does not match, and answers 405 naming its methods when the method does not", async () => {
     const path = await fetch(`${gw.url}/edge/hello/Ada/Lovelace`);
     expect(path.status).toBe(404);
