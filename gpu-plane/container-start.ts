@@ -134,7 +134,7 @@ export class ContainerStarter {
     options: StartOptions = {},
   ): Promise<Worker> {
     try {
-      this.#checkSpendCap(pool);
+      this.checkSpendCap(pool);
     } catch (err) {
       this.#o.inventory.release(reservation);
       throw err;
@@ -513,8 +513,8 @@ export class ContainerStarter {
     return error;
   }
 
-  /** Refuses a new container for an app past its spend cap. */
-  #checkSpendCap(pool: PoolDescriptor): void {
+  /** Refuses a new container for an app past its spend cap: throws its `SpendCapError` (the cap counts this plane's spending). */
+  checkSpendCap(pool: PoolDescriptor): void {
     const cap = pool.spec.spendCapUsd;
     if (cap === null) return;
     const spent = this.#o.usage.spent(pool.app, this.#o.pool.lives());

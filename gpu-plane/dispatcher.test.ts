@@ -796,6 +796,29 @@ describe("the dispatcher, on fake containers", () => {
     expect(h.inventory.summary().memoryMiB.free).toBe(MEMORY_TOTAL_MIB);
   });
 
+  it("refuses a call past its app's spend cap before it stops an idle container to make room for it", async () => {
+    const h = harness({ f: () => "f", g: () => "g" }, { gpus: { T4: 1 } });
+    const t4 = { spec: { gpu: [{ type: "T4" as const, count: 1 }] } };
+    const f = await h.dispatcher.run(request("f", t4), BUNDLE);
+    const now = Date.now();
+    h.usage.record({
+      containerId: "ctr-00000000",
+      app: "app",
+      function: "f",
+      gpu: null,
+      gpuCount: 0,
+      cpu: 1,
+      memoryMiB: 256,
+      startedAt: now - 100_000,
+      endedAt: now,
+    });
+    const g = await h.dispatcher.run(request("g", { spec: { ...t4.spec, spendCapUsd: 0.000001 } }), BUNDLE);
+    expect(g.error).toMatchObject({ code: "spend_cap_reached" });
+    expect(h.lines.filter((l) => l.includes("to make room"))).toEqual([]);
+    expect(h.dispatcher.containers().map((c) => c.id)).toEqual([f.containerId]); // still warm, for a call that may start
+    expect(h.inventory.summary().gpus).toEqual({ T4: { total: 1, free: 0 } }); // still f's
+  });
+
   it("streams a generator's chunks as the reader asks, and cancels it when the reader stops early", async () => {
     let finished = false;
     const h = harness({

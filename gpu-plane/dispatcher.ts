@@ -487,6 +487,8 @@ export class Dispatcher {
             if (prepared) return { worker: this.#coldStarted(req, key, bundle, stats, prepared, taking), cold: true, startMs: performance.now() - taking };
             continue; // none could be taken: look again, the pool may have changed meanwhile
           }
+          // An app past its spend cap starts no container: refused before an idle one is stopped to make room for it.
+          this.#starter.checkSpendCap(req);
           for (const request of possible) {
             // Room, if need be, from a prepared container first (it holds memory, no work), then from an idle one.
             const reservation =

@@ -100,7 +100,7 @@ export async function deploy(options: DeployOptions): Promise<number> {
     // A token of some apps only may not list the gateway's secrets (they are every app's): the deploy goes on unchecked.
     const held =
       options.heldSecrets && (await options.heldSecrets().catch((err: unknown) => (err instanceof ForbiddenError ? undefined : Promise.reject(err))));
-    if (held) checkNamedSecrets(apps, held);
+    if (held) checkNamedSecrets(apps, held, undefined, options.env);
     else if (options.heldSecrets)
       console.log(
         style.warn(

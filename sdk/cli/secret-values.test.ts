@@ -27,6 +27,18 @@ describe("the load check of named secrets", () => {
     expect(() => checkNamedSecrets([app], [held("npm", ["NPM_TOKEN"])])).not.toThrow();
   });
 
+  it("names the environment a deploy's --env checked, and makes the secret there", () => {
+    const app = new App("shop");
+    app.function({ name: "pay", secrets: [Secret.fromName("api"), Secret.fromName("stripe", { requiredKeys: ["KEY"] })] }, () => 1);
+    expect(() => checkNamedSecrets([app], [held("stripe", ["OTHER"])], undefined, "main")).toThrow(
+      [
+        "2 secrets are missing or lack keys:",
+        '  app "shop": function "pay" declares secret "api", which environment "main" does not have; make it: tandem secret create api KEY=value --env main',
+        '  app "shop": function "pay" requires key KEY of secret "stripe", which has OTHER; add it: tandem secret create stripe KEY=… --force --env main (with the other keys)',
+      ].join("\n"),
+    );
+  });
+
   it("names KEY=value in the command that makes a missing secret that requires no key", () => {
     const app = new App("loose");
     app.function({ name: "f", secrets: [Secret.fromName("any")] }, () => 1);

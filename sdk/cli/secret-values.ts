@@ -83,9 +83,13 @@ export function localSecretValues(apps: App[], appFiles: string[]): LocalSecrets
  * a key it requires, each once with everything that declares it and the command that makes it: all in one message,
  * so that one fix and one reload are enough (one a reload, each would be told only after the one before was made).
  * With `holder` (`tandem run`'s function, or its class), only what that declares: the run calls nothing else of its own.
+ * With `env` (a deploy's `--env`, whose secrets `held` are), the message names that environment, and its commands make
+ * the secret there.
  * @example checkNamedSecrets(apps, (await client.request("GET", paths.secrets())).secrets);
  */
-export function checkNamedSecrets(apps: App[], held: SecretInfo[], holder?: string): void {
+export function checkNamedSecrets(apps: App[], held: SecretInfo[], holder?: string, env?: string): void {
+  const holderName = env === undefined ? "the gateway" : `environment "${env}"`;
+  const inEnv = env === undefined ? "" : ` --env ${env}`;
   const byName = new Map(held.map((s) => [s.name, s]));
   const problems: string[] = [];
   for (const app of apps) {
@@ -107,14 +111,14 @@ export function checkNamedSecrets(apps: App[], held: SecretInfo[], holder?: stri
       if (!found) {
         const pairs = keys.length > 0 ? keys.map((k) => `${k}=…`).join(" ") : "KEY=value";
         problems.push(
-          `${who} declare${declarers.length === 1 ? "s" : ""} secret "${name}", which the gateway does not have; make it: tandem secret create ${name} ${pairs}`,
+          `${who} declare${declarers.length === 1 ? "s" : ""} secret "${name}", which ${holderName} does not have; make it: tandem secret create ${name} ${pairs}${inEnv}`,
         );
         continue;
       }
       const lacking = keys.filter((k) => !found.keys.includes(k));
       if (lacking.length > 0)
         problems.push(
-          `${who} require${declarers.length === 1 ? "s" : ""} key${lacking.length === 1 ? "" : "s"} ${lacking.join(", ")} of secret "${name}", which has ${found.keys.join(", ")}; add ${lacking.length === 1 ? "it" : "them"}: tandem secret create ${name} ${lacking.map((k) => `${k}=…`).join(" ")} --force (with the other keys)`,
+          `${who} require${declarers.length === 1 ? "s" : ""} key${lacking.length === 1 ? "" : "s"} ${lacking.join(", ")} of secret "${name}", which has ${found.keys.join(", ")}; add ${lacking.length === 1 ? "it" : "them"}: tandem secret create ${name} ${lacking.map((k) => `${k}=…`).join(" ")} --force${inEnv} (with the other keys)`,
         );
     }
   }
