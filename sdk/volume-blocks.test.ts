@@ -24,6 +24,13 @@ describe("volume blocks", () => {
     expect(await collect(new Uint8Array(0), 5)).toEqual([]);
   });
 
+  it("makes a small file's block its own size, not a whole block's", async () => {
+    const blocks: Uint8Array[] = [];
+    for await (const block of blocksOf(new Blob([new TextEncoder().encode("tiny")]).stream())) blocks.push(block);
+    expect(blocks).toHaveLength(1);
+    expect(blocks[0]!.buffer.byteLength).toBe(4); // not an 8 MiB array holding 4 bytes
+  });
+
   it("names a block by the SHA-256 of its bytes", async () => {
     const bytes = new TextEncoder().encode("tandem");
     expect(await sha256Hex(bytes)).toBe(createHash("sha256").update(bytes).digest("hex"));

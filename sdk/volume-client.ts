@@ -70,13 +70,29 @@ export class HttpVolumes implements VolumeBackend {
   }
 
   async write(name: string, files: FileUpload[], changes: VolumeChange[], terms: CommitTerms): Promise<VolumeCommitAnswer> {
-    const puts: VolumeChange[] = [];
-    for (const file of files) puts.push(await this.#upload(name, file));
+    // Several files at once (a directory of small files waited on one round trip after another: 2,000 took 19 s), their
+    // blocks in flight together no more than `uploadConcurrency`, so memory stays as it was for one large file.
+    const slots = slotsOf(VOLUME_LIMITS.uploadConcurrency);
+    const puts = new Array<VolumeChange>(files.length);
+    let next = 0;
+    let failed: { err: unknown } | undefined;
+    const uploader = async () => {
+      while (!failed && next < files.length) {
+        const i = next++;
+        try {
+          puts[i] = await this.#upload(name, files[i]!, slots);
+        } catch (err) {
+          failed ??= { err };
+        }
+      }
+    };
+    await Promise.all(Array.from({ length: Math.min(VOLUME_LIMITS.uploadConcurrency, files.length) }, uploader));
+    if (failed) throw failed.err;
     return (await this.http.request("POST", paths.volumeCommit(name), { changes: [...puts, ...changes], ...terms })) as VolumeCommitAnswer;
   }
 
-  /** One file's blocks, each sent unless the gateway has it, a few at once; its `put` change. */
-  async #upload(name: string, file: FileUpload): Promise<VolumeChange> {
+  /** One file's blocks, each sent unless the gateway has it, as `slots` allow; its `put` change. */
+  async #upload(name: string, file: FileUpload, slots: Slots): Promise<VolumeChange> {
     const blocks: string[] = [];
     let size = 0;
     const inFlight = new Set<Promise<void>>();
@@ -88,11 +104,14 @@ export class HttpVolumes implements VolumeBackend {
       }
       const hash = await sha256Hex(block);
       blocks.push(hash);
+      await slots.take();
       const sending: Promise<void> = this.#sendBlock(name, hash, block)
         .catch((err: unknown) => void (failed ??= err))
-        .finally(() => inFlight.delete(sending));
+        .finally(() => {
+          inFlight.delete(sending);
+          slots.give();
+        });
       inFlight.add(sending);
-      if (inFlight.size >= VOLUME_LIMITS.uploadConcurrency) await Promise.race(inFlight);
       if (failed) break;
     }
     await Promise.all(inFlight);
@@ -139,4 +158,30 @@ export class HttpVolumes implements VolumeBackend {
     if (body && typeof body === "object" && "error" in body) throw fromWireError(body.error as WireError);
     throw new GatewayUnreachableError(`${this.http.baseUrl} answered HTTP ${res.status}`, { gateway: this.http.baseUrl, status: res.status });
   }
+}
+
+/** At most `max` holders at once: `take` waits for a slot, `give` hands it to the next waiting or frees it. */
+interface Slots {
+  take(): Promise<void>;
+  give(): void;
+}
+
+function slotsOf(max: number): Slots {
+  let taken = 0;
+  const waiting: (() => void)[] = [];
+  return {
+    take: () => {
+      if (taken < max) {
+        taken++;
+        return Promise.resolve();
+      }
+      return new Promise<void>((resolve) => waiting.push(resolve));
+    },
+    give: () => {
+      const next = waiting.shift();
+      if (next)
+        next(); // the slot passes on as it is
+      else taken--;
+    },
+  };
 }

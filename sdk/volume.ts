@@ -296,7 +296,7 @@ export class Volume {
 
   /** A file: its bytes as a stream (`for await`), or all at once (`bytes()`, `text()`). */
   async readFile(path: string): Promise<VolumeFile> {
-    checkedPath(`volume "${this.name}" readFile`, path);
+    checkedPath(`volume "${this.name}" readFile`, path, "read", true);
     const read = await (await this.#ready_()).read(this.name, path);
     this.#seen(read.version);
     return new VolumeFile(path, read.size, read.mode, read.version, read.body);
@@ -305,7 +305,7 @@ export class Volume {
   /** Writes one file, in one commit; returns the volume's new version. */
   async writeFile(path: string, data: FileData, options: { mode?: number; force?: boolean } = {}): Promise<number> {
     const what = `volume "${this.name}" writeFile`;
-    checkedPath(what, path, "write");
+    checkedPath(what, path, "write", true);
     checkedOptions(what, options, { mode: "mode", force: "boolean" });
     const source = sourceOf(what, data);
     return this.#commit([{ path, source, ...(options.mode === undefined ? {} : { mode: options.mode }) }], [], options.force);
@@ -398,7 +398,7 @@ export class VolumeBatch {
   /** A file: a local path (in Node), or its bytes (text, bytes, a `Blob`, a stream). */
   putFile(local: FileData, remotePath: string, options: { mode?: number } = {}): this {
     const what = `volume "${this.volume}" batch putFile`;
-    checkedPath(what, remotePath, "write");
+    checkedPath(what, remotePath, "write", true);
     checkedOptions(what, options, { mode: "mode" });
     const mode = options.mode === undefined ? {} : { mode: options.mode };
     if (typeof local === "string") this.#files.push(localFile(local).then((file) => [{ path: remotePath, source: file.source, ...file.mode, ...mode }]));
@@ -441,10 +441,13 @@ function sourceOf(what: string, data: unknown): ByteSource {
  * A path argument: a string in a volume's path form (sent as given: the gateway takes every spelling of it). A path
  * a file is written at may not hold a name reserved for the plane (`.tandem-…`).
  */
-function checkedPath(what: string, path: unknown, use: "read" | "write" = "read"): string {
+function checkedPath(what: string, path: unknown, use: "read" | "write" = "read", file = false): string {
   if (typeof path !== "string") throw new InvalidOptionsError(`${what}: the path must be a string, like "models/weights.bin" (got ${describe(path)})`);
   const checked = volumePath(path);
   if ("problem" in checked) throw new InvalidOptionsError(`${what}: path "${path}" ${checked.problem}`);
+  // A file's path names one: the volume's root ("", "/") is its top directory.
+  if (file && checked.path === "")
+    throw new InvalidOptionsError(`${what}: a file needs a path, like "models/weights.bin"; "${path}" is the volume's root, a directory`);
   const reserved = use === "write" ? reservedVolumeNameProblem(checked.path) : undefined;
   if (reserved) throw new InvalidOptionsError(`${what}: path "${path}" ${reserved}`);
   return path;

@@ -5,12 +5,12 @@
  * edge function, and `tandem volume` as a subprocess.
  */
 import { createHash, randomBytes } from "node:crypto";
-import { mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { chmod, mkdir, mkdtemp, readFile, rm, stat, writeFile } from "node:fs/promises";
 import { request as httpRequest } from "node:http";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { ForbiddenError, NotFoundError, UnauthorizedError, Volume, VolumeConflictError, lookup } from "../sdk/index.js";
+import { ForbiddenError, InvalidOptionsError, NotFoundError, UnauthorizedError, Volume, VolumeConflictError, lookup } from "../sdk/index.js";
 import { VOLUME_LIMITS } from "../sdk/defaults.js";
 import type { TokenCreateAnswer, VolumeInfo } from "../sdk/protocol.js";
 import { runCli } from "./helpers/cli.js";
@@ -140,6 +140,12 @@ describe("storage", () => {
     await expect(v.writeFile(".tandem-keep.txt", "keep me")).rejects.toThrow('names starting with ".tandem-" are reserved for the plane');
     expect(() => v.batchUpload().putFile(new Uint8Array(1), "x/.tandem-y")).toThrow("reserved for the plane");
     await expect(v.copyFiles(["a"], ".tandem-a")).rejects.toThrow("reserved for the plane");
+    // The root is a directory: a file's path must name one, said before anything is sent (an InvalidOptionsError).
+    for (const root of ["", "/"]) {
+      await expect(v.writeFile(root, "x")).rejects.toThrow(InvalidOptionsError);
+      await expect(v.readFile(root)).rejects.toThrow(`a file needs a path, like "models/weights.bin"; "${root}" is the volume's root, a directory`);
+      expect(() => v.batchUpload().putFile(new Uint8Array(1), root)).toThrow(InvalidOptionsError);
+    }
     expect(await v.info()).toMatchObject({ version: 0, files: 0 });
   });
 
@@ -457,5 +463,36 @@ describe("tandem volume", () => {
     const got = await cli("get", "cli-two", "/t", join(dir, "got-t"));
     expect(got.code, got.stderr).toBe(0);
     expect(await readFile(join(dir, "got-t/sub/f.txt"), "utf8")).toBe("f");
+  });
+
+  it("gets files back with their modes (a private file stays private, a script runnable), and lists a name's line break as \\n", async () => {
+    await cli("create", "cli-modes");
+    await mkdir(join(dir, "modes"), { recursive: true });
+    await writeFile(join(dir, "modes/secret.txt"), "s");
+    await writeFile(join(dir, "modes/run.sh"), "#!/bin/sh\n");
+    await chmod(join(dir, "modes/secret.txt"), 0o600);
+    await chmod(join(dir, "modes/run.sh"), 0o755);
+    expect((await cli("put", "cli-modes", join(dir, "modes"), "/m")).code).toBe(0);
+    await vol("cli-modes").writeFile("m/two\nlines.txt", "x");
+    const got = await cli("get", "cli-modes", "/m", join(dir, "got-modes"));
+    expect(got.code, got.stderr).toBe(0);
+    expect((await stat(join(dir, "got-modes/secret.txt"))).mode & 0o777).toBe(0o600);
+    expect((await stat(join(dir, "got-modes/run.sh"))).mode & 0o777).toBe(0o755);
+    const ls = await cli("ls", "cli-modes", "/m");
+    expect(ls.stdout).toContain("m/two\\x0alines.txt");
+    expect(ls.stdout.trim().split("\n")).toHaveLength(3);
+  });
+
+  it("puts a directory of many small files, each back whole", async () => {
+    await cli("create", "cli-many");
+    await mkdir(join(dir, "many"), { recursive: true });
+    await Promise.all(Array.from({ length: 200 }, (_, i) => writeFile(join(dir, `many/f${i}.txt`), `file ${i}`)));
+    const put = await cli("put", "cli-many", join(dir, "many"), "/many");
+    expect(put.code, put.stderr).toBe(0);
+    const listed = (JSON.parse((await cli("ls", "cli-many", "/many", "--json")).stdout) as { path: string; size: number }[]).filter((e) =>
+      e.path.endsWith(".txt"),
+    );
+    expect(listed).toHaveLength(200);
+    for (const i of [0, 57, 199]) expect(await (await vol("cli-many").readFile(`many/f${i}.txt`)).text()).toBe(`file ${i}`);
   });
 });

@@ -6,7 +6,7 @@
  */
 import { createReadStream, createWriteStream } from "node:fs";
 import { withGatewayOptions } from "./config.js";
-import { mkdir, readdir, stat } from "node:fs/promises";
+import { chmod, mkdir, readdir, stat } from "node:fs/promises";
 import { basename, dirname, join, relative } from "node:path";
 import { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
@@ -16,7 +16,7 @@ import type { VolumeEntry } from "../protocol.js";
 import { Volume, type VolumeOptions } from "../volume.js";
 import { counted, progressBar } from "./progress.js";
 import { addCreateCommand } from "./create-command.js";
-import { listTime, style } from "./style.js";
+import { listTime, style, visibleControls } from "./style.js";
 
 type GatewayOpts = { gateway?: string; token?: string; env?: string };
 type Options = Omit<VolumeOptions, "createIfMissing">;
@@ -110,13 +110,16 @@ export function addVolumeCommands(program: Command, optionsOf: (opts: GatewayOpt
       () => false,
     );
     const destination = into ? join(local, base) : local;
-    const files = isFile ? [{ path: only!.path, size: only!.size, to: destination }] : await remoteFiles(vol, remote, destination);
+    const files = isFile ? [{ path: only!.path, size: only!.size, mode: only!.mode, to: destination }] : await remoteFiles(vol, remote, destination);
     const total = files.reduce((sum, f) => sum + f.size, 0);
     const bar = progressBar(`get ${base}`, total);
     try {
       for (const f of files) {
         await mkdir(dirname(f.to), { recursive: true });
         await pipeline(Readable.from(counted(await vol.readFile(f.path), bar)), createWriteStream(f.to));
+        // Its mode as the volume keeps it (a private 600 stays private, a script keeps its x), without setuid, setgid
+        // or sticky bits: a file fetched from a volume runs with no one's rights but its reader's.
+        await chmod(f.to, f.mode & 0o777);
       }
     } finally {
       bar?.end();
@@ -181,12 +184,12 @@ async function localFiles(local: string): Promise<{ path: string; relative: stri
 }
 
 /** The files under a volume's directory, each with where it goes under `destination`. */
-async function remoteFiles(vol: Volume, remote: string, destination: string): Promise<{ path: string; size: number; to: string }[]> {
+async function remoteFiles(vol: Volume, remote: string, destination: string): Promise<{ path: string; size: number; mode: number; to: string }[]> {
   const dir = remote.replace(/^\/+|\/+$/g, "");
   const entries = await vol.listdir(remote, { recursive: true });
   return entries
     .filter((e) => e.type === "file") // a directory comes with the files under it
-    .map((e) => ({ path: e.path, size: e.size, to: join(destination, dir === "" ? e.path : e.path.slice(dir.length + 1)) }));
+    .map((e) => ({ path: e.path, size: e.size, mode: e.mode, to: join(destination, dir === "" ? e.path : e.path.slice(dir.length + 1)) }));
 }
 
 async function* lazyRead(path: string): AsyncGenerator<Uint8Array> {
@@ -197,7 +200,9 @@ function formatEntry(e: VolumeEntry): string {
   const mode = e.type === "directory" ? "d" : "-";
   const perms = [6, 3, 0].map((shift) => ((e.mode >> shift) & 7).toString(2).padStart(3, "0")).join("");
   const rwx = [...perms].map((bit, i) => (bit === "1" ? "rwx"[i % 3] : "-")).join("");
-  return `${mode}${rwx} ${String(e.size).padStart(12)}  ${listTime(e.mtime)}  ${e.type === "directory" ? style.bold(`${e.path}/`) : e.path}`;
+  // A name's line breaks and other controls as escapes: one entry, one line.
+  const path = visibleControls(e.path);
+  return `${mode}${rwx} ${String(e.size).padStart(12)}  ${listTime(e.mtime)}  ${e.type === "directory" ? style.bold(`${path}/`) : path}`;
 }
 
 function formatBytes(n: number): string {
