@@ -328,7 +328,10 @@ describe("secrets in both tiers", () => {
     );
     const named = await runCli(["deploy", "named.ts", "--dry-run", "--outdir", join(dir, "deploy"), "--gateway", served.url], { cwd: dir });
     expect(named.code).not.toBe(0);
-    expect(named.stderr).toContain('app "named": function "f" declares secret "missing", which the gateway does not have');
+    // The environment deployed into (main, without --env) is named, and the command makes the secret there.
+    expect(named.stderr).toContain(
+      'app "named": function "f" declares secret "missing", which environment "main" does not have; make it: tandem secret create missing KEY=value --env main',
+    );
     // A deploy token of that app alone may not list the gateway's secrets (every app's): the deploy goes on, saying so.
     const made = await fetch(
       `${served.url}/v1/tokens`,
