@@ -775,8 +775,8 @@ describe("the dispatcher, on fake containers", () => {
     expect([capped.containerId, concurrent.containerId]).not.toContain(again.containerId);
   });
 
-  it("refuses to start a container for an app past its spend cap", async () => {
-    const h = harness({ f: () => "ok" });
+  /** App "app" has run a container for 100 s on the harness's plane: past any cap of a millionth of a dollar. */
+  const ranAContainerFor100s = (h: ReturnType<typeof harness>) => {
     const now = Date.now();
     h.usage.record({
       containerId: "ctr-00000000",
@@ -789,6 +789,11 @@ describe("the dispatcher, on fake containers", () => {
       startedAt: now - 100_000,
       endedAt: now,
     });
+  };
+
+  it("refuses to start a container for an app past its spend cap", async () => {
+    const h = harness({ f: () => "ok" });
+    ranAContainerFor100s(h);
     const answer = await h.dispatcher.run(request("f", { spec: { spendCapUsd: 0.000001 } }), BUNDLE);
     expect(answer.error).toMatchObject({ code: "spend_cap_reached", details: { app: "app", spendCapUsd: 0.000001 } });
     expect(answer.error!.message).toContain('app "app" reached its spend cap of $0.000001');
@@ -800,18 +805,7 @@ describe("the dispatcher, on fake containers", () => {
     const h = harness({ f: () => "f", g: () => "g" }, { gpus: { T4: 1 } });
     const t4 = { spec: { gpu: [{ type: "T4" as const, count: 1 }] } };
     const f = await h.dispatcher.run(request("f", t4), BUNDLE);
-    const now = Date.now();
-    h.usage.record({
-      containerId: "ctr-00000000",
-      app: "app",
-      function: "f",
-      gpu: null,
-      gpuCount: 0,
-      cpu: 1,
-      memoryMiB: 256,
-      startedAt: now - 100_000,
-      endedAt: now,
-    });
+    ranAContainerFor100s(h);
     const g = await h.dispatcher.run(request("g", { spec: { ...t4.spec, spendCapUsd: 0.000001 } }), BUNDLE);
     expect(g.error).toMatchObject({ code: "spend_cap_reached" });
     expect(h.lines.filter((l) => l.includes("to make room"))).toEqual([]);
