@@ -48,6 +48,7 @@ import { constants } from "node:fs";
 import { chmod, copyFile, link, mkdir, open, rename, rm, stat } from "node:fs/promises";
 import type { Server } from "node:http";
 import { dirname, join } from "node:path";
+import { eachAtOnce } from "../sdk/at-once.js";
 import { VOLUME_LIMITS } from "../sdk/defaults.js";
 import { InternalError, InvalidRequestError, NotFoundError, VolumeConflictError, fromWireError, type WireError } from "../sdk/errors.js";
 import {
@@ -580,20 +581,6 @@ function conflictAdvice(mount: Mount, volumePath: string): string {
     `to take the volume's, delete ${here} and reload(); to keep this container's, write it over the volume's ` +
     `(await vol.writeFile(${JSON.stringify(volumePath)}, bytes, { force: true })), then delete ${here} and reload()`
   );
-}
-
-/** Runs `each` on every item, `limit` at once; stops taking new ones at the first failure, and throws it once those running end. */
-async function eachAtOnce<T>(items: readonly T[], limit: number, each: (item: T) => Promise<void>): Promise<void> {
-  let next = 0;
-  let failed: { err: unknown } | undefined;
-  const runner = async () => {
-    while (!failed && next < items.length) {
-      const item = items[next++]!;
-      await each(item).catch((err: unknown) => void (failed ??= { err }));
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, runner));
-  if (failed) throw failed.err;
 }
 
 function sameOnDisk(held: HeldFile | undefined, st: FileStat): boolean {

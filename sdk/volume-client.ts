@@ -5,6 +5,7 @@
  * (a few at once), then commits every file in one request.
  */
 import { gatewayFetch } from "./transport.js";
+import { eachAtOnce } from "./at-once.js";
 import { VOLUME_LIMITS } from "./defaults.js";
 import { GatewayUnreachableError, InvalidOptionsError, fromWireError, type WireError } from "./errors.js";
 import { HttpInvoker, gatewayUnreachable, resolveGatewayUrl } from "./client.js";
@@ -74,20 +75,7 @@ export class HttpVolumes implements VolumeBackend {
     // blocks in flight together no more than `uploadConcurrency`, so memory stays as it was for one large file.
     const slots = slotsOf(VOLUME_LIMITS.uploadConcurrency);
     const puts = new Array<VolumeChange>(files.length);
-    let next = 0;
-    let failed: { err: unknown } | undefined;
-    const uploader = async () => {
-      while (!failed && next < files.length) {
-        const i = next++;
-        try {
-          puts[i] = await this.#upload(name, files[i]!, slots);
-        } catch (err) {
-          failed ??= { err };
-        }
-      }
-    };
-    await Promise.all(Array.from({ length: Math.min(VOLUME_LIMITS.uploadConcurrency, files.length) }, uploader));
-    if (failed) throw failed.err;
+    await eachAtOnce(files, VOLUME_LIMITS.uploadConcurrency, async (file, i) => void (puts[i] = await this.#upload(name, file, slots)));
     return (await this.http.request("POST", paths.volumeCommit(name), { changes: [...puts, ...changes], ...terms })) as VolumeCommitAnswer;
   }
 

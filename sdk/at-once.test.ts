@@ -1,0 +1,32 @@
+import { describe, expect, it } from "vitest";
+import { eachAtOnce } from "./at-once.js";
+
+describe("eachAtOnce", () => {
+  it("runs every item, never more than the limit at once", async () => {
+    let running = 0;
+    let most = 0;
+    const done: number[] = [];
+    await eachAtOnce([1, 2, 3, 4, 5, 6, 7], 3, async (n, i) => {
+      most = Math.max(most, ++running);
+      await new Promise((r) => setTimeout(r, 5 * (n % 3)));
+      done[i] = n;
+      running--;
+    });
+    expect(done).toEqual([1, 2, 3, 4, 5, 6, 7]);
+    expect(most).toBe(3);
+  });
+
+  it("starts nothing more after a failure, and throws it once the running ones end", async () => {
+    const started: number[] = [];
+    let ended = 0;
+    const run = eachAtOnce([1, 2, 3, 4, 5, 6], 2, async (n) => {
+      started.push(n);
+      await new Promise((r) => setTimeout(r, 5));
+      ended++;
+      if (n === 2) throw new Error("two failed");
+    });
+    await expect(run).rejects.toThrow("two failed");
+    expect(started).toEqual([1, 2, 3]);
+    expect(ended).toBe(3);
+  });
+});
