@@ -374,13 +374,18 @@ export class AgentHub extends DurableObject<Env> {
   }
 }
 
+/** Whether a request asks to become a WebSocket (`Upgrade: websocket`, in any case). */
+export function asksWebSocket(headers: Headers): boolean {
+  return headers.get("upgrade")?.toLowerCase() === "websocket";
+}
+
 /**
  * What makes an upgrade's headers other than an RFC 6455 handshake (section 4.2.1): `Upgrade: websocket`, version 13,
  * and a key of 16 bytes in base64; undefined when they are one.
  * @example handshakeFault(new Headers({ upgrade: "websocket", "sec-websocket-version": "8" })) // "Sec-WebSocket-Version must be 13, not \"8\""
  */
 export function handshakeFault(headers: Headers): string | undefined {
-  if (headers.get("upgrade")?.toLowerCase() !== "websocket") return "it lacks Upgrade: websocket";
+  if (!asksWebSocket(headers)) return "it lacks Upgrade: websocket";
   const version = headers.get("sec-websocket-version");
   if (version !== "13") return version === null ? "it lacks Sec-WebSocket-Version: 13" : `Sec-WebSocket-Version must be 13, not ${JSON.stringify(version)}`;
   const key = headers.get("sec-websocket-key");

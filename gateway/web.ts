@@ -21,7 +21,7 @@ import { HEADERS, SESSION_ID_PATTERN, paths } from "../sdk/protocol.js";
 import type { GatewayConfig } from "./config.js";
 import type { Env, RouteEnv } from "./env.js";
 import { secretEnv } from "./secret-env.js";
-import { hubFor } from "./agents.js";
+import { asksWebSocket, hubFor } from "./agents.js";
 import { authorizeWeb } from "./auth.js";
 import { limitBody, utf8Text } from "./body.js";
 import { shardOf } from "./shard.js";
@@ -202,7 +202,7 @@ function addEndpoint(web: Hono<Web>, appName: string, endpoint: EndpointHandle):
     if (endpoint.auth === "token") await authorizeWeb(c.env, c.req.raw, appName, endpoint.label);
     // A WebSocket's upgrade (a client that took the endpoint for an agent) would run the handler for an answer the
     // client cannot read as one: said at once, and the handler does not run.
-    if (c.req.header("upgrade")?.toLowerCase() === "websocket") {
+    if (asksWebSocket(c.req.raw.headers)) {
       throw new InvalidRequestError(
         `"${endpoint.label}" of app "${appName}" is a web endpoint (${endpoint.method} ${endpoint.path}), not a WebSocket agent: it takes HTTP requests, not a WebSocket's upgrade`,
         { app: appName, label: endpoint.label },
@@ -338,7 +338,7 @@ function ownAnswer(c: Context<Web>, err: unknown): Response | undefined {
 function addAgent(web: Hono<Web>, appName: string, agent: AgentDefinition): void {
   web.all(paths.agent(appName, agent.label), async (c: Context<Web>) => {
     const vouchedBy = agent.auth === "token" ? await authorizeWeb(c.env, c.req.raw, appName, agent.label) : undefined;
-    if (c.req.header("upgrade")?.toLowerCase() !== "websocket") {
+    if (!asksWebSocket(c.req.raw.headers)) {
       const message = `websocket "${agent.label}" of app "${appName}" takes WebSocket connections: connect("${appName}", "${agent.label}") from the SDK, or ws://…${paths.agent(appName, agent.label)}?session=<id>`;
       return c.json(errorBody(new UpgradeRequiredError(message, { app: appName, label: agent.label })), 426, { upgrade: "websocket" });
     }

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { eachAtOnce } from "./at-once.js";
+import { eachAtOnce, slotsOf } from "./at-once.js";
 
 describe("eachAtOnce", () => {
   it("runs every item, never more than the limit at once", async () => {
@@ -28,5 +28,22 @@ describe("eachAtOnce", () => {
     await expect(run).rejects.toThrow("two failed");
     expect(started).toEqual([1, 2, 3]);
     expect(ended).toBe(3);
+  });
+
+  it("shares slots: never more holders than its most, each waiting one let in as another gives its slot", async () => {
+    const slots = slotsOf(2);
+    let held = 0;
+    let most = 0;
+    await Promise.all(
+      Array.from({ length: 6 }, async (_, i) => {
+        await slots.take();
+        most = Math.max(most, ++held);
+        await new Promise((r) => setTimeout(r, 2 + (i % 3)));
+        held--;
+        slots.give();
+      }),
+    );
+    expect(most).toBe(2);
+    expect(held).toBe(0);
   });
 });

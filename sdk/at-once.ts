@@ -20,3 +20,33 @@ export async function eachAtOnce<T>(items: readonly T[], limit: number, each: (i
   await Promise.all(Array.from({ length: Math.min(limit, items.length) }, runner));
   if (failed) throw failed.err;
 }
+
+/** A limit shared by whoever holds its slots (`slotsOf`). */
+export interface Slots {
+  take(): Promise<void>;
+  give(): void;
+}
+
+/**
+ * At most `max` holders at once, across callers that share it (a put's files, each sending its blocks): `take` waits
+ * for a slot, `give` hands it to the next waiting, as it is, or frees it.
+ * @example const slots = slotsOf(4); await slots.take(); send().finally(() => slots.give());
+ */
+export function slotsOf(max: number): Slots {
+  let taken = 0;
+  const waiting: (() => void)[] = [];
+  return {
+    take: () => {
+      if (taken < max) {
+        taken++;
+        return Promise.resolve();
+      }
+      return new Promise<void>((resolve) => waiting.push(resolve));
+    },
+    give: () => {
+      const next = waiting.shift();
+      if (next) return next();
+      taken--;
+    },
+  };
+}

@@ -5,7 +5,7 @@
  * (a few at once), then commits every file in one request.
  */
 import { gatewayFetch } from "./transport.js";
-import { eachAtOnce } from "./at-once.js";
+import { eachAtOnce, slotsOf, type Slots } from "./at-once.js";
 import { VOLUME_LIMITS } from "./defaults.js";
 import { GatewayUnreachableError, InvalidOptionsError, fromWireError, type WireError } from "./errors.js";
 import { HttpInvoker, gatewayUnreachable, resolveGatewayUrl } from "./client.js";
@@ -146,30 +146,4 @@ export class HttpVolumes implements VolumeBackend {
     if (body && typeof body === "object" && "error" in body) throw fromWireError(body.error as WireError);
     throw new GatewayUnreachableError(`${this.http.baseUrl} answered HTTP ${res.status}`, { gateway: this.http.baseUrl, status: res.status });
   }
-}
-
-/** At most `max` holders at once: `take` waits for a slot, `give` hands it to the next waiting or frees it. */
-interface Slots {
-  take(): Promise<void>;
-  give(): void;
-}
-
-function slotsOf(max: number): Slots {
-  let taken = 0;
-  const waiting: (() => void)[] = [];
-  return {
-    take: () => {
-      if (taken < max) {
-        taken++;
-        return Promise.resolve();
-      }
-      return new Promise<void>((resolve) => waiting.push(resolve));
-    },
-    give: () => {
-      const next = waiting.shift();
-      if (next)
-        next(); // the slot passes on as it is
-      else taken--;
-    },
-  };
 }
