@@ -26,6 +26,7 @@ import { DICT_LIMITS } from "../sdk/defaults.js";
 import { NotFoundError, type WireError } from "../sdk/errors.js";
 import type { DictAnswers, DictInfo } from "../sdk/protocol.js";
 import type { Env } from "./env.js";
+import { withinBudget } from "./answer-budget.js";
 import { answer, NameCatalog, type Outcome } from "./store-catalog.js";
 
 /** A dict operation as the object takes it: keys already in their canonical form, values encoded. */
@@ -220,17 +221,16 @@ export class DictStore extends DurableObject<Env> {
         return { removed };
       }
       case "entries": {
-        const rows = this.#sql
-          .exec<EntryRow>(
-            "SELECT key, value, version, expires_at FROM entries WHERE key > ? AND expires_at > ? ORDER BY key LIMIT ?",
-            command.after ?? "",
-            now,
-            command.limit + 1,
-          )
-          .toArray();
-        const page = rows.slice(0, command.limit);
+        const rows = this.#sql.exec<EntryRow>(
+          "SELECT key, value, version, expires_at FROM entries WHERE key > ? AND expires_at > ? ORDER BY key LIMIT ?",
+          command.after ?? "",
+          now,
+          command.limit + 1,
+        );
+        const chars = (row: EntryRow) => row.key.length + (command.keysOnly ? 0 : row.value.length);
+        const { taken: page, more } = withinBudget(rows, chars, DICT_LIMITS.maxAnswerChars, command.limit);
         const entries = page.map((row) => entryOf(row, !command.keysOnly));
-        return rows.length > command.limit ? { entries, next: page[page.length - 1]!.key } : { entries };
+        return more ? { entries, next: page[page.length - 1]!.key } : { entries };
       }
     }
   }

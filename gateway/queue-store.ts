@@ -16,6 +16,7 @@ import { QUEUE_LIMITS } from "../sdk/defaults.js";
 import { NotFoundError, QueueFullError } from "../sdk/errors.js";
 import type { EncodedValue, QueueAnswers, QueueInfo, QueueItem } from "../sdk/protocol.js";
 import type { Env } from "./env.js";
+import { withinBudget } from "./answer-budget.js";
 import { answer, NameCatalog, type Outcome } from "./store-catalog.js";
 
 /** The default partition's name in storage (a partition a request names is never empty). */
@@ -126,12 +127,17 @@ export class QueueStore extends DurableObject<Env> {
 
   #take(_queue: QueueRow, command: Extract<QueueCommand, { op: "get" }>): QueueAnswers["get"] {
     const now = Date.now();
-    const rows = this.#sql
-      .exec<ItemRow>(`SELECT id, value FROM items WHERE part = ? AND ${AVAILABLE} ORDER BY id LIMIT ?`, command.partition, now, command.n)
-      .toArray();
+    const cursor = this.#sql.exec<ItemRow>(
+      `SELECT id, value FROM items WHERE part = ? AND ${AVAILABLE} ORDER BY id LIMIT ?`,
+      command.partition,
+      now,
+      command.n,
+    );
+    const { taken: rows, more } = withinBudget(cursor, (row) => row.value.length, QUEUE_LIMITS.maxAnswerChars, command.n); // the rest stay, for the next get
+    const most = more ? { more: true as const } : {};
     if (command.leaseSeconds === undefined) {
       for (const row of rows) this.#sql.exec("DELETE FROM items WHERE id = ?", row.id);
-      return { items: rows.map((row) => ({ id: row.id, value: JSON.parse(row.value) as EncodedValue })) };
+      return { items: rows.map((row) => ({ id: row.id, value: JSON.parse(row.value) as EncodedValue })), ...most };
     }
     const until = now + Math.round(command.leaseSeconds * 1000);
     const items: QueueItem[] = [];
@@ -140,7 +146,7 @@ export class QueueStore extends DurableObject<Env> {
       this.#sql.exec("UPDATE items SET lease_id = ?, lease_until = ? WHERE id = ?", lease, until, row.id);
       items.push({ id: row.id, value: JSON.parse(row.value) as EncodedValue, lease, leaseUntil: until });
     }
-    return { items };
+    return { items, ...most };
   }
 
   #run(queue: QueueRow, command: Exclude<QueueCommand, { op: "get" }>): QueueAnswers[QueueCommand["op"]] {
@@ -199,18 +205,16 @@ export class QueueStore extends DurableObject<Env> {
         return { len: len ?? 0, leased: leased ?? 0 };
       }
       case "peek": {
-        const rows = this.#sql
-          .exec<ItemRow>(
-            `SELECT id, value FROM items WHERE part = ? AND id > ? AND ${AVAILABLE} ORDER BY id LIMIT ?`,
-            command.partition,
-            command.after,
-            now,
-            command.limit + 1,
-          )
-          .toArray();
-        const page = rows.slice(0, command.limit);
+        const rows = this.#sql.exec<ItemRow>(
+          `SELECT id, value FROM items WHERE part = ? AND id > ? AND ${AVAILABLE} ORDER BY id LIMIT ?`,
+          command.partition,
+          command.after,
+          now,
+          command.limit + 1,
+        );
+        const { taken: page, more } = withinBudget(rows, (row) => row.value.length, QUEUE_LIMITS.maxAnswerChars, command.limit);
         const items = page.map((row) => ({ id: row.id, value: JSON.parse(row.value) as EncodedValue }));
-        return rows.length > command.limit ? { items, next: page[page.length - 1]!.id } : { items };
+        return more ? { items, next: page[page.length - 1]!.id } : { items };
       }
       case "clear": {
         const cursor = command.all ? this.#sql.exec("DELETE FROM items") : this.#sql.exec("DELETE FROM items WHERE part = ?", command.partition);

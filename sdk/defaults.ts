@@ -445,6 +445,11 @@ export const DICT_LIMITS = {
   /** Entries per page of `keys`/`values`/`items`: the default, and the most one page holds. */
   pageSize: 100,
   maxPageSize: 1_000,
+  /**
+   * The most characters of keys and values one page carries (a page crosses from the dict's Durable Object in one
+   * message, which takes up to 32 MiB, a character at most two bytes there): past it the page ends early, with `next`.
+   */
+  maxAnswerChars: 8 * MiB,
   /** The most dicts one gateway keeps. */
   maxDicts: 10_000,
 } as const;
@@ -471,6 +476,11 @@ export const QUEUE_LIMITS = {
   /** Items per page of `iterate()`: the default, and the most one page holds. */
   pageSize: 100,
   maxPageSize: 1_000,
+  /**
+   * The most characters of items one get or peek answers with (as `DICT_LIMITS.maxAnswerChars`): a get takes fewer
+   * items than it asked for rather than more than this, and a peek's page ends early, with `next`.
+   */
+  maxAnswerChars: 8 * MiB,
   /** The most queues one gateway keeps. */
   maxQueues: 10_000,
 } as const;

@@ -1537,7 +1537,11 @@ export interface QueueItem {
 /** Each queue operation's answer. */
 export interface QueueAnswers {
   put: { put: number };
-  get: { items: QueueItem[] };
+  /**
+   * `more`: items were left waiting because the answer would have carried more than `QUEUE_LIMITS.maxAnswerChars` of
+   * them (a get of large items): ask again. The SDK's `getMany` does, without waiting.
+   */
+  get: { items: QueueItem[]; more?: true };
   /** `acked`: the leases that were still held (an expired lease's item went back to the queue). */
   ack: { acked: number };
   /** `extended`: the leases that were still held, each now running until `leaseUntil` (an expired one is not revived). */

@@ -213,9 +213,27 @@ export class Queue<T = unknown> {
     for (;;) {
       const wait = Math.max(0, Math.min(deadline - Date.now(), QUEUE_LIMITS.maxWaitMs));
       const request = { n, timeoutMs: Math.round(wait), ...rest, ...(lease === undefined ? {} : { leaseSeconds: lease }) };
-      const { items } = await this.#op("get", checkedRequest(QueueRequestSchemas.get, request, `queue "${this.name}" get`));
+      const { items, more } = await this.#op("get", checkedRequest(QueueRequestSchemas.get, request, `queue "${this.name}" get`));
+      if (more) return this.#rest(items, n, { ...request, timeoutMs: 0 });
       if (items.length > 0 || Date.now() >= deadline) return items;
     }
+  }
+
+  /**
+   * The rest of a get whose answer left items waiting, too large to carry in one (`more`): asked for at once, until
+   * `n` are taken or none is left. A request that fails ends it with what was taken, which is the caller's already.
+   */
+  async #rest(taken: QueueItem[], n: number, request: QueueRequests["get"]): Promise<QueueItem[]> {
+    for (let more = true; more && taken.length < n;) {
+      try {
+        const answer = await this.#op("get", { ...request, n: n - taken.length });
+        taken.push(...answer.items);
+        more = answer.more === true && answer.items.length > 0;
+      } catch {
+        break;
+      }
+    }
+    return taken;
   }
 
   #leased<T>(item: QueueItem): LeasedItem<T> {

@@ -209,6 +209,27 @@ describe("dict", () => {
     expect(items).toEqual(entries);
   });
 
+  it("lists a dict whose entries add up past what one answer may carry, in shorter pages, losing none", async () => {
+    const d = dict("huge-list", { createIfMissing: true });
+    const value = (i: number) => `${i}:${"v".repeat(1_000_000)}`; // 34 of them: past one Durable Object answer's 32 MiB
+    await d.update(Array.from({ length: 34 }, (_, i) => [`k${String(i).padStart(2, "0")}`, value(i)] as const));
+    const res = await api("/v1/dicts/huge-list/entries", { method: "POST", body: JSON.stringify({ limit: 1000 }) });
+    expect(res.status).toBe(200);
+    const page = (await res.json()) as { entries: unknown[]; next?: string };
+    expect(page.entries.length).toBeLessThan(34);
+    expect(page.next).toBe(`"k${String(page.entries.length - 1).padStart(2, "0")}"`);
+    let n = 0;
+    for await (const [key, v] of d.items<string, string>({ pageSize: 1000 })) {
+      expect([key, v.length, v.startsWith(`${n}:`)]).toEqual([`k${String(n).padStart(2, "0")}`, value(n).length, true]);
+      n++;
+    }
+    expect(n).toBe(34);
+    const keys: unknown[] = [];
+    for await (const key of d.keys()) keys.push(key);
+    expect(keys).toHaveLength(34);
+    expect((await Dict.delete("huge-list", { gateway: gw.url, token: ADMIN_TOKEN })).len).toBe(34);
+  }, 60_000);
+
   it("refuses a value over 1 MiB as value_too_large, and bad keys and options before sending", async () => {
     const d = dict("limits", { createIfMissing: true });
     const err = await d.put("big", "x".repeat(DICT_LIMITS.maxValueBytes)).catch((e: unknown) => e);
@@ -383,6 +404,34 @@ describe("queue", () => {
     const got = await q.getMany<string>(14, { timeoutMs: 0 });
     expect(got.map((item) => item.split(":")[0])).toEqual(Array.from({ length: 14 }, (_, i) => String(i)));
   });
+
+  it("hands out a get that asks for more than one answer may carry in parts, taking none it does not hand out", async () => {
+    const q = queue("huge-get", { createIfMissing: true });
+    const item = (i: number) => `${i}:${"x".repeat(1_000_000)}`; // 34 of them: past one Durable Object answer's 32 MiB
+    await q.putMany(Array.from({ length: 34 }, (_, i) => item(i)));
+    const took = await api("/v1/queues/huge-get/get", { method: "POST", body: JSON.stringify({ n: 34, timeoutMs: 0, leaseSeconds: 1 }) });
+    expect(took.status).toBe(200);
+    const part = (await took.json()) as { items: unknown[]; more?: boolean };
+    expect([part.items.length < 34, part.more]).toEqual([true, true]);
+    await sleep(1100); // its leases run out: the items wait again
+    const peeked = await api("/v1/queues/huge-get/peek", { method: "POST", body: JSON.stringify({ limit: 1000 }) });
+    expect(peeked.status).toBe(200);
+    const page = (await peeked.json()) as { items: unknown[]; next?: number };
+    expect(page.items.length).toBeLessThan(34);
+    expect(page.next).toBeDefined();
+    let peekedAll = 0;
+    for await (const value of q.iterate<string>({ pageSize: 1000 })) expect(value.startsWith(`${peekedAll++}:`)).toBe(true);
+    expect(peekedAll).toBe(34);
+    // The SDK asks for the rest at once: one getMany, every item, each on its lease.
+    const leased = await q.getMany<string>(34, { timeoutMs: 0, lease: 1 });
+    expect(leased.map((job) => job.value.split(":")[0])).toEqual(Array.from({ length: 34 }, (_, i) => String(i)));
+    expect(await q.len()).toBe(0);
+    await sleep(1100); // not acked: back in the queue
+    const got = await q.getMany<string>(34, { timeoutMs: 0 });
+    expect(got.map((v) => v.split(":")[0])).toEqual(Array.from({ length: 34 }, (_, i) => String(i)));
+    expect(got.every((v, i) => v === item(i))).toBe(true);
+    expect(await q.len()).toBe(0);
+  }, 60_000);
 
   it("states and enforces its limits with clear errors", async () => {
     const q = queue("limits", { createIfMissing: true });

@@ -9,6 +9,7 @@ import { inspect } from "node:util";
 import { withGatewayOptions } from "./config.js";
 import { Command } from "commander";
 import { Dict } from "../dict.js";
+import { DICT_LIMITS, QUEUE_LIMITS } from "../defaults.js";
 import { InvalidOptionsError, NotFoundError } from "../errors.js";
 import { encodeValue } from "../protocol.js";
 import { Queue } from "../queue.js";
@@ -66,7 +67,8 @@ export function addDictQueueCommands(program: Command, optionsOf: (opts: Gateway
       .option("--json", "print JSON lines: { key, value } (value as the call codec encodes it)"),
   ).action(async (name: string, opts: GatewayOpts & { limit?: number; json?: boolean }) => {
     let shown = 0;
-    for await (const [key, value] of Dict.fromName(name, optionsOf(opts)).items()) {
+    const pageSize = opts.limit === undefined ? undefined : Math.min(opts.limit, DICT_LIMITS.maxPageSize); // no more fetched than shown
+    for await (const [key, value] of Dict.fromName(name, optionsOf(opts)).items(pageSize === undefined ? {} : { pageSize })) {
       if (opts.limit !== undefined && shown >= opts.limit) break;
       shown++;
       if (opts.json) console.log(JSON.stringify({ key, value: encodeValue(value) }));
@@ -137,7 +139,7 @@ export function addDictQueueCommands(program: Command, optionsOf: (opts: Gateway
       .option("--json", "print JSON lines: each value as the call codec encodes it, whole"),
   ).action(async (name: string, opts: GatewayOpts & { partition?: string; limit: number; json?: boolean }) => {
     let shown = 0;
-    for await (const value of Queue.fromName(name, optionsOf(opts)).iterate(partitionOf(opts, { pageSize: Math.min(opts.limit, 1000) }))) {
+    for await (const value of Queue.fromName(name, optionsOf(opts)).iterate(partitionOf(opts, { pageSize: Math.min(opts.limit, QUEUE_LIMITS.maxPageSize) }))) {
       if (shown++ >= opts.limit) break;
       const partition = opts.partition === undefined ? "" : ` -p ${shellWord(opts.partition)}`;
       console.log(opts.json ? JSON.stringify(encodeValue(value)) : cutValue(formatValue(value), `tandem queue peek ${name}${partition} --json`));
