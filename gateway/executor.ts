@@ -903,7 +903,7 @@ export function stopMapHere(scope: string): Map<string, string> {
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
 /** The system line of a call that ended failed: `failed after 2 attempts: Error: flaky boom` (its error already masked). */
-function failedLine(error: TandemError, attempts: number): string {
+export function failedLine(error: TandemError, attempts: number): string {
   return `failed after ${attempts} attempt${attempts === 1 ? "" : "s"}: ${errorName(error)}: ${firstLine(error)}`;
 }
 

@@ -35,6 +35,15 @@ import type { RunContext } from "./run-context.js";
  */
 const TIMEOUT_MARGIN_MS = 10_000;
 
+/**
+ * The longest the gateway waits on a plane for one attempt of `fn`, a call's or a stream's: the plane times it out
+ * first, and says so with its container.
+ * @example const deadline = Date.now() + planeAttemptMs(fn);
+ */
+export function planeAttemptMs(fn: RegisteredFunction): number {
+  return 2 * fn.spec.timeoutSeconds * 1000 + TIMEOUT_MARGIN_MS;
+}
+
 /** What sending one input to a plane needs: the secret, the request, what GPUs it wants, its deadline. */
 interface PlaneSend extends PlaneWants {
   secret: string;
@@ -191,7 +200,7 @@ export async function forwardToPlane(
       const run: RunSend = {
         secret: send.secret,
         request: send.request,
-        timeoutMs: 2 * fn.spec.timeoutSeconds * 1000 + TIMEOUT_MARGIN_MS,
+        timeoutMs: planeAttemptMs(fn),
         ...(options.onSent ? { onSent: () => options.onSent!(plane.planeId) } : {}),
       };
       reply = options.batch ? await options.batch.run(plane, run) : await runOnPlane(plane, run);

@@ -5,8 +5,10 @@
  * the generator. A stream is not retried once it has begun.
  */
 import { raceDeadline, withDeadline } from "../sdk/deadline.js";
+import { STOP_DEFAULTS } from "../sdk/defaults.js";
 import {
   CancelledError,
+  ContainerFailedError,
   FunctionTimeoutError,
   InvalidRequestError,
   TandemError,
@@ -21,7 +23,9 @@ import { encodeChunk } from "../sdk/result-value.js";
 import type { CallArgs } from "./call-args.js";
 import { recordEnded } from "./call-ledger-client.js";
 import { EncodedResult } from "./encoded-result.js";
-import { forwardStreamToPlane } from "./forward-to-plane.js";
+import { failedLine } from "./executor.js";
+import { forwardStreamToPlane, planeAttemptMs } from "./forward-to-plane.js";
+import { keepEdgeLine } from "./log-sink.js";
 import { registry, type RegisteredFunction } from "./registry.js";
 import { runStore, withCallEnv, type RunContext } from "./run-context.js";
 import { maskedError } from "../sdk/secret.js";
@@ -43,7 +47,9 @@ export async function* streamCall(rc: RunContext, fn: RegisteredFunction, args: 
     logTo: { app: fn.app, function: fn.name, callId },
     call: { callId, app: fn.app, function: fn.name, attempt: 1, env: fn.spec.env, signal: stopped.signal },
   };
-  const deadline = createdAt + fn.spec.timeoutSeconds * 1000;
+  // A plane times its stream out itself (and stops its container, as for a call): the gateway waits past that.
+  const plane = fn.spec.tier === "plane";
+  const deadline = createdAt + (plane ? planeAttemptMs(fn) : fn.spec.timeoutSeconds * 1000);
   let status: Exclude<CallStatus, "pending" | "running"> = "cancelled";
   let error: TandemError | undefined;
   let chunks = 0;
@@ -54,9 +60,8 @@ export async function* streamCall(rc: RunContext, fn: RegisteredFunction, args: 
   const held = new Promise<void>((resolve) => (ended = resolve));
   rc.waitUntil(raceDeadline(held, deadline));
   try {
-    if (fn.spec.tier !== "plane") withCallEnv(context, await registry().processEnvOf(rc, fn));
-    const produced =
-      fn.spec.tier === "plane" ? forwardStreamToPlane(rc, fn, args, callId) : await runStore.run(context, async () => fn.handler(...args.values));
+    if (!plane) withCallEnv(context, await registry().processEnvOf(rc, fn));
+    const produced = plane ? forwardStreamToPlane(rc, fn, args, callId) : await runStore.run(context, async () => fn.handler(...args.values));
     if (!isGeneratorResult(produced)) {
       throw new InvalidRequestError(`${fn.app}.${fn.name} is not a generator function; call it with .remote() (POST .../call)`);
     }
@@ -69,7 +74,7 @@ export async function* streamCall(rc: RunContext, fn: RegisteredFunction, args: 
       );
       if (step.done) break;
       // A plane's chunk was checked where it was yielded; an edge one is checked here, as a result is.
-      const chunk = fn.spec.tier === "plane" ? step.value : new EncodedResult(encodeChunk(step.value, `${fn.app}.${fn.name}`));
+      const chunk = plane ? step.value : new EncodedResult(encodeChunk(step.value, `${fn.app}.${fn.name}`));
       chunks++;
       yield chunk;
     }
@@ -77,12 +82,21 @@ export async function* streamCall(rc: RunContext, fn: RegisteredFunction, args: 
   } catch (err) {
     error = errorOfCall(maskedError(callFailure(err, { callId }, mapStack), context.secretValues), callId);
     status = error instanceof FunctionTimeoutError ? "timed_out" : "failed";
+    // Its system line, as a call's (gateway/executor.ts): a plane tells its own timeouts and its containers' failures.
+    const origin = { app: fn.app, function: fn.name, callId };
+    if (status === "timed_out" && !plane) keepEdgeLine(rc, origin, "system", error.message);
+    if (status === "failed" && !(plane && error instanceof ContainerFailedError)) keepEdgeLine(rc, origin, "system", failedLine(error, 1));
     throw error;
   } finally {
     // Also reached when the caller stops reading: the generator's own `finally` runs now.
     if (status === "timed_out" || status === "cancelled")
       stopped.abort(error ?? new CancelledError(`call ${callId} was cancelled: the caller stopped reading after ${chunks} chunks`, { callId }));
-    if (status !== "succeeded") await runStore.run(context, () => Promise.resolve(iterator?.return?.())).catch(() => {});
+    if (status !== "succeeded") {
+      // Not waited for: a generator stopped inside a step (awaiting a timer, a fetch) returns only once that step
+      // ends, and the caller is answered now, as a stopped call's is; the function gets the grace a stopped call does.
+      const returned = runStore.run(context, () => Promise.resolve(iterator?.return?.())).catch(() => {});
+      rc.waitUntil(raceDeadline(returned, Date.now() + STOP_DEFAULTS.edgeGraceMs));
+    }
     rc.waitUntil(
       recordEnded(rc.env, [
         {

@@ -272,11 +272,18 @@ export class Dispatcher {
       }
     } catch (err) {
       errorCode = errorCodeOf(err);
+      // Said as a call's failure here is (`run`): a timeout, a container that died; not the function's own error.
+      if (!output) {
+        const message = err instanceof Error ? err.message : String(err);
+        this.#o.log(`[plane] ${req.callId}: ${firstLine(message).replace(/; last log lines:$/, "")}`);
+        this.#o.onLogLine?.({ app: req.app, function: req.function, callId: req.callId, containerId: worker.id, source: "system", text: message });
+      }
       throw err;
     } finally {
       timings.runMs = performance.now() - handedOver;
       this.#o.meter?.callEnded(req.app, req.function, req.attempt, timings, errorCode);
-      if (!output && !broken && !worker.exit && !worker.protocolError) {
+      // Timed out: the container stops at once, as a call's does (below), and no code of the function runs after.
+      if (errorCode !== "function_timeout" && !output && !broken && !worker.exit && !worker.protocolError) {
         // The reader stopped early: the runner returns the generator (its `finally` runs) and ends the input.
         worker.channel.cancel(req.callId);
         clean =

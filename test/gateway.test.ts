@@ -362,6 +362,19 @@ describe("generator functions", () => {
     expect(await fn<[], string>("endlessAbortReason").remote()).toBe("CancelledError");
   });
 
+  it("ends a stream at its timeout while its generator waits inside a step, then runs the generator's finally, its signal aborted", async () => {
+    const got: unknown[] = [];
+    const started = Date.now();
+    const err = await (async () => {
+      for await (const chunk of fn<[number], AsyncGenerator<string>>("stalling").remoteGen(6_000)) got.push(chunk);
+    })().catch((e: unknown) => e);
+    expect(got).toEqual(["first"]);
+    expect(err).toBeInstanceOf(FunctionTimeoutError);
+    // At its 1 s timeout, not when the 6 s step ended (before, the answer waited for the generator to return).
+    expect(Date.now() - started).toBeLessThan(5_000);
+    await eventually(async () => (await fn<[], string>("stallingFinally").remote()) === "FunctionTimeoutError", 15_000);
+  }, 30_000);
+
   it("streams through a web endpoint as Server-Sent Events", async () => {
     const res = await fetch(`${gw.url}/edge/sse/3`);
     expect(res.headers.get("content-type")).toBe("text/event-stream");

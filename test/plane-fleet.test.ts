@@ -189,6 +189,34 @@ describe("a plane told to stop (SIGTERM)", () => {
   }, 120_000);
 });
 
+describe("a plane told to stop twice", () => {
+  it("ends its drain at once on the second signal, yet stops its containers and tells the gateway it stopped, exiting 130", async () => {
+    const stack = await startTestStack(APP, {}, { planes: 0 });
+    const plane = await startPlaneProcess(stack.url, ["--gpus", "T4:1", "--drain-timeout", "60"]);
+    try {
+      const nap = lookup<[number], string>("plane", "announcedNap", { gateway: stack.url });
+      const call = await nap.spawn(30_000);
+      await eventually(() => plane.output().includes(call.id) && plane.output().includes("running attempt"), 30_000);
+      plane.child.kill("SIGTERM");
+      await eventually(() => plane.output().includes("takes no new input"), 5_000);
+      plane.child.kill("SIGINT");
+      // Before, the second signal quit at once: its containers left behind, the gateway never told.
+      expect(await planeExit(plane)).toBe(130);
+      expect(plane.output()).toContain("stopping now: the containers of the inputs still running stop");
+      expect(
+        execFileSync("docker", ["ps", "-aq", "--filter", `label=tandem.plane=${plane.planeId()}`])
+          .toString()
+          .trim(),
+      ).toBe("");
+      const listed = (await (await fetch(`${stack.url}/v1/planes`, authed())).json()) as { planes: PlaneInfo[] };
+      expect(listed.planes.find((p) => p.planeId === plane.planeId())).toMatchObject({ stopped: true });
+    } finally {
+      await stopPlaneProcess(plane);
+      await stack.dispose();
+    }
+  }, 120_000);
+});
+
 describe("a plane killed mid-call and started again on its folder", () => {
   it("answers that the run it had is lost: the call runs again as attempt 2, and its record says so", async () => {
     const stack = await startTestStack(APP, {}, { planes: 0 });

@@ -512,6 +512,24 @@ describe("generator functions on the plane", () => {
     expect(await (await fetch(`${stack.url}/v1/calls/${callId}`, authed())).json()).toMatchObject({ kind: "stream", status: "cancelled" });
   });
 
+  it("times a stream out on the plane, which stops its container at once, as it does a call's", async () => {
+    const ran = () => stack.planeOutput.filter((l) => /the stalling generator's finally ran/.test(l)).length;
+    const before = ran();
+    const got: string[] = [];
+    const err = await (async () => {
+      for await (const chunk of fn<[number], AsyncGenerator<string>>("stallingPlane").remoteGen(8_000)) got.push(chunk);
+    })().catch((e: unknown) => e);
+    expect(got).toHaveLength(1);
+    expect(err).toBeInstanceOf(FunctionTimeoutError);
+    expect((err as FunctionTimeoutError).details).toMatchObject({ containerId: got[0] });
+    expect((err as FunctionTimeoutError).message).toContain(`in container ${got[0]}`);
+    // Stopped, not kept warm with its generator still inside it (before: cancelled, and kept).
+    await eventually(() => !stack.planes[0]!.status().containers.some((c) => c.id === got[0]), 15_000);
+    expect(stack.planeOutput.some((l) => l.includes((err as FunctionTimeoutError).callId!) && l.includes("timed out"))).toBe(true);
+    await new Promise((resolve) => setTimeout(resolve, 1_000));
+    expect(ran()).toBe(before); // no code of it ran after the timeout
+  }, 40_000);
+
   it("streams a plane generator through an edge endpoint as Server-Sent Events", async () => {
     const res = await fetch(`${stack.url}/plane/tokens/3`);
     expect(await res.text()).toBe("data: 0\n\ndata: 1\n\ndata: 2\n\nevent: done\ndata: null\n\n");

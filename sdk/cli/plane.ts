@@ -146,15 +146,28 @@ export async function startPlaneNode(options: PlaneNodeOptions): Promise<void> {
   }
   if (first) report(first, plane);
   // SIGTERM (an orchestrator stopping it) or Ctrl-C: the inputs it has run to their end first, up to the drain timeout.
-  onStopSignal(async (signal) => {
-    const again = signal === "SIGINT" ? "Ctrl-C again" : "a second signal";
-    say(style.dim(`${signal}: plane ${plane.planeId} takes no new input and finishes the ones it has… (${again} to stop now)`));
-    const left = await plane.drain(options.drainTimeoutSeconds * 1000);
-    if (left > 0) say(style.warn(`⚠ ${left} input(s) still running after ${options.drainTimeoutSeconds} s: stopping their containers`));
-    else say(`plane ${plane.planeId} drained; stopping`);
-    await plane.close();
-    process.exit(0);
-  });
+  // A second signal ends the drain at once, and the plane still stops its containers and tells the gateway; a third
+  // quits at once.
+  let cutDrain: (() => void) | undefined;
+  onStopSignal(
+    async (signal) => {
+      const again = signal === "SIGINT" ? "Ctrl-C again" : "a second signal";
+      say(style.dim(`${signal}: plane ${plane.planeId} takes no new input and finishes the ones it has… (${again} to stop now)`));
+      const cut = new Promise<"cut">((resolve) => (cutDrain = () => resolve("cut")));
+      const left = await Promise.race([plane.drain(options.drainTimeoutSeconds * 1000), cut]);
+      cutDrain = undefined;
+      if (left === "cut") say(style.warn(`⚠ stopping now: the containers of the inputs still running stop (${again} to quit at once)`));
+      else if (left > 0) say(style.warn(`⚠ ${left} input(s) still running after ${options.drainTimeoutSeconds} s: stopping their containers`));
+      else say(`plane ${plane.planeId} drained; stopping`);
+      await plane.close();
+      process.exit(left === "cut" ? 130 : 0);
+    },
+    () => {
+      if (!cutDrain) return false; // not draining: stopping its containers already, or not yet started
+      cutDrain();
+      return true;
+    },
+  );
 }
 
 /** Why the gateway refused this plane, and what to do about it. */
