@@ -373,6 +373,9 @@ describe("generator functions", () => {
     // At its 1 s timeout, not when the 6 s step ended (before, the answer waited for the generator to return).
     expect(Date.now() - started).toBeLessThan(5_000);
     await eventually(async () => (await fn<[], string>("stallingFinally").remote()) === "FunctionTimeoutError", 15_000);
+    // Its system line, as a call's timeout has (before, a stream's had none).
+    const logs = async () => (await fetch(`${gw.url}/v1/apps/edge/logs?call=${(err as FunctionTimeoutError).callId}`, authed())).text();
+    await eventually(async () => /"source":"system".*timed out/.test(await logs()));
   }, 30_000);
 
   it("streams through a web endpoint as Server-Sent Events", async () => {
