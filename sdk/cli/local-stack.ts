@@ -6,7 +6,7 @@
 import { createHash, randomBytes } from "node:crypto";
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { mkdir, writeFile } from "node:fs/promises";
-import { basename, dirname, join, resolve } from "node:path";
+import { dirname, join, resolve } from "node:path";
 import type { RunningWorkerd } from "./workerd.js";
 import type { Inventory } from "../../gpu-plane/inventory.js";
 import { packDirectories, prepareModule } from "../../wasm/prepare.js";
@@ -165,31 +165,6 @@ export async function buildApps(appFiles: string[], buildDir: string, options: B
     images,
     ...(later ? { planesWhenAsked: async () => ({ planes: await buildPlanes(), refs: planeBundles }) } : {}),
   };
-}
-
-/**
- * What a build would put in service, as one digest: the Worker's modules, the plane bundles and their source maps, the
- * images and the gateway's bindings (local secrets' values among them). Read alike are what two builds of the same
- * source differ in: the build's folder, named in source maps, and when each plane bundle was built (`builtAt`, in the
- * Worker). `tandem serve` skips a reload whose build has the digest of the one it serves: a save that changed nothing
- * restarts no workerd and closes no agent socket. Should a build's form change, digests differ and serve reloads, as before.
- *
- * @example if (servedDigest === buildDigest(next, dir, bindings)) return; // nothing to reload
- */
-export function buildDigest(built: BuiltApps, buildDir: string, bindings: Record<string, string>): string {
-  const hash = createHash("sha256");
-  const part = (name: string, text: string | Uint8Array) => hash.update(`${name}\0${text.length}\0`).update(text);
-  const folder = `/${basename(buildDir)}/`;
-  for (const path of [built.worker.path, ...built.worker.modules.map((m) => m.path)]) {
-    const name = path.startsWith(buildDir) ? path.slice(buildDir.length) : path;
-    if (name.endsWith(".map")) part(name, readFileSync(path, "utf8").replaceAll(folder, "/"));
-    else if (path === built.worker.path) part(name, readFileSync(path, "utf8").replace(/"builtAt": ?\d+/g, '"builtAt"'));
-    else part(name, readFileSync(path));
-  }
-  for (const plane of built.planes) part(`plane ${plane.hash}`, plane.map.replaceAll(folder, "/"));
-  part("images", JSON.stringify([...built.images].sort()));
-  part("bindings", JSON.stringify(Object.entries(bindings).sort()));
-  return hash.digest("hex");
 }
 
 /**

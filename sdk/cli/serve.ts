@@ -16,7 +16,7 @@ import { LOCAL_GATEWAY_FILE } from "../credentials.js";
 import { DASHBOARD, paths, type DeployStrategy, type ScheduleInfo } from "../protocol.js";
 import { FrontDoor, endpointBodyLimits, endpointsAskingToken, webMounts } from "./front-door.js";
 import { BuildCache } from "./build-cache.js";
-import { buildApps, buildDigest, checkPlaneFits, LOCAL_PLANE_REGION, localAdminToken, planeSecret, uploadPlaneBundles } from "./local-stack.js";
+import { buildApps, checkPlaneFits, LOCAL_PLANE_REGION, localAdminToken, planeSecret, uploadPlaneBundles } from "./local-stack.js";
 import { stateDir } from "./paths.js";
 import { checkNamedSecrets, declaresNamedSecrets, heldSecrets, localSecretValues, localSecretsKey } from "./secret-values.js";
 import type { CliConfig } from "./config.js";
@@ -122,8 +122,6 @@ export async function serve(options: ServeOptions): Promise<Serving> {
     TANDEM_LOCAL_SECRETS: JSON.stringify(localSecretValues(apps, options.appFiles)),
   });
   const bindings = bindingsFor(built.apps);
-  // What the live gateway serves (`buildDigest`), unset while none serves `built`: a save that builds the same is no reload.
-  let served: string | undefined = buildDigest(built, join(buildDir, "current"), bindings);
   const { door, url } = await FrontDoor.listen(options.host, options.port);
   door.maxBodyBytes = options.config.gatewayConfig.maxBodyBytes;
   door.endpointBodyLimits = endpointBodyLimits(built.apps);
@@ -314,8 +312,6 @@ export async function serve(options: ServeOptions): Promise<Serving> {
     } catch (err) {
       return log(`${style.err("✗")} reload failed, still serving the previous version:\n${(err as Error).message}`);
     }
-    const digest = buildDigest(next, join(buildDir, `gen-${generation}`), bindingsFor(next.apps));
-    if (digest === served) return log(style.dim("↻ saved, but the build is the one served: nothing to reload"));
     // Requests wait at the front door from here until a gateway is swapped in: the new one, or the previous again.
     await door.hold();
     try {
@@ -328,7 +324,6 @@ export async function serve(options: ServeOptions): Promise<Serving> {
         door.swap(live);
       } catch (again) {
         log(`${style.err("✗")} the previous version did not start again either: ${(again as Error).message}; save a file to try again`);
-        served = undefined;
         door.release();
       }
       return;
@@ -339,7 +334,6 @@ export async function serve(options: ServeOptions): Promise<Serving> {
     door.swap(live);
     void tick(Date.now()); // a changed schedule counts from now
     built = next;
-    served = digest;
     rewatch(built.worker.inputs);
     log(`${style.ok("↻")} reloaded in ${Math.round(performance.now() - t0)} ms`);
     printEndpoints(next.apps, url, log, await scheduledNext(next.apps, live.url, adminToken));
