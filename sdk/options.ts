@@ -18,6 +18,7 @@ import { NAME_PATTERN, REGION_PATTERN, type PlaneFunctionSpec, type RetryPolicy 
 import { isSchedule, type Schedule } from "./schedule.js";
 import { isSecret, type Secret } from "./secret.js";
 import { describeIssues } from "./zod-issues.js";
+import { userRecord } from "./zod-record.js";
 import { isVolume, type Volume } from "./volume.js";
 
 /** Seconds. */
@@ -92,7 +93,7 @@ const FunctionOptionsSchema = z.strictObject({
     )
     .optional(),
   /** Environment for the function, read with `currentCall().env`; on the plane also the container's environment. */
-  env: z.record(z.string(), z.string("values must be strings")).optional(),
+  env: userRecord(z.string("values must be strings")).optional(),
   /**
    * Secrets read as `process.env.KEY` inside the function, in both tiers; later ones override earlier ones, and the
    * function sees no other secret's keys. `[Secret.fromName("api"), Secret.fromDotenv()]`. See docs/secrets.md.

@@ -9,6 +9,7 @@
  */
 import { SuperJSON } from "superjson";
 import { z } from "zod";
+import { userRecord } from "./zod-record.js";
 import { API_LIMITS, DEPLOY_LIMITS, DICT_LIMITS, LOG_LIMITS, PLANE_DEFAULTS, QUEUE_LIMITS, SECRET_LIMITS, TOKEN_DEFAULTS, VOLUME_LIMITS } from "./defaults.js";
 import type { WireError } from "./errors.js";
 import { GPU_TYPES, MAX_GPUS_PER_CONTAINER, type GpuType } from "./gpu.js";
@@ -930,18 +931,16 @@ export const SecretCreateRequestSchema = z.lazy(() =>
         if (typeof raw === "object" && raw !== null && Object.hasOwn(raw, "__proto__")) ctx.addIssue({ code: "custom", message: SECRET_PROTO_KEY_REFUSED });
         return raw;
       },
-      z
-        .record(
-          z.string(),
-          z
-            .string("must be a string")
-            .max(SECRET_LIMITS.maxValueBytes, `must be at most ${SECRET_LIMITS.maxValueBytes} characters`)
-            // An environment variable cannot carry one: a plane function saw the value cut there.
-            .refine((value) => !value.includes("\u0000"), "must not hold a NUL character (an environment variable cannot carry one)")
-            // A lone surrogate ("\ud800" in JSON) is no character: the edge would read it as sent, a plane container as U+FFFD.
-            .refine((value) => !/\p{Cs}/u.test(value), "must be Unicode text: it holds a lone surrogate (a \\ud800-\\udfff escape not in a pair)"),
-          'must be an object of KEY: "value" pairs',
-        )
+      userRecord(
+        z
+          .string("must be a string")
+          .max(SECRET_LIMITS.maxValueBytes, `must be at most ${SECRET_LIMITS.maxValueBytes} characters`)
+          // An environment variable cannot carry one: a plane function saw the value cut there.
+          .refine((value) => !value.includes("\u0000"), "must not hold a NUL character (an environment variable cannot carry one)")
+          // A lone surrogate ("\ud800" in JSON) is no character: the edge would read it as sent, a plane container as U+FFFD.
+          .refine((value) => !/\p{Cs}/u.test(value), "must be Unicode text: it holds a lone surrogate (a \\ud800-\\udfff escape not in a pair)"),
+        'must be an object of KEY: "value" pairs',
+      )
         .refine((values) => Object.keys(values).length > 0, "must hold at least one KEY=VALUE")
         .superRefine((values, ctx) => {
           const bad = Object.keys(values).find((key) => !SECRET_KEY_PATTERN.test(key));
@@ -1782,7 +1781,7 @@ export const PlaneFunctionSpecSchema = z.lazy(() =>
     gpu: z.array(GpuRequestSchema).min(1).nullable(),
     cpu: z.number().positive().nullable(),
     memory: z.number().int().positive().nullable(),
-    env: z.record(z.string(), z.string()),
+    env: userRecord(z.string()),
     /** The app's spend cap in dollars: no new container once it is reached. */
     spendCapUsd: z.number().positive().nullable(),
     /** The hash of the function's `ImageBuildSpec`; null: the plane's base Node image. */
@@ -1819,7 +1818,7 @@ export const PlaneRunRequestSchema = z.lazy(() =>
     app: z.string().regex(NAME_PATTERN),
     function: z.string().regex(FUNCTION_NAME_PATTERN),
     /** For a class method: the parameters its instance is built with (its pool is per parameters). */
-    clsParams: z.record(z.string(), z.unknown()).optional(),
+    clsParams: userRecord(z.unknown()).optional(),
     bundleHash: z.string().regex(BUNDLE_HASH_PATTERN),
     nodeModules: z.string().optional(),
     attempt: z.number().int().min(1),
@@ -1834,7 +1833,7 @@ export const PlaneRunRequestSchema = z.lazy(() =>
      * given to Docker as environment at create, never written to disk or a log. Not part of the pool's key: a warm
      * container keeps the values it started with.
      */
-    secrets: z.record(z.string(), z.string()).optional(),
+    secrets: userRecord(z.string()).optional(),
   }),
 );
 export type PlaneRunRequest = z.infer<typeof PlaneRunRequestSchema>;
@@ -1888,7 +1887,7 @@ export const PlaneSecretsRequestSchema = z.lazy(() =>
 export type PlaneSecretsRequest = z.infer<typeof PlaneSecretsRequestSchema>;
 
 /** The answer to `POST /v1/planes/secrets`: the container's environment with its secrets' values. */
-export const PlaneSecretsAnswerSchema = z.lazy(() => z.strictObject({ secrets: z.record(z.string(), z.string()) }));
+export const PlaneSecretsAnswerSchema = z.lazy(() => z.strictObject({ secrets: userRecord(z.string()) }));
 export type PlaneSecretsAnswer = z.infer<typeof PlaneSecretsAnswerSchema>;
 
 /**
@@ -1907,7 +1906,7 @@ export const PlaneImageSecretsRequestSchema = z.lazy(() =>
 export type PlaneImageSecretsRequest = z.infer<typeof PlaneImageSecretsRequestSchema>;
 
 /** The answer to `POST /v1/planes/image-secrets`: each named secret's values, by name. */
-export const PlaneImageSecretsAnswerSchema = z.lazy(() => z.strictObject({ named: z.record(z.string(), z.record(z.string(), z.string())) }));
+export const PlaneImageSecretsAnswerSchema = z.lazy(() => z.strictObject({ named: z.record(z.string(), userRecord(z.string())) }));
 export type PlaneImageSecretsAnswer = z.infer<typeof PlaneImageSecretsAnswerSchema>;
 
 /** How the gateway signs its answer to `POST /v1/planes/image-secrets` (as `PLANE_SECRETS_ANSWER`). */

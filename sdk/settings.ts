@@ -9,6 +9,7 @@ import { GATEWAY_DEFAULTS, METRICS_DEFAULTS } from "./defaults.js";
 import { InvalidOptionsError } from "./errors.js";
 import { DEFAULT_ENV, ENV_NAME_PATTERN, REGION_PATTERN } from "./protocol.js";
 import { describeIssues } from "./zod-issues.js";
+import { userRecord } from "./zod-record.js";
 
 /** A gateway's settings, parsed, with defaults filled in. */
 export interface GatewayConfig {
@@ -85,7 +86,7 @@ const RegionPreferenceSchema = z.string().transform((text, ctx): RegionPreferenc
 /** The values of local secrets, by app and holder (`TANDEM_LOCAL_SECRETS`). */
 export type LocalSecrets = Record<string, Record<string, (Record<string, string> | null)[]>>;
 
-const LocalSecretsSchema = z.record(z.string(), z.record(z.string(), z.array(z.record(z.string(), z.string()).nullable())));
+const LocalSecretsSchema = z.record(z.string(), z.record(z.string(), z.array(userRecord(z.string()).nullable())));
 
 const whole = "must be a whole number above 0";
 

@@ -78,6 +78,11 @@ const pinLeak = () => {
 export const edgePin = app.function({ secrets: [pin] }, pinLeak);
 export const planePin = app.function({ tier: "plane", secrets: [pin] }, pinLeak);
 export const pay = app.endpoint({ path: "/", secrets: [api] }, () => ({ key: rev(process.env.API_KEY) }));
+// Keys named as an object's own properties are environment variables like any other.
+const odd = Secret.fromDict({ constructor: "ctor-value", toString: "ts-value" });
+const oddKeys = () => [process.env.constructor, process.env.toString].map(String).join(",");
+export const edgeOdd = app.function({ secrets: [odd] }, oddKeys);
+export const planeOdd = app.function({ tier: "plane", secrets: [odd] }, oddKeys);
 export default app;
 `;
 
@@ -154,6 +159,15 @@ describe("secrets in both tiers", () => {
       expect(await lookup<[Record<string, unknown>], string>("vault", `${cls}.key`, { gateway: served.url }).remote({})).toBe(rev(VALUE));
     }
   }, 120_000);
+
+  it("takes keys named as an object's own properties (constructor, toString), made with the CLI or local, at the edge and on the plane", async () => {
+    const made = await cli(["secret", "create", "odd", "constructor=1", "toString=2"]);
+    expect(made.stderr).toBe(""); // before: "field "values" must be an object of KEY: "value" pairs"
+    expect(made.stdout).toContain("✓ secret odd: constructor, toString");
+    expect((await cli(["secret", "delete", "odd"])).stdout).toContain("deleted secret odd (constructor, toString)");
+    expect(await fn("edgeOdd").remote()).toBe("ctor-value,ts-value");
+    expect(await fn("planeOdd").remote()).toBe("ctor-value,ts-value");
+  }, 60_000);
 
   it("masks secret values as *** in log lines, error messages, stacks and call records, edge and plane", async () => {
     for (const name of ["edgeLeak", "planeLeak"]) {
@@ -311,7 +325,7 @@ describe("secrets in both tiers", () => {
     const local = await runCli(["deploy", "app.ts", "--dry-run", "--outdir", out], { cwd: dir, env: { VAULT_LOCAL: LOCAL_VALUE } });
     expect(local.stderr).not.toContain("error:");
     expect(local.stdout).toContain(
-      "would send local secrets of vault.local (API_KEY, LOCAL, FROM_DOTENV), vault.edgePin (PIN), vault.planePin (PIN) as the Worker secret TANDEM_LOCAL_SECRETS",
+      "would send local secrets of vault.local (API_KEY, LOCAL, FROM_DOTENV), vault.edgePin (PIN), vault.planePin (PIN), vault.edgeOdd (constructor, toString), vault.planeOdd (constructor, toString) as the Worker secret TANDEM_LOCAL_SECRETS",
     );
     expect(local.stdout).toMatch(/env\.TANDEM_LOCAL_SECRETS \("\(hidden\)"\)/); // wrangler read it from its stdin, and hides it
     expect(local.stdout + local.stderr).not.toContain(LOCAL_VALUE);
