@@ -87,7 +87,8 @@ export class DictStore extends DurableObject<Env> {
     this.#sql.exec(`
       CREATE TABLE IF NOT EXISTS dict (id INTEGER PRIMARY KEY CHECK (id = 1), name TEXT NOT NULL, version INTEGER NOT NULL, created_at INTEGER NOT NULL);
       CREATE TABLE IF NOT EXISTS entries (key TEXT PRIMARY KEY, value TEXT NOT NULL, version INTEGER NOT NULL, expires_at INTEGER NOT NULL);
-      CREATE INDEX IF NOT EXISTS entries_expiry ON entries(expires_at);`);
+      CREATE INDEX IF NOT EXISTS entries_expiry ON entries(expires_at);
+      CREATE TABLE IF NOT EXISTS dropped (id INTEGER PRIMARY KEY CHECK (id = 1), version INTEGER NOT NULL);`);
     this.#catalog = new NameCatalog(this.#sql, DICT_LIMITS.maxDicts);
   }
 
@@ -95,7 +96,9 @@ export class DictStore extends DurableObject<Env> {
   async create(name: string): Promise<Outcome<{ created: boolean; info: DictInfo }>> {
     const existing = this.#dict();
     if (existing) return { ok: { created: false, info: this.#info(existing) } };
-    this.#sql.exec("INSERT INTO dict (id, name, version, created_at) VALUES (1, ?, 0, ?)", name, Date.now());
+    // Versions go on from the highest a dropped dict of this name gave: an `ifVersion` read before the drop matches none.
+    const dropped = this.#sql.exec<{ version: number }>("SELECT version FROM dropped").toArray()[0]?.version ?? 0;
+    this.#sql.exec("INSERT INTO dict (id, name, version, created_at) VALUES (1, ?, ?, ?)", name, dropped, Date.now());
     this.#dictRow = undefined;
     this.#version = undefined;
     return { ok: { created: true, info: this.#info(this.#dict()!) } };
@@ -108,7 +111,9 @@ export class DictStore extends DurableObject<Env> {
   /** Forgets the dict and every entry. */
   async drop(name: string): Promise<Outcome<DictInfo>> {
     return answer(() => {
-      const info = this.#info(this.#need(name));
+      const dict = this.#need(name);
+      const info = this.#info(dict);
+      this.#sql.exec("INSERT OR REPLACE INTO dropped (id, version) VALUES (1, ?)", this.#lastVersion(dict));
       this.#sql.exec("DELETE FROM entries; DELETE FROM dict;");
       this.#dictRow = null;
       this.#version = undefined;
@@ -316,7 +321,7 @@ export class DictStore extends DurableObject<Env> {
 export function missingDict(name: string, where: { words: string; flag: string } = { words: "", flag: "" }): NotFoundError {
   return new NotFoundError(
     `no dict named "${name}"${where.words} (tandem dict create ${name}${where.flag} makes it; Dict.fromName("${name}", { createIfMissing: true }) and POST /v1/dicts too)`,
-    { dict: name },
+    { dict: name, missing: true },
   );
 }
 

@@ -291,7 +291,7 @@ export class QueueStore extends DurableObject<Env> {
 export function missingQueue(name: string, where: { words: string; flag: string } = { words: "", flag: "" }): NotFoundError {
   return new NotFoundError(
     `no queue named "${name}"${where.words} (tandem queue create ${name}${where.flag} makes it; Queue.fromName("${name}", { createIfMissing: true }) and POST /v1/queues too)`,
-    { queue: name },
+    { queue: name, missing: true },
   );
 }
 

@@ -347,7 +347,7 @@ export const VOLUME_CATALOG = "~catalog";
 export function missingVolume(name: string, where: { words: string; flag: string } = { words: "", flag: "" }): NotFoundError {
   return new NotFoundError(
     `no volume named "${name}"${where.words} (tandem volume create ${name}${where.flag} makes it; Volume.fromName("${name}", { createIfMissing: true }) too)`,
-    { volume: name },
+    { volume: name, missing: true },
   );
 }
 

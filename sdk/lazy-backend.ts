@@ -1,3 +1,5 @@
+import { NotFoundError } from "./errors.js";
+
 /**
  * How a named store's handle (`Dict`, `Queue`, `Volume`) reaches its backend:
  * made on first use, and, when the handle was asked for with
@@ -47,8 +49,24 @@ export class LazyBackend<B extends { create(name: string, existOk: boolean): Pro
     return backend;
   }
 
-  /** Runs `work` on the backend once the store is made if it must be; at once (no wait in between) once it is. */
+  /**
+   * Runs `work` on the backend once the store is made if it must be; at once (no wait in between) once it is. With
+   * `createIfMissing`, a store deleted since this handle made it (`tandem dict delete`, a reset) is made again and the
+   * work run once more: the store's 404 (`missing` in its details) means the work did nothing.
+   */
   use<T>(work: (backend: B) => Promise<T>): Promise<T> {
-    return this.#there ? work(this.backend()) : this.ready().then(work);
+    const first = this.#there ? work(this.backend()) : this.ready().then(work);
+    if (!this.#createIfMissing) return first;
+    return first.catch((err: unknown) => {
+      if (!storeMissing(err)) throw err;
+      this.#made = undefined;
+      this.#there = false;
+      return this.ready().then(work);
+    });
   }
+}
+
+/** Whether `err` is the 404 of a store that is not there (gateway/dict-store.ts `missingDict`, and the queue's and volume's). */
+function storeMissing(err: unknown): boolean {
+  return err instanceof NotFoundError && err.details?.missing === true;
 }

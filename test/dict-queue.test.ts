@@ -230,6 +230,27 @@ describe("dict", () => {
     expect((await Dict.delete("huge-list", { gateway: gw.url, token: ADMIN_TOKEN })).len).toBe(34);
   }, 60_000);
 
+  it("makes the dict again for a createIfMissing handle after it was deleted, and gives no version twice across the drop", async () => {
+    const opts = { gateway: gw.url, token: ADMIN_TOKEN };
+    const d = dict("reborn", { createIfMissing: true });
+    await d.put("a", 1);
+    const before = (await d.getEntry("a"))!.version;
+    await Dict.delete("reborn", opts);
+    await expect(dict("reborn").get("a")).rejects.toBeInstanceOf(NotFoundError); // a handle without the option: 404
+    expect(await d.put("b", 2)).toBe(true); // before: NotFoundError, telling to use the option the handle has
+    expect(await d.get("b")).toBe(2);
+    expect((await d.getEntry("b"))!.version).toBeGreaterThan(before);
+    await d.put("a", "new");
+    // An ifVersion read before the drop no longer matches: versions went on from the dropped dict's highest.
+    expect(await d.put("a", "stale", { ifVersion: before })).toBe(false);
+    expect(await d.get("a")).toBe("new");
+    const q = queue("reborn-q", { createIfMissing: true });
+    await q.put("old");
+    await Queue.delete("reborn-q", opts);
+    await q.put("new");
+    expect(await q.get({ timeoutMs: 0 })).toBe("new");
+  });
+
   it("refuses a value over 1 MiB as value_too_large, and bad keys and options before sending", async () => {
     const d = dict("limits", { createIfMissing: true });
     const err = await d.put("big", "x".repeat(DICT_LIMITS.maxValueBytes)).catch((e: unknown) => e);
