@@ -89,8 +89,10 @@ export async function* streamCall(rc: RunContext, fn: RegisteredFunction, args: 
     throw error;
   } finally {
     // Also reached when the caller stops reading: the generator's own `finally` runs now.
-    if (status === "timed_out" || status === "cancelled")
-      stopped.abort(error ?? new CancelledError(`call ${callId} was cancelled: the caller stopped reading after ${chunks} chunks`, { callId }));
+    if (status === "timed_out" || status === "cancelled") {
+      const reason = error ?? new CancelledError(`call ${callId} was cancelled: the caller stopped reading after ${chunks} chunks`, { callId });
+      runStore.run(context, () => stopped.abort(reason)); // what its abort listeners print is the call's lines
+    }
     if (status !== "succeeded") {
       // Not waited for: a generator stopped inside a step (awaiting a timer, a fetch) returns only once that step
       // ends, and the caller is answered now, as a stopped call's is; the function gets the grace a stopped call does.

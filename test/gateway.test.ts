@@ -214,6 +214,16 @@ describe("a call's signal at the edge", () => {
     expect(await ledger(err.callId)).toMatchObject({ status: "timed_out", error: { code: "function_timeout" } });
   });
 
+  it("keeps a line its abort listener prints at the timeout in the call's log, as at a cancel", async () => {
+    const token = `listener-${Date.now()}`;
+    const err = await fn("listenerTimed")
+      .remote(token)
+      .catch((e) => e);
+    expect(err).toBeInstanceOf(FunctionTimeoutError);
+    // Before, the listener ran outside the call's context: the line went to the terminal alone, without its call.
+    await eventually(() => sawAbort(err.callId, `listener saw ${token}: FunctionTimeoutError`), 5_000);
+  });
+
   it("does the same for a call made without an idempotency key (curl's), which is recorded only once it has ended", async () => {
     const token = `plain-${Date.now()}`;
     const started = Date.now();

@@ -137,7 +137,7 @@ export async function runFunctions(
   // What each streaming input waits for between chunks: the plane's `next` (true) or `cancel` (false).
   const demand = new Map<string, (more: boolean) => void>();
   // Each input's cancel signal (`currentCall().signal`); a cancelled input is answered at once, its late result dropped.
-  const cancels = new Map<string, AbortController>();
+  const cancels = new Map<string, { controller: AbortController; context: CallContext }>();
   const answered = new Set<string>();
   for (;;) {
     const snapshot = await serve(socket);
@@ -192,7 +192,9 @@ export async function runFunctions(
     if (frame.t === "input") void run(frame);
     else if (frame.t === "cancel" && !demand.has(frame.callId) && cancels.has(frame.callId)) {
       // Its reason says why, as at the edge (gateway/edge-call.ts): `signal.reason instanceof CancelledError`.
-      cancels.get(frame.callId)!.abort(new CancelledError(`call ${frame.callId} was cancelled`, { callId: frame.callId }));
+      // In the call's context: what its abort listeners print is its lines, with its call id.
+      const { controller, context } = cancels.get(frame.callId)!;
+      calls.run(context, () => controller.abort(new CancelledError(`call ${frame.callId} was cancelled`, { callId: frame.callId })));
       answered.add(frame.callId);
       send({ t: "output", callId: frame.callId, status: "failed", error: { code: "call_cancelled", message: `call ${frame.callId} was cancelled` } });
     } else {
@@ -205,7 +207,6 @@ export async function runFunctions(
   async function run(input: InputFrame): Promise<void> {
     const fn = functions.get(input.function);
     const cancel = new AbortController();
-    cancels.set(input.callId, cancel);
     const context: CallContext = {
       callId: input.callId,
       app: app.name,
@@ -215,6 +216,7 @@ export async function runFunctions(
       secrets,
       signal: cancel.signal,
     };
+    cancels.set(input.callId, { controller: cancel, context });
     const send = (frame: RunnerFrame) => {
       if (answered.has(input.callId)) return; // cancelled: answered already
       sendFrame(frame);
