@@ -263,7 +263,8 @@ async function attemptOnce(
       running,
       deadline,
       // In the call's context, as a cancel's stop is: what its abort listeners print is its lines, with its call id.
-      () => runStore.run(context, () => call.stop(functionTimeout({ app: fn.app, function: fn.name, timeoutSeconds: fn.spec.timeoutSeconds, callId, attempt }))),
+      () =>
+        runStore.run(context, () => call.stop(functionTimeout({ app: fn.app, function: fn.name, timeoutSeconds: fn.spec.timeoutSeconds, callId, attempt }))),
       call, // a cancel ends it sooner
     );
   } catch (err) {
