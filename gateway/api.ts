@@ -50,6 +50,7 @@ import type { RouteEnv } from "./env.js";
 import { callNow, callOnce, mapCalls, mapCallsOnce, spawnCall, stopMapHere } from "./executor.js";
 import { nearRegionsOf } from "./plane-regions.js";
 import { onceEach } from "./query.js";
+import { gatewayConfig } from "./config.js";
 import { appsOfThisEnvironment, inServedEnvironment } from "./environments.js";
 import { cancelOnPlane, rolloverAppOnPlanes, stopAppOnPlanes, usageFromPlanes } from "./plane-client.js";
 import { registry, type RegisteredFunction } from "./registry.js";
@@ -101,11 +102,16 @@ export function apiRoutes(): Hono<Api> {
   api.post(ROUTES.dashboardLogin, guard("call"), async (c) => c.json(await mintLoginCode(c.env, principalOf(c), new URL(c.req.url).origin)));
 
   api.get(ROUTES.apps, guard("call"), (c) => {
-    const served = inServedEnvironment(c.env) ? registry().manifests() : [];
+    const here = inServedEnvironment(c.env);
+    const served = here ? registry().manifests() : [];
     const apps = served.filter((m) => mayReach(principalOf(c), m.name));
     // How many apps a token limited to some does not see: `tandem deploy` and `tandem app rollback` replace the whole
     // Worker, so such a token may not replace one that serves apps beyond its reach (their names stay hidden).
-    return c.json({ apps, ...(apps.length < served.length ? { othersServed: served.length - apps.length } : {}) } satisfies AppsAnswer);
+    return c.json({
+      apps,
+      ...(apps.length < served.length ? { othersServed: served.length - apps.length } : {}),
+      ...(here ? {} : { servedEnvironment: gatewayConfig(c.env).environment }),
+    } satisfies AppsAnswer);
   });
 
   api.get(ROUTES.app, guard("call"), (c) => c.json(registry().app(c.req.param("app")).manifest()));

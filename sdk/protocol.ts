@@ -730,6 +730,8 @@ export interface AppsAnswer {
   apps: AppManifest[];
   /** Apps served that the token does not reach (their names are not given); absent when there are none. */
   othersServed?: number;
+  /** The environment this gateway serves, when the request asked for another (`Tandem-Env`), which has no apps here. */
+  servedEnvironment?: string;
 }
 
 /** What `GET /v1/apps` lists for one app. */

@@ -78,6 +78,9 @@ describe("tandem serve examples/hello", () => {
     expect(code).toBe(0);
     expect(stdout).toContain("app hello");
     expect(stdout).toMatch(/function\s+square\s+edge, timeout 300 s, retries 2/);
+    // Another environment has no apps here: said, with the one served, not an empty output.
+    const other = await runCli(["apps", "--gateway", served.url, "--env", "dev"], { env: NO_TOKEN });
+    expect(other.stdout.trim()).toBe(`no apps in environment "dev": the gateway at ${served.url} serves environment "main" (--env main)`);
   });
 });
 

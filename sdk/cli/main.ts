@@ -375,10 +375,19 @@ program
   .option("--token <token>", TOKEN_HELP)
   .option("--env <name>", ENV_HELP)
   .option("--json", "print JSON")
-  .action(async (opts: { gateway?: string; token?: string; json?: boolean }) => {
+  .action(async (opts: { gateway?: string; token?: string; env?: string; json?: boolean }) => {
     const base = gatewayOf(opts);
-    const { apps } = (await clientOf(opts).request("GET", paths.apps())) as AppsAnswer;
+    const { apps, othersServed, servedEnvironment } = (await clientOf(opts).request("GET", paths.apps())) as AppsAnswer;
     if (opts.json) return console.log(JSON.stringify(apps, null, 2));
+    if (apps.length === 0) {
+      // Said, not an empty output: why there is nothing, and what would list something.
+      if (servedEnvironment !== undefined)
+        return console.log(
+          `no apps in environment "${opts.env ?? config.env ?? DEFAULT_ENV}": the gateway at ${base} serves environment "${servedEnvironment}" (--env ${servedEnvironment})`,
+        );
+      if (othersServed) return console.log(`no app this token reaches (the gateway at ${base} serves ${othersServed})`);
+      return console.log(`the gateway at ${base} serves no apps`);
+    }
     for (const app of apps) {
       console.log(style.bold(`app ${app.name}`));
       for (const f of app.functions) {
