@@ -394,16 +394,18 @@ describe("tandem plane and its gateway", () => {
     }
   });
 
-  it("on --host 0.0.0.0: warns that the gateway was given an address that names no machine", async () => {
-    const plane = await startPlaneProcess(stack.url, ["--runtime", "process", "--host", "0.0.0.0"]);
-    try {
-      // The warning is a line of its own after the registration's, and may reach the pipe in a later chunk.
-      await eventually(() => plane.output().includes("names no machine") || plane.child.exitCode !== null);
-      expect(plane.output()).toMatch(
-        /⚠ --host 0\.0\.0\.0 listens on every address, and the gateway was told to reach this plane at http:\/\/0\.0\.0\.0:\d+, which names no machine: only a gateway on this machine can\. Give --host the address the gateway reaches this machine at\n/,
-      );
-    } finally {
-      await stopPlaneProcess(plane);
+  it("on --host 0.0.0.0: warns at once that the gateway is given an address that names no machine, whether or not it answers", async () => {
+    const warning =
+      /⚠ --host 0\.0\.0\.0 listens on every address, and the gateway is told to reach this plane at http:\/\/0\.0\.0\.0:\d+, which names no machine: only a gateway on this machine can\. Give --host the address the gateway reaches this machine at\n/;
+    // A gateway that cannot be reached (before, the warning waited for the first heartbeat it took).
+    for (const gateway of [stack.url, "http://127.0.0.1:9"]) {
+      const plane = await startPlaneProcess(gateway, ["--runtime", "process", "--host", "0.0.0.0"]);
+      try {
+        await eventually(() => plane.output().includes("names no machine") || plane.child.exitCode !== null);
+        expect(plane.output()).toMatch(warning);
+      } finally {
+        await stopPlaneProcess(plane);
+      }
     }
   });
 

@@ -73,14 +73,6 @@ export async function startPlaneNode(options: PlaneNodeOptions): Promise<void> {
       if (!accepted) {
         say(`${style.ok("✓")} ${p.describe()}, registered with the gateway at ${options.gateway}`);
         if (p.inventory.simulated) say(style.warn("  GPUs are simulated (declared with --gpus)."));
-        if (WILDCARD_HOSTS.has(options.host)) {
-          say(
-            style.warn(
-              `  ⚠ --host ${options.host} listens on every address, and the gateway was told to reach this plane at ${p.url}, which names no machine: ` +
-                `only a gateway on this machine can. Give --host the address the gateway reaches this machine at`,
-            ),
-          );
-        }
         if (p.metricsUrl) say(style.dim(`  metrics at ${p.metricsUrl}`));
       } else if (failures > 0 || refusedAs !== undefined) {
         say(`${style.ok("✓")} plane ${p.planeId} reached the gateway at ${options.gateway} again`);
@@ -140,6 +132,15 @@ export async function startPlaneNode(options: PlaneNodeOptions): Promise<void> {
     onHeartbeat: (outcome) => (started ? report(outcome, started) : (first = outcome)),
   });
   started = plane;
+  // Said at once, whether or not the gateway answers: a plane it cannot reach may be why.
+  if (WILDCARD_HOSTS.has(options.host)) {
+    say(
+      style.warn(
+        `⚠ --host ${options.host} listens on every address, and the gateway is told to reach this plane at ${plane.url}, which names no machine: ` +
+          `only a gateway on this machine can. Give --host the address the gateway reaches this machine at`,
+      ),
+    );
+  }
   if (first?.kind === "refused") {
     await plane.close();
     throw refused(options.gateway, plane.planeId, first.reason, secretFrom);
