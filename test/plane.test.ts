@@ -558,9 +558,9 @@ describe("retries and cancellation on the plane", () => {
     await eventually(() => stack.planes[0]!.status().containers.some((c) => c.function === "watchful" && c.ready && c.busy), 15_000);
     await call.cancel();
     await expect(call.get({ timeoutMs: 10_000 })).rejects.toBeInstanceOf(CancelledError);
-    await eventually(() => stack.planeOutput.some((l) => /\[plane\.watchful fc-[0-9a-z]{26} ctr-[0-9a-f]{8}\] saw cancel/.test(l)));
+    await eventually(() => stack.planeOutput.some((l) => l.includes(`[plane.watchful ${call.id} ctr-`) && l.endsWith("saw cancel")));
     // What its abort listener printed is the call's line too (before: the container's, without the call).
-    expect(stack.planeOutput.some((l) => l.includes(`[plane.watchful ${call.id} ctr-`) && l.endsWith("listener saw CancelledError"))).toBe(true);
+    await eventually(() => stack.planeOutput.some((l) => l.includes(`[plane.watchful ${call.id} ctr-`) && l.endsWith("listener saw CancelledError")));
     expect(stack.planes[0]!.status().containers.some((c) => c.function === "watchful")).toBe(true);
     const record = (await (await fetch(`${stack.url}/v1/calls/${call.id}`, authed())).json()) as CallRecord;
     expect(record.status).toBe("cancelled");
