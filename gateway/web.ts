@@ -15,6 +15,7 @@ import {
   errorBody,
   remoteErrorFrom,
   toWireError,
+  withoutLogTail,
 } from "../sdk/errors.js";
 import { maskedError } from "../sdk/secret.js";
 import { HEADERS, SESSION_ID_PATTERN, paths } from "../sdk/protocol.js";
@@ -393,9 +394,11 @@ function serverSentEvents(c: Context<Web>, source: GeneratorResult, yielded: str
             controller.enqueue(event(undefined, step.value instanceof EncodedResult ? step.value.encoded.json : faithfulJson(step.value, yielded)));
           }
         } catch (err) {
+          // As `failed` answers one (below): no stack, no details, no container's last log lines.
           const error = toWireError(maskedError(callFailure(err, undefined, mapStack), rc?.secretValues));
           delete error.remote?.stack;
-          controller.enqueue(event("error", error));
+          delete error.details;
+          controller.enqueue(event("error", { ...error, message: withoutLogTail(error.message) }));
           controller.close();
           end();
         }
@@ -435,13 +438,16 @@ function failed(err: unknown, passOn = false): Response {
     const error = maskedError(err, secretValues);
     console.error(`${error.name}: ${error.message}`);
     // Its code and message only: an endpoint may be public, and details hold what only a token should read (a
-    // timed-out container's last log lines, its plane).
-    return Response.json({ error: { code: error.code, message: error.message } }, { status: error.status });
+    // timed-out container's last log lines, its plane), as does a failed container's message after its first part
+    // (its last log lines, maybe other calls').
+    return Response.json({ error: { code: error.code, message: withoutLogTail(error.message) } }, { status: error.status });
   }
   const remote = maskedError(remoteErrorFrom(err, undefined, mapStack), secretValues) as RemoteError;
   const body = errorBody(remote);
   console.error(remote.remoteStack ?? err);
+  // Its name and message, not its stack, nor the details of a call it made (its id, its plane): the endpoint may be public.
   delete body.error.remote?.stack;
+  delete body.error.details;
   return Response.json(body, { status: 500 });
 }
 

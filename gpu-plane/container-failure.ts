@@ -6,7 +6,7 @@
  * its own, with the error its app's code threw outside a call. Kept in one
  * place so every path that ends a call words the same failure the same way.
  */
-import { ContainerFailedError, ProtocolError, functionTimeout, type FunctionTimeoutError } from "../sdk/errors.js";
+import { ContainerFailedError, LOG_TAIL_MARK, ProtocolError, functionTimeout, type FunctionTimeoutError } from "../sdk/errors.js";
 import { cutLogLine, type PlaneRunRequest, type UncaughtFrame } from "../sdk/protocol.js";
 import type { Worker } from "./container-pool.js";
 import type { ExitInfo } from "./drivers/driver.js";
@@ -51,7 +51,7 @@ export function exitFailure(worker: Worker, exit: ExitInfo, when: string): Conta
   // The runner's report of what the app threw outside a call, its first line: the exit line has the stack.
   const uncaught =
     reason === "crashed" && worker.uncaught ? `, after ${uncaughtCause(worker.uncaught.origin)} (${uncaughtError(worker.uncaught).split("\n")[0]})` : "";
-  const lastLines = tail.length ? `; last log lines:\n${tail.slice(-5).join("\n")}` : "";
+  const lastLines = tail.length ? `${LOG_TAIL_MARK}${tail.slice(-5).join("\n")}` : "";
   return new ContainerFailedError(`${worker.label} container ${worker.id} ${what} ${when}${uncaught}${lastLines}`, {
     reason,
     exitCode: exit.code,

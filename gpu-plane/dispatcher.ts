@@ -17,6 +17,7 @@ import {
   TandemError,
   fromWireError,
   toWireError,
+  withoutLogTail,
   type WireError,
 } from "../sdk/errors.js";
 import type { EncodedValue, LiveBundleRef, PlaneRunRequest, PlaneRunResponse, PlaneRunTimings } from "../sdk/protocol.js";
@@ -194,7 +195,7 @@ export class Dispatcher {
       const containerId = worker?.id ?? (typeof error.details?.containerId === "string" ? error.details.containerId : null); // one that failed to start
       // In the plane's output too (the terminal of `tandem serve`), as in the app's log: why the call failed here (a
       // cancel, which the caller asked for, is not news there: a map left early cancels hundreds).
-      if (!(error instanceof CancelledError)) this.#o.log(`[plane] ${req.callId}: ${firstLine(error.message).replace(/; last log lines:$/, "")}`); // the lines were printed
+      if (!(error instanceof CancelledError)) this.#o.log(`[plane] ${req.callId}: ${firstLine(withoutLogTail(error.message))}`); // the lines were printed
       this.#o.onLogLine?.({ app: req.app, function: req.function, callId: req.callId, containerId, source: "system", text: error.message });
       return {
         status: error instanceof FunctionTimeoutError ? "timed_out" : "failed",
@@ -275,7 +276,7 @@ export class Dispatcher {
       // Said as a call's failure here is (`run`): a timeout, a container that died; not the function's own error.
       if (!output) {
         const message = err instanceof Error ? err.message : String(err);
-        this.#o.log(`[plane] ${req.callId}: ${firstLine(message).replace(/; last log lines:$/, "")}`);
+        this.#o.log(`[plane] ${req.callId}: ${firstLine(withoutLogTail(message))}`);
         this.#o.onLogLine?.({ app: req.app, function: req.function, callId: req.callId, containerId: worker.id, source: "system", text: message });
       }
       throw err;

@@ -298,10 +298,23 @@ export class NoCapacityError extends TandemError {
   }
 }
 
+/** Where a container's failure message goes on with its last log lines (gpu-plane/container-failure.ts). */
+export const LOG_TAIL_MARK = "; last log lines:\n";
+
+/**
+ * A message without the container's last log lines it may end with: what a public answer (a web endpoint's) says, as
+ * those lines may be other calls', and what a one-line log says, as the lines were printed already.
+ * @example withoutLogTail("app.f container ctr-… crashed with exit code 3 during the call; last log lines:\nworking") // "app.f container ctr-… crashed with exit code 3 during the call"
+ */
+export function withoutLogTail(message: string): string {
+  const at = message.indexOf(LOG_TAIL_MARK);
+  return at < 0 ? message : message.slice(0, at);
+}
+
 /**
  * The container running the call crashed, was killed or ran out of memory.
  * `details.reason` says which (`oom`, `crashed`, `killed`); `details.logTail`
- * holds its last log lines.
+ * holds its last log lines, and so does its message, after `LOG_TAIL_MARK`.
  */
 export class ContainerFailedError extends TandemError {
   constructor(message: string, details?: Record<string, unknown>) {

@@ -479,6 +479,14 @@ describe("web endpoints", () => {
     expect(((await badId.json()) as any).error).toMatchObject({ code: "invalid_request", message: expect.stringContaining('"not-an-id" is not a call id') });
   });
 
+  it("answers a function's own error an endpoint lets through with its name and message, not the call's id or stack", async () => {
+    const res = await fetch(`${gw.url}/edge/passesFailure`);
+    expect(res.status).toBe(500);
+    const error = ((await res.json()) as any).error;
+    expect(error).toMatchObject({ code: "function_failed", message: "from a public endpoint", remote: { name: "QuotaExceeded" } });
+    expect([error.details, error.remote.stack]).toEqual([undefined, undefined]); // before: details.callId of the inner call
+  });
+
   it("answers an HTTPException an endpoint throws with its own status, message or response, and the headers the handler set", async () => {
     const message = await fetch(`${gw.url}/edge/refused/message`);
     expect([message.status, message.headers.get("x-seen"), await message.text()]).toEqual([403, "yes", "not yours"]);

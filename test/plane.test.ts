@@ -530,6 +530,22 @@ describe("generator functions on the plane", () => {
     expect(ran()).toBe(before); // no code of it ran after the timeout
   }, 40_000);
 
+  it("tells a public endpoint's client a plane call's failure without its container's last log lines or any details", async () => {
+    const crashed = await fetch(`${stack.url}/plane/passes-crash`);
+    expect(crashed.status).toBe(500);
+    const error = ((await crashed.json()) as { error: { code: string; message: string; details?: unknown } }).error;
+    expect(error).toMatchObject({
+      code: "container_failed",
+      message: expect.stringMatching(/^plane\.crash container ctr-[0-9a-f]{8} crashed with exit code 3 during the call$/),
+    });
+    expect(error.details).toBeUndefined(); // before: "…; last log lines:\ngoing down" (lines of other calls too) in its message
+    // A stream's error event likewise: no call id, no plane, no stack.
+    const events = await (await fetch(`${stack.url}/plane/boom-tokens`)).text();
+    const data = JSON.parse(/event: error\ndata: (.*)\n/.exec(events)![1]!) as { code: string; details?: unknown; remote?: { stack?: string } };
+    expect(data).toMatchObject({ code: "function_failed", message: "gave up after 1" });
+    expect([data.details, data.remote?.stack]).toEqual([undefined, undefined]);
+  });
+
   it("streams a plane generator through an edge endpoint as Server-Sent Events", async () => {
     const res = await fetch(`${stack.url}/plane/tokens/3`);
     expect(await res.text()).toBe("data: 0\n\ndata: 1\n\ndata: 2\n\nevent: done\ndata: null\n\n");
