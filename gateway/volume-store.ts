@@ -91,7 +91,9 @@ export class VolumeStore extends DurableObject<Env> {
       const file = this.#file(dir);
       if (file && dir !== "") return { volume: name, version: volume.version, path: dir, entries: [entryOf(file)] };
       const rows = this.#under(dir);
-      if (rows.length === 0 && dir !== "") throw new NotFoundError(`volume "${name}" has no file or directory "${dir}"`, { volume: name, path: dir });
+      // The version it was not there at: a handle's base, so that a write of it later conflicts with one made since.
+      if (rows.length === 0 && dir !== "")
+        throw new NotFoundError(`volume "${name}" has no file or directory "${dir}"`, { volume: name, path: dir, version: volume.version });
       const prefix = dir === "" ? "" : `${dir}/`;
       // Directories are not stored: each is the prefix of its files' paths, dated by the newest of them.
       const entries = new Map<string, VolumeEntry>();
@@ -127,7 +129,7 @@ export class VolumeStore extends DurableObject<Env> {
         const isDirectory = this.#under(path, 1).length > 0;
         throw isDirectory
           ? new InvalidRequestError(`"${path}" in volume "${name}" is a directory, not a file (list it instead)`, { volume: name, path })
-          : new NotFoundError(`volume "${name}" has no file "${path}"`, { volume: name, path });
+          : new NotFoundError(`volume "${name}" has no file "${path}"`, { volume: name, path, version: volume.version });
       }
       return { version: volume.version, file: { ...file, blocks: JSON.parse(file.blocks) as string[] } };
     });

@@ -12,7 +12,7 @@
  */
 import { joinChunks } from "./bounded-body.js";
 import { LazyBackend } from "./lazy-backend.js";
-import { InvalidOptionsError } from "./errors.js";
+import { InvalidOptionsError, NotFoundError } from "./errors.js";
 import {
   VOLUME_NAME_PATTERN,
   reservedVolumeNameProblem,
@@ -289,7 +289,7 @@ export class Volume {
     const what = `volume "${this.name}" listdir`;
     checkedPath(what, path);
     checkedOptions(what, options, { recursive: "boolean" });
-    const listing = await (await this.#ready_()).listdir(this.name, path, options.recursive ?? false);
+    const listing = await (await this.#ready_()).listdir(this.name, path, options.recursive ?? false).catch((err: unknown) => this.#notThere(err));
     this.#seen(listing.version);
     return listing.entries;
   }
@@ -297,7 +297,7 @@ export class Volume {
   /** A file: its bytes as a stream (`for await`), or all at once (`bytes()`, `text()`). */
   async readFile(path: string): Promise<VolumeFile> {
     checkedPath(`volume "${this.name}" readFile`, path, "read", true);
-    const read = await (await this.#ready_()).read(this.name, path);
+    const read = await (await this.#ready_()).read(this.name, path).catch((err: unknown) => this.#notThere(err));
     this.#seen(read.version);
     return new VolumeFile(path, read.size, read.mode, read.version, read.body);
   }
@@ -368,6 +368,15 @@ export class Volume {
     if (scope) this.#versions.set(scope, version);
     else this.#version = version;
     return version;
+  }
+
+  /**
+   * A read of a path that is not there saw the volume at a version too (`details.version`): the base, when there is
+   * none yet, so that writing the path later conflicts with a write of it made since, as after a read that found it.
+   */
+  #notThere(err: unknown): never {
+    if (err instanceof NotFoundError && typeof err.details?.version === "number") this.#seen(err.details.version);
+    throw err;
   }
 
   /** A version an operation saw: the base, when there is none yet. */

@@ -135,6 +135,20 @@ describe("storage", () => {
     expect(await reader.writeFile("a.txt", "mine")).toBe(3);
   });
 
+  it("takes the version a read found no file at as its base: creating that file after another did is a conflict", async () => {
+    await vol("race", { createIfMissing: true }).writeFile("other.txt", "x"); // version 1
+    const late = vol("race");
+    await expect(late.readFile("new.txt")).rejects.toBeInstanceOf(NotFoundError); // base: version 1
+    expect(await vol("race").writeFile("new.txt", "first")).toBe(2);
+    // Before, a handle whose first read found nothing had no base, and overwrote the file made meanwhile.
+    await expect(late.writeFile("new.txt", "second")).rejects.toBeInstanceOf(VolumeConflictError);
+    expect(await (await vol("race").readFile("new.txt")).text()).toBe("first");
+    const lister = vol("race");
+    await expect(lister.listdir("nowhere")).rejects.toBeInstanceOf(NotFoundError); // base: version 2
+    expect(await vol("race").writeFile("nowhere/f.txt", "made")).toBe(3);
+    await expect(lister.writeFile("nowhere/f.txt", "mine")).rejects.toBeInstanceOf(VolumeConflictError);
+  });
+
   it("refuses a write through the SDK to a name reserved for the plane, before sending it; the volume is unchanged", async () => {
     const v = vol("reserved", { createIfMissing: true });
     await expect(v.writeFile(".tandem-keep.txt", "keep me")).rejects.toThrow('names starting with ".tandem-" are reserved for the plane');
