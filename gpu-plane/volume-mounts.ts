@@ -93,11 +93,14 @@ interface Mount {
   folder: MountFolder;
   version: number;
   files: Map<string, HeldFile>;
+  /** Paths in the folder a volume cannot hold, each told once (`#commit`): a commit leaves them out. */
+  unfit: Set<string>;
   /** Operations on this mount, one at a time. */
   queue: Promise<unknown>;
 }
 
 interface Attached {
+  containerId: string;
   app: string;
   /** The function (or class) whose container this is, for the lines its app's log gets. */
   function: string;
@@ -153,7 +156,7 @@ export class VolumeMounts {
   ): Promise<{ binds: HostMount[]; env: ContainerMount[] }> {
     const { app } = owner;
     const root = join(this.#dir, "mounts", containerId);
-    const attached: Attached = { app, function: owner.function, failing: new Set(), root, mounts: [], api: undefined, timer: undefined };
+    const attached: Attached = { containerId, app, function: owner.function, failing: new Set(), root, mounts: [], api: undefined, timer: undefined };
     this.#attached.set(containerId, attached);
     attached.api = await openContainerApi(controlDir, app, this.#gateway, {
       commit: (volume) => this.#each(attached, volume, "commit"),
@@ -169,7 +172,7 @@ export class VolumeMounts {
       await chmod(hostDir, 0o777);
       // A folder in the way of a volume's file goes aside, beside the mounts, and with them when the container ends.
       const folder = new MountFolder(hostDir, join(root, ".aside"));
-      const mount: Mount = { request, hostDir, folder, version: 0, files: new Map(), queue: Promise.resolve() };
+      const mount: Mount = { request, hostDir, folder, version: 0, files: new Map(), unfit: new Set(), queue: Promise.resolve() };
       attached.mounts.push(mount);
       if (request.createIfMissing) await this.#ask(app, "POST", paths.volumes(), { name: request.volume, existOk: true }, true);
       const asked = performance.now();
@@ -276,7 +279,12 @@ export class VolumeMounts {
   async #commit(attached: Attached, mount: Mount, reloadOnly = false): Promise<number> {
     const { request } = mount;
     if (reloadOnly) return this.#refresh(attached, mount, await this.#manifest(attached.app, request.volume), true);
-    const present = await this.#scan(mount);
+    const present = await this.#scan(mount, (rel, problem) => {
+      if (mount.unfit.has(rel)) return;
+      mount.unfit.add(rel);
+      const shown = JSON.stringify(rel.length > 120 ? `${rel.slice(0, 120)}…` : rel);
+      this.#tell(attached.containerId, attached, `commit() leaves out ${shown} at ${request.path}: a path in volume "${request.volume}" ${problem}`);
+    });
     const changed = [...present].filter(([rel, st]) => !sameOnDisk(mount.files.get(rel), st));
     const removed = [...mount.files.keys()].filter((rel) => !present.has(rel));
     if (changed.length === 0 && removed.length === 0) return mount.version;
@@ -555,12 +563,22 @@ export class VolumeMounts {
     return res.json();
   }
 
-  /** Every regular file in the mount's folder, by its path there (links and other special entries are not files of the volume). */
-  async #scan(mount: Mount): Promise<Map<string, FileStat>> {
+  /**
+   * Every regular file in the mount's folder, by its path there (links and other special entries are not files of the
+   * volume), but the plane's own (a file being replaced) and those whose path the volume cannot hold (`unfit` hears
+   * of each, with why).
+   */
+  async #scan(mount: Mount, unfit?: (rel: string, problem: string) => void): Promise<Map<string, FileStat>> {
     const found = await mount.folder.files();
     for (const rel of found.keys()) {
-      // The plane's own (a file being replaced), or a path the volume could not hold.
-      if (reservedVolumeName(rel) !== undefined || "problem" in volumePath(rel)) found.delete(rel);
+      if (reservedVolumeName(rel) !== undefined) found.delete(rel);
+      else {
+        const checked = volumePath(this.#inVolume(mount, rel));
+        if ("problem" in checked) {
+          found.delete(rel);
+          unfit?.(rel, checked.problem);
+        }
+      }
     }
     return found;
   }
@@ -584,7 +602,9 @@ function conflictAdvice(mount: Mount, volumePath: string): string {
 }
 
 function sameOnDisk(held: HeldFile | undefined, st: FileStat): boolean {
-  return held !== undefined && held.ino === st.ino && held.size === st.size && held.mtimeMs === st.mtimeMs;
+  // Whether it is executable too: a chmod changes no inode, size or mtime, and a volume keeps 0o755 or 0o644.
+  const executable = (mode: number) => (mode & 0o111) !== 0;
+  return held !== undefined && held.ino === st.ino && held.size === st.size && held.mtimeMs === st.mtimeMs && executable(held.mode) === executable(st.mode);
 }
 
 function sameContent(held: HeldFile, file: VolumeManifestFile): boolean {

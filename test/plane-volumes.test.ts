@@ -77,6 +77,27 @@ describe("volumes mounted on the plane", () => {
     await eventually(async () => (await text("notes/bg.txt").catch(() => "")) === "hello", 15_000);
   }, 60_000);
 
+  it("says in the app's log which files a commit leaves out, as their paths cannot be a volume's, and commits the rest", async () => {
+    await fn<[string], number>("unfit").remote("fits.txt");
+    expect(await text("fits.txt")).toBe("fits");
+    await expect(vol().listdir("deep")).rejects.toThrow('has no file or directory "deep"');
+    // Before, it was left out without a word.
+    const line = /commit\(\) leaves out "deep\/d{115}…" at \/data: a path in volume "pv-data" must be at most 1024 bytes long/;
+    await eventually(() => stack.planeOutput.some((l) => line.test(l)));
+    const logs = await (await fetch(`${stack.url}/v1/apps/volplane/logs?function=unfit&source=system`, authed())).text();
+    const texts = logs
+      .split("\n")
+      .filter(Boolean)
+      .map((l) => (JSON.parse(l) as { text: string }).text);
+    expect(texts.some((t) => line.test(t))).toBe(true);
+  }, 60_000);
+
+  it("commits a file made executable in the container, though a chmod changes no inode, size or mtime", async () => {
+    const [written, after] = await fn<[string], [number, number]>("makeExecutable").remote("tool.sh");
+    expect(after).toBeGreaterThan(written); // before: nothing to commit, the volume kept 0o644
+    expect((await vol().listdir("tool.sh"))[0]).toMatchObject({ path: "tool.sh", mode: 0o755 });
+  }, 60_000);
+
   it("commits once more when the container stops", async () => {
     expect(await fn<[string, string], string>("scribble").remote("notes/exit.txt", "bye")).toBe("written");
     const res = await fetch(`${stack.url}${paths.appStop("volplane")}`, authed({ method: "POST" }));
