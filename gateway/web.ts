@@ -16,6 +16,7 @@ import {
   remoteErrorFrom,
   toWireError,
   withoutLogTail,
+  type WireError,
 } from "../sdk/errors.js";
 import { maskedError } from "../sdk/secret.js";
 import { HEADERS, SESSION_ID_PATTERN, paths } from "../sdk/protocol.js";
@@ -394,11 +395,7 @@ function serverSentEvents(c: Context<Web>, source: GeneratorResult, yielded: str
             controller.enqueue(event(undefined, step.value instanceof EncodedResult ? step.value.encoded.json : faithfulJson(step.value, yielded)));
           }
         } catch (err) {
-          // As `failed` answers one (below): no stack, no details, no container's last log lines.
-          const error = toWireError(maskedError(callFailure(err, undefined, mapStack), rc?.secretValues));
-          delete error.remote?.stack;
-          delete error.details;
-          controller.enqueue(event("error", { ...error, message: withoutLogTail(error.message) }));
+          controller.enqueue(event("error", forPublic(toWireError(maskedError(callFailure(err, undefined, mapStack), rc?.secretValues)))));
           controller.close();
           end();
         }
@@ -437,18 +434,24 @@ function failed(err: unknown, passOn = false): Response {
   if (passOn && err instanceof TandemError && !(err instanceof RemoteError)) {
     const error = maskedError(err, secretValues);
     console.error(`${error.name}: ${error.message}`);
-    // Its code and message only: an endpoint may be public, and details hold what only a token should read (a
-    // timed-out container's last log lines, its plane), as does a failed container's message after its first part
-    // (its last log lines, maybe other calls').
-    return Response.json({ error: { code: error.code, message: withoutLogTail(error.message) } }, { status: error.status });
+    return Response.json({ error: forPublic(toWireError(error)) }, { status: error.status });
   }
   const remote = maskedError(remoteErrorFrom(err, undefined, mapStack), secretValues) as RemoteError;
-  const body = errorBody(remote);
   console.error(remote.remoteStack ?? err);
-  // Its name and message, not its stack, nor the details of a call it made (its id, its plane): the endpoint may be public.
-  delete body.error.remote?.stack;
-  delete body.error.details;
-  return Response.json(body, { status: 500 });
+  return Response.json({ error: forPublic(toWireError(remote)) }, { status: 500 });
+}
+
+/**
+ * An error as a web endpoint tells it, since an endpoint may be public: its code, its message without a failed
+ * container's last log lines (maybe other calls'), a function error's name; not its stack, nor its details (a
+ * timed-out container's last log lines, the call's id, its plane), which only a token should read.
+ */
+function forPublic(error: WireError): WireError {
+  return {
+    code: error.code,
+    message: error.code === "container_failed" ? withoutLogTail(error.message) : error.message,
+    ...(error.remote ? { remote: { name: error.remote.name, message: error.remote.message } } : {}),
+  };
 }
 
 function labels(app: App): string {

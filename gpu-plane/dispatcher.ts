@@ -193,10 +193,8 @@ export class Dispatcher {
       const error = err instanceof TandemError ? err : new ContainerFailedError((err as Error).message);
       this.#o.meter?.callEnded(req.app, req.function, req.attempt, timings, error.code);
       const containerId = worker?.id ?? (typeof error.details?.containerId === "string" ? error.details.containerId : null); // one that failed to start
-      // In the plane's output too (the terminal of `tandem serve`), as in the app's log: why the call failed here (a
-      // cancel, which the caller asked for, is not news there: a map left early cancels hundreds).
-      if (!(error instanceof CancelledError)) this.#o.log(`[plane] ${req.callId}: ${firstLine(withoutLogTail(error.message))}`); // the lines were printed
-      this.#o.onLogLine?.({ app: req.app, function: req.function, callId: req.callId, containerId, source: "system", text: error.message });
+      // A cancel, which the caller asked for, is not news in the plane's output: a map left early cancels hundreds.
+      this.#failedHere(req, containerId, error.message, !(error instanceof CancelledError));
       return {
         status: error instanceof FunctionTimeoutError ? "timed_out" : "failed",
         error: toWireError(error),
@@ -274,11 +272,7 @@ export class Dispatcher {
     } catch (err) {
       errorCode = errorCodeOf(err);
       // Said as a call's failure here is (`run`): a timeout, a container that died; not the function's own error.
-      if (!output) {
-        const message = err instanceof Error ? err.message : String(err);
-        this.#o.log(`[plane] ${req.callId}: ${firstLine(withoutLogTail(message))}`);
-        this.#o.onLogLine?.({ app: req.app, function: req.function, callId: req.callId, containerId: worker.id, source: "system", text: message });
-      }
+      if (!output) this.#failedHere(req, worker.id, err instanceof Error ? err.message : String(err), true);
       throw err;
     } finally {
       timings.runMs = performance.now() - handedOver;
@@ -299,6 +293,15 @@ export class Dispatcher {
       if (clean) this.#scaleDown.release(worker, req.callId);
       else await this.#scaleDown.retire(worker);
     }
+  }
+
+  /**
+   * Why an input failed here, as a system line of the app's log and, `inOutput`, in the plane's output (the terminal
+   * of `tandem serve`), there without the container's last log lines, which were printed already.
+   */
+  #failedHere(req: PlaneRunRequest, containerId: string | null, message: string, inOutput: boolean): void {
+    if (inOutput) this.#o.log(`[plane] ${req.callId}: ${firstLine(withoutLogTail(message))}`);
+    this.#o.onLogLine?.({ app: req.app, function: req.function, callId: req.callId, containerId, source: "system", text: message });
   }
 
   /** Every function's counters, for the plane's `status`. */
