@@ -244,6 +244,11 @@ describe("dict", () => {
     // An ifVersion read before the drop no longer matches: versions went on from the dropped dict's highest.
     expect(await d.put("a", "stale", { ifVersion: before })).toBe(false);
     expect(await d.get("a")).toBe("new");
+    // A handle kept at module scope at the edge does the same.
+    expect(await edge("keptPut").remote("a", "1")).toBe(true);
+    await Dict.delete("edge-reborn", opts);
+    expect(await edge("keptPut").remote("b", "2")).toBe(true);
+    expect(await dict("edge-reborn").get("b")).toBe("2");
     const q = queue("reborn-q", { createIfMissing: true });
     await q.put("old");
     await Queue.delete("reborn-q", opts);
@@ -451,6 +456,10 @@ describe("queue", () => {
     const got = await q.getMany<string>(34, { timeoutMs: 0 });
     expect(got.map((v) => v.split(":")[0])).toEqual(Array.from({ length: 34 }, (_, i) => String(i)));
     expect(got.every((v, i) => v === item(i))).toBe(true);
+    expect(await q.len()).toBe(0);
+    // At the edge too, through the gateway's binding: every item in one getMany.
+    await q.putMany(Array.from({ length: 34 }, (_, i) => item(i)));
+    expect(await edge("takeMany").remote("huge-get", 34)).toBe(34);
     expect(await q.len()).toBe(0);
   }, 60_000);
 

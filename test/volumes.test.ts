@@ -147,6 +147,16 @@ describe("storage", () => {
     await expect(lister.listdir("nowhere")).rejects.toBeInstanceOf(NotFoundError); // base: version 2
     expect(await vol("race").writeFile("nowhere/f.txt", "made")).toBe(3);
     await expect(lister.writeFile("nowhere/f.txt", "mine")).rejects.toBeInstanceOf(VolumeConflictError);
+    // At the edge: an edge function's read finds nothing, another writes the file, its write is a conflict.
+    const atEdge = lookup<[string, string, number], number | string>("vols", "createLate", { gateway: gw.url, token: ADMIN_TOKEN }).remote(
+      "race",
+      "edge.txt",
+      1_500,
+    );
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    await vol("race").writeFile("edge.txt", "first");
+    expect(await atEdge).toBe("volume_conflict");
+    expect(await (await vol("race").readFile("edge.txt")).text()).toBe("first");
   });
 
   it("refuses a write through the SDK to a name reserved for the plane, before sending it; the volume is unchanged", async () => {
