@@ -99,6 +99,11 @@ export class ControlChannel {
     });
   }
 
+  /** Whether `callId`'s input was sent here and has not been answered yet. */
+  running(callId: string): boolean {
+    return this.#pending.has(callId);
+  }
+
   /** Asks a streaming input for its next chunk. */
   next(callId: string): void {
     this.#send({ t: "next", callId });

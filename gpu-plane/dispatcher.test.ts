@@ -900,6 +900,33 @@ describe("prepared containers, on fake containers", () => {
     expect(row!.preparedSeconds).toBeGreaterThan(0);
   });
 
+  it("answers a call cancelled while its prepared container resumes as cancelled, and never sends it the input", async () => {
+    // The function would wait for its cancel, and for nothing else.
+    const h = harness(
+      { f: ([x], call) => (x === "wait" ? new Promise((resolve) => call.signal.addEventListener("abort", () => resolve("aborted"))) : x) },
+      { prepared: 1 },
+    );
+    await coldCalls(h, [1, 2]);
+    await until(() => h.dispatcher.prepared().length === 1, "a prepared container");
+    const container = h.driver.started.find((c) => c.id === h.dispatcher.prepared()[0]!.id)!;
+    await until(() => container.paused, "the prepared container to be paused");
+    const resume = container.resume.bind(container);
+    let resumed = false;
+    container.resume = async () => {
+      await sleep(200); // an engine's unpause, slow on a loaded node
+      await resume();
+      resumed = true;
+    };
+    const req = request("f", { args: ["wait"], timeoutSeconds: 3, autoscaler: { scaledownWindowSeconds: 0.05 } });
+    const answer = h.dispatcher.run(req, BUNDLE);
+    await until(() => h.dispatcher.containers().some((c) => c.id === container.id), "the input to take the prepared container");
+    expect(resumed).toBe(false);
+    expect(h.dispatcher.cancel([req.callId], false)).toEqual([req.callId]);
+    // Before: the cancel reached the runner before the input did, which dropped it; the input then ran to its timeout.
+    expect(await answer).toMatchObject({ status: "failed", error: { code: "call_cancelled" }, containerId: container.id });
+    expect(container.frames.filter((f) => f.t === "input")).toEqual([]);
+  });
+
   it("prepares none for a function that started cold once, with --prepared 0, or that asks for a GPU", async () => {
     const once = harness({ f: ([x]) => x }, { prepared: 2 });
     await coldCalls(once, [1]);

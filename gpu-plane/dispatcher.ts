@@ -359,8 +359,10 @@ export class Dispatcher {
       if (terminateContainer) {
         worker.stoppedForCancel = true;
         void this.#scaleDown.retire(worker, { why: `as call ${callId} was cancelled (terminateContainer)` });
-      } else if (worker.ready) worker.channel.cancel(callId);
-      else this.#cancelledBeforeStart.add(callId); // its container is still starting: the input is never sent
+      } else if (worker.ready && worker.channel.running(callId)) worker.channel.cancel(callId);
+      // Its input is not sent yet (its container is starting, or a prepared one resuming, which would read the cancel
+      // before the input and drop it as one for no input): it is never sent.
+      else this.#cancelledBeforeStart.add(callId);
       return true;
     });
     const here = new Set([...queued, ...running]);

@@ -571,7 +571,8 @@ describe("retries and cancellation on the plane", () => {
 
   it("cancel() stops the input: the function sees its signal abort, the container stays warm", async () => {
     const call = await fn("watchful").spawn();
-    await eventually(() => stack.planes[0]!.status().containers.some((c) => c.function === "watchful" && c.ready && c.busy), 15_000);
+    // Running: a cancel that comes sooner (a prepared container still resuming for it) means it never runs at all.
+    await eventually(() => stack.planeOutput.some((l) => l.includes(`[plane.watchful ${call.id} ctr-`) && l.endsWith("watching")), 15_000);
     await call.cancel();
     await expect(call.get({ timeoutMs: 10_000 })).rejects.toBeInstanceOf(CancelledError);
     await eventually(() => stack.planeOutput.some((l) => l.includes(`[plane.watchful ${call.id} ctr-`) && l.endsWith("saw cancel")));
