@@ -33,6 +33,8 @@ export interface Worker {
   stopping: boolean;
   /** Why, where a call it runs is told (`retire`'s `why`): "as the plane shut down". */
   stoppingWhy?: string;
+  /** When the plane decided to stop it, where its time stops counting before it leaves (its `exit()` hooks run). */
+  billedUntil?: number;
   /**
    * Stopped because a call it ran was cancelled with `terminateContainer`: what its calls are told leaves out its last
    * log lines, which say nothing of why it stopped and may be other calls' (its tail holds lines of each call it ran).
@@ -122,7 +124,7 @@ export class ContainerPool {
 
   /** A pool's containers that have not exited, ready or still starting, and not rolled over (draining). */
   live(key: string): Worker[] {
-    return [...this.#workers].filter((w) => w.key === key && !w.exit && !w.draining);
+    return [...this.#workers].filter((w) => w.key === key && !w.exit && !w.draining && !w.stopping);
   }
 
   /**
@@ -131,7 +133,7 @@ export class ContainerPool {
    */
   serving(key: string): Worker[] {
     return [...this.#workers]
-      .filter((w) => w.key === key && w.ready && !w.exit && !w.protocolError && !w.draining)
+      .filter((w) => w.key === key && w.ready && !w.exit && !w.protocolError && !w.draining && !w.stopping)
       .sort((a, b) => a.inFlight.size - b.inFlight.size);
   }
 

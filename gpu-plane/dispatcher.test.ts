@@ -58,6 +58,7 @@ function harness(
     /** Give the dispatcher a snapshot store (the fake driver cannot take snapshots). */
     snapshots?: boolean;
     versionDrainTimeoutMs?: number;
+    exitGraceMs?: number;
     /** Most prepared containers per function (none unless given), and the window of their demand. */
     prepared?: number;
     preparedWindowMs?: number;
@@ -81,6 +82,7 @@ function harness(
     stateDir: dir,
     scaledownWindowMs: options.scaledownWindowMs ?? 60_000,
     ...(options.versionDrainTimeoutMs === undefined ? {} : { versionDrainTimeoutMs: options.versionDrainTimeoutMs }),
+    ...(options.exitGraceMs === undefined ? {} : { exitGraceMs: options.exitGraceMs }),
     ...(options.prepared === undefined ? {} : { preparedPerFunction: options.prepared }),
     ...(options.preparedWindowMs === undefined ? {} : { preparedWindowMs: options.preparedWindowMs }),
     log: (line) => lines.push(line),
@@ -588,6 +590,40 @@ describe("the dispatcher, on fake containers", () => {
     });
     expect(await h.driver.started[0]!.exited).toEqual({ code: 137, oomKilled: false });
     expect(h.dispatcher.containers().map((c) => c.id)).toEqual([g.containerId]);
+  });
+
+  it("to make room, lets a class's container run its exit() first, and starts the new one once it has left", async () => {
+    let startedBeforeItLeft: boolean | undefined;
+    const h = harness(
+      { "Model.generate": () => "text", g: () => "g" },
+      {
+        gpus: { T4: 1 },
+        startup: (_spec, index) => {
+          if (index === 1) startedBeforeItLeft = h.driver.started[0]!.exit === undefined;
+          return index === 0 ? { exitHooksMs: 300 } : {};
+        },
+      },
+    );
+    const t4 = { spec: { gpu: [{ type: "T4" as const, count: 1 }] } };
+    const model = await h.dispatcher.run(request("Model.generate", { ...t4, clsParams: {} }), BUNDLE);
+    const g = await h.dispatcher.run(request("g", t4), BUNDLE);
+    expect(g).toMatchObject({ status: "succeeded", gpu: "T4", coldStart: true });
+    expect(h.lines).toContain(`[plane] stopping idle app.Model ${model.containerId} to make room`);
+    // Before: killed at once (137), its exit() never run, and the new container started beside it on its GPU.
+    expect(h.driver.started[0]!.exitHooksRan).toBe(true);
+    expect(await h.driver.started[0]!.exited).toEqual({ code: 0, oomKilled: false });
+    expect(startedBeforeItLeft).toBe(false);
+    expect(h.inventory.summary().gpus.T4).toEqual({ total: 1, free: 0 });
+  });
+
+  it("says so when a class's exit() is cut off at its grace, and kills its container", async () => {
+    const h = harness({ "Model.generate": () => "text" }, { startup: () => ({ exitHooksMs: 60_000 }), exitGraceMs: 200 });
+    const model = await h.dispatcher.run(request("Model.generate", { clsParams: {} }), BUNDLE);
+    expect(await h.dispatcher.stopApp("app")).toBe(1);
+    expect(await h.driver.started[0]!.exited).toEqual({ code: 137, oomKilled: false });
+    const text = "exit() had not ended after 0.2 s; the container is killed";
+    expect(h.lines).toContain(`[plane] app.Model ${model.containerId} ${text}`);
+    expect(h.records).toContainEqual(expect.objectContaining({ containerId: model.containerId, source: "system", text }));
   });
 
   it("to make room, stops an idle container beyond its pool's minContainers before one that keeps a pool warm", async () => {

@@ -65,6 +65,8 @@ export interface DispatcherOptions {
    * live (version-switch.ts); default `PLANE_DEFAULTS.versionDrainTimeoutSeconds`.
    */
   versionDrainTimeoutMs?: number;
+  /** How long a stopping container's runner has for its classes' `exit()` hooks (default 10 s). */
+  exitGraceMs?: number;
   /** Each container log line, tagged. */
   log: (line: string) => void;
   /** Each container log line, and the plane's lines about a call (cold start, timeout, OOM kill, crash), as records for the app's log. */
@@ -122,6 +124,7 @@ export class Dispatcher {
       log,
       ...(options.onLogLine ? { onLogLine: options.onLogLine } : {}),
       scaledownWindowMs: options.scaledownWindowMs,
+      ...(options.exitGraceMs === undefined ? {} : { exitGraceMs: options.exitGraceMs }),
       keptWarm: (key) => this.#warm.minimumFor(key),
     });
     this.#starter = new ContainerStarter({ ...options, pool: this.#pool, scaleDown: this.#scaleDown });
@@ -506,7 +509,7 @@ export class Dispatcher {
             // Room, if need be, from a prepared container first (it holds memory, no work), then from an idle one.
             const reservation =
               this.#o.inventory.reserve(request) ??
-              (this.#prepared.evictFor(request) || this.#scaleDown.evictFor(request, `${req.app}.${req.function}`)
+              (this.#prepared.evictFor(request) || (await this.#scaleDown.evictFor(request, `${req.app}.${req.function}`))
                 ? this.#o.inventory.reserve(request)
                 : undefined);
             if (!reservation) continue;

@@ -5,7 +5,7 @@
  * forgotten once, which gives their resources back and records their life in
  * the usage ledger.
  */
-import { raceDeadline } from "../sdk/deadline.js";
+import { raceDeadline, TIMED_OUT } from "../sdk/deadline.js";
 import type { ContainerPool, Worker } from "./container-pool.js";
 import type { Inventory, ResourceRequest } from "./inventory.js";
 import type { PlaneLogLine } from "./log-shipper.js";
@@ -23,6 +23,8 @@ export interface ScaleDownOptions {
   log: (line: string) => void;
   /** The plane's lines about a container, for its app's log (log-shipper.ts). */
   onLogLine?: (line: PlaneLogLine) => void;
+  /** How long a stopping container's runner has for its classes' `exit()` hooks (default `EXIT_GRACE_MS`). */
+  exitGraceMs?: number;
   /** Idle time before a container is stopped, for functions whose spec does not say. */
   scaledownWindowMs: number;
   /** How many containers of a pool the plane keeps warm (its `minContainers`, 0 for a pool not assigned here). */
@@ -100,13 +102,22 @@ export class ScaleDown {
     worker.stopping = true;
     if (options.why) worker.stoppingWhy ??= options.why;
     const quick = options.quick === true && !worker.exitHooks;
-    if (options.graceful && !quick && worker.ready && !worker.exit && !worker.protocolError) {
-      // A grace period: the runner runs its classes' exit() hooks and leaves on its own.
-      worker.channel.shutdown();
-      await raceDeadline(worker.container.exited, Date.now() + EXIT_GRACE_MS);
-    }
+    if (options.graceful && !quick && worker.ready && !worker.exit && !worker.protocolError) await this.#exitHooks(worker);
     await worker.container.kill({ quick }).catch(() => {});
     await worker.channel.close().catch(() => {});
+  }
+
+  /**
+   * A grace period: the runner runs its classes' `exit()` hooks and leaves on its own, within its grace (10 s); one
+   * still there then is said to be cut off (the caller kills it).
+   */
+  async #exitHooks(worker: Worker): Promise<void> {
+    const grace = this.#o.exitGraceMs ?? EXIT_GRACE_MS;
+    worker.channel.shutdown();
+    if ((await raceDeadline(worker.container.exited, Date.now() + grace)) !== TIMED_OUT) return;
+    const text = `exit() had not ended after ${grace / 1000} s; the container is killed`;
+    this.#o.log(`[plane] ${worker.label} ${worker.id} ${text}`);
+    this.#o.onLogLine?.({ app: worker.life.app, function: worker.life.function, callId: null, containerId: worker.id, source: "system", text });
   }
 
   /** Drops a container from its pool, gives its resources back and records its life, once. */
@@ -114,18 +125,23 @@ export class ScaleDown {
     if (!this.#o.pool.delete(worker)) return;
     clearTimeout(worker.idleTimer);
     this.#o.inventory.release(worker.reservation);
-    writeUsage(this.#o.log, worker.id, () => this.#o.usage.record({ ...worker.life, endedAt: Date.now() }));
+    writeUsage(this.#o.log, worker.id, () => this.#o.usage.record({ ...worker.life, endedAt: worker.billedUntil ?? Date.now() }));
     this.#o.pool.wake();
   }
 
   /**
    * Stops one idle container (of any function) whose resources would let `request` (of function `forWhom`) start,
-   * one that keeps a warm minimum last; false when there is none.
+   * one that keeps a warm minimum last; false when there is none. A class's container runs its `exit()` hooks first,
+   * as at a scale-down: its room is given back once it has left (its process holds its GPU and memory until then),
+   * and its time counts until the plane decided to stop it.
    */
-  evictFor(request: ResourceRequest, forWhom: string): boolean {
+  async evictFor(request: ResourceRequest, forWhom: string): Promise<boolean> {
     const idle = this.#o.pool
       .all()
-      .filter((w) => w.inFlight.size === 0 && (request.gpu ? w.reservation.gpus.some((g) => g.type === request.gpu!.type) : w.reservation.memoryMiB > 0));
+      .filter(
+        (w) =>
+          w.inFlight.size === 0 && !w.stopping && (request.gpu ? w.reservation.gpus.some((g) => g.type === request.gpu!.type) : w.reservation.memoryMiB > 0),
+      );
     // One beyond its pool's warm minimum goes first: a container that keeps `minContainers` is stopped only when no
     // other would do, since its pool is refilled only once room comes back (on a full plane, a scale-down window later).
     const victim = idle.find((w) => this.#o.pool.live(w.key).length > this.#o.keptWarm(w.key)) ?? idle[0];
@@ -140,6 +156,12 @@ export class ScaleDown {
       text: `evicted: stopped while idle to make room for ${forWhom}`,
     });
     victim.stopping = true;
+    if (victim.exitHooks && victim.ready && !victim.exit && !victim.protocolError) {
+      // Before: killed at once, its exit() never run.
+      clearTimeout(victim.idleTimer);
+      victim.billedUntil = Date.now();
+      await this.#exitHooks(victim);
+    }
     this.forget(victim);
     void victim.container.kill().finally(() => victim.channel.close());
     return true;

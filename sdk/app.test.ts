@@ -145,6 +145,64 @@ describe("App", () => {
     expect(await Counter({ start: 1 }).inc!.local(1)).toBe(2);
   });
 
+  it("makes the methods a class inherits functions too, its own first, and no getter runs to find them", async () => {
+    const app = new App("demo");
+    class Base {
+      constructor(readonly params: { size?: string }) {}
+      enter() {}
+      predict(text: string) {
+        return `${this.params.size ?? "base"}:${text}`;
+      }
+      get heavy(): never {
+        throw new Error("a getter ran");
+      }
+    }
+    const Child = app.cls(
+      { name: "Child" },
+      class extends Base {
+        extra() {
+          return "x";
+        }
+        override predict(text: string) {
+          return super.predict(text).toUpperCase();
+        }
+      },
+    );
+    // Before: only "extra"; `Child.predict` was "no function" to every runtime.
+    expect(app.callables.map((c) => c.name)).toEqual(["Child.extra", "Child.predict"]);
+    expect(await Child({ size: "s" }).predict!.local("hi")).toBe("S:HI");
+    // A class whose only "methods" are arrow-function fields has none: said so, with why.
+    expect(() =>
+      app.cls(
+        { name: "Arrows" },
+        class {
+          predict = (text: string) => text;
+        },
+      ),
+    ).toThrow(
+      'app "demo": class "Arrows" has no methods to call (a method is declared in the class body or a class it extends; an arrow-function field is not one)',
+    );
+  });
+
+  it("names an anonymous class by its place in the app in an option's error (it is named by its export only as the app loads)", () => {
+    const app = new App("demo");
+    app.cls(
+      { name: "First" },
+      class {
+        f() {}
+      },
+    );
+    // Before: class "": unknown option "gpus".
+    expect(() =>
+      app.cls(
+        { gpus: "T4" } as never,
+        class {
+          f() {}
+        },
+      ),
+    ).toThrow('app "demo": class "#2": unknown option "gpus"; did you mean "gpu"?');
+  });
+
   it("says what it got when app.cls is not given a class, and how to call an unnamed handle from elsewhere", () => {
     const app = new App("demo");
     expect(() => app.cls({}, (() => 1) as never)).toThrow('app "demo": class #1 needs a class (got an arrow function)');

@@ -580,20 +580,22 @@ export class App {
    * await Model({ size: "small" }).predict.remote("hi");
    */
   cls<C extends new (params: any) => object>(options: NoInfer<ClsOptions<InstanceType<C>>>, Class: C): ClsHandle<InstanceType<C>, ClsParamsOf<C>> {
-    const label = options?.name ?? Class?.name ?? `#${this.#classes.length + 1}`;
+    // An anonymous class (`app.cls(options, class { … })`, the usual form) is named by its export only later, as the app
+    // is loaded: until then it is the app's class #N.
+    const label = options?.name || Class?.name || `#${this.#classes.length + 1}`;
     if (typeof Class !== "function" || typeof Class.prototype !== "object")
       throw new InvalidOptionsError(
-        `app "${this.name}": class ${label || "#" + (this.#classes.length + 1)} needs a class (got ${typeof Class === "function" ? "an arrow function" : typeof Class})`,
+        `app "${this.name}": class ${label} needs a class (got ${typeof Class === "function" ? "an arrow function" : typeof Class})`,
       );
     const { input, ...functionOptions } = (options ?? {}) as ClsOptions;
     const spec = parseFunctionOptions(functionOptions, `app "${this.name}": class "${label}"`);
     if (spec.schedule)
       throw new InvalidOptionsError(`app "${this.name}": class "${label}": option "schedule" is for functions; schedule a function that calls the method`);
-    const methods = Object.getOwnPropertyNames(Class.prototype).filter(
-      (m) =>
-        m !== "constructor" && !(LIFECYCLE_HOOKS as readonly string[]).includes(m) && typeof (Class.prototype as Record<string, unknown>)[m] === "function",
-    );
-    if (methods.length === 0) throw new InvalidOptionsError(`app "${this.name}": class "${label}" has no methods to call`);
+    const methods = classMethods(Class.prototype as object);
+    if (methods.length === 0)
+      throw new InvalidOptionsError(
+        `app "${this.name}": class "${label}" has no methods to call (a method is declared in the class body or a class it extends; an arrow-function field is not one)`,
+      );
     const definition: ClsDefinition = {
       name: spec.name ?? undefined,
       spec,
@@ -923,12 +925,12 @@ export class ClassInstances {
     await this.#instance(params);
   }
 
-  /** Runs every instance's `exit()` (when its container stops). */
   /** Whether an instance of the class has an `exit()` hook to run when its container stops. */
   hasExitHook(): boolean {
     return typeof (this.#definition.Class.prototype as Record<string, unknown>).exit === "function" || this.#withExit;
   }
 
+  /** Runs every instance's `exit()` (when its container stops). */
   async exitAll(): Promise<void> {
     for (const pending of this.#instances.values()) {
       const instance = await pending.catch(() => undefined);
@@ -963,11 +965,25 @@ function clsName(app: string, definition: ClsDefinition): string {
   return definition.name;
 }
 
+/**
+ * The methods callers can name on a class: those of its prototype and of the classes it extends (a subclass's own
+ * first), but its constructor and lifecycle hooks. Read from property descriptors, so no getter runs.
+ * @example classMethods(class extends Base { extra() {} }.prototype); // ["extra", "predict"]
+ */
+function classMethods(prototype: object): string[] {
+  const methods = new Set<string>();
+  for (let proto: object | null = prototype; proto && proto !== Object.prototype; proto = Object.getPrototypeOf(proto) as object | null)
+    for (const m of Object.getOwnPropertyNames(proto))
+      if (m !== "constructor" && !(LIFECYCLE_HOOKS as readonly string[]).includes(m) && typeof Object.getOwnPropertyDescriptor(proto, m)?.value === "function")
+        methods.add(m);
+  return [...methods];
+}
+
 function checkClsParams(app: string, definition: ClsDefinition, params: unknown): asserts params is ClsParams {
   const wrong = clsParamsProblem(params);
   if (wrong)
     throw new InvalidOptionsError(
-      `app "${app}": class "${definition.name ?? definition.Class.name}": ${wrong.problem}`,
+      `app "${app}": class "${definition.name || definition.Class.name}": ${wrong.problem}`,
       wrong.parameter ? { parameter: wrong.parameter } : undefined,
     );
 }

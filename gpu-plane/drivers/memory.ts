@@ -45,6 +45,8 @@ export interface MemoryStartup {
   exitCode?: number;
   /** Never connects: a start that hangs. */
   hang?: boolean;
+  /** Says it has `exit()` hooks (a class's container whose class has one), which take this many ms when it is shut down. */
+  exitHooksMs?: number;
   /** Says ready with this error, as a class whose `enter()` threw does. */
   enterFailed?: Extract<RunnerFrame, { t: "ready" }>["enterFailed"];
 }
@@ -125,9 +127,13 @@ export class MemoryContainer implements StartedContainer {
   #exit: ExitInfo | undefined;
   #socket: net.Socket | undefined;
   #paused = false;
+  readonly #exitHooksMs: number | undefined;
+  /** It was shut down and ran its (pretended) `exit()` hooks. */
+  exitHooksRan = false;
 
   constructor(spec: ContainerSpec, startup: MemoryStartup, functions: Record<string, MemoryFunction>) {
     this.id = spec.id;
+    this.#exitHooksMs = startup.exitHooksMs;
     this.runtimeId = `memory-${spec.id}`;
     this.spec = spec;
     this.#functions = functions;
@@ -215,6 +221,7 @@ export class MemoryContainer implements StartedContainer {
         t: "ready",
         pid: process.pid,
         functions: Object.keys(this.#functions),
+        exitHooks: startup.exitHooksMs !== undefined,
         ...(startup.enterFailed ? { enterFailed: startup.enterFailed } : {}),
       });
     });
@@ -236,9 +243,11 @@ export class MemoryContainer implements StartedContainer {
 
   #frame(frame: PlaneFrame): void {
     if (frame.t === "input") void this.#run(frame);
-    else if (frame.t === "shutdown")
-      this.#end({ code: 0, oomKilled: false }); // no exit() hooks to run here
-    else if (frame.t === "snapshot")
+    else if (frame.t === "shutdown") {
+      this.exitHooksRan = this.#exitHooksMs !== undefined;
+      if (this.#exitHooksMs) setTimeout(() => this.#end({ code: 0, oomKilled: false }), this.#exitHooksMs);
+      else this.#end({ code: 0, oomKilled: false });
+    } else if (frame.t === "snapshot")
       return; // this fake takes no snapshots (no `checkpoint`), so is never asked for one
     else if (frame.t === "cancel" && !this.#demand.has(frame.callId) && this.#cancels.has(frame.callId)) {
       this.#cancels.get(frame.callId)!.abort();
