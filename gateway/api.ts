@@ -236,7 +236,7 @@ export function apiRoutes(): Hono<Api> {
   });
 
   api.post(ROUTES.stream, guard("call", { checksBeforeBody: true }), async (c) => {
-    const fn = registry().function(c.req.param("app"), c.req.param("fn"));
+    const fn = streamable(registry().function(c.req.param("app"), c.req.param("fn")));
     const args = await readArgs(c);
     await checkArguments(fn, args);
     const id = newCallId();
@@ -332,6 +332,16 @@ function runContext(c: Context<Api>): RunContext {
 }
 
 /** Refuses a function declared as a generator on the routes that call it (one found to be a generator only when it runs fails then). */
+/** A WebAssembly function never streams (its result is its stdout, once it exits): refused before its module runs. */
+function streamable(fn: RegisteredFunction): RegisteredFunction {
+  if (fn.wasm)
+    throw new InvalidRequestError(`${fn.app}.${fn.name} is a WebAssembly function, which does not stream; call it with .remote() (POST .../call)`, {
+      app: fn.app,
+      function: fn.name,
+    });
+  return fn;
+}
+
 function notGenerator(fn: RegisteredFunction): RegisteredFunction {
   if (fn.generator)
     throw new InvalidRequestError(`${fn.app}.${fn.name} is a generator function; stream it with .remoteGen() (POST .../stream)`, {

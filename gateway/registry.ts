@@ -25,6 +25,8 @@ export interface RegisteredFunction {
   clsMethod: boolean;
   /** Declared as a generator function: it is streamed, not called. */
   generator: boolean;
+  /** A WebAssembly function (`app.wasm`): called, never streamed. */
+  wasm?: true;
   /** Who declares its secrets (`App.secretHolders`): its name, or its class's. */
   secretHolder: string;
   /** Its `input` schema (a class method's own): a call's arguments are checked against it before it runs or is forwarded. */
@@ -79,6 +81,7 @@ export class AppRegistry {
           handler,
           clsMethod: false,
           generator: false,
+          wasm: true,
           input: w.spec.input,
           secretHolder: w.name,
           ...(w.spec.input ? {} : { wasmInput: w.contentType }),

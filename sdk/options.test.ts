@@ -54,6 +54,8 @@ describe("function options", () => {
     [{ retries: 2.5 }, 'option "retries" must be a whole number of retries from 0 to 10, or Retries({...}) (got 2.5)'],
     [{ tier: "cloud" }, 'option "tier" must be "edge" or "plane"'],
     [{ env: { A: 1 } }, 'option "env.A" values must be strings'],
+    [{ env: { "A=B": "x" } }, 'option "env" names must be non-empty, with no "=" or NUL: "A=B" is not one'],
+    [{ env: { "": "x" } }, 'option "env" names must be non-empty, with no "=" or NUL: "" is not one'],
     [{ name: "has space" }, 'option "name" must be 1-64 letters'],
     [{ timout: 5 }, 'unknown option "timout"; did you mean "timeout"?'],
     [{ gpus: "A100" }, 'unknown option "gpus"; did you mean "gpu"?'],

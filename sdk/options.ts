@@ -93,7 +93,14 @@ const FunctionOptionsSchema = z.strictObject({
     )
     .optional(),
   /** Environment for the function, read with `currentCall().env`; on the plane also the container's environment. */
-  env: userRecord(z.string("values must be strings")).optional(),
+  env: userRecord(z.string("values must be strings"))
+    .superRefine((env, ctx) => {
+      // A name with "=" would split elsewhere than written ({ "A=B": "x" } is A="B=x" to the program), "" is no name.
+      for (const name of Object.keys(env))
+        if (name === "" || /[=\0]/.test(name))
+          ctx.addIssue({ code: "custom", message: `names must be non-empty, with no "=" or NUL: ${JSON.stringify(name)} is not one` });
+    })
+    .optional(),
   /**
    * Secrets read as `process.env.KEY` inside the function, in both tiers; later ones override earlier ones, and the
    * function sees no other secret's keys. `[Secret.fromName("api"), Secret.fromDotenv()]`. See docs/secrets.md.

@@ -41,6 +41,23 @@ describe("WebAssembly functions", () => {
     expect(await lookup("wasmy", "upper", { gateway: gw.url }).remote(new Date(0))).toEqual(["1970-01-01T00:00:00.000Z"]);
   });
 
+  it("refuse a stream before their module runs", async () => {
+    const ran = () => gw.output.filter((l) => /\[wasmy\.upper fc-[0-9a-z]{26}\] \(stderr\) bye/.test(l)).length;
+    // Once this call's line is in, every earlier call's is (workerd prints them in order).
+    const call = await lookup("wasmy", "upper", { gateway: gw.url }).spawn("x");
+    await call.get();
+    await eventually(() => gw.output.some((l) => l.includes(`[wasmy.upper ${call.id}] (stderr) bye`)));
+    const before = ran();
+    const res = await fetch(`${gw.url}/v1/apps/wasmy/functions/upper/stream`, authed({ method: "POST", body: JSON.stringify({ args: ["x"] }) }));
+    expect(res.status).toBe(400);
+    expect(((await res.json()) as { error: unknown }).error).toMatchObject({
+      code: "invalid_request",
+      message: "wasmy.upper is a WebAssembly function, which does not stream; call it with .remote() (POST .../call)",
+    });
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    expect(ran()).toBe(before); // before: it ran once, then was refused as "not a generator function"
+  });
+
   it("are called from a web endpoint like any function", async () => {
     expect(await (await fetch(`${gw.url}/wasmy/shout/quiet`)).json()).toEqual({ upper: ["QUIET"] });
   });

@@ -58,6 +58,21 @@ describe("the WASI host in Node", () => {
     );
   });
 
+  it("names every import the host does not provide at once, not the first alone", async () => {
+    const { default: binaryen } = await import("binaryen");
+    const m = binaryen.parseText(`(module
+      (import "wasi_snapshot_preview1" "sock_open" (func $sock_open (param i32 i32 i32) (result i32)))
+      (import "env" "foo" (func $foo))
+      (memory (export "memory") 1)
+      (func (export "_start") (call $foo) (drop (call $sock_open (i32.const 0) (i32.const 0) (i32.const 0)))))`);
+    const module = new WebAssembly.Module(new Uint8Array(m.emitBinary()));
+    m.dispose();
+    // Before: sock_open alone; env.foo came to light once that was fixed.
+    expect(() => checkWasiCommand(module, "two.wasm")).toThrow(
+      "two.wasm imports 2 things this host does not provide: wasi_snapshot_preview1.sock_open (function): sock_open is not part of WASI preview1, but another runtime's extension; env.foo (function): it provides wasi_snapshot_preview1 functions only",
+    );
+  });
+
   it("fails a run that traps, outgrows its memory or its output limit, and the next run works", () => {
     const module = new WebAssembly.Module(misbehave);
     expect(() => runWasi(module, "m.wasm", { stdin: bytes("t") })).toThrow(WasmTrapError);
@@ -101,6 +116,45 @@ describe("the WASI host in Node", () => {
       message: "m.wasm grew its memory to 65 pages, past its limit of 64 (4 MiB; its maxMemoryPages option)",
     });
     expect(text(runWasi(module, "m.wasm", { stdin: bytes("x") }).stdout)).toBe("ok");
+  });
+
+  it("runs a module's start section as part of the run: its steps, limits and traps are the run's, and a WASI call there is refused clearly", async () => {
+    const { default: binaryen } = await import("binaryen");
+    // A start section runs as the instance is made, before _start; _start exits 42 once it has counted to 100,000.
+    const withStart = async (init: string, pages = 1) => {
+      const m = binaryen.parseText(`(module
+        (import "wasi_snapshot_preview1" "proc_exit" (func $exit (param i32)))
+        (import "wasi_snapshot_preview1" "fd_write" (func $fd_write (param i32 i32 i32 i32) (result i32)))
+        (memory (export "memory") ${pages})
+        (global $n (mut i32) (i32.const 0))
+        (func $init ${init})
+        (start $init)
+        (func (export "_start") (call $exit (select (i32.const 42) (i32.const 1) (i32.eq (global.get $n) (i32.const 100000))))))`);
+      const bytes = new Uint8Array(m.emitBinary());
+      m.dispose();
+      return new WebAssembly.Module(await instrument(bytes, 64));
+    };
+    const count = `(loop $l (global.set $n (i32.add (global.get $n) (i32.const 1))) (br_if $l (i32.lt_u (global.get $n) (i32.const 100000))))`;
+    // Before: TypeError: Cannot read properties of undefined (reading 'memory'), once the loop reached its first step.
+    expect(runWasi(await withStart(count), "s.wasm").exitCode).toBe(42);
+    const failure = async (init: string, limits = {}, pages = 1) => {
+      try {
+        runWasi(await withStart(init, pages), "s.wasm", { limits });
+      } catch (e) {
+        return `${(e as Error).name}: ${(e as Error).message}`;
+      }
+    };
+    expect(await failure(`(loop $l (br $l))`, { maxWallMs: 200 })).toMatch(
+      /^WasmLimitError: s\.wasm ran for 2\d\d ms, past its limit of 200 ms, and was stopped$/,
+    );
+    expect(await failure(`(unreachable)`)).toBe("WasmTrapError: s.wasm trapped: unreachable"); // before: a bare RuntimeError
+    expect(await failure(`(drop (call $fd_write (i32.const 1) (i32.const 0) (i32.const 0) (i32.const 0)))`)).toBe(
+      "WasmModuleError: s.wasm called WASI from its start section, before its instance existed; this host answers WASI calls from _start on (move that work into _start: AssemblyScript puts a file's top-level statements in the start section)",
+    );
+    // One that starts past its memory limit did not grow: said so, and its _start never runs.
+    expect(await failure(`(nop)`, { maxMemoryPages: 8 }, 10)).toBe(
+      "WasmLimitError: s.wasm starts with 10 pages of memory, past its limit of 8 (0.5 MiB; its maxMemoryPages option)",
+    );
   });
 });
 

@@ -158,16 +158,24 @@ export function checkWasiCommand(module: WebAssembly.Module, name: string): void
   const exports = new Map(WebAssembly.Module.exports(module).map((e) => [e.name, e.kind]));
   if (exports.get("_start") !== "function") throw new WasmModuleError(`${name} is not a WASI command: it exports no _start function`);
   if (exports.get("memory") !== "memory") throw new WasmModuleError(`${name} is not a WASI command: it exports no memory`);
+  const missing: { what: string; why: string }[] = [];
   for (const i of WebAssembly.Module.imports(module)) {
     if (i.module === TICK_IMPORT.module && i.name === TICK_IMPORT.name && i.kind === "function") continue;
     if (i.module === MEMORY_IMPORT.module && i.name === MEMORY_IMPORT.name && i.kind === "memory" && memoryShape(module)) continue;
     if (i.module !== WASI_MODULE || !PROVIDED.has(i.name)) {
       // The host gives every preview1 function, so another name under wasi_snapshot_preview1 is some runtime's
       // extension (WasmEdge's sock_open): "it provides wasi_snapshot_preview1 functions only" would read as if it were one.
-      const provides =
+      const why =
         i.module === WASI_MODULE ? `${i.name} is not part of WASI preview1, but another runtime's extension` : `it provides ${WASI_MODULE} functions only`;
-      throw new WasmModuleError(`${name} imports ${i.module}.${i.name} (${i.kind}), which this host does not provide (${provides})`);
+      missing.push({ what: `${i.module}.${i.name} (${i.kind})`, why });
     }
+  }
+  // Every one named at once, so a build is not fixed one import a try.
+  if (missing.length === 1) throw new WasmModuleError(`${name} imports ${missing[0]!.what}, which this host does not provide (${missing[0]!.why})`);
+  if (missing.length > 1) {
+    const shown = missing.slice(0, 10).map((m) => `${m.what}: ${m.why}`);
+    if (missing.length > 10) shown.push(`and ${missing.length - 10} more`);
+    throw new WasmModuleError(`${name} imports ${missing.length} things this host does not provide: ${shown.join("; ")}`);
   }
 }
 
@@ -202,12 +210,17 @@ export function runWasi(module: WebAssembly.Module, name: string, options: WasiR
     { debug: false },
   );
   const started = Date.now();
+  /** Its memory's pages once instantiated: a module that starts past its limit did not grow past it. */
+  let initialPages: number | undefined;
   const checkLimits = () => {
-    const pages = exports.memory.buffer.byteLength / 65536;
+    // Before its instance exists (a start section runs inside `new WebAssembly.Instance`), only a memory the host gave.
+    const buffer = exports?.memory.buffer ?? memory?.buffer;
+    const pages = buffer ? buffer.byteLength / 65536 : 0;
     if (pages > limits.maxMemoryPages) {
+      const what = pages === initialPages ? `starts with ${pages} pages of memory` : `grew its memory to ${pages} pages`;
       throw new WasmLimitError(
         "memory",
-        `${name} grew its memory to ${pages} pages, past its limit of ${limits.maxMemoryPages} (${formatMiB(limits.maxMemoryPages)}; its maxMemoryPages option)`,
+        `${name} ${what}, past its limit of ${limits.maxMemoryPages} (${formatMiB(limits.maxMemoryPages)}; its maxMemoryPages option)`,
       );
     }
     const elapsed = Date.now() - started;
@@ -216,7 +229,7 @@ export function runWasi(module: WebAssembly.Module, name: string, options: WasiR
   };
   // Calls the host answers itself (wasm/wasi-calls.ts): waits bounded by the deadline, no sockets, signals.
   const calls = wasiCalls({
-    memory: () => exports.memory.buffer,
+    memory: () => (exports ?? notInstantiated()).memory.buffer,
     fds: wasi.fds,
     checkLimits,
     writableBytes: (fd) => (fd === stdout || fd === stderr ? limits.maxOutputBytes - written : undefined),
@@ -231,18 +244,28 @@ export function runWasi(module: WebAssembly.Module, name: string, options: WasiR
     },
   });
   const imports = { ...wasi.wasiImport, ...calls };
-  let exports: { memory: WebAssembly.Memory; _start: () => unknown };
+  let exports: { memory: WebAssembly.Memory; _start: () => unknown } | undefined;
+  /** A WASI call from a start section, which runs before the instance exists: the shim has no memory to answer with. */
+  const notInstantiated = (): never => {
+    throw new WasmModuleError(
+      `${name} called WASI from its start section, before its instance existed; this host answers WASI calls from _start on (move that work into _start: AssemblyScript puts a file's top-level statements in the start section)`,
+    );
+  };
   const shape = memoryShape(module);
   const memory = shape ? takeMemory(shape) : undefined;
   const tandem = { [TICK_IMPORT.name]: checkLimits, ...(memory ? { [MEMORY_IMPORT.name]: memory } : {}) };
   try {
-    const instance = new WebAssembly.Instance(module, { [WASI_MODULE]: imports, [TICK_IMPORT.module]: tandem });
-    exports = instance.exports as typeof exports;
     let exitCode: number;
     try {
+      // A start section runs in here: its traps, limits and WASI calls are the call's, as _start's are.
+      const instance = new WebAssembly.Instance(module, { [WASI_MODULE]: imports, [TICK_IMPORT.module]: tandem });
+      exports = instance.exports as NonNullable<typeof exports>;
+      initialPages = exports.memory.buffer.byteLength / 65536;
+      checkLimits(); // one that starts past its memory limit runs no _start
       exitCode = wasi.start({ exports });
     } catch (thrown) {
-      if (thrown instanceof WasmLimitError) throw thrown;
+      if (thrown instanceof WasmLimitError || thrown instanceof WasmModuleError) throw thrown;
+      if (exports === undefined && thrown instanceof TypeError) notInstantiated(); // the shim's own calls read its instance
       if (thrown instanceof WASIProcExit) exitCode = thrown.code;
       else if (thrown instanceof RaisedSignal) {
         throw new WasmSignalError(thrown.signal, `${name} raised ${thrown.signal} (signal ${thrown.number}) and was stopped`, concat(err));
@@ -252,7 +275,7 @@ export function runWasi(module: WebAssembly.Module, name: string, options: WasiR
       } else throw thrown;
     }
     checkLimits();
-    return { exitCode, stdout: concat(out), stderr: concat(err), memoryPages: exports.memory.buffer.byteLength / 65536 };
+    return { exitCode, stdout: concat(out), stderr: concat(err), memoryPages: exports!.memory.buffer.byteLength / 65536 };
   } finally {
     if (shape && memory) giveBack(shape, memory);
   }
