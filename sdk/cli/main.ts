@@ -150,11 +150,11 @@ program
         ...(opts.metricsPort !== undefined ? { metricsPort: opts.metricsPort } : {}),
       });
       console.log(style.dim(opts.watch ? "Watching for changes. Ctrl-C to stop." : "Ctrl-C to stop."));
-      // workerd kept dying as soon as it started: said, and serve stops.
+      // workerd kept dying as soon as it started: said, and serve stops (2: the command failed, README "Exit codes").
       serving.failed.catch(async (err: unknown) => {
         printFailure(err);
         await serving.close();
-        process.exit(1);
+        process.exit(2);
       });
       // Ctrl-C: requests in flight get a moment to end; a second Ctrl-C stops at once, a third quits. A stop hurried so
       // exits 130, as `tandem plane` cut short does; one that left a part behind, 2.
