@@ -184,6 +184,23 @@ describe("App", () => {
     );
   });
 
+  it("says in its manifest (what tandem apps prints) which names are functions and which are a class's methods", () => {
+    const app = new App("demo");
+    const double = app.function((x: number) => x * 2);
+    const Model = app.cls(
+      {},
+      class {
+        predict() {}
+      },
+    );
+    loadAppModule("demo.ts", { default: app, double, Model });
+    // Before: no kind; tandem apps called a method a function, where serve's banner said method.
+    expect(app.manifest().functions.map((f) => [f.name, f.kind])).toEqual([
+      ["double", "function"],
+      ["Model.predict", "method"],
+    ]);
+  });
+
   it("names an anonymous class by its place in the app in an option's error (it is named by its export only as the app loads)", () => {
     const app = new App("demo");
     app.cls(

@@ -861,8 +861,9 @@ export class App {
   manifest(): AppManifest {
     return {
       name: this.name,
-      functions: this.callables.map(({ name, spec, generator }) => ({
+      functions: this.callables.map(({ name, kind, spec, generator }) => ({
         name,
+        kind,
         tier: spec.tier,
         timeoutSeconds: spec.timeoutSeconds,
         retries: spec.retries,

@@ -94,14 +94,14 @@ export async function checkCallArguments(
  * (`clsParamsProblem`). Throws `invalid_request` naming what is wrong.
  * @example
  * checkClassParams("demo.Model.predict", [1]);
- * // InvalidRequestError: demo.Model.predict is a class method, called with the class's parameters first (.remote(parameters, …)…): parameters must be an object ({} for none; got an array)
+ * // InvalidRequestError: demo.Model.predict is a class method, called with the class's parameters first: .remote(parameters, …) …: parameters must be an object ({} for none; got an array)
  */
 export function checkClassParams(where: string, params: unknown): asserts params is Record<string, unknown> {
   const wrong = clsParamsProblem(params);
   if (wrong?.parameter !== undefined) throw new InvalidRequestError(`${where}: class ${wrong.problem}`, { parameter: wrong.parameter });
   if (wrong)
     throw new InvalidRequestError(
-      `${where} is a class method, called with the class's parameters first (.remote(parameters, ...args); .starmap([[parameters, ...args], ...]) for many): ${wrong.problem}`,
+      `${where} is a class method, called with the class's parameters first: .remote(parameters, ...args) from the SDK, tandem run FILE::Class.method '{}' ARGS… from the CLI, "args": [parameters, ...args] over HTTP: ${wrong.problem}`,
     );
 }
 

@@ -743,6 +743,8 @@ export interface AppManifest {
 
 export interface FunctionManifest {
   name: string;
+  /** A function, a class's method (`Class.method`) or a WebAssembly function; absent from a gateway of an earlier release. */
+  kind?: "function" | "method" | "wasm";
   tier: "edge" | "plane";
   timeoutSeconds: number;
   retries: RetryPolicy;

@@ -394,7 +394,7 @@ program
         const gpu = f.gpu ? `, GPU ${f.gpu.join(" or ")}` : "";
         const regions = f.regions ? `, region${f.regions.length === 1 ? "" : "s"} ${f.regions.join(", ")}` : "";
         console.log(
-          `  function  ${f.name.padEnd(20)} ${f.tier}${gpu}${regions}, timeout ${f.timeoutSeconds} s, retries ${f.retries.maxRetries}${f.generator ? ", generator (stream it)" : ""}`,
+          `  ${(f.kind ?? "function").padEnd(9)} ${f.name.padEnd(20)} ${f.tier}${gpu}${regions}, timeout ${f.timeoutSeconds} s, retries ${f.retries.maxRetries}${f.generator ? ", generator (stream it)" : ""}`,
         );
       }
       for (const e of app.endpoints) {
