@@ -122,7 +122,7 @@ function mountWebApp(web: Hono<Web>, appName: string, mount: WebMount): void {
             return failed(err);
           }
           try {
-            const response: unknown = await webApp.fetch(body.request, env, ctx);
+            const response: unknown = await webApp.fetch(body.request, APP_BINDINGS, ctx);
             if (response instanceof Response) return tooLarge(body.passed()) ?? response;
             stopStream(response, rc);
             return tooLarge(body.passed()) ?? failed(notAResponse(response, `web "${mount.label}" of app "${appName}"`, request));
@@ -197,6 +197,13 @@ function isCorsPreflight(request: Request): boolean {
   return request.method === "OPTIONS" && request.headers.has("access-control-request-method");
 }
 
+/**
+ * What an app's endpoint or web app sees as its bindings (`c.env`): none. The gateway's are its own (its admin token,
+ * the plane secret, the secrets key, its Durable Objects); an app's code reaches secrets through `process.env` and the
+ * stores through the SDK, and a debug route that answers with `c.env` tells nothing.
+ */
+const APP_BINDINGS = Object.freeze({}) as Web["Bindings"];
+
 function addEndpoint(web: Hono<Web>, appName: string, endpoint: EndpointHandle): void {
   const prefix = `[${appName}/${endpoint.label}]`;
   const path = paths.web(appName, endpoint.label, endpoint.path);
@@ -229,6 +236,7 @@ function addEndpoint(web: Hono<Web>, appName: string, endpoint: EndpointHandle):
         } catch (err) {
           return failed(err);
         }
+        c.env = APP_BINDINGS; // the gateway's own uses of its bindings are over; the app's code gets none of them
         const out = await endpoint.handler(c);
         const refused = tooLarge(body.passed());
         if (refused) return refused;

@@ -460,6 +460,14 @@ describe("web endpoints", () => {
     expect(await res.json()).toEqual({ got: { n: 1 } });
   });
 
+  it("gives an app's endpoints and web apps none of the gateway's bindings (its admin token, plane secret, secrets key)", async () => {
+    // Before: TANDEM_ADMIN_TOKEN, TANDEM_PLANE_SECRET, TANDEM_SECRETS_KEY, LEDGER, … to anyone who asked a debug route.
+    expect(await (await fetch(`${gw.url}/edge/bindings`)).json()).toEqual([]);
+    expect(await (await fetch(`${gw.url}/edge/api/bindings`)).json()).toEqual([]);
+    // The gateway's own work for the endpoint still has them: a function call from it answers.
+    expect(await (await fetch(`${gw.url}/edge/api/square/3`)).json()).toEqual({ result: 9 });
+  });
+
   it("answers 500 with the message but not the stack when an endpoint throws", async () => {
     const res = await fetch(`${gw.url}/edge/broken`);
     expect(res.status).toBe(500);
