@@ -47,7 +47,7 @@ import { checkedCallId, keyScope, ledgerFor, ledgerShard, recordStatus, shardOfK
 import { checkArguments } from "./check-arguments.js";
 import { schedulerFor } from "./scheduler.js";
 import type { RouteEnv } from "./env.js";
-import { callNow, callOnce, mapCalls, mapCallsOnce, spawnCall, stopMapHere } from "./executor.js";
+import { callNow, callOnce, mapCalls, mapCallsOnce, spawnCall, spawnCallOnce, stopMapHere } from "./executor.js";
 import { nearRegionsOf } from "./plane-regions.js";
 import { onceEach } from "./query.js";
 import { gatewayConfig } from "./config.js";
@@ -178,9 +178,13 @@ export function apiRoutes(): Hono<Api> {
     const args = await readArgs(c);
     await checkArguments(fn, args); // before the call is recorded
     const key = idempotencyKey(c);
-    const id = await spawnCall(runContext(c), fn, args, key === undefined ? {} : { key }); // the ledger keeps the arguments as they came
+    // The ledger keeps the arguments as they came.
+    const { callId: id, sentAgain } =
+      key === undefined ? { callId: await spawnCall(runContext(c), fn, args), sentAgain: false } : await spawnCallOnce(runContext(c), fn, args, key);
     c.header(HEADERS.callId, id);
-    return c.json({ callId: id, status: "pending" }, 202);
+    // Sent again: the call its key named, as it stands (it may have ended; before, always "pending").
+    const status = sentAgain ? ((await ledgerFor(c.env, id).get(id, 0))?.status ?? "pending") : "pending";
+    return c.json({ callId: id, status }, 202);
   });
 
   api.post(ROUTES.map, guard("call", { checksBeforeBody: true }), async (c) => {

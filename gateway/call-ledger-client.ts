@@ -188,8 +188,11 @@ export interface NewCall {
 export interface LedgerApi {
   /** Records a call before it runs; returns its id, or for a key already known, the id of the call it named. */
   create(call: NewCall): Promise<string>;
-  /** `create` for several calls in one write (a keyed map), in the same shard. */
-  createMany(calls: NewCall[]): Promise<string[]>;
+  /**
+   * `create` for several calls in one write (a keyed map), in the same shard. With `mapScope`, a map whose key is known
+   * (any input of it recorded) records nothing: each input the first request had is its call's id, one it had not is "".
+   */
+  createMany(calls: NewCall[], options?: { mapScope?: string }): Promise<string[]>;
   /** Marks attempt `attempt` as started; false when the call was cancelled. */
   start(id: string, attempt: number): Promise<boolean>;
   /** `start` for several calls in one write. */

@@ -307,7 +307,11 @@ export class CallLedger extends DurableObject<Env> implements LedgerApi {
     return (await this.createMany([call]))[0]!;
   }
 
-  async createMany(calls: NewCall[]): Promise<string[]> {
+  async createMany(calls: NewCall[], options: { mapScope?: string } = {}): Promise<string[]> {
+    if (options.mapScope !== undefined && this.#mapKnown(options.mapScope)) {
+      // Sent again: it starts nothing, not even an input the first request did not have (its key would be new).
+      return calls.map((call) => (call.key === undefined ? "" : (this.#callWithKey(call.key) ?? "")));
+    }
     const ids: string[] = [];
     let leaseUntil = 0;
     for (const call of calls) {
@@ -501,6 +505,11 @@ export class CallLedger extends DurableObject<Env> implements LedgerApi {
       await this.#scheduleAlarm();
     }
     return { record: await this.#toRecord(this.#row(id)!), plane: wasRunning ? row.plane : null };
+  }
+
+  /** Whether a keyed map's key is known: any input of it recorded (its inputs' keys are `${scope} ${index}`). */
+  #mapKnown(scope: string): boolean {
+    return this.#sql.exec(`SELECT 1 FROM calls WHERE idem_key >= ? AND idem_key < ? LIMIT 1`, `${scope} `, `${scope}!`).toArray().length > 0;
   }
 
   async cancelMap(scope: string): Promise<{ id: string; plane: string | null }[]> {

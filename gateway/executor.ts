@@ -568,6 +568,16 @@ export async function spawnCall(
 }
 
 /**
+ * `spawnCall` with an idempotency key: also says whether the key was known already (the request sent again), so its
+ * answer can tell the call's status as it stands rather than `pending`.
+ */
+export async function spawnCallOnce(rc: RunContext, fn: RegisteredFunction, args: CallArgs, key: string): Promise<{ callId: string; sentAgain: boolean }> {
+  const id = newCallIdIn(shardOfKey(keyScope(fn.app, fn.name, key)));
+  const callId = await spawnCall(rc, fn, args, { id, key });
+  return { callId, sentAgain: callId !== id };
+}
+
+/**
  * Runs a spawned call to its end, keeping its lease alive (renewed three
  * times a lease), and records the outcome once. Used right after `spawn`, and
  * by the ledger to resume a call whose runner was lost (gateway/worker.ts
@@ -783,7 +793,7 @@ export async function mapCallsOnce(
   }));
   // Held from before their records until the map's end records them: see gateway/live-runners.ts.
   const release = holdRunner(calls.map((call) => call.id));
-  const recorded = ledger.createMany(calls);
+  const recorded = ledger.createMany(calls, { mapScope: scope });
   const ids = early
     ? calls.map((call) => call.id)
     : await recorded.catch((err: unknown) => {
@@ -833,6 +843,18 @@ export async function mapCallsOnce(
     while (next < inputs.length) {
       const index = next++;
       const id = ids[index]!;
+      if (id === "") {
+        await onRecord(
+          index,
+          notInMap(
+            fn,
+            key,
+            index,
+            ids.findIndex((known) => known === ""),
+          ),
+        ); // nothing runs for it
+        continue;
+      }
       if (!mine.has(id)) {
         await onRecord(index, await awaitRecord(ledger, id, fn, rc)); // made by the first request with this key
         continue;
@@ -877,6 +899,18 @@ export async function mapCallsOnce(
         .finally(release),
     );
   }
+}
+
+/**
+ * The line of an input a keyed map sent again has that its first request had not (`first` inputs): nothing runs for
+ * it, since the key names the map its first request made.
+ */
+function notInMap(fn: RegisteredFunction, key: string, index: number, first: number): CallRecord {
+  const error = new InvalidRequestError(
+    `map key ${key} of ${fn.app}.${fn.name} is known: its first request had ${first} input${first === 1 ? "" : "s"}, and input ${index} is not one of them, so nothing ran for it (a key names the map its first request made: send other inputs with another key)`,
+    { key, index },
+  );
+  return { callId: "", app: fn.app, function: fn.name, kind: "map", status: "failed", attempts: 0, createdAt: Date.now(), error: toWireError(error) };
 }
 
 /** A keyed map request running in this isolate: whether its map was cancelled, and the plane each input went to. */

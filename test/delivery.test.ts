@@ -51,6 +51,10 @@ describe("an Idempotency-Key", () => {
     const record = (await (await fetch(`${gw.url}/v1/calls/${a.callId}?wait=10000`, authed())).json()) as CallRecord;
     expect(record).toMatchObject({ status: "succeeded", attempts: 1, result: { token: t, runs: 1 } });
     expect(await runsOf(t)).toBe(1);
+    // Sent once more after it ended: its status as it stands (before: "pending", for a call that had succeeded).
+    const third = await post("/v1/apps/edge/functions/countedNap/spawn", { args: [t, 300] }, `spawn-${t}`);
+    expect(await third.json()).toEqual({ callId: a.callId, status: "succeeded" });
+    expect(await runsOf(t)).toBe(1);
   });
 
   it("makes a call sent again while the first runs wait for it and answer with its record", async () => {
@@ -81,6 +85,24 @@ describe("an Idempotency-Key", () => {
     for (const x of t) expect(await runsOf(x)).toBe(1);
     const record = (await (await fetch(`${gw.url}/v1/calls/${first[0]!.callId}`, authed())).json()) as CallRecord;
     expect(record).toMatchObject({ kind: "map", status: "succeeded", attempts: 1 });
+  });
+
+  it("starts nothing for a map sent again with more inputs: the ones its first request had not are refused, each on its line", async () => {
+    const t = [token(), token(), token()];
+    const key = `map-more-${t[0]}`;
+    const first = await mapLines(await post("/v1/apps/edge/functions/countedNap/map", { inputs: [[t[0], 10]] }, key));
+    const again = await mapLines(await post("/v1/apps/edge/functions/countedNap/map", { inputs: t.map((x) => [x, 10]) }, key));
+    expect(again.map((l) => [l.index, l.callId, l.status])).toEqual([
+      [0, first[0]!.callId, "succeeded"],
+      [1, "", "failed"],
+      [2, "", "failed"],
+    ]);
+    expect(again[1]!.error).toMatchObject({
+      code: "invalid_request",
+      message: `map key ${key} of edge.countedNap is known: its first request had 1 input, and input 1 is not one of them, so nothing ran for it (a key names the map its first request made: send other inputs with another key)`,
+    });
+    // Before: inputs 1 and 2 ran, as new calls under the known key.
+    expect([await runsOf(t[0]!), await runsOf(t[1]!), await runsOf(t[2]!)]).toEqual([1, 0, 0]);
   });
 
   it("names a call per app and function: the same key elsewhere, or another key, is another call", async () => {
