@@ -670,6 +670,24 @@ describe("the dispatcher, on fake containers", () => {
     expect(await h.dispatcher.run(request("f"), BUNDLE)).toMatchObject({ status: "succeeded", result: "ran", coldStart: false }); // the container stays
   });
 
+  it("tells the inputs a container ran beside one that timed out why it stopped under them", async () => {
+    const h = harness({ f: ([ms]) => sleep(ms as number).then(() => "done") });
+    const shared = { autoscaler: { maxContainers: 1, maxInputs: 2, targetInputs: 2 } };
+    const late = request("f", { args: [60_000], timeoutSeconds: 1, ...shared });
+    const timedOut = h.dispatcher.run(late, BUNDLE);
+    await until(() => h.dispatcher.containers().length === 1, "the container");
+    const beside = await h.dispatcher.run(request("f", { args: [3_000], timeoutSeconds: 10, ...shared }), BUNDLE);
+    expect(await timedOut).toMatchObject({ status: "timed_out" });
+    // Before: "was stopped by the plane (SIGKILL)", with nothing of why.
+    expect(beside).toMatchObject({
+      status: "failed",
+      error: {
+        code: "container_failed",
+        message: expect.stringContaining(`was stopped by the plane as call ${late.callId} ran past its timeout (1 s) during the call`),
+      },
+    });
+  });
+
   it("ends a call whose container crashes with ContainerFailedError (reason crashed) and its log tail", async () => {
     const h = harness({
       f: (_args, call) => {

@@ -192,8 +192,9 @@ export class Dispatcher {
       this.#cancelledBeforeStart.delete(req.callId); // a cancel that came as it failed otherwise
       if (handedOver !== undefined) timings.runMs = performance.now() - handedOver;
       else timings.queueMs = performance.now() - arrived;
-      if (worker) await this.#scaleDown.retire(worker);
       const error = err instanceof TandemError ? err : new ContainerFailedError((err as Error).message);
+      // The inputs it runs beside this one (its concurrency) are told why it stopped under them.
+      if (worker) await this.#scaleDown.retire(worker, error instanceof FunctionTimeoutError ? { why: ranPastTimeout(req) } : {});
       this.#o.meter?.callEnded(req.app, req.function, req.attempt, timings, error.code);
       const containerId = worker?.id ?? (typeof error.details?.containerId === "string" ? error.details.containerId : null); // one that failed to start
       // A cancel, which the caller asked for, is not news in the plane's output: a map left early cancels hundreds.
@@ -294,7 +295,7 @@ export class Dispatcher {
           )) === true;
       }
       if (clean) this.#scaleDown.release(worker, req.callId);
-      else await this.#scaleDown.retire(worker);
+      else await this.#scaleDown.retire(worker, errorCode === "function_timeout" ? { why: ranPastTimeout(req) } : {});
     }
   }
 
@@ -601,6 +602,11 @@ export class Dispatcher {
     if (worker.protocolError) throw protocolFailure(worker);
     throw exitFailure(worker, await worker.container.exited, "during the call");
   }
+}
+
+/** Why a container stopped under the other inputs it ran: `as call fc-… ran past its timeout (60 s)`. */
+function ranPastTimeout(req: PlaneRunRequest): string {
+  return `as call ${req.callId} ran past its timeout (${req.timeoutSeconds} s)`;
 }
 
 /**
