@@ -143,6 +143,21 @@ export function runTimeout(worker: Worker, req: PlaneRunRequest): FunctionTimeou
 }
 
 /**
+ * A container whose image was still building at the deadline: the build goes on, and a later container uses it.
+ * @example
+ * if (built === TIMED_OUT) throw buildTimeout(pool, 60);
+ */
+export function buildTimeout(pool: PoolDescriptor, waitedSeconds: number): FunctionTimeoutError {
+  return functionTimeout({
+    app: pool.app,
+    function: pool.function,
+    timeoutSeconds: waitedSeconds,
+    where: "while its image was building",
+    reason: "the build goes on, and the next container of the function uses its image (the plane's log shows its steps)",
+  });
+}
+
+/**
  * A container whose runner did not say it was ready before the deadline.
  * @example
  * if (ready === TIMED_OUT) throw startTimeout(worker, pool, 120);

@@ -15,7 +15,7 @@ import { formatUsd } from "../sdk/pricing.js";
 import { CONTAINER_ENV, CONTAINER_LABELS } from "../sdk/protocol.js";
 import { secretMask } from "../sdk/secret.js";
 import { ControlChannel, type Ready } from "./control-channel.js";
-import { exitFailure, exitLine, firstLine, keepLogLine, startTimeout } from "./container-failure.js";
+import { buildTimeout, exitFailure, exitLine, firstLine, keepLogLine, startTimeout } from "./container-failure.js";
 import type { ContainerPool, Worker } from "./container-pool.js";
 import { TIMED_OUT, raceDeadline } from "../sdk/deadline.js";
 import type { ContainerDriver, ContainerSpec, ExitInfo, StartedContainer } from "./drivers/driver.js";
@@ -378,7 +378,17 @@ export class ContainerStarter {
     const startedAt = Date.now();
     let image: string | undefined;
     try {
-      image = req.spec.image ? await this.#o.imageFor(req.spec.image) : undefined;
+      if (req.spec.image) {
+        // A build counts against the wait for a container, as a start does: an input is not held past its timeout for
+        // it (before: until the gateway gave up on the plane, with a message that blamed the container once it came).
+        const building = this.#o.imageFor(req.spec.image);
+        const built = await raceDeadline(building, deadline);
+        if (built === TIMED_OUT) {
+          building.catch(() => {}); // its failure is said by the build, to whoever waits for it next
+          throw buildTimeout(req, Math.round((deadline - startedAt) / 100) / 10);
+        }
+        image = built;
+      }
     } catch (err) {
       this.#o.inventory.release(reservation);
       throw err;

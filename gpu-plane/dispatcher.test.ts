@@ -59,6 +59,8 @@ function harness(
     snapshots?: boolean;
     versionDrainTimeoutMs?: number;
     exitGraceMs?: number;
+    /** How long an image takes to build (none: at once). */
+    imageBuildMs?: number;
     /** Most prepared containers per function (none unless given), and the window of their demand. */
     prepared?: number;
     preparedWindowMs?: number;
@@ -87,7 +89,10 @@ function harness(
     ...(options.preparedWindowMs === undefined ? {} : { preparedWindowMs: options.preparedWindowMs }),
     log: (line) => lines.push(line),
     onLogLine: (line) => records.push(line),
-    imageFor: (hash) => driver.buildImage({ steps: [], force: false }, hash),
+    imageFor: async (hash) => {
+      if (options.imageBuildMs) await sleep(options.imageBuildMs);
+      return driver.buildImage({ steps: [], force: false }, hash);
+    },
     onInput: (req) => {
       inputs.push(req.callId);
       outcomes.ran(req.callId, req.attempt);
@@ -668,6 +673,26 @@ describe("the dispatcher, on fake containers", () => {
     expect(h.driver.started[0]!.frames.filter((f) => f.t === "input")).toEqual([]);
     expect(h.dispatcher.cancel([newCallId()], false)).toEqual([]);
     expect(await h.dispatcher.run(request("f"), BUNDLE)).toMatchObject({ status: "succeeded", result: "ran", coldStart: false }); // the container stays
+  });
+
+  it("fails an input whose image is still building at its timeout, saying so, and gives its room back", async () => {
+    const h = harness({ f: () => "ran" }, { imageBuildMs: 1_500 });
+    const image = { spec: { image: "i".repeat(64) } };
+    const started = Date.now();
+    const first = await h.dispatcher.run(request("f", { timeoutSeconds: 1, ...image }), BUNDLE);
+    // Before: it waited for the whole build, then failed as a container that "did not say it was ready in time".
+    expect(Date.now() - started).toBeLessThan(1_400);
+    expect(first).toMatchObject({
+      status: "timed_out",
+      error: {
+        code: "function_timeout",
+        message:
+          "app.f timed out after 1 s while its image was building: the build goes on, and the next container of the function uses its image (the plane's log shows its steps)",
+      },
+    });
+    expect(h.driver.started).toHaveLength(0);
+    expect(h.inventory.summary().memoryMiB.free).toBe(MEMORY_TOTAL_MIB); // its room given back
+    expect(await h.dispatcher.run(request("f", { timeoutSeconds: 5, ...image }), BUNDLE)).toMatchObject({ status: "succeeded", result: "ran" });
   });
 
   it("tells the inputs a container ran beside one that timed out why it stopped under them", async () => {
