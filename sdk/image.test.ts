@@ -65,4 +65,17 @@ describe("Image.secrets", () => {
     expect(() => Image.node().secrets(["npm" as never])).toThrow("Image.secrets: entry 0 is not a Secret");
     expect(() => Image.node().secrets([])).toThrow(InvalidOptionsError);
   });
+
+  it("takes as addLocalDir's ignore a name or an extension, and refuses a pattern it would match nothing with", () => {
+    expect(
+      Image.node()
+        .addLocalDir("assets", "/srv/assets", { ignore: ["node_modules", "*.log"] })
+        .steps.at(-1),
+    ).toMatchObject({ ignore: ["node_modules", "*.log"] });
+    // Before: taken, and it left out nothing.
+    for (const pattern of ["data*", "logs/*.log", "**", "*.t*"])
+      expect(() => Image.node().addLocalDir("assets", "/srv/assets", { ignore: [pattern] })).toThrow(
+        `Image.addLocalDir: ignore ${JSON.stringify(pattern)} is not one it takes: a name ("node_modules", "notes.txt") or an extension ("*.log"), matched at any depth`,
+      );
+  });
 });

@@ -84,9 +84,19 @@ export class Image {
     return this.#with({ kind: "file", src, dst });
   }
 
-  /** A local folder, copied to `dst`, leaving out names matching `ignore` (`node_modules`, `*.log`). */
+  /**
+   * A local folder, copied to `dst` (its files; not its symbolic links nor its empty folders), leaving out the files
+   * and folders, at any depth, named as an `ignore` entry says: a name (`node_modules`) or an extension (`*.log`).
+   */
   addLocalDir(src: string, dst: string, options: { ignore?: string[] } = {}): Image {
     if (!dst.startsWith("/")) throw new InvalidOptionsError(`Image.addLocalDir: "${dst}" must be an absolute path`);
+    for (const pattern of options.ignore ?? []) {
+      // Any other pattern (data*, dir/x, **) would match nothing, and leave out nothing, without a word.
+      if (typeof pattern !== "string" || pattern === "" || /[/\\?[\]{}]/.test(pattern) || /\*/.test(pattern.startsWith("*.") ? pattern.slice(2) : pattern))
+        throw new InvalidOptionsError(
+          `Image.addLocalDir: ignore ${JSON.stringify(pattern)} is not one it takes: a name ("node_modules", "notes.txt") or an extension ("*.log"), matched at any depth`,
+        );
+    }
     return this.#with({ kind: "dir", src, dst, ignore: options.ignore ?? [] });
   }
 

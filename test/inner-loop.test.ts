@@ -401,3 +401,52 @@ describe("tandem serve reloading an edit", () => {
     expect(left.trim()).toBe("");
   });
 });
+
+describe("tandem serve and the files an image copies in", () => {
+  let dir: string;
+  let served: Served;
+  const read = () => lookup<[], { config: string; assets: string[]; secret: string }>("imagefiles", "read", { gateway: served.url }).remote();
+  const reloads = () => served.output().split("reloaded in").length - 1;
+
+  beforeAll(async () => {
+    dir = await mkdtemp(join(tmpdir(), "tandem-image-files-"));
+    await mkdir(join(dir, "assets"));
+    await writeFile(join(dir, "config.json"), '{"model":"small"}');
+    await writeFile(join(dir, "assets", "a.txt"), "a");
+    await writeFile(join(dir, "assets", "private.txt"), "kept", { mode: 0o600 });
+    await writeFile(
+      join(dir, "app.ts"),
+      `import { App, Image } from "tandem";
+const app = new App("imagefiles");
+const image = Image.node().addLocalFile("config.json", "/srv/config.json").addLocalDir("assets", "/srv/assets");
+export const read = app.function({ tier: "plane", image }, async () => {
+  const { readFileSync, readdirSync } = await import("node:fs");
+  return {
+    config: readFileSync("/srv/config.json", "utf8"),
+    assets: readdirSync("/srv/assets").sort(),
+    secret: readFileSync("/srv/assets/private.txt", "utf8"),
+  };
+});
+export default app;
+`,
+    );
+    served = await startServe(["app.ts"], dir);
+  }, 120_000);
+  afterAll(async () => {
+    await served?.stop();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it("reloads when one of them changes, or a file is added to a folder it copies, and the function reads them as they are now", async () => {
+    // A file kept private (0600) here is readable by the function, which runs as nobody (before: EACCES).
+    expect(await read()).toEqual({ config: '{"model":"small"}', assets: ["a.txt", "private.txt"], secret: "kept" });
+    // Before: no reload, and the function read the old content until the app file itself was saved.
+    const before = reloads();
+    await writeFile(join(dir, "config.json"), '{"model":"large"}');
+    await served.waitFor(new RegExp(`(reloaded in[\\s\\S]*){${before + 1}}`), 60_000);
+    expect((await read()).config).toBe('{"model":"large"}');
+    await writeFile(join(dir, "assets", "b.txt"), "b");
+    await served.waitFor(new RegExp(`(reloaded in[\\s\\S]*){${before + 2}}`), 60_000);
+    expect((await read()).assets).toEqual(["a.txt", "b.txt", "private.txt"]);
+  }, 180_000);
+});

@@ -6,17 +6,26 @@
 import { createHash } from "node:crypto";
 import { readdirSync, readFileSync, statSync } from "node:fs";
 import { join, posix, relative, resolve } from "node:path";
+import { DEPLOY_LIMITS } from "../defaults.js";
 import { InvalidOptionsError } from "../errors.js";
 import type { Image } from "../image.js";
 import type { ImageBuildSpec, ResolvedImageStep } from "../protocol.js";
 
-/** The most bytes of local files one image may carry. */
-const MAX_LOCAL_BYTES = 256 * 1024 * 1024;
+const MiB = 1024 * 1024;
+
+/**
+ * The most bytes of local files one image may carry: its spec travels as one file of JSON (the gateway's blob store,
+ * a deployment's artifact: `DEPLOY_LIMITS.maxFileBytes`), its files in base64 (4 characters for 3 bytes), with 1 MiB
+ * for the rest of the spec.
+ */
+export const MAX_LOCAL_BYTES = Math.floor(((DEPLOY_LIMITS.maxFileBytes - MiB) * 3) / 4 / MiB) * MiB;
 
 export interface ResolvedImage {
   spec: ImageBuildSpec;
   json: string;
   hash: string;
+  /** The local files (`addLocalFile`) and folders (`addLocalDir`) it read: `tandem serve` watches them. */
+  localPaths: string[];
 }
 
 export function resolveImage(image: Image, where: string): ResolvedImage {
@@ -24,10 +33,12 @@ export function resolveImage(image: Image, where: string): ResolvedImage {
   const read = (file: string) => {
     const content = readFileSync(file);
     bytes += content.length;
-    if (bytes > MAX_LOCAL_BYTES) throw new InvalidOptionsError(`${where}: the image's local files are over ${MAX_LOCAL_BYTES / 1024 / 1024} MiB`);
-    return { content: content.toString("base64"), mode: statSync(file).mode & 0o777 };
+    if (bytes > MAX_LOCAL_BYTES) throw tooMuch(where, `over ${MAX_LOCAL_BYTES / MiB} MiB`);
+    return { content: content.toString("base64"), mode: readableMode(statSync(file).mode) };
   };
+  const localPaths: string[] = [];
   const steps: ResolvedImageStep[] = image.steps.map((step): ResolvedImageStep => {
+    if (step.kind === "file" || step.kind === "dir") localPaths.push(resolve(step.src));
     if (step.kind === "file") {
       const src = resolve(step.src);
       if (!exists(src, "file")) throw new InvalidOptionsError(`${where}: Image.addLocalFile("${step.src}") — no such file (${src})`);
@@ -44,7 +55,25 @@ export function resolveImage(image: Image, where: string): ResolvedImage {
   if (steps[0]?.kind !== "node" && steps[0]?.kind !== "registry") steps.unshift({ kind: "node", version: null });
   const spec: ImageBuildSpec = { steps, force: image.rebuild };
   const json = JSON.stringify(spec);
-  return { spec, json, hash: createHash("sha256").update(json).digest("hex") };
+  if (json.length > DEPLOY_LIMITS.maxFileBytes)
+    throw tooMuch(where, `${(json.length / MiB).toFixed(1)} MiB as a spec, over ${DEPLOY_LIMITS.maxFileBytes / MiB} MiB`);
+  return { spec, json, hash: createHash("sha256").update(json).digest("hex"), localPaths };
+}
+
+/**
+ * A copied file's mode in the image: its own, readable by all, and executable by all where its owner may run it. A
+ * function runs as `nobody`, so a file kept private here (0600) would be one it cannot read there.
+ * @example readableMode(0o100600); // 0o644
+ */
+function readableMode(mode: number): number {
+  return (mode & 0o777) | 0o444 | (mode & 0o100 ? 0o111 : 0);
+}
+
+/** An image whose local files are more than its spec can carry, and what to do instead. */
+function tooMuch(where: string, what: string): InvalidOptionsError {
+  return new InvalidOptionsError(
+    `${where}: the image's local files are ${what}, more than an image carries; put large files such as model weights in a Volume and mount it (docs/volumes.md)`,
+  );
 }
 
 function exists(path: string, kind: "file" | "dir"): boolean {

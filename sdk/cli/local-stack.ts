@@ -28,6 +28,8 @@ export interface BuiltApps {
   planes: PlaneBundle[];
   /** Image specs the plane functions use, by hash (uploaded beside the bundles). */
   images: Map<string, string>;
+  /** The local files and folders those images copy in: a change to one is a change to the app (`tandem serve`). */
+  imagePaths: string[];
   /**
    * With `planesWhenAsked`: the plane bundles (then not in `planes`, nor named by the Worker), bundled when this is
    * first called, and their refs as the Worker would name them.
@@ -83,6 +85,7 @@ export async function buildApps(appFiles: string[], buildDir: string, options: B
   const apps: App[] = [];
   const planeBundles: Record<string, PlaneBundleRef> = {};
   const images = new Map<string, string>();
+  const imagePaths: string[] = [];
   const external = new Set<string>();
   const wasm: Record<string, string> = {};
   const wasmFiles: Record<string, string> = {};
@@ -111,6 +114,7 @@ export async function buildApps(appFiles: string[], buildDir: string, options: B
         if (spec.tier !== "plane" || !spec.image) continue;
         const image = resolveImage(spec.image, `app "${app.name}": ${name}`);
         images.set(image.hash, image.json);
+        imagePaths.push(...image.localPaths);
         imageOf[name] = image.hash;
       }
       planeBuilds.push(async () => {
@@ -163,6 +167,7 @@ export async function buildApps(appFiles: string[], buildDir: string, options: B
     worker: worker.value,
     planes: planes.value,
     images,
+    imagePaths: [...new Set(imagePaths)],
     ...(later ? { planesWhenAsked: async () => ({ planes: await buildPlanes(), refs: planeBundles }) } : {}),
   };
 }

@@ -3,7 +3,7 @@
  * workerd behind the local front door, print every endpoint, stream the
  * functions' logs, and reload on change without failing requests in flight.
  */
-import { readFileSync, rmSync, watch, writeFileSync, type FSWatcher } from "node:fs";
+import { readFileSync, rmSync, statSync, watch, writeFileSync, type FSWatcher } from "node:fs";
 import { dirname, join } from "node:path";
 import { Inventory } from "../../gpu-plane/inventory.js";
 import { Plane, planeGpus, planeRunningFrom } from "../../gpu-plane/plane.js";
@@ -16,7 +16,7 @@ import { LOCAL_GATEWAY_FILE } from "../credentials.js";
 import { DASHBOARD, paths, type DeployStrategy, type ScheduleInfo } from "../protocol.js";
 import { FrontDoor, endpointBodyLimits, endpointsAskingToken, webMounts } from "./front-door.js";
 import { BuildCache } from "./build-cache.js";
-import { buildApps, checkPlaneFits, LOCAL_PLANE_REGION, localAdminToken, planeSecret, uploadPlaneBundles } from "./local-stack.js";
+import { buildApps, checkPlaneFits, LOCAL_PLANE_REGION, localAdminToken, planeSecret, uploadPlaneBundles, type BuiltApps } from "./local-stack.js";
 import { stateDir } from "./paths.js";
 import { checkNamedSecrets, declaresNamedSecrets, heldSecrets, localSecretValues, localSecretsKey } from "./secret-values.js";
 import type { CliConfig } from "./config.js";
@@ -218,17 +218,24 @@ export async function serve(options: ServeOptions): Promise<Serving> {
 
   let watchers: FSWatcher[] = [];
   let generation = 0;
-  const rewatch = (inputs: string[]) => {
+  // The app's source files, and what its images copy in (a file, or anything in a folder): a save of any reloads.
+  const rewatch = (from: BuiltApps) => {
     for (const w of watchers) w.close();
-    const files = new Set(inputs);
+    const folders = from.imagePaths.filter((path) => statSync(path, { throwIfNoEntry: false })?.isDirectory());
+    const files = new Set([...from.worker.inputs, ...from.imagePaths.filter((path) => !folders.includes(path))]);
     let timer: NodeJS.Timeout | undefined;
-    watchers = [...new Set(inputs.map((f) => dirname(f)))].map((dir) =>
-      watch(dir, (_event, name) => {
-        if (!name || !files.has(join(dir, name.toString()))) return;
-        clearTimeout(timer);
-        timer = setTimeout(() => void reload(), 100);
-      }),
-    );
+    const changed = () => {
+      clearTimeout(timer);
+      timer = setTimeout(() => void reload(), 100);
+    };
+    watchers = [
+      ...[...new Set([...files].map((f) => dirname(f)))].map((dir) =>
+        watch(dir, (_event, name) => {
+          if (name && files.has(join(dir, name.toString()))) changed();
+        }),
+      ),
+      ...folders.map((dir) => watch(dir, { recursive: true }, changed)),
+    ];
   };
 
   // One reload at a time, each of the newest source: the old workerd stops before the new one starts (`door.hold`),
@@ -334,7 +341,7 @@ export async function serve(options: ServeOptions): Promise<Serving> {
     door.swap(live);
     void tick(Date.now()); // a changed schedule counts from now
     built = next;
-    rewatch(built.worker.inputs);
+    rewatch(built);
     log(`${style.ok("↻")} reloaded in ${Math.round(performance.now() - t0)} ms`);
     printEndpoints(next.apps, url, log, await scheduledNext(next.apps, live.url, adminToken));
   };
@@ -359,7 +366,7 @@ export async function serve(options: ServeOptions): Promise<Serving> {
   void tick(Date.now());
   tickEveryMinute();
 
-  if (options.watch !== false) rewatch(built.worker.inputs);
+  if (options.watch !== false) rewatch(built);
   let hurry: (() => void) | undefined;
   const serving: Serving = {
     url,
