@@ -121,6 +121,13 @@ type CallArgs<A extends unknown[], R> = [R] extends [never]
     : A;
 
 /**
+ * One input of `.map()`: the function's first argument, where any later one may be left out; a function that needs
+ * more takes `.starmap()` (a `.map()` of it called it with one argument, the rest undefined), so such a map does not
+ * compile, with this message.
+ */
+type MapArg<A extends unknown[]> = A extends [unknown, unknown, ...unknown[]] ? "a function of several arguments: map it with .starmap([[a, b], ...])" : A[0];
+
+/**
  * What `.map()` and `.starmap()` take: for a generator function, nothing (the gateway refuses to map one: each
  * input would stream), so such a map does not compile, with this message.
  */
@@ -252,10 +259,10 @@ export class FunctionHandle<A extends unknown[] = unknown[], R = unknown> {
    * `returnExceptions` true, or a boolean only known when it runs, a failed input's
    * error is yielded in its place, so its type is among the results'.
    */
-  map(inputs: MapInputs<A[0], R>, options: MapOptions & { returnExceptions: true }): AsyncIterable<R | TandemError>;
-  map(inputs: MapInputs<A[0], R>, options?: MapOptions & { returnExceptions?: false }): AsyncIterable<R>;
-  map(inputs: MapInputs<A[0], R>, options?: MapOptions): AsyncIterable<R | TandemError>;
-  map(inputs: MapInputs<A[0], R>, options: MapOptions = {}): AsyncIterable<R | TandemError> {
+  map(inputs: MapInputs<MapArg<A>, R>, options: MapOptions & { returnExceptions: true }): AsyncIterable<R | TandemError>;
+  map(inputs: MapInputs<MapArg<A>, R>, options?: MapOptions & { returnExceptions?: false }): AsyncIterable<R>;
+  map(inputs: MapInputs<MapArg<A>, R>, options?: MapOptions): AsyncIterable<R | TandemError>;
+  map(inputs: MapInputs<MapArg<A>, R>, options: MapOptions = {}): AsyncIterable<R | TandemError> {
     const checked = parseMapOptions(inputs, options, `${this.#name ?? "function"}.map`);
     return this.#starmap(
       mapInputs(inputs as Inputs<A[0]>, (x) => [x] as unknown as A),

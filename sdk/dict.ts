@@ -92,6 +92,9 @@ export class Dict<K = unknown, V = unknown> {
   }
 
   /** The key's value, or `fallback` (default `undefined`) when it has none. */
+  get<T = V>(key: K): Promise<T | undefined>;
+  /** With a fallback: the key's value, else `fallback` (typed as either: `get("n", 0)` is a number, never undefined). */
+  get<T = V, F = T>(key: K, fallback: F): Promise<NoInfer<T> | F>;
   async get<T = V>(key: K, fallback?: T): Promise<T | undefined> {
     const { found, entry } = await this.#op("get", { key: checkedKey(key) });
     return found ? (valueOf(entry!) as T) : fallback;

@@ -18,7 +18,16 @@ export type {
   AgentContext,
   AgentHandlers,
   AgentOptions,
+  // What app.cls and a generator's stream give, so a declaration can name them (`declaration: true` emits them).
+  ClsHandle,
+  ClsMethods,
+  ClsOptions,
+  ClsParams,
+  Yielded,
 } from "./app.js";
+export type { ArgumentsSchema } from "./arguments.js";
+export type { GpuSpec } from "./gpu.js";
+export type { RetryPolicy } from "./protocol.js";
 export { connect, AgentSocket } from "./agent-client.js";
 export type { ConnectOptions, AgentMessageEvent, AgentCloseEvent, AgentOpenEvent, AgentErrorEvent, AgentSocketEventMap } from "./agent-client.js";
 export { FunctionCall } from "./function-call.js";

@@ -137,7 +137,9 @@ export class Queue<T = unknown> {
 
   /** The oldest item of the partition, waiting for one up to `timeoutMs`; `null` when none came. With `lease`, a `LeasedItem`. */
   get<U = T>(options: QueueGetOptions & { lease: number }): Promise<LeasedItem<U> | null>;
-  get<U = T>(options?: QueueGetOptions): Promise<U | null>;
+  get<U = T>(options?: QueueGetOptions & { lease?: undefined }): Promise<U | null>;
+  /** Options whose `lease` may or may not be there (a variable of `QueueGetOptions`): either, as it turns out. */
+  get<U = T>(options: QueueGetOptions): Promise<U | LeasedItem<U> | null>;
   async get<U = T>(options: QueueGetOptions = {}): Promise<U | LeasedItem<U> | null> {
     const [item] = await this.#take(1, options);
     if (!item) return null;
@@ -146,7 +148,8 @@ export class Queue<T = unknown> {
 
   /** Up to `n` of the oldest items, waiting for at least one up to `timeoutMs`; `[]` when none came. */
   getMany<U = T>(n: number, options: QueueGetOptions & { lease: number }): Promise<LeasedItem<U>[]>;
-  getMany<U = T>(n: number, options?: QueueGetOptions): Promise<U[]>;
+  getMany<U = T>(n: number, options?: QueueGetOptions & { lease?: undefined }): Promise<U[]>;
+  getMany<U = T>(n: number, options: QueueGetOptions): Promise<(U | LeasedItem<U>)[]>;
   async getMany<U = T>(n: number, options: QueueGetOptions = {}): Promise<(U | LeasedItem<U>)[]> {
     const items = await this.#take(n, options);
     return items.map((item) => (options.lease === undefined ? (decodeValue(item.value.json, item.value.meta) as U) : this.#leased<U>(item)));

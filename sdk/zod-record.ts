@@ -14,13 +14,14 @@ const STAND_IN = "\u0000constructor";
  * `z.record(z.string(), value, message)` that takes a key named `constructor`.
  * @example const env = userRecord(z.string()); // env.parse({ constructor: "1" }) → { constructor: "1" }
  */
-export function userRecord<V extends z.ZodType>(value: V, message?: string) {
+export function userRecord<V extends z.ZodType>(value: V, message?: string): z.ZodType<Record<string, z.output<V>>, Record<string, z.input<V>>> {
   const record = message === undefined ? z.record(z.string(), value) : z.record(z.string(), value, message);
+  // Typed as the record it checks: a preprocess takes `unknown` in, which made `env: 42` an option that compiled.
   return z.preprocess(standIn, record).transform((checked) => {
     if (!Object.hasOwn(checked, STAND_IN)) return checked;
     const { [STAND_IN]: kept, ...rest } = checked;
     return { ...rest, [KEY]: kept } as typeof checked;
-  });
+  }) as unknown as z.ZodType<Record<string, z.output<V>>, Record<string, z.input<V>>>;
 }
 
 function standIn(raw: unknown): unknown {

@@ -79,6 +79,35 @@ describe("tandem init, then npm install, tsc, tandem serve and the client, in a 
     expect(code).toBe(0);
   });
 
+  it("emits declarations of an app's handles (a class, a generator), naming their types from tandem", async () => {
+    await writeFile(
+      join(dir, "handles.ts"),
+      `import { App } from "tandem";
+const app = new App("handles");
+export const Model = app.cls({}, class { constructor(readonly params: { size?: string }) {} predict(text: string) { return text; } });
+export const tokens = app.function(async function* (n: number) { yield n; });
+export default app;
+`,
+    );
+    await writeFile(
+      join(dir, "tsconfig.decl.json"),
+      JSON.stringify({
+        extends: "./tsconfig.json",
+        compilerOptions: { declaration: true, emitDeclarationOnly: true, noEmit: false, outDir: "decl" },
+        files: ["handles.ts"],
+      }),
+    );
+    try {
+      const { code, stdout, stderr } = await runNode([join(dir, "node_modules/typescript/bin/tsc"), "-p", "tsconfig.decl.json"], { cwd: dir });
+      // Before: TS2742, the inferred type of 'Model' cannot be named without a reference to …/tandem/dist/types/sdk/app.
+      expect(stdout + stderr).toBe("");
+      expect(code).toBe(0);
+      expect(await readFile(join(dir, "decl/handles.d.ts"), "utf8")).toContain('import("tandem").ClsHandle<');
+    } finally {
+      for (const made of ["handles.ts", "tsconfig.decl.json", "decl"]) await rm(join(dir, made), { recursive: true, force: true });
+    }
+  });
+
   it("checks a deployment with the project's own tandem deploy --dry-run: wrangler comes with Tandem", async () => {
     const { code, stdout, stderr } = await runNode([join(dir, "node_modules/.bin/tandem"), "deploy", "app.ts", "--dry-run"], {
       cwd: dir,

@@ -23,6 +23,11 @@ export async function mapChecks(returnExceptions: boolean): Promise<void> {
     const either: number | TandemError = y;
     void [n, either];
   }
+  // A function of two arguments is mapped with starmap: map gave it one, the other undefined (before: it compiled).
+  // @ts-expect-error: a function of several arguments: map it with .starmap([[a, b], ...])
+  for await (const y of add.map([1, 2])) void y;
+  const optionalSecond = app.function((a: number, b?: number) => a + (b ?? 0));
+  for await (const y of optionalSecond.map([1, 2])) void y;
   for await (const y of add.starmap([[1, 2]], { returnExceptions })) {
     // @ts-expect-error: a failed input's TandemError may be yielded
     const n: number = y;
@@ -179,7 +184,11 @@ export async function storeChecks(): Promise<void> {
   // A dict's and a queue's types, when named, type what goes in and what comes out.
   const counts = Dict.fromName<string, number>("counts");
   const n: number | undefined = await counts.get("a");
-  const withFallback: number | undefined = await counts.get("a", 0);
+  const withFallback: number = await counts.get("a", 0); // a fallback of the value's type: never undefined
+  // A fallback of another type: either comes back (before: typed as the fallback's alone).
+  const either: number | string = await counts.get("a", "none");
+  // @ts-expect-error: the value may be the dict's number, not the fallback's string
+  const onlyFallback: string = await counts.get("a", "none");
   await counts.put("a", 1);
   // @ts-expect-error: the value must be a number
   await counts.put("a", "one");
@@ -207,5 +216,10 @@ export async function storeChecks(): Promise<void> {
   const leased = await jobs.get({ lease: 60 });
   if (leased) await jobs.ack(leased);
   const many: { url: string }[] = await jobs.getMany(5);
-  void [n, withFallback, read, url, many];
+  // Options whose lease may or may not be there: a leased item or a plain one (before: typed as plain alone).
+  const options: { lease?: number } = { lease: 30 };
+  const maybeLeased = await jobs.get(options);
+  // @ts-expect-error: it may be a LeasedItem, whose job is under .value
+  const notSure: string | undefined = maybeLeased?.url;
+  void [n, withFallback, either, onlyFallback, read, url, many, notSure];
 }

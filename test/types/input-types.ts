@@ -20,7 +20,7 @@ export async function checks(): Promise<void> {
   const s: number = await add.remote(1, 2);
   const t: string = await parse.remote("1.5");
   const m: string = await many.remote("a", "b", "c");
-  for await (const y of add.map([1, 2])) void (y satisfies number);
+  for await (const y of add.starmap([[1, 2]])) void (y satisfies number);
   for await (const chunk of gen.remoteGen(1)) void (chunk satisfies number);
   void [s, t, m];
 
@@ -83,3 +83,10 @@ export const Shared = app.cls(
     }
   },
 );
+
+// A function's env is names to strings (before: typed unknown, so these compiled and failed as the app loaded).
+// @ts-expect-error: env is an object of strings
+export const numericEnv = app.function({ env: 42 }, () => 1);
+// @ts-expect-error: env values must be strings
+export const envOfNumbers = app.function({ env: { A: 1 } }, () => 1);
+export const envOfStrings = app.function({ env: { A: "1" } }, () => 1);
