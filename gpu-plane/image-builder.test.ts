@@ -79,6 +79,16 @@ describe("the image builder", () => {
     await expect(docker.getImage(good.tag).inspect()).resolves.toBeTruthy();
   });
 
+  it("names the failing step without the engine's colour codes, in its message and its log tail", async () => {
+    // The engine wraps what a step writes to stderr in colour codes (\x1b[91m…\x1b[0m), which an error's text showed.
+    const failed = await build(spec("fine", "echo about to fail >&2 && exit 3"), hash(6)).catch((e) => e);
+    expect(failed.code).toBe("image_build_failed");
+    expect(failed.message).toContain("about to fail");
+    expect(failed.message).not.toContain("\u001b");
+    expect(failed.details.step).toBe(5);
+    expect((failed.details.logTail as string[]).some((l) => l.includes("\u001b"))).toBe(false);
+  });
+
   it("says there is no registry for an image it does not have", async () => {
     const err = await build({ force: false, steps: [{ kind: "registry", ref: "127.0.0.1:9/tandem-missing:1" }] }, hash(6)).catch((e) => e);
     expect(err.code).toBe("image_build_failed");

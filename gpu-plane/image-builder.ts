@@ -19,6 +19,7 @@ import { tmpdir } from "node:os";
 import { join, posix } from "node:path";
 import { Writable } from "node:stream";
 import { StringDecoder } from "node:string_decoder";
+import { stripVTControlCharacters } from "node:util";
 import type Docker from "dockerode";
 import { LOG_LIMITS } from "../sdk/defaults.js";
 import { ImageBuildError } from "../sdk/errors.js";
@@ -73,7 +74,8 @@ export async function buildImage(
   if (!force && (await exists(docker, tag))) return { tag, steps: [] };
   const context = await mkdtemp(join(tmpdir(), "tandem-image-"));
   const tail: string[] = [];
-  const say = (line: string) => {
+  const say = (written: string) => {
+    const line = stripVTControlCharacters(written); // the engine's and npm's colours: codes, in an error's text
     tail.push(line);
     if (tail.length > LOG_TAIL) tail.shift();
     log(`[image ${hash.slice(0, 12)}] ${line}`);
@@ -167,7 +169,7 @@ async function buildPart(docker: Docker, context: string, lines: string[], o: Pa
   if (failure) {
     const { step, where } = o.stepAt(mine.length);
     const at = mine.length ? `${where}, at ${mine[mine.length - 1]!.instruction}` : "its first step";
-    throw new ImageBuildError(`the image failed to build at ${at}: ${failure.trim()}\n${o.tail.slice(-10).join("\n")}`, {
+    throw new ImageBuildError(`the image failed to build at ${at}: ${stripVTControlCharacters(failure).trim()}\n${o.tail.slice(-10).join("\n")}`, {
       step,
       logTail: o.tail.slice(),
     });
@@ -226,7 +228,7 @@ async function runWithSecrets(
     const lines = new LineSplitter({ maxLineChars: LOG_LIMITS.maxLineChars, overlong: cutLogLine });
     const keep = (line: string) => {
       if (line === "") return;
-      const masked = mask(line);
+      const masked = mask(stripVTControlCharacters(line));
       out.push(masked);
       o.say(masked);
     };
@@ -306,7 +308,7 @@ async function dockerfile(
           ["install", "--no-save", "--no-package-lock", "--no-audit", "--no-fund", "--ignore-scripts", "--prefix", dir, ...step.packages],
           where,
           say,
-          undefined,
+          dir, // not the plane's own folder (npm reads an .npmrc, a package.json where it runs)
           secretEnv,
         );
         lines.push(`COPY ["npm-${i}/node_modules/", "/tandem/app/node_modules/"]`);
@@ -412,11 +414,12 @@ function run(command: string, args: string[], where: string, say: (line: string)
     const child = spawn(command, args, { cwd, stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, ...env } });
     const out: string[] = [];
     const collect = (d: Buffer) => {
-      for (const line of d.toString().split("\n").filter(Boolean)) {
+      for (const line of stripVTControlCharacters(d.toString()).split("\n").filter(Boolean)) {
         out.push(line);
         say(line);
       }
     };
+    const step = /^step (\d+)/.exec(where)?.[1]; // the user's step, as a Dockerfile step's failure names it
     child.stdout.on("data", collect);
     child.stderr.on("data", collect);
     child.on("error", (err) => reject(new ImageBuildError(`${where}: ${command} could not run: ${err.message}`)));
@@ -424,7 +427,10 @@ function run(command: string, args: string[], where: string, say: (line: string)
       code === 0
         ? resolve()
         : reject(
-            new ImageBuildError(`${where}: ${command} ${args.join(" ")} failed (exit ${code}):\n${out.slice(-10).join("\n")}`, { logTail: out.slice(-20) }),
+            new ImageBuildError(`${where}: ${command} ${args.join(" ")} failed (exit ${code}):\n${out.slice(-10).join("\n")}`, {
+              ...(step ? { step: Number(step) } : {}),
+              logTail: out.slice(-20),
+            }),
           ),
     );
   });

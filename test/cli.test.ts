@@ -423,6 +423,16 @@ describe("a newcomer's mistakes, each told in one format", () => {
     expect(typo.stderr).toBe("error: app.ts threw while it loaded: TypeError: Cannot read properties of undefined (reading 'timeout')\n    at app.ts:4:49\n");
   });
 
+  it("an app that imports at its top level a package the project does not have: what to do, an image's package named", async () => {
+    const { code, stderr } = await withApp('import pad from "not-in-this-project";\nexport const f = app.function(() => pad);', ["run", "app.ts::f"]);
+    expect(code).toBe(2);
+    // Before: Node's error alone, though the usual cause is a package only an image installs.
+    expect(stderr).toMatch(/^error: app\.ts threw while it loaded: Error: Cannot find package 'not-in-this-project' imported from /);
+    expect(stderr).toContain(
+      '(a package an image installs with Image.npmInstall is in the function\'s container only: import it inside the function that uses it, `const { default: x } = await import("not-in-this-project")`, or npm install it in this project too)',
+    );
+  });
+
   it("a function's own error, an unknown flag, a bad setting: error: first, every one", async () => {
     const thrown = await runCli(["run", "test/fixtures/edge-app.ts::boom", "out of budget"]);
     expect(thrown.stderr).toMatch(/^error: QuotaExceeded: out of budget\n\s+at /m);

@@ -894,9 +894,19 @@ async function bundleAppForNode(file: string, out: string, cacheKey: unknown, ca
 export class AppLoadError extends Error {
   constructor(file: string, cause: unknown, frames: string[]) {
     const what = cause instanceof Error ? `${cause.name}: ${cause.message}` : String(cause);
-    super(`${file} threw while it loaded: ${what}${frames.length ? `\n${frames.join("\n")}` : ""}`, { cause });
+    super(`${file} threw while it loaded: ${what}${missingPackageHint(cause)}${frames.length ? `\n${frames.join("\n")}` : ""}`, { cause });
     this.name = "AppLoadError";
   }
+}
+
+/**
+ * What to do about a package the app imports at its top level that this project does not have: often one only an
+ * image installs (`Image.npmInstall`), which is in the function's container alone.
+ */
+function missingPackageHint(cause: unknown): string {
+  const name = (cause as { code?: unknown })?.code === "ERR_MODULE_NOT_FOUND" ? /Cannot find package '([^']+)'/.exec((cause as Error).message)?.[1] : undefined;
+  if (!name) return "";
+  return ` (a package an image installs with Image.npmInstall is in the function's container only: import it inside the function that uses it, \`const { default: x } = await import("${name}")\`, or npm install it in this project too)`;
 }
 
 /**
