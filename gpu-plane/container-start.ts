@@ -305,9 +305,31 @@ export class ContainerStarter {
     now: () => { label: string; callId: string | undefined; fn: string; tail: string[] },
   ): void {
     const mask = secretMask(secretKeys(req).map((key) => req.secrets![key]!));
+    // What the container writes itself (a child process, a write to fd 1) is held to the runner's rate too: the plane's
+    // terminal and the app's log take at most `runnerMaxLinesPerSecond` lines a second of it, and say what they left out.
+    const most = LOG_LIMITS.runnerMaxLinesPerSecond;
+    let windowStart = 0;
+    let inWindow = 0;
+    let dropped = 0;
+    let telling: NodeJS.Timeout | undefined;
+    const tell = () => {
+      telling = undefined;
+      const { label, callId, fn } = now();
+      const text = `${dropped} lines dropped: more than ${most} lines a second`;
+      dropped = 0;
+      this.#o.log(`[plane] ${label} ${id}: ${text}`);
+      this.#o.onLogLine?.({ app: req.app, function: fn, callId: callId ?? null, containerId: id, source: "system", text });
+    };
     container.onOutput((stream, line) => {
+      const at = Date.now();
+      if (at - windowStart >= 1000) [windowStart, inWindow] = [at, 0];
+      if (++inWindow > most) {
+        dropped++;
+        telling ??= setTimeout(tell, windowStart + 1000 - at).unref();
+        return;
+      }
       const { callId, fn, tail } = now();
-      this.#line(req, id, fn, callId ?? null, stream, mask(line), tail, Date.now());
+      this.#line(req, id, fn, callId ?? null, stream, mask(line), tail, at);
     });
   }
 

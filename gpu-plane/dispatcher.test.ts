@@ -713,6 +713,22 @@ describe("the dispatcher, on fake containers", () => {
     });
   });
 
+  it("holds what a container writes itself (a child process's output) to the runner's lines a second, and says how many it left out", async () => {
+    const h = harness({
+      f: (_args, call) => {
+        for (let i = 0; i < 15_000; i++) call.container.log(`child line ${i}`);
+        return "done";
+      },
+    });
+    const answer = await h.dispatcher.run(request("f"), BUNDLE);
+    expect(answer).toMatchObject({ status: "succeeded", result: "done" });
+    // Before: all 15,000, to the plane's terminal and the app's log, whatever the runner's limit.
+    expect(h.lines.filter((l) => l.includes("child line")).length).toBe(10_000);
+    const text = "5000 lines dropped: more than 10000 lines a second";
+    await until(() => h.lines.includes(`[plane] app.f ${answer.containerId}: ${text}`), "the dropped lines' notice", 3_000);
+    expect(h.records).toContainEqual(expect.objectContaining({ app: "app", function: "f", containerId: answer.containerId, source: "system", text }));
+  });
+
   it("ends a call whose container crashes with ContainerFailedError (reason crashed) and its log tail", async () => {
     const h = harness({
       f: (_args, call) => {

@@ -41,12 +41,15 @@ export interface LogShipperOptions {
  * shipper.add({ app: "shop", function: "resize", callId, containerId, source: "stdout", text: "resized 3 images" });
  * await shipper.close(); // sends what is left
  */
+/** System lines a full buffer still takes, past its limit (and as many KiB of their text). */
+const SYSTEM_MARGIN = 1_000;
+
 export class LogShipper {
   readonly #o: LogShipperOptions & { flushMs: number; maxBufferedLines: number };
   #buffer: LogLine[] = [];
   /** Characters of text in the buffer. */
   #chars = 0;
-  /** Lines dropped since the gateway last took a batch, by app. */
+  /** Lines dropped since the gateway last took a batch, by app and function (`${app}\n${function}`). */
   readonly #dropped = new Map<string, number>();
   #timer: NodeJS.Timeout | undefined;
   /** When the last batch went (0: none yet). */
@@ -74,8 +77,12 @@ export class LogShipper {
     const text = cutLogLine(line.text);
     const record: LogLine = { ...line, time: line.time ?? Date.now(), tier: "plane", region: this.#o.region, text };
     this.#o.tap?.(record);
-    if (this.#buffer.length >= this.#o.maxBufferedLines || this.#chars + text.length > LOG_LIMITS.planeMaxBufferedChars) {
-      this.#dropped.set(line.app, (this.#dropped.get(line.app) ?? 0) + 1);
+    // The plane's own lines (a cold start, a crash, lines dropped at the container) are kept past a full buffer, up to
+    // a margin: they tell what happened to the lines that were not, and a flood of a function's own lines is when.
+    const margin = line.source === "system" ? SYSTEM_MARGIN : 0;
+    if (this.#buffer.length >= this.#o.maxBufferedLines + margin || this.#chars + text.length > LOG_LIMITS.planeMaxBufferedChars + margin * 1024) {
+      const key = `${line.app}\n${line.function ?? ""}`;
+      this.#dropped.set(key, (this.#dropped.get(key) ?? 0) + 1);
       return;
     }
     this.#chars += text.length;
@@ -142,20 +149,20 @@ export class LogShipper {
     await res.body?.cancel();
     if (!res.ok) throw new Error(`the gateway answered HTTP ${res.status}`);
     // Lines dropped while this batch was on its way are told in the next one.
-    for (const [app, count] of counted) {
-      const left = (this.#dropped.get(app) ?? 0) - count;
-      if (left > 0) this.#dropped.set(app, left);
-      else this.#dropped.delete(app);
+    for (const [key, count] of counted) {
+      const left = (this.#dropped.get(key) ?? 0) - count;
+      if (left > 0) this.#dropped.set(key, left);
+      else this.#dropped.delete(key);
     }
     for (const sent of this.#buffer.splice(0, batch.length - counted.length)) this.#chars -= sent.text.length;
   }
 
-  /** One system line per app that lost lines, saying how many. */
+  /** One system line per app and function that lost lines, saying how many. */
   #droppedLines(counted: [string, number][]): LogLine[] {
-    return counted.map(([app, count]) => ({
+    return counted.map(([key, count]) => ({
       time: Date.now(),
-      app,
-      function: null,
+      app: key.slice(0, key.indexOf("\n")),
+      function: key.slice(key.indexOf("\n") + 1) || null,
       callId: null,
       containerId: null,
       tier: "plane" as const,
