@@ -621,6 +621,28 @@ describe("the dispatcher, on fake containers", () => {
     expect(h.inventory.summary().gpus.T4).toEqual({ total: 1, free: 0 });
   });
 
+  it("fails an input whose room's idle container is still running its exit() at the input's timeout, saying so", async () => {
+    const h = harness(
+      { "Model.generate": () => "text", g: () => "g" },
+      { gpus: { T4: 1 }, startup: (_spec, index) => (index === 0 ? { exitHooksMs: 3_000 } : {}) },
+    );
+    const t4 = { spec: { gpu: [{ type: "T4" as const, count: 1 }] } };
+    await h.dispatcher.run(request("Model.generate", { ...t4, clsParams: {} }), BUNDLE);
+    const asked = Date.now();
+    const g = await h.dispatcher.run(request("g", { ...t4, timeoutSeconds: 1 }), BUNDLE);
+    // Before: it waited out the other's exit() (3 s here, up to 10), then "timed out after -2 s while container … started".
+    expect(Date.now() - asked).toBeLessThan(2_500);
+    expect(g).toMatchObject({
+      status: "failed",
+      error: {
+        code: "no_capacity",
+        message:
+          "no capacity for T4 for app.g on plane pl-test within 1 s: the idle container stopped to make room for it was still running its class's exit()",
+      },
+    });
+    expect(h.driver.started).toHaveLength(1); // none started for it
+  });
+
   it("says so when a class's exit() is cut off at its grace, and kills its container", async () => {
     const h = harness({ "Model.generate": () => "text" }, { startup: () => ({ exitHooksMs: 60_000 }), exitGraceMs: 200 });
     const model = await h.dispatcher.run(request("Model.generate", { clsParams: {} }), BUNDLE);

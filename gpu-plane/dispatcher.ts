@@ -29,7 +29,7 @@ import type { SnapshotStore } from "./snapshots.js";
 import type { VolumeMounts } from "./volume-mounts.js";
 import { TIMED_OUT, raceDeadline } from "../sdk/deadline.js";
 import type { ContainerDriver } from "./drivers/driver.js";
-import type { Inventory } from "./inventory.js";
+import type { Inventory, ResourceRequest } from "./inventory.js";
 import { describeRequests, poolKey, poolName, resourceRequests, type PoolDescriptor } from "./pool-descriptor.js";
 import { ScaleDown } from "./scale-down.js";
 import type { ContainerLife, UsageLedger } from "./usage-ledger.js";
@@ -510,9 +510,7 @@ export class Dispatcher {
             // Room, if need be, from a prepared container first (it holds memory, no work), then from an idle one.
             const reservation =
               this.#o.inventory.reserve(request) ??
-              (this.#prepared.evictFor(request) || (await this.#scaleDown.evictFor(request, `${req.app}.${req.function}`))
-                ? this.#o.inventory.reserve(request)
-                : undefined);
+              (this.#prepared.evictFor(request) || (await this.#roomFrom(request, req, deadline)) ? this.#o.inventory.reserve(request) : undefined);
             if (!reservation) continue;
             stats.queued--;
             stats.starting++;
@@ -549,6 +547,19 @@ export class Dispatcher {
       stats.queued--;
       this.#waiting.delete(req.callId);
     }
+  }
+
+  /**
+   * Stops an idle container whose room `request` needs (false when none would do), waiting for it to leave (a class's
+   * `exit()` runs first) no longer than the input's own wait for a container may last.
+   */
+  async #roomFrom(request: ResourceRequest, req: PlaneRunRequest, deadline: number): Promise<boolean> {
+    const made = await raceDeadline(this.#scaleDown.evictFor(request, `${req.app}.${req.function}`), deadline);
+    if (made !== TIMED_OUT) return made;
+    // Before: it waited out the other's exit() (up to 10 s), then "timed out after -7 s while container … started".
+    throw new NoCapacityError(
+      `no capacity for ${describeRequests([request])} for ${req.app}.${req.function} on plane ${this.#o.planeId} within ${req.timeoutSeconds} s: the idle container stopped to make room for it was still running its class's exit()`,
+    );
   }
 
   /**

@@ -429,7 +429,7 @@ describe("a newcomer's mistakes, each told in one format", () => {
     // Before: Node's error alone, though the usual cause is a package only an image installs.
     expect(stderr).toMatch(/^error: app\.ts threw while it loaded: Error: Cannot find package 'not-in-this-project' imported from /);
     expect(stderr).toContain(
-      '(a package an image installs with Image.npmInstall is in the function\'s container only: import it inside the function that uses it, `const { default: x } = await import("not-in-this-project")`, or npm install it in this project too)',
+      "(npm install not-in-this-project in this project; or, if an image installs it with Image.npmInstall, it is in the function's container only: import it inside the function that uses it, with await import(…))",
     );
   });
 

@@ -906,7 +906,7 @@ export class AppLoadError extends Error {
 function missingPackageHint(cause: unknown): string {
   const name = (cause as { code?: unknown })?.code === "ERR_MODULE_NOT_FOUND" ? /Cannot find package '([^']+)'/.exec((cause as Error).message)?.[1] : undefined;
   if (!name) return "";
-  return ` (a package an image installs with Image.npmInstall is in the function's container only: import it inside the function that uses it, \`const { default: x } = await import("${name}")\`, or npm install it in this project too)`;
+  return ` (npm install ${name} in this project; or, if an image installs it with Image.npmInstall, it is in the function's container only: import it inside the function that uses it, with await import(…))`;
 }
 
 /**
