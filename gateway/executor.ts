@@ -801,6 +801,8 @@ export async function mapCallsOnce(
         throw err;
       });
   const mine = new Set(ids.filter((id, index) => id === calls[index]!.id));
+  /** Sent again with more inputs: how many its first request had (its ids end at the first ""). */
+  const firstHad = ids.indexOf("");
   const afterRecord = <T>(write: () => Promise<T>) => recorded.then(write);
   const startMarks = grouped((marks: { id: string; attempt: number }[]) => ledger.startMany(marks));
   const planeNotes = grouped((notes: { id: string; planeId: string }[]) => ledger.runningOnMany(notes));
@@ -844,15 +846,7 @@ export async function mapCallsOnce(
       const index = next++;
       const id = ids[index]!;
       if (id === "") {
-        await onRecord(
-          index,
-          notInMap(
-            fn,
-            key,
-            index,
-            ids.findIndex((known) => known === ""),
-          ),
-        ); // nothing runs for it
+        await onRecord(index, notInMap(fn, key, index, firstHad)); // nothing runs for it
         continue;
       }
       if (!mine.has(id)) {

@@ -35,15 +35,15 @@ export interface LogShipperOptions {
   maxBufferedLines?: number;
 }
 
+/** System lines a full buffer still takes, past its limit (and as many KiB of their text). */
+const SYSTEM_MARGIN = 1_000;
+
 /**
  * @example
  * const shipper = new LogShipper({ gatewayUrl, secret, planeId, region: "local", log: console.log });
  * shipper.add({ app: "shop", function: "resize", callId, containerId, source: "stdout", text: "resized 3 images" });
  * await shipper.close(); // sends what is left
  */
-/** System lines a full buffer still takes, past its limit (and as many KiB of their text). */
-const SYSTEM_MARGIN = 1_000;
-
 export class LogShipper {
   readonly #o: LogShipperOptions & { flushMs: number; maxBufferedLines: number };
   #buffer: LogLine[] = [];

@@ -38,14 +38,15 @@ export function resolveImage(image: Image, where: string): ResolvedImage {
   };
   const localPaths: string[] = [];
   const steps: ResolvedImageStep[] = image.steps.map((step): ResolvedImageStep => {
-    if (step.kind === "file" || step.kind === "dir") localPaths.push(resolve(step.src));
     if (step.kind === "file") {
       const src = resolve(step.src);
+      localPaths.push(src);
       if (!exists(src, "file")) throw new InvalidOptionsError(`${where}: Image.addLocalFile("${step.src}") — no such file (${src})`);
       return { kind: "files", dst: posix.dirname(step.dst), files: [{ path: posix.basename(step.dst), ...read(src) }] };
     }
     if (step.kind === "dir") {
       const src = resolve(step.src);
+      localPaths.push(src);
       if (!exists(src, "dir")) throw new InvalidOptionsError(`${where}: Image.addLocalDir("${step.src}") — no such folder (${src})`);
       const files = walk(src, step.ignore).map((file) => ({ path: relative(src, file).split("\\\\").join("/"), ...read(file) }));
       return { kind: "files", dst: step.dst, files };
