@@ -49,20 +49,24 @@ export default defineConfig({
         extends: true,
         test: {
           name: "unit",
+          sequence: { groupOrder: 0 },
           include: [...BESIDE_CODE, ...UNIT_IN_TEST],
           exclude: [...configDefaults.exclude, ...WORKERD, ...DOCKER_BESIDE_CODE],
         },
       },
-      { extends: true, test: { name: "workerd", include: WORKERD } },
+      { extends: true, test: { name: "workerd", include: WORKERD, sequence: { groupOrder: 0 } } },
       {
         extends: true,
         test: {
           name: "docker",
+          sequence: { groupOrder: 0 },
           include: [...DOCKER_BESIDE_CODE, "test/**/*.test.ts"],
           exclude: [...configDefaults.exclude, ...WORKERD, ...BROWSER, ...UNIT_IN_TEST],
         },
       },
-      { extends: true, test: { name: "browser", include: BROWSER } },
+      // The pages' "within 2 s" checks run with nothing beside them but each other: run beside the Docker suites on two
+      // cores, a page's renderer once went without CPU past its 2 s. They run last, in about 45 s.
+      { extends: true, test: { name: "browser", include: BROWSER, sequence: { groupOrder: 1 } } },
     ],
   },
 });

@@ -164,13 +164,13 @@ describe("the image builder, with Image.secrets", () => {
     expect(failed.message).toContain("failing on purpose");
     expect(failed.message).not.toContain(TOKEN);
     // A step that prints a value (a half line first, so the value comes in a line of its own write): masked in the
-    // build's log and in the failure's last lines, as a function's output is. Its stderr line goes first: written
-    // between the half line and the value, it landed inside the stdout line ("token is other ***").
+    // build's log and in the failure's last lines, as a function's output is. A stderr line written between the half
+    // line and the value is a line of its own (stdout and stderr had one line buffer: "token is other ***").
     const printed: string[] = [];
     const printing = buildImage(
       docker,
       await ensureBaseImage(docker),
-      withSecrets('echo "other $OTHER" >&2; printf "token is "; echo "$NPM_TOKEN"; exit 4'),
+      withSecrets('printf "token is "; sleep 0.3; echo "other $OTHER" >&2; sleep 0.3; echo "$NPM_TOKEN"; exit 4'),
       hash(25),
       (l) => printed.push(l),
       values,

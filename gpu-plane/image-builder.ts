@@ -19,6 +19,7 @@ import { tmpdir } from "node:os";
 import { join, posix } from "node:path";
 import { Writable } from "node:stream";
 import { StringDecoder } from "node:string_decoder";
+import { setTimeout as delay } from "node:timers/promises";
 import { stripVTControlCharacters } from "node:util";
 import type Docker from "dockerode";
 import { LOG_LIMITS } from "../sdk/defaults.js";
@@ -224,27 +225,45 @@ async function runWithSecrets(
     const out: string[] = [];
     // Whole lines, each with the step's secret values masked as a function's output is (a value cut between two
     // chunks of the stream is still one line's): the build's log and a failure's last lines are shown to people.
+    // stdout and stderr each have their own lines: the engine sends their chunks in the order it read them, which is
+    // not the order they were written, so one stream's half line would take in the other's.
     const mask = secretMask(Object.values(run.env));
-    const lines = new LineSplitter({ maxLineChars: LOG_LIMITS.maxLineChars, overlong: cutLogLine });
     const keep = (line: string) => {
       if (line === "") return;
       const masked = mask(stripVTControlCharacters(line));
       out.push(masked);
       o.say(masked);
     };
-    const decoder = new StringDecoder("utf8");
-    const sink = new Writable({
-      write(chunk: Buffer, _encoding, done) {
-        lines.push(decoder.write(chunk)).forEach(keep);
-        done();
-      },
+    const lineSink = () => {
+      const lines = new LineSplitter({ maxLineChars: LOG_LIMITS.maxLineChars, overlong: cutLogLine });
+      const decoder = new StringDecoder("utf8");
+      const sink = new Writable({
+        write(chunk: Buffer, _encoding, done) {
+          lines.push(decoder.write(chunk)).forEach(keep);
+          done();
+        },
+      });
+      const end = () => {
+        lines.push(decoder.end()).forEach(keep);
+        lines.end().forEach(keep);
+      };
+      return { sink, end };
+    };
+    const stdout = lineSink();
+    const stderr = lineSink();
+    docker.modem.demuxStream(stream, stdout.sink, stderr.sink);
+    // The engine may answer the wait before the last of the output has come: the lines are read to the stream's end.
+    const drained = new Promise<void>((resolve) => {
+      stream.once("end", resolve);
+      stream.once("close", resolve);
+      stream.once("error", () => resolve());
     });
-    docker.modem.demuxStream(stream, sink, sink);
     await container.start();
     stream.end(script);
     const { StatusCode } = (await container.wait()) as { StatusCode: number };
-    lines.push(decoder.end()).forEach(keep);
-    lines.end().forEach(keep);
+    await Promise.race([drained, delay(2_000)]);
+    stdout.end();
+    stderr.end();
     if (StatusCode !== 0) {
       throw new ImageBuildError(
         `the image failed to build at ${o.where}, at ${instruction}: it returned a non-zero code: ${StatusCode}\n${out.slice(-10).join("\n")}`,
