@@ -10,7 +10,7 @@
 import { randomBytes } from "node:crypto";
 import { join } from "node:path";
 import { LOG_LIMITS, PLANE_DEFAULTS } from "../sdk/defaults.js";
-import { ContainerFailedError, InvalidOptionsError, SpendCapError, fromWireError, type TandemError, type WireError } from "../sdk/errors.js";
+import { ContainerFailedError, InvalidOptionsError, SpendCapError, fromWireError, toWireError, type TandemError, type WireError } from "../sdk/errors.js";
 import { formatUsd } from "../sdk/pricing.js";
 import { CONTAINER_ENV, CONTAINER_LABELS } from "../sdk/protocol.js";
 import { secretMask } from "../sdk/secret.js";
@@ -102,7 +102,7 @@ class RestoreFailed extends Error {
 export class ContainerStarter {
   readonly #o: ContainerStartOptions;
   /** Pools whose class `enter()` failed: no new container before `until`; inputs fail with `error` meanwhile. */
-  readonly #enterBackoff = new Map<string, { until: number; delayMs: number; error: TandemError }>();
+  readonly #enterBackoff = new Map<string, { at: number; until: number; delayMs: number; error: TandemError }>();
   /** Pools whose `snapshot: true` is not honoured here, each told once: why. */
   readonly #noSnapshot = new Map<string, string>();
   /** Snapshots being taken, by snapshot key: a second cold start meanwhile waits for the same one. */
@@ -114,10 +114,21 @@ export class ContainerStarter {
     this.#o = options;
   }
 
-  /** The error a pool whose class `enter()` failed fails its inputs with while it rests; undefined when it may start a container. */
+  /**
+   * The error a pool whose class `enter()` failed fails its inputs with while it rests, saying so and for how long (a
+   * user who has just fixed what `enter()` lacked sees why the call still fails); undefined when it may start a container.
+   */
   resting(key: string): TandemError | undefined {
     const backoff = this.#enterBackoff.get(key);
-    return backoff && Date.now() < backoff.until ? backoff.error : undefined;
+    const now = Date.now();
+    if (!backoff || now >= backoff.until) return undefined;
+    const note = ` (the class's enter() failed so ${Math.round((now - backoff.at) / 1000)} s ago; the plane tries a new container in ${Math.ceil((backoff.until - now) / 1000)} s)`;
+    const wire = toWireError(backoff.error);
+    return fromWireError({
+      ...wire,
+      message: wire.message + note,
+      ...(wire.remote ? { remote: { ...wire.remote, message: wire.remote.message + note } } : {}),
+    });
   }
 
   /**
@@ -540,7 +551,7 @@ export class ContainerStarter {
   /** Records a failed `enter()`: the pool waits 1 s, then 2, 4, … up to a minute, before a container tries again. */
   #enterFailed(key: string, pool: PoolDescriptor, error: TandemError): TandemError {
     const delayMs = Math.min(ENTER_BACKOFF_MAX_MS, (this.#enterBackoff.get(key)?.delayMs ?? ENTER_BACKOFF_FIRST_MS / 2) * 2);
-    this.#enterBackoff.set(key, { until: Date.now() + delayMs, delayMs, error });
+    this.#enterBackoff.set(key, { at: Date.now(), until: Date.now() + delayMs, delayMs, error });
     this.#o.log(`[plane] ${pool.app}.${poolName(pool)}: enter() failed (${error.message}); no new container for ${delayMs / 1000} s`);
     return error;
   }

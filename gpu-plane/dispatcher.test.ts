@@ -614,6 +614,10 @@ describe("the dispatcher, on fake containers", () => {
     const g = await h.dispatcher.run(request("g", t4), BUNDLE);
     expect(g).toMatchObject({ status: "succeeded", gpu: "T4", coldStart: true });
     expect(h.lines).toContain(`[plane] stopping idle app.Model ${model.containerId} to make room`);
+    // The container's line, filed under its class as its scale-down's is (before: under Model.generate, its last method).
+    expect(h.records).toContainEqual(
+      expect.objectContaining({ function: "Model", containerId: model.containerId, text: "evicted: stopped while idle to make room for app.g" }),
+    );
     // Before: killed at once (137), its exit() never run, and the new container started beside it on its GPU.
     expect(h.driver.started[0]!.exitHooksRan).toBe(true);
     expect(await h.driver.started[0]!.exited).toEqual({ code: 0, oomKilled: false });
@@ -676,7 +680,14 @@ describe("the dispatcher, on fake containers", () => {
     expect(first).toMatchObject({ status: "failed", error: { code: "function_failed", message: "could not load the weights" } });
     expect(h.lines).toContain("[plane] app.Model: enter() failed (could not load the weights); no new container for 1 s");
     const second = await call();
-    expect(second).toMatchObject({ status: "failed", error: { code: "function_failed", message: "could not load the weights" } });
+    // Said to be the last container's, and for how long: before, only "could not load the weights", as if this call's.
+    expect(second).toMatchObject({
+      status: "failed",
+      error: {
+        code: "function_failed",
+        message: "could not load the weights (the class's enter() failed so 0 s ago; the plane tries a new container in 1 s)",
+      },
+    });
     expect(h.driver.started).toHaveLength(1); // the same error at once, from no new container
     expect(h.driver.started[0]!.spec.env.TANDEM_CLS_PARAMS).toBe("{}");
     await sleep(1_050);

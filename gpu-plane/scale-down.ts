@@ -149,7 +149,7 @@ export class ScaleDown {
     this.#o.log(`[plane] stopping idle ${victim.label} ${victim.id} to make room`);
     this.#o.onLogLine?.({
       app: victim.life.app,
-      function: victim.callFunction ?? victim.life.function,
+      function: victim.life.function, // the container's (a class's, not the method it ran last), as at a scale-down
       callId: null,
       containerId: victim.id,
       source: "system",

@@ -3,6 +3,7 @@ import { z } from "zod";
 import { App, loadAppModule, lookup } from "./app.js";
 import { FunctionCall } from "./function-call.js";
 import { InvalidArgumentError, InvalidOptionsError } from "./errors.js";
+import { Cron } from "./schedule.js";
 
 describe("App", () => {
   it("names functions and endpoints after their exports, unless they have a name", () => {
@@ -201,7 +202,7 @@ describe("App", () => {
     ]);
   });
 
-  it("names an anonymous class by its place in the app in an option's error (it is named by its export only as the app loads)", () => {
+  it("names an anonymous class in an option's error by its export, once the app loads, and by its place in the app when it has none", () => {
     const app = new App("demo");
     app.cls(
       { name: "First" },
@@ -209,15 +210,37 @@ describe("App", () => {
         f() {}
       },
     );
-    // Before: class "": unknown option "gpus".
+    // Before: class "#2" (and before that, class ""), though the app's loader knows it as "Model".
+    const Model = app.cls(
+      { gpus: "T4" } as never,
+      class {
+        f() {}
+      },
+    );
+    const error = 'app "demo": class "Model": unknown option "gpus"; did you mean "gpu"?';
+    expect(() => app.finalize({ Model, default: app })).toThrow(error);
+    expect(() => Model({})).toThrow(error); // used after it was named
+    const other = new App("other");
+    const unexported = other.cls(
+      { schedule: Cron("0 2 * * *") } as never,
+      class {
+        f() {}
+      },
+    );
+    expect(() => unexported({})).toThrow('app "other": class "#1": option "schedule" is for functions'); // used before
+    expect(() => other.finalize({ default: other })).toThrow('app "other": class "#1": option "schedule" is for functions');
+    const noMethods = new App("empty");
+    noMethods.cls({}, class {});
+    expect(() => noMethods.finalize({ default: noMethods })).toThrow('app "empty": class "#1" has no methods to call');
+    // A class with a name of its own (or a name option) is told at once, by that name.
     expect(() =>
-      app.cls(
+      new App("named").cls(
         { gpus: "T4" } as never,
-        class {
+        class Named {
           f() {}
         },
       ),
-    ).toThrow('app "demo": class "#2": unknown option "gpus"; did you mean "gpu"?');
+    ).toThrow('app "named": class "Named": unknown option "gpus"');
   });
 
   it("says what it got when app.cls is not given a class, and how to call an unnamed handle from elsewhere", () => {

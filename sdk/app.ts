@@ -379,6 +379,8 @@ export interface ClsDefinition {
   app: string;
   /** Each method's `input` schema, for those that have one. */
   input: Readonly<Record<string, ArgumentsSchema>>;
+  /** @internal What is wrong with the options of an anonymous class, named once it has a name (`finalize`). */
+  invalid?: (name: string) => InvalidOptionsError;
 }
 
 /**
@@ -595,26 +597,41 @@ export class App {
         `app "${this.name}": class ${label} needs a class (got ${typeof Class === "function" ? "an arrow function" : typeof Class})`,
       );
     const { input, ...functionOptions } = (options ?? {}) as ClsOptions;
-    const spec = parseFunctionOptions(functionOptions, `app "${this.name}": class "${label}"`);
-    if (spec.schedule)
-      throw new InvalidOptionsError(`app "${this.name}": class "${label}": option "schedule" is for functions; schedule a function that calls the method`);
-    const methods = classMethods(Class.prototype as object);
-    if (methods.length === 0)
-      throw new InvalidOptionsError(
-        `app "${this.name}": class "${label}" has no methods to call (a method is declared in the class body or a class it extends; an arrow-function field is not one)`,
-      );
+    const where = (name: string) => `app "${this.name}": class "${name}"`;
+    const checked = (): Pick<ClsDefinition, "spec" | "methods" | "input"> => {
+      const spec = parseFunctionOptions(functionOptions, where(label));
+      if (spec.schedule) throw new InvalidOptionsError(`${where(label)}: option "schedule" is for functions; schedule a function that calls the method`);
+      const methods = classMethods(Class.prototype as object);
+      if (methods.length === 0)
+        throw new InvalidOptionsError(
+          `${where(label)} has no methods to call (a method is declared in the class body or a class it extends; an arrow-function field is not one)`,
+        );
+      return { spec, methods, input: checkMethodInputs(where(label), input, methods) };
+    };
+    let parts: Pick<ClsDefinition, "spec" | "methods" | "input">;
+    let invalid: ClsDefinition["invalid"];
+    try {
+      parts = checked();
+    } catch (err) {
+      // Anonymous (`class { … }`, the usual form): not named yet, it is named after its export as the app loads, so
+      // the error waits for that name (`finalize` throws it, and so does using the class before then).
+      if (!(err instanceof InvalidOptionsError) || options?.name || Class.name) throw err;
+      parts = { spec: parseFunctionOptions({}, where(label)), methods: classMethods(Class.prototype as object), input: {} };
+      invalid = (name) => new InvalidOptionsError(err.message.replace(where(label), where(name)), err.details);
+    }
+    const { spec, methods } = parts;
     const definition: ClsDefinition = {
       name: spec.name ?? undefined,
-      spec,
+      ...parts,
       Class: Class as unknown as ClsDefinition["Class"],
-      methods,
       app: this.name,
-      input: checkMethodInputs(`app "${this.name}": class "${label}"`, input, methods),
+      ...(invalid ? { invalid } : {}),
     };
     this.#classes.push(definition);
     const appName = this.name;
     let local: ClassInstances | undefined; // `.local()`: instances in this process, built on first use
     const handle = ((params: ClsParams = {}) => {
+      if (definition.invalid) throw definition.invalid(definition.name ?? label);
       checkClsParams(appName, definition, params);
       return Object.fromEntries(
         methods.map((m) => [
@@ -832,6 +849,7 @@ export class App {
       const error = fn.optionsError(`#${i + 1}`);
       if (error) throw error;
     }
+    for (const [i, cls] of this.#classes.entries()) if (cls.invalid) throw cls.invalid(cls.name ?? `#${i + 1}`);
     const seen = new Set<string>();
     for (const fn of this.#functions) {
       const name = fn.boundName;

@@ -392,13 +392,12 @@ describe("the schedule option", () => {
     expect(() => unexported.function({ name: "named", timeout: 0 }, () => 1)).toThrow('app "bad2": function "named": option "timeout"'); // named: at once
     const app = new App("s");
     expect(app.function({ schedule: Cron("0 2 * * *") }, () => 1).spec?.schedule?.description).toBe('cron "0 2 * * *" (UTC)');
-    expect(() =>
-      app.cls(
-        { schedule: Period({ hours: 1 }) },
-        class {
-          m() {}
-        },
-      ),
-    ).toThrow('option "schedule" is for functions');
+    const Hourly = app.cls(
+      { schedule: Period({ hours: 1 }) },
+      class {
+        m() {}
+      },
+    );
+    expect(() => app.finalize({ Hourly, default: app })).toThrow('app "s": class "Hourly": option "schedule" is for functions');
   });
 });

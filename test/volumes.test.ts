@@ -481,8 +481,23 @@ describe("tandem volume", () => {
     await writeFile(join(dir, "tree/sub/f.txt"), "f");
     const put = await cli("put", "cli-two", join(dir, "tree"), "/t");
     expect(put.code, put.stderr).toBe(0);
+    // Into a directory (a remote ending in /): the directory by its name, or with a trailing / its contents, as rsync.
+    expect((await cli("put", "cli-two", join(dir, "tree"), "/in/")).code).toBe(0);
+    const contents = await cli("put", "cli-two", `${join(dir, "tree")}/`, "/");
+    expect(contents.code, contents.stderr).toBe(0);
+    expect(contents.stdout).toContain("put sub/f.txt (1 B)"); // before: tree/sub/f.txt
     const ls = await cli("ls", "cli-two", "/", "-r", "--json");
-    expect((JSON.parse(ls.stdout) as { path: string }[]).map((e) => e.path)).toEqual(["t", "t/sub", "t/sub/f.txt"]);
+    expect((JSON.parse(ls.stdout) as { path: string }[]).map((e) => e.path)).toEqual([
+      "in",
+      "in/tree",
+      "in/tree/sub",
+      "in/tree/sub/f.txt",
+      "sub",
+      "sub/f.txt",
+      "t",
+      "t/sub",
+      "t/sub/f.txt",
+    ]);
     // A directory got back is its files, the listing's directories made on the way.
     const got = await cli("get", "cli-two", "/t", join(dir, "got-t"));
     expect(got.code, got.stderr).toBe(0);

@@ -68,22 +68,22 @@ export function addVolumeCommands(program: Command, optionsOf: (opts: GatewayOpt
       .command("put")
       .description("upload a local file or directory into a volume, in one commit (only blocks the gateway lacks are sent)")
       .argument("<name>", "the volume")
-      .argument("<local>", "a local file or directory")
+      .argument("<local>", "a local file or directory (ending in /: the directory's contents, not the directory)")
       .argument("[remote]", "where in the volume (ending in /: into that directory)", "/")
       .option("-f, --force", "write over files another commit changed meanwhile"),
   ).action(async (name: string, local: string, remote: string, opts: GatewayOpts & { force?: boolean }) => {
     const files = await localFiles(local);
-    const target = remote.endsWith("/") ? `${remote}${basename(local)}` : remote;
+    // As rsync reads it: `./weights` into `/` is `/weights/…`, `./weights/` into `/` its files, `/config.json` and on.
+    const contents = /[\\/]$/.test(local) && !(files.length === 1 && files[0]!.relative === "");
+    const target = remote.endsWith("/") && !contents ? `${remote}${basename(local)}` : remote;
     const total = files.reduce((sum, f) => sum + f.size, 0);
     const bar = progressBar(`put ${basename(local)}`, total);
     const batch = open(name, opts).batchUpload({ force: opts.force ?? false });
-    for (const file of files) {
-      const path = file.relative === "" ? target : `${target.replace(/\/+$/, "")}/${file.relative}`;
-      batch.putFile(counted(lazyRead(file.path), bar), path, { mode: file.mode });
-    }
+    const paths = files.map((file) => (file.relative === "" ? target : `${target.replace(/\/+$/, "")}/${file.relative}`));
+    files.forEach((file, i) => batch.putFile(counted(lazyRead(file.path), bar), paths[i]!, { mode: file.mode }));
     const version = await batch.commit().finally(() => bar?.end());
     console.log(
-      `${style.ok("✓")} put ${files.length === 1 ? target.replace(/^\/+/, "") : `${files.length} files under ${target.replace(/^\/+/, "") || "/"}`} (${formatBytes(total)}) in volume ${name}: version ${version}`,
+      `${style.ok("✓")} put ${files.length === 1 ? paths[0]!.replace(/^\/+/, "") : `${files.length} files under ${target.replace(/^\/+/, "") || "/"}`} (${formatBytes(total)}) in volume ${name}: version ${version}`,
     );
   });
 
