@@ -357,6 +357,24 @@ describe("tandem run", () => {
     expect(existsSync(join(ROOT, ".tandem", "run-planes", String(child.pid)))).toBe(false);
   });
 
+  it("stops quietly with 0 when the reader of its output goes (| head -1), its workerd and folders gone; prints what JSON lacks as the codec's JSON with --json", async () => {
+    const child = spawn(process.execPath, [CLI, "run", "test/fixtures/edge-app.ts::endless"], { cwd: ROOT, env: { ...process.env, NO_COLOR: "1" } });
+    let stderr = "";
+    child.stderr.on("data", (d) => (stderr += d));
+    const ended = childEnded(child);
+    await new Promise((resolve) => child.stdout.once("data", resolve));
+    child.stdout.destroy(); // as `head -1` exits: the run's next write finds no reader
+    // Before: Node's "Unhandled 'error' event … write EPIPE" and its stack, exit 1.
+    expect(await ended).toBe(0);
+    expect(stderr).not.toMatch(/error|EPIPE|\n\s+at /);
+    expect(existsSync(join(ROOT, ".tandem", "run-state", String(child.pid)))).toBe(false);
+    expect(existsSync(join(ROOT, ".tandem", "run-planes", String(child.pid)))).toBe(false);
+    // Before: "error: Do not know how to serialize a BigInt", exit 1, for a call that succeeded.
+    const json = await runCli(["run", "test/fixtures/edge-app.ts::echo", "5n", "2026", "--json"]);
+    expect(json.stderr).toBe("");
+    expect(JSON.parse(json.stdout)).toEqual(["5", 2026]);
+  });
+
   it("names the functions when the one asked for does not exist", async () => {
     const { code, stderr } = await runCli(["run", "test/fixtures/edge-app.ts::nope"]);
     expect(code).toBe(2);

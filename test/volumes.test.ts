@@ -4,6 +4,7 @@
  * `/v1/volumes` API with its tokens, the SDK's `Volume` from Node and from an
  * edge function, and `tandem volume` as a subprocess.
  */
+import { spawn } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";
 import { chmod, mkdir, mkdtemp, readFile, rm, stat, writeFile } from "node:fs/promises";
 import { request as httpRequest } from "node:http";
@@ -13,7 +14,8 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ForbiddenError, InvalidOptionsError, NotFoundError, UnauthorizedError, Volume, VolumeConflictError, lookup } from "../sdk/index.js";
 import { VOLUME_LIMITS } from "../sdk/defaults.js";
 import type { TokenCreateAnswer, VolumeInfo } from "../sdk/protocol.js";
-import { runCli } from "./helpers/cli.js";
+import { CLI, runCli } from "./helpers/cli.js";
+import { childEnded } from "./helpers/child-exit.js";
 import { ADMIN_TOKEN, startTestGateway, type TestGateway } from "./helpers/gateway.js";
 
 let gw: TestGateway;
@@ -502,6 +504,21 @@ describe("tandem volume", () => {
     const got = await cli("get", "cli-two", "/t", join(dir, "got-t"));
     expect(got.code, got.stderr).toBe(0);
     expect(await readFile(join(dir, "got-t/sub/f.txt"), "utf8")).toBe("f");
+  });
+
+  it("ends a get to stdout quietly with 0 when its reader goes (| head -c 10)", async () => {
+    await cli("create", "cli-piped");
+    await vol("cli-piped").writeFile("big.bin", randomBytes(4 * 1024 * 1024));
+    const child = spawn(process.execPath, [CLI, "volume", "get", "cli-piped", "/big.bin", "-", "--gateway", gw.url], {
+      env: { ...process.env, NO_COLOR: "1" },
+    });
+    let stderr = "";
+    child.stderr.on("data", (d) => (stderr += d));
+    const ended = childEnded(child);
+    await new Promise((resolve) => child.stdout.once("data", resolve));
+    child.stdout.destroy();
+    expect(await ended).toBe(0); // before: "error: write EPIPE", exit 2
+    expect(stderr).toBe("");
   });
 
   it("gets files back with their modes (a private file stays private, a script runnable), and lists a name's line break as \\n", async () => {

@@ -84,11 +84,6 @@ export function addLogsCommand(program: Command, clientOf: (opts: { gateway?: st
         query.since = "0s"; // no earlier line: the follow starts from the gateway's now, not this machine's clock's
       } else if (opts.lines !== undefined) query.limit = opts.lines;
       if (opts.follow) query.follow = true;
-      // `tandem logs -f | head -1`: once the reader is gone there is no one to print for; end with 0, not with EPIPE's stack.
-      process.stdout.on("error", (err: NodeJS.ErrnoException) => {
-        if (err.code !== "EPIPE") throw err;
-        process.exit(0);
-      });
       const client = clientOf(opts);
       // A call the ledger does not hold has no lines yet, and a follow of it would wait without a word: say why.
       const unrecorded = async () => opts.call !== undefined && (await callIsUnrecorded(client, opts.call));

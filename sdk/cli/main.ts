@@ -36,7 +36,7 @@ import { addLogsCommand, bareSinceProblem } from "./logs.js";
 import { addDashboardCommand } from "./dashboard.js";
 import { addPlanesCommand } from "./planes.js";
 import { addDeploymentCommands } from "./deployments.js";
-import { onStopSignal } from "./signals.js";
+import { onStopSignal, readerHasGone, watchReaderGone } from "./signals.js";
 import { style, visibleControls } from "./style.js";
 import { trace, traceTo } from "../trace.js";
 
@@ -180,7 +180,7 @@ program
   )
   .argument("<target>", "app file and function: app.ts::function")
   .argument("[args...]", "arguments, each parsed as JSON (a bare word is a string; 12345678901234567890n a BigInt; an integer a number would round is refused)")
-  .option("--json", "print the result as JSON, a generator's chunks as JSON lines (NDJSON)")
+  .option("--json", "print the result as JSON, a generator's chunks as JSON lines (NDJSON); a BigInt as its digits in a string, a Map as its entries")
   .option("--gpus <inventory>", 'the ephemeral plane\'s simulated GPUs, e.g. "H100:2" (default: real GPUs, else one of each type)')
   .option("--env <name>", "the environment the app runs in: whose secrets it reads (default: TANDEM_ENV, then main)", parseEnvName)
   .action(async (target: string, args: string[], opts: { json?: boolean; gpus?: string; env?: string }) => {
@@ -520,8 +520,13 @@ function parsePort(value: string): number {
   for (const sub of command.commands) pointToHelp(sub, `${path} ${sub.name()}`);
 })(program, program.name());
 
+// `tandem run … | head -1`, `tandem volume get v /f - | head -c 10`: once the reader is gone there is no one to print
+// for, so the command ends with 0, quietly (it ended with EPIPE's stack, or "error: write EPIPE" and 2).
+watchReaderGone();
+
 // Every command's failure, in one format (failure.ts).
 program.parseAsync().catch((err: unknown) => {
+  if (readerHasGone()) process.exit(0);
   printFailure(err);
   process.exit(FAILURE_EXIT);
 });

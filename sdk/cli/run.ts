@@ -27,7 +27,7 @@ import type { PlaneBundle } from "./bundle.js";
 import { BuildCache } from "./build-cache.js";
 import { stateDir } from "./paths.js";
 import { checkNamedSecrets, declaresNamedSecrets, heldSecrets, localSecretValues, localSecretsKey } from "./secret-values.js";
-import { onStopSignal } from "./signals.js";
+import { onReaderGone, onStopSignal } from "./signals.js";
 import type { CliConfig } from "./config.js";
 import { printFailure } from "./failure.js";
 import { visibleControls, visibleLines } from "./style.js";
@@ -272,6 +272,13 @@ export async function runOnce(target: string, rawArgs: string[], config: CliConf
     await stop();
     process.exit(130);
   });
+  // `| head -1`: the reader has what it wanted; the run stops as on Ctrl-C (its workerd and containers with it), with 0.
+  let readerLeft = false;
+  onReaderGone(async () => {
+    readerLeft = true;
+    await stop();
+    process.exit(0);
+  });
   const gateway = await gatewayStarting.promise.catch(async (err: unknown) => {
     await stop();
     throw err;
@@ -296,7 +303,7 @@ export async function runOnce(target: string, rawArgs: string[], config: CliConf
     const result = await invoker.call(app.name, fn, args);
     trace("run: call answered");
     if (options.json) {
-      console.log(JSON.stringify(result) ?? "null");
+      console.log(jsonText(result));
       return 0;
     }
     // Strings print as they are, plain JSON as JSON, anything richer (Map, Date, bytes) as Node shows it.
@@ -311,6 +318,7 @@ export async function runOnce(target: string, rawArgs: string[], config: CliConf
     // Stopped with Ctrl-C: the call failed because its gateway is going away (a generator's stream ends "terminated"),
     // which is no error of the function's.
     if (interrupted) return 130;
+    if (readerLeft) return 0; // the same: its stream ends as its gateway stops
     printFailure(err);
     return 1;
   } finally {
@@ -378,9 +386,19 @@ async function copySecretStore(from: string, to: string): Promise<void> {
  * it; with `json`, every chunk as JSON (NDJSON: text quoted).
  */
 export function chunkLine(chunk: unknown, json: boolean): string {
-  if (json) return JSON.stringify(chunk) ?? "null";
+  if (json) return jsonText(chunk);
   if (typeof chunk === "string") return chunk;
   return encodeValue(chunk).meta === undefined ? JSON.stringify(chunk) : inspect(chunk, { depth: 8, breakLength: Infinity });
+}
+
+/**
+ * A result as JSON, for `--json`: what JSON lacks as the call codec's JSON writes it (a BigInt's digits in a string, a
+ * Map's entries, a Date's ISO text, bytes in base64; `undefined` is `null`). JSON.stringify threw on a BigInt and
+ * printed a Map as `{}`.
+ * @example jsonText(new Map([["a", 1n]])); // '[["a","1"]]'
+ */
+function jsonText(value: unknown): string {
+  return JSON.stringify(encodeValue(value).json) ?? "null";
 }
 
 interface RunPlane {

@@ -37,3 +37,40 @@ export function keepStopSignals(): void {
     for (const listener of process.listeners(signal)) if (listener !== handler) process.removeListener(signal, listener);
   }
 }
+
+/** Whether stdout's reader has gone (`watchReaderGone`). */
+let gone = false;
+let readerGone: () => void = () => {
+  // A command that holds containers (serve, plane) stops as on SIGTERM, draining and stopping them; any other, at once.
+  const stop = ours.get("SIGTERM");
+  if (stop) stop();
+  else process.exit(0);
+};
+
+/**
+ * What a command does once the reader of its output has gone (`tandem run … | head -1`): there is no one to print for,
+ * so it ends, quietly: by default at once with 0, or as on SIGTERM where `onStopSignal` set a stop (serve, plane).
+ * @example onReaderGone(async () => { await stop(); process.exit(0); });
+ */
+export function onReaderGone(handler: () => void): void {
+  readerGone = handler;
+}
+
+/**
+ * Watches stdout for its reader going away (EPIPE, on every write after it), calling what `onReaderGone` set, once;
+ * any other error is thrown, as an unwatched stream's is.
+ */
+export function watchReaderGone(): void {
+  process.stdout.on("error", (err: NodeJS.ErrnoException) => {
+    if (err.code !== "EPIPE") throw err;
+    if (!gone) {
+      gone = true;
+      readerGone();
+    }
+  });
+}
+
+/** Whether stdout's reader has gone: a command's failure then is only that (`write EPIPE`), and not worth a word. */
+export function readerHasGone(): boolean {
+  return gone;
+}
