@@ -124,6 +124,20 @@ it("refuses an app with invalid options before calling wrangler", async () => {
   expect(stdout).not.toContain("wrangler");
 });
 
+it("refuses two app files of one app, or one file given twice, before calling wrangler", async () => {
+  const out = await mkdtemp(join(tmpdir(), "tandem-deploy-dup-"));
+  dirs.push(out);
+  await writeFile(join(out, "again.ts"), await readFile("examples/hello/app.ts", "utf8"));
+  // Before: exit 0, shipping a Worker that would never start ("two app files define the app").
+  const dup = await runCli(["deploy", "examples/hello/app.ts", join(out, "again.ts"), "--dry-run", "--outdir", join(out, "o")]);
+  expect(dup.code).toBe(2);
+  expect(dup.stderr).toContain(`error: examples/hello/app.ts and ${join(out, "again.ts")} both define the app "hello"`);
+  const twice = await runCli(["deploy", "examples/hello/app.ts", "./examples/hello/app.ts", "--dry-run", "--outdir", join(out, "o")]);
+  expect(twice.code).toBe(2);
+  expect(twice.stderr).toContain("error: ./examples/hello/app.ts is given twice");
+  expect(dup.stdout + twice.stdout).not.toContain("wrangler");
+});
+
 it("gives a deployment with scheduled functions a cron trigger, and wrangler accepts it", async () => {
   const out = await mkdtemp(join(tmpdir(), "tandem-deploy-"));
   dirs.push(out);

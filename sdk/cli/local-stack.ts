@@ -90,8 +90,14 @@ export async function buildApps(appFiles: string[], buildDir: string, options: B
   const wasm: Record<string, string> = {};
   const wasmFiles: Record<string, string> = {};
   const planeBuilds: (() => Promise<PlaneBundle>)[] = [];
-  for (const file of appFiles) {
+  const fileOf = new Map<string, string>(); // each app's file, by its name: two of one name would make a Worker that never starts
+  for (const [i, file] of appFiles.entries()) {
+    if (appFiles.findIndex((f) => resolve(f) === resolve(file)) < i) throw new InvalidOptionsError(`${file} is given twice: give each app file once`);
     const app = await loadAppInNode(file, join(buildDir, "node"), options.cache ? { cache: options.cache } : {});
+    const other = fileOf.get(app.name);
+    if (other !== undefined)
+      throw new InvalidOptionsError(`${other} and ${file} both define the app "${app.name}": give one another name (new App("…")), or serve them apart`);
+    fileOf.set(app.name, file);
     apps.push(app);
     const planeWasm: Record<string, string> = {};
     const planeWasmFiles: Record<string, string> = {};
