@@ -294,7 +294,7 @@ describe("tandem run", () => {
   it("fails with the plane's own error when the run's plane cannot start, not silently", async () => {
     // The plane failing before workerd's start once left the run waiting on itself: exit 0, nothing printed.
     const { code, stdout, stderr } = await runCli(["run", "test/fixtures/plane-app.ts::twoGpus", "--gpus", "H100:zz"]);
-    expect(code).toBe(1);
+    expect(code).toBe(2); // a bad value, checked as the option is read
     expect(stderr).toContain('error: --gpus "H100:zz": the count must be 1 to 64');
     expect(stdout).toBe("");
   });
@@ -310,6 +310,10 @@ describe("tandem run", () => {
     expect(simulated.stderr).not.toContain("cannot run on the local plane");
     expect(simulated.code).toBe(0);
     expect(simulated.stdout.trim()).toBe("0,1");
+    // A --gpus no plane could declare is a usage mistake, as in serve and plane (before: 1, as for a call that failed).
+    const bogus = await runCli(["run", "test/fixtures/plane-app.ts::twoGpus", "--gpus", "bogus"]);
+    expect(bogus.code).toBe(2);
+    expect(bogus.stderr).toContain(`error: unknown GPU "bogus"; known types: T4`);
   });
 
   it("prints a generator's chunks one a line as they come, as JSON lines with --json, and its error when it throws midway", async () => {

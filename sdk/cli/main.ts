@@ -37,6 +37,7 @@ import { addDashboardCommand } from "./dashboard.js";
 import { addPlanesCommand } from "./planes.js";
 import { addDeploymentCommands } from "./deployments.js";
 import { onStopSignal, readerHasGone, watchReaderGone } from "./signals.js";
+import { parseGpuInventory } from "../gpu.js";
 import { style, visibleControls } from "./style.js";
 import { trace, traceTo } from "../trace.js";
 
@@ -107,7 +108,7 @@ program
   .option("-p, --port <port>", "port of the local gateway", parsePort, LOCAL_DEFAULTS.port)
   .option("--host <host>", "address to listen on", LOCAL_DEFAULTS.host)
   .option("--no-watch", "do not reload when files change")
-  .option("--gpus <inventory>", 'the local plane\'s simulated GPUs, e.g. "A100:2,T4:1" (default: real GPUs, else one of each type)')
+  .option("--gpus <inventory>", 'the local plane\'s simulated GPUs, e.g. "A100:2,T4:1" (default: real GPUs, else one of each type)', gpuInventory)
   .option("--runtime <runtime>", "the local plane's container runtime: docker, or process (unsandboxed, development only)", parseRuntime, "docker")
   .option("--scaledown-window <seconds>", "seconds a plane container may sit idle before it is stopped", parseSeconds, FUNCTION_DEFAULTS.scaledownWindowSeconds)
   .option("--prepared <count>", PREPARED_HELP, parseWhole, PLANE_DEFAULTS.preparedPerFunction)
@@ -181,7 +182,7 @@ program
   .argument("<target>", "app file and function: app.ts::function")
   .argument("[args...]", "arguments, each parsed as JSON (a bare word is a string; 12345678901234567890n a BigInt; an integer a number would round is refused)")
   .option("--json", "print the result as JSON, a generator's chunks as JSON lines (NDJSON); a BigInt as its digits in a string, a Map as its entries")
-  .option("--gpus <inventory>", 'the ephemeral plane\'s simulated GPUs, e.g. "H100:2" (default: real GPUs, else one of each type)')
+  .option("--gpus <inventory>", 'the ephemeral plane\'s simulated GPUs, e.g. "H100:2" (default: real GPUs, else one of each type)', gpuInventory)
   .option("--env <name>", "the environment the app runs in: whose secrets it reads (default: TANDEM_ENV, then main)", parseEnvName)
   .action(async (target: string, args: string[], opts: { json?: boolean; gpus?: string; env?: string }) => {
     const { runOnce } = await import("./run.js");
@@ -248,7 +249,7 @@ program
     "local",
   )
   .option("-g, --gateway <url>", GATEWAY_HELP)
-  .option("--gpus <inventory>", 'declare a simulated GPU inventory, e.g. "A100:2,T4:1" (default: real GPUs from nvidia-smi)')
+  .option("--gpus <inventory>", 'declare a simulated GPU inventory, e.g. "A100:2,T4:1" (default: real GPUs from nvidia-smi)', gpuInventory)
   .option("--runtime <runtime>", "container runtime: docker, or process (unsandboxed, development only)", parseRuntime, "docker")
   .option("--docker-runtime <name>", "the Docker runtime of function containers: runsc (gVisor) or runc (default: runsc where the engine lists it, else runc)")
   .option("--scaledown-window <seconds>", "seconds a container may sit idle before it is stopped", parseSeconds, FUNCTION_DEFAULTS.scaledownWindowSeconds)
@@ -503,6 +504,15 @@ function parseWhole(value: string): number {
   const n = Number(value);
   if (!Number.isSafeInteger(n) || n < 0) throw new InvalidArgumentError("must be a whole number, 0 or more");
   return n;
+}
+
+/**
+ * A `--gpus` checked as it is read, so a bad one is a usage mistake (2) in every command (`run` said 1, as for a call
+ * that failed); its error (an `InvalidOptionsError`, which commander passes on) is printed as it is.
+ */
+function gpuInventory(value: string): string {
+  parseGpuInventory(value);
+  return value;
 }
 
 function parsePort(value: string): number {
