@@ -83,6 +83,10 @@ describe("which token a client sends", () => {
       `; the token sent is the one saved for http://127.0.0.1:8787 in ${profile}: send another with --token or TANDEM_TOKEN`,
     );
     expect(refusedTokenHint({ token: B, source: "TANDEM_TOKEN" }, "http://127.0.0.1:8787")).toBe("");
+    // Before: nothing, so "token tk-… is not known to this gateway" from another serve's gateway named no file.
+    expect(refusedTokenHint({ token: B, source: "local", file: ".tandem/token" }, "http://127.0.0.1:9551")).toBe(
+      "; the token sent is this folder's .tandem/token, the admin token of the tandem serve started here: a gateway started elsewhere has its own (in its folder's .tandem/token): send it with --token or TANDEM_TOKEN",
+    );
   });
 
   it("names where a token that is not a token came from", () => {

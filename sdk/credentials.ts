@@ -146,6 +146,13 @@ export function localTokenFile(gatewayUrl: string): string | undefined {
  * @example refusedTokenHint(found, "http://127.0.0.1:8787") // "; the token sent is the one saved for … in …"
  */
 export function refusedTokenHint(found: FoundToken | undefined, gatewayUrl: string): string {
+  // This folder's admin token, made by the serve started here: another serve's gateway (another folder's, or this
+  // one's started again elsewhere) knows another.
+  if (found?.source === "local")
+    return (
+      `; the token sent is this folder's ${LOCAL_TOKEN_FILE}, the admin token of the tandem serve started here:` +
+      ` a gateway started elsewhere has its own (in its folder's ${LOCAL_TOKEN_FILE}): send it with --token or TANDEM_TOKEN`
+    );
   if (found?.source !== "profile") return "";
   const sent = `; the token sent is the one saved for ${normalise(gatewayUrl)} in ${found.file}`;
   // Only where this folder has an admin token is there one the saved token hid.
@@ -175,6 +182,7 @@ function readProfile(n: NodeBits): Record<string, { token?: string; name?: strin
   try {
     parsed = parse(n.fs.readFileSync(path, "utf8")) as typeof parsed;
   } catch (err) {
+    if ((err as { code?: string }).code === "EISDIR") throw new InvalidOptionsError(`the profile file ${path} is a directory: set TANDEM_PROFILE to a file`);
     throw new InvalidOptionsError(`the profile file ${path} is not valid TOML: ${(err as Error).message.split("\n")[0]}`);
   }
   return parsed.gateways ?? {};

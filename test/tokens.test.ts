@@ -302,6 +302,24 @@ describe("tokens through the SDK and the CLI", () => {
     await expect(lookup("edge", "square", { gateway: gw.url, token: "not a token" }).remote(1)).rejects.toThrow("does not hold a Tandem token");
   });
 
+  it("makes no token with --save where the profile file cannot be written, saying why", async () => {
+    const before = (await (await api("/v1/tokens", ADMIN_TOKEN)).json()) as { tokens: unknown[] };
+    for (const [profile, why] of [
+      ["/nonexistent-tandem-dir/p.toml", "its folder /nonexistent-tandem-dir does not exist"],
+      [tmpdir(), "it is a directory"],
+    ]) {
+      const save = await runCliIn(["token", "create", "--name", "unsaved", "--save", "--gateway", gw.url], {
+        env: { TANDEM_PROFILE: profile!, TANDEM_TOKEN: ADMIN_TOKEN },
+      });
+      expect(save.code).toBe(2);
+      // Before: the token made and printed, then "error: ENOENT: no such file or directory, open …", a live token left.
+      expect(save.stderr).toContain(`error: --save: the profile file ${profile}: ${why}, so no token was made`);
+      expect(save.stdout).toBe("");
+    }
+    const after = (await (await api("/v1/tokens", ADMIN_TOKEN)).json()) as { tokens: unknown[] };
+    expect(after.tokens.length).toBe(before.tokens.length);
+  });
+
   it("creates a token with --save, then every command and the SDK use it from the profile file", async () => {
     const dir = await mkdtemp(join(tmpdir(), "tandem-profile-"));
     const profile = join(dir, "profile.toml");

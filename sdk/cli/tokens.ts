@@ -4,10 +4,13 @@
  * profile file for that gateway, where the SDK and CLI find it. A token works
  * for good unless made with `--expires`.
  */
+import { accessSync, constants, existsSync, statSync } from "node:fs";
+import { dirname } from "node:path";
 import { GATEWAY_HELP, parseEnvName } from "./config.js";
 import { Command, InvalidArgumentError } from "commander";
 import type { HttpInvoker } from "../client.js";
-import { LOCAL_TOKEN_FILE, localTokenFile, saveToken } from "../credentials.js";
+import { InvalidOptionsError } from "../errors.js";
+import { LOCAL_TOKEN_FILE, localTokenFile, profilePath, saveToken } from "../credentials.js";
 import {
   NAME_PATTERN,
   TOKEN_ID_PATTERN,
@@ -55,6 +58,7 @@ export function addTokenCommands(program: Command, clientOf: (opts: GatewayOpts)
       ...(opts.expires ? { expiresIn: opts.expires } : {}),
       scope: opts.scope,
     };
+    if (opts.save) checkProfileWritable();
     const created = (await client.request("POST", paths.tokens(), body)) as TokenCreateAnswer;
     console.log(
       `${style.ok("✓")} created token ${created.id} "${created.name}": scope ${created.scope}, ${created.apps ? `apps ${created.apps.join(", ")}` : "every app"}${created.env ? `, environment ${created.env} only` : ""}${
@@ -146,4 +150,25 @@ function collectApps(value: string, previous: string[] | undefined): string[] {
     if (!NAME_PATTERN.test(app)) throw new InvalidArgumentError(`"${app}" is not an app name`);
   }
   return [...(previous ?? []), ...value.split(",")];
+}
+
+/**
+ * Refuses a `--save` whose profile file cannot be written, before the token is made: one made, then not saved, was
+ * left live and printed under an error, where the command said it had failed.
+ */
+function checkProfileWritable(): void {
+  const path = profilePath()!;
+  let why: string | undefined;
+  try {
+    if (!existsSync(path)) accessSync(dirname(path), constants.W_OK);
+    else if (statSync(path).isDirectory()) why = "it is a directory";
+    else accessSync(path, constants.W_OK);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    why = code === "ENOENT" ? `its folder ${dirname(path)} does not exist` : `it cannot be written (${code})`;
+  }
+  if (why)
+    throw new InvalidOptionsError(
+      `--save: the profile file ${path}: ${why}, so no token was made; set TANDEM_PROFILE to a file you can write, or leave out --save`,
+    );
 }
