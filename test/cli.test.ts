@@ -407,6 +407,18 @@ describe("a newcomer's mistakes, each told in one format", () => {
     return runCli(args, { cwd: dir, env });
   };
 
+  it("no command, or a group without one: its help, then the error line every failure ends with", async () => {
+    for (const args of [[], ["volume"]]) {
+      const { code, stdout, stderr } = await runCli(args);
+      expect(code).toBe(2);
+      expect(stdout).toBe("");
+      expect(stderr).toContain("Commands:");
+      // Before: the help alone, no error line.
+      expect(stderr).toMatch(new RegExp(`\nerror: ${["tandem", ...args].join(" ")} needs a command: one of those above\n$`));
+    }
+    expect((await runCli(["volume", "--help"])).code).toBe(0);
+  });
+
   it("an unknown option: the nearest known one", async () => {
     const { code, stderr } = await withApp('export const embed = app.function({ gpus: "A100" }, () => 1);', ["serve", "app.ts", "--port", "0"]);
     expect(code).toBe(2);

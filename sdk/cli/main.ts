@@ -526,7 +526,11 @@ function parsePort(value: string): number {
 // `tandem logs` give to a call that failed and to a name with nothing to show. Help and --version still exit 0.
 (function pointToHelp(command: Command, path: string): void {
   command.showHelpAfterError(style.dim(`run "${path} --help" for usage`));
-  command.exitOverride((err) => process.exit(err.exitCode === 0 ? 0 : FAILURE_EXIT));
+  command.exitOverride((err) => {
+    // `tandem`, `tandem volume` (a group, no command named): its help went to stderr; the failure is said as every other.
+    if (err.code === "commander.help" && err.exitCode !== 0) printFailure(new InvalidArgumentError(`${path} needs a command: one of those above`));
+    process.exit(err.exitCode === 0 ? 0 : FAILURE_EXIT);
+  });
   for (const sub of command.commands) pointToHelp(sub, `${path} ${sub.name()}`);
 })(program, program.name());
 

@@ -55,13 +55,13 @@ export function addSecretCommands(program: Command, clientOf: (opts: GatewayOpts
     },
   );
 
-  withGateway(secret.command("delete").description("delete a secret; functions that declare it fail to load until it is made again").argument("<name>")).action(
-    async (name: string, opts: GatewayOpts) => {
-      if (!NAME_PATTERN.test(name)) throw new InvalidArgumentError(`"${name}" is not a secret name (1-64 letters, digits, '-' or '_')`);
-      const removed = (await clientOf(opts).request("DELETE", paths.secret(name))) as SecretInfo;
-      console.log(`deleted secret ${removed.name} (${removed.keys.join(", ")})`);
-    },
-  );
+  withGateway(
+    secret.command("delete").description("delete a secret; functions that declare it fail to load until it is made again").argument("<name>", "the secret"),
+  ).action(async (name: string, opts: GatewayOpts) => {
+    if (!NAME_PATTERN.test(name)) throw new InvalidArgumentError(`"${name}" is not a secret name (1-64 letters, digits, '-' or '_')`);
+    const removed = (await clientOf(opts).request("DELETE", paths.secret(name))) as SecretInfo;
+    console.log(`deleted secret ${removed.name} (${removed.keys.join(", ")})`);
+  });
 }
 
 function readText(file: string): string {
