@@ -279,6 +279,26 @@ describe("the front door of tandem serve", () => {
     }
   });
 
+  it("answers 400 saying so to an HTTP/1.1 request without a Host header (Node's own was an empty 400), as to its upgrade", async () => {
+    for (const head of [`GET /v1/health HTTP/1.1\r\nconnection: close`, `GET /edge/chat HTTP/1.1\r\nupgrade: websocket\r\nconnection: Upgrade`]) {
+      const socket = net.connect(Number(doorUrl.port), doorUrl.hostname);
+      socket.write(`${head}\r\n\r\n`);
+      let raw = "";
+      for await (const chunk of socket) raw += String(chunk);
+      expect(raw.split("\r\n")[0], head).toBe("HTTP/1.1 400 Bad Request");
+      expect(JSON.parse(raw.slice(raw.indexOf('{"error"'), raw.lastIndexOf("}") + 1)).error).toEqual({
+        code: "invalid_request",
+        message: "an HTTP/1.1 request needs a Host header (Host: 127.0.0.1:<port>)",
+      });
+    }
+    // HTTP/1.0 may leave it out.
+    const socket = net.connect(Number(doorUrl.port), doorUrl.hostname);
+    socket.write("GET /v1/health HTTP/1.0\r\n\r\n");
+    let raw = "";
+    for await (const chunk of socket) raw += String(chunk);
+    expect(raw.split("\r\n")[0]).toMatch(/^HTTP\/1\.[01] 200 OK$/);
+  });
+
   it("answers a client that waits to send its body (Expect: 100-continue) with the 413 for a declared length over the limit (or the 401 for no token), never telling it to go on first", async () => {
     const exchange = (path: string, length: number) =>
       new Promise<string>((resolve) => {

@@ -161,7 +161,8 @@ export class FrontDoor {
   webMounts: ReadonlySet<string> | undefined;
 
   private constructor() {
-    this.#server = http.createServer((req, res) => this.#forward(withEveryAuthorization(req), res));
+    // A request without a Host header is refused by `#forward` and `#upgrade`, saying why: Node's own refusal is an empty 400.
+    this.#server = http.createServer({ requireHostHeader: false }, (req, res) => this.#forward(withEveryAuthorization(req), res));
     // A client that waits to send its body (`Expect: 100-continue`) is told to go on only once the request goes on to
     // the gateway: one refused here (a declared length over the limit, no token) sends none of it.
     this.#server.on("checkContinue", (req: http.IncomingMessage, res: http.ServerResponse) =>
@@ -302,8 +303,8 @@ export class FrontDoor {
   }
 
   #forward(req: http.IncomingMessage, res: http.ServerResponse, goOn: () => void = () => {}): void {
-    if (!isPath(req.url)) {
-      refuse(req, res, notAPath(req.url));
+    if (!isPath(req.url) || lacksHost(req)) {
+      refuse(req, res, lacksHost(req) ? noHost() : notAPath(req.url));
       return this.onRequest?.(req.method ?? "GET", req.url ?? "", res.statusCode, 0, false);
     }
     if (this.#stopping && !isPlaneRequest(req)) {
@@ -616,6 +617,7 @@ export class FrontDoor {
 
   #upgrade(req: http.IncomingMessage, socket: net.Socket, head: Buffer): void {
     if (!isPath(req.url)) return endSocket(socket, 400, "Bad Request", notAPath(req.url));
+    if (lacksHost(req)) return endSocket(socket, 400, "Bad Request", noHost());
     if (this.#stopping)
       return endSocket(socket, 503, "Service Unavailable", new GatewayUnreachableError("tandem serve is stopping: it takes no new connection"));
     if (this.#held) return void this.#held.push(() => (socket.destroyed ? undefined : this.#upgrade(req, socket, head)));
@@ -879,6 +881,15 @@ function refuseUnparsed(err: NodeJS.ErrnoException, socket: net.Socket): void {
 /** Whether a request's target is a path (origin-form), the only form workerd reads: it fails any other with a bare 500. */
 function isPath(target: string | undefined): boolean {
   return target?.startsWith("/") ?? false;
+}
+
+/** An HTTP/1.1 request without its Host header, which HTTP/1.1 requires (RFC 9112, 3.2); HTTP/1.0 may leave it out. */
+function lacksHost(req: http.IncomingMessage): boolean {
+  return req.httpVersionMinor !== 0 && !req.headers.host;
+}
+
+function noHost(): InvalidRequestError {
+  return new InvalidRequestError("an HTTP/1.1 request needs a Host header (Host: 127.0.0.1:<port>)");
 }
 
 function notAPath(target: string | undefined): InvalidRequestError {
