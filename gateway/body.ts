@@ -10,7 +10,7 @@
 import type { z } from "zod";
 import { readBodyUpTo } from "../sdk/bounded-body.js";
 import { API_LIMITS } from "../sdk/defaults.js";
-import { InvalidRequestError, bodyTooLarge, errorBody, type PayloadTooLargeError } from "../sdk/errors.js";
+import { InvalidRequestError, TandemError, bodyTooLarge, errorBody, type PayloadTooLargeError } from "../sdk/errors.js";
 import { HEADERS, decodeValue } from "../sdk/protocol.js";
 import { describeIssues } from "../sdk/zod-issues.js";
 
@@ -28,7 +28,11 @@ export async function readJsonBody<S extends z.ZodType>(request: Request, schema
   passPreflight(request);
   // Counted as it streams even when a length is declared: the header may not be what frames the body (a
   // content-length sent beside a chunked transfer-encoding, say), and reading stops at the limit either way.
-  const bytes = await readBodyUpTo(request, maxBytes, (max, seen) => bodyTooLarge(max, seen, undefined, note));
+  // A read that fails is the client gone mid-body (the front door's cut of a body that stopped coming): no one to
+  // answer, and no fault of the gateway's to log with a stack.
+  const bytes = await readBodyUpTo(request, maxBytes, (max, seen) => bodyTooLarge(max, seen, undefined, note)).catch((err: unknown) => {
+    throw err instanceof TandemError ? err : new ClientWentAway(err);
+  });
   return parseJsonBody(utf8Text(bytes), schema);
 }
 

@@ -279,6 +279,25 @@ describe("the front door of tandem serve", () => {
     }
   });
 
+  it("answers a call whose body stops coming 408, and the gateway logs no error for the body it could not read", async () => {
+    const idleMs = door.bodyIdleMs;
+    door.bodyIdleMs = 300;
+    try {
+      const socket = net.connect(Number(doorUrl.port), doorUrl.hostname);
+      socket.write(
+        `POST /v1/apps/edge/functions/echo/call HTTP/1.1\r\nhost: ${doorUrl.host}\r\nauthorization: Bearer ${ADMIN_TOKEN}\r\ntransfer-encoding: chunked\r\n\r\n3\r\n{"a\r\n`,
+      );
+      let raw = "";
+      for await (const chunk of socket) raw += String(chunk);
+      expect(raw.split("\r\n")[0]).toBe("HTTP/1.1 408 Request Timeout");
+      await new Promise((resolve) => setTimeout(resolve, 500));
+      // Before: "gateway: Error: Network connection lost." and its stack (readBodyUpTo, readJsonBody, …), as a fault.
+      expect(gw.output.filter((l) => l.includes("Network connection lost"))).toEqual([]);
+    } finally {
+      door.bodyIdleMs = idleMs;
+    }
+  });
+
   it("answers 400 saying so to an HTTP/1.1 request without a Host header (Node's own was an empty 400), as to its upgrade", async () => {
     for (const head of [`GET /v1/health HTTP/1.1\r\nconnection: close`, `GET /edge/chat HTTP/1.1\r\nupgrade: websocket\r\nconnection: Upgrade`]) {
       const socket = net.connect(Number(doorUrl.port), doorUrl.hostname);
