@@ -32,7 +32,7 @@ import {
   type PlaneInfo,
   type WarmPoolRef,
 } from "../sdk/protocol.js";
-import { parseSignedBody, readSignedBody } from "../sdk/signed-body.js";
+import { parseSignedBody, readSignedBodyBytes, signedBodyText } from "../sdk/signed-body.js";
 import { UNSIGNED, checkSignatureHeaders, signRequest, verifyRequest } from "../sdk/signing.js";
 import type { FunctionSpec } from "../sdk/options.js";
 import { guard } from "./auth.js";
@@ -257,10 +257,10 @@ async function verified(c: Context<Api>, maxBytes: number = PLANE_DEFAULTS.maxSi
   const headers = c.req.raw.headers;
   const checked = checkSignatureHeaders(headers, { audience: GATEWAY_AUDIENCE });
   if (!checked.ok) throw refuse(c, checked.reason);
-  const body = await readSignedBody(c.req.raw, maxBytes);
+  const body = await readSignedBodyBytes(c.req.raw, maxBytes);
   const result = await verifyRequest(secret, { audience: GATEWAY_AUDIENCE, method: c.req.method, path, body }, headers, planeRegistry(c.env));
   if (!result.ok) throw refuse(c, result.reason);
-  return body;
+  return signedBodyText(body);
 }
 
 function refuse(c: Context<Api>, reason: string): UnauthorizedError {

@@ -42,7 +42,7 @@ import {
   type UsageQuery,
   type UsageRow,
 } from "../sdk/protocol.js";
-import { parseSignedBody, signedBodyTooLarge } from "../sdk/signed-body.js";
+import { parseSignedBody, signedBodyText, signedBodyTooLarge } from "../sdk/signed-body.js";
 import { NonceCache, checkSignatureHeaders, verifyRequest, type Receiver } from "../sdk/signing.js";
 import { describeIssues } from "../sdk/zod-issues.js";
 import { streamLines } from "../sdk/stream-lines.js";
@@ -100,7 +100,7 @@ export function planeServer(options: PlaneServerOptions): (req: IncomingMessage,
     const request = { audience: receiver.audience, method, path: pathAndQuery, body };
     const verified = await verifyRequest(options.secret, request, headers, nonces, { startedAt: receiver.startedAt });
     if (!verified.ok) refuse(method, pathAndQuery, verified.reason);
-    return body;
+    return signedBodyText(body);
   };
 
   const verified = (c: Context, maxBytes: number = PLANE_DEFAULTS.maxSignedRequestBytes): Promise<string> => {
@@ -298,7 +298,7 @@ function incomingOf(c: Context): IncomingMessage {
  * before a byte is read, a chunked body as soon as it passes it; what comes
  * after is dropped, never kept (`closeAfterAnswerUnlessRead`).
  */
-function readIncoming(incoming: IncomingMessage, maxBytes: number): Promise<string> {
+function readIncoming(incoming: IncomingMessage, maxBytes: number): Promise<Uint8Array> {
   const declared = Number(incoming.headers["content-length"]);
   if (declared > maxBytes) return Promise.reject(signedBodyTooLarge(maxBytes, declared));
   return new Promise((resolve, reject) => {
@@ -307,7 +307,7 @@ function readIncoming(incoming: IncomingMessage, maxBytes: number): Promise<stri
     const settle = (err?: Error) => {
       incoming.off("data", onData).off("end", onEnd).off("error", settle).off("close", onClose);
       if (err) reject(err);
-      else resolve(Buffer.concat(chunks, total).toString("utf8"));
+      else resolve(Buffer.concat(chunks, total));
     };
     const onData = (chunk: Buffer) => {
       total += chunk.length;

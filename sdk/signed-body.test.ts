@@ -2,7 +2,9 @@ import { describe, expect, it } from "vitest";
 import { z } from "zod";
 import { PLANE_DEFAULTS } from "./defaults.js";
 import { InvalidRequestError, PayloadTooLargeError } from "./errors.js";
-import { parseSignedBody, readSignedBody } from "./signed-body.js";
+import { parseSignedBody, readSignedBodyBytes, signedBodyText } from "./signed-body.js";
+
+const readSignedBody = async (request: Request, maxBytes: number) => signedBodyText(await readSignedBodyBytes(request, maxBytes));
 
 const Stop = z.strictObject({ app: z.string() });
 const Values = z.strictObject({ args: z.array(z.unknown()) });
@@ -72,6 +74,11 @@ describe("a signed request's body, read", () => {
     expect((err as PayloadTooLargeError).details).toEqual({ maxBytes: 8192, atLeast: 9216 });
     expect((err as Error).message).toBe("request body is larger than 8192 bytes, the most a signed request between the gateway and a plane may carry");
     expect(pulled()).toBeLessThan(12);
+  });
+
+  it("reads its bytes as text only as UTF-8, refusing others with a 400 saying so (they were read with U+FFFD, so a signature over them failed)", () => {
+    expect(signedBodyText(new TextEncoder().encode('{"a":"é"}'))).toBe('{"a":"é"}');
+    expect(() => signedBodyText(new Uint8Array([0x7b, 0xff, 0x7d]))).toThrow("signed request body is not UTF-8 text: send JSON encoded as UTF-8");
   });
 
   it("refuses a declared length over the limit before reading a byte", async () => {

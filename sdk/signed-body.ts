@@ -2,7 +2,7 @@
  * The body of a signed request between the gateway and a plane, bounded and
  * checked the same way on both sides. It is read only after the signature
  * headers pass (`checkSignatureHeaders` in signing.ts), and never past its
- * limit, chunked or not (`readSignedBody`: 413); the signature covers the
+ * limit, chunked or not (`readSignedBodyBytes`: 413); the signature covers the
  * body's hash, so it has to be read, but bounded. Then it is parsed
  * (`parseSignedBody`): its nesting depth first, then JSON, an object, and the
  * shape. Every refusal is a 400 or 413 that says why; none is a 500.
@@ -22,12 +22,19 @@ export function signedBodyTooLarge(maxBytes: number, atLeast?: number): PayloadT
   return bodyTooLarge(maxBytes, atLeast, "a signed request between the gateway and a plane may carry");
 }
 
+const utf8 = new TextDecoder("utf-8", { fatal: true, ignoreBOM: false });
+
 /**
- * A Web request's body as text, read no further than `maxBytes` (`readSignedBodyBytes`).
- * @example const body = await readSignedBody(c.req.raw, PLANE_DEFAULTS.maxSignedRequestBytes);
+ * A signed body's bytes as text, once its signature (over the bytes as sent) has passed: bytes that are not UTF-8 are
+ * a 400 saying so. Decoded before, they were read with U+FFFD in their place, and the signature over them failed (401).
+ * @example const text = signedBodyText(bytes); // after verifyRequest(…, { …, body: bytes }, …)
  */
-export async function readSignedBody(request: Request, maxBytes: number): Promise<string> {
-  return new TextDecoder().decode(await readSignedBodyBytes(request, maxBytes));
+export function signedBodyText(bytes: Uint8Array): string {
+  try {
+    return utf8.decode(bytes);
+  } catch {
+    throw new InvalidRequestError("signed request body is not UTF-8 text: send JSON encoded as UTF-8");
+  }
 }
 
 /**

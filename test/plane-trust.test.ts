@@ -32,7 +32,7 @@ afterAll(async () => {
 });
 
 /** The signature headers the gateway or a plane would send, for `audience`. */
-function sign(audience: string, method: string, path: string, body = "", now = Date.now()): Promise<Record<string, string>> {
+function sign(audience: string, method: string, path: string, body: string | Uint8Array = "", now = Date.now()): Promise<Record<string, string>> {
   return signRequest(SECRET, { audience, method, path, body }, now);
 }
 
@@ -351,6 +351,19 @@ describe("malformed bodies under a valid signature", () => {
       expect({ body: body.slice(0, 20), status: res.status }).toEqual({ body: body.slice(0, 20), status: 400 });
       expect(JSON.parse(text).error.code).toBe("invalid_request");
       expectNoInternals(text);
+    }
+  });
+
+  it("answers a signed body that is not UTF-8 with 400 saying so, at a plane and at the gateway (it was a 401: bad signature)", async () => {
+    const plane = stack.planes[0]!;
+    const body = new Uint8Array([0x7b, 0xff, 0x7d]);
+    for (const [url, audience, route] of [
+      [plane.url, plane.planeId, "/v1/plane/stop"],
+      [stack.url, "gateway", "/v1/planes/heartbeat"],
+    ] as const) {
+      const res = await fetch(`${url}${route}`, { method: "POST", body, headers: await sign(audience, "POST", route, body) });
+      expect({ route, status: res.status }).toEqual({ route, status: 400 });
+      expect(((await res.json()) as { error: { message: string } }).error.message).toBe("signed request body is not UTF-8 text: send JSON encoded as UTF-8");
     }
   });
 });
