@@ -41,6 +41,16 @@ describe("the shape of a body", () => {
   });
 });
 
+describe("the numbers of a body", () => {
+  it("refuses a number JSON.parse reads as Infinity, where it was passed on as Infinity; keeps large finite ones and text", () => {
+    const args = z.strictObject({ args: z.array(z.unknown()) });
+    for (const text of ['{"args":[1e999]}', '{"args":[{"deep":[-1E+400]}]}', `{"args":[${"9".repeat(400)}]}`]) {
+      expect(() => parseJsonBody(text, args), text.slice(0, 30)).toThrow("request body has a number beyond the range of a 64-bit float");
+    }
+    expect(parseJsonBody('{"args":[1e308, 1e-999, "1e999"]}', args).args).toEqual([1e308, 0, "1e999"]);
+  });
+});
+
 describe("the depth of a body", () => {
   it("counts arrays and objects, and not brackets inside strings", () => {
     expect(nestedDeeperThan(nested(600), 512)).toBe(true);

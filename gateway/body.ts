@@ -134,7 +134,21 @@ export function parseJsonBody<S extends z.ZodType>(text: string, schema: S): z.i
   } catch (err) {
     throw new InvalidRequestError(`request body is not valid JSON: ${(err as Error).message}`);
   }
+  // A number JSON.parse reads as ±Infinity (1e999, or 309 digits) would reach the function as Infinity, not the number
+  // sent: refused. Looked for only where the text could hold one, so the usual body is not walked twice.
+  if (/\d{309}|[eE]\+?0*[1-9]\d{2}/.test(text) && holdsInfinity(json)) {
+    throw new InvalidRequestError(
+      'request body has a number beyond the range of a 64-bit float (JSON.parse reads it as Infinity): send it as a string, or Infinity itself as the codec writes it ("Infinity", with its meta: docs/api.md)',
+    );
+  }
   return parseShape(schema, json);
+}
+
+/** Whether `value` holds ±Infinity anywhere (JSON.parse's reading of a number out of range). */
+function holdsInfinity(value: unknown): boolean {
+  if (typeof value === "number") return !Number.isFinite(value);
+  if (typeof value !== "object" || value === null) return false;
+  return Object.values(value).some(holdsInfinity);
 }
 
 /**
