@@ -221,7 +221,11 @@ function termsOf(body: { baseVersion?: number | undefined; force?: boolean | und
 function modeOf(c: Ctx): number | undefined {
   const mode = c.req.query("mode");
   if (mode === undefined) return undefined;
-  if (!/^[0-7]{1,4}$/.test(mode)) throw new InvalidRequestError(`?mode= must be a file mode in octal, like 644 or 755 (got "${mode}")`);
+  // Permission bits only: a volume keeps no setuid, setgid or sticky bit (4755 was taken, and dropped on the way out).
+  if (!/^0?[0-7]{1,3}$/.test(mode))
+    throw new InvalidRequestError(
+      `?mode= must be a file's permission bits in octal, 0 to 777, like 644 or 755 (got "${mode}"): a volume keeps no setuid, setgid or sticky bit`,
+    );
   return parseInt(mode, 8);
 }
 

@@ -1128,7 +1128,7 @@ export const VolumeChangeSchema = z.lazy(() =>
           .number("must be a file mode")
           .int("must be a file mode")
           .min(0, "must be a file mode")
-          .max(0o7777, "must be a file mode (at most 0o7777)")
+          .max(0o777, "must be a file's permission bits, at most 0o777 (511): a volume keeps no setuid, setgid or sticky bit")
           .optional(),
       }),
       z.strictObject({ op: z.literal("remove"), path: volumePathField, recursive: z.boolean("must be true or false").optional() }),

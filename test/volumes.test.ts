@@ -288,7 +288,15 @@ describe("storage", () => {
       ["/v1/volumes/strict/files?path=%C0%AE%C0%AE", {}, 400, '?path= is not UTF-8 percent-encoded (got "%C0%AE%C0%AE")'],
       ["/v1/volumes/strict/file?path=file/under", { method: "PUT", body: "x" }, 400, '"file" is a file, not a directory'],
       ["/v1/volumes/strict/file", {}, 400, "?path= must name a file"],
-      ["/v1/volumes/strict/file?path=x&mode=999", { method: "PUT", body: "x" }, 400, "?mode= must be a file mode"],
+      ["/v1/volumes/strict/file?path=x&mode=999", { method: "PUT", body: "x" }, 400, "?mode= must be a file's permission bits"],
+      // Before: taken (200), though no get ever gives a setuid bit back.
+      ["/v1/volumes/strict/file?path=x&mode=4755", { method: "PUT", body: "x" }, 400, "a volume keeps no setuid, setgid or sticky bit"],
+      [
+        "/v1/volumes/strict/commit",
+        { method: "POST", body: JSON.stringify({ changes: [{ op: "put", path: "p", blocks: [], size: 0, mode: 0o4755 }] }) },
+        400,
+        "must be a file's permission bits, at most 0o777",
+      ],
       ["/v1/volumes/strict/blocks/nothex", { method: "PUT", body: "x" }, 400, "is not a block's name"],
       [`/v1/volumes/strict/blocks/${"0".repeat(64)}`, { method: "PUT", body: "x" }, 400, "the body's SHA-256 is"],
       [
