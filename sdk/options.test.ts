@@ -65,6 +65,10 @@ describe("function options", () => {
     [{ containerIdleTimeout: 30 }, 'unknown option "containerIdleTimeout"; did you mean "scaledownWindow"?'],
     [{ allowConcurrentInputs: 4 }, 'unknown option "allowConcurrentInputs"; did you mean "concurrency"?'],
     [{ enableMemorySnapshot: true }, 'unknown option "enableMemorySnapshot"; did you mean "snapshot"?'],
+    // Before: no hint for these (another platform's older name, and its Python's snake_case).
+    [{ concurrencyLimit: 4 }, 'unknown option "concurrencyLimit"; did you mean "maxContainers"?'],
+    [{ keep_warm: 1 }, 'unknown option "keep_warm"; did you mean "minContainers"?'],
+    [{ scaledown_window: 30 }, 'unknown option "scaledown_window"; did you mean "scaledownWindow"?'],
     [{ gpu: "B200" }, 'option "gpu": unknown GPU "B200"; known types: T4, L4, A10G, L40S, A100, A100-80GB, H100'],
     [{ gpu: ["H100", "A100:9"] }, 'option "gpu": GPU "A100:9": the count must be 1 to 8'],
     [{ cpu: 65 }, 'option "cpu" must be at most 64 cores'],

@@ -320,6 +320,7 @@ function parseGpuOption(gpu: string | readonly string[], where: string): GpuRequ
  */
 const FUNCTION_OPTION_ALIASES: Readonly<Record<string, string>> = {
   keepWarm: "minContainers",
+  concurrencyLimit: "maxContainers",
   containerIdleTimeout: "scaledownWindow",
   allowConcurrentInputs: "concurrency",
   enableMemorySnapshot: "snapshot",

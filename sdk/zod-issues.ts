@@ -46,7 +46,10 @@ export function describeIssues(error: z.ZodError, noun: IssueNoun = "option", sc
 function unknownKeys(path: PropertyKey[], keys: string[], noun: IssueNoun, known: string[], aliases: Readonly<Record<string, string>>): string {
   const full = (key: string) => `"${[...path.map(String), key].join(".")}"`;
   const named = keys.map((key) => {
-    const near = path.length === 0 && Object.hasOwn(aliases, key) ? aliases[key] : nearestName(key, known);
+    // snake_case, as another platform's Python spells it (`keep_warm`, `min_containers`): looked up as camelCase too.
+    const camel = key.replace(/_+([a-z0-9])/g, (_, c: string) => c.toUpperCase());
+    const alias = path.length === 0 ? [key, camel].find((k) => Object.hasOwn(aliases, k)) : undefined;
+    const near = alias !== undefined ? aliases[alias] : known.includes(camel) ? camel : nearestName(key, known);
     return { key: full(key), hint: near === undefined ? undefined : `did you mean ${full(near)}?` };
   });
   if (named.length === 1) return `unknown ${noun} ${named[0]!.key}${named[0]!.hint ? `; ${named[0]!.hint}` : ""}`;
