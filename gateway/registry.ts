@@ -130,11 +130,15 @@ export class AppRegistry {
     const fns = this.#functions.get(appName);
     if (!fns) throw new NotFoundError(`no app named "${appName}" is deployed here (apps: ${this.#names()})`, { app: appName });
     const fn = fns.get(name);
-    if (!fn)
-      throw new NotFoundError(`app "${appName}" has no function "${name}" (functions: ${[...fns.keys()].join(", ") || "none"})`, {
+    if (!fn) {
+      // A class's name alone (`Model`): its methods are its functions (`Model.predict`), called with its parameters first.
+      const methods = [...fns.keys()].filter((f) => f.startsWith(`${name}.`));
+      const hint = methods.length ? `; "${name}" is a class: call one of its methods, ${methods.map((m) => `"${m}"`).join(", ")}` : "";
+      throw new NotFoundError(`app "${appName}" has no function "${name}" (functions: ${[...fns.keys()].join(", ") || "none"})${hint}`, {
         app: appName,
         function: name,
       });
+    }
     return fn;
   }
 

@@ -1,6 +1,6 @@
 /** Classes with lifecycle, on the plane (real Docker) and at the edge (workerd). */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { ContainerFailedError, RemoteError, lookup } from "../sdk/index.js";
+import { ContainerFailedError, NotFoundError, RemoteError, lookup } from "../sdk/index.js";
 import type { LogLine } from "../sdk/protocol.js";
 import { authed, eventually } from "./helpers/gateway.js";
 import { startTestStack, type TestStack } from "./helpers/stack.js";
@@ -30,6 +30,15 @@ describe("classes on the plane", () => {
     expect(containers.size).toBe(1);
     expect(outs.map((o) => o.split(":").slice(0, 2).join(":"))).toEqual(["w-small:a", "w-small:b", "w-small:c"]);
     expect(entersIn([...containers][0]!, "small")).toBe(1);
+  });
+
+  it("answers a call of a class's name alone with 404 naming its methods", async () => {
+    const err = await lookup("classes", "Model", { gateway: stack.url })
+      .remote({})
+      .catch((e) => e);
+    expect(err).toBeInstanceOf(NotFoundError);
+    // Before: the app's functions alone, among them Model.predict, with nothing to say that Model is its class.
+    expect(err.message).toContain('; "Model" is a class: call one of its methods, "Model.predict"');
   });
 
   it("gives each set of parameters its own pool", async () => {
