@@ -52,7 +52,7 @@ import { nearRegionsOf } from "./plane-regions.js";
 import { onceEach } from "./query.js";
 import { gatewayConfig } from "./config.js";
 import { appsOfThisEnvironment, inServedEnvironment } from "./environments.js";
-import { cancelOnPlane, rolloverAppOnPlanes, stopAppOnPlanes, usageFromPlanes } from "./plane-client.js";
+import { cancelOnPlane, rolloverAppOnPlanes, roundedSeconds, roundedUsd, stopAppOnPlanes, usageFromPlanes } from "./plane-client.js";
 import { registry, type RegisteredFunction } from "./registry.js";
 import { streamCall, streamResponseBody } from "./stream.js";
 import type { RunContext } from "./run-context.js";
@@ -142,8 +142,8 @@ export function apiRoutes(): Hono<Api> {
     const rows = (await usageFromPlanes(runContext(c), query.data)).filter((r) => mayReachServed(principal, r.app, c.var.config.environment));
     return c.json({
       rows,
-      totalUsd: rows.reduce((sum, r) => sum + r.costUsd, 0),
-      totalSeconds: rows.reduce((sum, r) => sum + r.seconds, 0),
+      totalUsd: roundedUsd(rows.reduce((sum, r) => sum + r.costUsd, 0)),
+      totalSeconds: roundedSeconds(rows.reduce((sum, r) => sum + r.seconds, 0)),
     } satisfies UsageAnswer);
   });
 

@@ -129,12 +129,23 @@ export async function usageFromPlanes(rc: PlaneAccess, query: UsageQuery): Promi
   for (const plane of (await knownPlanes(rc.env, true)).filter((p) => p.healthy)) {
     try {
       const res = await signedFetch(planeSecret, plane, { method: "GET", route });
-      for (const row of ((await res.json()) as Partial<PlaneUsageAnswer>).rows ?? []) rows.push({ ...row, plane: plane.planeId });
+      for (const row of ((await res.json()) as Partial<PlaneUsageAnswer>).rows ?? [])
+        rows.push({ ...row, seconds: roundedSeconds(row.seconds), costUsd: roundedUsd(row.costUsd), plane: plane.planeId });
     } catch (err) {
       console.warn(`plane ${plane.planeId} did not report its usage: ${(err as Error).message}`);
     }
   }
   return rows;
+}
+
+/** Seconds to the millisecond, as a sum of floats leaves them (`33.983000000000004` is `33.983`). */
+export function roundedSeconds(seconds: number): number {
+  return Math.round(seconds * 1e3) / 1e3;
+}
+
+/** Dollars to a billionth, as a sum of floats leaves them: far below a cent, and no `0.01088169643000001`. */
+export function roundedUsd(usd: number): number {
+  return Math.round(usd * 1e9) / 1e9;
 }
 
 /**

@@ -35,6 +35,11 @@ describe("metering", () => {
     expect(json.totalSeconds).toBeGreaterThan(1);
     expect(json.totalUsd).toBeGreaterThan(0);
     expect(json.rows[0]).toMatchObject({ app: "capped", function: "work", gpu: null, containers: 1 });
+    // To the millisecond and the billionth of a dollar (before: 33.983000000000004 s, and as many digits of dollars).
+    for (const row of json.rows as { seconds: number; costUsd: number }[]) {
+      expect(Math.round(row.seconds * 1e3) / 1e3).toBe(row.seconds);
+      expect(Math.round(row.costUsd * 1e9) / 1e9).toBe(row.costUsd);
+    }
     const none = await runCli(["usage", "--app", "nosuch", "--gateway", stack.url]);
     expect(none.stdout.trim()).toBe("no container time recorded for app nosuch on the planes the gateway knows");
   });
