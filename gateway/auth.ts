@@ -153,10 +153,16 @@ export function reachesEnvironment(principal: Pick<Principal, "env">, environmen
   return principal.env === undefined || principal.env === environment;
 }
 
-/** Refuses (403) a token limited to another environment than `environment`, the one the request addresses. */
-export function requireEnvironment(principal: Principal, environment: string): void {
+/**
+ * Refuses (403) a token limited to another environment than `environment`, the one the request addresses; `served`:
+ * the one the gateway serves, whatever a request addresses (its planes, its metrics), so addressing another is no way in.
+ */
+export function requireEnvironment(principal: Principal, environment: string, served = false): void {
   if (!reachesEnvironment(principal, environment)) {
-    throw new ForbiddenError(`token ${describe(principal)} may reach only environment "${principal.env}", not "${environment}"`, {
+    const next = served
+      ? `: this is the gateway's own environment's, whichever a request addresses`
+      : `: address that one (--env ${principal.env}, TANDEM_ENV=${principal.env}, or the Tandem-Env header)`;
+    throw new ForbiddenError(`token ${describe(principal)} may reach only environment "${principal.env}", not "${environment}"${next}`, {
       token: principal.id,
       env: environment,
     });
@@ -182,7 +188,7 @@ export function guard(scope: TokenScope, options: GuardOptions = {}): Middleware
     // The route's name is made only for the 403: parsing the URL on every request was a visible part of an edge call's time.
     if (!scopeAllows(principal.scope, scope)) requireScope(principal, scope, `${c.req.method} ${new URL(c.req.url).pathname}`);
     requireEnvironment(principal, environmentOf(c.env));
-    if (options.servedEnvironment) requireEnvironment(principal, c.var.config.environment);
+    if (options.servedEnvironment) requireEnvironment(principal, c.var.config.environment, true);
     const app = c.req.param("app");
     if (app !== undefined) requireApp(principal, app);
     options.check?.(principal);

@@ -569,6 +569,7 @@ describe("tandem dict and tandem queue", () => {
     expect((await runCli(["queue", "peek", "cli-queue"], { env })).stdout).toMatch(/"job-1"\n"job-2"/);
     expect((await runCli(["queue", "list"], { env })).stdout).toMatch(/cli-queue\s+2/);
     expect((await runCli(["queue", "clear", "cli-queue"], { env })).stdout).toMatch(/removed 2 items/);
+    expect((await runCli(["queue", "peek", "cli-queue"], { env })).stdout).toBe('queue "cli-queue" is empty\n'); // before: nothing
     expect((await runCli(["dict", "clear", "cli-dict"], { env })).stdout).toMatch(/removed 2 entries/);
     expect((await runCli(["dict", "delete", "cli-dict"], { env })).code).toBe(0);
     expect((await runCli(["queue", "delete", "cli-queue"], { env })).code).toBe(0);

@@ -214,14 +214,17 @@ describe("environments main and dev on one gateway's state", () => {
       const res = await asDevAdmin(method, path);
       expect(res.status, `${method} ${path}`).toBe(403);
       expect(((await res.json()) as { error: { message: string } }).error.message, `${method} ${path}`).toMatch(
-        /may reach only environment "dev", not "main"$/,
+        // Before: no way on was said.
+        /may reach only environment "dev", not "main": address that one \(--env dev, TANDEM_ENV=dev, or the Tandem-Env header\)$/,
       );
     }
     // The planes run main's apps, and the edge metrics count main's calls: addressing dev does not make them dev's.
     for (const path of ["/v1/planes", "/v1/metrics"]) {
       const addressingDev = await asDevAdmin("GET", path, { "tandem-env": "dev" });
       expect(addressingDev.status, path).toBe(403);
-      expect(((await addressingDev.json()) as { error: { message: string } }).error.message).toMatch(/may reach only environment "dev", not "main"$/);
+      expect(((await addressingDev.json()) as { error: { message: string } }).error.message).toMatch(
+        /may reach only environment "dev", not "main": this is the gateway's own environment's, whichever a request addresses$/,
+      );
     }
     expect((await fetch(`${url}/v1/planes`, authed())).status).toBe(200);
     const mainAdmin = await tokenFor({ scope: "admin", env: "main" });

@@ -316,6 +316,10 @@ describe("tokens through the SDK and the CLI", () => {
       expect(save.stderr).toContain(`error: --save: the profile file ${profile}: ${why}, so no token was made`);
       expect(save.stdout).toBe("");
     }
+    // Before: made, as "token <id>", as if no name had been given.
+    const unnamed = await runCliIn(["token", "create", "--name", "", "--gateway", gw.url], { env: { TANDEM_TOKEN: ADMIN_TOKEN } });
+    expect(unnamed.code).toBe(2);
+    expect(unnamed.stderr).toContain("--name must not be empty");
     const after = (await (await api("/v1/tokens", ADMIN_TOKEN)).json()) as { tokens: unknown[] };
     expect(after.tokens.length).toBe(before.tokens.length);
   });

@@ -144,6 +144,8 @@ export function addDictQueueCommands(program: Command, optionsOf: (opts: Gateway
       const partition = opts.partition === undefined ? "" : ` -p ${shellWord(opts.partition)}`;
       console.log(opts.json ? JSON.stringify(encodeValue(value)) : cutValue(formatValue(value), `tandem queue peek ${name}${partition} --json`));
     }
+    // As `dict items` says so of an empty dict: nothing printed could be a queue that is not there.
+    if (shown === 0 && !opts.json) console.log(`queue "${name}"${opts.partition === undefined ? "" : ` partition "${opts.partition}"`} is empty`);
   });
 
   withGateway(

@@ -49,6 +49,8 @@ export function addTokenCommands(program: Command, clientOf: (opts: GatewayOpts)
       .option("--save", "keep it in the profile file (~/.tandem.toml, or TANDEM_PROFILE) for this gateway"),
   ).action(async (opts: GatewayOpts & { name?: string; app?: string[]; env?: string; scope: TokenScope; expires?: string; save?: boolean }) => {
     // --env here is the environment the new token is limited to, not one this request addresses.
+    if (opts.name !== undefined && opts.name.trim() === "")
+      throw new InvalidArgumentError('--name must not be empty (leave it out for a made-up name, "token <id>")');
     const { env: _limit, ...gateway } = opts;
     const client = clientOf(gateway);
     const body = {
