@@ -379,6 +379,12 @@ describe("tandem run", () => {
     expect(JSON.parse(json.stdout)).toEqual(["5", 2026]);
   });
 
+  it("says a folder given as the app file is one, and the app file in it (esbuild said it could not resolve it)", async () => {
+    const { code, stderr } = await runCli(["run", "examples/hello::square", "3"]);
+    expect(code).toBe(2);
+    expect(stderr).toBe("error: examples/hello is a folder, not an app file: did you mean examples/hello/app.ts?\n");
+  });
+
   it("names the functions when the one asked for does not exist", async () => {
     const { code, stderr } = await runCli(["run", "test/fixtures/edge-app.ts::nope"]);
     expect(code).toBe(2);

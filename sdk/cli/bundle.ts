@@ -954,6 +954,13 @@ function relativizedMap(text: string, from: string): string {
 function checkAppFile(appFile: string): string {
   const file = resolve(appFile);
   if (!existsSync(file)) throw new InvalidOptionsError(`app file ${appFile} does not exist (looked for ${file})`);
+  // A folder (a project's, say): esbuild said only that it "could not resolve" it.
+  if (statSync(file).isDirectory()) {
+    const inside = ["app.ts", "app.js", "app.mts", "app.mjs"].find((name) => existsSync(join(file, name)));
+    throw new InvalidOptionsError(
+      `${appFile} is a folder, not an app file${inside ? `: did you mean ${join(appFile, inside)}?` : ": name the .ts or .js file that makes the app"}`,
+    );
+  }
   return file;
 }
 
