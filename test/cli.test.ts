@@ -425,6 +425,15 @@ describe("a newcomer's mistakes, each told in one format", () => {
     expect((await runCli(["volume", "--help"])).code).toBe(0);
   });
 
+  it("a --host that is no address: said so (before: 'Invalid URL', 'getaddrinfo ENOTFOUND 999.1.1.1')", async () => {
+    const empty = await runCli(["serve", "examples/hello/app.ts", "--host", ""]);
+    expect(empty.code).toBe(2);
+    expect(empty.stderr).toContain("must be an address or a host name this machine has, such as 127.0.0.1 or localhost");
+    const none = await runCli(["serve", "examples/hello/app.ts", "--host", "999.1.1.1", "--port", "0"]);
+    expect(none.code).toBe(2);
+    expect(none.stderr).toContain("error: --host 999.1.1.1 is no address of this machine (ENOTFOUND): give one it has, such as 127.0.0.1");
+  });
+
   it("an unknown option: the nearest known one", async () => {
     const { code, stderr } = await withApp('export const embed = app.function({ gpus: "A100" }, () => 1);', ["serve", "app.ts", "--port", "0"]);
     expect(code).toBe(2);

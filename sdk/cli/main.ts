@@ -106,7 +106,7 @@ program
   .description("serve app files locally: the gateway in workerd, state in .tandem/, reload on change")
   .argument("[app-files...]", "app files that default-export an App (default: app.ts)")
   .option("-p, --port <port>", "port of the local gateway", parsePort, LOCAL_DEFAULTS.port)
-  .option("--host <host>", "address to listen on", LOCAL_DEFAULTS.host)
+  .option("--host <host>", "address to listen on", hostOption, LOCAL_DEFAULTS.host)
   .option("--no-watch", "do not reload when files change")
   .option("--gpus <inventory>", 'the local plane\'s simulated GPUs, e.g. "A100:2,T4:1" (default: real GPUs, else one of each type)', gpuInventory)
   .option("--runtime <runtime>", "the local plane's container runtime: docker, or process (unsandboxed, development only)", parseRuntime, "docker")
@@ -241,7 +241,7 @@ program
       "TANDEM_PLANE_SECRET (16 characters or more), else .tandem/plane-secret of the folder it runs in (docs/plane.md)",
   )
   .option("-p, --port <port>", "port of the plane's API", parsePort, PLANE_DEFAULTS.port)
-  .option("--host <host>", "address to listen on and to give the gateway: one it reaches this machine at (not 0.0.0.0)", LOCAL_DEFAULTS.host)
+  .option("--host <host>", "address to listen on and to give the gateway: one it reaches this machine at (not 0.0.0.0)", hostOption, LOCAL_DEFAULTS.host)
   .option(
     "--region <region>",
     "the region this plane is in: functions with a region option run only on planes in theirs (docs/deploy.md)",
@@ -512,6 +512,13 @@ function parseWhole(value: string): number {
  */
 function gpuInventory(value: string): string {
   parseGpuInventory(value);
+  return value;
+}
+
+/** A `--host`: an address or a name, not empty nor holding a scheme, port or path (`Invalid URL`, or a listen that failed, said less). */
+function hostOption(value: string): string {
+  if (!/^(?:[A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\]|[0-9A-Fa-f:.]*:[0-9A-Fa-f:.]*)$/.test(value))
+    throw new InvalidArgumentError("must be an address or a host name this machine has, such as 127.0.0.1 or localhost (no scheme, port or path)");
   return value;
 }
 
