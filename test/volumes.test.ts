@@ -508,6 +508,11 @@ describe("tandem volume", () => {
       "t/sub",
       "t/sub/f.txt",
     ]);
+    // A directory over a local file: said (before: "error: ENOTDIR: not a directory, mkdir …").
+    await writeFile(join(dir, "a-file"), "f");
+    const overFile = await cli("get", "cli-two", "/t", join(dir, "a-file"));
+    expect(overFile.code).toBe(2);
+    expect(overFile.stderr).toContain(`error: "/t" is a directory in volume cli-two, and ${join(dir, "a-file")} is a file: give a directory to write it into`);
     // A directory got back is its files, the listing's directories made on the way.
     const got = await cli("get", "cli-two", "/t", join(dir, "got-t"));
     expect(got.code, got.stderr).toBe(0);

@@ -105,10 +105,16 @@ export function addVolumeCommands(program: Command, optionsOf: (opts: GatewayOpt
       return;
     }
     const base = remote.replace(/\/+$/, "").split("/").pop() || name;
-    const into = await stat(local).then(
-      (s) => s.isDirectory(),
-      () => false,
+    const localKind = await stat(local).then(
+      (s) => (s.isDirectory() ? "directory" : "file"),
+      () => undefined,
     );
+    const into = localKind === "directory";
+    // A directory of the volume goes to a directory (made where there is none): over a file it was a bare ENOTDIR.
+    if (!isFile && localKind === "file")
+      throw new InvalidOptionsError(
+        `"${remote}" is a directory in volume ${name}, and ${local} is a file: give a directory to write it into (made where there is none)`,
+      );
     const destination = into ? join(local, base) : local;
     const files = isFile ? [{ path: only!.path, size: only!.size, mode: only!.mode, to: destination }] : await remoteFiles(vol, remote, destination);
     const total = files.reduce((sum, f) => sum + f.size, 0);
