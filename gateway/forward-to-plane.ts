@@ -23,7 +23,7 @@ import { keepEdgeLine } from "./log-sink.js";
 import { EncodedResult } from "./encoded-result.js";
 import { signedFetch } from "./plane-client.js";
 import { runOnPlane, type RunBatch, type RunReply, type RunSend } from "./plane-runs.js";
-import { choosePlane, cpuToPlace, inputInFlight, knownPlanes, localPlaneBundle, noteUnreachable, type PlaneWants } from "./plane-choice.js";
+import { choosePlane, resourcesToPlace, inputInFlight, knownPlanes, localPlaneBundle, noteUnreachable, type PlaneWants } from "./plane-choice.js";
 import { defaultNearRegions } from "./plane-regions.js";
 import { registry, type RegisteredFunction } from "./registry.js";
 import type { RunContext } from "./run-context.js";
@@ -195,7 +195,7 @@ export async function forwardToPlane(
     }
     await options.onPlane?.(plane.planeId);
     let reply: RunReply;
-    const answered = inputInFlight(plane.planeId, { app: fn.app, function: fn.name }, cpuToPlace(plane, send.warm, containerCpu(fn)));
+    const answered = inputInFlight(plane.planeId, { app: fn.app, function: fn.name }, resourcesToPlace(plane, send.warm, containerCpu(fn), send.wants));
     try {
       const run: RunSend = {
         secret: send.secret,
@@ -293,7 +293,7 @@ export async function* forwardStreamToPlane(
   for (;;) {
     const plane = await choosePlane(rc.env, fn, send, skipped);
     // A stream keeps its container busy while it lasts (plane-choice.ts: idle containers draw only what they can take).
-    const ended = inputInFlight(plane.planeId, { app: fn.app, function: fn.name }, cpuToPlace(plane, send.warm, containerCpu(fn)));
+    const ended = inputInFlight(plane.planeId, { app: fn.app, function: fn.name }, resourcesToPlace(plane, send.warm, containerCpu(fn), send.wants));
     try {
       let response: Response;
       try {

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import type { PlaneInfo } from "../sdk/protocol.js";
-import { cpuToPlace, inputInFlight, pickPlane } from "./plane-choice.js";
+import { inputInFlight, pickPlane, resourcesToPlace } from "./plane-choice.js";
 
 const plane = (planeId: string, region: string, options: { cpuFree?: number; gpus?: PlaneInfo["gpus"]; warm?: PlaneInfo["warm"] } = {}): PlaneInfo => ({
   planeId,
@@ -82,22 +82,49 @@ describe("pickPlane within a burst", () => {
     for (let i = 0; i < 4; i++) {
       const chosen = pickPlane(planes, [], new Set())!;
       sent.push(chosen.planeId);
-      running.push(inputInFlight(chosen.planeId, fn, cpuToPlace(chosen, undefined, 1)));
+      running.push(inputInFlight(chosen.planeId, fn, resourcesToPlace(chosen, undefined, 1)));
     }
     expect(sent.filter((id) => id === "pl-a")).toHaveLength(2);
     expect(sent.filter((id) => id === "pl-b")).toHaveLength(2);
     // Answered inputs free their CPU again; a newer heartbeat counts what it holds, and what was sent before it is not counted twice.
     for (const done of running) done();
     expect(picked(planes, [], new Set())).toEqual(["pl-a"]);
-    running.push(inputInFlight("pl-a", fn, 1));
+    running.push(inputInFlight("pl-a", fn, { cpu: 1 }));
     expect(picked([{ ...planes[0]!, lastSeen: Date.now() + 1 }, planes[1]!], [], new Set())).toEqual(["pl-a"]);
     for (const done of running) done();
   });
 
-  it("places nothing for an input an idle warm container takes", () => {
+  it("counts the GPUs it sent to a plane since its last heartbeat: a burst of GPU inputs spreads over the planes with GPUs free", () => {
+    // Before: all four went to pl-two (two A100s free at its last heartbeat), two of them to queue there, though
+    // pl-one's A100 was free.
+    const a100 = [{ type: "A100" as const, count: 1 }];
+    const planes = [plane("pl-two", "eu", { gpus: { A100: { total: 2, free: 2 } } }), plane("pl-one", "eu", { gpus: { A100: { total: 1, free: 1 } } })];
+    const sent: string[] = [];
+    const running: (() => void)[] = [];
+    for (let i = 0; i < 3; i++) {
+      const chosen = pickPlane(planes, a100, new Set())!;
+      sent.push(chosen.planeId);
+      running.push(inputInFlight(chosen.planeId, fn, resourcesToPlace(chosen, undefined, 1, a100)));
+    }
+    expect(sent.sort()).toEqual(["pl-one", "pl-two", "pl-two"]);
+    // None free now: the fourth queues on a plane that has the type.
+    expect(["pl-one", "pl-two"]).toContain(pickPlane(planes, a100, new Set())!.planeId);
+    // Answered, their GPUs count as free again.
+    for (const done of running) done();
+    expect(picked(planes, a100, new Set())).toEqual(["pl-two"]);
+  });
+
+  it("places nothing for an input an idle warm container takes, else its CPU and the first GPU it asks for that the plane has free", () => {
     const warm = plane("pl-warm", "eu", { cpuFree: 1, warm: idle(1) });
-    expect(cpuToPlace(warm, fn, 1)).toBe(0);
-    expect(cpuToPlace(warm, { app: "shop", function: "other" }, 1)).toBe(1);
-    expect(cpuToPlace(warm, undefined, 0.5)).toBe(0.5);
+    expect(resourcesToPlace(warm, fn, 1)).toEqual({ cpu: 0 });
+    expect(resourcesToPlace(warm, { app: "shop", function: "other" }, 1)).toEqual({ cpu: 1 });
+    expect(resourcesToPlace(warm, undefined, 0.5)).toEqual({ cpu: 0.5 });
+    const gpus = plane("pl-gpus", "eu", { gpus: { H100: { total: 1, free: 0 }, A100: { total: 2, free: 1 } } });
+    const wants = [
+      { type: "H100" as const, count: 1 },
+      { type: "A100" as const, count: 1 },
+    ];
+    expect(resourcesToPlace(gpus, undefined, 2, wants)).toEqual({ cpu: 2, gpu: { type: "A100", count: 1 } });
+    expect(resourcesToPlace(plane("pl-full", "eu", { gpus: { H100: { total: 1, free: 0 } } }), undefined, 2, wants)).toEqual({ cpu: 2, gpu: wants[0] });
   });
 });

@@ -213,8 +213,8 @@ export function pickPlane(
     }
     for (const want of wants) {
       const free = mostOf(
-        near.filter((p) => (p.gpus[want.type]?.free ?? 0) >= want.count),
-        (p) => p.gpus[want.type]!.free,
+        near.filter((p) => gpuFree(p, want.type) >= want.count),
+        (p) => gpuFree(p, want.type),
       );
       if (free) return free;
     }
@@ -239,30 +239,52 @@ export function pickPlane(
 /** The inputs of each function this isolate has in flight on each plane: each keeps a container of it busy. */
 const inFlight = new Map<string, number>();
 
-/** By plane, the CPU of each input in flight that this isolate sent there since its last report, and when: see `cpuFree`. */
-const placed = new Map<string, Set<{ cpu: number; at: number }>>();
+/** What an input's new container takes on a plane beyond what the plane's report counts: its CPU, and its GPUs. */
+export interface Placing {
+  cpu: number;
+  gpu?: GpuRequest;
+}
+
+/** By plane, what each input in flight that this isolate sent there since its last report takes, and when: see `cpuFree`. */
+const placed = new Map<string, Set<Placing & { at: number }>>();
 
 /**
- * The CPU `plane` last reported free, less what this isolate has sent there since that report: within a burst the
- * report is stale, and every input of it would otherwise go to the plane that was roomiest before the burst. What
- * was sent before the report is counted by it, and forgotten here (placements are kept in the order they were made).
+ * What this isolate has sent `plane` since its last report (within a burst the report is stale); what was sent
+ * before the report is counted by it, and forgotten here (placements are kept in the order they were made).
+ */
+function sinceReport(plane: PlaneInfo): (Placing & { at: number })[] {
+  const mine = placed.get(plane.planeId);
+  if (!mine) return [];
+  for (const p of mine) if (p.at < plane.lastSeen) mine.delete(p);
+  return [...mine];
+}
+
+/**
+ * The CPU `plane` last reported free, less what this isolate has sent there since that report: every input of a
+ * burst would otherwise go to the plane that was roomiest before it.
  */
 function cpuFree(plane: PlaneInfo): number {
-  let since = 0;
-  for (const p of placed.get(plane.planeId) ?? []) {
-    if (p.at < plane.lastSeen) placed.get(plane.planeId)!.delete(p);
-    else since += p.cpu;
-  }
-  return plane.cpu.free - since;
+  return plane.cpu.free - sinceReport(plane).reduce((sum, p) => sum + p.cpu, 0);
+}
+
+/**
+ * The GPUs of `type` `plane` last reported free, less those this isolate has sent inputs for since: a burst of GPU
+ * inputs went all to the plane with the most free before it, and queued there while another plane's GPUs sat free.
+ */
+function gpuFree(plane: PlaneInfo, type: GpuRequest["type"]): number {
+  return (plane.gpus[type]?.free ?? 0) - sinceReport(plane).reduce((sum, p) => sum + (p.gpu?.type === type ? p.gpu.count : 0), 0);
 }
 const inFlightKey = (planeId: string, fn: { app: string; function: string }) => JSON.stringify([planeId, fn.app, fn.function]);
 
 /**
- * The CPU an input of `fn` sent to `plane` takes there beyond what its report counts: none when an idle container
- * of `fn` takes it (its CPU is counted already), else its container's (`cpu`).
+ * What an input of `fn` sent to `plane` takes there beyond what its report counts: nothing when an idle container
+ * of `fn` takes it (its CPU and GPUs are counted already), else its container's `cpu` and the first of `wants` the
+ * plane has free (else the first it has at all: the input queues for it).
  */
-export function cpuToPlace(plane: PlaneInfo, fn: { app: string; function: string } | undefined, cpu: number): number {
-  return fn && idleLeft(plane, fn) > 0 ? 0 : cpu;
+export function resourcesToPlace(plane: PlaneInfo, fn: { app: string; function: string } | undefined, cpu: number, wants: readonly GpuRequest[] = []): Placing {
+  if (fn && idleLeft(plane, fn) > 0) return { cpu: 0 };
+  const gpu = wants.find((w) => gpuFree(plane, w.type) >= w.count) ?? wants.find((w) => (plane.gpus[w.type]?.total ?? 0) >= w.count);
+  return gpu ? { cpu, gpu } : { cpu };
 }
 
 /** The idle containers of `fn` that `plane` last reported, less the inputs of it this isolate has in flight there. */
@@ -274,17 +296,17 @@ function idleLeft(plane: PlaneInfo, fn: { app: string; function: string }): numb
 /**
  * Counts an input of `fn` in flight on a plane until the returned function is called (its attempt answered or lost),
  * so the plane's idle containers draw only as many inputs as they can take at once, not every input until its
- * next heartbeat; and the `cpu` a container started for it takes, until a heartbeat counts it (`cpuFree`). An
- * input that an idle container of `fn` there takes starts none: `cpu` 0.
+ * next heartbeat; and the CPU and GPUs a container started for it takes, until a heartbeat counts them (`cpuFree`,
+ * `gpuFree`). An input that an idle container of `fn` there takes starts none: `{ cpu: 0 }` (`resourcesToPlace`).
  *
- * @example const done = inputInFlight(plane.planeId, fn, 1); try { await runOnPlane(plane, run); } finally { done(); }
+ * @example const done = inputInFlight(plane.planeId, fn, { cpu: 1 }); try { await runOnPlane(plane, run); } finally { done(); }
  */
-export function inputInFlight(planeId: string, fn: { app: string; function: string }, cpu = 0): () => void {
+export function inputInFlight(planeId: string, fn: { app: string; function: string }, placing: Placing = { cpu: 0 }): () => void {
   const key = inFlightKey(planeId, fn);
   inFlight.set(key, (inFlight.get(key) ?? 0) + 1);
-  const placement = { cpu, at: Date.now() };
+  const placement = { ...placing, at: Date.now() };
   const onPlane = placed.get(planeId) ?? placed.set(planeId, new Set()).get(planeId)!;
-  if (cpu > 0) onPlane.add(placement);
+  if (placing.cpu > 0 || placing.gpu) onPlane.add(placement);
   let done = false;
   return () => {
     if (done) return;

@@ -25,6 +25,33 @@ import { startTestStack, type TestStack } from "./helpers/stack.js";
 
 const APP = new URL("./fixtures/plane-app.ts", import.meta.url).pathname;
 
+describe("a burst of GPU calls over two planes", () => {
+  let stack: TestStack;
+  const planes: PlaneProcess[] = [];
+  beforeAll(async () => {
+    stack = await startTestStack(APP, {}, { planes: 0 });
+    planes.push(await startPlaneProcess(stack.url, ["--gpus", "T4:2"]));
+    planes.push(await startPlaneProcess(stack.url, ["--gpus", "T4:1"]));
+    await eventually(async () => {
+      const res = (await (await fetch(`${stack.url}/v1/planes`, authed())).json()) as { planes: { healthy: boolean }[] };
+      return res.planes.filter((p) => p.healthy).length === 2;
+    }, 20_000);
+    await new Promise((r) => setTimeout(r, 1_100)); // past the gateway's second-long cache of the list
+  });
+  afterAll(async () => {
+    for (const p of planes) await stopPlaneProcess(p).catch(() => {});
+    await stack?.dispose();
+  });
+
+  it("spreads over the planes' free GPUs, where it queued on the plane with the most free at its last heartbeat", async () => {
+    const t4 = lookup<[number], string>("plane", "queuedT4", { gateway: stack.url });
+    const containers = await Promise.all([0, 1, 2].map(() => t4.remote(2_000)));
+    const ranOn = (plane: PlaneProcess) => containers.filter((id) => plane.output().includes(id)).length;
+    // Before: all three went to the plane with two T4s free, the third to wait there for one while the other's sat free.
+    expect([ranOn(planes[0]!), ranOn(planes[1]!)]).toEqual([2, 1]);
+  });
+});
+
 describe("two planes, one killed mid-load", () => {
   let stack: TestStack;
   const planes: PlaneProcess[] = [];
