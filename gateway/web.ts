@@ -95,7 +95,8 @@ function mountWebApp(web: Hono<Web>, appName: string, mount: WebMount): void {
         } catch (err) {
           return Response.json(errorBody(err), { status: 413 });
         }
-        instance ??= Promise.resolve(mount.factory());
+        // Called in a promise: a factory that throws fails this request as the app's error (`function_failed`), not the gateway's.
+        instance ??= (async () => mount.factory())();
         const rc: RunContext = {
           env: env as Env,
           config,
@@ -117,6 +118,7 @@ function mountWebApp(web: Hono<Web>, appName: string, mount: WebMount): void {
               }),
             );
             webApp = await instance!;
+            if (typeof (webApp as Partial<WebApp> | null)?.fetch !== "function") throw notAWebApp(webApp, `web "${mount.label}" of app "${appName}"`);
           } catch (err) {
             instance = undefined; // the factory failed: try it again on the next request
             return failed(err);
@@ -134,6 +136,12 @@ function mountWebApp(web: Hono<Web>, appName: string, mount: WebMount): void {
     },
     withConfig,
   );
+}
+
+/** A web app's factory that gave no app to route requests to (plain JS, or past a cast): said, where `webApp.fetch is not a function` was. */
+function notAWebApp(value: unknown, who: string): RemoteError {
+  const message = `${who}: its factory returned ${returnedKind(value)}, not a web app (an object with a fetch method): return the hono app, new Hono() with its routes`;
+  return new RemoteError({ name: "TypeError", message, stack: `TypeError: ${message}` });
 }
 
 /**

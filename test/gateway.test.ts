@@ -1106,6 +1106,26 @@ describe("request contexts", () => {
     expect(gw.output.filter((l) => /different request context/.test(l))).toEqual([]);
   });
 
+  it("answers a web app whose factory gave no app, or threw, with the app's error naming the mount, not the gateway's", async () => {
+    const other = await startTestGateway(new URL("./fixtures/web-factory-app.ts", import.meta.url).pathname);
+    try {
+      const notApp = await fetch(`${other.url}/factories/notapp/`);
+      expect(notApp.status).toBe(500);
+      // Before: "webApp.fetch is not a function".
+      expect(((await notApp.json()) as { error: { code: string; message: string } }).error).toMatchObject({
+        code: "function_failed",
+        message:
+          'web "notapp" of app "factories": its factory returned an object (Object), not a web app (an object with a fetch method): return the hono app, new Hono() with its routes',
+      });
+      const broken = await fetch(`${other.url}/factories/broken/`);
+      expect(broken.status).toBe(500);
+      // Before: {"code":"internal","message":"factory boom"}, as if the gateway had failed.
+      expect(((await broken.json()) as { error: { code: string; message: string } }).error).toMatchObject({ code: "function_failed", message: "factory boom" });
+    } finally {
+      await other.dispose();
+    }
+  });
+
   it("shows workerd's warning when an app's code does resolve a promise from another request (the check above can fail)", async () => {
     const other = await startTestGateway(new URL("./fixtures/cross-request-app.ts", import.meta.url).pathname);
     try {
