@@ -25,22 +25,34 @@ import { startTestStack, type TestStack } from "./helpers/stack.js";
 
 const APP = new URL("./fixtures/plane-app.ts", import.meta.url).pathname;
 
-describe("a burst of GPU calls over two planes", () => {
-  let stack: TestStack;
+/**
+ * A gateway with no plane of its own and two `tandem plane` processes, one for each inventory, for the describe block
+ * it is called in: started before its tests (both healthy), stopped after them.
+ */
+function twoPlanes(gpus: [string, string]): { stack: () => TestStack; planes: PlaneProcess[] } {
+  let stack: TestStack | undefined;
   const planes: PlaneProcess[] = [];
   beforeAll(async () => {
     stack = await startTestStack(APP, {}, { planes: 0 });
-    planes.push(await startPlaneProcess(stack.url, ["--gpus", "T4:2"]));
-    planes.push(await startPlaneProcess(stack.url, ["--gpus", "T4:1"]));
+    for (const inventory of gpus) planes.push(await startPlaneProcess(stack.url, ["--gpus", inventory]));
     await eventually(async () => {
-      const res = (await (await fetch(`${stack.url}/v1/planes`, authed())).json()) as { planes: { healthy: boolean }[] };
+      const res = (await (await fetch(`${stack!.url}/v1/planes`, authed())).json()) as { planes: { healthy: boolean }[] };
       return res.planes.filter((p) => p.healthy).length === 2;
     }, 20_000);
-    await new Promise((r) => setTimeout(r, 1_100)); // past the gateway's second-long cache of the list
   });
   afterAll(async () => {
     for (const p of planes) await stopPlaneProcess(p).catch(() => {});
     await stack?.dispose();
+  });
+  return { stack: () => stack!, planes };
+}
+
+describe("a burst of GPU calls over two planes", () => {
+  const { stack: started, planes } = twoPlanes(["T4:2", "T4:1"]);
+  let stack: TestStack;
+  beforeAll(async () => {
+    stack = started();
+    await new Promise((r) => setTimeout(r, 1_100)); // past the gateway's second-long cache of the list
   });
 
   it("spreads over the planes' free GPUs, where it queued on the plane with the most free at its last heartbeat", async () => {
@@ -53,20 +65,10 @@ describe("a burst of GPU calls over two planes", () => {
 });
 
 describe("two planes, one killed mid-load", () => {
+  const { stack: started, planes } = twoPlanes(["A100:2,T4:1", "A100:2,T4:1"]);
   let stack: TestStack;
-  const planes: PlaneProcess[] = [];
-  beforeAll(async () => {
-    stack = await startTestStack(APP, {}, { planes: 0 });
-    planes.push(await startPlaneProcess(stack.url, ["--gpus", "A100:2,T4:1"]));
-    planes.push(await startPlaneProcess(stack.url, ["--gpus", "A100:2,T4:1"]));
-    await eventually(async () => {
-      const res = (await (await fetch(`${stack.url}/v1/planes`, authed())).json()) as { planes: { healthy: boolean }[] };
-      return res.planes.filter((p) => p.healthy).length === 2;
-    }, 20_000);
-  });
-  afterAll(async () => {
-    for (const p of planes) await stopPlaneProcess(p).catch(() => {});
-    await stack?.dispose();
+  beforeAll(() => {
+    stack = started();
   });
 
   it("sends a function's next calls to the plane whose container of it is warm, not to the roomier cold one", async () => {
