@@ -1,6 +1,6 @@
 /**
- * Planes as separate processes, the way `tandem plane` runs them: losing one
- * mid-load loses no spawned call, and the records count the runs lost with
+ * Planes as separate processes, the way `tandem plane` runs them: a burst of
+ * GPU calls spreads over the planes' free GPUs; losing one mid-load loses no spawned call, and the records count the runs lost with
  * it; a plane killed and started again answers for what it ran before; a
  * plane without a Docker engine says how to start one; the process runtime is
  * announced as unsandboxed, and `tandem planes` lists its plane; `tandem plane` says ✓ only once the gateway took
