@@ -610,7 +610,8 @@ describe("tandem token bootstrap --put", () => {
       const put = await runCli(["token", "bootstrap", "--put", "--name", "tandem-gateway-dev"], {
         env: { TANDEM_WRANGLER: standIn, WRANGLER_STAND_IN_LOG: log },
       });
-      expect(put.stderr).toBe("");
+      // Said, so that a stand-in left set by mistake is seen (before: nothing, as for a real wrangler).
+      expect(put.stderr).toBe(`(TANDEM_WRANGLER: running ${standIn} in wrangler's place)\n`);
       expect(put.code).toBe(0);
       const token = /^ {2}(tk-[0-9a-z]{16}\.ts-[0-9a-z]{32})$/m.exec(put.stdout)?.[1];
       expect(token).toBeDefined();

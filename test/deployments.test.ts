@@ -43,8 +43,11 @@ const wranglerRuns = async (): Promise<WranglerRun[]> =>
     .split("\n")
     .filter(Boolean)
     .map((line) => JSON.parse(line) as WranglerRun);
-const cli = (args: string[], token = deployToken.token, env: Record<string, string> = {}) =>
-  runCli(args, { cwd: project, env: { TANDEM_TOKEN: token, TANDEM_WRANGLER: STAND_IN, WRANGLER_STAND_IN_LOG: log(), ...env } });
+/** A command run with the stand-in wrangler; its stderr without the line saying the stand-in ran (cli.test.ts checks it). */
+const cli = async (args: string[], token = deployToken.token, env: Record<string, string> = {}) => {
+  const ran = await runCli(args, { cwd: project, env: { TANDEM_TOKEN: token, TANDEM_WRANGLER: STAND_IN, WRANGLER_STAND_IN_LOG: log(), ...env } });
+  return { ...ran, stderr: ran.stderr.replace(`(TANDEM_WRANGLER: running ${STAND_IN} in wrangler's place)\n`, "") };
+};
 const api = (path: string, token: string, init: RequestInit = {}) =>
   fetch(gw.url + path, { ...init, headers: { authorization: `Bearer ${token}`, ...(init.headers as Record<string, string>) } });
 const errorOf = async (res: Response) => ((await res.json()) as { error: { code: string; message: string } }).error;

@@ -80,6 +80,9 @@ function wranglerBin(): string | undefined {
   }
 }
 
+/** Whether this command has said that a stand-in runs in wrangler's place (`wrangler`). */
+let toldStandIn = false;
+
 /**
  * Runs wrangler; `stdin`, when given, is written to its standard input (a secrets file that never touches disk).
  * `command`: another program to run in its place, with the same arguments (`TANDEM_WRANGLER`, a test and CI hook).
@@ -91,6 +94,11 @@ export function wrangler(args: string[], stdin?: string, command?: string): Prom
     return Promise.resolve(127);
   }
   const program = command === undefined ? [process.execPath, bin!] : [command];
+  // A stand-in (a test's, CI's) is said once a command, on stderr: left set by mistake, its deploys would look real.
+  if (command !== undefined && !toldStandIn) {
+    toldStandIn = true;
+    console.error(`(TANDEM_WRANGLER: running ${command} in wrangler's place)`);
+  }
   return new Promise((resolveCode) => {
     const env = { WRANGLER_SEND_METRICS: "false", ...process.env };
     // Node hands a child a socket as its stdin, which wrangler cannot open as /dev/stdin: `cat` puts a pipe between.
