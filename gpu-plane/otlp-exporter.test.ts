@@ -36,6 +36,7 @@ const metricsOf = () =>
     containers: () => [],
     prepared: () => [],
     usage: () => [],
+    status: () => ({ state: "ready", gatewayReachable: true, lastHeartbeatAt: Date.now() }),
   });
 const line = (text: string): LogLine => ({
   time: Date.now(),

@@ -32,6 +32,12 @@ export interface PlaneMetricsSource {
   prepared(): PreparedSummary[];
   /** Container time and cost since the ledger began, running containers counted up to now (usage-ledger.ts). */
   usage(): UsageRow[];
+  /**
+   * Whether the plane takes inputs (`ready`), is told to stop (`draining`), or cannot (`unavailable`: no engine, still
+   * removing its previous run's containers, or not made yet); and its gateway: whether its last heartbeat was taken,
+   * and when one last was (ms since the epoch). What an operator alerts on, which only a log line said.
+   */
+  status(): { state: "ready" | "draining" | "unavailable"; gatewayReachable: boolean; lastHeartbeatAt: number | undefined };
 }
 
 /** The bound series of one function, made on its first call so later calls only add and observe. */
@@ -182,6 +188,32 @@ export class PlaneMetrics implements CallMeter {
         this.reset();
         const { planeId, region, runtime, sandboxed, inventory } = source;
         this.set({ plane: planeId, region, runtime, sandboxed: String(sandboxed), simulated: String(inventory.simulated) }, 1);
+      },
+    });
+    new Gauge({
+      name: "tandem_plane_state",
+      help: "1 for the state this plane is in: ready (takes inputs), draining (told to stop: takes none), unavailable (cannot start containers, or not ready yet).",
+      labelNames: ["state"],
+      registers,
+      collect() {
+        const { state } = source.status();
+        for (const each of ["ready", "draining", "unavailable"]) this.set({ state: each }, each === state ? 1 : 0);
+      },
+    });
+    new Gauge({
+      name: "tandem_plane_gateway_reachable",
+      help: "1 when the gateway took this plane's last heartbeat, 0 when it could not be reached or refused it (the plane is sent nothing then).",
+      registers,
+      collect() {
+        this.set(source.status().gatewayReachable ? 1 : 0);
+      },
+    });
+    new Gauge({
+      name: "tandem_plane_last_heartbeat_timestamp_seconds",
+      help: "When the gateway last took a heartbeat of this plane, in seconds since the epoch (0: never).",
+      registers,
+      collect() {
+        this.set((source.status().lastHeartbeatAt ?? 0) / 1000);
       },
     });
     new Gauge({

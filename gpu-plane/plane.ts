@@ -199,6 +199,9 @@ export class Plane {
   /** Closing: heartbeats that fail now say nothing. */
   #closing = false;
   #gatewayDown = false;
+  /** Whether the gateway took the last heartbeat, and when it last took one (ms since the epoch): the plane's metrics. */
+  #reachable = false;
+  #lastAccepted: number | undefined;
   /** Told to stop (`drain`): the inputs it has run to their end, and no new one is taken. */
   #draining = false;
   /** Inputs (runs and streams) taken and not yet answered. */
@@ -385,6 +388,11 @@ export class Plane {
       containers: () => dispatcher.containers(),
       prepared: () => dispatcher.prepared(),
       usage: () => usage.summary({ running: dispatcher.running(), prepared: dispatcher.preparedLives() }),
+      status: () => ({
+        state: plane?.probe().state ?? "unavailable",
+        gatewayReachable: plane?.gatewayReachable ?? false,
+        lastHeartbeatAt: plane?.lastHeartbeatAt,
+      }),
     });
     otlp = options.otlp ? new OtlpExporter({ ...options.otlp, planeId, region: options.region, metrics, log }) : undefined;
     // The listener opens before the plane is made (its URL needs the port it gets), which then waits for its gateway's
@@ -533,6 +541,16 @@ export class Plane {
       await raceDeadline(idle, Date.now() + timeoutMs);
     }
     return this.#inFlight;
+  }
+
+  /** Whether the gateway took this plane's last heartbeat. */
+  get gatewayReachable(): boolean {
+    return this.#reachable;
+  }
+
+  /** When the gateway last took a heartbeat of this plane (ms since the epoch); undefined until it has. */
+  get lastHeartbeatAt(): number | undefined {
+    return this.#lastAccepted;
   }
 
   /** What an orchestrator's probe of the status route is told. */
@@ -744,6 +762,8 @@ export class Plane {
     } catch (err) {
       outcome = { kind: "unreachable", reason: networkReason(err) };
     }
+    this.#reachable = outcome.kind === "accepted";
+    if (this.#reachable) this.#lastAccepted = Date.now();
     // A heartbeat the gateway dropped as the plane closes (`tandem run` stops both at once) is nothing to tell.
     if (this.#closing) return;
     if (this.#options.onHeartbeat) return this.#options.onHeartbeat(outcome);

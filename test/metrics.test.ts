@@ -139,6 +139,14 @@ describe("Prometheus /metrics", () => {
     expect(v("tandem_plane_gpus", { type: "T4", state: "free", simulated: "true" })).toBe(0);
     expect(v("tandem_plane_info", { plane: stack.planes[0]!.planeId, simulated: "true", runtime: "docker" })).toBe(1);
     expect(v("tandem_plane_containers", { state: "idle" })).toBe(5); // one for each function
+    // What an operator alerts on (before: a log line only): the plane's state, and whether its gateway takes its heartbeats.
+    expect([
+      v("tandem_plane_state", { state: "ready" }),
+      v("tandem_plane_state", { state: "draining" }),
+      v("tandem_plane_state", { state: "unavailable" }),
+    ]).toEqual([1, 0, 0]);
+    expect(v("tandem_plane_gateway_reachable")).toBe(1);
+    expect(Date.now() / 1000 - v("tandem_plane_last_heartbeat_timestamp_seconds")!).toBeLessThan(60);
     expect(v("tandem_plane_cpu_cores", { state: "reserved" })).toBeGreaterThan(0);
     expect(v("tandem_plane_memory_bytes", { state: "reserved" })).toBeGreaterThanOrEqual(4 * 6 * 1024 * 1024);
     expect(v("tandem_plane_process_resident_memory_bytes")).toBeGreaterThan(10 * 1024 * 1024);

@@ -19,6 +19,7 @@ import { FunctionCall, PlaneUnavailableError, lookup, type CallRecord, type Tand
 import { PLANE_DEFAULTS } from "../sdk/defaults.js";
 import type { PlaneInfo } from "../sdk/protocol.js";
 import { runCli } from "./helpers/cli.js";
+import { parsePrometheus, sampleValue } from "./helpers/prometheus.js";
 import { authed, eventually } from "./helpers/gateway.js";
 import { planeExit, removeContainersOf, startPlaneProcess, stopPlaneProcess, type PlaneProcess } from "./helpers/plane-process.js";
 import { startTestStack, type TestStack } from "./helpers/stack.js";
@@ -476,18 +477,26 @@ describe("tandem plane and its gateway", () => {
     }
   });
 
-  it("with its gateway down: says it cannot reach it, keeps trying, and prints ✓ once it answers", async () => {
+  it("with its gateway down: says it cannot reach it (in its metrics too), keeps trying, and prints ✓ once it answers", async () => {
     let plane: PlaneProcess | undefined;
+    const token = "fleet-metrics-token-0456";
+    const reachable = async () => {
+      const api = /plane pl-[0-9a-f]+ at (http:\/\/127\.0\.0\.1:\d+)/.exec(plane!.output())![1]!;
+      const scraped = await fetch(`${api}/metrics`, { headers: { authorization: `Bearer ${token}` } });
+      return sampleValue(parsePrometheus(await scraped.text()), "tandem_plane_gateway_reachable");
+    };
     try {
       await stack.restartGateway(0, async () => {
-        plane = await startPlaneProcess(stack.url, ["--runtime", "process"]);
+        plane = await startPlaneProcess(stack.url, ["--runtime", "process"], { TANDEM_METRICS_TOKEN: token });
         await eventually(() => plane!.output().includes("cannot reach the gateway"));
         expect(plane.output()).toMatch(
           new RegExp(`… plane pl-[0-9a-f]+ at .* cannot reach the gateway at ${stack.url}: connection refused \\(ECONNREFUSED\\); trying again every 3 s\n`),
         );
         expect(plane.output()).not.toContain("✓");
+        expect(await reachable()).toBe(0); // before: no series said so, only this line
       });
       await eventually(() => plane!.output().includes("registered with the gateway"), 15_000);
+      await expect.poll(reachable, { timeout: 10_000 }).toBe(1);
       expect(plane!.child.exitCode).toBeNull();
     } finally {
       if (plane) await stopPlaneProcess(plane);
