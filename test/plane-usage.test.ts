@@ -3,6 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { SpendCapError, lookup } from "../sdk/index.js";
 import { runCli } from "./helpers/cli.js";
 import { authed, eventually } from "./helpers/gateway.js";
+import { parsePrometheus, sampleValue } from "./helpers/prometheus.js";
 import { startTestStack, type TestStack } from "./helpers/stack.js";
 
 let stack: TestStack;
@@ -24,6 +25,9 @@ describe("metering", () => {
     expect(err).toBeInstanceOf(SpendCapError);
     expect(err.message).toMatch(/app "capped" reached its spend cap of \$1e-7 \(\$0\.\d+ spent on plane pl-[0-9a-f]+\); no new container starts for it/);
     expect(await first).toBe("done");
+    // Counted where an operator alerts on it (docs/observability.md).
+    const families = parsePrometheus(await stack.planes[0]!.metrics.text());
+    expect(sampleValue(families, "tandem_function_errors_total", { app: "capped", function: "work", code: "spend_cap_reached" })).toBe(1);
   });
 
   it("prints the seconds and dollars of this test's own runs with tandem usage", async () => {
