@@ -10,7 +10,7 @@ import { randomBytes } from "node:crypto";
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { TIMED_OUT, raceDeadline } from "../sdk/deadline.js";
-import { ImageBuildError, InvalidOptionsError, NoCapacityError, PlaneUnavailableError, RemoteError } from "../sdk/errors.js";
+import { ImageBuildError, InvalidOptionsError, NoCapacityError, PlaneUnavailableError, RemoteError, hostNotHere } from "../sdk/errors.js";
 import { GPU_TYPES, parseGpuInventory, type GpuType } from "../sdk/gpu.js";
 import { DELIVERY_DEFAULTS, FUNCTION_DEFAULTS, PLANE_DEFAULTS } from "../sdk/defaults.js";
 import { LeftoverRemoval, leftoverRemover } from "./leftovers.js";
@@ -426,7 +426,9 @@ export class Plane {
       // result however late, has no such limit.
       s.headersTimeout = DELIVERY_DEFAULTS.planeHeadersMs;
       s.requestTimeout = DELIVERY_DEFAULTS.planeRequestMs;
-      s.once("error", reject).listen(options.port, options.host, () => resolve({ server: s, port: (s.address() as AddressInfo).port }));
+      s.once("error", (err: Error) => reject(hostNotHere(err, options.host))).listen(options.port, options.host, () =>
+        resolve({ server: s, port: (s.address() as AddressInfo).port }),
+      );
     });
     const access = { token: options.metricsToken, openWithoutToken: true };
     const metricsServer = options.metricsListen

@@ -521,3 +521,13 @@ function safeString(value: unknown): string {
     return String(value);
   }
 }
+
+/**
+ * A listener's failure to listen on `host` because this machine has no such address (`--host 999.1.1.1`, a name that
+ * does not resolve), said as the option's mistake; any other failure as it is.
+ * @example server.once("error", (err) => reject(hostNotHere(err, host)));
+ */
+export function hostNotHere(err: Error & { code?: string }, host: string): Error {
+  if (err.code !== "ENOTFOUND" && err.code !== "EADDRNOTAVAIL" && err.code !== "EAI_AGAIN") return err;
+  return new InvalidOptionsError(`--host ${host} is no address of this machine (${err.code}): give one it has, such as 127.0.0.1`);
+}

@@ -475,7 +475,7 @@ function checkedOptions(what: string, options: unknown, fields: Record<string, "
       throw new InvalidOptionsError(`${what}: option "${field}" must be true or false (got ${describe(value)})`);
     if (kind === "mode" && !(Number.isInteger(value) && (value as number) >= 0 && (value as number) <= 0o777)) {
       throw new InvalidOptionsError(
-        `${what}: option "mode" must be a file's permission bits, 0 to 0o777, such as 0o644 or 0o755 (got ${describe(value)}): a volume keeps no setuid, setgid or sticky bit`,
+        `${what}: option "mode" must be a file's permission bits, 0 to 0o777, such as 0o644 or 0o755 (got ${Number.isInteger(value) && (value as number) >= 0 ? `0o${(value as number).toString(8)}` : describe(value)}): a volume keeps no setuid, setgid or sticky bit`,
       );
     }
   }

@@ -432,6 +432,10 @@ describe("a newcomer's mistakes, each told in one format", () => {
     const none = await runCli(["serve", "examples/hello/app.ts", "--host", "999.1.1.1", "--port", "0"]);
     expect(none.code).toBe(2);
     expect(none.stderr).toContain("error: --host 999.1.1.1 is no address of this machine (ENOTFOUND): give one it has, such as 127.0.0.1");
+    // tandem plane too (before: "error: getaddrinfo ENOTFOUND 999.1.1.1").
+    const plane = await runCli(["plane", "--host", "999.1.1.1", "--gateway", "http://127.0.0.1:9", "--runtime", "process"], { cwd: dir });
+    expect(plane.code).toBe(2);
+    expect(plane.stderr).toContain("error: --host 999.1.1.1 is no address of this machine (ENOTFOUND)");
   });
 
   it("an unknown option: the nearest known one", async () => {

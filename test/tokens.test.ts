@@ -6,6 +6,7 @@
 import { mkdir, mkdtemp, readFile, rm, stat, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import WebSocket from "ws";
 import { ForbiddenError, FunctionCall, UnauthorizedError, connect, lookup, type AgentMessageEvent, type TokenInfo } from "../sdk/index.js";
@@ -307,6 +308,7 @@ describe("tokens through the SDK and the CLI", () => {
     for (const [profile, why] of [
       ["/nonexistent-tandem-dir/p.toml", "its folder /nonexistent-tandem-dir does not exist"],
       [tmpdir(), "it is a directory"],
+      [`${fileURLToPath(import.meta.url)}/p.toml`, `${fileURLToPath(import.meta.url)} is a file, not a folder`],
     ]) {
       const save = await runCliIn(["token", "create", "--name", "unsaved", "--save", "--gateway", gw.url], {
         env: { TANDEM_PROFILE: profile!, TANDEM_TOKEN: ADMIN_TOKEN },

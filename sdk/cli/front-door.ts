@@ -32,10 +32,10 @@ import {
   CALL_BODY_NOTE,
   GatewayUnreachableError,
   InternalError,
-  InvalidOptionsError,
   InvalidRequestError,
   bodyTooLarge,
   errorBody,
+  hostNotHere,
   missingToken,
   unsignedPlaneRequest,
   type TandemError,
@@ -188,9 +188,7 @@ export class FrontDoor {
         reject(
           err.code === "EADDRINUSE"
             ? new Error(`port ${port} on ${host} is already in use; is another \`tandem serve\` running? Pick another with --port`)
-            : err.code === "ENOTFOUND" || err.code === "EADDRNOTAVAIL" || err.code === "EAI_AGAIN"
-              ? new InvalidOptionsError(`--host ${host} is no address of this machine (${err.code}): give one it has, such as 127.0.0.1`)
-              : err,
+            : hostNotHere(err, host),
         ),
       );
       door.#server.listen(port, host, () => resolve());

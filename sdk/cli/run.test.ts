@@ -29,4 +29,12 @@ describe("tandem run's arguments", () => {
       ),
     );
   });
+
+  it("refuse a number beyond a 64-bit float, as the API does, rather than pass Infinity", () => {
+    // Before: 1e999 went to the function as Infinity.
+    expect(() => parseArg("1e999", 1)).toThrow("argument 1 has a number beyond the range of a 64-bit float (1e999 would arrive as Infinity)");
+    expect(() => parseArg("[1, -1e400]", 2)).toThrow("argument 2 has a number beyond the range of a 64-bit float (-1e400 would arrive as -Infinity)");
+    expect(parseArg('"1e999"', 1)).toBe("1e999");
+    expect(parseArg("1e308", 1)).toBe(1e308);
+  });
 });

@@ -58,6 +58,12 @@ export function parseArg(raw: string, position: number): unknown {
     if (/^\s*[[{"]/.test(raw)) throw new InvalidOptionsError(`argument ${position} is not valid JSON: ${(err as Error).message}`);
     return raw;
   }
+  // 1e999 reads as Infinity: refused, as the API refuses it, rather than passed on as a number no one wrote.
+  const huge = [...raw.matchAll(/"(?:[^"\\]|\\.)*"|-?\d+(?:\.\d+)?(?:[eE][+-]?\d+)?/g)].find(([t]) => !t.startsWith('"') && !Number.isFinite(Number(t)))?.[0];
+  if (huge !== undefined && !/^-?\d+$/.test(huge))
+    throw new InvalidOptionsError(
+      `argument ${position} has a number beyond the range of a 64-bit float (${huge} would arrive as ${Number(huge)}): quote it to pass a string`,
+    );
   const inexact = inexactInteger(raw);
   if (inexact === undefined) return value;
   const changed = `${inexact} would arrive as ${Number(inexact)}`;

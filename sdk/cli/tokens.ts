@@ -162,8 +162,10 @@ function checkProfileWritable(): void {
   const path = profilePath()!;
   let why: string | undefined;
   try {
-    if (!existsSync(path)) accessSync(dirname(path), constants.W_OK);
-    else if (statSync(path).isDirectory()) why = "it is a directory";
+    if (!existsSync(path)) {
+      if (!statSync(dirname(path)).isDirectory()) why = `${dirname(path)} is a file, not a folder`;
+      else accessSync(dirname(path), constants.W_OK);
+    } else if (statSync(path).isDirectory()) why = "it is a directory";
     else accessSync(path, constants.W_OK);
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
