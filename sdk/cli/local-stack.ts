@@ -96,7 +96,7 @@ export async function buildApps(appFiles: string[], buildDir: string, options: B
     const app = await loadAppInNode(file, join(buildDir, "node"), options.cache ? { cache: options.cache } : {});
     const other = fileOf.get(app.name);
     if (other !== undefined)
-      throw new InvalidOptionsError(`${other} and ${file} both define the app "${app.name}": give one another name (new App("…")), or serve them apart`);
+      throw new InvalidOptionsError(`${other} and ${file} both define the app "${app.name}": give one another name (new App("…")), or give only one of them`);
     fileOf.set(app.name, file);
     apps.push(app);
     const planeWasm: Record<string, string> = {};
