@@ -85,7 +85,7 @@ describe("which token a client sends", () => {
     expect(refusedTokenHint({ token: B, source: "TANDEM_TOKEN" }, "http://127.0.0.1:8787")).toBe("");
     // Before: nothing, so "token tk-… is not known to this gateway" from another serve's gateway named no file.
     expect(refusedTokenHint({ token: B, source: "local", file: ".tandem/token" }, "http://127.0.0.1:9551")).toBe(
-      "; the token sent is this folder's .tandem/token, the admin token of the tandem serve started here: a gateway started elsewhere has its own (in its folder's .tandem/token): send it with --token or TANDEM_TOKEN",
+      "; the token sent is this folder's .tandem/token, the admin token of the tandem serve started here: a gateway started elsewhere has its own (in its folder's .tandem/token): send it with --token (the SDK's token option) or TANDEM_TOKEN",
     );
   });
 

@@ -151,7 +151,7 @@ export function refusedTokenHint(found: FoundToken | undefined, gatewayUrl: stri
   if (found?.source === "local")
     return (
       `; the token sent is this folder's ${LOCAL_TOKEN_FILE}, the admin token of the tandem serve started here:` +
-      ` a gateway started elsewhere has its own (in its folder's ${LOCAL_TOKEN_FILE}): send it with --token or TANDEM_TOKEN`
+      ` a gateway started elsewhere has its own (in its folder's ${LOCAL_TOKEN_FILE}): send it with --token (the SDK's token option) or TANDEM_TOKEN`
     );
   if (found?.source !== "profile") return "";
   const sent = `; the token sent is the one saved for ${normalise(gatewayUrl)} in ${found.file}`;
