@@ -195,7 +195,11 @@ export async function forwardToPlane(
     }
     await options.onPlane?.(plane.planeId);
     let reply: RunReply;
-    const answered = inputInFlight(plane.planeId, { app: fn.app, function: fn.name }, resourcesToPlace(plane, send.warm, containerCpu(fn), send.wants));
+    const answered = inputInFlight(
+      plane.planeId,
+      { app: fn.app, function: fn.name },
+      resourcesToPlace(plane, send.warm, containerCpu(fn), send.wants, fn.spec.autoscaler.targetInputs),
+    );
     try {
       const run: RunSend = {
         secret: send.secret,
@@ -293,7 +297,11 @@ export async function* forwardStreamToPlane(
   for (;;) {
     const plane = await choosePlane(rc.env, fn, send, skipped);
     // A stream keeps its container busy while it lasts (plane-choice.ts: idle containers draw only what they can take).
-    const ended = inputInFlight(plane.planeId, { app: fn.app, function: fn.name }, resourcesToPlace(plane, send.warm, containerCpu(fn), send.wants));
+    const ended = inputInFlight(
+      plane.planeId,
+      { app: fn.app, function: fn.name },
+      resourcesToPlace(plane, send.warm, containerCpu(fn), send.wants, fn.spec.autoscaler.targetInputs),
+    );
     try {
       let response: Response;
       try {

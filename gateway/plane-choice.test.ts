@@ -126,5 +126,23 @@ describe("pickPlane within a burst", () => {
     ];
     expect(resourcesToPlace(gpus, undefined, 2, wants)).toEqual({ cpu: 2, gpu: { type: "A100", count: 1 } });
     expect(resourcesToPlace(plane("pl-full", "eu", { gpus: { H100: { total: 1, free: 0 } } }), undefined, 2, wants)).toEqual({ cpu: 2, gpu: wants[0] });
+    // A container that takes 100 inputs: each input a hundredth of one.
+    expect(resourcesToPlace(gpus, undefined, 2, wants, 100)).toEqual({ cpu: 0.02, gpu: { type: "A100", count: 0.01 } });
+  });
+
+  it("keeps a burst of a function whose containers take many inputs on the plane with the most free, as its containers would", () => {
+    // 200 inputs of a function whose containers take 100 each: two containers' worth, which the plane with eight
+    // A100s holds; counted a GPU an input, the ninth and later went to the plane with one.
+    const a100 = [{ type: "A100" as const, count: 1 }];
+    const planes = [plane("pl-eight", "eu", { gpus: { A100: { total: 8, free: 8 } } }), plane("pl-one", "eu", { gpus: { A100: { total: 1, free: 1 } } })];
+    const running: (() => void)[] = [];
+    const sent = new Set<string>();
+    for (let i = 0; i < 200; i++) {
+      const chosen = pickPlane(planes, a100, new Set())!;
+      sent.add(chosen.planeId);
+      running.push(inputInFlight(chosen.planeId, fn, resourcesToPlace(chosen, undefined, 1, a100, 100)));
+    }
+    expect([...sent]).toEqual(["pl-eight"]);
+    for (const done of running) done();
   });
 });

@@ -278,13 +278,22 @@ const inFlightKey = (planeId: string, fn: { app: string; function: string }) => 
 
 /**
  * What an input of `fn` sent to `plane` takes there beyond what its report counts: nothing when an idle container
- * of `fn` takes it (its CPU and GPUs are counted already), else its container's `cpu` and the first of `wants` the
- * plane has free (else the first it has at all: the input queues for it).
+ * of `fn` takes it (its CPU and GPUs are counted already), else its share of a container's `cpu` and of the first of
+ * `wants` the plane has free (else the first it has at all: the input queues for it). `perContainer`: the inputs a
+ * container of `fn` takes before another starts (`concurrency.targetInputs`), each input a share of one: 200 inputs of
+ * a function whose containers take 100 each start two containers, not 200.
  */
-export function resourcesToPlace(plane: PlaneInfo, fn: { app: string; function: string } | undefined, cpu: number, wants: readonly GpuRequest[] = []): Placing {
+export function resourcesToPlace(
+  plane: PlaneInfo,
+  fn: { app: string; function: string } | undefined,
+  cpu: number,
+  wants: readonly GpuRequest[] = [],
+  perContainer = 1,
+): Placing {
   if (fn && idleLeft(plane, fn) > 0) return { cpu: 0 };
-  const gpu = wants.find((w) => gpuFree(plane, w.type) >= w.count) ?? wants.find((w) => (plane.gpus[w.type]?.total ?? 0) >= w.count);
-  return gpu ? { cpu, gpu } : { cpu };
+  const want = wants.find((w) => gpuFree(plane, w.type) >= w.count) ?? wants.find((w) => (plane.gpus[w.type]?.total ?? 0) >= w.count);
+  const share = cpu / perContainer;
+  return want ? { cpu: share, gpu: { type: want.type, count: want.count / perContainer } } : { cpu: share };
 }
 
 /** The idle containers of `fn` that `plane` last reported, less the inputs of it this isolate has in flight there. */

@@ -141,7 +141,9 @@ async function recorderPlane(knowsRunMany: boolean): Promise<{ recorded: Recorde
   });
   await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
   const planeId = "pl-recorder01"; // one id: the second recorder takes the first one's place
-  const body = JSON.stringify(planeHeartbeat(planeId, `http://127.0.0.1:${(server.address() as { port: number }).port}`, { H100: { total: 2, free: 2 } }));
+  // H100s enough for every input at once (twoGpus takes two each): the gateway counts those it sent since the last
+  // heartbeat, and with two it would send the rest to the real plane's A100s.
+  const body = JSON.stringify(planeHeartbeat(planeId, `http://127.0.0.1:${(server.address() as { port: number }).port}`, { H100: { total: 40, free: 40 } }));
   const headers = await signRequest(SECRET, { audience: "gateway", method: "POST", path: "/v1/planes/heartbeat", body });
   expect((await fetch(`${stack.url}/v1/planes/heartbeat`, { method: "POST", body, headers })).status).toBe(200);
   await new Promise((r) => setTimeout(r, 1_100)); // the gateway's isolate caches its plane list for a second
