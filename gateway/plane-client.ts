@@ -130,7 +130,13 @@ export async function usageFromPlanes(rc: PlaneAccess, query: UsageQuery): Promi
     try {
       const res = await signedFetch(planeSecret, plane, { method: "GET", route });
       for (const row of ((await res.json()) as Partial<PlaneUsageAnswer>).rows ?? [])
-        rows.push({ ...row, seconds: roundedSeconds(row.seconds), costUsd: roundedUsd(row.costUsd), plane: plane.planeId });
+        rows.push({
+          ...row,
+          seconds: roundedSeconds(row.seconds),
+          costUsd: roundedUsd(row.costUsd),
+          ...(row.preparedSeconds === undefined ? {} : { preparedSeconds: roundedSeconds(row.preparedSeconds) }),
+          plane: plane.planeId,
+        });
     } catch (err) {
       console.warn(`plane ${plane.planeId} did not report its usage: ${(err as Error).message}`);
     }
