@@ -304,8 +304,9 @@ export class FrontDoor {
   }
 
   #forward(req: http.IncomingMessage, res: http.ServerResponse, goOn: () => void = () => {}): void {
-    if (!isPath(req.url) || lacksHost(req)) {
-      refuse(req, res, lacksHost(req) ? noHost() : notAPath(req.url));
+    const unreadable = !isPath(req.url) ? notAPath(req.url) : lacksHost(req) ? noHost() : undefined;
+    if (unreadable) {
+      refuse(req, res, unreadable);
       return this.onRequest?.(req.method ?? "GET", req.url ?? "", res.statusCode, 0, false);
     }
     if (this.#stopping && !isPlaneRequest(req)) {

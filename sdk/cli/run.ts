@@ -59,7 +59,7 @@ export function parseArg(raw: string, position: number): unknown {
     return raw;
   }
   // 1e999 reads as Infinity: refused, as the API refuses it, rather than passed on as a number no one wrote.
-  const huge = [...raw.matchAll(/"(?:[^"\\]|\\.)*"|-?\d+(?:\.\d+)?(?:[eE][+-]?\d+)?/g)].find(([t]) => !t.startsWith('"') && !Number.isFinite(Number(t)))?.[0];
+  const huge = numberTokens(raw).find((t) => !Number.isFinite(Number(t)));
   if (huge !== undefined && !/^-?\d+$/.test(huge))
     throw new InvalidOptionsError(
       `argument ${position} has a number beyond the range of a 64-bit float (${huge} would arrive as ${Number(huge)}): quote it to pass a string`,
@@ -74,10 +74,15 @@ export function parseArg(raw: string, position: number): unknown {
   );
 }
 
+/** The numbers in JSON text as written (valid JSON: strings skipped). */
+function numberTokens(json: string): string[] {
+  return [...json.matchAll(/"(?:[^"\\]|\\.)*"|-?\d+(?:\.\d+)?(?:[eE][+-]?\d+)?/g)].map(([token]) => token).filter((token) => !token.startsWith('"'));
+}
+
 /** The first integer in JSON text (valid JSON: strings skipped) that a number would round, if one does. */
 function inexactInteger(json: string): string | undefined {
-  for (const [token] of json.matchAll(/"(?:[^"\\]|\\.)*"|-?\d+(?:\.\d+)?(?:[eE][+-]?\d+)?/g)) {
-    if (token.startsWith('"') || /[.eE]/.test(token)) continue;
+  for (const token of numberTokens(json)) {
+    if (/[.eE]/.test(token)) continue;
     const number = Number(token);
     if (!Number.isFinite(number) || BigInt(number) !== BigInt(token)) return token;
   }
