@@ -543,4 +543,14 @@ describe("app.web with hono's WebSocket upgrade", () => {
     expect(await c.next()).toBe("hono:ping?");
     c.ws.close();
   });
+
+  it("answers a client's close with its code, as a browser's server would", async () => {
+    const c = await client("/agents/raw/ws");
+    c.ws.send("ping?");
+    expect(await c.next()).toBe("hono:ping?");
+    c.ws.close(1000, "done");
+    // Without the runtime's reply, ws waits 30 s for one and then reports 1006: the connection dropped.
+    const closed = await Promise.race([c.closed, new Promise<string>((r) => setTimeout(() => r("no close reply within 3 s"), 3000))]);
+    expect(closed).toEqual({ code: 1000, reason: "done" });
+  });
 });

@@ -67,7 +67,12 @@ export interface WorkerdOptions {
 const BACKGROUND_POLL_MS = 25;
 
 export const COMPATIBILITY_DATE = "2025-09-01";
-export const COMPATIBILITY_FLAGS = ["nodejs_compat"];
+/**
+ * As wrangler.toml's: `web_socket_auto_reply_to_close` (the default from 2026-04-07) answers a client's close frame
+ * with its own, as the WebSocket standard says, so a hono `upgradeWebSocket` in `app.web` closes cleanly (without it
+ * the client waits, then sees 1006). Agents answer a close themselves and are unchanged.
+ */
+export const COMPATIBILITY_FLAGS = ["nodejs_compat", "web_socket_auto_reply_to_close"];
 
 /**
  * A started gateway. Talk to it over HTTP, never through miniflare's binding proxies (`getR2Bucket`, `getWorker`, …):
