@@ -62,15 +62,11 @@ export function tokenRoutes(): Hono<RouteEnv> {
   routes.delete(ROUTES.token, guard("admin"), async (c) => {
     const id = c.req.param("id") ?? "";
     if (!TOKEN_ID_PATTERN.test(id)) throw new NotFoundError(`"${id}" is not a token id (they look like tk- and 16 characters)`);
-    if (isBootstrapToken(c.env, id)) {
-      throw new InvalidRequestError(
-        `token ${id} is the gateway's bootstrap admin token (TANDEM_ADMIN_TOKEN), which is not revoked here: replace it with \`tandem token bootstrap --put\` (under \`tandem serve\`: delete .tandem/token and start it again)`,
-        { token: id },
-      );
-    }
+    const bootstrap = isBootstrapToken(c.env, id);
     const principal = principalOf(c);
     if (principal.env !== undefined) {
-      const target = (await tokenStore(c.env).list()).find((t) => t.id === id);
+      // The bootstrap token is limited to no environment: refused as any other such token, not told apart from them.
+      const target = bootstrap ? { env: undefined } : (await tokenStore(c.env).list()).find((t) => t.id === id);
       if (target && !reachesEnvironment(principal, target.env)) {
         throw new ForbiddenError(
           `token ${principal.id} ("${principal.name}") may reach only environment "${principal.env}", and token ${id} is not limited to it`,
@@ -80,6 +76,12 @@ export function tokenRoutes(): Hono<RouteEnv> {
           },
         );
       }
+    }
+    if (bootstrap) {
+      throw new InvalidRequestError(
+        `token ${id} is the gateway's bootstrap admin token (TANDEM_ADMIN_TOKEN), which is not revoked here: replace it with \`tandem token bootstrap --put\` (under \`tandem serve\`: delete .tandem/token and start it again)`,
+        { token: id },
+      );
     }
     const revoked = await tokenStore(c.env).revoke(id);
     if (!revoked) throw new NotFoundError(`no token ${id} (tandem token list shows the tokens)`, { token: id });
