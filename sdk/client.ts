@@ -54,6 +54,11 @@ export const DEFAULT_GATEWAY = LOCAL_DEFAULTS.gateway;
 const MAP_BATCH = 256;
 const MAP_BATCHES_IN_FLIGHT = 4;
 /**
+ * The most results a map holds that its reader has not taken: past it no more batches are sent until the reader takes
+ * some, so a slow reader holds a bounded number in memory (and a reader that stops has not run every input).
+ */
+const MAP_RESULTS_AHEAD = 16 * MAP_BATCH;
+/**
  * The most bytes of inputs a `map` request carries, as JSON: below the gateway's default body limit
  * (`GATEWAY_DEFAULTS.maxBodyBytes`), with room for the request's own fields. A request the gateway refuses as too
  * large anyway (its limit set lower) is split in two and sent again; an input too large alone fails alone.
@@ -155,6 +160,7 @@ export class HttpInvoker implements Invoker {
   async *map(app: string, fn: string, inputs: AsyncIterable<unknown[]>): AsyncIterable<MapOutcome> {
     const results: MapOutcome[] = [];
     let wake: (() => void) | undefined;
+    let taken: (() => void) | undefined; // the producer, waiting for the reader to take results
     let failure: unknown;
     const stop = new AbortController(); // the consumer left early: no more batches, and the ones in flight end
     const unfinished = new Set<string>(); // the keys of the batches sent whose lines are not all in: cancelled if the consumer leaves
@@ -210,6 +216,7 @@ export class HttpInvoker implements Invoker {
       let offset = 0;
       for await (const batch of batches(inputs, MAP_BATCH, MAP_BATCH_BYTES)) {
         while (inFlight.size >= MAP_BATCHES_IN_FLIGHT) await Promise.race(inFlight);
+        while (results.length >= MAP_RESULTS_AHEAD && !stop.signal.aborted) await new Promise<void>((resolve) => (taken = resolve));
         if (stop.signal.aborted) return;
         const running: Promise<void> = runBatch(batch, offset)
           .catch((err) => void (failure ??= err))
@@ -230,7 +237,9 @@ export class HttpInvoker implements Invoker {
       for (;;) {
         if (failure) throw failure;
         if (results.length) {
-          yield results.shift()!;
+          const next = results.shift()!;
+          if (results.length < MAP_RESULTS_AHEAD) taken?.();
+          yield next;
           continue;
         }
         if (!producing && inFlight.size === 0) break;
@@ -241,6 +250,7 @@ export class HttpInvoker implements Invoker {
       if (failure) throw failure;
     } finally {
       stop.abort();
+      taken?.();
       // Left early (a break, a return, a throw): what the batches in flight had not run yet is cancelled, not paid for.
       if (unfinished.size) await this.cancelMaps(app, fn, [...unfinished]);
     }

@@ -313,4 +313,26 @@ describe("the SDK's map requests", () => {
     expect(sizes.length).toBeGreaterThan(1);
     for (const size of sizes) expect(size).toBeLessThanOrEqual(10 * 1024 * 1024);
   });
+
+  it("sends no more inputs while its reader leaves thousands of results untaken, and sends the rest as it takes them", async () => {
+    let received = 0;
+    const url = await serveBodies((_, body, res) => {
+      const { inputs } = JSON.parse(body) as { inputs: [number][] };
+      received += inputs.length;
+      res.writeHead(200, { "content-type": "application/x-ndjson" });
+      res.end(inputs.map(([n], index) => JSON.stringify({ index, callId: `fc-${index}`, status: "succeeded", result: n * 2 })).join("\n") + "\n");
+    });
+    const inputs = Array.from({ length: 20_000 }, (_, i) => i);
+    const out: number[] = [];
+    for await (const n of lookup<[number], number>("shop", "double", { gateway: url, token: TOKEN }).map(inputs)) {
+      out.push(n);
+      if (out.length === 1) {
+        await new Promise((r) => setTimeout(r, 1_000)); // a slow reader: the map runs ahead of it by a bounded amount
+        expect(received).toBeGreaterThan(0);
+        expect(received).toBeLessThan(8_000);
+      }
+    }
+    expect(received).toBe(20_000);
+    expect(out).toEqual(inputs.map((n) => n * 2));
+  });
 });
