@@ -29,7 +29,7 @@
  * it: cumulative counts in a table of their own, which the expiry of calls never touches.
  */
 import { DurableObject } from "cloudflare:workers";
-import type { WireError } from "../sdk/errors.js";
+import { boundedWireError, type WireError } from "../sdk/errors.js";
 import { API_LIMITS, DELIVERY_DEFAULTS } from "../sdk/defaults.js";
 import {
   BLOB_KEYS,
@@ -470,7 +470,7 @@ export class CallLedger extends DurableObject<Env> implements LedgerApi {
         call.status,
         call.attempts,
         result,
-        call.error ? JSON.stringify(call.error) : null,
+        call.error ? JSON.stringify(boundedWireError(call.error)) : null, // one too large to keep whole would fail the row
         call.createdAt,
         call.startedAt,
         call.finishedAt,

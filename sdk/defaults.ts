@@ -203,6 +203,18 @@ export const METRICS_DEFAULTS = {
   otlpTimeoutMs: 10_000,
 } as const;
 
+/**
+ * The most of a failed call's error that is kept and sent on, in characters (details: as JSON), in both tiers: past
+ * them a message or stack is cut, saying how much was, and details too large are replaced by a note. A call's error
+ * is recorded with the call, and one of a million characters could not be (sdk/errors.ts `boundedWireError`).
+ */
+export const ERROR_LIMITS = {
+  nameChars: 256,
+  messageChars: 32 * 1024,
+  stackChars: 64 * 1024,
+  detailsChars: 64 * 1024,
+} as const;
+
 /** Limits of the `/v1` API that no setting changes. */
 export const API_LIMITS = {
   /** The longest one `GET /v1/calls/:id?wait=` holds the request open. */

@@ -5,6 +5,8 @@
  * (`fromWireError`), so a client catches the class the gateway threw.
  */
 
+import { ERROR_LIMITS } from "./defaults.js";
+
 /** Every error code Tandem puts on the wire, with its HTTP status. */
 export const ERROR_STATUS = {
   invalid_request: 400,
@@ -490,6 +492,69 @@ export function fromWireError(wire: WireError): TandemError {
   return new Class(wire.message, wire.details);
 }
 
+/** `text` cut to at most `max` characters, the last of them saying how many more it had; as it is when it fits. */
+function cut(text: string, max: number): string {
+  if (text.length <= max) return text;
+  const kept = max - 40; // room for the note, which is never longer
+  return `${text.slice(0, kept)}… (${text.length - kept} more characters)`;
+}
+
+/** `value` as JSON text, or undefined where it has none (a BigInt, a cycle). */
+function jsonText(value: unknown): string | undefined {
+  try {
+    return JSON.stringify(value);
+  } catch {
+    return undefined;
+  }
+}
+
+/** A remote exception within `ERROR_LIMITS`: its stack's first line (its name and message) cut as its message is. */
+function boundedRemote(remote: { name: string; message: string; stack?: string }): { name: string; message: string; stack?: string } {
+  const name = cut(String(remote.name), ERROR_LIMITS.nameChars);
+  const message = cut(String(remote.message), ERROR_LIMITS.messageChars);
+  let stack = remote.stack === undefined ? undefined : String(remote.stack);
+  const head = `${remote.name}: ${remote.message}`;
+  if (stack !== undefined && message !== remote.message && stack.startsWith(head)) stack = `${name}: ${message}${stack.slice(head.length)}`;
+  return { name, message, ...(stack === undefined ? {} : { stack: cut(stack, ERROR_LIMITS.stackChars) }) };
+}
+
+/**
+ * `wire` within `ERROR_LIMITS`, itself when it is: a message or stack past them cut, saying how much more it had;
+ * details larger (or not JSON) replaced by a note, keeping the call id. Every call's error is kept with its record.
+ * @example ledger.write(JSON.stringify(boundedWireError(call.error)));
+ */
+export function boundedWireError(wire: WireError): WireError {
+  const details = wire.details === undefined ? "" : jsonText(wire.details);
+  const remote = wire.remote;
+  const fits = (text: string | undefined, max: number) => text === undefined || text.length <= max;
+  if (
+    fits(wire.message, ERROR_LIMITS.messageChars) &&
+    fits(details, ERROR_LIMITS.detailsChars) &&
+    (remote === undefined ||
+      (fits(remote.name, ERROR_LIMITS.nameChars) && fits(remote.message, ERROR_LIMITS.messageChars) && fits(remote.stack, ERROR_LIMITS.stackChars)))
+  ) {
+    return wire;
+  }
+  const callId = wire.details?.callId;
+  const omitted =
+    details === undefined ? "its details, which are not JSON" : `its details, ${details.length} characters as JSON, over the ${ERROR_LIMITS.detailsChars} kept`;
+  return {
+    code: wire.code,
+    message: cut(wire.message, ERROR_LIMITS.messageChars),
+    ...(remote === undefined ? {} : { remote: boundedRemote(remote) }),
+    ...(wire.details === undefined
+      ? {}
+      : { details: fits(details, ERROR_LIMITS.detailsChars) ? wire.details : { ...(typeof callId === "string" ? { callId } : {}), omitted } }),
+  };
+}
+
+/** `err` within `ERROR_LIMITS` (see `boundedWireError`): itself when it is. */
+function boundedError(err: TandemError): TandemError {
+  const wire = toWireError(err);
+  const bounded = boundedWireError(wire);
+  return bounded === wire ? err : fromWireError(bounded);
+}
+
 /**
  * What a call whose handler threw `thrown` fails with, in both tiers alike: a Tandem error as it is (an inner call's
  * `RemoteError` passed on keeps the name, message, stack and call id its own function's tier gave it, its stack mapped
@@ -498,7 +563,7 @@ export function fromWireError(wire: WireError): TandemError {
  * @example throw maskedError(callFailure(err, { callId }, mapStack), secretValues);
  */
 export function callFailure(thrown: unknown, details?: Record<string, unknown>, mapStack?: (stack: string) => string): TandemError {
-  return thrown instanceof TandemError ? thrown : remoteErrorFrom(thrown, details, mapStack);
+  return thrown instanceof TandemError ? boundedError(thrown) : remoteErrorFrom(thrown, details, mapStack);
 }
 
 /**
@@ -506,12 +571,12 @@ export function callFailure(thrown: unknown, details?: Record<string, unknown>, 
  * stack; `mapStack` lets a runtime point the stack at the original sources.
  */
 export function remoteErrorFrom(thrown: unknown, details?: Record<string, unknown>, mapStack?: (stack: string) => string): RemoteError {
-  if (thrown instanceof RemoteError) return thrown;
+  if (thrown instanceof RemoteError) return boundedError(thrown) as RemoteError;
   if (thrown instanceof Error) {
     const stack = thrown.stack && mapStack ? mapStack(thrown.stack) : thrown.stack;
-    return new RemoteError({ name: thrown.name, message: thrown.message, ...(stack ? { stack } : {}) }, details);
+    return new RemoteError(boundedRemote({ name: thrown.name, message: thrown.message, ...(stack ? { stack } : {}) }), details);
   }
-  return new RemoteError({ name: "Error", message: `non-Error value thrown: ${safeString(thrown)}` }, details);
+  return new RemoteError(boundedRemote({ name: "Error", message: `non-Error value thrown: ${safeString(thrown)}` }), details);
 }
 
 function safeString(value: unknown): string {

@@ -3,8 +3,8 @@
  * way in both tiers, as an error the function threw, and is recorded so: a spawned call ends, and is not run again.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { FunctionCall, RemoteError, lookup, type CallRecord } from "../sdk/index.js";
-import { API_LIMITS } from "../sdk/defaults.js";
+import { FunctionCall, InvalidArgumentError, RemoteError, lookup, type CallRecord } from "../sdk/index.js";
+import { API_LIMITS, ERROR_LIMITS } from "../sdk/defaults.js";
 import { authed } from "./helpers/gateway.js";
 import { startTestStack, type TestStack } from "./helpers/stack.js";
 
@@ -81,22 +81,36 @@ describe("a result the wire cannot carry", () => {
     });
 
     it(`ends a spawned call of ${fn} failed, once, and records it so (the call is not run again)`, async () => {
-      const calls = await Promise.all(["symbol", "very deep", "long"].map((kind) => made(fn).spawn(kind)));
-      for (const call of calls) {
+      const calls = await Promise.all(["symbol", "very deep", "long", "thrown long", "thrown long details"].map((kind) => made(fn).spawn(kind)));
+      for (const call of calls.slice(0, 4)) {
         const err = await failure(call.get({ timeoutMs: 30_000 }));
         expect(err).toBeInstanceOf(RemoteError);
       }
+      // An error too long to keep whole is kept cut, saying so: its message, its stack (the frames kept), its details.
+      const long = (await failure(calls[3]!.get({ timeoutMs: 30_000 })))!;
+      const [, kept, more] = /^(m+)… \((\d+) more characters\)$/.exec(long.message) ?? [];
+      expect(kept!.length + Number(more)).toBe(1_000_000);
+      expect(long.message.length).toBeLessThanOrEqual(ERROR_LIMITS.messageChars);
+      expect(long.remoteStack).toMatch(new RegExp(`^Error: ${long.message.replace(/[()]/g, "\\$&")}\\n\\s+at made \\(`));
+      const details = (await failure(calls[4]!.get({ timeoutMs: 30_000 }))) as unknown as InvalidArgumentError;
+      expect(details).toBeInstanceOf(InvalidArgumentError);
+      expect(details.message).toBe("bad input");
+      expect(details.details).toMatchObject({
+        callId: calls[4]!.id,
+        omitted: expect.stringMatching(/^its details, \d+ characters as JSON, over the 65536 kept$/),
+      });
+      expect(details.details).not.toHaveProperty("blob");
       await new Promise((resolve) => setTimeout(resolve, 2_500)); // past the lease: a runner taken for lost would run it again
       for (const call of calls) {
         const record = (await (await fetch(`${stack.url}/v1/calls/${call.id}`, authed())).json()) as CallRecord;
         expect(record.status).toBe("failed");
         expect(record.attempts).toBe(1);
-        expect(record.error?.code).toBe("function_failed");
+        expect(record.error?.code).toBe(call === calls[4] ? "invalid_argument" : "function_failed");
         expect(stack.gatewayOutput.some((l) => l.includes("resuming") && l.includes(call.id))).toBe(false);
         expect(
           (await FunctionCall.fromId(call.id, { gateway: stack.url })
             .get()
-            .catch((e: Error) => e)) instanceof RemoteError,
+            .catch((e: Error) => e)) instanceof (call === calls[4] ? InvalidArgumentError : RemoteError),
         ).toBe(true);
       }
       expect(stack.gatewayOutput.filter((l) => l.includes("ledger: could not record"))).toEqual([]);
