@@ -28,6 +28,7 @@ import { gatewayConfig, type GatewayConfig } from "./config.js";
 import type { Env } from "./env.js";
 import { inEnvironment } from "./environments.js";
 import { spawnCall } from "./executor.js";
+import { keepEdgeLine } from "./log-sink.js";
 import { registry, type RegisteredFunction } from "./registry.js";
 import { runStore, type RunContext } from "./run-context.js";
 
@@ -78,7 +79,7 @@ export class Scheduler extends DurableObject<Env> {
       const note = due > 1 ? `caught up once for ${due - 1}${due === MAX_COUNTED ? "+" : ""} missed run${due === 2 ? "" : "s"}` : undefined;
       launches.push(
         this.#fireUnlessOverlapping(fn, schedule, row, latest).then((fired) => {
-          if (note && fired) console.warn(`[${fn.app}.${fn.name}] scheduled run of ${new Date(latest).toISOString()} ${note} (nothing ticked meanwhile)`);
+          if (note && fired) this.#say(fn, fired, `scheduled run of ${new Date(latest).toISOString()} ${note} (nothing ticked meanwhile)`);
         }),
       );
     }
@@ -182,13 +183,22 @@ export class Scheduler extends DurableObject<Env> {
       const previous: CallRecord | null = await ledgerFor(this.env, row.last_call).get(row.last_call, 0);
       if (previous && !TERMINAL_STATUSES.has(previous.status)) {
         this.#sql.exec("UPDATE schedules SET skipped = skipped + 1 WHERE key = ?", row.key);
-        console.warn(
-          `[${fn.app}.${fn.name}] scheduled run of ${new Date(scheduledAt).toISOString()} skipped: the run of ${new Date(row.last_scheduled_at ?? 0).toISOString()} (${row.last_call}) is still ${previous.status}`,
+        this.#say(
+          fn,
+          null,
+          `scheduled run of ${new Date(scheduledAt).toISOString()} skipped: the run of ${new Date(row.last_scheduled_at ?? 0).toISOString()} (${row.last_call}) is still ${previous.status}`,
         );
         return null;
       }
     }
     return this.#fire(fn, row, scheduledAt);
+  }
+
+  /** A line about `fn`'s schedule (a run skipped, runs missed): on the console, and in the app's log as a system line. */
+  #say(fn: RegisteredFunction, callId: string | null, text: string): void {
+    console.warn(`[${fn.app}.${fn.name}] ${text}`);
+    const rc = { env: this.env, config: this.#config, waitUntil: (p: Promise<unknown>) => this.ctx.waitUntil(p) };
+    keepEdgeLine(rc, { app: fn.app, function: fn.name, callId }, "system", text);
   }
 
   /** Starts one run: a spawned call of kind "scheduled", recorded in the ledger before it runs. */

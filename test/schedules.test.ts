@@ -22,6 +22,12 @@ const schedules = async (): Promise<Record<string, ScheduleInfo>> => {
   return Object.fromEntries(schedules.map((s) => [s.function, s]));
 };
 const record = async (id: string): Promise<CallRecord> => (await (await fetch(`${gw.url}/v1/calls/${id}?wait=10000`, authed())).json()) as CallRecord;
+/** The system lines of `fn` in the app's log, as `tandem logs crony --function fn --source system` shows them. */
+const systemLines = async (fn: string): Promise<{ callId: string | null; text: string }[]> =>
+  (await (await fetch(`${gw.url}/v1/apps/crony/logs?function=${fn}&source=system`, authed())).text())
+    .split("\n")
+    .filter(Boolean)
+    .map((line) => JSON.parse(line) as { callId: string | null; text: string });
 const runs = (fn: string) => gw.output.filter((l) => new RegExp(`^\\[crony\\.${fn} fc-[0-9a-z]{26}\\] \\w+ ran$`).test(l)).length;
 
 beforeAll(async () => {
@@ -62,6 +68,10 @@ describe("schedules fired from the edge", () => {
     await eventually(() =>
       gw.output.some((l) => l.includes("[crony.slowSkip] scheduled run of 2030-01-07T00:05:00.000Z skipped: the run of 2030-01-07T00:00:00.000Z")),
     );
+    // Kept in the app's log too, where `tandem logs` and the dashboard read it.
+    await eventually(async () =>
+      (await systemLines("slowSkip")).some((l) => l.callId === null && l.text.startsWith("scheduled run of 2030-01-07T00:05:00.000Z skipped: the run of")),
+    );
   });
 
   it("catches up a missed window once, counting the runs it missed", async () => {
@@ -72,6 +82,13 @@ describe("schedules fired from the edge", () => {
     await record(after.everyMinute!.lastRun!.callId);
     await eventually(() =>
       gw.output.includes("[crony.everyMinute] scheduled run of 2030-01-07T00:05:00.000Z caught up once for 4 missed runs (nothing ticked meanwhile)"),
+    );
+    await eventually(async () =>
+      (await systemLines("everyMinute")).some(
+        (l) =>
+          l.callId === after.everyMinute!.lastRun!.callId &&
+          l.text === "scheduled run of 2030-01-07T00:05:00.000Z caught up once for 4 missed runs (nothing ticked meanwhile)",
+      ),
     );
     await eventually(() => runs("everyMinute") === 2);
   });
