@@ -63,6 +63,13 @@ describe("a burst of GPU calls over two planes", () => {
     // Before: all three went to the plane with two T4s free, the third to wait there for one while the other's sat free.
     expect([ranOn(planes[0]!), ranOn(planes[1]!)]).toEqual([2, 1]);
   });
+
+  it("holds a function to its maxContainers across the planes: the calls past it wait for its containers", async () => {
+    const capped = lookup<[number], string>("plane", "cappedTwo", { gateway: stack.url });
+    const containers = await Promise.all(Array.from({ length: 6 }, () => capped.remote(1_500)));
+    // Before: each plane held to the cap alone, and the burst ran in four containers, two on each.
+    expect(new Set(containers).size).toBeLessThanOrEqual(2);
+  });
 });
 
 describe("two planes, one killed mid-load", () => {
