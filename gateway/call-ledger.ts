@@ -271,7 +271,8 @@ export class CallLedger extends DurableObject<Env> implements LedgerApi {
            SUM(status = 'timed_out' OR (status = 'failed' AND json_extract(error, '$.code') IS NOT 'invalid_request')) AS errors,
            SUM(MAX(attempts - 1, 0)) AS retries,
            COUNT(finished_at) AS ended, COALESCE(SUM(finished_at - started_at), 0) AS runMsSum,
-           COALESCE(MAX(finished_at - started_at), 0) AS runMsMax
+           COALESCE(MAX(finished_at - started_at), 0) AS runMsMax,
+           COALESCE(SUM(CASE WHEN finished_at IS NULL THEN 0 ELSE COALESCE(json_extract(plane_timings, '$.runMs'), finished_at - started_at) END), 0) AS workMsSum
          FROM calls WHERE app = ? AND created_at >= ? ${byFunction} GROUP BY fn, t ORDER BY t`,
         ...params,
       )

@@ -50,6 +50,7 @@ export async function callSeries(env: Env, query: { app: string; function?: stri
       known.ended += point.ended;
       known.runMsSum += point.runMsSum;
       known.runMsMax = Math.max(known.runMsMax, point.runMsMax);
+      known.workMsSum += point.workMsSum;
     }
   }
   const buckets: number[] = [];
@@ -132,7 +133,7 @@ export interface FunctionTotals {
 export function totalsByFunction(points: DashboardSeriesPoint[]): FunctionTotals[] {
   const totals = new Map<string, DashboardSeriesPoint>();
   for (const p of points) {
-    const t = totals.get(p.function) ?? { ...p, calls: 0, errors: 0, retries: 0, ended: 0, runMsSum: 0, runMsMax: 0 };
+    const t = totals.get(p.function) ?? { ...p, calls: 0, errors: 0, retries: 0, ended: 0, runMsSum: 0, runMsMax: 0, workMsSum: 0 };
     t.calls += p.calls;
     t.errors += p.errors;
     t.retries += p.retries;

@@ -777,7 +777,10 @@ function activityCharts({ buckets, points }: CallSeries, durations?: CallDuratio
   return html`${chart(chartOf("Calls", "per minute", (p) => p?.calls ?? 0))} ${chart(chartOf("Errors", "per minute", (p) => p?.errors ?? 0))} ${chart(times)}`;
 }
 
-/** One function's calls' run time over the usage window, bucket by bucket, and what it cost by its price per second. */
+/**
+ * One function's calls' run time over the usage window, bucket by bucket (a plane call's time in its container, not its
+ * wait for one: `workMsSum`), and what it cost by its price per second.
+ */
 interface FunctionCost {
   app: string;
   /** `app.function`, with its GPU when it asks for one. */
@@ -791,7 +794,7 @@ interface FunctionCost {
 /** Each function of `app` with calls in `points`, its run time and cost in each of `buckets`. */
 function costByFunction(app: string, points: DashboardSeriesPoint[], buckets: number[]): FunctionCost[] {
   const byFn = new Map<string, Map<number, number>>();
-  for (const p of points) byFn.set(p.function, (byFn.get(p.function) ?? new Map<number, number>()).set(p.t, p.runMsSum / 1000));
+  for (const p of points) byFn.set(p.function, (byFn.get(p.function) ?? new Map<number, number>()).set(p.t, p.workMsSum / 1000));
   return [...byFn].map(([fn, at]) => {
     const price = pricePerSecond(app, fn);
     const seconds = buckets.map((t) => at.get(t) ?? 0);

@@ -82,7 +82,9 @@ async function planeSend(rc: RunContext, fn: RegisteredFunction, args: CallArgs,
     near: rc.nearRegions ?? defaultNearRegions(rc.config),
     // A class instance's pool is its parameters', which heartbeats do not name: only a plain function's (or a class
     // without parameters) warm containers are worth going to.
-    ...(request.clsParams && Object.keys(request.clsParams).length ? {} : { warm: { app: fn.app, function: containerGroup(fn.name), maxContainers: fn.spec.autoscaler.maxContainers } }),
+    ...(request.clsParams && Object.keys(request.clsParams).length
+      ? {}
+      : { warm: { app: fn.app, function: containerGroup(fn.name), maxContainers: fn.spec.autoscaler.maxContainers } }),
     deadline: Date.now() + fn.spec.timeoutSeconds * 1000,
   };
 }

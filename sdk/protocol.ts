@@ -2741,10 +2741,16 @@ export interface DashboardSeriesPoint {
   calls: number;
   errors: number;
   retries: number;
-  /** Of the calls that ended: how many, their run time summed and the longest (ms). */
+  /** Of the calls that ended: how many, their time from start to end summed and the longest (ms). */
   ended: number;
   runMsSum: number;
   runMsMax: number;
+  /**
+   * Of the calls that ended, their time running summed (ms): a plane call's from its hand-over to its container to its
+   * output (its last attempt's, without its wait for a container or its cold start), an edge call's from start to end.
+   * What the usage charts price.
+   */
+  workMsSum: number;
 }
 
 /**

@@ -69,6 +69,19 @@ describe("a burst of GPU calls over two planes", () => {
     const containers = await Promise.all(Array.from({ length: 6 }, () => capped.remote(1_500)));
     // Before: each plane held to the cap alone, and the burst ran in four containers, two on each.
     expect(new Set(containers).size).toBeLessThanOrEqual(2);
+    // The usage page's run time (what it prices) is the calls' time in their containers, 6 × 1.5 s, not their waits
+    // for one as well (1.5 + 1.5 + 3 + 3 + 4.5 + 4.5 s from start to end).
+    const runSeconds = async () => {
+      const page = await (await fetch(`${stack.url}/_tandem/usage`, authed())).text();
+      const chart =
+        /<figcaption>Run time, by function <small>\(seconds\)<\/small><\/figcaption>\s*<div data-chart><script type="application\/json">(.*?)<\/script>/s.exec(
+          page,
+        );
+      const { series } = JSON.parse(chart![1]!.replace(/\\u003c/g, "<")) as { series: { label: string; values: number[] }[] };
+      return series.find((s) => s.label === "plane.cappedTwo")?.values.reduce((a, b) => a + b, 0) ?? 0;
+    };
+    await expect.poll(runSeconds, { timeout: 5_000, interval: 200 }).toBeGreaterThanOrEqual(9); // all six recorded (in batches)
+    expect(await runSeconds()).toBeLessThan(12);
   });
 });
 
