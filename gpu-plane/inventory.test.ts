@@ -8,6 +8,7 @@ describe("Inventory", () => {
     const inventory = new Inventory([], 2, 4096);
     const taken = [1, 1, 1.5].map((cpu) => inventory.reserve({ gpu: undefined, cpu, memoryMiB: 128 })!);
     expect(inventory.summary().cpu).toEqual({ total: 2, free: 0 });
+    expect(inventory.cpuReserved).toBe(3.5); // what its metrics say is reserved: the containers share the two cores
     inventory.release(taken[2]!);
     inventory.release(taken[1]!);
     expect(inventory.summary().cpu).toEqual({ total: 2, free: 1 });

@@ -129,6 +129,11 @@ export class Inventory {
     this.#memoryFree += reservation.memoryMiB;
   }
 
+  /** The CPU cores its containers asked for, together: more than the plane has when they share it (`reserve` never refuses CPU). */
+  get cpuReserved(): number {
+    return this.cpuTotal - this.#cpuFree;
+  }
+
   /** Totals and free counts, as heartbeats carry them. */
   summary(): { gpus: Record<string, { total: number; free: number }>; cpu: { total: number; free: number }; memoryMiB: { total: number; free: number } } {
     const gpus: Record<string, { total: number; free: number }> = {};

@@ -320,13 +320,12 @@ export class PlaneMetrics implements CallMeter {
     });
     new Gauge({
       name: "tandem_plane_cpu_cores",
-      help: "CPU cores this plane gives containers: total, and reserved by the containers running now.",
+      help: "CPU cores this plane gives containers: total, and reserved by the containers running now (more than total when they share the cores).",
       labelNames: ["state"],
       registers,
       collect() {
-        const { cpu } = source.inventory.summary();
-        this.set({ state: "total" }, cpu.total);
-        this.set({ state: "reserved" }, cpu.total - cpu.free);
+        this.set({ state: "total" }, source.inventory.cpuTotal);
+        this.set({ state: "reserved" }, source.inventory.cpuReserved);
       },
     });
     new Gauge({
