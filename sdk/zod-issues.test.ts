@@ -39,6 +39,11 @@ describe("describeIssues", () => {
     const wait = z.strictObject({ wait: z.number("must be a number of milliseconds") });
     expect(refusal(wait, { wait: NaN })).toBe('field "wait" must be a number of milliseconds (got NaN)');
     expect(refusal(wait, { wait: -Infinity })).toBe('field "wait" must be a number of milliseconds (got -Infinity)');
+    // zod's own words for it were "expected number, received number".
+    const window = z.strictObject({ scaledownWindow: z.number().int().min(0) });
+    expect(describeIssues(window.safeParse({ scaledownWindow: Infinity }, { reportInput: true }).error!)).toBe(
+      'option "scaledownWindow" Invalid input: expected a finite number (got Infinity)',
+    );
   });
 
   it("cuts a long value it echoes between two characters, not inside one", () => {

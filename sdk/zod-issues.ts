@@ -33,10 +33,21 @@ export function describeIssues(error: z.ZodError, noun: IssueNoun = "option", sc
       if (issue.code === "unrecognized_keys") return unknownKeys(issue.path, issue.keys, noun, schema ? keysAt(schema, issue.path) : [], aliases);
       const path = issue.path.map(String).join(".");
       const got = "input" in issue && issue.input !== undefined ? ` (got ${echo(issue.input)})` : "";
-      return path ? `${noun} "${path}" ${issue.message}${got}` : `${issue.message}${got}`;
+      const message = nonFinite(issue) ? "Invalid input: expected a finite number" : issue.message;
+      return path ? `${noun} "${path}" ${message}${got}` : `${message}${got}`;
     })
     .join("; ");
   return more > 0 ? `${told}; and ${more} more` : told;
+}
+
+/** A number refused for being NaN or infinite, in zod's own words ("expected number, received number"), not a schema's. */
+function nonFinite(issue: z.core.$ZodIssue): boolean {
+  return (
+    issue.code === "invalid_type" &&
+    issue.message.startsWith("Invalid input: expected number, received") &&
+    typeof issue.input === "number" &&
+    !Number.isFinite(issue.input)
+  );
 }
 
 /**
