@@ -53,6 +53,13 @@ export function webRoutes(apps: readonly App[]): Hono<Web> {
           label,
         });
       }
+      if (app.agents.some((a) => a.label === label)) {
+        const rest = c.req.path.slice(`/${app.name}/${label}`.length);
+        throw new NotFoundError(
+          `websocket "${label}" of app "${app.name}" takes WebSocket connections at /${app.name}/${label}?session=<id> only, not at a path under it (${rest})`,
+          { app: app.name, label },
+        );
+      }
       // An app with agents says so: an agent's label is asked for here too.
       const what = app.agents.length ? ["web endpoint or agent", "labels"] : ["web endpoint", "endpoints"];
       throw new NotFoundError(`app "${app.name}" has no ${what[0]} "${label}" (${what[1]}: ${labels(app)})`, { app: app.name });

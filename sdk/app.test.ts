@@ -43,7 +43,12 @@ describe("App", () => {
     expect(() => app.endpoint({ path: "no-slash" }, () => 1)).toThrow('option "path" must start with "/"');
     const e1 = app.endpoint({ label: "dup" }, () => 1);
     app.web("dup", () => ({ fetch: () => new Response() }));
-    expect(() => loadAppModule("demo.ts", { default: app, e1 })).toThrow('two web endpoints use the label "dup"');
+    expect(() => loadAppModule("demo.ts", { default: app, e1 })).toThrow('app "demo": a web app and a web endpoint use the label "dup"; labels must be unique');
+    // Two agents were called "two web endpoints" too.
+    const agents = new App("chatty");
+    agents.websocket("chat", { onMessage() {} });
+    agents.websocket("chat", { onMessage() {} });
+    expect(() => loadAppModule("chatty.ts", { default: agents })).toThrow('app "chatty": two WebSocket agents use the label "chat"');
   });
 
   it("takes a body limit for an endpoint or a web mount, and refuses one that is not a size", () => {

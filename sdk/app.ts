@@ -872,13 +872,21 @@ export class App {
         seen.add(name);
       }
     }
-    const labels = new Set<string>();
-    const all = [...this.#webMounts.map((w) => w.label), ...this.#endpoints.map((e) => e.boundLabel), ...this.#agents.map((a) => a.label)];
-    for (const label of all) {
+    const labels = new Map<string, string>(); // label → what has it
+    const all = [
+      ...this.#webMounts.map((w) => ({ label: w.label, what: "a web app" })),
+      ...this.#endpoints.map((e) => ({ label: e.boundLabel, what: "a web endpoint" })),
+      ...this.#agents.map((a) => ({ label: a.label, what: "a WebSocket agent" })),
+    ];
+    for (const { label, what } of all) {
       if (label === undefined) throw new InvalidOptionsError(`app "${this.name}": an endpoint has no label; export it, or give it a \`label\` option`);
       if (!NAME_PATTERN.test(label)) throw new InvalidOptionsError(`app "${this.name}": endpoint label "${label}" must be 1-64 letters, digits, '-' or '_'`);
-      if (labels.has(label)) throw new InvalidOptionsError(`app "${this.name}": two web endpoints use the label "${label}"`);
-      labels.add(label);
+      const first = labels.get(label);
+      if (first !== undefined) {
+        const both = first === what ? `two ${what.replace(/^an? /, "")}s` : `${first} and ${what}`;
+        throw new InvalidOptionsError(`app "${this.name}": ${both} use the label "${label}"; labels must be unique within an app`);
+      }
+      labels.set(label, what);
     }
   }
 

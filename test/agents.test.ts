@@ -155,6 +155,12 @@ describe("a WebSocket agent", () => {
     expect(((await plain.json()) as { error: { message: string } }).error.message).toContain('websocket "echo" of app "agents" takes WebSocket connections');
     const refused = await new Promise<string>((resolve) => new WebSocket(wsUrl("/agents/echo?session=no")).on("error", (e) => resolve(e.message)));
     expect(refused).toBe("Unexpected server response: 400");
+    // A path under the agent's: said so, where it said the app had no agent "echo" (listing "echo").
+    const under = await fetch(`${gw.url}/agents/echo/extra/path`);
+    expect(under.status).toBe(404);
+    expect(((await under.json()) as { error: { message: string } }).error.message).toBe(
+      'websocket "echo" of app "agents" takes WebSocket connections at /agents/echo?session=<id> only, not at a path under it (/extra/path)',
+    );
   });
 });
 
