@@ -51,6 +51,18 @@ describe("App", () => {
     expect(() => loadAppModule("chatty.ts", { default: agents })).toThrow('app "chatty": two WebSocket agents use the label "chat"');
   });
 
+  it("refuses a scheduled function whose input schema refuses the no arguments a schedule calls it with", () => {
+    // Before, it loaded, and every run failed with invalid_argument.
+    const app = new App("nightly");
+    const report = app.function({ schedule: Cron("0 2 * * *"), input: z.tuple([z.string()]) }, (day: string) => day);
+    expect(() => loadAppModule("nightly.ts", { default: app, report })).toThrow(
+      'app "nightly": function "report" runs on a schedule, which calls it with no arguments, and its option "input" refuses that (argument 1: Invalid input: expected string, received undefined): give its arguments defaults',
+    );
+    const fine = new App("nightly2");
+    const withDefault = fine.function({ schedule: Cron("0 2 * * *"), input: z.tuple([z.string().default("today")]) }, (day: string) => day);
+    expect(() => loadAppModule("nightly2.ts", { default: fine, withDefault })).not.toThrow();
+  });
+
   it("takes a body limit for an endpoint or a web mount, and refuses one that is not a size", () => {
     const app = new App("demo");
     const upload = app.endpoint({ method: "POST", maxBodyBytes: 50_000_000 }, () => 1);

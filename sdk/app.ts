@@ -5,7 +5,15 @@
  * decide how to run them.
  */
 import type { Context } from "hono";
-import { checkedHandler, isArgumentsSchema, parseArguments, type ArgumentsIn, type ArgumentsOut, type ArgumentsSchema } from "./arguments.js";
+import {
+  checkedHandler,
+  isArgumentsSchema,
+  parseArguments,
+  refusalOfNoArguments,
+  type ArgumentsIn,
+  type ArgumentsOut,
+  type ArgumentsSchema,
+} from "./arguments.js";
 import { InvalidOptionsError, TandemError } from "./errors.js";
 import { FunctionCall } from "./function-call.js";
 import { invokerFor, type MapOutcome } from "./invoker.js";
@@ -857,6 +865,14 @@ export class App {
       if (!NAME_PATTERN.test(name)) throw new InvalidOptionsError(`app "${this.name}": function name "${name}" must be 1-64 letters, digits, '-' or '_'`);
       if (seen.has(name)) throw new InvalidOptionsError(`app "${this.name}": two functions are named "${name}"; names must be unique`);
       seen.add(name);
+    }
+    for (const fn of this.#functions) {
+      const refused = fn.spec?.schedule && fn.spec.input ? refusalOfNoArguments(fn.spec.input) : undefined;
+      if (refused !== undefined) {
+        throw new InvalidOptionsError(
+          `app "${this.name}": function "${fn.boundName}" runs on a schedule, which calls it with no arguments, and its option "input" refuses that (${refused}): give its arguments defaults, or schedule a function that calls it with them`,
+        );
+      }
     }
     for (const w of this.#wasm) {
       if (seen.has(w.name)) throw new InvalidOptionsError(`app "${this.name}": two functions are named "${w.name}"; names must be unique`);

@@ -69,6 +69,22 @@ export async function parseArguments(schema: ArgumentsSchema, args: readonly unk
 }
 
 /**
+ * What `schema` says of a call with no arguments (a schedule's), checked as a call's are; undefined when it takes one,
+ * or when only an asynchronous check could say (left to the runs).
+ * @example refusalOfNoArguments(z.tuple([z.string()])) // "argument 1: Invalid input: expected string, received undefined"
+ */
+export function refusalOfNoArguments(schema: ArgumentsSchema): string | undefined {
+  const items = tupleLength(schema);
+  let parsed: ReturnType<typeof z.safeParse>;
+  try {
+    parsed = z.safeParse(schema, Array<undefined>(items).fill(undefined), { reportInput: true });
+  } catch {
+    return undefined; // an async refinement: the sync parse cannot run it
+  }
+  return parsed.success ? undefined : parsed.error.issues.map((issue) => describeArgumentIssue(issue, 0).sentence).join("; ");
+}
+
+/**
  * A call's arguments checked as the gateway checks them before it runs or
  * forwards the call (and `tandem run` before it starts anything): a class
  * method's parameters (its first argument, `checkClassParams`), then its
