@@ -241,6 +241,12 @@ export function apiRoutes(): Hono<Api> {
 
   api.post(ROUTES.stream, guard("call", { checksBeforeBody: true }), async (c) => {
     const fn = streamable(registry().function(c.req.param("app"), c.req.param("fn")));
+    if (c.req.header(HEADERS.idempotencyKey) !== undefined) {
+      // Taken and ignored, it promised what a stream cannot keep: its chunks go once, to the one reader that asked.
+      throw new InvalidRequestError(
+        `a stream takes no ${HEADERS.idempotencyKey}: it runs once for the request that asks, and is never sent again (spawn the function, or call one that is not a generator, for delivery by key)`,
+      );
+    }
     const args = await readArgs(c);
     await checkArguments(fn, args);
     const id = newCallId();

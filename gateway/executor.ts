@@ -322,7 +322,7 @@ export async function callNow(
 }
 
 /**
- * The running record of a call made without an idempotency key (`callNow`), written once it has run
+ * The running record of a call made without an idempotency key (`callNow`, and a stream: gateway/stream.ts), written once it has run
  * `DELIVERY_DEFAULTS.keylessRecordWaitMs`, so the dashboard, `GET /v1/calls/:id` and `tandem logs --call` know of a long
  * call while it runs. A call that ends sooner costs a timer set and cleared: it is written once, as it ended, in the
  * next batch of ended calls (`ended`), as before. Once recorded, the call is kept like a keyed one while it runs: its
@@ -330,13 +330,13 @@ export async function callNow(
  * reaches it there), its edge attempt under way reachable by a cancel. Its arguments are not kept: its caller goes
  * with its runner, so a runner lost leaves it to the ledger to end as failed, never to run again (gateway/call-ledger.ts).
  */
-function recordIfLong(
+export function recordIfLong(
   rc: RunContext,
   fn: RegisteredFunction,
   id: string,
   kind: CallKind,
   createdAt: number,
-): { options: ExecuteOptions; ended: (row: FinishedCall) => void; abandon: () => void } {
+): { options: ExecuteOptions; ended: (row: FinishedCall, cancelledHere?: boolean) => void; abandon: () => void } {
   let attempt = 1;
   let plane: string | undefined;
   let edgeAttempt: EdgeCall | undefined;
@@ -390,12 +390,13 @@ function recordIfLong(
   };
   return {
     options,
-    ended: (row) => {
+    ended: (row, cancelledHere = false) => {
       stop();
       // A write that fails is logged by the batch, with the calls it held.
       if (!written) return waitForBatch(rc, recordEnded(rc.env, [row]));
-      // After its running record (an insert of the row once its end is in fails), unless a cancel ended it there.
-      rc.waitUntil(written.then(() => (row.status === "cancelled" ? undefined : recordEnded(rc.env, [row]))).finally(release));
+      // After its running record (an insert of the row once its end is in fails), unless a cancel ended it there (not
+      // one made here: a stream whose reader went).
+      rc.waitUntil(written.then(() => (row.status === "cancelled" && !cancelledHere ? undefined : recordEnded(rc.env, [row]))).finally(release));
     },
     abandon: () => {
       stop();

@@ -293,6 +293,7 @@ export async function* forwardStreamToPlane(
   fn: RegisteredFunction,
   args: CallArgs,
   callId: string,
+  onSent?: (planeId: string) => void,
 ): AsyncGenerator<EncodedResult, void, undefined> {
   const send = await planeSend(rc, fn, args, callId, 1);
   const skipped = new Set<string>();
@@ -307,7 +308,9 @@ export async function* forwardStreamToPlane(
     try {
       let response: Response;
       try {
-        response = await signedFetch(send.secret, plane, { method: "POST", route: PLANE_ROUTES.stream, body: JSON.stringify(send.request) });
+        const sending = signedFetch(send.secret, plane, { method: "POST", route: PLANE_ROUTES.stream, body: JSON.stringify(send.request) });
+        onSent?.(plane.planeId); // a stream recorded while it runs notes its plane, where a cancel reaches it
+        response = await sending;
       } catch (err) {
         console.warn(`plane ${plane.planeId} (${plane.url}) could not be reached for ${callId}: ${(err as Error).message}; trying another`);
         noteUnreachable(plane.planeId);

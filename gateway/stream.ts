@@ -21,9 +21,9 @@ import { chunkIterator, isGeneratorResult } from "../sdk/generator-result.js";
 import { encodeValue, type CallStatus } from "../sdk/protocol.js";
 import { encodeChunk } from "../sdk/result-value.js";
 import type { CallArgs } from "./call-args.js";
-import { recordEnded } from "./call-ledger-client.js";
 import { EncodedResult } from "./encoded-result.js";
-import { failedLine } from "./executor.js";
+import { failedLine, recordIfLong } from "./executor.js";
+import { EdgeCall } from "./edge-call.js";
 import { forwardStreamToPlane, planeAttemptMs } from "./forward-to-plane.js";
 import { keepEdgeLine } from "./log-sink.js";
 import { registry, type RegisteredFunction } from "./registry.js";
@@ -38,14 +38,19 @@ import { streamLines } from "../sdk/stream-lines.js";
  */
 export async function* streamCall(rc: RunContext, fn: RegisteredFunction, args: CallArgs, callId: string): AsyncGenerator<unknown, void, undefined> {
   const createdAt = Date.now();
-  // Its `currentCall().signal`, as a call's: aborted when the stream ends before the generator does (its timeout, or the
-  // caller gone), so that code waiting on it in the generator stops.
-  const stopped = new AbortController();
+  // Recorded as running once it has run half a second, as a call without a key is: `GET /v1/calls/:id`, the dashboard
+  // and a cancel find it while it streams.
+  const record = recordIfLong(rc, fn, callId, "stream", createdAt);
+  // Its `currentCall()`, as a call's: its signal aborts when the stream ends before the generator does (its timeout, a
+  // cancel, or the caller gone), so that code waiting on it in the generator stops.
+  const call = new EdgeCall(callId, fn.app, fn.name, 1, fn.spec.env, false);
+  void call.signal; // made now: once recorded, the stream looks for a cancel every moment, not only at each lease renewal
+  record.options.onEdgeAttempt?.(call);
   const context: RunContext = {
     ...rc,
     logPrefix: `[${fn.app}.${fn.name} ${callId}]`,
     logTo: { app: fn.app, function: fn.name, callId },
-    call: { callId, app: fn.app, function: fn.name, attempt: 1, env: fn.spec.env, signal: stopped.signal },
+    call,
   };
   // A plane times its stream out itself (and stops its container, as for a call): the gateway waits past that.
   const plane = fn.spec.tier === "plane";
@@ -61,7 +66,9 @@ export async function* streamCall(rc: RunContext, fn: RegisteredFunction, args: 
   rc.waitUntil(raceDeadline(held, deadline));
   try {
     if (!plane) withCallEnv(context, await registry().processEnvOf(rc, fn));
-    const produced = plane ? forwardStreamToPlane(rc, fn, args, callId) : await runStore.run(context, async () => fn.handler(...args.values));
+    const produced = plane
+      ? forwardStreamToPlane(rc, fn, args, callId, record.options.onSent)
+      : await runStore.run(context, async () => fn.handler(...args.values));
     if (!isGeneratorResult(produced)) {
       throw new InvalidRequestError(`${fn.app}.${fn.name} is not a generator function; call it with .remote() (POST .../call)`);
     }
@@ -71,6 +78,7 @@ export async function* streamCall(rc: RunContext, fn: RegisteredFunction, args: 
         runStore.run(context, () => Promise.resolve(iterator!.next())),
         deadline,
         () => functionTimeout({ app: fn.app, function: fn.name, timeoutSeconds: fn.spec.timeoutSeconds, callId, where: "while streaming" }),
+        call, // a cancel ends the wait for the next chunk
       );
       if (step.done) break;
       // A plane's chunk was checked where it was yielded; an edge one is checked here, as a result is.
@@ -81,7 +89,7 @@ export async function* streamCall(rc: RunContext, fn: RegisteredFunction, args: 
     status = "succeeded";
   } catch (err) {
     error = errorOfCall(maskedError(callFailure(err, { callId }, mapStack), context.secretValues), callId);
-    status = error instanceof FunctionTimeoutError ? "timed_out" : "failed";
+    status = error instanceof FunctionTimeoutError ? "timed_out" : error instanceof CancelledError ? "cancelled" : "failed";
     // Its system line, as a call's (gateway/executor.ts): a plane tells its own timeouts and its containers' failures.
     const origin = { app: fn.app, function: fn.name, callId };
     if (status === "timed_out" && !plane) keepEdgeLine(rc, origin, "system", error.message);
@@ -91,34 +99,34 @@ export async function* streamCall(rc: RunContext, fn: RegisteredFunction, args: 
     // Also reached when the caller stops reading: the generator's own `finally` runs now.
     if (status === "timed_out" || status === "cancelled") {
       const reason = error ?? new CancelledError(`call ${callId} was cancelled: the caller stopped reading after ${chunks} chunks`, { callId });
-      runStore.run(context, () => stopped.abort(reason)); // what its abort listeners print is the call's lines
+      runStore.run(context, () => call.stop(reason)); // what its abort listeners print is the call's lines
     }
+    call.end();
     if (status !== "succeeded") {
       // Not waited for: a generator stopped inside a step (awaiting a timer, a fetch) returns only once that step
       // ends, and the caller is answered now, as a stopped call's is; the function gets the grace a stopped call does.
       const returned = runStore.run(context, () => Promise.resolve(iterator?.return?.())).catch(() => {});
       rc.waitUntil(raceDeadline(returned, Date.now() + STOP_DEFAULTS.edgeGraceMs));
     }
-    rc.waitUntil(
-      recordEnded(rc.env, [
-        {
-          id: callId,
-          app: fn.app,
-          function: fn.name,
-          kind: "stream",
-          status,
-          attempts: 1,
-          createdAt,
-          startedAt: createdAt,
-          finishedAt: Date.now(),
-          ...(status === "succeeded" ? { result: encodeValue({ chunks }) } : {}),
-          ...(error
-            ? { error: { ...toWireError(error), details: { ...error.details, chunks } } }
-            : status === "cancelled"
-              ? { error: { code: "call_cancelled" as const, message: `the caller stopped reading after ${chunks} chunks`, details: { callId, chunks } } }
-              : {}),
-        },
-      ]).catch((err) => console.error(`ledger: could not record ${callId}:`, err)),
+    record.ended(
+      {
+        id: callId,
+        app: fn.app,
+        function: fn.name,
+        kind: "stream",
+        status,
+        attempts: 1,
+        createdAt,
+        startedAt: createdAt,
+        finishedAt: Date.now(),
+        ...(status === "succeeded" ? { result: encodeValue({ chunks }) } : {}),
+        ...(error
+          ? { error: { ...toWireError(error), details: { ...error.details, chunks } } }
+          : status === "cancelled"
+            ? { error: { code: "call_cancelled" as const, message: `the caller stopped reading after ${chunks} chunks`, details: { callId, chunks } } }
+            : {}),
+      },
+      error === undefined, // its reader went: ended here, not by a cancel the ledger holds already
     );
     ended();
   }

@@ -151,3 +151,54 @@ describe("a result the wire cannot carry", () => {
     });
   }
 });
+
+describe("a stream while it runs", () => {
+  for (const fn of ["edgeSlowly", "planeSlowly"] as const) {
+    it(`is recorded running once it has run half a second, and a cancel by its id stops ${fn}`, async () => {
+      const res = await fetch(`${stack.url}/v1/apps/results/functions/${fn}/stream`, authed({ method: "POST", body: JSON.stringify({ args: [40] }) }));
+      expect(res.status).toBe(200);
+      const id = res.headers.get("tandem-call-id")!;
+      const reader = res.body!.pipeThrough(new TextDecoderStream()).getReader();
+      let text = "";
+      const readUntil = async (done: (text: string) => boolean) => {
+        while (!done(text)) {
+          const { value, done: ended } = await reader.read();
+          if (ended) break;
+          text += value;
+        }
+      };
+      await readUntil((t) => t.split("\n").length > 3); // three chunks: it has run about a second
+      // Before, a running stream was recorded only as it ended: 404 here, and its cancel 404 too.
+      const running = (await (await fetch(`${stack.url}/v1/calls/${id}`, authed())).json()) as CallRecord;
+      expect(running).toMatchObject({ callId: id, kind: "stream", status: "running" });
+      const cancel = await fetch(`${stack.url}/v1/calls/${id}/cancel`, authed({ method: "POST" }));
+      expect(cancel.status).toBe(200);
+      const asked = Date.now();
+      await readUntil(() => false); // to the stream's end
+      expect(Date.now() - asked).toBeLessThan(5_000);
+      const lines = text
+        .trim()
+        .split("\n")
+        .map((l) => JSON.parse(l) as { chunk?: number; error?: { code: string } });
+      expect(lines.at(-1)!.error?.code).toBe("call_cancelled");
+      expect(lines.filter((l) => "chunk" in l).length).toBeLessThan(30);
+      await expect
+        .poll(async () => ((await (await fetch(`${stack.url}/v1/calls/${id}`, authed())).json()) as CallRecord).status, { timeout: 5_000 })
+        .toBe("cancelled");
+      await expect
+        .poll(async () => (await (await fetch(`${stack.url}/v1/apps/results/logs?call=${id}&search=slow%20stream%20closed`, authed())).text()).trim(), {
+          timeout: 5_000,
+        })
+        .not.toBe("");
+    });
+  }
+
+  it("refuses an Idempotency-Key, which a stream cannot honour", async () => {
+    const res = await fetch(
+      `${stack.url}/v1/apps/results/functions/edgeSlowly/stream`,
+      authed({ method: "POST", headers: { "idempotency-key": "bad key" }, body: JSON.stringify({ args: [1] }) }),
+    );
+    expect(res.status).toBe(400);
+    expect(((await res.json()) as { error: { message: string } }).error.message).toMatch(/^a stream takes no idempotency-key: it runs once/i);
+  });
+});

@@ -246,6 +246,12 @@ export async function runFunctions(
       for (;;) {
         const step = await calls.run(context, async () => iterator.next());
         if (step.done) break;
+        if (cancel.signal.aborted) {
+          // Cancelled during the step (answered then): no chunk goes, and no ask for the next comes. Returned, so its
+          // `finally` runs, as when its reader goes; it held its container's slot for good before.
+          await calls.run(context, async () => iterator.return?.()).catch(() => {});
+          break;
+        }
         let chunk: EncodedValue;
         try {
           chunk = encodeChunk(step.value, `${app.name}.${input.function}`);
