@@ -369,9 +369,14 @@ function addAgent(web: Hono<Web>, appName: string, agent: AgentDefinition): void
     }
     // A handshake is a GET (RFC 6455, 4.1); the hub is sent one whatever came, so it is checked here.
     if (c.req.method !== "GET") throw new InvalidRequestError(`not a WebSocket handshake RFC 6455 allows: its method must be GET, not ${c.req.method}`);
-    const given = c.req.query("session");
+    const sessions = c.req.queries("session") ?? [];
+    if (sessions.length > 1) throw new InvalidRequestError(`"session" is given ${sessions.length} times; give it once`);
+    const given = sessions[0];
     if (given !== undefined && !SESSION_ID_PATTERN.test(given)) {
-      throw new InvalidRequestError(`session ids are 8-128 letters, digits, '-' or '_' (got ${JSON.stringify(given.slice(0, 40))})`);
+      const shown = given.length > 40 ? `${given.slice(0, 40)}…` : given;
+      throw new InvalidRequestError(
+        `session ids are 8-128 letters, digits, '-' or '_' (got ${JSON.stringify(shown)}${given.length > 40 ? `, ${given.length} characters` : ""})`,
+      );
     }
     const sessionId = given ?? crypto.randomUUID();
     const shard = shardOf(sessionId, agent.shards);

@@ -51,6 +51,13 @@ describe("App", () => {
     expect(() => loadAppModule("chatty.ts", { default: agents })).toThrow('app "chatty": two WebSocket agents use the label "chat"');
   });
 
+  it("names the handler an agent's misspelt one was meant to be", () => {
+    const app = new App("chat");
+    expect(() => app.websocket("room", { onMesage() {} } as never)).toThrow(
+      'app "chat": websocket "room": unknown handler "onMesage"; did you mean "onMessage"? (handlers: initialState, onOpen, onMessage, onClose)',
+    );
+  });
+
   it("refuses a scheduled function whose input schema refuses the no arguments a schedule calls it with", () => {
     // Before, it loaded, and every run failed with invalid_argument.
     const app = new App("nightly");

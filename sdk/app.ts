@@ -37,6 +37,10 @@ import { formatGpu } from "./gpu.js";
 import { FUNCTION_NAME_PATTERN, NAME_PATTERN, RESERVED_APP_NAMES, clsParamsProblem, type AppManifest } from "./protocol.js";
 import type { Secret } from "./secret.js";
 import { valueText } from "./value-text.js";
+import { nearestName } from "./nearest-name.js";
+
+/** The handlers a WebSocket agent may have. */
+const AGENT_HANDLERS = ["initialState", "onOpen", "onMessage", "onClose"];
 
 const APP_BRAND = Symbol.for("tandem.app");
 const FUNCTION_BRAND = Symbol.for("tandem.function");
@@ -705,8 +709,10 @@ export class App {
     if (typeof label !== "string" || !NAME_PATTERN.test(label)) throw new InvalidOptionsError(`${where}: the label must be 1-64 letters, digits, '-' or '_'`);
     if (typeof handlers !== "object" || handlers === null) throw new InvalidOptionsError(`${where} needs handlers: { onOpen?, onMessage?, onClose? }`);
     for (const [key, value] of Object.entries(handlers)) {
-      if (!["initialState", "onOpen", "onMessage", "onClose"].includes(key))
-        throw new InvalidOptionsError(`${where}: unknown handler "${key}" (handlers: initialState, onOpen, onMessage, onClose)`);
+      if (!AGENT_HANDLERS.includes(key)) {
+        const near = nearestName(key, AGENT_HANDLERS);
+        throw new InvalidOptionsError(`${where}: unknown handler "${key}"${near ? `; did you mean "${near}"?` : ""} (handlers: ${AGENT_HANDLERS.join(", ")})`);
+      }
       if (typeof value !== "function") throw new InvalidOptionsError(`${where}: "${key}" must be a function`);
     }
     for (const key of Object.keys(options ?? {})) {

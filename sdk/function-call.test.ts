@@ -16,3 +16,11 @@ describe("a call's logs", () => {
     );
   });
 });
+
+describe("a call's cancel", () => {
+  it("refuses a terminateContainer that is not true or false, as the HTTP route does, rather than take any value as true", async () => {
+    await expect(call.cancel({ terminateContainer: "x" as unknown as boolean })).rejects.toThrow(
+      new InvalidOptionsError('cancel(): option "terminateContainer" must be true or false (got "x")'),
+    );
+  });
+});

@@ -9,6 +9,7 @@ import { HttpInvoker, resolveGatewayUrl } from "./client.js";
 import { invokerFor } from "./invoker.js";
 import { parseGetOptions } from "./options.js";
 import { CALL_ID_FORM, CALL_ID_PATTERN, paths, type LogLine, type LogQueryOptions } from "./protocol.js";
+import { valueText } from "./value-text.js";
 
 /** What `logs()` and `followLogs()` may narrow: the call's lines from one container, of one source, since a time, with a text. */
 export type CallLogOptions = Omit<LogQueryOptions, "call" | "follow" | "function">;
@@ -64,6 +65,10 @@ export class FunctionCall<R = unknown> {
    * stopped too (for a function that does not watch the signal).
    */
   async cancel(options: { terminateContainer?: boolean } = {}): Promise<void> {
+    const terminate: unknown = options?.terminateContainer;
+    if (terminate !== undefined && typeof terminate !== "boolean") {
+      throw new InvalidOptionsError(`cancel(): option "terminateContainer" must be true or false (got ${valueText(terminate)})`);
+    }
     await invokerFor(this.#client).cancel(this.id, options);
   }
 

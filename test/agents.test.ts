@@ -155,6 +155,20 @@ describe("a WebSocket agent", () => {
     expect(((await plain.json()) as { error: { message: string } }).error.message).toContain('websocket "echo" of app "agents" takes WebSocket connections');
     const refused = await new Promise<string>((resolve) => new WebSocket(wsUrl("/agents/echo?session=no")).on("error", (e) => resolve(e.message)));
     expect(refused).toBe("Unexpected server response: 400");
+    const refusal = (query: string) =>
+      new Promise<[number | undefined, string]>((resolve) =>
+        new WebSocket(wsUrl(`/agents/echo?${query}`)).on("unexpected-response", (_req, res) => {
+          let body = "";
+          res.on("data", (chunk: Buffer) => (body += chunk.toString()));
+          res.on("end", () => resolve([res.statusCode, (JSON.parse(body) as { error: { message: string } }).error.message]));
+        }),
+      );
+    // Twice: said so (the first was taken, and the message echoed only it); too long: cut, saying so.
+    expect(await refusal("session=aaaaaaaa&session=bbbbbbbb")).toEqual([400, '"session" is given 2 times; give it once']);
+    expect(await refusal(`session=${"x".repeat(129)}`)).toEqual([
+      400,
+      `session ids are 8-128 letters, digits, '-' or '_' (got "${"x".repeat(40)}…", 129 characters)`,
+    ]);
     // A path under the agent's: said so, where it said the app had no agent "echo" (listing "echo").
     const under = await fetch(`${gw.url}/agents/echo/extra/path`);
     expect(under.status).toBe(404);
