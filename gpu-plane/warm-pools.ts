@@ -10,7 +10,7 @@ import type { DeployStrategy } from "../sdk/protocol.js";
 import type { ContainerPool } from "./container-pool.js";
 import type { BundleOnDisk, ContainerStarter } from "./container-start.js";
 import type { Inventory } from "./inventory.js";
-import { poolKey, resourceRequests, type PoolDescriptor } from "./pool-descriptor.js";
+import { describeRequests, poolKey, resourceRequests, type PoolDescriptor } from "./pool-descriptor.js";
 import type { ScaleDown } from "./scale-down.js";
 
 /** How long a container started ahead of inputs has to say it is ready. */
@@ -50,6 +50,8 @@ export class WarmPools {
   #warm: WarmPool[] = [];
   #filling = false;
   #closed = false;
+  /** The pools short of their `minContainers` for want of room, and how many they had when that was said (said once). */
+  #short = new Map<string, number>();
   /** Pools with a container starting for an input known to be coming: that input waits for it. */
   readonly #ahead = new Set<string>();
 
@@ -95,7 +97,10 @@ export class WarmPools {
         if (this.#o.superseded?.(key)) continue;
         for (;;) {
           const have = this.#o.pool.live(key).length + this.#o.pool.starting(key);
-          if (have >= pool.spec.autoscaler.minContainers) break;
+          if (have >= pool.spec.autoscaler.minContainers) {
+            this.#short.delete(key);
+            break;
+          }
           let secrets: Record<string, string> | undefined;
           try {
             secrets = await pool.fetchSecrets?.();
@@ -106,7 +111,17 @@ export class WarmPools {
           const reservation = resourceRequests(pool)
             .map((r) => this.#o.inventory.reserve(r))
             .find((r) => r !== undefined);
-          if (!reservation) break; // no room now; the next heartbeat tries again
+          if (!reservation) {
+            // No room now; the next heartbeat tries again. Said once for as long as it stays so short.
+            if (this.#short.get(key) !== have) {
+              this.#short.set(key, have);
+              const min = pool.spec.autoscaler.minContainers;
+              this.#o.log(
+                `[plane] ${pool.app}.${pool.function} keeps ${have} of its minContainers ${min} warm: this plane has no room for another (${describeRequests(resourceRequests(pool))}); it starts one when room frees`,
+              );
+            }
+            break;
+          }
           try {
             const started = secrets === undefined ? pool : { ...pool, secrets };
             const worker = await this.#o.starter.start(started, key, await pool.bundle(), reservation, Date.now() + AHEAD_START_DEADLINE_MS);

@@ -16,7 +16,7 @@ let stack: TestStack;
 const containersOf = (fn: string) => stack.planes[0]!.status().containers.filter((c) => c.app === "scale" && c.function === fn);
 
 beforeAll(async () => {
-  stack = await startTestStack(APP);
+  stack = await startTestStack(APP, { gpus: "T4:1" });
 });
 afterAll(async () => {
   await stack?.dispose();
@@ -28,6 +28,13 @@ describe("the autoscaler", () => {
     await new Promise((r) => setTimeout(r, 3_000)); // longer than its scale-down window
     expect(containersOf("burst").length).toBe(1);
     expect(stack.planeOutput.some((l) => /keeping scale\.burst ctr-[0-9a-f]{8} warm \(minContainers 1\)/.test(l))).toBe(true);
+    // One short of what it asks for, for want of room: said once, not at every heartbeat (it was said never).
+    await eventually(() => containersOf("warmT4s").length === 1, 20_000);
+    await new Promise((r) => setTimeout(r, 7_000)); // two heartbeats more
+    expect(containersOf("warmT4s").length).toBe(1);
+    expect(stack.planeOutput.filter((l) => l.includes("scale.warmT4s keeps"))).toEqual([
+      "[plane] scale.warmT4s keeps 1 of its minContainers 2 warm: this plane has no room for another (T4); it starts one when room frees",
+    ]);
     // The plane's heartbeats say so (the dashboard's "warm now" sums them).
     await expect
       .poll(async () => ((await (await fetch(`${stack.url}/v1/planes`, authed())).json()) as { planes: PlaneInfo[] }).planes[0]?.warm, { timeout: 10_000 })
