@@ -166,7 +166,7 @@ const FunctionOptionsSchema = z.strictObject({
     .number()
     .int("must be whole MiB")
     .min(minMemoryMiB, `must be at least ${minMemoryMiB} MiB, the least a container can have`)
-    .max(maxMemoryMiB, `must be at most ${maxMemoryMiB} MiB (336 GB)`)
+    .max(maxMemoryMiB, `must be at most ${maxMemoryMiB} MiB (336 GiB)`)
     .optional()
     .meta(PLANE),
   /**
