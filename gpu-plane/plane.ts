@@ -317,6 +317,7 @@ export class Plane {
       log,
       options.keepLogs === false ? undefined : (line) => logs.add(line),
     );
+    void mounts.keepLeftovers().catch((err: Error) => log(`[plane] could not look over the volume mounts its previous run left: ${err.message}`));
     // Memory snapshots of `snapshot: true` functions, kept in the state folder across restarts of this plane.
     const snapshots = new SnapshotStore({
       dir: join(options.stateDir, "snapshots"),

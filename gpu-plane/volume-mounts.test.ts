@@ -6,7 +6,7 @@
  * requests' connections break off sends again those that may be sent twice (not the commit itself).
  */
 import { createHash } from "node:crypto";
-import { chmod, lstat, mkdir, mkdtemp, readFile, readdir, rename, rm, stat, symlink, writeFile } from "node:fs/promises";
+import { chmod, lstat, mkdir, mkdtemp, readFile, readdir, rename, rm, stat, symlink, utimes, writeFile } from "node:fs/promises";
 import { createServer, request as httpRequest } from "node:http";
 import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
@@ -232,5 +232,43 @@ describe("a commit whose connections to the gateway break off", () => {
     } finally {
       flaky.close();
     }
+  });
+});
+
+describe("mount folders a killed plane left", () => {
+  it("keeps a writable mount's files, what was not committed included, and says where, as the plane starts again", async () => {
+    const folder = await attach("ctr-1");
+    await writeFile(join(folder, "late.txt"), "written after the last commit"); // then the plane is killed: no finish
+    // Before, the next start removed the container and left its folder without a word (and the folders piled up).
+    const next = new VolumeMounts(
+      join(dir, "volumes"),
+      gateway,
+      (line) => console_.push(line),
+      (line) => appLog.push(line),
+    );
+    await next.keepLeftovers();
+    expect(await readFile(join(folder, "late.txt"), "utf8")).toBe("written after the last commit");
+    const said = console_.filter((l) => l.includes("stopped without its last commit"));
+    expect(said).toEqual([
+      expect.stringMatching(
+        new RegExp(
+          `^\\[plane\\] ctr-1: this plane was stopped without its last commit of volume "v" at /data \\(it was killed\\): what the container wrote after its last background commit is not in the volume; its files are kept in ${folder.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")} until \\d{4}-\\d\\d-\\d\\d \\(put one back with tandem volume put v <file> <path>\\)$`,
+        ),
+      ),
+    ]);
+    expect(appLog).toContainEqual(expect.objectContaining({ app: "demo", function: "writer", containerId: "ctr-1", source: "system" }));
+    expect(gateway.commits).toEqual([]); // nothing committed on a guess
+  });
+
+  it("removes a read-only mount's folder, and a writable one kept past its time", async () => {
+    const readOnly = await mounts.attach("ctr-ro", { app: "demo", function: "reader" }, await mkdtemp(join(dir, "control-")), [{ ...request, readOnly: true }]);
+    const old = await attach("ctr-old");
+    const week = (VOLUME_LIMITS.leftoverKeepMs + 60_000) / 1000;
+    await utimes(join(dir, "volumes", "mounts", "ctr-old"), Date.now() / 1000 - week, Date.now() / 1000 - week);
+    const next = new VolumeMounts(join(dir, "volumes"), gateway, (line) => console_.push(line));
+    await next.keepLeftovers();
+    await expect(stat(readOnly.binds[0]!.hostPath)).rejects.toThrow(/ENOENT/);
+    await expect(stat(old)).rejects.toThrow(/ENOENT/);
+    expect(console_.filter((l) => l.includes("stopped without its last commit"))).toEqual([]);
   });
 });

@@ -45,7 +45,7 @@
  */
 import { createHash, randomBytes } from "node:crypto";
 import { constants } from "node:fs";
-import { chmod, copyFile, link, mkdir, open, rename, rm, stat } from "node:fs/promises";
+import { chmod, copyFile, link, lstat, mkdir, open, readFile, readdir, rename, rm, stat, writeFile } from "node:fs/promises";
 import type { Server } from "node:http";
 import { dirname, join } from "node:path";
 import { eachAtOnce } from "../sdk/at-once.js";
@@ -69,6 +69,15 @@ import type { PlaneLogLine } from "./log-shipper.js";
 import { MountFolder, type FileStat, type MakeFile } from "./mount-folder.js";
 
 export type MountRequest = NonNullable<PlaneFunctionSpec["volumes"]>[number];
+
+/** What a writable mount folder is (`<n>.mount.json` beside it): kept, should the plane be killed, to say whose it was. */
+interface LeftoverMount {
+  app: string;
+  function: string;
+  volume: string;
+  path: string;
+}
+const LEFTOVER_NOTE = ".mount.json";
 
 /** A folder of the plane's to bind into the container. */
 export interface HostMount {
@@ -170,6 +179,11 @@ export class VolumeMounts {
       const hostDir = join(root, String(i));
       await mkdir(hostDir, { recursive: true });
       await chmod(hostDir, 0o777);
+      // Beside the folder, out of the container's reach: what it is, should this plane be killed before its last commit.
+      if (!request.readOnly) {
+        const about: LeftoverMount = { app, function: owner.function, volume: request.volume, path: request.path };
+        await writeFile(join(root, `${i}${LEFTOVER_NOTE}`), JSON.stringify(about));
+      }
       // A folder in the way of a volume's file goes aside, beside the mounts, and with them when the container ends.
       const folder = new MountFolder(hostDir, join(root, ".aside"));
       const mount: Mount = { request, hostDir, folder, version: 0, files: new Map(), unfit: new Set(), queue: Promise.resolve() };
@@ -224,6 +238,41 @@ export class VolumeMounts {
     this.#finishing.add(done);
     void done.finally(() => this.#finishing.delete(done));
     return done;
+  }
+
+  /**
+   * The mount folders a previous run of this plane left (it was killed before its containers' last commits): a writable
+   * mount's files, what its container wrote after its last background commit included, are kept where they are for
+   * `VOLUME_LIMITS.leftoverKeepMs` and said so, in the plane's log and the app's, each time the plane starts; read-only
+   * mounts, and writable ones kept that long, go. Run as the plane starts, before a container of its own mounts one.
+   */
+  async keepLeftovers(): Promise<void> {
+    const mountsDir = join(this.#dir, "mounts");
+    const containers = await readdir(mountsDir).catch(() => [] as string[]);
+    for (const containerId of containers) {
+      if (this.#attached.has(containerId)) continue;
+      const root = join(mountsDir, containerId);
+      const info = await lstat(root).catch(() => undefined);
+      if (!info?.isDirectory()) continue;
+      const kept: { about: LeftoverMount; dir: string }[] = [];
+      if (Date.now() - info.mtimeMs < VOLUME_LIMITS.leftoverKeepMs) {
+        for (const name of await readdir(root)) {
+          if (!name.endsWith(LEFTOVER_NOTE)) continue;
+          const about = (await readFile(join(root, name), "utf8").then(JSON.parse, () => undefined)) as LeftoverMount | undefined;
+          if (about?.volume) kept.push({ about, dir: join(root, name.slice(0, -LEFTOVER_NOTE.length)) });
+        }
+      }
+      if (kept.length === 0) {
+        await rm(root, { recursive: true, force: true });
+        continue;
+      }
+      const until = new Date(info.mtimeMs + VOLUME_LIMITS.leftoverKeepMs).toISOString().slice(0, 10);
+      for (const { about, dir } of kept) {
+        const text = `this plane was stopped without its last commit of volume "${about.volume}" at ${about.path} (it was killed): what the container wrote after its last background commit is not in the volume; its files are kept in ${dir} until ${until} (put one back with tandem volume put ${about.volume} <file> <path>)`;
+        this.#log(`[plane] ${containerId}: ${text}`);
+        this.#onLogLine?.({ app: about.app, function: about.function, callId: null, containerId, source: "system", text });
+      }
+    }
   }
 
   /** Waits for the last commits of containers that stopped. */

@@ -432,6 +432,11 @@ export const VOLUME_LIMITS = {
   progressBarBytes: 4 * MiB,
   /** How often a plane commits the changes in a container's writable mounts (and once more when the container stops). */
   backgroundCommitMs: 5_000,
+  /**
+   * How long a plane keeps the writable mount folders a killed run of it left (what their containers wrote after their
+   * last commit), said in its log as it starts; then they go.
+   */
+  leftoverKeepMs: 7 * 24 * 3600 * 1000,
   /** Files up to this size are copied into a writable mount (writable in place); larger ones are cloned or hard-linked. */
   copyBelowBytes: 1 * MiB,
   /** Blocks a plane downloads into its cache at once. */
