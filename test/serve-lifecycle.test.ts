@@ -92,6 +92,8 @@ it("starts its workerd again when it is killed, says so, and a call succeeds aft
     /^the local gateway \(workerd\) broke off this request before answering it \(\w+\); if it stopped, tandem serve starts it again: send the request again/,
   );
   expect(error.message).not.toMatch(/127\.0\.0\.1/);
+  // Nothing waits for a dead workerd's calls: it said a reload waited for this one, and that its client would send it again.
+  expect(served!.output()).not.toMatch(/the reload waits for/);
   // Sent at once: it waits at the front door for the new workerd, as during a reload.
   expect(await hello.remote("bob")).toBe("hello bob");
   await served!.waitFor(/the gateway started again in \d+ ms/);

@@ -209,12 +209,13 @@ export class FrontDoor {
   /**
    * Keeps new requests (and WebSocket upgrades) here until the next `swap`, and stops the current backend once its
    * requests have finished; resolves once it has stopped. For a backend that must not run beside the next one: two
-   * workerd on one state folder each open the same Durable Objects, and neither sees what the other writes.
+   * workerd on one state folder each open the same Durable Objects, and neither sees what the other writes. `dead`: the
+   * backend died on its own, so its requests in flight fail with it, and `onHoldWaiting` says nothing of them.
    * @example
    * await door.hold(); // the old workerd has stopped; requests wait
    * door.swap(await startWorkerd(next)); // and go to the new one
    */
-  async hold(): Promise<void> {
+  async hold(dead = false): Promise<void> {
     this.#held ??= [];
     const old = this.#slot;
     if (!old) return;
@@ -226,12 +227,13 @@ export class FrontDoor {
     // when dropped) is cut at once, a keyed call after a moment (it may end by then), answered 503 where its answer has
     // not begun (curl shows why). A stream or a web request is waited for. Serve says which.
     for (const [res, { resumes }] of old.inflight) if (resumes === "read") res.destroy();
+    // `dead`: its workerd died, and what it had in flight fails with it; nothing is waited for, and nothing said.
     const calls = [...old.inflight.values()].filter((r) => r.resumes === "call").map((r) => r.name);
-    if (calls.length) this.onHoldWaiting?.(calls, "cut");
+    if (calls.length && !dead) this.onHoldWaiting?.(calls, "cut");
     const cut = setTimeout(() => {
       for (const [res, { resumes }] of old.inflight) if (resumes) void cutOff(res, RELOAD_CUT); // only calls are left of them
       const waitedFor = [...old.inflight.values()].filter((r) => !r.resumes && !r.plane).map((r) => r.name);
-      if (waitedFor.length) this.onHoldWaiting?.(waitedFor, "end");
+      if (waitedFor.length && !dead) this.onHoldWaiting?.(waitedFor, "end");
     }, this.resumableWaitMs);
     cut.unref();
     await old.stopped;

@@ -293,7 +293,7 @@ export async function serve(options: ServeOptions): Promise<Serving> {
       }
       log(`${style.err("✗")} the gateway's workerd${how}; starting it again${delay ? ` in ${delay / 1000} s` : ""}, requests wait meanwhile`);
       const t0 = performance.now();
-      await door.hold();
+      await door.hold(true);
       await new Promise((resolve) => setTimeout(resolve, delay));
       if (closed) return;
       try {
