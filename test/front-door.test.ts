@@ -45,6 +45,8 @@ interface Answer {
   body: string;
   /** How much of its body the client had written when the answer ended. */
   sent: number;
+  /** Its `access-control-allow-origin`. */
+  allowOrigin?: string | undefined;
 }
 
 /**
@@ -52,7 +54,11 @@ interface Answer {
  * Node's own client, which reads the answer while it still writes. `untilAnswered`: write 64 KiB, then
  * the rest only once the answer has begun.
  */
-function postChunked(path: string, total: number, options: { untilAnswered?: boolean; token?: string | false; method?: string } = {}): Promise<Answer> {
+function postChunked(
+  path: string,
+  total: number,
+  options: { untilAnswered?: boolean; token?: string | false; method?: string; origin?: string } = {},
+): Promise<Answer> {
   return new Promise((resolve, reject) => {
     let sent = 0;
     let answered: () => void = () => {};
@@ -61,14 +67,18 @@ function postChunked(path: string, total: number, options: { untilAnswered?: boo
       new URL(path, doorUrl),
       {
         method: options.method ?? "POST",
-        headers: { "transfer-encoding": "chunked", ...(options.token === false ? {} : { authorization: `Bearer ${options.token ?? ADMIN_TOKEN}` }) },
+        headers: {
+          "transfer-encoding": "chunked",
+          ...(options.token === false ? {} : { authorization: `Bearer ${options.token ?? ADMIN_TOKEN}` }),
+          ...(options.origin ? { origin: options.origin } : {}),
+        },
       },
       (res) => {
         answered();
         let body = "";
         res.setEncoding("utf8");
         res.on("data", (d: string) => (body += d));
-        res.on("end", () => resolve({ status: res.statusCode!, body, sent }));
+        res.on("end", () => resolve({ status: res.statusCode!, body, sent, allowOrigin: res.headers["access-control-allow-origin"] }));
         res.on("error", reject);
       },
     );
@@ -223,6 +233,14 @@ describe("the front door of tandem serve", () => {
     const { token: connect } = (await minted.json()) as { token: string };
     const withConnect = await postChunked(`/guarded/admin/upload?token=${connect}`, LIMIT - 64 * 1024, { token: false });
     expect([withConnect.status, JSON.parse(withConnect.body)]).toEqual([200, { read: LIMIT - 64 * 1024 }]);
+    // From an origin the app's CORS allows, the refusal carries that origin, as a small body's does, so the page can
+    // read why (before, the preflight that refused it went without the request's Origin: a network error to the page).
+    for (const token of [false as const, "tk-0000000000000000.ts-00000000000000000000000000000000"]) {
+      const refused = await postChunked("/guarded/admin/upload", LIMIT - 64 * 1024, { token, origin: "https://app.example" });
+      expect([refused.status, refused.allowOrigin]).toEqual([401, "https://app.example"]);
+    }
+    const elsewhere = await postChunked("/guarded/admin/upload", LIMIT - 64 * 1024, { token: false, origin: "https://elsewhere.example" });
+    expect([elsewhere.status, elsewhere.allowOrigin]).toEqual([401, undefined]);
   });
 
   it("sends the gateway's 401 or 403, not its own 413, to a declared length over the limit with credentials that will not do", async () => {

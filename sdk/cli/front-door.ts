@@ -395,11 +395,13 @@ export class FrontDoor {
    * the gateway checks it as always.
    */
   async #preflight(slot: Slot, req: http.IncomingMessage): Promise<GatewayAnswer | undefined> {
-    const { [HEADERS.authorization]: authorization, [HEADERS.env]: env } = req.headers;
+    const { [HEADERS.authorization]: authorization, [HEADERS.env]: env, origin } = req.headers;
     const headers = {
       // A web endpoint's request may carry none (its connect token is in the query, or it has no credentials at all).
       ...(authorization === undefined ? {} : { [HEADERS.authorization]: authorization }),
       ...(env === undefined ? {} : { [HEADERS.env]: env }),
+      // A guarded web app's refusal carries its CORS for the origin that asks, so a page it lets in can read it.
+      ...(origin === undefined ? {} : { origin }),
       [HEADERS.preflight]: "1",
       "content-length": "0",
     };
