@@ -80,11 +80,12 @@ export function gatewayUnreachable(baseUrl: string, err: unknown): GatewayUnreac
 /**
  * The gateway to talk to: the explicit option, then `TANDEM_GATEWAY`, then
  * the one a `tandem serve` running in this folder serves (`localGatewayUrl`),
- * then `http://127.0.0.1:8787`.
+ * then, in a browser, the page's own origin (a page the gateway serves), else
+ * `http://127.0.0.1:8787`.
  */
 export function resolveGatewayUrl(explicit?: string): string {
   const env = (globalThis as { process?: { env?: Record<string, string | undefined> } }).process?.env;
-  const raw = explicit ?? (env?.TANDEM_GATEWAY || undefined) ?? localGatewayUrl() ?? DEFAULT_GATEWAY;
+  const raw = explicit ?? (env?.TANDEM_GATEWAY || undefined) ?? localGatewayUrl() ?? pageOrigin() ?? DEFAULT_GATEWAY;
   let url: URL;
   try {
     url = new URL(raw);
@@ -95,6 +96,13 @@ export function resolveGatewayUrl(explicit?: string): string {
     throw new InvalidOptionsError(`gateway "${raw}" must be an http:// or https:// URL`);
   }
   return url.href.replace(/\/+$/, "");
+}
+
+/** In a browser, the origin of the page (http or https): where a page the gateway serves finds it. */
+function pageOrigin(): string | undefined {
+  const location = (globalThis as { document?: unknown; location?: { origin?: unknown } }).document === undefined ? undefined : globalThis.location;
+  const origin = location?.origin;
+  return typeof origin === "string" && /^https?:\/\//.test(origin) ? origin : undefined;
 }
 
 export class HttpInvoker implements Invoker {

@@ -87,7 +87,8 @@ describe("examples/agent in a browser", () => {
     const result = await page.evaluate(async (gateway) => {
       const { connect } = (window as unknown as { tandem: typeof import("../sdk/index.js") }).tandem;
       const frames: string[] = [];
-      const chat = connect("agent", "chat", { gateway });
+      // No gateway named: the page's own origin, which served it (before: 127.0.0.1:8787, where nothing listened).
+      const chat = connect("agent", "chat");
       chat.addEventListener("message", (e) => frames.push((e as unknown as { data: string }).data));
       chat.send("from the sdk");
       while (!frames.some((f) => JSON.parse(f).type === "done")) await new Promise((r) => setTimeout(r, 20));
