@@ -40,6 +40,39 @@ export const ERROR_STATUS = {
 export type ErrorCode = keyof typeof ERROR_STATUS;
 
 /**
+ * The name of each code's class, written out: `new.target.name` is whatever a minifier renamed the class to (`zn`), so
+ * a browser bundle's `err.name` said nothing.
+ */
+const ERROR_NAMES: Record<ErrorCode, string> = {
+  invalid_request: "InvalidRequestError",
+  invalid_options: "InvalidOptionsError",
+  invalid_argument: "InvalidArgumentError",
+  unauthorized: "UnauthorizedError",
+  spend_cap_reached: "SpendCapError",
+  forbidden: "ForbiddenError",
+  not_found: "NotFoundError",
+  method_not_allowed: "MethodNotAllowedError",
+  payload_too_large: "PayloadTooLargeError",
+  upgrade_required: "UpgradeRequiredError",
+  function_failed: "RemoteError",
+  function_timeout: "FunctionTimeoutError",
+  call_cancelled: "CancelledError",
+  already_exists: "AlreadyExistsError",
+  volume_conflict: "VolumeConflictError",
+  value_too_large: "ValueTooLargeError",
+  queue_full: "QueueFullError",
+  get_timeout: "GetTimeoutError",
+  gateway_unreachable: "GatewayUnreachableError",
+  protocol_error: "ProtocolError",
+  plane_unavailable: "PlaneUnavailableError",
+  not_configured: "NotConfiguredError",
+  no_capacity: "NoCapacityError",
+  container_failed: "ContainerFailedError",
+  image_build_failed: "ImageBuildError",
+  internal: "InternalError",
+};
+
+/**
  * Failures worth another attempt under a function's retry policy; the rest
  * (bad input, no plane, no capacity, a cancel) would fail the same way again.
  */
@@ -72,7 +105,10 @@ export class TandemError extends Error {
 
   constructor(code: ErrorCode, message: string, details?: Record<string, unknown>) {
     super(message);
-    this.name = new.target.name;
+    // A class of Tandem's by its own name; one of the app's own (extending one of them) by its class's.
+    const made: unknown = new.target;
+    const ours = code === "function_failed" ? made === RemoteError : made === CLASSES[code];
+    this.name = ours ? ERROR_NAMES[code] : new.target.name;
     this.code = code;
     this.details = details;
   }
