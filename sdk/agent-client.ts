@@ -252,7 +252,14 @@ export class AgentSocket extends EventTarget {
       url.searchParams.set("token", token);
       return { url: url.href };
     }
-    if (!TOKEN_PATTERN.test(token)) throw new InvalidOptionsError("connect: token must be an API token (tk-….ts-…) or a connect token (ct-…)");
+    if (!TOKEN_PATTERN.test(token)) {
+      // One that begins as a connect token is taken for one: say what it lacks, not that it should be one.
+      throw new InvalidOptionsError(
+        token.startsWith("ct-")
+          ? "connect: token is no whole connect token (ct-<payload>.<signature>, as POST /v1/apps/:app/connect-token mints it): was it cut short?"
+          : "connect: token must be an API token (tk-….ts-…) or a connect token (ct-…)",
+      );
+    }
     if (!inNode()) {
       throw new InvalidOptionsError(
         "connect: a browser cannot send an API token with a WebSocket (and should not hold one): give a connect token (ct-…) minted by your backend with POST /v1/apps/:app/connect-token",

@@ -71,6 +71,14 @@ const MAP_BATCH_BYTES = GATEWAY_DEFAULTS.maxBodyBytes - 64 * 1024;
  */
 export function gatewayUnreachable(baseUrl: string, err: unknown): GatewayUnreachableError {
   const cause = err instanceof Error ? (err.cause instanceof Error ? err.cause.message : err.message) : String(err);
+  // A page's fetch fails alike for a gateway that is down and one whose answer its CORS kept from another origin.
+  const page = pageOrigin();
+  if (page !== undefined && new URL(baseUrl).origin !== page) {
+    return new GatewayUnreachableError(
+      `could not reach the Tandem gateway at ${baseUrl} from this page (${cause}): either it is not running, or the browser kept its answer from this page's origin (${page}): the /v1 API answers no other origin (CORS); call it from a page the gateway serves, or through your own backend or web app (docs/security.md)`,
+      { gateway: baseUrl },
+    );
+  }
   return new GatewayUnreachableError(
     `could not reach the Tandem gateway at ${baseUrl} (${cause}); is \`tandem serve\` running? One at another address: --gateway <url>, the gateway option or TANDEM_GATEWAY`,
     { gateway: baseUrl },

@@ -4,7 +4,7 @@ import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { spawnSync } from "node:child_process";
 import { findToken, localGatewayUrl, refusedTokenHint, saveToken, tokenFor } from "./credentials.js";
-import { resolveGatewayUrl } from "./client.js";
+import { gatewayUnreachable, resolveGatewayUrl } from "./client.js";
 
 const A = "tk-aaaaaaaaaaaaaaaa.ts-aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
 const B = "tk-bbbbbbbbbbbbbbbb.ts-bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";
@@ -41,6 +41,27 @@ describe("which token a client sends", () => {
       expect(resolveGatewayUrl()).toBe("http://127.0.0.1:19555");
       expect(resolveGatewayUrl("http://127.0.0.1:1")).toBe("http://127.0.0.1:1"); // the option first
     } finally {
+      if (gatewayVar !== undefined) process.env.TANDEM_GATEWAY = gatewayVar;
+    }
+  });
+
+  it("in a browser, goes to the page's own origin, and says a fetch that failed across origins may be the browser's CORS", () => {
+    // Before: 127.0.0.1:8787 from a page served on :9510, and "is tandem serve running?" of a gateway that was.
+    const page = globalThis as { document?: unknown; location?: unknown };
+    const gatewayVar = process.env.TANDEM_GATEWAY;
+    delete process.env.TANDEM_GATEWAY;
+    page.document = {};
+    page.location = { origin: "http://127.0.0.1:9510" };
+    try {
+      expect(resolveGatewayUrl()).toBe("http://127.0.0.1:9510");
+      const failed = new TypeError("Failed to fetch");
+      expect(gatewayUnreachable("http://127.0.0.1:9999", failed).message).toMatch(
+        /^could not reach the Tandem gateway at http:\/\/127\.0\.0\.1:9999 from this page \(Failed to fetch\): either it is not running, or the browser kept its answer from this page's origin \(http:\/\/127\.0\.0\.1:9510\)/,
+      );
+      expect(gatewayUnreachable("http://127.0.0.1:9510", failed).message).toMatch(/is `tandem serve` running\?/);
+    } finally {
+      delete page.document;
+      delete page.location;
       if (gatewayVar !== undefined) process.env.TANDEM_GATEWAY = gatewayVar;
     }
   });

@@ -524,6 +524,8 @@ describe("web endpoints and agents that ask for a token", () => {
   it("ends connect() with an error and a close when its token is not one, or its token function throws", async () => {
     for (const [token, reason] of [
       ["hunter2", "connect: token must be an API token (tk-….ts-…) or a connect token (ct-…)"],
+      // It said "must be … a connect token (ct-…)" of one that begins so.
+      ["ct-bogus", "connect: token is no whole connect token (ct-<payload>.<signature>, as POST /v1/apps/:app/connect-token mints it): was it cut short?"],
       [
         () => {
           throw new Error("the backend did not answer");
