@@ -108,8 +108,8 @@ export function resolveGatewayUrl(explicit?: string): string {
 
 /** In a browser, the origin of the page (http or https): where a page the gateway serves finds it. */
 function pageOrigin(): string | undefined {
-  const location = (globalThis as { document?: unknown; location?: { origin?: unknown } }).document === undefined ? undefined : globalThis.location;
-  const origin = location?.origin;
+  const page = globalThis as { document?: unknown; location?: { origin?: unknown } };
+  const origin = page.document === undefined ? undefined : page.location?.origin;
   return typeof origin === "string" && /^https?:\/\//.test(origin) ? origin : undefined;
 }
 
