@@ -84,7 +84,7 @@ async function planeSend(rc: RunContext, fn: RegisteredFunction, args: CallArgs,
     // without parameters) warm containers are worth going to.
     ...(request.clsParams && Object.keys(request.clsParams).length
       ? {}
-      : { warm: { app: fn.app, function: containerGroup(fn.name), maxContainers: fn.spec.autoscaler.maxContainers } }),
+      : { warm: { app: fn.app, function: containerGroup(fn.name) } }),
     deadline: Date.now() + fn.spec.timeoutSeconds * 1000,
   };
 }

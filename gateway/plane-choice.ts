@@ -36,13 +36,12 @@ export interface PlaneWants extends PlanePlacement {
 
 /**
  * Where an input may run (`regions`, empty: anywhere) and the regions nearest its caller, nearest first
- * (plane-regions.ts); `warm`: the function whose idle warm containers, as heartbeats report them, draw it, and the most
- * containers of it the fleet runs (its `maxContainers`).
+ * (plane-regions.ts); `warm`: the function whose idle warm containers, as heartbeats report them, draw it.
  */
 export interface PlanePlacement {
   regions: readonly string[];
   near: readonly string[];
-  warm?: { app: string; function: string; maxContainers?: number };
+  warm?: { app: string; function: string };
 }
 
 /** The last view the registry gave, as plain data: a cached promise would be one request's, awaited by others (workerd warns). */
@@ -197,17 +196,6 @@ export function pickPlane(
   const warm = placement.warm;
   const idle = (p: PlaneInfo) => (warm ? idleLeft(p, warm) : 0);
   const hasEnough = (p: PlaneInfo) => wants.length === 0 || wants.some((w) => (p.gpus[w.type]?.total ?? 0) >= w.count);
-  // At its `maxContainers` across the fleet: the input waits for one of its containers, where they are (nearest first).
-  if (warm?.maxContainers !== undefined) {
-    const holding = usable.filter((p) => containersOn(p, warm) > 0);
-    if (holding.length && usable.reduce((sum, p) => sum + containersOn(p, warm), 0) >= warm.maxContainers) {
-      const nearest = Math.min(...holding.map(rank));
-      return mostOf(
-        holding.filter((p) => rank(p) === nearest),
-        idle,
-      );
-    }
-  }
   for (const r of ranks) {
     const near = usable.filter((p) => rank(p) === r);
     const warmest = mostOf(
@@ -251,25 +239,10 @@ export function pickPlane(
 /** The inputs of each function this isolate has in flight on each plane: each keeps a container of it busy. */
 const inFlight = new Map<string, number>();
 
-/**
- * What an input's new container takes on a plane beyond what the plane's report counts: its CPU, and its GPUs; and
- * the container itself, as the share of one it is (`starts`) of function `of` (`fnKey`).
- */
+/** What an input's new container takes on a plane beyond what the plane's report counts: its CPU, and its GPUs. */
 export interface Placing {
   cpu: number;
   gpu?: GpuRequest;
-  of?: string;
-  starts?: number;
-}
-
-const fnKey = (fn: { app: string; function: string }) => JSON.stringify([fn.app, fn.function]);
-
-/** The containers of `fn` on `plane`: those its last report counted, and those this isolate's inputs started since. */
-function containersOn(plane: PlaneInfo, fn: { app: string; function: string }): number {
-  const reported = plane.warm?.find((w) => w.app === fn.app && w.function === fn.function);
-  const key = fnKey(fn);
-  const since = sinceReport(plane).reduce((sum, p) => sum + (p.of === key ? (p.starts ?? 0) : 0), 0);
-  return (reported ? reported.busy + reported.idle : 0) + since;
 }
 
 /** By plane, what each input in flight that this isolate sent there since its last report takes, and when: see `cpuFree`. */
@@ -320,8 +293,7 @@ export function resourcesToPlace(
   if (fn && idleLeft(plane, fn) > 0) return { cpu: 0 };
   const want = wants.find((w) => gpuFree(plane, w.type) >= w.count) ?? wants.find((w) => (plane.gpus[w.type]?.total ?? 0) >= w.count);
   const share = cpu / perContainer;
-  const container = fn ? { of: fnKey(fn), starts: 1 / perContainer } : {};
-  return want ? { cpu: share, gpu: { type: want.type, count: want.count / perContainer }, ...container } : { cpu: share, ...container };
+  return want ? { cpu: share, gpu: { type: want.type, count: want.count / perContainer } } : { cpu: share };
 }
 
 /** The idle containers of `fn` that `plane` last reported, less the inputs of it this isolate has in flight there. */
@@ -343,7 +315,7 @@ export function inputInFlight(planeId: string, fn: { app: string; function: stri
   inFlight.set(key, (inFlight.get(key) ?? 0) + 1);
   const placement = { ...placing, at: Date.now() };
   const onPlane = placed.get(planeId) ?? placed.set(planeId, new Set()).get(planeId)!;
-  if (placing.cpu > 0 || placing.gpu || placing.starts) onPlane.add(placement);
+  if (placing.cpu > 0 || placing.gpu) onPlane.add(placement);
   let done = false;
   return () => {
     if (done) return;
