@@ -82,9 +82,7 @@ async function planeSend(rc: RunContext, fn: RegisteredFunction, args: CallArgs,
     near: rc.nearRegions ?? defaultNearRegions(rc.config),
     // A class instance's pool is its parameters', which heartbeats do not name: only a plain function's (or a class
     // without parameters) warm containers are worth going to.
-    ...(request.clsParams && Object.keys(request.clsParams).length
-      ? {}
-      : { warm: { app: fn.app, function: containerGroup(fn.name) } }),
+    ...(request.clsParams && Object.keys(request.clsParams).length ? {} : { warm: { app: fn.app, function: containerGroup(fn.name) } }),
     deadline: Date.now() + fn.spec.timeoutSeconds * 1000,
   };
 }
