@@ -37,7 +37,7 @@ import { formatGpu } from "./gpu.js";
 import { FUNCTION_NAME_PATTERN, NAME_PATTERN, RESERVED_APP_NAMES, clsParamsProblem, type AppManifest } from "./protocol.js";
 import type { Secret } from "./secret.js";
 import { valueText } from "./value-text.js";
-import { nearestName } from "./nearest-name.js";
+import { didYouMean } from "./nearest-name.js";
 
 /** The handlers a WebSocket agent may have. */
 const AGENT_HANDLERS = ["initialState", "onOpen", "onMessage", "onClose"];
@@ -710,8 +710,7 @@ export class App {
     if (typeof handlers !== "object" || handlers === null) throw new InvalidOptionsError(`${where} needs handlers: { onOpen?, onMessage?, onClose? }`);
     for (const [key, value] of Object.entries(handlers)) {
       if (!AGENT_HANDLERS.includes(key)) {
-        const near = nearestName(key, AGENT_HANDLERS);
-        throw new InvalidOptionsError(`${where}: unknown handler "${key}"${near ? `; did you mean "${near}"?` : ""} (handlers: ${AGENT_HANDLERS.join(", ")})`);
+        throw new InvalidOptionsError(`${where}: unknown handler "${key}"${didYouMean(key, AGENT_HANDLERS)} (handlers: ${AGENT_HANDLERS.join(", ")})`);
       }
       if (typeof value !== "function") throw new InvalidOptionsError(`${where}: "${key}" must be a function`);
     }
