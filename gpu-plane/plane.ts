@@ -286,7 +286,15 @@ export class Plane {
     });
     // Side by side: the base image checked, and containers a previous run of this plane left behind removed.
     const [prepared] = await Promise.allSettled([driver.prepare(), leftovers.start()]);
-    if (prepared.status === "rejected") cannotStart = (prepared.reason as Error).message;
+    if (prepared.status === "rejected") {
+      // An option of this plane's the engine cannot meet (a runtime it lacks): said at once, not waited out.
+      if (prepared.reason instanceof InvalidOptionsError) {
+        leftovers.stop();
+        usage.close();
+        throw prepared.reason;
+      }
+      cannotStart = (prepared.reason as Error).message;
+    }
     const unavailable = cannotStart ?? leftovers.pending;
     trace("plane: engine checked, base image found, leftovers removed");
     const inventory = new Inventory(await gpusFound);

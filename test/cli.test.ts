@@ -438,6 +438,12 @@ describe("a newcomer's mistakes, each told in one format", () => {
     expect(plane.stderr).toContain("error: --host 999.1.1.1 is no address of this machine (ENOTFOUND)");
   });
 
+  it("tandem plane --docker-runtime the engine lacks: stops at once, naming the runtimes it has (before: ran on, taking no call)", async () => {
+    const plane = await runCli(["plane", "--docker-runtime", "bogus", "--gateway", "http://127.0.0.1:9", "--port", "0"], { cwd: dir });
+    expect(plane.code).toBe(2);
+    expect(plane.stderr).toMatch(/^error: the Docker engine at \S+ has no runtime "bogus" \(it has: [^)]*\brunc\b[^)]*\)\. Install it and register it/);
+  });
+
   it("an unknown option: the nearest known one", async () => {
     const { code, stderr } = await withApp('export const embed = app.function({ gpus: "A100" }, () => 1);', ["serve", "app.ts", "--port", "0"]);
     expect(code).toBe(2);

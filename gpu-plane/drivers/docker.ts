@@ -18,7 +18,7 @@ import { basename, dirname, join } from "node:path";
 import { PassThrough } from "node:stream";
 import { StringDecoder } from "node:string_decoder";
 import type Dockerode from "dockerode";
-import { InternalError } from "../../sdk/errors.js";
+import { InternalError, InvalidOptionsError } from "../../sdk/errors.js";
 import { CONTAINER_LABELS, type ImageBuildSpec } from "../../sdk/protocol.js";
 import { LineSplitter } from "../../sdk/stream-lines.js";
 import { trace } from "../../sdk/trace.js";
@@ -778,7 +778,8 @@ function gvisorOpensHostSockets(runtime: EngineRuntime | undefined): boolean {
 /**
  * The runtime function containers run under: the one asked for, which the engine must list; else gVisor where the
  * engine lists it, registered so that a container can reach the plane's sockets; else runc, with a note saying so
- * (and how to get gVisor).
+ * (and how to get gVisor). A runtime asked for that the engine lacks, or cannot use, is the plane's option at fault
+ * (`InvalidOptionsError`): the plane does not start, where a missing engine leaves it waiting for one.
  */
 export function chooseRuntime(
   listed: Record<string, EngineRuntime>,
@@ -794,12 +795,12 @@ export function chooseRuntime(
   if (asked) {
     if (!names.includes(asked)) {
       const install = asked === GVISOR_RUNTIME ? `For gVisor: ${howTo}` : `Install it and register it in the engine's daemon.json under "runtimes"`;
-      throw new DockerUnavailableError(
+      throw new InvalidOptionsError(
         `the Docker engine at ${engine} has no runtime "${asked}" (it has: ${names.join(", ") || "none"}). ${install}; or leave --docker-runtime out to use gVisor where the engine has it, else runc`,
       );
     }
     const gvisor = isGvisor(asked, listed[asked]);
-    if (gvisor && !gvisorOpensHostSockets(listed[asked])) throw new DockerUnavailableError(gvisorUnfit(asked));
+    if (gvisor && !gvisorOpensHostSockets(listed[asked])) throw new InvalidOptionsError(gvisorUnfit(asked));
     return { runtime: asked, gvisor };
   }
   if (names.includes(GVISOR_RUNTIME)) {

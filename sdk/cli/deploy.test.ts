@@ -25,6 +25,15 @@ describe("tandem deploy's local secrets", () => {
     expect(sent.summary).not.toContain(VALUE);
   });
 
+  it("name a web endpoint's and an agent's as what they are (before: vault.web/hook)", () => {
+    const app = appWith([Secret.fromDict({ LOCAL: VALUE })]);
+    app.endpoint({ label: "hook", secrets: [Secret.fromDict({ HOOK_KEY: "h-1234" })] }, () => "ok");
+    app.websocket("chat", { onMessage: () => {} }, { secrets: [Secret.fromDict({ CHAT_KEY: "c-1234" })] });
+    expect(deployedLocalSecrets([app], ["app.ts"])!.summary).toBe(
+      'local secrets of vault.local (LOCAL), vault\'s endpoint "hook" (HOOK_KEY), vault\'s websocket "chat" (CHAT_KEY)',
+    );
+  });
+
   it("are nothing for apps with none, and refused, saying what to do, past what a Worker secret holds", () => {
     expect(deployedLocalSecrets([appWith([])], ["app.ts"])).toBeUndefined();
     expect(() => deployedLocalSecrets([appWith([Secret.fromDict({ BIG: "x".repeat(6000) })])], ["app.ts"])).toThrow(

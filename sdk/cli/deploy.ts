@@ -213,8 +213,16 @@ async function warnOfDroppedApps(gateway: HttpInvoker, apps: App[]): Promise<voi
  */
 export function deployedLocalSecrets(apps: App[], appFiles: string[]): { file: string; value: string; summary: string } | undefined {
   const values = localSecretValues(apps, appFiles);
+  // A function or class by its name (vault.local); a web endpoint, web app or agent as what it is (vault's endpoint "hook").
+  const named = (app: string, holder: string) => {
+    const what = apps
+      .find((a) => a.name === app)
+      ?.secretHolders()
+      .find((h) => h.holder === holder)?.what;
+    return holder.startsWith("web/") && what ? `${app}'s ${what}` : `${app}.${holder}`;
+  };
   const holders = Object.entries(values).flatMap(([app, byHolder]) =>
-    Object.entries(byHolder).map(([holder, list]) => `${app}.${holder} (${[...new Set(list.flatMap((v) => (v ? Object.keys(v) : [])))].join(", ")})`),
+    Object.entries(byHolder).map(([holder, list]) => `${named(app, holder)} (${[...new Set(list.flatMap((v) => (v ? Object.keys(v) : [])))].join(", ")})`),
   );
   if (holders.length === 0) return undefined;
   const value = JSON.stringify(values);
