@@ -23,6 +23,7 @@ import { tokenEndedHow, tokenIsLive, tokenLivenessKnown } from "./auth.js";
 import { gatewayConfig, type GatewayConfig } from "./config.js";
 import type { Env } from "./env.js";
 import { inEnvironment } from "./environments.js";
+import { sha256Hex } from "../sdk/hex.js";
 import { secretEnv } from "./secret-env.js";
 import { registry } from "./registry.js";
 import { runStore, withCallEnv, type RunContext } from "./run-context.js";
@@ -45,9 +46,13 @@ interface Where {
   shard: number;
 }
 
-/** A session as the dashboard lists it: live while it has open sockets. */
+/**
+ * A session as the dashboard lists it: live while it has open sockets. Known by its fingerprint, never its id, which
+ * resumes the session for whoever has it (docs/agents.md): a token that may read the dashboard may not take it over.
+ */
 export interface AgentSessionInfo {
-  sessionId: string;
+  /** The first 12 hex digits of the SHA-256 of the session's id (`sessionFingerprint`). */
+  fingerprint: string;
   sockets: number;
   rooms: string[];
   lastActive: number;
@@ -71,6 +76,15 @@ type Frame = string | ArrayBuffer | ArrayBufferView;
 const ROOM_PATTERN = /^[^\s]{1,128}$/;
 const encoder = new TextEncoder();
 const sessionTag = (id: string) => `session:${id}`;
+
+/**
+ * How the dashboard names a session: the first 12 hex digits of the SHA-256 of its id, which an app can work out
+ * from an id it has, and nobody can turn back into one.
+ * @example await sessionFingerprint("dashboard-live-1") // 12 hex digits
+ */
+export async function sessionFingerprint(sessionId: string): Promise<string> {
+  return (await sha256Hex(sessionId)).slice(0, 12);
+}
 
 export class AgentHub extends DurableObject<Env> {
   /** Sessions whose state is in memory; after hibernation they are read again from storage. */
@@ -182,11 +196,13 @@ export class AgentHub extends DurableObject<Env> {
   /** The dashboard's view: each session this object keeps, with its open sockets and rooms. */
   async sessions(): Promise<AgentSessionInfo[]> {
     const stored = await this.ctx.storage.list<Session>({ prefix: "session:" });
-    return [...stored].map(([key, session]) => {
-      const sessionId = key.slice("session:".length);
-      const sockets = this.ctx.getWebSockets(sessionTag(sessionId)).filter((ws) => ws.readyState === WebSocket.OPEN).length;
-      return { sessionId, sockets, rooms: session.rooms, lastActive: session.lastActive };
-    });
+    return Promise.all(
+      [...stored].map(async ([key, session]) => {
+        const sessionId = key.slice("session:".length);
+        const sockets = this.ctx.getWebSockets(sessionTag(sessionId)).filter((ws) => ws.readyState === WebSocket.OPEN).length;
+        return { fingerprint: await sessionFingerprint(sessionId), sockets, rooms: session.rooms, lastActive: session.lastActive };
+      }),
+    );
   }
 
   /** Deletes the sessions that have had no socket for longer than their agent's `sessionTtl`. */

@@ -672,10 +672,10 @@ const liveSessions = isolateShared(DASHBOARD_DEFAULTS.livePollMs, (env: Env, key
 function sessionsTable(sessions: AgentSession[]): Html {
   const rows = sessions.map(
     (s) =>
-      html`<tr data-session="${s.sessionId}">
+      html`<tr data-session="${s.fingerprint}">
         <td>${s.app}</td>
         <td>${s.label}</td>
-        <td>${s.sessionId}</td>
+        <td><code title="the first 12 hex digits of the SHA-256 of the session's id">${s.fingerprint}</code></td>
         <td><span class="badge ${s.sockets ? "running" : ""}">${s.sockets ? `live (${s.sockets})` : "idle"}</span></td>
         <td>${s.rooms.join(", ")}</td>
         <td>${time(s.lastActive)}</td>

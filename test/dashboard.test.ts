@@ -13,6 +13,7 @@
  */
 import { chromium, type Browser, type BrowserContext, type Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { createHash } from "node:crypto";
 import { mkdir, readFile } from "node:fs/promises";
 import http from "node:http";
 import type { AddressInfo } from "node:net";
@@ -654,7 +655,9 @@ describe("the dashboard", () => {
     await page.waitForFunction(() => document.body.dataset.liveState === "open");
     const ws = new WebSocket(`${gateway.url.replace(/^http/, "ws")}/shop/chat?session=dashboard-live-1`);
     await new Promise((resolve, reject) => ws.once("open", resolve).once("error", reject));
-    const sockets = () => page.locator('tr[data-session="dashboard-live-1"] .badge');
+    // Known by its fingerprint: the id itself would let whoever reads the page resume the session.
+    const fingerprint = createHash("sha256").update("dashboard-live-1").digest("hex").slice(0, 12);
+    const sockets = () => page.locator(`tr[data-session="${fingerprint}"] .badge`);
     await expect
       .poll(
         () =>
@@ -664,6 +667,8 @@ describe("the dashboard", () => {
         { timeout: 2000, interval: 50 },
       )
       .toBe("live (1)");
+    expect(await page.locator(`tr[data-session="${fingerprint}"] code`).textContent()).toBe(fingerprint);
+    expect(await page.content()).not.toContain("dashboard-live-1");
     const closed = new Promise((resolve) => ws.once("close", resolve));
     ws.close();
     await closed;
