@@ -5,7 +5,7 @@
  * Wrangler itself is stood in for (`TANDEM_WRANGLER`, test/fixtures/stand-in-wrangler.mjs): no Cloudflare account.
  */
 import { execFileSync } from "node:child_process";
-import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { mkdtemp, readFile, readdir, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -315,6 +315,35 @@ describe("tandem deploy, history and rollback", () => {
     const listed = (await (await api("/v1/apps", restricted.token)).json()) as { apps: { name: string }[]; othersServed?: number };
     expect(listed.othersServed).toBe(1);
     expect(JSON.stringify(listed)).not.toContain("history");
+  });
+
+  it("records each app a rollback takes back with it, as a rollback to its own version of that Worker, and leaves no folder behind", async () => {
+    const secondHistory = async () =>
+      ((await (await api("/v1/apps/second/deployments", ADMIN_TOKEN)).json()) as { deployments: DeploymentRecord[] }).deployments;
+    const pair = await cli(["deploy", "app.ts", "second.ts", "--outdir", join(dir, "out-pair-1"), "--gateway", gw.url]);
+    expect(pair.code).toBe(0);
+    const [older] = await secondHistory();
+    await writeFile(
+      join(project, "second.ts"),
+      `${await readFile(join(project, "second.ts"), "utf8")}\nexport const two = app.function({ tier: "edge" }, () => 2);\n`,
+    );
+    const newer = await cli(["deploy", "app.ts", "second.ts", "--outdir", join(dir, "out-pair-2"), "--gateway", gw.url]);
+    expect(newer.code).toBe(0);
+    const [historyLive] = await history();
+    expect((await secondHistory())[0]!.codeHash).not.toBe(older!.codeHash);
+
+    const back = await cli(["app", "rollback", "history", String(historyLive!.version - 1), "--gateway", gw.url]);
+    expect(back.stderr).toBe("");
+    expect(back.code).toBe(0);
+    const [secondLive] = await secondHistory();
+    // Before: second's history still named its newer version live, though the Worker ran the older one's code.
+    expect(secondLive).toMatchObject({ rollbackOf: older!.version, codeHash: older!.codeHash, apps: ["history", "second"] });
+    expect(back.stdout).toContain(
+      `✓ app second: version ${secondLive!.version}, a rollback to version ${older!.version} (code ${older!.codeHash.slice(0, 12)})`,
+    );
+    // Its files were fetched into a folder of .tandem/rollback, which is gone now (before: one left a rollback).
+    expect(back.stdout).not.toContain(" into ");
+    expect(await readdir(join(project, ".tandem", "rollback"))).toEqual([]);
   });
 });
 

@@ -7,7 +7,7 @@
  */
 import { GATEWAY_HELP } from "./config.js";
 import { execFileSync } from "node:child_process";
-import { mkdir, mkdtemp, readFile, readdir, writeFile } from "node:fs/promises";
+import { mkdir, mkdtemp, readFile, readdir, rm, writeFile } from "node:fs/promises";
 import { dirname, join, relative } from "node:path";
 import { Command, InvalidArgumentError } from "commander";
 import type { HttpInvoker } from "../client.js";
@@ -159,7 +159,7 @@ export interface RollbackOptions {
   app: string;
   /** The version to restore; default: the one before the live one. */
   version?: number;
-  /** Where the old version's files are written (default: a new folder under .tandem/), and left. */
+  /** Where the old version's files are written, and left (default: a new folder under .tandem/rollback, removed once done). */
   outDir?: string;
   /** A program to run in wrangler's place (`TANDEM_WRANGLER`). */
   wrangler?: string;
@@ -168,9 +168,11 @@ export interface RollbackOptions {
 /**
  * Deploys an old version of an app again, as a new version: its files fetched from the gateway (each checked
  * against its SHA-256), written as deploy wrote them, uploaded by the same step, then recorded with `rollbackOf`.
- * Local secrets are not part of a deployment's files: the Worker keeps the values last sent.
+ * The other apps its Worker held go back with it, and each is recorded so: a new version of its own, a rollback to
+ * its version of that Worker. Local secrets are not part of a deployment's files: the Worker keeps the values last sent.
+ * Answers the rolled app's record first, then the others'.
  */
-export async function rollback(options: RollbackOptions): Promise<DeploymentRecord> {
+export async function rollback(options: RollbackOptions): Promise<DeploymentRecord[]> {
   const { client, app } = options;
   const { deployments } = (await client.request("GET", paths.deployments(app))) as DeploymentList;
   const live = deployments[0];
@@ -187,11 +189,46 @@ export async function rollback(options: RollbackOptions): Promise<DeploymentReco
         version: live.version,
       },
     );
-  const outDir = options.outDir ?? (await mkdtemp(join(await made(join(stateDir(), "rollback")), `${app}-v${target.version}-`)));
+  // The Worker is replaced whole: asked before anything is fetched, whether the token may take off what it serves,
+  // and record every app the old Worker holds.
+  const keeps = target.apps ?? [app];
+  checkMayRecordApps(await checkMayRecord(client), keeps, client.baseUrl);
+  const served = await droppedApps(client, keeps, "a rollback");
+  const others = keeps.filter((a) => a !== app);
+  // Each other app's version of the same Worker, which it goes back to: its own history names it by the same code.
+  const othersBack = await Promise.all(
+    others.map(async (other) => {
+      const list = (await client.request("GET", paths.deployments(other))) as DeploymentList;
+      return { app: other, live: list.deployments[0], version: list.deployments.find((d) => d.codeHash === target.codeHash)?.version };
+    }),
+  );
+  if (options.outDir === undefined) {
+    const outDir = await mkdtemp(join(await made(join(stateDir(), "rollback")), `${app}-v${target.version}-`));
+    try {
+      return await rollbackFrom(outDir, { ...options, live, target, served, othersBack });
+    } finally {
+      await rm(outDir, { recursive: true, force: true });
+    }
+  }
+  const outDir = options.outDir;
   // Only into a folder of its own: a file left there by something else would go to wrangler with the old version's.
   if (await notAFolder(outDir)) throw new InvalidOptionsError(`--outdir ${outDir} is a file: name a new or empty folder for version ${target.version}'s files`);
   if ((await readdir(outDir).catch(() => [])).length > 0)
     throw new InvalidOptionsError(`--outdir ${outDir} is not empty: name a new or empty folder for version ${target.version}'s files`);
+  return rollbackFrom(outDir, { ...options, live, target, served, othersBack });
+}
+
+/** The rest of `rollback`, once it is known what goes back: the files fetched into `outDir`, uploaded and recorded. */
+async function rollbackFrom(
+  outDir: string,
+  options: RollbackOptions & {
+    live: DeploymentRecord;
+    target: DeploymentRecord;
+    served: string[];
+    othersBack: { app: string; live: DeploymentRecord | undefined; version: number | undefined }[];
+  },
+): Promise<DeploymentRecord[]> {
+  const { client, app, live, target, othersBack } = options;
   for (const file of target.files) {
     const bytes = await client.requestBytes("GET", paths.deploymentFile(app, file.sha256));
     if ((await sha256Hex(bytes)) !== file.sha256)
@@ -199,13 +236,12 @@ export async function rollback(options: RollbackOptions): Promise<DeploymentReco
     await mkdir(dirname(join(outDir, file.path)), { recursive: true });
     await writeFile(join(outDir, file.path), bytes);
   }
-  console.log(`fetched version ${target.version} of app ${app} (${target.files.length} files, code ${target.codeHash.slice(0, 12)}) into ${outDir}`);
-  const others = (target.apps ?? []).filter((a) => a !== app);
-  if (others.length) console.log(style.dim(`  its Worker holds app${others.length === 1 ? "" : "s"} ${others.join(", ")} too: they go back with it`));
-  // The Worker is replaced whole: an app the live one serves and the old one does not is no longer served.
+  const kept = options.outDir === undefined ? "" : ` into ${outDir}`;
+  console.log(`fetched version ${target.version} of app ${app} (${target.files.length} files, code ${target.codeHash.slice(0, 12)})${kept}`);
+  if (othersBack.length)
+    console.log(style.dim(`  its Worker holds app${othersBack.length === 1 ? "" : "s"} ${othersBack.map((o) => o.app).join(", ")} too: they go back with it`));
   const keeps = target.apps ?? [app];
-  const served = await droppedApps(client, keeps, "a rollback");
-  const dropped = [...new Set([...(live.apps ?? [app]).filter((a) => !keeps.includes(a)), ...served])];
+  const dropped = [...new Set([...(live.apps ?? [app]).filter((a) => !keeps.includes(a)), ...options.served])];
   if (dropped.length)
     console.log(
       style.warn(
@@ -220,18 +256,16 @@ export async function rollback(options: RollbackOptions): Promise<DeploymentReco
     throw new Error(
       `version ${target.version}'s Worker is deployed, but wrangler exited with ${upload.code} putting ${upload.key} in the bucket; nothing was recorded, so tandem app history still names version ${live.version} live: run tandem app rollback ${app} ${target.version} again to finish`,
     );
-  return recordDeployment(
-    client,
-    app,
-    outDir,
-    target.files,
-    {
-      rollbackOf: target.version,
-      ...(target.git ? { git: target.git } : {}),
-      ...(target.apps ? { apps: target.apps } : {}),
-    },
-    true,
-  );
+  const extra = { ...(target.git ? { git: target.git } : {}), ...(target.apps ? { apps: target.apps } : {}) };
+  const records = [await recordDeployment(client, app, outDir, target.files, { rollbackOf: target.version, ...extra }, true)];
+  // The apps that went back with it: each a new version, a rollback to its own version of that Worker where its history
+  // has one; one whose live version is that Worker already (rolled back with it before) has nothing new to record.
+  for (const other of othersBack) {
+    if (other.live?.codeHash === target.codeHash) continue;
+    const back = other.version === undefined || other.version === other.live?.version ? {} : { rollbackOf: other.version };
+    records.push(await recordDeployment(client, other.app, outDir, target.files, { ...back, ...extra }, true));
+  }
+  return records;
 }
 
 async function made(dir: string): Promise<string> {
@@ -277,16 +311,23 @@ export function addDeploymentCommands(
     .option("-g, --gateway <url>", GATEWAY_HELP)
     .option("--token <token>", tokenHelp)
     .option("--env <name>", envHelp)
-    .option("--outdir <dir>", "where the old version's files are written before they are uploaded (default: a new folder in .tandem/rollback)")
+    .option(
+      "--outdir <dir>",
+      "where the old version's files are written before they are uploaded, and kept (default: a folder in .tandem/rollback, removed once done)",
+    )
     .action(async (app: string, version: number | undefined, opts: GatewayOpts & { outdir?: string }) => {
-      const record = await rollback({
+      const records = await rollback({
         client: clientOf(opts),
         app,
         ...(version === undefined ? {} : { version }),
         ...(opts.outdir ? { outDir: opts.outdir } : {}),
         ...(wranglerCommand ? { wrangler: wranglerCommand } : {}),
       });
-      console.log(`${style.ok("✓")} app ${app}: version ${record.version}, a rollback to version ${record.rollbackOf} (code ${record.codeHash.slice(0, 12)})`);
+      records.forEach((record, i) => {
+        const what =
+          record.rollbackOf === undefined ? `its Worker of version ${records[0]!.rollbackOf} of ${app}` : `a rollback to version ${record.rollbackOf}`;
+        console.log(`${style.ok("✓")} app ${i === 0 ? app : record.app}: version ${record.version}, ${what} (code ${record.codeHash.slice(0, 12)})`);
+      });
     });
 }
 
