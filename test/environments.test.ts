@@ -197,6 +197,24 @@ describe("environments main and dev on one gateway's state", () => {
     expect((await asDevAdmin("DELETE", `/v1/tokens/${id}`)).status).toBe(200);
   });
 
+  it("lets tandem token create, list and revoke work with an admin token limited to dev, given --env dev (before: create's refusal asked for --env, which list and revoke lacked)", async () => {
+    const devAdmin = await tokenFor({ scope: "admin", env: "dev" });
+    const asDevAdmin = (...args: string[]) => cli(...args, "--token", devAdmin);
+    const made = await asDevAdmin("token", "create", "--env", "dev", "--scope", "call", "--name", "dev-caller");
+    expect(made.stderr).toBe("");
+    expect(made.code).toBe(0);
+    const id = /created token (tk-\S+) "dev-caller"/.exec(made.stdout)![1]!;
+    const listed = await asDevAdmin("token", "list", "--env", "dev", "--json");
+    expect(listed.code).toBe(0);
+    expect((JSON.parse(listed.stdout) as { id: string }[]).map((t) => t.id)).toContain(id);
+    const revoked = await asDevAdmin("token", "revoke", id, "--env", "dev");
+    expect([revoked.code, revoked.stdout]).toEqual([0, `revoked token ${id} "dev-caller"\n`]);
+    // Without it, the refusal names the flag, which every token command now takes.
+    const unaddressed = await asDevAdmin("token", "list");
+    expect(unaddressed.code).toBe(2);
+    expect(unaddressed.stderr).toContain("address that one (--env dev, TANDEM_ENV=dev, or the Tandem-Env header)");
+  });
+
   it("refuses an admin token limited to dev on every route of a gateway serving main, the plane list included", async () => {
     const devAdmin = await tokenFor({ scope: "admin", env: "dev" });
     const asDevAdmin = (method: string, path: string, headers: Record<string, string> = {}) =>

@@ -27,7 +27,10 @@ import { WORKER_NAME_PATTERN, wrangler } from "./wrangler.js";
 import { listTime, style } from "./style.js";
 import { parseChoice } from "./choice-option.js";
 
-type GatewayOpts = { gateway?: string; token?: string };
+type GatewayOpts = { gateway?: string; token?: string; env?: string };
+
+/** `--env` of list and revoke: the tokens are the gateway's, but an admin token limited to an environment addresses it. */
+const ADDRESS_HELP = "the environment to address (default: TANDEM_ENV): an admin token limited to one lists and revokes that one's tokens, addressing it";
 
 /**
  * Adds `tandem token …` to `program`; `clientOf` makes a client for a command's `--gateway` and `--token`;
@@ -43,16 +46,20 @@ export function addTokenCommands(program: Command, clientOf: (opts: GatewayOpts)
       .description("make a token (needs an admin token); it is printed once, and with --save kept for this gateway in ~/.tandem.toml")
       .option("--name <name>", "a name to know it by in `tandem token list`")
       .option("--app <app...>", "only these apps (default: every app)", collectApps)
-      .option("--env <name>", "only this environment (default: every environment of the gateway)", parseEnvName)
+      .option(
+        "--env <name>",
+        "only this environment (default: every environment of the gateway); the request addresses it too, as an admin token limited to it must",
+        parseEnvName,
+      )
       .option("--scope <scope>", "what it may do: call functions, deploy and stop apps, or admin (tokens, planes)", parseChoice(TOKEN_SCOPES), "call")
       .option("--expires <duration>", "it stops working this long from now: 12h, 30d, … (default: never)", parseLife)
       .option("--save", "keep it in the profile file (~/.tandem.toml, or TANDEM_PROFILE) for this gateway"),
   ).action(async (opts: GatewayOpts & { name?: string; app?: string[]; env?: string; scope: TokenScope; expires?: string; save?: boolean }) => {
-    // --env here is the environment the new token is limited to, not one this request addresses.
+    // --env here is the environment the new token is limited to, and the one this request addresses: the tokens are
+    // the gateway's whichever it addresses, and an admin token limited to that environment must address it.
     if (opts.name !== undefined && opts.name.trim() === "")
       throw new InvalidArgumentError('--name must not be empty (leave it out for a made-up name, "token <id>")');
-    const { env: _limit, ...gateway } = opts;
-    const client = clientOf(gateway);
+    const client = clientOf(opts);
     const body = {
       ...(opts.name ? { name: opts.name } : {}),
       ...(opts.app ? { apps: opts.app } : {}),
@@ -84,28 +91,36 @@ export function addTokenCommands(program: Command, clientOf: (opts: GatewayOpts)
     }
   });
 
-  withGateway(token.command("list").description("the gateway's tokens (never their secrets); needs an admin token").option("--json", "print JSON")).action(
-    async (opts: GatewayOpts & { json?: boolean }) => {
-      const { tokens } = (await clientOf(opts).request("GET", paths.tokens())) as { tokens: TokenInfo[] };
-      if (opts.json) return console.log(JSON.stringify(tokens, null, 2));
-      if (tokens.length === 0) return console.log("no tokens yet (the gateway's bootstrap admin token is not listed); tandem token create makes one");
+  withGateway(
+    token
+      .command("list")
+      .description("the gateway's tokens (never their secrets); needs an admin token")
+      .option("--env <name>", ADDRESS_HELP, parseEnvName)
+      .option("--json", "print JSON"),
+  ).action(async (opts: GatewayOpts & { json?: boolean }) => {
+    const { tokens } = (await clientOf(opts).request("GET", paths.tokens())) as { tokens: TokenInfo[] };
+    if (opts.json) return console.log(JSON.stringify(tokens, null, 2));
+    if (tokens.length === 0) return console.log("no tokens yet (the gateway's bootstrap admin token is not listed); tandem token create makes one");
+    console.log(
+      `${"id".padEnd(20)} ${"name".padEnd(20)} ${"scope".padEnd(7)} ${"apps".padEnd(24)} ${"env".padEnd(12)} ${"created".padEnd(20)} ${"last used".padEnd(20)} expires`,
+    );
+    const now = Date.now();
+    for (const t of tokens) {
+      const when = (ms: number | null) => (ms === null ? "never" : listTime(ms));
+      const expires = t.expiresAt === undefined ? "never" : `${t.expiresAt <= now ? "expired " : ""}${listTime(t.expiresAt)}`;
+      // env: the one environment a token is limited to (`--env`), else all of the gateway's.
       console.log(
-        `${"id".padEnd(20)} ${"name".padEnd(20)} ${"scope".padEnd(7)} ${"apps".padEnd(24)} ${"env".padEnd(12)} ${"created".padEnd(20)} ${"last used".padEnd(20)} expires`,
+        `${t.id.padEnd(20)} ${t.name.slice(0, 20).padEnd(20)} ${t.scope.padEnd(7)} ${(t.apps?.join(",") ?? "all").slice(0, 24).padEnd(24)} ${(t.env ?? "all").padEnd(12)} ${when(t.createdAt).padEnd(20)} ${when(t.lastUsedAt).padEnd(20)} ${expires}`,
       );
-      const now = Date.now();
-      for (const t of tokens) {
-        const when = (ms: number | null) => (ms === null ? "never" : listTime(ms));
-        const expires = t.expiresAt === undefined ? "never" : `${t.expiresAt <= now ? "expired " : ""}${listTime(t.expiresAt)}`;
-        // env: the one environment a token is limited to (`--env`), else all of the gateway's.
-        console.log(
-          `${t.id.padEnd(20)} ${t.name.slice(0, 20).padEnd(20)} ${t.scope.padEnd(7)} ${(t.apps?.join(",") ?? "all").slice(0, 24).padEnd(24)} ${(t.env ?? "all").padEnd(12)} ${when(t.createdAt).padEnd(20)} ${when(t.lastUsedAt).padEnd(20)} ${expires}`,
-        );
-      }
-    },
-  );
+    }
+  });
 
   withGateway(
-    token.command("revoke").description("revoke a token: it stops working within 10 seconds; needs an admin token").argument("<id>", "the token's id (tk-…)"),
+    token
+      .command("revoke")
+      .description("revoke a token: it stops working within 10 seconds; needs an admin token")
+      .argument("<id>", "the token's id (tk-…)")
+      .option("--env <name>", ADDRESS_HELP, parseEnvName),
   ).action(async (id: string, opts: GatewayOpts) => {
     // A whole token pasted here is named by its id only: its secret is not printed back.
     const whole = TOKEN_PATTERN.exec(id.trim());
