@@ -209,6 +209,23 @@ describe("tandem plane with bad flags", () => {
     expect(twice.code).toBe(2);
     expect(twice.stderr).toContain('error: --gpus "A100:2:3": give a type and a count, such as "A100:2"');
   });
+
+  it("a --port in use: said as tandem serve says it (before: error: listen EADDRINUSE: address already in use)", async () => {
+    const taken = http.createServer();
+    await new Promise<void>((resolve) => taken.listen(0, "127.0.0.1", resolve));
+    const port = (taken.address() as AddressInfo).port;
+    const cwd = await mkdtemp(join(tmpdir(), "tandem-plane-port-"));
+    try {
+      const plane = await runCli(["plane", "--port", String(port), "--gateway", "http://127.0.0.1:9", "--runtime", "process"], { cwd });
+      expect([plane.code, plane.stderr]).toEqual([
+        2,
+        `error: port ${port} on 127.0.0.1 is already in use; is another tandem plane (or tandem serve's plane) running here? Pick another with --port\n`,
+      ]);
+    } finally {
+      taken.close();
+      await rm(cwd, { recursive: true, force: true });
+    }
+  });
 });
 
 describe("a plane function pinned to regions the local plane is not in", () => {

@@ -10,7 +10,7 @@ import { join, relative } from "node:path";
 import { Plane, type HeartbeatOutcome } from "../../gpu-plane/plane.js";
 import { PrintedLines } from "../../gpu-plane/printed-lines.js";
 import { PLANE_DEFAULTS } from "../defaults.js";
-import { UnauthorizedError } from "../errors.js";
+import { InvalidOptionsError, UnauthorizedError } from "../errors.js";
 import type { CliConfig } from "./config.js";
 import { printFailure } from "./failure.js";
 import { planeSecret } from "./local-stack.js";
@@ -130,6 +130,11 @@ export async function startPlaneNode(options: PlaneNodeOptions): Promise<void> {
     log: (line) => printed.line(visibleLines(line)),
     // The first heartbeat is sent before start returns: it is reported once the plane is there to describe.
     onHeartbeat: (outcome) => (started ? report(outcome, started) : (first = outcome)),
+  }).catch((err: NodeJS.ErrnoException) => {
+    if (err.code !== "EADDRINUSE") throw err;
+    throw new InvalidOptionsError(
+      `port ${options.port} on ${options.host} is already in use; is another tandem plane (or tandem serve's plane) running here? Pick another with --port`,
+    );
   });
   started = plane;
   // Said at once, whether or not the gateway answers: a plane it cannot reach may be why.
