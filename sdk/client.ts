@@ -191,6 +191,7 @@ export class HttpInvoker implements Invoker {
       const key = newIdempotencyKey();
       const had = new Set<number>();
       unfinished.add(key);
+      let failedSince: number | undefined;
       for (let sent = 0; ; sent++) {
         const res = await this.send("POST", paths.map(app, fn), body, stop.signal, key, sent > 0);
         if (res.status === 413) {
@@ -221,7 +222,8 @@ export class HttpInvoker implements Invoker {
           if (had.size === batch.length) unfinished.delete(key);
           return;
         } catch (err) {
-          if (stop.signal.aborted || sent >= DELIVERY_DEFAULTS.clientRetries || err instanceof TandemError) throw err;
+          failedSince ??= performance.now();
+          if (stop.signal.aborted || err instanceof TandemError || !this.mayTryAgain(sent, failedSince)) throw err;
           await retryPause(sent);
         }
       }
@@ -446,8 +448,9 @@ export class HttpInvoker implements Invoker {
     const { idempotencyKey, signal, contentType } = options;
     const safe = method === "GET" || idempotencyKey !== undefined;
     const token = this.token; // a malformed token option throws here, as itself, not as an unreachable gateway
+    let failedSince: number | undefined;
     for (let sent = 0; ; sent++) {
-      const again = safe && sent < DELIVERY_DEFAULTS.clientRetries;
+      const again = safe && this.mayTryAgain(sent, failedSince);
       let answer: T;
       try {
         answer = await go({
@@ -460,17 +463,30 @@ export class HttpInvoker implements Invoker {
         });
       } catch (err) {
         if (again && !signal?.aborted) {
+          failedSince ??= performance.now();
           await retryPause(sent);
           continue;
         }
         throw gatewayUnreachable(this.baseUrl, err);
       }
       if (again && (await noAnswer(answer))) {
+        failedSince ??= performance.now();
         await retryPause(sent);
         continue;
       }
+      answeredBefore.add(this.baseUrl);
       return answer;
     }
+  }
+
+  /**
+   * Whether a request that got no answer (`failedSince`: its first such send) is sent again after its `sent`th send:
+   * `clientRetries` times; and, from a gateway that answered this process before, which is then most likely starting
+   * again (`tandem serve` stopped and started, a deploy), for up to `clientRestartWaitMs` from that first failure.
+   */
+  private mayTryAgain(sent: number, failedSince: number | undefined): boolean {
+    if (sent < DELIVERY_DEFAULTS.clientRetries) return true;
+    return failedSince !== undefined && answeredBefore.has(this.baseUrl) && performance.now() - failedSince < DELIVERY_DEFAULTS.clientRestartWaitMs;
   }
 
   private async readJson(res: Response): Promise<unknown> {
@@ -535,6 +551,12 @@ async function unansweredText(status: number, text: string): Promise<boolean> {
     return false;
   }
 }
+
+/**
+ * The gateways (their base URLs) that have answered this process: one that then answers no more is most likely
+ * starting again, and a request that can be sent again waits for it longer (`HttpInvoker.mayTryAgain`).
+ */
+const answeredBefore = new Set<string>();
 
 /** Waits before sending a request again: doubling from `clientRetryDelayMs`, with jitter so many clients do not come back at once. */
 function retryPause(sent: number): Promise<void> {

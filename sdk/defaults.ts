@@ -554,6 +554,12 @@ export const DELIVERY_DEFAULTS = {
   clientRetryDelayMs: 200,
   clientRetryMaxDelayMs: 2_000,
   /**
+   * How long the SDK goes on sending such a request again, past `clientRetries`, to a gateway that answered this
+   * process before: one that stops answering is most likely starting again (`tandem serve` stopped and started takes
+   * 5-20 s), and a call, spawn or map sent with its key then finds its calls, which the ledger took over.
+   */
+  clientRestartWaitMs: 30_000,
+  /**
    * How long the SDK's `.map`, left early, waits at most for the gateway to cancel the batches it had in flight
    * (`POST .../map/cancel`) before it returns to the code that left it.
    */

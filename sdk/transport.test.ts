@@ -243,6 +243,28 @@ describe("the SDK's client in Node", () => {
     );
   });
 
+  it("waits past its few quick retries for a gateway that answered it before and then went away, and sends the call again with its key", async () => {
+    const { url, seen } = await gateway();
+    const port = Number(new URL(url).port);
+    const fn = lookup<[string], string>("shop", "echo", { gateway: url, token: TOKEN });
+    expect(await fn.remote("before")).toBe("before");
+    await new Promise<void>((resolve) => server!.close(() => resolve())); // tandem serve stopped…
+    server = undefined;
+    const started = performance.now();
+    const call = fn.remote("during");
+    // …and started again 5 s later: past the 4 quick retries (about 3 s), which were all a call had before.
+    await new Promise((resolve) => setTimeout(resolve, 5_000));
+    const again = await gateway();
+    await new Promise<void>((resolve) => server!.close(() => resolve()));
+    await new Promise<void>((resolve) => server!.listen(port, "127.0.0.1", resolve));
+    expect(await call).toBe("during");
+    expect(performance.now() - started).toBeGreaterThan(5_000);
+    expect(again.seen).toHaveLength(1);
+    expect(again.seen[0]!.headers["idempotency-key"]).toMatch(/^[0-9a-f]{32}$/);
+    expect(again.seen[0]!.headers["idempotency-key"]).not.toBe(seen[0]!.headers["idempotency-key"]);
+    expect(again.seen[0]!.headers["tandem-fresh-key"]).toBeUndefined(); // sent before, so not said to be fresh
+  }, 20_000);
+
   it("fails a malformed token option as itself, not as an unreachable gateway", async () => {
     const call = lookup<[number], number>("shop", "echo", { gateway: "http://127.0.0.1:9", token: "not-a-token" }).remote(1);
     await expect(call).rejects.toMatchObject({ code: "invalid_options", message: expect.stringContaining("does not hold a Tandem token") });
