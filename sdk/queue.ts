@@ -146,7 +146,10 @@ export class Queue<T = unknown> {
     return options.lease === undefined ? (decodeValue(item.value.json, item.value.meta) as U) : this.#leased<U>(item);
   }
 
-  /** Up to `n` of the oldest items, waiting for at least one up to `timeoutMs`; `[]` when none came. */
+  /**
+   * Up to `n` of the oldest items, waiting for at least one up to `timeoutMs`; `[]` when none came. More than a
+   * request takes (`QUEUE_LIMITS.maxItemsPerRequest`) are asked for in several, one after another.
+   */
   getMany<U = T>(n: number, options: QueueGetOptions & { lease: number }): Promise<LeasedItem<U>[]>;
   getMany<U = T>(n: number, options?: QueueGetOptions & { lease?: undefined }): Promise<U[]>;
   getMany<U = T>(n: number, options: QueueGetOptions): Promise<(U | LeasedItem<U>)[]>;
@@ -180,7 +183,10 @@ export class Queue<T = unknown> {
     return (await this.#op("len", checkedRequest(QueueRequestSchemas.len, options, `queue "${this.name}" len`))).len;
   }
 
-  /** Removes the items of a partition (default the default one), or of all of them (`all`); answers how many. */
+  /**
+   * Removes the items of a partition (default the default one), or of all of them (`all`), leased ones too (their
+   * `ack` and `extend` then answer 0); answers how many.
+   */
   async clear(options: { partition?: string; all?: boolean } = {}): Promise<number> {
     return (await this.#op("clear", checkedRequest(QueueRequestSchemas.clear, options, `queue "${this.name}" clear`))).removed;
   }
@@ -212,26 +218,32 @@ export class Queue<T = unknown> {
         `queue "${this.name}" get: option "lease" must be seconds from ${QUEUE_LIMITS.minLeaseSeconds} to ${QUEUE_LIMITS.maxLeaseSeconds} (got ${lease})`,
       );
     }
+    if (n > QUEUE_LIMITS.maxItemsPerRequest && !Number.isSafeInteger(n))
+      throw new InvalidOptionsError(`queue "${this.name}" get: n must be a whole number of items (got ${n})`);
+    // More than a request takes (`putMany`'s batches, the other way): the first request waits, the rest are asked for at once.
+    const first = Math.min(n, QUEUE_LIMITS.maxItemsPerRequest);
     const deadline = timeoutMs === undefined ? Infinity : Date.now() + timeoutMs;
     for (;;) {
       const wait = Math.max(0, Math.min(deadline - Date.now(), QUEUE_LIMITS.maxWaitMs));
-      const request = { n, timeoutMs: Math.round(wait), ...rest, ...(lease === undefined ? {} : { leaseSeconds: lease }) };
+      const request = { n: first, timeoutMs: Math.round(wait), ...rest, ...(lease === undefined ? {} : { leaseSeconds: lease }) };
       const { items, more } = await this.#op("get", checkedRequest(QueueRequestSchemas.get, request, `queue "${this.name}" get`));
-      if (more) return this.#rest(items, n, { ...request, timeoutMs: 0 });
+      if (more || (n > first && items.length === first)) return this.#rest(items, n, { ...request, timeoutMs: 0 });
       if (items.length > 0 || Date.now() >= deadline) return items;
     }
   }
 
   /**
-   * The rest of a get whose answer left items waiting, too large to carry in one (`more`): asked for at once, until
-   * `n` are taken or none is left. A request that fails ends it with what was taken, which is the caller's already.
+   * The rest of a get whose answer left items waiting, too large to carry in one (`more`), or that asked for more
+   * than one request takes: asked for at once, a request's most at a time, until `n` are taken or none is left. A
+   * request that fails ends it with what was taken, which is the caller's already.
    */
   async #rest(taken: QueueItem[], n: number, request: QueueRequests["get"]): Promise<QueueItem[]> {
     for (let more = true; more && taken.length < n;) {
       try {
-        const answer = await this.#op("get", { ...request, n: n - taken.length });
+        const asked = Math.min(n - taken.length, QUEUE_LIMITS.maxItemsPerRequest);
+        const answer = await this.#op("get", { ...request, n: asked });
         taken.push(...answer.items);
-        more = answer.more === true && answer.items.length > 0;
+        more = answer.items.length > 0 && (answer.more === true || answer.items.length === asked);
       } catch {
         break;
       }

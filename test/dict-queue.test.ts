@@ -339,6 +339,26 @@ describe("queue", () => {
     expect(await q.clear({ all: true })).toBe(1);
   });
 
+  it("takes more items in one getMany than a request holds, as putMany puts them (before: n over 1,000 was refused)", async () => {
+    const q = queue("many", { createIfMissing: true });
+    await q.putMany(Array.from({ length: 2_500 }, (_, i) => i));
+    const got = await q.getMany<number>(2_200, { timeoutMs: 0 });
+    expect(got).toEqual(Array.from({ length: 2_200 }, (_, i) => i));
+    expect(await q.getMany<number>(5_000, { timeoutMs: 0 })).toEqual(Array.from({ length: 300 }, (_, i) => 2_200 + i));
+    expect(await q.getMany(5_000, { timeoutMs: 0 })).toEqual([]);
+    await expect(q.getMany(1e21, { timeoutMs: 0 })).rejects.toThrow('queue "many" get: n must be a whole number of items (got 1e+21)');
+  });
+
+  it("clears leased items too: their ack and extend then answer 0", async () => {
+    const q = queue("cleared", { createIfMissing: true });
+    await q.putMany(["a", "b", "c"]);
+    const leased = await q.get({ lease: 60, timeoutMs: 0 });
+    expect(await q.len()).toBe(2); // a leased item is not waiting
+    expect(await q.clear()).toBe(3);
+    expect(await q.ack(leased!)).toBe(0);
+    expect(await q.extend(30, leased!)).toBe(0);
+  });
+
   it("wakes a blocking get in Node as soon as an edge function puts an item", async () => {
     const q = queue("wake", { createIfMissing: true });
     await q.len();
