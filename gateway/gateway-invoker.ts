@@ -80,11 +80,13 @@ export class GatewayInvoker implements Invoker {
     }
   }
 
-  async *stream(app: string, fn: string, args: unknown[]): AsyncIterable<unknown> {
+  async *stream(app: string, fn: string, args: unknown[], onCallId?: (id: string) => void): AsyncIterable<unknown> {
     const target = registry().function(app, fn);
     const given = sendableArgs(args);
     await checkArguments(target, given);
-    for await (const chunk of streamCall(context(), target, given, newCallId())) yield plainValue(chunk);
+    const callId = newCallId();
+    onCallId?.(callId);
+    for await (const chunk of streamCall(context(), target, given, callId)) yield plainValue(chunk);
   }
 
   async get(callId: string, timeoutMs: number | undefined): Promise<unknown> {

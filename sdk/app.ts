@@ -17,7 +17,7 @@ import {
 import { InvalidOptionsError, TandemError } from "./errors.js";
 import { FunctionCall } from "./function-call.js";
 import { invokerFor, type MapOutcome } from "./invoker.js";
-import { RemoteStream } from "./remote-stream.js";
+import { RemoteStream, type CallStream } from "./remote-stream.js";
 import {
   parseFunctionOptions,
   parseMapOptions,
@@ -249,9 +249,10 @@ export class FunctionHandle<A extends unknown[] = unknown[], R = unknown> {
    * @example
    * for await (const token of generate.remoteGen("Once upon")) process.stdout.write(token);
    */
-  remoteGen(...args: StreamArgs<A, R>): AsyncIterable<Yielded<R>> {
-    const stream = invokerFor(this.#client).stream(this.#app, this.name, [...this.#bound, ...args]) as AsyncIterable<Yielded<R>>;
-    return new RemoteStream(stream, `${this.#app}.${this.name}`);
+  remoteGen(...args: StreamArgs<A, R>): CallStream<Yielded<R>> {
+    const invoker = invokerFor(this.#client);
+    const all = [...this.#bound, ...args];
+    return new RemoteStream((onCallId) => invoker.stream(this.#app, this.name, all, onCallId) as AsyncIterable<Yielded<R>>, `${this.#app}.${this.name}`);
   }
 
   /** Runs the handler here, in this process, without the gateway (its `input` schema checks the arguments here too). */

@@ -292,9 +292,11 @@ export class HttpInvoker implements Invoker {
     clearTimeout(timer);
   }
 
-  async *stream(app: string, fn: string, args: unknown[]): AsyncIterable<unknown> {
+  async *stream(app: string, fn: string, args: unknown[], onCallId?: (id: string) => void): AsyncIterable<unknown> {
     const res = await this.send("POST", paths.stream(app, fn), argsBody(args));
     if (!res.ok || !res.body) await this.fail(res);
+    const callId = res.headers.get(HEADERS.callId);
+    if (callId) onCallId?.(callId);
     // Leaving the loop early (break, or an error in the consumer) cancels the body: the gateway stops the generator.
     for await (const line of ndjsonLines(res.body!)) {
       const l = line as StreamLine;

@@ -13,8 +13,8 @@ export interface Invoker {
   call(app: string, fn: string, args: unknown[]): Promise<unknown>;
   spawn(app: string, fn: string, args: unknown[]): Promise<string>;
   map(app: string, fn: string, inputs: AsyncIterable<unknown[]>): AsyncIterable<MapOutcome>;
-  /** The values a generator function yields, as they come; stopping early stops the generator. */
-  stream(app: string, fn: string, args: unknown[]): AsyncIterable<unknown>;
+  /** The values a generator function yields, as they come; stopping early stops the generator. `onCallId`: told the call's id once it has one. */
+  stream(app: string, fn: string, args: unknown[], onCallId?: (id: string) => void): AsyncIterable<unknown>;
   get(callId: string, timeoutMs: number | undefined): Promise<unknown>;
   cancel(callId: string, options?: { terminateContainer?: boolean }): Promise<void>;
 }

@@ -1,18 +1,36 @@
 /**
+ * What `.remoteGen()` answers: the chunks, as they come, and the stream's call id once its call has begun (it begins
+ * as the loop first asks for a chunk): for `FunctionCall.fromId(id).logs()`, the dashboard, or a cancel from elsewhere.
+ * @example
+ * const tokens = generate.remoteGen("Once upon");
+ * for await (const t of tokens) console.log(tokens.callId, t); // "fc-…" from the first chunk on
+ */
+export interface CallStream<T> extends AsyncIterable<T> {
+  /** The call's id (`fc-…`), once the gateway has answered the stream; undefined before. */
+  readonly callId: string | undefined;
+}
+
+/**
  * What `.remoteGen()` answers: the chunks a generator function yields, as they come, an async iterator over the
  * stream under it. One thing more than the stream: a web route that returns it where a Response is due gets an error
  * naming the mistake, even behind middleware. hono's middleware (`cors()`, anything that sets a header) rebuilds the
  * value a route returned as a Response from its `body`, which a stream has none of: an empty 200, the stream left
  * running. Here reading `body` stops the stream and throws, so the route answers 500 with this message in its log.
  */
-export class RemoteStream<T> implements AsyncIterableIterator<T> {
+export class RemoteStream<T> implements CallStream<T>, AsyncIterableIterator<T> {
   readonly [Symbol.toStringTag] = "RemoteStream";
   readonly #inner: AsyncIterator<T>;
   readonly #name: string;
+  #callId: string | undefined;
 
-  constructor(inner: AsyncIterable<T>, name: string) {
-    this.#inner = inner[Symbol.asyncIterator]();
+  /** `open` starts the stream when it is first read, telling this stream its call's id once the call has one. */
+  constructor(open: (onCallId: (id: string) => void) => AsyncIterable<T>, name: string) {
+    this.#inner = open((id) => (this.#callId = id))[Symbol.asyncIterator]();
     this.#name = name;
+  }
+
+  get callId(): string | undefined {
+    return this.#callId;
   }
 
   next(): Promise<IteratorResult<T>> {

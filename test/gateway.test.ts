@@ -360,6 +360,22 @@ describe("generator functions", () => {
     expect(after).toBeLessThan(20);
   });
 
+  it("names its call from the first chunk on: the id a cancel from elsewhere takes (before: only the raw header had it)", async () => {
+    const stream = fn("endless").remoteGen();
+    expect(stream.callId).toBeUndefined(); // not begun: nothing has asked for a chunk
+    const chunks = stream[Symbol.asyncIterator]();
+    await chunks.next();
+    expect(stream.callId).toMatch(/^fc-[0-9a-z]{26}$/);
+    await eventually(async () => (await fetch(`${gw.url}/v1/calls/${stream.callId}`, authed())).status === 202); // recorded running
+    await FunctionCall.fromId(stream.callId!, { gateway: gw.url }).cancel();
+    const err = await (async () => {
+      for (let i = 0; i < 10_000; i++) if ((await chunks.next()).done) return "ended";
+      return "still going";
+    })().catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(CancelledError);
+    expect(await ledger(stream.callId!)).toMatchObject({ kind: "stream", status: "cancelled" });
+  });
+
   it("stops the generator, runs its finally and records the call as cancelled when the client drops the connection mid-stream", async () => {
     const finallyBefore = await fn<[], number>("endlessFinallyCount").remote();
     const callId = await streamThenDrop(`${gw.url}/v1/apps/edge/functions/endless/stream`, { authorization: `Bearer ${ADMIN_TOKEN}` });
