@@ -31,6 +31,7 @@ export type { RetryPolicy } from "./protocol.js";
 export { connect, AgentSocket } from "./agent-client.js";
 export type { ConnectOptions, AgentMessageEvent, AgentCloseEvent, AgentOpenEvent, AgentErrorEvent, AgentSocketEventMap } from "./agent-client.js";
 export { FunctionCall } from "./function-call.js";
+export type { CallStream } from "./remote-stream.js";
 export { Volume, VolumeFile, VolumeBatch } from "./volume.js";
 export type { FileData, VolumeOptions } from "./volume.js";
 export { Dict } from "./dict.js";
