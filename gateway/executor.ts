@@ -66,6 +66,7 @@ import { RunBatch } from "./plane-runs.js";
 import { mapStack } from "./source-map.js";
 import { isGeneratorResult } from "../sdk/generator-result.js";
 import { runStore, withCallEnv, type RunContext } from "./run-context.js";
+import { cancelOnPlane } from "./plane-client.js";
 import { maskedError } from "../sdk/secret.js";
 import { keepEdgeLine } from "./log-sink.js";
 import { beatRunners, holdRunner } from "./live-runners.js";
@@ -309,12 +310,16 @@ export async function callNow(
   const id = newCallId();
   const createdAt = Date.now();
   const record = recordIfLong(rc, fn, id, kind, createdAt);
+  // A `.remote()` a web request's handler waits on is cancelled when that request's client goes: nobody waits for it.
+  const unwatch = kind === "remote" ? rc.clientGone?.onGone(() => rc.waitUntil(record.cancel())) : undefined;
   let outcome: Outcome;
   try {
     outcome = await execute(rc, fn, args, id, record.options);
   } catch (err) {
     record.abandon(); // its running record, if written, is ended by the ledger once its lease lapses
     throw err;
+  } finally {
+    unwatch?.();
   }
   const row = finishedCall(id, fn, kind, createdAt, outcome);
   record.ended(row);
@@ -336,7 +341,7 @@ export function recordIfLong(
   id: string,
   kind: CallKind,
   createdAt: number,
-): { options: ExecuteOptions; ended: (row: FinishedCall, cancelledHere?: boolean) => void; abandon: () => void } {
+): { options: ExecuteOptions; ended: (row: FinishedCall, cancelledHere?: boolean) => void; abandon: () => void; cancel: () => Promise<void> } {
   let attempt = 1;
   let plane: string | undefined;
   let edgeAttempt: EdgeCall | undefined;
@@ -345,7 +350,7 @@ export function recordIfLong(
   let renew: ReturnType<typeof setInterval> | undefined;
   let release: (() => void) | undefined;
   let ledger: LedgerApi | undefined;
-  const timer = setTimeout(() => {
+  const writeRecord = () => {
     const stub = (ledger = ledgerFor(rc.env, id));
     release = holdRunner([id]); // from before its record: a ledger in this isolate never takes it for lost while it runs here
     written = stub
@@ -361,8 +366,11 @@ export function recordIfLong(
     rc.waitUntil(written);
     renew = renewLease(rc, stub, id);
     edgeAttempt?.recordedNow();
-  }, DELIVERY_DEFAULTS.keylessRecordWaitMs);
+  };
+  const timer = setTimeout(writeRecord, DELIVERY_DEFAULTS.keylessRecordWaitMs);
+  let over = false;
   const stop = () => {
+    over = true;
     clearTimeout(timer);
     clearInterval(renew);
   };
@@ -401,6 +409,18 @@ export function recordIfLong(
     abandon: () => {
       stop();
       release?.();
+    },
+    // Cancelled as `POST /v1/calls/:id/cancel` cancels it: recorded now if it was not yet, so the ledger can stop it
+    // wherever it runs (its edge attempt here, its input on its plane); the call then ends `cancelled`.
+    cancel: async () => {
+      if (over) return;
+      if (!written) {
+        clearTimeout(timer);
+        writeRecord();
+      }
+      if (!(await written)) return;
+      const cancelled = await ledger!.cancel(id);
+      if (cancelled?.plane) await cancelOnPlane(rc, cancelled.plane, [id], false);
     },
   };
 }

@@ -13,6 +13,7 @@ import { mapPrinted } from "./source-map.js";
 import { installCallContextStore, type CallContext } from "../sdk/context.js";
 import type { GatewayConfig } from "./config.js";
 import type { Env } from "./env.js";
+import type { ClientWatch } from "./client-gone.js";
 import type { CallEnv } from "./secret-env.js";
 import { keepEdgeLine, reportLogFailuresTo, type LogOrigin } from "./log-sink.js";
 import { isolateBatch, waitForBatch } from "./isolate-batch.js";
@@ -37,6 +38,11 @@ export interface RunContext {
    * calls would rather run. None: `TANDEM_REGION_PREFERENCE`'s `*` entry (scheduled runs, resumed calls).
    */
   nearRegions?: readonly string[];
+  /**
+   * Whether the web request this work answers lost its client (gateway/client-gone.ts): the `.remote()` calls its
+   * handler waits on are then cancelled (executor.ts `callNow`). None outside a web endpoint or web app.
+   */
+  clientGone?: ClientWatch;
   /** Its console's groups, counts and timers (`console.group`, `console.count`, `console.time`), once it uses one. */
   consoleState?: ConsoleState;
 }

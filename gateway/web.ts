@@ -32,6 +32,7 @@ import { EncodedResult } from "./encoded-result.js";
 import { mapStack } from "./source-map.js";
 import { chunkIterator, isGeneratorResult, type GeneratorResult } from "../sdk/generator-result.js";
 import { nearRegionsOf } from "./plane-regions.js";
+import { clientWatch } from "./client-gone.js";
 import { unfaithfulJsonIn } from "./json-answer.js";
 
 type Web = RouteEnv;
@@ -111,6 +112,7 @@ function mountWebApp(web: Hono<Web>, appName: string, mount: WebMount): void {
           nearRegions: nearRegionsOf(request, config),
           logPrefix: prefix,
           logTo: { app: appName, function: mount.label, callId: null },
+          clientGone: clientWatch(request),
         };
         return runStore.run(rc, async () => {
           let webApp: WebApp;
@@ -232,6 +234,7 @@ function addEndpoint(web: Hono<Web>, appName: string, endpoint: EndpointHandle):
         { app: appName, label: endpoint.label },
       );
     }
+    const clientGone = clientWatch(c.req.raw); // the request as it came: the body's limit makes another
     const body = limitBody(c.req.raw, endpoint.maxBodyBytes ?? c.var.config.maxBodyBytes, whoseLimit(appName, endpoint.label, endpoint.maxBodyBytes));
     c.req.raw = body.request;
     answerUnparsedBodies(c.req);
@@ -242,6 +245,7 @@ function addEndpoint(web: Hono<Web>, appName: string, endpoint: EndpointHandle):
       nearRegions: nearRegionsOf(c.req.raw, c.var.config),
       logPrefix: prefix,
       logTo: { app: appName, function: endpoint.label, callId: null },
+      clientGone,
     };
     return runStore.run(rc, async () => {
       try {

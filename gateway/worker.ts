@@ -18,6 +18,7 @@ import { noFieldTwice } from "./query.js";
 import { ClientWentAway, PreflightPassed } from "./body.js";
 import { setResumeCall } from "./call-ledger.js";
 import { gatewayConfig } from "./config.js";
+import { clientGoneRoutes } from "./client-gone.js";
 import { dashboardRoutes } from "./dashboard-routes.js";
 import type { Env, RouteEnv } from "./env.js";
 import { runSpawned } from "./executor.js";
@@ -78,6 +79,7 @@ export function createGateway(modules: AppModule[], options: GatewayOptions = {}
   router.use("/v1/*", environments());
   router.route("/", localBlobRoutes());
   router.route("/", backgroundRoutes());
+  router.route("/", clientGoneRoutes());
   router.route("/", planeRoutes());
   router.route("/", apiRoutes());
   router.route("/", dashboardRoutes());

@@ -41,6 +41,11 @@ export const HEADERS = {
    * The SDK sets it on a key's first send, never on a send again.
    */
   freshKey: "tandem-fresh-key",
+  /**
+   * From `tandem serve`'s front door to its gateway, on a web request: a random id it names the request by if its
+   * client goes before the answer ends (`LOCAL_CLIENT_GONE_ROUTE`). The front door drops one a client sends.
+   */
+  clientWatch: "tandem-client-watch",
   /** Signed requests between the gateway and planes (sdk/signing.ts). */
   timestamp: "tandem-timestamp",
   nonce: "tandem-nonce",
@@ -381,6 +386,11 @@ export const OTLP_PATHS = { logs: "/v1/logs", metrics: "/v1/metrics" } as const;
 export const LOCAL_BLOBS_ROUTE = "/_local/blobs";
 /** How much work the local gateway's requests left behind them is under way (gateway/background.ts). */
 export const LOCAL_BACKGROUND_ROUTE = "/_local/background";
+/**
+ * `POST /_local/client-gone/<watch>`: `tandem serve`'s front door telling its gateway that the client of the web
+ * request it sent with `HEADERS.clientWatch: <watch>` went before its answer ended (gateway/client-gone.ts).
+ */
+export const LOCAL_CLIENT_GONE_ROUTE = "/_local/client-gone";
 
 /**
  * Routes of the CLI that started a local gateway, which the gateway reaches

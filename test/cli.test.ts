@@ -735,6 +735,56 @@ describe("tandem app stop, then serving again", () => {
   });
 });
 
+describe("a web endpoint whose client goes while it waits on a call", () => {
+  const APP = `import { App, currentCall } from "tandem";
+const app = new App("gone");
+async function wait(ms: number) {
+  const call = currentCall()!;
+  console.log(\`waiting \${call.callId}\`);
+  const until = Date.now() + ms;
+  while (!call.signal.aborted && Date.now() < until) await new Promise((r) => setTimeout(r, 20));
+  console.log(\`\${call.callId} stopped by \${call.signal.aborted ? (call.signal.reason as Error).name : "its time"}\`);
+  return "waited";
+}
+export const onEdge = app.function({ timeout: 60 }, wait);
+export const onPlane = app.function({ tier: "plane", cpu: 0.1, memory: 128, timeout: 60 }, wait);
+export const waits = app.endpoint({ method: "GET", label: "waits", path: "/:tier/:ms" }, async (c) => ({
+  got: await (c.req.param("tier") === "plane" ? onPlane : onEdge).remote(Number(c.req.param("ms"))),
+}));
+export default app;
+`;
+
+  it("cancels the call, on either tier (before: it ran to its end for nobody, its plane's container held)", async () => {
+    const dir = await mkdtemp(join(tmpdir(), "tandem-client-gone-"));
+    const served = await (async () => {
+      await writeFile(join(dir, "app.ts"), APP);
+      return startServe(["app.ts", "--no-watch"], dir);
+    })();
+    try {
+      await served.waitFor("Ctrl-C to stop.");
+      // A client that stays gets its answer: nothing is cancelled.
+      expect(await (await fetch(`${served.url}/gone/waits/edge/50`)).json()).toEqual({ got: "waited" });
+      await served.waitFor(/fc-\w+ stopped by its time/);
+      for (const tier of ["edge", "plane"]) {
+        const before = served.output().length;
+        const request = http.get(`${served.url}/gone/waits/${tier}/30000`);
+        request.on("error", () => {});
+        const started = new RegExp(`waiting (fc-[0-9a-z]{26})`);
+        await expect.poll(() => started.test(served.output().slice(before)), { timeout: 30_000, interval: 50 }).toBe(true);
+        const callId = started.exec(served.output().slice(before))![1]!;
+        request.destroy();
+        await served.waitFor(`${callId} stopped by CancelledError`, 15_000);
+        const record = async () => (await (await fetch(`${served.url}/v1/calls/${callId}`, authed())).json()) as { status: string; error?: { code: string } };
+        await expect.poll(async () => (await record()).status, { timeout: 10_000, interval: 100 }).toBe("cancelled");
+        expect((await record()).error?.code).toBe("call_cancelled");
+      }
+    } finally {
+      await served.stop();
+      await rm(dir, { recursive: true, force: true });
+    }
+  }, 90_000);
+});
+
 describe("tandem serve, stopped with Ctrl-C", () => {
   it("stops and removes the local plane's containers before it exits", async () => {
     const dir = await mkdtemp(join(tmpdir(), "tandem-sigint-"));

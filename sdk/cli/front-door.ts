@@ -24,6 +24,7 @@
  * that, and sends a request once more, on a new connection, when the one it
  * was sent on turned out to be closed (see `#proxy`).
  */
+import { randomUUID } from "node:crypto";
 import http from "node:http";
 import net from "node:net";
 import type { App } from "../app.js";
@@ -48,6 +49,8 @@ export interface Backend {
   dispose(): Promise<void>;
   /** Resolves once the work its requests left behind them is done, or after `maxMs`; without it, a retired backend gets the whole grace. */
   settled?(maxMs: number): Promise<void>;
+  /** Tells the gateway that the client of the web request sent with `HEADERS.clientWatch: watch` went (gateway/client-gone.ts). */
+  clientGone?(watch: string): void;
 }
 
 interface Slot {
@@ -455,9 +458,18 @@ export class FrontDoor {
     // The wait for the body's next byte (`awaitNextByte`), and the bytes it has had.
     let idle: NodeJS.Timeout | undefined;
     let received = 0;
+    // A web request is named to the gateway, so that it can be told if its client goes (the `.remote()` calls its
+    // handler waits on are cancelled): workerd does not see a client go while a handler runs. One a client named is dropped.
+    const watch = isWebPath(req.url ?? "/") ? randomUUID() : undefined;
+    let headers = req.headers;
+    if (watch !== undefined || headers[HEADERS.clientWatch] !== undefined) {
+      headers = { ...req.headers };
+      delete headers[HEADERS.clientWatch];
+      if (watch !== undefined) headers[HEADERS.clientWatch] = watch;
+    }
     const send = (agent: http.Agent | false): http.ClientRequest => {
       const upstream = http.request(
-        { host: slot.backend.url.hostname, port: slot.backend.url.port, method: req.method, path: req.url, headers: req.headers, agent },
+        { host: slot.backend.url.hostname, port: slot.backend.url.port, method: req.method, path: req.url, headers, agent },
         (up) => {
           replayable = false;
           body.length = 0;
@@ -588,6 +600,7 @@ export class FrontDoor {
       if (res.writableFinished && answered) return;
       stopped = true;
       current.destroy(); // also when the door answered in the gateway's stead (`cutOff`)
+      if (watch !== undefined) slot.backend.clientGone?.(watch);
     });
   }
 
@@ -762,6 +775,11 @@ function needsToken(req: http.IncomingMessage): boolean {
 /** `PUT /v1/apps/:app/deployments/files/:hash` (`ROUTES.deploymentFile`), whatever its query. */
 const DEPLOYMENT_FILE_PATH = /^\/v1\/apps\/[^/?#]+\/deployments\/files\/[^/?#]+(?:[?#]|$)/;
 const CALL_BODY_PATH = /^\/v1\/apps\/[^/?#]+\/functions\/[^/?#]+\/(?:call|spawn|map)(?:[?#]|$)/;
+
+/** Whether a path is an app's web route (an endpoint, web app or agent): not the API, the dashboard or the CLI's own. */
+function isWebPath(url: string): boolean {
+  return !/^\/(v1|_tandem|_local|cdn-cgi)(\/|\?|$)/.test(url) && url !== "/";
+}
 
 function endpointKey(url: string): string {
   const [, app, label] = url.split(/[/?#]/, 3);

@@ -15,6 +15,7 @@ import type { Readable, Writable } from "node:stream";
 import { errorBody, errorStatus } from "../errors.js";
 import {
   LOCAL_BACKGROUND_ROUTE,
+  LOCAL_CLIENT_GONE_ROUTE,
   LOCAL_BLOBS_ROUTE,
   LOCAL_PLANE_ROUTES,
   type LocalPlaneBundles,
@@ -70,9 +71,10 @@ export const COMPATIBILITY_DATE = "2025-09-01";
 /**
  * As wrangler.toml's: `web_socket_auto_reply_to_close` (the default from 2026-04-07) answers a client's close frame
  * with its own, as the WebSocket standard says, so a hono `upgradeWebSocket` in `app.web` closes cleanly (without it
- * the client waits, then sees 1006). Agents answer a close themselves and are unchanged.
+ * the client waits, then sees 1006). Agents answer a close themselves and are unchanged. `enable_request_signal`
+ * aborts an incoming request's `signal` when its client goes: a web handler's `.remote()` calls are then cancelled.
  */
-export const COMPATIBILITY_FLAGS = ["nodejs_compat", "web_socket_auto_reply_to_close"];
+export const COMPATIBILITY_FLAGS = ["nodejs_compat", "web_socket_auto_reply_to_close", "enable_request_signal"];
 
 /**
  * A started gateway. Talk to it over HTTP, never through miniflare's binding proxies (`getR2Bucket`, `getWorker`, …):
@@ -91,6 +93,8 @@ export interface RunningWorkerd {
    * cannot be asked (gateway/background.ts).
    */
   settled(maxMs: number): Promise<void>;
+  /** Tells the gateway that the client of the web request sent with `HEADERS.clientWatch: watch` went (gateway/client-gone.ts). */
+  clientGone(watch: string): void;
   /**
    * Resolves when workerd ends on its own (killed, crashed, out of memory), with how it ended: never when `dispose`
    * stops it, nor where its process could not be told apart (`tandem serve` starts it again).
@@ -176,6 +180,12 @@ export async function startWorkerd(options: WorkerdOptions): Promise<RunningWork
         if (Date.now() >= until) return;
         await new Promise((r) => setTimeout(r, BACKGROUND_POLL_MS));
       }
+    },
+    // Not waited for: the request it names is the one to stop, and it looks within 100 ms; a gateway gone meanwhile has nothing to stop.
+    clientGone: (watch) => {
+      fetch(new URL(`${LOCAL_CLIENT_GONE_ROUTE}/${watch}`, url), { method: "POST", headers: { authorization: `Bearer ${blobsKey}` } })
+        .then((res) => res.body?.cancel())
+        .catch(() => {});
     },
     exited,
     // Once: miniflare's own dispose, called again, throws ERR_SERVER_NOT_RUNNING from a close callback, out of the process.
