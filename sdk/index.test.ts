@@ -105,6 +105,7 @@ describe("the public surface of sdk/index.ts", () => {
         "CallLogOptions",
         "CallRecord",
         "CallStatus",
+        "CallStream",
         "ClientOptions",
         "ClsHandle",
         "ClsMethods",
