@@ -12,7 +12,8 @@ import { NAME_PATTERN, ROUTES, SecretCreateRequestSchema } from "../sdk/protocol
 import { guard, principalOf, type Principal } from "./auth.js";
 import { readJsonBody } from "./body.js";
 import type { RouteEnv } from "./env.js";
-import { lookedIn } from "./environments.js";
+import { environmentOf, lookedIn } from "./environments.js";
+import { registry } from "./registry.js";
 import { forgetSecret, secretStore } from "./secret-env.js";
 
 /** How to give a gateway its key, in the error a gateway without one answers. */
@@ -33,6 +34,25 @@ const secretGuard = guard("deploy", {
   },
 });
 
+/**
+ * What the apps served declare of secret `name` with `requiredKeys` that `keys` lack, by app: a secret replaced
+ * without a key a function needs is taken, and its runs then fail, so its writer is told at once.
+ * @example lackingKeys("stripe", ["OTHER"]); // [{ app: "shop", holders: ['function "charge"'], keys: ["STRIPE_KEY"] }]
+ */
+function lackingKeys(name: string, keys: string[]): { app: string; holders: string[]; keys: string[] }[] {
+  return registry().apps.flatMap((app) => {
+    const holders: string[] = [];
+    const lacking = new Set<string>();
+    for (const { what, secrets } of app.secretDeclarers()) {
+      const lacks = secrets.flatMap((s) => (s.source.kind === "name" && s.source.name === name ? s.source.requiredKeys.filter((k) => !keys.includes(k)) : []));
+      if (lacks.length === 0) continue;
+      holders.push(what);
+      for (const key of lacks) lacking.add(key);
+    }
+    return holders.length ? [{ app: app.name, holders, keys: [...lacking] }] : [];
+  });
+}
+
 export function secretRoutes(): Hono<RouteEnv> {
   const routes = new Hono<RouteEnv>();
 
@@ -52,7 +72,9 @@ export function secretRoutes(): Hono<RouteEnv> {
     forgetSecret(c.env, request.name);
     // The log names the secret and its keys, never a value.
     console.log(`secret "${request.name}" (${outcome.info.keys.join(", ")}) ${request.force ? "written" : "created"} by ${principalOf(c).id}`);
-    return c.json(outcome.info, 201);
+    // The apps served here are the gateway's own environment's: a secret of another has none of them to check.
+    const lacking = environmentOf(c.env) === c.var.config.environment ? lackingKeys(request.name, outcome.info.keys) : [];
+    return c.json({ ...outcome.info, ...(lacking.length ? { lacking } : {}) }, 201);
   });
 
   routes.delete(ROUTES.secret, secretGuard, async (c) => {

@@ -35,7 +35,7 @@ export type { WasmSource } from "./options.js";
 import { AGENT_DEFAULTS } from "./defaults.js";
 import { formatGpu } from "./gpu.js";
 import { FUNCTION_NAME_PATTERN, NAME_PATTERN, RESERVED_APP_NAMES, clsParamsProblem, type AppManifest } from "./protocol.js";
-import type { Secret } from "./secret.js";
+import { Secret } from "./secret.js";
 import { valueText } from "./value-text.js";
 import { didYouMean } from "./nearest-name.js";
 
@@ -830,6 +830,23 @@ export class App {
       ...this.#endpoints.map((e) => ({ holder: `web/${e.label}`, what: `endpoint "${e.label}"`, secrets: e.secrets })),
       ...this.#agents.map((a) => ({ holder: `web/${a.label}`, what: `websocket "${a.label}"`, secrets: a.secrets })),
     ].filter((h) => h.secrets.length > 0);
+  }
+
+  /**
+   * Everything in the app that declares secrets (`secretHolders`), and its images' build steps (`Image.secrets`),
+   * named `function "f" (its image)`: what needs a named secret, and the keys it requires, before it can run.
+   */
+  secretDeclarers(): { holder: string; what: string; secrets: readonly Secret[] }[] {
+    const images = [
+      ...this.#functions.map((f) => ({ holder: f.name, what: `function "${f.name}"`, image: f.spec?.image })),
+      ...this.#classes.map((c) => ({ holder: c.name!, what: `class "${c.name}"`, image: c.spec.image })),
+    ].flatMap(({ holder, what, image }) => {
+      const secrets = (image?.steps ?? []).flatMap((step) =>
+        step.kind === "secrets" ? step.secrets.map((s) => Secret.fromName(s.name, { requiredKeys: s.requiredKeys })) : [],
+      );
+      return secrets.length ? [{ holder, what: `${what} (its image)`, secrets }] : [];
+    });
+    return [...this.secretHolders(), ...images];
   }
 
   get endpoints(): readonly EndpointHandle[] {

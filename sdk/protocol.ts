@@ -1067,6 +1067,11 @@ export interface SecretInfo {
   keys: string[];
   createdAt: number;
   updatedAt: number;
+  /**
+   * On `POST /v1/secrets`: by app served, what declares this secret with `requiredKeys` it now lacks (each named as
+   * an error names it: `function "charge"`), and the keys they lack: their runs fail until it has them.
+   */
+  lacking?: { app: string; holders: string[]; keys: string[] }[];
 }
 
 /** `POST /v1/apps/:app/connect-token`. */

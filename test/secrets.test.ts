@@ -310,7 +310,12 @@ describe("secrets in both tiers", () => {
   }, 120_000);
 
   it("fails a load that lacks a required key, naming the key, the secret and the function", async () => {
-    expect((await cli(["secret", "create", "api", "OTHER=y", "--force"])).code).toBe(0);
+    // Taken, as asked, and said at once: before, nothing said so until the functions' next runs failed.
+    const replaced = await cli(["secret", "create", "api", "OTHER=y", "--force"]);
+    expect(replaced.code).toBe(0);
+    expect(replaced.stdout).toContain(
+      '⚠ app "vault": function "edgeKey", function "planeKey" and 12 others require key API_KEY, which secret api now lacks: their runs fail until it has it (add it with --force, with the other keys)',
+    );
     await writeFile(join(dir, "app.ts"), appSource + "\n// reload 2\n");
     await served.waitFor("reload failed", 60_000);
     expect(served.output()).toContain(

@@ -11,7 +11,7 @@ import { dirname, join, resolve } from "node:path";
 import type { App } from "../app.js";
 import { InvalidOptionsError } from "../errors.js";
 import { paths, type SecretInfo } from "../protocol.js";
-import { Secret, parseDotenv } from "../secret.js";
+import { parseDotenv } from "../secret.js";
 import type { LocalSecrets } from "../settings.js";
 
 const utf8 = new TextDecoder("utf-8", { fatal: true });
@@ -95,7 +95,7 @@ export function checkNamedSecrets(apps: App[], held: SecretInfo[], holder?: stri
   for (const app of apps) {
     // Each secret's declarers, and the keys they require, in the order the app declares them.
     const wanted = new Map<string, { declarers: string[]; keys: string[] }>();
-    for (const { holder: declarer, what, secrets } of namedDeclarers(app)) {
+    for (const { holder: declarer, what, secrets } of app.secretDeclarers()) {
       if (holder !== undefined && declarer !== holder) continue;
       for (const { source } of secrets) {
         if (source.kind !== "name") continue;
@@ -127,31 +127,14 @@ export function checkNamedSecrets(apps: App[], held: SecretInfo[], holder?: stri
 }
 
 /** `a`, `a and b`, `a, b and c`; past three, the first two and how many others (an app's every function may declare one). */
-function andList(items: string[]): string {
+export function andList(items: string[]): string {
   if (items.length > 3) return `${items.slice(0, 2).join(", ")} and ${items.length - 2} others`;
   return items.length <= 1 ? (items[0] ?? "") : `${items.slice(0, -1).join(", ")} and ${items.at(-1)}`;
 }
 
 /** Whether any app declares a named secret (only then is the gateway asked for its list). */
 export function declaresNamedSecrets(apps: App[]): boolean {
-  return apps.some((app) => namedDeclarers(app).some((h) => h.secrets.some((s) => s.source.kind === "name")));
-}
-
-/**
- * What declares secrets in `app`: its functions, classes, web handlers and agents, and its images' build steps
- * (`Image.secrets`), each with its holder's name (`App.secretHolders`: a function's or a class's, `web/<label>`).
- */
-function namedDeclarers(app: App): { holder: string; what: string; secrets: readonly Secret[] }[] {
-  const images = [
-    ...app.functions.map((f) => ({ holder: f.name, what: `function "${f.name}"`, image: f.spec?.image })),
-    ...app.classes.map((c) => ({ holder: c.name!, what: `class "${c.name}"`, image: c.spec.image })),
-  ].flatMap(({ holder, what, image }) => {
-    const secrets = (image?.steps ?? []).flatMap((step) =>
-      step.kind === "secrets" ? step.secrets.map((s) => Secret.fromName(s.name, { requiredKeys: s.requiredKeys })) : [],
-    );
-    return secrets.length ? [{ holder, what: `${what} (its image)`, secrets }] : [];
-  });
-  return [...app.secretHolders(), ...images];
+  return apps.some((app) => app.secretDeclarers().some((h) => h.secrets.some((s) => s.source.kind === "name")));
 }
 
 /** The secrets a gateway keeps (names and keys), asked with `token`. */

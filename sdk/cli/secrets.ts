@@ -8,7 +8,7 @@ import { Command, InvalidArgumentError } from "commander";
 import type { HttpInvoker } from "../client.js";
 import { NAME_PATTERN, SECRET_KEY_PATTERN, SECRET_PROTO_KEY_REFUSED, paths, type SecretInfo } from "../protocol.js";
 import { parseDotenv } from "../secret.js";
-import { readSecretsFile } from "./secret-values.js";
+import { andList, readSecretsFile } from "./secret-values.js";
 import { listTime, style } from "./style.js";
 
 type GatewayOpts = { gateway?: string; token?: string; env?: string };
@@ -43,6 +43,16 @@ export function addSecretCommands(program: Command, clientOf: (opts: GatewayOpts
     if (Object.keys(values).length === 0) throw new InvalidArgumentError(`give the secret at least one KEY=VALUE (or --from-dotenv FILE, --from-json FILE)`);
     const created = (await clientOf(opts).request("POST", paths.secrets(), { name, values, ...(opts.force ? { force: true } : {}) })) as SecretInfo;
     console.log(`${style.ok("✓")} secret ${created.name}: ${created.keys.join(", ")}`);
+    // Taken, as asked: but what requires a key it lacks fails from now on, and says so only as it runs.
+    for (const { app, holders, keys } of created.lacking ?? []) {
+      const one = holders.length === 1;
+      const them = keys.length === 1 ? "it" : "them";
+      console.log(
+        style.warn(
+          `⚠ app "${app}": ${andList(holders)} require${one ? "s" : ""} key${keys.length === 1 ? "" : "s"} ${keys.join(", ")}, which secret ${created.name} now lacks: ${one ? "its" : "their"} runs fail until it has ${them} (add ${them} with --force, with the other keys)`,
+        ),
+      );
+    }
   });
 
   withGateway(secret.command("list").description("the gateway's secrets: names, keys and times, never values").option("--json", "print JSON")).action(
