@@ -581,9 +581,11 @@ describe("tandem dict and tandem queue", () => {
     const list = await runCli(["dict", "list"], { env });
     expect(list.stdout).toMatch(/cli-dict\s+2/);
     expect((await runCli(["dict", "get", "cli-dict", "greeting"], { env })).stdout.trim()).toBe('"hello"');
+    // A key it does not hold: 1, as README's exit codes say of a command naming nothing the gateway holds (before: 2,
+    // as for a dict or gateway that is not there).
     const missing = await runCli(["dict", "get", "cli-dict", "nope"], { env });
-    expect(missing.code).not.toBe(0);
-    expect(missing.stderr).toMatch(/dict "cli-dict" has no key "nope"/);
+    expect([missing.code, missing.stderr]).toEqual([1, 'error: dict "cli-dict" has no key "nope"\n']);
+    expect((await runCli(["dict", "get", "no-such-dict", "nope"], { env })).code).toBe(2);
     expect((await runCli(["dict", "items", "cli-dict", "--json"], { env })).stdout).toMatch(/"greeting"/);
     expect((await runCli(["queue", "len", "cli-queue"], { env })).stdout.trim()).toBe("2");
     expect((await runCli(["queue", "peek", "cli-queue"], { env })).stdout).toMatch(/"job-1"\n"job-2"/);

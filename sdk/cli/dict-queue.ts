@@ -15,6 +15,7 @@ import { encodeValue } from "../protocol.js";
 import { Queue } from "../queue.js";
 import type { StoreOptions } from "../store-client.js";
 import { addCreateCommand } from "./create-command.js";
+import { printFailure } from "./failure.js";
 import { listTime, style } from "./style.js";
 
 type GatewayOpts = { gateway?: string; token?: string; env?: string };
@@ -54,7 +55,13 @@ export function addDictQueueCommands(program: Command, optionsOf: (opts: Gateway
     const parsed = opts.jsonKey ? parseKey(key) : key;
     const d = Dict.fromName(name, optionsOf(opts));
     const entry = await d.getEntry(parsed);
-    if (!entry) throw new NotFoundError(`dict "${name}" has no key ${JSON.stringify(key)}`, { dict: name });
+    // A key it does not hold is an answer, not a failed command: 1, as `tandem logs` naming nothing is, so a script
+    // can tell it from a dict or gateway that is not there (2).
+    if (!entry) {
+      printFailure(new NotFoundError(`dict "${name}" has no key ${JSON.stringify(key)}`, { dict: name }));
+      process.exitCode = 1;
+      return;
+    }
     console.log(formatValue(entry.value));
   });
 
