@@ -182,10 +182,11 @@ export async function forwardToPlane(
     mayHold.add(options.sentTo);
     next = await planeBack(rc, options.sentTo);
   }
+  const waits = waitLine(rc, fn, callId);
   for (;;) {
     const plane =
       next ??
-      (await choosePlane(rc.env, fn, send, skipped).catch((err: unknown): never => {
+      (await choosePlane(rc.env, fn, send, skipped, waits).catch((err: unknown): never => {
         throw afterPlaneLost(err, mayHold, attempt);
       }));
     next = undefined;
@@ -295,8 +296,9 @@ export async function* forwardStreamToPlane(
 ): AsyncGenerator<EncodedResult, void, undefined> {
   const send = await planeSend(rc, fn, args, callId, 1);
   const skipped = new Set<string>();
+  const waits = waitLine(rc, fn, callId);
   for (;;) {
-    const plane = await choosePlane(rc.env, fn, send, skipped);
+    const plane = await choosePlane(rc.env, fn, send, skipped, waits);
     // A stream keeps its container busy while it lasts (plane-choice.ts: idle containers draw only what they can take).
     const ended = inputInFlight(
       plane.planeId,
@@ -345,4 +347,9 @@ export async function* forwardStreamToPlane(
       ended();
     }
   }
+}
+
+/** What a call waiting for a plane says, once, in its log: why none takes it (`choosePlane`'s `onWait`). */
+function waitLine(rc: RunContext, fn: RegisteredFunction, callId: string): (why: string) => void {
+  return (why) => keepEdgeLine(rc, { app: fn.app, function: fn.name, callId }, "system", `waiting for a plane: ${why}`);
 }

@@ -127,8 +127,15 @@ export function planeRegistry(env: Env) {
  *
  * @example const plane = await choosePlane(env, fn, { wants: [{ type: "A100", count: 1 }], deadline }, new Set());
  */
-export async function choosePlane(env: Env, fn: RegisteredFunction, want: PlaneWants, skipped: Set<string>): Promise<PlaneInfo> {
+export async function choosePlane(
+  env: Env,
+  fn: RegisteredFunction,
+  want: PlaneWants,
+  skipped: Set<string>,
+  onWait?: (why: string) => void,
+): Promise<PlaneInfo> {
   let askedLocal = false;
+  let waitSaid = false;
   let local: PlaneInfo | undefined;
   for (;;) {
     // `tandem run` starts its plane only when a call needs one, and it is the run's only plane: ask it first, once, and
@@ -164,6 +171,12 @@ export async function choosePlane(env: Env, fn: RegisteredFunction, want: PlaneW
       });
     }
     if (Date.now() >= want.deadline) throw noCapacity(fn, want, planes);
+    // Waiting because no plane it may run on is there at all (not because those there are busy, the usual queue): said
+    // once, in the call's log, rather than nothing until its timeout.
+    if (!waitSaid && onWait && !allowed.some((p) => p.healthy)) {
+      waitSaid = true;
+      onWait(`${placesSeen(want, planes)}; it waits for one up to its timeout (${fn.spec.timeoutSeconds} s)`);
+    }
     await new Promise((r) => setTimeout(r, WAIT_FOR_CAPACITY_MS));
     skipped.clear(); // planes may have come back, or new ones registered
   }
@@ -369,21 +382,25 @@ export async function localPlaneBundle(local: Fetcher, fn: Pick<RegisteredFuncti
   return registry().planeBundle(fn.app);
 }
 
+/** The planes as an input that may run in `want.regions` sees them: none connected, none there, or those there. */
+function placesSeen(want: PlaneWants, planes: PlaneInfo[]): string {
+  const healthy = planes.filter((p) => p.healthy);
+  const inRegions = healthy.filter((p) => inAllowedRegion(p.region, want.regions));
+  if (!healthy.length) return "no healthy plane is connected";
+  if (want.regions.length && !inRegions.length) return `no healthy plane is in ${describeRegions(want.regions)} (planes elsewhere: ${describePlanes(healthy)})`;
+  return `planes: ${describePlanes(inRegions)}`;
+}
+
+const describePlanes = (list: PlaneInfo[]) => list.map((p) => `${p.planeId} (${p.region}; ${Object.keys(p.gpus).join(", ") || "no GPUs"})`).join("; ");
+
 function noCapacity(fn: RegisteredFunction, want: PlaneWants, planes: PlaneInfo[]): NoCapacityError {
   const { wants, regions } = want;
   const what = wants.length ? wants.map((w) => (w.count > 1 ? `${w.type}:${w.count}` : w.type)).join(" or ") : "CPU";
-  const healthy = planes.filter((p) => p.healthy);
-  const inRegions = healthy.filter((p) => inAllowedRegion(p.region, regions));
-  const describe = (list: PlaneInfo[]) => list.map((p) => `${p.planeId} (${p.region}; ${Object.keys(p.gpus).join(", ") || "no GPUs"})`).join("; ");
-  const seen = !healthy.length
-    ? "no healthy plane is connected"
-    : regions.length && !inRegions.length
-      ? `no healthy plane is in ${describeRegions(regions)} (planes elsewhere: ${describe(healthy)})`
-      : `planes: ${describe(inRegions)}`;
+  const seen = placesSeen(want, planes);
   // A plane there that drains (stopping: SIGTERM) still reports: say so, or the region would read as empty.
   const now = Date.now();
   const draining = planes.filter((p) => p.draining && now - p.lastSeen < PLANE_DEFAULTS.staleMs && inAllowedRegion(p.region, regions));
-  const drains = draining.length ? `; draining, so sent no new input: ${describe(draining)}` : "";
+  const drains = draining.length ? `; draining, so sent no new input: ${describePlanes(draining)}` : "";
   // As is one that never became ready in time: the call waited for it, and the reason is what to look at.
   const notReady = planes.filter((p) => p.notReady !== undefined && now - p.lastSeen < PLANE_DEFAULTS.staleMs && inAllowedRegion(p.region, regions));
   const waited = notReady.length ? `; not taking calls yet: ${notReady.map((p) => `${p.planeId} (${p.notReady})`).join("; ")}` : "";

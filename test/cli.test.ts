@@ -252,6 +252,15 @@ describe("a plane function pinned to regions the local plane is not in", () => {
       // over the 60 s this test had. Waited for within the test's own time, so a miss shows serve's output.
       await served.waitFor(/function\s+embed\s+POST http:\/\/127\.0\.0\.1:\d+\/v1\/apps\/pinned\/functions\/embed\/call\s+\(plane\)/, 80_000);
       expect(served.output()).not.toContain("cannot run on the local plane");
+      // A call with no plane in its region waits for one, and its log says so at once (before: nothing until its timeout).
+      const call = fetch(`${served.url}/v1/apps/pinned/functions/embed/call`, authed({ method: "POST", body: JSON.stringify({ args: [] }) }));
+      const logs = async () => (await fetch(`${served.url}/v1/apps/pinned/logs?function=embed`, authed())).text();
+      await expect
+        .poll(logs, { timeout: 4_000, interval: 200 })
+        .toMatch(
+          /"source":"system","text":"waiting for a plane: no healthy plane is in region eu-west \(planes elsewhere: pl-\w+ \(local; T4\)\); it waits for one up to its timeout \(5 s\)"/,
+        );
+      expect((await call).status).toBe(503);
     } finally {
       await served.stop();
     }
