@@ -29,6 +29,23 @@ const SEVERITY = {
   stderr: { severityNumber: 13, severityText: "WARN" },
   system: { severityNumber: 9, severityText: "INFO" },
 } as const;
+const ERROR = { severityNumber: 17, severityText: "ERROR" } as const;
+
+/**
+ * A system line saying a call failed (the gateway's `failed after N attempts: …`), timed out, or lost its container
+ * (out of memory, crashed, killed), or that a plane lost what a container wrote; and one saying an attempt failed and
+ * is retried (`attempt 1 failed (…); attempt 2 in 1000 ms`).
+ */
+const FAILED_LINE =
+  /^failed after \d+ attempts?: |\btimed out after \d|\bran out of memory\b|\bcrashed with exit code\b|\bwas killed\b|\bwithout its last commit\b/;
+const RETRY_LINE = /^attempt \d+ failed /;
+
+/** A line's severity: its source's, but a system line that says a call failed is ERROR, and one that it is retried WARN. */
+function severityOf(line: Pick<LogLine, "source" | "text">) {
+  if (line.source !== "system") return SEVERITY[line.source];
+  if (FAILED_LINE.test(line.text)) return ERROR;
+  return RETRY_LINE.test(line.text) ? SEVERITY.stderr : SEVERITY.system;
+}
 
 /**
  * Attributes from a record of strings, numbers and booleans; null and undefined values are left out.
@@ -67,7 +84,7 @@ export function otlpLogsRequest(sender: OtlpSender, lines: readonly LogLine[], o
             logRecords: lines.map((line) => ({
               timeUnixNano: unixNano(line.time),
               observedTimeUnixNano: observed,
-              ...SEVERITY[line.source],
+              ...severityOf(line),
               body: { stringValue: line.text },
               attributes: otlpAttributes({
                 "tandem.app": line.app,
