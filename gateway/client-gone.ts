@@ -4,22 +4,16 @@
  * (`enable_request_signal`). Under `tandem serve` it does not (it does not watch a connection while its handler
  * runs): the front door, which sees its client go, tells the gateway (`LOCAL_CLIENT_GONE_ROUTE`), naming the request
  * by the watch id it sent it with (`HEADERS.clientWatch`). workerd refuses one request's I/O from another, so the
- * request that waits looks for its id itself, every `CLIENT_GONE_CHECK_MS`, while a call waits.
+ * request that waits looks for its id itself, every `DELIVERY_DEFAULTS.clientGoneCheckMs`, while a call waits.
  */
 import { Hono } from "hono";
 import { InvalidRequestError } from "../sdk/errors.js";
-import { HEADERS, LOCAL_CLIENT_GONE_ROUTE } from "../sdk/protocol.js";
+import { DELIVERY_DEFAULTS } from "../sdk/defaults.js";
+import { CLIENT_WATCH_PATTERN, HEADERS, LOCAL_CLIENT_GONE_ROUTE } from "../sdk/protocol.js";
 import type { RouteEnv } from "./env.js";
 import { requireLocalKey } from "./local-blobs.js";
 
-/** How often a request that waits on a call looks whether the front door said its client went. */
-const CLIENT_GONE_CHECK_MS = 100;
-/** How long an id the front door names is kept: a request looks for it within a check. */
-const GONE_KEEP_MS = 60_000;
-/** The most ids kept: the oldest go first. */
-const GONE_KEEP_MAX = 10_000;
-/** A watch id, as the front door makes them (`randomUUID`). */
-const WATCH_ID = /^[0-9a-f-]{36}$/;
+const { clientGoneCheckMs, clientGoneKeepMs, clientGoneKeepMax } = DELIVERY_DEFAULTS;
 
 /** The watch ids the front door named, with when. */
 const gone = new Map<string, number>();
@@ -37,7 +31,7 @@ export interface ClientWatch {
 export function clientWatch(request: Request): ClientWatch {
   const signal = request.signal;
   const id = request.headers.get(HEADERS.clientWatch);
-  const watched = id !== null && WATCH_ID.test(id) ? id : undefined;
+  const watched = id !== null && CLIENT_WATCH_PATTERN.test(id) ? id : undefined;
   return {
     onGone(listener) {
       let told = false;
@@ -48,7 +42,7 @@ export function clientWatch(request: Request): ClientWatch {
         listener();
       };
       signal.addEventListener("abort", tell, { once: true });
-      const check = watched === undefined ? undefined : setInterval(() => gone.has(watched) && tell(), CLIENT_GONE_CHECK_MS);
+      const check = watched === undefined ? undefined : setInterval(() => gone.has(watched) && tell(), clientGoneCheckMs);
       const stop = () => {
         signal.removeEventListener("abort", tell);
         clearInterval(check);
@@ -65,9 +59,9 @@ export function clientGoneRoutes(): Hono<RouteEnv> {
   routes.post(`${LOCAL_CLIENT_GONE_ROUTE}/:id`, (c) => {
     requireLocalKey(c, LOCAL_CLIENT_GONE_ROUTE);
     const id = c.req.param("id");
-    if (!WATCH_ID.test(id)) throw new InvalidRequestError(`${JSON.stringify(id)} is not a watch id`);
+    if (!CLIENT_WATCH_PATTERN.test(id)) throw new InvalidRequestError(`${JSON.stringify(id)} is not a watch id`);
     const now = Date.now();
-    for (const [old, at] of gone) if (now - at > GONE_KEEP_MS || gone.size >= GONE_KEEP_MAX) gone.delete(old);
+    for (const [old, at] of gone) if (now - at > clientGoneKeepMs || gone.size >= clientGoneKeepMax) gone.delete(old);
     gone.set(id, now);
     return c.body(null, 204);
   });

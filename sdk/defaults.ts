@@ -560,6 +560,13 @@ export const DELIVERY_DEFAULTS = {
    */
   clientRestartWaitMs: 30_000,
   /**
+   * How often a web request whose handler waits on a call looks whether `tandem serve`'s front door said its client
+   * went (gateway/client-gone.ts), and how long and how many of the ids it names the gateway keeps.
+   */
+  clientGoneCheckMs: 100,
+  clientGoneKeepMs: 60_000,
+  clientGoneKeepMax: 10_000,
+  /**
    * How long the SDK's `.map`, left early, waits at most for the gateway to cancel the batches it had in flight
    * (`POST .../map/cancel`) before it returns to the code that left it.
    */

@@ -391,6 +391,8 @@ export const LOCAL_BACKGROUND_ROUTE = "/_local/background";
  * request it sent with `HEADERS.clientWatch: <watch>` went before its answer ended (gateway/client-gone.ts).
  */
 export const LOCAL_CLIENT_GONE_ROUTE = "/_local/client-gone";
+/** A `HEADERS.clientWatch` id, as the front door makes them (`randomUUID`). */
+export const CLIENT_WATCH_PATTERN = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 
 /**
  * Routes of the CLI that started a local gateway, which the gateway reaches
