@@ -49,6 +49,7 @@ import { schedulerFor } from "./scheduler.js";
 import type { RouteEnv } from "./env.js";
 import { callNow, callOnce, mapCalls, mapCallsOnce, spawnCall, spawnCallOnce, stopMapHere } from "./executor.js";
 import { nearRegionsOf } from "./plane-regions.js";
+import { clientWatch } from "./client-gone.js";
 import { onceEach } from "./query.js";
 import { gatewayConfig } from "./config.js";
 import { appsOfThisEnvironment, inServedEnvironment } from "./environments.js";
@@ -167,7 +168,8 @@ export function apiRoutes(): Hono<Api> {
     const key = idempotencyKey(c);
     const record =
       key === undefined
-        ? toCallRecord((await callNow(runContext(c), fn, args)).row)
+        ? // Made without a key, it is its caller's alone: one that goes can never collect it, so it is cancelled then.
+          toCallRecord((await callNow({ ...runContext(c), clientGone: clientWatch(c.req.raw) }, fn, args)).row)
         : await callOnce(runContext(c), fn, args, key, c.req.header(HEADERS.freshKey) === "1");
     c.header(HEADERS.callId, record.callId);
     return c.json(record, recordStatus(record) as ContentfulStatusCode);

@@ -763,7 +763,7 @@ export const waits = app.endpoint({ method: "GET", label: "waits", path: "/:tier
 export default app;
 `;
 
-  it("cancels the call, on either tier (before: it ran to its end for nobody, its plane's container held)", async () => {
+  it("cancels the call, on either tier, and a call made over the API without a key (before: each ran to its end for nobody, its plane's container held)", async () => {
     const dir = await mkdtemp(join(tmpdir(), "tandem-client-gone-"));
     const served = await (async () => {
       await writeFile(join(dir, "app.ts"), APP);
@@ -786,6 +786,22 @@ export default app;
         const record = async () => (await (await fetch(`${served.url}/v1/calls/${callId}`, authed())).json()) as { status: string; error?: { code: string } };
         await expect.poll(async () => (await record()).status, { timeout: 10_000, interval: 100 }).toBe("cancelled");
         expect((await record()).error?.code).toBe("call_cancelled");
+      }
+      // A call made over the API without a key is its caller's alone: cancelled the same way. One made with a key runs
+      // on, for the caller that sends the key again.
+      for (const key of [undefined, "client-gone-key-1"]) {
+        const before = served.output().length;
+        const request = http.request(`${served.url}/v1/apps/gone/functions/onPlane/call`, {
+          method: "POST",
+          headers: { authorization: `Bearer ${ADMIN_TOKEN}`, "content-type": "application/json", ...(key ? { "idempotency-key": key } : {}) },
+        });
+        request.on("error", () => {});
+        request.end(JSON.stringify({ args: [key ? 2_000 : 30_000] }));
+        const started = new RegExp(`waiting (fc-[0-9a-z]{26})`);
+        await expect.poll(() => started.test(served.output().slice(before)), { timeout: 30_000, interval: 50 }).toBe(true);
+        const callId = started.exec(served.output().slice(before))![1]!;
+        request.destroy();
+        await served.waitFor(`${callId} stopped by ${key ? "its time" : "CancelledError"}`, 15_000);
       }
     } finally {
       await served.stop();
