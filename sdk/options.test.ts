@@ -56,6 +56,7 @@ describe("function options", () => {
     [{ env: { A: 1 } }, 'option "env.A" values must be strings'],
     [{ env: { "A=B": "x" } }, 'option "env" names must be non-empty, with no "=" or NUL: "A=B" is not one'],
     [{ env: { "": "x" } }, 'option "env" names must be non-empty, with no "=" or NUL: "" is not one'],
+    [{ env: { TANDEM_SECRET_KEYS: "" } }, 'option "env" "TANDEM_SECRET_KEYS" is a name the plane sets itself in each container'],
     [{ name: "has space" }, 'option "name" must be 1-64 letters'],
     [{ timout: 5 }, 'unknown option "timout"; did you mean "timeout"?'],
     [{ gpus: "A100" }, 'unknown option "gpus"; did you mean "gpu"?'],

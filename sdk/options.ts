@@ -14,7 +14,7 @@ import { parseGpuSpec, type GpuRequest, type GpuSpec } from "./gpu.js";
 
 const isGpuText = (v: unknown): v is string => typeof v === "string" && v.length > 0;
 import { isImage, type Image } from "./image.js";
-import { NAME_PATTERN, REGION_PATTERN, type PlaneFunctionSpec, type RetryPolicy } from "./protocol.js";
+import { NAME_PATTERN, REGION_PATTERN, reservedEnvName, type PlaneFunctionSpec, type RetryPolicy } from "./protocol.js";
 import { isSchedule, type Schedule } from "./schedule.js";
 import { isSecret, type Secret } from "./secret.js";
 import { describeIssues } from "./zod-issues.js";
@@ -96,9 +96,12 @@ const FunctionOptionsSchema = z.strictObject({
   env: userRecord(z.string("values must be strings"))
     .superRefine((env, ctx) => {
       // A name with "=" would split elsewhere than written ({ "A=B": "x" } is A="B=x" to the program), "" is no name.
-      for (const name of Object.keys(env))
+      for (const name of Object.keys(env)) {
         if (name === "" || /[=\0]/.test(name))
           ctx.addIssue({ code: "custom", message: `names must be non-empty, with no "=" or NUL: ${JSON.stringify(name)} is not one` });
+        const reserved = reservedEnvName(name);
+        if (reserved) ctx.addIssue({ code: "custom", message: reserved });
+      }
     })
     .optional(),
   /**

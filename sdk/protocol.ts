@@ -965,6 +965,10 @@ export const SecretCreateRequestSchema = z.lazy(() =>
               code: "custom",
               message: `"${bad}" is not a key: keys are environment variable names (letters, digits and '_', not starting with a digit)`,
             });
+          const reserved = Object.keys(values)
+            .map(reservedEnvName)
+            .find((why) => why !== undefined);
+          if (reserved !== undefined) ctx.addIssue({ code: "custom", message: reserved });
         })
         .refine((values) => Object.keys(values).length <= SECRET_LIMITS.maxKeys, `must hold at most ${SECRET_LIMITS.maxKeys} keys`),
     ),
@@ -2104,6 +2108,17 @@ export const CONTAINER_ENV = {
   /** The region of the plane the container runs on (`tandem plane --region`). */
   region: "TANDEM_REGION",
 } as const;
+
+/**
+ * Why a name the plane sets in each container itself (`CONTAINER_ENV`) is refused as a secret's key or an `env` name:
+ * the plane's value would stand in its place there, or its value in the plane's. Undefined for any other name.
+ * @example reservedEnvName("TANDEM_APP"); // '"TANDEM_APP" is a name the plane sets itself …'
+ */
+export function reservedEnvName(name: string): string | undefined {
+  const names: readonly string[] = Object.values(CONTAINER_ENV);
+  if (!names.includes(name)) return undefined;
+  return `"${name}" is a name the plane sets itself in each container (${names.join(", ")}): choose another`;
+}
 
 /** A volume mount as the runner is told of it (`CONTAINER_ENV.volumes`). */
 export interface ContainerMount {

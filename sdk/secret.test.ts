@@ -40,6 +40,7 @@ describe("Secret", () => {
     expect(() => Secret.fromName("api", { requiredKeys: ["1X"] })).toThrow('"requiredKeys" must be a list of environment variable names');
     expect(() => Secret.fromDict({ "A-B": "x" })).toThrow('"A-B" is not an environment variable name');
     expect(() => Secret.fromDict({ A: 1 as unknown as string })).toThrow('the value of "A" must be a string');
+    expect(() => Secret.fromDict({ TANDEM_VOLUMES: "[]" })).toThrow('Secret.fromDict: "TANDEM_VOLUMES" is a name the plane sets itself in each container');
   });
 
   it("is the secrets option of functions, classes, wasm, web handlers and agents, and nothing else", () => {

@@ -7,7 +7,7 @@
  */
 import { SECRET_LIMITS } from "./defaults.js";
 import { InvalidOptionsError, fromWireError, toWireError, type TandemError } from "./errors.js";
-import { NAME_PATTERN, SECRET_KEY_PATTERN, SECRET_PROTO_KEY_REFUSED } from "./protocol.js";
+import { NAME_PATTERN, SECRET_KEY_PATTERN, SECRET_PROTO_KEY_REFUSED, reservedEnvName } from "./protocol.js";
 import { valueText } from "./value-text.js";
 
 const SECRET_BRAND = Symbol.for("tandem.secret");
@@ -57,6 +57,8 @@ export class Secret {
       throw new InvalidOptionsError("Secret.fromDict: give an object of KEY: value strings");
     for (const [key, value] of Object.entries(values)) {
       if (!SECRET_KEY_PATTERN.test(key)) throw new InvalidOptionsError(`Secret.fromDict: "${key}" is not an environment variable name`);
+      const reserved = reservedEnvName(key);
+      if (reserved) throw new InvalidOptionsError(`Secret.fromDict: ${reserved}`);
       if (value !== undefined && typeof value !== "string") throw new InvalidOptionsError(`Secret.fromDict: the value of "${key}" must be a string`);
     }
     return new Secret({ kind: "dict", values: Object.freeze({ ...values }) });

@@ -84,6 +84,8 @@ describe("/v1/secrets", () => {
       [{ name: "ok", values: { A: "b\u0000c" } }, 'field "values.A" must not hold a NUL character'],
       [{ name: "ok", values: { A: "b\ud800c" } }, 'field "values.A" must be Unicode text: it holds a lone surrogate'],
       [JSON.parse('{"name":"ok","values":{"__proto__":"x","B":"y"}}'), '"__proto__" cannot be a key'],
+      // The plane's own names in a container (before: taken, and one it sets later stood in its place there).
+      [{ name: "ok", values: { TANDEM_APP: "other" } }, '"TANDEM_APP" is a name the plane sets itself in each container (TANDEM_APP, TANDEM_FUNCTION,'],
       [{ name: "ok", values: { A: "b" }, extra: true }, "extra"],
       [{ values: { A: "b" } }, 'field "name" must be a secret name: 1-64 letters'],
       [{ name: "ok", values: ["A=b"] }, 'field "values" must be an object of KEY: "value"'],
