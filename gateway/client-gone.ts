@@ -25,30 +25,47 @@ export interface ClientWatch {
 }
 
 /**
- * The watch of a web request, as it came to the gateway (before a body limit made another of it).
+ * The watch of a web request, as it came to the gateway (before a body limit made another of it). Every call its
+ * handler waits on is told at once, in one go, so that each stops before the handler, failing on the first one's
+ * cancel, ends the request (an edge call then keeps its grace: gateway/executor.ts).
  * @example const rc: RunContext = { …, clientGone: clientWatch(c.req.raw) };
  */
 export function clientWatch(request: Request): ClientWatch {
   const signal = request.signal;
   const id = request.headers.get(HEADERS.clientWatch);
   const watched = id !== null && CLIENT_WATCH_PATTERN.test(id) ? id : undefined;
+  const listeners = new Set<() => void>();
+  let went = false;
+  let check: ReturnType<typeof setInterval> | undefined;
+  const stop = () => {
+    signal.removeEventListener("abort", tellAll);
+    clearInterval(check);
+    check = undefined;
+  };
+  function tellAll(): void {
+    if (went) return;
+    went = true;
+    stop();
+    for (const listener of [...listeners]) listener();
+    listeners.clear();
+  }
+  const hasGone = () => signal.aborted || (watched !== undefined && gone.has(watched));
   return {
     onGone(listener) {
-      let told = false;
-      const tell = () => {
-        if (told) return;
-        told = true;
-        stop();
+      if (went || hasGone()) {
+        tellAll();
         listener();
+        return () => {};
+      }
+      listeners.add(listener);
+      if (listeners.size === 1) {
+        signal.addEventListener("abort", tellAll, { once: true });
+        if (watched !== undefined) check = setInterval(() => hasGone() && tellAll(), clientGoneCheckMs);
+      }
+      return () => {
+        listeners.delete(listener);
+        if (listeners.size === 0) stop();
       };
-      signal.addEventListener("abort", tell, { once: true });
-      const check = watched === undefined ? undefined : setInterval(() => gone.has(watched) && tell(), clientGoneCheckMs);
-      const stop = () => {
-        signal.removeEventListener("abort", tell);
-        clearInterval(check);
-      };
-      if (signal.aborted || (watched !== undefined && gone.has(watched))) tell();
-      return stop;
     },
   };
 }

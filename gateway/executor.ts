@@ -418,6 +418,9 @@ export function recordIfLong(
         clearTimeout(timer);
         writeRecord();
       }
+      // Its edge attempt stops now, from this request, which runs it: with its grace, whatever else ends the request
+      // meanwhile (a handler that fails on another call's cancel). The ledger's cancel then records it.
+      edgeAttempt?.stopIfCancelled(true);
       if (!(await written)) return;
       const cancelled = await ledger!.cancel(id);
       if (cancelled?.plane) await cancelOnPlane(rc, cancelled.plane, [id], false);

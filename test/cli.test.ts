@@ -760,6 +760,9 @@ export const onPlane = app.function({ tier: "plane", cpu: 0.1, memory: 128, time
 export const waits = app.endpoint({ method: "GET", label: "waits", path: "/:tier/:ms" }, async (c) => ({
   got: await (c.req.param("tier") === "plane" ? onPlane : onEdge).remote(Number(c.req.param("ms"))),
 }));
+export const both = app.endpoint({ method: "GET", label: "both", path: "/:ms" }, async (c) => ({
+  got: await Promise.all([onPlane.remote(Number(c.req.param("ms"))), onEdge.remote(Number(c.req.param("ms")))]),
+}));
 export default app;
 `;
 
@@ -786,6 +789,23 @@ export default app;
         const record = async () => (await (await fetch(`${served.url}/v1/calls/${callId}`, authed())).json()) as { status: string; error?: { code: string } };
         await expect.poll(async () => (await record()).status, { timeout: 10_000, interval: 100 }).toBe("cancelled");
         expect((await record()).error?.code).toBe("call_cancelled");
+      }
+      // Two at once, on both tiers: each is stopped, the edge one with its grace, though the plane one's cancel fails the
+      // handler first (before: the request ended with it, and the edge function never ran again).
+      {
+        const before = served.output().length;
+        const request = http.get(`${served.url}/gone/both/30000`);
+        request.on("error", () => {});
+        const waiting = () =>
+          [
+            ...served
+              .output()
+              .slice(before)
+              .matchAll(/waiting (fc-[0-9a-z]{26})/g),
+          ].map((m) => m[1]!);
+        await expect.poll(() => waiting().length, { timeout: 30_000, interval: 50 }).toBe(2);
+        request.destroy();
+        for (const callId of waiting()) await served.waitFor(`${callId} stopped by CancelledError`, 15_000);
       }
       // A call made over the API without a key is its caller's alone: cancelled the same way. One made with a key runs
       // on, for the caller that sends the key again.
