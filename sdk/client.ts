@@ -464,6 +464,8 @@ export class HttpInvoker implements Invoker {
           ...(idempotencyKey !== undefined && sent === 0 && !options.keySentBefore ? { [HEADERS.freshKey]: "1" } : {}), // the SDK makes each key for its request
         });
       } catch (err) {
+        // A connection that was made and then lost (reset, closed) had a gateway at its end: one starting again now.
+        if (connectionLost(err)) reachedBefore.add(this.baseUrl);
         if (again && !signal?.aborted) {
           failedSince ??= performance.now();
           await retryPause(sent);
@@ -471,24 +473,25 @@ export class HttpInvoker implements Invoker {
         }
         throw gatewayUnreachable(this.baseUrl, err);
       }
+      // Answered, if only by `tandem serve`'s front door saying its gateway did not answer.
+      reachedBefore.add(this.baseUrl);
       if (again && (await noAnswer(answer))) {
         failedSince ??= performance.now();
         await retryPause(sent);
         continue;
       }
-      answeredBefore.add(this.baseUrl);
       return answer;
     }
   }
 
   /**
    * Whether a request that got no answer (`failedSince`: its first such send) is sent again after its `sent`th send:
-   * `clientRetries` times; and, from a gateway that answered this process before, which is then most likely starting
-   * again (`tandem serve` stopped and started, a deploy), for up to `clientRestartWaitMs` from that first failure.
+   * `clientRetries` times; and, to a gateway this process reached before (`reachedBefore`), which is then most likely
+   * starting again (`tandem serve` stopped and started), for up to `clientRestartWaitMs` from that first failure.
    */
   private mayTryAgain(sent: number, failedSince: number | undefined): boolean {
     if (sent < DELIVERY_DEFAULTS.clientRetries) return true;
-    return failedSince !== undefined && answeredBefore.has(this.baseUrl) && performance.now() - failedSince < DELIVERY_DEFAULTS.clientRestartWaitMs;
+    return failedSince !== undefined && reachedBefore.has(this.baseUrl) && performance.now() - failedSince < DELIVERY_DEFAULTS.clientRestartWaitMs;
   }
 
   private async readJson(res: Response): Promise<unknown> {
@@ -555,10 +558,23 @@ async function unansweredText(status: number, text: string): Promise<boolean> {
 }
 
 /**
- * The gateways (their base URLs) that have answered this process: one that then answers no more is most likely
- * starting again, and a request that can be sent again waits for it longer (`HttpInvoker.mayTryAgain`).
+ * The gateways (their base URLs) this process has reached: one that answered, or whose connection was made and then
+ * lost (a request in flight as `tandem serve` stopped). One that then answers no more is most likely starting again,
+ * and a request that can be sent again waits for it longer (`HttpInvoker.mayTryAgain`).
  */
-const answeredBefore = new Set<string>();
+const reachedBefore = new Set<string>();
+
+/** Node's codes for a connection that was made and then lost, as against one never made (refused, no such host). */
+const LOST_CONNECTION_CODES = new Set(["ECONNRESET", "EPIPE", "ECONNABORTED", "UND_ERR_SOCKET", "UND_ERR_CLOSED"]);
+
+/** Whether a request failed on a connection it had made (its gateway was there), by the error or its cause's code. */
+function connectionLost(err: unknown): boolean {
+  for (let e: unknown = err, depth = 0; e instanceof Error && depth < 4; e = e.cause, depth++) {
+    const code = (e as { code?: unknown }).code;
+    if (typeof code === "string" && LOST_CONNECTION_CODES.has(code)) return true;
+  }
+  return false;
+}
 
 /** Waits before sending a request again: doubling from `clientRetryDelayMs`, with jitter so many clients do not come back at once. */
 function retryPause(sent: number): Promise<void> {

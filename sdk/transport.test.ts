@@ -265,6 +265,26 @@ describe("the SDK's client in Node", () => {
     expect(again.seen[0]!.headers["tandem-fresh-key"]).toBeUndefined(); // sent before, so not said to be fresh
   }, 20_000);
 
+  it("waits as long when its first request was in flight as the gateway went away (before: it gave up after 3 s)", async () => {
+    let cut!: () => void;
+    const wasCut = new Promise<void>((resolve) => (cut = resolve));
+    const url = await serveBodies((req) => {
+      req.socket.destroy(); // tandem serve stopped with this request in flight: its connection lost, no answer
+      cut();
+    });
+    const port = Number(new URL(url).port);
+    const call = lookup<[string], string>("shop", "echo", { gateway: url, token: TOKEN }).remote("first");
+    await wasCut;
+    await new Promise<void>((resolve) => server!.close(() => resolve()));
+    server = undefined;
+    await new Promise((resolve) => setTimeout(resolve, 5_000)); // past the 4 quick retries
+    const again = await gateway();
+    await new Promise<void>((resolve) => server!.close(() => resolve()));
+    await new Promise<void>((resolve) => server!.listen(port, "127.0.0.1", resolve));
+    expect(await call).toBe("first");
+    expect(again.seen).toHaveLength(1);
+  }, 20_000);
+
   it("fails a malformed token option as itself, not as an unreachable gateway", async () => {
     const call = lookup<[number], number>("shop", "echo", { gateway: "http://127.0.0.1:9", token: "not-a-token" }).remote(1);
     await expect(call).rejects.toMatchObject({ code: "invalid_options", message: expect.stringContaining("does not hold a Tandem token") });
