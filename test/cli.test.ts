@@ -208,6 +208,12 @@ describe("tandem plane with bad flags", () => {
     const twice = await runCli(["plane", "--gpus", "A100:2:3", "--gateway", "http://127.0.0.1:9"]);
     expect(twice.code).toBe(2);
     expect(twice.stderr).toContain('error: --gpus "A100:2:3": give a type and a count, such as "A100:2"');
+    // Before, "" fell back to the default runtime, and --runtime process ran with the Docker runtime unused, unsaid.
+    const noRuntime = await runCli(["plane", "--docker-runtime", "", "--gateway", "http://127.0.0.1:9"]);
+    expect(noRuntime.code).toBe(2);
+    expect(noRuntime.stderr).toContain("argument '' is invalid. must name a runtime the Docker engine lists (docker info), such as runsc or runc");
+    const unused = await runCli(["plane", "--docker-runtime", "runc", "--runtime", "process", "--gateway", "http://127.0.0.1:9"]);
+    expect([unused.code, unused.stderr]).toEqual([2, "error: --docker-runtime runc is for --runtime docker; --runtime process runs no Docker containers\n"]);
   });
 
   it("a --port in use: said as tandem serve says it (before: error: listen EADDRINUSE: address already in use)", async () => {

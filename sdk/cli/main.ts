@@ -251,7 +251,11 @@ program
   .option("-g, --gateway <url>", GATEWAY_HELP)
   .option("--gpus <inventory>", 'declare a simulated GPU inventory, e.g. "A100:2,T4:1" (default: real GPUs from nvidia-smi)', gpuInventory)
   .option("--runtime <runtime>", "container runtime: docker, or process (unsandboxed, development only)", parseRuntime, "docker")
-  .option("--docker-runtime <name>", "the Docker runtime of function containers: runsc (gVisor) or runc (default: runsc where the engine lists it, else runc)")
+  .option(
+    "--docker-runtime <name>",
+    "the Docker runtime of function containers: runsc (gVisor) or runc (default: runsc where the engine lists it, else runc)",
+    dockerRuntimeName,
+  )
   .option("--scaledown-window <seconds>", "seconds a container may sit idle before it is stopped", parseSeconds, FUNCTION_DEFAULTS.scaledownWindowSeconds)
   .option("--prepared <count>", PREPARED_HELP, parseWhole, PLANE_DEFAULTS.preparedPerFunction)
   .option("--snapshot-max <count>", "most memory snapshots kept on this plane's disk (snapshot: true functions)", parseWhole, PLANE_DEFAULTS.snapshotMax)
@@ -288,6 +292,8 @@ program
       drainTimeout: number;
       versionDrainTimeout: number;
     }) => {
+      if (opts.dockerRuntime !== undefined && opts.runtime !== "docker")
+        throw new InvalidArgumentError(`--docker-runtime ${opts.dockerRuntime} is for --runtime docker; --runtime ${opts.runtime} runs no Docker containers`);
       const { startPlaneNode } = await import("./plane.js");
       await startPlaneNode({
         gateway: gatewayOf(opts),
@@ -491,6 +497,13 @@ function parseStrategy(value: string): DeployStrategy {
 
 function parseRuntime(value: string): "docker" | "process" {
   return parseChoice(["docker", "process"])(value);
+}
+
+/** A Docker runtime's name as the engine lists it (`docker info`): not empty, which would quietly mean the default. */
+function dockerRuntimeName(value: string): string {
+  if (!/^[A-Za-z0-9][A-Za-z0-9._-]*$/.test(value))
+    throw new InvalidArgumentError("must name a runtime the Docker engine lists (docker info), such as runsc or runc");
+  return value;
 }
 
 function parseSeconds(value: string): number {
