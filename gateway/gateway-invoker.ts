@@ -42,8 +42,8 @@ export class GatewayInvoker implements Invoker {
     return spawnCall(context(), target, given);
   }
 
-  // Each result is handed on as it ends; a loop left early (a break, a return, a throw) starts no input not begun yet,
-  // and those under way run to their end and are recorded, as the map's would be.
+  // Each result is handed on as it ends; a loop left early (a break, a return, a throw), or a web request's client that
+  // goes, starts no input not begun yet, and those under way run to their end and are recorded, as the map's would be.
   async *map(app: string, fn: string, inputs: AsyncIterable<unknown[]>): AsyncIterable<MapOutcome> {
     const rc = context();
     const target = registry().function(app, fn);
@@ -68,6 +68,10 @@ export class GatewayInvoker implements Invoker {
         wake?.();
       });
     rc.waitUntil(running);
+    // A web request's client that goes leaves it as a loop left early would: no input not begun yet starts.
+    const unwatch = rc.clientGone?.onGone(() => {
+      state.left = true;
+    });
     try {
       for (;;) {
         if (ended.length) yield ended.shift()!;
@@ -77,6 +81,7 @@ export class GatewayInvoker implements Invoker {
       }
     } finally {
       state.left = true;
+      unwatch?.();
     }
   }
 

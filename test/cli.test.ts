@@ -766,6 +766,11 @@ export const onPlane = app.function({ tier: "plane", cpu: 0.1, memory: 128, time
 export const waits = app.endpoint({ method: "GET", label: "waits", path: "/:tier/:ms" }, async (c) => ({
   got: await (c.req.param("tier") === "plane" ? onPlane : onEdge).remote(Number(c.req.param("ms"))),
 }));
+export const mapped = app.endpoint({ method: "GET", label: "mapped" }, async () => {
+  const out: unknown[] = [];
+  for await (const r of onEdge.map(Array(40).fill(1500))) out.push(r);
+  return out;
+});
 export const both = app.endpoint({ method: "GET", label: "both", path: "/:ms" }, async (c) => ({
   got: await Promise.all([onPlane.remote(Number(c.req.param("ms"))), onEdge.remote(Number(c.req.param("ms")))]),
 }));
@@ -812,6 +817,31 @@ export default app;
         await expect.poll(() => waiting().length, { timeout: 30_000, interval: 50 }).toBe(2);
         request.destroy();
         for (const callId of waiting()) await served.waitFor(`${callId} stopped by CancelledError`, 15_000);
+      }
+      // A .map the handler loops over starts no input not begun yet (32 run at a time), as a loop left early would.
+      {
+        const before = served.output().length;
+        const request = http.get(`${served.url}/gone/mapped`);
+        request.on("error", () => {});
+        const waiting = () =>
+          served
+            .output()
+            .slice(before)
+            .match(/waiting fc-/g)?.length ?? 0;
+        await expect.poll(waiting, { timeout: 30_000, interval: 50 }).toBe(32);
+        request.destroy();
+        await expect
+          .poll(
+            () =>
+              served
+                .output()
+                .slice(before)
+                .match(/stopped by/g)?.length ?? 0,
+            { timeout: 15_000, interval: 100 },
+          )
+          .toBe(32);
+        await new Promise((resolve) => setTimeout(resolve, 2_000)); // the next inputs would have started by now
+        expect(waiting()).toBe(32); // before: all 40
       }
       // A call made over the API without a key is its caller's alone: cancelled the same way. One made with a key runs
       // on, for the caller that sends the key again.
