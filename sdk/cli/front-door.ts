@@ -601,7 +601,8 @@ export class FrontDoor {
       if (res.writableFinished && answered) return;
       stopped = true;
       current.destroy(); // also when the door answered in the gateway's stead (`cutOff`)
-      if (watch !== undefined) slot.backend.clientGone?.(watch);
+      // Its client went before its answer ended (not an answer the door gave in the gateway's stead, as serve stops).
+      if (watch !== undefined && !res.writableFinished) slot.backend.clientGone?.(watch);
     });
   }
 
