@@ -27,6 +27,7 @@ import { sha256Hex } from "../sdk/hex.js";
 import { secretEnv } from "./secret-env.js";
 import { registry } from "./registry.js";
 import { runStore, withCallEnv, type RunContext } from "./run-context.js";
+import type { ClientWatch } from "./client-gone.js";
 export { shardOf } from "./shard.js";
 import { mapStack } from "./source-map.js";
 
@@ -92,6 +93,8 @@ export class AgentHub extends DurableObject<Env> {
   readonly #buckets = new WeakMap<WebSocket, { tokens: number; at: number }>();
   /** Sockets whose end has been handled: the runtime may report one both as an error and as a close. */
   readonly #endedSockets = new WeakSet<WebSocket>();
+  /** The listeners of the calls each socket's handlers wait on (`#socketWatch`), told when it ends. */
+  readonly #watchers = new Map<WebSocket, Set<() => void>>();
   /** Tokens being checked again beside a send (`#mayReceive`), so a broadcast asks once for each. */
   readonly #checking = new Set<string>();
   #where: Where | undefined;
@@ -174,10 +177,16 @@ export class AgentHub extends DurableObject<Env> {
     await this.#ended(ws, AGENT_CLOSE.abnormal, message);
   }
 
-  /** A socket ended: its session's `onClose` runs once, and the session's time to live starts when it was its last. */
+  /**
+   * A socket ended: the calls its handlers wait on are cancelled, its session's `onClose` runs once, and the session's
+   * time to live starts when it was its last.
+   */
   async #ended(ws: WebSocket, code: number, reason: string): Promise<void> {
     if (this.#endedSockets.has(ws)) return;
     this.#endedSockets.add(ws);
+    const waiting = this.#watchers.get(ws);
+    this.#watchers.delete(ws);
+    for (const listener of waiting ?? []) listener();
     const attachment = ws.deserializeAttachment() as Attachment;
     const agent = deployedAgent(ws, attachment);
     if (!agent) return;
@@ -231,7 +240,8 @@ export class AgentHub extends DurableObject<Env> {
     const { sessionId } = attachment;
     const loaded = await this.#session(sessionId);
     const { session } = loaded;
-    const rc = this.#runContext(attachment);
+    // The calls onOpen and onMessage wait on are cancelled if the socket ends meanwhile: nobody reads their answer.
+    const rc: RunContext = hook === "onClose" ? this.#runContext(attachment) : { ...this.#runContext(attachment), clientGone: this.#socketWatch(ws) };
     try {
       const where = `websocket "${attachment.label}" of app "${attachment.app}"`;
       withCallEnv(rc, await secretEnv(rc, { app: attachment.app, holder: `web/${attachment.label}`, where, secrets: agent.secrets }));
@@ -242,6 +252,25 @@ export class AgentHub extends DurableObject<Env> {
     } finally {
       await runStore.run(rc, () => this.#save(ws, sessionId, loaded));
     }
+  }
+
+  /** What a handler running for a socket asks whether it ended (`RunContext.clientGone`): told by `#ended`. */
+  #socketWatch(ws: WebSocket): ClientWatch {
+    return {
+      onGone: (listener) => {
+        if (this.#endedSockets.has(ws)) {
+          listener();
+          return () => {};
+        }
+        let listeners = this.#watchers.get(ws);
+        if (!listeners) this.#watchers.set(ws, (listeners = new Set()));
+        listeners.add(listener);
+        return () => {
+          listeners.delete(listener);
+          if (listeners.size === 0 && this.#watchers.get(ws) === listeners) this.#watchers.delete(ws);
+        };
+      },
+    };
   }
 
   /** What a session's handlers run with: the gateway's call context, their console lines tagged and kept as the agent's. */

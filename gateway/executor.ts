@@ -420,7 +420,12 @@ export function recordIfLong(
       }
       // Its edge attempt stops now, from this request, which runs it: with its grace, whatever else ends the request
       // meanwhile (a handler that fails on another call's cancel). The ledger's cancel then records it.
-      edgeAttempt?.stopIfCancelled(true);
+      try {
+        edgeAttempt?.stopIfCancelled(true);
+      } catch {
+        // Told from another request than the one running it (a socket's end, in an agent's object): workerd may refuse
+        // to abort its signal from here; the ledger's cancel below reaches it as its own request next looks.
+      }
       if (!(await written)) return;
       const cancelled = await ledger!.cancel(id);
       if (cancelled?.plane) await cancelOnPlane(rc, cancelled.plane, [id], false);

@@ -75,6 +75,31 @@ describe("a WebSocket agent", () => {
     c.ws.close();
   });
 
+  it("cancels the call a handler waits on when its socket ends, closed or dropped (before: it ran to its end for nobody)", async () => {
+    const last = async () =>
+      (await (await fetch(`${gw.url}/v1/apps/agents/functions/patientLast/call`, authed({ method: "POST", body: "{}" }))).json()) as {
+        result: { callId?: string; stoppedBy?: string };
+      };
+    for (const end of ["close", "terminate"] as const) {
+      const c = await client(`/agents/echo?session=waits-${end}`);
+      await c.next();
+      c.ws.send("wait 20000");
+      await eventually(async () => (await last()).result.callId !== undefined && (await last()).result.stoppedBy === undefined);
+      const { callId } = (await last()).result;
+      if (end === "close") c.ws.close();
+      else c.ws.terminate();
+      await eventually(async () => (await last()).result.stoppedBy === "CancelledError", 10_000);
+      await eventually(async () => ((await (await fetch(`${gw.url}/v1/calls/${callId}`, authed())).json()) as { status: string }).status === "cancelled");
+    }
+    // A socket that stays gets its answer.
+    const c = await client("/agents/echo?session=waits-stays");
+    await c.next();
+    c.ws.send("wait 100");
+    expect(await c.next()).toBe("waited");
+    expect((await last()).result.stoppedBy).toBe("its time");
+    c.ws.close();
+  }, 40_000);
+
   it("sends a generator's chunks one by one, as they are produced", async () => {
     const c = await client("/agents/echo?session=stream-session");
     await c.next();
