@@ -31,9 +31,17 @@ export interface ClientWatch {
  * @example const rc: RunContext = { …, clientGone: clientWatch(c.req.raw) };
  */
 export function clientWatch(request: Request): ClientWatch {
-  const signal = request.signal;
-  const id = request.headers.get(HEADERS.clientWatch);
-  const watched = id !== null && CLIENT_WATCH_PATTERN.test(id) ? id : undefined;
+  // Read as a handler first waits on a call: most web requests never do, and pay for neither.
+  let signal!: AbortSignal;
+  let watched: string | undefined;
+  let read = false;
+  const readRequest = () => {
+    if (read) return;
+    read = true;
+    signal = request.signal;
+    const id = request.headers.get(HEADERS.clientWatch);
+    watched = id !== null && CLIENT_WATCH_PATTERN.test(id) ? id : undefined;
+  };
   const listeners = new Set<() => void>();
   let went = false;
   let check: ReturnType<typeof setInterval> | undefined;
@@ -52,6 +60,7 @@ export function clientWatch(request: Request): ClientWatch {
   const hasGone = () => signal.aborted || (watched !== undefined && gone.has(watched));
   return {
     onGone(listener) {
+      readRequest();
       if (went || hasGone()) {
         tellAll();
         listener();
