@@ -27,7 +27,7 @@ import { sha256Hex } from "../sdk/hex.js";
 import { secretEnv } from "./secret-env.js";
 import { registry } from "./registry.js";
 import { runStore, withCallEnv, type RunContext } from "./run-context.js";
-import type { ClientWatch } from "./client-gone.js";
+import { ClientGone, type ClientWatch } from "./client-gone.js";
 export { shardOf } from "./shard.js";
 import { mapStack } from "./source-map.js";
 
@@ -93,8 +93,8 @@ export class AgentHub extends DurableObject<Env> {
   readonly #buckets = new WeakMap<WebSocket, { tokens: number; at: number }>();
   /** Sockets whose end has been handled: the runtime may report one both as an error and as a close. */
   readonly #endedSockets = new WeakSet<WebSocket>();
-  /** The listeners of the calls each socket's handlers wait on (`#socketWatch`), told when it ends. */
-  readonly #watchers = new Map<WebSocket, Set<() => void>>();
+  /** The calls each socket's handlers wait on (`#socketWatch`), told when it ends. */
+  readonly #watchers = new WeakMap<WebSocket, ClientGone>();
   /** Tokens being checked again beside a send (`#mayReceive`), so a broadcast asks once for each. */
   readonly #checking = new Set<string>();
   #where: Where | undefined;
@@ -184,9 +184,7 @@ export class AgentHub extends DurableObject<Env> {
   async #ended(ws: WebSocket, code: number, reason: string): Promise<void> {
     if (this.#endedSockets.has(ws)) return;
     this.#endedSockets.add(ws);
-    const waiting = this.#watchers.get(ws);
-    this.#watchers.delete(ws);
-    for (const listener of waiting ?? []) listener();
+    this.#watchers.get(ws)?.tell();
     const attachment = ws.deserializeAttachment() as Attachment;
     const agent = deployedAgent(ws, attachment);
     if (!agent) return;
@@ -256,21 +254,12 @@ export class AgentHub extends DurableObject<Env> {
 
   /** What a handler running for a socket asks whether it ended (`RunContext.clientGone`): told by `#ended`. */
   #socketWatch(ws: WebSocket): ClientWatch {
-    return {
-      onGone: (listener) => {
-        if (this.#endedSockets.has(ws)) {
-          listener();
-          return () => {};
-        }
-        let listeners = this.#watchers.get(ws);
-        if (!listeners) this.#watchers.set(ws, (listeners = new Set()));
-        listeners.add(listener);
-        return () => {
-          listeners.delete(listener);
-          if (listeners.size === 0 && this.#watchers.get(ws) === listeners) this.#watchers.delete(ws);
-        };
-      },
-    };
+    let watch = this.#watchers.get(ws);
+    if (!watch) {
+      this.#watchers.set(ws, (watch = new ClientGone()));
+      if (this.#endedSockets.has(ws)) watch.tell();
+    }
+    return watch;
   }
 
   /** What a session's handlers run with: the gateway's call context, their console lines tagged and kept as the agent's. */

@@ -25,58 +25,69 @@ export interface ClientWatch {
 }
 
 /**
+ * The listeners of the calls a client's work waits on, all told at once, once, when it goes (`tell`): a web request's
+ * (`clientWatch`) or a socket's (an agent's, gateway/agents.ts). `watch`, when given, starts looking as the first
+ * listener comes, and answers how to stop looking (none: there is nothing to look at).
+ */
+export class ClientGone implements ClientWatch {
+  readonly #listeners = new Set<() => void>();
+  readonly #watch: ((tell: () => void) => (() => void) | undefined) | undefined;
+  #stopWatching: (() => void) | undefined;
+  #gone = false;
+
+  constructor(watch?: (tell: () => void) => (() => void) | undefined) {
+    this.#watch = watch;
+  }
+
+  /** The client went: every listener is told now, and any that comes later at once. */
+  tell(): void {
+    if (this.#gone) return;
+    this.#gone = true;
+    this.#stopWatching?.();
+    for (const listener of [...this.#listeners]) listener();
+    this.#listeners.clear();
+  }
+
+  onGone(listener: () => void): () => void {
+    if (this.#gone) {
+      listener();
+      return () => {};
+    }
+    this.#listeners.add(listener);
+    if (this.#listeners.size === 1) this.#stopWatching = this.#watch?.(() => this.tell());
+    return () => {
+      this.#listeners.delete(listener);
+      if (this.#listeners.size > 0) return;
+      this.#stopWatching?.();
+      this.#stopWatching = undefined;
+    };
+  }
+}
+
+/**
  * The watch of a web request, as it came to the gateway (before a body limit made another of it). Every call its
  * handler waits on is told at once, in one go, so that each stops before the handler, failing on the first one's
- * cancel, ends the request (an edge call then keeps its grace: gateway/executor.ts).
+ * cancel, ends the request (an edge call then keeps its grace: gateway/executor.ts). The request is read as a handler
+ * first waits on a call: most web requests never do, and pay for neither (workerd makes a request's signal on its
+ * first read: bench/README.md).
  * @example const rc: RunContext = { …, clientGone: clientWatch(c.req.raw) };
  */
 export function clientWatch(request: Request): ClientWatch {
-  // Read as a handler first waits on a call: most web requests never do, and pay for neither.
-  let signal!: AbortSignal;
-  let watched: string | undefined;
-  let read = false;
-  const readRequest = () => {
-    if (read) return;
-    read = true;
-    signal = request.signal;
+  return new ClientGone((tell) => {
+    const signal = request.signal;
     const id = request.headers.get(HEADERS.clientWatch);
-    watched = id !== null && CLIENT_WATCH_PATTERN.test(id) ? id : undefined;
-  };
-  const listeners = new Set<() => void>();
-  let went = false;
-  let check: ReturnType<typeof setInterval> | undefined;
-  const stop = () => {
-    signal.removeEventListener("abort", tellAll);
-    clearInterval(check);
-    check = undefined;
-  };
-  function tellAll(): void {
-    if (went) return;
-    went = true;
-    stop();
-    for (const listener of [...listeners]) listener();
-    listeners.clear();
-  }
-  const hasGone = () => signal.aborted || (watched !== undefined && gone.has(watched));
-  return {
-    onGone(listener) {
-      readRequest();
-      if (went || hasGone()) {
-        tellAll();
-        listener();
-        return () => {};
-      }
-      listeners.add(listener);
-      if (listeners.size === 1) {
-        signal.addEventListener("abort", tellAll, { once: true });
-        if (watched !== undefined) check = setInterval(() => hasGone() && tellAll(), clientGoneCheckMs);
-      }
-      return () => {
-        listeners.delete(listener);
-        if (listeners.size === 0) stop();
-      };
-    },
-  };
+    const watched = id !== null && CLIENT_WATCH_PATTERN.test(id) ? id : undefined;
+    if (signal.aborted || (watched !== undefined && gone.has(watched))) {
+      tell();
+      return undefined;
+    }
+    signal.addEventListener("abort", tell, { once: true });
+    const check = watched === undefined ? undefined : setInterval(() => gone.has(watched) && tell(), clientGoneCheckMs);
+    return () => {
+      signal.removeEventListener("abort", tell);
+      clearInterval(check);
+    };
+  });
 }
 
 /** @example router.route("/", clientGoneRoutes()); */
