@@ -27,7 +27,7 @@ import { sha256Hex } from "../sdk/hex.js";
 import { secretEnv } from "./secret-env.js";
 import { registry } from "./registry.js";
 import { runStore, withCallEnv, type RunContext } from "./run-context.js";
-import { ClientGone, type ClientWatch } from "./client-gone.js";
+import { ClientGone, ClientWentError, type ClientWatch } from "./client-gone.js";
 export { shardOf } from "./shard.js";
 import { mapStack } from "./source-map.js";
 
@@ -245,6 +245,7 @@ export class AgentHub extends DurableObject<Env> {
       withCallEnv(rc, await secretEnv(rc, { app: attachment.app, holder: `web/${attachment.label}`, where, secrets: agent.secrets }));
       await runStore.run(rc, async () => handler(this.#context(sessionId, session), arg));
     } catch (err) {
+      if (err instanceof ClientWentError) return; // its socket ended while it waited on a call: nobody to tell, nothing failed
       const remote = logFailure(rc, hook, err);
       if (hook !== "onClose") closeWith(ws, AGENT_CLOSE.handlerFailed, `${hook} failed: ${remote.remoteName}: ${remote.message}`);
     } finally {

@@ -206,7 +206,8 @@ export interface LedgerApi {
   record(calls: FinishedCall[]): Promise<KeyTaken[]>;
   get(id: string, waitMs: number): Promise<CallRecord | null>;
   /** Cancels a call that has not ended; says which plane it was running on, if one. */
-  cancel(id: string): Promise<{ record: CallRecord; plane: string | null } | null>;
+  /** `why`, when given, goes on the call's error message: `call <id> was cancelled: <why>`. */
+  cancel(id: string, why?: string): Promise<{ record: CallRecord; plane: string | null } | null>;
   /**
    * `cancel` for every input of a keyed map request that has not ended (`scope`: its key as `keyScope` makes it); says
    * which it cancelled, and the plane each was running on, if one.

@@ -497,12 +497,12 @@ export class CallLedger extends DurableObject<Env> implements LedgerApi {
     return this.#toRecord(row);
   }
 
-  async cancel(id: string): Promise<{ record: CallRecord; plane: string | null } | null> {
+  async cancel(id: string, why?: string): Promise<{ record: CallRecord; plane: string | null } | null> {
     const row = this.#row(id) ?? (await this.#youngRow(id));
     if (!row) return null;
     const wasRunning = !TERMINAL_STATUSES.has(row.status as CallStatus);
     if (wasRunning) {
-      this.#markCancelled(id);
+      this.#markCancelled(id, why);
       await this.#scheduleAlarm();
     }
     return { record: await this.#toRecord(this.#row(id)!), plane: wasRunning ? row.plane : null };
@@ -531,8 +531,8 @@ export class CallLedger extends DurableObject<Env> implements LedgerApi {
   }
 
   /** Ends a call that has not ended as `cancelled`, with a `call_cancelled` error, and wakes those waiting for it. */
-  #markCancelled(id: string): void {
-    const error: WireError = { code: "call_cancelled", message: `call ${id} was cancelled`, details: { callId: id } };
+  #markCancelled(id: string, why?: string): void {
+    const error: WireError = { code: "call_cancelled", message: `call ${id} was cancelled${why ? `: ${why}` : ""}`, details: { callId: id } };
     const expiresAt = Date.now() + this.#config.resultTtlSeconds * 1000;
     this.#sql.exec(
       "UPDATE calls SET status = 'cancelled', error = ?, finished_at = ?, lease_until = NULL, expires_at = ? WHERE id = ?",

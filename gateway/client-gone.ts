@@ -7,9 +7,9 @@
  * request that waits looks for its id itself, every `DELIVERY_DEFAULTS.clientGoneCheckMs`, while a call waits.
  */
 import { Hono } from "hono";
-import { InvalidRequestError } from "../sdk/errors.js";
+import { CancelledError, InvalidRequestError } from "../sdk/errors.js";
 import { DELIVERY_DEFAULTS } from "../sdk/defaults.js";
-import { CLIENT_WATCH_PATTERN, HEADERS, LOCAL_CLIENT_GONE_ROUTE } from "../sdk/protocol.js";
+import { CLIENT_CLOSED_REQUEST, CLIENT_WATCH_PATTERN, HEADERS, LOCAL_CLIENT_GONE_ROUTE } from "../sdk/protocol.js";
 import type { RouteEnv } from "./env.js";
 import { requireLocalKey } from "./local-blobs.js";
 
@@ -22,6 +22,26 @@ const gone = new Map<string, number>();
 export interface ClientWatch {
   /** Calls `listener` once, when the client goes; answers the function that stops watching. */
   onGone(listener: () => void): () => void;
+}
+
+/** Why a call a web request's handler (or an agent's) waited on was cancelled, in its record and its error. */
+export const CLIENT_WENT = "the client waiting on it went (its web request or WebSocket ended first)";
+
+/**
+ * What a handler's `.remote()` throws when the call was cancelled because the handler's client went (`callNow`): a
+ * `CancelledError` (its name and code) that says why, and that answers as hono's `HTTPException` does
+ * (`getResponse`: a 499 nobody reads). So an `app.web` app's default `onError`, an endpoint and an agent end the request
+ * quietly, where each logged it as the handler's failure, with a stack of the gateway's own (before).
+ */
+export class ClientWentError extends CancelledError {
+  constructor(callId: string) {
+    super(`call ${callId} was cancelled: ${CLIENT_WENT}`, { callId });
+    this.name = "CancelledError";
+  }
+
+  getResponse(): Response {
+    return new Response(null, { status: CLIENT_CLOSED_REQUEST });
+  }
 }
 
 /**

@@ -56,6 +56,7 @@ import {
   type NewCall,
   firstLine,
 } from "./call-ledger-client.js";
+import { CLIENT_WENT, ClientWentError } from "./client-gone.js";
 import { EdgeCall, stopIfCancelled } from "./edge-call.js";
 import { EncodedResult } from "./encoded-result.js";
 import { encodeResult } from "../sdk/result-value.js";
@@ -311,7 +312,14 @@ export async function callNow(
   const createdAt = Date.now();
   const record = recordIfLong(rc, fn, id, kind, createdAt);
   // A `.remote()` a web request's handler waits on is cancelled when that request's client goes: nobody waits for it.
-  const unwatch = kind === "remote" ? rc.clientGone?.onGone(() => rc.waitUntil(record.cancel())) : undefined;
+  let clientWent = false;
+  const unwatch =
+    kind === "remote"
+      ? rc.clientGone?.onGone(() => {
+          clientWent = true;
+          rc.waitUntil(record.cancel(CLIENT_WENT));
+        })
+      : undefined;
   let outcome: Outcome;
   try {
     outcome = await execute(rc, fn, args, id, record.options);
@@ -321,6 +329,8 @@ export async function callNow(
   } finally {
     unwatch?.();
   }
+  // Said as such to the handler, which ends its request quietly (ClientWentError), and in the call's record.
+  if (clientWent && outcome.status === "cancelled") outcome = { ...outcome, error: new ClientWentError(id) };
   const row = finishedCall(id, fn, kind, createdAt, outcome);
   record.ended(row);
   return { id, outcome, row };
@@ -341,7 +351,7 @@ export function recordIfLong(
   id: string,
   kind: CallKind,
   createdAt: number,
-): { options: ExecuteOptions; ended: (row: FinishedCall, cancelledHere?: boolean) => void; abandon: () => void; cancel: () => Promise<void> } {
+): { options: ExecuteOptions; ended: (row: FinishedCall, cancelledHere?: boolean) => void; abandon: () => void; cancel: (why?: string) => Promise<void> } {
   let attempt = 1;
   let plane: string | undefined;
   let edgeAttempt: EdgeCall | undefined;
@@ -412,7 +422,7 @@ export function recordIfLong(
     },
     // Cancelled as `POST /v1/calls/:id/cancel` cancels it: recorded now if it was not yet, so the ledger can stop it
     // wherever it runs (its edge attempt here, its input on its plane); the call then ends `cancelled`.
-    cancel: async () => {
+    cancel: async (why) => {
       if (over) return;
       if (!written) {
         clearTimeout(timer);
@@ -427,7 +437,7 @@ export function recordIfLong(
         // to abort its signal from here; the ledger's cancel below reaches it as its own request next looks.
       }
       if (!(await written)) return;
-      const cancelled = await ledger!.cancel(id);
+      const cancelled = await ledger!.cancel(id, why);
       if (cancelled?.plane) await cancelOnPlane(rc, cancelled.plane, [id], false);
     },
   };

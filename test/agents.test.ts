@@ -90,6 +90,9 @@ describe("a WebSocket agent", () => {
       else c.ws.terminate();
       await eventually(async () => (await last()).result.stoppedBy === "CancelledError", 10_000);
       await eventually(async () => ((await (await fetch(`${gw.url}/v1/calls/${callId}`, authed())).json()) as { status: string }).status === "cancelled");
+      // Nothing failed: the handler's end is not logged as its failure (before: "onMessage threw: CancelledError", with a stack).
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      expect(gw.output.filter((l) => l.includes(`[agents/echo waits-${end}]`) && l.includes("threw"))).toEqual([]);
     }
     // A socket that stays gets its answer.
     const c = await client("/agents/echo?session=waits-stays");

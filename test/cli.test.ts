@@ -752,6 +752,7 @@ describe("tandem app stop, then serving again", () => {
 
 describe("a web endpoint whose client goes while it waits on a call", () => {
   const APP = `import { App, currentCall } from "tandem";
+import { Hono } from "hono";
 const app = new App("gone");
 async function wait(ms: number) {
   const call = currentCall()!;
@@ -774,6 +775,7 @@ export const mapped = app.endpoint({ method: "GET", label: "mapped" }, async () 
 export const both = app.endpoint({ method: "GET", label: "both", path: "/:ms" }, async (c) => ({
   got: await Promise.all([onPlane.remote(Number(c.req.param("ms"))), onEdge.remote(Number(c.req.param("ms")))]),
 }));
+app.web("api", () => new Hono().get("/waits/:ms", async (c) => c.json({ got: await onEdge.remote(Number(c.req.param("ms"))) })));
 export default app;
 `;
 
@@ -788,9 +790,11 @@ export default app;
       // A client that stays gets its answer: nothing is cancelled.
       expect(await (await fetch(`${served.url}/gone/waits/edge/50`)).json()).toEqual({ got: "waited" });
       await served.waitFor(/fc-\w+ stopped by its time/);
-      for (const tier of ["edge", "plane"]) {
+      // An endpoint's, on either tier, and an app.web route's: each ends its request quietly (before: the endpoint logged
+      // the CancelledError as its failure, and hono's default onError printed it with a stack of the gateway's own).
+      for (const path of ["waits/edge/30000", "waits/plane/30000", "api/waits/30000"]) {
         const before = served.output().length;
-        const request = http.get(`${served.url}/gone/waits/${tier}/30000`);
+        const request = http.get(`${served.url}/gone/${path}`);
         request.on("error", () => {});
         const started = new RegExp(`waiting (fc-[0-9a-z]{26})`);
         await expect.poll(() => started.test(served.output().slice(before)), { timeout: 30_000, interval: 50 }).toBe(true);
@@ -799,7 +803,10 @@ export default app;
         await served.waitFor(`${callId} stopped by CancelledError`, 15_000);
         const record = async () => (await (await fetch(`${served.url}/v1/calls/${callId}`, authed())).json()) as { status: string; error?: { code: string } };
         await expect.poll(async () => (await record()).status, { timeout: 10_000, interval: 100 }).toBe("cancelled");
-        expect((await record()).error?.code).toBe("call_cancelled");
+        expect((await record()).error).toMatchObject({ code: "call_cancelled", message: expect.stringContaining("the client waiting on it went") });
+        await served.waitFor(`/gone/${path} no answer (cut)`);
+        await new Promise((resolve) => setTimeout(resolve, 300));
+        expect(served.output().slice(before)).not.toMatch(/CancelledError: call|gateway\.mjs/);
       }
       // Two at once, on both tiers: each is stopped, the edge one with its grace, though the plane one's cancel fails the
       // handler first (before: the request ended with it, and the edge function never ran again).
