@@ -427,6 +427,18 @@ describe("tandem logs", () => {
     } finally {
       follow.child.kill("SIGINT");
     }
+    // A value no call, date or duration could be is a usage mistake, said with its option (before: the gateway's
+    // 'log query: field "call" must be…', and for a malformed id exit 2 where the docs promised a mistyped one 1).
+    for (const [args, said] of [
+      [["--call", "fc-nonexistent"], 'error: --call "fc-nonexistent": must be a call id (fc- and 26'],
+      [["--since", "99999999999d"], 'error: --since "99999999999d": must be a time from 1970-01-01T00:00:00Z to a day from now'],
+      [["--since", "yesterday"], 'error: --since "yesterday": must be a duration back from now'],
+    ] as const) {
+      const bad = tandemLogs(...args);
+      expect(await bad.exited).toBe(2);
+      expect(bad.err()).toContain(said);
+      expect(bad.err()).not.toContain("log query");
+    }
   }, 30_000);
 
   it("--function with a name the app has no function of says so, naming the nearest, rather than printing nothing", async () => {

@@ -487,6 +487,12 @@ describe("tandem volume", () => {
     const missing = await cli("put", "cli-two", join(dir, "no-such-file"), "/x");
     expect(missing.code).toBe(2);
     expect(missing.stderr).toMatch(/^error: .*no-such-file/m);
+    // A reserved name, said in the command's words (before: 'volume "cli-two" batch putFile: …', the SDK's).
+    await writeFile(join(dir, "reserved.txt"), "r");
+    const reserved = await cli("put", "cli-two", join(dir, "reserved.txt"), "/.tandem-x");
+    expect(reserved.code).toBe(2);
+    expect(reserved.stderr).toMatch(/^error: cannot put \/\.tandem-x in volume cli-two: path "\/\.tandem-x" holds the name "\.tandem-x"/m);
+    expect(reserved.stderr).not.toContain("batch");
     await mkdir(join(dir, "tree/sub"), { recursive: true });
     await writeFile(join(dir, "tree/sub/f.txt"), "f");
     const put = await cli("put", "cli-two", join(dir, "tree"), "/t");

@@ -12,6 +12,7 @@ import { InvalidOptionsError } from "../errors.js";
 import { didYouMean } from "../nearest-name.js";
 import {
   LOG_SOURCES,
+  LogQuerySchema,
   SINCE_SPAN,
   logFunctionNames,
   paths,
@@ -94,6 +95,7 @@ export function addLogsCommand(program: Command, clientOf: (opts: { gateway?: st
       if (followedUnnamed) console.error(style.warn(`${followedUnnamed.note}; following its lines anyway (Ctrl-C stops)${followedUnnamed.hint}`));
       let printed = 0;
       const path = paths.appLogs(app, query);
+      checkedHere(path, opts);
       // A follow outlives a gateway's restart (`tandem serve` stopped and started again): it goes on where it was.
       const lost = () =>
         console.error(
@@ -177,6 +179,33 @@ export function formatLogLine(line: LogLine): string {
   const body = line.text.split(/\r?\n/).map(visibleControls).join("\n    ");
   const text = line.source === "stderr" ? style.warn(body) : line.source === "system" ? style.dim(body) : body;
   return `${style.dim(new Date(line.time).toISOString())} ${where} (${line.tier}, ${line.source}) ${text}`;
+}
+
+/** Each option as the query names it, and the option's own value. */
+const OPTION_OF: Record<string, [string, (opts: LogsOpts) => unknown]> = {
+  function: ["--function", (o) => o.function],
+  call: ["--call", (o) => o.call],
+  container: ["--container", (o) => o.container],
+  source: ["--source", (o) => o.source],
+  since: ["--since", (o) => o.since],
+  search: ["--search", (o) => o.search],
+  limit: ["-n", (o) => o.lines],
+};
+
+/**
+ * The query checked here as the gateway checks it, so that a bad value is said in the command's words, naming its
+ * option, as the usage mistake it is (exit 2): the gateway's refusal spoke of the "log query" and its fields
+ * (`--call fc-nonexistent`, `--since 99999999999d`).
+ */
+function checkedHere(path: string, opts: LogsOpts): void {
+  const checked = LogQuerySchema.safeParse(Object.fromEntries(new URL(path, "http://gateway").searchParams));
+  if (checked.success) return;
+  const issue = checked.error.issues[0]!;
+  const field = String(issue.path[0]);
+  const [option, value] = OPTION_OF[field] ?? [field, () => undefined];
+  const given = value(opts) === undefined ? undefined : String(value(opts));
+  const shown = given === undefined ? "" : ` ${JSON.stringify(given.length > 60 ? `${given.slice(0, 60)}…` : given)}`;
+  throw new InvalidOptionsError(`${option}${shown}: ${issue.message}`);
 }
 
 /**

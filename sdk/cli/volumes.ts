@@ -12,7 +12,7 @@ import { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { Command } from "commander";
 import { InvalidOptionsError } from "../errors.js";
-import type { VolumeEntry } from "../protocol.js";
+import { reservedVolumeNameProblem, volumePath, type VolumeEntry } from "../protocol.js";
 import { Volume, type VolumeOptions } from "../volume.js";
 import { counted, progressBar } from "./progress.js";
 import { addCreateCommand } from "./create-command.js";
@@ -80,6 +80,12 @@ export function addVolumeCommands(program: Command, optionsOf: (opts: GatewayOpt
     const bar = progressBar(`put ${basename(local)}`, total);
     const batch = open(name, opts).batchUpload({ force: opts.force ?? false });
     const paths = files.map((file) => (file.relative === "" ? target : `${target.replace(/\/+$/, "")}/${file.relative}`));
+    // Said in the command's words, before a byte is read (the SDK's own refusal names its batch's putFile).
+    for (const path of paths) {
+      const checked = volumePath(path);
+      const problem = "problem" in checked ? checked.problem : reservedVolumeNameProblem(checked.path);
+      if (problem) throw new InvalidOptionsError(`cannot put ${path} in volume ${name}: path "${path}" ${problem}`);
+    }
     files.forEach((file, i) => batch.putFile(counted(lazyRead(file.path), bar), paths[i]!, { mode: file.mode }));
     const version = await batch.commit().finally(() => bar?.end());
     console.log(
