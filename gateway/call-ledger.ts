@@ -52,6 +52,7 @@ import { cancelEdgeAttempts } from "./edge-call.js";
 import { gatewayConfig, type GatewayConfig } from "./config.js";
 import type { Env } from "./env.js";
 import { holdRunner, runnerAliveHere } from "./live-runners.js";
+import { keepEdgeLine } from "./log-sink.js";
 import { registry, type RegisteredFunction } from "./registry.js";
 import { runStore, type RunContext } from "./run-context.js";
 
@@ -568,11 +569,15 @@ export class CallLedger extends DurableObject<Env> implements LedgerApi {
   }
 
   #resume(row: Row, logged: boolean): void {
+    const rc: RunContext = { env: this.env, config: this.#config, waitUntil: (p) => this.ctx.waitUntil(p) };
+    // Said in the call's own log too, where whoever reads it (`tandem logs --call`) sees why it ran twice, or ended so.
+    const say = (text: string) => keepEdgeLine(rc, { app: row.app, function: row.fn, callId: row.id }, "system", text);
     if (row.input === null) {
       // Made without an idempotency key (recorded as it ran on): nobody waits for it any more, and it is not run again.
       const where = `attempt ${row.attempts} was under way${row.plane ? ` on plane ${row.plane}, which may have run it to its end` : ""}`;
       if (logged)
         console.warn(`ledger: ${row.app}.${row.fn} ${row.id}, made without an Idempotency-Key, lost its gateway (${where}): ended as failed, not run again`);
+      say(`lost with its gateway (${where}): ended as failed, not run again, as a call made without an Idempotency-Key is not`);
       void this.record([
         this.#lost(
           row,
@@ -581,7 +586,6 @@ export class CallLedger extends DurableObject<Env> implements LedgerApi {
       ]);
       return;
     }
-    const rc: RunContext = { env: this.env, config: this.#config, waitUntil: (p) => this.ctx.waitUntil(p) };
     const resume = resumeCall;
     if (!resume) {
       void this.record([this.#lost(row, "could not be resumed: this gateway did not hand its ledger a way to run calls (setResumeCall)")]);
@@ -608,6 +612,9 @@ export class CallLedger extends DurableObject<Env> implements LedgerApi {
         ? `attempt ${row.attempts} had failed, and its retry was due ${new Date(from.retryAt).toISOString()}`
         : `attempt ${row.attempts} was under way${row.plane ? ` on plane ${row.plane}` : ""}`;
     if (logged) console.warn(`ledger: resuming ${row.app}.${row.fn} ${row.id}, whose runner was lost (${where})`);
+    say(
+      `its runner was lost, as when its gateway stops or restarts mid-call (${where}): the ledger takes it over from there${from.running && fn.spec.tier === "edge" && from.retryAt === undefined ? `, so it runs again as attempt ${row.attempts + 1}, and what attempt ${row.attempts} did may be done twice` : ""}`,
+    );
     this.ctx.waitUntil(
       (async () => {
         // As stored: a plane gets them as they came; an edge function decodes them when it runs.

@@ -37,6 +37,15 @@ it("resumes a spawned call that was running when the gateway stopped, as its sec
   // Its first attempt died with the isolate; it ran again, and the record says so.
   expect(after).toMatchObject({ status: "succeeded", result: "slept 1500", kind: "spawn", attempts: 2 });
   await eventually(() => gw.output.some((l) => l.includes(`resuming edge.napping ${call.id}, whose runner was lost (attempt 1 was under way)`)));
+  // And in the call's own log, where its reader sees why it ran twice (before: only on the gateway's terminal).
+  const said = async () => (await FunctionCall.fromId(call.id, { gateway: gw.url }).logs({ source: "system" })).map((l) => l.text);
+  await eventually(async () =>
+    (await said()).some((t) =>
+      t.includes(
+        "its runner was lost, as when its gateway stops or restarts mid-call (attempt 1 was under way): the ledger takes it over from there, so it runs again as attempt 2",
+      ),
+    ),
+  );
 });
 
 it("resumes a call whose runner was lost while it waited to retry a failed attempt with that retry, not one more", async () => {
@@ -190,6 +199,8 @@ it("ends a call made without an Idempotency-Key whose gateway was lost as failed
   expect(record).toMatchObject({ kind: "remote", attempts: 1, error: { code: "internal" } });
   expect(record.error!.message).toContain(`call ${id} was lost with its gateway (attempt 1 was under way)`);
   expect(record.error!.message).toContain("a call made without an Idempotency-Key is not run again");
+  const said = async () => (await FunctionCall.fromId(id, { gateway: gw.url }).logs({ source: "system" })).map((l) => l.text);
+  await eventually(async () => (await said()).some((t) => t.includes("lost with its gateway (attempt 1 was under way): ended as failed, not run again")));
   await new Promise((r) => setTimeout(r, 500)); // a run started again would have counted by now
   expect(await lookup("edge", "runsOf", { gateway: gw.url }).remote(token)).toBe(0);
   expect(gw.output.some((l) => l.includes(`resuming edge.countedNap ${id}`))).toBe(false);
