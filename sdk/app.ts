@@ -425,6 +425,11 @@ export interface Callable {
   generator: boolean;
   /** Its `input` schema (a class method's own), which a call's arguments are checked against (`checkCallArguments`). */
   input: ArgumentsSchema | undefined;
+  /**
+   * How many parameters its handler declares before its first one with a default (a function's `length`): what a
+   * schedule, which calls it with none, leaves undefined. 0 with an `input` schema, which says so itself (`finalize`).
+   */
+  parameters: number;
 }
 
 /** A handler written as a generator function. (One that returns an iterable some other way is only known when it runs.) */
@@ -803,7 +808,14 @@ export class App {
   /** Every function a caller can name: functions, class methods and WebAssembly functions (after `finalize`). */
   get callables(): Callable[] {
     return [
-      ...this.#functions.map((f) => ({ name: f.name, kind: "function" as const, spec: f.spec!, generator: f.generator, input: f.spec!.input })),
+      ...this.#functions.map((f) => ({
+        name: f.name,
+        kind: "function" as const,
+        spec: f.spec!,
+        generator: f.generator,
+        input: f.spec!.input,
+        parameters: f.spec!.input ? 0 : (f.handler?.length ?? 0),
+      })),
       ...this.#classes.flatMap((c) =>
         c.methods.map((m) => ({
           name: `${c.name}.${m}`,
@@ -811,9 +823,10 @@ export class App {
           spec: c.spec,
           generator: isGeneratorFunction((c.Class.prototype as Record<string, unknown>)[m]),
           input: c.input[m],
+          parameters: c.input[m] ? 0 : ((c.Class.prototype as Record<string, (...args: unknown[]) => unknown>)[m]?.length ?? 0),
         })),
       ),
-      ...this.#wasm.map((w) => ({ name: w.name, kind: "wasm" as const, spec: w.spec, generator: false, input: w.spec.input })),
+      ...this.#wasm.map((w) => ({ name: w.name, kind: "wasm" as const, spec: w.spec, generator: false, input: w.spec.input, parameters: 0 })),
     ];
   }
 

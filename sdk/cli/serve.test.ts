@@ -46,6 +46,27 @@ it("prints when each schedule runs next as the gateway keeps it, not one period 
   expect(lines.find((l) => l.includes("hourly") && l.includes("schedule"))).toMatch(/every 1h, next in 1h$/);
 });
 
+it("warns of a scheduled handler that takes parameters with no default, which every scheduled run gets undefined for", () => {
+  // Before, it loaded without a word, and every run failed (`TypeError: Cannot read properties of undefined`).
+  const app = new App("jobs");
+  app.function({ name: "needsArg", schedule: Period({ seconds: 20 }) }, (name: string) => name.toUpperCase());
+  app.function({ name: "two", schedule: Period({ seconds: 20 }) }, (a: string, b: number) => a.repeat(b));
+  app.function({ name: "defaulted", schedule: Period({ seconds: 20 }) }, (day = "today") => day);
+  app.function({ name: "none", schedule: Period({ seconds: 20 }) }, () => "ok");
+  app.function({ name: "unscheduled" }, (name: string) => name);
+  const lines: string[] = [];
+  printEndpoints([app], new URL("http://127.0.0.1:8787/"), (line) => lines.push(line));
+  const warnings = lines.filter((l) => l.includes("⚠"));
+  expect(warnings).toEqual([
+    expect.stringContaining(
+      "a schedule calls needsArg with no arguments, and its handler takes a parameter with no default: each scheduled run gets undefined for it",
+    ),
+    expect.stringContaining("a schedule calls two with no arguments, and its handler takes 2 parameters with no default"),
+  ]);
+  // Each under its own schedule's line.
+  expect(lines[lines.indexOf(warnings[0]!) - 1]).toMatch(/schedule {2}needsArg/);
+});
+
 it("starts a workerd that died again at once, then after longer pauses while it keeps dying as soon as it starts, then gives up", () => {
   expect([1, 2, 3, 4, 5].map(restartDelayMs)).toEqual([0, 1000, 2000, 4000, undefined]);
 });

@@ -563,6 +563,13 @@ export function printEndpoints(apps: App[], url: URL, log: (line: string) => voi
       const at = next.get(`${app.name}.${fn.name}`) ?? schedule.nextRuns(1, { from: now })[0]!.getTime();
       const when = schedule.kind === "cron" ? new Date(at).toISOString() : at <= now ? "now" : `in ${formatDuration(Math.ceil((at - now) / 1000) * 1000)}`;
       log(`    schedule  ${fn.name.padEnd(20)} ${schedule.description}${style.dim(`, next ${when}`)}`);
+      // Types cannot say it (a handler's parameters may be optional), so it is said here: each run gets undefined for them.
+      if (fn.parameters > 0)
+        log(
+          style.warn(
+            `      ⚠ a schedule calls ${fn.name} with no arguments, and its handler takes ${fn.parameters === 1 ? "a parameter" : `${fn.parameters} parameters`} with no default: each scheduled run gets undefined for ${fn.parameters === 1 ? "it" : "them"}; give ${fn.parameters === 1 ? "it a default" : "them defaults"} (docs/schedules.md)`,
+          ),
+        );
     }
     const guarded = (auth: string) => (auth === "token" ? style.dim("  (needs a token)") : "");
     for (const mount of app.webMounts) log(`    web       ${mount.label.padEnd(20)} ${base}${paths.web(app.name, mount.label)}/${guarded(mount.auth)}`);
