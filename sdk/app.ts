@@ -222,7 +222,7 @@ export class FunctionHandle<A extends unknown[] = unknown[], R = unknown> {
     if (this.#invalid) throw this.#invalid(this.#name ?? "(no name)");
     if (this.#name === undefined) {
       throw new InvalidOptionsError(
-        `a function of app "${this.#app}" has no name yet: functions are named after their exports (or a \`name\` option) when a runtime loads the app file. From another program, call it by name: lookup("${this.#app}", "<export name>")`,
+        `a function of app "${this.#app}" has no name yet: functions are named after their exports (or a \`name\` option) when a runtime loads the app file. From another program, call it by name: lookup("${this.#app}", "<export name>"), typed as the handle with lookup<typeof handle>(…) and an \`import type\` of it`,
       );
     }
     return this.#name;
@@ -1105,15 +1105,27 @@ export function isApp(value: unknown): value is App {
 }
 
 /**
- * A handle on a deployed function, by name, from any process.
+ * A handle on a deployed function, by name, from any process, typed by the handle its app file exports: a client
+ * imports that only as a type (`import type`), so it loads none of the app's code. (The exported handle itself is
+ * named only where its app is served: called from another program, it says to look the function up.)
+ * @example
+ * import type { greet as Greet } from "./app.js";
+ * const greet = lookup<typeof Greet>("hello", "greet");
+ * const text: string = await greet.remote("Ada"); // greet.remote(1): a type error
+ */
+export function lookup<H extends FunctionHandle<any[], any>>(appName: string, functionName: string, options?: ClientOptions): H;
+/**
+ * A handle on a deployed function, by name, from any process, typed by its arguments and result as given (any when
+ * not: `lookup<typeof handle>` takes them from the app file's handle).
  * @example
  * const greet = lookup<[string], string>("hello", "greet");
  * console.log(await greet.remote("Ada"));
  */
-export function lookup<A extends unknown[] = any[], R = any>(appName: string, functionName: string, options: ClientOptions = {}): FunctionHandle<A, R> {
+export function lookup<A extends unknown[] = any[], R = any>(appName: string, functionName: string, options?: ClientOptions): FunctionHandle<A, R>;
+export function lookup(appName: string, functionName: string, options: ClientOptions = {}): FunctionHandle<unknown[], unknown> {
   if (!NAME_PATTERN.test(appName)) throw new InvalidOptionsError(`lookup: app name ${valueText(appName)} is not a valid name`);
   if (!FUNCTION_NAME_PATTERN.test(functionName)) throw new InvalidOptionsError(`lookup: function name ${valueText(functionName)} is not a valid name`);
-  return new FunctionHandle<A, R>({ app: appName, name: functionName, client: options });
+  return new FunctionHandle({ app: appName, name: functionName, client: options });
 }
 
 async function* mapInputs<T, U>(inputs: Inputs<T>, f: (x: T, index: number) => U): AsyncIterable<U> {
