@@ -100,6 +100,7 @@ export interface WireError {
  * try { await fn.remote(1) } catch (e) { if (e instanceof TandemError) console.log(e.code) }
  */
 export class TandemError extends Error {
+  /** What went wrong, as the API's `error.code` says it; each subclass has its own, so `instanceof` narrows it too. */
   readonly code: ErrorCode;
   readonly details: Record<string, unknown> | undefined;
 
@@ -135,6 +136,7 @@ export class TandemError extends Error {
 
 /** A request the gateway cannot accept as sent (malformed JSON, wrong shape). */
 export class InvalidRequestError extends TandemError {
+  declare readonly code: "invalid_request";
   constructor(message: string, details?: Record<string, unknown>) {
     super("invalid_request", message, details);
   }
@@ -142,6 +144,7 @@ export class InvalidRequestError extends TandemError {
 
 /** An app definition or function option that is not valid; raised when the app loads. */
 export class InvalidOptionsError extends TandemError {
+  declare readonly code: "invalid_options";
   constructor(message: string, details?: Record<string, unknown>) {
     super("invalid_options", message, details);
   }
@@ -157,6 +160,7 @@ export class InvalidOptionsError extends TandemError {
  * catch (e) { if (e instanceof InvalidArgumentError) console.error(e.message) } // demo.add: argument 2: Invalid input: expected number, received string (got "two")
  */
 export class InvalidArgumentError extends TandemError {
+  declare readonly code: "invalid_argument";
   constructor(message: string, details?: Record<string, unknown>) {
     super("invalid_argument", message, details);
   }
@@ -164,6 +168,7 @@ export class InvalidArgumentError extends TandemError {
 
 /** An unknown app, function, web endpoint or call id. */
 export class NotFoundError extends TandemError {
+  declare readonly code: "not_found";
   constructor(message: string, details?: Record<string, unknown>) {
     super("not_found", message, details);
   }
@@ -171,6 +176,7 @@ export class NotFoundError extends TandemError {
 
 /** Something made with a name already taken (`tandem secret create` without `--force`). */
 export class AlreadyExistsError extends TandemError {
+  declare readonly code: "already_exists";
   constructor(message: string, details?: Record<string, unknown>) {
     super("already_exists", message, details);
   }
@@ -178,6 +184,7 @@ export class AlreadyExistsError extends TandemError {
 
 /** A gateway that lacks a setting the request needs (a secret store without `TANDEM_SECRETS_KEY`); the message names it. */
 export class NotConfiguredError extends TandemError {
+  declare readonly code: "not_configured";
   constructor(message: string, details?: Record<string, unknown>) {
     super("not_configured", message, details);
   }
@@ -185,6 +192,7 @@ export class NotConfiguredError extends TandemError {
 
 /** A known route asked with a method it does not serve. */
 export class MethodNotAllowedError extends TandemError {
+  declare readonly code: "method_not_allowed";
   constructor(message: string, details?: Record<string, unknown>) {
     super("method_not_allowed", message, details);
   }
@@ -192,6 +200,7 @@ export class MethodNotAllowedError extends TandemError {
 
 /** A plain HTTP request to a WebSocket agent, which takes WebSocket connections only. */
 export class UpgradeRequiredError extends TandemError {
+  declare readonly code: "upgrade_required";
   constructor(message: string, details?: Record<string, unknown>) {
     super("upgrade_required", message, details);
   }
@@ -199,6 +208,7 @@ export class UpgradeRequiredError extends TandemError {
 
 /** A request body larger than the gateway accepts. */
 export class PayloadTooLargeError extends TandemError {
+  declare readonly code: "payload_too_large";
   constructor(message: string, details?: Record<string, unknown>) {
     super("payload_too_large", message, details);
   }
@@ -211,6 +221,7 @@ export class PayloadTooLargeError extends TandemError {
  * catch (e) { if (e instanceof RemoteError) console.error(e.remoteStack) }
  */
 export class RemoteError extends TandemError {
+  declare readonly code: "function_failed";
   readonly remoteName: string;
   readonly remoteStack: string | undefined;
 
@@ -223,6 +234,7 @@ export class RemoteError extends TandemError {
 
 /** The function ran past its `timeout`. The call is recorded as `timed_out`. */
 export class FunctionTimeoutError extends TandemError {
+  declare readonly code: "function_timeout";
   constructor(message: string, details?: Record<string, unknown>) {
     super("function_timeout", message, details);
   }
@@ -265,6 +277,7 @@ export function functionTimeout(facts: TimeoutFacts): FunctionTimeoutError {
 
 /** The call was cancelled before it finished. */
 export class CancelledError extends TandemError {
+  declare readonly code: "call_cancelled";
   constructor(message: string, details?: Record<string, unknown>) {
     super("call_cancelled", message, details);
   }
@@ -272,6 +285,7 @@ export class CancelledError extends TandemError {
 
 /** `FunctionCall.get({ timeoutMs })` waited that long; the call itself goes on. */
 export class GetTimeoutError extends TandemError {
+  declare readonly code: "get_timeout";
   constructor(message: string, details?: Record<string, unknown>) {
     super("get_timeout", message, details);
   }
@@ -279,6 +293,7 @@ export class GetTimeoutError extends TandemError {
 
 /** The gateway could not be reached, or answered with something that is not Tandem's. */
 export class GatewayUnreachableError extends TandemError {
+  declare readonly code: "gateway_unreachable";
   constructor(message: string, details?: Record<string, unknown>) {
     super("gateway_unreachable", message, details);
   }
@@ -286,6 +301,7 @@ export class GatewayUnreachableError extends TandemError {
 
 /** A plane-tier function was called and no GPU plane that fits is connected. */
 export class PlaneUnavailableError extends TandemError {
+  declare readonly code: "plane_unavailable";
   constructor(message: string, details?: Record<string, unknown>) {
     super("plane_unavailable", message, details);
   }
@@ -293,6 +309,7 @@ export class PlaneUnavailableError extends TandemError {
 
 /** A request without a token (or with one the gateway does not know, or revoked), or a plane request without a valid signature. */
 export class UnauthorizedError extends TandemError {
+  declare readonly code: "unauthorized";
   constructor(message: string, details?: Record<string, unknown>) {
     super("unauthorized", message, details);
   }
@@ -317,6 +334,7 @@ export function unsignedPlaneRequest(): UnauthorizedError {
 
 /** A valid token that may not do what was asked (its scope, or its apps); the message names what it lacks. */
 export class ForbiddenError extends TandemError {
+  declare readonly code: "forbidden";
   constructor(message: string, details?: Record<string, unknown>) {
     super("forbidden", message, details);
   }
@@ -324,6 +342,7 @@ export class ForbiddenError extends TandemError {
 
 /** The app's spend cap is reached: no new container starts for it. */
 export class SpendCapError extends TandemError {
+  declare readonly code: "spend_cap_reached";
   constructor(message: string, details?: Record<string, unknown>) {
     super("spend_cap_reached", message, details);
   }
@@ -331,6 +350,7 @@ export class SpendCapError extends TandemError {
 
 /** No plane had the GPU type or capacity a call needs before its timeout. */
 export class NoCapacityError extends TandemError {
+  declare readonly code: "no_capacity";
   constructor(message: string, details?: Record<string, unknown>) {
     super("no_capacity", message, details);
   }
@@ -355,6 +375,7 @@ export function withoutLogTail(message: string): string {
  * holds its last log lines, and so does its message, after `LOG_TAIL_MARK`.
  */
 export class ContainerFailedError extends TandemError {
+  declare readonly code: "container_failed";
   constructor(message: string, details?: Record<string, unknown>) {
     super("container_failed", message, details);
   }
@@ -362,6 +383,7 @@ export class ContainerFailedError extends TandemError {
 
 /** A function's image could not be built; the message names the failing step and shows its log tail. */
 export class ImageBuildError extends TandemError {
+  declare readonly code: "image_build_failed";
   constructor(message: string, details?: Record<string, unknown>) {
     super("image_build_failed", message, details);
   }
@@ -372,6 +394,7 @@ export class ImageBuildError extends TandemError {
  * answer held a line its reader cannot read.
  */
 export class ProtocolError extends TandemError {
+  declare readonly code: "protocol_error";
   constructor(message: string, details?: Record<string, unknown>) {
     super("protocol_error", message, details);
   }
@@ -386,6 +409,7 @@ export class ProtocolError extends TandemError {
  * catch (e) { if (e instanceof VolumeConflictError) await vol.writeFile(e.details!.path as string, data, { force: true }) }
  */
 export class VolumeConflictError extends TandemError {
+  declare readonly code: "volume_conflict";
   constructor(message: string, details?: Record<string, unknown>) {
     super("volume_conflict", message, details);
   }
@@ -398,6 +422,7 @@ export class VolumeConflictError extends TandemError {
  * catch (e) { if (e instanceof ValueTooLargeError) await vol.writeFile("big.bin", bytes) }
  */
 export class ValueTooLargeError extends TandemError {
+  declare readonly code: "value_too_large";
   constructor(message: string, details?: Record<string, unknown>) {
     super("value_too_large", message, details);
   }
@@ -410,6 +435,7 @@ export class ValueTooLargeError extends TandemError {
  * catch (e) { if (e instanceof QueueFullError) await sleep(1000) }
  */
 export class QueueFullError extends TandemError {
+  declare readonly code: "queue_full";
   constructor(message: string, details?: Record<string, unknown>) {
     super("queue_full", message, details);
   }
@@ -417,6 +443,7 @@ export class QueueFullError extends TandemError {
 
 /** A fault inside Tandem itself. */
 export class InternalError extends TandemError {
+  declare readonly code: "internal";
   constructor(message: string, details?: Record<string, unknown>) {
     super("internal", message, details);
   }
