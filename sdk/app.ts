@@ -149,12 +149,16 @@ type MapInputs<I, R> = [R] extends [never]
     ? "a generator function: it is not mapped; stream each input with .remoteGen()"
     : Inputs<I>;
 
-/** The arguments `.remoteGen()` takes: none for a function that returns no iterable (the gateway refuses to stream it). */
+/**
+ * The arguments `.remoteGen()` takes: none for a function that is no generator function (the gateway refuses to
+ * stream it), so such a stream does not compile, with this message. A generator's result (or an async iterable's, as
+ * `lookup` may be typed) streams; an array or a string, iterable yet returned whole, does not.
+ */
 type StreamArgs<A extends unknown[], R> = [R] extends [never]
   ? A
   : unknown extends R
     ? A
-    : R extends Iterable<unknown> | AsyncIterable<unknown>
+    : R extends Generator<unknown, unknown, never> | AsyncIterable<unknown>
       ? A
       : [notAGenerator: "not a generator function: call it with .remote()"];
 

@@ -124,7 +124,7 @@ describe("three planes in two regions", () => {
     expect(got.callId).toBe(spawned.id);
     expect((await record(spawned.id)).error?.details).toMatchObject({ callId: spawned.id });
     const streamed = (await (async () => {
-      for await (const _ of fn("apStream", "ap-south").remoteGen());
+      for await (const _ of fn<AsyncGenerator<string>>("apStream", "ap-south").remoteGen());
     })().catch((e: unknown) => e)) as TandemError;
     expect(streamed).toBeInstanceOf(TandemError); // a stream waits for a plane within its timeout: it times out
     expect(streamed.callId).toMatch(/^fc-/);

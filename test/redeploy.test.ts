@@ -93,7 +93,7 @@ describe("tandem serve reloading under load", () => {
     const fn = <A extends unknown[], R>(f: string) => lookup<A, R>(name, f, { gateway: served.url });
     const hello = fn<[string], string>("hello");
     const work = fn<[number], { version: number; container: string }>("work");
-    const count = fn<[number], string>("count");
+    const count = fn<[number], AsyncGenerator<string>>("count");
     // Warm: the first plane call waits for its container; the load measures the reloads, not the first cold start.
     await until(() => served.output().includes(`keeping ${name}.work`), "the warm container of work", 60_000);
     expect((await work.remote(0)).version).toBe(1);

@@ -144,6 +144,10 @@ export async function generatorChecks(): Promise<void> {
   await tokens.spawn("a b");
   // @ts-expect-error: nor stream a function that yields nothing
   square.remoteGen(2);
+  // @ts-expect-error: nor one that returns an array or a string: iterable, yet returned whole (before: it compiled)
+  app.function((n: number) => [n, n + 1]).remoteGen(1);
+  // @ts-expect-error: a string
+  app.function((s: string) => s.toUpperCase()).remoteGen("a");
   // @ts-expect-error: remoteGen still checks a generator's arguments
   tokens.remoteGen(1);
   // @ts-expect-error: nor map one: each input would stream
