@@ -17,6 +17,7 @@ const WORKERD = [
   "test/front-door.test.ts",
   "test/gateway.test.ts",
   "test/ledger.test.ts",
+  "test/calls-list.test.ts",
   "test/tokens.test.ts",
   "test/secret-routes.test.ts",
   "test/volumes.test.ts",

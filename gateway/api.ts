@@ -6,6 +6,8 @@ import { Hono, type Context, type MiddlewareHandler } from "hono";
 import type { ContentfulStatusCode } from "hono/utils/http-status";
 import { CALL_BODY_NOTE, InvalidRequestError, MethodNotAllowedError, NotFoundError, errorBody, errorStatus, toWireError } from "../sdk/errors.js";
 import {
+  CALL_LIST_LIMITS,
+  CallListQuerySchema,
   ConnectTokenRequestSchema,
   TERMINAL_STATUSES,
   CallRequestSchema,
@@ -20,6 +22,7 @@ import {
   UsageQuerySchema,
   newCallId,
   type AppsAnswer,
+  type CallList,
   type ConnectTokenAnswer,
   type CallRecord,
   type MapCancelAnswer,
@@ -41,6 +44,8 @@ import { logRoutes } from "./log-routes.js";
 import { deploymentRoutes } from "./deployment-routes.js";
 import { metricsRoutes } from "./metrics-routes.js";
 import { describeIssues } from "../sdk/zod-issues.js";
+import { didYouMean } from "../sdk/nearest-name.js";
+import { recentCalls } from "./dashboard-data.js";
 import { decodeBodyValue, readJsonBody } from "./body.js";
 import { CallArgs } from "./call-args.js";
 import { checkedCallId, keyScope, ledgerFor, ledgerShard, recordStatus, shardOfKey, toCallRecord, unknownCall } from "./call-ledger-client.js";
@@ -116,6 +121,29 @@ export function apiRoutes(): Hono<Api> {
   });
 
   api.get(ROUTES.app, guard("call"), (c) => c.json(registry().app(c.req.param("app")).manifest()));
+
+  // An app's calls, latest first, of a function, status or kind: what `tandem calls` prints (docs/api.md, "Listing calls").
+  api.get(ROUTES.appCalls, guard("call"), async (c) => {
+    const app = registry().app(c.req.param("app"));
+    const parsed = CallListQuerySchema.safeParse(c.req.query(), { reportInput: true });
+    if (!parsed.success) throw new InvalidRequestError(`call list query: ${describeIssues(parsed.error, "field", CallListQuerySchema)}`);
+    const { limit = CALL_LIST_LIMITS.defaultLimit, function: fn, status, kind, before } = parsed.data;
+    // A name the app has no function of would list nothing, without a word: said, with the nearest.
+    const names = app.callables.map((f) => f.name);
+    if (fn !== undefined && !names.includes(fn))
+      throw new NotFoundError(`app "${app.name}" has no function "${fn}" (functions: ${names.join(", ") || "none"})${didYouMean(fn, names)}`, {
+        app: app.name,
+      });
+    const calls = await recentCalls(c.env, {
+      app: app.name,
+      limit,
+      ...(fn === undefined ? {} : { function: fn }),
+      ...(status === undefined ? {} : { status }),
+      ...(kind === undefined ? {} : { kind }),
+      ...(before === undefined ? {} : { before }),
+    });
+    return c.json({ calls, next: calls.length === limit ? calls[calls.length - 1]!.createdAt : null } satisfies CallList);
+  });
 
   api.post(ROUTES.connectToken, guard("call"), async (c) => {
     const app = registry().app(c.req.param("app"));

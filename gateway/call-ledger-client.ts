@@ -90,6 +90,16 @@ export function grouped<T, R>(write: (items: T[]) => Promise<R[]>): (item: T) =>
 /** Ledger shards. A call's shard comes from the random tail of its id. */
 export const LEDGER_SHARDS = 16;
 
+/** Which of an app's calls the ledger lists, latest first (`callRows`): of one function, status or kind, made before a time. */
+export interface CallRowsQuery {
+  app: string;
+  function?: string;
+  status?: CallStatus;
+  kind?: CallKind;
+  before?: number;
+  limit: number;
+}
+
 /** A call that has ended, as the executor hands it to the ledger. */
 export interface FinishedCall {
   id: string;
@@ -221,7 +231,7 @@ export interface LedgerApi {
   /** `runningOn` for several calls in one write. */
   runningOnMany(notes: { id: string; planeId: string }[]): Promise<void[]>;
   /** The dashboard's list of this shard's calls of an app (or one function), newest first. */
-  callRows(query: { app: string; function?: string; before?: number; limit: number }): Promise<DashboardCallRow[]>;
+  callRows(query: CallRowsQuery): Promise<DashboardCallRow[]>;
   /** This shard's cumulative counts of its edge functions' calls (gateway/edge-metrics.ts), for a scrape or an OTLP export. */
   metricRows(): Promise<EdgeMetricRow[]>;
   /** The dashboard's counts of this shard's calls over time, per function. */

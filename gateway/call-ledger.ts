@@ -47,7 +47,7 @@ import {
 import { CallArgs } from "./call-args.js";
 import { edgeIncrements, type EdgeMetricRow } from "./edge-metrics.js";
 import { metricsExporter } from "./metrics-exporter.js";
-import type { FinishedCall, KeyTaken, LedgerApi, NewCall } from "./call-ledger-client.js";
+import type { CallRowsQuery, FinishedCall, KeyTaken, LedgerApi, NewCall } from "./call-ledger-client.js";
 import { cancelEdgeAttempts } from "./edge-call.js";
 import { gatewayConfig, type GatewayConfig } from "./config.js";
 import type { Env } from "./env.js";
@@ -219,12 +219,20 @@ export class CallLedger extends DurableObject<Env> implements LedgerApi {
   }
 
   /** The dashboard's list: an app's calls (or one function's), newest first, created before `before` when given. */
-  async callRows(query: { app: string; function?: string; before?: number; limit: number }): Promise<DashboardCallRow[]> {
+  async callRows(query: CallRowsQuery): Promise<DashboardCallRow[]> {
     const where = ["app = ?"];
     const params: (string | number)[] = [query.app];
     if (query.function !== undefined) {
       where.push("fn = ?");
       params.push(query.function);
+    }
+    if (query.status !== undefined) {
+      where.push("status = ?");
+      params.push(query.status);
+    }
+    if (query.kind !== undefined) {
+      where.push("kind = ?");
+      params.push(query.kind);
     }
     if (query.before !== undefined) {
       where.push("created_at < ?");

@@ -10,7 +10,7 @@ import { containerResources } from "../sdk/options.js";
 import { containerCost } from "../sdk/pricing.js";
 import type { DashboardCallRow, DashboardDurationCount, DashboardSeriesPoint } from "../sdk/protocol.js";
 import { hubFor, type AgentSessionInfo } from "./agents.js";
-import { LEDGER_SHARDS, ledgerShard, type LedgerApi } from "./call-ledger-client.js";
+import { LEDGER_SHARDS, ledgerShard, type CallRowsQuery, type LedgerApi } from "./call-ledger-client.js";
 import type { Env } from "./env.js";
 import { registry } from "./registry.js";
 
@@ -22,7 +22,7 @@ function shards(env: Env): LedgerApi[] {
  * An app's calls (or one function's), newest first, from every ledger shard.
  * @example const rows = await recentCalls(env, { app: "shop", limit: 50 });
  */
-export async function recentCalls(env: Env, query: { app: string; function?: string; before?: number; limit: number }): Promise<DashboardCallRow[]> {
+export async function recentCalls(env: Env, query: CallRowsQuery): Promise<DashboardCallRow[]> {
   const parts = await Promise.all(shards(env).map((shard) => shard.callRows(query)));
   return parts
     .flat()

@@ -171,6 +171,8 @@ export const ROUTES = {
   stream: "/v1/apps/:app/functions/:fn/stream",
   callRecord: "/v1/calls/:id",
   cancel: "/v1/calls/:id/cancel",
+  /** An app's calls, latest first (`CallListQuerySchema`): `CallList`. */
+  appCalls: "/v1/apps/:app/calls",
   /** An app's log lines (`LogQuery`), NDJSON `LogLine`s; `follow=1` keeps the stream open for new ones. */
   appLogs: "/v1/apps/:app/logs",
   /** One call's log lines: the same query, the call's app found in the ledger. */
@@ -274,6 +276,7 @@ export const ROUTE_METHODS = {
   stream: ["POST"],
   callRecord: ["GET"],
   cancel: ["POST"],
+  appCalls: ["GET"],
   appLogs: ["GET"],
   callLogs: ["GET"],
   schedules: ["GET"],
@@ -440,6 +443,7 @@ export const paths = {
   stream: (app: string, fn: string) => `/v1/apps/${seg(app)}/functions/${seg(fn)}/stream`,
   callRecord: (id: string, waitMs?: number) => `/v1/calls/${seg(id)}${waitMs === undefined ? "" : `?wait=${waitMs}`}`,
   cancel: (id: string) => `/v1/calls/${seg(id)}/cancel`,
+  appCalls: (app: string, query: CallListOptions = {}) => `/v1/apps/${seg(app)}/calls${callListQueryString(query)}`,
   appLogs: (app: string, query: LogQueryOptions = {}) => `/v1/apps/${seg(app)}/logs${logQueryString(query)}`,
   callLogs: (id: string, query: LogQueryOptions = {}) => `/v1/calls/${seg(id)}/logs${logQueryString(query)}`,
   schedules: (app?: string) => `/v1/schedules${app ? `?app=${seg(app)}` : ""}`,
@@ -574,7 +578,64 @@ export type CallStatus = (typeof CALL_STATUSES)[number];
 export const TERMINAL_STATUSES: ReadonlySet<CallStatus> = new Set(["succeeded", "failed", "timed_out", "cancelled"]);
 
 /** How a call was started. */
-export type CallKind = "remote" | "spawn" | "map" | "stream" | "scheduled";
+export const CALL_KINDS = ["remote", "spawn", "map", "stream", "scheduled"] as const;
+export type CallKind = (typeof CALL_KINDS)[number];
+
+/** How many calls `GET /v1/apps/:app/calls` lists by default, and at most. */
+export const CALL_LIST_LIMITS = { defaultLimit: 50, maxLimit: 1_000 } as const;
+
+/**
+ * The query of `GET /v1/apps/:app/calls`, each filter optional: `?function=&status=&kind=&before=&limit=`. `before`
+ * (ms since the epoch) lists the calls made before it: the answer's `next`, for the page after.
+ */
+export const CallListQuerySchema = z.lazy(() =>
+  z.strictObject({
+    /** A function, or a class method (`Cls.method`). */
+    function: z.string().min(1, "must be a function name").max(200, "must be a function name").optional(),
+    status: z.enum(CALL_STATUSES, `must be one of ${CALL_STATUSES.join(", ")}`).optional(),
+    kind: z.enum(CALL_KINDS, `must be one of ${CALL_KINDS.join(", ")}`).optional(),
+    before: z
+      .string()
+      .regex(/^\d{1,15}$/, "must be a time in ms since the epoch")
+      .transform(Number)
+      .optional(),
+    limit: z
+      .string()
+      .regex(/^\d{1,5}$/, `must be a whole number from 1 to ${CALL_LIST_LIMITS.maxLimit}`)
+      .transform(Number)
+      .pipe(
+        z
+          .number()
+          .min(1, `must be a whole number from 1 to ${CALL_LIST_LIMITS.maxLimit}`)
+          .max(CALL_LIST_LIMITS.maxLimit, `must be a whole number from 1 to ${CALL_LIST_LIMITS.maxLimit}`),
+      )
+      .optional(),
+  }),
+);
+
+/** What `paths.appCalls` and `tandem calls` ask for: `CallListQuerySchema`'s fields. */
+export interface CallListOptions {
+  function?: string;
+  status?: CallStatus;
+  kind?: CallKind;
+  before?: number;
+  limit?: number;
+}
+
+function callListQueryString(query: CallListOptions): string {
+  const q = new URLSearchParams();
+  for (const key of ["function", "status", "kind", "before", "limit"] as const) if (query[key] !== undefined) q.set(key, String(query[key]));
+  return q.size ? `?${q}` : "";
+}
+
+/** One call as `GET /v1/apps/:app/calls` lists it: its record without its result (`GET /v1/calls/:id` has that). */
+export type CallSummary = DashboardCallRow;
+
+/** `GET /v1/apps/:app/calls`: the calls, latest first, and `next`, the `before` of the page after (null: none). */
+export interface CallList {
+  calls: CallSummary[];
+  next: number | null;
+}
 
 /** An `Idempotency-Key` header: 1 to 255 visible ASCII characters (a UUID, say). */
 export const IDEMPOTENCY_KEY_PATTERN = /^[\x21-\x7e]{1,255}$/;

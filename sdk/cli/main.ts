@@ -33,6 +33,7 @@ import { addSecretCommands } from "./secrets.js";
 import { addVolumeCommands } from "./volumes.js";
 import { addDictQueueCommands } from "./dict-queue.js";
 import { addLogsCommand, bareSinceProblem } from "./logs.js";
+import { addCallsCommand } from "./calls.js";
 import { addDashboardCommand } from "./dashboard.js";
 import { addPlanesCommand } from "./planes.js";
 import { addDeploymentCommands } from "./deployments.js";
@@ -418,6 +419,7 @@ program
 addPlanesCommand(program, clientOf, TOKEN_HELP);
 addTokenCommands(program, clientOf, TOKEN_HELP, config.wrangler);
 addLogsCommand(program, clientOf, TOKEN_HELP);
+addCallsCommand(program, clientOf, TOKEN_HELP);
 addDashboardCommand(program, clientOf, TOKEN_HELP);
 addSecretCommands(program, clientOf, TOKEN_HELP);
 const storeOptionsOf = (opts: GatewayOpts) => {

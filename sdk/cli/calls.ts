@@ -1,0 +1,105 @@
+/**
+ * `tandem calls APP`: an app's calls, latest first, of a function, status or kind (`GET /v1/apps/:app/calls`): a
+ * scheduled job's last runs, the calls that failed in the last hour, a page at a time.
+ */
+import { Command, InvalidArgumentError } from "commander";
+import type { HttpInvoker } from "../client.js";
+import { CALL_KINDS, CALL_LIST_LIMITS, CALL_STATUSES, paths, type CallList, type CallListOptions, type CallSummary } from "../protocol.js";
+import { formatDuration } from "../schedule.js";
+import { parseChoice } from "./choice-option.js";
+import { ENV_HELP, GATEWAY_HELP } from "./config.js";
+import { style, visibleControls } from "./style.js";
+
+type CallsOpts = {
+  gateway?: string;
+  token?: string;
+  env?: string;
+  function?: string;
+  status?: CallListOptions["status"];
+  kind?: CallListOptions["kind"];
+  before?: number;
+  lines?: number;
+  json?: boolean;
+};
+
+/** Adds `tandem calls` to `program`; `clientOf` makes a client for the command's `--gateway` and `--token`. */
+export function addCallsCommand(
+  program: Command,
+  clientOf: (opts: { gateway?: string; token?: string; env?: string }) => HttpInvoker,
+  tokenHelp: string,
+): void {
+  program
+    .command("calls")
+    .description("an app's calls, latest first: their status, attempts, timings and errors (tandem logs --call ID shows one's lines)")
+    .argument("<app>", "the app")
+    .option("--function <name>", "only this function (or class method: Class.method)")
+    .option("--status <status>", `only ${CALL_STATUSES.join(", ")}`, parseChoice(CALL_STATUSES))
+    .option("--kind <kind>", `only calls made so: ${CALL_KINDS.join(", ")} (scheduled: a schedule's runs)`, parseChoice(CALL_KINDS))
+    .option("--before <ms>", "only calls made before this time, ms since the epoch (the last line's `more:` says it for the next page)", parseTime)
+    .option("-n, --lines <n>", `how many (default ${CALL_LIST_LIMITS.defaultLimit}, at most ${CALL_LIST_LIMITS.maxLimit})`, parseLimit)
+    .option("--json", "print the answer as JSON")
+    .option("-g, --gateway <url>", GATEWAY_HELP)
+    .option("--token <token>", tokenHelp)
+    .option("--env <name>", ENV_HELP)
+    .action(async (app: string, opts: CallsOpts) => {
+      const query: CallListOptions = {
+        ...(opts.function === undefined ? {} : { function: opts.function }),
+        ...(opts.status === undefined ? {} : { status: opts.status }),
+        ...(opts.kind === undefined ? {} : { kind: opts.kind }),
+        ...(opts.before === undefined ? {} : { before: opts.before }),
+        ...(opts.lines === undefined ? {} : { limit: opts.lines }),
+      };
+      const list = (await clientOf(opts).request("GET", paths.appCalls(app, query))) as CallList;
+      if (opts.json) return console.log(JSON.stringify(list, null, 2));
+      if (list.calls.length === 0) return console.log(`no calls of app ${app}${filtersSaid(query)} in the time calls are kept`);
+      console.log(
+        style.dim(
+          `${"made".padEnd(19)} ${"call".padEnd(29)} ${"function".padEnd(20)} ${"kind".padEnd(9)} ${"status".padEnd(9)} tries ${"took".padStart(8)}  error`,
+        ),
+      );
+      for (const call of list.calls) console.log(callLine(call));
+      if (list.next !== null) console.log(style.dim(`more: tandem calls ${app}${argsOf(query)} --before ${list.next}`));
+    });
+}
+
+/** One call as `tandem calls` lists it. */
+export function callLine(call: CallSummary): string {
+  const made = new Date(call.createdAt).toISOString().slice(0, 19).replace("T", " ");
+  const took = call.finishedAt === null ? "" : formatDuration(call.finishedAt - (call.startedAt ?? call.createdAt));
+  const status =
+    call.status === "succeeded" ? style.ok(call.status.padEnd(9)) : TERMINAL_FAILED.has(call.status) ? style.err(call.status.padEnd(9)) : call.status.padEnd(9);
+  const error = call.error ? visibleControls(`${call.error.code}: ${call.error.message.split("\n")[0]!}`).slice(0, 120) : "";
+  return `${made} ${call.callId.padEnd(29)} ${call.function.padEnd(20)} ${call.kind.padEnd(9)} ${status} ${String(call.attempts).padStart(5)} ${took.padStart(8)}  ${error}`;
+}
+
+const TERMINAL_FAILED: ReadonlySet<string> = new Set(["failed", "timed_out", "cancelled"]);
+
+function filtersSaid(query: CallListOptions): string {
+  const said = [
+    query.function === undefined ? "" : `of ${query.function}`,
+    query.status === undefined ? "" : query.status,
+    query.kind === undefined ? "" : `made by ${query.kind}`,
+    query.before === undefined ? "" : `before ${new Date(query.before).toISOString()}`,
+  ].filter(Boolean);
+  return said.length ? ` (${said.join(", ")})` : "";
+}
+
+function argsOf(query: CallListOptions): string {
+  return [
+    query.function === undefined ? "" : ` --function ${query.function}`,
+    query.status === undefined ? "" : ` --status ${query.status}`,
+    query.kind === undefined ? "" : ` --kind ${query.kind}`,
+    query.limit === undefined ? "" : ` -n ${query.limit}`,
+  ].join("");
+}
+
+function parseLimit(value: string): number {
+  const n = /^\d{1,5}$/.test(value) ? Number(value) : NaN;
+  if (!(n >= 1 && n <= CALL_LIST_LIMITS.maxLimit)) throw new InvalidArgumentError(`must be a whole number from 1 to ${CALL_LIST_LIMITS.maxLimit}`);
+  return n;
+}
+
+function parseTime(value: string): number {
+  if (!/^\d{1,15}$/.test(value)) throw new InvalidArgumentError("must be a time in ms since the epoch, as a listing's `more:` line gives it");
+  return Number(value);
+}

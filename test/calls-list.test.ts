@@ -1,0 +1,112 @@
+/**
+ * `GET /v1/apps/:app/calls` and `tandem calls`, in real workerd: an app's calls, latest first, of a function, status
+ * or kind, a page at a time; a bad query is a 400 naming the field, a function the app lacks a 404 with the nearest
+ * name, and a token limited to another app sees none of them.
+ */
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { lookup } from "../sdk/index.js";
+import type { CallList } from "../sdk/protocol.js";
+import { runCli } from "./helpers/cli.js";
+import { ADMIN_TOKEN, authed, startTestGateway, type TestGateway } from "./helpers/gateway.js";
+
+let gw: TestGateway;
+const ids: { squares: string[]; failed: string; spawned: string } = { squares: [], failed: "", spawned: "" };
+
+beforeAll(async () => {
+  gw = await startTestGateway([new URL("./fixtures/edge-app.ts", import.meta.url).pathname, new URL("./fixtures/other-app.ts", import.meta.url).pathname]);
+  const square = lookup<[number], number>("edge", "square", { gateway: gw.url, token: ADMIN_TOKEN });
+  for (let i = 0; i < 5; i++) ids.squares.push((await square.spawn(i)).id);
+  const boom = await fetch(
+    `${gw.url}/v1/apps/edge/functions/boom/call`,
+    authed({ method: "POST", body: JSON.stringify({ args: ["listed"] }), headers: { "idempotency-key": "list-boom-1" } }),
+  );
+  ids.failed = ((await boom.json()) as { callId: string }).callId;
+  ids.spawned = (await lookup<[number], number>("edge", "lengthOf", { gateway: gw.url, token: ADMIN_TOKEN }).spawn(1)).id;
+});
+afterAll(async () => {
+  await gw?.dispose();
+});
+
+const list = async (query = "", token: string = ADMIN_TOKEN) => {
+  const res = await fetch(`${gw.url}/v1/apps/edge/calls${query}`, { headers: { authorization: `Bearer ${token}` } });
+  return { status: res.status, body: (await res.json()) as CallList & { error?: { code: string; message: string } } };
+};
+
+describe("GET /v1/apps/:app/calls", () => {
+  it("lists the app's calls latest first, of a function, status or kind, each with its status, attempts and error", async () => {
+    await expect.poll(async () => (await list("?function=square")).body.calls.length, { timeout: 10_000 }).toBe(5);
+    const squares = (await list("?function=square")).body;
+    expect(squares.calls.map((c) => c.callId)).toEqual([...ids.squares].reverse());
+    expect(squares.calls[0]).toMatchObject({ app: "edge", function: "square", kind: "spawn", status: "succeeded", attempts: 1, error: null });
+    expect(squares.next).toBeNull();
+    const failed = (await list("?status=failed")).body.calls;
+    expect(failed.map((c) => c.callId)).toEqual([ids.failed]);
+    expect(failed[0]).toMatchObject({ function: "boom", kind: "remote", error: { code: "function_failed" } });
+    expect((await list("?kind=spawn&function=lengthOf")).body.calls.map((c) => c.callId)).toEqual([ids.spawned]);
+    expect((await list("?kind=scheduled")).body.calls).toEqual([]);
+  });
+
+  it("pages: limit, and next as the next page's before", async () => {
+    const first = (await list("?function=square&limit=2")).body;
+    expect(first.calls.map((c) => c.callId)).toEqual([ids.squares[4], ids.squares[3]]);
+    expect(first.next).toBe(first.calls[1]!.createdAt);
+    const second = (await list(`?function=square&limit=2&before=${first.next}`)).body;
+    expect(second.calls.length).toBeGreaterThan(0);
+    expect(second.calls.every((c) => c.createdAt < first.next!)).toBe(true);
+  });
+
+  it("refuses a bad query with a 400 naming the field, and a function the app lacks with a 404 naming the nearest", async () => {
+    for (const [query, said] of [
+      ["?status=broken", 'field "status" must be one of pending, running, succeeded, failed, timed_out, cancelled'],
+      ["?limit=0", 'field "limit" must be a whole number from 1 to 1000'],
+      ["?limit=5000", 'field "limit" must be a whole number from 1 to 1000'],
+      ["?before=yesterday", 'field "before" must be a time in ms since the epoch'],
+      ["?stauts=failed", "stauts"],
+      ["?status=failed&status=succeeded", "status"],
+    ] as const) {
+      const { status, body } = await list(query);
+      expect(status, query).toBe(400);
+      expect(body.error?.message, query).toContain(said);
+    }
+    const missing = await list("?function=sqaure");
+    expect(missing.status).toBe(404);
+    expect(missing.body.error?.message).toContain('app "edge" has no function "sqaure"');
+    expect(missing.body.error?.message).toContain('did you mean "square"?');
+    expect((await fetch(`${gw.url}/v1/apps/nope/calls`, authed())).status).toBe(404);
+  });
+
+  it("answers a token limited to another app 403, and no token 401", async () => {
+    const created = await fetch(`${gw.url}/v1/tokens`, authed({ method: "POST", body: JSON.stringify({ name: "others", scope: "call", apps: ["other"] }) }));
+    expect(created.status).toBe(201);
+    const { token } = (await created.json()) as { token: string };
+    const refused = await list("", token);
+    expect(refused.status, JSON.stringify(refused.body)).toBe(403);
+    expect((await fetch(`${gw.url}/v1/apps/edge/calls`)).status).toBe(401);
+  });
+});
+
+describe("tandem calls", () => {
+  const cli = (...args: string[]) => runCli(["calls", "edge", ...args, "--gateway", gw.url, "--token", ADMIN_TOKEN], { env: { NO_COLOR: "1" } });
+
+  it("prints the calls, one a line, and the next page's command when there is more", async () => {
+    const failed = await cli("--status", "failed");
+    expect(failed.code, failed.stderr).toBe(0);
+    expect(failed.stdout).toMatch(new RegExp(`${ids.failed} +boom +remote +failed +1 .* function_failed: `));
+    const paged = await cli("--function", "square", "-n", "2");
+    expect(paged.stdout.split("\n").filter((l) => /^\d{4}-\d\d-\d\d .* square /.test(l)).length).toBe(2);
+    expect(paged.stdout).toMatch(/more: tandem calls edge --function square -n 2 --before \d+/);
+    const json = JSON.parse((await cli("--kind", "spawn", "--function", "lengthOf", "--json")).stdout) as CallList;
+    expect(json.calls.map((c) => c.callId)).toEqual([ids.spawned]);
+    const none = await cli("--kind", "scheduled");
+    expect(none.stdout).toContain("no calls of app edge (made by scheduled) in the time calls are kept");
+  });
+
+  it("refuses a bad option as a usage mistake (exit 2), and a function the app lacks naming the nearest", async () => {
+    const bad = await cli("--status", "faild");
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toContain('did you mean "failed"?');
+    const missing = await cli("--function", "sqaure");
+    expect(missing.code).toBe(2);
+    expect(missing.stderr).toMatch(/^error: app "edge" has no function "sqaure" .*did you mean "square"\?/m);
+  });
+});
