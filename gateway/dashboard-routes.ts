@@ -208,6 +208,12 @@ export function dashboardRoutes(): Hono<RouteEnv> {
 
   routes.get("/apps/:app/calls", async (c) => {
     const app = appOf(c);
+    // A filter it would ignore without a word (`?status=failed` listed every call): refused, saying what filters calls.
+    const asked = Object.keys(c.req.queries())[0];
+    if (asked !== undefined)
+      throw new InvalidRequestError(
+        `the calls page takes no query, not "${asked.slice(0, 40)}": \`tandem calls ${app.name} --status failed\` (GET /v1/apps/${app.name}/calls?status=failed) lists calls by function, status or kind`,
+      );
     const calls = await recentCalls(c.env, { app: app.name, limit: DASHBOARD_DEFAULTS.callsShown });
     const body = html`<p><a href="${dashboardPath("apps", app.name)}">← ${app.name}</a></p>
       ${table(CALL_HEADINGS, calls.map(callRow), { id: "calls", empty: "No calls yet." })}`;

@@ -85,6 +85,15 @@ describe("GET /v1/apps/:app/calls", () => {
   });
 });
 
+describe("the dashboard's calls page", () => {
+  it("refuses a filter it would ignore, saying what filters calls (before: ?status=failed listed every call)", async () => {
+    const page = await fetch(`${gw.url}/_tandem/apps/edge/calls?status=failed`, authed());
+    expect(page.status).toBe(400);
+    expect(await page.text()).toContain("the calls page takes no query, not &quot;status&quot;");
+    expect((await fetch(`${gw.url}/_tandem/apps/edge/calls`, authed())).status).toBe(200);
+  });
+});
+
 describe("tandem calls", () => {
   const cli = (...args: string[]) => runCli(["calls", "edge", ...args, "--gateway", gw.url, "--token", ADMIN_TOKEN], { env: { NO_COLOR: "1" } });
 
