@@ -35,24 +35,36 @@ export function reportLogFailuresTo(write: (message: string) => void): void {
   report = write;
 }
 
+type KeepContext = { env: Env; config: { region: string; otlp?: OtlpSettings | undefined }; waitUntil(promise: Promise<unknown>): void };
+
+/** How a kept `system` line is printed as well, as a running call's own lines are (gateway/run-context.ts); none until set. */
+let printSystem: (rc: KeepContext, line: string) => void = () => {};
+
+/**
+ * Sets how Tandem's own lines about a call (a retry, a failure, a call taken over) are printed besides being kept:
+ * `tandem serve`'s terminal showed the function's lines and never why it ran again.
+ */
+export function printSystemLinesWith(print: (rc: KeepContext, line: string) => void): void {
+  printSystem = print;
+}
+
 /**
  * Keeps what was printed at the edge: batched, and written after the response (and sent to the OTLP endpoint, when
  * `TANDEM_OTLP_ENDPOINT` names one: gateway/log-otlp.ts). Text of several lines is kept as that many lines, as a
  * plane keeps its containers' output, so a function prints the same lines in either tier.
  * @example keepEdgeLine(rc, { app: "shop", function: "checkout", callId }, "stdout", "charged 3 items");
  */
-export function keepEdgeLine(
-  rc: { env: Env; config: { region: string; otlp?: OtlpSettings | undefined }; waitUntil(promise: Promise<unknown>): void },
-  origin: LogOrigin,
-  source: LogSource,
-  text: string,
-): void {
+export function keepEdgeLine(rc: KeepContext, origin: LogOrigin, source: LogSource, text: string): void {
   const time = Date.now();
   const lines: LogLine[] = text
     .split(/\r?\n/)
     .map((line) => ({ time, ...origin, containerId: null, tier: "edge", region: rc.config.region, source, text: cutLogLine(line) }));
   keepLines(rc, lines);
   if (rc.config.otlp) sendEdgeLinesToOtlp(rc, rc.config.otlp, lines, report);
+  if (source === "system") {
+    const prefix = `[${origin.app}${origin.function === null ? "" : `.${origin.function}`}${origin.callId === null ? "" : ` ${origin.callId}`}] (system)`;
+    printSystem(rc, lines.map((line) => `${prefix} ${line.text}`).join("\n"));
+  }
 }
 
 const batchLines = isolateBatch(LOG_LIMITS.edgeBatchMs, (env: Env, lines: LogLine[]) => writeLines(env, lines));

@@ -15,7 +15,7 @@ import type { GatewayConfig } from "./config.js";
 import type { Env } from "./env.js";
 import type { ClientWatch } from "./client-gone.js";
 import type { CallEnv } from "./secret-env.js";
-import { keepEdgeLine, reportLogFailuresTo, type LogOrigin } from "./log-sink.js";
+import { keepEdgeLine, printSystemLinesWith, reportLogFailuresTo, type LogOrigin } from "./log-sink.js";
 import { isolateBatch, waitForBatch } from "./isolate-batch.js";
 import { LOG_LIMITS } from "../sdk/defaults.js";
 
@@ -156,6 +156,9 @@ export function prefixConsoleLines(): void {
   consolePatched = true;
   const reportTo = console.error.bind(console);
   reportLogFailuresTo((message) => reportTo(message));
+  // In order with the calls' own lines, which wait a moment to be printed together.
+  const printTo = console.log.bind(console);
+  printSystemLinesWith((rc, line) => waitForBatch(rc, printLater(null, [{ write: printTo, line }])));
   for (const level of ["log", "info", "warn", "error", "debug"] as const) {
     const write = console[level].bind(console);
     const source = level === "warn" || level === "error" ? "stderr" : "stdout";

@@ -574,6 +574,10 @@ describe("tandem logs", () => {
         (await system(name!)).every((l) => l.tier === "edge"),
         name,
       ).toBe(true);
+      // Printed on serve's terminal too, beside the function's own lines (before: kept only, so the terminal showed a
+      // function's lines run twice and never why).
+      const said = (await system(name!)).map((l) => `[journal.${name} ${l.callId}] (system) ${l.text}`);
+      await expect.poll(() => said.every((line) => served.output().includes(line)), { timeout: 5_000 }).toBe(true);
     }
   }, 60_000);
 
