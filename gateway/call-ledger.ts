@@ -72,7 +72,7 @@ export interface ResumePoint {
 /**
  * Runs a resumed call to its end and records its outcome in `ledger`, from
  * where it got to, its arguments as they were stored: the executor's
- * `runSpawned`. `logFailure`: a scheduled run, whose failure nobody waits for.
+ * `runSpawned`.
  */
 export type ResumeCall = (
   rc: RunContext,
@@ -82,7 +82,6 @@ export type ResumeCall = (
   args: CallArgs,
   from: ResumePoint,
   createdAt: number,
-  logFailure: boolean,
 ) => Promise<void>;
 
 let resumeCall: ResumeCall | undefined;
@@ -627,7 +626,7 @@ export class CallLedger extends DurableObject<Env> implements LedgerApi {
       (async () => {
         // As stored: a plane gets them as they came; an edge function decodes them when it runs.
         const args = CallArgs.received(JSON.parse(await this.#loadValue(row.input!)) as EncodedValue);
-        await runStore.run(rc, () => resume(rc, this, fn, row.id, args, from, row.created_at, row.kind === "scheduled"));
+        await runStore.run(rc, () => resume(rc, this, fn, row.id, args, from, row.created_at));
       })()
         .catch((err) => this.record([this.#lost(row, `could not be resumed: ${String(err)}`)]))
         .finally(release),

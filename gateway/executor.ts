@@ -602,7 +602,7 @@ export async function spawnCall(
     release();
     return callId; // sent again: the call its key named is running or ran
   }
-  rc.waitUntil(runSpawned(rc, ledger, fn, id, args, NOT_STARTED, createdAt, options.kind === "scheduled").finally(release));
+  rc.waitUntil(runSpawned(rc, ledger, fn, id, args, NOT_STARTED, createdAt).finally(release));
   return id;
 }
 
@@ -630,19 +630,12 @@ export async function runSpawned(
   args: CallArgs,
   from: ResumePoint,
   createdAt: number,
-  /** A scheduled run: nobody waits on it, so a failure goes to the logs too. */
-  logFailure = false,
 ): Promise<void> {
   const release = holdRunner([id]); // until its outcome is recorded
   try {
+    // A failure nobody waits on (a scheduled run's) is in its system lines, kept and printed (gateway/log-sink.ts).
     const outcome = await runRecorded(rc, ledger, fn, id, args, from, { renew: true });
     if (outcome.status === "cancelled") return;
-    if (logFailure && outcome.error) {
-      const attempts = `${outcome.attempts} attempt${outcome.attempts === 1 ? "" : "s"}`;
-      console.error(
-        `[${fn.app}.${fn.name} ${id}] ${outcome.status === "timed_out" ? "timed out" : "failed"} after ${attempts}: ${errorName(outcome.error)}: ${outcome.error.message}`,
-      );
-    }
     await ledger.finish(finishedCall(id, fn, "spawn", createdAt, outcome));
   } catch (err) {
     if (!(err instanceof StoppedWithGateway)) console.error(`call ${id}: could not record its outcome:`, err); // else left to the ledger (runRecorded)

@@ -127,6 +127,7 @@ export class Scheduler extends DurableObject<Env> {
           callId: row.last_call,
           scheduledAt: row.last_scheduled_at ?? 0,
           status: record?.status ?? "expired", // past the ledger's retention
+          ...(record ? { attempts: record.attempts } : {}),
           ...(record?.startedAt !== undefined && record.finishedAt !== undefined ? { durationMs: record.finishedAt - record.startedAt } : {}),
           ...(record?.error ? { error: record.error } : {}),
         };

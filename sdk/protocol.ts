@@ -758,6 +758,8 @@ export interface ScheduleInfo {
     scheduledAt: number;
     /** `expired`: the call ended longer ago than the ledger keeps records. */
     status: CallStatus | "expired";
+    /** Its attempts so far (more than one: it was retried, or run again after its runner was lost); none once expired. */
+    attempts?: number;
     durationMs?: number;
     error?: WireError;
   };

@@ -98,7 +98,8 @@ describe("schedules fired from the edge", () => {
     expect(failed).toMatchObject({ kind: "scheduled", scheduledAt: T0, status: "failed", attempts: 2, error: { message: "the feed is down" } });
     // Nobody waits on a scheduled run: its failure is in the logs as well, named as the app threw it (as its kept line
     // and `tandem logs` name it), not by the wrapper the gateway carries it in.
-    await eventually(() => gw.output.includes(`[crony.flaky ${failed.callId}] failed after 2 attempts: Error: the feed is down`));
+    await eventually(() => gw.output.includes(`[crony.flaky ${failed.callId}] (system) failed after 2 attempts: Error: the feed is down`));
+    expect(gw.output.filter((line) => line.includes("failed after 2 attempts")).length).toBe(1); // said once, not twice
     expect(gw.output.filter((line) => line.includes("RemoteError"))).toEqual([]);
     await gw.scheduled(T0 + 60 * MIN);
     const after = await schedules();
@@ -107,7 +108,8 @@ describe("schedules fired from the edge", () => {
     expect((await record(after.flaky!.lastRun!.callId)).status).toBe("failed");
     // The Period: one hour after it was first seen.
     expect(after.hourly!.lastRun!.scheduledAt).toBe(T0 + 60 * MIN);
-    expect((await schedules()).flaky!.lastRun).toMatchObject({ status: "failed", error: { message: "the feed is down" } });
+    // With its attempts: a run retried (or run again after its runner was lost) says so (before: only its status and time).
+    expect((await schedules()).flaky!.lastRun).toMatchObject({ status: "failed", attempts: 2, error: { message: "the feed is down" } });
   });
 
   it("lists each schedule with its next three runs, in its timezone", async () => {
@@ -125,7 +127,7 @@ describe("schedules fired from the edge", () => {
     expect(stdout).toContain("next      2030-01-07T08:30:00.000Z  2030-01-08T08:30:00.000Z  2030-01-09T08:30:00.000Z");
     expect(stdout).toContain(`crony::marchSundays  cron "30 2 * March sunday" (America/New_York)\n  next      ${sundays.join("  ")}`);
     expect(stdout).toMatch(
-      /crony::flaky {2}cron "0 \* \* \* \*" \(UTC\)\n {2}next {6}2030-01-07T02:00:00.000Z.*\n {2}last run {2}failed in \d+ ms \(fc-[0-9a-z]{26}, due 2030-01-07T01:00:00.000Z\): the feed is down/,
+      /crony::flaky {2}cron "0 \* \* \* \*" \(UTC\)\n {2}next {6}2030-01-07T02:00:00.000Z.*\n {2}last run {2}failed in \d+ ms after 2 attempts \(fc-[0-9a-z]{26}, due 2030-01-07T01:00:00.000Z\): the feed is down/,
     );
   });
 

@@ -448,7 +448,7 @@ scheduleCommand
       console.log(`  next      ${s.nextRuns.map((t) => new Date(t).toISOString()).join("  ")}`);
       const last = s.lastRun;
       const outcome = last
-        ? `${last.status}${last.durationMs !== undefined ? ` in ${formatMs(last.durationMs)}` : ""} (${last.callId}, due ${new Date(last.scheduledAt).toISOString()})${last.error ? `: ${visibleControls(last.error.message)}` : ""}`
+        ? `${last.status}${last.durationMs !== undefined ? ` in ${formatMs(last.durationMs)}` : ""}${(last.attempts ?? 1) > 1 ? ` after ${last.attempts} attempts` : ""} (${last.callId}, due ${new Date(last.scheduledAt).toISOString()})${last.error ? `: ${visibleControls(last.error.message)}` : ""}`
         : "none yet";
       console.log(`  last run  ${outcome}`);
       if (s.skipped || s.missed) console.log(style.dim(`  ${s.skipped} skipped while the previous run was running, ${s.missed} missed while nothing ticked`));
