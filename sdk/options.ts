@@ -126,7 +126,15 @@ const FunctionOptionsSchema = z.strictObject({
     .custom<ArgumentsSchema>((v) => isArgumentsSchema(v), "must be a zod schema of the argument list, such as z.tuple([z.string(), z.number()])")
     .optional(),
   /** Run it on a schedule, fired from the edge: `Cron("0 2 * * *")` or `Period({ hours: 1 })`. It is called with no arguments. */
-  schedule: z.custom<Schedule>((v) => isSchedule(v), 'must be Cron("...") or Period({...})').optional(),
+  schedule: z
+    .custom<Schedule>((v) => isSchedule(v), {
+      // A list (several schedules for one function) is said as such, not shown as the JSON of what it holds.
+      error: (issue) =>
+        Array.isArray(issue.input)
+          ? 'takes one schedule, not a list: to run it on several, give each its own function that calls it (or one Cron("...") that covers them)'
+          : 'must be Cron("...") or Period({...})',
+    })
+    .optional(),
   /** GPU type (`"A100"`, `"H100:2"`) or a fallback list; runs on the plane. */
   gpu: z
     .custom<GpuSpec | readonly GpuSpec[]>(

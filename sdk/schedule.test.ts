@@ -386,6 +386,10 @@ describe("the schedule option", () => {
     expect(() => bad.finalize({ nightly, default: bad })).toThrow(
       'app "bad": function "nightly": option "schedule" must be Cron("...") or Period({...}) (got "0 2 * * *")',
     );
+    // Several schedules for one function: said as such (before: "must be Cron(...) or Period(...)", then their JSON).
+    expect(() => bad.function({ name: "twice", schedule: [Cron("0 2 * * *"), Period({ hours: 1 })] as never }, () => 1)).toThrow(
+      'app "bad": function "twice": option "schedule" takes one schedule, not a list: to run it on several, give each its own function that calls it',
+    );
     const unexported = new App("bad2");
     unexported.function({ timeout: 0 }, () => 1);
     expect(() => unexported.finalize({ default: unexported })).toThrow('app "bad2": function "#1": option "timeout"');
