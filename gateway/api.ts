@@ -83,6 +83,9 @@ export function protocolHeader(): MiddlewareHandler<Api> {
   };
 }
 
+/** The longest error message `GET /v1/apps/:app/calls` lists a call with (`…` after it). */
+const LISTED_ERROR_CHARS = 1_000;
+
 export function apiRoutes(): Hono<Api> {
   const api = new Hono<Api>();
 
@@ -127,22 +130,35 @@ export function apiRoutes(): Hono<Api> {
     const app = registry().app(c.req.param("app"));
     const parsed = CallListQuerySchema.safeParse(c.req.query(), { reportInput: true });
     if (!parsed.success) throw new InvalidRequestError(`call list query: ${describeIssues(parsed.error, "field", CallListQuerySchema)}`);
-    const { limit = CALL_LIST_LIMITS.defaultLimit, function: fn, status, kind, before } = parsed.data;
-    // A name the app has no function of would list nothing, without a word: said, with the nearest.
+    const { limit = CALL_LIST_LIMITS.defaultLimit, function: fn, status, kind, before, cursor } = parsed.data;
+    // A class's name lists its methods' calls, as `tandem logs --function` takes it; a name the app has neither of
+    // would list nothing, without a word: said, with the nearest (404, `function` in its details).
     const names = app.callables.map((f) => f.name);
-    if (fn !== undefined && !names.includes(fn))
-      throw new NotFoundError(`app "${app.name}" has no function "${fn}" (functions: ${names.join(", ") || "none"})${didYouMean(fn, names)}`, {
+    const classes = new Set(app.callables.filter((f) => f.kind === "method").map((f) => f.name.slice(0, f.name.indexOf("."))));
+    if (fn !== undefined && !names.includes(fn) && !classes.has(fn)) {
+      const known = [...names, ...classes];
+      throw new NotFoundError(`app "${app.name}" has no function or class "${fn}" (functions: ${names.join(", ") || "none"})${didYouMean(fn, known)}`, {
         app: app.name,
+        function: fn,
       });
+    }
     const calls = await recentCalls(c.env, {
       app: app.name,
       limit,
-      ...(fn === undefined ? {} : { function: fn }),
+      ...(fn === undefined ? {} : classes.has(fn) ? { functionPrefix: `${fn}.` } : { function: fn }),
       ...(status === undefined ? {} : { status }),
       ...(kind === undefined ? {} : { kind }),
       ...(before === undefined ? {} : { before }),
+      ...(cursor === undefined ? {} : { after: cursor }),
     });
-    return c.json({ calls, next: calls.length === limit ? calls[calls.length - 1]!.createdAt : null } satisfies CallList);
+    const last = calls.length === limit ? calls[calls.length - 1]! : undefined;
+    // A summary: an error's message cut (its record, GET /v1/calls/:id, has it whole), so a page of 1,000 stays small.
+    const listed = calls.map((call) =>
+      call.error && call.error.message.length > LISTED_ERROR_CHARS
+        ? { ...call, error: { ...call.error, message: `${call.error.message.slice(0, LISTED_ERROR_CHARS)}…` } }
+        : call,
+    );
+    return c.json({ calls: listed, next: last ? `${last.createdAt}~${last.callId}` : null } satisfies CallList);
   });
 
   api.post(ROUTES.connectToken, guard("call"), async (c) => {

@@ -94,9 +94,13 @@ export const LEDGER_SHARDS = 16;
 export interface CallRowsQuery {
   app: string;
   function?: string;
+  /** Functions whose names start so: a class's methods (`Model.`). */
+  functionPrefix?: string;
   status?: CallStatus;
   kind?: CallKind;
   before?: number;
+  /** The calls listed after this one, latest first (`created_at`, then `id`, both descending): a page's cursor. */
+  after?: { createdAt: number; callId: string };
   limit: number;
 }
 

@@ -225,6 +225,10 @@ export class CallLedger extends DurableObject<Env> implements LedgerApi {
       where.push("fn = ?");
       params.push(query.function);
     }
+    if (query.functionPrefix !== undefined) {
+      where.push("substr(fn, 1, ?) = ?");
+      params.push(query.functionPrefix.length, query.functionPrefix);
+    }
     if (query.status !== undefined) {
       where.push("status = ?");
       params.push(query.status);
@@ -237,10 +241,15 @@ export class CallLedger extends DurableObject<Env> implements LedgerApi {
       where.push("created_at < ?");
       params.push(query.before);
     }
+    if (query.after !== undefined) {
+      // Past a listed call, in the order below: calls made in its millisecond after it too (ids break the tie).
+      where.push("(created_at < ? OR (created_at = ? AND id < ?))");
+      params.push(query.after.createdAt, query.after.createdAt, query.after.callId);
+    }
     return this.#sql
       .exec<Pick<Row, "id" | "app" | "fn" | "kind" | "status" | "attempts" | "created_at" | "started_at" | "finished_at" | "error" | "plane_timings">>(
         `SELECT id, app, fn, kind, status, attempts, created_at, started_at, finished_at, error, plane_timings FROM calls
-         WHERE ${where.join(" AND ")} ORDER BY created_at DESC LIMIT ?`,
+         WHERE ${where.join(" AND ")} ORDER BY created_at DESC, id DESC LIMIT ?`,
         ...params,
         query.limit,
       )

@@ -40,7 +40,7 @@ export function logRoutes(): Hono<Api> {
       const seen = follow ? await ledgerFor(c.env, filter.callId).get(filter.callId, 0) : await recordOf(c.env, filter.callId);
       // Another app's call would match no line here, without a word; one the token may not reach stays unknown.
       if (seen && seen.app !== app && mayReach(principalOf(c), seen.app))
-        throw new InvalidRequestError(`log query: call ${filter.callId} is of app "${seen.app}", not "${app}"`);
+        throw new InvalidRequestError(`log query: call ${filter.callId} is of app "${seen.app}", not "${app}"`, { callId: filter.callId, app: seen.app });
       if (!follow && seen?.app === app) await callLinesIn(seen);
     }
     return logAnswer(c, app, filter, follow, follow && filter.callId !== undefined ? callLinesStoredBy(c.env, app, filter.callId) : undefined);

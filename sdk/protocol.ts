@@ -585,8 +585,8 @@ export type CallKind = (typeof CALL_KINDS)[number];
 export const CALL_LIST_LIMITS = { defaultLimit: 50, maxLimit: 1_000 } as const;
 
 /**
- * The query of `GET /v1/apps/:app/calls`, each filter optional: `?function=&status=&kind=&before=&limit=`. `before`
- * (ms since the epoch) lists the calls made before it: the answer's `next`, for the page after.
+ * The query of `GET /v1/apps/:app/calls`, each filter optional: `?function=&status=&kind=&before=&cursor=&limit=`.
+ * `before` (ms since the epoch) lists the calls made before it; `cursor`, the answer's `next`, the page after it.
  */
 export const CallListQuerySchema = z.lazy(() =>
   z.strictObject({
@@ -598,6 +598,14 @@ export const CallListQuerySchema = z.lazy(() =>
       .string()
       .regex(/^\d{1,15}$/, "must be a time in ms since the epoch")
       .transform(Number)
+      .optional(),
+    cursor: z
+      .string()
+      .regex(CALL_CURSOR_PATTERN, "must be a listing's next, as it gave it")
+      .transform((cursor) => {
+        const [createdAt, callId] = cursor.split("~") as [string, string];
+        return { createdAt: Number(createdAt), callId };
+      })
       .optional(),
     limit: z
       .string()
@@ -613,28 +621,32 @@ export const CallListQuerySchema = z.lazy(() =>
   }),
 );
 
+/** A page's cursor (`CallList.next`): the last call listed, as `<createdAt>~<callId>`. */
+export const CALL_CURSOR_PATTERN = /^\d{1,15}~fc-[0-9a-z]{26}$/;
+
 /** What `paths.appCalls` and `tandem calls` ask for: `CallListQuerySchema`'s fields. */
 export interface CallListOptions {
   function?: string;
   status?: CallStatus;
   kind?: CallKind;
   before?: number;
+  cursor?: string;
   limit?: number;
 }
 
 function callListQueryString(query: CallListOptions): string {
   const q = new URLSearchParams();
-  for (const key of ["function", "status", "kind", "before", "limit"] as const) if (query[key] !== undefined) q.set(key, String(query[key]));
+  for (const key of ["function", "status", "kind", "before", "cursor", "limit"] as const) if (query[key] !== undefined) q.set(key, String(query[key]));
   return q.size ? `?${q}` : "";
 }
 
 /** One call as `GET /v1/apps/:app/calls` lists it: its record without its result (`GET /v1/calls/:id` has that). */
 export type CallSummary = DashboardCallRow;
 
-/** `GET /v1/apps/:app/calls`: the calls, latest first, and `next`, the `before` of the page after (null: none). */
+/** `GET /v1/apps/:app/calls`: the calls, latest first, and `next`, the `cursor` of the page after (null: none). */
 export interface CallList {
   calls: CallSummary[];
-  next: number | null;
+  next: string | null;
 }
 
 /** An `Idempotency-Key` header: 1 to 255 visible ASCII characters (a UUID, say). */

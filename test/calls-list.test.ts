@@ -39,6 +39,7 @@ describe("GET /v1/apps/:app/calls", () => {
     expect(squares.calls.map((c) => c.callId)).toEqual([...ids.squares].reverse());
     expect(squares.calls[0]).toMatchObject({ app: "edge", function: "square", kind: "spawn", status: "succeeded", attempts: 1, error: null });
     expect(squares.next).toBeNull();
+    await expect.poll(async () => (await list("?status=failed")).body.calls.length, { timeout: 5_000 }).toBe(1); // its end is written a moment after its answer
     const failed = (await list("?status=failed")).body.calls;
     expect(failed.map((c) => c.callId)).toEqual([ids.failed]);
     expect(failed[0]).toMatchObject({ function: "boom", kind: "remote", error: { code: "function_failed" } });
@@ -46,13 +47,36 @@ describe("GET /v1/apps/:app/calls", () => {
     expect((await list("?kind=scheduled")).body.calls).toEqual([]);
   });
 
-  it("pages: limit, and next as the next page's before", async () => {
+  it("pages with next as the cursor, every call once, however many share a millisecond", async () => {
     const first = (await list("?function=square&limit=2")).body;
     expect(first.calls.map((c) => c.callId)).toEqual([ids.squares[4], ids.squares[3]]);
-    expect(first.next).toBe(first.calls[1]!.createdAt);
-    const second = (await list(`?function=square&limit=2&before=${first.next}`)).body;
-    expect(second.calls.length).toBeGreaterThan(0);
-    expect(second.calls.every((c) => c.createdAt < first.next!)).toBe(true);
+    expect(first.next).toBe(`${first.calls[1]!.createdAt}~${first.calls[1]!.callId}`);
+    // A map's inputs are made in a few milliseconds: paging by time alone dropped those of the last one's (before).
+    for await (const _ of lookup<[number], number>("edge", "lengthOf", { gateway: gw.url, token: ADMIN_TOKEN }).map(
+      ["a", "bb", "ccc"].flatMap((s) => Array(40).fill(s)) as never,
+    ))
+      void _;
+    await expect.poll(async () => (await list("?kind=map&limit=1000")).body.calls.length, { timeout: 5_000 }).toBe(120); // recorded as the map ends
+    const all = (await list("?kind=map&limit=1000")).body.calls.map((c) => c.callId);
+    const paged: string[] = [];
+    let cursor: string | null = "";
+    for (let pages = 0; cursor !== null && pages < 40; pages++) {
+      const page: CallList = (await list(`?kind=map&limit=7${cursor ? `&cursor=${cursor}` : ""}`)).body;
+      paged.push(...page.calls.map((c) => c.callId));
+      cursor = page.next;
+    }
+    expect(paged).toEqual(all);
+    expect((await list("?cursor=12~fc-nope")).status).toBe(400);
+  });
+
+  it("lists a class's methods' calls by the class's name, as tandem logs --function takes it", async () => {
+    const other = (fn: string) => lookup<[Record<string, never>, number], number>("other", fn, { gateway: gw.url, token: ADMIN_TOKEN });
+    await other("Counter.bump").remote({}, 1);
+    await other("Counter.drop").remote({}, 1);
+    await lookup("other", "ping", { gateway: gw.url, token: ADMIN_TOKEN }).remote();
+    // Each is recorded as it ended, a moment after its answer.
+    const listed = async () => ((await (await fetch(`${gw.url}/v1/apps/other/calls?function=Counter`, authed())).json()) as CallList).calls;
+    await expect.poll(async () => (await listed()).map((c) => c.function), { timeout: 5_000 }).toEqual(["Counter.drop", "Counter.bump"]);
   });
 
   it("refuses a bad query with a 400 naming the field, and a function the app lacks with a 404 naming the nearest", async () => {
@@ -70,7 +94,7 @@ describe("GET /v1/apps/:app/calls", () => {
     }
     const missing = await list("?function=sqaure");
     expect(missing.status).toBe(404);
-    expect(missing.body.error?.message).toContain('app "edge" has no function "sqaure"');
+    expect(missing.body.error?.message).toContain('app "edge" has no function or class "sqaure"');
     expect(missing.body.error?.message).toContain('did you mean "square"?');
     expect((await fetch(`${gw.url}/v1/apps/nope/calls`, authed())).status).toBe(404);
   });
@@ -103,7 +127,7 @@ describe("tandem calls", () => {
     expect(failed.stdout).toMatch(new RegExp(`${ids.failed} +boom +remote +failed +1 .* function_failed: `));
     const paged = await cli("--function", "square", "-n", "2");
     expect(paged.stdout.split("\n").filter((l) => /^\d{4}-\d\d-\d\d .* square /.test(l)).length).toBe(2);
-    expect(paged.stdout).toMatch(/more: tandem calls edge --function square -n 2 --before \d+/);
+    expect(paged.stdout).toMatch(/more: tandem calls edge --function square -n 2 -g \S+ --cursor \d+~fc-[0-9a-z]{26}\n/);
     const json = JSON.parse((await cli("--kind", "spawn", "--function", "lengthOf", "--json")).stdout) as CallList;
     expect(json.calls.map((c) => c.callId)).toEqual([ids.spawned]);
     const none = await cli("--kind", "scheduled");
@@ -114,8 +138,13 @@ describe("tandem calls", () => {
     const bad = await cli("--status", "faild");
     expect(bad.code).toBe(2);
     expect(bad.stderr).toContain('did you mean "failed"?');
+    // A function the app does not have lists nothing, as `tandem logs --function` says it: exit 1 (README).
     const missing = await cli("--function", "sqaure");
-    expect(missing.code).toBe(2);
-    expect(missing.stderr).toMatch(/^error: app "edge" has no function "sqaure" .*did you mean "square"\?/m);
+    expect(missing.code).toBe(1);
+    expect(missing.stderr).toMatch(/^error: app "edge" has no function or class "sqaure" .*did you mean "square"\?/m);
+    // A value the query refuses, said with its option (before: 'call list query: field "function" …').
+    const empty = await cli("--function", "");
+    expect(empty.code).toBe(2);
+    expect(empty.stderr).toContain('error: --function "": must be a function name');
   });
 });

@@ -121,6 +121,13 @@ describe("tokens over HTTP", () => {
       expect(wrong.status, follow).toBe(400);
       expect((await errorOf(wrong)).message, follow).toBe(`log query: call ${edgeCall.callId} is of app "edge", not "guarded"`);
     }
+    // `tandem logs` says so as a call the app does not hold, exit 1 (README), naming the command that shows its lines
+    // (before: the gateway's "log query: …", exit 2).
+    const cli = await runCli(["logs", "guarded", "--call", edgeCall.callId, "--gateway", gw.url, "--token", ADMIN_TOKEN]);
+    expect(cli.code).toBe(1);
+    expect(cli.stderr).toContain(
+      `error: call ${edgeCall.callId} is of app "edge", not "guarded": \`tandem logs edge --call ${edgeCall.callId}\` shows its lines`,
+    );
     // To a token that does not reach the call's app, it is as unknown as one that never was: no lines, no word of it.
     const guardedOnly = await createToken({ scope: "call", apps: ["guarded"] });
     const unknown = await api(`/v1/apps/guarded/logs?call=${edgeCall.callId}`, guardedOnly.token);

@@ -4,11 +4,22 @@
  */
 import { Command, InvalidArgumentError } from "commander";
 import type { HttpInvoker } from "../client.js";
-import { CALL_KINDS, CALL_LIST_LIMITS, CALL_STATUSES, paths, type CallList, type CallListOptions, type CallSummary } from "../protocol.js";
-import { formatDuration } from "../schedule.js";
+import { InvalidOptionsError, NotFoundError } from "../errors.js";
+import {
+  CALL_CURSOR_PATTERN,
+  CALL_KINDS,
+  CALL_LIST_LIMITS,
+  CALL_STATUSES,
+  CallListQuerySchema,
+  paths,
+  type CallList,
+  type CallListOptions,
+  type CallSummary,
+} from "../protocol.js";
 import { parseChoice } from "./choice-option.js";
 import { ENV_HELP, GATEWAY_HELP } from "./config.js";
-import { style, visibleControls } from "./style.js";
+import { printFailure } from "./failure.js";
+import { formatMs, style, visibleControls } from "./style.js";
 
 type CallsOpts = {
   gateway?: string;
@@ -18,6 +29,7 @@ type CallsOpts = {
   status?: CallListOptions["status"];
   kind?: CallListOptions["kind"];
   before?: number;
+  cursor?: string;
   lines?: number;
   json?: boolean;
 };
@@ -35,7 +47,8 @@ export function addCallsCommand(
     .option("--function <name>", "only this function (or class method: Class.method)")
     .option("--status <status>", `only ${CALL_STATUSES.join(", ")}`, parseChoice(CALL_STATUSES))
     .option("--kind <kind>", `only calls made so: ${CALL_KINDS.join(", ")} (scheduled: a schedule's runs)`, parseChoice(CALL_KINDS))
-    .option("--before <ms>", "only calls made before this time, ms since the epoch (the last line's `more:` says it for the next page)", parseTime)
+    .option("--before <ms>", "only calls made before this time, ms since the epoch", parseTime)
+    .option("--cursor <next>", "the page after another (the listing's last line, `more:`, gives it)", parseCursor)
     .option("-n, --lines <n>", `how many (default ${CALL_LIST_LIMITS.defaultLimit}, at most ${CALL_LIST_LIMITS.maxLimit})`, parseLimit)
     .option("--json", "print the answer as JSON")
     .option("-g, --gateway <url>", GATEWAY_HELP)
@@ -47,9 +60,20 @@ export function addCallsCommand(
         ...(opts.status === undefined ? {} : { status: opts.status }),
         ...(opts.kind === undefined ? {} : { kind: opts.kind }),
         ...(opts.before === undefined ? {} : { before: opts.before }),
+        ...(opts.cursor === undefined ? {} : { cursor: opts.cursor }),
         ...(opts.lines === undefined ? {} : { limit: opts.lines }),
       };
-      const list = (await clientOf(opts).request("GET", paths.appCalls(app, query))) as CallList;
+      checkedHere(query);
+      let list: CallList;
+      try {
+        list = (await clientOf(opts).request("GET", paths.appCalls(app, query))) as CallList;
+      } catch (err) {
+        // A function the app does not have: nothing to list, as `tandem logs --function` says it (exit 1, README).
+        if (!(err instanceof NotFoundError && err.details?.function !== undefined)) throw err;
+        printFailure(err);
+        process.exitCode = 1;
+        return;
+      }
       if (opts.json) return console.log(JSON.stringify(list, null, 2));
       if (list.calls.length === 0) return console.log(`no calls of app ${app}${filtersSaid(query)} in the time calls are kept`);
       console.log(
@@ -58,17 +82,18 @@ export function addCallsCommand(
         ),
       );
       for (const call of list.calls) console.log(callLine(call));
-      if (list.next !== null) console.log(style.dim(`more: tandem calls ${app}${argsOf(query)} --before ${list.next}`));
+      if (list.next !== null) console.log(style.dim(`more: tandem calls ${app}${argsOf(query, opts)} --cursor ${list.next}`));
     });
 }
 
 /** One call as `tandem calls` lists it. */
 export function callLine(call: CallSummary): string {
   const made = new Date(call.createdAt).toISOString().slice(0, 19).replace("T", " ");
-  const took = call.finishedAt === null ? "" : formatDuration(call.finishedAt - (call.startedAt ?? call.createdAt));
+  const took = call.finishedAt === null ? "" : formatMs(call.finishedAt - (call.startedAt ?? call.createdAt));
   const status =
     call.status === "succeeded" ? style.ok(call.status.padEnd(9)) : TERMINAL_FAILED.has(call.status) ? style.err(call.status.padEnd(9)) : call.status.padEnd(9);
-  const error = call.error ? visibleControls(`${call.error.code}: ${call.error.message.split("\n")[0]!}`).slice(0, 120) : "";
+  // On one line of its own: a tab would shift the columns, as any control character would.
+  const error = call.error ? visibleControls(`${call.error.code}: ${call.error.message.split("\n")[0]!}`.replaceAll("\t", " ")).slice(0, 120) : "";
   return `${made} ${call.callId.padEnd(29)} ${call.function.padEnd(20)} ${call.kind.padEnd(9)} ${status} ${String(call.attempts).padStart(5)} ${took.padStart(8)}  ${error}`;
 }
 
@@ -84,13 +109,30 @@ function filtersSaid(query: CallListOptions): string {
   return said.length ? ` (${said.join(", ")})` : "";
 }
 
-function argsOf(query: CallListOptions): string {
+/** The options of the command that asks for the next page: the same filters, gateway and environment (never the token). */
+function argsOf(query: CallListOptions, opts: CallsOpts): string {
   return [
     query.function === undefined ? "" : ` --function ${query.function}`,
     query.status === undefined ? "" : ` --status ${query.status}`,
     query.kind === undefined ? "" : ` --kind ${query.kind}`,
+    query.before === undefined ? "" : ` --before ${query.before}`,
     query.limit === undefined ? "" : ` -n ${query.limit}`,
+    opts.gateway === undefined ? "" : ` -g ${opts.gateway}`,
+    opts.env === undefined ? "" : ` --env ${opts.env}`,
   ].join("");
+}
+
+/** Each option as the query names it. */
+const OPTION_OF: Record<string, string> = { function: "--function", status: "--status", kind: "--kind", before: "--before", cursor: "--cursor", limit: "-n" };
+
+/** The query checked as the gateway checks it, so a bad value is said with its option, as a usage mistake (exit 2). */
+function checkedHere(query: CallListOptions): void {
+  const asked = Object.fromEntries(Object.entries(query).map(([key, value]) => [key, String(value)]));
+  const checked = CallListQuerySchema.safeParse(asked);
+  if (checked.success) return;
+  const issue = checked.error.issues[0]!;
+  const field = String(issue.path[0]);
+  throw new InvalidOptionsError(`${OPTION_OF[field] ?? field} ${JSON.stringify(asked[field] ?? "")}: ${issue.message}`);
 }
 
 function parseLimit(value: string): number {
@@ -99,7 +141,12 @@ function parseLimit(value: string): number {
   return n;
 }
 
+function parseCursor(value: string): string {
+  if (!CALL_CURSOR_PATTERN.test(value)) throw new InvalidArgumentError("must be a listing's next, as its `more:` line gives it");
+  return value;
+}
+
 function parseTime(value: string): number {
-  if (!/^\d{1,15}$/.test(value)) throw new InvalidArgumentError("must be a time in ms since the epoch, as a listing's `more:` line gives it");
+  if (!/^\d{1,15}$/.test(value)) throw new InvalidArgumentError("must be a time in ms since the epoch");
   return Number(value);
 }

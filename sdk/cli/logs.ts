@@ -8,7 +8,7 @@ import { Command, InvalidArgumentError } from "commander";
 import { ENV_HELP, GATEWAY_HELP } from "./config.js";
 import type { HttpInvoker } from "../client.js";
 import { DELIVERY_DEFAULTS, LOG_LIMITS } from "../defaults.js";
-import { InvalidOptionsError } from "../errors.js";
+import { InvalidOptionsError, InvalidRequestError } from "../errors.js";
 import { didYouMean } from "../nearest-name.js";
 import {
   LOG_SOURCES,
@@ -103,9 +103,18 @@ export function addLogsCommand(program: Command, clientOf: (opts: { gateway?: st
             `the gateway at ${client.baseUrl} went away; following again once it answers, for up to ${LOG_LIMITS.followReconnectMs / 1000} s (Ctrl-C stops)`,
           ),
         );
-      for await (const line of opts.follow ? client.followLines(path, lost) : client.logLines(path)) {
-        console.log(opts.json ? JSON.stringify(line) : formatLogLine(line));
-        printed++;
+      try {
+        for await (const line of opts.follow ? client.followLines(path, lost) : client.logLines(path)) {
+          console.log(opts.json ? JSON.stringify(line) : formatLogLine(line));
+          printed++;
+        }
+      } catch (err) {
+        // Another app's call: this app holds no call of that id, as the README's exit codes say it (1), naming where it is.
+        const of = err instanceof InvalidRequestError && opts.call !== undefined ? err.details?.app : undefined;
+        if (typeof of !== "string") throw err;
+        printFailure(`call ${opts.call} is of app "${of}", not "${app}": \`tandem logs ${of} --call ${opts.call}\` shows its lines`);
+        process.exitCode = 1;
+        return;
       }
       // Nothing printed for a call or a function there is none of: the command failed, and says so as every one does.
       if (!opts.follow && printed === 0 && (await unrecorded())) {

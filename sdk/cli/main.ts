@@ -39,7 +39,7 @@ import { addPlanesCommand } from "./planes.js";
 import { addDeploymentCommands } from "./deployments.js";
 import { onStopSignal, readerHasGone, watchReaderGone } from "./signals.js";
 import { parseGpuInventory } from "../gpu.js";
-import { style, visibleControls } from "./style.js";
+import { formatMs, style, visibleControls } from "./style.js";
 import { trace, traceTo } from "../trace.js";
 
 // A command loads what it runs (init, serve, run, deploy, plane) when it runs: miniflare, esbuild, the plane and
@@ -467,10 +467,6 @@ scheduleCommand
     const { callId } = (await clientOf(opts).request("POST", paths.trigger(app, fn))) as { callId: string };
     console.log(`fired ${app}::${fn}: ${callId}  (tandem schedule list ${app} shows its outcome)`);
   });
-
-function formatMs(ms: number): string {
-  return ms < 1000 ? `${ms} ms` : `${(ms / 1000).toFixed(ms < 10_000 ? 2 : 1)} s`;
-}
 
 function parseSince(value: string): number {
   const bare = bareSinceProblem(value);

@@ -567,7 +567,7 @@ export function printEndpoints(apps: App[], url: URL, log: (line: string) => voi
       if (fn.parameters > 0)
         log(
           style.warn(
-            `      ⚠ a schedule calls ${fn.name} with no arguments, and its handler takes ${fn.parameters === 1 ? "a parameter" : `${fn.parameters} parameters`} with no default: each scheduled run gets undefined for ${fn.parameters === 1 ? "it" : "them"}; give ${fn.parameters === 1 ? "it a default" : "them defaults"} (docs/schedules.md)`,
+            `      ⚠ a schedule calls ${fn.name} with no arguments, and its handler takes ${fn.parameters === 1 ? "a parameter" : `${fn.parameters} parameters`} with no default: each scheduled run gets undefined for ${fn.parameters === 1 ? "it" : "them"}; give ${fn.parameters === 1 ? "it a default" : "them defaults"}, which also says an optional one is meant so (docs/schedules.md)`,
           ),
         );
     }
