@@ -94,6 +94,26 @@ describe("a WebSocket agent", () => {
       await new Promise((resolve) => setTimeout(resolve, 300));
       expect(gw.output.filter((l) => l.includes(`[agents/echo waits-${end}]`) && l.includes("threw"))).toEqual([]);
     }
+    // A .remoteGen() it reads, too: a chat's generation stops with its socket (before: it streamed to its end for nobody).
+    const dripLast = async () =>
+      (await (await fetch(`${gw.url}/v1/apps/agents/functions/dripLast/call`, authed({ method: "POST", body: "{}" }))).json()) as {
+        result: { callId?: string; yielded: number; stoppedBy?: string };
+      };
+    {
+      const c = await client("/agents/echo?session=drips-session-1");
+      await c.next();
+      c.ws.send("drip 300");
+      for (let i = 0; i < 3; i++) expect(await c.next()).toBe(`drip:${i}`);
+      const { callId } = (await dripLast()).result;
+      c.ws.terminate();
+      await eventually(async () => (await dripLast()).result.stoppedBy === "CancelledError", 10_000);
+      expect((await dripLast()).result.yielded).toBeLessThan(100);
+      const record = async () => (await (await fetch(`${gw.url}/v1/calls/${callId}`, authed())).json()) as { status: string; error?: { message: string } };
+      await eventually(async () => (await record()).status === "cancelled");
+      expect((await record()).error?.message).toContain("the client waiting on it went");
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      expect(gw.output.filter((l) => l.includes("[agents/echo drips-session-1]") && l.includes("threw"))).toEqual([]);
+    }
     // A socket that stays gets its answer.
     const c = await client("/agents/echo?session=waits-stays");
     await c.next();

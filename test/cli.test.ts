@@ -776,6 +776,23 @@ export const both = app.endpoint({ method: "GET", label: "both", path: "/:ms" },
   got: await Promise.all([onPlane.remote(Number(c.req.param("ms"))), onEdge.remote(Number(c.req.param("ms")))]),
 }));
 app.web("api", () => new Hono().get("/waits/:ms", async (c) => c.json({ got: await onEdge.remote(Number(c.req.param("ms"))) })));
+export const dripPlane = app.function({ tier: "plane", cpu: 0.1, memory: 128, timeout: 60 }, async function* (n: number) {
+  const call = currentCall()!;
+  console.log(\`waiting \${call.callId}\`);
+  try {
+    for (let i = 0; i < n && !call.signal.aborted; i++) {
+      await new Promise((r) => setTimeout(r, 100));
+      yield i;
+    }
+  } finally {
+    console.log(\`\${call.callId} stopped by \${call.signal.aborted ? (call.signal.reason as Error).name : "its time"}\`);
+  }
+});
+export const drips = app.endpoint({ method: "GET", label: "drips" }, async () => {
+  let n = 0;
+  for await (const _ of dripPlane.remoteGen(600)) n++;
+  return { n };
+});
 export default app;
 `;
 
@@ -790,9 +807,9 @@ export default app;
       // A client that stays gets its answer: nothing is cancelled.
       expect(await (await fetch(`${served.url}/gone/waits/edge/50`)).json()).toEqual({ got: "waited" });
       await served.waitFor(/fc-\w+ stopped by its time/);
-      // An endpoint's, on either tier, and an app.web route's: each ends its request quietly (before: the endpoint logged
+      // An endpoint's, on either tier, an app.web route's, and a plane generator an endpoint reads: each ends its request quietly (before: the endpoint logged
       // the CancelledError as its failure, and hono's default onError printed it with a stack of the gateway's own).
-      for (const path of ["waits/edge/30000", "waits/plane/30000", "api/waits/30000"]) {
+      for (const path of ["waits/edge/30000", "waits/plane/30000", "api/waits/30000", "drips"]) {
         const before = served.output().length;
         const request = http.get(`${served.url}/gone/${path}`);
         request.on("error", () => {});
