@@ -156,9 +156,13 @@ export class AgentSocket extends EventTarget {
     return this.#state;
   }
 
-  /** Sends a frame; while (re)connecting, frames queue and go out in order once open. */
+  /**
+   * Sends a frame; while (re)connecting, frames queue and go out in order once open. Once closed for good, a frame is
+   * dropped, as a browser's `WebSocket` drops it: the agent may close it at any moment, so a send racing its `close`
+   * event must not throw (it did, and ended a Node process).
+   */
   send(data: Data): void {
-    if (this.#state >= AgentSocket.CLOSING) throw new Error(`this agent socket is closed (session ${this.sessionId})`);
+    if (this.#state >= AgentSocket.CLOSING) return;
     if (this.#state === AgentSocket.OPEN && this.#socket?.readyState === 1) return this.#socket.send(data);
     if (this.#queue.length >= MAX_QUEUED) throw new Error(`${MAX_QUEUED} frames are already waiting for the connection; not queueing more`);
     this.#queue.push(data);
@@ -189,7 +193,12 @@ export class AgentSocket extends EventTarget {
     try {
       credentials = await this.#credentials();
     } catch (err) {
-      return this.#fail(err);
+      // A token function that throws while reconnecting (its backend restarting with the gateway, most often) is tried
+      // again, as the connection is; on the first connection, or a token that is no token, it ends the client.
+      if (!(err instanceof TokenFunctionFailed) || this.#connections === 0 || !this.#options.reconnect || this.#closedByUser)
+        return this.#fail(err instanceof TokenFunctionFailed ? err.cause : err);
+      this.dispatchEvent(Object.assign(new Event("error"), { message: `${err.message}; trying again`, error: err.cause }));
+      return this.#retry();
     }
     if (this.#closedByUser) return;
     const socket = credentials.headers ? new Socket(credentials.url, { headers: credentials.headers }) : new Socket(credentials.url);
@@ -236,15 +245,25 @@ export class AgentSocket extends EventTarget {
       const reason = refused?.message ?? ev.reason;
       this.dispatchEvent(Object.assign(new Event("close"), { code: ev.code, reason, wasClean: ev.wasClean, willReconnect: again }));
       if (!again) return this.#finish(ev.code, reason, false);
-      this.#state = AgentSocket.CONNECTING;
-      const delay = Math.min(this.#options.maxReconnectDelayMs, 250 * 2 ** this.#failures++) * (0.5 + Math.random() / 2);
-      this.#timer = setTimeout(() => void this.#open(), delay);
+      this.#retry();
     };
+  }
+
+  /** Opens again after a backoff that grows with each failure in a row, up to `maxReconnectDelayMs`. */
+  #retry(): void {
+    this.#state = AgentSocket.CONNECTING;
+    const delay = Math.min(this.#options.maxReconnectDelayMs, 250 * 2 ** this.#failures++) * (0.5 + Math.random() / 2);
+    this.#timer = setTimeout(() => void this.#open(), delay);
   }
 
   /** The URL to open and the headers to send: a connect token goes in `?token=`, an API token in `Authorization` (Node only). */
   async #credentials(): Promise<{ url: string; headers?: Record<string, string> }> {
-    const given = typeof this.#token === "function" ? await this.#token() : this.#token;
+    let given: string | undefined;
+    try {
+      given = typeof this.#token === "function" ? await this.#token() : this.#token;
+    } catch (err) {
+      throw new TokenFunctionFailed(err);
+    }
     const token = given ?? (inNode() ? tokenFor(this.#gateway) : undefined);
     if (token === undefined) return { url: this.url };
     if (CONNECT_TOKEN_PATTERN.test(token)) {
@@ -280,6 +299,13 @@ export class AgentSocket extends EventTarget {
     this.#state = AgentSocket.CLOSED;
     this.#queue = [];
     if (dispatch) this.dispatchEvent(Object.assign(new Event("close"), { code, reason, wasClean: true, willReconnect: false }));
+  }
+}
+
+/** The `token` function threw (or rejected): `cause` is what it threw. */
+class TokenFunctionFailed extends Error {
+  constructor(cause: unknown) {
+    super(`connect: the token function threw: ${cause instanceof Error ? cause.message : String(cause)}`, { cause });
   }
 }
 

@@ -12,7 +12,7 @@ import WebSocket from "ws";
 import { ForbiddenError, FunctionCall, UnauthorizedError, connect, lookup, type AgentMessageEvent, type TokenInfo } from "../sdk/index.js";
 import type { TokenCreateAnswer } from "../sdk/protocol.js";
 import { runCli, runCli as runCliIn } from "./helpers/cli.js";
-import { ADMIN_TOKEN, authed, startTestGateway, type TestGateway } from "./helpers/gateway.js";
+import { ADMIN_TOKEN, authed, eventually, startTestGateway, type TestGateway } from "./helpers/gateway.js";
 
 let gw: TestGateway;
 const fixture = (name: string) => new URL(`./fixtures/${name}`, import.meta.url).pathname;
@@ -549,6 +549,32 @@ describe("web endpoints and agents that ask for a token", () => {
       });
       expect(errors).toEqual([reason]);
       expect([closed.code, closed.reason, closed.willReconnect, socket.readyState]).toEqual([1006, reason, false, 3]);
+    }
+  });
+
+  it("tries a token function that throws while reconnecting again, as the connection is (before: it ended the client for good)", async () => {
+    // Its backend down a moment, as when it restarts with the gateway: the first reconnect's token fails, the next works.
+    let asked = 0;
+    const token = async () => {
+      asked++;
+      if (asked === 2) throw new Error("fetch failed");
+      return ((await (await api("/v1/apps/guarded/connect-token", ADMIN_TOKEN, { method: "POST", body: "{}" })).json()) as { token: string }).token;
+    };
+    const socket = connect("guarded", "room", { gateway: gw.url, token });
+    const events: string[] = [];
+    socket.addEventListener("error", (e) => events.push(`error ${(e as unknown as { message: string }).message}`));
+    socket.addEventListener("close", (e) =>
+      events.push(`close ${(e as unknown as { code: number }).code} ${String((e as unknown as { willReconnect: boolean }).willReconnect)}`),
+    );
+    socket.addEventListener("open", (e) => events.push(`open ${String((e as unknown as { resumed: boolean }).resumed)}`));
+    try {
+      await eventually(() => events.includes("open false"));
+      socket.send("drop");
+      await eventually(() => events.includes("open true"), 10_000);
+      expect(events).toEqual(["open false", "close 4000 true", "error connect: the token function threw: fetch failed; trying again", "open true"]);
+      expect(asked).toBe(3);
+    } finally {
+      socket.close();
     }
   });
 
