@@ -9,8 +9,10 @@
  * one line, which the gateway keeps in the app's log, against (a): the cost of
  * logging, with (e), (a) once more, as the control that shows what noise alone
  * gives; and (g) `POST .../call` without an Idempotency-Key, as curl sends it,
- * against (a): a call that no client key records. Rounds are interleaved so
- * drift hits them all.
+ * against (a): a call that no client key records; and (h) the bare Worker taking
+ * the argument as `.remote()` sends it, a POST with a JSON body, over
+ * `node:http`: what a bare Worker's GET (f) does not pay. Rounds are interleaved
+ * so drift hits them all.
  *
  *   npx tsx bench/edge-call.ts [--n 2000] [--tiny]
  */
@@ -40,6 +42,7 @@ const gatewayUrl = gateway.url.href.replace(/\/$/, "");
 
 const KEYLESS_URL = `${gatewayUrl}/v1/apps/bench/functions/compute/call`;
 const KEYLESS = { method: "POST", body: JSON.stringify({ args: [WORK] }), headers: { authorization: `Bearer ${ADMIN_TOKEN}` } } as const;
+const BARE_POST = { method: "POST", body: JSON.stringify({ args: [WORK] }) } as const;
 const compute = lookup<[number, boolean?], { sum: number }>("bench", "compute", { gateway: gatewayUrl, token: ADMIN_TOKEN });
 const targets = {
   "(a) .remote() on an edge function": async () => {
@@ -63,6 +66,9 @@ const targets = {
   "(g) (a) keyless, as curl sends it": async () => {
     await nodeHttpJson(KEYLESS_URL, KEYLESS);
   },
+  "(h) (f) as a POST of the argument": async () => {
+    await nodeHttpJson(`${bareUrl}/work`, BARE_POST);
+  },
 };
 type Name = keyof typeof targets;
 const samples = Object.fromEntries(Object.keys(targets).map((k) => [k, [] as number[]])) as Record<Name, number[]>;
@@ -75,6 +81,8 @@ for (const url of [`${gatewayUrl}/bench/work/${WORK}`, `${bareUrl}/work/${WORK}`
 }
 const keyless = JSON.stringify(((await nodeHttpJson(KEYLESS_URL, KEYLESS)) as { result?: unknown }).result);
 if (keyless !== expected) throw new Error(`targets disagree: ${keyless} vs ${expected}`);
+const barePost = JSON.stringify(await nodeHttpJson(`${bareUrl}/work`, BARE_POST));
+if (barePost !== expected) throw new Error(`targets disagree: ${barePost} vs ${expected}`);
 
 for (const fn of Object.values(targets)) for (let i = 0; i < Math.min(200, n); i++) await fn(); // warm-up
 // Rounds of a block a target, in turn. The first SETTLE calls of each block are not timed: a worker that another one's
@@ -94,13 +102,19 @@ for (let done = 0; done < n; done += ROUND) {
 
 const rows = (Object.keys(targets) as Name[]).map((name) => summarize(name, samples[name]));
 type Row = ReturnType<typeof summarize>;
-const [a, b, c, d, e, f, g] = rows as [Row, Row, Row, Row, Row, Row, Row];
+const [a, b, c, d, e, f, g, h] = rows as [Row, Row, Row, Row, Row, Row, Row, Row];
 console.log(
-  `bench/edge-call: ${n} sequential requests per target, work(${WORK}), workerd via miniflare; (b), (c) with Node's fetch, (a), (d), (e), (f), (g) over node:http`,
+  `bench/edge-call: ${n} sequential requests per target, work(${WORK}), workerd via miniflare; (b), (c) with Node's fetch, (a), (d), (e), (f), (g), (h) over node:http`,
 );
 printTable(rows);
 console.log(
   `ratio (a)/(f) median ${(a.medianMs / f.medianMs).toFixed(3)}  p99 ${(a.p99Ms / f.p99Ms).toFixed(3)}   (both sides over node:http, the SDK's client; target: median <= 1.3; 1.79-1.85 when it was set, both sides then on Node's fetch)`,
+);
+console.log(
+  `ratio (a)/(h) median ${(a.medianMs / h.medianMs).toFixed(3)}  p99 ${(a.p99Ms / h.p99Ms).toFixed(3)}   (the bare side taking the argument as .remote() sends it, a POST with a JSON body; not a target, shown beside it)`,
+);
+console.log(
+  `ratio (h)/(f) median ${(h.medianMs / f.medianMs).toFixed(3)}  p99 ${(h.p99Ms / f.p99Ms).toFixed(3)}   (what the bare Worker itself pays for the POST and its body over its GET)`,
 );
 console.log(
   `ratio (a)/(c) median ${(a.medianMs / c.medianMs).toFixed(3)}  p99 ${(a.p99Ms / c.p99Ms).toFixed(3)}   (the bare side on Node's fetch, slower a call than node:http; not a target, shown beside it)`,
