@@ -44,7 +44,7 @@ export function addCallsCommand(
     .command("calls")
     .description("an app's calls, latest first: their status, attempts, timings and errors (tandem logs --call ID shows one's lines)")
     .argument("<app>", "the app")
-    .option("--function <name>", "only this function (or class method: Class.method)")
+    .option("--function <name>", "only this function (a class method: Class.method; a class: all its methods)")
     .option("--status <status>", `only ${CALL_STATUSES.join(", ")}`, parseChoice(CALL_STATUSES))
     .option("--kind <kind>", `only calls made so: ${CALL_KINDS.join(", ")} (scheduled: a schedule's runs)`, parseChoice(CALL_KINDS))
     .option("--before <ms>", "only calls made before this time, ms since the epoch", parseTime)
