@@ -130,7 +130,7 @@ export function apiRoutes(): Hono<Api> {
     const app = registry().app(c.req.param("app"));
     const parsed = CallListQuerySchema.safeParse(c.req.query(), { reportInput: true });
     if (!parsed.success) throw new InvalidRequestError(`call list query: ${describeIssues(parsed.error, "field", CallListQuerySchema)}`);
-    const { limit = CALL_LIST_LIMITS.defaultLimit, function: fn, status, kind, before, cursor } = parsed.data;
+    const { limit = CALL_LIST_LIMITS.defaultLimit, function: fn, status, since, kind, before, cursor } = parsed.data;
     // A class's name lists its methods' calls, as `tandem logs --function` takes it; a name the app has neither of
     // would list nothing, without a word: said, with the nearest (404, `function` in its details).
     const names = app.callables.map((f) => f.name);
@@ -147,6 +147,7 @@ export function apiRoutes(): Hono<Api> {
       limit,
       ...(fn === undefined ? {} : classes.has(fn) ? { functionPrefix: `${fn}.` } : { function: fn }),
       ...(status === undefined ? {} : { status }),
+      ...(since === undefined ? {} : { since }),
       ...(kind === undefined ? {} : { kind }),
       ...(before === undefined ? {} : { before }),
       ...(cursor === undefined ? {} : { after: cursor }),

@@ -96,8 +96,10 @@ export interface CallRowsQuery {
   function?: string;
   /** Functions whose names start so: a class's methods (`Model.`). */
   functionPrefix?: string;
-  status?: CallStatus;
+  status?: CallStatus[];
   kind?: CallKind;
+  /** Calls made at this time or later. */
+  since?: number;
   before?: number;
   /** The calls listed after this one, latest first (`created_at`, then `id`, both descending): a page's cursor. */
   after?: { createdAt: number; callId: string };

@@ -230,8 +230,12 @@ export class CallLedger extends DurableObject<Env> implements LedgerApi {
       params.push(query.functionPrefix.length, query.functionPrefix);
     }
     if (query.status !== undefined) {
-      where.push("status = ?");
-      params.push(query.status);
+      where.push("status IN (SELECT value FROM json_each(?))");
+      params.push(JSON.stringify(query.status));
+    }
+    if (query.since !== undefined) {
+      where.push("created_at >= ?");
+      params.push(query.since);
     }
     if (query.kind !== undefined) {
       where.push("kind = ?");

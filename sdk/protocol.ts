@@ -592,7 +592,19 @@ export const CallListQuerySchema = z.lazy(() =>
   z.strictObject({
     /** A function, or a class method (`Cls.method`). */
     function: z.string().min(1, "must be a function name").max(200, "must be a function name").optional(),
-    status: z.enum(CALL_STATUSES, `must be one of ${CALL_STATUSES.join(", ")}`).optional(),
+    /** One status, or several with commas (`failed,timed_out`). */
+    status: z
+      .string()
+      .transform((value, ctx) => {
+        const statuses = value.split(",");
+        const unknown = statuses.find((s) => !(CALL_STATUSES as readonly string[]).includes(s));
+        if (unknown === undefined) return [...new Set(statuses)] as CallStatus[];
+        ctx.addIssue({ code: "custom", message: `must be one or more of ${CALL_STATUSES.join(", ")}, with commas between`, input: value });
+        return z.NEVER;
+      })
+      .optional(),
+    /** Calls made since then: a duration back from now, ms since the epoch, or a date, as the log query's `since`. */
+    since: sinceQueryField().optional(),
     kind: z.enum(CALL_KINDS, `must be one of ${CALL_KINDS.join(", ")}`).optional(),
     before: z
       .string()
@@ -627,7 +639,10 @@ export const CALL_CURSOR_PATTERN = /^\d{1,15}~fc-[0-9a-z]{26}$/;
 /** What `paths.appCalls` and `tandem calls` ask for: `CallListQuerySchema`'s fields. */
 export interface CallListOptions {
   function?: string;
-  status?: CallStatus;
+  /** One status, or several with commas: `failed,timed_out`. */
+  status?: string;
+  /** As the log query's `since`: a date without a zone is the sender's local time. */
+  since?: string;
   kind?: CallKind;
   before?: number;
   cursor?: string;
@@ -636,7 +651,10 @@ export interface CallListOptions {
 
 function callListQueryString(query: CallListOptions): string {
   const q = new URLSearchParams();
-  for (const key of ["function", "status", "kind", "before", "cursor", "limit"] as const) if (query[key] !== undefined) q.set(key, String(query[key]));
+  for (const key of ["function", "status", "since", "kind", "before", "cursor", "limit"] as const) if (query[key] !== undefined) q.set(key, String(query[key]));
+  // A date without a zone is the sender's local time; the gateway, which runs in UTC, would read it otherwise.
+  const date = query.since === undefined ? undefined : sinceDate(query.since);
+  if (date !== undefined) q.set("since", String(date));
   return q.size ? `?${q}` : "";
 }
 

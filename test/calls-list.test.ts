@@ -45,6 +45,12 @@ describe("GET /v1/apps/:app/calls", () => {
     expect(failed[0]).toMatchObject({ function: "boom", kind: "remote", error: { code: "function_failed" } });
     expect((await list("?kind=spawn&function=lengthOf")).body.calls.map((c) => c.callId)).toEqual([ids.spawned]);
     expect((await list("?kind=scheduled")).body.calls).toEqual([]);
+    // Several statuses at once (a timeout is not `failed`: an incident's query asks for both), and since a time.
+    const either = (await list("?status=failed,timed_out,succeeded&function=boom")).body.calls;
+    expect(either.map((c) => c.callId)).toEqual([ids.failed]);
+    expect((await list("?status=timed_out")).body.calls).toEqual([]);
+    expect((await list("?since=1h&function=square")).body.calls.length).toBe(5);
+    expect((await list(`?since=${Date.now() + 60_000}&function=square`)).body.calls).toEqual([]);
   });
 
   it("pages with next as the cursor, every call once, however many share a millisecond", async () => {
@@ -81,7 +87,9 @@ describe("GET /v1/apps/:app/calls", () => {
 
   it("refuses a bad query with a 400 naming the field, and a function the app lacks with a 404 naming the nearest", async () => {
     for (const [query, said] of [
-      ["?status=broken", 'field "status" must be one of pending, running, succeeded, failed, timed_out, cancelled'],
+      ["?status=broken", 'field "status" must be one or more of pending, running, succeeded, failed, timed_out, cancelled, with commas between'],
+      ["?status=failed,broken", 'field "status" must be one or more of'],
+      ["?since=yesterday", 'field "since" must be a duration back from now'],
       ["?limit=0", 'field "limit" must be a whole number from 1 to 1000'],
       ["?limit=5000", 'field "limit" must be a whole number from 1 to 1000'],
       ["?before=yesterday", 'field "before" must be a time in ms since the epoch'],
@@ -126,7 +134,7 @@ describe("tandem calls", () => {
     expect(failed.code, failed.stderr).toBe(0);
     expect(failed.stdout).toMatch(new RegExp(`${ids.failed} +boom +remote +failed +1 .* function_failed: `));
     const paged = await cli("--function", "square", "-n", "2");
-    expect(paged.stdout.split("\n").filter((l) => /^\d{4}-\d\d-\d\d .* square /.test(l)).length).toBe(2);
+    expect(paged.stdout.split("\n").filter((l) => /^\d{4}-\d\d-\d\dT\S+Z .* square /.test(l)).length).toBe(2);
     expect(paged.stdout).toMatch(/more: tandem calls edge --function square -n 2 -g \S+ --cursor \d+~fc-[0-9a-z]{26}\n/);
     const json = JSON.parse((await cli("--kind", "spawn", "--function", "lengthOf", "--json")).stdout) as CallList;
     expect(json.calls.map((c) => c.callId)).toEqual([ids.spawned]);
@@ -135,6 +143,9 @@ describe("tandem calls", () => {
   });
 
   it("refuses a bad option as a usage mistake (exit 2), and a function the app lacks naming the nearest", async () => {
+    const two = await cli("--status", "failed,timed_out", "--since", "1h");
+    expect(two.code, two.stderr).toBe(0);
+    expect(two.stdout).toContain(ids.failed);
     const bad = await cli("--status", "faild");
     expect(bad.code).toBe(2);
     expect(bad.stderr).toContain('did you mean "failed"?');

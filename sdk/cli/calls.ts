@@ -26,7 +26,8 @@ type CallsOpts = {
   token?: string;
   env?: string;
   function?: string;
-  status?: CallListOptions["status"];
+  status?: string;
+  since?: string;
   kind?: CallListOptions["kind"];
   before?: number;
   cursor?: string;
@@ -45,7 +46,8 @@ export function addCallsCommand(
     .description("an app's calls, latest first: their status, attempts, timings and errors (tandem logs --call ID shows one's lines)")
     .argument("<app>", "the app")
     .option("--function <name>", "only this function (a class method: Class.method; a class: all its methods)")
-    .option("--status <status>", `only ${CALL_STATUSES.join(", ")}`, parseChoice(CALL_STATUSES))
+    .option("--status <status>", `only ${CALL_STATUSES.join(", ")}; several with commas (failed,timed_out)`, parseStatuses)
+    .option("--since <when>", 'only calls made after this: a duration ("2h", "30m", "7d") or a date')
     .option("--kind <kind>", `only calls made so: ${CALL_KINDS.join(", ")} (scheduled: a schedule's runs)`, parseChoice(CALL_KINDS))
     .option("--before <ms>", "only calls made before this time, ms since the epoch", parseTime)
     .option("--cursor <next>", "the page after another (the listing's last line, `more:`, gives it)", parseCursor)
@@ -58,6 +60,7 @@ export function addCallsCommand(
       const query: CallListOptions = {
         ...(opts.function === undefined ? {} : { function: opts.function }),
         ...(opts.status === undefined ? {} : { status: opts.status }),
+        ...(opts.since === undefined ? {} : { since: opts.since }),
         ...(opts.kind === undefined ? {} : { kind: opts.kind }),
         ...(opts.before === undefined ? {} : { before: opts.before }),
         ...(opts.cursor === undefined ? {} : { cursor: opts.cursor }),
@@ -78,7 +81,7 @@ export function addCallsCommand(
       if (list.calls.length === 0) return console.log(`no calls of app ${app}${filtersSaid(query)} in the time calls are kept`);
       console.log(
         style.dim(
-          `${"made".padEnd(19)} ${"call".padEnd(29)} ${"function".padEnd(20)} ${"kind".padEnd(9)} ${"status".padEnd(9)} tries ${"took".padStart(8)}  error`,
+          `${"made".padEnd(24)} ${"call".padEnd(29)} ${"function".padEnd(20)} ${"kind".padEnd(9)} ${"status".padEnd(9)} tries ${"took".padStart(8)}  error`,
         ),
       );
       for (const call of list.calls) console.log(callLine(call));
@@ -88,7 +91,7 @@ export function addCallsCommand(
 
 /** One call as `tandem calls` lists it. */
 export function callLine(call: CallSummary): string {
-  const made = new Date(call.createdAt).toISOString().slice(0, 19).replace("T", " ");
+  const made = new Date(call.createdAt).toISOString(); // as tandem logs shows a time: UTC, said so
   const took = call.finishedAt === null ? "" : formatMs(call.finishedAt - (call.startedAt ?? call.createdAt));
   const status =
     call.status === "succeeded" ? style.ok(call.status.padEnd(9)) : TERMINAL_FAILED.has(call.status) ? style.err(call.status.padEnd(9)) : call.status.padEnd(9);
@@ -102,7 +105,8 @@ const TERMINAL_FAILED: ReadonlySet<string> = new Set(["failed", "timed_out", "ca
 function filtersSaid(query: CallListOptions): string {
   const said = [
     query.function === undefined ? "" : `of ${query.function}`,
-    query.status === undefined ? "" : query.status,
+    query.status === undefined ? "" : query.status.replaceAll(",", " or "),
+    query.since === undefined ? "" : `since ${query.since}`,
     query.kind === undefined ? "" : `made by ${query.kind}`,
     query.before === undefined ? "" : `before ${new Date(query.before).toISOString()}`,
   ].filter(Boolean);
@@ -114,6 +118,7 @@ function argsOf(query: CallListOptions, opts: CallsOpts): string {
   return [
     query.function === undefined ? "" : ` --function ${query.function}`,
     query.status === undefined ? "" : ` --status ${query.status}`,
+    query.since === undefined ? "" : ` --since ${JSON.stringify(query.since)}`,
     query.kind === undefined ? "" : ` --kind ${query.kind}`,
     query.before === undefined ? "" : ` --before ${query.before}`,
     query.limit === undefined ? "" : ` -n ${query.limit}`,
@@ -123,7 +128,15 @@ function argsOf(query: CallListOptions, opts: CallsOpts): string {
 }
 
 /** Each option as the query names it. */
-const OPTION_OF: Record<string, string> = { function: "--function", status: "--status", kind: "--kind", before: "--before", cursor: "--cursor", limit: "-n" };
+const OPTION_OF: Record<string, string> = {
+  function: "--function",
+  status: "--status",
+  since: "--since",
+  kind: "--kind",
+  before: "--before",
+  cursor: "--cursor",
+  limit: "-n",
+};
 
 /** The query checked as the gateway checks it, so a bad value is said with its option, as a usage mistake (exit 2). */
 function checkedHere(query: CallListOptions): void {
@@ -139,6 +152,14 @@ function parseLimit(value: string): number {
   const n = /^\d{1,5}$/.test(value) ? Number(value) : NaN;
   if (!(n >= 1 && n <= CALL_LIST_LIMITS.maxLimit)) throw new InvalidArgumentError(`must be a whole number from 1 to ${CALL_LIST_LIMITS.maxLimit}`);
   return n;
+}
+
+/** One status or several with commas, each checked as `--status` takes one (with the nearest to a misspelt one). */
+function parseStatuses(value: string): string {
+  return value
+    .split(",")
+    .map((status) => parseChoice(CALL_STATUSES)(status.trim()))
+    .join(",");
 }
 
 function parseCursor(value: string): string {
