@@ -11,6 +11,7 @@ import { CancelledError, InvalidRequestError } from "../sdk/errors.js";
 import { DELIVERY_DEFAULTS } from "../sdk/defaults.js";
 import { CLIENT_CLOSED_REQUEST, CLIENT_WATCH_PATTERN, HEADERS, LOCAL_CLIENT_GONE_ROUTE } from "../sdk/protocol.js";
 import type { RouteEnv } from "./env.js";
+import type { RunContext } from "./run-context.js";
 import { requireLocalKey } from "./local-blobs.js";
 
 const { clientGoneCheckMs, clientGoneKeepMs, clientGoneKeepMax } = DELIVERY_DEFAULTS;
@@ -42,6 +43,21 @@ export class ClientWentError extends CancelledError {
   getResponse(): Response {
     return new Response(null, { status: CLIENT_CLOSED_REQUEST });
   }
+}
+
+/**
+ * Cancels a call (`cancel`, with `CLIENT_WENT` as its reason) when the client `rc` works for goes: a `.remote()`
+ * (`callNow`) or a `.remoteGen()` (`streamCall`) a web request's or an agent's handler waits on. `went` says whether it
+ * did, so the call's error becomes a `ClientWentError`; `stop` once the call has ended.
+ * @example const watch = cancelWhenClientGoes(rc, record.cancel); … watch.stop(); if (watch.went()) error = new ClientWentError(id);
+ */
+export function cancelWhenClientGoes(rc: RunContext, cancel: (why: string) => Promise<void>): { went(): boolean; stop(): void } {
+  let went = false;
+  const stop = rc.clientGone?.onGone(() => {
+    went = true;
+    rc.waitUntil(cancel(CLIENT_WENT));
+  });
+  return { went: () => went, stop: () => stop?.() };
 }
 
 /**

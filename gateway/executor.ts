@@ -56,7 +56,7 @@ import {
   type NewCall,
   firstLine,
 } from "./call-ledger-client.js";
-import { CLIENT_WENT, ClientWentError } from "./client-gone.js";
+import { ClientWentError, cancelWhenClientGoes } from "./client-gone.js";
 import { EdgeCall, stopIfCancelled } from "./edge-call.js";
 import { EncodedResult } from "./encoded-result.js";
 import { encodeResult } from "../sdk/result-value.js";
@@ -312,14 +312,7 @@ export async function callNow(
   const createdAt = Date.now();
   const record = recordIfLong(rc, fn, id, kind, createdAt);
   // A `.remote()` a web request's handler waits on is cancelled when that request's client goes: nobody waits for it.
-  let clientWent = false;
-  const unwatch =
-    kind === "remote"
-      ? rc.clientGone?.onGone(() => {
-          clientWent = true;
-          rc.waitUntil(record.cancel(CLIENT_WENT));
-        })
-      : undefined;
+  const watch = kind === "remote" ? cancelWhenClientGoes(rc, record.cancel) : undefined;
   let outcome: Outcome;
   try {
     outcome = await execute(rc, fn, args, id, record.options);
@@ -327,10 +320,10 @@ export async function callNow(
     record.abandon(); // its running record, if written, is ended by the ledger once its lease lapses
     throw err;
   } finally {
-    unwatch?.();
+    watch?.stop();
   }
   // Said as such to the handler, which ends its request quietly (ClientWentError), and in the call's record.
-  if (clientWent && outcome.status === "cancelled") outcome = { ...outcome, error: new ClientWentError(id) };
+  if (watch?.went() && outcome.status === "cancelled") outcome = { ...outcome, error: new ClientWentError(id) };
   const row = finishedCall(id, fn, kind, createdAt, outcome);
   record.ended(row);
   return { id, outcome, row };

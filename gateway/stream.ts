@@ -23,7 +23,7 @@ import { encodeChunk } from "../sdk/result-value.js";
 import type { CallArgs } from "./call-args.js";
 import { EncodedResult } from "./encoded-result.js";
 import { failedLine, recordIfLong } from "./executor.js";
-import { CLIENT_WENT, ClientWentError } from "./client-gone.js";
+import { ClientWentError, cancelWhenClientGoes } from "./client-gone.js";
 import { EdgeCall } from "./edge-call.js";
 import { forwardStreamToPlane, planeAttemptMs } from "./forward-to-plane.js";
 import { keepEdgeLine } from "./log-sink.js";
@@ -44,11 +44,7 @@ export async function* streamCall(rc: RunContext, fn: RegisteredFunction, args: 
   const record = recordIfLong(rc, fn, callId, "stream", createdAt);
   // A `.remoteGen()` a web request's or an agent's handler reads is cancelled when that client goes, as a `.remote()`
   // is (executor.ts, `callNow`): a chat's generation stops with its socket, rather than stream to nobody.
-  let clientWent = false;
-  const unwatch = rc.clientGone?.onGone(() => {
-    clientWent = true;
-    rc.waitUntil(record.cancel(CLIENT_WENT));
-  });
+  const watch = cancelWhenClientGoes(rc, record.cancel);
   // Its `currentCall()`, as a call's: its signal aborts when the stream ends before the generator does (its timeout, a
   // cancel, or the caller gone), so that code waiting on it in the generator stops.
   const call = new EdgeCall(callId, fn.app, fn.name, 1, fn.spec.env, false);
@@ -98,15 +94,14 @@ export async function* streamCall(rc: RunContext, fn: RegisteredFunction, args: 
   } catch (err) {
     error = errorOfCall(maskedError(callFailure(err, { callId }, mapStack), context.secretValues), callId);
     status = error instanceof FunctionTimeoutError ? "timed_out" : error instanceof CancelledError ? "cancelled" : "failed";
-    if (clientWent && status === "cancelled") error = new ClientWentError(callId); // its reader ends quietly
-
+    if (watch.went() && status === "cancelled") error = new ClientWentError(callId); // its reader ends quietly
     // Its system line, as a call's (gateway/executor.ts): a plane tells its own timeouts and its containers' failures.
     const origin = { app: fn.app, function: fn.name, callId };
     if (status === "timed_out" && !plane) keepEdgeLine(rc, origin, "system", error.message);
     if (status === "failed" && !(plane && error instanceof ContainerFailedError)) keepEdgeLine(rc, origin, "system", failedLine(error, 1));
     throw error;
   } finally {
-    unwatch?.();
+    watch.stop();
     // Also reached when the caller stops reading: the generator's own `finally` runs now.
     if (status === "timed_out" || status === "cancelled") {
       const reason = error ?? new CancelledError(`call ${callId} was cancelled: the caller stopped reading after ${chunks} chunks`, { callId });

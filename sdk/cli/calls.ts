@@ -4,7 +4,7 @@
  */
 import { Command, InvalidArgumentError } from "commander";
 import type { HttpInvoker } from "../client.js";
-import { InvalidOptionsError, NotFoundError } from "../errors.js";
+import { NotFoundError } from "../errors.js";
 import {
   CALL_CURSOR_PATTERN,
   CALL_KINDS,
@@ -19,6 +19,7 @@ import {
 import { parseChoice } from "./choice-option.js";
 import { ENV_HELP, GATEWAY_HELP } from "./config.js";
 import { printFailure } from "./failure.js";
+import { refuseAsGatewayWould } from "./query-check.js";
 import { formatMs, style, visibleControls } from "./style.js";
 
 type CallsOpts = {
@@ -66,7 +67,8 @@ export function addCallsCommand(
         ...(opts.cursor === undefined ? {} : { cursor: opts.cursor }),
         ...(opts.lines === undefined ? {} : { limit: opts.lines }),
       };
-      checkedHere(query);
+      const asked = Object.fromEntries(Object.entries(query).map(([key, value]) => [key, String(value)]));
+      refuseAsGatewayWould(CallListQuerySchema, asked, Object.fromEntries(Object.entries(asked).map(([key, value]) => [key, [OPTION_OF[key] ?? key, value]])));
       let list: CallList;
       try {
         list = (await clientOf(opts).request("GET", paths.appCalls(app, query))) as CallList;
@@ -127,7 +129,7 @@ function argsOf(query: CallListOptions, opts: CallsOpts): string {
   ].join("");
 }
 
-/** Each option as the query names it. */
+/** Each field of the call list query with its option. */
 const OPTION_OF: Record<string, string> = {
   function: "--function",
   status: "--status",
@@ -137,16 +139,6 @@ const OPTION_OF: Record<string, string> = {
   cursor: "--cursor",
   limit: "-n",
 };
-
-/** The query checked as the gateway checks it, so a bad value is said with its option, as a usage mistake (exit 2). */
-function checkedHere(query: CallListOptions): void {
-  const asked = Object.fromEntries(Object.entries(query).map(([key, value]) => [key, String(value)]));
-  const checked = CallListQuerySchema.safeParse(asked);
-  if (checked.success) return;
-  const issue = checked.error.issues[0]!;
-  const field = String(issue.path[0]);
-  throw new InvalidOptionsError(`${OPTION_OF[field] ?? field} ${JSON.stringify(asked[field] ?? "")}: ${issue.message}`);
-}
 
 function parseLimit(value: string): number {
   const n = /^\d{1,5}$/.test(value) ? Number(value) : NaN;

@@ -26,6 +26,7 @@ import {
 import { printFailure } from "./failure.js";
 import { style, visibleControls } from "./style.js";
 import { parseChoice } from "./choice-option.js";
+import { refuseAsGatewayWould } from "./query-check.js";
 
 type LogsOpts = {
   gateway?: string;
@@ -95,7 +96,7 @@ export function addLogsCommand(program: Command, clientOf: (opts: { gateway?: st
       if (followedUnnamed) console.error(style.warn(`${followedUnnamed.note}; following its lines anyway (Ctrl-C stops)${followedUnnamed.hint}`));
       let printed = 0;
       const path = paths.appLogs(app, query);
-      checkedHere(path, opts);
+      refuseAsGatewayWould(LogQuerySchema, Object.fromEntries(new URL(path, "http://gateway").searchParams), optionsOf(opts));
       // A follow outlives a gateway's restart (`tandem serve` stopped and started again): it goes on where it was.
       const lost = () =>
         console.error(
@@ -190,31 +191,17 @@ export function formatLogLine(line: LogLine): string {
   return `${style.dim(new Date(line.time).toISOString())} ${where} (${line.tier}, ${line.source}) ${text}`;
 }
 
-/** Each option as the query names it, and the option's own value. */
-const OPTION_OF: Record<string, [string, (opts: LogsOpts) => unknown]> = {
-  function: ["--function", (o) => o.function],
-  call: ["--call", (o) => o.call],
-  container: ["--container", (o) => o.container],
-  source: ["--source", (o) => o.source],
-  since: ["--since", (o) => o.since],
-  search: ["--search", (o) => o.search],
-  limit: ["-n", (o) => o.lines],
-};
-
-/**
- * The query checked here as the gateway checks it, so that a bad value is said in the command's words, naming its
- * option, as the usage mistake it is (exit 2): the gateway's refusal spoke of the "log query" and its fields
- * (`--call fc-nonexistent`, `--since 99999999999d`).
- */
-function checkedHere(path: string, opts: LogsOpts): void {
-  const checked = LogQuerySchema.safeParse(Object.fromEntries(new URL(path, "http://gateway").searchParams));
-  if (checked.success) return;
-  const issue = checked.error.issues[0]!;
-  const field = String(issue.path[0]);
-  const [option, value] = OPTION_OF[field] ?? [field, () => undefined];
-  const given = value(opts) === undefined ? undefined : String(value(opts));
-  const shown = given === undefined ? "" : ` ${JSON.stringify(given.length > 60 ? `${given.slice(0, 60)}…` : given)}`;
-  throw new InvalidOptionsError(`${option}${shown}: ${issue.message}`);
+/** Each field of the log query with its option, and the option's own value (what the user wrote, not what is sent). */
+function optionsOf(opts: LogsOpts): Record<string, [string, unknown]> {
+  return {
+    function: ["--function", opts.function],
+    call: ["--call", opts.call],
+    container: ["--container", opts.container],
+    source: ["--source", opts.source],
+    since: ["--since", opts.since],
+    search: ["--search", opts.search],
+    limit: ["-n", opts.lines],
+  };
 }
 
 /**
