@@ -209,11 +209,13 @@ describe("a plane told to stop (SIGTERM)", () => {
       await eventually(() => draining.output().includes("takes no new input"), 5_000);
       expect(await probe("ready")).toMatchObject({ status: 503, body: { state: "draining", inFlight: 2 } });
       expect(await probe("live")).toMatchObject({ status: 200, body: { state: "draining" } });
-      // The gateway heard at once: the plane is listed, not healthy.
-      const listed = (await (await fetch(`${stack.url}/v1/planes`, authed())).json()) as {
-        planes: { planeId: string; healthy: boolean; draining?: boolean }[];
-      };
-      expect(listed.planes.find((p) => p.planeId === draining.planeId())).toMatchObject({ healthy: false, draining: true });
+      // The gateway hears it with the heartbeat the plane sends as it starts draining (under load a moment after the
+      // line above): the plane is listed, not healthy.
+      const listed = async () =>
+        (
+          (await (await fetch(`${stack.url}/v1/planes`, authed())).json()) as { planes: { planeId: string; healthy: boolean; draining?: boolean }[] }
+        ).planes.find((p) => p.planeId === draining.planeId());
+      await expect.poll(listed, { timeout: 5_000, interval: 100 }).toMatchObject({ healthy: false, draining: true });
 
       const later = await nap.spawn(100);
       expect(await later.get({ timeoutMs: 60_000 })).toBe("slept 100");
