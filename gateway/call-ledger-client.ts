@@ -119,6 +119,8 @@ export interface FinishedCall {
   finishedAt: number;
   result?: EncodedValue;
   error?: WireError;
+  /** Where its function runs, when known: the gateway's metrics count each call once by how it ended, per tier (gateway/edge-metrics.ts). */
+  tier?: "edge" | "plane";
   /** Where a plane call's last attempt spent its time on its plane. */
   plane?: PlaneRunTimings;
   /** An edge function's call: its attempts' run times and errors, which the ledger adds to its metrics (gateway/edge-metrics.ts). */

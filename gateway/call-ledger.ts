@@ -190,8 +190,8 @@ export class CallLedger extends DurableObject<Env> implements LedgerApi {
   }
 
   /**
-   * Adds ended edge calls to their functions' counts: one statement for the whole batch. `since` keeps the earliest
-   * time; every other series adds.
+   * Adds ended calls to their functions' counts (gateway/edge-metrics.ts): one statement for the whole batch. `since`
+   * keeps the earliest time, a schedule's last success the latest; every other series adds.
    */
   #meter(calls: FinishedCall[]): void {
     const rows = edgeIncrements(calls, Date.now());
@@ -201,7 +201,8 @@ export class CallLedger extends DurableObject<Env> implements LedgerApi {
        SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]'), json_extract(value, '$[2]'), json_extract(value, '$[3]'), json_extract(value, '$[4]')
        FROM json_each(?) WHERE true
        ON CONFLICT (app, fn, series, label) DO UPDATE SET
-         value = CASE WHEN series = 'since' THEN MIN(value, excluded.value) ELSE value + excluded.value END`,
+         value = CASE WHEN series = 'since' THEN MIN(value, excluded.value) WHEN series = 'scheduled_last_success' THEN MAX(value, excluded.value)
+           ELSE value + excluded.value END`,
       JSON.stringify(rows.map((r) => [r.app, r.function, r.series, r.label, r.value])),
     );
     if (this.#config.otlp && !this.#exportArmed) {
@@ -484,7 +485,7 @@ export class CallLedger extends DurableObject<Env> implements LedgerApi {
          ON CONFLICT(id) DO UPDATE SET status = excluded.status, attempts = MAX(calls.attempts, excluded.attempts), result = excluded.result,
            error = excluded.error, started_at = COALESCE(calls.started_at, excluded.started_at), finished_at = excluded.finished_at,
            lease_until = NULL, expires_at = excluded.expires_at, plane_timings = excluded.plane_timings
-         WHERE calls.${NOT_ENDED} OR (${ENDED_BEFORE_MAP_CANCEL}) RETURNING id`,
+         WHERE calls.${NOT_ENDED} OR (${ENDED_BEFORE_MAP_CANCEL}) RETURNING kind`,
         call.id,
         call.app,
         call.function,
@@ -500,7 +501,9 @@ export class CallLedger extends DurableObject<Env> implements LedgerApi {
         call.plane ? JSON.stringify(call.plane) : null,
         key,
       );
-      if (inserted.toArray().length > 0 && call.edge) written.push(call);
+      const kept = inserted.toArray()[0] as { kind: CallKind } | undefined;
+      // Counted as its record says it was made: a scheduled run ends through the spawned calls' path.
+      if (kept) written.push(kept.kind === call.kind ? call : { ...call, kind: kept.kind });
       this.#wake(call.id);
     }
     this.#meter(written);
@@ -653,6 +656,7 @@ export class CallLedger extends DurableObject<Env> implements LedgerApi {
       app: row.app,
       function: row.fn,
       kind: row.kind as CallKind,
+      ...tierOf(row.app, row.fn),
       status: "failed",
       attempts: row.attempts,
       createdAt: row.created_at,
@@ -773,4 +777,10 @@ function groupBy<T, K, V>(items: T[], keyOf: (item: T) => K, valueOf: (item: T) 
     else groups.set(key, [valueOf(item)]);
   }
   return groups;
+}
+
+/** `{ tier }` of a function this gateway serves, or nothing for one it no longer does (a lost call's row is counted only with it). */
+function tierOf(app: string, fn: string): { tier?: "edge" | "plane" } {
+  const tier = registry().find(app, fn)?.spec.tier;
+  return tier ? { tier } : {};
 }

@@ -1,18 +1,37 @@
 /**
- * Edge functions' metrics: per function, its attempts, errors and retries, its calls by how they ended, and its run
- * time as a histogram, named as a plane names its own (gpu-plane/plane-metrics.ts) with `tier="edge"`. Nothing is
- * counted on a call's path: the call ledger adds each batch of ended calls to cumulative counts in the same write that
- * records them (`CallLedger.record`, `edgeIncrements` here), one table per shard that expiring calls never touch, so
- * the counts only grow. A scrape (`GET /v1/metrics`) and the OTLP export (gateway/metrics-exporter.ts) sum the 16
- * shards. The series are listed in docs/observability.md, "Metrics".
+ * The gateway's metrics: per edge function, its attempts, errors and retries, and its run time as a histogram, named
+ * as a plane names its own (gpu-plane/plane-metrics.ts) with `tier="edge"`; per function of either tier, its calls
+ * once each by how they ended (`tier="edge"` or `"plane"`: a plane counts attempts, so a retried success reads as an
+ * error there); per scheduled function, its runs by outcome, its last success and, from the scheduler, its next run
+ * and the runs it skipped or missed. Nothing is counted on a call's path: the call ledger adds each batch of ended
+ * calls to cumulative counts in the same write that records them (`CallLedger.record`, `edgeIncrements` here), one
+ * table per shard that expiring calls never touch, so the counts only grow. A scrape (`GET /v1/metrics`) and the OTLP
+ * export (gateway/metrics-exporter.ts) sum the 16 shards. The series are listed in docs/observability.md, "The
+ * gateway's series".
  */
 import { METRICS_DEFAULTS } from "../sdk/defaults.js";
 import type { MetricFamilyValues } from "../sdk/otlp-json.js";
 import { LEDGER_SHARDS, ledgerShard, type FinishedCall } from "./call-ledger-client.js";
 import type { Env } from "./env.js";
+import type { ScheduleMetricRow } from "./scheduler.js";
 
-/** What a ledger shard keeps per function: `series` and its `label` (an error code, a status, a bucket's bound). */
-export type EdgeSeries = "calls" | "retries" | "errors" | "outcomes" | "run_bucket" | "run_sum" | "run_count" | "since";
+/**
+ * What a ledger shard keeps per function: `series` and its `label` (an error code, a status, a bucket's bound).
+ * `outcomes` are an edge function's calls by status, `plane_outcomes` a plane function's; `scheduled_runs` a
+ * scheduled function's runs by status, `scheduled_last_success` when its last successful run ended (ms, the latest kept).
+ */
+export type EdgeSeries =
+  | "calls"
+  | "retries"
+  | "errors"
+  | "outcomes"
+  | "plane_outcomes"
+  | "scheduled_runs"
+  | "scheduled_last_success"
+  | "run_bucket"
+  | "run_sum"
+  | "run_count"
+  | "since";
 
 /** One cumulative count of a function's, as a ledger shard keeps it (`since`: when its first call was counted, ms). */
 export interface EdgeMetricRow {
@@ -27,10 +46,12 @@ const RUN_BOUNDS: readonly number[] = METRICS_DEFAULTS.runBuckets;
 const INF = "+Inf";
 
 /**
- * What ended edge calls add to their functions' counts, summed per function and series. A call counts each of its
+ * What ended calls add to their functions' counts, summed per function and series. An edge call counts each of its
  * attempts (an attempt lost with its isolate too), each attempt after the first as a retry, the error of each attempt
  * that failed or timed out (not a caller's `invalid_request`, as a plane and the dashboard count it), each attempt's
- * run time, and the call once by its status. Rows of plane calls (no `edge`) add nothing: their planes count them.
+ * run time, and the call once by its status (a stream, or a call lost with its runner, has no run time here); a plane
+ * call only the last (its plane counts its attempts); a scheduled run, of either tier, its status and, when it
+ * succeeded, its end. A row of unknown tier (the lost call of a function no longer served) counts as a scheduled run only.
  * @example ledgerSql.exec(UPSERT, JSON.stringify(edgeIncrements(rows, Date.now()).map(Object.values)));
  */
 export function edgeIncrements(calls: readonly FinishedCall[], now: number): EdgeMetricRow[] {
@@ -38,7 +59,7 @@ export function edgeIncrements(calls: readonly FinishedCall[], now: number): Edg
   const add = (call: FinishedCall, series: EdgeSeries, label: string, value: number) => {
     const key = `${call.app}\u0000${call.function}\u0000${series}\u0000${label}`;
     const row = sums.get(key);
-    if (row) row.value = series === "since" ? Math.min(row.value, value) : row.value + value;
+    if (row) row.value = series === "since" ? Math.min(row.value, value) : series === "scheduled_last_success" ? Math.max(row.value, value) : row.value + value;
     else sums.set(key, { app: call.app, function: call.function, series, label, value });
   };
   const ran = (call: FinishedCall, ms: number) => {
@@ -48,19 +69,25 @@ export function edgeIncrements(calls: readonly FinishedCall[], now: number): Edg
     add(call, "run_count", "", 1);
   };
   for (const call of calls) {
+    if (call.tier || call.edge || call.kind === "scheduled") add(call, "since", "", now);
+    if (call.kind === "scheduled") {
+      add(call, "scheduled_runs", call.status, 1);
+      if (call.status === "succeeded") add(call, "scheduled_last_success", "", call.finishedAt);
+    }
+    if (call.tier === "plane") add(call, "plane_outcomes", call.status, 1);
     const edge = call.edge;
-    if (!edge) continue;
-    add(call, "since", "", now);
+    if (!edge && call.tier !== "edge") continue;
     add(call, "calls", "", call.attempts);
     add(call, "retries", "", Math.max(0, call.attempts - 1)); // 0 too: a function with no retry yet has the series
     add(call, "outcomes", call.status, 1);
-    for (const attempt of edge.retried ?? []) {
+    for (const attempt of edge?.retried ?? []) {
       if (attempt.code !== "invalid_request") add(call, "errors", attempt.code, 1);
       ran(call, attempt.runMs);
     }
     const code = call.error?.code;
     if ((call.status === "failed" || call.status === "timed_out") && code !== undefined && code !== "invalid_request") add(call, "errors", code, 1);
-    if (call.status !== "cancelled") ran(call, edge.runMs);
+    // A stream's chunks, or a call lost with its runner, have no run time of their own.
+    if (edge && call.status !== "cancelled") ran(call, edge.runMs);
   }
   return [...sums.values()];
 }
@@ -73,7 +100,7 @@ export async function edgeMetricRows(env: Env): Promise<EdgeMetricRow[]> {
 
 /**
  * The shards' counts summed into metric families (prom-client's JSON shape, which `prometheusText` writes and
- * `otlpMetricsRequest` sends), and when the first of them began (ms; undefined before any edge call was counted).
+ * `otlpMetricsRequest` sends), and when the first of them began (ms; undefined before any call was counted).
  * @example const { families } = edgeMetricFamilies(await edgeMetricRows(env));
  */
 export function edgeMetricFamilies(rows: readonly EdgeMetricRow[]): { families: MetricFamilyValues[]; since: number | undefined } {
@@ -89,21 +116,26 @@ export function edgeMetricFamilies(rows: readonly EdgeMetricRow[]): { families: 
       since = since === undefined ? row.value : Math.min(since, row.value);
       continue;
     }
-    fn.values.set(name, (fn.values.get(name) ?? 0) + row.value);
+    const was = fn.values.get(name);
+    // Shards' counts add; a last success is the latest of theirs.
+    fn.values.set(name, was === undefined ? row.value : row.series === "scheduled_last_success" ? Math.max(was, row.value) : was + row.value);
   }
   const functions = [...byFunction.values()].sort((a, b) => a.app.localeCompare(b.app) || a.function.localeCompare(b.function));
-  const counter = (name: string, help: string, series: EdgeSeries, labelName?: string): MetricFamilyValues => ({
-    name,
-    help,
-    type: "counter",
-    values: functions.flatMap((fn) =>
+  /** The values of one series of each function's, as samples labelled `labels` and, when named, the series' own label. */
+  const samples = (series: EdgeSeries, labels: Record<string, string>, labelName?: string, scale = 1): MetricFamilyValues["values"] =>
+    functions.flatMap((fn) =>
       [...fn.values]
         .filter(([key]) => key.startsWith(`${series}\u0000`))
         .map(([key, value]) => {
           const label = key.slice(series.length + 1);
-          return { value, labels: { app: fn.app, function: fn.function, tier: "edge", ...(labelName ? { [labelName]: label } : {}) } };
+          return { value: value * scale, labels: { app: fn.app, function: fn.function, ...labels, ...(labelName ? { [labelName]: label } : {}) } };
         }),
-    ),
+    );
+  const counter = (name: string, help: string, series: EdgeSeries, labelName?: string): MetricFamilyValues => ({
+    name,
+    help,
+    type: "counter",
+    values: samples(series, { tier: "edge" }, labelName),
   });
   const run: MetricFamilyValues = {
     name: "tandem_function_run_seconds",
@@ -143,10 +175,56 @@ export function edgeMetricFamilies(rows: readonly EdgeMetricRow[]): { families: 
       "code",
     ),
     counter("tandem_function_retries_total", "Attempts of edge functions that were a retry (attempt 2 or later), by function.", "retries"),
-    counter("tandem_function_call_outcomes_total", "Edge function calls that ended, each once, by function and how it ended (status).", "outcomes", "status"),
+    {
+      name: "tandem_function_call_outcomes_total",
+      help: "Calls that ended, each once, by function, tier and how it ended (status).",
+      type: "counter",
+      values: [...samples("outcomes", { tier: "edge" }, "status"), ...samples("plane_outcomes", { tier: "plane" }, "status")],
+    },
     run,
+    {
+      name: "tandem_schedule_runs_total",
+      help: "Scheduled runs that ended, by function and how they ended (status).",
+      type: "counter",
+      values: samples("scheduled_runs", {}, "status"),
+    },
+    {
+      name: "tandem_schedule_last_success_timestamp_seconds",
+      help: "When the last scheduled run of a function that succeeded ended, in seconds since the epoch.",
+      type: "gauge",
+      values: samples("scheduled_last_success", {}, undefined, 1 / 1000),
+    },
   ];
   return { families, since };
+}
+
+/**
+ * The scheduler's series: each scheduled function's next run, and the runs it skipped (overlap "skip") or missed
+ * (nothing ticked), counted since its schedule was last seen new.
+ */
+export function scheduleMetricFamilies(rows: readonly ScheduleMetricRow[]): MetricFamilyValues[] {
+  const sorted = [...rows].sort((a, b) => a.app.localeCompare(b.app) || a.function.localeCompare(b.function));
+  const of = (value: (row: ScheduleMetricRow) => number) => sorted.map((row) => ({ value: value(row), labels: { app: row.app, function: row.function } }));
+  return [
+    {
+      name: "tandem_schedule_next_run_timestamp_seconds",
+      help: "When a scheduled function runs next, in seconds since the epoch.",
+      type: "gauge",
+      values: of((row) => row.nextRun / 1000),
+    },
+    {
+      name: "tandem_schedule_skipped_runs_total",
+      help: "Scheduled runs skipped because the previous run was still under way (overlap skip).",
+      type: "counter",
+      values: of((row) => row.skipped),
+    },
+    {
+      name: "tandem_schedule_missed_runs_total",
+      help: "Scheduled runs missed while nothing ticked (caught up once by the latest).",
+      type: "counter",
+      values: of((row) => row.missed),
+    },
+  ];
 }
 
 /**

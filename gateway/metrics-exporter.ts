@@ -1,6 +1,6 @@
 /**
- * The gateway's edge metrics to an OpenTelemetry collector, when `TANDEM_OTLP_ENDPOINT` is set: every
- * `TANDEM_OTLP_METRICS_INTERVAL_SECONDS` (15 s by default), the ledger shards' counts summed (gateway/edge-metrics.ts)
+ * The gateway's metrics to an OpenTelemetry collector, when `TANDEM_OTLP_ENDPOINT` is set: every
+ * `TANDEM_OTLP_METRICS_INTERVAL_SECONDS` (15 s by default), the ledger shards' counts summed and the scheduler's state (gateway/edge-metrics.ts)
  * as one OTLP/HTTP JSON `ExportMetricsServiceRequest` to `<endpoint>/v1/metrics` (`sdk/otlp-json.ts`, as a plane
  * sends its own).
  *
@@ -8,7 +8,7 @@
  * at best and only where one is deployed. One object (one export, not one per isolate, so a collector sees one
  * stream per series) sets its alarm again each time it fires, for as long as an endpoint is configured; without one
  * it fires once more at most and stops. Nothing starts it on a call's path: a ledger shard tells it to run (`arm`)
- * once per shard object's life, after the first batch of edge calls it records while an endpoint is set.
+ * once per shard object's life, after the first batch of counted calls it records while an endpoint is set.
  * A failed request is reported once in the gateway's log, until one works again; the next interval sends the counts
  * afresh (they are cumulative, so nothing is lost but a point).
  */
@@ -17,8 +17,8 @@ import { METRICS_DEFAULTS } from "../sdk/defaults.js";
 import { otlpAttributes, otlpMetricsRequest, unixNano } from "../sdk/otlp-json.js";
 import { OTLP_PATHS, PROTOCOL_VERSION } from "../sdk/protocol.js";
 import { gatewayConfig, type GatewayConfig } from "./config.js";
-import { edgeMetricFamilies, edgeMetricRows } from "./edge-metrics.js";
 import type { Env } from "./env.js";
+import { gatewayMetrics } from "./metrics-routes.js";
 
 export class MetricsExporter extends DurableObject<Env> {
   readonly #config: GatewayConfig;
@@ -43,8 +43,8 @@ export class MetricsExporter extends DurableObject<Env> {
     // Set first: a send that fails or hangs does not stop the ones after it.
     await this.ctx.storage.setAlarm(Date.now() + this.#config.otlpMetricsIntervalMs);
     try {
-      const { families, since } = edgeMetricFamilies(await edgeMetricRows(this.env));
-      if (since === undefined) return; // no edge call counted yet
+      const { families, since } = await gatewayMetrics(this.env);
+      if (since === undefined) return; // no call counted yet
       const now = Date.now();
       const sender = {
         resource: otlpAttributes({ "service.name": "tandem-gateway", "tandem.region": this.#config.region }),
@@ -58,12 +58,12 @@ export class MetricsExporter extends DurableObject<Env> {
       });
       await res.body?.cancel();
       if (!res.ok) throw new Error(`HTTP ${res.status}`);
-      if (this.#failing) console.log(`metrics: sending edge metrics to the OTLP endpoint ${otlp.endpoint} again`);
+      if (this.#failing) console.log(`metrics: sending the gateway's metrics to the OTLP endpoint ${otlp.endpoint} again`);
       this.#failing = false;
     } catch (err) {
       if (!this.#failing)
         console.error(
-          `metrics: could not send edge metrics to the OTLP endpoint ${otlp.endpoint} (${(err as Error).message}); the next goes in ${this.#config.otlpMetricsIntervalMs / 1000} s`,
+          `metrics: could not send the gateway's metrics to the OTLP endpoint ${otlp.endpoint} (${(err as Error).message}); the next goes in ${this.#config.otlpMetricsIntervalMs / 1000} s`,
         );
       this.#failing = true;
     }

@@ -1,6 +1,6 @@
 /**
- * `GET /v1/metrics`: the edge functions' metrics in Prometheus's text format (gateway/edge-metrics.ts), summed over
- * the ledger's shards when scraped. A Prometheus server sends one fixed bearer token, so the route takes either an
+ * `GET /v1/metrics`: the gateway's metrics in Prometheus's text format (gateway/edge-metrics.ts), summed over the
+ * ledger's shards, with the scheduler's, when scraped. A Prometheus server sends one fixed bearer token, so the route takes either an
  * admin token (for every app, as anything of the whole gateway needs) or, when the gateway has one, its
  * `TANDEM_METRICS_TOKEN`, as a plane's `/metrics` takes it; anything else is a 401 or 403.
  */
@@ -9,18 +9,30 @@ import { UnauthorizedError } from "../sdk/errors.js";
 import { sha256Hex } from "../sdk/hex.js";
 import { HEADERS, ROUTES, TOKEN_PATTERN } from "../sdk/protocol.js";
 import { gatewayWideGuard } from "./auth.js";
-import { PROMETHEUS_CONTENT_TYPE, edgeMetricFamilies, edgeMetricRows, prometheusText } from "./edge-metrics.js";
-import type { RouteEnv } from "./env.js";
+import type { MetricFamilyValues } from "../sdk/otlp-json.js";
+import { PROMETHEUS_CONTENT_TYPE, edgeMetricFamilies, edgeMetricRows, prometheusText, scheduleMetricFamilies } from "./edge-metrics.js";
+import type { Env, RouteEnv } from "./env.js";
+import { schedulerFor } from "./scheduler.js";
 
 export function metricsRoutes(): Hono<RouteEnv> {
   const routes = new Hono<RouteEnv>();
 
   routes.get(ROUTES.metrics, scrapeGuard(), async (c) => {
-    const { families } = edgeMetricFamilies(await edgeMetricRows(c.env));
+    const { families } = await gatewayMetrics(c.env);
     return c.body(prometheusText(families), 200, { "content-type": PROMETHEUS_CONTENT_TYPE });
   });
 
   return routes;
+}
+
+/**
+ * The gateway's series, as a scrape and the OTLP export read them: the ledger shards' counts and the scheduler's
+ * state (gateway/edge-metrics.ts), and when the first count began (ms; undefined before any call was counted).
+ */
+export async function gatewayMetrics(env: Env): Promise<{ families: MetricFamilyValues[]; since: number | undefined }> {
+  const [rows, schedules] = await Promise.all([edgeMetricRows(env), schedulerFor(env).metrics(Date.now())]);
+  const { families, since } = edgeMetricFamilies(rows);
+  return { families: [...families, ...scheduleMetricFamilies(schedules)], since };
 }
 
 /** Lets in the metrics token (when the gateway has one), else what `gatewayWideGuard("admin")` lets in. */

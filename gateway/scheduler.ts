@@ -43,6 +43,15 @@ type Row = {
   missed: number;
 };
 
+/** A scheduled function's state as the gateway's metrics show it: its next run (ms), and the runs it skipped or missed since its schedule was last seen new. */
+export interface ScheduleMetricRow {
+  app: string;
+  function: string;
+  nextRun: number;
+  skipped: number;
+  missed: number;
+}
+
 /** The most missed runs counted one by one after a long gap (a period's are computed). */
 const MAX_COUNTED = 10_000;
 
@@ -135,6 +144,21 @@ export class Scheduler extends DurableObject<Env> {
       infos.push(info);
     }
     return infos;
+  }
+
+  /** Each scheduled function's next run and the runs it skipped or missed, for the gateway's metrics (gateway/edge-metrics.ts). */
+  async metrics(now: number): Promise<ScheduleMetricRow[]> {
+    return scheduledFunctions().map((fn) => {
+      const schedule = fn.spec.schedule!;
+      const row = this.#state(fn, schedule, now);
+      return {
+        app: fn.app,
+        function: fn.name,
+        nextRun: schedule.nextAfter(Math.max(row.last_due, now - 1), row.anchor),
+        skipped: row.skipped,
+        missed: row.missed,
+      };
+    });
   }
 
   /**

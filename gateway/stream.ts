@@ -120,6 +120,7 @@ export async function* streamCall(rc: RunContext, fn: RegisteredFunction, args: 
         app: fn.app,
         function: fn.name,
         kind: "stream",
+        tier: fn.spec.tier,
         status,
         attempts: 1,
         createdAt,

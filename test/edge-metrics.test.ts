@@ -1,9 +1,9 @@
 /**
- * The edge functions' metrics, with real workerd: after edge calls that succeed, fail, are retried and time out, the
- * gateway's `GET /v1/metrics`, read by `parse-prometheus-text-format`, carries the series docs/observability.md lists
- * for the gateway, with the counts the calls explain, and only to an admin token or the metrics token; the counts
- * outlive the calls' records; and a collector on loopback receives them over OTLP/HTTP as a schema-valid
- * `ExportMetricsServiceRequest`.
+ * The gateway's metrics, with real workerd: after edge calls that succeed, fail, are retried and time out, and
+ * scheduled runs that succeed and fail, the gateway's `GET /v1/metrics`, read by `parse-prometheus-text-format`,
+ * carries the series docs/observability.md lists for the gateway, with the counts the calls explain, and only to an
+ * admin token or the metrics token; the counts outlive the calls' records; and a collector on loopback receives them
+ * over OTLP/HTTP as a schema-valid `ExportMetricsServiceRequest`. (A plane function's outcomes: test/metrics.test.ts.)
  */
 import { readFile } from "node:fs/promises";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -19,6 +19,7 @@ const METRICS_TOKEN = "edge-metrics-token-for-tests-42";
 let gw: TestGateway;
 let collector: TestCollector;
 let spawnedId: string;
+let triggeredAt: number;
 const fn = <A extends unknown[] = any[], R = any>(name: string) => lookup<A, R>("edgemetrics", name, { gateway: gw.url });
 const bearer = (token: string) => ({ headers: { authorization: `Bearer ${token}` } });
 
@@ -42,8 +43,19 @@ beforeAll(async () => {
   await expect(fn("boom").remote()).rejects.toThrow(/boom on purpose/);
   expect(await fn("flaky").remote()).toBe(2); // attempt 1 failed, its retry succeeded
   await expect(fn("slow").remote()).rejects.toThrow(/timed out|timeout/i);
+  triggeredAt = Date.now();
+  for (const name of ["nightly", "nightlyFails"]) {
+    const res = await fetch(`${gw.url}/v1/apps/edgemetrics/functions/${name}/trigger`, authed({ method: "POST" }));
+    expect(res.status).toBe(202);
+  }
   // The ledger writes ended calls in batches, after the answers.
-  await eventually(async () => sampleValue(parsePrometheus(await scrape()), "tandem_function_calls_total", { function: "slow" }) === 1, 10_000);
+  await eventually(async () => {
+    const families = parsePrometheus(await scrape());
+    return (
+      sampleValue(families, "tandem_function_calls_total", { function: "slow" }) === 1 &&
+      sampleValue(families, "tandem_schedule_runs_total", { function: "nightlyFails", status: "failed" }) === 1
+    );
+  }, 10_000);
 }, 120_000);
 afterAll(async () => {
   await gw?.dispose();
@@ -58,17 +70,41 @@ async function scrape(token = METRICS_TOKEN): Promise<string> {
 }
 
 describe("GET /v1/metrics", () => {
-  it("parses, and carries every series the docs list for the gateway, each labelled tier=edge", async () => {
+  it("parses, and carries every series the docs list for the gateway, a function's labelled tier=edge", async () => {
     const text = await scrape();
     const families = parsePrometheus(text);
-    const documented = documentedSeries(await readFile(DOCS, "utf8"), "### Edge functions");
-    expect(documented.length).toBeGreaterThanOrEqual(5);
+    const documented = documentedSeries(await readFile(DOCS, "utf8"), "### The gateway's series");
+    expect(documented.length).toBeGreaterThanOrEqual(10);
     expect(families.map((f) => f.name).sort()).toEqual([...documented].sort());
+    for (const f of families) expect(f.metrics.length, f.name).toBeGreaterThan(0);
     expect(families.find((f) => f.name === "tandem_function_calls_total")?.type).toBe("COUNTER");
     expect(families.find((f) => f.name === "tandem_function_run_seconds")?.type).toBe("HISTOGRAM");
-    for (const f of families.filter((f) => f.type === "COUNTER")) {
+    expect(families.find((f) => f.name === "tandem_schedule_last_success_timestamp_seconds")?.type).toBe("GAUGE");
+    for (const f of families.filter((f) => f.type === "COUNTER" && f.name.startsWith("tandem_function_"))) {
       for (const m of f.metrics) expect(m.labels).toMatchObject({ app: "edgemetrics", tier: "edge" });
     }
+  });
+
+  it("counts each scheduled function's runs by outcome, and says when it last succeeded and runs next", async () => {
+    const families = parsePrometheus(await scrape());
+    const of = (name: string, fnName: string, more: Record<string, string> = {}) =>
+      sampleValue(families, name, { app: "edgemetrics", function: fnName, ...more });
+    expect(of("tandem_schedule_runs_total", "nightly", { status: "succeeded" })).toBe(1);
+    expect(of("tandem_schedule_runs_total", "nightly", { status: "failed" })).toBeUndefined();
+    expect(of("tandem_schedule_runs_total", "nightlyFails", { status: "failed" })).toBe(1);
+    const lastSuccess = of("tandem_schedule_last_success_timestamp_seconds", "nightly")!;
+    expect(lastSuccess * 1000).toBeGreaterThanOrEqual(triggeredAt - 1);
+    expect(lastSuccess * 1000).toBeLessThanOrEqual(Date.now());
+    // One that never succeeded has no last success: an alert on its age fires on "absent", not on 1970.
+    expect(of("tandem_schedule_last_success_timestamp_seconds", "nightlyFails")).toBeUndefined();
+    // Due at 03:00 on January 1st, in UTC.
+    const next = new Date(of("tandem_schedule_next_run_timestamp_seconds", "nightly")! * 1000);
+    expect(next.getTime()).toBeGreaterThan(Date.now());
+    expect([next.getUTCMonth(), next.getUTCDate(), next.getUTCHours(), next.getUTCMinutes()]).toEqual([0, 1, 3, 0]);
+    expect(of("tandem_schedule_skipped_runs_total", "nightly")).toBe(0);
+    expect(of("tandem_schedule_missed_runs_total", "nightlyFails")).toBe(0);
+    // A triggered run is a call too, of its tier, counted once by how it ended.
+    expect(of("tandem_function_call_outcomes_total", "nightlyFails", { tier: "edge", status: "failed" })).toBe(1);
   });
 
   it("counts each function's attempts, errors by code, retries and calls by how they ended", async () => {
@@ -169,6 +205,13 @@ describe("OTLP export", () => {
     expect(run.unit).toBe("s");
     const point = run.histogram.dataPoints.find((p: any) => attrs(p.attributes).function === "square");
     expect(point.bucketCounts).toHaveLength(point.explicitBounds.length + 1);
+    const runs = metrics.find((m) => m.name === "tandem_schedule_runs_total");
+    expect(runs.sum.dataPoints.map((p: any) => [attrs(p.attributes), p.asDouble])).toContainEqual([
+      { app: "edgemetrics", function: "nightly", status: "succeeded" },
+      1,
+    ]);
+    const nextRun = metrics.find((m) => m.name === "tandem_schedule_next_run_timestamp_seconds");
+    expect(nextRun.gauge.dataPoints.length).toBe(2);
     expect(point.bucketCounts.reduce((sum: number, n: string) => sum + Number(n), 0)).toBe(Number(point.count));
     expect(Number(point.count)).toBeGreaterThanOrEqual(4);
     // Cumulative: one start for every point, before the time of the point.

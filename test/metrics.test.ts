@@ -105,6 +105,24 @@ describe("Prometheus /metrics", () => {
     expect(of("tandem_function_retries_total", "work")).toBe(0);
   });
 
+  it("counts each plane call once at the gateway, by how its caller saw it end (tier=plane)", async () => {
+    const gatewayScrape = async () => parsePrometheus(await (await fetch(`${stack.url}/v1/metrics`, authed())).text());
+    const of = (families: ReturnType<typeof parsePrometheus>, fnName: string, status: string) =>
+      sampleValue(families, "tandem_function_call_outcomes_total", { app: "metrics", function: fnName, tier: "plane", status });
+    let families = await gatewayScrape();
+    // The ledger writes ended calls in batches, after the answers.
+    await eventually(async () => of((families = await gatewayScrape()), "onGpu", "succeeded") === 1, 10_000);
+    expect(of(families, "work", "succeeded")).toBe(3);
+    expect(of(families, "boom", "failed")).toBe(1);
+    // flaky: two attempts and an error on its plane, one call that succeeded here.
+    expect(of(families, "flaky", "succeeded")).toBe(1);
+    expect(of(families, "flaky", "failed")).toBeUndefined();
+    expect(of(families, "plain", "failed")).toBe(1);
+    // Its attempts are its plane's to count: the gateway has no plane function's attempt series.
+    const attempts = families.find((f) => f.name === "tandem_function_calls_total")?.metrics ?? [];
+    expect(attempts.some((m) => m.labels?.app === "metrics" && m.labels.function !== "edgeSay")).toBe(false);
+  });
+
   it("times the queue, the cold start and the run of each call as histograms a p50/p95/p99 is read from", () => {
     const labels = { app: "metrics", function: "work" };
     const run = histogram(text, "tandem_function_run_seconds", labels)!;
