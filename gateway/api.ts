@@ -16,6 +16,7 @@ import {
   HEADERS,
   IDEMPOTENCY_KEY_PATTERN,
   MapRequestSchema,
+  NAME_PATTERN,
   PROTOCOL_VERSION,
   ROUTES,
   ROUTE_METHODS,
@@ -33,7 +34,7 @@ import {
   type UsageAnswer,
 } from "../sdk/protocol.js";
 import { API_LIMITS, TOKEN_DEFAULTS } from "../sdk/defaults.js";
-import { guard, mayReach, mayReachServed, mintConnectToken, principalOf, requireApp } from "./auth.js";
+import { guard, mayReach, mayReachServed, mintConnectToken, principalOf, requestPrincipal, requireApp } from "./auth.js";
 import { tokenRoutes } from "./token-routes.js";
 import { mintLoginCode } from "./dashboard-auth.js";
 import { secretRoutes } from "./secret-routes.js";
@@ -45,6 +46,7 @@ import { deploymentRoutes } from "./deployment-routes.js";
 import { metricsRoutes } from "./metrics-routes.js";
 import { describeIssues } from "../sdk/zod-issues.js";
 import { didYouMean } from "../sdk/nearest-name.js";
+import { echoedText } from "../sdk/value-text.js";
 import { recentCalls } from "./dashboard-data.js";
 import { decodeBodyValue, readJsonBody } from "./body.js";
 import { CallArgs } from "./call-args.js";
@@ -86,6 +88,20 @@ export function protocolHeader(): MiddlewareHandler<Api> {
 /** The longest error message `GET /v1/apps/:app/calls` lists a call with (`…` after it). */
 const LISTED_ERROR_CHARS = 1_000;
 
+/**
+ * Refuses a path whose app is no name (`NAME_PATTERN`), after the token is checked, as a 400 that shows at most
+ * 80 characters of it as a JSON string with its bidi marks escaped (`echoedText`): such a name was echoed whole (8,000
+ * characters in a 403) and as it came (a right-to-left override reordering the message).
+ */
+function appNamed(): MiddlewareHandler<Api> {
+  return async (c, next) => {
+    const app = c.req.param("app") ?? "";
+    if (NAME_PATTERN.test(app)) return next();
+    await requestPrincipal(c); // no token: its 401 first, as on every route
+    throw new InvalidRequestError(`${echoedText(app)} is not an app name (1-64 letters, digits, '-' or '_', starting with a letter or digit)`);
+  };
+}
+
 export function apiRoutes(): Hono<Api> {
   const api = new Hono<Api>();
 
@@ -94,9 +110,9 @@ export function apiRoutes(): Hono<Api> {
   // Who may call what: every route below needs a token (gateway/auth.ts); the scope each needs is in docs/api.md.
   api.get(ROUTES.whoami, guard("call"), (c) => c.json(principalOf(c)));
 
-  // Another environment's apps are not served here: their routes answer 404 naming the environments (environments.ts).
-  api.use("/v1/apps/:app", appsOfThisEnvironment());
-  api.use("/v1/apps/:app/*", appsOfThisEnvironment());
+  // A path's app that is no name is refused at once, its echo cut and its marks visible; another environment's apps
+  // are not served here: their routes answer 404 naming the environments (environments.ts).
+  for (const path of ["/v1/apps/:app", "/v1/apps/:app/*"]) api.use(path, appNamed(), appsOfThisEnvironment());
 
   api.route("/", tokenRoutes());
   api.route("/", secretRoutes());

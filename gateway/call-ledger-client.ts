@@ -21,13 +21,14 @@ import {
 } from "../sdk/protocol.js";
 import type { EdgeMetricRow } from "./edge-metrics.js";
 import type { Env } from "./env.js";
+import { echoedText } from "../sdk/value-text.js";
 
 /**
  * A call id from a request, checked: 400 when it is not one.
  * @example const id = checkedCallId(c.req.param("id"));
  */
 export function checkedCallId(id: string | undefined): string {
-  if (id === undefined || !CALL_ID_PATTERN.test(id)) throw new InvalidRequestError(`"${id ?? ""}" is not a call id (${CALL_ID_FORM})`);
+  if (id === undefined || !CALL_ID_PATTERN.test(id)) throw new InvalidRequestError(`${echoedText(id ?? "")} is not a call id (${CALL_ID_FORM})`);
   return id;
 }
 

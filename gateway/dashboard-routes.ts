@@ -82,6 +82,7 @@ import { knownPlanes } from "./plane-choice.js";
 import { usageFromPlanes } from "./plane-client.js";
 import { registry } from "./registry.js";
 import { schedulerFor } from "./scheduler.js";
+import { echoedText } from "../sdk/value-text.js";
 
 type Ctx = Context<RouteEnv>;
 
@@ -518,7 +519,7 @@ const liveCalls = isolateShared(DASHBOARD_DEFAULTS.livePollMs, (env: Env, key: s
 async function liveEvents(c: Ctx, app: string): Promise<Response> {
   const q = onceEach(c.req.queries(), EVENT_FIELDS, "a page's live stream");
   const callId = q.call;
-  if (callId !== undefined && !CALL_ID_PATTERN.test(callId)) throw new InvalidRequestError(`"call": "${callId}" is not a call id`);
+  if (callId !== undefined && !CALL_ID_PATTERN.test(callId)) throw new InvalidRequestError(`"call": ${echoedText(callId)} is not a call id`);
   const filter: LogFilter | undefined =
     callId !== undefined
       ? { callId, limit: 1 }

@@ -53,6 +53,18 @@ function lackingKeys(name: string, keys: string[]): { app: string; holders: stri
   });
 }
 
+/**
+ * The apps served whose plane functions (or classes) declare secret `name`: a container keeps the values it started
+ * with, so after a replacement their warm containers hold the old ones until they scale down or are rolled over.
+ */
+function planeAppsUsing(name: string): string[] {
+  const apps = new Set<string>();
+  for (const fn of registry().all()) {
+    if (fn.spec.tier === "plane" && fn.spec.secrets.some((s) => s.source.kind === "name" && s.source.name === name)) apps.add(fn.app);
+  }
+  return [...apps].sort();
+}
+
 export function secretRoutes(): Hono<RouteEnv> {
   const routes = new Hono<RouteEnv>();
 
@@ -73,8 +85,10 @@ export function secretRoutes(): Hono<RouteEnv> {
     // The log names the secret and its keys, never a value.
     console.log(`secret "${request.name}" (${outcome.info.keys.join(", ")}) ${request.force ? "written" : "created"} by ${principalOf(c).id}`);
     // The apps served here are the gateway's own environment's: a secret of another has none of them to check.
-    const lacking = environmentOf(c.env) === c.var.config.environment ? lackingKeys(request.name, outcome.info.keys) : [];
-    return c.json({ ...outcome.info, ...(lacking.length ? { lacking } : {}) }, 201);
+    const served = environmentOf(c.env) === c.var.config.environment;
+    const lacking = served ? lackingKeys(request.name, outcome.info.keys) : [];
+    const keptOld = served && outcome.replaced ? planeAppsUsing(request.name) : [];
+    return c.json({ ...outcome.info, ...(lacking.length ? { lacking } : {}), ...(keptOld.length ? { warmContainersKeepOld: keptOld } : {}) }, 201);
   });
 
   routes.delete(ROUTES.secret, secretGuard, async (c) => {

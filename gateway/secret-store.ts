@@ -15,7 +15,8 @@ import { importSecretsKey, openSecret, sealSecret } from "./secret-cipher.js";
 type Row = { name: string; keys: string; iv: ArrayBuffer; ciphertext: ArrayBuffer; created_at: number; updated_at: number };
 
 /** What a write came to. (Errors do not cross a Durable Object's RPC as their class: the routes turn outcomes into errors.) */
-export type PutOutcome = { info: SecretInfo } | { refused: "exists" | "full" | "no_key" };
+/** `replaced`: a secret of that name was there (and `force` replaced it). */
+export type PutOutcome = { info: SecretInfo; replaced: boolean } | { refused: "exists" | "full" | "no_key" };
 
 /** The values of the secrets asked for, and the names the store does not hold. */
 export type ValuesOutcome = { values: Record<string, Record<string, string>>; missing: string[] } | { refused: "no_key" };
@@ -54,7 +55,7 @@ export class SecretStore extends DurableObject<Env> {
       now,
       now,
     );
-    return { info: info(this.#row(name)!) };
+    return { info: info(this.#row(name)!), replaced: found !== undefined };
   }
 
   /** Every secret's name, keys and times, by name: never a value. */

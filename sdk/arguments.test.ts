@@ -89,7 +89,7 @@ describe("arguments checked against an input schema", () => {
 describe("a class method's parameters", () => {
   it("says in one sentence that the first argument is the class's parameters, and what is wrong with it", () => {
     expect(() => checkClassParams("demo.Model.predict", 3)).toThrow(
-      "demo.Model.predict is a class method, called with the class's parameters first: .remote(parameters, ...args) from the SDK, tandem run FILE::Class.method '{}' ARGS… from the CLI, \"args\": [parameters, ...args] over HTTP: parameters must be an object ({} for none; got number)",
+      "demo.Model.predict is a class method, called with the class's parameters first: .remote(parameters, ...args) or .starmap([[parameters, ...args], …]) from the SDK, tandem run FILE::Class.method '{}' ARGS… from the CLI, \"args\": [parameters, ...args] over HTTP: parameters must be an object ({} for none; got number)",
     );
     expect(() => checkClassParams("demo.Model.predict", { size: [1] })).toThrow('demo.Model.predict: class parameter "size" must be a string');
     expect(() => checkClassParams("demo.Model.predict", { size: "small" })).not.toThrow();

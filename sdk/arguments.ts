@@ -117,7 +117,7 @@ export function checkClassParams(where: string, params: unknown): asserts params
   if (wrong?.parameter !== undefined) throw new InvalidRequestError(`${where}: class ${wrong.problem}`, { parameter: wrong.parameter });
   if (wrong)
     throw new InvalidRequestError(
-      `${where} is a class method, called with the class's parameters first: .remote(parameters, ...args) from the SDK, tandem run FILE::Class.method '{}' ARGS… from the CLI, "args": [parameters, ...args] over HTTP: ${wrong.problem}`,
+      `${where} is a class method, called with the class's parameters first: .remote(parameters, ...args) or .starmap([[parameters, ...args], …]) from the SDK, tandem run FILE::Class.method '{}' ARGS… from the CLI, "args": [parameters, ...args] over HTTP: ${wrong.problem}`,
     );
 }
 

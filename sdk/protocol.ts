@@ -1171,6 +1171,11 @@ export interface SecretInfo {
    * an error names it: `function "charge"`), and the keys they lack: their runs fail until it has them.
    */
   lacking?: { app: string; holders: string[]; keys: string[] }[];
+  /**
+   * On `POST /v1/secrets` that replaced a secret: the apps served whose plane functions declare it. Their warm
+   * containers keep the values they started with until they scale down, or `tandem app rollover` restarts them.
+   */
+  warmContainersKeepOld?: string[];
 }
 
 /** `POST /v1/apps/:app/connect-token`. */

@@ -1,6 +1,6 @@
 /** valueText: a value quoted in a message as it was given, where JSON.stringify would say something else. */
 import { describe, expect, it } from "vitest";
-import { valueText } from "./value-text.js";
+import { echoedText, valueText } from "./value-text.js";
 
 describe("valueText", () => {
   it("writes JSON values as JSON", () => {
@@ -22,5 +22,14 @@ describe("valueText", () => {
     loop.self = loop;
     expect(valueText(loop)).toBe('{"a":1,"self":[circular]}');
     expect(valueText([[[[[1]]]]])).toBe("[[[[[…]]]]]");
+  });
+});
+
+describe("echoedText", () => {
+  it("quotes what a request sent, cut at 80 characters, its reordering marks escaped", () => {
+    expect(echoedText("nope")).toBe('"nope"');
+    expect(echoedText("b".repeat(5_000))).toBe(`"${"b".repeat(80)}…"`);
+    expect(echoedText("in\u202evoice\u2066")).toBe('"in\\u202evoice\\u2066"');
+    expect(echoedText("a\nb", 2)).toBe('"a\\n…"');
   });
 });

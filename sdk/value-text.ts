@@ -8,6 +8,17 @@
 const MAX_DEPTH = 4;
 
 /**
+ * Text a request sent, as an answer repeats it: a JSON string of at most `max` characters of it (`…` after), with the
+ * marks that reorder text (bidi overrides and isolates) written as escapes, so a path or query value of thousands of
+ * characters, or one with a right-to-left override, is neither echoed whole nor read reordered.
+ * @example echoedText("in\u202evoice") // '"in\\u202evoice"'
+ */
+export function echoedText(text: string, max = 80): string {
+  const shown = text.length > max ? `${text.slice(0, max)}…` : text;
+  return JSON.stringify(shown).replace(/[\u202a-\u202e\u2066-\u2069]/g, (m) => `\\u${m.charCodeAt(0).toString(16)}`);
+}
+
+/**
  * `value` as a message quotes it.
  * @example valueText({ hours: NaN }) // '{"hours":NaN}'
  * @example valueText("5") // '"5"'

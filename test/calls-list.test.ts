@@ -115,6 +115,21 @@ describe("GET /v1/apps/:app/calls", () => {
     expect(refused.status, JSON.stringify(refused.body)).toBe(403);
     expect((await fetch(`${gw.url}/v1/apps/edge/calls`)).status).toBe(401);
   });
+
+  it("refuses a path's app that is no name with a short 400, after the token, its bidi marks shown (before: echoed whole, as it came)", async () => {
+    const long = await fetch(`${gw.url}/v1/apps/${"a".repeat(8_000)}/calls`, authed());
+    expect(long.status).toBe(400);
+    const text = await long.text();
+    expect(text.length).toBeLessThan(400);
+    expect(JSON.parse(text).error.message).toBe(`"${"a".repeat(80)}…" is not an app name (1-64 letters, digits, '-' or '_', starting with a letter or digit)`);
+    const reordered = await fetch(`${gw.url}/v1/apps/in%E2%80%AEvoice/logs`, authed());
+    expect(reordered.status).toBe(400);
+    const message = ((await reordered.json()) as { error: { message: string } }).error.message;
+    expect(message).toContain('"in\\u202evoice" is not an app name');
+    expect(message).not.toContain("\u202e");
+    expect((await fetch(`${gw.url}/v1/apps/a%2Fb/calls`, authed())).status).toBe(400);
+    expect((await fetch(`${gw.url}/v1/apps/${"a".repeat(8_000)}/calls`)).status).toBe(401);
+  });
 });
 
 describe("the dashboard's calls page", () => {
@@ -123,6 +138,14 @@ describe("the dashboard's calls page", () => {
     expect(page.status).toBe(400);
     expect(await page.text()).toContain("the calls page takes no query, not &quot;status&quot;");
     expect((await fetch(`${gw.url}/_tandem/apps/edge/calls`, authed())).status).toBe(200);
+  });
+
+  it("repeats no more than 80 characters of a call id it refuses (before: all 5,000)", async () => {
+    const events = await fetch(`${gw.url}/_tandem/apps/edge/events?call=${"b".repeat(5_000)}`, authed());
+    expect(events.status).toBe(400);
+    const text = await events.text();
+    expect(text).toContain(`${"b".repeat(80)}…`);
+    expect(text).not.toContain("b".repeat(81));
   });
 });
 
@@ -157,5 +180,12 @@ describe("tandem calls", () => {
     const empty = await cli("--function", "");
     expect(empty.code).toBe(2);
     expect(empty.stderr).toContain('error: --function "": must be a function name');
+    // An app that is no name, before any request (before: "no such API route: GET /v1/apps//calls").
+    for (const command of ["calls", "logs"]) {
+      const noApp = await runCli([command, "", "--gateway", gw.url, "--token", ADMIN_TOKEN], { env: { NO_COLOR: "1" } });
+      expect(noApp.code).toBe(2);
+      expect(noApp.stderr).toContain(`an app's name is 1-64 letters, digits, '-' or '_', starting with a letter or digit (got "")`);
+      expect(noApp.stderr).not.toContain("/v1/apps//");
+    }
   });
 });

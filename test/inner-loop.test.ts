@@ -90,7 +90,7 @@ describe("tandem run starts only what the function needs", () => {
     expect(bad.code).toBe(1); // as the gateway's refusal of the call was
     const params = await runCli(["run", "input-app.ts::Model.predict", "3"], { cwd: dir });
     expect(params.stderr).toBe(
-      `error: ${name}.Model.predict is a class method, called with the class's parameters first: .remote(parameters, ...args) from the SDK, tandem run FILE::Class.method '{}' ARGS… from the CLI, "args": [parameters, ...args] over HTTP: parameters must be an object ({} for none; got number)\n`,
+      `error: ${name}.Model.predict is a class method, called with the class's parameters first: .remote(parameters, ...args) or .starmap([[parameters, ...args], …]) from the SDK, tandem run FILE::Class.method '{}' ARGS… from the CLI, "args": [parameters, ...args] over HTTP: parameters must be an object ({} for none; got number)\n`,
     );
     expect(params.code).toBe(1);
     const { stdout: left } = await promisify(execFile)("docker", ["ps", "-aq", "--filter", `label=tandem.app=${name}`]);

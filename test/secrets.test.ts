@@ -123,6 +123,7 @@ describe("secrets in both tiers", () => {
     const created = await cli(["secret", "create", "api", `API_KEY=${VALUE}`, "OTHER=x"]);
     expect(created.stderr).toBe("");
     expect(created.stdout).toContain("✓ secret api: API_KEY, OTHER");
+    expect(created.stdout).not.toContain("containers already running"); // made, not replaced: no container holds an old value
     const again = await cli(["secret", "create", "api", "API_KEY=new"]);
     expect(again.code).not.toBe(0);
     expect(again.stderr).toContain('a secret named "api" exists; replace it with --force');
@@ -288,7 +289,12 @@ describe("secrets in both tiers", () => {
     const slow = lookup<[number], string>("vault", "slowKey", { gateway: served.url });
     expect(await slow.remote(0)).toBe(rev(VALUE)); // its container is up, with the old value
     expect(await fn("planeKey").remote()).toBe(`plane:${rev(VALUE)}`); // and this one's, within its scale-down window
-    expect((await cli(["secret", "create", "api", `API_KEY=${NEW}`, "--force"])).code).toBe(0);
+    const replaced = await cli(["secret", "create", "api", `API_KEY=${NEW}`, "--force"]);
+    expect(replaced.code).toBe(0);
+    // Said where it is done: the warm containers of the apps whose plane functions declare it keep the old value.
+    expect(replaced.stdout).toContain(
+      'app "vault": containers already running keep the old values until they scale down (60 s idle by default); tandem app rollover vault gives them the new ones now',
+    );
     await eventually(async () => (await fn("edgeKey").remote()) === `edge:${rev(NEW)}`, 15_000);
     expect(await fn("planeKey").remote()).toBe(`plane:${rev(VALUE)}`); // its warm container started with the old value
     expect(await fn("warmKey").remote()).toBe(rev(VALUE));

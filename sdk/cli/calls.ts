@@ -16,7 +16,7 @@ import {
   type CallListOptions,
   type CallSummary,
 } from "../protocol.js";
-import { parseChoice } from "./choice-option.js";
+import { parseChoice, parseAppName } from "./choice-option.js";
 import { ENV_HELP, GATEWAY_HELP } from "./config.js";
 import { printFailure } from "./failure.js";
 import { refuseAsGatewayWould } from "./query-check.js";
@@ -45,7 +45,7 @@ export function addCallsCommand(
   program
     .command("calls")
     .description("an app's calls, latest first: their status, attempts, timings and errors (tandem logs --call ID shows one's lines)")
-    .argument("<app>", "the app")
+    .argument("<app>", "the app", parseAppName)
     .option("--function <name>", "only this function (a class method: Class.method; a class: all its methods)")
     .option("--status <status>", `only ${CALL_STATUSES.join(", ")}; several with commas (failed,timed_out)`, parseStatuses)
     .option("--since <when>", 'only calls made after this: a duration ("2h", "30m", "7d") or a date')

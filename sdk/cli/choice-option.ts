@@ -7,6 +7,8 @@
  */
 import { InvalidArgumentError } from "commander";
 import { didYouMean } from "../nearest-name.js";
+import { NAME_PATTERN } from "../protocol.js";
+import { valueText } from "../value-text.js";
 
 /**
  * A commander argument parser that takes one of `choices`.
@@ -20,4 +22,16 @@ export function parseChoice<const C extends string>(choices: readonly C[]): (val
     if (known !== undefined) return known;
     throw new InvalidArgumentError(`must be one of ${choices.join(", ")}${didYouMean(value, choices)}`);
   };
+}
+
+/**
+ * A commander argument parser for an app's name (`NAME_PATTERN`): refused before any request, where an empty one
+ * made a path of no route (`GET /v1/apps//calls`).
+ * @example
+ * command.argument("<app>", "the app", parseAppName);
+ * // tandem calls "": error: command-argument value '' is invalid for argument 'app'. an app's name is 1-64 letters, …
+ */
+export function parseAppName(value: string): string {
+  if (NAME_PATTERN.test(value)) return value;
+  throw new InvalidArgumentError(`an app's name is 1-64 letters, digits, '-' or '_', starting with a letter or digit (got ${valueText(value)})`);
 }

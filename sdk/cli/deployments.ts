@@ -27,6 +27,7 @@ import {
 import { uploadArtifact } from "./wrangler.js";
 import { notAFolder, stateDir } from "./paths.js";
 import { style } from "./style.js";
+import { parseAppName } from "./choice-option.js";
 
 type GatewayOpts = { gateway?: string; token?: string; env?: string };
 
@@ -284,7 +285,7 @@ export function addDeploymentCommands(
   appCommand
     .command("history")
     .description("an app's deployments, newest (live) first: version, time, code, git commit, who, and what a rollback restored")
-    .argument("<app>", "the app's name")
+    .argument("<app>", "the app's name", parseAppName)
     .option("-g, --gateway <url>", GATEWAY_HELP)
     .option("--token <token>", tokenHelp)
     .option("--env <name>", envHelp)
@@ -306,7 +307,7 @@ export function addDeploymentCommands(
   appCommand
     .command("rollback")
     .description("deploy an older version of an app again, as a new version (its Worker and plane bundles, as they were deployed)")
-    .argument("<app>", "the app's name")
+    .argument("<app>", "the app's name", parseAppName)
     .argument("[version]", "the version to restore (default: the one before the live one)", parseVersion)
     .option("-g, --gateway <url>", GATEWAY_HELP)
     .option("--token <token>", tokenHelp)

@@ -25,7 +25,7 @@ import {
 } from "../protocol.js";
 import { printFailure } from "./failure.js";
 import { style, visibleControls } from "./style.js";
-import { parseChoice } from "./choice-option.js";
+import { parseChoice, parseAppName } from "./choice-option.js";
 import { refuseAsGatewayWould } from "./query-check.js";
 
 type LogsOpts = {
@@ -49,7 +49,7 @@ export function addLogsCommand(program: Command, clientOf: (opts: { gateway?: st
   program
     .command("logs")
     .description("an app's log lines, from both tiers: what its functions printed, and Tandem's lines about their calls")
-    .argument("<app>", "the app")
+    .argument("<app>", "the app", parseAppName)
     .option("--function <name>", "only this function (or class method, or web label; a class: all its methods and its containers)")
     .option("--call <id>", "only this call's lines")
     .option("--container <id>", "only this plane container's lines")

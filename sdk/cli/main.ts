@@ -27,7 +27,7 @@ import { FUNCTION_DEFAULTS, LOCAL_DEFAULTS, PLANE_DEFAULTS } from "../defaults.j
 import { formatUsd } from "../pricing.js";
 import { ENV_HELP, GATEWAY_HELP, parseEnvName, readCliConfig, type CliConfig } from "./config.js";
 import { formatCommanderError, printFailure } from "./failure.js";
-import { parseChoice } from "./choice-option.js";
+import { parseChoice, parseAppName } from "./choice-option.js";
 import { addTokenCommands } from "./tokens.js";
 import { addSecretCommands } from "./secrets.js";
 import { addVolumeCommands } from "./volumes.js";
@@ -320,7 +320,7 @@ const appCommand = program.command("app").description("manage a deployed app");
 appCommand
   .command("stop")
   .description("stop every plane container of an app (and its warm pools, until it is served or deployed again)")
-  .argument("<app>", "the app's name")
+  .argument("<app>", "the app's name", parseAppName)
   .option("-g, --gateway <url>", GATEWAY_HELP)
   .option("--token <token>", TOKEN_HELP)
   .option("--env <name>", ENV_HELP)
@@ -331,7 +331,7 @@ appCommand
 appCommand
   .command("rollover")
   .description("restart an app's plane containers, each once its calls end, so new ones read its secrets' current values")
-  .argument("<app>", "the app's name")
+  .argument("<app>", "the app's name", parseAppName)
   .option("-g, --gateway <url>", GATEWAY_HELP)
   .option("--token <token>", TOKEN_HELP)
   .option("--env <name>", ENV_HELP)
@@ -434,7 +434,7 @@ const scheduleCommand = program.command("schedule").description("scheduled funct
 scheduleCommand
   .command("list")
   .description("each scheduled function: its schedule, the next three runs, and the last run's outcome and duration")
-  .argument("[app]", "only this app")
+  .argument("[app]", "only this app", parseAppName)
   .option("-g, --gateway <url>", GATEWAY_HELP)
   .option("--token <token>", TOKEN_HELP)
   .option("--env <name>", ENV_HELP)

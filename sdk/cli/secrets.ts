@@ -53,6 +53,10 @@ export function addSecretCommands(program: Command, clientOf: (opts: GatewayOpts
         ),
       );
     }
+    for (const app of created.warmContainersKeepOld ?? [])
+      console.log(
+        `app "${app}": containers already running keep the old values until they scale down (60 s idle by default); tandem app rollover ${app}${opts.env ? ` --env ${opts.env}` : ""} gives them the new ones now`,
+      );
   });
 
   withGateway(secret.command("list").description("the gateway's secrets: names, keys and times, never values").option("--json", "print JSON")).action(
