@@ -14,8 +14,9 @@ import { isolateBatch } from "./isolate-batch.js";
 /** Whether the last request from this isolate failed: a failure is reported once, until one works again. */
 let failing = false;
 
-const batchForOtlp = isolateBatch(LOG_LIMITS.edgeBatchMs, (to: { otlp: OtlpSettings; region: string; report: (m: string) => void }, lines: LogLine[]) =>
-  postLines(to.otlp, to.region, lines, to.report),
+const batchForOtlp = isolateBatch(
+  LOG_LIMITS.edgeBatchMs,
+  (to: { otlp: OtlpSettings; config: GatewayResource; report: (m: string) => void }, lines: LogLine[]) => postLines(to.otlp, to.config, lines, to.report),
 );
 
 /**
@@ -23,17 +24,28 @@ const batchForOtlp = isolateBatch(LOG_LIMITS.edgeBatchMs, (to: { otlp: OtlpSetti
  * @example sendEdgeLinesToOtlp(rc, otlp, [line], console.error);
  */
 export function sendEdgeLinesToOtlp(
-  rc: { config: { region: string }; waitUntil(promise: Promise<unknown>): void },
+  rc: { config: GatewayResource; waitUntil(promise: Promise<unknown>): void },
   otlp: OtlpSettings,
   lines: LogLine[],
   report: (message: string) => void,
 ): void {
-  rc.waitUntil(batchForOtlp({ otlp, region: rc.config.region, report }, lines));
+  rc.waitUntil(batchForOtlp({ otlp, config: rc.config, report }, lines));
 }
 
-async function postLines(otlp: OtlpSettings, region: string, lines: LogLine[], report: (message: string) => void): Promise<void> {
+/** What a gateway's OTLP resource says of it: its region and the environment it serves. */
+export interface GatewayResource {
+  region: string;
+  environment: string;
+}
+
+/** The gateway's OTLP resource, its logs' and its metrics'. */
+export function gatewayOtlpResource(config: GatewayResource) {
+  return otlpAttributes({ "service.name": "tandem-gateway", "tandem.region": config.region, "deployment.environment.name": config.environment });
+}
+
+async function postLines(otlp: OtlpSettings, config: GatewayResource, lines: LogLine[], report: (message: string) => void): Promise<void> {
   const sender: OtlpSender = {
-    resource: otlpAttributes({ "service.name": "tandem-gateway", "tandem.region": region }),
+    resource: gatewayOtlpResource(config),
     scope: { name: "tandem", version: PROTOCOL_VERSION },
   };
   try {

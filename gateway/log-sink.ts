@@ -35,7 +35,7 @@ export function reportLogFailuresTo(write: (message: string) => void): void {
   report = write;
 }
 
-type KeepContext = { env: Env; config: { region: string; otlp?: OtlpSettings | undefined }; waitUntil(promise: Promise<unknown>): void };
+type KeepContext = { env: Env; config: { region: string; environment: string; otlp?: OtlpSettings | undefined }; waitUntil(promise: Promise<unknown>): void };
 
 /** How a kept `system` line is printed as well, as a running call's own lines are (gateway/run-context.ts); none until set. */
 let printSystem: (rc: KeepContext, line: string) => void = () => {};

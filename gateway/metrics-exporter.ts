@@ -14,10 +14,11 @@
  */
 import { DurableObject } from "cloudflare:workers";
 import { METRICS_DEFAULTS } from "../sdk/defaults.js";
-import { otlpAttributes, otlpMetricsRequest, unixNano } from "../sdk/otlp-json.js";
+import { otlpMetricsRequest, unixNano } from "../sdk/otlp-json.js";
 import { OTLP_PATHS, PROTOCOL_VERSION } from "../sdk/protocol.js";
 import { gatewayConfig, type GatewayConfig } from "./config.js";
 import type { Env } from "./env.js";
+import { gatewayOtlpResource } from "./log-otlp.js";
 import { gatewayMetrics } from "./metrics-routes.js";
 
 export class MetricsExporter extends DurableObject<Env> {
@@ -47,7 +48,7 @@ export class MetricsExporter extends DurableObject<Env> {
       if (since === undefined) return; // no call counted yet
       const now = Date.now();
       const sender = {
-        resource: otlpAttributes({ "service.name": "tandem-gateway", "tandem.region": this.#config.region }),
+        resource: gatewayOtlpResource(this.#config),
         scope: { name: "tandem", version: PROTOCOL_VERSION },
       };
       const res = await fetch(otlp.endpoint + OTLP_PATHS.metrics, {

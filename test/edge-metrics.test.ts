@@ -187,7 +187,11 @@ describe("OTLP export", () => {
     checkAgainstSchema(MetricsRequest, latest.body);
     expect(latest.headers["content-type"]).toBe("application/json");
     expect(latest.headers["x-collector-key"]).toBe("k=1");
-    expect(attrs(latest.body.resourceMetrics[0].resource.attributes)).toEqual({ "service.name": "tandem-gateway", "tandem.region": "local" });
+    expect(attrs(latest.body.resourceMetrics[0].resource.attributes)).toEqual({
+      "service.name": "tandem-gateway",
+      "tandem.region": "local",
+      "deployment.environment.name": "main",
+    });
     const metrics: any[] = latest.body.resourceMetrics[0].scopeMetrics[0].metrics;
     const calls = metrics.find((m) => m.name === "tandem_function_calls_total");
     expect(calls.sum).toMatchObject({ aggregationTemporality: 2, isMonotonic: true });

@@ -258,7 +258,11 @@ describe("OTLP export", () => {
     expect(request.headers["x-collector-key"]).toBe("k=1");
     // Sent by the gateway itself: not passed through a local Worker of miniflare's, which adds a header naming a made-up zone.
     expect(request.headers["cf-worker"]).toBeUndefined();
-    expect(attrs(request.body.resourceLogs[0].resource.attributes)).toEqual({ "service.name": "tandem-gateway", "tandem.region": "local" });
+    expect(attrs(request.body.resourceLogs[0].resource.attributes)).toEqual({
+      "service.name": "tandem-gateway",
+      "tandem.region": "local",
+      "deployment.environment.name": "main",
+    });
     expect(attrs(record.attributes)).toEqual({
       "tandem.app": "metrics",
       "tandem.function": "edgeSay",
