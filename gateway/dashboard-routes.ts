@@ -520,6 +520,8 @@ async function liveEvents(c: Ctx, app: string): Promise<Response> {
   const q = onceEach(c.req.queries(), EVENT_FIELDS, "a page's live stream");
   const callId = q.call;
   if (callId !== undefined && !CALL_ID_PATTERN.test(callId)) throw new InvalidRequestError(`"call": ${echoedText(callId)} is not a call id`);
+  if (q.logs !== undefined && q.logs !== "1")
+    throw new InvalidRequestError(`"logs": ${echoedText(q.logs)} is not 1: ask for the logs page's lines with logs=1`);
   const filter: LogFilter | undefined =
     callId !== undefined
       ? { callId, limit: 1 }

@@ -146,6 +146,10 @@ describe("the dashboard's calls page", () => {
     const text = await events.text();
     expect(text).toContain(`${"b".repeat(80)}…`);
     expect(text).not.toContain("b".repeat(81));
+    // One more field of it, strict as the others (before: logs=2 was taken as no logs at all).
+    const logs = await fetch(`${gw.url}/_tandem/apps/edge/events?logs=2`, authed());
+    expect(logs.status).toBe(400);
+    expect(await logs.text()).toContain("&quot;logs&quot;: &quot;2&quot; is not 1");
   });
 });
 
