@@ -122,18 +122,29 @@ export function isPreflight(request: Request): boolean {
 /** Parses a body already read: depth and JSON first (400 naming the problem), then the shape. An empty body is `{}`. */
 export function parseJsonBody<S extends z.ZodType>(text: string, schema: S): z.infer<S> {
   if (text.trim() === "") return parseShape(schema, {});
+  let json: unknown;
+  try {
+    json = parseJsonText(text);
+  } catch (err) {
+    if (!(err instanceof SyntaxError)) throw err;
+    throw new InvalidRequestError(`request body is not valid JSON: ${err.message}`);
+  }
+  return parseShape(schema, json);
+}
+
+/**
+ * JSON text a client sent, read as `/v1` reads a body, and as a web handler's `c.req.json()` reads one
+ * (gateway/web.ts): a 400 for one nested deeper than `API_LIMITS.maxJsonDepth` (before it is parsed) or holding a
+ * number JSON.parse reads as ±Infinity; `JSON.parse`'s own `SyntaxError` for text that is not JSON.
+ */
+export function parseJsonText(text: string): unknown {
   if (nestedDeeperThan(text, API_LIMITS.maxJsonDepth)) {
     throw new InvalidRequestError(
       `request body nests arrays and objects more than ${API_LIMITS.maxJsonDepth} levels deep, the most this gateway reads; send the value flatter`,
       { maxDepth: API_LIMITS.maxJsonDepth },
     );
   }
-  let json: unknown;
-  try {
-    json = JSON.parse(text);
-  } catch (err) {
-    throw new InvalidRequestError(`request body is not valid JSON: ${(err as Error).message}`);
-  }
+  const json: unknown = JSON.parse(text);
   // A number JSON.parse reads as ±Infinity (1e999, or 309 digits) would reach the function as Infinity, not the number
   // sent: refused. Looked for only where the text could hold one, so the usual body is not walked twice.
   if (/\d{309}|[eE]\+?0*[1-9]\d{2}/.test(text) && holdsInfinity(json)) {
@@ -141,7 +152,7 @@ export function parseJsonBody<S extends z.ZodType>(text: string, schema: S): z.i
       'request body has a number beyond the range of a 64-bit float (JSON.parse reads it as Infinity): send it as a string, or Infinity itself as the codec writes it ("Infinity", with its meta: docs/api.md)',
     );
   }
-  return parseShape(schema, json);
+  return json;
 }
 
 /** Whether `value` holds ±Infinity anywhere (JSON.parse's reading of a number out of range). */

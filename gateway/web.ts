@@ -25,7 +25,7 @@ import type { Env, RouteEnv } from "./env.js";
 import { secretEnv } from "./secret-env.js";
 import { asksWebSocket, hubFor } from "./agents.js";
 import { authorizeWeb } from "./auth.js";
-import { limitBody, utf8Text } from "./body.js";
+import { limitBody, parseJsonText, utf8Text } from "./body.js";
 import { shardOf } from "./shard.js";
 import { runStore, withCallEnv, type RunContext } from "./run-context.js";
 import { EncodedResult } from "./encoded-result.js";
@@ -332,19 +332,21 @@ const PARSED_AS = { json: "valid JSON", parseBody: "a form its content-type desc
  * parse is the client's mistake: its error carries a `400 invalid_request` naming the problem (`ownAnswer`), where it
  * was the handler's 500. A handler that catches it sees the error it saw before (a `SyntaxError`, a `TypeError`).
  * `c.req.json()` also refuses bytes that are not UTF-8, with `/v1`'s 400 (an `InvalidRequestError`), where hono's
- * read them with U+FFFD in their place and the handler got other text than was sent.
+ * read them with U+FFFD in their place and the handler got other text than was sent; and, as `/v1` does, JSON nested
+ * deeper than 512 levels (parsed, 4,000,000 levels held the isolate for most of a second) and a number read as
+ * Infinity (`1e999`, which the handler got as Infinity, and an echo of it failed as the endpoint's own 500).
  */
 function answerUnparsedBodies(req: HonoRequest): void {
   for (const [method, what] of Object.entries(PARSED_AS) as [keyof typeof PARSED_AS, string][]) {
     const parse =
       method === "json"
-        ? () => req.arrayBuffer().then((bytes) => JSON.parse(utf8Text(bytes)) as unknown)
+        ? () => req.arrayBuffer().then((bytes) => parseJsonText(utf8Text(bytes)))
         : (req[method].bind(req) as (...args: unknown[]) => Promise<unknown>);
     const answered = (err: object, refusal: TandemError) =>
       Object.defineProperty(err, "getResponse", { value: () => Response.json(errorBody(refusal), { status: refusal.status }) });
     const parsed = (...args: unknown[]) =>
       parse(...args).catch((err: unknown) => {
-        if (err instanceof InvalidRequestError) throw answered(err, err); // not UTF-8 (`utf8Text`)
+        if (err instanceof InvalidRequestError) throw answered(err, err); // not UTF-8 (`utf8Text`), too deep, out of range (`parseJsonText`)
         // A body past its limit is the 413's (`tooLarge`), and any other error is not the body's.
         if (err instanceof TandemError || !(err instanceof SyntaxError || err instanceof TypeError)) throw err;
         throw answered(err, new InvalidRequestError(`request body is not ${what}: ${err.message}`));

@@ -600,6 +600,27 @@ describe("web endpoints", () => {
     expect(await send("/edge/submit", new TextEncoder().encode('\uFEFF{"a":"é"}'))).toEqual([200, { got: { a: "é" } }]);
   });
 
+  it("refuses a c.req.json() too deep or with a number out of range as /v1 does (before: Infinity reached the handler, and any depth was parsed)", async () => {
+    const send = async (path: string, body: string) => {
+      const res = await fetch(`${gw.url}${path}`, authed({ method: "POST", body, headers: { "content-type": "application/json" } }));
+      return [res.status, await res.json()];
+    };
+    for (const path of ["/edge/submit", "/v1/apps/edge/functions/echo/call"]) {
+      const deep = await send(path, `{"args":[${"[".repeat(600)}${"]".repeat(600)}]}`);
+      expect(deep).toEqual([
+        400,
+        { error: expect.objectContaining({ code: "invalid_request", message: expect.stringContaining("more than 512 levels deep") }) },
+      ]);
+      const huge = await send(path, '{"args":[1e999]}');
+      expect(huge).toEqual([
+        400,
+        { error: expect.objectContaining({ code: "invalid_request", message: expect.stringContaining("beyond the range of a 64-bit float") }) },
+      ]);
+    }
+    expect(await send("/edge/submit", '{"a":1e308}')).toEqual([200, { got: { a: 1e308 } }]);
+    expect(await send("/edge/lenient", '{"a":-1e999}')).toEqual([200, { caught: "InvalidRequestError" }]);
+  });
+
   it("answers a GET that carries a body (an empty one with content-length: 0, or a few bytes) as it answers one without", async () => {
     const get = (path: string, body: string) =>
       new Promise<{ status: number; text: string }>((resolve, reject) => {
