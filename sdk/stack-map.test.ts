@@ -56,6 +56,12 @@ describe("a printed stack's lines (log lines)", () => {
       "    at g (app.ts:1:1)\n    at h (node:internal/x:1:1)",
     );
     expect(mapFramesIn(map, "no frame here")).toBe("no frame here");
+    // An error printed with fields of its own: its last frame ends with " {" (before: left as it was, unmapped).
+    const withFields = "FunctionTimeoutError: late\n    at async handler (file:///x/worker.mjs:1:1) {\n  code: 'function_timeout'\n}";
+    expect(mapFramesIn(map, withFields, "worker.mjs")).toBe("FunctionTimeoutError: late\n    at async handler (app.ts:1:1) {\n  code: 'function_timeout'\n}");
+    const tandemLast =
+      "RemoteError: boom\n    at handler (worker.mjs:1:1)\n    at async file:///x/runtime/gateway.mjs:460:19114 {\n  code: 'function_failed'\n}";
+    expect(mapFramesIn(map, tandemLast, "worker.mjs")).toBe("RemoteError: boom\n    at handler (app.ts:1:1) {\n  code: 'function_failed'\n}");
     // A stack mapped already (then printed) stays as it is: its frames name the map's sources, not the bundle.
     expect(mapFramesIn(map, "threw: Error: x\n    at handler (app.ts:1:20)")).toBe("threw: Error: x\n    at handler (app.ts:1:20)");
   });

@@ -55,13 +55,19 @@ export function mapFrameLine(map: TraceMap | null, line: string, module?: string
   return m === NOT_THE_BUNDLES ? line : m;
 }
 
-/** Every line of `text` through {@link mapFrameLine}: a printed stack, mapped, its frames of Tandem's and packages' left out. */
+/**
+ * Every line of `text` through {@link mapFrameLine}: a printed stack, mapped, its frames of Tandem's and packages' left
+ * out. An error printed whole with fields of its own ends its last frame with ` {` (`    at f (worker.mjs:9:3) {`,
+ * then `  code: …`): that frame is mapped too, and the brace kept, on the frame kept before it when it is left out.
+ */
 export function mapFramesIn(map: TraceMap | null, text: string, module?: string): string {
   if (!map || !text.includes(" at ")) return text;
   const lines: string[] = [];
   for (const line of text.split("\n")) {
-    const m = mapFrameLine(map, line, module);
-    if (m !== null) lines.push(m);
+    const brace = line.endsWith(" {") && isFrameLine(line.slice(0, -2));
+    const m = mapFrameLine(map, brace ? line.slice(0, -2) : line, module);
+    if (m !== null) lines.push(brace ? `${m} {` : m);
+    else if (brace && lines.length > 0) lines[lines.length - 1] += " {";
   }
   return lines.join("\n");
 }
