@@ -92,6 +92,26 @@ export function edgeIncrements(calls: readonly FinishedCall[], now: number): Edg
   return [...sums.values()];
 }
 
+/** How a call ends, as `tandem_function_call_outcomes_total` and `tandem_schedule_runs_total` count it. */
+const ENDED_STATUSES = ["succeeded", "failed", "timed_out", "cancelled"] as const;
+
+/**
+ * Counts of 0 for what each function served here may count: its calls by every status (and an edge function's
+ * attempts), a scheduled one's runs by every status. Added to the shards' counts, they put each series in a scrape
+ * from the start, so `increase()` and `rate()` see a function's first failure: a series that first appears at 1 reads
+ * as no increase, and an alert on it stayed silent until the second.
+ */
+export function zeroRows(functions: readonly { app: string; name: string; tier: "edge" | "plane"; scheduled: boolean }[]): EdgeMetricRow[] {
+  return functions.flatMap((fn) => {
+    const row = (series: EdgeSeries, label = ""): EdgeMetricRow => ({ app: fn.app, function: fn.name, series, label, value: 0 });
+    return [
+      ...(fn.tier === "edge" ? [row("calls"), row("retries")] : []),
+      ...ENDED_STATUSES.map((status) => row(fn.tier === "edge" ? "outcomes" : "plane_outcomes", status)),
+      ...(fn.scheduled ? ENDED_STATUSES.map((status) => row("scheduled_runs", status)) : []),
+    ];
+  });
+}
+
 /** Every shard's counts, as each keeps them. */
 export async function edgeMetricRows(env: Env): Promise<EdgeMetricRow[]> {
   const shards = await Promise.all(Array.from({ length: LEDGER_SHARDS }, (_, shard) => ledgerShard(env, shard).metricRows()));
@@ -192,7 +212,7 @@ export function edgeMetricFamilies(rows: readonly EdgeMetricRow[]): { families: 
       name: "tandem_schedule_last_success_timestamp_seconds",
       help: "When the last scheduled run of a function that succeeded ended, in seconds since the epoch.",
       type: "gauge",
-      values: samples("scheduled_last_success", {}, undefined, 1 / 1000),
+      values: samples("scheduled_last_success", {}, undefined, 1 / 1000).map((v) => ({ ...v, value: Math.round(v.value * 1000) / 1000 })),
     },
   ];
   return { families, since };

@@ -10,8 +10,9 @@ import { sha256Hex } from "../sdk/hex.js";
 import { HEADERS, ROUTES, TOKEN_PATTERN } from "../sdk/protocol.js";
 import { gatewayWideGuard } from "./auth.js";
 import type { MetricFamilyValues } from "../sdk/otlp-json.js";
-import { PROMETHEUS_CONTENT_TYPE, edgeMetricFamilies, edgeMetricRows, prometheusText, scheduleMetricFamilies } from "./edge-metrics.js";
+import { PROMETHEUS_CONTENT_TYPE, edgeMetricFamilies, edgeMetricRows, prometheusText, scheduleMetricFamilies, zeroRows } from "./edge-metrics.js";
 import type { Env, RouteEnv } from "./env.js";
+import { registry } from "./registry.js";
 import { schedulerFor } from "./scheduler.js";
 
 export function metricsRoutes(): Hono<RouteEnv> {
@@ -26,12 +27,16 @@ export function metricsRoutes(): Hono<RouteEnv> {
 }
 
 /**
- * The gateway's series, as a scrape and the OTLP export read them: the ledger shards' counts and the scheduler's
- * state (gateway/edge-metrics.ts), and when the first count began (ms; undefined before any call was counted).
+ * The gateway's series, as a scrape and the OTLP export read them: the ledger shards' counts, at 0 for what the
+ * functions served here have not counted yet (`zeroRows`), and the scheduler's state (gateway/edge-metrics.ts); and
+ * when the first count began (ms; undefined before any call was counted).
  */
 export async function gatewayMetrics(env: Env): Promise<{ families: MetricFamilyValues[]; since: number | undefined }> {
   const [rows, schedules] = await Promise.all([edgeMetricRows(env), schedulerFor(env).metrics(Date.now())]);
-  const { families, since } = edgeMetricFamilies(rows);
+  const served = registry()
+    .all()
+    .map((fn) => ({ app: fn.app, name: fn.name, tier: fn.spec.tier, scheduled: fn.spec.schedule !== undefined }));
+  const { families, since } = edgeMetricFamilies([...rows, ...zeroRows(served)]);
   return { families: [...families, ...scheduleMetricFamilies(schedules)], since };
 }
 
@@ -42,6 +47,10 @@ function scrapeGuard(): MiddlewareHandler<RouteEnv> {
     const header = c.req.header(HEADERS.authorization);
     const given = /^Bearer\s+(\S+)\s*$/i.exec(header ?? "")?.[1];
     const metricsToken = c.var.config.metricsToken;
+    if (header === undefined && metricsToken !== undefined)
+      throw new UnauthorizedError(
+        "this gateway's metrics take its metrics token (TANDEM_METRICS_TOKEN) or an admin API token: send `Authorization: Bearer <token>` (a Prometheus job's authorization.credentials_file)",
+      );
     if (given !== undefined && metricsToken !== undefined && !TOKEN_PATTERN.test(given)) {
       // Compared as digests: in time that does not depend on where they differ.
       if ((await sha256Hex(given)) === (await sha256Hex(metricsToken))) return next();

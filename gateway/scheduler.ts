@@ -219,9 +219,8 @@ export class Scheduler extends DurableObject<Env> {
     return this.#fire(fn, row, scheduledAt);
   }
 
-  /** A line about `fn`'s schedule (a run skipped, runs missed): on the console, and in the app's log as a system line. */
+  /** A line about `fn`'s schedule (a run skipped, runs missed): a system line of its app's log, printed as every one is (gateway/log-sink.ts). */
   #say(fn: RegisteredFunction, callId: string | null, text: string): void {
-    console.warn(`[${fn.app}.${fn.name}] ${text}`);
     const rc = { env: this.env, config: this.#config, waitUntil: (p: Promise<unknown>) => this.ctx.waitUntil(p) };
     keepEdgeLine(rc, { app: fn.app, function: fn.name, callId }, "system", text);
   }

@@ -95,7 +95,9 @@ export function createGateway(modules: AppModule[], options: GatewayOptions = {}
   router.onError((err, c) => {
     if (err instanceof PreflightPassed) return c.body(null, 204);
     if (err instanceof ClientWentAway) return c.body(null, CLIENT_CLOSED_REQUEST as ContentfulStatusCode); // no one reads it
-    if (err instanceof TandemError) return c.json(errorBody(err), err.status as ContentfulStatusCode);
+    // A 401 says how to authenticate, as HTTP asks of one (RFC 9110, 11.6.1).
+    if (err instanceof TandemError)
+      return c.json(errorBody(err), err.status as ContentfulStatusCode, err.status === 401 ? { "www-authenticate": 'Bearer realm="tandem"' } : {});
     // hono's own refusal of a request it was routed (a web app's mount, whose path keeps a dot segment sent encoded,
     // `/<app>/<label>/%2e%2e/…`, that would leave the mount once decoded): the client's mistake, not the gateway's.
     if (err instanceof HTTPException && err.status === 400) {

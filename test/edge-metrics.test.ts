@@ -81,7 +81,7 @@ describe("GET /v1/metrics", () => {
     expect(families.find((f) => f.name === "tandem_function_run_seconds")?.type).toBe("HISTOGRAM");
     expect(families.find((f) => f.name === "tandem_schedule_last_success_timestamp_seconds")?.type).toBe("GAUGE");
     for (const f of families.filter((f) => f.type === "COUNTER" && f.name.startsWith("tandem_function_"))) {
-      for (const m of f.metrics) expect(m.labels).toMatchObject({ app: "edgemetrics", tier: "edge" });
+      for (const m of f.metrics) expect(m.labels).toMatchObject({ app: "edgemetrics", tier: m.labels?.function === "onPlane" ? "plane" : "edge" });
     }
   });
 
@@ -90,7 +90,7 @@ describe("GET /v1/metrics", () => {
     const of = (name: string, fnName: string, more: Record<string, string> = {}) =>
       sampleValue(families, name, { app: "edgemetrics", function: fnName, ...more });
     expect(of("tandem_schedule_runs_total", "nightly", { status: "succeeded" })).toBe(1);
-    expect(of("tandem_schedule_runs_total", "nightly", { status: "failed" })).toBeUndefined();
+    expect(of("tandem_schedule_runs_total", "nightly", { status: "failed" })).toBe(0);
     expect(of("tandem_schedule_runs_total", "nightlyFails", { status: "failed" })).toBe(1);
     const lastSuccess = of("tandem_schedule_last_success_timestamp_seconds", "nightly")!;
     expect(lastSuccess * 1000).toBeGreaterThanOrEqual(triggeredAt - 1);
@@ -123,11 +123,13 @@ describe("GET /v1/metrics", () => {
     expect(of("tandem_function_retries_total", "flaky")).toBe(1);
     expect(of("tandem_function_errors_total", "flaky", { code: "function_failed" })).toBe(1);
     expect(of("tandem_function_call_outcomes_total", "flaky", { status: "succeeded" })).toBe(1);
-    expect(of("tandem_function_call_outcomes_total", "flaky", { status: "failed" })).toBeUndefined();
+    expect(of("tandem_function_call_outcomes_total", "flaky", { status: "failed" })).toBe(0); // there from the start, so rate() sees a first failure
     expect(of("tandem_function_errors_total", "slow", { code: "function_timeout" })).toBe(1);
     expect(of("tandem_function_call_outcomes_total", "slow", { status: "timed_out" })).toBe(1);
-    // A plane function's calls are its plane's to count.
-    expect(families.flatMap((f) => f.metrics).some((m) => m.labels?.function === "onPlane")).toBe(false);
+    // A plane function's attempts are its plane's to count; the gateway counts its calls, none yet.
+    const onPlane = families.flatMap((f) => f.metrics.map((m) => ({ name: f.name, labels: m.labels }))).filter((m) => m.labels?.function === "onPlane");
+    expect(new Set(onPlane.map((m) => m.name))).toEqual(new Set(["tandem_function_call_outcomes_total"]));
+    expect(of("tandem_function_call_outcomes_total", "onPlane", { tier: "plane", status: "succeeded" })).toBe(0);
   });
 
   it("times each attempt's run as a histogram a p50/p95/p99 is read from", async () => {
@@ -158,6 +160,11 @@ describe("GET /v1/metrics", () => {
   it("answers an admin token and the metrics token, and no one else", async () => {
     const none = await fetch(`${gw.url}/v1/metrics`);
     expect(none.status).toBe(401);
+    // Says how, as a 401 should, and names the metrics token this gateway has (before: only the API token's way).
+    expect(none.headers.get("www-authenticate")).toBe('Bearer realm="tandem"');
+    expect(((await none.json()) as { error: { message: string } }).error.message).toMatch(
+      /^this gateway's metrics take its metrics token \(TANDEM_METRICS_TOKEN\) or an admin API token/,
+    );
     const wrong = await fetch(`${gw.url}/v1/metrics`, bearer("not-the-metrics-token"));
     expect(wrong.status).toBe(401);
     expect(((await wrong.json()) as { error: { message: string } }).error.message).toMatch(/TANDEM_METRICS_TOKEN/);

@@ -66,8 +66,10 @@ describe("schedules fired from the edge", () => {
     await eventually(() => runs("slowAllow") === 2);
     expect(runs("slowSkip")).toBe(1);
     await eventually(() =>
-      gw.output.some((l) => l.includes("[crony.slowSkip] scheduled run of 2030-01-07T00:05:00.000Z skipped: the run of 2030-01-07T00:00:00.000Z")),
+      gw.output.some((l) => l.includes("[crony.slowSkip] (system) scheduled run of 2030-01-07T00:05:00.000Z skipped: the run of 2030-01-07T00:00:00.000Z")),
     );
+    // Printed once, as a system line (before: a second time without "(system)").
+    expect(gw.output.filter((l) => l.includes("scheduled run of 2030-01-07T00:05:00.000Z skipped")).length).toBe(1);
     // Kept in the app's log too, where `tandem logs` and the dashboard read it.
     await eventually(async () =>
       (await systemLines("slowSkip")).some((l) => l.callId === null && l.text.startsWith("scheduled run of 2030-01-07T00:05:00.000Z skipped: the run of")),
@@ -81,7 +83,9 @@ describe("schedules fired from the edge", () => {
     expect(after.everyMinute!.missed).toBe(4);
     await record(after.everyMinute!.lastRun!.callId);
     await eventually(() =>
-      gw.output.includes("[crony.everyMinute] scheduled run of 2030-01-07T00:05:00.000Z caught up once for 4 missed runs (nothing ticked meanwhile)"),
+      gw.output.includes(
+        `[crony.everyMinute ${after.everyMinute!.lastRun!.callId}] (system) scheduled run of 2030-01-07T00:05:00.000Z caught up once for 4 missed runs (nothing ticked meanwhile)`,
+      ),
     );
     await eventually(async () =>
       (await systemLines("everyMinute")).some(

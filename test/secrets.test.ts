@@ -293,7 +293,7 @@ describe("secrets in both tiers", () => {
     expect(replaced.code).toBe(0);
     // Said where it is done: the warm containers of the apps whose plane functions declare it keep the old value.
     expect(replaced.stdout).toContain(
-      'app "vault": containers already running keep the old values until they scale down (60 s idle by default); tandem app rollover vault gives them the new ones now',
+      'app "vault": any of its containers already running keep the old values until they scale down (60 s idle by default); tandem app rollover vault gives them the new ones now',
     );
     await eventually(async () => (await fn("edgeKey").remote()) === `edge:${rev(NEW)}`, 15_000);
     expect(await fn("planeKey").remote()).toBe(`plane:${rev(VALUE)}`); // its warm container started with the old value

@@ -55,7 +55,7 @@ export function addSecretCommands(program: Command, clientOf: (opts: GatewayOpts
     }
     for (const app of created.warmContainersKeepOld ?? [])
       console.log(
-        `app "${app}": containers already running keep the old values until they scale down (60 s idle by default); tandem app rollover ${app}${opts.env ? ` --env ${opts.env}` : ""} gives them the new ones now`,
+        `app "${app}": any of its containers already running keep the old values until they scale down (60 s idle by default); tandem app rollover ${app}${opts.env ? ` --env ${opts.env}` : ""} gives them the new ones now`,
       );
   });
 
