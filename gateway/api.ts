@@ -91,12 +91,12 @@ const LISTED_ERROR_CHARS = 1_000;
 /**
  * Refuses a path whose app is no name (`NAME_PATTERN`), after the token is checked, as a 400 that shows at most
  * 80 characters of it as a JSON string with its bidi marks escaped (`echoedText`): such a name was echoed whole (8,000
- * characters in a 403) and as it came (a right-to-left override reordering the message).
+ * characters in a 403) and as it came (a right-to-left override reordering the message). A name goes on to `then`.
  */
-function appNamed(): MiddlewareHandler<Api> {
+function appNamed(then: MiddlewareHandler<Api>): MiddlewareHandler<Api> {
   return async (c, next) => {
     const app = c.req.param("app") ?? "";
-    if (NAME_PATTERN.test(app)) return next();
+    if (NAME_PATTERN.test(app)) return then(c, next);
     await requestPrincipal(c); // no token: its 401 first, as on every route
     throw new InvalidRequestError(`${echoedText(app)} is not an app name (1-64 letters, digits, '-' or '_', starting with a letter or digit)`);
   };
@@ -112,7 +112,8 @@ export function apiRoutes(): Hono<Api> {
 
   // A path's app that is no name is refused at once, its echo cut and its marks visible; another environment's apps
   // are not served here: their routes answer 404 naming the environments (environments.ts).
-  for (const path of ["/v1/apps/:app", "/v1/apps/:app/*"]) api.use(path, appNamed(), appsOfThisEnvironment());
+  const appGate = appNamed(appsOfThisEnvironment()); // one middleware on the call's path, not two
+  for (const path of ["/v1/apps/:app", "/v1/apps/:app/*"]) api.use(path, appGate);
 
   api.route("/", tokenRoutes());
   api.route("/", secretRoutes());
