@@ -160,6 +160,10 @@ describe("tandem calls", () => {
     const failed = await cli("--status", "failed");
     expect(failed.code, failed.stderr).toBe(0);
     expect(failed.stdout).toMatch(new RegExp(`${ids.failed} +boom +remote +failed +1 .* function_failed: `));
+    // --limit, as the API names it, is -n (before: "unknown option '--limit'").
+    const limited = await cli("--function", "square", "--limit", "2");
+    expect(limited.code, limited.stderr).toBe(0);
+    expect(limited.stdout.split("\n").filter((l) => /^\d{4}-\d\d-\d\dT\S+Z .* square /.test(l)).length).toBe(2);
     const paged = await cli("--function", "square", "-n", "2");
     expect(paged.stdout.split("\n").filter((l) => /^\d{4}-\d\d-\d\dT\S+Z .* square /.test(l)).length).toBe(2);
     expect(paged.stdout).toMatch(/more: tandem calls edge --function square -n 2 -g \S+ --cursor \d+~fc-[0-9a-z]{26}\n/);

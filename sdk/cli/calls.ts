@@ -33,6 +33,7 @@ type CallsOpts = {
   before?: number;
   cursor?: string;
   lines?: number;
+  limit?: number;
   json?: boolean;
 };
 
@@ -53,11 +54,15 @@ export function addCallsCommand(
     .option("--before <ms>", "only calls made before this time, ms since the epoch", parseTime)
     .option("--cursor <next>", "the page after another (the listing's last line, `more:`, gives it)", parseCursor)
     .option("-n, --lines <n>", `how many (default ${CALL_LIST_LIMITS.defaultLimit}, at most ${CALL_LIST_LIMITS.maxLimit})`, parseLimit)
+    .option("--limit <n>", "the same as -n, named as the API names it", parseLimit)
     .option("--json", "print the answer as JSON")
     .option("-g, --gateway <url>", GATEWAY_HELP)
     .option("--token <token>", tokenHelp)
     .option("--env <name>", ENV_HELP)
     .action(async (app: string, opts: CallsOpts) => {
+      if (opts.lines !== undefined && opts.limit !== undefined && opts.lines !== opts.limit)
+        throw new InvalidArgumentError(`-n ${opts.lines} and --limit ${opts.limit} ask for two counts; give one`);
+      const lines = opts.lines ?? opts.limit;
       const query: CallListOptions = {
         ...(opts.function === undefined ? {} : { function: opts.function }),
         ...(opts.status === undefined ? {} : { status: opts.status }),
@@ -65,7 +70,7 @@ export function addCallsCommand(
         ...(opts.kind === undefined ? {} : { kind: opts.kind }),
         ...(opts.before === undefined ? {} : { before: opts.before }),
         ...(opts.cursor === undefined ? {} : { cursor: opts.cursor }),
-        ...(opts.lines === undefined ? {} : { limit: opts.lines }),
+        ...(lines === undefined ? {} : { limit: lines }),
       };
       const asked = Object.fromEntries(Object.entries(query).map(([key, value]) => [key, String(value)]));
       refuseAsGatewayWould(CallListQuerySchema, asked, Object.fromEntries(Object.entries(asked).map(([key, value]) => [key, [OPTION_OF[key] ?? key, value]])));
