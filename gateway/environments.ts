@@ -15,6 +15,7 @@ import { DEFAULT_ENV, ENV_NAME_PATTERN, HEADERS } from "../sdk/protocol.js";
 import { requestPrincipal, requireEnvironment } from "./auth.js";
 import { gatewayConfig } from "./config.js";
 import type { Env, RouteEnv } from "./env.js";
+import { echoedText } from "../sdk/value-text.js";
 
 const requested = new AsyncLocalStorage<string>();
 
@@ -81,7 +82,7 @@ export function appsOfThisEnvironment(): MiddlewareHandler<RouteEnv> {
       requireEnvironment(await requestPrincipal(c), asked);
       const app = c.req.param("app");
       throw new NotFoundError(
-        `${app === undefined ? "no app" : `no app named "${app}"`} in environment "${asked}" here: this gateway serves environment "${served}" (deploy or serve the app with --env ${asked})`,
+        `${app === undefined ? "no app" : `no app named ${echoedText(app)}`} in environment "${asked}" here: this gateway serves environment "${served}" (deploy or serve the app with --env ${asked})`,
         { env: asked },
       );
     }

@@ -11,6 +11,7 @@ import type { AppManifest, PlaneBundleRef, PlaneFunctionSpec } from "../sdk/prot
 import { wasmFunction } from "../wasm/function.js";
 import type { RunContext } from "./run-context.js";
 import { secretEnv, type CallEnv } from "./secret-env.js";
+import { echoedText } from "../sdk/value-text.js";
 
 export interface RegisteredFunction {
   app: string;
@@ -122,13 +123,13 @@ export class AppRegistry {
 
   app(name: string): App {
     const app = this.#apps.get(name);
-    if (!app) throw new NotFoundError(`no app named "${name}" is deployed here (apps: ${this.#names()})`, { app: name });
+    if (!app) throw new NotFoundError(`no app named ${echoedText(name)} is deployed here (apps: ${this.#names()})`, { app: name });
     return app;
   }
 
   function(appName: string, name: string): RegisteredFunction {
     const fns = this.#functions.get(appName);
-    if (!fns) throw new NotFoundError(`no app named "${appName}" is deployed here (apps: ${this.#names()})`, { app: appName });
+    if (!fns) throw new NotFoundError(`no app named ${echoedText(appName)} is deployed here (apps: ${this.#names()})`, { app: appName });
     const fn = fns.get(name);
     if (!fn) {
       // A class's name alone (`Model`): its methods are its functions (`Model.predict`), called with its parameters first.

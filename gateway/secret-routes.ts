@@ -101,7 +101,8 @@ export function secretRoutes(): Hono<RouteEnv> {
     }
     forgetSecret(c.env, name);
     console.log(`secret "${name}" deleted by ${principalOf(c).id}`);
-    return c.json(removed);
+    const keptOld = environmentOf(c.env) === c.var.config.environment ? planeAppsUsing(name) : [];
+    return c.json({ ...removed, ...(keptOld.length ? { warmContainersKeepOld: keptOld } : {}) });
   });
 
   return routes;

@@ -35,6 +35,7 @@ import { localBlobRoutes } from "./local-blobs.js";
 import { backgroundRoutes, countingBackground } from "./background.js";
 import { schedulerFor } from "./scheduler.js";
 import { webRoutes } from "./web.js";
+import { echoedText } from "../sdk/value-text.js";
 
 /** One bundled app file: its path (for messages) and its module exports. */
 export interface AppModule {
@@ -88,7 +89,9 @@ export function createGateway(modules: AppModule[], options: GatewayOptions = {}
   router.notFound((c) => {
     const first = new URL(c.req.url).pathname.split("/")[1] ?? "";
     return c.json(
-      errorBody(new NotFoundError(`no app named "${decodedOrAsSent(first)}" is deployed here (apps: ${apps.map((a) => a.name).join(", ") || "none"})`)),
+      errorBody(
+        new NotFoundError(`no app named ${echoedText(decodedOrAsSent(first))} is deployed here (apps: ${apps.map((a) => a.name).join(", ") || "none"})`),
+      ),
       404,
     );
   });

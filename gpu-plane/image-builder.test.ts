@@ -14,7 +14,7 @@ import Docker from "dockerode";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { ImageBuildSpec } from "../sdk/protocol.js";
 import { ensureBaseImage } from "./base-image.js";
-import { buildImage } from "./image-builder.js";
+import { buildImage, dockerfileQuoted } from "./image-builder.js";
 
 const docker = new Docker();
 const tags: string[] = [];
@@ -248,5 +248,12 @@ describe("the image builder, given an image the plane made", () => {
     const built = await build(registry(plain), hash(8));
     expect(built.steps[0]!.instruction).toMatch(/^FROM sha256:[0-9a-f]{64}$/);
     expect((await docker.getImage(built.tag).inspect()).Config.Labels).toEqual({ "tandem.image": "built" });
+  });
+});
+
+describe("dockerfileQuoted", () => {
+  it("quotes a value so that Docker's ENV line reads it back as written, its $ not expanded", () => {
+    expect(dockerfileQuoted('p$HOME "q" \\ ${X}z')).toBe('"p\\$HOME \\"q\\" \\\\ \\${X}z"');
+    expect(dockerfileQuoted("/srv/app")).toBe('"/srv/app"');
   });
 });

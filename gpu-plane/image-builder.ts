@@ -50,6 +50,9 @@ interface SecretRun {
 /** A Dockerfile line, or a command run with secrets between two Dockerfile parts. */
 type BuildLine = string | SecretRun;
 
+/** The form of the Dockerfile `buildImage` writes, in each image's name: raised when a spec's image would differ. */
+const DOCKERFILE_FORM = 2;
+
 /**
  * Builds the image of `spec` (named by `hash`, the sha256 of its JSON) on
  * `base`, or finds it built; returns its tag. A spec whose steps declare
@@ -69,8 +72,9 @@ export async function buildImage(
   log: (line: string) => void,
   secrets?: () => Promise<Record<string, Record<string, string>>>,
 ): Promise<BuiltImage> {
-  // The base is part of the name: an image built on another Node (or base layout) is not this one.
-  const tag = `${IMAGE_REPO}:${createHash("sha256").update(`${base}\n${hash}`).digest("hex").slice(0, 16)}`;
+  // The base is part of the name: an image built on another Node (or base layout) is not this one; so is the form of
+  // the Dockerfile written for it: one of an earlier form (ENV lines that expanded `$`) is built again.
+  const tag = `${IMAGE_REPO}:${createHash("sha256").update(`${base}\n${DOCKERFILE_FORM}\n${hash}`).digest("hex").slice(0, 16)}`;
   const force = spec.force;
   if (!force && (await exists(docker, tag))) return { tag, steps: [] };
   const context = await mkdtemp(join(tmpdir(), "tandem-image-"));
@@ -339,10 +343,11 @@ async function dockerfile(
         break;
       }
       case "env":
-        for (const [k, v] of Object.entries(step.vars)) lines.push(`ENV ${k}=${JSON.stringify(v)}`);
+        // `$` escaped: Docker expands `$VAR` in an ENV line, and `$HOME` in a token reached the function as "".
+        for (const [k, v] of Object.entries(step.vars)) lines.push(`ENV ${k}=${dockerfileQuoted(v)}`);
         break;
       case "workdir":
-        lines.push(`WORKDIR ${JSON.stringify(step.path)}`);
+        lines.push(`WORKDIR ${dockerfileQuoted(step.path)}`);
         break;
       case "files": {
         const dir = join(context, `files-${i}`);
@@ -476,4 +481,13 @@ async function inspect(docker: Docker, ref: string): Promise<Docker.ImageInspect
   } catch {
     return undefined;
   }
+}
+
+/**
+ * A value as a Dockerfile's ENV or WORKDIR line reads it back as written: in double quotes, `"` and `\` escaped as JSON
+ * escapes them, and `$` as `\$` (else Docker expands it). Control characters are refused before (`Image.env`).
+ * @example dockerfileQuoted('a "b" $HOME'); // '"a \\"b\\" \\$HOME"'
+ */
+export function dockerfileQuoted(value: string): string {
+  return JSON.stringify(value).replace(/\$/g, "\\$");
 }

@@ -21,7 +21,7 @@ import {
   TOKEN_PATTERN,
   paths,
 } from "./protocol.js";
-import { valueText } from "./value-text.js";
+import { echoedText, valueText } from "./value-text.js";
 
 export interface ConnectOptions {
   /** The gateway (default: TANDEM_GATEWAY, then a `tandem serve` running in this folder, then http://127.0.0.1:8787). */
@@ -109,9 +109,10 @@ export class AgentSocket extends EventTarget {
   constructor(app: string, label: string, options: ConnectOptions = {}) {
     super();
     // Checked before they make a URL: an empty app made `//label`, a URL of another host, sent the gateway's token.
-    if (typeof app !== "string" || !NAME_PATTERN.test(app)) throw new InvalidOptionsError(`connect: app name ${valueText(app)} is not a valid name`);
+    const shown = (value: unknown) => (typeof value === "string" ? echoedText(value) : valueText(value));
+    if (typeof app !== "string" || !NAME_PATTERN.test(app)) throw new InvalidOptionsError(`connect: app name ${shown(app)} is not a valid name`);
     if (typeof label !== "string" || !NAME_PATTERN.test(label))
-      throw new InvalidOptionsError(`connect: label ${valueText(label)} is not a valid name (the websocket's label: 1-64 letters, digits, '-' or '_')`);
+      throw new InvalidOptionsError(`connect: label ${shown(label)} is not a valid name (the websocket's label: 1-64 letters, digits, '-' or '_')`);
     if (options.sessionId !== undefined && !SESSION_ID_PATTERN.test(options.sessionId)) {
       throw new InvalidOptionsError(`connect: sessionId must be 8-128 letters, digits, '-' or '_' (got ${JSON.stringify(options.sessionId)})`);
     }

@@ -79,3 +79,15 @@ describe("Image.secrets", () => {
       );
   });
 });
+
+describe("Image.env", () => {
+  it("refuses what an image's environment cannot keep as written, naming the variable", () => {
+    expect(() => Image.node().env({ "BAD-NAME": "x" })).toThrow(
+      'Image.env: "BAD-NAME" is not an environment variable name (letters, digits and _, not starting with a digit)',
+    );
+    expect(() => Image.node().env({ N: 5 as unknown as string })).toThrow("Image.env: the value of N must be a string (got 5)");
+    // A newline reached the function as the two characters "\n" (before).
+    expect(() => Image.node().env({ PEM: "line1\nline2" })).toThrow("Image.env: the value of PEM holds a control character");
+    expect(() => Image.node().env({ OK: 'p$HOME "q" \\ z' })).not.toThrow();
+  });
+});

@@ -8,6 +8,7 @@
 import { InvalidOptionsError } from "./errors.js";
 import { IMAGE_REPOSITORIES, type ImageStep } from "./protocol.js";
 import { isSecret, type Secret } from "./secret.js";
+import { valueText } from "./value-text.js";
 
 export type { ImageStep };
 
@@ -68,7 +69,14 @@ export class Image {
 
   env(vars: Record<string, string>): Image {
     for (const [k, v] of Object.entries(vars)) {
-      if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(k) || typeof v !== "string") throw new InvalidOptionsError(`Image.env: "${k}" must be a name with a string value`);
+      if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(k))
+        throw new InvalidOptionsError(`Image.env: "${k}" is not an environment variable name (letters, digits and _, not starting with a digit)`);
+      if (typeof v !== "string") throw new InvalidOptionsError(`Image.env: the value of ${k} must be a string (got ${valueText(v)})`);
+      // An image's ENV line holds one line of text: a newline or tab would reach the function as "\n", "\t".
+      if (/\p{Cc}/u.test(v))
+        throw new InvalidOptionsError(
+          `Image.env: the value of ${k} holds a control character (a newline, a tab), which an image's environment cannot keep as written: put the text in a file (addLocalFile) or a secret`,
+        );
     }
     return this.#with({ kind: "env", vars });
   }

@@ -1172,8 +1172,9 @@ export interface SecretInfo {
    */
   lacking?: { app: string; holders: string[]; keys: string[] }[];
   /**
-   * On `POST /v1/secrets` that replaced a secret: the apps served whose plane functions declare it. Their warm
-   * containers keep the values they started with until they scale down, or `tandem app rollover` restarts them.
+   * On `POST /v1/secrets` that replaced a secret, and on `DELETE /v1/secrets/:name`: the apps served whose plane
+   * functions declare it. Their warm containers keep the values they started with until they scale down, or
+   * `tandem app rollover` restarts them.
    */
   warmContainersKeepOld?: string[];
 }

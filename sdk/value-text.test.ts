@@ -31,5 +31,7 @@ describe("echoedText", () => {
     expect(echoedText("b".repeat(5_000))).toBe(`"${"b".repeat(80)}…"`);
     expect(echoedText("in\u202evoice\u2066")).toBe('"in\\u202evoice\\u2066"');
     expect(echoedText("a\nb", 2)).toBe('"a\\n…"');
+    expect(echoedText("sh\u200fop\u200e\u061c")).toBe('"sh\\u200fop\\u200e\\u061c"');
+    expect(echoedText("ab\u{1F600}c", 3)).toBe('"ab…"'); // the emoji's first half alone is not shown
   });
 });

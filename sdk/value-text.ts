@@ -8,15 +8,20 @@
 const MAX_DEPTH = 4;
 
 /**
- * Text a request sent, as an answer repeats it: a JSON string of at most `max` characters of it (`…` after), with the
- * marks that reorder text (bidi overrides and isolates) written as escapes, so a path or query value of thousands of
+ * Text a request sent, as an answer repeats it: a JSON string of at most `max` characters of it (`…` after; never half
+ * of a character), with the marks that reorder text (bidi overrides, isolates, LRM, RLM, ALM) written as escapes, so a path or query value of thousands of
  * characters, or one with a right-to-left override, is neither echoed whole nor read reordered.
  * @example echoedText("in\u202evoice") // '"in\\u202evoice"'
  */
 export function echoedText(text: string, max = 80): string {
-  const shown = text.length > max ? `${text.slice(0, max)}…` : text;
-  return JSON.stringify(shown).replace(/[\u202a-\u202e\u2066-\u2069]/g, (m) => `\\u${m.charCodeAt(0).toString(16)}`);
+  let cut = text.length > max ? text.slice(0, max) : text;
+  if (cut.length < text.length && /[\ud800-\udbff]$/.test(cut)) cut = cut.slice(0, -1); // not half a character
+  const shown = cut.length < text.length ? `${cut}…` : text;
+  return JSON.stringify(shown).replace(REORDERING_MARKS, (m) => `\\u${m.charCodeAt(0).toString(16).padStart(4, "0")}`);
 }
+
+/** The marks that reorder or hide the direction of text: the bidi embeddings, overrides and isolates, LRM, RLM, ALM. */
+const REORDERING_MARKS = /[\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]/g;
 
 /**
  * `value` as a message quotes it.

@@ -16,6 +16,7 @@ describe("images", () => {
     const out = await lookup("images", "inspect", { gateway: stack.url }).remote();
     expect(out).toEqual({
       greeting: "hi from the image",
+      token: 'p$HOME "q" \\ ${X}z', // as written (before: "p \"q\" \\ z", its $HOME and ${X} expanded to nothing)
       cwd: "/srv",
       files: ["a.txt", "b.txt"],
       built: "first file",

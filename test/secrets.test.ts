@@ -327,7 +327,12 @@ describe("secrets in both tiers", () => {
     expect(served.output()).toContain(
       'app "vault": function "edgeKey", function "planeKey" and 12 others require key API_KEY of secret "api", which has OTHER',
     );
-    expect((await cli(["secret", "delete", "api"])).stdout).toContain("deleted secret api (OTHER)");
+    const deleted = await cli(["secret", "delete", "api"]);
+    expect(deleted.stdout).toContain("deleted secret api (OTHER)");
+    // Deleting and making it again is a way to rotate a key: said, as a replacement is (before: nothing).
+    expect(deleted.stdout).toContain(
+      'app "vault": any of its containers already running keep the deleted values until they scale down (60 s idle by default); tandem app rollover vault stops them now',
+    );
     expect((await cli(["secret", "delete", "api"])).stderr).toContain('no secret named "api"');
   }, 90_000);
 

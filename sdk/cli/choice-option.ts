@@ -8,7 +8,7 @@
 import { InvalidArgumentError } from "commander";
 import { didYouMean } from "../nearest-name.js";
 import { NAME_PATTERN } from "../protocol.js";
-import { valueText } from "../value-text.js";
+import { echoedText } from "../value-text.js";
 
 /**
  * A commander argument parser that takes one of `choices`.
@@ -33,5 +33,5 @@ export function parseChoice<const C extends string>(choices: readonly C[]): (val
  */
 export function parseAppName(value: string): string {
   if (NAME_PATTERN.test(value)) return value;
-  throw new InvalidArgumentError(`an app's name is 1-64 letters, digits, '-' or '_', starting with a letter or digit (got ${valueText(value)})`);
+  throw new InvalidArgumentError(`an app's name is 1-64 letters, digits, '-' or '_', starting with a letter or digit (got ${echoedText(value)})`);
 }

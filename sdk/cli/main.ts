@@ -346,7 +346,7 @@ addDeploymentCommands(appCommand, clientOf, TOKEN_HELP, ENV_HELP, config.wrangle
 program
   .command("usage")
   .description("container time and cost on the planes, by app, function, GPU type and plane")
-  .option("--app <app>", "only this app")
+  .option("--app <app>", "only this app", parseAppName)
   .option("--since <when>", 'only time after this: a duration ("1h", "30m", "7d") or a date', parseSince)
   .option("-g, --gateway <url>", GATEWAY_HELP)
   .option("--token <token>", TOKEN_HELP)

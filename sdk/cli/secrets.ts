@@ -75,6 +75,11 @@ export function addSecretCommands(program: Command, clientOf: (opts: GatewayOpts
     if (!NAME_PATTERN.test(name)) throw new InvalidArgumentError(`"${name}" is not a secret name (1-64 letters, digits, '-' or '_')`);
     const removed = (await clientOf(opts).request("DELETE", paths.secret(name))) as SecretInfo;
     console.log(`deleted secret ${removed.name} (${removed.keys.join(", ")})`);
+    // Rotating a leaked key by deleting it and making it again leaves running containers with the old one.
+    for (const app of removed.warmContainersKeepOld ?? [])
+      console.log(
+        `app "${app}": any of its containers already running keep the deleted values until they scale down (60 s idle by default); tandem app rollover ${app}${opts.env ? ` --env ${opts.env}` : ""} stops them now`,
+      );
   });
 }
 
