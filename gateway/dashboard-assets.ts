@@ -38,6 +38,10 @@ dt { font-size: .75rem; color: #6b7385; } dd { margin: 0; font-weight: 600; over
 .chart { margin: 0 0 1rem; background: #fff; border: 1px solid #dde1e8; border-radius: 6px; padding: .5rem; }
 .chart figcaption { font-weight: 600; margin-bottom: .3rem; }
 [data-chart] { width: 100%; min-height: 200px; overflow: hidden; }
+/* The legend wraps inside its chart, a long name too (on a phone it ran past the box, its entries out of reach). */
+[data-chart] .u-legend { max-width: 100%; }
+[data-chart] .u-legend th, [data-chart] .u-legend td { white-space: normal; overflow-wrap: anywhere; border: 0; padding: .1rem .25rem; }
+[data-chart] .u-legend.u-inline tr { max-width: 100%; }
 pre { background: #1d2330; color: #f1f3f7; padding: .8rem; border-radius: 6px; white-space: pre-wrap; overflow-wrap: anywhere; font-size: .82rem; }
 .logs { list-style: none; margin: 0; padding: .4rem .6rem; background: #10141c; color: #e2e6ee; border-radius: 6px;
   font: .8rem/1.5 ui-monospace, monospace; max-height: 60vh; overflow-y: auto; }
@@ -88,15 +92,27 @@ const SCRIPT = `
     const round = Math.floor(i / colours.length) % dashes.length;
     return { stroke: colours[i % colours.length], dash: dashes[round], markerDash: ["solid", "dashed", "dotted"][round] };
   };
+  // Times in UTC, as the tables beside the charts write them (2026-12-07 13:07:14Z): the browser's own zone and
+  // date order made a spike hard to line up with its calls. An axis over a day long shows the date too.
+  const iso = (ts) => new Date(ts * 1000).toISOString();
+  const utcTicks = (u, splits) => {
+    const long = u.scales.x.max - u.scales.x.min > 86400;
+    return splits.map((ts) => (long ? iso(ts).slice(5, 10) + " " : "") + iso(ts).slice(11, 16));
+  };
+  const utcValue = (u, ts) => (ts == null ? "--" : iso(ts).slice(0, 16).replace("T", " ") + "Z");
+  // A count (calls, errors a minute) has whole ticks: 0.25 of a call reads as nonsense.
+  const wholeSteps = [1, 2, 5, 10, 20, 50, 100, 200, 500, 1e3, 2e3, 5e3, 1e4, 2e4, 5e4, 1e5, 2e5, 5e5, 1e6];
   function draw(box) {
     const data = JSON.parse(box.querySelector("script").textContent);
     const width = Math.max(200, box.clientWidth);
     const format = data.unit === "USD" ? usd : number;
+    const counts = data.unit === "per minute";
     const opts = {
       width, height: 200,
-      scales: { x: { time: true }, y: { range: yRange } },
-      series: [{}, ...data.series.map((s, i) => ({ label: s.label, ...lineOf(i), width: 2, points: { show: true, size: 5 }, value: (u, v) => format(v) }))],
-      axes: [{}, { size: axisWidth, values: (u, splits) => splits.map(format) }],
+      tzDate: (ts) => uPlot.tzDate(new Date(ts * 1e3), "Etc/UTC"),
+      scales: { x: { time: true }, y: { range: counts ? (u, min, max) => [0, Math.max(1, max ?? 0)] : yRange } },
+      series: [{ value: utcValue }, ...data.series.map((s, i) => ({ label: s.label, ...lineOf(i), width: 2, points: { show: true, size: 5 }, value: (u, v) => format(v) }))],
+      axes: [{ values: utcTicks }, { size: axisWidth, values: (u, splits) => splits.map(format), ...(counts ? { incrs: wholeSteps } : {}) }],
       // Each legend's mark drawn as its line is: solid, dashed or dotted.
       legend: { show: true, markers: { dash: (u, i) => u.series[i].markerDash || "solid" } },
     };
@@ -117,13 +133,14 @@ const SCRIPT = `
 
   const live = document.body.dataset.live;
   if (!live) return;
-  const source = new EventSource(live);
+  let source;
+  let tries = 0;
   function fragment(markup, tag) {
     const holder = document.createElement(tag);
     holder.innerHTML = markup.trim();
     return holder.firstElementChild;
   }
-  source.addEventListener("call", (event) => {
+  function onCall(event) {
     const { callId, html } = JSON.parse(event.data);
     const row = fragment(html, "tbody");
     const status = row.querySelector(".badge")?.textContent;
@@ -138,7 +155,7 @@ const SCRIPT = `
     // A call's own page: its facts and its error, as the page would show them now, once its status changes.
     const state = document.getElementById("call-state");
     if (state && state.dataset.call === callId && state.querySelector("[data-call-status]")?.textContent !== status) refreshCallState(state);
-  });
+  }
   let refreshing = false;
   async function refreshCallState(state) {
     if (refreshing) return;
@@ -151,7 +168,7 @@ const SCRIPT = `
       refreshing = false;
     }
   }
-  source.addEventListener("log", (event) => {
+  function onLog(event) {
     const logs = document.getElementById("logs");
     if (!logs) return;
     const stick = logs.scrollTop + logs.clientHeight >= logs.scrollHeight - 4;
@@ -161,29 +178,60 @@ const SCRIPT = `
     while (logs.children.length > keep) logs.firstElementChild.remove();
     document.getElementById("logs-empty")?.remove();
     if (stick) logs.scrollTop = logs.scrollHeight;
-  });
+  }
   // The agents page: its sessions' table as it is now (a socket opened or closed).
-  source.addEventListener("sessions", (event) => {
+  function onSessions(event) {
     const sessions = document.getElementById("sessions");
     if (sessions) sessions.innerHTML = JSON.parse(event.data).html;
-  });
-  source.addEventListener("open", () => { document.body.dataset.liveState = "open"; });
+  }
+  // A note at the top of the page about its live stream; none once it flows again.
+  function note(message) {
+    let p = document.getElementById("live-ended");
+    if (!message) return p?.remove();
+    if (!p) {
+      p = document.createElement("p");
+      p.id = "live-ended";
+      p.className = "problem";
+      p.setAttribute("role", "status");
+      document.querySelector("main")?.prepend(p);
+    }
+    p.textContent = message;
+  }
   // The stream ended for good (its token revoked, the gateway refusing it): the page says so, rather than go quiet.
   function ended(message) {
     source.close();
     document.body.dataset.liveState = "ended";
-    if (document.getElementById("live-ended")) return;
-    const note = document.createElement("p");
-    note.id = "live-ended";
-    note.className = "problem";
-    note.setAttribute("role", "status");
-    note.textContent = message;
-    document.querySelector("main")?.prepend(note);
+    note(message);
   }
-  source.addEventListener("ended", (event) => ended("Live updates stopped: " + JSON.parse(event.data).message + ". Reload the page to sign in again."));
-  source.addEventListener("error", () => {
-    if (source.readyState === EventSource.CLOSED) ended("Live updates stopped: the gateway refused this page's stream. Reload the page to sign in again.");
-  });
+  function open() {
+    source = new EventSource(live);
+    source.addEventListener("call", onCall);
+    source.addEventListener("log", onLog);
+    source.addEventListener("sessions", onSessions);
+    source.addEventListener("open", () => {
+      tries = 0;
+      document.body.dataset.liveState = "open";
+      note(null);
+    });
+    source.addEventListener("ended", (event) => ended("Live updates stopped: " + JSON.parse(event.data).message + ". Reload the page to sign in again."));
+    source.addEventListener("error", async () => {
+      if (source.readyState !== EventSource.CLOSED) return; // the browser tries again by itself
+      // Closed for good by the browser: an answer other than the stream. A refused login ends it; anything else (a
+      // gateway restarting answers 503 a moment, and the browser gives up on any such answer) is tried again.
+      source.close();
+      let status = 0;
+      try {
+        const probe = new AbortController();
+        status = (await fetch(live, { headers: { accept: "text/event-stream" }, signal: probe.signal })).status;
+        probe.abort();
+      } catch {}
+      if (status === 401 || status === 403) return ended("Live updates stopped: the gateway refused this page's stream. Reload the page to sign in again.");
+      document.body.dataset.liveState = "retrying";
+      note("Live updates paused: the gateway did not answer this page's stream; trying again…");
+      setTimeout(open, Math.min(10000, 500 * 2 ** tries++));
+    });
+  }
+  open();
 })();
 `;
 

@@ -218,9 +218,18 @@ export function logList(lines: LogLine[], empty = "No lines yet."): Html {
 export function chart(data: ChartData): Html {
   // `<` escaped so the data cannot close the script element.
   const json = JSON.stringify(data).replace(/</g, "\\u003c");
+  // What a screen reader says of it: each series' latest and highest value, as the drawing shows them.
+  const said = data.series
+    .map((s) => {
+      const values = s.values.filter((v): v is number => v !== null);
+      return values.length ? `${s.label}: latest ${values.at(-1)}, highest ${Math.max(...values)}` : `${s.label}: none`;
+    })
+    .join("; ");
   return html`<figure class="chart">
-    <figcaption>${data.title} <small>(${data.unit})</small></figcaption>
-    <div data-chart>${raw(`<script type="application/json">${json}</script>`)}</div>
+    <figcaption>${data.title} <small>(${data.unit}; times in UTC)</small></figcaption>
+    <div data-chart role="img" aria-label="${`${data.title} (${data.unit}), ${said || "no data"}`}">
+      ${raw(`<script type="application/json">${json}</script>`)}
+    </div>
   </figure>`;
 }
 

@@ -385,6 +385,29 @@ describe("the dashboard", () => {
     await Promise.all(pages.map((page) => page.close()));
   });
 
+  it("tries a live stream the gateway answered 503 (a serve restarting) again, and goes on live, not ended as refused", async () => {
+    const page = await admin.newPage();
+    let answered503 = 0;
+    // The page's stream and the probe after it, answered as `tandem serve` answers while it stops; then let through.
+    await page.route(/\/apps\/shop\/events\?/, async (route) => {
+      if (answered503 < 2) {
+        answered503++;
+        await route.fulfill({
+          status: 503,
+          contentType: "application/json",
+          body: '{"error":{"code":"gateway_unreachable","message":"tandem serve is stopping"}}',
+        });
+      } else await route.continue();
+    });
+    await page.goto(`${gateway.url}${DASHBOARD.base}/apps/shop/calls`);
+    await page.waitForSelector('body[data-live-state="open"]', { timeout: 10_000 });
+    expect(answered503).toBe(2);
+    expect(await page.locator("#live-ended").count()).toBe(0); // the paused note is gone once it flows again
+    const id = await call("checkout", ["after-restart-1"]);
+    await page.waitForSelector(`tr[data-call-id="${id}"] .badge.succeeded`, { timeout: 2000 });
+    await page.close();
+  });
+
   it("adds a call's log lines to the app's live log without a reload", async () => {
     const page = await admin.newPage();
     await page.goto(`${gateway.url}${DASHBOARD.base}/apps/shop/logs`);
@@ -595,10 +618,10 @@ describe("the dashboard", () => {
       }),
     );
     expect(drawn.map((c) => c.caption)).toEqual([
-      "Cost of calls' run time, by function (USD)",
-      "Cost of calls' run time, by app (USD)",
-      "Cost of calls' run time, by GPU type (USD)",
-      "Run time, by function (seconds)",
+      "Cost of calls' run time, by function (USD; times in UTC)",
+      "Cost of calls' run time, by app (USD; times in UTC)",
+      "Cost of calls' run time, by GPU type (USD; times in UTC)",
+      "Run time, by function (seconds; times in UTC)",
     ]);
     for (const chart of drawn) {
       expect(chart.points, chart.caption).toBeGreaterThan(0);
@@ -680,6 +703,7 @@ describe("the dashboard", () => {
 
   it("fits a 390 px wide screen: no page overflows sideways", async () => {
     const id = await call("checkout", ["bad-phone"]);
+    await call("aFunctionWhoseNameIsAsLongAsAnyNameMayBeSoItsLegendMustWrapOkay", []);
     const phone = await browser.newContext({ viewport: { width: 390, height: 844 }, deviceScaleFactor: 2, isMobile: true });
     await phone.addCookies((await admin.cookies()).map((c) => ({ ...c })));
     const page = await phone.newPage();
@@ -688,6 +712,11 @@ describe("the dashboard", () => {
       const { scroll, inner } = await page.evaluate(() => ({ scroll: document.documentElement.scrollWidth, inner: window.innerWidth }));
       expect(scroll, path).toBeLessThanOrEqual(inner);
       expect(inner).toBe(390);
+      // Each chart's legend fits its box, each entry in sight (before: 661 px wide in a 353 px box, its entries cut off).
+      const legends = await page.$$eval("[data-chart]", (boxes) =>
+        boxes.map((box) => ({ box: box.clientWidth, legend: box.querySelector(".u-legend")?.getBoundingClientRect().width ?? 0 })),
+      );
+      for (const { box, legend } of legends) expect(legend, path).toBeLessThanOrEqual(box + 1);
     }
     // A failed call's row is as tall as two lines of its error at most, not its whole error wrapped in a narrow column.
     const order = `bad-phone-${"long ".repeat(40)}`;
