@@ -449,4 +449,19 @@ export default app;
     await served.waitFor(new RegExp(`(reloaded in[\\s\\S]*){${before + 2}}`), 60_000);
     expect((await read()).assets).toEqual(["a.txt", "b.txt", "private.txt"]);
   }, 180_000);
+
+  it("reloads once a file an image copies in, missing when the app last failed to load, is put there", async () => {
+    // The app asks for a file that is not there: its reload fails, and the previous version is served.
+    const source = await readFile(join(dir, "app.ts"), "utf8");
+    await writeFile(
+      join(dir, "app.ts"),
+      source.replace('.addLocalFile("config.json", "/srv/config.json")', '.addLocalFile("weights.bin", "/srv/config.json")'),
+    );
+    await served.waitFor(/reload failed, still serving the previous version:\n.*Image\.addLocalFile\("weights\.bin"\) — no such file/, 60_000);
+    const before = reloads();
+    // Before: putting the file there did nothing; only a save of the app file reloaded.
+    await writeFile(join(dir, "weights.bin"), '{"model":"weights"}');
+    await served.waitFor(new RegExp(`(reloaded in[\\s\\S]*){${before + 1}}`), 60_000);
+    expect((await read()).config).toBe('{"model":"weights"}');
+  }, 180_000);
 });

@@ -28,7 +28,25 @@ export interface ResolvedImage {
   localPaths: string[];
 }
 
+/**
+ * What an image's failure to resolve (a local file missing, or too large) asks `tandem serve` to watch: every file and
+ * folder the image copies in, so that putting the file there, or making it smaller, reloads the app (it watched only
+ * the last version that loaded, which did not copy that file).
+ */
+export interface ImageFilesProblem {
+  watchPaths?: string[];
+}
+
 export function resolveImage(image: Image, where: string): ResolvedImage {
+  try {
+    return resolveImageFiles(image, where);
+  } catch (err) {
+    const watchPaths = image.steps.flatMap((step) => (step.kind === "file" || step.kind === "dir" ? [resolve(step.src)] : []));
+    throw Object.assign(err as Error, { watchPaths } satisfies ImageFilesProblem);
+  }
+}
+
+function resolveImageFiles(image: Image, where: string): ResolvedImage {
   let bytes = 0;
   const read = (file: string) => {
     const content = readFileSync(file);

@@ -20,6 +20,7 @@ import { buildApps, checkPlaneFits, LOCAL_PLANE_REGION, localAdminToken, planeSe
 import { stateDir } from "./paths.js";
 import { checkNamedSecrets, declaresNamedSecrets, heldSecrets, localSecretValues, localSecretsKey } from "./secret-values.js";
 import type { CliConfig } from "./config.js";
+import type { ImageFilesProblem } from "./images.js";
 import { keepStopSignals } from "./signals.js";
 import { startWorkerd, type RunningWorkerd } from "./workerd.js";
 import { style, visibleControls, visibleLines } from "./style.js";
@@ -228,13 +229,23 @@ export async function serve(options: ServeOptions): Promise<Serving> {
       clearTimeout(timer);
       timer = setTimeout(() => void reload(), 100);
     };
+    // A folder that is not there (a missing image file's own) cannot be watched: its file reloads once a save does.
+    const watched = (make: () => FSWatcher) => {
+      try {
+        return [make()];
+      } catch {
+        return [];
+      }
+    };
     watchers = [
-      ...[...new Set([...files].map((f) => dirname(f)))].map((dir) =>
-        watch(dir, (_event, name) => {
-          if (name && files.has(join(dir, name.toString()))) changed();
-        }),
+      ...[...new Set([...files].map((f) => dirname(f)))].flatMap((dir) =>
+        watched(() =>
+          watch(dir, (_event, name) => {
+            if (name && files.has(join(dir, name.toString()))) changed();
+          }),
+        ),
       ),
-      ...folders.map((dir) => watch(dir, { recursive: true }, changed)),
+      ...folders.flatMap((dir) => watched(() => watch(dir, { recursive: true }, changed))),
     ];
   };
 
@@ -317,6 +328,9 @@ export async function serve(options: ServeOptions): Promise<Serving> {
       next = await buildApps(options.appFiles, join(buildDir, `gen-${generation}`), buildOptions);
       checkPlaneFits(next.apps, inventory);
     } catch (err) {
+      // An image's local file missing or too large: watched too, so that fixing it reloads (before: only a save did).
+      const more = (err as ImageFilesProblem).watchPaths;
+      if (more) rewatch({ ...built, imagePaths: [...new Set([...built.imagePaths, ...more])] });
       return log(`${style.err("✗")} reload failed, still serving the previous version:\n${(err as Error).message}`);
     }
     // Requests wait at the front door from here until a gateway is swapped in: the new one, or the previous again.
