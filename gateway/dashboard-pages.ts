@@ -253,8 +253,10 @@ export function time(at: number): string {
     .replace(/\.\d+Z$/, "Z");
 }
 
+/** A duration as the CLI writes it (`formatMs`, sdk/cli/style.ts): `850 ms`, `4.65 s`, `61.2 s`. */
 export function ms(value: number): string {
-  return value >= 10_000 ? `${(value / 1000).toFixed(1)} s` : `${Math.round(value)} ms`;
+  const whole = Math.round(value);
+  return whole < 1000 ? `${whole} ms` : `${(whole / 1000).toFixed(whole < 10_000 ? 2 : 1)} s`;
 }
 
 /**
