@@ -105,7 +105,7 @@ describe("Prometheus /metrics", () => {
     expect(of("tandem_function_retries_total", "work")).toBe(0);
   });
 
-  it("counts each plane call once at the gateway, by how its caller saw it end (tier=plane)", async () => {
+  it("counts each plane call once at the gateway, by how its caller saw it end (tier=plane), and a plane function's scheduled runs", async () => {
     const gatewayScrape = async () => parsePrometheus(await (await fetch(`${stack.url}/v1/metrics`, authed())).text());
     const of = (families: ReturnType<typeof parsePrometheus>, fnName: string, status: string) =>
       sampleValue(families, "tandem_function_call_outcomes_total", { app: "metrics", function: fnName, tier: "plane", status });
@@ -118,10 +118,20 @@ describe("Prometheus /metrics", () => {
     expect(of(families, "flaky", "succeeded")).toBe(1);
     expect(of(families, "flaky", "failed")).toBe(0);
     expect(of(families, "plain", "failed")).toBe(1);
+    // A plane function's scheduled run is counted by the gateway as an edge one's is: its runs by outcome, its last success.
+    const triggered = Date.now();
+    expect((await fetch(`${stack.url}/v1/apps/metrics/functions/planeNightly/trigger`, authed({ method: "POST" }))).status).toBe(202);
+    const runs = () => sampleValue(families, "tandem_schedule_runs_total", { app: "metrics", function: "planeNightly", status: "succeeded" });
+    await eventually(async () => ((families = await gatewayScrape()), runs() === 1), 60_000);
+    expect(sampleValue(families, "tandem_schedule_runs_total", { app: "metrics", function: "planeNightly", status: "failed" })).toBe(0);
+    expect(
+      sampleValue(families, "tandem_schedule_last_success_timestamp_seconds", { app: "metrics", function: "planeNightly" })! * 1000,
+    ).toBeGreaterThanOrEqual(triggered - 1);
+    expect(of(families, "planeNightly", "succeeded")).toBe(1);
     // Its attempts are its plane's to count: the gateway has no plane function's attempt series.
     const attempts = families.find((f) => f.name === "tandem_function_calls_total")?.metrics ?? [];
     expect(attempts.some((m) => m.labels?.app === "metrics" && m.labels.function !== "edgeSay")).toBe(false);
-  });
+  }, 90_000);
 
   it("times the queue, the cold start and the run of each call as histograms a p50/p95/p99 is read from", () => {
     const labels = { app: "metrics", function: "work" };

@@ -72,7 +72,7 @@ describe("a burst of GPU calls over two planes", () => {
     const runSeconds = async () => {
       const page = await (await fetch(`${stack.url}/_tandem/usage`, authed())).text();
       const chart =
-        /<figcaption>Run time, by function <small>\(seconds\)<\/small><\/figcaption>\s*<div data-chart><script type="application\/json">(.*?)<\/script>/s.exec(
+        /<figcaption>Run time, by function <small>\(seconds; times in UTC\)<\/small><\/figcaption>\s*<div data-chart[^>]*>\s*<script type="application\/json">(.*?)<\/script>/s.exec(
           page,
         );
       const { series } = JSON.parse(chart![1]!.replace(/\\u003c/g, "<")) as { series: { label: string; values: number[] }[] };
