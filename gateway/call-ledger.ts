@@ -82,6 +82,7 @@ export type ResumeCall = (
   args: CallArgs,
   from: ResumePoint,
   createdAt: number,
+  kind: CallKind,
 ) => Promise<void>;
 
 let resumeCall: ResumeCall | undefined;
@@ -485,7 +486,7 @@ export class CallLedger extends DurableObject<Env> implements LedgerApi {
          ON CONFLICT(id) DO UPDATE SET status = excluded.status, attempts = MAX(calls.attempts, excluded.attempts), result = excluded.result,
            error = excluded.error, started_at = COALESCE(calls.started_at, excluded.started_at), finished_at = excluded.finished_at,
            lease_until = NULL, expires_at = excluded.expires_at, plane_timings = excluded.plane_timings
-         WHERE calls.${NOT_ENDED} OR (${ENDED_BEFORE_MAP_CANCEL}) RETURNING kind`,
+         WHERE calls.${NOT_ENDED} OR (${ENDED_BEFORE_MAP_CANCEL}) RETURNING id`,
         call.id,
         call.app,
         call.function,
@@ -501,9 +502,7 @@ export class CallLedger extends DurableObject<Env> implements LedgerApi {
         call.plane ? JSON.stringify(call.plane) : null,
         key,
       );
-      const kept = inserted.toArray()[0] as { kind: CallKind } | undefined;
-      // Counted as its record says it was made: a scheduled run ends through the spawned calls' path.
-      if (kept) written.push(kept.kind === call.kind ? call : { ...call, kind: kept.kind });
+      if (inserted.toArray().length > 0) written.push(call);
       this.#wake(call.id);
     }
     this.#meter(written);
@@ -642,7 +641,7 @@ export class CallLedger extends DurableObject<Env> implements LedgerApi {
       (async () => {
         // As stored: a plane gets them as they came; an edge function decodes them when it runs.
         const args = CallArgs.received(JSON.parse(await this.#loadValue(row.input!)) as EncodedValue);
-        await runStore.run(rc, () => resume(rc, this, fn, row.id, args, from, row.created_at));
+        await runStore.run(rc, () => resume(rc, this, fn, row.id, args, from, row.created_at, row.kind as CallKind));
       })()
         .catch((err) => this.record([this.#lost(row, `could not be resumed: ${String(err)}`)]))
         .finally(release),

@@ -11,6 +11,7 @@ import type { HtmlEscapedString } from "hono/utils/html";
 import type { DashboardCallRow, LogLine, TokenScope } from "../sdk/protocol.js";
 import { DASHBOARD, scopeAllows } from "../sdk/protocol.js";
 import { DASHBOARD_DEFAULTS, LOG_LIMITS } from "../sdk/defaults.js";
+import { formatMs } from "../sdk/value-text.js";
 
 export type Html = HtmlEscapedString | Promise<HtmlEscapedString>;
 
@@ -253,10 +254,9 @@ export function time(at: number): string {
     .replace(/\.\d+Z$/, "Z");
 }
 
-/** A duration as the CLI writes it (`formatMs`, sdk/cli/style.ts): `850 ms`, `4.65 s`, `61.2 s`. */
+/** A duration as the CLI writes it (`formatMs`): `850 ms`, `4.65 s`, `61.2 s`. */
 export function ms(value: number): string {
-  const whole = Math.round(value);
-  return whole < 1000 ? `${whole} ms` : `${(whole / 1000).toFixed(whole < 10_000 ? 2 : 1)} s`;
+  return formatMs(Math.round(value));
 }
 
 /**

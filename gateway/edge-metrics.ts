@@ -59,7 +59,7 @@ export function edgeIncrements(calls: readonly FinishedCall[], now: number): Edg
   const add = (call: FinishedCall, series: EdgeSeries, label: string, value: number) => {
     const key = `${call.app}\u0000${call.function}\u0000${series}\u0000${label}`;
     const row = sums.get(key);
-    if (row) row.value = series === "since" ? Math.min(row.value, value) : series === "scheduled_last_success" ? Math.max(row.value, value) : row.value + value;
+    if (row) row.value = combined(series, row.value, value);
     else sums.set(key, { app: call.app, function: call.function, series, label, value });
   };
   const ran = (call: FinishedCall, ms: number) => {
@@ -90,6 +90,14 @@ export function edgeIncrements(calls: readonly FinishedCall[], now: number): Edg
     if (edge && call.status !== "cancelled") ran(call, edge.runMs);
   }
   return [...sums.values()];
+}
+
+/**
+ * Two counts of one series as one, as a batch sums its calls, a shard's write adds a batch (`CallLedger.#meter`, in
+ * SQL) and a scrape sums the shards: `since` the earliest, a last success the latest, any other their sum.
+ */
+function combined(series: EdgeSeries, a: number, b: number): number {
+  return series === "since" ? Math.min(a, b) : series === "scheduled_last_success" ? Math.max(a, b) : a + b;
 }
 
 /** How a call ends, as `tandem_function_call_outcomes_total` and `tandem_schedule_runs_total` count it. */
@@ -133,22 +141,21 @@ export function edgeMetricFamilies(rows: readonly EdgeMetricRow[]): { families: 
     if (!fn) byFunction.set(key, (fn = { app: row.app, function: row.function, values: new Map() }));
     const name = `${row.series}\u0000${row.label}`;
     if (row.series === "since") {
-      since = since === undefined ? row.value : Math.min(since, row.value);
+      since = since === undefined ? row.value : combined("since", since, row.value);
       continue;
     }
     const was = fn.values.get(name);
-    // Shards' counts add; a last success is the latest of theirs.
-    fn.values.set(name, was === undefined ? row.value : row.series === "scheduled_last_success" ? Math.max(was, row.value) : was + row.value);
+    fn.values.set(name, was === undefined ? row.value : combined(row.series, was, row.value));
   }
   const functions = [...byFunction.values()].sort((a, b) => a.app.localeCompare(b.app) || a.function.localeCompare(b.function));
   /** The values of one series of each function's, as samples labelled `labels` and, when named, the series' own label. */
-  const samples = (series: EdgeSeries, labels: Record<string, string>, labelName?: string, scale = 1): MetricFamilyValues["values"] =>
+  const samples = (series: EdgeSeries, labels: Record<string, string>, labelName?: string): MetricFamilyValues["values"] =>
     functions.flatMap((fn) =>
       [...fn.values]
         .filter(([key]) => key.startsWith(`${series}\u0000`))
         .map(([key, value]) => {
           const label = key.slice(series.length + 1);
-          return { value: value * scale, labels: { app: fn.app, function: fn.function, ...labels, ...(labelName ? { [labelName]: label } : {}) } };
+          return { value, labels: { app: fn.app, function: fn.function, ...labels, ...(labelName ? { [labelName]: label } : {}) } };
         }),
     );
   const counter = (name: string, help: string, series: EdgeSeries, labelName?: string): MetricFamilyValues => ({
@@ -212,7 +219,7 @@ export function edgeMetricFamilies(rows: readonly EdgeMetricRow[]): { families: 
       name: "tandem_schedule_last_success_timestamp_seconds",
       help: "When the last scheduled run of a function that succeeded ended, in seconds since the epoch.",
       type: "gauge",
-      values: samples("scheduled_last_success", {}, undefined, 1 / 1000).map((v) => ({ ...v, value: Math.round(v.value * 1000) / 1000 })),
+      values: samples("scheduled_last_success", {}).map((v) => ({ ...v, value: v.value / 1000 })), // whole ms: no 0.6100001
     },
   ];
   return { families, since };

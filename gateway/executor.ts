@@ -596,7 +596,7 @@ export async function spawnCall(
     release();
     return callId; // sent again: the call its key named is running or ran
   }
-  rc.waitUntil(runSpawned(rc, ledger, fn, id, args, NOT_STARTED, createdAt).finally(release));
+  rc.waitUntil(runSpawned(rc, ledger, fn, id, args, NOT_STARTED, createdAt, options.kind ?? "spawn").finally(release));
   return id;
 }
 
@@ -614,7 +614,8 @@ export async function spawnCallOnce(rc: RunContext, fn: RegisteredFunction, args
  * Runs a spawned call to its end, keeping its lease alive (renewed three
  * times a lease), and records the outcome once. Used right after `spawn`, and
  * by the ledger to resume a call whose runner was lost (gateway/worker.ts
- * hands it to the ledger), from where it got to.
+ * hands it to the ledger), from where it got to. `kind`: as it was made (a
+ * scheduled run, a keyed `.remote()` resumed), as its end record counts it.
  */
 export async function runSpawned(
   rc: RunContext,
@@ -624,13 +625,14 @@ export async function runSpawned(
   args: CallArgs,
   from: ResumePoint,
   createdAt: number,
+  kind: CallKind,
 ): Promise<void> {
   const release = holdRunner([id]); // until its outcome is recorded
   try {
     // A failure nobody waits on (a scheduled run's) is in its system lines, kept and printed (gateway/log-sink.ts).
     const outcome = await runRecorded(rc, ledger, fn, id, args, from, { renew: true });
     if (outcome.status === "cancelled") return;
-    await ledger.finish(finishedCall(id, fn, "spawn", createdAt, outcome));
+    await ledger.finish(finishedCall(id, fn, kind, createdAt, outcome));
   } catch (err) {
     if (!(err instanceof StoppedWithGateway)) console.error(`call ${id}: could not record its outcome:`, err); // else left to the ledger (runRecorded)
   } finally {

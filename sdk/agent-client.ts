@@ -120,7 +120,6 @@ export class AgentSocket extends EventTarget {
     this.#gateway = resolveGatewayUrl(options.gateway);
     this.#token = options.token;
     const url = new URL(paths.agent(app, label, this.sessionId), this.#gateway);
-    if (url.origin !== new URL(this.#gateway).origin) throw new InvalidOptionsError(`connect: ${url.href} is not on the gateway ${this.#gateway}`);
     url.protocol = url.protocol === "https:" ? "wss:" : "ws:";
     this.url = url.href;
     this.#options = {

@@ -63,3 +63,12 @@ function written(value: unknown, depth: number, seen: Set<object>): string {
     seen.delete(object);
   }
 }
+
+/**
+ * A span of time as the CLI's listings and the dashboard show it: ms under a second, else seconds.
+ * @example formatMs(518); // "518 ms"
+ * @example formatMs(12_345); // "12.3 s"
+ */
+export function formatMs(ms: number): string {
+  return ms < 1000 ? `${ms} ms` : `${(ms / 1000).toFixed(ms < 10_000 ? 2 : 1)} s`;
+}

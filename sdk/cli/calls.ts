@@ -20,7 +20,8 @@ import { parseChoice, parseAppName } from "./choice-option.js";
 import { ENV_HELP, GATEWAY_HELP } from "./config.js";
 import { printFailure } from "./failure.js";
 import { refuseAsGatewayWould } from "./query-check.js";
-import { formatMs, style, visibleControls } from "./style.js";
+import { style, visibleControls } from "./style.js";
+import { formatMs } from "../value-text.js";
 
 type CallsOpts = {
   gateway?: string;

@@ -39,7 +39,8 @@ import { addPlanesCommand } from "./planes.js";
 import { addDeploymentCommands } from "./deployments.js";
 import { onStopSignal, readerHasGone, watchReaderGone } from "./signals.js";
 import { parseGpuInventory } from "../gpu.js";
-import { formatMs, style, visibleControls } from "./style.js";
+import { style, visibleControls } from "./style.js";
+import { formatMs } from "../value-text.js";
 import { trace, traceTo } from "../trace.js";
 
 // A command loads what it runs (init, serve, run, deploy, plane) when it runs: miniflare, esbuild, the plane and

@@ -53,10 +53,7 @@ export function addSecretCommands(program: Command, clientOf: (opts: GatewayOpts
         ),
       );
     }
-    for (const app of created.warmContainersKeepOld ?? [])
-      console.log(
-        `app "${app}": any of its containers already running keep the old values until they scale down (60 s idle by default); tandem app rollover ${app}${opts.env ? ` --env ${opts.env}` : ""} gives them the new ones now`,
-      );
+    sayWarmContainersKeep(created, "old", "gives them the new ones now", opts.env);
   });
 
   withGateway(secret.command("list").description("the gateway's secrets: names, keys and times, never values").option("--json", "print JSON")).action(
@@ -76,11 +73,16 @@ export function addSecretCommands(program: Command, clientOf: (opts: GatewayOpts
     const removed = (await clientOf(opts).request("DELETE", paths.secret(name))) as SecretInfo;
     console.log(`deleted secret ${removed.name} (${removed.keys.join(", ")})`);
     // Rotating a leaked key by deleting it and making it again leaves running containers with the old one.
-    for (const app of removed.warmContainersKeepOld ?? [])
-      console.log(
-        `app "${app}": any of its containers already running keep the deleted values until they scale down (60 s idle by default); tandem app rollover ${app}${opts.env ? ` --env ${opts.env}` : ""} stops them now`,
-      );
+    sayWarmContainersKeep(removed, "deleted", "stops them now", opts.env);
   });
+}
+
+/** For each app whose plane functions declare the secret (`warmContainersKeepOld`): its running containers keep the values they started with. */
+function sayWarmContainersKeep(answer: SecretInfo, values: "old" | "deleted", rollover: string, env: string | undefined): void {
+  for (const app of answer.warmContainersKeepOld ?? [])
+    console.log(
+      `app "${app}": any of its containers already running keep the ${values} values until they scale down (60 s idle by default); tandem app rollover ${app}${env ? ` --env ${env}` : ""} ${rollover}`,
+    );
 }
 
 function readText(file: string): string {

@@ -52,12 +52,3 @@ export function visibleLines(text: string): string {
 export function listTime(ms: number): string {
   return new Date(ms).toISOString().slice(0, 16).replace("T", " ");
 }
-
-/**
- * A span of time as the listings show it: ms under a second, else seconds.
- * @example formatMs(518); // "518 ms"
- * @example formatMs(12_345); // "12.3 s"
- */
-export function formatMs(ms: number): string {
-  return ms < 1000 ? `${ms} ms` : `${(ms / 1000).toFixed(ms < 10_000 ? 2 : 1)} s`;
-}
