@@ -12,13 +12,16 @@ const STYLE = `
 *, *::before, *::after { box-sizing: border-box; }
 body { margin: 0; font: 15px/1.45 system-ui, sans-serif; color: #1d2330; background: #f6f7f9; }
 header { display: flex; flex-wrap: wrap; align-items: center; gap: .5rem 1rem; padding: .6rem 1rem; background: #1d2330; color: #fff; }
+.skip { position: absolute; left: -999px; top: .4rem; padding: .3rem .6rem; background: #fff; color: #2457c5; border-radius: 4px; z-index: 2; }
+.skip:focus { left: .5rem; }
+main:focus { outline: none; }
 header a { color: #cfd6e4; text-decoration: none; }
 header a:hover { color: #fff; }
 .brand { font-weight: 700; color: #fff; }
 nav { display: flex; flex-wrap: wrap; gap: .25rem .9rem; flex: 1 1 auto; }
 .who { display: flex; gap: .5rem; align-items: center; font-size: .85rem; color: #cfd6e4; }
 .who button { font-size: .8rem; }
-main { padding: 1rem; max-width: 1200px; margin: 0 auto; }
+main { padding: 1rem; max-width: 1400px; margin: 0 auto; }
 h1 { font-size: 1.35rem; margin: .2rem 0 1rem; overflow-wrap: anywhere; }
 h2 { font-size: 1.1rem; margin: 1.5rem 0 .5rem; }
 a { color: #2457c5; }
@@ -26,15 +29,17 @@ a { color: #2457c5; }
 table { border-collapse: collapse; width: 100%; font-size: .9rem; }
 th, td { text-align: left; padding: .4rem .6rem; border-bottom: 1px solid #eef0f4; white-space: nowrap; }
 td.error { white-space: normal; overflow-wrap: anywhere; min-width: 8rem; max-width: 32rem; color: #a12a2a; }
+td.name { white-space: normal; overflow-wrap: anywhere; min-width: 6rem; }
+@media (min-width: 900px) { td.error { min-width: 14rem; } }
 td.error span { display: -webkit-box; -webkit-box-orient: vertical; -webkit-line-clamp: 2; line-clamp: 2; overflow: hidden; }
-.empty { padding: .5rem .8rem; color: #6b7385; margin: 0; }
+.empty { padding: .5rem .8rem; color: #5d6577; margin: 0; }
 .badge { padding: .05rem .45rem; border-radius: 9px; font-size: .8rem; background: #e8ebf1; }
 .badge.succeeded { background: #ddf3e4; color: #17663a; }
 .badge.failed, .badge.timed_out { background: #fbe1e1; color: #a12a2a; }
 .badge.running, .badge.pending { background: #e2ecfb; color: #2457c5; }
 .facts { display: flex; flex-wrap: wrap; gap: .5rem; margin: 0 0 1rem; }
 .facts div { background: #fff; border: 1px solid #dde1e8; border-radius: 6px; padding: .4rem .7rem; min-width: 7rem; }
-dt { font-size: .75rem; color: #6b7385; } dd { margin: 0; font-weight: 600; overflow-wrap: anywhere; }
+dt { font-size: .75rem; color: #5d6577; } dd { margin: 0; font-weight: 600; overflow-wrap: anywhere; }
 .chart { margin: 0 0 1rem; background: #fff; border: 1px solid #dde1e8; border-radius: 6px; padding: .5rem; }
 .chart figcaption { font-weight: 600; margin-bottom: .3rem; }
 [data-chart] { width: 100%; min-height: 200px; overflow: hidden; }
@@ -53,7 +58,7 @@ pre { background: #1d2330; color: #f1f3f7; padding: .8rem; border-radius: 6px; w
 .login form { display: flex; flex-direction: column; gap: .5rem; }
 .login input { font: inherit; padding: .45rem; }
 .filters { display: flex; flex-wrap: wrap; gap: .5rem .9rem; align-items: flex-end; margin: .4rem 0 .9rem; font-size: .85rem; }
-.filters label { display: flex; flex-direction: column; gap: .15rem; color: #6b7385; }
+.filters label { display: flex; flex-direction: column; gap: .15rem; color: #5d6577; }
 .filters input, .filters select, .filters button { font: inherit; padding: .25rem .4rem; max-width: 12rem; }
 .simulated { background: #fff3d6; color: #7a5200; padding: .05rem .45rem; border-radius: 9px; font-size: .8rem; }
 code { overflow-wrap: anywhere; }

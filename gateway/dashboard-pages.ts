@@ -53,6 +53,7 @@ export function layout(title: string, body: Html, options: { who?: string; scope
         <link rel="stylesheet" href="${base}/assets/dashboard.css" />
       </head>
       <body ${options.live ? raw(`data-live="${escapeAttr(options.live)}"`) : ""}>
+        <a class="skip" href="#main">Skip to content</a>
         <header>
           <a class="brand" href="${base}/">Tandem</a>
           <nav>
@@ -65,7 +66,7 @@ export function layout(title: string, body: Html, options: { who?: string; scope
               : ""
           }
         </header>
-        <main>
+        <main id="main" tabindex="-1">
           <h1>${title}</h1>
           ${body}
         </main>
@@ -161,7 +162,7 @@ export function callRow(call: DashboardCallRow): Html {
   const times = callTimes(call);
   return html`<tr data-call-id="${call.callId}" class="status-${call.status}">
     <td><a href="${dashboardPath("calls", call.callId)}">${call.callId}</a></td>
-    <td>${call.function}</td>
+    <td class="name">${call.function}</td>
     <td><span class="badge ${call.status}">${call.status}</span></td>
     <td>${time(call.createdAt)}</td>
     <td>${times.queued}</td>

@@ -162,14 +162,15 @@ export function dashboardRoutes(): Hono<RouteEnv> {
   });
 
   routes.get("/", async (c) => {
-    const apps = visibleApps(principalOf(c).apps);
+    const allowed = principalOf(c).apps;
+    const apps = visibleApps(allowed);
     const rows = await Promise.all(
       apps.map(async (app) => {
         const totals = totalsByFunction((await callSeries(c.env, { app: app.name })).points);
         const calls = totals.reduce((n, t) => n + t.calls, 0);
         const errors = totals.reduce((n, t) => n + t.errors, 0);
         return html`<tr>
-          <td><a href="${dashboardPath("apps", app.name)}">${app.name}</a></td>
+          <td class="name"><a href="${dashboardPath("apps", app.name)}">${app.name}</a></td>
           <td>${app.callables.length}</td>
           <td>${app.agents.length + app.webMounts.length + app.endpoints.length}</td>
           <td>${calls}</td>
@@ -177,9 +178,7 @@ export function dashboardRoutes(): Hono<RouteEnv> {
         </tr>`;
       }),
     );
-    return c.html(
-      layout("Apps", table(["app", "functions", "endpoints", "calls (1 h)", "errors (1 h)"], rows, { empty: "No apps are deployed here." }), viewer(c)),
-    );
+    return c.html(layout("Apps", table(["app", "functions", "endpoints", "calls (1 h)", "errors (1 h)"], rows, { empty: noAppsText(allowed) }), viewer(c)));
   });
 
   routes.get("/apps/:app", async (c) => {
@@ -189,7 +188,7 @@ export function dashboardRoutes(): Hono<RouteEnv> {
     const rows = app.callables.map((fn) => {
       const t = totals.get(fn.name);
       return html`<tr>
-        <td><a href="${dashboardPath("apps", app.name, "functions", fn.name)}">${fn.name}</a></td>
+        <td class="name"><a href="${dashboardPath("apps", app.name, "functions", fn.name)}">${fn.name}</a></td>
         <td>${fn.spec.tier}</td>
         <td>${t?.calls ?? 0}</td>
         <td>${t?.errors ?? 0}</td>
@@ -662,6 +661,13 @@ function eventStream(c: Ctx, start: (live: LiveStream) => void, stop: () => void
 }
 
 /** The agents' sessions of the apps `apps` allows (null: all), each with its app. */
+/** The home page's empty state: a token limited to some apps is told which, as none of them may be deployed yet. */
+function noAppsText(allowed: string[] | null): string {
+  if (allowed === null) return "No apps are deployed here.";
+  if (allowed.length === 0) return "This token may see no apps.";
+  return `None of the apps this token may see (${allowed.join(", ")}) is deployed here.`;
+}
+
 async function agentSessionsOf(env: Env, apps: string[] | null): Promise<AgentSession[]> {
   const withAgents = visibleApps(apps).filter((a) => a.agents.length > 0);
   return (await Promise.all(withAgents.map(async (app) => (await agentSessions(env, app)).map((s) => ({ ...s, app: app.name }))))).flat();

@@ -751,6 +751,61 @@ describe("the dashboard", () => {
     await phone.close();
   });
 
+  it("fits a 1280 px screen: a 63-character function name wraps in its cell, and a call's error keeps a readable width", async () => {
+    const long = "aFunctionWhoseNameIsAsLongAsAnyNameMayBeSoItsLegendMustWrapOkay";
+    await call(long, []);
+    const failed = await call("checkout", [`bad-wide-${"word ".repeat(30)}`]);
+    const page = await admin.newPage();
+    await page.setViewportSize({ width: 1280, height: 800 });
+    for (const path of ["/apps/shop", "/apps/shop/calls"]) {
+      await page.goto(`${gateway.url}${DASHBOARD.base}${path}`);
+      // Each table fits its box (before: the app page's scrolled sideways for the long name's cell).
+      const tables = await page.$$eval(".table", (boxes) => boxes.map((box) => ({ scroll: box.scrollWidth, box: box.clientWidth })));
+      for (const { scroll, box } of tables) expect(scroll, path).toBeLessThanOrEqual(box);
+    }
+    // The error column, squeezed to 8rem beside eight unbroken columns before, keeps 14rem: two lines say something.
+    await page.locator(`tr[data-call-id="${failed}"]`).waitFor();
+    const width = await page.locator(`tr[data-call-id="${failed}"] td.error`).evaluate((cell) => cell.getBoundingClientRect().width);
+    expect(width).toBeGreaterThanOrEqual(14 * 16);
+    await page.close();
+  });
+
+  it("lets a keyboard skip the menu to the page's content, and writes its grey text at a contrast of 4.5:1 or more", async () => {
+    const id = await call("checkout", ["contrast"]);
+    const page = await admin.newPage();
+    await page.goto(`${gateway.url}${DASHBOARD.base}/apps/shop/logs`);
+    await page.keyboard.press("Tab");
+    expect(await page.evaluate(() => document.activeElement?.textContent)).toBe("Skip to content");
+    await page.keyboard.press("Enter");
+    expect(await page.evaluate(() => document.activeElement?.id)).toBe("main");
+    // The grey of labels, terms and empty states against what is behind it (the logs filters' labels were 4.44:1).
+    const contrasts = async () =>
+      page.$$eval(".filters label, dt, .empty", (elements) => {
+        const rgb = (colour: string) => colour.match(/[\d.]+/g)!.map(Number);
+        const luminance = (colour: string) => {
+          const [r, g, b] = rgb(colour).map((v) => (v / 255 <= 0.03928 ? v / 255 / 12.92 : ((v / 255 + 0.055) / 1.055) ** 2.4));
+          return 0.2126 * r! + 0.7152 * g! + 0.0722 * b!;
+        };
+        const behind = (element: Element | null): string => {
+          for (; element; element = element.parentElement) {
+            const colour = getComputedStyle(element).backgroundColor;
+            if (rgb(colour)[3] !== 0) return colour;
+          }
+          return "rgb(255, 255, 255)";
+        };
+        return elements.map((element) => {
+          const [a, b] = [luminance(getComputedStyle(element).color), luminance(behind(element))];
+          return { text: element.textContent?.trim().slice(0, 20), ratio: (Math.max(a, b) + 0.05) / (Math.min(a, b) + 0.05) };
+        });
+      });
+    const seen = await contrasts();
+    await page.goto(`${gateway.url}${DASHBOARD.base}/calls/${id}`);
+    seen.push(...(await contrasts()));
+    expect(seen.length).toBeGreaterThan(3);
+    for (const { text, ratio } of seen) expect(ratio, text).toBeGreaterThanOrEqual(4.5);
+    await page.close();
+  });
+
   it("cannot be framed by another page: its pages and its login form say so, and Chromium shows nothing of them in a frame", async () => {
     for (const path of ["/", "/login", "/apps/shop", "/nope"]) {
       const res = await fetch(`${gateway.url}${DASHBOARD.base}${path}`, authed());
@@ -897,6 +952,22 @@ describe("the dashboard", () => {
     expect((await page.goto(`${gateway.url}${DASHBOARD.base}/`))!.status()).toBe(401);
     await open.waitForFunction(() => document.body.dataset.liveState === "ended", undefined, { timeout: 20_000 });
     expect(await open.textContent("#live-ended")).toMatch(new RegExp(`Live updates stopped: the token that opened this stream, ${id}, was revoked`));
+    await context.close();
+  });
+
+  it("tells a deploy token for an app not deployed yet which apps it may see, not that none is deployed", async () => {
+    const created = await fetch(
+      `${gateway.url}/v1/tokens`,
+      authed({ method: "POST", body: JSON.stringify({ name: "future app", scope: "deploy", apps: ["not-yet"] }) }),
+    );
+    const { token } = (await created.json()) as { token: string };
+    const context = await browser.newContext();
+    const page = await context.newPage();
+    await page.goto(`${gateway.url}${DASHBOARD.login}`);
+    await page.fill("#token", token);
+    await page.click("button[type=submit]");
+    await page.waitForURL(`${gateway.url}${DASHBOARD.base}/`);
+    expect(await page.textContent("main .empty")).toBe("None of the apps this token may see (not-yet) is deployed here.");
     await context.close();
   });
 
