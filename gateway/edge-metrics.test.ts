@@ -33,6 +33,16 @@ describe("edgeIncrements", () => {
     expect(of(rows, "run_count")).toBeUndefined();
   });
 
+  it("counts a call the caller's own request failed (invalid_request) as refused, in either tier, not as failed", () => {
+    const refused = { status: "failed", error: { code: "invalid_request", message: "no iterable" } } as const;
+    const rows = edgeIncrements([row({ id: "1", tier: "plane", kind: "stream", ...refused }), row({ id: "2", tier: "edge", kind: "stream", ...refused })], NOW);
+    expect(of(rows, "plane_outcomes", "refused")).toBe(1);
+    expect(of(rows, "plane_outcomes", "failed")).toBeUndefined();
+    expect(of(rows, "outcomes", "refused")).toBe(1);
+    expect(of(rows, "outcomes", "failed")).toBeUndefined();
+    expect(of(rows, "errors", "invalid_request")).toBeUndefined();
+  });
+
   it("counts scheduled runs by status and keeps the latest success, across batches and shards", () => {
     const first = edgeIncrements(
       [

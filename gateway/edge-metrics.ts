@@ -74,12 +74,12 @@ export function edgeIncrements(calls: readonly FinishedCall[], now: number): Edg
       add(call, "scheduled_runs", call.status, 1);
       if (call.status === "succeeded") add(call, "scheduled_last_success", "", call.finishedAt);
     }
-    if (call.tier === "plane") add(call, "plane_outcomes", call.status, 1);
+    if (call.tier === "plane") add(call, "plane_outcomes", outcomeOf(call), 1);
     const edge = call.edge;
     if (!edge && call.tier !== "edge") continue;
     add(call, "calls", "", call.attempts);
     add(call, "retries", "", Math.max(0, call.attempts - 1)); // 0 too: a function with no retry yet has the series
-    add(call, "outcomes", call.status, 1);
+    add(call, "outcomes", outcomeOf(call), 1);
     for (const attempt of edge?.retried ?? []) {
       if (attempt.code !== "invalid_request") add(call, "errors", attempt.code, 1);
       ran(call, attempt.runMs);
@@ -100,8 +100,19 @@ function combined(series: EdgeSeries, a: number, b: number): number {
   return series === "since" ? Math.min(a, b) : series === "scheduled_last_success" ? Math.max(a, b) : a + b;
 }
 
-/** How a call ends, as `tandem_function_call_outcomes_total` and `tandem_schedule_runs_total` count it. */
+/** How a call ends, as `tandem_schedule_runs_total` counts it. */
 const ENDED_STATUSES = ["succeeded", "failed", "timed_out", "cancelled"] as const;
+
+/** How a call ends, as `tandem_function_call_outcomes_total` counts it: its status, or `refused` (the caller's mistake). */
+const OUTCOMES = [...ENDED_STATUSES, "refused"] as const;
+
+/**
+ * A call's outcome: its status, but `refused` for one that failed as `invalid_request` (a stream of a function that
+ * returned no iterable): the caller's mistake, a call but not an error, as the dashboard and the error series count it.
+ */
+function outcomeOf(call: FinishedCall): (typeof OUTCOMES)[number] {
+  return call.status === "failed" && call.error?.code === "invalid_request" ? "refused" : call.status;
+}
 
 /**
  * Counts of 0 for what each function served here may count: its calls by every status (and an edge function's
@@ -114,7 +125,7 @@ export function zeroRows(functions: readonly { app: string; name: string; tier: 
     const row = (series: EdgeSeries, label = ""): EdgeMetricRow => ({ app: fn.app, function: fn.name, series, label, value: 0 });
     return [
       ...(fn.tier === "edge" ? [row("calls"), row("retries")] : []),
-      ...ENDED_STATUSES.map((status) => row(fn.tier === "edge" ? "outcomes" : "plane_outcomes", status)),
+      ...OUTCOMES.map((outcome) => row(fn.tier === "edge" ? "outcomes" : "plane_outcomes", outcome)),
       ...(fn.scheduled ? ENDED_STATUSES.map((status) => row("scheduled_runs", status)) : []),
     ];
   });

@@ -117,7 +117,9 @@ describe("Prometheus /metrics", () => {
     // flaky: two attempts and an error on its plane, one call that succeeded here.
     expect(of(families, "flaky", "succeeded")).toBe(1);
     expect(of(families, "flaky", "failed")).toBe(0);
-    expect(of(families, "plain", "failed")).toBe(1);
+    // The stream of a function that returned no iterable: the caller's mistake, refused, not a failure (as on the dashboard).
+    expect(of(families, "plain", "refused")).toBe(1);
+    expect(of(families, "plain", "failed")).toBe(0);
     // A plane function's scheduled run is counted by the gateway as an edge one's is: its runs by outcome, its last success.
     const triggered = Date.now();
     expect((await fetch(`${stack.url}/v1/apps/metrics/functions/planeNightly/trigger`, authed({ method: "POST" }))).status).toBe(202);
