@@ -37,7 +37,7 @@ export function logRoutes(): Hono<Api> {
     const { filter, follow } = logQuery(c);
     if (filter.callId) {
       // A follow does not wait for a call just answered to be recorded: a running call is not, and its lines come.
-      const seen = follow ? await ledgerFor(c.env, filter.callId).get(filter.callId, 0) : await recordOf(c.env, filter.callId);
+      const seen = follow ? await ledgerFor(c.env, filter.callId).get(filter.callId, 0) : await recordOf(c.env, filter.callId, true);
       // Another app's call would match no line here, without a word; one the token may not reach stays unknown.
       if (seen && seen.app !== app && mayReach(principalOf(c), seen.app))
         throw new InvalidRequestError(`log query: call ${filter.callId} is of app "${seen.app}", not "${app}"`, { callId: filter.callId, app: seen.app });
@@ -52,7 +52,7 @@ export function logRoutes(): Hono<Api> {
     // Read as the path's call, another would be dropped without a word.
     if (filter.callId !== undefined) throw new InvalidRequestError(`log query: field "call" is the call in the path here: leave it out`);
     // Another app's call is as unknown as one that never was.
-    const seen = await recordOf(c.env, id);
+    const seen = await recordOf(c.env, id, !follow);
     const app = seen ? seen.app : await appPrinting(c, id);
     if (app === undefined || !mayReachServed(principalOf(c), app, c.var.config.environment)) throw unknownCall(id, c.var.config.resultTtlSeconds);
     if (!follow && seen) await callLinesIn(seen);
@@ -65,14 +65,16 @@ export function logRoutes(): Hono<Api> {
 /**
  * The ledger's record of call `id`. A call answered at once (`.remote()`, `POST …/call`) is recorded when it ends, in
  * a batch written just after its answer, so a read made right then asks again for a moment
- * (`LOG_LIMITS.edgeLinesLateMs`) before it takes the call for unknown.
+ * (`LOG_LIMITS.edgeLinesLateMs`) before it takes the call for unknown; for a read of its lines (`untilEnded`), one
+ * recorded as running is asked again for as long, since its end may be in that batch (a failed keyed call read at
+ * once missed the gateway's line about its failure).
  */
-async function recordOf(env: Env, id: string): Promise<CallRecord | undefined> {
+async function recordOf(env: Env, id: string, untilEnded = false): Promise<CallRecord | undefined> {
   const ledger = ledgerFor(env, id);
   const until = Date.now() + LOG_LIMITS.edgeLinesLateMs;
   for (;;) {
     const seen = await ledger.get(id, 0);
-    if (seen || Date.now() >= until) return seen ?? undefined;
+    if ((seen && (!untilEnded || TERMINAL_STATUSES.has(seen.status))) || Date.now() >= until) return seen ?? undefined;
     await new Promise((resolve) => setTimeout(resolve, LOG_LIMITS.edgeBatchMs));
   }
 }

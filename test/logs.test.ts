@@ -10,7 +10,7 @@ import { mkdtemp, readFile, readdir, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { FunctionCall, lookup } from "../sdk/index.js";
+import { FunctionCall, lookup, type TandemError } from "../sdk/index.js";
 import type { LogLine } from "../sdk/protocol.js";
 import { childEnded } from "./helpers/child-exit.js";
 import { CLI, runCli, startServe, type Served } from "./helpers/cli.js";
@@ -591,6 +591,18 @@ describe("tandem logs", () => {
         .map((l) => l.text)
         .sort(),
     ).toEqual(["plane says delta", "plane warns delta"]);
+  }, 30_000);
+
+  it("FunctionCall.fromId(id).logs() right after a plane .remote() failed has the gateway's line about its failure", async () => {
+    // A keyed plane call is recorded running as it goes to its plane; its end comes in the ledger's next batch.
+    const failed = await fn<[], never>("planeTries")
+      .remote()
+      .catch((err: unknown) => err as TandemError);
+    expect(failed.callId).toMatch(/^fc-/);
+    const lines = await FunctionCall.fromId(failed.callId!, { gateway: served.url, token }).logs();
+    expect(lines.map((l) => l.text)).toEqual(
+      expect.arrayContaining(["plane tries 1", "plane tries 2", expect.stringMatching(/^failed after 2 attempts: Error: plane tried 2/)]),
+    );
   }, 30_000);
 
   it("a call's lines read right after its answer, in either route, are all there, its failure too", async () => {
