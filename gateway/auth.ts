@@ -87,7 +87,7 @@ export async function authenticate(env: Env, header: string | undefined): Promis
 export function unexpired(principal: Principal, now: number): Principal {
   if (principal.expiresAt === undefined || principal.expiresAt > now) return principal;
   throw new UnauthorizedError(
-    `token ${describe(principal)} expired at ${new Date(principal.expiresAt).toISOString()}; an admin makes another (tandem token create --expires …)`,
+    `token ${describePrincipal(principal)} expired at ${new Date(principal.expiresAt).toISOString()}; an admin makes another (tandem token create --expires …)`,
     { token: principal.id, expiredAt: principal.expiresAt },
   );
 }
@@ -114,7 +114,7 @@ function unknownToken(id: string): UnauthorizedError {
 /** Throws 403 unless `principal` has at least scope `needs`. */
 export function requireScope(principal: Principal, needs: TokenScope, what: string): void {
   if (!scopeAllows(principal.scope, needs)) {
-    throw new ForbiddenError(`token ${describe(principal)} has scope "${principal.scope}"; ${what} needs "${needs}"`, {
+    throw new ForbiddenError(`token ${describePrincipal(principal)} has scope "${principal.scope}"; ${what} needs "${needs}"`, {
       token: principal.id,
       scope: principal.scope,
       needs,
@@ -131,7 +131,7 @@ export function mayReach(principal: Principal, app: string): boolean {
 export function requireApp(principal: Principal, app: string): void {
   if (!mayReach(principal, app)) {
     throw new ForbiddenError(
-      `token ${describe(principal)} may reach only app${principal.apps!.length === 1 ? "" : "s"} ${principal.apps!.join(", ")}, not "${app}"`,
+      `token ${describePrincipal(principal)} may reach only app${principal.apps!.length === 1 ? "" : "s"} ${principal.apps!.join(", ")}, not "${app}"`,
       {
         token: principal.id,
         app,
@@ -162,7 +162,7 @@ export function requireEnvironment(principal: Principal, environment: string, se
     const next = served
       ? `: this is the gateway's own environment's, whichever a request addresses`
       : `: address that one (--env ${principal.env}, TANDEM_ENV=${principal.env}, or the Tandem-Env header)`;
-    throw new ForbiddenError(`token ${describe(principal)} may reach only environment "${principal.env}", not "${environment}"${next}`, {
+    throw new ForbiddenError(`token ${describePrincipal(principal)} may reach only environment "${principal.env}", not "${environment}"${next}`, {
       token: principal.id,
       env: environment,
     });
@@ -247,7 +247,7 @@ export function principalOf(c: Context<RouteEnv>): Principal {
   return principal;
 }
 
-function describe(principal: Principal): string {
+export function describePrincipal(principal: Principal): string {
   return `${principal.id} ("${principal.name}")`;
 }
 

@@ -9,10 +9,19 @@
  */
 import { Hono, type Context } from "hono";
 import { DEPLOY_LIMITS } from "../sdk/defaults.js";
-import { InvalidRequestError, NotFoundError, fromWireError } from "../sdk/errors.js";
+import { ForbiddenError, InvalidRequestError, NotFoundError, fromWireError } from "../sdk/errors.js";
 import { sha256Hex } from "../sdk/hex.js";
-import { BLOB_KEYS, DeploymentRecordRequestSchema, NAME_PATTERN, ROUTES, SHA256_PATTERN, type DeploymentList } from "../sdk/protocol.js";
-import { guard, principalOf } from "./auth.js";
+import {
+  BLOB_KEYS,
+  DeploymentRecordRequestSchema,
+  NAME_PATTERN,
+  ROUTES,
+  SHA256_PATTERN,
+  type DeploymentList,
+  type DeploymentRecord,
+  type DeploymentRecordRequest,
+} from "../sdk/protocol.js";
+import { describePrincipal, guard, mayReach, principalOf, type Principal } from "./auth.js";
 import { passPreflight, readBodyBytes, readJsonBody } from "./body.js";
 import type { Env, RouteEnv } from "./env.js";
 import { environmentOf, inEnvironment } from "./environments.js";
@@ -31,12 +40,13 @@ export function deploymentRoutes(): Hono<RouteEnv> {
     const app = appOf(c);
     const deployments = await deploymentStore(c.env, app).list();
     if (deployments.length === 0 && !registry().apps.some((a) => a.name === app)) throw unknownApp(c, app);
-    return c.json({ deployments } satisfies DeploymentList);
+    return c.json({ deployments: deployments.map((d) => asSeenBy(principalOf(c), d)) } satisfies DeploymentList);
   });
 
   routes.post(ROUTES.deployments, guard("deploy"), async (c) => {
     const app = appOf(c);
     const request = await readJsonBody(c.req.raw, DeploymentRecordRequestSchema, c.var.config.maxBodyBytes);
+    checkRecordsWholeWorker(principalOf(c), app, request);
     // A record promises its files to a later rollback: each must be here now.
     for (const file of request.files) {
       const held = await c.env.BLOBS.head(BLOB_KEYS.deploymentFile(file.sha256));
@@ -60,7 +70,7 @@ export function deploymentRoutes(): Hono<RouteEnv> {
     const app = appOf(c);
     const version = Number(c.req.param("version"));
     if (!Number.isSafeInteger(version)) throw new InvalidRequestError(`"${c.req.param("version")}" is not a version number (1, 2, …)`);
-    return c.json(unwrap(await deploymentStore(c.env, app).get(app, environmentOf(c.env), version)));
+    return c.json(asSeenBy(principalOf(c), unwrap(await deploymentStore(c.env, app).get(app, environmentOf(c.env), version))));
   });
   routes.get(ROUTES.deployment, guard("deploy"), (c) => {
     throw new InvalidRequestError(`"${c.req.param("version")}" is not a version number (1, 2, …)`);
@@ -81,9 +91,17 @@ export function deploymentRoutes(): Hono<RouteEnv> {
   routes.get(ROUTES.deploymentFile, guard("deploy"), async (c) => {
     const app = appOf(c);
     const hash = hashOf(c);
-    // Files are served to those who may deploy the app they were deployed with, not to anyone who knows a hash.
-    if (!(await deploymentStore(c.env, app).holdsFile(hash)))
-      throw new NotFoundError(`no deployment of app "${app}" has a file ${hash}`, { app, sha256: hash });
+    // Files are served to those who may deploy the apps they were deployed with, not to anyone who knows a hash: a
+    // Worker's file holds every app it serves, so a token limited to some of them is refused it.
+    const holders = await deploymentStore(c.env, app).fileApps(hash);
+    if (holders.length === 0) throw new NotFoundError(`no deployment of app "${app}" has a file ${hash}`, { app, sha256: hash });
+    const principal = principalOf(c);
+    const beyond = holders.flat().filter((a) => !mayReach(principal, a));
+    if (beyond.length)
+      throw new ForbiddenError(
+        `token ${describePrincipal(principal)} may not fetch file ${hash}: the Worker it is part of holds ${othersText(new Set(beyond).size)} this token does not reach besides "${app}" (use a deploy token that reaches every app)`,
+        { token: principal.id, sha256: hash },
+      );
     const object = await c.env.BLOBS.get(BLOB_KEYS.deploymentFile(hash));
     if (!object) throw new NotFoundError(`file ${hash} of app "${app}" is missing from the blob bucket`, { app, sha256: hash });
     const sized = new FixedLengthStream(object.size);
@@ -92,6 +110,39 @@ export function deploymentRoutes(): Hono<RouteEnv> {
   });
 
   return routes;
+}
+
+/**
+ * A deployment as `principal` sees it: a token limited to apps sees the other apps its Worker holds only as their count
+ * (`othersServed`), as `GET /v1/apps` shows the apps a gateway serves.
+ */
+function asSeenBy(principal: Principal, record: DeploymentRecord): DeploymentRecord {
+  if (record.apps === undefined) return record;
+  const seen = record.apps.filter((a) => mayReach(principal, a));
+  return seen.length === record.apps.length ? record : { ...record, apps: seen, othersServed: record.apps.length - seen.length };
+}
+
+/**
+ * Throws 403 unless a token limited to apps reaches every app of the Worker a record is of: those the record names, and
+ * those this gateway's Worker serves, which the recorded one replaced. The record of a Worker that holds another's app
+ * would let the token fetch its files, and write that app's history (the CLI asks first: `tandem deploy`).
+ */
+function checkRecordsWholeWorker(principal: Principal, app: string, request: DeploymentRecordRequest): void {
+  if (principal.apps === null) return;
+  const named = new Set((request.apps ?? [app]).filter((a) => !mayReach(principal, a)));
+  const served = registry().apps.filter((a) => !mayReach(principal, a.name)).length;
+  if (named.size === 0 && served === 0) return;
+  const why = named.size
+    ? `the record names app${named.size === 1 ? "" : "s"} ${[...named].map((a) => `"${a}"`).join(", ")}`
+    : `this gateway's Worker serves ${othersText(served)} it does not reach, which a deployment replaces`;
+  throw new ForbiddenError(
+    `token ${describePrincipal(principal)} may not record a deployment of app "${app}": ${why}; record it with a deploy token that reaches every app`,
+    { token: principal.id, app },
+  );
+}
+
+function othersText(count: number): string {
+  return `${count} app${count === 1 ? "" : "s"}`;
 }
 
 /** The route's app, by name: a name no app can have is a 404 before any store is named after it. */

@@ -100,9 +100,15 @@ export class DeploymentStore extends DurableObject<Env> {
     });
   }
 
-  /** Whether a deployment of this app names a file with this SHA-256 (only those are served back). */
-  async holdsFile(sha256: string): Promise<boolean> {
-    return this.#sql.exec("SELECT 1 FROM deployment_files WHERE sha256 = ? LIMIT 1", sha256).toArray().length > 0;
+  /**
+   * The apps of each of this app's deployments that names a file with this SHA-256 (only those are served back): none
+   * when no deployment does. A Worker holds every app it serves, so its file is theirs too.
+   */
+  async fileApps(sha256: string): Promise<string[][]> {
+    return this.#sql
+      .exec<Pick<Row, "app" | "apps">>("SELECT d.app, d.apps FROM deployment_files f JOIN deployments d ON d.version = f.version WHERE f.sha256 = ?", sha256)
+      .toArray()
+      .map((row) => (row.apps === null ? [row.app] : (JSON.parse(row.apps) as string[])));
   }
 
   #live(): Row | undefined {

@@ -1150,8 +1150,10 @@ export interface DeploymentRecord {
   files: DeploymentFile[];
   /** The version this one restored (`tandem app rollback`). */
   rollbackOf?: number;
-  /** Every app its Worker holds: a rollback of one takes them all back. */
+  /** Every app its Worker holds: a rollback of one takes them all back. To a token limited to apps, those it reaches. */
   apps?: string[];
+  /** To a token limited to apps: how many other apps its Worker holds, which the token does not reach. */
+  othersServed?: number;
 }
 
 /** `GET /v1/apps/:app/deployments`. */

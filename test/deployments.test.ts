@@ -10,7 +10,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { sha256Hex } from "../sdk/hex.js";
-import { BLOB_KEYS, type DeploymentRecord, type TokenCreateAnswer } from "../sdk/protocol.js";
+import { BLOB_KEYS, type DeploymentList, type DeploymentRecord, type TokenCreateAnswer } from "../sdk/protocol.js";
 import { runCli } from "./helpers/cli.js";
 import { ADMIN_TOKEN, startTestGateway, type TestGateway } from "./helpers/gateway.js";
 
@@ -344,6 +344,53 @@ describe("tandem deploy, history and rollback", () => {
     // Its files were fetched into a folder of .tandem/rollback, which is gone now (before: one left a rollback).
     expect(back.stdout).not.toContain(" into ");
     expect(await readdir(join(project, ".tandem", "rollback"))).toEqual([]);
+  });
+});
+
+describe("a deploy token limited to some apps", () => {
+  it("sees the other apps a Worker holds only as a count, may not fetch its files, and may not record a Worker that holds them", async () => {
+    const restricted = await createToken("second-only", "deploy", ["second"]);
+    const asAdmin = ((await (await api("/v1/apps/second/deployments", ADMIN_TOKEN)).json()) as DeploymentList).deployments;
+    const live = asAdmin[0]!;
+    expect(live.apps).toEqual(["history", "second"]); // the last test's pair, rolled back together
+    // Before: its record named "history", and its Worker's file, which holds history's code, was served.
+    const listed = ((await (await api("/v1/apps/second/deployments", restricted.token)).json()) as DeploymentList).deployments;
+    expect(listed[0]).toMatchObject({ version: live.version, apps: ["second"], othersServed: 1 });
+    const one = (await (await api(`/v1/apps/second/deployments/${live.version}`, restricted.token)).json()) as DeploymentRecord;
+    expect(one).toMatchObject({ apps: ["second"], othersServed: 1 });
+    expect(JSON.stringify(listed.map((d) => d.apps))).not.toContain("history");
+    const file = await api(`/v1/apps/second/deployments/files/${live.codeHash}`, restricted.token);
+    expect(file.status).toBe(403);
+    expect((await errorOf(file)).message).toBe(
+      `token ${restricted.id} ("second-only") may not fetch file ${live.codeHash}: the Worker it is part of holds 1 app this token does not reach besides "second" (use a deploy token that reaches every app)`,
+    );
+    const full = await api(`/v1/apps/second/deployments/files/${live.codeHash}`, ADMIN_TOKEN);
+    expect(full.status).toBe(200);
+    await full.arrayBuffer();
+    // A record of its own, naming the files it has seen: refused whether it names the other app or not.
+    const post = (apps: string[]) =>
+      api("/v1/apps/second/deployments", restricted.token, {
+        method: "POST",
+        body: JSON.stringify({ codeHash: live.codeHash, files: live.files, apps }),
+        headers: { "content-type": "application/json" },
+      });
+    const naming = await post(["second", "history"]);
+    expect(naming.status).toBe(403);
+    expect((await errorOf(naming)).message).toBe(
+      `token ${restricted.id} ("second-only") may not record a deployment of app "second": the record names app "history"; record it with a deploy token that reaches every app`,
+    );
+    const alone = await post(["second"]);
+    expect(alone.status).toBe(403);
+    expect((await errorOf(alone)).message).toContain("this gateway's Worker serves 1 app it does not reach, which a deployment replaces");
+    expect(((await (await api("/v1/apps/second/deployments", ADMIN_TOKEN)).json()) as DeploymentList).deployments).toHaveLength(asAdmin.length);
+    // The CLI's rollback says why, before it fetches anything (before: "its deployment could not be recorded").
+    const before = (await wranglerRuns()).length;
+    const rollback = await cli(["app", "rollback", "second", "--gateway", gw.url], restricted.token);
+    expect([rollback.code, rollback.stderr]).toEqual([
+      2,
+      `error: version ${asAdmin[1]!.version}'s Worker holds 1 app this token does not reach besides second; a rollback deploys that whole Worker again: use a deploy token that reaches every app (nothing was fetched)\n`,
+    ]);
+    expect((await wranglerRuns()).length).toBe(before);
   });
 });
 

@@ -192,6 +192,12 @@ export async function rollback(options: RollbackOptions): Promise<DeploymentReco
     );
   // The Worker is replaced whole: asked before anything is fetched, whether the token may take off what it serves,
   // and record every app the old Worker holds.
+  // A token limited to apps sees the others that Worker holds only as their count: it may not deploy them.
+  if (target.othersServed)
+    throw new ForbiddenError(
+      `version ${target.version}'s Worker holds ${target.othersServed} app${target.othersServed === 1 ? "" : "s"} this token does not reach besides ${app}; a rollback deploys that whole Worker again: use a deploy token that reaches every app (nothing was fetched)`,
+      { version: target.version, othersServed: target.othersServed },
+    );
   const keeps = target.apps ?? [app];
   checkMayRecordApps(await checkMayRecord(client), keeps, client.baseUrl);
   const served = await droppedApps(client, keeps, "a rollback");
