@@ -125,7 +125,9 @@ export function apiRoutes(): Hono<Api> {
   api.route("/", metricsRoutes());
 
   // A login link for the dashboard, for the token that asks (`tandem dashboard`): docs/observability.md, "Dashboard".
-  api.post(ROUTES.dashboardLogin, guard("call"), async (c) => c.json(await mintLoginCode(c.env, principalOf(c), new URL(c.req.url).origin)));
+  api.post(ROUTES.dashboardLogin, guard("call", { servedEnvironment: "dashboard" }), async (c) =>
+    c.json(await mintLoginCode(c.env, principalOf(c), new URL(c.req.url).origin)),
+  );
 
   api.get(ROUTES.apps, guard("call"), (c) => {
     const here = inServedEnvironment(c.env);

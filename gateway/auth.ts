@@ -155,13 +155,17 @@ export function reachesEnvironment(principal: Pick<Principal, "env">, environmen
 
 /**
  * Refuses (403) a token limited to another environment than `environment`, the one the request addresses; `served`:
- * the one the gateway serves, whatever a request addresses (its planes, its metrics), so addressing another is no way in.
+ * the one the gateway serves, whatever a request addresses (its planes, its metrics), so addressing another is no way in;
+ * `dashboard`: the same, for the dashboard, which shows the gateway's own environment only.
  */
-export function requireEnvironment(principal: Principal, environment: string, served = false): void {
+export function requireEnvironment(principal: Principal, environment: string, served: false | "served" | "dashboard" = false): void {
   if (!reachesEnvironment(principal, environment)) {
-    const next = served
-      ? `: this is the gateway's own environment's, whichever a request addresses`
-      : `: address that one (--env ${principal.env}, TANDEM_ENV=${principal.env}, or the Tandem-Env header)`;
+    const next =
+      served === "dashboard"
+        ? `: the dashboard shows its gateway's own environment only; open that of the gateway serving "${principal.env}" (tandem dashboard --gateway <its URL>)`
+        : served
+          ? `: this is the gateway's own environment's, whichever a request addresses`
+          : `: address that one (--env ${principal.env}, TANDEM_ENV=${principal.env}, or the Tandem-Env header)`;
     throw new ForbiddenError(`token ${describePrincipal(principal)} may reach only environment "${principal.env}", not "${environment}"${next}`, {
       token: principal.id,
       env: environment,
@@ -187,8 +191,9 @@ export function guard(scope: TokenScope, options: GuardOptions = {}): Middleware
     const principal = await requestPrincipal(c);
     // The route's name is made only for the 403: parsing the URL on every request was a visible part of an edge call's time.
     if (!scopeAllows(principal.scope, scope)) requireScope(principal, scope, `${c.req.method} ${new URL(c.req.url).pathname}`);
+    if (options.servedEnvironment === "dashboard") requireEnvironment(principal, c.var.config.environment, "dashboard");
     requireEnvironment(principal, environmentOf(c.env));
-    if (options.servedEnvironment) requireEnvironment(principal, c.var.config.environment, true);
+    if (options.servedEnvironment === true) requireEnvironment(principal, c.var.config.environment, "served");
     const app = c.req.param("app");
     if (app !== undefined) requireApp(principal, app);
     options.check?.(principal);
@@ -214,9 +219,10 @@ export interface GuardOptions {
   checksBeforeBody?: boolean;
   /**
    * What the route answers is the gateway's own environment's whatever `Tandem-Env` says (the planes, which run its
-   * apps): a token limited to another environment is refused even when the request addresses that one.
+   * apps): a token limited to another environment is refused even when the request addresses that one. `"dashboard"`:
+   * the dashboard's, refused first, saying which dashboard such a token opens.
    */
-  servedEnvironment?: boolean;
+  servedEnvironment?: boolean | "dashboard";
 }
 
 /**

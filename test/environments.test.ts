@@ -231,7 +231,6 @@ describe("environments main and dev on one gateway's state", () => {
       ["GET", "/v1/dicts"],
       ["GET", "/v1/queues"],
       ["GET", "/v1/schedules"],
-      ["POST", "/v1/dashboard/login-code"],
     ] as const) {
       const res = await asDevAdmin(method, path);
       expect(res.status, `${method} ${path}`).toBe(403);
@@ -246,6 +245,15 @@ describe("environments main and dev on one gateway's state", () => {
       expect(addressingDev.status, path).toBe(403);
       expect(((await addressingDev.json()) as { error: { message: string } }).error.message).toMatch(
         /may reach only environment "dev", not "main": this is the gateway's own environment's, whichever a request addresses$/,
+      );
+    }
+    // The dashboard shows main's apps whatever a request addresses: it says which dashboard such a token opens (before:
+    // "address that one (--env dev …)", a flag tandem dashboard does not take, and which changed nothing).
+    for (const headers of [{}, { "tandem-env": "dev" }]) {
+      const login = await asDevAdmin("POST", "/v1/dashboard/login-code", headers);
+      expect(login.status).toBe(403);
+      expect(((await login.json()) as { error: { message: string } }).error.message).toMatch(
+        /may reach only environment "dev", not "main": the dashboard shows its gateway's own environment only; open that of the gateway serving "dev" \(tandem dashboard --gateway <its URL>\)$/,
       );
     }
     expect((await fetch(`${url}/v1/planes`, authed())).status).toBe(200);
