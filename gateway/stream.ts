@@ -23,7 +23,7 @@ import { encodeChunk } from "../sdk/result-value.js";
 import type { CallArgs } from "./call-args.js";
 import { EncodedResult } from "./encoded-result.js";
 import { failedLine, recordIfLong } from "./executor.js";
-import { ClientWentError, cancelWhenClientGoes } from "./client-gone.js";
+import { CLIENT_WENT, ClientWentError, cancelWhenClientGoes } from "./client-gone.js";
 import { EdgeCall } from "./edge-call.js";
 import { forwardStreamToPlane, planeAttemptMs } from "./forward-to-plane.js";
 import { keepEdgeLine } from "./log-sink.js";
@@ -104,10 +104,13 @@ export async function* streamCall(rc: RunContext, fn: RegisteredFunction, args: 
     watch.stop();
     // Also reached when the caller stops reading: the generator's own `finally` runs now.
     if (status === "timed_out" || status === "cancelled") {
-      const reason = error ?? new CancelledError(`call ${callId} was cancelled: the caller stopped reading after ${chunks} chunks`, { callId });
+      const reason = error ?? new CancelledError(`call ${callId} was cancelled: ${stoppedReading(chunks)}`, { callId });
       runStore.run(context, () => call.stop(reason)); // what its abort listeners print is the call's lines
     }
     call.end();
+    // The call's own line about its end, as a failure or a timeout has one: a caller that went is no error of its.
+    if (status === "cancelled" && (error === undefined || error instanceof ClientWentError))
+      keepEdgeLine(rc, { app: fn.app, function: fn.name, callId }, "system", `cancelled: ${error ? CLIENT_WENT : stoppedReading(chunks)}`);
     if (status !== "succeeded") {
       // Not waited for: a generator stopped inside a step (awaiting a timer, a fetch) returns only once that step
       // ends, and the caller is answered now, as a stopped call's is; the function gets the grace a stopped call does.
@@ -130,13 +133,21 @@ export async function* streamCall(rc: RunContext, fn: RegisteredFunction, args: 
         ...(error
           ? { error: { ...toWireError(error), details: { ...error.details, chunks } } }
           : status === "cancelled"
-            ? { error: { code: "call_cancelled" as const, message: `the caller stopped reading after ${chunks} chunks`, details: { callId, chunks } } }
+            ? { error: { code: "call_cancelled" as const, message: stoppedReading(chunks), details: { callId, chunks } } }
             : {}),
       },
       error === undefined, // its reader went: ended here, not by a cancel the ledger holds already
     );
     ended();
   }
+}
+
+/**
+ * Why a stream whose caller stopped reading ended: the chunks counted are those sent, some of which its caller may not
+ * have read (a reader that breaks after 2 may have 4 in flight).
+ */
+function stoppedReading(chunks: number): string {
+  return `the caller stopped reading once ${chunks} chunk${chunks === 1 ? " was" : "s were"} sent`;
 }
 
 /**

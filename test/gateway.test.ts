@@ -22,7 +22,7 @@ import {
 } from "../sdk/index.js";
 import { API_LIMITS } from "../sdk/defaults.js";
 import { CALL_BODY_NOTE } from "../sdk/errors.js";
-import { DASHBOARD, ROUTE_METHODS, ROUTES } from "../sdk/protocol.js";
+import { DASHBOARD, ROUTE_METHODS, ROUTES, type LogLine } from "../sdk/protocol.js";
 import { ADMIN_TOKEN, authed, eventually, startTestGateway, streamThenDrop, type TestGateway } from "./helpers/gateway.js";
 
 const APP = new URL("./fixtures/edge-app.ts", import.meta.url).pathname;
@@ -383,7 +383,17 @@ describe("generator functions", () => {
     await eventually(async () => (await fetch(`${gw.url}/v1/calls/${callId}`, authed())).status === 200);
     const record = await ledger(callId);
     expect(record).toMatchObject({ kind: "stream", status: "cancelled", error: { code: "call_cancelled" } });
-    expect(record.error!.message).toMatch(/^the caller stopped reading after \d+ chunks$/);
+    expect(record.error!.message).toMatch(/^the caller stopped reading once \d+ chunks? (was|were) sent$/);
+    // Said in its logs too, as a failure or a timeout is (before: its lines ended with the function's own).
+    const logs = await (await fetch(`${gw.url}/v1/calls/${callId}/logs`, authed())).text();
+    expect(
+      logs
+        .trim()
+        .split("\n")
+        .map((l) => JSON.parse(l) as LogLine)
+        .filter((l) => l.source === "system")
+        .map((l) => l.text),
+    ).toEqual([`cancelled: ${record.error!.message}`]);
     // Its signal aborted before its `finally` ran, as a cancelled call's does (before, a streamed edge call had none).
     expect(await fn<[], string>("endlessAbortReason").remote()).toBe("CancelledError");
   });

@@ -510,6 +510,9 @@ describe("generator functions on the plane", () => {
     // The gateway's end of it ran too: the call is recorded (and its input no longer counted in flight on the plane).
     await eventually(async () => (await fetch(`${stack.url}/v1/calls/${callId}`, authed())).status === 200);
     expect(await (await fetch(`${stack.url}/v1/calls/${callId}`, authed())).json()).toMatchObject({ kind: "stream", status: "cancelled" });
+    // Its logs say so, as an edge stream's do.
+    const system = (await FunctionCall.fromId(callId, { gateway: stack.url }).logs()).filter((l) => l.source === "system").map((l) => l.text);
+    expect(system).toContainEqual(expect.stringMatching(/^cancelled: the caller stopped reading once \d+ chunks? (was|were) sent$/));
   });
 
   it("times a stream out on the plane, which stops its container at once, as it does a call's", async () => {
