@@ -68,7 +68,7 @@ code { overflow-wrap: anywhere; }
 /**
  * Draws every `[data-chart]` (uPlot, sized to its box: a phone gets a narrow chart) and, when the page has a
  * live stream (`<body data-live>`), puts each call row it sends in place (or at the top), adds each log line, and
- * puts the agents' sessions table it sends in place.
+ * puts each section it sends (the agents' sessions, the schedules) in place of the element of its id.
  */
 const SCRIPT = `
 (() => {
@@ -184,10 +184,11 @@ const SCRIPT = `
     document.getElementById("logs-empty")?.remove();
     if (stick) logs.scrollTop = logs.scrollHeight;
   }
-  // The agents page: its sessions' table as it is now (a socket opened or closed).
-  function onSessions(event) {
-    const sessions = document.getElementById("sessions");
-    if (sessions) sessions.innerHTML = JSON.parse(event.data).html;
+  // A page's section as it is now: the agents' sessions (a socket opened or closed), the schedules (a run ended).
+  function onSection(event) {
+    const { id, html } = JSON.parse(event.data);
+    const section = document.getElementById(id);
+    if (section) section.innerHTML = html;
   }
   // A note at the top of the page about its live stream; none once it flows again.
   function note(message) {
@@ -212,7 +213,7 @@ const SCRIPT = `
     source = new EventSource(live);
     source.addEventListener("call", onCall);
     source.addEventListener("log", onLog);
-    source.addEventListener("sessions", onSessions);
+    source.addEventListener("section", onSection);
     source.addEventListener("open", () => {
       tries = 0;
       document.body.dataset.liveState = "open";

@@ -395,36 +395,17 @@ export function dashboardRoutes(): Hono<RouteEnv> {
   });
 
   routes.get("/schedules", async (c) => {
-    const principal = principalOf(c);
-    const listed = ((await schedulerFor(c.env).list(undefined, Date.now())) as ScheduleInfo[]).filter((s) => mayReach(principal, s.app));
-    const rows = listed.map(
-      (s) =>
-        html`<tr>
-          <td><a href="${dashboardPath("apps", s.app, "functions", s.function)}">${s.app}.${s.function}</a></td>
-          <td>${s.schedule}</td>
-          <td>${s.nextRuns.map(time).join(", ")}</td>
-          <td>
-            ${
-              s.lastRun
-                ? html`<a href="${dashboardPath("calls", s.lastRun.callId)}">${time(s.lastRun.scheduledAt)}</a>
-                    <span class="badge ${s.lastRun.status}">${s.lastRun.status}</span>`
-                : "not yet"
-            }
-          </td>
-          <td class="error">${s.lastRun?.error ? visibleMarks(errorSummary(s.lastRun.error.message)) : ""}</td>
-        </tr>`,
-    );
-    return c.html(
-      layout("Schedules", table(["function", "schedule", "next runs", "last run", "last error"], rows, { empty: "No scheduled functions." }), viewer(c)),
-    );
+    const body = html`<div id="schedules">${schedulesTable(await liveSchedules(c.env, viewerKey(c)))}</div>`;
+    return c.html(layout("Schedules", body, { ...viewer(c), live: dashboardPath("schedules", "events") }));
   });
+  routes.get("/schedules/events", (c) => liveSection(c, "the schedules page's live stream", "schedules", liveSchedules, schedulesTable));
 
   routes.get("/agents", async (c) => {
     const sessions = await agentSessionsOf(c.env, principalOf(c).apps);
     const body = html`<div id="sessions">${sessionsTable(sessions)}</div>`;
     return c.html(layout("Agents", body, { ...viewer(c), live: dashboardPath("agents", "events") }));
   });
-  routes.get("/agents/events", (c) => liveAgentEvents(c));
+  routes.get("/agents/events", (c) => liveSection(c, "the agents page's live stream", "sessions", liveSessions, sessionsTable));
 
   routes.get("/usage", async (c) => {
     const principal = principalOf(c);
@@ -580,24 +561,33 @@ async function liveEvents(c: Ctx, app: string): Promise<Response> {
  * The agents page's live stream: `sessions` with the sessions' table whenever it changes (a socket opens or closes, a
  * session joins a room or is active), from every agent hub of the apps the viewer may see, each `livePollMs`.
  */
-function liveAgentEvents(c: Ctx): Response {
-  onceEach(c.req.queries(), [], "the agents page's live stream");
+/**
+ * A page's live stream of one section (the element of id `id`): drawn with `draw` from what `read` answers (shared by
+ * the isolate's pages of the same viewer), and sent as a `section` event each time it reads otherwise.
+ */
+function liveSection<T>(c: Ctx, what: string, id: string, read: (env: Env, key: string) => Promise<T>, draw: (data: T) => Html): Response {
+  onceEach(c.req.queries(), [], what);
   const env = c.env;
-  const key = JSON.stringify([environmentOf(env), principalOf(c).apps]);
+  const key = viewerKey(c);
   return eventStream(c, (live) => {
-    const sessions = async () => {
+    const section = async () => {
       let shown: string | undefined;
       while (live.open) {
         if (await live.revoked()) return;
-        // The first read is sent too: a socket may have opened or closed between the page's read and this one.
-        const table = String(await sessionsTable(await liveSessions(env, key)));
-        if (table !== shown) live.send("sessions", { html: table });
-        shown = table;
+        // The first read is sent too: something may have changed between the page's read and this one.
+        const drawn = String(await draw(await read(env, key)));
+        if (drawn !== shown) live.send("section", { id, html: drawn });
+        shown = drawn;
         await new Promise((resolve) => setTimeout(resolve, DASHBOARD_DEFAULTS.livePollMs));
       }
     };
-    sessions().catch(live.fail);
+    section().catch(live.fail);
   });
+}
+
+/** What a live section's shared read is keyed by: the environment and the apps the viewer may see. */
+function viewerKey(c: Ctx): string {
+  return JSON.stringify([environmentOf(c.env), principalOf(c).apps]);
 }
 
 /** What a page's live stream's events are sent with: see `eventStream`. */
@@ -682,6 +672,39 @@ const liveSessions = isolateShared(DASHBOARD_DEFAULTS.livePollMs, (env: Env, key
   const [, apps] = JSON.parse(key) as [string, string[] | null];
   return agentSessionsOf(env, apps);
 });
+
+/**
+ * The schedules the schedules pages open in this isolate show: one read of the scheduler each
+ * `DASHBOARD_DEFAULTS.livePollMs` however many pages watch, keyed as `liveSessions` is.
+ */
+const liveSchedules = isolateShared(DASHBOARD_DEFAULTS.livePollMs, async (env: Env, key: string) => {
+  const [, apps] = JSON.parse(key) as [string, string[] | null];
+  const listed = (await schedulerFor(env).list(undefined, Date.now())) as ScheduleInfo[];
+  return listed.filter((s) => apps === null || apps.includes(s.app));
+});
+
+/** The schedules page's table: the page and its live stream draw it with this. */
+function schedulesTable(listed: ScheduleInfo[]): Html {
+  const rows = listed.map(
+    (s) =>
+      html`<tr>
+        <td class="name"><a href="${dashboardPath("apps", s.app, "functions", s.function)}">${s.app}.${s.function}</a></td>
+        <td>${s.schedule}</td>
+        <td>${s.nextRuns.map(time).join(", ")}</td>
+        <td>
+          ${
+            s.lastRun
+              ? html`<a href="${dashboardPath("calls", s.lastRun.callId)}">${time(s.lastRun.scheduledAt)}</a>
+                  <span class="badge ${s.lastRun.status}">${s.lastRun.status}</span>`
+              : "not yet"
+          }
+        </td>
+        <td title="runs skipped while the previous one ran; runs missed while nothing ticked">${s.skipped} / ${s.missed}</td>
+        <td class="error">${s.lastRun?.error ? visibleMarks(errorSummary(s.lastRun.error.message)) : ""}</td>
+      </tr>`,
+  );
+  return table(["function", "schedule", "next runs", "last run", "skipped / missed", "last error"], rows, { empty: "No scheduled functions." });
+}
 
 /** The agents page's table: the page and its live stream draw it with this. */
 function sessionsTable(sessions: AgentSession[]): Html {

@@ -355,6 +355,23 @@ describe("the dashboard", () => {
     await page.close();
   });
 
+  it("shows a scheduled run's end on the schedules page without a reload, with the runs skipped and missed", async () => {
+    const page = await admin.newPage();
+    await page.goto(`${gateway.url}${DASHBOARD.base}/schedules`);
+    await page.waitForFunction(() => document.body.dataset.liveState === "open");
+    const cells = async () =>
+      page.$$eval("#schedules tbody tr", (rows) => rows.map((row) => [...row.querySelectorAll("td")].map((td) => td.textContent?.trim())));
+    const before = (await cells()).find((row) => row[0] === "shop.nightly")!;
+    expect(before[4]).toBe("0 / 0");
+    const fired = await fetch(`${gateway.url}/v1/apps/shop/functions/nightly/trigger`, authed({ method: "POST" }));
+    expect(fired.status).toBe(202);
+    const { callId } = (await fired.json()) as { callId: string };
+    // Before: the page showed what it read when it opened, however many runs ended.
+    await page.waitForSelector(`#schedules a[href$="/calls/${callId}"]`, { timeout: 5_000 });
+    expect((await cells()).find((row) => row[0] === "shop.nightly")![3]).toContain("failed");
+    await page.close();
+  });
+
   it("shows a scheduled run's error on the schedules page by its first line, cut, with a mark that reorders text as its escape", async () => {
     const fired = await fetch(`${gateway.url}/v1/apps/shop/functions/nightly/trigger`, authed({ method: "POST" }));
     expect(fired.status).toBe(202);

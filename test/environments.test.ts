@@ -249,7 +249,7 @@ describe("environments main and dev on one gateway's state", () => {
     }
     // The dashboard shows main's apps whatever a request addresses: it says which dashboard such a token opens (before:
     // "address that one (--env dev …)", a flag tandem dashboard does not take, and which changed nothing).
-    for (const headers of [{}, { "tandem-env": "dev" }]) {
+    for (const headers of [{}, { "tandem-env": "dev" }] as Record<string, string>[]) {
       const login = await asDevAdmin("POST", "/v1/dashboard/login-code", headers);
       expect(login.status).toBe(403);
       expect(((await login.json()) as { error: { message: string } }).error.message).toMatch(
