@@ -205,6 +205,9 @@ export function apiRoutes(): Hono<Api> {
     const principal = principalOf(c);
     if (query.data.app !== undefined) requireApp(principal, query.data.app);
     const rows = (await usageFromPlanes(runContext(c), query.data)).filter((r) => mayReachServed(principal, r.app, c.var.config.environment));
+    // A name no app served has and no plane recorded: a typo, answered as every /v1 route answers an unknown app (404,
+    // with the names there are), not as an app that used nothing. A removed app's usage stays readable.
+    if (query.data.app !== undefined && rows.length === 0) registry().app(query.data.app);
     return c.json({
       rows,
       totalUsd: roundedUsd(rows.reduce((sum, r) => sum + r.costUsd, 0)),

@@ -44,8 +44,10 @@ describe("metering", () => {
       expect(Math.round(row.seconds * 1e3) / 1e3).toBe(row.seconds);
       expect(Math.round(row.costUsd * 1e9) / 1e9).toBe(row.costUsd);
     }
+    // A name no app has, served or recorded: a typo, said as such (before: "no container time recorded", exit 0).
     const none = await runCli(["usage", "--app", "nosuch", "--gateway", stack.url]);
-    expect(none.stdout.trim()).toBe("no container time recorded for app nosuch on the planes the gateway knows");
+    expect([none.code, none.stdout]).toEqual([2, ""]);
+    expect(none.stderr).toMatch(/^error: no app named "nosuch" is deployed here \(apps: [^)]*capped/);
   });
 
   it("shows a token limited to another environment none of this one's usage", async () => {
