@@ -34,6 +34,7 @@ import {
 import { didYouMean } from "../sdk/nearest-name.js";
 import { describeIssues } from "../sdk/zod-issues.js";
 import { mayReach, principalIsLive, principalOf, requireApp, revokedWhileOpen, type Principal } from "./auth.js";
+import type { App } from "../sdk/app.js";
 import { readBodyBytes } from "./body.js";
 import { checkedCallId, ledgerFor, unknownCall } from "./call-ledger-client.js";
 import { DASHBOARD_ASSETS } from "./dashboard-assets.js";
@@ -184,22 +185,9 @@ export function dashboardRoutes(): Hono<RouteEnv> {
   routes.get("/apps/:app", async (c) => {
     const app = appOf(c);
     const [series, calls] = await Promise.all([callSeries(c.env, { app: app.name }), recentCalls(c.env, { app: app.name, limit: 10 })]);
-    const totals = new Map(totalsByFunction(series.points).map((t) => [t.function, t]));
-    const rows = app.callables.map((fn) => {
-      const t = totals.get(fn.name);
-      return html`<tr>
-        <td class="name"><a href="${dashboardPath("apps", app.name, "functions", fn.name)}">${fn.name}</a></td>
-        <td>${fn.spec.tier}</td>
-        <td>${t?.calls ?? 0}</td>
-        <td>${t?.errors ?? 0}</td>
-        <td>${t?.retries ?? 0}</td>
-        <td>${t ? ms(t.meanRunMs) : "—"}</td>
-        <td>${t ? ms(t.maxRunMs) : "—"}</td>
-      </tr>`;
-    });
     const body = html`${activityCharts(series)}
       <h2>Functions <small>(last hour)</small></h2>
-      ${table(["function", "tier", "calls", "errors", "retries", "mean start to end", "longest start to end"], rows, { empty: "This app has no functions." })}
+      ${functionsTable(app.name, app.callables, series, "This app has no functions.")}
       <h2>Latest calls</h2>
       ${table(CALL_HEADINGS, calls.map(callRow), { id: "calls", keep: 10, empty: "No calls yet." })}
       <p><a href="${dashboardPath("apps", app.name, "calls")}">All calls, live</a> · <a href="${dashboardPath("apps", app.name, "logs")}">Logs, live</a></p>`;
@@ -222,7 +210,11 @@ export function dashboardRoutes(): Hono<RouteEnv> {
 
   routes.get("/apps/:app/functions/:fn", async (c) => {
     const app = appOf(c);
-    const registered = registry().function(app.name, c.req.param("fn"));
+    // A class's name alone: its page lists its methods (each a function of its own) and the containers they share.
+    const asked = c.req.param("fn");
+    const methods = app.callables.filter((f) => f.name.startsWith(`${asked}.`));
+    if (methods.length && !app.callables.some((f) => f.name === asked)) return c.html(await classPage(c, app.name, asked, methods));
+    const registered = registry().function(app.name, asked);
     const fn = registered.name;
     const onPlanes = registered.spec.tier === "plane"; // an edge function runs in the gateway's isolate: no containers to show
     const [series, durations, calls, usage, planes] = await Promise.all([
@@ -651,6 +643,50 @@ function eventStream(c: Ctx, start: (live: LiveStream) => void, stop: () => void
 }
 
 /** The agents' sessions of the apps `apps` allows (null: all), each with its app. */
+/** An app's functions (or a class's methods) with their calls, errors, retries and times over the last hour. */
+function functionsTable(app: string, fns: App["callables"], series: Awaited<ReturnType<typeof callSeries>>, empty: string): Html {
+  const totals = new Map(totalsByFunction(series.points).map((t) => [t.function, t]));
+  const rows = fns.map((fn) => {
+    const t = totals.get(fn.name);
+    return html`<tr>
+      <td class="name"><a href="${dashboardPath("apps", app, "functions", fn.name)}">${fn.name}</a></td>
+      <td>${fn.spec.tier}</td>
+      <td>${t?.calls ?? 0}</td>
+      <td>${t?.errors ?? 0}</td>
+      <td>${t?.retries ?? 0}</td>
+      <td>${t ? ms(t.meanRunMs) : "—"}</td>
+      <td>${t ? ms(t.maxRunMs) : "—"}</td>
+    </tr>`;
+  });
+  return table(["function", "tier", "calls", "errors", "retries", "mean start to end", "longest start to end"], rows, { empty });
+}
+
+/**
+ * A class's page (`…/functions/Model`): its methods, each with its own page, and its warm containers, which serve them
+ * all (a method's page shows the same); the logs and usage that name the class by itself link here.
+ */
+async function classPage(c: Ctx, app: string, cls: string, methods: App["callables"]): Promise<Html> {
+  const onPlanes = methods[0]!.spec.tier === "plane";
+  const [series, planes] = await Promise.all([callSeries(c.env, { app }), onPlanes ? knownPlanes(c.env) : Promise.resolve([])]);
+  const now = warmNow(planes, app, methods[0]!.name);
+  const body = html`<p><a href="${dashboardPath("apps", app)}">← ${app}</a></p>
+    <h2>Methods <small>(last hour)</small></h2>
+    ${functionsTable(app, methods, series, "This class has no methods.")}
+    ${
+      onPlanes
+        ? html`<h2>Warm containers now <small>(from the planes' last heartbeats; each serves every method)</small></h2>
+            ${facts([
+              ["warm now", now.busy + now.idle],
+              ["busy", now.busy],
+              ["idle", now.idle],
+              ["planes", now.planes],
+            ])}`
+        : html`<p class="empty">Runs at the edge, in the gateway's isolate: no containers.</p>`
+    }
+    <p><a href="${dashboardPath("apps", app, "logs")}?function=${encodeURIComponent(cls)}">Its logs, live</a></p>`;
+  return layout(`Class ${app}.${cls}`, body, viewer(c));
+}
+
 /** The home page's empty state: a token limited to some apps is told which, as none of them may be deployed yet. */
 function noAppsText(allowed: string[] | null): string {
   if (allowed === null) return "No apps are deployed here.";

@@ -47,7 +47,8 @@ let admin: BrowserContext;
 
 beforeAll(async () => {
   await mkdir(SHOTS, { recursive: true });
-  gateway = await startTestGateway([APP_FILE, fileURLToPath(new URL("./fixtures/edge-app.ts", import.meta.url))], {
+  const fixture = (name: string) => fileURLToPath(new URL(`./fixtures/${name}`, import.meta.url));
+  gateway = await startTestGateway([APP_FILE, fixture("edge-app.ts"), fixture("dashboard-class-app.ts")], {
     bindings: { TANDEM_PLANE_SECRET: PLANE_SECRET },
   });
   browser = await chromium.launch({
@@ -158,6 +159,24 @@ describe("the dashboard", () => {
       expect(res.status, method).toBe(405);
       expect(await res.text(), method).toContain(`the dashboard&#39;s pages take GET, not ${method}`);
     }
+  });
+
+  it("shows a class's page by its name alone: its methods, each linked to its own page (before: a 404)", async () => {
+    const quoted = await fetch(`${gateway.url}/v1/apps/pricing/functions/Pricer.quote/call`, authed({ method: "POST", body: '{"args":[{},5]}' }));
+    expect(quoted.status).toBe(200);
+    await quoted.text();
+    const page = await admin.newPage();
+    const answer = await page.goto(`${gateway.url}${DASHBOARD.base}/apps/pricing/functions/Pricer`);
+    expect(answer!.status()).toBe(200);
+    expect(await page.textContent("h1")).toBe("Class pricing.Pricer");
+    expect(await page.$$eval("tbody td.name a", (links) => links.map((a) => [a.textContent, a.getAttribute("href")]))).toEqual([
+      ["Pricer.quote", `${DASHBOARD.base}/apps/pricing/functions/Pricer.quote`],
+      ["Pricer.refund", `${DASHBOARD.base}/apps/pricing/functions/Pricer.refund`],
+    ]);
+    await expect.poll(async () => (await page.reload(), page.textContent("tbody tr:first-child td:nth-child(3)")), { timeout: 5_000 }).toBe("1");
+    // A name that is neither a function nor a class is still the 404 it was.
+    expect((await page.goto(`${gateway.url}${DASHBOARD.base}/apps/pricing/functions/Pric`))!.status()).toBe(404);
+    await page.close();
   });
 
   it("answers a container id no container could have 400, on its page and its live stream, as the logs API does", async () => {
@@ -360,7 +379,7 @@ describe("the dashboard", () => {
     await page.goto(`${gateway.url}${DASHBOARD.base}/schedules`);
     await page.waitForFunction(() => document.body.dataset.liveState === "open");
     const cells = async () =>
-      page.$$eval("#schedules tbody tr", (rows) => rows.map((row) => [...row.querySelectorAll("td")].map((td) => td.textContent?.trim())));
+      page.$$eval("#schedules tbody tr", (rows) => rows.map((row) => Array.from(row.querySelectorAll("td"), (td) => td.textContent?.trim())));
     const before = (await cells()).find((row) => row[0] === "shop.nightly")!;
     expect(before[4]).toBe("0 / 0");
     const fired = await fetch(`${gateway.url}/v1/apps/shop/functions/nightly/trigger`, authed({ method: "POST" }));
