@@ -28,7 +28,7 @@ const SESSION_PATTERN = /^ds-[0-9a-f]{64}$/;
  * @example const { url } = await mintLoginCode(c.env, principalOf(c), new URL(c.req.url).origin);
  */
 export async function mintLoginCode(env: Env, principal: Principal, origin: string): Promise<DashboardLoginAnswer> {
-  requireEnvironment(principal, gatewayConfig(env).environment);
+  requireEnvironment(principal, gatewayConfig(env).environment, "dashboard");
   const code = `lc-${randomHex(16)}`;
   const expiresAt = Math.min(Date.now() + DASHBOARD_DEFAULTS.loginCodeTtlSeconds * 1000, principal.expiresAt ?? Infinity);
   await tokenStore(env).grantDashboard("code", await sha256Hex(code), grantOf(principal), expiresAt);
@@ -100,14 +100,14 @@ export function dashboardGuard(unauthenticated: (c: Context<RouteEnv>) => Respon
       if (session && SESSION_PATTERN.test(session)) principal = await tokenStore(c.env).dashboardGrant("session", await sha256Hex(session));
     }
     if (!principal) return unauthenticated(c);
-    requireEnvironment(principal, gatewayConfig(c.env).environment);
+    requireEnvironment(principal, gatewayConfig(c.env).environment, "dashboard");
     c.set("principal", principal);
     await next();
   };
 }
 
 async function startSession(c: Context<RouteEnv>, principal: Principal): Promise<void> {
-  requireEnvironment(principal, gatewayConfig(c.env).environment);
+  requireEnvironment(principal, gatewayConfig(c.env).environment, "dashboard");
   const session = `ds-${randomHex(32)}`;
   // A session lasts no longer than its token.
   const expiresAt = Math.min(Date.now() + DASHBOARD_DEFAULTS.sessionTtlSeconds * 1000, principal.expiresAt ?? Infinity);
