@@ -38,6 +38,8 @@ interface Attachment {
   rooms: string[];
   /** For an agent that asks for a token: the API token that let the socket in (`HEADERS.agentToken`). */
   token?: string;
+  /** The session's fingerprint, which its log lines carry (a socket accepted before it was kept has none). */
+  fingerprint?: string;
 }
 
 /** Which agent and shard an object serves; kept in its storage for the alarm and broadcasts, which have no request to say. */
@@ -123,7 +125,14 @@ export class AgentHub extends DurableObject<Env> {
     }
     const stored = await this.ctx.storage.get<Session>(`session:${sessionId}`);
     const token = request.headers.get(HEADERS.agentToken);
-    const attachment: Attachment = { app, label, sessionId, rooms: stored?.rooms ?? [], ...(token ? { token } : {}) };
+    const attachment: Attachment = {
+      app,
+      label,
+      sessionId,
+      rooms: stored?.rooms ?? [],
+      fingerprint: await sessionFingerprint(sessionId),
+      ...(token ? { token } : {}),
+    };
     const [client, server] = Object.values(new WebSocketPair()) as [WebSocket, WebSocket];
     let session = stored;
     if (!session) {
@@ -264,13 +273,13 @@ export class AgentHub extends DurableObject<Env> {
   }
 
   /** What a session's handlers run with: the gateway's call context, their console lines tagged and kept as the agent's. */
-  #runContext({ app, label, sessionId }: Attachment): RunContext {
+  #runContext({ app, label, sessionId, fingerprint }: Attachment): RunContext {
     return {
       env: this.env,
       config: this.#config,
       waitUntil: (p) => this.ctx.waitUntil(p),
       logPrefix: `[${app}/${label} ${sessionId}]`,
-      logTo: { app, function: label, callId: null },
+      logTo: { app, function: label, callId: null, ...(fingerprint ? { session: fingerprint } : {}) },
     };
   }
 

@@ -51,7 +51,7 @@ pre { background: #1d2330; color: #f1f3f7; padding: .8rem; border-radius: 6px; w
 .logs { list-style: none; margin: 0; padding: .4rem .6rem; background: #10141c; color: #e2e6ee; border-radius: 6px;
   font: .8rem/1.5 ui-monospace, monospace; max-height: 60vh; overflow-y: auto; }
 .log { overflow-wrap: anywhere; } .log .text { white-space: pre-wrap; }
-.log time { color: #7d8799; } .log .where { color: #8fb4ff; } .log .container { color: #d5a8ff; }
+.log time { color: #7d8799; } .log .where { color: #8fb4ff; } .log .container { color: #d5a8ff; } .log .session { color: #9fd39f; }
 .log.stderr .text { color: #ff9d9d; } .log.system .text { color: #ffd27d; }
 .problem { background: #fbe1e1; color: #a12a2a; padding: .5rem .8rem; border-radius: 6px; overflow-wrap: anywhere; }
 .login { max-width: 26rem; }

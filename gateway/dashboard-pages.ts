@@ -203,7 +203,9 @@ export function logLine(line: LogLine): Html {
     ? html` <a class="container" href="${dashboardPath("apps", line.app, "containers", line.containerId)}">${line.containerId.slice(0, 12)}</a>`
     : "";
   return html`<li class="log ${line.source}">
-    <time>${time(line.time)}</time> <span class="where">${line.tier}${line.function ? ` ${line.function}` : ""}</span>${container}
+    <time>${time(line.time)}</time> <span class="where">${line.tier}${line.function ? ` ${line.function}` : ""}</span>${container}${
+      line.session ? html` <span class="session" title="the agent session's fingerprint">${line.session}</span>` : ""
+    }
     <span class="text">${visibleMarks(line.text)}</span>
   </li>`;
 }

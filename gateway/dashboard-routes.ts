@@ -749,7 +749,11 @@ function sessionsTable(sessions: AgentSession[]): Html {
       html`<tr data-session="${s.fingerprint}">
         <td>${s.app}</td>
         <td>${s.label}</td>
-        <td><code title="the first 12 hex digits of the SHA-256 of the session's id">${s.fingerprint}</code></td>
+        <td>
+          <a href="${dashboardPath("apps", s.app, "logs")}?session=${s.fingerprint}" title="its log lines"
+            ><code title="the first 12 hex digits of the SHA-256 of the session's id">${s.fingerprint}</code></a
+          >
+        </td>
         <td><span class="badge ${s.sockets ? "running" : ""}">${s.sockets ? `live (${s.sockets})` : "idle"}</span></td>
         <td>${s.rooms.join(", ")}</td>
         <td>${time(s.lastActive)}</td>
@@ -888,11 +892,11 @@ function summedBy(functions: FunctionCost[], labelOf: (f: FunctionCost) => strin
 }
 
 /** What the logs page may be asked to show, as the logs API takes each (`LogQuerySchema`). */
-const PAGE_LOG_FIELDS = ["function", "source", "search", "since", "limit"] as const;
+const PAGE_LOG_FIELDS = ["function", "session", "source", "search", "since", "limit"] as const;
 type PageLogFields = Partial<Record<(typeof PAGE_LOG_FIELDS)[number], string>>;
 /** Those of `query` that choose a logs page's new lines too (all but since and limit: they are new). */
 function liveLogFields(query: Record<string, string | undefined>): Record<string, string> {
-  return Object.fromEntries((["function", "source", "search"] as const).flatMap((f) => (query[f] === undefined ? [] : [[f, query[f]]])));
+  return Object.fromEntries((["function", "session", "source", "search"] as const).flatMap((f) => (query[f] === undefined ? [] : [[f, query[f]]])));
 }
 
 /** What a page's live stream may be asked: a call's, a container's, the logs page's (`logs=1`) or an app's calls. */
@@ -923,6 +927,7 @@ function logFilterForm(given: PageLogFields, names: string[]): Html {
     >
     <label>text <input name="search" type="search" value="${given.search ?? ""}" placeholder="contains" /></label>
     <label>since <input name="since" value="${given.since ?? ""}" placeholder="2h, 30m, a date" /></label>
+    ${given.session ? html`<input type="hidden" name="session" value="${given.session}" />` : ""}
     <button type="submit">Show</button>
   </form>`;
 }

@@ -46,6 +46,7 @@ export function matchesLogFilter(line: StoredLogLine, filter: LogFilter): boolea
   if (filter.function !== undefined && !logLineOfFunction(line.function, filter.function)) return false;
   if (filter.callId !== undefined && line.callId !== filter.callId) return false;
   if (filter.containerId !== undefined && line.containerId !== filter.containerId) return false;
+  if (filter.session !== undefined && line.session !== filter.session) return false;
   if (filter.source !== undefined && line.source !== filter.source) return false;
   if (filter.since !== undefined && line.time < filter.since) return false;
   if (filter.search !== undefined && !line.text.toLowerCase().includes(filter.search.toLowerCase())) return false;

@@ -140,6 +140,7 @@ export function logFilterOf(q: z.output<typeof LogQuerySchema>, defaultLimit: nu
   if (q.function !== undefined) filter.function = q.function;
   if (q.call !== undefined) filter.callId = q.call;
   if (q.container !== undefined) filter.containerId = q.container;
+  if (q.session !== undefined) filter.session = q.session;
   if (q.source !== undefined) filter.source = q.source;
   if (q.since !== undefined) filter.since = q.since;
   if (q.search !== undefined) filter.search = q.search;

@@ -20,11 +20,13 @@ export function logStoreFor(env: Env, app: string): DurableObjectStub<LogStore> 
   return env.LOGS.get(env.LOGS.idFromName(inEnvironment(env, app)));
 }
 
-/** Where a line a piece of running code prints goes: its app, function (or web label) and call. */
+/** Where a line a piece of running code prints goes: its app, function (or web label) and call; an agent's session. */
 export interface LogOrigin {
   app: string;
   function: string | null;
   callId: string | null;
+  /** An agent's: its session's fingerprint (`LogLine.session`). */
+  session?: string;
 }
 
 /** What the sink says about a write that failed: the console as it was before lines were captured, so the report is not captured in turn. */

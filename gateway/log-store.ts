@@ -25,6 +25,8 @@ export interface LogFilter {
   function?: string;
   callId?: string;
   containerId?: string;
+  /** An agent session's lines, by its fingerprint. */
+  session?: string;
   source?: LogSource;
   /** Lines printed at or after this time (ms since the epoch). */
   since?: number;
@@ -41,6 +43,7 @@ type Row = {
   function: string | null;
   call_id: string | null;
   container_id: string | null;
+  session: string | null;
   tier: string;
   region: string;
   source: string;
@@ -73,6 +76,14 @@ export class LogStore extends DurableObject<Env> {
       CREATE INDEX IF NOT EXISTS lines_call ON lines (call_id, seq);
       CREATE TABLE IF NOT EXISTS archives (key TEXT PRIMARY KEY, first_time INTEGER NOT NULL, last_time INTEGER NOT NULL, lines INTEGER NOT NULL);
       CREATE INDEX IF NOT EXISTS archives_last_time ON archives (last_time);`);
+    // Added after the table was first made: a log kept from before gets it empty.
+    const columns = new Set(
+      this.#sql
+        .exec<{ name: string }>("SELECT name FROM pragma_table_info('lines')")
+        .toArray()
+        .map((c) => c.name),
+    );
+    if (!columns.has("session")) this.#sql.exec("ALTER TABLE lines ADD COLUMN session TEXT");
   }
 
   /**
@@ -85,9 +96,9 @@ export class LogStore extends DurableObject<Env> {
   async append(json: string): Promise<void> {
     if (json === "[]") return;
     this.#sql.exec(
-      `INSERT INTO lines (time, app, function, call_id, container_id, tier, region, source, text)
-       SELECT value ->> 'time', value ->> 'app', value ->> 'function', value ->> 'callId', value ->> 'containerId', value ->> 'tier',
-              value ->> 'region', value ->> 'source', value ->> 'text'
+      `INSERT INTO lines (time, app, function, call_id, container_id, session, tier, region, source, text)
+       SELECT value ->> 'time', value ->> 'app', value ->> 'function', value ->> 'callId', value ->> 'containerId', value ->> 'session',
+              value ->> 'tier', value ->> 'region', value ->> 'source', value ->> 'text'
        FROM json_each(?)`,
       json,
     );
@@ -117,6 +128,7 @@ export class LogStore extends DurableObject<Env> {
     }
     add("call_id = ?", filter.callId);
     add("container_id = ?", filter.containerId);
+    add("session = ?", filter.session);
     add("source = ?", filter.source);
     add("time >= ?", filter.since);
     // SQLite's lower() folds ASCII letters only: the search folded as JavaScript folds it finds "télé" in "TÉLÉ" no more
@@ -235,5 +247,6 @@ function toLine(row: Row & { text: string }): StoredLogLine {
     region: row.region,
     source: row.source as LogSource,
     text: row.text,
+    ...(row.session === null ? {} : { session: row.session }),
   };
 }

@@ -33,4 +33,11 @@ describe("OTLP log severities", () => {
       ]),
     ).toEqual(["9 INFO", "13 WARN", "9 INFO", "17 ERROR", "17 ERROR", "17 ERROR", "17 ERROR", "13 WARN"]);
   });
+
+  it("carries an agent's line's session fingerprint as tandem.agent_session, and none on a function's line", () => {
+    const agent: LogLine = { ...line("stderr", "onMessage threw"), function: "chat", callId: null, tier: "edge", session: "0123456789ab" };
+    const records = otlpLogsRequest(sender, [agent, line("stdout", "hello")]).resourceLogs[0]!.scopeLogs[0]!.logRecords;
+    expect(records[0]!.attributes).toContainEqual({ key: "tandem.agent_session", value: { stringValue: "0123456789ab" } });
+    expect(records[1]!.attributes.map((a) => a.key)).not.toContain("tandem.agent_session");
+  });
 });

@@ -91,6 +91,7 @@ export function otlpLogsRequest(sender: OtlpSender, lines: readonly LogLine[], o
                 "tandem.function": line.function,
                 "tandem.call_id": line.callId,
                 "tandem.container_id": line.containerId,
+                "tandem.agent_session": line.session,
                 "tandem.tier": line.tier,
                 "tandem.region": line.region,
                 "tandem.source": line.source,

@@ -2635,9 +2635,17 @@ export const LogLineSchema = z.lazy(() =>
     source: z.enum(LOG_SOURCES),
     /** The line, secret values masked as `***`, cut at `LOG_LIMITS.maxLineChars`. */
     text: z.string(),
+    /**
+     * An agent's line: its session's fingerprint (the first 12 hex digits of the SHA-256 of its id, as the dashboard's
+     * agents page lists it; the id itself would let whoever reads the log resume the session). Absent on other lines.
+     */
+    session: z.string().regex(SESSION_FINGERPRINT_PATTERN, "must be a session's fingerprint").optional(),
   }),
 );
 export type LogLine = z.infer<typeof LogLineSchema>;
+
+/** An agent session's fingerprint, as its log lines and the dashboard name it: 12 lowercase hex digits. */
+export const SESSION_FINGERPRINT_PATTERN = /^[0-9a-f]{12}$/;
 
 /**
  * The last line of a log follow that the gateway ends (the token that opened it was revoked), in place of a `LogLine`;
@@ -2754,6 +2762,11 @@ export const LogQuerySchema = z.lazy(() =>
     function: z.string().min(1, "must be a function name").max(200, "must be a function name").optional(),
     call: z.string().regex(CALL_ID_PATTERN, `must be a call id (${CALL_ID_FORM})`).optional(),
     container: z.string().min(1, "must be a container id").max(128, "must be a container id").optional(),
+    /** An agent session's lines, by its fingerprint (`LogLine.session`). */
+    session: z
+      .string()
+      .regex(SESSION_FINGERPRINT_PATTERN, "must be an agent session's fingerprint (12 hex digits, as the dashboard's agents page lists it)")
+      .optional(),
     source: z.enum(LOG_SOURCES, `must be one of ${LOG_SOURCES.join(", ")}`).optional(),
     since: sinceQueryField().optional(),
     /** Lines that contain this text, in any case. */
@@ -2808,6 +2821,8 @@ export interface LogQueryOptions {
   function?: string;
   call?: string;
   container?: string;
+  /** An agent session's lines, by its fingerprint. */
+  session?: string;
   source?: LogSource;
   /** A duration back from the gateway's now (`"2h"`), ms since the epoch, or a date (one without a zone: local time here). */
   since?: string | number;
@@ -2819,7 +2834,7 @@ export interface LogQueryOptions {
 /** The query string of a log query, or nothing; a `since` written as a date goes as the time it names here. */
 export function logQueryString(query: LogQueryOptions): string {
   const q = new URLSearchParams();
-  for (const key of ["function", "call", "container", "source", "since", "search", "limit"] as const) {
+  for (const key of ["function", "call", "container", "session", "source", "since", "search", "limit"] as const) {
     if (query[key] !== undefined) q.set(key, String(query[key]));
   }
   // A date without a zone is the sender's local time; the gateway, which runs in UTC, would read it otherwise.

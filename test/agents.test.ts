@@ -9,10 +9,12 @@ import net from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import WebSocket from "ws";
 import { connect, type AgentMessageEvent, type AgentSocket } from "../sdk/index.js";
-import { AGENT_PING, AGENT_PONG } from "../sdk/protocol.js";
+import { AGENT_PING, AGENT_PONG, type LogLine } from "../sdk/protocol.js";
+import { sha256Hex } from "../sdk/hex.js";
 import { shardOf } from "../gateway/shard.js";
 import { LOG_LIMITS } from "../sdk/defaults.js";
-import { authed, eventually, startTestGateway, type TestGateway } from "./helpers/gateway.js";
+import { runCli } from "./helpers/cli.js";
+import { ADMIN_TOKEN, authed, eventually, startTestGateway, type TestGateway } from "./helpers/gateway.js";
 
 let gw: TestGateway;
 const wsUrl = (path: string) => gw.url.replace(/^http/, "ws") + path;
@@ -326,6 +328,37 @@ describe("limits and bad input", () => {
       "[agents/echo logged-thrower-1] about to break",
       "[agents/echo logged-thrower-1] (stderr) onMessage threw: Error: the handler broke",
     ]);
+  });
+
+  it("keeps each of a session's lines with its fingerprint, which the logs API, tandem logs --session and the dashboard filter by", async () => {
+    const fingerprint = (await sha256Hex("fingerprinted-1")).slice(0, 12);
+    const c = await client("/agents/echo?session=fingerprinted-1");
+    await c.next();
+    c.ws.send("throw");
+    await c.closed;
+    const other = await client("/agents/echo?session=fingerprinted-2");
+    await other.next();
+    other.ws.send("throw");
+    await other.closed;
+    const read = async (query: string) =>
+      (await (await fetch(`${gw.url}/v1/apps/agents/logs${query}`, authed())).text())
+        .split("\n")
+        .filter(Boolean)
+        .map((l) => JSON.parse(l) as LogLine);
+    let lines: LogLine[] = [];
+    // Before: its lines had no session (a 1011 in the log could not be traced to the session that got it).
+    await eventually(async () => (lines = await read(`?session=${fingerprint}`)).some((l) => l.text === "onMessage threw: Error: the handler broke"));
+    expect(lines.every((l) => l.session === fingerprint && l.function === "echo")).toBe(true);
+    expect(lines.map((l) => l.text)).toContain("about to break");
+    // A function's lines have none.
+    expect((await read("?limit=1000")).filter((l) => l.callId !== null).every((l) => l.session === undefined)).toBe(true);
+    const cli = await runCli(["logs", "agents", "--session", fingerprint, "--source", "stderr", "--gateway", gw.url, "--token", ADMIN_TOKEN]);
+    expect(cli.code).toBe(0);
+    expect(cli.stdout).toContain(`agents/echo ${fingerprint} (edge, stderr) onMessage threw: Error: the handler broke`);
+    expect(cli.stdout).not.toContain((await sha256Hex("fingerprinted-2")).slice(0, 12));
+    const bad = await fetch(`${gw.url}/v1/apps/agents/logs?session=fingerprinted-1`, authed());
+    expect(bad.status).toBe(400);
+    expect(((await bad.json()) as { error: { message: string } }).error.message).toContain('field "session" must be an agent session\'s fingerprint');
   });
 
   // About 10 s: after workerd's 1002, the client waits for the connection to end.

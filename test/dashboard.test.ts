@@ -728,12 +728,20 @@ describe("the dashboard", () => {
       .toBe("live (1)");
     expect(await page.locator(`tr[data-session="${fingerprint}"] code`).textContent()).toBe(fingerprint);
     expect(await page.content()).not.toContain("dashboard-live-1");
+    const echoed = new Promise((resolve) => ws.once("message", resolve));
+    ws.send("hello there");
+    await echoed;
     const closed = new Promise((resolve) => ws.once("close", resolve));
     ws.close();
     await closed;
     const started = Date.now();
     await expect.poll(() => sockets().textContent(), { timeout: 2000, interval: 50 }).toBe("idle");
     console.log(`dashboard: the agents page showed a closed session idle ${Date.now() - started} ms after its socket closed`);
+    // Its fingerprint leads to its log lines, each marked with it.
+    await page.click(`tr[data-session="${fingerprint}"] a`);
+    expect(new URL(page.url()).searchParams.get("session")).toBe(fingerprint);
+    await expect.poll(() => page.locator("#logs li .text").allTextContents(), { timeout: 3000 }).toEqual(["chat got hello there"]);
+    expect(await page.textContent("#logs li .session")).toBe(fingerprint);
     await page.close();
   });
 

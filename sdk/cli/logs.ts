@@ -34,6 +34,7 @@ type LogsOpts = {
   function?: string;
   call?: string;
   container?: string;
+  session?: string;
   source?: LogSource;
   since?: string;
   search?: string;
@@ -53,6 +54,10 @@ export function addLogsCommand(program: Command, clientOf: (opts: { gateway?: st
     .option("--function <name>", "only this function (or class method, or web label; a class: all its methods and its containers)")
     .option("--call <id>", "only this call's lines")
     .option("--container <id>", "only this plane container's lines")
+    .option(
+      "--session <fingerprint>",
+      "only this agent session's lines (its fingerprint: 12 hex digits, as each of its lines and the dashboard's agents page show it)",
+    )
     .option("--source <source>", `only ${LOG_SOURCES.join(", ")}`, parseChoice(LOG_SOURCES))
     .option("--since <when>", 'only lines after this: a duration ("2h", "30m", "7d") or a date')
     .option("--search <text>", "only lines that contain this text (in any case)")
@@ -73,6 +78,7 @@ export function addLogsCommand(program: Command, clientOf: (opts: { gateway?: st
       if (opts.function !== undefined) query.function = opts.function;
       if (opts.call !== undefined) query.call = opts.call;
       if (opts.container !== undefined) query.container = opts.container;
+      if (opts.session !== undefined) query.session = opts.session;
       if (opts.source !== undefined) query.source = opts.source;
       if (opts.since !== undefined) query.since = sinceHere(opts.since);
       if (opts.search !== undefined) query.search = opts.search;
@@ -184,7 +190,12 @@ function unrecordedNote(id: string, then: string): string {
  * @example formatLogLine(line); // "2026-12-03T07:04:36.120Z shop.resize fc-01… c-9f2e (stdout) resized 3 images"
  */
 export function formatLogLine(line: LogLine): string {
-  const where = visibleControls([line.function ? `${line.app}.${line.function}` : line.app, line.callId, line.containerId].filter(Boolean).join(" "));
+  // An agent's line: app/label and its session's fingerprint, as `tandem serve` prints it (with the id there).
+  const where = visibleControls(
+    line.session
+      ? `${line.app}/${line.function} ${line.session}`
+      : [line.function ? `${line.app}.${line.function}` : line.app, line.callId, line.containerId].filter(Boolean).join(" "),
+  );
   // A line of several (a system line quoting a container's last lines): the rest indented under it, not bare.
   const body = line.text.split(/\r?\n/).map(visibleControls).join("\n    ");
   const text = line.source === "stderr" ? style.warn(body) : line.source === "system" ? style.dim(body) : body;
@@ -197,6 +208,7 @@ function optionsOf(opts: LogsOpts): Record<string, [string, unknown]> {
     function: ["--function", opts.function],
     call: ["--call", opts.call],
     container: ["--container", opts.container],
+    session: ["--session", opts.session],
     source: ["--source", opts.source],
     since: ["--since", opts.since],
     search: ["--search", opts.search],
