@@ -30,7 +30,8 @@ table { border-collapse: collapse; width: 100%; font-size: .9rem; }
 th, td { text-align: left; padding: .4rem .6rem; border-bottom: 1px solid #eef0f4; white-space: nowrap; }
 td.error { white-space: normal; overflow-wrap: anywhere; min-width: 8rem; max-width: 32rem; color: #a12a2a; }
 td.name { white-space: normal; overflow-wrap: anywhere; min-width: 6rem; }
-@media (min-width: 900px) { td.error { min-width: 14rem; } }
+/* Room for two readable lines of an error beside a call's eight other columns, where the page has it. */
+@media (min-width: 1240px) { td.error { min-width: 14rem; } }
 td.error span { display: -webkit-box; -webkit-box-orient: vertical; -webkit-line-clamp: 2; line-clamp: 2; overflow: hidden; }
 .empty { padding: .5rem .8rem; color: #5d6577; margin: 0; }
 .badge { padding: .05rem .45rem; border-radius: 9px; font-size: .8rem; background: #e8ebf1; }

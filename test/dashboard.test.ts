@@ -495,7 +495,7 @@ describe("the dashboard", () => {
     for (const [query, says] of [
       ["since=soonish", "since"],
       ["source=stdrr", "must be one of stdout, stderr, system"],
-      ["bogus=1", "the logs page takes function, source, search, since, limit, not &quot;bogus&quot;"],
+      ["bogus=1", "the logs page takes function, session, source, search, since, limit, not &quot;bogus&quot;"],
       // A field given twice, as the logs API refuses it: it read as the first alone.
       ["source=stdout&source=stderr", "the logs page: field &quot;source&quot; is given 2 times: give it once"],
     ]) {
@@ -807,7 +807,7 @@ describe("the dashboard", () => {
       const tables = await page.$$eval(".table", (boxes) => boxes.map((box) => ({ scroll: box.scrollWidth, box: box.clientWidth })));
       for (const { scroll, box } of tables) expect(scroll, path).toBeLessThanOrEqual(box);
     }
-    // The error column, squeezed to 8rem beside eight unbroken columns before, keeps 14rem: two lines say something.
+    // The error column, squeezed to 185 px beside eight unbroken columns in a page 1200 px wide at most, keeps 14rem.
     await page.locator(`tr[data-call-id="${failed}"]`).waitFor();
     const width = await page.locator(`tr[data-call-id="${failed}"] td.error`).evaluate((cell) => cell.getBoundingClientRect().width);
     expect(width).toBeGreaterThanOrEqual(14 * 16);
