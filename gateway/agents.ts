@@ -85,6 +85,19 @@ const sessionTag = (id: string) => `session:${id}`;
  * from an id it has, and nobody can turn back into one.
  * @example await sessionFingerprint("dashboard-live-1") // 12 hex digits
  */
+/** Where an agent hub keeps its count of sockets ended by close code. */
+const CLOSES_KEY = "metrics:closes";
+
+/** An agent hub's counts, as `/v1/metrics` reads them (gateway/edge-metrics.ts, `agentMetricFamilies`). */
+export interface AgentHubMetrics {
+  /** Sockets open now. */
+  sockets: number;
+  /** Sessions kept (live, or within their time to live). */
+  sessions: number;
+  /** Sockets ended, by close code. */
+  closes: Record<string, number>;
+}
+
 export async function sessionFingerprint(sessionId: string): Promise<string> {
   return (await sha256Hex(sessionId)).slice(0, 12);
 }
@@ -172,6 +185,7 @@ export class AgentHub extends DurableObject<Env> {
 
   override async webSocketClose(ws: WebSocket, code: number, reason: string): Promise<void> {
     answerClose(ws, code, reason);
+    await this.#countClose(code);
     await this.#ended(ws, code, reason);
   }
 
@@ -183,7 +197,26 @@ export class AgentHub extends DurableObject<Env> {
     const { app, label, sessionId } = ws.deserializeAttachment() as Attachment;
     const message = (error as Error)?.message ?? String(error);
     console.warn(`[${app}/${label} ${sessionId}] socket error: ${message}`);
+    await this.#countClose(AGENT_CLOSE.abnormal);
     await this.#ended(ws, AGENT_CLOSE.abnormal, message);
+  }
+
+  /**
+   * Counts a socket's end by its close code (`tandem_agent_socket_closes_total`): a close the gateway sent ends with
+   * the client's answer, which repeats its code (1011 a handler's failure, 1008 and 1009 a limit); a socket that
+   * dropped, 1006. Kept in storage: the object may hibernate between sockets.
+   */
+  async #countClose(code: number): Promise<void> {
+    const closes = (await this.ctx.storage.get<Record<string, number>>(CLOSES_KEY)) ?? {};
+    closes[code] = (closes[code] ?? 0) + 1;
+    await this.ctx.storage.put(CLOSES_KEY, closes);
+  }
+
+  /** What `/v1/metrics` counts of this object's sockets: open now, sessions kept, and ended ones by close code. */
+  async metrics(): Promise<AgentHubMetrics> {
+    const [sessions, closes] = await Promise.all([this.ctx.storage.list({ prefix: "session:" }), this.ctx.storage.get<Record<string, number>>(CLOSES_KEY)]);
+    const sockets = this.ctx.getWebSockets().filter((ws) => ws.readyState === WebSocket.OPEN).length;
+    return { sockets, sessions: sessions.size, closes: closes ?? {} };
   }
 
   /**

@@ -14,6 +14,7 @@ import type { MetricFamilyValues } from "../sdk/otlp-json.js";
 import { LEDGER_SHARDS, ledgerShard, type FinishedCall } from "./call-ledger-client.js";
 import type { Env } from "./env.js";
 import type { ScheduleMetricRow } from "./scheduler.js";
+import type { AgentHubMetrics } from "./agents.js";
 
 /**
  * What a ledger shard keeps per function: `series` and its `label` (an error code, a status, a bucket's bound).
@@ -261,6 +262,39 @@ export function scheduleMetricFamilies(rows: readonly ScheduleMetricRow[]): Metr
       help: "Scheduled runs missed while nothing ticked (caught up once by the latest).",
       type: "counter",
       values: of((row) => row.missed),
+    },
+  ];
+}
+
+/** Close codes each agent has a series of from the start (at 0): a handler's failure and the limits, to alert on. */
+const ALERTED_CLOSES = ["1008", "1009", "1011"] as const;
+
+/**
+ * Each agent's sockets open now, sessions kept and sockets ended by close code, summed over its hub's shards; the
+ * close codes worth an alert are there at 0 from the first scrape, as a function's outcomes are.
+ */
+export function agentMetricFamilies(hubs: readonly { app: string; agent: string; metrics: AgentHubMetrics }[]): MetricFamilyValues[] {
+  const byAgent = new Map<string, { app: string; agent: string; sockets: number; sessions: number; closes: Map<string, number> }>();
+  for (const { app, agent, metrics } of hubs) {
+    const key = `${app}\u0000${agent}`;
+    let sum = byAgent.get(key);
+    if (!sum) byAgent.set(key, (sum = { app, agent, sockets: 0, sessions: 0, closes: new Map(ALERTED_CLOSES.map((code) => [code, 0])) }));
+    sum.sockets += metrics.sockets;
+    sum.sessions += metrics.sessions;
+    for (const [code, count] of Object.entries(metrics.closes)) sum.closes.set(code, (sum.closes.get(code) ?? 0) + count);
+  }
+  const agents = [...byAgent.values()].sort((a, b) => a.app.localeCompare(b.app) || a.agent.localeCompare(b.agent));
+  const of = (value: (agent: (typeof agents)[number]) => number) => agents.map((a) => ({ value: value(a), labels: { app: a.app, agent: a.agent } }));
+  return [
+    { name: "tandem_agent_sockets", help: "An agent's WebSockets open now.", type: "gauge", values: of((a) => a.sockets) },
+    { name: "tandem_agent_sessions", help: "An agent's sessions kept: live, or idle within their time to live.", type: "gauge", values: of((a) => a.sessions) },
+    {
+      name: "tandem_agent_socket_closes_total",
+      help: "An agent's WebSockets that ended, by close code (1011 a handler failed, 1008 and 1009 a limit, 1006 a dropped connection).",
+      type: "counter",
+      values: agents.flatMap((a) =>
+        [...a.closes].sort(([x], [y]) => Number(x) - Number(y)).map(([code, value]) => ({ value, labels: { app: a.app, agent: a.agent, code } })),
+      ),
     },
   ];
 }

@@ -10,7 +10,16 @@ import { sha256Hex } from "../sdk/hex.js";
 import { HEADERS, ROUTES, TOKEN_PATTERN } from "../sdk/protocol.js";
 import { gatewayWideGuard } from "./auth.js";
 import type { MetricFamilyValues } from "../sdk/otlp-json.js";
-import { PROMETHEUS_CONTENT_TYPE, edgeMetricFamilies, edgeMetricRows, prometheusText, scheduleMetricFamilies, zeroRows } from "./edge-metrics.js";
+import { hubFor } from "./agents.js";
+import {
+  PROMETHEUS_CONTENT_TYPE,
+  agentMetricFamilies,
+  edgeMetricFamilies,
+  edgeMetricRows,
+  prometheusText,
+  scheduleMetricFamilies,
+  zeroRows,
+} from "./edge-metrics.js";
 import type { Env, RouteEnv } from "./env.js";
 import { registry } from "./registry.js";
 import { schedulerFor } from "./scheduler.js";
@@ -32,12 +41,27 @@ export function metricsRoutes(): Hono<RouteEnv> {
  * when the first count began (ms; undefined before any call was counted).
  */
 export async function gatewayMetrics(env: Env): Promise<{ families: MetricFamilyValues[]; since: number | undefined }> {
-  const [rows, schedules] = await Promise.all([edgeMetricRows(env), schedulerFor(env).metrics(Date.now())]);
+  const [rows, schedules, hubs] = await Promise.all([edgeMetricRows(env), schedulerFor(env).metrics(Date.now()), agentHubMetrics(env)]);
   const served = registry()
     .all()
     .map((fn) => ({ app: fn.app, name: fn.name, tier: fn.spec.tier, scheduled: fn.spec.schedule !== undefined }));
   const { families, since } = edgeMetricFamilies([...rows, ...zeroRows(served)]);
-  return { families: [...families, ...scheduleMetricFamilies(schedules)], since };
+  return { families: [...families, ...scheduleMetricFamilies(schedules), ...(hubs.length ? agentMetricFamilies(hubs) : [])], since };
+}
+
+/** Every served agent's hubs' counts, one read of each shard. */
+function agentHubMetrics(env: Env) {
+  return Promise.all(
+    registry().apps.flatMap((app) =>
+      app.agents.flatMap((agent) =>
+        Array.from({ length: agent.shards }, async (_, shard) => ({
+          app: app.name,
+          agent: agent.label,
+          metrics: await hubFor(env, app.name, agent.label, shard, agent.shards).metrics(),
+        })),
+      ),
+    ),
+  );
 }
 
 /** Lets in the metrics token (when the gateway has one), else what `gatewayWideGuard("admin")` lets in. */

@@ -5,6 +5,7 @@
  * frames, and hono's own WebSocket upgrade in an app.web mount.
  */
 import { randomBytes } from "node:crypto";
+import { readFile } from "node:fs/promises";
 import net from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import WebSocket from "ws";
@@ -14,6 +15,7 @@ import { sha256Hex } from "../sdk/hex.js";
 import { shardOf } from "../gateway/shard.js";
 import { LOG_LIMITS } from "../sdk/defaults.js";
 import { runCli } from "./helpers/cli.js";
+import { documentedSeries, parsePrometheus, sampleValue } from "./helpers/prometheus.js";
 import { ADMIN_TOKEN, authed, eventually, startTestGateway, type TestGateway } from "./helpers/gateway.js";
 
 let gw: TestGateway;
@@ -359,6 +361,35 @@ describe("limits and bad input", () => {
     const bad = await fetch(`${gw.url}/v1/apps/agents/logs?session=fingerprinted-1`, authed());
     expect(bad.status).toBe(400);
     expect(((await bad.json()) as { error: { message: string } }).error.message).toContain('field "session" must be an agent session\'s fingerprint');
+  });
+
+  it("counts each agent's open sockets, sessions and sockets ended by close code in /v1/metrics, as the docs list them", async () => {
+    const scrape = async () => parsePrometheus(await (await fetch(`${gw.url}/v1/metrics`, authed())).text());
+    const of = (families: ReturnType<typeof parsePrometheus>, name: string, labels: Record<string, string> = {}) =>
+      sampleValue(families, name, { app: "agents", agent: "echo", ...labels });
+    let families = await scrape();
+    // Every series the docs list, each agent's closes worth an alert there from the start.
+    const documented = documentedSeries(await readFile(new URL("../docs/observability.md", import.meta.url), "utf8"), "### Agents' series");
+    expect(documented).toEqual(["tandem_agent_sockets", "tandem_agent_sessions", "tandem_agent_socket_closes_total"]);
+    for (const name of documented)
+      expect(
+        families.some((f) => f.name === name && f.metrics.length > 0),
+        name,
+      ).toBe(true);
+    const failedBefore = of(families, "tandem_agent_socket_closes_total", { code: "1011" })!;
+    expect(failedBefore).toBeGreaterThanOrEqual(0);
+    const open = await client("/agents/echo?session=metrics-open-1");
+    await open.next();
+    await eventually(async () => (of((families = await scrape()), "tandem_agent_sockets") ?? 0) >= 1);
+    expect(of(families, "tandem_agent_sessions")).toBeGreaterThanOrEqual(1);
+    // Before: nothing counted a handler's failure, so no alert could see one.
+    const thrower = await client("/agents/echo?session=metrics-thrower-1");
+    await thrower.next();
+    thrower.ws.send("throw");
+    await thrower.closed;
+    await eventually(async () => of((families = await scrape()), "tandem_agent_socket_closes_total", { code: "1011" }) === failedBefore + 1);
+    open.ws.close(1000, "done");
+    await open.closed;
   });
 
   // About 10 s: after workerd's 1002, the client waits for the connection to end.
