@@ -241,17 +241,7 @@ export function dashboardRoutes(): Hono<RouteEnv> {
           ["longest", shown(totals?.ended ? totals.maxRunMs : undefined)],
         ])}
       </div>
-      ${
-        onPlanes
-          ? html`<h2>Warm containers now <small>(from the planes' last heartbeats)</small></h2>
-              ${facts([
-                ["warm now", now.busy + now.idle],
-                ["busy", now.busy],
-                ["idle", now.idle],
-                ["planes", now.planes],
-              ])}`
-          : html`<p class="empty">Runs at the edge, in the gateway's isolate: no containers.</p>`
-      }
+      ${warmSection(onPlanes, now, "")}
       ${
         usage === undefined
           ? ""
@@ -671,20 +661,21 @@ async function classPage(c: Ctx, app: string, cls: string, methods: App["callabl
   const now = warmNow(planes, app, methods[0]!.name);
   const body = html`<p><a href="${dashboardPath("apps", app)}">← ${app}</a></p>
     <h2>Methods <small>(last hour)</small></h2>
-    ${functionsTable(app, methods, series, "This class has no methods.")}
-    ${
-      onPlanes
-        ? html`<h2>Warm containers now <small>(from the planes' last heartbeats; each serves every method)</small></h2>
-            ${facts([
-              ["warm now", now.busy + now.idle],
-              ["busy", now.busy],
-              ["idle", now.idle],
-              ["planes", now.planes],
-            ])}`
-        : html`<p class="empty">Runs at the edge, in the gateway's isolate: no containers.</p>`
-    }
+    ${functionsTable(app, methods, series, "This class has no methods.")} ${warmSection(onPlanes, now, "; each serves every method")}
     <p><a href="${dashboardPath("apps", app, "logs")}?function=${encodeURIComponent(cls)}">Its logs, live</a></p>`;
   return layout(`Class ${app}.${cls}`, body, viewer(c));
+}
+
+/** A function's (or class's) warm containers now, from the planes' last heartbeats; an edge one has none. */
+function warmSection(onPlanes: boolean, now: ReturnType<typeof warmNow>, note: string): Html {
+  if (!onPlanes) return html`<p class="empty">Runs at the edge, in the gateway's isolate: no containers.</p>`;
+  return html`<h2>Warm containers now <small>(from the planes' last heartbeats${note})</small></h2>
+    ${facts([
+      ["warm now", now.busy + now.idle],
+      ["busy", now.busy],
+      ["idle", now.idle],
+      ["planes", now.planes],
+    ])}`;
 }
 
 /** The home page's empty state: a token limited to some apps is told which, as none of them may be deployed yet. */

@@ -71,6 +71,19 @@ async function loginLink(token: string): Promise<string> {
   return ((await res.json()) as DashboardLoginAnswer).url;
 }
 
+/** A new token made as `made` asks, pasted into the login form of a browser context of its own, which lands on the apps page. */
+async function pastedLogin(made: { name: string; scope: string; apps: string[] }): Promise<{ token: string; context: BrowserContext; page: Page }> {
+  const created = await fetch(`${gateway.url}/v1/tokens`, authed({ method: "POST", body: JSON.stringify(made) }));
+  const { token } = (await created.json()) as { token: string };
+  const context = await browser.newContext();
+  const page = await context.newPage();
+  await page.goto(`${gateway.url}${DASHBOARD.login}`);
+  await page.fill("#token", token);
+  await page.click("button[type=submit]");
+  await page.waitForURL(`${gateway.url}${DASHBOARD.base}/`);
+  return { token, context, page };
+}
+
 async function call(fn: string, args: unknown[]): Promise<string> {
   const res = await fetch(`${gateway.url}/v1/apps/shop/functions/${fn}/call`, authed({ method: "POST", body: JSON.stringify({ args }) }));
   return res.headers.get(HEADERS.callId)!;
@@ -960,19 +973,8 @@ describe("the dashboard", () => {
   });
 
   it("shows a token restricted to one app only that app: others are 403, their calls unknown", async () => {
-    const created = await fetch(
-      `${gateway.url}/v1/tokens`,
-      authed({ method: "POST", body: JSON.stringify({ name: "edge only", scope: "call", apps: ["edge"] }) }),
-    );
-    const { token } = (await created.json()) as { token: string };
     const shopCall = await call("checkout", ["ok-hidden"]);
-    const context = await browser.newContext();
-    const page = await context.newPage();
-    // The pasted-token form.
-    await page.goto(`${gateway.url}${DASHBOARD.login}`);
-    await page.fill("#token", token);
-    await page.click("button[type=submit]");
-    await page.waitForURL(`${gateway.url}${DASHBOARD.base}/`);
+    const { token, context, page } = await pastedLogin({ name: "edge only", scope: "call", apps: ["edge"] });
     const apps = await page.$$eval("tbody a", (links) => links.map((a) => a.textContent));
     expect(apps).toEqual(["edge"]);
     // Its menu leaves out the pages it would be refused.
@@ -1000,17 +1002,7 @@ describe("the dashboard", () => {
   });
 
   it("tells a deploy token for an app not deployed yet which apps it may see, not that none is deployed", async () => {
-    const created = await fetch(
-      `${gateway.url}/v1/tokens`,
-      authed({ method: "POST", body: JSON.stringify({ name: "future app", scope: "deploy", apps: ["not-yet"] }) }),
-    );
-    const { token } = (await created.json()) as { token: string };
-    const context = await browser.newContext();
-    const page = await context.newPage();
-    await page.goto(`${gateway.url}${DASHBOARD.login}`);
-    await page.fill("#token", token);
-    await page.click("button[type=submit]");
-    await page.waitForURL(`${gateway.url}${DASHBOARD.base}/`);
+    const { context, page } = await pastedLogin({ name: "future app", scope: "deploy", apps: ["not-yet"] });
     expect(await page.textContent("main .empty")).toBe("None of the apps this token may see (not-yet) is deployed here.");
     await context.close();
   });
