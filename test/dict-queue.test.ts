@@ -468,11 +468,12 @@ describe("queue", () => {
     let peekedAll = 0;
     for await (const value of q.iterate<string>({ pageSize: 1000 })) expect(value.startsWith(`${peekedAll++}:`)).toBe(true);
     expect(peekedAll).toBe(34);
-    // The SDK asks for the rest at once: one getMany, every item, each on its lease.
-    const leased = await q.getMany<string>(34, { timeoutMs: 0, lease: 1 });
+    // The SDK asks for the rest at once: one getMany, every item, each on its lease. Leased for long enough that the
+    // parts' transfer (34 MB, over a second on a loaded machine) ends before the first part's leases do.
+    const leased = await q.getMany<string>(34, { timeoutMs: 0, lease: 5 });
     expect(leased.map((job) => job.value.split(":")[0])).toEqual(Array.from({ length: 34 }, (_, i) => String(i)));
     expect(await q.len()).toBe(0);
-    await sleep(1100); // not acked: back in the queue
+    await sleep(5100); // not acked: back in the queue
     const got = await q.getMany<string>(34, { timeoutMs: 0 });
     expect(got.map((v) => v.split(":")[0])).toEqual(Array.from({ length: 34 }, (_, i) => String(i)));
     expect(got.every((v, i) => v === item(i))).toBe(true);
