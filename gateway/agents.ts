@@ -80,11 +80,6 @@ const ROOM_PATTERN = /^[^\s]{1,128}$/;
 const encoder = new TextEncoder();
 const sessionTag = (id: string) => `session:${id}`;
 
-/**
- * How the dashboard names a session: the first 12 hex digits of the SHA-256 of its id, which an app can work out
- * from an id it has, and nobody can turn back into one.
- * @example await sessionFingerprint("dashboard-live-1") // 12 hex digits
- */
 /** Where an agent hub keeps its count of sockets ended by close code. */
 const CLOSES_KEY = "metrics:closes";
 
@@ -98,6 +93,11 @@ export interface AgentHubMetrics {
   closes: Record<string, number>;
 }
 
+/**
+ * How the dashboard names a session: the first 12 hex digits of the SHA-256 of its id, which an app can work out
+ * from an id it has, and nobody can turn back into one.
+ * @example await sessionFingerprint("dashboard-live-1") // 12 hex digits
+ */
 export async function sessionFingerprint(sessionId: string): Promise<string> {
   return (await sha256Hex(sessionId)).slice(0, 12);
 }
