@@ -17,6 +17,17 @@ import { linkedCheckoutKey, shellWord } from "../sdk/cli/init.js";
 import { ROOT, runCli, runNode, startServe, type Served } from "./helpers/cli.js";
 
 const NO_TOKEN = { TANDEM_TOKEN: "", TANDEM_ADMIN_TOKEN: "" };
+
+/** A folder holding this checkout's better-sqlite3 binary packed as its prebuilt download is (prebuild-install's name). */
+async function localSqlitePrebuild(parent: string): Promise<string> {
+  const pkg = join(ROOT, "node_modules/better-sqlite3");
+  const { version } = JSON.parse(await readFile(join(pkg, "package.json"), "utf8")) as { version: string };
+  const dir = join(parent, "prebuilds");
+  await mkdir(dir);
+  const name = `better-sqlite3-v${version}-node-v${process.versions.modules}-${process.platform}-${process.arch}.tar.gz`;
+  execFileSync("tar", ["-czf", join(dir, name), "-C", pkg, "build/Release/better_sqlite3.node"]);
+  return dir;
+}
 const TANDEM = JSON.parse(readFileSync(join(ROOT, "package.json"), "utf8")) as { version: string; dependencies: Record<string, string> };
 const VERSION = TANDEM.version;
 
@@ -30,8 +41,11 @@ describe("tandem init, then npm install, tsc, tandem serve and the client, in a 
     parent = await mkdtemp(join(tmpdir(), "tandem-init-"));
     dir = join(parent, "first-app");
     const started = Date.now();
-    // npm install runs inside init: Tandem's dependencies from the registry (better-sqlite3 compiles where its prebuilt binary cannot be fetched).
-    init = { ...(await runCli(["init", "first-app"], { cwd: parent })), seconds: (Date.now() - started) / 1000 };
+    // npm install runs inside init: Tandem's dependencies from the registry. better-sqlite3's install fetches its prebuilt
+    // binary, or compiles it (2 min of one core) where it cannot, as here: it finds the binary `npm ci` built here as a
+    // local prebuild, named as its download would be, so the project gets what a user's download gives.
+    const env = { npm_config_better_sqlite3_local_prebuilds: await localSqlitePrebuild(parent) };
+    init = { ...(await runCli(["init", "first-app"], { cwd: parent, env })), seconds: (Date.now() - started) / 1000 };
   }, 600_000);
   afterAll(async () => {
     await served?.stop();
@@ -71,6 +85,9 @@ describe("tandem init, then npm install, tsc, tandem serve and the client, in a 
     expect(existsSync(join(dir, "node_modules/tandem/dist/cli.js"))).toBe(true);
     const installed = JSON.parse(await readFile(join(dir, "node_modules/tandem/package.json"), "utf8"));
     expect(installed.scripts).toBeUndefined();
+    // The better-sqlite3 Tandem pins, whose binary the local prebuild above is.
+    const sqlite = JSON.parse(await readFile(join(dir, "node_modules/better-sqlite3/package.json"), "utf8"));
+    expect(sqlite.version).toBe(TANDEM.dependencies["better-sqlite3"]);
   });
 
   it("type-checks the app with tsc: hono's and Node's types found, the image-only package declared", async () => {
