@@ -133,6 +133,10 @@ export function dashboardRoutes(): Hono<RouteEnv> {
     return c.redirect(`${DASHBOARD.base}/`, 303); // the code leaves the address bar: it is spent anyway
   });
   routes.post("/login", async (c) => {
+    // The login page's form is sent as a browser sends a form; another body (a multipart upload, JSON) is no login.
+    const type = c.req.header("content-type")?.split(";")[0]?.trim().toLowerCase();
+    if (type !== undefined && type !== "application/x-www-form-urlencoded")
+      return c.html(loginPage(`The login form is sent as application/x-www-form-urlencoded, as a browser sends it, not ${type}.`), 400);
     // Anyone may post here, so the form is read as any body is: no further than the gateway's limit (413).
     const bytes = await readBodyBytes(c.req.raw, c.var.config.maxBodyBytes);
     const form = new URLSearchParams(new TextDecoder().decode(bytes));

@@ -163,6 +163,18 @@ describe("the dashboard", () => {
     expect(res.status).toBe(401);
   });
 
+  it("answers a login post that is no form 400, saying what the form is sent as (before: 401, paste a token)", async () => {
+    const multipart = new FormData();
+    multipart.set("token", "not-a-token");
+    for (const body of [multipart, JSON.stringify({ token: ADMIN_TOKEN })]) {
+      const res = await fetch(`${gateway.url}${DASHBOARD.login}`, { method: "POST", body, redirect: "manual" });
+      const text = await res.text();
+      expect(res.status, text).toBe(400);
+      expect(text).toMatch(/The login form is sent as application\/x-www-form-urlencoded, as a browser sends it, not (multipart\/form-data|text\/plain)\./);
+      expect(res.headers.get("set-cookie")).toBeNull();
+    }
+  });
+
   it("answers a path that is no page 404, and a page asked with a method it does not take 405, each as a page", async () => {
     const missing = await fetch(`${gateway.url}${DASHBOARD.base}/nope`, authed());
     expect(missing.status).toBe(404);
