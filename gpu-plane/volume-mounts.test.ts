@@ -260,6 +260,24 @@ describe("mount folders a killed plane left", () => {
     expect(gateway.commits).toEqual([]); // nothing committed on a guess
   });
 
+  it("says a mount whose last commit failed as its container stopped was kept for that, not for a killed plane", async () => {
+    const folder = await attach("ctr-3");
+    await writeFile(join(folder, "b.txt"), "mine");
+    gateway.conflict = true;
+    await mounts.finish("ctr-3"); // the last commit, refused: another container's got in first
+    await mounts.idle();
+    const next = new VolumeMounts(join(dir, "volumes"), gateway, (line) => console_.push(line));
+    await next.keepLeftovers();
+    expect(await readFile(join(folder, "b.txt"), "utf8")).toBe("mine");
+    // Before: "this plane was stopped without its last commit … (it was killed)", after a plane stopped as asked.
+    expect(console_.filter((l) => l.includes("killed"))).toEqual([]);
+    expect(console_.filter((l) => l.includes("failed as its container stopped"))).toEqual([
+      expect.stringMatching(
+        /^\[plane\] ctr-3: the last commit of volume "v" at \/data failed as its container stopped \("b\.txt" in volume "v" was changed by version 2 since version 1, .+\): what the container wrote after its last commit is not in the volume; its files are kept in \S+ctr-3\/0 until \d{4}-\d\d-\d\d \(put one back with tandem volume put v <file> <path>\)$/,
+      ),
+    ]);
+  });
+
   it("removes a read-only mount's folder, and a writable one kept past its time", async () => {
     const readOnly = await mounts.attach("ctr-ro", { app: "demo", function: "reader" }, await mkdtemp(join(dir, "control-")), [{ ...request, readOnly: true }]);
     const old = await attach("ctr-old");

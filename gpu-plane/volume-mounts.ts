@@ -76,6 +76,8 @@ interface LeftoverMount {
   function: string;
   volume: string;
   path: string;
+  /** Why the last commit, made as its container stopped, failed: the files were kept for that, not for a killed plane. */
+  lastCommitFailed?: string;
 }
 const LEFTOVER_NOTE = ".mount.json";
 
@@ -223,13 +225,17 @@ export class VolumeMounts {
     const done = (async () => {
       let kept = false;
       for (const mount of attached.mounts.filter((m) => !m.request.readOnly)) {
-        await this.#queued(mount, () => this.#commit(attached, mount)).catch((err: unknown) => {
+        await this.#queued(mount, () => this.#commit(attached, mount)).catch(async (err: unknown) => {
           kept = true;
+          const reason = (err as Error).message;
           this.#tell(
             containerId,
             attached,
-            `the last commit of volume "${mount.request.volume}" at ${mount.request.path} failed (${(err as Error).message}); its files are kept in ${mount.hostDir}`,
+            `the last commit of volume "${mount.request.volume}" at ${mount.request.path} failed (${reason}); its files are kept in ${mount.hostDir}`,
           );
+          // Said again as the plane starts, as for a killed plane's mounts, but for what it was.
+          const about: LeftoverMount = { app: attached.app, function: attached.function, volume: mount.request.volume, path: mount.request.path };
+          await writeFile(`${mount.hostDir}${LEFTOVER_NOTE}`, JSON.stringify({ ...about, lastCommitFailed: reason })).catch(() => undefined);
         });
       }
       await new Promise<void>((resolve) => (attached.api ? attached.api.close(() => resolve()) : resolve()));
@@ -268,7 +274,9 @@ export class VolumeMounts {
       }
       const until = new Date(info.mtimeMs + VOLUME_LIMITS.leftoverKeepMs).toISOString().slice(0, 10);
       for (const { about, dir } of kept) {
-        const text = `this plane was stopped without its last commit of volume "${about.volume}" at ${about.path} (it was killed): what the container wrote after its last background commit is not in the volume; its files are kept in ${dir} until ${until} (put one back with tandem volume put ${about.volume} <file> <path>)`;
+        const text = about.lastCommitFailed
+          ? `the last commit of volume "${about.volume}" at ${about.path} failed as its container stopped (${about.lastCommitFailed}): what the container wrote after its last commit is not in the volume; its files are kept in ${dir} until ${until} (put one back with tandem volume put ${about.volume} <file> <path>)`
+          : `this plane was stopped without its last commit of volume "${about.volume}" at ${about.path} (it was killed): what the container wrote after its last background commit is not in the volume; its files are kept in ${dir} until ${until} (put one back with tandem volume put ${about.volume} <file> <path>)`;
         this.#log(`[plane] ${containerId}: ${text}`);
         this.#onLogLine?.({ app: about.app, function: about.function, callId: null, containerId, source: "system", text });
       }
