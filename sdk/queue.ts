@@ -135,7 +135,10 @@ export class Queue<T = unknown> {
     }
   }
 
-  /** The oldest item of the partition, waiting for one up to `timeoutMs`; `null` when none came. With `lease`, a `LeasedItem`. */
+  /**
+   * The oldest item of the partition, waiting for one up to `timeoutMs`; `null` when none came (an item that is `null`
+   * reads the same: `getMany`'s `[]`, or a lease's `LeasedItem`, tells them apart). With `lease`, a `LeasedItem`.
+   */
   get<U = T>(options: QueueGetOptions & { lease: number }): Promise<LeasedItem<U> | null>;
   get<U = T>(options?: QueueGetOptions & { lease?: undefined }): Promise<U | null>;
   /** Options whose `lease` may or may not be there (a variable of `QueueGetOptions`): either, as it turns out. */

@@ -393,6 +393,20 @@ describe("queue", () => {
     expect(performance.now() - started).toBeGreaterThanOrEqual(290);
   });
 
+  it("hands out a null item as docs/dict-queue.md says: get's null, getMany's [null], a lease's value null", async () => {
+    const q = queue("nulls", { createIfMissing: true });
+    await q.putMany([null, null, null, undefined]);
+    expect(await q.get({ timeoutMs: 0 })).toBeNull(); // the item, taken: as none would read
+    expect(await q.len()).toBe(3);
+    expect(await q.getMany(1, { timeoutMs: 0 })).toEqual([null]);
+    const leased = await q.get({ lease: 30, timeoutMs: 0 });
+    expect(leased).not.toBeNull();
+    expect(leased!.value).toBeNull();
+    expect(await leased!.ack()).toBe(true);
+    expect(await q.getMany(5, { timeoutMs: 0 })).toEqual([undefined]);
+    expect(await q.getMany(5, { timeoutMs: 0 })).toEqual([]);
+  });
+
   it("brings a leased item back when it is not acked in time, and removes it once acked", async () => {
     const q = queue("leases", { createIfMissing: true });
     await q.putMany(["first", "second"]);
