@@ -51,6 +51,21 @@ interface FunctionSeries {
 
 type FunctionLabel = "app" | "function";
 
+/**
+ * Adds each label set's total of `rows` to `counter`, to 12 significant digits: a sum of a ledger's floats is written
+ * as its value (`0.00011969083`), not with the float noise of its additions (`0.00011969082999999999`).
+ */
+function incSums<L extends string>(counter: Counter<L>, rows: readonly (readonly [Record<L, string>, number])[]): void {
+  const sums = new Map<string, [Record<L, string>, number]>();
+  for (const [labels, value] of rows) {
+    const key = JSON.stringify(labels);
+    const sum = sums.get(key);
+    if (sum) sum[1] += value;
+    else sums.set(key, [labels, value]);
+  }
+  for (const [labels, value] of sums.values()) counter.inc(labels, Number(value.toPrecision(12)));
+}
+
 /** Every series with its values, as prom-client gives them (`Registry.getMetricsAsJSON`). */
 export type MetricsSnapshot = Awaited<ReturnType<Registry["getMetricsAsJSON"]>>;
 
@@ -275,11 +290,12 @@ export class PlaneMetrics implements CallMeter {
       registers,
       collect() {
         this.reset();
-        for (const row of source.usage()) {
-          if (row.gpu === null) continue;
+        const rows = source.usage().flatMap((row) => {
+          if (row.gpu === null) return [];
           const [type = row.gpu, count = "1"] = row.gpu.split(":");
-          this.inc({ app: row.app, function: row.function, gpu: type }, row.seconds * Number(count));
-        }
+          return [[{ app: row.app, function: row.function, gpu: type }, row.seconds * Number(count)] as const];
+        });
+        incSums(this, rows);
       },
     });
     new Counter({
@@ -289,7 +305,10 @@ export class PlaneMetrics implements CallMeter {
       registers,
       collect() {
         this.reset();
-        for (const row of source.usage()) this.inc({ app: row.app, function: row.function }, row.costUsd);
+        incSums(
+          this,
+          source.usage().map((row) => [{ app: row.app, function: row.function }, row.costUsd] as const),
+        );
       },
     });
     new Gauge({
