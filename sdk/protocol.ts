@@ -2420,8 +2420,35 @@ export interface EncodedValue {
 export function encodeValue(value: unknown, beforeCodec?: (value: unknown) => void): EncodedValue {
   if (isPlainJson(value, 0, undefined)) return { json: value };
   beforeCodec?.(value);
-  const { json, meta } = codec.serialize(withoutHoles(value));
-  return meta === undefined ? { json } : { json, meta };
+  const serialized = codec.serialize(withoutHoles(value));
+  const json = ownFields(serialized.json);
+  return serialized.meta === undefined ? { json } : { json, meta: serialized.meta };
+}
+
+/**
+ * `json` with each object the codec left as it found it (an instance of a class of the caller's: superjson walks only
+ * plain objects) as JSON writes it, its own fields: what the value arrives as (docs/api.md), and what a Durable
+ * Object's storage can keep, which refuses such an instance ("Could not serialize object of type"). Containers are
+ * copied only where something in them changed.
+ */
+function ownFields(json: unknown): unknown {
+  if (typeof json !== "object" || json === null) return json;
+  if (Array.isArray(json)) {
+    let copy: unknown[] | undefined;
+    for (let i = 0; i < json.length; i++) {
+      const field = ownFields(json[i]);
+      if (field !== json[i]) (copy ??= json.slice())[i] = field;
+    }
+    return copy ?? json;
+  }
+  const proto = Object.getPrototypeOf(json) as unknown;
+  if (proto !== Object.prototype && proto !== null) return JSON.parse(JSON.stringify(json)) as unknown;
+  let copy: Record<string, unknown> | undefined;
+  for (const [key, value] of Object.entries(json)) {
+    const field = ownFields(value);
+    if (field !== value) (copy ??= { ...json })[key] = field;
+  }
+  return copy ?? json;
 }
 
 /** The containers superjson walks into, whose holes it would lose: arrays, plain objects, `Map`s and `Set`s. */

@@ -48,6 +48,25 @@ it("resumes a spawned call that was running when the gateway stopped, as its sec
   );
 });
 
+it("keeps a result holding a class's instances as their own fields, as its caller gets it (before: recorded failed, and a spawned call ran twice)", async () => {
+  const f = lookup<[number], unknown>("edge", "pointResult", { gateway: gw.url });
+  const expected = (x: number) => ({ at: { x, y: 2 }, list: [{ x: 0, y: 0 }], when: new Date(0) });
+  expect(await f.remote(1)).toEqual(expected(1));
+  const call = await f.spawn(3);
+  expect(await FunctionCall.fromId(call.id, { gateway: gw.url }).get({ timeoutMs: 10_000 })).toEqual(expected(3));
+  const record = (await (await fetch(`${gw.url}/v1/calls/${call.id}`, authed())).json()) as CallRecord;
+  expect(record).toMatchObject({ status: "succeeded", attempts: 1, result: { at: { x: 3, y: 2 }, list: [{ x: 0, y: 0 }], when: "1970-01-01T00:00:00.000Z" } });
+  // A keyed call over HTTP is recorded with what it answered.
+  const res = await fetch(
+    `${gw.url}/v1/apps/edge/functions/pointResult/call`,
+    authed({ method: "POST", body: '{"args":[5]}', headers: { [HEADERS.idempotencyKey]: `point-${Date.now()}` } }),
+  );
+  expect(res.status).toBe(200);
+  const id = res.headers.get(HEADERS.callId)!;
+  await eventually(async () => ((await (await fetch(`${gw.url}/v1/calls/${id}`, authed())).json()) as CallRecord).status === "succeeded");
+  expect(gw.output.filter((l) => l.includes("could not record"))).toEqual([]);
+});
+
 it("resumes a call whose runner was lost while it waited to retry a failed attempt with that retry, not one more", async () => {
   const token = `retrying-${Date.now()}`;
   const call = await lookup<[string], never>("edge", "failsSlowly", { gateway: gw.url }).spawn(token);
