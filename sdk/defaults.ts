@@ -618,6 +618,11 @@ export const DELIVERY_DEFAULTS = {
    * it says which did not and quits without it, rather than hang on it (a container engine that no longer answers).
    */
   serveCloseMs: 30_000,
+  /**
+   * How long `tandem serve`'s gateway may answer nothing (its health check, asked every 2 s) before serve says why that
+   * may be: an edge function's code that does not await holds the isolate's one thread, where its timeout cannot stop it.
+   */
+  serveHeldWarnMs: 5_000,
   /** How long a plane's API keeps an idle connection: more than `serverIdleCloseMs`, so the gateway (the client) closes first. */
   planeKeepAliveMs: 30_000,
   /**

@@ -29,6 +29,8 @@ beforeEach(async () => {
     `import { App, currentCall } from "tandem";\nconst app = new App("${name}");\n` +
       "export const hello = app.function((who: string) => `hello ${who}`);\n" +
       "export const slow = app.function(async (ms: number) => { await new Promise((r) => setTimeout(r, ms)); return `slept ${ms}`; });\n" +
+      // Computes without awaiting: nothing can stop it before it returns, its 1 s timeout included.
+      "export const spin = app.function({ timeout: 1 }, (n: number) => { let s = 0; for (let i = 0; i < n; i++) s = (s + i * i) % 1000003; return s; });\n" +
       'export const nap = app.function({ tier: "plane", timeout: 60 }, async (ms: number) => {\n' +
       "  console.log(`napping, attempt ${currentCall()?.attempt}`);\n" +
       "  await new Promise((r) => setTimeout(r, ms));\n" +
@@ -100,6 +102,24 @@ it("starts its workerd again when it is killed, says so, and a call succeeds aft
   expect(workerdChildren(served!.process.pid!)).not.toContain(workerd);
   expect((await callSlow(served!.url, 0)) as { status: number }).toMatchObject({ status: 200 });
 }, 60_000);
+
+it("says when an edge function's code that does not await holds the gateway, past its timeout, and when it answers again", async () => {
+  const spin = lookup<[number], number>(name, "spin", { gateway: served!.url });
+  // How fast this machine spins, so that the loop below holds the gateway about 10 s.
+  const n = 20_000_000;
+  const t0 = performance.now();
+  await spin.remote(n);
+  const perIteration = (performance.now() - t0) / n;
+  const held = spin.remote(Math.round(10_000 / perIteration));
+  // Before: every request waited, and nothing said why.
+  await served!.waitFor(
+    "the gateway has answered nothing for 5 s: an edge function's code that does not await (a loop that computes) holds its one thread, where the function's timeout cannot stop it, and every request waits until it returns. Run such work on the plane, or as WebAssembly, which stops at its timeout (docs/api.md, \"Code that does not await\")",
+    30_000,
+  );
+  expect(typeof (await held)).toBe("number"); // it ran to its end: nothing could stop it
+  await served!.waitFor(/↻ the gateway answers again, after \d+\.\d s/, 10_000);
+  expect(served!.output().match(/has answered nothing/g)).toHaveLength(1);
+}, 90_000);
 
 it("gives up with an error and exit code 2 (a command that failed, not a call) when its workerd keeps dying as soon as it starts, after pauses growing between starts", async () => {
   const exited = childEnded(served!.process);

@@ -380,6 +380,35 @@ export async function serve(options: ServeOptions): Promise<Serving> {
   void tick(Date.now());
   tickEveryMinute();
 
+  // An edge function's code that does not await (a loop that computes) holds the gateway isolate's one thread, where
+  // its timeout cannot stop it: every request waits, with nothing said. Said once the gateway has answered nothing for
+  // `serveHeldWarnMs`, and again when it answers.
+  let heldTimer: NodeJS.Timeout | undefined;
+  const watchHeld = async () => {
+    const backend = live;
+    const asked = performance.now();
+    let said = false;
+    const warn = setTimeout(() => {
+      said = true;
+      log(
+        style.warn(
+          `the gateway has answered nothing for ${DELIVERY_DEFAULTS.serveHeldWarnMs / 1000} s: an edge function's code that does not await (a loop that computes) holds its one thread, where the function's timeout cannot stop it, and every request waits until it returns. Run such work on the plane, or as WebAssembly, which stops at its timeout (docs/api.md, "Code that does not await")`,
+        ),
+      );
+    }, DELIVERY_DEFAULTS.serveHeldWarnMs);
+    warn.unref();
+    await fetch(new URL(paths.health(), backend.url)).then(
+      (res) => res.body?.cancel(),
+      () => undefined,
+    );
+    clearTimeout(warn);
+    if (closed) return;
+    if (said && backend === live) log(`${style.ok("↻")} the gateway answers again, after ${((performance.now() - asked) / 1000).toFixed(1)} s`);
+    heldTimer = setTimeout(() => void watchHeld(), 2_000);
+    heldTimer.unref();
+  };
+  void watchHeld();
+
   if (options.watch !== false) rewatch(built);
   let hurry: (() => void) | undefined;
   const serving: Serving = {
@@ -429,6 +458,7 @@ export async function serve(options: ServeOptions): Promise<Serving> {
   /** `close`, saying to `step` what it stops next. */
   const closeSteps = async (step: (what: string) => void): Promise<void> => {
     clearTimeout(tickTimer);
+    clearTimeout(heldTimer);
     for (const w of watchers) w.close();
     closed = true;
     forgetServed(servedFile);
