@@ -457,6 +457,20 @@ describe("a newcomer's mistakes, each told in one format", () => {
     expect((await runCli(["volume", "--help"])).code).toBe(0);
   });
 
+  it("a wasm function's source and module swapped: said what each takes (before: '\"module\" is a compiled .wasm file' of a .ts)", async () => {
+    await writeFile(join(dir, "count.as.ts"), "export function main(): void {}\n");
+    await writeFile(join(dir, "count.wasm"), new Uint8Array([0, 97, 115, 109, 1, 0, 0, 0]));
+    const module = await withApp('export const count = app.wasm("count", { module: "./count.as.ts" });', ["run", "app.ts::count"]);
+    expect(module.code).toBe(2);
+    expect(module.stderr).toBe(
+      'error: app "mine": wasm function "count": "module" takes a compiled .wasm file, not ./count.as.ts; for AssemblyScript, use { source: "./count.as.ts" }\n',
+    );
+    const source = await withApp('export const count = app.wasm("count", { source: "./count.wasm" });', ["run", "app.ts::count"]);
+    expect(source.stderr).toBe(
+      'error: app "mine": wasm function "count": "source" takes AssemblyScript to compile (a .ts file), not ./count.wasm; for a compiled module, use { module: "./count.wasm" }\n',
+    );
+  });
+
   it("a --host that is no address: said so (before: 'Invalid URL', 'getaddrinfo ENOTFOUND 999.1.1.1')", async () => {
     const empty = await runCli(["serve", "examples/hello/app.ts", "--host", ""]);
     expect(empty.code).toBe(2);

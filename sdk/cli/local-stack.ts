@@ -192,11 +192,11 @@ async function prepareWasm(app: string, w: WasmDefinition, appFile: string, outD
   if (!existsSync(from)) throw new InvalidOptionsError(`${where}: ${given} does not exist (looked for ${from})`);
   if (w.source !== undefined && /\.wasm$/i.test(given)) {
     throw new InvalidOptionsError(
-      `${where}: "source" is AssemblyScript to compile (a .ts file); for a compiled module, use { module: ${JSON.stringify(given)} }`,
+      `${where}: "source" takes AssemblyScript to compile (a .ts file), not ${given}; for a compiled module, use { module: ${JSON.stringify(given)} }`,
     );
   }
   if (w.module !== undefined && /\.ts$/i.test(given)) {
-    throw new InvalidOptionsError(`${where}: "module" is a compiled .wasm file; for AssemblyScript, use { source: ${JSON.stringify(given)} }`);
+    throw new InvalidOptionsError(`${where}: "module" takes a compiled .wasm file, not ${given}; for AssemblyScript, use { source: ${JSON.stringify(given)} }`);
   }
   const file = `${app}-${w.name}.wasm`;
   try {
