@@ -204,7 +204,8 @@ export function apiRoutes(): Hono<Api> {
     if (!query.success) throw new InvalidRequestError(`usage query: ${describeIssues(query.error, "field")}`);
     const principal = principalOf(c);
     if (query.data.app !== undefined) requireApp(principal, query.data.app);
-    const rows = (await usageFromPlanes(runContext(c), query.data)).filter((r) => mayReachServed(principal, r.app, c.var.config.environment));
+    const usage = await usageFromPlanes(runContext(c), query.data);
+    const rows = usage.rows.filter((r) => mayReachServed(principal, r.app, c.var.config.environment));
     // A name no app served has and no plane recorded: a typo, answered as every /v1 route answers an unknown app (404,
     // with the names there are), not as an app that used nothing. A removed app's usage stays readable.
     if (query.data.app !== undefined && rows.length === 0) registry().app(query.data.app);
@@ -212,6 +213,7 @@ export function apiRoutes(): Hono<Api> {
       rows,
       totalUsd: roundedUsd(rows.reduce((sum, r) => sum + r.costUsd, 0)),
       totalSeconds: roundedSeconds(rows.reduce((sum, r) => sum + r.seconds, 0)),
+      notCounted: usage.notCounted,
     } satisfies UsageAnswer);
   });
 

@@ -28,6 +28,7 @@ import {
   type DashboardCallRow,
   type DashboardSeriesPoint,
   type PlaneInfo,
+  type PlaneNotCounted,
   type ScheduleInfo,
   type TokenScope,
 } from "../sdk/protocol.js";
@@ -447,7 +448,8 @@ export function dashboardRoutes(): Hono<RouteEnv> {
             </tr>`,
         ),
         { empty: "No plane containers." },
-      )}`;
+      )}
+      ${notCountedNote(planeRows.notCounted)}`;
     return c.html(layout("Usage", body, viewer(c)));
   });
 
@@ -952,10 +954,22 @@ function planeHealthWord(p: PlaneInfo, now = Date.now()): string {
   return state === "not ready" ? `not ready: ${p.notReady}` : state;
 }
 
+/** The planes a usage table lacks, and why (each keeps its own ledger, read only from a plane that answers). */
+function notCountedNote(planes: readonly PlaneNotCounted[]) {
+  if (planes.length === 0) return "";
+  return html`<p class="empty">
+    Not counted: ${planes.map((p, i) => html`${i ? "; " : ""}plane ${p.planeId} (${p.region}), ${p.why}`)}. A plane keeps its own usage; it is counted again
+    once the plane runs and answers.
+  </p>`;
+}
+
 async function usageRows(c: Ctx, app?: string) {
   const since = Date.now() - DASHBOARD_DEFAULTS.usageWindowMs;
-  const rows = await usageFromPlanes({ env: c.env, config: c.var.config }, { since, ...(app ? { app } : {}) });
-  return rows.filter((r) => mayReach(principalOf(c), r.app));
+  const { rows, notCounted } = await usageFromPlanes({ env: c.env, config: c.var.config }, { since, ...(app ? { app } : {}) });
+  return Object.assign(
+    rows.filter((r) => mayReach(principalOf(c), r.app)),
+    { notCounted },
+  );
 }
 
 /** A page's live stream, from the time the page was drawn (`since`): what changed after that. */

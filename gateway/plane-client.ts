@@ -8,8 +8,10 @@
 import {
   PLANE_ROUTES,
   paths,
+  planeState,
   type PlaneCancelRequest,
   type PlaneInfo,
+  type PlaneNotCounted,
   type PlaneStopRequest,
   type PlaneUsageAnswer,
   type RolloverAnswer,
@@ -117,16 +119,26 @@ export async function rolloverAppOnPlanes(rc: PlaneAccess, app: string): Promise
 }
 
 /**
- * Container time and cost from every healthy plane, each row with its plane.
+ * Container time and cost from every plane that still reports (draining ones too), each row with its plane; and the
+ * planes the gateway knows that were not counted (stopped, stale, or not answering), with why.
  *
- * @example const rows = await usageFromPlanes(rc, { app: "shop", since: Date.now() - 86_400_000 });
+ * @example const { rows, notCounted } = await usageFromPlanes(rc, { app: "shop", since: Date.now() - 86_400_000 });
  */
-export async function usageFromPlanes(rc: PlaneAccess, query: UsageQuery): Promise<UsageAnswer["rows"]> {
+export async function usageFromPlanes(rc: PlaneAccess, query: UsageQuery): Promise<Pick<UsageAnswer, "rows" | "notCounted">> {
   const { planeSecret } = rc.config;
-  if (!planeSecret) return [];
+  if (!planeSecret) return { rows: [], notCounted: [] };
   const route = paths.planeUsage(query);
   const rows: UsageAnswer["rows"] = [];
-  for (const plane of (await knownPlanes(rc.env, true)).filter((p) => p.healthy)) {
+  const notCounted: PlaneNotCounted[] = [];
+  const now = Date.now();
+  // Every plane that still reports, a draining one's included: its ledger holds what ran there.
+  for (const plane of await knownPlanes(rc.env, true)) {
+    const state = planeState(plane, plane.lastSeen, now);
+    if (state === "stopped" || state === "stale") {
+      const why = state === "stopped" ? "stopped" : `stale: not heard from since ${new Date(plane.lastSeen).toISOString().slice(0, 19)}Z`;
+      notCounted.push({ planeId: plane.planeId, region: plane.region, why });
+      continue;
+    }
     try {
       const res = await signedFetch(planeSecret, plane, { method: "GET", route });
       for (const row of ((await res.json()) as Partial<PlaneUsageAnswer>).rows ?? [])
@@ -139,9 +151,10 @@ export async function usageFromPlanes(rc: PlaneAccess, query: UsageQuery): Promi
         });
     } catch (err) {
       console.warn(`plane ${plane.planeId} did not report its usage: ${(err as Error).message}`);
+      notCounted.push({ planeId: plane.planeId, region: plane.region, why: `did not answer: ${(err as Error).message}` });
     }
   }
-  return rows;
+  return { rows, notCounted };
 }
 
 /** Seconds to the millisecond, as a sum of floats leaves them (`33.983000000000004` is `33.983`). */

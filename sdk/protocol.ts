@@ -2110,6 +2110,18 @@ export interface UsageAnswer {
   rows: (UsageRow & { plane: string })[];
   totalUsd: number;
   totalSeconds: number;
+  /**
+   * The planes the gateway knows whose usage the rows lack: each plane keeps its own ledger, read from it as asked, so
+   * one stopped, gone silent or not answering is not counted (its ledger keeps it, counted again once it answers).
+   */
+  notCounted: PlaneNotCounted[];
+}
+
+/** A plane whose usage an answer lacks, and why: `stopped`, `stale since <time>`, or `did not answer: …`. */
+export interface PlaneNotCounted {
+  planeId: string;
+  region: string;
+  why: string;
 }
 
 /** `POST /v1/plane/stop`: stop every container of an app. */

@@ -17,7 +17,7 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it, onTestFinished } from "vitest";
 import { FunctionCall, PlaneUnavailableError, lookup, type CallRecord, type TandemError } from "../sdk/index.js";
 import { PLANE_DEFAULTS } from "../sdk/defaults.js";
-import type { PlaneInfo } from "../sdk/protocol.js";
+import type { PlaneInfo, UsageAnswer } from "../sdk/protocol.js";
 import { runCli } from "./helpers/cli.js";
 import { parsePrometheus, sampleValue } from "./helpers/prometheus.js";
 import { authed, eventually } from "./helpers/gateway.js";
@@ -216,6 +216,11 @@ describe("a plane told to stop (SIGTERM)", () => {
           (await (await fetch(`${stack.url}/v1/planes`, authed())).json()) as { planes: { planeId: string; healthy: boolean; draining?: boolean }[] }
         ).planes.find((p) => p.planeId === draining.planeId());
       await expect.poll(listed, { timeout: 5_000, interval: 100 }).toMatchObject({ healthy: false, draining: true });
+      // Its usage is still read while it drains (before: only healthy planes were asked, and its rows went).
+      const usage = async () => (await (await fetch(`${stack.url}/v1/usage`, authed())).json()) as UsageAnswer;
+      const whileDraining = await usage();
+      expect(whileDraining.rows.some((r) => r.plane === draining.planeId())).toBe(true);
+      expect(whileDraining.notCounted).toEqual([]);
 
       const later = await nap.spawn(100);
       expect(await later.get({ timeoutMs: 60_000 })).toBe("slept 100");
@@ -230,6 +235,15 @@ describe("a plane told to stop (SIGTERM)", () => {
       }
       expect(await planeExit(draining)).toBe(0);
       expect(draining.output()).toContain(`plane ${draining.planeId()} drained; stopping`);
+      // Once it stopped, its ledger is out of reach: the answer says which plane it lacks (before: its rows went, and
+      // the total fell, without a word), as tandem usage does.
+      await expect
+        .poll(async () => (await usage()).notCounted, { timeout: 10_000, interval: 200 })
+        .toEqual([{ planeId: draining.planeId(), region: expect.any(String), why: "stopped" }]);
+      const printed = await runCli(["usage", "--gateway", stack.url]);
+      expect(printed.stdout).toMatch(
+        new RegExp(`\\nnot counted: plane ${draining.planeId()} \\([\\w-]+\\), stopped: its usage stays in its own ledger, counted again once it runs\\n$`),
+      );
       expect(stack.gatewayOutput.some((l) => l.includes(`plane ${draining.planeId()} is draining`))).toBe(true);
     } finally {
       await stopPlaneProcess(draining);

@@ -357,9 +357,16 @@ program
     const query = { ...(opts.app ? { app: opts.app } : {}), ...(opts.since !== undefined ? { since: opts.since } : {}) };
     const body = (await clientOf(opts).request("GET", paths.usage(query))) as UsageAnswer;
     if (opts.json) return console.log(JSON.stringify(body, null, 2));
+    // A plane keeps its own ledger: one stopped or silent is not in the rows, and the total says so (before: its rows
+    // went, and the total fell, without a word).
+    const notCounted = () => {
+      for (const p of body.notCounted ?? [])
+        console.log(style.warn(`not counted: plane ${p.planeId} (${p.region}), ${p.why}: its usage stays in its own ledger, counted again once it runs`));
+    };
     if (body.rows.length === 0) {
       const since = opts.since === undefined ? "" : ` since ${new Date(opts.since).toISOString()}`;
-      return console.log(`no container time recorded${opts.app ? ` for app ${opts.app}` : ""}${since} on the planes the gateway knows`);
+      console.log(`no container time recorded${opts.app ? ` for app ${opts.app}` : ""}${since} on the planes the gateway knows`);
+      return notCounted();
     }
     // One row per plane that ran the function: with a fleet, the same app, function and GPU come once per plane.
     console.log(
@@ -375,6 +382,7 @@ program
     );
     const prepared = body.rows.reduce((sum, r) => sum + (r.preparedSeconds ?? 0), 0);
     if (prepared > 0) console.log(style.dim(`and ${prepared.toFixed(1)} s of prepared containers, kept paused for cold starts: not billed`));
+    notCounted();
   });
 
 program
