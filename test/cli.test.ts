@@ -214,6 +214,11 @@ describe("tandem plane with bad flags", () => {
     expect(noRuntime.stderr).toContain("argument '' is invalid. must name a runtime the Docker engine lists (docker info), such as runsc or runc");
     const unused = await runCli(["plane", "--docker-runtime", "runc", "--runtime", "process", "--gateway", "http://127.0.0.1:9"]);
     expect([unused.code, unused.stderr]).toEqual([2, "error: --docker-runtime runc is for --runtime docker; --runtime process runs no Docker containers\n"]);
+    // One port for two listeners (before: "the metrics listener could not listen on 127.0.0.1:9520: listen EADDRINUSE").
+    const shared = await runCli(["plane", "-p", "9520", "--metrics-port", "9520", "--gateway", "http://127.0.0.1:9"]);
+    expect([shared.code, shared.stderr]).toEqual([2, "error: --metrics-port 9520 is --port's too: each listener needs a port of its own\n"]);
+    const served = await runCli(["serve", "examples/hello/app.ts", "--port", "9521", "--plane-port", "9521"]);
+    expect([served.code, served.stderr]).toEqual([2, "error: --plane-port 9521 is --port's too: each listener needs a port of its own\n"]);
   });
 
   it("a --port in use: said as tandem serve says it (before: error: listen EADDRINUSE: address already in use)", async () => {

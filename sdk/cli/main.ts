@@ -137,6 +137,7 @@ program
     ) => {
       if (appFiles.length === 0 && !existsSync("app.ts"))
         throw new InvalidArgumentError("no app file given, and no app.ts here: tandem serve <app files>, or tandem init to start a project");
+      portsApart({ "--port": opts.port, "--plane-port": opts.planePort, "--metrics-port": opts.metricsPort });
       const { serve } = await import("./serve.js");
       const serving = await serve({
         appFiles: appFiles.length > 0 ? appFiles : ["app.ts"],
@@ -294,6 +295,7 @@ program
       drainTimeout: number;
       versionDrainTimeout: number;
     }) => {
+      portsApart({ "--port": opts.port, "--metrics-port": opts.metricsPort });
       if (opts.dockerRuntime !== undefined && opts.runtime !== "docker")
         throw new InvalidArgumentError(`--docker-runtime ${opts.dockerRuntime} is for --runtime docker; --runtime ${opts.runtime} runs no Docker containers`);
       const { startPlaneNode } = await import("./plane.js");
@@ -316,6 +318,21 @@ program
       });
     },
   );
+
+/**
+ * Refuses two of a command's listeners given one port (0, any free port, aside): the second would fail to listen with
+ * EADDRINUSE, as if another program held the port.
+ * @example portsApart({ "--port": 9520, "--metrics-port": 9520 }) // throws: --metrics-port 9520 is --port's too
+ */
+function portsApart(ports: Record<string, number | undefined>): void {
+  const seen = new Map<number, string>();
+  for (const [flag, port] of Object.entries(ports)) {
+    if (port === undefined || port === 0) continue;
+    const other = seen.get(port);
+    if (other) throw new InvalidArgumentError(`${flag} ${port} is ${other}'s too: each listener needs a port of its own`);
+    seen.set(port, flag);
+  }
+}
 
 const appCommand = program.command("app").description("manage a deployed app");
 appCommand
