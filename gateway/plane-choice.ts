@@ -404,8 +404,13 @@ function noCapacity(fn: RegisteredFunction, want: PlaneWants, planes: PlaneInfo[
   // As is one that never became ready in time: the call waited for it, and the reason is what to look at.
   const notReady = planes.filter((p) => p.notReady !== undefined && now - p.lastSeen < PLANE_DEFAULTS.staleMs && inAllowedRegion(p.region, regions));
   const waited = notReady.length ? `; not taking calls yet: ${notReady.map((p) => `${p.planeId} (${p.notReady})`).join("; ")}` : "";
+  // And one there the gateway still knows that stopped or went silent (killed, its machine lost): where the calls went.
+  const gone = planes.filter((p) => inAllowedRegion(p.region, regions) && ["stopped", "stale"].includes(planeState(p, p.lastSeen, now)));
+  const lost = gone.length
+    ? `; gone: ${gone.map((p) => `${p.planeId} (${p.region}; ${p.stopped ? "stopped" : `not heard from for ${Math.round((now - p.lastSeen) / 1000)} s`})`).join("; ")}`
+    : "";
   const where = regions.length ? ` in ${describeRegions(regions)}` : "";
-  return new NoCapacityError(`no capacity for ${what}${where} within ${fn.spec.timeoutSeconds} s for ${fn.app}.${fn.name}; ${seen}${drains}${waited}`, {
+  return new NoCapacityError(`no capacity for ${what}${where} within ${fn.spec.timeoutSeconds} s for ${fn.app}.${fn.name}; ${seen}${drains}${waited}${lost}`, {
     app: fn.app,
     function: fn.name,
     ...(regions.length ? { regions: [...regions] } : {}),

@@ -144,6 +144,15 @@ describe("three planes in two regions", () => {
         `no healthy plane is in region ap-south \\(planes elsewhere: .*\\); draining, so sent no new input: ${plane.planeId} \\(ap-south; no GPUs\\)$`,
       ),
     );
+    // Once it has stopped, the gateway still knows it for a while: named as gone (before: the region read as empty).
+    await plane.close();
+    await new Promise((r) => setTimeout(r, 1_100));
+    const after = await fn("apOnly", "ap-south")
+      .remote()
+      .catch((e: unknown) => e);
+    expect((after as NoCapacityError).message).toMatch(
+      new RegExp(`no healthy plane is in region ap-south \\(planes elsewhere: .*\\); gone: ${plane.planeId} \\(ap-south; stopped\\)$`),
+    );
   });
 
   it("refuses a malformed Tandem-Region header with a 400 naming it", async () => {
