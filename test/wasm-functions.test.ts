@@ -209,7 +209,7 @@ describe("a bad module", () => {
     expect(await load("source-is-wasm")).toEqual({
       code: 2,
       error: expect.stringContaining(
-        'app "wasmbad": wasm function "bad": "source" is AssemblyScript to compile (a .ts file); for a compiled module, use { module: "./not-a-module.wasm" }',
+        'app "wasmbad": wasm function "bad": "source" takes AssemblyScript to compile (a .ts file), not ./not-a-module.wasm; for a compiled module, use { module: "./not-a-module.wasm" }',
       ),
     });
   });
