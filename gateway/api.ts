@@ -395,7 +395,10 @@ export function apiRoutes(): Hono<Api> {
     const allow = methods.join(", ");
     api.all(route, (c) => {
       c.header("allow", allow);
-      throw new MethodNotAllowedError(`${new URL(c.req.url).pathname} takes ${allow}, not ${c.req.method}`);
+      // The path as sent: a URL reads "%2e%2e" as ".." (and hono's path decodes it), naming a path that is no route.
+      const url = c.req.url;
+      const path = url.slice(url.indexOf("/", url.indexOf("//") + 2)).split(/[?#]/)[0];
+      throw new MethodNotAllowedError(`${path} takes ${allow}, not ${c.req.method}`);
     });
   }
 

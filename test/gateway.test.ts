@@ -791,6 +791,19 @@ describe("bad input", () => {
     expect(res.status).toBe(405);
     expect(res.headers.get("allow")).toBe("POST");
     expect(((await res.json()) as any).error).toMatchObject({ code: "method_not_allowed", message: expect.stringContaining("takes POST, not GET") });
+    // Named as sent and routed: "%2e%2e" is a function's name here (before: "/v1/apps/edge/call takes POST", a 404).
+    const raw = await new Promise<string>((resolve, reject) => {
+      const { port } = new URL(gw.url);
+      const path = "/v1/apps/edge/functions/%2e%2e/call";
+      const req = http.request({ host: "127.0.0.1", port, path, headers: { authorization: `Bearer ${ADMIN_TOKEN}` } }, (r) => {
+        let body = "";
+        r.on("data", (d: Buffer) => (body += d.toString()));
+        r.on("end", () => resolve(`${r.statusCode} ${body}`));
+      });
+      req.on("error", reject);
+      req.end();
+    });
+    expect(raw).toBe('405 {"error":{"code":"method_not_allowed","message":"/v1/apps/edge/functions/%2e%2e/call takes POST, not GET"}}');
   });
 
   it("answers 405 with an allow header on every /v1 route asked with a method it does not take", async () => {
