@@ -672,6 +672,27 @@ describe("the dispatcher, on fake containers", () => {
     expect(h.dispatcher.containers().map((c) => c.id)).toEqual(expect.arrayContaining([warmId, k.containerId]));
   });
 
+  it("refills a warm pool a burst emptied from an idle container beyond its own pool's minimum, not after its scale-down window", async () => {
+    const h = harness({ f: () => "f", k: () => "k" }, { gpus: { T4: 1 } });
+    const t4 = { spec: { gpu: [{ type: "T4" as const, count: 1 }] } };
+    const warm = request("f", { ...t4, autoscaler: { minContainers: 1 } });
+    const pools = [{ app: warm.app, function: warm.function, bundleHash: warm.bundleHash, spec: warm.spec, bundle: async () => BUNDLE }];
+    h.dispatcher.keepWarm(pools);
+    await until(() => h.lines.some((l) => /^\[plane\] keeping app\.f ctr-[0-9a-f]{8} warm/.test(l)), "the warm container");
+    const k = await h.dispatcher.run(request("k", t4), BUNDLE); // the only T4: the warm one goes for it
+    expect(k).toMatchObject({ status: "succeeded", coldStart: true });
+    h.dispatcher.keepWarm(pools); // the next heartbeat
+    // Before: "app.f keeps 0 of its minContainers 1 warm: this plane has no room for another", until k's window passed.
+    await until(() => h.lines.includes(`[plane] stopping idle app.k ${k.containerId} to make room`), "k's container stopped");
+    await until(() => h.lines.filter((l) => /^\[plane\] keeping app\.f ctr-[0-9a-f]{8} warm/.test(l)).length === 2, "f warm again");
+    // A pool's refill takes no other pool's warm container: two pools on one T4 do not take it from each other.
+    const mark = h.lines.length;
+    const other = request("g", { ...t4, autoscaler: { minContainers: 1 } });
+    h.dispatcher.keepWarm([...pools, { app: other.app, function: other.function, bundleHash: other.bundleHash, spec: other.spec, bundle: async () => BUNDLE }]);
+    await until(() => h.lines.some((l) => l.startsWith("[plane] app.g keeps 0 of its minContainers 1 warm")), "g short of room");
+    expect(h.lines.slice(mark).filter((l) => l.startsWith("[plane] stopping idle"))).toEqual([]);
+  });
+
   it("fails a class's inputs with its enter() error, and starts no container for it until the backoff passes", async () => {
     const enterFailed = { code: "function_failed", message: "could not load the weights", remote: { name: "Error", message: "could not load the weights" } };
     const h = harness({ "Model.generate": () => "text" }, { startup: (_spec, index) => (index === 0 ? { enterFailed } : {}) });

@@ -133,9 +133,10 @@ export class ScaleDown {
    * Stops one idle container (of any function) whose resources would let `request` (of function `forWhom`) start,
    * one that keeps a warm minimum last; false when there is none. A class's container runs its `exit()` hooks first,
    * as at a scale-down: its room is given back once it has left (its process holds its GPU and memory until then),
-   * and its time counts until the plane decided to stop it.
+   * and its time counts until the plane decided to stop it. `surplusOnly`: none that keeps a warm minimum (for a warm
+   * pool's own refill, which must not take another pool's).
    */
-  async evictFor(request: ResourceRequest, forWhom: string): Promise<boolean> {
+  async evictFor(request: ResourceRequest, forWhom: string, options: { surplusOnly?: boolean } = {}): Promise<boolean> {
     const idle = this.#o.pool
       .all()
       .filter(
@@ -143,8 +144,8 @@ export class ScaleDown {
           w.inFlight.size === 0 && !w.stopping && (request.gpu ? w.reservation.gpus.some((g) => g.type === request.gpu!.type) : w.reservation.memoryMiB > 0),
       );
     // One beyond its pool's warm minimum goes first: a container that keeps `minContainers` is stopped only when no
-    // other would do, since its pool is refilled only once room comes back (on a full plane, a scale-down window later).
-    const victim = idle.find((w) => this.#o.pool.live(w.key).length > this.#o.keptWarm(w.key)) ?? idle[0];
+    // other would do: its pool takes room back only from one beyond its own pool's minimum (warm-pools.ts).
+    const victim = idle.find((w) => this.#o.pool.live(w.key).length > this.#o.keptWarm(w.key)) ?? (options.surplusOnly ? undefined : idle[0]);
     if (!victim) return false;
     this.#o.log(`[plane] stopping idle ${victim.label} ${victim.id} to make room`);
     this.#o.onLogLine?.({

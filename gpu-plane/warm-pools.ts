@@ -108,9 +108,17 @@ export class WarmPools {
             if (!this.#closed) this.#o.log(`[plane] could not start a warm container for ${pool.app}.${pool.function}: ${(err as Error).message}`);
             break; // the next heartbeat tries again
           }
-          const reservation = resourceRequests(pool)
+          let reservation = resourceRequests(pool)
             .map((r) => this.#o.inventory.reserve(r))
             .find((r) => r !== undefined);
+          // Room from an idle container beyond its own pool's minimum (a burst's, waiting out its scale-down window), as
+          // a cold start takes it: before, a pool a burst had emptied stayed cold until that window passed.
+          for (const request of reservation ? [] : resourceRequests(pool)) {
+            if (await this.#o.scaleDown.evictFor(request, `${pool.app}.${pool.function}'s warm minimum`, { surplusOnly: true })) {
+              reservation = this.#o.inventory.reserve(request);
+              if (reservation) break;
+            }
+          }
           if (!reservation) {
             // No room now; the next heartbeat tries again. Said once for as long as it stays so short.
             if (this.#short.get(key) !== have) {
