@@ -31,6 +31,7 @@ import {
   functionTimeout,
   remoteErrorFrom,
   toWireError,
+  withoutLogTail,
 } from "../sdk/errors.js";
 import { retryDelayMs } from "../sdk/options.js";
 import { TERMINAL_STATUSES, encodeValue, newCallId, type CallKind, type CallRecord, type CallStatus, type PlaneRunTimings } from "../sdk/protocol.js";
@@ -210,7 +211,8 @@ export async function execute(rc: RunContext, fn: RegisteredFunction, args: Call
       }
       if (!plane) (retried ??= []).push({ code: error.code, runMs: Date.now() - attemptAt });
       const delayMs = retryDelayMs(fn.spec.retries, attempt - lost);
-      keepEdgeLine(rc, origin, "system", `attempt ${attempt} failed (${firstLine(error)}); attempt ${attempt + 1} in ${delayMs} ms`);
+      // One line: a container's failure without the last log lines its message ends with (its lines are kept already).
+      keepEdgeLine(rc, origin, "system", `attempt ${attempt} failed (${firstLine(withoutLogTail(error.message))}); attempt ${attempt + 1} in ${delayMs} ms`);
       const retryAt = Date.now() + delayMs;
       await options.onRetryWait?.(attempt, retryAt).catch((err: unknown) => console.error(`ledger: could not note the retry of ${callId}:`, err));
       await sleep(Math.max(0, retryAt - Date.now()));

@@ -123,6 +123,7 @@ export const edgeWait = app.function(async (ms: number) => { console.log("edge w
 // Its lines come in two batches of the isolate's, the last one just as it throws.
 export const edgeLate = app.function(async () => { console.log("edge starts"); await new Promise((r) => setTimeout(r, 120)); console.log("edge ends"); throw new Error("edge late"); });
 export const planeBoom = app.function({ tier: "plane", retries: boom }, () => { throw new TypeError("plane boom"); });
+export const planeCrash = app.function({ tier: "plane", retries: boom }, () => { console.log("about to exit"); process.exit(9); });
 // Prints, then fails: each attempt's line comes before the gateway's line about that attempt.
 const printsThenFails = (tier: string) => () => {
   console.log(tier + " tries " + currentCall().attempt);
@@ -558,6 +559,19 @@ describe("tandem logs", () => {
         ]);
     }
   }, 60_000);
+
+  it("says why an attempt whose container crashed failed in one line, without the log tail its error ends with", async () => {
+    await expect(fn<[], never>("planeCrash").remote()).rejects.toThrow(/crashed with exit code 9/);
+    const retried = async () => (await logs(`?function=planeCrash&source=system`)).lines.map((l) => l.text).filter((t) => t.startsWith("attempt 1 failed"));
+    // Before: "attempt 1 failed (… crashed with exit code 9 during the call; last log lines:); attempt 2 in 10 ms".
+    await expect
+      .poll(retried, { timeout: 5_000 })
+      .toEqual([
+        expect.stringMatching(
+          /^attempt 1 failed \(journal\.planeCrash container ctr-[0-9a-f]{8} crashed with exit code 9 during the call\); attempt 2 in \d+ ms$/,
+        ),
+      ]);
+  });
 
   it("keeps a line when a call ends failed, once, after its last attempt, in either tier", async () => {
     await expect(fn<[], never>("edgeBoom").remote()).rejects.toThrow(/edge boom/);
