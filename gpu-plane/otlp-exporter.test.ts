@@ -2,9 +2,8 @@ import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { afterEach, describe, expect, it } from "vitest";
 import type { LogLine } from "../sdk/protocol.js";
-import { Inventory, simulatedGpus } from "./inventory.js";
+import { planeMetricsWith } from "../test/helpers/plane-metrics.js";
 import { OtlpExporter } from "./otlp-exporter.js";
-import { PlaneMetrics } from "./plane-metrics.js";
 
 const PLANE = "pl-0123456789abcdef";
 
@@ -25,19 +24,7 @@ async function fakeCollector(): Promise<{ url: string; bodies: Map<string, any[]
   return state;
 }
 
-const metricsOf = () =>
-  new PlaneMetrics({
-    planeId: PLANE,
-    region: "local",
-    runtime: "process",
-    sandboxed: false,
-    inventory: new Inventory(simulatedGpus({ T4: 1 }), 2, 4096),
-    functions: () => [],
-    containers: () => [],
-    prepared: () => [],
-    usage: () => [],
-    status: () => ({ state: "ready", gatewayReachable: true, lastHeartbeatAt: Date.now() }),
-  });
+const metricsOf = () => planeMetricsWith({ planeId: PLANE });
 const line = (text: string): LogLine => ({
   time: Date.now(),
   app: "shop",

@@ -4,8 +4,7 @@
  */
 import { describe, expect, it } from "vitest";
 import type { UsageRow } from "../sdk/protocol.js";
-import { Inventory, simulatedGpus } from "./inventory.js";
-import { PlaneMetrics } from "./plane-metrics.js";
+import { planeMetricsWith } from "../test/helpers/plane-metrics.js";
 
 const row = (fn: string, gpu: string | null, seconds: number, costUsd: number): UsageRow => ({
   app: "shop",
@@ -19,18 +18,7 @@ const row = (fn: string, gpu: string | null, seconds: number, costUsd: number): 
 describe("a plane's usage series", () => {
   it("writes each function's cost and GPU seconds as their sums' values, not 0.30000000000000004", async () => {
     const usage = [row("embed", "T4", 0.1, 0.1), row("embed", "T4", 0.2, 0.2), row("embed", null, 1, 0.00011969082999999999), row("rank", "A100:2", 0.7, 0.1)];
-    const metrics = new PlaneMetrics({
-      planeId: "pl-0123456789abcdef",
-      region: "local",
-      runtime: "process",
-      sandboxed: false,
-      inventory: new Inventory(simulatedGpus({ T4: 1 }), 2, 4096),
-      functions: () => [],
-      containers: () => [],
-      prepared: () => [],
-      usage: () => usage,
-      status: () => ({ state: "ready", gatewayReachable: true, lastHeartbeatAt: Date.now() }),
-    });
+    const metrics = planeMetricsWith({ usage: () => usage });
     const lines = (await metrics.text()).split("\n");
     expect(lines).toContain('tandem_function_cost_usd_total{app="shop",function="embed"} 0.30011969083');
     expect(lines).toContain('tandem_function_cost_usd_total{app="shop",function="rank"} 0.1');
