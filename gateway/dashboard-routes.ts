@@ -229,7 +229,7 @@ export function dashboardRoutes(): Hono<RouteEnv> {
       onPlanes && mayUse(principalOf(c), "deploy") ? usageRows(c, app.name) : Promise.resolve(undefined),
       onPlanes ? knownPlanes(c.env) : Promise.resolve([]),
     ]);
-    const containers = usage?.filter((r) => r.function === containerGroup(fn)) ?? []; // a class method's are its class's
+    const containers = usage?.rows.filter((r) => r.function === containerGroup(fn)) ?? []; // a class method's are its class's
     const now = warmNow(planes, app.name, fn);
     const totals = totalsByFunction(series.points)[0];
     const shown = (value: number | undefined) => (value === undefined ? "—" : ms(value));
@@ -351,7 +351,7 @@ export function dashboardRoutes(): Hono<RouteEnv> {
             <td>${cap.free}</td>
           </tr>`,
       );
-      const running = usage.filter((r) => r.plane === p.planeId);
+      const running = usage.rows.filter((r) => r.plane === p.planeId);
       return html`<h2>${p.planeId} ${p.simulated ? html`<span class="simulated">simulated GPUs</span>` : ""}</h2>
         ${facts([
           ["region", p.region],
@@ -435,7 +435,7 @@ export function dashboardRoutes(): Hono<RouteEnv> {
       <h2>Plane containers <small>(their whole lives, idle time included; last 24 h)</small></h2>
       ${table(
         ["app", "function", "GPU", "plane", "containers", "container time", "cost"],
-        planeRows.map(
+        planeRows.rows.map(
           (r) =>
             html`<tr>
               <td>${r.app}</td>
@@ -966,10 +966,7 @@ function notCountedNote(planes: readonly PlaneNotCounted[]) {
 async function usageRows(c: Ctx, app?: string) {
   const since = Date.now() - DASHBOARD_DEFAULTS.usageWindowMs;
   const { rows, notCounted } = await usageFromPlanes({ env: c.env, config: c.var.config }, { since, ...(app ? { app } : {}) });
-  return Object.assign(
-    rows.filter((r) => mayReach(principalOf(c), r.app)),
-    { notCounted },
-  );
+  return { rows: rows.filter((r) => mayReach(principalOf(c), r.app)), notCounted };
 }
 
 /** A page's live stream, from the time the page was drawn (`since`): what changed after that. */

@@ -80,6 +80,8 @@ interface LeftoverMount {
   lastCommitFailed?: string;
 }
 const LEFTOVER_NOTE = ".mount.json";
+/** Where a writable mount's `LeftoverMount` lies: beside its folder, out of the container's reach. */
+const leftoverNote = (hostDir: string) => `${hostDir}${LEFTOVER_NOTE}`;
 
 /** A folder of the plane's to bind into the container. */
 export interface HostMount {
@@ -184,7 +186,7 @@ export class VolumeMounts {
       // Beside the folder, out of the container's reach: what it is, should this plane be killed before its last commit.
       if (!request.readOnly) {
         const about: LeftoverMount = { app, function: owner.function, volume: request.volume, path: request.path };
-        await writeFile(join(root, `${i}${LEFTOVER_NOTE}`), JSON.stringify(about));
+        await writeFile(leftoverNote(hostDir), JSON.stringify(about));
       }
       // A folder in the way of a volume's file goes aside, beside the mounts, and with them when the container ends.
       const folder = new MountFolder(hostDir, join(root, ".aside"));
@@ -234,8 +236,14 @@ export class VolumeMounts {
             `the last commit of volume "${mount.request.volume}" at ${mount.request.path} failed (${reason}); its files are kept in ${mount.hostDir}`,
           );
           // Said again as the plane starts, as for a killed plane's mounts, but for what it was.
-          const about: LeftoverMount = { app: attached.app, function: attached.function, volume: mount.request.volume, path: mount.request.path };
-          await writeFile(`${mount.hostDir}${LEFTOVER_NOTE}`, JSON.stringify({ ...about, lastCommitFailed: reason })).catch(() => undefined);
+          const about: LeftoverMount = {
+            app: attached.app,
+            function: attached.function,
+            volume: mount.request.volume,
+            path: mount.request.path,
+            lastCommitFailed: reason,
+          };
+          await writeFile(leftoverNote(mount.hostDir), JSON.stringify(about)).catch(() => undefined);
         });
       }
       await new Promise<void>((resolve) => (attached.api ? attached.api.close(() => resolve()) : resolve()));
