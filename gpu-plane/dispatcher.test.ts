@@ -672,6 +672,23 @@ describe("the dispatcher, on fake containers", () => {
     expect(h.dispatcher.containers().map((c) => c.id)).toEqual(expect.arrayContaining([warmId, k.containerId]));
   });
 
+  it("keeps a warm container of a function with GPU choices on the one GPU it took, the others left free", async () => {
+    const h = harness({ f: () => "f" }, { gpus: { T4: 1, A100: 1 } });
+    const warm = request("f", {
+      spec: {
+        gpu: [
+          { type: "T4", count: 1 },
+          { type: "A100", count: 1 },
+        ],
+      },
+      autoscaler: { minContainers: 1 },
+    });
+    h.dispatcher.keepWarm([{ app: warm.app, function: warm.function, bundleHash: warm.bundleHash, spec: warm.spec, bundle: async () => BUNDLE }]);
+    await until(() => h.lines.some((l) => /^\[plane\] keeping app\.f ctr-[0-9a-f]{8} warm/.test(l)), "the warm container");
+    // Before: every choice that fitted was reserved and only the first kept, the A100 held by no container for good.
+    expect(h.inventory.summary().gpus).toMatchObject({ T4: { total: 1, free: 0 }, A100: { total: 1, free: 1 } });
+  });
+
   it("refills a warm pool a burst emptied from an idle container beyond its own pool's minimum, not after its scale-down window", async () => {
     const h = harness({ f: () => "f", k: () => "k" }, { gpus: { T4: 1 } });
     const t4 = { spec: { gpu: [{ type: "T4" as const, count: 1 }] } };

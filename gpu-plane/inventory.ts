@@ -106,6 +106,15 @@ export class Inventory {
     return undefined;
   }
 
+  /** The first of `requests` (a function's GPU choices, in order) that fits, reserved; the others are left free. */
+  reserveFirst(requests: readonly ResourceRequest[]): Reservation | undefined {
+    for (const request of requests) {
+      const reservation = this.reserve(request);
+      if (reservation) return reservation;
+    }
+    return undefined;
+  }
+
   /** Takes what the request needs, or nothing when it is not free now. CPU is shared, never refused. */
   reserve(request: ResourceRequest): Reservation | undefined {
     if (request.memoryMiB > this.#memoryFree) return undefined;

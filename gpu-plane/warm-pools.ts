@@ -108,9 +108,7 @@ export class WarmPools {
             if (!this.#closed) this.#o.log(`[plane] could not start a warm container for ${pool.app}.${pool.function}: ${(err as Error).message}`);
             break; // the next heartbeat tries again
           }
-          let reservation = resourceRequests(pool)
-            .map((r) => this.#o.inventory.reserve(r))
-            .find((r) => r !== undefined);
+          let reservation = this.#o.inventory.reserveFirst(resourceRequests(pool));
           // Room from an idle container beyond its own pool's minimum (a burst's, waiting out its scale-down window), as
           // a cold start takes it: before, a pool a burst had emptied stayed cold until that window passed.
           for (const request of reservation ? [] : resourceRequests(pool)) {
@@ -156,9 +154,7 @@ export class WarmPools {
    */
   startAhead(pool: PoolDescriptor, bundle: BundleOnDisk, asked: () => void = () => {}): void {
     const key = poolKey(pool);
-    const reservation = resourceRequests(pool)
-      .map((r) => this.#o.inventory.reserve(r))
-      .find((r) => r !== undefined);
+    const reservation = this.#o.inventory.reserveFirst(resourceRequests(pool));
     if (!reservation) return asked();
     this.#ahead.add(key);
     void this.#o.starter
@@ -187,9 +183,7 @@ export class WarmPools {
     const idle = mine.filter((w) => w.inFlight.size === 0).length + this.#o.pool.starting(key);
     const room = maxContainers - mine.length - this.#o.pool.starting(key);
     for (let i = 0; i < Math.min(bufferContainers - idle, room); i++) {
-      const reservation = resourceRequests(req)
-        .map((r) => this.#o.inventory.reserve(r))
-        .find((r) => r !== undefined);
+      const reservation = this.#o.inventory.reserveFirst(resourceRequests(req));
       if (!reservation) return;
       void this.#o.starter.start(req, key, bundle, reservation, Date.now() + AHEAD_START_DEADLINE_MS).then(
         (worker) => this.#o.scaleDown.release(worker, undefined),
