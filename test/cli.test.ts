@@ -572,24 +572,6 @@ describe("exit codes", () => {
   });
 });
 
-describe("every command's --help", () => {
-  it('says each default once (commander adds its own "(default: …)" to an option given a default)', async () => {
-    const commandsOf = (help: string) =>
-      [...(help.split("\nCommands:\n")[1] ?? "").matchAll(/^ {2}([a-z][\w-]*)/gm)].map((m) => m[1]!).filter((name) => name !== "help");
-    const paths: string[][] = [];
-    const walk = async (path: string[]): Promise<void> => {
-      const { stdout } = await runCli([...path, "--help"]);
-      paths.push(path);
-      expect(stdout.replace(/\s+/g, " "), path.join(" ")).not.toMatch(/\(default:? ([^)]+)\) \(default: \1\)/);
-      for (const name of commandsOf(stdout)) await walk([...path, name]); // one at a time: the machine is shared
-    };
-    await walk([]);
-    expect(paths.length).toBeGreaterThan(30);
-    const peek = await runCli(["queue", "peek", "--help"]);
-    expect(peek.stdout).toMatch(/at most this many \(default: 10\)\n/);
-  }, 120_000);
-});
-
 describe("tandem usage --since", () => {
   it("refuses a time outside 1970 to a day from now before it asks the gateway, saying the span", async () => {
     for (const since of ["99999999999d", "99999999999999999999"]) {
