@@ -200,8 +200,12 @@ export async function execute(rc: RunContext, fn: RegisteredFunction, args: Call
         // An inner call's error the function let through (its timeout, its cancel, its container's failure) is passed
         // on as it came, and this call failed: it did not time out, nor was it cancelled.
         const own = error.callId === undefined || error.callId === callId;
-        // A timeout at the edge is Tandem's to tell; a plane tells its own (with its container).
-        if (own && error instanceof FunctionTimeoutError && !plane) keepEdgeLine(rc, origin, "system", error.message);
+        // A timeout at the edge is Tandem's to tell; a plane tells its own (with its container). The last of several
+        // attempts ends with the call's summary, as a failed one does (before: a timeout line like each retried one's).
+        if (own && error instanceof FunctionTimeoutError) {
+          if (attempt > 1) keepEdgeLine(rc, origin, "system", `timed out after ${attempt} attempts: ${firstLine(error)}`);
+          else if (!plane) keepEdgeLine(rc, origin, "system", error.message);
+        }
         // A cancel that reached the plane comes back as its error: the call was cancelled, as its record says.
         const status = !own ? "failed" : error instanceof FunctionTimeoutError ? "timed_out" : error instanceof CancelledError ? "cancelled" : "failed";
         // A timeout has its line already (above, or the plane's), and so has a container that failed (the plane's line

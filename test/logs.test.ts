@@ -123,6 +123,10 @@ export const edgeWait = app.function(async (ms: number) => { console.log("edge w
 // Its lines come in two batches of the isolate's, the last one just as it throws.
 export const edgeLate = app.function(async () => { console.log("edge starts"); await new Promise((r) => setTimeout(r, 120)); console.log("edge ends"); throw new Error("edge late"); });
 export const planeBoom = app.function({ tier: "plane", retries: boom }, () => { throw new TypeError("plane boom"); });
+// Each attempt outlives its timeout: the call times out on its last.
+const stall = () => new Promise((r) => setTimeout(r, 3_000));
+export const edgeStall = app.function({ timeout: 1, retries: boom }, stall);
+export const planeStall = app.function({ tier: "plane", timeout: 1, retries: boom }, stall);
 export const planeCrash = app.function({ tier: "plane", retries: boom }, () => { console.log("about to exit"); process.exit(9); });
 // Prints, then fails: each attempt's line comes before the gateway's line about that attempt.
 const printsThenFails = (tier: string) => () => {
@@ -592,6 +596,21 @@ describe("tandem logs", () => {
       // function's lines run twice and never why).
       const said = (await system(name!)).map((l) => `[journal.${name} ${l.callId}] (system) ${l.text}`);
       await expect.poll(() => said.every((line) => served.output().includes(line)), { timeout: 5_000 }).toBe(true);
+    }
+  }, 60_000);
+
+  it("ends a call that timed out on its last of several attempts with a line saying so, in either tier", async () => {
+    for (const tier of ["edge", "plane"]) {
+      const call = await fn<[], never>(`${tier}Stall`).spawn();
+      await expect(call.get()).rejects.toThrow(/timed out after 1 s/);
+      const told = async () => (await logs(`?call=${call.id}&source=system`)).lines.filter((l) => l.tier === "edge").map((l) => l.text);
+      // Before: the last attempt's timeout was a lone timeout line at the edge, and the plane's own line alone for a plane call.
+      await expect
+        .poll(told, { timeout: 5_000 })
+        .toEqual([
+          expect.stringMatching(new RegExp(`^attempt 1 failed \\(journal\\.${tier}Stall timed out after 1 s.*\\); attempt 2 in \\d+ ms$`)),
+          expect.stringMatching(new RegExp(`^timed out after 2 attempts: journal\\.${tier}Stall timed out after 1 s`)),
+        ]);
     }
   }, 60_000);
 
