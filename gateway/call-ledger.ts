@@ -527,6 +527,12 @@ export class CallLedger extends DurableObject<Env> implements LedgerApi {
     if (wasRunning) {
       this.#markCancelled(id, why);
       await this.#scheduleAlarm();
+      // A cancel asked for (no other reason given) is said in the call's log, as a cancel for a client that went is
+      // by what it stopped (before: a cancelled call's lines just ended, in either tier).
+      if (why === undefined) {
+        const rc: RunContext = { env: this.env, config: this.#config, waitUntil: (p) => this.ctx.waitUntil(p) };
+        keepEdgeLine(rc, { app: row.app, function: row.fn, callId: id }, "system", `cancelled (FunctionCall.cancel(), or POST /v1/calls/${id}/cancel)`);
+      }
     }
     return { record: await this.#toRecord(this.#row(id)!), plane: wasRunning ? row.plane : null };
   }

@@ -599,6 +599,22 @@ describe("tandem logs", () => {
     }
   }, 60_000);
 
+  it("says in a running call's log that it was cancelled, in either tier", async () => {
+    for (const [name, started] of [
+      ["edgeWait", "edge waits 20000"],
+      ["planeTicks", "plane tick 1"],
+    ] as const) {
+      const call = await fn<[number], number>(name).spawn(name === "edgeWait" ? 20_000 : 200);
+      const lines = async () => (await logs(`?call=${call.id}`)).lines;
+      await expect.poll(async () => (await lines()).map((l) => l.text), { timeout: 30_000 }).toContain(started);
+      await call.cancel();
+      // Before: its lines just ended, with no word of the cancel.
+      await expect
+        .poll(async () => (await lines()).filter((l) => l.source === "system" && l.tier === "edge").map((l) => l.text), { timeout: 5_000 })
+        .toEqual([`cancelled (FunctionCall.cancel(), or POST /v1/calls/${call.id}/cancel)`]);
+    }
+  }, 60_000);
+
   it("ends a call that timed out on its last of several attempts with a line saying so, in either tier", async () => {
     for (const tier of ["edge", "plane"]) {
       const call = await fn<[], never>(`${tier}Stall`).spawn();
