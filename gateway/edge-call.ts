@@ -94,6 +94,14 @@ export class EdgeCall implements CallContext, Stoppable {
   }
 
   /**
+   * The cancel that reached this isolate while the attempt ran, if one did (as `stopIfCancelled` would have acted on
+   * it): the call was cancelled, as the ledger says, though its function, not reading its signal, ran on to its end.
+   */
+  cancelNoted(): CancelledError | undefined {
+    return this.#cancelled ? new CancelledError(`call ${this.callId} was cancelled`, { callId: this.callId }) : undefined;
+  }
+
+  /**
    * The call was recorded while this attempt ran (one made without an idempotency key that ran on, executor.ts's
    * `callNow`): a cancel reaches it from now on.
    */

@@ -267,7 +267,7 @@ async function attemptOnce(
   });
   const deadline = Date.now() + fn.spec.timeoutSeconds * 1000;
   try {
-    return await withDeadline(
+    const value = await withDeadline(
       running,
       deadline,
       // In the call's context, as a cancel's stop is: what its abort listeners print is its lines, with its call id.
@@ -275,6 +275,11 @@ async function attemptOnce(
         runStore.run(context, () => call.stop(functionTimeout({ app: fn.app, function: fn.name, timeoutSeconds: fn.spec.timeoutSeconds, callId, attempt }))),
       call, // a cancel ends it sooner
     );
+    // Cancelled before it returned, which it did not look for in time: the call was cancelled, as its record says, and
+    // its value is no outcome of it (before: a map's line said succeeded where the input's record said cancelled).
+    const cancelled = call.cancelNoted();
+    if (cancelled) throw cancelled;
+    return value;
   } catch (err) {
     // Stopped (cancelled, or at its timeout) before the function returned: the caller is answered now, and the
     // function, told by its signal, has a grace to clean up; its lines are kept meanwhile.

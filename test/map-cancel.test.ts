@@ -256,6 +256,11 @@ describe("POST .../map/cancel", () => {
     await eventually(async () => (await record(first.callId)).status === "succeeded", 5_000);
     expect(await record(first.callId)).toMatchObject({ status: "succeeded", result: 0 });
     expect(await record(cancelled[0]!.callId)).toMatchObject({ status: "cancelled", kind: "map", error: { code: "call_cancelled" } });
+    // Each line says what its input's record says: one running as the cancel came ran on to its end (edgeNap does not
+    // read its signal), and is cancelled in both (before: its line said succeeded, its record cancelled).
+    const ran = lines.filter((l) => l.index > 0 && l.index < 32);
+    expect(ran.every((l) => l.status === "cancelled")).toBe(true);
+    for (const line of [...ran, first]) expect((await record(line.callId)).status, `input ${line.index}`).toBe(line.status);
     expect(await (await cancelMap("edgeNap", key)).json()).toEqual({ cancelled: 0 }); // a map that has ended
     expect(await neighbour).toEqual(["succeeded", "succeeded"]);
   });
