@@ -28,3 +28,21 @@ describe("every command's --help", () => {
     }
   });
 });
+
+describe("an option's bad value", () => {
+  /** The error commander ends `args` with, as `tandem` would print it (its own errors are silenced here). */
+  const refusal = (args: string[]): string => {
+    const program = tandemProgram(readCliConfig({}));
+    let said = "";
+    for (const { command } of everyCommand(program)) command.exitOverride().configureOutput({ writeErr: () => {}, outputError: (text) => (said += text) });
+    expect(() => program.parse(args, { from: "user" })).toThrow();
+    return said;
+  };
+
+  it("names the option, a --gpus with an unknown GPU too, in every command that takes one", () => {
+    for (const command of [["plane"], ["serve"], ["run", "app.ts::f"]])
+      expect(refusal([...command, "--gpus", "V100:1"]), command[0]).toMatch(
+        /^error: option '--gpus <inventory>' argument 'V100:1' is invalid\. unknown GPU "V100"; known types: T4, /,
+      );
+  });
+});

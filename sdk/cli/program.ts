@@ -554,10 +554,14 @@ function parseWhole(value: string): number {
 
 /**
  * A `--gpus` checked as it is read, so a bad one is a usage mistake (2) in every command (`run` said 1, as for a call
- * that failed); its error (an `InvalidOptionsError`, which commander passes on) is printed as it is.
+ * that failed), said as commander says any option's bad value, naming the option (before: the inventory's error alone).
  */
 function gpuInventory(value: string): string {
-  parseGpuInventory(value);
+  try {
+    parseGpuInventory(value);
+  } catch (err) {
+    throw new InvalidArgumentError(err instanceof Error ? err.message : String(err));
+  }
   return value;
 }
 
