@@ -50,6 +50,15 @@ interface Where {
 }
 
 /**
+ * What a session's printed lines are tagged with: `[app/label <fingerprint>]`, never its id, which would let whoever
+ * reads the terminal (or `wrangler tail`) resume the session, as its kept lines never carry it either.
+ * @example linePrefix({ app: "chat", label: "room", sessionId: "s-1", rooms: [], fingerprint: "3f1a…" }) // "[chat/room 3f1a…]"
+ */
+function linePrefix({ app, label, fingerprint }: Attachment): string {
+  return `[${app}/${label} ${fingerprint ?? "session"}]`;
+}
+
+/**
  * A session as the dashboard lists it: live while it has open sockets. Known by its fingerprint, never its id, which
  * resumes the session for whoever has it (docs/agents.md): a token that may read the dashboard may not take it over.
  */
@@ -194,9 +203,9 @@ export class AgentHub extends DurableObject<Env> {
    * itself and calls this, not `webSocketClose`. The agent sees it as a connection that dropped without a close frame.
    */
   override async webSocketError(ws: WebSocket, error: unknown): Promise<void> {
-    const { app, label, sessionId } = ws.deserializeAttachment() as Attachment;
+    const attachment = ws.deserializeAttachment() as Attachment;
     const message = (error as Error)?.message ?? String(error);
-    console.warn(`[${app}/${label} ${sessionId}] socket error: ${message}`);
+    console.warn(`${linePrefix(attachment)} socket error: ${message}`);
     await this.#countClose(AGENT_CLOSE.abnormal);
     await this.#ended(ws, AGENT_CLOSE.abnormal, message);
   }
@@ -306,12 +315,13 @@ export class AgentHub extends DurableObject<Env> {
   }
 
   /** What a session's handlers run with: the gateway's call context, their console lines tagged and kept as the agent's. */
-  #runContext({ app, label, sessionId, fingerprint }: Attachment): RunContext {
+  #runContext(attachment: Attachment): RunContext {
+    const { app, label, fingerprint } = attachment;
     return {
       env: this.env,
       config: this.#config,
       waitUntil: (p) => this.ctx.waitUntil(p),
-      logPrefix: `[${app}/${label} ${sessionId}]`,
+      logPrefix: linePrefix(attachment),
       logTo: { app, function: label, callId: null, ...(fingerprint ? { session: fingerprint } : {}) },
     };
   }
@@ -331,8 +341,7 @@ export class AgentHub extends DurableObject<Env> {
       loaded.session = JSON.parse(loaded.stored) as Session;
       const why = (err as Error).message.split("\n")[0]; // V8's cycle message goes on to draw the cycle over several lines
       // Inside a handler's run context (see #handle) the console adds the session's prefix and keeps the line in the app's log.
-      const { app, label } = ws.deserializeAttachment() as Attachment;
-      const prefix = runStore.getStore()?.logPrefix === undefined ? `[${app}/${label} ${sessionId}] ` : "";
+      const prefix = runStore.getStore()?.logPrefix === undefined ? `${linePrefix(ws.deserializeAttachment() as Attachment)} ` : "";
       console.error(`${prefix}the session's state could not be saved, so it is back to its last saved state: ${(err as Error).message}`);
       closeWith(ws, AGENT_CLOSE.handlerFailed, `the session's state could not be saved: ${why}`);
     }

@@ -56,6 +56,8 @@ async function client(path: string) {
   };
 }
 const json = async (c: { next(): Promise<string | number[]> }) => JSON.parse((await c.next()) as string);
+/** A session's fingerprint, which its printed and kept lines carry instead of its id. */
+const tag = async (sessionId: string) => (await sha256Hex(sessionId)).slice(0, 12);
 
 /** Writes a raw, masked client frame: `ws` itself refuses to send the close codes and reasons RFC 6455 forbids. */
 function writeFrame(ws: WebSocket, opcode: number, payload: Buffer): void {
@@ -96,7 +98,8 @@ describe("a WebSocket agent", () => {
       await eventually(async () => ((await (await fetch(`${gw.url}/v1/calls/${callId}`, authed())).json()) as { status: string }).status === "cancelled");
       // Nothing failed: the handler's end is not logged as its failure (before: "onMessage threw: CancelledError", with a stack).
       await new Promise((resolve) => setTimeout(resolve, 300));
-      expect(gw.output.filter((l) => l.includes(`[agents/echo waits-${end}]`) && l.includes("threw"))).toEqual([]);
+      const waits = await tag(`waits-${end}`);
+      expect(gw.output.filter((l) => l.includes(`[agents/echo ${waits}]`) && l.includes("threw"))).toEqual([]);
     }
     // A .remoteGen() it reads, too: a chat's generation stops with its socket (before: it streamed to its end for nobody).
     const dripLast = async () =>
@@ -116,7 +119,8 @@ describe("a WebSocket agent", () => {
       await eventually(async () => (await record()).status === "cancelled");
       expect((await record()).error?.message).toContain("the client waiting on it went");
       await new Promise((resolve) => setTimeout(resolve, 300));
-      expect(gw.output.filter((l) => l.includes("[agents/echo drips-session-1]") && l.includes("threw"))).toEqual([]);
+      const drips = await tag("drips-session-1");
+      expect(gw.output.filter((l) => l.includes(`[agents/echo ${drips}]`) && l.includes("threw"))).toEqual([]);
     }
     // A socket that stays gets its answer.
     const c = await client("/agents/echo?session=waits-stays");
@@ -291,7 +295,8 @@ describe("limits and bad input", () => {
     c.ws.send("note first");
     c.ws.send("throw");
     expect(await c.closed).toEqual({ code: 1011, reason: "onMessage failed: Error: the handler broke" });
-    await eventually(() => gw.output.some((l) => l.includes("[agents/echo thrower-1234] (stderr) onMessage threw: Error: the handler broke")));
+    const thrower = await tag("thrower-1234");
+    await eventually(() => gw.output.some((l) => l.includes(`[agents/echo ${thrower}] (stderr) onMessage threw: Error: the handler broke`)));
     const again = await client("/agents/echo?session=thrower-1234");
     expect(await json(again)).toMatchObject({ resumed: true });
     again.ws.send("state");
@@ -325,11 +330,14 @@ describe("limits and bad input", () => {
       "the session's state could not be saved, so it is back to its last saved state: Converting circular structure to JSON",
     );
     // In the terminal, the handler's own lines come before the error they led to, each with the session's prefix once.
-    const printed = gw.output.filter((l) => l.includes("[agents/echo logged-thrower-1]"));
+    // Tagged with the session's fingerprint, never its id, which resumes it (before: the id, for whoever reads the terminal).
+    const loggedThrower = await tag("logged-thrower-1");
+    const printed = gw.output.filter((l) => l.includes(`[agents/echo ${loggedThrower}]`));
     expect(printed.slice(0, 2)).toEqual([
-      "[agents/echo logged-thrower-1] about to break",
-      "[agents/echo logged-thrower-1] (stderr) onMessage threw: Error: the handler broke",
+      `[agents/echo ${loggedThrower}] about to break`,
+      `[agents/echo ${loggedThrower}] (stderr) onMessage threw: Error: the handler broke`,
     ]);
+    expect(gw.output.filter((l) => l.includes("logged-thrower-1"))).toEqual([]);
   });
 
   it("keeps each of a session's lines with its fingerprint, which the logs API, tandem logs --session and the dashboard filter by", async () => {
@@ -423,7 +431,8 @@ describe("limits and bad input", () => {
     other.ws.close();
     // workerd notes the protocol error itself; no handler failed (a handler's lines are printed within edgePrintMs).
     await new Promise((resolve) => setTimeout(resolve, 20 * LOG_LIMITS.edgePrintMs));
-    expect(gw.output.filter((l) => /\[agents\/echo (no-code-close|malformed-1|bystander-2)\].*threw/.test(l))).toEqual([]);
+    const tags = await Promise.all(["no-code-close", "malformed-1", "bystander-2"].map(tag));
+    expect(gw.output.filter((l) => tags.some((t) => l.includes(`[agents/echo ${t}]`)) && l.includes("threw"))).toEqual([]);
   });
 
   it("closes with 1011 when the state cannot be saved, and keeps the last state that could", async () => {
@@ -464,7 +473,7 @@ describe("limits and bad input", () => {
     expect(lines[0]?.text).toBe("initialState threw: Error: no state for you");
     expect(lines[1]?.text).toMatch(/^\s+at (Object\.)?initialState \(test\/fixtures\/agent-app\.ts:\d+:\d+\)$/);
     expect(gw.output.filter((l) => l.includes("initialState threw"))).toEqual([
-      "[agents/unready unready-session-1] (stderr) initialState threw: Error: no state for you",
+      `[agents/unready ${await tag("unready-session-1")}] (stderr) initialState threw: Error: no state for you`,
     ]);
     // No session was kept: the same id tries to begin one again, not to resume.
     const again = await client("/agents/unready?session=unready-session-1");
