@@ -185,16 +185,17 @@ export class AgentHub extends DurableObject<Env> {
     // A string's UTF-8 length is at most three bytes a character: encode it only when that could pass the limit.
     const size =
       typeof message === "string" ? (message.length * 3 <= agent.maxMessageBytes ? message.length : encoder.encode(message).length) : message.byteLength;
-    if (size > agent.maxMessageBytes) return closeWith(ws, AGENT_CLOSE.tooBig, `message too big: ${size} bytes, the limit is ${agent.maxMessageBytes}`);
+    if (size > agent.maxMessageBytes) return void closeWith(ws, AGENT_CLOSE.tooBig, `message too big: ${size} bytes, the limit is ${agent.maxMessageBytes}`);
     if (!this.#allow(ws, agent.maxMessagesPerSecond))
-      return closeWith(ws, AGENT_CLOSE.policyViolation, `too many messages: the limit is ${agent.maxMessagesPerSecond} a second`);
+      return void closeWith(ws, AGENT_CLOSE.policyViolation, `too many messages: the limit is ${agent.maxMessagesPerSecond} a second`);
     if (attachment.token && !(await tokenIsLive(this.env, attachment.token))) return closeTokenEnded(ws, attachment.token);
     await this.#handle(ws, attachment, agent, "onMessage", typeof message === "string" ? message : new Uint8Array(message));
   }
 
   override async webSocketClose(ws: WebSocket, code: number, reason: string): Promise<void> {
-    answerClose(ws, code, reason);
-    await this.#countClose(code);
+    // Counted by the code answered: a client's forbidden code (2000, 65535) is a protocol error, 1002, not a label of its
+    // own (before: any number a client sent became one).
+    await this.#countClose(answerClose(ws, code, reason));
     await this.#ended(ws, code, reason);
   }
 
@@ -519,18 +520,18 @@ function sendTo(ws: WebSocket, data: Frame): boolean {
  * Answers a client's close frame as RFC 6455 section 7.4 asks: a valid code is
  * echoed with its reason; no code at all (reported as 1005) gets 1000; a code
  * that may not be sent, or a reason over 123 bytes, gets 1002 (protocol error).
+ * Returns the code answered, which the socket's end is counted by.
  */
-function answerClose(ws: WebSocket, code: number, reason: string): void {
+function answerClose(ws: WebSocket, code: number, reason: string): number {
   if (code === AGENT_CLOSE.noStatus) return closeWith(ws, AGENT_CLOSE.normal, "");
   if (!isValidCloseCode(code)) return closeWith(ws, AGENT_CLOSE.protocolError, `close code ${code} may not be sent (RFC 6455 section 7.4)`);
   const bytes = encoder.encode(reason).length;
   if (bytes > MAX_CLOSE_REASON_BYTES) {
     return closeWith(ws, AGENT_CLOSE.protocolError, `a close reason is at most ${MAX_CLOSE_REASON_BYTES} bytes (this one had ${bytes})`);
   }
-  closeWith(ws, code, reason);
+  return closeWith(ws, code, reason);
 }
 
-/** Closes a socket with a code and a reason cut to the 123 bytes a close frame allows; a closed socket is left alone. */
 /**
  * The session as JSON, to tell whether it changed. A function in it would be left out of the JSON (so a state whose
  * only change is one would look unchanged) and cannot be stored: it is refused here, named by where it is.
@@ -556,7 +557,8 @@ function logFailure(rc: RunContext, hook: string, err: unknown): RemoteError {
   return remote;
 }
 
-function closeWith(ws: WebSocket, code: number, reason: string): void {
+/** Closes a socket with a code and a reason cut to the 123 bytes a close frame allows; a closed socket is left alone. Returns the code. */
+function closeWith(ws: WebSocket, code: number, reason: string): number {
   let cut = reason.slice(0, 200);
   while (encoder.encode(cut).length > MAX_CLOSE_REASON_BYTES) cut = cut.slice(0, -2) + "…";
   try {
@@ -564,4 +566,5 @@ function closeWith(ws: WebSocket, code: number, reason: string): void {
   } catch {
     // already closed
   }
+  return code;
 }

@@ -561,6 +561,14 @@ describe("limits and bad input", () => {
     });
     // The agent's onClose was told the code the client sent, whatever the answer.
     await eventually(() => gw.output.some((l) => /closer close-code-2000 got 2000 ""/.test(l)));
+    // Counted by the code answered (before: each forbidden code a client sent became a label of its own).
+    const closes = async () =>
+      parsePrometheus(await (await fetch(`${gw.url}/v1/metrics`, authed())).text())
+        .find((f) => f.name === "tandem_agent_socket_closes_total")!
+        .metrics.filter((m) => m.labels?.agent === "closer")
+        .map((m) => m.labels!.code!);
+    await eventually(async () => (await closes()).includes("1002"));
+    expect(new Set(await closes())).toEqual(new Set(["1002", "1000", "1012", "3000", "4999", ...["1008", "1009", "1011"]]));
   });
 
   it("answers a close reason over 123 bytes with 1002", async () => {
