@@ -73,9 +73,10 @@ describe("GET /v1/metrics", () => {
   it("parses, and carries every series the docs list for the gateway, a function's labelled tier=edge", async () => {
     const text = await scrape();
     const families = parsePrometheus(text);
-    const documented = documentedSeries(await readFile(DOCS, "utf8"), "### The gateway's series");
+    const docs = await readFile(DOCS, "utf8");
+    const documented = documentedSeries(docs, "### The gateway's series");
     expect(documented.length).toBeGreaterThanOrEqual(10);
-    expect(families.map((f) => f.name).sort()).toEqual([...documented].sort());
+    expect(families.map((f) => f.name).sort()).toEqual([...documented, ...documentedSeries(docs, "### Agents' series")].sort());
     for (const f of families) expect(f.metrics.length, f.name).toBeGreaterThan(0);
     expect(families.find((f) => f.name === "tandem_function_calls_total")?.type).toBe("COUNTER");
     expect(families.find((f) => f.name === "tandem_function_run_seconds")?.type).toBe("HISTOGRAM");
@@ -220,6 +221,12 @@ describe("OTLP export", () => {
     expect(runs.sum.dataPoints.map((p: any) => [attrs(p.attributes), p.asDouble])).toContainEqual([
       { app: "edgemetrics", function: "nightly", status: "succeeded" },
       1,
+    ]);
+    // The agents' series too, as the scrape has them, the alerted close codes at 0 from the start.
+    const closes = metrics.find((m) => m.name === "tandem_agent_socket_closes_total");
+    expect(closes?.sum.dataPoints.map((p: any) => attrs(p.attributes))).toContainEqual({ app: "edgemetrics", agent: "echo", code: "1011" });
+    expect(metrics.find((m) => m.name === "tandem_agent_sockets")?.gauge.dataPoints.map((p: any) => attrs(p.attributes))).toEqual([
+      { app: "edgemetrics", agent: "echo" },
     ]);
     const nextRun = metrics.find((m) => m.name === "tandem_schedule_next_run_timestamp_seconds");
     expect(nextRun.gauge.dataPoints.length).toBe(2);
