@@ -170,6 +170,21 @@ describe("App", () => {
     expect(await Counter({ start: 1 }).inc!.local(1)).toBe(2);
   });
 
+  it("runs .local() of a class no runtime named (imported by a script), and says how to call one by name", async () => {
+    const app = new App("demo");
+    const Shout = app.cls(
+      {},
+      class {
+        shout(word: string) {
+          return word.toUpperCase();
+        }
+      },
+    );
+    // Before: making the method's handle threw "a class has no name yet", so .local() could not run.
+    expect(await Shout({}).shout!.local("hi")).toBe("HI");
+    await expect(Shout({}).shout!.remote("hi")).rejects.toThrow(/a class has no name yet: .*lookup\("demo", "<Class>\.<method>"\)/);
+  });
+
   it("makes the methods a class inherits functions too, its own first, and no getter runs to find them", async () => {
     const app = new App("demo");
     class Base {

@@ -660,7 +660,9 @@ export class App {
           m,
           new FunctionHandle({
             app: appName,
-            name: `${clsName(appName, definition)}.${m}`,
+            // Not named yet (imported from the app file by a script, which no runtime loaded): `.local()` runs all the
+            // same, and a call by name says how to make one (before: making the handle threw, `.local()` with it).
+            ...(definition.name === undefined ? { invalid: () => unnamedClass(appName) } : { name: `${definition.name}.${m}` }),
             spec,
             boundArgs: [params],
             handler: (...args: unknown[]) => (local ??= new ClassInstances(definition)).handler(m)(params, ...args),
@@ -1046,13 +1048,11 @@ export class ClassInstances {
   }
 }
 
-function clsName(app: string, definition: ClsDefinition): string {
-  if (definition.name === undefined) {
-    throw new InvalidOptionsError(
-      `app "${app}": a class has no name yet: classes are named after their exports (or a \`name\` option) when a runtime loads the app file. From another program, call a method by name: lookup("${app}", "<Class>.<method>").remote(params, ...args)`,
-    );
-  }
-  return definition.name;
+/** What a call by name of a class not named yet is told. */
+function unnamedClass(app: string): InvalidOptionsError {
+  return new InvalidOptionsError(
+    `app "${app}": a class has no name yet: classes are named after their exports (or a \`name\` option) when a runtime loads the app file. From another program, call a method by name: lookup("${app}", "<Class>.<method>").remote(params, ...args)`,
+  );
 }
 
 /**
