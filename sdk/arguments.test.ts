@@ -41,6 +41,11 @@ describe("arguments checked against an input schema", () => {
     expect(nested.details?.issues).toContainEqual({ argument: 1, path: ["age"], message: "Invalid input: expected number, received string" });
     // An unknown key in the same words as the message, not zod's "Unrecognized key".
     expect(nested.details?.issues).toContainEqual({ argument: 1, path: [], message: 'unknown field "extra"' });
+    // A list's items counted from 1, as arguments are (before: `argument 1: field "0" Invalid input…`).
+    const lists = z.tuple([z.array(z.string()), z.array(z.strictObject({ id: z.number() }))]);
+    expect((await refused(lists, [[1], [{ id: 1 }, { id: "2" }]])).message).toBe(
+      'demo.add: argument 1: item 1: Invalid input: expected string, received number (got 1); argument 2: item 2: field "id" Invalid input: expected number, received string (got "2")',
+    );
     expect((await refused(pair, ["a"])).message).toBe("demo.add: argument 2: Invalid input: expected number, received undefined");
     const tooMany = await refused(pair, ["a", 1, 2]);
     expect(tooMany.message).toBe("demo.add: takes at most 2 arguments (got 3)");

@@ -167,11 +167,15 @@ function describeArgumentIssue(issue: z.core.$ZodIssue, given: number): Argument
     // The list's own issue in the sentence's words (zod's speak of an array: "expected array to have <2 items").
     return { argument: undefined, path: keys(issue.path), message: sentence, sentence };
   }
+  // An argument that is a list: its items counted from 1, as its arguments are (before: `field "0"`).
+  let rest = path;
+  let items = "";
+  for (; typeof rest[0] === "number"; rest = rest.slice(1)) items += `item ${rest[0] + 1}: `;
   // The same words as every other refusal (zod-issues.ts), with the path inside the argument named as its field.
-  const inside = describeIssues(new z.ZodError([{ ...issue, path }]), "field");
+  const inside = describeIssues(new z.ZodError([{ ...issue, path: rest }]), "field");
   // An unknown key's sentence is all of it (zod's own message, "Unrecognized key: …", would say it in other words).
   const message = issue.code === "unrecognized_keys" ? inside : issue.message;
-  return { argument: index + 1, path: keys(path), message, sentence: `argument ${index + 1}: ${inside}` };
+  return { argument: index + 1, path: keys(path), message, sentence: `argument ${index + 1}: ${items}${inside}` };
 }
 
 /** A path as JSON can carry it. */

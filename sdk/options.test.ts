@@ -81,7 +81,8 @@ describe("function options", () => {
     [{ scaledownWindow: 0 }, 'option "scaledownWindow" must be at least 1 second'],
     [{ tier: "edge", minContainers: 1 }, 'option "tier" is "edge", but option "minContainers" needs the plane'],
     [{ memory: 400_000 }, 'option "memory" must be at most 344064 MiB'],
-    [{ input: z.string() }, 'option "input" must be a zod schema of the argument list, such as z.tuple([z.string(), z.number()])'],
+    // The schema given named by its kind (before: its internals, `{"~standard":{"validate":[function validate],…`).
+    [{ input: z.string() }, 'option "input" must be a zod schema of the argument list, such as z.tuple([z.string(), z.number()]) (got a zod string schema)'],
     [{ input: [z.string()] }, 'option "input" must be a zod schema of the argument list'],
     [{ region: "EU West" }, 'option "region" must be a region name (lowercase letters, digits and \'-\', such as "eu-west") or a list of them'],
     [{ region: [] }, 'option "region" must be a region name'],

@@ -80,6 +80,9 @@ function keysAt(schema: z.ZodType, path: PropertyKey[]): string[] {
 }
 
 function echo(value: unknown): string {
+  // A zod schema where a value was wanted (an `input` of one value): its kind, not its internals.
+  const zodType = (value as { _zod?: { def?: { type?: unknown } } } | null)?._zod?.def?.type;
+  if (typeof value === "object" && typeof zodType === "string") return `a zod ${zodType} schema`;
   let text: string;
   try {
     // As sent: JSON writes NaN and ±Infinity as null, which would tell the caller a value they did not send.
