@@ -31,6 +31,7 @@ const WORKERD = [
   "test/deploy-artifact.test.ts", // the dry run's files in workerd, with a process-runtime plane: no Docker
   "test/deployments.test.ts", // deploy, history and rollback against the gateway in workerd, wrangler stood in for
   "test/plane-restart.test.ts", // a plane started again where the gateway knew it, with the process runtime: no Docker
+  "test/plane-process-mounts.test.ts", // a volume mount on a plane of the process runtime: no Docker
 ];
 const BROWSER = ["test/agent-example.test.ts", "test/dashboard.test.ts"];
 const DOCKER_BESIDE_CODE = ["gpu-plane/drivers/docker.test.ts", "gpu-plane/image-builder.test.ts"];

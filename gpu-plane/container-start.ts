@@ -19,6 +19,7 @@ import { buildTimeout, exitFailure, exitLine, firstLine, keepLogLine, startTimeo
 import type { ContainerPool, Worker } from "./container-pool.js";
 import { TIMED_OUT, raceDeadline } from "../sdk/deadline.js";
 import type { ContainerDriver, ContainerSpec, ExitInfo, StartedContainer } from "./drivers/driver.js";
+import { processMountsRefused } from "./drivers/process.js";
 import type { Inventory, Reservation } from "./inventory.js";
 import { poolName, type PoolDescriptor } from "./pool-descriptor.js";
 import type { ScaleDown } from "./scale-down.js";
@@ -436,6 +437,8 @@ export class ContainerStarter {
     const channel = await ControlChannel.open(this.#controlDir(id));
     let attached: Awaited<ReturnType<VolumeMounts["attach"]>> = { binds: [], env: [] };
     try {
+      // Refused before its volumes are fetched for nothing (before: mounted, downloaded, then refused by the driver).
+      if (req.spec.volumes?.length && this.#o.driver.name === "process") throw processMountsRefused(req.spec.volumes.map((v) => v.path));
       if (this.#o.mounts) attached = await this.#o.mounts.attach(id, { app: req.app, function: req.function }, channel.dir, req.spec.volumes ?? []);
       else if (req.spec.volumes?.length) throw new InvalidOptionsError(`${req.app}.${req.function} mounts volumes, which this plane cannot`);
     } catch (err) {

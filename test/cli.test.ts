@@ -124,7 +124,7 @@ describe("tandem serve with bad input", () => {
     const { code, stdout, stderr } = await runCli(["serve", "test/fixtures/plane-app.ts", "--port", "0", "--gpus", "A100:1,T4:1"]);
     expect(code).not.toBe(0);
     expect(stderr).toContain(
-      'error: app "plane": function "twoGpus" cannot run on the local plane: this plane has 0 H100 GPUs, the function asks for 2; simulate them with --gpus "A100:1,T4:1,H100:2"',
+      'error: app "plane": function "twoGpus" cannot run on the local plane: this plane has 0 H100 GPUs, the function asks for 2; simulate them with --gpus "A100:1,T4:1,H100:2", or give it the region of another plane that has them (region: "eu-west", for a tandem plane --region eu-west)',
     );
     expect(stdout).not.toContain("gateway ready");
   });

@@ -17,11 +17,7 @@ export class ProcessDriver implements ContainerDriver {
   async prepare(): Promise<void> {}
 
   async start(spec: ContainerSpec): Promise<StartedContainer> {
-    if (spec.mounts?.length) {
-      throw new InvalidOptionsError(
-        `volume mounts (${spec.mounts.map((m) => m.containerPath).join(", ")}) need the docker runtime: a plain process has no mounts of its own`,
-      );
-    }
+    if (spec.mounts?.length) throw processMountsRefused(spec.mounts.map((m) => m.containerPath));
     const child = spawn(process.execPath, [`--max-old-space-size=${Math.max(64, spec.memoryMiB)}`, spec.bundlePath], {
       env: {
         PATH: process.env.PATH ?? "",
@@ -64,4 +60,9 @@ export class ProcessDriver implements ContainerDriver {
   async buildImage(): Promise<string> {
     throw new ImageBuildError("images need the docker runtime; this plane runs functions as plain processes (--runtime process)");
   }
+}
+
+/** What a function that mounts volumes at `paths` is told on a plane of the process runtime, before anything is fetched. */
+export function processMountsRefused(paths: readonly string[]): InvalidOptionsError {
+  return new InvalidOptionsError(`volume mounts (${paths.join(", ")}) need the docker runtime: a plain process has no mounts of its own`);
 }

@@ -292,7 +292,9 @@ export function checkPlaneFits(
         const short = gpu !== undefined && inventory.fits({ gpu, cpu: 0, memoryMiB: 0 }) !== undefined;
         // `tandem run` needs only this function's GPUs; `serve` keeps the others' too.
         const hint = short ? `; simulate them with --gpus "${gpusFlag(only === undefined ? inventory : undefined, gpu)}"` : "";
-        throw new InvalidOptionsError(`app "${app.name}": ${what} cannot run on the local plane: ${first}${hint}`);
+        // `serve` serves a fleet too: a function pinned to the region of a plane that fits is left to that plane.
+        const pin = only === undefined ? `, or give it the region of another plane that has them (region: "eu-west", for a tandem plane --region eu-west)` : "";
+        throw new InvalidOptionsError(`app "${app.name}": ${what} cannot run on the local plane: ${first}${hint}${pin}`);
       }
     }
   }
