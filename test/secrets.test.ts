@@ -114,7 +114,8 @@ describe("secrets in both tiers", () => {
   it("tandem serve names the secret and the function a missing named secret fails", async () => {
     await served.waitFor("✗");
     expect(served.output()).toContain(
-      'app "vault": function "edgeKey", function "planeKey" and 12 others declare secret "api", which the gateway does not have; make it: tandem secret create api API_KEY=… (the app is served meanwhile: its calls find the secret once it exists)',
+      'app "vault": function "edgeKey", function "planeKey" and 12 others declare secret "api", which the gateway does not have; make it: tandem secret create api API_KEY=…\n' +
+        "  the app is served meanwhile: its calls find a secret once it exists, with no reload\n",
     );
     await expect(fn("edgeKey").remote()).rejects.toThrow('vault.edgeKey: no secret named "api"');
   });

@@ -213,7 +213,9 @@ export async function serve(options: ServeOptions): Promise<Serving> {
     try {
       checkNamedSecrets(built.apps, await heldSecrets(url.href, adminToken));
     } catch (err) {
-      log(`${style.err("✗")} ${(err as Error).message} (the app is served meanwhile: its calls find the secret once it exists)`);
+      // On a line of its own: after several missing secrets, one line each, it read as the last one's alone.
+      log(`${style.err("✗")} ${(err as Error).message}`);
+      log(style.dim("  the app is served meanwhile: its calls find a secret once it exists, with no reload"));
     }
   }
 
