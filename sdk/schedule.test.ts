@@ -86,6 +86,8 @@ describe("Cron", () => {
     expect(error("0 2 * * *", { timezone: "Mars/Olympus" })).toBe(
       'Cron("0 2 * * *"): unknown timezone "Mars/Olympus"; use an IANA name such as "UTC", "Europe/Paris" or "America/New_York"',
     );
+    // A misspelt one: the nearest, as a misspelt day name gets (before: the examples alone).
+    expect(error("0 2 * * *", { timezone: "Europe/Pariss" })).toBe('Cron("0 2 * * *"): unknown timezone "Europe/Pariss"; did you mean "Europe/Paris"?');
     expect(error("0 2 * * *", { overlap: "queue" })).toMatch(/option "overlap" must be "skip" or "allow"/);
     expect(error("0 2 * * *", { overlp: "allow" })).toBe('Cron("0 2 * * *"): unknown option "overlp"; did you mean "overlap"?');
     expect(error("0 2 * * *", { timeZone: "UTC" })).toBe('Cron("0 2 * * *"): unknown option "timeZone"; did you mean "timezone"?');

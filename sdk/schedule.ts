@@ -16,7 +16,7 @@ import { CronExpressionParser, type CronExpression } from "cron-parser";
 import { readCronExpression } from "./cron-expression.js";
 import { SCHEDULE_LIMITS } from "./defaults.js";
 import { InvalidOptionsError } from "./errors.js";
-import { didYouMean } from "./nearest-name.js";
+import { didYouMean, nearestName } from "./nearest-name.js";
 import { gapEnd, instantsAt, isTimezone, offsetAt } from "./zoned-time.js";
 import { valueText } from "./value-text.js";
 
@@ -75,7 +75,11 @@ function cron(expression: string, options: ScheduleOptions & { timezone?: string
   if (typeof expression !== "string") throw new InvalidOptionsError(`Cron: the expression must be a string such as "0 2 * * *"`);
   const { timezone = "UTC", overlap } = checkOptions(where, options, ["timezone", "overlap"]);
   if (typeof timezone !== "string" || !isTimezone(timezone)) {
-    throw new InvalidOptionsError(`${where}: unknown timezone ${valueText(timezone)}; use an IANA name such as "UTC", "Europe/Paris" or "America/New_York"`);
+    // A misspelt one is told the nearest, as a misspelt day or month name is.
+    const near =
+      typeof timezone === "string" && typeof Intl.supportedValuesOf === "function" ? nearestName(timezone, Intl.supportedValuesOf("timeZone")) : undefined;
+    const hint = near === undefined ? `use an IANA name such as "UTC", "Europe/Paris" or "America/New_York"` : `did you mean "${near}"?`;
+    throw new InvalidOptionsError(`${where}: unknown timezone ${valueText(timezone)}; ${hint}`);
   }
   const read = readCronExpression(expression, where);
   const written = read.fields.join(" ");
