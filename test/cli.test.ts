@@ -350,7 +350,7 @@ describe("tandem run", () => {
     // A --gpus no plane could declare is a usage mistake, as in serve and plane (before: 1, as for a call that failed).
     const bogus = await runCli(["run", "test/fixtures/plane-app.ts::twoGpus", "--gpus", "bogus"]);
     expect(bogus.code).toBe(2);
-    expect(bogus.stderr).toContain(`error: option '--gpus <inventory>' argument 'bogus' is invalid. unknown GPU "bogus"; known types: T4`);
+    expect(bogus.stderr).toContain(`error: --gpus "bogus": unknown GPU "bogus"; known types: T4`);
   });
 
   it("prints a generator's chunks one a line as they come, as JSON lines with --json, and its error when it throws midway", async () => {

@@ -30,19 +30,27 @@ describe("every command's --help", () => {
 });
 
 describe("an option's bad value", () => {
-  /** The error commander ends `args` with, as `tandem` would print it (its own errors are silenced here). */
+  /**
+   * What `tandem` says of `args`: commander's own error as it prints it, or an error commander passes on (which main.ts
+   * prints as `error: <message>`).
+   */
   const refusal = (args: string[]): string => {
     const program = tandemProgram(readCliConfig({}));
     let said = "";
     for (const { command } of everyCommand(program)) command.exitOverride().configureOutput({ writeErr: () => {}, outputError: (text) => (said += text) });
-    expect(() => program.parse(args, { from: "user" })).toThrow();
-    return said;
+    try {
+      program.parse(args, { from: "user" });
+    } catch (err) {
+      return said || `error: ${(err as Error).message}`;
+    }
+    throw new Error(`tandem ${args.join(" ")} was not refused`);
   };
 
-  it("names the option, a --gpus with an unknown GPU too, in every command that takes one", () => {
+  it("names the option and its value, a --gpus with an unknown GPU too, in every command that takes one", () => {
+    // Before: `unknown GPU "V100"; …` alone, where every other --gpus mistake named the option.
     for (const command of [["plane"], ["serve"], ["run", "app.ts::f"]])
-      expect(refusal([...command, "--gpus", "V100:1"]), command[0]).toMatch(
-        /^error: option '--gpus <inventory>' argument 'V100:1' is invalid\. unknown GPU "V100"; known types: T4, /,
-      );
+      expect(refusal([...command, "--gpus", "V100:1"]), command[0]).toMatch(/^error: --gpus "V100:1": unknown GPU "V100"; known types: T4, /);
+    expect(refusal(["plane", "--gpus", ",,"])).toMatch(/^error: --gpus ",," names no GPU/);
+    expect(refusal(["plane", "--port", "http"])).toMatch(/^error: option '-p, --port <port>' argument 'http' is invalid\. must be a port number/);
   });
 });

@@ -4,6 +4,7 @@
  * per command (test/cli.test.ts).
  */
 import { Command, InvalidArgumentError } from "commander";
+import { InvalidOptionsError } from "../errors.js";
 import { HttpInvoker, resolveGatewayUrl } from "../client.js";
 import {
   DEFAULT_ENV,
@@ -554,13 +555,16 @@ function parseWhole(value: string): number {
 
 /**
  * A `--gpus` checked as it is read, so a bad one is a usage mistake (2) in every command (`run` said 1, as for a call
- * that failed), said as commander says any option's bad value, naming the option (before: the inventory's error alone).
+ * that failed); its error (an `InvalidOptionsError`, which commander passes on) is printed as it is, naming the
+ * option and its value (an unknown GPU's said neither).
  */
 function gpuInventory(value: string): string {
   try {
     parseGpuInventory(value);
   } catch (err) {
-    throw new InvalidArgumentError(err instanceof Error ? err.message : String(err));
+    if (err instanceof InvalidOptionsError && !err.message.startsWith("--gpus "))
+      throw new InvalidOptionsError(`--gpus ${JSON.stringify(value)}: ${err.message}`);
+    throw err;
   }
   return value;
 }
