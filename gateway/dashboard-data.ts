@@ -153,12 +153,18 @@ export function totalsByFunction(points: DashboardSeriesPoint[]): FunctionTotals
   }));
 }
 
+/** What the usage page counts a function's calls under once the app no longer has it: their time, not priced. */
+export const NOT_SERVED = "no longer served (not priced)";
+
 /**
  * What a second of a function's run costs, by the plane's price table (`sdk/pricing.ts`) for the resources it asks
  * for (its first GPU choice); edge functions cost nothing here. Calls' run time priced so, not containers' lives.
  */
 export function pricePerSecond(app: string, fn: string): { usd: number; gpu: string | null; kind: string } {
-  const registered = registry().function(app, fn);
+  // A function the app no longer has (renamed, removed) keeps its calls' time, but no price to read it at (before: the
+  // usage page was a 404 naming it).
+  const registered = registry().find(app, fn);
+  if (!registered) return { usd: 0, gpu: null, kind: NOT_SERVED };
   if (registered.spec.tier !== "plane") return { usd: 0, gpu: null, kind: "edge (not charged)" };
   const gpu = registered.planeSpec.gpu?.[0] ?? null;
   const resources = { gpu: gpu?.type ?? null, gpuCount: gpu?.count ?? 0, ...containerResources(registered.planeSpec) };
