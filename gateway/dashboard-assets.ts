@@ -20,16 +20,22 @@ header a:hover { color: #fff; }
 .brand { font-weight: 700; color: #fff; }
 nav { display: flex; flex-wrap: wrap; gap: .25rem .9rem; flex: 1 1 auto; }
 .who { display: flex; gap: .5rem; align-items: center; font-size: .85rem; color: #cfd6e4; }
-.who button { font-size: .8rem; }
+.who button { font-size: .8rem; white-space: nowrap; }
 main { padding: 1rem; max-width: 1400px; margin: 0 auto; }
 h1 { font-size: 1.35rem; margin: .2rem 0 1rem; overflow-wrap: anywhere; }
 h2 { font-size: 1.1rem; margin: 1.5rem 0 .5rem; }
 a { color: #2457c5; }
-.table { overflow-x: auto; background: #fff; border: 1px solid #dde1e8; border-radius: 6px; }
+/* A table wider than the screen scrolls in its box; a shadow at an edge says more columns are there (it goes at the end). */
+.table { overflow-x: auto; border: 1px solid #dde1e8; border-radius: 6px; background:
+  linear-gradient(to right, #fff 30%, #fff0) left / 2.5rem 100% no-repeat local,
+  linear-gradient(to left, #fff 30%, #fff0) right / 2.5rem 100% no-repeat local,
+  radial-gradient(farthest-side at 0 50%, #0002, #0000) left / .8rem 100% no-repeat scroll,
+  radial-gradient(farthest-side at 100% 50%, #0002, #0000) right / .8rem 100% no-repeat scroll, #fff; }
 table { border-collapse: collapse; width: 100%; font-size: .9rem; }
 th, td { text-align: left; padding: .4rem .6rem; border-bottom: 1px solid #eef0f4; white-space: nowrap; }
 td.error { white-space: normal; overflow-wrap: anywhere; min-width: 8rem; max-width: 32rem; color: #a12a2a; }
-td.name { white-space: normal; overflow-wrap: anywhere; min-width: 6rem; }
+/* Whole where the table has room (anywhere made the column as narrow as a letter: "Inference.predi|ct"); broken only past it. */
+td.name { white-space: normal; overflow-wrap: break-word; min-width: 6rem; }
 /* Room for two readable lines of an error beside a call's eight other columns, where the page has it. */
 @media (min-width: 1240px) { td.error { min-width: 14rem; } }
 td.error span { display: -webkit-box; -webkit-box-orient: vertical; -webkit-line-clamp: 2; line-clamp: 2; overflow: hidden; }
