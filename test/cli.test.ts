@@ -319,6 +319,16 @@ describe("tandem run", () => {
     expect(stderr).toMatch(/\n\s+at .*test\/fixtures\/edge-app\.ts:\d+:\d+/);
   });
 
+  it("notes, when a function that mounts a volume fails, that the run's volumes are its own, empty ones", async () => {
+    const { code, stderr } = await runCli(["run", "test/fixtures/volume-plane-app.ts::get", "weights.bin"]);
+    expect(code).toBe(1);
+    expect(stderr).toContain("ENOENT");
+    // Before: ENOENT alone, for a file the user had put in serve's volume.
+    expect(stderr).toContain(`note: this run's volumes ("pv-data") are its own, empty ones, not tandem serve's`);
+    const edge = await runCli(["run", "test/fixtures/edge-app.ts::boom", "out of budget"]);
+    expect(edge.stderr).not.toContain("note: this run's volumes");
+  });
+
   it("runs a plane function, and a class method, on an ephemeral plane; stdout is the result alone", async () => {
     const plane = await runCli(["run", "test/fixtures/plane-app.ts::echoPlane", "x"]);
     expect(plane.code).toBe(0);

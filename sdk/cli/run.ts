@@ -30,7 +30,7 @@ import { checkNamedSecrets, declaresNamedSecrets, heldSecrets, localSecretValues
 import { onReaderGone, onStopSignal } from "./signals.js";
 import type { CliConfig } from "./config.js";
 import { printFailure } from "./failure.js";
-import { visibleControls, visibleLines } from "./style.js";
+import { style, visibleControls, visibleLines } from "./style.js";
 import { trace } from "../trace.js";
 import type { RunningWorkerd } from "./workerd.js";
 
@@ -331,6 +331,14 @@ export async function runOnce(target: string, rawArgs: string[], config: CliConf
     if (interrupted) return 130;
     if (readerLeft) return 0; // the same: its stream ends as its gateway stops
     printFailure(err);
+    // A function that failed reading a volume most likely looked for files put in serve's: this run's are its own.
+    const mounted = Object.values(app.callables.find((c) => c.name === fn)?.spec.volumes ?? {}).map((v) => `"${v.mountSpec.volume}"`);
+    if (mounted.length)
+      console.error(
+        style.dim(
+          `note: this run's volumes (${[...new Set(mounted)].join(", ")}) are its own, empty ones, not tandem serve's: a file put in serve's with tandem volume put is not there. Call the function under tandem serve to read those`,
+        ),
+      );
     return 1;
   } finally {
     await stop(!interrupted);
