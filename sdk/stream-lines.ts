@@ -20,7 +20,13 @@ import type { EncodedValue, StreamLine } from "./protocol.js";
  * new LineSplitter({ maxLineChars: LOG_LIMITS.maxLineChars, overlong: cutLogLine }); // a long line cut once, saying so
  */
 export class LineSplitter {
-  #pending = "";
+  /**
+   * The line under way, in the pieces it came in: each piece is searched for a newline once, as it comes, and joined
+   * only when its line ends (before: all of it searched again at every piece, so a line of N pieces cost N² — an 8 MB
+   * chunk of a plane generator held the gateway 18 s).
+   */
+  #pending: string[] = [];
+  #pendingLength = 0;
   /** Characters of the line under way past `maxLineChars`, dropped (with `overlong`). */
   #dropped = 0;
   readonly #maxLineChars: number;
@@ -33,35 +39,48 @@ export class LineSplitter {
 
   /** The lines `text` completes, in order. */
   push(text: string): string[] {
-    this.#pending += text;
     const lines: string[] = [];
+    let start = 0;
     let newline: number;
-    while ((newline = this.#pending.indexOf("\n")) >= 0) {
-      const line = this.#pending.slice(0, newline);
+    while ((newline = text.indexOf("\n", start)) >= 0) {
+      const line = this.#take(text.slice(start, newline));
       lines.push(this.#ended(line.endsWith("\r") ? line.slice(0, -1) : line));
-      this.#pending = this.#pending.slice(newline + 1);
+      start = newline + 1;
     }
-    if (this.#overlong && this.#pending.length > this.#maxLineChars) {
-      this.#dropped += this.#pending.length - this.#maxLineChars;
-      this.#pending = this.#pending.slice(0, this.#maxLineChars);
+    if (start < text.length) {
+      this.#pending.push(start === 0 ? text : text.slice(start));
+      this.#pendingLength += text.length - start;
     }
-    while (this.#pending.length > this.#maxLineChars) {
-      lines.push(this.#pending.slice(0, this.#maxLineChars));
-      this.#pending = this.#pending.slice(this.#maxLineChars);
+    if (this.#pendingLength > this.#maxLineChars) {
+      let rest = this.#take("");
+      if (this.#overlong) {
+        this.#dropped += rest.length - this.#maxLineChars;
+        rest = rest.slice(0, this.#maxLineChars);
+      }
+      for (; rest.length > this.#maxLineChars; rest = rest.slice(this.#maxLineChars)) lines.push(rest.slice(0, this.#maxLineChars));
+      if (rest) this.#pending.push(rest);
+      this.#pendingLength = rest.length;
     }
     return lines;
   }
 
   /** The last line, when the input ended without a newline after it. */
   end(): string[] {
-    const rest = this.#pending;
-    this.#pending = "";
+    const rest = this.#take("");
     return rest || this.#dropped ? [this.#ended(rest)] : [];
   }
 
   /** Characters held that no newline has ended yet. */
   get pendingLength(): number {
-    return this.#pending.length;
+    return this.#pendingLength;
+  }
+
+  /** The line under way with `last` after it, as one string; nothing is held after. */
+  #take(last: string): string {
+    const line = this.#pending.length === 0 ? last : this.#pending.join("") + last;
+    this.#pending = [];
+    this.#pendingLength = 0;
+    return line;
   }
 
   #ended(line: string): string {
