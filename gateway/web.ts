@@ -414,6 +414,8 @@ function serverSentEvents(c: Context<Web>, source: GeneratorResult, yielded: str
   // (gateway/stream.ts). A body never read (a HEAD request's) holds nothing.
   let ended: (() => void) | undefined;
   const end = () => ended?.();
+  // In the handler's context, as its chunks are made: what its `finally` prints is its lines.
+  const stop = () => (rc ? runStore.run(rc, () => Promise.resolve(iterator.return?.())) : Promise.resolve(iterator.return?.()));
   const body = new ReadableStream<Uint8Array>(
     {
       async pull(controller) {
@@ -431,12 +433,16 @@ function serverSentEvents(c: Context<Web>, source: GeneratorResult, yielded: str
         } catch (err) {
           controller.enqueue(event("error", forPublic(toWireError(maskedError(callFailure(err, undefined, mapStack), rc?.secretValues)))));
           controller.close();
+          // A chunk the events could not carry ended them, not the iterable: it is returned, as for a client that goes
+          // (before: left at its yield for good, and a remote stream it read ran on, recorded running). One that threw
+          // has ended already: returning it does nothing.
+          await stop().catch(() => {});
           end();
         }
       },
       async cancel() {
         try {
-          await (rc ? runStore.run(rc, () => Promise.resolve(iterator.return?.())) : iterator.return?.());
+          await stop();
         } finally {
           end();
         }

@@ -570,6 +570,10 @@ describe("web endpoints", () => {
     const events = await (await fetch(`${gw.url}/edge/unfaithful-chunks`)).text();
     expect(events).toContain('data: {"n":1}');
     expect(events).toMatch(/event: error\ndata: .*endpoint \\"unfaithful-chunks\\" of app \\"edge\\" yielded a Map \(at \.m\)/);
+    expect(events).not.toContain('"n":3');
+    // The generator is returned, its `finally` run, as for a client that goes (before: left at its yield for good, a
+    // remote stream it read recorded running).
+    await eventually(() => gw.output.some((line) => line.includes("unfaithful-chunks returned")), 5_000);
   });
 
   it("answers 400 naming the problem when a handler's c.req.json() or parseBody() meets a body that does not parse, not a 500 for the handler", async () => {
