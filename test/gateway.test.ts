@@ -570,6 +570,7 @@ describe("web endpoints", () => {
     const events = await (await fetch(`${gw.url}/edge/unfaithful-chunks`)).text();
     expect(events).toContain('data: {"n":1}');
     expect(events).toMatch(/event: error\ndata: .*endpoint \\"unfaithful-chunks\\" of app \\"edge\\" yielded a Map \(at \.m\)/);
+    expect(events).toContain("which JSON writes as {}: yield Object.fromEntries(map)"); // what a generator does instead (before: "return")
     expect(events).not.toContain('"n":3');
     // The generator is returned, its `finally` run, as for a client that goes (before: left at its yield for good, a
     // remote stream it read recorded running).
