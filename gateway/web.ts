@@ -459,10 +459,10 @@ function serverSentEvents(c: Context<Web>, source: GeneratorResult, yielded: str
  */
 function faithfulJson(value: unknown, what: string): unknown {
   const unfaithful = unfaithfulJsonIn(value);
+  if (!unfaithful) return value;
   // A chunk is yielded, not returned: what to do instead in the word the handler uses.
-  const instead = what.endsWith(" yielded") ? unfaithful?.instead.replace(/\breturn\b/g, "yield") : unfaithful?.instead;
-  if (unfaithful) throw new TypeError(`${what} ${unfaithful.what}${unfaithful.path ? ` (at ${unfaithful.path})` : ""}, which ${instead}`);
-  return value;
+  const instead = what.endsWith(" yielded") ? unfaithful.instead.replace(/\breturn\b/g, "yield") : unfaithful.instead;
+  throw new TypeError(`${what} ${unfaithful.what}${unfaithful.path ? ` (at ${unfaithful.path})` : ""}, which ${instead}`);
 }
 
 /**
