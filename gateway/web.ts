@@ -99,7 +99,7 @@ function mountWebApp(web: Hono<Web>, appName: string, mount: WebMount): void {
       async function serve(request: Request): Promise<Response> {
         let body: ReturnType<typeof limitBody>;
         try {
-          body = limitBody(request, mount.maxBodyBytes ?? config.maxBodyBytes, whoseLimit(appName, mount.label, mount.maxBodyBytes));
+          body = limitBody(request, mount.maxBodyBytes ?? config.maxBodyBytes, whoseLimit("web", appName, mount.label, mount.maxBodyBytes));
         } catch (err) {
           return Response.json(errorBody(err), { status: 413 });
         }
@@ -235,7 +235,11 @@ function addEndpoint(web: Hono<Web>, appName: string, endpoint: EndpointHandle):
       );
     }
     const clientGone = clientWatch(c.req.raw); // the request as it came: the body's limit makes another
-    const body = limitBody(c.req.raw, endpoint.maxBodyBytes ?? c.var.config.maxBodyBytes, whoseLimit(appName, endpoint.label, endpoint.maxBodyBytes));
+    const body = limitBody(
+      c.req.raw,
+      endpoint.maxBodyBytes ?? c.var.config.maxBodyBytes,
+      whoseLimit("endpoint", appName, endpoint.label, endpoint.maxBodyBytes),
+    );
     c.req.raw = body.request;
     answerUnparsedBodies(c.req);
     const rc: RunContext = {
@@ -314,9 +318,9 @@ async function measuredForHead(res: Response): Promise<Response> {
   return new Response(null, { status: res.status, statusText: res.statusText, headers });
 }
 
-/** Whose body limit a 413 names: the endpoint's own option, or the gateway's setting. */
-function whoseLimit(appName: string, label: string, own: number | undefined): string | undefined {
-  return own === undefined ? undefined : `endpoint "${label}" of app "${appName}" accepts (its maxBodyBytes option)`;
+/** Whose body limit a 413 names: an endpoint's or an `app.web` mount's own option (said as each is elsewhere), or the gateway's setting. */
+function whoseLimit(kind: "endpoint" | "web", appName: string, label: string, own: number | undefined): string | undefined {
+  return own === undefined ? undefined : `${kind} "${label}" of app "${appName}" accepts (its maxBodyBytes option)`;
 }
 
 /** A body past its limit answers 413, whatever the handler made of the error its read threw (or returned meanwhile). */

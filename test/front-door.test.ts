@@ -462,7 +462,7 @@ describe("the front door of tandem serve", () => {
     const files = await postChunked("/edge/files/", 128 * 1024);
     expect(files.status).toBe(413);
     expect(JSON.parse(files.body).error.message).toBe(
-      'request body is larger than 8192 bytes, the most endpoint "files" of app "edge" accepts (its maxBodyBytes option)',
+      'request body is larger than 8192 bytes, the most web "files" of app "edge" accepts (its maxBodyBytes option)',
     );
   });
 });
