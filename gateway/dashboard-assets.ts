@@ -34,8 +34,7 @@ a { color: #2457c5; }
 table { border-collapse: collapse; width: 100%; font-size: .9rem; }
 th, td { text-align: left; padding: .4rem .6rem; border-bottom: 1px solid #eef0f4; white-space: nowrap; }
 td.error { white-space: normal; overflow-wrap: anywhere; min-width: 8rem; max-width: 32rem; color: #a12a2a; }
-/* Whole where the table has room (anywhere made the column as narrow as a letter: "Inference.predi|ct"); broken only past it. */
-td.name { white-space: normal; overflow-wrap: break-word; min-width: 6rem; }
+td.name { white-space: normal; overflow-wrap: anywhere; min-width: 6rem; }
 /* Room for two readable lines of an error beside a call's eight other columns, where the page has it. */
 @media (min-width: 1240px) { td.error { min-width: 14rem; } }
 td.error span { display: -webkit-box; -webkit-box-orient: vertical; -webkit-line-clamp: 2; line-clamp: 2; overflow: hidden; }
