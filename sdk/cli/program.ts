@@ -26,7 +26,7 @@ import {
 import { existsSync } from "node:fs";
 import { FUNCTION_DEFAULTS, LOCAL_DEFAULTS, PLANE_DEFAULTS } from "../defaults.js";
 import { formatUsd } from "../pricing.js";
-import { ENV_HELP, GATEWAY_HELP, parseEnvName, type CliConfig } from "./config.js";
+import { ENV_HELP, GATEWAY_HELP, parseEnvName, withGatewayOptions, type CliConfig } from "./config.js";
 import { formatCommanderError, printFailure } from "./failure.js";
 import { parseChoice, parseAppName } from "./choice-option.js";
 import { addTokenCommands } from "./tokens.js";
@@ -64,6 +64,8 @@ export function tandemProgram(config: CliConfig): Command {
   };
   const STRATEGY_HELP = "how the new version replaces the old one's plane containers: rolling (they finish their inputs first) or recreate (they stop at once)";
   const TOKEN_HELP = "API token (default: TANDEM_TOKEN, then the one saved for the gateway, then .tandem/token for a local gateway)";
+  /** `--gateway`, `--token` and `--env` on a command that asks a gateway, as every such command takes them. */
+  const gatewayOptions = (command: Command) => withGatewayOptions(command, TOKEN_HELP);
   const PREPARED_HELP = "most containers kept started and paused, per function whose containers keep starting cold, for its next cold starts (0: none)";
 
   const program = new Command("tandem")
@@ -327,40 +329,35 @@ export function tandemProgram(config: CliConfig): Command {
     );
 
   const appCommand = program.command("app").description("manage a deployed app");
-  appCommand
-    .command("stop")
-    .description("stop every plane container of an app (and its warm pools, until it is served or deployed again)")
-    .argument("<app>", "the app's name", parseAppName)
-    .option("-g, --gateway <url>", GATEWAY_HELP)
-    .option("--token <token>", TOKEN_HELP)
-    .option("--env <name>", ENV_HELP)
-    .action(async (app: string, opts: { gateway?: string; token?: string }) => {
-      const body = (await clientOf(opts).request("POST", paths.appStop(app))) as StopAnswer;
-      console.log(`stopped ${body.stopped} container${body.stopped === 1 ? "" : "s"} of app ${app}`);
-    });
-  appCommand
-    .command("rollover")
-    .description("restart an app's plane containers, each once its calls end, so new ones read its secrets' current values")
-    .argument("<app>", "the app's name", parseAppName)
-    .option("-g, --gateway <url>", GATEWAY_HELP)
-    .option("--token <token>", TOKEN_HELP)
-    .option("--env <name>", ENV_HELP)
-    .action(async (app: string, opts: { gateway?: string; token?: string }) => {
-      const body = (await clientOf(opts).request("POST", paths.appRollover(app))) as RolloverAnswer;
-      const n = body.rolledOver;
-      console.log(`rolling over ${n} container${n === 1 ? "" : "s"} of app ${app}: new calls start new containers; running calls finish first`);
-    });
+  gatewayOptions(
+    appCommand
+      .command("stop")
+      .description("stop every plane container of an app (and its warm pools, until it is served or deployed again)")
+      .argument("<app>", "the app's name", parseAppName),
+  ).action(async (app: string, opts: { gateway?: string; token?: string }) => {
+    const body = (await clientOf(opts).request("POST", paths.appStop(app))) as StopAnswer;
+    console.log(`stopped ${body.stopped} container${body.stopped === 1 ? "" : "s"} of app ${app}`);
+  });
+  gatewayOptions(
+    appCommand
+      .command("rollover")
+      .description("restart an app's plane containers, each once its calls end, so new ones read its secrets' current values")
+      .argument("<app>", "the app's name", parseAppName),
+  ).action(async (app: string, opts: { gateway?: string; token?: string }) => {
+    const body = (await clientOf(opts).request("POST", paths.appRollover(app))) as RolloverAnswer;
+    const n = body.rolledOver;
+    console.log(`rolling over ${n} container${n === 1 ? "" : "s"} of app ${app}: new calls start new containers; running calls finish first`);
+  });
 
   addDeploymentCommands(appCommand, clientOf, TOKEN_HELP, ENV_HELP, config.wrangler);
 
-  program
-    .command("usage")
-    .description("container time and cost on the planes, by app, function, GPU type and plane")
-    .option("--app <app>", "only this app", parseAppName)
-    .option("--since <when>", 'only time after this: a duration ("1h", "30m", "7d") or a date', parseSince)
-    .option("-g, --gateway <url>", GATEWAY_HELP)
-    .option("--token <token>", TOKEN_HELP)
-    .option("--env <name>", ENV_HELP)
+  gatewayOptions(
+    program
+      .command("usage")
+      .description("container time and cost on the planes, by app, function, GPU type and plane")
+      .option("--app <app>", "only this app", parseAppName)
+      .option("--since <when>", 'only time after this: a duration ("1h", "30m", "7d") or a date', parseSince),
+  )
     .option("--json", "print JSON")
     .action(async (opts: { app?: string; since?: number; gateway?: string; token?: string; json?: boolean }) => {
       const query = { ...(opts.app ? { app: opts.app } : {}), ...(opts.since !== undefined ? { since: opts.since } : {}) };
@@ -394,12 +391,7 @@ export function tandemProgram(config: CliConfig): Command {
       notCounted();
     });
 
-  program
-    .command("apps")
-    .description("list the apps, functions and web endpoints a gateway serves")
-    .option("-g, --gateway <url>", GATEWAY_HELP)
-    .option("--token <token>", TOKEN_HELP)
-    .option("--env <name>", ENV_HELP)
+  gatewayOptions(program.command("apps").description("list the apps, functions and web endpoints a gateway serves"))
     .option("--json", "print JSON")
     .action(async (opts: { gateway?: string; token?: string; env?: string; json?: boolean }) => {
       const base = gatewayOf(opts);
@@ -449,13 +441,12 @@ export function tandemProgram(config: CliConfig): Command {
   addDictQueueCommands(program, storeOptionsOf, TOKEN_HELP);
 
   const scheduleCommand = program.command("schedule").description("scheduled functions (Cron and Period) and their runs");
-  scheduleCommand
-    .command("list")
-    .description("each scheduled function: its schedule, the next three runs, and the last run's outcome and duration")
-    .argument("[app]", "only this app", parseAppName)
-    .option("-g, --gateway <url>", GATEWAY_HELP)
-    .option("--token <token>", TOKEN_HELP)
-    .option("--env <name>", ENV_HELP)
+  gatewayOptions(
+    scheduleCommand
+      .command("list")
+      .description("each scheduled function: its schedule, the next three runs, and the last run's outcome and duration")
+      .argument("[app]", "only this app", parseAppName),
+  )
     .option("--json", "print JSON")
     .action(async (app: string | undefined, opts: { gateway?: string; token?: string; json?: boolean }) => {
       const { schedules } = (await clientOf(opts).request("GET", paths.schedules(app))) as { schedules: ScheduleInfo[] };
@@ -472,19 +463,17 @@ export function tandemProgram(config: CliConfig): Command {
         if (s.skipped || s.missed) console.log(style.dim(`  ${s.skipped} skipped while the previous run was running, ${s.missed} missed while nothing ticked`));
       }
     });
-  scheduleCommand
-    .command("trigger")
-    .description("fire one run of a scheduled function now, as its schedule would")
-    .argument("<target>", "app and function: app::function")
-    .option("-g, --gateway <url>", GATEWAY_HELP)
-    .option("--token <token>", TOKEN_HELP)
-    .option("--env <name>", ENV_HELP)
-    .action(async (target: string, opts: { gateway?: string; token?: string }) => {
-      const [app, fn, extra] = target.split("::");
-      if (!app || !fn || extra !== undefined) throw new InvalidArgumentError(`"${target}" must be app::function, e.g. cron::refresh`);
-      const { callId } = (await clientOf(opts).request("POST", paths.trigger(app, fn))) as { callId: string };
-      console.log(`fired ${app}::${fn}: ${callId}  (tandem schedule list ${app} shows its outcome)`);
-    });
+  gatewayOptions(
+    scheduleCommand
+      .command("trigger")
+      .description("fire one run of a scheduled function now, as its schedule would")
+      .argument("<target>", "app and function: app::function"),
+  ).action(async (target: string, opts: { gateway?: string; token?: string }) => {
+    const [app, fn, extra] = target.split("::");
+    if (!app || !fn || extra !== undefined) throw new InvalidArgumentError(`"${target}" must be app::function, e.g. cron::refresh`);
+    const { callId } = (await clientOf(opts).request("POST", paths.trigger(app, fn))) as { callId: string };
+    console.log(`fired ${app}::${fn}: ${callId}  (tandem schedule list ${app} shows its outcome)`);
+  });
 
   /** The configuration with the local gateway's environment set to `env` (`--env`), when given. */
   function inEnvironment(env: string | undefined): CliConfig {
