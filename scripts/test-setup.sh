@@ -5,7 +5,8 @@
 # registered as a runtime: the plane runs function containers under it by
 # default, and the sandbox tests expect it (docs/plane.md, gVisor).
 # Installs and starts them where it can (as root, with apt); otherwise says
-# what is missing and lets the tests report it.
+# what is missing and lets the tests report it. An engine it starts that will
+# not come up fails the set-up (exit 1), with the end of the engine's log.
 set -uo pipefail
 
 # What is missing is installed in one apt-get run (a package index update is the slow part on a fresh machine).
@@ -66,19 +67,43 @@ fi
 
 # No bridge and no iptables: containers use network "none" (or "host"), never a bridge address.
 # --experimental: gVisor's checkpoint and restore (docker checkpoint) need it.
-# An engine stopped without shutting down (the machine was) leaves its pid files; a new dockerd that finds containerd's
-# pid file takes it for running ("containerd is still running") when another process has that pid now, and waits for
-# it in vain.
+# An engine stopped without shutting down (the machine was) leaves its runtime state behind where /run is on disk, as
+# on a virtual machine started again from its disk: pid files, and the records of the containers it ran with their
+# processes' pids. A new dockerd that finds containerd's pid file takes it for running ("containerd is still running")
+# when another process has that pid now, and waits for it in vain; and a new containerd "cleans up" each recorded
+# gVisor container by killing its recorded pids (runsc delete), which after a fresh boot may be anyone's: once the new
+# engine's own, which died starting, and every plane test failed. With no engine, shim or sandbox running, that state
+# is stale, and is cleared as a reboot clears a /run in memory. The containers themselves (/var/lib/docker) stay: the
+# engine finds them stopped.
 if ! pgrep -x dockerd >/dev/null && ! pgrep -x containerd >/dev/null; then
   rm -f /var/run/docker.pid /var/run/docker/containerd/containerd.pid
+  pgrep -f 'containerd-shim|runsc-' >/dev/null ||
+    rm -rf /var/run/docker/runtime-runc /var/run/docker/containerd/daemon/io.containerd.runtime.v2.task /run/containerd/s
 fi
 
-echo "test setup: starting dockerd"
+# An engine that dies starting is started once more; one that will not start stops the tests here, with its last words,
+# rather than failing every plane test half an hour later.
 mkdir -p /var/log
-nohup dockerd --config-file "$DAEMON_CONFIG" --bridge=none --iptables=false --experimental >/var/log/dockerd.log 2>&1 &
-for _ in $(seq 1 60); do
-  docker info >/dev/null 2>&1 && { echo "test setup: Docker engine ready"; exit 0; }
-  sleep 0.5
+: >/var/log/dockerd.log
+for try in 1 2; do
+  echo "test setup: starting dockerd"
+  nohup dockerd --config-file "$DAEMON_CONFIG" --bridge=none --iptables=false --experimental >>/var/log/dockerd.log 2>&1 &
+  engine=$!
+  for _ in $(seq 1 60); do
+    docker info >/dev/null 2>&1 && { echo "test setup: Docker engine ready"; exit 0; }
+    kill -0 "$engine" 2>/dev/null || break
+    sleep 0.5
+  done
+  if kill -0 "$engine" 2>/dev/null; then
+    echo "test setup: dockerd did not answer in 30 s; /var/log/dockerd.log ends:" >&2
+  else
+    echo "test setup: dockerd exited while starting; /var/log/dockerd.log ends:" >&2
+  fi
+  tail -n 5 /var/log/dockerd.log >&2
+  if [ "$try" = 1 ]; then
+    kill "$engine" 2>/dev/null && sleep 2
+    pgrep -x dockerd >/dev/null || rm -f /var/run/docker.pid
+  fi
 done
-echo "test setup: dockerd did not come up; see /var/log/dockerd.log" >&2
-exit 0
+echo "test setup: no Docker engine could be started; the plane tests need one" >&2
+exit 1
