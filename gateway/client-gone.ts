@@ -126,6 +126,47 @@ export function clientWatch(request: Request): ClientWatch {
   });
 }
 
+/**
+ * `res` with its body cancelled when its client goes, as workerd cancels a body deployed: hono's `stream()` and
+ * `streamSSE()` run their `onAbort` listeners, and a handler's writes after it end. Under `tandem serve` workerd does not
+ * see its client go (the front door tells the gateway instead), so a request the front door watches (`request`'s
+ * `HEADERS.clientWatch`) gets a body that watches `watch` until it ends; any other answer is returned as it is. A
+ * WebSocket's upgrade (101) has no body to watch.
+ * @example return cancelledWhenClientGoes(request, rc.clientGone, await webApp.fetch(request, env, ctx));
+ */
+export function cancelledWhenClientGoes(request: Request, watch: ClientWatch | undefined, res: Response): Response {
+  if (res.body === null || res.status === 101 || watch === undefined || !request.headers.has(HEADERS.clientWatch)) return res;
+  const reader = res.body.getReader();
+  let unwatch: (() => void) | undefined;
+  const body = new ReadableStream<Uint8Array>({
+    start() {
+      unwatch = watch.onGone(() => void reader.cancel(new ClientGoneCancel()).catch(() => {}));
+    },
+    async pull(controller) {
+      const { done, value } = await reader.read().catch((err: unknown) => {
+        unwatch?.();
+        throw err;
+      });
+      if (!done) return controller.enqueue(value);
+      unwatch?.();
+      controller.close();
+    },
+    cancel(reason) {
+      unwatch?.();
+      return reader.cancel(reason);
+    },
+  });
+  return new Response(body, res);
+}
+
+/** Why a body `cancelledWhenClientGoes` cancelled was: what a stream's reader that sees it is told. */
+class ClientGoneCancel extends Error {
+  constructor() {
+    super(CLIENT_WENT);
+    this.name = "AbortError";
+  }
+}
+
 /** @example router.route("/", clientGoneRoutes()); */
 export function clientGoneRoutes(): Hono<RouteEnv> {
   const routes = new Hono<RouteEnv>();

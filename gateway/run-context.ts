@@ -8,6 +8,7 @@
 import { AsyncLocalStorage } from "node:async_hooks";
 import { format, inspect, type InspectOptions } from "node:util";
 import { consoleTable } from "./console-table.js";
+import { ClientWentError } from "./client-gone.js";
 import { maskSecretValues } from "../sdk/secret.js";
 import { mapPrinted } from "./source-map.js";
 import { installCallContextStore, type CallContext } from "../sdk/context.js";
@@ -108,7 +109,16 @@ export function installCallEnv(): void {
  * objects, `Map`s, cycles, errors with their stacks), so a line reads the same whichever tier printed it.
  */
 function logText(args: unknown[]): string {
-  return args.length === 1 && typeof args[0] === "string" ? args[0] : format(...args);
+  return args.length === 1 && typeof args[0] === "string" ? args[0] : format(...args.map(saidShort));
+}
+
+/**
+ * An argument as a line says it: a `ClientWentError` (a call cancelled because the web request waiting on it went) as
+ * its name and message alone. hono's `stream()` and `streamSSE()` print what their callback throws, and a `.remoteGen()`
+ * read there throws it when the client goes: its stack and fields said nothing the call's own `cancelled` line does not.
+ */
+function saidShort(arg: unknown): unknown {
+  return arg instanceof ClientWentError ? `${arg.name}: ${arg.message}` : arg;
 }
 
 let consolePatched = false;

@@ -32,7 +32,7 @@ import { EncodedResult } from "./encoded-result.js";
 import { mapStack } from "./source-map.js";
 import { chunkIterator, isGeneratorResult, type GeneratorResult } from "../sdk/generator-result.js";
 import { nearRegionsOf } from "./plane-regions.js";
-import { clientWatch } from "./client-gone.js";
+import { cancelledWhenClientGoes, clientWatch } from "./client-gone.js";
 import { unfaithfulJsonIn } from "./json-answer.js";
 
 type Web = RouteEnv;
@@ -134,7 +134,7 @@ function mountWebApp(web: Hono<Web>, appName: string, mount: WebMount): void {
           }
           try {
             const response: unknown = await webApp.fetch(body.request, APP_BINDINGS, ctx);
-            if (response instanceof Response) return tooLarge(body.passed()) ?? response;
+            if (response instanceof Response) return tooLarge(body.passed()) ?? cancelledWhenClientGoes(request, rc.clientGone, response);
             stopStream(response, rc);
             return tooLarge(body.passed()) ?? failed(notAResponse(response, `web "${mount.label}" of app "${appName}"`, request));
           } catch (err) {
@@ -234,7 +234,8 @@ function addEndpoint(web: Hono<Web>, appName: string, endpoint: EndpointHandle):
         { app: appName, label: endpoint.label },
       );
     }
-    const clientGone = clientWatch(c.req.raw); // the request as it came: the body's limit makes another
+    const request = c.req.raw;
+    const clientGone = clientWatch(request); // the request as it came: the body's limit makes another
     const body = limitBody(
       c.req.raw,
       endpoint.maxBodyBytes ?? c.var.config.maxBodyBytes,
@@ -263,7 +264,7 @@ function addEndpoint(web: Hono<Web>, appName: string, endpoint: EndpointHandle):
         const out = await endpoint.handler(c);
         const refused = tooLarge(body.passed());
         if (refused) return refused;
-        if (out instanceof Response) return c.req.method === "HEAD" ? await measuredForHead(out) : out;
+        if (out instanceof Response) return c.req.method === "HEAD" ? await measuredForHead(out) : cancelledWhenClientGoes(request, clientGone, out);
         if (isGeneratorResult(out)) return serverSentEvents(c, out, `endpoint "${endpoint.label}" of app "${appName}" yielded`);
         if (out === undefined) return c.body(null, 204);
         // What JSON would drop or change without a word (a function, a Map) fails the request, rather than answer a 200

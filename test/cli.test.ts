@@ -764,6 +764,7 @@ describe("tandem app stop, then serving again", () => {
 describe("a web endpoint whose client goes while it waits on a call", () => {
   const APP = `import { App, currentCall } from "tandem";
 import { Hono } from "hono";
+import { stream } from "hono/streaming";
 const app = new App("gone");
 async function wait(ms: number) {
   const call = currentCall()!;
@@ -786,7 +787,6 @@ export const mapped = app.endpoint({ method: "GET", label: "mapped" }, async () 
 export const both = app.endpoint({ method: "GET", label: "both", path: "/:ms" }, async (c) => ({
   got: await Promise.all([onPlane.remote(Number(c.req.param("ms"))), onEdge.remote(Number(c.req.param("ms")))]),
 }));
-app.web("api", () => new Hono().get("/waits/:ms", async (c) => c.json({ got: await onEdge.remote(Number(c.req.param("ms"))) })));
 export const dripPlane = app.function({ tier: "plane", cpu: 0.1, memory: 128, timeout: 60 }, async function* (n: number) {
   const call = currentCall()!;
   console.log(\`waiting \${call.callId}\`);
@@ -804,6 +804,16 @@ export const drips = app.endpoint({ method: "GET", label: "drips" }, async () =>
   for await (const _ of dripPlane.remoteGen(600)) n++;
   return { n };
 });
+app.web("api", () =>
+  new Hono()
+    .get("/waits/:ms", async (c) => c.json({ got: await onEdge.remote(Number(c.req.param("ms"))) }))
+    .get("/live", (c) =>
+      stream(c, async (s) => {
+        s.onAbort(() => console.log("live: onAbort ran"));
+        for await (const i of dripPlane.remoteGen(600)) await s.write(\`\${i}\\n\`);
+      }),
+    ),
+);
 export default app;
 `;
 
@@ -835,6 +845,23 @@ export default app;
         await served.waitFor(`/gone/${path} no answer (cut)`);
         await new Promise((resolve) => setTimeout(resolve, 300));
         expect(served.output().slice(before)).not.toMatch(/CancelledError: call|gateway\.mjs/);
+      }
+      // An app.web route streaming with hono's stream(), reading a plane generator: its onAbort runs (before: never,
+      // under serve), the generator's call is cancelled, and what hono prints of the error the loop ends with is one line
+      // (before: the error's fields and stack, five lines).
+      {
+        const before = served.output().length;
+        const request = http.get(`${served.url}/gone/api/live`, (res) => res.resume());
+        request.on("error", () => {});
+        const started = /waiting (fc-[0-9a-z]{26})/;
+        await expect.poll(() => started.test(served.output().slice(before)), { timeout: 30_000, interval: 50 }).toBe(true);
+        const callId = started.exec(served.output().slice(before))![1]!;
+        request.destroy();
+        await served.waitFor(`${callId} stopped by CancelledError`, 15_000);
+        await served.waitFor("[gone/api] live: onAbort ran", 15_000);
+        await served.waitFor(`[gone/api] (stderr) CancelledError: call ${callId} was cancelled: the client waiting on it went`, 15_000);
+        await new Promise((resolve) => setTimeout(resolve, 300));
+        expect(served.output().slice(before)).not.toMatch(/call_cancelled|\(stderr\)\s+at |gateway\.mjs/);
       }
       // Two at once, on both tiers: each is stopped, the edge one with its grace, though the plane one's cancel fails the
       // handler first (before: the request ended with it, and the edge function never ran again).
