@@ -56,7 +56,7 @@ import { schedulerFor } from "./scheduler.js";
 import type { RouteEnv } from "./env.js";
 import { callNow, callOnce, mapCalls, mapCallsOnce, spawnCall, spawnCallOnce, stopMapHere } from "./executor.js";
 import { nearRegionsOf } from "./plane-regions.js";
-import { clientWatch } from "./client-gone.js";
+import { cancelledWhenClientGoes, clientWatch } from "./client-gone.js";
 import { onceEach } from "./query.js";
 import { gatewayConfig } from "./config.js";
 import { appsOfThisEnvironment, inServedEnvironment } from "./environments.js";
@@ -330,7 +330,8 @@ export function apiRoutes(): Hono<Api> {
       (error: unknown) => ({ error }),
     );
     if ("error" in first) return c.json(errorBody(first.error), errorStatus(first.error) as ContentfulStatusCode);
-    return c.body(streamResponseBody(chunks, id, first.step), 200, { "content-type": "application/x-ndjson" });
+    const answer = c.body(streamResponseBody(chunks, id, first.step), 200, { "content-type": "application/x-ndjson" });
+    return cancelledWhenClientGoes(c.req.raw, clientWatch(c.req.raw), answer);
   });
 
   api.get(ROUTES.schedules, guard("call"), async (c) => {

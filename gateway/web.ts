@@ -265,7 +265,8 @@ function addEndpoint(web: Hono<Web>, appName: string, endpoint: EndpointHandle):
         const refused = tooLarge(body.passed());
         if (refused) return refused;
         if (out instanceof Response) return c.req.method === "HEAD" ? await measuredForHead(out) : cancelledWhenClientGoes(request, clientGone, out);
-        if (isGeneratorResult(out)) return serverSentEvents(c, out, `endpoint "${endpoint.label}" of app "${appName}" yielded`);
+        if (isGeneratorResult(out))
+          return cancelledWhenClientGoes(request, clientGone, serverSentEvents(c, out, `endpoint "${endpoint.label}" of app "${appName}" yielded`));
         if (out === undefined) return c.body(null, 204);
         // What JSON would drop or change without a word (a function, a Map) fails the request, rather than answer a 200
         // with other data than the handler returned.

@@ -804,6 +804,24 @@ export const drips = app.endpoint({ method: "GET", label: "drips" }, async () =>
   for await (const _ of dripPlane.remoteGen(600)) n++;
   return { n };
 });
+// Generators that yield as fast as they are read, with no await of their own between chunks.
+export const flood = app.function({ timeout: 60 }, async function* () {
+  const call = currentCall()!;
+  console.log(\`flooding \${call.callId}\`);
+  try {
+    for (let i = 0; i < 1e8; i++) yield i;
+  } finally {
+    console.log(\`\${call.callId} stopped by \${call.signal.aborted ? (call.signal.reason as Error).name : "its time"}\`);
+  }
+});
+export const floods = app.endpoint({ method: "GET", label: "floods" }, async function* () {
+  console.log("flooding the endpoint's client");
+  try {
+    for (let i = 0; i < 1e8; i++) yield "x".repeat(1000);
+  } finally {
+    console.log("the endpoint's flood stopped");
+  }
+});
 app.web("api", () =>
   new Hono()
     .get("/waits/:ms", async (c) => c.json({ got: await onEdge.remote(Number(c.req.param("ms"))) }))
@@ -862,6 +880,35 @@ export default app;
         await served.waitFor(`[gone/api] (stderr) CancelledError: call ${callId} was cancelled: the client waiting on it went`, 15_000);
         await new Promise((resolve) => setTimeout(resolve, 300));
         expect(served.output().slice(before)).not.toMatch(/call_cancelled|\(stderr\)\s+at |gateway\.mjs/);
+      }
+      // A generator yielding as fast as it is read, its client gone after its first bytes: over the API, and as an
+      // endpoint's Server-Sent Events. Each is stopped at once (before: under serve, each ran on, its finally not run,
+      // until its timeout, as workerd did not cancel an answer its gone client was being sent). Its lines are printed
+      // once it stops, as the flood leaves the isolate no moment to print them before.
+      {
+        const before = served.output().length;
+        const request = http.request(
+          `${served.url}/v1/apps/gone/functions/flood/stream`,
+          { method: "POST", headers: { authorization: `Bearer ${ADMIN_TOKEN}`, "content-type": "application/json" } },
+          (res) => res.once("data", () => setTimeout(() => request.destroy(), 300)),
+        );
+        request.on("error", () => {});
+        request.end(JSON.stringify({ args: [] }));
+        const stopped = /(fc-[0-9a-z]{26}) stopped by CancelledError/;
+        await expect.poll(() => stopped.test(served.output().slice(before)), { timeout: 20_000, interval: 50 }).toBe(true);
+        const callId = stopped.exec(served.output().slice(before))![1]!;
+        expect(served.output().slice(before)).toContain(`flooding ${callId}`);
+        const record = async () =>
+          (await (await fetch(`${served.url}/v1/calls/${callId}`, authed())).json()) as { status: string; error?: { message: string } };
+        await expect.poll(async () => (await record()).status, { timeout: 10_000, interval: 100 }).toBe("cancelled");
+        expect((await record()).error?.message).toMatch(/the caller stopped reading once \d+ chunks were sent/);
+      }
+      {
+        const before = served.output().length;
+        const request = http.get(`${served.url}/gone/floods`, (res) => res.once("data", () => setTimeout(() => request.destroy(), 300)));
+        request.on("error", () => {});
+        await expect.poll(() => served.output().slice(before).includes("the endpoint's flood stopped"), { timeout: 20_000, interval: 50 }).toBe(true);
+        expect(served.output().slice(before)).toContain("flooding the endpoint's client");
       }
       // Two at once, on both tiers: each is stopped, the edge one with its grace, though the plane one's cancel fails the
       // handler first (before: the request ended with it, and the edge function never ran again).
@@ -925,7 +972,7 @@ export default app;
       await served.stop();
       await rm(dir, { recursive: true, force: true });
     }
-  }, 90_000);
+  }, 120_000);
 });
 
 describe("tandem serve, stopped with Ctrl-C", () => {

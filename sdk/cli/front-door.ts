@@ -458,9 +458,9 @@ export class FrontDoor {
     // The wait for the body's next byte (`awaitNextByte`), and the bytes it has had.
     let idle: NodeJS.Timeout | undefined;
     let received = 0;
-    // A web request, or a call made without a key, is named to the gateway, so that it can be told if its client goes
-    // (the `.remote()` calls its handler waits on, or the call, are cancelled): workerd does not see a client go while
-    // a handler runs. One a client named is dropped.
+    // A web request, a call made without a key, or a stream is named to the gateway, so that it can be told if its
+    // client goes (the `.remote()` calls its handler waits on, or the call, are cancelled; a streamed answer is): workerd
+    // does not see a client go while a handler runs, nor while it writes to one. One a client named is dropped.
     const watch = isWebPath(req.url ?? "/") || (isCallPath(req.url ?? "/") && req.headers[HEADERS.idempotencyKey] === undefined) ? randomUUID() : undefined;
     let headers = req.headers;
     if (watch !== undefined || headers[HEADERS.clientWatch] !== undefined) {
@@ -778,9 +778,12 @@ function needsToken(req: http.IncomingMessage): boolean {
 const DEPLOYMENT_FILE_PATH = /^\/v1\/apps\/[^/?#]+\/deployments\/files\/[^/?#]+(?:[?#]|$)/;
 const CALL_BODY_PATH = /^\/v1\/apps\/[^/?#]+\/functions\/[^/?#]+\/(?:call|spawn|map)(?:[?#]|$)/;
 
-/** Whether a path is `POST /v1/apps/:app/functions/:fn/call`'s: one made without a key is cancelled when its client goes. */
+/**
+ * Whether a path is `POST /v1/apps/:app/functions/:fn/call`'s (one made without a key is cancelled when its client goes)
+ * or `…/stream`'s (a stream takes no key; its answer is cancelled when its client goes).
+ */
 function isCallPath(url: string): boolean {
-  return /^\/v1\/apps\/[^/?#]+\/functions\/[^/?#]+\/call(\?|$)/.test(url);
+  return /^\/v1\/apps\/[^/?#]+\/functions\/[^/?#]+\/(call|stream)(\?|$)/.test(url);
 }
 
 /** Whether a path is an app's web route (an endpoint, web app or agent): not the API, the dashboard or the CLI's own. */
