@@ -15,6 +15,7 @@ import {
   callFailure,
   errorOfCall,
   functionTimeout,
+  stoppedReading,
   toWireError,
 } from "../sdk/errors.js";
 import { chunkIterator, isGeneratorResult } from "../sdk/generator-result.js";
@@ -140,14 +141,6 @@ export async function* streamCall(rc: RunContext, fn: RegisteredFunction, args: 
     );
     ended();
   }
-}
-
-/**
- * Why a stream whose caller stopped reading ended: the chunks counted are those sent, some of which its caller may not
- * have read (a reader that breaks after 2 may have 4 in flight).
- */
-function stoppedReading(chunks: number): string {
-  return `the caller stopped reading once ${chunks} chunk${chunks === 1 ? " was" : "s were"} sent`;
 }
 
 /**

@@ -283,6 +283,15 @@ export class CancelledError extends TandemError {
   }
 }
 
+/**
+ * Why a stream whose caller stopped reading ended, in either tier: the chunks counted are those sent, some of which its
+ * caller may not have read (a reader that breaks after 2 may have 4 in flight).
+ * @example stoppedReading(3) // "the caller stopped reading once 3 chunks were sent"
+ */
+export function stoppedReading(chunks: number): string {
+  return `the caller stopped reading once ${chunks} chunk${chunks === 1 ? " was" : "s were"} sent`;
+}
+
 /** `FunctionCall.get({ timeoutMs })` waited that long; the call itself goes on. */
 export class GetTimeoutError extends TandemError {
   declare readonly code: "get_timeout";

@@ -500,6 +500,16 @@ describe("generator functions on the plane", () => {
     await eventually(() => stack.planes[0]!.status().containers.some((c) => c.function === "endlessPlane" && !c.busy)); // warm again, not killed
   });
 
+  it("aborts a container's generator's signal when its caller stops reading, as at the edge, before its finally runs", async () => {
+    let n = 0;
+    for await (const _ of fn("restlessPlane").remoteGen()) if (++n === 3) break;
+    // Before: its finally ran with its signal not aborted (the edge's aborts, with this reason).
+    await eventually(() => stack.planeOutput.some((l) => /\[plane\.restlessPlane fc-[0-9a-z]{26} ctr-[0-9a-f]{8}\] restless generator stopped after/.test(l)));
+    expect(stack.planeOutput.find((l) => l.includes("restless generator stopped after"))).toMatch(
+      /its signal aborted: CancelledError: call fc-[0-9a-z]{26} was cancelled: the caller stopped reading once \d+ chunks were sent$/,
+    );
+  });
+
   it("stops the container's generator, frees its container and records the call when the client drops the connection mid-stream", async () => {
     const stopped = () =>
       stack.planeOutput.filter((l) => /\[plane\.endlessPlane fc-[0-9a-z]{26} ctr-[0-9a-f]{8}\] plane generator stopped after/.test(l)).length;

@@ -16,7 +16,7 @@ import net from "node:net";
 import { ClassInstances, loadAppModule, type FunctionHandle } from "../../sdk/app.js";
 import { chunkIterator, isGeneratorResult } from "../../sdk/generator-result.js";
 import { installCallContextStore, type CallContext } from "../../sdk/context.js";
-import { CancelledError, InvalidRequestError, callFailure, remoteErrorFrom, toWireError } from "../../sdk/errors.js";
+import { CancelledError, InvalidRequestError, callFailure, remoteErrorFrom, stoppedReading, toWireError } from "../../sdk/errors.js";
 import {
   CONTAINER_ENV,
   PLANE_RUNTIME_CODE_KEY,
@@ -263,6 +263,10 @@ export async function runFunctions(
         chunks++;
         const more = await new Promise<boolean>((resolve) => demand.set(input.callId, resolve));
         if (!more) {
+          // Its reader went (the plane's `cancel` while it waited to be asked): its signal aborts, as at the edge
+          // (gateway/stream.ts), then it is returned, so its `finally` runs.
+          const why = new CancelledError(`call ${input.callId} was cancelled: ${stoppedReading(chunks)}`, { callId: input.callId });
+          calls.run(context, () => cancel.abort(why));
           await calls.run(context, async () => iterator.return?.());
           break;
         }
