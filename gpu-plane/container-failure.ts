@@ -157,6 +157,10 @@ export function buildTimeout(pool: PoolDescriptor, waitedSeconds: number): Funct
   });
 }
 
+/** What a start that timed out adds: the function's timeout bounds its containers' starts too. */
+export const STARTS_IN_TIMEOUT =
+  "a plane function's timeout also bounds the wait for its container to start (its image, a cold start, enter()), and the start is stopped with the attempt, so a timeout shorter than a start fails every call: give the function a longer timeout";
+
 /**
  * A container whose runner did not say it was ready before the deadline.
  * @example
@@ -168,7 +172,8 @@ export function startTimeout(worker: Worker, pool: PoolDescriptor, waitedSeconds
     function: pool.function,
     timeoutSeconds: waitedSeconds,
     where: `while container ${worker.id} started`,
-    reason: "it did not say it was ready in time",
+    // Each such start is stopped with its attempt: a timeout shorter than a start would fail every call, said so.
+    reason: `it did not say it was ready in time; ${STARTS_IN_TIMEOUT}`,
     containerId: worker.id,
     logTail: worker.logTail.slice(),
   });

@@ -11,6 +11,7 @@ import { afterEach, describe, expect, it, vi } from "vitest";
 import type { GpuType } from "../sdk/gpu.js";
 import { newCallId, type PlaneFunctionSpec, type PlaneRunRequest, type PlaneRunTimings } from "../sdk/protocol.js";
 import type { PlaneLogLine } from "./log-shipper.js";
+import { STARTS_IN_TIMEOUT } from "./container-failure.js";
 import { Dispatcher } from "./dispatcher.js";
 import { MemoryDriver, type MemoryDriverOptions, type MemoryFunction } from "./drivers/memory.js";
 import { Inventory, simulatedGpus } from "./inventory.js";
@@ -887,7 +888,9 @@ describe("the dispatcher, on fake containers", () => {
     const answer = await h.dispatcher.run(request("f", { timeoutSeconds: 0.3 }), BUNDLE);
     expect(answer.status).toBe("timed_out");
     expect(answer.error).toMatchObject({ code: "function_timeout" });
-    expect(answer.error!.message).toBe(`app.f timed out after 0.3 s while container ${h.driver.started[0]!.id} started: it did not say it was ready in time`);
+    expect(answer.error!.message).toBe(
+      `app.f timed out after 0.3 s while container ${h.driver.started[0]!.id} started: it did not say it was ready in time; ${STARTS_IN_TIMEOUT}`,
+    );
     expect(h.driver.started[0]!.exit).toEqual({ code: 137, oomKilled: false });
     expect(h.inventory.summary().memoryMiB.free).toBe(MEMORY_TOTAL_MIB);
   });
