@@ -319,6 +319,23 @@ describe("tandem run", () => {
     expect(stderr).toMatch(/\n\s+at .*test\/fixtures\/edge-app\.ts:\d+:\d+/);
   });
 
+  it("prints the lines a failing edge function printed before its error, as a plane function's", async () => {
+    const dir = await mkdtemp(join(tmpdir(), "tandem-run-order-"));
+    try {
+      await writeFile(
+        join(dir, "app.ts"),
+        `import { App } from "tandem";\nconst app = new App("order");\nexport const fails = app.function((word: string) => {\n  console.log(\`about to fail on \${word}\`);\n  throw new Error(\`failed on \${word}\`);\n});\nexport default app;\n`,
+      );
+      const { code, stderr } = await runCli(["run", "app.ts::fails", "x"], { cwd: dir });
+      expect(code).toBe(1);
+      const line = stderr.indexOf("about to fail on x");
+      expect(line).toBeGreaterThanOrEqual(0);
+      expect(stderr.indexOf("Error: failed on x")).toBeGreaterThan(line); // before: the error, then the line
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
   it("notes, when a function that mounts a volume fails, that the run's volumes are its own, empty ones", async () => {
     const { code, stderr } = await runCli(["run", "test/fixtures/volume-plane-app.ts::get", "weights.bin"]);
     expect(code).toBe(1);

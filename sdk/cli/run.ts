@@ -294,6 +294,8 @@ export async function runOnce(target: string, rawArgs: string[], config: CliConf
     await stop();
     throw err;
   });
+  /** Waits for the lines the call printed, which an edge function's gateway writes after its answer (batched). */
+  const settled = () => gateway.settled(RUN_SETTLE_MS).catch(() => {});
   try {
     const url = gateway.url.href.replace(/\/$/, "");
     // The function's own secrets (its class's, for a method): another function's missing one is not this run's.
@@ -313,6 +315,7 @@ export async function runOnce(target: string, rawArgs: string[], config: CliConf
     trace("run: call sent");
     const result = await invoker.call(app.name, fn, args);
     trace("run: call answered");
+    await settled(); // the lines it printed first, then what it answered
     if (options.json) {
       console.log(jsonText(result));
       return 0;
@@ -330,6 +333,7 @@ export async function runOnce(target: string, rawArgs: string[], config: CliConf
     // which is no error of the function's.
     if (interrupted) return 130;
     if (readerLeft) return 0; // the same: its stream ends as its gateway stops
+    await settled(); // the lines it printed before it failed come before its error, as a plane function's do
     printFailure(err);
     // A function that failed reading a volume most likely looked for files put in serve's: this run's are its own.
     const mounted = Object.values(app.callables.find((c) => c.name === fn)?.spec.volumes ?? {}).map((v) => `"${v.mountSpec.volume}"`);
