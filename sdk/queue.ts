@@ -127,8 +127,13 @@ export class Queue<T = unknown> {
       try {
         await this.#op("put", checkedRequest(QueueRequestSchemas.put, request, `queue "${this.name}" put`));
       } catch (err) {
-        if (put === 0 || !(err instanceof TandemError)) throw err;
-        const said = `; the first ${put} of these ${values.length} items went in and stay (each batch of ${QUEUE_LIMITS.maxItemsPerRequest} is all or none), the rest did not`;
+        // One batch: its error says it all. Of several, the caller is told what came of all it asked for.
+        if (!(err instanceof TandemError) || (put === 0 && batch.length === values.length)) throw err;
+        const batches = `each batch of ${QUEUE_LIMITS.maxItemsPerRequest} is all or none`;
+        const said =
+          put === 0
+            ? `; none of these ${values.length} items went in (${batches})`
+            : `; the first ${put} of these ${values.length} items went in and stay (${batches}), the rest did not`;
         throw fromWireError({ ...toWireError(err), message: err.message + said, details: { ...err.details, put } });
       }
       put += batch.length;

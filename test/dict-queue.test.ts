@@ -518,6 +518,11 @@ describe("queue", () => {
     );
     expect((partly as QueueFullError).details?.put).toBe(QUEUE_LIMITS.maxItemsPerPartition);
     expect(await q.len()).toBe(QUEUE_LIMITS.maxItemsPerPartition);
+    // One refused in its first batch says that none of them went in, of how many (before: only the batch's "1000 more").
+    const none = await q.putMany(Array.from({ length: QUEUE_LIMITS.maxItemsPerRequest + 200 }, (_, i) => i)).catch((e: unknown) => e);
+    expect(none).toBeInstanceOf(QueueFullError);
+    expect((none as QueueFullError).message).toMatch(new RegExp(`; none of these ${QUEUE_LIMITS.maxItemsPerRequest + 200} items went in \\(each batch of`));
+    expect((none as QueueFullError).details?.put).toBe(0);
     expect(await q.clear()).toBe(QUEUE_LIMITS.maxItemsPerPartition);
     await expect(q.get({ partition: "p".repeat(65), timeoutMs: 0 })).rejects.toThrow(/option "partition" must be at most 64 bytes/);
     await expect(q.get({ lease: 0, timeoutMs: 0 })).rejects.toThrow(/option "lease" must be seconds from 0.1 to 43200 \(got 0\)/);
