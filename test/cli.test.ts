@@ -545,6 +545,19 @@ describe("a newcomer's mistakes, each told in one format", () => {
     expect(stderr).toBe('error: app "mine": function "nightly": option "schedule": Cron("0 24 * * *"): the hour field "24": 24 is out of range (0-23)\n');
   });
 
+  it("a scheduled function run by hand: its result, then a note that its stores were the run's own and how to fire it where it is served", async () => {
+    const { code, stdout, stderr } = await withApp('export const nightly = app.function({ schedule: Cron("0 3 * * *") }, () => 1);', [
+      "run",
+      "app.ts::nightly",
+    ]);
+    expect(code).toBe(0);
+    expect(stdout).toBe("1\n");
+    // Before: nothing, and what it queued went with the run.
+    expect(stderr).toContain(
+      "note: this run's dicts, queues and volumes were its own, and ended with it, not tandem serve's: tandem schedule trigger mine::nightly runs it once",
+    );
+  });
+
   it("an app file that throws while it loads: the error and the user's own lines, for run and serve", async () => {
     const body =
       'function settings(): { timeout: number } {\n  throw new Error("boom");\n}\nexport const f = app.function({ timeout: settings().timeout }, () => 1);';

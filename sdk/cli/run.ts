@@ -347,6 +347,13 @@ export async function runOnce(target: string, rawArgs: string[], config: CliConf
   } finally {
     await stop(!interrupted);
     trace("run: stopped");
+    // A scheduled function run by hand to try it: what it put in a queue or dict went with the run.
+    if (!interrupted && !readerLeft && app.callables.find((c) => c.name === fn)?.spec.schedule)
+      console.error(
+        style.dim(
+          `note: this run's dicts, queues and volumes were its own, and ended with it, not tandem serve's: tandem schedule trigger ${app.name}::${fn} runs it once where it is served, as its schedule does`,
+        ),
+      );
   }
 }
 
