@@ -184,9 +184,8 @@ export async function execute(rc: RunContext, fn: RegisteredFunction, args: Call
           keepEdgeLine(rc, origin, "system", failedLine(error, attempt));
           return ended({ status: "failed", error, attempts: attempt });
         }
-        const lostLine = `${err.message}: it counts as attempt ${attempt}, attempt ${attempt + 1} starts now`;
-        console.warn(`[${fn.app}.${fn.name} ${callId}] ${lostLine}`);
-        keepEdgeLine(rc, origin, "system", lostLine);
+        // Kept as a system line, which is printed too (once: it was printed a second time, plain, before).
+        keepEdgeLine(rc, origin, "system", `${err.message}; it counts as attempt ${attempt}, attempt ${attempt + 1} starts now`);
         lost++;
         attempt++;
         delete forward.sentTo;
@@ -715,8 +714,7 @@ async function runRecorded(
   } catch (err) {
     if (err instanceof StoppedWithGateway) {
       const line = `${err.message}; its record stays as it is, and the ledger runs it again when the gateway runs again`;
-      console.warn(`[${fn.app}.${fn.name} ${id}] ${line}`);
-      keepEdgeLine(rc, { app: fn.app, function: fn.name, callId: id }, "system", line);
+      keepEdgeLine(rc, { app: fn.app, function: fn.name, callId: id }, "system", line); // printed too, once
     }
     throw err;
   } finally {
