@@ -124,6 +124,22 @@ it("tells onRequest of a path without the credentials its query holds: a connect
   expect(told).toEqual(["GET /shop/chat?session=s1&token=ct-…&x=1", "GET /_tandem/login?code=lc-…"]);
 });
 
+it("tells onRequest which requests a plane carried for a function's container (serve prints only those that fail)", async () => {
+  const upstream = await startUpstream({ resetSecond: false });
+  const { door, url } = await FrontDoor.listen("127.0.0.1", 0);
+  door.swap({ url: upstream.url, dispose: async () => {} });
+  open.push(
+    () => upstream.close(),
+    () => door.close(),
+  );
+  const told: string[] = [];
+  door.onRequest = (method, path, _status, _ms, _cut, forContainer) => told.push(`${method} ${path} ${forContainer === true ? "container" : "client"}`);
+  const base = url.href.replace(/\/$/, "");
+  await through(base, "POST", "/v1/queues/work/get", { [HEADERS.containerApp]: "shop", [HEADERS.signature]: "sig" });
+  await through(base, "POST", "/v1/queues/work/get", { authorization: "Bearer tk-x" });
+  expect(told).toEqual(["POST /v1/queues/work/get container", "POST /v1/queues/work/get client"]);
+});
+
 it("ends a WebSocket on a replaced workerd with 1012 between two of its frames, once that workerd has drained", async () => {
   // A stand-in gateway that streams 100 KiB messages (many TCP chunks each) as fast as the socket takes them.
   const server = http.createServer();

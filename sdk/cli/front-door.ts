@@ -129,9 +129,10 @@ export class FrontDoor {
   /**
    * Told of every request when it ends: method, path (its query's credentials left out: `loggedPath`), the status
    * answered (undefined: none was, the request was cut first), milliseconds, and whether the answer was cut before
-   * its end (the client went away, or serve stopped).
+   * its end (the client went away, or serve stopped), and whether a plane carried it for a function's container (its
+   * dict, queue or volume operations).
    */
-  onRequest: ((method: string, path: string, status: number | undefined, ms: number, cut: boolean) => void) | undefined;
+  onRequest: ((method: string, path: string, status: number | undefined, ms: number, cut: boolean, forContainer?: boolean) => void) | undefined;
 
   /**
    * Told what a reload's hold waits for, by name ("POST /shop/export"): at its start, the calls in flight it cuts after
@@ -354,7 +355,8 @@ export class FrontDoor {
       released = true;
       // What the client got: no status when the request was cut before its answer began (200 is only Node's default).
       const status = res.headersSent ? res.statusCode : undefined;
-      this.onRequest?.(req.method ?? "GET", loggedPath(req.url ?? "/"), status, performance.now() - started, !res.writableFinished);
+      const forContainer = req.headers[HEADERS.containerApp] !== undefined;
+      this.onRequest?.(req.method ?? "GET", loggedPath(req.url ?? "/"), status, performance.now() - started, !res.writableFinished, forContainer);
       slot.inflight.delete(res);
       this.#maybeStop(slot);
     };

@@ -76,6 +76,9 @@ it("logs a request with the status its client got: none when it was cut before i
   expect(requestLine("POST", "/v1/apps/a/functions/f/call", undefined, 3527.4, true)).toBe("POST /v1/apps/a/functions/f/call no answer (cut) 3527.4 ms");
   expect(requestLine("POST", "/v1/apps/a/functions/f/stream", 200, 900, true)).toBe("POST /v1/apps/a/functions/f/stream 200 (cut) 900.0 ms");
   expect(requestLine("POST", "/v1/planes/heartbeat", 204, 1, false)).toBeUndefined();
+  // A function container's own dict, queue and volume operations, carried by its plane: said only when one failed.
+  expect(requestLine("POST", "/v1/queues/work/get", 200, 7.8, false, true)).toBeUndefined();
+  expect(requestLine("POST", "/v1/queues/work/put", 413, 3, false, true)).toBe("POST /v1/queues/work/put 413 3.0 ms");
 });
 
 it("names another tandem serve running in the folder, with its port, and says what to do, rather than speak of a plane", async () => {

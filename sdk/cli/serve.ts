@@ -128,8 +128,8 @@ export async function serve(options: ServeOptions): Promise<Serving> {
   door.endpointBodyLimits = endpointBodyLimits(built.apps);
   door.endpointsAskingToken = endpointsAskingToken(built.apps);
   door.webMounts = webMounts(built.apps);
-  door.onRequest = (method, path, status, ms, cut) => {
-    const line = requestLine(method, path, status, ms, cut);
+  door.onRequest = (method, path, status, ms, cut, forContainer) => {
+    const line = requestLine(method, path, status, ms, cut, forContainer);
     if (line !== undefined) log(line);
   };
   // A reload holds new requests while the old gateway finishes its requests in flight: say what it waits for.
@@ -546,11 +546,14 @@ export function isHarmlessWorkerdLine(line: string): boolean {
 /**
  * How serve prints a request once it has ended: its status as the client got it, or that it got none (cut before its
  * answer began: the client left, or serve stopped), and whether its answer was cut short. Undefined for the local
- * plane's own requests that went well (heartbeats, bundle fetches: not the user's traffic).
+ * plane's own requests that went well (heartbeats, bundle fetches: not the user's traffic), and for those it carried
+ * for a function's container that went well (its dict, queue and volume operations, which an edge function's are not
+ * printed either: a queue consumer's would drown its lines).
  * @example requestLine("POST", "/v1/apps/a/functions/f/call", undefined, 3527.4, true) // "POST /v1/apps/a/functions/f/call no answer (cut) 3527.4 ms"
  */
-export function requestLine(method: string, path: string, status: number | undefined, ms: number, cut: boolean): string | undefined {
-  if (path.startsWith("/v1/planes/") && status !== undefined && status < 400 && !cut) return undefined;
+export function requestLine(method: string, path: string, status: number | undefined, ms: number, cut: boolean, forContainer = false): string | undefined {
+  const wentWell = status !== undefined && status < 400 && !cut;
+  if (wentWell && (forContainer || path.startsWith("/v1/planes/"))) return undefined;
   const code =
     status === undefined
       ? style.err("no answer (cut)")
