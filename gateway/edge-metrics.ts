@@ -10,6 +10,7 @@
  * gateway's series".
  */
 import { METRICS_DEFAULTS } from "../sdk/defaults.js";
+import type { QueueInfo } from "../sdk/protocol.js";
 import type { MetricFamilyValues } from "../sdk/otlp-json.js";
 import { LEDGER_SHARDS, ledgerShard, type FinishedCall } from "./call-ledger-client.js";
 import type { Env } from "./env.js";
@@ -263,6 +264,19 @@ export function scheduleMetricFamilies(rows: readonly ScheduleMetricRow[]): Metr
       type: "counter",
       values: of((row) => row.missed),
     },
+  ];
+}
+
+/**
+ * Each queue's items, summed over its partitions: those waiting to be taken (a consumer's backlog) and those out on a
+ * lease (taken, not yet acknowledged), as `tandem queue list` shows them.
+ */
+export function queueMetricFamilies(queues: readonly QueueInfo[]): MetricFamilyValues[] {
+  const sorted = [...queues].sort((a, b) => a.name.localeCompare(b.name));
+  const of = (value: (queue: QueueInfo) => number) => sorted.map((q) => ({ value: value(q), labels: { queue: q.name } }));
+  return [
+    { name: "tandem_queue_items", help: "A queue's items waiting to be taken, over all its partitions.", type: "gauge", values: of((q) => q.len) },
+    { name: "tandem_queue_leased_items", help: "A queue's items out on a lease: taken, not yet acknowledged.", type: "gauge", values: of((q) => q.leased) },
   ];
 }
 

@@ -1,6 +1,6 @@
 /**
  * `GET /v1/metrics`: the gateway's metrics in Prometheus's text format (gateway/edge-metrics.ts), summed over the
- * ledger's shards, with the scheduler's, when scraped. A Prometheus server sends one fixed bearer token, so the route takes either an
+ * ledger's shards, with the scheduler's, the agents' and the queues', when scraped. A Prometheus server sends one fixed bearer token, so the route takes either an
  * admin token (for every app, as anything of the whole gateway needs) or, when the gateway has one, its
  * `TANDEM_METRICS_TOKEN`, as a plane's `/metrics` takes it; anything else is a 401 or 403.
  */
@@ -17,11 +17,13 @@ import {
   edgeMetricFamilies,
   edgeMetricRows,
   prometheusText,
+  queueMetricFamilies,
   scheduleMetricFamilies,
   zeroRows,
 } from "./edge-metrics.js";
 import type { Env, RouteEnv } from "./env.js";
 import { registry } from "./registry.js";
+import { listQueues } from "./queues.js";
 import { schedulerFor } from "./scheduler.js";
 
 export function metricsRoutes(): Hono<RouteEnv> {
@@ -41,12 +43,18 @@ export function metricsRoutes(): Hono<RouteEnv> {
  * when the first count began (ms; undefined before any call was counted).
  */
 export async function gatewayMetrics(env: Env): Promise<{ families: MetricFamilyValues[]; since: number | undefined }> {
-  const [rows, schedules, hubs] = await Promise.all([edgeMetricRows(env), schedulerFor(env).metrics(Date.now()), agentHubMetrics(env)]);
+  const [rows, schedules, hubs, queues] = await Promise.all([
+    edgeMetricRows(env),
+    schedulerFor(env).metrics(Date.now()),
+    agentHubMetrics(env),
+    listQueues(env), // each queue asked, 32 at a time
+  ]);
   const served = registry()
     .all()
     .map((fn) => ({ app: fn.app, name: fn.name, tier: fn.spec.tier, scheduled: fn.spec.schedule !== undefined }));
   const { families, since } = edgeMetricFamilies([...rows, ...zeroRows(served)]);
-  return { families: [...families, ...scheduleMetricFamilies(schedules), ...(hubs.length ? agentMetricFamilies(hubs) : [])], since };
+  const more = [...(hubs.length ? agentMetricFamilies(hubs) : []), ...(queues.length ? queueMetricFamilies(queues) : [])];
+  return { families: [...families, ...scheduleMetricFamilies(schedules), ...more], since };
 }
 
 /** Every served agent's hubs' counts, one read of each shard. */

@@ -7,7 +7,7 @@
  */
 import { readFile } from "node:fs/promises";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { lookup } from "../sdk/index.js";
+import { Queue, lookup } from "../sdk/index.js";
 import { authed, eventually, startTestGateway, type TestGateway } from "./helpers/gateway.js";
 import { MetricsRequest, attrs, checkAgainstSchema, startCollector, type TestCollector } from "./helpers/otlp.js";
 import { documentedSeries, histogram, parsePrometheus, quantile, sampleValue } from "./helpers/prometheus.js";
@@ -43,6 +43,10 @@ beforeAll(async () => {
   await expect(fn("boom").remote()).rejects.toThrow(/boom on purpose/);
   expect(await fn("flaky").remote()).toBe(2); // attempt 1 failed, its retry succeeded
   await expect(fn("slow").remote()).rejects.toThrow(/timed out|timeout/i);
+  // A queue with a backlog and an item out on a lease.
+  const jobs = Queue.fromName("metricsjobs", { createIfMissing: true, gateway: gw.url });
+  await jobs.putMany(["a", "b", "c"]);
+  expect(await jobs.get({ lease: 60, timeoutMs: 0 })).toMatchObject({ value: "a" });
   triggeredAt = Date.now();
   for (const name of ["nightly", "nightlyFails"]) {
     const res = await fetch(`${gw.url}/v1/apps/edgemetrics/functions/${name}/trigger`, authed({ method: "POST" }));
@@ -76,7 +80,8 @@ describe("GET /v1/metrics", () => {
     const docs = await readFile(DOCS, "utf8");
     const documented = documentedSeries(docs, "### The gateway's series");
     expect(documented.length).toBeGreaterThanOrEqual(10);
-    expect(families.map((f) => f.name).sort()).toEqual([...documented, ...documentedSeries(docs, "### Agents' series")].sort());
+    const others = [...documentedSeries(docs, "### Agents' series"), ...documentedSeries(docs, "### Queues' series")];
+    expect(families.map((f) => f.name).sort()).toEqual([...documented, ...others].sort());
     for (const f of families) expect(f.metrics.length, f.name).toBeGreaterThan(0);
     expect(families.find((f) => f.name === "tandem_function_calls_total")?.type).toBe("COUNTER");
     expect(families.find((f) => f.name === "tandem_function_run_seconds")?.type).toBe("HISTOGRAM");
@@ -84,6 +89,13 @@ describe("GET /v1/metrics", () => {
     for (const f of families.filter((f) => f.type === "COUNTER" && f.name.startsWith("tandem_function_"))) {
       for (const m of f.metrics) expect(m.labels).toMatchObject({ app: "edgemetrics", tier: m.labels?.function === "onPlane" ? "plane" : "edge" });
     }
+  });
+
+  it("says each queue's items waiting and out on a lease", async () => {
+    const families = parsePrometheus(await scrape());
+    expect(sampleValue(families, "tandem_queue_items", { queue: "metricsjobs" })).toBe(2);
+    expect(sampleValue(families, "tandem_queue_leased_items", { queue: "metricsjobs" })).toBe(1);
+    expect(families.find((f) => f.name === "tandem_queue_items")?.type).toBe("GAUGE");
   });
 
   it("counts each scheduled function's runs by outcome, and says when it last succeeded and runs next", async () => {
