@@ -166,11 +166,12 @@ export const STARTS_IN_TIMEOUT =
  * @example
  * if (ready === TIMED_OUT) throw startTimeout(worker, pool, 120);
  */
-export function startTimeout(worker: Worker, pool: PoolDescriptor, waitedSeconds: number): FunctionTimeoutError {
+export function startTimeout(worker: Worker, pool: PoolDescriptor, waitedSeconds: number, attempt?: number): FunctionTimeoutError {
   return functionTimeout({
     app: pool.app,
     function: pool.function,
     timeoutSeconds: waitedSeconds,
+    attempt,
     where: `while container ${worker.id} started`,
     // Each such start is stopped with its attempt: a timeout shorter than a start would fail every call, said so.
     reason: `it did not say it was ready in time; ${STARTS_IN_TIMEOUT}`,

@@ -39,6 +39,8 @@ const ENTER_BACKOFF_MAX_MS = 60_000;
 export interface StartOptions {
   /** The input it is held for from the start. */
   forCall?: string | undefined;
+  /** That input's attempt: a start that times out says it, as a run's timeout does. */
+  attempt?: number | undefined;
   /** Told once the driver has asked its runtime to run it (see `ContainerSpec.starting`). */
   starting?: (() => void) | undefined;
   /** A prepared container (prepared-containers.ts): its ready line says so, since no input waits for it. */
@@ -403,7 +405,7 @@ export class ContainerStarter {
     bundle: BundleOnDisk,
     reservation: Reservation,
     deadline: number,
-    { forCall, starting, prepared = false }: StartOptions,
+    { forCall, attempt, starting, prepared = false }: StartOptions,
     mayResume: boolean,
   ): Promise<Worker> {
     const id = `ctr-${randomBytes(4).toString("hex")}`;
@@ -520,7 +522,7 @@ export class ContainerStarter {
     if (ready !== "ready") {
       const failure =
         ready === TIMED_OUT
-          ? startTimeout(worker, req, Math.round((deadline - startedAt) / 100) / 10)
+          ? startTimeout(worker, req, Math.round((deadline - startedAt) / 100) / 10, attempt)
           : exitFailure(worker, await container.exited, "while starting");
       await this.#o.scaleDown.retire(worker);
       throw snapshot && ready !== TIMED_OUT ? new RestoreFailed(snapshot.key, failure) : failure;

@@ -888,9 +888,11 @@ describe("the dispatcher, on fake containers", () => {
     const answer = await h.dispatcher.run(request("f", { timeoutSeconds: 0.3 }), BUNDLE);
     expect(answer.status).toBe("timed_out");
     expect(answer.error).toMatchObject({ code: "function_timeout" });
+    // Its attempt, as a run's timeout says it (before: neither in the message nor in details).
     expect(answer.error!.message).toBe(
-      `app.f timed out after 0.3 s while container ${h.driver.started[0]!.id} started: it did not say it was ready in time; ${STARTS_IN_TIMEOUT}`,
+      `app.f timed out after 0.3 s while container ${h.driver.started[0]!.id} started (attempt 1): it did not say it was ready in time; ${STARTS_IN_TIMEOUT}`,
     );
+    expect(answer.error!.details).toMatchObject({ attempt: 1 });
     expect(h.driver.started[0]!.exit).toEqual({ code: 137, oomKilled: false });
     expect(h.inventory.summary().memoryMiB.free).toBe(MEMORY_TOTAL_MIB);
   });

@@ -518,7 +518,7 @@ export class Dispatcher {
             this.#coldStarting.set(key, (this.#coldStarting.get(key) ?? 0) + 1);
             try {
               const worker = this.#pool.hold(
-                await this.#starter.start(req, key, bundle, reservation, deadline, { forCall: req.callId }),
+                await this.#starter.start(req, key, bundle, reservation, deadline, { forCall: req.callId, attempt: req.attempt }),
                 req.callId,
                 req.function,
               );
