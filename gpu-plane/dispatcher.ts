@@ -304,7 +304,9 @@ export class Dispatcher {
    * of `tandem serve`), there without the container's last log lines, which were printed already.
    */
   #failedHere(req: PlaneRunRequest, containerId: string | null, message: string, inOutput: boolean): void {
-    if (inOutput) this.#o.log(`[plane] ${req.callId}: ${firstLine(withoutLogTail(message))}`);
+    // Tagged as the container's own lines are, and as the gateway prints a call's system lines.
+    const tag = `[${req.app}.${req.function} ${req.callId}${containerId ? ` ${containerId}` : ""}] (system)`;
+    if (inOutput) this.#o.log(`${tag} ${firstLine(withoutLogTail(message))}`);
     this.#o.onLogLine?.({ app: req.app, function: req.function, callId: req.callId, containerId, source: "system", text: message });
   }
 

@@ -647,7 +647,9 @@ describe("failures are explained", () => {
     expect(err.message).toContain("timed out after 2 s");
     expect(err.details.timeoutSeconds).toBe(2); // as an edge function's timeout says it
     // Said in the plane's output (the terminal of `tandem serve`) as in the app's log.
-    await eventually(() => stack.planeOutput.some((l) => l.startsWith(`[plane] ${err.details.callId}: plane.tooSlow timed out after 2 s`)));
+    // Tagged as its container's lines are (before: `[plane] fc-…: …`).
+    const tag = `[plane.tooSlow ${err.details.callId} ${err.details.containerId}] (system)`;
+    await eventually(() => stack.planeOutput.some((l) => l.startsWith(`${tag} plane.tooSlow timed out after 2 s`)));
   });
 
   it("says the container ran out of memory, with its last log lines", async () => {

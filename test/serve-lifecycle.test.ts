@@ -207,9 +207,9 @@ it("leaves the keyed plane calls it stops to the ledger, which runs them again w
   first.process.kill("SIGTERM"); // rather than wait out the grace
   await exited;
   expect(await keyless).toBe(503); // serve's front door answered it as serve stopped
-  const stopped = [...first.output().matchAll(/\[plane\] (fc-\w+): \S+ container \S+ was stopped by the plane as tandem serve stopped during the call/g)].map(
-    (m) => m[1]!,
-  );
+  const stopped = [
+    ...first.output().matchAll(/\[\S+ (fc-\w+) ctr-\w+\] \(system\) \S+ container \S+ was stopped by the plane as tandem serve stopped during the call/g),
+  ].map((m) => m[1]!);
   const leftToLedger = [
     ...first.output().matchAll(/\[\S+ (fc-\w+)\] \(system\) attempt 1 was cut as plane pl-\w+ stopped with its gateway; its record stays/g),
   ].map((m) => m[1]!);
