@@ -33,6 +33,7 @@ const WORKERD = [
   "test/plane-restart.test.ts", // a plane started again where the gateway knew it, with the process runtime: no Docker
   "test/plane-process-mounts.test.ts", // a volume mount on a plane of the process runtime: no Docker
   "test/dashboard-removed.test.ts", // the dashboard's pages over HTTP, two versions of an app on one state: no browser
+  "test/dashboard-stores.test.ts", // the dashboard's stores page over HTTP: no browser
 ];
 const BROWSER = ["test/agent-example.test.ts", "test/dashboard.test.ts"];
 const DOCKER_BESIDE_CODE = ["gpu-plane/drivers/docker.test.ts", "gpu-plane/image-builder.test.ts"];

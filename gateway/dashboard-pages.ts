@@ -38,10 +38,12 @@ const icon = html`<link
 
 /**
  * The page around `body`; `live`: the URL of the page's event stream; `scope`: the viewer's, whose menu leaves out the
- * pages it would be refused (planes need admin, usage deploy).
+ * pages it would be refused (planes need admin, usage deploy, the stores a token for every app: `wholeGateway`).
  */
-export function layout(title: string, body: Html, options: { who?: string; scope?: TokenScope; live?: string } = {}): Html {
+export function layout(title: string, body: Html, options: { who?: string; scope?: TokenScope; wholeGateway?: boolean; live?: string } = {}): Html {
   const may = (needs: TokenScope) => options.scope === undefined || scopeAllows(options.scope, needs);
+  // The stores (volumes, dicts, queues) are the whole gateway's: a token for some apps only is refused them.
+  const stores = options.wholeGateway !== false ? html`<a href="${base}/stores">Stores</a>` : "";
   return html`<!doctype html>
     <html lang="en">
       <head>
@@ -58,7 +60,7 @@ export function layout(title: string, body: Html, options: { who?: string; scope
           <a class="brand" href="${base}/">Tandem</a>
           <nav>
             <a href="${base}/">Apps</a>${may("admin") ? html`<a href="${base}/planes">Planes</a>` : ""}<a href="${base}/schedules">Schedules</a
-            ><a href="${base}/agents">Agents</a>${may("deploy") ? html`<a href="${base}/usage">Usage</a>` : ""}
+            ><a href="${base}/agents">Agents</a>${stores}${may("deploy") ? html`<a href="${base}/usage">Usage</a>` : ""}
           </nav>
           ${
             options.who

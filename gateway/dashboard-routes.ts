@@ -84,7 +84,10 @@ import { knownPlanes } from "./plane-choice.js";
 import { usageFromPlanes } from "./plane-client.js";
 import { registry } from "./registry.js";
 import { schedulerFor } from "./scheduler.js";
-import { echoedText } from "../sdk/value-text.js";
+import { listDicts } from "./dicts.js";
+import { listQueues } from "./queues.js";
+import { listVolumes } from "./volumes.js";
+import { echoedText, formatBytes } from "../sdk/value-text.js";
 
 type Ctx = Context<RouteEnv>;
 
@@ -394,6 +397,63 @@ export function dashboardRoutes(): Hono<RouteEnv> {
   });
   routes.get("/agents/events", (c) => liveSection(c, "the agents page's live stream", "sessions", liveSessions, sessionsTable));
 
+  routes.get("/stores", async (c) => {
+    const principal = principalOf(c);
+    if (principal.apps !== null) {
+      const problem = html`<p class="problem">
+        The volumes, dicts and queues belong to the whole gateway; this token may reach only ${principal.apps.join(", ")}.
+      </p>`;
+      return c.html(layout("Stores", problem, viewer(c)), 403);
+    }
+    const [volumes, dicts, queues] = await Promise.all([listVolumes(c.env), listDicts(c.env), listQueues(c.env)]);
+    const byName = <T extends { name: string }>(list: T[]) => [...list].sort((a, b) => a.name.localeCompare(b.name));
+    const made = (at: number) => new Date(at).toISOString().replace(/\.\d+Z$/, "Z");
+    const body = html`<h2>Volumes</h2>
+      ${table(
+        ["name", "files", "size", "version", "made"],
+        byName(volumes).map(
+          (v) =>
+            html`<tr>
+              <td class="name">${v.name}</td>
+              <td>${v.files}</td>
+              <td>${formatBytes(v.bytes)}</td>
+              <td>${v.version}</td>
+              <td>${made(v.createdAt)}</td>
+            </tr>`,
+        ),
+        { empty: "No volumes." },
+      )}
+      <h2>Dicts</h2>
+      ${table(
+        ["name", "entries", "made"],
+        byName(dicts).map(
+          (d) =>
+            html`<tr>
+              <td class="name">${d.name}</td>
+              <td>${d.len}</td>
+              <td>${made(d.createdAt)}</td>
+            </tr>`,
+        ),
+        { empty: "No dicts." },
+      )}
+      <h2>Queues</h2>
+      ${table(
+        ["name", "waiting", "leased", "partitions", "made"],
+        byName(queues).map(
+          (q) =>
+            html`<tr>
+              <td class="name">${q.name}</td>
+              <td>${q.len}</td>
+              <td>${q.leased}</td>
+              <td>${q.partitions}</td>
+              <td>${made(q.createdAt)}</td>
+            </tr>`,
+        ),
+        { empty: "No queues." },
+      )}`;
+    return c.html(layout("Stores", body, viewer(c)));
+  });
+
   routes.get("/usage", async (c) => {
     const principal = principalOf(c);
     if (!mayUse(principal, "deploy")) {
@@ -463,7 +523,7 @@ export function dashboardRoutes(): Hono<RouteEnv> {
       throw new MethodNotAllowedError(`the dashboard's pages take GET, not ${c.req.method} (${base}/login also takes POST, ${base}/logout only POST)`);
     }
     throw new NotFoundError(
-      `the dashboard has no page ${c.req.path} (pages: ${base}/, ${base}/apps/<app>, ${base}/planes, ${base}/schedules, ${base}/agents, ${base}/usage)`,
+      `the dashboard has no page ${c.req.path} (pages: ${base}/, ${base}/apps/<app>, ${base}/planes, ${base}/schedules, ${base}/agents, ${base}/stores, ${base}/usage)`,
     );
   });
 
@@ -976,7 +1036,7 @@ function liveUrl(app: string, query: Record<string, string>): string {
 }
 
 /** Who is logged in, and their scope, for the page's header; none on a page answered before the guard knew (a bad token's 401). */
-function viewer(c: Ctx): { who?: string; scope?: TokenScope } {
+function viewer(c: Ctx): { who?: string; scope?: TokenScope; wholeGateway?: boolean } {
   const p = c.get("principal");
-  return p ? { who: `${p.name} (${p.scope}${p.apps ? `, ${p.apps.join(", ")}` : ""})`, scope: p.scope } : {};
+  return p ? { who: `${p.name} (${p.scope}${p.apps ? `, ${p.apps.join(", ")}` : ""})`, scope: p.scope, wholeGateway: p.apps === null } : {};
 }

@@ -17,6 +17,7 @@ import { Volume, type VolumeOptions } from "../volume.js";
 import { counted, progressBar } from "./progress.js";
 import { addCreateCommand } from "./create-command.js";
 import { listTime, style, visibleControls } from "./style.js";
+import { formatBytes } from "../value-text.js";
 
 type GatewayOpts = { gateway?: string; token?: string; env?: string };
 type Options = Omit<VolumeOptions, "createIfMissing">;
@@ -215,16 +216,4 @@ function formatEntry(e: VolumeEntry): string {
   // A name's line breaks and other controls as escapes: one entry, one line.
   const path = visibleControls(e.path);
   return `${mode}${rwx} ${String(e.size).padStart(12)}  ${listTime(e.mtime)}  ${e.type === "directory" ? style.bold(`${path}/`) : path}`;
-}
-
-function formatBytes(n: number): string {
-  if (n < 1024) return `${n} B`;
-  const units = ["KiB", "MiB", "GiB", "TiB"];
-  let value = n / 1024;
-  let unit = 0;
-  while (value >= 1024 && unit < units.length - 1) {
-    value /= 1024;
-    unit++;
-  }
-  return `${value.toFixed(1)} ${units[unit]}`;
 }
