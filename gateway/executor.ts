@@ -209,7 +209,10 @@ export async function execute(rc: RunContext, fn: RegisteredFunction, args: Call
         const status = !own ? "failed" : error instanceof FunctionTimeoutError ? "timed_out" : error instanceof CancelledError ? "cancelled" : "failed";
         // A timeout has its line already (above, or the plane's), and so has a container that failed (the plane's line
         // says it ran out of memory, crashed or was killed, with its container); any other failure's is the gateway's.
-        if (status === "failed" && !(own && error instanceof ContainerFailedError)) keepEdgeLine(rc, origin, "system", failedLine(error, attempt));
+        // A generator returned to a call is its caller's mistake, told to it (`tandem run` streams it then), not a failure.
+        const callersMistake = error.details?.returnedGenerator === true;
+        if (status === "failed" && !(own && error instanceof ContainerFailedError) && !callersMistake)
+          keepEdgeLine(rc, origin, "system", failedLine(error, attempt));
         return ended({ status, error, attempts: attempt });
       }
       if (!plane) (retried ??= []).push({ code: error.code, runMs: Date.now() - attemptAt });
@@ -255,7 +258,10 @@ async function attemptOnce(
       throw maskedError(callFailure(err, { callId }, mapStack), context.secretValues);
     }
     if (isGeneratorResult(value)) {
-      throw new InvalidRequestError(`${fn.app}.${fn.name} is a generator function; stream it with .remoteGen() (POST .../stream)`, { callId });
+      throw new InvalidRequestError(`${fn.app}.${fn.name} is a generator function; stream it with .remoteGen() (POST .../stream)`, {
+        callId,
+        returnedGenerator: true, // a function that returned one (a wrapper): `tandem run` streams it instead
+      });
     }
     // In wire form here, as a plane's runner sends it: a result the wire cannot carry fails the call, in either tier alike.
     try {

@@ -336,6 +336,33 @@ describe("tandem run", () => {
     }
   });
 
+  it("streams a function that returns a generator without being one (a wrapper), in either tier, as .remoteGen() does", async () => {
+    const dir = await mkdtemp(join(tmpdir(), "tandem-run-wrapper-"));
+    try {
+      await writeFile(
+        join(dir, "app.ts"),
+        [
+          'import { App } from "tandem";',
+          'const app = new App("wrapping");',
+          "async function* tokens(n: number) {",
+          "  for (let i = 0; i < n; i++) yield `t${i}`;",
+          "}",
+          "export const wrapped = app.function((n: number) => tokens(n));",
+          'export const wrappedPlane = app.function({ tier: "plane" }, (n: number) => tokens(n));',
+          "export default app;",
+          "",
+        ].join("\n"),
+      );
+      for (const fn of ["wrapped", "wrappedPlane"]) {
+        const { code, stdout, stderr } = await runCli(["run", `app.ts::${fn}`, "2"], { cwd: dir });
+        expect([code, stdout], stderr).toEqual([0, "t0\nt1\n"]); // before: 1, "… is a generator function; stream it with .remoteGen()"
+        expect(stderr).not.toContain("failed after 1 attempt"); // the call that found the generator is no failure of the function's
+      }
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
   it("notes, when a function that mounts a volume fails, that the run's volumes are its own, empty ones", async () => {
     const { code, stderr } = await runCli(["run", "test/fixtures/volume-plane-app.ts::get", "weights.bin"]);
     expect(code).toBe(1);

@@ -236,7 +236,10 @@ export async function runFunctions(
       const value = isThenable(returned) ? await returned : returned;
       const iterable = isGeneratorResult(value) ? value : undefined;
       if (!input.stream) {
-        if (iterable) throw new InvalidRequestError(`${app.name}.${input.function} is a generator function; stream it with .remoteGen() (POST .../stream)`);
+        if (iterable)
+          throw new InvalidRequestError(`${app.name}.${input.function} is a generator function; stream it with .remoteGen() (POST .../stream)`, {
+            returnedGenerator: true, // as at the edge (gateway/executor.ts)
+          });
         send({ t: "output", callId: input.callId, status: "succeeded", result: encodeResult(value, `${app.name}.${input.function}`) });
         return;
       }

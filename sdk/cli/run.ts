@@ -14,7 +14,7 @@ import { existsSync } from "node:fs";
 import { cp, mkdir, readdir, rm } from "node:fs/promises";
 import { join } from "node:path";
 import { processAlive } from "../credentials.js";
-import { InvalidOptionsError } from "../errors.js";
+import { InvalidOptionsError, InvalidRequestError } from "../errors.js";
 import { checkCallArguments } from "../arguments.js";
 import { didYouMean } from "../nearest-name.js";
 import { HttpInvoker } from "../client.js";
@@ -313,7 +313,16 @@ export async function runOnce(target: string, rawArgs: string[], config: CliConf
       return 0;
     }
     trace("run: call sent");
-    const result = await invoker.call(app.name, fn, args);
+    let result: unknown;
+    try {
+      result = await invoker.call(app.name, fn, args);
+    } catch (err) {
+      // A function that returned a generator without being a generator function (a wrapper of one): it streams, as
+      // `.remoteGen()` streams it.
+      if (!(err instanceof InvalidRequestError && err.details?.returnedGenerator === true)) throw err;
+      for await (const chunk of invoker.stream(app.name, fn, args)) console.log(chunkLine(chunk, options.json ?? false));
+      return 0;
+    }
     trace("run: call answered");
     await settled(); // the lines it printed first, then what it answered
     if (options.json) {
