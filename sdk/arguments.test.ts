@@ -109,4 +109,19 @@ describe("arguments the wire can carry", () => {
     expect(() => checkSendable([{ a: [, Symbol("s")] }])).toThrow("argument 1 (at .a[1]) is a symbol, which a call cannot carry");
     /* eslint-enable no-sparse-arrays */
   });
+
+  it("look into a shared or cyclic value once, not once a path (before: 2³² steps for an array holding itself twice)", () => {
+    const twice: unknown[] = [];
+    twice.push(twice, twice);
+    expect(() => checkSendable([twice])).not.toThrow(); // before: this thread held for good
+    // 30 levels, each holding the next twice: 2³⁰ paths to the bottom, where a function is, found by the first path.
+    let level: unknown = { f: () => 1 };
+    for (let i = 0; i < 30; i++) level = [level, level];
+    expect(unsendableIn(level)).toEqual({ kind: "function", path: `${"[0]".repeat(30)}.f` });
+    // One met first too deep to look into, then nearer the top, is looked into again from there.
+    const deep: unknown = { g: () => 2 };
+    let chain: unknown = deep;
+    for (let i = 0; i < 40; i++) chain = [chain];
+    expect(unsendableIn({ far: chain, near: deep })).toEqual({ kind: "function", path: ".near.g" });
+  });
 });

@@ -201,10 +201,18 @@ export function checkSendable(args: readonly unknown[]): void {
   });
 }
 
-/** Where in `value` a function or a symbol is (a path such as `.a[2]`, "" for `value` itself), and which. */
-export function unsendableIn(value: unknown, depth = 0): { kind: string; path: string } | undefined {
+/**
+ * Where in `value` a function or a symbol is (a path such as `.a[2]`, "" for `value` itself), and which. An object
+ * met again (a shared reference, a cycle) is looked into again only from nearer the top than before (`seen`, its
+ * least depth so far): each of its paths looked into afresh, a value of 32 levels each holding the next twice took
+ * 2³² steps, holding a gateway's thread for good.
+ */
+export function unsendableIn(value: unknown, depth = 0, seen = new Map<object, number>()): { kind: string; path: string } | undefined {
   if (typeof value === "function" || typeof value === "symbol") return { kind: typeof value, path: "" };
   if (typeof value !== "object" || value === null || depth >= SENDABLE_DEPTH) return undefined;
+  const before = seen.get(value);
+  if (before !== undefined && before <= depth) return undefined;
+  seen.set(value, depth);
   // Array.from, not map: a hole is read as undefined, as it travels (map would keep it, an entry missing).
   const entries: [string, unknown][] = Array.isArray(value)
     ? Array.from(value, (v, i) => [`[${i}]`, v])
@@ -216,7 +224,7 @@ export function unsendableIn(value: unknown, depth = 0): { kind: string; path: s
           ? Object.entries(value).map(([k, v]) => [`.${k}`, v])
           : [];
   for (const [step, inner] of entries) {
-    const found = unsendableIn(inner, depth + 1);
+    const found = unsendableIn(inner, depth + 1, seen);
     if (found) return { kind: found.kind, path: `${step}${found.path}` };
   }
   return undefined;

@@ -22,7 +22,7 @@ import {
 } from "../sdk/index.js";
 import { API_LIMITS } from "../sdk/defaults.js";
 import { CALL_BODY_NOTE } from "../sdk/errors.js";
-import { DASHBOARD, ROUTE_METHODS, ROUTES, type LogLine } from "../sdk/protocol.js";
+import { DASHBOARD, ROUTE_METHODS, ROUTES, decodeValue, type LogLine } from "../sdk/protocol.js";
 import { ADMIN_TOKEN, authed, eventually, startTestGateway, streamThenDrop, type TestGateway } from "./helpers/gateway.js";
 
 const APP = new URL("./fixtures/edge-app.ts", import.meta.url).pathname;
@@ -1138,6 +1138,17 @@ describe("deep JSON", () => {
       expect(JSON.parse(text).error.message).toContain('"meta" rebuilds "args" more than 512 levels deep');
       expectNoInternals(text);
     }
+  });
+
+  it("carries back an argument that holds itself twice, at once, and answers on (before: the result's check took 2³² steps, the gateway answering nothing)", async () => {
+    const body = JSON.stringify({ args: [[1, 2]], meta: { referentialEqualities: { "0": ["0.0", "0.1"] }, v: 1 } });
+    const res = await post("/v1/apps/edge/functions/echo/call", body);
+    expect(res.status).toBe(200);
+    const answer = (await res.json()) as { result: unknown; meta: unknown };
+    const [[back]] = decodeValue(answer.result, answer.meta) as [[unknown[]]];
+    expect(back[0]).toBe(back);
+    expect(back[1]).toBe(back);
+    expect((await fetch(`${gw.url}/v1/health`)).status).toBe(200);
   });
 
   it("still carries a value nested within the limit, both ways", async () => {
