@@ -15,6 +15,7 @@ import { FrontDoor, endpointBodyLimits, endpointsAskingToken, webMounts } from "
 import { HUNG_REQUEST } from "../sdk/cli/workerd.js";
 import { CALL_BODY_NOTE, unsignedPlaneRequest } from "../sdk/errors.js";
 import { HEADERS } from "../sdk/protocol.js";
+import { VOLUME_LIMITS } from "../sdk/defaults.js";
 import { ADMIN_TOKEN, authed, eventually, startTestGateway, type TestGateway } from "./helpers/gateway.js";
 
 const LIMIT = 1024 * 1024;
@@ -109,6 +110,23 @@ describe("the front door of tandem serve", () => {
     expect(put.status).toBe(200);
     const got = await fetch(new URL("/v1/volumes/through/file?path=big.bin", doorUrl), { headers: auth });
     expect((await got.arrayBuffer()).byteLength).toBe(3 * LIMIT);
+  });
+
+  it("answers 413 to a volume block over a block's limit, every time, not a 502 (its limit is below the gateway's)", async () => {
+    const auth = { authorization: `Bearer ${ADMIN_TOKEN}` };
+    expect((await fetch(new URL("/v1/volumes", doorUrl), { method: "POST", headers: auth, body: JSON.stringify({ name: "blocky" }) })).status).toBe(201);
+    const over = new Uint8Array(VOLUME_LIMITS.blockBytes + 1);
+    const hash = createHash("sha256").update(over).digest("hex");
+    const seen: string[] = [];
+    for (let i = 0; i < 6; i++) {
+      const res = await fetch(new URL(`/v1/volumes/blocky/blocks/${hash}`, doorUrl), { method: "PUT", headers: auth, body: over });
+      const { error } = (await res.json()) as { error: { code: string; message: string } };
+      seen.push(`${res.status} ${error.code} ${error.message}`);
+    }
+    // Before: mostly 502 gateway_unreachable ("write ECONNRESET, while the request's body was still being sent").
+    expect(new Set(seen)).toEqual(
+      new Set([`413 payload_too_large request body is larger than ${VOLUME_LIMITS.blockBytes} bytes, the most a volume block holds`]),
+    );
   });
 
   it("lets a deployment's file larger than the gateway's body limit through: its route keeps its own limit", async () => {

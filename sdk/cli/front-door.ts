@@ -612,6 +612,9 @@ export class FrontDoor {
   #bodyLimit(url: string): BodyLimit {
     const key = endpointKey(url);
     // A volume file's upload streams up to the largest file; the gateway holds each volume route to its own limit.
+    // A block is held to its own, smaller one: one past it refused here, as the gateway would before reading it (when
+    // the gateway refused it, the connection it closed mid-body read as a 502 of an unreachable gateway).
+    if (VOLUME_BLOCK_PATH.test(url)) return { maxBytes: VOLUME_LIMITS.blockBytes, whose: "a volume block holds" };
     if (key === "/v1/volumes") return { maxBytes: VOLUME_LIMITS.maxFileBytes, whose: "a volume holds in one file" };
     // So does a deployment's file (a plane bundle may be larger than a call's body): its route reads up to its own limit.
     if (DEPLOYMENT_FILE_PATH.test(url)) return { maxBytes: DEPLOY_LIMITS.maxFileBytes, whose: "a deployment's file holds" };
@@ -778,6 +781,8 @@ function needsToken(req: http.IncomingMessage): boolean {
 /** The first two segments of a request's path, `/<app>/<label>` for a web endpoint (`/v1/volumes` for a volume route). */
 /** `PUT /v1/apps/:app/deployments/files/:hash` (`ROUTES.deploymentFile`), whatever its query. */
 const DEPLOYMENT_FILE_PATH = /^\/v1\/apps\/[^/?#]+\/deployments\/files\/[^/?#]+(?:[?#]|$)/;
+/** `PUT /v1/volumes/:volume/blocks/:hash` (`ROUTES.volumeBlock`), not `…/blocks/missing`, whatever its query. */
+const VOLUME_BLOCK_PATH = /^\/v1\/volumes\/[^/?#]+\/blocks\/(?!missing(?:[?#]|$))[^/?#]+(?:[?#]|$)/;
 const CALL_BODY_PATH = /^\/v1\/apps\/[^/?#]+\/functions\/[^/?#]+\/(?:call|spawn|map)(?:[?#]|$)/;
 
 /**
