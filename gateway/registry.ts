@@ -135,7 +135,8 @@ export class AppRegistry {
       // A class's name alone (`Model`): its methods are its functions (`Model.predict`), called with its parameters first.
       const methods = [...fns.keys()].filter((f) => f.startsWith(`${name}.`));
       const hint = methods.length ? `; "${name}" is a class: call one of its methods, ${methods.map((m) => `"${m}"`).join(", ")}` : "";
-      throw new NotFoundError(`app "${appName}" has no function "${name}" (functions: ${[...fns.keys()].join(", ") || "none"})${hint}`, {
+      // The name echoed as an unknown app's is (`echoedText`: cut past 80 characters, marks that reorder text escaped).
+      throw new NotFoundError(`app "${appName}" has no function ${echoedText(name)} (functions: ${[...fns.keys()].join(", ") || "none"})${hint}`, {
         app: appName,
         function: name,
       });

@@ -770,6 +770,10 @@ describe("bad input", () => {
       .catch((e) => e);
     expect(err).toBeInstanceOf(NotFoundError);
     expect(err.message).toContain('app "edge" has no function "ghostly"');
+    // A long name is echoed cut, as an unknown app's is (before: all 300 characters of it).
+    const long = await post(`/v1/apps/edge/functions/${"g".repeat(300)}/call`, "{}");
+    expect(long.status).toBe(404);
+    expect(((await long.json()) as any).error.message).toContain(`app "edge" has no function "${"g".repeat(80)}…" (functions: `);
     // Named as routed: the URL parser's normalised path ("/v1/apps/ghost") is a route, and would say there is none.
     const dotted = await rawGet("/v1/apps/edge/%2e%2e/ghost");
     expect([dotted.status, JSON.parse(dotted.body).error.message]).toEqual([404, "no such API route: GET /v1/apps/edge/../ghost (see docs/api.md)"]);
