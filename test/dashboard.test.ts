@@ -776,7 +776,18 @@ describe("the dashboard", () => {
     const phone = await browser.newContext({ viewport: { width: 390, height: 844 }, deviceScaleFactor: 2, isMobile: true });
     await phone.addCookies((await admin.cookies()).map((c) => ({ ...c })));
     const page = await phone.newPage();
-    for (const path of ["/", "/apps/shop", "/apps/shop/calls", "/apps/shop/functions/checkout", `/calls/${id}`, "/usage", "/planes", "/schedules", "/agents", "/stores"]) {
+    for (const path of [
+      "/",
+      "/apps/shop",
+      "/apps/shop/calls",
+      "/apps/shop/functions/checkout",
+      `/calls/${id}`,
+      "/usage",
+      "/planes",
+      "/schedules",
+      "/agents",
+      "/stores",
+    ]) {
       await page.goto(`${gateway.url}${DASHBOARD.base}${path}`);
       const { scroll, inner } = await page.evaluate(() => ({ scroll: document.documentElement.scrollWidth, inner: window.innerWidth }));
       expect(scroll, path).toBeLessThanOrEqual(inner);
